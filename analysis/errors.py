@@ -1,0 +1,21 @@
+"""Errors raised by the analysis library (leaves of controller.errors.PricelabError)."""
+
+from __future__ import annotations
+
+from controller.errors import PricelabError
+
+
+class AnalysisError(PricelabError):
+    """Root of analysis errors."""
+
+
+class PanelError(AnalysisError, ValueError):
+    """A panel fails validation at the door; the message says what to fix."""
+
+
+class InferenceError(AnalysisError, ValueError):
+    """A variance method is invalid for this data (e.g. jackknife with one treated unit)."""
+
+
+class ConvergenceError(AnalysisError):
+    """An iterative solver did not converge within its budget."""

@@ -1,0 +1,39 @@
+"""The sklearn-shaped estimator contract.
+
+``__init__`` only stores its arguments; ``fit(panel)`` computes and stores the result in
+``result_`` (plus any learned state in trailing-underscore attributes) and returns ``self``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar, Self
+
+from analysis.panel import Panel
+from analysis.results import EstimateResult
+
+
+class PanelEstimator(ABC):
+    """Base class: subclasses implement ``_fit(panel) -> EstimateResult``."""
+
+    #: short method id used by the CLI, the worker and published estimates ("did", "sdid", ...)
+    name: ClassVar[str]
+
+    result_: EstimateResult
+
+    def fit(self, panel: Panel) -> Self:
+        self.result_ = self._fit(panel)
+        return self
+
+    @abstractmethod
+    def _fit(self, panel: Panel) -> EstimateResult: ...
+
+    @property
+    def result(self) -> EstimateResult:
+        try:
+            return self.result_
+        except AttributeError:
+            raise AttributeError(f"{type(self).__name__} is not fitted; call fit(panel) first.") from None
+
+    def get_params(self) -> dict[str, object]:
+        return {k: v for k, v in vars(self).items() if not k.endswith("_")}

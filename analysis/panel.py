@@ -1,0 +1,258 @@
+"""The panel: units x periods outcome and treatment matrices, validated at the door.
+
+A ``Panel`` holds everything an estimator may use:
+
+- ``Y`` (N x T float): outcomes; NaN only where ``blackout`` or ``~observed`` is set;
+- ``W`` (N x T bool): treatment actually in force;
+- ``blackout`` (N x T bool): cells excluded from analysis (washout, operator freeze);
+- ``probability`` (N x T float or None): design probability that W = 1, when the design knows it;
+- ``covariates`` (DataFrame indexed by unit, or None);
+- ``units`` and ``times``: the labels of rows and columns, times sorted ascending.
+
+Build it from a long DataFrame with :meth:`Panel.from_long`. Every problem is a
+``PanelError`` with a sentence the user can act on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pandas as pd
+
+from analysis.errors import PanelError
+
+
+@dataclass(frozen=True, eq=False)
+class Panel:
+    Y: np.ndarray
+    W: np.ndarray
+    units: np.ndarray
+    times: np.ndarray
+    blackout: np.ndarray
+    probability: np.ndarray | None = None
+    covariates: pd.DataFrame | None = None
+
+    def __post_init__(self) -> None:
+        Y = np.asarray(self.Y, dtype=float)
+        W = np.asarray(self.W).astype(bool)
+        B = np.asarray(self.blackout).astype(bool)
+        object.__setattr__(self, "Y", Y)
+        object.__setattr__(self, "W", W)
+        object.__setattr__(self, "blackout", B)
+        if Y.ndim != 2:
+            raise PanelError(f"Y must be a units x periods matrix; got {Y.ndim} dimension(s).")
+        N, T = Y.shape
+        if W.shape != (N, T) or B.shape != (N, T):
+            raise PanelError(
+                f"Y is {N}x{T} but W is {W.shape[0]}x{W.shape[1]} and blackout is "
+                f"{B.shape[0]}x{B.shape[1]}; all three must have the same shape."
+            )
+        if len(self.units) != N or len(self.times) != T:
+            raise PanelError(
+                f"{len(self.units)} unit labels and {len(self.times)} period labels "
+                f"do not match a {N}x{T} outcome matrix."
+            )
+        if N < 2 or T < 2:
+            raise PanelError(f"A panel needs at least 2 units and 2 periods; got {N}x{T}.")
+        bad = ~np.isfinite(Y) & ~B
+        if bad.any():
+            i, t = np.argwhere(bad)[0]
+            raise PanelError(
+                f"Outcome is missing or not finite for unit {self.units[i]!r} at period "
+                f"{self.times[t]!r} ({int(bad.sum())} cell(s) in all) outside blackout; "
+                "fill it, drop the unit, or mark the cell as blackout."
+            )
+        if self.probability is not None:
+            P = np.asarray(self.probability, dtype=float)
+            if P.shape != (N, T):
+                raise PanelError("probability must have the same shape as Y.")
+            if np.any((P < 0) | (P > 1) | ~np.isfinite(P)):
+                raise PanelError("probability must lie in [0, 1] in every cell.")
+            object.__setattr__(self, "probability", P)
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_long(
+        cls,
+        df: pd.DataFrame,
+        *,
+        unit: str,
+        time: str,
+        outcome: str,
+        treated: str,
+        blackout: str | None = None,
+        probability: str | None = None,
+        covariates: Sequence[str] = (),
+    ) -> Panel:
+        """Pivot a long table (one row per unit and period) into a validated panel."""
+        needed = [unit, time, outcome, treated]
+        needed += [c for c in (blackout, probability) if c is not None]
+        needed += list(covariates)
+        missing = [c for c in needed if c not in df.columns]
+        if missing:
+            raise PanelError(
+                f"Column(s) {missing} not found; the table has {list(df.columns)}."
+            )
+        if df.empty:
+            raise PanelError("The table has no rows.")
+        dup = df.duplicated([unit, time])
+        if dup.any():
+            row = df.loc[dup, [unit, time]].iloc[0]
+            raise PanelError(
+                f"Unit {row[unit]!r} appears more than once at period {row[time]!r}; "
+                "aggregate to one row per unit and period first."
+            )
+        y = pd.to_numeric(df[outcome], errors="coerce")
+        if (y.isna() & df[outcome].notna()).any():
+            raise PanelError(f"Outcome column {outcome!r} has non-numeric values.")
+        w_raw = pd.to_numeric(df[treated], errors="coerce")
+        if w_raw.isna().any() or not w_raw.isin([0, 1]).all():
+            raise PanelError(f"Treatment column {treated!r} must be 0/1 (or boolean) in every row.")
+        units = np.array(sorted(df[unit].unique(), key=_sort_key))
+        times = np.array(sorted(df[time].unique(), key=_sort_key))
+        n_expected = len(units) * len(times)
+        if len(df) != n_expected:
+            raise PanelError(
+                f"The panel is unbalanced: {len(df)} rows for {len(units)} units x "
+                f"{len(times)} periods ({n_expected} expected). Add the missing unit-periods "
+                "(with blackout set if they carry no data)."
+            )
+        frame = df.assign(_y=y.astype(float), _w=w_raw.astype(int))
+        Y = frame.pivot(index=unit, columns=time, values="_y").reindex(index=units, columns=times)
+        W = frame.pivot(index=unit, columns=time, values="_w").reindex(index=units, columns=times)
+        if blackout is not None:
+            b = frame[blackout].astype(bool)
+            B = (
+                frame.assign(_b=b)
+                .pivot(index=unit, columns=time, values="_b")
+                .reindex(index=units, columns=times)
+                .to_numpy(dtype=bool)
+            )
+        else:
+            B = np.zeros(Y.shape, dtype=bool)
+        P = None
+        if probability is not None:
+            P = (
+                frame.pivot(index=unit, columns=time, values=probability)
+                .reindex(index=units, columns=times)
+                .to_numpy(dtype=float)
+            )
+        X = None
+        if covariates:
+            per_unit = frame.groupby(unit)[list(covariates)].nunique()
+            varying = [c for c in covariates if (per_unit[c] > 1).any()]
+            if varying:
+                raise PanelError(
+                    f"Covariate(s) {varying} vary within a unit; unit covariates must be constant."
+                )
+            X = frame.groupby(unit)[list(covariates)].first().reindex(units)
+        return cls(
+            Y=Y.to_numpy(dtype=float),
+            W=W.to_numpy(dtype=int).astype(bool),
+            units=units,
+            times=times,
+            blackout=B,
+            probability=P,
+            covariates=X,
+        )
+
+    # ------------------------------------------------------------------ views
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.Y.shape  # type: ignore[return-value]
+
+    @property
+    def n_units(self) -> int:
+        return int(self.Y.shape[0])
+
+    @property
+    def n_periods(self) -> int:
+        return int(self.Y.shape[1])
+
+    @property
+    def usable(self) -> np.ndarray:
+        """Cells that may enter an estimate (not in blackout)."""
+        return ~self.blackout
+
+    @property
+    def treated_units(self) -> np.ndarray:
+        """Boolean mask of units treated in at least one usable period."""
+        return np.asarray((self.W & self.usable).any(axis=1))
+
+    @property
+    def is_block(self) -> bool:
+        """True for a block design: treated units all switch on at one period and stay on."""
+        tr = self.treated_units
+        if not tr.any() or tr.all():
+            return False
+        first = self.W[tr].argmax(axis=1)
+        if len(set(first.tolist())) != 1:
+            return False
+        t0 = int(first[0])
+        return bool(self.W[tr, t0:].all() and not self.W[tr, :t0].any() and not self.W[~tr].any())
+
+    def block_structure(self) -> tuple[int, int]:
+        """(number of control units N0, number of pre-periods T0) for a block design.
+
+        Raises PanelError if the design is not a block design, or a treated unit has no
+        pre-period. Estimators that need this order units control-first via
+        :meth:`sorted_for_block`.
+        """
+        if not self.is_block:
+            raise PanelError(
+                "This estimator needs a block design: every treated unit switches on at the "
+                "same period and stays treated, and control units are never treated."
+            )
+        tr = self.treated_units
+        t0 = int(self.W[tr].argmax(axis=1)[0])
+        if t0 == 0:
+            raise PanelError("Treated units have no pre-treatment period; nothing to compare.")
+        return int((~tr).sum()), t0
+
+    def sorted_for_block(self) -> Panel:
+        """The same panel with control units first (stable order), as block estimators expect."""
+        order = np.argsort(self.treated_units, kind="stable")
+        return self.take_units(order)
+
+    def take_units(self, idx: np.ndarray) -> Panel:
+        idx = np.asarray(idx)
+        cov = None if self.covariates is None else self.covariates.iloc[idx]
+        return replace(
+            self,
+            Y=self.Y[idx],
+            W=self.W[idx],
+            units=self.units[idx],
+            blackout=self.blackout[idx],
+            probability=None if self.probability is None else self.probability[idx],
+            covariates=cov,
+        )
+
+    def with_outcome(self, Y: np.ndarray) -> Panel:
+        return replace(self, Y=np.asarray(Y, dtype=float))
+
+    def with_treatment(self, W: np.ndarray) -> Panel:
+        return replace(self, W=np.asarray(W).astype(bool))
+
+    def to_long(self) -> pd.DataFrame:
+        N, T = self.shape
+        out = pd.DataFrame(
+            {
+                "unit": np.repeat(self.units, T),
+                "time": np.tile(self.times, N),
+                "outcome": self.Y.ravel(),
+                "treated": self.W.ravel().astype(int),
+                "blackout": self.blackout.ravel(),
+            }
+        )
+        if self.probability is not None:
+            out["probability"] = self.probability.ravel()
+        return out
+
+
+def _sort_key(v: object) -> tuple[int, object]:
+    # numbers before strings, each in natural order, so mixed labels still sort
+    if isinstance(v, int | float | np.integer | np.floating):
+        return (0, float(v))  # type: ignore[arg-type]
+    return (1, str(v))

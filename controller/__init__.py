@@ -1,0 +1,1 @@
+"""Experiment domain: specs, designs, schedules, blackout windows, triggers and the Redis store."""
