@@ -1,0 +1,76 @@
+"""Period boundaries in the experiment's time zone.
+
+Periods are laid on the local wall clock: daily periods start at local midnight, so a
+23-hour or 25-hour DST day is exactly one period; sub-day periods start at local multiples
+of their length after midnight. Period 0 is the period that contains ``spec.start``.
+All returned datetimes are aware and in UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from controller.spec import ExperimentSpec
+
+_DAY = timedelta(days=1)
+
+
+def _local_wall(zone: ZoneInfo, d: date, offset: timedelta) -> datetime:
+    """UTC instant of local wall time d 00:00 + offset; a wall time skipped by DST maps forward."""
+    naive = datetime.combine(d, time(0)) + offset
+    aware = naive.replace(tzinfo=zone)
+    # round-trip through UTC: a nonexistent local time is normalised to the instant after the gap
+    return aware.astimezone(UTC)
+
+
+def _anchor(spec: ExperimentSpec) -> date:
+    return spec.start.astimezone(spec.zone).date()
+
+
+def period_start(spec: ExperimentSpec, k: int) -> datetime:
+    """UTC start of period k (k may be negative, for periods before the experiment)."""
+    zone = spec.zone
+    if spec.period >= _DAY:
+        days = spec.period // _DAY
+        return _local_wall(zone, _anchor(spec) + timedelta(days=k * days), timedelta(0))
+    per_day = _DAY // spec.period
+    day, slot = divmod(k, per_day)
+    return _local_wall(zone, _anchor(spec) + timedelta(days=day), slot * spec.period)
+
+
+def period_bounds(spec: ExperimentSpec, k: int) -> tuple[datetime, datetime]:
+    return period_start(spec, k), period_start(spec, k + 1)
+
+
+def period_index(spec: ExperimentSpec, ts: datetime) -> int:
+    """Index of the period containing instant ``ts`` (aware)."""
+    if ts.tzinfo is None:
+        raise ValueError("timestamps must be timezone-aware")
+    local = ts.astimezone(spec.zone)
+    days = (local.date() - _anchor(spec)).days
+    if spec.period >= _DAY:
+        k = days // (spec.period // _DAY)
+    else:
+        per_day = _DAY // spec.period
+        since_midnight = timedelta(hours=local.hour, minutes=local.minute, seconds=local.second)
+        k = days * per_day + since_midnight // spec.period
+    # the wall-clock guess can be off by one around DST shifts; settle it on UTC instants
+    while ts < period_start(spec, k):
+        k -= 1
+    while ts >= period_start(spec, k + 1):
+        k += 1
+    return k
+
+
+def first_period(spec: ExperimentSpec) -> int:
+    return 0
+
+
+def last_period(spec: ExperimentSpec) -> int:
+    """Index of the last period that starts before ``spec.end``."""
+    return period_index(spec, spec.end - timedelta(microseconds=1))
+
+
+def n_periods(spec: ExperimentSpec) -> int:
+    return last_period(spec) + 1
