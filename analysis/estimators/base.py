@@ -2,6 +2,21 @@
 
 ``__init__`` only stores its arguments; ``fit(panel)`` computes and stores the result in
 ``result_`` (plus any learned state in trailing-underscore attributes) and returns ``self``.
+
+Keyword convention (used by ``pricelab analyze`` and the analysis worker): every estimator's
+``__init__`` accepts ``se: str | None = None`` and ``seed: int | None = None``.
+
+- ``se`` names the variance method (``"placebo"``, ``"jackknife"``, ``"bootstrap"``,
+  ``"time_placebo"``, ``"cluster"``, ``"none"``, or a method of the estimator's own such as
+  ``"randomization"``); ``None`` means the estimator's documented default. An unknown name is a
+  ``ValueError``; a method that is invalid for the data (jackknife with one treated unit,
+  placebo with no more controls than treated units) raises ``analysis.errors.InferenceError``
+  from ``fit`` with a sentence saying why and what to use instead.
+- ``seed`` seeds every random draw the estimator makes (placebo/bootstrap replications,
+  cross-validation folds), so the same seed gives the same result; ``None`` means a fixed default.
+
+The chosen method is reported in ``result_.se_method``. Shared variance algorithms live in
+:mod:`analysis.inference`.
 """
 
 from __future__ import annotations
