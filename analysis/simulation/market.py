@@ -1,0 +1,559 @@
+"""A seeded market of products whose daily demand responds to a price-change treatment.
+
+The simulator is the ground truth for pricelab's designs and estimators: everything that an
+estimator is supposed to recover (the per-product lag-m effect, the spillover parameter, the
+expected untreated demand) is computed exactly from the model and returned beside the draws.
+
+Model (log scale, product i, day t, see docs/simulator.md for parameters and defaults)::
+
+    log mu0_it = log level_i + trend_i * t + log weekly[dow(t)] + common_t + category_{c(i),t}
+                 + ar_it + undercut_effect * undercut_fraction_it
+    log mu_it  = log mu0_it + lift_i * sum_{l=0..m} decay**l * W_{i,t-l} + spillover * s_it
+    lift_i     = elasticity_i * log(1 + price_change) + sum_k effect_modifiers[k] * z_ik
+    Y_it       ~ Poisson(mu_it * G_it) + outlier_it * Poisson(outlier_scale * mu0_it * L_it)
+
+with ``G ~ Gamma(r, 1/r)`` (negative-binomial counts; ``G = 1`` for Poisson), ``s_it`` the share
+of i's substitutes treated on day t, ``z`` standardised characteristics, ``L`` a Lomax draw and
+``outlier_it ~ Bernoulli(outlier_probability)``. Latent terms (shocks, AR deviations, undercut
+episodes) are drawn from seed-and-day keyed streams, so they do not depend on the assignment and
+any day can be recomputed in any order: the same seed and arms give the same outcomes.
+
+Ground truth reported per product-day:
+
+- ``expected_units_control``: E[Y | never treated] (the 0-path; includes the expected spike);
+- ``direct_effect``: E[Y | i treated today and the last m days, substitutes in control]
+  - E[Y | i in control today and the last m days, substitutes in control];
+- ``true_effect``: the same lag-m contrast with *every* product switched together (the global
+  effect of the price policy). It equals ``direct_effect`` without spillover; with spillover it
+  adds the substitutes' effect, which is what a market-wide price change would realise.
+
+The switchback framework with carryover of order m follows Bojinov, Simchi-Levi & Zhao,
+"Design and analysis of switchback experiments", Management Science (2023).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import networkx as nx
+import numpy as np
+import pandas as pd
+from scipy import sparse
+
+from analysis.simulation.config import CHARACTERISTICS, MarketConfig
+
+__all__ = ["DayOutcome", "Market", "MarketConfig"]
+
+_CATEGORY_NAMES = (
+    "phones",
+    "laptops",
+    "headphones",
+    "tablets",
+    "cameras",
+    "speakers",
+    "watches",
+    "chargers",
+    "monitors",
+    "keyboards",
+    "printers",
+    "routers",
+)
+
+# Stream keys of the seeded generators; one independent stream per purpose and day.
+_S_PRODUCTS, _S_SHOCKS, _S_AR, _S_UNDERCUT, _S_COUNTS = 0, 1, 2, 3, 4
+
+
+@dataclass(frozen=True, eq=False)
+class DayOutcome:
+    """One simulated day for every product (arrays in ``Market.product_ids`` order)."""
+
+    day: int
+    units: np.ndarray  # int, realised units sold
+    price: np.ndarray  # float, price in force today
+    revenue: np.ndarray  # float, units * price
+    treated: np.ndarray  # bool, arm in force today
+    expected_units: np.ndarray  # E[Y | the given arms history]
+    expected_units_control: np.ndarray  # E[Y | never treated]
+    true_effect: np.ndarray  # lag-m effect, all products switched together
+    direct_effect: np.ndarray  # lag-m effect of the product alone (substitutes in control)
+    outlier: np.ndarray  # bool, a demand spike was added today
+
+
+class Market:
+    """A seeded market: products, substitutes graph, daily demand and event streams.
+
+    ``Market(cfg, seed)`` is deterministic: two markets with the same config and seed produce
+    the same products, the same latent demand and (given the same arms) the same outcomes.
+    """
+
+    def __init__(self, cfg: MarketConfig | None = None, seed: int = 0) -> None:
+        if not isinstance(seed, int | np.integer) or seed < 0:
+            raise ValueError(f"seed must be a non-negative integer; got {seed!r}")
+        self.cfg = cfg if cfg is not None else MarketConfig()
+        self.seed = int(seed)
+        self._tz = ZoneInfo(self.cfg.timezone)
+        self._build_products()
+        self._build_substitutes()
+        weekly = np.log(np.asarray(self.cfg.weekly_profile, dtype=float))
+        self._log_weekly = weekly - weekly.mean()
+        self._carry_weights = self.cfg.carryover_decay ** np.arange(self.cfg.carryover_order + 1)
+        self._ar_cache: list[np.ndarray] = []
+        prof = np.asarray(self.cfg.intraday_profile, dtype=float)
+        self._intraday = prof / prof.sum()
+
+    # ------------------------------------------------------------------ construction
+    def _rng(self, stream: int, day: int = 0) -> np.random.Generator:
+        return np.random.default_rng([self.seed, stream, day])
+
+    def _build_products(self) -> None:
+        cfg = self.cfg
+        rng = self._rng(_S_PRODUCTS)
+        n, k = cfg.n_products, cfg.n_categories
+        cat = rng.permutation(np.arange(n) % k)
+        names = [
+            _CATEGORY_NAMES[j] if j < len(_CATEGORY_NAMES) else f"category{j + 1:02d}"
+            for j in range(k)
+        ]
+        cat_price = np.exp(rng.uniform(np.log(cfg.price_min), np.log(cfg.price_max), size=k))
+        base_price = np.maximum(np.round(cat_price[cat] * np.exp(rng.normal(0, 0.25, n)), 2), 0.01)
+        cat_width = rng.uniform(5.0, 40.0, size=k)
+        width = np.round(np.abs(cat_width[cat] * np.exp(rng.normal(0, 0.2, n))), 1)
+        battery = np.round(np.exp(rng.normal(np.log(10.0), 0.5, n)), 1)
+        rating = np.round(np.clip(rng.normal(4.1, 0.4, n), 1.0, 5.0), 1)
+        weight = np.round(0.02 * width * np.exp(rng.normal(0, 0.3, n)), 3)
+        chars = {"width": width, "battery": battery, "rating": rating, "weight": weight}
+        X = np.column_stack([chars[c] for c in CHARACTERISTICS])
+        sd = X.std(axis=0)
+        Z = (X - X.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+        self._Z = Z
+        self._category_codes = cat
+        self._base_price = base_price
+        self.product_ids: list[str] = [f"P{i + 1:04d}" for i in range(n)]
+        self.products = pd.DataFrame(
+            {
+                "product": self.product_ids,
+                "category": [names[c] for c in cat],
+                "base_price": base_price,
+                **chars,
+            }
+        )
+        self.categories: list[str] = names
+
+        lo, hi = np.log(cfg.mean_units_min), np.log(cfg.mean_units_max)
+        self._log_level = rng.uniform(lo, hi, size=n)
+        self._trend = rng.normal(0.0, cfg.trend_sd, size=n)
+        zi = {c: Z[:, j] for j, c in enumerate(CHARACTERISTICS)}
+        self.elasticity: np.ndarray = (
+            cfg.elasticity_mean
+            + sum((b * zi[c] for c, b in cfg.elasticity_modifiers.items()), np.zeros(n))
+            + cfg.elasticity_sd * rng.normal(size=n)
+        )
+        extra = sum((b * zi[c] for c, b in cfg.effect_modifiers.items()), np.zeros(n))
+        #: Log-multiplier of demand for a product treated today only (no carryover, no spillover).
+        self.treatment_log_lift: np.ndarray = self.elasticity * np.log1p(cfg.price_change) + extra
+        self._competitor_markup = cfg.competitor_markup_mean + cfg.competitor_markup_sd * (
+            rng.normal(size=(n, cfg.n_competitors))
+        )
+        self.competitors: list[str] = [
+            f"competitor-{chr(ord('a') + j)}" for j in range(cfg.n_competitors)
+        ]
+
+    def _build_substitutes(self) -> None:
+        """Link each product to its nearest within-category neighbours (characteristics, price)."""
+        k = self.cfg.substitutes_per_product
+        feats = np.column_stack([self._Z, np.log(self._base_price)])
+        g = nx.Graph()
+        g.add_nodes_from(
+            (pid, {"category": c})
+            for pid, c in zip(self.product_ids, self.products["category"], strict=True)
+        )
+        rows: list[int] = []
+        cols: list[int] = []
+        if k > 0:
+            for c in np.unique(self._category_codes):
+                members = np.flatnonzero(self._category_codes == c)
+                if len(members) < 2:
+                    continue
+                f = feats[members]
+                d = ((f[:, None, :] - f[None, :, :]) ** 2).sum(axis=2)
+                np.fill_diagonal(d, np.inf)
+                kk = min(k, len(members) - 1)
+                nearest = np.argsort(d, axis=1, kind="stable")[:, :kk]
+                for a, row in enumerate(nearest):
+                    for b in row:
+                        rows.append(int(members[a]))
+                        cols.append(int(members[b]))
+        n = self.cfg.n_products
+        A = sparse.coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, n)).tocsr()
+        A = ((A + A.T) > 0).astype(float)
+        iu, ju = sparse.triu(A, k=1).nonzero()
+        g.add_edges_from(
+            (self.product_ids[a], self.product_ids[b]) for a, b in zip(iu, ju, strict=True)
+        )
+        deg = np.asarray(A.sum(axis=1)).ravel()
+        self._has_substitutes = deg > 0
+        #: Row-normalised substitutes adjacency: (share_matrix @ W_today) is the treated share.
+        self._share = sparse.diags(np.where(deg > 0, 1.0 / np.maximum(deg, 1), 0.0)) @ A
+        self.substitutes: nx.Graph = g
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def n_products(self) -> int:
+        return self.cfg.n_products
+
+    @property
+    def spillover(self) -> float:
+        """True spillover parameter: log-demand change when all substitutes are treated."""
+        return self.cfg.spillover
+
+    @property
+    def carryover_order(self) -> int:
+        return self.cfg.carryover_order
+
+    def day_of_week(self, day: int) -> int:
+        """Monday = 0 ... Sunday = 6 for simulated day ``day``."""
+        return (self.cfg.start_date.weekday() + day) % 7
+
+    def date(self, day: int) -> dt.date:
+        return self.cfg.start_date + dt.timedelta(days=day)
+
+    def day_window(self, day: int) -> tuple[dt.datetime, dt.datetime]:
+        """The local calendar day ``day`` as tz-aware ``[start, end)`` datetimes."""
+        d = self.date(day)
+        start = dt.datetime.combine(d, dt.time(0), tzinfo=self._tz)
+        end = dt.datetime.combine(d + dt.timedelta(days=1), dt.time(0), tzinfo=self._tz)
+        return start, end
+
+    # ------------------------------------------------------------------ latent demand
+    def _ar(self, day: int) -> np.ndarray:
+        """Product-level AR(1) log deviations on ``day`` (computed once, in order, cached)."""
+        cfg = self.cfg
+        rho, sd = cfg.product_ar_rho, cfg.product_ar_sd
+        while len(self._ar_cache) <= day:
+            t = len(self._ar_cache)
+            eps = self._rng(_S_AR, t).normal(size=cfg.n_products)
+            if t == 0:
+                self._ar_cache.append(sd * eps)
+            else:
+                self._ar_cache.append(rho * self._ar_cache[-1] + np.sqrt(1 - rho**2) * sd * eps)
+        return self._ar_cache[day]
+
+    def undercut_episodes(self, day: int) -> pd.DataFrame:
+        """Competitor undercut episodes starting on ``day`` (ground truth, seed-determined).
+
+        Columns: product, competitor, start_fraction and end_fraction (of the day, episodes end at
+        midnight at the latest), depth (relative drop below our base price), competitor_price.
+        """
+        idx, comp, start, end, depth = self._undercuts(day)
+        return pd.DataFrame(
+            {
+                "product": [self.product_ids[i] for i in idx],
+                "competitor": [self.competitors[j] for j in comp],
+                "start_fraction": start,
+                "end_fraction": end,
+                "depth": depth,
+                "competitor_price": np.round(self._base_price[idx] * (1 - depth), 2),
+            }
+        )
+
+    def _undercuts(
+        self, day: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        cfg = self.cfg
+        rng = self._rng(_S_UNDERCUT, day)
+        n = cfg.n_products
+        hit = rng.random(n) < cfg.undercut_probability
+        comp = rng.integers(0, cfg.n_competitors, size=n)
+        start = rng.random(n)
+        hours = rng.uniform(cfg.undercut_hours_min, cfg.undercut_hours_max, size=n)
+        depth = rng.uniform(cfg.undercut_depth_min, cfg.undercut_depth_max, size=n)
+        end = np.minimum(start + hours / 24.0, 1.0)
+        idx = np.flatnonzero(hit)
+        return idx, comp[idx], start[idx], end[idx], depth[idx]
+
+    def _log_mu0(self, day: int) -> np.ndarray:
+        """Log of expected untreated demand (before the count draw and spikes)."""
+        cfg = self.cfg
+        rng = self._rng(_S_SHOCKS, day)
+        common = cfg.common_shock_sd * rng.normal()
+        cat_shock = cfg.category_shock_sd * rng.normal(size=cfg.n_categories)
+        idx, _, start, end, _ = self._undercuts(day)
+        undercut = np.zeros(cfg.n_products)
+        np.add.at(undercut, idx, end - start)
+        return (
+            self._log_level
+            + self._trend * day
+            + self._log_weekly[self.day_of_week(day)]
+            + common
+            + cat_shock[self._category_codes]
+            + self._ar(day)
+            + cfg.undercut_demand_effect * np.minimum(undercut, 1.0)
+        )
+
+    def _outlier_mean_factor(self) -> float:
+        cfg = self.cfg
+        return cfg.outlier_probability * cfg.outlier_scale / (cfg.outlier_tail - 1.0)
+
+    def effects(self, day: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(expected_units_control, direct_effect, true_effect) per product on ``day``.
+
+        The effects are lag-m contrasts: treated today and the previous m days against control
+        today and the previous m days (days before day 0 count as in the window, as if the
+        market had been running).
+        """
+        self._check_day(day)
+        mu0 = np.exp(self._log_mu0(day))
+        lag_sum = float(self._carry_weights.sum())
+        direct = mu0 * np.expm1(self.treatment_log_lift * lag_sum)
+        spill = self.cfg.spillover * self._has_substitutes
+        total = mu0 * np.expm1(self.treatment_log_lift * lag_sum + spill)
+        return mu0 * (1.0 + self._outlier_mean_factor()), direct, total
+
+    def true_effect(self, day: int | None = None) -> float:
+        """Estimand: mean per-product lag-m effect on units per product-day (global contrast).
+
+        With ``day`` the mean over products on that day; without, the mean over products and
+        days ``0 .. cfg.horizon_days - 1``.
+        """
+        days = [day] if day is not None else range(self.cfg.horizon_days)
+        return float(np.mean([self.effects(d)[2].mean() for d in days]))
+
+    def direct_effect(self, day: int | None = None) -> float:
+        """Like :meth:`true_effect` but each product switched alone (substitutes in control)."""
+        days = [day] if day is not None else range(self.cfg.horizon_days)
+        return float(np.mean([self.effects(d)[1].mean() for d in days]))
+
+    # ------------------------------------------------------------------ outcomes
+    def _check_day(self, day: int) -> None:
+        if not isinstance(day, int | np.integer) or day < 0:
+            raise ValueError(f"day must be a non-negative integer; got {day!r}")
+
+    def _arms(self, day: int, arms_history: Any) -> np.ndarray:
+        H = np.asarray(arms_history)
+        if H.ndim == 1:
+            H = H[:, None]
+        n = self.cfg.n_products
+        if H.ndim != 2 or H.shape[0] != n:
+            raise ValueError(
+                f"arms_history must be a (n_products={n}, day+1) array; got shape {H.shape}"
+            )
+        if H.shape[1] < 1 or H.shape[1] > day + 1:
+            raise ValueError(
+                f"arms_history for day {day} must have 1..{day + 1} columns (the last is "
+                f"today); got {H.shape[1]}"
+            )
+        if H.dtype != bool:
+            if not np.isin(H, (0, 1)).all():
+                raise ValueError("arms_history must be boolean (or 0/1)")
+            H = H.astype(bool)
+        return H
+
+    def day_outcomes(self, day: int, arms_history: Any) -> DayOutcome:
+        """Draw day ``day`` given the arms in force on days ``0..day`` (last column = today).
+
+        ``arms_history`` is a bool ``(n_products, day + 1)`` array; fewer columns are accepted
+        (the missing earliest days count as control), a 1-d array is today's arms only. Only the
+        last ``m + 1`` columns matter for carryover of order m.
+        """
+        self._check_day(day)
+        H = self._arms(day, arms_history)
+        cfg = self.cfg
+        n = cfg.n_products
+        today = H[:, -1]
+        depth = min(cfg.carryover_order + 1, H.shape[1])
+        dose = H[:, ::-1][:, :depth].astype(float) @ self._carry_weights[:depth]
+        exposure = self._share @ today.astype(float)
+        log_mu0 = self._log_mu0(day)
+        mu0 = np.exp(log_mu0)
+        mu = np.exp(log_mu0 + self.treatment_log_lift * dose + cfg.spillover * exposure)
+
+        rng = self._rng(_S_COUNTS, day)
+        if cfg.nb_dispersion is None:
+            mix = np.ones(n)
+        else:
+            r = cfg.nb_dispersion
+            mix = rng.gamma(r, 1.0 / r, size=n)
+        spike = rng.random(n) < cfg.outlier_probability
+        spike_size = rng.pareto(cfg.outlier_tail, size=n)
+        units = rng.poisson(mu * mix)
+        units = units + spike * rng.poisson(cfg.outlier_scale * mu0 * spike_size)
+        units = units.astype(np.int64)
+
+        price = np.round(self._base_price * (1.0 + cfg.price_change * today), 2)
+        y0, direct, total = self.effects(day)
+        return DayOutcome(
+            day=int(day),
+            units=units,
+            price=price,
+            revenue=units * price,
+            treated=today.copy(),
+            expected_units=mu + mu0 * self._outlier_mean_factor(),
+            expected_units_control=y0,
+            true_effect=total,
+            direct_effect=direct,
+            outlier=spike,
+        )
+
+    def simulate_panel(self, W: Any, start_day: int = 0) -> pd.DataFrame:
+        """Run days ``start_day .. start_day + T - 1`` under assignment ``W`` (N x T bool).
+
+        Days before ``start_day`` count as control for carryover. Returns a long panel sorted by
+        product then day with columns product, category, day, date, treated, units, price,
+        revenue, y0_expected, expected_units, true_effect, direct_effect, outlier, base_price
+        and the characteristics.
+        """
+        self._check_day(start_day)
+        Wa = np.asarray(W)
+        n = self.cfg.n_products
+        if Wa.ndim != 2 or Wa.shape[0] != n or Wa.shape[1] < 1:
+            raise ValueError(f"W must be a (n_products={n}, T>=1) array; got shape {Wa.shape}")
+        if Wa.dtype != bool:
+            if not np.isin(Wa, (0, 1)).all():
+                raise ValueError("W must be boolean (or 0/1)")
+            Wa = Wa.astype(bool)
+        T = Wa.shape[1]
+        m = self.cfg.carryover_order
+        fields = ("units", "price", "revenue", "treated", "expected_units")
+        cols: dict[str, list[np.ndarray]] = {f: [] for f in fields}
+        cols.update(y0_expected=[], true_effect=[], direct_effect=[], outlier=[])
+        for t in range(T):
+            day = start_day + t
+            out = self.day_outcomes(day, Wa[:, max(0, t - m) : t + 1])
+            for f in fields:
+                cols[f].append(getattr(out, f))
+            cols["y0_expected"].append(out.expected_units_control)
+            cols["true_effect"].append(out.true_effect)
+            cols["direct_effect"].append(out.direct_effect)
+            cols["outlier"].append(out.outlier)
+        days = np.arange(start_day, start_day + T)
+        df = pd.DataFrame(
+            {
+                "product": np.repeat(self.product_ids, T),
+                "day": np.tile(days, n),
+                "date": np.tile(np.array([self.date(int(d)) for d in days], dtype=object), n),
+                **{k: np.column_stack(v).ravel() for k, v in cols.items()},
+            }
+        )
+        df = df.merge(self.products, on="product", how="left", validate="many_to_one")
+        lead = ["product", "category", "day", "date", "treated", "units", "price", "revenue"]
+        return df[lead + [c for c in df.columns if c not in lead]]
+
+    # ------------------------------------------------------------------ event streams
+    @staticmethod
+    def _check_window(day_start: dt.datetime, day_end: dt.datetime) -> dt.timedelta:
+        if day_start.tzinfo is None or day_end.tzinfo is None:
+            raise ValueError("day_start and day_end must be timezone-aware datetimes")
+        span = day_end - day_start
+        if span <= dt.timedelta(0):
+            raise ValueError(f"day_end ({day_end}) must be after day_start ({day_start})")
+        return span
+
+    @staticmethod
+    def _at(day_start: dt.datetime, span: dt.timedelta, frac: float) -> dt.datetime:
+        ts = day_start + span * float(frac)
+        limit = day_start + span
+        return ts if ts < limit else limit - dt.timedelta(microseconds=1)
+
+    def sale_events(
+        self,
+        day: int,
+        day_start: dt.datetime,
+        day_end: dt.datetime,
+        out: DayOutcome,
+        rng: np.random.Generator,
+    ) -> list[dict[str, Any]]:
+        """Split each product's units of ``out`` into orders of 1..max_order_units units.
+
+        Orders are timed in ``[day_start, day_end)`` following ``cfg.intraday_profile`` (equal
+        slices of the window); units of the orders of a product sum exactly to its daily units.
+        Deterministic given ``rng``'s state. Returned sorted by ``occurred_at``.
+        """
+        span = self._check_window(day_start, day_end)
+        if out.day != day:
+            raise ValueError(f"out is the outcome of day {out.day}, not day {day}")
+        slices = len(self._intraday)
+        events: list[dict[str, Any]] = []
+        for i, total in enumerate(out.units.tolist()):
+            if total <= 0:
+                continue
+            sizes = rng.integers(1, self.cfg.max_order_units + 1, size=total)
+            cum = np.cumsum(sizes)
+            k = int(np.searchsorted(cum, total)) + 1
+            sizes = sizes[:k]
+            sizes[-1] -= int(cum[k - 1]) - total
+            slot = rng.choice(slices, size=k, p=self._intraday)
+            frac = (slot + rng.random(k)) / slices
+            unit_price = float(out.price[i])
+            for units, f in zip(sizes.tolist(), frac.tolist(), strict=True):
+                events.append(
+                    {
+                        "event_id": uuid.UUID(bytes=rng.bytes(16), version=4).hex,
+                        "product": self.product_ids[i],
+                        "units": int(units),
+                        "unit_price": unit_price,
+                        "revenue": units * unit_price,
+                        "occurred_at": self._at(day_start, span, f),
+                    }
+                )
+        events.sort(key=lambda e: e["occurred_at"])
+        return events
+
+    def competitor_events(
+        self,
+        day: int,
+        day_start: dt.datetime,
+        day_end: dt.datetime,
+        rng: np.random.Generator,
+    ) -> list[dict[str, Any]]:
+        """Competitor price observations in ``[day_start, day_end)``, sorted by time.
+
+        Each competitor is observed about ``competitor_observations_per_day`` times per product
+        at ``base_price * (1 + markup)``. During an undercut episode (see
+        :meth:`undercut_episodes`, determined by the market's seed) the competitor's price is
+        ``base_price * (1 - depth)``; an observation is always emitted at the episode's start
+        and, if it ends before the day does, one at its end with the price restored. Observation
+        times and noise come from ``rng``.
+        """
+        self._check_day(day)
+        span = self._check_window(day_start, day_end)
+        cfg = self.cfg
+        n, k = cfg.n_products, cfg.n_competitors
+        episodes: dict[tuple[int, int], tuple[float, float, float]] = {}
+        idx, comp, start, end, depth = self._undercuts(day)
+        for i, j, s, e, d in zip(idx, comp, start, end, depth, strict=True):
+            episodes[(int(i), int(j))] = (float(s), float(e), float(d))
+
+        counts = rng.poisson(cfg.competitor_observations_per_day, size=(n, k))
+        events: list[dict[str, Any]] = []
+
+        def emit(i: int, j: int, frac: float, price: float) -> None:
+            events.append(
+                {
+                    "product": self.product_ids[i],
+                    "competitor": self.competitors[j],
+                    "price": round(max(float(price), 0.01), 2),
+                    "observed_at": self._at(day_start, span, frac),
+                }
+            )
+
+        for i in range(n):
+            for j in range(k):
+                regular = self._base_price[i] * (1.0 + self._competitor_markup[i, j])
+                times = np.sort(rng.random(int(counts[i, j])))
+                noise = rng.normal(0.0, 0.005, size=len(times))
+                ep = episodes.get((i, j))
+                for f, eps in zip(times.tolist(), noise.tolist(), strict=True):
+                    if ep is not None and ep[0] <= f < ep[1]:
+                        emit(i, j, f, self._base_price[i] * (1.0 - ep[2]))
+                    else:
+                        emit(i, j, f, regular * (1.0 + eps))
+                if ep is not None:
+                    emit(i, j, ep[0], self._base_price[i] * (1.0 - ep[2]))
+                    if ep[1] < 1.0:
+                        emit(i, j, ep[1], regular)
+        events.sort(key=lambda e: (e["observed_at"], e["product"], e["competitor"]))
+        return events
