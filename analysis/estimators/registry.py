@@ -40,3 +40,11 @@ def make(name: str, **params: Any) -> PanelEstimator:
 
 def methods() -> list[str]:
     return sorted(set(_FACTORIES) | set(_MODULES))
+
+
+def _declare_builtin() -> None:
+    """Built-in methods, imported on first use (one line per estimator module)."""
+    declare("hpte", "analysis.estimators.hpte")
+
+
+_declare_builtin()
