@@ -1,0 +1,330 @@
+"""Triply robust panel estimator (TROP; "DWCP" in early drafts), Athey, Imbens, Qu & Viviano,
+"Triply robust panel estimators", arXiv 2508.21536 (2025).
+
+Estimand: the average effect on the treated usable cells. For each treated cell (i, t) the
+untreated outcome Y_it(0) is imputed by a weighted fit on the untreated usable cells (j, s):
+
+    min_{a,b,L} sum_{j,s} w_js (Y_js - a_j - b_s - L_js)^2 + lambda_nn ||L||_*,
+    w_js = exp(-lambda_time |t - s|) * exp(-lambda_unit * dist(i, j)),
+
+with dist(i, j) the root-mean-square outcome gap between units i and j over the periods where
+both are untreated and usable (leaving out period t). The effect of the cell is
+Y_it - a_i - b_t - L_it, and the estimate averages the cells. The three ingredients - unit
+weights (synthetic-control-like), time weights (recent periods count more) and the two-way +
+low-rank outcome model (matrix completion) - each protect against a different failure, hence
+"triply robust". With lambda_time = lambda_unit = 0 and no low-rank term every cell uses the
+same unweighted two-way fixed-effects fit on the untreated cells, i.e. the imputation form of
+two-way fixed effects, which for a block design equals the DID estimate.
+
+Choices (the paper leaves some open; written down here and in docs/analysis-advanced.md):
+
+- lambda_nn is given as a fraction of the reference penalty 2*sigma_1(residual of the unweighted
+  two-way fit on the untreated cells), at which the unweighted low-rank term vanishes; ``inf``
+  (the default grid's first value) means no low-rank term.
+- lambda_unit is given per unit of the median pairwise distance (so the grid is scale free);
+  ``details['lambda_unit_raw']`` is the rate on the outcome scale.
+- Tuning: leave-one-out on control cells. Up to ``n_loo`` untreated cells of never-treated units
+  (in periods where some unit is treated, when possible) are each treated as a pseudo-treated
+  cell, predicted from the remaining untreated cells, and the squared errors averaged. The grid
+  is searched coordinate-wise (time, unit, nn; ``n_cycles`` passes) starting at the DID point
+  (0, 0, inf), so at most n_cycles * (|grid_time| + |grid_unit| + |grid_nn|) grid points.
+- Inference: bootstrap over units, treated and never-treated units drawn separately, tuning
+  parameters held at their selected values.
+
+Cost: one weighted fit per distinct weight pattern. A fit costs O(iters * N * T) without the
+low-rank term and O(iters * N * T * min(N, T)) with it (one SVD per iteration). Treated cells
+share a fit when the weights coincide (lambda_unit = 0: cells in the same period; lambda_time =
+0: cells of the same unit; both 0: one fit), so the number of fits is between 1 and the number
+of treated cells. Tuning adds n_loo fits per grid point, the bootstrap n_boot times the fits.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from analysis.errors import InferenceError, PanelError
+from analysis.estimators._resampling import placebo_effects, stratified_unit_bootstrap
+from analysis.estimators.base import PanelEstimator
+from analysis.estimators.mcnnm import _check_support, fit_fe_lowrank
+from analysis.panel import Panel
+from analysis.results import EstimateResult
+
+
+@dataclass(frozen=True)
+class _Rates:
+    time: float
+    unit: float  # on the outcome scale (already divided by the median distance)
+    nn: float | None  # absolute penalty, None = no low-rank term
+
+
+def _pair_stats(Y: np.ndarray, O: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sum of squared gaps and count of common untreated periods, rows x all units."""
+    Y0 = np.where(O, Y, 0.0)
+    Of = O.astype(float)
+    Y2 = Y0**2
+    S = Y2[rows] @ Of.T + Of[rows] @ Y2.T - 2.0 * Y0[rows] @ Y0.T
+    n = Of[rows] @ Of.T
+    return np.maximum(S, 0.0), n
+
+
+def trop_predict(
+    Y: np.ndarray,
+    O: np.ndarray,
+    ti: np.ndarray,
+    tt: np.ndarray,
+    rates: _Rates,
+    *,
+    leave_out: bool,
+    chunk: int = 32,
+    max_iter: int = 200,
+    tol: float = 1e-5,
+) -> np.ndarray:
+    """Imputed Y(0) at target cells (ti[k], tt[k]) from the untreated cells ``O``.
+
+    ``leave_out=True`` removes each target cell from its own fit (pseudo-treated control cells
+    in tuning); treated targets are not in ``O`` anyway.
+    """
+    N, T = Y.shape
+    rows, inv = np.unique(ti, return_inverse=True)
+    S, n = _pair_stats(Y, O, rows)
+    periods = np.arange(T)
+    use_unit = rates.unit > 0
+    use_time = rates.time > 0
+    # targets sharing the same weight pattern share one fit
+    if leave_out:
+        keys = np.arange(len(ti))
+    else:
+        ku = ti if use_unit else np.zeros_like(ti)
+        kt = tt if use_time else np.zeros_like(tt)
+        keys = np.unique(ku * (T + 1) + kt, return_inverse=True)[1]
+    uniq = np.unique(keys)
+    rep = np.array([np.flatnonzero(keys == k)[0] for k in uniq])
+    pred = np.empty(len(ti))
+    for start in range(0, len(rep), chunk):
+        sel = rep[start : start + chunk]
+        K = len(sel)
+        Wt = np.repeat(O[None].astype(float), K, axis=0)
+        if leave_out:
+            Wt[np.arange(K), ti[sel], tt[sel]] = 0.0
+        if use_unit:
+            Sk, nk = S[inv[sel]].copy(), n[inv[sel]].copy()
+            if leave_out:
+                gap = O[:, tt[sel]].T * (Y[ti[sel], tt[sel]][:, None] - Y[:, tt[sel]].T) ** 2
+                Sk -= gap
+                nk -= O[:, tt[sel]].T.astype(float)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                dist = np.sqrt(np.maximum(Sk, 0.0) / nk)
+            dist[np.arange(K), ti[sel]] = 0.0
+            uw = np.where(nk > 0, np.exp(-rates.unit * np.nan_to_num(dist, nan=np.inf)), 0.0)
+            uw[np.arange(K), ti[sel]] = 1.0
+            Wt *= uw[:, :, None]
+        if use_time:
+            Wt *= np.exp(-rates.time * np.abs(periods[None, :] - tt[sel][:, None]))[:, None, :]
+        a, b, L, _ = fit_fe_lowrank(Y, Wt, rates.nn, max_iter=max_iter, tol=tol)
+        for j, s in enumerate(sel):
+            idx = np.flatnonzero(keys == keys[s])
+            pred[idx] = a[j, ti[idx]] + b[j, tt[idx]] + L[j, ti[idx], tt[idx]]
+    return pred
+
+
+class TROPEstimator(PanelEstimator):
+    """TROP (Athey, Imbens, Qu & Viviano 2025) with leave-one-out tuning.
+
+    Parameters
+    ----------
+    lambda_time, lambda_unit, lambda_nn : fix a tuning parameter (``None`` = tune it).
+        lambda_unit is per median pairwise distance; lambda_nn is a fraction of the reference
+        penalty, ``math.inf`` = no low-rank term.
+    lambda_time_grid, lambda_unit_grid, lambda_nn_grid : tuning grids (kept small on purpose).
+    n_loo : pseudo-treated control cells used for leave-one-out tuning.
+    n_cycles : passes of the coordinate-wise grid search.
+    n_boot : bootstrap replicates; n_placebo for one treated unit.
+    se : ``None`` (bootstrap, or placebo with one treated unit), "bootstrap", "placebo", "none".
+    """
+
+    name = "trop"
+
+    def __init__(
+        self,
+        lambda_time: float | None = None,
+        lambda_unit: float | None = None,
+        lambda_nn: float | None = None,
+        *,
+        lambda_time_grid: tuple[float, ...] = (0.0, 0.1, 0.3, 1.0),
+        lambda_unit_grid: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0),
+        lambda_nn_grid: tuple[float, ...] = (math.inf, 0.1, 0.03, 0.01),
+        n_loo: int = 40,
+        n_cycles: int = 2,
+        n_boot: int = 100,
+        n_placebo: int = 50,
+        chunk: int = 32,
+        max_iter: int = 200,
+        tol: float = 1e-5,
+        se: str | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self.lambda_time = lambda_time
+        self.lambda_unit = lambda_unit
+        self.lambda_nn = lambda_nn
+        self.lambda_time_grid = lambda_time_grid
+        self.lambda_unit_grid = lambda_unit_grid
+        self.lambda_nn_grid = lambda_nn_grid
+        self.n_loo = n_loo
+        self.n_cycles = n_cycles
+        self.n_boot = n_boot
+        self.n_placebo = n_placebo
+        self.chunk = chunk
+        self.max_iter = max_iter
+        self.tol = tol
+        self.se = se
+        self.seed = seed
+
+    # ------------------------------------------------------------------ helpers
+    def _rates(self, lt: float, lu: float, nn: float, med: float, ref: float) -> _Rates:
+        return _Rates(
+            time=float(lt),
+            unit=float(lu) / med if med > 0 else 0.0,
+            nn=None if not math.isfinite(nn) else float(nn) * ref,
+        )
+
+    def _predict(
+        self,
+        Y: np.ndarray,
+        O: np.ndarray,
+        ti: np.ndarray,
+        tt: np.ndarray,
+        r: _Rates,
+        leave_out: bool,
+    ) -> np.ndarray:
+        return trop_predict(
+            Y,
+            O,
+            ti,
+            tt,
+            r,
+            leave_out=leave_out,
+            chunk=self.chunk,
+            max_iter=self.max_iter,
+            tol=self.tol,
+        )
+
+    def _tune(
+        self,
+        Y: np.ndarray,
+        O: np.ndarray,
+        W: np.ndarray,
+        med: float,
+        ref: float,
+        rng: np.random.Generator,
+    ) -> tuple[tuple[float, float, float], list[tuple[float, float, float, float]]]:
+        never = ~W.any(axis=1)
+        cand = O & never[:, None]
+        treated_periods = W.any(axis=0)
+        if (cand & treated_periods[None]).sum() >= 5:
+            cand &= treated_periods[None]
+        if cand.sum() < 5:
+            cand = O.copy()
+        cells = np.argwhere(cand)
+        pick = cells[rng.permutation(len(cells))[: self.n_loo]]
+        li, lt_ = pick[:, 0], pick[:, 1]
+        truth = Y[li, lt_]
+        cache: dict[tuple[float, float, float], float] = {}
+
+        def loss(p: tuple[float, float, float]) -> float:
+            if p not in cache:
+                pred = self._predict(Y, O, li, lt_, self._rates(*p, med, ref), True)
+                cache[p] = float(np.mean((truth - pred) ** 2))
+            return cache[p]
+
+        fixed = (self.lambda_time, self.lambda_unit, self.lambda_nn)
+        grids = (self.lambda_time_grid, self.lambda_unit_grid, self.lambda_nn_grid)
+        cur = [f if f is not None else g[0] for f, g in zip(fixed, grids, strict=True)]
+        for _ in range(self.n_cycles):
+            for d in range(3):
+                if fixed[d] is not None:
+                    continue
+                best = min(grids[d], key=lambda v, d=d: loss(tuple(cur[:d] + [v] + cur[d + 1 :])))
+                cur[d] = best
+        if not cache:
+            cache[tuple(cur)] = float("nan")  # type: ignore[index]
+        trace = [(*k, v) for k, v in cache.items()]
+        return (cur[0], cur[1], cur[2]), trace
+
+    # ------------------------------------------------------------------ fit
+    def _fit(self, panel: Panel) -> EstimateResult:
+        if self.se not in (None, "bootstrap", "placebo", "none"):
+            raise InferenceError(
+                f"TROP supports se='bootstrap', 'placebo' or 'none', not {self.se!r}."
+            )
+        for nm, g in (("time", self.lambda_time_grid), ("unit", self.lambda_unit_grid)):
+            if any(v < 0 for v in g):
+                raise ValueError(f"lambda_{nm}_grid must be non-negative.")
+        rng = np.random.default_rng(self.seed)
+        Y, W, usable = panel.Y, panel.W, panel.usable
+        O = usable & ~W
+        treated = usable & W
+        _check_support(O, treated, panel.units)
+        # scale references: median pairwise distance and the unweighted low-rank penalty
+        S, n = _pair_stats(Y, O, np.arange(panel.n_units))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            d = np.sqrt(S / n)
+        off = ~np.eye(panel.n_units, dtype=bool) & (n > 0)
+        med = float(np.median(d[off])) if off.any() else 1.0
+        a, b, _, _ = fit_fe_lowrank(Y, O.astype(float), None)
+        resid = np.where(O, Y - a[0][:, None] - b[0][None, :], 0.0)
+        ref = float(2.0 * np.linalg.norm(resid, 2))
+        trace: list[tuple[float, float, float, float]] = []
+        if None in (self.lambda_time, self.lambda_unit, self.lambda_nn):
+            (lt, lu, nn), trace = self._tune(Y, O, W & usable, med, ref, rng)
+        else:
+            lt, lu, nn = self.lambda_time, self.lambda_unit, self.lambda_nn  # type: ignore[assignment]
+        rates = self._rates(lt, lu, nn, med, ref)
+        ti, tt = np.nonzero(treated)
+        pred = self._predict(Y, O, ti, tt, rates, False)
+        cell_effects = Y[ti, tt] - pred
+        tau = float(cell_effects.mean())
+
+        def effect(Yb: np.ndarray, Wb: np.ndarray, Ub: np.ndarray) -> float:
+            Ob, Tb = Ub & ~Wb, Ub & Wb
+            i, t = np.nonzero(Tb)
+            return float((Yb[i, t] - self._predict(Yb, Ob, i, t, rates, False)).mean())
+
+        n_tr_units = int(treated.any(axis=1).sum())
+        method = self.se or ("placebo" if n_tr_units == 1 else "bootstrap")
+        draws = np.empty(0)
+        if method == "bootstrap":
+            draws = stratified_unit_bootstrap(effect, Y, W, usable, n_boot=self.n_boot, rng=rng)
+        elif method == "placebo":
+            draws = placebo_effects(effect, Y, W, usable, n_placebo=self.n_placebo, rng=rng)
+        se = float(np.std(draws, ddof=1)) if draws.size > 1 else float("nan")
+        return EstimateResult(
+            method=self.name,
+            effect=tau,
+            se=se,
+            n_units=panel.n_units,
+            n_periods=panel.n_periods,
+            se_method=method,
+            n_cells=int(treated.sum()),
+            details={
+                "lambda_time": lt,
+                "lambda_unit": lu,
+                "lambda_nn": nn,
+                "lambda_unit_raw": rates.unit,
+                "lambda_nn_raw": rates.nn,
+                "median_distance": med,
+                "tuning_trace": trace,
+                "n_draws": int(draws.size),
+            },
+        )
+
+
+def _register() -> None:
+    from analysis.estimators.registry import register
+
+    register("trop", TROPEstimator, __name__)
+
+
+_register()
