@@ -31,8 +31,8 @@ Choices (the paper leaves some open; written down here and in docs/analysis-adva
 - Inference: bootstrap over units, treated and never-treated units drawn separately, tuning
   parameters held at their selected values.
 
-Cost: one weighted fit per distinct weight pattern. A fit costs O(iters * N * T) without the
-low-rank term and O(iters * N * T * min(N, T)) with it (one SVD per iteration). Treated cells
+Cost: one weighted fit per distinct weight pattern. A fit costs obs(iters * N * T) without the
+low-rank term and obs(iters * N * T * min(N, T)) with it (one SVD per iteration). Treated cells
 share a fit when the weights coincide (lambda_unit = 0: cells in the same period; lambda_time =
 0: cells of the same unit; both 0: one fit), so the number of fits is between 1 and the number
 of treated cells. Tuning adds n_loo fits per grid point, the bootstrap n_boot times the fits.
@@ -45,7 +45,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from analysis.errors import InferenceError, PanelError
+from analysis.errors import InferenceError
 from analysis.estimators._resampling import placebo_effects, stratified_unit_bootstrap
 from analysis.estimators.base import PanelEstimator
 from analysis.estimators.mcnnm import _check_support, fit_fe_lowrank
@@ -60,10 +60,10 @@ class _Rates:
     nn: float | None  # absolute penalty, None = no low-rank term
 
 
-def _pair_stats(Y: np.ndarray, O: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _pair_stats(Y: np.ndarray, obs: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Sum of squared gaps and count of common untreated periods, rows x all units."""
-    Y0 = np.where(O, Y, 0.0)
-    Of = O.astype(float)
+    Y0 = np.where(obs, Y, 0.0)
+    Of = obs.astype(float)
     Y2 = Y0**2
     S = Y2[rows] @ Of.T + Of[rows] @ Y2.T - 2.0 * Y0[rows] @ Y0.T
     n = Of[rows] @ Of.T
@@ -72,7 +72,7 @@ def _pair_stats(Y: np.ndarray, O: np.ndarray, rows: np.ndarray) -> tuple[np.ndar
 
 def trop_predict(
     Y: np.ndarray,
-    O: np.ndarray,
+    obs: np.ndarray,
     ti: np.ndarray,
     tt: np.ndarray,
     rates: _Rates,
@@ -82,14 +82,14 @@ def trop_predict(
     max_iter: int = 200,
     tol: float = 1e-5,
 ) -> np.ndarray:
-    """Imputed Y(0) at target cells (ti[k], tt[k]) from the untreated cells ``O``.
+    """Imputed Y(0) at target cells (ti[k], tt[k]) from the untreated cells ``obs``.
 
     ``leave_out=True`` removes each target cell from its own fit (pseudo-treated control cells
-    in tuning); treated targets are not in ``O`` anyway.
+    in tuning); treated targets are not in ``obs`` anyway.
     """
     N, T = Y.shape
     rows, inv = np.unique(ti, return_inverse=True)
-    S, n = _pair_stats(Y, O, rows)
+    S, n = _pair_stats(Y, obs, rows)
     periods = np.arange(T)
     use_unit = rates.unit > 0
     use_time = rates.time > 0
@@ -106,15 +106,15 @@ def trop_predict(
     for start in range(0, len(rep), chunk):
         sel = rep[start : start + chunk]
         K = len(sel)
-        Wt = np.repeat(O[None].astype(float), K, axis=0)
+        Wt = np.repeat(obs[None].astype(float), K, axis=0)
         if leave_out:
             Wt[np.arange(K), ti[sel], tt[sel]] = 0.0
         if use_unit:
             Sk, nk = S[inv[sel]].copy(), n[inv[sel]].copy()
             if leave_out:
-                gap = O[:, tt[sel]].T * (Y[ti[sel], tt[sel]][:, None] - Y[:, tt[sel]].T) ** 2
+                gap = obs[:, tt[sel]].T * (Y[ti[sel], tt[sel]][:, None] - Y[:, tt[sel]].T) ** 2
                 Sk -= gap
-                nk -= O[:, tt[sel]].T.astype(float)
+                nk -= obs[:, tt[sel]].T.astype(float)
             with np.errstate(invalid="ignore", divide="ignore"):
                 dist = np.sqrt(np.maximum(Sk, 0.0) / nk)
             dist[np.arange(K), ti[sel]] = 0.0
@@ -193,7 +193,7 @@ class TROPEstimator(PanelEstimator):
     def _predict(
         self,
         Y: np.ndarray,
-        O: np.ndarray,
+        obs: np.ndarray,
         ti: np.ndarray,
         tt: np.ndarray,
         r: _Rates,
@@ -201,7 +201,7 @@ class TROPEstimator(PanelEstimator):
     ) -> np.ndarray:
         return trop_predict(
             Y,
-            O,
+            obs,
             ti,
             tt,
             r,
@@ -214,19 +214,19 @@ class TROPEstimator(PanelEstimator):
     def _tune(
         self,
         Y: np.ndarray,
-        O: np.ndarray,
+        obs: np.ndarray,
         W: np.ndarray,
         med: float,
         ref: float,
         rng: np.random.Generator,
     ) -> tuple[tuple[float, float, float], list[tuple[float, float, float, float]]]:
         never = ~W.any(axis=1)
-        cand = O & never[:, None]
+        cand = obs & never[:, None]
         treated_periods = W.any(axis=0)
         if (cand & treated_periods[None]).sum() >= 5:
             cand &= treated_periods[None]
         if cand.sum() < 5:
-            cand = O.copy()
+            cand = obs.copy()
         cells = np.argwhere(cand)
         pick = cells[rng.permutation(len(cells))[: self.n_loo]]
         li, lt_ = pick[:, 0], pick[:, 1]
@@ -235,7 +235,7 @@ class TROPEstimator(PanelEstimator):
 
         def loss(p: tuple[float, float, float]) -> float:
             if p not in cache:
-                pred = self._predict(Y, O, li, lt_, self._rates(*p, med, ref), True)
+                pred = self._predict(Y, obs, li, lt_, self._rates(*p, med, ref), True)
                 cache[p] = float(np.mean((truth - pred) ** 2))
             return cache[p]
 
@@ -264,26 +264,26 @@ class TROPEstimator(PanelEstimator):
                 raise ValueError(f"lambda_{nm}_grid must be non-negative.")
         rng = np.random.default_rng(self.seed)
         Y, W, usable = panel.Y, panel.W, panel.usable
-        O = usable & ~W
+        obs = usable & ~W
         treated = usable & W
-        _check_support(O, treated, panel.units)
+        _check_support(obs, treated, panel.units)
         # scale references: median pairwise distance and the unweighted low-rank penalty
-        S, n = _pair_stats(Y, O, np.arange(panel.n_units))
+        S, n = _pair_stats(Y, obs, np.arange(panel.n_units))
         with np.errstate(invalid="ignore", divide="ignore"):
             d = np.sqrt(S / n)
         off = ~np.eye(panel.n_units, dtype=bool) & (n > 0)
         med = float(np.median(d[off])) if off.any() else 1.0
-        a, b, _, _ = fit_fe_lowrank(Y, O.astype(float), None)
-        resid = np.where(O, Y - a[0][:, None] - b[0][None, :], 0.0)
+        a, b, _, _ = fit_fe_lowrank(Y, obs.astype(float), None)
+        resid = np.where(obs, Y - a[0][:, None] - b[0][None, :], 0.0)
         ref = float(2.0 * np.linalg.norm(resid, 2))
         trace: list[tuple[float, float, float, float]] = []
         if None in (self.lambda_time, self.lambda_unit, self.lambda_nn):
-            (lt, lu, nn), trace = self._tune(Y, O, W & usable, med, ref, rng)
+            (lt, lu, nn), trace = self._tune(Y, obs, W & usable, med, ref, rng)
         else:
             lt, lu, nn = self.lambda_time, self.lambda_unit, self.lambda_nn  # type: ignore[assignment]
         rates = self._rates(lt, lu, nn, med, ref)
         ti, tt = np.nonzero(treated)
-        pred = self._predict(Y, O, ti, tt, rates, False)
+        pred = self._predict(Y, obs, ti, tt, rates, False)
         cell_effects = Y[ti, tt] - pred
         tau = float(cell_effects.mean())
 
