@@ -31,8 +31,8 @@ Choices (the paper leaves some open; written down here and in docs/analysis-adva
 - Inference: bootstrap over units, treated and never-treated units drawn separately, tuning
   parameters held at their selected values.
 
-Cost: one weighted fit per distinct weight pattern. A fit costs obs(iters * N * T) without the
-low-rank term and obs(iters * N * T * min(N, T)) with it (one SVD per iteration). Treated cells
+Cost: one weighted fit per distinct weight pattern. A fit costs O(iters * N * T) without the
+low-rank term and O(iters * N * T * min(N, T)) with it (one SVD per iteration). Treated cells
 share a fit when the weights coincide (lambda_unit = 0: cells in the same period; lambda_time =
 0: cells of the same unit; both 0: one fit), so the number of fits is between 1 and the number
 of treated cells. Tuning adds n_loo fits per grid point, the bootstrap n_boot times the fits.
