@@ -45,6 +45,12 @@ def methods() -> list[str]:
 def _declare_builtin() -> None:
     """Built-in methods, imported on first use (one line per estimator module)."""
     declare("hpte", "analysis.estimators.hpte")
+    declare("mc", "analysis.estimators.mcnnm")
+    declare("trop", "analysis.estimators.trop")
+    declare("ht", "analysis.estimators.switchback")
+    declare("crossover", "analysis.estimators.crossover")
+    declare("dm", "analysis.estimators.crossover")
+    declare("staggered", "analysis.estimators.staggered")
 
 
 _declare_builtin()
