@@ -1,0 +1,432 @@
+"""Heterogeneous panel treatment effect (HPTE), the Amazon Pricing Labs estimator.
+
+Estimates the average effect on the treated products of a block design (treated products
+switch on together and stay on; a pre-period exists), in four steps described by Cooprider &
+Nassiri, "Science of price experimentation at Amazon", Business Economics 58 (2023),
+doi:10.1057/s11369-023-00303-9 (summarised in the Amazon Science article of the same year):
+
+1. **Detrended first differences.** Each product's untreated outcome is forecast from its own
+   pre-period history by least squares on an intercept, a linear trend and day-of-week
+   dummies (one batched solve for all products). The first difference of a product is the mean,
+   over its usable post-period cells, of observed minus forecast.
+2. **Outlier filtering** with a cutoff quantile inversely proportional to the number of
+   products. The rule (unpublished in the paper) chosen here is Chauvenet's criterion with a
+   robust scale, applied within each arm: a product is dropped when its robust z-score
+   ``|fd - median| / (1.4826 MAD)`` exceeds the normal quantile ``z* = Phi^-1(1 - c / (2 n))``,
+   n the arm size. The two-sided tail probability ``c / n`` is inversely proportional to the
+   number of products, so on clean data about ``c`` products per arm are dropped whatever n
+   is (``c = 0.5`` is Chauvenet's original choice), while any number of gross outliers is
+   removed. Doing it within each arm keeps treated products from being trimmed for having an
+   effect. The empirical-quantile variant (drop exactly c/n of each tail) cannot adapt to the
+   share of outliers; docs/pricing-methods.md compares both.
+3. **Forest-matched second difference.** The matched counterfactual first difference of
+   treated product i is ``sum_j w_ij fd_j`` over control products j, with honest forest weights
+   ``w_ij = (1/B_i) sum_b 1{j in leaf_b(i)} / |leaf_b(i) and controls|`` (Athey, Tibshirani &
+   Wager, "Generalized random forests", Ann. Stat. 2019), trees where i's leaf holds no
+   estimation control being skipped (B_i counts the others). The default forest is supervised:
+   it learns which characteristics predict the untreated first difference of control products.
+   Honesty by cross-fitting: the controls are split in two halves; a forest grown on one half
+   has its leaves populated by the other half, and vice versa, so no control's own outcome
+   chose the leaf that it is averaged in, and every control is used. ``matching="unsupervised"``
+   grows totally random trees on the characteristics of all products (no outcome is used, so
+   all controls populate the leaves); ``matching="none"`` compares with the mean of all
+   controls. The effect of product i is ``fd_i - sum_j w_ij fd_j``; the estimate is the mean
+   over kept treated products.
+4. **Bootstrap standard error** over products, stratified by arm: products are resampled
+   with replacement within each arm and steps 2-3 are recomputed (filter, leaf populations,
+   weights), with the trees' split rules held fixed. Refitting the forests would multiply the
+   cost by the number of replicates; the split rules are either outcome-free (unsupervised) or
+   learned on the other half (honest), so conditional on them the estimate is a smooth
+   function of product-level means, which is what the product bootstrap resamples. The
+   coverage study in docs/studies/pricing_methods_study.py checks that this is enough.
+
+Assumptions: untreated outcomes follow each product's pre-period trend and weekly pattern up to
+a post-period deviation that is, on average, the same for treated and control products with
+the same characteristics (conditional parallel deviations); products do not interfere (no
+spillover, see analysis.spillover); the bootstrap treats products as independent draws.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from sklearn.ensemble import RandomForestRegressor, RandomTreesEmbedding
+
+from analysis.errors import InferenceError, PanelError
+from analysis.estimators.base import PanelEstimator
+from analysis.panel import Panel
+from analysis.results import EstimateResult
+
+Matching = Literal["supervised", "unsupervised", "none"]
+
+
+# ---------------------------------------------------------------------------------- step 1
+def season_index(times: np.ndarray, period: int) -> np.ndarray:
+    """Position of each period in the seasonal cycle: weekday for dates, else index mod period."""
+    t = np.asarray(times)
+    if period == 7 and (t.dtype.kind == "M" or isinstance(t.flat[0], pd.Timestamp)):
+        return pd.DatetimeIndex(t).dayofweek.to_numpy()
+    if period == 7 and t.dtype.kind in "OU" and isinstance(t.flat[0], str):
+        try:
+            return pd.DatetimeIndex(pd.to_datetime(t, format="ISO8601")).dayofweek.to_numpy()
+        except (ValueError, TypeError):
+            pass
+    return np.arange(len(t)) % period
+
+
+def forecast_design(
+    n_periods: int, n_pre: int, season: np.ndarray | None, trend: bool
+) -> np.ndarray:
+    """Regressors of the untreated-outcome forecast: intercept, trend, seasonal dummies."""
+    cols = [np.ones(n_periods)]
+    if trend:
+        t = np.arange(n_periods, dtype=float)
+        cols.append((t - (n_pre - 1) / 2.0) / max(n_pre, 1))
+    if season is not None:
+        levels = np.unique(season[:n_pre])
+        for lv in levels[1:]:
+            cols.append((season == lv).astype(float))
+    return np.column_stack(cols)
+
+
+def detrended_first_differences(
+    Y: np.ndarray,
+    usable: np.ndarray,
+    n_pre: int,
+    season: np.ndarray | None,
+    trend: bool = True,
+) -> np.ndarray:
+    """Per-product mean over usable post-period cells of observed minus forecast outcome.
+
+    The forecast is a least-squares fit, per product, of pre-period outcomes on
+    :func:`forecast_design`; all products are solved in one batch. Products whose usable
+    pre-period cannot identify the regressors get a tiny ridge, which pins the unidentified
+    coefficients to zero.
+    """
+    N, T = Y.shape
+    Z = forecast_design(T, n_pre, season, trend)
+    Zpre, Zpost = Z[:n_pre], Z[n_pre:]
+    Mpre = usable[:, :n_pre].astype(float)
+    Ypre = np.where(usable[:, :n_pre], Y[:, :n_pre], 0.0)
+    if Mpre.all():
+        coef, *_ = np.linalg.lstsq(Zpre, Ypre.T, rcond=None)
+        coef = coef.T
+    else:
+        G = np.einsum("nt,tk,tl->nkl", Mpre, Zpre, Zpre)
+        rhs = Ypre @ Zpre
+        G += 1e-12 * np.eye(Z.shape[1])[None] * (1.0 + np.trace(G, axis1=1, axis2=2))[:, None, None]
+        coef = np.linalg.solve(G, rhs[..., None])[..., 0]
+    resid = Y[:, n_pre:] - coef @ Zpost.T
+    Mpost = usable[:, n_pre:]
+    n_post = Mpost.sum(axis=1)
+    if (n_post == 0).any():
+        raise PanelError(
+            f"{int((n_post == 0).sum())} product(s) have no usable post-period cell; drop them "
+            "or shorten the blackout."
+        )
+    return np.where(Mpost, resid, 0.0).sum(axis=1) / n_post
+
+
+# ---------------------------------------------------------------------------------- step 2
+def chauvenet_keep(values: np.ndarray, c: float | None = 0.5) -> np.ndarray:
+    """Keep-mask of Chauvenet's criterion on robust z-scores, two-sided tail ``c / n``.
+
+    ``c`` is the expected number of products dropped from clean normal data; ``None``
+    disables filtering. A zero MAD (over half the values equal) disables it too.
+    """
+    v = np.asarray(values, dtype=float)
+    n = v.size
+    if c is None or n < 3:
+        return np.ones(n, dtype=bool)
+    med = np.median(v)
+    mad = 1.4826 * np.median(np.abs(v - med))
+    if not mad > 0:
+        return np.ones(n, dtype=bool)
+    z_cut = stats.norm.isf(min(c / (2.0 * n), 0.25))
+    return np.abs(v - med) <= z_cut * mad
+
+
+# ---------------------------------------------------------------------------------- step 3
+@dataclass(frozen=True)
+class _Forests:
+    """Leaf ids of every product in every tree, and which controls populate each tree."""
+
+    leaves: list[np.ndarray]  # per forest: N x B global leaf ids (tree offset added)
+    n_leaves: list[int]  # per forest: total number of global leaf ids
+    populate: list[np.ndarray]  # per forest: N bool, products allowed to populate its leaves
+
+
+def _covariate_matrix(cov: pd.DataFrame) -> np.ndarray:
+    """Characteristics as floats: numbers as they are, other columns one-hot encoded."""
+    parts: list[pd.DataFrame] = []
+    for col in cov.columns:
+        s = cov[col]
+        if pd.api.types.is_bool_dtype(s) or pd.api.types.is_numeric_dtype(s):
+            parts.append(s.astype(float).to_frame())
+        else:
+            parts.append(pd.get_dummies(s.astype(str), prefix=str(col), dtype=float))
+    return pd.concat(parts, axis=1).to_numpy(dtype=float)
+
+
+def _global_leaves(leaf: np.ndarray) -> tuple[np.ndarray, int]:
+    width = int(leaf.max()) + 1
+    offsets = np.arange(leaf.shape[1], dtype=np.int64) * width
+    return leaf.astype(np.int64) + offsets[None, :], width * leaf.shape[1]
+
+
+def _grow_forests(
+    X: np.ndarray,
+    fd: np.ndarray,
+    control: np.ndarray,
+    keep: np.ndarray,
+    matching: Matching,
+    n_trees: int,
+    min_leaf: int,
+    rng: np.random.Generator,
+) -> _Forests:
+    N = X.shape[0]
+    if matching == "unsupervised":
+        emb = RandomTreesEmbedding(
+            n_estimators=n_trees,
+            max_depth=None,
+            min_samples_leaf=min_leaf,
+            random_state=int(rng.integers(2**31 - 1)),
+        ).fit(X[control])
+        g, width = _global_leaves(emb.apply(X))
+        return _Forests([g], [width], [control.copy()])
+    # supervised, cross-fitted: train on one half of the kept controls, populate with the other
+    ctrl_idx = np.flatnonzero(control)
+    half = np.zeros(N, dtype=bool)
+    half[rng.permutation(ctrl_idx)[: ctrl_idx.size // 2]] = True
+    halves = [half & control, ~half & control]
+    leaves, widths, pops = [], [], []
+    for train, other in ((halves[0], halves[1]), (halves[1], halves[0])):
+        fit_rows = train & keep
+        forest = RandomForestRegressor(
+            n_estimators=max(1, n_trees // 2),
+            min_samples_leaf=min_leaf,
+            max_features=max(1, int(np.ceil(X.shape[1] / 3))),
+            max_samples=0.5,
+            random_state=int(rng.integers(2**31 - 1)),
+            n_jobs=1,
+        ).fit(X[fit_rows], fd[fit_rows])
+        g, width = _global_leaves(forest.apply(X))
+        leaves.append(g)
+        widths.append(width)
+        pops.append(other)
+    return _Forests(leaves, widths, pops)
+
+
+def _matched_controls(
+    forests: _Forests | None,
+    fd: np.ndarray,
+    ctrl_rows: np.ndarray,
+    treated_rows: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Forest-weighted mean control first difference for each treated row.
+
+    ``ctrl_rows``/``treated_rows`` are product indices (repeats allowed: bootstrap draws).
+    Returns the matched values and the number of trees that had a populated leaf.
+    """
+    if forests is None or ctrl_rows.size == 0:
+        m = fd[ctrl_rows].mean() if ctrl_rows.size else np.nan
+        return np.full(treated_rows.size, m), np.zeros(treated_rows.size, dtype=int)
+    total = np.zeros(treated_rows.size)
+    valid = np.zeros(treated_rows.size, dtype=int)
+    for g, width, pop in zip(forests.leaves, forests.n_leaves, forests.populate, strict=True):
+        rows = ctrl_rows[pop[ctrl_rows]]
+        if rows.size == 0:
+            continue
+        B = g.shape[1]
+        ids = g[rows].ravel()
+        sums = np.bincount(ids, weights=np.repeat(fd[rows], B), minlength=width)
+        counts = np.bincount(ids, minlength=width)
+        tg = g[treated_rows]
+        c = counts[tg]
+        means = np.divide(sums[tg], c, out=np.zeros(tg.shape), where=c > 0)
+        total += means.sum(axis=1)
+        valid += (c > 0).sum(axis=1)
+    fallback = fd[ctrl_rows].mean()
+    matched = np.divide(total, valid, out=np.full(total.shape, fallback), where=valid > 0)
+    return matched, valid
+
+
+# ---------------------------------------------------------------------------------- estimator
+class HPTEEstimator(PanelEstimator):
+    """Heterogeneous panel treatment effect (Cooprider & Nassiri 2023); see the module docstring.
+
+    Parameters
+    ----------
+    matching: "supervised" (honest cross-fitted regression forest on control first
+        differences, default), "unsupervised" (totally random trees on characteristics) or
+        "none" (all controls, i.e. a detrended, outlier-filtered DID).
+    n_trees: trees in total (split between the two cross-fitted forests).
+    min_leaf: minimum products per leaf when growing the trees.
+    outlier_c: expected number of clean products dropped per arm (Chauvenet: 0.5);
+        ``None`` disables outlier filtering.
+    season_period: length of the seasonal cycle in periods (7: day of week; None: no
+        seasonality). Weekday is read from the time labels when they are dates.
+    trend: include a linear trend in the forecast.
+    n_bootstrap: bootstrap replicates for the standard error.
+    se: "bootstrap" (default when None) or "none".
+    seed: seed of the forest and the bootstrap (None: a fixed default).
+    """
+
+    name = "hpte"
+
+    def __init__(
+        self,
+        *,
+        matching: Matching = "supervised",
+        n_trees: int = 100,
+        min_leaf: int = 10,
+        outlier_c: float | None = 0.5,
+        season_period: int | None = 7,
+        trend: bool = True,
+        n_bootstrap: int = 200,
+        se: str | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self.matching = matching
+        self.n_trees = n_trees
+        self.min_leaf = min_leaf
+        self.outlier_c = outlier_c
+        self.season_period = season_period
+        self.trend = trend
+        self.n_bootstrap = n_bootstrap
+        self.se = se
+        self.seed = seed
+
+    def _fit(self, panel: Panel) -> EstimateResult:
+        if self.matching not in ("supervised", "unsupervised", "none"):
+            raise ValueError(
+                f"matching must be 'supervised', 'unsupervised' or 'none'; got {self.matching!r}."
+            )
+        se_method = self.se or "bootstrap"
+        if se_method not in ("bootstrap", "none"):
+            raise ValueError(f"HPTE supports se='bootstrap' or 'none'; got {self.se!r}.")
+        n_control, n_pre = panel.block_structure()
+        treated = panel.treated_units
+        if n_control < 2 or treated.sum() < 2:
+            raise PanelError(
+                "HPTE needs at least 2 treated and 2 control products; got "
+                f"{int(treated.sum())} treated and {n_control} control."
+            )
+        if self.matching != "none" and panel.covariates is None:
+            raise PanelError(
+                "HPTE matches products on their characteristics: pass covariate columns "
+                "(Panel.from_long(..., covariates=[...]) or `--covariates a,b`), or use "
+                "matching='none'."
+            )
+        rng = np.random.default_rng(0 if self.seed is None else self.seed)
+        usable = panel.usable
+        season = None
+        if self.season_period and self.season_period > 1:
+            season = season_index(panel.times, self.season_period)
+        n_cols = 1 + int(self.trend) + (0 if season is None else len(np.unique(season[:n_pre])) - 1)
+        if season is not None and n_pre < n_cols + 2:
+            season = None  # too short a pre-period to learn the weekly pattern
+        trend = self.trend and n_pre >= 3
+        fd = detrended_first_differences(panel.Y, usable, n_pre, season, trend)
+
+        control = ~treated
+        keep = np.ones(panel.n_units, dtype=bool)
+        keep[treated] = chauvenet_keep(fd[treated], self.outlier_c)
+        keep[control] = chauvenet_keep(fd[control], self.outlier_c)
+
+        forests = None
+        if self.matching != "none":
+            assert panel.covariates is not None
+            X = _covariate_matrix(panel.covariates)
+            forests = _grow_forests(
+                X, fd, control, keep, self.matching, self.n_trees, self.min_leaf, rng
+            )
+        t_rows = np.flatnonzero(treated & keep)
+        c_rows = np.flatnonzero(control & keep)
+        matched, n_trees_used = _matched_controls(forests, fd, c_rows, t_rows)
+        unit_tau = fd[t_rows] - matched
+        effect = float(unit_tau.mean())
+
+        boot = np.empty(0)
+        se = float("nan")
+        if se_method == "bootstrap":
+            boot = self._bootstrap(fd, treated, forests, rng)
+            if np.isfinite(boot).sum() < 2:
+                raise InferenceError("Bootstrap failed: too few usable replicates.")
+            se = float(np.nanstd(boot, ddof=1))
+
+        t_all = np.flatnonzero(treated)
+        unit_effects = pd.DataFrame(
+            {
+                "first_difference": fd[t_all],
+                "matched_control": np.nan,
+                "effect": np.nan,
+                "outlier": ~keep[t_all],
+                "trees_matched": 0,
+            },
+            index=pd.Index(panel.units[t_all], name="unit"),
+        )
+        pos = np.searchsorted(t_all, t_rows)
+        unit_effects.iloc[pos, 1] = matched
+        unit_effects.iloc[pos, 2] = unit_tau
+        unit_effects.iloc[pos, 4] = n_trees_used
+        usable_post = usable[:, n_pre:]
+        return EstimateResult(
+            method=self.name,
+            effect=effect,
+            se=se,
+            n_units=int(keep.sum()),
+            n_periods=panel.n_periods,
+            se_method=se_method,
+            n_cells=int(usable_post[t_rows].sum()),
+            details={
+                "unit_effects": unit_effects,
+                "control_first_differences": pd.Series(
+                    fd[control], index=pd.Index(panel.units[control], name="unit")
+                ),
+                "outliers_treated": int((treated & ~keep).sum()),
+                "outliers_control": int((control & ~keep).sum()),
+                "unmatched_treated": int((n_trees_used == 0).sum()) if forests else 0,
+                "matching": self.matching,
+                "seasonality": season is not None,
+                "trend": trend,
+                "n_pre": n_pre,
+                "bootstrap": boot,
+            },
+        )
+
+    def _bootstrap(
+        self,
+        fd: np.ndarray,
+        treated: np.ndarray,
+        forests: _Forests | None,
+        rng: np.random.Generator,
+    ) -> np.ndarray:
+        t_all = np.flatnonzero(treated)
+        c_all = np.flatnonzero(~treated)
+        out = np.full(self.n_bootstrap, np.nan)
+        for r in range(self.n_bootstrap):
+            t_rows = t_all[rng.integers(t_all.size, size=t_all.size)]
+            c_rows = c_all[rng.integers(c_all.size, size=c_all.size)]
+            t_rows = t_rows[chauvenet_keep(fd[t_rows], self.outlier_c)]
+            c_rows = c_rows[chauvenet_keep(fd[c_rows], self.outlier_c)]
+            if t_rows.size == 0 or c_rows.size == 0:
+                continue
+            matched, _ = _matched_controls(forests, fd, c_rows, t_rows)
+            out[r] = float((fd[t_rows] - matched).mean())
+        return out
+
+
+# registry: the `declare("hpte", ...)` line lives in registry.py; registering here makes the
+# class available as soon as the module is imported.
+def _register() -> None:
+    from analysis.estimators.registry import register
+
+    register("hpte", HPTEEstimator, module=__name__)
+
+
+_register()
