@@ -42,47 +42,64 @@ class MarketConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     # --- products
-    n_products: int = Field(200, ge=2, le=100_000, description="Number of products.")
-    n_categories: int = Field(8, ge=1, description="Number of product categories.")
-    price_min: float = Field(5.0, gt=0, description="Lowest category median price.")
-    price_max: float = Field(200.0, gt=0, description="Highest category median price.")
+    n_products: int = Field(default=200, ge=2, le=100_000, description="Number of products.")
+    n_categories: int = Field(
+        default=8,
+        ge=1,
+        description="Number of product categories (default: 8, at most n_products).",
+    )
+    price_min: float = Field(default=5.0, gt=0, description="Lowest category median price.")
+    price_max: float = Field(default=200.0, gt=0, description="Highest category median price.")
 
     # --- baseline demand
-    mean_units_min: float = Field(20.0, gt=0, description="Lowest product mean units/day.")
-    mean_units_max: float = Field(50.0, gt=0, description="Highest product mean units/day.")
-    trend_sd: float = Field(0.003, ge=0, description="SD of product log-trend per day.")
+    mean_units_min: float = Field(default=20.0, gt=0, description="Lowest product mean units/day.")
+    mean_units_max: float = Field(default=50.0, gt=0, description="Highest product mean units/day.")
+    trend_sd: float = Field(default=0.003, ge=0, description="SD of product log-trend per day.")
     weekly_profile: tuple[float, ...] = Field(
-        DEFAULT_WEEKLY_PROFILE, description="7 positive demand multipliers, Monday first."
+        default=DEFAULT_WEEKLY_PROFILE, description="7 positive demand multipliers, Monday first."
     )
-    common_shock_sd: float = Field(0.05, ge=0, description="SD of the daily common log shock.")
-    category_shock_sd: float = Field(0.05, ge=0, description="SD of daily category log shocks.")
+    common_shock_sd: float = Field(
+        default=0.05, ge=0, description="SD of the daily common log shock."
+    )
+    category_shock_sd: float = Field(
+        default=0.05, ge=0, description="SD of daily category log shocks."
+    )
     product_ar_sd: float = Field(
-        0.10, ge=0, description="Stationary SD of the product-level AR(1) log demand deviation."
+        default=0.10,
+        ge=0,
+        description="Stationary SD of the product-level AR(1) log demand deviation.",
     )
-    product_ar_rho: float = Field(0.7, ge=0, lt=1, description="AR(1) coefficient per day.")
+    product_ar_rho: float = Field(default=0.7, ge=0, lt=1, description="AR(1) coefficient per day.")
     nb_dispersion: float | None = Field(
-        20.0,
+        default=20.0,
         gt=0,
         description="Negative-binomial size r (variance mu + mu^2/r); None gives Poisson counts.",
     )
 
     # --- outliers
     outlier_probability: float = Field(
-        0.002, ge=0, le=1, description="Probability of a demand spike per product-day."
+        default=0.002, ge=0, le=1, description="Probability of a demand spike per product-day."
     )
     outlier_scale: float = Field(
-        2.0, ge=0, description="Spike size as a multiple of control mean demand (times Lomax)."
+        default=2.0,
+        ge=0,
+        description="Spike size as a multiple of control mean demand (times Lomax).",
     )
     outlier_tail: float = Field(
-        2.5, gt=1, description="Lomax (Pareto II) tail index of spike sizes; > 2 for finite var."
+        default=2.5,
+        gt=1,
+        description="Lomax (Pareto II) tail index of spike sizes; > 2 for finite var.",
     )
 
     # --- treatment: a price change with product-specific elasticity
     price_change: float = Field(
-        -0.05, gt=-1, le=1, description="Relative price change of the treatment arm (-0.05 = -5%)."
+        default=-0.05,
+        gt=-1,
+        le=1,
+        description="Relative price change of the treatment arm (-0.05 = -5%).",
     )
-    elasticity_mean: float = Field(-2.0, description="Mean own-price elasticity.")
-    elasticity_sd: float = Field(0.3, ge=0, description="SD of idiosyncratic elasticity.")
+    elasticity_mean: float = Field(default=-2.0, description="Mean own-price elasticity.")
+    elasticity_sd: float = Field(default=0.3, ge=0, description="SD of idiosyncratic elasticity.")
     elasticity_modifiers: dict[str, float] = Field(
         default_factory=lambda: {"rating": 0.3, "battery": -0.2},
         description="Elasticity slope per standardised characteristic.",
@@ -93,17 +110,17 @@ class MarketConfig(BaseModel):
     )
 
     # --- carryover
-    carryover_order: int = Field(0, ge=0, le=30, description="Carryover order m (days).")
+    carryover_order: int = Field(default=0, ge=0, le=30, description="Carryover order m (days).")
     carryover_decay: float = Field(
-        0.5, gt=0, le=1, description="Weight of the treatment l days ago is decay**l."
+        default=0.5, gt=0, le=1, description="Weight of the treatment l days ago is decay**l."
     )
 
     # --- spillover through the substitutes graph
     substitutes_per_product: int = Field(
-        3, ge=0, description="Nearest within-category neighbours each product links to."
+        default=3, ge=0, description="Nearest within-category neighbours each product links to."
     )
     spillover: float = Field(
-        0.0,
+        default=0.0,
         description=(
             "Log-demand change of a product when all its substitutes are treated today "
             "(negative: treated neighbours steal demand; positive: they give demand)."
@@ -111,36 +128,52 @@ class MarketConfig(BaseModel):
     )
 
     # --- competitors
-    n_competitors: int = Field(3, ge=1, le=26, description="Competitors watching each product.")
+    n_competitors: int = Field(
+        default=3, ge=1, le=26, description="Competitors watching each product."
+    )
     competitor_observations_per_day: float = Field(
-        4.0, ge=0, description="Mean price observations per product, competitor and day."
+        default=4.0, ge=0, description="Mean price observations per product, competitor and day."
     )
     competitor_markup_mean: float = Field(
-        0.03, description="Mean relative gap of competitor prices above our base price."
+        default=0.03, description="Mean relative gap of competitor prices above our base price."
     )
-    competitor_markup_sd: float = Field(0.02, ge=0, description="SD of that relative gap.")
+    competitor_markup_sd: float = Field(default=0.02, ge=0, description="SD of that relative gap.")
     undercut_probability: float = Field(
-        0.02, ge=0, le=1, description="Probability an undercut episode starts per product-day."
+        default=0.02,
+        ge=0,
+        le=1,
+        description="Probability an undercut episode starts per product-day.",
     )
     undercut_depth_min: float = Field(
-        0.10, gt=0, lt=1, description="Smallest undercut below our base price (0.10 = 10%)."
+        default=0.10, gt=0, lt=1, description="Smallest undercut below our base price (0.10 = 10%)."
     )
-    undercut_depth_max: float = Field(0.25, gt=0, lt=1, description="Largest undercut depth.")
-    undercut_hours_min: float = Field(2.0, gt=0, le=24, description="Shortest episode (hours).")
-    undercut_hours_max: float = Field(8.0, gt=0, le=24, description="Longest episode (hours).")
+    undercut_depth_max: float = Field(
+        default=0.25, gt=0, lt=1, description="Largest undercut depth."
+    )
+    undercut_hours_min: float = Field(
+        default=2.0, gt=0, le=24, description="Shortest episode (hours)."
+    )
+    undercut_hours_max: float = Field(
+        default=8.0, gt=0, le=24, description="Longest episode (hours)."
+    )
     undercut_demand_effect: float = Field(
-        -0.15,
+        default=-0.15,
         description="Log-demand change over a whole day of undercut (pro rata for shorter).",
     )
 
     # --- calendar and sales events
-    start_date: dt.date = Field(dt.date(2026, 1, 5), description="Calendar date of day 0.")
-    timezone: str = Field("UTC", description="IANA zone of the market's days.")
-    horizon_days: int = Field(28, ge=1, description="Days averaged by Market.true_effect().")
-    intraday_profile: tuple[float, ...] = Field(
-        DEFAULT_INTRADAY_PROFILE, description="24 non-negative order intensities over the day."
+    start_date: dt.date = Field(default=dt.date(2026, 1, 5), description="Calendar date of day 0.")
+    timezone: str = Field(default="UTC", description="IANA zone of the market's days.")
+    horizon_days: int = Field(
+        default=28, ge=1, description="Days averaged by Market.true_effect()."
     )
-    max_order_units: int = Field(3, ge=1, description="Largest number of units in one order.")
+    intraday_profile: tuple[float, ...] = Field(
+        default=DEFAULT_INTRADAY_PROFILE,
+        description="24 non-negative order intensities over the day.",
+    )
+    max_order_units: int = Field(
+        default=3, ge=1, description="Largest number of units in one order."
+    )
 
     @field_validator("weekly_profile")
     @classmethod
@@ -188,6 +221,9 @@ class MarketConfig(BaseModel):
         for lo, hi in pairs:
             if getattr(self, lo) > getattr(self, hi):
                 raise ValueError(f"{lo} ({getattr(self, lo)}) must not exceed {hi}")
+        if self.n_categories > self.n_products and "n_categories" not in self.model_fields_set:
+            # the default 8 categories shrink to fit a tiny market; an explicit value must fit
+            object.__setattr__(self, "n_categories", self.n_products)
         if self.n_categories > self.n_products:
             raise ValueError(
                 f"n_categories ({self.n_categories}) must not exceed n_products ({self.n_products})"

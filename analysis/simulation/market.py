@@ -81,6 +81,7 @@ class DayOutcome:
     true_effect: np.ndarray  # lag-m effect, all products switched together
     direct_effect: np.ndarray  # lag-m effect of the product alone (substitutes in control)
     outlier: np.ndarray  # bool, a demand spike was added today
+    substitutes_treated_share: np.ndarray  # share of the product's substitutes treated today
 
 
 class Market:
@@ -396,15 +397,13 @@ class Market:
             true_effect=total,
             direct_effect=direct,
             outlier=spike,
+            substitutes_treated_share=exposure,
         )
 
-    def simulate_panel(self, W: Any, start_day: int = 0) -> pd.DataFrame:
-        """Run days ``start_day .. start_day + T - 1`` under assignment ``W`` (N x T bool).
+    def run(self, W: Any, start_day: int = 0) -> list[DayOutcome]:
+        """Day outcomes for days ``start_day .. start_day + T - 1`` under ``W`` (N x T bool).
 
-        Days before ``start_day`` count as control for carryover. Returns a long panel sorted by
-        product then day with columns product, category, day, date, treated, units, price,
-        revenue, y0_expected, expected_units, true_effect, direct_effect, outlier, base_price
-        and the characteristics.
+        Days before ``start_day`` count as control for carryover.
         """
         self._check_day(start_day)
         Wa = np.asarray(W)
@@ -415,32 +414,55 @@ class Market:
             if not np.isin(Wa, (0, 1)).all():
                 raise ValueError("W must be boolean (or 0/1)")
             Wa = Wa.astype(bool)
-        T = Wa.shape[1]
         m = self.cfg.carryover_order
-        fields = ("units", "price", "revenue", "treated", "expected_units")
-        cols: dict[str, list[np.ndarray]] = {f: [] for f in fields}
-        cols.update(y0_expected=[], true_effect=[], direct_effect=[], outlier=[])
-        for t in range(T):
-            day = start_day + t
-            out = self.day_outcomes(day, Wa[:, max(0, t - m) : t + 1])
-            for f in fields:
-                cols[f].append(getattr(out, f))
-            cols["y0_expected"].append(out.expected_units_control)
-            cols["true_effect"].append(out.true_effect)
-            cols["direct_effect"].append(out.direct_effect)
-            cols["outlier"].append(out.outlier)
-        days = np.arange(start_day, start_day + T)
+        return [
+            self.day_outcomes(start_day + t, Wa[:, max(0, t - m) : t + 1])
+            for t in range(Wa.shape[1])
+        ]
+
+    def panel_from_outcomes(self, outcomes: list[DayOutcome]) -> pd.DataFrame:
+        """Long panel (sorted by product, then day) from consecutive day outcomes."""
+        if not outcomes:
+            raise ValueError("outcomes is empty; simulate at least one day")
+        n, T = self.cfg.n_products, len(outcomes)
+        cols = {
+            "treated": "treated",
+            "units": "units",
+            "price": "price",
+            "revenue": "revenue",
+            "y0_expected": "expected_units_control",
+            "expected_units": "expected_units",
+            "true_effect": "true_effect",
+            "direct_effect": "direct_effect",
+            "outlier": "outlier",
+            "substitutes_treated_share": "substitutes_treated_share",
+        }
+        days = np.array([o.day for o in outcomes])
         df = pd.DataFrame(
             {
                 "product": np.repeat(self.product_ids, T),
                 "day": np.tile(days, n),
                 "date": np.tile(np.array([self.date(int(d)) for d in days], dtype=object), n),
-                **{k: np.column_stack(v).ravel() for k, v in cols.items()},
+                **{
+                    col: np.column_stack([getattr(o, attr) for o in outcomes]).ravel()
+                    for col, attr in cols.items()
+                },
             }
         )
         df = df.merge(self.products, on="product", how="left", validate="many_to_one")
         lead = ["product", "category", "day", "date", "treated", "units", "price", "revenue"]
         return df[lead + [c for c in df.columns if c not in lead]]
+
+    def simulate_panel(self, W: Any, start_day: int = 0) -> pd.DataFrame:
+        """Run days ``start_day .. start_day + T - 1`` under assignment ``W`` (N x T bool).
+
+        Days before ``start_day`` count as control for carryover. Returns a long panel sorted by
+        product then day with columns product, category, day, date, treated, units, price,
+        revenue, y0_expected (E[Y | never treated]), expected_units (E[Y | arms]), true_effect
+        (global lag-m effect), direct_effect (own lag-m effect), outlier,
+        substitutes_treated_share, then base_price and the characteristics.
+        """
+        return self.panel_from_outcomes(self.run(W, start_day))
 
     # ------------------------------------------------------------------ event streams
     @staticmethod
