@@ -1,0 +1,318 @@
+"""Switchback experiments: the Horvitz-Thompson lag-p estimator of Bojinov, Simchi-Levi & Zhao,
+"Design and analysis of switchback experiments", Management Science 69(7), 2023.
+
+Setting: each unit (product) is a time series whose assignment switches at randomisation
+points; between two points the assignment stays as drawn. Assumption: no carryover beyond m
+periods - the outcome at t depends only on the assignments at t-m..t - and no interference
+between units.
+
+Estimand (lag p): the average over periods t = p..T-1 (0-based) and units of
+Y_it(p+1 consecutive treated) - Y_it(p+1 consecutive control). When p = m it is the effect of
+keeping the treatment on versus off. Estimator: a period contributes Y_it / pi1_it when its
+last p+1 assignments are all treated and -Y_it / pi0_it when all are control, with pi the
+design probability of that event (a product of the coins of the randomisation blocks the
+window spans). Unbiased for p >= m under the design; biased when p < m because the window
+misses assignments that still move the outcome (shown in docs/studies/advanced_study.py).
+
+Inference, both design-based (the outcomes are fixed, the assignment is random):
+
+- conservative variance: the exact variance of the HT sum is a sum over pairs of periods whose
+  windows share a randomisation block; the terms that involve Y(1) and Y(0) of the same pair are
+  never observed together and are bounded with 2ab <= a^2 + b^2 (Aronow & Samii 2017), the rest
+  are estimated unbiasedly by HT. Units are independent, so the unit bounds add up. This plays
+  the role of the paper's block-sum upper bound and is valid for any randomisation points.
+- exact randomisation test of the sharp null of no effect: redraw assignment paths from the
+  design, recompute the estimate with the observed outcomes, two-sided Fisher p-value.
+
+``optimal_switchback_points(T, m)`` gives the minimax-optimal randomisation points of the paper.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from analysis.errors import InferenceError, PanelError
+from analysis.estimators.base import PanelEstimator
+from analysis.panel import Panel
+from analysis.results import EstimateResult
+
+
+def optimal_switchback_points(T: int, m: int) -> list[int]:
+    """Randomisation points (0-based period indices) of the optimal design for carryover m.
+
+    Bojinov, Simchi-Levi & Zhao (2023), Theorem 3: with T = n*m, randomise at (1-based)
+    periods 1, 2m+1, 3m+1, ..., (n-2)m+1, i.e. blocks of m periods except the first and the
+    last, which are 2m long. With m = 0 every period is randomised. Needs n >= 4 when m > 0.
+    """
+    if T < 1 or m < 0:
+        raise ValueError(f"T must be >= 1 and m >= 0; got T={T}, m={m}.")
+    if m == 0:
+        return list(range(T))
+    if T % m != 0:
+        raise ValueError(f"The optimal design needs T to be a multiple of m; got T={T}, m={m}.")
+    n = T // m
+    if n < 4:
+        raise ValueError(
+            f"The optimal design needs T >= 4m (first and last blocks are 2m long); "
+            f"got T={T}, m={m}."
+        )
+    return [0] + [k * m for k in range(2, n - 1)]
+
+
+def _blocks(points: np.ndarray) -> np.ndarray:
+    """Block index of each period from a boolean N x T matrix of randomisation points."""
+    return np.cumsum(points, axis=1) - 1
+
+
+def _window_probs(
+    block: np.ndarray, q: np.ndarray, p: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """For t >= p: first/last block of the window [t-p, t] and cumulative log-probabilities.
+
+    Returns lo, hi (N x T-p), C1, C0 (N x n_blocks+1 cumulative sums of log q and log 1-q) and
+    pi1, pi0 of each window.
+    """
+    N, T = block.shape
+    lo = block[:, : T - p]
+    hi = block[:, p:]
+    with np.errstate(divide="ignore"):
+        l1, l0 = np.log(q), np.log1p(-q)
+    C1 = np.concatenate([np.zeros((N, 1)), np.cumsum(l1, axis=1)], axis=1)
+    C0 = np.concatenate([np.zeros((N, 1)), np.cumsum(l0, axis=1)], axis=1)
+    pi1 = np.exp(np.take_along_axis(C1, hi + 1, 1) - np.take_along_axis(C1, lo, 1))
+    pi0 = np.exp(np.take_along_axis(C0, hi + 1, 1) - np.take_along_axis(C0, lo, 1))
+    return lo, hi, C1, C0, pi1, pi0
+
+
+def _all_equal_windows(W: np.ndarray, p: int) -> tuple[np.ndarray, np.ndarray]:
+    """(all treated, all control) over [t-p, t] for t >= p."""
+    c = np.concatenate([np.zeros((W.shape[0], 1)), np.cumsum(W, axis=1)], axis=1)
+    s = c[:, p + 1 :] - c[:, : W.shape[1] - p]
+    return s == p + 1, s == 0
+
+
+def _ht_contributions(
+    Y: np.ndarray, W: np.ndarray, pi1: np.ndarray, pi0: np.ndarray, p: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    A1, A0 = _all_equal_windows(W, p)
+    Yt = Y[:, p:]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x = np.where(A1, Yt / pi1, 0.0) - np.where(A0, Yt / pi0, 0.0)
+    return x, A1, A0
+
+
+class SwitchbackHTEstimator(PanelEstimator):
+    """Horvitz-Thompson lag-p switchback estimator (Bojinov, Simchi-Levi & Zhao 2023).
+
+    Parameters
+    ----------
+    p : lag order; set it to the carryover order m you are willing to assume.
+    randomization_points : where the design drew assignments. ``None``: every period (random
+        days); a sequence of 0-based period indices shared by all units; or an N x T boolean
+        matrix (per unit). Period 0 is always a randomisation point.
+    probability : P(W = 1) of every coin when the panel carries no ``probability`` matrix.
+    n_draws : assignment redraws for the randomisation test (``se='randomization'``).
+    se : ``None`` or "clt" (conservative variance bound), "randomization" (bound as SE plus the
+        exact Fisher p-value), "none".
+    """
+
+    name = "ht"
+
+    def __init__(
+        self,
+        p: int = 0,
+        *,
+        randomization_points: Sequence[int] | np.ndarray | None = None,
+        probability: float | None = None,
+        n_draws: int = 1000,
+        se: str | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self.p = p
+        self.randomization_points = randomization_points
+        self.probability = probability
+        self.n_draws = n_draws
+        self.se = se
+        self.seed = seed
+
+    # ------------------------------------------------------------------ design
+    def _design(self, panel: Panel) -> tuple[np.ndarray, np.ndarray]:
+        """(points N x T bool, coin probability per block N x n_blocks)."""
+        N, T = panel.shape
+        rp = self.randomization_points
+        if rp is None:
+            points = np.ones((N, T), dtype=bool)
+        else:
+            arr = np.asarray(rp)
+            if arr.ndim == 2:
+                if arr.shape != (N, T):
+                    raise PanelError(f"randomization_points must be {N}x{T}; got {arr.shape}.")
+                points = arr.astype(bool).copy()
+            else:
+                idx = arr.astype(int)
+                if idx.size and (idx.min() < 0 or idx.max() >= T):
+                    raise PanelError(f"randomization_points must lie in 0..{T - 1}.")
+                points = np.zeros((N, T), dtype=bool)
+                points[:, idx] = True
+        points[:, 0] = True
+        if panel.probability is not None:
+            P = panel.probability
+        elif self.probability is not None:
+            if not 0.0 < self.probability < 1.0:
+                raise PanelError("probability must be strictly between 0 and 1.")
+            P = np.full((N, T), float(self.probability))
+        else:
+            raise PanelError(
+                "The HT switchback estimator needs the design's assignment probabilities: "
+                "give the panel a probability column or pass probability=0.5."
+            )
+        block = _blocks(points)
+        n_blocks = int(block.max()) + 1
+        q = np.full((N, n_blocks), 0.5)
+        # probability of each block's coin, read at the block's first period
+        rows, cols = np.nonzero(points)
+        q[rows, block[rows, cols]] = P[rows, cols]
+        # units with fewer blocks: pad with 0.5 (never used by their windows)
+        W = panel.W
+        inconsistent = np.zeros(N, dtype=bool)
+        for k in range(1, T):  # the assignment must stay constant between points
+            inconsistent |= ~points[:, k] & (W[:, k] != W[:, k - 1])
+        if inconsistent.any():
+            i = int(np.argmax(inconsistent))
+            raise PanelError(
+                f"Unit {panel.units[i]!r} switches treatment between randomisation points; "
+                "the randomization_points do not match the assignment."
+            )
+        return points, q
+
+    # ------------------------------------------------------------------ fit
+    def _fit(self, panel: Panel) -> EstimateResult:
+        if self.se not in (None, "clt", "randomization", "none"):
+            raise InferenceError(
+                f"The HT estimator supports se='clt', 'randomization' or 'none', not {self.se!r}."
+            )
+        N, T = panel.shape
+        p = int(self.p)
+        if p < 0 or p >= T:
+            raise PanelError(f"The lag p must be in 0..{T - 1}; got {p}.")
+        points, q = self._design(panel)
+        block = _blocks(points)
+        lo, hi, C1, C0, pi1, pi0 = _window_probs(block, q, p)
+        keep = panel.usable[:, p:]
+        Y = np.where(panel.usable, panel.Y, 0.0)
+        x, A1, A0 = _ht_contributions(Y, panel.W, pi1, pi0, p)
+        n = int(keep.sum())
+        if n == 0:
+            raise PanelError("No usable period after the first p periods.")
+        # a path with no all-treated (or all-control) window still gives the HT value (its
+        # missing side contributes 0); refusing it would break unbiasedness over the design
+        tau = float(x[keep].sum() / n)
+        var = self._variance_bound(Y[:, p:], keep, A1, A0, lo, hi, C1, C0, pi1, pi0) / n**2
+        se = float(np.sqrt(max(var, 0.0)))
+        method = self.se or "clt"
+        pval = None
+        null_sd = None
+        if method == "randomization":
+            draws = self._null_draws(panel, points, q, Y, keep, n, p)
+            pval = float((1 + np.sum(np.abs(draws) >= abs(tau) - 1e-12)) / (1 + len(draws)))
+            null_sd = float(np.std(draws, ddof=1))
+        if method == "none":
+            se = float("nan")
+        return EstimateResult(
+            method=self.name,
+            effect=tau,
+            se=se,
+            n_units=N,
+            n_periods=T - p,
+            se_method=method,
+            n_cells=n,
+            pvalue_override=pval,
+            details={
+                "p": p,
+                "n_all_treated_windows": int((A1 & keep).sum()),
+                "n_all_control_windows": int((A0 & keep).sum()),
+                "randomization_null_sd": null_sd,
+                "n_draws": self.n_draws if method == "randomization" else 0,
+            },
+        )
+
+    @staticmethod
+    def _variance_bound(
+        Yt: np.ndarray,
+        keep: np.ndarray,
+        A1: np.ndarray,
+        A0: np.ndarray,
+        lo: np.ndarray,
+        hi: np.ndarray,
+        C1: np.ndarray,
+        C0: np.ndarray,
+        pi1: np.ndarray,
+        pi0: np.ndarray,
+        chunk: int = 64,
+    ) -> float:
+        """Sum over units of the conservative bound on Var(sum_t contribution_t)."""
+        total = 0.0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            g = Yt**2 * (np.where(A1, 1.0 / pi1, 0.0) + np.where(A0, 1.0 / pi0, 0.0))
+            y1 = np.where(A1 & keep, Yt / pi1, 0.0)
+            y0 = np.where(A0 & keep, Yt / pi0, 0.0)
+        g = np.where(keep, g, 0.0)
+        for s in range(0, Yt.shape[0], chunk):
+            sl = slice(s, s + chunk)
+            a, b = lo[sl], hi[sl]
+            ov = (a[:, :, None] <= b[:, None, :]) & (a[:, None, :] <= b[:, :, None])
+            ilo = np.maximum(a[:, :, None], a[:, None, :])
+            ihi = np.minimum(b[:, :, None], b[:, None, :])
+            ilo_c = np.where(ov, ilo, 0)
+            ihi_c = np.where(ov, ihi, 0)
+            c1, c0 = C1[sl][:, :, None], C0[sl][:, :, None]
+            n_units, m = a.shape
+            flat = (ihi_c + 1).reshape(n_units, -1)
+            pi1_i = np.exp(
+                np.take_along_axis(c1[:, :, 0], flat, 1)
+                - np.take_along_axis(c1[:, :, 0], ilo_c.reshape(n_units, -1), 1)
+            ).reshape(n_units, m, m)
+            pi0_i = np.exp(
+                np.take_along_axis(c0[:, :, 0], flat, 1)
+                - np.take_along_axis(c0[:, :, 0], ilo_c.reshape(n_units, -1), 1)
+            ).reshape(n_units, m, m)
+            # both windows all treated: E-unbiased estimate of Y1 Y1' (1/pi1_cap - 1)
+            t1 = np.einsum("nt,ntu,nu->", y1[sl], np.where(ov, 1.0 - pi1_i, 0.0), y1[sl])
+            t0 = np.einsum("nt,ntu,nu->", y0[sl], np.where(ov, 1.0 - pi0_i, 0.0), y0[sl])
+            # cross terms bounded by half-squares: each period counted once per overlapping window
+            deg = (ov & keep[sl][:, None, :]).sum(axis=2)
+            total += float(t1 + t0 + (g[sl] * deg).sum())
+        return total
+
+    def _null_draws(
+        self,
+        panel: Panel,
+        points: np.ndarray,
+        q: np.ndarray,
+        Y: np.ndarray,
+        keep: np.ndarray,
+        n: int,
+        p: int,
+    ) -> np.ndarray:
+        rng = np.random.default_rng(self.seed)
+        block = _blocks(points)
+        _, _, _, _, pi1, pi0 = _window_probs(block, q, p)
+        out = np.empty(self.n_draws)
+        rows = np.arange(q.shape[0])[:, None]
+        for d in range(self.n_draws):
+            coins = rng.random(q.shape) < q
+            Wd = coins[rows, block]
+            x, _, _ = _ht_contributions(Y, Wd, pi1, pi0, p)
+            out[d] = x[keep].sum() / n
+        return out
+
+
+def _register() -> None:
+    from analysis.estimators.registry import register
+
+    register("ht", SwitchbackHTEstimator, __name__)
+
+
+_register()
