@@ -1,26 +1,38 @@
 """Experiment designs: pure functions of (spec, unit, period) that also report P(treatment).
 
 Every design answers ``arm(spec, product, k, context)`` with the arm in force for ``product``
-in period ``k`` and the design probability that it is treatment. Randomisation is
-deterministic: a keyed hash of (seed, experiment, unit, period) gives each draw, so any
-process, at any time, recomputes the same schedule (flips are idempotent, catch-up after
-downtime needs no stored RNG state, and `pricelab schedule` shows exactly what will run).
+in period ``k`` and the design probability that it is treatment (``draw`` gives the same plus
+the window state). Randomisation is deterministic: a keyed hash of (seed, experiment, unit,
+period or block) gives each draw, so any process, at any time, recomputes the same schedule
+(flips are idempotent, catch-up after downtime needs no stored RNG state, and
+``pricelab schedule`` shows exactly what will run). See docs/designs.md.
 
-Washout: a product whose arm differs from its arm in the previous period (or that enters
-the experiment) is in blackout for the first ``spec.washout`` of the period.
+Window states. A cell whose arm was drawn by the design is ``RANDOMISED`` and its probability
+is the design P(treatment). A cell outside the unit's randomised window (time-bound periods
+before ``start_period``, triggered products before their trigger or after their window) is
+``PENDING`` or ``ENDED``: it runs the control policy, its probability is 0 (it cannot be
+treated) and it is not part of any randomised comparison. A product held in control as the
+matched control of another product's treated window is ``MATCHED`` (probability 0).
+
+Blackouts at the start of a period:
+- washout: a product whose arm differs from its arm in the previous period, that enters the
+  experiment (period 0) or whose window opens (both arms) is in blackout for ``spec.washout``;
+- phase blackout (crossover): the first ``blackout_periods`` periods of every phase, whole.
+Operator freezes are applied on top by :mod:`controller.blackout`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from enum import StrEnum
 
 from controller.periods import n_periods, period_bounds
-from controller.spec import Arm, Design, ExperimentSpec
+from controller.spec import Arm, ClusterMode, Design, ExperimentSpec
 
 _TWO64 = float(2**64)
 
@@ -31,11 +43,45 @@ def uniform(*key: object) -> float:
     return struct.unpack(">Q", h)[0] / _TWO64
 
 
+class Window(StrEnum):
+    """Where a cell stands relative to its unit's randomised window."""
+
+    RANDOMISED = "randomised"
+    PENDING = "pending"
+    ENDED = "ended"
+    MATCHED = "matched-control"
+
+
 @dataclass(frozen=True)
 class DesignContext:
     """Run-time facts a design may need beyond the spec (e.g. trigger times from events)."""
 
-    triggers: Mapping[str, int] = field(default_factory=dict)  # product -> trigger period
+    # product -> trigger period: the first period of the product's window (see triggers.py)
+    triggers: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Draw:
+    """What a design says about one cell: arm, P(treatment) and window state."""
+
+    arm: Arm
+    probability: float
+    window: Window = Window.RANDOMISED
+    matched_to: str | None = None
+
+
+@dataclass(frozen=True)
+class Blackout:
+    """A time range whose data is discarded; ``policy`` is forced during it when not None."""
+
+    start: datetime
+    end: datetime
+    reason: str  # "washout", "phase-blackout" or "freeze"
+    policy: str | None = None
+    source: str | None = None  # the freeze id, for freezes
+
+    def covers(self, ts: datetime) -> bool:
+        return self.start <= ts < self.end
 
 
 @dataclass(frozen=True)
@@ -50,63 +96,317 @@ class Assignment:
     period_end: datetime
     blackout_until: datetime | None = None
     blackout_reason: str | None = None
+    window: Window = Window.RANDOMISED
+    matched_to: str | None = None
+    blackouts: tuple[Blackout, ...] = ()
 
     @property
     def in_blackout_at_start(self) -> bool:
         return self.blackout_until is not None
 
+    def covering(self, ts: datetime) -> tuple[Blackout, ...]:
+        """The blackout windows that contain instant ``ts``."""
+        if not self.blackouts and self.blackout_until is not None:
+            legacy = Blackout(self.period_start, self.blackout_until, self.blackout_reason or "")
+            return (legacy,) if legacy.covers(ts) else ()
+        return tuple(b for b in self.blackouts if b.covers(ts))
+
     def in_blackout(self, ts: datetime) -> bool:
-        return self.blackout_until is not None and self.period_start <= ts < self.blackout_until
+        return bool(self.covering(ts))
+
+    def policy_at(self, ts: datetime) -> str:
+        """The policy in force at ``ts`` (a freeze forces the control policy)."""
+        for b in self.covering(ts):
+            if b.policy is not None:
+                return b.policy
+        return self.policy
 
 
-def _random_days(spec: ExperimentSpec, product: str, k: int, ctx: DesignContext) -> tuple[Arm, float]:
+# ----------------------------------------------------------------------------- helpers
+def _bernoulli(spec: ExperimentSpec, *key: object) -> Arm:
+    return Arm.TREATMENT if uniform(spec.seed, spec.id, *key) < spec.allocation else Arm.CONTROL
+
+
+def _complete_share(
+    spec: ExperimentSpec, strata: Mapping[str, tuple[str, ...]], salt: str
+) -> frozenset[str]:
+    """Complete randomisation within each stratum, with randomised rounding.
+
+    A stratum of n units treats floor(a*n) units, plus one more with probability
+    frac(a*n); the units are ranked by their own keyed draw. Every unit's marginal
+    probability is therefore exactly ``a = spec.allocation``, and each stratum's share is
+    within 1/n of it.
+    """
+    key = ("share", salt)
+    memo = spec._memo
+    if key in memo:
+        return memo[key]  # type: ignore[no-any-return]
+    chosen: set[str] = set()
+    for name, units in strata.items():
+        x = spec.allocation * len(units)
+        m = math.floor(x) + (1 if uniform(spec.seed, spec.id, salt, name, "round") < x % 1 else 0)
+        ranked = sorted(units, key=lambda u: (uniform(spec.seed, spec.id, salt, u), u))
+        chosen.update(ranked[:m])
+    result = frozenset(chosen)
+    memo[key] = result
+    return result
+
+
+def randomisation_points(t: int, m: int) -> list[int]:
+    """0-based periods at which the optimal switchback of Bojinov, Simchi-Levi & Zhao redraws.
+
+    For carryover order m and T = n*m (n >= 4) the published design randomises at periods
+    1, 2m+1, 3m+1, ..., (n-2)m+1 (1-based): blocks of m, the first and last 2m long.
+    With m = 0 every period is redrawn. (Kept in controller: no analysis helper existed.)
+    """
+    if m == 0:
+        return list(range(t))
+    if t % m or t // m < 4:
+        raise ValueError(f"the construction needs T = n*m with n >= 4 (T={t}, m={m})")
+    n = t // m
+    return [0] + [j * m for j in range(2, n - 1)]
+
+
+def _osb_block(spec: ExperimentSpec, k: int) -> int:
+    """Index of the last randomisation point at or before k (the block k belongs to)."""
+    assert spec.optimal_switchback is not None
+    m = spec.optimal_switchback.carryover_order
+    if m == 0:
+        return k
+    n = n_periods(spec) // m
+    if k < 2 * m:
+        return 0
+    return min(k, (n - 2) * m) // m * m
+
+
+# ----------------------------------------------------------------------------- designs
+def _random_days(spec: ExperimentSpec, product: str, k: int, ctx: DesignContext) -> Draw:
     u = uniform(spec.seed, spec.id, product, k)
-    return (Arm.TREATMENT if u < spec.allocation else Arm.CONTROL), spec.allocation
+    return Draw(Arm.TREATMENT if u < spec.allocation else Arm.CONTROL, spec.allocation)
 
 
-_DESIGNS: dict[Design, Any] = {Design.RANDOM_DAYS: _random_days}
+def _time_bound(spec: ExperimentSpec, product: str, k: int, ctx: DesignContext) -> Draw:
+    assert spec.time_bound is not None
+    if k < spec.time_bound.start_period:
+        return Draw(Arm.CONTROL, 0.0, Window.PENDING)
+    treated = product in _complete_share(spec, spec.strata(), "time-bound")
+    return Draw(Arm.TREATMENT if treated else Arm.CONTROL, spec.allocation)
 
 
-def register_design(design: Design, fn: Any) -> None:
+def _crossover_phase(spec: ExperimentSpec, k: int) -> int:
+    assert spec.crossover is not None
+    return k // spec.crossover.phase_periods
+
+
+def _crossover(spec: ExperimentSpec, product: str, k: int, ctx: DesignContext) -> Draw:
+    in_a = product in _complete_share(spec, spec.strata(), "crossover")
+    even = _crossover_phase(spec, k) % 2 == 0
+    p = spec.allocation if even else 1.0 - spec.allocation
+    return Draw(Arm.TREATMENT if in_a == even else Arm.CONTROL, p)
+
+
+def _cluster(spec: ExperimentSpec, product: str, k: int, ctx: DesignContext) -> Draw:
+    assert spec.cluster is not None
+    cls = spec.class_of(product)
+    if spec.cluster.mode == ClusterMode.SWITCHBACK:
+        return Draw(_bernoulli(spec, "class", cls, k), spec.allocation)
+    classes = {"": tuple(spec.clusters)}
+    treated = cls in _complete_share(spec, classes, "cluster")
+    return Draw(Arm.TREATMENT if treated else Arm.CONTROL, spec.allocation)
+
+
+def _optimal_switchback(spec: ExperimentSpec, product: str, k: int, ctx: DesignContext) -> Draw:
+    return Draw(_bernoulli(spec, product, "osb", _osb_block(spec, k)), spec.allocation)
+
+
+@dataclass(frozen=True)
+class _Window:
+    start: int
+    arm: Arm
+    kind: Window
+    matched_to: str | None = None
+
+
+def trigger_plan(spec: ExperimentSpec, triggers: Mapping[str, int]) -> dict[str, _Window]:
+    """Each triggered product's window: first period, arm, and whether it is a matched control.
+
+    Triggers are taken in (period, product) order. A product's first window wins: a product
+    already holding a window (as a matched control) ignores its own later trigger. When a
+    treated product has ``matched_control``, the match is the not-yet-triggered product of its
+    class without a window whose keyed draw is smallest. The plan up to period t depends only
+    on triggers up to t, so live decisions never change when later triggers arrive.
+    """
+    assert spec.triggered is not None
+    key = ("trigger-plan", tuple(sorted(triggers.items())))
+    memo = spec._memo
+    if memo.get("trigger-plan-key") == key:
+        return memo["trigger-plan"]  # type: ignore[no-any-return]
+    t_max = n_periods(spec)
+    units = set(spec.all_products())
+    plan: dict[str, _Window] = {}
+    for t, p in sorted((t, p) for p, t in triggers.items() if p in units and 0 <= t < t_max):
+        if p in plan:
+            continue
+        a = _bernoulli(spec, p, "trigger", t)
+        plan[p] = _Window(t, a, Window.RANDOMISED)
+        if a == Arm.TREATMENT and spec.triggered.matched_control:
+            cls = spec.class_of(p)
+            free = [
+                q
+                for q in spec.clusters.get(cls or "", ())
+                if q not in plan and triggers.get(q, t_max) > t
+            ]
+            if free:
+                q = min(free, key=lambda q: (uniform(spec.seed, spec.id, "match", p, t, q), q))
+                plan[q] = _Window(t, Arm.CONTROL, Window.MATCHED, matched_to=p)
+    memo["trigger-plan-key"] = key
+    memo["trigger-plan"] = plan
+    return plan
+
+
+def _triggered(spec: ExperimentSpec, product: str, k: int, ctx: DesignContext) -> Draw:
+    assert spec.triggered is not None
+    w = trigger_plan(spec, ctx.triggers).get(product)
+    if w is None or k < w.start:
+        return Draw(Arm.CONTROL, 0.0, Window.PENDING)
+    if k >= w.start + spec.triggered.window_periods:
+        return Draw(Arm.CONTROL, 0.0, Window.ENDED)
+    p = spec.allocation if w.kind == Window.RANDOMISED else 0.0
+    return Draw(w.arm, p, w.kind, w.matched_to)
+
+
+DesignFn = Callable[[ExperimentSpec, str, int, DesignContext], Draw]
+
+_DESIGNS: dict[Design, DesignFn] = {
+    Design.RANDOM_DAYS: _random_days,
+    Design.TIME_BOUND: _time_bound,
+    Design.CROSSOVER: _crossover,
+    Design.CLUSTER: _cluster,
+    Design.OPTIMAL_SWITCHBACK: _optimal_switchback,
+    Design.TRIGGERED: _triggered,
+}
+
+
+def register_design(design: Design, fn: DesignFn) -> None:
     _DESIGNS[design] = fn
+
+
+# ----------------------------------------------------------------------------- public API
+def draw(spec: ExperimentSpec, product: str, k: int, context: DesignContext | None = None) -> Draw:
+    """Arm, P(treatment) and window state of ``product`` in period ``k``."""
+    if product not in spec.units():
+        raise KeyError(f"{product!r} is not a unit of experiment {spec.id!r}")
+    return _DESIGNS[spec.design](spec, product, k, context or DesignContext())
 
 
 def arm(
     spec: ExperimentSpec, product: str, k: int, context: DesignContext | None = None
 ) -> tuple[Arm, float]:
     """Arm in force and P(treatment) for ``product`` in period ``k`` (0 <= k < n_periods)."""
-    try:
-        fn = _DESIGNS[spec.design]
-    except KeyError:
-        raise NotImplementedError(f"design {spec.design.value!r} is not implemented yet") from None
-    return fn(spec, product, k, context or DesignContext())  # type: ignore[no-any-return]
+    d = draw(spec, product, k, context)
+    return d.arm, d.probability
+
+
+def _fixed_path(p_first: float, first: list[Arm], second: list[Arm], target: Arm) -> float:
+    """P(all arms in the window == target) for a design with one draw per unit."""
+    return p_first * all(a == target for a in first) + (1 - p_first) * all(
+        a == target for a in second
+    )
+
+
+def path_probability(
+    spec: ExperimentSpec,
+    product: str,
+    k: int,
+    lag: int,
+    target: Arm | str,
+    context: DesignContext | None = None,
+) -> float:
+    """P(product's arms in periods k-lag..k are all ``target``) under the design.
+
+    This is the weight denominator of the Horvitz-Thompson lag-p estimator of Bojinov,
+    Simchi-Levi & Zhao (2023). For triggered designs it is conditional on the trigger
+    periods (and matches) in ``context``.
+    """
+    target = Arm(target)
+    ctx = context or DesignContext()
+    if lag < 0 or k - lag < 0:
+        raise ValueError(f"the window {k - lag}..{k} must lie inside the experiment")
+    window = range(k - lag, k + 1)
+    a = spec.allocation
+    p_target = a if target == Arm.TREATMENT else 1.0 - a
+    design = spec.design
+    if design in (Design.RANDOM_DAYS, Design.OPTIMAL_SWITCHBACK) or (
+        design == Design.CLUSTER and spec.cluster and spec.cluster.mode == ClusterMode.SWITCHBACK
+    ):
+        if design == Design.OPTIMAL_SWITCHBACK:
+            blocks = len({_osb_block(spec, s) for s in window})
+        else:
+            blocks = len(window)
+        return float(p_target**blocks)
+    if design == Design.TIME_BOUND:
+        assert spec.time_bound is not None
+        s0 = spec.time_bound.start_period
+        if_t = [Arm.TREATMENT if s >= s0 else Arm.CONTROL for s in window]
+        return _fixed_path(a, if_t, [Arm.CONTROL] * len(window), target)
+    if design == Design.CLUSTER:
+        return _fixed_path(a, [Arm.TREATMENT] * len(window), [Arm.CONTROL] * len(window), target)
+    if design == Design.CROSSOVER:
+        in_a = [
+            Arm.TREATMENT if _crossover_phase(spec, s) % 2 == 0 else Arm.CONTROL for s in window
+        ]
+        in_b = [Arm.CONTROL if x == Arm.TREATMENT else Arm.TREATMENT for x in in_a]
+        return _fixed_path(a, in_a, in_b, target)
+    # triggered: one draw at the trigger; outside the window the product is control
+    assert spec.triggered is not None
+    w = trigger_plan(spec, ctx.triggers).get(product)
+    if w is None or w.kind != Window.RANDOMISED:
+        return float(target == Arm.CONTROL)
+    length = spec.triggered.window_periods
+    if_t = [Arm.TREATMENT if w.start <= s < w.start + length else Arm.CONTROL for s in window]
+    return _fixed_path(a, if_t, [Arm.CONTROL] * len(window), target)
+
+
+def _phase_blackout(spec: ExperimentSpec, k: int) -> bool:
+    c = spec.crossover
+    return c is not None and k % c.phase_periods < c.blackout_periods
 
 
 def assign(
     spec: ExperimentSpec, product: str, k: int, context: DesignContext | None = None
 ) -> Assignment:
-    """The full assignment of ``product`` for period ``k``, with its washout window."""
+    """The full assignment of ``product`` for period ``k``, with its blackout windows."""
     ctx = context or DesignContext()
-    a, p = arm(spec, product, k, ctx)
+    d = draw(spec, product, k, ctx)
     start, end = period_bounds(spec, k)
-    blackout_until = None
-    reason = None
+    blackouts: list[Blackout] = []
+    if spec.design == Design.CROSSOVER and _phase_blackout(spec, k):
+        blackouts.append(Blackout(start, end, "phase-blackout"))
     if spec.washout:
-        switched = k == 0 or arm(spec, product, k - 1, ctx)[0] != a
+        if k == 0:
+            switched = True
+        else:
+            prev = draw(spec, product, k - 1, ctx)
+            opened = prev.window == Window.PENDING and d.window != Window.PENDING
+            switched = prev.arm != d.arm or opened
         if switched:
-            blackout_until = min(start + spec.washout, end)
-            reason = "washout"
+            blackouts.append(Blackout(start, min(start + spec.washout, end), "washout"))
+    blackout_until = max((b.end for b in blackouts), default=None)
+    reason = blackouts[0].reason if blackouts else None
     return Assignment(
         experiment=spec.id,
         product=product,
         period=k,
-        arm=a,
-        probability=p,
-        policy=spec.policy(a),
+        arm=d.arm,
+        probability=d.probability,
+        policy=spec.policy(d.arm),
         period_start=start,
         period_end=end,
         blackout_until=blackout_until,
         blackout_reason=reason,
+        window=d.window,
+        matched_to=d.matched_to,
+        blackouts=tuple(blackouts),
     )
 
 

@@ -73,4 +73,12 @@ def last_period(spec: ExperimentSpec) -> int:
 
 
 def n_periods(spec: ExperimentSpec) -> int:
-    return last_period(spec) + 1
+    """Number of periods T; memoised on the (frozen) spec once validation is done."""
+    memo = getattr(spec, "__pydantic_private__", None)
+    memo = memo.get("_memo") if memo else None
+    if memo is not None and "n_periods" in memo:
+        return int(memo["n_periods"])
+    t = last_period(spec) + 1
+    if memo is not None:
+        memo["n_periods"] = t
+    return t

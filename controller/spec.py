@@ -16,7 +16,15 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from controller.errors import SpecError
 
@@ -35,6 +43,80 @@ class Design(StrEnum):
 class Arm(StrEnum):
     TREATMENT = "treatment"
     CONTROL = "control"
+
+
+class _Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class TimeBoundSettings(_Settings):
+    """Time-bound: a fixed random share of units is treated from ``start_period`` on."""
+
+    start_period: int = Field(
+        default=0, ge=0, description="First treated period; earlier periods are all control."
+    )
+
+
+class TriggerRule(_Settings):
+    """Triggered: a competitor undercut starts a product's own treatment-or-control window.
+
+    The rule fires for a product when the lowest price among ``competitors`` (all when empty)
+    is at least ``undercut_pct`` percent below our reference price, continuously for at least
+    ``sustained_minutes``. Only the first fire counts. The window opens at the next period
+    boundary and lasts ``window_periods`` periods; its arm is drawn at trigger time with
+    P(treatment) = ``allocation``.
+    """
+
+    undercut_pct: float = Field(gt=0, lt=100, description="Minimum undercut, percent.")
+    sustained_minutes: float = Field(default=0, ge=0, description="Minimum duration, minutes.")
+    window_periods: int = Field(ge=1, description="Length of the treatment or control window.")
+    competitors: tuple[str, ...] = Field(
+        default=(), description="Competitors that count; all if empty."
+    )
+    matched_control: bool = Field(
+        default=False,
+        description="When a product is treated, hold a not-yet-triggered product of its class "
+        "in control for the same window (needs clusters).",
+    )
+
+
+class CrossoverSettings(_Settings):
+    """Crossover: groups A and B swap arms every ``phase_periods``; each phase opens in blackout."""
+
+    phase_periods: int = Field(ge=1, description="Length of one phase, in periods.")
+    blackout_periods: int = Field(
+        default=0, ge=0, description="Periods at the start of every phase whose data is discarded."
+    )
+
+
+class ClusterMode(StrEnum):
+    SWITCHBACK = "switchback"
+    FIXED = "fixed"
+
+
+class ClusterSettings(_Settings):
+    """Cluster-randomised: each class is one unit; its products always share an arm."""
+
+    mode: ClusterMode = Field(
+        default=ClusterMode.SWITCHBACK,
+        description="'switchback': each class is redrawn every period; 'fixed': drawn once.",
+    )
+
+
+class OptimalSwitchbackSettings(_Settings):
+    """Optimal switchback (Bojinov, Simchi-Levi & Zhao 2023) for carryover order m."""
+
+    carryover_order: int = Field(ge=0, description="m: outcomes depend on at most m past periods.")
+
+
+_SETTINGS_FOR: dict[str, Design] = {
+    "time_bound": Design.TIME_BOUND,
+    "triggered": Design.TRIGGERED,
+    "crossover": Design.CROSSOVER,
+    "cluster": Design.CLUSTER,
+    "optimal_switchback": Design.OPTIMAL_SWITCHBACK,
+}
+_REQUIRED_SETTINGS = {"triggered", "crossover", "optimal_switchback"}
 
 
 class ExperimentSpec(BaseModel):
@@ -57,9 +139,14 @@ class ExperimentSpec(BaseModel):
     allocation: float = Field(default=0.5, description="Share of units (or periods) treated.")
     seed: int = 0
     washout: timedelta = timedelta(0)
-    design_params: dict[str, Any] = Field(
-        default_factory=dict, description="Design-specific settings (see controller/designs.py)."
-    )
+    time_bound: TimeBoundSettings | None = None
+    triggered: TriggerRule | None = None
+    crossover: CrossoverSettings | None = None
+    cluster: ClusterSettings | None = None
+    optimal_switchback: OptimalSwitchbackSettings | None = None
+
+    # memo of derived values (period count, group draws); never serialised
+    _memo: dict[Any, Any] = PrivateAttr(default_factory=dict)
 
     @field_validator("id")
     @classmethod
@@ -99,7 +186,9 @@ class ExperimentSpec(BaseModel):
         if v < hour or v % hour:
             raise ValueError("must be a whole number of hours, at least one")
         if v < day and day % v:
-            raise ValueError("must divide a day evenly when shorter than a day (1, 2, 3, 4, 6, 8, 12 h)")
+            raise ValueError(
+                "must divide a day evenly when shorter than a day (1, 2, 3, 4, 6, 8, 12 h)"
+            )
         if v > day and v % day:
             raise ValueError("must be a whole number of days when longer than a day")
         return v
@@ -126,13 +215,78 @@ class ExperimentSpec(BaseModel):
             raise SpecError("clusters", "the cluster design needs product classes in 'clusters'")
         if self.treatment_policy == self.control_policy:
             raise SpecError("treatment_policy", "must differ from control_policy")
+        self._check_design_settings()
         return self
+
+    def _check_design_settings(self) -> None:
+        for name, design in _SETTINGS_FOR.items():
+            given = getattr(self, name) is not None
+            if given and design != self.design:
+                raise SpecError(
+                    name,
+                    f"only allowed with design '{design.value}' (design is '{self.design.value}')",
+                )
+            if design == self.design and not given:
+                if name in _REQUIRED_SETTINGS:
+                    raise SpecError(name, f"is required for design '{design.value}'")
+                default = TimeBoundSettings() if name == "time_bound" else ClusterSettings()
+                object.__setattr__(self, name, default)  # fill the default of an optional block
+        from controller.periods import n_periods  # periods imports this module
+
+        t = n_periods(self)
+        if self.time_bound is not None and self.time_bound.start_period >= t:
+            raise SpecError(
+                "time_bound.start_period",
+                f"must be a period of the experiment, 0..{t - 1}",
+            )
+        if self.triggered is not None and self.triggered.matched_control and not self.clusters:
+            raise SpecError(
+                "triggered.matched_control",
+                "needs product classes in 'clusters' to pick a match from",
+            )
+        if self.crossover is not None:
+            c = self.crossover
+            if c.blackout_periods >= c.phase_periods:
+                raise SpecError(
+                    "crossover.blackout_periods",
+                    f"must be shorter than a phase ({c.phase_periods})",
+                )
+            if t < 2 * c.phase_periods:
+                raise SpecError(
+                    "crossover.phase_periods",
+                    f"two phases ({2 * c.phase_periods} periods) must fit in the experiment ({t})",
+                )
+        if self.optimal_switchback is not None:
+            m = self.optimal_switchback.carryover_order
+            if m and (t % m or t // m < 4):
+                raise SpecError(
+                    "optimal_switchback.carryover_order",
+                    f"the published design needs T = n*m periods with n >= 4; T = {t}, m = {m}",
+                )
 
     # ------------------------------------------------------------------ views
     def all_products(self) -> list[str]:
         if self.clusters:
             return [p for members in self.clusters.values() for p in members]
         return list(self.products)
+
+    def units(self) -> frozenset[str]:
+        """All products, as a set (memoised)."""
+        units: frozenset[str] = self._memo.get("units") or frozenset(self.all_products())
+        self._memo["units"] = units
+        return units
+
+    def class_of(self, product: str) -> str | None:
+        """The class (cluster) a product belongs to, or None when units are a plain list."""
+        classes: dict[str, str] = self._memo.get("class_of") or {
+            p: c for c, members in self.clusters.items() for p in members
+        }
+        self._memo["class_of"] = classes
+        return classes.get(product)
+
+    def strata(self) -> dict[str, tuple[str, ...]]:
+        """Groups of products randomised together or within: classes, else one stratum."""
+        return dict(self.clusters) if self.clusters else {"": tuple(self.products)}
 
     @property
     def zone(self) -> ZoneInfo:
@@ -162,7 +316,9 @@ def load_spec_file(path: str | Path) -> ExperimentSpec:
     try:
         raw = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise SpecError("(file)", f"{p.name} is not valid {'JSON' if p.suffix == '.json' else 'YAML'}: {exc}") from None
+        raise SpecError(
+            "(file)", f"{p.name} is not valid {'JSON' if p.suffix == '.json' else 'YAML'}: {exc}"
+        ) from None
     if not isinstance(raw, dict):
         raise SpecError("(file)", f"{p.name} must hold a mapping of spec fields")
     return load_spec(raw)
