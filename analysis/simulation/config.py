@@ -169,7 +169,7 @@ class MarketConfig(BaseModel):
     )
     intraday_profile: tuple[float, ...] = Field(
         default=DEFAULT_INTRADAY_PROFILE,
-        description="24 non-negative order intensities over the day.",
+        description="Order intensities over equal slices of the day (24 = hourly).",
     )
     max_order_units: int = Field(
         default=3, ge=1, description="Largest number of units in one order."

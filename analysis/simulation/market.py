@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -314,19 +315,27 @@ class Market:
         total = mu0 * np.expm1(self.treatment_log_lift * lag_sum + spill)
         return mu0 * (1.0 + self._outlier_mean_factor()), direct, total
 
-    def true_effect(self, day: int | None = None) -> float:
+    def _days(self, day: int | None, days: Iterable[int] | None) -> list[int]:
+        if day is not None and days is not None:
+            raise ValueError("pass either day or days, not both")
+        if day is not None:
+            return [day]
+        chosen = list(days) if days is not None else list(range(self.cfg.horizon_days))
+        if not chosen:
+            raise ValueError("days is empty")
+        return chosen
+
+    def true_effect(self, day: int | None = None, *, days: Iterable[int] | None = None) -> float:
         """Estimand: mean per-product lag-m effect on units per product-day (global contrast).
 
-        With ``day`` the mean over products on that day; without, the mean over products and
-        days ``0 .. cfg.horizon_days - 1``.
+        With ``day`` the mean over products on that day; with ``days`` the mean over products
+        and those days; with neither, over days ``0 .. cfg.horizon_days - 1``.
         """
-        days = [day] if day is not None else range(self.cfg.horizon_days)
-        return float(np.mean([self.effects(d)[2].mean() for d in days]))
+        return float(np.mean([self.effects(d)[2].mean() for d in self._days(day, days)]))
 
-    def direct_effect(self, day: int | None = None) -> float:
+    def direct_effect(self, day: int | None = None, *, days: Iterable[int] | None = None) -> float:
         """Like :meth:`true_effect` but each product switched alone (substitutes in control)."""
-        days = [day] if day is not None else range(self.cfg.horizon_days)
-        return float(np.mean([self.effects(d)[1].mean() for d in days]))
+        return float(np.mean([self.effects(d)[1].mean() for d in self._days(day, days)]))
 
     # ------------------------------------------------------------------ outcomes
     def _check_day(self, day: int) -> None:
