@@ -59,6 +59,28 @@ def assignment(
     return W
 
 
+def assignment_probability(
+    design: SimDesign | str,
+    n_products: int,
+    days: int,
+    probability: float = 0.5,
+    treat_from: int | None = None,
+) -> np.ndarray:
+    """Design probability that each product-day is treated, matching :func:`assignment`.
+
+    time-bound: 0.5 from the start day on (a random half of products; n//2 of n when n is odd),
+    0 before it.
+    """
+    design = SimDesign(design)
+    P = np.zeros((n_products, days))
+    if design is SimDesign.random_days:
+        P[:] = probability
+    elif design is SimDesign.time_bound:
+        start = days // 2 if treat_from is None else treat_from
+        P[:, start:] = (n_products // 2) / n_products
+    return P
+
+
 def _jsonable(event: dict[str, Any]) -> dict[str, Any]:
     return {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in event.items()}
 
@@ -88,6 +110,8 @@ def simulate(
     W = assignment(design, cfg.n_products, days, seed, probability, treat_from)
     outcomes = market.run(W)
     panel = market.panel_from_outcomes(outcomes)
+    P = assignment_probability(design, cfg.n_products, days, probability, treat_from)
+    panel.insert(panel.columns.get_loc("treated") + 1, "probability", P.ravel())
     out.parent.mkdir(parents=True, exist_ok=True)
     if suffix == ".csv":
         panel.to_csv(out, index=False)

@@ -43,7 +43,7 @@ from zoneinfo import ZoneInfo
 import networkx as nx
 import numpy as np
 import pandas as pd
-from scipy import sparse
+from scipy import sparse, stats
 
 from analysis.simulation.config import CHARACTERISTICS, MarketConfig
 
@@ -66,6 +66,11 @@ _CATEGORY_NAMES = (
 
 # Stream keys of the seeded generators; one independent stream per purpose and day.
 _S_PRODUCTS, _S_SHOCKS, _S_AR, _S_UNDERCUT, _S_COUNTS = 0, 1, 2, 3, 4
+
+
+def _open_uniform(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Uniforms strictly inside (0, 1), safe for inverse CDFs."""
+    return (rng.integers(0, 2**53, size=n) + 0.5) / 2.0**53
 
 
 @dataclass(frozen=True, eq=False)
@@ -92,11 +97,20 @@ class Market:
     the same products, the same latent demand and (given the same arms) the same outcomes.
     """
 
-    def __init__(self, cfg: MarketConfig | None = None, seed: int = 0) -> None:
-        if not isinstance(seed, int | np.integer) or seed < 0:
-            raise ValueError(f"seed must be a non-negative integer; got {seed!r}")
+    def __init__(
+        self, cfg: MarketConfig | None = None, seed: int = 0, *, demand_seed: int | None = None
+    ) -> None:
+        for name, value in (("seed", seed), ("demand_seed", demand_seed)):
+            if value is None and name == "demand_seed":
+                continue
+            if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{name} must be a non-negative integer; got {value!r}")
         self.cfg = cfg if cfg is not None else MarketConfig()
+        #: Seed of the products, their parameters and the substitutes graph.
         self.seed = int(seed)
+        #: Seed of the daily demand path (shocks, AR, undercuts, count noise); defaults to seed.
+        self.demand_seed = self.seed if demand_seed is None else int(demand_seed)
+        self._log_mu0_cache: dict[int, np.ndarray] = {}
         self._tz = ZoneInfo(self.cfg.timezone)
         self._build_products()
         self._build_substitutes()
@@ -109,7 +123,8 @@ class Market:
 
     # ------------------------------------------------------------------ construction
     def _rng(self, stream: int, day: int = 0) -> np.random.Generator:
-        return np.random.default_rng([self.seed, stream, day])
+        key = self.seed if stream == _S_PRODUCTS else self.demand_seed
+        return np.random.default_rng([key, stream, day])
 
     def _build_products(self) -> None:
         cfg = self.cfg
@@ -278,7 +293,13 @@ class Market:
         return idx, comp[idx], start[idx], end[idx], depth[idx]
 
     def _log_mu0(self, day: int) -> np.ndarray:
-        """Log of expected untreated demand (before the count draw and spikes)."""
+        """Log of expected untreated demand (before the count draw and spikes); cached."""
+        cached = self._log_mu0_cache.get(day)
+        if cached is None:
+            cached = self._log_mu0_cache[day] = self._compute_log_mu0(day)
+        return cached
+
+    def _compute_log_mu0(self, day: int) -> np.ndarray:
         cfg = self.cfg
         rng = self._rng(_S_SHOCKS, day)
         common = cfg.common_shock_sd * rng.normal()
@@ -295,6 +316,24 @@ class Market:
             + self._ar(day)
             + cfg.undercut_demand_effect * np.minimum(undercut, 1.0)
         )
+
+    def _count_noise(
+        self, day: int, mu0: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Assignment-independent count noise of ``day``: gamma mixing, uniforms, spikes."""
+        cfg = self.cfg
+        n = cfg.n_products
+        rng = self._rng(_S_COUNTS, day)
+        if cfg.nb_dispersion is None:
+            mix = np.ones(n)
+        else:
+            r = cfg.nb_dispersion
+            mix = rng.gamma(r, 1.0 / r, size=n)
+        u_units = _open_uniform(rng, n)
+        spike = rng.random(n) < cfg.outlier_probability
+        spike_mean = cfg.outlier_scale * mu0 * rng.pareto(cfg.outlier_tail, size=n)
+        u_spike = _open_uniform(rng, n)
+        return mix, u_units, spike, spike_mean, u_spike
 
     def _outlier_mean_factor(self) -> float:
         cfg = self.cfg
@@ -372,7 +411,6 @@ class Market:
         self._check_day(day)
         H = self._arms(day, arms_history)
         cfg = self.cfg
-        n = cfg.n_products
         today = H[:, -1]
         depth = min(cfg.carryover_order + 1, H.shape[1])
         dose = H[:, ::-1][:, :depth].astype(float) @ self._carry_weights[:depth]
@@ -381,17 +419,11 @@ class Market:
         mu0 = np.exp(log_mu0)
         mu = np.exp(log_mu0 + self.treatment_log_lift * dose + cfg.spillover * exposure)
 
-        rng = self._rng(_S_COUNTS, day)
-        if cfg.nb_dispersion is None:
-            mix = np.ones(n)
-        else:
-            r = cfg.nb_dispersion
-            mix = rng.gamma(r, 1.0 / r, size=n)
-        spike = rng.random(n) < cfg.outlier_probability
-        spike_size = rng.pareto(cfg.outlier_tail, size=n)
-        units = rng.poisson(mu * mix)
-        units = units + spike * rng.poisson(cfg.outlier_scale * mu0 * spike_size)
-        units = units.astype(np.int64)
+        mix, u_units, spike, spike_mean, u_spike = self._count_noise(day, mu0)
+        # Inverse-CDF draws from per-cell uniforms: a cell's count depends only on its own mean,
+        # so potential outcomes are fixed given the seed and monotone in the treatment.
+        units = stats.poisson.ppf(u_units, mu * mix).astype(np.int64)
+        units += np.where(spike, stats.poisson.ppf(u_spike, spike_mean), 0).astype(np.int64)
 
         price = np.round(self._base_price * (1.0 + cfg.price_change * today), 2)
         y0, direct, total = self.effects(day)

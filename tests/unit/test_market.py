@@ -43,6 +43,30 @@ def test_same_seed_same_market_and_panel_other_seed_differs() -> None:
     assert not np.array_equal(a.simulate_panel(W)["units"], c.simulate_panel(W)["units"])
 
 
+def test_demand_seed_redraws_the_days_but_keeps_the_products() -> None:
+    cfg = MarketConfig(n_products=30)
+    W = _bernoulli(30, 5, 1)
+    a, b = Market(cfg, seed=3), Market(cfg, seed=3, demand_seed=99)
+    pd.testing.assert_frame_equal(a.products, b.products)
+    np.testing.assert_array_equal(a.elasticity, b.elasticity)
+    assert not np.array_equal(a.simulate_panel(W)["units"], b.simulate_panel(W)["units"])
+    assert Market(cfg, seed=3, demand_seed=3).simulate_panel(W).equals(a.simulate_panel(W))
+
+
+def test_potential_outcomes_are_fixed_and_monotone_in_treatment() -> None:
+    # A product's count depends only on its own mean (inverse-CDF draws from its own uniform):
+    # treating other products leaves it unchanged, and a price cut never lowers it.
+    n = 60
+    m = Market(MarketConfig(n_products=n, **HOMOGENEOUS), seed=2)
+    control = m.day_outcomes(4, np.zeros((n, 1), bool)).units
+    treated = m.day_outcomes(4, np.ones((n, 1), bool)).units
+    half = np.arange(n) < n // 2
+    mixed = m.day_outcomes(4, half[:, None]).units
+    assert np.all(treated >= control) and treated.sum() > control.sum()
+    np.testing.assert_array_equal(mixed[half], treated[half])
+    np.testing.assert_array_equal(mixed[~half], control[~half])
+
+
 def test_a_day_does_not_depend_on_which_days_were_computed_before() -> None:
     cfg = MarketConfig(n_products=20, carryover_order=1)
     W = _bernoulli(20, 10, 2)
@@ -315,6 +339,16 @@ def test_config_reads_yaml_and_json(tmp_path) -> None:
         MarketConfig.from_file(tmp_path / "bad.yaml")
 
 
+def test_panel_is_accepted_by_the_analysis_panel_type() -> None:
+    from analysis.panel import Panel
+
+    m = Market(MarketConfig(n_products=12), seed=0)
+    long = m.simulate_panel(_bernoulli(12, 7, 0))
+    panel = Panel.from_long(long, unit="product", time="day", outcome="units", treated="treated")
+    assert panel.Y.shape == (12, 7)
+    assert list(panel.units) == m.product_ids
+
+
 # ---------------------------------------------------------------- CLI
 def _app() -> typer.Typer:
     app = typer.Typer()
@@ -346,6 +380,10 @@ def test_cli_writes_a_readable_panel_and_events(tmp_path, suffix: str, design: s
         by_product = panel.groupby("product")["treated"]
         assert by_product.any().sum() == 10  # half the products
         assert not panel.loc[panel["day"] < 3, "treated"].any()  # from day days // 2 on
+        assert (panel.loc[panel["day"] >= 3, "probability"] == 0.5).all()
+        assert (panel.loc[panel["day"] < 3, "probability"] == 0.0).all()
+    else:
+        assert (panel["probability"] == 0.5).all()
     sales = [json.loads(line) for line in (tmp_path / "ev" / "sales.jsonl").open()]
     assert sum(s["units"] for s in sales) == panel["units"].sum()
     assert (tmp_path / "ev" / "competitor_prices.jsonl").stat().st_size > 0
