@@ -220,10 +220,10 @@ def simulate_history(
     # prices: promotions in runs (2-state Markov chain per product) + category sale days
     on = np.zeros((N, T), dtype=bool)
     state = rng.uniform(size=N) < 0.15
-    for t in range(T):
+    for day in range(T):
         u = rng.uniform(size=N)
         state = np.where(state, u < 0.7, u < 0.05)
-        on[:, t] = state
+        on[:, day] = state
     depth = rng.uniform(0.1, 0.3, (N, T))
     sale = rng.uniform(size=(len(cat_codes), T)) < 0.03
     log_list = np.log(rng.uniform(5.0, 200.0, N))

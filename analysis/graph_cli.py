@@ -1,0 +1,95 @@
+"""``pricelab graph``: build, inspect and cluster the substitutable-items graph.
+
+pricelab graph build HISTORY.csv --out graph.json [--alpha 0.05]
+pricelab graph show graph.json [--top 10]
+pricelab graph cluster graph.json --out clusters.json [--max-size 50] [--seed 0]
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
+import typer
+
+from analysis.graph import GraphError, build_graph, format_summary, load_graph, save_graph, summary
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``graph`` sub-app to the top-level ``pricelab`` app."""
+    graph_app = typer.Typer(help="Substitutable-items graph: build from history, show, cluster.")
+
+    @graph_app.command("build")
+    def build(
+        history: Annotated[
+            Path, typer.Argument(help="CSV: product, date, price, units, category.")
+        ],
+        out: Annotated[Path, typer.Option(help="Where to write the graph (node-link JSON).")],
+        alpha: Annotated[float, typer.Option(help="Benjamini-Hochberg FDR level.")] = 0.05,
+        product: Annotated[str, typer.Option(help="Product column.")] = "product",
+        date: Annotated[str, typer.Option(help="Date column.")] = "date",
+        price: Annotated[str, typer.Option(help="Price column.")] = "price",
+        units: Annotated[str, typer.Option(help="Units column.")] = "units",
+        category: Annotated[
+            str, typer.Option(help="Category column (candidate pairs).")
+        ] = "category",
+    ) -> None:
+        """Test within-category pairs for cross-price effects and keep the BH survivors."""
+        try:
+            df = pd.read_csv(history, dtype={product: str, category: str})
+            G = build_graph(
+                df, alpha=alpha, product=product, date=date, price=price, units=units,
+                category=category,
+            )  # fmt: skip
+        except (OSError, GraphError) as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from exc
+        save_graph(G, out)
+        typer.echo(format_summary(summary(G, top=5)))
+        typer.echo(f"written to {out}")
+
+    @graph_app.command("show")
+    def show(
+        graph: Annotated[Path, typer.Argument(help="Graph JSON written by `graph build`.")],
+        top: Annotated[int, typer.Option(help="How many of the strongest edges to list.")] = 10,
+        as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    ) -> None:
+        """Degree statistics, strongest edges and clusters (if `graph cluster` stored them)."""
+        try:
+            G = load_graph(graph)
+        except GraphError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from exc
+        s = summary(G, top=top)
+        typer.echo(json.dumps(s, indent=2) if as_json else format_summary(s))
+
+    @graph_app.command("cluster")
+    def cluster(
+        graph: Annotated[Path, typer.Argument(help="Graph JSON written by `graph build`.")],
+        out: Annotated[Path, typer.Option(help="Where to write {cluster_id: [products]} JSON.")],
+        max_size: Annotated[
+            int | None, typer.Option(help="Split communities larger than this.")
+        ] = None,
+        resolution: Annotated[float, typer.Option(help="Louvain resolution.")] = 1.0,
+        seed: Annotated[int, typer.Option(help="Seed of the community detection.")] = 0,
+    ) -> None:
+        """Partition the graph into dense product classes for a cluster-randomised design."""
+        from analysis.clustering import cluster_graph
+
+        try:
+            G = load_graph(graph)
+        except GraphError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from exc
+        res = cluster_graph(G, resolution=resolution, max_size=max_size, seed=seed)
+        out.write_text(json.dumps({str(k): v for k, v in res.clusters.items()}))
+        for cid, members in res.clusters.items():
+            for p in members:
+                G.nodes[p]["cluster"] = cid
+        save_graph(G, graph)
+        typer.echo(res.describe())
+        typer.echo(f"clusters written to {out}; cluster labels stored in {graph}")
+
+    app.add_typer(graph_app, name="graph")

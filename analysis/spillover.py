@@ -1,0 +1,334 @@
+"""Direct and spillover effects on a substitutable-items graph, by exposure-probability weighting.
+
+Estimand (Aronow & Samii, "Estimating average causal effects under general interference",
+Annals of Applied Statistics 11(4), 2017): each product's outcome is assumed to depend on the
+assignment only through its *exposure* ``(own arm, level of neighbours treated)``, the level
+being the fraction of its graph neighbours in the treated arm cut at ``thresholds`` (default
+``(0.0,)``: level "none" when no neighbour is treated, "any" otherwise; ``(0.0, 0.5)`` gives
+"none", "some" (up to half), "most"). Products without neighbours are always at level "none".
+For exposures k and l, the contrast ``mean_i [y_i(k) - y_i(l)]`` is estimated by the Hajek
+(stabilised inverse-probability-weighted) means
+
+    mu_k = sum_i 1{e_i = k} y_i / pi_i(k)  /  sum_i 1{e_i = k} / pi_i(k)
+
+where ``pi_i(k)`` is the probability under the design that product i ends up in exposure k.
+Reported contrasts: ``direct`` = (T, none) - (C, none); ``spillover_control:<level>`` =
+(C, level) - (C, none); ``spillover_treated:<level>`` = (T, level) - (T, none); plus the
+naive treated-minus-control difference in means for comparison.
+
+Probabilities are Monte-Carlo frequencies over ``n_draws`` assignments drawn from the design,
+which is any callable ``rng -> bool vector`` (see :func:`bernoulli_design`,
+:func:`cluster_design`), so any design, including cluster randomisation, is handled exactly up
+to Monte-Carlo error.
+
+Weight trimming (overlap): a product whose probability of an exposure is below
+``min_probability`` is left out of every contrast involving that exposure, for both of its
+sides, so each contrast is the average effect over the products for which both exposures are
+reasonably likely (no weight exceeds ``1 / min_probability``). ``details["overlap"]`` says how
+many products each contrast covers; under a cluster design many products can never be at
+(T, none) and the direct effect covers only the others.
+
+Variance: "bootstrap over designs". The science table is imputed from the fitted model
+``y_i(k) = mu_k + r_i`` (``r_i`` = product i's residual from the Hajek mean of its observed
+exposure, i.e. constant exposure effects with product heterogeneity); assignments are redrawn
+from the design and the whole estimator recomputed; the standard error is the standard deviation
+across redraws. It is exact under constant exposure effects and, like Neyman's, may understate
+the variance when effects vary across products in ways correlated with the weights
+(docs/pricing-methods.md reports the coverage measured).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import networkx as nx
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from scipy import stats
+
+from analysis.errors import AnalysisError
+from analysis.results import EstimateResult
+
+#: A design draws one assignment vector (True = treated) over the graph's products.
+Design = Callable[[np.random.Generator], np.ndarray]
+
+
+class SpilloverError(AnalysisError, ValueError):
+    """Inputs to the spillover estimator are inconsistent; the message says what to fix."""
+
+
+# ---------------------------------------------------------------------------------- designs
+def bernoulli_design(n_products: int, p: float = 0.5) -> Design:
+    """Each product treated independently with probability ``p``."""
+
+    def draw(rng: np.random.Generator) -> np.ndarray:
+        return rng.uniform(size=n_products) < p
+
+    return draw
+
+
+def cluster_design(cluster_of: np.ndarray, p: float = 0.5) -> Design:
+    """Each cluster treated independently with probability ``p``; products follow their cluster.
+
+    ``cluster_of`` gives each product's cluster id (e.g. ``Clustering.label_array(nodes)``).
+    """
+    codes, inv = np.unique(np.asarray(cluster_of), return_inverse=True)
+
+    def draw(rng: np.random.Generator) -> np.ndarray:
+        return (rng.uniform(size=codes.size) < p)[inv]
+
+    return draw
+
+
+# ---------------------------------------------------------------------------------- exposures
+@dataclass(frozen=True)
+class ExposureMapping:
+    """Own arm x level of neighbours treated; exposure code = arm * n_levels + level."""
+
+    thresholds: tuple[float, ...] = (0.0,)
+
+    @property
+    def level_names(self) -> list[str]:
+        if self.thresholds == (0.0,):
+            return ["none", "any"]
+        if self.thresholds == (0.0, 0.5):
+            return ["none", "some", "most"]
+        return ["none"] + [f">{t:g}" for t in self.thresholds]
+
+    @property
+    def n_levels(self) -> int:
+        return len(self.thresholds) + 1
+
+    @property
+    def names(self) -> list[str]:
+        return [f"{arm}:{lv}" for arm in ("C", "T") for lv in self.level_names]
+
+    def code(self, arm: str, level: str) -> int:
+        return self.names.index(f"{arm}:{level}")
+
+    def exposures(self, A: sp.csr_array, degree: np.ndarray, Z: np.ndarray) -> np.ndarray:
+        """Exposure codes for assignments ``Z`` (draws x products, bool)."""
+        Z2 = np.atleast_2d(Z)
+        treated_nb = np.asarray(A @ Z2.T.astype(float)).T
+        frac = np.divide(treated_nb, degree[None, :], out=np.zeros(Z2.shape), where=degree > 0)
+        level = np.zeros(Z2.shape, dtype=np.int64)
+        for t in self.thresholds:
+            level += frac > t
+        out = Z2.astype(np.int64) * self.n_levels + level
+        return out if np.ndim(Z) == 2 else out[0]
+
+
+def adjacency(G: nx.Graph, nodes: list[str]) -> tuple[sp.csr_array, np.ndarray]:
+    """Unweighted symmetric adjacency in ``nodes`` order, and degrees."""
+    missing = [n for n in nodes if n not in G]
+    if missing:
+        raise SpilloverError(
+            f"{len(missing)} product(s) are not in the graph, e.g. {missing[0]!r}."
+        )
+    A = nx.to_scipy_sparse_array(G, nodelist=nodes, weight=None, format="csr").astype(float)
+    return A, np.asarray(A.sum(axis=1)).ravel()
+
+
+def exposure_probabilities(
+    G: nx.Graph,
+    design: Design,
+    *,
+    nodes: list[str],
+    mapping: ExposureMapping | None = None,
+    n_draws: int = 2000,
+    seed: int | None = None,
+    batch: int = 250,
+) -> pd.DataFrame:
+    """Monte-Carlo probability of every exposure for every product (rows: products).
+
+    Exact enumeration is exponential in the neighbourhood size, so frequencies over ``n_draws``
+    design draws are used; the Monte-Carlo standard error of a probability p is
+    ``sqrt(p (1 - p) / n_draws)``.
+    """
+    mapping = mapping or ExposureMapping()
+    A, deg = adjacency(G, nodes)
+    counts = _exposure_counts(A, deg, design, mapping, len(nodes), n_draws, seed, batch)
+    return pd.DataFrame(
+        counts / n_draws, index=pd.Index(nodes, name="product"), columns=mapping.names
+    )
+
+
+def _exposure_counts(
+    A: sp.csr_array,
+    deg: np.ndarray,
+    design: Design,
+    mapping: ExposureMapping,
+    n: int,
+    n_draws: int,
+    seed: int | None,
+    batch: int,
+) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    K = 2 * mapping.n_levels
+    counts = np.zeros((n, K))
+    done = 0
+    while done < n_draws:
+        b = min(batch, n_draws - done)
+        Z = np.stack([_check_draw(design(rng), n) for _ in range(b)])
+        exp = mapping.exposures(A, deg, Z)
+        for k in range(K):
+            counts[:, k] += (exp == k).sum(axis=0)
+        done += b
+    return counts
+
+
+def _check_draw(z: np.ndarray, n: int) -> np.ndarray:
+    z = np.asarray(z)
+    if z.shape != (n,):
+        raise SpilloverError(f"The design drew {z.shape} assignments for {n} products.")
+    return z.astype(bool)
+
+
+# ---------------------------------------------------------------------------------- estimator
+@dataclass(frozen=True)
+class SpilloverResult:
+    """Hajek estimates of direct and spillover contrasts, and the naive difference in means."""
+
+    effects: pd.DataFrame  # index: contrast name; columns effect, se, ci_low, ci_high, n_units
+    means: pd.Series  # Hajek mean outcome per exposure (all products with overlap)
+    probabilities: pd.DataFrame  # products x exposures
+    exposure: pd.Series  # observed exposure name per product
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_results(self, metric: str = "outcome") -> list[EstimateResult]:
+        """One EstimateResult per contrast, method ``spillover_ipw:<contrast>`` (and ``naive``)."""
+        out = []
+        for name, row in self.effects.iterrows():
+            method = "naive_difference" if name == "naive" else f"spillover_ipw:{name}"
+            out.append(
+                EstimateResult(
+                    method=method,
+                    effect=float(row["effect"]),
+                    se=float(row["se"]),
+                    n_units=int(row["n_units"]),
+                    n_periods=1,
+                    se_method="neyman" if name == "naive" else "design_bootstrap",
+                    metric=metric,
+                )
+            )
+        return out
+
+
+def _contrasts(mapping: ExposureMapping) -> list[tuple[str, int, int]]:
+    c = mapping.code
+    out = [("direct", c("T", "none"), c("C", "none"))]
+    for lv in mapping.level_names[1:]:
+        out.append((f"spillover_control:{lv}", c("C", lv), c("C", "none")))
+    for lv in mapping.level_names[1:]:
+        out.append((f"spillover_treated:{lv}", c("T", lv), c("T", "none")))
+    return out
+
+
+def _hajek(
+    y: np.ndarray, exp: np.ndarray, k: int, inv_pi: np.ndarray, ok: np.ndarray
+) -> np.ndarray:
+    """Hajek mean of exposure k over products ``ok``, for each row of ``exp`` (draws x products)."""
+    w = ((exp == k) & ok[None, :]) * inv_pi[None, :]
+    den = w.sum(axis=1)
+    num = w @ y if y.ndim == 1 else np.einsum("rn,rn->r", w, y)
+    return np.divide(num, den, out=np.full(den.shape, np.nan), where=den > 0)
+
+
+def estimate_spillover(
+    G: nx.Graph,
+    assignment: np.ndarray,
+    outcome: np.ndarray,
+    design: Design,
+    *,
+    nodes: list[str],
+    mapping: ExposureMapping | None = None,
+    n_draws: int = 2000,
+    n_variance_draws: int = 500,
+    min_probability: float = 0.02,
+    alpha: float = 0.05,
+    seed: int | None = None,
+) -> SpilloverResult:
+    """Direct and spillover effects with stabilised IPW (see the module docstring).
+
+    ``assignment`` and ``outcome`` are vectors over ``nodes`` (the products of the experiment,
+    all of them in ``G``); ``design`` is the callable that drew ``assignment``.
+    """
+    mapping = mapping or ExposureMapping()
+    z = np.asarray(assignment).astype(bool)
+    y = np.asarray(outcome, dtype=float)
+    n = len(nodes)
+    if z.shape != (n,) or y.shape != (n,):
+        raise SpilloverError(f"assignment and outcome must have one value per product ({n}).")
+    if not np.isfinite(y).all():
+        raise SpilloverError("outcome has missing or infinite values; drop those products first.")
+    if not 0.0 < min_probability < 0.5:
+        raise SpilloverError(f"min_probability must be in (0, 0.5); got {min_probability}.")
+    rng = np.random.default_rng(0 if seed is None else seed)
+    A, deg = adjacency(G, nodes)
+    pi = _exposure_counts(A, deg, design, mapping, n, n_draws, int(rng.integers(2**31)), 250)
+    pi /= n_draws
+    e_obs = mapping.exposures(A, deg, z)
+    # an observed exposure never drawn in Monte Carlo: give it the smallest resolvable mass
+    own = pi[np.arange(n), e_obs]
+    pi[np.arange(n), e_obs] = np.where(own > 0, own, 1.0 / (n_draws + 1))
+    K = pi.shape[1]
+    usable = pi >= min_probability
+    inv_pi = np.divide(1.0, pi, out=np.zeros_like(pi), where=pi > 0)
+
+    contrasts = _contrasts(mapping)
+    E1 = e_obs[None, :]
+    # fitted exposure means over every product with overlap, for residuals
+    mu_all = np.array([_hajek(y, E1, k, inv_pi[:, k], usable[:, k])[0] for k in range(K)])
+    fallback = np.nanmean(mu_all) if np.isfinite(mu_all).any() else y.mean()
+    resid = y - np.nan_to_num(mu_all, nan=fallback)[e_obs]
+
+    rows: dict[str, dict[str, float]] = {}
+    overlap: dict[str, int] = {}
+    # variance draws: one set of fresh design draws shared by all contrasts
+    Zv = np.stack([_check_draw(design(rng), n) for _ in range(n_variance_draws)])
+    Ev = mapping.exposures(A, deg, Zv)
+    z_crit = float(stats.norm.ppf(1 - alpha / 2))
+    for name, k, ref in contrasts:
+        ok = usable[:, k] & usable[:, ref]
+        overlap[name] = int(ok.sum())
+        mk = _hajek(y, E1, k, inv_pi[:, k], ok)[0]
+        ml = _hajek(y, E1, ref, inv_pi[:, ref], ok)[0]
+        est = mk - ml
+        se = np.nan
+        if np.isfinite(est):
+            # imputed science table under the fitted model, then redraw the design
+            yv = np.where(Ev == k, mk, np.where(Ev == ref, ml, 0.0)) + resid[None, :]
+            draws = _hajek(yv, Ev, k, inv_pi[:, k], ok) - _hajek(yv, Ev, ref, inv_pi[:, ref], ok)
+            if np.isfinite(draws).sum() >= 2:
+                se = float(np.nanstd(draws, ddof=1))
+        rows[name] = {"effect": est, "se": se, "n_units": overlap[name]}
+    n1, n0 = int(z.sum()), int((~z).sum())
+    if n1 >= 2 and n0 >= 2:
+        naive = float(y[z].mean() - y[~z].mean())
+        naive_se = float(np.sqrt(y[z].var(ddof=1) / n1 + y[~z].var(ddof=1) / n0))
+    else:
+        naive, naive_se = np.nan, np.nan
+    rows["naive"] = {"effect": naive, "se": naive_se, "n_units": n}
+    effects = pd.DataFrame.from_dict(rows, orient="index")
+    effects["ci_low"] = effects["effect"] - z_crit * effects["se"]
+    effects["ci_high"] = effects["effect"] + z_crit * effects["se"]
+    names = np.array(mapping.names)
+    return SpilloverResult(
+        effects=effects[["effect", "se", "ci_low", "ci_high", "n_units"]],
+        means=pd.Series(mu_all, index=mapping.names, name="hajek_mean"),
+        probabilities=pd.DataFrame(
+            pi, index=pd.Index(nodes, name="product"), columns=mapping.names
+        ),
+        exposure=pd.Series(names[e_obs], index=pd.Index(nodes, name="product"), name="exposure"),
+        details={
+            "overlap": overlap,
+            "min_probability": min_probability,
+            "n_draws": n_draws,
+            "n_variance_draws": n_variance_draws,
+            "alpha": alpha,
+            "max_weight": float(np.max(inv_pi[np.arange(n), e_obs] * usable[np.arange(n), e_obs])),
+        },
+    )

@@ -1,0 +1,145 @@
+"""Exposure mapping, exposure probabilities and the Hajek spillover estimator."""
+
+from __future__ import annotations
+
+import networkx as nx
+import numpy as np
+import pytest
+
+from analysis.clustering import cluster_graph
+from analysis.pricing_dgp import planted_substitute_graph, simulate_spillover_outcomes
+from analysis.results import EstimateResult
+from analysis.spillover import (
+    ExposureMapping,
+    SpilloverError,
+    adjacency,
+    bernoulli_design,
+    cluster_design,
+    estimate_spillover,
+    exposure_probabilities,
+)
+
+
+def _star() -> tuple[nx.Graph, list[str]]:
+    G = nx.star_graph(["hub", "a", "b", "c"])  # hub joined to a, b, c
+    G.add_node("iso")
+    return G, ["hub", "a", "b", "c", "iso"]
+
+
+def test_exposure_codes_by_hand() -> None:
+    G, nodes = _star()
+    A, deg = adjacency(G, nodes)
+    z = np.array([False, True, False, False, True])  # a and iso treated
+    m = ExposureMapping()
+    names = np.array(m.names)[m.exposures(A, deg, z)]
+    assert names.tolist() == ["C:any", "T:none", "C:none", "C:none", "T:none"]
+    m3 = ExposureMapping((0.0, 0.5))
+    z2 = np.array([True, False, True, True, False])
+    names3 = np.array(m3.names)[m3.exposures(A, deg, z2)]
+    # hub sees 2 of 3 treated (> half); a sees its only neighbour treated
+    assert names3.tolist() == ["T:most", "C:most", "T:most", "T:most", "C:none"]
+
+
+def test_bernoulli_probabilities_match_closed_form() -> None:
+    G, nodes = _star()
+    p, R = 0.3, 20_000
+    P = exposure_probabilities(G, bernoulli_design(5, p), nodes=nodes, n_draws=R, seed=1)
+    exact_hub_c_none = (1 - p) * (1 - p) ** 3
+    exact_leaf_t_any = p * p
+    tol = 4 * np.sqrt(0.25 / R)
+    assert P.loc["hub", "C:none"] == pytest.approx(exact_hub_c_none, abs=tol)
+    assert P.loc["a", "T:any"] == pytest.approx(exact_leaf_t_any, abs=tol)
+    assert P.loc["iso", "T:any"] == 0.0 and P.loc["iso", "C:any"] == 0.0
+    assert np.allclose(P.sum(axis=1), 1.0)
+
+
+def test_cluster_design_moves_clusters_together() -> None:
+    G, nodes = _star()
+    labels = np.array([0, 0, 0, 0, 1])
+    draw = cluster_design(labels, 0.5)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        z = draw(rng)
+        assert len(set(z[:4].tolist())) == 1
+    P = exposure_probabilities(G, draw, nodes=nodes, n_draws=500, seed=2)
+    assert P.loc["hub", "T:none"] == 0.0 and P.loc["a", "C:any"] == 0.0
+
+
+@pytest.fixture(scope="module")
+def world():
+    G, _ = planted_substitute_graph(30, seed=5)
+    nodes = list(G.nodes)
+    base = np.random.default_rng(6).normal(10, 2, len(nodes))
+    return G, nodes, base
+
+
+def test_recovers_direct_and_spillover_effects(world) -> None:
+    G, nodes = world[0], world[1]
+    design = bernoulli_design(len(nodes), 0.5)
+    z = design(np.random.default_rng(7))
+    y = simulate_spillover_outcomes(
+        G, z, nodes=nodes, base=world[2], direct=2.0, spill_control=-1.0, spill_treated=-0.5,
+        seed=8,
+    )  # fmt: skip
+    res = estimate_spillover(G, z, y, design, nodes=nodes, n_draws=1000, seed=9)
+    eff = res.effects
+    for name, truth in [
+        ("direct", 2.0),
+        ("spillover_control:any", -1.0),
+        ("spillover_treated:any", -0.5),
+    ]:
+        assert eff.loc[name, "ci_low"] <= truth <= eff.loc[name, "ci_high"], name
+        assert 0 < eff.loc[name, "se"] < 1.0
+    assert res.details["max_weight"] <= 1 / 0.02
+    results = res.to_results()
+    assert all(isinstance(r, EstimateResult) for r in results)
+    assert {r.method for r in results} >= {"spillover_ipw:direct", "naive_difference"}
+
+
+def test_hajek_contrasts_ignore_a_constant_shift(world) -> None:
+    G, nodes, base = world
+    design = bernoulli_design(len(nodes), 0.5)
+    z = design(np.random.default_rng(10))
+    y = simulate_spillover_outcomes(G, z, nodes=nodes, base=base, seed=11)
+    a = estimate_spillover(G, z, y, design, nodes=nodes, n_draws=300, n_variance_draws=50, seed=3)
+    b = estimate_spillover(
+        G, z, y + 100, design, nodes=nodes, n_draws=300, n_variance_draws=50, seed=3
+    )
+    np.testing.assert_allclose(b.effects["effect"], a.effects["effect"], atol=1e-8)
+    np.testing.assert_allclose(b.effects["se"], a.effects["se"], atol=1e-8)
+
+
+def test_cluster_randomisation_cuts_naive_bias(world) -> None:
+    G, nodes, base = world
+    labels = cluster_graph(G, seed=0).label_array(nodes)
+    deg = np.array([G.degree(n) for n in nodes])
+    direct, s_c, s_t = 2.0, -1.0, -0.5
+    global_effect = direct + s_t * (deg > 0).mean()
+    bias = {}
+    for name, design in [
+        ("bernoulli", bernoulli_design(len(nodes))),
+        ("cluster", cluster_design(labels)),
+    ]:
+        rng = np.random.default_rng(12)
+        naive = []
+        for r in range(60):
+            z = design(rng)
+            y = simulate_spillover_outcomes(
+                G, z, nodes=nodes, base=base, direct=direct, spill_control=s_c,
+                spill_treated=s_t, mode="fraction", seed=r,
+            )  # fmt: skip
+            naive.append(y[z].mean() - y[~z].mean())
+        bias[name] = np.mean(naive) - global_effect
+    assert abs(bias["cluster"]) < 0.5 * abs(bias["bernoulli"])
+
+
+def test_inputs_are_checked(world) -> None:
+    G, nodes, _ = world
+    design = bernoulli_design(len(nodes))
+    z = design(np.random.default_rng(0))
+    with pytest.raises(SpilloverError, match="not in the graph"):
+        estimate_spillover(G, z, np.zeros(len(nodes)), design, nodes=[*nodes[:-1], "ghost"])
+    with pytest.raises(SpilloverError, match="one value per product"):
+        estimate_spillover(G, z[:-1], np.zeros(len(nodes)), design, nodes=nodes)
+    with pytest.raises(SpilloverError, match="drew"):
+        estimate_spillover(G, z, np.zeros(len(nodes)), bernoulli_design(3), nodes=nodes)
