@@ -23,6 +23,7 @@ Operator freezes are applied on top by :mod:`controller.blackout`.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import math
 import struct
@@ -31,7 +32,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
-from controller.periods import n_periods, period_bounds
+from controller.periods import is_empty, n_periods, period_bounds, previous_period
 from controller.spec import Arm, ClusterMode, Design, ExperimentSpec
 
 _TWO64 = float(2**64)
@@ -168,15 +169,13 @@ def randomisation_points(t: int, m: int) -> list[int]:
 
 
 def _osb_block(spec: ExperimentSpec, k: int) -> int:
-    """Index of the last randomisation point at or before k (the block k belongs to)."""
+    """The randomisation point that period k's draw belongs to (the last one at or before k)."""
     assert spec.optimal_switchback is not None
-    m = spec.optimal_switchback.carryover_order
-    if m == 0:
-        return k
-    n = n_periods(spec) // m
-    if k < 2 * m:
-        return 0
-    return min(k, (n - 2) * m) // m * m
+    points = spec._memo.get("osb-points")
+    if points is None:
+        points = randomisation_points(n_periods(spec), spec.optimal_switchback.carryover_order)
+        spec._memo["osb-points"] = points
+    return int(points[bisect.bisect_right(points, k) - 1]) if k >= 0 else k
 
 
 # ----------------------------------------------------------------------------- designs
@@ -386,7 +385,7 @@ def assign(
         if k == 0:
             switched = True
         else:
-            prev = draw(spec, product, k - 1, ctx)
+            prev = draw(spec, product, previous_period(spec, k), ctx)
             opened = prev.window == Window.PENDING and d.window != Window.PENDING
             switched = prev.arm != d.arm or opened
         if switched:
@@ -417,5 +416,10 @@ def assign_period(
 
 
 def schedule(spec: ExperimentSpec, context: DesignContext | None = None) -> list[Assignment]:
-    """Every unit x period assignment of the experiment, in period then product order."""
-    return [a for k in range(n_periods(spec)) for a in assign_period(spec, k, context)]
+    """Every unit x period assignment, in period then product order (empty periods skipped)."""
+    return [
+        a
+        for k in range(n_periods(spec))
+        if not is_empty(spec, k)
+        for a in assign_period(spec, k, context)
+    ]

@@ -4,6 +4,11 @@ Periods are laid on the local wall clock: daily periods start at local midnight,
 23-hour or 25-hour DST day is exactly one period; sub-day periods start at local multiples
 of their length after midnight. Period 0 is the period that contains ``spec.start``.
 All returned datetimes are aware and in UTC.
+
+Sub-day periods keep a fixed number of slots per local day, so on a DST day one slot is
+shorter or longer (6-hour periods: 5 or 7 hours). With 1-hour periods the spring-forward gap
+swallows a whole slot: that period is *empty* (start == end). ``period_index`` never returns
+an empty period, ``schedule`` skips it, and washout compares with the previous non-empty one.
 """
 
 from __future__ import annotations
@@ -40,7 +45,34 @@ def period_start(spec: ExperimentSpec, k: int) -> datetime:
 
 
 def period_bounds(spec: ExperimentSpec, k: int) -> tuple[datetime, datetime]:
-    return period_start(spec, k), period_start(spec, k + 1)
+    memo = _memo(spec)
+    key = ("bounds", k)
+    if memo is not None and key in memo:
+        return memo[key]  # type: ignore[no-any-return]
+    bounds = period_start(spec, k), period_start(spec, k + 1)
+    if memo is not None and len(memo) < 100_000:
+        memo[key] = bounds
+    return bounds
+
+
+def _memo(spec: ExperimentSpec) -> dict[object, object] | None:
+    """The spec's memo of derived values (None while the spec is still being validated)."""
+    private = getattr(spec, "__pydantic_private__", None)
+    return private.get("_memo") if private else None
+
+
+def is_empty(spec: ExperimentSpec, k: int) -> bool:
+    """True for a period swallowed by a DST gap (only possible with sub-day periods)."""
+    start, end = period_bounds(spec, k)
+    return start == end
+
+
+def previous_period(spec: ExperimentSpec, k: int) -> int:
+    """The last non-empty period before k (k - 1 unless a DST gap emptied it)."""
+    j = k - 1
+    while is_empty(spec, j):
+        j -= 1
+    return j
 
 
 def period_index(spec: ExperimentSpec, ts: datetime) -> int:
@@ -74,8 +106,7 @@ def last_period(spec: ExperimentSpec) -> int:
 
 def n_periods(spec: ExperimentSpec) -> int:
     """Number of periods T; memoised on the (frozen) spec once validation is done."""
-    memo = getattr(spec, "__pydantic_private__", None)
-    memo = memo.get("_memo") if memo else None
+    memo = _memo(spec)
     if memo is not None and "n_periods" in memo:
         return int(memo["n_periods"])
     t = last_period(spec) + 1

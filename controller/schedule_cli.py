@@ -21,7 +21,7 @@ import typer
 
 from controller.designs import Assignment, DesignContext, assign
 from controller.errors import SpecError
-from controller.periods import n_periods, period_index
+from controller.periods import is_empty, n_periods, period_index
 from controller.spec import ExperimentSpec, load_spec_file
 
 COLUMNS = (
@@ -79,6 +79,7 @@ def planned(
         assign(spec, product, k, context)
         for product in spec.all_products()
         for k in range(k0, k1 + 1)
+        if not is_empty(spec, k)
     ]
 
 

@@ -264,6 +264,14 @@ class ExperimentSpec(BaseModel):
                     f"the published design needs T = n*m periods with n >= 4; T = {t}, m = {m}",
                 )
 
+    def __eq__(self, other: object) -> bool:
+        # the memo of derived values is not part of the spec's identity
+        if not isinstance(other, ExperimentSpec):
+            return NotImplemented
+        return self.__dict__ == other.__dict__
+
+    __hash__ = None  # type: ignore[assignment]  # holds a dict of clusters
+
     # ------------------------------------------------------------------ views
     def all_products(self) -> list[str]:
         if self.clusters:

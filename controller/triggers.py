@@ -8,12 +8,14 @@ the lowest price among the rule's competitors (all when the list is empty) is at
 Time is event time (``observed_at``), never the wall clock:
 
 - the condition is re-evaluated at every event and is taken to hold, unchanged, until the
-  next event for the product; only time inside the experiment counts (an undercut already
-  running at ``spec.start`` counts from ``spec.start``);
+  next event for the product; several events with the same ``observed_at`` count as one
+  instant (only the state after the last of them matters); only time inside the experiment
+  counts (an undercut already running at ``spec.start`` counts from ``spec.start``);
 - the fire instant is ``undercut_since + sustained_minutes``; an event that arrives after that
   instant (even one that ends the undercut) first reports the fire, so the result does not
   depend on when the tracker is polled. ``advance(now)`` reports fires whose duration elapsed
-  with no new event, and promises that no older event will follow;
+  with no new event, and promises that no older event will follow. With
+  ``sustained_minutes: 0`` the fire is reported once time has moved past the instant;
 - an event older than the last one seen for its product, or than the last ``advance``, is
   stale: it is ignored and counted in ``stale``;
 - each product fires at most once. The window opens at the next period boundary: the trigger
@@ -71,12 +73,19 @@ class _Product:
     prices: dict[str, float] = field(default_factory=dict)
     last_at: datetime | None = None
     undercut_since: datetime | None = None
+    # an undercut that ended at broken_at, kept so that a same-instant resumption continues it
+    broken_at: datetime | None = None
+    broken_since: datetime | None = None
 
 
 def _positive(price: float, what: str) -> float:
     if not (isinstance(price, int | float) and math.isfinite(price) and price > 0):
         raise ValueError(f"{what} must be a positive finite number, got {price!r}")
     return float(price)
+
+
+def _ts(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
 
 
 def _aware(ts: datetime) -> datetime:
@@ -156,8 +165,10 @@ class TriggerTracker:
             state.prices[competitor[0]] = competitor[1]
         if self._undercut(state):
             if state.undercut_since is None:
-                state.undercut_since = max(at, self.spec.start)
-        else:
+                resumed = state.broken_at == at and state.broken_since is not None
+                state.undercut_since = state.broken_since if resumed else max(at, self.spec.start)
+        elif state.undercut_since is not None:
+            state.broken_at, state.broken_since = at, state.undercut_since
             state.undercut_since = None
         return self._check(product, state, at)
 
@@ -172,7 +183,9 @@ class TriggerTracker:
         if product in self.fired or state.undercut_since is None:
             return None
         due = state.undercut_since + self.sustain
-        if due > now or due >= self.spec.end:
+        # the state at an instant is the one after all its events: with no duration to
+        # sustain, a fire due now waits until time has moved past it
+        if due > now or (due == now and not self.sustain) or due >= self.spec.end:
             return None
         k = period_index(self.spec, due) + 1
         if k >= n_periods(self.spec):
@@ -201,6 +214,8 @@ class TriggerTracker:
                     "prices": dict(s.prices),
                     "last_at": s.last_at.isoformat() if s.last_at else None,
                     "undercut_since": s.undercut_since.isoformat() if s.undercut_since else None,
+                    "broken_at": s.broken_at.isoformat() if s.broken_at else None,
+                    "broken_since": s.broken_since.isoformat() if s.broken_since else None,
                 }
                 for p, s in self.products.items()
             },
@@ -218,8 +233,8 @@ class TriggerTracker:
                 reference=s.get("reference"),
                 prices={c: float(v) for c, v in s.get("prices", {}).items()},
                 last_at=datetime.fromisoformat(s["last_at"]) if s.get("last_at") else None,
-                undercut_since=(
-                    datetime.fromisoformat(s["undercut_since"]) if s.get("undercut_since") else None
-                ),
+                undercut_since=_ts(s.get("undercut_since")),
+                broken_at=_ts(s.get("broken_at")),
+                broken_since=_ts(s.get("broken_since")),
             )
         return t
