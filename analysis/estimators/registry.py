@@ -44,6 +44,10 @@ def methods() -> list[str]:
 
 def _declare_builtin() -> None:
     """Built-in methods, imported on first use (one line per estimator module)."""
+    declare("did", "analysis.estimators.did")
+    declare("sc", "analysis.estimators.synth")
+    declare("difp", "analysis.estimators.synth")
+    declare("sdid", "analysis.estimators.synth")
     declare("hpte", "analysis.estimators.hpte")
     declare("mc", "analysis.estimators.mcnnm")
     declare("trop", "analysis.estimators.trop")
