@@ -1,0 +1,155 @@
+"""``pricelab analyze``: run one estimator on an exported panel, offline.
+
+    pricelab analyze PANEL.csv|.parquet --unit COL --time COL --outcome COL --treated COL
+        --method {did,sc,difp,sdid,mc,trop,ht,crossover,...} [--se METHOD] [--seed N] [--json]
+        [--covariates COL,COL] [--blackout COL] [--probability COL] [--sep ';']
+
+Methods come from :mod:`analysis.estimators.registry`, so every registered estimator works.
+``--se``/``--seed`` are passed to the estimator (the contract in
+:mod:`analysis.estimators.base` says every estimator accepts them; an estimator that does not
+gets them only if its signature has them). The CSV separator is detected from the header line
+(``;``, ``,``, tab or ``|``) unless ``--sep`` is given.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+from pathlib import Path
+from typing import Annotated, Any
+
+import pandas as pd
+import typer
+
+from analysis.errors import AnalysisError
+from analysis.estimators import registry
+from analysis.panel import Panel
+
+_SEPARATORS = (";", ",", "\t", "|")
+
+
+def read_table(path: Path, sep: str | None = None) -> pd.DataFrame:
+    """Read a long panel from CSV (separator detected) or Parquet."""
+    if not path.exists():
+        raise FileNotFoundError(f"No such file: {path}")
+    if path.suffix.lower() in (".parquet", ".pq"):
+        return pd.read_parquet(path)
+    if sep is None:
+        with path.open(encoding="utf-8") as fh:
+            header = fh.readline()
+        sep = max(_SEPARATORS, key=header.count) if any(c in header for c in _SEPARATORS) else ","
+    return pd.read_csv(path, sep=sep)
+
+
+def build_estimator(method: str, se: str | None, seed: int | None) -> Any:
+    """``registry.make`` with ``se``/``seed`` passed when given and accepted."""
+    params: dict[str, Any] = {}
+    if se is not None:
+        params["se"] = se
+    if seed is not None:
+        params["seed"] = seed
+    if params:
+        # resolve the factory first so we can look at its signature
+        try:
+            factory = registry._FACTORIES.get(method)
+            if factory is None and method in registry._MODULES:
+                import importlib
+
+                importlib.import_module(registry._MODULES[method])
+                factory = registry._FACTORIES.get(method)
+        except ImportError:
+            factory = None
+        if factory is not None:
+            sig = inspect.signature(factory)
+            accepts_any = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
+            if not accepts_any:
+                if "se" in params and "se" not in sig.parameters:
+                    raise typer.BadParameter(f"Method {method!r} does not take --se.")
+                params = {k: v for k, v in params.items() if k in sig.parameters}
+    return registry.make(method, **params)
+
+
+def _format_table(row: dict[str, Any]) -> str:
+    def fmt(v: Any) -> str:
+        if isinstance(v, float):
+            return "nan" if math.isnan(v) else f"{v:.4g}"
+        return str(v)
+
+    keys = [
+        "method",
+        "effect",
+        "se",
+        "se_method",
+        "ci_low",
+        "ci_high",
+        "pvalue",
+        "n_units",
+        "n_periods",
+        "n_cells",
+    ]
+    width = max(len(k) for k in keys)
+    return "\n".join(f"{k:<{width}}  {fmt(row.get(k))}" for k in keys)
+
+
+def analyze(
+    panel_path: Annotated[Path, typer.Argument(help="Long panel: .csv or .parquet.")],
+    unit: Annotated[str, typer.Option(help="Unit column.")],
+    time: Annotated[str, typer.Option(help="Period column.")],
+    outcome: Annotated[str, typer.Option(help="Outcome column.")],
+    treated: Annotated[str, typer.Option(help="0/1 treatment column.")],
+    method: Annotated[str, typer.Option(help="Estimator id, e.g. did, sc, difp, sdid, mc.")],
+    se: Annotated[
+        str | None,
+        typer.Option(help="Variance method: placebo, jackknife, bootstrap, time_placebo, ..."),
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed for placebo/bootstrap draws.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    covariates: Annotated[
+        str | None, typer.Option(help="Comma-separated unit covariate columns.")
+    ] = None,
+    blackout: Annotated[str | None, typer.Option(help="0/1 blackout column.")] = None,
+    probability: Annotated[str | None, typer.Option(help="Design probability column.")] = None,
+    sep: Annotated[str | None, typer.Option(help="CSV separator (default: detect).")] = None,
+    alpha: Annotated[float, typer.Option(help="1 - confidence level.")] = 0.05,
+) -> None:
+    """Estimate a treatment effect on an exported panel and print it."""
+    try:
+        df = read_table(panel_path, sep)
+        covs = [c.strip() for c in covariates.split(",") if c.strip()] if covariates else []
+        panel = Panel.from_long(
+            df,
+            unit=unit,
+            time=time,
+            outcome=outcome,
+            treated=treated,
+            blackout=blackout,
+            probability=probability,
+            covariates=covs,
+        )
+        estimator = build_estimator(method, se, seed)
+        result = estimator.fit(panel).result
+    except (AnalysisError, ValueError, FileNotFoundError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2) from exc
+    row = result.to_dict(alpha)
+    if as_json:
+        typer.echo(json.dumps({k: _json_safe(v) for k, v in row.items()}))
+    else:
+        typer.echo(_format_table(row))
+
+
+def _json_safe(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if hasattr(v, "item"):
+        return v.item()
+    return v
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``analyze`` command to the ``pricelab`` app."""
+    app.command("analyze")(analyze)
+
+
+__all__ = ["analyze", "build_estimator", "read_table", "register"]
