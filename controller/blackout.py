@@ -12,7 +12,8 @@ freezes that apply over one :class:`~controller.designs.Assignment`:
   not control, the return to treatment is a switch: a ``washout`` follows it.
 
 :func:`explain` answers, for one product and instant, whether the data is in blackout and why.
-Pure: the Redis store keeps the freezes and calls these functions.
+Pure: the Redis store keeps the freezes and calls these functions; ``load_freeze`` validates
+one (a bad freeze raises SpecError naming the field, like a bad spec).
 """
 
 from __future__ import annotations
@@ -21,13 +22,20 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from controller.designs import Assignment, Blackout, Window
 from controller.errors import SpecError
-from controller.spec import Arm, ExperimentSpec
+from controller.spec import Arm, ExperimentSpec, spec_error
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _TICK = timedelta(microseconds=1)
@@ -75,6 +83,16 @@ class Freeze(BaseModel):
         return self.start <= ts < self.end
 
 
+def load_freeze(data: dict[str, Any] | str | bytes) -> Freeze:
+    """Validate a freeze given as a mapping or JSON; raise SpecError naming the field."""
+    try:
+        if isinstance(data, str | bytes):
+            return Freeze.model_validate_json(data)
+        return Freeze.model_validate(data)
+    except ValidationError as exc:
+        raise spec_error(exc) from None
+
+
 def _union(spans: list[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
     merged: list[tuple[datetime, datetime]] = []
     for s, e in sorted(spans):
@@ -116,6 +134,7 @@ def apply_freezes(
     return replace(
         a,
         policy=control if frozen_at_start else a.policy,
+        design_policy=a.design_policy or a.policy,
         blackout_until=until,
         blackout_reason=reason,
         blackouts=blackouts,

@@ -100,6 +100,8 @@ class Assignment:
     window: Window = Window.RANDOMISED
     matched_to: str | None = None
     blackouts: tuple[Blackout, ...] = ()
+    # the design's policy when ``policy`` was overridden at the period start (by a freeze)
+    design_policy: str | None = None
 
     @property
     def in_blackout_at_start(self) -> bool:
@@ -120,7 +122,7 @@ class Assignment:
         for b in self.covering(ts):
             if b.policy is not None:
                 return b.policy
-        return self.policy
+        return self.design_policy or self.policy
 
 
 # ----------------------------------------------------------------------------- helpers

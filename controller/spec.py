@@ -314,7 +314,7 @@ def load_spec(data: dict[str, Any] | str | bytes) -> ExperimentSpec:
             return ExperimentSpec.model_validate_json(data)
         return ExperimentSpec.model_validate(data)
     except ValidationError as exc:
-        raise _spec_error(exc) from None
+        raise spec_error(exc) from None
 
 
 def load_spec_file(path: str | Path) -> ExperimentSpec:
@@ -332,7 +332,8 @@ def load_spec_file(path: str | Path) -> ExperimentSpec:
     return load_spec(raw)
 
 
-def _spec_error(exc: ValidationError) -> SpecError:
+def spec_error(exc: ValidationError) -> SpecError:
+    """The first validation failure as a SpecError naming its field."""
     err = exc.errors()[0]
     ctx_err = (err.get("ctx") or {}).get("error")
     if isinstance(ctx_err, SpecError):
