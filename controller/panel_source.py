@@ -1,0 +1,89 @@
+"""Redis implementation of the analysis worker's PanelSource: cells + assignments -> long table.
+
+A row per product x *completed* period of an experiment (the period in progress is left out
+until it ends). ``outcome`` is units sold in the period's analysis window (after the
+washout-length head), which is the same stretch of the day for every product; a cell is
+``blackout`` when an exclusion window (pause, stop, freeze) overlaps it or its record says
+the whole period was blacked out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from analysis.worker import ExperimentInfo
+from controller.clock import Clock
+from controller.periods import n_periods, period_bounds, period_index
+from controller.store import Store, decode_record, to_ms
+
+
+@dataclass
+class RedisPanelSource:
+    store: Store
+    clock: Clock
+
+    async def experiments(self) -> list[ExperimentInfo]:
+        await self.clock.sync()
+        out = []
+        for st in await self.store.experiments():
+            if st.status in ("running", "paused", "ended", "stopped") and st.flipped_period >= 0:
+                out.append(
+                    ExperimentInfo(
+                        id=st.spec.id,
+                        design=st.spec.design.value,
+                        status=st.status,
+                        params=st.spec.model_dump(mode="json") | {"n_periods": n_periods(st.spec)},
+                    )
+                )
+        return out
+
+    async def panel(self, exp_id: str) -> pd.DataFrame:
+        state = await self.store.get_experiment(exp_id)
+        spec = state.spec
+        now = self.clock.now()
+        done = min(period_index(spec, now), n_periods(spec))  # periods strictly before now's
+        done = min(done, state.flipped_period + (1 if state.status in ("ended", "stopped") else 0))
+        windows = await self.store.windows(exp_id)
+        freezes = [
+            f
+            for f in await self.store.freezes()
+            if f.get("experiments") is None or exp_id in f["experiments"]
+        ]
+        spans = [(w["start_ms"], w["end_ms"]) for w in windows] + [
+            (f["start_ms"], f["end_ms"]) for f in freezes
+        ]
+        cells = await self.store.cells(exp_id)
+        sums: dict[tuple[int, str], dict[str, float]] = {}
+        for field, value in cells.items():
+            k, product, f = field.rsplit("|", 2)
+            sums.setdefault((int(k), product), {})[f] = float(value)
+        rows: list[dict[str, Any]] = []
+        for k in range(max(done, 0)):
+            records = await self.store.assignment_records(exp_id, k)
+            start, end = period_bounds(spec, k)
+            tail_start = to_ms(start + spec.washout)
+            end_ms = to_ms(end)
+            window_hit = any(s < end_ms and (e is None or e > tail_start) for s, e in spans)
+            for product, rec in records.items():
+                arm, prob, bu, why = decode_record(rec)
+                whole = bu is not None and to_ms(bu) >= end_ms
+                c = sums.get((k, product), {})
+                rows.append(
+                    {
+                        "product": product,
+                        "period": k,
+                        "period_start": start,
+                        "units": c.get("u", 0.0),
+                        "revenue": c.get("r", 0.0),
+                        "orders": c.get("n", 0.0),
+                        "head_units": c.get("h", 0.0),
+                        "treated": int(arm.value == "treatment"),
+                        "probability": prob,
+                        "blackout": bool(window_hit or whole),
+                        "blackout_reason": why or "",
+                    }
+                )
+        return pd.DataFrame(rows)

@@ -1,0 +1,167 @@
+"""The sales path's domain logic: which experiment and period a sale belongs to, whether it
+falls in an exclusion window, and the atomic, deduplicated panel update.
+
+Every sale ends in exactly one status:
+
+- ``ok``: counted in its product x period cell;
+- ``head``: inside the washout-length head of a period with no switch; counted separately so
+  that every analysed cell covers the same hours of the day (see docs/architecture.md);
+- ``washout`` / ``paused`` / ``stopped`` / ``freeze``: in blackout; kept for audit, not analysed;
+- ``unassigned``: its period had no published assignment (kept for audit);
+- ``dup``: an event id seen before; nothing changes;
+- rejected before Redis (dead-letter): ``late``, ``future``, ``unknown_product``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from controller.clock import Clock
+from controller.periods import n_periods, period_start
+from controller.settings import Settings
+from controller.spec import ExperimentSpec
+from controller.store import SaleRow, Store, to_ms
+
+
+class SaleLike(Protocol):
+    event_id: str
+    product: str
+    units: int
+    revenue: float
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class _Window:
+    start_ms: int
+    end_ms: float
+    reason: str
+
+
+@dataclass
+class _Experiment:
+    spec: ExperimentSpec
+    bounds_ms: list[int]  # period starts, plus the end of the last period
+    washout_ms: int
+    windows: list[_Window]
+
+    def locate(self, ts_ms: int) -> int | None:
+        k = bisect.bisect_right(self.bounds_ms, ts_ms) - 1
+        if k < 0 or k >= len(self.bounds_ms) - 1:
+            return None
+        return k
+
+
+class RoutingTable:
+    """Product -> experiments (with their period grids and exclusion windows), cached."""
+
+    def __init__(self) -> None:
+        self.version = -1
+        self.by_product: dict[str, list[_Experiment]] = {}
+
+    async def refresh(self, store: Store) -> None:
+        v = await store.version()
+        if v == self.version:
+            return
+        freezes = await store.freezes()
+        by_product: dict[str, list[_Experiment]] = {}
+        for state in await store.experiments():
+            spec = state.spec
+            n = n_periods(spec)
+            bounds = [to_ms(period_start(spec, k)) for k in range(n + 1)]
+            windows = [
+                _Window(
+                    w["start_ms"], math.inf if w["end_ms"] is None else w["end_ms"], w["reason"]
+                )
+                for w in await store.windows(spec.id)
+            ]
+            for f in freezes:
+                scope = f.get("experiments")
+                if scope is None or spec.id in scope:
+                    windows.append(_Window(f["start_ms"], f["end_ms"], "freeze"))
+            exp = _Experiment(spec, bounds, int(spec.washout.total_seconds() * 1000), windows)
+            for p in spec.all_products():
+                by_product.setdefault(p, []).append(exp)
+        self.by_product = by_product
+        self.version = v
+
+    def route(self, product: str, ts_ms: int) -> tuple[_Experiment, int] | None:
+        for exp in self.by_product.get(product, ()):
+            k = exp.locate(ts_ms)
+            if k is not None:
+                return exp, k
+        return None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What happened to one sale; ``dead_letter`` verdicts carry the reason."""
+
+    status: str
+    dead_letter: bool = False
+
+
+class SalesIngestor:
+    def __init__(self, store: Store, clock: Clock, settings: Settings) -> None:
+        self.store = store
+        self.clock = clock
+        self.settings = settings
+        self.routes = RoutingTable()
+        self._lateness_ms = int(settings.allowed_lateness.total_seconds() * 1000)
+        self._skew_ms = int(settings.max_future_skew.total_seconds() * 1000)
+        self._ttl_s = int(settings.dedupe_ttl.total_seconds())
+
+    async def process(self, sales: Sequence[SaleLike]) -> list[Verdict]:
+        """Route, check and apply a batch; one verdict per sale, in order."""
+        await self.clock.sync()
+        await self.routes.refresh(self.store)
+        now_ms = to_ms(self.clock.now())
+        verdicts: list[Verdict | None] = [None] * len(sales)
+        rows: list[SaleRow] = []
+        row_index: list[int] = []
+        for i, s in enumerate(sales):
+            ts = to_ms(s.occurred_at)
+            if ts < now_ms - self._lateness_ms:
+                verdicts[i] = Verdict("late", dead_letter=True)
+                continue
+            if ts > now_ms + self._skew_ms:
+                verdicts[i] = Verdict("future", dead_letter=True)
+                continue
+            hit = self.routes.route(s.product, ts)
+            if hit is None:
+                unknown = s.product not in self.routes.by_product
+                if unknown and self.settings.unknown_product == "dead-letter":
+                    verdicts[i] = Verdict("unknown_product", dead_letter=True)
+                else:
+                    verdicts[i] = Verdict("outside_experiment")
+                continue
+            exp, k = hit
+            pre = ""
+            for w in exp.windows:
+                if w.start_ms <= ts < w.end_ms:
+                    pre = w.reason
+                    break
+            rows.append(
+                SaleRow(
+                    s.event_id,
+                    exp.spec.id,
+                    k,
+                    s.product,
+                    ts,
+                    exp.bounds_ms[k] + exp.washout_ms,
+                    s.units,
+                    s.revenue,
+                    pre,
+                )
+            )
+            row_index.append(i)
+        if rows:
+            statuses = await self.store.ingest(rows, self._ttl_s)
+            for i, st in zip(row_index, statuses, strict=True):
+                verdicts[i] = Verdict(st)
+        return [v if v is not None else Verdict("unknown") for v in verdicts]

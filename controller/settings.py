@@ -1,0 +1,118 @@
+"""One frozen settings object per process, loaded from ``PRICELAB_*`` environment variables.
+
+Nested fields use ``__``: ``PRICELAB_KAFKA__BOOTSTRAP_SERVERS=broker:9092``,
+``PRICELAB_REDIS__URL=redis://redis:6379/0``, ``PRICELAB_TOPICS__SALES=...``.
+Built once in ``main()`` and passed down; nothing else reads ``os.environ``.
+Secrets are ``SecretStr`` so they never print in logs or reprs.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class KafkaSettings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    client_id: str = "pricelab"
+    partitions: int = Field(default=4, ge=1, description="Partitions for topics pricelab creates.")
+    replication_factor: int = Field(default=1, ge=1)
+
+    def client_kwargs(self) -> dict[str, object]:
+        """Keyword arguments for aiokafka clients (security options passed through)."""
+        kw: dict[str, object] = {
+            "bootstrap_servers": self.bootstrap_servers,
+            "security_protocol": self.security_protocol,
+            "client_id": self.client_id,
+        }
+        if self.security_protocol in ("SSL", "SASL_SSL"):
+            from aiokafka.helpers import create_ssl_context
+
+            kw["ssl_context"] = create_ssl_context(
+                cafile=self.ssl_cafile, certfile=self.ssl_certfile, keyfile=self.ssl_keyfile
+            )
+        if self.sasl_mechanism:
+            kw["sasl_mechanism"] = self.sasl_mechanism
+            kw["sasl_plain_username"] = self.sasl_username
+            kw["sasl_plain_password"] = (
+                self.sasl_password.get_secret_value() if self.sasl_password else None
+            )
+        return kw
+
+
+class RedisSettings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
+    username: str | None = None
+    password: SecretStr | None = None
+    tls_ca_file: str | None = None
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+
+
+class TopicSettings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    competitor_prices: str = "pricelab.competitor-prices"
+    sales: str = "pricelab.sales"
+    assignments: str = "pricelab.assignments"
+    estimates: str = "pricelab.estimates"
+    commands: str = "pricelab.commands"
+    command_replies: str = "pricelab.command-replies"
+    experiment_events: str = "pricelab.experiment-events"
+    dead_letter: str = "pricelab.dead-letter"
+
+    def all(self) -> list[str]:
+        return list(self.model_dump().values())
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="PRICELAB_", env_nested_delimiter="__", frozen=True, extra="ignore"
+    )
+
+    kafka: KafkaSettings = KafkaSettings()
+    redis: RedisSettings = RedisSettings()
+    topics: TopicSettings = TopicSettings()
+    key_prefix: str = "pl"
+
+    clock: Literal["wall", "simulated"] = "wall"
+
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 9464
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+
+    #: how often the controller checks for period boundaries and freezes (seconds of wall time)
+    tick_interval: float = 1.0
+    #: how often the analysis worker publishes estimates (seconds of wall time)
+    analysis_interval: float = 60.0
+    #: a sale later than this (by the controller clock) goes to the dead-letter topic
+    allowed_lateness: timedelta = timedelta(days=2)
+    #: a sale further in the future than this is rejected as clock skew
+    max_future_skew: timedelta = timedelta(minutes=10)
+    #: how long event ids are remembered for dedupe; must exceed allowed_lateness
+    dedupe_ttl: timedelta = timedelta(days=8)
+    #: sales batch: up to this many events, or whatever arrived within sales_batch_within seconds
+    sales_batch_size: int = 2000
+    sales_batch_within: float = 0.05
+    #: a flip claim expires after this long if its worker dies (then another completes it)
+    flip_lease: timedelta = timedelta(seconds=30)
+    #: largest command message accepted, in bytes
+    max_command_bytes: int = 1_000_000
+    #: what to do with a sale of a product in no experiment: count it, or dead-letter it
+    unknown_product: Literal["count", "dead-letter"] = "dead-letter"
+    log_level: str = "INFO"

@@ -1,0 +1,413 @@
+"""All Redis state of pricelab, behind one object. Nothing else talks to Redis.
+
+Key layout (prefix ``pl`` by default, see docs/architecture.md):
+
+    {p}:exp:index                 set of experiment ids
+    {p}:exp:{id}:spec             the validated spec (JSON)
+    {p}:exp:{id}:state            hash: status, flipped_period, seq, missed_flips, created_at
+    {p}:exp:{id}:a:{k}            hash product -> "arm|P(treat)|blackout_until_ms|reason" for period k
+    {p}:exp:{id}:flip:{k}         flip claim "owner|seq" with a lease (PX)
+    {p}:exp:{id}:cells            hash "k|product|field" -> sums (u units, r revenue, n orders, h head units)
+    {p}:exp:{id}:excluded         hash "k|product|reason" -> units kept for audit, not analysed
+    {p}:exp:{id}:totals           hash "units:{status}" / "events:{status}" -> running totals
+    {p}:exp:{id}:windows          hash window id -> JSON exclusion window (pauses)
+    {p}:freezes                   hash freeze id -> JSON operator freeze
+    {p}:product:{product}         id of the running experiment holding the product
+    {p}:seen:{event_id}           dedupe marker "status|experiment|k" (TTL = dedupe_ttl)
+    {p}:version                   bumped on every experiment or freeze change (cache invalidation)
+    {p}:clock                     simulated time in ms (clock mode 'simulated')
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from redis.asyncio import Redis
+
+from controller.designs import Assignment
+from controller.errors import ConflictError, StoreError
+from controller.settings import Settings
+from controller.spec import Arm, ExperimentSpec, load_spec
+
+
+def make_redis(settings: Settings) -> Redis:
+    r = settings.redis
+    kw: dict[str, Any] = {"decode_responses": True, "health_check_interval": 10}
+    if r.username:
+        kw["username"] = r.username
+    if r.password is not None:
+        kw["password"] = r.password.get_secret_value()
+    if r.tls_ca_file:
+        kw["ssl_ca_certs"] = r.tls_ca_file
+    if r.tls_cert_file:
+        kw["ssl_certfile"] = r.tls_cert_file
+        kw["ssl_keyfile"] = r.tls_key_file
+    return Redis.from_url(r.url.get_secret_value(), **kw)
+
+
+def to_ms(t: datetime) -> int:
+    return int(t.timestamp() * 1000)
+
+
+def from_ms(ms: int | str) -> datetime:
+    return datetime.fromtimestamp(int(ms) / 1000.0, UTC)
+
+
+_CREATE = """
+-- KEYS: none (prefix-derived); ARGV: prefix, id, spec_json, created_ms, products...
+local p, id = ARGV[1], ARGV[2]
+if redis.call('SISMEMBER', p..':exp:index', id) == 1 then
+  return {'exists', id}
+end
+for i = 5, #ARGV do
+  local holder = redis.call('GET', p..':product:'..ARGV[i])
+  if holder then return {'conflict', ARGV[i], holder} end
+end
+for i = 5, #ARGV do redis.call('SET', p..':product:'..ARGV[i], id) end
+redis.call('SADD', p..':exp:index', id)
+redis.call('SET', p..':exp:'..id..':spec', ARGV[3])
+redis.call('HSET', p..':exp:'..id..':state', 'status', 'running', 'flipped_period', -1,
+           'seq', 0, 'missed_flips', 0, 'created_ms', ARGV[4])
+redis.call('INCR', p..':version')
+return {'ok', id}
+"""
+
+_RELEASE = """
+-- ARGV: prefix, id, status, products...
+local p, id = ARGV[1], ARGV[2]
+for i = 4, #ARGV do
+  local k = p..':product:'..ARGV[i]
+  if redis.call('GET', k) == id then redis.call('DEL', k) end
+end
+redis.call('HSET', p..':exp:'..id..':state', 'status', ARGV[3])
+redis.call('INCR', p..':version')
+return 1
+"""
+
+# Complete a flip only once: the state's flipped_period moves forward, never back.
+_COMPLETE_FLIP = """
+-- ARGV: prefix, id, k, seq, missed
+local st = ARGV[1]..':exp:'..ARGV[2]..':state'
+local cur = tonumber(redis.call('HGET', st, 'flipped_period') or '-1')
+if tonumber(ARGV[3]) > cur then
+  redis.call('HSET', st, 'flipped_period', ARGV[3], 'seq', ARGV[4])
+  redis.call('HINCRBY', st, 'missed_flips', ARGV[5])
+  redis.call('HINCRBY', st, 'flips', 1)
+  return 1
+end
+return 0
+"""
+
+# Claim a flip: a new claim gets the next sequence number; a stale claim (dead worker,
+# lease expired) is re-claimed with the SAME sequence number so a redo republishes the
+# same version.
+_CLAIM_FLIP = """
+-- ARGV: prefix, id, k, owner, lease_ms
+local base = ARGV[1]..':exp:'..ARGV[2]
+local st = base..':state'
+local cur = tonumber(redis.call('HGET', st, 'flipped_period') or '-1')
+if tonumber(ARGV[3]) <= cur then return {'done', ''} end
+local claim = base..':flip:'..ARGV[3]
+local held = redis.call('GET', claim)
+if held then
+  local owner = string.match(held, '^(.-)|')
+  if owner ~= ARGV[4] then return {'busy', held} end
+  redis.call('PEXPIRE', claim, ARGV[5])
+  return {'mine', string.match(held, '|(.*)$')}
+end
+local seqkey = base..':flipseq:'..ARGV[3]
+local seq = redis.call('GET', seqkey)
+if not seq then
+  seq = tostring(redis.call('HINCRBY', st, 'seq_counter', 1))
+  redis.call('SET', seqkey, seq)
+end
+redis.call('SET', claim, ARGV[4]..'|'..seq, 'PX', ARGV[5])
+return {'claimed', seq}
+"""
+
+# Sales: per event, decide its status, dedupe by event id, and accumulate the panel cell.
+_INGEST = """
+-- ARGV: prefix, ttl_s, then 9 per event:
+--   event_id, exp, k, product, ts_ms, head_end_ms, units, revenue, pre_reason
+local p, ttl = ARGV[1], ARGV[2]
+local out = {}
+local i = 3
+while i <= #ARGV do
+  local eid, exp, k, prod = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3]
+  local ts, head_end = tonumber(ARGV[i+4]), tonumber(ARGV[i+5])
+  local units, revenue, reason = ARGV[i+6], ARGV[i+7], ARGV[i+8]
+  local seen = p..':seen:'..eid
+  if redis.call('EXISTS', seen) == 1 then
+    out[#out+1] = 'dup'
+  else
+    local status = reason
+    local arm = ''
+    if status == '' then
+      local rec = redis.call('HGET', p..':exp:'..exp..':a:'..k, prod)
+      if not rec then
+        status = 'unassigned'
+      else
+        local a, prob, bu, why = string.match(rec, '^([^|]*)|([^|]*)|([^|]*)|(.*)$')
+        arm = a
+        if bu ~= '' and ts < tonumber(bu) then
+          status = why
+        elseif ts < head_end then
+          status = 'head'
+        else
+          status = 'ok'
+        end
+      end
+    end
+    local base = p..':exp:'..exp
+    if status == 'ok' then
+      local cell = k..'|'..prod..'|'
+      redis.call('HINCRBY', base..':cells', cell..'u', units)
+      redis.call('HINCRBYFLOAT', base..':cells', cell..'r', revenue)
+      redis.call('HINCRBY', base..':cells', cell..'n', 1)
+    elseif status == 'head' then
+      redis.call('HINCRBY', base..':cells', k..'|'..prod..'|h', units)
+    else
+      redis.call('HINCRBY', base..':excluded', k..'|'..prod..'|'..status, units)
+    end
+    redis.call('HINCRBY', base..':totals', 'units:'..status, units)
+    redis.call('HINCRBY', base..':totals', 'events:'..status, 1)
+    redis.call('SET', seen, status..'|'..exp..'|'..k..'|'..arm, 'EX', ttl)
+    out[#out+1] = status
+  end
+  i = i + 9
+end
+return out
+"""
+
+
+@dataclass(frozen=True)
+class ExperimentState:
+    spec: ExperimentSpec
+    status: str
+    flipped_period: int
+    seq: int
+    missed_flips: int
+    flips: int
+    frozen: bool = False
+
+
+@dataclass(frozen=True)
+class SaleRow:
+    event_id: str
+    experiment: str
+    period: int
+    product: str
+    ts_ms: int
+    head_end_ms: int
+    units: int
+    revenue: float
+    pre_reason: str = ""
+
+
+def encode_record(a: Assignment) -> str:
+    arm = "T" if a.arm == Arm.TREATMENT else "C"
+    bu = "" if a.blackout_until is None else str(to_ms(a.blackout_until))
+    return f"{arm}|{a.probability:.6g}|{bu}|{a.blackout_reason or ''}"
+
+
+def decode_record(rec: str) -> tuple[Arm, float, datetime | None, str | None]:
+    arm, prob, bu, why = rec.split("|", 3)
+    return (
+        Arm.TREATMENT if arm == "T" else Arm.CONTROL,
+        float(prob),
+        None if bu == "" else from_ms(bu),
+        why or None,
+    )
+
+
+class Store:
+    """Async facade over Redis for experiments, flips, blackout windows and the sales panel."""
+
+    def __init__(self, redis: Redis, prefix: str = "pl") -> None:
+        self.redis = redis
+        self.p = prefix
+        self._specs: dict[str, ExperimentSpec] = {}
+        self._create = redis.register_script(_CREATE)
+        self._release = redis.register_script(_RELEASE)
+        self._claim = redis.register_script(_CLAIM_FLIP)
+        self._complete = redis.register_script(_COMPLETE_FLIP)
+        self._ingest = redis.register_script(_INGEST)
+
+    # ------------------------------------------------------------------ experiments
+    async def create_experiment(self, spec: ExperimentSpec, now: datetime) -> None:
+        res = await self._create(
+            args=[self.p, spec.id, spec.to_json(), to_ms(now), *spec.all_products()]
+        )
+        if res[0] == "exists":
+            raise ConflictError(f"experiment {spec.id!r} already exists")
+        if res[0] == "conflict":
+            raise ConflictError(
+                f"product {res[1]!r} is already in running experiment {res[2]!r}; "
+                "a product can be in at most one running experiment"
+            )
+
+    async def experiment_ids(self) -> list[str]:
+        return sorted(await self.redis.smembers(f"{self.p}:exp:index"))
+
+    async def get_experiment(self, exp_id: str) -> ExperimentState:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.get(f"{self.p}:exp:{exp_id}:spec")
+        pipe.hgetall(f"{self.p}:exp:{exp_id}:state")
+        raw, st = await pipe.execute()
+        if raw is None:
+            raise StoreError(f"no experiment {exp_id!r}")
+        spec = self._specs.get(raw)
+        if spec is None:  # specs are immutable: parse each once
+            spec = self._specs[raw] = load_spec(raw)
+        return ExperimentState(
+            spec=spec,
+            status=st.get("status", "unknown"),
+            flipped_period=int(st.get("flipped_period", -1)),
+            seq=int(st.get("seq", 0)),
+            missed_flips=int(st.get("missed_flips", 0)),
+            flips=int(st.get("flips", 0)),
+            frozen=st.get("frozen", "0") == "1",
+        )
+
+    async def experiments(self) -> list[ExperimentState]:
+        return [await self.get_experiment(e) for e in await self.experiment_ids()]
+
+    async def set_status(self, exp_id: str, status: str) -> None:
+        spec = (await self.get_experiment(exp_id)).spec
+        if status in ("stopped", "ended"):
+            await self._release(args=[self.p, exp_id, status, *spec.all_products()])
+        else:
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.hset(f"{self.p}:exp:{exp_id}:state", "status", status)
+            pipe.incr(f"{self.p}:version")
+            await pipe.execute()
+
+    async def set_frozen(self, exp_id: str, frozen: bool) -> None:
+        await self.redis.hset(f"{self.p}:exp:{exp_id}:state", "frozen", "1" if frozen else "0")
+
+    async def next_seq(self, exp_id: str) -> int:
+        """A new sequence number for an out-of-band publish (pause, resume, stop, end)."""
+        return int(await self.redis.hincrby(f"{self.p}:exp:{exp_id}:state", "seq_counter", 1))
+
+    async def version(self) -> int:
+        return int(await self.redis.get(f"{self.p}:version") or 0)
+
+    async def experiment_of(self, product: str) -> str | None:
+        return await self.redis.get(f"{self.p}:product:{product}")  # type: ignore[no-any-return]
+
+    # ------------------------------------------------------------------ exclusion windows
+    async def open_window(self, exp_id: str, window_id: str, start: datetime, reason: str) -> None:
+        doc = json.dumps({"start_ms": to_ms(start), "end_ms": None, "reason": reason})
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(f"{self.p}:exp:{exp_id}:windows", window_id, doc)
+        pipe.incr(f"{self.p}:version")
+        await pipe.execute()
+
+    async def close_windows(self, exp_id: str, end: datetime) -> None:
+        key = f"{self.p}:exp:{exp_id}:windows"
+        windows = await self.redis.hgetall(key)
+        pipe = self.redis.pipeline(transaction=True)
+        for wid, raw in windows.items():
+            doc = json.loads(raw)
+            if doc["end_ms"] is None:
+                doc["end_ms"] = to_ms(end)
+                pipe.hset(key, wid, json.dumps(doc))
+        pipe.incr(f"{self.p}:version")
+        await pipe.execute()
+
+    async def windows(self, exp_id: str) -> list[dict[str, Any]]:
+        raw = await self.redis.hgetall(f"{self.p}:exp:{exp_id}:windows")
+        return [json.loads(v) for v in raw.values()]
+
+    async def add_freeze(self, freeze_id: str, doc: dict[str, Any]) -> None:
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(f"{self.p}:freezes", freeze_id, json.dumps(doc))
+        pipe.incr(f"{self.p}:version")
+        await pipe.execute()
+
+    async def freezes(self) -> list[dict[str, Any]]:
+        raw = await self.redis.hgetall(f"{self.p}:freezes")
+        return [json.loads(v) | {"id": k} for k, v in raw.items()]
+
+    # ------------------------------------------------------------------ flips
+    async def claim_flip(self, exp_id: str, k: int, owner: str, lease_ms: int) -> tuple[str, int]:
+        status, seq = await self._claim(args=[self.p, exp_id, k, owner, lease_ms])
+        return status, int(seq) if seq else -1
+
+    async def write_assignments(
+        self, exp_id: str, k: int, records: Iterable[Assignment], chunk: int = 5000
+    ) -> int:
+        key = f"{self.p}:exp:{exp_id}:a:{k}"
+        n = 0
+        mapping: dict[str, str] = {}
+        pipe = self.redis.pipeline(transaction=False)
+        for a in records:
+            mapping[a.product] = encode_record(a)
+            n += 1
+            if len(mapping) >= chunk:
+                pipe.hset(key, mapping=mapping)
+                mapping = {}
+                if len(pipe) >= 20:
+                    await pipe.execute()
+        if mapping:
+            pipe.hset(key, mapping=mapping)
+        if len(pipe):
+            await pipe.execute()
+        return n
+
+    async def complete_flip(self, exp_id: str, k: int, seq: int, missed: int, owner: str) -> bool:
+        done = await self._complete(args=[self.p, exp_id, k, seq, missed])
+        # release the claim only if it is still ours
+        claim = f"{self.p}:exp:{exp_id}:flip:{k}"
+        held = await self.redis.get(claim)
+        if held is not None and held.split("|", 1)[0] == owner:
+            await self.redis.delete(claim)
+        return bool(done)
+
+    async def assignment_record(self, exp_id: str, k: int, product: str) -> str | None:
+        return await self.redis.hget(f"{self.p}:exp:{exp_id}:a:{k}", product)  # type: ignore[no-any-return]
+
+    async def assignment_records(self, exp_id: str, k: int) -> dict[str, str]:
+        return await self.redis.hgetall(f"{self.p}:exp:{exp_id}:a:{k}")  # type: ignore[no-any-return]
+
+    # ------------------------------------------------------------------ sales panel
+    async def ingest(self, rows: Sequence[SaleRow], ttl_s: int) -> list[str]:
+        """Apply a batch atomically: one status per row ('ok', 'head', 'dup', or a reason)."""
+        if not rows:
+            return []
+        args: list[Any] = [self.p, ttl_s]
+        for r in rows:
+            args += [
+                r.event_id,
+                r.experiment,
+                r.period,
+                r.product,
+                r.ts_ms,
+                r.head_end_ms,
+                r.units,
+                repr(float(r.revenue)),
+                r.pre_reason,
+            ]
+        return list(await self._ingest(args=args))
+
+    async def sale_status(self, event_id: str) -> dict[str, str] | None:
+        raw = await self.redis.get(f"{self.p}:seen:{event_id}")
+        if raw is None:
+            return None
+        status, exp, k, arm = raw.split("|", 3)
+        return {"status": status, "experiment": exp, "period": k, "arm": arm}
+
+    async def cells(self, exp_id: str) -> dict[str, str]:
+        return await self.redis.hgetall(f"{self.p}:exp:{exp_id}:cells")  # type: ignore[no-any-return]
+
+    async def totals(self, exp_id: str) -> dict[str, int]:
+        """Units and events by status ('units:ok', 'events:washout', ...) for an experiment."""
+        raw = await self.redis.hgetall(f"{self.p}:exp:{exp_id}:totals")
+        return {k: int(v) for k, v in raw.items()}
+
+    async def excluded(self, exp_id: str) -> dict[str, str]:
+        return await self.redis.hgetall(f"{self.p}:exp:{exp_id}:excluded")  # type: ignore[no-any-return]

@@ -1,0 +1,142 @@
+"""The faust app: agents and timers, thin by design (decode -> controller/analysis -> publish).
+
+Roles, which can share one process or run apart:
+
+- ``controller``: commands, competitor prices, the sales path, and the period-flip timer;
+- ``analysis``: the periodic analysis worker.
+
+State lives in Redis, never in faust Tables (the embedded broker's end_offsets bug would
+lose changelog data; see docs/broker.md). Offsets are acknowledged only after a batch is in
+Redis; a redelivered sale is deduplicated by its event id.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import faust
+
+from controller.settings import Settings
+from streams.handlers import RawEvent
+from streams.metrics import Metrics
+from streams.runtime import Runtime
+
+log = logging.getLogger("pricelab.app")
+
+
+def faust_credentials(settings: Settings) -> object | None:
+    k = settings.kafka
+    if k.sasl_mechanism:
+        ssl_ctx = k.client_kwargs().get("ssl_context")
+        return faust.SASLCredentials(
+            username=k.sasl_username,
+            password=k.sasl_password.get_secret_value() if k.sasl_password else None,
+            mechanism=k.sasl_mechanism,
+            ssl_context=ssl_ctx,
+        )
+    if k.security_protocol == "SSL":
+        return faust.SSLCredentials(k.client_kwargs()["ssl_context"])
+    return None
+
+
+def build_app(
+    settings: Settings, roles: set[str], metrics: Metrics | None = None
+) -> tuple[faust.App, Runtime]:
+    app_id = "pricelab-" + "-".join(sorted(roles))
+    app = faust.App(
+        app_id,
+        broker=[f"kafka://{hp}" for hp in settings.kafka.bootstrap_servers.split(",")],
+        broker_credentials=faust_credentials(settings),
+        store="memory://",
+        value_serializer="raw",
+        key_serializer="raw",
+        web_enabled=True,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        web_bind=settings.web_host,
+        topic_partitions=settings.kafka.partitions,
+        topic_replication_factor=settings.kafka.replication_factor,
+        broker_rebalance_timeout=10,
+        broker_session_timeout=10,
+        broker_heartbeat_interval=1,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        stream_wait_empty=False,
+        logging_config=None,
+    )
+    rt = Runtime(settings, metrics)
+    t = settings.topics
+
+    @app.on_before_shutdown.connect
+    async def _drain(app: faust.App, **kwargs: object) -> None:
+        await rt.stop()
+
+    @app.page("/health")
+    async def health(web: object, request: object) -> object:
+        return app.web.json({"status": "ok", "roles": sorted(roles)})  # type: ignore[attr-defined]
+
+    @app.page("/ready")
+    async def ready(web: object, request: object) -> object:
+        try:
+            await rt.ensure_started()
+            await rt.redis.ping()
+            ok = await rt.clock_ready()
+        except Exception as exc:  # readiness reports, never raises
+            return app.web.json({"ready": False, "error": type(exc).__name__}, status=503)  # type: ignore[attr-defined]
+        return app.web.json({"ready": ok}, status=200 if ok else 503)  # type: ignore[attr-defined]
+
+    if "controller" in roles:
+        sales_topic = app.topic(t.sales, value_type=bytes, value_serializer="raw")
+        comp_topic = app.topic(t.competitor_prices, value_type=bytes, value_serializer="raw")
+        cmd_topic = app.topic(t.commands, value_type=bytes, value_serializer="raw")
+
+        @app.agent(sales_topic, name="sales")
+        async def sales_agent(stream: faust.StreamT) -> None:
+            await rt.ensure_started()
+            async for events in stream.take_events(
+                settings.sales_batch_size, settings.sales_batch_within
+            ):
+                while not await rt.clock_ready():
+                    await app.sleep(0.1)  # type: ignore[attr-defined]
+                await rt.sales.handle([_raw(e) for e in events])
+
+        @app.agent(comp_topic, name="competitor-prices")
+        async def competitor_agent(stream: faust.StreamT) -> None:
+            await rt.ensure_started()
+            async for events in stream.take_events(500, 0.02):
+                await rt.competitor.handle([_raw(e) for e in events])
+
+        @app.agent(cmd_topic, name="commands")
+        async def command_agent(stream: faust.StreamT) -> None:
+            await rt.ensure_started()
+            async for event in stream.events():
+                await rt.commands.handle(_raw(event))
+
+        @app.timer(interval=settings.tick_interval, name="period-flip")
+        async def flip_timer() -> None:
+            await rt.ensure_started()
+            if await rt.clock_ready():
+                await rt.flipper.tick()
+
+    if "analysis" in roles:
+
+        @app.timer(interval=settings.analysis_interval, name="analysis")
+        async def analysis_timer() -> None:
+            await rt.ensure_started()
+            if await rt.clock_ready():
+                await rt.analysis.run_once()
+
+    return app, rt
+
+
+def _raw(event: faust.EventT) -> RawEvent:
+    msg = event.message
+    return RawEvent(value=event.value, partition=msg.partition, offset=msg.offset)
+
+
+def run_worker(settings: Settings, roles: set[str]) -> None:
+    """Run a faust worker for the given roles until SIGINT/SIGTERM (graceful shutdown)."""
+    app, rt = build_app(settings, roles)
+    rt.metrics.serve(settings.metrics_host, settings.metrics_port)
+    worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)
+    worker.execute_from_commandline()

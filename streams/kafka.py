@@ -1,0 +1,85 @@
+"""Thin Kafka edges: topic creation and a batching JSON publisher on aiokafka.
+
+Works the same against Apache Kafka and the embedded Tansu broker: no idempotent producer
+or transactions (Tansu lacks them); at-least-once delivery plus consumer-side dedupe
+(sales by event_id, assignments by (experiment, product, seq)).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterable
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from pydantic import BaseModel
+
+from controller.settings import Settings
+
+
+async def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
+    """Create pricelab's topics if missing (assignments compacted, keyed by product)."""
+    admin = AIOKafkaAdminClient(**settings.kafka.client_kwargs())  # type: ignore[arg-type]
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        topics = settings.topics
+        wanted = []
+        for name in topics.all():
+            if name in existing:
+                continue
+            configs = {"cleanup.policy": "compact"} if name == topics.assignments else {}
+            wanted.append(
+                NewTopic(
+                    name,
+                    num_partitions=settings.kafka.partitions,
+                    replication_factor=settings.kafka.replication_factor,
+                    topic_configs=configs,
+                )
+            )
+        if wanted:
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await asyncio.wait_for(admin.create_topics(wanted), timeout)
+    finally:
+        await admin.close()
+
+
+class JsonPublisher:
+    """Publishes pydantic messages as JSON; ``flush()`` waits until the broker has them all."""
+
+    def __init__(self, settings: Settings, *, linger_ms: int = 5) -> None:
+        self._producer = AIOKafkaProducer(
+            **settings.kafka.client_kwargs(),  # type: ignore[arg-type]
+            acks="all",
+            linger_ms=linger_ms,
+            max_batch_size=512 * 1024,
+            enable_idempotence=False,
+        )
+        self._pending: list[asyncio.Future[object]] = []
+
+    async def start(self) -> None:
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        await self.flush()
+        await self._producer.stop()
+
+    async def send(self, topic: str, msg: BaseModel | bytes, key: str | None = None) -> None:
+        value = msg if isinstance(msg, bytes) else msg.model_dump_json().encode()
+        fut = await self._producer.send(topic, value=value, key=key.encode() if key else None)
+        self._pending.append(fut)
+        if len(self._pending) >= 10_000:
+            await self.flush()
+
+    async def send_many(
+        self, topic: str, items: Iterable[tuple[str | None, BaseModel | bytes]]
+    ) -> None:
+        for key, msg in items:
+            await self.send(topic, msg, key)
+
+    async def flush(self) -> None:
+        pending, self._pending = self._pending, []
+        if pending:
+            await asyncio.gather(*pending)

@@ -1,0 +1,148 @@
+"""Prometheus metrics, created once per process with an injectable registry.
+
+The catalogue (also in README.md):
+
+    pricelab_events_consumed_total{topic}                 events read from a topic
+    pricelab_dead_letter_total{topic,reason}              events sent to the dead-letter topic
+    pricelab_sales_total{status}                          sales by outcome (ok, head, dup, washout, ...)
+    pricelab_sales_excluded_total{reason}                 sales kept for audit but not analysed
+    pricelab_sales_batch_size                             events per sales batch (histogram)
+    pricelab_sales_batch_duration_seconds                 time to apply one batch (histogram)
+    pricelab_flips_total{experiment}                      period flips completed
+    pricelab_missed_flips_total{experiment}               boundaries caught up after downtime
+    pricelab_flip_duration_seconds                        time to write and publish one flip
+    pricelab_assignments_published_total{status}          assignment messages published
+    pricelab_commands_total{kind,outcome}                 operator commands handled
+    pricelab_estimator_runtime_seconds{estimator}         time to fit one estimator
+    pricelab_estimates_published_total{estimator}         estimates published
+    pricelab_estimate_age_seconds{experiment,estimator}   clock time since the last estimate
+    pricelab_guardrail_trips_total{experiment,metric}     guardrails that stopped an experiment
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import datetime
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+_FAST = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_SLOW = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+
+
+class _EstimateAge(Collector):
+    def __init__(self, now: Callable[[], datetime]) -> None:
+        self._now = now
+        self.last: dict[tuple[str, str], datetime] = {}
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        g = GaugeMetricFamily(
+            "pricelab_estimate_age_seconds",
+            "Clock time since the last estimate was published",
+            labels=["experiment", "estimator"],
+        )
+        if self.last:
+            try:
+                now = self._now()
+            except RuntimeError:  # simulated clock not set yet
+                now = max(self.last.values())
+            for (exp, est), t in self.last.items():
+                g.add_metric([exp, est], max(0.0, (now - t).total_seconds()))
+        yield g
+
+
+class Metrics:
+    def __init__(
+        self,
+        registry: CollectorRegistry | None = None,
+        now: Callable[[], datetime] | None = None,
+    ) -> None:
+        r = self.registry = registry or CollectorRegistry()
+        self.events_consumed = Counter(
+            "pricelab_events_consumed", "Events read from a topic", ["topic"], registry=r
+        )
+        self.dead_lettered = Counter(
+            "pricelab_dead_letter",
+            "Events sent to the dead-letter topic",
+            ["topic", "reason"],
+            registry=r,
+        )
+        self.sales = Counter("pricelab_sales", "Sales by outcome", ["status"], registry=r)
+        self.sales_excluded = Counter(
+            "pricelab_sales_excluded",
+            "Sales kept for audit but excluded from analysis",
+            ["reason"],
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "pricelab_sales_batch_size",
+            "Events per sales batch",
+            buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000, 10000),
+            registry=r,
+        )
+        self.batch_seconds = Histogram(
+            "pricelab_sales_batch_duration_seconds",
+            "Time to apply one sales batch",
+            buckets=_FAST,
+            registry=r,
+        )
+        self.flips = Counter("pricelab_flips", "Period flips completed", ["experiment"], registry=r)
+        self.missed_flips = Counter(
+            "pricelab_missed_flips",
+            "Boundaries caught up after downtime",
+            ["experiment"],
+            registry=r,
+        )
+        self.flip_seconds = Histogram(
+            "pricelab_flip_duration_seconds",
+            "Time to write and publish one flip",
+            buckets=_SLOW,
+            registry=r,
+        )
+        self.assignments_published = Counter(
+            "pricelab_assignments_published",
+            "Assignment messages published",
+            ["status"],
+            registry=r,
+        )
+        self.commands = Counter(
+            "pricelab_commands", "Operator commands handled", ["kind", "outcome"], registry=r
+        )
+        self.estimator_runtime = Histogram(
+            "pricelab_estimator_runtime_seconds",
+            "Time to fit one estimator",
+            ["estimator"],
+            buckets=_SLOW,
+            registry=r,
+        )
+        self.estimates_published = Counter(
+            "pricelab_estimates_published", "Estimates published", ["estimator"], registry=r
+        )
+        self.guardrail_trips = Counter(
+            "pricelab_guardrail_trips",
+            "Guardrails that stopped an experiment",
+            ["experiment", "metric"],
+            registry=r,
+        )
+        self._age = _EstimateAge(now or (lambda: max(self._age.last.values())))
+        r.register(self._age)
+
+    # FlipObserver
+    def flipped(self, experiment: str, n: int, seconds: float, missed: int) -> None:
+        self.flips.labels(experiment).inc()
+        self.flip_seconds.observe(seconds)
+        if missed:
+            self.missed_flips.labels(experiment).inc(missed)
+
+    # WorkerObserver
+    def estimated(self, experiment: str, estimator: str, seconds: float, ok: bool) -> None:
+        self.estimator_runtime.labels(estimator).observe(seconds)
+
+    def published(self, experiment: str, estimator: str, as_of: datetime) -> None:
+        self.estimates_published.labels(estimator).inc()
+        self._age.last[(experiment, estimator)] = as_of
+
+    def serve(self, host: str, port: int) -> None:
+        start_http_server(port, addr=host, registry=self.registry)

@@ -1,0 +1,87 @@
+"""Builds one process's objects from settings: clients, store, controller, handlers, sinks."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from analysis.worker import AnalysisWorker
+from controller.clock import Clock, WallClock
+from controller.flipper import Flipper
+from controller.panel_source import RedisPanelSource
+from controller.redis_clock import SharedSimulatedClock
+from controller.sales import SalesIngestor
+from controller.settings import Settings
+from controller.store import Store, make_redis
+from streams.handlers import CommandHandler, CompetitorHandler, SalesHandler
+from streams.kafka import JsonPublisher
+from streams.metrics import Metrics
+from streams.sinks import DeadLetterSink, KafkaAssignmentSink, KafkaEstimateSink
+
+log = logging.getLogger("pricelab.runtime")
+
+
+def make_clock(settings: Settings, store: Store) -> Clock:
+    if settings.clock == "simulated":
+        return SharedSimulatedClock(store.redis, f"{settings.key_prefix}:clock")
+    return WallClock()
+
+
+class Runtime:
+    """Everything one worker needs, created inside its event loop and started once."""
+
+    def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
+        self.settings = settings
+        self.metrics = metrics or Metrics(now=lambda: self.clock.now())
+        self._started = False
+        self._lock: asyncio.Lock | None = None
+
+    def _build(self) -> None:
+        """Create clients and components; must run inside the worker's event loop."""
+        settings = self.settings
+        self.redis = make_redis(settings)
+        self.store = Store(self.redis, settings.key_prefix)
+        self.clock = make_clock(settings, self.store)
+        self.publisher = JsonPublisher(settings)
+        t = settings.topics
+        self.dlq = DeadLetterSink(self.publisher, settings, self.metrics)
+        self.assignment_sink = KafkaAssignmentSink(self.publisher, settings, self.metrics)
+        self.flipper = Flipper(self.store, self.assignment_sink, self.clock, settings, self.metrics)
+        self.ingestor = SalesIngestor(self.store, self.clock, settings)
+        self.sales = SalesHandler(self.ingestor, self.dlq, self.metrics, self.clock, t.sales)
+        self.competitor = CompetitorHandler(self.dlq, self.metrics, self.clock, t.competitor_prices)
+        self.commands = CommandHandler(
+            self.flipper,
+            self.publisher,
+            self.dlq,
+            self.metrics,
+            self.clock,
+            t.commands,
+            t.command_replies,
+            settings.max_command_bytes,
+        )
+        self.estimate_sink = KafkaEstimateSink(self.publisher, settings)
+        self.analysis = AnalysisWorker(
+            RedisPanelSource(self.store, self.clock), self.estimate_sink, self.clock, self.metrics
+        )
+
+    async def ensure_started(self) -> Runtime:
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if not self._started:
+                self._build()
+                await self.publisher.start()
+                self._started = True
+        return self
+
+    async def clock_ready(self) -> bool:
+        """False while a simulated clock has not been set by its driver."""
+        await self.clock.sync()
+        return not isinstance(self.clock, SharedSimulatedClock) or self.clock.ready
+
+    async def stop(self) -> None:
+        if self._started:
+            await self.publisher.stop()
+            await self.redis.aclose()
+            self._started = False

@@ -1,0 +1,233 @@
+"""Wire schemas: JSON on every topic, versioned by a ``v`` field (currently 1).
+
+Decoders never raise anything but :class:`DecodeError`, whose ``reason`` is a short label
+used as the dead-letter reason and as a metric label, and whose message says what was wrong.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+SCHEMA_VERSION = 1
+MAX_EVENT_BYTES = 64 * 1024
+_ID_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
+
+
+def _id(v: str) -> str:
+    if not _ID_RE.match(v):
+        raise ValueError("must be 1-128 characters of letters, digits, '_', '.', ':' or '-'")
+    return v
+
+
+def _aware(v: datetime) -> datetime:
+    if v.tzinfo is None or v.utcoffset() is None:
+        raise ValueError("timestamp must carry a UTC offset")
+    return v
+
+
+def _finite_pos(v: float) -> float:
+    if not math.isfinite(v) or v <= 0:
+        raise ValueError("must be a finite number above 0")
+    return v
+
+
+Ident = Annotated[str, AfterValidator(_id)]
+Instant = Annotated[datetime, AfterValidator(_aware)]
+PositiveFinite = Annotated[float, AfterValidator(_finite_pos)]
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    v: Literal[1] = SCHEMA_VERSION
+
+
+class CompetitorPrice(_Wire):
+    product: Ident
+    competitor: Ident
+    price: PositiveFinite
+    observed_at: Instant
+
+
+class Sale(_Wire):
+    event_id: Ident
+    product: Ident
+    units: int = Field(gt=0, le=1_000_000)
+    revenue: float = Field(ge=0)
+    unit_price: PositiveFinite
+    occurred_at: Instant
+
+    @field_validator("revenue")
+    @classmethod
+    def _finite(cls, v: float) -> float:
+        if not math.isfinite(v):
+            raise ValueError("must be finite")
+        return v
+
+    @model_validator(mode="after")
+    def _revenue_matches(self) -> Sale:
+        expected = self.units * self.unit_price
+        if abs(self.revenue - expected) > max(0.01, 1e-6 * expected):
+            raise ValueError(
+                f"revenue {self.revenue} does not equal units x unit_price ({expected:.4f})"
+            )
+        return self
+
+
+class ArmName(StrEnum):
+    TREATMENT = "treatment"
+    CONTROL = "control"
+
+
+class AssignmentMessage(_Wire):
+    """What a pricing system reads: the policy in force for a product. Keyed by product."""
+
+    experiment: Ident
+    product: Ident
+    arm: ArmName
+    policy: str
+    probability: float
+    period: int
+    period_start: Instant
+    period_end: Instant
+    blackout: bool
+    blackout_until: Instant | None = None
+    blackout_reason: str | None = None
+    seq: int = Field(ge=0)
+    status: Literal["running", "paused", "stopped", "ended", "frozen"] = "running"
+
+
+class EstimateMessage(_Wire):
+    experiment: Ident
+    estimator: str
+    metric: str
+    effect: float
+    se: float
+    ci_low: float
+    ci_high: float
+    alpha: float = 0.05
+    pvalue: float | None = None
+    se_method: str = "none"
+    cs_low: float | None = None
+    cs_high: float | None = None
+    n_units: int
+    n_periods: int
+    n_cells: int | None = None
+    as_of: Instant
+    truth: float | None = None  # set only by simulations that know it
+
+
+class CommandKind(StrEnum):
+    CREATE = "create"
+    STOP = "stop"
+    PAUSE = "pause"
+    RESUME = "resume"
+    FREEZE = "freeze"
+
+
+class Command(_Wire):
+    command_id: Ident
+    kind: CommandKind
+    experiment: Ident | None = None
+    spec: dict[str, Any] | None = None
+    freeze: dict[str, Any] | None = None
+    reason: str | None = Field(default=None, max_length=500)
+
+    @model_validator(mode="after")
+    def _needs(self) -> Command:
+        if self.kind == CommandKind.CREATE and self.spec is None:
+            raise ValueError("a create command needs a spec")
+        if (
+            self.kind in (CommandKind.STOP, CommandKind.PAUSE, CommandKind.RESUME)
+            and not self.experiment
+        ):
+            raise ValueError(f"a {self.kind.value} command needs an experiment")
+        if self.kind == CommandKind.FREEZE and self.freeze is None:
+            raise ValueError("a freeze command needs a freeze")
+        return self
+
+
+class CommandReply(_Wire):
+    command_id: str
+    ok: bool
+    experiment: str | None = None
+    error: str | None = None
+    detail: dict[str, Any] | None = None
+
+
+class ExperimentEvent(_Wire):
+    """Lifecycle facts: created, started, paused, stopped, ended, guardrail tripped, missed flips."""
+
+    experiment: Ident
+    kind: str
+    at: Instant
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+class DeadLetter(_Wire):
+    source_topic: str
+    reason: str
+    error: str
+    original_b64: str
+    partition: int | None = None
+    offset: int | None = None
+    at: Instant
+
+
+class DecodeError(ValueError):
+    """An event could not be accepted. ``reason`` is a short label for metrics and the DLQ."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        self.reason = reason
+        super().__init__(message)
+
+
+M = TypeVar("M", bound=_Wire)
+
+
+def decode(model: type[M], raw: bytes | str, max_bytes: int = MAX_EVENT_BYTES) -> M:
+    """Parse and validate one event, or raise DecodeError with a reason label."""
+    if raw is None:
+        raise DecodeError("empty", "message has no value")
+    size = len(raw)
+    if size > max_bytes:
+        raise DecodeError("too_large", f"message is {size} bytes; the limit is {max_bytes}")
+    if size == 0:
+        raise DecodeError("empty", "message value is empty")
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        kind = err["type"]
+        loc = ".".join(str(x) for x in err["loc"]) or "(message)"
+        if kind == "json_invalid" or kind == "json_type":
+            reason = "malformed_json"
+        elif kind == "missing":
+            reason = "missing_field"
+        elif kind == "extra_forbidden":
+            reason = "unknown_field"
+        elif kind == "literal_error" and loc == "v":
+            reason = "unsupported_version"
+        else:
+            reason = "invalid_field"
+        return_msg = f"{loc}: {err['msg']}"
+        raise DecodeError(reason, return_msg) from None
+    except (UnicodeDecodeError, RecursionError) as exc:  # defensive: junk bytes, deep nesting
+        raise DecodeError("malformed_json", str(exc)[:200]) from None
+
+
+def encode(msg: BaseModel) -> bytes:
+    return msg.model_dump_json().encode()

@@ -1,0 +1,129 @@
+"""Kafka implementations of the controller's and the analysis worker's output ports."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from datetime import datetime
+
+from analysis.results import EstimateResult
+from controller.designs import Assignment
+from controller.settings import Settings
+from streams.kafka import JsonPublisher
+from streams.metrics import Metrics
+from streams.schemas import (
+    AssignmentMessage,
+    DeadLetter,
+    EstimateMessage,
+    ExperimentEvent,
+)
+
+
+def assignment_message(a: Assignment, seq: int, status: str) -> AssignmentMessage:
+    return AssignmentMessage(
+        experiment=a.experiment,
+        product=a.product,
+        arm=a.arm.value,  # type: ignore[arg-type]
+        policy=a.policy,
+        probability=a.probability,
+        period=a.period,
+        period_start=a.period_start,
+        period_end=a.period_end,
+        blackout=a.blackout_until is not None,
+        blackout_until=a.blackout_until,
+        blackout_reason=a.blackout_reason,
+        seq=seq,
+        status=status,  # type: ignore[arg-type]
+    )
+
+
+class KafkaAssignmentSink:
+    """Assignments keyed by product (compacted topic); lifecycle events on their own topic."""
+
+    def __init__(self, publisher: JsonPublisher, settings: Settings, metrics: Metrics) -> None:
+        self.publisher = publisher
+        self.topics = settings.topics
+        self.metrics = metrics
+
+    async def publish_assignments(
+        self, assignments: Sequence[Assignment], seq: int, status: str
+    ) -> None:
+        topic = self.topics.assignments
+        send = self.publisher.send
+        for a in assignments:
+            await send(topic, assignment_message(a, seq, status), a.product)
+        await self.publisher.flush()
+        self.metrics.assignments_published.labels(status).inc(len(assignments))
+
+    async def publish_event(
+        self, experiment: str, kind: str, at: datetime, detail: dict[str, object]
+    ) -> None:
+        msg = ExperimentEvent(experiment=experiment, kind=kind, at=at, detail=detail)
+        await self.publisher.send(self.topics.experiment_events, msg, experiment)
+        await self.publisher.flush()
+
+
+class KafkaEstimateSink:
+    def __init__(
+        self, publisher: JsonPublisher, settings: Settings, truth: float | None = None
+    ) -> None:
+        self.publisher = publisher
+        self.topic = settings.topics.estimates
+        self.truth = truth
+
+    async def publish(
+        self,
+        experiment: str,
+        result: EstimateResult,
+        as_of: datetime,
+        cs: tuple[float, float] | None,
+    ) -> None:
+        lo, hi = result.conf_int(0.05)
+        msg = EstimateMessage(
+            experiment=experiment,
+            estimator=result.method,
+            metric=result.metric,
+            effect=result.effect,
+            se=result.se,
+            ci_low=lo,
+            ci_high=hi,
+            pvalue=None if result.pvalue != result.pvalue else result.pvalue,
+            se_method=result.se_method,
+            cs_low=None if cs is None else cs[0],
+            cs_high=None if cs is None else cs[1],
+            n_units=result.n_units,
+            n_periods=result.n_periods,
+            n_cells=result.n_cells,
+            as_of=as_of,
+        )
+        await self.publisher.send(self.topic, msg, experiment)
+        await self.publisher.flush()
+
+
+class DeadLetterSink:
+    def __init__(self, publisher: JsonPublisher, settings: Settings, metrics: Metrics) -> None:
+        self.publisher = publisher
+        self.topic = settings.topics.dead_letter
+        self.metrics = metrics
+
+    async def send(
+        self,
+        source_topic: str,
+        raw: bytes | None,
+        reason: str,
+        error: str,
+        at: datetime,
+        partition: int | None = None,
+        offset: int | None = None,
+    ) -> None:
+        msg = DeadLetter(
+            source_topic=source_topic,
+            reason=reason,
+            error=error[:1000],
+            original_b64=base64.b64encode(raw or b"").decode(),
+            partition=partition,
+            offset=offset,
+            at=at,
+        )
+        await self.publisher.send(self.topic, msg)
+        self.metrics.dead_lettered.labels(source_topic, reason).inc()
