@@ -14,6 +14,7 @@ an empty period, ``schedule`` skips it, and washout compares with the previous n
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from controller.spec import ExperimentSpec
@@ -55,7 +56,7 @@ def period_bounds(spec: ExperimentSpec, k: int) -> tuple[datetime, datetime]:
     return bounds
 
 
-def _memo(spec: ExperimentSpec) -> dict[object, object] | None:
+def _memo(spec: ExperimentSpec) -> dict[Any, Any] | None:
     """The spec's memo of derived values (None while the spec is still being validated)."""
     private = getattr(spec, "__pydantic_private__", None)
     return private.get("_memo") if private else None

@@ -207,3 +207,9 @@ def test_unreadable_files_are_refused(tmp_path: Path, text: str, suffix: str, wo
     with pytest.raises(SpecError) as ei:
         load_spec_file(p)
     assert word in ei.value.rule
+
+
+def test_the_design_guide_shows_each_example_verbatim() -> None:
+    guide = (EXAMPLES[0].parents[1] / "designs.md").read_text()
+    for path in EXAMPLES:
+        assert path.read_text().rstrip() in guide, path.name
