@@ -28,7 +28,7 @@ import hashlib
 import math
 import struct
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 
@@ -108,11 +108,21 @@ class Assignment:
         return self.blackout_until is not None
 
     def covering(self, ts: datetime) -> tuple[Blackout, ...]:
-        """The blackout windows that contain instant ``ts``."""
-        if not self.blackouts and self.blackout_until is not None:
-            legacy = Blackout(self.period_start, self.blackout_until, self.blackout_reason or "")
-            return (legacy,) if legacy.covers(ts) else ()
-        return tuple(b for b in self.blackouts if b.covers(ts))
+        """The blackout windows that contain instant ``ts``.
+
+        The run from the period start given by ``blackout_until``/``blackout_reason`` counts
+        too, also when it was set without a matching entry in ``blackouts`` (e.g. by
+        ``dataclasses.replace``).
+        """
+        found = tuple(b for b in self.blackouts if b.covers(ts))
+        if self.blackout_until is not None:
+            run = Blackout(self.period_start, self.blackout_until, self.blackout_reason or "")
+            listed = any(
+                b.reason == run.reason and b.start == self.period_start for b in self.blackouts
+            )
+            if run.covers(ts) and not listed:
+                found += (run,)
+        return found
 
     def in_blackout(self, ts: datetime) -> bool:
         return bool(self.covering(ts))
@@ -408,6 +418,20 @@ def assign(
         window=d.window,
         matched_to=d.matched_to,
         blackouts=tuple(blackouts),
+    )
+
+
+def forced_control(spec: ExperimentSpec, a: Assignment, reason: str) -> Assignment:
+    """``a`` on the control policy and in blackout for its whole period (pause, stop, end)."""
+    whole = Blackout(a.period_start, a.period_end, reason, policy=spec.control_policy)
+    return replace(
+        a,
+        arm=Arm.CONTROL,
+        policy=spec.control_policy,
+        design_policy=None,
+        blackout_until=a.period_end,
+        blackout_reason=reason,
+        blackouts=(whole,),
     )
 
 

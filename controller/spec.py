@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -271,6 +272,14 @@ class ExperimentSpec(BaseModel):
         return self.__dict__ == other.__dict__
 
     __hash__ = None  # type: ignore[assignment]  # holds a dict of clusters
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy with a fresh memo (derived values of the original may not hold for it)."""
+        copy = super().model_copy(update=update, deep=deep)
+        private = dict(copy.__pydantic_private__ or {})
+        private["_memo"] = {}
+        object.__setattr__(copy, "__pydantic_private__", private)
+        return copy
 
     # ------------------------------------------------------------------ views
     def all_products(self) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -10,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from controller.blackout import Freeze, apply_freezes, explain, load_freeze
-from controller.designs import Assignment, assign
+from controller.designs import Assignment, assign, forced_control
 from controller.errors import SpecError
 from controller.spec import Arm, ExperimentSpec, load_spec
 
@@ -175,3 +176,22 @@ def test_freeze_blackout_is_exactly_the_union_of_the_freezes(
     if not frozen and a.arm == Arm.CONTROL:
         # control cells: only the design's own washout can black them out
         assert e.in_blackout == a.in_blackout(ts)
+
+
+def test_forced_control_overrides_freezes_and_washout_for_the_whole_period() -> None:
+    s = spec()
+    a = apply_freezes(s, treated_cell(s, switched=True), [freeze(T0 - H, T0 + 100 * H)])
+    c = forced_control(s, a, "paused")
+    for minutes in range(0, 24 * 60, 30):
+        ts = a.period_start + timedelta(minutes=minutes)
+        assert c.policy_at(ts) == "old" and c.in_blackout(ts)
+        assert explain(s, c, ts).reasons == ("paused",)
+
+
+def test_a_start_run_set_by_replace_still_counts() -> None:
+    s = spec()
+    a = treated_cell(s, switched=True)  # has a 2-hour washout entry
+    b = replace(a, blackout_until=a.period_end, blackout_reason="stopped")
+    ts = a.period_start + 5 * H
+    assert b.in_blackout(ts) and explain(s, b, ts).reasons == ("stopped",)
+    assert set(explain(s, b, a.period_start).reasons) == {"washout", "stopped"}

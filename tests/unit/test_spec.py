@@ -213,3 +213,12 @@ def test_the_design_guide_shows_each_example_verbatim() -> None:
     guide = (EXAMPLES[0].parents[1] / "designs.md").read_text()
     for path in EXAMPLES:
         assert path.read_text().rstrip() in guide, path.name
+
+
+def test_a_modified_copy_does_not_reuse_derived_values() -> None:
+    s = load_spec_file(EXAMPLES[0].parent / "time-bound.yaml")
+    first = [a.arm for a in schedule(s)]
+    fresh = load_spec({**s.model_dump(), "seed": 99})
+    copied = s.model_copy(update={"seed": 99})
+    assert [a.arm for a in schedule(copied)] == [a.arm for a in schedule(fresh)]
+    assert [a.arm for a in schedule(s)] == first
