@@ -50,6 +50,7 @@ import scipy.sparse as sp
 from scipy import stats
 
 from analysis.errors import AnalysisError
+from analysis.panel import Panel
 from analysis.results import EstimateResult
 
 #: A design draws one assignment vector (True = treated) over the graph's products.
@@ -331,4 +332,47 @@ def estimate_spillover(
             "alpha": alpha,
             "max_weight": float(np.max(inv_pi[np.arange(n), e_obs] * usable[np.arange(n), e_obs])),
         },
+    )
+
+
+def panel_spillover(
+    panel: Panel,
+    graph: nx.Graph,
+    design: Design,
+    *,
+    mapping: ExposureMapping | None = None,
+    season_period: int | None = 7,
+    n_draws: int = 2000,
+    n_variance_draws: int = 500,
+    min_probability: float = 0.02,
+    seed: int | None = None,
+) -> SpilloverResult:
+    """Spillover-adjusted estimates for a block-design experiment held in a panel.
+
+    Each product's outcome is its detrended first difference (HPTE step 1: post-period mean
+    of observed minus its own trend-and-weekday forecast), which removes level and trend
+    differences between products before weighting; the assignment is the panel's treated arm.
+    Every product of the panel must be a node of ``graph`` (isolated nodes are fine) and
+    ``design`` must draw assignments over ``panel.units`` in panel order. For the analysis
+    worker: publish ``panel_spillover(...).to_results()`` next to the naive estimate.
+    """
+    from analysis.estimators.hpte import detrended_first_differences, season_index
+
+    _, n_pre = panel.block_structure()
+    season = None
+    if season_period and season_period > 1 and n_pre >= season_period + 4:
+        season = season_index(panel.times, season_period)
+    fd = detrended_first_differences(panel.Y, panel.usable, n_pre, season, trend=n_pre >= 3)
+    nodes = [str(u) if str(u) in graph else u for u in panel.units.tolist()]
+    return estimate_spillover(
+        graph,
+        panel.treated_units,
+        fd,
+        design,
+        nodes=nodes,
+        mapping=mapping,
+        n_draws=n_draws,
+        n_variance_draws=n_variance_draws,
+        min_probability=min_probability,
+        seed=seed,
     )

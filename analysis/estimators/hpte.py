@@ -49,11 +49,11 @@ spillover, see analysis.spillover); the bootstrap treats products as independent
 from __future__ import annotations
 
 from dataclasses import dataclass
+from statistics import NormalDist
 from typing import Literal
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 from sklearn.ensemble import RandomForestRegressor, RandomTreesEmbedding
 
 from analysis.errors import InferenceError, PanelError
@@ -146,8 +146,23 @@ def chauvenet_keep(values: np.ndarray, c: float | None = 0.5) -> np.ndarray:
     mad = 1.4826 * np.median(np.abs(v - med))
     if not mad > 0:
         return np.ones(n, dtype=bool)
-    z_cut = stats.norm.isf(min(c / (2.0 * n), 0.25))
+    z_cut = NormalDist().inv_cdf(1.0 - min(c / (2.0 * n), 0.25))
     return np.abs(v - med) <= z_cut * mad
+
+
+def quantile_keep(values: np.ndarray, c: float | None = 2.0) -> np.ndarray:
+    """Keep-mask of symmetric empirical trimming: drop below the c/n and above the 1 - c/n quantile.
+
+    The alternative reading of the paper's rule, kept for comparison (docs/pricing-methods.md):
+    it always drops about ``c`` products per tail, however many outliers there are.
+    """
+    v = np.asarray(values, dtype=float)
+    n = v.size
+    if c is None or n < 3:
+        return np.ones(n, dtype=bool)
+    q = min(c / n, 0.25)
+    lo, hi = np.quantile(v, [q, 1.0 - q])
+    return (v >= lo) & (v <= hi)
 
 
 # ---------------------------------------------------------------------------------- step 3
@@ -268,6 +283,8 @@ class HPTEEstimator(PanelEstimator):
     min_leaf: minimum products per leaf when growing the trees.
     outlier_c: expected number of clean products dropped per arm (Chauvenet: 0.5);
         ``None`` disables outlier filtering.
+    outlier_rule: "chauvenet" (default, see step 2) or "quantile" (drop the ``outlier_c / n``
+        empirical tails of each arm; for comparison).
     season_period: length of the seasonal cycle in periods (7: day of week; None: no
         seasonality). Weekday is read from the time labels when they are dates.
     trend: include a linear trend in the forecast.
@@ -285,6 +302,7 @@ class HPTEEstimator(PanelEstimator):
         n_trees: int = 100,
         min_leaf: int = 10,
         outlier_c: float | None = 0.5,
+        outlier_rule: Literal["chauvenet", "quantile"] = "chauvenet",
         season_period: int | None = 7,
         trend: bool = True,
         n_bootstrap: int = 200,
@@ -295,6 +313,7 @@ class HPTEEstimator(PanelEstimator):
         self.n_trees = n_trees
         self.min_leaf = min_leaf
         self.outlier_c = outlier_c
+        self.outlier_rule = outlier_rule
         self.season_period = season_period
         self.trend = trend
         self.n_bootstrap = n_bootstrap
@@ -305,6 +324,10 @@ class HPTEEstimator(PanelEstimator):
         if self.matching not in ("supervised", "unsupervised", "none"):
             raise ValueError(
                 f"matching must be 'supervised', 'unsupervised' or 'none'; got {self.matching!r}."
+            )
+        if self.outlier_rule not in ("chauvenet", "quantile"):
+            raise ValueError(
+                f"outlier_rule must be 'chauvenet' or 'quantile'; got {self.outlier_rule!r}."
             )
         se_method = self.se or "bootstrap"
         if se_method not in ("bootstrap", "none"):
@@ -335,8 +358,8 @@ class HPTEEstimator(PanelEstimator):
 
         control = ~treated
         keep = np.ones(panel.n_units, dtype=bool)
-        keep[treated] = chauvenet_keep(fd[treated], self.outlier_c)
-        keep[control] = chauvenet_keep(fd[control], self.outlier_c)
+        keep[treated] = self._keep(fd[treated])
+        keep[control] = self._keep(fd[control])
 
         forests = None
         if self.matching != "none":
@@ -399,6 +422,11 @@ class HPTEEstimator(PanelEstimator):
             },
         )
 
+    def _keep(self, values: np.ndarray) -> np.ndarray:
+        if self.outlier_rule == "quantile":
+            return quantile_keep(values, self.outlier_c)
+        return chauvenet_keep(values, self.outlier_c)
+
     def _bootstrap(
         self,
         fd: np.ndarray,
@@ -412,8 +440,8 @@ class HPTEEstimator(PanelEstimator):
         for r in range(self.n_bootstrap):
             t_rows = t_all[rng.integers(t_all.size, size=t_all.size)]
             c_rows = c_all[rng.integers(c_all.size, size=c_all.size)]
-            t_rows = t_rows[chauvenet_keep(fd[t_rows], self.outlier_c)]
-            c_rows = c_rows[chauvenet_keep(fd[c_rows], self.outlier_c)]
+            t_rows = t_rows[self._keep(fd[t_rows])]
+            c_rows = c_rows[self._keep(fd[c_rows])]
             if t_rows.size == 0 or c_rows.size == 0:
                 continue
             matched, _ = _matched_controls(forests, fd, c_rows, t_rows)
