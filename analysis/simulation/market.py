@@ -15,8 +15,10 @@ Model (log scale, product i, day t, see docs/simulator.md for parameters and def
 with ``G ~ Gamma(r, 1/r)`` (negative-binomial counts; ``G = 1`` for Poisson), ``s_it`` the share
 of i's substitutes treated on day t, ``z`` standardised characteristics, ``L`` a Lomax draw and
 ``outlier_it ~ Bernoulli(outlier_probability)``. Latent terms (shocks, AR deviations, undercut
-episodes) are drawn from seed-and-day keyed streams, so they do not depend on the assignment and
-any day can be recomputed in any order: the same seed and arms give the same outcomes.
+episodes, count noise) are drawn from seed-and-day keyed streams, so they do not depend on the
+assignment and any day can be recomputed in any order: the same seeds and arms give the same
+outcomes. Counts are inverse-CDF draws from per-cell uniforms, so potential outcomes are fixed
+given the seeds and monotone in the treatment.
 
 Ground truth reported per product-day:
 
@@ -44,6 +46,7 @@ import networkx as nx
 import numpy as np
 import pandas as pd
 from scipy import sparse, stats
+from sklearn.neighbors import NearestNeighbors
 
 from analysis.simulation.config import CHARACTERISTICS, MarketConfig
 
@@ -195,15 +198,12 @@ class Market:
                 members = np.flatnonzero(self._category_codes == c)
                 if len(members) < 2:
                     continue
-                f = feats[members]
-                d = ((f[:, None, :] - f[None, :, :]) ** 2).sum(axis=2)
-                np.fill_diagonal(d, np.inf)
                 kk = min(k, len(members) - 1)
-                nearest = np.argsort(d, axis=1, kind="stable")[:, :kk]
-                for a, row in enumerate(nearest):
-                    for b in row:
-                        rows.append(int(members[a]))
-                        cols.append(int(members[b]))
+                # a tree query keeps memory linear in the category size (no distance matrix)
+                tree = NearestNeighbors(n_neighbors=kk).fit(feats[members])
+                nearest = tree.kneighbors(return_distance=False)  # self excluded
+                rows.extend(np.repeat(members, kk).tolist())
+                cols.extend(members[nearest.ravel()].tolist())
         n = self.cfg.n_products
         A = sparse.coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, n)).tocsr()
         A = ((A + A.T) > 0).astype(float)
