@@ -150,6 +150,19 @@ def test_fixed_designs_treat_the_allocated_share_of_each_stratum(
             assert math.floor(alloc * len(members)) <= treated <= math.ceil(alloc * len(members))
 
 
+@FAST
+@given(seed=st.integers(0, 2**31), alloc=st.floats(0.05, 0.95), n=st.integers(1, 25))
+def test_fixed_clusters_treat_the_allocated_share_of_classes(
+    seed: int, alloc: float, n: int
+) -> None:
+    clusters = {f"c{i}": [f"c{i}-a", f"c{i}-b"] for i in range(n)}
+    spec = make(
+        "cluster", clusters=clusters, cluster={"mode": "fixed"}, seed=seed, allocation=alloc
+    )
+    treated = sum(arm(spec, m[0], 0)[0] == Arm.TREATMENT for m in clusters.values())
+    assert math.floor(alloc * n) <= treated <= math.ceil(alloc * n)
+
+
 @pytest.mark.parametrize("alloc", [0.3, 0.5, 0.7])
 def test_randomised_rounding_gives_every_unit_probability_allocation(alloc: float) -> None:
     # 5 units, a*n not an integer: each unit's treated frequency over seeds must be a
