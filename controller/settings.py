@@ -116,3 +116,27 @@ class Settings(BaseSettings):
     #: what to do with a sale of a product in no experiment: count it, or dead-letter it
     unknown_product: Literal["count", "dead-letter"] = "dead-letter"
     log_level: str = "INFO"
+
+    def to_env(self) -> dict[str, str]:
+        """Environment variables that make a child process load these same settings.
+
+        The values may hold secrets: pass them to a child's environment, never to a log.
+        """
+        env: dict[str, str] = {}
+
+        def put(prefix: str, value: object) -> None:
+            if value is None:
+                return
+            if isinstance(value, BaseModel):
+                for name in type(value).model_fields:
+                    put(f"{prefix}__{name.upper()}", getattr(value, name))
+                return
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            elif isinstance(value, timedelta):
+                value = f"PT{value.total_seconds():g}S"
+            env[prefix] = str(value)
+
+        for name in type(self).model_fields:
+            put(f"PRICELAB_{name.upper()}", getattr(self, name))
+        return env

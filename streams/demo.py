@@ -58,19 +58,6 @@ class DemoConfig:
     duplicates_per_day: int = 20
 
 
-def settings_env(settings: Settings) -> dict[str, str]:
-    """Environment that makes a child worker load the same settings."""
-    return {
-        "PRICELAB_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
-        "PRICELAB_REDIS__URL": settings.redis.url.get_secret_value(),
-        "PRICELAB_CLOCK": settings.clock,
-        "PRICELAB_KEY_PREFIX": settings.key_prefix,
-        "PRICELAB_TICK_INTERVAL": str(settings.tick_interval),
-        "PRICELAB_ANALYSIS_INTERVAL": str(settings.analysis_interval),
-        "PRICELAB_ALLOWED_LATENESS": f"PT{int(settings.allowed_lateness.total_seconds())}S",
-    }
-
-
 class Say:
     def __init__(self, quiet: bool) -> None:
         self.quiet = quiet
@@ -116,7 +103,7 @@ def run_demo(settings: Settings, cfg: DemoConfig) -> bool:
             metrics_ports.append(free_port())
             env = (
                 os.environ
-                | settings_env(settings)
+                | settings.to_env()
                 | {
                     "PRICELAB_METRICS_PORT": str(metrics_ports[-1]),
                     "PRICELAB_WEB_PORT": str(web_ports[-1]),

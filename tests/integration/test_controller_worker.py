@@ -1,0 +1,169 @@
+"""A real controller worker process (faust agents on Tansu, state in Redis)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from controller.redis_clock import SharedSimulatedClock
+from controller.store import Store, make_redis
+from streams.commands import send_command_async
+from streams.kafka import JsonPublisher
+from tests.integration.conftest import read_topic
+from tests.integration.workers import WorkerProcess, metric_value
+
+pytestmark = pytest.mark.integration
+
+START = datetime(2026, 6, 1, tzinfo=UTC)
+PRODUCTS = [f"P{i:03d}" for i in range(40)]
+
+
+def spec_doc(exp_id: str = "live-1", **kw):
+    doc = dict(id=exp_id, products=PRODUCTS, treatment_policy="new", control_policy="old",
+               start=START.isoformat(), end=(START + timedelta(days=10)).isoformat(),
+               timezone="UTC", washout="PT1H", seed=5)
+    doc.update(kw)
+    return doc
+
+
+@pytest.fixture
+async def store_and_clock(settings):
+    redis = make_redis(settings)
+    try:
+        yield Store(redis, settings.key_prefix), SharedSimulatedClock(redis, f"{settings.key_prefix}:clock")
+    finally:
+        await redis.aclose()
+
+
+async def _wait(pred, timeout: float = 20.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await pred():
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def test_two_workers_flip_each_boundary_exactly_once(settings, store_and_clock):
+    store, clock = store_and_clock
+    await clock.set(START + timedelta(minutes=5))
+    settings = settings.model_copy(update={"tick_interval": 0.1})
+    workers = [WorkerProcess(settings).start(), WorkerProcess(settings).start()]
+    try:
+        reply = await send_command_async(settings, "create", timeout=60, spec=spec_doc())
+        assert reply["ok"], reply
+        for day in (1, 2, 3):
+            await clock.set(START + timedelta(days=day, minutes=1))
+            await _wait(lambda d=day: _flipped(store, "live-1", d), what=f"flip {day}")
+        msgs = await read_topic(settings, settings.topics.assignments, expect=4 * len(PRODUCTS))
+        per_period = Counter(m["period"] for m in msgs if m["experiment"] == "live-1")
+        assert per_period == {0: 40, 1: 40, 2: 40, 3: 40}
+        seqs = {m["period"]: m["seq"] for m in msgs}
+        assert sorted(seqs.values()) == sorted(set(seqs.values()))  # one version per flip
+        state = await store.get_experiment("live-1")
+        assert state.flips == 4 and state.missed_flips == 0
+        # both workers ran the timer; the flips were split between them, never doubled
+        total = sum(metric_value(w.metrics(), "pricelab_flips_total") for w in workers)
+        assert total == 4
+    finally:
+        for w in workers:
+            w.stop()
+
+
+async def _flipped(store: Store, exp: str, k: int) -> bool:
+    return (await store.get_experiment(exp)).flipped_period >= k
+
+
+async def test_catch_up_after_downtime_records_missed_flips(settings, store_and_clock):
+    store, clock = store_and_clock
+    await clock.set(START + timedelta(minutes=5))
+    w = WorkerProcess(settings).start()
+    try:
+        assert (await send_command_async(settings, "create", timeout=60, spec=spec_doc("cu")))["ok"]
+        await _wait(lambda: _flipped(store, "cu", 0), what="first flip")
+    finally:
+        w.kill9()
+    await clock.set(START + timedelta(days=3, hours=5))  # three boundaries pass while down
+    w = WorkerProcess(settings).start()
+    try:
+        await _wait(lambda: _flipped(store, "cu", 3), what="catch-up flip")
+        state = await store.get_experiment("cu")
+        assert state.missed_flips == 2  # periods 1 and 2 were never in force
+        events = await read_topic(settings, settings.topics.experiment_events, expect=2)
+        missed = [e for e in events if e["kind"] == "missed_flips"]
+        assert missed and missed[0]["detail"]["missed"] == 2
+    finally:
+        w.stop()
+
+
+async def test_kill_switch_returns_products_to_control_within_a_second(settings, store_and_clock):
+    store, clock = store_and_clock
+    await clock.set(START + timedelta(hours=6))
+    w = WorkerProcess(settings).start()
+    try:
+        assert (await send_command_async(settings, "create", timeout=60, spec=spec_doc("ks")))["ok"]
+        t0 = time.monotonic()
+        reply = await send_command_async(settings, "stop", timeout=30, experiment="ks", reason="guardrail")
+        elapsed = time.monotonic() - t0
+        assert reply["ok"], reply
+        msgs = await read_topic(settings, settings.topics.assignments, expect=2 * len(PRODUCTS))
+        stopped = [m for m in msgs if m["status"] == "stopped"]
+        assert len(stopped) == len(PRODUCTS)
+        assert {m["policy"] for m in stopped} == {"old"}
+        assert elapsed < 1.0, f"stop took {elapsed:.2f}s from command to reply"
+        # the products are free again: a new experiment may take them
+        assert (await send_command_async(settings, "create", timeout=30, spec=spec_doc("ks2")))["ok"]
+    finally:
+        w.stop()
+
+
+async def test_overlapping_experiment_is_refused_with_a_reason(settings, store_and_clock):
+    store, clock = store_and_clock
+    await clock.set(START + timedelta(hours=6))
+    w = WorkerProcess(settings).start()
+    try:
+        assert (await send_command_async(settings, "create", timeout=60, spec=spec_doc("ov1")))["ok"]
+        reply = await send_command_async(settings, "create", timeout=30, spec=spec_doc("ov2", products=["P001", "X9"]))
+        assert not reply["ok"]
+        assert "P001" in reply["error"] and "ov1" in reply["error"]
+        bad = await send_command_async(settings, "create", timeout=30, spec=spec_doc("bad", washout="P3D"))
+        assert not bad["ok"] and bad["error"].startswith("washout")
+    finally:
+        w.stop()
+
+
+async def test_agent_survives_bad_input_and_counts_good_sales(settings, store_and_clock):
+    store, clock = store_and_clock
+    await clock.set(START + timedelta(hours=20))
+    w = WorkerProcess(settings).start()
+    pub = JsonPublisher(settings)
+    await pub.start()
+    try:
+        assert (await send_command_async(settings, "create", timeout=60, spec=spec_doc("bi")))["ok"]
+        at = START + timedelta(hours=12)
+        raw = [b"\xff\xfe", b'{"v": 2}', b"[1,2,3]" * 20000]
+        for i in range(30):
+            raw.append(json.dumps({"v": 1, "event_id": f"s{i}", "product": PRODUCTS[i], "units": 1,
+                                   "revenue": 2.5, "unit_price": 2.5, "occurred_at": at.isoformat()}).encode())
+        for r in raw:
+            await pub.send(settings.topics.sales, r, None)
+        await pub.flush()
+
+        async def all_counted() -> bool:
+            t = await store.totals("bi")
+            return sum(v for k, v in t.items() if k.startswith("events:")) >= 30
+
+        await _wait(all_counted, timeout=40, what="sales counted")
+        dead = await read_topic(settings, settings.topics.dead_letter, expect=3)
+        assert sorted(d["reason"] for d in dead) == ["malformed_json", "too_large", "unsupported_version"]
+        m = w.metrics()
+        assert metric_value(m, "pricelab_dead_letter_total") == 3
+        assert metric_value(m, "pricelab_sales_total", status="ok") == 30
+    finally:
+        await pub.stop()
+        w.stop()
