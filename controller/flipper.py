@@ -13,15 +13,15 @@ import logging
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
 from controller.clock import Clock
-from controller.designs import Assignment, assign_period
-from controller.periods import n_periods, period_index
+from controller.designs import Assignment, assign_period, forced_control
+from controller.periods import n_periods, period_index, period_start
 from controller.settings import Settings
-from controller.spec import Arm, ExperimentSpec
+from controller.spec import ExperimentSpec
 from controller.store import ExperimentState, Store, to_ms
 
 log = logging.getLogger("pricelab.controller")
@@ -38,11 +38,15 @@ class AssignmentSink(Protocol):
 
 
 class FlipObserver(Protocol):
-    def flipped(self, experiment: str, n: int, seconds: float, missed: int) -> None: ...
+    def flipped(
+        self, experiment: str, n: int, seconds: float, missed: int, lateness: float = 0.0
+    ) -> None: ...
 
 
 class _NullObserver:
-    def flipped(self, experiment: str, n: int, seconds: float, missed: int) -> None:
+    def flipped(
+        self, experiment: str, n: int, seconds: float, missed: int, lateness: float = 0.0
+    ) -> None:
         return None
 
 
@@ -81,7 +85,7 @@ class Flipper:
         k = period_index(spec, now)
         records = assign_period(spec, k)
         if frozen:
-            records = [to_control(a, spec, "freeze") for a in records]
+            records = [forced_control(spec, a, "freeze") for a in records]
         await self.store.write_assignments(spec.id, k, records)
         await self.store.set_frozen(spec.id, frozen)
         status = "frozen" if frozen else "running"
@@ -126,9 +130,9 @@ class Flipper:
         records = assign_period(spec, k)
         status_out = state.status
         if state.status == "paused":
-            records = [to_control(a, spec, "paused") for a in records]
+            records = [forced_control(spec, a, "paused") for a in records]
         elif frozen:
-            records = [to_control(a, spec, "freeze") for a in records]
+            records = [forced_control(spec, a, "freeze") for a in records]
             status_out = "frozen"
         await self.store.write_assignments(spec.id, k, records)
         await self.store.set_frozen(spec.id, frozen)
@@ -142,13 +146,14 @@ class Flipper:
                 {"missed": missed, "from_period": state.flipped_period, "to_period": k},
             )
         await self.store.complete_flip(spec.id, k, seq, missed, self.owner)
-        self.observer.flipped(spec.id, len(records), time.perf_counter() - t0, missed)
+        lateness = (now - period_start(spec, k)).total_seconds()
+        self.observer.flipped(spec.id, len(records), time.perf_counter() - t0, missed, lateness)
         return 1
 
     async def _end(self, state: ExperimentState, now: datetime) -> None:
         spec = state.spec
         last = n_periods(spec) - 1
-        records = [to_control(a, spec, "ended") for a in assign_period(spec, last)]
+        records = [forced_control(spec, a, "ended") for a in assign_period(spec, last)]
         await self.store.set_status(spec.id, "ended")
         await self.sink.publish_assignments(records, await self.store.next_seq(spec.id), "ended")
         await self.sink.publish_event(spec.id, "ended", now, {})
@@ -195,7 +200,7 @@ class Flipper:
         await self.store.open_window(exp_id, f"{status}-{uuid.uuid4().hex[:8]}", now, reason)
         await self.store.set_status(exp_id, status)
         k = min(max(period_index(spec, now), 0), n_periods(spec) - 1)
-        records = [to_control(a, spec, status) for a in assign_period(spec, k)]
+        records = [forced_control(spec, a, status) for a in assign_period(spec, k)]
         await self.sink.publish_assignments(records, await self.store.next_seq(exp_id), status)
         await self.sink.publish_event(exp_id, status, now, {"reason": reason})
 
@@ -222,14 +227,3 @@ def _instant(v: object, field: str) -> datetime:
     if t.tzinfo is None:
         raise ValueError(f"{field}: must carry a UTC offset")
     return t
-
-
-def to_control(a: Assignment, spec: ExperimentSpec, reason: str) -> Assignment:
-    """The same unit and period on the control policy, in blackout for the whole period."""
-    return replace(
-        a,
-        arm=Arm.CONTROL,
-        policy=spec.control_policy,
-        blackout_until=a.period_end,
-        blackout_reason=reason,
-    )

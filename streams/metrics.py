@@ -11,6 +11,7 @@ The catalogue (also in README.md):
     pricelab_flips_total{experiment}                      period flips completed
     pricelab_missed_flips_total{experiment}               boundaries caught up after downtime
     pricelab_flip_duration_seconds                        time to write and publish one flip
+    pricelab_flip_lateness_seconds                        clock time from boundary to published flip
     pricelab_assignments_published_total{status}          assignment messages published
     pricelab_commands_total{kind,outcome}                 operator commands handled
     pricelab_estimator_runtime_seconds{estimator}         time to fit one estimator
@@ -101,6 +102,12 @@ class Metrics:
             buckets=_SLOW,
             registry=r,
         )
+        self.flip_lateness = Histogram(
+            "pricelab_flip_lateness_seconds",
+            "Clock time from a period boundary to its flip being published",
+            buckets=(0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0),
+            registry=r,
+        )
         self.assignments_published = Counter(
             "pricelab_assignments_published",
             "Assignment messages published",
@@ -130,9 +137,12 @@ class Metrics:
         r.register(self._age)
 
     # FlipObserver
-    def flipped(self, experiment: str, n: int, seconds: float, missed: int) -> None:
+    def flipped(
+        self, experiment: str, n: int, seconds: float, missed: int, lateness: float = 0.0
+    ) -> None:
         self.flips.labels(experiment).inc()
         self.flip_seconds.observe(seconds)
+        self.flip_lateness.observe(max(0.0, lateness))
         if missed:
             self.missed_flips.labels(experiment).inc(missed)
 

@@ -13,7 +13,8 @@ from controller.redis_clock import SharedSimulatedClock
 from controller.sales import SalesIngestor
 from controller.settings import Settings
 from controller.store import Store, make_redis
-from streams.handlers import CommandHandler, CompetitorHandler, SalesHandler
+from streams.control import CommandHandler, CompetitorHandler
+from streams.handlers import SalesHandler
 from streams.kafka import JsonPublisher
 from streams.metrics import Metrics
 from streams.sinks import DeadLetterSink, KafkaAssignmentSink, KafkaEstimateSink
