@@ -182,8 +182,8 @@ _PLUGINS = (
     "analysis.simulation.cli",
     "analysis.graph_cli",
     "controller.schedule_cli",
-    "analysis.report_cli",
     "analysis.compare_cli",
+    "streams.report_cli",
 )
 for _mod in _PLUGINS:
     try:
