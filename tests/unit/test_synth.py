@@ -54,8 +54,9 @@ def test_frank_wolfe_approaches_the_simplex_optimum(seed: int) -> None:
     x0 = sparsify(
         simplex_least_squares(A, b, zeta, intercept=False, min_decrease=1e-12, max_iter=100)
     )
-    x = simplex_least_squares(A, b, zeta, intercept=False, x0=x0, min_decrease=1e-12,
-                              max_iter=10_000)
+    x = simplex_least_squares(
+        A, b, zeta, intercept=False, x0=x0, min_decrease=1e-12, max_iter=10_000
+    )
     assert -1e-9 <= gap(x) < 1e-4
 
 
@@ -71,10 +72,17 @@ def test_batched_fit_equals_one_at_a_time() -> None:
     panels = [factor_panel(s, n_treated=2).sorted_for_block() for s in range(3)]
     N0, T0 = panels[0].block_structure()
     spec = SyntheticDID.spec
-    single = [fit_block(p.Y, N0, T0, spec, zeta_omega=0.7, zeta_lambda=1e-6, min_decrease=1e-5)
-              for p in panels]
+    single = [
+        fit_block(p.Y, N0, T0, spec, zeta_omega=0.7, zeta_lambda=1e-6, min_decrease=1e-5)
+        for p in panels
+    ]
     taus, omegas, _ = fit_block_batch(
-        np.stack([p.Y for p in panels]), N0, T0, spec, zeta_omega=0.7, zeta_lambda=1e-6,
+        np.stack([p.Y for p in panels]),
+        N0,
+        T0,
+        spec,
+        zeta_omega=0.7,
+        zeta_lambda=1e-6,
         min_decrease=1e-5,
     )
     np.testing.assert_allclose(taus, [f.tau for f in single], atol=1e-9)

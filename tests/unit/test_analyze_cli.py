@@ -1,0 +1,103 @@
+"""`pricelab analyze` through a Typer app the command is registered into."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from analysis.cli import read_table, register
+from tests.unit._panel_dgp import factor_panel
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "california_prop99.csv"
+COLS = ["--unit", "State", "--time", "Year", "--outcome", "PacksPerCapita", "--treated", "treated"]
+
+
+@pytest.fixture()
+def app() -> typer.Typer:
+    app = typer.Typer()
+    register(app)
+
+    @app.command()
+    def version() -> None:  # a second command so "analyze" stays a subcommand
+        typer.echo("0")
+
+    return app
+
+
+def test_json_output_has_the_documented_keys(app: typer.Typer) -> None:
+    res = CliRunner().invoke(app, ["analyze", str(DATA), *COLS, "--method", "did", "--json"])
+    assert res.exit_code == 0, res.output
+    row = json.loads(res.stdout)
+    for key in ("method", "effect", "se", "ci_low", "ci_high", "n_units", "n_periods"):
+        assert key in row
+    assert row["method"] == "did" and row["n_units"] == 39 and row["n_periods"] == 31
+    assert round(row["effect"], 1) == -27.3
+    assert row["ci_low"] < row["effect"] < row["ci_high"]
+
+
+def test_readable_table_without_json(app: typer.Typer) -> None:
+    res = CliRunner().invoke(app, ["analyze", str(DATA), *COLS, "--method", "did"])
+    assert res.exit_code == 0
+    assert "effect" in res.stdout and "-27.35" in res.stdout and "placebo" in res.stdout
+
+
+def test_comma_separated_file_and_se_option(app: typer.Typer, tmp_path: Path) -> None:
+    long = factor_panel(1, n_treated=3).to_long()
+    long["size"] = long["unit"].str[-1].astype(int)
+    path = tmp_path / "panel.csv"
+    long.to_csv(path, index=False)
+    args = [
+        "analyze",
+        str(path),
+        "--unit",
+        "unit",
+        "--time",
+        "time",
+        "--outcome",
+        "outcome",
+        "--treated",
+        "treated",
+        "--method",
+        "did",
+        "--se",
+        "bootstrap",
+        "--seed",
+        "3",
+        "--covariates",
+        "size",
+        "--json",
+    ]
+    a = CliRunner().invoke(app, args)
+    b = CliRunner().invoke(app, args)
+    assert a.exit_code == 0, a.output
+    ra, rb = json.loads(a.stdout), json.loads(b.stdout)
+    assert ra["se_method"] == "bootstrap" and ra["se"] == rb["se"]
+
+
+def test_invalid_variance_method_exits_2_with_the_reason(app: typer.Typer) -> None:
+    res = CliRunner().invoke(
+        app, ["analyze", str(DATA), *COLS, "--method", "sdid", "--se", "jackknife"]
+    )
+    assert res.exit_code == 2
+    assert "single treated unit" in res.stderr
+
+
+def test_unknown_method_and_missing_column_exit_2(app: typer.Typer) -> None:
+    res = CliRunner().invoke(app, ["analyze", str(DATA), *COLS, "--method", "nope"])
+    assert res.exit_code == 2 and "Unknown method" in res.stderr
+    bad = ["Region" if c == "State" else c for c in COLS]
+    res = CliRunner().invoke(app, ["analyze", str(DATA), *bad, "--method", "did"])
+    assert res.exit_code == 2 and "not found" in res.stderr
+
+
+def test_separator_detection(tmp_path: Path) -> None:
+    df = pd.DataFrame({"a": [1, 2], "b": [3.5, 4.5]})
+    for sep in (";", ",", "\t"):
+        path = tmp_path / "t.csv"
+        df.to_csv(path, sep=sep, index=False)
+        assert list(read_table(path).columns) == ["a", "b"]

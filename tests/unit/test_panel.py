@@ -1,0 +1,115 @@
+"""Panel validation at the door: every problem is a PanelError with an actionable sentence."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.errors import PanelError
+from analysis.panel import Panel
+
+
+def _long(n_units: int = 3, n_periods: int = 4) -> pd.DataFrame:
+    rows = []
+    for i in range(n_units):
+        for t in range(n_periods):
+            rows.append(
+                {
+                    "u": f"s{i}",
+                    "t": 2000 + t,
+                    "y": float(i + t),
+                    "w": int(i == 0 and t >= 2),
+                    "x": i * 10,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _build(df: pd.DataFrame, **kw: object) -> Panel:
+    return Panel.from_long(df, unit="u", time="t", outcome="y", treated="w", **kw)  # type: ignore[arg-type]
+
+
+def test_good_table_builds_a_block_panel() -> None:
+    p = _build(_long(), covariates=["x"])
+    assert p.shape == (3, 4)
+    assert p.is_block and p.block_structure() == (2, 2)
+    assert list(p.sorted_for_block().units) == ["s1", "s2", "s0"]
+    assert p.covariates is not None and list(p.covariates["x"]) == [0, 10, 20]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "match"),
+    [
+        (lambda d: d.drop(columns="y"), "not found"),
+        (lambda d: d.iloc[:0], "no rows"),
+        (lambda d: pd.concat([d, d.iloc[[0]]]), "more than once"),
+        (lambda d: d.iloc[1:], "unbalanced"),
+        (lambda d: d.assign(w=d["w"].replace(1, 2)), "0/1"),
+        (lambda d: d.assign(y=d["y"].astype(object).where(d.index != 3, "abc")), "non-numeric"),
+        (lambda d: d.assign(y=d["y"].where(d.index != 3)), "missing or not finite"),
+        (lambda d: d.assign(x=d.index), "vary within a unit"),
+    ],
+)
+def test_bad_tables_are_refused(mutate, match: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(PanelError, match=match):
+        _build(mutate(_long()), covariates=["x"])
+
+
+def test_missing_outcome_is_allowed_in_blackout_cells() -> None:
+    df = _long()
+    df["b"] = df.index == 3
+    df.loc[3, "y"] = np.nan
+    p = _build(df, blackout="b")
+    assert p.blackout.sum() == 1 and not p.usable.all()
+
+
+def test_shape_mismatches_are_refused() -> None:
+    with pytest.raises(PanelError, match="same shape"):
+        Panel(
+            Y=np.zeros((3, 4)),
+            W=np.zeros((3, 3)),
+            units=np.arange(3),
+            times=np.arange(4),
+            blackout=np.zeros((3, 4)),
+        )
+    with pytest.raises(PanelError, match="labels"):
+        Panel(
+            Y=np.zeros((3, 4)),
+            W=np.zeros((3, 4)),
+            units=np.arange(2),
+            times=np.arange(4),
+            blackout=np.zeros((3, 4)),
+        )
+    with pytest.raises(PanelError, match="at least 2 units"):
+        Panel(
+            Y=np.zeros((1, 4)),
+            W=np.zeros((1, 4)),
+            units=np.arange(1),
+            times=np.arange(4),
+            blackout=np.zeros((1, 4)),
+        )
+
+
+def test_probability_must_be_a_probability() -> None:
+    df = _long()
+    df["p"] = 1.5
+    with pytest.raises(PanelError, match=r"\[0, 1\]"):
+        _build(df, probability="p")
+
+
+def test_block_structure_errors() -> None:
+    df = _long()
+    df.loc[(df["u"] == "s1") & (df["t"] == 2000), "w"] = 1  # second unit starts earlier
+    with pytest.raises(PanelError, match="block design"):
+        _build(df).block_structure()
+    df = _long()
+    df.loc[df["u"] == "s0", "w"] = 1  # treated from the first period: no pre-period
+    with pytest.raises(PanelError, match="no pre-treatment period"):
+        _build(df).block_structure()
+
+
+def test_boolean_treatment_column_is_accepted() -> None:
+    df = _long()
+    df["w"] = df["w"].astype(bool)
+    assert _build(df).W.sum() == 2
