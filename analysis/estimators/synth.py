@@ -79,11 +79,11 @@ def simplex_least_squares(
 def simplex_least_squares_batch(
     A: np.ndarray,
     b: np.ndarray,
-    zeta: float,
+    zeta: float | np.ndarray,
     *,
     intercept: bool,
     x0: np.ndarray | None = None,
-    min_decrease: float,
+    min_decrease: float | np.ndarray,
     max_iter: int,
 ) -> np.ndarray:
     """:func:`simplex_least_squares` for a stack of B problems (A: B x m x n, b: B x m) at once.
@@ -92,6 +92,7 @@ def simplex_least_squares_batch(
     (eta = m zeta^2). The gradient is carried along the chosen vertex through the Gram matrix,
     and the line-search quantities and the objective decrease are exact scalar updates, so one
     iteration is a handful of O(B n) array operations. Problems stop independently.
+    ``zeta`` and ``min_decrease`` may be scalars or one value per problem.
     """
     A = np.asarray(A, dtype=float)
     b = np.asarray(b, dtype=float)
@@ -99,32 +100,42 @@ def simplex_least_squares_batch(
         A = A - A.mean(axis=1, keepdims=True)
         b = b - b.mean(axis=1, keepdims=True)
     B, m, n = A.shape
+    zetas = np.broadcast_to(np.asarray(zeta, dtype=float), (B,))
+    decs = np.broadcast_to(np.asarray(min_decrease, dtype=float), (B,))
     if x0 is None:
         x0 = np.full((B, n), 1.0 / n)
     if n == 1:
         return np.ones((B, 1))
     if n * n > _GRAM_MAX_ENTRIES:
         return np.stack(
-            [_fw_direct(A[k], b[k], zeta, x0[k], min_decrease, max_iter) for k in range(B)]
+            [
+                _fw_direct(A[k], b[k], float(zetas[k]), x0[k], float(decs[k]), max_iter)
+                for k in range(B)
+            ]
         )
     if B == 1:
-        return _fw_gram_single(A[0], b[0], zeta, x0[0], min_decrease, max_iter)[None]
+        return _fw_gram_single(A[0], b[0], float(zetas[0]), x0[0], float(decs[0]), max_iter)[None]
     chunk = max(1, _GRAM_MAX_ENTRIES // (n * n))
     out = np.empty((B, n))
     for lo in range(0, B, chunk):
         hi = min(B, lo + chunk)
-        out[lo:hi] = _fw_gram(A[lo:hi], b[lo:hi], zeta, x0[lo:hi], min_decrease, max_iter)
+        out[lo:hi] = _fw_gram(A[lo:hi], b[lo:hi], zetas[lo:hi], x0[lo:hi], decs[lo:hi], max_iter)
     return out
 
 
 def _fw_gram(
-    A: np.ndarray, b: np.ndarray, zeta: float, x0: np.ndarray, min_decrease: float, max_iter: int
+    A: np.ndarray,
+    b: np.ndarray,
+    zeta: np.ndarray,
+    x0: np.ndarray,
+    min_decrease: np.ndarray,
+    max_iter: int,
 ) -> np.ndarray:
     B, m, n = A.shape
-    eta = m * zeta**2
+    eta = m * zeta**2  # one per problem
     G = np.einsum("bmi,bmj->bij", A, A)
     Atb = np.einsum("bmi,bm->bi", A, b)
-    H = G + eta * np.eye(n)  # the half-gradient is H x - A'b
+    H = G + eta[:, None, None] * np.eye(n)  # the half-gradient is H x - A'b
     Gdiag = np.einsum("bii->bi", G)
     rows = np.arange(B)
     x = np.array(x0, dtype=float, copy=True)
@@ -286,10 +297,10 @@ class BlockFit:
 def _solve(
     A: np.ndarray,
     b: np.ndarray,
-    zeta: float,
+    zeta: float | np.ndarray,
     intercept: bool,
     spec: SynthSpec,
-    min_decrease: float,
+    min_decrease: float | np.ndarray,
     start: np.ndarray | None = None,
 ) -> np.ndarray:
     """Batched weights: a short first pass (from ``start``), sparsify, then the full solve."""
@@ -360,15 +371,16 @@ def fit_block_batch(
     T0: int,
     spec: SynthSpec,
     *,
-    zeta_omega: float,
-    zeta_lambda: float,
-    min_decrease: float,
+    zeta_omega: float | np.ndarray,
+    zeta_lambda: float | np.ndarray,
+    min_decrease: float | np.ndarray,
     omega0: np.ndarray | None = None,
     lambda0: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(taus, omegas, lambdas) for a stack of B outcome matrices sharing N0, T0 and tuning.
 
-    ``omega0``/``lambda0`` (B x N0, B x T0) are optional starting weights for the solver.
+    ``omega0``/``lambda0`` (B x N0, B x T0) are optional starting weights for the solver; the
+    tuning values may be scalars or one per matrix (simulation studies batch many panels).
     """
     B, N, T = Ys.shape
     N1 = N - N0

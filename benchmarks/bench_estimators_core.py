@@ -1,0 +1,93 @@
+"""Time the core panel estimators on 1,000 units x 100 periods, against a reference if installed.
+
+Panel: the factor-model DGP of tests/unit/_panel_dgp.py with 1,000 units (20 treated) and 100
+periods (80 pre), seed 0. Timed: the point estimate (``se="none"``) of did, sc, difp and sdid
+through the public estimator API (panel validation and sorting included), and, in the same
+process, the matching functions of the PyPI package ``synthdid-py`` (a port of the R reference
+``synthdid``; install it into .venv with ``pip install --no-deps synthdid-py==0.1.0``; it is not a
+project dependency) on the same matrix. Each timing is repeated ``--repeat`` times (default 3) and
+the median is printed with the ratio reference/ours and the difference of the estimates.
+``--placebo`` also times a 200-draw placebo SE for sdid (ours only: the reference loops in Python).
+
+    .venv/bin/python benchmarks/bench_estimators_core.py [--repeat 3] [--placebo]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from analysis.estimators.registry import make  # noqa: E402
+from tests.unit._panel_dgp import factor_panel  # noqa: E402
+
+N, T, N1, T0 = 1000, 100, 20, 80
+
+
+def _median_time(fn: Callable[[], float], repeat: int) -> tuple[float, float]:
+    times, value = [], float("nan")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        value = fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times), value
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--placebo", action="store_true")
+    args = ap.parse_args()
+
+    panel = factor_panel(0, n_units=N, n_periods=T, n_treated=N1, n_pre=T0, tau=1.0)
+    Y = panel.sorted_for_block().Y
+    try:
+        import synthdid as ref  # synthdid-py
+
+        reference: dict[str, Callable[[], float]] = {
+            "did": lambda: float(ref.did_estimate(Y, N - N1, T0)),
+            "sc": lambda: float(ref.sc_estimate(Y, N - N1, T0)),
+            "difp": lambda: float(
+                ref.synthdid_estimate(
+                    Y, N - N1, T0, weights={"lambda": np.full(T0, 1.0 / T0)}, eta_omega=1e-6
+                )
+            ),
+            "sdid": lambda: float(ref.synthdid_estimate(Y, N - N1, T0)),
+        }
+    except ImportError:
+        reference = {}
+
+    print(
+        f"panel {N} units x {T} periods, {N1} treated, {T0} pre-periods; "
+        f"median of {args.repeat} runs"
+    )
+    print("| method | ours (s) | synthdid-py (s) | ratio ref/ours | estimate | |diff| |")
+    print("|---|---|---|---|---|---|")
+    for name in ("did", "sc", "difp", "sdid"):
+        ours_t, ours_v = _median_time(
+            lambda name=name: make(name, se="none").fit(panel).result.effect, args.repeat
+        )
+        if name in reference:
+            ref_t, ref_v = _median_time(reference[name], args.repeat)
+            print(
+                f"| {name} | {ours_t:.4f} | {ref_t:.4f} | {ref_t / ours_t:.1f} | "
+                f"{ours_v:.4f} | {abs(ours_v - ref_v):.1e} |"
+            )
+        else:
+            print(f"| {name} | {ours_t:.4f} | - | - | {ours_v:.4f} | - |")
+    if args.placebo:
+        t, v = _median_time(
+            lambda: make("sdid", se="placebo", seed=1).fit(panel).result.se, args.repeat
+        )
+        print(f"sdid with 200-draw placebo SE: {t:.2f} s (se {v:.4f})")
+
+
+if __name__ == "__main__":
+    main()
