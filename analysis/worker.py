@@ -63,6 +63,10 @@ class EstimateSink(Protocol):
     ) -> None: ...
 
 
+class GuardrailSink(Protocol):
+    async def trip(self, experiment: str, metric: str, detail: dict[str, Any]) -> None: ...
+
+
 class ClockLike(Protocol):
     def now(self) -> datetime: ...
 
@@ -74,8 +78,13 @@ class WorkerObserver(Protocol):
 
     def published(self, experiment: str, estimator: str, as_of: datetime) -> None: ...
 
+    def guardrail_tripped(self, experiment: str, metric: str) -> None: ...
+
 
 class _NullObserver:
+    def guardrail_tripped(self, experiment: str, metric: str) -> None:
+        return None
+
     def estimated(self, experiment: str, estimator: str, seconds: float, ok: bool) -> None:
         return None
 
@@ -83,13 +92,13 @@ class _NullObserver:
         return None
 
 
-def panel_from_cells(df: pd.DataFrame) -> Panel:
-    """The long cell table of a PanelSource as a validated Panel (outcome: units sold)."""
+def panel_from_cells(df: pd.DataFrame, outcome: str = "units") -> Panel:
+    """The long cell table of a PanelSource as a validated Panel (outcome: units or revenue)."""
     return Panel.from_long(
         df,
         unit="product",
         time="period",
-        outcome="units",
+        outcome=outcome,
         treated="treated",
         blackout="blackout",
         probability="probability",
@@ -102,6 +111,7 @@ class AnalysisWorker:
     sink: EstimateSink
     clock: ClockLike
     observer: WorkerObserver = field(default_factory=_NullObserver)
+    guardrails: GuardrailSink | None = None
     estimators_for: Callable[[ExperimentInfo], Sequence[str]] = lambda info: (
         ESTIMATORS_BY_DESIGN.get(info.design, ("dm",))
     )
@@ -111,7 +121,7 @@ class AnalysisWorker:
     _cs_target: dict[tuple[str, str], float] = field(default_factory=dict, repr=False)
 
     def _confidence_sequence(
-        self, info: ExperimentInfo, result: EstimateResult
+        self, info: ExperimentInfo, result: EstimateResult, key: str | None = None
     ) -> tuple[float, float] | None:
         """Anytime-valid interval (Howard et al. 2021 normal mixture; analysis/confseq.py).
 
@@ -121,13 +131,15 @@ class AnalysisWorker:
         """
         if not (math.isfinite(result.se) and result.se > 0):
             return None
-        key = (info.id, result.method)
-        if key not in self._cs_target:
+        cs_key = (info.id, key or result.method)
+        if cs_key not in self._cs_target:
             planned = int(info.params.get("n_periods") or result.n_periods)
-            self._cs_target[key] = result.se * math.sqrt(
+            self._cs_target[cs_key] = result.se * math.sqrt(
                 result.n_periods / max(planned, result.n_periods)
             )
-        cs = ConfidenceSequence(target_se=self._cs_target[key], alpha=self.alpha, intersect=False)
+        cs = ConfidenceSequence(
+            target_se=self._cs_target[cs_key], alpha=self.alpha, intersect=False
+        )
         r = float(cs.radius(result.se))
         return (result.effect - r, result.effect + r)
 
@@ -160,4 +172,38 @@ class AnalysisWorker:
                 await self.sink.publish(info.id, result, as_of, cs)
                 self.observer.published(info.id, name, as_of)
                 published.append((info.id, result))
+            if info.status == "running" and self.guardrails is not None:
+                await self._check_guardrails(info, df)
         return published
+
+    async def _check_guardrails(self, info: ExperimentInfo, df: pd.DataFrame) -> None:
+        """Trip a guardrail when the anytime-valid CS of the relative effect on its metric
+        lies wholly below -max_drop_pct. The control mean is treated as known (it is
+        estimated far more precisely than the difference), a documented approximation."""
+        assert self.guardrails is not None
+        for g in info.params.get("guardrails") or ():
+            metric, limit = g["metric"], float(g["max_drop_pct"])
+            try:
+                panel = panel_from_cells(df, outcome=metric)
+                res = registry.make("dm", seed=self.seed).fit(panel).result
+            except (AnalysisError, ValueError):
+                continue
+            usable = panel.usable & ~panel.W
+            base = float(panel.Y[usable].mean()) if usable.any() else math.nan
+            cs = self._confidence_sequence(info, res, key=f"guardrail:{metric}")
+            if cs is None or not (base > 0):
+                continue
+            upper_pct = 100.0 * cs[1] / base
+            if upper_pct < -limit:
+                detail = {
+                    "metric": metric,
+                    "max_drop_pct": limit,
+                    "effect": res.effect,
+                    "relative_effect_pct": 100.0 * res.effect / base,
+                    "cs_relative_pct": [100.0 * cs[0] / base, upper_pct],
+                    "n_periods": res.n_periods,
+                }
+                log.warning("experiment %s: guardrail on %s tripped: %s", info.id, metric, detail)
+                await self.guardrails.trip(info.id, metric, detail)
+                self.observer.guardrail_tripped(info.id, metric)
+                return

@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+from controller.blackout import Freeze, apply_freezes, load_freeze
 from controller.clock import Clock
-from controller.designs import Assignment, assign_period, forced_control
+from controller.designs import Assignment, DesignContext, assign_period, forced_control
 from controller.periods import n_periods, period_index, period_start
 from controller.settings import Settings
 from controller.spec import ExperimentSpec
@@ -63,7 +64,7 @@ class Flipper:
         """Flip every experiment whose period in force has not been published. Returns flips done."""
         await self.clock.sync()
         now = self.clock.now()
-        freezes = await self.store.freezes()
+        freezes = await self._freezes()
         done = 0
         for state in await self.store.experiments():
             if state.status not in ("running", "paused"):
@@ -73,50 +74,61 @@ class Flipper:
                 continue
             if now < state.spec.start:
                 continue
-            frozen = state.status == "running" and _frozen(state.spec.id, freezes, now)
-            done += await self._flip(state, now, frozen)
+            spec = state.spec
+            frozen = state.status == "running" and any(
+                f.applies_to(spec.id) and f.covers(now) for f in freezes
+            )
+            done += await self._flip(state, now, freezes, frozen)
             if frozen != state.frozen and state.status == "running":
-                await self._refreeze(state, now, frozen)
+                await self._refreeze(state, now, freezes, frozen)
         return done
 
-    async def _refreeze(self, state: ExperimentState, now: datetime, frozen: bool) -> None:
-        """An operator freeze began or ended: republish the period in force."""
+    async def _freezes(self) -> list[Freeze]:
+        return [load_freeze(doc["freeze"]) for doc in await self.store.freezes() if "freeze" in doc]
+
+    async def _records(
+        self, spec: ExperimentSpec, k: int, freezes: list[Freeze]
+    ) -> list[Assignment]:
+        """The design's assignments for period k, with triggers and operator freezes applied."""
+        ctx = None
+        if spec.triggered is not None:
+            ctx = DesignContext(triggers=await self.store.triggers(spec.id))
+        return [apply_freezes(spec, a, freezes) for a in assign_period(spec, k, ctx)]
+
+    async def _refreeze(
+        self, state: ExperimentState, now: datetime, freezes: list[Freeze], frozen: bool
+    ) -> None:
+        """An operator freeze began or ended inside a period: republish the policy in force."""
         spec = state.spec
         k = period_index(spec, now)
-        records = assign_period(spec, k)
-        if frozen:
-            records = [forced_control(spec, a, "freeze") for a in records]
+        records = await self._records(spec, k, freezes)
         await self.store.write_assignments(spec.id, k, records)
         await self.store.set_frozen(spec.id, frozen)
+        published = [forced_control(spec, a, "freeze") for a in records] if frozen else records
         status = "frozen" if frozen else "running"
-        await self.sink.publish_assignments(records, await self.store.next_seq(spec.id), status)
-        await self.sink.publish_event(spec.id, "frozen" if frozen else "unfrozen", now, {})
+        await self.sink.publish_assignments(published, await self.store.next_seq(spec.id), status)
+        await self.sink.publish_event(spec.id, status if frozen else "unfrozen", now, {})
 
     async def freeze(self, freeze_id: str, doc: dict[str, object]) -> None:
-        """Record an operator freeze: control policy and excluded data over [start, end)."""
-        start = _instant(doc.get("start"), "freeze.start")
-        end = _instant(doc.get("end"), "freeze.end")
-        if end <= start:
-            raise ValueError("freeze.end: must be after freeze.start")
-        scope = doc.get("experiments")
-        if scope is not None and not (
-            isinstance(scope, list) and all(isinstance(x, str) for x in scope)
-        ):
-            raise ValueError(
-                "freeze.experiments: must be a list of experiment ids, or absent for all"
-            )
+        """Record an operator freeze (controller.blackout.Freeze): control policy and excluded
+        data over [start, end), for all experiments or the listed ones."""
+        freeze = load_freeze({"id": freeze_id, **doc})
+        scope = None if freeze.experiments == "all" else list(freeze.experiments)
         await self.store.add_freeze(
-            freeze_id,
+            freeze.id,
             {
-                "start_ms": to_ms(start),
-                "end_ms": to_ms(end),
+                "start_ms": to_ms(freeze.start),
+                "end_ms": to_ms(freeze.end),
                 "experiments": scope,
-                "reason": str(doc.get("reason") or "operator freeze"),
+                "reason": freeze.reason or "operator freeze",
+                "freeze": freeze.model_dump(mode="json"),
             },
         )
         await self.tick()
 
-    async def _flip(self, state: ExperimentState, now: datetime, frozen: bool = False) -> int:
+    async def _flip(
+        self, state: ExperimentState, now: datetime, freezes: list[Freeze], frozen: bool
+    ) -> int:
         spec = state.spec
         k = period_index(spec, now)
         if k <= state.flipped_period:
@@ -127,16 +139,17 @@ class Flipper:
             return 0
         t0 = time.perf_counter()
         missed = max(0, k - max(state.flipped_period, -1) - 1)
-        records = assign_period(spec, k)
+        records = await self._records(spec, k, freezes)
         status_out = state.status
+        published = records
         if state.status == "paused":
-            records = [forced_control(spec, a, "paused") for a in records]
+            records = published = [forced_control(spec, a, "paused") for a in records]
         elif frozen:
-            records = [forced_control(spec, a, "freeze") for a in records]
+            published = [forced_control(spec, a, "freeze") for a in records]
             status_out = "frozen"
         await self.store.write_assignments(spec.id, k, records)
         await self.store.set_frozen(spec.id, frozen)
-        await self.sink.publish_assignments(records, seq, status_out)
+        await self.sink.publish_assignments(published, seq, status_out)
         if missed:
             log.warning("experiment %s caught up over %d missed flip(s)", spec.id, missed)
             await self.sink.publish_event(
@@ -184,7 +197,7 @@ class Flipper:
         await self.store.set_status(exp_id, "running")
         k = period_index(state.spec, now)
         if 0 <= k < n_periods(state.spec):
-            records = assign_period(state.spec, k)
+            records = await self._records(state.spec, k, await self._freezes())
             await self.store.write_assignments(exp_id, k, records)
             await self.sink.publish_assignments(
                 records, await self.store.next_seq(exp_id), "running"
@@ -203,27 +216,3 @@ class Flipper:
         records = [forced_control(spec, a, status) for a in assign_period(spec, k)]
         await self.sink.publish_assignments(records, await self.store.next_seq(exp_id), status)
         await self.sink.publish_event(exp_id, status, now, {"reason": reason})
-
-
-def _frozen(exp_id: str, freezes: list[dict[str, object]], now: datetime) -> bool:
-    t = to_ms(now)
-    for f in freezes:
-        scope = f.get("experiments")
-        if (scope is None or exp_id in scope) and f["start_ms"] <= t < f["end_ms"]:  # type: ignore[operator]
-            return True
-    return False
-
-
-def _instant(v: object, field: str) -> datetime:
-    if isinstance(v, datetime):
-        t = v
-    elif isinstance(v, str):
-        try:
-            t = datetime.fromisoformat(v)
-        except ValueError:
-            raise ValueError(f"{field}: {v!r} is not an ISO-8601 timestamp") from None
-    else:
-        raise ValueError(f"{field}: is required (ISO-8601 timestamp with offset)")
-    if t.tzinfo is None:
-        raise ValueError(f"{field}: must carry a UTC offset")
-    return t

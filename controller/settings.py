@@ -104,6 +104,8 @@ class Settings(BaseSettings):
     allowed_lateness: timedelta = timedelta(days=2)
     #: a sale further in the future than this is rejected as clock skew
     max_future_skew: timedelta = timedelta(minutes=10)
+    #: competitor events may arrive this late for trigger rules; older ones are stale
+    trigger_watermark_lag: timedelta = timedelta(minutes=5)
     #: how long event ids are remembered for dedupe; must exceed allowed_lateness
     dedupe_ttl: timedelta = timedelta(days=8)
     #: sales batch: up to this many events, or whatever arrived within sales_batch_within seconds

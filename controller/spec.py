@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -79,6 +79,18 @@ class TriggerRule(_Settings):
         description="When a product is treated, hold a not-yet-triggered product of its class "
         "in control for the same window (needs clusters).",
     )
+    reference_prices: dict[str, float] = Field(
+        default_factory=dict,
+        description="Our reference price per product; a product without one never triggers.",
+    )
+
+    @field_validator("reference_prices")
+    @classmethod
+    def _positive_prices(cls, v: dict[str, float]) -> dict[str, float]:
+        bad = [p for p, x in v.items() if not (x > 0 and x < float("inf"))]
+        if bad:
+            raise ValueError(f"must be positive finite prices; bad for {sorted(bad)[:3]}")
+        return v
 
 
 class CrossoverSettings(_Settings):
@@ -120,6 +132,18 @@ _SETTINGS_FOR: dict[str, Design] = {
 _REQUIRED_SETTINGS = {"triggered", "crossover", "optimal_switchback"}
 
 
+class Guardrail(_Settings):
+    """Stop the experiment when the treatment is confidently harmful on ``metric``.
+
+    The analysis worker evaluates it at every run with the anytime-valid confidence sequence of
+    the difference in means (so looking at every run keeps its error rate): it trips when the
+    whole sequence interval of the relative effect lies below ``-max_drop_pct`` percent.
+    """
+
+    metric: Literal["units", "revenue"] = "revenue"
+    max_drop_pct: float = Field(gt=0, lt=100, description="Largest tolerated drop, percent.")
+
+
 class ExperimentSpec(BaseModel):
     """One price experiment on a set of products over a time range."""
 
@@ -145,6 +169,7 @@ class ExperimentSpec(BaseModel):
     crossover: CrossoverSettings | None = None
     cluster: ClusterSettings | None = None
     optimal_switchback: OptimalSwitchbackSettings | None = None
+    guardrails: tuple[Guardrail, ...] = ()
 
     # memo of derived values (period count, group draws); never serialised
     _memo: dict[Any, Any] = PrivateAttr(default_factory=dict)

@@ -11,6 +11,9 @@ Key layout (prefix ``pl`` by default, see docs/architecture.md):
     {p}:exp:{id}:excluded         hash "k|product|reason" -> units kept for audit, not analysed
     {p}:exp:{id}:totals           hash "units:{status}" / "events:{status}" -> running totals
     {p}:exp:{id}:windows          hash window id -> JSON exclusion window (pauses)
+    {p}:exp:{id}:trigger_state    JSON state of the experiment's trigger tracker
+    {p}:exp:{id}:triggers         hash product -> trigger period
+    {p}:lock:{name}               short read-modify-write locks
     {p}:freezes                   hash freeze id -> JSON operator freeze
     {p}:product:{product}         id of the running experiment holding the product
     {p}:seen:{event_id}           dedupe marker "status|experiment|k" (TTL = dedupe_ttl)
@@ -20,6 +23,7 @@ Key layout (prefix ``pl`` by default, see docs/architecture.md):
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -224,6 +228,22 @@ def decode_record(rec: str) -> tuple[Arm, float, datetime | None, str | None]:
     )
 
 
+class _Lock:
+    _RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+
+    def __init__(self, redis: Redis, key: str, owner: str, lease_ms: int) -> None:
+        self.redis, self.key, self.owner, self.lease_ms = redis, key, owner, lease_ms
+
+    async def __aenter__(self) -> None:
+        delay = 0.002
+        while not await self.redis.set(self.key, self.owner, nx=True, px=self.lease_ms):
+            await asyncio.sleep(delay)
+            delay = min(0.05, delay * 2)
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.redis.eval(self._RELEASE, 1, self.key, self.owner)
+
+
 class Store:
     """Async facade over Redis for experiments, flips, blackout windows and the sales panel."""
 
@@ -285,6 +305,28 @@ class Store:
             pipe.hset(f"{self.p}:exp:{exp_id}:state", "status", status)
             pipe.incr(f"{self.p}:version")
             await pipe.execute()
+
+    # ------------------------------------------------------------------ triggers and locks
+    def lock(self, name: str, owner: str, lease_ms: int = 10_000) -> _Lock:
+        """A short Redis lock (SET NX PX) for read-modify-write of small shared state."""
+        return _Lock(self.redis, f"{self.p}:lock:{name}", owner, lease_ms)
+
+    async def trigger_state(self, exp_id: str) -> dict[str, Any] | None:
+        raw = await self.redis.get(f"{self.p}:exp:{exp_id}:trigger_state")
+        return None if raw is None else json.loads(raw)  # type: ignore[no-any-return]
+
+    async def save_trigger_state(
+        self, exp_id: str, state: dict[str, Any], triggers: dict[str, int]
+    ) -> None:
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.set(f"{self.p}:exp:{exp_id}:trigger_state", json.dumps(state))
+        if triggers:
+            pipe.hset(f"{self.p}:exp:{exp_id}:triggers", mapping=triggers)
+        await pipe.execute()
+
+    async def triggers(self, exp_id: str) -> dict[str, int]:
+        raw = await self.redis.hgetall(f"{self.p}:exp:{exp_id}:triggers")
+        return {p: int(k) for p, k in raw.items()}
 
     async def set_frozen(self, exp_id: str, frozen: bool) -> None:
         await self.redis.hset(f"{self.p}:exp:{exp_id}:state", "frozen", "1" if frozen else "0")

@@ -116,6 +116,7 @@ def build_app(
         async def flip_timer() -> None:
             await rt.ensure_started()
             if await rt.clock_ready():
+                await rt.triggers.advance()
                 await rt.flipper.tick()
 
     if "analysis" in roles:

@@ -154,5 +154,8 @@ class Metrics:
         self.estimates_published.labels(estimator).inc()
         self._age.last[(experiment, estimator)] = as_of
 
+    def guardrail_tripped(self, experiment: str, metric: str) -> None:
+        self.guardrail_trips.labels(experiment, metric).inc()
+
     def serve(self, host: str, port: int) -> None:
         start_http_server(port, addr=host, registry=self.registry)

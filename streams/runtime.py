@@ -13,11 +13,17 @@ from controller.redis_clock import SharedSimulatedClock
 from controller.sales import SalesIngestor
 from controller.settings import Settings
 from controller.store import Store, make_redis
+from controller.trigger_runner import TriggerRunner
 from streams.control import CommandHandler, CompetitorHandler
 from streams.handlers import SalesHandler
 from streams.kafka import JsonPublisher
 from streams.metrics import Metrics
-from streams.sinks import DeadLetterSink, KafkaAssignmentSink, KafkaEstimateSink
+from streams.sinks import (
+    DeadLetterSink,
+    KafkaAssignmentSink,
+    KafkaEstimateSink,
+    KafkaGuardrailSink,
+)
 
 log = logging.getLogger("pricelab.runtime")
 
@@ -50,7 +56,12 @@ class Runtime:
         self.flipper = Flipper(self.store, self.assignment_sink, self.clock, settings, self.metrics)
         self.ingestor = SalesIngestor(self.store, self.clock, settings)
         self.sales = SalesHandler(self.ingestor, self.dlq, self.metrics, self.clock, t.sales)
-        self.competitor = CompetitorHandler(self.dlq, self.metrics, self.clock, t.competitor_prices)
+        self.triggers = TriggerRunner(
+            self.store, self.assignment_sink, self.clock, settings.trigger_watermark_lag
+        )
+        self.competitor = CompetitorHandler(
+            self.dlq, self.metrics, self.clock, t.competitor_prices, self.triggers.on_prices
+        )
         self.commands = CommandHandler(
             self.flipper,
             self.publisher,
@@ -63,7 +74,11 @@ class Runtime:
         )
         self.estimate_sink = KafkaEstimateSink(self.publisher, settings)
         self.analysis = AnalysisWorker(
-            RedisPanelSource(self.store, self.clock), self.estimate_sink, self.clock, self.metrics
+            RedisPanelSource(self.store, self.clock),
+            self.estimate_sink,
+            self.clock,
+            self.metrics,
+            guardrails=KafkaGuardrailSink(self.publisher, settings, self.clock.now),
         )
 
     async def ensure_started(self) -> Runtime:

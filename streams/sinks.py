@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
+import uuid
+from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import Any
 
 from analysis.results import EstimateResult
 from controller.designs import Assignment
@@ -13,6 +15,8 @@ from streams.kafka import JsonPublisher
 from streams.metrics import Metrics
 from streams.schemas import (
     AssignmentMessage,
+    Command,
+    CommandKind,
     DeadLetter,
     EstimateMessage,
     ExperimentEvent,
@@ -127,3 +131,29 @@ class DeadLetterSink:
         )
         await self.publisher.send(self.topic, msg)
         self.metrics.dead_lettered.labels(source_topic, reason).inc()
+
+
+class KafkaGuardrailSink:
+    """A tripped guardrail stops its experiment: a stop command goes to the controller (the
+    kill switch), and the trip is said on the experiment-events topic."""
+
+    def __init__(
+        self, publisher: JsonPublisher, settings: Settings, clock_now: Callable[[], datetime]
+    ) -> None:
+        self.publisher = publisher
+        self.topics = settings.topics
+        self.now = clock_now
+
+    async def trip(self, experiment: str, metric: str, detail: dict[str, Any]) -> None:
+        cmd = Command(
+            command_id=f"guardrail-{uuid.uuid4().hex}",
+            kind=CommandKind.STOP,
+            experiment=experiment,
+            reason=f"guardrail {metric}: drop beyond {detail.get('max_drop_pct')}%",
+        )
+        await self.publisher.send(self.topics.commands, cmd, experiment)
+        event = ExperimentEvent(
+            experiment=experiment, kind="guardrail_tripped", at=self.now(), detail=detail
+        )
+        await self.publisher.send(self.topics.experiment_events, event, experiment)
+        await self.publisher.flush()

@@ -1,0 +1,134 @@
+"""Triggered designs, live: competitor prices in, staggered starts out.
+
+For every running experiment with a trigger rule, a :class:`~controller.triggers.TriggerTracker`
+is fed the competitor-price events of its products. Its small state lives in Redis and is
+updated under a per-experiment lock, so any number of workers may share the topic's
+partitions. When a product's rule fires, its trigger period is recorded, and the product's
+assignment for that period (and its matched control's) is published at once: pricing systems
+learn the decision at trigger time, and the next period flip applies it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from controller.clock import Clock
+from controller.designs import DesignContext, assign
+from controller.flipper import AssignmentSink
+from controller.store import Store
+from controller.triggers import TriggerFire, TriggerTracker
+
+
+class PriceEvent(Protocol):
+    product: str
+    competitor: str
+    price: float
+    observed_at: datetime
+
+
+@dataclass
+class TriggerRunner:
+    store: Store
+    sink: AssignmentSink
+    clock: Clock
+    #: competitor events may arrive this late; older ones are stale (counted by the tracker)
+    watermark_lag: timedelta = timedelta(minutes=5)
+    owner: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    _routes_version: int = -1
+    _routes: dict[str, str] = field(default_factory=dict)
+
+    async def _triggered_experiments(self) -> dict[str, str]:
+        """product -> id of the running triggered experiment holding it (cached by version)."""
+        v = await self.store.version()
+        if v != self._routes_version:
+            routes: dict[str, str] = {}
+            for st in await self.store.experiments():
+                if st.status == "running" and st.spec.triggered is not None:
+                    for p in st.spec.all_products():
+                        routes[p] = st.spec.id
+            self._routes, self._routes_version = routes, v
+        return self._routes
+
+    async def on_prices(self, events: Sequence[PriceEvent]) -> list[TriggerFire]:
+        """Feed a batch of competitor prices; publish the starts they trigger."""
+        routes = await self._triggered_experiments()
+        by_exp: dict[str, list[PriceEvent]] = defaultdict(list)
+        for e in events:
+            exp = routes.get(e.product)
+            if exp is not None:
+                by_exp[exp].append(e)
+        fires: list[TriggerFire] = []
+        for exp, evs in by_exp.items():
+            fires += await self._run(exp, evs)
+        return fires
+
+    async def advance(self) -> list[TriggerFire]:
+        """Let sustained undercuts fire without a new event (called from the flip tick)."""
+        routes = await self._triggered_experiments()
+        fires: list[TriggerFire] = []
+        for exp in sorted(set(routes.values())):
+            fires += await self._run(exp, [])
+        return fires
+
+    async def _run(self, exp_id: str, events: Sequence[PriceEvent]) -> list[TriggerFire]:
+        async with self.store.lock(f"trigger:{exp_id}", self.owner):
+            state = await self.store.get_experiment(exp_id)
+            spec = state.spec
+            raw = await self.store.trigger_state(exp_id)
+            if raw is None:
+                tracker = TriggerTracker(spec)
+                rule = spec.triggered
+                assert rule is not None
+                for product, price in rule.reference_prices.items():
+                    if product in spec.units():
+                        tracker.observe_reference(product, price, spec.start)
+            else:
+                tracker = TriggerTracker.from_state(spec, raw)
+            fires = []
+            for e in sorted(events, key=lambda e: e.observed_at):
+                fire = tracker.observe_competitor(e.product, e.competitor, e.price, e.observed_at)
+                if fire is not None:
+                    fires.append(fire)
+            await self.clock.sync()
+            fires += tracker.advance(self.clock.now() - self.watermark_lag)
+            await self.store.save_trigger_state(exp_id, tracker.to_state(), tracker.triggers)
+        if fires:
+            await self._publish(exp_id, fires, tracker)
+        return fires
+
+    async def _publish(
+        self, exp_id: str, fires: list[TriggerFire], tracker: TriggerTracker
+    ) -> None:
+        state = await self.store.get_experiment(exp_id)
+        spec = state.spec
+        ctx = DesignContext(triggers=tracker.triggers)
+        out = []
+        for f in fires:
+            a = assign(spec, f.product, f.period, ctx)
+            out.append(a)
+            if a.matched_to is None:
+                # a matched control held for this product's window is published with it
+                for q in spec.all_products():
+                    b = assign(spec, q, f.period, ctx)
+                    if b.matched_to == f.product:
+                        out.append(b)
+        seq = await self.store.next_seq(exp_id)
+        await self.sink.publish_assignments(out, seq, "running")
+        now = self.clock.now()
+        for f in fires:
+            await self.sink.publish_event(
+                exp_id,
+                "triggered",
+                now,
+                {
+                    "product": f.product,
+                    "period": f.period,
+                    "competitor": f.competitor,
+                    "fired_at": f.fired_at.isoformat(),
+                },
+            )

@@ -1,0 +1,174 @@
+"""Triggered starts from competitor events, operator freezes and guardrails, on real processes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from controller.redis_clock import SharedSimulatedClock
+from controller.store import Store, make_redis
+from streams.commands import send_command_async
+from streams.handlers import RawEvent
+from streams.kafka import JsonPublisher
+from tests.integration.conftest import read_topic
+from tests.integration.workers import WorkerProcess
+
+pytestmark = pytest.mark.integration
+
+START = datetime(2026, 6, 1, tzinfo=UTC)
+
+
+def triggered_doc(exp_id: str = "trig"):
+    return {
+        "id": exp_id,
+        "design": "triggered",
+        "clusters": {"tv55": ["a", "b", "c", "d"], "tv65": ["e", "f", "g", "h"]},
+        "treatment_policy": "match",
+        "control_policy": "rule",
+        "start": START.isoformat(),
+        "end": (START + timedelta(days=20)).isoformat(),
+        "timezone": "UTC",
+        "washout": "PT1H",
+        "seed": 4,
+        "triggered": {
+            "undercut_pct": 5,
+            "sustained_minutes": 30,
+            "window_periods": 3,
+            "matched_control": True,
+            "reference_prices": {p: 100.0 for p in "abcdefgh"},
+        },
+    }
+
+
+def price(product: str, p: float, at: datetime, competitor: str = "shop-x") -> bytes:
+    return json.dumps(
+        {
+            "v": 1,
+            "product": product,
+            "competitor": competitor,
+            "price": p,
+            "observed_at": at.isoformat(),
+        }
+    ).encode()
+
+
+async def test_competitor_undercut_triggers_a_staggered_start(settings):
+    redis = make_redis(settings)
+    store = Store(redis, settings.key_prefix)
+    clock = SharedSimulatedClock(redis, f"{settings.key_prefix}:clock")
+    await clock.set(START + timedelta(hours=1))
+    # events in this test arrive up to an hour after they were observed
+    settings = settings.model_copy(
+        update={"tick_interval": 0.1, "trigger_watermark_lag": timedelta(hours=2)}
+    )
+    w = WorkerProcess(settings).start()
+    pub = JsonPublisher(settings)
+    await pub.start()
+    try:
+        assert (await send_command_async(settings, "create", timeout=60, spec=triggered_doc()))[
+            "ok"
+        ]
+        day2 = START + timedelta(days=2, hours=10)
+        await clock.set(day2 + timedelta(minutes=52))
+        # b: undercut 10% sustained 40 minutes -> fires; c: 3% only -> never; d: 10% for 10 min
+        for product, p, minutes in (
+            ("b", 90.0, 0),
+            ("b", 90.0, 40),
+            ("c", 97.0, 0),
+            ("c", 97.0, 50),
+            ("b", 91.0, 51),
+            ("d", 90.0, 0),
+            ("d", 100.0, 10),
+        ):
+            await pub.send(
+                settings.topics.competitor_prices,
+                price(product, p, day2 + timedelta(minutes=minutes)),
+                product,
+            )
+        await pub.flush()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and "b" not in await store.triggers("trig"):
+            await asyncio.sleep(0.1)
+        triggers = await store.triggers("trig")
+        assert triggers == {"b": 3}  # the window opens at the next day boundary
+        events = await read_topic(settings, settings.topics.experiment_events, expect=2)
+        fired = [e for e in events if e["kind"] == "triggered"]
+        assert [e["detail"]["product"] for e in fired] == ["b"]
+        msgs = await read_topic(settings, settings.topics.assignments, expect=10)
+        scheduled = [m for m in msgs if m["period"] == 3]
+        assert {m["product"] for m in scheduled} >= {"b"}
+        b = next(m for m in scheduled if m["product"] == "b")
+        if b["arm"] == "treatment":  # a matched control from b's class is held for its window
+            assert any(m["product"] in {"a", "c", "d"} and m["arm"] == "control" for m in scheduled)
+        # at the boundary the flip applies the window
+        await clock.set(START + timedelta(days=3, minutes=5))
+        while (
+            time.monotonic() < deadline + 30
+            and (await store.get_experiment("trig")).flipped_period < 3
+        ):
+            await asyncio.sleep(0.1)
+        rec = await store.assignment_record("trig", 3, "b")
+        assert rec is not None and rec[0] == ("T" if b["arm"] == "treatment" else "C")
+    finally:
+        await pub.stop()
+        w.stop()
+        await redis.aclose()
+
+
+async def test_freeze_sends_products_to_control_and_excludes_their_sales(runtime, settings):
+    from controller.spec import load_spec
+
+    spec = load_spec(
+        {
+            "id": "fz",
+            "products": ["x", "y", "z"],
+            "treatment_policy": "new",
+            "control_policy": "old",
+            "start": START.isoformat(),
+            "end": (START + timedelta(days=4)).isoformat(),
+            "washout": "PT1H",
+            "seed": 1,
+        }
+    )
+    await runtime.clock.set(START + timedelta(hours=2))
+    await runtime.flipper.create(spec)
+    f_start, f_end = START + timedelta(hours=4), START + timedelta(hours=8)
+    await runtime.flipper.freeze(
+        "storm",
+        {
+            "start": f_start.isoformat(),
+            "end": f_end.isoformat(),
+            "reason": "holiday",
+            "experiments": ["fz"],
+        },
+    )
+    await runtime.clock.set(START + timedelta(hours=5))
+    await runtime.flipper.tick()
+    assert (await runtime.store.get_experiment("fz")).frozen
+    msgs = await read_topic(settings, settings.topics.assignments, expect=6)
+    frozen = [m for m in msgs if m["status"] == "frozen"]
+    assert len(frozen) == 3 and {m["policy"] for m in frozen} == {"old"}
+    sale = json.dumps(
+        {
+            "v": 1,
+            "event_id": "fz1",
+            "product": "x",
+            "units": 1,
+            "revenue": 1.0,
+            "unit_price": 1.0,
+            "occurred_at": (START + timedelta(hours=4, minutes=30)).isoformat(),
+        }
+    )
+    assert await runtime.sales.handle([RawEvent(sale.encode())]) == {"freeze": 1}
+    await runtime.clock.set(START + timedelta(hours=9))
+    await runtime.flipper.tick()
+    assert not (await runtime.store.get_experiment("fz")).frozen
+
+
+async def test_bad_freeze_is_refused_naming_the_field(runtime):
+    with pytest.raises(ValueError, match="end"):
+        await runtime.flipper.freeze("bad", {"start": START.isoformat(), "end": START.isoformat()})
