@@ -53,9 +53,13 @@ async def settings(stack: EmbeddedStack) -> Settings:
     return s
 
 
-async def read_topic(settings: Settings, topic: str, *, expect: int, timeout: float = 20.0) -> list[dict[str, Any]]:
+async def read_topic(
+    settings: Settings, topic: str, *, expect: int, timeout: float = 20.0
+) -> list[dict[str, Any]]:
     """Read a topic from the beginning until ``expect`` messages arrived (or time out)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka.bootstrap_servers, enable_auto_commit=False
+    )
     await consumer.start()
     try:
         parts = [TopicPartition(topic, p) for p in range(settings.kafka.partitions)]

@@ -24,9 +24,17 @@ PRODUCTS = [f"P{i:03d}" for i in range(40)]
 
 
 def spec_doc(exp_id: str = "live-1", **kw):
-    doc = dict(id=exp_id, products=PRODUCTS, treatment_policy="new", control_policy="old",
-               start=START.isoformat(), end=(START + timedelta(days=10)).isoformat(),
-               timezone="UTC", washout="PT1H", seed=5)
+    doc = dict(
+        id=exp_id,
+        products=PRODUCTS,
+        treatment_policy="new",
+        control_policy="old",
+        start=START.isoformat(),
+        end=(START + timedelta(days=10)).isoformat(),
+        timezone="UTC",
+        washout="PT1H",
+        seed=5,
+    )
     doc.update(kw)
     return doc
 
@@ -35,7 +43,10 @@ def spec_doc(exp_id: str = "live-1", **kw):
 async def store_and_clock(settings):
     redis = make_redis(settings)
     try:
-        yield Store(redis, settings.key_prefix), SharedSimulatedClock(redis, f"{settings.key_prefix}:clock")
+        yield (
+            Store(redis, settings.key_prefix),
+            SharedSimulatedClock(redis, f"{settings.key_prefix}:clock"),
+        )
     finally:
         await redis.aclose()
 
@@ -108,7 +119,9 @@ async def test_kill_switch_returns_products_to_control_within_a_second(settings,
     try:
         assert (await send_command_async(settings, "create", timeout=60, spec=spec_doc("ks")))["ok"]
         t0 = time.monotonic()
-        reply = await send_command_async(settings, "stop", timeout=30, experiment="ks", reason="guardrail")
+        reply = await send_command_async(
+            settings, "stop", timeout=30, experiment="ks", reason="guardrail"
+        )
         elapsed = time.monotonic() - t0
         assert reply["ok"], reply
         msgs = await read_topic(settings, settings.topics.assignments, expect=2 * len(PRODUCTS))
@@ -117,7 +130,9 @@ async def test_kill_switch_returns_products_to_control_within_a_second(settings,
         assert {m["policy"] for m in stopped} == {"old"}
         assert elapsed < 1.0, f"stop took {elapsed:.2f}s from command to reply"
         # the products are free again: a new experiment may take them
-        assert (await send_command_async(settings, "create", timeout=30, spec=spec_doc("ks2")))["ok"]
+        assert (await send_command_async(settings, "create", timeout=30, spec=spec_doc("ks2")))[
+            "ok"
+        ]
     finally:
         w.stop()
 
@@ -127,11 +142,17 @@ async def test_overlapping_experiment_is_refused_with_a_reason(settings, store_a
     await clock.set(START + timedelta(hours=6))
     w = WorkerProcess(settings).start()
     try:
-        assert (await send_command_async(settings, "create", timeout=60, spec=spec_doc("ov1")))["ok"]
-        reply = await send_command_async(settings, "create", timeout=30, spec=spec_doc("ov2", products=["P001", "X9"]))
+        assert (await send_command_async(settings, "create", timeout=60, spec=spec_doc("ov1")))[
+            "ok"
+        ]
+        reply = await send_command_async(
+            settings, "create", timeout=30, spec=spec_doc("ov2", products=["P001", "X9"])
+        )
         assert not reply["ok"]
         assert "P001" in reply["error"] and "ov1" in reply["error"]
-        bad = await send_command_async(settings, "create", timeout=30, spec=spec_doc("bad", washout="P3D"))
+        bad = await send_command_async(
+            settings, "create", timeout=30, spec=spec_doc("bad", washout="P3D")
+        )
         assert not bad["ok"] and bad["error"].startswith("washout")
     finally:
         w.stop()
@@ -148,8 +169,19 @@ async def test_agent_survives_bad_input_and_counts_good_sales(settings, store_an
         at = START + timedelta(hours=12)
         raw = [b"\xff\xfe", b'{"v": 2}', b"[1,2,3]" * 20000]
         for i in range(30):
-            raw.append(json.dumps({"v": 1, "event_id": f"s{i}", "product": PRODUCTS[i], "units": 1,
-                                   "revenue": 2.5, "unit_price": 2.5, "occurred_at": at.isoformat()}).encode())
+            raw.append(
+                json.dumps(
+                    {
+                        "v": 1,
+                        "event_id": f"s{i}",
+                        "product": PRODUCTS[i],
+                        "units": 1,
+                        "revenue": 2.5,
+                        "unit_price": 2.5,
+                        "occurred_at": at.isoformat(),
+                    }
+                ).encode()
+            )
         for r in raw:
             await pub.send(settings.topics.sales, r, None)
         await pub.flush()
@@ -160,7 +192,11 @@ async def test_agent_survives_bad_input_and_counts_good_sales(settings, store_an
 
         await _wait(all_counted, timeout=40, what="sales counted")
         dead = await read_topic(settings, settings.topics.dead_letter, expect=3)
-        assert sorted(d["reason"] for d in dead) == ["malformed_json", "too_large", "unsupported_version"]
+        assert sorted(d["reason"] for d in dead) == [
+            "malformed_json",
+            "too_large",
+            "unsupported_version",
+        ]
         m = w.metrics()
         assert metric_value(m, "pricelab_dead_letter_total") == 3
         assert metric_value(m, "pricelab_sales_total", status="ok") == 30

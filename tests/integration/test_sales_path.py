@@ -19,18 +19,32 @@ START = datetime(2026, 6, 1, tzinfo=UTC)
 
 def _spec(**kw):
     base = dict(
-        id="exp-sales", products=["A", "B", "C", "D"], treatment_policy="new", control_policy="old",
-        start=START.isoformat(), end=(START + timedelta(days=5)).isoformat(), timezone="UTC",
-        washout="PT2H", seed=11,
+        id="exp-sales",
+        products=["A", "B", "C", "D"],
+        treatment_policy="new",
+        control_policy="old",
+        start=START.isoformat(),
+        end=(START + timedelta(days=5)).isoformat(),
+        timezone="UTC",
+        washout="PT2H",
+        seed=11,
     )
     base.update(kw)
     return load_spec(base)
 
 
 def sale(eid: str, product: str, at: datetime, units: int = 2, price: float = 5.0) -> bytes:
-    return json.dumps({"v": 1, "event_id": eid, "product": product, "units": units,
-                       "revenue": units * price, "unit_price": price,
-                       "occurred_at": at.isoformat()}).encode()
+    return json.dumps(
+        {
+            "v": 1,
+            "event_id": eid,
+            "product": product,
+            "units": units,
+            "revenue": units * price,
+            "unit_price": price,
+            "occurred_at": at.isoformat(),
+        }
+    ).encode()
 
 
 async def _started(runtime, spec, at: datetime):
@@ -60,7 +74,9 @@ async def test_washout_sales_are_kept_for_audit_but_not_analysed(runtime):
     await _started(runtime, spec, START + timedelta(hours=12))
     early = START + timedelta(minutes=30)  # period 0 is a switch for everyone: washout
     late = START + timedelta(hours=3)
-    counts = await runtime.sales.handle([RawEvent(sale("w1", "B", early, 3)), RawEvent(sale("w2", "B", late, 4))])
+    counts = await runtime.sales.handle(
+        [RawEvent(sale("w1", "B", early, 3)), RawEvent(sale("w2", "B", late, 4))]
+    )
     assert counts == {"washout": 1, "ok": 1}
     assert await runtime.store.excluded(spec.id) == {"0|B|washout": "3"}
     assert (await runtime.store.cells(spec.id))["0|B|u"] == "4"
@@ -74,18 +90,31 @@ async def test_malformed_events_go_to_dead_letter_and_processing_continues(runti
     at = START + timedelta(hours=6)
     bad = [
         b"{not json",
-        json.dumps({"v": 1, "event_id": "n1", "product": "A", "units": -1, "revenue": 1,
-                    "unit_price": 1, "occurred_at": at.isoformat()}).encode(),
+        json.dumps(
+            {
+                "v": 1,
+                "event_id": "n1",
+                "product": "A",
+                "units": -1,
+                "revenue": 1,
+                "unit_price": 1,
+                "occurred_at": at.isoformat(),
+            }
+        ).encode(),
         sale("z1", "NOT-IN-ANY-EXPERIMENT", at),
         sale("old", "A", at - timedelta(days=30)),
         b"",
     ]
     good = [RawEvent(sale("g1", "C", at)), RawEvent(sale("g2", "D", at))]
-    counts = await runtime.sales.handle([RawEvent(b, partition=0, offset=i) for i, b in enumerate(bad)] + good)
+    counts = await runtime.sales.handle(
+        [RawEvent(b, partition=0, offset=i) for i, b in enumerate(bad)] + good
+    )
     assert counts["ok"] == 2
     dead = await read_topic(settings, settings.topics.dead_letter, expect=5)
     reasons = sorted(d["reason"] for d in dead)
-    assert reasons == sorted(["malformed_json", "invalid_field", "unknown_product", "late", "empty"])
+    assert reasons == sorted(
+        ["malformed_json", "invalid_field", "unknown_product", "late", "empty"]
+    )
     originals = {base64.b64decode(d["original_b64"]) for d in dead}
     assert b"{not json" in originals
     assert all(d["source_topic"] == settings.topics.sales for d in dead)

@@ -25,16 +25,21 @@ class WorkerProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, wait: float = 60.0) -> WorkerProcess:
-        env = os.environ | self.settings.to_env() | {
-            "PRICELAB_WEB_PORT": str(self.web_port),
-            "PRICELAB_METRICS_PORT": str(self.metrics_port),
-        }
+        env = (
+            os.environ
+            | self.settings.to_env()
+            | {
+                "PRICELAB_WEB_PORT": str(self.web_port),
+                "PRICELAB_METRICS_PORT": str(self.metrics_port),
+            }
+        )
         args = [sys.executable, "-m", "streams.cli", "worker"]
         for r in self.roles:
             args += ["--role", r]
         with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL)
+            self.proc = subprocess.Popen(
+                args, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            )
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -47,7 +52,9 @@ class WorkerProcess:
     def metrics(self) -> str:
         import urllib.request
 
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as r:
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5
+        ) as r:
             return r.read().decode()
 
     def kill9(self) -> None:
