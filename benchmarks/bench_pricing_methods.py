@@ -64,7 +64,7 @@ def bench_hpte(repeats: int) -> None:
 
 def bench_graph(repeats: int) -> None:
     t = time.perf_counter()
-    hist = simulate_history(500, category_size=(20, 60), seed=0)
+    hist = simulate_history(510, category_size=(20, 60), seed=0)  # >= 20,000 products
     h = hist.history
     n_products = h["product"].nunique()
     sizes = h.groupby("category")["product"].nunique()
