@@ -1,0 +1,94 @@
+"""The analysis worker's logic with a plain in-memory panel source (pure code, no clients)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+import pandas as pd
+
+from analysis.worker import AnalysisWorker, ExperimentInfo
+from controller.clock import ManualClock
+
+
+def _cells(effect_pct: float, n: int = 60, t: int = 20, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        base = rng.uniform(20, 60)
+        for k in range(t):
+            treated = int(rng.random() < 0.5)
+            units = rng.poisson(base * (1 + effect_pct / 100 * treated))
+            rows.append(
+                {
+                    "product": f"p{i}",
+                    "period": k,
+                    "units": float(units),
+                    "revenue": 10.0 * units,
+                    "treated": treated,
+                    "probability": 0.5,
+                    "blackout": False,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+class Source:
+    def __init__(self, df: pd.DataFrame, guardrails=()):
+        self.df = df
+        self.info = ExperimentInfo(
+            "e1", "random-days", "running", {"n_periods": 20, "guardrails": list(guardrails)}
+        )
+
+    async def experiments(self):
+        return [self.info]
+
+    async def panel(self, exp_id):
+        return self.df
+
+
+class Sink:
+    def __init__(self):
+        self.published = []
+        self.trips = []
+
+    async def publish(self, experiment, result, as_of, cs):
+        self.published.append((experiment, result, as_of, cs))
+
+    async def trip(self, experiment, metric, detail):
+        self.trips.append((experiment, metric, detail))
+
+
+def _worker(df, guardrails=()):
+    sink = Sink()
+    w = AnalysisWorker(
+        Source(df, guardrails), sink, ManualClock(datetime(2026, 1, 1, tzinfo=UTC)), guardrails=sink
+    )
+    return w, sink
+
+
+async def test_run_once_publishes_the_design_estimators_with_a_wider_confidence_sequence():
+    w, sink = _worker(_cells(10.0))
+    out = await w.run_once()
+    methods = {r.method for _, r in out}
+    assert "dm" in methods
+    for _, r, _, cs in sink.published:
+        lo, hi = r.conf_int(0.05)
+        assert cs is not None and cs[0] < lo and cs[1] > hi  # anytime-valid costs width
+
+
+async def test_guardrail_trips_on_a_large_harm_and_not_on_no_effect():
+    w, sink = _worker(_cells(-30.0, seed=1), guardrails=[{"metric": "revenue", "max_drop_pct": 5}])
+    await w.run_once()
+    assert [(e, m) for e, m, _ in sink.trips] == [("e1", "revenue")]
+    assert sink.trips[0][2]["relative_effect_pct"] < -20
+
+    w, sink = _worker(_cells(0.0, seed=2), guardrails=[{"metric": "revenue", "max_drop_pct": 5}])
+    await w.run_once()
+    assert sink.trips == []
+
+
+async def test_too_few_periods_publishes_nothing():
+    df = _cells(5.0, t=1)
+    w, sink = _worker(df)
+    assert await w.run_once() == []
