@@ -17,7 +17,7 @@ import pandas as pd
 import typer
 
 from analysis.simulation.config import MarketConfig
-from analysis.simulation.market import Market
+from analysis.simulation.market import SEED_TAG, Market
 
 # Stream keys for the CLI's own generators (assignment, sale and competitor event timing).
 _S_DESIGN, _S_SALES, _S_COMPETITORS = 100, 101, 102
@@ -46,7 +46,7 @@ def assignment(
     design = SimDesign(design)
     if not 0.0 <= probability <= 1.0:
         raise ValueError(f"probability must lie in [0, 1]; got {probability}")
-    rng = np.random.default_rng([seed, _S_DESIGN])
+    rng = np.random.default_rng([SEED_TAG, seed, _S_DESIGN])
     if design is SimDesign.random_days:
         return rng.random((n_products, days)) < probability
     W = np.zeros((n_products, days), dtype=bool)
@@ -131,8 +131,8 @@ def simulate(
         ):
             for o in outcomes:
                 start, end = market.day_window(o.day)
-                rng_s = np.random.default_rng([seed, _S_SALES, o.day])
-                rng_c = np.random.default_rng([seed, _S_COMPETITORS, o.day])
+                rng_s = np.random.default_rng([SEED_TAG, seed, _S_SALES, o.day])
+                rng_c = np.random.default_rng([SEED_TAG, seed, _S_COMPETITORS, o.day])
                 for e in market.sale_events(o.day, start, end, o, rng_s):
                     sales.write(json.dumps(_jsonable(e)) + "\n")
                 for e in market.competitor_events(o.day, start, end, rng_c):

@@ -45,8 +45,7 @@ from zoneinfo import ZoneInfo
 import networkx as nx
 import numpy as np
 import pandas as pd
-from scipy import sparse, stats
-from sklearn.neighbors import NearestNeighbors
+from scipy import sparse, special
 
 from analysis.simulation.config import CHARACTERISTICS, MarketConfig
 
@@ -69,6 +68,33 @@ _CATEGORY_NAMES = (
 
 # Stream keys of the seeded generators; one independent stream per purpose and day.
 _S_PRODUCTS, _S_SHOCKS, _S_AR, _S_UNDERCUT, _S_COUNTS = 0, 1, 2, 3, 4
+# Leading word of every simulator seed: numpy's SeedSequence pads entropy with zeros, so
+# default_rng([seed, 0, 0]) IS default_rng(seed); the tag keeps the market's streams apart from
+# a user's default_rng(seed) (e.g. an assignment drawn with the market's own seed).
+SEED_TAG = 0x5EED5111
+
+
+def _nearest(points: np.ndarray, k: int) -> np.ndarray:
+    """Indices of each point's k nearest other points (Euclidean), one row per point."""
+    if len(points) <= 2000:
+        d = ((points[:, None, :] - points[None, :, :]) ** 2).sum(axis=2)
+        np.fill_diagonal(d, np.inf)
+        return np.argsort(d, axis=1, kind="stable")[:, :k]
+    # a tree query keeps memory linear in the category size for large markets
+    from sklearn.neighbors import NearestNeighbors
+
+    return NearestNeighbors(n_neighbors=k).fit(points).kneighbors(return_distance=False)
+
+
+def poisson_quantile(q: np.ndarray, mu: np.ndarray) -> np.ndarray:
+    """Poisson quantile function: the smallest k with P(Poisson(mu) <= k) >= q, q in (0, 1).
+
+    The continuous inverse of the CDF in k (``pdtrik``) rounded up, then stepped down once where
+    the CDF at the lower integer already reaches q (as scipy.stats.poisson.ppf does).
+    """
+    k = np.ceil(special.pdtrik(q, mu))
+    lower = np.maximum(k - 1, 0)
+    return np.where(special.pdtr(lower, mu) >= q, lower, k)
 
 
 def _open_uniform(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -127,7 +153,7 @@ class Market:
     # ------------------------------------------------------------------ construction
     def _rng(self, stream: int, day: int = 0) -> np.random.Generator:
         key = self.seed if stream == _S_PRODUCTS else self.demand_seed
-        return np.random.default_rng([key, stream, day])
+        return np.random.default_rng([SEED_TAG, key, stream, day])
 
     def _build_products(self) -> None:
         cfg = self.cfg
@@ -199,9 +225,7 @@ class Market:
                 if len(members) < 2:
                     continue
                 kk = min(k, len(members) - 1)
-                # a tree query keeps memory linear in the category size (no distance matrix)
-                tree = NearestNeighbors(n_neighbors=kk).fit(feats[members])
-                nearest = tree.kneighbors(return_distance=False)  # self excluded
+                nearest = _nearest(feats[members], kk)
                 rows.extend(np.repeat(members, kk).tolist())
                 cols.extend(members[nearest.ravel()].tolist())
         n = self.cfg.n_products
@@ -422,8 +446,8 @@ class Market:
         mix, u_units, spike, spike_mean, u_spike = self._count_noise(day, mu0)
         # Inverse-CDF draws from per-cell uniforms: a cell's count depends only on its own mean,
         # so potential outcomes are fixed given the seed and monotone in the treatment.
-        units = stats.poisson.ppf(u_units, mu * mix).astype(np.int64)
-        units += np.where(spike, stats.poisson.ppf(u_spike, spike_mean), 0).astype(np.int64)
+        units = poisson_quantile(u_units, mu * mix).astype(np.int64)
+        units += np.where(spike, poisson_quantile(u_spike, spike_mean), 0).astype(np.int64)
 
         price = np.round(self._base_price * (1.0 + cfg.price_change * today), 2)
         y0, direct, total = self.effects(day)

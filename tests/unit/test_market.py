@@ -67,6 +67,19 @@ def test_potential_outcomes_are_fixed_and_monotone_in_treatment() -> None:
     np.testing.assert_array_equal(mixed[~half], control[~half])
 
 
+def test_poisson_quantile_agrees_with_scipy_and_has_poisson_moments() -> None:
+    from scipy import stats
+
+    from analysis.simulation.market import poisson_quantile
+
+    rng = np.random.default_rng(0)
+    q = rng.random(5_000)
+    mu = np.exp(rng.uniform(-3.0, 9.0, size=q.size))
+    np.testing.assert_array_equal(poisson_quantile(q, mu), stats.poisson.ppf(q, mu))
+    draws = poisson_quantile(rng.random(50_000), np.full(50_000, 7.5))
+    assert abs(draws.mean() - 7.5) < 4 * np.sqrt(7.5 / 50_000)
+
+
 def test_a_day_does_not_depend_on_which_days_were_computed_before() -> None:
     cfg = MarketConfig(n_products=20, carryover_order=1)
     W = _bernoulli(20, 10, 2)
