@@ -1,0 +1,206 @@
+"""Wall time of the advanced estimators on 1,000 units x 100 periods (and TROP's scaling).
+
+Prints one line per case: seconds (median of ``--repeat`` runs) and the estimate. Where a Python
+reference implementation is installed (diff-diff: Callaway-Sant'Anna and TROP), it is timed in
+the same run on the same data and the ratio printed. Usage:
+
+    python benchmarks/bench_estimators_advanced.py [--repeat 3] [--skip-reference]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+import warnings
+from collections.abc import Callable
+
+import numpy as np
+
+from analysis.estimators.crossover import CrossoverEstimator, DifferenceInMeansEstimator
+from analysis.estimators.mcnnm import MCNNMEstimator
+from analysis.estimators.staggered import StaggeredDIDEstimator
+from analysis.estimators.switchback import SwitchbackHTEstimator
+from analysis.estimators.trop import TROPEstimator
+from analysis.panel import Panel
+
+N, T = 1000, 100
+
+
+def timed(fn: Callable[[], float], repeat: int) -> tuple[float, float]:
+    secs, val = [], float("nan")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        val = fn()
+        secs.append(time.perf_counter() - t0)
+    return statistics.median(secs), val
+
+
+def report(name: str, secs: float, val: float, extra: str = "") -> None:
+    print(f"{name:<48} {secs:9.3f} s   estimate {val:+.4f}  {extra}", flush=True)
+
+
+def factor_panel(rng: np.random.Generator, W: np.ndarray, prob: float | None = None) -> Panel:
+    n, t = W.shape
+    Y = (
+        rng.normal(size=(n, 3)) @ rng.normal(size=(t, 3)).T
+        + rng.normal(size=(n, 1))
+        + np.linspace(0, 2, t)[None]
+        + 0.5 * rng.normal(size=(n, t))
+        + 1.0 * W
+    )
+    P = None if prob is None else np.full((n, t), prob)
+    return Panel(
+        Y=Y, W=W, units=np.arange(n), times=np.arange(t), blackout=np.zeros_like(W), probability=P
+    )
+
+
+def block_W(n: int, t: int, n_tr: int, t0: int) -> np.ndarray:
+    W = np.zeros((n, t), bool)
+    W[:n_tr, t0:] = True
+    return W
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--skip-reference", action="store_true")
+    args = ap.parse_args()
+    r = args.repeat
+    rng = np.random.default_rng(0)
+    print(f"--- {N} units x {T} periods, median of {r} run(s)")
+
+    block = factor_panel(rng, block_W(N, T, 100, 90))
+    s, v = timed(lambda: MCNNMEstimator(seed=0, se="none").fit(block).result_.effect, r)
+    report("mc: 5-fold CV over 10 lambdas, no SE", s, v)
+    s1, v = timed(lambda: MCNNMEstimator(seed=0, n_boot=5).fit(block).result_.effect, 1)
+    report("mc: + 5 bootstrap replicates", s1, v, f"(~{(s1 - s) / 5:.2f} s per replicate)")
+
+    switch = factor_panel(rng, rng.random((N, T)) < 0.5, prob=0.5)
+    s, v = timed(lambda: SwitchbackHTEstimator(0).fit(switch).result_.effect, r)
+    report("ht p=0 random days, conservative bound", s, v)
+    s, v = timed(lambda: SwitchbackHTEstimator(2).fit(switch).result_.effect, r)
+    report("ht p=2 random days, conservative bound", s, v)
+    s, v = timed(
+        lambda: (
+            SwitchbackHTEstimator(0, se="randomization", n_draws=200, seed=0)
+            .fit(switch)
+            .result_.effect
+        ),
+        1,
+    )
+    report("ht p=0 + randomisation test (200 draws)", s, v)
+    s, v = timed(lambda: DifferenceInMeansEstimator().fit(switch).result_.effect, r)
+    report("dm random days, unit-clustered", s, v)
+
+    W = np.zeros((N, T), bool)
+    W[: N // 2, :50] = True
+    W[N // 2 :, 50:] = True
+    B = np.zeros((N, T), bool)
+    B[:, :7] = True
+    B[:, 50:57] = True
+    cross = Panel(Y=factor_panel(rng, W).Y, W=W, units=np.arange(N), times=np.arange(T), blackout=B)
+    s, v = timed(lambda: CrossoverEstimator().fit(cross).result_.effect, r)
+    report("crossover with washout", s, v)
+
+    start = rng.choice([20, 40, 60, 80, T], size=N)
+    stag = factor_panel(rng, np.arange(T)[None] >= start[:, None])
+    s_cs, v = timed(lambda: StaggeredDIDEstimator(seed=0).fit(stag).result_.effect, r)
+    report("staggered (Callaway-Sant'Anna, 200 bootstrap)", s_cs, v)
+    s_cs0, v = timed(lambda: StaggeredDIDEstimator(se="none").fit(stag).result_.effect, r)
+    report("staggered, point estimate only", s_cs0, v)
+
+    # TROP: per-treated-cell fits; cost depends on how many cells share a weight pattern
+    s, v = timed(
+        lambda: TROPEstimator(0.0, 0.0, float("inf"), se="none").fit(block).result_.effect, r
+    )
+    report("trop (0,0,inf) = TWFE, 1000 treated cells", s, v)
+    s, v = timed(
+        lambda: TROPEstimator(0.1, 0.0, float("inf"), se="none").fit(block).result_.effect, 1
+    )
+    report("trop time weights only: 10 fits", s, v)
+    s, v = timed(lambda: TROPEstimator(0.1, 0.0, 0.03, se="none").fit(block).result_.effect, 1)
+    report("trop time weights + low rank: 10 fits", s, v)
+    small = factor_panel(rng, block_W(N, T, 5, 98))  # 10 treated cells
+    s, v = timed(lambda: TROPEstimator(0.1, 1.0, 0.03, se="none").fit(small).result_.effect, 1)
+    report("trop full weights + low rank, 10 treated cells", s, v, f"({s / 10:.2f} s per cell)")
+    print("--- TROP with tuning (n_loo=40, coordinate grid) and no SE, block 10% treated x 5 post")
+    for n, t in ((50, 20), (100, 30), (200, 50), (400, 50)):
+        p = factor_panel(rng, block_W(n, t, n // 10, t - 5))
+        s, v = timed(lambda p=p: TROPEstimator(seed=0, se="none").fit(p).result_.effect, 1)
+        report(f"trop tuned {n}x{t}", s, v)
+
+    if args.skip_reference:
+        return
+    try:
+        import diff_diff  # reference implementations (dev extra)
+    except ImportError:
+        print("diff-diff not installed; skipping reference timings")
+        return
+    print(f"--- reference: diff-diff {diff_diff.__version__}")
+    long = stag.to_long()
+    first = np.where(start < T, start, 0)
+    long["first_treat"] = np.repeat(first, T)
+    cs = diff_diff.CallawaySantAnna(control_group="not_yet_treated", estimation_method="reg")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        s_ref, v_ref = timed(
+            lambda: float(
+                cs.fit(
+                    long, outcome="outcome", unit="unit", time="time", first_treat="first_treat"
+                ).overall_att
+            ),
+            r,
+        )
+    report(
+        "diff-diff CallawaySantAnna (not-yet, reg, no bootstrap)",
+        s_ref,
+        v_ref,
+        f"ratio ref/ours (point) = {s_ref / s_cs0:.1f}",
+    )
+    for n, t in ((50, 20), (100, 30)):
+        p = factor_panel(rng, block_W(n, t, n // 10, t - 5))
+        df = p.to_long()
+        grid = {
+            "lambda_time_grid": [0.1],
+            "lambda_unit_grid": [0.5],
+            "lambda_nn_grid": [float("inf")],
+        }
+        ref = diff_diff.TROP(method="local", n_bootstrap=2, seed=0, **grid)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            s_ref, v_ref = timed(
+                lambda df=df, ref=ref: float(
+                    ref.fit(
+                        df, outcome="outcome", treatment="treated", unit="unit", time="time"
+                    ).att
+                ),
+                1,
+            )
+        ours = TROPEstimator(0.1, 0.5, float("inf"), se="none")
+        s_o, v_o = timed(lambda p=p, ours=ours: ours.fit(p).result_.effect, 1)
+        report(f"diff-diff TROP local fixed (0.1,0.5,inf) {n}x{t}", s_ref, v_ref)
+        report(
+            f"ours  TROP fixed (0.1, 0.5/median dist, inf) {n}x{t}",
+            s_o,
+            v_o,
+            f"ratio ref/ours = {s_ref / s_o:.1f}",
+        )
+        zero = {
+            "lambda_time_grid": [0.0],
+            "lambda_unit_grid": [0.0],
+            "lambda_nn_grid": [float("inf")],
+        }
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            v0 = (
+                diff_diff.TROP(method="local", n_bootstrap=2, seed=0, **zero)
+                .fit(df, outcome="outcome", treatment="treated", unit="unit", time="time")
+                .att
+            )
+        v1 = TROPEstimator(0.0, 0.0, float("inf"), se="none", tol=1e-10).fit(p).result_.effect
+        print(f"    TWFE special case {n}x{t}: diff-diff {v0:+.6f}  ours {v1:+.6f}")
+
+
+if __name__ == "__main__":
+    main()
