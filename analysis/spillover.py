@@ -3,7 +3,8 @@
 Estimand (Aronow & Samii, "Estimating average causal effects under general interference",
 Annals of Applied Statistics 11(4), 2017): each product's outcome is assumed to depend on the
 assignment only through its *exposure* ``(own arm, level of neighbours treated)``, the level
-being the fraction of its graph neighbours in the treated arm cut at ``thresholds`` (default
+being the fraction of its graph neighbours in the treated arm (neighbours among the experiment's
+products: graph nodes outside ``nodes`` are ignored) cut at ``thresholds`` (default
 ``(0.0,)``: level "none" when no neighbour is treated, "any" otherwise; ``(0.0, 0.5)`` gives
 "none", "some" (up to half), "most"). Products without neighbours are always at level "none".
 For exposures k and l, the contrast ``mean_i [y_i(k) - y_i(l)]`` is estimated by the Hajek

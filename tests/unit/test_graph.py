@@ -129,3 +129,16 @@ def test_cli_build_show_cluster(tmp_path, hist) -> None:
     assert max(len(v) for v in clusters) <= 10
     r = runner.invoke(app, ["graph", "show", str(out)])
     assert "clusters:" in r.output
+
+
+def test_missing_days_and_sparse_products(hist) -> None:
+    h = hist.history
+    rng = np.random.default_rng(9)
+    holey = h[rng.uniform(size=len(h)) > 0.01]  # 1% of product-days missing at random
+    sparse = h["product"].iloc[0]
+    holey = holey[~((holey["product"] == sparse) & (rng.uniform(size=len(holey)) < 0.5))]
+    G = build_graph(holey)
+    assert sparse not in G  # missing half its days: left out
+    true = {frozenset(e) for e in hist.true_graph.edges if sparse not in e}
+    est = {frozenset(e) for e in G.edges}
+    assert len(est & true) / len(est) >= 0.85
