@@ -176,12 +176,20 @@ class _Forests:
 
 
 def _covariate_matrix(cov: pd.DataFrame) -> np.ndarray:
-    """Characteristics as floats: numbers as they are, other columns one-hot encoded."""
+    """Characteristics as floats: numbers as they are, other columns one-hot encoded.
+
+    A missing number becomes the column median plus a 0/1 "was missing" column, so products
+    with unknown characteristics are still matched (and can be told apart by the trees).
+    """
     parts: list[pd.DataFrame] = []
     for col in cov.columns:
         s = cov[col]
         if pd.api.types.is_bool_dtype(s) or pd.api.types.is_numeric_dtype(s):
-            parts.append(s.astype(float).to_frame())
+            x = s.astype(float)
+            if x.isna().any():
+                parts.append(x.isna().astype(float).rename(f"{col}_missing").to_frame())
+                x = x.fillna(x.median() if x.notna().any() else 0.0)
+            parts.append(x.to_frame())
         else:
             parts.append(pd.get_dummies(s.astype(str), prefix=str(col), dtype=float))
     return pd.concat(parts, axis=1).to_numpy(dtype=float)

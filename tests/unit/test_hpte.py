@@ -157,3 +157,14 @@ def test_errors_are_actionable(sim) -> None:
         HPTEEstimator().fit(sim.panel.with_treatment(W))
     with pytest.raises(ValueError, match="se="):
         HPTEEstimator(se="jackknife").fit(sim.panel)
+
+
+def test_missing_characteristics_are_imputed_with_an_indicator(sim) -> None:
+    from dataclasses import replace
+
+    cov = sim.panel.covariates.copy()
+    cov.iloc[::7, cov.columns.get_loc("x3")] = np.nan
+    panel = replace(sim.panel, covariates=cov)
+    for matching in ("supervised", "unsupervised"):
+        res = HPTEEstimator(matching=matching, se="none").fit(panel).result  # type: ignore[arg-type]
+        assert abs(res.effect - sim.population_att) < 1.5
