@@ -30,7 +30,11 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from analysis.errors import InferenceError, PanelError
-from analysis.estimators._resampling import placebo_effects, stratified_unit_bootstrap
+from analysis.estimators._resampling import (
+    EffectFn,
+    placebo_effects,
+    stratified_unit_bootstrap,
+)
 from analysis.estimators.base import PanelEstimator
 from analysis.panel import Panel
 from analysis.results import EstimateResult
@@ -236,7 +240,7 @@ class MCNNMEstimator(PanelEstimator):
         self.se = se
         self.seed = seed
 
-    def _effect(self, lam: float) -> object:
+    def _effect(self, lam: float) -> EffectFn:
         def effect(Y: np.ndarray, W: np.ndarray, usable: np.ndarray) -> float:
             obs = usable & ~W
             treated = usable & W
@@ -284,7 +288,7 @@ class MCNNMEstimator(PanelEstimator):
                 W,
                 usable,
                 n_boot=self.n_boot,
-                rng=rng,  # type: ignore[arg-type]
+                rng=rng,
             )
         elif method == "placebo":
             draws = placebo_effects(
@@ -293,7 +297,7 @@ class MCNNMEstimator(PanelEstimator):
                 W,
                 usable,
                 n_placebo=self.n_placebo,
-                rng=rng,  # type: ignore[arg-type]
+                rng=rng,
             )
         if draws.size:
             se = float(np.std(draws, ddof=1))

@@ -220,9 +220,9 @@ class TROPEstimator(PanelEstimator):
         ref: float,
         rng: np.random.Generator,
     ) -> tuple[tuple[float, float, float], list[tuple[float, float, float, float]]]:
-        never = ~W.any(axis=1)
+        never = np.asarray(~W.any(axis=1))
         cand = obs & never[:, None]
-        treated_periods = W.any(axis=0)
+        treated_periods = np.asarray(W.any(axis=0))
         if (cand & treated_periods[None]).sum() >= 5:
             cand &= treated_periods[None]
         if cand.sum() < 5:
@@ -246,10 +246,14 @@ class TROPEstimator(PanelEstimator):
             for d in range(3):
                 if fixed[d] is not None:
                     continue
-                best = min(grids[d], key=lambda v, d=d: loss(tuple(cur[:d] + [v] + cur[d + 1 :])))
-                cur[d] = best
+                scores = {}
+                for v in grids[d]:
+                    trial = list(cur)
+                    trial[d] = v
+                    scores[v] = loss((trial[0], trial[1], trial[2]))
+                cur[d] = min(scores, key=scores.__getitem__)
         if not cache:
-            cache[tuple(cur)] = float("nan")  # type: ignore[index]
+            cache[(cur[0], cur[1], cur[2])] = float("nan")
         trace = [(*k, v) for k, v in cache.items()]
         return (cur[0], cur[1], cur[2]), trace
 
