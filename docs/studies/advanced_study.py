@@ -78,6 +78,8 @@ def run_panel(
         est.append(r.effect)
         truth.append(tau)
         cover.append(bool(lo <= tau <= hi))
+        if PROGRESS and (s + 1) % PROGRESS == 0 and s + 1 < sims:
+            summarise(f"  ...{name}", est, truth, cover, time.perf_counter() - t0)
     summarise(name, est, truth, cover, time.perf_counter() - t0)
 
 
@@ -274,9 +276,10 @@ def main() -> None:
     ap.add_argument("--sims", type=int, default=500)
     ap.add_argument("--only", default=",".join(STUDIES))
     ap.add_argument("--trop-boot", type=int, default=50, help="TROP bootstrap replicates")
+    ap.add_argument("--progress", type=int, default=0, help="interim summary every N sims")
     args = ap.parse_args()
-    global TROP_BOOT
-    TROP_BOOT = args.trop_boot
+    global TROP_BOOT, PROGRESS
+    TROP_BOOT, PROGRESS = args.trop_boot, args.progress
     for name in args.only.split(","):
         STUDIES[name](args.sims if name != "cs" else max(args.sims, 2000))
 
