@@ -253,6 +253,11 @@ class MCNNMEstimator(PanelEstimator):
         return effect
 
     def _fit(self, panel: Panel) -> EstimateResult:
+        # single-threaded BLAS throughout: many small dense problems (see fit_fe_lowrank)
+        with threadpool_limits(limits=1, user_api="blas"):
+            return self._fit_single_threaded(panel)
+
+    def _fit_single_threaded(self, panel: Panel) -> EstimateResult:
         if self.se not in (None, "bootstrap", "placebo", "none"):
             raise InferenceError(
                 f"MC-NNM supports se='bootstrap', 'placebo' or 'none', not {self.se!r}."

@@ -44,6 +44,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from analysis.errors import InferenceError
 from analysis.estimators._resampling import placebo_effects, stratified_unit_bootstrap
@@ -259,6 +260,11 @@ class TROPEstimator(PanelEstimator):
 
     # ------------------------------------------------------------------ fit
     def _fit(self, panel: Panel) -> EstimateResult:
+        # single-threaded BLAS throughout: many small dense problems (see fit_fe_lowrank)
+        with threadpool_limits(limits=1, user_api="blas"):
+            return self._fit_single_threaded(panel)
+
+    def _fit_single_threaded(self, panel: Panel) -> EstimateResult:
         if self.se not in (None, "bootstrap", "placebo", "none"):
             raise InferenceError(
                 f"TROP supports se='bootstrap', 'placebo' or 'none', not {self.se!r}."
