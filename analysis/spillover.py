@@ -158,6 +158,32 @@ def exposure_probabilities(
     )
 
 
+def bernoulli_exposure_probabilities(
+    G: nx.Graph, *, nodes: list[str], p: float = 0.5, mapping: ExposureMapping | None = None
+) -> pd.DataFrame:
+    """Exact exposure probabilities under independent Bernoulli(p) assignment of products.
+
+    With d neighbours, the number treated is Binomial(d, p) and independent of the product's own
+    arm; each count k maps to a level through the fraction k/d.
+    """
+    mapping = mapping or ExposureMapping()
+    _, deg = adjacency(G, nodes)
+    L = mapping.n_levels
+    out = np.zeros((len(nodes), 2 * L))
+    for d in np.unique(deg).astype(int):
+        rows = deg == d
+        k = np.arange(d + 1)
+        pmf = stats.binom.pmf(k, d, p)
+        frac = k / d if d > 0 else np.zeros(1)
+        level = np.zeros(k.size, dtype=int)
+        for t in mapping.thresholds:
+            level += frac > t
+        by_level = np.bincount(level, weights=pmf, minlength=L)
+        out[rows, :L] = (1 - p) * by_level
+        out[rows, L:] = p * by_level
+    return pd.DataFrame(out, index=pd.Index(nodes, name="product"), columns=mapping.names)
+
+
 def _exposure_counts(
     A: sp.csr_array,
     deg: np.ndarray,
@@ -252,11 +278,14 @@ def estimate_spillover(
     min_probability: float = 0.02,
     alpha: float = 0.05,
     seed: int | None = None,
+    probabilities: pd.DataFrame | None = None,
 ) -> SpilloverResult:
     """Direct and spillover effects with stabilised IPW (see the module docstring).
 
     ``assignment`` and ``outcome`` are vectors over ``nodes`` (the products of the experiment,
-    all of them in ``G``); ``design`` is the callable that drew ``assignment``.
+    all of them in ``G``); ``design`` is the callable that drew ``assignment`` (used for the
+    Monte-Carlo probabilities and for the variance). Exact ``probabilities`` (products x
+    exposures, e.g. :func:`bernoulli_exposure_probabilities`) replace the Monte-Carlo ones.
     """
     mapping = mapping or ExposureMapping()
     z = np.asarray(assignment).astype(bool)
@@ -270,8 +299,15 @@ def estimate_spillover(
         raise SpilloverError(f"min_probability must be in (0, 0.5); got {min_probability}.")
     rng = np.random.default_rng(0 if seed is None else seed)
     A, deg = adjacency(G, nodes)
-    pi = _exposure_counts(A, deg, design, mapping, n, n_draws, int(rng.integers(2**31)), 250)
-    pi /= n_draws
+    mc_seed = int(rng.integers(2**31))
+    if probabilities is not None:
+        if list(probabilities.columns) != mapping.names or len(probabilities) != n:
+            raise SpilloverError(
+                f"probabilities must have one row per product and columns {mapping.names}."
+            )
+        pi = probabilities.to_numpy(dtype=float).copy()
+    else:
+        pi = _exposure_counts(A, deg, design, mapping, n, n_draws, mc_seed, 250) / n_draws
     e_obs = mapping.exposures(A, deg, z)
     # an observed exposure never drawn in Monte Carlo: give it the smallest resolvable mass
     own = pi[np.arange(n), e_obs]

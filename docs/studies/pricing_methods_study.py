@@ -115,13 +115,16 @@ def part_a(seeds: int, variant_seeds: int) -> None:
         print(f"    {name:13s} bias {e.mean():+.3f}  RMSE {_rmse(e.tolist()):.3f}")
 
 
-def part_a2(seeds: int) -> None:
-    print(f"\n(a2) HPTE coverage at other sizes, {seeds} seeds each, 200 bootstrap replicates")
-    for n in (100, 1000):
+def part_a2(seeds: int, sizes: tuple[int, ...] = (100, 1000), offset: int = 20_000) -> None:
+    print(
+        f"\n(a2) HPTE coverage at other sizes, {seeds} seeds each (from seed {offset}), "
+        "200 bootstrap replicates"
+    )
+    for n in sizes:
         t0 = time.time()
         cover, err, ses = [], [], []
         for s in range(seeds):
-            sim = simulate_hpte_panel(n, seed=20_000 + s)
+            sim = simulate_hpte_panel(n, seed=offset + s)
             res = HPTEEstimator(seed=s).fit(sim.panel).result
             lo, hi = res.conf_int()
             cover.append(lo <= sim.population_att <= hi)
@@ -140,14 +143,21 @@ def part_b2(seeds: int) -> None:
         f"\n(b2) Spillover IPW with the *estimated* graph (outcomes on the true graph), {seeds} seeds"
     )
     hist = simulate_history(20, seed=7)
-    G_true, G_est = hist.true_graph, build_graph(hist.history)
+    G_true = hist.true_graph
     nodes = list(G_true.nodes)
+    G_est = build_graph(hist.history, alpha=0.05)
+    G_loose = build_graph(hist.history, alpha=0.20)
     G_est.add_nodes_from(nodes)
+    G_loose.add_nodes_from(nodes)
     n = len(nodes)
     base = np.random.default_rng(4).normal(10, 2, n)
     truth = {"direct": 2.0, "spillover_control:any": -1.0, "spillover_treated:any": -0.5}
     design = bernoulli_design(n, 0.5)
-    for label, G in (("true graph", G_true), ("estimated graph", G_est)):
+    for label, G in (
+        ("true graph", G_true),
+        ("estimated graph, FDR 0.05", G_est),
+        ("estimated graph, FDR 0.20", G_loose),
+    ):
         recs = []
         for s in range(seeds):
             z = design(np.random.default_rng(60_000 + s))
@@ -317,11 +327,14 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=300)
     ap.add_argument("--variant-seeds", type=int, default=100)
     ap.add_argument("--spill-seeds", type=int, default=200)
+    ap.add_argument("--a2-seeds", type=int, default=100)
+    ap.add_argument("--a2-sizes", type=int, nargs="+", default=[100, 1000])
+    ap.add_argument("--a2-offset", type=int, default=20_000)
     args = ap.parse_args()
     if args.part in ("a", "all"):
         part_a(args.seeds, args.variant_seeds)
     if args.part in ("a2", "all"):
-        part_a2(100)
+        part_a2(args.a2_seeds, tuple(args.a2_sizes), args.a2_offset)
     if args.part in ("b", "all"):
         part_b(args.spill_seeds)
     if args.part in ("b2", "all"):

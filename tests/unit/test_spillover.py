@@ -169,3 +169,29 @@ def test_panel_spillover_detrends_then_weights(world) -> None:
     for name, truth in [("direct", 2.0), ("spillover_control:any", -1.0)]:
         assert res.effects.loc[name, "ci_low"] <= truth <= res.effects.loc[name, "ci_high"]
     assert res.effects.loc["direct", "se"] < 0.5
+
+
+def test_exact_bernoulli_probabilities_agree_with_monte_carlo(world) -> None:
+    from analysis.spillover import bernoulli_exposure_probabilities
+
+    G, nodes, base = world
+    m3 = ExposureMapping((0.0, 0.5))
+    exact = bernoulli_exposure_probabilities(G, nodes=nodes, p=0.3, mapping=m3)
+    assert np.allclose(exact.sum(axis=1), 1.0)
+    hub = nodes[int(np.argmax([G.degree(v) for v in nodes]))]
+    d = G.degree(hub)
+    assert exact.loc[hub, "C:none"] == pytest.approx(0.7 * 0.7**d)
+    R = 4000
+    mc = exposure_probabilities(
+        G, bernoulli_design(len(nodes), 0.3), nodes=nodes, mapping=m3, n_draws=R, seed=3
+    )
+    assert np.abs(mc.to_numpy() - exact.to_numpy()).max() < 5 * np.sqrt(0.25 / R)
+    design = bernoulli_design(len(nodes), 0.5)
+    z = design(np.random.default_rng(30))
+    y = simulate_spillover_outcomes(G, z, nodes=nodes, base=base, seed=31)
+    ex = bernoulli_exposure_probabilities(G, nodes=nodes, p=0.5)
+    a = estimate_spillover(G, z, y, design, nodes=nodes, probabilities=ex, n_variance_draws=100)
+    b = estimate_spillover(G, z, y, design, nodes=nodes, n_draws=2000, n_variance_draws=100)
+    assert a.effects.loc["direct", "effect"] == pytest.approx(
+        b.effects.loc["direct", "effect"], abs=0.5 * a.effects.loc["direct", "se"]
+    )
