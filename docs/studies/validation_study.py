@@ -1,0 +1,451 @@
+"""Regenerate docs/validation.md and docs/figures/validation-*.png from scratch.
+
+    .venv/bin/python docs/studies/validation_study.py            # full study (minutes, 2 jobs)
+    .venv/bin/python docs/studies/validation_study.py --quick --out /tmp/v   # CI-sized
+
+Puts the origin article's three headline claims (Cooprider & Nassiri, "Science of price
+experimentation at Amazon", Business Economics 2023, as summarised in the Amazon Science
+article) next to what pricelab measures on a documented market, and reports A/A calibration
+(type-I error and coverage) of every estimator that ran. Every number in the markdown is
+computed by this script; nothing is typed in by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import platform
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from analysis.clustering import cluster_graph  # noqa: E402
+from analysis.compare import (  # noqa: E402
+    AA_OVERRIDES,
+    PRIMARY,
+    CompareConfig,
+    market_classes,
+    plot_comparison,
+    run_comparison,
+    summarise,
+)
+from analysis.simulation.config import MarketConfig  # noqa: E402
+from analysis.simulation.market import Market  # noqa: E402
+
+SEED = 0
+DAYS = 28
+SPILLOVER = -0.2  # the example market of docs/simulator.md
+AA_ESTIMATORS = {
+    "time-bound": ("did", "sdid", "sc", "difp", "staggered", "dm"),
+    "random-days": ("dm", "ht", "did"),
+    "crossover": ("crossover", "dm", "did"),
+    "cluster": ("dm@class", "did@class", "dm"),
+}
+SLOW_AA = {"time-bound": ("hpte", "mc")}
+NOT_RUN = {
+    "trop": "one fit on a 200 x 28 block did not finish within 9 minutes on this machine "
+    "(2 shared cores); left out rather than shrunk until it fits",
+}
+
+
+def _fmt(x: float, spec: str = ".3f") -> str:
+    if not (isinstance(x, float | int) and math.isfinite(x)):
+        return "-"
+    return format(int(x), spec) if spec == "d" else format(x, spec)
+
+
+def _md_table(df: pd.DataFrame, cols: list[tuple[str, str, str]]) -> str:
+    head = "| " + " | ".join(h for _, h, _ in cols) + " |"
+    sep = "|" + "|".join("---" for _ in cols) + "|"
+    rows = []
+    for _, r in df.iterrows():
+        cells = []
+        for c, _, f in cols:
+            v = r[c]
+            cells.append(str(v) if f == "s" else _fmt(float(v), f))
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join([head, sep, *rows])
+
+
+SUMMARY_COLS = [
+    ("design", "design", "s"),
+    ("estimator", "estimator", "s"),
+    ("runs", "runs", "d"),
+    ("failed", "failed", "d"),
+    ("truth", "true effect", ".3f"),
+    ("bias", "bias", "+.3f"),
+    ("bias_mcse", "MC SE of bias", ".3f"),
+    ("mean_se", "mean SE", ".3f"),
+    ("emp_sd", "empirical SD", ".3f"),
+    ("rmse", "RMSE", ".3f"),
+    ("coverage", "coverage", ".3f"),
+    ("power", "power", ".3f"),
+    ("se_reduction", "SD vs time-bound DID", "+.0%"),
+]
+AA_COLS = [
+    ("design", "design", "s"),
+    ("estimator", "estimator", "s"),
+    ("runs", "runs", "d"),
+    ("failed", "failed", "d"),
+    ("bias", "mean estimate", "+.3f"),
+    ("mean_se", "mean SE", ".3f"),
+    ("emp_sd", "empirical SD", ".3f"),
+    ("se_ratio", "mean SE / SD", ".2f"),
+    ("power", "type-I error (5%)", ".3f"),
+    ("coverage", "coverage of 0", ".3f"),
+]
+
+
+def variance_decomposition(cfg: MarketConfig, seeds: int = 20) -> dict[str, float]:
+    """Between-product and within-product spread of control outcomes on the market."""
+    between, within, rho = [], [], []
+    for s in range(seeds):
+        m = Market(cfg, seed=SEED, demand_seed=10_000 + s)
+        df = m.simulate_panel(np.zeros((cfg.n_products, DAYS), dtype=bool))
+        Y = df["units"].to_numpy(float).reshape(cfg.n_products, DAYS)
+        Y = Y - Y.mean(axis=0, keepdims=True)  # remove the common daily shock
+        mu = Y.mean(axis=1, keepdims=True)
+        between.append(float(mu.std(ddof=1)))
+        R = Y - mu
+        within.append(float(R.std(ddof=1)))
+        rho.append(float(np.mean([np.corrcoef(r[:-1], r[1:])[0, 1] for r in R])))
+    return {
+        "between_sd": float(np.mean(between)),
+        "within_sd": float(np.mean(within)),
+        "lag1_corr": float(np.mean(rho)),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="tiny run counts (CI)")
+    ap.add_argument("--runs", type=int, default=None, help="runs per design (default 150, quick 4)")
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=ROOT / "docs", help="where validation.md goes")
+    args = ap.parse_args()
+    t_start = time.perf_counter()
+    runs = args.runs or (4 if args.quick else 150)
+    slow_runs = max(2, runs // 5)
+    sens_runs = max(3, runs // 4)
+    figdir = args.out / "figures"
+    figdir.mkdir(parents=True, exist_ok=True)
+    market = MarketConfig()
+    products = market.n_products
+    if args.quick:
+        market = MarketConfig(n_products=40, n_categories=4)
+        products = 40
+    timings: dict[str, float] = {}
+
+    def timed(name: str, cfg: CompareConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+        t = time.perf_counter()
+        r = run_comparison(cfg)
+        timings[name] = time.perf_counter() - t
+        print(f"[{name}] {cfg.runs} runs in {timings[name]:.0f}s", flush=True)
+        return r, summarise(r)
+
+    # 1. claims 1 and 2 on the default market
+    base = CompareConfig(market=market, runs=runs, seed=SEED, days=DAYS, jobs=args.jobs)
+    main_runs, main_tab = timed("designs", base)
+    plot_comparison(main_runs, main_tab, figdir, prefix="validation-designs-")
+
+    # 2. why: between- vs within-product spread, and a sensitivity to the within-product noise
+    decomp = variance_decomposition(market, seeds=5 if args.quick else 20)
+    sens_rows = []
+    default_levels = (market.mean_units_min, market.mean_units_max)
+    variants = [
+        (0.05, default_levels),
+        (0.20, default_levels),
+        (market.product_ar_sd, (30.0, 40.0)),
+    ]
+    for ar_sd, spread in variants:
+        if True:
+            mcfg = market.model_copy(
+                update={
+                    "product_ar_sd": ar_sd,
+                    "mean_units_min": spread[0],
+                    "mean_units_max": spread[1],
+                }
+            )
+            mcfg = MarketConfig.model_validate(mcfg.model_dump())
+            cfg = replace(
+                base,
+                market=mcfg,
+                designs=("time-bound", "random-days", "crossover"),
+                runs=sens_runs,
+                estimators={
+                    "time-bound": ("did",),
+                    "random-days": ("dm",),
+                    "crossover": ("crossover",),
+                },
+            )
+            r, tab = timed(f"sensitivity ar_sd={ar_sd} levels={spread}", cfg)
+            get = tab.set_index("design")["se_reduction"]
+            sens_rows.append(
+                {
+                    "product_ar_sd": ar_sd,
+                    "levels": f"{spread[0]:.0f}-{spread[1]:.0f}",
+                    "random_days": float(get["random-days"]),
+                    "crossover": float(get["crossover"]),
+                    "tb_sd": float(tab.set_index("design")["emp_sd"]["time-bound"]),
+                }
+            )
+    sens = pd.DataFrame(sens_rows)
+
+    # 3. claim 3: spillover bias, product-level vs cluster randomisation
+    spill_market = MarketConfig.model_validate(market.model_dump() | {"spillover": SPILLOVER})
+    m0 = Market(spill_market, seed=SEED)
+    classes = market_classes(m0)
+    clustering = cluster_graph(m0.substitutes, max_size=12, seed=SEED)
+    spill_cfg = replace(
+        base,
+        market=spill_market,
+        designs=("random-days", "cluster"),
+        estimators={"random-days": ("dm", "did"), "cluster": ("dm@class", "dm")},
+    )
+    spill_runs, spill_tab = timed("spillover", spill_cfg)
+    plot_comparison(spill_runs, spill_tab, figdir, prefix="validation-spillover-")
+
+    # 4. A/A calibration
+    aa_market = MarketConfig.model_validate(market.model_dump() | AA_OVERRIDES)
+    aa_cfg = replace(base, market=aa_market, estimators=AA_ESTIMATORS)
+    aa_runs, aa_tab = timed("A/A", aa_cfg)
+    slow_cfg = replace(
+        base, market=aa_market, designs=("time-bound",), runs=slow_runs, estimators=SLOW_AA
+    )
+    slow_runs_df, slow_tab = timed("A/A slow estimators", slow_cfg)
+    aa_all = pd.concat([aa_tab, slow_tab], ignore_index=True)
+    plot_comparison(
+        pd.concat([aa_runs, slow_runs_df], ignore_index=True), aa_all, figdir, "validation-aa-"
+    )
+
+    elapsed = time.perf_counter() - t_start
+    write_markdown(
+        args.out / "validation.md",
+        quick=args.quick,
+        runs=runs,
+        slow_runs=slow_runs,
+        sens_runs=sens_runs,
+        products=products,
+        market=market,
+        main_tab=main_tab,
+        decomp=decomp,
+        sens=sens,
+        spill_tab=spill_tab,
+        clustering_desc=clustering.describe(),
+        cut_share=clustering.cut_weight_share,
+        n_classes=len(classes),
+        aa_tab=aa_all,
+        elapsed=elapsed,
+        timings=timings,
+        jobs=args.jobs,
+    )
+    print(f"wrote {args.out / 'validation.md'} in {elapsed:.0f}s")
+
+
+def write_markdown(path: Path, **k: object) -> None:
+    main_tab: pd.DataFrame = k["main_tab"]  # type: ignore[assignment]
+    spill_tab: pd.DataFrame = k["spill_tab"]  # type: ignore[assignment]
+    aa_tab: pd.DataFrame = k["aa_tab"]  # type: ignore[assignment]
+    sens: pd.DataFrame = k["sens"]  # type: ignore[assignment]
+    decomp: dict[str, float] = k["decomp"]  # type: ignore[assignment]
+    market: MarketConfig = k["market"]  # type: ignore[assignment]
+    idx = main_tab.set_index(["design", "estimator"])
+
+    def red(design: str, est: str | None = None, col: str = "se_reduction") -> float:
+        return float(idx.loc[(design, est or PRIMARY[design]), col])
+
+    s_idx = spill_tab.set_index(["design", "estimator"])
+    bias_rd = float(s_idx.loc[("random-days", "dm"), "bias"])
+    bias_cl = float(s_idx.loc[("cluster", "dm@class"), "bias"])
+    bias_cut = 1.0 - abs(bias_cl) / abs(bias_rd)
+    mcse_rd = float(s_idx.loc[("random-days", "dm"), "bias_mcse"])
+    mcse_cl = float(s_idx.loc[("cluster", "dm@class"), "bias_mcse"])
+    cut = float(k["cut_share"])  # type: ignore[arg-type]
+    rd_claim = red("random-days")
+    co_claim = red("crossover")
+    tb_sd = float(idx.loc[("time-bound", "did"), "emp_sd"])
+    quick_note = (
+        "\n> **Quick run** (CI): tiny market and run counts; the numbers below are not the "
+        "study's.\n"
+        if k["quick"]
+        else ""
+    )
+    timings = "\n".join(
+        f"| {name} | {sec:.0f} |"
+        for name, sec in k["timings"].items()  # type: ignore[attr-defined]
+    )
+    failures = aa_tab[aa_tab["failed"] > 0]
+    fail_lines = (
+        "\n".join(
+            f"- `{r.design}` / `{r.estimator}`: {r.failed} of {r.runs} runs failed, e.g. `{r.first_error}`"
+            for r in failures.itertuples()
+        )
+        or "- none of the estimators that ran failed."
+    )
+    not_run = "\n".join(f"- `{n}`: {why}." for n, why in NOT_RUN.items())
+    aa_bad = aa_tab[(aa_tab["power"] > 0.10) | (aa_tab["coverage"] < 0.90)]
+    aa_bad_lines = (
+        "\n".join(
+            f"- `{r.design}` / `{r.estimator}`: type-I error {r.power:.3f}, coverage {r.coverage:.3f}, "
+            f"mean SE / SD {r.se_ratio:.2f}."
+            for r in aa_bad.itertuples()
+        )
+        or "- none: every estimator that ran is within 0.05 of nominal."
+    )
+
+    text = f"""# Validation: the origin article's claims on a pricelab market
+
+Generated by `docs/studies/validation_study.py` (do not edit by hand; rerun the script).
+{quick_note}
+Full-study wall time: **{float(k["elapsed"]) / 60:.1f} minutes** with {k["jobs"]} worker processes
+on {platform.machine()} (2 shared cores), Python {platform.python_version()}.
+
+## The market
+
+The default market of `docs/simulator.md` (the demo market), chosen before looking at any result
+and not tuned afterwards: {k["products"]} products in {market.n_categories} categories, product
+mean demand log-uniform in {market.mean_units_min:.0f}-{market.mean_units_max:.0f} units/day,
+product AR(1) log deviation with SD {market.product_ar_sd} and coefficient {market.product_ar_rho},
+daily common and category shocks (SD {market.common_shock_sd}, {market.category_shock_sd}),
+negative-binomial counts (size {market.nb_dispersion}), price change {market.price_change:+.0%}
+with elasticity {market.elasticity_mean} (heterogeneous by characteristics), no carryover, no
+spillover (except in the spillover section, which sets `spillover: {SPILLOVER}`, the example of
+docs/simulator.md). Seed {SEED} fixes the products; run r draws a new demand path
+(`demand_seed`) and new design draws; all designs of run r share its demand path.
+
+Every experiment lasts {DAYS} days with allocation 0.5:
+
+- **time-bound**: half of each category treated from day {DAYS // 2} (14 pre-period days);
+  analysed with DID (two-way fixed effects, jackknife SE), SDID and the post-period difference
+  in means;
+- **random-days**: every product-day redrawn; difference in means clustered by product (`dm`),
+  Horvitz-Thompson with its conservative bound (`ht`), DID/TWFE with unit-clustered SE;
+- **crossover**: groups A/B (half of each category) swap at day {DAYS // 2}; the first
+  {DAYS // 2 // 3} days of each phase are blacked out (the article's 3-week phases with a 1-week
+  blackout, scaled to 2-week phases); crossover TWFE on the usable cells;
+- **cluster**: Louvain communities of the substitutes graph (at most 12 products;
+  {k["n_classes"]} classes, {k["clustering_desc"]}), each class redrawn every day; difference in
+  means on the class x day panel (`dm@class`, clustered by class).
+
+The estimand of a run is the mean true effect (global effect of the price change, from the
+simulator) over all products and the days the design analyses. {k["runs"]} runs per design.
+
+## The three claims
+
+| claim (origin article) | article | pricelab, this market | direction reproduced |
+|---|---|---|---|
+| random days cut the SE vs time-bound | about 60% | {rd_claim:.0%} (empirical SD of `dm` vs time-bound `did`); {red("random-days", col="reported_se_reduction"):.0%} by mean reported SE | {"yes" if rd_claim > 0 else "no"} |
+| crossover with blackout cuts it | 40-50% | {co_claim:.0%} (empirical SD of `crossover` vs time-bound `did`); {red("crossover", col="reported_se_reduction"):.0%} by mean reported SE | {"yes" if co_claim > 0 else "no"} |
+| clustering cuts spillover bias | 37% | {bias_cut:.0%} (bias of `dm` {bias_rd:+.3f} +- {mcse_rd:.3f} under random days vs `dm@class` {bias_cl:+.3f} +- {mcse_cl:.3f} under the cluster design) | {"yes" if bias_cut > 0 else "no"} |
+
+Same comparison with one common estimator, DID/TWFE on every design: random days
+{red("random-days", "did"):.0%}, crossover {red("crossover", "did"):.0%} (time-bound DID SD
+{tb_sd:.3f}).
+
+### Every design and estimator
+
+![errors](figures/validation-designs-errors.png)
+![standard errors](figures/validation-designs-standard_errors.png)
+![coverage and power](figures/validation-designs-coverage_power.png)
+
+{_md_table(main_tab, SUMMARY_COLS)}
+
+Coverage and power are at the 5% level; "SD vs time-bound DID" is 1 - empirical SD / empirical SD
+of the time-bound DID.
+
+## Why the magnitudes differ from the article
+
+The time-bound design compares *different products*; DID removes each product's level with its
+own pre-period, but what is left is each product's day-to-day deviation, which is serially
+correlated (AR(1)), so 14 pre days and 14 post days do not average it away, and the treated group
+differs from the control group in how their products drift. Switchbacks compare *days of the same
+product*, so their error is driven by the within-product day-to-day noise only, averaged over 28
+days per product instead of a pre/post contrast. On this market, after removing the common daily
+shock, the between-product SD of mean daily units is {decomp["between_sd"]:.1f}, the
+within-product SD of a day around its product mean is {decomp["within_sd"]:.1f}, and consecutive
+days of a product correlate at {decomp["lag1_corr"]:.2f}.
+
+The SE reduction is therefore a property of the market, not a constant. The sensitivity below
+varies the within-product persistent noise (`product_ar_sd`) and the spread of product levels
+(`mean_units_min`-`mean_units_max`) ({k["sens_runs"]} runs each; the time-bound DID's SD is in the
+last column):
+
+{_md_table(sens, [("product_ar_sd", "product_ar_sd", ".2f"), ("levels", "levels (units/day)", "s"), ("random_days", "random days SD change", "+.0%"), ("crossover", "crossover SD change", "+.0%"), ("tb_sd", "time-bound DID SD", ".3f")])}
+
+Reading it: more persistent within-product noise hurts the time-bound DID (a pre/post contrast of
+an AR process) more than the random-days difference in means, so the reduction grows with
+`product_ar_sd`; a wider spread of product levels (heavier between-product heterogeneity) adds to
+the effect heterogeneity and the count noise that DID cannot remove. The article's market (Amazon
+products) is not described beyond "noise" and "demand trends", so a 60% figure is consistent with
+a market whose between-day noise is milder relative to the pre/post drift than ours, or with a
+shorter pre-period. The crossover discards a third of each phase (blackout) and has one switch, so
+it sits between the two, as in the article; its per-product contrast makes it much better than the
+time-bound DID here.
+
+## Spillover: cluster randomisation
+
+Market: the default with `spillover: {SPILLOVER}` (treated substitutes steal demand). Random-days
+randomises products, so a product's substitutes are in either arm half the time whatever its own
+arm: the difference in means estimates the *direct* effect and misses the global effect's
+spillover part. The cluster design keeps substitutes of one class in the same arm; only the edges
+the partition cuts still mix arms. Under the simulator's linear-in-share spillover the remaining
+bias is roughly the cut share of the graph's edge weight ({cut:.0%} here), so the expected cut in
+bias is about 1 - {cut:.2f} = {1 - cut:.0%}; measured: {bias_cut:.0%}. The article's 37% would
+correspond to a partition cutting about 63% of the substitution weight, i.e. a denser, less
+clusterable graph than the simulator's within-category nearest-neighbour graph (3 neighbours per
+product, always inside its category), or a size cap that splits communities harder.
+
+{_md_table(spill_tab, SUMMARY_COLS[:-1] + [("bias_vs_direct", "bias vs direct effect", "+.3f")])}
+
+![spillover errors](figures/validation-spillover-errors.png)
+
+The price of clustering is precision: classes are the randomisation units, so the class-level
+difference in means has a larger SD than the product-level one (compare the empirical SDs).
+
+## A/A calibration
+
+The same designs on the default market with no treatment effect (`price_change: 0`, no extra
+lift), so the true effect is exactly 0. Type-I error is the share of runs whose 95% interval
+excludes 0 (p < 0.05); coverage is its complement. `{", ".join(SLOW_AA["time-bound"])}` are slow on
+this machine and ran {k["slow_runs"]} times only.
+
+{_md_table(aa_tab, AA_COLS)}
+
+![A/A coverage](figures/validation-aa-coverage_power.png)
+
+Monte-Carlo SE of a rejection rate near 0.05 with {k["runs"]} runs: {math.sqrt(0.05 * 0.95 / int(k["runs"])):.3f}.
+
+Estimators off nominal (type-I error above 0.10 or coverage below 0.90):
+
+{aa_bad_lines}
+
+Failures:
+
+{fail_lines}
+
+Not run:
+
+{not_run}
+
+## Run times
+
+| part | seconds |
+|---|---|
+{timings}
+
+Reproduce: `.venv/bin/python docs/studies/validation_study.py` (add `--jobs 1` on a single core;
+`--quick --out DIR` is the CI version). `pricelab compare-designs --runs N --out DIR` runs the
+design comparison alone on any market file.
+"""
+    path.write_text(text, encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
