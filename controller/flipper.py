@@ -34,7 +34,13 @@ class AssignmentSink(Protocol):
     ) -> None: ...
 
     async def publish_event(
-        self, experiment: str, kind: str, at: datetime, detail: dict[str, object]
+        self,
+        experiment: str,
+        kind: str,
+        at: datetime,
+        detail: dict[str, object],
+        *,
+        flush: bool = True,
     ) -> None: ...
 
 

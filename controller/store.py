@@ -11,7 +11,8 @@ Key layout (prefix ``pl`` by default, see docs/architecture.md):
     {p}:exp:{id}:excluded         hash "k|product|reason" -> units kept for audit, not analysed
     {p}:exp:{id}:totals           hash "units:{status}" / "events:{status}" -> running totals
     {p}:exp:{id}:windows          hash window id -> JSON exclusion window (pauses)
-    {p}:exp:{id}:trigger_state    JSON state of the experiment's trigger tracker
+    {p}:exp:{id}:trigger_state    hash meta / p:{product} / f:{product} -> trigger tracker state
+    {p}:exp:{id}:trigger_v        version of that state (bumped on every save)
     {p}:exp:{id}:triggers         hash product -> trigger period
     {p}:lock:{name}               short read-modify-write locks
     {p}:freezes                   hash freeze id -> JSON operator freeze
@@ -134,57 +135,79 @@ return {'claimed', seq}
 """
 
 # Sales: per event, decide its status, dedupe by event id, and accumulate the panel cell.
-_INGEST = """
--- ARGV: prefix, ttl_s, then 9 per event:
---   event_id, exp, k, product, ts_ms, head_end_ms, units, revenue, pre_reason
+# The batch arrives as one string (one line per event, fields split by '|'; ids cannot hold
+# '|' or newlines) so the client packs one argument, not nine per event. Per event Redis
+# does one HGET (cached per cell within the batch) and one SET NX (the dedupe marker doubles
+# as the existence check); the cell, exclusion and total increments are summed in Lua and
+# written once per batch. The script is atomic: a batch is in Redis entirely or not at all.
+_INGEST = r"""
+-- ARGV: prefix, ttl_s, batch; batch lines:
+--   event_id|exp|k|product|ts_ms|head_end_ms|units|revenue|pre_reason\n
 local p, ttl = ARGV[1], ARGV[2]
 local out = {}
-local i = 3
-while i <= #ARGV do
-  local eid, exp, k, prod = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3]
-  local ts, head_end = tonumber(ARGV[i+4]), tonumber(ARGV[i+5])
-  local units, revenue, reason = ARGV[i+6], ARGV[i+7], ARGV[i+8]
-  local seen = p..':seen:'..eid
-  if redis.call('EXISTS', seen) == 1 then
-    out[#out+1] = 'dup'
-  else
-    local status = reason
-    local arm = ''
-    if status == '' then
-      local rec = redis.call('HGET', p..':exp:'..exp..':a:'..k, prod)
-      if not rec then
-        status = 'unassigned'
+local ints, floats, recs = {}, {}, {}
+local function add(t, key, field, v)
+  local h = t[key]
+  if not h then h = {}; t[key] = h end
+  h[field] = (h[field] or 0) + v
+end
+local pat = '([^|\n]*)|([^|\n]*)|([^|\n]*)|([^|\n]*)|([^|\n]*)|([^|\n]*)|([^|\n]*)|([^|\n]*)|([^|\n]*)\n'
+for eid, exp, k, prod, ts, head_end, units, revenue, reason in string.gmatch(ARGV[3], pat) do
+  local base = p..':exp:'..exp
+  local status = reason
+  local arm = ''
+  if status == '' then
+    local akey = base..':a:'..k
+    local ck = akey..'|'..prod
+    local rec = recs[ck]
+    if rec == nil then
+      rec = redis.call('HGET', akey, prod)
+      recs[ck] = rec
+    end
+    if not rec then
+      status = 'unassigned'
+    else
+      local a, prob, bu, why = string.match(rec, '^([^|]*)|([^|]*)|([^|]*)|(.*)$')
+      arm = a
+      local t = tonumber(ts)
+      if bu ~= '' and t < tonumber(bu) then
+        status = why
+      elseif t < tonumber(head_end) then
+        status = 'head'
       else
-        local a, prob, bu, why = string.match(rec, '^([^|]*)|([^|]*)|([^|]*)|(.*)$')
-        arm = a
-        if bu ~= '' and ts < tonumber(bu) then
-          status = why
-        elseif ts < head_end then
-          status = 'head'
-        else
-          status = 'ok'
-        end
+        status = 'ok'
       end
     end
-    local base = p..':exp:'..exp
+  end
+  local fresh = redis.call('SET', p..':seen:'..eid, status..'|'..exp..'|'..k..'|'..arm,
+                           'NX', 'EX', ttl)
+  if fresh then
+    local u = tonumber(units)
     if status == 'ok' then
       local cell = k..'|'..prod..'|'
-      redis.call('HINCRBY', base..':cells', cell..'u', units)
-      redis.call('HINCRBYFLOAT', base..':cells', cell..'r', revenue)
-      redis.call('HINCRBY', base..':cells', cell..'n', 1)
+      add(ints, base..':cells', cell..'u', u)
+      add(floats, base..':cells', cell..'r', tonumber(revenue))
+      add(ints, base..':cells', cell..'n', 1)
     elseif status == 'head' then
-      redis.call('HINCRBY', base..':cells', k..'|'..prod..'|h', units)
+      add(ints, base..':cells', k..'|'..prod..'|h', u)
     else
-      redis.call('HINCRBY', base..':excluded', k..'|'..prod..'|'..status, units)
+      add(ints, base..':excluded', k..'|'..prod..'|'..status, u)
     end
-    redis.call('HINCRBY', base..':totals', 'units:'..status, units)
-    redis.call('HINCRBY', base..':totals', 'events:'..status, 1)
-    redis.call('SET', seen, status..'|'..exp..'|'..k..'|'..arm, 'EX', ttl)
+    add(ints, base..':totals', 'units:'..status, u)
+    add(ints, base..':totals', 'events:'..status, 1)
     out[#out+1] = status
+  else
+    out[#out+1] = 'dup'
   end
-  i = i + 9
 end
-return out
+for key, h in pairs(ints) do
+  for f, v in pairs(h) do redis.call('HINCRBY', key, f, string.format('%d', v)) end
+end
+for key, h in pairs(floats) do
+  for f, v in pairs(h) do redis.call('HINCRBYFLOAT', key, f, string.format('%.17g', v)) end
+end
+-- one string, not an array: the client parses one reply instead of one per event
+return table.concat(out, ',')
 """
 
 
@@ -311,18 +334,50 @@ class Store:
         """A short Redis lock (SET NX PX) for read-modify-write of small shared state."""
         return _Lock(self.redis, f"{self.p}:lock:{name}", owner, lease_ms)
 
-    async def trigger_state(self, exp_id: str) -> dict[str, Any] | None:
-        raw = await self.redis.get(f"{self.p}:exp:{exp_id}:trigger_state")
-        return None if raw is None else json.loads(raw)  # type: ignore[no-any-return]
+    async def trigger_state_version(self, exp_id: str) -> int:
+        return int(await self.redis.get(f"{self.p}:exp:{exp_id}:trigger_v") or 0)
+
+    async def trigger_state(self, exp_id: str) -> tuple[int, dict[str, Any] | None]:
+        """(version, tracker state) of an experiment's trigger rule; state None before any."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.get(f"{self.p}:exp:{exp_id}:trigger_v")
+        pipe.hgetall(f"{self.p}:exp:{exp_id}:trigger_state")
+        v, raw = await pipe.execute()
+        if not raw:
+            return int(v or 0), None
+        meta = json.loads(raw.get("meta", "{}"))
+        state = {
+            "watermark": meta.get("watermark"),
+            "stale": meta.get("stale", 0),
+            "fired": {k[2:]: json.loads(x) for k, x in raw.items() if k.startswith("f:")},
+            "products": {k[2:]: json.loads(x) for k, x in raw.items() if k.startswith("p:")},
+        }
+        return int(v or 0), state
 
     async def save_trigger_state(
-        self, exp_id: str, state: dict[str, Any], triggers: dict[str, int]
-    ) -> None:
+        self,
+        exp_id: str,
+        meta: dict[str, Any],
+        products: dict[str, dict[str, Any] | None],
+        fired: dict[str, dict[str, Any]],
+        triggers: dict[str, int],
+    ) -> int:
+        """Write what changed: the meta, touched products (None deletes), new fires. Returns
+        the new version."""
+        key = f"{self.p}:exp:{exp_id}:trigger_state"
         pipe = self.redis.pipeline(transaction=True)
-        pipe.set(f"{self.p}:exp:{exp_id}:trigger_state", json.dumps(state))
+        mapping = {"meta": json.dumps(meta)}
+        mapping |= {f"p:{p}": json.dumps(st) for p, st in products.items() if st is not None}
+        mapping |= {f"f:{p}": json.dumps(f) for p, f in fired.items()}
+        pipe.hset(key, mapping=mapping)
+        gone = [f"p:{p}" for p, st in products.items() if st is None]
+        if gone:
+            pipe.hdel(key, *gone)
         if triggers:
             pipe.hset(f"{self.p}:exp:{exp_id}:triggers", mapping=triggers)
-        await pipe.execute()
+        pipe.incr(f"{self.p}:exp:{exp_id}:trigger_v")
+        *_, v = await pipe.execute()
+        return int(v)
 
     async def triggers(self, exp_id: str) -> dict[str, int]:
         raw = await self.redis.hgetall(f"{self.p}:exp:{exp_id}:triggers")
@@ -421,20 +476,17 @@ class Store:
         """Apply a batch atomically: one status per row ('ok', 'head', 'dup', or a reason)."""
         if not rows:
             return []
-        args: list[Any] = [self.p, ttl_s]
-        for r in rows:
-            args += [
-                r.event_id,
-                r.experiment,
-                r.period,
-                r.product,
-                r.ts_ms,
-                r.head_end_ms,
-                r.units,
-                repr(float(r.revenue)),
-                r.pre_reason,
+        batch = "".join(
+            [
+                f"{r.event_id}|{r.experiment}|{r.period}|{r.product}|{r.ts_ms}|"
+                f"{r.head_end_ms}|{r.units}|{float(r.revenue)!r}|{r.pre_reason}\n"
+                for r in rows
             ]
-        return list(await self._ingest(args=args))
+        )
+        # a '|' or newline inside an id would shift the fields; wire ids cannot hold them
+        if batch.count("\n") != len(rows) or batch.count("|") != 8 * len(rows):
+            raise StoreError("sale ids, products and reasons cannot hold '|' or newlines")
+        return str(await self._ingest(args=[self.p, ttl_s, batch])).split(",")
 
     async def sale_status(self, event_id: str) -> dict[str, str] | None:
         raw = await self.redis.get(f"{self.p}:seen:{event_id}")

@@ -20,6 +20,7 @@ from typing import Protocol
 from controller.clock import Clock
 from controller.designs import DesignContext, assign
 from controller.flipper import AssignmentSink
+from controller.spec import ExperimentSpec
 from controller.store import Store
 from controller.triggers import TriggerFire, TriggerTracker
 
@@ -41,6 +42,7 @@ class TriggerRunner:
     owner: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     _routes_version: int = -1
     _routes: dict[str, str] = field(default_factory=dict)
+    _cache: dict[str, tuple[int, TriggerTracker]] = field(default_factory=dict)
 
     async def _triggered_experiments(self) -> dict[str, str]:
         """product -> id of the running triggered experiment holding it (cached by version)."""
@@ -64,7 +66,7 @@ class TriggerRunner:
                 by_exp[exp].append(e)
         fires: list[TriggerFire] = []
         for exp, evs in by_exp.items():
-            fires += await self._run(exp, evs)
+            fires += await self._run(exp, evs, advance=False)
         return fires
 
     async def advance(self) -> list[TriggerFire]:
@@ -72,55 +74,85 @@ class TriggerRunner:
         routes = await self._triggered_experiments()
         fires: list[TriggerFire] = []
         for exp in sorted(set(routes.values())):
-            fires += await self._run(exp, [])
+            fires += await self._run(exp, [], advance=True)
         return fires
 
-    async def _run(self, exp_id: str, events: Sequence[PriceEvent]) -> list[TriggerFire]:
+    async def _run(
+        self, exp_id: str, events: Sequence[PriceEvent], *, advance: bool
+    ) -> list[TriggerFire]:
+        """Apply events (each fires its own product when due) and, on the timer, let time
+        fire sustained undercuts that saw no new event (a scan of every watched product)."""
         async with self.store.lock(f"trigger:{exp_id}", self.owner):
             state = await self.store.get_experiment(exp_id)
             spec = state.spec
-            raw = await self.store.trigger_state(exp_id)
-            if raw is None:
-                tracker = TriggerTracker(spec)
-                rule = spec.triggered
-                assert rule is not None
-                for product, price in rule.reference_prices.items():
-                    if product in spec.units():
-                        tracker.observe_reference(product, price, spec.start)
-            else:
-                tracker = TriggerTracker.from_state(spec, raw)
+            tracker = await self._tracker(exp_id, spec)
+            touched: set[str] = set()
             fires = []
             for e in sorted(events, key=lambda e: e.observed_at):
+                touched.add(e.product)
                 fire = tracker.observe_competitor(e.product, e.competitor, e.price, e.observed_at)
                 if fire is not None:
                     fires.append(fire)
-            await self.clock.sync()
-            fires += tracker.advance(self.clock.now() - self.watermark_lag)
-            await self.store.save_trigger_state(exp_id, tracker.to_state(), tracker.triggers)
+            if advance:
+                await self.clock.sync()
+                fires += tracker.advance(self.clock.now() - self.watermark_lag)
+            touched |= {f.product for f in fires}
+            if touched or fires or advance:
+                version = await self.store.save_trigger_state(
+                    exp_id,
+                    {
+                        "watermark": tracker.watermark.isoformat() if tracker.watermark else None,
+                        "stale": tracker.stale,
+                    },
+                    {p: tracker.product_state(p) for p in touched},
+                    {f.product: f.to_dict() for f in fires},
+                    {f.product: f.period for f in fires},
+                )
+                self._cache[exp_id] = (version, tracker)
         if fires:
-            await self._publish(exp_id, fires, tracker)
+            await self._publish(spec, fires, tracker)
         return fires
 
+    async def _tracker(self, exp_id: str, spec: ExperimentSpec) -> TriggerTracker:
+        """The experiment's tracker: this worker's copy while no other worker has written."""
+        version = await self.store.trigger_state_version(exp_id)
+        cached = self._cache.get(exp_id)
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        version, raw = await self.store.trigger_state(exp_id)
+        if raw is None:
+            tracker = TriggerTracker(spec)
+            rule = spec.triggered
+            assert rule is not None
+            for product, price in rule.reference_prices.items():
+                if product in spec.units():
+                    tracker.observe_reference(product, price, spec.start)
+        else:
+            tracker = TriggerTracker.from_state(spec, raw)
+        self._cache[exp_id] = (version, tracker)
+        return tracker
+
     async def _publish(
-        self, exp_id: str, fires: list[TriggerFire], tracker: TriggerTracker
+        self, spec: ExperimentSpec, fires: list[TriggerFire], tracker: TriggerTracker
     ) -> None:
-        state = await self.store.get_experiment(exp_id)
-        spec = state.spec
+        exp_id = spec.id
         ctx = DesignContext(triggers=tracker.triggers)
         out = []
+        matched = spec.triggered is not None and spec.triggered.matched_control
         for f in fires:
             a = assign(spec, f.product, f.period, ctx)
             out.append(a)
-            if a.matched_to is None:
+            cls = spec.class_of(f.product)
+            if matched and cls is not None:
                 # a matched control held for this product's window is published with it
-                for q in spec.all_products():
-                    b = assign(spec, q, f.period, ctx)
-                    if b.matched_to == f.product:
-                        out.append(b)
+                for q in spec.clusters[cls]:
+                    if q != f.product:
+                        b = assign(spec, q, f.period, ctx)
+                        if b.matched_to == f.product:
+                            out.append(b)
         seq = await self.store.next_seq(exp_id)
-        await self.sink.publish_assignments(out, seq, "running")
         now = self.clock.now()
-        for f in fires:
+        for f in fires:  # events first, unflushed: the assignments' flush carries both
             await self.sink.publish_event(
                 exp_id,
                 "triggered",
@@ -131,4 +163,6 @@ class TriggerRunner:
                     "competitor": f.competitor,
                     "fired_at": f.fired_at.isoformat(),
                 },
+                flush=False,
             )
+        await self.sink.publish_assignments(out, seq, "running")

@@ -208,17 +208,22 @@ class TriggerTracker:
             "watermark": self.watermark.isoformat() if self.watermark else None,
             "stale": self.stale,
             "fired": {p: f.to_dict() for p, f in self.fired.items()},
-            "products": {
-                p: {
-                    "reference": s.reference,
-                    "prices": dict(s.prices),
-                    "last_at": s.last_at.isoformat() if s.last_at else None,
-                    "undercut_since": s.undercut_since.isoformat() if s.undercut_since else None,
-                    "broken_at": s.broken_at.isoformat() if s.broken_at else None,
-                    "broken_since": s.broken_since.isoformat() if s.broken_since else None,
-                }
-                for p, s in self.products.items()
-            },
+            "products": {p: self.product_state(p) for p in self.products},
+        }
+
+    def product_state(self, product: str) -> dict[str, Any] | None:
+        """The JSON-able state of one product still being watched (None once fired/unknown);
+        lets the store persist only what a batch of events touched."""
+        s = self.products.get(product)
+        if s is None:
+            return None
+        return {
+            "reference": s.reference,
+            "prices": dict(s.prices),
+            "last_at": s.last_at.isoformat() if s.last_at else None,
+            "undercut_since": s.undercut_since.isoformat() if s.undercut_since else None,
+            "broken_at": s.broken_at.isoformat() if s.broken_at else None,
+            "broken_since": s.broken_since.isoformat() if s.broken_since else None,
         }
 
     @classmethod

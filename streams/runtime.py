@@ -49,7 +49,8 @@ class Runtime:
         self.redis = make_redis(settings)
         self.store = Store(self.redis, settings.key_prefix)
         self.clock = make_clock(settings, self.store)
-        self.publisher = JsonPublisher(settings)
+        # control-plane messages go out at once; batching happens while a request is in flight
+        self.publisher = JsonPublisher(settings, linger_ms=0)
         t = settings.topics
         self.dlq = DeadLetterSink(self.publisher, settings, self.metrics)
         self.assignment_sink = KafkaAssignmentSink(self.publisher, settings, self.metrics)

@@ -60,11 +60,18 @@ class KafkaAssignmentSink:
         self.metrics.assignments_published.labels(status).inc(len(assignments))
 
     async def publish_event(
-        self, experiment: str, kind: str, at: datetime, detail: dict[str, object]
+        self,
+        experiment: str,
+        kind: str,
+        at: datetime,
+        detail: dict[str, object],
+        *,
+        flush: bool = True,
     ) -> None:
         msg = ExperimentEvent(experiment=experiment, kind=kind, at=at, detail=detail)
         await self.publisher.send(self.topics.experiment_events, msg, experiment)
-        await self.publisher.flush()
+        if flush:
+            await self.publisher.flush()
 
 
 class KafkaEstimateSink:
