@@ -25,7 +25,7 @@ import tempfile
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -159,7 +159,14 @@ async def _drive(
     redis = make_redis(settings)
     store = Store(redis, settings.key_prefix)
     clock = SharedSimulatedClock(redis, f"{settings.key_prefix}:clock")
-    market = Market(MarketConfig(n_products=cfg.products, timezone=cfg.timezone), seed=cfg.seed)
+    market = Market(
+        MarketConfig(
+            n_products=cfg.products,
+            timezone=cfg.timezone,
+            start_date=date.fromisoformat(cfg.start_date),  # weekdays line up with the calendar
+        ),
+        seed=cfg.seed,
+    )
     zone_start = datetime.fromisoformat(cfg.start_date + "T00:00:00")
     from zoneinfo import ZoneInfo
 
