@@ -145,7 +145,7 @@ def _fw_gram(
     active = np.ones(B, dtype=bool)
     threshold = min_decrease**2
     for it in range(max_iter):
-        if it and it % 256 == 0:  # refresh the carried gradient against rounding drift
+        if it and it % 2048 == 0:  # refresh the carried gradient against rounding drift
             g = np.einsum("bij,bj->bi", H, x) - Atb
         i = np.argmin(g, axis=1)
         gi = g[rows, i]
@@ -194,7 +194,7 @@ def _fw_gram_single(
     xAtb = float(x @ Atb)
     threshold = min_decrease**2
     for it in range(max_iter):
-        if it and it % 256 == 0:
+        if it and it % 2048 == 0:
             g = H @ x - Atb
         i = int(np.argmin(g))
         gi = float(g[i])
