@@ -1,0 +1,146 @@
+"""``pricelab report EXPERIMENT --out DIR``: the analyst report of one experiment.
+
+Live: the panel is read from Redis through the analysis worker's own PanelSource
+(controller.panel_source.RedisPanelSource) and the running estimates are read from the
+estimates topic (from the beginning, filtered by experiment). Offline: ``--panel FILE`` (CSV or
+Parquet, the worker's cell table or a simulator panel) and, optionally, ``--estimates FILE``
+(JSON lines of estimate messages); without estimates the worker's computation is replayed on
+the panel (analysis.report.replay_estimates). Figures and HTML come from analysis/report.py.
+Register with ``streams.report_cli.register(app)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import pandas as pd
+import typer
+
+from controller.settings import Settings
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    if path.suffix == ".parquet":
+        return pd.read_parquet(path)
+    if path.suffix in (".jsonl", ".json"):
+        return pd.read_json(path, lines=path.suffix == ".jsonl")
+    return pd.read_csv(path)
+
+
+async def _live_panel(
+    settings: Settings, experiment: str
+) -> tuple[pd.DataFrame, str, dict[str, Any]]:
+    from controller.panel_source import RedisPanelSource
+    from controller.store import Store, make_redis
+    from streams.runtime import make_clock
+
+    redis = make_redis(settings)
+    try:
+        store = Store(redis, settings.key_prefix)
+        clock = make_clock(settings, store)
+        source = RedisPanelSource(store, clock)
+        await clock.sync()
+        state = await store.get_experiment(experiment)
+        df = await source.panel(experiment)
+        spec = state.spec
+        cls = {p: c for c, members in spec.clusters.items() for p in members}
+        if cls and not df.empty:
+            df["class"] = df["product"].map(cls)
+        return df, spec.design.value, {"status": state.status, "spec": spec.id}
+    finally:
+        await redis.aclose()
+
+
+async def _live_estimates(
+    settings: Settings, experiment: str, timeout: float = 10.0
+) -> pd.DataFrame:
+    """Every estimate message of ``experiment`` on the estimates topic so far."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(**settings.kafka.client_kwargs(), enable_auto_commit=False)  # type: ignore[arg-type]
+    await consumer.start()
+    rows: list[dict[str, Any]] = []
+    try:
+        topic = settings.topics.estimates
+        await consumer._client.force_metadata_update()  # noqa: SLF001 - unsubscribed topic metadata
+        parts = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or {0})]
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        ends = await consumer.end_offsets(parts)
+        deadline = asyncio.get_running_loop().time() + timeout
+        while asyncio.get_running_loop().time() < deadline:
+            if all(await consumer.position(p) >= ends[p] for p in parts):
+                break
+            batch = await consumer.getmany(timeout_ms=200)
+            for records in batch.values():
+                for r in records:
+                    try:
+                        doc = json.loads(r.value)
+                    except ValueError:
+                        continue
+                    if doc.get("experiment") == experiment and "estimator" in doc:
+                        rows.append(doc)
+    finally:
+        await consumer.stop()
+    return pd.DataFrame(rows)
+
+
+def report(
+    experiment: Annotated[str, typer.Argument(help="Experiment id.")],
+    out: Annotated[Path, typer.Option(help="Directory for index.html and the PNG figures.")],
+    panel: Annotated[
+        Path | None,
+        typer.Option(help="Offline: a panel file (CSV/Parquet) instead of the live Redis state."),
+    ] = None,
+    estimates: Annotated[
+        Path | None, typer.Option(help="Offline: estimate messages as JSON lines.")
+    ] = None,
+    design: Annotated[
+        str | None, typer.Option(help="Offline: the design (picks the replayed estimators).")
+    ] = None,
+    truth: Annotated[
+        float | None, typer.Option(help="A known true effect to draw (simulations).")
+    ] = None,
+    embed: Annotated[
+        bool, typer.Option(help="Put the figures into the page as data URIs.")
+    ] = False,
+) -> None:
+    """Write the analyst report (assignment heatmap, running estimates, pre-period fit, balance)."""
+    from analysis.report import build_report, normalise_panel, replay_estimates
+
+    if panel is not None:
+        df = _read_table(panel)
+        est = _read_table(estimates) if estimates is not None else None
+        if "experiment" in df.columns:
+            df = df[df["experiment"] == experiment]
+        the_design = design or "random-days"
+        note = f"Built offline from {panel.name}."
+    else:
+        settings = Settings()
+        df, the_design, info = asyncio.run(_live_panel(settings, experiment))
+        est = asyncio.run(_live_estimates(settings, experiment))
+        note = f"Built from the live state (status {info['status']})."
+    if df.empty:
+        typer.echo(f"no completed periods for {experiment} yet", err=True)
+        raise typer.Exit(1)
+    if est is None or est.empty:
+        est = replay_estimates(normalise_panel(df), experiment=experiment, design=the_design)
+        note += " Running estimates replayed with the analysis worker's estimators."
+    page = build_report(
+        df,
+        est,
+        title=f"pricelab report: {experiment}",
+        design=the_design,
+        truth=truth,
+        source_note=note,
+        embed=embed,
+    )
+    index = page.write(out)
+    typer.echo(f"wrote {index}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("report")(report)

@@ -1,0 +1,179 @@
+"""Design comparison: designs come from controller.designs, the summary is the right arithmetic,
+and the CLI writes its table, CSVs and plots."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from analysis.compare import (
+    AA_OVERRIDES,
+    CompareConfig,
+    class_panel,
+    design_matrices,
+    make_spec,
+    market_classes,
+    run_comparison,
+    summarise,
+)
+from analysis.simulation.market import Market, MarketConfig
+from controller import designs
+from controller.spec import Arm
+
+SMALL = MarketConfig(n_products=24, n_categories=3)
+
+
+@pytest.mark.parametrize("design", ["time-bound", "random-days", "crossover", "cluster"])
+def test_design_matrices_match_the_schedule(design: str) -> None:
+    market = Market(SMALL, seed=3)
+    spec = make_spec(design, market, days=12, seed=5)
+    W, P, B = design_matrices(spec, market.product_ids)
+    row = {p: i for i, p in enumerate(market.product_ids)}
+    for a in designs.schedule(spec):
+        i = row[a.product]
+        assert W[i, a.period] == (a.arm == Arm.TREATMENT)
+        assert P[i, a.period] == pytest.approx(a.probability)
+        whole = any(b.start <= a.period_start and b.end >= a.period_end for b in a.blackouts)
+        assert B[i, a.period] == whole
+    if design == "crossover":
+        assert B.any() and not B.all()
+    if design == "time-bound":
+        assert not W[:, :6].any() and W[:, 6:].any()
+
+
+def test_cluster_design_shares_arms_within_classes() -> None:
+    market = Market(SMALL, seed=3)
+    classes = market_classes(market)
+    spec = make_spec("cluster", market, days=10, seed=1, classes=classes)
+    W, _, _ = design_matrices(spec, market.product_ids)
+    row = {p: i for i, p in enumerate(market.product_ids)}
+    for members in classes.values():
+        rows = W[[row[p] for p in members]]
+        assert (rows == rows[0]).all()
+
+
+def test_class_panel_averages_products_of_a_class() -> None:
+    df = pd.DataFrame(
+        {
+            "product": ["a", "b", "c", "a", "b", "c"],
+            "day": [0, 0, 0, 1, 1, 1],
+            "units": [1.0, 3.0, 10.0, 2.0, 6.0, 7.0],
+            "treated": [1, 1, 0, 0, 0, 1],
+            "blackout": [False] * 6,
+            "probability": [0.5] * 6,
+        }
+    )
+    out = class_panel(df, {"a": "x", "b": "x", "c": "y"}).set_index(["product", "day"])
+    assert out.loc[("x", 0), "units"] == 2.0
+    assert out.loc[("x", 1), "units"] == 4.0
+    assert out.loc[("y", 1), "units"] == 7.0
+    assert out.loc[("x", 0), "treated"] == 1
+
+
+def test_summary_arithmetic_on_known_runs() -> None:
+    rows = []
+    # time-bound did: errors +1, -1; random-days dm: errors +0.5, -0.5 (half the spread)
+    for design, est, errs, se in (
+        ("time-bound", "did", (1.0, -1.0), 1.0),
+        ("random-days", "dm", (0.5, -0.5), 0.4),
+    ):
+        for r, e in enumerate(errs):
+            rows.append(
+                {
+                    "design": design,
+                    "estimator": est,
+                    "run": r,
+                    "truth": 2.0,
+                    "truth_direct": 2.0,
+                    "effect": 2.0 + e,
+                    "se": se,
+                    "ci_low": 2.0 + e - 1.96 * se,
+                    "ci_high": 2.0 + e + 1.96 * se,
+                    "pvalue": 0.01 if r == 0 else 0.2,
+                    "error": "",
+                }
+            )
+    rows.append(rows[-1] | {"run": 2, "effect": math.nan, "error": "PanelError: boom"})
+    t = summarise(pd.DataFrame(rows)).set_index(["design", "estimator"])
+    tb, rd = t.loc[("time-bound", "did")], t.loc[("random-days", "dm")]
+    assert tb["bias"] == pytest.approx(0.0)
+    assert tb["emp_sd"] == pytest.approx(math.sqrt(2.0))
+    assert rd["emp_sd"] == pytest.approx(math.sqrt(0.5))
+    assert rd["se_reduction"] == pytest.approx(0.5)
+    assert rd["reported_se_reduction"] == pytest.approx(0.6)
+    assert tb["coverage"] == 1.0
+    assert rd["coverage"] == 1.0  # 0.5 < 1.96 * 0.4
+    assert rd["power"] == 0.5
+    assert rd["failed"] == 1 and "boom" in rd["first_error"]
+    assert rd["rmse"] == pytest.approx(0.5)
+
+
+def test_random_days_beats_time_bound_and_is_unbiased_on_a_small_market() -> None:
+    cfg = CompareConfig(
+        market=MarketConfig(n_products=40, n_categories=4),
+        designs=("time-bound", "random-days"),
+        runs=8,
+        days=14,
+        estimators={"time-bound": ("did",), "random-days": ("dm",)},
+    )
+    runs = run_comparison(cfg)
+    assert (runs["error"] == "").all()
+    t = summarise(runs).set_index("design")
+    rd = t.loc["random-days"]
+    assert abs(rd["bias"]) < 4 * rd["bias_mcse"] + 1e-9
+    assert rd["emp_sd"] < t.loc["time-bound", "emp_sd"]
+    # all designs of a run share one demand path: same truth for the same days
+    truth = runs.pivot(index="run", columns="design", values="truth")
+    assert (truth["random-days"] != truth["time-bound"]).all()  # different analysed days
+    assert truth["random-days"].nunique() == cfg.runs  # a new demand path per run
+
+
+def test_aa_market_has_zero_truth() -> None:
+    cfg = CompareConfig(
+        market=MarketConfig.model_validate(SMALL.model_dump() | AA_OVERRIDES),
+        designs=("random-days",),
+        runs=2,
+        days=6,
+        estimators={"random-days": ("dm",)},
+    )
+    runs = run_comparison(cfg)
+    assert np.allclose(runs["truth"], 0.0)
+
+
+def test_unknown_design_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown design"):
+        run_comparison(CompareConfig(designs=("zigzag",), runs=2))
+
+
+def test_cli_writes_table_csv_and_plots(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from streams.cli import app
+
+    market = tmp_path / "market.yaml"
+    market.write_text("n_products: 24\nn_categories: 3\n")
+    out = tmp_path / "out"
+    res = CliRunner().invoke(
+        app,
+        [
+            "compare-designs",
+            "--market", str(market),
+            "--designs", "time-bound,random-days,crossover,cluster",
+            "--runs", "2",
+            "--days", "12",
+            "--estimators", "time-bound=did",
+            "--estimators", "random-days=dm",
+            "--estimators", "crossover=crossover",
+            "--estimators", "cluster=dm@class",
+            "--out", str(out),
+        ],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "se_reduction" in res.stdout and "crossover" in res.stdout
+    summary = pd.read_csv(out / "summary.csv")
+    assert set(summary["design"]) == {"time-bound", "random-days", "crossover", "cluster"}
+    for name in ("errors.png", "standard_errors.png", "coverage_power.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(pd.read_csv(out / "runs.csv")) == 8

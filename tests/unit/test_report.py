@@ -1,0 +1,152 @@
+"""Analyst report: figures show what the panel says, checks flag what they should, the page
+references every figure it ships, and the running estimates are the worker's."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.patches import Rectangle
+from typer.testing import CliRunner
+
+from analysis.estimators.crossover import DifferenceInMeansEstimator
+from analysis.report import (
+    assignment_heatmap,
+    build_report,
+    covariate_balance,
+    pre_period_fits,
+    replay_estimates,
+    sample_ratio_check,
+    to_panel,
+)
+
+
+def _panel(
+    W: np.ndarray, P: np.ndarray, B: np.ndarray | None = None, seed: int = 0
+) -> pd.DataFrame:
+    n, T = W.shape
+    rng = np.random.default_rng(seed)
+    level = rng.uniform(20, 50, n)
+    Y = level[:, None] + rng.normal(0, 2, (n, T)) + 3.0 * W
+    return pd.DataFrame(
+        {
+            "product": np.repeat([f"p{i:02d}" for i in range(n)], T),
+            "period": np.tile(np.arange(T), n),
+            "units": Y.ravel(),
+            "treated": W.ravel().astype(int),
+            "probability": P.ravel(),
+            "blackout": (np.zeros_like(W) if B is None else B).ravel().astype(bool),
+            "width": np.repeat(rng.normal(10, 2, n), T),
+        }
+    )
+
+
+def _switchback(n: int = 20, T: int = 8, seed: int = 0) -> pd.DataFrame:
+    W = np.random.default_rng(seed).random((n, T)) < 0.5
+    return _panel(W, np.full((n, T), 0.5), seed=seed)
+
+
+def test_heatmap_hatches_each_blackout_run_and_colours_treatment() -> None:
+    n, T = 6, 10
+    W = np.zeros((n, T), bool)
+    W[:3, 5:] = True
+    B = np.zeros((n, T), bool)
+    B[:, 5:7] = True  # one run of two cells per product
+    B[0, 0] = True  # and one more on the first product
+    fig = assignment_heatmap(
+        _panel(W, np.where(np.arange(T) >= 5, 0.5, 0.0)[None, :].repeat(n, 0), B)
+    )
+    ax = fig.axes[0]
+    hatched = [p for p in ax.patches if isinstance(p, Rectangle) and p.get_hatch()]
+    assert len(hatched) == n + 1
+    img = ax.images[0].get_array()
+    assert (
+        np.asarray(img)[np.asarray(img) == 2].size
+    ) == W.sum()  # treated cells in the arm colour
+    assert (np.asarray(img) == 1).sum() == n * 5  # pre-period (P = 0) shown as outside the window
+
+
+def test_sample_ratio_flags_a_broken_assignment() -> None:
+    ok = sample_ratio_check(_switchback(40, 10))
+    assert ok is not None and ok.level == "cell" and ok.n == 400 and ok.pvalue > 0.001
+    n, T = 40, 10
+    W = np.random.default_rng(1).random((n, T)) < 0.8  # pipeline treats 80% under a 50% design
+    bad = sample_ratio_check(_panel(W, np.full((n, T), 0.5)))
+    assert bad is not None and bad.pvalue < 1e-6 and bad.share > 0.7
+
+
+def test_sample_ratio_counts_products_for_fixed_groups() -> None:
+    n, T = 30, 8
+    W = np.zeros((n, T), bool)
+    W[:15, 4:] = True
+    P = np.where(np.arange(T) >= 4, 0.5, 0.0)[None, :].repeat(n, 0)
+    srm = sample_ratio_check(_panel(W, P))
+    assert srm is not None and srm.level == "product" and srm.n == 30 and srm.treated == 15
+    assert srm.pvalue == pytest.approx(1.0)
+
+
+def test_covariate_balance_reports_the_pre_period_gap() -> None:
+    n, T = 10, 6
+    W = np.zeros((n, T), bool)
+    W[:5, 3:] = True
+    P = np.where(np.arange(T) >= 3, 0.5, 0.0)[None, :].repeat(n, 0)
+    df = _panel(W, P)
+    df.loc[df["product"].isin([f"p{i:02d}" for i in range(5)]), "units"] += 10.0
+    bal = covariate_balance(df).set_index("covariate")
+    pre = df[df["period"] < 3].groupby("product")["units"].mean()
+    treated, control = pre.iloc[:5].mean(), pre.iloc[5:].mean()
+    assert bal.loc["pre-period outcome", "mean_treated"] == pytest.approx(treated)
+    assert bal.loc["pre-period outcome", "mean_control"] == pytest.approx(control)
+    assert bal.loc["pre-period outcome", "smd"] == pytest.approx(
+        (treated - control) / pre.std(ddof=1)
+    )
+    assert "width" in bal.index
+
+
+def test_pre_period_fit_only_for_block_designs() -> None:
+    assert pre_period_fits(to_panel(_switchback())) == []
+    n, T = 12, 10
+    W = np.zeros((n, T), bool)
+    W[8:, 6:] = True
+    P = np.where(np.arange(T) >= 6, 0.5, 0.0)[None, :].repeat(n, 0)
+    fits = pre_period_fits(to_panel(_panel(W, P)), estimators=("sc", "difp"))
+    assert [f.estimator for f in fits] == ["sc", "difp"]
+    for f in fits:
+        assert f.first_treated == 6 and f.synthetic.shape == (T,)
+        assert np.isfinite(f.pre_rmse)
+
+
+def test_replay_runs_the_worker_after_every_period() -> None:
+    df = _switchback(20, 8)
+    est = replay_estimates(df, experiment="x", design="random-days", estimators=["dm"])
+    assert list(est["n_periods"]) == list(range(2, 9))
+    last = est.iloc[-1]
+    direct = DifferenceInMeansEstimator().fit(to_panel(df)).result
+    assert last["effect"] == pytest.approx(direct.effect)
+    assert last["cs_low"] < last["ci_low"] and last["cs_high"] > last["ci_high"]
+
+
+def test_page_references_every_figure(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    df = _switchback()
+    est = replay_estimates(df, experiment="x", design="random-days", estimators=["dm"])
+    report = build_report(df, est, title="t <&>", design="random-days")
+    index = report.write(tmp_path)
+    html = index.read_text()
+    assert "t &lt;&amp;&gt;" in html
+    for name in report.figures:
+        assert f'src="{name}"' in html
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+    assert {"assignment.png", "running_estimates.png", "balance.png"} <= set(report.figures)
+    embedded = build_report(df, est, title="t", design="random-days", embed=True)
+    assert embedded.figures == {} and embedded.html.count('src="data:image/png;base64,') == 3
+
+
+def test_report_cli_offline(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from streams.cli import app
+
+    panel = tmp_path / "panel.csv"
+    _switchback().to_csv(panel, index=False)
+    out = tmp_path / "rep"
+    res = CliRunner().invoke(app, ["report", "exp-1", "--out", str(out), "--panel", str(panel)])
+    assert res.exit_code == 0, res.output
+    assert (out / "index.html").exists() and (out / "running_estimates.png").exists()
