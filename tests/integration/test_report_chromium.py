@@ -1,0 +1,113 @@
+"""The analyst report renders in headless Chromium with no broken image."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.report import build_report, replay_estimates
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--run-all-compositor-stages-before-draw",
+    "--virtual-time-budget=10000",
+]
+# writes the image check into the DOM once everything has loaded
+CHECK = """<script>
+window.addEventListener('load', function () {
+  var imgs = Array.prototype.slice.call(document.images);
+  var bad = imgs.filter(function (i) { return !(i.complete && i.naturalWidth > 0); });
+  var m = document.createElement('div');
+  m.id = 'img-check';
+  m.textContent = (imgs.length > 0 && bad.length === 0)
+    ? 'IMAGES-OK ' + imgs.length
+    : 'IMAGES-BROKEN ' + bad.map(function (i) { return i.getAttribute('src').slice(0, 40); }).join(',');
+  document.body.appendChild(m);
+});
+</script>"""
+
+
+def _panel() -> pd.DataFrame:
+    n, T = 16, 8
+    rng = np.random.default_rng(0)
+    W = np.zeros((n, T), bool)
+    W[:8, 4:] = True
+    B = np.zeros((n, T), bool)
+    B[:, 4] = True
+    Y = rng.uniform(20, 40, n)[:, None] + rng.normal(0, 2, (n, T)) + 3 * W
+    return pd.DataFrame(
+        {
+            "product": np.repeat([f"p{i:02d}" for i in range(n)], T),
+            "period": np.tile(np.arange(T), n),
+            "units": Y.ravel(),
+            "treated": W.ravel().astype(int),
+            "probability": np.tile(np.where(np.arange(T) >= 4, 0.5, 0.0), n),
+            "blackout": B.ravel(),
+        }
+    )
+
+
+def _dump_dom(page: Path, tmp: Path) -> str:
+    out = subprocess.run(
+        [CHROMIUM, *FLAGS, f"--user-data-dir={tmp / 'profile'}", "--dump-dom", page.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    if not Path(CHROMIUM).exists():
+        pytest.skip("chromium is not installed (apt-get install -y chromium; ./run test does it)")
+    return CHROMIUM
+
+
+def test_report_renders_without_broken_images(chromium: str, tmp_path: Path) -> None:
+    df = _panel()
+    est = replay_estimates(df, experiment="exp", design="time-bound", estimators=["did"])
+    report = build_report(df, est, title="chromium check", design="time-bound")
+    index = report.write(tmp_path / "rep")
+    index.write_text(index.read_text().replace("</body>", CHECK + "</body>"))
+    dom = _dump_dom(index, tmp_path)
+    assert "chromium check" in dom
+    assert f"IMAGES-OK {len(report.figures)}" in dom, dom[-600:]
+    shot = tmp_path / "shot.png"
+    subprocess.run(
+        [
+            chromium,
+            *FLAGS[:8],
+            f"--user-data-dir={tmp_path / 'profile2'}",
+            f"--screenshot={shot}",
+            "--window-size=1400,2400",
+            index.as_uri(),
+        ],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+    assert shot.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_check_catches_a_broken_image(chromium: str, tmp_path: Path) -> None:
+    df = _panel()
+    report = build_report(df, None, title="broken", design="time-bound")
+    index = report.write(tmp_path / "rep")
+    (tmp_path / "rep" / "balance.png").unlink()
+    index.write_text(index.read_text().replace("</body>", CHECK + "</body>"))
+    assert "IMAGES-BROKEN balance.png" in _dump_dom(index, tmp_path)
