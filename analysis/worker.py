@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+import networkx as nx
+import numpy as np
 import pandas as pd
 
 from analysis.confseq import ConfidenceSequence
@@ -172,9 +174,93 @@ class AnalysisWorker:
                 await self.sink.publish(info.id, result, as_of, cs)
                 self.observer.published(info.id, name, as_of)
                 published.append((info.id, result))
+            for result in self._spillover(info, panel):
+                await self.sink.publish(info.id, result, as_of, None)
+                self.observer.published(info.id, result.method, as_of)
+                published.append((info.id, result))
             if info.status == "running" and self.guardrails is not None:
                 await self._check_guardrails(info, df)
         return published
+
+    def _spillover(self, info: ExperimentInfo, panel: Panel) -> list[EstimateResult]:
+        """Spillover-adjusted estimates for experiments that carry a substitutes graph.
+
+        Block designs (time-bound, fixed clusters) use ``panel_spillover`` on detrended first
+        differences. Switchbacks re-randomise every period, so each period is one
+        cross-sectional experiment: its Hajek IPW contrasts (Aronow & Samii 2017) are averaged
+        over periods, and, the periods' randomisations being independent, their design
+        variances add: se = sqrt(sum se_t^2) / T.
+        """
+        edges = info.params.get("substitutes") or ()
+        if not edges:
+            return []
+        from analysis.spillover import (
+            SpilloverError,
+            bernoulli_design,
+            cluster_design,
+            estimate_spillover,
+            panel_spillover,
+        )
+
+        graph = nx.Graph()
+        graph.add_nodes_from(str(u) for u in panel.units)
+        graph.add_weighted_edges_from((a, b, float(w)) for a, b, w in edges)
+        p = float(info.params.get("allocation", 0.5))
+        clusters = info.params.get("clusters") or {}
+        if clusters:
+            label = {q: c for c, members in clusters.items() for q in members}
+            design = cluster_design(np.array([label.get(str(u), str(u)) for u in panel.units]), p)
+        else:
+            design = bernoulli_design(panel.n_units, p)
+        t0 = time.perf_counter()
+        try:
+            if panel.is_block:
+                results = panel_spillover(panel, graph, design, seed=self.seed).to_results("units")
+            else:
+                per_period = []
+                for t in range(panel.n_periods):
+                    ok = panel.usable[:, t]
+                    if ok.sum() < 4 or ok.sum() < panel.n_units:  # a period needs every product
+                        continue
+                    res = estimate_spillover(
+                        graph,
+                        panel.W[:, t],
+                        panel.Y[:, t],
+                        design,
+                        nodes=[str(u) for u in panel.units],
+                        n_draws=500,
+                        n_variance_draws=200,
+                        seed=self.seed + t,
+                    )
+                    per_period.append(res.effects)
+                if not per_period:
+                    return []
+                stacked = pd.concat(per_period, keys=range(len(per_period)))
+                g = stacked.groupby(level=1)
+                eff, var, units = (
+                    g["effect"].mean(),
+                    g["se"].apply(lambda s: float((s**2).sum())),
+                    g["n_units"].mean(),
+                )
+                results = [
+                    EstimateResult(
+                        method="naive_difference" if name == "naive" else f"spillover_ipw:{name}",
+                        effect=float(eff[name]),
+                        se=math.sqrt(var[name]) / g.size()[name],
+                        n_units=int(round(units[name])),
+                        n_periods=int(g.size()[name]),
+                        se_method="design_bootstrap",
+                        metric="units",
+                    )
+                    for name in eff.index
+                    if math.isfinite(eff[name]) and math.isfinite(var[name])
+                ]
+        except (SpilloverError, AnalysisError, ValueError) as exc:
+            self.observer.estimated(info.id, "spillover_ipw", time.perf_counter() - t0, False)
+            log.info("experiment %s: spillover estimates not available: %s", info.id, exc)
+            return []
+        self.observer.estimated(info.id, "spillover_ipw", time.perf_counter() - t0, True)
+        return results
 
     async def _check_guardrails(self, info: ExperimentInfo, df: pd.DataFrame) -> None:
         """Trip a guardrail when the anytime-valid CS of the relative effect on its metric

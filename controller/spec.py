@@ -170,6 +170,12 @@ class ExperimentSpec(BaseModel):
     cluster: ClusterSettings | None = None
     optimal_switchback: OptimalSwitchbackSettings | None = None
     guardrails: tuple[Guardrail, ...] = ()
+    substitutes: tuple[tuple[str, str, float], ...] = Field(
+        default=(),
+        description="Substitutable-items graph among the experiment's products as (a, b, weight) "
+        "edges (see `pricelab graph build`); the analysis worker then publishes "
+        "spillover-adjusted estimates next to the naive ones.",
+    )
 
     # memo of derived values (period count, group draws); never serialised
     _memo: dict[Any, Any] = PrivateAttr(default_factory=dict)
@@ -239,6 +245,13 @@ class ExperimentSpec(BaseModel):
             raise SpecError("products", "product ids must be non-empty")
         if self.design == Design.CLUSTER and not self.clusters:
             raise SpecError("clusters", "the cluster design needs product classes in 'clusters'")
+        if self.substitutes:
+            known = set(units)
+            stray = sorted({x for a, b, _ in self.substitutes for x in (a, b)} - known)[:3]
+            if stray:
+                raise SpecError(
+                    "substitutes", f"edges must join products of the experiment; not in it: {stray}"
+                )
         if self.treatment_policy == self.control_policy:
             raise SpecError("treatment_policy", "must differ from control_policy")
         self._check_design_settings()

@@ -110,15 +110,33 @@ def demo(
 
 # ---------------------------------------------------------------------- experiments
 @experiment_app.command("create")
-def experiment_create(spec: Path, timeout: float = 30.0) -> None:
+def experiment_create(
+    spec: Path,
+    graph: Annotated[
+        Path | None,
+        typer.Option(help="Substitutes graph (pricelab graph build); enables spillover estimates."),
+    ] = None,
+    timeout: float = 30.0,
+) -> None:
     """Validate SPEC (YAML/JSON) locally, then send a create command and wait for the reply."""
-    from controller.spec import load_spec_file
+    from controller.spec import load_spec, load_spec_file
     from streams.commands import send_command
 
     parsed = load_spec_file(spec)
-    _reply(
-        send_command(_settings(), "create", spec=parsed.model_dump(mode="json"), timeout=timeout)
-    )
+    if graph is not None:
+        from analysis.graph import load_graph
+
+        g = load_graph(graph)
+        mine = set(parsed.all_products())
+        edges = [
+            (str(a), str(b), float(d.get("weight", 1.0)))
+            for a, b, d in g.edges(data=True)
+            if str(a) in mine and str(b) in mine
+        ]
+        parsed = load_spec(parsed.model_dump(mode="json") | {"substitutes": edges})
+        typer.echo(f"embedded {len(edges)} substitute edges among the experiment's products")
+    doc = parsed.model_dump(mode="json")
+    _reply(send_command(_settings(), "create", spec=doc, timeout=timeout))
 
 
 def _control(kind: str):  # type: ignore[no-untyped-def]
