@@ -28,6 +28,14 @@ from streams.sinks import DeadLetterSink
 log = logging.getLogger("pricelab.streams")
 
 
+async def dead_letter(
+    dlq: DeadLetterSink, clock: Clock, topic: str, ev: RawEvent, exc: DecodeError
+) -> None:
+    """Send an undecodable event to the dead-letter topic with its reason and position."""
+    await clock.sync()
+    await dlq.send(topic, ev.value, exc.reason, str(exc), clock.now(), ev.partition, ev.offset)
+
+
 class CompetitorHandler:
     """Validates competitor-price events; triggered designs act on them (controller.triggers)."""
 
@@ -47,16 +55,7 @@ class CompetitorHandler:
             try:
                 good.append(decode(CompetitorPrice, ev.value))  # type: ignore[arg-type]
             except DecodeError as exc:
-                await self.clock.sync()
-                await self.dlq.send(
-                    self.topic,
-                    ev.value,
-                    exc.reason,
-                    str(exc),
-                    self.clock.now(),
-                    ev.partition,
-                    ev.offset,
-                )
+                await dead_letter(self.dlq, self.clock, self.topic, ev, exc)
         if good and self.on_price is not None:
             await self.on_price(good)
         await self.dlq.publisher.flush()
@@ -91,16 +90,7 @@ class CommandHandler:
         try:
             cmd = decode(Command, ev.value, max_bytes=self.max_bytes)  # type: ignore[arg-type]
         except DecodeError as exc:
-            await self.clock.sync()
-            await self.dlq.send(
-                self.topic,
-                ev.value,
-                exc.reason,
-                str(exc),
-                self.clock.now(),
-                ev.partition,
-                ev.offset,
-            )
+            await dead_letter(self.dlq, self.clock, self.topic, ev, exc)
             await self.dlq.publisher.flush()
             self.metrics.commands.labels("unknown", "rejected").inc()
             return None
