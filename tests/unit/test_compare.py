@@ -177,3 +177,24 @@ def test_cli_writes_table_csv_and_plots(tmp_path) -> None:  # type: ignore[no-un
     for name in ("errors.png", "standard_errors.png", "coverage_power.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(pd.read_csv(out / "runs.csv")) == 8
+
+
+def test_validation_study_quick_regenerates_the_report(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "docs" / "studies" / "validation_study.py"
+    res = subprocess.run(
+        [sys.executable, str(script), "--quick", "--jobs", "1", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    md = (tmp_path / "validation.md").read_text()
+    for claim in ("random days cut the SE", "crossover with blackout", "clustering cuts spillover"):
+        assert claim in md
+    assert "## A/A calibration" in md and "Quick run" in md
+    for name in ("validation-designs-errors.png", "validation-aa-coverage_power.png"):
+        assert (tmp_path / "figures" / name).read_bytes()[:4] == b"\x89PNG"
