@@ -54,26 +54,25 @@ def placebo_effects(
     n_placebo: int,
     rng: np.random.Generator,
 ) -> np.ndarray:
-    """Effects on control-only panels where one control unit takes the treated unit's path.
+    """Effects on control-only panels where random control units take the treated paths.
 
-    Valid for a single treated unit under exchangeability of the units (Abadie et al. 2010;
-    Arkhangelsky et al. 2021, placebo variance). Controls are never treated.
+    Each replicate draws as many control units as there are treated units and gives them the
+    treated units' assignment paths (Arkhangelsky et al. 2021, placebo variance; Abadie et al.
+    2010 for one treated unit). Valid when units are exchangeable (homoskedastic across units);
+    needs more control than treated units.
     """
     ever = (W & usable).any(axis=1)
     tr, co = np.flatnonzero(ever), np.flatnonzero(~ever)
-    if len(tr) != 1:
+    if len(co) <= len(tr) or len(co) < 3:
         raise InferenceError(
-            f"Placebo inference here is for one treated unit; this panel has {len(tr)}. "
-            "Use se='bootstrap'."
+            f"Placebo inference needs more control units ({len(co)}) than treated units "
+            f"({len(tr)}) and at least 3 controls."
         )
-    if len(co) < 3:
-        raise InferenceError("Placebo inference needs at least 3 control units.")
-    path = W[tr[0]]
-    picks = rng.permutation(co)[: min(n_placebo, len(co))]
-    out = np.empty(len(picks))
     Yc, Uc = Y[co], usable[co]
-    for k, j in enumerate(picks):
+    out = np.empty(n_placebo)
+    for k in range(n_placebo):
+        pick = rng.choice(len(co), size=len(tr), replace=False)
         Wp = np.zeros_like(W[co])
-        Wp[np.flatnonzero(co == j)[0]] = path
+        Wp[pick] = W[tr]
         out[k] = effect(Yc, Wp, Uc)
     return out

@@ -79,3 +79,11 @@ def test_errors() -> None:
     with pytest.raises(InferenceError):
         MCNNMEstimator(se="jackknife").fit(factor_panel(0, block_W(10, 8, 2, 4)))
     assert isinstance(make("mc", se="none"), MCNNMEstimator)
+
+
+def test_placebo_with_several_treated_units_and_its_limits() -> None:
+    res = MCNNMEstimator(lambda_=0.05, se="placebo", n_placebo=10, seed=0)
+    out = res.fit(factor_panel(4, block_W(15, 10, 3, 7))).result_
+    assert out.se_method == "placebo" and np.isfinite(out.se) and out.se > 0
+    with pytest.raises(InferenceError, match="more control units"):
+        MCNNMEstimator(lambda_=0.05, se="placebo").fit(factor_panel(4, block_W(8, 10, 4, 7)))
