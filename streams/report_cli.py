@@ -72,7 +72,8 @@ async def _live_estimates(
         ends = await consumer.end_offsets(parts)
         deadline = asyncio.get_running_loop().time() + timeout
         while asyncio.get_running_loop().time() < deadline:
-            if all(await consumer.position(p) >= ends[p] for p in parts):
+            positions = [await consumer.position(p) for p in parts]
+            if all(pos >= ends[p] for pos, p in zip(positions, parts, strict=True)):
                 break
             batch = await consumer.getmany(timeout_ms=200)
             for records in batch.values():
