@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from analysis.report import build_report, replay_estimates
+from streams.embedded import EmbeddedStack
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = [
@@ -113,7 +114,7 @@ def test_the_check_catches_a_broken_image(chromium: str, tmp_path: Path) -> None
     assert "IMAGES-BROKEN balance.png" in _dump_dom(index, tmp_path)
 
 
-def test_report_from_the_live_state(tmp_path: Path) -> None:
+def test_report_from_the_live_state(stack: EmbeddedStack, tmp_path: Path) -> None:
     """`pricelab report EXPERIMENT` reads the panel from Redis and the estimates topic."""
     import asyncio
     from datetime import UTC, datetime, timedelta
@@ -126,55 +127,50 @@ def test_report_from_the_live_state(tmp_path: Path) -> None:
     from controller.spec import ExperimentSpec
     from controller.store import Store, make_redis
     from streams.cli import app
-    from streams.embedded import EmbeddedStack
     from streams.kafka import JsonPublisher, ensure_topics
     from streams.sinks import KafkaEstimateSink
     from tests.integration.conftest import make_settings
 
-    stack = EmbeddedStack().start()
-    try:
-        settings = make_settings(stack)
-        start = datetime(2026, 1, 5, tzinfo=UTC)
-        spec = ExperimentSpec(
-            id="live-report",
-            products=tuple(f"p{i}" for i in range(8)),
-            treatment_policy="t",
-            control_policy="c",
-            start=start,
-            end=start + timedelta(days=4),
-            seed=3,
+    settings = make_settings(stack)
+    start = datetime(2026, 1, 5, tzinfo=UTC)
+    spec = ExperimentSpec(
+        id="live-report",
+        products=tuple(f"p{i}" for i in range(8)),
+        treatment_policy="t",
+        control_policy="c",
+        start=start,
+        end=start + timedelta(days=4),
+        seed=3,
+    )
+
+    async def setup() -> None:
+        await ensure_topics(settings)
+        redis = make_redis(settings)
+        store = Store(redis, settings.key_prefix)
+        await store.create_experiment(spec, start)
+        for k in range(4):
+            _, seq = await store.claim_flip(spec.id, k, "test", 10_000)
+            await store.write_assignments(spec.id, k, designs.assign_period(spec, k))
+            await store.complete_flip(spec.id, k, max(seq, 0), 0, "test")
+        await SharedSimulatedClock(redis, f"{settings.key_prefix}:clock").set(
+            spec.end + timedelta(hours=1)
         )
+        await redis.aclose()
+        pub = JsonPublisher(settings)
+        await pub.start()
+        sink = KafkaEstimateSink(pub, settings)
+        for n, exp in ((2, spec.id), (3, spec.id), (4, spec.id), (4, "other")):
+            res = EstimateResult("dm", effect=1.0 + n, se=0.5, n_units=8, n_periods=n)
+            await sink.publish(exp, res, start + timedelta(days=n), (n - 1.0, n + 3.0))
+        await pub.stop()
 
-        async def setup() -> None:
-            await ensure_topics(settings)
-            redis = make_redis(settings)
-            store = Store(redis, settings.key_prefix)
-            await store.create_experiment(spec, start)
-            for k in range(4):
-                _, seq = await store.claim_flip(spec.id, k, "test", 10_000)
-                await store.write_assignments(spec.id, k, designs.assign_period(spec, k))
-                await store.complete_flip(spec.id, k, max(seq, 0), 0, "test")
-            await SharedSimulatedClock(redis, f"{settings.key_prefix}:clock").set(
-                spec.end + timedelta(hours=1)
-            )
-            await redis.aclose()
-            pub = JsonPublisher(settings)
-            await pub.start()
-            sink = KafkaEstimateSink(pub, settings)
-            for n, exp in ((2, spec.id), (3, spec.id), (4, spec.id), (4, "other")):
-                res = EstimateResult("dm", effect=1.0 + n, se=0.5, n_units=8, n_periods=n)
-                await sink.publish(exp, res, start + timedelta(days=n), (n - 1.0, n + 3.0))
-            await pub.stop()
-
-        asyncio.run(setup())
-        out = tmp_path / "live"
-        res = CliRunner().invoke(app, ["report", spec.id, "--out", str(out)], env=settings.to_env())
-        assert res.exit_code == 0, res.output
-        html = (out / "index.html").read_text()
-        # the source leaves out the last flipped period of a running experiment (not complete yet)
-        assert "live state" in html and "8 products x 3 periods" in html
-        assert "+5.000" in html  # the last published dm estimate (n_periods 4) of this experiment
-        assert "+1.000" not in html.split("Running estimates")[1].split("<img")[0]
-        assert (out / "running_estimates.png").exists()
-    finally:
-        stack.stop()
+    asyncio.run(setup())
+    out = tmp_path / "live"
+    res = CliRunner().invoke(app, ["report", spec.id, "--out", str(out)], env=settings.to_env())
+    assert res.exit_code == 0, res.output
+    html = (out / "index.html").read_text()
+    # the source leaves out the last flipped period of a running experiment (not complete yet)
+    assert "live state" in html and "8 products x 3 periods" in html
+    assert "+5.000" in html  # the last published dm estimate (n_periods 4) of this experiment
+    assert "+1.000" not in html.split("Running estimates")[1].split("<img")[0]
+    assert (out / "running_estimates.png").exists()
