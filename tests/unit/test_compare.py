@@ -126,7 +126,7 @@ def test_random_days_beats_time_bound_and_is_unbiased_on_a_small_market() -> Non
     rd = t.loc["random-days"]
     assert abs(rd["bias"]) < 4 * rd["bias_mcse"] + 1e-9
     assert rd["emp_sd"] < t.loc["time-bound", "emp_sd"]
-    # all designs of a run share one demand path: same truth for the same days
+    # truth averages each design's analysed days (time-bound: post-period only)
     truth = runs.pivot(index="run", columns="design", values="truth")
     assert (truth["random-days"] != truth["time-bound"]).all()  # different analysed days
     assert truth["random-days"].nunique() == cfg.runs  # a new demand path per run
