@@ -92,12 +92,16 @@ def study_mc(sims: int) -> None:
     )
 
 
+TROP_BOOT = 50  # --trop-boot
+PROGRESS = 0  # --progress: interim summary every PROGRESS simulations (0 = only at the end)
+
+
 def study_trop(sims: int) -> None:
     run_panel(
-        "trop (loo 20, bootstrap 50)",
+        f"trop (loo 20, bootstrap {TROP_BOOT})",
         sims,
         lambda s: (factor_block(s), 1.0),
-        lambda p, s: TROPEstimator(seed=s, n_loo=20, n_boot=50).fit(p).result_,
+        lambda p, s: TROPEstimator(seed=s, n_loo=20, n_boot=TROP_BOOT).fit(p).result_,
     )
     run_panel(
         "trop as TWFE (0,0,inf)",
