@@ -173,7 +173,15 @@ class SwitchbackHTEstimator(PanelEstimator):
         q = np.full((N, n_blocks), 0.5)
         # probability of each block's coin, read at the block's first period
         rows, cols = np.nonzero(points)
-        q[rows, block[rows, cols]] = P[rows, cols]
+        coin = P[rows, cols]
+        if np.any((coin <= 0.0) | (coin >= 1.0)):
+            k = int(np.argmax((coin <= 0.0) | (coin >= 1.0)))
+            raise PanelError(
+                f"Unit {panel.units[rows[k]]!r} has assignment probability {coin[k]} at "
+                f"randomisation period {panel.times[cols[k]]!r}; the HT estimator needs "
+                "0 < P(W=1) < 1 at every randomisation point (drop deterministic units)."
+            )
+        q[rows, block[rows, cols]] = coin
         # units with fewer blocks: pad with 0.5 (never used by their windows)
         W = panel.W
         inconsistent = np.zeros(N, dtype=bool)

@@ -110,4 +110,14 @@ def test_errors() -> None:
         SwitchbackHTEstimator(randomization_points=[0, 2], probability=0.5).fit(p)
     with pytest.raises(PanelError, match="lag p"):
         SwitchbackHTEstimator(8, probability=0.5).fit(p)
+    fixed = Panel(
+        Y=Y,
+        W=W,
+        units=np.arange(2),
+        times=np.arange(8),
+        blackout=np.zeros_like(W),
+        probability=np.where(W, 1.0, 0.5),
+    )
+    with pytest.raises(PanelError, match="0 < P"):
+        SwitchbackHTEstimator().fit(fixed)
     assert isinstance(make("ht"), SwitchbackHTEstimator)
