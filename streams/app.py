@@ -12,12 +12,20 @@ Redis; a redelivered sale is deduplicated by its event id.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import faust
 
 from controller.settings import Settings
-from streams.handlers import RawEvent
+from streams.handlers import (
+    RawEvent,
+    RedisOutageTolerated,
+    finish_or_die,
+    with_redis_retry,
+)
+from streams.kafka import consumer_lag
+from streams.logging import worker_logging_config
 from streams.metrics import Metrics
 from streams.runtime import Runtime
 
@@ -96,9 +104,21 @@ def build_app(
             async for events in stream.take_events(
                 settings.sales_batch_size, settings.sales_batch_within
             ):
-                while not await rt.clock_ready():
-                    await app.sleep(0.1)  # type: ignore[attr-defined]
-                await rt.sales.handle([_raw(e) for e in events])
+                # take_events acks a batch even if this body is cancelled or raises:
+                # finish_or_die finishes it, or exits before anything is acked.
+                await finish_or_die(_sales_batch([_raw(e) for e in events]), "sales batch")
+
+        async def _sales_batch(batch: list[RawEvent]) -> None:
+            while not await with_redis_retry(
+                rt.clock_ready, "clock", on_retry=rt.sales.note_redis_retry
+            ):
+                await asyncio.sleep(0.1)
+            await rt.sales.handle(batch)
+
+        @app.timer(interval=5.0, name="consumer-lag")
+        async def lag_timer() -> None:
+            consumer = app.consumer
+            rt.metrics.lag(consumer_lag(consumer, [t.sales, t.competitor_prices, t.commands]))
 
         @app.agent(comp_topic, name="competitor-prices")
         async def competitor_agent(stream: faust.StreamT) -> None:
@@ -115,17 +135,19 @@ def build_app(
         @app.timer(interval=settings.tick_interval, name="period-flip")
         async def flip_timer() -> None:
             await rt.ensure_started()
-            if await rt.clock_ready():
-                await rt.triggers.advance()
-                await rt.flipper.tick()
+            async with RedisOutageTolerated("period flip", rt.metrics):
+                if await rt.clock_ready():
+                    await rt.triggers.advance()
+                    await rt.flipper.tick()
 
     if "analysis" in roles:
 
         @app.timer(interval=settings.analysis_interval, name="analysis")
         async def analysis_timer() -> None:
             await rt.ensure_started()
-            if await rt.clock_ready():
-                await rt.analysis.run_once()
+            async with RedisOutageTolerated("analysis", rt.metrics):
+                if await rt.clock_ready():
+                    await rt.analysis.run_once()
 
     return app, rt
 
@@ -139,5 +161,10 @@ def run_worker(settings: Settings, roles: set[str]) -> None:
     """Run a faust worker for the given roles until SIGINT/SIGTERM (graceful shutdown)."""
     app, rt = build_app(settings, roles)
     rt.metrics.serve(settings.metrics_host, settings.metrics_port)
-    worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)
+    worker = faust.Worker(
+        app,
+        loglevel=settings.log_level,
+        quiet=True,
+        logging_config=worker_logging_config(settings),  # JSON lines, secrets scrubbed
+    )
     worker.execute_from_commandline()

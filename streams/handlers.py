@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+import os
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -28,6 +30,11 @@ from streams.sinks import DeadLetterSink
 
 log = logging.getLogger("pricelab.streams")
 
+T = TypeVar("T")
+
+#: exit status of a worker that stopped hard rather than acknowledge an unwritten batch
+EXIT_UNSAFE_TO_ACK = 75
+
 EXCLUDED = {"washout", "paused", "stopped", "freeze", "unassigned", "ended"}
 
 
@@ -38,7 +45,12 @@ class RawEvent:
     offset: int | None = None
 
 
-async def with_redis_retry(op, what: str, max_delay: float = 5.0):  # type: ignore[no-untyped-def]
+async def with_redis_retry(
+    op: Callable[[], Awaitable[T]],
+    what: str,
+    max_delay: float = 5.0,
+    on_retry: Callable[[], None] | None = None,
+) -> T:
     """Run ``op()`` until Redis answers; back off exponentially between attempts."""
     delay = 0.05
     while True:
@@ -46,8 +58,88 @@ async def with_redis_retry(op, what: str, max_delay: float = 5.0):  # type: igno
             return await op()
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             log.warning("redis unavailable during %s (%s); retrying in %.2fs", what, exc, delay)
+            if on_retry is not None:
+                on_retry()
             await asyncio.sleep(delay)
             delay = min(max_delay, delay * 2)
+
+
+class RedisOutageTolerated:
+    """``async with RedisOutageTolerated("period flip", metrics):`` for timer bodies.
+
+    A faust timer that raises crashes the whole app, and the process stays up doing nothing.
+    A Redis outage is transient: log it, count it, and let the next tick try again. Every
+    timer body is idempotent (flips are claimed and completed in Redis), so skipping a tick
+    is safe.
+    """
+
+    def __init__(self, what: str, metrics: Metrics) -> None:
+        self.what = what
+        self.metrics = metrics
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, kind: object, exc: BaseException | None, tb: object) -> bool:
+        if isinstance(exc, (RedisConnectionError, RedisTimeoutError, OSError)):
+            log.warning("redis unavailable during %s (%s); next tick retries", self.what, exc)
+            self.metrics.redis_retries.labels(self.what).inc()
+            return True
+        return False
+
+
+def _hard_exit(code: int) -> None:  # pragma: no cover - replaced in tests
+    logging.shutdown()
+    os._exit(code)
+
+
+async def finish_or_die(
+    work: Awaitable[T],
+    what: str,
+    grace: float = 10.0,
+    exit: Callable[[int], None] = _hard_exit,
+) -> T:
+    """Run one batch to completion even when the worker is told to stop; never let it be acked
+    unwritten.
+
+    faust's ``Stream.take_events`` acknowledges the buffered events in a ``finally``, even when
+    the agent's body raised or was cancelled, and acknowledged offsets get committed. So:
+
+    - cancelled (SIGTERM, rebalance stop): the batch keeps running for up to ``grace``
+      seconds (graceful shutdown finishes in-flight batches), then the cancellation goes on
+      and the events are acked, which is now correct: they are in Redis;
+    - the batch cannot finish in time (Redis down during shutdown), or it raised anything
+      (a bug): the process exits at once with :data:`EXIT_UNSAFE_TO_ACK`, so no ``finally``
+      runs and nothing is committed. The events are redelivered after a restart and
+      deduplicated by event id.
+    """
+    task = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError as cancelled:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while not task.done() and loop.time() < deadline:
+            try:
+                await asyncio.wait({task}, timeout=max(0.0, deadline - loop.time()))
+            except asyncio.CancelledError:
+                continue
+        if task.done() and not task.cancelled() and task.exception() is None:
+            log.info("finished the in-flight %s before stopping", what)
+            raise cancelled
+        log.critical(
+            "stopping during %s that could not finish within %.1fs: exiting without "
+            "acknowledging it (it will be redelivered and deduplicated)",
+            what,
+            grace,
+        )
+        task.cancel()
+        exit(EXIT_UNSAFE_TO_ACK)
+        raise
+    except Exception:
+        log.critical("%s failed; exiting without acknowledging it", what, exc_info=True)
+        exit(EXIT_UNSAFE_TO_ACK)
+        raise
 
 
 class SalesHandler:
@@ -70,6 +162,7 @@ class SalesHandler:
         self.metrics.events_consumed.labels(self.topic).inc(len(batch))
         self.metrics.batch_size.observe(len(batch))
         with self.metrics.batch_seconds.time():
+            await with_redis_retry(self.clock.sync, "clock sync", on_retry=self.note_redis_retry)
             sales: list[Sale] = []
             origin: list[RawEvent] = []
             for ev in batch:
@@ -79,7 +172,9 @@ class SalesHandler:
                 except DecodeError as exc:
                     await self._dead(ev, exc.reason, str(exc))
                     counts[exc.reason] = counts.get(exc.reason, 0) + 1
-            verdicts = await with_redis_retry(lambda: self.ingestor.process(sales), "sales batch")
+            verdicts = await with_redis_retry(
+                lambda: self.ingestor.process(sales), "sales batch", on_retry=self.note_redis_retry
+            )
             for ev, sale, v in zip(origin, sales, verdicts, strict=True):
                 counts[v.status] = counts.get(v.status, 0) + 1
                 if v.dead_letter:
@@ -95,8 +190,11 @@ class SalesHandler:
             await self.dlq.publisher.flush()
         return counts
 
+    def note_redis_retry(self) -> None:
+        self.metrics.redis_retries.labels("sales").inc()
+
     async def _dead(self, ev: RawEvent, reason: str, error: str) -> None:
-        await self.clock.sync()
+        # the clock was synced once at the start of the batch
         await self.dlq.send(
             self.topic, ev.value, reason, error, self.clock.now(), ev.partition, ev.offset
         )

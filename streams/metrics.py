@@ -18,6 +18,9 @@ The catalogue (also in README.md):
     pricelab_estimates_published_total{estimator}         estimates published
     pricelab_estimate_age_seconds{experiment,estimator}   clock time since the last estimate
     pricelab_guardrail_trips_total{experiment,metric}     guardrails that stopped an experiment
+    pricelab_consumer_lag{topic}                          events on the broker not yet processed
+                                                          and committed by this worker (gauge)
+    pricelab_redis_retries_total{component}               Redis calls retried after a failure
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from datetime import datetime
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -133,6 +136,18 @@ class Metrics:
             ["experiment", "metric"],
             registry=r,
         )
+        self.consumer_lag = Gauge(
+            "pricelab_consumer_lag",
+            "Events on the broker not yet processed and committed by this worker",
+            ["topic"],
+            registry=r,
+        )
+        self.redis_retries = Counter(
+            "pricelab_redis_retries",
+            "Redis calls retried after a connection failure or timeout",
+            ["component"],
+            registry=r,
+        )
         self._age = _EstimateAge(now or (lambda: max(self._age.last.values())))
         r.register(self._age)
 
@@ -156,6 +171,10 @@ class Metrics:
 
     def guardrail_tripped(self, experiment: str, metric: str) -> None:
         self.guardrail_trips.labels(experiment, metric).inc()
+
+    def lag(self, by_topic: dict[str, int]) -> None:
+        for topic, n in by_topic.items():
+            self.consumer_lag.labels(topic).set(n)
 
     def serve(self, host: str, port: int) -> None:
         start_http_server(port, addr=host, registry=self.registry)

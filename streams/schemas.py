@@ -24,11 +24,12 @@ from pydantic import (
 
 SCHEMA_VERSION = 1
 MAX_EVENT_BYTES = 64 * 1024
-_ID_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
+# fullmatch: ``$`` alone would let a trailing newline through ("abc\n")
+_ID_RE = re.compile(r"[A-Za-z0-9_.:\-]{1,128}")
 
 
 def _id(v: str) -> str:
-    if not _ID_RE.match(v):
+    if not _ID_RE.fullmatch(v):
         raise ValueError("must be 1-128 characters of letters, digits, '_', '.', ':' or '-'")
     return v
 
@@ -80,7 +81,8 @@ class Sale(_Wire):
     @model_validator(mode="after")
     def _revenue_matches(self) -> Sale:
         expected = self.units * self.unit_price
-        if abs(self.revenue - expected) > max(0.01, 1e-6 * expected):
+        gap = abs(self.revenue - expected)
+        if gap > 0.01 and gap > 1e-6 * expected:  # beyond a cent and beyond 1e-6 relative
             raise ValueError(
                 f"revenue {self.revenue} does not equal units x unit_price ({expected:.4f})"
             )

@@ -1,0 +1,138 @@
+"""Shared set-up for the streaming benchmarks: an embedded stack, an experiment, and sales."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import statistics
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psutil
+from aiokafka import AIOKafkaProducer
+from pydantic import SecretStr
+
+from controller.settings import KafkaSettings, RedisSettings, Settings, TopicSettings
+from controller.spec import ExperimentSpec, load_spec
+from streams.embedded import EmbeddedStack
+
+START = datetime(2026, 6, 1, tzinfo=UTC)
+NOW = START + timedelta(hours=12)
+
+
+def bench_settings(stack: EmbeddedStack, partitions: int = 2, **kw: Any) -> Settings:
+    """Fresh topics and key prefix, so each run starts from nothing."""
+    tag = uuid.uuid4().hex[:8]
+    topics = TopicSettings(**{k: f"b{tag}.{v}" for k, v in TopicSettings().model_dump().items()})
+    return Settings(
+        kafka=KafkaSettings(bootstrap_servers=stack.bootstrap_servers, partitions=partitions),
+        redis=RedisSettings(url=SecretStr(stack.redis_url)),
+        topics=topics,
+        key_prefix=f"b{tag}",
+        clock="simulated",
+        **kw,
+    )
+
+
+def experiment(n_products: int, exp_id: str = "bench") -> ExperimentSpec:
+    return load_spec(
+        {
+            "id": exp_id,
+            "products": [f"p{i}" for i in range(n_products)],
+            "treatment_policy": "new",
+            "control_policy": "old",
+            "start": START.isoformat(),
+            "end": (START + timedelta(days=7)).isoformat(),
+            "timezone": "UTC",
+            "period": "PT1H",
+            "washout": "PT10M",
+            "seed": 11,
+        }
+    )
+
+
+def sale_payloads(n: int, n_products: int, seed: int = 0, tag: str = "") -> list[bytes]:
+    """Valid sales spread over the experiment's first three days (ok, head and washout mix)."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        at = START + timedelta(seconds=rng.randrange(0, int((NOW - START).total_seconds())))
+        units = rng.randint(1, 5)
+        price = round(rng.uniform(1, 50), 2)
+        out.append(
+            json.dumps(
+                {
+                    "v": 1,
+                    "event_id": f"{tag}e{i}",
+                    "product": f"p{rng.randrange(n_products)}",
+                    "units": units,
+                    "revenue": round(units * price, 2),
+                    "unit_price": price,
+                    "occurred_at": at.isoformat(),
+                }
+            ).encode()
+        )
+    return out
+
+
+async def start_experiment(rt: Any, spec: ExperimentSpec, until: datetime = NOW) -> None:
+    """Create the experiment and flip every period up to ``until`` (so every sale has an arm)."""
+    at = START + timedelta(seconds=1)
+    await rt.clock.set(at)
+    await rt.flipper.create(spec)
+    while at < until:
+        at += spec.period
+        await rt.clock.set(min(at, until))
+        await rt.flipper.tick()
+
+
+async def produce(settings: Settings, topic: str, payloads: list[bytes]) -> None:
+    prod = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka.bootstrap_servers,
+        linger_ms=20,
+        max_batch_size=1024 * 1024,
+        acks=1,
+        enable_idempotence=False,
+    )
+    await prod.start()
+    try:
+        futs = []
+        for i, p in enumerate(payloads):
+            futs.append(await prod.send(topic, p, partition=i % settings.kafka.partitions))
+            if len(futs) >= 20_000:
+                await asyncio.gather(*futs)
+                futs = []
+        await asyncio.gather(*futs)
+    finally:
+        await prod.stop()
+
+
+class PeakRss:
+    """Polls a process's RSS in a thread-free way: call ``sample()`` from a loop."""
+
+    def __init__(self, pid: int) -> None:
+        self.proc = psutil.Process(pid)
+        self.peak = 0
+
+    def sample(self) -> int:
+        try:
+            rss = int(self.proc.memory_info().rss)
+        except psutil.Error:
+            return self.peak
+        self.peak = max(self.peak, rss)
+        return rss
+
+
+async def sample_rss(rss: PeakRss, stop: asyncio.Event, every: float = 0.05) -> None:
+    while not stop.is_set():
+        rss.sample()
+        await asyncio.sleep(every)
+
+
+def median_report(
+    name: str, values: list[float], fmt: Callable[[float], str] = "{:,.0f}".format
+) -> str:
+    return f"{name}: median {fmt(statistics.median(values))} (runs: {', '.join(fmt(v) for v in values)})"

@@ -1,0 +1,219 @@
+"""Sales ingestion throughput on the real embedded broker and Redis, against a raw consumer.
+
+Per run (fresh topics and key prefix), the same N sales on a 2-partition topic are read by:
+
+1. a raw aiokafka consumer doing ``json.loads`` only (the baseline);
+2. the in-process sales path: aiokafka batches -> ``SalesHandler.handle`` (decode, validate,
+   dedupe, arm lookup, blackout check, panel update in Redis), batches of ``sales_batch_size``;
+3. a real ``pricelab worker --role controller`` process (faust agent), measured by the
+   Redis totals over time, from the first counted sale to the last (group join excluded).
+   Its peak RSS is sampled with psutil.
+
+Usage: .venv/bin/python benchmarks/bench_ingest.py [--events 200000] [--runs 3] [--profile]
+Target: >= 50,000 events/s per worker, or >= 25% of the raw consumer rate, whichever is lower.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import json
+import os
+import pstats
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks._common import (  # noqa: E402
+    PeakRss,
+    bench_settings,
+    experiment,
+    median_report,
+    produce,
+    sale_payloads,
+    start_experiment,
+)
+from controller.settings import Settings  # noqa: E402
+from streams.embedded import EmbeddedStack, free_port  # noqa: E402
+from streams.handlers import RawEvent  # noqa: E402
+from streams.kafka import ensure_topics  # noqa: E402
+from streams.runtime import Runtime  # noqa: E402
+
+N_PRODUCTS = 2000
+
+
+async def _consumer(settings: Settings) -> AIOKafkaConsumer:
+    c = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka.bootstrap_servers,
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+        fetch_max_bytes=16 * 1024 * 1024,
+    )
+    await c.start()
+    parts = [TopicPartition(settings.topics.sales, p) for p in range(settings.kafka.partitions)]
+    c.assign(parts)
+    await c.seek_to_beginning(*parts)
+    return c
+
+
+async def raw_rate(settings: Settings, n: int) -> float:
+    c = await _consumer(settings)
+    try:
+        seen = 0
+        t0 = time.perf_counter()
+        while seen < n:
+            for records in (await c.getmany(timeout_ms=200, max_records=10_000)).values():
+                for r in records:
+                    json.loads(r.value)
+                seen += len(records)
+        return n / (time.perf_counter() - t0)
+    finally:
+        await c.stop()
+
+
+async def runtime_for(settings: Settings) -> Runtime:
+    rt = Runtime(settings)
+    await rt.ensure_started()
+    await start_experiment(rt, experiment(N_PRODUCTS))
+    return rt
+
+
+async def handler_rate(settings: Settings, n: int, profile: bool) -> tuple[float, dict[str, int]]:
+    rt = await runtime_for(settings)
+    c = await _consumer(settings)
+    prof = cProfile.Profile() if profile else None
+    counts: dict[str, int] = {}
+    try:
+        seen = 0
+        size = settings.sales_batch_size
+        pending: list[RawEvent] = []
+        if prof:
+            prof.enable()
+        t0 = time.perf_counter()
+        while seen < n:
+            for tp, records in (await c.getmany(timeout_ms=200, max_records=size)).items():
+                pending.extend(RawEvent(r.value, tp.partition, r.offset) for r in records)
+                seen += len(records)
+            while len(pending) >= size or (seen >= n and pending):
+                batch, pending = pending[:size], pending[size:]
+                for k, v in (await rt.sales.handle(batch)).items():
+                    counts[k] = counts.get(k, 0) + v
+        rate = n / (time.perf_counter() - t0)
+        if prof:
+            prof.disable()
+            pstats.Stats(prof).sort_stats("cumulative").print_stats(25)
+            pstats.Stats(prof).sort_stats("tottime").print_stats(20)
+        return rate, counts
+    finally:
+        await c.stop()
+        await rt.stop()
+
+
+async def _events_counted(rt: Runtime) -> int:
+    totals = await rt.store.totals("bench")
+    return sum(v for k, v in totals.items() if k.startswith("events:"))
+
+
+async def worker_rate(settings: Settings, n: int) -> tuple[float, int]:
+    """Rate of a real worker process; returns (events/s, peak RSS bytes)."""
+    rt = await runtime_for(settings)
+    env = (
+        os.environ
+        | settings.to_env()
+        | {
+            "PRICELAB_WEB_PORT": str(free_port()),
+            "PRICELAB_METRICS_PORT": str(free_port()),
+            "PRICELAB_LOG_LEVEL": "WARNING",
+        }
+    )
+    log = Path(tempfile.mkstemp(prefix="bench-worker-", suffix=".log")[1])
+    with log.open("ab") as fh:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "worker", "--role", "controller"],
+            env=env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+        )
+    rss = PeakRss(proc.pid)
+    try:
+        deadline = time.monotonic() + 60 + n / 100
+        first_t = first_n = None
+        done = 0
+        while time.monotonic() < deadline:
+            rss.sample()
+            done = await _events_counted(rt)
+            now = time.perf_counter()
+            if done and first_t is None:
+                first_t, first_n = now, done
+            if done >= n:
+                break
+            if proc.poll() is not None:
+                raise RuntimeError(log.read_text()[-3000:])
+            await asyncio.sleep(0.02)
+        if first_t is None or done < n:
+            raise RuntimeError(f"worker counted {done}/{n}:\n{log.read_text()[-3000:]}")
+        assert first_n is not None
+        return (done - first_n) / (time.perf_counter() - first_t), rss.peak
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        await rt.stop()
+
+
+async def one_run(stack: EmbeddedStack, n: int, profile: bool, worker: bool) -> dict[str, float]:
+    settings = bench_settings(stack)
+    await ensure_topics(settings)
+    await produce(settings, settings.topics.sales, sale_payloads(n, N_PRODUCTS))
+    out: dict[str, float] = {}
+    out["raw"] = await raw_rate(settings, n)
+    out["handler"], counts = await handler_rate(settings, n, profile)
+    print(f"  statuses: {dict(sorted(counts.items()))}")
+    if worker:
+        wsettings = settings.model_copy(update={"key_prefix": settings.key_prefix + "w"})
+        out["worker"], peak = await worker_rate(wsettings, n)
+        out["worker_rss_mb"] = peak / 2**20
+    return out
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--events", type=int, default=200_000)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--no-worker", action="store_true")
+    args = ap.parse_args()
+    with EmbeddedStack() as stack:
+        results = []
+        for i in range(args.runs):
+            r = await one_run(stack, args.events, args.profile and i == 0, not args.no_worker)
+            print(f"run {i + 1}: " + ", ".join(f"{k} {v:,.0f}" for k, v in r.items()))
+            results.append(r)
+    print(f"\n{args.events:,} sales, {N_PRODUCTS} products, 2 partitions, {args.runs} runs")
+    raw = [r["raw"] for r in results]
+    print(median_report("raw aiokafka consumer + json.loads (events/s)", raw))
+    for key, label in (("handler", "in-process SalesHandler path"), ("worker", "pricelab worker")):
+        if key not in results[0]:
+            continue
+        vals = [r[key] for r in results]
+        ratios = [r[key] / r["raw"] for r in results]
+        print(median_report(f"{label} (events/s)", vals))
+        print(median_report(f"{label} / raw", ratios, "{:.2f}".format))
+        target = min(50_000.0, 0.25 * sorted(raw)[len(raw) // 2])
+        met = sorted(vals)[len(vals) // 2] >= target
+        print(f"  target min(50,000, 25% of raw) = {target:,.0f}/s: {'met' if met else 'NOT met'}")
+    if "worker_rss_mb" in results[0]:
+        print(median_report("worker peak RSS (MB)", [r["worker_rss_mb"] for r in results]))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
