@@ -52,8 +52,11 @@ class RedisPanelSource:
             for f in await self.store.freezes()
             if f.get("experiments") is None or exp_id in f["experiments"]
         ]
+        # returning from a freeze to the design's policy is a switch: its washout is excluded
+        # too (blackout.apply_freezes), so a freeze blacks out every cell it or its washout touch
+        washout_ms = int(spec.washout.total_seconds() * 1000)
         spans = [(w["start_ms"], w["end_ms"]) for w in windows] + [
-            (f["start_ms"], f["end_ms"]) for f in freezes
+            (f["start_ms"], f["end_ms"] + washout_ms) for f in freezes
         ]
         cells = await self.store.cells(exp_id)
         sums: dict[tuple[int, str], dict[str, float]] = {}
