@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal, TypeVar
@@ -233,3 +234,39 @@ def decode(model: type[M], raw: bytes | str, max_bytes: int = MAX_EVENT_BYTES) -
 
 def encode(msg: BaseModel) -> bytes:
     return msg.model_dump_json().encode()
+
+
+class AssignmentEncoder:
+    """``encode(assignment_message(a, seq, status))`` for a whole flip, without building a
+    pydantic model per product.
+
+    One flip publishes up to millions of messages that differ only in the product (and the
+    arm). The message is validated and serialised once per distinct rest-of-message; each
+    product is spliced into that template. Products that are not plain ids (nothing to
+    escape) take the full path. tests/unit/test_assignment_encoder.py checks byte equality
+    with the model's own JSON.
+    """
+
+    _PLACEHOLDER = "pricelab-product-placeholder"
+
+    def __init__(self, max_templates: int = 4096) -> None:
+        self._templates: dict[tuple[Any, ...], tuple[bytes, bytes]] = {}
+        self._max = max_templates
+
+    def encode(
+        self, message: Callable[[str], AssignmentMessage], key: tuple[Any, ...], product: str
+    ) -> bytes:
+        """``message(product)`` builds the full model; ``key`` is everything else it depends on."""
+        if not _ID_RE.fullmatch(product):
+            return encode(message(product))
+        tpl = self._templates.get(key)
+        if tpl is None:
+            raw = encode(message(self._PLACEHOLDER))
+            marker = b'"product":"' + self._PLACEHOLDER.encode() + b'"'
+            head, sep, tail = raw.partition(marker)
+            if not sep or marker in tail:
+                return encode(message(product))
+            if len(self._templates) >= self._max:
+                self._templates.clear()
+            tpl = self._templates[key] = (head + b'"product":"', b'"' + tail)
+        return tpl[0] + product.encode() + tpl[1]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import base64
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from analysis.results import EstimateResult
@@ -14,6 +16,7 @@ from controller.settings import Settings
 from streams.kafka import JsonPublisher
 from streams.metrics import Metrics
 from streams.schemas import (
+    AssignmentEncoder,
     AssignmentMessage,
     Command,
     CommandKind,
@@ -41,6 +44,10 @@ def assignment_message(a: Assignment, seq: int, status: str) -> AssignmentMessag
     )
 
 
+def _message_for(a: Assignment, seq: int, status: str, product: str) -> AssignmentMessage:
+    return assignment_message(replace(a, product=product), seq, status)
+
+
 class KafkaAssignmentSink:
     """Assignments keyed by product (compacted topic); lifecycle events on their own topic."""
 
@@ -48,14 +55,25 @@ class KafkaAssignmentSink:
         self.publisher = publisher
         self.topics = settings.topics
         self.metrics = metrics
+        # one template per (arm, blackout, ...) instead of a pydantic model per product
+        self._encoder = AssignmentEncoder()
 
     async def publish_assignments(
         self, assignments: Sequence[Assignment], seq: int, status: str
     ) -> None:
         topic = self.topics.assignments
-        send = self.publisher.send
-        for a in assignments:
-            await send(topic, assignment_message(a, seq, status), a.product)
+        enc = self._encoder.encode
+
+        def items() -> Iterator[tuple[str, bytes]]:
+            for a in assignments:
+                key = (
+                    a.experiment, a.arm, a.policy, a.probability, a.period, a.period_start,
+                    a.period_end, a.blackout_until, a.blackout_reason,
+                )  # fmt: skip
+                msg = partial(_message_for, a, seq, status)
+                yield a.product, enc(msg, key, a.product)
+
+        await self.publisher.send_keyed_many(topic, items())
         await self.publisher.flush()
         self.metrics.assignments_published.labels(status).inc(len(assignments))
 
