@@ -1,0 +1,506 @@
+"""Fault tests with real processes: kill -9, SIGTERM, duplicate delivery, Redis restarts with
+AOF, a broker restart, a rebalance, and a kill in the middle of a large flip.
+
+The ground truth is computed here from the events themselves, not by pricelab: every sale
+falls in the second half of an hour-long period (after any washout or head), so each one is
+'ok' and lands in its (period, product) cell. Revenues are multiples of 0.25, so float sums
+are exact and the panel must match to the last bit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+
+import psutil
+import pytest
+from aiokafka import AIOKafkaProducer
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from controller.settings import Settings
+from controller.spec import ExperimentSpec, load_spec
+from streams.embedded import EmbeddedStack
+from streams.handlers import EXIT_UNSAFE_TO_ACK
+from streams.kafka import ensure_topics
+from streams.runtime import Runtime
+from tests.integration.conftest import make_settings, read_topic
+from tests.integration.workers import WorkerProcess, metric_value
+
+pytestmark = pytest.mark.integration
+
+START = datetime(2026, 6, 1, tzinfo=UTC)
+PERIODS = 6
+N_PRODUCTS = 40
+
+
+def _spec(n_products: int = N_PRODUCTS, exp_id: str = "faults") -> ExperimentSpec:
+    return load_spec(
+        {
+            "id": exp_id,
+            "products": [f"p{i}" for i in range(n_products)],
+            "treatment_policy": "new",
+            "control_policy": "old",
+            "start": START.isoformat(),
+            "end": (START + timedelta(days=2)).isoformat(),
+            "timezone": "UTC",
+            "period": "PT1H",
+            "washout": "PT10M",
+            "seed": 5,
+        }
+    )
+
+
+class Truth:
+    """Sales and the panel they must produce."""
+
+    def __init__(self, n: int, seed: int, tag: str = "s") -> None:
+        rng = random.Random(seed)
+        self.payloads: list[bytes] = []
+        self.cells: dict[str, float] = {}
+        for i in range(n):
+            k = rng.randrange(PERIODS)
+            product = f"p{rng.randrange(N_PRODUCTS)}"
+            at = START + timedelta(
+                hours=k, minutes=30 + rng.randrange(29), seconds=rng.randrange(60)
+            )
+            units = rng.randint(1, 4)
+            price = rng.randint(4, 200) / 4  # multiples of 0.25: exact float sums
+            self.payloads.append(
+                json.dumps(
+                    {
+                        "v": 1,
+                        "event_id": f"{tag}{i}",
+                        "product": product,
+                        "units": units,
+                        "revenue": units * price,
+                        "unit_price": price,
+                        "occurred_at": at.isoformat(),
+                    }
+                ).encode()
+            )
+            for f, v in (("u", units), ("r", units * price), ("n", 1)):
+                key = f"{k}|{product}|{f}"
+                self.cells[key] = self.cells.get(key, 0) + v
+        self.units = int(sum(v for c, v in self.cells.items() if c.endswith("|u")))
+        self.n = n
+
+
+async def produce(
+    settings: Settings,
+    payloads: list[bytes],
+    topic: str | None = None,
+    pace: float = 0.0,
+    chunk: int = 200,
+) -> None:
+    prod = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka.bootstrap_servers,
+        acks="all",
+        linger_ms=5,
+        enable_idempotence=False,
+    )
+    await prod.start()
+    try:
+        for i in range(0, len(payloads), chunk):
+            futs = [
+                await prod.send(topic or settings.topics.sales, p) for p in payloads[i : i + chunk]
+            ]
+            await asyncio.gather(*futs)
+            if pace:
+                await asyncio.sleep(pace)
+    finally:
+        await prod.stop()
+
+
+async def counted(rt: Runtime, exp_id: str = "faults") -> int:
+    totals = await rt.store.totals(exp_id)
+    return sum(v for k, v in totals.items() if k.startswith("events:"))
+
+
+async def wait_for(pred: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if await pred():
+                return
+        except (RedisConnectionError, OSError):  # our own view of Redis while it restarts
+            pass
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+async def assert_panel(rt: Runtime, truth: Truth, exp_id: str = "faults") -> None:
+    cells = {k: float(v) for k, v in (await rt.store.cells(exp_id)).items()}
+    assert cells == truth.cells
+    assert await rt.store.excluded(exp_id) == {}
+    assert await rt.store.totals(exp_id) == {"units:ok": truth.units, "events:ok": truth.n}
+
+
+async def start_experiment(rt: Runtime, spec: ExperimentSpec) -> None:
+    """Create the experiment and flip periods 0..PERIODS-1; the clock ends in period PERIODS."""
+    at = START + timedelta(seconds=1)
+    await rt.clock.set(at)  # type: ignore[attr-defined]
+    await rt.flipper.create(spec)
+    for k in range(1, PERIODS + 1):
+        await rt.clock.set(START + timedelta(hours=k, seconds=1))  # type: ignore[attr-defined]
+        await rt.flipper.tick()
+
+
+@pytest.fixture
+async def ready(runtime: Runtime) -> Runtime:
+    await start_experiment(runtime, _spec())
+    return runtime
+
+
+def _worker(settings: Settings) -> WorkerProcess:
+    return WorkerProcess(settings)
+
+
+async def test_kill9_and_sigterm_during_ingestion_then_duplicate_delivery(ready, settings):
+    """kill -9 mid-stream and restart; SIGTERM mid-stream (graceful: in-flight batches finish,
+    exit 0) and restart; then the whole stream again. The panel is exact after each step."""
+    first = Truth(2500, seed=1, tag="a")
+    await produce(settings, first.payloads)
+    w = _worker(settings).start()
+    try:
+        await wait_for(lambda: _between(ready, 1, first.n - 1), 90, "ingestion to start")
+        w.kill9()
+        assert await counted(ready) < first.n
+        w.start()
+        await wait_for(lambda: _at_least(ready, first.n), 120, "all sales after kill -9")
+        await assert_panel(ready, first)
+
+        second = Truth(2500, seed=2, tag="b")
+        both = _merge(first, second)
+        await produce(settings, second.payloads)
+        await wait_for(lambda: _between(ready, first.n + 1, both.n - 1), 90, "more ingestion")
+        w.stop()  # SIGTERM
+        assert w.proc is not None and w.proc.returncode == 0
+        w.start()
+        await wait_for(lambda: _at_least(ready, both.n), 120, "all sales after SIGTERM")
+        await assert_panel(ready, both)
+
+        # duplicate delivery: everything again; nothing may change
+        await produce(settings, both.payloads)
+        await wait_for(
+            lambda: _metric_at_least(w, "pricelab_sales_total", both.n, status="dup"),
+            120,
+            "the redelivered sales to be seen as duplicates",
+        )
+        await assert_panel(ready, both)
+    finally:
+        w.stop()
+
+
+async def _between(rt: Runtime, lo: int, hi: int) -> bool:
+    return lo <= await counted(rt) <= hi
+
+
+async def _at_least(rt: Runtime, n: int) -> bool:
+    return await counted(rt) >= n
+
+
+async def _metric_at_least(w: WorkerProcess, name: str, n: float, **labels: str) -> bool:
+    try:
+        return metric_value(w.metrics(), name, **labels) >= n
+    except OSError:
+        return False
+
+
+async def test_shutdown_during_redis_outage_exits_without_acking():
+    """Redis down, worker retrying a batch, SIGTERM: it must exit hard (75), not ack."""
+    with EmbeddedStack(redis_aof=True) as stack:
+        settings = make_settings(stack)
+        await ensure_topics(settings)
+        rt = Runtime(settings)
+        await rt.ensure_started()
+        w = _worker(settings)
+        try:
+            await start_experiment(rt, _spec())
+            w.start()
+            first = Truth(500, seed=3, tag="a")
+            await produce(settings, first.payloads)
+            await wait_for(lambda: _at_least(rt, first.n), 90, "the first sales")
+            assert stack.redis is not None
+            stack.redis.stop()
+            second = Truth(500, seed=4, tag="b")
+            await produce(settings, second.payloads)
+            await wait_for(
+                lambda: _metric_at_least(w, "pricelab_redis_retries_total", 1),
+                60,
+                "the worker to retry Redis",
+            )
+            assert w.proc is not None
+            w.proc.send_signal(signal.SIGTERM)
+            code = w.proc.wait(60)
+            assert code == EXIT_UNSAFE_TO_ACK
+            stack.redis.start()
+            w.start()
+            both = _merge(first, second)
+            await wait_for(lambda: _at_least(rt, both.n), 120, "the redelivered batch")
+            await assert_panel(rt, both)
+        finally:
+            w.stop()
+            await rt.stop()
+
+
+def _merge(a: Truth, b: Truth) -> Truth:
+    out = Truth(0, seed=0)
+    out.payloads = a.payloads + b.payloads
+    for src in (a, b):
+        for k, v in src.cells.items():
+            out.cells[k] = out.cells.get(k, 0) + v
+    out.units, out.n = a.units + b.units, a.n + b.n
+    return out
+
+
+async def test_redis_restart_with_aof_while_events_flow():
+    """kill -9 Redis (AOF, fsync always) mid-stream, then kill -9 the worker while Redis is
+    still down, so an unwritten batch is in flight. Nothing may be lost (the offsets of the
+    unwritten batch were never committed) and nothing doubled (dedupe survives in the AOF)."""
+    with EmbeddedStack(redis_aof=True) as stack:
+        settings = make_settings(stack)
+        await ensure_topics(settings)
+        rt = Runtime(settings)
+        await rt.ensure_started()
+        w = _worker(settings)
+        try:
+            await start_experiment(rt, _spec())
+            truth = Truth(2000, seed=5)
+            w.start()
+            flow = asyncio.create_task(produce(settings, truth.payloads, pace=0.1))
+            await wait_for(lambda: _between(rt, 1, truth.n - 1), 90, "ingestion to start")
+            stack.restart_redis(kill=True)  # comes back at once from the AOF
+            await asyncio.sleep(1.0)
+            assert stack.redis is not None
+            stack.redis.kill()
+            await asyncio.sleep(1.0)  # the worker now retries a batch it cannot write
+            w.kill9()
+            stack.redis.start()
+            await flow
+            w.start()
+            await wait_for(lambda: _at_least(rt, truth.n), 120, "all sales")
+            await asyncio.sleep(1.0)
+            await assert_panel(rt, truth)
+        finally:
+            w.stop()
+            await rt.stop()
+
+
+async def test_two_workers_rebalance_mid_stream(ready, settings):
+    truth = Truth(2500, seed=6)
+    a = _worker(settings).start()
+    b = _worker(settings)
+    try:
+        flow = asyncio.create_task(produce(settings, truth.payloads, pace=0.1))
+        await wait_for(lambda: _between(ready, 1, truth.n - 1), 90, "ingestion to start")
+        b.start()  # joins the group: partitions are rebalanced mid-stream
+        await flow
+        await wait_for(lambda: _at_least(ready, truth.n), 120, "all sales")
+        await asyncio.sleep(1.0)
+        await assert_panel(ready, truth)
+        seen = [metric_value(x.metrics(), "pricelab_events_consumed_total") for x in (a, b)]
+        assert sum(seen) >= truth.n
+    finally:
+        b.stop()
+        a.stop()
+
+
+async def test_broker_restart_workers_reconnect():
+    """Tansu keeps data in memory only: a restarted broker has no topics, offsets or groups.
+    The honest claim is that a worker reconnects and consumes the recreated topics."""
+    with EmbeddedStack() as stack:
+        settings = make_settings(stack)
+        await ensure_topics(settings)
+        rt = Runtime(settings)
+        await rt.ensure_started()
+        w = _worker(settings)
+        try:
+            await start_experiment(rt, _spec())
+            before = Truth(300, seed=7, tag="x")
+            w.start()
+            await produce(settings, before.payloads)
+            await wait_for(lambda: _at_least(rt, before.n), 90, "sales before the restart")
+            stack.restart_broker()
+            await ensure_topics(settings)
+            after = Truth(300, seed=8, tag="y")
+            await produce(settings, after.payloads)
+            both = _merge(before, after)
+            await wait_for(lambda: _at_least(rt, both.n), 150, "sales after the broker restart")
+            await assert_panel(rt, both)
+        finally:
+            w.stop()
+            await rt.stop()
+
+
+async def test_kill9_during_a_large_flip(stack):
+    """Kill the worker at a random moment while it flips a 10,000-product experiment. The
+    restarted worker redoes the flip with the same sequence number; no product is missing."""
+    n = 10_000
+    settings = make_settings(stack, flip_lease=timedelta(seconds=3), tick_interval=0.5)
+    await ensure_topics(settings)
+    rt = Runtime(settings)
+    await rt.ensure_started()
+    spec = _spec(n, exp_id="bigflip")
+    w = _worker(settings)
+    try:
+        await rt.clock.set(START + timedelta(seconds=1))  # type: ignore[attr-defined]
+        await rt.flipper.create(spec)
+        w.start()
+        await rt.clock.set(START + timedelta(hours=1, seconds=1))  # type: ignore[attr-defined]
+        claim_key = f"{settings.key_prefix}:exp:{spec.id}:flip:1"
+
+        async def claimed() -> bool:
+            return await rt.redis.get(claim_key) is not None
+
+        await wait_for(claimed, 60, "the worker to claim the flip")
+        owner, seq = (await rt.redis.get(claim_key)).split("|")
+        await asyncio.sleep(random.Random().uniform(0.0, 2.0))
+        w.kill9()
+        w.start()
+
+        async def flipped() -> bool:
+            return (await rt.store.get_experiment(spec.id)).flipped_period >= 1
+
+        await wait_for(flipped, 120, "the restarted worker to complete the flip")
+        state = await rt.store.get_experiment(spec.id)
+        assert state.seq == int(seq)
+        assert len(await rt.store.assignment_records(spec.id, 1)) == n
+        msgs = await read_topic(settings, settings.topics.assignments, expect=2 * n, timeout=60)
+        period1 = {m["product"] for m in msgs if m["period"] == 1 and m["seq"] == int(seq)}
+        assert period1 == set(spec.all_products())
+    finally:
+        w.stop()
+        await rt.stop()
+
+
+async def test_bad_input_through_the_worker_health_ready_and_loopback(ready, stack):
+    """Junk sales and oversized or invalid commands go to the dead-letter topic with a reason
+    and a metric label; the agents keep going; /health and /ready answer; every listening
+    socket of the worker and of the embedded stack is on loopback."""
+    settings = ready.settings.model_copy(update={"max_command_bytes": 2000})
+    junk = [
+        b"{not json",
+        b"",
+        b"\xff\xfe\x00junk",
+        json.dumps(
+            {
+                "v": 1,
+                "event_id": "n1",
+                "product": "p1",
+                "units": -3,
+                "revenue": 1,
+                "unit_price": 1,
+                "occurred_at": START.isoformat(),
+            }
+        ).encode(),
+        json.dumps(
+            {
+                "v": 1,
+                "event_id": "n2",
+                "product": "p1",
+                "units": 1,
+                "revenue": 1,
+                "unit_price": float("nan"),
+                "occurred_at": START.isoformat(),
+            }
+        ).encode(),
+        b'{"v": 1, "event_id": "' + b"x" * 70_000 + b'"}',
+        json.dumps(
+            {
+                "v": 1,
+                "event_id": "far",
+                "product": "p1",
+                "units": 1,
+                "revenue": 1.0,
+                "unit_price": 1.0,
+                "occurred_at": "2999-01-01T00:00:00+00:00",
+            }
+        ).encode(),
+        json.dumps(
+            {
+                "v": 1,
+                "event_id": "who",
+                "product": "nope",
+                "units": 1,
+                "revenue": 1.0,
+                "unit_price": 1.0,
+                "occurred_at": (START + timedelta(hours=1, minutes=40)).isoformat(),
+            }
+        ).encode(),
+    ]
+    expected_sales = [
+        "malformed_json",
+        "empty",
+        "malformed_json",
+        "invalid_field",
+        "invalid_field",
+        "too_large",
+        "future",
+        "unknown_product",
+    ]
+    commands = [
+        json.dumps(
+            {"v": 1, "command_id": "big", "kind": "create", "spec": {"pad": "y" * 5000}}
+        ).encode(),
+        b"[1, 2",
+        json.dumps({"v": 1, "command_id": "c2", "kind": "explode"}).encode(),
+    ]
+    good = Truth(50, seed=9, tag="g")
+    w = WorkerProcess(settings).start()
+    try:
+        await produce(settings, junk + good.payloads)
+        await produce(settings, commands, topic=settings.topics.commands)
+        await wait_for(lambda: _at_least(ready, good.n), 90, "the good sales")
+        dead = await read_topic(
+            settings, settings.topics.dead_letter, expect=len(junk) + len(commands), timeout=60
+        )
+        by_topic: dict[str, list[str]] = {}
+        for d in dead:
+            by_topic.setdefault(d["source_topic"], []).append(d["reason"])
+        assert sorted(by_topic[settings.topics.sales]) == sorted(expected_sales)
+        assert sorted(by_topic[settings.topics.commands]) == sorted(
+            ["too_large", "malformed_json", "invalid_field"]
+        )
+        text = w.metrics()
+        for reason in set(expected_sales):
+            assert metric_value(
+                text, "pricelab_dead_letter_total", topic=settings.topics.sales, reason=reason
+            ) == expected_sales.count(reason)
+        await assert_panel(ready, good)
+        # still alive: a later sale is counted
+        later = Truth(10, seed=10, tag="h")
+        await produce(settings, later.payloads)
+        await wait_for(lambda: _at_least(ready, good.n + later.n), 60, "sales after junk")
+
+        assert _http(w.web_port, "/health")[0] == 200
+        status, body = _http(w.web_port, "/ready")
+        assert status == 200 and json.loads(body)["ready"] is True
+
+        assert w.proc is not None
+        pids = [w.proc.pid, stack.broker.proc.pid, stack.redis.proc.pid]
+        for pid in pids:
+            listening = [
+                c.laddr
+                for c in psutil.Process(pid).net_connections(kind="inet")
+                if c.status == psutil.CONN_LISTEN
+            ]
+            assert listening, pid
+            assert {addr.ip for addr in listening} == {"127.0.0.1"}, (pid, listening)
+    finally:
+        w.stop()
+
+
+def _http(port: int, path: str) -> tuple[int, str]:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
