@@ -566,7 +566,7 @@ The price of clustering is precision: classes are the randomisation units. Here 
 of `dm@class` under the cluster design is {sd_cl:.3f} against {sd_rd:.3f} for `dm` under random
 days, and on the no-spillover market the cluster design's `dm@class` cuts the SD by
 {red("cluster"):.0%} relative to the time-bound DID against {rd_claim:.0%} for random days. The
-classes are small (median 4 products), so little power is lost on this market.
+classes are small (sizes above), so little power is lost on this market.
 
 ## A/A calibration
 
