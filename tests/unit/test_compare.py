@@ -15,6 +15,7 @@ from analysis.compare import (
     CompareConfig,
     class_panel,
     design_matrices,
+    fit_estimator,
     make_spec,
     market_classes,
     run_comparison,
@@ -78,7 +79,7 @@ def test_summary_arithmetic_on_known_runs() -> None:
     rows = []
     # time-bound did: errors +1, -1; random-days dm: errors +0.5, -0.5 (half the spread)
     for design, est, errs, se in (
-        ("time-bound", "did", (1.0, -1.0), 1.0),
+        ("time-bound", "did:jackknife", (1.0, -1.0), 1.0),
         ("random-days", "dm", (0.5, -0.5), 0.4),
     ):
         for r, e in enumerate(errs):
@@ -99,7 +100,7 @@ def test_summary_arithmetic_on_known_runs() -> None:
             )
     rows.append(rows[-1] | {"run": 2, "effect": math.nan, "error": "PanelError: boom"})
     t = summarise(pd.DataFrame(rows)).set_index(["design", "estimator"])
-    tb, rd = t.loc[("time-bound", "did")], t.loc[("random-days", "dm")]
+    tb, rd = t.loc[("time-bound", "did:jackknife")], t.loc[("random-days", "dm")]
     assert tb["bias"] == pytest.approx(0.0)
     assert tb["emp_sd"] == pytest.approx(math.sqrt(2.0))
     assert rd["emp_sd"] == pytest.approx(math.sqrt(0.5))
@@ -198,3 +199,14 @@ def test_validation_study_quick_regenerates_the_report(tmp_path) -> None:  # typ
     assert "## A/A calibration" in md and "Quick run" in md
     for name in ("validation-designs-errors.png", "validation-aa-coverage_power.png"):
         assert (tmp_path / "figures" / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_variance_method_after_a_colon() -> None:
+    market = Market(SMALL, seed=3)
+    W = np.zeros((SMALL.n_products, 8), dtype=bool)
+    W[:12, 4:] = True
+    df = market.simulate_panel(W)
+    df["probability"] = np.where(df["day"] >= 4, 0.5, 0.0)
+    df["blackout"] = False
+    assert fit_estimator("did:jackknife", df)["se_method"] == "jackknife"
+    assert fit_estimator("did:cluster", df)["se_method"] == "cluster"
