@@ -51,7 +51,14 @@ from analysis.simulation.config import MarketConfig
 from analysis.simulation.market import Market
 from controller import designs
 from controller.periods import n_periods
-from controller.spec import Arm, ExperimentSpec
+from controller.spec import (
+    Arm,
+    ClusterMode,
+    ClusterSettings,
+    CrossoverSettings,
+    ExperimentSpec,
+    TimeBoundSettings,
+)
 
 DESIGNS: tuple[str, ...] = ("time-bound", "random-days", "crossover", "cluster")
 
@@ -141,19 +148,21 @@ def make_spec(
     }
     cats = categories(market)
     if design == "time-bound":
-        return ExperimentSpec(**common, clusters=cats, time_bound={"start_period": days // 2})
+        return ExperimentSpec(
+            **common, clusters=cats, time_bound=TimeBoundSettings(start_period=days // 2)
+        )
     if design == "crossover":
         phase = days // 2
         return ExperimentSpec(
             **common,
             clusters=cats,
-            crossover={"phase_periods": phase, "blackout_periods": phase // 3},
+            crossover=CrossoverSettings(phase_periods=phase, blackout_periods=phase // 3),
         )
     if design == "cluster":
         return ExperimentSpec(
             **common,
             clusters=dict(classes or market_classes(market)),
-            cluster={"mode": "switchback"},
+            cluster=ClusterSettings(mode=ClusterMode.SWITCHBACK),
         )
     if design == "random-days":
         return ExperimentSpec(**common, products=tuple(market.product_ids))
@@ -205,11 +214,12 @@ def design_matrices(
     else:
         for i, u in enumerate(units):
             for t in range(T):
-                a = designs.assign(spec, u, t)
-                W[i, t] = a.arm == Arm.TREATMENT
-                P[i, t] = a.probability
+                cell = designs.assign(spec, u, t)
+                W[i, t] = cell.arm == Arm.TREATMENT
+                P[i, t] = cell.probability
                 B[i, t] = any(
-                    b.start <= a.period_start and b.end >= a.period_end for b in a.blackouts
+                    b.start <= cell.period_start and b.end >= cell.period_end
+                    for b in cell.blackouts
                 )
     return W, P, B
 
