@@ -5,9 +5,9 @@ Per run (fresh topics and key prefix), the same N sales on a 2-partition topic a
 1. a raw aiokafka consumer doing ``json.loads`` only (the baseline);
 2. the in-process sales path: aiokafka batches -> ``SalesHandler.handle`` (decode, validate,
    dedupe, arm lookup, blackout check, panel update in Redis), batches of ``sales_batch_size``;
-3. a real ``pricelab worker --role controller`` process (faust agent), measured by the
-   Redis totals over time, from the first counted sale to the last (group join excluded).
-   Its peak RSS is sampled with psutil.
+3. a real ``pricelab worker --role controller`` process (the faust sales agent,
+   ``take_events`` batches), measured by the Redis totals over time, from the first counted
+   sale to the last (group join excluded). Its peak RSS is sampled with psutil.
 
 Usage: .venv/bin/python benchmarks/bench_ingest.py [--events 200000] [--runs 3] [--profile]
 Target: >= 50,000 events/s per worker, or >= 25% of the raw consumer rate, whichever is lower.

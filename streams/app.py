@@ -124,7 +124,9 @@ def build_app(
         async def competitor_agent(stream: faust.StreamT) -> None:
             await rt.ensure_started()
             async for events in stream.take_events(500, 0.02):
-                await rt.competitor.handle([_raw(e) for e in events])
+                # take_events acks even a failed batch: finish it or exit unacked
+                batch = [_raw(e) for e in events]
+                await finish_or_die(rt.competitor.handle(batch), "competitor batch")
 
         @app.agent(cmd_topic, name="commands")
         async def command_agent(stream: faust.StreamT) -> None:

@@ -88,7 +88,7 @@ class RedisOutageTolerated:
         return False
 
 
-def _hard_exit(code: int) -> None:  # pragma: no cover - replaced in tests
+def hard_exit(code: int) -> None:  # pragma: no cover - replaced in tests
     logging.shutdown()
     os._exit(code)
 
@@ -97,7 +97,7 @@ async def finish_or_die(
     work: Awaitable[T],
     what: str,
     grace: float = 10.0,
-    exit: Callable[[int], None] = _hard_exit,
+    exit: Callable[[int], None] = hard_exit,
 ) -> T:
     """Run one batch to completion even when the worker is told to stop; never let it be acked
     unwritten.
