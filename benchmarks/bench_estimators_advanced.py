@@ -65,9 +65,19 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--skip-reference", action="store_true")
+    ap.add_argument("--reference-only", action="store_true")
     args = ap.parse_args()
     r = args.repeat
     rng = np.random.default_rng(0)
+    start = rng.choice([20, 40, 60, 80, T], size=N)
+    stag = factor_panel(rng, np.arange(T)[None] >= start[:, None])
+    if not args.reference_only:
+        ours(rng, r)
+    if not args.skip_reference:
+        reference(rng, r, stag, start)
+
+
+def ours(rng: np.random.Generator, r: int) -> None:
     print(f"--- {N} units x {T} periods, median of {r} run(s)")
 
     block = factor_panel(rng, block_W(N, T, 100, 90))
@@ -130,8 +140,8 @@ def main() -> None:
         s, v = timed(lambda p=p: TROPEstimator(seed=0, se="none").fit(p).result_.effect, 1)
         report(f"trop tuned {n}x{t}", s, v)
 
-    if args.skip_reference:
-        return
+
+def reference(rng: np.random.Generator, r: int, stag: Panel, start: np.ndarray) -> None:
     try:
         import diff_diff  # reference implementations (dev extra)
     except ImportError:
@@ -152,6 +162,8 @@ def main() -> None:
             ),
             r,
         )
+    s_cs0, v_cs = timed(lambda: StaggeredDIDEstimator(se="none").fit(stag).result_.effect, r)
+    report("ours staggered, point estimate only", s_cs0, v_cs)
     report(
         "diff-diff CallawaySantAnna (not-yet, reg, no bootstrap)",
         s_ref,
