@@ -571,7 +571,12 @@ The price of clustering is precision: classes are the randomisation units. Here 
 of `dm@class` under the cluster design is {sd_cl:.3f} against {sd_rd:.3f} for `dm` under random
 days, and on the no-spillover market the cluster design's `dm@class` cuts the SD by
 {red("cluster"):.0%} relative to the time-bound DID against {rd_claim:.0%} for random days. The
-classes are small (sizes above), so little power is lost on this market.
+classes are small (sizes above), so little power is lost on this market. The `@class` estimators
+weight classes equally, so they estimate the class-averaged effect; the truth here averages
+products, and on the no-spillover market `dm@class` is off by {red("cluster", col="bias"):+.3f}
+({abs(red("cluster", col="bias")) / red("cluster", col="bias_mcse"):.1f} Monte-Carlo SEs), which
+is most likely this difference of estimands (effects scale with demand levels, which differ
+between classes; not verified here) rather than a failure of the design.
 
 ## A/A calibration
 
