@@ -211,6 +211,15 @@ return table.concat(out, ',')
 """
 
 
+_TRIGGER_ACQUIRE = """
+-- KEYS: lock, version; ARGV: owner, lease_ms. Returns the version, or -1 when held by another.
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return tonumber(redis.call('GET', KEYS[2]) or '0')
+end
+return -1
+"""
+
+
 @dataclass(frozen=True)
 class ExperimentState:
     spec: ExperimentSpec
@@ -279,6 +288,7 @@ class Store:
         self._claim = redis.register_script(_CLAIM_FLIP)
         self._complete = redis.register_script(_COMPLETE_FLIP)
         self._ingest = redis.register_script(_INGEST)
+        self._trigger_acquire = redis.register_script(_TRIGGER_ACQUIRE)
 
     # ------------------------------------------------------------------ experiments
     async def create_experiment(self, spec: ExperimentSpec, now: datetime) -> None:
@@ -297,15 +307,16 @@ class Store:
         return sorted(await self.redis.smembers(f"{self.p}:exp:index"))
 
     async def get_experiment(self, exp_id: str) -> ExperimentState:
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.get(f"{self.p}:exp:{exp_id}:spec")
-        pipe.hgetall(f"{self.p}:exp:{exp_id}:state")
-        raw, st = await pipe.execute()
-        if raw is None:
-            raise StoreError(f"no experiment {exp_id!r}")
-        spec = self._specs.get(raw)
-        if spec is None:  # specs are immutable: parse each once
-            spec = self._specs[raw] = load_spec(raw)
+        spec = self._specs.get(exp_id)
+        if spec is None:
+            # specs are immutable once created: fetch and parse each once per process
+            raw = await self.redis.get(f"{self.p}:exp:{exp_id}:spec")
+            if raw is None:
+                raise StoreError(f"no experiment {exp_id!r}")
+            spec = self._specs[exp_id] = load_spec(raw)
+        st = await self.redis.hgetall(f"{self.p}:exp:{exp_id}:state")
+        if not st:
+            raise StoreError(f"no state for experiment {exp_id!r}")
         return ExperimentState(
             spec=spec,
             status=st.get("status", "unknown"),
@@ -354,6 +365,22 @@ class Store:
         }
         return int(v or 0), state
 
+    async def acquire_trigger_state(self, exp_id: str, owner: str, lease_ms: int = 10_000) -> int:
+        """Take the experiment's trigger lock; returns the state version, in one round trip."""
+        delay = 0.002
+        while True:
+            v = await self._trigger_acquire(
+                keys=[f"{self.p}:lock:trigger:{exp_id}", f"{self.p}:exp:{exp_id}:trigger_v"],
+                args=[owner, lease_ms],
+            )
+            if int(v) >= 0:
+                return int(v)
+            await asyncio.sleep(delay)
+            delay = min(0.05, delay * 2)
+
+    async def release_trigger_state(self, exp_id: str, owner: str) -> None:
+        await self.redis.eval(_Lock._RELEASE, 1, f"{self.p}:lock:trigger:{exp_id}", owner)
+
     async def save_trigger_state(
         self,
         exp_id: str,
@@ -361,9 +388,12 @@ class Store:
         products: dict[str, dict[str, Any] | None],
         fired: dict[str, dict[str, Any]],
         triggers: dict[str, int],
-    ) -> int:
-        """Write what changed: the meta, touched products (None deletes), new fires. Returns
-        the new version."""
+        *,
+        owner: str,
+    ) -> tuple[int, int | None]:
+        """Write what changed (meta, touched products - None deletes -, new fires), take a
+        sequence number when something fired, and release the lock: one round trip.
+        Returns (new state version, sequence number or None)."""
         key = f"{self.p}:exp:{exp_id}:trigger_state"
         pipe = self.redis.pipeline(transaction=True)
         mapping = {"meta": json.dumps(meta)}
@@ -375,9 +405,11 @@ class Store:
             pipe.hdel(key, *gone)
         if triggers:
             pipe.hset(f"{self.p}:exp:{exp_id}:triggers", mapping=triggers)
+            pipe.hincrby(f"{self.p}:exp:{exp_id}:state", "seq_counter", 1)
         pipe.incr(f"{self.p}:exp:{exp_id}:trigger_v")
-        *_, v = await pipe.execute()
-        return int(v)
+        pipe.eval(_Lock._RELEASE, 1, f"{self.p}:lock:trigger:{exp_id}", owner)
+        res = await pipe.execute()
+        return int(res[-2]), (int(res[-3]) if triggers else None)
 
     async def triggers(self, exp_id: str) -> dict[str, int]:
         raw = await self.redis.hgetall(f"{self.p}:exp:{exp_id}:triggers")

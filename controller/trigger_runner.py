@@ -43,6 +43,7 @@ class TriggerRunner:
     _routes_version: int = -1
     _routes: dict[str, str] = field(default_factory=dict)
     _cache: dict[str, tuple[int, TriggerTracker]] = field(default_factory=dict)
+    _specs: dict[str, ExperimentSpec] = field(default_factory=dict)
 
     async def _triggered_experiments(self) -> dict[str, str]:
         """product -> id of the running triggered experiment holding it (cached by version)."""
@@ -51,6 +52,7 @@ class TriggerRunner:
             routes: dict[str, str] = {}
             for st in await self.store.experiments():
                 if st.status == "running" and st.spec.triggered is not None:
+                    self._specs[st.spec.id] = st.spec
                     for p in st.spec.all_products():
                         routes[p] = st.spec.id
             self._routes, self._routes_version = routes, v
@@ -81,11 +83,14 @@ class TriggerRunner:
         self, exp_id: str, events: Sequence[PriceEvent], *, advance: bool
     ) -> list[TriggerFire]:
         """Apply events (each fires its own product when due) and, on the timer, let time
-        fire sustained undercuts that saw no new event (a scan of every watched product)."""
-        async with self.store.lock(f"trigger:{exp_id}", self.owner):
-            state = await self.store.get_experiment(exp_id)
-            spec = state.spec
-            tracker = await self._tracker(exp_id, spec)
+        fire sustained undercuts that saw no new event (a scan of every watched product).
+
+        Round trips per batch: lock-and-version, then save-sequence-and-unlock, then publish.
+        """
+        spec = self._specs[exp_id]
+        version = await self.store.acquire_trigger_state(exp_id, self.owner)
+        try:
+            tracker = await self._tracker(exp_id, spec, version)
             touched: set[str] = set()
             fires = []
             for e in sorted(events, key=lambda e: e.observed_at):
@@ -97,25 +102,28 @@ class TriggerRunner:
                 await self.clock.sync()
                 fires += tracker.advance(self.clock.now() - self.watermark_lag)
             touched |= {f.product for f in fires}
-            if touched or fires or advance:
-                version = await self.store.save_trigger_state(
-                    exp_id,
-                    {
-                        "watermark": tracker.watermark.isoformat() if tracker.watermark else None,
-                        "stale": tracker.stale,
-                    },
-                    {p: tracker.product_state(p) for p in touched},
-                    {f.product: f.to_dict() for f in fires},
-                    {f.product: f.period for f in fires},
-                )
-                self._cache[exp_id] = (version, tracker)
-        if fires:
-            await self._publish(spec, fires, tracker)
+            version, seq = await self.store.save_trigger_state(
+                exp_id,
+                {
+                    "watermark": tracker.watermark.isoformat() if tracker.watermark else None,
+                    "stale": tracker.stale,
+                },
+                {p: tracker.product_state(p) for p in touched},
+                {f.product: f.to_dict() for f in fires},
+                {f.product: f.period for f in fires},
+                owner=self.owner,
+            )
+            self._cache[exp_id] = (version, tracker)
+        except BaseException:
+            self._cache.pop(exp_id, None)  # our copy may be ahead of Redis now
+            await self.store.release_trigger_state(exp_id, self.owner)
+            raise
+        if fires and seq is not None:
+            await self._publish(spec, fires, tracker, seq)
         return fires
 
-    async def _tracker(self, exp_id: str, spec: ExperimentSpec) -> TriggerTracker:
+    async def _tracker(self, exp_id: str, spec: ExperimentSpec, version: int) -> TriggerTracker:
         """The experiment's tracker: this worker's copy while no other worker has written."""
-        version = await self.store.trigger_state_version(exp_id)
         cached = self._cache.get(exp_id)
         if cached is not None and cached[0] == version:
             return cached[1]
@@ -133,7 +141,7 @@ class TriggerRunner:
         return tracker
 
     async def _publish(
-        self, spec: ExperimentSpec, fires: list[TriggerFire], tracker: TriggerTracker
+        self, spec: ExperimentSpec, fires: list[TriggerFire], tracker: TriggerTracker, seq: int
     ) -> None:
         exp_id = spec.id
         ctx = DesignContext(triggers=tracker.triggers)
@@ -150,7 +158,6 @@ class TriggerRunner:
                         b = assign(spec, q, f.period, ctx)
                         if b.matched_to == f.product:
                             out.append(b)
-        seq = await self.store.next_seq(exp_id)
         now = self.clock.now()
         for f in fires:  # events first, unflushed: the assignments' flush carries both
             await self.sink.publish_event(
