@@ -260,20 +260,10 @@ def decode_record(rec: str) -> tuple[Arm, float, datetime | None, str | None]:
     )
 
 
-class _Lock:
-    _RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
-
-    def __init__(self, redis: Redis, key: str, owner: str, lease_ms: int) -> None:
-        self.redis, self.key, self.owner, self.lease_ms = redis, key, owner, lease_ms
-
-    async def __aenter__(self) -> None:
-        delay = 0.002
-        while not await self.redis.set(self.key, self.owner, nx=True, px=self.lease_ms):
-            await asyncio.sleep(delay)
-            delay = min(0.05, delay * 2)
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.redis.eval(self._RELEASE, 1, self.key, self.owner)
+# delete a lock only if we still hold it
+_RELEASE_LOCK = (
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+)
 
 
 class Store:
@@ -341,10 +331,6 @@ class Store:
             await pipe.execute()
 
     # ------------------------------------------------------------------ triggers and locks
-    def lock(self, name: str, owner: str, lease_ms: int = 10_000) -> _Lock:
-        """A short Redis lock (SET NX PX) for read-modify-write of small shared state."""
-        return _Lock(self.redis, f"{self.p}:lock:{name}", owner, lease_ms)
-
     async def trigger_state_version(self, exp_id: str) -> int:
         return int(await self.redis.get(f"{self.p}:exp:{exp_id}:trigger_v") or 0)
 
@@ -379,7 +365,7 @@ class Store:
             delay = min(0.05, delay * 2)
 
     async def release_trigger_state(self, exp_id: str, owner: str) -> None:
-        await self.redis.eval(_Lock._RELEASE, 1, f"{self.p}:lock:trigger:{exp_id}", owner)
+        await self.redis.eval(_RELEASE_LOCK, 1, f"{self.p}:lock:trigger:{exp_id}", owner)
 
     async def save_trigger_state(
         self,
@@ -407,7 +393,7 @@ class Store:
             pipe.hset(f"{self.p}:exp:{exp_id}:triggers", mapping=triggers)
             pipe.hincrby(f"{self.p}:exp:{exp_id}:state", "seq_counter", 1)
         pipe.incr(f"{self.p}:exp:{exp_id}:trigger_v")
-        pipe.eval(_Lock._RELEASE, 1, f"{self.p}:lock:trigger:{exp_id}", owner)
+        pipe.eval(_RELEASE_LOCK, 1, f"{self.p}:lock:trigger:{exp_id}", owner)
         res = await pipe.execute()
         return int(res[-2]), (int(res[-3]) if triggers else None)
 
