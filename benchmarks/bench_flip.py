@@ -31,7 +31,9 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import streams.runtime  # noqa: E402
 from benchmarks._common import START, bench_settings, experiment, median_report  # noqa: E402
+from controller.store import make_redis as _make_redis  # noqa: E402
 from streams.embedded import EmbeddedStack  # noqa: E402
 from streams.kafka import ensure_topics  # noqa: E402
 from streams.runtime import Runtime  # noqa: E402
@@ -106,6 +108,17 @@ class _Stages:
 
         rt.store.write_assignments = write  # type: ignore[method-assign]
         rt.assignment_sink.publish_assignments = publish  # type: ignore[method-assign]
+
+
+def _patient_redis(settings):  # type: ignore[no-untyped-def]
+    """make_redis with a long socket timeout: creating a 1M-product experiment is one Lua
+    call holding 1M arguments, longer than redis-py's default read timeout here."""
+    r = _make_redis(settings)
+    r.connection_pool.connection_kwargs["socket_timeout"] = 300
+    return r
+
+
+streams.runtime.make_redis = _patient_redis  # type: ignore[assignment]
 
 
 async def one_flip(stack: EmbeddedStack, n: int) -> dict[str, float]:
