@@ -97,13 +97,23 @@ def demo(
         bool, typer.Option(help="Use the configured Kafka/Redis instead of the embedded stack.")
     ] = False,
     quiet: Annotated[bool, typer.Option(help="Print only the final estimate.")] = False,
+    report: Annotated[
+        Path | None, typer.Option(help="Also write the analyst report of the run to this folder.")
+    ] = None,
 ) -> None:
     """Run a 28-day switchback on a simulated market through the live pipeline."""
     from streams.demo import DemoConfig, run_demo
 
     ok = run_demo(
         _settings(),
-        DemoConfig(products=products, days=days, seed=seed, external=external, quiet=quiet),
+        DemoConfig(
+            products=products,
+            days=days,
+            seed=seed,
+            external=external,
+            quiet=quiet,
+            report_dir=None if report is None else str(report),
+        ),
     )
     raise typer.Exit(0 if ok else 1)
 

@@ -56,6 +56,7 @@ class DemoConfig:
     start_date: str = "2026-03-16"
     malformed_per_day: int = 3
     duplicates_per_day: int = 20
+    report_dir: str | None = None
 
 
 class Say:
@@ -89,7 +90,7 @@ def run_demo(settings: Settings, cfg: DemoConfig) -> bool:
             "clock": "simulated",
             "tick_interval": 0.2,
             "analysis_interval": 1.0,
-            "key_prefix": f"demo{cfg.seed}",
+            "key_prefix": f"demo{cfg.seed}-{uuid.uuid4().hex[:6]}",
         }
     )
     logdir = Path(tempfile.mkdtemp(prefix="pricelab-demo-"))
@@ -173,7 +174,7 @@ async def _drive(
     start = zone_start.replace(tzinfo=ZoneInfo(cfg.timezone))
     end_local = (zone_start + timedelta(days=cfg.days)).replace(tzinfo=ZoneInfo(cfg.timezone))
     spec = ExperimentSpec(
-        id=f"demo-{cfg.seed}-{uuid.uuid4().hex[:6]}",
+        id=f"demo-{cfg.seed}",  # the same seed gives the same assignments and sales
         design=Design.RANDOM_DAYS,
         products=tuple(market.product_ids),
         treatment_policy="price-minus-5pct",
@@ -260,7 +261,13 @@ async def _drive(
         final = await _await_final(consumer, spec, cfg.days, estimates, workers)
         share = units_window / max(units_total, 1)
         truth = market.true_effect(days=range(cfg.days)) * share
-        return _report(say, final, truth, share, market, cfg)
+        covered = _report(say, final, truth, share, market, cfg)
+        if cfg.report_dir:
+            from streams.report_cli import live_report
+
+            index = await live_report(settings, spec.id, Path(cfg.report_dir), truth=truth)
+            say(f"analyst report of the live experiment: {index}", always=True)
+        return covered
     finally:
         await pub.stop()
         await consumer.stop()

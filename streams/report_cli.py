@@ -89,6 +89,29 @@ async def _live_estimates(
     return pd.DataFrame(rows)
 
 
+async def live_report(
+    settings: Settings, experiment: str, out: Path, *, truth: float | None = None
+) -> Path:
+    """Build the report of a live experiment from Redis and the estimates topic."""
+    from analysis.report import build_report, normalise_panel, replay_estimates
+
+    df, the_design, info = await _live_panel(settings, experiment)
+    est = await _live_estimates(settings, experiment)
+    note = f"Built from the live state (status {info['status']})."
+    if est.empty:
+        est = replay_estimates(normalise_panel(df), experiment=experiment, design=the_design)
+        note += " Running estimates replayed with the analysis worker's estimators."
+    page = build_report(
+        df,
+        est,
+        title=f"pricelab report: {experiment}",
+        design=the_design,
+        truth=truth,
+        source_note=note,
+    )
+    return Path(page.write(out))
+
+
 def report(
     experiment: Annotated[str, typer.Argument(help="Experiment id.")],
     out: Annotated[Path, typer.Option(help="Directory for index.html and the PNG figures.")],
