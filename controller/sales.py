@@ -57,6 +57,28 @@ class _Experiment:
         return k
 
 
+def _status_windows(docs: list[dict[str, object]], status: str) -> list[_Window]:
+    """Exclusion windows labelled with a sale status, never the operator's free-text reason.
+
+    Windows are opened by pause and stop (the kill switch); their ``reason`` is whatever the
+    operator wrote ("paused by operator", "price war"), which must not become a status (a
+    metric label and a Redis field). A window still open on a stopped experiment that began
+    last is the stop; every other window is a pause (a stopped experiment's earlier pause
+    window covers the same sales either way: excluded).
+    """
+    open_starts = [int(d["start_ms"]) for d in docs if d["end_ms"] is None]  # type: ignore[call-overload]
+    stop_start = max(open_starts) if status == "stopped" and open_starts else None
+    out = []
+    for d in docs:
+        start = int(d["start_ms"])  # type: ignore[call-overload]
+        end = math.inf if d["end_ms"] is None else float(d["end_ms"])  # type: ignore[arg-type]
+        label = "stopped" if d["end_ms"] is None and start == stop_start else "paused"
+        out.append(_Window(start, end, label))
+    # the stop window first, so a sale after the stop reads 'stopped', not 'paused'
+    out.sort(key=lambda w: w.reason != "stopped")
+    return out
+
+
 class RoutingTable:
     """Product -> experiments (with their period grids and exclusion windows), cached."""
 
@@ -74,12 +96,7 @@ class RoutingTable:
             spec = state.spec
             n = n_periods(spec)
             bounds = [to_ms(period_start(spec, k)) for k in range(n + 1)]
-            windows = [
-                _Window(
-                    w["start_ms"], math.inf if w["end_ms"] is None else w["end_ms"], w["reason"]
-                )
-                for w in await store.windows(spec.id)
-            ]
+            windows = _status_windows(await store.windows(spec.id), state.status)
             for f in freezes:
                 scope = f.get("experiments")
                 if scope is None or spec.id in scope:
