@@ -41,7 +41,14 @@ from controller.spec import Arm, ExperimentSpec, load_spec
 
 def make_redis(settings: Settings) -> Redis:
     r = settings.redis
-    kw: dict[str, Any] = {"decode_responses": True, "health_check_interval": 10}
+    kw: dict[str, Any] = {
+        "decode_responses": True,
+        "health_check_interval": 10,
+        # redis-py 8 defaults to 5 s, too short for the Lua that claims a million products;
+        # a dead server is still noticed by the connect timeout and the health check
+        "socket_timeout": 120,
+        "socket_connect_timeout": 5,
+    }
     if r.username:
         kw["username"] = r.username
     if r.password is not None:

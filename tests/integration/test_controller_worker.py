@@ -102,7 +102,7 @@ async def test_catch_up_after_downtime_records_missed_flips(settings, store_and_
     await clock.set(START + timedelta(days=3, hours=5))  # three boundaries pass while down
     w = WorkerProcess(settings).start()
     try:
-        await _wait(lambda: _flipped(store, "cu", 3), what="catch-up flip")
+        await _wait(lambda: _flipped(store, "cu", 3), timeout=90, what="catch-up flip")
         state = await store.get_experiment("cu")
         assert state.missed_flips == 2  # periods 1 and 2 were never in force
         events = await read_topic(settings, settings.topics.experiment_events, expect=2)
