@@ -387,38 +387,56 @@ def assign(
     spec: ExperimentSpec, product: str, k: int, context: DesignContext | None = None
 ) -> Assignment:
     """The full assignment of ``product`` for period ``k``, with its blackout windows."""
-    ctx = context or DesignContext()
-    d = draw(spec, product, k, ctx)
-    start, end = period_bounds(spec, k)
-    blackouts: list[Blackout] = []
-    if spec.design == Design.CROSSOVER and _phase_blackout(spec, k):
-        blackouts.append(Blackout(start, end, "phase-blackout"))
-    if spec.washout:
-        if k == 0:
-            switched = True
-        else:
-            prev = draw(spec, product, previous_period(spec, k), ctx)
-            opened = prev.window == Window.PENDING and d.window != Window.PENDING
-            switched = prev.arm != d.arm or opened
-        if switched:
-            blackouts.append(Blackout(start, min(start + spec.washout, end), "washout"))
-    blackout_until = max((b.end for b in blackouts), default=None)
-    reason = blackouts[0].reason if blackouts else None
-    return Assignment(
-        experiment=spec.id,
-        product=product,
-        period=k,
-        arm=d.arm,
-        probability=d.probability,
-        policy=spec.policy(d.arm),
-        period_start=start,
-        period_end=end,
-        blackout_until=blackout_until,
-        blackout_reason=reason,
-        window=d.window,
-        matched_to=d.matched_to,
-        blackouts=tuple(blackouts),
-    )
+    if product not in spec.units():
+        raise KeyError(f"{product!r} is not a unit of experiment {spec.id!r}")
+    return _PeriodFacts(spec, k, context or DesignContext()).assign(product)
+
+
+class _PeriodFacts:
+    """What every product's assignment in period k shares, computed once per period
+    (period bounds in the time zone, the previous non-empty period, the phase blackout):
+    a flip of a million products would otherwise redo them a million times."""
+
+    def __init__(self, spec: ExperimentSpec, k: int, ctx: DesignContext) -> None:
+        self.spec, self.k, self.ctx = spec, k, ctx
+        self.fn = _DESIGNS[spec.design]
+        self.start, self.end = period_bounds(spec, k)
+        self.prev = previous_period(spec, k) if spec.washout and k != 0 else None
+        self.phase_blackout = spec.design == Design.CROSSOVER and _phase_blackout(spec, k)
+        self.washout_end = min(self.start + spec.washout, self.end)
+
+    def assign(self, product: str) -> Assignment:
+        spec, k, ctx, start, end = self.spec, self.k, self.ctx, self.start, self.end
+        d = self.fn(spec, product, k, ctx)
+        blackouts: list[Blackout] = []
+        if self.phase_blackout:
+            blackouts.append(Blackout(start, end, "phase-blackout"))
+        if spec.washout:
+            if self.prev is None:
+                switched = True
+            else:
+                prev = self.fn(spec, product, self.prev, ctx)
+                opened = prev.window == Window.PENDING and d.window != Window.PENDING
+                switched = prev.arm != d.arm or opened
+            if switched:
+                blackouts.append(Blackout(start, self.washout_end, "washout"))
+        blackout_until = max((b.end for b in blackouts), default=None)
+        reason = blackouts[0].reason if blackouts else None
+        return Assignment(
+            experiment=spec.id,
+            product=product,
+            period=k,
+            arm=d.arm,
+            probability=d.probability,
+            policy=spec.policy(d.arm),
+            period_start=start,
+            period_end=end,
+            blackout_until=blackout_until,
+            blackout_reason=reason,
+            window=d.window,
+            matched_to=d.matched_to,
+            blackouts=tuple(blackouts),
+        )
 
 
 def forced_control(spec: ExperimentSpec, a: Assignment, reason: str) -> Assignment:
@@ -438,7 +456,8 @@ def forced_control(spec: ExperimentSpec, a: Assignment, reason: str) -> Assignme
 def assign_period(
     spec: ExperimentSpec, k: int, context: DesignContext | None = None
 ) -> list[Assignment]:
-    return [assign(spec, p, k, context) for p in spec.all_products()]
+    facts = _PeriodFacts(spec, k, context or DesignContext())
+    return [facts.assign(p) for p in spec.all_products()]
 
 
 def schedule(spec: ExperimentSpec, context: DesignContext | None = None) -> list[Assignment]:
