@@ -81,6 +81,9 @@ def test_aliases_and_defaults() -> None:
     assert inference.canonical_method("time_conditional") == "placebo"
     assert inference.default_block_method(N0=20, N1=1) == "placebo"
     assert inference.default_block_method(N0=3, N1=5) == "jackknife"
+    # controls that barely outnumber the treated cannot spare a placebo group
+    assert inference.default_block_method(N0=101, N1=99) == "jackknife"
+    assert inference.default_block_method(N0=27, N1=3) == "placebo"
     r = DIDEstimator(se="unit_conditional").fit(factor_panel(7)).result
     assert r.se_method == "time_placebo" and r.se > 0
 
