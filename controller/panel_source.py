@@ -64,8 +64,9 @@ class RedisPanelSource:
             k, product, f = field.rsplit("|", 2)
             sums.setdefault((int(k), product), {})[f] = float(value)
         rows: list[dict[str, Any]] = []
-        for k in range(max(done, 0)):
-            records = await self.store.assignment_records(exp_id, k)
+        periods = range(max(done, 0))
+        all_records = await self.store.assignment_records_for(exp_id, periods)
+        for k, records in zip(periods, all_records, strict=True):
             start, end = period_bounds(spec, k)
             tail_start = to_ms(start + spec.washout)
             end_ms = to_ms(end)

@@ -493,6 +493,13 @@ class Store:
     async def assignment_record(self, exp_id: str, k: int, product: str) -> str | None:
         return await self.redis.hget(f"{self.p}:exp:{exp_id}:a:{k}", product)  # type: ignore[no-any-return]
 
+    async def assignment_records_for(self, exp_id: str, ks: Sequence[int]) -> list[dict[str, str]]:
+        """The records of several periods in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for k in ks:
+            pipe.hgetall(f"{self.p}:exp:{exp_id}:a:{k}")
+        return list(await pipe.execute()) if ks else []
+
     async def assignment_records(self, exp_id: str, k: int) -> dict[str, str]:
         return await self.redis.hgetall(f"{self.p}:exp:{exp_id}:a:{k}")  # type: ignore[no-any-return]
 

@@ -10,7 +10,6 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from controller.errors import StoreError
-from controller.periods import period_index
 from controller.settings import Settings
 from controller.store import Store, decode_record, make_redis
 from streams.kafka import JsonPublisher
@@ -136,4 +135,4 @@ def read_assignment(settings: Settings, product: str) -> dict[str, Any] | None:
     return _with_store(settings, fn)  # type: ignore[no-any-return]
 
 
-__all__ = ["period_index", "read_assignment", "read_experiment", "read_experiments", "send_command"]
+__all__ = ["read_assignment", "read_experiment", "read_experiments", "send_command"]

@@ -93,12 +93,9 @@ class KafkaAssignmentSink:
 
 
 class KafkaEstimateSink:
-    def __init__(
-        self, publisher: JsonPublisher, settings: Settings, truth: float | None = None
-    ) -> None:
+    def __init__(self, publisher: JsonPublisher, settings: Settings) -> None:
         self.publisher = publisher
         self.topic = settings.topics.estimates
-        self.truth = truth
 
     async def publish(
         self,
@@ -107,23 +104,16 @@ class KafkaEstimateSink:
         as_of: datetime,
         cs: tuple[float, float] | None,
     ) -> None:
-        lo, hi = result.conf_int(0.05)
+        fields = result.to_dict(0.05)
+        fields["estimator"] = fields.pop("method")
+        if fields["pvalue"] != fields["pvalue"]:  # NaN is not JSON
+            fields["pvalue"] = None
         msg = EstimateMessage(
             experiment=experiment,
-            estimator=result.method,
-            metric=result.metric,
-            effect=result.effect,
-            se=result.se,
-            ci_low=lo,
-            ci_high=hi,
-            pvalue=None if result.pvalue != result.pvalue else result.pvalue,
-            se_method=result.se_method,
             cs_low=None if cs is None else cs[0],
             cs_high=None if cs is None else cs[1],
-            n_units=result.n_units,
-            n_periods=result.n_periods,
-            n_cells=result.n_cells,
             as_of=as_of,
+            **fields,
         )
         await self.publisher.send(self.topic, msg, experiment)
         await self.publisher.flush()
