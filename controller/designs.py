@@ -27,7 +27,7 @@ import bisect
 import hashlib
 import math
 import struct
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
@@ -55,10 +55,33 @@ class Window(StrEnum):
 
 @dataclass(frozen=True)
 class DesignContext:
-    """Run-time facts a design may need beyond the spec (e.g. trigger times from events)."""
+    """Run-time facts a design may need beyond the spec (e.g. trigger times from events).
+
+    ``triggers`` is read as an immutable snapshot: the trigger plan built from it is kept
+    with the context (``plan``, or built on first use), so keep one context per snapshot.
+    """
 
     # product -> trigger period: the first period of the product's window (see triggers.py)
     triggers: Mapping[str, int] = field(default_factory=dict)
+    # the incremental plan of exactly these triggers, when the caller keeps one (live path)
+    plan: TriggerPlan | None = field(default=None, compare=False, repr=False)
+    _plans: dict[int, TriggerPlan] = field(
+        default_factory=dict, init=False, compare=False, repr=False
+    )
+
+    @classmethod
+    def of(cls, plan: TriggerPlan) -> DesignContext:
+        """A context over a live plan's triggers (valid until the plan next changes)."""
+        return cls(triggers=plan.triggers, plan=plan)
+
+    def trigger_plan(self, spec: ExperimentSpec) -> TriggerPlan:
+        """The trigger plan of ``spec`` for these triggers (built once per context)."""
+        if self.plan is not None and self.plan.spec is spec:
+            return self.plan
+        plan = self._plans.get(id(spec))
+        if plan is None or plan.spec is not spec:
+            plan = self._plans[id(spec)] = _memo_plan(spec, self.triggers)
+        return plan
 
 
 @dataclass(frozen=True)
@@ -246,14 +269,13 @@ def trigger_plan(spec: ExperimentSpec, triggers: Mapping[str, int]) -> dict[str,
     treated product has ``matched_control``, the match is the not-yet-triggered product of its
     class without a window whose keyed draw is smallest. The plan up to period t depends only
     on triggers up to t, so live decisions never change when later triggers arrive.
+
+    This is the reference, rebuilt from all triggers; designs use the equal, incremental
+    :class:`TriggerPlan`.
     """
     assert spec.triggered is not None
-    key = ("trigger-plan", tuple(sorted(triggers.items())))
-    memo = spec._memo
-    if memo.get("trigger-plan-key") == key:
-        return memo["trigger-plan"]  # type: ignore[no-any-return]
     t_max = n_periods(spec)
-    units = set(spec.all_products())
+    units = spec.units()
     plan: dict[str, _Window] = {}
     for t, p in sorted((t, p) for p, t in triggers.items() if p in units and 0 <= t < t_max):
         if p in plan:
@@ -270,14 +292,152 @@ def trigger_plan(spec: ExperimentSpec, triggers: Mapping[str, int]) -> dict[str,
             if free:
                 q = min(free, key=lambda q: (uniform(spec.seed, spec.id, "match", p, t, q), q))
                 plan[q] = _Window(t, Arm.CONTROL, Window.MATCHED, matched_to=p)
-    memo["trigger-plan-key"] = key
-    memo["trigger-plan"] = plan
+    return plan
+
+
+class TriggerPlan:
+    """:func:`trigger_plan`, kept up to date as triggers arrive: equal to the rebuilt plan.
+
+    Matches are drawn within a class, so products interact only with their classmates (and
+    not at all without ``matched_control``): a new or changed trigger at period t redoes only
+    its own class, and only from period t on (the plan before t depends only on triggers
+    before t). Triggers usually arrive in period order, which makes each one O(its class).
+    Arm draws and each treated product's ranking of its classmates are cached, so redoing a
+    class costs no hashing.
+    """
+
+    def __init__(self, spec: ExperimentSpec, triggers: Mapping[str, int] | None = None) -> None:
+        rule = spec.triggered
+        if rule is None:
+            raise ValueError(f"experiment {spec.id!r} has no trigger rule (design {spec.design})")
+        self.spec = spec
+        self.triggers: dict[str, int] = {}  # all triggers given, as given
+        self.windows: dict[str, _Window] = {}
+        self.matches: dict[str, str] = {}  # treated product -> its matched control
+        self._t_max = n_periods(spec)
+        self._units = spec.units()
+        self._matching = rule.matched_control and bool(spec.clusters)
+        # class -> its members' valid triggers as sorted (period, product)
+        self._keys: dict[str, list[tuple[int, str]]] = {}
+        self._arms: dict[tuple[str, int], Arm] = {}
+        self._ranks: dict[tuple[str, int], list[str]] = {}
+        if triggers:
+            self.update(triggers)
+
+    def window(self, product: str) -> _Window | None:
+        return self.windows.get(product)
+
+    def copy(self) -> TriggerPlan:
+        new = TriggerPlan.__new__(TriggerPlan)
+        new.__dict__.update(self.__dict__)
+        new.triggers, new.windows, new.matches = (
+            dict(self.triggers),
+            dict(self.windows),
+            dict(self.matches),
+        )
+        new._keys = {c: list(k) for c, k in self._keys.items()}
+        return new
+
+    def _arm(self, p: str, t: int) -> Arm:
+        a = self._arms.get((p, t))
+        if a is None:
+            a = self._arms[(p, t)] = _bernoulli(self.spec, p, "trigger", t)
+        return a
+
+    def _valid(self, p: str, t: int | None) -> bool:
+        return t is not None and p in self._units and 0 <= t < self._t_max
+
+    def _from(self, t: int | None) -> int:
+        """First period whose plan a trigger at ``t`` (None: none) can change, in its class.
+
+        A classmate's trigger at t >= 0 bars it from matches from t on; a negative one from
+        every period; one at or after the last period never counts.
+        """
+        return self._t_max if t is None or t >= self._t_max else max(t, 0)
+
+    def update(self, triggers: Mapping[str, int]) -> None:
+        """Add (or change) triggers: product -> trigger period."""
+        redo: dict[str, int] = {}  # class -> first period to redo
+        class_of = self.spec.class_of
+        for p, t in triggers.items():
+            old = self.triggers.get(p)
+            if old == t and p in self.triggers:
+                continue
+            self.triggers[p] = t
+            if p not in self._units:
+                continue
+            cls = class_of(p) if self._matching else None
+            if cls is None:  # nobody else depends on it
+                if self._valid(p, t):
+                    self.windows[p] = _Window(t, self._arm(p, t), Window.RANDOMISED)
+                else:
+                    self.windows.pop(p, None)
+                continue
+            keys = self._keys.setdefault(cls, [])
+            if self._valid(p, old):
+                del keys[bisect.bisect_left(keys, (old, p))]  # type: ignore[arg-type]
+            if self._valid(p, t):
+                bisect.insort(keys, (t, p))
+            k0 = min(self._from(old), self._from(t))
+            if k0 < self._t_max:
+                redo[cls] = min(redo.get(cls, k0), k0)
+        for cls, k0 in redo.items():
+            self._redo(cls, k0)
+
+    def _redo(self, cls: str, k0: int) -> None:
+        """Recompute class ``cls``'s windows that start at or after period ``k0``."""
+        windows, matches = self.windows, self.matches
+        members = self.spec.clusters[cls]
+        for q in members:
+            w = windows.get(q)
+            if w is not None and w.start >= k0:
+                del windows[q]
+                if w.kind == Window.MATCHED:
+                    matches.pop(w.matched_to or "", None)
+        triggers, t_max = self.triggers, self._t_max
+        keys = self._keys.get(cls, [])
+        for t, p in keys[bisect.bisect_left(keys, (k0, "")) :]:
+            if p in windows:
+                continue
+            a = self._arm(p, t)
+            windows[p] = _Window(t, a, Window.RANDOMISED)
+            if a != Arm.TREATMENT:
+                continue
+            for q in self._ranking(p, t, members):
+                if q not in windows and triggers.get(q, t_max) > t:
+                    windows[q] = _Window(t, Arm.CONTROL, Window.MATCHED, matched_to=p)
+                    matches[p] = q
+                    break
+
+    def _ranking(self, p: str, t: int, members: tuple[str, ...]) -> list[str]:
+        """Classmates in match order for a treatment window of ``p`` opening at ``t``."""
+        r = self._ranks.get((p, t))
+        if r is None:
+            spec = self.spec
+            r = self._ranks[(p, t)] = sorted(
+                members, key=lambda q: (uniform(spec.seed, spec.id, "match", p, t, q), q)
+            )
+        return r
+
+
+def _memo_plan(spec: ExperimentSpec, triggers: Mapping[str, int]) -> TriggerPlan:
+    """A plan for ``triggers``, reusing the spec's last one when the triggers are the same or
+    only added to (one dict comparison per context, not per product as before)."""
+    last: TriggerPlan | None = spec._memo.get("trigger-plan")
+    if last is not None and last.triggers == triggers:
+        return last
+    if last is not None and last.triggers.items() <= dict(triggers).items():
+        plan = last.copy()
+        plan.update(triggers)
+    else:
+        plan = TriggerPlan(spec, triggers)
+    spec._memo["trigger-plan"] = plan
     return plan
 
 
 def _triggered(spec: ExperimentSpec, product: str, k: int, ctx: DesignContext) -> Draw:
     assert spec.triggered is not None
-    w = trigger_plan(spec, ctx.triggers).get(product)
+    w = ctx.trigger_plan(spec).windows.get(product)
     if w is None or k < w.start:
         return Draw(Arm.CONTROL, 0.0, Window.PENDING)
     if k >= w.start + spec.triggered.window_periods:
@@ -370,7 +530,7 @@ def path_probability(
         return _fixed_path(a, in_a, in_b, target)
     # triggered: one draw at the trigger; outside the window the product is control
     assert spec.triggered is not None
-    w = trigger_plan(spec, ctx.triggers).get(product)
+    w = ctx.trigger_plan(spec).windows.get(product)
     if w is None or w.kind != Window.RANDOMISED:
         return float(target == Arm.CONTROL)
     length = spec.triggered.window_periods
@@ -390,6 +550,24 @@ def assign(
     if product not in spec.units():
         raise KeyError(f"{product!r} is not a unit of experiment {spec.id!r}")
     return _PeriodFacts(spec, k, context or DesignContext()).assign(product)
+
+
+def assign_products(
+    spec: ExperimentSpec, cells: Sequence[tuple[str, int]], context: DesignContext | None = None
+) -> list[Assignment]:
+    """The assignments of (product, period) cells, in order (period facts computed once each)."""
+    ctx = context or DesignContext()
+    units = spec.units()
+    facts: dict[int, _PeriodFacts] = {}
+    out = []
+    for product, k in cells:
+        if product not in units:
+            raise KeyError(f"{product!r} is not a unit of experiment {spec.id!r}")
+        f = facts.get(k)
+        if f is None:
+            f = facts[k] = _PeriodFacts(spec, k, ctx)
+        out.append(f.assign(product))
+    return out
 
 
 class _PeriodFacts:

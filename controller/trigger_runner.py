@@ -10,6 +10,7 @@ learn the decision at trigger time, and the next period flip applies it.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
@@ -18,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from controller.clock import Clock
-from controller.designs import DesignContext, assign
+from controller.designs import DesignContext, TriggerPlan, assign_products
 from controller.flipper import AssignmentSink
 from controller.spec import ExperimentSpec
 from controller.store import Store
@@ -42,8 +43,13 @@ class TriggerRunner:
     owner: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     _routes_version: int = -1
     _routes: dict[str, str] = field(default_factory=dict)
-    _cache: dict[str, tuple[int, TriggerTracker]] = field(default_factory=dict)
+    # experiment -> (state version, tracker, the plan of its fires) while no other worker wrote
+    _cache: dict[str, tuple[int, TriggerTracker, TriggerPlan]] = field(default_factory=dict)
     _specs: dict[str, ExperimentSpec] = field(default_factory=dict)
+    # batches and the timer of this process take turns here first: the Redis lock is for
+    # other workers (contending for it in-process cost backoff sleeps, and a turn taken
+    # between another's save and its cache update reloaded the whole state)
+    _turns: dict[str, asyncio.Lock] = field(default_factory=dict)
 
     async def _triggered_experiments(self) -> dict[str, str]:
         """product -> id of the running triggered experiment holding it (cached by version)."""
@@ -87,10 +93,19 @@ class TriggerRunner:
 
         Round trips per batch: lock-and-version, then save-sequence-and-unlock, then publish.
         """
+        turn = self._turns.get(exp_id)
+        if turn is None:
+            turn = self._turns[exp_id] = asyncio.Lock()
+        async with turn:
+            return await self._run_locked(exp_id, events, advance=advance)
+
+    async def _run_locked(
+        self, exp_id: str, events: Sequence[PriceEvent], *, advance: bool
+    ) -> list[TriggerFire]:
         spec = self._specs[exp_id]
         version = await self.store.acquire_trigger_state(exp_id, self.owner)
         try:
-            tracker = await self._tracker(exp_id, spec, version)
+            tracker, plan = await self._tracker(exp_id, spec, version)
             touched: set[str] = set()
             fires = []
             for e in sorted(events, key=lambda e: e.observed_at):
@@ -102,6 +117,8 @@ class TriggerRunner:
                 await self.clock.sync()
                 fires += tracker.advance(self.clock.now() - self.watermark_lag)
             touched |= {f.product for f in fires}
+            if fires:
+                plan.update({f.product: f.period for f in fires})
             version, seq = await self.store.save_trigger_state(
                 exp_id,
                 {
@@ -113,20 +130,23 @@ class TriggerRunner:
                 {f.product: f.period for f in fires},
                 owner=self.owner,
             )
-            self._cache[exp_id] = (version, tracker)
+            self._cache[exp_id] = (version, tracker, plan)
         except BaseException:
             self._cache.pop(exp_id, None)  # our copy may be ahead of Redis now
             await self.store.release_trigger_state(exp_id, self.owner)
             raise
         if fires and seq is not None:
-            await self._publish(spec, fires, tracker, seq)
+            await self._publish(spec, fires, plan, seq)
         return fires
 
-    async def _tracker(self, exp_id: str, spec: ExperimentSpec, version: int) -> TriggerTracker:
-        """The experiment's tracker: this worker's copy while no other worker has written."""
+    async def _tracker(
+        self, exp_id: str, spec: ExperimentSpec, version: int
+    ) -> tuple[TriggerTracker, TriggerPlan]:
+        """The experiment's tracker and the trigger plan of its fires: this worker's copies
+        while no other worker has written (the plan then grows with each fire)."""
         cached = self._cache.get(exp_id)
         if cached is not None and cached[0] == version:
-            return cached[1]
+            return cached[1], cached[2]
         version, raw = await self.store.trigger_state(exp_id)
         if raw is None:
             tracker = TriggerTracker(spec)
@@ -137,27 +157,23 @@ class TriggerRunner:
                     tracker.observe_reference(product, price, spec.start)
         else:
             tracker = TriggerTracker.from_state(spec, raw)
-        self._cache[exp_id] = (version, tracker)
-        return tracker
+        plan = TriggerPlan(spec, tracker.triggers)
+        self._cache[exp_id] = (version, tracker, plan)
+        return tracker, plan
 
     async def _publish(
-        self, spec: ExperimentSpec, fires: list[TriggerFire], tracker: TriggerTracker, seq: int
+        self, spec: ExperimentSpec, fires: list[TriggerFire], plan: TriggerPlan, seq: int
     ) -> None:
         exp_id = spec.id
-        ctx = DesignContext(triggers=tracker.triggers)
-        out = []
-        matched = spec.triggered is not None and spec.triggered.matched_control
+        # each fired product's assignment, followed by its matched control's (held for the
+        # product's window and published with it)
+        cells: list[tuple[str, int]] = []
         for f in fires:
-            a = assign(spec, f.product, f.period, ctx)
-            out.append(a)
-            cls = spec.class_of(f.product)
-            if matched and cls is not None:
-                # a matched control held for this product's window is published with it
-                for q in spec.clusters[cls]:
-                    if q != f.product:
-                        b = assign(spec, q, f.period, ctx)
-                        if b.matched_to == f.product:
-                            out.append(b)
+            cells.append((f.product, f.period))
+            q = plan.matches.get(f.product)
+            if q is not None and plan.windows[q].start == f.period:
+                cells.append((q, f.period))
+        out = assign_products(spec, cells, DesignContext.of(plan))
         now = self.clock.now()
         for f in fires:  # events first, unflushed: the assignments' flush carries both
             await self.sink.publish_event(

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from controller.designs import (
     DesignContext,
+    TriggerPlan,
     Window,
     arm,
     assign,
@@ -445,3 +446,82 @@ def test_triggered_plan_never_changes_the_past(
     for p in spec.all_products():
         for k in range(late):
             assert draw(spec, p, k, before) == draw(spec, p, k, after)
+
+
+# live trigger plans: incremental, and equal to the plan rebuilt from all triggers
+CLASSMATES = [q for members in CLUSTERS.values() for q in members]
+ARRIVAL = st.tuples(
+    st.sampled_from(CLASSMATES + ["zz"]),  # "zz" is not a unit
+    st.integers(-1, 15),  # 14 periods: -1 and 14, 15 are outside the experiment
+)
+
+
+def _plan_matches(plan: TriggerPlan) -> dict[str, str]:
+    return {w.matched_to: q for q, w in plan.windows.items() if w.matched_to is not None}
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    seed=st.integers(0, 2**31),
+    matched=st.booleans(),
+    clustered=st.booleans(),
+    arrivals=st.lists(ARRIVAL, max_size=25),
+    cuts=st.sets(st.integers(0, 25)),
+)
+def test_incremental_trigger_plan_equals_the_rebuilt_plan(
+    seed: int,
+    matched: bool,
+    clustered: bool,
+    arrivals: list[tuple[str, int]],
+    cuts: set[int],
+) -> None:
+    # arrivals in any order: late triggers of earlier periods, several per batch, a product's
+    # trigger restated or changed, triggers outside the experiment and of unknown products
+    if clustered:
+        spec = make(
+            "triggered",
+            clusters=CLUSTERS,
+            seed=seed,
+            triggered={**TRIG, "matched_control": matched},
+        )
+    else:
+        spec = make(
+            "triggered", n_products=9, seed=seed, triggered=TRIG | {"matched_control": False}
+        )
+        arrivals = [(f"p{CLASSMATES.index(p) if p in CLASSMATES else 99}", t) for p, t in arrivals]
+    plan = TriggerPlan(spec)
+    seen: dict[str, int] = {}
+    bounds = sorted({0, len(arrivals)} | {c for c in cuts if c < len(arrivals)})
+    for lo, hi in zip(bounds, bounds[1:], strict=False):
+        batch = dict(arrivals[lo:hi])
+        seen.update(batch)
+        plan.update(batch)
+        assert plan.windows == trigger_plan(spec, seen)
+        assert plan.matches == _plan_matches(plan)
+        assert plan.triggers == seen
+    assert TriggerPlan(spec, seen).windows == trigger_plan(spec, seen)
+
+
+@FAST
+@given(
+    seed=st.integers(0, 2**31),
+    steps=st.lists(st.dictionaries(st.sampled_from(CLASSMATES), st.integers(0, 13)), max_size=6),
+)
+def test_designs_read_the_plan_of_their_own_context(seed: int, steps: list[dict[str, int]]) -> None:
+    # contexts that grow, shrink or repeat (the spec keeps the last plan and extends it)
+    spec = make("triggered", clusters=CLUSTERS, seed=seed, triggered=TRIG)
+    contexts = []
+    triggers: dict[str, int] = {}
+    for i, step in enumerate(steps):
+        triggers = {**triggers, **step} if i % 3 != 2 else dict(step)
+        contexts.append(DesignContext(triggers))
+    for ctx in contexts[::-1] + contexts:
+        ref = trigger_plan(spec, ctx.triggers)
+        for q in CLASSMATES:
+            w = ref.get(q)
+            if w is None:
+                assert draw(spec, q, 13, ctx).window == Window.PENDING
+            else:
+                d = draw(spec, q, w.start, ctx)
+                assert (d.arm, d.window, d.matched_to) == (w.arm, w.kind, w.matched_to)
+                assert draw(spec, q, w.start - 1, ctx).window == Window.PENDING
