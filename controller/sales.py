@@ -29,11 +29,16 @@ from controller.store import SaleRow, Store, to_ms
 
 
 class SaleLike(Protocol):
-    event_id: str
-    product: str
-    units: int
-    revenue: float
-    occurred_at: datetime
+    @property
+    def event_id(self) -> str: ...
+    @property
+    def product(self) -> str: ...
+    @property
+    def units(self) -> int: ...
+    @property
+    def revenue(self) -> float: ...
+    @property
+    def occurred_at(self) -> datetime: ...
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,10 @@ import asyncio
 import logging
 
 import faust
+import mode
 
 from controller.settings import Settings
+from streams.consumer import BatchConsumer
 from streams.handlers import (
     RawEvent,
     RedisOutageTolerated,
@@ -74,9 +76,12 @@ def build_app(
     )
     rt = Runtime(settings, metrics)
     t = settings.topics
+    consumers: list[BatchConsumer] = []
 
     @app.on_before_shutdown.connect
     async def _drain(app: faust.App, **kwargs: object) -> None:
+        for c in consumers:  # in-flight batches finish and commit while Redis is still open
+            await c.stop()
         await rt.stop()
 
     @app.page("/health")
@@ -94,20 +99,11 @@ def build_app(
         return app.web.json({"ready": ok}, status=200 if ok else 503)  # type: ignore[attr-defined]
 
     if "controller" in roles:
-        sales_topic = app.topic(t.sales, value_type=bytes, value_serializer="raw")
         comp_topic = app.topic(t.competitor_prices, value_type=bytes, value_serializer="raw")
         cmd_topic = app.topic(t.commands, value_type=bytes, value_serializer="raw")
 
-        @app.agent(sales_topic, name="sales")
-        async def sales_agent(stream: faust.StreamT) -> None:
-            await rt.ensure_started()
-            async for events in stream.take_events(
-                settings.sales_batch_size, settings.sales_batch_within
-            ):
-                # take_events acks a batch even if this body is cancelled or raises:
-                # finish_or_die finishes it, or exits before anything is acked.
-                await finish_or_die(_sales_batch([_raw(e) for e in events]), "sales batch")
-
+        # sales bypass faust's per-event stream machinery: a plain aiokafka consumer hands whole
+        # fetched batches to the handler and commits after the Redis write (streams/consumer.py)
         async def _sales_batch(batch: list[RawEvent]) -> None:
             while not await with_redis_retry(
                 rt.clock_ready, "clock", on_retry=rt.sales.note_redis_retry
@@ -115,10 +111,24 @@ def build_app(
                 await asyncio.sleep(0.1)
             await rt.sales.handle(batch)
 
+        sales_consumer = BatchConsumer(
+            settings,
+            t.sales,
+            f"{app_id}-sales",
+            _sales_batch,
+            batch_size=settings.sales_batch_size,
+            within=settings.sales_batch_within,
+        )
+        consumers.append(sales_consumer)
+        # a dependency of the app, not an app.task: it joins its group while faust joins its
+        # own, instead of after faust has started (each join takes ~5 s on Tansu)
+        app.add_dependency(_ConsumerService(rt, sales_consumer))
+
         @app.timer(interval=5.0, name="consumer-lag")
         async def lag_timer() -> None:
-            consumer = app.consumer
-            rt.metrics.lag(consumer_lag(consumer, [t.sales, t.competitor_prices, t.commands]))
+            lag = consumer_lag(app.consumer, [t.competitor_prices, t.commands])
+            lag[t.sales] = sales_consumer.lag()
+            rt.metrics.lag(lag)
 
         @app.agent(comp_topic, name="competitor-prices")
         async def competitor_agent(stream: faust.StreamT) -> None:
@@ -152,6 +162,22 @@ def build_app(
                     await rt.analysis.run_once()
 
     return app, rt
+
+
+class _ConsumerService(mode.Service):
+    """Starts a :class:`BatchConsumer` with the app; stops it (batch finished) with the app."""
+
+    def __init__(self, rt: Runtime, consumer: BatchConsumer) -> None:
+        super().__init__()
+        self.rt = rt
+        self.consumer = consumer
+
+    async def on_start(self) -> None:
+        await self.rt.ensure_started()
+        await self.consumer.start()
+
+    async def on_stop(self) -> None:
+        await self.consumer.stop()
 
 
 def _raw(event: faust.EventT) -> RawEvent:

@@ -19,13 +19,10 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from controller.clock import Clock
-from controller.sales import SalesIngestor
+from controller.sales import SaleLike, SalesIngestor
 from streams.metrics import Metrics
-from streams.schemas import (
-    DecodeError,
-    Sale,
-    decode,
-)
+from streams.sale_decoder import decode_sale
+from streams.schemas import DecodeError
 from streams.sinks import DeadLetterSink
 
 log = logging.getLogger("pricelab.streams")
@@ -163,11 +160,11 @@ class SalesHandler:
         self.metrics.batch_size.observe(len(batch))
         with self.metrics.batch_seconds.time():
             await with_redis_retry(self.clock.sync, "clock sync", on_retry=self.note_redis_retry)
-            sales: list[Sale] = []
+            sales: list[SaleLike] = []
             origin: list[RawEvent] = []
             for ev in batch:
                 try:
-                    sales.append(decode(Sale, ev.value))  # type: ignore[arg-type]
+                    sales.append(decode_sale(ev.value))
                     origin.append(ev)
                 except DecodeError as exc:
                     await self._dead(ev, exc.reason, str(exc))

@@ -16,6 +16,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import psutil
 import pytest
@@ -35,6 +36,10 @@ pytestmark = pytest.mark.integration
 
 START = datetime(2026, 6, 1, tzinfo=UTC)
 PERIODS = 6
+# a stream that still flows for ~10 s after the worker is up: its sales consumer takes one
+# batch of up to 2,000 events, so a stream produced all at once could be ingested before any
+# fault, in a single batch
+FLOW: dict[str, Any] = {"chunk": 25, "pace": 0.1}
 N_PRODUCTS = 40
 
 
@@ -272,7 +277,7 @@ async def test_redis_restart_with_aof_while_events_flow():
             await start_experiment(rt, _spec())
             truth = Truth(2000, seed=5)
             w.start()
-            flow = asyncio.create_task(produce(settings, truth.payloads, pace=0.1))
+            flow = asyncio.create_task(produce(settings, truth.payloads, **FLOW))
             await wait_for(lambda: _between(rt, 1, truth.n - 1), 90, "ingestion to start")
             stack.restart_redis(kill=True)  # comes back at once from the AOF
             await asyncio.sleep(1.0)
@@ -296,7 +301,7 @@ async def test_two_workers_rebalance_mid_stream(ready, settings):
     a = _worker(settings).start()
     b = _worker(settings)
     try:
-        flow = asyncio.create_task(produce(settings, truth.payloads, pace=0.1))
+        flow = asyncio.create_task(produce(settings, truth.payloads, **FLOW))
         await wait_for(lambda: _between(ready, 1, truth.n - 1), 90, "ingestion to start")
         b.start()  # joins the group: partitions are rebalanced mid-stream
         await flow

@@ -1,0 +1,193 @@
+"""A plain aiokafka consumer for the sales topic: whole fetched batches, commits after Redis.
+
+faust moves every event through its stream machinery one at a time (consumer thread ->
+conductor -> channel queue -> stream iterator -> ``take_events``), about a dozen coroutine
+hops per event before a batch reaches our code; measured, the worker then ingested at ~5% of
+a raw consumer's rate (benchmarks/README.md). This consumer hands each ``getmany`` result to
+the sales handler as it is, and commits its offsets itself, only after the handler returned,
+that is after the batch is in Redis:
+
+- a handler that raises (a bug; Redis outages are retried inside it) makes the process exit
+  with :data:`~streams.handlers.EXIT_UNSAFE_TO_ACK`, nothing committed;
+- a rebalance waits for the in-flight batch and its commit before the partitions are given up
+  (``on_partitions_revoked``); records fetched for a partition lost meanwhile are dropped
+  unhandled (the new owner reads them from the committed offset);
+- ``stop()`` (graceful shutdown) finishes the in-flight batch, commits it and leaves the
+  group; a batch that cannot finish within the grace period (Redis down) makes the process
+  exit with ``EXIT_UNSAFE_TO_ACK``, as the faust agents do;
+- a failed commit (the group rebalanced under us) is logged and ignored: the events are in
+  Redis, a redelivery is deduplicated by event id.
+
+It uses its own consumer group (``<app id>-sales``), apart from faust's, whose partition
+assignor expects every member to be a faust worker. Group timings are those of the faust
+app (see docs/broker.md: Tansu's group joins are slow with the client defaults).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
+
+from controller.settings import Settings
+from streams.handlers import EXIT_UNSAFE_TO_ACK, RawEvent, hard_exit
+
+log = logging.getLogger("pricelab.consumer")
+
+BatchHandler = Callable[[list[RawEvent]], Awaitable[object]]
+
+
+class _WaitForBatch(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, owner: BatchConsumer) -> None:
+        self.owner = owner
+
+    async def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
+        # the batch in flight finishes and commits before the group moves its partitions
+        async with self.owner._batch_lock:
+            pass
+
+    async def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
+        log.info("assigned %s", sorted(f"{tp.topic}[{tp.partition}]" for tp in assigned))
+
+
+class BatchConsumer:
+    """Consume ``topic`` in batches of up to ``batch_size`` with ``handle``; commit after it."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        topic: str,
+        group_id: str,
+        handle: BatchHandler,
+        *,
+        batch_size: int,
+        within: float,
+        grace: float = 10.0,
+        exit: Callable[[int], None] = hard_exit,
+    ) -> None:
+        self.settings = settings
+        self.topic = topic
+        self.group_id = group_id
+        self.handle = handle
+        self.batch_size = batch_size
+        self.within_ms = max(1, int(within * 1000))
+        self.grace = grace
+        self._exit = exit
+        self._batch_lock = asyncio.Lock()
+        self._stopping = False
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task[None] | None = None
+        #: next offset to read, per partition, as committed by this consumer
+        self.committed: dict[TopicPartition, int] = {}
+
+    @property
+    def consumer(self) -> AIOKafkaConsumer | None:
+        return self._consumer
+
+    async def start(self) -> None:
+        """Connect (retrying while the broker is away), subscribe, and start consuming."""
+        delay = 0.5
+        while not self._stopping:
+            consumer = AIOKafkaConsumer(
+                **self.settings.kafka.client_kwargs(),  # type: ignore[arg-type]
+                group_id=self.group_id,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                max_poll_records=self.batch_size,
+                session_timeout_ms=10_000,
+                rebalance_timeout_ms=10_000,
+                heartbeat_interval_ms=1_000,
+            )
+            try:
+                await consumer.start()
+            except KafkaError as exc:
+                log.warning("cannot reach the broker for %s (%s); retrying", self.topic, exc)
+                await asyncio.sleep(delay)
+                delay = min(5.0, delay * 2)
+                continue
+            self._consumer = consumer
+            consumer.subscribe([self.topic], listener=_WaitForBatch(self))
+            self._task = asyncio.create_task(self._run(), name=f"consume {self.topic}")
+            return
+
+    async def _run(self) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        while not self._stopping:
+            try:
+                fetched = await consumer.getmany(
+                    timeout_ms=self.within_ms, max_records=self.batch_size
+                )
+            except KafkaError as exc:  # broker away: the client reconnects; try again
+                log.warning("fetch from %s failed (%s); retrying", self.topic, exc)
+                await asyncio.sleep(1.0)
+                continue
+            if not fetched:
+                continue
+            async with self._batch_lock:
+                assigned = consumer.assignment()
+                batch: list[RawEvent] = []
+                offsets: dict[TopicPartition, int] = {}
+                for tp, records in fetched.items():
+                    if tp not in assigned or not records:
+                        continue  # revoked since the fetch: its new owner reads it
+                    batch.extend(RawEvent(r.value, tp.partition, r.offset) for r in records)
+                    offsets[tp] = records[-1].offset + 1
+                if not batch:
+                    continue
+                try:
+                    await self.handle(batch)
+                except Exception:
+                    log.critical("sales batch failed; exiting without committing it", exc_info=True)
+                    self._exit(EXIT_UNSAFE_TO_ACK)
+                    raise
+                await self._commit(consumer, offsets)
+
+    async def _commit(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
+        try:
+            await consumer.commit(offsets)
+        except (CommitFailedError, KafkaError) as exc:
+            # the batch is in Redis; whoever reads these events again deduplicates them
+            log.warning("commit of %s failed (%s); events will be redelivered", offsets, exc)
+            return
+        self.committed.update(offsets)
+
+    async def stop(self) -> None:
+        """Finish and commit the in-flight batch, then leave the group."""
+        self._stopping = True
+        task = self._task
+        if task is not None and not task.done():
+            if not self._batch_lock.locked():
+                task.cancel()  # waiting in getmany: nothing in flight
+            done, _ = await asyncio.wait({task}, timeout=self.grace)
+            if not done:
+                log.critical(
+                    "stopping during a sales batch that could not finish within %.1fs: "
+                    "exiting without committing it (it will be redelivered and deduplicated)",
+                    self.grace,
+                )
+                self._exit(EXIT_UNSAFE_TO_ACK)
+                task.cancel()
+            elif not task.cancelled() and task.exception() is None:
+                log.info("finished the in-flight sales batch before stopping")
+        if self._consumer is not None:
+            with contextlib.suppress(Exception):
+                await self._consumer.stop()
+            self._consumer = None
+
+    def lag(self) -> int:
+        """Events up to the high watermark not yet committed, over the assigned partitions."""
+        consumer = self._consumer
+        if consumer is None:
+            return 0
+        behind = 0
+        for tp in consumer.assignment():
+            hw = consumer.highwater(tp)
+            if hw is None:
+                continue
+            behind += max(0, hw - self.committed.get(tp, 0))
+        return behind
