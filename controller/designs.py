@@ -27,10 +27,13 @@ import bisect
 import hashlib
 import math
 import struct
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
+from typing import overload
+
+import numpy as np
 
 from controller.periods import is_empty, n_periods, period_bounds, previous_period
 from controller.spec import Arm, ClusterMode, Design, ExperimentSpec
@@ -583,27 +586,31 @@ class _PeriodFacts:
         self.phase_blackout = spec.design == Design.CROSSOVER and _phase_blackout(spec, k)
         self.washout_end = min(self.start + spec.washout, self.end)
 
-    def assign(self, product: str) -> Assignment:
-        spec, k, ctx, start, end = self.spec, self.k, self.ctx, self.start, self.end
-        d = self.fn(spec, product, k, ctx)
+    def draw(self, product: str) -> tuple[Draw, bool]:
+        """The design's draw for ``product`` and whether it starts the period with a washout."""
+        spec, ctx = self.spec, self.ctx
+        d = self.fn(spec, product, self.k, ctx)
+        if not spec.washout:
+            return d, False
+        if self.prev is None:
+            return d, True
+        prev = self.fn(spec, product, self.prev, ctx)
+        opened = prev.window == Window.PENDING and d.window != Window.PENDING
+        return d, prev.arm != d.arm or opened
+
+    def build(self, product: str, d: Draw, switched: bool) -> Assignment:
+        spec, start, end = self.spec, self.start, self.end
         blackouts: list[Blackout] = []
         if self.phase_blackout:
             blackouts.append(Blackout(start, end, "phase-blackout"))
-        if spec.washout:
-            if self.prev is None:
-                switched = True
-            else:
-                prev = self.fn(spec, product, self.prev, ctx)
-                opened = prev.window == Window.PENDING and d.window != Window.PENDING
-                switched = prev.arm != d.arm or opened
-            if switched:
-                blackouts.append(Blackout(start, self.washout_end, "washout"))
+        if switched:
+            blackouts.append(Blackout(start, self.washout_end, "washout"))
         blackout_until = max((b.end for b in blackouts), default=None)
         reason = blackouts[0].reason if blackouts else None
         return Assignment(
             experiment=spec.id,
             product=product,
-            period=k,
+            period=self.k,
             arm=d.arm,
             probability=d.probability,
             policy=spec.policy(d.arm),
@@ -615,6 +622,127 @@ class _PeriodFacts:
             matched_to=d.matched_to,
             blackouts=tuple(blackouts),
         )
+
+    def assign(self, product: str) -> Assignment:
+        return self.build(product, *self.draw(product))
+
+
+# ----------------------------------------------------------------------------- whole periods
+def uniforms(
+    prefix: Sequence[object], units: Sequence[str], suffix: Sequence[object] = ()
+) -> np.ndarray:
+    """``uniform(*prefix, u, *suffix)`` for every ``u`` in ``units``, as one float array.
+
+    Bit for bit the scalar draws: the same keyed hash per unit (a hash cannot be vectorised
+    without changing every schedule), with the key text built once and the 64-bit to float
+    conversion (round to nearest, then an exact division by 2**64) done by numpy.
+    """
+    head = "".join(str(x) + "\x1f" for x in prefix)
+    tail = "".join("\x1f" + str(x) for x in suffix)
+    b2 = hashlib.blake2b
+    raw = b"".join([b2(f"{head}{u}{tail}".encode(), digest_size=8).digest() for u in units])
+    return np.frombuffer(raw, dtype=">u8").astype(np.float64) / _TWO64
+
+
+def _vector_treated(spec: ExperimentSpec, products: Sequence[str], k: int) -> np.ndarray | None:
+    """Which products the design treats in period k, for the designs with one keyed draw per
+    product and period (random days, optimal switchback); None for the others.
+
+    The last periods' arrays are kept with the spec: the next flip's previous period (for
+    the washout) is this flip's period.
+    """
+    if spec.design == Design.RANDOM_DAYS:
+        suffix: tuple[object, ...] = (k,)
+    elif spec.design == Design.OPTIMAL_SWITCHBACK:
+        suffix = ("osb", _osb_block(spec, k))
+    else:
+        return None
+    cache: dict[tuple[object, ...], np.ndarray] = spec._memo.setdefault("treated", {})
+    treated = cache.get(suffix)
+    if treated is None:
+        treated = uniforms((spec.seed, spec.id), products, suffix) < spec.allocation
+        if len(cache) >= 3:
+            del cache[next(iter(cache))]
+        cache[suffix] = treated
+    return treated
+
+
+class PeriodAssignments(Sequence[Assignment]):
+    """Every product's assignment for one period, held as the few distinct assignments of the
+    period (templates, with an empty product) and each product's template index.
+
+    A million-product flip builds a handful of assignment objects; the store and the
+    publisher encode each template once. Indexing or iterating gives ordinary
+    :class:`Assignment` objects, equal to :func:`assign` for each product.
+    """
+
+    def __init__(
+        self, products: Sequence[str], codes: Sequence[int], templates: Sequence[Assignment]
+    ) -> None:
+        if len(products) != len(codes):
+            raise ValueError("one template index per product")
+        self.products = products
+        self.codes = codes
+        self.templates = tuple(templates)
+
+    def __len__(self) -> int:
+        return len(self.products)
+
+    @overload
+    def __getitem__(self, i: int) -> Assignment: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[Assignment]: ...
+
+    def __getitem__(self, i: int | slice) -> Assignment | list[Assignment]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        return replace(self.templates[self.codes[i]], product=self.products[i])
+
+    def __iter__(self) -> Iterator[Assignment]:
+        t = self.templates
+        for p, c in zip(self.products, self.codes, strict=True):
+            yield replace(t[c], product=p)
+
+    def map(self, fn: Callable[[Assignment], Assignment]) -> PeriodAssignments:
+        """``fn`` applied to every assignment; ``fn`` must not depend on the product (it is
+        applied once per template), e.g. operator freezes or a forced control."""
+        return PeriodAssignments(self.products, self.codes, [fn(t) for t in self.templates])
+
+
+def period_assignments(
+    spec: ExperimentSpec, k: int, context: DesignContext | None = None
+) -> PeriodAssignments:
+    """Every product's assignment for period ``k`` (equal to :func:`assign_period`, built
+    once per distinct assignment; one vectorised draw per period where the design allows)."""
+    facts = _PeriodFacts(spec, k, context or DesignContext())
+    products = spec.all_products()
+    treated = _vector_treated(spec, products, k)
+    if treated is not None:
+        switched = np.zeros(len(products), dtype=bool)
+        if spec.washout:
+            if facts.prev is None:
+                switched[:] = True
+            else:
+                prev = _vector_treated(spec, products, facts.prev)
+                assert prev is not None
+                switched = treated != prev
+        a = spec.allocation
+        draws = (Draw(Arm.CONTROL, a), Draw(Arm.TREATMENT, a))
+        templates = [facts.build("", draws[c >> 1], bool(c & 1)) for c in range(4)]
+        codes = (treated.astype(np.int64) * 2 + switched).tolist()
+        return PeriodAssignments(products, codes, templates)
+    index: dict[tuple[Draw, bool], int] = {}
+    out: list[int] = []
+    templates = []
+    for p in products:
+        key = facts.draw(p)
+        c = index.get(key)
+        if c is None:
+            c = index[key] = len(templates)
+            templates.append(facts.build("", *key))
+        out.append(c)
+    return PeriodAssignments(products, out, templates)
 
 
 def forced_control(spec: ExperimentSpec, a: Assignment, reason: str) -> Assignment:

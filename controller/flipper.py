@@ -19,7 +19,13 @@ from typing import Protocol
 
 from controller.blackout import Freeze, apply_freezes, load_freeze
 from controller.clock import Clock
-from controller.designs import Assignment, DesignContext, assign_period, forced_control
+from controller.designs import (
+    Assignment,
+    DesignContext,
+    PeriodAssignments,
+    forced_control,
+    period_assignments,
+)
 from controller.periods import n_periods, period_index, period_start
 from controller.settings import Settings
 from controller.spec import ExperimentSpec
@@ -94,12 +100,13 @@ class Flipper:
 
     async def _records(
         self, spec: ExperimentSpec, k: int, freezes: list[Freeze]
-    ) -> list[Assignment]:
-        """The design's assignments for period k, with triggers and operator freezes applied."""
+    ) -> PeriodAssignments:
+        """The design's assignments for period k, with triggers and operator freezes applied
+        (freezes once per distinct assignment: they do not depend on the product)."""
         ctx = None
         if spec.triggered is not None:
             ctx = DesignContext(triggers=await self.store.triggers(spec.id))
-        return [apply_freezes(spec, a, freezes) for a in assign_period(spec, k, ctx)]
+        return period_assignments(spec, k, ctx).map(lambda a: apply_freezes(spec, a, freezes))
 
     async def _refreeze(
         self, state: ExperimentState, now: datetime, freezes: list[Freeze], frozen: bool
@@ -110,7 +117,7 @@ class Flipper:
         records = await self._records(spec, k, freezes)
         await self.store.write_assignments(spec.id, k, records)
         await self.store.set_frozen(spec.id, frozen)
-        published = [forced_control(spec, a, "freeze") for a in records] if frozen else records
+        published = records.map(lambda a: forced_control(spec, a, "freeze")) if frozen else records
         status = "frozen" if frozen else "running"
         await self.sink.publish_assignments(published, await self.store.next_seq(spec.id), status)
         await self.sink.publish_event(spec.id, status if frozen else "unfrozen", now, {})
@@ -149,9 +156,9 @@ class Flipper:
         status_out = state.status
         published = records
         if state.status == "paused":
-            records = published = [forced_control(spec, a, "paused") for a in records]
+            records = published = records.map(lambda a: forced_control(spec, a, "paused"))
         elif frozen:
-            published = [forced_control(spec, a, "freeze") for a in records]
+            published = records.map(lambda a: forced_control(spec, a, "freeze"))
             status_out = "frozen"
         await self.store.write_assignments(spec.id, k, records)
         await self.store.set_frozen(spec.id, frozen)
@@ -172,7 +179,7 @@ class Flipper:
     async def _end(self, state: ExperimentState, now: datetime) -> None:
         spec = state.spec
         last = n_periods(spec) - 1
-        records = [forced_control(spec, a, "ended") for a in assign_period(spec, last)]
+        records = period_assignments(spec, last).map(lambda a: forced_control(spec, a, "ended"))
         await self.store.set_status(spec.id, "ended")
         await self.sink.publish_assignments(records, await self.store.next_seq(spec.id), "ended")
         await self.sink.publish_event(spec.id, "ended", now, {})
@@ -219,6 +226,6 @@ class Flipper:
         await self.store.open_window(exp_id, f"{status}-{uuid.uuid4().hex[:8]}", now, reason)
         await self.store.set_status(exp_id, status)
         k = min(max(period_index(spec, now), 0), n_periods(spec) - 1)
-        records = [forced_control(spec, a, status) for a in assign_period(spec, k)]
+        records = period_assignments(spec, k).map(lambda a: forced_control(spec, a, status))
         await self.sink.publish_assignments(records, await self.store.next_seq(exp_id), status)
         await self.sink.publish_event(exp_id, status, now, {"reason": reason})

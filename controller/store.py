@@ -26,14 +26,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import islice
 from typing import Any
 
 from redis.asyncio import Redis
 
-from controller.designs import Assignment
+from controller.designs import Assignment, PeriodAssignments
 from controller.errors import ConflictError, StoreError
 from controller.settings import Settings
 from controller.spec import Arm, ExperimentSpec, load_spec
@@ -273,6 +274,26 @@ _RELEASE_LOCK = (
 )
 
 
+def _packed_hsets(
+    key: str, pairs: Iterable[tuple[str, str]], chunk: int
+) -> Iterator[tuple[bytes, int]]:
+    """HSET commands of ``chunk`` fields each, in the Redis protocol, with their field counts.
+
+    Packed here, in one string per command: redis-py packs argument by argument, which cost
+    ~6 us per field on a million-product flip, several times what Redis takes to store it.
+    """
+    k = key.encode()
+    head = b"$4\r\nHSET\r\n$%d\r\n%s\r\n" % (len(k), k)
+    it = iter(pairs)
+    while batch := list(islice(it, chunk)):
+        body = "".join([f"${len(f)}\r\n{f}\r\n${len(v)}\r\n{v}\r\n" for f, v in batch])
+        if not body.isascii():  # bulk lengths count bytes
+            body = "".join(
+                [f"${len(f.encode())}\r\n{f}\r\n${len(v.encode())}\r\n{v}\r\n" for f, v in batch]
+            )
+        yield b"*%d\r\n" % (2 + 2 * len(batch)) + head + body.encode(), len(batch)
+
+
 class Store:
     """Async facade over Redis for experiments, flips, blackout windows and the sales panel."""
 
@@ -464,21 +485,28 @@ class Store:
         self, exp_id: str, k: int, records: Iterable[Assignment], chunk: int = 5000
     ) -> int:
         key = f"{self.p}:exp:{exp_id}:a:{k}"
+        if isinstance(records, PeriodAssignments):  # one record text per distinct assignment
+            texts = [encode_record(t) for t in records.templates]
+            pairs: Iterable[tuple[str, str]] = zip(
+                records.products, map(texts.__getitem__, records.codes), strict=True
+            )
+        else:
+            pairs = ((a.product, encode_record(a)) for a in records)
         n = 0
-        mapping: dict[str, str] = {}
-        pipe = self.redis.pipeline(transaction=False)
-        for a in records:
-            mapping[a.product] = encode_record(a)
-            n += 1
-            if len(mapping) >= chunk:
-                pipe.hset(key, mapping=mapping)
-                mapping = {}
-                if len(pipe) >= 20:
-                    await pipe.execute()
-        if mapping:
-            pipe.hset(key, mapping=mapping)
-        if len(pipe):
-            await pipe.execute()
+        pool = self.redis.connection_pool
+        conn = await pool.get_connection()
+        try:
+            commands = _packed_hsets(key, pairs, chunk)
+            while group := list(islice(commands, 20)):  # 20 commands per round trip
+                await conn.send_packed_command([cmd for cmd, _ in group], check_health=False)
+                for _, fields in group:
+                    await conn.read_response()
+                    n += fields
+        except BaseException:
+            await conn.disconnect()  # replies may be pending: the connection cannot be reused
+            raise
+        finally:
+            await pool.release(conn)
         return n
 
     async def complete_flip(self, exp_id: str, k: int, seq: int, missed: int, owner: str) -> bool:

@@ -11,7 +11,7 @@ from functools import partial
 from typing import Any
 
 from analysis.results import EstimateResult
-from controller.designs import Assignment
+from controller.designs import Assignment, PeriodAssignments
 from controller.settings import Settings
 from streams.kafka import JsonPublisher
 from streams.metrics import Metrics
@@ -64,13 +64,23 @@ class KafkaAssignmentSink:
         topic = self.topics.assignments
         enc = self._encoder.encode
 
+        def message(a: Assignment) -> tuple[Callable[[str], AssignmentMessage], tuple[Any, ...]]:
+            key = (
+                a.experiment, a.arm, a.policy, a.probability, a.period, a.period_start,
+                a.period_end, a.blackout_until, a.blackout_reason,
+            )  # fmt: skip
+            return partial(_message_for, a, seq, status), key
+
         def items() -> Iterator[tuple[str, bytes]]:
+            if isinstance(assignments, PeriodAssignments):
+                # a whole period: each distinct assignment's message is built once
+                templates = [message(t) for t in assignments.templates]
+                for product, c in zip(assignments.products, assignments.codes, strict=True):
+                    msg, key = templates[c]
+                    yield product, enc(msg, key, product)
+                return
             for a in assignments:
-                key = (
-                    a.experiment, a.arm, a.policy, a.probability, a.period, a.period_start,
-                    a.period_end, a.blackout_until, a.blackout_reason,
-                )  # fmt: skip
-                msg = partial(_message_for, a, seq, status)
+                msg, key = message(a)
                 yield a.product, enc(msg, key, a.product)
 
         await self.publisher.send_keyed_many(topic, items())

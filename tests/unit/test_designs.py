@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -17,11 +19,15 @@ from controller.designs import (
     Window,
     arm,
     assign,
+    assign_period,
     draw,
     path_probability,
+    period_assignments,
     randomisation_points,
     schedule,
     trigger_plan,
+    uniform,
+    uniforms,
 )
 from controller.periods import n_periods
 from controller.spec import Arm, ExperimentSpec, load_spec
@@ -525,3 +531,41 @@ def test_designs_read_the_plan_of_their_own_context(seed: int, steps: list[dict[
                 d = draw(spec, q, w.start, ctx)
                 assert (d.arm, d.window, d.matched_to) == (w.arm, w.kind, w.matched_to)
                 assert draw(spec, q, w.start - 1, ctx).window == Window.PENDING
+
+
+# whole periods at once: the same assignments as product by product
+@settings(max_examples=60, deadline=None)
+@given(
+    prefix=st.lists(st.one_of(st.integers(), st.text(max_size=8)), max_size=3),
+    units=st.lists(st.text(max_size=12), max_size=20),
+    suffix=st.lists(st.one_of(st.integers(-5, 10**6), st.text(max_size=5)), max_size=3),
+)
+def test_vectorised_draws_equal_the_scalar_draws_bit_for_bit(
+    prefix: list[object], units: list[str], suffix: list[object]
+) -> None:
+    got = uniforms(prefix, units, suffix)
+    assert got.dtype == np.float64
+    assert [float(x) for x in got] == [uniform(*prefix, u, *suffix) for u in units]
+
+
+@pytest.mark.parametrize("name", list(DESIGN_KW))
+@FAST
+@given(
+    seed=st.integers(0, 2**31),
+    alloc=st.floats(0.05, 0.95),
+    washout_h=st.sampled_from([0, 3]),
+    periods=st.lists(st.integers(0, 13), min_size=1, max_size=4),
+)
+def test_whole_period_assignments_equal_product_by_product(
+    name: str, seed: int, alloc: float, washout_h: int, periods: list[int]
+) -> None:
+    spec = spec_for(name, seed=seed, allocation=alloc, washout=f"PT{washout_h}H")
+    for k in periods:  # in any order: the flip keeps the last periods' draws with the spec
+        whole = period_assignments(spec, k, TRIGGERS)
+        by_product = assign_period(spec, k, TRIGGERS)
+        assert list(whole) == by_product
+        assert whole[len(whole) - 1] == by_product[-1] and whole[1:3] == by_product[1:3]
+        # a product-independent change applies to every product
+        stamped = whole.map(lambda a: replace(a, policy=a.policy + "!"))
+        assert [a.policy for a in stamped] == [a.policy + "!" for a in by_product]
+        assert [a.product for a in stamped] == spec.all_products()
