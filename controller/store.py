@@ -30,7 +30,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import islice
-from typing import Any
+from typing import Any, NamedTuple
 
 from redis.asyncio import Redis
 
@@ -239,8 +239,10 @@ class ExperimentState:
     frozen: bool = False
 
 
-@dataclass(frozen=True)
-class SaleRow:
+class SaleRow(NamedTuple):
+    """One routed sale for :meth:`Store.ingest` (a tuple: built per event, ~3x cheaper than a
+    frozen dataclass)."""
+
     event_id: str
     experiment: str
     period: int
