@@ -10,6 +10,7 @@ Per run (fresh topics and key prefix), the same N sales on a 2-partition topic a
    sale to the last (group join excluded). Its peak RSS is sampled with psutil.
 
 Usage: .venv/bin/python benchmarks/bench_ingest.py [--events 200000] [--runs 3] [--profile]
+       [--py-spy FILE]  (collapsed stacks of the worker while it ingests, first run)
 Target: >= 50,000 events/s per worker, or >= 25% of the raw consumer rate, whichever is lower.
 """
 
@@ -121,8 +122,11 @@ async def _events_counted(rt: Runtime) -> int:
     return sum(v for k, v in totals.items() if k.startswith("events:"))
 
 
-async def worker_rate(settings: Settings, n: int) -> tuple[float, int]:
-    """Rate of a real worker process; returns (events/s, peak RSS bytes)."""
+async def worker_rate(settings: Settings, n: int, spy: str | None = None) -> tuple[float, int]:
+    """Rate of a real worker process; returns (events/s, peak RSS bytes).
+
+    With ``spy``, py-spy samples the worker while it ingests and writes collapsed stacks there.
+    """
     rt = await runtime_for(settings)
     env = (
         os.environ
@@ -142,6 +146,14 @@ async def worker_rate(settings: Settings, n: int) -> tuple[float, int]:
             stderr=subprocess.STDOUT,
         )
     rss = PeakRss(proc.pid)
+    spy_proc = None
+    if spy:
+        spy_bin = Path(sys.executable).with_name("py-spy")
+        spy_proc = subprocess.Popen(
+            [str(spy_bin), "record", "-p", str(proc.pid), "-r", "200", "-f", "raw", "-o", spy],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
     try:
         deadline = time.monotonic() + 60 + n / 100
         first_t = first_n = None
@@ -162,6 +174,9 @@ async def worker_rate(settings: Settings, n: int) -> tuple[float, int]:
         assert first_n is not None
         return (done - first_n) / (time.perf_counter() - first_t), rss.peak
     finally:
+        if spy_proc is not None:
+            spy_proc.send_signal(2)  # SIGINT: py-spy writes its output and exits
+            spy_proc.wait(30)
         proc.terminate()
         try:
             proc.wait(30)
@@ -170,7 +185,9 @@ async def worker_rate(settings: Settings, n: int) -> tuple[float, int]:
         await rt.stop()
 
 
-async def one_run(stack: EmbeddedStack, n: int, profile: bool, worker: bool) -> dict[str, float]:
+async def one_run(
+    stack: EmbeddedStack, n: int, profile: bool, worker: bool, spy: str | None = None
+) -> dict[str, float]:
     settings = bench_settings(stack)
     await ensure_topics(settings)
     await produce(settings, settings.topics.sales, sale_payloads(n, N_PRODUCTS))
@@ -180,7 +197,7 @@ async def one_run(stack: EmbeddedStack, n: int, profile: bool, worker: bool) -> 
     print(f"  statuses: {dict(sorted(counts.items()))}")
     if worker:
         wsettings = settings.model_copy(update={"key_prefix": settings.key_prefix + "w"})
-        out["worker"], peak = await worker_rate(wsettings, n)
+        out["worker"], peak = await worker_rate(wsettings, n, spy)
         out["worker_rss_mb"] = peak / 2**20
     return out
 
@@ -191,11 +208,18 @@ async def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--no-worker", action="store_true")
+    ap.add_argument("--py-spy", metavar="FILE", help="sample the worker (first run) into FILE")
     args = ap.parse_args()
     with EmbeddedStack() as stack:
         results = []
         for i in range(args.runs):
-            r = await one_run(stack, args.events, args.profile and i == 0, not args.no_worker)
+            r = await one_run(
+                stack,
+                args.events,
+                args.profile and i == 0,
+                not args.no_worker,
+                args.py_spy if i == 0 else None,
+            )
             print(f"run {i + 1}: " + ", ".join(f"{k} {v:,.0f}" for k, v in r.items()))
             results.append(r)
     print(f"\n{args.events:,} sales, {N_PRODUCTS} products, 2 partitions, {args.runs} runs")

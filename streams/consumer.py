@@ -5,15 +5,19 @@ conductor -> channel queue -> stream iterator -> ``take_events``), about a dozen
 hops per event before a batch reaches our code; measured, the worker then ingested at ~5% of
 a raw consumer's rate (benchmarks/README.md). This consumer hands each ``getmany`` result to
 the sales handler as it is, and commits its offsets itself, only after the handler returned,
-that is after the batch is in Redis:
+that is after the batch is in Redis. Two batches are in flight at once (``depth``): while
+Redis runs one batch's ingest script, the next is decoded and routed in Python. Offsets are
+committed in fetch order, so a committed offset always means that every earlier event of its
+partition is in Redis, whichever batch finished first. Batches are independent in Redis
+(sums, and a dedupe marker set atomically per event), so their order there does not matter.
 
 - a handler that raises (a bug; Redis outages are retried inside it) makes the process exit
   with :data:`~streams.handlers.EXIT_UNSAFE_TO_ACK`, nothing committed;
-- a rebalance waits for the in-flight batch and its commit before the partitions are given up
-  (``on_partitions_revoked``); records fetched for a partition lost meanwhile are dropped
-  unhandled (the new owner reads them from the committed offset);
-- ``stop()`` (graceful shutdown) finishes the in-flight batch, commits it and leaves the
-  group; a batch that cannot finish within the grace period (Redis down) makes the process
+- a rebalance waits for the batches in flight and their commits before the partitions are
+  given up (``on_partitions_revoked``); records fetched for a partition lost meanwhile are
+  dropped unhandled (the new owner reads them from the committed offset);
+- ``stop()`` (graceful shutdown) finishes the batches in flight, commits them and leaves the
+  group; batches that cannot finish within the grace period (Redis down) make the process
   exit with ``EXIT_UNSAFE_TO_ACK``, as the faust agents do;
 - a failed commit (the group rebalanced under us) is logged and ignored: the events are in
   Redis, a redelivery is deduplicated by event id.
@@ -28,7 +32,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
@@ -46,9 +52,10 @@ class _WaitForBatch(ConsumerRebalanceListener):  # type: ignore[misc]
         self.owner = owner
 
     async def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
-        # the batch in flight finishes and commits before the group moves its partitions
-        async with self.owner._batch_lock:
-            pass
+        # the batches in flight finish and commit before the group moves the partitions
+        consumer = self.owner.consumer
+        if consumer is not None:
+            await self.owner._drain(consumer)
 
     async def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
         log.info("assigned %s", sorted(f"{tp.topic}[{tp.partition}]" for tp in assigned))
@@ -66,6 +73,7 @@ class BatchConsumer:
         *,
         batch_size: int,
         within: float,
+        depth: int = 2,
         grace: float = 10.0,
         exit: Callable[[int], None] = hard_exit,
     ) -> None:
@@ -77,7 +85,10 @@ class BatchConsumer:
         self.within_ms = max(1, int(within * 1000))
         self.grace = grace
         self._exit = exit
-        self._batch_lock = asyncio.Lock()
+        self.depth = depth
+        self._order = asyncio.Lock()
+        self._inflight: deque[tuple[asyncio.Future[object], dict[TopicPartition, int]]] = deque()
+        self._fetching = False
         self._stopping = False
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
@@ -117,35 +128,66 @@ class BatchConsumer:
     async def _run(self) -> None:
         consumer = self._consumer
         assert consumer is not None
-        while not self._stopping:
-            try:
-                fetched = await consumer.getmany(
-                    timeout_ms=self.within_ms, max_records=self.batch_size
-                )
-            except KafkaError as exc:  # broker away: the client reconnects; try again
-                log.warning("fetch from %s failed (%s); retrying", self.topic, exc)
-                await asyncio.sleep(1.0)
-                continue
-            if not fetched:
-                continue
-            async with self._batch_lock:
-                assigned = consumer.assignment()
-                batch: list[RawEvent] = []
-                offsets: dict[TopicPartition, int] = {}
-                for tp, records in fetched.items():
-                    if tp not in assigned or not records:
-                        continue  # revoked since the fetch: its new owner reads it
-                    batch.extend(RawEvent(r.value, tp.partition, r.offset) for r in records)
-                    offsets[tp] = records[-1].offset + 1
-                if not batch:
-                    continue
+        try:
+            while not self._stopping:
+                self._fetching = True
                 try:
-                    await self.handle(batch)
-                except Exception:
-                    log.critical("sales batch failed; exiting without committing it", exc_info=True)
-                    self._exit(EXIT_UNSAFE_TO_ACK)
-                    raise
-                await self._commit(consumer, offsets)
+                    fetched = await consumer.getmany(
+                        timeout_ms=0 if self._inflight else self.within_ms,
+                        max_records=self.batch_size,
+                    )
+                except KafkaError as exc:  # broker away: the client reconnects; try again
+                    log.warning("fetch from %s failed (%s); retrying", self.topic, exc)
+                    await asyncio.sleep(1.0)
+                    continue
+                finally:
+                    self._fetching = False
+                self._launch(consumer, fetched)
+                # at most `depth` batches in flight; with nothing new to start, finish the oldest
+                while self._inflight and (
+                    len(self._inflight) >= self.depth or not fetched or self._inflight[0][0].done()
+                ):
+                    await self._finish_oldest(consumer)
+        except asyncio.CancelledError:
+            pass  # stop() while fetching
+        # stopping: what is in flight finishes and commits (a failed batch exited above)
+        await self._drain(consumer)
+
+    def _launch(self, consumer: AIOKafkaConsumer, fetched: dict[TopicPartition, Any]) -> None:
+        """Start handling a fetched batch; it runs while the next one is fetched and decoded."""
+        assigned = consumer.assignment()
+        batch: list[RawEvent] = []
+        offsets: dict[TopicPartition, int] = {}
+        for tp, records in fetched.items():
+            if tp not in assigned or not records:
+                continue  # revoked since the fetch: its new owner reads it
+            p = tp.partition
+            batch.extend([RawEvent(r.value, p, r.offset) for r in records])
+            offsets[tp] = records[-1].offset + 1
+        if batch:
+            self._inflight.append((asyncio.ensure_future(self.handle(batch)), offsets))
+
+    async def _finish_oldest(self, consumer: AIOKafkaConsumer) -> None:
+        """Wait for the oldest batch in flight, then commit its offsets (commits stay in order:
+        a committed offset means every earlier event of its partition is in Redis)."""
+        async with self._order:
+            if not self._inflight:
+                return
+            task, offsets = self._inflight[0]
+            try:
+                await asyncio.shield(task)  # a cancelled waiter never cancels the batch
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.critical("sales batch failed; exiting without committing it", exc_info=True)
+                self._exit(EXIT_UNSAFE_TO_ACK)
+                raise
+            self._inflight.popleft()
+            await self._commit(consumer, offsets)
+
+    async def _drain(self, consumer: AIOKafkaConsumer) -> None:
+        while self._inflight:
+            await self._finish_oldest(consumer)
 
     async def _commit(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
         try:
@@ -161,19 +203,19 @@ class BatchConsumer:
         self._stopping = True
         task = self._task
         if task is not None and not task.done():
-            if not self._batch_lock.locked():
-                task.cancel()  # waiting in getmany: nothing in flight
+            if self._fetching:
+                task.cancel()  # waiting in getmany: the batches in flight still finish
             done, _ = await asyncio.wait({task}, timeout=self.grace)
             if not done:
                 log.critical(
-                    "stopping during a sales batch that could not finish within %.1fs: "
+                    "stopping during sales batches that could not finish within %.1fs: "
                     "exiting without committing it (it will be redelivered and deduplicated)",
                     self.grace,
                 )
                 self._exit(EXIT_UNSAFE_TO_ACK)
                 task.cancel()
             elif not task.cancelled() and task.exception() is None:
-                log.info("finished the in-flight sales batch before stopping")
+                log.info("finished the in-flight sales batches before stopping")
         if self._consumer is not None:
             with contextlib.suppress(Exception):
                 await self._consumer.stop()

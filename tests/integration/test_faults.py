@@ -169,23 +169,25 @@ async def test_kill9_and_sigterm_during_ingestion_then_duplicate_delivery(ready,
     """kill -9 mid-stream and restart; SIGTERM mid-stream (graceful: in-flight batches finish,
     exit 0) and restart; then the whole stream again. The panel is exact after each step."""
     first = Truth(2500, seed=1, tag="a")
-    await produce(settings, first.payloads)
     w = _worker(settings).start()
     try:
+        flow = asyncio.create_task(produce(settings, first.payloads, **FLOW))
         await wait_for(lambda: _between(ready, 1, first.n - 1), 90, "ingestion to start")
         w.kill9()
         assert await counted(ready) < first.n
         w.start()
+        await flow
         await wait_for(lambda: _at_least(ready, first.n), 120, "all sales after kill -9")
         await assert_panel(ready, first)
 
         second = Truth(2500, seed=2, tag="b")
         both = _merge(first, second)
-        await produce(settings, second.payloads)
+        flow = asyncio.create_task(produce(settings, second.payloads, **FLOW))
         await wait_for(lambda: _between(ready, first.n + 1, both.n - 1), 90, "more ingestion")
         w.stop()  # SIGTERM
         assert w.proc is not None and w.proc.returncode == 0
         w.start()
+        await flow
         await wait_for(lambda: _at_least(ready, both.n), 120, "all sales after SIGTERM")
         await assert_panel(ready, both)
 
