@@ -4,7 +4,10 @@ Per run (fresh topics and key prefix): create the experiment (the flip of period
 in ``create``), then move the simulated clock over the next boundary and time
 ``Flipper.tick()``: compute the design's assignments, write them to Redis, publish one
 message per product to the assignments topic (acks=all, flushed), and mark the period done.
-Stage times come from a profile-free split (design / Redis write / publish).
+Stage times come from a profile-free split (design / Redis write / publish). The timed flip
+is the second of the process, as in a running worker: the partition of each product (the
+producer's murmur2) and the previous period's draws (for the washout) are cached from the
+first one.
 
 Baseline in the same run: ``redis-benchmark -t set -n N -P 1000`` (pipelined SET, from the
 Debian package redis-tools) against the same Redis; if it is missing, a redis-py pipelined
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import re
 import shutil
 import subprocess
@@ -167,7 +171,12 @@ def main() -> None:
             r = asyncio.run(one_flip(stack, n))
             rate, how = redis_benchmark_set(stack, n)
             r["baseline_s"] = n / rate
-            print(f"run {i + 1}: " + ", ".join(f"{k} {v:,.2f}" for k, v in r.items()), flush=True)
+            load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+            print(
+                f"run {i + 1}: " + ", ".join(f"{k} {v:,.2f}" for k, v in r.items()),
+                f"(load average {load})",
+                flush=True,
+            )
             runs.append(r)
             base.append(rate)
     f2 = "{:.2f}".format

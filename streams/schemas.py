@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal, TypeVar
@@ -270,3 +270,41 @@ class AssignmentEncoder:
                 self._templates.clear()
             tpl = self._templates[key] = (head + b'"product":"', b'"' + tail)
         return tpl[0] + product.encode() + tpl[1]
+
+    def encoder_for(
+        self,
+        message: Callable[[str], AssignmentMessage],
+        key: tuple[Any, ...],
+        *,
+        plain_ids: bool = False,
+    ) -> Callable[[str], bytes]:
+        """``encode`` with ``message`` and ``key`` fixed, for many products of one template:
+        a plain id is spliced in directly, without looking the template up each time.
+        ``plain_ids``: the caller checked every product with :func:`all_plain_ids`."""
+        self.encode(message, key, "p")  # builds the template (or finds it unsplittable)
+        tpl = self._templates.get(key)
+        if tpl is None:
+            return lambda product: self.encode(message, key, product)
+        head, tail = tpl
+        if plain_ids:
+            return lambda product: b"".join((head, product.encode(), tail))
+        ok = _ID_RE.fullmatch
+
+        def encode_one(product: str) -> bytes:
+            if ok(product):
+                return head + product.encode() + tail
+            return encode(message(product))
+
+        return encode_one
+
+
+_IDS_RE = re.compile(r"[A-Za-z0-9_.:\-]{1,128}(?:\n[A-Za-z0-9_.:\-]{1,128})*")
+
+
+def all_plain_ids(products: Sequence[str]) -> bool:
+    """Whether every product is a plain id (what the assignment message accepts), in one pass."""
+    if not products:
+        return True
+    joined = "\n".join(products)
+    # a newline inside a product would pass for a separator
+    return joined.count("\n") == len(products) - 1 and _IDS_RE.fullmatch(joined) is not None

@@ -23,6 +23,7 @@ from streams.schemas import (
     DeadLetter,
     EstimateMessage,
     ExperimentEvent,
+    all_plain_ids,
 )
 
 
@@ -74,10 +75,13 @@ class KafkaAssignmentSink:
         def items() -> Iterator[tuple[str, bytes]]:
             if isinstance(assignments, PeriodAssignments):
                 # a whole period: each distinct assignment's message is built once
-                templates = [message(t) for t in assignments.templates]
+                plain = all_plain_ids(assignments.products)
+                encoders = [
+                    self._encoder.encoder_for(*message(t), plain_ids=plain)
+                    for t in assignments.templates
+                ]
                 for product, c in zip(assignments.products, assignments.codes, strict=True):
-                    msg, key = templates[c]
-                    yield product, enc(msg, key, product)
+                    yield product, encoders[c](product)
                 return
             for a in assignments:
                 msg, key = message(a)

@@ -91,3 +91,62 @@ def test_template_cache_is_bounded():
     for k in range(6):
         _check(enc, assign_period(spec, k)[:5], seq=k, status="running")
     assert len(enc._templates) <= 3
+
+
+def test_whole_period_encoders_write_the_model_bytes_for_every_product():
+    from controller.designs import PeriodAssignments, period_assignments
+    from streams.schemas import all_plain_ids
+
+    spec = _spec()
+    enc = AssignmentEncoder()
+    for k, status in [(0, "running"), (3, "running"), (5, "paused")]:
+        whole = period_assignments(spec, k)
+        if status == "paused":
+            whole = whole.map(lambda a: forced_control(spec, a, "paused"))
+        # a product that is not a plain id takes the model's own path (and its refusal)
+        odd = PeriodAssignments(["sku-1", "with space", "ünï"], [0, 0, 0], whole.templates[:1])
+        assert all_plain_ids(whole.products) and not all_plain_ids(odd.products)
+        for batch in (whole, odd):
+            encoders = [
+                enc.encoder_for(
+                    partial(_message_for, t, k, status),
+                    (t.arm, t.blackout_until, k),
+                    plain_ids=all_plain_ids(batch.products),
+                )
+                for t in batch.templates
+            ]
+            for a, c in zip(batch, batch.codes, strict=True):
+                if batch is odd and a.product != "sku-1":
+                    with pytest.raises(ValidationError):
+                        encoders[c](a.product)
+                    with pytest.raises(ValidationError):
+                        assignment_message(a, k, status)
+                    continue
+                assert encoders[c](a.product) == encode(assignment_message(a, k, status))
+
+
+@pytest.mark.parametrize(
+    "products, plain",
+    [
+        ([], True),
+        (["a", "b-1", "c.d:e_f", "x" * 128], True),
+        (["a", "x" * 129], False),
+        (["a", ""], False),
+        (["a\nb"], False),
+        (["a", "b\n"], False),
+        (["ok", "ünï"], False),
+        (["ok", "with space"], False),
+    ],
+)
+def test_plain_id_check_over_a_whole_list_agrees_with_the_model(products, plain):
+    from streams.schemas import all_plain_ids
+
+    assert all_plain_ids(products) is plain
+    spec_ok = []
+    for p in products:
+        try:
+            assignment_message(replace(assign_period(_spec(), 1)[0], product=p), 1, "running")
+            spec_ok.append(True)
+        except ValidationError:
+            spec_ok.append(False)
+    assert all(spec_ok) is plain
