@@ -143,24 +143,27 @@ class SalesIngestor:
         await self.clock.sync()
         await self.routes.refresh(self.store)
         now_ms = to_ms(self.clock.now())
+        earliest, latest = now_ms - self._lateness_ms, now_ms + self._skew_ms
+        dead_unknown = self.settings.unknown_product == "dead-letter"
+        by_product = self.routes.by_product
+        route = self.routes.route
         verdicts: list[Verdict | None] = [None] * len(sales)
         rows: list[SaleRow] = []
         row_index: list[int] = []
+        # the per-sale loop is the hot path of ingestion: locals, no per-sale allocations
+        # beyond the row itself
         for i, s in enumerate(sales):
-            ts = to_ms(s.occurred_at)
-            if ts < now_ms - self._lateness_ms:
-                verdicts[i] = Verdict("late", dead_letter=True)
+            ts = int(s.occurred_at.timestamp() * 1000)  # to_ms, inlined
+            if ts < earliest:
+                verdicts[i] = _LATE
                 continue
-            if ts > now_ms + self._skew_ms:
-                verdicts[i] = Verdict("future", dead_letter=True)
+            if ts > latest:
+                verdicts[i] = _FUTURE
                 continue
-            hit = self.routes.route(s.product, ts)
+            hit = route(s.product, ts)
             if hit is None:
-                unknown = s.product not in self.routes.by_product
-                if unknown and self.settings.unknown_product == "dead-letter":
-                    verdicts[i] = Verdict("unknown_product", dead_letter=True)
-                else:
-                    verdicts[i] = Verdict("outside_experiment")
+                unknown = s.product not in by_product
+                verdicts[i] = _UNKNOWN_PRODUCT if unknown and dead_unknown else _OUTSIDE
                 continue
             exp, k = hit
             pre = ""
@@ -185,5 +188,20 @@ class SalesIngestor:
         if rows:
             statuses = await self.store.ingest(rows, self._ttl_s)
             for i, st in zip(row_index, statuses, strict=True):
-                verdicts[i] = Verdict(st)
-        return [v if v is not None else Verdict("unknown") for v in verdicts]
+                verdicts[i] = _verdict(st)
+        return [v if v is not None else _verdict("unknown") for v in verdicts]
+
+
+_LATE = Verdict("late", dead_letter=True)
+_FUTURE = Verdict("future", dead_letter=True)
+_UNKNOWN_PRODUCT = Verdict("unknown_product", dead_letter=True)
+_OUTSIDE = Verdict("outside_experiment")
+_APPLIED: dict[str, Verdict] = {}
+
+
+def _verdict(status: str) -> Verdict:
+    """The (immutable, shared) verdict for a status the store applied."""
+    v = _APPLIED.get(status)
+    if v is None:
+        v = _APPLIED[status] = Verdict(status)
+    return v
