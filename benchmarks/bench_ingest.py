@@ -2,12 +2,16 @@
 
 Per run (fresh topics and key prefix), the same N sales on a 2-partition topic are read by:
 
-1. a raw aiokafka consumer doing ``json.loads`` only (the baseline);
+1. a raw aiokafka consumer doing ``json.loads`` only (the baseline), read first and again
+   last: the machine is shared and its load drifts within a run, so the baseline of a run is
+   the mean of the two readings (both are printed);
 2. the in-process sales path: aiokafka batches -> ``SalesHandler.handle`` (decode, validate,
    dedupe, arm lookup, blackout check, panel update in Redis), batches of ``sales_batch_size``;
-3. a real ``pricelab worker --role controller`` process (the faust sales agent,
-   ``take_events`` batches), measured by the Redis totals over time, from the first counted
-   sale to the last (group join excluded). Its peak RSS is sampled with psutil.
+3. a real ``pricelab worker --role controller`` process (its sales consumer,
+   ``streams.consumer.BatchConsumer``), measured by the Redis totals over time, from the
+   first counted sale to the last (group join excluded). Its peak RSS is sampled with psutil,
+   and the CPU time (user + system) of the worker and redis-server over the same interval,
+   per event, next to the raw consumer's: a figure that the machine's other load moves less.
 
 Usage: .venv/bin/python benchmarks/bench_ingest.py [--events 200000] [--runs 3] [--profile]
        [--py-spy FILE]  (collapsed stacks of the worker while it ingests, first run)
@@ -28,6 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import psutil
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -64,17 +69,18 @@ async def _consumer(settings: Settings) -> AIOKafkaConsumer:
     return c
 
 
-async def raw_rate(settings: Settings, n: int) -> float:
+async def raw_rate(settings: Settings, n: int) -> tuple[float, float]:
+    """(events/s, CPU seconds per event of this process) of the raw consumer."""
     c = await _consumer(settings)
     try:
         seen = 0
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         while seen < n:
             for records in (await c.getmany(timeout_ms=200, max_records=10_000)).values():
                 for r in records:
                     json.loads(r.value)
                 seen += len(records)
-        return n / (time.perf_counter() - t0)
+        return n / (time.perf_counter() - t0), (time.process_time() - cpu0) / n
     finally:
         await c.stop()
 
@@ -122,8 +128,11 @@ async def _events_counted(rt: Runtime) -> int:
     return sum(v for k, v in totals.items() if k.startswith("events:"))
 
 
-async def worker_rate(settings: Settings, n: int, spy: str | None = None) -> tuple[float, int]:
-    """Rate of a real worker process; returns (events/s, peak RSS bytes).
+async def worker_rate(
+    settings: Settings, n: int, redis_pid: int, spy: str | None = None
+) -> tuple[float, int, float]:
+    """Rate of a real worker process: (events/s, peak RSS bytes, CPU seconds per event of the
+    worker and redis-server together, user + system, over the same interval).
 
     With ``spy``, py-spy samples the worker while it ingests and writes collapsed stacks there.
     """
@@ -164,6 +173,7 @@ async def worker_rate(settings: Settings, n: int, spy: str | None = None) -> tup
             now = time.perf_counter()
             if done and first_t is None:
                 first_t, first_n = now, done
+                cpu0 = _cpu(proc.pid) + _cpu(redis_pid)
             if done >= n:
                 break
             if proc.poll() is not None:
@@ -172,7 +182,8 @@ async def worker_rate(settings: Settings, n: int, spy: str | None = None) -> tup
         if first_t is None or done < n:
             raise RuntimeError(f"worker counted {done}/{n}:\n{log.read_text()[-3000:]}")
         assert first_n is not None
-        return (done - first_n) / (time.perf_counter() - first_t), rss.peak
+        cpu = (_cpu(proc.pid) + _cpu(redis_pid) - cpu0) / (done - first_n)
+        return (done - first_n) / (time.perf_counter() - first_t), rss.peak, cpu
     finally:
         if spy_proc is not None:
             spy_proc.send_signal(2)  # SIGINT: py-spy writes its output and exits
@@ -185,6 +196,11 @@ async def worker_rate(settings: Settings, n: int, spy: str | None = None) -> tup
         await rt.stop()
 
 
+def _cpu(pid: int) -> float:
+    t = psutil.Process(pid).cpu_times()
+    return float(t.user + t.system)
+
+
 async def one_run(
     stack: EmbeddedStack, n: int, profile: bool, worker: bool, spy: str | None = None
 ) -> dict[str, float]:
@@ -192,13 +208,21 @@ async def one_run(
     await ensure_topics(settings)
     await produce(settings, settings.topics.sales, sale_payloads(n, N_PRODUCTS))
     out: dict[str, float] = {}
-    out["raw"] = await raw_rate(settings, n)
+    raw_before, raw_cpu = await raw_rate(settings, n)
     out["handler"], counts = await handler_rate(settings, n, profile)
     print(f"  statuses: {dict(sorted(counts.items()))}")
     if worker:
         wsettings = settings.model_copy(update={"key_prefix": settings.key_prefix + "w"})
-        out["worker"], peak = await worker_rate(wsettings, n, spy)
+        assert stack.redis is not None and stack.redis.proc is not None
+        out["worker"], peak, cpu = await worker_rate(wsettings, n, stack.redis.proc.pid, spy)
         out["worker_rss_mb"] = peak / 2**20
+        out["worker_cpu_us"] = cpu * 1e6
+    # the raw consumer again after the others: the machine is shared, and its load drifts
+    # within a run; the baseline is the mean of the two readings
+    raw_after, raw_cpu_after = await raw_rate(settings, n)
+    out["raw"] = (raw_before + raw_after) / 2
+    out["raw_before"], out["raw_after"] = raw_before, raw_after
+    out["raw_cpu_us"] = (raw_cpu + raw_cpu_after) / 2 * 1e6
     return out
 
 
@@ -225,6 +249,8 @@ async def main() -> None:
     print(f"\n{args.events:,} sales, {N_PRODUCTS} products, 2 partitions, {args.runs} runs")
     raw = [r["raw"] for r in results]
     print(median_report("raw aiokafka consumer + json.loads (events/s)", raw))
+    print(median_report("  raw, read before the others", [r["raw_before"] for r in results]))
+    print(median_report("  raw, read after the others", [r["raw_after"] for r in results]))
     for key, label in (("handler", "in-process SalesHandler path"), ("worker", "pricelab worker")):
         if key not in results[0]:
             continue
@@ -237,6 +263,20 @@ async def main() -> None:
         print(f"  target min(50,000, 25% of raw) = {target:,.0f}/s: {'met' if met else 'NOT met'}")
     if "worker_rss_mb" in results[0]:
         print(median_report("worker peak RSS (MB)", [r["worker_rss_mb"] for r in results]))
+        print(
+            median_report(
+                "CPU per event (us): raw consumer process",
+                [r["raw_cpu_us"] for r in results],
+                "{:.1f}".format,
+            )
+        )
+        print(
+            median_report(
+                "CPU per event (us): worker + redis-server",
+                [r["worker_cpu_us"] for r in results],
+                "{:.1f}".format,
+            )
+        )
 
 
 if __name__ == "__main__":
