@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
+import numpy as np
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
@@ -84,6 +85,18 @@ class JsonPublisher:
         for key, msg in items:
             await self.send(topic, msg, key)
 
+    async def prime_partitions(self, topic: str, keys: Sequence[str]) -> None:
+        """Compute the partitions of many keys at once (vectorised murmur2) before a
+        ``send_keyed_many`` of them: the producer's pure-Python murmur2 costs ~3-7 us a key."""
+        parts = sorted(await self._producer.partitions_for(topic))
+        if self._partition_cache_for != (topic, tuple(parts)):
+            self._partition_cache_for = (topic, tuple(parts))
+            self._partition_of = {}
+        known = self._partition_of
+        new = [k for k in keys if k not in known]
+        if new:
+            known.update(zip(new, partitions_of([k.encode() for k in new], parts), strict=True))
+
     async def send_keyed_many(self, topic: str, items: Iterable[tuple[str, bytes]]) -> int:
         """Publish many keyed values fast: one record batch per partition at a time.
 
@@ -123,6 +136,48 @@ class JsonPublisher:
         pending, self._pending = self._pending, []
         if pending:
             await asyncio.gather(*pending)
+
+
+def murmur2_many(keys: Sequence[bytes]) -> np.ndarray:
+    """Kafka's murmur2 (as ``aiokafka.partitioner.murmur2``) of every key, with numpy: keys
+    of one length are hashed together, four bytes a step, in wrapping uint32 arithmetic."""
+    out = np.empty(len(keys), dtype=np.uint32)
+    by_length: dict[int, list[int]] = {}
+    for i, k in enumerate(keys):
+        by_length.setdefault(len(k), []).append(i)
+    m = np.uint32(0x5BD1E995)
+    for length, idx in by_length.items():
+        data = np.frombuffer(b"".join([keys[i] for i in idx]), dtype=np.uint8)
+        b = data.reshape(len(idx), length).astype(np.uint32)
+        h = np.full(len(idx), (0x9747B28C ^ length) & 0xFFFFFFFF, dtype=np.uint32)
+        for i in range(0, length - length % 4, 4):
+            k = b[:, i] | (b[:, i + 1] << 8) | (b[:, i + 2] << 16) | (b[:, i + 3] << 24)
+            k *= m
+            k ^= k >> 24
+            k *= m
+            h *= m
+            h ^= k
+        tail = length & ~3
+        extra = length % 4
+        if extra >= 3:
+            h ^= b[:, tail + 2] << 16
+        if extra >= 2:
+            h ^= b[:, tail + 1] << 8
+        if extra >= 1:
+            h ^= b[:, tail]
+            h *= m
+        h ^= h >> 13
+        h *= m
+        h ^= h >> 15
+        out[idx] = h
+    return out
+
+
+def partitions_of(keys: Sequence[bytes], partitions: Sequence[int]) -> list[int]:
+    """The partition aiokafka's default partitioner picks for each key (``partitions``
+    sorted, as the producer passes them)."""
+    idx = (murmur2_many(keys) & np.uint32(0x7FFFFFFF)) % len(partitions)
+    return [partitions[i] for i in idx.tolist()]
 
 
 def consumer_lag(consumer: Any, topics: Iterable[str] | None = None) -> dict[str, int]:

@@ -87,6 +87,8 @@ class KafkaAssignmentSink:
                 msg, key = message(a)
                 yield a.product, enc(msg, key, a.product)
 
+        if isinstance(assignments, PeriodAssignments):
+            await self.publisher.prime_partitions(topic, assignments.products)
         await self.publisher.send_keyed_many(topic, items())
         await self.publisher.flush()
         self.metrics.assignments_published.labels(status).inc(len(assignments))
