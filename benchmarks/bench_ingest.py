@@ -130,9 +130,9 @@ async def _events_counted(rt: Runtime) -> int:
 
 async def worker_rate(
     settings: Settings, n: int, redis_pid: int, spy: str | None = None
-) -> tuple[float, int, float]:
+) -> tuple[float, int, tuple[float, float]]:
     """Rate of a real worker process: (events/s, peak RSS bytes, CPU seconds per event of the
-    worker and redis-server together, user + system, over the same interval).
+    worker and of redis-server, user + system, over the same interval).
 
     With ``spy``, py-spy samples the worker while it ingests and writes collapsed stacks there.
     """
@@ -173,7 +173,7 @@ async def worker_rate(
             now = time.perf_counter()
             if done and first_t is None:
                 first_t, first_n = now, done
-                cpu0 = _cpu(proc.pid) + _cpu(redis_pid)
+                cpu0 = (_cpu(proc.pid), _cpu(redis_pid))
             if done >= n:
                 break
             if proc.poll() is not None:
@@ -182,8 +182,9 @@ async def worker_rate(
         if first_t is None or done < n:
             raise RuntimeError(f"worker counted {done}/{n}:\n{log.read_text()[-3000:]}")
         assert first_n is not None
-        cpu = (_cpu(proc.pid) + _cpu(redis_pid) - cpu0) / (done - first_n)
-        return (done - first_n) / (time.perf_counter() - first_t), rss.peak, cpu
+        counted = done - first_n
+        cpu = ((_cpu(proc.pid) - cpu0[0]) / counted, (_cpu(redis_pid) - cpu0[1]) / counted)
+        return counted / (time.perf_counter() - first_t), rss.peak, cpu
     finally:
         if spy_proc is not None:
             spy_proc.send_signal(2)  # SIGINT: py-spy writes its output and exits
@@ -216,7 +217,7 @@ async def one_run(
         assert stack.redis is not None and stack.redis.proc is not None
         out["worker"], peak, cpu = await worker_rate(wsettings, n, stack.redis.proc.pid, spy)
         out["worker_rss_mb"] = peak / 2**20
-        out["worker_cpu_us"] = cpu * 1e6
+        out["worker_cpu_us"], out["redis_cpu_us"] = cpu[0] * 1e6, cpu[1] * 1e6
     # the raw consumer again after the others: the machine is shared, and its load drifts
     # within a run; the baseline is the mean of the two readings
     raw_after, raw_cpu_after = await raw_rate(settings, n)
@@ -270,13 +271,12 @@ async def main() -> None:
                 "{:.1f}".format,
             )
         )
-        print(
-            median_report(
-                "CPU per event (us): worker + redis-server",
-                [r["worker_cpu_us"] for r in results],
-                "{:.1f}".format,
+        for key, label in (("worker_cpu_us", "worker"), ("redis_cpu_us", "redis-server")):
+            print(
+                median_report(
+                    f"CPU per event (us): {label}", [r[key] for r in results], "{:.1f}".format
+                )
             )
-        )
 
 
 if __name__ == "__main__":
