@@ -26,6 +26,7 @@ import cProfile
 import json
 import os
 import pstats
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -259,9 +260,16 @@ async def main() -> None:
         ratios = [r[key] / r["raw"] for r in results]
         print(median_report(f"{label} (events/s)", vals))
         print(median_report(f"{label} / raw", ratios, "{:.2f}".format))
-        target = min(50_000.0, 0.25 * sorted(raw)[len(raw) // 2])
-        met = sorted(vals)[len(vals) // 2] >= target
-        print(f"  target min(50,000, 25% of raw) = {target:,.0f}/s: {'met' if met else 'NOT met'}")
+        # the target, judged run by run against that run's raw consumer: >= 50,000/s or
+        # >= 25% of raw, whichever is lower; met when the median run meets it
+        # per run: how far past the target it is (>= 1: met)
+        scores = [max(v / 50_000.0, q / 0.25) for v, q in zip(vals, ratios, strict=True)]
+        ok = [x >= 1.0 for x in scores]
+        met = statistics.median(scores) >= 1.0
+        print(
+            f"  target min(50,000/s, 25% of raw): {'met' if met else 'NOT met'} by the median"
+            f" run (met in {sum(ok)} of {len(ok)} runs)"
+        )
     if "worker_rss_mb" in results[0]:
         print(median_report("worker peak RSS (MB)", [r["worker_rss_mb"] for r in results]))
         print(
