@@ -204,9 +204,14 @@ def _cpu(pid: int) -> float:
 
 
 async def one_run(
-    stack: EmbeddedStack, n: int, profile: bool, worker: bool, spy: str | None = None
+    stack: EmbeddedStack,
+    n: int,
+    profile: bool,
+    worker: bool,
+    spy: str | None = None,
+    batch_size: int | None = None,
 ) -> dict[str, float]:
-    settings = bench_settings(stack)
+    settings = bench_settings(stack, **({"sales_batch_size": batch_size} if batch_size else {}))
     await ensure_topics(settings)
     await produce(settings, settings.topics.sales, sale_payloads(n, N_PRODUCTS))
     out: dict[str, float] = {}
@@ -234,6 +239,7 @@ async def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--no-worker", action="store_true")
+    ap.add_argument("--batch-size", type=int, help="sales_batch_size (default: the setting's)")
     ap.add_argument("--py-spy", metavar="FILE", help="sample the worker (first run) into FILE")
     args = ap.parse_args()
     with EmbeddedStack() as stack:
@@ -245,6 +251,7 @@ async def main() -> None:
                 args.profile and i == 0,
                 not args.no_worker,
                 args.py_spy if i == 0 else None,
+                args.batch_size,
             )
             print(f"run {i + 1}: " + ", ".join(f"{k} {v:,.0f}" for k, v in r.items()))
             results.append(r)
