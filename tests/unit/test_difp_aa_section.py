@@ -1,0 +1,59 @@
+"""The validation report renders the difp A/A study's saved figures (docs/studies/difp_aa_study.py)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[2]
+FIGURES = ROOT / "docs" / "figures"
+
+
+def _study():  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location(
+        "validation_study", ROOT / "docs" / "studies" / "validation_study.py"
+    )
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _aa_row() -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {
+                "design": "time-bound",
+                "estimator": "difp",
+                "runs": 100,
+                "failed": 0,
+                "bias": 0.713,
+                "emp_sd": 1.2,
+                "se_ratio": 1.0,
+            }
+        ]
+    )
+
+
+def test_section_renders_the_saved_figures(tmp_path: Path) -> None:
+    shutil.copy(FIGURES / "validation-difp_aa.json", tmp_path)
+    saved = json.loads((tmp_path / "validation-difp_aa.json").read_text())
+    text = _study()._difp_section(tmp_path)
+    assert text.startswith("\n### Why `difp` is biased on the time-bound design")
+    assert f"{saved['reproduction']['difp']['mean']:+.3f}" in text
+    assert f"{saved['rerandomisation']['tau_plus_swapped']['mean']:+.3f}" in text
+    assert f"{saved['remedies']['T0=28']['mean']:+.3f}" in text
+
+
+def test_finding_names_the_cause_only_when_the_study_ran(tmp_path: Path) -> None:
+    study = _study()
+    main = pd.DataFrame(columns=["design", "estimator"])
+    without = study._findings(_aa_row(), main, tmp_path)
+    assert "cause not established" in without and study._difp_section(tmp_path) == ""
+    shutil.copy(FIGURES / "validation-difp_aa.json", tmp_path)
+    with_study = study._findings(_aa_row(), main, tmp_path)
+    assert "cause not established" not in with_study and "regression to the mean" in with_study
