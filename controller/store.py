@@ -151,9 +151,12 @@ return {'claimed', seq}
 _INGEST = r"""
 -- ARGV: prefix, ttl_s, batch; batch lines:
 --   event_id|exp|k|product|ts_ms|head_end_ms|units|revenue|pre_reason\n
+-- Every Lua string is interned (hashed, looked up, later swept): per-experiment keys are
+-- built once per batch, not per sale, and totals are summed by status before their keys are.
 local p, ttl = ARGV[1], ARGV[2]
+local seen = p..':seen:'
 local out = {}
-local ints, floats, recs = {}, {}, {}
+local ints, floats, exps = {}, {}, {}
 local function add(t, key, field, v)
   local h = t[key]
   if not h then h = {}; t[key] = h end
@@ -161,21 +164,30 @@ local function add(t, key, field, v)
 end
 local pat = '([^|\n]*)|([^|\n]*)|([^|\n]*)|([^|\n]*)|([^|\n]*)|([^|\n]*)|([^|\n]*)|([^|\n]*)|([^|\n]*)\n'
 for eid, exp, k, prod, ts, head_end, units, revenue, reason in string.gmatch(ARGV[3], pat) do
-  local base = p..':exp:'..exp
+  local e = exps[exp]
+  if not e then
+    local base = p..':exp:'..exp
+    e = {base = base, cells = base..':cells', excluded = base..':excluded',
+         akeys = {}, units = {}, events = {}}
+    exps[exp] = e
+  end
   local status = reason
   local arm = ''
   if status == '' then
-    local akey = base..':a:'..k
-    local ck = akey..'|'..prod
-    local rec = recs[ck]
+    local ak = e.akeys[k]
+    if not ak then
+      ak = {key = e.base..':a:'..k, recs = {}}
+      e.akeys[k] = ak
+    end
+    local rec = ak.recs[prod]
     if rec == nil then
-      rec = redis.call('HGET', akey, prod)
-      recs[ck] = rec
+      rec = redis.call('HGET', ak.key, prod)
+      ak.recs[prod] = rec
     end
     if not rec then
       status = 'unassigned'
     else
-      local a, prob, bu, why = string.match(rec, '^([^|]*)|([^|]*)|([^|]*)|(.*)$')
+      local a, bu, why = string.match(rec, '^([^|]*)|[^|]*|([^|]*)|(.*)$')
       arm = a
       local t = tonumber(ts)
       if bu ~= '' and t < tonumber(bu) then
@@ -187,26 +199,31 @@ for eid, exp, k, prod, ts, head_end, units, revenue, reason in string.gmatch(ARG
       end
     end
   end
-  local fresh = redis.call('SET', p..':seen:'..eid, status..'|'..exp..'|'..k..'|'..arm,
+  local fresh = redis.call('SET', seen..eid, status..'|'..exp..'|'..k..'|'..arm,
                            'NX', 'EX', ttl)
   if fresh then
     local u = tonumber(units)
     if status == 'ok' then
       local cell = k..'|'..prod..'|'
-      add(ints, base..':cells', cell..'u', u)
-      add(floats, base..':cells', cell..'r', tonumber(revenue))
-      add(ints, base..':cells', cell..'n', 1)
+      add(ints, e.cells, cell..'u', u)
+      add(floats, e.cells, cell..'r', tonumber(revenue))
+      add(ints, e.cells, cell..'n', 1)
     elseif status == 'head' then
-      add(ints, base..':cells', k..'|'..prod..'|h', u)
+      add(ints, e.cells, k..'|'..prod..'|h', u)
     else
-      add(ints, base..':excluded', k..'|'..prod..'|'..status, u)
+      add(ints, e.excluded, k..'|'..prod..'|'..status, u)
     end
-    add(ints, base..':totals', 'units:'..status, u)
-    add(ints, base..':totals', 'events:'..status, 1)
+    e.units[status] = (e.units[status] or 0) + u
+    e.events[status] = (e.events[status] or 0) + 1
     out[#out+1] = status
   else
     out[#out+1] = 'dup'
   end
+end
+for _, e in pairs(exps) do
+  local totals = e.base..':totals'
+  for st, v in pairs(e.units) do add(ints, totals, 'units:'..st, v) end
+  for st, v in pairs(e.events) do add(ints, totals, 'events:'..st, v) end
 end
 for key, h in pairs(ints) do
   for f, v in pairs(h) do redis.call('HINCRBY', key, f, string.format('%d', v)) end
