@@ -222,14 +222,20 @@ class BatchConsumer:
             self._consumer = None
 
     def lag(self) -> int:
-        """Events up to the high watermark not yet committed, over the assigned partitions."""
+        """Events up to the high watermark not yet committed, over the assigned partitions.
+
+        A partition counts once this consumer has committed on it and a fetch has told the
+        high watermark: before that, the group's committed offset is not known here, and
+        counting from 0 would raise a false alarm after every restart.
+        """
         consumer = self._consumer
         if consumer is None:
             return 0
         behind = 0
         for tp in consumer.assignment():
             hw = consumer.highwater(tp)
-            if hw is None:
+            done = self.committed.get(tp)
+            if hw is None or done is None:
                 continue
-            behind += max(0, hw - self.committed.get(tp, 0))
+            behind += max(0, hw - done)
         return behind

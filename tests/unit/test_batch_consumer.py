@@ -42,6 +42,9 @@ class _Consumer:
     def assignment(self) -> set[TopicPartition]:
         return self.assigned
 
+    def highwater(self, tp: TopicPartition) -> int | None:
+        return {TP0: 10, TP1: None}[tp]
+
     async def commit(self, offsets: dict[TopicPartition, int]) -> None:
         self.commits.append(dict(offsets))
 
@@ -182,6 +185,23 @@ def test_records_of_a_revoked_partition_are_not_handled() -> None:
         await _until(lambda: len(fake.commits) == 1)
         assert {e.partition for e in seen} == {1}
         assert fake.commits == [{TP1: 2}]
+        await bc.stop()
+
+    asyncio.run(main())
+
+
+def test_lag_counts_partitions_with_a_commit_and_a_known_high_watermark() -> None:
+    async def main() -> None:
+        fake = _Consumer([_records(TP0, 0, 4), _records(TP1, 0, 2)])
+
+        async def handle(batch: list[RawEvent]) -> None:
+            return None
+
+        exits: list[int] = []
+        bc = _consumer_for(fake, handle, exits)
+        assert bc.lag() == 0  # nothing committed yet: unknown, not 10
+        await _until(lambda: len(fake.commits) == 2)
+        assert bc.lag() == 10 - 4  # TP1's high watermark is not known yet
         await bc.stop()
 
     asyncio.run(main())
