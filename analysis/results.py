@@ -2,8 +2,8 @@
 
 Shaped after EconML's inference results: a point estimate with its standard error, a
 confidence interval at any level, a p-value against zero and the sample actually used.
-Intervals are normal-approximation unless the estimator supplies exact bounds
-(randomisation inference) in ``ci_override``.
+Intervals are normal-approximation unless the estimator supplies degrees of freedom (``df``:
+Student t) or exact bounds (randomisation inference) in ``ci_override``.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ class EstimateResult:
     ``n_units``/``n_periods`` count the units and periods that entered the estimate;
     ``n_cells`` counts the treated cells (or, for switchbacks, the contributing cells).
     ``details`` carries estimator-specific diagnostics (weights, per-unit effects, lambdas).
+    ``df`` set: intervals and p-values use Student t with these degrees of freedom (the SE was
+    estimated from few independent units), else the normal approximation.
     """
 
     method: str
@@ -35,6 +37,7 @@ class EstimateResult:
     n_cells: int | None = None
     metric: str = "outcome"
     ci_override: tuple[float, float] | None = None
+    df: float | None = None
     pvalue_override: float | None = None
     details: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -46,7 +49,7 @@ class EstimateResult:
             return self.ci_override
         if not math.isfinite(self.se):
             return (-math.inf, math.inf)
-        z = float(stats.norm.ppf(1.0 - alpha / 2.0))
+        z = float(self._reference().ppf(1.0 - alpha / 2.0))
         return (self.effect - z * self.se, self.effect + z * self.se)
 
     @property
@@ -56,7 +59,13 @@ class EstimateResult:
             return self.pvalue_override
         if not math.isfinite(self.se) or self.se <= 0.0:
             return math.nan
-        return float(2.0 * stats.norm.sf(abs(self.effect) / self.se))
+        return float(2.0 * self._reference().sf(abs(self.effect) / self.se))
+
+    def _reference(self) -> Any:
+        """The reference distribution of effect / se: t(df) when df is set, else normal."""
+        if self.df is not None and math.isfinite(self.df) and self.df > 0:
+            return stats.t(self.df)
+        return stats.norm
 
     def to_dict(self, alpha: float = 0.05) -> dict[str, Any]:
         lo, hi = self.conf_int(alpha)
@@ -70,6 +79,7 @@ class EstimateResult:
             "ci_high": hi,
             "alpha": alpha,
             "pvalue": self.pvalue,
+            "df": self.df,
             "n_units": self.n_units,
             "n_periods": self.n_periods,
             "n_cells": self.n_cells,

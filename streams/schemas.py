@@ -124,6 +124,7 @@ class EstimateMessage(_Wire):
     alpha: float = 0.05
     pvalue: float | None = None
     se_method: str = "none"
+    df: float | None = None  # set: ci and pvalue use Student t with df degrees of freedom
     cs_low: float | None = None
     cs_high: float | None = None
     n_units: int

@@ -7,6 +7,7 @@ block designs; these helpers work for any assignment pattern because they only r
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -14,6 +15,17 @@ from analysis.errors import InferenceError
 
 #: tau(Y, W, usable) -> effect; rows are units
 EffectFn = Callable[[np.ndarray, np.ndarray, np.ndarray], float]
+
+
+@dataclass(frozen=True)
+class StratifiedBootstrap:
+    """Result of ``stratified_unit_bootstrap``: the SE and its Welch-Satterthwaite df."""
+
+    se: float
+    df: float
+    var_treated: float
+    var_control: float
+    draws: np.ndarray  # treated-stratum replicates, then control-stratum replicates
 
 
 def stratified_unit_bootstrap(
@@ -24,12 +36,24 @@ def stratified_unit_bootstrap(
     *,
     n_boot: int,
     rng: np.random.Generator,
-) -> np.ndarray:
-    """Effects on ``n_boot`` panels that redraw treated and never-treated units separately.
+) -> StratifiedBootstrap:
+    """Unit bootstrap with treated and never-treated units as separate strata.
 
-    Resampling the two groups separately keeps their sizes fixed, so every replicate has
-    treated cells and controls (Athey, Imbens, Qu & Viviano 2025 bootstrap the same way).
-    Units that are treated at some time are one stratum; never-treated units the other.
+    Resampling the strata separately keeps every replicate with treated cells and controls
+    (Athey, Imbens, Qu & Viviano 2025 bootstrap the same way). Units that are treated at some
+    time are one stratum; never-treated units the other. Three choices, each for a measured
+    reason (docs/analysis-advanced.md):
+
+    - Each stratum of n units is redrawn with n - 1 units (McCarthy & Snowden 1985; Rao & Wu
+      1988). The plain n-out-of-n bootstrap variance of a stratum mean is (n - 1)/n times the
+      unbiased one: with 8 treated units an SE 6.5% too small.
+    - The strata are resampled one at a time (half the replicates redraw the treated units
+      with the controls held, half the reverse), so the variance splits into a treated and a
+      control part; for a statistic that is additive over strata to first order the sum equals
+      the joint bootstrap's variance.
+    - That split gives the Welch-Satterthwaite degrees of freedom of the variance estimate,
+      ``(v_t + v_c)^2 / (v_t^2/(n_t - 1) + v_c^2/(n_c - 1))``. With few treated units the SE is
+      itself noisy and a normal interval under-covers; intervals use Student t with these df.
     """
     ever = (W & usable).any(axis=1)
     tr, co = np.flatnonzero(ever), np.flatnonzero(~ever)
@@ -38,11 +62,24 @@ def stratified_unit_bootstrap(
             "The unit bootstrap needs at least 2 treated units; with one treated unit use "
             "se='placebo'."
         )
+    if n_boot < 4:
+        raise InferenceError(f"The bootstrap needs at least 4 replicates, not {n_boot}.")
+    n_co_draws = n_boot // 2 if len(co) >= 2 else 0
+    n_tr_draws = n_boot - n_co_draws
     out = np.empty(n_boot)
     for b in range(n_boot):
-        idx = np.concatenate([rng.choice(tr, len(tr)), rng.choice(co, len(co)) if len(co) else co])
+        if b < n_tr_draws:
+            idx = np.concatenate([rng.choice(tr, len(tr) - 1), co])
+        else:
+            idx = np.concatenate([tr, rng.choice(co, len(co) - 1)])
         out[b] = effect(Y[idx], W[idx], usable[idx])
-    return out
+    v_t = float(np.var(out[:n_tr_draws], ddof=1))
+    v_c = float(np.var(out[n_tr_draws:], ddof=1)) if n_co_draws >= 2 else 0.0
+    denom = v_t**2 / (len(tr) - 1) + (v_c**2 / (len(co) - 1) if v_c > 0 else 0.0)
+    df = (v_t + v_c) ** 2 / denom if denom > 0 else float(len(tr) - 1)
+    return StratifiedBootstrap(
+        se=float(np.sqrt(v_t + v_c)), df=float(df), var_treated=v_t, var_control=v_c, draws=out
+    )
 
 
 def placebo_effects(
@@ -76,3 +113,37 @@ def placebo_effects(
         Wp[pick] = W[tr]
         out[k] = effect(Yc, Wp, Uc)
     return out
+
+
+def resampled_se(
+    method: str,
+    effect: EffectFn,
+    Y: np.ndarray,
+    W: np.ndarray,
+    usable: np.ndarray,
+    *,
+    n_boot: int,
+    n_placebo: int,
+    rng: np.random.Generator,
+) -> tuple[float, float | None, dict[str, float]]:
+    """(se, df, details) for ``method`` in bootstrap / placebo / none.
+
+    The bootstrap reports Welch-Satterthwaite df (Student t intervals); the placebo SE keeps
+    the normal reference (its draws are not a sum over a few independent strata).
+    """
+    if method == "bootstrap":
+        b = stratified_unit_bootstrap(effect, Y, W, usable, n_boot=n_boot, rng=rng)
+        return (
+            b.se,
+            b.df,
+            {
+                "n_draws": int(b.draws.size),
+                "var_treated": b.var_treated,
+                "var_control": b.var_control,
+            },
+        )
+    if method == "placebo":
+        draws = placebo_effects(effect, Y, W, usable, n_placebo=n_placebo, rng=rng)
+        se = float(np.std(draws, ddof=1)) if draws.size > 1 else float("nan")
+        return se, None, {"n_draws": int(draws.size)}
+    return float("nan"), None, {"n_draws": 0}

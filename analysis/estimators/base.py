@@ -48,7 +48,9 @@ class PanelEstimator(ABC):
         try:
             return self.result_
         except AttributeError:
-            raise AttributeError(f"{type(self).__name__} is not fitted; call fit(panel) first.") from None
+            raise AttributeError(
+                f"{type(self).__name__} is not fitted; call fit(panel) first."
+            ) from None
 
     def get_params(self) -> dict[str, object]:
         return {k: v for k, v in vars(self).items() if not k.endswith("_")}

@@ -18,10 +18,25 @@ smallest lambda that sets L = 0 down by two decades (smaller penalties converge
 slowly and were never selected in our simulations), warm-started from large to small; the
 folds are solved together as one batched problem.
 
-Inference: unit bootstrap, treated and never-treated units redrawn separately, lambda kept at
-the cross-validated value (not re-tuned per replicate; cheaper, and re-tuning changed the SE by
-less than Monte-Carlo noise in our checks). With one treated unit, placebo (a control unit takes
-the treated unit's path).
+Post-selection refit (``debias=True``, the default). The nuclear norm shrinks every retained
+singular value by the same threshold, so the part of the treated units' untreated outcomes that
+the factors explain is pulled towards the two-way fit. That shrinkage bias is common to all
+treated cells, differs with each realisation of the factors, and is invisible to any resampling
+of units: in our factor-model simulation the convex estimate's spread was 0.23 while the
+bootstrap SE was 0.14 (95% interval coverage 82-85%). The default therefore uses the convex
+solution only to choose the rank r - the eigenvalue-ratio rule of Ahn & Horenstein (2013,
+Econometrica) on the singular values of the imputed residual matrix, over the components the
+cross-validated penalty kept - and then refits the unpenalised two-way + rank-r model on the
+untreated cells by least squares (hard-impute), the interactive fixed effects model of Bai
+(2009, Econometrica) used for imputation as in Xu (2017, Political Analysis). Removing the
+shrinkage before inference is the device of Chernozhukov, Hansen, Liao & Zhu ("Inference for
+low-rank models", Annals of Statistics 2023). ``details['effect_convex']`` keeps the paper's
+estimate; ``debias=False`` reports it as the effect.
+
+Inference: unit bootstrap, treated and never-treated units redrawn separately, with lambda (and,
+when refitting, the rank) kept at the values selected on the full panel (not re-tuned per
+replicate; cheaper, and re-tuning changed the SE by less than Monte-Carlo noise in our checks).
+With one treated unit, placebo (a control unit takes the treated unit's path).
 """
 
 from __future__ import annotations
@@ -30,11 +45,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from analysis.errors import InferenceError, PanelError
-from analysis.estimators._resampling import (
-    EffectFn,
-    placebo_effects,
-    stratified_unit_bootstrap,
-)
+from analysis.estimators._resampling import EffectFn, resampled_se
 from analysis.estimators.base import PanelEstimator
 from analysis.panel import Panel
 from analysis.results import EstimateResult
@@ -140,6 +151,81 @@ def _fit_fe_lowrank(
     return a, b, L, it
 
 
+def truncate_rank(Z: np.ndarray, rank: int) -> np.ndarray:
+    """Best rank-``rank`` approximation of each Z[k] (Eckart-Young), batched over the leading
+    axis, via the smaller Gram matrix's eigendecomposition (as in ``singular_value_threshold``)."""
+    if rank <= 0:
+        return np.zeros_like(Z)
+    small_cols = Z.shape[2] <= Z.shape[1]
+    Zt = np.swapaxes(Z, 1, 2)
+    _, V = np.linalg.eigh(Zt @ Z if small_cols else Z @ Zt)
+    V = V[:, :, -rank:]
+    Vt = np.swapaxes(V, 1, 2)
+    return (Z @ V) @ Vt if small_cols else V @ (Vt @ Z)
+
+
+def fit_fe_rank(
+    Y: np.ndarray,
+    weight: np.ndarray,
+    rank: int,
+    *,
+    max_iter: int = 2000,
+    tol: float = 1e-7,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Unpenalised two-way effects + rank-``rank`` matrix by weighted least squares, batched.
+
+    Minimises, separately for each leading index k,
+    ``sum_it weight[k,i,t] (Y_it - a[k,i] - b[k,t] - L[k,i,t])^2`` over a, b and
+    rank(L[k]) <= rank, with weights in [0, 1] (0 = cell left out), by hard-impute: alternate one
+    fixed-effect sweep with the best rank-r approximation of ``weight * residual + (1 - weight)
+    * L`` (a majorise-minimise step, so the objective never increases; it converges to a
+    stationary point, not necessarily the global minimum). ``rank=0`` is the weighted two-way
+    fixed-effects fit. ``Y`` is 2-D and shared; ``weight`` 2-D or 3-D. Returns
+    ``(a, b, L, iterations)`` with a leading batch axis, as ``fit_fe_lowrank``.
+    """
+    w = np.asarray(weight, dtype=float)
+    if w.ndim == 2:
+        w = w[None]
+    K, N, T = w.shape
+    Yn = np.nan_to_num(np.asarray(Y, dtype=float))[None]
+    row_w = np.maximum(w.sum(axis=2), _TINY)
+    col_w = np.maximum(w.sum(axis=1), _TINY)
+    a, b, L = np.zeros((K, N)), np.zeros((K, T)), np.zeros((K, N, T))
+    fit_old = np.zeros((K, N, T))
+    it = 0
+    for it in range(1, max_iter + 1):  # noqa: B007
+        R = Yn - L
+        a = ((R - b[:, None, :]) * w).sum(axis=2) / row_w
+        b = ((R - a[:, :, None]) * w).sum(axis=1) / col_w
+        if rank > 0:
+            E = Yn - a[:, :, None] - b[:, None, :]
+            L = truncate_rank(w * E + (1.0 - w) * L, rank)
+        fit = a[:, :, None] + b[:, None, :] + L
+        delta = np.sqrt(((fit - fit_old) ** 2).sum(axis=(1, 2)))
+        scale = np.sqrt((fit**2).sum(axis=(1, 2))) + 1e-8
+        fit_old = fit
+        if np.all(delta / scale < tol):
+            break
+    return a, b, L, it
+
+
+def eigenvalue_ratio_rank(singular_values: np.ndarray, k_max: int) -> int:
+    """Number of factors by the eigenvalue-ratio rule (Ahn & Horenstein 2013): the k in
+    1..k_max maximising s_k^2 / s_{k+1}^2 (s sorted descending); 0 when k_max is 0.
+
+    k_max is also capped at half the number of singular values: after removing two-way effects
+    the residual has rank at most min(N, T) - 1, so the last ratios divide by numerical zeros
+    (TROP's small penalties kept 19 of 20 components, and the uncapped rule picked rank 19).
+    """
+    s = np.sort(np.asarray(singular_values, dtype=float))[::-1]
+    k_max = min(int(k_max), (len(s) - 1) // 2)
+    if k_max <= 0:
+        return 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = s[:k_max] / np.maximum(s[1 : k_max + 1], _TINY * max(s[0], 1.0))
+    return int(np.argmax(ratio)) + 1
+
+
 def _check_support(untreated: np.ndarray, treated: np.ndarray, units: np.ndarray) -> None:
     if not treated.any():
         raise PanelError("No treated usable cell: nothing to estimate.")
@@ -212,6 +298,8 @@ class MCNNMEstimator(PanelEstimator):
     n_lambda, n_folds : size of the log grid and number of CV folds.
     n_boot : bootstrap replicates (``se='bootstrap'``); n_placebo for ``se='placebo'``.
     se : ``None`` (bootstrap, or placebo with one treated unit), "bootstrap", "placebo", "none".
+    debias : refit the unpenalised two-way + rank-r model at the rank the convex fit selected
+        (default; see the module docstring for why). ``False`` reports the convex estimate.
     seed : seeds CV folds and resampling.
     """
 
@@ -228,6 +316,7 @@ class MCNNMEstimator(PanelEstimator):
         max_iter: int = 300,
         tol: float = 1e-5,
         se: str | None = None,
+        debias: bool = True,
         seed: int | None = None,
     ) -> None:
         self.lambda_ = lambda_
@@ -238,16 +327,23 @@ class MCNNMEstimator(PanelEstimator):
         self.max_iter = max_iter
         self.tol = tol
         self.se = se
+        self.debias = debias
         self.seed = seed
 
-    def _effect(self, lam: float) -> EffectFn:
+    def _effect(self, lam: float, rank: int | None) -> EffectFn:
+        """tau(Y, W, usable) at a fixed penalty (convex) or a fixed rank (refit)."""
+
         def effect(Y: np.ndarray, W: np.ndarray, usable: np.ndarray) -> float:
             obs = usable & ~W
             treated = usable & W
-            a, b, L, _ = fit_fe_lowrank(
-                Y, obs.astype(float), lam * obs.sum(), max_iter=self.max_iter, tol=self.tol
-            )
-            Y0 = a[0][:, None] + b[0][None, :] + L[0]
+            if rank is None:
+                a, b, L, _ = fit_fe_lowrank(
+                    Y, obs.astype(float), lam * obs.sum(), max_iter=self.max_iter, tol=self.tol
+                )
+                Y0 = a[0][:, None] + b[0][None, :] + L[0]
+            else:
+                a1, b1, L1, _ = fit_fe_rank(Y, obs, rank)
+                Y0 = a1[0][:, None] + b1[0][None, :] + L1[0]
             return float((Y - Y0)[treated].mean())
 
         return effect
@@ -279,37 +375,28 @@ class MCNNMEstimator(PanelEstimator):
             Y, obs.astype(float), lam * obs.sum(), max_iter=self.max_iter, tol=self.tol
         )
         Y0 = a[0][:, None] + b[0][None, :] + L[0]
-        tau = float((Y - Y0)[treated].mean())
-        rank = int(np.linalg.matrix_rank(L[0], tol=1e-8 * max(1.0, np.abs(L[0]).max())))
+        tau_convex = float((Y - Y0)[treated].mean())
+        convex_rank = int(np.linalg.matrix_rank(L[0], tol=1e-8 * max(1.0, np.abs(L[0]).max())))
+        refit_rank: int | None = None
+        tau, n_refit_iter = tau_convex, 0
+        if self.debias:
+            # rank from the spectrum of the imputed residual at the convex solution, over the
+            # components the cross-validated penalty kept
+            Z = np.where(obs, Y - a[0][:, None] - b[0][None, :], L[0])
+            refit_rank = eigenvalue_ratio_rank(np.linalg.svd(Z, compute_uv=False), convex_rank)
+            a1, b1, L1, n_refit_iter = fit_fe_rank(Y, obs, refit_rank)
+            tau = float((Y - a1[0][:, None] - b1[0][None, :] - L1[0])[treated].mean())
         n_treated_units = int(treated.any(axis=1).sum())
         method = self.se or ("placebo" if n_treated_units == 1 else "bootstrap")
-        effect = self._effect(lam)
-        se = float("nan")
-        draws = np.empty(0)
-        if method == "bootstrap":
-            draws = stratified_unit_bootstrap(
-                effect,
-                Y,
-                W,
-                usable,
-                n_boot=self.n_boot,
-                rng=rng,
-            )
-        elif method == "placebo":
-            draws = placebo_effects(
-                effect,
-                Y,
-                W,
-                usable,
-                n_placebo=self.n_placebo,
-                rng=rng,
-            )
-        if draws.size:
-            se = float(np.std(draws, ddof=1))
+        effect = self._effect(lam, refit_rank)
+        se, df, draw_info = resampled_se(
+            method, effect, Y, W, usable, n_boot=self.n_boot, n_placebo=self.n_placebo, rng=rng
+        )
         return EstimateResult(
             method=self.name,
             effect=tau,
             se=se,
+            df=df,
             n_units=panel.n_units,
             n_periods=panel.n_periods,
             se_method=method,
@@ -318,9 +405,13 @@ class MCNNMEstimator(PanelEstimator):
                 "lambda": lam,
                 "lambda_grid": grid.tolist(),
                 "cv_mse": None if cv_mse is None else cv_mse.tolist(),
-                "rank": rank,
+                "rank": convex_rank if refit_rank is None else refit_rank,
+                "convex_rank": convex_rank,
+                "debiased": bool(self.debias),
+                "effect_convex": tau_convex,
                 "iterations": n_iter,
-                "n_draws": int(draws.size),
+                "refit_iterations": n_refit_iter,
+                **draw_info,
             },
         )
 

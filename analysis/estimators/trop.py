@@ -47,9 +47,14 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from analysis.errors import InferenceError
-from analysis.estimators._resampling import placebo_effects, stratified_unit_bootstrap
+from analysis.estimators._resampling import resampled_se
 from analysis.estimators.base import PanelEstimator
-from analysis.estimators.mcnnm import _check_support, fit_fe_lowrank
+from analysis.estimators.mcnnm import (
+    _check_support,
+    eigenvalue_ratio_rank,
+    fit_fe_lowrank,
+    fit_fe_rank,
+)
 from analysis.panel import Panel
 from analysis.results import EstimateResult
 
@@ -59,6 +64,7 @@ class _Rates:
     time: float
     unit: float  # on the outcome scale (already divided by the median distance)
     nn: float | None  # absolute penalty, None = no low-rank term
+    rank: int | None = None  # set: unpenalised rank-r refit instead of the nuclear norm
 
 
 def _pair_stats(Y: np.ndarray, obs: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -124,7 +130,10 @@ def trop_predict(
             Wt *= uw[:, :, None]
         if use_time:
             Wt *= np.exp(-rates.time * np.abs(periods[None, :] - tt[sel][:, None]))[:, None, :]
-        a, b, L, _ = fit_fe_lowrank(Y, Wt, rates.nn, max_iter=max_iter, tol=tol)
+        if rates.rank is None:
+            a, b, L, _ = fit_fe_lowrank(Y, Wt, rates.nn, max_iter=max_iter, tol=tol)
+        else:
+            a, b, L, _ = fit_fe_rank(Y, Wt, rates.rank, max_iter=max_iter, tol=tol)
         for j, s in enumerate(sel):
             idx = np.flatnonzero(keys == keys[s])
             pred[idx] = a[j, ti[idx]] + b[j, tt[idx]] + L[j, ti[idx], tt[idx]]
@@ -144,6 +153,9 @@ class TROPEstimator(PanelEstimator):
     n_cycles : passes of the coordinate-wise grid search.
     n_boot : bootstrap replicates; n_placebo for one treated unit.
     se : ``None`` (bootstrap, or placebo with one treated unit), "bootstrap", "placebo", "none".
+    debias : when the tuned penalty keeps a low-rank term, refit every cell's weighted model
+        without the nuclear norm at the rank r the penalty selects (default ``False``: the
+        paper's estimator; see the module docstring).
     """
 
     name = "trop"
@@ -165,6 +177,7 @@ class TROPEstimator(PanelEstimator):
         max_iter: int = 200,
         tol: float = 1e-5,
         se: str | None = None,
+        debias: bool = False,
         seed: int | None = None,
     ) -> None:
         self.lambda_time = lambda_time
@@ -181,6 +194,7 @@ class TROPEstimator(PanelEstimator):
         self.max_iter = max_iter
         self.tol = tol
         self.se = se
+        self.debias = debias
         self.seed = seed
 
     # ------------------------------------------------------------------ helpers
@@ -292,6 +306,14 @@ class TROPEstimator(PanelEstimator):
         else:
             lt, lu, nn = self.lambda_time, self.lambda_unit, self.lambda_nn  # type: ignore[assignment]
         rates = self._rates(lt, lu, nn, med, ref)
+        if self.debias and rates.nn is not None:
+            # rank: eigenvalue ratio on the imputed residual of the unweighted convex fit at
+            # the tuned penalty, over the components that penalty keeps (as MC-NNM's refit)
+            a0, b0, L0, _ = fit_fe_lowrank(Y, obs.astype(float), rates.nn, max_iter=self.max_iter)
+            k_max = int(np.linalg.matrix_rank(L0[0], tol=1e-8 * max(1.0, np.abs(L0[0]).max())))
+            Z = np.where(obs, Y - a0[0][:, None] - b0[0][None, :], L0[0])
+            rank = eigenvalue_ratio_rank(np.linalg.svd(Z, compute_uv=False), k_max)
+            rates = _Rates(rates.time, rates.unit, rates.nn, rank)
         ti, tt = np.nonzero(treated)
         pred = self._predict(Y, obs, ti, tt, rates, False)
         cell_effects = Y[ti, tt] - pred
@@ -304,16 +326,14 @@ class TROPEstimator(PanelEstimator):
 
         n_tr_units = int(treated.any(axis=1).sum())
         method = self.se or ("placebo" if n_tr_units == 1 else "bootstrap")
-        draws = np.empty(0)
-        if method == "bootstrap":
-            draws = stratified_unit_bootstrap(effect, Y, W, usable, n_boot=self.n_boot, rng=rng)
-        elif method == "placebo":
-            draws = placebo_effects(effect, Y, W, usable, n_placebo=self.n_placebo, rng=rng)
-        se = float(np.std(draws, ddof=1)) if draws.size > 1 else float("nan")
+        se, df, draw_info = resampled_se(
+            method, effect, Y, W, usable, n_boot=self.n_boot, n_placebo=self.n_placebo, rng=rng
+        )
         return EstimateResult(
             method=self.name,
             effect=tau,
             se=se,
+            df=df,
             n_units=panel.n_units,
             n_periods=panel.n_periods,
             se_method=method,
@@ -324,9 +344,10 @@ class TROPEstimator(PanelEstimator):
                 "lambda_nn": nn,
                 "lambda_unit_raw": rates.unit,
                 "lambda_nn_raw": rates.nn,
+                "refit_rank": rates.rank,
                 "median_distance": med,
                 "tuning_trace": trace,
-                "n_draws": int(draws.size),
+                **draw_info,
             },
         )
 

@@ -85,11 +85,39 @@ def run_panel(
 
 def study_mc(sims: int) -> None:
     run_panel(
-        "mc (bootstrap 50)",
+        "mc, rank refit (default), bootstrap 100",
         sims,
         lambda s: (factor_block(s), 1.0),
-        lambda p, s: MCNNMEstimator(seed=s, n_boot=50).fit(p).result_,
+        lambda p, s: MCNNMEstimator(seed=s).fit(p).result_,
     )
+
+
+def study_mc_convex(sims: int) -> None:
+    run_panel(
+        "mc, convex (debias=False), bootstrap 100",
+        sims,
+        lambda s: (factor_block(s), 1.0),
+        lambda p, s: MCNNMEstimator(seed=s, debias=False).fit(p).result_,
+    )
+
+
+def study_mc_nofactor(sims: int) -> None:
+    run_panel(
+        "mc, no factors (rank-0 DGP)",
+        sims,
+        lambda s: (no_factor_block(s), 1.0),
+        lambda p, s: MCNNMEstimator(seed=s).fit(p).result_,
+    )
+
+
+def no_factor_block(seed: int, N: int = 30, T: int = 20, n_tr: int = 8, t0: int = 14) -> Panel:
+    """Two-way effects + noise only (the low-rank term is zero), block adoption, tau = 1: the
+    rank selection must not invent factors that cost precision or coverage."""
+    rng = np.random.default_rng(seed)
+    Y = rng.normal(size=(N, 1)) + np.linspace(0, 2, T)[None] + 0.5 * rng.normal(size=(N, T))
+    W = np.zeros((N, T), bool)
+    W[:n_tr, t0:] = True
+    return Panel(Y=Y + W, W=W, units=np.arange(N), times=np.arange(T), blackout=np.zeros_like(W))
 
 
 TROP_BOOT = 50  # --trop-boot
@@ -266,6 +294,8 @@ def study_cs(sims: int, days: int = 30, per_day: int = 100) -> None:
 
 STUDIES: dict[str, Callable[[int], None]] = {
     "mc": study_mc,
+    "mc-convex": study_mc_convex,
+    "mc-nofactor": study_mc_nofactor,
     "trop": study_trop,
     "ht": study_ht,
     "crossover": study_crossover,

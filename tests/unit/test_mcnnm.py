@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 
 from analysis.errors import InferenceError, PanelError
-from analysis.estimators.mcnnm import MCNNMEstimator
+from analysis.estimators.mcnnm import (
+    MCNNMEstimator,
+    eigenvalue_ratio_rank,
+    fit_fe_rank,
+    truncate_rank,
+)
 from analysis.estimators.registry import make
 from analysis.panel import Panel
 
@@ -87,3 +92,73 @@ def test_placebo_with_several_treated_units_and_its_limits() -> None:
     assert out.se_method == "placebo" and np.isfinite(out.se) and out.se > 0
     with pytest.raises(InferenceError, match="more control units"):
         MCNNMEstimator(lambda_=0.05, se="placebo").fit(factor_panel(4, block_W(8, 10, 4, 7)))
+
+
+def test_truncate_rank_matches_svd_truncation() -> None:
+    rng = np.random.default_rng(7)
+    for shape in [(12, 7), (7, 12)]:
+        Z = rng.normal(size=shape)
+        U, s, Vt = np.linalg.svd(Z, full_matrices=False)
+        expected = (U[:, :3] * s[:3]) @ Vt[:3]
+        np.testing.assert_allclose(truncate_rank(Z[None], 3)[0], expected, atol=1e-10)
+    assert not truncate_rank(Z[None], 0).any()
+
+
+def test_rank_refit_recovers_missing_block_of_noise_free_factor_panel() -> None:
+    # two-way effects + rank 2, no noise: the untreated block is identified exactly, and the
+    # unpenalised refit must impute it exactly; the nuclear norm cannot (it shrinks)
+    rng = np.random.default_rng(3)
+    N, T = 30, 20
+    Y0 = (
+        rng.normal(size=(N, 2)) @ rng.normal(size=(T, 2)).T
+        + rng.normal(size=(N, 1))
+        + rng.normal(size=(1, T))
+    )
+    W = block_W(N, T, 6, 14)
+    a, b, L, _ = fit_fe_rank(Y0, ~W, 2, tol=1e-12, max_iter=20_000)
+    fit = a[0][:, None] + b[0][None, :] + L[0]
+    np.testing.assert_allclose(fit[W], Y0[W], atol=1e-4)
+    p = Panel(
+        Y=Y0 + 1.5 * W, W=W, units=np.arange(N), times=np.arange(T), blackout=np.zeros_like(W)
+    )
+    res = MCNNMEstimator(seed=0, se="none").fit(p).result_
+    assert res.details["rank"] == 2
+    assert res.effect == pytest.approx(1.5, abs=1e-3)
+    assert abs(res.details["effect_convex"] - 1.5) > 10 * abs(res.effect - 1.5)
+
+
+def test_rank_zero_refit_is_two_way_fixed_effects() -> None:
+    p = factor_panel(6, block_W(20, 12, 4, 8))
+    obs = ~p.W
+    a, b, L, _ = fit_fe_rank(p.Y, obs, 0, tol=1e-12, max_iter=20_000)
+    assert not L.any()
+    # two-way fixed effects on the untreated cells, solved as least squares with dummies
+    N, T = p.Y.shape
+    i, t = np.nonzero(obs)
+    X = np.zeros((len(i), N + T))
+    X[np.arange(len(i)), i] = 1.0
+    X[np.arange(len(i)), N + t] = 1.0
+    coef = np.linalg.lstsq(X, p.Y[i, t], rcond=None)[0]
+    full = coef[:N][:, None] + coef[N:][None, :]
+    np.testing.assert_allclose(a[0][:, None] + b[0][None, :], full, atol=1e-6)
+
+
+def test_eigenvalue_ratio_rank() -> None:
+    assert eigenvalue_ratio_rank(np.array([20.0, 15.0, 1.5, 1.2, 1.0]), 4) == 2
+    assert eigenvalue_ratio_rank(np.array([20.0, 15.0, 1.5, 1.2, 1.0]), 1) == 1
+    assert eigenvalue_ratio_rank(np.array([5.0, 4.0]), 0) == 0
+
+
+def test_debiased_invariances_and_convex_option() -> None:
+    p = factor_panel(2, block_W(30, 20, 6, 14))
+    est = MCNNMEstimator(seed=4, se="none")
+    base = est.fit(p).result_
+    assert base.details["debiased"] and base.details["rank"] == 2
+    shift = p.with_outcome(p.Y + np.arange(20)[None] * 0.7)
+    assert est.fit(shift).result_.effect == pytest.approx(base.effect, abs=1e-4)
+    plus = p.with_outcome(p.Y + 3.0 * p.W)
+    assert est.fit(plus).result_.effect == pytest.approx(base.effect + 3.0, abs=1e-4)
+    scaled = est.fit(p.with_outcome(10 * p.Y)).result_.effect
+    assert scaled == pytest.approx(10 * base.effect, rel=1e-4)
+    convex = MCNNMEstimator(seed=4, se="none", debias=False).fit(p).result_
+    assert convex.effect == base.details["effect_convex"]
