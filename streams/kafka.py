@@ -143,8 +143,8 @@ def murmur2_many(keys: Sequence[bytes]) -> np.ndarray:
     of one length are hashed together, four bytes a step, in wrapping uint32 arithmetic."""
     out = np.empty(len(keys), dtype=np.uint32)
     by_length: dict[int, list[int]] = {}
-    for i, k in enumerate(keys):
-        by_length.setdefault(len(k), []).append(i)
+    for i, key in enumerate(keys):
+        by_length.setdefault(len(key), []).append(i)
     m = np.uint32(0x5BD1E995)
     for length, idx in by_length.items():
         data = np.frombuffer(b"".join([keys[i] for i in idx]), dtype=np.uint8)
