@@ -109,6 +109,8 @@ class BatchConsumer:
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
                 max_poll_records=self.batch_size,
+                # Tansu does not end a fetch's wait when data arrives: the wait is the latency
+                fetch_max_wait_ms=self.within_ms,
                 session_timeout_ms=10_000,
                 rebalance_timeout_ms=10_000,
                 heartbeat_interval_ms=1_000,

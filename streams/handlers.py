@@ -90,55 +90,6 @@ def hard_exit(code: int) -> None:  # pragma: no cover - replaced in tests
     os._exit(code)
 
 
-async def finish_or_die(
-    work: Awaitable[T],
-    what: str,
-    grace: float = 10.0,
-    exit: Callable[[int], None] = hard_exit,
-) -> T:
-    """Run one batch to completion even when the worker is told to stop; never let it be acked
-    unwritten.
-
-    faust's ``Stream.take_events`` acknowledges the buffered events in a ``finally``, even when
-    the agent's body raised or was cancelled, and acknowledged offsets get committed. So:
-
-    - cancelled (SIGTERM, rebalance stop): the batch keeps running for up to ``grace``
-      seconds (graceful shutdown finishes in-flight batches), then the cancellation goes on
-      and the events are acked, which is now correct: they are in Redis;
-    - the batch cannot finish in time (Redis down during shutdown), or it raised anything
-      (a bug): the process exits at once with :data:`EXIT_UNSAFE_TO_ACK`, so no ``finally``
-      runs and nothing is committed. The events are redelivered after a restart and
-      deduplicated by event id.
-    """
-    task = asyncio.ensure_future(work)
-    try:
-        return await asyncio.shield(task)
-    except asyncio.CancelledError as cancelled:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + grace
-        while not task.done() and loop.time() < deadline:
-            try:
-                await asyncio.wait({task}, timeout=max(0.0, deadline - loop.time()))
-            except asyncio.CancelledError:
-                continue
-        if task.done() and not task.cancelled() and task.exception() is None:
-            log.info("finished the in-flight %s before stopping", what)
-            raise cancelled
-        log.critical(
-            "stopping during %s that could not finish within %.1fs: exiting without "
-            "acknowledging it (it will be redelivered and deduplicated)",
-            what,
-            grace,
-        )
-        task.cancel()
-        exit(EXIT_UNSAFE_TO_ACK)
-        raise
-    except Exception:
-        log.critical("%s failed; exiting without acknowledging it", what, exc_info=True)
-        exit(EXIT_UNSAFE_TO_ACK)
-        raise
-
-
 class SalesHandler:
     def __init__(
         self,
