@@ -101,3 +101,28 @@ def test_errors() -> None:
     with pytest.raises(InferenceError, match="placebo"):
         TROPEstimator(**{**TWFE, "se": "bootstrap"}).fit(make_panel(0, block_W(10, 8, 1, 4)))
     assert isinstance(make("trop"), TROPEstimator)
+
+
+def test_rank_refit_removes_the_shrinkage_of_the_low_rank_term() -> None:
+    # noise-free two-way effects + rank 2, treated units loading more on factor 1: the refit
+    # imputes the treated block exactly; the convex nuclear-norm fit shrinks it
+    rng = np.random.default_rng(11)
+    N, T = 30, 20
+    load = rng.normal(size=(N, 2))
+    load[:6, 0] += 1.0
+    Y0 = load @ rng.normal(size=(T, 2)).T + rng.normal(size=(N, 1)) + rng.normal(size=(1, T))
+    W = block_W(N, T, 6, 14)
+    p = Panel(Y=Y0 + 1.5 * W, W=W, units=np.arange(N), times=np.arange(T), blackout=W & False)
+    kw = {"se": "none", "max_iter": 5000, "tol": 1e-10}
+    refit = TROPEstimator(0.0, 0.0, 0.1, debias=True, **kw).fit(p).result_
+    convex = TROPEstimator(0.0, 0.0, 0.1, **kw).fit(p).result_
+    assert refit.details["refit_rank"] == 2
+    assert refit.effect == pytest.approx(1.5, abs=1e-3)
+    assert abs(convex.effect - 1.5) > 10 * abs(refit.effect - 1.5)
+    # without a low-rank term there is nothing to refit
+    assert (
+        TROPEstimator(0.0, 0.0, math.inf, debias=True, se="none")
+        .fit(p)
+        .result_.details["refit_rank"]
+        is None
+    )
