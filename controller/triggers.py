@@ -28,6 +28,7 @@ the store to persist.
 
 from __future__ import annotations
 
+import heapq
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -108,6 +109,10 @@ class TriggerTracker:
         self.watermark: datetime | None = None
         self.stale = 0
         self._units = spec.units()
+        # (due, product) of every running undercut, so that advance() looks only at what is
+        # due instead of every watched product. Lazy: an entry whose product fired or whose
+        # undercut changed since is dropped when it surfaces.
+        self._due: list[tuple[datetime, str]] = []
 
     # -------------------------------------------------------------- events
     def observe_reference(
@@ -132,11 +137,23 @@ class TriggerTracker:
         if self.watermark is None or now > self.watermark:
             self.watermark = now
         fires = []
-        for product in sorted(self.products):
-            fire = self._check(product, self.products[product], now)
+        keep = []  # due exactly now with nothing to sustain: fires once time moves past
+        while self._due and self._due[0][0] <= now:
+            due, product = heapq.heappop(self._due)
+            state = self.products.get(product)
+            if state is None or state.undercut_since is None:
+                continue
+            if state.undercut_since + self.sustain != due:
+                continue  # superseded by a later undercut (which has its own entry)
+            fire = self._check(product, state, now)
             if fire is not None:
                 fires.append(fire)
-        return fires
+            elif due == now and not self.sustain:
+                keep.append((due, product))
+            # otherwise it can never fire (due at or after the end, or no period left)
+        for entry in keep:
+            heapq.heappush(self._due, entry)
+        return sorted(fires, key=lambda f: f.product)
 
     # -------------------------------------------------------------- internals
     def _event(
@@ -167,10 +184,21 @@ class TriggerTracker:
             if state.undercut_since is None:
                 resumed = state.broken_at == at and state.broken_since is not None
                 state.undercut_since = state.broken_since if resumed else max(at, self.spec.start)
+                self._watch(product, state.undercut_since)
         elif state.undercut_since is not None:
             state.broken_at, state.broken_since = at, state.undercut_since
             state.undercut_since = None
         return self._check(product, state, at)
+
+    def _watch(self, product: str, since: datetime) -> None:
+        heapq.heappush(self._due, (since + self.sustain, product))
+        if len(self._due) > 2 * len(self.products) + 64:  # drop superseded entries
+            self._due = [
+                (s.undercut_since + self.sustain, p)
+                for p, s in self.products.items()
+                if s.undercut_since is not None
+            ]
+            heapq.heapify(self._due)
 
     def _undercut(self, state: _Product) -> bool:
         if state.reference is None or not state.prices:
@@ -242,4 +270,10 @@ class TriggerTracker:
                 broken_at=_ts(s.get("broken_at")),
                 broken_since=_ts(s.get("broken_since")),
             )
+        t._due = [
+            (s.undercut_since + t.sustain, p)
+            for p, s in t.products.items()
+            if s.undercut_since is not None
+        ]
+        heapq.heapify(t._due)
         return t

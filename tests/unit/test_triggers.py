@@ -241,3 +241,39 @@ def test_zero_duration_rule_waits_for_the_instant_to_pass() -> None:
     assert tr.advance(at(6)) == []
     tr.observe_competitor("a", "x", 60.0, at(7))
     assert tr.advance(at(7)) == [] and tr.advance(at(8))[0].fired_at == at(7)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    events=st.lists(
+        st.tuples(st.sampled_from(["a", "b", "c"]), EVENT, st.booleans()), min_size=1, max_size=40
+    ),
+    pct=st.sampled_from([5, 10, 20]),
+    k=st.integers(0, 120),
+)
+def test_polling_at_any_times_fires_each_product_at_its_oracle_minute(
+    events: list[tuple[str, tuple[int, str, int], bool]], pct: int, k: int
+) -> None:
+    """advance() keeps due times in a heap: polled between any events, for several products
+    at once, each product still fires once, at the minute the grid oracle gives."""
+    events = sorted(events, key=lambda e: e[1][0])
+    tr = TriggerTracker(spec(undercut_pct=pct, sustained_minutes=k))
+    fires = []
+    for product, (m, who, price), poll in events:
+        if poll:
+            polled = tr.advance(at(m))  # events stamped m may still follow
+            assert [f.product for f in polled] == sorted(f.product for f in polled)
+            fires += polled
+        f = (
+            tr.observe_reference(product, price, at(m))
+            if who == "ref"
+            else tr.observe_competitor(product, who, price, at(m))
+        )
+        fires += [f] if f else []
+    fires += tr.advance(at(800))
+    assert len({f.product for f in fires}) == len(fires)
+    got = {f.product: f.fired_at for f in fires}
+    for product in "abc":
+        mine = [e for p, e, _ in events if p == product]
+        expected = oracle(mine, pct, k, 800) if mine else None
+        assert got.get(product) == (at(expected) if expected is not None else None)
