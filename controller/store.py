@@ -237,9 +237,11 @@ return table.concat(out, ',')
 
 
 _TRIGGER_ACQUIRE = """
--- KEYS: lock, version; ARGV: owner, lease_ms. Returns the version, or -1 when held by another.
+-- KEYS: lock, trigger state version, experiments version; ARGV: owner, lease_ms.
+-- Returns {state version, experiments version}, or -1 when the lock is held by another.
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return tonumber(redis.call('GET', KEYS[2]) or '0')
+  return {tonumber(redis.call('GET', KEYS[2]) or '0'),
+          tonumber(redis.call('GET', KEYS[3]) or '0')}
 end
 return -1
 """
@@ -398,16 +400,23 @@ class Store:
         }
         return int(v or 0), state
 
-    async def acquire_trigger_state(self, exp_id: str, owner: str, lease_ms: int = 10_000) -> int:
-        """Take the experiment's trigger lock; returns the state version, in one round trip."""
+    async def acquire_trigger_state(
+        self, exp_id: str, owner: str, lease_ms: int = 10_000
+    ) -> tuple[int, int]:
+        """Take the experiment's trigger lock; returns the state version and the experiments
+        version (:meth:`version`, read under the lock), in one round trip."""
         delay = 0.002
         while True:
             v = await self._trigger_acquire(
-                keys=[f"{self.p}:lock:trigger:{exp_id}", f"{self.p}:exp:{exp_id}:trigger_v"],
+                keys=[
+                    f"{self.p}:lock:trigger:{exp_id}",
+                    f"{self.p}:exp:{exp_id}:trigger_v",
+                    f"{self.p}:version",
+                ],
                 args=[owner, lease_ms],
             )
-            if int(v) >= 0:
-                return int(v)
+            if isinstance(v, list):
+                return int(v[0]), int(v[1])
             await asyncio.sleep(delay)
             delay = min(0.05, delay * 2)
 

@@ -51,8 +51,8 @@ class TriggerRunner:
     # between another's save and its cache update reloaded the whole state)
     _turns: dict[str, asyncio.Lock] = field(default_factory=dict)
 
-    async def _triggered_experiments(self) -> dict[str, str]:
-        """product -> id of the running triggered experiment holding it (cached by version)."""
+    async def _load_routes(self) -> None:
+        """product -> id of the running triggered experiment holding it, as of now."""
         v = await self.store.version()
         if v != self._routes_version:
             routes: dict[str, str] = {}
@@ -62,36 +62,60 @@ class TriggerRunner:
                     for p in st.spec.all_products():
                         routes[p] = st.spec.id
             self._routes, self._routes_version = routes, v
-        return self._routes
 
     async def on_prices(self, events: Sequence[PriceEvent]) -> list[TriggerFire]:
-        """Feed a batch of competitor prices; publish the starts they trigger."""
-        routes = await self._triggered_experiments()
-        by_exp: dict[str, list[PriceEvent]] = defaultdict(list)
-        for e in events:
-            exp = routes.get(e.product)
-            if exp is not None:
-                by_exp[exp].append(e)
+        """Feed a batch of competitor prices; publish the starts they trigger.
+
+        The routes are this worker's copy; each experiment's lock script also returns the
+        experiments version, so a batch checks its routes in the same round trip (a batch
+        that routes nothing reads the version itself). When they changed, the events not yet
+        applied are routed again.
+        """
+        if self._routes_version < 0:
+            await self._load_routes()
+        todo = list(events)
         fires: list[TriggerFire] = []
-        for exp, evs in by_exp.items():
-            fires += await self._run(exp, evs, advance=False)
+        while todo:
+            by_exp: dict[str, list[PriceEvent]] = defaultdict(list)
+            for e in todo:
+                exp = self._routes.get(e.product)
+                if exp is not None:
+                    by_exp[exp].append(e)
+            if not by_exp:
+                if await self.store.version() == self._routes_version:
+                    break
+                await self._load_routes()
+                continue
+            applied: set[int] = set()  # ids of the events applied in this pass
+            for exp, evs in by_exp.items():
+                got = await self._run(exp, evs, advance=False)
+                if got is None:  # the experiments changed: route what is left again
+                    await self._load_routes()
+                    break
+                fires += got
+                applied.update(id(e) for e in evs)
+            else:
+                break
+            todo = [e for e in todo if id(e) not in applied]
         return fires
 
     async def advance(self) -> list[TriggerFire]:
         """Let sustained undercuts fire without a new event (called from the flip tick)."""
-        routes = await self._triggered_experiments()
+        await self._load_routes()
         fires: list[TriggerFire] = []
-        for exp in sorted(set(routes.values())):
-            fires += await self._run(exp, [], advance=True)
+        for exp in sorted(set(self._routes.values())):
+            got = await self._run(exp, [], advance=True)
+            fires += got or []  # None: the experiment changed; the next tick sees it
         return fires
 
     async def _run(
         self, exp_id: str, events: Sequence[PriceEvent], *, advance: bool
-    ) -> list[TriggerFire]:
+    ) -> list[TriggerFire] | None:
         """Apply events (each fires its own product when due) and, on the timer, let time
-        fire sustained undercuts that saw no new event (a scan of every watched product).
+        fire sustained undercuts that saw no new event (those due, from the tracker's heap).
+        None, with nothing applied, when the experiments changed since the routes were read.
 
-        Round trips per batch: lock-and-version, then save-sequence-and-unlock, then publish.
+        Round trips per batch: lock-and-versions, then save-sequence-and-unlock, then publish.
         """
         turn = self._turns.get(exp_id)
         if turn is None:
@@ -101,9 +125,12 @@ class TriggerRunner:
 
     async def _run_locked(
         self, exp_id: str, events: Sequence[PriceEvent], *, advance: bool
-    ) -> list[TriggerFire]:
+    ) -> list[TriggerFire] | None:
         spec = self._specs[exp_id]
-        version = await self.store.acquire_trigger_state(exp_id, self.owner)
+        version, routes_version = await self.store.acquire_trigger_state(exp_id, self.owner)
+        if routes_version != self._routes_version:
+            await self.store.release_trigger_state(exp_id, self.owner)
+            return None
         try:
             tracker, plan = await self._tracker(exp_id, spec, version)
             touched: set[str] = set()
