@@ -30,6 +30,8 @@ T = TypeVar("T")
 
 #: exit status of a worker that stopped hard rather than acknowledge an unwritten batch
 EXIT_UNSAFE_TO_ACK = 75
+#: exit status of a worker whose timer (flip, triggers, analysis) raised an unexpected error
+EXIT_TIMER_FAILED = 70
 
 EXCLUDED = {"washout", "paused", "stopped", "freeze", "unassigned", "ended"}
 
@@ -67,12 +69,17 @@ class RedisOutageTolerated:
     A faust timer that raises crashes the whole app, and the process stays up doing nothing.
     A Redis outage is transient: log it, count it, and let the next tick try again. Every
     timer body is idempotent (flips are claimed and completed in Redis), so skipping a tick
-    is safe.
+    is safe. Any other exception is a bug or a state we do not understand: the process logs
+    it and exits with :data:`EXIT_TIMER_FAILED`, so the supervisor restarts it and on-call
+    sees the restart, instead of a live process whose timer is silently dead.
     """
 
-    def __init__(self, what: str, metrics: Metrics) -> None:
+    def __init__(
+        self, what: str, metrics: Metrics, exit: Callable[[int], None] | None = None
+    ) -> None:
         self.what = what
         self.metrics = metrics
+        self._exit = exit
 
     async def __aenter__(self) -> None:
         return None
@@ -82,6 +89,16 @@ class RedisOutageTolerated:
             log.warning("redis unavailable during %s (%s); next tick retries", self.what, exc)
             self.metrics.redis_retries.labels(self.what).inc()
             return True
+        if isinstance(exc, Exception):  # not CancelledError / KeyboardInterrupt: shutdown
+            log.critical(
+                "%s failed (%s: %s); exiting with status %d so the worker is restarted",
+                self.what,
+                type(exc).__name__,
+                exc,
+                EXIT_TIMER_FAILED,
+                exc_info=exc,
+            )
+            (self._exit or hard_exit)(EXIT_TIMER_FAILED)
         return False
 
 
