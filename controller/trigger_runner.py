@@ -13,17 +13,20 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from controller.clock import Clock
-from controller.designs import DesignContext, TriggerPlan, assign_products
+from controller.designs import Assignment, DesignContext, TriggerPlan, assign_products
 from controller.flipper import AssignmentSink
 from controller.spec import ExperimentSpec
 from controller.store import Store
 from controller.triggers import TriggerFire, TriggerTracker
+
+#: a batch's fires in one experiment, and their publish (to await after the turn) if any fired
+_Applied = tuple[list[TriggerFire], Coroutine[Any, Any, None] | None]
 
 
 class PriceEvent(Protocol):
@@ -50,6 +53,10 @@ class TriggerRunner:
     # other workers (contending for it in-process cost backoff sleeps, and a turn taken
     # between another's save and its cache update reloaded the whole state)
     _turns: dict[str, asyncio.Lock] = field(default_factory=dict)
+    # batches apply in the order they were handed over (trigger state is order-sensitive: an
+    # event older than its product's last one is stale), while a batch's publish overlaps
+    # the next batch's turn
+    _order: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def _load_routes(self) -> None:
         """product -> id of the running triggered experiment holding it, as of now."""
@@ -66,15 +73,30 @@ class TriggerRunner:
     async def on_prices(self, events: Sequence[PriceEvent]) -> list[TriggerFire]:
         """Feed a batch of competitor prices; publish the starts they trigger.
 
+        Batches are applied one at a time, in call order: call it before any other await of
+        the batch's handler. The publish runs after the batch's turn, so it overlaps the next
+        batch's (the consumer commits a batch's offsets only once this returned, i.e. after
+        the state save and the publish).
+
         The routes are this worker's copy; each experiment's lock script also returns the
         experiments version, so a batch checks its routes in the same round trip (a batch
         that routes nothing reads the version itself). When they changed, the events not yet
         applied are routed again.
         """
+        async with self._order:
+            applied = await self._apply(events)
+        fires: list[TriggerFire] = []
+        for got, publish in applied:
+            if publish is not None:
+                await publish
+            fires += got
+        return fires
+
+    async def _apply(self, events: Sequence[PriceEvent]) -> list[_Applied]:
         if self._routes_version < 0:
             await self._load_routes()
         todo = list(events)
-        fires: list[TriggerFire] = []
+        out: list[_Applied] = []
         while todo:
             by_exp: dict[str, list[PriceEvent]] = defaultdict(list)
             for e in todo:
@@ -92,12 +114,12 @@ class TriggerRunner:
                 if got is None:  # the experiments changed: route what is left again
                     await self._load_routes()
                     break
-                fires += got
+                out.append(got)
                 applied.update(id(e) for e in evs)
             else:
                 break
             todo = [e for e in todo if id(e) not in applied]
-        return fires
+        return out
 
     async def advance(self) -> list[TriggerFire]:
         """Let sustained undercuts fire without a new event (called from the flip tick)."""
@@ -105,15 +127,21 @@ class TriggerRunner:
         fires: list[TriggerFire] = []
         for exp in sorted(set(self._routes.values())):
             got = await self._run(exp, [], advance=True)
-            fires += got or []  # None: the experiment changed; the next tick sees it
+            if got is None:  # the experiment changed; the next tick sees it
+                continue
+            if got[1] is not None:
+                await got[1]
+            fires += got[0]
         return fires
 
     async def _run(
         self, exp_id: str, events: Sequence[PriceEvent], *, advance: bool
-    ) -> list[TriggerFire] | None:
+    ) -> _Applied | None:
         """Apply events (each fires its own product when due) and, on the timer, let time
         fire sustained undercuts that saw no new event (those due, from the tracker's heap).
-        None, with nothing applied, when the experiments changed since the routes were read.
+        Returns the fires and their publish, to await after the turn (None when nothing
+        fired); None, with nothing applied, when the experiments changed since the routes
+        were read.
 
         Round trips per batch: lock-and-versions, then save-sequence-and-unlock, then publish.
         """
@@ -125,7 +153,7 @@ class TriggerRunner:
 
     async def _run_locked(
         self, exp_id: str, events: Sequence[PriceEvent], *, advance: bool
-    ) -> list[TriggerFire] | None:
+    ) -> _Applied | None:
         spec = self._specs[exp_id]
         version, routes_version = await self.store.acquire_trigger_state(exp_id, self.owner)
         if routes_version != self._routes_version:
@@ -163,8 +191,8 @@ class TriggerRunner:
             await self.store.release_trigger_state(exp_id, self.owner)
             raise
         if fires and seq is not None:
-            await self._publish(spec, fires, plan, seq)
-        return fires
+            return fires, self._publish(spec, fires, self._assignments(spec, fires, plan), seq)
+        return fires, None
 
     async def _tracker(
         self, exp_id: str, spec: ExperimentSpec, version: int
@@ -188,19 +216,25 @@ class TriggerRunner:
         self._cache[exp_id] = (version, tracker, plan)
         return tracker, plan
 
-    async def _publish(
-        self, spec: ExperimentSpec, fires: list[TriggerFire], plan: TriggerPlan, seq: int
-    ) -> None:
-        exp_id = spec.id
-        # each fired product's assignment, followed by its matched control's (held for the
-        # product's window and published with it)
+    @staticmethod
+    def _assignments(
+        spec: ExperimentSpec, fires: list[TriggerFire], plan: TriggerPlan
+    ) -> list[Assignment]:
+        """Each fired product's assignment, followed by its matched control's (held for the
+        product's window and published with it); computed in the turn, from the plan as it is
+        after these fires (later batches update it)."""
         cells: list[tuple[str, int]] = []
         for f in fires:
             cells.append((f.product, f.period))
             q = plan.matches.get(f.product)
             if q is not None and plan.windows[q].start == f.period:
                 cells.append((q, f.period))
-        out = assign_products(spec, cells, DesignContext.of(plan))
+        return assign_products(spec, cells, DesignContext.of(plan))
+
+    async def _publish(
+        self, spec: ExperimentSpec, fires: list[TriggerFire], out: list[Assignment], seq: int
+    ) -> None:
+        exp_id = spec.id
         now = self.clock.now()
         for f in fires:  # events first, unflushed: the assignments' flush carries both
             await self.sink.publish_event(

@@ -51,13 +51,17 @@ class CompetitorHandler:
     async def handle(self, batch: Sequence[RawEvent]) -> int:
         self.metrics.events_consumed.labels(self.topic).inc(len(batch))
         good: list[CompetitorPrice] = []
+        bad: list[tuple[RawEvent, DecodeError]] = []
         for ev in batch:
             try:
                 good.append(decode(CompetitorPrice, ev.value))  # type: ignore[arg-type]
             except DecodeError as exc:
-                await dead_letter(self.dlq, self.clock, self.topic, ev, exc)
+                bad.append((ev, exc))
+        # on_price before any other await: batches handled concurrently apply in call order
         if good and self.on_price is not None:
             await self.on_price(good)
+        for ev, exc in bad:
+            await dead_letter(self.dlq, self.clock, self.topic, ev, exc)
         await self.dlq.publisher.flush()
         return len(good)
 
