@@ -24,7 +24,6 @@ Key layout (prefix ``pl`` by default, see docs/architecture.md):
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -236,14 +235,30 @@ return table.concat(out, ',')
 """
 
 
-_TRIGGER_ACQUIRE = """
--- KEYS: lock, trigger state version, experiments version; ARGV: owner, lease_ms.
--- Returns {state version, experiments version}, or -1 when the lock is held by another.
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return {tonumber(redis.call('GET', KEYS[2]) or '0'),
-          tonumber(redis.call('GET', KEYS[3]) or '0')}
+# Save a batch's trigger state only if nobody else wrote it since it was read (optimistic:
+# one round trip, no lock): the tracker's version and the experiments version must both be
+# the ones the batch was computed from.
+_TRIGGER_SAVE = """
+-- KEYS: state hash, triggers hash, experiment state, trigger version, experiments version
+-- ARGV: expected trigger version, expected experiments version,
+--       n, (field, value) * n, m, gone field * m, t, (product, period) * t
+-- Returns {new trigger version, seq or -1}, or {-1, trigger version, experiments version}
+-- (nothing written) when either version moved.
+local tv = tonumber(redis.call('GET', KEYS[4]) or '0')
+local ev = tonumber(redis.call('GET', KEYS[5]) or '0')
+if tv ~= tonumber(ARGV[1]) or ev ~= tonumber(ARGV[2]) then return {-1, tv, ev} end
+local i = 3
+local n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]); i = i + 2 end
+n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do redis.call('HDEL', KEYS[1], ARGV[i]); i = i + 1 end
+n = tonumber(ARGV[i]); i = i + 1
+local seq = -1
+if n > 0 then
+  for _ = 1, n do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]); i = i + 2 end
+  seq = redis.call('HINCRBY', KEYS[3], 'seq_counter', 1)
 end
-return -1
+return {redis.call('INCR', KEYS[4]), seq}
 """
 
 
@@ -289,12 +304,6 @@ def decode_record(rec: str) -> tuple[Arm, float, datetime | None, str | None]:
     )
 
 
-# delete a lock only if we still hold it
-_RELEASE_LOCK = (
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
-)
-
-
 def _packed_hsets(
     key: str, pairs: Iterable[tuple[str, str]], chunk: int
 ) -> Iterator[tuple[bytes, int]]:
@@ -327,7 +336,7 @@ class Store:
         self._claim = redis.register_script(_CLAIM_FLIP)
         self._complete = redis.register_script(_COMPLETE_FLIP)
         self._ingest = redis.register_script(_INGEST)
-        self._trigger_acquire = redis.register_script(_TRIGGER_ACQUIRE)
+        self._trigger_save = redis.register_script(_TRIGGER_SAVE)
 
     # ------------------------------------------------------------------ experiments
     async def create_experiment(self, spec: ExperimentSpec, now: datetime) -> None:
@@ -400,58 +409,45 @@ class Store:
         }
         return int(v or 0), state
 
-    async def acquire_trigger_state(
-        self, exp_id: str, owner: str, lease_ms: int = 10_000
-    ) -> tuple[int, int]:
-        """Take the experiment's trigger lock; returns the state version and the experiments
-        version (:meth:`version`, read under the lock), in one round trip."""
-        delay = 0.002
-        while True:
-            v = await self._trigger_acquire(
-                keys=[
-                    f"{self.p}:lock:trigger:{exp_id}",
-                    f"{self.p}:exp:{exp_id}:trigger_v",
-                    f"{self.p}:version",
-                ],
-                args=[owner, lease_ms],
-            )
-            if isinstance(v, list):
-                return int(v[0]), int(v[1])
-            await asyncio.sleep(delay)
-            delay = min(0.05, delay * 2)
-
-    async def release_trigger_state(self, exp_id: str, owner: str) -> None:
-        await self.redis.eval(_RELEASE_LOCK, 1, f"{self.p}:lock:trigger:{exp_id}", owner)
-
     async def save_trigger_state(
         self,
         exp_id: str,
+        expected: int,
+        experiments_version: int,
         meta: dict[str, Any],
         products: dict[str, dict[str, Any] | None],
         fired: dict[str, dict[str, Any]],
         triggers: dict[str, int],
-        *,
-        owner: str,
-    ) -> tuple[int, int | None]:
-        """Write what changed (meta, touched products - None deletes -, new fires), take a
-        sequence number when something fired, and release the lock: one round trip.
-        Returns (new state version, sequence number or None)."""
-        key = f"{self.p}:exp:{exp_id}:trigger_state"
-        pipe = self.redis.pipeline(transaction=True)
-        mapping = {"meta": json.dumps(meta)}
-        mapping |= {f"p:{p}": json.dumps(st) for p, st in products.items() if st is not None}
-        mapping |= {f"f:{p}": json.dumps(f) for p, f in fired.items()}
-        pipe.hset(key, mapping=mapping)
+    ) -> tuple[int, int | None] | tuple[None, int]:
+        """Write what changed (meta, touched products - None deletes -, new fires) and take a
+        sequence number when something fired, in one round trip, provided the state is still
+        at version ``expected`` and the experiments (:meth:`version`) at
+        ``experiments_version``. Returns (new state version, sequence number or None), or
+        (None, current experiments version) with nothing written when either had moved."""
+        fields = {"meta": json.dumps(meta)}
+        fields |= {f"p:{p}": json.dumps(st) for p, st in products.items() if st is not None}
+        fields |= {f"f:{p}": json.dumps(f) for p, f in fired.items()}
         gone = [f"p:{p}" for p, st in products.items() if st is None]
-        if gone:
-            pipe.hdel(key, *gone)
-        if triggers:
-            pipe.hset(f"{self.p}:exp:{exp_id}:triggers", mapping=triggers)
-            pipe.hincrby(f"{self.p}:exp:{exp_id}:state", "seq_counter", 1)
-        pipe.incr(f"{self.p}:exp:{exp_id}:trigger_v")
-        pipe.eval(_RELEASE_LOCK, 1, f"{self.p}:lock:trigger:{exp_id}", owner)
-        res = await pipe.execute()
-        return int(res[-2]), (int(res[-3]) if triggers else None)
+        args: list[str | int] = [expected, experiments_version, len(fields)]
+        for k, v in fields.items():
+            args += [k, v]
+        args += [len(gone), *gone, len(triggers)]
+        for p, k in triggers.items():
+            args += [p, k]
+        base = f"{self.p}:exp:{exp_id}"
+        res = await self._trigger_save(
+            keys=[
+                f"{base}:trigger_state",
+                f"{base}:triggers",
+                f"{base}:state",
+                f"{base}:trigger_v",
+                f"{self.p}:version",
+            ],
+            args=args,
+        )
+        if int(res[0]) < 0:
+            return None, int(res[2])
+        return int(res[0]), (int(res[1]) if triggers else None)
 
     async def triggers(self, exp_id: str) -> dict[str, int]:
         raw = await self.redis.hgetall(f"{self.p}:exp:{exp_id}:triggers")

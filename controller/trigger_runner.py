@@ -2,8 +2,8 @@
 
 For every running experiment with a trigger rule, a :class:`~controller.triggers.TriggerTracker`
 is fed the competitor-price events of its products. Its small state lives in Redis and is
-updated under a per-experiment lock, so any number of workers may share the topic's
-partitions. When a product's rule fires, its trigger period is recorded, and the product's
+saved optimistically (only if no other worker saved since this one read it; otherwise it
+reloads and redoes the batch), so any number of workers may share the topic's partitions. When a product's rule fires, its trigger period is recorded, and the product's
 assignment for that period (and its matched control's) is published at once: pricing systems
 learn the decision at trigger time, and the next period flip applies it.
 """
@@ -11,7 +11,6 @@ learn the decision at trigger time, and the next period flip applies it.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections import defaultdict
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
@@ -43,15 +42,13 @@ class TriggerRunner:
     clock: Clock
     #: competitor events may arrive this late; older ones are stale (counted by the tracker)
     watermark_lag: timedelta = timedelta(minutes=5)
-    owner: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     _routes_version: int = -1
     _routes: dict[str, str] = field(default_factory=dict)
     # experiment -> (state version, tracker, the plan of its fires) while no other worker wrote
     _cache: dict[str, tuple[int, TriggerTracker, TriggerPlan]] = field(default_factory=dict)
     _specs: dict[str, ExperimentSpec] = field(default_factory=dict)
-    # batches and the timer of this process take turns here first: the Redis lock is for
-    # other workers (contending for it in-process cost backoff sleeps, and a turn taken
-    # between another's save and its cache update reloaded the whole state)
+    # batches and the timer of this process take turns here; the versioned save is for
+    # other workers (racing it in-process would make batches redo each other's work)
     _turns: dict[str, asyncio.Lock] = field(default_factory=dict)
     # batches apply in the order they were handed over (trigger state is order-sensitive: an
     # event older than its product's last one is stale), while a batch's publish overlaps
@@ -78,7 +75,7 @@ class TriggerRunner:
         batch's (the consumer commits a batch's offsets only once this returned, i.e. after
         the state save and the publish).
 
-        The routes are this worker's copy; each experiment's lock script also returns the
+        The routes are this worker's copy; each experiment's save also checks the
         experiments version, so a batch checks its routes in the same round trip (a batch
         that routes nothing reads the version itself). When they changed, the events not yet
         applied are routed again.
@@ -143,7 +140,7 @@ class TriggerRunner:
         fired); None, with nothing applied, when the experiments changed since the routes
         were read.
 
-        Round trips per batch: lock-and-versions, then save-sequence-and-unlock, then publish.
+        Round trips per batch: the versioned save (with the sequence number), then publish.
         """
         turn = self._turns.get(exp_id)
         if turn is None:
@@ -155,66 +152,69 @@ class TriggerRunner:
         self, exp_id: str, events: Sequence[PriceEvent], *, advance: bool
     ) -> _Applied | None:
         spec = self._specs[exp_id]
-        version, routes_version = await self.store.acquire_trigger_state(exp_id, self.owner)
-        if routes_version != self._routes_version:
-            await self.store.release_trigger_state(exp_id, self.owner)
-            return None
-        try:
-            tracker, plan = await self._tracker(exp_id, spec, version)
-            touched: set[str] = set()
-            fires = []
-            for e in sorted(events, key=lambda e: e.observed_at):
-                touched.add(e.product)
-                fire = tracker.observe_competitor(e.product, e.competitor, e.price, e.observed_at)
-                if fire is not None:
-                    fires.append(fire)
-            if advance:
-                await self.clock.sync()
-                fires += tracker.advance(self.clock.now() - self.watermark_lag)
-            touched |= {f.product for f in fires}
-            if fires:
-                plan.update({f.product: f.period for f in fires})
-            version, seq = await self.store.save_trigger_state(
-                exp_id,
-                {
-                    "watermark": tracker.watermark.isoformat() if tracker.watermark else None,
-                    "stale": tracker.stale,
-                },
-                {p: tracker.product_state(p) for p in touched},
-                {f.product: f.to_dict() for f in fires},
-                {f.product: f.period for f in fires},
-                owner=self.owner,
-            )
-            self._cache[exp_id] = (version, tracker, plan)
-        except BaseException:
-            self._cache.pop(exp_id, None)  # our copy may be ahead of Redis now
-            await self.store.release_trigger_state(exp_id, self.owner)
-            raise
+        while True:
+            version, tracker, plan = await self._tracker(exp_id, spec)
+            try:
+                touched: set[str] = set()
+                fires = []
+                for e in sorted(events, key=lambda e: e.observed_at):
+                    touched.add(e.product)
+                    fire = tracker.observe_competitor(
+                        e.product, e.competitor, e.price, e.observed_at
+                    )
+                    if fire is not None:
+                        fires.append(fire)
+                if advance:
+                    await self.clock.sync()
+                    fires += tracker.advance(self.clock.now() - self.watermark_lag)
+                touched |= {f.product for f in fires}
+                if fires:
+                    plan.update({f.product: f.period for f in fires})
+                new_version, seq = await self.store.save_trigger_state(
+                    exp_id,
+                    version,
+                    self._routes_version,
+                    {
+                        "watermark": tracker.watermark.isoformat() if tracker.watermark else None,
+                        "stale": tracker.stale,
+                    },
+                    {p: tracker.product_state(p) for p in touched},
+                    {f.product: f.to_dict() for f in fires},
+                    {f.product: f.period for f in fires},
+                )
+            except BaseException:
+                self._cache.pop(exp_id, None)  # our copy may be ahead of Redis now
+                raise
+            if new_version is not None:
+                break
+            # nothing written: our copy is ahead of Redis, which another worker wrote (redo
+            # from its state) or the experiments changed (the caller routes the events again)
+            self._cache.pop(exp_id, None)
+            if seq != self._routes_version:
+                return None
+        self._cache[exp_id] = (new_version, tracker, plan)
         if fires and seq is not None:
             return fires, self._publish(spec, fires, self._assignments(spec, fires, plan), seq)
         return fires, None
 
     async def _tracker(
-        self, exp_id: str, spec: ExperimentSpec, version: int
-    ) -> tuple[TriggerTracker, TriggerPlan]:
-        """The experiment's tracker and the trigger plan of its fires: this worker's copies
-        while no other worker has written (the plan then grows with each fire)."""
+        self, exp_id: str, spec: ExperimentSpec
+    ) -> tuple[int, TriggerTracker, TriggerPlan]:
+        """The experiment's state version, tracker and the trigger plan of its fires: this
+        worker's copies while its saves succeed (the plan then grows with each fire)."""
         cached = self._cache.get(exp_id)
-        if cached is not None and cached[0] == version:
-            return cached[1], cached[2]
+        if cached is not None:
+            return cached
         version, raw = await self.store.trigger_state(exp_id)
-        if raw is None:
-            tracker = TriggerTracker(spec)
-            rule = spec.triggered
-            assert rule is not None
-            for product, price in rule.reference_prices.items():
-                if product in spec.units():
-                    tracker.observe_reference(product, price, spec.start)
-        else:
-            tracker = TriggerTracker.from_state(spec, raw)
+        tracker = TriggerTracker(spec) if raw is None else TriggerTracker.from_state(spec, raw)
+        rule = spec.triggered
+        assert rule is not None
+        # the saved state holds only products that saw an event: the others get the spec's
+        # reference prices back (before, a restart or another worker's save lost them)
+        tracker.seed_references(rule.reference_prices)
         plan = TriggerPlan(spec, tracker.triggers)
         self._cache[exp_id] = (version, tracker, plan)
-        return tracker, plan
+        return version, tracker, plan
 
     @staticmethod
     def _assignments(

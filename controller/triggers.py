@@ -131,6 +131,18 @@ class TriggerTracker:
             return None
         return self._event(product, _aware(observed_at), competitor=(competitor, price))
 
+    def seed_references(self, prices: dict[str, float]) -> None:
+        """Our reference prices as of ``spec.start`` for the products this tracker has not seen
+        yet (neither watched nor fired): the state persists only products that saw an event,
+        so a tracker rebuilt from it gets the spec's reference prices back here (not through
+        :meth:`observe_reference`, whose event at the start would be stale after a watermark)."""
+        for product, price in prices.items():
+            known = product in self.products or product in self.fired
+            if product in self._units and not known:
+                self.products[product] = _Product(
+                    reference=_positive(price, "reference price"), last_at=self.spec.start
+                )
+
     def advance(self, now: datetime) -> list[TriggerFire]:
         """Fires whose sustained duration elapsed by ``now``; no event older than now may follow."""
         now = _aware(now)

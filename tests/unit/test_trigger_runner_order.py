@@ -50,7 +50,7 @@ class _Price:
 
 class _Store:
     """Just what the runner calls; the first routes read is slow, and the log records the
-    order of lock acquisitions and saves."""
+    order of the saves."""
 
     def __init__(self, spec: ExperimentSpec) -> None:
         self.spec = spec
@@ -68,26 +68,20 @@ class _Store:
     async def experiments(self) -> list[ExperimentState]:
         return [ExperimentState(self.spec, "running", -1, 0, 0, 0)]
 
-    async def acquire_trigger_state(self, exp_id: str, owner: str) -> tuple[int, int]:
-        self.log.append("lock")
-        return self.trigger_v, 1
-
-    async def release_trigger_state(self, exp_id: str, owner: str) -> None:
-        self.log.append("release")
-
     async def trigger_state(self, exp_id: str) -> tuple[int, dict[str, Any] | None]:
         return self.trigger_v, None
 
     async def save_trigger_state(
         self,
         exp_id: str,
+        expected: int,
+        experiments_version: int,
         meta: dict[str, Any],
         products: dict[str, Any],
         fired: dict[str, Any],
         triggers: dict[str, int],
-        *,
-        owner: str,
-    ) -> tuple[int, int | None]:
+    ) -> tuple[int | None, int | None]:
+        assert expected == self.trigger_v and experiments_version == 1
         self.log.append("save " + ",".join(sorted(products)))
         self.trigger_v += 1
         if triggers:
@@ -128,13 +122,13 @@ def test_batches_apply_in_call_order_and_publish_overlaps_the_next_turn() -> Non
         await asyncio.sleep(0.2)
         # the first batch's slow routes read did not let the second overtake it (its event
         # of a would then have made the first's stale); the second publishes a's start
-        assert store.log[:4] == ["lock", "save a", "lock", "save a,b"]
-        assert store.log[4].startswith("publish 1 a")
+        assert store.log[:2] == ["save a", "save a,b"]
+        assert store.log[2].startswith("publish 1 a")
         assert first.done() and not second.done()  # returns only after its publish
         # a third batch takes its turn while the second's publish is still in flight
         third = asyncio.ensure_future(runner.on_prices([_Price("c", "x", 99.0, T0)]))
         await asyncio.sleep(0.05)
-        assert store.log[5:] == ["lock", "save c"] and third.done() and not second.done()
+        assert store.log[3:] == ["save c"] and third.done() and not second.done()
         sink.release.set()
         fires = await second
         assert [f.product for f in fires] == ["a"] and store.log[-1] == "published 1"

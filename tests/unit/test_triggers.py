@@ -277,3 +277,18 @@ def test_polling_at_any_times_fires_each_product_at_its_oracle_minute(
         mine = [e for p, e, _ in events if p == product]
         expected = oracle(mine, pct, k, 800) if mine else None
         assert got.get(product) == (at(expected) if expected is not None else None)
+
+
+def test_a_tracker_rebuilt_from_its_state_gets_unseen_reference_prices_back() -> None:
+    s = spec(sustained_minutes=0)
+    tr = TriggerTracker(s)
+    tr.seed_references({"a": 100.0, "b": 100.0, "zz": 100.0})  # zz is not in the experiment
+    tr.observe_competitor("a", "x", 95.0, at(1))
+    tr.advance(at(2))  # a watermark past the start: an event stamped at the start is stale
+    # the runner persists only the products events touched (product_state): b is not there
+    saved = json.loads(json.dumps({**tr.to_state(), "products": {"a": tr.product_state("a")}}))
+    back = TriggerTracker.from_state(s, saved)
+    back.seed_references({"a": 50.0, "b": 100.0, "zz": 100.0})  # a keeps its own state
+    assert back.observe_competitor("b", "x", 80.0, at(3)) is None
+    assert back.observe_competitor("a", "x", 80.0, at(3)) is None
+    assert [f.product for f in back.advance(at(4))] == ["a", "b"] and back.stale == 0

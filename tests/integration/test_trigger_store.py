@@ -1,0 +1,107 @@
+"""Two trigger runners on one real Redis: the state save is optimistic (versioned, no lock),
+so a runner whose copy is behind another's save redoes its batch from the saved state, and a
+change of the experiments makes it route its events again. Each product fires once."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from controller.clock import ManualClock
+from controller.designs import Assignment
+from controller.spec import ExperimentSpec, load_spec
+from controller.store import Store, make_redis
+from controller.trigger_runner import TriggerRunner
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2026, 6, 1, tzinfo=UTC)
+
+
+def _spec(exp_id: str, products: list[str]) -> ExperimentSpec:
+    return load_spec(
+        dict(
+            id=exp_id,
+            design="triggered",
+            products=products,
+            treatment_policy="t",
+            control_policy="c",
+            start=(T0 - timedelta(days=1)).isoformat(),
+            end=(T0 + timedelta(days=10)).isoformat(),
+            period="PT6H",
+            triggered={
+                "undercut_pct": 10,
+                "sustained_minutes": 0,
+                "window_periods": 2,
+                "reference_prices": {p: 100.0 for p in products},
+            },
+        )
+    )
+
+
+@dataclass
+class _Price:
+    product: str
+    competitor: str
+    price: float
+    observed_at: datetime
+
+
+class _Sink:
+    def __init__(self) -> None:
+        self.published: list[tuple[int, list[str]]] = []
+
+    async def publish_event(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    async def publish_assignments(
+        self, assignments: Sequence[Assignment], seq: int, status: str
+    ) -> None:
+        self.published.append((seq, [a.product for a in assignments]))
+
+
+def _at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+async def test_a_runner_behind_another_save_redoes_its_batch(settings):
+    redis = make_redis(settings)
+    store = Store(redis, settings.key_prefix)
+    try:
+        await store.create_experiment(_spec("trig", ["a", "b", "c", "d"]), T0)
+        sa, sb = _Sink(), _Sink()
+        a = TriggerRunner(store, sa, ManualClock(T0))  # type: ignore[arg-type]
+        b = TriggerRunner(store, sb, ManualClock(T0))  # type: ignore[arg-type]
+        assert await a.on_prices([_Price("a", "x", 80.0, _at(0))]) == []  # undercut starts
+        v1, _ = await store.trigger_state("trig")
+        # b reads the state a saved and fires a (due at 0, time has moved past it)
+        fired = await b.on_prices([_Price("a", "x", 80.0, _at(1))])
+        assert [f.product for f in fired] == ["a"]
+        # a's copy is behind b's save: its save is refused, it reloads and redoes the batch,
+        # in which a has already fired and b's undercut starts
+        assert (
+            await a.on_prices([_Price("a", "x", 70.0, _at(2)), _Price("b", "x", 80, _at(2))]) == []
+        )
+        v, state = await store.trigger_state("trig")
+        assert v == v1 + 2 and state is not None
+        assert set(state["fired"]) == {"a"} and "b" in state["products"]
+        assert await store.triggers("trig") == {"a": int(fired[0].period)}
+        assert sa.published == [] and [p[0] for p in sb.published] == [1]
+
+        # a new experiment moves the experiments version: a routes its events again (e now
+        # belongs to the new experiment) and applies them
+        await store.create_experiment(_spec("trig2", ["e", "f"]), T0)
+        got = await a.on_prices([_Price("b", "x", 80.0, _at(3)), _Price("e", "x", 80.0, _at(3))])
+        assert [f.product for f in got] == ["b"]
+        _, state2 = await store.trigger_state("trig2")
+        assert state2 is not None and "e" in state2["products"]
+        got = await a.on_prices([_Price("e", "x", 80.0, _at(4))])
+        assert [f.product for f in got] == ["e"] and await store.triggers("trig2") == {
+            "e": got[0].period
+        }
+    finally:
+        await redis.aclose()
