@@ -33,10 +33,12 @@ shrinkage before inference is the device of Chernozhukov, Hansen, Liao & Zhu ("I
 low-rank models", Annals of Statistics 2023). ``details['effect_convex']`` keeps the paper's
 estimate; ``debias=False`` reports it as the effect.
 
-Inference: unit bootstrap, treated and never-treated units redrawn separately, with lambda (and,
-when refitting, the rank) kept at the values selected on the full panel (not re-tuned per
-replicate; cheaper, and re-tuning changed the SE by less than Monte-Carlo noise in our checks).
-With one treated unit, placebo (a control unit takes the treated unit's path).
+Inference: unit bootstrap, treated and never-treated units redrawn separately (n - 1 units per
+stratum, Student t with Welch-Satterthwaite df; see ``_resampling.stratified_unit_bootstrap``),
+with lambda (and, when refitting, the rank) kept at the values selected on the full panel (not
+re-tuned per replicate: cheaper; re-tuning lambda changed the SE by less than Monte-Carlo noise
+in our checks, re-selecting the rank was not tried). With one treated unit, placebo (a control
+unit takes the treated unit's path).
 """
 
 from __future__ import annotations
