@@ -127,7 +127,7 @@ local claim = base..':flip:'..ARGV[3]
 local held = redis.call('GET', claim)
 if held then
   local owner = string.match(held, '^(.-)|')
-  if owner ~= ARGV[4] then return {'busy', held} end
+  if owner ~= ARGV[4] then return {'busy', string.match(held, '|(.*)$') or ''} end
   redis.call('PEXPIRE', claim, ARGV[5])
   return {'mine', string.match(held, '|(.*)$')}
 end

@@ -71,3 +71,17 @@ async def test_a_failed_write_leaves_the_client_usable(settings) -> None:
         assert await store.write_assignments(spec.id, 2, period_assignments(spec, 2)) == 3
     finally:
         await redis.aclose()
+
+
+async def test_a_flip_claimed_by_another_worker_is_busy_not_an_error(settings) -> None:
+    # regression: 'busy' returned the holder's whole claim ("owner|seq") and int() raised in
+    # the losing worker's flip timer (found when timer errors started to end the process)
+    redis = Redis.from_url(settings.redis.url.get_secret_value(), decode_responses=True)
+    store = Store(redis, settings.key_prefix)
+    try:
+        status, seq = await store.claim_flip("race", 1, "worker-a", 30_000)
+        assert status == "claimed" and seq >= 1
+        assert await store.claim_flip("race", 1, "worker-b", 30_000) == ("busy", seq)
+        assert await store.claim_flip("race", 1, "worker-a", 30_000) == ("mine", seq)
+    finally:
+        await redis.aclose()
