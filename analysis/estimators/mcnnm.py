@@ -55,6 +55,13 @@ from analysis.results import EstimateResult
 _TINY = 1e-12
 
 
+def _settled(fit: np.ndarray, fit_old: np.ndarray, tol: float) -> bool:
+    """True when every problem's fit moved by less than ``tol`` relative to its size."""
+    delta = np.sqrt(((fit - fit_old) ** 2).sum(axis=(1, 2)))
+    scale = np.sqrt((fit**2).sum(axis=(1, 2))) + 1e-8
+    return bool(np.all(delta / scale < tol))
+
+
 def singular_value_threshold(Z: np.ndarray, thr: np.ndarray) -> np.ndarray:
     """Batched soft-threshold of singular values: U diag((s - thr)_+) V' for each Z[k].
 
@@ -145,10 +152,9 @@ def _fit_fe_lowrank(
             M = L_new + beta[:, None, None] * (L_new - L)
             L, mom = L_new, mom_new
         fit = a[:, :, None] + b[:, None, :] + L
-        delta = np.sqrt(((fit - fit_old) ** 2).sum(axis=(1, 2)))
-        scale = np.sqrt((fit**2).sum(axis=(1, 2))) + 1e-8
+        converged = _settled(fit, fit_old, tol)
         fit_old = fit
-        if np.all(delta / scale < tol):
+        if converged:
             break
     return a, b, L, it
 
@@ -203,10 +209,9 @@ def fit_fe_rank(
             E = Yn - a[:, :, None] - b[:, None, :]
             L = truncate_rank(w * E + (1.0 - w) * L, rank)
         fit = a[:, :, None] + b[:, None, :] + L
-        delta = np.sqrt(((fit - fit_old) ** 2).sum(axis=(1, 2)))
-        scale = np.sqrt((fit**2).sum(axis=(1, 2))) + 1e-8
+        converged = _settled(fit, fit_old, tol)
         fit_old = fit
-        if np.all(delta / scale < tol):
+        if converged:
             break
     return a, b, L, it
 
@@ -226,6 +231,23 @@ def eigenvalue_ratio_rank(singular_values: np.ndarray, k_max: int) -> int:
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = s[:k_max] / np.maximum(s[1 : k_max + 1], _TINY * max(s[0], 1.0))
     return int(np.argmax(ratio)) + 1
+
+
+def numerical_rank(L: np.ndarray) -> int:
+    """Rank of a fitted low-rank matrix, ignoring singular values below 1e-8 of its scale."""
+    return int(np.linalg.matrix_rank(L, tol=1e-8 * max(1.0, np.abs(L).max())))
+
+
+def refit_rank(
+    Y: np.ndarray, observed: np.ndarray, a: np.ndarray, b: np.ndarray, L: np.ndarray
+) -> int:
+    """Rank for the unpenalised refit, from a convex fit (a, b, L) on the ``observed`` cells.
+
+    Eigenvalue ratio on the spectrum of the imputed residual (residual on observed cells, L
+    elsewhere), over the components the penalty kept.
+    """
+    Z = np.where(observed, Y - a[:, None] - b[None, :], L)
+    return eigenvalue_ratio_rank(np.linalg.svd(Z, compute_uv=False), numerical_rank(L))
 
 
 def _check_support(untreated: np.ndarray, treated: np.ndarray, units: np.ndarray) -> None:
@@ -378,19 +400,16 @@ class MCNNMEstimator(PanelEstimator):
         )
         Y0 = a[0][:, None] + b[0][None, :] + L[0]
         tau_convex = float((Y - Y0)[treated].mean())
-        convex_rank = int(np.linalg.matrix_rank(L[0], tol=1e-8 * max(1.0, np.abs(L[0]).max())))
-        refit_rank: int | None = None
+        convex_rank = numerical_rank(L[0])
+        rank: int | None = None
         tau, n_refit_iter = tau_convex, 0
         if self.debias:
-            # rank from the spectrum of the imputed residual at the convex solution, over the
-            # components the cross-validated penalty kept
-            Z = np.where(obs, Y - a[0][:, None] - b[0][None, :], L[0])
-            refit_rank = eigenvalue_ratio_rank(np.linalg.svd(Z, compute_uv=False), convex_rank)
-            a1, b1, L1, n_refit_iter = fit_fe_rank(Y, obs, refit_rank)
+            rank = refit_rank(Y, obs, a[0], b[0], L[0])
+            a1, b1, L1, n_refit_iter = fit_fe_rank(Y, obs, rank)
             tau = float((Y - a1[0][:, None] - b1[0][None, :] - L1[0])[treated].mean())
         n_treated_units = int(treated.any(axis=1).sum())
         method = self.se or ("placebo" if n_treated_units == 1 else "bootstrap")
-        effect = self._effect(lam, refit_rank)
+        effect = self._effect(lam, rank)
         se, df, draw_info = resampled_se(
             method, effect, Y, W, usable, n_boot=self.n_boot, n_placebo=self.n_placebo, rng=rng
         )
@@ -407,7 +426,7 @@ class MCNNMEstimator(PanelEstimator):
                 "lambda": lam,
                 "lambda_grid": grid.tolist(),
                 "cv_mse": None if cv_mse is None else cv_mse.tolist(),
-                "rank": convex_rank if refit_rank is None else refit_rank,
+                "rank": convex_rank if rank is None else rank,
                 "convex_rank": convex_rank,
                 "debiased": bool(self.debias),
                 "effect_convex": tau_convex,

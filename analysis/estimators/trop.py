@@ -51,9 +51,9 @@ from analysis.estimators._resampling import resampled_se
 from analysis.estimators.base import PanelEstimator
 from analysis.estimators.mcnnm import (
     _check_support,
-    eigenvalue_ratio_rank,
     fit_fe_lowrank,
     fit_fe_rank,
+    refit_rank,
 )
 from analysis.panel import Panel
 from analysis.results import EstimateResult
@@ -310,9 +310,7 @@ class TROPEstimator(PanelEstimator):
             # rank: eigenvalue ratio on the imputed residual of the unweighted convex fit at
             # the tuned penalty, over the components that penalty keeps (as MC-NNM's refit)
             a0, b0, L0, _ = fit_fe_lowrank(Y, obs.astype(float), rates.nn, max_iter=self.max_iter)
-            k_max = int(np.linalg.matrix_rank(L0[0], tol=1e-8 * max(1.0, np.abs(L0[0]).max())))
-            Z = np.where(obs, Y - a0[0][:, None] - b0[0][None, :], L0[0])
-            rank = eigenvalue_ratio_rank(np.linalg.svd(Z, compute_uv=False), k_max)
+            rank = refit_rank(Y, obs, a0[0], b0[0], L0[0])
             rates = _Rates(rates.time, rates.unit, rates.nn, rank)
         ti, tt = np.nonzero(treated)
         pred = self._predict(Y, obs, ti, tt, rates, False)
