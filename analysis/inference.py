@@ -27,6 +27,10 @@ and the regularisation strength is not recomputed.
 - **jackknife** (Algorithm 3): leave one unit out with the weights held fixed (omega renormalised
   over the remaining controls); (N-1)/N times the sum of squared deviations. Needs at least two
   treated units and two controls with positive weight; otherwise it is undefined or degenerate.
+  With few treated units the variance estimate is itself noisy (its treated part has n_t - 1
+  degrees of freedom), so a normal interval under-covers; the variance is split into a treated
+  and a control part (:func:`jackknife_split`) and intervals use Student t with their
+  Welch-Satterthwaite degrees of freedom, as the matrix estimators' stratified bootstrap does.
 - **bootstrap** (Algorithm 2): resample units with replacement (redrawing samples with no treated
   or no control unit), re-estimate; the variance of the replicates. Needs at least two treated
   units (with one, half the replicates lack the treated unit and the rest duplicate it).
@@ -39,6 +43,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -186,10 +191,68 @@ def bootstrap_variance(
     return float(np.mean((taus - taus.mean()) ** 2))
 
 
-def jackknife_variance(
+@dataclass(frozen=True)
+class JackknifeSplit:
+    """The jackknife variance split into a treated-unit and a control-unit part.
+
+    ``var_treated + var_control`` is the jackknife variance. ``n_control`` counts the controls
+    with positive weight (a zero-weight control's leave-one-out estimate equals the estimate,
+    so it adds nothing to the variance and no degree of freedom).
+    """
+
+    var_treated: float
+    var_control: float
+    n_treated: int
+    n_control: int
+
+    @property
+    def variance(self) -> float:
+        return self.var_treated + self.var_control
+
+    @property
+    def df(self) -> float:
+        """Welch-Satterthwaite degrees of freedom of the variance estimate."""
+        return welch_satterthwaite_df(
+            self.var_treated, self.var_control, self.n_treated, self.n_control
+        )
+
+
+def welch_satterthwaite_df(v_t: float, v_c: float, n_t: int, n_c: int) -> float:
+    """``(v_t + v_c)^2 / (v_t^2/(n_t - 1) + v_c^2/(n_c - 1))`` (Satterthwaite 1946; Welch 1947).
+
+    The degrees of freedom of a scaled chi-square matching the first two moments of a sum of
+    two independent variance estimates with n_t - 1 and n_c - 1 degrees of freedom. Infinite
+    when both parts are zero (the SE is then zero and the reference distribution moot).
+    """
+    if n_t < 2 or n_c < 2:
+        raise InferenceError(
+            f"Degrees of freedom need at least two units on each side; got {n_t} treated and "
+            f"{n_c} controls."
+        )
+    denom = v_t**2 / (n_t - 1) + v_c**2 / (n_c - 1)
+    return float((v_t + v_c) ** 2 / denom) if denom > 0 else math.inf
+
+
+def jackknife_split(
     Y: np.ndarray, N0: int, T0: int, omega: np.ndarray, lam: np.ndarray
-) -> float:
-    """Algorithm 3 with fixed weights, all N leave-one-out estimates in closed form."""
+) -> JackknifeSplit:
+    """Algorithm 3 with fixed weights, all N leave-one-out estimates in closed form, split.
+
+    The jackknife variance is ``(N-1)/N * sum_i (u_i - u_bar)^2`` over the N leave-one-out
+    estimates u_i, u_bar their mean over all N units. The treated units enter the estimate with
+    equal weights, so the mean of their u_i is the estimate tau itself and ``u_i - tau`` depends
+    on treated outcomes only; for a control, ``u_j - tau = omega_j (c_j - omega'c) / (1 -
+    omega_j)`` depends on control outcomes only. Writing d = u - tau, the variance is
+    ``(N-1)/N [sum_tr d_i^2 + sum_co d_j^2 - (sum_co d_j)^2 / N]``; the treated part is the first
+    sum, the control part the rest (the between-group term ``N (u_bar - tau)^2`` is a function of
+    the controls alone). Each part is thus a function of one group's units, which is what the
+    Welch-Satterthwaite df assumes. Splitting around u_bar instead would hand the treated part a
+    share of the control-driven between-group term.
+
+    For a difference of means (DID) the treated part is ``(N-1)/N * s_t^2 / (n_t - 1)`` where the
+    variance of the treated mean is ``s_t^2 / n_t``: with few treated units among many units the
+    jackknife overstates the treated part by ``(N-1)/N * n_t / (n_t - 1)`` (1.45 with 3 of 30).
+    """
     N = Y.shape[0]
     N1 = N - N0
     if np.count_nonzero(omega) < 2:
@@ -200,11 +263,26 @@ def jackknife_variance(
     contrast = Y[:, T0:].mean(axis=1) - Y[:, :T0] @ lam
     co, tr = contrast[:N0], contrast[N0:]
     synth = float(omega @ co)
-    # leave control j out: omega renormalised over the rest
-    loo_co = tr.mean() - (synth - omega * co) / (1.0 - omega)
-    loo_tr = (tr.sum() - tr) / (N1 - 1) - synth
-    u = np.concatenate([loo_co, loo_tr])
-    return float((N - 1) / N * np.sum((u - u.mean()) ** 2))
+    # leave control j out: omega renormalised over the rest; d_j = u_j - tau
+    d_co = omega * (co - synth) / (1.0 - omega)
+    # leave treated i out: the other treated units' mean minus the same synthetic control
+    d_tr = -(tr - tr.mean()) / (N1 - 1)
+    scale = (N - 1) / N
+    var_treated = scale * float(np.sum(d_tr**2))
+    var_control = scale * (float(np.sum(d_co**2)) - float(np.sum(d_co)) ** 2 / N)
+    return JackknifeSplit(
+        var_treated=var_treated,
+        var_control=max(var_control, 0.0),
+        n_treated=N1,
+        n_control=int(np.count_nonzero(omega)),
+    )
+
+
+def jackknife_variance(
+    Y: np.ndarray, N0: int, T0: int, omega: np.ndarray, lam: np.ndarray
+) -> float:
+    """Algorithm 3 with fixed weights: (N-1)/N times the sum of squared deviations."""
+    return jackknife_split(Y, N0, T0, omega, lam).variance
 
 
 def time_placebo_variance(Y: np.ndarray, N0: int, T0: int, refit: Refit) -> float:
@@ -228,36 +306,45 @@ def block_standard_error(
     lam: np.ndarray,
     replications: int = 200,
     seed: int | None = None,
-) -> tuple[float, str]:
-    """(standard error, method used) for a block estimator; ``se=None`` picks the default."""
+) -> tuple[float, str, float | None]:
+    """(standard error, method used, df) for a block estimator; ``se=None`` picks the default.
+
+    ``df`` is set for the jackknife (Welch-Satterthwaite over its treated and control parts:
+    intervals use Student t) and ``None`` for the others (normal intervals).
+    """
     N, T = Y.shape
     N1, T1 = N - N0, T - T0
     method = canonical_method(se) or default_block_method(N0, N1)
     check_block_method(method, N0, N1, T0, T1)
     rng = np.random.default_rng(seed)
+    df: float | None = None
     if method == "none":
-        return float("nan"), "none"
+        return float("nan"), "none", None
     if method == "placebo":
         var = placebo_variance(Y, N0, T0, refit, omega, lam, replications=replications, rng=rng)
     elif method == "bootstrap":
         var = bootstrap_variance(Y, N0, T0, refit, omega, lam, replications=replications, rng=rng)
     elif method == "jackknife":
-        var = jackknife_variance(Y, N0, T0, omega, lam)
+        split = jackknife_split(Y, N0, T0, omega, lam)
+        var, df = split.variance, split.df
     else:
         var = time_placebo_variance(Y, N0, T0, refit)
-    return float(np.sqrt(var)), method
+    return float(np.sqrt(var)), method, df
 
 
 __all__ = [
     "ALIASES",
     "BLOCK_METHODS",
+    "JackknifeSplit",
     "Refit",
     "block_standard_error",
     "bootstrap_variance",
     "canonical_method",
     "check_block_method",
     "default_block_method",
+    "jackknife_split",
     "jackknife_variance",
     "placebo_variance",
     "time_placebo_variance",
+    "welch_satterthwaite_df",
 ]

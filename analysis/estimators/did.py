@@ -119,7 +119,7 @@ class DIDEstimator(PanelEstimator):
         Y = p.Y
         N, T = Y.shape
         tau = block_did(Y, N0, T0)
-        se, used = inference.block_standard_error(
+        se, used, df = inference.block_standard_error(
             method,
             Y,
             N0,
@@ -137,6 +137,7 @@ class DIDEstimator(PanelEstimator):
             n_units=N,
             n_periods=T,
             se_method=used,
+            df=df,
             n_cells=(N - N0) * (T - T0),
             details={"design": "block", "n_treated_units": N - N0, "n_pre_periods": T0},
         )

@@ -468,7 +468,7 @@ class _SyntheticFamily(PanelEstimator):
                 lambda0=lam0,
             )[0]
 
-        se, method = inference.block_standard_error(
+        se, method, df = inference.block_standard_error(
             self.se,
             Y,
             N0,
@@ -490,6 +490,7 @@ class _SyntheticFamily(PanelEstimator):
             n_units=N,
             n_periods=T,
             se_method=method,
+            df=df,
             n_cells=(N - N0) * (T - T0),
             details={
                 "unit_weights": {k: v for k, v in self.omega_.items() if v > 0},

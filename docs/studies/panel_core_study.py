@@ -6,25 +6,40 @@ eps ~ N(0, 1). Scenarios: ``random`` (treated units drawn at random: every estim
 and ``confounded`` (treated units are those loading most on the first factor: parallel trends
 fail). Each simulation is seeded by its index, so runs are reproducible.
 
-Intervals are estimate +- 1.96 SE with the jackknife SE (Arkhangelsky et al. 2021, Algorithm 3,
-all simulations) and the placebo SE (Algorithm 4, the first ``--placebo-sims`` simulations with
-``--reps`` placebo draws each). All simulations of one estimator are fitted as one batch.
+Three variance methods, each on its own number of simulations (the first k seeds):
+
+- jackknife (Arkhangelsky et al. 2021, Algorithm 3, all simulations): intervals estimate +- 1.96 SE
+  (normal) and estimate +- t_{df, 0.975} SE with the Welch-Satterthwaite df of its treated and
+  control parts (``inference.jackknife_split``), as the library reports them;
+- placebo (Algorithm 4, the first ``--placebo-sims`` simulations, ``--reps`` draws each), normal;
+- time placebo (``inference.time_placebo_variance``: the treated units fixed, a window of
+  min(T_post, T_pre // 2) periods moved over the pre-period, mean square of the placebo
+  estimates; the first ``--time-placebo-sims`` simulations), normal.
+
+All simulations of one estimator are fitted as one batch; so are the placebo refits and, per
+window start, the time-placebo refits (each a fresh fit with the original fit's regularisation,
+as the library does). For each method the row reports the mean SE, the ratio of the root mean
+square SE to the sd of the estimates, coverage, and the share of |z| = |tau_hat - tau| / SE
+above 1.96 and above 3 (the tails that decide coverage).
 
 If the PyPI package ``synthdid-py`` (a port of R synthdid) is importable, the first 20
 simulations are re-estimated with it and the largest absolute difference is printed.
 
-    .venv/bin/python docs/studies/panel_core_study.py [--sims 500] [--placebo-sims 200] [--reps 50]
+    .venv/bin/python docs/studies/panel_core_study.py [--sims 500] [--placebo-sims 500] [--reps 50]
+        [--time-placebo-sims 500] [--scenarios random,confounded] [--methods did,sc,difp,sdid]
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
@@ -128,13 +143,59 @@ def placebo_se(
     return taus.std(axis=1)
 
 
-def jackknife_se(Ys: np.ndarray, omegas: np.ndarray, lams: np.ndarray) -> np.ndarray:
-    out = np.full(len(Ys), np.nan)
+def jackknife_se(
+    Ys: np.ndarray, omegas: np.ndarray, lams: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(SE, Welch-Satterthwaite df) per panel; NaN where the jackknife is undefined."""
+    se = np.full(len(Ys), np.nan)
+    df = np.full(len(Ys), np.nan)
     for k, (Y, om, lam) in enumerate(zip(Ys, omegas, lams, strict=True)):
         # a single control carrying all weight leaves the jackknife undefined for that draw
         with contextlib.suppress(inference.InferenceError):
-            out[k] = np.sqrt(inference.jackknife_variance(Y, N0, T0, om, lam))
-    return out
+            split = inference.jackknife_split(Y, N0, T0, om, lam)
+            se[k], df[k] = np.sqrt(split.variance), split.df
+    return se, df
+
+
+def time_placebo_se(name: str, Ys: np.ndarray, tuning: tuple) -> np.ndarray:
+    """``inference.time_placebo_variance`` for every panel, one batch per window start."""
+    L = min(T - T0, T0 // 2)
+    sq = np.zeros(len(Ys))
+    starts = range(2, T0 - L + 1)
+    spec = SPECS[name]
+    for s in starts:
+        Yw = Ys[:, :, : s + L]
+        if spec is None:
+            contrast = Yw[:, :, s:].mean(axis=2) - Yw[:, :, :s].mean(axis=2)
+            taus = contrast[:, N0:].mean(axis=1) - contrast[:, :N0].mean(axis=1)
+        else:
+            zo, zl, md = tuning
+            taus, _, _ = fit_block_batch(
+                Yw, N0, s, spec, zeta_omega=zo, zeta_lambda=zl, min_decrease=md
+            )
+        sq += taus**2
+    return np.sqrt(sq / len(starts))
+
+
+def interval_stats(
+    taus: np.ndarray, se: np.ndarray, df: np.ndarray | None = None
+) -> dict[str, float]:
+    """Coverage of the 95% interval (t when df given), mean SE, rms SE / sd, tails of z."""
+    ok = np.isfinite(se)
+    err = np.abs(taus[ok] - TAU)
+    z = err / se[ok]
+    crit = 1.959964 if df is None else stats.t.ppf(0.975, df[ok])
+    sd = float(np.std(taus[ok], ddof=1))
+    return {
+        "n": int(ok.sum()),
+        "mean_se": float(np.mean(se[ok])),
+        "sd": sd,
+        "se_ratio": float(np.sqrt(np.mean(se[ok] ** 2)) / sd),
+        "cover": float(np.mean(err <= crit * se[ok])),
+        "z_gt_196": float(np.mean(z > 1.959964)),
+        "z_gt_3": float(np.mean(z > 3.0)),
+        "median_df": float(np.median(df[ok])) if df is not None else float("nan"),
+    }
 
 
 def coverage(taus: np.ndarray, se: np.ndarray) -> tuple[float, int]:
@@ -148,6 +209,8 @@ def run(
     reps: int,
     scenarios: tuple[str, ...],
     methods: tuple[str, ...] = tuple(SPECS),
+    time_placebo_sims: int = 0,
+    log: Path | None = None,
 ) -> list[dict]:
     rows = []
     for scenario in scenarios:
@@ -155,8 +218,8 @@ def run(
         for name in methods:
             t0 = time.perf_counter()
             taus, omegas, lams, tuning = fit_all(name, Ys)
-            jk = jackknife_se(Ys, omegas, lams)
-            row = {
+            jk, jk_df = jackknife_se(Ys, omegas, lams)
+            row: dict = {
                 "scenario": scenario,
                 "method": name,
                 "sims": sims,
@@ -165,16 +228,33 @@ def run(
                 "rmse": float(np.sqrt(np.mean((taus - TAU) ** 2))),
                 "sd": float(np.std(taus, ddof=1)),
                 "jk_mean_se": float(np.nanmean(jk)),
+                "jackknife": interval_stats(taus, jk),
+                "jackknife_t": interval_stats(taus, jk, jk_df),
+                "fit_seconds": time.perf_counter() - t0,
             }
             row["jk_cover"], row["jk_n"] = coverage(taus, jk)
+            row["jk_t_cover"] = row["jackknife_t"]["cover"]
             if placebo_sims:
+                t1 = time.perf_counter()
                 k = min(placebo_sims, sims)
                 tune_k = tuple(None if v is None else v[:k] for v in tuning)
                 pl = placebo_se(name, Ys[:k], omegas[:k], lams[:k], tune_k, reps)
                 row["pl_cover"], row["pl_n"] = coverage(taus[:k], pl)
                 row["pl_mean_se"] = float(np.mean(pl))
+                row["placebo"] = interval_stats(taus[:k], pl)
+                row["placebo_seconds"] = time.perf_counter() - t1
+            if time_placebo_sims:
+                t1 = time.perf_counter()
+                k = min(time_placebo_sims, sims)
+                tune_k = tuple(None if v is None else v[:k] for v in tuning)
+                tp = time_placebo_se(name, Ys[:k], tune_k)
+                row["time_placebo"] = interval_stats(taus[:k], tp)
+                row["time_placebo_seconds"] = time.perf_counter() - t1
             row["seconds"] = time.perf_counter() - t0
             rows.append(row)
+            if log is not None:
+                with log.open("a") as fh:
+                    fh.write(json.dumps(row) + "\n")
     return rows
 
 
@@ -194,33 +274,53 @@ def reference_check(n: int = 20) -> dict[str, float] | None:
     return out
 
 
+def _fmt(st: dict | None) -> str:
+    if st is None:
+        return "-"
+    return (
+        f"{st['mean_se']:.3f}, {st['se_ratio']:.2f}, {100 * st['cover']:.1f}% "
+        f"(|z|>1.96 {100 * st['z_gt_196']:.1f}%, >3 {100 * st['z_gt_3']:.1f}%; n={st['n']})"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sims", type=int, default=500)
-    ap.add_argument("--placebo-sims", type=int, default=200)
+    ap.add_argument("--placebo-sims", type=int, default=500)
     ap.add_argument("--reps", type=int, default=50)
+    ap.add_argument("--time-placebo-sims", type=int, default=500)
     ap.add_argument("--scenarios", default="random,confounded")
+    ap.add_argument("--methods", default=",".join(SPECS))
+    ap.add_argument("--log", type=Path, default=None, help="append one JSON row per estimator")
     args = ap.parse_args()
-    rows = run(args.sims, args.placebo_sims, args.reps, tuple(args.scenarios.split(",")))
+    rows = run(
+        args.sims,
+        args.placebo_sims,
+        args.reps,
+        tuple(args.scenarios.split(",")),
+        methods=tuple(args.methods.split(",")),
+        time_placebo_sims=args.time_placebo_sims,
+        log=args.log,
+    )
     print(
         f"tau = {TAU}; N = {N}, T = {T}, N1 = {N1}, T0 = {T0}; seeds 0..{args.sims - 1}; "
-        f"placebo: first {args.placebo_sims} sims x {args.reps} draws"
+        f"placebo: first {args.placebo_sims} sims x {args.reps} draws; time placebo: first "
+        f"{args.time_placebo_sims} sims"
     )
+    print("each SE cell: mean SE, rms SE / sd of estimates, coverage (tails of |z|; n)")
     print(
-        "| scenario | method | bias (MC se) | RMSE | sd | jackknife: mean SE, cover | "
-        "placebo: mean SE, cover | s |"
+        "| scenario | method | bias (MC se) | RMSE | sd | jackknife, normal | jackknife, t(df) "
+        "[median df] | placebo | time placebo | s |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        pl = (
-            f"{r['pl_mean_se']:.3f}, {100 * r['pl_cover']:.1f}% (n={r['pl_n']})"
-            if "pl_cover" in r
-            else "-"
-        )
+        jt = r["jackknife_t"]
         print(
             f"| {r['scenario']} | {r['method']} | {r['bias']:+.3f} ({r['mc_se_bias']:.3f}) | "
-            f"{r['rmse']:.3f} | {r['sd']:.3f} | {r['jk_mean_se']:.3f}, "
-            f"{100 * r['jk_cover']:.1f}% (n={r['jk_n']}) | {pl} | {r['seconds']:.1f} |"
+            f"{r['rmse']:.3f} | {r['sd']:.3f} | {_fmt(r['jackknife'])} | "
+            f"{100 * jt['cover']:.1f}% (|z|>t {100 * (1 - jt['cover']):.1f}%) "
+            f"[{jt['median_df']:.1f}] | {_fmt(r.get('placebo'))} | "
+            f"{_fmt(r.get('time_placebo'))} | {r['seconds']:.1f} |"
         )
     check = reference_check()
     if check is None:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from analysis import inference
 from analysis.errors import InferenceError
 from analysis.estimators.did import DIDEstimator
-from analysis.estimators.synth import SyntheticDID, fit_block, weighted_did
+from analysis.estimators.synth import SyntheticControl, SyntheticDID, fit_block, weighted_did
+from analysis.panel import Panel
 from tests.unit._panel_dgp import factor_panel
 
 
@@ -26,6 +28,80 @@ def test_jackknife_closed_form_equals_leave_one_out_refits() -> None:
     n = p.n_units
     brute = (n - 1) / n * np.sum((loo_a - loo_a.mean()) ** 2)
     assert inference.jackknife_variance(p.Y, N0, T0, fit.omega, fit.lam) == pytest.approx(brute)
+
+
+def _tiny_block() -> Panel:
+    """3 controls with post-minus-pre contrasts 0, 0, 3; 2 treated with 1 and 3."""
+    Y = np.array([[0.0, 0.0], [0.0, 0.0], [0.0, 3.0], [0.0, 1.0], [0.0, 3.0]])
+    W = np.zeros_like(Y, dtype=bool)
+    W[3:, 1] = True
+    return Panel(
+        Y=Y,
+        W=W,
+        units=np.array(["c1", "c2", "c3", "t1", "t2"]),
+        times=np.arange(2),
+        blackout=np.zeros_like(W),
+    )
+
+
+def test_jackknife_split_and_df_match_a_hand_computation() -> None:
+    # DID = mean(1, 3) - mean(0, 0, 3) = 1. Leave-one-out estimates by hand:
+    # drop a zero control 2 - 1.5 = 0.5 (twice), drop the 3: 2 - 0 = 2;
+    # drop treated 1: 3 - 1 = 2, drop treated 3: 1 - 1 = 0. Their mean is 1 = the estimate.
+    # (N-1)/N = 4/5: treated part 4/5 * ((2-1)^2 + (0-1)^2) = 1.6,
+    # control part 4/5 * (0.25 + 0.25 + 1) = 1.2, df = 2.8^2 / (1.6^2/1 + 1.2^2/2) = 7.84/3.28.
+    split = inference.jackknife_split(_tiny_block().Y, 3, 1, np.full(3, 1 / 3), np.ones(1))
+    assert split.var_treated == pytest.approx(1.6)
+    assert split.var_control == pytest.approx(1.2)
+    assert split.variance == pytest.approx(2.8)
+    assert (split.n_treated, split.n_control) == (2, 3)
+    assert split.df == pytest.approx(7.84 / 3.28)
+    r = DIDEstimator(se="jackknife").fit(_tiny_block()).result
+    assert r.effect == pytest.approx(1.0) and r.se == pytest.approx(np.sqrt(2.8))
+    assert r.df == pytest.approx(7.84 / 3.28)
+    lo, hi = r.conf_int()
+    assert hi - lo == pytest.approx(2 * stats.t.ppf(0.975, 7.84 / 3.28) * np.sqrt(2.8))
+
+
+def test_welch_satterthwaite_df_limits() -> None:
+    # all the variance on one side: that side's n - 1 degrees of freedom
+    assert inference.welch_satterthwaite_df(2.0, 0.0, 4, 30) == pytest.approx(3.0)
+    assert inference.welch_satterthwaite_df(0.0, 2.0, 4, 30) == pytest.approx(29.0)
+    # equal parts and sizes: the pooled df 2 (n - 1)
+    assert inference.welch_satterthwaite_df(1.0, 1.0, 5, 5) == pytest.approx(8.0)
+    with pytest.raises(InferenceError, match="two units"):
+        inference.welch_satterthwaite_df(1.0, 1.0, 1, 5)
+
+
+def test_jackknife_parts_each_depend_on_one_group_only() -> None:
+    # with weights held fixed, the treated part is a function of treated rows and the control
+    # part (including the between-group term) of control rows: the premise of the df formula
+    p = factor_panel(8, n_treated=4).sorted_for_block()
+    N0, T0 = p.block_structure()
+    fit = fit_block(p.Y, N0, T0, SyntheticDID.spec)
+    base = inference.jackknife_split(p.Y, N0, T0, fit.omega, fit.lam)
+    rng = np.random.default_rng(0)
+    Yt, Yc = p.Y.copy(), p.Y.copy()
+    Yt[N0:] += rng.normal(0, 3, Yt[N0:].shape)
+    Yc[:N0] += rng.normal(0, 3, Yc[:N0].shape)
+    moved_t = inference.jackknife_split(Yt, N0, T0, fit.omega, fit.lam)
+    moved_c = inference.jackknife_split(Yc, N0, T0, fit.omega, fit.lam)
+    assert moved_t.var_control == pytest.approx(base.var_control)
+    assert moved_t.var_treated != pytest.approx(base.var_treated)
+    assert moved_c.var_treated == pytest.approx(base.var_treated)
+    assert moved_c.var_control != pytest.approx(base.var_control)
+    # zero-weight controls (SC's sparse weights) carry no degree of freedom
+    sc = fit_block(p.Y, N0, T0, SyntheticControl.spec)
+    sc_split = inference.jackknife_split(p.Y, N0, T0, sc.omega, sc.lam)
+    assert sc_split.n_control == np.count_nonzero(sc.omega) < N0
+
+
+@pytest.mark.parametrize("se", ["placebo", "time_placebo", "bootstrap"])
+def test_only_the_jackknife_reports_df(se: str) -> None:
+    p = factor_panel(9, n_treated=3)
+    assert DIDEstimator(se=se, seed=0, replications=20).fit(p).result.df is None
+    r = SyntheticDID(se="jackknife").fit(p).result
+    assert r.df is not None and 2.0 <= r.df <= 3.0 + 26.0
 
 
 def test_placebo_with_one_treated_unit_uses_every_control_once() -> None:
