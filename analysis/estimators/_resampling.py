@@ -13,8 +13,9 @@ import numpy as np
 
 from analysis.errors import InferenceError
 
-#: tau(Y, W, usable) -> effect; rows are units
-EffectFn = Callable[[np.ndarray, np.ndarray, np.ndarray], float]
+#: tau(Y, W, usable, rows) -> effect; rows of the matrices are units, ``rows`` gives the
+#: original unit index of each (a replicate may repeat units), for warm starts
+EffectFn = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], float]
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ def stratified_unit_bootstrap(
             idx = np.concatenate([rng.choice(tr, len(tr) - 1), co])
         else:
             idx = np.concatenate([tr, rng.choice(co, len(co) - 1)])
-        out[b] = effect(Y[idx], W[idx], usable[idx])
+        out[b] = effect(Y[idx], W[idx], usable[idx], idx)
     v_t = float(np.var(out[:n_tr_draws], ddof=1))
     v_c = float(np.var(out[n_tr_draws:], ddof=1)) if n_co_draws >= 2 else 0.0
     denom = v_t**2 / (len(tr) - 1) + (v_c**2 / (len(co) - 1) if v_c > 0 else 0.0)
@@ -111,7 +112,7 @@ def placebo_effects(
         pick = rng.choice(len(co), size=len(tr), replace=False)
         Wp = np.zeros_like(W[co])
         Wp[pick] = W[tr]
-        out[k] = effect(Yc, Wp, Uc)
+        out[k] = effect(Yc, Wp, Uc, co)
     return out
 
 

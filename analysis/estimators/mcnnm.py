@@ -357,7 +357,7 @@ class MCNNMEstimator(PanelEstimator):
     def _effect(self, lam: float, rank: int | None) -> EffectFn:
         """tau(Y, W, usable) at a fixed penalty (convex) or a fixed rank (refit)."""
 
-        def effect(Y: np.ndarray, W: np.ndarray, usable: np.ndarray) -> float:
+        def effect(Y: np.ndarray, W: np.ndarray, usable: np.ndarray, rows: np.ndarray) -> float:
             obs = usable & ~W
             treated = usable & W
             if rank is None:

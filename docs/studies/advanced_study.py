@@ -139,32 +139,6 @@ def study_trop(sims: int) -> None:
     )
 
 
-def study_trop_refit(sims: int) -> None:
-    """Convex TROP vs its rank refit (debias=True) at the same tuned lambdas, per seed."""
-    rows = []
-    t0 = time.perf_counter()
-    for s in range(sims):
-        p = factor_block(s)
-        r = TROPEstimator(seed=s, n_loo=20, n_boot=TROP_BOOT).fit(p).result_
-        d = r.details
-        lams = (d["lambda_time"], d["lambda_unit"], d["lambda_nn"])
-        r2 = TROPEstimator(*lams, seed=s, n_boot=TROP_BOOT, debias=True).fit(p).result_
-        rows.append((r, r2))
-        print(
-            f"  seed {s}: lambdas {lams} convex {r.effect:+.3f} (se {r.se:.3f}) "
-            f"refit {r2.effect:+.3f} (se {r2.se:.3f}, rank {r2.details['refit_rank']})",
-            flush=True,
-        )
-    secs = time.perf_counter() - t0
-    for k, name in enumerate(("trop convex (default)", "trop rank refit (debias=True)")):
-        res = [pair[k] for pair in rows]
-        cover = []
-        for r in res:
-            lo, hi = r.conf_int()
-            cover.append(bool(lo <= 1.0 <= hi))
-        summarise(name, [r.effect for r in res], [1.0] * len(res), cover, secs)
-
-
 DELTA = np.array([1.0, 0.6, 0.4])  # carryover order m = 2, lag-2 effect 2.0
 
 
@@ -323,7 +297,6 @@ STUDIES: dict[str, Callable[[int], None]] = {
     "mc-convex": study_mc_convex,
     "mc-nofactor": study_mc_nofactor,
     "trop": study_trop,
-    "trop-refit": study_trop_refit,
     "ht": study_ht,
     "crossover": study_crossover,
     "dm": study_dm,

@@ -20,7 +20,7 @@ def test_bootstrap_variance_of_a_difference_in_means_is_unbiased() -> None:
     W[:n_t, -1] = True
     usable = np.ones_like(W)
 
-    def effect(Yb: np.ndarray, Wb: np.ndarray, Ub: np.ndarray) -> float:
+    def effect(Yb: np.ndarray, Wb: np.ndarray, Ub: np.ndarray, rows: np.ndarray) -> float:
         tr = Wb.any(axis=1)
         return float(Yb[tr, 0].mean() - Yb[~tr, 0].mean())
 
