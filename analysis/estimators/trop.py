@@ -174,6 +174,9 @@ class TROPEstimator(PanelEstimator):
     n_loo : pseudo-treated control cells used for leave-one-out tuning.
     n_cycles : passes of the coordinate-wise grid search.
     n_boot : bootstrap replicates; n_placebo for one treated unit.
+    max_iter, tol : solver cap and relative-change tolerance of each weighted fit. 1e-4 moved
+        effects by at most 5e-4 and SEs by at most 1% of their size against 1e-5 on the study
+        panels, for 37-39% less time.
     se : ``None`` (bootstrap, or placebo with one treated unit), "bootstrap", "placebo", "none".
     """
 
@@ -194,7 +197,7 @@ class TROPEstimator(PanelEstimator):
         n_placebo: int = 50,
         chunk: int = 32,
         max_iter: int = 200,
-        tol: float = 1e-5,
+        tol: float = 1e-4,
         se: str | None = None,
         seed: int | None = None,
     ) -> None:
