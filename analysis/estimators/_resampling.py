@@ -116,6 +116,84 @@ def placebo_effects(
     return out
 
 
+#: variance methods of the matrix estimators (MC-NNM, TROP), and their aliases
+METHODS = ("bootstrap", "placebo", "time_placebo", "none")
+_ALIASES = {"unit_placebo": "placebo", "time_conditional": "placebo", "unit_conditional": "time_placebo"}
+
+
+def resolve_method(se: str | None, estimator: str, n_treated_units: int) -> str:
+    """The variance method to run: ``se`` (aliases resolved) or the default, bootstrap (placebo
+    with one treated unit); an unknown name raises InferenceError naming the choices."""
+    if se is None:
+        return "placebo" if n_treated_units == 1 else "bootstrap"
+    method = _ALIASES.get(se.lower(), se.lower())
+    if method not in METHODS:
+        choices = ", ".join(f"'{m}'" for m in (*METHODS, *_ALIASES))
+        raise InferenceError(f"{estimator} supports se={choices}; not {se!r}.")
+    return method
+
+
+@dataclass(frozen=True)
+class TimePlacebo:
+    """Result of ``time_placebo_effects``: the placebo estimates and their reference df."""
+
+    draws: np.ndarray
+    starts: np.ndarray
+    window: int
+    se: float
+    df: float
+
+
+def time_placebo_effects(
+    effect: EffectFn, Y: np.ndarray, W: np.ndarray, usable: np.ndarray, *, min_before: int = 2
+) -> TimePlacebo:
+    """Estimates on placebo treatment windows moved over the pre-period, treated units fixed.
+
+    The "Time-Placebo" variance of Almeida, Olaizola, Lestant, Imbens & Athey (arXiv
+    2510.11841) for any assignment pattern: the pre-period is the periods before the first
+    treated usable cell; the units ever treated take a placebo block of ``L = min(T_post,
+    T_pre // 2)`` periods (T_post: first to last treated period) starting at each period that
+    leaves ``min_before`` earlier periods, on the panel cut at the window's end (so every
+    placebo-treated cell is really untreated). The estimand is zero, so SE^2 is the mean square
+    of the placebo estimates. It holds the units fixed and varies the periods: it sees what a
+    unit bootstrap cannot, the error that comes with the periods (period-specific shocks and
+    factor values the fit does not absorb), and not the treated units' own sampling noise
+    beyond what those periods show.
+
+    Reference distribution, chosen before any coverage was measured: Student t with the
+    Satterthwaite df of a mean of squares of equicorrelated-by-overlap normals, ``n^2 /
+    sum_jk rho_jk^2`` with ``rho_jk = max(0, 1 - |s_j - s_k| / L)`` (the correlation of two
+    window means over serially independent periods). Overlapping windows are far from
+    independent: 7 windows of 6 periods carry about 2 degrees of freedom.
+    """
+    treated = W & usable
+    periods = np.flatnonzero(treated.any(axis=0))
+    if periods.size == 0:
+        raise InferenceError("No treated usable cell: nothing to estimate.")
+    t_pre = int(periods[0])
+    t_post = int(periods[-1]) - t_pre + 1
+    L = min(t_post, t_pre // 2)
+    starts = np.arange(min_before, t_pre - L + 1)
+    if L < 1 or starts.size < 2:
+        raise InferenceError(
+            f"Time-placebo variance needs at least two placebo windows in the pre-period, each "
+            f"with {min_before} earlier periods; there are only {t_pre} pre-period(s). Use "
+            "se='bootstrap' instead."
+        )
+    ever = treated.any(axis=1)
+    draws = np.empty(starts.size)
+    for k, s in enumerate(starts):
+        Up = usable[:, : s + L]
+        Wp = np.zeros_like(Up)
+        Wp[ever, s : s + L] = True
+        Wp &= Up
+        draws[k] = effect(Y[:, : s + L], Wp, Up, np.arange(Y.shape[0]))
+    gap = np.abs(starts[:, None] - starts[None, :])
+    rho = np.maximum(0.0, 1.0 - gap / L)
+    df = float(starts.size**2 / np.sum(rho**2))
+    return TimePlacebo(draws, starts, L, float(np.sqrt(np.mean(draws**2))), df)
+
+
 def resampled_se(
     method: str,
     effect: EffectFn,
@@ -127,10 +205,11 @@ def resampled_se(
     n_placebo: int,
     rng: np.random.Generator,
 ) -> tuple[float, float | None, dict[str, float]]:
-    """(se, df, details) for ``method`` in bootstrap / placebo / none.
+    """(se, df, details) for ``method`` in bootstrap / placebo / time_placebo / none.
 
-    The bootstrap reports Welch-Satterthwaite df (Student t intervals); the placebo SE keeps
-    the normal reference (its draws are not a sum over a few independent strata).
+    The bootstrap reports Welch-Satterthwaite df and the time placebo its overlap df (Student
+    t intervals); the placebo SE keeps the normal reference (its draws are not a sum over a
+    few independent strata).
     """
     if method == "bootstrap":
         b = stratified_unit_bootstrap(effect, Y, W, usable, n_boot=n_boot, rng=rng)
@@ -147,4 +226,7 @@ def resampled_se(
         draws = placebo_effects(effect, Y, W, usable, n_placebo=n_placebo, rng=rng)
         se = float(np.std(draws, ddof=1)) if draws.size > 1 else float("nan")
         return se, None, {"n_draws": int(draws.size)}
+    if method == "time_placebo":
+        tp = time_placebo_effects(effect, Y, W, usable)
+        return tp.se, tp.df, {"n_draws": int(tp.draws.size), "placebo_window": tp.window}
     return float("nan"), None, {"n_draws": 0}

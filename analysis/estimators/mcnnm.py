@@ -46,8 +46,8 @@ from __future__ import annotations
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from analysis.errors import InferenceError, PanelError
-from analysis.estimators._resampling import EffectFn, resampled_se
+from analysis.errors import PanelError
+from analysis.estimators._resampling import EffectFn, resampled_se, resolve_method
 from analysis.estimators.base import PanelEstimator
 from analysis.panel import Panel
 from analysis.results import EstimateResult
@@ -321,7 +321,9 @@ class MCNNMEstimator(PanelEstimator):
     lambda_ : fixed penalty (objective scaled by 1/|O|); ``None`` cross-validates.
     n_lambda, n_folds : size of the log grid and number of CV folds.
     n_boot : bootstrap replicates (``se='bootstrap'``); n_placebo for ``se='placebo'``.
-    se : ``None`` (bootstrap, or placebo with one treated unit), "bootstrap", "placebo", "none".
+    se : ``None`` (bootstrap, or placebo with one treated unit), "bootstrap", "placebo",
+        "time_placebo" (alias "unit_conditional"; see ``_resampling.time_placebo_effects``),
+        "none".
     debias : refit the unpenalised two-way + rank-r model at the rank the convex fit selected
         (default; see the module docstring for why). ``False`` reports the convex estimate.
     seed : seeds CV folds and resampling.
@@ -378,10 +380,8 @@ class MCNNMEstimator(PanelEstimator):
             return self._fit_single_threaded(panel)
 
     def _fit_single_threaded(self, panel: Panel) -> EstimateResult:
-        if self.se not in (None, "bootstrap", "placebo", "none"):
-            raise InferenceError(
-                f"MC-NNM supports se='bootstrap', 'placebo' or 'none', not {self.se!r}."
-            )
+        n_treated_units = int((panel.W & panel.usable).any(axis=1).sum())
+        method = resolve_method(self.se, "MC-NNM", n_treated_units)
         rng = np.random.default_rng(self.seed)
         Y, W, usable = panel.Y, panel.W, panel.usable
         obs = usable & ~W
@@ -407,8 +407,6 @@ class MCNNMEstimator(PanelEstimator):
             rank = refit_rank(Y, obs, a[0], b[0], L[0])
             a1, b1, L1, n_refit_iter = fit_fe_rank(Y, obs, rank)
             tau = float((Y - a1[0][:, None] - b1[0][None, :] - L1[0])[treated].mean())
-        n_treated_units = int(treated.any(axis=1).sum())
-        method = self.se or ("placebo" if n_treated_units == 1 else "bootstrap")
         effect = self._effect(lam, rank)
         se, df, draw_info = resampled_se(
             method, effect, Y, W, usable, n_boot=self.n_boot, n_placebo=self.n_placebo, rng=rng

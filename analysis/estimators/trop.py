@@ -52,8 +52,7 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from analysis.errors import InferenceError
-from analysis.estimators._resampling import resampled_se
+from analysis.estimators._resampling import resampled_se, resolve_method
 from analysis.estimators.base import PanelEstimator
 from analysis.estimators.mcnnm import _check_support, fit_fe_lowrank
 from analysis.panel import Panel
@@ -177,7 +176,9 @@ class TROPEstimator(PanelEstimator):
     max_iter, tol : solver cap and relative-change tolerance of each weighted fit. 1e-4 moved
         effects by at most 5e-4 and SEs by at most 1% of their size against 1e-5 on the study
         panels, for 37-39% less time.
-    se : ``None`` (bootstrap, or placebo with one treated unit), "bootstrap", "placebo", "none".
+    se : ``None`` (bootstrap, or placebo with one treated unit), "bootstrap", "placebo",
+        "time_placebo" (alias "unit_conditional"; see ``_resampling.time_placebo_effects``),
+        "none".
     """
 
     name = "trop"
@@ -301,10 +302,8 @@ class TROPEstimator(PanelEstimator):
             return self._fit_single_threaded(panel)
 
     def _fit_single_threaded(self, panel: Panel) -> EstimateResult:
-        if self.se not in (None, "bootstrap", "placebo", "none"):
-            raise InferenceError(
-                f"TROP supports se='bootstrap', 'placebo' or 'none', not {self.se!r}."
-            )
+        n_treated_units = int((panel.W & panel.usable).any(axis=1).sum())
+        method = resolve_method(self.se, "TROP", n_treated_units)
         for nm, g in (("time", self.lambda_time_grid), ("unit", self.lambda_unit_grid)):
             if any(v < 0 for v in g):
                 raise ValueError(f"lambda_{nm}_grid must be non-negative.")
@@ -340,8 +339,6 @@ class TROPEstimator(PanelEstimator):
             pred_b = self._predict(Yb, Ob, i, t, rates, False, rows=rows, warm=fits)
             return float((Yb[i, t] - pred_b).mean())
 
-        n_tr_units = int(treated.any(axis=1).sum())
-        method = self.se or ("placebo" if n_tr_units == 1 else "bootstrap")
         se, df, draw_info = resampled_se(
             method, effect, Y, W, usable, n_boot=self.n_boot, n_placebo=self.n_placebo, rng=rng
         )

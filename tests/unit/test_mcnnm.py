@@ -162,3 +162,18 @@ def test_debiased_invariances_and_convex_option() -> None:
     assert scaled == pytest.approx(10 * base.effect, rel=1e-4)
     convex = MCNNMEstimator(seed=4, se="none", debias=False).fit(p).result_
     assert convex.effect == base.details["effect_convex"]
+
+
+def test_time_placebo_variance_is_offered_and_unknown_names_are_refused() -> None:
+    rng = np.random.default_rng(2)
+    N, T = 16, 14
+    W = np.zeros((N, T), dtype=bool)
+    W[:4, 10:] = True
+    Y = rng.normal(size=(N, 1)) + rng.normal(size=(1, T)) + 0.3 * rng.normal(size=(N, T))
+    p = Panel(Y=Y + W, W=W, units=np.arange(N), times=np.arange(T), blackout=W & False)
+    r = MCNNMEstimator(se="time_placebo", seed=0).fit(p).result_
+    assert r.se_method == "time_placebo"
+    assert r.details["n_draws"] == 5  # L = min(4 post, 10 pre // 2) = 4: starts 2, 3, 4, 5, 6
+    assert r.df is not None and 1.0 < r.df < 5
+    with pytest.raises(InferenceError, match="bootstrap"):
+        MCNNMEstimator(se="jackknife").fit(p)

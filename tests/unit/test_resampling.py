@@ -48,3 +48,39 @@ def test_student_t_intervals_when_df_is_set() -> None:
     assert t5.conf_int()[1] == pytest.approx(1.0 + 2.570582 * 0.5, rel=1e-6)  # t(5) 97.5%
     assert t5.pvalue > normal.pvalue
     assert t5.to_dict()["df"] == 5.0
+
+
+def test_time_placebo_windows_stay_in_the_pre_period_and_df_counts_overlap() -> None:
+    from analysis.errors import InferenceError
+    from analysis.estimators._resampling import time_placebo_effects
+
+    N, T, t0 = 6, 12, 8
+    W = np.zeros((N, T), dtype=bool)
+    W[:2, t0:] = True  # 2 treated units, 4 post-periods: L = min(4, 8 // 2) = 4
+    usable = np.ones_like(W)
+    Y = np.arange(N * T, dtype=float).reshape(N, T)
+    seen: list[tuple[int, tuple[int, ...], tuple[int, ...]]] = []
+
+    def effect(Yp: np.ndarray, Wp: np.ndarray, Up: np.ndarray, rows: np.ndarray) -> float:
+        i, t = np.nonzero(Wp)
+        seen.append((Yp.shape[1], tuple(sorted(set(i.tolist()))), tuple(sorted(set(t.tolist())))))
+        return float(len(seen))  # placebo "estimates" 1, 2, 3
+
+    tp = time_placebo_effects(effect, Y, W, usable)
+    # starts 2..4 (each leaves 2 earlier periods), the panel cut at the window's end
+    assert [s for s in tp.starts] == [2, 3, 4]
+    assert seen == [(6, (0, 1), (2, 3, 4, 5)), (7, (0, 1), (3, 4, 5, 6)), (8, (0, 1), (4, 5, 6, 7))]
+    assert tp.window == 4
+    assert tp.se == pytest.approx(np.sqrt((1 + 4 + 9) / 3))
+    # overlap correlations 1 - gap/4: 1, 0.75, 0.5 -> sum of squares 3 + 4 * 0.5625 + 2 * 0.25
+    assert tp.df == pytest.approx(9 / (3 + 4 * 0.5625 + 2 * 0.25))
+
+    # one-period windows do not overlap: the df is the number of windows
+    W1 = np.zeros((N, T), dtype=bool)
+    W1[:2, t0] = True
+    assert time_placebo_effects(effect, Y, W1, usable).df == pytest.approx(6.0)
+
+    W_late = np.zeros((N, T), dtype=bool)
+    W_late[:2, 3:] = True  # 3 pre-periods: no two windows fit
+    with pytest.raises(InferenceError, match="pre-period"):
+        time_placebo_effects(effect, Y, W_late, usable)

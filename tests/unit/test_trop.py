@@ -134,9 +134,22 @@ def test_bootstrap_warm_start_reaches_the_cold_start_minimum_in_fewer_iterations
         cold = trop_mod.trop_predict(Yb, ob, i, t, rates, leave_out=False, **kw)
         n_cold = sum(iters)
         iters.clear()
-        warm = trop_mod.trop_predict(Yb, ob, i, t, rates, leave_out=False, rows=rows, warm=fits, **kw)
+        warm = trop_mod.trop_predict(
+            Yb, ob, i, t, rates, leave_out=False, rows=rows, warm=fits, **kw
+        )
         n_warm = sum(iters)
     finally:
         trop_mod.fit_fe_lowrank = real_fit
     assert warm == pytest.approx(cold, abs=1e-4)
     assert n_warm < 0.9 * n_cold, (n_warm, n_cold)
+
+
+def test_time_placebo_variance_and_method_names() -> None:
+    p = make_panel(4, block_W(20, 16, 4, 10))
+    r = TROPEstimator(**{**TWFE, "se": "unit_conditional"}).fit(p).result_
+    assert r.se_method == "time_placebo"
+    assert r.details["n_draws"] == 4  # L = min(6 post, 10 pre // 2) = 5: starts 2, 3, 4, 5
+    assert r.df is not None and 1.0 < r.df < r.details["n_draws"]
+    assert np.isfinite(r.se) and r.se > 0
+    with pytest.raises(InferenceError, match="time_placebo"):
+        TROPEstimator(**{**TWFE, "se": "jackknife"}).fit(p)
