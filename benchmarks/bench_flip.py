@@ -4,7 +4,9 @@ Per run (fresh topics and key prefix): create the experiment (the flip of period
 in ``create``), then move the simulated clock over the next boundary and time
 ``Flipper.tick()``: compute the design's assignments, write them to Redis, publish one
 message per product to the assignments topic (acks=all, flushed), and mark the period done.
-Stage times come from a profile-free split (design / Redis write / publish). The timed flip
+Stage times come from a profile-free split (design / Redis write / publish). While ``create``
+and the flip run, another process PINGs Redis every ~1 ms: its slowest PING, and the longest
+command in Redis's SLOWLOG, say how long the stage blocked every other client. The timed flip
 is the second of the process, as in a running worker: the partition of each product (the
 producer's murmur2) and the previous period's draws (for the washout) are cached from the
 first one.
@@ -35,9 +37,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import streams.runtime  # noqa: E402
 from benchmarks._common import START, bench_settings, experiment, median_report  # noqa: E402
-from controller.store import make_redis as _make_redis  # noqa: E402
 from streams.embedded import EmbeddedStack  # noqa: E402
 from streams.kafka import ensure_topics  # noqa: E402
 from streams.runtime import Runtime  # noqa: E402
@@ -114,15 +114,57 @@ class _Stages:
         rt.assignment_sink.publish_assignments = publish  # type: ignore[method-assign]
 
 
-def _patient_redis(settings):  # type: ignore[no-untyped-def]
-    """make_redis with a long socket timeout: creating a 1M-product experiment is one Lua
-    call holding 1M arguments, longer than redis-py's default read timeout here."""
-    r = _make_redis(settings)
-    r.connection_pool.connection_kwargs["socket_timeout"] = 300
-    return r
+_PROBE = r"""
+import signal, sys, time, redis
+r = redis.Redis.from_url(sys.argv[1], socket_timeout=300)  # the default 5 s is too short
+stop = []
+signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+r.ping()
+print("ready", flush=True)
+lat, busy = [], 0
+while not stop:
+    t0 = time.perf_counter()
+    while True:  # a script past lua-time-limit (5 s) gets every other client BUSY replies
+        try:
+            r.ping()
+            break
+        except redis.exceptions.BusyLoadingError:
+            raise
+        except redis.exceptions.ResponseError as exc:
+            if not str(exc).startswith("BUSY"):
+                raise
+            busy += 1
+            time.sleep(0.001)
+    lat.append(time.perf_counter() - t0)
+    time.sleep(0.001)
+lat.sort()
+print(len(lat), lat[-1] * 1000, lat[int(0.99 * (len(lat) - 1))] * 1000, busy, flush=True)
+"""
 
 
-streams.runtime.make_redis = _patient_redis  # type: ignore[assignment]
+class RedisProbe:
+    """Another Redis client, in its own process: a PING every ~1 ms while a stage runs. Its
+    slowest PING is how long that stage kept every other client (sales, flips) waiting."""
+
+    def __init__(self, url: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _PROBE, url], stdout=subprocess.PIPE, text=True
+        )
+        assert self.proc.stdout is not None and self.proc.stdout.readline().strip() == "ready"
+
+    def stop(self) -> tuple[float, float, int]:
+        """(slowest PING, p99 PING) in ms (a PING answered BUSY is retried and counts as one
+        slow PING), and the number of BUSY replies."""
+        self.proc.terminate()
+        out, _ = self.proc.communicate(timeout=30)
+        _, worst, p99, busy = out.split()
+        return float(worst), float(p99), int(busy)
+
+
+async def _slowest_command_ms(rt: Runtime) -> float:
+    """The longest command Redis logged since the last reset (SLOWLOG, >= 1 ms)."""
+    log = await rt.redis.slowlog_get(1_000_000)
+    return max((e["duration"] for e in log), default=0) / 1000
 
 
 async def one_flip(stack: EmbeddedStack, n: int) -> dict[str, float]:
@@ -133,14 +175,24 @@ async def one_flip(stack: EmbeddedStack, n: int) -> dict[str, float]:
     try:
         spec = experiment(n)
         await rt.clock.set(START + timedelta(seconds=1))  # type: ignore[attr-defined]
+        await rt.redis.config_set("slowlog-log-slower-than", 1000)
+        await rt.redis.config_set("slowlog-max-len", 1_000_000)  # the flip's HSETs fill 128
+        await rt.redis.slowlog_reset()
+        probe = RedisProbe(stack.redis_url)
         t0 = time.perf_counter()
         await rt.flipper.create(spec)
         create_s = time.perf_counter() - t0
+        create_ping_max, create_ping_p99, create_busy = probe.stop()
+        create_cmd_max = await _slowest_command_ms(rt)
         stages = _Stages(rt)
         await rt.clock.set(START + spec.period + timedelta(seconds=1))  # type: ignore[attr-defined]
+        await rt.redis.slowlog_reset()
+        probe = RedisProbe(stack.redis_url)
         t0 = time.perf_counter()
         flips = await rt.flipper.tick()
         flip_s = time.perf_counter() - t0
+        flip_ping_max, _, flip_busy = probe.stop()
+        flip_cmd_max = await _slowest_command_ms(rt)
         assert flips == 1, flips
         state = await rt.store.get_experiment(spec.id)
         assert state.flipped_period == 1
@@ -153,6 +205,13 @@ async def one_flip(stack: EmbeddedStack, n: int) -> dict[str, float]:
             "publish_s": stages.publish,
             "design_s": flip_s - stages.write - stages.publish,
             "create_s": create_s,
+            "create_ping_max_ms": create_ping_max,
+            "create_ping_p99_ms": create_ping_p99,
+            "create_cmd_max_ms": create_cmd_max,
+            "create_busy_replies": create_busy,
+            "flip_ping_max_ms": flip_ping_max,
+            "flip_cmd_max_ms": flip_cmd_max,
+            "flip_busy_replies": flip_busy,
             "rss_mb": psutil.Process().memory_info().rss / 2**20,
         }
     finally:
@@ -183,6 +242,17 @@ def main() -> None:
     print(f"\nflip of {n:,} products, 4 partitions, {args.runs} runs")
     print(median_report("flip + publish (s)", [r["flip_s"] for r in runs], f2))
     for k in ("design_s", "write_s", "publish_s", "create_s"):
+        print(median_report(f"  {k}", [r[k] for r in runs], f2))
+    print("another client's slowest PING (ms) and Redis's longest command (SLOWLOG, ms):")
+    for k in (
+        "create_ping_max_ms",
+        "create_ping_p99_ms",
+        "create_cmd_max_ms",
+        "create_busy_replies",
+        "flip_ping_max_ms",
+        "flip_cmd_max_ms",
+        "flip_busy_replies",
+    ):
         print(median_report(f"  {k}", [r[k] for r in runs], f2))
     print(median_report(f"baseline {how} (SET/s)", base))
     print(median_report(f"baseline: {n:,} pipelined SETs (s)", [r["baseline_s"] for r in runs], f2))

@@ -188,7 +188,8 @@ class Flipper:
     async def create(self, spec: ExperimentSpec) -> None:
         await self.clock.sync()
         now = self.clock.now()
-        await self.store.create_experiment(spec, now)
+        lease_ms = int(self.settings.flip_lease.total_seconds() * 1000)
+        await self.store.create_experiment(spec, now, lease_ms=lease_ms)
         await self.sink.publish_event(
             spec.id, "created", now, {"products": len(spec.all_products())}
         )

@@ -111,7 +111,8 @@ class Settings(BaseSettings):
     #: sales batch: up to this many events, or whatever arrived within sales_batch_within seconds
     sales_batch_size: int = 2000
     sales_batch_within: float = 0.05
-    #: a flip claim expires after this long if its worker dies (then another completes it)
+    #: a flip claim expires after this long if its worker dies (then another completes it);
+    #: so does a half-done experiment creation (its product claims then stop counting)
     flip_lease: timedelta = timedelta(seconds=30)
     #: largest command message accepted, in bytes
     max_command_bytes: int = 1_000_000

@@ -4,7 +4,9 @@ Key layout (prefix ``pl`` by default, see docs/architecture.md):
 
     {p}:exp:index                 set of experiment ids
     {p}:exp:{id}:spec             the validated spec (JSON)
-    {p}:exp:{id}:state            hash: status, flipped_period, seq, missed_flips, created_at
+    {p}:exp:{id}:state            hash: status, flipped_period, seq, missed_flips, created_ms,
+                                  claim (the gen of its product claims)
+    {p}:exp:{id}:creating         gen of a creation in progress (a lease, PX)
     {p}:exp:{id}:a:{k}            hash product -> "arm|P(treat)|blackout_until_ms|reason" for period k
     {p}:exp:{id}:flip:{k}         flip claim "owner|seq" with a lease (PX)
     {p}:exp:{id}:cells            hash "k|product|field" -> sums (u units, r revenue, n orders, h head units)
@@ -16,7 +18,8 @@ Key layout (prefix ``pl`` by default, see docs/architecture.md):
     {p}:exp:{id}:triggers         hash product -> trigger period
     {p}:lock:{name}               short read-modify-write locks
     {p}:freezes                   hash freeze id -> JSON operator freeze
-    {p}:product:{product}         id of the running experiment holding the product
+    {p}:product:{product}         claim "id|gen" ("id" before gens) on the product; it counts
+                                  only while live (see _HOLDS), stale keys are taken over
     {p}:seen:{event_id}           dedupe marker "status|experiment|k" (TTL = dedupe_ttl)
     {p}:version                   bumped on every experiment or freeze change (cache invalidation)
     {p}:clock                     simulated time in ms (clock mode 'simulated')
@@ -24,8 +27,12 @@ Key layout (prefix ``pl`` by default, see docs/architecture.md):
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Iterable, Iterator, Sequence
+import logging
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import islice
@@ -38,14 +45,17 @@ from controller.errors import ConflictError, StoreError
 from controller.settings import Settings
 from controller.spec import Arm, ExperimentSpec, load_spec
 
+log = logging.getLogger("pricelab.store")
+
 
 def make_redis(settings: Settings) -> Redis:
     r = settings.redis
     kw: dict[str, Any] = {
         "decode_responses": True,
         "health_check_interval": 10,
-        # redis-py 8 defaults to 5 s, too short for the Lua that claims a million products;
-        # a dead server is still noticed by the connect timeout and the health check
+        # redis-py 8 defaults to 5 s; kept long for big single calls (a million-product
+        # experiment's spec is ~10 MB); a dead server is still noticed by the connect timeout
+        # and the health check
         "socket_timeout": 120,
         "socket_connect_timeout": 5,
     }
@@ -69,36 +79,112 @@ def from_ms(ms: int | str) -> datetime:
     return datetime.fromtimestamp(int(ms) / 1000.0, UTC)
 
 
-_CREATE = """
--- KEYS: none (prefix-derived); ARGV: prefix, id, spec_json, created_ms, products...
-local p, id = ARGV[1], ARGV[2]
-if redis.call('SISMEMBER', p..':exp:index', id) == 1 then
-  return {'exists', id}
+# Creating an experiment claims each of its products ({p}:product:{product} = the claim
+# "id|gen", gen unique to one creation attempt) in chunks of a few thousand, one short script
+# per chunk, so that Redis keeps serving the sales path and other experiments' flips in between
+# (one script over a million products held Redis for ~6.5 s). The experiment becomes visible
+# (index, spec, state) in one last script, and only if its creation marker - a lease that
+# every chunk renews - is still its own. A claim counts only while it is live: its creation's
+# marker is still there, or its experiment exists with that gen and is neither stopped nor
+# ended. The claims of a worker that died mid-create therefore stop counting when its lease
+# expires, and later creations take them over.
+_HOLDS = """
+local function holds(p, h)
+  -- the experiment behind claim h and 'running' or 'creating' if the claim is live, else false
+  local x, g = string.match(h, '^([^|]*)|?(.*)$')
+  if g ~= '' and redis.call('GET', p..':exp:'..x..':creating') == g then return x, 'creating' end
+  local st = redis.call('HMGET', p..':exp:'..x..':state', 'status', 'claim')
+  if st[1] and st[1] ~= 'stopped' and st[1] ~= 'ended' and (st[2] or '') == g then
+    return x, 'running'
+  end
+  return false
 end
-for i = 5, #ARGV do
-  local holder = redis.call('GET', p..':product:'..ARGV[i])
-  if holder then return {'conflict', ARGV[i], holder} end
-end
-for i = 5, #ARGV do redis.call('SET', p..':product:'..ARGV[i], id) end
-redis.call('SADD', p..':exp:index', id)
-redis.call('SET', p..':exp:'..id..':spec', ARGV[3])
-redis.call('HSET', p..':exp:'..id..':state', 'status', 'running', 'flipped_period', -1,
-           'seq', 0, 'missed_flips', 0, 'created_ms', ARGV[4])
-redis.call('INCR', p..':version')
-return {'ok', id}
 """
 
-_RELEASE = """
--- ARGV: prefix, id, status, products...
+_CREATE_BEGIN = """
+-- ARGV: prefix, id, gen, lease_ms
 local p, id = ARGV[1], ARGV[2]
-for i = 4, #ARGV do
-  local k = p..':product:'..ARGV[i]
-  if redis.call('GET', k) == id then redis.call('DEL', k) end
+if redis.call('SISMEMBER', p..':exp:index', id) == 1 then return 'exists' end
+if not redis.call('SET', p..':exp:'..id..':creating', ARGV[3], 'NX', 'PX', ARGV[4]) then
+  return 'busy'
 end
-redis.call('HSET', p..':exp:'..id..':state', 'status', ARGV[3])
+return 'ok'
+"""
+
+_CLAIM_PRODUCTS = (
+    _HOLDS
+    + """
+-- KEYS: product keys (at most 3,999: MSET gets them through unpack, limited to 8,000 values)
+-- ARGV: prefix, id, gen, lease_ms
+-- All of the chunk or none of it: {'ok'}, {'lost'} (the creation's lease expired, or it was
+-- refused), or {'conflict', i, experiment, 'running'|'creating'} for the first product KEYS[i]
+-- held live, which also ends the creation.
+local p, id, gen = ARGV[1], ARGV[2], ARGV[3]
+local marker = p..':exp:'..id..':creating'
+if redis.call('GET', marker) ~= gen then return {'lost'} end
+redis.call('PEXPIRE', marker, ARGV[4])
+local mine = id..'|'..gen
+local held = redis.call('MGET', unpack(KEYS))
+local live = {}
+for i = 1, #KEYS do
+  local h = held[i]
+  if h and h ~= mine then
+    local l = live[h]
+    if l == nil then
+      local x, kind = holds(p, h)
+      l = x and {x, kind} or false
+      live[h] = l
+    end
+    if l then
+      redis.call('DEL', marker)  -- refused: every claim of this creation dies with it, and a
+      return {'conflict', i, l[1], l[2]}  -- chunk already sent after this one finds 'lost'
+    end
+  end
+end
+local kv = {}
+for i = 1, #KEYS do kv[2 * i - 1] = KEYS[i]; kv[2 * i] = mine end
+redis.call('MSET', unpack(kv))
+return {'ok'}
+"""
+)
+
+_CREATE_FINISH = """
+-- ARGV: prefix, id, gen, spec_json, created_ms
+local p, id, gen = ARGV[1], ARGV[2], ARGV[3]
+local marker = p..':exp:'..id..':creating'
+if redis.call('GET', marker) ~= gen then return 'lost' end
+redis.call('SADD', p..':exp:index', id)
+redis.call('SET', p..':exp:'..id..':spec', ARGV[4])
+redis.call('HSET', p..':exp:'..id..':state', 'status', 'running', 'flipped_period', -1,
+           'seq', 0, 'missed_flips', 0, 'created_ms', ARGV[5], 'claim', gen)
 redis.call('INCR', p..':version')
+redis.call('DEL', marker)
+return 'ok'
+"""
+
+_CREATE_ABORT = """
+-- ARGV: prefix, id, gen: drop the creation marker if it is still this attempt's
+local marker = ARGV[1]..':exp:'..ARGV[2]..':creating'
+if redis.call('GET', marker) == ARGV[3] then redis.call('DEL', marker) end
 return 1
 """
+
+_UNCLAIM = (
+    _HOLDS
+    + """
+-- KEYS: product keys (at most 7,999); ARGV: prefix, claim ("id|gen"; "id" before gens)
+-- Deletes the keys that still hold the claim, once it is dead (creation aborted or its lease
+-- expired, experiment stopped or ended); returns -1 and deletes nothing while it is live.
+if holds(ARGV[1], ARGV[2]) then return -1 end
+local held = redis.call('MGET', unpack(KEYS))
+local gone = {}
+for i = 1, #KEYS do
+  if held[i] == ARGV[2] then gone[#gone + 1] = KEYS[i] end
+end
+if #gone > 0 then redis.call('DEL', unpack(gone)) end
+return #gone
+"""
+)
 
 # Complete a flip only once: the state's flipped_period moves forward, never back.
 _COMPLETE_FLIP = """
@@ -324,6 +410,21 @@ def _packed_hsets(
         yield b"*%d\r\n" % (2 + 2 * len(batch)) + head + body.encode(), len(batch)
 
 
+def _text(x: bytes | str | None) -> str | None:
+    return x.decode() if isinstance(x, bytes) else x
+
+
+def _packed_evalsha(sha: str, keys: Sequence[str], args: Sequence[str]) -> bytes:
+    """EVALSHA in the Redis protocol, packed in one string (see :func:`_packed_hsets`)."""
+    parts = [*keys, *args]
+    body = "".join([f"${len(x)}\r\n{x}\r\n" for x in parts])
+    if not body.isascii():
+        body = "".join([f"${len(x.encode())}\r\n{x}\r\n" for x in parts])
+    n = str(len(keys))
+    head = f"*{3 + len(parts)}\r\n$7\r\nEVALSHA\r\n${len(sha)}\r\n{sha}\r\n${len(n)}\r\n{n}\r\n"
+    return head.encode() + body.encode()
+
+
 class Store:
     """Async facade over Redis for experiments, flips, blackout windows and the sales panel."""
 
@@ -331,25 +432,121 @@ class Store:
         self.redis = redis
         self.p = prefix
         self._specs: dict[str, ExperimentSpec] = {}
-        self._create = redis.register_script(_CREATE)
-        self._release = redis.register_script(_RELEASE)
+        self._create_begin = redis.register_script(_CREATE_BEGIN)
+        self._create_finish = redis.register_script(_CREATE_FINISH)
+        self._create_abort = redis.register_script(_CREATE_ABORT)
         self._claim = redis.register_script(_CLAIM_FLIP)
         self._complete = redis.register_script(_COMPLETE_FLIP)
         self._ingest = redis.register_script(_INGEST)
         self._trigger_save = redis.register_script(_TRIGGER_SAVE)
 
     # ------------------------------------------------------------------ experiments
-    async def create_experiment(self, spec: ExperimentSpec, now: datetime) -> None:
-        res = await self._create(
-            args=[self.p, spec.id, spec.to_json(), to_ms(now), *spec.all_products()]
-        )
-        if res[0] == "exists":
+    async def create_experiment(
+        self, spec: ExperimentSpec, now: datetime, *, lease_ms: int = 30_000, chunk: int = 2000
+    ) -> None:
+        """Claim every product of ``spec`` and record it as running, or raise ConflictError.
+
+        A product is in at most one running experiment: each chunk of claims is checked and
+        written by one script, and of two creations racing for common products exactly one
+        gets them all (both claim in sorted order, so the one that takes the first common
+        product also takes the others). A refused creation releases what it claimed; one whose
+        worker died mid-way stops counting when ``lease_ms`` passes without progress.
+        """
+        if not 1 <= chunk <= 3999:
+            raise ValueError("chunk must be 1..3999 (the script MSETs through Lua's unpack)")
+        gen = uuid.uuid4().hex[:12]
+        begin = await self._create_begin(args=[self.p, spec.id, gen, lease_ms])
+        if begin == "exists":
             raise ConflictError(f"experiment {spec.id!r} already exists")
-        if res[0] == "conflict":
-            raise ConflictError(
-                f"product {res[1]!r} is already in running experiment {res[2]!r}; "
-                "a product can be in at most one running experiment"
+        if begin == "busy":
+            raise ConflictError(f"experiment {spec.id!r} is being created by another command")
+        products = sorted(spec.all_products())
+        keys = [f"{self.p}:product:{x}" for x in products]
+        sent = 0  # keys of the chunks sent so far: claimed, or maybe claimed if cut off
+        try:
+            sha = await self.redis.script_load(_CLAIM_PRODUCTS)
+            args = [self.p, spec.id, gen, str(lease_ms)]
+            async with self._connection() as conn:
+                # two chunks in flight: the next is packed and sent while Redis runs this one
+                in_flight: deque[int] = deque()
+                for start in [*range(0, len(keys), chunk), None]:
+                    if start is not None:
+                        part = keys[start : start + chunk]
+                        sent = start + len(part)
+                        await conn.send_packed_command(
+                            [_packed_evalsha(sha, part, args)], check_health=False
+                        )
+                        in_flight.append(start)
+                    while in_flight and (start is None or len(in_flight) >= 2):
+                        first = in_flight.popleft()
+                        self._claimed(
+                            await conn.read_response(), spec.id, products, first, lease_ms
+                        )
+            done = await self._create_finish(
+                args=[self.p, spec.id, gen, spec.to_json(), to_ms(now)]
             )
+            if done != "ok":
+                raise StoreError(
+                    f"creating {spec.id!r}: lease lost (no progress for {lease_ms} ms)"
+                )
+        except BaseException:
+            try:
+                await self._create_abort(args=[self.p, spec.id, gen])
+                await self._unclaim(f"{spec.id}|{gen}", keys[:sent], chunk)
+            except Exception:  # Redis gone: the claims die with the lease anyway
+                log.warning("could not release the claims of aborted creation %s", spec.id)
+            raise
+        self._specs[spec.id] = spec  # what a reader would parse back from the stored JSON
+
+    @staticmethod
+    def _claimed(
+        res: list[Any], exp_id: str, products: list[str], start: int, lease_ms: int
+    ) -> None:
+        """Raise unless a chunk of claims (products from ``start`` on) went through."""
+        if res[0] == "conflict":
+            product, holder, kind = products[start + int(res[1]) - 1], res[2], res[3]
+            where = (
+                f"already in running experiment {holder!r}"
+                if kind == "running"
+                else f"being claimed by experiment {holder!r}, whose creation is in progress"
+            )
+            raise ConflictError(
+                f"product {product!r} is {where}; a product can be in at most one running "
+                "experiment"
+            )
+        if res[0] != "ok":
+            raise StoreError(f"creating {exp_id!r}: lease lost (no progress for {lease_ms} ms)")
+
+    async def _unclaim(self, claim: str, keys: Sequence[str], chunk: int = 2000) -> int:
+        """Delete the product keys still holding ``claim`` once it is dead; keys deleted."""
+        if not keys:
+            return 0
+        sha = await self.redis.script_load(_UNCLAIM)
+        gone = 0
+        async with self._connection() as conn:
+            for start in range(0, len(keys), chunk):
+                await conn.send_packed_command(
+                    [_packed_evalsha(sha, keys[start : start + chunk], [self.p, claim])],
+                    check_health=False,
+                )
+                n = int(await conn.read_response())
+                if n < 0:  # live: nothing to release
+                    break
+                gone += n
+        return gone
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Any]:
+        """A pooled connection for self-packed commands; dropped if replies may be pending."""
+        pool = self.redis.connection_pool
+        conn = await pool.get_connection()
+        try:
+            yield conn
+        except BaseException:
+            await conn.disconnect()
+            raise
+        finally:
+            await pool.release(conn)
 
     async def experiment_ids(self) -> list[str]:
         return sorted(await self.redis.smembers(f"{self.p}:exp:index"))
@@ -379,14 +576,18 @@ class Store:
         return [await self.get_experiment(e) for e in await self.experiment_ids()]
 
     async def set_status(self, exp_id: str, status: str) -> None:
-        spec = (await self.get_experiment(exp_id)).spec
-        if status in ("stopped", "ended"):
-            await self._release(args=[self.p, exp_id, status, *spec.all_products()])
-        else:
-            pipe = self.redis.pipeline(transaction=True)
-            pipe.hset(f"{self.p}:exp:{exp_id}:state", "status", status)
-            pipe.incr(f"{self.p}:version")
-            await pipe.execute()
+        key = f"{self.p}:exp:{exp_id}:state"
+        release = status in ("stopped", "ended")
+        if release:
+            spec = (await self.get_experiment(exp_id)).spec
+            gen = _text(await self.redis.hget(key, "claim"))
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(key, "status", status)
+        pipe.incr(f"{self.p}:version")
+        await pipe.execute()
+        if release:  # the claims died with the status; delete their keys
+            claim = f"{exp_id}|{gen}" if gen else exp_id
+            await self._unclaim(claim, [f"{self.p}:product:{x}" for x in spec.all_products()])
 
     # ------------------------------------------------------------------ triggers and locks
     async def trigger_state_version(self, exp_id: str) -> int:
@@ -464,7 +665,15 @@ class Store:
         return int(await self.redis.get(f"{self.p}:version") or 0)
 
     async def experiment_of(self, product: str) -> str | None:
-        return await self.redis.get(f"{self.p}:product:{product}")  # type: ignore[no-any-return]
+        """The running (or paused) experiment holding the product, if any."""
+        claim = _text(await self.redis.get(f"{self.p}:product:{product}"))
+        if claim is None:
+            return None
+        exp_id, _, gen = claim.partition("|")
+        status, held = await self.redis.hmget(f"{self.p}:exp:{exp_id}:state", "status", "claim")
+        if status is None or status in ("stopped", "ended") or _text(held or "") != gen:
+            return None  # a creation in progress or abandoned, or a stale key
+        return exp_id
 
     # ------------------------------------------------------------------ exclusion windows
     async def open_window(self, exp_id: str, window_id: str, start: datetime, reason: str) -> None:

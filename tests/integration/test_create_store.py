@@ -1,0 +1,224 @@
+"""Creating an experiment on real Redis: products claimed chunk by chunk, yet a product is
+never in two running experiments, racing creations have one winner, and a creation cut off
+mid-way (refused, lease lost, worker killed) leaves nothing that blocks later ones."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+
+from controller.errors import ConflictError, StoreError
+from controller.spec import load_spec
+from controller.store import Store
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2026, 6, 1, tzinfo=UTC)
+ODD = ["ünïcødé-€", "with space", "crlf\r\ninside", "$3\r\nfoo", "*1", "日本語", "x" * 300]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _spec(exp_id: str, products: list[str]):  # type: ignore[no-untyped-def]
+    return load_spec(
+        {
+            "id": exp_id,
+            "products": products,
+            "treatment_policy": "new",
+            "control_policy": "old",
+            "start": T0.isoformat(),
+            "end": (T0 + timedelta(days=3)).isoformat(),
+            "period": "PT1H",
+        }
+    )
+
+
+def _redis(settings) -> Redis:  # type: ignore[no-untyped-def]
+    return Redis.from_url(settings.redis.url.get_secret_value(), decode_responses=True)
+
+
+async def _owners(store: Store, products: list[str]) -> dict[str, str | None]:
+    return {p: await store.experiment_of(p) for p in products}
+
+
+async def test_an_overlapping_creation_is_refused_and_frees_what_it_claimed(settings) -> None:
+    redis = _redis(settings)
+    store = Store(redis, settings.key_prefix)
+    try:
+        mine = ODD + [f"a{i}" for i in range(10)] + ["zz-shared"]
+        await store.create_experiment(_spec("A", mine), T0, chunk=2)
+        assert set((await _owners(store, mine)).values()) == {"A"}
+        with pytest.raises(ConflictError, match="already exists"):
+            await store.create_experiment(_spec("A", ["z"]), T0)
+        # sorted, b0..b5 come before the contested product: they are claimed, then released
+        other = [f"b{i}" for i in range(6)] + ["zz-shared"]
+        with pytest.raises(ConflictError, match="'zz-shared' is already in running experiment 'A'"):
+            await store.create_experiment(_spec("B", other), T0, chunk=2)
+        assert await store.experiment_ids() == ["A"]
+        for p in other[:6]:
+            assert await redis.get(f"{settings.key_prefix}:product:{p}") is None
+        assert await redis.get(f"{settings.key_prefix}:exp:B:creating") is None
+        # the refused id and its free products can be used at once
+        await store.create_experiment(_spec("B", other[:6]), T0, chunk=4)
+        assert set((await _owners(store, other[:6])).values()) == {"B"}
+        # stopping releases: the products can go to a new experiment
+        await store.set_status("A", "stopped")
+        assert set((await _owners(store, mine)).values()) == {None}
+        for p in mine:
+            assert await redis.get(f"{settings.key_prefix}:product:{p}") is None
+        await store.create_experiment(_spec("C", mine), T0)
+        assert set((await _owners(store, mine)).values()) == {"C"}
+    finally:
+        await redis.aclose()
+
+
+@pytest.mark.parametrize("seed", range(6))
+async def test_racing_creations_have_exactly_one_winner(settings, seed: int) -> None:
+    rng = random.Random(seed)
+    pool = [f"p{i:03d}" for i in range(120)]
+    common = rng.sample(pool, 5)
+    rest = [p for p in pool if p not in common]
+    rng.shuffle(rest)
+    products = {"R1": common + rest[:50], "R2": common + rest[50:100]}
+    clients = [_redis(settings) for _ in products]
+    stores = [Store(c, settings.key_prefix) for c in clients]
+    try:
+        results = await asyncio.gather(
+            *(
+                s.create_experiment(_spec(f"{x}-{seed}", ps), T0, chunk=3)
+                for s, (x, ps) in zip(stores, products.items(), strict=True)
+            ),
+            return_exceptions=True,
+        )
+        ok = [i for i, r in enumerate(results) if r is None]
+        assert len(ok) == 1, results  # never both; and ordered claims leave no mutual refusal
+        lost = 1 - ok[0]
+        assert isinstance(results[lost], ConflictError)
+        winner, loser = list(products)[ok[0]], list(products)[lost]
+        owners = await _owners(stores[0], products[winner] + products[loser])
+        assert all(owners[p] == f"{winner}-{seed}" for p in products[winner])
+        assert all(owners[p] is None for p in products[loser] if p not in common)
+        assert await stores[0].experiment_ids() == [f"{winner}-{seed}"]
+    finally:
+        for c in clients:
+            await c.aclose()
+
+
+async def test_a_creation_that_lost_its_lease_cannot_finish(settings) -> None:
+    redis = _redis(settings)
+    store = Store(redis, settings.key_prefix)
+    marker = f"{settings.key_prefix}:exp:slow:creating"
+    products = [f"s{i:04d}" for i in range(3000)]
+    try:
+        task = asyncio.create_task(
+            store.create_experiment(_spec("slow", products), T0, lease_ms=60_000, chunk=1)
+        )
+        while await redis.get(f"{settings.key_prefix}:product:{products[10]}") is None:
+            await asyncio.sleep(0.005)
+        await redis.delete(marker)  # as if the lease had run out while the worker stalled
+        with pytest.raises(StoreError, match="lease lost"):
+            await task
+        assert await store.experiment_ids() == []
+        assert set((await _owners(store, products)).values()) == {None}
+        assert await redis.keys(f"{settings.key_prefix}:product:*") == []  # released
+    finally:
+        await redis.aclose()
+
+
+_CREATOR = """
+import asyncio, sys
+from datetime import UTC, datetime
+from redis.asyncio import Redis
+from controller.spec import load_spec
+from controller.store import Store
+
+url, prefix = sys.argv[1], sys.argv[2]
+spec = load_spec({"id": "dead", "products": [f"d{i:06d}" for i in range(200_000)],
+                  "treatment_policy": "new", "control_policy": "old",
+                  "start": "2026-06-01T00:00:00+00:00", "end": "2026-06-04T00:00:00+00:00",
+                  "period": "PT1H"})
+store = Store(Redis.from_url(url, decode_responses=True), prefix)
+asyncio.run(store.create_experiment(spec, datetime(2026, 6, 1, tzinfo=UTC),
+                                    lease_ms=2000, chunk=5))
+"""
+
+
+async def test_a_worker_killed_mid_create_blocks_nothing_once_its_lease_expires(settings) -> None:
+    redis = _redis(settings)
+    store = Store(redis, settings.key_prefix)
+    p = settings.key_prefix
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _CREATOR, settings.redis.url.get_secret_value(), p],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while await redis.get(f"{p}:product:d000500") is None:  # a hundred chunks in
+            assert proc.poll() is None and time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        held = [f"d{i:06d}" for i in range(0, 501, 50)]
+        assert await store.experiment_ids() == []  # nothing half-created is visible
+        assert set((await _owners(store, held)).values()) == {None}
+        # within the lease the dead creation still counts (it might be alive and slow)
+        with pytest.raises(ConflictError, match="creation is in progress"):
+            await store.create_experiment(_spec("early", held), T0)
+        await asyncio.sleep(2.2)  # the lease (2 s, renewed per chunk) has run out
+        await store.create_experiment(_spec("later", held), T0)
+        assert set((await _owners(store, held)).values()) == {"later"}
+        # the dead id can be created again; its old claims elsewhere do not count for it
+        await store.create_experiment(_spec("dead", ["d000001"]), T0)
+        assert await store.experiment_of("d000001") == "dead"
+        assert await store.experiment_of("d000002") is None
+        await store.create_experiment(_spec("after", ["d000002", "d000003"]), T0)
+        assert await store.experiment_of("d000002") == "after"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        await redis.aclose()
+
+
+async def test_claims_written_before_gens_still_count(settings) -> None:
+    # keys of experiments created by the previous release hold the bare id; no state 'claim'
+    redis = _redis(settings)
+    store = Store(redis, settings.key_prefix)
+    p = settings.key_prefix
+    try:
+        spec = _spec("old", ["o1", "o2"])
+        await redis.sadd(f"{p}:exp:index", "old")
+        await redis.set(f"{p}:exp:old:spec", spec.to_json())
+        await redis.hset(f"{p}:exp:old:state", mapping={"status": "running", "flipped_period": -1})
+        await redis.mset({f"{p}:product:o1": "old", f"{p}:product:o2": "old"})
+        assert await store.experiment_of("o2") == "old"
+        with pytest.raises(ConflictError, match="'o2' is already in running experiment 'old'"):
+            await store.create_experiment(_spec("new", ["n1", "o2"]), T0)
+        await store.set_status("old", "ended")
+        assert await redis.get(f"{p}:product:o1") is None
+        await store.create_experiment(_spec("new", ["n1", "o2"]), T0)
+        assert await store.experiment_of("o2") == "new"
+    finally:
+        await redis.aclose()
+
+
+async def test_a_creation_in_progress_blocks_its_own_id(settings) -> None:
+    redis = _redis(settings)
+    store = Store(redis, settings.key_prefix)
+    try:
+        await redis.set(f"{settings.key_prefix}:exp:busy:creating", "someone", px=60_000)
+        with pytest.raises(ConflictError, match="being created"):
+            await store.create_experiment(_spec("busy", ["q1"]), T0)
+        assert await redis.get(f"{settings.key_prefix}:exp:busy:creating") == "someone"
+    finally:
+        await redis.aclose()
