@@ -149,7 +149,7 @@ def trop_predict(
             L0 = np.zeros((K, N, T))
             for j, name in enumerate(names):
                 init = warm.get(name)
-                if init is not None:
+                if init is not None and init.shape[1] == T:  # not on a panel cut in time
                     L0[j] = init[row_ids]
         a, b, L, _ = fit_fe_lowrank(Y, Wt, rates.nn, L0=L0, max_iter=max_iter, tol=tol)
         if keep is not None and rates.nn is not None and not leave_out:

@@ -19,6 +19,12 @@ see), their sd the conditional noise; the seed's bootstrap SE is printed beside 
     .venv/bin/python docs/studies/trop_study.py summary /tmp/trop.tsv
     .venv/bin/python docs/studies/trop_study.py decompose --seeds 0:20 --draws 30
     .venv/bin/python docs/studies/trop_study.py refit --seeds 0:5
+    .venv/bin/python docs/studies/trop_study.py time-placebo --tuned /tmp/trop.tsv --out /tmp/tp.tsv
+
+``time-placebo``: for every seed of a ``coverage`` TSV, the same fit at that seed's tuned
+lambdas with ``se="time_placebo"`` (Almeida et al.'s Time-Placebo; 7 windows of 6 periods in
+the 14-period pre-period here); rows: seed, effect, se, df, ci_low, ci_high, seconds.
+``summary`` reads either file.
 
 ``refit``: why TROP has no post-selection rank refit. For each seed, TROP's weights of every
 treated cell at tuned-like rates (time 0.3, unit 2 per median distance), then the weighted
@@ -71,6 +77,25 @@ def coverage(seeds: range, out: Path, n_boot: int) -> None:
                 d["lambda_time"], d["lambda_unit"], d["lambda_nn"], twfe, secs,
             )  # fmt: skip
             f.write("\t".join(str(v) for v in row) + "\n")
+            f.flush()
+
+
+def time_placebo(tuned: Path, out: Path) -> None:
+    done = set()
+    if out.exists():
+        done = {int(line.split("\t")[0]) for line in out.read_text().splitlines() if line}
+    rows = [line.split("\t") for line in tuned.read_text().splitlines() if line]
+    with out.open("a") as f:
+        for row in sorted(rows, key=lambda r: int(r[0])):
+            s = int(row[0])
+            if s in done:
+                continue
+            lams = (float(row[6]), float(row[7]), float(row[8]))
+            t0 = time.perf_counter()
+            r = TROPEstimator(*lams, se="time_placebo").fit(factor_block(s)).result_
+            lo, hi = r.conf_int()
+            vals = (s, r.effect, r.se, r.df, lo, hi, *lams, float("nan"), time.perf_counter() - t0)
+            f.write("\t".join(str(v) for v in vals) + "\n")
             f.flush()
 
 
@@ -177,6 +202,9 @@ def main() -> None:
     d = sub.add_parser("decompose")
     d.add_argument("--seeds", default="0:20")
     d.add_argument("--draws", type=int, default=30)
+    tp = sub.add_parser("time-placebo")
+    tp.add_argument("--tuned", type=Path, required=True)
+    tp.add_argument("--out", type=Path, required=True)
     f = sub.add_parser("refit")
     f.add_argument("--seeds", default="0:5")
     args = ap.parse_args()
@@ -184,6 +212,8 @@ def main() -> None:
         coverage(_seeds(args.seeds), args.out, args.n_boot)
     elif args.cmd == "summary":
         summary(args.path)
+    elif args.cmd == "time-placebo":
+        time_placebo(args.tuned, args.out)
     elif args.cmd == "refit":
         refit(_seeds(args.seeds))
     else:
