@@ -4,7 +4,10 @@ DGP (tests/unit/_panel_dgp.py): Y_it(0) = alpha_i + beta_t + L_i'F_t + eps_it, r
 factors, N = 30 units, T = 20 periods, 3 treated units from period 15, effect tau = 1,
 eps ~ N(0, 1). Scenarios: ``random`` (treated units drawn at random: every estimator is unbiased)
 and ``confounded`` (treated units are those loading most on the first factor: parallel trends
-fail). Each simulation is seeded by its index, so runs are reproducible.
+fail). Two more scenarios without factors test what each variance method conditions on:
+``unit_hetero`` (treated units 3x as noisy) and ``period_hetero`` (post-period 3x as noisy for
+all units); see ``hetero_panel``. Each simulation is seeded by its index, so runs are
+reproducible.
 
 Three variance methods, each on its own number of simulations (the first k seeds):
 
@@ -65,8 +68,30 @@ SPECS: dict[str, SynthSpec | None] = {
 }
 
 
+def hetero_panel(seed: int, scenario: str) -> np.ndarray:
+    """Control-first Y without factors, noise sd 3 (else 1) on the treated units or post-period.
+
+    ``unit_hetero``: the treated units are 3x as noisy as the controls (what the time placebo,
+    conditional on the units, should see and the unit placebo cannot); ``period_hetero``: every
+    unit is 3x as noisy in the post-period (the reverse). alpha_i ~ N(0, 4), beta_t a random walk.
+    """
+    rng = np.random.default_rng(seed)
+    sd = np.ones((N, T))
+    if scenario == "unit_hetero":
+        sd[N0:] = 3.0
+    else:
+        sd[:, T0:] = 3.0
+    alpha = rng.normal(0.0, 2.0, N)
+    beta = np.cumsum(rng.normal(0.0, 0.5, T))
+    Y = alpha[:, None] + beta[None, :] + sd * rng.normal(size=(N, T))
+    Y[N0:, T0:] += TAU
+    return Y
+
+
 def simulate(seeds: range, scenario: str) -> np.ndarray:
     """Stack of control-first outcome matrices, one per seed."""
+    if scenario in ("unit_hetero", "period_hetero"):
+        return np.stack([hetero_panel(s, scenario) for s in seeds])
     return np.stack(
         [
             factor_panel(
