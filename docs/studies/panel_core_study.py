@@ -236,8 +236,11 @@ def run(
     methods: tuple[str, ...] = tuple(SPECS),
     time_placebo_sims: int = 0,
     log: Path | None = None,
+    save: Path | None = None,
 ) -> list[dict]:
+    """One row per scenario x estimator; ``save``: per-panel estimates, SEs and df (npz)."""
     rows = []
+    arrays: dict[str, np.ndarray] = {}
     for scenario in scenarios:
         Ys = simulate(range(sims), scenario)
         for name in methods:
@@ -258,6 +261,8 @@ def run(
                 "fit_seconds": time.perf_counter() - t0,
             }
             row["jk_cover"], row["jk_n"] = coverage(taus, jk)
+            key = f"{scenario}/{name}"
+            arrays |= {f"{key}/tau": taus, f"{key}/jackknife": jk, f"{key}/jackknife_df": jk_df}
             row["jk_t_cover"] = row["jackknife_t"]["cover"]
             if placebo_sims:
                 t1 = time.perf_counter()
@@ -267,6 +272,7 @@ def run(
                 row["pl_cover"], row["pl_n"] = coverage(taus[:k], pl)
                 row["pl_mean_se"] = float(np.mean(pl))
                 row["placebo"] = interval_stats(taus[:k], pl)
+                arrays[f"{key}/placebo"] = pl
                 row["placebo_seconds"] = time.perf_counter() - t1
             if time_placebo_sims:
                 t1 = time.perf_counter()
@@ -274,12 +280,15 @@ def run(
                 tune_k = tuple(None if v is None else v[:k] for v in tuning)
                 tp = time_placebo_se(name, Ys[:k], tune_k)
                 row["time_placebo"] = interval_stats(taus[:k], tp)
+                arrays[f"{key}/time_placebo"] = tp
                 row["time_placebo_seconds"] = time.perf_counter() - t1
             row["seconds"] = time.perf_counter() - t0
             rows.append(row)
             if log is not None:
                 with log.open("a") as fh:
                     fh.write(json.dumps(row) + "\n")
+            if save is not None:
+                np.savez(save, **arrays)
     return rows
 
 
@@ -317,6 +326,7 @@ def main() -> None:
     ap.add_argument("--scenarios", default="random,confounded")
     ap.add_argument("--methods", default=",".join(SPECS))
     ap.add_argument("--log", type=Path, default=None, help="append one JSON row per estimator")
+    ap.add_argument("--save", type=Path, default=None, help="per-panel estimates and SEs (.npz)")
     args = ap.parse_args()
     rows = run(
         args.sims,
@@ -326,6 +336,7 @@ def main() -> None:
         methods=tuple(args.methods.split(",")),
         time_placebo_sims=args.time_placebo_sims,
         log=args.log,
+        save=args.save,
     )
     print(
         f"tau = {TAU}; N = {N}, T = {T}, N1 = {N1}, T0 = {T0}; seeds 0..{args.sims - 1}; "
