@@ -101,6 +101,15 @@ def study_mc_convex(sims: int) -> None:
     )
 
 
+def study_mc_time_placebo(sims: int) -> None:
+    run_panel(
+        "mc, rank refit, time placebo",
+        sims,
+        lambda s: (factor_block(s), 1.0),
+        lambda p, s: MCNNMEstimator(seed=s, se="time_placebo").fit(p).result_,
+    )
+
+
 def study_mc_nofactor(sims: int) -> None:
     run_panel(
         "mc, no factors (rank-0 DGP)",
@@ -296,6 +305,7 @@ STUDIES: dict[str, Callable[[int], None]] = {
     "mc": study_mc,
     "mc-convex": study_mc_convex,
     "mc-nofactor": study_mc_nofactor,
+    "mc-tp": study_mc_time_placebo,
     "trop": study_trop,
     "ht": study_ht,
     "crossover": study_crossover,
