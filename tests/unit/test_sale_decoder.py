@@ -163,6 +163,14 @@ def test_arbitrary_bytes(raw: bytes) -> None:
         b'"unit_price":1,"occurred_at":"2026-06-01T10:00:00Z"} ',
         b'{"event_id":"a","product":"p","units":1,"revenue":1,'
         b'"unit_price":1,"occurred_at":"0001-01-01T00:00:00+23:59"}',
+        # found by atheris: fromisoformat reads offset minutes >= 60 (as -07:01 here), pydantic
+        # refuses them; the fast path accepted this sale with a shifted offset
+        b'{"event_id":"e:2","product":"p.2","units":3,"revenue":0.3,"unit_price":0.1,'
+        b'"occurred_at":"8760-04-16T08:28:32.4181-06:61"}',
+        b'{"event_id":"a","product":"p","units":1,"revenue":1,'
+        b'"unit_price":1,"occurred_at":"2026-06-01T10:00:00+05:60"}',
+        b'{"event_id":"a","product":"p","units":1,"revenue":1,'
+        b'"unit_price":1,"occurred_at":"2026-06-01T10:00:00-23:99"}',
     ],
 )
 def test_edge_cases(raw: Any) -> None:
