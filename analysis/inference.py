@@ -24,6 +24,8 @@ and the regularisation strength is not recomputed.
   *across units* (the treated units' own noise), i.e. it targets the variance conditional on the
   units. Alias: ``unit_conditional``. When ``L < T_post`` the window is shorter than the real one;
   with serially independent noise that makes it conservative (documented in docs/analysis-core.md).
+  The windows overlap, so the SE has few degrees of freedom: intervals use Student t with
+  :func:`time_placebo_df`, as for MC-NNM and TROP.
 - **jackknife** (Algorithm 3): leave one unit out with the weights held fixed (omega renormalised
   over the remaining controls); (N-1)/N times the sum of squared deviations. Needs at least two
   treated units and two controls with positive weight; otherwise it is undefined or degenerate.
@@ -285,13 +287,34 @@ def jackknife_variance(
     return jackknife_split(Y, N0, T0, omega, lam).variance
 
 
+def time_placebo_windows(T0: int, T1: int) -> tuple[np.ndarray, int]:
+    """(starts, L) of the placebo windows: L = min(T1, T0 // 2), >= 2 earlier periods each."""
+    L = min(T1, T0 // 2)
+    return np.arange(2, T0 - L + 1), L
+
+
+def time_placebo_df(T0: int, T1: int) -> float:
+    """Degrees of freedom of the time-placebo variance: ``n^2 / sum_jk rho_jk^2``.
+
+    The SE is the root mean square of n placebo estimates on windows that overlap, so it has
+    far fewer than n degrees of freedom. Satterthwaite's df for a mean of squares of normals
+    correlated by overlap, with ``rho_jk = max(0, 1 - |s_j - s_k| / L)`` (the correlation of two
+    window means over serially independent periods) - the same rule MC-NNM and TROP use
+    (``_resampling.time_placebo_effects``), where it was fixed before any coverage was measured.
+    9 windows of 5 periods (T0 = 15, T1 = 5) carry 3.05 degrees of freedom.
+    """
+    starts, L = time_placebo_windows(T0, T1)
+    rho = np.maximum(0.0, 1.0 - np.abs(starts[:, None] - starts[None, :]) / L)
+    return float(starts.size**2 / np.sum(rho**2))
+
+
 def time_placebo_variance(Y: np.ndarray, N0: int, T0: int, refit: Refit) -> float:
     """Mean square of estimates with a placebo treatment window moved over the pre-period."""
-    T1 = Y.shape[1] - T0
-    L = min(T1, T0 // 2)
-    starts = range(2, T0 - L + 1)
+    starts, L = time_placebo_windows(T0, Y.shape[1] - T0)
     # a shorter pre-period has no fitted weights to start from: each window is a fresh fit
-    taus = np.array([float(refit(Y[None, :, : s + L], N0, s, None, None)[0]) for s in starts])
+    taus = np.array(
+        [float(refit(Y[None, :, : int(s) + L], N0, int(s), None, None)[0]) for s in starts]
+    )
     return float(np.mean(taus**2))
 
 
@@ -309,8 +332,9 @@ def block_standard_error(
 ) -> tuple[float, str, float | None]:
     """(standard error, method used, df) for a block estimator; ``se=None`` picks the default.
 
-    ``df`` is set for the jackknife (Welch-Satterthwaite over its treated and control parts:
-    intervals use Student t) and ``None`` for the others (normal intervals).
+    ``df`` is set for the jackknife (Welch-Satterthwaite over its treated and control parts) and
+    the time placebo (its windows' overlap df): intervals use Student t. ``None`` for the placebo
+    and the bootstrap (normal intervals).
     """
     N, T = Y.shape
     N1, T1 = N - N0, T - T0
@@ -329,6 +353,7 @@ def block_standard_error(
         var, df = split.variance, split.df
     else:
         var = time_placebo_variance(Y, N0, T0, refit)
+        df = time_placebo_df(T0, T1)
     return float(np.sqrt(var)), method, df
 
 
@@ -345,6 +370,8 @@ __all__ = [
     "jackknife_split",
     "jackknife_variance",
     "placebo_variance",
+    "time_placebo_df",
     "time_placebo_variance",
+    "time_placebo_windows",
     "welch_satterthwaite_df",
 ]

@@ -17,7 +17,8 @@ Three variance methods, each on its own number of simulations (the first k seeds
 - placebo (Algorithm 4, the first ``--placebo-sims`` simulations, ``--reps`` draws each), normal;
 - time placebo (``inference.time_placebo_variance``: the treated units fixed, a window of
   min(T_post, T_pre // 2) periods moved over the pre-period, mean square of the placebo
-  estimates; the first ``--time-placebo-sims`` simulations), normal.
+  estimates; the first ``--time-placebo-sims`` simulations): normal, and Student t with the
+  windows' overlap df (``inference.time_placebo_df``), as the library reports it.
 
 All simulations of one estimator are fitted as one batch; so are the placebo refits and, per
 window start, the time-placebo refits (each a fresh fit with the original fit's regularisation,
@@ -280,6 +281,8 @@ def run(
                 tune_k = tuple(None if v is None else v[:k] for v in tuning)
                 tp = time_placebo_se(name, Ys[:k], tune_k)
                 row["time_placebo"] = interval_stats(taus[:k], tp)
+                tp_df = np.full(k, inference.time_placebo_df(T0, T - T0))
+                row["time_placebo_t"] = interval_stats(taus[:k], tp, tp_df)
                 arrays[f"{key}/time_placebo"] = tp
                 row["time_placebo_seconds"] = time.perf_counter() - t1
             row["seconds"] = time.perf_counter() - t0
@@ -351,12 +354,14 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         jt = r["jackknife_t"]
+        tt = r.get("time_placebo_t")
+        tp_t = f"; t({tt['median_df']:.2f}): {100 * tt['cover']:.1f}%" if tt else ""
         print(
             f"| {r['scenario']} | {r['method']} | {r['bias']:+.3f} ({r['mc_se_bias']:.3f}) | "
             f"{r['rmse']:.3f} | {r['sd']:.3f} | {_fmt(r['jackknife'])} | "
             f"{100 * jt['cover']:.1f}% (|z|>t {100 * (1 - jt['cover']):.1f}%) "
             f"[{jt['median_df']:.1f}] | {_fmt(r.get('placebo'))} | "
-            f"{_fmt(r.get('time_placebo'))} | {r['seconds']:.1f} |"
+            f"{_fmt(r.get('time_placebo'))}{tp_t} | {r['seconds']:.1f} |"
         )
     check = reference_check()
     if check is None:

@@ -96,12 +96,25 @@ def test_jackknife_parts_each_depend_on_one_group_only() -> None:
     assert sc_split.n_control == np.count_nonzero(sc.omega) < N0
 
 
-@pytest.mark.parametrize("se", ["placebo", "time_placebo", "bootstrap"])
-def test_only_the_jackknife_reports_df(se: str) -> None:
+@pytest.mark.parametrize("se", ["placebo", "bootstrap"])
+def test_placebo_and_bootstrap_report_no_df(se: str) -> None:
     p = factor_panel(9, n_treated=3)
     assert DIDEstimator(se=se, seed=0, replications=20).fit(p).result.df is None
     r = SyntheticDID(se="jackknife").fit(p).result
     assert r.df is not None and 2.0 <= r.df <= 3.0 + 26.0
+
+
+def test_time_placebo_df_matches_a_hand_computation() -> None:
+    # T0 = 15, T1 = 5: windows of L = 5 starting at 2..10 (9). Overlap correlations
+    # 1 - gap/5 = .8, .6, .4, .2 for gaps 1-4, with 8, 7, 6, 5 pairs each way:
+    # sum rho^2 = 9 + 2 (8 .64 + 7 .36 + 6 .16 + 5 .04) = 26.6, df = 81 / 26.6
+    assert inference.time_placebo_df(15, 5) == pytest.approx(81 / 26.6)
+    # windows of one period do not overlap: as many degrees of freedom as windows (2..9)
+    assert inference.time_placebo_df(10, 1) == pytest.approx(8.0)
+    r = DIDEstimator(se="time_placebo").fit(factor_panel(9)).result
+    assert r.df == pytest.approx(81 / 26.6)
+    lo, hi = r.conf_int()
+    assert hi - lo == pytest.approx(2 * stats.t.ppf(0.975, 81 / 26.6) * r.se)
 
 
 def test_placebo_with_one_treated_unit_uses_every_control_once() -> None:
