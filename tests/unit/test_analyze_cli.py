@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import typer
+from scipy import stats
 from typer.testing import CliRunner
 
 from analysis.cli import read_table, register
@@ -101,3 +102,21 @@ def test_separator_detection(tmp_path: Path) -> None:
         path = tmp_path / "t.csv"
         df.to_csv(path, sep=sep, index=False)
         assert list(read_table(path).columns) == ["a", "b"]
+
+
+@pytest.mark.parametrize("se", ["jackknife", "time_placebo"])
+def test_json_reports_df_and_a_student_t_interval(
+    app: typer.Typer, tmp_path: Path, se: str
+) -> None:
+    path = tmp_path / "panel.csv"
+    factor_panel(2, n_treated=3).to_long().to_csv(path, index=False)
+    cols = ["--unit", "unit", "--time", "time", "--outcome", "outcome", "--treated", "treated"]
+    res = CliRunner().invoke(
+        app, ["analyze", str(path), *cols, "--method", "sdid", "--se", se, "--json"]
+    )
+    assert res.exit_code == 0, res.output
+    row = json.loads(res.stdout)
+    assert row["se_method"] == se and row["df"] > 1.0
+    half = (row["ci_high"] - row["ci_low"]) / 2
+    assert half == pytest.approx(stats.t.ppf(0.975, row["df"]) * row["se"])
+    assert half > 1.96 * row["se"]
