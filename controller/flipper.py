@@ -183,6 +183,7 @@ class Flipper:
         await self.store.set_status(spec.id, "ended")
         await self.sink.publish_assignments(records, await self.store.next_seq(spec.id), "ended")
         await self.sink.publish_event(spec.id, "ended", now, {})
+        await self.store.release_products(spec.id)
 
     # ------------------------------------------------------------------ operator actions
     async def create(self, spec: ExperimentSpec) -> None:
@@ -230,3 +231,5 @@ class Flipper:
         records = period_assignments(spec, k).map(lambda a: forced_control(spec, a, status))
         await self.sink.publish_assignments(records, await self.store.next_seq(exp_id), status)
         await self.sink.publish_event(exp_id, status, now, {"reason": reason})
+        if status == "stopped":  # after the publish: the claims already died with the status
+            await self.store.release_products(exp_id)

@@ -576,18 +576,20 @@ class Store:
         return [await self.get_experiment(e) for e in await self.experiment_ids()]
 
     async def set_status(self, exp_id: str, status: str) -> None:
-        key = f"{self.p}:exp:{exp_id}:state"
-        release = status in ("stopped", "ended")
-        if release:
-            spec = (await self.get_experiment(exp_id)).spec
-            gen = _text(await self.redis.hget(key, "claim"))
+        """Set the status. Stopped or ended, the experiment's product claims die with it (see
+        _HOLDS): its products are free at once; :meth:`release_products` deletes the keys."""
         pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(key, "status", status)
+        pipe.hset(f"{self.p}:exp:{exp_id}:state", "status", status)
         pipe.incr(f"{self.p}:version")
         await pipe.execute()
-        if release:  # the claims died with the status; delete their keys
-            claim = f"{exp_id}|{gen}" if gen else exp_id
-            await self._unclaim(claim, [f"{self.p}:product:{x}" for x in spec.all_products()])
+
+    async def release_products(self, exp_id: str) -> int:
+        """Delete the product keys of a stopped or ended experiment (they no longer count, so
+        this is housekeeping, done after the kill switch has published); keys deleted."""
+        spec = (await self.get_experiment(exp_id)).spec
+        gen = _text(await self.redis.hget(f"{self.p}:exp:{exp_id}:state", "claim"))
+        claim = f"{exp_id}|{gen}" if gen else exp_id
+        return await self._unclaim(claim, [f"{self.p}:product:{x}" for x in spec.all_products()])
 
     # ------------------------------------------------------------------ triggers and locks
     async def trigger_state_version(self, exp_id: str) -> int:

@@ -71,12 +71,14 @@ async def test_an_overlapping_creation_is_refused_and_frees_what_it_claimed(sett
         await store.create_experiment(_spec("B", other[:6]), T0, chunk=4)
         assert set((await _owners(store, other[:6])).values()) == {"B"}
         # stopping releases: the products can go to a new experiment
-        await store.set_status("A", "stopped")
+        await store.set_status("A", "stopped")  # the claims die with the status
         assert set((await _owners(store, mine)).values()) == {None}
-        for p in mine:
+        await store.create_experiment(_spec("C", mine[:3]), T0)  # stale keys taken over
+        assert await store.release_products("A") == len(mine) - 3  # C's keys are kept
+        for p in mine[3:]:
             assert await redis.get(f"{settings.key_prefix}:product:{p}") is None
-        await store.create_experiment(_spec("C", mine), T0)
-        assert set((await _owners(store, mine)).values()) == {"C"}
+        await store.create_experiment(_spec("D", mine[3:]), T0)
+        assert set((await _owners(store, mine)).values()) == {"C", "D"}
     finally:
         await redis.aclose()
 
@@ -205,6 +207,7 @@ async def test_claims_written_before_gens_still_count(settings) -> None:
         with pytest.raises(ConflictError, match="'o2' is already in running experiment 'old'"):
             await store.create_experiment(_spec("new", ["n1", "o2"]), T0)
         await store.set_status("old", "ended")
+        assert await store.release_products("old") == 2
         assert await redis.get(f"{p}:product:o1") is None
         await store.create_experiment(_spec("new", ["n1", "o2"]), T0)
         assert await store.experiment_of("o2") == "new"
