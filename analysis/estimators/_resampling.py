@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from analysis.errors import InferenceError
+from analysis.inference import ALIASES, time_placebo_df, time_placebo_windows
 
 #: tau(Y, W, usable, rows) -> effect; rows of the matrices are units, ``rows`` gives the
 #: original unit index of each (a replicate may repeat units), for warm starts
@@ -116,9 +117,8 @@ def placebo_effects(
     return out
 
 
-#: variance methods of the matrix estimators (MC-NNM, TROP), and their aliases
+#: variance methods of the matrix estimators (MC-NNM, TROP); aliases as for the block ones
 METHODS = ("bootstrap", "placebo", "time_placebo", "none")
-_ALIASES = {"unit_placebo": "placebo", "time_conditional": "placebo", "unit_conditional": "time_placebo"}
 
 
 def resolve_method(se: str | None, estimator: str, n_treated_units: int) -> str:
@@ -126,9 +126,9 @@ def resolve_method(se: str | None, estimator: str, n_treated_units: int) -> str:
     with one treated unit); an unknown name raises InferenceError naming the choices."""
     if se is None:
         return "placebo" if n_treated_units == 1 else "bootstrap"
-    method = _ALIASES.get(se.lower(), se.lower())
+    method = ALIASES.get(se.lower(), se.lower())
     if method not in METHODS:
-        choices = ", ".join(f"'{m}'" for m in (*METHODS, *_ALIASES))
+        choices = ", ".join(f"'{m}'" for m in (*METHODS, *ALIASES))
         raise InferenceError(f"{estimator} supports se={choices}; not {se!r}.")
     return method
 
@@ -145,7 +145,7 @@ class TimePlacebo:
 
 
 def time_placebo_effects(
-    effect: EffectFn, Y: np.ndarray, W: np.ndarray, usable: np.ndarray, *, min_before: int = 2
+    effect: EffectFn, Y: np.ndarray, W: np.ndarray, usable: np.ndarray
 ) -> TimePlacebo:
     """Estimates on placebo treatment windows moved over the pre-period, treated units fixed.
 
@@ -153,15 +153,16 @@ def time_placebo_effects(
     2510.11841) for any assignment pattern: the pre-period is the periods before the first
     treated usable cell; the units ever treated take a placebo block of ``L = min(T_post,
     T_pre // 2)`` periods (T_post: first to last treated period) starting at each period that
-    leaves ``min_before`` earlier periods, on the panel cut at the window's end (so every
+    leaves 2 earlier periods (``inference.time_placebo_windows``, as for the block estimators),
+    on the panel cut at the window's end (so every
     placebo-treated cell is really untreated). The estimand is zero, so SE^2 is the mean square
     of the placebo estimates. It holds the units fixed and varies the periods: it sees what a
     unit bootstrap cannot, the error that comes with the periods (period-specific shocks and
     factor values the fit does not absorb), and not the treated units' own sampling noise
     beyond what those periods show.
 
-    Reference distribution, chosen before any coverage was measured: Student t with the
-    Satterthwaite df of a mean of squares of equicorrelated-by-overlap normals, ``n^2 /
+    Reference distribution, chosen before any coverage was measured
+    (``inference.time_placebo_df``): Student t with the Satterthwaite df of a mean of squares of equicorrelated-by-overlap normals, ``n^2 /
     sum_jk rho_jk^2`` with ``rho_jk = max(0, 1 - |s_j - s_k| / L)`` (the correlation of two
     window means over serially independent periods). Overlapping windows are far from
     independent: 7 windows of 6 periods carry about 2 degrees of freedom.
@@ -172,12 +173,11 @@ def time_placebo_effects(
         raise InferenceError("No treated usable cell: nothing to estimate.")
     t_pre = int(periods[0])
     t_post = int(periods[-1]) - t_pre + 1
-    L = min(t_post, t_pre // 2)
-    starts = np.arange(min_before, t_pre - L + 1)
+    starts, L = time_placebo_windows(t_pre, t_post)
     if L < 1 or starts.size < 2:
         raise InferenceError(
-            f"Time-placebo variance needs at least two placebo windows in the pre-period, each "
-            f"with {min_before} earlier periods; there are only {t_pre} pre-period(s). Use "
+            "Time-placebo variance needs at least two placebo windows in the pre-period, each "
+            f"with 2 earlier periods; there are only {t_pre} pre-period(s). Use "
             "se='bootstrap' instead."
         )
     ever = treated.any(axis=1)
@@ -188,9 +188,7 @@ def time_placebo_effects(
         Wp[ever, s : s + L] = True
         Wp &= Up
         draws[k] = effect(Y[:, : s + L], Wp, Up, np.arange(Y.shape[0]))
-    gap = np.abs(starts[:, None] - starts[None, :])
-    rho = np.maximum(0.0, 1.0 - gap / L)
-    df = float(starts.size**2 / np.sum(rho**2))
+    df = time_placebo_df(t_pre, t_post)
     return TimePlacebo(draws, starts, L, float(np.sqrt(np.mean(draws**2))), df)
 
 
