@@ -57,7 +57,15 @@ def _seeds(text: str) -> range:
     return range(int(a), int(b))
 
 
-def coverage(seeds: range, out: Path, n_boot: int) -> None:
+#: ``coverage --wide``: the default grids extended past the boundary values the tuning chose
+#: in most seeds (lambda_unit 2 and lambda_nn 0.01 are the defaults' ends)
+WIDE = {
+    "lambda_unit_grid": (0.0, 0.5, 1.0, 2.0, 4.0, 8.0),
+    "lambda_nn_grid": (float("inf"), 0.1, 0.03, 0.01, 0.003, 0.001),
+}
+
+
+def coverage(seeds: range, out: Path, n_boot: int, wide: bool = False) -> None:
     done = set()
     if out.exists():
         done = {int(line.split("\t")[0]) for line in out.read_text().splitlines() if line}
@@ -67,7 +75,7 @@ def coverage(seeds: range, out: Path, n_boot: int) -> None:
                 continue
             p = factor_block(s)
             t0 = time.perf_counter()
-            r = TROPEstimator(seed=s, n_boot=n_boot).fit(p).result_
+            r = TROPEstimator(seed=s, n_boot=n_boot, **(WIDE if wide else {})).fit(p).result_
             secs = time.perf_counter() - t0
             twfe = TROPEstimator(0.0, 0.0, float("inf"), se="none").fit(p).result_.effect
             lo, hi = r.conf_int()
@@ -84,7 +92,7 @@ def time_placebo(tuned: Path, out: Path) -> None:
     done = set()
     if out.exists():
         done = {int(line.split("\t")[0]) for line in out.read_text().splitlines() if line}
-    rows = [line.split("\t") for line in tuned.read_text().splitlines() if line]
+    rows = [line.split("\t") for line in tuned.read_text().splitlines() if line[:1].isdigit()]
     with out.open("a") as f:
         for row in sorted(rows, key=lambda r: int(r[0])):
             s = int(row[0])
@@ -100,9 +108,8 @@ def time_placebo(tuned: Path, out: Path) -> None:
 
 
 def summary(path: Path) -> None:
-    rows = np.array(
-        [[float(v) for v in line.split("\t")] for line in path.read_text().splitlines() if line]
-    )
+    lines = [line for line in path.read_text().splitlines() if line[:1].isdigit()]  # no header
+    rows = np.array([[float(v) for v in line.split("\t")] for line in lines])
     eff, se, df = rows[:, 1], rows[:, 2], rows[:, 3]
     n = len(rows)
     err = eff - TAU
@@ -197,6 +204,7 @@ def main() -> None:
     c.add_argument("--seeds", default="0:500")
     c.add_argument("--out", type=Path, required=True)
     c.add_argument("--n-boot", type=int, default=100)
+    c.add_argument("--wide", action="store_true", help="tuning grids extended (WIDE)")
     s = sub.add_parser("summary")
     s.add_argument("path", type=Path)
     d = sub.add_parser("decompose")
@@ -209,7 +217,7 @@ def main() -> None:
     f.add_argument("--seeds", default="0:5")
     args = ap.parse_args()
     if args.cmd == "coverage":
-        coverage(_seeds(args.seeds), args.out, args.n_boot)
+        coverage(_seeds(args.seeds), args.out, args.n_boot, args.wide)
     elif args.cmd == "summary":
         summary(args.path)
     elif args.cmd == "time-placebo":
