@@ -33,9 +33,11 @@ and the regularisation strength is not recomputed.
   degrees of freedom), so a normal interval under-covers; the variance is split into a treated
   and a control part (:func:`jackknife_split`) and intervals use Student t with their
   Welch-Satterthwaite degrees of freedom, as the matrix estimators' stratified bootstrap does.
-- **bootstrap** (Algorithm 2): resample units with replacement (redrawing samples with no treated
-  or no control unit), re-estimate; the variance of the replicates. Needs at least two treated
-  units (with one, half the replicates lack the treated unit and the rest duplicate it).
+- **bootstrap**: resample units with replacement and re-estimate (Algorithm 2), with the treated
+  and the control units as strata resampled one at a time, n - 1 draws each, and Student t with
+  the Welch-Satterthwaite df of the two parts (:func:`bootstrap_split`; Algorithm 2's joint
+  resampling under-covered with few treated units). Needs at least two treated units (with one,
+  a replicate either lacks it or repeats it) and two controls.
 
 Invalid choices raise :class:`analysis.errors.InferenceError` with a sentence saying what to use.
 """
@@ -163,7 +165,7 @@ def placebo_variance(
     return float(np.mean((taus - taus.mean()) ** 2))
 
 
-def bootstrap_variance(
+def bootstrap_split(
     Y: np.ndarray,
     N0: int,
     T0: int,
@@ -173,33 +175,51 @@ def bootstrap_variance(
     *,
     replications: int,
     rng: np.random.Generator,
-) -> float:
-    """Algorithm 2: variance over unit resamples that contain both treated and control units."""
+) -> VarianceSplit:
+    """Unit bootstrap with the treated and the control units as strata, one at a time.
+
+    Arkhangelsky et al.'s Algorithm 2 resamples all N units together. With a few treated
+    units it under-covered here (DID, 3 of 30 treated, 500 seeds: SE/SD 0.87, 81.0%): the
+    treated units' share of the variance is estimated from about 3 values, shrunk by the
+    plug-in factor (n - 1)/n, with about 2 degrees of freedom, and the number of treated units
+    varies between replicates. As the matrix estimators' bootstrap does
+    (``analysis.estimators._resampling.stratified_unit_bootstrap``): half the replicates
+    redraw the treated units (n_t - 1 draws, McCarthy & Snowden 1985; Rao & Wu 1988: the
+    unbiased variance of a stratum mean) with the controls held, half redraw the controls
+    (n_c - 1 draws) with the treated held; the two variances add, and their
+    Welch-Satterthwaite df give a Student t reference. Each half is one batched refit (its
+    replicates share the control count). Needs two treated and two control units.
+    """
+    if replications < 4:
+        raise InferenceError(f"The bootstrap needs at least 4 replications, not {replications}.")
     N = Y.shape[0]
-    draws: list[np.ndarray] = []
-    while len(draws) < replications:
-        idx = np.sort(rng.integers(0, N, size=N))  # controls (rows < N0) come first
-        n0 = int(np.searchsorted(idx, N0))
-        if 0 < n0 < N:  # a sample without treated or without controls is redrawn
-            draws.append(idx)
-    counts = np.array([int(np.searchsorted(d, N0)) for d in draws])
-    taus = np.empty(replications)
-    for n0 in np.unique(counts):  # one batch per control count
-        sel = np.flatnonzero(counts == n0)
-        idx = np.stack([draws[k] for k in sel])
-        omega0 = _normalise_rows(omega[idx[:, :n0]])
-        lam0 = np.broadcast_to(lam, (len(sel), T0))
-        taus[sel] = refit(Y[idx], int(n0), T0, omega0, lam0)
-    return float(np.mean((taus - taus.mean()) ** 2))
+    N1 = N - N0
+    n_co = replications // 2
+    n_tr = replications - n_co
+    controls, treated = np.arange(N0), np.arange(N0, N)
+    tr_draws = np.sort(rng.integers(N0, N, size=(n_tr, N1 - 1)), axis=1)
+    idx = np.hstack([np.broadcast_to(controls, (n_tr, N0)), tr_draws])
+    omega0 = np.broadcast_to(omega, (n_tr, N0))
+    taus_t = np.asarray(refit(Y[idx], N0, T0, omega0, np.broadcast_to(lam, (n_tr, T0))))
+    co_draws = np.sort(rng.integers(0, N0, size=(n_co, N0 - 1)), axis=1)
+    idx = np.hstack([co_draws, np.broadcast_to(treated, (n_co, N1))])
+    omega0 = _normalise_rows(omega[co_draws])
+    taus_c = np.asarray(refit(Y[idx], N0 - 1, T0, omega0, np.broadcast_to(lam, (n_co, T0))))
+    return VarianceSplit(
+        var_treated=float(np.var(taus_t, ddof=1)),
+        var_control=float(np.var(taus_c, ddof=1)),
+        n_treated=N1,
+        n_control=N0,
+    )
 
 
 @dataclass(frozen=True)
-class JackknifeSplit:
-    """The jackknife variance split into a treated-unit and a control-unit part.
+class VarianceSplit:
+    """A variance split into a treated-unit and a control-unit part (jackknife, bootstrap).
 
-    ``var_treated + var_control`` is the jackknife variance. ``n_control`` counts the controls
-    with positive weight (a zero-weight control's leave-one-out estimate equals the estimate,
-    so it adds nothing to the variance and no degree of freedom).
+    ``var_treated + var_control`` is the variance. For the jackknife ``n_control`` counts the
+    controls with positive weight (a zero-weight control's leave-one-out estimate equals the
+    estimate, so it adds nothing to the variance and no degree of freedom).
     """
 
     var_treated: float
@@ -237,7 +257,7 @@ def welch_satterthwaite_df(v_t: float, v_c: float, n_t: int, n_c: int) -> float:
 
 def jackknife_split(
     Y: np.ndarray, N0: int, T0: int, omega: np.ndarray, lam: np.ndarray
-) -> JackknifeSplit:
+) -> VarianceSplit:
     """Algorithm 3 with fixed weights, all N leave-one-out estimates in closed form, split.
 
     The jackknife variance is ``(N-1)/N * sum_i (u_i - u_bar)^2`` over the N leave-one-out
@@ -272,7 +292,7 @@ def jackknife_split(
     scale = (N - 1) / N
     var_treated = scale * float(np.sum(d_tr**2))
     var_control = scale * (float(np.sum(d_co**2)) - float(np.sum(d_co)) ** 2 / N)
-    return JackknifeSplit(
+    return VarianceSplit(
         var_treated=var_treated,
         var_control=max(var_control, 0.0),
         n_treated=N1,
@@ -332,9 +352,9 @@ def block_standard_error(
 ) -> tuple[float, str, float | None]:
     """(standard error, method used, df) for a block estimator; ``se=None`` picks the default.
 
-    ``df`` is set for the jackknife (Welch-Satterthwaite over its treated and control parts) and
-    the time placebo (its windows' overlap df): intervals use Student t. ``None`` for the placebo
-    and the bootstrap (normal intervals).
+    ``df`` is set for the jackknife and the bootstrap (Welch-Satterthwaite over their treated and
+    control parts) and the time placebo (its windows' overlap df): intervals use Student t.
+    ``None`` for the placebo (normal intervals).
     """
     N, T = Y.shape
     N1, T1 = N - N0, T - T0
@@ -346,10 +366,12 @@ def block_standard_error(
         return float("nan"), "none", None
     if method == "placebo":
         var = placebo_variance(Y, N0, T0, refit, omega, lam, replications=replications, rng=rng)
-    elif method == "bootstrap":
-        var = bootstrap_variance(Y, N0, T0, refit, omega, lam, replications=replications, rng=rng)
-    elif method == "jackknife":
-        split = jackknife_split(Y, N0, T0, omega, lam)
+    elif method in ("bootstrap", "jackknife"):
+        split = (
+            bootstrap_split(Y, N0, T0, refit, omega, lam, replications=replications, rng=rng)
+            if method == "bootstrap"
+            else jackknife_split(Y, N0, T0, omega, lam)
+        )
         var, df = split.variance, split.df
     else:
         var = time_placebo_variance(Y, N0, T0, refit)
@@ -360,10 +382,10 @@ def block_standard_error(
 __all__ = [
     "ALIASES",
     "BLOCK_METHODS",
-    "JackknifeSplit",
+    "VarianceSplit",
     "Refit",
     "block_standard_error",
-    "bootstrap_variance",
+    "bootstrap_split",
     "canonical_method",
     "check_block_method",
     "default_block_method",

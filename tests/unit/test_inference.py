@@ -8,7 +8,7 @@ from scipy import stats
 
 from analysis import inference
 from analysis.errors import InferenceError
-from analysis.estimators.did import DIDEstimator
+from analysis.estimators.did import DIDEstimator, _refit_block
 from analysis.estimators.synth import SyntheticControl, SyntheticDID, fit_block, weighted_did
 from analysis.panel import Panel
 from tests.unit._panel_dgp import factor_panel
@@ -96,12 +96,39 @@ def test_jackknife_parts_each_depend_on_one_group_only() -> None:
     assert sc_split.n_control == np.count_nonzero(sc.omega) < N0
 
 
-@pytest.mark.parametrize("se", ["placebo", "bootstrap"])
-def test_placebo_and_bootstrap_report_no_df(se: str) -> None:
+def test_placebo_reports_no_df_jackknife_and_bootstrap_do() -> None:
     p = factor_panel(9, n_treated=3)
-    assert DIDEstimator(se=se, seed=0, replications=20).fit(p).result.df is None
-    r = SyntheticDID(se="jackknife").fit(p).result
-    assert r.df is not None and 2.0 <= r.df <= 3.0 + 26.0
+    assert DIDEstimator(se="placebo", seed=0, replications=20).fit(p).result.df is None
+    for se in ("jackknife", "bootstrap"):
+        r = SyntheticDID(se=se, seed=0, replications=20).fit(p).result
+        assert r.df is not None and 2.0 <= r.df <= 3.0 + 26.0
+
+
+def test_stratified_bootstrap_variance_of_did_is_unbiased_by_stratum() -> None:
+    # DID with uniform weights is a difference of the treated and control mean contrasts: its
+    # unbiased variance is s_t^2/n_t + s_c^2/n_c. The stratified bootstrap with n - 1 draws
+    # per stratum estimates each part (Algorithm 2's joint n-of-n resampling would shrink the
+    # treated part by (n_t - 1)/n_t, a third with 3 treated units).
+    p = factor_panel(4, n_treated=3)
+    q = p.sorted_for_block()
+    N0, T0 = q.block_structure()
+    contrast = q.Y[:, T0:].mean(1) - q.Y[:, :T0].mean(1)
+    c_co, c_tr = contrast[:N0], contrast[N0:]
+    v_t, v_c = c_tr.var(ddof=1) / len(c_tr), c_co.var(ddof=1) / len(c_co)
+    split = inference.bootstrap_split(
+        q.Y,
+        N0,
+        T0,
+        _refit_block,
+        np.full(N0, 1.0 / N0),
+        np.full(T0, 1.0 / T0),
+        replications=40_000,
+        rng=np.random.default_rng(0),
+    )
+    # relative Monte-Carlo error of a variance from 20,000 draws is about 1%
+    assert split.var_treated == pytest.approx(v_t, rel=0.05)
+    assert split.var_control == pytest.approx(v_c, rel=0.05)
+    assert split.df == pytest.approx((v_t + v_c) ** 2 / (v_t**2 / 2 + v_c**2 / (N0 - 1)), rel=0.1)
 
 
 def test_time_placebo_df_matches_a_hand_computation() -> None:
