@@ -126,7 +126,9 @@ async def counted(rt: Runtime, exp_id: str = "faults") -> int:
     return sum(v for k, v in totals.items() if k.startswith("events:"))
 
 
-async def wait_for(pred: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
+async def wait_for(
+    pred: Callable[[], Awaitable[bool]], timeout: float, what: str, every: float = 0.1
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -134,7 +136,7 @@ async def wait_for(pred: Callable[[], Awaitable[bool]], timeout: float, what: st
                 return
         except (RedisConnectionError, OSError):  # our own view of Redis while it restarts
             pass
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(every)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
@@ -364,7 +366,9 @@ async def test_kill9_during_a_large_flip(stack):
         async def claimed() -> bool:
             return await rt.redis.get(claim_key) is not None
 
-        await wait_for(claimed, 60, "the worker to claim the flip")
+        # the claim lives only while the flip runs (deleted on completion): on an idle machine
+        # a 10,000-product flip takes well under the default 0.1 s poll, so poll tightly
+        await wait_for(claimed, 60, "the worker to claim the flip", every=0.001)
         owner, seq = (await rt.redis.get(claim_key)).split("|")
         await asyncio.sleep(random.Random().uniform(0.0, 2.0))
         w.kill9()
