@@ -390,6 +390,14 @@ def decode_record(rec: str) -> tuple[Arm, float, datetime | None, str | None]:
     )
 
 
+def _bulk_strings(parts: Sequence[str]) -> bytes:
+    """Redis-protocol bulk strings of ``parts``, in one string (lengths count bytes)."""
+    body = "".join([f"${len(x)}\r\n{x}\r\n" for x in parts])
+    if not body.isascii():
+        body = "".join([f"${len(x.encode())}\r\n{x}\r\n" for x in parts])
+    return body.encode()
+
+
 def _packed_hsets(
     key: str, pairs: Iterable[tuple[str, str]], chunk: int
 ) -> Iterator[tuple[bytes, int]]:
@@ -402,27 +410,19 @@ def _packed_hsets(
     head = b"$4\r\nHSET\r\n$%d\r\n%s\r\n" % (len(k), k)
     it = iter(pairs)
     while batch := list(islice(it, chunk)):
-        body = "".join([f"${len(f)}\r\n{f}\r\n${len(v)}\r\n{v}\r\n" for f, v in batch])
-        if not body.isascii():  # bulk lengths count bytes
-            body = "".join(
-                [f"${len(f.encode())}\r\n{f}\r\n${len(v.encode())}\r\n{v}\r\n" for f, v in batch]
-            )
-        yield b"*%d\r\n" % (2 + 2 * len(batch)) + head + body.encode(), len(batch)
-
-
-def _text(x: bytes | str | None) -> str | None:
-    return x.decode() if isinstance(x, bytes) else x
+        body = _bulk_strings([x for pair in batch for x in pair])
+        yield b"*%d\r\n" % (2 + 2 * len(batch)) + head + body, len(batch)
 
 
 def _packed_evalsha(sha: str, keys: Sequence[str], args: Sequence[str]) -> bytes:
     """EVALSHA in the Redis protocol, packed in one string (see :func:`_packed_hsets`)."""
-    parts = [*keys, *args]
-    body = "".join([f"${len(x)}\r\n{x}\r\n" for x in parts])
-    if not body.isascii():
-        body = "".join([f"${len(x.encode())}\r\n{x}\r\n" for x in parts])
     n = str(len(keys))
-    head = f"*{3 + len(parts)}\r\n$7\r\nEVALSHA\r\n${len(sha)}\r\n{sha}\r\n${len(n)}\r\n{n}\r\n"
-    return head.encode() + body.encode()
+    head = f"*{3 + len(keys) + len(args)}\r\n$7\r\nEVALSHA\r\n${len(sha)}\r\n{sha}\r\n${len(n)}\r\n{n}\r\n"
+    return head.encode() + _bulk_strings([*keys, *args])
+
+
+def _text(x: bytes | str | None) -> str | None:
+    return x.decode() if isinstance(x, bytes) else x
 
 
 class Store:

@@ -12,7 +12,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from analysis.errors import InferenceError
-from analysis.inference import ALIASES, time_placebo_df, time_placebo_windows
+from analysis.inference import (
+    ALIASES,
+    time_placebo_df,
+    time_placebo_windows,
+    welch_satterthwaite_df,
+)
 
 #: tau(Y, W, usable, rows) -> effect; rows of the matrices are units, ``rows`` gives the
 #: original unit index of each (a replicate may repeat units), for warm starts
@@ -77,8 +82,8 @@ def stratified_unit_bootstrap(
         out[b] = effect(Y[idx], W[idx], usable[idx], idx)
     v_t = float(np.var(out[:n_tr_draws], ddof=1))
     v_c = float(np.var(out[n_tr_draws:], ddof=1)) if n_co_draws >= 2 else 0.0
-    denom = v_t**2 / (len(tr) - 1) + (v_c**2 / (len(co) - 1) if v_c > 0 else 0.0)
-    df = (v_t + v_c) ** 2 / denom if denom > 0 else float(len(tr) - 1)
+    # with fewer than 2 controls nothing is redrawn there (v_c = 0): its df do not enter
+    df = welch_satterthwaite_df(v_t, v_c, len(tr), max(len(co), 2))
     return StratifiedBootstrap(
         se=float(np.sqrt(v_t + v_c)), df=float(df), var_treated=v_t, var_control=v_c, draws=out
     )
@@ -154,18 +159,15 @@ def time_placebo_effects(
     treated usable cell; the units ever treated take a placebo block of ``L = min(T_post,
     T_pre // 2)`` periods (T_post: first to last treated period) starting at each period that
     leaves 2 earlier periods (``inference.time_placebo_windows``, as for the block estimators),
-    on the panel cut at the window's end (so every
-    placebo-treated cell is really untreated). The estimand is zero, so SE^2 is the mean square
+    on the panel cut at the window's end (so every placebo-treated cell is really untreated). The estimand is zero, so SE^2 is the mean square
     of the placebo estimates. It holds the units fixed and varies the periods: it sees what a
     unit bootstrap cannot, the error that comes with the periods (period-specific shocks and
     factor values the fit does not absorb), and not the treated units' own sampling noise
     beyond what those periods show.
 
-    Reference distribution, chosen before any coverage was measured
-    (``inference.time_placebo_df``): Student t with the Satterthwaite df of a mean of squares of equicorrelated-by-overlap normals, ``n^2 /
-    sum_jk rho_jk^2`` with ``rho_jk = max(0, 1 - |s_j - s_k| / L)`` (the correlation of two
-    window means over serially independent periods). Overlapping windows are far from
-    independent: 7 windows of 6 periods carry about 2 degrees of freedom.
+    Reference distribution, chosen before any coverage was measured: Student t with the
+    windows' overlap df (``inference.time_placebo_df``); 7 windows of 6 periods carry about
+    2 degrees of freedom.
     """
     treated = W & usable
     periods = np.flatnonzero(treated.any(axis=0))
