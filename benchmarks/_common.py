@@ -136,3 +136,59 @@ def median_report(
     name: str, values: list[float], fmt: Callable[[float], str] = "{:,.0f}".format
 ) -> str:
     return f"{name}: median {fmt(statistics.median(values))} (runs: {', '.join(fmt(v) for v in values)})"
+
+
+# ---------------------------------------------------------------- a worker's histograms
+
+#: one histogram series: cumulative counts per upper bound (ascending, ending at +Inf), sum
+Histo = tuple[list[tuple[float, float]], float]
+
+
+def scrape_histograms(text: str, name: str, label: str | None = None) -> dict[str, Histo]:
+    """The series of histogram ``name`` in a Prometheus text exposition, keyed by the value
+    of ``label`` (or "" when the histogram has no such label)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    buckets: dict[str, dict[float, float]] = {}
+    sums: dict[str, float] = {}
+    for fam in text_string_to_metric_families(text):
+        if fam.name != name:
+            continue
+        for s in fam.samples:
+            key = s.labels.get(label, "") if label else ""
+            if s.name == f"{name}_bucket":
+                buckets.setdefault(key, {})[float(s.labels["le"])] = s.value
+            elif s.name == f"{name}_sum":
+                sums[key] = s.value
+    return {k: (sorted(b.items()), sums.get(k, 0.0)) for k, b in buckets.items()}
+
+
+def histo_delta(after: Histo, before: Histo | None) -> Histo:
+    """What was observed between two scrapes of the same series."""
+    if before is None:
+        return after
+    old = dict(before[0])
+    return [(le, c - old.get(le, 0.0)) for le, c in after[0]], after[1] - before[1]
+
+
+def histo_count(h: Histo) -> float:
+    return h[0][-1][1] if h[0] else 0.0
+
+
+def histo_quantile(h: Histo, q: float) -> float:
+    """Prometheus's ``histogram_quantile``: linear within the bucket holding rank q * count;
+    the highest finite bound when that is the +Inf bucket; NaN when nothing was observed."""
+    n = histo_count(h)
+    if n <= 0:
+        return float("nan")
+    rank = q * n
+    lo_bound, lo_count = 0.0, 0.0
+    for le, c in h[0]:
+        if c >= rank:
+            if le == float("inf"):
+                return lo_bound
+            if c == lo_count:
+                return le
+            return lo_bound + (le - lo_bound) * (rank - lo_count) / (c - lo_count)
+        lo_bound, lo_count = le, c
+    return lo_bound

@@ -11,6 +11,7 @@ learn the decision at trigger time, and the next period flip applies it.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import defaultdict
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +36,29 @@ class PriceEvent(Protocol):
     observed_at: datetime
 
 
+class TriggerObserver(Protocol):
+    """Where a batch's time goes (streams.metrics.Metrics implements it).
+
+    Stages, in seconds: ``turn_wait`` (handed over -> its turn taken: batches before it, the
+    timer, a routes reload), ``apply`` (tracker, plan and assignments, CPU in the turn), ``save`` (the
+    versioned Redis save), ``publish`` (fires published, acknowledged by the brokers),
+    ``timer_turn`` (the timer's whole turn, which batches wait for)."""
+
+    def trigger_stage(self, stage: str, seconds: float) -> None: ...
+
+    def trigger_fired(self, seconds: float, n: int) -> None:
+        """``n`` fires published ``seconds`` after their batch was handed over."""
+        ...
+
+
+class _NullObserver:
+    def trigger_stage(self, stage: str, seconds: float) -> None:
+        return None
+
+    def trigger_fired(self, seconds: float, n: int) -> None:
+        return None
+
+
 @dataclass
 class TriggerRunner:
     store: Store
@@ -42,6 +66,7 @@ class TriggerRunner:
     clock: Clock
     #: competitor events may arrive this late; older ones are stale (counted by the tracker)
     watermark_lag: timedelta = timedelta(minutes=5)
+    observer: TriggerObserver = field(default_factory=_NullObserver)
     _routes_version: int = -1
     _routes: dict[str, str] = field(default_factory=dict)
     # experiment -> (state version, tracker, the plan of its fires) while no other worker wrote
@@ -80,16 +105,21 @@ class TriggerRunner:
         that routes nothing reads the version itself). When they changed, the events not yet
         applied are routed again.
         """
+        handed_over = time.perf_counter()
         async with self._order:
-            applied = await self._apply(events)
+            applied = await self._apply(events, handed_over)
         fires: list[TriggerFire] = []
         for got, publish in applied:
             if publish is not None:
+                t = time.perf_counter()
                 await publish
+                done = time.perf_counter()
+                self.observer.trigger_stage("publish", done - t)
+                self.observer.trigger_fired(done - handed_over, len(got))
             fires += got
         return fires
 
-    async def _apply(self, events: Sequence[PriceEvent]) -> list[_Applied]:
+    async def _apply(self, events: Sequence[PriceEvent], handed_over: float) -> list[_Applied]:
         if self._routes_version < 0:
             await self._load_routes()
         todo = list(events)
@@ -107,7 +137,7 @@ class TriggerRunner:
                 continue
             applied: set[int] = set()  # ids of the events applied in this pass
             for exp, evs in by_exp.items():
-                got = await self._run(exp, evs, advance=False)
+                got = await self._run(exp, evs, advance=False, handed_over=handed_over)
                 if got is None:  # the experiments changed: route what is left again
                     await self._load_routes()
                     break
@@ -132,7 +162,12 @@ class TriggerRunner:
         return fires
 
     async def _run(
-        self, exp_id: str, events: Sequence[PriceEvent], *, advance: bool
+        self,
+        exp_id: str,
+        events: Sequence[PriceEvent],
+        *,
+        advance: bool,
+        handed_over: float | None = None,
     ) -> _Applied | None:
         """Apply events (each fires its own product when due) and, on the timer, let time
         fire sustained undercuts that saw no new event (those due, from the tracker's heap).
@@ -146,7 +181,14 @@ class TriggerRunner:
         if turn is None:
             turn = self._turns[exp_id] = asyncio.Lock()
         async with turn:
-            return await self._run_locked(exp_id, events, advance=advance)
+            start = time.perf_counter()
+            if handed_over is not None:
+                self.observer.trigger_stage("turn_wait", start - handed_over)
+            try:
+                return await self._run_locked(exp_id, events, advance=advance)
+            finally:
+                if advance:
+                    self.observer.trigger_stage("timer_turn", time.perf_counter() - start)
 
     async def _run_locked(
         self, exp_id: str, events: Sequence[PriceEvent], *, advance: bool
@@ -154,6 +196,7 @@ class TriggerRunner:
         spec = self._specs[exp_id]
         while True:
             version, tracker, plan = await self._tracker(exp_id, spec)
+            t_apply = time.perf_counter()
             try:
                 touched: set[str] = set()
                 fires = []
@@ -170,6 +213,7 @@ class TriggerRunner:
                 touched |= {f.product for f in fires}
                 if fires:
                     plan.update({f.product: f.period for f in fires})
+                t_save = time.perf_counter()
                 new_version, seq = await self.store.save_trigger_state(
                     exp_id,
                     version,
@@ -185,6 +229,9 @@ class TriggerRunner:
             except BaseException:
                 self._cache.pop(exp_id, None)  # our copy may be ahead of Redis now
                 raise
+            t_saved = time.perf_counter()
+            if not advance:  # the timer's turn is measured whole
+                self.observer.trigger_stage("save", t_saved - t_save)
             if new_version is not None:
                 break
             # nothing written: our copy is ahead of Redis, which another worker wrote (redo
@@ -193,9 +240,13 @@ class TriggerRunner:
             if seq != self._routes_version:
                 return None
         self._cache[exp_id] = (new_version, tracker, plan)
+        publish = None
         if fires and seq is not None:
-            return fires, self._publish(spec, fires, self._assignments(spec, fires, plan), seq)
-        return fires, None
+            publish = self._publish(spec, fires, self._assignments(spec, fires, plan), seq)
+        if not advance:  # CPU in the turn: before the save (tracker, plan), after (assignments)
+            cpu = (t_save - t_apply) + (time.perf_counter() - t_saved)
+            self.observer.trigger_stage("apply", cpu)
+        return fires, publish
 
     async def _tracker(
         self, exp_id: str, spec: ExperimentSpec

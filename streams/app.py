@@ -139,6 +139,7 @@ def build_app(
             batch_size=500,
             within=0.02,
             depth=2,
+            on_commit=lambda seconds: rt.metrics.trigger_stage("commit", seconds),
         )
         consumers.append(comp_consumer)
         app.add_dependency(_ConsumerService(rt, comp_consumer))

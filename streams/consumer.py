@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -76,6 +77,7 @@ class BatchConsumer:
         depth: int = 2,
         grace: float = 10.0,
         exit: Callable[[int], None] = hard_exit,
+        on_commit: Callable[[float], None] | None = None,
     ) -> None:
         self.settings = settings
         self.topic = topic
@@ -85,6 +87,8 @@ class BatchConsumer:
         self.within_ms = max(1, int(within * 1000))
         self.grace = grace
         self._exit = exit
+        #: called with each offset commit's duration in seconds (a metric)
+        self._on_commit = on_commit
         self.depth = depth
         self._order = asyncio.Lock()
         self._inflight: deque[tuple[asyncio.Future[object], dict[TopicPartition, int]]] = deque()
@@ -192,12 +196,15 @@ class BatchConsumer:
             await self._finish_oldest(consumer)
 
     async def _commit(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
+        t = time.perf_counter()
         try:
             await consumer.commit(offsets)
         except (CommitFailedError, KafkaError) as exc:
             # the batch is in Redis; whoever reads these events again deduplicates them
             log.warning("commit of %s failed (%s); events will be redelivered", offsets, exc)
             return
+        if self._on_commit is not None:
+            self._on_commit(time.perf_counter() - t)
         self.committed.update(offsets)
 
     async def stop(self) -> None:

@@ -50,6 +50,7 @@ class CompetitorHandler:
 
     async def handle(self, batch: Sequence[RawEvent]) -> int:
         self.metrics.events_consumed.labels(self.topic).inc(len(batch))
+        self.metrics.competitor_batch_size.observe(len(batch))
         good: list[CompetitorPrice] = []
         bad: list[tuple[RawEvent, DecodeError]] = []
         for ev in batch:

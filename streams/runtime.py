@@ -58,7 +58,11 @@ class Runtime:
         self.ingestor = SalesIngestor(self.store, self.clock, settings)
         self.sales = SalesHandler(self.ingestor, self.dlq, self.metrics, self.clock, t.sales)
         self.triggers = TriggerRunner(
-            self.store, self.assignment_sink, self.clock, settings.trigger_watermark_lag
+            self.store,
+            self.assignment_sink,
+            self.clock,
+            settings.trigger_watermark_lag,
+            observer=self.metrics,
         )
         self.competitor = CompetitorHandler(
             self.dlq, self.metrics, self.clock, t.competitor_prices, self.triggers.on_prices

@@ -205,3 +205,21 @@ def test_lag_counts_partitions_with_a_commit_and_a_known_high_watermark() -> Non
         await bc.stop()
 
     asyncio.run(main())
+
+
+def test_each_commit_reports_its_duration() -> None:
+    async def main() -> None:
+        fake = _Consumer([_records(TP0, 0, 3), _records(TP1, 0, 2)])
+
+        async def handle(batch: list[RawEvent]) -> None:
+            return None
+
+        exits: list[int] = []
+        durations: list[float] = []
+        bc = _consumer_for(fake, handle, exits)
+        bc._on_commit = durations.append
+        await _until(lambda: len(fake.commits) == 2)
+        await bc.stop()
+        assert len(durations) == 2 and all(d >= 0 for d in durations)
+
+    asyncio.run(main())

@@ -137,3 +137,56 @@ def test_batches_apply_in_call_order_and_publish_overlaps_the_next_turn() -> Non
         assert tracker.stale == 0  # the second batch's events were not older than the first's
 
     asyncio.run(main())
+
+
+class _Stages:
+    """Records what the runner tells its observer."""
+
+    def __init__(self) -> None:
+        self.stages: list[tuple[str, float]] = []
+        self.fired: list[tuple[float, int]] = []
+
+    def trigger_stage(self, stage: str, seconds: float) -> None:
+        self.stages.append((stage, seconds))
+
+    def trigger_fired(self, seconds: float, n: int) -> None:
+        self.fired.append((seconds, n))
+
+    def named(self, stage: str) -> list[float]:
+        return [s for name, s in self.stages if name == stage]
+
+
+def test_the_observer_sees_where_a_batch_spends_its_time() -> None:
+    async def main() -> None:
+        spec = _spec()
+        store = _Store(spec)  # its first routes read takes 50 ms
+        sink = _Sink(store.log)
+        seen = _Stages()
+        runner = TriggerRunner(store, sink, ManualClock(T0), observer=seen)  # type: ignore[arg-type]
+        quiet = asyncio.ensure_future(runner.on_prices([_Price("b", "x", 99.0, T0)]))
+        firing = asyncio.ensure_future(
+            runner.on_prices(
+                [_Price("a", "x", 80.0, T0), _Price("a", "x", 80.0, T0 + timedelta(seconds=1))]
+            )
+        )
+        await asyncio.sleep(0.05)
+        assert await quiet == []
+        await asyncio.sleep(0.05)  # the broker takes its time to acknowledge the publish
+        sink.release.set()
+        assert [f.product for f in await firing] == ["a"]
+        # each batch: its wait for the turn, CPU and save; only the firing one publishes
+        assert len(seen.named("turn_wait")) == len(seen.named("apply")) == 2
+        assert len(seen.named("save")) == 2 and len(seen.named("publish")) == 1
+        # the first batch waited for the routes read, the second for the first batch
+        assert all(w >= 0.04 for w in seen.named("turn_wait"))
+        assert seen.named("publish")[0] >= 0.04
+        # one fire, published after its batch's wait, turn and publish
+        ((latency, n),) = seen.fired
+        assert n == 1 and latency >= seen.named("turn_wait")[1] + seen.named("publish")[0]
+        # the timer's turn is measured whole, not as a batch's stages
+        sink.release.set()
+        before = len(seen.stages)
+        await runner.advance()
+        assert [name for name, _ in seen.stages[before:]] == ["timer_turn"]
+
+    asyncio.run(main())
