@@ -83,7 +83,7 @@ def trop_predict(
     tt: np.ndarray,
     rates: _Rates,
     *,
-    leave_out: bool,
+    leave_out: bool | np.ndarray,
     chunk: int = 32,
     max_iter: int = 200,
     tol: float = 1e-5,
@@ -93,8 +93,11 @@ def trop_predict(
 ) -> np.ndarray:
     """Imputed Y(0) at target cells (ti[k], tt[k]) from the untreated cells ``obs``.
 
-    ``leave_out=True`` removes each target cell from its own fit (pseudo-treated control cells
-    in tuning); treated targets are not in ``obs`` anyway.
+    ``leave_out=True`` removes each target cell from its own fit; treated targets are not in
+    ``obs`` anyway. ``leave_out`` may also be a boolean (len(ti), T) mask ``hide``: target k's
+    fit then loses the cells (ti[k], s) with hide[k, s] - a whole placebo block of a
+    pseudo-treated control unit in tuning - and so does that unit's distance to the others.
+    Targets with the same unit, mask and (with time weights) period share a fit.
 
     Warm starts (convex fits only): a fit is named by its weight pattern, ``(unit, period)``
     with the unit's id in ``rows`` (the original unit of each row of ``Y``; default: the row
@@ -111,9 +114,21 @@ def trop_predict(
     periods = np.arange(T)
     use_unit = rates.unit > 0
     use_time = rates.time > 0
+    hide: np.ndarray | None = None
+    if isinstance(leave_out, np.ndarray):
+        hide = np.asarray(leave_out, dtype=bool)
+        if hide.shape != (len(ti), T) or not hide[np.arange(len(ti)), tt].all():
+            raise ValueError("leave_out mask must be (targets, T) and hide each target's cell.")
+        leave_out = False
     # targets sharing the same weight pattern share one fit
     if leave_out:
         keys = np.arange(len(ti))
+    elif hide is not None:
+        kt = tt if use_time else np.zeros_like(tt)
+        _, mask_id = np.unique(np.packbits(hide, axis=1), axis=0, return_inverse=True)
+        mask_id = mask_id.reshape(-1)
+        keys = np.unique(np.stack([ti, mask_id, kt], axis=1), axis=0, return_inverse=True)[1]
+        keys = keys.reshape(-1)
     else:
         ku = ti if use_unit else np.zeros_like(ti)
         kt = tt if use_time else np.zeros_like(tt)
@@ -127,12 +142,20 @@ def trop_predict(
         Wt = np.repeat(obs[None].astype(float), K, axis=0)
         if leave_out:
             Wt[np.arange(K), ti[sel], tt[sel]] = 0.0
+        if hide is not None:
+            Wt[np.arange(K), ti[sel]] *= ~hide[sel]
         if use_unit:
             Sk, nk = S[inv[sel]].copy(), n[inv[sel]].copy()
             if leave_out:
                 gap = obs[:, tt[sel]].T * (Y[ti[sel], tt[sel]][:, None] - Y[:, tt[sel]].T) ** 2
                 Sk -= gap
                 nk -= obs[:, tt[sel]].T.astype(float)
+            if hide is not None:
+                # the hidden periods of the target unit no longer count in its distances
+                both = obs[None] & obs[ti[sel]][:, None, :] & hide[sel][:, None, :]
+                d2 = (Y[ti[sel]][:, None, :] - Y[None]) ** 2
+                Sk -= np.where(both, d2, 0.0).sum(axis=2)
+                nk -= both.sum(axis=2)
             with np.errstate(invalid="ignore", divide="ignore"):
                 dist = np.sqrt(np.maximum(Sk, 0.0) / nk)
             dist[np.arange(K), ti[sel]] = 0.0
@@ -170,7 +193,13 @@ class TROPEstimator(PanelEstimator):
         lambda_unit is per median pairwise distance; lambda_nn is a fraction of the reference
         penalty, ``math.inf`` = no low-rank term.
     lambda_time_grid, lambda_unit_grid, lambda_nn_grid : tuning grids (kept small on purpose).
-    n_loo : pseudo-treated control cells used for leave-one-out tuning.
+    tuning : "placebo" (default): each grid point is scored by the mean square of placebo
+        average effects - up to ``n_tune`` never-treated units, each given a random treated
+        unit's treatment path and its cells on that path imputed together, as the authors'
+        replication code tunes; "loo": single control cells left out one at a time (up to
+        ``n_loo``), squared cell errors averaged (this library's rule before 2026-11-23).
+    n_tune : pseudo-treated control units for placebo tuning.
+    n_loo : pseudo-treated control cells for leave-one-out tuning.
     n_cycles : passes of the coordinate-wise grid search.
     n_boot : bootstrap replicates; n_placebo for one treated unit.
     max_iter, tol : solver cap and relative-change tolerance of each weighted fit. 1e-4 moved
@@ -192,6 +221,8 @@ class TROPEstimator(PanelEstimator):
         lambda_time_grid: tuple[float, ...] = (0.0, 0.1, 0.3, 1.0),
         lambda_unit_grid: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0),
         lambda_nn_grid: tuple[float, ...] = (math.inf, 0.1, 0.03, 0.01),
+        tuning: str = "placebo",
+        n_tune: int = 20,
         n_loo: int = 40,
         n_cycles: int = 2,
         n_boot: int = 100,
@@ -208,6 +239,8 @@ class TROPEstimator(PanelEstimator):
         self.lambda_time_grid = lambda_time_grid
         self.lambda_unit_grid = lambda_unit_grid
         self.lambda_nn_grid = lambda_nn_grid
+        self.tuning = tuning
+        self.n_tune = n_tune
         self.n_loo = n_loo
         self.n_cycles = n_cycles
         self.n_boot = n_boot
@@ -233,7 +266,7 @@ class TROPEstimator(PanelEstimator):
         ti: np.ndarray,
         tt: np.ndarray,
         r: _Rates,
-        leave_out: bool,
+        leave_out: bool | np.ndarray,
         **warm_start: Any,
     ) -> np.ndarray:
         return trop_predict(
@@ -258,23 +291,23 @@ class TROPEstimator(PanelEstimator):
         ref: float,
         rng: np.random.Generator,
     ) -> tuple[tuple[float, float, float], list[tuple[float, float, float, float]]]:
-        never = np.asarray(~W.any(axis=1))
-        cand = obs & never[:, None]
-        treated_periods = np.asarray(W.any(axis=0))
-        if (cand & treated_periods[None]).sum() >= 5:
-            cand &= treated_periods[None]
-        if cand.sum() < 5:
-            cand = obs.copy()
-        cells = np.argwhere(cand)
-        pick = cells[rng.permutation(len(cells))[: self.n_loo]]
-        li, lt_ = pick[:, 0], pick[:, 1]
+        placebo = self._placebo_targets(obs, W, rng) if self.tuning == "placebo" else None
+        if placebo is not None:
+            li, lt_, hide, group = placebo
+            leave_out: bool | np.ndarray = hide
+        else:  # single cells (also the fallback when no control unit can take a path)
+            li, lt_ = self._loo_cells(obs, W, rng)
+            leave_out, group = True, np.arange(len(li))
         truth = Y[li, lt_]
+        n_groups = int(group.max()) + 1 if group.size else 0
         cache: dict[tuple[float, float, float], float] = {}
 
         def loss(p: tuple[float, float, float]) -> float:
+            # mean square of the pseudo-treated units' average effects (one cell each for loo)
             if p not in cache:
-                pred = self._predict(Y, obs, li, lt_, self._rates(*p, med, ref), True)
-                cache[p] = float(np.mean((truth - pred) ** 2))
+                pred = self._predict(Y, obs, li, lt_, self._rates(*p, med, ref), leave_out)
+                err = np.bincount(group, truth - pred, n_groups) / np.bincount(group)
+                cache[p] = float(np.mean(err**2))
             return cache[p]
 
         fixed = (self.lambda_time, self.lambda_unit, self.lambda_nn)
@@ -295,6 +328,41 @@ class TROPEstimator(PanelEstimator):
         trace = [(*k, v) for k, v in cache.items()]
         return (cur[0], cur[1], cur[2]), trace
 
+    def _loo_cells(
+        self, obs: np.ndarray, W: np.ndarray, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Up to n_loo untreated cells of never-treated units, in treated periods if possible."""
+        never = np.asarray(~W.any(axis=1))
+        cand = obs & never[:, None]
+        treated_periods = np.asarray(W.any(axis=0))
+        if (cand & treated_periods[None]).sum() >= 5:
+            cand &= treated_periods[None]
+        if cand.sum() < 5:
+            cand = obs.copy()
+        cells = np.argwhere(cand)
+        pick = cells[rng.permutation(len(cells))[: self.n_loo]]
+        return pick[:, 0], pick[:, 1]
+
+    def _placebo_targets(
+        self, obs: np.ndarray, W: np.ndarray, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+        """Placebo blocks for tuning: up to n_tune never-treated units, each given the
+        treatment path of a random treated unit (its untreated usable cells on that path),
+        as (units, periods, hide mask, trial index) of the placebo cells; None when no control
+        unit has a cell on any path."""
+        ever = np.asarray(W.any(axis=1))
+        tr, co = np.flatnonzero(ever), np.flatnonzero(~ever)
+        if tr.size == 0 or co.size < 2:
+            return None
+        pseudo = rng.permutation(co)[: self.n_tune]
+        paths = W[rng.choice(tr, size=pseudo.size)] & obs[pseudo]
+        keep = paths.any(axis=1)
+        pseudo, paths = pseudo[keep], paths[keep]
+        if pseudo.size == 0:
+            return None
+        trial, lt_ = np.nonzero(paths)
+        return pseudo[trial], lt_, paths[trial], trial
+
     # ------------------------------------------------------------------ fit
     def _fit(self, panel: Panel) -> EstimateResult:
         # single-threaded BLAS throughout: many small dense problems (see fit_fe_lowrank)
@@ -304,6 +372,8 @@ class TROPEstimator(PanelEstimator):
     def _fit_single_threaded(self, panel: Panel) -> EstimateResult:
         n_treated_units = int((panel.W & panel.usable).any(axis=1).sum())
         method = resolve_method(self.se, "TROP", n_treated_units)
+        if self.tuning not in ("placebo", "loo"):
+            raise ValueError(f"tuning must be 'placebo' or 'loo', not {self.tuning!r}.")
         for nm, g in (("time", self.lambda_time_grid), ("unit", self.lambda_unit_grid)):
             if any(v < 0 for v in g):
                 raise ValueError(f"lambda_{nm}_grid must be non-negative.")

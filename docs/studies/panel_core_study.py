@@ -29,7 +29,8 @@ above 1.96 and above 3 (the tails that decide coverage).
 If the PyPI package ``synthdid-py`` (a port of R synthdid) is importable, the first 20
 simulations are re-estimated with it and the largest absolute difference is printed.
 
-    .venv/bin/python docs/studies/panel_core_study.py [--sims 500] [--placebo-sims 500] [--reps 50]
+    .venv/bin/python docs/studies/panel_core_study.py [--sims 500] [--first-seed 0]
+        [--placebo-sims 500] [--reps 50]
         [--time-placebo-sims 500] [--scenarios random,confounded] [--methods did,sc,difp,sdid]
 """
 
@@ -238,12 +239,14 @@ def run(
     time_placebo_sims: int = 0,
     log: Path | None = None,
     save: Path | None = None,
+    first_seed: int = 0,
 ) -> list[dict]:
-    """One row per scenario x estimator; ``save``: per-panel estimates, SEs and df (npz)."""
+    """One row per scenario x estimator (seeds first_seed .. first_seed + sims - 1);
+    ``save``: per-panel estimates, SEs and df (npz)."""
     rows = []
     arrays: dict[str, np.ndarray] = {}
     for scenario in scenarios:
-        Ys = simulate(range(sims), scenario)
+        Ys = simulate(range(first_seed, first_seed + sims), scenario)
         for name in methods:
             t0 = time.perf_counter()
             taus, omegas, lams, tuning = fit_all(name, Ys)
@@ -252,6 +255,7 @@ def run(
                 "scenario": scenario,
                 "method": name,
                 "sims": sims,
+                "first_seed": first_seed,
                 "bias": float(np.mean(taus) - TAU),
                 "mc_se_bias": float(np.std(taus, ddof=1) / np.sqrt(sims)),
                 "rmse": float(np.sqrt(np.mean((taus - TAU) ** 2))),
@@ -323,6 +327,9 @@ def _fmt(st: dict | None) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sims", type=int, default=500)
+    ap.add_argument(
+        "--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + sims - 1"
+    )
     ap.add_argument("--placebo-sims", type=int, default=500)
     ap.add_argument("--reps", type=int, default=50)
     ap.add_argument("--time-placebo-sims", type=int, default=500)
@@ -340,9 +347,11 @@ def main() -> None:
         time_placebo_sims=args.time_placebo_sims,
         log=args.log,
         save=args.save,
+        first_seed=args.first_seed,
     )
     print(
-        f"tau = {TAU}; N = {N}, T = {T}, N1 = {N1}, T0 = {T0}; seeds 0..{args.sims - 1}; "
+        f"tau = {TAU}; N = {N}, T = {T}, N1 = {N1}, T0 = {T0}; "
+        f"seeds {args.first_seed}..{args.first_seed + args.sims - 1}; "
         f"placebo: first {args.placebo_sims} sims x {args.reps} draws; time placebo: first "
         f"{args.time_placebo_sims} sims"
     )

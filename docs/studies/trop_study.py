@@ -65,7 +65,9 @@ WIDE = {
 }
 
 
-def coverage(seeds: range, out: Path, n_boot: int, wide: bool = False) -> None:
+def coverage(
+    seeds: range, out: Path, n_boot: int, wide: bool = False, tuning: str = "placebo"
+) -> None:
     done = set()
     if out.exists():
         done = {int(line.split("\t")[0]) for line in out.read_text().splitlines() if line}
@@ -75,7 +77,8 @@ def coverage(seeds: range, out: Path, n_boot: int, wide: bool = False) -> None:
                 continue
             p = factor_block(s)
             t0 = time.perf_counter()
-            r = TROPEstimator(seed=s, n_boot=n_boot, **(WIDE if wide else {})).fit(p).result_
+            kw = {"tuning": tuning, **(WIDE if wide else {})}
+            r = TROPEstimator(seed=s, n_boot=n_boot, **kw).fit(p).result_
             secs = time.perf_counter() - t0
             twfe = TROPEstimator(0.0, 0.0, float("inf"), se="none").fit(p).result_.effect
             lo, hi = r.conf_int()
@@ -122,13 +125,20 @@ def summary(path: Path) -> None:
           f"  RMSE {np.sqrt(np.mean(err**2)):.4f}  mean SE {se.mean():.4f}  median df {np.median(df):.1f}")  # fmt: skip
     print(f"coverage t(df) {cover_t.mean():.3f} (MC se {np.sqrt(cover_t.mean() * (1 - cover_t.mean()) / n):.3f})"
           f"  normal {cover_n.mean():.3f}  sd(z) {z.std(ddof=1):.3f}  q95|z| {np.quantile(np.abs(z), 0.95):.2f}")  # fmt: skip
-    print(f"TWFE (0, 0, inf): bias {twfe_err.mean():+.4f}  RMSE {np.sqrt(np.mean(twfe_err**2)):.4f}")
-    print(f"seconds per seed: median {np.median(rows[:, 10]):.1f}, total {rows[:, 10].sum() / 60:.1f} min")
+    print(
+        f"TWFE (0, 0, inf): bias {twfe_err.mean():+.4f}  RMSE {np.sqrt(np.mean(twfe_err**2)):.4f}"
+    )
+    print(
+        f"seconds per seed: median {np.median(rows[:, 10]):.1f}, total {rows[:, 10].sum() / 60:.1f} min"
+    )
     lam = [tuple(r) for r in rows[:, 6:9]]
     vals, counts = np.unique(np.array(lam), axis=0, return_counts=True)
     top = np.argsort(-counts)[:6]
     print("most tuned (time, unit, nn):", ", ".join(f"{tuple(vals[k])} x{counts[k]}" for k in top))
-    for name, mask in (("lambda_nn finite", np.isfinite(rows[:, 8])), ("no low rank", ~np.isfinite(rows[:, 8]))):
+    for name, mask in (
+        ("lambda_nn finite", np.isfinite(rows[:, 8])),
+        ("no low rank", ~np.isfinite(rows[:, 8])),
+    ):
         if mask.any():
             print(f"  {name}: {mask.sum()} seeds, coverage t {cover_t[mask].mean():.3f}, sd {err[mask].std(ddof=1):.3f}, mean SE {se[mask].mean():.3f}")  # fmt: skip
 
@@ -205,6 +215,9 @@ def main() -> None:
     c.add_argument("--out", type=Path, required=True)
     c.add_argument("--n-boot", type=int, default=100)
     c.add_argument("--wide", action="store_true", help="tuning grids extended (WIDE)")
+    c.add_argument(
+        "--tuning", default="placebo", help="placebo (default since 2026-11-23) or loo (before)"
+    )
     s = sub.add_parser("summary")
     s.add_argument("path", type=Path)
     d = sub.add_parser("decompose")
@@ -217,7 +230,7 @@ def main() -> None:
     f.add_argument("--seeds", default="0:5")
     args = ap.parse_args()
     if args.cmd == "coverage":
-        coverage(_seeds(args.seeds), args.out, args.n_boot, args.wide)
+        coverage(_seeds(args.seeds), args.out, args.n_boot, args.wide, args.tuning)
     elif args.cmd == "summary":
         summary(args.path)
     elif args.cmd == "time-placebo":

@@ -154,3 +154,63 @@ def test_time_placebo_variance_and_method_names() -> None:
     assert np.isfinite(r.se) and r.se > 0
     with pytest.raises(InferenceError, match="time_placebo"):
         TROPEstimator(**{**TWFE, "se": "jackknife"}).fit(p)
+
+
+def test_a_hidden_placebo_block_equals_the_same_cells_unobserved() -> None:
+    # tuning's placebo blocks: hiding a control unit's cells on a treatment path from its own
+    # fit (and from its distances) is the same as those cells not being observed at all
+    import analysis.estimators.trop as trop_mod
+
+    p = make_panel(5, block_W(16, 12, 3, 8))
+    obs = ~p.W
+    rates = trop_mod._Rates(time=0.2, unit=1.0, nn=0.3)
+    unit, path = 9, np.arange(8, 12)
+    hide = np.zeros((path.size, 12), bool)
+    hide[:, path] = True
+    kw = {"max_iter": 2000, "tol": 1e-9}
+    ti = np.full(path.size, unit)
+    hidden = trop_mod.trop_predict(p.Y, obs, ti, path, rates, leave_out=hide, **kw)
+    cut = obs.copy()
+    cut[unit, path] = False
+    missing = trop_mod.trop_predict(p.Y, cut, ti, path, rates, leave_out=False, **kw)
+    assert hidden == pytest.approx(missing, abs=1e-6)
+    # and it is not the single-cell leave-one-out, which keeps the unit's other path cells
+    loo = trop_mod.trop_predict(p.Y, obs, ti, path, rates, leave_out=True, **kw)
+    assert np.max(np.abs(loo - hidden)) > 1e-3
+    with pytest.raises(ValueError, match="hide each target"):
+        trop_mod.trop_predict(p.Y, obs, ti, path, rates, leave_out=np.zeros_like(hide), **kw)
+
+
+def _twfe_impute(Y: np.ndarray, obs: np.ndarray, unit: int, periods: np.ndarray) -> np.ndarray:
+    """Y(0) of (unit, periods) from a least-squares two-way fit on the observed cells."""
+    N, T = Y.shape
+    i, t = np.nonzero(obs)
+    X = np.zeros((i.size, N + T - 1))
+    X[np.arange(i.size), i] = 1.0
+    X[t > 0, N + t[t > 0] - 1] = 1.0
+    coef = np.linalg.lstsq(X, Y[i, t], rcond=None)[0]
+    b = np.concatenate([[0.0], coef[N:]])
+    return coef[unit] + b[periods]
+
+
+def test_placebo_tuning_scores_whole_placebo_paths() -> None:
+    # block design, every control unit used (n_tune >= controls): the loss at the DID point
+    # (0, 0, inf) is the mean square over controls of the average error when the unit's whole
+    # post-period is imputed by two-way fixed effects without it - computed here by lstsq
+    p = make_panel(6, block_W(14, 10, 4, 7))
+    fixed = {"lambda_unit": 0.0, "lambda_nn": math.inf, "se": "none", "n_tune": 50}
+    r = TROPEstimator(**fixed, seed=1).fit(p).result_
+    trace = {row[0]: row[3] for row in r.details["tuning_trace"]}
+    post = np.arange(7, 10)
+    errs = []
+    for j in range(4, 14):
+        obs = ~p.W
+        obs[j, post] = False
+        errs.append(np.mean(p.Y[j, post] - _twfe_impute(p.Y, obs, j, post)))
+    assert trace[0.0] == pytest.approx(np.mean(np.square(errs)), rel=1e-4)
+    loo = TROPEstimator(**fixed, seed=1, tuning="loo").fit(p).result_
+    assert {row[0]: row[3] for row in loo.details["tuning_trace"]}[0.0] != pytest.approx(
+        trace[0.0], rel=1e-2
+    )
+    with pytest.raises(ValueError, match="tuning must be"):
+        TROPEstimator(tuning="cv", se="none").fit(p)
