@@ -33,6 +33,9 @@ from streams.runtime import Runtime
 
 log = logging.getLogger("pricelab.app")
 
+#: competitor prices: a batch is what arrived within this many seconds (the fetch's max wait)
+COMPETITOR_WINDOW = 0.01
+
 
 def faust_credentials(settings: Settings) -> object | None:
     k = settings.kafka
@@ -137,7 +140,7 @@ def build_app(
             f"{app_id}-competitor",
             _competitor_batch,
             batch_size=500,
-            within=0.02,
+            within=COMPETITOR_WINDOW,
             depth=2,
             on_commit=lambda seconds: rt.metrics.trigger_stage("commit", seconds),
         )
