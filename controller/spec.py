@@ -8,6 +8,7 @@ field and the rule it breaks, e.g. ``washout: must be shorter than the period (1
 from __future__ import annotations
 
 import json
+import numbers
 import re
 from collections.abc import Mapping
 from datetime import datetime, timedelta
@@ -30,6 +31,7 @@ from pydantic import (
 from controller.errors import SpecError
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_SEED = re.compile(r"[+-]?[0-9]+", re.ASCII)
 
 
 class Design(StrEnum):
@@ -201,6 +203,17 @@ class ExperimentSpec(BaseModel):
     def _aware(cls, v: datetime) -> datetime:
         if v.tzinfo is None or v.utcoffset() is None:
             raise ValueError("must carry a UTC offset, e.g. 2026-11-23T00:00:00+01:00")
+        return v
+
+    @field_validator("seed", mode="before")
+    @classmethod
+    def _seed_ok(cls, v: Any) -> Any:
+        # the seed fixes every assignment: refuse what pydantic's lax int would round or
+        # reinterpret ("0.0", 3.0, True, "1_000") instead of guessing what was meant
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral | str):
+            raise ValueError(f"must be a whole number, not {v!r}")
+        if isinstance(v, str) and not _SEED.fullmatch(v.strip()):
+            raise ValueError(f"must be a whole number written in digits, not {v!r}")
         return v
 
     @field_validator("allocation")

@@ -222,3 +222,12 @@ def test_a_modified_copy_does_not_reuse_derived_values() -> None:
     copied = s.model_copy(update={"seed": 99})
     assert [a.arm for a in schedule(copied)] == [a.arm for a in schedule(fresh)]
     assert [a.arm for a in schedule(s)] == first
+
+
+@pytest.mark.parametrize("value", ["0.0", "1.00", 3.0, True, "1_000", "7 days"])
+def test_a_seed_that_is_not_a_whole_number_in_digits_is_refused(value: Any) -> None:
+    # pydantic's lax int read "0.0" as 0 and True as 1 (hypothesis found "0.0")
+    with pytest.raises(SpecError) as ei:
+        load_spec({**_base(), "seed": value})
+    assert ei.value.field == "seed"
+    assert load_spec({**_base(), "seed": " -7 "}).seed == -7
