@@ -113,7 +113,8 @@ class BatchConsumer:
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
                 max_poll_records=self.batch_size,
-                # Tansu does not end a fetch's wait when data arrives: the wait is the latency
+                # the batch window: Tansu answers a fetch some time after data arrives, not at
+                # once (docs/broker.md), so up to this wait adds to an event's latency
                 fetch_max_wait_ms=self.within_ms,
                 session_timeout_ms=10_000,
                 rebalance_timeout_ms=10_000,
