@@ -5,6 +5,7 @@ reference implementation is installed (diff-diff: Callaway-Sant'Anna and TROP), 
 the same run on the same data and the ratio printed. Usage:
 
     python benchmarks/bench_estimators_advanced.py [--repeat 3] [--skip-reference]
+    python benchmarks/bench_estimators_advanced.py --trop-tuning-only
 """
 
 from __future__ import annotations
@@ -66,9 +67,13 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--skip-reference", action="store_true")
     ap.add_argument("--reference-only", action="store_true")
+    ap.add_argument("--trop-tuning-only", action="store_true", help="only TROP's tuning cost")
     args = ap.parse_args()
     r = args.repeat
     rng = np.random.default_rng(0)
+    if args.trop_tuning_only:
+        trop_tuned(rng)
+        return
     start = rng.choice([20, 40, 60, 80, T], size=N)
     stag = factor_panel(rng, np.arange(T)[None] >= start[:, None])
     if not args.reference_only:
@@ -134,11 +139,23 @@ def ours(rng: np.random.Generator, r: int) -> None:
     small = factor_panel(rng, block_W(N, T, 5, 98))  # 10 treated cells
     s, v = timed(lambda: TROPEstimator(0.1, 1.0, 0.03, se="none").fit(small).result_.effect, 1)
     report("trop full weights + low rank, 10 treated cells", s, v, f"({s / 10:.2f} s per cell)")
-    print("--- TROP with tuning (n_loo=40, coordinate grid) and no SE, block 10% treated x 5 post")
+    trop_tuned(rng)
+
+
+def trop_tuned(rng: np.random.Generator) -> None:
+    """TROP's tuning cost as the panel grows: placebo paths (the default) against single-cell
+    leave-one-out (``tuning="loo"``, the earlier rule), the same panels."""
+    print("--- TROP with tuning (coordinate grid) and no SE, block 10% treated x 5 post")
     for n, t in ((50, 20), (100, 30), (200, 50), (400, 50)):
         p = factor_panel(rng, block_W(n, t, n // 10, t - 5))
-        s, v = timed(lambda p=p: TROPEstimator(seed=0, se="none").fit(p).result_.effect, 1)
-        report(f"trop tuned {n}x{t}", s, v)
+        for rule in ("placebo", "loo"):
+            s, v = timed(
+                lambda p=p, rule=rule: (
+                    TROPEstimator(seed=0, se="none", tuning=rule).fit(p).result_.effect
+                ),
+                1,
+            )
+            report(f"trop tuned ({rule}) {n}x{t}", s, v)
 
 
 def reference(rng: np.random.Generator, r: int, stag: Panel, start: np.ndarray) -> None:

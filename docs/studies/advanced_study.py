@@ -135,10 +135,10 @@ PROGRESS = 0  # --progress: interim summary every PROGRESS simulations (0 = only
 
 def study_trop(sims: int) -> None:
     run_panel(
-        f"trop (loo 20, bootstrap {TROP_BOOT})",
+        f"trop (placebo tuning, bootstrap {TROP_BOOT}; trop_study.py runs the defaults)",
         sims,
         lambda s: (factor_block(s), 1.0),
-        lambda p, s: TROPEstimator(seed=s, n_loo=20, n_boot=TROP_BOOT).fit(p).result_,
+        lambda p, s: TROPEstimator(seed=s, n_boot=TROP_BOOT).fit(p).result_,
     )
     run_panel(
         "trop as TWFE (0,0,inf)",
