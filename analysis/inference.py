@@ -16,7 +16,9 @@ and the regularisation strength is not recomputed.
   treated unit: every control is the placebo once), which removes the Monte Carlo noise. It holds the treated periods fixed and draws the units, so it
   targets the variance conditional on the time dimension (Almeida, Olaizola, Lestant, Imbens &
   Athey, "Estimating Variances for Causal Panel Data Estimators", arXiv 2510.11841: the
-  "Unit-Placebo" estimator). Aliases: ``unit_placebo``, ``time_conditional``.
+  "Unit-Placebo" estimator). Aliases: ``unit_placebo``, ``time_conditional``. The SE is
+  estimated from the N0 controls' spread, so intervals use Student t with ``N0 - 1`` df
+  (:func:`placebo_df`; exact for DID with normal unit contrasts).
 - **time_placebo** (the "Time-Placebo" estimator of Almeida et al.): hold the treated units
   fixed, drop the post-period, and move a placebo treatment window of ``L = min(T_post,
   T_pre // 2)`` periods across the pre-period (every start leaving at least 2 earlier periods);
@@ -307,6 +309,19 @@ def jackknife_variance(
     return jackknife_split(Y, N0, T0, omega, lam).variance
 
 
+def placebo_df(n_controls: int) -> float:
+    """Degrees of freedom of a placebo SE: ``n_controls - 1``.
+
+    The placebo variance is the spread of estimates with the treatment moved to control units,
+    so it is estimated from the controls' own variability. For DID it is exactly a multiple of
+    the controls' sample variance of their pre/post contrasts, and with normal contrasts the
+    estimate over this SE is (up to a factor 0.994 with 27 controls and 3 treated) Student t
+    with N0 - 1 df; the other estimators' placebo SEs are used with the same reference (their
+    measured coverage is in docs/analysis-core.md).
+    """
+    return float(n_controls - 1)
+
+
 def time_placebo_windows(T0: int, T1: int) -> tuple[np.ndarray, int]:
     """(starts, L) of the placebo windows: L = min(T1, T0 // 2), >= 2 earlier periods each."""
     L = min(T1, T0 // 2)
@@ -352,9 +367,9 @@ def block_standard_error(
 ) -> tuple[float, str, float | None]:
     """(standard error, method used, df) for a block estimator; ``se=None`` picks the default.
 
-    ``df`` is set for the jackknife and the bootstrap (Welch-Satterthwaite over their treated and
-    control parts) and the time placebo (its windows' overlap df): intervals use Student t.
-    ``None`` for the placebo (normal intervals).
+    ``df`` is set for every method (intervals use Student t): the placebo's ``N0 - 1``
+    (:func:`placebo_df`), Welch-Satterthwaite over the jackknife's and the bootstrap's treated
+    and control parts, and the time placebo's windows' overlap df.
     """
     N, T = Y.shape
     N1, T1 = N - N0, T - T0
@@ -366,6 +381,7 @@ def block_standard_error(
         return float("nan"), "none", None
     if method == "placebo":
         var = placebo_variance(Y, N0, T0, refit, omega, lam, replications=replications, rng=rng)
+        df = placebo_df(N0)
     elif method in ("bootstrap", "jackknife"):
         split = (
             bootstrap_split(Y, N0, T0, refit, omega, lam, replications=replications, rng=rng)
@@ -391,6 +407,7 @@ __all__ = [
     "default_block_method",
     "jackknife_split",
     "jackknife_variance",
+    "placebo_df",
     "placebo_variance",
     "time_placebo_df",
     "time_placebo_variance",

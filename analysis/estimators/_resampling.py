@@ -14,6 +14,7 @@ import numpy as np
 from analysis.errors import InferenceError
 from analysis.inference import (
     ALIASES,
+    placebo_df,
     time_placebo_df,
     time_placebo_windows,
     welch_satterthwaite_df,
@@ -207,9 +208,9 @@ def resampled_se(
 ) -> tuple[float, float | None, dict[str, float]]:
     """(se, df, details) for ``method`` in bootstrap / placebo / time_placebo / none.
 
-    The bootstrap reports Welch-Satterthwaite df and the time placebo its overlap df (Student
-    t intervals); the placebo SE keeps the normal reference (its draws are not a sum over a
-    few independent strata).
+    Every method reports df (Student t intervals): the bootstrap Welch-Satterthwaite df, the
+    placebo ``N0 - 1`` (``inference.placebo_df``, N0 the never-treated units), the time placebo
+    its windows' overlap df.
     """
     if method == "bootstrap":
         b = stratified_unit_bootstrap(effect, Y, W, usable, n_boot=n_boot, rng=rng)
@@ -225,7 +226,8 @@ def resampled_se(
     if method == "placebo":
         draws = placebo_effects(effect, Y, W, usable, n_placebo=n_placebo, rng=rng)
         se = float(np.std(draws, ddof=1)) if draws.size > 1 else float("nan")
-        return se, None, {"n_draws": int(draws.size)}
+        n_co = int((~(W & usable).any(axis=1)).sum())
+        return se, placebo_df(n_co), {"n_draws": int(draws.size)}
     if method == "time_placebo":
         tp = time_placebo_effects(effect, Y, W, usable)
         return tp.se, tp.df, {"n_draws": int(tp.draws.size), "placebo_window": tp.window}

@@ -14,7 +14,8 @@ Three variance methods, each on its own number of simulations (the first k seeds
 - jackknife (Arkhangelsky et al. 2021, Algorithm 3, all simulations): intervals estimate +- 1.96 SE
   (normal) and estimate +- t_{df, 0.975} SE with the Welch-Satterthwaite df of its treated and
   control parts (``inference.jackknife_split``), as the library reports them;
-- placebo (Algorithm 4, the first ``--placebo-sims`` simulations, ``--reps`` draws each), normal;
+- placebo (Algorithm 4, the first ``--placebo-sims`` simulations, ``--reps`` draws each), normal
+  and Student t(N0 - 1) (``inference.placebo_df``, the library's reference since 2026-11-23);
 - time placebo (``inference.time_placebo_variance``: the treated units fixed, a window of
   min(T_post, T_pre // 2) periods moved over the pre-period, mean square of the placebo
   estimates; the first ``--time-placebo-sims`` simulations): normal, and Student t with the
@@ -277,6 +278,10 @@ def run(
                 row["pl_cover"], row["pl_n"] = coverage(taus[:k], pl)
                 row["pl_mean_se"] = float(np.mean(pl))
                 row["placebo"] = interval_stats(taus[:k], pl)
+                # the library's reference since 2026-11-23: t(N0 - 1)
+                row["placebo_t"] = interval_stats(
+                    taus[:k], pl, np.full(k, inference.placebo_df(N0))
+                )
                 arrays[f"{key}/placebo"] = pl
                 row["placebo_seconds"] = time.perf_counter() - t1
             if time_placebo_sims:

@@ -96,9 +96,13 @@ def test_jackknife_parts_each_depend_on_one_group_only() -> None:
     assert sc_split.n_control == np.count_nonzero(sc.omega) < N0
 
 
-def test_placebo_reports_no_df_jackknife_and_bootstrap_do() -> None:
+def test_every_block_variance_reports_its_df() -> None:
+    # the placebo SE comes from the 27 controls' spread: t(N0 - 1) intervals
     p = factor_panel(9, n_treated=3)
-    assert DIDEstimator(se="placebo", seed=0, replications=20).fit(p).result.df is None
+    r = DIDEstimator(se="placebo", seed=0, replications=20).fit(p).result
+    assert r.df == 26.0
+    lo, hi = r.conf_int(0.05)
+    assert (hi - lo) / 2 == pytest.approx(stats.t.ppf(0.975, 26) * r.se)
     for se in ("jackknife", "bootstrap"):
         r = SyntheticDID(se=se, seed=0, replications=20).fit(p).result
         assert r.df is not None and 2.0 <= r.df <= 3.0 + 26.0
