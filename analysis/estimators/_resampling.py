@@ -6,6 +6,7 @@ block designs; these helpers work for any assignment pattern because they only r
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -123,8 +124,9 @@ def placebo_effects(
     return out
 
 
-#: variance methods of the matrix estimators (MC-NNM, TROP); aliases as for the block ones
-METHODS = ("bootstrap", "placebo", "time_placebo", "none")
+#: variance methods of the matrix estimators (MC-NNM, TROP); aliases as for the block ones;
+#: "two_way" (bootstrap + period part) needs per-cell effects, which only TROP provides
+METHODS = ("bootstrap", "placebo", "time_placebo", "two_way", "none")
 
 
 def resolve_method(se: str | None, estimator: str, n_treated_units: int) -> str:
@@ -195,6 +197,68 @@ def time_placebo_effects(
     return TimePlacebo(draws, starts, L, float(np.sqrt(np.mean(draws**2))), df)
 
 
+#: (Y, W, usable, rows) -> (unit row of each treated cell, the cell's effect)
+CellEffectFn = Callable[
+    [np.ndarray, np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]
+]
+
+
+@dataclass(frozen=True)
+class PeriodPart:
+    """Result of ``period_component``: the variance of the error part the treated units share."""
+
+    variance: float
+    df: float
+    per_window: np.ndarray  # each window's estimate of it (may be negative)
+
+
+def period_component(
+    cell_effect: CellEffectFn, Y: np.ndarray, W: np.ndarray, usable: np.ndarray
+) -> PeriodPart:
+    """Variance of the error component common to the treated units, from pre-period windows.
+
+    An imputation estimator's error splits into a part the treated units share given the
+    periods (the factor values of the post-period the fit does not absorb, the control noise
+    every treated unit is imputed from) and the units' own parts. A unit bootstrap holds the
+    periods, so it cannot see the shared part. Here the treated units take placebo blocks on
+    the windows of ``time_placebo_effects``; in window k their per-unit placebo effects e_ik
+    (cell-weighted w_i) have mean e_k = shared part + the units' own parts, whose variance
+    s_k^2 sum w_i^2 is estimated from the spread of e_ik across units. The shared part's
+    variance is estimated by the mean over windows of e_k^2 - s_k^2 sum w_i^2 (floored at 0),
+    with the windows' overlap df (``inference.time_placebo_df``). Needs 2 treated units.
+    """
+    treated = W & usable
+    periods = np.flatnonzero(treated.any(axis=0))
+    if periods.size == 0:
+        raise InferenceError("No treated usable cell: nothing to estimate.")
+    t_pre = int(periods[0])
+    t_post = int(periods[-1]) - t_pre + 1
+    starts, L = time_placebo_windows(t_pre, t_post)
+    if L < 1 or starts.size < 2:
+        raise InferenceError(
+            "The period part needs at least two placebo windows in the pre-period, each with 2 "
+            f"earlier periods; there are only {t_pre} pre-period(s). Use se='bootstrap'."
+        )
+    ever = treated.any(axis=1)
+    if ever.sum() < 2:
+        raise InferenceError("The period part needs at least 2 treated units.")
+    est = np.empty(starts.size)
+    for k, s0 in enumerate(starts):
+        Up = usable[:, : s0 + L]
+        Wp = np.zeros_like(Up)
+        Wp[ever, s0 : s0 + L] = True
+        Wp &= Up
+        units, eff = cell_effect(Y[:, : s0 + L], Wp, Up, np.arange(Y.shape[0]))
+        ids, inv, n = np.unique(units, return_inverse=True, return_counts=True)
+        e = np.bincount(inv, eff) / n
+        w = n / n.sum()
+        ebar = float(w @ e)
+        sw2 = float(w @ w)
+        s2 = float(w @ (e - ebar) ** 2) / (1.0 - sw2) if ids.size > 1 else 0.0
+        est[k] = ebar**2 - s2 * sw2
+    return PeriodPart(max(0.0, float(est.mean())), time_placebo_df(t_pre, t_post), est)
+
+
 def resampled_se(
     method: str,
     effect: EffectFn,
@@ -205,13 +269,37 @@ def resampled_se(
     n_boot: int,
     n_placebo: int,
     rng: np.random.Generator,
+    cell_effect: CellEffectFn | None = None,
 ) -> tuple[float, float | None, dict[str, float]]:
-    """(se, df, details) for ``method`` in bootstrap / placebo / time_placebo / none.
+    """(se, df, details) for ``method`` in bootstrap / placebo / time_placebo / two_way / none.
+
+    ``two_way``: the stratified unit bootstrap's variance plus ``period_component``'s (the
+    error part the treated units share given the periods, which unit resampling holds fixed),
+    Student t with the Welch-Satterthwaite df of the three parts; needs ``cell_effect``.
 
     Every method reports df (Student t intervals): the bootstrap Welch-Satterthwaite df, the
     placebo ``N0 - 1`` (``inference.placebo_df``, N0 the never-treated units), the time placebo
     its windows' overlap df.
     """
+    if method == "two_way":
+        if cell_effect is None:
+            raise InferenceError("se='two_way' is available for TROP only.")
+        b = stratified_unit_bootstrap(effect, Y, W, usable, n_boot=n_boot, rng=rng)
+        p = period_component(cell_effect, Y, W, usable)
+        v_boot = b.var_treated + b.var_control
+        # three independent parts: the bootstrap's two (its own df) and the period part's
+        denom = (v_boot**2 / b.df if math.isfinite(b.df) else 0.0) + p.variance**2 / p.df
+        df = (v_boot + p.variance) ** 2 / denom if denom > 0 else math.inf
+        return (
+            float(np.sqrt(v_boot + p.variance)),
+            float(df),
+            {
+                "n_draws": int(b.draws.size),
+                "var_treated": b.var_treated,
+                "var_control": b.var_control,
+                "var_period": p.variance,
+            },
+        )
     if method == "bootstrap":
         b = stratified_unit_bootstrap(effect, Y, W, usable, n_boot=n_boot, rng=rng)
         return (

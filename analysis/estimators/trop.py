@@ -212,6 +212,7 @@ class TROPEstimator(PanelEstimator):
         panels, for 37-39% less time.
     se : ``None`` (bootstrap, or placebo with one treated unit), "bootstrap", "placebo",
         "time_placebo" (alias "unit_conditional"; see ``_resampling.time_placebo_effects``),
+        "two_way" (bootstrap + the shared period part, ``_resampling.period_component``),
         "none".
     """
 
@@ -408,14 +409,27 @@ class TROPEstimator(PanelEstimator):
         cell_effects = Y[ti, tt] - pred
         tau = float(cell_effects.mean())
 
-        def effect(Yb: np.ndarray, Wb: np.ndarray, Ub: np.ndarray, rows: np.ndarray) -> float:
+        def cell_effect(
+            Yb: np.ndarray, Wb: np.ndarray, Ub: np.ndarray, rows: np.ndarray
+        ) -> tuple[np.ndarray, np.ndarray]:
             Ob, Tb = Ub & ~Wb, Ub & Wb
             i, t = np.nonzero(Tb)
             pred_b = self._predict(Yb, Ob, i, t, rates, False, rows=rows, warm=fits)
-            return float((Yb[i, t] - pred_b).mean())
+            return i, Yb[i, t] - pred_b
+
+        def effect(Yb: np.ndarray, Wb: np.ndarray, Ub: np.ndarray, rows: np.ndarray) -> float:
+            return float(cell_effect(Yb, Wb, Ub, rows)[1].mean())
 
         se, df, draw_info = resampled_se(
-            method, effect, Y, W, usable, n_boot=self.n_boot, n_placebo=self.n_placebo, rng=rng
+            method,
+            effect,
+            Y,
+            W,
+            usable,
+            n_boot=self.n_boot,
+            n_placebo=self.n_placebo,
+            rng=rng,
+            cell_effect=cell_effect,
         )
         return EstimateResult(
             method=self.name,

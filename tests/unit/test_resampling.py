@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from analysis.errors import InferenceError
 from analysis.estimators._resampling import stratified_unit_bootstrap
 from analysis.results import EstimateResult
 
@@ -84,3 +85,33 @@ def test_time_placebo_windows_stay_in_the_pre_period_and_df_counts_overlap() -> 
     W_late[:2, 3:] = True  # 3 pre-periods: no two windows fit
     with pytest.raises(InferenceError, match="pre-period"):
         time_placebo_effects(effect, Y, W_late, usable)
+
+
+def test_period_component_estimates_the_shared_part_without_the_units_own_noise() -> None:
+    # effects built by hand: cell (i, t) has effect g_t + u_it, g a period shock every treated
+    # unit shares, u the unit's own noise. A window of L periods then has shared part mean(g)
+    # (variance sd_g^2 / L) and the units' own parts, which the estimator must subtract.
+    from analysis.estimators._resampling import period_component
+
+    def cell_effect(Yb, Wb, Ub, rows):  # type: ignore[no-untyped-def]
+        i, t = np.nonzero(Ub & Wb)
+        return i, Yb[i, t]
+
+    N, T, n_tr, t0 = 20, 16, 5, 10
+    W = np.zeros((N, T), bool)
+    W[:n_tr, t0:] = True
+    usable = np.ones_like(W)
+    rng = np.random.default_rng(0)
+    for sd_g, want in ((0.0, 0.0), (1.0, 1.0 / 5)):  # L = min(6, 10 // 2) = 5
+        raw, floored = [], []
+        for _ in range(400):
+            Y = sd_g * rng.normal(size=(1, T)) + rng.normal(size=(N, T))
+            part = period_component(cell_effect, Y, W, usable)
+            raw.append(part.per_window.mean())
+            floored.append(part.variance)
+        assert np.mean(raw) == pytest.approx(want, abs=0.02)
+        assert min(floored) >= 0.0
+    with pytest.raises(InferenceError, match="2 treated units"):
+        W1 = np.zeros((N, T), bool)
+        W1[0, t0:] = True
+        period_component(cell_effect, rng.normal(size=(N, T)), W1, usable)

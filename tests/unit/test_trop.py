@@ -214,3 +214,19 @@ def test_placebo_tuning_scores_whole_placebo_paths() -> None:
     )
     with pytest.raises(ValueError, match="tuning must be"):
         TROPEstimator(tuning="cv", se="none").fit(p)
+
+
+def test_two_way_variance_adds_the_period_part_to_the_bootstrap() -> None:
+    from analysis.estimators.mcnnm import MCNNMEstimator
+
+    p = make_panel(7, block_W(20, 16, 4, 10))
+    fixed = (0.1, 0.5, 0.05)
+    two = TROPEstimator(*fixed, se="two_way", seed=3, n_boot=20).fit(p).result_
+    boot = TROPEstimator(*fixed, se="bootstrap", seed=3, n_boot=20).fit(p).result_
+    d = two.details
+    # same seed, same bootstrap draws: the two-way SE is the bootstrap's plus the period part
+    assert d["var_treated"] + d["var_control"] == pytest.approx(boot.se**2)
+    assert two.se**2 == pytest.approx(boot.se**2 + d["var_period"])
+    assert d["var_period"] >= 0.0 and math.isfinite(two.df) and two.df > 1.0
+    with pytest.raises(InferenceError, match="TROP only"):
+        MCNNMEstimator(se="two_way").fit(p)
