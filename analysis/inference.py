@@ -339,6 +339,13 @@ def time_placebo_df(T0: int, T1: int) -> float:
     9 windows of 5 periods (T0 = 15, T1 = 5) carry 3.05 degrees of freedom.
     """
     starts, L = time_placebo_windows(T0, T1)
+    return overlap_df(starts, L)
+
+
+def overlap_df(starts: np.ndarray, L: int) -> float:
+    """``n^2 / sum_jk rho_jk^2`` for windows of L periods starting at ``starts`` (see
+    :func:`time_placebo_df`); for a subset of the windows when some cannot be used."""
+    starts = np.asarray(starts)
     rho = np.maximum(0.0, 1.0 - np.abs(starts[:, None] - starts[None, :]) / L)
     return float(starts.size**2 / np.sum(rho**2))
 
@@ -407,6 +414,7 @@ __all__ = [
     "default_block_method",
     "jackknife_split",
     "jackknife_variance",
+    "overlap_df",
     "placebo_df",
     "placebo_variance",
     "time_placebo_df",

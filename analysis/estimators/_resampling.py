@@ -15,6 +15,7 @@ import numpy as np
 from analysis.errors import InferenceError
 from analysis.inference import (
     ALIASES,
+    overlap_df,
     placebo_df,
     time_placebo_df,
     time_placebo_windows,
@@ -129,14 +130,16 @@ def placebo_effects(
 METHODS = ("bootstrap", "placebo", "time_placebo", "two_way", "none")
 
 
-def resolve_method(se: str | None, estimator: str, n_treated_units: int) -> str:
+def resolve_method(
+    se: str | None, estimator: str, n_treated_units: int, methods: tuple[str, ...] = METHODS
+) -> str:
     """The variance method to run: ``se`` (aliases resolved) or the default, bootstrap (placebo
-    with one treated unit); an unknown name raises InferenceError naming the choices."""
+    with one treated unit); a name not in ``methods`` raises InferenceError naming them."""
     if se is None:
         return "placebo" if n_treated_units == 1 else "bootstrap"
     method = ALIASES.get(se.lower(), se.lower())
-    if method not in METHODS:
-        choices = ", ".join(f"'{m}'" for m in (*METHODS, *ALIASES))
+    if method not in methods:
+        choices = ", ".join(f"'{m}'" for m in (*methods, *ALIASES))
         raise InferenceError(f"{estimator} supports se={choices}; not {se!r}.")
     return method
 
@@ -209,7 +212,8 @@ class PeriodPart:
 
     variance: float
     df: float
-    per_window: np.ndarray  # each window's estimate of it (may be negative)
+    per_window: np.ndarray  # each used window's estimate of it (may be negative)
+    starts: np.ndarray  # the used windows' first periods
 
 
 def period_component(
@@ -218,14 +222,17 @@ def period_component(
     """Variance of the error component common to the treated units, from pre-period windows.
 
     An imputation estimator's error splits into a part the treated units share given the
-    periods (the factor values of the post-period the fit does not absorb, the control noise
-    every treated unit is imputed from) and the units' own parts. A unit bootstrap holds the
-    periods, so it cannot see the shared part. Here the treated units take placebo blocks on
-    the windows of ``time_placebo_effects``; in window k their per-unit placebo effects e_ik
-    (cell-weighted w_i) have mean e_k = shared part + the units' own parts, whose variance
-    s_k^2 sum w_i^2 is estimated from the spread of e_ik across units. The shared part's
-    variance is estimated by the mean over windows of e_k^2 - s_k^2 sum w_i^2 (floored at 0),
-    with the windows' overlap df (``inference.time_placebo_df``). Needs 2 treated units.
+    data of the periods and of the controls (the factor values of the post-period the fit
+    does not absorb, the control noise every treated unit is imputed from) and the treated
+    units' own parts. A unit bootstrap of the treated stratum, controls held, measures only the
+    own parts; nothing that holds the periods sees the period-driven share. Here the treated
+    units take placebo blocks on the windows of ``time_placebo_effects``; in window k their
+    per-unit placebo effects e_ik (cell-weighted w_i) have mean e_k = shared part + own parts,
+    whose variance s_k^2 sum w_i^2 is estimated from the spread of e_ik across units. The
+    shared part's variance is the mean over windows of e_k^2 - s_k^2 sum w_i^2 (floored at 0),
+    with the used windows' overlap df (``inference.overlap_df``). A window uses the treated
+    units with an untreated usable cell before it (a unit with none has no level to impute
+    from) and is skipped with fewer than 2 of them; at least 2 windows must remain.
     """
     treated = W & usable
     periods = np.flatnonzero(treated.any(axis=0))
@@ -234,29 +241,36 @@ def period_component(
     t_pre = int(periods[0])
     t_post = int(periods[-1]) - t_pre + 1
     starts, L = time_placebo_windows(t_pre, t_post)
-    if L < 1 or starts.size < 2:
-        raise InferenceError(
-            "The period part needs at least two placebo windows in the pre-period, each with 2 "
-            f"earlier periods; there are only {t_pre} pre-period(s). Use se='bootstrap'."
-        )
     ever = treated.any(axis=1)
     if ever.sum() < 2:
         raise InferenceError("The period part needs at least 2 treated units.")
-    est = np.empty(starts.size)
-    for k, s0 in enumerate(starts):
+    est, used = [], []
+    for s0 in starts:
+        units = ever & (usable[:, :s0] & ~W[:, :s0]).any(axis=1)
+        if L < 1 or units.sum() < 2:
+            continue
         Up = usable[:, : s0 + L]
         Wp = np.zeros_like(Up)
-        Wp[ever, s0 : s0 + L] = True
+        Wp[units, s0 : s0 + L] = True
         Wp &= Up
-        units, eff = cell_effect(Y[:, : s0 + L], Wp, Up, np.arange(Y.shape[0]))
-        ids, inv, n = np.unique(units, return_inverse=True, return_counts=True)
+        rows, eff = cell_effect(Y[:, : s0 + L], Wp, Up, np.arange(Y.shape[0]))
+        ids, inv, n = np.unique(rows, return_inverse=True, return_counts=True)
+        if ids.size < 2:
+            continue
         e = np.bincount(inv, eff) / n
         w = n / n.sum()
         ebar = float(w @ e)
         sw2 = float(w @ w)
-        s2 = float(w @ (e - ebar) ** 2) / (1.0 - sw2) if ids.size > 1 else 0.0
-        est[k] = ebar**2 - s2 * sw2
-    return PeriodPart(max(0.0, float(est.mean())), time_placebo_df(t_pre, t_post), est)
+        s2 = float(w @ (e - ebar) ** 2) / (1.0 - sw2)
+        est.append(ebar**2 - s2 * sw2)
+        used.append(int(s0))
+    if len(used) < 2:
+        raise InferenceError(
+            "The period part needs two placebo windows in the pre-period, each with 2 treated "
+            f"units observed before it; {len(used)} of {starts.size} qualify. Use se='bootstrap'."
+        )
+    u = np.asarray(used)
+    return PeriodPart(max(0.0, float(np.mean(est))), overlap_df(u, L), np.asarray(est), u)
 
 
 def resampled_se(
@@ -273,9 +287,10 @@ def resampled_se(
 ) -> tuple[float, float | None, dict[str, float]]:
     """(se, df, details) for ``method`` in bootstrap / placebo / time_placebo / two_way / none.
 
-    ``two_way``: the stratified unit bootstrap's variance plus ``period_component``'s (the
-    error part the treated units share given the periods, which unit resampling holds fixed),
-    Student t with the Welch-Satterthwaite df of the three parts; needs ``cell_effect``.
+    ``two_way``: the treated stratum's bootstrap variance (the units' own parts) plus
+    ``period_component``'s (the part they share: periods and controls, which resampling the
+    treated units holds fixed), Student t with the Welch-Satterthwaite df of the two parts
+    (n_treated - 1 and the windows' overlap df); needs ``cell_effect``.
 
     Every method reports df (Student t intervals): the bootstrap Welch-Satterthwaite df, the
     placebo ``N0 - 1`` (``inference.placebo_df``, N0 the never-treated units), the time placebo
@@ -286,18 +301,22 @@ def resampled_se(
             raise InferenceError("se='two_way' is available for TROP only.")
         b = stratified_unit_bootstrap(effect, Y, W, usable, n_boot=n_boot, rng=rng)
         p = period_component(cell_effect, Y, W, usable)
-        v_boot = b.var_treated + b.var_control
-        # three independent parts: the bootstrap's two (its own df) and the period part's
-        denom = (v_boot**2 / b.df if math.isfinite(b.df) else 0.0) + p.variance**2 / p.df
-        df = (v_boot + p.variance) ** 2 / denom if denom > 0 else math.inf
+        # the treated units' own parts (the bootstrap's treated stratum) and the shared part,
+        # which already holds the control noise: the bootstrap's control part would count it
+        # twice, so it is reported but not added
+        n_t = int((W & usable).any(axis=1).sum())
+        v = b.var_treated + p.variance
+        denom = b.var_treated**2 / (n_t - 1) + p.variance**2 / p.df
+        df = v**2 / denom if denom > 0 else math.inf
         return (
-            float(np.sqrt(v_boot + p.variance)),
+            float(np.sqrt(v)),
             float(df),
             {
                 "n_draws": int(b.draws.size),
                 "var_treated": b.var_treated,
                 "var_control": b.var_control,
                 "var_period": p.variance,
+                "period_windows": int(p.starts.size),
             },
         )
     if method == "bootstrap":

@@ -47,7 +47,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from analysis.errors import PanelError
-from analysis.estimators._resampling import EffectFn, resampled_se, resolve_method
+from analysis.estimators._resampling import METHODS, EffectFn, resampled_se, resolve_method
 from analysis.estimators.base import PanelEstimator
 from analysis.panel import Panel
 from analysis.results import EstimateResult
@@ -381,7 +381,9 @@ class MCNNMEstimator(PanelEstimator):
 
     def _fit_single_threaded(self, panel: Panel) -> EstimateResult:
         n_treated_units = int((panel.W & panel.usable).any(axis=1).sum())
-        method = resolve_method(self.se, "MC-NNM", n_treated_units)
+        method = resolve_method(
+            self.se, "MC-NNM", n_treated_units, tuple(m for m in METHODS if m != "two_way")
+        )
         rng = np.random.default_rng(self.seed)
         Y, W, usable = panel.Y, panel.W, panel.usable
         obs = usable & ~W

@@ -164,7 +164,8 @@ def trop_predict(
             with np.errstate(invalid="ignore", divide="ignore"):
                 dist = np.sqrt(np.maximum(Sk, 0.0) / nk)
             dist[np.arange(K), ti[sel]] = 0.0
-            uw = np.where(nk > 0, np.exp(-rates.unit * np.nan_to_num(dist, nan=np.inf)), 0.0)
+            dist = np.nan_to_num(dist, nan=np.inf, posinf=np.inf)  # no common period: no weight
+            uw = np.where(nk > 0, np.exp(-rates.unit * dist), 0.0)
             uw[np.arange(K), ti[sel]] = 1.0
             Wt *= uw[:, :, None]
         if use_time:
@@ -190,7 +191,7 @@ def trop_predict(
 
 
 class TROPEstimator(PanelEstimator):
-    """TROP (Athey, Imbens, Qu & Viviano 2025) with leave-one-out tuning.
+    """TROP (Athey, Imbens, Qu & Viviano 2025) with placebo-path tuning.
 
     Parameters
     ----------
@@ -362,7 +363,9 @@ class TROPEstimator(PanelEstimator):
             return None
         pseudo = rng.permutation(co)[: self.n_tune]
         paths = W[rng.choice(tr, size=pseudo.size)] & obs[pseudo]
-        keep = paths.any(axis=1)
+        # a unit needs a cell on the path and an observed cell off it (its level to learn from;
+        # e.g. a product added late has none before the path), as real treated units do
+        keep = paths.any(axis=1) & (obs[pseudo] & ~paths).any(axis=1)
         pseudo, paths = pseudo[keep], paths[keep]
         if pseudo.size == 0:
             return None

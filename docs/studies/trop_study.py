@@ -66,7 +66,12 @@ WIDE = {
 
 
 def coverage(
-    seeds: range, out: Path, n_boot: int, wide: bool = False, tuning: str = "placebo"
+    seeds: range,
+    out: Path,
+    n_boot: int,
+    wide: bool = False,
+    tuning: str = "placebo",
+    se: str | None = None,
 ) -> None:
     done = set()
     if out.exists():
@@ -77,7 +82,7 @@ def coverage(
                 continue
             p = factor_block(s)
             t0 = time.perf_counter()
-            kw = {"tuning": tuning, **(WIDE if wide else {})}
+            kw = {"tuning": tuning, "se": se, **(WIDE if wide else {})}
             r = TROPEstimator(seed=s, n_boot=n_boot, **kw).fit(p).result_
             secs = time.perf_counter() - t0
             twfe = TROPEstimator(0.0, 0.0, float("inf"), se="none").fit(p).result_.effect
@@ -270,6 +275,7 @@ def main() -> None:
     c.add_argument(
         "--tuning", default="placebo", help="placebo (default since 2026-11-23) or loo (before)"
     )
+    c.add_argument("--se", default=None, help="variance method (default: the estimator's)")
     s = sub.add_parser("summary")
     s.add_argument("path", type=Path)
     d = sub.add_parser("decompose")
@@ -285,7 +291,7 @@ def main() -> None:
     f.add_argument("--seeds", default="0:5")
     args = ap.parse_args()
     if args.cmd == "coverage":
-        coverage(_seeds(args.seeds), args.out, args.n_boot, args.wide, args.tuning)
+        coverage(_seeds(args.seeds), args.out, args.n_boot, args.wide, args.tuning, args.se)
     elif args.cmd == "summary":
         summary(args.path)
     elif args.cmd == "time-placebo":

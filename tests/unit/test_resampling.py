@@ -115,3 +115,32 @@ def test_period_component_estimates_the_shared_part_without_the_units_own_noise(
         W1 = np.zeros((N, T), bool)
         W1[0, t0:] = True
         period_component(cell_effect, rng.normal(size=(N, T)), W1, usable)
+
+
+def test_period_component_leaves_out_units_unobserved_before_a_window() -> None:
+    # a treated unit in blackout early in the pre-period has no level before the first windows:
+    # those windows use the other treated units only, instead of taking its level for an error
+    from analysis.estimators._resampling import period_component
+
+    seen: list[set[int]] = []
+
+    def cell_effect(Yb, Wb, Ub, rows):  # type: ignore[no-untyped-def]
+        i, t = np.nonzero(Ub & Wb)
+        seen.append(set(i.tolist()))
+        return i, Yb[i, t]
+
+    N, T, n_tr, t0 = 12, 16, 3, 10
+    W = np.zeros((N, T), bool)
+    W[:n_tr, t0:] = True
+    usable = np.ones_like(W)
+    usable[0, :4] = False
+    Y = np.random.default_rng(1).normal(size=(N, T))
+    part = period_component(cell_effect, Y, W, usable)
+    assert part.starts.tolist() == [2, 3, 4, 5]  # L = 5: windows start at 2..5
+    assert seen == [{1, 2}, {1, 2}, {1, 2}, {0, 1, 2}]  # unit 0 is first seen in period 4
+    usable[1, :3] = False  # now only unit 2 is observed before the windows at 2 and 3
+    part = period_component(cell_effect, Y, W, usable)
+    assert part.starts.tolist() == [4, 5]
+    usable[2, :5] = False  # then one window has two: refused, not a silent zero
+    with pytest.raises(InferenceError, match="1 of 4 qualify"):
+        period_component(cell_effect, Y, W, usable)

@@ -10,6 +10,7 @@ import pytest
 from analysis.errors import InferenceError
 from analysis.estimators.registry import make
 from analysis.estimators.trop import TROPEstimator
+from analysis.inference import time_placebo_df
 from analysis.panel import Panel
 
 
@@ -220,13 +221,35 @@ def test_two_way_variance_adds_the_period_part_to_the_bootstrap() -> None:
     from analysis.estimators.mcnnm import MCNNMEstimator
 
     p = make_panel(7, block_W(20, 16, 4, 10))
+    # the treated units share a period shock the controls do not have: a shared error part
+    shock = np.zeros((20, 16))
+    shock[:4] = 1.5 * np.random.default_rng(2).normal(size=16)
+    p = Panel(Y=p.Y + shock, W=p.W, units=p.units, times=p.times, blackout=p.blackout)
     fixed = (0.1, 0.5, 0.05)
     two = TROPEstimator(*fixed, se="two_way", seed=3, n_boot=20).fit(p).result_
     boot = TROPEstimator(*fixed, se="bootstrap", seed=3, n_boot=20).fit(p).result_
     d = two.details
-    # same seed, same bootstrap draws: the two-way SE is the bootstrap's plus the period part
+    # same seed, same bootstrap draws; the two-way variance is the treated units' own part
+    # (the treated stratum) plus the shared period part - the control part is not added, the
+    # shared part holds the control noise already
     assert d["var_treated"] + d["var_control"] == pytest.approx(boot.se**2)
-    assert two.se**2 == pytest.approx(boot.se**2 + d["var_period"])
-    assert d["var_period"] >= 0.0 and math.isfinite(two.df) and two.df > 1.0
-    with pytest.raises(InferenceError, match="TROP only"):
+    v_t, v_p = d["var_treated"], d["var_period"]
+    assert v_p > 0.0 and two.se**2 == pytest.approx(v_t + v_p)
+    df_p = time_placebo_df(10, 6)  # all 5 windows of 5 periods usable here
+    assert two.df == pytest.approx((v_t + v_p) ** 2 / (v_t**2 / 3 + v_p**2 / df_p))
+    with pytest.raises(InferenceError, match="MC-NNM supports"):
         MCNNMEstimator(se="two_way").fit(p)
+
+
+def test_placebo_tuning_skips_a_control_with_nothing_observed_off_the_path() -> None:
+    # a product added late (blackout over the whole pre-period) has no level to learn before
+    # the path: it must not be a placebo unit (its "error" would be its whole level)
+    p = make_panel(8, block_W(12, 12, 3, 8))
+    B = np.zeros((12, 12), bool)
+    B[4, :8] = True
+    p = Panel(Y=p.Y + 5.0, W=p.W, units=p.units, times=p.times, blackout=B)
+    est = TROPEstimator(se="none", n_tune=50)
+    obs = p.usable & ~p.W
+    li, _, hide, _ = est._placebo_targets(obs, p.W & p.usable, np.random.default_rng(0))
+    assert 4 not in set(li.tolist()) and set(li.tolist()) == set(range(3, 12)) - {4}
+    assert hide.any(axis=1).all()
