@@ -40,9 +40,11 @@ class TriggerObserver(Protocol):
     """Where a batch's time goes (streams.metrics.Metrics implements it).
 
     Stages, in seconds: ``turn_wait`` (handed over -> its turn taken: batches before it, the
-    timer, a routes reload), ``apply`` (tracker, plan and assignments, CPU in the turn), ``save`` (the
-    versioned Redis save), ``publish`` (fires published, acknowledged by the brokers),
-    ``timer_turn`` (the timer's whole turn, which batches wait for)."""
+    timer, a routes reload; measured once per experiment the batch touches, from the hand-over),
+    ``apply`` (tracker, plan and assignments, CPU in the turn), ``save`` (the versioned Redis
+    save), ``publish`` (fires published, acknowledged by the brokers), ``timer_turn`` (the
+    timer's whole turn, which batches wait for). The same metric's ``commit`` stage (the offset
+    commit after a batch) is reported by the consumer, not through this protocol."""
 
     def trigger_stage(self, stage: str, seconds: float) -> None: ...
 
