@@ -146,6 +146,8 @@ def trop_tuned(rng: np.random.Generator) -> None:
     """TROP's tuning cost as the panel grows: placebo paths (the default) against single-cell
     leave-one-out (``tuning="loo"``, the earlier rule), the same panels."""
     print("--- TROP with tuning (coordinate grid) and no SE, block 10% treated x 5 post")
+    warm = factor_panel(np.random.default_rng(1), block_W(20, 10, 2, 5))
+    TROPEstimator(seed=0, se="none").fit(warm)  # first-call costs out of the first timing
     for n, t in ((50, 20), (100, 30), (200, 50), (400, 50)):
         p = factor_panel(rng, block_W(n, t, n // 10, t - 5))
         for rule in ("placebo", "loo"):
