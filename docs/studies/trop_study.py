@@ -115,58 +115,6 @@ def time_placebo(tuned: Path, out: Path) -> None:
             f.flush()
 
 
-def two_way(tuned: Path, out: Path) -> None:
-    """For every seed of a ``coverage`` TSV: ``period_component`` at the seed's tuned lambdas,
-    added to that row's bootstrap variance (its df carried), as ``se="two_way"`` combines them
-    (the same fits; the bootstrap is not redrawn). Rows: seed, effect, se, df, ci_low, ci_high,
-    three lambdas, period variance, seconds."""
-    from analysis.estimators._resampling import period_component
-    from analysis.estimators.trop import _pair_stats, _Rates, fit_fe_lowrank, trop_predict
-
-    done = set()
-    if out.exists():
-        done = {int(line.split("\t")[0]) for line in out.read_text().splitlines() if line}
-    rows = [line.split("\t") for line in tuned.read_text().splitlines() if line[:1].isdigit()]
-    with out.open("a") as f:
-        for row in sorted(rows, key=lambda r: int(r[0])):
-            s = int(row[0])
-            if s in done:
-                continue
-            t0 = time.perf_counter()
-            p = factor_block(s)
-            lt, lu, nn = (float(row[6]), float(row[7]), float(row[8]))
-            obs = p.usable & ~p.W
-            # the rates as TROPEstimator._fit_single_threaded derives them from the full panel
-            S, n = _pair_stats(p.Y, obs, np.arange(p.n_units))
-            with np.errstate(invalid="ignore", divide="ignore"):
-                d = np.sqrt(S / n)
-            off = ~np.eye(p.n_units, dtype=bool) & (n > 0)
-            med = float(np.median(d[off]))
-            a, b, _, _ = fit_fe_lowrank(p.Y, obs.astype(float), None)
-            resid = np.where(obs, p.Y - a[0][:, None] - b[0][None, :], 0.0)
-            ref = float(2.0 * np.linalg.norm(resid, 2))
-            rates = _Rates(
-                lt, lu / med if med > 0 else 0.0, None if not np.isfinite(nn) else nn * ref
-            )
-
-            def cell_effect(Yb, Wb, Ub, rows_, rates=rates):  # type: ignore[no-untyped-def]
-                i, t = np.nonzero(Ub & Wb)
-                pred = trop_predict(Yb, Ub & ~Wb, i, t, rates, leave_out=False, tol=1e-4)
-                return i, Yb[i, t] - pred
-
-            part = period_component(cell_effect, p.Y, p.W, p.usable)
-            eff, se_b, df_b = float(row[1]), float(row[2]), float(row[3])
-            v_b = se_b**2
-            denom = v_b**2 / df_b + part.variance**2 / part.df
-            df = (v_b + part.variance) ** 2 / denom
-            se = float(np.sqrt(v_b + part.variance))
-            q = stats.t.ppf(0.975, df)
-            vals = (s, eff, se, df, eff - q * se, eff + q * se, lt, lu, nn, part.variance,
-                    time.perf_counter() - t0)  # fmt: skip
-            f.write("\t".join(str(v) for v in vals) + "\n")
-            f.flush()
-
-
 def summary(path: Path) -> None:
     lines = [line for line in path.read_text().splitlines() if line[:1].isdigit()]  # no header
     rows = np.array([[float(v) for v in line.split("\t")] for line in lines])
@@ -284,9 +232,6 @@ def main() -> None:
     tp = sub.add_parser("time-placebo")
     tp.add_argument("--tuned", type=Path, required=True)
     tp.add_argument("--out", type=Path, required=True)
-    tw = sub.add_parser("two-way")
-    tw.add_argument("--tuned", type=Path, required=True)
-    tw.add_argument("--out", type=Path, required=True)
     f = sub.add_parser("refit")
     f.add_argument("--seeds", default="0:5")
     args = ap.parse_args()
@@ -296,8 +241,6 @@ def main() -> None:
         summary(args.path)
     elif args.cmd == "time-placebo":
         time_placebo(args.tuned, args.out)
-    elif args.cmd == "two-way":
-        two_way(args.tuned, args.out)
     elif args.cmd == "refit":
         refit(_seeds(args.seeds))
     else:
