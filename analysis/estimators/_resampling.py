@@ -189,15 +189,26 @@ def time_placebo_effects(
             "se='bootstrap' instead."
         )
     ever = treated.any(axis=1)
-    draws = np.empty(starts.size)
-    for k, s in enumerate(starts):
+    draws, used = [], []
+    for s in starts:
+        # a treated unit with no untreated usable cell before the window has no level to
+        # impute from: it sits the window out (a window without placebo cells is skipped)
+        units = ever & (usable[:, :s] & ~W[:, :s]).any(axis=1)
         Up = usable[:, : s + L]
         Wp = np.zeros_like(Up)
-        Wp[ever, s : s + L] = True
+        Wp[units, s : s + L] = True
         Wp &= Up
-        draws[k] = effect(Y[:, : s + L], Wp, Up, np.arange(Y.shape[0]))
-    df = time_placebo_df(t_pre, t_post)
-    return TimePlacebo(draws, starts, L, float(np.sqrt(np.mean(draws**2))), df)
+        if Wp.any():
+            draws.append(effect(Y[:, : s + L], Wp, Up, np.arange(Y.shape[0])))
+            used.append(int(s))
+    if len(used) < 2:
+        raise InferenceError(
+            "Time-placebo variance needs two placebo windows with a treated unit observed before "
+            f"the window; {len(used)} of {starts.size} qualify. Use se='bootstrap' instead."
+        )
+    d, u = np.asarray(draws), np.asarray(used)
+    df = time_placebo_df(t_pre, t_post) if u.size == starts.size else overlap_df(u, L)
+    return TimePlacebo(d, u, L, float(np.sqrt(np.mean(d**2))), df)
 
 
 #: (Y, W, usable, rows) -> (unit row of each treated cell, the cell's effect)

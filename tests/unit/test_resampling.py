@@ -144,3 +144,28 @@ def test_period_component_leaves_out_units_unobserved_before_a_window() -> None:
     usable[2, :5] = False  # then one window has two: refused, not a silent zero
     with pytest.raises(InferenceError, match="1 of 4 qualify"):
         period_component(cell_effect, Y, W, usable)
+
+
+def test_time_placebo_leaves_a_unit_out_of_windows_it_was_not_seen_before() -> None:
+    from analysis.estimators._resampling import time_placebo_effects
+    from analysis.inference import overlap_df, time_placebo_df
+
+    seen: list[set[int]] = []
+
+    def effect(Yb, Wb, Ub, rows):  # type: ignore[no-untyped-def]
+        i, t = np.nonzero(Ub & Wb)
+        seen.append(set(i.tolist()))
+        return float(Yb[i, t].mean())
+
+    N, T, n_tr, t0 = 12, 16, 3, 10
+    W = np.zeros((N, T), bool)
+    W[:n_tr, t0:] = True
+    usable = np.ones_like(W)
+    Y = np.random.default_rng(2).normal(size=(N, T))
+    full = time_placebo_effects(effect, Y, W, usable)
+    assert full.starts.tolist() == [2, 3, 4, 5] and full.df == time_placebo_df(10, 6)
+    seen.clear()
+    usable[:n_tr, :3] = False  # no treated unit is seen before period 3
+    part = time_placebo_effects(effect, Y, W, usable)
+    assert part.starts.tolist() == [4, 5] and seen == [{0, 1, 2}, {0, 1, 2}]
+    assert part.df == overlap_df(np.array([4, 5]), 5) and np.isfinite(part.se)
