@@ -171,6 +171,13 @@ def histo_delta(after: Histo, before: Histo | None) -> Histo:
     return [(le, c - old.get(le, 0.0)) for le, c in after[0]], after[1] - before[1]
 
 
+def histo_add(a: Histo, b: Histo | None) -> Histo:
+    """Two series of the same histogram pooled (e.g. several runs)."""
+    if b is None:
+        return a
+    return [(le, c + oc) for (le, c), (_, oc) in zip(a[0], b[0], strict=True)], a[1] + b[1]
+
+
 def histo_count(h: Histo) -> float:
     return h[0][-1][1] if h[0] else 0.0
 

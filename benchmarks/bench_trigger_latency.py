@@ -46,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks._common import (  # noqa: E402
     Histo,
     bench_settings,
+    histo_add,
     histo_count,
     histo_delta,
     histo_quantile,
@@ -460,15 +461,7 @@ def main() -> None:
     pooled: dict[str, Histo] = {}
     for prof in profiles:
         for k, h in prof.items():
-            old = pooled.get(k)
-            pooled[k] = (
-                h
-                if old is None
-                else (
-                    [(le, c + oc) for (le, c), (_, oc) in zip(h[0], old[0], strict=True)],
-                    h[1] + old[1],
-                )
-            )
+            pooled[k] = histo_add(h, pooled.get(k))
     print_profile(pooled, "  ")
 
 

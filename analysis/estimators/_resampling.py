@@ -155,6 +155,32 @@ class TimePlacebo:
     df: float
 
 
+def _pre_period_windows(W: np.ndarray, usable: np.ndarray) -> tuple[int, int, np.ndarray, int]:
+    """(T_pre, T_post, window starts, L) of the time-placebo windows: the pre-period is the
+    periods before the first treated usable cell, T_post runs from it to the last one."""
+    periods = np.flatnonzero((W & usable).any(axis=0))
+    if periods.size == 0:
+        raise InferenceError("No treated usable cell: nothing to estimate.")
+    t_pre = int(periods[0])
+    t_post = int(periods[-1]) - t_pre + 1
+    starts, L = time_placebo_windows(t_pre, t_post)
+    return t_pre, t_post, starts, L
+
+
+def _window_panel(
+    Y: np.ndarray, W: np.ndarray, usable: np.ndarray, s: int, L: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """The panel cut at the end of the window [s, s + L), its placebo treatment and usable
+    masks, and how many treated units take the placebo: those observed untreated before the
+    window (a unit with no earlier cell has no level to impute from)."""
+    units = (W & usable).any(axis=1) & (usable[:, :s] & ~W[:, :s]).any(axis=1)
+    Up = usable[:, : s + L]
+    Wp = np.zeros_like(Up)
+    Wp[units, s : s + L] = True
+    Wp &= Up
+    return Y[:, : s + L], Wp, Up, int(units.sum())
+
+
 def time_placebo_effects(
     effect: EffectFn, Y: np.ndarray, W: np.ndarray, usable: np.ndarray
 ) -> TimePlacebo:
@@ -175,31 +201,18 @@ def time_placebo_effects(
     windows' overlap df (``inference.time_placebo_df``); 7 windows of 6 periods carry about
     2 degrees of freedom.
     """
-    treated = W & usable
-    periods = np.flatnonzero(treated.any(axis=0))
-    if periods.size == 0:
-        raise InferenceError("No treated usable cell: nothing to estimate.")
-    t_pre = int(periods[0])
-    t_post = int(periods[-1]) - t_pre + 1
-    starts, L = time_placebo_windows(t_pre, t_post)
+    t_pre, t_post, starts, L = _pre_period_windows(W, usable)
     if L < 1 or starts.size < 2:
         raise InferenceError(
             "Time-placebo variance needs at least two placebo windows in the pre-period, each "
             f"with 2 earlier periods; there are only {t_pre} pre-period(s). Use "
             "se='bootstrap' instead."
         )
-    ever = treated.any(axis=1)
     draws, used = [], []
     for s in starts:
-        # a treated unit with no untreated usable cell before the window has no level to
-        # impute from: it sits the window out (a window without placebo cells is skipped)
-        units = ever & (usable[:, :s] & ~W[:, :s]).any(axis=1)
-        Up = usable[:, : s + L]
-        Wp = np.zeros_like(Up)
-        Wp[units, s : s + L] = True
-        Wp &= Up
-        if Wp.any():
-            draws.append(effect(Y[:, : s + L], Wp, Up, np.arange(Y.shape[0])))
+        Yp, Wp, Up, _ = _window_panel(Y, W, usable, int(s), L)
+        if Wp.any():  # a window without placebo cells is skipped
+            draws.append(effect(Yp, Wp, Up, np.arange(Y.shape[0])))
             used.append(int(s))
     if len(used) < 2:
         raise InferenceError(
@@ -245,26 +258,15 @@ def period_component(
     units with an untreated usable cell before it (a unit with none has no level to impute
     from) and is skipped with fewer than 2 of them; at least 2 windows must remain.
     """
-    treated = W & usable
-    periods = np.flatnonzero(treated.any(axis=0))
-    if periods.size == 0:
-        raise InferenceError("No treated usable cell: nothing to estimate.")
-    t_pre = int(periods[0])
-    t_post = int(periods[-1]) - t_pre + 1
-    starts, L = time_placebo_windows(t_pre, t_post)
-    ever = treated.any(axis=1)
-    if ever.sum() < 2:
+    _, _, starts, L = _pre_period_windows(W, usable)
+    if (W & usable).any(axis=1).sum() < 2:
         raise InferenceError("The period part needs at least 2 treated units.")
     est, used = [], []
     for s0 in starts:
-        units = ever & (usable[:, :s0] & ~W[:, :s0]).any(axis=1)
-        if L < 1 or units.sum() < 2:
+        Yp, Wp, Up, n_units = _window_panel(Y, W, usable, int(s0), L)
+        if L < 1 or n_units < 2:
             continue
-        Up = usable[:, : s0 + L]
-        Wp = np.zeros_like(Up)
-        Wp[units, s0 : s0 + L] = True
-        Wp &= Up
-        rows, eff = cell_effect(Y[:, : s0 + L], Wp, Up, np.arange(Y.shape[0]))
+        rows, eff = cell_effect(Yp, Wp, Up, np.arange(Y.shape[0]))
         ids, inv, n = np.unique(rows, return_inverse=True, return_counts=True)
         if ids.size < 2:
             continue

@@ -5,7 +5,7 @@ failed batch exits unacknowledged; stop() finishes what is in flight."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,7 +56,13 @@ def _records(tp: TopicPartition, start: int, n: int) -> dict[TopicPartition, lis
     return {tp: [_Record(f"{tp.partition}:{i}".encode(), i) for i in range(start, start + n)]}
 
 
-def _consumer_for(fake: _Consumer, handle: Any, exits: list[int], depth: int = 2) -> BatchConsumer:
+def _consumer_for(
+    fake: _Consumer,
+    handle: Any,
+    exits: list[int],
+    depth: int = 2,
+    on_commit: Callable[[float], None] | None = None,
+) -> BatchConsumer:
     bc = BatchConsumer(
         Settings(),
         "sales",
@@ -67,6 +73,7 @@ def _consumer_for(fake: _Consumer, handle: Any, exits: list[int], depth: int = 2
         depth=depth,
         grace=2.0,
         exit=exits.append,
+        on_commit=on_commit,
     )
     bc._consumer = fake  # type: ignore[assignment]
     bc._task = asyncio.ensure_future(bc._run())
@@ -216,8 +223,7 @@ def test_each_commit_reports_its_duration() -> None:
 
         exits: list[int] = []
         durations: list[float] = []
-        bc = _consumer_for(fake, handle, exits)
-        bc._on_commit = durations.append
+        bc = _consumer_for(fake, handle, exits, on_commit=durations.append)
         await _until(lambda: len(fake.commits) == 2)
         await bc.stop()
         assert len(durations) == 2 and all(d >= 0 for d in durations)

@@ -7,7 +7,13 @@ import math
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
-from benchmarks._common import histo_count, histo_delta, histo_quantile, scrape_histograms
+from benchmarks._common import (
+    histo_add,
+    histo_count,
+    histo_delta,
+    histo_quantile,
+    scrape_histograms,
+)
 
 
 def _registry() -> tuple[CollectorRegistry, Histogram]:
@@ -56,3 +62,16 @@ def test_nothing_observed_has_no_quantile() -> None:
     r, h = _registry()
     h.labels("save")
     assert math.isnan(histo_quantile(_scrape(r)["save"], 0.5))
+
+
+def test_pooled_runs_equal_one_histogram_of_all_observations() -> None:
+    runs = []
+    for xs in ([0.5, 3.0], [1.5, 1.5, 9.0]):
+        r, h = _registry()
+        for x in xs:
+            h.labels("save").observe(x)
+        runs.append(_scrape(r)["save"])
+    r, h = _registry()
+    for x in (0.5, 3.0, 1.5, 1.5, 9.0):
+        h.labels("save").observe(x)
+    assert histo_add(runs[1], histo_add(runs[0], None)) == _scrape(r)["save"]
