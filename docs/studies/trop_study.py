@@ -43,13 +43,25 @@ import numpy as np
 from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from advanced_study import factor_block  # noqa: E402
 
 from analysis.estimators.trop import TROPEstimator  # noqa: E402
 from analysis.panel import Panel  # noqa: E402
+from tests.unit._panel_dgp import factor_panel  # noqa: E402
 
 TAU = 1.0
+
+#: ``coverage --dgp``: the panel of each seed. ``factor_block`` (the default) is this study's
+#: DGP; ``core_random`` / ``core_confounded`` are docs/studies/panel_core_study.py's scenarios
+#: (30 x 20, 3 treated from period 15, random-walk factors, N(0, 1) noise), on which the core
+#: estimators (did, sc, difp, sdid) were judged.
+DGPS = {
+    "factor_block": factor_block,
+    "core_random": lambda s: factor_panel(s, n_pre=15),
+    "core_confounded": lambda s: factor_panel(s, n_pre=15, confounded=True),
+}
 
 
 def _seeds(text: str) -> range:
@@ -72,7 +84,9 @@ def coverage(
     wide: bool = False,
     tuning: str = "placebo",
     se: str | None = None,
+    dgp: str = "factor_block",
 ) -> None:
+    make = DGPS[dgp]
     done = set()
     if out.exists():
         done = {int(line.split("\t")[0]) for line in out.read_text().splitlines() if line}
@@ -80,7 +94,7 @@ def coverage(
         for s in seeds:
             if s in done:
                 continue
-            p = factor_block(s)
+            p = make(s)
             t0 = time.perf_counter()
             kw = {"tuning": tuning, "se": se, **(WIDE if wide else {})}
             r = TROPEstimator(seed=s, n_boot=n_boot, **kw).fit(p).result_
@@ -224,6 +238,7 @@ def main() -> None:
         "--tuning", default="placebo", help="placebo (default since 2026-11-23) or loo (before)"
     )
     c.add_argument("--se", default=None, help="variance method (default: the estimator's)")
+    c.add_argument("--dgp", default="factor_block", choices=sorted(DGPS))
     s = sub.add_parser("summary")
     s.add_argument("path", type=Path)
     d = sub.add_parser("decompose")
@@ -236,7 +251,9 @@ def main() -> None:
     f.add_argument("--seeds", default="0:5")
     args = ap.parse_args()
     if args.cmd == "coverage":
-        coverage(_seeds(args.seeds), args.out, args.n_boot, args.wide, args.tuning, args.se)
+        coverage(
+            _seeds(args.seeds), args.out, args.n_boot, args.wide, args.tuning, args.se, args.dgp
+        )
     elif args.cmd == "summary":
         summary(args.path)
     elif args.cmd == "time-placebo":
