@@ -24,6 +24,8 @@ see), their sd the conditional noise; the seed's bootstrap SE is printed beside 
 ``time-placebo``: for every seed of a ``coverage`` TSV, the same fit at that seed's tuned
 lambdas with ``se="time_placebo"`` (Almeida et al.'s Time-Placebo; 7 windows of 6 periods in
 the 14-period pre-period here); rows: seed, effect, se, df, ci_low, ci_high, seconds.
+``--se`` names another variance method for the same fits (e.g. ``placebo``: unit placebo,
+Student t(N0 - 1)) and ``--dgp`` the panels, which must be those of the coverage TSV.
 ``summary`` reads either file.
 
 ``refit``: why TROP has no post-selection rank refit. For each seed, TROP's weights of every
@@ -110,7 +112,10 @@ def coverage(
             f.flush()
 
 
-def time_placebo(tuned: Path, out: Path) -> None:
+def time_placebo(
+    tuned: Path, out: Path, se: str = "time_placebo", dgp: str = "factor_block"
+) -> None:
+    make = DGPS[dgp]
     done = set()
     if out.exists():
         done = {int(line.split("\t")[0]) for line in out.read_text().splitlines() if line}
@@ -122,7 +127,7 @@ def time_placebo(tuned: Path, out: Path) -> None:
                 continue
             lams = (float(row[6]), float(row[7]), float(row[8]))
             t0 = time.perf_counter()
-            r = TROPEstimator(*lams, se="time_placebo").fit(factor_block(s)).result_
+            r = TROPEstimator(*lams, se=se, seed=s).fit(make(s)).result_
             lo, hi = r.conf_int()
             vals = (s, r.effect, r.se, r.df, lo, hi, *lams, float("nan"), time.perf_counter() - t0)
             f.write("\t".join(str(v) for v in vals) + "\n")
@@ -247,6 +252,8 @@ def main() -> None:
     tp = sub.add_parser("time-placebo")
     tp.add_argument("--tuned", type=Path, required=True)
     tp.add_argument("--out", type=Path, required=True)
+    tp.add_argument("--se", default="time_placebo", help="variance method at the tuned lambdas")
+    tp.add_argument("--dgp", default="factor_block", choices=sorted(DGPS))
     f = sub.add_parser("refit")
     f.add_argument("--seeds", default="0:5")
     args = ap.parse_args()
@@ -257,7 +264,7 @@ def main() -> None:
     elif args.cmd == "summary":
         summary(args.path)
     elif args.cmd == "time-placebo":
-        time_placebo(args.tuned, args.out)
+        time_placebo(args.tuned, args.out, args.se, args.dgp)
     elif args.cmd == "refit":
         refit(_seeds(args.seeds))
     else:
