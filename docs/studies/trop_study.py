@@ -87,6 +87,8 @@ def coverage(
     tuning: str = "placebo",
     se: str | None = None,
     dgp: str = "factor_block",
+    search: str = "coordinate",
+    relax: bool = False,
 ) -> None:
     make = DGPS[dgp]
     done = set()
@@ -98,7 +100,10 @@ def coverage(
                 continue
             p = make(s)
             t0 = time.perf_counter()
-            kw = {"tuning": tuning, "se": se, **(WIDE if wide else {})}
+            kw = {
+                "tuning": tuning, "se": se, "search": search, "relax": relax,
+                **(WIDE if wide else {}),
+            }  # fmt: skip
             r = TROPEstimator(seed=s, n_boot=n_boot, **kw).fit(p).result_
             secs = time.perf_counter() - t0
             twfe = TROPEstimator(0.0, 0.0, float("inf"), se="none").fit(p).result_.effect
@@ -244,6 +249,8 @@ def main() -> None:
     )
     c.add_argument("--se", default=None, help="variance method (default: the estimator's)")
     c.add_argument("--dgp", default="factor_block", choices=sorted(DGPS))
+    c.add_argument("--search", default="coordinate", choices=("coordinate", "grid"))
+    c.add_argument("--relax", action="store_true", help="relaxed refit of the low-rank term")
     s = sub.add_parser("summary")
     s.add_argument("path", type=Path)
     d = sub.add_parser("decompose")
@@ -259,8 +266,9 @@ def main() -> None:
     args = ap.parse_args()
     if args.cmd == "coverage":
         coverage(
-            _seeds(args.seeds), args.out, args.n_boot, args.wide, args.tuning, args.se, args.dgp
-        )
+            _seeds(args.seeds), args.out, args.n_boot, args.wide, args.tuning, args.se,
+            args.dgp, args.search, args.relax,
+        )  # fmt: skip
     elif args.cmd == "summary":
         summary(args.path)
     elif args.cmd == "time-placebo":
