@@ -70,7 +70,7 @@ class _Rates:
     time: float
     unit: float  # on the outcome scale (already divided by the median distance)
     nn: float | None  # absolute penalty, None = no low-rank term
-    relax: bool = False  # refit the low-rank term's singular values (``relaxed_refit``)
+    relax: bool = False  # refit the loadings without the penalty (``relaxed_refit``)
 
 
 def relaxed_refit(
@@ -83,40 +83,41 @@ def relaxed_refit(
     max_iter: int = 300,
     tol: float = 1e-6,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Undo the nuclear norm's shrinkage inside the subspace it chose, batched over problems.
+    """Undo the nuclear norm's shrinkage, keeping the period factors it chose; batched.
 
-    For each fit k: L[k] = U diag(s) V' (its numerical rank r; above 2, cut to the
-    eigenvalue-ratio rank of s, as MC-NNM's refit); then the weighted least squares of
-    ``Y - a - b - U S V'`` over a, b and a full r x r matrix S, by alternating exact S and
-    fixed-effect steps from the convex solution (S = diag(s)). The subspaces U and V stay the
-    convex fit's, so the refit has r^2 free parameters, not a rank-r matrix's: this is the
-    relaxed lasso (Meinshausen 2007) for the nuclear norm. A free rank-r refit under TROP's
-    local weights is ill-posed (docs/analysis-advanced.md); this one is a small regression.
-    Returns (a, b, L) with L[k] = U S V'.
+    For each fit k: L[k] = U diag(s) V' with numerical rank r (above 2, cut to the
+    eigenvalue-ratio rank of s, as MC-NNM's refit does); then the weighted least squares of
+    ``Y - a - b - G V'`` over a, b and the loadings G (N x r), by alternating exact loading and
+    fixed-effect steps from the convex solution (G = U diag(s)). The period factors V stay the
+    convex fit's, so each unit's r loadings are a small weighted regression on its own untreated
+    cells: a treated unit's come from its pre-period, free of the shrinkage the nuclear norm
+    applies to every component (and which compounds in the cells it imputes). This is the
+    relaxed lasso (Meinshausen 2007) carried over to the nuclear norm. A free rank-r refit
+    (factors too) under TROP's local weights is ill-posed (docs/analysis-advanced.md).
+    Returns (a, b, L) with L[k] = G V'.
     """
     K, N, T = L.shape
     Yb = np.broadcast_to(np.nan_to_num(np.asarray(Y, dtype=float)), (K, N, T))
     w = np.broadcast_to(np.asarray(weight, dtype=float), (K, N, T))
     a, b, L = a.copy(), b.copy(), L.copy()
     for k in range(K):
-        U, s, Vt = np.linalg.svd(L[k], full_matrices=False)
+        _, s, Vt = np.linalg.svd(L[k], full_matrices=False)
         r = int((s > 1e-8 * max(float(s[0]), 1e-300)).sum())
         if r >= 3:
             r = max(eigenvalue_ratio_rank(s[:r], r), 1)
         if r == 0:
             continue
-        U, V, S = U[:, :r], Vt[:r].T, np.diag(s[:r])
+        V = Vt[:r].T
         wk = w[k]
         row_w, col_w = np.maximum(wk.sum(axis=1), 1e-12), np.maximum(wk.sum(axis=0), 1e-12)
-        # Gram matrix of the r^2 regressors U_ip V_tq, fixed across the alternation
-        A = np.einsum("it,ip,iP->tpP", wk, U, U)
-        G = np.einsum("tpP,tq,tQ->pqPQ", A, V, V).reshape(r * r, r * r)
+        # each unit's weighted Gram matrix of the factors (a tiny ridge for a unit without
+        # weight, whose loadings then stay 0)
+        gram = np.einsum("it,tp,tq->ipq", wk, V, V) + 1e-10 * np.eye(r)[None]
         ak, bk, Lk = a[k], b[k], L[k]
         for _ in range(max_iter):
             E = Yb[k] - ak[:, None] - bk[None, :]
-            h = (U.T @ (wk * E) @ V).reshape(r * r)
-            S = np.linalg.lstsq(G, h, rcond=None)[0].reshape(r, r)
-            L_new = U @ S @ V.T
+            load = np.linalg.solve(gram, ((wk * E) @ V)[..., None])[..., 0]
+            L_new = load @ V.T
             R = Yb[k] - L_new
             ak = ((R - bk[None, :]) * wk).sum(axis=1) / row_w
             bk = ((R - ak[:, None]) * wk).sum(axis=0) / col_w
@@ -267,8 +268,8 @@ class TROPEstimator(PanelEstimator):
         "grid": every combination (64 points on the default grids against at most 24). On
         the factor DGP the coordinate search stops at a worse point (RMSE 0.285 against 0.227
         on 40 development seeds; docs/analysis-advanced.md).
-    relax : refit the low-rank term's singular values without the penalty, in the subspace
-        the convex fit chose (``relaxed_refit``); off by default (the paper's estimator).
+    relax : refit every unit's loadings on the convex fit's period factors without the
+        penalty (``relaxed_refit``); off by default (the paper's estimator).
     n_tune : pseudo-treated control units for placebo tuning.
     n_loo : pseudo-treated control cells for leave-one-out tuning.
     n_cycles : passes of the coordinate-wise grid search.
