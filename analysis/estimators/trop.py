@@ -99,33 +99,39 @@ def relaxed_refit(
     K, N, T = L.shape
     Yb = np.broadcast_to(np.nan_to_num(np.asarray(Y, dtype=float)), (K, N, T))
     w = np.broadcast_to(np.asarray(weight, dtype=float), (K, N, T))
+    _, s, Vt = np.linalg.svd(L, full_matrices=False)
+    ranks = (s > 1e-8 * np.maximum(s[:, :1], 1e-300)).sum(axis=1)
+    ranks = np.array(
+        [max(eigenvalue_ratio_rank(s[k, :r], r), 1) if r >= 3 else r for k, r in enumerate(ranks)]
+    )
+    r_max = int(ranks.max())
+    if r_max == 0:
+        return a, b, L
+    # factors padded to r_max with zero columns (their loadings stay 0 through the ridge)
+    V = np.swapaxes(Vt[:, :r_max], 1, 2) * (np.arange(r_max)[None, :] < ranks[:, None])[:, None]
+    row_w = np.maximum(w.sum(axis=2), 1e-12)
+    col_w = np.maximum(w.sum(axis=1), 1e-12)
+    # each unit's weighted Gram matrix of the factors; the ridge keeps a unit without weight
+    # (and the padding) at loadings 0
+    gram = np.einsum("kit,ktp,ktq->kipq", w, V, V) + 1e-10 * np.eye(r_max)
     a, b, L = a.copy(), b.copy(), L.copy()
-    for k in range(K):
-        _, s, Vt = np.linalg.svd(L[k], full_matrices=False)
-        r = int((s > 1e-8 * max(float(s[0]), 1e-300)).sum())
-        if r >= 3:
-            r = max(eigenvalue_ratio_rank(s[:r], r), 1)
-        if r == 0:
-            continue
-        V = Vt[:r].T
-        wk = w[k]
-        row_w, col_w = np.maximum(wk.sum(axis=1), 1e-12), np.maximum(wk.sum(axis=0), 1e-12)
-        # each unit's weighted Gram matrix of the factors (a tiny ridge for a unit without
-        # weight, whose loadings then stay 0)
-        gram = np.einsum("it,tp,tq->ipq", wk, V, V) + 1e-10 * np.eye(r)[None]
-        ak, bk, Lk = a[k], b[k], L[k]
-        for _ in range(max_iter):
-            E = Yb[k] - ak[:, None] - bk[None, :]
-            load = np.linalg.solve(gram, ((wk * E) @ V)[..., None])[..., 0]
-            L_new = load @ V.T
-            R = Yb[k] - L_new
-            ak = ((R - bk[None, :]) * wk).sum(axis=1) / row_w
-            bk = ((R - ak[:, None]) * wk).sum(axis=0) / col_w
-            moved = np.linalg.norm(L_new - Lk) / (np.linalg.norm(L_new) + 1e-8)
-            Lk = L_new
-            if moved < tol:
-                break
-        a[k], b[k], L[k] = ak, bk, Lk
+    active = ranks > 0  # problems still moving; a settled one is left as it is, so the
+    for _ in range(max_iter):  # result does not depend on which problems share the batch
+        k = np.flatnonzero(active)
+        if k.size == 0:
+            break
+        wk, Vk = w[k], V[k]
+        E = Yb[k] - a[k][:, :, None] - b[k][:, None, :]
+        load = np.linalg.solve(gram[k], ((wk * E) @ Vk)[..., None])[..., 0]
+        L_new = load @ np.swapaxes(Vk, 1, 2)
+        R = Yb[k] - L_new
+        ak = ((R - b[k][:, None, :]) * wk).sum(axis=2) / row_w[k]
+        bk = ((R - ak[:, :, None]) * wk).sum(axis=1) / col_w[k]
+        moved = np.linalg.norm(L_new - L[k], axis=(1, 2)) / (
+            np.linalg.norm(L_new, axis=(1, 2)) + 1e-8
+        )
+        a[k], b[k], L[k] = ak, bk, L_new
+        active[k[moved < tol]] = False
     return a, b, L
 
 
