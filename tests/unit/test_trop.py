@@ -308,6 +308,12 @@ def test_relaxed_refit_lowers_the_weighted_loss_and_keeps_the_subspace() -> None
         r = int((s > 1e-8 * s[0]).sum())
         assert rL[k] @ Vt[:r].T @ Vt[:r] == pytest.approx(rL[k], abs=1e-8)
         assert not np.allclose(rL[k], L[k])
+    # with the factors fixed the refit is a linear least-squares problem: the default stopping
+    # rule is at its minimum (unlike a free rank-r refit, which keeps moving)
+    fa, fb, fL = trop_mod.relaxed_refit(p.Y, w, a, b, L, max_iter=20_000, tol=1e-13)
+    assert ra[:, :, None] + rb[:, None, :] + rL == pytest.approx(
+        fa[:, :, None] + fb[:, None, :] + fL, abs=1e-4
+    )
 
 
 def test_grid_search_finds_the_grids_minimum_and_relax_needs_a_low_rank_term() -> None:
