@@ -35,10 +35,12 @@ Choices (the paper leaves some open; written down here and in docs/analysis-adva
 - Inference: bootstrap over units, treated and never-treated units drawn separately, tuning
   parameters held at their selected values; each replicate's convex fits start from the full
   sample's solutions (rows reindexed), which saves 20-30% of the solver's iterations.
-- No post-selection rank refit (MC-NNM has one). Refitting each cell's *weighted* model at a
-  fixed rank without the penalty is ill-posed under TROP's tuned local weights: the closer the
-  solver gets to the weighted rank-r least-squares minimum, the worse the imputed treated
-  cells (docs/analysis-advanced.md), so an option that did this was removed.
+- No free rank refit (MC-NNM has one). Refitting each cell's *weighted* model at a fixed rank
+  without the penalty is ill-posed under TROP's tuned local weights: the closer the solver
+  gets to the weighted rank-r least-squares minimum, the worse the imputed treated cells
+  (docs/analysis-advanced.md), so an option that did this was removed. ``relax=True`` refits
+  less: the loadings on the convex fit's period factors, a convex least-squares problem
+  (``relaxed_refit``).
 
 Cost: one weighted fit per distinct weight pattern. A fit costs O(iters * N * T) without the
 low-rank term and O(iters * N * T * min(N, T)) with it (one SVD per iteration). Treated cells
