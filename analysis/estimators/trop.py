@@ -29,9 +29,10 @@ Choices (the paper leaves some open; written down here and in docs/analysis-adva
   effects - the task the real fit faces (a whole post-period missing), as the authors'
   replication code tunes. ``tuning="loo"`` (before 2026-11-23) left out one control cell at a
   time, so the unit's neighbouring post-period cells stayed in the fit and the criterion
-  favoured interpolation (RMSE 0.287 against 0.244 on the study DGP). The grid is searched
-  coordinate-wise (time, unit, nn; ``n_cycles`` passes) starting at the DID point (0, 0, inf),
-  so at most n_cycles * (|grid_time| + |grid_unit| + |grid_nn|) grid points.
+  favoured interpolation (RMSE 0.287 against 0.244 on the study DGP). With ``search=
+  "coordinate"`` the grid is searched coordinate-wise (time, unit, nn; ``n_cycles`` passes)
+  starting at the DID point (0, 0, inf), so at most n_cycles * (|grid_time| + |grid_unit| +
+  |grid_nn|) grid points; ``search="grid"`` scores every combination (``n_cycles`` unused).
 - Inference: bootstrap over units, treated and never-treated units drawn separately, tuning
   parameters held at their selected values; each replicate's convex fits start from the full
   sample's solutions (rows reindexed), which saves 20-30% of the solver's iterations.
@@ -82,58 +83,87 @@ def relaxed_refit(
     b: np.ndarray,
     L: np.ndarray,
     *,
-    max_iter: int = 300,
-    tol: float = 1e-6,
+    min_cells: float = 2.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Undo the nuclear norm's shrinkage, keeping the period factors it chose; batched.
 
-    For each fit k: L[k] = U diag(s) V' with numerical rank r (above 2, cut to the
-    eigenvalue-ratio rank of s, as MC-NNM's refit does); then the weighted least squares of
-    ``Y - a - b - G V'`` over a, b and the loadings G (N x r), by alternating exact loading and
-    fixed-effect steps from the convex solution (G = U diag(s)). The period factors V stay the
-    convex fit's, so each unit's r loadings are a small weighted regression on its own untreated
-    cells: a treated unit's come from its pre-period, free of the shrinkage the nuclear norm
-    applies to every component (and which compounds in the cells it imputes). This is the
-    relaxed lasso (Meinshausen 2007) carried over to the nuclear norm. A free rank-r refit
-    (factors too) under TROP's local weights is ill-posed (docs/analysis-advanced.md).
-    Returns (a, b, L) with L[k] = G V'.
+    For each fit k:
+
+    - rank r: the eigenvalue-ratio rule (Ahn & Horenstein 2013) on the singular values of the
+      completed matrix ``w (Y - a - b) + (1 - w) L`` (the one the convex solver thresholds),
+      over the components the penalty kept - MC-NNM's refit rule (``refit_rank``) with weights;
+    - factors V: the top r right singular vectors of L;
+    - then the weighted least squares of ``Y - b - a 1' - G V'`` over b and each unit's level
+      and loadings (a_i, G_i), solved exactly: each unit's small regression on [1, V] is
+      eliminated, which leaves a T x T system for b (no iterations, so no stopping rule).
+
+    With V fixed the model is linear, so this is a least-squares problem; a unit's (a_i, G_i)
+    is identified when its weighted cells are enough: a unit whose effective number of cells
+    (sum w)^2 / sum w^2 is below ``min_cells`` x (r + 1), or whose weighted design [1, V] is
+    numerically singular, keeps its convex loadings (only its level is refit) - with strong
+    time decay a treated unit's own pre-period can carry two effective cells, and an
+    unpenalised fit there interpolates. This is the relaxed lasso (Meinshausen 2007) carried
+    over to the nuclear norm; a free rank-r refit (factors too) under TROP's local weights is
+    ill-posed (docs/analysis-advanced.md). Returns (a, b, L) with L[k] = G V'.
     """
     K, N, T = L.shape
     Yb = np.broadcast_to(np.nan_to_num(np.asarray(Y, dtype=float)), (K, N, T))
     w = np.broadcast_to(np.asarray(weight, dtype=float), (K, N, T))
-    _, s, Vt = np.linalg.svd(L, full_matrices=False)
-    ranks = (s > 1e-8 * np.maximum(s[:, :1], 1e-300)).sum(axis=1)
-    ranks = np.array(
-        [max(eigenvalue_ratio_rank(s[k, :r], r), 1) if r >= 3 else r for k, r in enumerate(ranks)]
-    )
+    _, s_l, Vt = np.linalg.svd(L, full_matrices=False)
+    kept = (s_l > 1e-8 * np.maximum(s_l[:, :1], 1e-300)).sum(axis=1)
+    Z = w * (Yb - a[:, :, None] - b[:, None, :]) + (1.0 - w) * L
+    s_z = np.linalg.svd(Z, compute_uv=False)
+    ranks = np.array([eigenvalue_ratio_rank(s_z[k], int(kept[k])) for k in range(K)])
     r_max = int(ranks.max())
     if r_max == 0:
         return a, b, L
-    # factors padded to r_max with zero columns (their loadings stay 0 through the ridge)
+    # each unit's design [1, V] (factors padded to r_max with zero columns); a unit without
+    # enough weighted cells keeps its convex loadings as an offset and refits its level only
     V = np.swapaxes(Vt[:, :r_max], 1, 2) * (np.arange(r_max)[None, :] < ranks[:, None])[:, None]
-    row_w = np.maximum(w.sum(axis=2), 1e-12)
-    col_w = np.maximum(w.sum(axis=1), 1e-12)
-    # each unit's weighted Gram matrix of the factors; the ridge keeps a unit without weight
-    # (and the padding) at loadings 0
-    gram = np.einsum("kit,ktp,ktq->kipq", w, V, V) + 1e-10 * np.eye(r_max)
-    a, b, L = a.copy(), b.copy(), L.copy()
-    active = ranks > 0  # problems still moving; a settled one is left as it is, so the
-    for _ in range(max_iter):  # result does not depend on which problems share the batch
-        k = np.flatnonzero(active)
-        if k.size == 0:
-            break
-        wk, Vk = w[k], V[k]
-        E = Yb[k] - a[k][:, :, None] - b[k][:, None, :]
-        load = np.linalg.solve(gram[k], ((wk * E) @ Vk)[..., None])[..., 0]
-        L_new = load @ np.swapaxes(Vk, 1, 2)
-        R = Yb[k] - L_new
-        ak = ((R - b[k][:, None, :]) * wk).sum(axis=2) / row_w[k]
-        bk = ((R - ak[:, :, None]) * wk).sum(axis=1) / col_w[k]
-        moved = np.linalg.norm(L_new - L[k], axis=(1, 2)) / (
-            np.linalg.norm(L_new, axis=(1, 2)) + 1e-8
-        )
-        a[k], b[k], L[k] = ak, bk, L_new
-        active[k[moved < tol]] = False
+    X = np.concatenate([np.ones((K, T, 1)), V], axis=2)
+    p = r_max + 1
+    sw, sw2 = w.sum(axis=2), (w**2).sum(axis=2)
+    n_eff = np.where(sw2 > 0, sw**2 / np.maximum(sw2, 1e-300), 0.0)
+    gram = np.einsum("kit,ktp,ktq->kipq", w, X, X)
+    # collinearity of [1, V] on the unit's weighted cells: smallest eigenvalue of the Gram
+    # matrix scaled to unit diagonal (the padding as identity)
+    pad = np.zeros((K, 1, p), bool)
+    pad[:, 0, 1:] = np.arange(r_max)[None, :] >= ranks[:, None]
+    scale = np.sqrt(np.where(pad, 1.0, np.einsum("kipp->kip", gram)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        unit_diag = gram / (scale[..., :, None] * scale[..., None, :])
+    pad2 = pad[..., :, None] | pad[..., None, :]
+    unit_diag = np.where(pad2, np.eye(p), np.nan_to_num(unit_diag))
+    ev_min = np.linalg.eigvalsh(unit_diag)[..., 0]
+    ok = (n_eff >= min_cells * (ranks[:, None] + 1)) & (ev_min > 1e-8) & (sw > 1e-12)
+    free = np.ones((K, N, p), bool)
+    free[:, :, 0] = sw > 1e-12  # a unit without weight keeps a = 0, as in the convex fit
+    free[:, :, 1:] = ok[..., None] & (np.arange(r_max)[None, None, :] < ranks[:, None, None])
+    G0 = L @ V  # the convex loadings on the kept factors (V is orthonormal)
+    target = Yb - np.where(ok[..., None], 0.0, G0) @ np.swapaxes(V, 1, 2)
+    # exact weighted least squares in (b, a_i, G_i): the units' blocks are eliminated
+    # (Schur complement), leaving a T x T system for the period effects
+    fm = free[..., :, None] & free[..., None, :]
+    A = np.where(fm, gram, 0.0) + np.eye(p) * ~free[..., None, :]  # fixed dims solve to 0
+    Bm = np.einsum("kit,ktp->kipt", w, X) * free[..., None]
+    c = np.einsum("kit,ktp->kip", w * target, X) * free
+    D = w.sum(axis=1)
+    Ainv = np.linalg.inv(A)
+    AiB = Ainv @ Bm
+    S = np.einsum("kipt,kipu->ktu", Bm, AiB)
+    S = D[:, :, None] * np.eye(T) - S
+    Aic = (Ainv @ c[..., None])[..., 0]
+    rhs = (w * target).sum(axis=1) - np.einsum("kipt,kip->kt", Bm, Aic)
+    # S is singular: a constant moves between a and b, and when every unit's loadings are free
+    # a shift b + V g moves into the loadings (G_i - g); the fitted values are the same for
+    # every solution, so take the minimum-norm one (periods without weight get b = 0)
+    b_new = (np.linalg.pinv(S, rcond=1e-10, hermitian=True) @ rhs[..., None])[..., 0]
+    theta = (Ainv @ (c - np.einsum("kipt,kt->kip", Bm, b_new))[..., None])[..., 0]
+    load = np.where(ok[..., None], theta[..., 1:], G0)
+    refit = ranks > 0
+    a = np.where(refit[:, None], theta[..., 0], a)
+    b = np.where(refit[:, None], b_new, b)
+    L = np.where(refit[:, None, None], load @ np.swapaxes(V, 1, 2), L)
     return a, b, L
 
 

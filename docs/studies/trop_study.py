@@ -25,7 +25,8 @@ see), their sd the conditional noise; the seed's bootstrap SE is printed beside 
 lambdas with ``se="time_placebo"`` (Almeida et al.'s Time-Placebo; 7 windows of 6 periods in
 the 14-period pre-period here); rows: seed, effect, se, df, ci_low, ci_high, seconds.
 ``--se`` names another variance method for the same fits (e.g. ``placebo``: unit placebo,
-Student t(N0 - 1)) and ``--dgp`` the panels, which must be those of the coverage TSV.
+Student t(N0 - 1)); ``--dgp`` and ``--relax`` must be those of the coverage run (the TSV
+holds the tuned lambdas, not the options).
 ``summary`` reads either file.
 
 ``refit``: why TROP has no post-selection rank refit. For each seed, TROP's weights of every
@@ -118,7 +119,7 @@ def coverage(
 
 
 def time_placebo(
-    tuned: Path, out: Path, se: str = "time_placebo", dgp: str = "factor_block"
+    tuned: Path, out: Path, se: str = "time_placebo", dgp: str = "factor_block", relax: bool = False
 ) -> None:
     make = DGPS[dgp]
     done = set()
@@ -132,7 +133,7 @@ def time_placebo(
                 continue
             lams = (float(row[6]), float(row[7]), float(row[8]))
             t0 = time.perf_counter()
-            r = TROPEstimator(*lams, se=se, seed=s).fit(make(s)).result_
+            r = TROPEstimator(*lams, se=se, seed=s, relax=relax).fit(make(s)).result_
             lo, hi = r.conf_int()
             vals = (s, r.effect, r.se, r.df, lo, hi, *lams, float("nan"), time.perf_counter() - t0)
             f.write("\t".join(str(v) for v in vals) + "\n")
@@ -261,6 +262,7 @@ def main() -> None:
     tp.add_argument("--out", type=Path, required=True)
     tp.add_argument("--se", default="time_placebo", help="variance method at the tuned lambdas")
     tp.add_argument("--dgp", default="factor_block", choices=sorted(DGPS))
+    tp.add_argument("--relax", action="store_true", help="as the coverage run (must match it)")
     f = sub.add_parser("refit")
     f.add_argument("--seeds", default="0:5")
     args = ap.parse_args()
@@ -272,7 +274,7 @@ def main() -> None:
     elif args.cmd == "summary":
         summary(args.path)
     elif args.cmd == "time-placebo":
-        time_placebo(args.tuned, args.out, args.se, args.dgp)
+        time_placebo(args.tuned, args.out, args.se, args.dgp, args.relax)
     elif args.cmd == "refit":
         refit(_seeds(args.seeds))
     else:
