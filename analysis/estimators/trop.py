@@ -289,7 +289,8 @@ def trop_predict(
 
 
 class TROPEstimator(PanelEstimator):
-    """TROP (Athey, Imbens, Qu & Viviano 2025) with placebo-path tuning.
+    """TROP (Athey, Imbens, Qu & Viviano 2025) with placebo-path tuning over the whole grid
+    and a relaxed refit of the low-rank term.
 
     Parameters
     ----------
@@ -302,12 +303,13 @@ class TROPEstimator(PanelEstimator):
         unit's treatment path and its cells on that path imputed together, as the authors'
         replication code tunes; "loo": single control cells left out one at a time (up to
         ``n_loo``), squared cell errors averaged (this library's rule before 2026-11-23).
-    search : "coordinate" (default): coordinate-wise passes over the grids from the DID point;
-        "grid": every combination (64 points on the default grids against at most 24). On
-        the factor DGP the coordinate search stops at a worse point (RMSE 0.285 against 0.227
-        on 40 development seeds; docs/analysis-advanced.md).
-    relax : refit every unit's loadings on the convex fit's period factors without the
-        penalty (``relaxed_refit``); off by default (the paper's estimator).
+    search : "grid" (default since 2026-11-23): every combination (64 points on the default
+        grids); "coordinate": coordinate-wise passes over the grids from the DID point (at
+        most 24), which on the factor DGP stops at worse points (RMSE 0.285 against 0.227 on
+        40 development seeds; docs/analysis-advanced.md).
+    relax : (default True since 2026-11-23) refit every unit's loadings on the convex fit's
+        period factors without the penalty (``relaxed_refit``); ``relax=False,
+        search="coordinate"`` is the estimator before that date (the paper's convex fit).
     n_tune : pseudo-treated control units for placebo tuning.
     n_loo : pseudo-treated control cells for leave-one-out tuning.
     n_cycles : passes of the coordinate-wise grid search.
@@ -333,8 +335,8 @@ class TROPEstimator(PanelEstimator):
         lambda_unit_grid: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0),
         lambda_nn_grid: tuple[float, ...] = (math.inf, 0.1, 0.03, 0.01),
         tuning: str = "placebo",
-        search: str = "coordinate",
-        relax: bool = False,
+        search: str = "grid",
+        relax: bool = True,
         n_tune: int = 20,
         n_loo: int = 40,
         n_cycles: int = 2,

@@ -3,8 +3,10 @@
 Two parts, both on ``advanced_study.factor_block`` (30 x 20, 8 treated from period 14, rank-2
 factors with selection on the first loading, tau = 1):
 
-``coverage``: ``TROPEstimator(seed=s, n_boot=B)`` - leave-one-out tuning and the stratified
-unit bootstrap at their defaults - for each seed of ``--seeds A:B``; one row per seed is
+``coverage``: ``TROPEstimator(seed=s, n_boot=B, search=..., relax=...)`` - the stratified
+unit bootstrap at its default - for each seed of ``--seeds A:B``. The options are always
+passed: without ``--search grid --relax`` this is the estimator before 2026-11-23 (coordinate
+search, convex fit), so the earlier runs' commands still reproduce them; one row per seed is
 appended to ``--out`` (TSV), so a long run can be split over processes and resumed. Columns:
 seed, effect, se, df, ci_low, ci_high, lambda_time, lambda_unit, lambda_nn, twfe effect,
 seconds.
