@@ -147,18 +147,19 @@ def ours(rng: np.random.Generator, r: int) -> None:
 
 
 def trop_tuned(rng: np.random.Generator) -> None:
-    """TROP's tuning cost as the panel grows: placebo paths (the default) against single-cell
-    leave-one-out (``tuning="loo"``, the earlier rule) and against placebo paths over the whole
-    grid with the relaxed refit (``search="grid", relax=True``), the same panels."""
-    print("--- TROP with tuning (coordinate grid) and no SE, block 10% treated x 5 post")
+    """TROP's tuning cost as the panel grows: the default (placebo paths over the whole grid,
+    relaxed refit) against the estimator before 2026-11-23 (coordinate search, convex fit) with
+    placebo-path and with single-cell leave-one-out tuning, the same panels."""
+    print("--- TROP with tuning and no SE, block 10% treated x 5 post")
     warm = factor_panel(np.random.default_rng(1), block_W(20, 10, 2, 5))
     TROPEstimator(seed=0, se="none").fit(warm)  # first-call costs out of the first timing
     for n, t in ((50, 20), (100, 30), (200, 50), (400, 50)):
         p = factor_panel(rng, block_W(n, t, n // 10, t - 5))
+        before = {"search": "coordinate", "relax": False}  # the estimator before 2026-11-23
         for rule, kw in (
-            ("placebo", {}),
-            ("loo", {"tuning": "loo"}),
-            ("placebo, grid, relax", {"search": "grid", "relax": True}),
+            ("default: placebo, grid, relax", {}),
+            ("placebo, coordinate, convex", before),
+            ("loo, coordinate, convex", {"tuning": "loo", **before}),
         ):
             s, v = timed(
                 lambda p=p, kw=kw: TROPEstimator(seed=0, se="none", **kw).fit(p).result_.effect,
