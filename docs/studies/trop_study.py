@@ -69,6 +69,13 @@ DGPS = {
 }
 
 
+def _done_seeds(out: Path) -> set[int]:
+    """Seeds already in a resumable TSV (one row per seed, seed first)."""
+    if not out.exists():
+        return set()
+    return {int(line.split("\t")[0]) for line in out.read_text().splitlines() if line}
+
+
 def _seeds(text: str) -> range:
     a, b = text.split(":")
     return range(int(a), int(b))
@@ -94,9 +101,7 @@ def coverage(
     relax: bool = False,
 ) -> None:
     make = DGPS[dgp]
-    done = set()
-    if out.exists():
-        done = {int(line.split("\t")[0]) for line in out.read_text().splitlines() if line}
+    done = _done_seeds(out)
     with out.open("a") as f:
         for s in seeds:
             if s in done:
@@ -124,9 +129,7 @@ def time_placebo(
     tuned: Path, out: Path, se: str = "time_placebo", dgp: str = "factor_block", relax: bool = False
 ) -> None:
     make = DGPS[dgp]
-    done = set()
-    if out.exists():
-        done = {int(line.split("\t")[0]) for line in out.read_text().splitlines() if line}
+    done = _done_seeds(out)
     rows = [line.split("\t") for line in tuned.read_text().splitlines() if line[:1].isdigit()]
     with out.open("a") as f:
         for row in sorted(rows, key=lambda r: int(r[0])):
