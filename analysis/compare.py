@@ -183,7 +183,7 @@ def design_matrices(
     W = np.zeros((n, T), dtype=bool)
     P = np.zeros((n, T))
     B = np.zeros((n, T), dtype=bool)
-    d = spec.design.value
+    d = spec.design
     if d == "time-bound":
         assert spec.time_bound is not None
         s0 = spec.time_bound.start_period

@@ -1,8 +1,8 @@
-"""Errors raised by the analysis library (leaves of controller.errors.PricelabError)."""
+"""Errors raised by the analysis library (leaves of :class:`core.errors.PricelabError`)."""
 
 from __future__ import annotations
 
-from controller.errors import PricelabError
+from core.errors import PricelabError
 
 
 class AnalysisError(PricelabError):

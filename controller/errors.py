@@ -1,23 +1,17 @@
-"""pricelab's error tree.
-
-    PricelabError                      root of every error pricelab raises on purpose
-    ├── ConfigurationError             settings that cannot work (controller)
-    ├── SpecError (ValueError)         an experiment spec breaks a rule; names the field
-    ├── ConflictError                  a product is already in a running experiment
-    ├── StoreError                     Redis state missing or inconsistent
-    ├── EmbeddedStackError             the embedded broker or Redis failed to start
-    └── analysis.errors.AnalysisError  (see analysis/errors.py)
-        ├── PanelError (ValueError)    a panel fails validation at the door
-        └── InferenceError (ValueError) a variance method is invalid for the data
-
-Control-flow signals (not errors) live next to their users and do not derive from this root.
-"""
+"""The controller's errors: leaves of :class:`core.errors.PricelabError` (the tree is drawn there)."""
 
 from __future__ import annotations
 
+from core.errors import PricelabError
 
-class PricelabError(Exception):
-    """Root of every error pricelab raises on purpose."""
+__all__ = [
+    "ConfigurationError",
+    "ConflictError",
+    "EmbeddedStackError",
+    "PricelabError",
+    "SpecError",
+    "StoreError",
+]
 
 
 class ConfigurationError(PricelabError):

@@ -33,7 +33,7 @@ class RedisPanelSource:
                 out.append(
                     ExperimentInfo(
                         id=st.spec.id,
-                        design=st.spec.design.value,
+                        design=st.spec.design,
                         status=st.status,
                         params=st.spec.model_dump(mode="json") | {"n_periods": n_periods(st.spec)},
                     )

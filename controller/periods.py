@@ -14,10 +14,26 @@ an empty period, ``schedule`` skips it, and washout compares with the previous n
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from controller.spec import ExperimentSpec
+
+class PeriodGrid(Protocol):
+    """What the period arithmetic reads of an experiment spec (``ExperimentSpec`` has it)."""
+
+    @property
+    def start(self) -> datetime: ...
+
+    @property
+    def end(self) -> datetime: ...
+
+    @property
+    def period(self) -> timedelta: ...
+
+    @property
+    def zone(self) -> ZoneInfo: ...
+
+
 
 _DAY = timedelta(days=1)
 
@@ -30,11 +46,11 @@ def _local_wall(zone: ZoneInfo, d: date, offset: timedelta) -> datetime:
     return aware.astimezone(UTC)
 
 
-def _anchor(spec: ExperimentSpec) -> date:
+def _anchor(spec: PeriodGrid) -> date:
     return spec.start.astimezone(spec.zone).date()
 
 
-def period_start(spec: ExperimentSpec, k: int) -> datetime:
+def period_start(spec: PeriodGrid, k: int) -> datetime:
     """UTC start of period k (k may be negative, for periods before the experiment)."""
     zone = spec.zone
     if spec.period >= _DAY:
@@ -45,7 +61,7 @@ def period_start(spec: ExperimentSpec, k: int) -> datetime:
     return _local_wall(zone, _anchor(spec) + timedelta(days=day), slot * spec.period)
 
 
-def period_bounds(spec: ExperimentSpec, k: int) -> tuple[datetime, datetime]:
+def period_bounds(spec: PeriodGrid, k: int) -> tuple[datetime, datetime]:
     memo = _memo(spec)
     key = ("bounds", k)
     if memo is not None and key in memo:
@@ -56,19 +72,19 @@ def period_bounds(spec: ExperimentSpec, k: int) -> tuple[datetime, datetime]:
     return bounds
 
 
-def _memo(spec: ExperimentSpec) -> dict[Any, Any] | None:
+def _memo(spec: PeriodGrid) -> dict[Any, Any] | None:
     """The spec's memo of derived values (None while the spec is still being validated)."""
     private = getattr(spec, "__pydantic_private__", None)
-    return private.get("_memo") if private else None
+    return private.get("_memo") if private else None  # type: ignore[no-any-return]
 
 
-def is_empty(spec: ExperimentSpec, k: int) -> bool:
+def is_empty(spec: PeriodGrid, k: int) -> bool:
     """True for a period swallowed by a DST gap (only possible with sub-day periods)."""
     start, end = period_bounds(spec, k)
     return start == end
 
 
-def previous_period(spec: ExperimentSpec, k: int) -> int:
+def previous_period(spec: PeriodGrid, k: int) -> int:
     """The last non-empty period before k (k - 1 unless a DST gap emptied it)."""
     j = k - 1
     while is_empty(spec, j):
@@ -76,7 +92,7 @@ def previous_period(spec: ExperimentSpec, k: int) -> int:
     return j
 
 
-def period_index(spec: ExperimentSpec, ts: datetime) -> int:
+def period_index(spec: PeriodGrid, ts: datetime) -> int:
     """Index of the period containing instant ``ts`` (aware)."""
     if ts.tzinfo is None:
         raise ValueError("timestamps must be timezone-aware")
@@ -96,16 +112,16 @@ def period_index(spec: ExperimentSpec, ts: datetime) -> int:
     return k
 
 
-def first_period(spec: ExperimentSpec) -> int:
+def first_period(spec: PeriodGrid) -> int:
     return 0
 
 
-def last_period(spec: ExperimentSpec) -> int:
+def last_period(spec: PeriodGrid) -> int:
     """Index of the last period that starts before ``spec.end``."""
     return period_index(spec, spec.end - timedelta(microseconds=1))
 
 
-def n_periods(spec: ExperimentSpec) -> int:
+def n_periods(spec: PeriodGrid) -> int:
     """Number of periods T; memoised on the (frozen) spec once validation is done."""
     memo = _memo(spec)
     if memo is not None and "n_periods" in memo:

@@ -28,19 +28,11 @@ from pydantic import (
     model_validator,
 )
 
+from controller import design_registry
 from controller.errors import SpecError
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _SEED = re.compile(r"[+-]?[0-9]+", re.ASCII)
-
-
-class Design(StrEnum):
-    TIME_BOUND = "time-bound"
-    TRIGGERED = "triggered"
-    RANDOM_DAYS = "random-days"
-    CROSSOVER = "crossover"
-    CLUSTER = "cluster"
-    OPTIMAL_SWITCHBACK = "optimal-switchback"
 
 
 class Arm(StrEnum):
@@ -124,14 +116,8 @@ class OptimalSwitchbackSettings(_Settings):
     carryover_order: int = Field(ge=0, description="m: outcomes depend on at most m past periods.")
 
 
-_SETTINGS_FOR: dict[str, Design] = {
-    "time_bound": Design.TIME_BOUND,
-    "triggered": Design.TRIGGERED,
-    "crossover": Design.CROSSOVER,
-    "cluster": Design.CLUSTER,
-    "optimal_switchback": Design.OPTIMAL_SWITCHBACK,
-}
-_REQUIRED_SETTINGS = {"triggered", "crossover", "optimal_switchback"}
+#: the spec's design settings blocks; each belongs to the design whose ``settings_field`` names it
+SETTINGS_BLOCKS = ("time_bound", "triggered", "crossover", "cluster", "optimal_switchback")
 
 
 class Guardrail(_Settings):
@@ -152,7 +138,9 @@ class ExperimentSpec(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     id: str = Field(description="Experiment id: letters, digits, '_', '.', '-'; at most 64.")
-    design: Design = Design.RANDOM_DAYS
+    design: str = Field(
+        default="random-days", description="A registered design (see `pricelab schedule`)."
+    )
     products: tuple[str, ...] = Field(default=(), description="Units, when not given as clusters.")
     clusters: dict[str, tuple[str, ...]] = Field(
         default_factory=dict, description="Product classes assigned together (cluster design)."
@@ -187,6 +175,15 @@ class ExperimentSpec(BaseModel):
     def _id_ok(cls, v: str) -> str:
         if not _ID.match(v):
             raise ValueError("must be 1-64 letters, digits, '_', '.' or '-', starting alphanumeric")
+        return v
+
+    @field_validator("design")
+    @classmethod
+    def _design_ok(cls, v: str) -> str:
+        try:
+            design_registry.lookup(v)
+        except KeyError as exc:
+            raise ValueError(str(exc.args[0])) from None
         return v
 
     @field_validator("timezone")
@@ -256,8 +253,6 @@ class ExperimentSpec(BaseModel):
             raise SpecError("products", f"each product may appear once; repeated: {dup}")
         if any(not p for p in units):
             raise SpecError("products", "product ids must be non-empty")
-        if self.design == Design.CLUSTER and not self.clusters:
-            raise SpecError("clusters", "the cluster design needs product classes in 'clusters'")
         if self.substitutes:
             known = set(units)
             stray = sorted({x for a, b, _ in self.substitutes for x in (a, b)} - known)[:3]
@@ -271,50 +266,24 @@ class ExperimentSpec(BaseModel):
         return self
 
     def _check_design_settings(self) -> None:
-        for name, design in _SETTINGS_FOR.items():
-            given = getattr(self, name) is not None
-            if given and design != self.design:
-                raise SpecError(
-                    name,
-                    f"only allowed with design '{design.value}' (design is '{self.design.value}')",
+        """A settings block only with its own design; the design's default block filled in when
+        optional and absent; then the design's own rules (:meth:`Design.validate`)."""
+        design = design_registry.lookup(self.design)
+        for name in SETTINGS_BLOCKS:
+            if getattr(self, name) is not None and name != design.settings_field:
+                owner = next(
+                    (d.name for d in design_registry.load_all() if d.settings_field == name),
+                    name.replace("_", "-"),
                 )
-            if design == self.design and not given:
-                if name in _REQUIRED_SETTINGS:
-                    raise SpecError(name, f"is required for design '{design.value}'")
-                default = TimeBoundSettings() if name == "time_bound" else ClusterSettings()
-                object.__setattr__(self, name, default)  # fill the default of an optional block
-        from controller.periods import n_periods  # periods imports this module
-
-        t = n_periods(self)
-        if self.time_bound is not None and self.time_bound.start_period >= t:
-            raise SpecError(
-                "time_bound.start_period",
-                f"must be a period of the experiment, 0..{t - 1}",
-            )
-        if self.triggered is not None and self.triggered.matched_control and not self.clusters:
-            raise SpecError(
-                "triggered.matched_control",
-                "needs product classes in 'clusters' to pick a match from",
-            )
-        if self.crossover is not None:
-            c = self.crossover
-            if c.blackout_periods >= c.phase_periods:
                 raise SpecError(
-                    "crossover.blackout_periods",
-                    f"must be shorter than a phase ({c.phase_periods})",
+                    name, f"only allowed with design '{owner}' (design is '{self.design}')"
                 )
-            if t < 2 * c.phase_periods:
-                raise SpecError(
-                    "crossover.phase_periods",
-                    f"two phases ({2 * c.phase_periods} periods) must fit in the experiment ({t})",
-                )
-        if self.optimal_switchback is not None:
-            m = self.optimal_switchback.carryover_order
-            if m and (t % m or t // m < 4):
-                raise SpecError(
-                    "optimal_switchback.carryover_order",
-                    f"the published design needs T = n*m periods with n >= 4; T = {t}, m = {m}",
-                )
+        field_name = design.settings_field
+        if field_name is not None and getattr(self, field_name) is None:
+            if design.settings_required:
+                raise SpecError(field_name, f"is required for design '{self.design}'")
+            object.__setattr__(self, field_name, design.default_settings())
+        design.validate(self)
 
     def __eq__(self, other: object) -> bool:
         # the memo of derived values is not part of the spec's identity

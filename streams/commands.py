@@ -82,7 +82,7 @@ def read_experiments(settings: Settings) -> list[dict[str, Any]]:
         return [
             {
                 "id": s.spec.id,
-                "design": s.spec.design.value,
+                "design": s.spec.design,
                 "status": s.status,
                 "flipped_period": s.flipped_period,
                 "products": len(s.spec.all_products()),

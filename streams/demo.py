@@ -36,7 +36,7 @@ from analysis.simulation.market import Market, MarketConfig
 from controller.periods import period_bounds
 from controller.redis_clock import SharedSimulatedClock
 from controller.settings import Settings
-from controller.spec import Design, ExperimentSpec
+from controller.spec import ExperimentSpec
 from controller.store import Store, make_redis
 from streams.commands import send_command_async
 from streams.embedded import EmbeddedStack, free_port
@@ -175,7 +175,7 @@ async def _drive(
     end_local = (zone_start + timedelta(days=cfg.days)).replace(tzinfo=ZoneInfo(cfg.timezone))
     spec = ExperimentSpec(
         id=f"demo-{cfg.seed}",  # the same seed gives the same assignments and sales
-        design=Design.RANDOM_DAYS,
+        design="random-days",
         products=tuple(market.product_ids),
         treatment_policy="price-minus-5pct",
         control_policy="list-price",

@@ -49,7 +49,7 @@ async def _live_panel(
         cls = {p: c for c, members in spec.clusters.items() for p in members}
         if cls and not df.empty:
             df["class"] = df["product"].map(cls)
-        return df, spec.design.value, {"status": state.status, "spec": spec.id}
+        return df, spec.design, {"status": state.status, "spec": spec.id}
     finally:
         await redis.aclose()
 

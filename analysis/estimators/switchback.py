@@ -24,7 +24,8 @@ Inference, both design-based (the outcomes are fixed, the assignment is random):
 - exact randomisation test of the sharp null of no effect: redraw assignment paths from the
   design, recompute the estimate with the observed outcomes, two-sided Fisher p-value.
 
-``optimal_switchback_points(T, m)`` gives the minimax-optimal randomisation points of the paper.
+The randomisation points are the design's (``controller.designs.optimal_switchback`` builds the
+paper's minimax-optimal points; the analysis worker receives them with the design's estimators).
 """
 
 from __future__ import annotations
@@ -37,28 +38,6 @@ from analysis.errors import InferenceError, PanelError
 from analysis.estimators.base import PanelEstimator
 from analysis.panel import Panel
 from analysis.results import EstimateResult
-
-
-def optimal_switchback_points(T: int, m: int) -> list[int]:
-    """Randomisation points (0-based period indices) of the optimal design for carryover m.
-
-    Bojinov, Simchi-Levi & Zhao (2023), Theorem 3: with T = n*m, randomise at (1-based)
-    periods 1, 2m+1, 3m+1, ..., (n-2)m+1, i.e. blocks of m periods except the first and the
-    last, which are 2m long. With m = 0 every period is randomised. Needs n >= 4 when m > 0.
-    """
-    if T < 1 or m < 0:
-        raise ValueError(f"T must be >= 1 and m >= 0; got T={T}, m={m}.")
-    if m == 0:
-        return list(range(T))
-    if T % m != 0:
-        raise ValueError(f"The optimal design needs T to be a multiple of m; got T={T}, m={m}.")
-    n = T // m
-    if n < 4:
-        raise ValueError(
-            f"The optimal design needs T >= 4m (first and last blocks are 2m long); "
-            f"got T={T}, m={m}."
-        )
-    return [0] + [k * m for k in range(2, n - 1)]
 
 
 def _blocks(points: np.ndarray) -> np.ndarray:

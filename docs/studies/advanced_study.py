@@ -22,10 +22,11 @@ from analysis.confseq import ConfidenceSequence
 from analysis.estimators.crossover import CrossoverEstimator, DifferenceInMeansEstimator
 from analysis.estimators.mcnnm import MCNNMEstimator
 from analysis.estimators.staggered import StaggeredDIDEstimator
-from analysis.estimators.switchback import SwitchbackHTEstimator, optimal_switchback_points
+from analysis.estimators.switchback import SwitchbackHTEstimator
 from analysis.estimators.trop import TROPEstimator
 from analysis.panel import Panel
 from analysis.results import EstimateResult
+from controller.designs import randomisation_points as optimal_switchback_points
 
 
 def factor_block(seed: int, N: int = 30, T: int = 20, n_tr: int = 8, t0: int = 14) -> Panel:

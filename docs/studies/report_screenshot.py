@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 from analysis.compare import design_matrices  # noqa: E402
 from analysis.report import build_report, replay_estimates  # noqa: E402
 from analysis.simulation.market import Market, MarketConfig  # noqa: E402
-from controller.spec import Design, ExperimentSpec  # noqa: E402
+from controller.spec import ExperimentSpec  # noqa: E402
 
 CHROMIUM_FLAGS = [
     "--headless",
@@ -50,7 +50,7 @@ def demo_panel(products: int, days: int, seed: int = 7):  # type: ignore[no-unty
     start = datetime(2026, 3, 16, tzinfo=ZoneInfo(zone))
     spec = ExperimentSpec(
         id=f"demo-{seed}",
-        design=Design.RANDOM_DAYS,
+        design="random-days",
         products=tuple(market.product_ids),
         treatment_policy="price-minus-5pct",
         control_policy="list-price",
@@ -93,13 +93,13 @@ def main() -> None:
     ap.add_argument("--screenshot", type=Path, default=ROOT / "docs" / "report-screenshot.png")
     args = ap.parse_args()
     spec, market, df = demo_panel(args.products, args.days)
-    est = replay_estimates(df, experiment=spec.id, design=spec.design.value)
+    est = replay_estimates(df, experiment=spec.id, design=spec.design)
     truth = market.true_effect(days=range(args.days))
     report = build_report(
         df,
         est,
         title=f"pricelab report: {spec.id} (demo-like, offline)",
-        design=spec.design.value,
+        design=spec.design,
         truth=truth,
         source_note="Built offline: simulator panel under the demo's design; running estimates "
         "by the analysis worker replayed day by day.",

@@ -1,4 +1,4 @@
-"""Switchback HT lag-p estimator: optimal points, exact unbiasedness by enumeration of the
+"""Switchback HT lag-p estimator on the design's optimal points: exact unbiasedness by enumeration of the
 design, conservativeness of the variance bound, randomisation test, errors."""
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ import pytest
 
 from analysis.errors import PanelError
 from analysis.estimators.registry import make
-from analysis.estimators.switchback import SwitchbackHTEstimator, optimal_switchback_points
+from analysis.estimators.switchback import SwitchbackHTEstimator
 from analysis.panel import Panel
+from controller.designs import randomisation_points as optimal_switchback_points
 
 DELTA = np.array([1.0, 0.6, 0.4])  # carryover of order m = 2; lag-2 effect = 2.0
 
@@ -33,17 +34,6 @@ def panel(Y: np.ndarray, W: np.ndarray, blackout: np.ndarray | None = None) -> P
         blackout=np.zeros((N, T), bool) if blackout is None else blackout,
         probability=np.full((N, T), 0.5),
     )
-
-
-def test_optimal_points() -> None:
-    # 1-based 1, 2m+1, 3m+1, ..., (n-2)m+1
-    assert optimal_switchback_points(12, 3) == [0, 6]
-    assert optimal_switchback_points(20, 2) == [0, 4, 6, 8, 10, 12, 14, 16]
-    assert optimal_switchback_points(5, 0) == [0, 1, 2, 3, 4]
-    with pytest.raises(ValueError, match="multiple"):
-        optimal_switchback_points(10, 3)
-    with pytest.raises(ValueError, match="4m"):
-        optimal_switchback_points(6, 2)
 
 
 def test_exactly_unbiased_for_p_equal_m_and_biased_for_small_p() -> None:

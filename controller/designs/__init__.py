@@ -1,0 +1,69 @@
+"""Experiment designs: one module per design behind one :class:`Design` interface.
+
+``base`` defines the interface and the keyed draws; ``assignments`` builds assignments, whole
+periods and design matrices from any design; each other module is one design and registers
+itself (:mod:`controller.design_registry`). See docs/designs.md.
+"""
+
+from controller.designs.assignments import (
+    Assignment,
+    Blackout,
+    DesignMatrices,
+    PeriodAssignments,
+    arm,
+    assign,
+    assign_period,
+    assign_products,
+    design_matrices,
+    draw,
+    forced_control,
+    path_probability,
+    period_assignments,
+    schedule,
+)
+from controller.designs.base import (
+    Design,
+    DesignContext,
+    Draw,
+    MarketFacts,
+    Window,
+    design_of,
+    get_design,
+    register,
+    uniform,
+    uniforms,
+)
+from controller.designs.optimal_switchback import randomisation_points
+from controller.designs.triggered import TriggerPlan, TriggerWindow, plan_of, trigger_plan
+
+__all__ = [
+    "Assignment",
+    "Blackout",
+    "Design",
+    "DesignContext",
+    "DesignMatrices",
+    "Draw",
+    "MarketFacts",
+    "PeriodAssignments",
+    "TriggerPlan",
+    "TriggerWindow",
+    "Window",
+    "arm",
+    "assign",
+    "assign_period",
+    "assign_products",
+    "design_matrices",
+    "design_of",
+    "draw",
+    "forced_control",
+    "get_design",
+    "path_probability",
+    "period_assignments",
+    "plan_of",
+    "randomisation_points",
+    "register",
+    "schedule",
+    "trigger_plan",
+    "uniform",
+    "uniforms",
+]

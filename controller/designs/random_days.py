@@ -1,0 +1,80 @@
+"""Random days: every product-period is an independent coin with P(treatment) = allocation.
+
+The switchback of the origin article: each product is redrawn every period, so each product is
+compared with itself on other days. Analysed by the difference in means with a product-clustered
+SE (robust to serial correlation within a product) and by the Horvitz-Thompson switchback
+estimator at lag 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from controller.designs.base import (
+    Design,
+    DesignContext,
+    Draw,
+    MarketFacts,
+    p_arm,
+    register,
+    uniform,
+    uniforms,
+)
+from controller.spec import Arm, ExperimentSpec
+from core.ports import EstimatorPlan
+
+
+def keyed_treated(
+    spec: ExperimentSpec, products: Sequence[str], suffix: tuple[object, ...]
+) -> np.ndarray:
+    """``uniform(seed, id, product, *suffix) < allocation`` for every product, bit for bit the
+    scalar draws; the last periods' arrays are kept with the spec (the next flip's previous
+    period, for the washout, is this flip's period)."""
+    cache: dict[tuple[object, ...], np.ndarray] = spec._memo.setdefault("treated", {})
+    treated = cache.get(suffix)
+    if treated is None or len(treated) != len(products):
+        treated = uniforms((spec.seed, spec.id), products, suffix) < spec.allocation
+        if len(cache) >= 3:
+            del cache[next(iter(cache))]
+        cache[suffix] = treated
+    return treated
+
+
+def coin_draws(spec: ExperimentSpec, treated: np.ndarray) -> tuple[np.ndarray, list[Draw]]:
+    a = spec.allocation
+    return treated.astype(np.int64), [Draw(Arm.CONTROL, a), Draw(Arm.TREATMENT, a)]
+
+
+class RandomDays(Design):
+    name = "random-days"
+
+    def draw(self, spec: ExperimentSpec, product: str, k: int, ctx: DesignContext) -> Draw:
+        u = uniform(spec.seed, spec.id, product, k)
+        return Draw(Arm.TREATMENT if u < spec.allocation else Arm.CONTROL, spec.allocation)
+
+    def period_draws(
+        self, spec: ExperimentSpec, products: Sequence[str], k: int, ctx: DesignContext
+    ) -> tuple[np.ndarray, list[Draw]]:
+        if list(products) != spec.all_products():
+            return super().period_draws(spec, products, k, ctx)
+        return coin_draws(spec, keyed_treated(spec, products, (k,)))
+
+    def path_probability(
+        self, spec: ExperimentSpec, product: str, window: range, target: Arm, ctx: DesignContext
+    ) -> float:
+        return float(p_arm(spec, target) ** len(window))
+
+    def periods_share_draws(self, spec: ExperimentSpec) -> bool:
+        return False
+
+    def estimators(self, spec: ExperimentSpec) -> tuple[EstimatorPlan, ...]:
+        return (EstimatorPlan("dm", {"cluster": "unit"}), EstimatorPlan("ht", {"p": 0}))
+
+    def example_spec(self, base: Mapping[str, Any], market: MarketFacts) -> ExperimentSpec:
+        return ExperimentSpec(**base, products=market.products)
+
+
+DESIGN = register(RandomDays())

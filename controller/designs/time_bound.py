@@ -1,0 +1,76 @@
+"""Time-bound: a fixed random share of each stratum is treated from ``start_period`` on.
+
+Half of each product class (or of all products) is drawn once, by complete randomisation
+within the class, and stays in its arm; the periods before ``start_period`` are a pre-period in
+which every product runs the control policy. A block design: analysed by difference in
+differences and synthetic difference in differences.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from controller.designs.base import (
+    Design,
+    DesignContext,
+    Draw,
+    MarketFacts,
+    Window,
+    complete_share,
+    fixed_path,
+    register,
+)
+from controller.errors import SpecError
+from controller.periods import n_periods
+from controller.spec import Arm, ExperimentSpec, TimeBoundSettings
+from core.ports import EstimatorPlan
+
+
+class TimeBound(Design):
+    name = "time-bound"
+    settings_field = "time_bound"
+
+    def default_settings(self) -> TimeBoundSettings:
+        return TimeBoundSettings()
+
+    def validate(self, spec: ExperimentSpec) -> None:
+        assert spec.time_bound is not None
+        t = n_periods(spec)
+        if spec.time_bound.start_period >= t:
+            raise SpecError(
+                "time_bound.start_period", f"must be a period of the experiment, 0..{t - 1}"
+            )
+
+    def draw(self, spec: ExperimentSpec, product: str, k: int, ctx: DesignContext) -> Draw:
+        assert spec.time_bound is not None
+        if k < spec.time_bound.start_period:
+            return Draw(Arm.CONTROL, 0.0, Window.PENDING)
+        treated = product in complete_share(spec, spec.strata(), "time-bound")
+        return Draw(Arm.TREATMENT if treated else Arm.CONTROL, spec.allocation)
+
+    def path_probability(
+        self, spec: ExperimentSpec, product: str, window: range, target: Arm, ctx: DesignContext
+    ) -> float:
+        assert spec.time_bound is not None
+        s0 = spec.time_bound.start_period
+        if_treated = [Arm.TREATMENT if s >= s0 else Arm.CONTROL for s in window]
+        return fixed_path(spec.allocation, if_treated, [Arm.CONTROL] * len(window), target)
+
+    def periods_share_draws(self, spec: ExperimentSpec) -> bool:
+        return True
+
+    def estimators(self, spec: ExperimentSpec) -> tuple[EstimatorPlan, ...]:
+        return (EstimatorPlan("did"), EstimatorPlan("sdid"))
+
+    def example_spec(self, base: Mapping[str, Any], market: MarketFacts) -> ExperimentSpec:
+        """Half of each category treated from the middle day (the first half is the
+        pre-period)."""
+        return ExperimentSpec(
+            **base,
+            clusters=dict(market.categories),
+            time_bound=TimeBoundSettings(start_period=market.days // 2),
+        )
+
+
+DESIGN = register(TimeBound())

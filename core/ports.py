@@ -1,0 +1,124 @@
+"""The analysis worker's ports: what the controller side hands it, and where its estimates go.
+
+The analysis worker (``analysis/worker.py``) imports no Kafka or Redis client and no controller
+module. It receives:
+
+- a :class:`PanelSource`: the experiments to analyse, as :class:`ExperimentInfo`, and each
+  one's long cell table (implemented over Redis in ``controller/panel_source.py``);
+- an :class:`EstimateSink` and a :class:`GuardrailSink` (Kafka, in ``streams/sinks.py``);
+- a :class:`SequenceTuningStore`, where each confidence sequence's mixture is fixed at its
+  first look (Redis, in ``controller/panel_source.py``), so that a restarted or second worker
+  continues the same sequence.
+
+What to estimate is the design's decision, not the worker's: ``ExperimentInfo.estimators``
+carries the design's default estimators (:class:`EstimatorPlan`, with the level they cluster
+at), and ``ExperimentInfo.sampler`` redraws assignments from the live design itself, for the
+estimators that need the design's distribution (spillover exposure probabilities).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:  # typing only: the ports are data and protocols, no numerical code
+    import numpy as np
+    import pandas as pd
+
+
+@dataclass(frozen=True)
+class EstimatorPlan:
+    """One estimator a design publishes: the registry ``name``, the keyword ``params`` it is
+    built with (e.g. ``{"cluster": "class"}``), and ``label``, the name it is published under
+    (the registry name unless two variants of one estimator run on the same design)."""
+
+    name: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.label:
+            object.__setattr__(self, "label", self.name)
+
+    @property
+    def cluster(self) -> str | None:
+        """The level its standard error clusters at, when it clusters."""
+        value = self.params.get("cluster")
+        return None if value is None else str(value)
+
+
+class AssignmentSampler(Protocol):
+    """Fresh draws from an experiment's design: the assignment the design would have made with
+    another seed, for ``units`` (rows) in ``periods`` (columns), as a boolean matrix."""
+
+    def __call__(
+        self, seed: int, units: Sequence[str], periods: Sequence[int]
+    ) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class ExperimentInfo:
+    """What the analysis worker knows of one experiment beyond its cells.
+
+    ``params`` is the spec as JSON; ``estimators`` the design's default estimators, primary
+    first; ``planned_periods`` the planned length; ``periods_share_draws`` says whether one
+    draw of the design fixes arms in several periods (crossover, time-bound, ...), in which case
+    per-period variances cannot simply be added; ``sampler`` redraws the design (None when the
+    source cannot).
+    """
+
+    id: str
+    design: str
+    status: str
+    params: dict[str, Any] = field(default_factory=dict)
+    estimators: tuple[EstimatorPlan, ...] = ()
+    planned_periods: int = 0
+    periods_share_draws: bool = True
+    sampler: AssignmentSampler | None = field(default=None, compare=False, repr=False)
+
+
+class PublishedEstimate(Protocol):
+    """What a sink needs of an estimate (``analysis.results.EstimateResult`` provides it)."""
+
+    method: str
+    effect: float
+    se: float
+    df: float | None
+    n_periods: int
+
+    def to_dict(self, alpha: float = 0.05) -> dict[str, Any]: ...
+
+
+class PanelSource(Protocol):
+    async def experiments(self) -> list[ExperimentInfo]: ...
+
+    async def panel(self, exp_id: str) -> pd.DataFrame: ...
+
+
+class EstimateSink(Protocol):
+    async def publish(
+        self,
+        experiment: str,
+        result: PublishedEstimate,
+        as_of: datetime,
+        cs: tuple[float, float] | None,
+    ) -> None: ...
+
+
+class GuardrailSink(Protocol):
+    async def trip(self, experiment: str, metric: str, detail: dict[str, Any]) -> None: ...
+
+
+class SequenceTuningStore(Protocol):
+    async def fix(self, experiment: str, key: str, target_se: float) -> float:
+        """The target SE of ``experiment``'s sequence ``key``: the one stored at its first look,
+        or ``target_se``, stored now, when there is none (the first writer wins)."""
+        ...
+
+
+class ClockLike(Protocol):
+    def now(self) -> datetime: ...
+
+    async def sync(self) -> None: ...
