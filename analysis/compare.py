@@ -279,7 +279,7 @@ def fit_estimator(
         "se": res.se,
         "ci_low": lo,
         "ci_high": hi,
-        "pvalue": res.pvalue,
+        "pvalue": res.pvalue(),
         "se_method": res.se_method,  # type: ignore[dict-item]
     }
 

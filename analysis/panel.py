@@ -7,6 +7,7 @@ A ``Panel`` holds everything an estimator may use:
 - ``blackout`` (N x T bool): cells excluded from analysis (washout, operator freeze);
 - ``probability`` (N x T float or None): design probability that W = 1, when the design knows it;
 - ``covariates`` (DataFrame indexed by unit, or None);
+- ``groups`` (N labels or None): each unit's class, for estimators that cluster by class;
 - ``units`` and ``times``: the labels of rows and columns, times sorted ascending.
 
 Build it from a long DataFrame with :meth:`Panel.from_long`. Every problem is a
@@ -33,6 +34,7 @@ class Panel:
     blackout: np.ndarray
     probability: np.ndarray | None = None
     covariates: pd.DataFrame | None = None
+    groups: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         Y = np.asarray(self.Y, dtype=float)
@@ -71,6 +73,11 @@ class Panel:
             if np.any((P < 0) | (P > 1) | ~np.isfinite(P)):
                 raise PanelError("probability must lie in [0, 1] in every cell.")
             object.__setattr__(self, "probability", P)
+        if self.groups is not None:
+            g = np.asarray(self.groups)
+            if g.shape != (N,):
+                raise PanelError(f"groups must give one class per unit ({N}); got {g.shape}.")
+            object.__setattr__(self, "groups", g)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -85,10 +92,12 @@ class Panel:
         blackout: str | None = None,
         probability: str | None = None,
         covariates: Sequence[str] = (),
+        group: str | None = None,
     ) -> Panel:
-        """Pivot a long table (one row per unit and period) into a validated panel."""
+        """Pivot a long table (one row per unit and period) into a validated panel; ``group``
+        names a column holding each unit's class (constant within a unit)."""
         needed = [unit, time, outcome, treated]
-        needed += [c for c in (blackout, probability) if c is not None]
+        needed += [c for c in (blackout, probability, group) if c is not None]
         needed += list(covariates)
         missing = [c for c in needed if c not in df.columns]
         if missing:
@@ -148,6 +157,16 @@ class Panel:
                     f"Covariate(s) {varying} vary within a unit; unit covariates must be constant."
                 )
             X = frame.groupby(unit)[list(covariates)].first().reindex(units)
+        groups = None
+        if group is not None:
+            per_unit = frame.groupby(unit)[group]
+            if (per_unit.nunique(dropna=False) > 1).any():
+                bad = per_unit.nunique(dropna=False)
+                raise PanelError(
+                    f"Class column {group!r} varies within unit {bad[bad > 1].index[0]!r}; "
+                    "a unit belongs to one class."
+                )
+            groups = per_unit.first().reindex(units).astype(str).to_numpy()
         return cls(
             Y=Y.to_numpy(dtype=float),
             W=W.to_numpy(dtype=int).astype(bool),
@@ -156,6 +175,7 @@ class Panel:
             blackout=B,
             probability=P,
             covariates=X,
+            groups=groups,
         )
 
     # ------------------------------------------------------------------ views
@@ -227,6 +247,7 @@ class Panel:
             blackout=self.blackout[idx],
             probability=None if self.probability is None else self.probability[idx],
             covariates=cov,
+            groups=None if self.groups is None else self.groups[idx],
         )
 
     def with_outcome(self, Y: np.ndarray) -> Panel:

@@ -1,9 +1,15 @@
 """The one result type every estimator returns and the analysis worker publishes.
 
-Shaped after EconML's inference results: a point estimate with its standard error, a
-confidence interval at any level, a p-value against zero and the sample actually used.
-Intervals are normal-approximation unless the estimator supplies degrees of freedom (``df``:
-Student t) or exact bounds (randomisation inference) in ``ci_override``.
+Shaped after EconML's inference results (``econml/inference/_inference.py``) and statsmodels'
+``use_t``: a point estimate, its standard error and its reference distribution, from which
+every interval and p-value follows. ``df`` set: Student t with ``df`` degrees of freedom (the
+SE was estimated from few independent clusters or units); ``df`` None: the normal. There is no
+other way to make an interval: ``conf_int(alpha)`` is ``effect +- q * se`` at every alpha, with
+q the reference's ``1 - alpha/2`` quantile, so a consumer of a published estimate can recompute
+it from ``effect``, ``se`` and ``df``.
+
+The one exception is the p-value of a randomisation test (``pvalue_randomization``): an exact
+Fisher p-value of the sharp null of no effect, reported by :meth:`pvalue` for ``value=0``.
 """
 
 from __future__ import annotations
@@ -20,12 +26,10 @@ from scipy import stats
 class EstimateResult:
     """Point estimate of an average treatment effect on the treated cells, with its uncertainty.
 
-    ``se_method`` names how ``se`` was obtained (placebo, jackknife, bootstrap, clt, ...).
-    ``n_units``/``n_periods`` count the units and periods that entered the estimate;
+    ``se_method`` names how ``se`` was obtained (placebo, jackknife, bootstrap, cluster_unit,
+    ...). ``n_units``/``n_periods`` count the units and periods that entered the estimate;
     ``n_cells`` counts the treated cells (or, for switchbacks, the contributing cells).
     ``details`` carries estimator-specific diagnostics (weights, per-unit effects, lambdas).
-    ``df`` set: intervals and p-values use Student t with these degrees of freedom (the SE was
-    estimated from few independent units), else the normal approximation.
     """
 
     method: str
@@ -36,37 +40,72 @@ class EstimateResult:
     se_method: str = "none"
     n_cells: int | None = None
     metric: str = "outcome"
-    ci_override: tuple[float, float] | None = None
     df: float | None = None
-    pvalue_override: float | None = None
+    pvalue_randomization: float | None = None
     details: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
-    def conf_int(self, alpha: float = 0.05) -> tuple[float, float]:
-        """Two-sided (1 - alpha) interval; exact bounds when the estimator supplied them at 5%."""
-        if not 0.0 < alpha < 1.0:
-            raise ValueError(f"alpha must be in (0, 1), got {alpha}")
-        if self.ci_override is not None and math.isclose(alpha, 0.05):
-            return self.ci_override
-        if not math.isfinite(self.se):
-            return (-math.inf, math.inf)
-        z = float(self._reference().ppf(1.0 - alpha / 2.0))
-        return (self.effect - z * self.se, self.effect + z * self.se)
+    def __post_init__(self) -> None:
+        if self.df is not None and not (self.df > 0):
+            raise ValueError(f"df must be positive (or None for the normal); got {self.df}")
 
-    @property
-    def pvalue(self) -> float:
-        """Two-sided p-value for a zero effect."""
-        if self.pvalue_override is not None:
-            return self.pvalue_override
-        if not math.isfinite(self.se) or self.se <= 0.0:
-            return math.nan
-        return float(2.0 * self._reference().sf(abs(self.effect) / self.se))
-
-    def _reference(self) -> Any:
-        """The reference distribution of effect / se: t(df) when df is set, else normal."""
-        if self.df is not None and math.isfinite(self.df) and self.df > 0:
+    # ------------------------------------------------------------------ inference
+    def reference(self) -> Any:
+        """The reference distribution of (effect - truth) / se: t(df) when df is set, else
+        the standard normal (an infinite df is the normal)."""
+        if self.df is not None and math.isfinite(self.df):
             return stats.t(self.df)
         return stats.norm
 
+    def critical_value(self, alpha: float = 0.05) -> float:
+        """q with P(|reference| > q) = alpha."""
+        _check_alpha(alpha)
+        return float(self.reference().ppf(1.0 - alpha / 2.0))
+
+    def conf_int(self, alpha: float = 0.05) -> tuple[float, float]:
+        """Two-sided (1 - alpha) interval ``effect +- q * se``; unbounded without a finite SE."""
+        q = self.critical_value(alpha)
+        if not math.isfinite(self.se):
+            return (-math.inf, math.inf)
+        return (self.effect - q * self.se, self.effect + q * self.se)
+
+    def pvalue(self, value: float = 0.0) -> float:
+        """Two-sided p-value of the hypothesis that the effect equals ``value``.
+
+        For ``value=0`` a randomisation test's exact p-value, when the estimator ran one;
+        otherwise from the reference distribution. NaN without a positive finite SE.
+        """
+        if value == 0.0 and self.pvalue_randomization is not None:
+            return self.pvalue_randomization
+        if not math.isfinite(self.se) or self.se <= 0.0:
+            return math.nan
+        return float(2.0 * self.reference().sf(abs(self.effect - value) / self.se))
+
+    def statistic(self, value: float = 0.0) -> float:
+        """(effect - value) / se: a t statistic when df is set, else a z statistic."""
+        if not math.isfinite(self.se) or self.se <= 0.0:
+            return math.nan
+        return (self.effect - value) / self.se
+
+    def summary_frame(self, alpha: float = 0.05, value: float = 0.0) -> pd.DataFrame:
+        """One row: the estimate, its SE, reference df, test statistic and p-value against
+        ``value``, and the (1 - alpha) interval (EconML's ``summary_frame`` columns)."""
+        lo, hi = self.conf_int(alpha)
+        return pd.DataFrame(
+            [
+                {
+                    "point_estimate": self.effect,
+                    "stderr": self.se,
+                    "df": math.inf if self.df is None else self.df,
+                    "stat": self.statistic(value),
+                    "pvalue": self.pvalue(value),
+                    "ci_lower": lo,
+                    "ci_upper": hi,
+                }
+            ],
+            index=pd.Index([self.method], name="estimator"),
+        )
+
+    # ------------------------------------------------------------------ serialisation
     def to_dict(self, alpha: float = 0.05) -> dict[str, Any]:
         lo, hi = self.conf_int(alpha)
         return {
@@ -78,7 +117,7 @@ class EstimateResult:
             "ci_low": lo,
             "ci_high": hi,
             "alpha": alpha,
-            "pvalue": self.pvalue,
+            "pvalue": self.pvalue(),
             "df": self.df,
             "n_units": self.n_units,
             "n_periods": self.n_periods,
@@ -87,3 +126,8 @@ class EstimateResult:
 
     def to_frame(self, alpha: float = 0.05) -> pd.DataFrame:
         return pd.DataFrame([self.to_dict(alpha)])
+
+
+def _check_alpha(alpha: float) -> None:
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")

@@ -16,18 +16,18 @@ Standard error: cluster-robust by unit (Liang-Zeger with the G/(G-1) correction)
 p-values from Student t with G-1 degrees of freedom, since price experiments often have few
 products.
 
-``DifferenceInMeansEstimator`` ("dm"): mean of treated usable cells minus mean of control
-usable cells, for switchback (random-days) designs with a constant assignment probability.
+``DifferenceInMeansEstimator`` ("dm"): mean of treated minus mean of control cells among the
+usable cells the design randomised, for designs with a constant assignment probability.
 Unbiased under the design when assignments are independent of the outcomes and there is no
-carryover. SE: clustered by unit (default; robust to serial correlation within a product) or by
-cell ("cell": each product-period its own cluster, the Neyman variance for random days where
-every product-period is randomised independently).
+carryover. SE: clustered by unit (default; robust to serial correlation within a product), by
+class (the randomisation unit of a cluster design) or by cell ("cell": each product-period its
+own cluster, the Neyman variance for random days where every product-period is randomised
+independently); Student t with G - 1 degrees of freedom.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
 
 from analysis.errors import InferenceError, PanelError
 from analysis.estimators.base import PanelEstimator
@@ -55,14 +55,6 @@ def two_way_demean(
         if np.sqrt(((R - R_old) ** 2).sum()) < tol * scale:
             break
     return R
-
-
-def _t_inference(
-    tau: float, se: float, df: int, alpha: float = 0.05
-) -> tuple[tuple[float, float], float]:
-    crit = float(stats.t.ppf(1 - alpha / 2, df))
-    p = float(2 * stats.t.sf(abs(tau) / se, df)) if se > 0 else float("nan")
-    return (tau - crit * se, tau + crit * se), p
 
 
 class CrossoverEstimator(PanelEstimator):
@@ -98,14 +90,14 @@ class CrossoverEstimator(PanelEstimator):
         units_used = use.any(axis=1)
         G = int(units_used.sum())
         se = float("nan")
-        ci = pval = None
+        df: float | None = None
         if self.se != "none":
             if G < 2:
                 raise InferenceError("Cluster-robust SE needs at least 2 units.")
             e = np.where(use, yt - tau * wt, 0.0)
             score = (wt * e).sum(axis=1)[units_used]
             se = float(np.sqrt(G / (G - 1) * (score**2).sum()) / sww)
-            ci, pval = _t_inference(tau, se, G - 1)
+            df = float(G - 1)
         return EstimateResult(
             method=self.name,
             effect=tau,
@@ -114,21 +106,29 @@ class CrossoverEstimator(PanelEstimator):
             n_periods=int(use.any(axis=0).sum()),
             se_method="cluster_unit" if self.se != "none" else "none",
             n_cells=int((panel.W & use).sum()),
-            ci_override=ci,
-            pvalue_override=pval,
+            df=df,
             details={
                 "n_blackout_cells": int(panel.blackout.sum()),
                 "n_usable_cells": int(use.sum()),
-                "df": G - 1,
             },
         )
 
 
 class DifferenceInMeansEstimator(PanelEstimator):
-    """Treated minus control mean over usable cells, with a clustered SE.
+    """Treated minus control mean over the randomised cells, with a clustered SE.
 
-    cluster : "unit" (default) or "cell" (independent product-periods, random days).
+    The cells compared are the usable (non-blackout) cells that the design randomised: when
+    the panel carries design probabilities, those strictly between 0 and 1. Cells that could
+    not have been treated (a time-bound pre-period, a triggered product before or after its
+    window, a matched control) are not part of the randomised comparison and are left out.
+
+    cluster : the level the SE clusters at - "unit" (default: robust to serial correlation
+        within a product), "class" (the panel's unit groups, e.g. the classes a cluster design
+        randomises), or "cell" (each product-period its own cluster: the Neyman variance when
+        every cell is an independent draw and outcomes are not serially correlated).
     se : ``None`` or "cluster", "none".
+
+    Intervals use Student t with G - 1 degrees of freedom, G the number of clusters.
     """
 
     name = "dm"
@@ -141,30 +141,50 @@ class DifferenceInMeansEstimator(PanelEstimator):
         self.seed = seed
 
     def _fit(self, panel: Panel) -> EstimateResult:
-        if self.cluster not in ("unit", "cell"):
-            raise ValueError(f"cluster must be 'unit' or 'cell', not {self.cluster!r}.")
+        if self.cluster not in ("unit", "cell", "class"):
+            raise ValueError(f"cluster must be 'unit', 'class' or 'cell', not {self.cluster!r}.")
         if self.se not in (None, "cluster", "none"):
             raise InferenceError(f"dm supports se='cluster' or 'none', not {self.se!r}.")
+        if self.cluster == "class" and panel.groups is None:
+            raise PanelError(
+                "Clustering by class needs each unit's class: give the panel a class column."
+            )
         use = panel.usable
+        if panel.probability is not None:
+            use = use & (panel.probability > 0.0) & (panel.probability < 1.0)
         t_cells = panel.W & use
         c_cells = ~panel.W & use
         n1, n0 = int(t_cells.sum()), int(c_cells.sum())
         if n1 == 0 or n0 == 0:
-            raise PanelError("Difference in means needs both treated and control usable cells.")
-        Y = panel.Y
+            raise PanelError(
+                "Difference in means needs both treated and control cells among the usable, "
+                "randomised cells."
+            )
+        Y = np.where(use, panel.Y, 0.0)
         m1, m0 = float(Y[t_cells].mean()), float(Y[c_cells].mean())
         tau = m1 - m0
         # influence of each cell on tau; summed within clusters
         infl = np.where(t_cells, (Y - m1) / n1, 0.0) - np.where(c_cells, (Y - m0) / n0, 0.0)
-        scores = infl.sum(axis=1)[use.any(axis=1)] if self.cluster == "unit" else infl[use]
+        if self.cluster == "cell":
+            scores = infl[use]
+        else:
+            per_unit = infl.sum(axis=1)[use.any(axis=1)]
+            if self.cluster == "class":
+                assert panel.groups is not None
+                labels = panel.groups[use.any(axis=1)]
+                _, inverse = np.unique(labels, return_inverse=True)
+                per_unit = np.bincount(inverse.ravel(), weights=per_unit)
+            scores = per_unit
         G = len(scores)
         se = float("nan")
-        ci = pval = None
+        df: float | None = None
         if self.se != "none":
             if G < 2:
-                raise InferenceError("Clustered SE needs at least 2 clusters.")
+                raise InferenceError(
+                    f"A clustered SE needs at least 2 clusters; the {self.cluster} level has {G}."
+                )
             se = float(np.sqrt(G / (G - 1) * (scores**2).sum()))
-            ci, pval = _t_inference(tau, se, G - 1)
+            df = float(G - 1)
         return EstimateResult(
             method=self.name,
             effect=tau,
@@ -173,9 +193,13 @@ class DifferenceInMeansEstimator(PanelEstimator):
             n_periods=int(use.any(axis=0).sum()),
             se_method=f"cluster_{self.cluster}" if self.se != "none" else "none",
             n_cells=n1 + n0,
-            ci_override=ci,
-            pvalue_override=pval,
-            details={"mean_treated": m1, "mean_control": m0, "n_treated_cells": n1, "df": G - 1},
+            df=df,
+            details={
+                "mean_treated": m1,
+                "mean_control": m0,
+                "n_treated_cells": n1,
+                "n_clusters": G,
+            },
         )
 
 

@@ -215,7 +215,7 @@ class SwitchbackHTEstimator(PanelEstimator):
             n_periods=T - p,
             se_method=method,
             n_cells=n,
-            pvalue_override=pval,
+            pvalue_randomization=pval,
             details={
                 "p": p,
                 "n_all_treated_windows": int((A1 & keep).sum()),

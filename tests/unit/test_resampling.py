@@ -47,7 +47,7 @@ def test_student_t_intervals_when_df_is_set() -> None:
     t5 = EstimateResult("x", effect=1.0, se=0.5, n_units=3, n_periods=2, df=5.0)
     assert normal.conf_int()[1] == pytest.approx(1.0 + 1.959964 * 0.5, rel=1e-6)
     assert t5.conf_int()[1] == pytest.approx(1.0 + 2.570582 * 0.5, rel=1e-6)  # t(5) 97.5%
-    assert t5.pvalue > normal.pvalue
+    assert t5.pvalue() > normal.pvalue()
     assert t5.to_dict()["df"] == 5.0
 
 

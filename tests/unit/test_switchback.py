@@ -79,7 +79,7 @@ def test_randomisation_test_and_blackout() -> None:
     W = rng.random((N, T)) < 0.5
     Y = 3.0 + rng.normal(size=(N, T)) + 2.0 * W
     res = SwitchbackHTEstimator(0, se="randomization", n_draws=199, seed=1).fit(panel(Y, W))
-    assert res.result_.pvalue == pytest.approx(1 / 200)
+    assert res.result_.pvalue() == pytest.approx(1 / 200)
     B = np.zeros((N, T), bool)
     B[:, :5] = True
     Y2 = Y.copy()
