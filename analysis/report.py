@@ -48,6 +48,7 @@ from analysis.errors import AnalysisError  # noqa: E402
 from analysis.estimators import registry  # noqa: E402
 from analysis.panel import Panel  # noqa: E402
 from analysis.results import EstimateResult  # noqa: E402
+from core.ports import EstimatorPlan, ExperimentInfo  # noqa: E402
 
 SYNTH_ESTIMATORS: tuple[str, ...] = ("sc", "difp", "sdid")
 COVARIATE_CANDIDATES: tuple[str, ...] = ("base_price", "width", "battery", "rating", "weight")
@@ -59,12 +60,15 @@ PENDING_GREY = "#d9d9d9"
 def normalise_panel(df: pd.DataFrame, outcome: str = "units") -> pd.DataFrame:
     """Columns product, period, ``outcome``, treated, probability, blackout (+ the rest).
 
-    Accepts the worker's cell table (``period``) and the simulator's panel (``day``);
-    a missing probability is taken as unknown (NaN), a missing blackout as False.
+    Accepts the worker's cell table (``product``, ``period``) and the simulator's panel
+    (``unit``, ``period``); a missing probability is taken as unknown (NaN), a missing
+    blackout as False.
     """
     d = df.copy()
     if "period" not in d.columns and "day" in d.columns:
         d = d.rename(columns={"day": "period"})
+    if "product" not in d.columns and "unit" in d.columns:
+        d = d.rename(columns={"unit": "product"})
     missing = [c for c in ("product", "period", outcome, "treated") if c not in d.columns]
     if missing:
         raise AnalysisError(f"the panel needs column(s) {missing}; it has {list(d.columns)}")
@@ -442,32 +446,33 @@ def replay_estimates(
     *,
     experiment: str,
     design: str,
-    estimators: Sequence[str] | None = None,
+    estimators: Sequence[EstimatorPlan | str],
     start: datetime | None = None,
     seed: int = 0,
 ) -> pd.DataFrame:
     """Running estimates of a finished panel, computed the way the analysis worker does.
 
     The real :class:`analysis.worker.AnalysisWorker` runs once after each period, on the
-    periods completed so far (its estimators for ``design``, its confidence sequence tuned at
-    the first look to the planned horizon). Returns the messages it would have published.
+    periods completed so far, with ``estimators`` (the design's own, which the caller gets from
+    the design) and its confidence sequence tuned at the first look to the planned horizon.
+    Returns the messages it would have published.
     """
-    from analysis.worker import AnalysisWorker, ExperimentInfo
+    from analysis.worker import AnalysisWorker
 
     d = normalise_panel(df)
     periods = sorted(d["period"].unique())
     remap = {p: i for i, p in enumerate(periods)}
     d = d.assign(period=d["period"].map(remap))
-    info = ExperimentInfo(experiment, design, "running", {"n_periods": len(periods)})
+    plans = tuple(EstimatorPlan(e) if isinstance(e, str) else e for e in estimators)
+    info = ExperimentInfo(
+        experiment, design, "running", {"n_periods": len(periods)}, estimators=plans,
+        planned_periods=len(periods),
+    )  # fmt: skip
     source = _ReplaySource(d, info)
     sink = _ListSink()
     t0 = start or datetime(2026, 1, 1, tzinfo=UTC)
     clock = _StepClock(t0)
-    kw: dict[str, Any] = {}
-    if estimators is not None:
-        names = tuple(estimators)
-        kw["estimators_for"] = lambda _info: names
-    worker = AnalysisWorker(source=source, sink=sink, clock=clock, seed=seed, **kw)
+    worker = AnalysisWorker(source=source, sink=sink, clock=clock, seed=seed)
     for k in range(2, len(periods) + 1):
         source.k = k
         clock.t = t0 + timedelta(days=k)

@@ -1,12 +1,18 @@
 """The periodic analysis worker's logic: panel in, running estimates out.
 
-The worker receives a ``PanelSource`` and an ``EstimateSink`` (their Redis and Kafka
-implementations live in controller/ and streams/), so this module imports no client.
-``run_once()`` is the unit of work; the worker loop only schedules it.
+The worker receives its ports (``core.ports``): a ``PanelSource`` (Redis, in controller/), an
+``EstimateSink`` and a ``GuardrailSink`` (Kafka, in streams/), and a ``SequenceTuningStore``
+(Redis). It imports no client and no controller module. ``run_once()`` is the unit of work;
+the worker loop only schedules it.
 
-Each design publishes the estimators that are valid for it (``ESTIMATORS_BY_DESIGN``);
-every estimate carries its standard error, a 95% interval, and an anytime-valid confidence
-sequence (analysts inspect running estimates repeatedly).
+What to estimate is the design's decision: every experiment arrives with its design's
+default estimators (``ExperimentInfo.estimators``, with the level they cluster at), fitted by
+:func:`fit_plan` - the same function ``compare-designs`` and the studies fit with, so the
+figures they validate are the ones published here. Every estimate carries its standard error,
+its reference distribution (``df``), a 95% interval and an anytime-valid confidence sequence
+(analysts inspect running estimates repeatedly); the sequence's mixture is fixed at the first
+look and kept in the ``SequenceTuningStore``, so a restarted or second worker continues the
+same sequence.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -28,83 +34,104 @@ from analysis.errors import AnalysisError
 from analysis.estimators import registry
 from analysis.panel import Panel
 from analysis.results import EstimateResult
+from core.ports import (
+    ClockLike,
+    EstimateSink,
+    EstimatorPlan,
+    ExperimentInfo,
+    GuardrailSink,
+    PanelSource,
+    SequenceTuningStore,
+)
 
 log = logging.getLogger("pricelab.analysis")
 
-ESTIMATORS_BY_DESIGN: dict[str, tuple[str, ...]] = {
-    "random-days": ("dm", "ht"),
-    "optimal-switchback": ("ht", "dm"),
-    "crossover": ("crossover", "dm"),
-    "cluster": ("dm",),
-    "time-bound": ("did", "sdid", "sc", "mc"),
-    "triggered": ("staggered", "did"),
-}
+#: estimators of an experiment whose source names none
+DEFAULT_PLANS: tuple[EstimatorPlan, ...] = (EstimatorPlan("dm"),)
 
-
-@dataclass(frozen=True)
-class ExperimentInfo:
-    id: str
-    design: str
-    status: str
-    params: dict[str, Any] = field(default_factory=dict)
-
-
-class PanelSource(Protocol):
-    async def experiments(self) -> list[ExperimentInfo]: ...
-
-    async def panel(self, exp_id: str) -> pd.DataFrame: ...
-
-
-class EstimateSink(Protocol):
-    async def publish(
-        self,
-        experiment: str,
-        result: EstimateResult,
-        as_of: datetime,
-        cs: tuple[float, float] | None,
-    ) -> None: ...
-
-
-class GuardrailSink(Protocol):
-    async def trip(self, experiment: str, metric: str, detail: dict[str, Any]) -> None: ...
-
-
-class ClockLike(Protocol):
-    def now(self) -> datetime: ...
-
-    async def sync(self) -> None: ...
+__all__ = [
+    "DEFAULT_PLANS",
+    "AnalysisWorker",
+    "ExperimentInfo",
+    "InMemorySequenceTuning",
+    "WorkerObserver",
+    "fit_plan",
+    "panel_from_cells",
+    "sequence_target",
+]
 
 
 class WorkerObserver(Protocol):
+    """Hooks for metrics."""
+
     def estimated(self, experiment: str, estimator: str, seconds: float, ok: bool) -> None: ...
 
     def published(self, experiment: str, estimator: str, as_of: datetime) -> None: ...
 
     def guardrail_tripped(self, experiment: str, metric: str) -> None: ...
 
+    def cycle_done(self, as_of: datetime, seconds: float, published: int) -> None:
+        """A whole ``run_once`` finished: every experiment was looked at ``as_of`` and
+        ``published`` estimates went out."""
+        ...
+
 
 class _NullObserver:
-    def guardrail_tripped(self, experiment: str, metric: str) -> None:
-        return None
-
     def estimated(self, experiment: str, estimator: str, seconds: float, ok: bool) -> None:
         return None
 
     def published(self, experiment: str, estimator: str, as_of: datetime) -> None:
         return None
 
+    def guardrail_tripped(self, experiment: str, metric: str) -> None:
+        return None
 
-def panel_from_cells(df: pd.DataFrame, outcome: str = "units") -> Panel:
-    """The long cell table of a PanelSource as a validated Panel (outcome: units or revenue)."""
+    def cycle_done(self, as_of: datetime, seconds: float, published: int) -> None:
+        return None
+
+
+class InMemorySequenceTuning:
+    """A :class:`core.ports.SequenceTuningStore` in process memory (offline replays, tests):
+    the first target given for a key is kept."""
+
+    def __init__(self) -> None:
+        self.targets: dict[tuple[str, str], float] = {}
+
+    async def fix(self, experiment: str, key: str, target_se: float) -> float:
+        return self.targets.setdefault((experiment, key), target_se)
+
+
+def panel_from_cells(
+    df: pd.DataFrame, outcome: str = "units", *, unit: str = "product", time: str = "period"
+) -> Panel:
+    """A long cell table (the PanelSource's, or the simulator's) as a validated Panel: the
+    outcome (units or revenue), the arm in force, blackout, the design probability, and each
+    unit's class when the table has a ``class`` column."""
     return Panel.from_long(
         df,
-        unit="product",
-        time="period",
+        unit=unit,
+        time=time,
         outcome=outcome,
         treated="treated",
         blackout="blackout",
         probability="probability",
+        group="class" if "class" in df.columns else None,
     )
+
+
+def fit_plan(plan: EstimatorPlan, panel: Panel, seed: int = 0) -> EstimateResult:
+    """Fit one planned estimator; the result is published under the plan's label."""
+    result = registry.make(plan.name, seed=seed, **dict(plan.params)).fit(panel).result
+    return result if result.method == plan.label else replace(result, method=plan.label)
+
+
+def sequence_target(se: float, periods_seen: int, periods_planned: int) -> float:
+    """The SE expected at the planned horizon from a look's SE: se x sqrt(seen / planned)."""
+    return se * math.sqrt(periods_seen / max(periods_planned, periods_seen))
+
+
+def _plans(info: ExperimentInfo) -> Sequence[EstimatorPlan]:
+    return info.estimators or DEFAULT_PLANS
 
 
 @dataclass
@@ -114,34 +141,27 @@ class AnalysisWorker:
     clock: ClockLike
     observer: WorkerObserver = field(default_factory=_NullObserver)
     guardrails: GuardrailSink | None = None
-    estimators_for: Callable[[ExperimentInfo], Sequence[str]] = lambda info: (
-        ESTIMATORS_BY_DESIGN.get(info.design, ("dm",))
-    )
+    tuning: SequenceTuningStore = field(default_factory=InMemorySequenceTuning)
+    estimators_for: Callable[[ExperimentInfo], Sequence[EstimatorPlan | str]] = _plans
     alpha: float = 0.05
     seed: int = 0
     min_periods: int = 2
-    _cs_target: dict[tuple[str, str], float] = field(default_factory=dict, repr=False)
 
-    def _confidence_sequence(
-        self, info: ExperimentInfo, result: EstimateResult, key: str | None = None
+    async def _confidence_sequence(
+        self, info: ExperimentInfo, result: EstimateResult, key: str
     ) -> tuple[float, float] | None:
         """Anytime-valid interval (Howard et al. 2021 normal mixture; analysis/confseq.py).
 
-        The mixture is tuned once per experiment and estimator, at the first look, to the SE
-        expected at the planned horizon (first SE x sqrt(periods seen / periods planned)), and
-        then kept fixed, as the guarantee requires.
+        The mixture is tuned once per experiment and sequence, at the first look, to the SE
+        expected at the planned horizon, and kept in the tuning store: the guarantee needs it
+        fixed, and a restarted or second worker must continue the same sequence.
         """
         if not (math.isfinite(result.se) and result.se > 0):
             return None
-        cs_key = (info.id, key or result.method)
-        if cs_key not in self._cs_target:
-            planned = int(info.params.get("n_periods") or result.n_periods)
-            self._cs_target[cs_key] = result.se * math.sqrt(
-                result.n_periods / max(planned, result.n_periods)
-            )
-        cs = ConfidenceSequence(
-            target_se=self._cs_target[cs_key], alpha=self.alpha, intersect=False
-        )
+        planned = info.planned_periods or int(info.params.get("n_periods") or result.n_periods)
+        proposed = sequence_target(result.se, result.n_periods, planned)
+        target = await self.tuning.fix(info.id, key, proposed)
+        cs = ConfidenceSequence(target_se=target, alpha=self.alpha, intersect=False)
         r = float(cs.radius(result.se))
         return (result.effect - r, result.effect + r)
 
@@ -149,6 +169,7 @@ class AnalysisWorker:
         """Estimate every experiment with data once; publish each estimate. Returns them."""
         await self.clock.sync()
         as_of = self.clock.now()
+        t_cycle = time.perf_counter()
         published: list[tuple[str, EstimateResult]] = []
         for info in await self.source.experiments():
             df = await self.source.panel(info.id)
@@ -159,20 +180,21 @@ class AnalysisWorker:
             except AnalysisError as exc:
                 log.warning("experiment %s: panel not usable yet: %s", info.id, exc)
                 continue
-            for name in self.estimators_for(info):
+            for item in self.estimators_for(info):
+                plan = EstimatorPlan(item) if isinstance(item, str) else item
                 t0 = time.perf_counter()
                 try:
-                    result = registry.make(name, seed=self.seed).fit(panel).result
+                    result = fit_plan(plan, panel, self.seed)
                 except (AnalysisError, ValueError) as exc:
-                    self.observer.estimated(info.id, name, time.perf_counter() - t0, False)
-                    log.info("experiment %s: %s not applicable: %s", info.id, name, exc)
+                    self.observer.estimated(info.id, plan.label, time.perf_counter() - t0, False)
+                    log.info("experiment %s: %s not applicable: %s", info.id, plan.label, exc)
                     continue
-                self.observer.estimated(info.id, name, time.perf_counter() - t0, True)
+                self.observer.estimated(info.id, plan.label, time.perf_counter() - t0, True)
                 if not math.isfinite(result.effect):
                     continue
-                cs = self._confidence_sequence(info, result)
+                cs = await self._confidence_sequence(info, result, plan.label)
                 await self.sink.publish(info.id, result, as_of, cs)
-                self.observer.published(info.id, name, as_of)
+                self.observer.published(info.id, plan.label, as_of)
                 published.append((info.id, result))
             for result in self._spillover(info, panel):
                 await self.sink.publish(info.id, result, as_of, None)
@@ -180,87 +202,117 @@ class AnalysisWorker:
                 published.append((info.id, result))
             if info.status == "running" and self.guardrails is not None:
                 await self._check_guardrails(info, df)
+        self.observer.cycle_done(as_of, time.perf_counter() - t_cycle, len(published))
         return published
 
     def _spillover(self, info: ExperimentInfo, panel: Panel) -> list[EstimateResult]:
         """Spillover-adjusted estimates for experiments that carry a substitutes graph.
 
-        Block designs (time-bound, fixed clusters) use ``panel_spillover`` on detrended first
-        differences. Switchbacks re-randomise every period, so each period is one
-        cross-sectional experiment: its Hajek IPW contrasts (Aronow & Samii 2017) are averaged
-        over periods, and, the periods' randomisations being independent, their design
-        variances add: se = sqrt(sum se_t^2) / T.
+        Exposure probabilities and the design-bootstrap variance redraw the live design
+        itself (``info.sampler``). Block designs (time-bound) use ``panel_spillover`` on
+        detrended first differences. Designs that redraw every unit every period (random
+        days, cluster switchbacks) are one cross-sectional experiment per period: its Hajek
+        IPW contrasts (Aronow & Samii 2017) are averaged over periods and, the periods'
+        draws being independent, their design variances add: se = sqrt(sum se_t^2) / T.
+        Designs whose periods share draws (crossover, optimal switchback with carryover,
+        triggered) would need the joint variance over periods, which is not implemented:
+        no spillover estimate is published for them.
         """
         edges = info.params.get("substitutes") or ()
         if not edges:
             return []
-        from analysis.spillover import (
-            SpilloverError,
-            bernoulli_design,
-            cluster_design,
-            estimate_spillover,
-            panel_spillover,
-        )
+        from analysis.spillover import SpilloverError, estimate_spillover, panel_spillover
 
+        sampler = info.sampler
+        if sampler is None:
+            log.info("experiment %s: no design sampler; spillover estimates skipped", info.id)
+            return []
+        units = [str(u) for u in panel.units]
         graph = nx.Graph()
-        graph.add_nodes_from(str(u) for u in panel.units)
+        graph.add_nodes_from(units)
         graph.add_weighted_edges_from((a, b, float(w)) for a, b, w in edges)
-        p = float(info.params.get("allocation", 0.5))
-        clusters = info.params.get("clusters") or {}
-        if clusters:
-            label = {q: c for c, members in clusters.items() for q in members}
-            design = cluster_design(np.array([label.get(str(u), str(u)) for u in panel.units]), p)
-        else:
-            design = bernoulli_design(panel.n_units, p)
+
+        def design_at(period: int) -> Callable[[np.random.Generator], np.ndarray]:
+            def draw(rng: np.random.Generator) -> np.ndarray:
+                seed = int(rng.integers(0, 2**62))
+                return np.asarray(sampler(seed, units, [period]))[:, 0]
+
+            return draw
+
         t0 = time.perf_counter()
         try:
             if panel.is_block:
-                results = panel_spillover(panel, graph, design, seed=self.seed).to_results("units")
-            else:
-                per_period = []
-                for t in range(panel.n_periods):
-                    ok = panel.usable[:, t]
-                    if ok.sum() < 4 or ok.sum() < panel.n_units:  # a period needs every product
-                        continue
-                    res = estimate_spillover(
-                        graph,
-                        panel.W[:, t],
-                        panel.Y[:, t],
-                        design,
-                        nodes=[str(u) for u in panel.units],
-                        n_draws=500,
-                        n_variance_draws=200,
-                        seed=self.seed + t,
-                    )
-                    per_period.append(res.effects)
-                if not per_period:
-                    return []
-                stacked = pd.concat(per_period, keys=range(len(per_period)))
-                g = stacked.groupby(level=1)
-                eff, var, units = (
-                    g["effect"].mean(),
-                    g["se"].apply(lambda s: float((s**2).sum())),
-                    g["n_units"].mean(),
+                _, t_first = panel.block_structure()
+                design = design_at(int(panel.times[t_first]))
+                spill = panel_spillover(
+                    panel, graph, design, n_draws=500, n_variance_draws=200, seed=self.seed
                 )
-                results = [
-                    EstimateResult(
-                        method="naive_difference" if name == "naive" else f"spillover_ipw:{name}",
-                        effect=float(eff[name]),
-                        se=math.sqrt(var[name]) / g.size()[name],
-                        n_units=int(round(units[name])),
-                        n_periods=int(g.size()[name]),
-                        se_method="design_bootstrap",
-                        metric="units",
-                    )
-                    for name in eff.index
-                    if math.isfinite(eff[name]) and math.isfinite(var[name])
-                ]
+                results = spill.to_results("units")
+            elif not info.periods_share_draws:
+                results = self._per_period_spillover(
+                    panel, graph, units, design_at, estimate_spillover
+                )
+            else:
+                log.info(
+                    "experiment %s: no spillover estimate: the %s design's periods share "
+                    "draws, and the per-period variances cannot be added",
+                    info.id,
+                    info.design,
+                )
+                return []
         except (SpilloverError, AnalysisError, ValueError) as exc:
             self.observer.estimated(info.id, "spillover_ipw", time.perf_counter() - t0, False)
             log.info("experiment %s: spillover estimates not available: %s", info.id, exc)
             return []
         self.observer.estimated(info.id, "spillover_ipw", time.perf_counter() - t0, True)
         return results
+
+    def _per_period_spillover(
+        self,
+        panel: Panel,
+        graph: nx.Graph,
+        units: list[str],
+        design_at: Callable[[int], Callable[[np.random.Generator], np.ndarray]],
+        estimate: Callable[..., Any],
+    ) -> list[EstimateResult]:
+        per_period = []
+        for t in range(panel.n_periods):
+            ok = panel.usable[:, t]
+            if ok.sum() < 4 or ok.sum() < panel.n_units:  # a period needs every product
+                continue
+            res = estimate(
+                graph,
+                panel.W[:, t],
+                panel.Y[:, t],
+                design_at(int(panel.times[t])),
+                nodes=units,
+                n_draws=500,
+                n_variance_draws=200,
+                seed=self.seed + t,
+            )
+            per_period.append(res.effects)
+        if not per_period:
+            return []
+        stacked = pd.concat(per_period, keys=range(len(per_period)))
+        g = stacked.groupby(level=1)
+        eff, var, n_units = (
+            g["effect"].mean(),
+            g["se"].apply(lambda s: float((s**2).sum())),
+            g["n_units"].mean(),
+        )
+        return [
+            EstimateResult(
+                method="naive_difference" if name == "naive" else f"spillover_ipw:{name}",
+                effect=float(eff[name]),
+                se=math.sqrt(var[name]) / g.size()[name],
+                n_units=int(round(n_units[name])),
+                n_periods=int(g.size()[name]),
+                se_method="design_bootstrap",
+                metric="units",
+            )
+            for name in eff.index
+            if math.isfinite(eff[name]) and math.isfinite(var[name])
+        ]
 
     async def _check_guardrails(self, info: ExperimentInfo, df: pd.DataFrame) -> None:
         """Trip a guardrail when the anytime-valid CS of the relative effect on its metric
@@ -271,12 +323,12 @@ class AnalysisWorker:
             metric, limit = g["metric"], float(g["max_drop_pct"])
             try:
                 panel = panel_from_cells(df, outcome=metric)
-                res = registry.make("dm", seed=self.seed).fit(panel).result
+                res = fit_plan(_guardrail_plan(info), panel, self.seed)
             except (AnalysisError, ValueError):
                 continue
             usable = panel.usable & ~panel.W
             base = float(panel.Y[usable].mean()) if usable.any() else math.nan
-            cs = self._confidence_sequence(info, res, key=f"guardrail:{metric}")
+            cs = await self._confidence_sequence(info, res, f"guardrail:{metric}")
             if cs is None or not (base > 0):
                 continue
             upper_pct = 100.0 * cs[1] / base
@@ -293,3 +345,8 @@ class AnalysisWorker:
                 await self.guardrails.trip(info.id, metric, detail)
                 self.observer.guardrail_tripped(info.id, metric)
                 return
+
+
+def _guardrail_plan(info: ExperimentInfo) -> EstimatorPlan:
+    """The difference in means as the design runs it (its clustering), else by product."""
+    return next((p for p in _plans(info) if p.name == "dm"), EstimatorPlan("dm"))

@@ -24,12 +24,10 @@ import argparse
 import asyncio
 import cProfile
 import json
-import os
 import pstats
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -48,9 +46,10 @@ from benchmarks._common import (  # noqa: E402
     start_experiment,
 )
 from controller.settings import Settings  # noqa: E402
-from streams.embedded import EmbeddedStack, free_port  # noqa: E402
+from streams.embedded import EmbeddedStack  # noqa: E402
 from streams.handlers import RawEvent  # noqa: E402
 from streams.kafka import ensure_topics  # noqa: E402
+from streams.launcher import WorkerProcess  # noqa: E402
 from streams.runtime import Runtime  # noqa: E402
 
 N_PRODUCTS = 2000
@@ -138,23 +137,9 @@ async def worker_rate(
     With ``spy``, py-spy samples the worker while it ingests and writes collapsed stacks there.
     """
     rt = await runtime_for(settings)
-    env = (
-        os.environ
-        | settings.to_env()
-        | {
-            "PRICELAB_WEB_PORT": str(free_port()),
-            "PRICELAB_METRICS_PORT": str(free_port()),
-            "PRICELAB_LOG_LEVEL": "WARNING",
-        }
-    )
-    log = Path(tempfile.mkstemp(prefix="bench-worker-", suffix=".log")[1])
-    with log.open("ab") as fh:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker", "--role", "controller"],
-            env=env,
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-        )
+    worker = WorkerProcess(settings, env={"PRICELAB_LOG_LEVEL": "WARNING"}).launch()
+    proc, log = worker.proc, worker.log
+    assert proc is not None
     rss = PeakRss(proc.pid)
     spy_proc = None
     if spy:
@@ -190,11 +175,7 @@ async def worker_rate(
         if spy_proc is not None:
             spy_proc.send_signal(2)  # SIGINT: py-spy writes its output and exits
             spy_proc.wait(30)
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        worker.stop()
         await rt.stop()
 
 

@@ -58,7 +58,7 @@ from streams.app import COMPETITOR_WINDOW  # noqa: E402
 from streams.commands import send_command_async  # noqa: E402
 from streams.embedded import EmbeddedStack  # noqa: E402
 from streams.kafka import ensure_topics  # noqa: E402
-from tests.integration.workers import WorkerProcess  # noqa: E402
+from streams.launcher import WorkerProcess  # noqa: E402
 
 T0 = datetime(2026, 6, 3, 12, tzinfo=UTC)
 #: the relays fetch with the worker's competitor consumer's fetch window

@@ -1,23 +1,49 @@
-"""Redis implementation of the analysis worker's PanelSource: cells + assignments -> long table.
+"""Redis implementations of the analysis worker's ports: the panel source and the sequence
+tuning store (``core.ports``).
 
-A row per product x *completed* period of an experiment (the period in progress is left out
-until it ends). ``outcome`` is units sold in the period's analysis window (after the
+The panel: a row per product x *completed* period of an experiment (the period in progress is
+left out until it ends). ``units`` is units sold in the period's analysis window (after the
 washout-length head), which is the same stretch of the day for every product; a cell is
-``blackout`` when an exclusion window (pause, stop, freeze) overlaps it or its record says
-the whole period was blacked out.
+``blackout`` when an exclusion window (pause, stop, freeze) overlaps it or its record says the
+whole period was blacked out; ``class`` is the product's class when the spec groups products.
+
+The experiment info carries the design's own estimators (``Design.estimators``), whether its
+periods share draws, and a sampler of the design (``design_sampler``), so the worker estimates
+what the design was validated with and never decides by design name.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
-from analysis.worker import ExperimentInfo
 from controller.clock import Clock
+from controller.designs import DesignContext, design_of, design_sampler
 from controller.periods import n_periods, period_bounds, period_index
+from controller.spec import ExperimentSpec
 from controller.store import Store, decode_record, to_ms
+from core.ports import ExperimentInfo
+
+
+def experiment_info(
+    spec: ExperimentSpec, status: str, triggers: Mapping[str, int] | None = None
+) -> ExperimentInfo:
+    """What the analysis worker is told of an experiment: its design's own estimators, whether
+    its periods share draws, and a sampler of its design (with the experiment's triggers)."""
+    design = design_of(spec)
+    return ExperimentInfo(
+        id=spec.id,
+        design=spec.design,
+        status=status,
+        params=spec.model_dump(mode="json") | {"n_periods": n_periods(spec)},
+        estimators=design.estimators(spec),
+        planned_periods=n_periods(spec),
+        periods_share_draws=design.periods_share_draws(spec),
+        sampler=design_sampler(spec, DesignContext(triggers=dict(triggers or {}))),
+    )
 
 
 @dataclass
@@ -30,14 +56,10 @@ class RedisPanelSource:
         out = []
         for st in await self.store.experiments():
             if st.status in ("running", "paused", "ended", "stopped") and st.flipped_period >= 0:
-                out.append(
-                    ExperimentInfo(
-                        id=st.spec.id,
-                        design=st.spec.design,
-                        status=st.status,
-                        params=st.spec.model_dump(mode="json") | {"n_periods": n_periods(st.spec)},
-                    )
-                )
+                spec = st.spec
+                uses_triggers = design_of(spec).uses_triggers
+                triggers = await self.store.triggers(spec.id) if uses_triggers else {}
+                out.append(experiment_info(spec, st.status, triggers))
         return out
 
     async def panel(self, exp_id: str) -> pd.DataFrame:
@@ -75,19 +97,30 @@ class RedisPanelSource:
                 arm, prob, bu, why = decode_record(rec)
                 whole = bu is not None and to_ms(bu) >= end_ms
                 c = sums.get((k, product), {})
-                rows.append(
-                    {
-                        "product": product,
-                        "period": k,
-                        "period_start": start,
-                        "units": c.get("u", 0.0),
-                        "revenue": c.get("r", 0.0),
-                        "orders": c.get("n", 0.0),
-                        "head_units": c.get("h", 0.0),
-                        "treated": int(arm.value == "treatment"),
-                        "probability": prob,
-                        "blackout": bool(window_hit or whole),
-                        "blackout_reason": why or "",
-                    }
-                )
+                row = {
+                    "product": product,
+                    "period": k,
+                    "period_start": start,
+                    "units": c.get("u", 0.0),
+                    "revenue": c.get("r", 0.0),
+                    "orders": c.get("n", 0.0),
+                    "head_units": c.get("h", 0.0),
+                    "treated": int(arm.value == "treatment"),
+                    "probability": prob,
+                    "blackout": bool(window_hit or whole),
+                    "blackout_reason": why or "",
+                }
+                if spec.clusters:
+                    row["class"] = spec.class_of(product)
+                rows.append(row)
         return pd.DataFrame(rows)
+
+
+@dataclass
+class RedisSequenceTuning:
+    """Each confidence sequence's target SE, fixed at its first look (first writer wins)."""
+
+    store: Store
+
+    async def fix(self, experiment: str, key: str, target_se: float) -> float:
+        return await self.store.fix_sequence_target(experiment, key, target_se)

@@ -2,7 +2,9 @@
 
 Analysts review a design before launch: for each unit (product) and period it prints the
 period's bounds (in the experiment's time zone), the arm, P(treatment), the policy, the window
-state and any blackout at the period start (its end and reason). A readable table by default,
+state, any blackout at the period start (its end and reason) and ``blackout`` (1 when the
+blackout covers the whole period, so the cell's data is discarded - the analysis panel's and
+``pricelab simulate``'s ``blackout`` column). A readable table by default,
 CSV with ``--csv``. ``--trigger PRODUCT=PERIOD|DATE`` supplies hypothetical trigger periods
 for a triggered design (without them every product is pending).
 
@@ -36,6 +38,7 @@ COLUMNS = (
     "window",
     "blackout_until",
     "blackout_reason",
+    "blackout",
 )
 
 
@@ -102,6 +105,7 @@ def rows(spec: ExperimentSpec, assignments: list[Assignment]) -> list[dict[str, 
                     a.blackout_until.astimezone(zone).isoformat() if a.blackout_until else ""
                 ),
                 "blackout_reason": a.blackout_reason or "",
+                "blackout": "1" if a.excluded else "0",
             }
         )
     return out

@@ -16,6 +16,8 @@ Key layout (prefix ``pl`` by default, see docs/architecture.md):
     {p}:exp:{id}:trigger_state    hash meta / p:{product} / f:{product} -> trigger tracker state
     {p}:exp:{id}:trigger_v        version of that state (bumped on every save)
     {p}:exp:{id}:triggers         hash product -> trigger period
+    {p}:exp:{id}:cs               hash sequence key -> target SE of its confidence sequence,
+                                  fixed at the sequence's first look (HSETNX)
     {p}:lock:{name}               short read-modify-write locks
     {p}:freezes                   hash freeze id -> JSON operator freeze
     {p}:product:{product}         claim "id|gen" ("id" before gens) on the product; it counts
@@ -797,6 +799,16 @@ class Store:
         """Units and events by status ('units:ok', 'events:washout', ...) for an experiment."""
         raw = await self.redis.hgetall(f"{self.p}:exp:{exp_id}:totals")
         return {k: int(v) for k, v in raw.items()}
+
+    async def fix_sequence_target(self, exp_id: str, key: str, target_se: float) -> float:
+        """The stored target SE of the experiment's sequence ``key``, storing ``target_se``
+        first when there is none (the first writer wins; the value round-trips exactly)."""
+        name = f"{self.p}:exp:{exp_id}:cs"
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hsetnx(name, key, repr(float(target_se)))
+        pipe.hget(name, key)
+        _, stored = await pipe.execute()
+        return float(stored)
 
     async def excluded(self, exp_id: str) -> dict[str, str]:
         return await self.redis.hgetall(f"{self.p}:exp:{exp_id}:excluded")  # type: ignore[no-any-return]

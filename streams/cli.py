@@ -207,10 +207,9 @@ def _reply(reply: dict[str, object]) -> None:
 # ---------------------------------------------------------------------- offline tools
 _PLUGINS = (
     "analysis.cli",
-    "analysis.simulation.cli",
+    "lab.cli",
     "analysis.graph_cli",
     "controller.schedule_cli",
-    "analysis.compare_cli",
     "streams.report_cli",
 )
 for _mod in _PLUGINS:

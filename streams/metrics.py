@@ -142,6 +142,26 @@ class Metrics:
         self.estimates_published = Counter(
             "pricelab_estimates_published", "Estimates published", ["estimator"], registry=r
         )
+        self.analysis_cycles = Counter(
+            "pricelab_analysis_cycles", "Analysis cycles completed (every experiment looked at)",
+            registry=r,
+        )
+        self.analysis_cycle_seconds = Histogram(
+            "pricelab_analysis_cycle_duration_seconds",
+            "Time of one analysis cycle",
+            buckets=_SLOW,
+            registry=r,
+        )
+        self.analysis_last_cycle = Gauge(
+            "pricelab_analysis_last_cycle_timestamp_seconds",
+            "Clock time (Unix seconds) as of which the last analysis cycle looked",
+            registry=r,
+        )
+        self.analysis_last_cycle_estimates = Gauge(
+            "pricelab_analysis_last_cycle_estimates",
+            "Estimates the last analysis cycle published",
+            registry=r,
+        )
         self.guardrail_trips = Counter(
             "pricelab_guardrail_trips",
             "Guardrails that stopped an experiment",
@@ -203,6 +223,13 @@ class Metrics:
 
     def guardrail_tripped(self, experiment: str, metric: str) -> None:
         self.guardrail_trips.labels(experiment, metric).inc()
+
+    def cycle_done(self, as_of: datetime, seconds: float, published: int) -> None:
+        self.analysis_cycles.inc()
+        self.analysis_cycle_seconds.observe(seconds)
+        # the count first: a reader that sees the new timestamp sees this cycle's count
+        self.analysis_last_cycle_estimates.set(published)
+        self.analysis_last_cycle.set(as_of.timestamp())
 
     # TriggerObserver
     def trigger_stage(self, stage: str, seconds: float) -> None:

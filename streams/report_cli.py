@@ -20,6 +20,7 @@ import pandas as pd
 import typer
 
 from controller.settings import Settings
+from controller.spec import ExperimentSpec
 
 
 def _read_table(path: Path) -> pd.DataFrame:
@@ -28,6 +29,33 @@ def _read_table(path: Path) -> pd.DataFrame:
     if path.suffix in (".jsonl", ".json"):
         return pd.read_json(path, lines=path.suffix == ".jsonl")
     return pd.read_csv(path)
+
+
+def design_plans(design: str, df: pd.DataFrame, spec: ExperimentSpec | None = None) -> list[Any]:
+    """The design's own estimators, for replaying the analysis worker on a panel: from the
+    experiment's spec when there is one, else from the design's example experiment over the
+    panel's products and periods (the settings of that example, e.g. an optimal switchback's
+    carryover order, are then assumed)."""
+    from controller.designs import MarketFacts, get_design
+
+    design_obj = get_design(design)
+    if spec is None:
+        from datetime import UTC, datetime, timedelta
+
+        units = tuple(str(u) for u in sorted(df["product"].unique()))
+        days = int(df["period"].nunique())
+        groups: dict[str, tuple[str, ...]] = {"all": units}
+        if "class" in df.columns:
+            by = df.groupby("class")["product"].unique()
+            groups = {str(c): tuple(str(p) for p in ps) for c, ps in by.items()}
+        facts = MarketFacts(units, groups, groups, dict.fromkeys(units, 1.0), (), days)
+        start = datetime(2026, 1, 5, tzinfo=UTC)
+        base = {
+            "id": "replay", "design": design, "treatment_policy": "t", "control_policy": "c",
+            "start": start, "end": start + timedelta(days=days),
+        }  # fmt: skip
+        spec = design_obj.example_spec(base, facts)
+    return list(design_obj.estimators(spec))
 
 
 async def _live_panel(
@@ -46,10 +74,7 @@ async def _live_panel(
         state = await store.get_experiment(experiment)
         df = await source.panel(experiment)
         spec = state.spec
-        cls = {p: c for c, members in spec.clusters.items() for p in members}
-        if cls and not df.empty:
-            df["class"] = df["product"].map(cls)
-        return df, spec.design, {"status": state.status, "spec": spec.id}
+        return df, spec.design, {"status": state.status, "spec": spec}
     finally:
         await redis.aclose()
 
@@ -99,7 +124,9 @@ async def live_report(
     est = await _live_estimates(settings, experiment)
     note = f"Built from the live state (status {info['status']})."
     if est.empty:
-        est = replay_estimates(normalise_panel(df), experiment=experiment, design=the_design)
+        d = normalise_panel(df)
+        plans = design_plans(the_design, d, info["spec"])
+        est = replay_estimates(d, experiment=experiment, design=the_design, estimators=plans)
         note += " Running estimates replayed with the analysis worker's estimators."
     page = build_report(
         df,
@@ -135,6 +162,7 @@ def report(
     """Write the analyst report (assignment heatmap, running estimates, pre-period fit, balance)."""
     from analysis.report import build_report, normalise_panel, replay_estimates
 
+    spec = None
     if panel is not None:
         df = _read_table(panel)
         est = _read_table(estimates) if estimates is not None else None
@@ -145,13 +173,16 @@ def report(
     else:
         settings = Settings()
         df, the_design, info = asyncio.run(_live_panel(settings, experiment))
+        spec = info["spec"]
         est = asyncio.run(_live_estimates(settings, experiment))
         note = f"Built from the live state (status {info['status']})."
     if df.empty:
         typer.echo(f"no completed periods for {experiment} yet", err=True)
         raise typer.Exit(1)
     if est is None or est.empty:
-        est = replay_estimates(normalise_panel(df), experiment=experiment, design=the_design)
+        d = normalise_panel(df)
+        plans = design_plans(the_design, d, spec)
+        est = replay_estimates(d, experiment=experiment, design=the_design, estimators=plans)
         note += " Running estimates replayed with the analysis worker's estimators."
     page = build_report(
         df,

@@ -8,7 +8,7 @@ import logging
 from analysis.worker import AnalysisWorker
 from controller.clock import Clock, WallClock
 from controller.flipper import Flipper
-from controller.panel_source import RedisPanelSource
+from controller.panel_source import RedisPanelSource, RedisSequenceTuning
 from controller.redis_clock import SharedSimulatedClock
 from controller.sales import SalesIngestor
 from controller.settings import Settings
@@ -84,6 +84,7 @@ class Runtime:
             self.clock,
             self.metrics,
             guardrails=KafkaGuardrailSink(self.publisher, settings, self.clock.now),
+            tuning=RedisSequenceTuning(self.store),
         )
 
     async def ensure_started(self) -> Runtime:

@@ -330,6 +330,9 @@ def schedule(spec: ExperimentSpec, context: DesignContext | None = None) -> list
     ]
 
 
+Sampler = Callable[[int, Sequence[str], Sequence[int]], np.ndarray]
+
+
 @dataclass(frozen=True)
 class DesignMatrices:
     """An experiment's whole assignment as unit x period matrices (rows in ``units`` order).
@@ -353,13 +356,27 @@ class DesignMatrices:
         return (p > 0) & (p < 1) & ~self.blackout
 
 
+def design_sampler(spec: ExperimentSpec, context: DesignContext | None = None) -> Sampler:
+    """Fresh draws of ``spec``'s design: ``sample(seed, units, periods)`` is the arm matrix the
+    design gives with ``seed`` in place of the spec's seed (the same code as the flip, so the
+    draws have exactly the live design's distribution; triggers stay those of ``context``)."""
+    ctx = context or DesignContext()
+
+    def sample(seed: int, units: Sequence[str], periods: Sequence[int]) -> np.ndarray:
+        alt = spec.model_copy(update={"seed": int(seed)})
+        return design_matrices(alt, units, DesignContext(triggers=ctx.triggers), periods).treated
+
+    return sample
+
+
 def design_matrices(
     spec: ExperimentSpec,
     units: Sequence[str] | None = None,
     context: DesignContext | None = None,
+    periods: Sequence[int] | None = None,
 ) -> DesignMatrices:
-    """The assignment of every period of ``spec`` (empty DST-gap periods are all control and
-    blacked out) for ``units`` (default: every product, in spec order)."""
+    """The assignment of ``periods`` (default: every period of ``spec``; empty DST-gap periods
+    are all control and blacked out) for ``units`` (default: every product, in spec order)."""
     ctx = context or DesignContext()
     products = spec.all_products()
     rows = list(products if units is None else units)
@@ -368,23 +385,23 @@ def design_matrices(
         pick = np.array([where[u] for u in rows], dtype=np.int64)
     except KeyError as exc:
         raise KeyError(f"{exc.args[0]!r} is not a unit of experiment {spec.id!r}") from None
-    T = n_periods(spec)
-    shape = (len(rows), T)
+    ks = list(range(n_periods(spec)) if periods is None else periods)
+    shape = (len(rows), len(ks))
     W = np.zeros(shape, dtype=bool)
     P = np.zeros(shape)
     B = np.zeros(shape, dtype=bool)
     S = np.zeros(shape, dtype=bool)
-    for k in range(T):
+    for j, k in enumerate(ks):
         if is_empty(spec, k):
-            B[:, k] = True
+            B[:, j] = True
             continue
         pa = period_assignments(spec, k, ctx)
         codes = np.asarray(pa.codes, dtype=np.int64)[pick]
         t = pa.templates
-        W[:, k] = np.array([a.arm == Arm.TREATMENT for a in t], dtype=bool)[codes]
-        P[:, k] = np.array([a.probability for a in t])[codes]
-        B[:, k] = np.array([a.excluded for a in t], dtype=bool)[codes]
-        S[:, k] = np.array(
+        W[:, j] = np.array([a.arm == Arm.TREATMENT for a in t], dtype=bool)[codes]
+        P[:, j] = np.array([a.probability for a in t])[codes]
+        B[:, j] = np.array([a.excluded for a in t], dtype=bool)[codes]
+        S[:, j] = np.array(
             [any(b.reason == "washout" for b in a.blackouts) for a in t], dtype=bool
         )[codes]
     return DesignMatrices(tuple(rows), W, P, B, S)

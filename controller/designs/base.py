@@ -119,7 +119,8 @@ class MarketFacts:
 
     ``categories`` and ``classes`` group the products (market categories; substitute classes
     from the substitutes graph); ``reference_prices`` are our prices; ``competitors`` the
-    competitors whose prices the simulator emits; ``days`` the experiment's length.
+    competitors whose prices the simulator emits; ``days`` the experiment's length;
+    ``carryover_order`` the market's carryover in days.
     """
 
     products: tuple[str, ...]
@@ -128,6 +129,7 @@ class MarketFacts:
     reference_prices: Mapping[str, float]
     competitors: tuple[str, ...]
     days: int
+    carryover_order: int = 0
 
 
 class Design(ABC):

@@ -106,8 +106,12 @@ class OptimalSwitchback(Design):
         return (ht, EstimatorPlan("dm", {"cluster": "unit"}))
 
     def example_spec(self, base: Mapping[str, Any], market: MarketFacts) -> ExperimentSpec:
-        """Carryover order 1 when the length allows the construction (T = n*1, n >= 4)."""
-        m = 1 if market.days >= 4 else 0
+        """The market's carryover order, at least 1 (the design guards against a day of
+        carryover even where none is known), or the largest order below it that the
+        construction allows for the length (T = n*m, n >= 4)."""
+        t = market.days
+        wanted = max(market.carryover_order, 1)
+        m = next((m for m in range(wanted, 0, -1) if t % m == 0 and t // m >= 4), 0)
         return ExperimentSpec(
             **base,
             products=market.products,

@@ -40,7 +40,6 @@ sys.path.insert(0, str(ROOT))
 
 from scipy.optimize import minimize  # noqa: E402
 
-from analysis.compare import AA_OVERRIDES, _run_seed, design_matrices, make_spec  # noqa: E402
 from analysis.estimators.synth import (  # noqa: E402
     SyntheticControl,
     SyntheticControlIntercept,
@@ -49,9 +48,11 @@ from analysis.estimators.synth import (  # noqa: E402
     fit_block,
     noise_level,
 )
-from analysis.simulation.config import MarketConfig  # noqa: E402
-from analysis.simulation.market import Market  # noqa: E402
+from controller.designs import design_matrices  # noqa: E402
 from controller.spec import TimeBoundSettings  # noqa: E402
+from lab.compare import AA_OVERRIDES, _run_seed, make_spec  # noqa: E402
+from lab.config import MarketConfig  # noqa: E402
+from lab.market import Market  # noqa: E402
 
 DIFP = SyntheticControlIntercept.spec
 POST = 14
@@ -72,7 +73,7 @@ def panels(runs: int, pre: int, overrides: dict[str, Any] | None = None) -> dict
         m = Market(cfg, seed=0, demand_seed=_run_seed(0, run))
         spec = make_spec("time-bound", m, days=pre + POST, seed=_run_seed(1, run))
         spec = spec.model_copy(update={"time_bound": TimeBoundSettings(start_period=pre)})
-        W, _, _ = design_matrices(spec, list(m.product_ids))
+        W = design_matrices(spec, list(m.product_ids)).treated
         df = m.simulate_panel(W)
         Ys.append(df["units"].to_numpy(float).reshape(W.shape))
         Es.append(df["y0_expected"].to_numpy(float).reshape(W.shape))

@@ -24,10 +24,10 @@ from zoneinfo import ZoneInfo
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from analysis.compare import design_matrices  # noqa: E402
 from analysis.report import build_report, replay_estimates  # noqa: E402
-from analysis.simulation.market import Market, MarketConfig  # noqa: E402
+from controller.designs import design_matrices, get_design  # noqa: E402
 from controller.spec import ExperimentSpec  # noqa: E402
+from lab.market import Market, MarketConfig  # noqa: E402
 
 CHROMIUM_FLAGS = [
     "--headless",
@@ -60,7 +60,8 @@ def demo_panel(products: int, days: int, seed: int = 7):  # type: ignore[no-unty
         washout=timedelta(hours=2),
         seed=seed,
     )
-    W, P, B = design_matrices(spec, market.product_ids)
+    dm = design_matrices(spec, market.product_ids)
+    W, P, B = dm.treated, dm.probability, dm.blackout
     df = market.simulate_panel(W)
     df["probability"] = P.ravel()
     df["blackout"] = B.ravel()
@@ -93,7 +94,8 @@ def main() -> None:
     ap.add_argument("--screenshot", type=Path, default=ROOT / "docs" / "report-screenshot.png")
     args = ap.parse_args()
     spec, market, df = demo_panel(args.products, args.days)
-    est = replay_estimates(df, experiment=spec.id, design=spec.design)
+    plans = get_design(spec.design).estimators(spec)
+    est = replay_estimates(df, experiment=spec.id, design=spec.design, estimators=plans)
     truth = market.true_effect(days=range(args.days))
     report = build_report(
         df,

@@ -8,8 +8,8 @@ Prints, over many seeds (a fresh market and assignment per seed):
    uniforms): the realised all-treated minus all-control mean against the reported truth, and
    the HT error over 20 assignments per market, so the mean error is measured precisely.
 3. The spread of the switchback difference in means on the default 200-product, 28-day market
-   next to a time-bound design (half the products from day 14), to show the default market has a
-   clear answer.
+   next to a time-bound design (half of each category from day 14; both the controller's own
+   designs), to show the default market has a clear answer.
 
 Run: .venv/bin/python docs/studies/simulator_truth_check.py [n_seeds [first_seed]]
 (about 30 s for 40 seeds on an idle 2-core machine)
@@ -21,8 +21,9 @@ import sys
 
 import numpy as np
 
-from analysis.simulation.cli import assignment
-from analysis.simulation.market import Market, MarketConfig
+from lab.compare import make_spec
+from lab.market import Market, MarketConfig
+from lab.simulate import run_spec
 
 
 def ht(panel, lags: int, p: float = 0.5) -> tuple[float, float, float]:
@@ -98,11 +99,10 @@ def main(n_seeds: int, first_seed: int = 0) -> None:
         errors, truths = [], []
         for s in range(first_seed, first_seed + n_seeds):
             m = Market(cfg, seed=s)
-            W = assignment(design, cfg.n_products, 28, seed=10_000 + s)
-            panel = m.simulate_panel(W)
+            panel = run_spec(make_spec(design, m, days=28, seed=10_000 + s), m).panel
             if design == "time-bound":
-                panel = panel[panel["day"] >= 14]
-            y, w = panel["units"].to_numpy(), panel["treated"].to_numpy()
+                panel = panel[panel["period"] >= 14]
+            y, w = panel["units"].to_numpy(), panel["treated"].to_numpy().astype(bool)
             dim = y[w].mean() - y[~w].mean()
             truth = panel["true_effect"].mean()
             errors.append(dim - truth)

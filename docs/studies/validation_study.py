@@ -29,41 +29,33 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from analysis.clustering import cluster_graph  # noqa: E402
-from analysis.compare import (  # noqa: E402
+from lab.compare import (  # noqa: E402
     AA_OVERRIDES,
-    PRIMARY,
+    BASELINE_DESIGN,
     CompareConfig,
     market_classes,
     plot_comparison,
     run_comparison,
     summarise,
 )
-from analysis.simulation.config import MarketConfig  # noqa: E402
-from analysis.simulation.market import Market  # noqa: E402
+from lab.config import MarketConfig  # noqa: E402
+from lab.market import Market  # noqa: E402
 
 SEED = 0
 DAYS = 28
 SPILLOVER = -0.2  # the example market of docs/simulator.md
-MAIN_ESTIMATORS = {  # sdid is slow here (0.7 s a fit); it is calibrated in the A/A section
-    "time-bound": ("did:jackknife", "did", "dm"),
-    "random-days": ("dm", "ht", "did"),
-    "crossover": ("crossover", "dm", "did"),
-    "cluster": ("dm@class", "did@class", "dm"),
+#: every design runs its own default estimators (what the live worker publishes), plus these
+MAIN_EXTRA = {
+    "time-bound": ("dm",),
+    "random-days": ("did",),
+    "crossover": ("did",),
+    "cluster": ("dm@class", "did@class"),
 }
-AA_ESTIMATORS = {
-    "time-bound": (
-        "did:jackknife",
-        "did",
-        "sdid:jackknife",
-        "sdid",
-        "sc",
-        "difp",
-        "staggered",
-        "dm",
-    ),
-    "random-days": ("dm", "ht", "did"),
-    "crossover": ("crossover", "dm", "did"),
-    "cluster": ("dm@class", "did@class", "dm"),
+AA_EXTRA = {
+    "time-bound": ("sc", "difp", "staggered", "dm"),
+    "random-days": ("did",),
+    "crossover": ("did",),
+    "cluster": ("dm@class", "did@class"),
 }
 SLOW_AA = {"time-bound": ("hpte", "mc")}
 NOT_RUN = {
@@ -182,7 +174,7 @@ def main() -> None:
 
     # 1. claims 1 and 2 on the default market
     base = CompareConfig(
-        market=market, runs=runs, seed=SEED, days=DAYS, jobs=args.jobs, estimators=MAIN_ESTIMATORS
+        market=market, runs=runs, seed=SEED, days=DAYS, jobs=args.jobs, extra_estimators=MAIN_EXTRA
     )
     main_runs, main_tab = timed("designs", base)
     plot_comparison(main_runs, main_tab, figdir, prefix="validation-designs-")
@@ -212,7 +204,7 @@ def main() -> None:
                 designs=("time-bound", "random-days", "crossover"),
                 runs=sens_runs,
                 estimators={
-                    "time-bound": ("did:jackknife",),
+                    "time-bound": ("did",),
                     "random-days": ("dm",),
                     "crossover": ("crossover",),
                 },
@@ -239,17 +231,22 @@ def main() -> None:
         base,
         market=spill_market,
         designs=("random-days", "cluster"),
-        estimators={"random-days": ("dm", "did"), "cluster": ("dm@class", "dm")},
+        extra_estimators={"random-days": ("did",), "cluster": ("dm@class",)},
     )
     spill_runs, spill_tab = timed("spillover", spill_cfg)
     plot_comparison(spill_runs, spill_tab, figdir, prefix="validation-spillover-")
 
     # 4. A/A calibration
     aa_market = MarketConfig.model_validate(market.model_dump() | AA_OVERRIDES)
-    aa_cfg = replace(base, market=aa_market, estimators=AA_ESTIMATORS)
+    aa_cfg = replace(base, market=aa_market, extra_estimators=AA_EXTRA)
     aa_runs, aa_tab = timed("A/A", aa_cfg)
     slow_cfg = replace(
-        base, market=aa_market, designs=("time-bound",), runs=slow_runs, estimators=SLOW_AA
+        base,
+        market=aa_market,
+        designs=("time-bound",),
+        runs=slow_runs,
+        estimators=SLOW_AA,
+        extra_estimators=None,
     )
     if args.quick:  # CI: the slow estimators are left to the full study
         slow_runs_df, slow_tab = aa_runs.iloc[:0], aa_tab.iloc[:0]
@@ -480,18 +477,20 @@ def write_markdown(path: Path, **k: object) -> None:
     decomp: dict[str, float] = k["decomp"]  # type: ignore[assignment]
     market: MarketConfig = k["market"]  # type: ignore[assignment]
     idx = main_tab.set_index(["design", "estimator"])
+    primary = {str(r.design): str(r.estimator) for r in main_tab.itertuples() if r.primary}
 
     def red(design: str, est: str | None = None, col: str = "se_reduction") -> float:
-        return float(idx.loc[(design, est or PRIMARY[design]), col])
+        return float(idx.loc[(design, est or primary[design]), col])
 
     s_idx = spill_tab.set_index(["design", "estimator"])
     bias_rd = float(s_idx.loc[("random-days", "dm"), "bias"])
-    bias_cl = float(s_idx.loc[("cluster", "dm@class"), "bias"])
+    bias_cl = float(s_idx.loc[("cluster", "dm"), "bias"])
     bias_cut = 1.0 - abs(bias_cl) / abs(bias_rd)
     mcse_rd = float(s_idx.loc[("random-days", "dm"), "bias_mcse"])
-    mcse_cl = float(s_idx.loc[("cluster", "dm@class"), "bias_mcse"])
-    sd_cl = float(s_idx.loc[("cluster", "dm@class"), "emp_sd"])
+    mcse_cl = float(s_idx.loc[("cluster", "dm"), "bias_mcse"])
+    sd_cl = float(s_idx.loc[("cluster", "dm"), "emp_sd"])
     sd_rd = float(s_idx.loc[("random-days", "dm"), "emp_sd"])
+    bias_cl_class = float(s_idx.loc[("cluster", "dm@class"), "bias"])
     cut = float(k["cut_share"])  # type: ignore[arg-type]
     rd_claim = red("random-days")
     co_claim = red("crossover")
@@ -524,7 +523,7 @@ def write_markdown(path: Path, **k: object) -> None:
             "is at or above its 60%; by the sensitivity, a market with less persistent product "
             "deviations or more heterogeneous product levels would bring it down towards 60%."
         )
-    tb_sd = float(idx.loc[("time-bound", PRIMARY["time-bound"]), "emp_sd"])
+    tb_sd = float(idx.loc[(BASELINE_DESIGN, primary[BASELINE_DESIGN]), "emp_sd"])
     quick_note = (
         "\n> **Quick run** (CI): tiny market and run counts; the numbers below are not the "
         "study's.\n"
@@ -577,30 +576,41 @@ spillover (except in the spillover section, which sets `spillover: {SPILLOVER}`,
 docs/simulator.md). Seed {SEED} fixes the products; run r draws a new demand path
 (`demand_seed`) and new design draws; all designs of run r share its demand path.
 
-Every experiment lasts {DAYS} days with allocation 0.5:
+Every experiment lasts {DAYS} days with allocation 0.5. Each design is the controller's own
+(`Design.example_spec`, drawn by the same code as the live flip) and is analysed with its own
+default estimators, the ones the live analysis worker publishes (`Design.estimators`, fitted by
+`analysis.worker.fit_plan`); a few more estimators run beside them for comparison:
 
-- **time-bound**: half of each category treated from day {DAYS // 2} (14 pre-period days);
-  analysed with DID (two-way fixed effects, jackknife SE) and the post-period difference in
-  means (SDID, SC and DIFP appear in the A/A section);
-- **random-days**: every product-day redrawn; difference in means clustered by product (`dm`),
-  Horvitz-Thompson with its conservative bound (`ht`), DID/TWFE with unit-clustered SE;
+- **time-bound**: half of each category treated from day {DAYS // 2} ({DAYS // 2} pre-period
+  days); its estimators are DID (two-way fixed effects; jackknife SE for a half-and-half split)
+  and SDID; the post-period difference in means (`dm`) runs beside them;
+- **random-days**: every product-day redrawn; difference in means clustered by product (`dm`)
+  and Horvitz-Thompson with its conservative bound (`ht`); DID/TWFE beside them;
 - **crossover**: groups A/B (half of each category) swap at day {DAYS // 2}; the first
   {DAYS // 2 // 3} days of each phase are blacked out (the article's 3-week phases with a 1-week
-  blackout, scaled to 2-week phases); crossover TWFE on the usable cells;
+  blackout, scaled to 2-week phases); crossover TWFE on the usable cells and `dm`;
 - **cluster**: Louvain communities of the substitutes graph (at most 12 products;
   {k["n_classes"]} classes, {k["clustering_desc"]}), each class redrawn every day; difference in
-  means on the class x day panel (`dm@class`, clustered by class).
+  means over products with the SE clustered by class (`dm`); beside it the class x day panel
+  (`dm@class`, `did@class`: each class one unit, estimating the class-averaged effect);
+- **optimal-switchback**: the design of Bojinov, Simchi-Levi & Zhao for carryover order 1 (the
+  market has none: the design guards against a day of it): products redraw at every period but
+  the second and the last; Horvitz-Thompson at lag 1 on the design's points (`ht`) and `dm`;
+- **triggered**: a competitor undercut of 10% or more sustained for an hour (the market's
+  undercut episodes, through the controller's trigger tracker) opens a product's 7-day window
+  at the next day, treated or control with probability 0.5; `dm` over the randomised windows.
 
 The estimand of a run is the mean true effect (global effect of the price change, from the
-simulator) over all products and the days the design analyses. {k["runs"]} runs per design.
+simulator) over the cells the design analyses (randomised, not blacked out). {k["runs"]} runs per
+design.
 
 ## The three claims
 
 | claim (origin article) | article | pricelab, this market | direction reproduced |
 |---|---|---|---|
-| random days cut the SE vs time-bound | about 60% | {rd_claim:.0%} (empirical SD of `dm` vs time-bound `did:jackknife`); {red("random-days", col="reported_se_reduction"):.0%} by mean reported SE | {"yes" if rd_claim > 0 else "no"} |
-| crossover with blackout cuts it | 40-50% | {co_claim:.0%} (empirical SD of `crossover` vs time-bound `did:jackknife`); {red("crossover", col="reported_se_reduction"):.0%} by mean reported SE | {"yes" if co_claim > 0 else "no"} |
-| clustering cuts spillover bias | 37% | {bias_cut:.0%} (bias of `dm` {bias_rd:+.3f} +- {mcse_rd:.3f} under random days vs `dm@class` {bias_cl:+.3f} +- {mcse_cl:.3f} under the cluster design) | {"yes" if bias_cut > 0 else "no"} |
+| random days cut the SE vs time-bound | about 60% | {rd_claim:.0%} (empirical SD of `dm` vs time-bound `did`); {red("random-days", col="reported_se_reduction"):.0%} by mean reported SE | {"yes" if rd_claim > 0 else "no"} |
+| crossover with blackout cuts it | 40-50% | {co_claim:.0%} (empirical SD of `crossover` vs time-bound `did`); {red("crossover", col="reported_se_reduction"):.0%} by mean reported SE | {"yes" if co_claim > 0 else "no"} |
+| clustering cuts spillover bias | 37% | {bias_cut:.0%} (bias of `dm` {bias_rd:+.3f} +- {mcse_rd:.3f} under random days vs {bias_cl:+.3f} +- {mcse_cl:.3f} under the cluster design) | {"yes" if bias_cut > 0 else "no"} |
 
 Same comparison with one common estimator, DID/TWFE on every design: random days
 {red("random-days", "did"):.0%}, crossover {red("crossover", "did"):.0%} (time-bound DID SD
@@ -615,10 +625,10 @@ Same comparison with one common estimator, DID/TWFE on every design: random days
 {_md_table(main_tab, SUMMARY_COLS)}
 
 Coverage and power are at the 5% level; "SD vs time-bound DID" is 1 - empirical SD / empirical SD
-of the time-bound DID. `did` and `did:jackknife` give the same estimates; they differ only in the
-SE: DID's default variance uses the placebo method whenever controls outnumber treated units,
-which the stratified half-and-half design does by one or two products in about half of the runs,
-leaving a placebo pseudo-control group of one or two products (see the A/A findings).
+of the time-bound DID. Each design's first estimator in the table is its primary one (the first
+the live worker publishes). `dm` on the time-bound design is the post-period difference in means:
+it compares only the randomised cells, so the pre-period, where nobody could be treated, is left
+out.
 
 ## Why the magnitudes differ from the article
 
@@ -675,15 +685,15 @@ product, always inside its category), or a size cap that splits communities hard
 ![spillover errors](figures/validation-spillover-errors.png)
 
 The price of clustering is precision: classes are the randomisation units. Here the empirical SD
-of `dm@class` under the cluster design is {sd_cl:.3f} against {sd_rd:.3f} for `dm` under random
-days, and on the no-spillover market the cluster design's `dm@class` cuts the SD by
-{red("cluster"):.0%} relative to the time-bound DID against {rd_claim:.0%} for random days. The
-classes are small (sizes above), so little power is lost on this market. The `@class` estimators
-weight classes equally, so they estimate the class-averaged effect; the truth here averages
-products, and on the no-spillover market `dm@class` is off by {red("cluster", col="bias"):+.3f}
-({abs(red("cluster", col="bias")) / red("cluster", col="bias_mcse"):.1f} Monte-Carlo SEs), which
-is most likely this difference of estimands (effects scale with demand levels, which differ
-between classes; not verified here) rather than a failure of the design.
+of the cluster design's `dm` is {sd_cl:.3f} against {sd_rd:.3f} for `dm` under random days, and
+on the no-spillover market the cluster design cuts the SD by {red("cluster"):.0%} relative to
+the time-bound DID against {rd_claim:.0%} for random days. The classes are small (sizes above),
+so little power is lost on this market. The `@class` estimators weight classes equally, so they
+estimate the class-averaged effect, not the product average the truth here takes: on the
+spillover market `dm@class` is off by {bias_cl_class:+.3f} against {bias_cl:+.3f} for `dm`, and
+on the no-spillover market by {red("cluster", "dm@class", col="bias"):+.3f} against
+{red("cluster", col="bias"):+.3f}; the live worker therefore publishes the product-level `dm`
+with its SE clustered by class.
 
 ## A/A calibration
 

@@ -15,7 +15,7 @@ from controller.store import make_redis
 from streams.cli import app
 from streams.kafka import ensure_topics
 from tests.integration.conftest import make_settings
-from tests.integration.workers import WorkerProcess
+from streams.launcher import WorkerProcess
 
 pytestmark = pytest.mark.integration
 

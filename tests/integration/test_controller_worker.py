@@ -15,7 +15,7 @@ from controller.store import Store, make_redis
 from streams.commands import send_command_async
 from streams.kafka import JsonPublisher
 from tests.integration.conftest import read_topic
-from tests.integration.workers import WorkerProcess, metric_value
+from streams.launcher import WorkerProcess, metric_value
 
 pytestmark = pytest.mark.integration
 

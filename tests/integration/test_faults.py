@@ -30,7 +30,7 @@ from streams.handlers import EXIT_UNSAFE_TO_ACK
 from streams.kafka import ensure_topics
 from streams.runtime import Runtime
 from tests.integration.conftest import make_settings, read_topic
-from tests.integration.workers import WorkerProcess, metric_value
+from streams.launcher import WorkerProcess, metric_value
 
 pytestmark = pytest.mark.integration
 

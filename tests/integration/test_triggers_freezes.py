@@ -15,7 +15,7 @@ from streams.commands import send_command_async
 from streams.handlers import RawEvent
 from streams.kafka import JsonPublisher
 from tests.integration.conftest import read_topic
-from tests.integration.workers import WorkerProcess
+from streams.launcher import WorkerProcess
 
 pytestmark = pytest.mark.integration
 

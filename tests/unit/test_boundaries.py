@@ -1,54 +1,148 @@
-"""The package boundaries of STYLE.md, enforced."""
+"""The package boundaries of STYLE.md and docs/architecture.md, enforced.
+
+    lab/        the tools layer (simulator, compare-designs): may use controller and analysis
+    streams/    the edge: may use everything below it
+    controller/ the experiment domain       analysis/ pure estimators and the worker's logic
+                        \\                   /
+    core/       the error root and the analysis worker's ports: imports nothing of pricelab
+
+Every import counts, also one inside a function or under ``TYPE_CHECKING``: a deferred import
+still ties the two modules together.
+"""
 
 from __future__ import annotations
 
 import ast
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = ("core", "controller", "analysis", "lab", "streams")
+CLIENTS = {"faust", "aiokafka", "redis", "kafka", "confluent_kafka"}
+
+#: package -> the pricelab packages it may import
+ALLOWED: dict[str, set[str]] = {
+    "core": set(),
+    "controller": {"core"},
+    "analysis": {"core"},
+    "lab": {"core", "controller", "analysis"},
+    "streams": {"core", "controller", "analysis", "lab"},
+}
 
 
-def _imports(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text())
-    out: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            out |= {a.name.split(".")[0] for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            out.add(node.module.split(".")[0])
-            if node.module.startswith("controller."):
-                out.add(node.module)
+def _modules() -> dict[str, Path]:
+    out = {}
+    for pkg in PACKAGES:
+        for path in (ROOT / pkg).rglob("*.py"):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+            out[name] = path
     return out
 
 
-def test_analysis_imports_no_kafka_or_redis_client():
+MODULES = _modules()
+
+
+def _imported(path: Path) -> Iterator[str]:
+    """Every module name an import statement of ``path`` names (absolute imports only)."""
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from (a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            yield node.module
+            yield from (f"{node.module}.{a.name}" for a in node.names)
+
+
+def _pricelab_edges(name: str) -> set[str]:
+    """The pricelab modules that module ``name`` imports (a name that is a module's attribute
+    counts as its module)."""
+    out = set()
+    for target in _imported(MODULES[name]):
+        while target and target not in MODULES:
+            target = target.rpartition(".")[0]
+        if target and target != name:
+            out.add(target)
+    return out
+
+
+GRAPH = {name: _pricelab_edges(name) for name in MODULES}
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_packages_import_only_what_they_may(package: str) -> None:
+    offenders = {
+        name: sorted(
+            t for t in targets if t.split(".")[0] not in ALLOWED[package] | {package}
+        )
+        for name, targets in GRAPH.items()
+        if name.split(".")[0] == package
+    }
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_analysis_and_core_import_no_kafka_or_redis_client() -> None:
     offenders = {}
-    for path in (ROOT / "analysis").rglob("*.py"):
-        bad = _imports(path) & {"faust", "aiokafka", "redis", "kafka"}
-        # controller modules that talk to Redis are off limits too
-        bad |= {
-            m
-            for m in _imports(path)
-            if m
-            in {
-                "controller.store",
-                "controller.redis_clock",
-                "controller.panel_source",
-                "controller.sales",
-                "controller.flipper",
-                "controller.trigger_runner",
-            }
-        }
-        if bad:
-            offenders[str(path.relative_to(ROOT))] = sorted(bad)
+    for name, path in MODULES.items():
+        if name.split(".")[0] in ("analysis", "core", "lab"):
+            bad = {m.split(".")[0] for m in _imported(path)} & CLIENTS
+            if bad:
+                offenders[name] = sorted(bad)
     assert offenders == {}
 
 
-def test_only_the_wall_clock_reads_the_system_time():
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    out: list[list[str]] = []
+    counter = [0]
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_no_import_cycles() -> None:
+    assert _cycles(GRAPH) == []
+
+
+def test_the_cycle_check_finds_a_cycle() -> None:
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_only_the_wall_clock_reads_the_system_time() -> None:
     pattern = re.compile(r"datetime\.(now|utcnow)\(|time\.time\(\)")
     offenders = []
-    for pkg in ("controller", "streams", "analysis"):
+    for pkg in PACKAGES:
         for path in (ROOT / pkg).rglob("*.py"):
             for i, line in enumerate(path.read_text().splitlines(), 1):
                 if pattern.search(line) and path.name != "clock.py":
@@ -56,10 +150,10 @@ def test_only_the_wall_clock_reads_the_system_time():
     assert offenders == []
 
 
-def test_only_store_like_modules_touch_redis():
+def test_only_store_like_modules_touch_redis() -> None:
     allowed = {"store.py", "redis_clock.py"}
     offenders = []
     for path in (ROOT / "controller").rglob("*.py"):
-        if "redis" in _imports(path) and path.name not in allowed:
+        if "redis" in {m.split(".")[0] for m in _imported(path)} and path.name not in allowed:
             offenders.append(path.name)
     assert offenders == []

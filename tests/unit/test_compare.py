@@ -10,47 +10,30 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from analysis.compare import (
+from controller import design_registry
+from lab.compare import (
     AA_OVERRIDES,
     CompareConfig,
     class_panel,
-    design_matrices,
-    fit_estimator,
+    fit_choice,
     make_spec,
     market_classes,
+    parse_estimator,
     run_comparison,
     summarise,
 )
-from analysis.simulation.market import Market, MarketConfig
-from controller import designs
-from controller.spec import Arm
+from lab.errors import LabError
+from lab.market import Market, MarketConfig
+from lab.simulate import run_spec
 
 SMALL = MarketConfig(n_products=24, n_categories=3)
-
-
-@pytest.mark.parametrize("design", ["time-bound", "random-days", "crossover", "cluster"])
-def test_design_matrices_match_the_schedule(design: str) -> None:
-    market = Market(SMALL, seed=3)
-    spec = make_spec(design, market, days=12, seed=5)
-    W, P, B = design_matrices(spec, market.product_ids)
-    row = {p: i for i, p in enumerate(market.product_ids)}
-    for a in designs.schedule(spec):
-        i = row[a.product]
-        assert W[i, a.period] == (a.arm == Arm.TREATMENT)
-        assert P[i, a.period] == pytest.approx(a.probability)
-        whole = any(b.start <= a.period_start and b.end >= a.period_end for b in a.blackouts)
-        assert B[i, a.period] == whole
-    if design == "crossover":
-        assert B.any() and not B.all()
-    if design == "time-bound":
-        assert not W[:, :6].any() and W[:, 6:].any()
 
 
 def test_cluster_design_shares_arms_within_classes() -> None:
     market = Market(SMALL, seed=3)
     classes = market_classes(market)
     spec = make_spec("cluster", market, days=10, seed=1, classes=classes)
-    W, _, _ = design_matrices(spec, market.product_ids)
+    W = run_spec(spec, market).matrices.treated
     row = {p: i for i, p in enumerate(market.product_ids)}
     for members in classes.values():
         rows = W[[row[p] for p in members]]
@@ -60,15 +43,16 @@ def test_cluster_design_shares_arms_within_classes() -> None:
 def test_class_panel_averages_products_of_a_class() -> None:
     df = pd.DataFrame(
         {
-            "product": ["a", "b", "c", "a", "b", "c"],
-            "day": [0, 0, 0, 1, 1, 1],
+            "unit": ["a", "b", "c", "a", "b", "c"],
+            "class": ["x", "x", "y", "x", "x", "y"],
+            "period": [0, 0, 0, 1, 1, 1],
             "units": [1.0, 3.0, 10.0, 2.0, 6.0, 7.0],
             "treated": [1, 1, 0, 0, 0, 1],
             "blackout": [False] * 6,
             "probability": [0.5] * 6,
         }
     )
-    out = class_panel(df, {"a": "x", "b": "x", "c": "y"}).set_index(["product", "day"])
+    out = class_panel(df).set_index(["unit", "period"])
     assert out.loc[("x", 0), "units"] == 2.0
     assert out.loc[("x", 1), "units"] == 4.0
     assert out.loc[("y", 1), "units"] == 7.0
@@ -96,6 +80,7 @@ def test_summary_arithmetic_on_known_runs() -> None:
                     "ci_high": 2.0 + e + 1.96 * se,
                     "pvalue": 0.01 if r == 0 else 0.2,
                     "error": "",
+                    "primary": True,
                 }
             )
     rows.append(rows[-1] | {"run": 2, "effect": math.nan, "error": "PanelError: boom"})
@@ -146,8 +131,26 @@ def test_aa_market_has_zero_truth() -> None:
 
 
 def test_unknown_design_is_refused() -> None:
-    with pytest.raises(ValueError, match="unknown design"):
+    with pytest.raises(LabError, match="unknown design"):
         run_comparison(CompareConfig(designs=("zigzag",), runs=2))
+
+
+def test_every_registered_design_is_compared_with_its_own_estimators() -> None:
+    assert CompareConfig().designs == tuple(design_registry.names())
+    assert len(CompareConfig().designs) >= 6
+    cfg = CompareConfig(market=SMALL, runs=2, days=8)
+    runs = run_comparison(cfg)
+    assert set(runs["design"]) == set(design_registry.names())
+    market = Market(SMALL, seed=0)
+    for design, g in runs.groupby("design"):
+        spec = make_spec(str(design), market, days=8)
+        from controller.designs import get_design
+
+        plans = [p.label for p in get_design(str(design)).estimators(spec)]
+        assert sorted(set(g["estimator"])) == sorted(plans)
+        assert g.loc[g["primary"], "estimator"].iloc[0] == plans[0]
+    cluster = runs[runs["design"] == "cluster"]
+    assert set(cluster["se_method"]) == {"cluster_class"}
 
 
 def test_cli_writes_table_csv_and_plots(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -175,6 +178,7 @@ def test_cli_writes_table_csv_and_plots(tmp_path) -> None:  # type: ignore[no-un
     assert "se_reduction" in res.stdout and "crossover" in res.stdout
     summary = pd.read_csv(out / "summary.csv")
     assert set(summary["design"]) == {"time-bound", "random-days", "crossover", "cluster"}
+    assert "did@class" not in set(summary["estimator"])
     for name in ("errors.png", "standard_errors.png", "coverage_power.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(pd.read_csv(out / "runs.csv")) == 8
@@ -203,10 +207,9 @@ def test_validation_study_quick_regenerates_the_report(tmp_path) -> None:  # typ
 
 def test_variance_method_after_a_colon() -> None:
     market = Market(SMALL, seed=3)
-    W = np.zeros((SMALL.n_products, 8), dtype=bool)
-    W[:12, 4:] = True
-    df = market.simulate_panel(W)
-    df["probability"] = np.where(df["day"] >= 4, 0.5, 0.0)
-    df["blackout"] = False
-    assert fit_estimator("did:jackknife", df)["se_method"] == "jackknife"
-    assert fit_estimator("did:cluster", df)["se_method"] == "cluster"
+    spec = make_spec("time-bound", market, days=8, seed=2)
+    panel = run_spec(spec, market).panel
+    assert fit_choice(parse_estimator("did:jackknife"), panel)["se_method"] == "jackknife"
+    assert fit_choice(parse_estimator("did:cluster"), panel)["se_method"] == "cluster"
+    with pytest.raises(LabError, match="only '@class'"):
+        parse_estimator("dm@region")

@@ -1,4 +1,4 @@
-"""Behaviour of the market simulator (analysis/simulation)."""
+"""Behaviour of the market simulator (lab/market.py)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,9 @@ import networkx as nx
 import numpy as np
 import pandas as pd
 import pytest
-import typer
 from pydantic import ValidationError
-from typer.testing import CliRunner
 
-from analysis.simulation.cli import register
-from analysis.simulation.market import DayOutcome, Market, MarketConfig
+from lab.market import DayOutcome, Market, MarketConfig
 
 # A market whose treatment effect has a closed form: one elasticity for every product, no extra
 # heterogeneity, Poisson counts and no spikes.
@@ -70,7 +67,7 @@ def test_potential_outcomes_are_fixed_and_monotone_in_treatment() -> None:
 def test_poisson_quantile_agrees_with_scipy_and_has_poisson_moments() -> None:
     from scipy import stats
 
-    from analysis.simulation.market import poisson_quantile
+    from lab.market import poisson_quantile
 
     rng = np.random.default_rng(0)
     q = rng.random(5_000)
@@ -360,51 +357,3 @@ def test_panel_is_accepted_by_the_analysis_panel_type() -> None:
     panel = Panel.from_long(long, unit="product", time="day", outcome="units", treated="treated")
     assert panel.Y.shape == (12, 7)
     assert list(panel.units) == m.product_ids
-
-
-# ---------------------------------------------------------------- CLI
-def _app() -> typer.Typer:
-    app = typer.Typer()
-
-    @app.callback()
-    def main() -> None:
-        """pricelab (test shell)."""
-
-    register(app)
-    return app
-
-
-@pytest.mark.parametrize(
-    ("suffix", "design"), [(".csv", "time-bound"), (".parquet", "random-days")]
-)
-def test_cli_writes_a_readable_panel_and_events(tmp_path, suffix: str, design: str) -> None:
-    (tmp_path / "market.yaml").write_text("n_products: 20\nn_categories: 4\n")
-    out = tmp_path / f"panel{suffix}"
-    args = ["simulate", "--config", str(tmp_path / "market.yaml"), "--days", "6"]
-    args += ["--design", design, "--seed", "3", "--out", str(out), "--events", str(tmp_path / "ev")]
-    result = CliRunner().invoke(_app(), args)
-    assert result.exit_code == 0, result.output
-    panel = pd.read_csv(out) if suffix == ".csv" else pd.read_parquet(out)
-    assert len(panel) == 20 * 6
-    for col in ("product", "day", "units", "revenue", "price", "treated", "y0_expected"):
-        assert col in panel.columns
-    assert {"true_effect", "category", "width", "rating"} <= set(panel.columns)
-    if design == "time-bound":
-        by_product = panel.groupby("product")["treated"]
-        assert by_product.any().sum() == 10  # half the products
-        assert not panel.loc[panel["day"] < 3, "treated"].any()  # from day days // 2 on
-        assert (panel.loc[panel["day"] >= 3, "probability"] == 0.5).all()
-        assert (panel.loc[panel["day"] < 3, "probability"] == 0.0).all()
-    else:
-        assert (panel["probability"] == 0.5).all()
-    sales = [json.loads(line) for line in (tmp_path / "ev" / "sales.jsonl").open()]
-    assert sum(s["units"] for s in sales) == panel["units"].sum()
-    assert (tmp_path / "ev" / "competitor_prices.jsonl").stat().st_size > 0
-
-
-def test_cli_reports_a_bad_config_by_field(tmp_path) -> None:
-    (tmp_path / "bad.yaml").write_text("n_products: 0\n")
-    args = ["simulate", "--config", str(tmp_path / "bad.yaml"), "--out", str(tmp_path / "p.csv")]
-    result = CliRunner().invoke(_app(), args)
-    assert result.exit_code == 2
-    assert "n_products" in result.output

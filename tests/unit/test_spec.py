@@ -11,9 +11,9 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from controller import design_registry
 from controller.designs import schedule
 from controller.errors import SpecError
-from controller import design_registry
 from controller.spec import (
     ClusterMode,
     CrossoverSettings,

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
 
 from analysis.worker import AnalysisWorker, ExperimentInfo
 from controller.clock import ManualClock
+from controller.designs import design_of, design_sampler
+from controller.spec import ExperimentSpec
 
 
 def _cells(effect_pct: float, n: int = 60, t: int = 20, seed: int = 0) -> pd.DataFrame:
@@ -88,6 +90,18 @@ async def test_guardrail_trips_on_a_large_harm_and_not_on_no_effect():
     assert sink.trips == []
 
 
+async def test_no_spillover_estimate_where_periods_share_draws():
+    df, edges = _spillover_cells(n_pairs=20, t=4)
+    source = Source(df)
+    info = _random_days_info(sorted(df["product"].unique()), 4, substitutes=edges)
+    source.info = ExperimentInfo(info.id, "crossover", "running", info.params,
+                                 estimators=info.estimators, periods_share_draws=True,
+                                 sampler=info.sampler)
+    w = AnalysisWorker(source, Sink(), ManualClock(datetime(2026, 1, 1, tzinfo=UTC)))
+    methods = {r.method for _, r in await w.run_once()}
+    assert "dm" in methods and not any(m.startswith("spillover") for m in methods)
+
+
 async def test_too_few_periods_publishes_nothing():
     df = _cells(5.0, t=1)
     w, sink = _worker(df)
@@ -112,11 +126,23 @@ def _spillover_cells(n_pairs: int = 150, t: int = 12, direct: float = 5.0, spill
     return pd.DataFrame(rows), edges
 
 
+def _random_days_info(products: list[str], periods: int, **params) -> ExperimentInfo:
+    """The info the Redis panel source gives a random-days experiment: the design's own
+    estimators and a sampler of the live design."""
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    spec = ExperimentSpec(id="e1", products=tuple(products), treatment_policy="t",
+                          control_policy="c", start=start, end=start + timedelta(days=periods))
+    design = design_of(spec)
+    return ExperimentInfo("e1", spec.design, "running", {"n_periods": periods, **params},
+                          estimators=design.estimators(spec), planned_periods=periods,
+                          periods_share_draws=design.periods_share_draws(spec),
+                          sampler=design_sampler(spec))
+
+
 async def test_experiments_with_a_graph_get_spillover_estimates_next_to_the_naive_ones():
     df, edges = _spillover_cells()
     source = Source(df)
-    source.info = ExperimentInfo("e1", "random-days", "running",
-                                 {"n_periods": 12, "substitutes": edges, "allocation": 0.5})
+    source.info = _random_days_info(sorted(df["product"].unique()), 12, substitutes=edges)
     sink = Sink()
     w = AnalysisWorker(source, sink, ManualClock(datetime(2026, 1, 1, tzinfo=UTC)))
     out = {r.method: r for _, r in await w.run_once()}

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -47,7 +47,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse, special
 
-from analysis.simulation.config import CHARACTERISTICS, MarketConfig
+from lab.config import CHARACTERISTICS, MarketConfig
 
 __all__ = ["DayOutcome", "Market", "MarketConfig"]
 
@@ -124,10 +124,18 @@ class Market:
 
     ``Market(cfg, seed)`` is deterministic: two markets with the same config and seed produce
     the same products, the same latent demand and (given the same arms) the same outcomes.
+    ``product_ids`` and ``competitor_ids`` name the products and competitors (default
+    ``P0001``... and ``competitor-a``...), e.g. after an experiment spec's.
     """
 
     def __init__(
-        self, cfg: MarketConfig | None = None, seed: int = 0, *, demand_seed: int | None = None
+        self,
+        cfg: MarketConfig | None = None,
+        seed: int = 0,
+        *,
+        demand_seed: int | None = None,
+        product_ids: Sequence[str] | None = None,
+        competitor_ids: Sequence[str] | None = None,
     ) -> None:
         for name, value in (("seed", seed), ("demand_seed", demand_seed)):
             if value is None and name == "demand_seed":
@@ -139,6 +147,17 @@ class Market:
         self.seed = int(seed)
         #: Seed of the daily demand path (shocks, AR, undercuts, count noise); defaults to seed.
         self.demand_seed = self.seed if demand_seed is None else int(demand_seed)
+        if product_ids is not None and len(set(product_ids)) != self.cfg.n_products:
+            raise ValueError(
+                f"product_ids must name {self.cfg.n_products} distinct products; "
+                f"got {len(set(product_ids))}"
+            )
+        self._names = None if product_ids is None else [str(p) for p in product_ids]
+        if competitor_ids is not None and len(set(competitor_ids)) != self.cfg.n_competitors:
+            raise ValueError(
+                f"competitor_ids must name {self.cfg.n_competitors} distinct competitors"
+            )
+        self._competitor_names = None if competitor_ids is None else list(competitor_ids)
         self._log_mu0_cache: dict[int, np.ndarray] = {}
         self._tz = ZoneInfo(self.cfg.timezone)
         self._build_products()
@@ -178,7 +197,7 @@ class Market:
         self._Z = Z
         self._category_codes = cat
         self._base_price = base_price
-        self.product_ids: list[str] = [f"P{i + 1:04d}" for i in range(n)]
+        self.product_ids: list[str] = self._names or [f"P{i + 1:04d}" for i in range(n)]
         self.products = pd.DataFrame(
             {
                 "product": self.product_ids,
@@ -204,7 +223,7 @@ class Market:
         self._competitor_markup = cfg.competitor_markup_mean + cfg.competitor_markup_sd * (
             rng.normal(size=(n, cfg.n_competitors))
         )
-        self.competitors: list[str] = [
+        self.competitors: list[str] = self._competitor_names or [
             f"competitor-{chr(ord('a') + j)}" for j in range(cfg.n_competitors)
         ]
 
@@ -544,6 +563,21 @@ class Market:
         ts = day_start + span * float(frac)
         limit = day_start + span
         return ts if ts < limit else limit - dt.timedelta(microseconds=1)
+
+    def window_share(
+        self, day_start: dt.datetime, day_end: dt.datetime, head: dt.timedelta
+    ) -> float:
+        """Expected share of a day's units sold after the first ``head`` of ``[day_start,
+        day_end)`` (the analysis window of a period whose washout-length head is set aside):
+        the intraday profile's mass past ``head``, with orders spread over equal slices of the
+        window as in :meth:`sale_events`."""
+        span = self._check_window(day_start, day_end)
+        f = min(max(head / span, 0.0), 1.0) * len(self._intraday)
+        whole = int(np.floor(f))
+        before = float(self._intraday[:whole].sum())
+        if whole < len(self._intraday):
+            before += float(self._intraday[whole]) * (f - whole)
+        return 1.0 - before
 
     def sale_events(
         self,

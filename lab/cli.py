@@ -1,0 +1,190 @@
+"""``pricelab simulate`` and ``pricelab compare-designs``. Register with ``register(app)``.
+
+Every refusal is one sentence on stderr with exit status 2.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+
+from controller import design_registry
+from controller.errors import SpecError
+from controller.spec import load_spec_file
+from core.errors import PricelabError
+from lab.compare import (
+    CompareConfig,
+    design_names,
+    format_table,
+    make_spec,
+    parse_estimators,
+    run_comparison,
+    summarise,
+    write_outputs,
+)
+from lab.config import MarketConfig
+from lab.market import Market
+from lab.simulate import market_for_spec, run_spec, write_events, write_panel
+
+
+def _fail(message: str) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def _market_config(path: Path | None, products: int | None = None) -> MarketConfig:
+    try:
+        cfg = MarketConfig.from_file(path) if path is not None else MarketConfig()
+        if products is not None:
+            cfg = MarketConfig.model_validate(cfg.model_dump() | {"n_products": products})
+    except OSError as exc:
+        _fail(f"cannot read market config {path}: {exc.strerror or exc}")
+    except ValueError as exc:
+        _fail(_first_line(exc))
+    return cfg
+
+
+def _first_line(exc: Exception) -> str:
+    """A pydantic error's first problem as one sentence (its field and what is wrong)."""
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        first = errors()[0]
+        where = ".".join(str(x) for x in first.get("loc", ())) or "config"
+        msg = str(first.get("msg", exc)).removeprefix("Value error, ")
+        if first.get("type") == "extra_forbidden":
+            msg = "is not a known market field"
+        return f"{where}: {msg}"
+    return str(exc).splitlines()[0]
+
+
+def simulate_command(
+    out: Annotated[Path, typer.Option("--out", help="Panel file: .csv or .parquet.")],
+    spec_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--spec",
+            help="Experiment spec (YAML/JSON) to run as the live controller would; its "
+            "products are the market's products and its periods the market's days.",
+        ),
+    ] = None,
+    design: Annotated[
+        str,
+        typer.Option(
+            "--design",
+            help="Without --spec: the design's example experiment on the market ("
+            + ", ".join(design_registry.names())
+            + ").",
+        ),
+    ] = "random-days",
+    days: Annotated[int, typer.Option("--days", help="Without --spec: days to simulate.")] = 28,
+    allocation: Annotated[
+        float, typer.Option("--allocation", help="Without --spec: share of units treated.")
+    ] = 0.5,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="Market config (.yaml/.yml/.json).")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Market seed (and spec seed).")] = 0,
+    events: Annotated[
+        Path | None, typer.Option("--events", help="Directory for event JSONL files.")
+    ] = None,
+) -> None:
+    """Simulate a seeded market under an experiment and write the long panel with the truth:
+    unit, period, arm, probability, blackout (the same as `pricelab schedule SPEC --csv`),
+    outcomes and true effects."""
+    if seed < 0:
+        _fail(f"--seed must be a non-negative whole number, not {seed}")
+    try:
+        if spec_path is not None:
+            spec = load_spec_file(spec_path)
+            market = market_for_spec(spec, _market_config(config), seed)
+        else:
+            if design not in design_registry.names():
+                _fail(f"unknown design {design!r}; choose from {', '.join(design_registry.names())}")
+            if days < 4:
+                _fail(f"--days must be at least 4, not {days}")
+            if not 0.0 < allocation < 1.0:
+                _fail(f"--allocation must be strictly between 0 and 1, not {allocation}")
+            market = Market(_market_config(config), seed=seed)
+            spec = make_spec(design, market, days=days, seed=seed, allocation=allocation)
+        sim = run_spec(spec, market)
+        write_panel(sim.panel, out)
+        if events is not None:
+            write_events(sim, events)
+    except SpecError as exc:
+        _fail(f"{spec_path}: {exc}")
+    except OSError as exc:
+        _fail(f"{exc.filename or out}: {exc.strerror or exc}")
+    except PricelabError as exc:
+        _fail(str(exc))
+    n_units, n_days = sim.matrices.treated.shape
+    trig = f", {len(sim.triggers)} products triggered" if sim.triggers else ""
+    typer.echo(
+        f"wrote {len(sim.panel)} product-days ({n_units} products x {n_days} days, design "
+        f"{spec.design}{trig}) to {out}; true effect {sim.truth:.3f} units per product-day "
+        "over the analysed cells"
+    )
+
+
+def compare_designs(
+    market: Annotated[
+        Path | None, typer.Option(help="MarketConfig as YAML or JSON (default: the demo market).")
+    ] = None,
+    designs: Annotated[
+        str, typer.Option(help="Comma-separated designs: " + ",".join(design_names()) + ".")
+    ] = ",".join(design_names()),
+    runs: Annotated[int, typer.Option(help="Simulated experiments per design.")] = 100,
+    estimators: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="'design=a,b' (repeatable) or 'a,b' for every design, instead of the "
+            "designs' own; 'name:se' picks a variance method, 'name@class' fits on the "
+            "class x day panel."
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the market family.")] = 0,
+    days: Annotated[int, typer.Option(help="Length of every experiment in days.")] = 28,
+    products: Annotated[
+        int | None, typer.Option(help="Override the market's number of products.")
+    ] = None,
+    jobs: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    out: Annotated[Path | None, typer.Option(help="Directory for CSVs and PNG plots.")] = None,
+) -> None:
+    """Simulate RUNS experiments of each design on one market, each analysed with the
+    design's own estimators; report bias, SE, RMSE, coverage, power and each design's SE
+    reduction relative to time-bound."""
+    cfg_market = _market_config(market, products)
+    chosen = tuple(d.strip() for d in designs.split(",") if d.strip())
+    cfg = CompareConfig(
+        market=cfg_market,
+        designs=chosen,
+        runs=runs,
+        seed=seed,
+        days=days,
+        estimators=parse_estimators(estimators or [], chosen),
+        jobs=jobs,
+    )
+    t0 = time.perf_counter()
+    try:
+        if seed < 0:
+            _fail(f"--seed must be a non-negative whole number, not {seed}")
+        rows = run_comparison(cfg)
+    except PricelabError as exc:
+        _fail(str(exc))
+    table = summarise(rows)
+    typer.echo(format_table(table))
+    typer.echo(f"{runs} runs x {len(chosen)} designs in {time.perf_counter() - t0:.1f}s")
+    if out is not None:
+        try:
+            paths = write_outputs(rows, table, out)
+        except OSError as exc:
+            _fail(f"cannot write to {out}: {exc.strerror or exc}")
+        for p in paths:
+            typer.echo(f"wrote {p}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("simulate")(simulate_command)
+    app.command("compare-designs")(compare_designs)

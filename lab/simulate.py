@@ -1,0 +1,248 @@
+"""Run an experiment spec on a simulated market, as the live controller would run it.
+
+The assignment is the controller's own: :func:`controller.designs.design_matrices` builds every
+period from the same whole-period draws as the flip, so a simulated panel's arms,
+probabilities and blackouts agree row for row with ``pricelab schedule SPEC --csv``.
+Triggered designs fire on the market's competitor undercuts: its competitor price events go
+through the controller's own :class:`~controller.triggers.TriggerTracker`, against the
+market's own prices (a simulated market has its own prices, so the spec's reference prices are
+not used). Outcomes come from :class:`lab.market.Market`.
+
+The panel has one row per unit and period: ``unit``, ``period``, ``arm`` (treatment/control),
+``treated`` (0/1), ``probability`` (the design P(treatment)), ``blackout`` (0/1: the whole
+period's data is discarded), ``class`` (when the spec groups products), the outcomes
+(``units``, ``revenue``, ``price``) and the truth (``true_effect``, ``direct_effect``,
+``y0_expected``, ``expected_units``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from controller.designs import (
+    DesignContext,
+    DesignMatrices,
+    MarketFacts,
+    design_matrices,
+    design_of,
+)
+from controller.periods import n_periods, period_bounds
+from controller.spec import ExperimentSpec
+from controller.triggers import TriggerTracker
+from lab.config import MarketConfig
+from lab.errors import LabError
+from lab.market import SEED_TAG, Market
+
+# Stream keys of the event generators (sale and competitor event timing), apart from the
+# market's own streams.
+_S_SALES, _S_COMPETITORS = 101, 102
+_DAY = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class SimulatedExperiment:
+    """One experiment run on a simulated market: its assignment, triggers and panel."""
+
+    spec: ExperimentSpec
+    market: Market
+    matrices: DesignMatrices
+    triggers: Mapping[str, int]
+    panel: pd.DataFrame
+
+    @property
+    def truth(self) -> float:
+        """The estimand: the market's true (global) effect averaged over the analysed cells
+        (randomised, not blacked out)."""
+        te = self.panel["true_effect"].to_numpy().reshape(self.matrices.treated.shape)
+        cells = self.matrices.analysed
+        return float(te[cells].mean()) if cells.any() else float("nan")
+
+    @property
+    def truth_direct(self) -> float:
+        de = self.panel["direct_effect"].to_numpy().reshape(self.matrices.treated.shape)
+        cells = self.matrices.analysed
+        return float(de[cells].mean()) if cells.any() else float("nan")
+
+
+def check_daily(spec: ExperimentSpec) -> int:
+    """The number of days of ``spec``; LabError unless its periods are days."""
+    if spec.period != _DAY:
+        raise LabError(
+            f"the simulated market has daily periods; experiment {spec.id!r} has periods of "
+            f"{spec.period}"
+        )
+    return n_periods(spec)
+
+
+def market_for_spec(
+    spec: ExperimentSpec, cfg: MarketConfig, seed: int, *, demand_seed: int | None = None
+) -> Market:
+    """A market whose products are the spec's products (in spec order), whose days are the
+    spec's periods (same calendar and time zone), seeded by ``seed``. A trigger rule's named
+    competitors are the market's first competitors."""
+    check_daily(spec)
+    units = spec.all_products()
+    start = spec.start.astimezone(spec.zone).date()
+    named = list(spec.triggered.competitors) if spec.triggered is not None else []
+    n_competitors = max(cfg.n_competitors, len(named))
+    try:
+        cfg = MarketConfig.model_validate(
+            cfg.model_dump()
+            | {
+                "n_products": len(units),
+                "n_categories": min(cfg.n_categories, len(units)),
+                "n_competitors": n_competitors,
+                "start_date": start,
+                "timezone": spec.timezone,
+            }
+        )
+    except ValueError as exc:
+        raise LabError(f"the market cannot hold experiment {spec.id!r}: {exc}") from None
+    others = [f"competitor-{chr(ord('a') + j)}" for j in range(n_competitors)]
+    competitors = named + [c for c in others if c not in named][: n_competitors - len(named)]
+    return Market(
+        cfg, seed=seed, demand_seed=demand_seed, product_ids=units, competitor_ids=competitors
+    )
+
+
+def market_facts(
+    market: Market, days: int, classes: Mapping[str, tuple[str, ...]] | None = None
+) -> MarketFacts:
+    """What a design needs of a market to build its example spec."""
+    groups = market.products.groupby("category", sort=True)["product"]
+    categories = {str(c): tuple(p) for c, p in groups}
+    prices = dict(zip(market.product_ids, market.products["base_price"].astype(float), strict=True))
+    return MarketFacts(
+        products=tuple(market.product_ids),
+        categories=categories,
+        classes=dict(classes) if classes is not None else categories,
+        reference_prices=prices,
+        competitors=tuple(market.competitors),
+        days=days,
+        carryover_order=market.cfg.carryover_order,
+    )
+
+
+def competitor_rng(market: Market, day: int) -> np.random.Generator:
+    """The generator of a day's competitor observation times (the triggers and the event
+    files see the same events)."""
+    return np.random.default_rng([SEED_TAG, market.demand_seed, _S_COMPETITORS, day])
+
+
+def sales_rng(market: Market, day: int) -> np.random.Generator:
+    return np.random.default_rng([SEED_TAG, market.demand_seed, _S_SALES, day])
+
+
+def simulated_triggers(spec: ExperimentSpec, market: Market) -> dict[str, int]:
+    """product -> trigger period: the spec's trigger rule run by the controller's tracker over
+    the market's competitor prices, against the market's own prices."""
+    rule = spec.triggered
+    if rule is None:
+        raise LabError(f"experiment {spec.id!r} has no trigger rule")
+    if rule.competitors and not set(rule.competitors) & set(market.competitors):
+        raise LabError(
+            f"triggered.competitors names none of the simulated market's competitors "
+            f"({', '.join(market.competitors)})"
+        )
+    prices = market_facts(market, 0).reference_prices
+    own = spec.model_copy(
+        update={"triggered": rule.model_copy(update={"reference_prices": dict(prices)})}
+    )
+    tracker = TriggerTracker(own)
+    tracker.seed_references(dict(prices))
+    for day in range(check_daily(spec)):
+        start, end = period_bounds(spec, day)
+        for e in market.competitor_events(day, start, end, competitor_rng(market, day)):
+            tracker.observe_competitor(e["product"], e["competitor"], e["price"], e["observed_at"])
+        tracker.advance(end)
+    return tracker.triggers
+
+
+def run_spec(spec: ExperimentSpec, market: Market) -> SimulatedExperiment:
+    """Run ``spec`` on ``market`` (whose products are the spec's): assignment, outcomes, panel."""
+    days = check_daily(spec)
+    units = list(market.product_ids)
+    if set(units) != spec.units() or len(units) != len(spec.units()):
+        raise LabError(f"the market's products are not experiment {spec.id!r}'s products")
+    design = design_of(spec)
+    triggers = simulated_triggers(spec, market) if design.uses_triggers else {}
+    matrices = design_matrices(spec, units, DesignContext(triggers=triggers))
+    outcomes = market.run(matrices.treated)
+    raw = market.panel_from_outcomes(outcomes)
+    return SimulatedExperiment(spec, market, matrices, triggers, _panel(spec, raw, matrices, days))
+
+
+def _panel(
+    spec: ExperimentSpec, raw: pd.DataFrame, m: DesignMatrices, days: int
+) -> pd.DataFrame:
+    """The market's long panel (product-major in market order, like the matrices) in the
+    simulator's columns."""
+    df = raw.rename(columns={"product": "unit", "day": "period"})
+    treated = m.treated.ravel()
+    front: dict[str, Any] = {
+        "unit": df["unit"],
+        "period": df["period"],
+        "date": df["date"],
+        "arm": np.where(treated, "treatment", "control"),
+        "treated": treated.astype(int),
+        "probability": m.probability.ravel(),
+        "blackout": m.blackout.ravel().astype(int),
+    }
+    if spec.clusters:
+        front["class"] = df["unit"].map(spec.class_of)
+    out = pd.DataFrame(front)
+    rest = df.drop(columns=["unit", "period", "date", "treated"])
+    return pd.concat([out, rest], axis=1)
+
+
+def write_panel(panel: pd.DataFrame, out: Path) -> None:
+    """Write a panel as CSV or Parquet, by the file's suffix."""
+    suffix = out.suffix.lower()
+    if suffix not in {".csv", ".parquet"}:
+        raise LabError(f"--out must end in .csv or .parquet; got {out.name!r}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if suffix == ".csv":
+        panel.to_csv(out, index=False)
+        return
+    try:
+        panel.to_parquet(out, index=False)
+    except ImportError:
+        raise LabError("writing Parquet needs pyarrow (pip install pyarrow); or use .csv") from None
+
+
+def write_events(sim: SimulatedExperiment, events_dir: Path) -> None:
+    """``sales.jsonl`` and ``competitor_prices.jsonl`` (one JSON object per line, timestamps in
+    ISO 8601 with offset), ``undercuts.csv`` (ground truth of the undercut episodes) and, for
+    triggered designs, ``triggers.csv`` (product, period)."""
+    market, spec = sim.market, sim.spec
+    events_dir.mkdir(parents=True, exist_ok=True)
+    outcomes = market.run(sim.matrices.treated)
+    undercuts = []
+    with (
+        (events_dir / "sales.jsonl").open("w") as sales,
+        (events_dir / "competitor_prices.jsonl").open("w") as comps,
+    ):
+        for o in outcomes:
+            start, end = period_bounds(spec, o.day)
+            for e in market.sale_events(o.day, start, end, o, sales_rng(market, o.day)):
+                sales.write(json.dumps(_jsonable(e)) + "\n")
+            for e in market.competitor_events(o.day, start, end, competitor_rng(market, o.day)):
+                comps.write(json.dumps(_jsonable(e)) + "\n")
+            undercuts.append(market.undercut_episodes(o.day).assign(day=o.day))
+    pd.concat(undercuts, ignore_index=True).to_csv(events_dir / "undercuts.csv", index=False)
+    if design_of(spec).uses_triggers:
+        pd.DataFrame(sorted(sim.triggers.items()), columns=["product", "period"]).to_csv(
+            events_dir / "triggers.csv", index=False
+        )
+
+
+def _jsonable(event: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in event.items()}

@@ -1,0 +1,139 @@
+"""Start and stop real ``pricelab worker`` processes: one launcher for the demo, the tests, the
+studies and the benchmarks.
+
+Each process gets its own free metrics and web ports (so several can run side by side, as
+``--scale`` does in compose), its settings through the environment (``Settings.to_env``) and a
+log file. :meth:`WorkerProcess.start` returns once ``/health`` answers.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+
+from controller.settings import Settings
+from streams.embedded import free_port
+
+
+class WorkerProcess:
+    def __init__(
+        self,
+        settings: Settings,
+        roles: tuple[str, ...] = ("controller",),
+        *,
+        env: Mapping[str, str] | None = None,
+        log: Path | None = None,
+    ) -> None:
+        self.settings = settings
+        self.roles = roles
+        self.env = dict(env or {})
+        self.web_port = free_port()
+        self.metrics_port = free_port()
+        self.log = log or Path(tempfile.mkstemp(prefix="pricelab-worker-", suffix=".log")[1])
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None, "not started"
+        return self.proc.pid
+
+    def launch(self) -> WorkerProcess:
+        """Start the process without waiting for it (see :meth:`wait_healthy`)."""
+        env = (
+            os.environ
+            | self.settings.to_env()
+            | {
+                "PRICELAB_WEB_PORT": str(self.web_port),
+                "PRICELAB_METRICS_PORT": str(self.metrics_port),
+            }
+            | self.env
+        )
+        args = [sys.executable, "-m", "streams.cli", "worker"]
+        for r in self.roles:
+            args += ["--role", r]
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                args, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            )
+        return self
+
+    def wait_healthy(self, wait: float = 60.0) -> WorkerProcess:
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            self.check_alive()
+            if http_ok(self.web_port, "/health"):
+                return self
+            time.sleep(0.2)  # polling /health: the process gives no other signal
+        raise TimeoutError(f"worker not healthy in {wait}s:\n{self.tail()}")
+
+    def start(self, wait: float = 60.0) -> WorkerProcess:
+        """Start the process and return once its ``/health`` answers."""
+        return self.launch().wait_healthy(wait)
+
+    def check_alive(self) -> None:
+        """RuntimeError with the log's tail when the process has exited."""
+        if self.proc is not None and self.proc.poll() is not None:
+            raise RuntimeError(
+                f"worker {self.roles} exited with {self.proc.returncode}:\n{self.tail()}"
+            )
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def tail(self, chars: int = 3000) -> str:
+        try:
+            return self.log.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    def metrics(self) -> str:
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as r:  # noqa: S310 - loopback
+            return str(r.read().decode())
+
+    def kill9(self) -> None:
+        """SIGKILL: no shutdown of any kind (a crash)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        """SIGTERM (graceful shutdown), SIGKILL after 30 s."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+def http_ok(port: int, path: str) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+            s.sendall(f"GET {path} HTTP/1.0\r\n\r\n".encode())
+            return b" 200 " in s.recv(64)
+    except OSError:
+        return False
+
+
+def metric_value(text: str, name: str, **labels: str) -> float:
+    """Sum of the samples of ``name`` whose labels include ``labels``."""
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name):
+            continue
+        head, _, value = line.rpartition(" ")
+        if head.split("{")[0] != name:
+            continue
+        if all(f'{k}="{v}"' in head for k, v in labels.items()):
+            total += float(value)
+    return total

@@ -1,0 +1,393 @@
+"""Experiments on simulated markets, run through the live pipeline (demo, studies, tests).
+
+A :class:`LiveDriver` plays the rest of the world for experiments that share one calendar. For
+each period it:
+
+1. sets the shared simulated clock to the period's start and waits for every experiment's flip
+   on the assignment topic, as a pricing system would read it;
+2. simulates each market's day under the arms in force (:class:`lab.market.Market`) and sends
+   its sales to the sales topic - and, for triggered designs, the market's competitor prices to
+   the competitor-prices topic, so that the controller's trigger runner fires the windows;
+3. moves the clock to the end of the period and waits until every sale is counted in Redis
+   and every trigger due is recorded;
+4. waits for one analysis cycle as of that instant and records what it published: one *look*
+   per period, every experiment seen on the same completed periods.
+
+Lock-step makes a run a function of its seeds: the same seeds give the same looks, however
+fast the machine, which is what the restart and coverage studies compare.
+
+The truth of a look is the market's true (global) effect averaged over the cells the
+experiment analysed so far (randomised, not blacked out), each scaled by the share of its
+day's expected sales that fall in the analysis window (the live panel counts sales after the
+washout-length head of every period).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from controller.periods import n_periods, period_bounds
+from controller.redis_clock import SharedSimulatedClock
+from controller.settings import Settings
+from controller.spec import ExperimentSpec
+from controller.store import Store
+from controller.triggers import TriggerTracker
+from lab.market import Market
+from lab.simulate import competitor_rng
+from streams.commands import send_command_async
+from streams.kafka import JsonPublisher
+from streams.launcher import WorkerProcess, metric_value
+
+Say = Callable[[str], None]
+
+
+@dataclass
+class LiveRun:
+    """One experiment of a live simulation and what the driver saw of it."""
+
+    spec: ExperimentSpec
+    market: Market
+    sales_seed: int = 0
+    arms: np.ndarray = field(init=False, repr=False)
+    analysed: np.ndarray = field(init=False, repr=False)
+    true_effect: np.ndarray = field(init=False, repr=False)
+    window_share: np.ndarray = field(init=False, repr=False)
+    units_sent: int = 0
+    events_sent: int = 0
+    estimates: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    expected_triggers: TriggerTracker | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        n, t = len(self.market.product_ids), n_periods(self.spec)
+        self.index = {p: i for i, p in enumerate(self.market.product_ids)}
+        self.arms = np.zeros((n, t), dtype=bool)
+        self.analysed = np.zeros((n, t), dtype=bool)
+        self.true_effect = np.zeros((n, t))
+        self.window_share = np.ones(t)
+        self.rng = np.random.default_rng(self.sales_seed)
+        if self.spec.triggered is not None:
+            self.expected_triggers = TriggerTracker(self.spec)
+            self.expected_triggers.seed_references(dict(self.spec.triggered.reference_prices))
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+    def truth(self, periods: int | None = None) -> float:
+        """The estimand over the first ``periods`` periods (all by default)."""
+        k = self.arms.shape[1] if periods is None else periods
+        cells = self.analysed[:, :k]
+        if not cells.any():
+            return float("nan")
+        scaled = self.true_effect[:, :k] * self.window_share[None, :k]
+        return float(scaled[cells].mean())
+
+    def looks(self, estimator: str) -> dict[int, dict[str, Any]]:
+        """period count -> the estimate of ``estimator`` published at that look (the last one
+        published as of each look's instant)."""
+        out: dict[int, dict[str, Any]] = {}
+        for e in self.estimates:
+            if e["estimator"] == estimator:
+                out[int(e["_look"])] = e
+        return dict(sorted(out.items()))
+
+
+@dataclass
+class DriverConfig:
+    duplicates_per_day: int = 0  # sales sent twice: must be counted once
+    malformed_per_day: int = 0  # undecodable sales: must go to the dead-letter topic
+    timeout: float = 120.0  # seconds any one wait may take
+
+
+class LiveDriver:
+    """Drives :class:`LiveRun` experiments through running workers (see the module)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        controller: Sequence[WorkerProcess],
+        analysis: WorkerProcess,
+        cfg: DriverConfig | None = None,
+        say: Say | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.clock = SharedSimulatedClock(store.redis, f"{settings.key_prefix}:clock")
+        self.controller = list(controller)
+        self.analysis = analysis
+        self.cfg = cfg or DriverConfig()
+        self.say = say or (lambda _msg: None)
+        self._assigned: dict[tuple[str, int, str], tuple[int, dict[str, Any]]] = {}
+        self._looks: dict[float, set[tuple[str, str]]] = {}
+        self._runs: dict[str, LiveRun] = {}
+        self.wall: dict[str, float] = {}
+
+    # ------------------------------------------------------------------ plumbing
+    async def __aenter__(self) -> LiveDriver:
+        kw = self.settings.kafka.client_kwargs()
+        self.consumer = AIOKafkaConsumer(**kw, enable_auto_commit=False)  # type: ignore[arg-type]
+        await self.consumer.start()
+        topics = [self.settings.topics.assignments, self.settings.topics.estimates]
+        parts = [
+            TopicPartition(t, p) for t in topics for p in range(self.settings.kafka.partitions)
+        ]
+        self.consumer.assign(parts)
+        await self.consumer.seek_to_beginning(*parts)
+        self.publisher = JsonPublisher(self.settings, linger_ms=20)
+        await self.publisher.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.publisher.stop()
+        await self.consumer.stop()
+
+    def _check_workers(self) -> None:
+        for w in [*self.controller, self.analysis]:
+            w.check_alive()
+
+    async def _poll(self) -> None:
+        batch = await self.consumer.getmany(timeout_ms=50)
+        for records in batch.values():
+            for r in records:
+                doc = json.loads(r.value)
+                if "estimator" in doc:
+                    self._estimate(doc)
+                elif "period" in doc and "seq" in doc:
+                    key = (doc["experiment"], int(doc["period"]), doc["product"])
+                    seen = self._assigned.get(key)
+                    if seen is None or doc["seq"] >= seen[0]:
+                        self._assigned[key] = (int(doc["seq"]), doc)
+
+    def _estimate(self, doc: dict[str, Any]) -> None:
+        run = self._runs.get(doc["experiment"])
+        if run is None:
+            return
+        as_of = datetime.fromisoformat(doc["as_of"])
+        doc["_look"] = _periods_before(run.spec, as_of)
+        run.estimates.append(doc)
+        self._looks.setdefault(as_of.timestamp(), set()).add((doc["experiment"], doc["estimator"]))
+
+    async def _until(self, what: str, done: Callable[[], Awaitable[bool]]) -> None:
+        deadline = time.monotonic() + self.cfg.timeout
+        t0 = time.monotonic()
+        while not await done():
+            self._check_workers()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{what}: not within {self.cfg.timeout:.0f}s")
+            await self._poll()
+        self.wall[what.split(" ")[0]] = self.wall.get(what.split(" ")[0], 0.0) + (
+            time.monotonic() - t0
+        )
+
+    # ------------------------------------------------------------------ the run
+    async def create(self, runs: Sequence[LiveRun]) -> None:
+        """Create every experiment through the commands topic, as an operator would."""
+        start = min(r.spec.start for r in runs)
+        await self.clock.set(start - timedelta(hours=1))
+        for run in runs:
+            self._runs[run.id] = run
+            reply = await send_command_async(
+                self.settings, "create", timeout=90.0, spec=run.spec.model_dump(mode="json")
+            )
+            if not reply.get("ok"):
+                raise RuntimeError(f"create {run.id} refused: {reply.get('error')}")
+
+    async def run(
+        self,
+        runs: Sequence[LiveRun],
+        before_look: Callable[[int], Awaitable[None]] | None = None,
+        after_look: Callable[[int], Awaitable[None]] | None = None,
+    ) -> None:
+        """Every period of the runs (which share their calendar), then the final look.
+
+        ``before_look(d)`` runs once period d's sales are in and its clock has moved to the
+        period's end, ``after_look(d)`` once the look at that instant is recorded."""
+        spec0 = runs[0].spec
+        days = n_periods(spec0)
+        for run in runs:
+            if (run.spec.start, run.spec.end, run.spec.timezone, run.spec.period) != (
+                spec0.start, spec0.end, spec0.timezone, spec0.period,
+            ):  # fmt: skip
+                raise ValueError("the runs of one driver must share their calendar")
+        for d in range(days):
+            p_start, p_end = period_bounds(spec0, d)
+            await self.clock.set(p_start)
+            await self._until(f"flip of period {d}", lambda d=d: self._flipped(runs, d))
+            for run in runs:
+                self._record_period(run, d, p_start, p_end)
+            await self._send_day(runs, d, p_start, p_end)
+            await self.clock.set(p_end - timedelta(milliseconds=1))
+            await self._until(f"sales of period {d}", lambda: self._accounted(runs))
+            await self._until(f"triggers of period {d}", lambda d=d: self._triggered(runs, d))
+            if before_look is not None:
+                await before_look(d)
+            await self._look(p_end - timedelta(milliseconds=1))
+            if after_look is not None:
+                await after_look(d)
+        await self.clock.set(spec0.end + timedelta(minutes=1))
+        await self._look(spec0.end + timedelta(minutes=1))
+
+    async def _flipped(self, runs: Sequence[LiveRun], d: int) -> bool:
+        return all((run.id, d, p) in self._assigned for run in runs for p in run.index)
+
+    def _record_period(self, run: LiveRun, d: int, p_start: datetime, p_end: datetime) -> None:
+        for product, i in run.index.items():
+            msg = self._assigned[(run.id, d, product)][1]
+            run.arms[i, d] = msg["arm"] == "treatment"
+            until = msg.get("blackout_until")
+            whole = until is not None and datetime.fromisoformat(until) >= p_end
+            prob = float(msg["probability"])
+            run.analysed[i, d] = 0.0 < prob < 1.0 and not whole
+        share = run.market.window_share(p_start, p_end, run.spec.washout)
+        run.window_share[d] = share
+
+    async def _send_day(
+        self, runs: Sequence[LiveRun], d: int, p_start: datetime, p_end: datetime
+    ) -> None:
+        topics = self.settings.topics
+        for run in runs:
+            market = run.market
+            if run.expected_triggers is not None:
+                for e in _with_end_of_day(
+                    market.competitor_events(d, p_start, p_end, competitor_rng(market, d)), p_end
+                ):
+                    run.expected_triggers.observe_competitor(
+                        e["product"], e["competitor"], e["price"], e["observed_at"]
+                    )
+                    await self.publisher.send(topics.competitor_prices, _price_bytes(e), e["product"])
+                run.expected_triggers.advance(p_end - timedelta(milliseconds=1))
+            out = market.day_outcomes(d, run.arms[:, : d + 1])
+            run.true_effect[:, d] = out.true_effect
+            events = market.sale_events(d, p_start, p_end, out, run.rng)
+            for e in events:
+                await self.publisher.send(topics.sales, _sale_bytes(e), e["product"])
+                run.units_sent += e["units"]
+            for e in events[: self.cfg.duplicates_per_day]:
+                await self.publisher.send(topics.sales, _sale_bytes(e), e["product"])
+            for j in range(self.cfg.malformed_per_day):
+                await self.publisher.send(topics.sales, _malformed(j, p_start), None)
+            run.events_sent += len(events)
+        await self.publisher.flush()
+
+    async def _accounted(self, runs: Sequence[LiveRun]) -> bool:
+        for run in runs:
+            totals = await self.store.totals(run.id)
+            if sum(v for k, v in totals.items() if k.startswith("units:")) < run.units_sent:
+                return False
+        return True
+
+    async def _triggered(self, runs: Sequence[LiveRun], d: int) -> bool:
+        """Every fire the controller must have recorded before the flip of period d + 1."""
+        for run in runs:
+            if run.expected_triggers is None:
+                continue
+            due = {p: k for p, k in run.expected_triggers.triggers.items() if k <= d + 1}
+            if not due:
+                continue
+            have = await self.store.triggers(run.id)
+            if any(have.get(p) != k for p, k in due.items()):
+                return False
+        return True
+
+    async def _look(self, at: datetime) -> None:
+        """Wait for an analysis cycle as of ``at`` and for everything it published."""
+        target = at.timestamp()
+
+        async def cycle_done() -> bool:
+            try:
+                text = self.analysis.metrics()
+            except OSError:  # restarting: its metrics server is not up yet
+                return False
+            last = metric_value(text, "pricelab_analysis_last_cycle_timestamp_seconds")
+            if last < target - 0.0005:
+                return False
+            want = int(metric_value(text, "pricelab_analysis_last_cycle_estimates"))
+            return len(self._looks.get(last, set())) >= want
+
+        await self._until(f"look at {at.isoformat()}", cycle_done)
+
+    def replace_analysis(self, worker: WorkerProcess) -> None:
+        """The analysis worker was restarted: read the new process's metrics from now on."""
+        self.analysis = worker
+
+
+def _periods_before(spec: ExperimentSpec, at: datetime) -> int:
+    """How many periods were complete as of ``at`` (the panel a look sees)."""
+    from controller.periods import period_index
+
+    return max(0, min(period_index(spec, at), n_periods(spec)))
+
+
+def _with_end_of_day(events: list[dict[str, Any]], p_end: datetime) -> list[dict[str, Any]]:
+    """The day's competitor observations plus, for each product and competitor, one more at the
+    end of the day at its last price (a poll before the boundary): a sustained undercut whose
+    duration elapsed during the day is then reported by an event, before the next flip."""
+    last: dict[tuple[str, str], dict[str, Any]] = {}
+    for e in events:
+        last[(e["product"], e["competitor"])] = e
+    at = p_end - timedelta(milliseconds=2)
+    closing = [e | {"observed_at": at} for e in last.values()]
+    return events + sorted(closing, key=lambda e: (e["product"], e["competitor"]))
+
+
+def _sale_bytes(e: dict[str, Any]) -> bytes:
+    return json.dumps(
+        {
+            "v": 1,
+            "event_id": e["event_id"],
+            "product": e["product"],
+            "units": e["units"],
+            "revenue": round(e["revenue"], 6),
+            "unit_price": e["unit_price"],
+            "occurred_at": e["occurred_at"].astimezone(UTC).isoformat(),
+        }
+    ).encode()
+
+
+def _price_bytes(e: dict[str, Any]) -> bytes:
+    return json.dumps(
+        {
+            "v": 1,
+            "product": e["product"],
+            "competitor": e["competitor"],
+            "price": e["price"],
+            "observed_at": e["observed_at"].astimezone(UTC).isoformat(),
+        }
+    ).encode()
+
+
+def _malformed(j: int, at: datetime) -> bytes:
+    bad = [
+        b'{"v": 1, "event_id": "x", "product": "P0001", "units": -3',
+        json.dumps(
+            {
+                "v": 1,
+                "event_id": f"bad-{uuid.uuid4().hex}",
+                "product": "P0001",
+                "units": 2,
+                "revenue": 10.0,
+                "unit_price": "NaN",
+                "occurred_at": at.isoformat(),
+            }
+        ).encode(),
+        "\u00ff\u00fe not json at all \u2603".encode(),
+    ]
+    return bad[j % len(bad)]
+
+
+async def wait_healthy(workers: Sequence[WorkerProcess]) -> None:
+    """Wait (without blocking the loop) until every worker's /health answers."""
+    await asyncio.get_running_loop().run_in_executor(
+        None, lambda: [w.wait_healthy() for w in workers]
+    )
