@@ -34,7 +34,7 @@ from lab.market import Market, MarketConfig
 from streams.embedded import EmbeddedStack
 from streams.kafka import ensure_topics
 from streams.launcher import WorkerProcess
-from streams.livesim import DriverConfig, LiveDriver, LiveRun
+from streams.livesim import DriverConfig, LiveDriver, LiveRun, lockstep_settings
 
 
 @dataclass(frozen=True)
@@ -79,13 +79,8 @@ def run_demo(settings: Settings, cfg: DemoConfig) -> bool:
                 ),
             }
         )
-    settings = settings.model_copy(
-        update={
-            "clock": "simulated",
-            "tick_interval": 0.2,
-            "analysis_interval": 1.0,
-            "key_prefix": f"demo{cfg.seed}-{uuid.uuid4().hex[:6]}",
-        }
+    settings = lockstep_settings(settings).model_copy(
+        update={"key_prefix": f"demo{cfg.seed}-{uuid.uuid4().hex[:6]}"}
     )
     logdir = Path(tempfile.mkdtemp(prefix="pricelab-demo-"))
     workers = {

@@ -5,11 +5,12 @@ each period it:
 
 1. sets the shared simulated clock to the period's start and waits for every experiment's flip
    on the assignment topic, as a pricing system would read it;
-2. simulates each market's day under the arms in force (:class:`lab.market.Market`) and sends
-   its sales to the sales topic - and, for triggered designs, the market's competitor prices to
-   the competitor-prices topic, so that the controller's trigger runner fires the windows;
-3. moves the clock to the end of the period and waits until every sale is counted in Redis
-   and every trigger due is recorded;
+2. moves the clock to the period's end, simulates each market's day under the arms in force
+   (:class:`lab.market.Market`) and sends its sales to the sales topic - and, for triggered
+   designs, the market's competitor prices to the competitor-prices topic, so that the
+   controller's trigger runner fires the windows (run the workers with
+   :func:`lockstep_settings`: the prices of a day arrive at its end);
+3. waits until every sale is counted in Redis and every trigger due is recorded;
 4. waits for one analysis cycle as of that instant and records what it published: one *look*
    per period, every experiment seen on the same completed periods.
 
@@ -178,13 +179,19 @@ class LiveDriver:
         run.estimates.append(doc)
         self._looks.setdefault(as_of.timestamp(), set()).add((doc["experiment"], doc["estimator"]))
 
-    async def _until(self, what: str, done: Callable[[], Awaitable[bool]]) -> None:
+    async def _until(
+        self,
+        what: str,
+        done: Callable[[], Awaitable[bool]],
+        detail: Callable[[], Awaitable[str]] | None = None,
+    ) -> None:
         deadline = time.monotonic() + self.cfg.timeout
         t0 = time.monotonic()
         while not await done():
             self._check_workers()
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{what}: not within {self.cfg.timeout:.0f}s")
+                said = f" ({await detail()})" if detail is not None else ""
+                raise TimeoutError(f"{what}: not within {self.cfg.timeout:.0f}s{said}")
             await self._poll()
         self.wall[what.split(" ")[0]] = self.wall.get(what.split(" ")[0], 0.0) + (
             time.monotonic() - t0
@@ -220,15 +227,24 @@ class LiveDriver:
                 spec0.start, spec0.end, spec0.timezone, spec0.period,
             ):  # fmt: skip
                 raise ValueError("the runs of one driver must share their calendar")
+        triggered = any(r.expected_triggers is not None for r in runs)
+        if triggered and self.settings.trigger_watermark_lag < spec0.period:
+            raise ValueError(
+                "the driver delivers a period's competitor prices at its end: run the workers "
+                "with trigger_watermark_lag of at least one period (lockstep_settings)"
+            )
         for d in range(days):
             p_start, p_end = period_bounds(spec0, d)
             await self.clock.set(p_start)
             await self._until(f"flip of period {d}", lambda d=d: self._flipped(runs, d))
             for run in runs:
                 self._record_period(run, d, p_start, p_end)
-            await self._send_day(runs, d, p_start, p_end)
+            # the day's events are sent once the clock stands at its end: none is in the future
             await self.clock.set(p_end - timedelta(milliseconds=1))
-            await self._until(f"sales of period {d}", lambda: self._accounted(runs))
+            await self._send_day(runs, d, p_start, p_end)
+            await self._until(
+                f"sales of period {d}", lambda: self._accounted(runs), lambda: self._counts(runs)
+            )
             await self._until(f"triggers of period {d}", lambda d=d: self._triggered(runs, d))
             if before_look is not None:
                 await before_look(d)
@@ -287,6 +303,13 @@ class LiveDriver:
                 return False
         return True
 
+    async def _counts(self, runs: Sequence[LiveRun]) -> str:
+        out = []
+        for run in runs:
+            totals = await self.store.totals(run.id)
+            out.append(f"{run.id}: {run.units_sent} units sent, counted {totals}")
+        return "; ".join(out)
+
     async def _triggered(self, runs: Sequence[LiveRun], d: int) -> bool:
         """Every fire the controller must have recorded before the flip of period d + 1."""
         for run in runs:
@@ -320,6 +343,19 @@ class LiveDriver:
     def replace_analysis(self, worker: WorkerProcess) -> None:
         """The analysis worker was restarted: read the new process's metrics from now on."""
         self.analysis = worker
+
+
+def lockstep_settings(settings: Settings) -> Settings:
+    """Settings for workers driven in lock-step: quick flip and analysis timers, and a trigger
+    watermark lag of a day (a day's competitor prices arrive at its end, all at once)."""
+    return settings.model_copy(
+        update={
+            "clock": "simulated",
+            "tick_interval": 0.1,
+            "analysis_interval": 0.5,
+            "trigger_watermark_lag": timedelta(days=1),
+        }
+    )
 
 
 def _periods_before(spec: ExperimentSpec, at: datetime) -> int:

@@ -14,8 +14,8 @@ from controller.redis_clock import SharedSimulatedClock
 from controller.store import make_redis
 from streams.cli import app
 from streams.kafka import ensure_topics
-from tests.integration.conftest import make_settings
 from streams.launcher import WorkerProcess
+from tests.integration.conftest import make_settings
 
 pytestmark = pytest.mark.integration
 

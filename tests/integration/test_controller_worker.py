@@ -14,8 +14,8 @@ from controller.redis_clock import SharedSimulatedClock
 from controller.store import Store, make_redis
 from streams.commands import send_command_async
 from streams.kafka import JsonPublisher
-from tests.integration.conftest import read_topic
 from streams.launcher import WorkerProcess, metric_value
+from tests.integration.conftest import read_topic
 
 pytestmark = pytest.mark.integration
 

@@ -28,9 +28,9 @@ from controller.spec import ExperimentSpec, load_spec
 from streams.embedded import EmbeddedStack
 from streams.handlers import EXIT_UNSAFE_TO_ACK
 from streams.kafka import ensure_topics
+from streams.launcher import WorkerProcess, metric_value
 from streams.runtime import Runtime
 from tests.integration.conftest import make_settings, read_topic
-from streams.launcher import WorkerProcess, metric_value
 
 pytestmark = pytest.mark.integration
 

@@ -14,8 +14,8 @@ from controller.store import Store, make_redis
 from streams.commands import send_command_async
 from streams.handlers import RawEvent
 from streams.kafka import JsonPublisher
-from tests.integration.conftest import read_topic
 from streams.launcher import WorkerProcess
+from tests.integration.conftest import read_topic
 
 pytestmark = pytest.mark.integration
 
