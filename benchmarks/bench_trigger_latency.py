@@ -52,8 +52,8 @@ from benchmarks._common import (  # noqa: E402
     histo_quantile,
     scrape_histograms,
 )
-from controller.redis_clock import SharedSimulatedClock  # noqa: E402
 from controller.store import Store, make_redis  # noqa: E402
+from controller.store.clock import SharedSimulatedClock  # noqa: E402
 from streams.app import COMPETITOR_WINDOW  # noqa: E402
 from streams.commands import send_command_async  # noqa: E402
 from streams.embedded import EmbeddedStack  # noqa: E402

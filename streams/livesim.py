@@ -38,10 +38,10 @@ import numpy as np
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from controller.periods import n_periods, period_bounds
-from controller.redis_clock import SharedSimulatedClock
 from controller.settings import Settings
 from controller.spec import ExperimentSpec
 from controller.store import Store
+from controller.store.clock import SharedSimulatedClock
 from controller.triggers import TriggerTracker
 from lab.market import Market
 from lab.simulate import competitor_rng

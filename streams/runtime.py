@@ -9,10 +9,10 @@ from analysis.worker import AnalysisWorker
 from controller.clock import Clock, WallClock
 from controller.flipper import Flipper
 from controller.panel_source import RedisPanelSource, RedisSequenceTuning
-from controller.redis_clock import SharedSimulatedClock
 from controller.sales import SalesIngestor
 from controller.settings import Settings
 from controller.store import Store, make_redis
+from controller.store.clock import SharedSimulatedClock
 from controller.trigger_runner import TriggerRunner
 from streams.control import CommandHandler, CompetitorHandler
 from streams.handlers import SalesHandler

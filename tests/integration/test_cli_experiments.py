@@ -10,8 +10,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from controller.redis_clock import SharedSimulatedClock
 from controller.store import make_redis
+from controller.store.clock import SharedSimulatedClock
 from streams.cli import app
 from streams.kafka import ensure_topics
 from streams.launcher import WorkerProcess

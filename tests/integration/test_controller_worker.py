@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from controller.redis_clock import SharedSimulatedClock
 from controller.store import Store, make_redis
+from controller.store.clock import SharedSimulatedClock
 from streams.commands import send_command_async
 from streams.kafka import JsonPublisher
 from streams.launcher import WorkerProcess, metric_value

@@ -123,9 +123,9 @@ def test_report_from_the_live_state(stack: EmbeddedStack, tmp_path: Path) -> Non
 
     from analysis.results import EstimateResult
     from controller import designs
-    from controller.redis_clock import SharedSimulatedClock
     from controller.spec import ExperimentSpec
     from controller.store import Store, make_redis
+    from controller.store.clock import SharedSimulatedClock
     from streams.cli import app
     from streams.kafka import JsonPublisher, ensure_topics
     from streams.sinks import KafkaEstimateSink

@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from controller.redis_clock import SharedSimulatedClock
 from controller.store import Store, make_redis
+from controller.store.clock import SharedSimulatedClock
 from streams.commands import send_command_async
 from streams.handlers import RawEvent
 from streams.kafka import JsonPublisher

@@ -6,14 +6,17 @@ from datetime import UTC, datetime
 
 from redis.asyncio import Redis
 
+from controller.store.base import lua
+
 
 class SharedSimulatedClock:
-    """Reads simulated time from Redis on ``sync()``; the demo driver moves it with ``set()``."""
+    """Reads simulated time from Redis on ``sync()``; a driver moves it with ``set()``."""
 
     def __init__(self, redis: Redis, key: str) -> None:
         self._redis = redis
         self._key = key
         self._now: datetime | None = None
+        self._set = redis.register_script(lua("clock_set"))
 
     def now(self) -> datetime:
         if self._now is None:
@@ -32,12 +35,5 @@ class SharedSimulatedClock:
     async def set(self, t: datetime) -> None:
         """Move simulated time forward (never backwards)."""
         ms = int(t.timestamp() * 1000)
-        # max(old, new) atomically, so a late writer cannot move time back
-        await self._redis.eval(
-            "local c = tonumber(redis.call('GET', KEYS[1]) or '0') "
-            "if tonumber(ARGV[1]) > c then redis.call('SET', KEYS[1], ARGV[1]) end return 1",
-            1,
-            self._key,
-            ms,
-        )
+        await self._set(keys=[self._key], args=[ms])
         self._now = datetime.fromtimestamp(ms / 1000.0, UTC)

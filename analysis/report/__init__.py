@@ -1,0 +1,65 @@
+"""Analyst reports: pictures of a running (or finished) price experiment.
+
+Pure: everything is computed from a long panel DataFrame (one row per product and period, as
+the analysis worker's PanelSource or the simulator produce it) and a table of running estimates
+(the messages of the estimates topic); the caller decides where they come from. The page is
+one HTML file with PNG figures next to it (relative paths), so the directory can be zipped,
+mailed or served as is.
+
+Contents:
+
+- assignment heatmap, products x periods: treatment red, control white, outside the window
+  (probability 0) grey, blackout cells hatched, like the figures of the origin article
+  (Cooprider & Nassiri 2023, as shown in the Amazon Science article);
+- running estimates per estimator with the 95% interval and the anytime-valid confidence
+  sequence (Howard et al. 2021; analysis/confseq.py) over the periods seen;
+- pre-period fit of the synthetic-control-type estimators (sc, difp, sdid) when the design has
+  a pre-period (block designs): treated mean against its synthetic control;
+- balance and sample-ratio check: realised treated share against the design probability with a
+  binomial test at the level of the independent draws, and standardised mean differences of
+  the covariates (and of the pre-period outcome when there is one).
+
+The package splits along its seams: ``stats`` (numbers), ``figures`` (matplotlib) and
+``html`` (the page).
+"""
+
+from analysis.report.figures import (
+    assignment_heatmap,
+    balance_figure,
+    pre_period_figure,
+    running_estimates_figure,
+)
+from analysis.report.html import Report, build_report
+from analysis.report.stats import (
+    COVARIATE_CANDIDATES,
+    SYNTH_ESTIMATORS,
+    PreFit,
+    SampleRatio,
+    covariate_balance,
+    final_estimates,
+    normalise_panel,
+    pre_period_fits,
+    replay_estimates,
+    sample_ratio_check,
+    to_panel,
+)
+
+__all__ = [
+    "COVARIATE_CANDIDATES",
+    "SYNTH_ESTIMATORS",
+    "PreFit",
+    "Report",
+    "SampleRatio",
+    "assignment_heatmap",
+    "balance_figure",
+    "build_report",
+    "covariate_balance",
+    "final_estimates",
+    "normalise_panel",
+    "pre_period_figure",
+    "pre_period_fits",
+    "replay_estimates",
+    "running_estimates_figure",
+    "sample_ratio_check",
+    "to_panel",
+]

@@ -1,0 +1,185 @@
+"""The report's figures (matplotlib, Agg): assignment heatmap, running estimates with their
+confidence sequences, pre-period fit and balance."""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.colors import ListedColormap  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.patches import Patch, Rectangle  # noqa: E402
+
+from analysis.report.stats import PreFit, _matrix  # noqa: E402
+
+TREATMENT_RED = "#d62728"
+
+PENDING_GREY = "#d9d9d9"
+
+def _product_order(df: pd.DataFrame) -> list[str]:
+    """Products grouped by class (when known), then by their first treated period and arm."""
+    W = _matrix(df, "treated").astype(int)
+    first = W.to_numpy().argmax(axis=1) + (W.to_numpy().sum(axis=1) == 0) * W.shape[1]
+    key = pd.DataFrame({"product": W.index, "first": first, "share": W.to_numpy().mean(axis=1)})
+    if "class" in df.columns:
+        key["class"] = df.groupby("product")["class"].first().reindex(W.index).to_numpy()
+        key = key.sort_values(["class", "first", "product"], kind="stable")
+    else:
+        key = key.sort_values(["first", "product"], kind="stable")
+    return key["product"].tolist()
+
+# --------------------------------------------------------------------------- figures
+def assignment_heatmap(df: pd.DataFrame, *, max_products: int = 120) -> Figure:
+    """Products x periods: treatment red, control white, out-of-window grey, blackouts hatched.
+
+    With more than ``max_products`` products an evenly spaced subset is drawn (said in the
+    title) so that rows stay readable.
+    """
+    order = _product_order(df)
+    shown = order
+    if len(order) > max_products:
+        idx = np.linspace(0, len(order) - 1, max_products).round().astype(int)
+        shown = [order[i] for i in idx]
+    W = _matrix(df, "treated").reindex(shown).to_numpy(dtype=int)
+    P = _matrix(df, "probability", np.nan).reindex(shown).to_numpy(dtype=float)
+    B = _matrix(df, "blackout", False).reindex(shown).to_numpy(dtype=bool)
+    periods = _matrix(df, "treated").columns.to_numpy()
+    state = np.where(W == 1, 2, np.where(P == 0, 1, 0))  # 0 control, 1 outside window, 2 treated
+    n, T = state.shape
+    fig, ax = plt.subplots(figsize=(min(14, 3 + 0.32 * T), min(16, 1.8 + 0.12 * n)))
+    cmap = ListedColormap(["white", PENDING_GREY, TREATMENT_RED])
+    ax.imshow(state, cmap=cmap, vmin=0, vmax=2, aspect="auto", interpolation="nearest")
+    for i in range(n):  # one hatched rectangle per run of blackout cells
+        t = 0
+        while t < T:
+            if B[i, t]:
+                s = t
+                while t < T and B[i, t]:
+                    t += 1
+                ax.add_patch(
+                    Rectangle(
+                        (s - 0.5, i - 0.5), t - s, 1, fill=False, hatch="///", lw=0, ec="0.25"
+                    )
+                )
+            else:
+                t += 1
+    ax.set_xticks(np.arange(0, T, max(1, T // 14)))
+    ax.set_xticklabels([str(p) for p in periods[:: max(1, T // 14)]], fontsize=8)
+    if n <= 60:
+        ax.set_yticks(np.arange(n), shown, fontsize=6)
+    else:
+        ax.set_yticks([])
+    ax.set_xticks(np.arange(-0.5, T, 1), minor=True)
+    ax.set_yticks(np.arange(-0.5, n, 1), minor=True)
+    ax.grid(which="minor", color="0.85", lw=0.3)
+    ax.tick_params(which="minor", length=0)
+    ax.set_xlabel("period")
+    ax.set_ylabel("product")
+    title = "Assignment: products x periods"
+    if len(shown) < len(order):
+        title += f" ({len(shown)} of {len(order)} products shown)"
+    ax.set_title(title)
+    ax.legend(
+        handles=[
+            Patch(fc=TREATMENT_RED, ec="0.4", label="treatment"),
+            Patch(fc="white", ec="0.4", label="control"),
+            Patch(fc=PENDING_GREY, ec="0.4", label="outside window (P = 0)"),
+            Patch(fc="white", ec="0.25", hatch="///", label="blackout (data discarded)"),
+        ],
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.06),
+        ncol=4,
+        fontsize=8,
+        frameon=False,
+    )
+    fig.tight_layout()
+    return fig
+
+def running_estimates_figure(estimates: pd.DataFrame, truth: float | None = None) -> Figure:
+    """Each estimator's running estimate with its 95% interval and confidence sequence.
+
+    ``estimates`` has one row per published estimate: estimator, n_periods, effect, ci_low,
+    ci_high and optionally cs_low, cs_high. The x axis is the number of periods analysed.
+    """
+    names = list(dict.fromkeys(estimates["estimator"]))
+    fig, axes = plt.subplots(
+        len(names), 1, figsize=(8, 2.6 * max(1, len(names))), sharex=True, squeeze=False
+    )
+    for ax, name in zip(axes[:, 0], names, strict=True):
+        e = estimates[estimates["estimator"] == name].sort_values("n_periods")
+        e = e.drop_duplicates("n_periods", keep="last")
+        x = e["n_periods"].to_numpy(float)
+        ax.fill_between(x, e["ci_low"], e["ci_high"], alpha=0.25, label="95% interval")
+        if "cs_low" in e and e["cs_low"].notna().any():
+            ax.plot(x, e["cs_low"], "--", color="tab:purple", lw=1, label="confidence sequence")
+            ax.plot(x, e["cs_high"], "--", color="tab:purple", lw=1)
+        ax.plot(x, e["effect"], "o-", ms=3, color="tab:blue", label="estimate")
+        ax.axhline(0, color="k", lw=0.7)
+        if truth is not None and math.isfinite(truth):
+            ax.axhline(truth, color="tab:green", lw=1, ls=":", label="true effect (simulation)")
+        ax.set_ylabel(name)
+        ax.legend(fontsize=7, loc="upper right")
+    axes[-1, 0].set_xlabel("periods analysed")
+    fig.suptitle("Running estimates (effect on units per product-period)")
+    fig.tight_layout()
+    return fig
+
+def pre_period_figure(fits: Sequence[PreFit]) -> Figure:
+    fig, axes = plt.subplots(1, len(fits), figsize=(4.2 * len(fits), 3.2), squeeze=False)
+    for ax, f in zip(axes[0], fits, strict=True):
+        x = np.arange(len(f.periods))
+        ax.plot(x, f.treated, color=TREATMENT_RED, label="treated mean")
+        ax.plot(x, f.synthetic, color="0.3", ls="--", label="synthetic control")
+        ax.axvline(f.first_treated - 0.5, color="k", lw=0.8)
+        ax.set_title(f"{f.estimator}: pre-period RMSE {f.pre_rmse:.2f}", fontsize=9)
+        ax.set_xlabel("period")
+        ax.legend(fontsize=7)
+    axes[0, 0].set_ylabel("units per product")
+    fig.tight_layout()
+    return fig
+
+def balance_figure(df: pd.DataFrame, balance: pd.DataFrame) -> Figure:
+    """Treated share per period with the design probability, and covariate SMDs."""
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 3.4))
+    d = df[~df["blackout"]]
+    per = d.groupby("period").agg(
+        share=("treated", "mean"), p=("probability", "mean"), n=("treated", "size")
+    )
+    x = np.arange(len(per))
+    a1.bar(x, per["share"], color=TREATMENT_RED, alpha=0.7, label="realised treated share")
+    a1.plot(x, per["p"], "k_", ms=12, mew=2, label="design probability")
+    band = 1.96 * np.sqrt(per["p"] * (1 - per["p"]) / per["n"])
+    a1.errorbar(x, per["p"], yerr=band, fmt="none", ecolor="0.4", lw=0.8, capsize=2)
+    a1.set_ylim(0, 1)
+    a1.set_xlabel("period (blackout cells excluded)")
+    a1.set_title(
+        "Sample ratio per period (bars: 95% binomial band of independent cells)", fontsize=9
+    )
+    a1.legend(fontsize=7)
+    if len(balance):
+        y = np.arange(len(balance))
+        a2.barh(y, balance["smd"], color="tab:blue")
+        a2.set_yticks(y, balance["covariate"], fontsize=8)
+        a2.axvline(0, color="k", lw=0.7)
+        for v in (-0.1, 0.1):
+            a2.axvline(v, color="0.5", ls="--", lw=0.7)
+        a2.set_xlabel("standardised mean difference (treated - control)")
+    else:
+        a2.text(0.5, 0.5, "no covariates in the panel", ha="center", va="center")
+        a2.set_axis_off()
+    a2.set_title("Covariate balance (|SMD| < 0.1 dashed)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+def _png(fig: Figure) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    return buf.getvalue()

@@ -1,0 +1,303 @@
+"""The report's statistics: the panel normalised, pre-period fits, the sample-ratio check,
+covariate balance, and the analysis worker replayed on a finished panel."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from analysis.errors import AnalysisError
+from analysis.estimators import registry
+from analysis.panel import Panel
+from analysis.results import EstimateResult
+from core.ports import EstimatorPlan, ExperimentInfo
+
+SYNTH_ESTIMATORS: tuple[str, ...] = ("sc", "difp", "sdid")
+
+COVARIATE_CANDIDATES: tuple[str, ...] = ("base_price", "width", "battery", "rating", "weight")
+
+# --------------------------------------------------------------------------- inputs
+def normalise_panel(df: pd.DataFrame, outcome: str = "units") -> pd.DataFrame:
+    """Columns product, period, ``outcome``, treated, probability, blackout (+ the rest).
+
+    Accepts the worker's cell table (``product``, ``period``) and the simulator's panel
+    (``unit``, ``period``); a missing probability is taken as unknown (NaN), a missing
+    blackout as False.
+    """
+    d = df.copy()
+    if "period" not in d.columns and "day" in d.columns:
+        d = d.rename(columns={"day": "period"})
+    if "product" not in d.columns and "unit" in d.columns:
+        d = d.rename(columns={"unit": "product"})
+    missing = [c for c in ("product", "period", outcome, "treated") if c not in d.columns]
+    if missing:
+        raise AnalysisError(f"the panel needs column(s) {missing}; it has {list(d.columns)}")
+    if "probability" not in d.columns:
+        d["probability"] = np.nan
+    if "blackout" not in d.columns:
+        d["blackout"] = False
+    d["treated"] = d["treated"].astype(int)
+    d["blackout"] = d["blackout"].astype(bool)
+    return d.sort_values(["product", "period"], kind="stable").reset_index(drop=True)
+
+def _matrix(df: pd.DataFrame, col: str, fill: Any = 0) -> pd.DataFrame:
+    return df.pivot(index="product", columns="period", values=col).fillna(fill)
+
+@dataclass(frozen=True)
+class PreFit:
+    estimator: str
+    periods: np.ndarray
+    treated: np.ndarray
+    synthetic: np.ndarray
+    first_treated: int
+    pre_rmse: float
+    effect: float
+
+def pre_period_fits(
+    panel: Panel, estimators: Sequence[str] = SYNTH_ESTIMATORS, seed: int = 0
+) -> list[PreFit]:
+    """Treated mean path against the synthetic control of each sc-type estimator.
+
+    Only for block designs with a pre-period (empty otherwise). The synthetic path is the
+    control units weighted by the estimator's unit weights; for difp and sdid, which allow a
+    level difference, it is shifted to match the treated pre-period mean.
+    """
+    if not panel.is_block or panel.blackout.any():
+        return []
+    p = panel.sorted_for_block()
+    try:
+        N0, T0 = p.block_structure()
+    except AnalysisError:
+        return []
+    if T0 < 2:
+        return []
+    treated = p.Y[N0:].mean(axis=0)
+    fits = []
+    for name in estimators:
+        try:
+            res = registry.make(name, seed=seed, se="none").fit(p).result
+        except (AnalysisError, ValueError):
+            continue
+        w = res.details.get("unit_weights") or {}
+        omega = np.array([w.get(u, 0.0) for u in p.units[:N0]])
+        synth = omega @ p.Y[:N0]
+        if name != "sc":
+            synth = synth + (treated[:T0].mean() - synth[:T0].mean())
+        rmse = float(np.sqrt(np.mean((treated[:T0] - synth[:T0]) ** 2)))
+        fits.append(PreFit(name, p.times, treated, synth, T0, rmse, res.effect))
+    return fits
+
+# --------------------------------------------------------------------------- balance
+@dataclass(frozen=True)
+class SampleRatio:
+    """Realised treated share of the independent draws against the design probability."""
+
+    level: str  # "product", "class" or "cell"
+    n: int
+    treated: int
+    expected_share: float
+    pvalue: float
+
+    @property
+    def share(self) -> float:
+        return self.treated / self.n if self.n else math.nan
+
+def sample_ratio_check(df: pd.DataFrame) -> SampleRatio | None:
+    """Binomial test of the treated count among the design's independent draws.
+
+    When every product keeps one arm over its randomised periods (time-bound, crossover in its
+    first phase, fixed clusters) the draws are products (their first randomised period); when
+    a ``class`` column is present, class x period; otherwise product x period cells (random
+    days). Cells with P(treatment) of 0 or 1, unknown or in blackout are left out. With unequal
+    probabilities the count is compared with its Poisson-binomial mean and variance (normal
+    approximation).
+    """
+    d = df[(df["probability"] > 0) & (df["probability"] < 1) & ~df["blackout"]]
+    if d.empty:
+        return None
+    fixed = d.groupby("product")["treated"].nunique().max() == 1
+    if "class" in d.columns and not fixed:
+        draws = d.groupby(["class", "period"]).agg(
+            treated=("treated", "max"), probability=("probability", "first")
+        )
+        level = "class"
+    elif fixed:
+        draws = d.sort_values("period").groupby("product").first()
+        level = "product"
+    else:
+        draws, level = d, "cell"
+    n = len(draws)
+    k = int(draws["treated"].sum())
+    p = draws["probability"].to_numpy(float)
+    if np.allclose(p, p[0]):
+        pval = float(stats.binomtest(k, n, float(p[0])).pvalue)
+    else:
+        mu, var = float(p.sum()), float((p * (1 - p)).sum())
+        pval = float(2 * stats.norm.sf(abs(k - mu) / math.sqrt(var))) if var > 0 else math.nan
+    return SampleRatio(level, n, k, float(p.mean()), pval)
+
+def covariate_balance(df: pd.DataFrame, outcome: str = "units") -> pd.DataFrame:
+    """Standardised mean differences (treated - control) / pooled SD, over randomised cells.
+
+    Covariates are the product characteristics present in the panel and, when the design has
+    a pre-period (cells with P(treatment) = 0 before a product's first randomised period), the
+    product's pre-period mean outcome. Products enter with the share of their randomised cells
+    in each arm, so a switchback's products count in both arms.
+    """
+    cand = [c for c in COVARIATE_CANDIDATES if c in df.columns]
+    per_unit = (
+        df.groupby("product")[cand].first() if cand else pd.DataFrame(index=df["product"].unique())
+    )
+    pre = df[(df["probability"] == 0) & ~df["blackout"]]
+    rand = df[(df["probability"] > 0) & ~df["blackout"]]
+    if not pre.empty and not rand.empty:
+        first_rand = rand.groupby("product")["period"].min()
+        pre = pre[pre["period"] < pre["product"].map(first_rand)]
+        if not pre.empty:
+            per_unit["pre-period outcome"] = pre.groupby("product")[outcome].mean()
+    if rand.empty or per_unit.shape[1] == 0:
+        return pd.DataFrame(columns=["covariate", "mean_treated", "mean_control", "smd"])
+    share = rand.groupby("product")["treated"].mean().reindex(per_unit.index).fillna(0.0)
+    rows = []
+    for c in per_unit.columns:
+        x = per_unit[c].astype(float)
+        ok = x.notna()
+        w1, w0, xv = share[ok].to_numpy(), 1 - share[ok].to_numpy(), x[ok].to_numpy()
+        if w1.sum() == 0 or w0.sum() == 0:
+            continue
+        m1, m0 = float((w1 * xv).sum() / w1.sum()), float((w0 * xv).sum() / w0.sum())
+        sd = float(xv.std(ddof=1)) if len(xv) > 1 else math.nan
+        rows.append(
+            {
+                "covariate": c,
+                "mean_treated": m1,
+                "mean_control": m0,
+                "smd": (m1 - m0) / sd if sd and sd > 0 else math.nan,
+            }
+        )
+    return pd.DataFrame(rows)
+
+# --------------------------------------------------------------------------- running estimates
+@dataclass
+class _ReplaySource:
+    """A PanelSource that shows the worker the first ``k`` periods of a finished panel."""
+
+    df: pd.DataFrame
+    info: Any
+    k: int = 0
+
+    async def experiments(self) -> list[Any]:
+        return [self.info]
+
+    async def panel(self, exp_id: str) -> pd.DataFrame:
+        return self.df[self.df["period"] < self.k]
+
+@dataclass
+class _ListSink:
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    async def publish(
+        self,
+        experiment: str,
+        result: EstimateResult,
+        as_of: datetime,
+        cs: tuple[float, float] | None,
+    ) -> None:
+        lo, hi = result.conf_int(0.05)
+        self.rows.append(
+            {
+                "experiment": experiment,
+                "estimator": result.method,
+                "effect": result.effect,
+                "se": result.se,
+                "ci_low": lo,
+                "ci_high": hi,
+                "cs_low": None if cs is None else cs[0],
+                "cs_high": None if cs is None else cs[1],
+                "n_units": result.n_units,
+                "n_periods": result.n_periods,
+                "se_method": result.se_method,
+                "as_of": as_of,
+            }
+        )
+
+@dataclass
+class _StepClock:
+    t: datetime
+
+    def now(self) -> datetime:
+        return self.t
+
+    async def sync(self) -> None:
+        return None
+
+def replay_estimates(
+    df: pd.DataFrame,
+    *,
+    experiment: str,
+    design: str,
+    estimators: Sequence[EstimatorPlan | str],
+    start: datetime | None = None,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Running estimates of a finished panel, computed the way the analysis worker does.
+
+    The real :class:`analysis.worker.AnalysisWorker` runs once after each period, on the
+    periods completed so far, with ``estimators`` (the design's own, which the caller gets from
+    the design) and its confidence sequence tuned at the first look to the planned horizon.
+    Returns the messages it would have published.
+    """
+    from analysis.worker import AnalysisWorker
+
+    d = normalise_panel(df)
+    periods = sorted(d["period"].unique())
+    remap = {p: i for i, p in enumerate(periods)}
+    d = d.assign(period=d["period"].map(remap))
+    plans = tuple(EstimatorPlan(e) if isinstance(e, str) else e for e in estimators)
+    info = ExperimentInfo(
+        experiment, design, "running", {"n_periods": len(periods)}, estimators=plans,
+        planned_periods=len(periods),
+    )  # fmt: skip
+    source = _ReplaySource(d, info)
+    sink = _ListSink()
+    t0 = start or datetime(2026, 1, 1, tzinfo=UTC)
+    clock = _StepClock(t0)
+    worker = AnalysisWorker(source=source, sink=sink, clock=clock, seed=seed)
+    for k in range(2, len(periods) + 1):
+        source.k = k
+        clock.t = t0 + timedelta(days=k)
+        asyncio.run(worker.run_once())
+    return pd.DataFrame(sink.rows)
+
+def final_estimates(df: pd.DataFrame, estimators: Sequence[str], seed: int = 0) -> pd.DataFrame:
+    """One fit of each estimator on the whole panel (when no running estimates exist)."""
+    panel = to_panel(df)
+    rows = []
+    for name in estimators:
+        try:
+            res = registry.make(name, seed=seed).fit(panel).result
+        except (AnalysisError, ValueError):
+            continue
+        rows.append(res.to_dict() | {"estimator": name})
+    return pd.DataFrame(rows)
+
+def to_panel(df: pd.DataFrame, outcome: str = "units") -> Panel:
+    d = normalise_panel(df, outcome)
+    has_p = d["probability"].notna().all()
+    return Panel.from_long(
+        d,
+        unit="product",
+        time="period",
+        outcome=outcome,
+        treated="treated",
+        blackout="blackout",
+        probability="probability" if has_p else None,
+    )

@@ -1,0 +1,68 @@
+"""All Redis state of pricelab. Nothing else talks to Redis.
+
+One store per aggregate, each in its own module - experiments and product claims
+(``experiments``), flips and assignment records (``flips``), trigger state (``triggers``),
+the sales panel and analysis state (``panel``) - over a shared base (``base``: the client,
+key prefix and Lua scripts, which are ``.lua`` files in ``lua/``) and the Redis-protocol packer
+(``resp``). :class:`Store` is all of them on one client, for a process that needs them all.
+
+Key layout (prefix ``pl`` by default, see docs/architecture.md):
+
+    {p}:exp:index                 set of experiment ids
+    {p}:exp:{id}:spec             the validated spec (JSON)
+    {p}:exp:{id}:state            hash: status, flipped_period, seq, missed_flips, created_ms,
+                                  claim (the gen of its product claims)
+    {p}:exp:{id}:creating         gen of a creation in progress (a lease, PX)
+    {p}:exp:{id}:a:{k}            hash product -> "arm|P(treat)|blackout_until_ms|reason" for period k
+    {p}:exp:{id}:flip:{k}         flip claim "owner|seq" with a lease (PX)
+    {p}:exp:{id}:cells            hash "k|product|field" -> sums (u units, r revenue, n orders, h head units)
+    {p}:exp:{id}:excluded         hash "k|product|reason" -> units kept for audit, not analysed
+    {p}:exp:{id}:totals           hash "units:{status}" / "events:{status}" -> running totals
+    {p}:exp:{id}:windows          hash window id -> JSON exclusion window (pauses)
+    {p}:exp:{id}:trigger_state    hash meta / p:{product} / f:{product} -> trigger tracker state
+    {p}:exp:{id}:trigger_v        version of that state (bumped on every save)
+    {p}:exp:{id}:triggers         hash product -> trigger period
+    {p}:exp:{id}:cs               hash sequence key -> target SE of its confidence sequence,
+                                  fixed at the sequence's first look (HSETNX)
+    {p}:lock:{name}               short read-modify-write locks
+    {p}:freezes                   hash freeze id -> JSON operator freeze
+    {p}:product:{product}         claim "id|gen" ("id" before gens) on the product; it counts
+                                  only while live (see _HOLDS), stale keys are taken over
+    {p}:seen:{event_id}           dedupe marker "status|experiment|k" (TTL = dedupe_ttl)
+    {p}:version                   bumped on every experiment or freeze change (cache invalidation)
+    {p}:clock                     simulated time in ms (clock mode 'simulated')
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from controller.store.base import RedisStore, from_ms, lua, make_redis, to_ms
+from controller.store.experiments import ExperimentState, ExperimentStore
+from controller.store.flips import FlipStore, decode_record, encode_record
+from controller.store.panel import PanelStore, SaleRow
+from controller.store.triggers import TriggerStore
+
+__all__ = [
+    "ExperimentState",
+    "ExperimentStore",
+    "FlipStore",
+    "PanelStore",
+    "RedisStore",
+    "SaleRow",
+    "Store",
+    "TriggerStore",
+    "decode_record",
+    "encode_record",
+    "from_ms",
+    "lua",
+    "make_redis",
+    "to_ms",
+]
+
+
+class Store(ExperimentStore, FlipStore, TriggerStore, PanelStore):
+    """Every aggregate's store on one client (one key prefix), for a worker that needs them all."""
+
+    def __init__(self, redis: Any, prefix: str = "pl") -> None:
+        super().__init__(redis, prefix)

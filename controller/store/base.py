@@ -1,0 +1,92 @@
+"""What every store shares: the client, the key prefix, the Lua scripts and time in ms."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+
+from controller.settings import Settings
+
+
+def make_redis(settings: Settings) -> Redis:
+    r = settings.redis
+    kw: dict[str, Any] = {
+        "decode_responses": True,
+        "health_check_interval": 10,
+        # redis-py 8 defaults to 5 s; kept long for big single calls (a million-product
+        # experiment's spec is ~10 MB); a dead server is still noticed by the connect timeout
+        # and the health check
+        "socket_timeout": 120,
+        "socket_connect_timeout": 5,
+    }
+    if r.username:
+        kw["username"] = r.username
+    if r.password is not None:
+        kw["password"] = r.password.get_secret_value()
+    if r.tls_ca_file:
+        kw["ssl_ca_certs"] = r.tls_ca_file
+    if r.tls_cert_file:
+        kw["ssl_certfile"] = r.tls_cert_file
+        kw["ssl_keyfile"] = r.tls_key_file
+    return Redis.from_url(r.url.get_secret_value(), **kw)
+
+
+def to_ms(t: datetime) -> int:
+    return int(t.timestamp() * 1000)
+
+
+def from_ms(ms: int | str) -> datetime:
+    return datetime.fromtimestamp(int(ms) / 1000.0, UTC)
+
+
+@cache
+def lua(name: str) -> str:
+    """The Lua script ``lua/<name>.lua``; a line ``--! include other`` is replaced by
+    ``lua/other.lua`` (shared functions)."""
+    text = resources.files("controller.store").joinpath("lua", f"{name}.lua").read_text()
+    out = []
+    for line in text.splitlines(keepends=True):
+        if line.startswith("--! include "):
+            out.append(lua(line.removeprefix("--! include ").strip()))
+        else:
+            out.append(line)
+    return "".join(out)
+
+
+def _text(x: bytes | str | None) -> str | None:
+    return x.decode() if isinstance(x, bytes) else x
+
+
+class RedisStore:
+    """A client and a key prefix; subclasses hold one aggregate's keys."""
+
+    def __init__(self, redis: Redis, prefix: str = "pl") -> None:
+        self.redis = redis
+        self.p = prefix
+        self._scripts: dict[str, AsyncScript] = {}
+
+    def _script(self, name: str) -> AsyncScript:
+        s = self._scripts.get(name)
+        if s is None:
+            s = self._scripts[name] = self.redis.register_script(lua(name))
+        return s
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Any]:
+        """A pooled connection for self-packed commands; dropped if replies may be pending."""
+        pool = self.redis.connection_pool
+        conn = await pool.get_connection()
+        try:
+            yield conn
+        except BaseException:
+            await conn.disconnect()
+            raise
+        finally:
+            await pool.release(conn)

@@ -1,0 +1,240 @@
+"""Experiments, their product claims, blackout windows and operator freezes.
+
+Creating an experiment claims each of its products (``{p}:product:{product}`` = the claim
+"id|gen", gen unique to one creation attempt) in chunks of a few thousand, one short script
+per chunk, so that Redis keeps serving the sales path and other experiments' flips in between
+(one script over a million products held Redis for ~6.5 s). The experiment becomes visible
+(index, spec, state) in one last script, and only if its creation marker - a lease that
+every chunk renews - is still its own. A claim counts only while it is live: its creation's
+marker is still there, or its experiment exists with that gen and is neither stopped nor
+ended (``lua/holds.lua``). The claims of a worker that died mid-create therefore stop counting
+when its lease expires, and later creations take them over.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from controller.errors import ConflictError, StoreError
+from controller.spec import ExperimentSpec, load_spec
+from controller.store.base import RedisStore, _text, lua, to_ms
+from controller.store.resp import packed_evalsha
+
+log = logging.getLogger("pricelab.store")
+
+
+@dataclass
+class ExperimentState:
+    spec: ExperimentSpec
+    status: str
+    flipped_period: int
+    seq: int
+    missed_flips: int
+    flips: int
+    frozen: bool = False
+
+
+class ExperimentStore(RedisStore):
+    """Experiments, claims, windows and freezes."""
+
+    def __init__(self, redis: Any, prefix: str = "pl") -> None:
+        super().__init__(redis, prefix)
+        self._specs: dict[str, ExperimentSpec] = {}
+
+    async def create_experiment(
+        self, spec: ExperimentSpec, now: datetime, *, lease_ms: int = 30_000, chunk: int = 2000
+    ) -> None:
+        """Claim every product of ``spec`` and record it as running, or raise ConflictError.
+
+        A product is in at most one running experiment: each chunk of claims is checked and
+        written by one script, and of two creations racing for common products exactly one
+        gets them all (both claim in sorted order, so the one that takes the first common
+        product also takes the others). A refused creation releases what it claimed; one whose
+        worker died mid-way stops counting when ``lease_ms`` passes without progress.
+        """
+        if not 1 <= chunk <= 3999:
+            raise ValueError("chunk must be 1..3999 (the script MSETs through Lua's unpack)")
+        gen = uuid.uuid4().hex[:12]
+        begin = await self._script("create_begin")(args=[self.p, spec.id, gen, lease_ms])
+        if begin == "exists":
+            raise ConflictError(f"experiment {spec.id!r} already exists")
+        if begin == "busy":
+            raise ConflictError(f"experiment {spec.id!r} is being created by another command")
+        products = sorted(spec.all_products())
+        keys = [f"{self.p}:product:{x}" for x in products]
+        sent = 0  # keys of the chunks sent so far: claimed, or maybe claimed if cut off
+        try:
+            sha = await self.redis.script_load(lua("claim_products"))
+            args = [self.p, spec.id, gen, str(lease_ms)]
+            async with self._connection() as conn:
+                # two chunks in flight: the next is packed and sent while Redis runs this one
+                in_flight: deque[int] = deque()
+                for start in [*range(0, len(keys), chunk), None]:
+                    if start is not None:
+                        part = keys[start : start + chunk]
+                        sent = start + len(part)
+                        await conn.send_packed_command(
+                            [packed_evalsha(sha, part, args)], check_health=False
+                        )
+                        in_flight.append(start)
+                    while in_flight and (start is None or len(in_flight) >= 2):
+                        first = in_flight.popleft()
+                        self._claimed(
+                            await conn.read_response(), spec.id, products, first, lease_ms
+                        )
+            done = await self._script("create_finish")(
+                args=[self.p, spec.id, gen, spec.to_json(), to_ms(now)]
+            )
+            if done != "ok":
+                raise StoreError(
+                    f"creating {spec.id!r}: lease lost (no progress for {lease_ms} ms)"
+                )
+        except BaseException:
+            try:
+                await self._script("create_abort")(args=[self.p, spec.id, gen])
+                await self._unclaim(f"{spec.id}|{gen}", keys[:sent], chunk)
+            except Exception:  # Redis gone: the claims die with the lease anyway
+                log.warning("could not release the claims of aborted creation %s", spec.id)
+            raise
+        self._specs[spec.id] = spec  # what a reader would parse back from the stored JSON
+
+    @staticmethod
+    def _claimed(
+        res: list[Any], exp_id: str, products: list[str], start: int, lease_ms: int
+    ) -> None:
+        """Raise unless a chunk of claims (products from ``start`` on) went through."""
+        if res[0] == "conflict":
+            product, holder, kind = products[start + int(res[1]) - 1], res[2], res[3]
+            where = (
+                f"already in running experiment {holder!r}"
+                if kind == "running"
+                else f"being claimed by experiment {holder!r}, whose creation is in progress"
+            )
+            raise ConflictError(
+                f"product {product!r} is {where}; a product can be in at most one running "
+                "experiment"
+            )
+        if res[0] != "ok":
+            raise StoreError(f"creating {exp_id!r}: lease lost (no progress for {lease_ms} ms)")
+
+    async def _unclaim(self, claim: str, keys: Sequence[str], chunk: int = 2000) -> int:
+        """Delete the product keys still holding ``claim`` once it is dead; keys deleted."""
+        if not keys:
+            return 0
+        sha = await self.redis.script_load(lua("unclaim"))
+        gone = 0
+        async with self._connection() as conn:
+            for start in range(0, len(keys), chunk):
+                await conn.send_packed_command(
+                    [packed_evalsha(sha, keys[start : start + chunk], [self.p, claim])],
+                    check_health=False,
+                )
+                n = int(await conn.read_response())
+                if n < 0:  # live: nothing to release
+                    break
+                gone += n
+        return gone
+
+    async def experiment_ids(self) -> list[str]:
+        return sorted(await self.redis.smembers(f"{self.p}:exp:index"))
+
+    async def get_experiment(self, exp_id: str) -> ExperimentState:
+        spec = self._specs.get(exp_id)
+        if spec is None:
+            # specs are immutable once created: fetch and parse each once per process
+            raw = await self.redis.get(f"{self.p}:exp:{exp_id}:spec")
+            if raw is None:
+                raise StoreError(f"no experiment {exp_id!r}")
+            spec = self._specs[exp_id] = load_spec(raw)
+        st = await self.redis.hgetall(f"{self.p}:exp:{exp_id}:state")
+        if not st:
+            raise StoreError(f"no state for experiment {exp_id!r}")
+        return ExperimentState(
+            spec=spec,
+            status=st.get("status", "unknown"),
+            flipped_period=int(st.get("flipped_period", -1)),
+            seq=int(st.get("seq", 0)),
+            missed_flips=int(st.get("missed_flips", 0)),
+            flips=int(st.get("flips", 0)),
+            frozen=st.get("frozen", "0") == "1",
+        )
+
+    async def experiments(self) -> list[ExperimentState]:
+        return [await self.get_experiment(e) for e in await self.experiment_ids()]
+
+    async def set_status(self, exp_id: str, status: str) -> None:
+        """Set the status. Stopped or ended, the experiment's product claims die with it (see
+        _HOLDS): its products are free at once; :meth:`release_products` deletes the keys."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(f"{self.p}:exp:{exp_id}:state", "status", status)
+        pipe.incr(f"{self.p}:version")
+        await pipe.execute()
+
+    async def release_products(self, exp_id: str) -> int:
+        """Delete the product keys of a stopped or ended experiment (they no longer count, so
+        this is housekeeping, done after the kill switch has published); keys deleted."""
+        spec = (await self.get_experiment(exp_id)).spec
+        gen = _text(await self.redis.hget(f"{self.p}:exp:{exp_id}:state", "claim"))
+        claim = f"{exp_id}|{gen}" if gen else exp_id
+        return await self._unclaim(claim, [f"{self.p}:product:{x}" for x in spec.all_products()])
+
+    async def set_frozen(self, exp_id: str, frozen: bool) -> None:
+        await self.redis.hset(f"{self.p}:exp:{exp_id}:state", "frozen", "1" if frozen else "0")
+
+    async def next_seq(self, exp_id: str) -> int:
+        """A new sequence number for an out-of-band publish (pause, resume, stop, end)."""
+        return int(await self.redis.hincrby(f"{self.p}:exp:{exp_id}:state", "seq_counter", 1))
+
+    async def version(self) -> int:
+        return int(await self.redis.get(f"{self.p}:version") or 0)
+
+    async def experiment_of(self, product: str) -> str | None:
+        """The running (or paused) experiment holding the product, if any."""
+        claim = _text(await self.redis.get(f"{self.p}:product:{product}"))
+        if claim is None:
+            return None
+        exp_id, _, gen = claim.partition("|")
+        status, held = await self.redis.hmget(f"{self.p}:exp:{exp_id}:state", "status", "claim")
+        if status is None or status in ("stopped", "ended") or _text(held or "") != gen:
+            return None  # a creation in progress or abandoned, or a stale key
+        return exp_id
+
+    async def open_window(self, exp_id: str, window_id: str, start: datetime, reason: str) -> None:
+        doc = json.dumps({"start_ms": to_ms(start), "end_ms": None, "reason": reason})
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(f"{self.p}:exp:{exp_id}:windows", window_id, doc)
+        pipe.incr(f"{self.p}:version")
+        await pipe.execute()
+
+    async def close_windows(self, exp_id: str, end: datetime) -> None:
+        key = f"{self.p}:exp:{exp_id}:windows"
+        windows = await self.redis.hgetall(key)
+        pipe = self.redis.pipeline(transaction=True)
+        for wid, raw in windows.items():
+            doc = json.loads(raw)
+            if doc["end_ms"] is None:
+                doc["end_ms"] = to_ms(end)
+                pipe.hset(key, wid, json.dumps(doc))
+        pipe.incr(f"{self.p}:version")
+        await pipe.execute()
+
+    async def windows(self, exp_id: str) -> list[dict[str, Any]]:
+        raw = await self.redis.hgetall(f"{self.p}:exp:{exp_id}:windows")
+        return [json.loads(v) for v in raw.values()]
+
+    async def add_freeze(self, freeze_id: str, doc: dict[str, Any]) -> None:
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(f"{self.p}:freezes", freeze_id, json.dumps(doc))
+        pipe.incr(f"{self.p}:version")
+        await pipe.execute()
+
+    async def freezes(self) -> list[dict[str, Any]]:
+        raw = await self.redis.hgetall(f"{self.p}:freezes")
+        return [json.loads(v) | {"id": k} for k, v in raw.items()]

@@ -1,0 +1,33 @@
+--! include holds
+
+-- KEYS: product keys (at most 3,999: MSET gets them through unpack, limited to 8,000 values)
+-- ARGV: prefix, id, gen, lease_ms
+-- All of the chunk or none of it: {'ok'}, {'lost'} (the creation's lease expired, or it was
+-- refused), or {'conflict', i, experiment, 'running'|'creating'} for the first product KEYS[i]
+-- held live, which also ends the creation.
+local p, id, gen = ARGV[1], ARGV[2], ARGV[3]
+local marker = p..':exp:'..id..':creating'
+if redis.call('GET', marker) ~= gen then return {'lost'} end
+redis.call('PEXPIRE', marker, ARGV[4])
+local mine = id..'|'..gen
+local held = redis.call('MGET', unpack(KEYS))
+local live = {}
+for i = 1, #KEYS do
+  local h = held[i]
+  if h and h ~= mine then
+    local l = live[h]
+    if l == nil then
+      local x, kind = holds(p, h)
+      l = x and {x, kind} or false
+      live[h] = l
+    end
+    if l then
+      redis.call('DEL', marker)  -- refused: every claim of this creation dies with it, and a
+      return {'conflict', i, l[1], l[2]}  -- chunk already sent after this one finds 'lost'
+    end
+  end
+end
+local kv = {}
+for i = 1, #KEYS do kv[2 * i - 1] = KEYS[i]; kv[2 * i] = mine end
+redis.call('MSET', unpack(kv))
+return {'ok'}
