@@ -252,7 +252,17 @@ class LiveDriver:
             if after_look is not None:
                 await after_look(d)
         await self.clock.set(spec0.end + timedelta(minutes=1))
-        await self._look(spec0.end + timedelta(minutes=1))
+        await self._until("end of the experiments", lambda: self._ended(runs))
+        # a cycle as of a later instant started after every experiment had ended
+        await self.clock.set(spec0.end + timedelta(minutes=2))
+        await self._look(spec0.end + timedelta(minutes=2))
+
+    async def _ended(self, runs: Sequence[LiveRun]) -> bool:
+        """Every experiment marked ended: its last period is complete for the analysis."""
+        for run in runs:
+            if (await self.store.get_experiment(run.id)).status != "ended":
+                return False
+        return True
 
     async def _flipped(self, runs: Sequence[LiveRun], d: int) -> bool:
         return all((run.id, d, p) in self._assigned for run in runs for p in run.index)

@@ -27,6 +27,8 @@ independently); Student t with G - 1 degrees of freedom.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from analysis.errors import InferenceError, PanelError
@@ -126,21 +128,47 @@ class DifferenceInMeansEstimator(PanelEstimator):
         within a product), "class" (the panel's unit groups, e.g. the classes a cluster design
         randomises), or "cell" (each product-period its own cluster: the Neyman variance when
         every cell is an independent draw and outcomes are not serially correlated).
+    correction : "cr2" (default): the bias-reduced cluster-robust variance of Bell & McCaffrey
+        with the Satterthwaite degrees of freedom of Imbens & Kolesar (2016), which stay honest
+        when one arm has few clusters; "cr1": Liang-Zeger with G/(G-1) and G - 1 degrees of
+        freedom (see :func:`cr2_variance`).
     se : ``None`` or "cluster", "none".
 
-    Intervals use Student t with G - 1 degrees of freedom, G the number of clusters.
+    Intervals use Student t with the correction's degrees of freedom.
     """
 
     name = "dm"
 
     def __init__(
-        self, *, cluster: str = "unit", se: str | None = None, seed: int | None = None
+        self,
+        *,
+        cluster: str = "unit",
+        correction: str = "cr2",
+        se: str | None = None,
+        seed: int | None = None,
     ) -> None:
         self.cluster = cluster
+        self.correction = correction
         self.se = se
         self.seed = seed
 
+    def _cluster_labels(self, panel: Panel, use: np.ndarray) -> np.ndarray:
+        """Cluster index 0..G-1 of every used cell (row-major order, as ``Y[use]``)."""
+        N, T = panel.shape
+        if self.cluster == "cell":
+            return np.arange(int(use.sum()))
+        if self.cluster == "unit":
+            rows = np.broadcast_to(np.arange(N)[:, None], (N, T))[use]
+        else:
+            assert panel.groups is not None
+            _, codes = np.unique(panel.groups, return_inverse=True)
+            rows = np.broadcast_to(codes.ravel()[:, None], (N, T))[use]
+        _, labels = np.unique(rows, return_inverse=True)
+        return labels.ravel()
+
     def _fit(self, panel: Panel) -> EstimateResult:
+        if self.correction not in ("cr1", "cr2"):
+            raise ValueError(f"correction must be 'cr1' or 'cr2', not {self.correction!r}.")
         if self.cluster not in ("unit", "cell", "class"):
             raise ValueError(f"cluster must be 'unit', 'class' or 'cell', not {self.cluster!r}.")
         if self.se not in (None, "cluster", "none"):
@@ -163,19 +191,8 @@ class DifferenceInMeansEstimator(PanelEstimator):
         Y = np.where(use, panel.Y, 0.0)
         m1, m0 = float(Y[t_cells].mean()), float(Y[c_cells].mean())
         tau = m1 - m0
-        # influence of each cell on tau; summed within clusters
-        infl = np.where(t_cells, (Y - m1) / n1, 0.0) - np.where(c_cells, (Y - m0) / n0, 0.0)
-        if self.cluster == "cell":
-            scores = infl[use]
-        else:
-            per_unit = infl.sum(axis=1)[use.any(axis=1)]
-            if self.cluster == "class":
-                assert panel.groups is not None
-                labels = panel.groups[use.any(axis=1)]
-                _, inverse = np.unique(labels, return_inverse=True)
-                per_unit = np.bincount(inverse.ravel(), weights=per_unit)
-            scores = per_unit
-        G = len(scores)
+        labels = self._cluster_labels(panel, use)
+        G = int(labels.max()) + 1 if labels.size else 0
         se = float("nan")
         df: float | None = None
         if self.se != "none":
@@ -183,8 +200,13 @@ class DifferenceInMeansEstimator(PanelEstimator):
                 raise InferenceError(
                     f"A clustered SE needs at least 2 clusters; the {self.cluster} level has {G}."
                 )
-            se = float(np.sqrt(G / (G - 1) * (scores**2).sum()))
-            df = float(G - 1)
+            treated = panel.W[use]
+            resid = np.where(treated, Y[use] - m1, Y[use] - m0)
+            if self.correction == "cr1":
+                var, df = cr1_variance(labels, treated, resid, G)
+            else:
+                var, df = cr2_variance(labels, treated, resid, G, self.cluster)
+            se = float(np.sqrt(var))
         return EstimateResult(
             method=self.name,
             effect=tau,
@@ -199,8 +221,66 @@ class DifferenceInMeansEstimator(PanelEstimator):
                 "mean_control": m0,
                 "n_treated_cells": n1,
                 "n_clusters": G,
+                "correction": self.correction,
             },
         )
+
+
+def cr1_variance(
+    labels: np.ndarray, treated: np.ndarray, resid: np.ndarray, G: int
+) -> tuple[float, float]:
+    """Liang-Zeger variance of the difference in means with the G/(G-1) factor, and G - 1
+    degrees of freedom. ``labels``: each cell's cluster; ``resid``: each cell's deviation from
+    its arm's mean."""
+    n1, n0 = int(treated.sum()), int((~treated).sum())
+    score = np.bincount(labels, weights=np.where(treated, resid / n1, -resid / n0), minlength=G)
+    return float(G / (G - 1) * (score**2).sum()), float(G - 1)
+
+
+def cr2_variance(
+    labels: np.ndarray, treated: np.ndarray, resid: np.ndarray, G: int, level: str = "cluster"
+) -> tuple[float, float]:
+    """Bias-reduced cluster-robust variance of the difference in means (CR2, Bell & McCaffrey
+    2002) and its Satterthwaite degrees of freedom (Imbens & Kolesar 2016, "Robust standard
+    errors in small samples: some practical advice", REStat 98(4)).
+
+    The difference in means is OLS of Y on (1, W). CR2 replaces each cluster's residuals e_g by
+    (I - H_gg)^(-1/2) e_g. With these two regressors H_gg is (1/n1) t t' + (1/n0) c c' (t, c the
+    cluster's treated and control cells), so the adjustment scales the cluster's treated
+    residuals by (1 - n1g/n1)^(-1/2) and its control residuals by (1 - n0g/n0)^(-1/2): where
+    one arm has few clusters (a triggered design's treated products, a class design's treated
+    classes) CR1's G/(G-1) understates that arm's share, and CR2 does not. Exactly unbiased
+    under homoskedastic errors.
+
+    The degrees of freedom are those of the variance estimate as a quadratic form in the
+    errors, under the same working model: df = tr(B)^2 / tr(B^2), B = Q'(I - H)Q with q_g the
+    cluster's adjusted contrast vector; B is diagonal minus two rank-one terms, so both traces
+    are sums over clusters.
+    """
+    n1, n0 = int(treated.sum()), int((~treated).sum())
+    n1g = np.bincount(labels, weights=treated.astype(float), minlength=G)
+    n0g = np.bincount(labels, weights=(~treated).astype(float), minlength=G)
+    if (n1g > 0).sum() < 2 or (n0g > 0).sum() < 2:
+        raise InferenceError(
+            f"The bias-reduced clustered SE needs treated cells in at least two {level}s and "
+            f"control cells in at least two; there are {int((n1g > 0).sum())} and "
+            f"{int((n0g > 0).sum())}. Use correction='cr1' or more {level}s."
+        )
+    s1 = 1.0 / np.sqrt(1.0 - n1g / n1)
+    s0 = 1.0 / np.sqrt(1.0 - n0g / n0)
+    e1 = np.bincount(labels, weights=np.where(treated, resid, 0.0), minlength=G)
+    e0 = np.bincount(labels, weights=np.where(treated, 0.0, resid), minlength=G)
+    score = s1 * e1 / n1 - s0 * e0 / n0
+    var = float((score**2).sum())
+    d = s1**2 * n1g / n1**2 + s0**2 * n0g / n0**2
+    a = s1 * n1g / n1 / math.sqrt(n1)
+    b = -s0 * n0g / n0 / math.sqrt(n0)
+    aa, bb, ab = float(a @ a), float(b @ b), float(a @ b)
+    tr_b = float(d.sum()) - aa - bb
+    tr_b2 = float((d**2).sum()) - 2 * float(d @ a**2) - 2 * float(d @ b**2) + aa**2 + bb**2
+    tr_b2 += 2 * ab**2
+    df = tr_b**2 / tr_b2 if tr_b2 > 0 else float(G - 1)
+    return var, float(df)
 
 
 def _register() -> None:

@@ -71,8 +71,10 @@ def _switchback_panel(seed: int, groups: bool = False) -> Panel:
 
 def test_dm_and_crossover_record_their_t_reference_in_df() -> None:
     p = _switchback_panel(0)
-    dm = DifferenceInMeansEstimator().fit(p).result
+    dm = DifferenceInMeansEstimator(correction="cr1").fit(p).result
     assert dm.df == 11.0  # 12 product clusters
+    cr2 = DifferenceInMeansEstimator().fit(p).result
+    assert cr2.df is not None and 5.0 < cr2.df < 11.0
     lo, hi = dm.conf_int(0.2)
     q = (hi - dm.effect) / dm.se
     assert q == pytest.approx(1.363430, rel=1e-6)  # t(11) 90% quantile, from a table
@@ -82,9 +84,8 @@ def test_dm_and_crossover_record_their_t_reference_in_df() -> None:
 
 def test_dm_clusters_by_class_when_asked() -> None:
     p = _switchback_panel(1, groups=True)
-    r = DifferenceInMeansEstimator(cluster="class").fit(p).result
+    r = DifferenceInMeansEstimator(cluster="class", correction="cr1").fit(p).result
     assert r.df == 3.0 and r.se_method == "cluster_class"
-    # the class scores are the sums of the unit scores of each class
     unit = DifferenceInMeansEstimator(cluster="unit").fit(p).result
     assert r.effect == unit.effect
     with pytest.raises(ValueError, match="class"):
@@ -104,3 +105,64 @@ def test_dm_compares_only_the_cells_the_design_randomised() -> None:
     post = Panel(Y[:, 3:], W[:, 3:], p.units, p.times[3:], p.blackout[:, 3:], P[:, 3:])
     assert r.effect == pytest.approx(DifferenceInMeansEstimator().fit(post).result.effect)
     assert math.isfinite(r.se)
+
+
+def _brute_force_cr2(y: np.ndarray, w: np.ndarray, g: np.ndarray) -> tuple[float, float]:
+    """CR2 variance and Imbens-Kolesar df of the DM slope, from the textbook matrices."""
+    X = np.column_stack([np.ones_like(y), w.astype(float)])
+    XtX_inv = np.linalg.inv(X.T @ X)
+    beta = XtX_inv @ X.T @ y
+    e = y - X @ beta
+    H = X @ XtX_inv @ X.T
+    n = len(y)
+    ell = np.array([0.0, 1.0])
+    Q = []
+    var = 0.0
+    for c in np.unique(g):
+        idx = np.flatnonzero(g == c)
+        M = np.eye(len(idx)) - H[np.ix_(idx, idx)]
+        vals, vecs = np.linalg.eigh(M)
+        A = vecs @ np.diag(vals**-0.5) @ vecs.T
+        row = ell @ XtX_inv @ X[idx].T @ A  # this cluster's weights on its residuals
+        var += float(row @ e[idx]) ** 2
+        q = np.zeros(n)
+        q[idx] = row
+        Q.append(q)
+    Qm = np.array(Q).T
+    B = Qm.T @ (np.eye(n) - H) @ Qm
+    return var, float(np.trace(B) ** 2 / np.trace(B @ B))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_cr2_and_its_degrees_of_freedom_equal_the_textbook_matrices(seed: int) -> None:
+    from analysis.estimators.crossover import cr2_variance
+
+    rng = np.random.default_rng(seed)
+    n_clusters = 9
+    g = np.repeat(np.arange(n_clusters), rng.integers(2, 6, size=n_clusters))
+    w = rng.random(len(g)) < 0.4
+    w[:2] = [True, False]
+    w[-2:] = [True, False]  # both arms in at least two clusters
+    y = rng.normal(size=len(g)) + 2.0 * w
+    var_ref, df_ref = _brute_force_cr2(y, w, g)
+    resid = np.where(w, y - y[w].mean(), y - y[~w].mean())
+    var, df = cr2_variance(g, w, resid, n_clusters)
+    assert var == pytest.approx(var_ref, rel=1e-10)
+    assert df == pytest.approx(df_ref, rel=1e-10)
+
+
+def test_cr2_widens_the_interval_when_one_arm_has_few_clusters() -> None:
+    # 3 treated products among 30, each product entirely in one arm (as in a triggered design)
+    rng = np.random.default_rng(5)
+    N, T = 30, 8
+    W = np.zeros((N, T), bool)
+    W[:3] = True
+    Y = rng.normal(size=(N, T)) + rng.normal(size=(N, 1))
+    p = Panel(Y, W, np.arange(N), np.arange(T), np.zeros((N, T), bool), np.full((N, T), 0.5))
+    cr1 = DifferenceInMeansEstimator(correction="cr1").fit(p).result
+    cr2 = DifferenceInMeansEstimator().fit(p).result
+    assert cr1.df == 29.0
+    assert cr2.se > cr1.se and cr2.df is not None and cr2.df < 5  # few treated clusters
+    lo1, hi1 = cr1.conf_int()
+    lo2, hi2 = cr2.conf_int()
+    assert hi2 - lo2 > 1.3 * (hi1 - lo1)

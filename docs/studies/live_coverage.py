@@ -1,0 +1,280 @@
+"""Live coverage: seeded experiments of every design through real worker processes.
+
+    .venv/bin/python docs/studies/live_coverage.py                 # the study (about 30 min)
+    .venv/bin/python docs/studies/live_coverage.py --quick --out /tmp/lc   # a smoke run
+
+What runs: the embedded stack (Tansu and redis-server), and for each batch a controller worker
+and an analysis worker as separate processes, as in production. A batch is a set of
+experiments that share one calendar (every design, twice), each on its own simulated market of
+its own products; :class:`streams.livesim.LiveDriver` drives them in lock-step: flips read from
+the assignment topic, sales (and competitor prices for the triggered design) sent to the
+broker, and one look of the analysis worker per period, recorded from the estimates topic. In
+every other batch the analysis worker is killed with SIGKILL at a seeded period and restarted.
+
+Nothing here re-implements a design or an estimator: what is measured is what the live worker
+published. The truth of a look is the market's true effect over the cells the experiment had
+analysed by then, scaled to the analysis window (see streams/livesim.py).
+
+Reported per design and published estimator: the coverage of the final 95% interval, mean SE
+against the empirical SD of the final errors, and the share of runs whose anytime-valid
+confidence sequence excluded the truth at any look. The figures are saved under
+docs/figures/live-coverage-* and docs/validation.md is regenerated from every saved table
+(validation_study.py --render-only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import platform
+import sys
+import time
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from controller import design_registry  # noqa: E402
+from controller.designs import get_design  # noqa: E402
+from controller.settings import Settings  # noqa: E402
+from controller.store import Store, make_redis  # noqa: E402
+from lab.compare import make_spec, market_classes  # noqa: E402
+from lab.config import MarketConfig  # noqa: E402
+from lab.market import Market  # noqa: E402
+from streams.embedded import EmbeddedStack  # noqa: E402
+from streams.kafka import ensure_topics  # noqa: E402
+from streams.launcher import WorkerProcess  # noqa: E402
+from streams.livesim import LiveDriver, LiveRun, lockstep_settings  # noqa: E402
+
+START = date(2026, 3, 2)  # a Monday; the Berlin spring DST change falls in the experiments
+TIMEZONE = "Europe/Berlin"
+
+
+def make_runs(batch: int, designs: list[str], copies: int, products: int, days: int) -> list[LiveRun]:
+    runs = []
+    for c in range(copies):
+        for j, design in enumerate(designs):
+            seed = 10_000 * (batch + 1) + 100 * c + j
+            prefix = f"b{batch}c{c}{design[:2]}-"
+            cfg = MarketConfig(n_products=products, start_date=START, timezone=TIMEZONE)
+            market = Market(cfg, seed=seed, product_ids=[f"{prefix}{i:03d}" for i in range(products)])
+            classes = market_classes(market) if design == "cluster" else None
+            spec = make_spec(design, market, days=days, seed=seed, classes=classes)
+            spec = spec.model_copy(update={"id": f"lc-b{batch}-c{c}-{design}"})
+            runs.append(LiveRun(spec, market, sales_seed=seed + 7))
+    return runs
+
+
+async def run_batch(
+    stack: EmbeddedStack, batch: int, runs: list[LiveRun], kill_at: int | None
+) -> dict[str, Any]:
+    base = Settings()
+    settings = lockstep_settings(base).model_copy(
+        update={
+            "kafka": base.kafka.model_copy(
+                update={"bootstrap_servers": stack.bootstrap_servers, "partitions": 2}
+            ),
+            "redis": base.redis.model_copy(update={"url": type(base.redis.url)(stack.redis_url)}),
+            "key_prefix": f"lc{batch}",
+            "topics": base.topics.model_copy(
+                update={k: f"lc{batch}.{v}" for k, v in base.topics.model_dump().items()}
+            ),
+            "log_level": "WARNING",
+        }
+    )
+    await ensure_topics(settings)
+    controller = WorkerProcess(settings, ("controller",)).launch()
+    analysis = [WorkerProcess(settings, ("analysis",)).launch()]
+    redis = make_redis(settings)
+    info: dict[str, Any] = {"batch": batch, "kill_at": kill_at, "killed": False}
+    t0 = time.monotonic()
+    try:
+        controller.wait_healthy()
+        analysis[0].wait_healthy()
+        store = Store(redis, settings.key_prefix)
+        async with LiveDriver(settings, store, [controller], analysis[0]) as driver:
+
+            async def restart(d: int) -> None:
+                if d != kill_at:
+                    return
+                old = analysis[-1]
+                old.kill9()
+                assert old.proc is not None
+                info["killed"] = old.proc.returncode == -9
+                new = WorkerProcess(settings, ("analysis",)).start()
+                analysis.append(new)
+                driver.replace_analysis(new)
+
+            await driver.create(runs)
+            await driver.run(runs, before_look=restart)
+            info["wait_seconds"] = dict(driver.wall)
+        lost = []
+        for run in runs:
+            totals = await store.totals(run.id)
+            counted = sum(v for k, v in totals.items() if k.startswith("units:"))
+            if counted != run.units_sent:
+                lost.append((run.id, run.units_sent, counted))
+        info["units_mismatch"] = lost
+    finally:
+        await redis.aclose()
+        controller.stop()
+        for w in analysis:
+            w.stop()
+    info["seconds"] = time.monotonic() - t0
+    return info
+
+
+def run_rows(run: LiveRun, batch: int, restarted: bool) -> list[dict[str, Any]]:
+    rows = []
+    days = run.arms.shape[1]
+    primary = get_design(run.spec.design).estimators(run.spec)[0].label
+    for name in sorted({e["estimator"] for e in run.estimates}):
+        looks = run.looks(name)
+        final = looks.get(days)
+        misses = 0
+        for k, e in looks.items():
+            truth_k = run.truth(k)
+            if e.get("cs_low") is not None and not (e["cs_low"] <= truth_k <= e["cs_high"]):
+                misses += 1
+        truth = run.truth()
+        rows.append(
+            {
+                "batch": batch,
+                "experiment": run.id,
+                "design": run.spec.design,
+                "estimator": name,
+                "restarted": restarted,
+                "looks": len(looks),
+                "truth": truth,
+                "effect": np.nan if final is None else final["effect"],
+                "se": np.nan if final is None else final["se"],
+                "df": np.nan if final is None or final["df"] is None else final["df"],
+                "ci_low": np.nan if final is None else final["ci_low"],
+                "ci_high": np.nan if final is None else final["ci_high"],
+                "covered": None if final is None else bool(final["ci_low"] <= truth <= final["ci_high"]),
+                "cs_looks_missed": misses,
+                "cs_ever_missed": misses > 0,
+                "primary": name == primary,
+            }
+        )
+    return rows
+
+
+def _mcse(hits: pd.Series) -> float:
+    """Monte-Carlo SE of a share."""
+    n = len(hits)
+    p = float(hits.mean()) if n else math.nan
+    return math.sqrt(p * (1 - p) / n) if n > 1 else math.nan
+
+
+def summarise(rows: pd.DataFrame) -> pd.DataFrame:
+    out = []
+    for (design, est), g in rows.groupby(["design", "estimator"], sort=True):
+        ok = g[g["covered"].notna()]
+        err = ok["effect"] - ok["truth"]
+        n = len(ok)
+        out.append(
+            {
+                "design": design,
+                "estimator": est,
+                "runs": len(g),
+                "final": n,
+                "coverage": float(ok["covered"].astype(bool).mean()) if n else math.nan,
+                "coverage_mcse": _mcse(ok["covered"].astype(bool)),
+                "bias": float(err.mean()) if n else math.nan,
+                "mean_se": float(ok["se"].mean()) if n else math.nan,
+                "emp_sd": float(err.std(ddof=1)) if n > 1 else math.nan,
+                "cs_ever_missed": float(g["cs_ever_missed"].mean()),
+                "restarted": int(g["restarted"].sum()),
+                "primary": bool(g["primary"].any()),
+            }
+        )
+    return pd.DataFrame(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="one small batch (smoke test)")
+    ap.add_argument("--batches", type=int, default=9)
+    ap.add_argument("--copies", type=int, default=2, help="experiments of each design per batch")
+    ap.add_argument("--products", type=int, default=50)
+    ap.add_argument("--days", type=int, default=21)
+    ap.add_argument("--out", type=Path, default=ROOT / "docs")
+    args = ap.parse_args()
+    if os.environ.get("PYTHONHASHSEED") != "0":
+        # the cluster design's classes come from a Louvain partition whose order depends on
+        # string hashing; fix it so that a seed gives the same experiments every time
+        os.execve(sys.executable, [sys.executable, *sys.argv], os.environ | {"PYTHONHASHSEED": "0"})
+    if args.quick:
+        args.batches, args.copies, args.products, args.days = 2, 1, 20, 8
+    designs = design_registry.names()[:6]
+    figdir = args.out / "figures"
+    figdir.mkdir(parents=True, exist_ok=True)
+    t_start = time.monotonic()
+    rng = np.random.default_rng(20261123)
+    stack = EmbeddedStack().start()
+    rows: list[dict[str, Any]] = []
+    batches: list[dict[str, Any]] = []
+    try:
+        for b in range(args.batches):
+            runs = make_runs(b, designs, args.copies, args.products, args.days)
+            kill_at = int(rng.integers(3, args.days - 2)) if b % 2 == 1 else None
+            info = asyncio.run(run_batch(stack, b, runs, kill_at))
+            batches.append(info)
+            for run in runs:
+                rows += run_rows(run, b, kill_at is not None)
+            print(
+                f"[batch {b + 1}/{args.batches}] {len(runs)} experiments in {info['seconds']:.0f}s"
+                + (f", analysis worker killed at period {kill_at}" if kill_at is not None else ""),
+                flush=True,
+            )
+    finally:
+        stack.stop()
+    elapsed = time.monotonic() - t_start
+    table = pd.DataFrame(rows)
+    summary = summarise(table)
+    table.to_csv(figdir / "live-coverage-runs.csv", index=False)
+    summary.to_csv(figdir / "live-coverage.csv", index=False)
+    finals = table[table["covered"].notna()]
+    prim = finals[finals["primary"]]
+    result = {
+        "quick": args.quick,
+        "experiments": int(table["experiment"].nunique()),
+        "restarted_experiments": int(table.loc[table["restarted"], "experiment"].nunique()),
+        "batches": batches,
+        "products": args.products,
+        "days": args.days,
+        "copies": args.copies,
+        "elapsed_minutes": elapsed / 60,
+        "coverage_all": float(finals["covered"].astype(bool).mean()),
+        "intervals_all": int(len(finals)),
+        "coverage_primary": float(prim["covered"].astype(bool).mean()),
+        "intervals_primary": int(len(prim)),
+        "cs_ever_missed_all": float(table["cs_ever_missed"].mean()),
+        "cs_ever_missed_primary": float(table.loc[table["primary"], "cs_ever_missed"].mean()),
+        "machine": f"{platform.machine()}, Python {platform.python_version()}",
+        "units_mismatch": [m for b in batches for m in b["units_mismatch"]],
+        "kills_confirmed": sum(1 for b in batches if b["killed"]),
+    }
+    (figdir / "live-coverage.json").write_text(json.dumps(result, indent=1, default=float))
+    print(summary.to_string(index=False))
+    print(json.dumps({k: v for k, v in result.items() if k != "batches"}, indent=1, default=float))
+    if args.out == ROOT / "docs":
+        import subprocess
+
+        subprocess.run(
+            [sys.executable, str(ROOT / "docs" / "studies" / "validation_study.py"), "--render-only"],
+            check=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
