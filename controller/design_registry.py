@@ -16,9 +16,14 @@ from typing import Any, Protocol
 class DesignRules(Protocol):
     """What spec validation needs of a design (the full interface is ``designs.base.Design``)."""
 
-    name: str
-    settings_field: str | None
-    settings_required: bool
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def settings_field(self) -> str | None: ...
+
+    @property
+    def settings_required(self) -> bool: ...
 
     def default_settings(self) -> Any: ...
 

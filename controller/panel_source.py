@@ -83,8 +83,8 @@ class RedisPanelSource:
         cells = await self.store.cells(exp_id)
         sums: dict[tuple[int, str], dict[str, float]] = {}
         for field, value in cells.items():
-            k, product, f = field.rsplit("|", 2)
-            sums.setdefault((int(k), product), {})[f] = float(value)
+            period, product, f = field.rsplit("|", 2)
+            sums.setdefault((int(period), product), {})[f] = float(value)
         rows: list[dict[str, Any]] = []
         periods = range(max(done, 0))
         all_records = await self.store.assignment_records_for(exp_id, periods)

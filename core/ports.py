@@ -18,7 +18,7 @@ estimators that need the design's distribution (spillover exposure probabilities
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -49,13 +49,10 @@ class EstimatorPlan:
         return None if value is None else str(value)
 
 
-class AssignmentSampler(Protocol):
-    """Fresh draws from an experiment's design: the assignment the design would have made with
-    another seed, for ``units`` (rows) in ``periods`` (columns), as a boolean matrix."""
-
-    def __call__(
-        self, seed: int, units: Sequence[str], periods: Sequence[int]
-    ) -> np.ndarray: ...
+#: Fresh draws from an experiment's design: ``sampler(seed, units, periods)`` is the assignment
+#: the design would have made with ``seed``, for ``units`` (rows) in ``periods`` (columns), as a
+#: boolean matrix.
+AssignmentSampler = Callable[[int, Sequence[str], Sequence[int]], "np.ndarray"]
 
 
 @dataclass(frozen=True)
@@ -82,11 +79,28 @@ class ExperimentInfo:
 class PublishedEstimate(Protocol):
     """What a sink needs of an estimate (``analysis.results.EstimateResult`` provides it)."""
 
-    method: str
-    effect: float
-    se: float
-    df: float | None
-    n_periods: int
+    @property
+    def method(self) -> str: ...
+
+    @property
+    def effect(self) -> float: ...
+
+    @property
+    def se(self) -> float: ...
+
+    @property
+    def df(self) -> float | None: ...
+
+    @property
+    def se_method(self) -> str: ...
+
+    @property
+    def n_units(self) -> int: ...
+
+    @property
+    def n_periods(self) -> int: ...
+
+    def conf_int(self, alpha: float = 0.05) -> tuple[float, float]: ...
 
     def to_dict(self, alpha: float = 0.05) -> dict[str, Any]: ...
 

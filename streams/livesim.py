@@ -32,6 +32,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -236,23 +237,23 @@ class LiveDriver:
         for d in range(days):
             p_start, p_end = period_bounds(spec0, d)
             await self.clock.set(p_start)
-            await self._until(f"flip of period {d}", lambda d=d: self._flipped(runs, d))
+            await self._until(f"flip of period {d}", partial(self._flipped, runs, d))
             for run in runs:
                 self._record_period(run, d, p_start, p_end)
             # the day's events are sent once the clock stands at its end: none is in the future
             await self.clock.set(p_end - timedelta(milliseconds=1))
             await self._send_day(runs, d, p_start, p_end)
             await self._until(
-                f"sales of period {d}", lambda: self._accounted(runs), lambda: self._counts(runs)
+                f"sales of period {d}", partial(self._accounted, runs), partial(self._counts, runs)
             )
-            await self._until(f"triggers of period {d}", lambda d=d: self._triggered(runs, d))
+            await self._until(f"triggers of period {d}", partial(self._triggered, runs, d))
             if before_look is not None:
                 await before_look(d)
             await self._look(p_end - timedelta(milliseconds=1))
             if after_look is not None:
                 await after_look(d)
         await self.clock.set(spec0.end + timedelta(minutes=1))
-        await self._until("end of the experiments", lambda: self._ended(runs))
+        await self._until("end of the experiments", partial(self._ended, runs))
         # a cycle as of a later instant started after every experiment had ended
         await self.clock.set(spec0.end + timedelta(minutes=2))
         await self._look(spec0.end + timedelta(minutes=2))

@@ -10,9 +10,9 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
-from analysis.results import EstimateResult
 from controller.designs import Assignment, PeriodAssignments
 from controller.settings import Settings
+from core.ports import PublishedEstimate
 from streams.kafka import JsonPublisher
 from streams.metrics import Metrics
 from streams.schemas import (
@@ -116,7 +116,7 @@ class KafkaEstimateSink:
     async def publish(
         self,
         experiment: str,
-        result: EstimateResult,
+        result: PublishedEstimate,
         as_of: datetime,
         cs: tuple[float, float] | None,
     ) -> None:

@@ -17,8 +17,7 @@ from scipy import stats
 from analysis.errors import AnalysisError
 from analysis.estimators import registry
 from analysis.panel import Panel
-from analysis.results import EstimateResult
-from core.ports import EstimatorPlan, ExperimentInfo
+from core.ports import EstimatorPlan, ExperimentInfo, PublishedEstimate
 
 SYNTH_ESTIMATORS: tuple[str, ...] = ("sc", "difp", "sdid")
 
@@ -207,7 +206,7 @@ class _ListSink:
     async def publish(
         self,
         experiment: str,
-        result: EstimateResult,
+        result: PublishedEstimate,
         as_of: datetime,
         cs: tuple[float, float] | None,
     ) -> None:

@@ -203,8 +203,8 @@ def summarise(rows: pd.DataFrame) -> pd.DataFrame:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="one small batch (smoke test)")
-    ap.add_argument("--batches", type=int, default=9)
-    ap.add_argument("--copies", type=int, default=2, help="experiments of each design per batch")
+    ap.add_argument("--batches", type=int, default=10)
+    ap.add_argument("--copies", type=int, default=3, help="experiments of each design per batch")
     ap.add_argument("--products", type=int, default=50)
     ap.add_argument("--days", type=int, default=21)
     ap.add_argument("--out", type=Path, default=ROOT / "docs")
