@@ -9,8 +9,10 @@ The class is the randomisation unit, so the difference in means clusters its SE 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+import numpy as np
 
 from controller.designs.base import (
     Design,
@@ -22,6 +24,7 @@ from controller.designs.base import (
     fixed_path,
     p_arm,
     register,
+    uniforms,
 )
 from controller.errors import SpecError
 from controller.spec import Arm, ClusterMode, ClusterSettings, ExperimentSpec
@@ -49,6 +52,22 @@ class Cluster(Design):
             return Draw(bernoulli(spec, "class", cls, k), spec.allocation)
         treated = cls in complete_share(spec, {"": tuple(spec.clusters)}, "cluster")
         return Draw(Arm.TREATMENT if treated else Arm.CONTROL, spec.allocation)
+
+    def period_draws(
+        self, spec: ExperimentSpec, products: Sequence[str], k: int, ctx: DesignContext
+    ) -> tuple[np.ndarray, list[Draw]]:
+        """One keyed coin per class (switchback) or the fixed share of classes, mapped to the
+        products: bit for bit the per-product draws, with one hash per class."""
+        classes = list(spec.clusters)
+        if _switchback(spec):
+            coins = uniforms((spec.seed, spec.id, "class"), classes, (k,)) < spec.allocation
+            treated_class = dict(zip(classes, coins.tolist(), strict=True))
+        else:
+            chosen = complete_share(spec, {"": tuple(classes)}, "cluster")
+            treated_class = {c: c in chosen for c in classes}
+        treated = np.array([treated_class[spec.class_of(p)] for p in products], dtype=bool)
+        a = spec.allocation
+        return treated.astype(np.int64), [Draw(Arm.CONTROL, a), Draw(Arm.TREATMENT, a)]
 
     def path_probability(
         self, spec: ExperimentSpec, product: str, window: range, target: Arm, ctx: DesignContext
