@@ -172,7 +172,7 @@ class AnalysisWorker:
         t_cycle = time.perf_counter()
         published: list[tuple[str, EstimateResult]] = []
         for info in await self.source.experiments():
-            df = await self.source.panel(info.id)
+            df = await self.source.panel(info.id, as_of)
             if df.empty or df["period"].nunique() < self.min_periods:
                 continue
             try:
@@ -208,15 +208,16 @@ class AnalysisWorker:
     def _spillover(self, info: ExperimentInfo, panel: Panel) -> list[EstimateResult]:
         """Spillover-adjusted estimates for experiments that carry a substitutes graph.
 
-        Exposure probabilities and the design-bootstrap variance redraw the live design
-        itself (``info.sampler``). Block designs (time-bound) use ``panel_spillover`` on
-        detrended first differences. Designs that redraw every unit every period (random
-        days, cluster switchbacks) are one cross-sectional experiment per period: its Hajek
-        IPW contrasts (Aronow & Samii 2017) are averaged over periods and, the periods'
-        draws being independent, their design variances add: se = sqrt(sum se_t^2) / T.
-        Designs whose periods share draws (crossover, optimal switchback with carryover,
-        triggered) would need the joint variance over periods, which is not implemented:
-        no spillover estimate is published for them.
+        The design says how (``info.spillover``). Exposure probabilities and the
+        design-bootstrap variance redraw the live design itself (``info.sampler``). Block
+        designs (time-bound) use ``panel_spillover`` on detrended first differences. Designs
+        that redraw every unit every period (random days, cluster switchbacks) are one
+        cross-sectional experiment per period: its Hajek IPW contrasts (Aronow & Samii 2017)
+        are averaged over periods and, the periods' draws being independent, their design
+        variances add: se = sqrt(sum se_t^2) / T. Designs whose periods share draws
+        (crossover, optimal switchback with carryover, triggered) would need the joint
+        variance over periods, which is not implemented: no spillover estimate is published
+        for them.
         """
         edges = info.params.get("substitutes") or ()
         if not edges:
@@ -241,21 +242,21 @@ class AnalysisWorker:
 
         t0 = time.perf_counter()
         try:
-            if panel.is_block:
+            if info.spillover == "block":
                 _, t_first = panel.block_structure()
                 design = design_at(int(panel.times[t_first]))
                 spill = panel_spillover(
                     panel, graph, design, n_draws=500, n_variance_draws=200, seed=self.seed
                 )
                 results = spill.to_results("units")
-            elif not info.periods_share_draws:
+            elif info.spillover == "per-period":
                 results = self._per_period_spillover(
                     panel, graph, units, design_at, estimate_spillover
                 )
             else:
                 log.info(
-                    "experiment %s: no spillover estimate: the %s design's periods share "
-                    "draws, and the per-period variances cannot be added",
+                    "experiment %s: no spillover estimate: the %s design gives no valid "
+                    "spillover variance (its periods share draws)",
                     info.id,
                     info.design,
                 )
@@ -326,8 +327,8 @@ class AnalysisWorker:
                 res = fit_plan(_guardrail_plan(info), panel, self.seed)
             except (AnalysisError, ValueError):
                 continue
-            usable = panel.usable & ~panel.W
-            base = float(panel.Y[usable].mean()) if usable.any() else math.nan
+            # the control mean of the cells the difference in means compared
+            base = float(res.details.get("mean_control", math.nan))
             cs = await self._confidence_sequence(info, res, f"guardrail:{metric}")
             if cs is None or not (base > 0):
                 continue

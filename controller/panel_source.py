@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import pandas as pd
@@ -42,6 +43,7 @@ def experiment_info(
         estimators=design.estimators(spec),
         planned_periods=n_periods(spec),
         periods_share_draws=design.periods_share_draws(spec),
+        spillover=design.spillover(spec),
         sampler=design_sampler(spec, DesignContext(triggers=dict(triggers or {}))),
     )
 
@@ -62,10 +64,10 @@ class RedisPanelSource:
                 out.append(experiment_info(spec, st.status, triggers))
         return out
 
-    async def panel(self, exp_id: str) -> pd.DataFrame:
+    async def panel(self, exp_id: str, as_of: datetime) -> pd.DataFrame:
         state = await self.store.get_experiment(exp_id)
         spec = state.spec
-        now = self.clock.now()
+        now = as_of
         done = min(period_index(spec, now), n_periods(spec))  # periods strictly before now's
         done = min(done, state.flipped_period + (1 if state.status in ("ended", "stopped") else 0))
         windows = await self.store.windows(exp_id)

@@ -352,10 +352,15 @@ def load_spec_file(path: str | Path) -> ExperimentSpec:
     text = p.read_text(encoding="utf-8")
     try:
         raw = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+    except json.JSONDecodeError as exc:
         raise SpecError(
-            "(file)", f"{p.name} is not valid {'JSON' if p.suffix == '.json' else 'YAML'}: {exc}"
+            "(file)", f"{p.name} is not valid JSON: {exc.msg} at line {exc.lineno}"
         ) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SpecError("(file)", f"{p.name} is not valid YAML: {problem}{where}") from None
     if not isinstance(raw, dict):
         raise SpecError("(file)", f"{p.name} must hold a mapping of spec fields")
     return load_spec(raw)

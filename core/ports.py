@@ -61,9 +61,9 @@ class ExperimentInfo:
 
     ``params`` is the spec as JSON; ``estimators`` the design's default estimators, primary
     first; ``planned_periods`` the planned length; ``periods_share_draws`` says whether one
-    draw of the design fixes arms in several periods (crossover, time-bound, ...), in which case
-    per-period variances cannot simply be added; ``sampler`` redraws the design (None when the
-    source cannot).
+    draw of the design fixes arms in several periods (crossover, time-bound, ...);
+    ``spillover`` how the design lets spillover be estimated (``"per-period"``, ``"block"``
+    or None: not at all); ``sampler`` redraws the design (None when the source cannot).
     """
 
     id: str
@@ -73,6 +73,7 @@ class ExperimentInfo:
     estimators: tuple[EstimatorPlan, ...] = ()
     planned_periods: int = 0
     periods_share_draws: bool = True
+    spillover: str | None = None
     sampler: AssignmentSampler | None = field(default=None, compare=False, repr=False)
 
 
@@ -108,7 +109,9 @@ class PublishedEstimate(Protocol):
 class PanelSource(Protocol):
     async def experiments(self) -> list[ExperimentInfo]: ...
 
-    async def panel(self, exp_id: str) -> pd.DataFrame: ...
+    async def panel(self, exp_id: str, as_of: datetime) -> pd.DataFrame:
+        """The cells of the periods complete as of ``as_of`` (the cycle's one clock reading)."""
+        ...
 
 
 class EstimateSink(Protocol):

@@ -114,17 +114,21 @@ def simulate_command(
         if events is not None:
             write_events(sim, events)
     except SpecError as exc:
-        _fail(f"{spec_path}: {exc}")
+        _fail(f"{spec_path}: {exc}" if spec_path is not None else str(exc))
     except OSError as exc:
         _fail(f"{exc.filename or out}: {exc.strerror or exc}")
     except PricelabError as exc:
         _fail(str(exc))
     n_units, n_days = sim.matrices.treated.shape
-    trig = f", {len(sim.triggers)} products triggered" if sim.triggers else ""
+    trig = f", {len(sim.triggers)} products triggered" if spec.triggered is not None else ""
+    truth = (
+        f"true effect {sim.truth:.3f} units per product-day over the analysed cells"
+        if sim.matrices.analysed.any()
+        else "no cell was randomised, so there is no effect to estimate"
+    )
     typer.echo(
         f"wrote {len(sim.panel)} product-days ({n_units} products x {n_days} days, design "
-        f"{spec.design}{trig}) to {out}; true effect {sim.truth:.3f} units per product-day "
-        "over the analysed cells"
+        f"{spec.design}{trig}) to {out}; {truth}"
     )
 
 

@@ -108,7 +108,6 @@ class CompareConfig:
     estimators: Mapping[str, tuple[str, ...]] | None = None
     extra_estimators: Mapping[str, tuple[str, ...]] | None = None
     cluster_max_size: int = 12
-    alpha: float = 0.05
     jobs: int = 1
 
     def estimators_for(self, design: str, spec: ExperimentSpec) -> list[EstimatorChoice]:
@@ -162,7 +161,11 @@ def make_spec(
         design_obj = get_design(design)
     except KeyError as exc:
         raise LabError(str(exc.args[0])) from None
-    return design_obj.example_spec(base, market_facts(market, days, classes))
+    try:
+        return design_obj.example_spec(base, market_facts(market, days, classes))
+    except ValueError as exc:  # a spec the design built breaks a rule (e.g. too few days)
+        first = str(exc).strip().splitlines()[0]
+        raise LabError(f"design {design!r} cannot run on this market: {first}") from None
 
 
 # --------------------------------------------------------------------------- estimation

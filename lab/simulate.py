@@ -12,7 +12,10 @@ The panel has one row per unit and period: ``unit``, ``period``, ``arm`` (treatm
 ``treated`` (0/1), ``probability`` (the design P(treatment)), ``blackout`` (0/1: the whole
 period's data is discarded), ``class`` (when the spec groups products), the outcomes
 (``units``, ``revenue``, ``price``) and the truth (``true_effect``, ``direct_effect``,
-``y0_expected``, ``expected_units``).
+``y0_expected``, ``expected_units``, per whole day). With a washout, ``units`` and ``revenue``
+count the analysis window, as the live panel does (the sales after each period's
+washout-length head; ``head_units`` holds the rest), and the truth the experiment reports
+(:attr:`SimulatedExperiment.truth`) is scaled to that window.
 """
 
 from __future__ import annotations
@@ -56,20 +59,25 @@ class SimulatedExperiment:
     matrices: DesignMatrices
     triggers: Mapping[str, int]
     panel: pd.DataFrame
+    #: per period, the expected share of a day's sales in the analysis window (1 without washout)
+    window_share: np.ndarray
+
+    def _mean(self, column: str) -> float:
+        cells = self.matrices.analysed
+        if not cells.any():
+            return float("nan")
+        x = self.panel[column].to_numpy().reshape(cells.shape) * self.window_share[None, :]
+        return float(x[cells].mean())
 
     @property
     def truth(self) -> float:
         """The estimand: the market's true (global) effect averaged over the analysed cells
-        (randomised, not blacked out)."""
-        te = self.panel["true_effect"].to_numpy().reshape(self.matrices.treated.shape)
-        cells = self.matrices.analysed
-        return float(te[cells].mean()) if cells.any() else float("nan")
+        (randomised, not blacked out), in the analysis window as the live panel counts it."""
+        return self._mean("true_effect")
 
     @property
     def truth_direct(self) -> float:
-        de = self.panel["direct_effect"].to_numpy().reshape(self.matrices.treated.shape)
-        cells = self.matrices.analysed
-        return float(de[cells].mean()) if cells.any() else float("nan")
+        return self._mean("direct_effect")
 
 
 def check_daily(spec: ExperimentSpec) -> int:
@@ -177,7 +185,27 @@ def run_spec(spec: ExperimentSpec, market: Market) -> SimulatedExperiment:
     matrices = design_matrices(spec, units, DesignContext(triggers=triggers))
     outcomes = market.run(matrices.treated)
     raw = market.panel_from_outcomes(outcomes)
-    return SimulatedExperiment(spec, market, matrices, triggers, _panel(spec, raw, matrices, days))
+    share = np.ones(days)
+    if spec.washout:
+        # the live panel counts each period's sales after its washout-length head (every
+        # cell, switched or not): split the day's units into orders as the sales stream does
+        head_u, head_r = np.zeros(matrices.treated.shape), np.zeros(matrices.treated.shape)
+        row = {p: i for i, p in enumerate(units)}
+        for o in outcomes:
+            start, end = period_bounds(spec, o.day)
+            head_end = start + spec.washout
+            share[o.day] = market.window_share(start, end, spec.washout)
+            for e in market.sale_events(o.day, start, end, o, sales_rng(market, o.day)):
+                if e["occurred_at"] < head_end:
+                    head_u[row[e["product"]], o.day] += e["units"]
+                    head_r[row[e["product"]], o.day] += e["revenue"]
+        raw = raw.assign(
+            units=raw["units"].to_numpy() - head_u.ravel(),
+            revenue=raw["revenue"].to_numpy() - head_r.ravel(),
+            head_units=head_u.ravel(),
+        )
+    panel = _panel(spec, raw, matrices, days)
+    return SimulatedExperiment(spec, market, matrices, triggers, panel, share)
 
 
 def _panel(

@@ -99,7 +99,7 @@ class LiveRun:
         published as of each look's instant)."""
         out: dict[int, dict[str, Any]] = {}
         for e in self.estimates:
-            if e["estimator"] == estimator:
+            if e["estimator"] == estimator and e.get("_look") is not None:
                 out[int(e["_look"])] = e
         return dict(sorted(out.items()))
 
@@ -132,6 +132,7 @@ class LiveDriver:
         self.say = say or (lambda _msg: None)
         self._assigned: dict[tuple[str, int, str], tuple[int, dict[str, Any]]] = {}
         self._looks: dict[float, set[tuple[str, str]]] = {}
+        self._instants: dict[float, int] = {}  # look instant -> periods complete at it
         self._runs: dict[str, LiveRun] = {}
         self.wall: dict[str, float] = {}
 
@@ -172,13 +173,15 @@ class LiveDriver:
                         self._assigned[key] = (int(doc["seq"]), doc)
 
     def _estimate(self, doc: dict[str, Any]) -> None:
+        as_of = datetime.fromisoformat(doc["as_of"]).timestamp()
+        self._looks.setdefault(as_of, set()).add((doc["experiment"], doc["estimator"]))
         run = self._runs.get(doc["experiment"])
         if run is None:
             return
-        as_of = datetime.fromisoformat(doc["as_of"])
-        doc["_look"] = _periods_before(run.spec, as_of)
+        # an estimate belongs to a look only when it was computed as of the look's instant;
+        # cycles that ran between looks (the clock at a period start) saw other panels
+        doc["_look"] = self._instants.get(as_of)
         run.estimates.append(doc)
-        self._looks.setdefault(as_of.timestamp(), set()).add((doc["experiment"], doc["estimator"]))
 
     async def _until(
         self,
@@ -249,14 +252,14 @@ class LiveDriver:
             await self._until(f"triggers of period {d}", partial(self._triggered, runs, d))
             if before_look is not None:
                 await before_look(d)
-            await self._look(p_end - timedelta(milliseconds=1))
+            await self._look(p_end - timedelta(milliseconds=1), d)
             if after_look is not None:
                 await after_look(d)
         await self.clock.set(spec0.end + timedelta(minutes=1))
         await self._until("end of the experiments", partial(self._ended, runs))
         # a cycle as of a later instant started after every experiment had ended
         await self.clock.set(spec0.end + timedelta(minutes=2))
-        await self._look(spec0.end + timedelta(minutes=2))
+        await self._look(spec0.end + timedelta(minutes=2), days)
 
     async def _ended(self, runs: Sequence[LiveRun]) -> bool:
         """Every experiment marked ended: its last period is complete for the analysis."""
@@ -334,13 +337,16 @@ class LiveDriver:
                 return False
         return True
 
-    async def _look(self, at: datetime) -> None:
-        """Wait for an analysis cycle as of ``at`` and for everything it published."""
+    async def _look(self, at: datetime, periods: int) -> None:
+        """Wait for an analysis cycle as of ``at`` (when ``periods`` periods are complete) and
+        for everything it published."""
         target = at.timestamp()
+        self._instants[target] = periods
+        loop = asyncio.get_running_loop()
 
         async def cycle_done() -> bool:
             try:
-                text = self.analysis.metrics()
+                text = await loop.run_in_executor(None, self.analysis.metrics)
             except OSError:  # restarting: its metrics server is not up yet
                 return False
             last = metric_value(text, "pricelab_analysis_last_cycle_timestamp_seconds")
@@ -355,6 +361,18 @@ class LiveDriver:
         """The analysis worker was restarted: read the new process's metrics from now on."""
         self.analysis = worker
 
+    async def restart_analysis(self) -> tuple[WorkerProcess, int | None]:
+        """Kill the analysis worker with SIGKILL, start a new one (off the event loop) and read
+        its metrics from now on; returns the new worker and the old one's exit status."""
+        old = self.analysis
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, old.kill9)
+        code = None if old.proc is None else old.proc.returncode
+        new = WorkerProcess(old.settings, old.roles, env=old.env)
+        await loop.run_in_executor(None, new.start)
+        self.replace_analysis(new)
+        return new, code
+
 
 def lockstep_settings(settings: Settings) -> Settings:
     """Settings for workers driven in lock-step: quick flip and analysis timers, and a trigger
@@ -367,13 +385,6 @@ def lockstep_settings(settings: Settings) -> Settings:
             "trigger_watermark_lag": timedelta(days=1),
         }
     )
-
-
-def _periods_before(spec: ExperimentSpec, at: datetime) -> int:
-    """How many periods were complete as of ``at`` (the panel a look sees)."""
-    from controller.periods import period_index
-
-    return max(0, min(period_index(spec, at), n_periods(spec)))
 
 
 def _with_end_of_day(events: list[dict[str, Any]], p_end: datetime) -> list[dict[str, Any]]:

@@ -22,7 +22,8 @@ Unbiased under the design when assignments are independent of the outcomes and t
 carryover. SE: clustered by unit (default; robust to serial correlation within a product), by
 class (the randomisation unit of a cluster design) or by cell ("cell": each product-period its
 own cluster, the Neyman variance for random days where every product-period is randomised
-independently); Student t with G - 1 degrees of freedom.
+independently); by default the bias-reduced CR2 sandwich with Imbens-Kolesar degrees of freedom
+for its Student t reference (``cr2_variance``), or CR1 with G - 1 (``correction="cr1"``).
 """
 
 from __future__ import annotations

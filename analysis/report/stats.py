@@ -196,7 +196,7 @@ class _ReplaySource:
     async def experiments(self) -> list[Any]:
         return [self.info]
 
-    async def panel(self, exp_id: str) -> pd.DataFrame:
+    async def panel(self, exp_id: str, as_of: datetime) -> pd.DataFrame:
         return self.df[self.df["period"] < self.k]
 
 @dataclass

@@ -11,6 +11,8 @@ A design is one module: a subclass of :class:`Design` registered with
 - ``phase_blackout``: whether a whole period is blacked out by the design itself;
 - ``estimators``: its default estimators, primary first, with the level they cluster at;
 - ``periods_share_draws``: whether one draw fixes a unit's arm in several periods;
+- ``spillover``: how the analysis worker may estimate spillover for it (per period, as a
+  block, or not at all);
 - ``example_spec`` and ``uses_triggers``: what the market simulator needs to run it.
 
 Everything else - ``schedule``, the flip, the simulator, ``compare-designs`` and the
@@ -194,6 +196,13 @@ class Design(ABC):
     @abstractmethod
     def periods_share_draws(self, spec: ExperimentSpec) -> bool:
         """True when one draw fixes a unit's arm in more than one period."""
+
+    def spillover(self, spec: ExperimentSpec) -> str | None:
+        """How spillover may be estimated: ``"per-period"`` (each period an independent draw:
+        per-period estimates whose design variances add), ``"block"`` (one assignment from a
+        common start, after a pre-period), or None (periods share draws: the per-period
+        variances cannot be added, so nothing is published)."""
+        return None if self.periods_share_draws(spec) else "per-period"
 
     # ------------------------------------------------------------------ analysis
     @abstractmethod

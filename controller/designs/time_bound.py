@@ -60,6 +60,10 @@ class TimeBound(Design):
     def periods_share_draws(self, spec: ExperimentSpec) -> bool:
         return True
 
+    def spillover(self, spec: ExperimentSpec) -> str | None:
+        assert spec.time_bound is not None
+        return "block" if spec.time_bound.start_period > 0 else None
+
     def estimators(self, spec: ExperimentSpec) -> tuple[EstimatorPlan, ...]:
         return (EstimatorPlan("did"), EstimatorPlan("sdid"))
 

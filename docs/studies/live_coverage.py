@@ -105,13 +105,9 @@ async def run_batch(
             async def restart(d: int) -> None:
                 if d != kill_at:
                     return
-                old = analysis[-1]
-                old.kill9()
-                assert old.proc is not None
-                info["killed"] = old.proc.returncode == -9
-                new = WorkerProcess(settings, ("analysis",)).start()
+                new, code = await driver.restart_analysis()
+                info["killed"] = code == -9
                 analysis.append(new)
-                driver.replace_analysis(new)
 
             await driver.create(runs)
             await driver.run(runs, before_look=restart)

@@ -562,10 +562,12 @@ to its design's estimators; this runs that code (`AnalysisWorker._spillover`, wi
 design's sampler) on seeded experiments of about 90 products x {10} periods on a planted
 substitutes graph, whose outcomes have exactly the estimator's exposure effects: +2.0 for the
 own treatment, -1.0 for a control product with any treated neighbour, -0.5 for a treated one.
-Designs whose periods share draws get no spillover estimate from the worker and are not here.
-"published" counts the runs in which the worker published the contrast (under the cluster
-design few products are treated without a treated neighbour, so the direct contrast often has
-no overlap and is withheld).
+"published" counts the runs in which the contrast came out (a contrast without overlap - few
+products are treated without a treated neighbour under class randomisation - is withheld).
+The worker publishes spillover estimates for random days and time-bound; the cluster design's
+row is what its per-period path would publish, and the worker withholds it: its standard errors
+are about half the estimates' spread. Designs whose periods share draws get no spillover
+estimate from the worker and are not here.
 
 {_md_table(t, SPILL_WORKER_COLS)}
 """

@@ -87,7 +87,8 @@ async def test_every_published_interval_is_effect_plus_minus_q_se(stack) -> None
     cl = runs[2]
     n_classes = len(cl.spec.clusters)
     assert {e["se_method"] for e in cl.estimates} == {"cluster_class"}
-    assert all(0 < e["df"] <= n_classes for e in cl.estimates)
+    # CR2's Satterthwaite df, below the G - 1 of CR1 for these few unbalanced classes
+    assert all(0 < e["df"] < n_classes - 1 for e in cl.estimates)
 
 
 async def test_a_killed_and_restarted_analysis_worker_continues_the_same_sequences(stack) -> None:  # type: ignore[no-untyped-def]
@@ -109,12 +110,8 @@ async def test_a_killed_and_restarted_analysis_worker_continues_the_same_sequenc
             state["stored_before"] = await store.redis.hgetall(
                 f"{store.p}:exp:{restarted[0].id}:cs"
             )
-            old = used["analysis"][-1]
-            old.kill9()
-            state["returncode"] = old.proc.returncode
-            new = WorkerProcess(old.settings, ("analysis",)).start()
+            new, state["returncode"] = await driver.restart_analysis()
             used["analysis"].append(new)
-            driver.replace_analysis(new)
 
         return hook
 

@@ -84,6 +84,16 @@ def test_packages_import_only_what_they_may(package: str) -> None:
     assert {k: v for k, v in offenders.items() if v} == {}
 
 
+def test_no_relative_imports() -> None:
+    """Relative imports would hide a crossing from the checks above: every import is absolute."""
+    offenders = []
+    for name, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level > 0:
+                offenders.append(f"{name}:{node.lineno}")
+    assert offenders == []
+
+
 def test_analysis_and_core_import_no_kafka_or_redis_client() -> None:
     offenders = {}
     for name, path in MODULES.items():

@@ -123,7 +123,10 @@ def test_compare_designs_runs_a_registered_design_with_its_estimators(toy: Path)
     out = _run(["compare-designs", "--designs", "toy-alternating,random-days", "--runs", "2",
                 "--days", "8", "--products", "12"])  # fmt: skip
     lines = [line.split() for line in out.splitlines()]
-    assert any(cells[:2] == ["toy-alternating", "dm"] for cells in lines)
+    toy = [cells for cells in lines if cells[:2] == ["toy-alternating", "dm"]]
+    assert len(toy) == 1
+    assert toy[0][2:4] == ["2", "0"]  # 2 runs, none failed
+    assert not any(line.startswith("! toy-alternating") for line in out.splitlines())
 
 
 async def test_the_analysis_worker_publishes_a_registered_designs_estimators(
@@ -140,7 +143,7 @@ async def test_the_analysis_worker_publishes_a_registered_designs_estimators(
         async def experiments(self) -> list[Any]:
             return [info]
 
-        async def panel(self, exp_id: str) -> pd.DataFrame:
+        async def panel(self, exp_id: str, as_of: Any) -> pd.DataFrame:
             return cells
 
     class Sink:

@@ -37,8 +37,10 @@ def test_pvalue_against_any_value_and_the_summary_frame() -> None:
     row = frame.loc["dm"]
     assert row["stat"] == pytest.approx(2.0)
     assert row["df"] == 5.0
-    assert (row["ci_lower"], row["ci_upper"]) == pytest.approx(r.conf_int(0.10))
-    assert row["pvalue"] == pytest.approx(r.pvalue(1.0))
+    # 90% interval from the t(5) table; two-sided p of t = 2 with 5 df is 0.10194
+    assert row["ci_lower"] == pytest.approx(2.0 - T5_95 * 0.5, abs=1e-6)
+    assert row["ci_upper"] == pytest.approx(2.0 + T5_95 * 0.5, abs=1e-6)
+    assert row["pvalue"] == pytest.approx(0.10194, abs=1e-5)
 
 
 def test_a_randomisation_pvalue_answers_only_the_zero_null() -> None:

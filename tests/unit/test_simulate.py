@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
@@ -13,6 +14,8 @@ import pytest
 from typer.testing import CliRunner
 
 from controller import design_registry
+from controller.periods import period_bounds
+from controller.spec import load_spec_file
 from streams.cli import app
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,7 +74,19 @@ def test_simulated_panel_agrees_with_the_schedule_row_for_row(tmp_path: Path, de
     if design == "crossover":
         assert panel["blackout"].any() and not panel["blackout"].all()
     sales = [json.loads(line) for line in (tmp_path / "ev" / "sales.jsonl").open()]
-    assert sum(s["units"] for s in sales) == panel["units"].sum()
+    head = panel["head_units"].sum() if "head_units" in panel else 0.0
+    assert sum(s["units"] for s in sales) == panel["units"].sum() + head
+    spec_obj = load_spec_file(spec)
+    if spec_obj.washout:
+        # units count the analysis window as the live panel does: the sales after each
+        # period's washout-length head
+        starts = {int(k): period_bounds(spec_obj, int(k))[0] for k in panel["period"].unique()}
+        in_window = 0
+        for e in sales:
+            at = datetime.fromisoformat(e["occurred_at"])
+            k = max(k for k, t in starts.items() if t <= at)
+            in_window += e["units"] * (at >= starts[k] + spec_obj.washout)
+        assert head > 0 and panel["units"].sum() == in_window
 
 
 def test_time_bound_treats_half_of_each_class_as_the_controller_does(tmp_path: Path) -> None:

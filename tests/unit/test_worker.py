@@ -45,7 +45,7 @@ class Source:
     async def experiments(self):
         return [self.info]
 
-    async def panel(self, exp_id):
+    async def panel(self, exp_id, as_of):
         return self.df
 
 
@@ -90,13 +90,13 @@ async def test_guardrail_trips_on_a_large_harm_and_not_on_no_effect():
     assert sink.trips == []
 
 
-async def test_no_spillover_estimate_where_periods_share_draws():
+async def test_no_spillover_estimate_where_the_design_gives_none():
     df, edges = _spillover_cells(n_pairs=20, t=4)
     source = Source(df)
     info = _random_days_info(sorted(df["product"].unique()), 4, substitutes=edges)
     source.info = ExperimentInfo(info.id, "crossover", "running", info.params,
                                  estimators=info.estimators, periods_share_draws=True,
-                                 sampler=info.sampler)
+                                 spillover=None, sampler=info.sampler)
     w = AnalysisWorker(source, Sink(), ManualClock(datetime(2026, 1, 1, tzinfo=UTC)))
     methods = {r.method for _, r in await w.run_once()}
     assert "dm" in methods and not any(m.startswith("spillover") for m in methods)
@@ -136,6 +136,7 @@ def _random_days_info(products: list[str], periods: int, **params) -> Experiment
     return ExperimentInfo("e1", spec.design, "running", {"n_periods": periods, **params},
                           estimators=design.estimators(spec), planned_periods=periods,
                           periods_share_draws=design.periods_share_draws(spec),
+                          spillover=design.spillover(spec),
                           sampler=design_sampler(spec))
 
 
@@ -155,3 +156,54 @@ async def test_experiments_with_a_graph_get_spillover_estimates_next_to_the_naiv
     # the naive difference in means sees only the direct effect: it misses the spillover
     # that a market-wide price change (everyone treated: 5 + 3) would realise
     assert out["dm"].conf_int()[1] < 5.0 + 3.0 - 2.0
+
+
+def test_each_design_says_how_its_spillover_may_be_estimated():
+    from pathlib import Path
+
+    from controller.panel_source import experiment_info
+    from controller.spec import load_spec_file
+
+    examples = Path(__file__).resolve().parents[2] / "docs" / "examples"
+    mode = {p.stem: experiment_info(load_spec_file(p), "running").spillover
+            for p in examples.glob("*.yaml")}
+    # periods drawn afresh: per period; one assignment after a pre-period: block; shared
+    # draws (crossover, carryover, trigger windows): none
+    # the cluster design withholds it: measured SEs half the spread (spillover_worker_study)
+    assert mode == {"random-days": "per-period", "cluster": None, "time-bound": "block",
+                    "crossover": None, "optimal-switchback": None, "triggered": None}
+    spec = load_spec_file(examples / "time-bound.yaml")
+    no_pre = spec.model_copy(update={"time_bound": spec.time_bound.model_copy(update={"start_period": 0})})
+    assert experiment_info(no_pre, "running").spillover is None
+
+
+async def test_a_triggered_panel_that_looks_like_a_block_gets_no_spillover_estimate():
+    # every product triggered at the same period: the panel has a block's shape, but the
+    # design's windows share draws, so the worker must not publish spillover estimates
+    from controller.designs import DesignContext, design_matrices
+    from controller.panel_source import experiment_info
+    from controller.spec import load_spec
+
+    start = datetime(2026, 6, 1, tzinfo=UTC)
+    products = [f"q{i:03d}" for i in range(40)]
+    spec = load_spec({
+        "id": "trig", "design": "triggered", "products": products, "treatment_policy": "t",
+        "control_policy": "c", "start": start.isoformat(),
+        "end": (start + timedelta(days=8)).isoformat(),
+        "triggered": {"undercut_pct": 5, "window_periods": 8},
+        "substitutes": [(products[i], products[i + 1], 1.0) for i in range(0, 40, 2)],
+    })
+    triggers = dict.fromkeys(products, 3)
+    m = design_matrices(spec, products, DesignContext(triggers=triggers))
+    rng = np.random.default_rng(0)
+    rows = [{"product": p, "period": k, "units": float(rng.poisson(20)), "revenue": 1.0,
+             "treated": int(m.treated[i, k]), "probability": m.probability[i, k],
+             "blackout": False} for i, p in enumerate(products) for k in range(8)]
+    source = Source(pd.DataFrame(rows))
+    source.info = experiment_info(spec, "running", triggers)
+    out = await AnalysisWorker(source, Sink(), ManualClock(start + timedelta(days=9))).run_once()
+    from analysis.worker import panel_from_cells
+
+    assert panel_from_cells(pd.DataFrame(rows)).is_block  # the shape that misled the old rule
+    methods = {r.method for _, r in out}
+    assert "dm" in methods and not any(m.startswith("spillover") for m in methods)
