@@ -72,7 +72,7 @@ async def _live_panel(
         source = RedisPanelSource(store, clock)
         await clock.sync()
         state = await store.get_experiment(experiment)
-        df = await source.panel(experiment)
+        df = await source.panel(experiment, clock.now())
         spec = state.spec
         return df, spec.design, {"status": state.status, "spec": spec}
     finally:
