@@ -2,9 +2,11 @@
 FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml README.md ./
+COPY core ./core
 COPY controller ./controller
-COPY streams ./streams
 COPY analysis ./analysis
+COPY lab ./lab
+COPY streams ./streams
 RUN pip install --no-cache-dir . && useradd --system --uid 10001 pricelab
 USER pricelab
 ENTRYPOINT ["pricelab"]

@@ -61,3 +61,16 @@ def test_prometheus_scrapes_both_workers_on_their_metrics_port():
 def test_redis_keeps_an_append_only_file():
     cmd = _compose()["services"]["redis"]["command"]
     assert cmd[cmd.index("--appendonly") + 1] == "yes"
+
+
+def test_the_worker_image_holds_every_package_it_installs():
+    import re
+    import tomllib
+
+    root = Path(__file__).resolve().parents[2]
+    include = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "packages"
+    ]["find"]["include"]
+    packages = {p.rstrip("*") for p in include}
+    copied = set(re.findall(r"^COPY (\w+) \./\1$", (root / "Dockerfile").read_text(), flags=re.M))
+    assert packages and packages <= copied, sorted(packages - copied)
