@@ -32,7 +32,7 @@ _SEPARATORS = (";", ",", "\t", "|")
 def read_table(path: Path, sep: str | None = None) -> pd.DataFrame:
     """Read a long panel from CSV (separator detected) or Parquet."""
     if not path.exists():
-        raise FileNotFoundError(f"No such file: {path}")
+        raise FileNotFoundError(2, "no such file", str(path))
     if path.suffix.lower() in (".parquet", ".pq"):
         return pd.read_parquet(path)
     if sep is None:
@@ -114,6 +114,9 @@ def analyze(
     alpha: Annotated[float, typer.Option(help="1 - confidence level.")] = 0.05,
 ) -> None:
     """Estimate a treatment effect on an exported panel and print it."""
+    if not 0.0 < alpha < 1.0:
+        typer.echo(f"error: --alpha must be strictly between 0 and 1, not {alpha}", err=True)
+        raise typer.Exit(code=2)
     try:
         df = read_table(panel_path, sep)
         covs = [c.strip() for c in covariates.split(",") if c.strip()] if covariates else []
@@ -129,9 +132,10 @@ def analyze(
         )
         estimator = build_estimator(method, se, seed)
         result = estimator.fit(panel).result
-    except (AnalysisError, ValueError, FileNotFoundError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(code=2) from exc
+    except (AnalysisError, ValueError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        typer.echo(f"error: {first}", err=True)
+        raise typer.Exit(code=2) from None
     row = result.to_dict(alpha)
     if as_json:
         typer.echo(json.dumps({k: _json_safe(v) for k, v in row.items()}))

@@ -55,16 +55,31 @@ def _instant(spec: ExperimentSpec, text: str, *, end: bool) -> datetime:
 
 
 def _parse_triggers(spec: ExperimentSpec, items: list[str]) -> dict[str, int]:
+    if items and spec.triggered is None:
+        raise typer.BadParameter(
+            f"--trigger applies to triggered designs; {spec.id!r} is {spec.design}"
+        )
     out: dict[str, int] = {}
+    last = n_periods(spec) - 1
     for item in items:
         product, sep, when = item.partition("=")
         if not sep or not product or not when:
             raise typer.BadParameter(f"{item!r}: expected PRODUCT=PERIOD or PRODUCT=DATE")
-        out[product] = (
-            int(when)
-            if when.lstrip("-").isdigit()
-            else period_index(spec, _instant(spec, when, end=False))
-        )
+        if product not in spec.units():
+            raise typer.BadParameter(f"{product!r} is not a product of experiment {spec.id!r}")
+        try:
+            k = (
+                int(when)
+                if when.lstrip("-").isdigit()
+                else period_index(spec, _instant(spec, when, end=False))
+            )
+        except ValueError:
+            raise typer.BadParameter(f"{item!r}: {when!r} is neither a period nor a date") from None
+        if not 0 <= k <= last:
+            raise typer.BadParameter(
+                f"{item!r}: period {k} is outside the experiment (periods 0..{last})"
+            )
+        out[product] = k
     return out
 
 
@@ -154,6 +169,11 @@ def schedule_command(
         raise typer.BadParameter(str(exc)) from None
     if t0 and t1 and t1 <= t0:
         raise typer.BadParameter("--end must not be before --start")
+    if (t0 and t0 >= spec.end) or (t1 and t1 <= spec.start):
+        raise typer.BadParameter(
+            f"the window lies outside experiment {spec.id!r} "
+            f"({spec.start.isoformat()} to {spec.end.isoformat()})"
+        )
     context = DesignContext(triggers=_parse_triggers(spec, trigger or []))
     table = rows(spec, planned(spec, t0, t1, context))
     if as_csv:

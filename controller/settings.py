@@ -29,6 +29,11 @@ class KafkaSettings(BaseModel):
     client_id: str = "pricelab"
     partitions: int = Field(default=4, ge=1, description="Partitions for topics pricelab creates.")
     replication_factor: int = Field(default=1, ge=1)
+    #: retention of the event topics (sales, competitor prices, commands and their replies);
+    #: longer than allowed_lateness, so a late sale can still be read
+    event_retention: timedelta = timedelta(days=7)
+    #: retention of the record topics (estimates, experiment events, dead letters)
+    record_retention: timedelta = timedelta(days=90)
 
     def client_kwargs(self) -> dict[str, object]:
         """Keyword arguments for aiokafka clients (security options passed through)."""
@@ -143,3 +148,18 @@ class Settings(BaseSettings):
         for name in type(self).model_fields:
             put(f"PRICELAB_{name.upper()}", getattr(self, name))
         return env
+
+
+def load_settings() -> Settings:
+    """The settings from the environment; a bad variable raises ConfigurationError naming it."""
+    from pydantic import ValidationError
+
+    from controller.errors import ConfigurationError
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = "PRICELAB_" + "__".join(str(x).upper() for x in err["loc"])
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        raise ConfigurationError(f"{where}: {msg}") from None

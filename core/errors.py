@@ -11,7 +11,8 @@
     │   ├── InferenceError (ValueError)  a variance method is invalid for the data
     │   ├── ConvergenceError             an iterative solver did not converge
     │   └── analysis.spillover.SpilloverError (ValueError)  inconsistent spillover inputs
-    └── lab.errors.LabError (ValueError) a simulation or comparison cannot run as asked
+    ├── lab.errors.LabError (ValueError) a simulation or comparison cannot run as asked
+    └── streams.errors.ServiceUnavailable  a broker or Redis that does not answer
 
 Each package defines its leaves; the CLI catches this root in one place and prints its
 sentence with exit status 2. Control-flow signals (not errors) live next to their users and

@@ -1,11 +1,18 @@
 """The ``pricelab`` command line.
 
 pricelab up                      start the embedded broker and Redis (loopback), create topics
+pricelab topics                  create every topic (partitions, compaction, retention); idempotent
 pricelab worker --role R ...     run a faust worker (controller, analysis)
 pricelab demo                    the live demo on the embedded stack
-pricelab experiment ...          create/list/show/pause/resume/stop (through the commands topic)
+pricelab experiment ...          create/list/show/pause/resume/stop/freeze (through the commands topic)
 pricelab assignments PRODUCT     the assignment in force for a product
-pricelab schedule / analyze / simulate / graph / report ...   offline tools
+pricelab estimates EXPERIMENT    the latest estimates, from the estimates topic (--follow)
+pricelab panel export EXP ...    the panel the analysis worker analyses, as CSV or Parquet
+pricelab schedule / analyze / simulate / compare-designs / graph / report ...   offline tools
+
+Every refusal reaches the operator as one sentence on stderr with exit status 2 (:func:`main`):
+a bad spec or option, a missing file or column, a broker or Redis that does not answer. A
+traceback means a bug.
 """
 
 from __future__ import annotations
@@ -13,15 +20,20 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
+import logging
 import signal
 import sys
 import threading
+from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, NoReturn
 
+import click
 import typer
 
-from controller.settings import Settings
+from controller.settings import Settings, load_settings
+from core.errors import PricelabError
 
 app = typer.Typer(
     name="pricelab",
@@ -31,10 +43,17 @@ app = typer.Typer(
 )
 experiment_app = typer.Typer(help="Create and steer experiments (through the commands topic).")
 app.add_typer(experiment_app, name="experiment")
+panel_app = typer.Typer(help="The sales panel the analysis worker analyses.")
+app.add_typer(panel_app, name="panel")
 
 
 def _settings() -> Settings:
-    return Settings()
+    return load_settings()
+
+
+def _fail(message: str) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
 
 
 @app.command()
@@ -52,9 +71,10 @@ def up(
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     try:
-        settings = _settings().model_copy(
+        settings = _settings()
+        settings = settings.model_copy(
             update={
-                "kafka": _settings().kafka.model_copy(
+                "kafka": settings.kafka.model_copy(
                     update={"bootstrap_servers": stack.bootstrap_servers}
                 )
             }
@@ -75,6 +95,31 @@ def up(
 
 
 @app.command()
+def topics(
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the broker.")] = 30.0,
+) -> None:
+    """Create every pricelab topic that is missing: its partitions, compaction for the
+    assignments, retention for the rest (PRICELAB_KAFKA__EVENT_RETENTION, __RECORD_RETENTION).
+    Idempotent: run it before the workers, again whenever you like."""
+    from streams.errors import services_answer
+    from streams.kafka import ensure_topics, topic_configs
+
+    settings = _settings()
+    if timeout <= 0:
+        _fail(f"--timeout must be positive, not {timeout}")
+
+    async def go() -> list[str]:
+        async with services_answer(bootstrap_servers=settings.kafka.bootstrap_servers):
+            return await ensure_topics(settings, timeout)
+
+    created = set(asyncio.run(go()))
+    for name, configs in topic_configs(settings).items():
+        how = ", ".join(f"{k}={v}" for k, v in configs.items())
+        state = "created" if name in created else "exists "
+        typer.echo(f"{state}  {name}  ({settings.kafka.partitions} partitions; {how})")
+
+
+@app.command()
 def worker(
     role: Annotated[list[str], typer.Option(help="controller and/or analysis")] = ["controller"],  # noqa: B006
 ) -> None:
@@ -84,15 +129,16 @@ def worker(
     bad = set(role) - {"controller", "analysis"}
     if bad:
         raise typer.BadParameter(f"unknown role(s) {sorted(bad)}; use controller or analysis")
+    settings = _settings()
     sys.argv = [sys.argv[0], "worker"]  # faust's own CLI parses argv
-    run_worker(_settings(), set(role))
+    run_worker(settings, set(role))
 
 
 @app.command()
 def demo(
-    products: Annotated[int, typer.Option(help="Products in the simulated market.")] = 200,
-    days: Annotated[int, typer.Option(help="Length of the switchback in days.")] = 28,
-    seed: Annotated[int, typer.Option(help="Seed of the market and the design.")] = 7,
+    products: Annotated[int, typer.Option(min=2, help="Products in the simulated market.")] = 200,
+    days: Annotated[int, typer.Option(min=2, help="Length of the switchback in days.")] = 28,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the market and the design.")] = 7,
     external: Annotated[
         bool, typer.Option(help="Use the configured Kafka/Redis instead of the embedded stack.")
     ] = False,
@@ -121,12 +167,12 @@ def demo(
 # ---------------------------------------------------------------------- experiments
 @experiment_app.command("create")
 def experiment_create(
-    spec: Path,
+    spec: Annotated[Path, typer.Argument(help="Experiment spec, YAML or JSON.")],
     graph: Annotated[
         Path | None,
         typer.Option(help="Substitutes graph (pricelab graph build); enables spillover estimates."),
     ] = None,
-    timeout: float = 30.0,
+    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait for the reply.")] = 30.0,
 ) -> None:
     """Validate SPEC (YAML/JSON) locally, then send a create command and wait for the reply."""
     from controller.spec import load_spec, load_spec_file
@@ -150,7 +196,13 @@ def experiment_create(
 
 
 def _control(kind: str):  # type: ignore[no-untyped-def]
-    def cmd(experiment: str, reason: str = "", timeout: float = 30.0) -> None:
+    def cmd(
+        experiment: Annotated[str, typer.Argument(help="Experiment id.")],
+        reason: Annotated[str, typer.Option(help="Why (kept with the event).")] = "",
+        timeout: Annotated[
+            float, typer.Option(min=0.1, help="Seconds to wait for the reply.")
+        ] = 30.0,
+    ) -> None:
         from streams.commands import send_command
 
         _reply(
@@ -167,6 +219,49 @@ for _kind in ("pause", "resume", "stop"):
     experiment_app.command(_kind)(_control(_kind))
 
 
+def _instant(text: str, option: str) -> datetime:
+    try:
+        ts = datetime.fromisoformat(text)
+    except ValueError:
+        _fail(f"{option}: {text!r} is not an ISO 8601 date-time (e.g. 2026-12-24T00:00:00+01:00)")
+    if ts.tzinfo is None or ts.utcoffset() is None:
+        _fail(f"{option}: {text!r} needs a UTC offset (e.g. 2026-12-24T00:00:00+01:00)")
+    return ts
+
+
+@experiment_app.command("freeze")
+def experiment_freeze(
+    start: Annotated[str, typer.Option(help="Start, ISO 8601 with a UTC offset.")],
+    end: Annotated[str, typer.Option(help="End, ISO 8601 with a UTC offset.")],
+    experiment: Annotated[
+        list[str] | None,
+        typer.Option(help="An experiment to freeze (repeatable); every experiment when absent."),
+    ] = None,
+    reason: Annotated[str, typer.Option(help="Why (shown in blackout explanations).")] = "",
+    freeze_id: Annotated[
+        str | None, typer.Option("--id", help="Freeze id (default: a new one).")
+    ] = None,
+    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait for the reply.")] = 30.0,
+) -> None:
+    """Freeze prices: from START to END every product of the experiments runs the control
+    policy and its data is blacked out (a washout follows the return to the design)."""
+    import uuid
+
+    from controller.blackout import load_freeze
+    from streams.commands import send_command
+
+    t0, t1 = _instant(start, "--start"), _instant(end, "--end")
+    doc: dict[str, Any] = {
+        "id": freeze_id or f"freeze-{uuid.uuid4().hex[:8]}",
+        "start": t0.isoformat(),
+        "end": t1.isoformat(),
+        "experiments": list(experiment) if experiment else "all",
+        "reason": reason,
+    }
+    load_freeze(doc)  # refused here, naming the field, before anything is sent
+    _reply(send_command(_settings(), "freeze", freeze=doc, timeout=timeout))
+
+
 @experiment_app.command("list")
 def experiment_list() -> None:
     """List experiments with their status and the last period flipped."""
@@ -179,7 +274,7 @@ def experiment_list() -> None:
 
 
 @experiment_app.command("show")
-def experiment_show(experiment: str) -> None:
+def experiment_show(experiment: Annotated[str, typer.Argument(help="Experiment id.")]) -> None:
     """Show one experiment's spec and state as JSON."""
     from streams.commands import read_experiment
 
@@ -187,7 +282,7 @@ def experiment_show(experiment: str) -> None:
 
 
 @app.command()
-def assignments(product: str) -> None:
+def assignments(product: Annotated[str, typer.Argument(help="Product id.")]) -> None:
     """The assignment in force for PRODUCT (experiment, arm, policy, blackout)."""
     from streams.commands import read_assignment
 
@@ -196,6 +291,64 @@ def assignments(product: str) -> None:
         typer.echo(f"{product} is in no running experiment")
         raise typer.Exit(1)
     typer.echo(json.dumps(doc, indent=2, default=str))
+
+
+@app.command()
+def estimates(
+    experiment: Annotated[str, typer.Argument(help="Experiment id.")],
+    follow: Annotated[
+        bool, typer.Option("--follow", help="Keep printing new estimates until Ctrl-C.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")] = False,
+    idle: Annotated[
+        float,
+        typer.Option(min=0.1, help="Seconds without a new message that count as the end."),
+    ] = 2.0,
+) -> None:
+    """The latest estimate of each estimator of EXPERIMENT, read from the estimates topic."""
+    from streams.estimates_cli import follow_estimates, latest_estimates, render
+
+    settings = _settings()
+    latest = asyncio.run(latest_estimates(settings, experiment, idle))
+    if not latest and not follow:
+        typer.echo(f"no estimate of {experiment} on {settings.topics.estimates} yet", err=True)
+        raise typer.Exit(1)
+    typer.echo(render(list(latest.values()), as_json))
+    if follow:
+        with _interrupt_ends():
+            asyncio.run(
+                follow_estimates(settings, experiment, lambda e: typer.echo(render([e], as_json)))
+            )
+
+
+class _interrupt_ends:
+    """Ctrl-C ends a --follow quietly."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, exc: object, tb: object) -> bool:
+        return kind is KeyboardInterrupt
+
+
+@panel_app.command("export")
+def panel_export(
+    experiment: Annotated[str, typer.Argument(help="Experiment id.")],
+    out: Annotated[Path, typer.Option("--out", help="File to write: .csv or .parquet.")],
+) -> None:
+    """Write exactly the panel the analysis worker analyses (completed periods), ready for
+    `pricelab analyze`."""
+    from streams.panel_cli import export_panel
+
+    settings = _settings()
+    if out.suffix.lower() not in (".csv", ".parquet"):
+        _fail(f"--out must end in .csv or .parquet, not {out.name!r}")
+    n, periods = asyncio.run(export_panel(settings, experiment, out))
+    typer.echo(f"wrote {n} cells ({periods} completed periods) of {experiment} to {out}")
+    typer.echo(
+        f"analyse it: pricelab analyze {out} --unit product --time period --outcome units "
+        "--treated treated --probability probability --blackout blackout --method dm"
+    )
 
 
 def _reply(reply: dict[str, object]) -> None:
@@ -220,8 +373,52 @@ for _mod in _PLUGINS:
             raise
 
 
-def main() -> None:
-    app()
+def _sentence(exc: BaseException) -> str | None:
+    """The one sentence for an error an operator can act on; None for a bug."""
+    if isinstance(exc, PricelabError):
+        return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, FileNotFoundError):
+        return f"{exc.filename}: no such file"
+    if isinstance(exc, IsADirectoryError):
+        return f"{exc.filename}: is a directory, not a file"
+    if isinstance(exc, PermissionError):
+        return f"{exc.filename}: permission denied"
+    if isinstance(exc, OSError) and exc.filename:
+        return f"{exc.filename}: {exc.strerror or exc}"
+    return None
+
+
+#: click's usage errors, as the installed typer raises them (it may vendor its own click)
+_CLICK_ERRORS: tuple[type[Exception], ...] = tuple(
+    {next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"),
+     click.ClickException}
+)  # fmt: skip
+_ABORTS: tuple[type[BaseException], ...] = (typer.Abort, click.exceptions.Abort, KeyboardInterrupt)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the CLI; every error an operator can act on is one sentence with exit status 2."""
+    # clients (aiokafka, redis) log their connection failures; a command says it in one
+    # sentence instead (a worker configures its own logging)
+    logging.getLogger().addHandler(logging.NullHandler())
+    try:
+        code = app(args=list(argv) if argv is not None else None, standalone_mode=False)
+    except _ABORTS:
+        typer.echo("aborted", err=True)
+        sys.exit(130)
+    except _CLICK_ERRORS as exc:  # a bad or missing option or argument
+        typer.echo(f"error: {exc.format_message()}", err=True)  # type: ignore[attr-defined]
+        sys.exit(getattr(exc, "exit_code", 2))
+    except (PricelabError, OSError) as exc:
+        sentence = _sentence(exc)
+        if sentence is None:
+            raise
+        typer.echo(f"error: {sentence}", err=True)
+        sys.exit(2)
+    except TimeoutError:
+        typer.echo("error: the operation timed out (is the broker or Redis overloaded?)", err=True)
+        sys.exit(2)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

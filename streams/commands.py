@@ -12,6 +12,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from controller.errors import StoreError
 from controller.settings import Settings
 from controller.store import Store, decode_record, make_redis
+from streams.errors import services_answer
 from streams.kafka import JsonPublisher
 from streams.schemas import Command
 
@@ -19,9 +20,20 @@ from streams.schemas import Command
 async def send_command_async(
     settings: Settings, kind: str, timeout: float = 30.0, **fields: Any
 ) -> dict[str, Any]:
+    """Send a command and wait for its reply (``{"ok": ..., "error": ...}``); a broker that does
+    not answer raises :class:`streams.errors.ServiceUnavailable`."""
     cmd = Command(command_id=uuid.uuid4().hex, kind=kind, **fields)  # type: ignore[arg-type]
+    async with services_answer(bootstrap_servers=settings.kafka.bootstrap_servers):
+        return await _send(settings, cmd, timeout)
+
+
+async def _send(settings: Settings, cmd: Command, timeout: float) -> dict[str, Any]:
     consumer = AIOKafkaConsumer(**settings.kafka.client_kwargs(), enable_auto_commit=False)  # type: ignore[arg-type]
-    await consumer.start()
+    try:
+        await consumer.start()
+    except BaseException:
+        await consumer.stop()  # a failed start leaves the client open otherwise
+        raise
     try:
         topic = settings.topics.command_replies
         parts = [
@@ -67,10 +79,13 @@ def send_command(
 
 
 def _with_store(settings: Settings, fn):  # type: ignore[no-untyped-def]
+    """Run ``fn(store)`` on a fresh client; Redis not answering raises ServiceUnavailable."""
+
     async def go():  # type: ignore[no-untyped-def]
         redis = make_redis(settings)
         try:
-            return await fn(Store(redis, settings.key_prefix))
+            async with services_answer(redis_url=settings.redis.url.get_secret_value()):
+                return await fn(Store(redis, settings.key_prefix))
         finally:
             await redis.aclose()
 

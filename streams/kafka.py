@@ -22,29 +22,53 @@ from pydantic import BaseModel
 from controller.settings import Settings
 
 
-async def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
-    """Create pricelab's topics if missing (assignments compacted, keyed by product)."""
+def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
+    """Every pricelab topic and its configuration: assignments compacted (the last assignment
+    of each product is kept for good), event topics kept ``event_retention``, record topics
+    (estimates, experiment events, dead letters) ``record_retention``."""
+    t, k = settings.topics, settings.kafka
+
+    def keep(d: Any) -> dict[str, str]:
+        return {"cleanup.policy": "delete", "retention.ms": str(int(d.total_seconds() * 1000))}
+
+    events, records = keep(k.event_retention), keep(k.record_retention)
+    return {
+        t.competitor_prices: events,
+        t.sales: events,
+        t.commands: events,
+        t.command_replies: events,
+        t.assignments: {"cleanup.policy": "compact", "retention.ms": "-1"},
+        t.estimates: records,
+        t.experiment_events: records,
+        t.dead_letter: records,
+    }
+
+
+async def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
+    """Create pricelab's topics that are missing, with their partitions and configuration
+    (:func:`topic_configs`); idempotent. Returns the topics it created."""
     admin = AIOKafkaAdminClient(**settings.kafka.client_kwargs())  # type: ignore[arg-type]
-    await admin.start()
+    try:
+        await asyncio.wait_for(admin.start(), timeout)
+    except BaseException:
+        await admin.close()
+        raise
     try:
         existing = set(await admin.list_topics())
-        topics = settings.topics
-        wanted = []
-        for name in topics.all():
-            if name in existing:
-                continue
-            configs = {"cleanup.policy": "compact"} if name == topics.assignments else {}
-            wanted.append(
-                NewTopic(
-                    name,
-                    num_partitions=settings.kafka.partitions,
-                    replication_factor=settings.kafka.replication_factor,
-                    topic_configs=configs,
-                )
+        wanted = [
+            NewTopic(
+                name,
+                num_partitions=settings.kafka.partitions,
+                replication_factor=settings.kafka.replication_factor,
+                topic_configs=configs,
             )
+            for name, configs in topic_configs(settings).items()
+            if name not in existing
+        ]
         if wanted:
             with contextlib.suppress(TopicAlreadyExistsError):
                 await asyncio.wait_for(admin.create_topics(wanted), timeout)
+        return [t.name for t in wanted]
     finally:
         await admin.close()
 

@@ -12,15 +12,20 @@ Register with ``streams.report_cli.register(app)``.
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import pandas as pd
 import typer
 
-from controller.settings import Settings
+from controller.settings import Settings, load_settings
 from controller.spec import ExperimentSpec
+from streams.errors import services_answer
+
+
+def _fail(message: str) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
 
 
 def _read_table(path: Path) -> pd.DataFrame:
@@ -61,57 +66,39 @@ def design_plans(design: str, df: pd.DataFrame, spec: ExperimentSpec | None = No
 async def _live_panel(
     settings: Settings, experiment: str
 ) -> tuple[pd.DataFrame, str, dict[str, Any]]:
-    from controller.panel_source import RedisPanelSource
-    from controller.store import Store, make_redis
-    from streams.runtime import make_clock
+    from controller.store import make_redis
 
     redis = make_redis(settings)
     try:
-        store = Store(redis, settings.key_prefix)
-        clock = make_clock(settings, store)
-        source = RedisPanelSource(store, clock)
-        await clock.sync()
-        state = await store.get_experiment(experiment)
-        df = await source.panel(experiment, clock.now())
-        spec = state.spec
-        return df, spec.design, {"status": state.status, "spec": spec}
+        async with services_answer(redis_url=settings.redis.url.get_secret_value()):
+            return await _read_live(redis, settings, experiment)
     finally:
         await redis.aclose()
 
 
-async def _live_estimates(
-    settings: Settings, experiment: str, timeout: float = 10.0
-) -> pd.DataFrame:
-    """Every estimate message of ``experiment`` on the estimates topic so far."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+async def _read_live(
+    redis: Any, settings: Settings, experiment: str
+) -> tuple[pd.DataFrame, str, dict[str, Any]]:
+    from controller.panel_source import RedisPanelSource
+    from controller.store import Store
+    from streams.runtime import make_clock
 
-    consumer = AIOKafkaConsumer(**settings.kafka.client_kwargs(), enable_auto_commit=False)  # type: ignore[arg-type]
-    await consumer.start()
-    rows: list[dict[str, Any]] = []
-    try:
-        topic = settings.topics.estimates
-        await consumer._client.force_metadata_update()  # noqa: SLF001 - unsubscribed topic metadata
-        parts = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or {0})]
-        consumer.assign(parts)
-        await consumer.seek_to_beginning(*parts)
-        ends = await consumer.end_offsets(parts)
-        deadline = asyncio.get_running_loop().time() + timeout
-        while asyncio.get_running_loop().time() < deadline:
-            positions = [await consumer.position(p) for p in parts]
-            if all(pos >= ends[p] for pos, p in zip(positions, parts, strict=True)):
-                break
-            batch = await consumer.getmany(timeout_ms=200)
-            for records in batch.values():
-                for r in records:
-                    try:
-                        doc = json.loads(r.value)
-                    except ValueError:
-                        continue
-                    if doc.get("experiment") == experiment and "estimator" in doc:
-                        rows.append(doc)
-    finally:
-        await consumer.stop()
-    return pd.DataFrame(rows)
+    store = Store(redis, settings.key_prefix)
+    clock = make_clock(settings, store)
+    source = RedisPanelSource(store, clock)
+    await clock.sync()
+    state = await store.get_experiment(experiment)
+    df = await source.panel(experiment, clock.now())
+    spec = state.spec
+    return df, spec.design, {"status": state.status, "spec": spec}
+
+
+async def _live_estimates(settings: Settings, experiment: str, idle: float = 2.0) -> pd.DataFrame:
+    """Every estimate message of ``experiment`` on the estimates topic so far (read until idle:
+    the embedded broker's end offsets lag its data, docs/broker.md)."""
+    from streams.estimates_cli import all_estimates
+
+    return pd.DataFrame(await all_estimates(settings, experiment, idle))
 
 
 async def live_report(
@@ -150,7 +137,12 @@ def report(
         Path | None, typer.Option(help="Offline: estimate messages as JSON lines.")
     ] = None,
     design: Annotated[
-        str | None, typer.Option(help="Offline: the design (picks the replayed estimators).")
+        str | None,
+        typer.Option(help="Offline: the panel's design (picks the replayed estimators)."),
+    ] = None,
+    spec_path: Annotated[
+        Path | None,
+        typer.Option("--spec", help="Offline: the experiment's spec (gives its design)."),
     ] = None,
     truth: Annotated[
         float | None, typer.Option(help="A known true effect to draw (simulations).")
@@ -164,14 +156,29 @@ def report(
 
     spec = None
     if panel is not None:
+        from controller import design_registry
+        from controller.spec import load_spec_file
+
+        if spec_path is not None:
+            spec = load_spec_file(spec_path)
+            if design is not None and design != spec.design:
+                _fail(f"--design {design} contradicts the spec's design {spec.design}")
+        the_design = spec.design if spec is not None else design
+        if the_design is None:
+            _fail("an offline report needs the panel's design: give --design or --spec")
+        if the_design not in design_registry.names():
+            _fail(
+                f"unknown design {the_design!r}; choose from {', '.join(design_registry.names())}"
+            )
         df = _read_table(panel)
         est = _read_table(estimates) if estimates is not None else None
         if "experiment" in df.columns:
             df = df[df["experiment"] == experiment]
-        the_design = design or "random-days"
         note = f"Built offline from {panel.name}."
+    elif spec_path is not None or design is not None:
+        _fail("--design and --spec describe an offline --panel; a live report reads its spec")
     else:
-        settings = Settings()
+        settings = load_settings()
         df, the_design, info = asyncio.run(_live_panel(settings, experiment))
         spec = info["spec"]
         est = asyncio.run(_live_estimates(settings, experiment))

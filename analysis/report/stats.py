@@ -39,6 +39,14 @@ def normalise_panel(df: pd.DataFrame, outcome: str = "units") -> pd.DataFrame:
     missing = [c for c in ("product", "period", outcome, "treated") if c not in d.columns]
     if missing:
         raise AnalysisError(f"the panel needs column(s) {missing}; it has {list(d.columns)}")
+    values = pd.to_numeric(d[outcome], errors="coerce")
+    bad = values.isna() & d[outcome].notna()
+    if bad.any():
+        raise AnalysisError(
+            f"the outcome column {outcome!r} has non-numeric values, e.g. "
+            f"{d.loc[bad, outcome].iloc[0]!r}"
+        )
+    d[outcome] = values
     if "probability" not in d.columns:
         d["probability"] = np.nan
     if "blackout" not in d.columns:

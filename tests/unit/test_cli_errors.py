@@ -1,0 +1,155 @@
+"""Every subcommand answers a mistake with one sentence and exit status 2, never a traceback.
+
+The sweep runs the real entry point (``streams.cli.main``) in-process, with the broker and
+Redis pointed at ports where nothing listens.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from streams.cli import app, main
+
+ROOT = Path(__file__).resolve().parents[2]
+GOOD = ROOT / "docs" / "examples" / "random-days.yaml"
+TRIGGERED = ROOT / "docs" / "examples" / "triggered.yaml"
+
+
+def _dead_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])  # closed again: nothing listens there
+
+
+@pytest.fixture
+def files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
+    monkeypatch.setenv("PRICELAB_KAFKA__BOOTSTRAP_SERVERS", f"127.0.0.1:{_dead_port()}")
+    monkeypatch.setenv("PRICELAB_REDIS__URL", f"redis://:hunter2@127.0.0.1:{_dead_port()}/0")
+    bad_spec = tmp_path / "bad.yaml"
+    bad_spec.write_text(GOOD.read_text().replace("washout: PT2H", "washout: P3D"))
+    not_yaml = tmp_path / "broken.yaml"
+    not_yaml.write_text("id: x\nproducts: [a\n  b: c\n")
+    panel = tmp_path / "panel.csv"
+    panel.write_text(
+        "product,period,units,treated,probability\n"
+        + "".join(f"p{i},{k},{10 + i + k},{(i + k) % 2},0.5\n" for i in range(4) for k in range(4))
+    )
+    text = tmp_path / "text.csv"
+    text.write_text(panel.read_text().replace(",10,", ",ten,"))
+    no_treated = tmp_path / "no_treated.csv"
+    no_treated.write_text(panel.read_text().replace("treated", "arm"))
+    market = tmp_path / "market.yaml"
+    market.write_text("n_prodcts: 20\n")
+    not_json = tmp_path / "graph.json"
+    not_json.write_text("{not json")
+    return {
+        "bad_spec": bad_spec, "not_yaml": not_yaml, "panel": panel, "text": text,
+        "no_treated": no_treated,
+        "market": market, "not_json": not_json, "out": tmp_path / "out",
+    }  # fmt: skip
+
+
+CASES: list[tuple[str, list[str], str]] = [
+    # (id, argv with {placeholders}, what the sentence must name)
+    ("create-missing", ["experiment", "create", "nope.yaml"], "nope.yaml: no such file"),
+    ("create-bad-spec", ["experiment", "create", "{bad_spec}"], "washout"),
+    ("create-not-yaml", ["experiment", "create", "{not_yaml}"], "not valid YAML"),
+    ("create-no-broker", ["experiment", "create", str(GOOD)], "Kafka broker at 127.0.0.1"),
+    ("pause-no-broker", ["experiment", "pause", "x"], "does not answer"),
+    ("stop-no-broker", ["experiment", "stop", "x"], "does not answer"),
+    ("freeze-no-offset", ["experiment", "freeze", "--start", "2026-01-01", "--end", "x"], "UTC offset"),
+    ("freeze-backwards", ["experiment", "freeze", "--start", "2026-01-02T00:00:00Z",
+                          "--end", "2026-01-01T00:00:00Z"], "end"),
+    ("freeze-no-broker", ["experiment", "freeze", "--start", "2026-01-01T00:00:00Z",
+                          "--end", "2026-01-02T00:00:00Z"], "does not answer"),
+    ("list-no-redis", ["experiment", "list"], "Redis at 127.0.0.1"),
+    ("show-no-redis", ["experiment", "show", "x"], "Redis at 127.0.0.1"),
+    ("assignments-no-redis", ["assignments", "P0001"], "Redis at 127.0.0.1"),
+    ("estimates-no-broker", ["estimates", "x"], "does not answer"),
+    ("export-no-redis", ["panel", "export", "x", "--out", "{out}/p.csv"], "Redis at"),
+    ("export-bad-suffix", ["panel", "export", "x", "--out", "{out}/p.txt"], ".csv or .parquet"),
+    ("topics-no-broker", ["topics"], "does not answer"),
+    ("schedule-missing", ["schedule", "nope.yaml"], "nope.yaml"),
+    ("schedule-bad-spec", ["schedule", "{bad_spec}"], "washout"),
+    ("schedule-unknown-trigger", ["schedule", str(TRIGGERED), "--trigger", "nosuch=3"], "nosuch"),
+    ("schedule-trigger-outside", ["schedule", str(TRIGGERED), "--trigger", "tv-a=99"], "outside"),
+    ("schedule-window-outside", ["schedule", str(GOOD), "--start", "2020-01-01", "--end",
+                                 "2020-01-05"], "outside"),
+    ("schedule-bad-date", ["schedule", str(GOOD), "--start", "soon"], "soon"),
+    ("analyze-missing", ["analyze", "nope.csv", "--unit", "product", "--time", "period",
+                         "--outcome", "units", "--treated", "treated", "--method", "dm"], "nope.csv"),
+    ("analyze-no-column", ["analyze", "{panel}", "--unit", "product", "--time", "period",
+                           "--outcome", "revenue", "--treated", "treated", "--method", "dm"], "revenue"),
+    ("analyze-text-outcome", ["analyze", "{text}", "--unit", "product", "--time", "period",
+                              "--outcome", "units", "--treated", "treated", "--method", "dm"],
+     "non-numeric"),
+    ("analyze-alpha", ["analyze", "{panel}", "--unit", "product", "--time", "period", "--outcome",
+                       "units", "--treated", "treated", "--method", "dm", "--alpha", "2"], "alpha"),
+    ("analyze-method", ["analyze", "{panel}", "--unit", "product", "--time", "period", "--outcome",
+                        "units", "--treated", "treated", "--method", "nosuch"], "nosuch"),
+    ("compare-runs", ["compare-designs", "--runs", "1"], "runs"),
+    ("compare-products", ["compare-designs", "--products", "1", "--runs", "2"], "n_products"),
+    ("compare-market-field", ["compare-designs", "--market", "{market}", "--runs", "2"], "n_prodcts"),
+    ("compare-design", ["compare-designs", "--designs", "zigzag", "--runs", "2"], "zigzag"),
+    ("simulate-missing", ["simulate", "--spec", "nope.yaml", "--out", "{out}/p.csv"], "nope.yaml"),
+    ("graph-build-missing", ["graph", "build", "nope.csv", "--out", "{out}/g.json"], "nope.csv"),
+    ("graph-show-missing", ["graph", "show", "nope.json"], "nope.json"),
+    ("graph-show-not-json", ["graph", "show", "{not_json}"], "graph.json"),
+    ("graph-cluster-missing", ["graph", "cluster", "nope.json", "--out", "{out}/c.json"], "nope.json"),
+    ("report-no-design", ["report", "x", "--out", "{out}", "--panel", "{panel}"], "--design"),
+    ("report-bogus-design", ["report", "x", "--out", "{out}", "--panel", "{panel}",
+                             "--design", "bogus"], "bogus"),
+    ("report-no-column", ["report", "x", "--out", "{out}", "--panel", "{no_treated}", "--design",
+                          "random-days"], "treated"),
+    ("report-text-outcome", ["report", "x", "--out", "{out}", "--panel", "{text}", "--design",
+                             "random-days"], "units"),
+    ("report-no-redis", ["report", "x", "--out", "{out}"], "Redis at"),
+    ("demo-products", ["demo", "--products", "1"], "--products"),
+    ("worker-role", ["worker", "--role", "bogus"], "bogus"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("argv, says", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_a_mistake_is_one_sentence_and_exit_status_2(
+    argv: list[str], says: str, files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = [a.format(**files) for a in argv]
+    with pytest.raises(SystemExit) as exit_:
+        main(args)
+    out, err = capsys.readouterr()
+    assert exit_.value.code == 2, (out, err)
+    assert "Traceback" not in out + err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert says in lines[0], lines[0]
+    assert "hunter2" not in out + err  # the Redis password never shows
+
+
+def test_a_bad_setting_is_named(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("PRICELAB_KAFKA__PARTITIONS", "many")
+    with pytest.raises(SystemExit) as exit_:
+        main(["topics"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.startswith("error: PRICELAB_KAFKA__PARTITIONS:"), err
+
+
+def test_the_sweep_covers_every_subcommand() -> None:
+    """A new subcommand must join the sweep. `up` only starts processes (its runs are in the
+    integration tests); `experiment resume` shares pause's and stop's code."""
+    import typer.main
+
+    group = typer.main.get_command(app)
+    commands = group.commands  # type: ignore[attr-defined]
+    every = set()
+    for name, cmd in commands.items():
+        subs = getattr(cmd, "commands", None)
+        every |= {f"{name} {s}" for s in subs} if subs else {name}
+
+    def command_of(argv: list[str]) -> str:
+        return f"{argv[0]} {argv[1]}" if getattr(commands[argv[0]], "commands", None) else argv[0]
+
+    swept = {command_of(argv) for _, argv, _ in CASES} | {"topics"}
+    assert sorted(every - swept - {"up", "experiment resume"}) == []
