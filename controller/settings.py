@@ -142,7 +142,8 @@ class Settings(BaseSettings):
             if isinstance(value, SecretStr):
                 value = value.get_secret_value()
             elif isinstance(value, timedelta):
-                value = f"PT{value.total_seconds():g}S"
+                seconds = f"{value.total_seconds():f}".rstrip("0").rstrip(".")
+                value = f"PT{seconds}S"
             env[prefix] = str(value)
 
         for name in type(self).model_fields:

@@ -147,6 +147,7 @@ def test_report_cli_offline(tmp_path) -> None:  # type: ignore[no-untyped-def]
     panel = tmp_path / "panel.csv"
     _switchback().to_csv(panel, index=False)
     out = tmp_path / "rep"
-    res = CliRunner().invoke(app, ["report", "exp-1", "--out", str(out), "--panel", str(panel)])
+    args = ["report", "exp-1", "--out", str(out), "--panel", str(panel), "--design", "random-days"]
+    res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
     assert (out / "index.html").exists() and (out / "running_estimates.png").exists()
