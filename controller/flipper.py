@@ -55,11 +55,18 @@ class FlipObserver(Protocol):
         self, experiment: str, n: int, seconds: float, missed: int, lateness: float = 0.0
     ) -> None: ...
 
+    def next_boundary(self, experiment: str, at: datetime | None) -> None:
+        """The boundary the experiment's next flip is due at (None: no flip is due any more)."""
+        ...
+
 
 class _NullObserver:
     def flipped(
         self, experiment: str, n: int, seconds: float, missed: int, lateness: float = 0.0
     ) -> None:
+        return None
+
+    def next_boundary(self, experiment: str, at: datetime | None) -> None:
         return None
 
 
@@ -80,19 +87,27 @@ class Flipper:
         done = 0
         for state in await self.store.experiments():
             if state.status not in ("running", "paused"):
+                self.observer.next_boundary(state.spec.id, None)
                 continue
             if now >= state.spec.end:
                 await self._end(state, now)
-                continue
-            if now < state.spec.start:
+                self.observer.next_boundary(state.spec.id, None)
                 continue
             spec = state.spec
+            if now < spec.start:
+                self.observer.next_boundary(spec.id, period_start(spec, 0))
+                continue
             frozen = state.status == "running" and any(
                 f.applies_to(spec.id) and f.covers(now) for f in freezes
             )
-            done += await self._flip(state, now, freezes, frozen)
+            flipped = await self._flip(state, now, freezes, frozen)
+            done += flipped
             if frozen != state.frozen and state.status == "running":
                 await self._refreeze(state, now, freezes, frozen)
+            # the boundary after the last period flipped: a flip is overdue once it has passed
+            last = period_index(spec, now) if flipped else state.flipped_period
+            nxt = period_start(spec, last + 1)
+            self.observer.next_boundary(spec.id, min(nxt, spec.end))
         return done
 
     async def _freezes(self) -> list[Freeze]:

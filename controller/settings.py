@@ -93,6 +93,9 @@ class Settings(BaseSettings):
     redis: RedisSettings = RedisSettings()
     topics: TopicSettings = TopicSettings()
     key_prefix: str = "pl"
+    #: prefix of the worker's Kafka consumer groups (``<app_id>-controller``, ``...-sales``);
+    #: deployments (or tests) sharing a broker need their own
+    app_id: str = "pricelab"
 
     clock: Literal["wall", "simulated"] = "wall"
 
@@ -119,6 +122,8 @@ class Settings(BaseSettings):
     #: a flip claim expires after this long if its worker dies (then another completes it);
     #: so does a half-done experiment creation (its product claims then stop counting)
     flip_lease: timedelta = timedelta(seconds=30)
+    #: a worker turns unready when one of its consumer groups stays unassigned this long
+    ready_group_grace: timedelta = timedelta(seconds=60)
     #: largest command message accepted, in bytes
     max_command_bytes: int = 1_000_000
     #: what to do with a sale of a product in no experiment: count it, or dead-letter it

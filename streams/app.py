@@ -29,6 +29,7 @@ from streams.handlers import (
 from streams.kafka import consumer_lag
 from streams.logging import worker_logging_config
 from streams.metrics import Metrics
+from streams.readiness import Readiness
 from streams.runtime import Runtime
 
 log = logging.getLogger("pricelab.app")
@@ -55,7 +56,7 @@ def faust_credentials(settings: Settings) -> object | None:
 def build_app(
     settings: Settings, roles: set[str], metrics: Metrics | None = None
 ) -> tuple[faust.App, Runtime]:
-    app_id = "pricelab-" + "-".join(sorted(roles))
+    app_id = f"{settings.app_id}-" + "-".join(sorted(roles))
     app = faust.App(
         app_id,
         broker=[f"kafka://{hp}" for hp in settings.kafka.bootstrap_servers.split(",")],
@@ -80,6 +81,26 @@ def build_app(
     rt = Runtime(settings, metrics)
     t = settings.topics
     consumers: list[BatchConsumer] = []
+    readiness = Readiness(grace=settings.ready_group_grace.total_seconds())
+
+    async def check_ready() -> tuple[bool, dict[str, object]]:
+        """Redis answers, the clock is set, every consumer group holds its assignment."""
+        detail: dict[str, object] = {"groups": readiness.describe()}
+        try:
+            await rt.ensure_started()
+            await rt.redis.ping()
+            clock_ok = await rt.clock_ready()
+        except Exception as exc:  # readiness reports, never raises
+            detail["error"] = type(exc).__name__
+            ok = False
+        else:
+            unready = readiness.unready_groups()
+            ok = clock_ok and not unready
+            detail |= {"clock": clock_ok, "unassigned": unready}
+        rt.metrics.ready.set(1 if ok else 0)
+        for group, m in readiness.groups.items():
+            rt.metrics.group_assigned.labels(group).set(1 if m.assigned else 0)
+        return ok, detail
 
     @app.on_before_shutdown.connect
     async def _drain(app: faust.App, **kwargs: object) -> None:
@@ -93,16 +114,24 @@ def build_app(
 
     @app.page("/ready")
     async def ready(web: object, request: object) -> object:
-        try:
-            await rt.ensure_started()
-            await rt.redis.ping()
-            ok = await rt.clock_ready()
-        except Exception as exc:  # readiness reports, never raises
-            return app.web.json({"ready": False, "error": type(exc).__name__}, status=503)  # type: ignore[attr-defined]
-        return app.web.json({"ready": ok}, status=200 if ok else 503)  # type: ignore[attr-defined]
+        ok, detail = await check_ready()
+        return app.web.json({"ready": ok} | detail, status=200 if ok else 503)  # type: ignore[attr-defined]
+
+    @app.timer(interval=5.0, name="readiness")
+    async def readiness_timer() -> None:
+        await check_ready()  # keeps pricelab_ready current for the alert
 
     if "controller" in roles:
         cmd_topic = app.topic(t.commands, value_type=bytes, value_serializer="raw")
+        faust_group = readiness.track(app_id)
+
+        @app.on_partitions_assigned.connect
+        async def _assigned(app: faust.App, assigned: object, **kwargs: object) -> None:
+            faust_group.on_assigned()
+
+        @app.on_partitions_revoked.connect
+        async def _revoked(app: faust.App, revoked: object, **kwargs: object) -> None:
+            faust_group.on_revoked()
 
         # sales bypass faust's per-event stream machinery: a plain aiokafka consumer hands whole
         # fetched batches to the handler and commits after the Redis write (streams/consumer.py)
@@ -120,6 +149,7 @@ def build_app(
             _sales_batch,
             batch_size=settings.sales_batch_size,
             within=settings.sales_batch_within,
+            membership=readiness.track(f"{app_id}-sales"),
         )
         consumers.append(sales_consumer)
         # a dependency of the app, not an app.task: it joins its group while faust joins its
@@ -143,6 +173,7 @@ def build_app(
             within=COMPETITOR_WINDOW,
             depth=2,
             on_commit=lambda seconds: rt.metrics.trigger_stage("commit", seconds),
+            membership=readiness.track(f"{app_id}-competitor"),
         )
         consumers.append(comp_consumer)
         app.add_dependency(_ConsumerService(rt, comp_consumer))

@@ -42,6 +42,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 
 from controller.settings import Settings
 from streams.handlers import EXIT_UNSAFE_TO_ACK, RawEvent, hard_exit
+from streams.readiness import GroupMembership
 
 log = logging.getLogger("pricelab.consumer")
 
@@ -53,6 +54,8 @@ class _WaitForBatch(ConsumerRebalanceListener):  # type: ignore[misc]
         self.owner = owner
 
     async def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
+        if self.owner.membership is not None:
+            self.owner.membership.on_revoked()
         # the batches in flight finish and commit before the group moves the partitions
         consumer = self.owner.consumer
         if consumer is not None:
@@ -60,6 +63,8 @@ class _WaitForBatch(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
         log.info("assigned %s", sorted(f"{tp.topic}[{tp.partition}]" for tp in assigned))
+        if self.owner.membership is not None:
+            self.owner.membership.on_assigned()
 
 
 class BatchConsumer:
@@ -78,6 +83,7 @@ class BatchConsumer:
         grace: float = 10.0,
         exit: Callable[[int], None] = hard_exit,
         on_commit: Callable[[float], None] | None = None,
+        membership: GroupMembership | None = None,
     ) -> None:
         self.settings = settings
         self.topic = topic
@@ -89,6 +95,8 @@ class BatchConsumer:
         self._exit = exit
         #: called with each offset commit's duration in seconds (a metric)
         self._on_commit = on_commit
+        #: told when the group assigns or revokes this member's partitions (readiness)
+        self.membership = membership
         self.depth = depth
         self._order = asyncio.Lock()
         self._inflight: deque[tuple[asyncio.Future[object], dict[TopicPartition, int]]] = deque()

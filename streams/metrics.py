@@ -32,6 +32,7 @@ The catalogue (also in README.md):
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from datetime import datetime
 
@@ -115,6 +116,22 @@ class Metrics:
             "pricelab_flip_duration_seconds",
             "Time to write and publish one flip",
             buckets=_SLOW,
+            registry=r,
+        )
+        self.next_flip_due = Gauge(
+            "pricelab_next_flip_due_timestamp_seconds",
+            "Clock time (Unix seconds) at which the experiment's next flip is due: the boundary "
+            "after the last period flipped",
+            ["experiment"],
+            registry=r,
+        )
+        self.ready = Gauge(
+            "pricelab_ready", "1 while the worker is ready (see /ready), else 0", registry=r
+        )
+        self.group_assigned = Gauge(
+            "pricelab_consumer_group_assigned",
+            "1 while the worker's member of the consumer group holds an assignment, else 0",
+            ["group"],
             registry=r,
         )
         self.flip_lateness = Histogram(
@@ -212,6 +229,13 @@ class Metrics:
         self.flip_lateness.observe(max(0.0, lateness))
         if missed:
             self.missed_flips.labels(experiment).inc(missed)
+
+    def next_boundary(self, experiment: str, at: datetime | None) -> None:
+        if at is None:
+            with contextlib.suppress(KeyError):
+                self.next_flip_due.remove(experiment)
+            return
+        self.next_flip_due.labels(experiment).set(at.timestamp())
 
     # WorkerObserver
     def estimated(self, experiment: str, estimator: str, seconds: float, ok: bool) -> None:

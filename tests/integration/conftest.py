@@ -40,6 +40,9 @@ def make_settings(stack: EmbeddedStack, **overrides: Any) -> Settings:
         "redis": RedisSettings(url=SecretStr(stack.redis_url)),
         "topics": topics,
         "key_prefix": f"t{tag}",
+        # a consumer group per test: a worker killed by an earlier test stays a member of its
+        # group until its session times out, and would hold up this test's rebalance
+        "app_id": f"t{tag}",
         "clock": "simulated",
     }
     base.update(overrides)

@@ -53,3 +53,42 @@ def test_rules_use_only_metrics_pricelab_exports():
             used |= set(re.findall(r"\b(pricelab_[a-z_]+)", rule["expr"]))
     assert used, "no pricelab metric in the rules?"
     assert sorted(used - exported) == []
+
+
+RULE_TESTS = ROOT / "deploy/prometheus/alerts_test.yml"
+
+
+def test_promtool_unit_tests_of_the_alerts_pass():
+    out = subprocess.run(
+        [_promtool(), "test", "rules", str(RULE_TESTS)], capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "SUCCESS" in out.stdout
+
+
+def test_every_alert_is_tested_both_quiet_and_firing():
+    alerts = {
+        r["alert"]
+        for g in yaml.safe_load(RULES.read_text())["groups"]
+        for r in g["rules"]
+        if "alert" in r
+    }
+    quiet, firing = set(), set()
+    for t in yaml.safe_load(RULE_TESTS.read_text())["tests"]:
+        for case in t.get("alert_rule_test", []):
+            (firing if case["exp_alerts"] else quiet).add(case["alertname"])
+    assert {"PricelabControllerDown", "PricelabFlipOverdue", "PricelabAnalysisStale",
+            "PricelabWorkerNotReady"} <= alerts  # fmt: skip
+    assert sorted(alerts - firing) == [] and sorted(alerts - quiet) == []
+
+
+def test_a_wrong_expectation_fails_promtool(tmp_path):
+    """The promtool run can fail: the same tests with one expectation changed do."""
+    tests = yaml.safe_load(RULE_TESTS.read_text())
+    tests["rule_files"] = [str(RULES)]
+    case = tests["tests"][0]["alert_rule_test"][1]
+    case["exp_alerts"][0]["exp_labels"]["severity"] = "ticket"
+    broken = tmp_path / "broken_test.yml"
+    broken.write_text(yaml.safe_dump(tests))
+    out = subprocess.run([_promtool(), "test", "rules", str(broken)], capture_output=True, text=True)
+    assert out.returncode != 0 and "FAILED" in out.stdout + out.stderr

@@ -60,3 +60,24 @@ def test_to_env_round_trips(monkeypatch):
     for k, v in s.to_env().items():
         monkeypatch.setenv(k, v)
     assert Settings() == s
+
+
+def test_readiness_waits_for_every_group_and_forgives_a_short_rebalance():
+    from streams.readiness import Readiness
+
+    t = [0.0]
+    r = Readiness(grace=30.0, now=lambda: t[0])
+    sales, faust_group = r.track("app-sales"), r.track("app")
+    assert r.unready_groups() == ["app", "app-sales"]  # never assigned yet
+    sales.on_assigned()
+    assert r.unready_groups() == ["app"]
+    faust_group.on_assigned()
+    assert r.unready_groups() == []
+    t[0] = 100.0
+    sales.on_revoked()  # a rebalance starts
+    t[0] = 120.0
+    assert r.unready_groups() == []  # within the grace period
+    t[0] = 131.0
+    assert r.unready_groups() == ["app-sales"]  # stuck re-joining
+    sales.on_assigned()
+    assert r.unready_groups() == [] and r.describe()["app-sales"]["assigned"] is True
