@@ -203,3 +203,47 @@ async def test_agent_survives_bad_input_and_counts_good_sales(settings, store_an
     finally:
         await pub.stop()
         w.stop()
+
+
+async def test_ready_needs_every_consumer_group_and_the_next_flip_is_exported(settings, store_and_clock):
+    import urllib.request
+
+    from controller.periods import period_start
+    from controller.spec import load_spec
+
+    store, clock = store_and_clock
+    await clock.set(START + timedelta(hours=3))
+    w = WorkerProcess(settings).start()
+    try:
+        reply = await send_command_async(settings, "create", timeout=60, spec=spec_doc("rd"))
+        assert reply["ok"], reply
+
+        def ready() -> dict:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{w.web_port}/ready", timeout=5) as r:
+                    return json.loads(r.read()) | {"status": r.status}
+            except urllib.error.HTTPError as exc:  # 503 while not ready
+                return json.loads(exc.read()) | {"status": exc.code}
+
+        async def is_ready() -> bool:
+            return (await asyncio.to_thread(ready))["status"] == 200
+
+        await _wait(is_ready, timeout=60, what="/ready")
+        doc = await asyncio.to_thread(ready)
+        groups = doc["groups"]
+        app_id = f"{settings.app_id}-controller"
+        assert set(groups) == {app_id, f"{app_id}-sales", f"{app_id}-competitor"}
+        assert all(g["assigned"] for g in groups.values()) and doc["unassigned"] == []
+
+        async def exported() -> bool:
+            return metric_value(w.metrics(), "pricelab_ready") == 1.0
+
+        await _wait(exported, timeout=20, what="pricelab_ready = 1")
+        spec = load_spec(spec_doc("rd"))
+        due = metric_value(w.metrics(), "pricelab_next_flip_due_timestamp_seconds", experiment="rd")
+        assert due == period_start(spec, 1).timestamp()  # period 0 flipped; period 1 next
+        m = w.metrics()
+        for g in groups:
+            assert metric_value(m, "pricelab_consumer_group_assigned", group=g) == 1.0
+    finally:
+        w.stop()
