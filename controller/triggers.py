@@ -195,8 +195,9 @@ class TriggerTracker:
         if self._undercut(state):
             if state.undercut_since is None:
                 resumed = state.broken_at == at and state.broken_since is not None
-                state.undercut_since = state.broken_since if resumed else max(at, self.spec.start)
-                self._watch(product, state.undercut_since)
+                since = state.broken_since if resumed and state.broken_since else max(at, self.spec.start)
+                state.undercut_since = since
+                self._watch(product, since)
         elif state.undercut_since is not None:
             state.broken_at, state.broken_since = at, state.undercut_since
             state.undercut_since = None

@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import ssl
+from typing import cast
 
 import faust
 import mode
@@ -41,7 +43,7 @@ COMPETITOR_WINDOW = 0.01
 def faust_credentials(settings: Settings) -> object | None:
     k = settings.kafka
     if k.sasl_mechanism:
-        ssl_ctx = k.client_kwargs().get("ssl_context")
+        ssl_ctx = cast("ssl.SSLContext | None", k.client_kwargs().get("ssl_context"))
         return faust.SASLCredentials(
             username=k.sasl_username,
             password=k.sasl_password.get_secret_value() if k.sasl_password else None,
@@ -49,7 +51,7 @@ def faust_credentials(settings: Settings) -> object | None:
             ssl_context=ssl_ctx,
         )
     if k.security_protocol == "SSL":
-        return faust.SSLCredentials(k.client_kwargs()["ssl_context"])
+        return faust.SSLCredentials(cast("ssl.SSLContext", k.client_kwargs()["ssl_context"]))
     return None
 
 
@@ -102,17 +104,17 @@ def build_app(
             rt.metrics.group_assigned.labels(group).set(1 if m.assigned else 0)
         return ok, detail
 
-    @app.on_before_shutdown.connect
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def _drain(app: faust.App, **kwargs: object) -> None:
         for c in consumers:  # in-flight batches finish and commit while Redis is still open
             await c.stop()
         await rt.stop()
 
-    @app.page("/health")
+    @app.page("/health")  # type: ignore[arg-type]
     async def health(web: object, request: object) -> object:
         return app.web.json({"status": "ok", "roles": sorted(roles)})  # type: ignore[attr-defined]
 
-    @app.page("/ready")
+    @app.page("/ready")  # type: ignore[arg-type]
     async def ready(web: object, request: object) -> object:
         ok, detail = await check_ready()
         return app.web.json({"ready": ok} | detail, status=200 if ok else 503)  # type: ignore[attr-defined]
@@ -125,11 +127,11 @@ def build_app(
         cmd_topic = app.topic(t.commands, value_type=bytes, value_serializer="raw")
         faust_group = readiness.track(app_id)
 
-        @app.on_partitions_assigned.connect
+        @app.on_partitions_assigned.connect  # type: ignore[arg-type]
         async def _assigned(app: faust.App, assigned: object, **kwargs: object) -> None:
             faust_group.on_assigned()
 
-        @app.on_partitions_revoked.connect
+        @app.on_partitions_revoked.connect  # type: ignore[arg-type]
         async def _revoked(app: faust.App, revoked: object, **kwargs: object) -> None:
             faust_group.on_revoked()
 

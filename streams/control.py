@@ -61,8 +61,8 @@ class CompetitorHandler:
         # on_price before any other await: batches handled concurrently apply in call order
         if good and self.on_price is not None:
             await self.on_price(good)
-        for ev, exc in bad:
-            await dead_letter(self.dlq, self.clock, self.topic, ev, exc)
+        for ev, err in bad:
+            await dead_letter(self.dlq, self.clock, self.topic, ev, err)
         await self.dlq.publisher.flush()
         return len(good)
 

@@ -60,7 +60,8 @@ def wait_for_port(host: str, port: int, timeout: float, proc: subprocess.Popen[b
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise EmbeddedStackError(f"{proc.args[0]} exited with code {proc.returncode} at start")
+            args = proc.args if isinstance(proc.args, list | tuple) else [proc.args]
+            raise EmbeddedStackError(f"{args[0]!s} exited with code {proc.returncode} at start")
         with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.2):
             return
         time.sleep(0.05)

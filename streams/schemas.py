@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Literal[1] = 1
 MAX_EVENT_BYTES = 64 * 1024
 # fullmatch: ``$`` alone would let a trailing newline through ("abc\n")
 _ID_RE = re.compile(r"[A-Za-z0-9_.:\-]{1,128}")

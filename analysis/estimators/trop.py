@@ -433,7 +433,8 @@ class TROPEstimator(PanelEstimator):
         cur = [f if f is not None else g[0] for f, g in zip(fixed, grids, strict=True)]
         if self.search == "grid":  # every combination of the free parameters' grids
             axes = [g if f is None else (f,) for f, g in zip(fixed, grids, strict=True)]
-            best = min(itertools.product(*axes), key=loss)
+            combos = [(float(a), float(b), float(c)) for a, b, c in itertools.product(*axes)]
+            best = min(combos, key=loss)
             cur = list(best)
         for _ in range(self.n_cycles if self.search == "coordinate" else 0):
             for d in range(3):

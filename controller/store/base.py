@@ -68,7 +68,9 @@ class RedisStore:
     """A client and a key prefix; subclasses hold one aggregate's keys."""
 
     def __init__(self, redis: Redis, prefix: str = "pl") -> None:
-        self.redis = redis
+        # a client made by make_redis (decode_responses=True): every reply is str, where
+        # redis-py's annotations say bytes | str
+        self.redis: Any = redis
         self.p = prefix
         self._scripts: dict[str, AsyncScript] = {}
 

@@ -55,8 +55,8 @@ class TriggerStore(RedisStore):
         for k, v in fields.items():
             args += [k, v]
         args += [len(gone), *gone, len(triggers)]
-        for p, k in triggers.items():
-            args += [p, k]
+        for p, period in triggers.items():
+            args += [p, period]
         base = f"{self.p}:exp:{exp_id}"
         res = await self._script("trigger_save")(
             keys=[
