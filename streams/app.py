@@ -16,6 +16,7 @@ import asyncio
 import gc
 import logging
 import ssl
+from collections.abc import Iterable
 from typing import cast
 
 import faust
@@ -55,10 +56,18 @@ def faust_credentials(settings: Settings) -> object | None:
     return None
 
 
+def group_ids(settings: Settings, roles: Iterable[str]) -> dict[str, str]:
+    """The consumer groups of a worker with these roles: faust's own (commands, and the app's
+    id) and the batch consumers of sales and competitor prices. Replicas share them."""
+    app_id = f"{settings.app_id}-" + "-".join(sorted(roles))
+    return {"app": app_id, "sales": f"{app_id}-sales", "competitor": f"{app_id}-competitor"}
+
+
 def build_app(
     settings: Settings, roles: set[str], metrics: Metrics | None = None
 ) -> tuple[faust.App, Runtime]:
-    app_id = f"{settings.app_id}-" + "-".join(sorted(roles))
+    groups = group_ids(settings, roles)
+    app_id = groups["app"]
     app = faust.App(
         app_id,
         broker=[f"kafka://{hp}" for hp in settings.kafka.bootstrap_servers.split(",")],
@@ -147,11 +156,11 @@ def build_app(
         sales_consumer = BatchConsumer(
             settings,
             t.sales,
-            f"{app_id}-sales",
+            groups["sales"],
             _sales_batch,
             batch_size=settings.sales_batch_size,
             within=settings.sales_batch_within,
-            membership=readiness.track(f"{app_id}-sales"),
+            membership=readiness.track(groups["sales"]),
         )
         consumers.append(sales_consumer)
         # a dependency of the app, not an app.task: it joins its group while faust joins its
@@ -169,13 +178,13 @@ def build_app(
         comp_consumer = BatchConsumer(
             settings,
             t.competitor_prices,
-            f"{app_id}-competitor",
+            groups["competitor"],
             _competitor_batch,
             batch_size=500,
             within=COMPETITOR_WINDOW,
             depth=2,
             on_commit=lambda seconds: rt.metrics.trigger_stage("commit", seconds),
-            membership=readiness.track(f"{app_id}-competitor"),
+            membership=readiness.track(groups["competitor"]),
         )
         consumers.append(comp_consumer)
         app.add_dependency(_ConsumerService(rt, comp_consumer))

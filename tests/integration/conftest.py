@@ -7,9 +7,11 @@ data. Processes are stopped at the end of the session.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
+import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -57,9 +59,15 @@ async def settings(stack: EmbeddedStack) -> Settings:
 
 
 async def read_topic(
-    settings: Settings, topic: str, *, expect: int, timeout: float = 20.0
+    settings: Settings,
+    topic: str,
+    *,
+    expect: int,
+    timeout: float = 20.0,
+    until: Callable[[list[dict[str, Any]]], bool] | None = None,
 ) -> list[dict[str, Any]]:
-    """Read a topic from the beginning until ``expect`` messages arrived (or time out)."""
+    """Read a topic from the beginning until ``expect`` messages arrived, or ``until`` holds
+    for the messages read so far (or time out: the caller checks what it got)."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka.bootstrap_servers, enable_auto_commit=False
     )
@@ -75,7 +83,65 @@ async def read_topic(
             batch = await consumer.getmany(timeout_ms=200)
             for records in batch.values():
                 out.extend(json.loads(r.value) for r in records)
+            if until is not None and until(out):
+                break
         return out
+    finally:
+        await consumer.stop()
+
+
+async def wait_until(
+    pred: Callable[[], Any],
+    timeout: float = 30.0,
+    what: str = "a condition",
+    every: float = 0.1,
+    tolerate: tuple[type[BaseException], ...] = (),
+) -> None:
+    """Poll ``pred`` (plain or async) until it is true; fail naming ``what`` after ``timeout``.
+
+    ``tolerate`` lists exceptions that mean "not yet" (our own view of a service that is
+    restarting), not a failure.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            value = pred()
+            if inspect.isawaitable(value):
+                value = await value
+            if value:
+                return
+        except tolerate:
+            pass
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        await asyncio.sleep(every)
+
+
+def command_ok(reply: dict[str, Any]) -> dict[str, Any]:
+    """A command reply that must have succeeded; a failure shows the worker's error."""
+    assert reply.get("ok"), f"command failed: {reply.get('error', reply)}"
+    return reply
+
+
+async def committed_offsets(settings: Settings, group: str, topic: str) -> int:
+    """The sum over the topic's partitions of the offsets the group has committed.
+
+    Once this equals the number of messages produced to the topic, the group has handled and
+    acknowledged every one of them, and nothing more will be processed: a condition to wait
+    for before checking that nothing was counted twice. (Committed offsets, unlike the end
+    offsets, do not lag on the embedded broker.)
+    """
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka.bootstrap_servers,
+        group_id=group,
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        total = 0
+        for p in range(settings.kafka.partitions):
+            total += await consumer.committed(TopicPartition(topic, p)) or 0
+        return total
     finally:
         await consumer.stop()
 

@@ -15,7 +15,7 @@ from controller.store.clock import SharedSimulatedClock
 from streams.commands import send_command_async
 from streams.kafka import JsonPublisher
 from streams.launcher import WorkerProcess, metric_value
-from tests.integration.conftest import read_topic
+from tests.integration.conftest import command_ok, read_topic, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -51,26 +51,16 @@ async def store_and_clock(settings):
         await redis.aclose()
 
 
-async def _wait(pred, timeout: float = 20.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await pred():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 async def test_two_workers_flip_each_boundary_exactly_once(settings, store_and_clock):
     store, clock = store_and_clock
     await clock.set(START + timedelta(minutes=5))
     settings = settings.model_copy(update={"tick_interval": 0.1})
     workers = [WorkerProcess(settings).start(), WorkerProcess(settings).start()]
     try:
-        reply = await send_command_async(settings, "create", timeout=60, spec=spec_doc())
-        assert reply["ok"], reply
+        command_ok(await send_command_async(settings, "create", timeout=60, spec=spec_doc()))
         for day in (1, 2, 3):
             await clock.set(START + timedelta(days=day, minutes=1))
-            await _wait(lambda d=day: _flipped(store, "live-1", d), what=f"flip {day}")
+            await wait_until(lambda d=day: _flipped(store, "live-1", d), what=f"flip {day}")
         msgs = await read_topic(settings, settings.topics.assignments, expect=4 * len(PRODUCTS))
         per_period = Counter(m["period"] for m in msgs if m["experiment"] == "live-1")
         assert per_period == {0: 40, 1: 40, 2: 40, 3: 40}
@@ -95,14 +85,14 @@ async def test_catch_up_after_downtime_records_missed_flips(settings, store_and_
     await clock.set(START + timedelta(minutes=5))
     w = WorkerProcess(settings).start()
     try:
-        assert (await send_command_async(settings, "create", timeout=60, spec=spec_doc("cu")))["ok"]
-        await _wait(lambda: _flipped(store, "cu", 0), what="first flip")
+        command_ok(await send_command_async(settings, "create", timeout=60, spec=spec_doc("cu")))
+        await wait_until(lambda: _flipped(store, "cu", 0), what="first flip")
     finally:
         w.kill9()
     await clock.set(START + timedelta(days=3, hours=5))  # three boundaries pass while down
     w = WorkerProcess(settings).start()
     try:
-        await _wait(lambda: _flipped(store, "cu", 3), timeout=90, what="catch-up flip")
+        await wait_until(lambda: _flipped(store, "cu", 3), timeout=90, what="catch-up flip")
         state = await store.get_experiment("cu")
         assert state.missed_flips == 2  # periods 1 and 2 were never in force
         events = await read_topic(settings, settings.topics.experiment_events, expect=2)
@@ -117,22 +107,20 @@ async def test_kill_switch_returns_products_to_control_within_a_second(settings,
     await clock.set(START + timedelta(hours=6))
     w = WorkerProcess(settings).start()
     try:
-        assert (await send_command_async(settings, "create", timeout=60, spec=spec_doc("ks")))["ok"]
+        command_ok(await send_command_async(settings, "create", timeout=60, spec=spec_doc("ks")))
         t0 = time.monotonic()
         reply = await send_command_async(
             settings, "stop", timeout=30, experiment="ks", reason="guardrail"
         )
         elapsed = time.monotonic() - t0
-        assert reply["ok"], reply
+        command_ok(reply)
         msgs = await read_topic(settings, settings.topics.assignments, expect=2 * len(PRODUCTS))
         stopped = [m for m in msgs if m["status"] == "stopped"]
         assert len(stopped) == len(PRODUCTS)
         assert {m["policy"] for m in stopped} == {"old"}
         assert elapsed < 1.0, f"stop took {elapsed:.2f}s from command to reply"
         # the products are free again: a new experiment may take them
-        assert (await send_command_async(settings, "create", timeout=30, spec=spec_doc("ks2")))[
-            "ok"
-        ]
+        command_ok(await send_command_async(settings, "create", timeout=30, spec=spec_doc("ks2")))
     finally:
         w.stop()
 
@@ -142,9 +130,7 @@ async def test_overlapping_experiment_is_refused_with_a_reason(settings, store_a
     await clock.set(START + timedelta(hours=6))
     w = WorkerProcess(settings).start()
     try:
-        assert (await send_command_async(settings, "create", timeout=60, spec=spec_doc("ov1")))[
-            "ok"
-        ]
+        command_ok(await send_command_async(settings, "create", timeout=60, spec=spec_doc("ov1")))
         reply = await send_command_async(
             settings, "create", timeout=30, spec=spec_doc("ov2", products=["P001", "X9"])
         )
@@ -165,7 +151,7 @@ async def test_agent_survives_bad_input_and_counts_good_sales(settings, store_an
     pub = JsonPublisher(settings)
     await pub.start()
     try:
-        assert (await send_command_async(settings, "create", timeout=60, spec=spec_doc("bi")))["ok"]
+        command_ok(await send_command_async(settings, "create", timeout=60, spec=spec_doc("bi")))
         at = START + timedelta(hours=12)
         raw = [b"\xff\xfe", b'{"v": 2}', b"[1,2,3]" * 20000]
         for i in range(30):
@@ -190,7 +176,7 @@ async def test_agent_survives_bad_input_and_counts_good_sales(settings, store_an
             t = await store.totals("bi")
             return sum(v for k, v in t.items() if k.startswith("events:")) >= 30
 
-        await _wait(all_counted, timeout=40, what="sales counted")
+        await wait_until(all_counted, timeout=40, what="sales counted")
         dead = await read_topic(settings, settings.topics.dead_letter, expect=3)
         assert sorted(d["reason"] for d in dead) == [
             "malformed_json",
@@ -205,7 +191,9 @@ async def test_agent_survives_bad_input_and_counts_good_sales(settings, store_an
         w.stop()
 
 
-async def test_ready_needs_every_consumer_group_and_the_next_flip_is_exported(settings, store_and_clock):
+async def test_ready_needs_every_consumer_group_and_the_next_flip_is_exported(
+    settings, store_and_clock
+):
     import urllib.request
 
     from controller.periods import period_start
@@ -216,7 +204,7 @@ async def test_ready_needs_every_consumer_group_and_the_next_flip_is_exported(se
     w = WorkerProcess(settings).start()
     try:
         reply = await send_command_async(settings, "create", timeout=60, spec=spec_doc("rd"))
-        assert reply["ok"], reply
+        command_ok(reply)
 
         def ready() -> dict:
             try:
@@ -228,7 +216,7 @@ async def test_ready_needs_every_consumer_group_and_the_next_flip_is_exported(se
         async def is_ready() -> bool:
             return (await asyncio.to_thread(ready))["status"] == 200
 
-        await _wait(is_ready, timeout=60, what="/ready")
+        await wait_until(is_ready, timeout=60, what="/ready")
         doc = await asyncio.to_thread(ready)
         groups = doc["groups"]
         app_id = f"{settings.app_id}-controller"
@@ -238,7 +226,7 @@ async def test_ready_needs_every_consumer_group_and_the_next_flip_is_exported(se
         async def exported() -> bool:
             return metric_value(w.metrics(), "pricelab_ready") == 1.0
 
-        await _wait(exported, timeout=20, what="pricelab_ready = 1")
+        await wait_until(exported, timeout=20, what="pricelab_ready = 1")
         spec = load_spec(spec_doc("rd"))
         due = metric_value(w.metrics(), "pricelab_next_flip_due_timestamp_seconds", experiment="rd")
         assert due == period_start(spec, 1).timestamp()  # period 0 flipped; period 1 next

@@ -10,7 +10,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from redis.asyncio import Redis
 from controller.errors import ConflictError, StoreError
 from controller.spec import load_spec
 from controller.store import Store
+from tests.integration.conftest import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -124,8 +124,11 @@ async def test_a_creation_that_lost_its_lease_cannot_finish(settings) -> None:
         task = asyncio.create_task(
             store.create_experiment(_spec("slow", products), T0, lease_ms=60_000, chunk=1)
         )
-        while await redis.get(f"{settings.key_prefix}:product:{products[10]}") is None:
-            await asyncio.sleep(0.005)
+
+        async def claiming() -> bool:
+            return await redis.get(f"{settings.key_prefix}:product:{products[10]}") is not None
+
+        await wait_until(claiming, 30, "the creation to claim products", every=0.005)
         await redis.delete(marker)  # as if the lease had run out while the worker stalled
         with pytest.raises(StoreError, match="lease lost"):
             await task
@@ -164,10 +167,12 @@ async def test_a_worker_killed_mid_create_blocks_nothing_once_its_lease_expires(
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     try:
-        deadline = time.monotonic() + 60
-        while await redis.get(f"{p}:product:d000500") is None:  # a hundred chunks in
-            assert proc.poll() is None and time.monotonic() < deadline
-            await asyncio.sleep(0.01)
+
+        async def hundred_chunks_in() -> bool:
+            assert proc.poll() is None, "the creating process exited"
+            return await redis.get(f"{p}:product:d000500") is not None
+
+        await wait_until(hundred_chunks_in, 60, "a hundred chunks of the creation", every=0.01)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         held = [f"d{i:06d}" for i in range(0, 501, 50)]
@@ -176,7 +181,11 @@ async def test_a_worker_killed_mid_create_blocks_nothing_once_its_lease_expires(
         # within the lease the dead creation still counts (it might be alive and slow)
         with pytest.raises(ConflictError, match="creation is in progress"):
             await store.create_experiment(_spec("early", held), T0)
-        await asyncio.sleep(2.2)  # the lease (2 s, renewed per chunk) has run out
+
+        async def lease_expired() -> bool:
+            return not await redis.exists(f"{p}:exp:dead:creating")
+
+        await wait_until(lease_expired, 10, "the dead creation's lease (2 s) to expire")
         await store.create_experiment(_spec("later", held), T0)
         assert set((await _owners(store, held)).values()) == {"later"}
         # the dead id can be created again; its old claims elsewhere do not count for it

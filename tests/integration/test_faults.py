@@ -13,9 +13,8 @@ import asyncio
 import json
 import random
 import signal
-import time
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import psutil
@@ -25,12 +24,18 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from controller.settings import Settings
 from controller.spec import ExperimentSpec, load_spec
+from streams.app import group_ids
 from streams.embedded import EmbeddedStack
 from streams.handlers import EXIT_UNSAFE_TO_ACK
 from streams.kafka import ensure_topics
 from streams.launcher import WorkerProcess, metric_value
 from streams.runtime import Runtime
-from tests.integration.conftest import make_settings, read_topic
+from tests.integration.conftest import (
+    committed_offsets,
+    make_settings,
+    read_topic,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -126,18 +131,19 @@ async def counted(rt: Runtime, exp_id: str = "faults") -> int:
     return sum(v for k, v in totals.items() if k.startswith("events:"))
 
 
-async def wait_for(
-    pred: Callable[[], Awaitable[bool]], timeout: float, what: str, every: float = 0.1
-) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if await pred():
-                return
-        except (RedisConnectionError, OSError):  # our own view of Redis while it restarts
-            pass
-        await asyncio.sleep(every)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+# our own view of Redis may fail while it restarts: that is "not yet", not a failure
+wait_for = partial(wait_until, tolerate=(RedisConnectionError, OSError))
+
+
+async def settled(settings: Settings, produced: int) -> None:
+    """Wait until the worker group has committed every sale produced: nothing more will be
+    processed, so a panel checked now would show any double count."""
+    group = group_ids(settings, ("controller",))["sales"]
+
+    async def done() -> bool:
+        return await committed_offsets(settings, group, settings.topics.sales) >= produced
+
+    await wait_for(done, 60, f"the workers to commit all {produced} sales")
 
 
 async def assert_panel(rt: Runtime, truth: Truth, exp_id: str = "faults") -> None:
@@ -283,21 +289,33 @@ async def test_redis_restart_with_aof_while_events_flow():
             w.start()
             flow = asyncio.create_task(produce(settings, truth.payloads, **FLOW))
             await wait_for(lambda: _between(rt, 1, truth.n - 1), 90, "ingestion to start")
+            at_kill = await counted(rt)
             stack.restart_redis(kill=True)  # comes back at once from the AOF
-            await asyncio.sleep(1.0)
+            # nothing acknowledged before the kill is gone, and the worker writes again
+            await wait_for(
+                lambda: _at_least(rt, at_kill + 1), 60, "ingestion to resume after the restart"
+            )
+            assert not flow.done(), "the stream ended before Redis went down again"
+            retried = _retries(w)
             assert stack.redis is not None
             stack.redis.kill()
-            await asyncio.sleep(1.0)  # the worker now retries a batch it cannot write
+            await wait_for(
+                lambda: _retries(w) > retried, 60, "the worker to retry a batch it cannot write"
+            )
             w.kill9()
             stack.redis.start()
             await flow
             w.start()
             await wait_for(lambda: _at_least(rt, truth.n), 120, "all sales")
-            await asyncio.sleep(1.0)
+            await settled(settings, truth.n)
             await assert_panel(rt, truth)
         finally:
             w.stop()
             await rt.stop()
+
+
+def _retries(w: WorkerProcess) -> float:
+    return metric_value(w.metrics(), "pricelab_redis_retries_total", component="sales")
 
 
 async def test_two_workers_rebalance_mid_stream(ready, settings):
@@ -310,9 +328,14 @@ async def test_two_workers_rebalance_mid_stream(ready, settings):
         b.start()  # joins the group: partitions are rebalanced mid-stream
         await flow
         await wait_for(lambda: _at_least(ready, truth.n), 120, "all sales")
-        await asyncio.sleep(1.0)
+        await settled(settings, truth.n)
         await assert_panel(ready, truth)
-        seen = [metric_value(x.metrics(), "pricelab_events_consumed_total") for x in (a, b)]
+        sales = settings.topics.sales
+        seen = [
+            metric_value(x.metrics(), "pricelab_events_consumed_total", topic=sales) for x in (a, b)
+        ]
+        # the rebalance happened: the worker that joined mid-stream took a share of the sales
+        assert seen[0] > 0 and seen[1] > 0, seen
         assert sum(seen) >= truth.n
     finally:
         b.stop()
@@ -346,9 +369,13 @@ async def test_broker_restart_workers_reconnect():
             await rt.stop()
 
 
+KILL_SEED = 20261123
+
+
 async def test_kill9_during_a_large_flip(stack):
-    """Kill the worker at a random moment while it flips a 10,000-product experiment. The
-    restarted worker redoes the flip with the same sequence number; no product is missing."""
+    """Kill the worker part-way through flipping a 10,000-product experiment, at a seeded
+    fraction of the time a whole flip takes. The restarted worker redoes the flip with the
+    same sequence number; no product is missing."""
     n = 10_000
     settings = make_settings(stack, flip_lease=timedelta(seconds=3), tick_interval=0.5)
     await ensure_topics(settings)
@@ -356,34 +383,55 @@ async def test_kill9_during_a_large_flip(stack):
     await rt.ensure_started()
     spec = _spec(n, exp_id="bigflip")
     w = _worker(settings)
+
+    async def flipped(k: int) -> bool:
+        return (await rt.store.get_experiment(spec.id)).flipped_period >= k
+
     try:
         await rt.clock.set(START + timedelta(seconds=1))  # type: ignore[attr-defined]
         await rt.flipper.create(spec)
         w.start()
+        # a whole flip first, to learn how long one takes on this machine
         await rt.clock.set(START + timedelta(hours=1, seconds=1))  # type: ignore[attr-defined]
-        claim_key = f"{settings.key_prefix}:exp:{spec.id}:flip:1"
+        await wait_for(lambda: flipped(1), 60, "the first flip")
+        text = w.metrics()
+        whole = metric_value(text, "pricelab_flip_duration_seconds_sum") / metric_value(
+            text, "pricelab_flip_duration_seconds_count"
+        )
+        at = random.Random(KILL_SEED).uniform(0.05, 0.35) * whole
+
+        await rt.clock.set(START + timedelta(hours=2, seconds=1))  # type: ignore[attr-defined]
+        claim_key = f"{settings.key_prefix}:exp:{spec.id}:flip:2"
 
         async def claimed() -> bool:
             return await rt.redis.get(claim_key) is not None
 
-        # the claim lives only while the flip runs (deleted on completion): on an idle machine
-        # a 10,000-product flip takes well under the default 0.1 s poll, so poll tightly
+        # the claim lives only while the flip runs (deleted on completion): poll tightly
         await wait_for(claimed, 60, "the worker to claim the flip", every=0.001)
         owner, seq = (await rt.redis.get(claim_key)).split("|")
-        await asyncio.sleep(random.Random().uniform(0.0, 2.0))
+        await asyncio.sleep(at)  # the seeded moment within the flip, not a synchronisation
         w.kill9()
+        # the fault happened: the flip was cut short
+        assert not await flipped(2), (
+            f"the flip ({whole:.3f}s) finished before the kill at {at:.3f}s"
+        )
         w.start()
-
-        async def flipped() -> bool:
-            return (await rt.store.get_experiment(spec.id)).flipped_period >= 1
-
-        await wait_for(flipped, 120, "the restarted worker to complete the flip")
+        await wait_for(lambda: flipped(2), 120, "the restarted worker to complete the flip")
         state = await rt.store.get_experiment(spec.id)
         assert state.seq == int(seq)
-        assert len(await rt.store.assignment_records(spec.id, 1)) == n
-        msgs = await read_topic(settings, settings.topics.assignments, expect=2 * n, timeout=60)
-        period1 = {m["product"] for m in msgs if m["period"] == 1 and m["seq"] == int(seq)}
-        assert period1 == set(spec.all_products())
+        assert len(await rt.store.assignment_records(spec.id, 2)) == n
+
+        def period2(msgs: list[dict[str, Any]]) -> set[str]:
+            return {m["product"] for m in msgs if m["period"] == 2 and m["seq"] == int(seq)}
+
+        msgs = await read_topic(
+            settings,
+            settings.topics.assignments,
+            expect=5 * n,  # more than can come: the redone flip's messages decide
+            timeout=60,
+            until=lambda got: len(period2(got)) == n,
+        )
+        assert period2(msgs) == set(spec.all_products())
     finally:
         w.stop()
         await rt.stop()

@@ -54,7 +54,9 @@ async def _drive(settings: Any, runs: list[LiveRun], **hooks: Any) -> dict[str, 
             used["store"] = store
             await driver.create(runs)
             await driver.run(runs, **{k: v(driver, used) for k, v in hooks.items()})
-        used["cs"] = {r.id: await redis.hgetall(f"{settings.key_prefix}:exp:{r.id}:cs") for r in runs}
+        used["cs"] = {
+            r.id: await redis.hgetall(f"{settings.key_prefix}:exp:{r.id}:cs") for r in runs
+        }
     finally:
         await redis.aclose()
         controller.stop()
@@ -79,7 +81,9 @@ async def test_every_published_interval_is_effect_plus_minus_q_se(stack) -> None
             q = stats.t.ppf(0.975, df) if df is not None else stats.norm.ppf(0.975)
             assert abs(e["ci_low"] - (e["effect"] - q * e["se"])) <= 1e-9, e
             assert abs(e["ci_high"] - (e["effect"] + q * e["se"])) <= 1e-9, e
-            checked[(e["estimator"], df is not None)] = checked.get((e["estimator"], df is not None), 0) + 1
+            checked[(e["estimator"], df is not None)] = (
+                checked.get((e["estimator"], df is not None), 0) + 1
+            )
     # both references were exercised: t intervals (dm, crossover) and normal ones (ht)
     assert checked.get(("dm", True), 0) > 0 and checked.get(("crossover", True), 0) > 0
     assert checked.get(("ht", False), 0) > 0

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -15,7 +13,7 @@ from streams.commands import send_command_async
 from streams.handlers import RawEvent
 from streams.kafka import JsonPublisher
 from streams.launcher import WorkerProcess
-from tests.integration.conftest import read_topic
+from tests.integration.conftest import command_ok, read_topic, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -69,9 +67,7 @@ async def test_competitor_undercut_triggers_a_staggered_start(settings):
     pub = JsonPublisher(settings)
     await pub.start()
     try:
-        assert (await send_command_async(settings, "create", timeout=60, spec=triggered_doc()))[
-            "ok"
-        ]
+        command_ok(await send_command_async(settings, "create", timeout=60, spec=triggered_doc()))
         day2 = START + timedelta(days=2, hours=10)
         await clock.set(day2 + timedelta(minutes=52))
         # b: undercut 10% sustained 40 minutes -> fires; c: 3% only -> never; d: 10% for 10 min
@@ -90,9 +86,11 @@ async def test_competitor_undercut_triggers_a_staggered_start(settings):
                 product,
             )
         await pub.flush()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and "b" not in await store.triggers("trig"):
-            await asyncio.sleep(0.1)
+
+        async def b_fired() -> bool:
+            return "b" in await store.triggers("trig")
+
+        await wait_until(b_fired, 30, "the trigger of b")
         triggers = await store.triggers("trig")
         assert triggers == {"b": 3}  # the window opens at the next day boundary
         events = await read_topic(settings, settings.topics.experiment_events, expect=2)
@@ -106,11 +104,11 @@ async def test_competitor_undercut_triggers_a_staggered_start(settings):
             assert any(m["product"] in {"a", "c", "d"} and m["arm"] == "control" for m in scheduled)
         # at the boundary the flip applies the window
         await clock.set(START + timedelta(days=3, minutes=5))
-        while (
-            time.monotonic() < deadline + 30
-            and (await store.get_experiment("trig")).flipped_period < 3
-        ):
-            await asyncio.sleep(0.1)
+
+        async def flipped() -> bool:
+            return (await store.get_experiment("trig")).flipped_period >= 3
+
+        await wait_until(flipped, 30, "the flip into period 3")
         rec = await store.assignment_record("trig", 3, "b")
         assert rec is not None and rec[0] == ("T" if b["arm"] == "treatment" else "C")
     finally:

@@ -19,7 +19,9 @@ pytestmark = pytest.mark.integration
 def test_up_starts_both_creates_topics_and_stops_on_sigterm():
     proc = subprocess.Popen(
         [sys.executable, "-m", "streams.cli", "up", "--kafka-port", "0", "--redis-port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         lines: dict[str, str] = {}
@@ -51,7 +53,9 @@ def test_up_starts_both_creates_topics_and_stops_on_sigterm():
                 await admin.close()
 
         assert "pricelab.assignments" in asyncio.run(topics())
-        with socket.create_connection(("127.0.0.1", int(lines["redis"].rsplit(":", 1)[1].split("/")[0]))) as s:
+        with socket.create_connection(
+            ("127.0.0.1", int(lines["redis"].rsplit(":", 1)[1].split("/")[0]))
+        ) as s:
             s.sendall(b"PING\r\n")
             assert s.recv(16).startswith(b"+PONG")
         proc.send_signal(signal.SIGTERM)

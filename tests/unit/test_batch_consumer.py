@@ -103,7 +103,9 @@ def test_commits_follow_the_handled_batches_in_fetch_order() -> None:
         bc = _consumer_for(fake, handle, exits)
         await _until(lambda: len(seen) == 2)  # two batches in flight at once
         release[1].set()  # the second finishes first: nothing may be committed yet
-        await asyncio.sleep(0.05)
+        await _until(lambda: bc._inflight[1][0].done())
+        for _ in range(20):  # let the consumer loop see the finished batch (no time passes)
+            await asyncio.sleep(0)
         assert fake.commits == []
         release[0].set()
         await _until(lambda: len(fake.commits) == 2)

@@ -48,6 +48,15 @@ class _Price:
     observed_at: datetime
 
 
+async def _until(pred: Any, timeout: float = 5.0) -> None:
+    """Yield to the loop until ``pred()`` holds (fail after ``timeout``)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not pred():
+        assert loop.time() < deadline, "timed out"
+        await asyncio.sleep(0.001)
+
+
 class _Store:
     """Just what the runner calls; the first routes read is slow, and the log records the
     order of the saves."""
@@ -119,7 +128,7 @@ def test_batches_apply_in_call_order_and_publish_overlaps_the_next_turn() -> Non
                 [_Price("a", "x", 80.0, T0 + timedelta(seconds=1)), _Price("b", "x", 99.0, T0)]
             )
         )
-        await asyncio.sleep(0.2)
+        await _until(lambda: first.done() and len(store.log) >= 3)
         # the first batch's slow routes read did not let the second overtake it (its event
         # of a would then have made the first's stale); the second publishes a's start
         assert store.log[:2] == ["save a", "save a,b"]
@@ -127,8 +136,8 @@ def test_batches_apply_in_call_order_and_publish_overlaps_the_next_turn() -> Non
         assert first.done() and not second.done()  # returns only after its publish
         # a third batch takes its turn while the second's publish is still in flight
         third = asyncio.ensure_future(runner.on_prices([_Price("c", "x", 99.0, T0)]))
-        await asyncio.sleep(0.05)
-        assert store.log[3:] == ["save c"] and third.done() and not second.done()
+        await _until(third.done)
+        assert store.log[3:] == ["save c"] and not second.done()
         sink.release.set()
         fires = await second
         assert [f.product for f in fires] == ["a"] and store.log[-1] == "published 1"
@@ -169,9 +178,11 @@ def test_the_observer_sees_where_a_batch_spends_its_time() -> None:
                 [_Price("a", "x", 80.0, T0), _Price("a", "x", 80.0, T0 + timedelta(seconds=1))]
             )
         )
-        await asyncio.sleep(0.05)
         assert await quiet == []
-        await asyncio.sleep(0.05)  # the broker takes its time to acknowledge the publish
+        await _until(lambda: any(e.startswith("publish ") for e in store.log))
+        # the broker takes its time to acknowledge the publish: simulated latency that the
+        # publish stage must measure (not a synchronisation)
+        await asyncio.sleep(0.05)
         sink.release.set()
         assert [f.product for f in await firing] == ["a"]
         # each batch: its wait for the turn, CPU and save; only the firing one publishes
