@@ -101,9 +101,7 @@ class Panel:
         needed += list(covariates)
         missing = [c for c in needed if c not in df.columns]
         if missing:
-            raise PanelError(
-                f"Column(s) {missing} not found; the table has {list(df.columns)}."
-            )
+            raise PanelError(f"Column(s) {missing} not found; the table has {list(df.columns)}.")
         if df.empty:
             raise PanelError("The table has no rows.")
         dup = df.duplicated([unit, time])

@@ -34,7 +34,6 @@ class PeriodGrid(Protocol):
     def zone(self) -> ZoneInfo: ...
 
 
-
 _DAY = timedelta(days=1)
 
 

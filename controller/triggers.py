@@ -195,7 +195,11 @@ class TriggerTracker:
         if self._undercut(state):
             if state.undercut_since is None:
                 resumed = state.broken_at == at and state.broken_since is not None
-                since = state.broken_since if resumed and state.broken_since else max(at, self.spec.start)
+                since = (
+                    state.broken_since
+                    if resumed and state.broken_since
+                    else max(at, self.spec.start)
+                )
                 state.undercut_since = since
                 self._watch(product, since)
         elif state.undercut_since is not None:

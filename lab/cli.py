@@ -102,7 +102,9 @@ def simulate_command(
             market = market_for_spec(spec, _market_config(config), seed)
         else:
             if design not in design_registry.names():
-                _fail(f"unknown design {design!r}; choose from {', '.join(design_registry.names())}")
+                _fail(
+                    f"unknown design {design!r}; choose from {', '.join(design_registry.names())}"
+                )
             if days < 4:
                 _fail(f"--days must be at least 4, not {days}")
             if not 0.0 < allocation < 1.0:

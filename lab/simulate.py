@@ -208,9 +208,7 @@ def run_spec(spec: ExperimentSpec, market: Market) -> SimulatedExperiment:
     return SimulatedExperiment(spec, market, matrices, triggers, panel, share)
 
 
-def _panel(
-    spec: ExperimentSpec, raw: pd.DataFrame, m: DesignMatrices, days: int
-) -> pd.DataFrame:
+def _panel(spec: ExperimentSpec, raw: pd.DataFrame, m: DesignMatrices, days: int) -> pd.DataFrame:
     """The market's long panel (product-major in market order, like the matrices) in the
     simulator's columns."""
     df = raw.rename(columns={"product": "unit", "day": "period"})

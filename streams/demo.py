@@ -184,9 +184,7 @@ async def _drive(
         if cfg.report_dir:
             from streams.report_cli import live_report
 
-            index = await live_report(
-                settings, spec.id, Path(cfg.report_dir), truth=run.truth()
-            )
+            index = await live_report(settings, spec.id, Path(cfg.report_dir), truth=run.truth())
             say(f"analyst report of the live experiment: {index}", always=True)
         return covered
     finally:

@@ -295,7 +295,9 @@ class LiveDriver:
                     run.expected_triggers.observe_competitor(
                         e["product"], e["competitor"], e["price"], e["observed_at"]
                     )
-                    await self.publisher.send(topics.competitor_prices, _price_bytes(e), e["product"])
+                    await self.publisher.send(
+                        topics.competitor_prices, _price_bytes(e), e["product"]
+                    )
                 run.expected_triggers.advance(p_end - timedelta(milliseconds=1))
             out = market.day_outcomes(d, run.arms[:, : d + 1])
             run.true_effect[:, d] = out.true_effect

@@ -160,7 +160,8 @@ class Metrics:
             "pricelab_estimates_published", "Estimates published", ["estimator"], registry=r
         )
         self.analysis_cycles = Counter(
-            "pricelab_analysis_cycles", "Analysis cycles completed (every experiment looked at)",
+            "pricelab_analysis_cycles",
+            "Analysis cycles completed (every experiment looked at)",
             registry=r,
         )
         self.analysis_cycle_seconds = Histogram(

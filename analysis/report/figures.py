@@ -23,6 +23,7 @@ TREATMENT_RED = "#d62728"
 
 PENDING_GREY = "#d9d9d9"
 
+
 def _product_order(df: pd.DataFrame) -> list[str]:
     """Products grouped by class (when known), then by their first treated period and arm."""
     W = _matrix(df, "treated").astype(int)
@@ -34,6 +35,7 @@ def _product_order(df: pd.DataFrame) -> list[str]:
     else:
         key = key.sort_values(["first", "product"], kind="stable")
     return key["product"].tolist()
+
 
 # --------------------------------------------------------------------------- figures
 def assignment_heatmap(df: pd.DataFrame, *, max_products: int = 120) -> Figure:
@@ -102,6 +104,7 @@ def assignment_heatmap(df: pd.DataFrame, *, max_products: int = 120) -> Figure:
     fig.tight_layout()
     return fig
 
+
 def running_estimates_figure(estimates: pd.DataFrame, truth: float | None = None) -> Figure:
     """Each estimator's running estimate with its 95% interval and confidence sequence.
 
@@ -131,6 +134,7 @@ def running_estimates_figure(estimates: pd.DataFrame, truth: float | None = None
     fig.tight_layout()
     return fig
 
+
 def pre_period_figure(fits: Sequence[PreFit]) -> Figure:
     fig, axes = plt.subplots(1, len(fits), figsize=(4.2 * len(fits), 3.2), squeeze=False)
     for ax, f in zip(axes[0], fits, strict=True):
@@ -144,6 +148,7 @@ def pre_period_figure(fits: Sequence[PreFit]) -> Figure:
     axes[0, 0].set_ylabel("units per product")
     fig.tight_layout()
     return fig
+
 
 def balance_figure(df: pd.DataFrame, balance: pd.DataFrame) -> Figure:
     """Treated share per period with the design probability, and covariate SMDs."""
@@ -177,6 +182,7 @@ def balance_figure(df: pd.DataFrame, balance: pd.DataFrame) -> Figure:
     a2.set_title("Covariate balance (|SMD| < 0.1 dashed)", fontsize=9)
     fig.tight_layout()
     return fig
+
 
 def _png(fig: Figure) -> bytes:
     buf = io.BytesIO()

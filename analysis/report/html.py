@@ -44,6 +44,7 @@ class Report:
         index.write_text(self.html, encoding="utf-8")
         return index
 
+
 def _table(df: pd.DataFrame, cols: Sequence[tuple[str, str, str]]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for _, h, _ in cols)
     body = []
@@ -61,6 +62,7 @@ def _table(df: pd.DataFrame, cols: Sequence[tuple[str, str, str]]) -> str:
         body.append("<tr>" + "".join(cells) + "</tr>")
     return f"<table><tr>{head}</tr>{''.join(body)}</table>"
 
+
 _CSS = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px;color:#222;max-width:1300px}
 h1{font-size:22px}h2{font-size:17px;margin-top:28px;border-bottom:1px solid #ddd}
@@ -69,6 +71,7 @@ td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f3f3
 img{max-width:100%;border:1px solid #eee}.note{color:#555;font-size:13px}
 .ok{color:#1a7f37}.warn{color:#b42318;font-weight:bold}
 """
+
 
 def build_report(
     df: pd.DataFrame,

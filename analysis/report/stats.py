@@ -23,6 +23,7 @@ SYNTH_ESTIMATORS: tuple[str, ...] = ("sc", "difp", "sdid")
 
 COVARIATE_CANDIDATES: tuple[str, ...] = ("base_price", "width", "battery", "rating", "weight")
 
+
 # --------------------------------------------------------------------------- inputs
 def normalise_panel(df: pd.DataFrame, outcome: str = "units") -> pd.DataFrame:
     """Columns product, period, ``outcome``, treated, probability, blackout (+ the rest).
@@ -55,8 +56,10 @@ def normalise_panel(df: pd.DataFrame, outcome: str = "units") -> pd.DataFrame:
     d["blackout"] = d["blackout"].astype(bool)
     return d.sort_values(["product", "period"], kind="stable").reset_index(drop=True)
 
+
 def _matrix(df: pd.DataFrame, col: str, fill: Any = 0) -> pd.DataFrame:
     return df.pivot(index="product", columns="period", values=col).fillna(fill)
+
 
 @dataclass(frozen=True)
 class PreFit:
@@ -67,6 +70,7 @@ class PreFit:
     first_treated: int
     pre_rmse: float
     effect: float
+
 
 def pre_period_fits(
     panel: Panel, estimators: Sequence[str] = SYNTH_ESTIMATORS, seed: int = 0
@@ -102,6 +106,7 @@ def pre_period_fits(
         fits.append(PreFit(name, p.times, treated, synth, T0, rmse, res.effect))
     return fits
 
+
 # --------------------------------------------------------------------------- balance
 @dataclass(frozen=True)
 class SampleRatio:
@@ -116,6 +121,7 @@ class SampleRatio:
     @property
     def share(self) -> float:
         return self.treated / self.n if self.n else math.nan
+
 
 def sample_ratio_check(df: pd.DataFrame) -> SampleRatio | None:
     """Binomial test of the treated count among the design's independent draws.
@@ -150,6 +156,7 @@ def sample_ratio_check(df: pd.DataFrame) -> SampleRatio | None:
         mu, var = float(p.sum()), float((p * (1 - p)).sum())
         pval = float(2 * stats.norm.sf(abs(k - mu) / math.sqrt(var))) if var > 0 else math.nan
     return SampleRatio(level, n, k, float(p.mean()), pval)
+
 
 def covariate_balance(df: pd.DataFrame, outcome: str = "units") -> pd.DataFrame:
     """Standardised mean differences (treated - control) / pooled SD, over randomised cells.
@@ -192,6 +199,7 @@ def covariate_balance(df: pd.DataFrame, outcome: str = "units") -> pd.DataFrame:
         )
     return pd.DataFrame(rows)
 
+
 # --------------------------------------------------------------------------- running estimates
 @dataclass
 class _ReplaySource:
@@ -206,6 +214,7 @@ class _ReplaySource:
 
     async def panel(self, exp_id: str, as_of: datetime) -> pd.DataFrame:
         return self.df[self.df["period"] < self.k]
+
 
 @dataclass
 class _ListSink:
@@ -236,6 +245,7 @@ class _ListSink:
             }
         )
 
+
 @dataclass
 class _StepClock:
     t: datetime
@@ -245,6 +255,7 @@ class _StepClock:
 
     async def sync(self) -> None:
         return None
+
 
 def replay_estimates(
     df: pd.DataFrame,
@@ -284,6 +295,7 @@ def replay_estimates(
         asyncio.run(worker.run_once())
     return pd.DataFrame(sink.rows)
 
+
 def final_estimates(df: pd.DataFrame, estimators: Sequence[str], seed: int = 0) -> pd.DataFrame:
     """One fit of each estimator on the whole panel (when no running estimates exist)."""
     panel = to_panel(df)
@@ -295,6 +307,7 @@ def final_estimates(df: pd.DataFrame, estimators: Sequence[str], seed: int = 0) 
             continue
         rows.append(res.to_dict() | {"estimator": name})
     return pd.DataFrame(rows)
+
 
 def to_panel(df: pd.DataFrame, outcome: str = "units") -> Panel:
     d = normalise_panel(df, outcome)

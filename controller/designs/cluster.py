@@ -66,7 +66,9 @@ class Cluster(Design):
             chosen = complete_share(spec, {"": tuple(classes)}, "cluster")
             treated_class = {c: c in chosen for c in classes}
         treated = np.fromiter(
-            (treated_class[spec.class_of(p) or ""] for p in products), dtype=np.bool_, count=len(products)
+            (treated_class[spec.class_of(p) or ""] for p in products),
+            dtype=np.bool_,
+            count=len(products),
         )
         a = spec.allocation
         return treated.astype(np.int64), [Draw(Arm.CONTROL, a), Draw(Arm.TREATMENT, a)]

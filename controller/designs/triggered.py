@@ -239,7 +239,8 @@ class Triggered(Design):
         assert spec.triggered is not None
         if spec.triggered.matched_control and not spec.clusters:
             raise SpecError(
-                "triggered.matched_control", "needs product classes in 'clusters' to pick a match from"
+                "triggered.matched_control",
+                "needs product classes in 'clusters' to pick a match from",
             )
 
     def draw(self, spec: ExperimentSpec, product: str, k: int, ctx: DesignContext) -> Draw:

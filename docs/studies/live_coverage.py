@@ -58,14 +58,18 @@ START = date(2026, 3, 2)  # a Monday; the Berlin spring DST change falls in the 
 TIMEZONE = "Europe/Berlin"
 
 
-def make_runs(batch: int, designs: list[str], copies: int, products: int, days: int) -> list[LiveRun]:
+def make_runs(
+    batch: int, designs: list[str], copies: int, products: int, days: int
+) -> list[LiveRun]:
     runs = []
     for c in range(copies):
         for j, design in enumerate(designs):
             seed = 10_000 * (batch + 1) + 100 * c + j
             prefix = f"b{batch}c{c}{design[:2]}-"
             cfg = MarketConfig(n_products=products, start_date=START, timezone=TIMEZONE)
-            market = Market(cfg, seed=seed, product_ids=[f"{prefix}{i:03d}" for i in range(products)])
+            market = Market(
+                cfg, seed=seed, product_ids=[f"{prefix}{i:03d}" for i in range(products)]
+            )
             classes = market_classes(market) if design == "cluster" else None
             spec = make_spec(design, market, days=days, seed=seed, classes=classes)
             spec = spec.model_copy(update={"id": f"lc-b{batch}-c{c}-{design}"})
@@ -155,7 +159,9 @@ def run_rows(run: LiveRun, batch: int, restarted: bool) -> list[dict[str, Any]]:
                 "df": np.nan if final is None or final["df"] is None else final["df"],
                 "ci_low": np.nan if final is None else final["ci_low"],
                 "ci_high": np.nan if final is None else final["ci_high"],
-                "covered": None if final is None else bool(final["ci_low"] <= truth <= final["ci_high"]),
+                "covered": None
+                if final is None
+                else bool(final["ci_low"] <= truth <= final["ci_high"]),
                 "cs_looks_missed": misses,
                 "cs_ever_missed": misses > 0,
                 "primary": name == primary,
@@ -267,7 +273,11 @@ def main() -> None:
         import subprocess
 
         subprocess.run(
-            [sys.executable, str(ROOT / "docs" / "studies" / "validation_study.py"), "--render-only"],
+            [
+                sys.executable,
+                str(ROOT / "docs" / "studies" / "validation_study.py"),
+                "--render-only",
+            ],
             check=True,
         )
 

@@ -77,7 +77,9 @@ def one_run(design: str, seed: int) -> list[dict[str, Any]]:
     elif design == "cluster":
         parts = cluster_graph(graph, max_size=12, seed=seed).clusters
         spec = ExperimentSpec(
-            **base, clusters={f"k{c}": tuple(m) for c, m in parts.items()}, cluster={"mode": "switchback"}
+            **base,
+            clusters={f"k{c}": tuple(m) for c, m in parts.items()},
+            cluster={"mode": "switchback"},
         )
     else:
         cats: dict[str, list[str]] = {}
@@ -150,7 +152,9 @@ def summarise(rows: pd.DataFrame) -> pd.DataFrame:
                 "mean_se": float(ok["se"].mean()) if n else math.nan,
                 "emp_sd": float(err.std(ddof=1)) if n > 1 else math.nan,
                 "coverage": float(cov.mean()) if n else math.nan,
-                "coverage_mcse": math.sqrt(cov.mean() * (1 - cov.mean()) / n) if n > 1 else math.nan,
+                "coverage_mcse": math.sqrt(cov.mean() * (1 - cov.mean()) / n)
+                if n > 1
+                else math.nan,
             }
         )
     return pd.DataFrame(out)
@@ -180,7 +184,11 @@ def main() -> None:
     print(table.to_string(index=False))
     if args.out == ROOT / "docs":
         subprocess.run(
-            [sys.executable, str(ROOT / "docs" / "studies" / "validation_study.py"), "--render-only"],
+            [
+                sys.executable,
+                str(ROOT / "docs" / "studies" / "validation_study.py"),
+                "--render-only",
+            ],
             check=True,
         )
 

@@ -90,5 +90,7 @@ def test_a_wrong_expectation_fails_promtool(tmp_path):
     case["exp_alerts"][0]["exp_labels"]["severity"] = "ticket"
     broken = tmp_path / "broken_test.yml"
     broken.write_text(yaml.safe_dump(tests))
-    out = subprocess.run([_promtool(), "test", "rules", str(broken)], capture_output=True, text=True)
+    out = subprocess.run(
+        [_promtool(), "test", "rules", str(broken)], capture_output=True, text=True
+    )
     assert out.returncode != 0 and "FAILED" in out.stdout + out.stderr

@@ -75,9 +75,7 @@ GRAPH = {name: _pricelab_edges(name) for name in MODULES}
 @pytest.mark.parametrize("package", PACKAGES)
 def test_packages_import_only_what_they_may(package: str) -> None:
     offenders = {
-        name: sorted(
-            t for t in targets if t.split(".")[0] not in ALLOWED[package] | {package}
-        )
+        name: sorted(t for t in targets if t.split(".")[0] not in ALLOWED[package] | {package})
         for name, targets in GRAPH.items()
         if name.split(".")[0] == package
     }

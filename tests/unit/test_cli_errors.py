@@ -128,7 +128,9 @@ def test_a_mistake_is_one_sentence_and_exit_status_2(
     assert "hunter2" not in out + err  # the Redis password never shows
 
 
-def test_a_bad_setting_is_named(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_bad_setting_is_named(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("PRICELAB_KAFKA__PARTITIONS", "many")
     with pytest.raises(SystemExit) as exit_:
         main(["topics"])

@@ -162,7 +162,9 @@ def test_provisioning_paths_exist() -> None:
     )
     path = provider["providers"][0]["options"]["path"]
     grafana = _services()["grafana"]["volumes"]
-    assert any(m.split(":")[1] == path for m in grafana if m.startswith("./deploy/grafana/dashboards"))
+    assert any(
+        m.split(":")[1] == path for m in grafana if m.startswith("./deploy/grafana/dashboards")
+    )
 
 
 def test_the_kraft_cluster_id_is_well_formed() -> None:

@@ -94,9 +94,16 @@ async def test_no_spillover_estimate_where_the_design_gives_none():
     df, edges = _spillover_cells(n_pairs=20, t=4)
     source = Source(df)
     info = _random_days_info(sorted(df["product"].unique()), 4, substitutes=edges)
-    source.info = ExperimentInfo(info.id, "crossover", "running", info.params,
-                                 estimators=info.estimators, periods_share_draws=True,
-                                 spillover=None, sampler=info.sampler)
+    source.info = ExperimentInfo(
+        info.id,
+        "crossover",
+        "running",
+        info.params,
+        estimators=info.estimators,
+        periods_share_draws=True,
+        spillover=None,
+        sampler=info.sampler,
+    )
     w = AnalysisWorker(source, Sink(), ManualClock(datetime(2026, 1, 1, tzinfo=UTC)))
     methods = {r.method for _, r in await w.run_once()}
     assert "dm" in methods and not any(m.startswith("spillover") for m in methods)
@@ -108,7 +115,9 @@ async def test_too_few_periods_publishes_nothing():
     assert await w.run_once() == []
 
 
-def _spillover_cells(n_pairs: int = 150, t: int = 12, direct: float = 5.0, spill: float = 3.0, seed: int = 4):
+def _spillover_cells(
+    n_pairs: int = 150, t: int = 12, direct: float = 5.0, spill: float = 3.0, seed: int = 4
+):
     """Products in substitute pairs; a treated partner adds ``spill`` to a product's units."""
     rng = np.random.default_rng(seed)
     n = 2 * n_pairs
@@ -119,9 +128,17 @@ def _spillover_cells(n_pairs: int = 150, t: int = 12, direct: float = 5.0, spill
         partner = np.arange(n) ^ 1
         y = base + direct * w + spill * w[partner] + rng.normal(0, 2, size=n)
         for i in range(n):
-            rows.append({"product": f"p{i:04d}", "period": k, "units": float(y[i]),
-                         "revenue": float(y[i]), "treated": int(w[i]), "probability": 0.5,
-                         "blackout": False})
+            rows.append(
+                {
+                    "product": f"p{i:04d}",
+                    "period": k,
+                    "units": float(y[i]),
+                    "revenue": float(y[i]),
+                    "treated": int(w[i]),
+                    "probability": 0.5,
+                    "blackout": False,
+                }
+            )
     edges = [(f"p{2 * j:04d}", f"p{2 * j + 1:04d}", 1.0) for j in range(n_pairs)]
     return pd.DataFrame(rows), edges
 
@@ -130,14 +147,26 @@ def _random_days_info(products: list[str], periods: int, **params) -> Experiment
     """The info the Redis panel source gives a random-days experiment: the design's own
     estimators and a sampler of the live design."""
     start = datetime(2026, 1, 1, tzinfo=UTC)
-    spec = ExperimentSpec(id="e1", products=tuple(products), treatment_policy="t",
-                          control_policy="c", start=start, end=start + timedelta(days=periods))
+    spec = ExperimentSpec(
+        id="e1",
+        products=tuple(products),
+        treatment_policy="t",
+        control_policy="c",
+        start=start,
+        end=start + timedelta(days=periods),
+    )
     design = design_of(spec)
-    return ExperimentInfo("e1", spec.design, "running", {"n_periods": periods, **params},
-                          estimators=design.estimators(spec), planned_periods=periods,
-                          periods_share_draws=design.periods_share_draws(spec),
-                          spillover=design.spillover(spec),
-                          sampler=design_sampler(spec))
+    return ExperimentInfo(
+        "e1",
+        spec.design,
+        "running",
+        {"n_periods": periods, **params},
+        estimators=design.estimators(spec),
+        planned_periods=periods,
+        periods_share_draws=design.periods_share_draws(spec),
+        spillover=design.spillover(spec),
+        sampler=design_sampler(spec),
+    )
 
 
 async def test_experiments_with_a_graph_get_spillover_estimates_next_to_the_naive_ones():
@@ -165,15 +194,25 @@ def test_each_design_says_how_its_spillover_may_be_estimated():
     from controller.spec import load_spec_file
 
     examples = Path(__file__).resolve().parents[2] / "docs" / "examples"
-    mode = {p.stem: experiment_info(load_spec_file(p), "running").spillover
-            for p in examples.glob("*.yaml")}
+    mode = {
+        p.stem: experiment_info(load_spec_file(p), "running").spillover
+        for p in examples.glob("*.yaml")
+    }
     # periods drawn afresh: per period; one assignment after a pre-period: block; shared
     # draws (crossover, carryover, trigger windows): none
     # the cluster design withholds it: measured SEs half the spread (spillover_worker_study)
-    assert mode == {"random-days": "per-period", "cluster": None, "time-bound": "block",
-                    "crossover": None, "optimal-switchback": None, "triggered": None}
+    assert mode == {
+        "random-days": "per-period",
+        "cluster": None,
+        "time-bound": "block",
+        "crossover": None,
+        "optimal-switchback": None,
+        "triggered": None,
+    }
     spec = load_spec_file(examples / "time-bound.yaml")
-    no_pre = spec.model_copy(update={"time_bound": spec.time_bound.model_copy(update={"start_period": 0})})
+    no_pre = spec.model_copy(
+        update={"time_bound": spec.time_bound.model_copy(update={"start_period": 0})}
+    )
     assert experiment_info(no_pre, "running").spillover is None
 
 
@@ -186,19 +225,35 @@ async def test_a_triggered_panel_that_looks_like_a_block_gets_no_spillover_estim
 
     start = datetime(2026, 6, 1, tzinfo=UTC)
     products = [f"q{i:03d}" for i in range(40)]
-    spec = load_spec({
-        "id": "trig", "design": "triggered", "products": products, "treatment_policy": "t",
-        "control_policy": "c", "start": start.isoformat(),
-        "end": (start + timedelta(days=8)).isoformat(),
-        "triggered": {"undercut_pct": 5, "window_periods": 8},
-        "substitutes": [(products[i], products[i + 1], 1.0) for i in range(0, 40, 2)],
-    })
+    spec = load_spec(
+        {
+            "id": "trig",
+            "design": "triggered",
+            "products": products,
+            "treatment_policy": "t",
+            "control_policy": "c",
+            "start": start.isoformat(),
+            "end": (start + timedelta(days=8)).isoformat(),
+            "triggered": {"undercut_pct": 5, "window_periods": 8},
+            "substitutes": [(products[i], products[i + 1], 1.0) for i in range(0, 40, 2)],
+        }
+    )
     triggers = dict.fromkeys(products, 3)
     m = design_matrices(spec, products, DesignContext(triggers=triggers))
     rng = np.random.default_rng(0)
-    rows = [{"product": p, "period": k, "units": float(rng.poisson(20)), "revenue": 1.0,
-             "treated": int(m.treated[i, k]), "probability": m.probability[i, k],
-             "blackout": False} for i, p in enumerate(products) for k in range(8)]
+    rows = [
+        {
+            "product": p,
+            "period": k,
+            "units": float(rng.poisson(20)),
+            "revenue": 1.0,
+            "treated": int(m.treated[i, k]),
+            "probability": m.probability[i, k],
+            "blackout": False,
+        }
+        for i, p in enumerate(products)
+        for k in range(8)
+    ]
     source = Source(pd.DataFrame(rows))
     source.info = experiment_info(spec, "running", triggers)
     out = await AnalysisWorker(source, Sink(), ManualClock(start + timedelta(days=9))).run_once()
