@@ -24,7 +24,7 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -306,19 +306,21 @@ def estimates(
     ] = 2.0,
 ) -> None:
     """The latest estimate of each estimator of EXPERIMENT, read from the estimates topic."""
-    from streams.estimates_cli import follow_estimates, latest_estimates, render
+    from streams.estimates_cli import all_estimates, latest_of, render
 
     settings = _settings()
-    latest = asyncio.run(latest_estimates(settings, experiment, idle))
-    if not latest and not follow:
-        typer.echo(f"no estimate of {experiment} on {settings.topics.estimates} yet", err=True)
-        raise typer.Exit(1)
-    typer.echo(render(list(latest.values()), as_json))
-    if follow:
-        with _interrupt_ends():
-            asyncio.run(
-                follow_estimates(settings, experiment, lambda e: typer.echo(render([e], as_json)))
-            )
+
+    def shown(docs: list[dict[str, Any]]) -> Callable[[dict[str, Any]], None] | None:
+        latest = latest_of(docs)
+        if not latest and not follow:
+            typer.echo(f"no estimate of {experiment} on {settings.topics.estimates} yet", err=True)
+            raise typer.Exit(1)
+        if latest:
+            typer.echo(render(list(latest.values()), as_json))
+        return (lambda e: typer.echo(render([e], as_json))) if follow else None
+
+    with _interrupt_ends():
+        asyncio.run(all_estimates(settings, experiment, idle, then=shown))
 
 
 class _interrupt_ends:

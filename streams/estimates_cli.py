@@ -1,16 +1,19 @@
 """``pricelab estimates EXPERIMENT [--follow]``: the latest estimates, read from the topic.
 
-The estimates topic is read from the beginning "until idle": until no message arrived for
-``idle`` seconds. It does not stop at the partitions' end offsets, because the embedded broker
-(Tansu) reports a high watermark that lags the data after batched writes (docs/broker.md): a
-reader that stops there misses the last messages.
+The estimates topic is read from the beginning until every partition has caught up: it has
+delivered a message stamped at or after the moment reading began, or it has delivered nothing
+for ``idle`` seconds. It does not stop at the partitions' end offsets, because the embedded
+broker (Tansu) reports a high watermark that lags the data after batched writes
+(docs/broker.md): a reader that stops there misses the last messages. And it does not wait for
+the whole topic to fall quiet, because a running analysis worker publishes every cycle: a reader
+that waits for silence never returns while the experiment runs.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -60,55 +63,65 @@ def _mine(record: Any, experiment: str) -> dict[str, Any] | None:
 
 
 async def all_estimates(
-    settings: Settings, experiment: str, idle: float = 2.0
+    settings: Settings,
+    experiment: str,
+    idle: float = 2.0,
+    then: Callable[[list[dict[str, Any]]], Callable[[dict[str, Any]], None] | None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Every estimate message of ``experiment`` so far, read until ``idle`` seconds pass
-    quietly (not to the end offsets, which lag the data on the embedded broker)."""
+    """Every estimate message of ``experiment`` so far: read until each partition has caught
+    up with the moment reading began, or has been quiet for ``idle`` seconds (see the module
+    docstring for why neither the end offsets nor silence of the whole topic will do).
+
+    With ``then``: it gets what was read and may return an ``emit`` callback; the same
+    consumer then goes on from where it stopped and hands every new estimate to ``emit``
+    until cancelled (``--follow``). Going on from the last message read, rather than seeking
+    to the end offsets, means no estimate is shown twice or skipped.
+    """
     async with services_answer(bootstrap_servers=settings.kafka.bootstrap_servers):
         consumer = await _consumer(settings)
         out: list[dict[str, Any]] = []
         try:
-            while True:
-                batch = await consumer.getmany(timeout_ms=int(idle * 1000))
-                if not batch:
-                    return out
-                for records in batch.values():
-                    for r in records:
-                        doc = _mine(r, experiment)
-                        if doc is not None:
-                            out.append(doc)
+            await _read_until_caught_up(consumer, experiment, idle, out)
+            emit = then(out) if then is not None else None
+            while emit is not None:
+                for doc in _docs(await consumer.getmany(timeout_ms=1000), experiment):
+                    emit(doc)
+            return out
         finally:
             await consumer.stop()
 
 
-async def latest_estimates(
-    settings: Settings, experiment: str, idle: float = 2.0
-) -> dict[str, dict[str, Any]]:
-    """estimator -> its latest estimate message (see :func:`all_estimates`)."""
-    latest: dict[str, dict[str, Any]] = {}
-    for doc in await all_estimates(settings, experiment, idle):
-        latest[doc["estimator"]] = doc
-    return latest
-
-
-async def follow_estimates(
-    settings: Settings, experiment: str, emit: Callable[[dict[str, Any]], None]
+async def _read_until_caught_up(
+    consumer: AIOKafkaConsumer, experiment: str, idle: float, out: list[dict[str, Any]]
 ) -> None:
-    """Emit every new estimate of ``experiment`` as it arrives (until cancelled)."""
-    async with services_answer(bootstrap_servers=settings.kafka.bootstrap_servers):
-        consumer = await _consumer(settings)
-        try:
-            await consumer.seek_to_end()
-            while True:
-                batch = await consumer.getmany(timeout_ms=1000)
-                for records in batch.values():
-                    for r in records:
-                        doc = _mine(r, experiment)
-                        if doc is not None:
-                            emit(doc)
-                await asyncio.sleep(0)
-        finally:
-            await consumer.stop()
+    began_ms = time.time() * 1000.0
+    pending = set(consumer.assignment())
+    heard = dict.fromkeys(pending, time.monotonic())
+    while pending:
+        batch = await consumer.getmany(timeout_ms=int(min(idle, 0.5) * 1000))
+        out.extend(_docs(batch, experiment))
+        now = time.monotonic()
+        for tp, records in batch.items():
+            if not records:
+                continue
+            heard[tp] = now
+            if records[-1].timestamp >= began_ms:
+                pending.discard(tp)
+        pending = {tp for tp in pending if now - heard[tp] < idle}
+
+
+def _docs(batch: dict[Any, list[Any]], experiment: str) -> list[dict[str, Any]]:
+    return [
+        doc
+        for records in batch.values()
+        for r in records
+        if (doc := _mine(r, experiment)) is not None
+    ]
+
+
+def latest_of(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """estimator -> its latest estimate message."""
+    return {doc["estimator"]: doc for doc in docs}
 
 
 def _cell(value: Any, fmt: str) -> str:
@@ -126,4 +139,6 @@ def render(rows: list[dict[str, Any]], as_json: bool = False) -> str:
     table = [[name for name, _ in COLUMNS]]
     table += [[_cell(r.get(name), fmt) for name, fmt in COLUMNS] for r in rows]
     width = [max(len(row[i]) for row in table) for i in range(len(COLUMNS))]
-    return "\n".join("  ".join(c.rjust(w) for c, w in zip(row, width, strict=True)) for row in table)
+    return "\n".join(
+        "  ".join(c.rjust(w) for c, w in zip(row, width, strict=True)) for row in table
+    )

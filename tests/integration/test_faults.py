@@ -13,6 +13,7 @@ import asyncio
 import json
 import random
 import signal
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
@@ -22,15 +23,17 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from controller.settings import Settings
+from controller.settings import KafkaSettings, Settings
 from controller.spec import ExperimentSpec, load_spec
 from streams.app import group_ids
+from streams.commands import send_command_async
 from streams.embedded import EmbeddedStack
 from streams.handlers import EXIT_UNSAFE_TO_ACK
 from streams.kafka import ensure_topics
 from streams.launcher import WorkerProcess, metric_value
 from streams.runtime import Runtime
 from tests.integration.conftest import (
+    command_ok,
     committed_offsets,
     make_settings,
     read_topic,
@@ -563,3 +566,106 @@ def _http(port: int, path: str) -> tuple[int, str]:
             return r.status, r.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode()
+
+
+SCALE_SEED = 3
+
+
+async def test_three_controllers_share_the_load_and_survive_a_kill9(stack):
+    """Three controller workers share six partitions: the sales are spread across them and
+    every flip is published exactly once. One of them (seeded) is killed with -9 at a seeded
+    point of the stream; the other two take over its partitions and a flip that falls due
+    while it is dead, and the panel equals the ground truth."""
+    settings = make_settings(
+        stack,
+        kafka=KafkaSettings(bootstrap_servers=stack.bootstrap_servers, partitions=6),
+        tick_interval=0.1,
+    )
+    await ensure_topics(settings)
+    rt = Runtime(settings)
+    await rt.ensure_started()
+    workers = [_worker(settings).launch() for _ in range(3)]
+    rng = random.Random(SCALE_SEED)
+    victim = rng.randrange(3)
+    truth = Truth(3000, seed=9)
+    kill_at = int(rng.uniform(0.2, 0.5) * truth.n)
+    spec = _spec()
+    sales_group = group_ids(settings, ("controller",))["sales"]
+
+    async def flipped(k: int) -> bool:
+        return (await rt.store.get_experiment(spec.id)).flipped_period >= k
+
+    def consumed(w: WorkerProcess) -> float:
+        return metric_value(
+            w.metrics(), "pricelab_events_consumed_total", topic=settings.topics.sales
+        )
+
+    try:
+        for w in workers:
+            w.wait_healthy()
+        for w in workers:  # all three hold sales partitions before the load starts
+            await wait_for(
+                lambda w=w: _metric_at_least(
+                    w, "pricelab_consumer_group_assigned", 1, group=sales_group
+                ),
+                60,
+                "every worker to be assigned sales partitions",
+            )
+        await rt.clock.set(START + timedelta(seconds=1))  # type: ignore[attr-defined]
+        command_ok(
+            await send_command_async(
+                settings, "create", timeout=60, spec=spec.model_dump(mode="json")
+            )
+        )
+        await wait_for(lambda: flipped(0), 30, "the first flip")
+        for k in range(1, PERIODS + 1):
+            await rt.clock.set(START + timedelta(hours=k, seconds=1))  # type: ignore[attr-defined]
+            await wait_for(lambda k=k: flipped(k), 30, f"flip {k}")
+
+        flow = asyncio.create_task(produce(settings, truth.payloads, **FLOW))
+        await wait_for(lambda: _at_least(rt, kill_at), 90, f"{kill_at} sales counted")
+        victim_consumed = consumed(workers[victim])
+        workers[victim].kill9()
+        counted_at_kill = await counted(rt)
+        # the fault happened mid-stream, to a worker that was doing its share
+        assert workers[victim].proc is not None and workers[victim].proc.returncode == -9
+        assert counted_at_kill < truth.n and victim_consumed > 0
+        # a boundary passes while the victim is dead: the survivors flip it, once
+        due = PERIODS + 1
+        await rt.clock.set(START + timedelta(hours=due, seconds=1))  # type: ignore[attr-defined]
+        await wait_for(lambda: flipped(due), 60, f"flip {due} by the survivors")
+        await flow
+        await wait_for(lambda: _at_least(rt, truth.n), 120, "all sales")
+        await settled(settings, truth.n)
+        await assert_panel(rt, truth)
+
+        survivors = [w for i, w in enumerate(workers) if i != victim]
+        shares = [consumed(w) for w in survivors]
+        assert all(s > 0 for s in shares), shares
+        assert victim_consumed + sum(shares) >= truth.n
+        state = await rt.store.get_experiment(spec.id)
+        assert state.flipped_period == due and state.missed_flips == 0
+
+        # read for 10 s: every flip completed before this point, so any second publish of
+        # one is already on the topic
+        msgs = await read_topic(
+            settings, settings.topics.assignments, expect=(due + 2) * N_PRODUCTS, timeout=10
+        )
+        per_period = Counter(m["period"] for m in msgs)
+        assert per_period == {k: N_PRODUCTS for k in range(due + 1)}, per_period
+        seqs = [sorted({m["seq"] for m in msgs if m["period"] == k}) for k in range(due + 1)]
+        assert all(len(s) == 1 for s in seqs) and [s[0] for s in seqs] == sorted(
+            {s[0] for s in seqs}
+        ), seqs
+        dups = sum(
+            metric_value(w.metrics(), "pricelab_sales_total", status="dup") for w in survivors
+        )
+        print(
+            f"scale-out: victim worker {victim} killed at {counted_at_kill}/{truth.n} sales "
+            f"counted, having consumed {victim_consumed:.0f}; survivors consumed "
+            f"{', '.join(f'{s:.0f}' for s in shares)}; redelivered and deduplicated: {dups:.0f}"
+        )
+    finally:
+        for w in workers:
+            w.stop()
+        await rt.stop()

@@ -6,63 +6,19 @@ from __future__ import annotations
 
 import math
 import signal
-from datetime import date
 from typing import Any
 
 import numpy as np
 import pytest
 from scipy import stats
 
-from controller.store import Store, make_redis
-from lab.compare import make_spec
-from lab.market import Market, MarketConfig
-from streams.launcher import WorkerProcess
-from streams.livesim import LiveDriver, LiveRun, lockstep_settings
+from controller.store import Store
+from streams.livesim import LiveDriver
 from tests.integration.conftest import make_settings
+from tests.integration.live import drive as _drive
+from tests.integration.live import live_run as _run
 
 pytestmark = pytest.mark.integration
-
-
-def _market(n: int, seed: int, prefix: str) -> Market:
-    cfg = MarketConfig(n_products=n, n_categories=2, start_date=date(2026, 6, 1))
-    return Market(cfg, seed=seed, product_ids=[f"{prefix}{i:03d}" for i in range(n)])
-
-
-def _run(design: str, n: int, days: int, seed: int, prefix: str) -> LiveRun:
-    market = _market(n, seed, prefix)
-    spec = make_spec(design, market, days=days, seed=seed)
-    spec = spec.model_copy(update={"id": f"{prefix}-{design}"})
-    return LiveRun(spec, market, sales_seed=seed)
-
-
-async def _drive(settings: Any, runs: list[LiveRun], **hooks: Any) -> dict[str, Any]:
-    """Run ``runs`` through a controller and an analysis worker; returns the workers used."""
-    from streams.kafka import ensure_topics
-
-    await ensure_topics(settings)
-    settings = lockstep_settings(settings)
-    controller = WorkerProcess(settings, ("controller",)).launch()
-    analysis = WorkerProcess(settings, ("analysis",)).launch()
-    used: dict[str, Any] = {"analysis": [analysis]}
-    redis = make_redis(settings)
-    try:
-        controller.wait_healthy()
-        analysis.wait_healthy()
-        store = Store(redis, settings.key_prefix)
-        async with LiveDriver(settings, store, [controller], analysis) as driver:
-            used["driver"] = driver
-            used["store"] = store
-            await driver.create(runs)
-            await driver.run(runs, **{k: v(driver, used) for k, v in hooks.items()})
-        used["cs"] = {
-            r.id: await redis.hgetall(f"{settings.key_prefix}:exp:{r.id}:cs") for r in runs
-        }
-    finally:
-        await redis.aclose()
-        controller.stop()
-        for w in used["analysis"]:
-            w.stop()
-    return used
 
 
 async def test_every_published_interval_is_effect_plus_minus_q_se(stack) -> None:  # type: ignore[no-untyped-def]

@@ -1,0 +1,55 @@
+"""Live runs through real worker processes: a controller and an analysis worker on the
+embedded stack, driven period by period by ``streams.livesim.LiveDriver``."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from controller.store import Store, make_redis
+from lab.compare import make_spec
+from lab.market import Market, MarketConfig
+from streams.launcher import WorkerProcess
+from streams.livesim import LiveDriver, LiveRun, lockstep_settings
+
+
+def _market(n: int, seed: int, prefix: str) -> Market:
+    cfg = MarketConfig(n_products=n, n_categories=2, start_date=date(2026, 6, 1))
+    return Market(cfg, seed=seed, product_ids=[f"{prefix}{i:03d}" for i in range(n)])
+
+
+def live_run(design: str, n: int, days: int, seed: int, prefix: str) -> LiveRun:
+    market = _market(n, seed, prefix)
+    spec = make_spec(design, market, days=days, seed=seed)
+    spec = spec.model_copy(update={"id": f"{prefix}-{design}"})
+    return LiveRun(spec, market, sales_seed=seed)
+
+
+async def drive(settings: Any, runs: list[LiveRun], **hooks: Any) -> dict[str, Any]:
+    """Run ``runs`` through a controller and an analysis worker; returns the workers used."""
+    from streams.kafka import ensure_topics
+
+    await ensure_topics(settings)
+    settings = lockstep_settings(settings)
+    controller = WorkerProcess(settings, ("controller",)).launch()
+    analysis = WorkerProcess(settings, ("analysis",)).launch()
+    used: dict[str, Any] = {"analysis": [analysis]}
+    redis = make_redis(settings)
+    try:
+        controller.wait_healthy()
+        analysis.wait_healthy()
+        store = Store(redis, settings.key_prefix)
+        async with LiveDriver(settings, store, [controller], analysis) as driver:
+            used["driver"] = driver
+            used["store"] = store
+            await driver.create(runs)
+            await driver.run(runs, **{k: v(driver, used) for k, v in hooks.items()})
+        used["cs"] = {
+            r.id: await redis.hgetall(f"{settings.key_prefix}:exp:{r.id}:cs") for r in runs
+        }
+    finally:
+        await redis.aclose()
+        controller.stop()
+        for w in used["analysis"]:
+            w.stop()
+    return used

@@ -1,0 +1,211 @@
+"""The operator commands against real services: ``pricelab topics``, ``pricelab estimates``
+(with ``--follow``), and ``pricelab panel export`` followed by ``pricelab analyze``.
+
+The estimates come from a real analysis worker (a live run on the embedded stack); what the
+commands print is compared with what an independent reader of the topic saw
+(``streams.livesim.LiveDriver``), and the exported panel, analysed offline, must give the
+estimate the worker published from it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+
+from controller.settings import Settings
+from streams.kafka import JsonPublisher, topic_configs
+from streams.schemas import EstimateMessage
+from tests.integration.conftest import make_settings, wait_until
+from tests.integration.live import drive, live_run
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def pricelab(settings: Settings, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """The installed entry point, as an operator runs it, configured by the environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "streams.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env=_env(settings),
+    )
+
+
+def _env(settings: Settings) -> dict[str, str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("PRICELAB_")}
+    return base | settings.to_env()
+
+
+def test_topics_creates_every_topic_once(stack) -> None:
+    settings = make_settings(stack)  # its topics do not exist yet
+    first = pricelab(settings, "topics")
+    assert first.returncode == 0, first.stderr
+    names = list(topic_configs(settings))
+    assert sorted(line.split()[1] for line in first.stdout.splitlines()) == sorted(names)
+    assert all(line.startswith("created") for line in first.stdout.splitlines()), first.stdout
+    again = pricelab(settings, "topics")
+    assert again.returncode == 0, again.stderr
+    assert all(line.startswith("exists") for line in again.stdout.splitlines()), again.stdout
+
+    async def described() -> dict[str, int]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
+        await admin.start()
+        try:
+            meta = await admin.describe_topics(names)
+            return {m["topic"]: len(m["partitions"]) for m in meta}
+        finally:
+            await admin.close()
+
+    assert asyncio.run(described()) == {n: settings.kafka.partitions for n in names}
+
+
+async def test_estimates_and_panel_export_show_what_the_worker_analysed(stack, tmp_path) -> None:
+    settings = make_settings(stack)
+    run = live_run("random-days", 16, 5, 4, "op")
+    await drive(settings, [run])
+    assert run.estimates, "the analysis worker published nothing"
+    latest: dict[str, dict[str, Any]] = {}
+    for e in run.estimates:  # as the driver read them from the topic, in order
+        latest[e["estimator"]] = {k: v for k, v in e.items() if not k.startswith("_")}
+
+    shown = pricelab(settings, "estimates", run.id, "--json", "--idle", "1")
+    assert shown.returncode == 0, shown.stderr
+    rows = [json.loads(line) for line in shown.stdout.splitlines()]
+    assert {r["estimator"]: r for r in rows} == latest
+
+    table = pricelab(settings, "estimates", run.id, "--idle", "1")
+    assert table.returncode == 0, table.stderr
+    assert all(name in table.stdout for name in latest)
+
+    # the panel as the worker reads it, analysed offline, gives the worker's last estimate
+    out = tmp_path / "panel.csv"
+    exported = pricelab(settings, "panel", "export", run.id, "--out", str(out))
+    assert exported.returncode == 0, exported.stderr
+    dm = latest["dm"]
+    command = exported.stdout.splitlines()[-1].split("pricelab ", 1)[1].split()
+    assert command[:2] == ["analyze", str(out)]
+    offline = pricelab(settings, *command, "--json")
+    assert offline.returncode == 0, offline.stderr
+    got = json.loads(offline.stdout)
+    assert got["n_periods"] == dm["n_periods"]
+    assert got["effect"] == pytest.approx(dm["effect"], rel=1e-9, abs=1e-12)
+    assert got["se"] == pytest.approx(dm["se"], rel=1e-9, abs=1e-12)
+
+
+def _estimate(effect: float, experiment: str = "fol") -> EstimateMessage:
+    return EstimateMessage(
+        experiment=experiment,
+        estimator="dm",
+        metric="units",
+        effect=effect,
+        se=0.5,
+        ci_low=effect - 1,
+        ci_high=effect + 1,
+        n_units=16,
+        n_periods=2,
+        as_of=datetime(2026, 6, 2, tzinfo=UTC),
+    )
+
+
+async def test_estimates_returns_while_a_worker_keeps_publishing(settings) -> None:
+    """A running analysis worker publishes every cycle, so the topic never falls quiet; the
+    command must still return, with everything published before it started (the demo's report
+    once waited for silence and hung)."""
+    pub = JsonPublisher(settings)
+    await pub.start()
+    sent: list[float] = []
+    stop = asyncio.Event()
+
+    async def keep_publishing() -> None:
+        while not stop.is_set():
+            effect = float(len(sent))
+            await pub.send(settings.topics.estimates, _estimate(effect, "busy"), "busy")
+            await pub.flush()
+            sent.append(effect)
+            with contextlib.suppress(TimeoutError):  # publish every 0.2 s, as a worker cycle
+                await asyncio.wait_for(stop.wait(), 0.2)
+
+    task = asyncio.create_task(keep_publishing())
+    try:
+        await wait_until(lambda: len(sent) >= 5, 30, "five estimates published")
+        before = len(sent)
+        shown = await asyncio.to_thread(
+            pricelab, settings, "estimates", "busy", "--json", "--idle", "2", timeout=60
+        )
+        assert shown.returncode == 0, shown.stderr
+        [row] = [json.loads(line) for line in shown.stdout.splitlines()]
+        assert row["effect"] >= before - 1  # the latest it saw is at least what was sent first
+        assert len(sent) > before  # the worker was still publishing while the command ran
+    finally:
+        stop.set()
+        await task
+        await pub.stop()
+
+
+async def test_estimates_follow_prints_new_estimates_until_interrupted(settings) -> None:
+    pub = JsonPublisher(settings)
+    await pub.start()
+
+    lines: list[dict[str, Any]] = []
+    proc: subprocess.Popen[str] | None = None
+    try:
+        await pub.send(settings.topics.estimates, _estimate(1.0), "fol")
+        await pub.flush()
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "streams.cli",
+                "estimates",
+                "fol",
+                "--follow",
+                "--json",
+                "--idle",
+                "1",
+            ],  # fmt: skip
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            env=_env(settings),
+        )
+        assert proc.stdout is not None
+        reader = threading.Thread(
+            target=lambda: lines.extend(json.loads(x) for x in proc.stdout),  # type: ignore[union-attr]
+            daemon=True,
+        )
+        reader.start()
+        await wait_until(lambda: len(lines) == 1, 60, "the latest estimate")
+        assert lines[0]["effect"] == 1.0
+        await pub.send(settings.topics.estimates, _estimate(2.0), "fol")
+        await pub.flush()
+        await wait_until(lambda: len(lines) == 2, 60, "the new estimate")
+        assert lines[1]["effect"] == 2.0
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0
+        reader.join(5)
+        assert proc.stderr is not None
+        err = proc.stderr.read()
+        assert "Traceback" not in err, err
+        assert len(lines) == 2  # nothing shown twice
+    finally:
+        await pub.stop()
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
