@@ -16,7 +16,9 @@ import asyncio
 import gc
 import logging
 import ssl
+import tempfile
 from collections.abc import Iterable
+from pathlib import Path
 from typing import cast
 
 import faust
@@ -73,6 +75,9 @@ def build_app(
         broker=[f"kafka://{hp}" for hp in settings.kafka.bootstrap_servers.split(",")],
         broker_credentials=faust_credentials(settings),
         store="memory://",
+        # tables live in memory (state is in Redis); faust still makes its data directory, so
+        # keep it out of the working directory
+        datadir=str(Path(tempfile.gettempdir()) / "pricelab-faust" / "{conf.name}-data"),
         value_serializer="raw",
         key_serializer="raw",
         web_enabled=True,

@@ -1,0 +1,19 @@
+"""A worker leaves nothing in the directory it was started from: faust makes its data directory
+even with in-memory tables, and it used to land in the working directory (a repository checkout
+collected one ``<app_id>-controller-data`` per test run)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from controller.settings import Settings
+from streams.app import build_app
+
+
+def test_faust_data_directory_is_outside_the_working_directory(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    app, _ = build_app(Settings(app_id="datadir-check"), {"controller"})
+    datadir = Path(app.conf.datadir).resolve()
+    assert not datadir.is_relative_to(tmp_path)
+    assert "datadir-check" in datadir.name
+    assert list(tmp_path.iterdir()) == []
