@@ -315,11 +315,17 @@ class ExperimentSpec(BaseModel):
 
     def class_of(self, product: str) -> str | None:
         """The class (cluster) a product belongs to, or None when units are a plain list."""
-        classes: dict[str, str] = self._memo.get("class_of") or {
-            p: c for c, members in self.clusters.items() for p in members
-        }
-        self._memo["class_of"] = classes
-        return classes.get(product)
+        return self.class_map().get(product)
+
+    def class_map(self) -> Mapping[str, str]:
+        """product -> its class (empty when units are a plain list), memoised: for loops over
+        many products, where a ``class_of`` call per product costs more than the lookup."""
+        memo = self._memo
+        classes: dict[str, str] | None = memo.get("class_of")
+        if classes is None:
+            classes = {p: c for c, members in self.clusters.items() for p in members}
+            memo["class_of"] = classes
+        return classes
 
     def strata(self) -> dict[str, tuple[str, ...]]:
         """Groups of products randomised together or within: classes, else one stratum."""

@@ -266,6 +266,17 @@ def complete_share(
     return result
 
 
+def member_draws(
+    products: Sequence[str], members: frozenset[str], inside: Draw, outside: Draw
+) -> tuple[np.ndarray, list[Draw]]:
+    """``Design.period_draws`` of a period in which a product's draw depends only on whether
+    it is in ``members`` (a share drawn once): codes into [inside, outside]."""
+    if inside == outside:
+        return np.zeros(len(products), dtype=np.int64), [inside]
+    mask = np.fromiter((p in members for p in products), dtype=np.bool_, count=len(products))
+    return (~mask).astype(np.int64), [inside, outside]
+
+
 def fixed_path(p_first: float, first: Sequence[Arm], second: Sequence[Arm], target: Arm) -> float:
     """P(all arms in the window == target) for a design with one coin per unit: with
     probability ``p_first`` the unit follows ``first``, else ``second``."""

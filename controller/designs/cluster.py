@@ -65,8 +65,9 @@ class Cluster(Design):
         else:
             chosen = complete_share(spec, {"": tuple(classes)}, "cluster")
             treated_class = {c: c in chosen for c in classes}
+        class_of = spec.class_map()
         treated = np.fromiter(
-            (treated_class[spec.class_of(p) or ""] for p in products),
+            (treated_class[class_of.get(p, "")] for p in products),
             dtype=np.bool_,
             count=len(products),
         )

@@ -9,8 +9,10 @@ against itself across phases) and by the difference in means.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+import numpy as np
 
 from controller.designs.base import (
     Design,
@@ -19,6 +21,7 @@ from controller.designs.base import (
     MarketFacts,
     complete_share,
     fixed_path,
+    member_draws,
     register,
 )
 from controller.errors import SpecError
@@ -56,6 +59,16 @@ class Crossover(Design):
         even = phase(spec, k) % 2 == 0
         p = spec.allocation if even else 1.0 - spec.allocation
         return Draw(Arm.TREATMENT if in_a == even else Arm.CONTROL, p)
+
+    def period_draws(
+        self, spec: ExperimentSpec, products: Sequence[str], k: int, ctx: DesignContext
+    ) -> tuple[np.ndarray, list[Draw]]:
+        """Group A's membership, drawn once, mapped to the products (the scalar draws)."""
+        group_a = complete_share(spec, spec.strata(), "crossover")
+        even = phase(spec, k) % 2 == 0
+        p = spec.allocation if even else 1.0 - spec.allocation
+        a_arm, b_arm = (Arm.TREATMENT, Arm.CONTROL) if even else (Arm.CONTROL, Arm.TREATMENT)
+        return member_draws(products, group_a, Draw(a_arm, p), Draw(b_arm, p))
 
     def path_probability(
         self, spec: ExperimentSpec, product: str, window: range, target: Arm, ctx: DesignContext

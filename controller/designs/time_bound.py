@@ -8,8 +8,10 @@ differences and synthetic difference in differences.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+import numpy as np
 
 from controller.designs.base import (
     Design,
@@ -19,6 +21,7 @@ from controller.designs.base import (
     Window,
     complete_share,
     fixed_path,
+    member_draws,
     register,
 )
 from controller.errors import SpecError
@@ -48,6 +51,18 @@ class TimeBound(Design):
             return Draw(Arm.CONTROL, 0.0, Window.PENDING)
         treated = product in complete_share(spec, spec.strata(), "time-bound")
         return Draw(Arm.TREATMENT if treated else Arm.CONTROL, spec.allocation)
+
+    def period_draws(
+        self, spec: ExperimentSpec, products: Sequence[str], k: int, ctx: DesignContext
+    ) -> tuple[np.ndarray, list[Draw]]:
+        """The treated share, drawn once, mapped to the products (the scalar draws)."""
+        assert spec.time_bound is not None
+        pending = Draw(Arm.CONTROL, 0.0, Window.PENDING)
+        if k < spec.time_bound.start_period:
+            return member_draws(products, frozenset(), pending, pending)
+        treated = complete_share(spec, spec.strata(), "time-bound")
+        a = spec.allocation
+        return member_draws(products, treated, Draw(Arm.TREATMENT, a), Draw(Arm.CONTROL, a))
 
     def path_probability(
         self, spec: ExperimentSpec, product: str, window: range, target: Arm, ctx: DesignContext
