@@ -191,6 +191,139 @@ def compare_designs(
             typer.echo(f"wrote {p}")
 
 
+def _durations(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    out = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            value = int(part)
+        except ValueError:
+            _fail(f"--durations must be whole numbers of periods separated by commas, not {part!r}")
+        out.append(value)
+    if not out:
+        _fail("--durations names no duration")
+    return tuple(dict.fromkeys(out))
+
+
+def plan_command(
+    specs: Annotated[list[Path], typer.Argument(help="Experiment specs (YAML/JSON) to plan.")],
+    history: Annotated[
+        Path, typer.Option("--history", help="Past outcomes: long .csv or .parquet.")
+    ],
+    unit: Annotated[str, typer.Option("--unit", help="Unit (product) column of the history.")],
+    time_col: Annotated[str, typer.Option("--time", help="Period column of the history.")],
+    outcome: Annotated[str, typer.Option("--outcome", help="Outcome column of the history.")],
+    effect: Annotated[
+        float | None,
+        typer.Option("--effect", help="Effect to add to treated cells (outcome units)."),
+    ] = None,
+    relative: Annotated[
+        bool, typer.Option("--relative", help="--effect is a share of each cell's outcome.")
+    ] = False,
+    durations: Annotated[
+        str | None,
+        typer.Option(
+            "--durations", help="Durations in periods, e.g. 14,28,56 (default: the spec's)."
+        ),
+    ] = None,
+    sims: Annotated[int, typer.Option("--sims", help="Simulations per spec and duration.")] = 200,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of starts and draws.")] = 0,
+    carryover: Annotated[
+        int,
+        typer.Option("--carryover", help="Periods after a switch the effect still reaches."),
+    ] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Directory for CSVs, power curves and HTML.")
+    ] = None,
+    jobs: Annotated[
+        int | None, typer.Option("--jobs", help="Worker processes (default: the CPUs).")
+    ] = None,
+    sep: Annotated[str | None, typer.Option(help="CSV separator (default: detect).")] = None,
+) -> None:
+    """Plan experiments on past outcomes: for each spec, duration and default estimator, the
+    type-I error, the power at --effect, the MDE (80% power at 5%) and the mean SE, simulated
+    with the live designs and estimators."""
+    import json
+    import sys
+
+    from analysis.cli import read_table
+    from lab.plan import (
+        PlanConfig,
+        as_json_rows,
+        check_period,
+        default_jobs,
+        format_table,
+        read_history,
+        run_plan,
+        write_outputs,
+    )
+
+    cfg = PlanConfig(
+        effect=effect,
+        relative=relative,
+        durations=_durations(durations),
+        sims=sims,
+        seed=seed,
+        carryover=carryover,
+        jobs=default_jobs() if jobs is None else jobs,
+    )
+    loaded = []
+    for path in specs:
+        try:
+            loaded.append((path.stem, load_spec_file(path)))
+        except SpecError as exc:
+            _fail(f"{path}: {exc}")
+        except OSError as exc:
+            _fail(f"cannot read spec {path}: {exc.strerror or exc}")
+    names = [n for n, _ in loaded]
+    loaded = [(n if names.count(n) == 1 else f"{n}#{i + 1}", s) for i, (n, s) in enumerate(loaded)]
+    try:
+        table_in = read_table(history, sep)
+    except OSError as exc:
+        _fail(f"cannot read history {history}: {exc.strerror or exc}")
+    except (ValueError, ImportError) as exc:
+        _fail(f"cannot read history {history}: {str(exc).splitlines()[0]}")
+    tty = sys.stderr.isatty()
+
+    def progress(done: int, total: int, label: str) -> None:
+        if tty:
+            sys.stderr.write(f"\r{done}/{total} simulations ({label})\x1b[K")
+            sys.stderr.flush()
+
+    t0 = time.perf_counter()
+    try:
+        hist = read_history(table_in, unit, time_col, outcome)
+        for _, spec in loaded:
+            check_period(hist, spec, time_col)
+        runs, table, notes = run_plan(loaded, hist, cfg, progress)
+    except PricelabError as exc:
+        if tty:
+            sys.stderr.write("\n")
+        _fail(str(exc))
+    if tty:
+        sys.stderr.write("\n")
+    for note in notes:
+        typer.echo(f"note: {note}", err=True)
+    if as_json:
+        typer.echo(json.dumps(as_json_rows(table)))
+    else:
+        typer.echo(format_table(table, effect, relative))
+        typer.echo(f"{len(runs)} fits in {time.perf_counter() - t0:.1f}s")
+    if out is not None:
+        try:
+            paths = write_outputs(runs, table, out, effect=effect, relative=relative, notes=notes)
+        except OSError as exc:
+            _fail(f"cannot write to {out}: {exc.strerror or exc}")
+        for p in paths:
+            typer.echo(f"wrote {p}", err=as_json)
+
+
 def register(app: typer.Typer) -> None:
     app.command("simulate")(simulate_command)
     app.command("compare-designs")(compare_designs)
+    app.command("plan")(plan_command)

@@ -1,0 +1,691 @@
+"""Plan an experiment before launch: power, type-I error and MDE on the analyst's own history.
+
+``pricelab plan SPEC --history PANEL ...`` answers "how long, on how many products, with which
+design" by simulation on the products' own past outcomes, with the exact designs and
+estimators that will run live:
+
+1. The units are the spec's products that appear in the history (every history unit when the
+   spec names none of them).
+2. Each simulation places the experiment at a random start inside the history and draws its
+   assignment with the controller's own code (:func:`controller.designs.design_matrices`,
+   the flip's whole-period draws) under a fresh seed: arms, probabilities, whole-period
+   blackouts (washout phases, crossover blackouts) exactly as the live controller would.
+3. The effect is added to treated cells: ``E`` in outcome units, or ``E`` times the cell's
+   own outcome with ``--relative``. With ``--carryover M`` it also reaches the M periods after
+   a unit leaves treatment, at a linearly decaying share (1 - j/(M+1) in the j-th period).
+4. Each design's default estimators (``Design.estimators``) are fitted through
+   :func:`analysis.worker.fit_plan`, the function the live analysis worker publishes with.
+
+Every simulation fits each estimator twice on the same placement and draw: on the history as
+it was (an A/A test: rejections there are the type-I error) and with the effect added (power
+at ``E``). The estimators are linear in the outcome, so the two fits give each simulation's
+response ``b`` to a unit of effect; the MDE is the smallest effect ``e`` at which
+``|estimate_AA + e * b| > q * se_AA`` in 80% of the simulations (``q`` from t(df) when the
+estimator reports df, else the normal). That assumes the SE does not change with the effect;
+``docs/planning.md`` checks it by planning again at the reported MDE (power 0.8 +- 0.05).
+
+A washout shorter than a period is not in a daily history: the live panel counts each
+period's sales after the washout, which the planner models as the same share of every cell's
+outcome (and of the effect), so it changes the MDE's units, not its relative size; thinning
+noise is not modelled.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from analysis.panel import Panel
+from analysis.worker import fit_plan
+from controller.designs import design_matrices, design_of
+from controller.errors import SpecError
+from controller.periods import n_periods
+from controller.spec import ExperimentSpec, load_spec
+from core.ports import EstimatorPlan
+from lab.errors import LabError
+
+ALPHA = 0.05
+TARGET_POWER = 0.8
+#: the reference effect a simulation adds when no --effect is given (only its response b is
+#: used, which does not depend on it for estimators linear in the outcome)
+_UNIT_EFFECT = {False: 1.0, True: 0.1}
+
+
+# --------------------------------------------------------------------------- history
+@dataclass(frozen=True)
+class History:
+    """Past outcomes as a units x periods matrix (NaN where the history has no row)."""
+
+    Y: np.ndarray
+    units: tuple[str, ...]
+    times: tuple[Any, ...]
+
+    @property
+    def n_periods(self) -> int:
+        return int(self.Y.shape[1])
+
+
+def read_history(df: pd.DataFrame, unit: str, time: str, outcome: str) -> History:
+    """A long table of past outcomes (one row per unit and period) as a :class:`History`.
+
+    LabError (one sentence) for a missing column, a non-numeric outcome, a repeated unit and
+    period, or fewer than two units or periods. Missing unit-periods are kept as NaN; a
+    simulation excludes those cells (as blacked out).
+    """
+    missing = [c for c in (unit, time, outcome) if c not in df.columns]
+    if missing:
+        raise LabError(
+            f"the history has no column {missing[0]!r}; its columns are {', '.join(map(str, df.columns))}"
+        )
+    if df.empty:
+        raise LabError("the history has no rows")
+    y = pd.to_numeric(df[outcome], errors="coerce")
+    bad = y.isna() & df[outcome].notna()
+    if bad.any():
+        first = df.loc[bad, outcome].iloc[0]
+        raise LabError(f"outcome column {outcome!r} is not numeric (e.g. {first!r})")
+    if not np.isfinite(y.dropna().to_numpy(dtype=float)).all():
+        raise LabError(f"outcome column {outcome!r} holds infinite values")
+    keys = df[[unit, time]]
+    dup = keys.duplicated()
+    if dup.any():
+        u, t = keys.loc[dup].iloc[0]
+        raise LabError(
+            f"unit {u!r} appears more than once at {time} {t!r}; aggregate to one row per unit "
+            "and period first"
+        )
+    frame = pd.DataFrame({"u": df[unit].astype(str), "t": df[time], "y": y.astype(float)})
+    wide = frame.pivot(index="u", columns="t", values="y").sort_index(axis=1)
+    if wide.shape[0] < 2 or wide.shape[1] < 2:
+        raise LabError(
+            f"the history needs at least 2 units and 2 periods; it has {wide.shape[0]} x "
+            f"{wide.shape[1]}"
+        )
+    return History(
+        wide.to_numpy(dtype=float), tuple(map(str, wide.index)), tuple(wide.columns.tolist())
+    )
+
+
+def check_period(history: History, spec: ExperimentSpec, time: str) -> None:
+    """LabError when the history's time column holds dates spaced unlike the spec's periods."""
+    times = pd.Series(history.times)
+    if pd.api.types.is_numeric_dtype(times):
+        return
+    try:
+        stamps = pd.to_datetime(times, utc=True, format="mixed")
+    except (ValueError, TypeError):
+        return
+    gaps = stamps.diff().dropna()
+    if gaps.empty:
+        return
+    step = gaps.median()
+    if abs(step - pd.Timedelta(spec.period)) > pd.Timedelta(spec.period) * 0.01:
+        raise LabError(
+            f"the history's {time} column is spaced {step} apart but experiment {spec.id!r} "
+            f"has periods of {spec.period}; aggregate the history to its periods"
+        )
+
+
+# --------------------------------------------------------------------------- the experiment
+@dataclass(frozen=True)
+class PlannedSpec:
+    """A spec restricted to the units that have history, at one duration."""
+
+    spec: ExperimentSpec
+    rows: np.ndarray  # history row of each unit, in the spec's unit order
+    units: tuple[str, ...]
+    note: str = ""
+
+
+def _restricted(spec: ExperimentSpec, keep: set[str]) -> dict[str, Any]:
+    if spec.clusters:
+        clusters = {c: tuple(p for p in m if p in keep) for c, m in spec.clusters.items()}
+        return {"clusters": {c: m for c, m in clusters.items() if m}, "products": ()}
+    return {"products": tuple(p for p in spec.products if p in keep)}
+
+
+def plan_units(spec: ExperimentSpec, history: History) -> tuple[dict[str, Any], str]:
+    """The spec fields that restrict it to the units with history, and a note saying so."""
+    known = set(history.units)
+    listed = spec.all_products()
+    present = [p for p in listed if p in known]
+    if not present:
+        if spec.clusters:
+            raise LabError(
+                f"none of experiment {spec.id!r}'s products is in the history, and its design "
+                "groups products into classes that the history does not give; name the "
+                "history's units in the spec"
+            )
+        note = (
+            f"none of the spec's {len(listed)} products is in the history: planning on all "
+            f"{len(known)} units of the history"
+        )
+        return {"products": history.units}, note
+    note = ""
+    if len(present) < len(listed):
+        note = (
+            f"{len(listed) - len(present)} of the spec's {len(listed)} products have no "
+            f"history: planning on the {len(present)} that do"
+        )
+    return _restricted(spec, set(present)), note
+
+
+def at_duration(spec: ExperimentSpec, fields: Mapping[str, Any], periods: int) -> ExperimentSpec:
+    """``spec`` restricted to its planned units and lasting ``periods`` periods (validated
+    again: a design may not fit the duration)."""
+    raw = spec.model_dump(mode="python") | dict(fields)
+    raw["end"] = spec.start + spec.period * periods
+    try:
+        out = load_spec(raw)
+    except SpecError as exc:
+        raise LabError(f"experiment {spec.id!r} at {periods} periods: {exc}") from None
+    if n_periods(out) != periods:  # a calendar shorter or longer than the spec's nominal period
+        raise LabError(
+            f"experiment {spec.id!r} at {periods} periods has {n_periods(out)} periods in its "
+            f"time zone; plan with a whole number of periods"
+        )
+    return out
+
+
+def plan_spec_at(spec: ExperimentSpec, history: History, periods: int) -> PlannedSpec:
+    """The planned experiment at one duration; LabError when the history is too short."""
+    if periods < 2:
+        raise LabError(f"a duration must be at least 2 periods, not {periods}")
+    if periods > history.n_periods:
+        raise LabError(
+            f"the history has {history.n_periods} periods, too few for a duration of {periods}"
+        )
+    fields, note = plan_units(spec, history)
+    planned = at_duration(spec, fields, periods)
+    design = design_of(planned)
+    if design.uses_triggers:
+        raise LabError(
+            f"experiment {spec.id!r} is {planned.design}: its products start on competitor "
+            "undercuts, which a sales history does not hold; plan the design without triggers"
+        )
+    where = {u: i for i, u in enumerate(history.units)}
+    units = tuple(planned.all_products())
+    return PlannedSpec(planned, np.array([where[u] for u in units], dtype=np.int64), units, note)
+
+
+# --------------------------------------------------------------------------- one simulation
+def effect_pattern(W: np.ndarray, carryover: int) -> np.ndarray:
+    """Share of the effect each cell gets: 1 when treated; after a unit leaves treatment,
+    1 - j/(M+1) in the j-th period (j <= M), else 0."""
+    tau = W.astype(float)
+    if carryover <= 0:
+        return tau
+    n, t = W.shape
+    since = np.full(n, np.inf)  # periods since the unit was last treated
+    for k in range(t):
+        treated = W[:, k]
+        linger = np.where(since <= carryover, 1.0 - since / (carryover + 1), 0.0)
+        tau[:, k] = np.where(treated, 1.0, linger)
+        since = np.where(treated, 1.0, since + 1.0)
+    return tau
+
+
+@dataclass(frozen=True)
+class SimSetting:
+    """What every simulation of one (spec, duration) shares."""
+
+    planned: PlannedSpec
+    plans: tuple[EstimatorPlan, ...]
+    effect: float | None
+    relative: bool
+    carryover: int
+    window_share: float
+
+
+def _panel(Y: np.ndarray, m: Any, groups: np.ndarray | None, missing: np.ndarray) -> Panel:
+    blackout = m.blackout | missing
+    return Panel(
+        Y=np.where(blackout, np.nan, Y),
+        W=m.treated,
+        units=np.asarray(m.units),
+        times=np.arange(Y.shape[1]),
+        blackout=blackout,
+        probability=m.probability,
+        groups=groups,
+    )
+
+
+def simulate_once(
+    setting: SimSetting, history: np.ndarray, start: int, seed: int
+) -> list[dict[str, Any]]:
+    """One placement and draw: every estimator on the A/A history and with the effect."""
+    p = setting.planned
+    spec = p.spec.model_copy(update={"seed": int(seed)})
+    T = n_periods(spec)
+    m = design_matrices(spec, p.units)
+    Y = history[p.rows, start : start + T] * setting.window_share
+    missing = ~np.isfinite(Y)
+    Y = np.where(missing, 0.0, Y)
+    tau = effect_pattern(m.treated, setting.carryover)
+    e1 = setting.effect if setting.effect else _UNIT_EFFECT[setting.relative]
+    groups = None
+    if spec.clusters:
+        cmap = spec.class_map()
+        groups = np.array([cmap[u] for u in p.units])
+    # the effect in outcome units per whole period (scaled to the analysis window like the
+    # outcome), or a share of each cell's own outcome
+    added = e1 * tau * Y if setting.relative else e1 * setting.window_share * tau
+    aa = _panel(Y, m, groups, missing)
+    ab = _panel(Y + added, m, groups, missing)
+    rows = []
+    for plan in setting.plans:
+        row: dict[str, Any] = {"estimator": plan.label, "start": start, "seed": seed}
+        try:
+            r0 = fit_plan(plan, aa, seed)
+            r1 = fit_plan(plan, ab, seed)
+        except Exception as exc:  # noqa: BLE001 - a failing fit is counted, not fatal
+            row["error"] = f"{type(exc).__name__}: {exc}"[:300]
+            rows.append(row)
+            continue
+        q = _quantile(r0.df)
+        row |= {
+            "effect0": r0.effect,
+            "se0": r0.se,
+            "q0": q,
+            "reject0": bool(abs(r0.effect) > q * r0.se),
+            "effect1": r1.effect,
+            "se1": r1.se,
+            "reject1": bool(abs(r1.effect) > _quantile(r1.df) * r1.se),
+            "response": (r1.effect - r0.effect) / e1,
+            "error": "",
+        }
+        rows.append(row)
+    return rows
+
+
+def _quantile(df: float | None) -> float:
+    if df is not None and math.isfinite(df):
+        return float(stats.t.ppf(1 - ALPHA / 2, df))
+    return float(stats.norm.ppf(1 - ALPHA / 2))
+
+
+# --------------------------------------------------------------------------- summaries
+def mde(effect0: np.ndarray, se0: np.ndarray, q: np.ndarray, response: np.ndarray) -> float:
+    """The smallest effect e >= 0 at which |effect0 + e*response| > q*se0 in a share
+    ``TARGET_POWER`` of the simulations (each simulation's rejection region in e is found
+    exactly; the share is a step function checked at every simulation's threshold)."""
+    ok = np.isfinite(effect0) & np.isfinite(se0) & np.isfinite(response) & (response != 0)
+    if ok.sum() == 0:
+        return math.nan
+    a, s, b = effect0[ok], (q * se0)[ok], response[ok]
+    # a simulation rejects when a + e b > s or a + e b < -s; its state changes only at these
+    cuts = np.concatenate([[0.0], (s - a) / b, (-s - a) / b])
+    cuts = np.unique(cuts[np.isfinite(cuts) & (cuts >= 0)])
+    just_after = cuts + np.maximum(np.abs(cuts) * 1e-9, 1e-12)
+    shares = power_curve(a, s / q[ok], q[ok], b, just_after)
+    reached = np.nonzero(shares >= TARGET_POWER)[0]
+    return float(cuts[reached[0]]) if reached.size else math.nan
+
+
+def power_curve(
+    effect0: np.ndarray, se0: np.ndarray, q: np.ndarray, response: np.ndarray, grid: np.ndarray
+) -> np.ndarray:
+    """Share of simulations rejecting at each effect of ``grid`` (same model as :func:`mde`)."""
+    ok = np.isfinite(effect0) & np.isfinite(se0) & np.isfinite(response)
+    a, s, b = effect0[ok], (q * se0)[ok], response[ok]
+    if not len(a):
+        return np.full(len(grid), math.nan)
+    return (np.abs(a[None, :] + grid[:, None] * b[None, :]) > s[None, :]).mean(axis=1)
+
+
+def _fit_arrays(g: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(A/A estimates, their SEs, critical values, responses to a unit effect)."""
+    a, s, q, b = (g[c].to_numpy(dtype=float) for c in ("effect0", "se0", "q0", "response"))
+    return a, s, q, b
+
+
+def summarise(sims: pd.DataFrame, effect: float | None) -> pd.DataFrame:
+    """One row per spec, duration and estimator: type1, power, mde, se (and failures)."""
+    out = []
+    keys = ["spec", "design", "duration", "estimator"]
+    for key, g in sims.groupby(keys, sort=False):
+        ok = g[g["error"] == ""]
+        row = dict(zip(keys, key, strict=True))
+        row |= {
+            "n_units": int(g["n_units"].iloc[0]),
+            "sims": len(g),
+            "failed": len(g) - len(ok),
+            "type1": float(ok["reject0"].mean()) if len(ok) else math.nan,
+            "power": float(ok["reject1"].mean()) if (len(ok) and effect is not None) else None,
+            "mde": mde(*_fit_arrays(ok)) if len(ok) else math.nan,
+            "se": float(ok["se0"].mean()) if len(ok) else math.nan,
+            "first_error": str(g.loc[g["error"] != "", "error"].iloc[0])
+            if len(ok) < len(g)
+            else "",
+        }
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+# --------------------------------------------------------------------------- the run
+@dataclass(frozen=True)
+class PlanConfig:
+    effect: float | None = None
+    relative: bool = False
+    durations: tuple[int, ...] | None = None
+    sims: int = 200
+    seed: int = 0
+    carryover: int = 0
+    jobs: int = 1
+
+
+@dataclass
+class Job:
+    """All simulations of one spec at one duration."""
+
+    name: str
+    setting: SimSetting
+    starts: np.ndarray
+    seeds: np.ndarray
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+def check_config(cfg: PlanConfig) -> None:
+    if cfg.sims < 10:
+        raise LabError(f"--sims must be at least 10, not {cfg.sims}")
+    if cfg.seed < 0:
+        raise LabError(f"--seed must be a non-negative whole number, not {cfg.seed}")
+    if cfg.carryover < 0:
+        raise LabError(f"--carryover must be 0 or more periods, not {cfg.carryover}")
+    if cfg.effect is not None and not math.isfinite(cfg.effect):
+        raise LabError("--effect must be a finite number")
+    if cfg.relative and cfg.effect is not None and cfg.effect <= -1:
+        raise LabError(f"a relative --effect must be above -1 (-100%), not {cfg.effect}")
+    if cfg.jobs < 1:
+        raise LabError(f"--jobs must be at least 1, not {cfg.jobs}")
+
+
+def make_jobs(
+    specs: Sequence[tuple[str, ExperimentSpec]], history: History, cfg: PlanConfig
+) -> tuple[list[Job], list[str]]:
+    """One job per spec and duration (validated up front, so a bad duration fails before any
+    simulation runs), and the notes to show the user."""
+    check_config(cfg)
+    jobs: list[Job] = []
+    notes: list[str] = []
+    for j, (name, spec) in enumerate(specs):
+        durations = cfg.durations or (n_periods(spec),)
+        for d in durations:
+            planned = plan_spec_at(spec, history, d)
+            if planned.note and f"{name}: {planned.note}" not in notes:
+                notes.append(f"{name}: {planned.note}")
+            washout_share = 1.0 - min(spec.washout / spec.period, 1.0) if spec.washout else 1.0
+            setting = SimSetting(
+                planned,
+                tuple(design_of(planned.spec).estimators(planned.spec)),
+                cfg.effect,
+                cfg.relative,
+                cfg.carryover,
+                washout_share,
+            )
+            rng = np.random.default_rng([cfg.seed, j, d])
+            starts = rng.integers(0, history.n_periods - d + 1, size=cfg.sims)
+            seeds = rng.integers(0, 2**31 - 1, size=cfg.sims)
+            jobs.append(Job(name, setting, starts, seeds))
+    return jobs, notes
+
+
+_WORKER_HISTORY: np.ndarray | None = None
+
+
+def _init_worker(Y: np.ndarray) -> None:
+    """Each worker process receives the history once (not with every task)."""
+    from threadpoolctl import threadpool_limits
+
+    global _WORKER_HISTORY
+    _WORKER_HISTORY = Y
+    threadpool_limits(1)
+
+
+def _run_job(args: tuple[Job, list[int]]) -> list[dict[str, Any]]:
+    job, idx = args
+    assert _WORKER_HISTORY is not None
+    return _run_sims(job, _WORKER_HISTORY, idx)
+
+
+def _run_sims(job: Job, Y: np.ndarray, idx: Iterable[int]) -> list[dict[str, Any]]:
+    p = job.setting.planned
+    base = {
+        "spec": job.name,
+        "design": p.spec.design,
+        "duration": n_periods(p.spec),
+        "n_units": len(p.units),
+    }
+    out = []
+    for i in idx:
+        for row in simulate_once(job.setting, Y, int(job.starts[i]), int(job.seeds[i])):
+            out.append(base | row | {"sim": i})
+    return out
+
+
+Progress = Callable[[int, int, str], None]
+
+
+def run_plan(
+    specs: Sequence[tuple[str, ExperimentSpec]],
+    history: History,
+    cfg: PlanConfig,
+    progress: Progress | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """Every simulation (one row per simulation and estimator), the summary, and notes."""
+    jobs, notes = make_jobs(specs, history, cfg)
+    total = sum(len(j.starts) for j in jobs)
+    done = 0
+    rows: list[dict[str, Any]] = []
+    chunk = 10
+    if cfg.jobs <= 1:
+        for job in jobs:
+            label = f"{job.name} {job.setting.planned.spec.design} {n_periods(job.setting.planned.spec)}"
+            for s in range(0, len(job.starts), chunk):
+                idx = range(s, min(s + chunk, len(job.starts)))
+                rows += _run_sims(job, history.Y, idx)
+                done += len(idx)
+                if progress is not None:
+                    progress(done, total, label)
+    else:
+        tasks = [
+            (job, list(range(s, min(s + chunk, len(job.starts)))))
+            for job in jobs
+            for s in range(0, len(job.starts), chunk)
+        ]
+        workers = min(cfg.jobs, len(tasks))
+        with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(history.Y,)) as pool:
+            for (job, part_idx), part in zip(tasks, pool.map(_run_job, tasks), strict=True):
+                rows += part
+                done += len(part_idx)
+                if progress is not None:
+                    label = f"{job.name} {job.setting.planned.spec.design}"
+                    progress(done, total, label)
+    sims = pd.DataFrame(rows)
+    if "error" not in sims:
+        sims["error"] = ""
+    sims["error"] = sims["error"].fillna("")
+    return sims, summarise(sims, cfg.effect), notes
+
+
+def default_jobs() -> int:
+    """Worker processes by default: the CPUs this process may use (at most 8)."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        n = os.cpu_count() or 1
+    return max(1, min(n, 8))
+
+
+JSON_KEYS = (
+    "spec",
+    "design",
+    "duration",
+    "estimator",
+    "n_units",
+    "sims",
+    "type1",
+    "power",
+    "mde",
+    "se",
+)
+
+
+def as_json_rows(table: pd.DataFrame) -> list[dict[str, Any]]:
+    """The summary as the JSON objects ``--json`` prints (exactly :data:`JSON_KEYS`)."""
+    out = []
+    for r in table.to_dict("records"):
+        doc = {}
+        for k in JSON_KEYS:
+            v = r[k]
+            if isinstance(v, float) and not math.isfinite(v):
+                v = None
+            elif hasattr(v, "item"):
+                v = v.item()
+            doc[k] = v
+        out.append(doc)
+    return out
+
+
+# --------------------------------------------------------------------------- output
+COLUMNS = (
+    ("spec", "{}"),
+    ("design", "{}"),
+    ("duration", "{:d}"),
+    ("estimator", "{}"),
+    ("n_units", "{:d}"),
+    ("sims", "{:d}"),
+    ("type1", "{:.3f}"),
+    ("power", "{:.3f}"),
+    ("mde", "{:.4g}"),
+    ("se", "{:.4g}"),
+)
+
+
+def format_table(table: pd.DataFrame, effect: float | None, relative: bool) -> str:
+    """The summary as a fixed-width text table, with a legend."""
+    cells = [[name for name, _ in COLUMNS]]
+    for r in table.to_dict("records"):
+        row = []
+        for name, fmt in COLUMNS:
+            v = r[name]
+            if v is None or (isinstance(v, float) and not math.isfinite(v)):
+                row.append("-")
+            elif fmt == "{:d}":
+                row.append(str(int(v)))
+            else:
+                row.append(fmt.format(v))
+        cells.append(row)
+    width = [max(len(c[i]) for c in cells) for i in range(len(COLUMNS))]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(row, width, strict=True)) for row in cells]
+    unit = "share of the outcome" if relative else "outcome units per unit and period"
+    at = "" if effect is None else f"; power: at an effect of {effect:g}"
+    lines.append(
+        f"type1: rejections at 5% with no effect; mde: smallest effect with 80% power at 5% "
+        f"({unit}){at}; se: mean standard error"
+    )
+    for r in table.to_dict("records"):
+        if r["failed"]:
+            lines.append(
+                f"! {r['spec']} {r['estimator']} at {r['duration']}: {r['failed']} of "
+                f"{r['sims']} fits failed, e.g. {r['first_error']}"
+            )
+    return "\n".join(lines)
+
+
+def curve_grid(table: pd.DataFrame) -> np.ndarray:
+    top = float(np.nanmax(table["mde"].to_numpy(dtype=float))) if len(table) else math.nan
+    if not math.isfinite(top) or top <= 0:
+        top = 1.0
+    return np.linspace(0.0, 2.0 * top, 81)
+
+
+def write_outputs(
+    sims: pd.DataFrame,
+    table: pd.DataFrame,
+    out_dir: Path,
+    *,
+    effect: float | None,
+    relative: bool,
+    notes: Sequence[str] = (),
+    title: str = "Experiment plan",
+) -> list[Path]:
+    """sims.csv, summary.csv, power_curves.png and index.html under ``out_dir``."""
+    import html
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / "sims.csv", out / "summary.csv", out / "power_curves.png", out / "index.html"]
+    sims.to_csv(paths[0], index=False)
+    table.to_csv(paths[1], index=False)
+
+    grid = curve_grid(table)
+    groups = list(table.groupby(["spec", "design"], sort=False))
+    fig, axes = plt.subplots(1, len(groups), figsize=(5.2 * len(groups), 4.0), squeeze=False)
+    for ax, ((name, design), rows) in zip(axes[0], groups, strict=True):
+        for r in rows.to_dict("records"):
+            g = sims[
+                (sims["spec"] == name)
+                & (sims["duration"] == r["duration"])
+                & (sims["estimator"] == r["estimator"])
+                & (sims["error"] == "")
+            ]
+            curve = power_curve(*_fit_arrays(g), grid)
+            (line,) = ax.plot(grid, curve, label=f"{r['estimator']}, {r['duration']} periods")
+            if math.isfinite(r["mde"]):
+                ax.axvline(r["mde"], color=line.get_color(), lw=0.7, ls=":")
+        ax.axhline(TARGET_POWER, color="k", lw=0.7, ls="--")
+        ax.axhline(ALPHA, color="grey", lw=0.7, ls="--")
+        ax.set_ylim(0, 1.02)
+        ax.set_title(f"{name} ({design})", fontsize=10)
+        ax.set_xlabel("effect (share of outcome)" if relative else "effect (outcome units)")
+        ax.set_ylabel("power at 5%")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(paths[2], dpi=110)
+    plt.close(fig)
+
+    def cell(v: Any, fmt: str) -> str:
+        if v is None or (isinstance(v, float) and not math.isfinite(v)):
+            return "-"
+        return str(int(v)) if fmt == "{:d}" else fmt.format(v)
+
+    head = "".join(f"<th>{html.escape(n)}</th>" for n, _ in COLUMNS)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(cell(r[n], f))}</td>" for n, f in COLUMNS) + "</tr>"
+        for r in table.to_dict("records")
+    )
+    unit = "share of the outcome" if relative else "outcome units per unit and period"
+    at = "" if effect is None else f" Power is at an effect of {effect:g}."
+    note_html = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
+    paths[3].write_text(
+        f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:sans-serif;margin:2em;max-width:70em}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:.2em .6em;text-align:right}}</style></head>
+<body><h1>{html.escape(title)}</h1>
+<p>Simulated on the history with the designs and estimators that run live. type1: share of
+A/A simulations rejecting at 5%; mde: smallest effect with 80% power at 5% ({unit});
+se: mean standard error.{html.escape(at)}</p>
+<ul id="notes">{note_html}</ul>
+<table id="summary"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
+<h2>Power curves</h2><img id="curves" src="power_curves.png" alt="power against effect size">
+</body></html>
+""",
+        encoding="utf-8",
+    )
+    return paths
