@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -35,6 +36,18 @@ class KafkaSettings(BaseModel):
     #: retention of the record topics (estimates, experiment events, dead letters)
     record_retention: timedelta = timedelta(days=90)
 
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _servers_ok(cls, v: str) -> str:
+        servers = [x.strip() for x in v.split(",")]
+        if not all(servers):
+            raise ValueError("must be host:port addresses separated by commas")
+        for server in servers:
+            host, sep, port = server.rpartition(":")
+            if sep and (not host or not port.isdigit() or not 0 < int(port) < 65536):
+                raise ValueError(f"{server!r} is not host:port with a port from 1 to 65535")
+        return ",".join(servers)
+
     def client_kwargs(self) -> dict[str, object]:
         """Keyword arguments for aiokafka clients (security options passed through)."""
         kw: dict[str, object] = {
@@ -43,7 +56,18 @@ class KafkaSettings(BaseModel):
             "client_id": self.client_id,
         }
         if self.security_protocol in ("SSL", "SASL_SSL"):
+            from pathlib import Path
+
             from aiokafka.helpers import create_ssl_context
+
+            from controller.errors import ConfigurationError
+
+            for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+                path = getattr(self, name)
+                if path is not None and not Path(path).is_file():
+                    raise ConfigurationError(
+                        f"PRICELAB_KAFKA__{name.upper()}: {path}: no such file"
+                    )
 
             kw["ssl_context"] = create_ssl_context(
                 cafile=self.ssl_cafile, certfile=self.ssl_certfile, keyfile=self.ssl_keyfile
@@ -66,6 +90,23 @@ class RedisSettings(BaseModel):
     tls_ca_file: str | None = None
     tls_cert_file: str | None = None
     tls_key_file: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _url_ok(cls, v: SecretStr) -> SecretStr:
+        # the URL may hold a password: the message never repeats it
+        try:
+            parts = urlsplit(v.get_secret_value())
+            port = parts.port
+        except ValueError:
+            raise ValueError("is not a valid URL (is the port a number from 1 to 65535?)") from None
+        if parts.scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        if parts.scheme != "unix" and not parts.hostname:
+            raise ValueError("names no host (e.g. redis://127.0.0.1:6379/0)")
+        if port == 0:
+            raise ValueError("has port 0; give a port from 1 to 65535")
+        return v
 
 
 class TopicSettings(BaseModel):

@@ -77,7 +77,8 @@ def build_app(
         store="memory://",
         # tables live in memory (state is in Redis); faust still makes its data directory, so
         # keep it out of the working directory
-        datadir=str(Path(tempfile.gettempdir()) / "pricelab-faust" / "{conf.name}-data"),
+        # (faust makes it without its parents: it must sit directly in an existing directory)
+        datadir=str(Path(tempfile.gettempdir()) / "pricelab-faust-{conf.name}-data"),
         value_serializer="raw",
         key_serializer="raw",
         web_enabled=True,

@@ -102,21 +102,36 @@ def topics(
     assignments, retention for the rest (PRICELAB_KAFKA__EVENT_RETENTION, __RECORD_RETENTION).
     Idempotent: run it before the workers, again whenever you like."""
     from streams.errors import services_answer
-    from streams.kafka import ensure_topics, topic_configs
+    from streams.kafka import ensure_topics, topic_configs, topic_partitions
 
     settings = _settings()
     if timeout <= 0:
         _fail(f"--timeout must be positive, not {timeout}")
 
-    async def go() -> list[str]:
+    async def go() -> tuple[list[str], dict[str, int]]:
         async with services_answer(bootstrap_servers=settings.kafka.bootstrap_servers):
-            return await ensure_topics(settings, timeout)
+            created = await ensure_topics(settings, timeout)
+            return created, await topic_partitions(settings, timeout)
 
-    created = set(asyncio.run(go()))
+    created, partitions = asyncio.run(go())
+    wanted = settings.kafka.partitions
+    fewer = []
     for name, configs in topic_configs(settings).items():
-        how = ", ".join(f"{k}={v}" for k, v in configs.items())
-        state = "created" if name in created else "exists "
-        typer.echo(f"{state}  {name}  ({settings.kafka.partitions} partitions; {how})")
+        if name in created:
+            how = ", ".join(f"{k}={v}" for k, v in configs.items())
+            typer.echo(f"created  {name}  ({partitions[name]} partitions; {how})")
+        else:
+            typer.echo(f"exists   {name}  ({partitions[name]} partitions; configuration kept)")
+            if 0 < partitions[name] < wanted:
+                fewer.append(name)
+    if fewer:
+        typer.echo(
+            f"warning: {', '.join(fewer)} {'has' if len(fewer) == 1 else 'have'} fewer "
+            f"partitions than PRICELAB_KAFKA__PARTITIONS={wanted}: no more workers than "
+            "partitions share the load (Apache Kafka can add partitions with "
+            "kafka-topics.sh --alter --partitions N)",
+            err=True,
+        )
 
 
 @app.command()
@@ -319,18 +334,15 @@ def estimates(
             typer.echo(render(list(latest.values()), as_json))
         return (lambda e: typer.echo(render([e], as_json))) if follow else None
 
-    with _interrupt_ends():
-        asyncio.run(all_estimates(settings, experiment, idle, then=shown))
+    async def run() -> None:
+        stop = asyncio.Event()
+        if follow:  # Ctrl-C or SIGTERM ends a --follow quietly, with the consumer closed
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+        await all_estimates(settings, experiment, idle, then=shown, stop=stop)
 
-
-class _interrupt_ends:
-    """Ctrl-C ends a --follow quietly."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: object, exc: object, tb: object) -> bool:
-        return kind is KeyboardInterrupt
+    asyncio.run(run())
 
 
 @panel_app.command("export")
@@ -354,9 +366,12 @@ def panel_export(
 
 
 def _reply(reply: dict[str, object]) -> None:
-    typer.echo(json.dumps(reply, indent=2, default=str))
+    """The worker's reply as JSON when it did what was asked; else its reason, one sentence,
+    exit status 2."""
     if not reply.get("ok"):
-        raise typer.Exit(1)
+        reason = str(reply.get("error") or "the controller refused the command").strip()
+        _fail(reason.splitlines()[0] if reason else "the controller refused the command")
+    typer.echo(json.dumps(reply, indent=2, default=str))
 
 
 # ---------------------------------------------------------------------- offline tools
@@ -379,6 +394,8 @@ def _sentence(exc: BaseException) -> str | None:
     """The one sentence for an error an operator can act on; None for a bug."""
     if isinstance(exc, PricelabError):
         return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, OSError) and not exc.filename:
+        return exc.strerror or str(exc) or type(exc).__name__
     if isinstance(exc, FileNotFoundError):
         return f"{exc.filename}: no such file"
     if isinstance(exc, IsADirectoryError):
@@ -411,14 +428,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     except _CLICK_ERRORS as exc:  # a bad or missing option or argument
         typer.echo(f"error: {exc.format_message()}", err=True)  # type: ignore[attr-defined]
         sys.exit(getattr(exc, "exit_code", 2))
+    except TimeoutError:  # before OSError, of which it is a subclass
+        typer.echo("error: the broker or Redis did not answer in time", err=True)
+        sys.exit(2)
     except (PricelabError, OSError) as exc:
         sentence = _sentence(exc)
         if sentence is None:
             raise
         typer.echo(f"error: {sentence}", err=True)
-        sys.exit(2)
-    except TimeoutError:
-        typer.echo("error: the operation timed out (is the broker or Redis overloaded?)", err=True)
         sys.exit(2)
     sys.exit(code if isinstance(code, int) else 0)
 

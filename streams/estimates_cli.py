@@ -6,11 +6,15 @@ for ``idle`` seconds. It does not stop at the partitions' end offsets, because t
 broker (Tansu) reports a high watermark that lags the data after batched writes
 (docs/broker.md): a reader that stops there misses the last messages. And it does not wait for
 the whole topic to fall quiet, because a running analysis worker publishes every cycle: a reader
-that waits for silence never returns while the experiment runs.
+that waits for silence never returns while the experiment runs. (The stamps are the
+producers' clocks: a producer whose clock runs behind the reader's makes its partitions stop
+on the idle rule instead, and one whose clock runs ahead may end a partition a little early.)
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import math
 import time
@@ -19,6 +23,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from controller.clock import Clock, WallClock
 from controller.settings import Settings
 from streams.errors import services_answer
 
@@ -67,6 +72,7 @@ async def all_estimates(
     experiment: str,
     idle: float = 2.0,
     then: Callable[[list[dict[str, Any]]], Callable[[dict[str, Any]], None] | None] | None = None,
+    stop: asyncio.Event | None = None,
 ) -> list[dict[str, Any]]:
     """Every estimate message of ``experiment`` so far: read until each partition has caught
     up with the moment reading began, or has been quiet for ``idle`` seconds (see the module
@@ -74,8 +80,9 @@ async def all_estimates(
 
     With ``then``: it gets what was read and may return an ``emit`` callback; the same
     consumer then goes on from where it stopped and hands every new estimate to ``emit``
-    until cancelled (``--follow``). Going on from the last message read, rather than seeking
-    to the end offsets, means no estimate is shown twice or skipped.
+    until ``stop`` is set (``--follow``; checked at least once a second). Going on from the
+    last message read, rather than seeking to the end offsets, means no estimate is shown
+    twice or skipped.
     """
     async with services_answer(bootstrap_servers=settings.kafka.bootstrap_servers):
         consumer = await _consumer(settings)
@@ -83,29 +90,36 @@ async def all_estimates(
         try:
             await _read_until_caught_up(consumer, experiment, idle, out)
             emit = then(out) if then is not None else None
-            while emit is not None:
-                for doc in _docs(await consumer.getmany(timeout_ms=1000), experiment):
+            while emit is not None and not (stop is not None and stop.is_set()):
+                for doc in _docs(await consumer.getmany(timeout_ms=500), experiment):
                     emit(doc)
             return out
         finally:
-            await consumer.stop()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(consumer.stop(), 10)
 
 
 async def _read_until_caught_up(
-    consumer: AIOKafkaConsumer, experiment: str, idle: float, out: list[dict[str, Any]]
+    consumer: AIOKafkaConsumer,
+    experiment: str,
+    idle: float,
+    out: list[dict[str, Any]],
+    clock: Clock | None = None,
 ) -> None:
-    began_ms = time.time() * 1000.0
+    began_ms = (clock or WallClock()).now().timestamp() * 1000.0
     pending = set(consumer.assignment())
-    heard = dict.fromkeys(pending, time.monotonic())
+    heard: dict[Any, float] = {}  # the idle clock starts with the first fetch's answer
     while pending:
         batch = await consumer.getmany(timeout_ms=int(min(idle, 0.5) * 1000))
         out.extend(_docs(batch, experiment))
         now = time.monotonic()
+        for tp in pending:
+            heard.setdefault(tp, now)
         for tp, records in batch.items():
             if not records:
                 continue
             heard[tp] = now
-            if records[-1].timestamp >= began_ms:
+            if max(r.timestamp for r in records) >= began_ms:
                 pending.discard(tp)
         pending = {tp for tp in pending if now - heard[tp] < idle}
 

@@ -73,6 +73,21 @@ async def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
         await admin.close()
 
 
+async def topic_partitions(settings: Settings, timeout: float = 30.0) -> dict[str, int]:
+    """Partitions of each of pricelab's topics as the broker has them (0: no such topic)."""
+    admin = AIOKafkaAdminClient(**settings.kafka.client_kwargs())  # type: ignore[arg-type]
+    try:
+        await asyncio.wait_for(admin.start(), timeout)
+        names = settings.topics.all()
+        meta = await asyncio.wait_for(admin.describe_topics(names), timeout)
+        found = {
+            m["topic"]: len(m.get("partitions") or []) for m in meta if not m.get("error_code")
+        }
+        return {n: found.get(n, 0) for n in names}
+    finally:
+        await admin.close()
+
+
 class JsonPublisher:
     """Publishes pydantic messages as JSON; ``flush()`` waits until the broker has them all."""
 

@@ -36,7 +36,14 @@ import contextlib
 from collections.abc import Callable, Iterator
 from datetime import datetime
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    start_http_server,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -77,6 +84,9 @@ class Metrics:
         now: Callable[[], datetime] | None = None,
     ) -> None:
         r = self.registry = registry or CollectorRegistry()
+        if registry is None:
+            # process_start_time_seconds, memory and CPU: on-call's standard process metrics
+            ProcessCollector(registry=r)
         self.events_consumed = Counter(
             "pricelab_events_consumed", "Events read from a topic", ["topic"], registry=r
         )

@@ -7,11 +7,13 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
+from controller.errors import ConfigurationError
 from controller.settings import Settings
 
 
@@ -30,6 +32,10 @@ def make_redis(settings: Settings) -> Redis:
         kw["username"] = r.username
     if r.password is not None:
         kw["password"] = r.password.get_secret_value()
+    for name in ("tls_ca_file", "tls_cert_file", "tls_key_file"):
+        path = getattr(r, name)
+        if path is not None and not Path(path).is_file():
+            raise ConfigurationError(f"PRICELAB_REDIS__{name.upper()}: {path}: no such file")
     if r.tls_ca_file:
         kw["ssl_ca_certs"] = r.tls_ca_file
     if r.tls_cert_file:

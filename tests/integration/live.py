@@ -31,11 +31,13 @@ async def drive(settings: Any, runs: list[LiveRun], **hooks: Any) -> dict[str, A
 
     await ensure_topics(settings)
     settings = lockstep_settings(settings)
-    controller = WorkerProcess(settings, ("controller",)).launch()
-    analysis = WorkerProcess(settings, ("analysis",)).launch()
+    controller = WorkerProcess(settings, ("controller",))
+    analysis = WorkerProcess(settings, ("analysis",))
     used: dict[str, Any] = {"analysis": [analysis]}
     redis = make_redis(settings)
     try:
+        controller.launch()
+        analysis.launch()
         controller.wait_healthy()
         analysis.wait_healthy()
         store = Store(redis, settings.key_prefix)

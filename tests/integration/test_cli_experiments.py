@@ -78,7 +78,8 @@ def test_operator_round_trip(stack, tmp_path, monkeypatch):
         r = runner.invoke(app, ["experiment", "resume", "cli-exp"])
         assert r.exit_code == 0, r.output
         r = runner.invoke(app, ["experiment", "stop", "nope"])
-        assert r.exit_code == 1 and "nope" in r.output
+        assert r.exit_code == 2 and "nope" in r.output
+        assert len(r.output.strip().splitlines()) == 1, r.output  # one sentence, no JSON
 
         r = runner.invoke(app, ["assignments", "unknown-product"])
         assert r.exit_code == 1

@@ -584,7 +584,7 @@ async def test_three_controllers_share_the_load_and_survive_a_kill9(stack):
     await ensure_topics(settings)
     rt = Runtime(settings)
     await rt.ensure_started()
-    workers = [_worker(settings).launch() for _ in range(3)]
+    workers = [_worker(settings) for _ in range(3)]
     rng = random.Random(SCALE_SEED)
     victim = rng.randrange(3)
     truth = Truth(3000, seed=9)
@@ -601,6 +601,8 @@ async def test_three_controllers_share_the_load_and_survive_a_kill9(stack):
         )
 
     try:
+        for w in workers:
+            w.launch()
         for w in workers:
             w.wait_healthy()
         for w in workers:  # all three hold sales partitions before the load starts

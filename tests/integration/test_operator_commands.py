@@ -25,7 +25,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
 from controller.settings import Settings
-from streams.kafka import JsonPublisher, topic_configs
+from streams.kafka import JsonPublisher
 from streams.schemas import EstimateMessage
 from tests.integration.conftest import make_settings, wait_until
 from tests.integration.live import drive, live_run
@@ -54,14 +54,19 @@ def _env(settings: Settings) -> dict[str, str]:
 
 def test_topics_creates_every_topic_once(stack) -> None:
     settings = make_settings(stack)  # its topics do not exist yet
+    names = sorted(settings.topics.all())
     first = pricelab(settings, "topics")
     assert first.returncode == 0, first.stderr
-    names = list(topic_configs(settings))
-    assert sorted(line.split()[1] for line in first.stdout.splitlines()) == sorted(names)
-    assert all(line.startswith("created") for line in first.stdout.splitlines()), first.stdout
+    lines = first.stdout.splitlines()
+    assert sorted(line.split()[1] for line in lines) == names
+    assert all(line.startswith("created") for line in lines), first.stdout
+    assert all(f"({settings.kafka.partitions} partitions;" in line for line in lines), lines
+    compacted = [ln for ln in lines if "cleanup.policy=compact" in ln]
+    assert [ln.split()[1] for ln in compacted] == [settings.topics.assignments]
     again = pricelab(settings, "topics")
     assert again.returncode == 0, again.stderr
     assert all(line.startswith("exists") for line in again.stdout.splitlines()), again.stdout
+    assert again.stderr == ""
 
     async def described() -> dict[str, int]:
         admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
@@ -73,6 +78,17 @@ def test_topics_creates_every_topic_once(stack) -> None:
             await admin.close()
 
     assert asyncio.run(described()) == {n: settings.kafka.partitions for n in names}
+
+    # asking for more partitions than the topics have: said, not silently claimed
+    more = settings.model_copy(
+        update={"kafka": settings.kafka.model_copy(update={"partitions": 8})}
+    )
+    shown = pricelab(more, "topics")
+    assert shown.returncode == 0, shown.stderr
+    assert all(
+        f"({settings.kafka.partitions} partitions;" in ln for ln in shown.stdout.splitlines()
+    )
+    assert "fewer partitions than PRICELAB_KAFKA__PARTITIONS=8" in shown.stderr
 
 
 async def test_estimates_and_panel_export_show_what_the_worker_analysed(stack, tmp_path) -> None:

@@ -108,10 +108,13 @@ async def test_a_librdkafka_pricing_system_ends_with_every_current_assignment(se
     store = Store(redis, settings.key_prefix)
     clock = SharedSimulatedClock(redis, f"{settings.key_prefix}:clock")
     await clock.set(START + timedelta(minutes=5))
-    worker = WorkerProcess(settings).start()
-    live = PricingSystem(settings, f"{settings.app_id}-pricing-live")
+    worker: WorkerProcess | None = None
+    live: PricingSystem | None = None
     late: PricingSystem | None = None
+    codes: list[int] = []
     try:
+        worker = WorkerProcess(settings).start()
+        live = PricingSystem(settings, f"{settings.app_id}-pricing-live")
         command_ok(await send_command_async(settings, "create", timeout=60, spec=_spec("ox")))
 
         async def flipped(k: int) -> bool:
@@ -148,6 +151,7 @@ async def test_a_librdkafka_pricing_system_ends_with_every_current_assignment(se
         assert {rec[0] for rec in records.values()} == {"T", "C"}
     finally:
         codes = [c.stop() for c in (live, late) if c is not None]
-        worker.stop()
+        if worker is not None:
+            worker.stop()
         await redis.aclose()
     assert codes == [0] * len(codes), "a pricing system did not close cleanly on SIGTERM"

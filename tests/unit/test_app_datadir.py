@@ -4,6 +4,7 @@ collected one ``<app_id>-controller-data`` per test run)."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from controller.settings import Settings
@@ -17,3 +18,10 @@ def test_faust_data_directory_is_outside_the_working_directory(tmp_path, monkeyp
     assert not datadir.is_relative_to(tmp_path)
     assert "datadir-check" in datadir.name
     assert list(tmp_path.iterdir()) == []
+    # faust makes it with mkdir(exist_ok=True) at start, without parents
+    try:
+        app._create_directories()
+        assert datadir.is_dir()
+        assert list(tmp_path.iterdir()) == []
+    finally:
+        shutil.rmtree(datadir, ignore_errors=True)

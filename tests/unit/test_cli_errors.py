@@ -45,7 +45,19 @@ def files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
     market.write_text("n_prodcts: 20\n")
     not_json = tmp_path / "graph.json"
     not_json.write_text("{not json")
+    plan_spec = tmp_path / "plan.yaml"
+    plan_spec.write_text(
+        "id: plan\ndesign: random-days\nproducts: [p0, p1, p2, p3]\ntreatment_policy: a\n"
+        "control_policy: b\nstart: 2026-03-02T00:00:00+00:00\nend: 2026-03-05T00:00:00+00:00\n"
+    )
+    classes_spec = tmp_path / "classes.yaml"
+    classes_spec.write_text(
+        plan_spec.read_text()
+        .replace("design: random-days", "design: cluster")
+        .replace("products: [p0, p1, p2, p3]", "clusters: {c1: [x0, x1], c2: [x2, x3]}")
+    )
     return {
+        "plan_spec": plan_spec, "classes_spec": classes_spec,
         "bad_spec": bad_spec, "not_yaml": not_yaml, "panel": panel, "text": text,
         "no_treated": no_treated,
         "market": market, "not_json": not_json, "out": tmp_path / "out",
@@ -108,6 +120,24 @@ CASES: list[tuple[str, list[str], str]] = [
                              "random-days"], "units"),
     ("report-no-redis", ["report", "x", "--out", "{out}"], "Redis at"),
     ("demo-products", ["demo", "--products", "1"], "--products"),
+    ("plan-missing-spec", ["plan", "nope.yaml", "--history", "{panel}", "--unit", "product",
+                           "--time", "period", "--outcome", "units"], "nope.yaml"),
+    ("plan-missing-history", ["plan", "{plan_spec}", "--history", "nope.csv", "--unit", "product",
+                              "--time", "period", "--outcome", "units"], "nope.csv"),
+    ("plan-no-column", ["plan", "{plan_spec}", "--history", "{panel}", "--unit", "product",
+                        "--time", "period", "--outcome", "revenue"], "revenue"),
+    ("plan-text-outcome", ["plan", "{plan_spec}", "--history", "{text}", "--unit", "product",
+                           "--time", "period", "--outcome", "units"], "not numeric"),
+    ("plan-too-long", ["plan", "{plan_spec}", "--history", "{panel}", "--unit", "product",
+                       "--time", "period", "--outcome", "units", "--durations", "10"],
+     "4 periods, too few for a duration of 10"),
+    ("plan-unknown-units", ["plan", "{classes_spec}", "--history", "{panel}", "--unit", "product",
+                            "--time", "period", "--outcome", "units"], "none of experiment"),
+    ("plan-bad-durations", ["plan", "{plan_spec}", "--history", "{panel}", "--unit", "product",
+                            "--time", "period", "--outcome", "units", "--durations", "3,x"],
+     "--durations"),
+    ("plan-sims", ["plan", "{plan_spec}", "--history", "{panel}", "--unit", "product",
+                   "--time", "period", "--outcome", "units", "--sims", "1"], "--sims"),
     ("worker-role", ["worker", "--role", "bogus"], "bogus"),
 ]  # fmt: skip
 
