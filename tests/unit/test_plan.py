@@ -1,0 +1,200 @@
+"""``pricelab plan``: the planner's statistics against known answers, its refusals, and its
+output contract (the JSON keys other tools script against).
+
+The known answer: on a history of independent N(10, 2^2) cells, a random-days experiment of
+N units x T days analysed by the difference in means has SD sigma * sqrt(1/n1 + 1/n0) with
+n1 = n0 = N T / 2 cells, so its MDE at 80% power and 5% is (q + z_0.8) times that, with q
+between the normal's 1.960 and t(N - 1)'s 2.023.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from controller.designs import design_matrices
+from controller.spec import ExperimentSpec
+from lab.errors import LabError
+from lab.plan import (
+    JSON_KEYS,
+    PlanConfig,
+    effect_pattern,
+    mde,
+    plan_spec_at,
+    read_history,
+    run_plan,
+)
+from streams.cli import main
+
+N, T, DAYS, SIGMA = 40, 60, 20, 2.0
+UNITS = tuple(f"u{i:02d}" for i in range(N))
+START = datetime(2026, 3, 2, tzinfo=UTC)
+
+
+def _history(seed: int = 5) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
+        {
+            "sku": np.repeat(UNITS, T),
+            "day": np.tile(np.arange(T), N),
+            "units": rng.normal(10.0, SIGMA, N * T),
+        }
+    )
+
+
+def _spec(design: str = "random-days", days: int = DAYS, **extra: object) -> ExperimentSpec:
+    fields: dict[str, object] = {
+        "id": f"plan-{design}",
+        "design": design,
+        "treatment_policy": "new",
+        "control_policy": "old",
+        "start": START,
+        "end": START + timedelta(days=days),
+        "seed": 3,
+    }
+    if "clusters" not in extra:
+        fields["products"] = UNITS
+    return ExperimentSpec(**(fields | extra))
+
+
+@pytest.fixture(scope="module")
+def aa_and_mde() -> tuple[pd.DataFrame, float]:
+    history = read_history(_history(), "sku", "day", "units")
+    _, table, _ = run_plan([("rd", _spec())], history, PlanConfig(sims=400, seed=1))
+    row = table[table["estimator"] == "dm"].iloc[0]
+    return table, float(row["mde"])
+
+
+def test_the_mde_of_random_days_is_the_textbook_one(aa_and_mde) -> None:
+    table, found = aa_and_mde
+    sd = SIGMA * math.sqrt(2 / (N * DAYS / 2))
+    low, high = (1.960 + 0.8416) * sd, (2.023 + 0.8416) * sd
+    # 400 simulations: the 20th percentile of |estimate| has a Monte-Carlo SD of about 3%
+    assert 0.92 * low <= found <= 1.08 * high
+    dm = table[table["estimator"] == "dm"].iloc[0]
+    assert dm["se"] == pytest.approx(sd, rel=0.05)
+    assert dm["n_units"] == N and dm["sims"] == 400 and dm["failed"] == 0
+
+
+def test_a_and_a_rejects_at_the_nominal_rate(aa_and_mde) -> None:
+    table, _ = aa_and_mde
+    for est in ("dm", "ht"):
+        # binomial(400, 0.05): SD 1.1 points; 3.5 SDs either side
+        assert 0.012 <= table.loc[table["estimator"] == est, "type1"].iloc[0] <= 0.088, est
+
+
+def test_planning_at_the_reported_mde_gives_80_percent_power(aa_and_mde) -> None:
+    _, found = aa_and_mde
+    history = read_history(_history(), "sku", "day", "units")
+    cfg = PlanConfig(effect=found, sims=400, seed=2)  # fresh starts and draws
+    _, table, _ = run_plan([("rd", _spec())], history, cfg)
+    power = table.loc[table["estimator"] == "dm", "power"].iloc[0]
+    assert abs(power - 0.8) <= 0.05
+
+
+def test_a_large_effect_is_found_and_recovered() -> None:
+    history = read_history(_history(), "sku", "day", "units")
+    sims, table, _ = run_plan([("rd", _spec())], history, PlanConfig(effect=3.0, sims=40, seed=4))
+    assert table.loc[table["estimator"] == "dm", "power"].iloc[0] == 1.0
+    dm = sims[sims["estimator"] == "dm"]
+    # the fit with the effect is the A/A fit shifted by the effect (additive, no carryover)
+    assert np.allclose(dm["effect1"] - dm["effect0"], 3.0)
+    assert np.allclose(dm["response"], 1.0)
+
+
+def test_the_assignment_is_the_controllers() -> None:
+    """The planner's draws are design_matrices' under the simulation's seed: a crossover's
+    blacked-out phase openings are excluded, and the arms are the live ones."""
+    classes = {"a": UNITS[:20], "b": UNITS[20:]}
+    spec = _spec(
+        "crossover", clusters=classes, crossover={"phase_periods": 5, "blackout_periods": 2}
+    )
+    history = read_history(_history(), "sku", "day", "units")
+    planned = plan_spec_at(spec, history, DAYS)
+    m = design_matrices(planned.spec.model_copy(update={"seed": 77}), planned.units)
+    assert m.blackout[:, [0, 1, 5, 6, 10, 11, 15, 16]].all()
+    assert not m.blackout[:, [2, 3, 4]].any()
+    # half of each class treated in even phases, the other half in odd ones
+    assert (m.treated[:, 2] != m.treated[:, 7]).all()
+    sims, table, _ = run_plan([("xo", spec)], history, PlanConfig(sims=20, seed=0))
+    assert set(table["estimator"]) == {"crossover", "dm"}
+    assert (table["failed"] == 0).all()
+
+
+def test_carryover_reaches_the_periods_after_a_switch_at_a_decaying_share() -> None:
+    W = np.array([[1, 1, 0, 0, 0, 1, 0], [0, 0, 0, 0, 0, 0, 0]], dtype=bool)
+    got = effect_pattern(W, 2)
+    expected = np.array([[1, 1, 2 / 3, 1 / 3, 0, 1, 2 / 3], [0, 0, 0, 0, 0, 0, 0]])
+    assert np.allclose(got, expected)
+    assert np.array_equal(effect_pattern(W, 0), W.astype(float))
+
+
+def test_the_mde_is_where_the_share_of_rejections_reaches_80_percent() -> None:
+    # every simulation: estimate 0, SE 1, q 2: each rejects once e > 2
+    assert mde(np.zeros(10), np.ones(10), np.full(10, 2.0), np.ones(10)) == pytest.approx(2.0)
+    # thresholds (q*se - a)/b = 2 - a: 1.5, 2, 2.5, 3, 3.5; the 4th of 5 (80%) is at 3
+    a = np.array([0.5, 0.0, -0.5, -1.0, -1.5])
+    assert mde(a, np.ones(5), np.full(5, 2.0), np.ones(5)) == pytest.approx(3.0)
+    # a weaker response (carryover into control) needs a proportionally larger effect
+    assert mde(a, np.ones(5), np.full(5, 2.0), np.full(5, 0.5)) == pytest.approx(6.0)
+
+
+def test_the_history_must_be_long_enough_and_named_columns_must_exist() -> None:
+    history = read_history(_history(), "sku", "day", "units")
+    with pytest.raises(LabError, match="60 periods, too few for a duration of 61"):
+        plan_spec_at(_spec(), history, 61)
+    with pytest.raises(LabError, match="no column 'qty'"):
+        read_history(_history(), "sku", "day", "qty")
+    bad = _history().astype({"units": object})
+    bad.loc[3, "units"] = "n/a"
+    with pytest.raises(LabError, match="not numeric"):
+        read_history(bad, "sku", "day", "units")
+
+
+def test_units_without_history_are_left_out_and_an_unknown_list_uses_the_history() -> None:
+    history = read_history(_history(), "sku", "day", "units")
+    partial = _spec(products=UNITS[:10] + ("ghost",))
+    planned = plan_spec_at(partial, history, 10)
+    assert planned.units == UNITS[:10] and "1 of the spec's 11 products" in planned.note
+    unknown = _spec(products=("ghost-1", "ghost-2"))
+    planned = plan_spec_at(unknown, history, 10)
+    assert planned.units == UNITS and "all 40 units of the history" in planned.note
+
+
+def test_triggered_designs_are_refused_in_one_sentence() -> None:
+    history = read_history(_history(), "sku", "day", "units")
+    spec = _spec(
+        "triggered",
+        triggered={
+            "undercut_pct": 5,
+            "sustained_minutes": 30,
+            "window_periods": 3,
+            "reference_prices": dict.fromkeys(UNITS, 10.0),
+        },
+    )
+    with pytest.raises(LabError, match="competitor undercuts"):
+        plan_spec_at(spec, history, 10)
+
+
+def test_json_has_exactly_the_documented_keys(tmp_path, capsys) -> None:
+    panel = tmp_path / "history.csv"
+    _history().to_csv(panel, index=False)
+    spec = tmp_path / "rd.json"
+    spec.write_text(_spec(days=7).to_json())
+    argv = ["plan", str(spec), "--history", str(panel), "--unit", "sku", "--time", "day"]
+    argv += ["--outcome", "units", "--sims", "20", "--durations", "7,14", "--json", "--jobs", "1"]
+    with pytest.raises(SystemExit) as done:
+        main(argv)
+    assert done.value.code == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [tuple(r) for r in rows] == [JSON_KEYS] * 4
+    assert [(r["duration"], r["estimator"]) for r in rows] == [
+        (7, "dm"), (7, "ht"), (14, "dm"), (14, "ht")
+    ]  # fmt: skip
+    assert all(r["power"] is None and r["sims"] == 20 and r["n_units"] == N for r in rows)
+    assert {r["spec"] for r in rows} == {"rd"} and {r["design"] for r in rows} == {"random-days"}
