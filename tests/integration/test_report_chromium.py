@@ -176,3 +176,44 @@ def test_report_from_the_live_state(stack: EmbeddedStack, tmp_path: Path) -> Non
     assert "+5.000" in html  # the last published dm estimate (n_periods 4) of this experiment
     assert "+1.000" not in html.split("Running estimates")[1].split("<img")[0]
     assert (out / "running_estimates.png").exists()
+
+
+def test_plan_page_renders_its_table_and_power_curves(chromium: str, tmp_path: Path) -> None:
+    """`pricelab plan --out DIR` writes a page whose summary table and curve figure render."""
+    import json
+    import sys
+
+    rng = np.random.default_rng(1)
+    units = [f"p{i:02d}" for i in range(12)]
+    history = tmp_path / "history.csv"
+    pd.DataFrame(
+        {
+            "sku": np.repeat(units, 40),
+            "day": np.tile(np.arange(40), 12),
+            "units": rng.poisson(20, 12 * 40),
+        }
+    ).to_csv(history, index=False)
+    spec = tmp_path / "rd.yaml"
+    spec.write_text(
+        "id: rd\ndesign: random-days\nproducts: [" + ", ".join(units) + "]\n"
+        "treatment_policy: a\ncontrol_policy: b\n"
+        "start: 2026-03-02T00:00:00+00:00\nend: 2026-03-16T00:00:00+00:00\n"
+    )
+    out = tmp_path / "plan"
+    done = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "plan", str(spec), "--history", str(history),
+         "--unit", "sku", "--time", "day", "--outcome", "units", "--effect", "2", "--sims", "20",
+         "--json", "--out", str(out), "--jobs", "1"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(done.stdout)
+    index = out / "index.html"
+    assert f"wrote {index}" in done.stderr
+    index.write_text(index.read_text().replace("</body>", CHECK + "</body>"))
+    dom = _dump_dom(index, tmp_path)
+    assert "IMAGES-OK 1" in dom, dom[-600:]
+    # the page's table shows the rows --json printed
+    for r in rows:
+        assert f"<td>{r['estimator']}</td>" in dom
+        assert f"<td>{r['mde']:.4g}</td>" in dom
