@@ -82,7 +82,11 @@ def specs(units: tuple[str, ...]) -> list[tuple[str, ExperimentSpec]]:
         (
             "time-bound",
             ExperimentSpec(
-                id="tb", design="time-bound", clusters=classes, time_bound={"start_period": 14}, **base
+                id="tb",
+                design="time-bound",
+                clusters=classes,
+                time_bound={"start_period": 14},
+                **base,
             ),
         ),
     ]
@@ -153,7 +157,7 @@ def main() -> None:
                         f"se {r.se:.4f}  failed {r.failed}"
                     )
         totals.append(time.perf_counter() - t_run)
-        # random days with dm only, one process: the like-for-like per-simulation cost
+        # random days (dm and ht), one process: the per-simulation cost next to the baseline's
         rd = planned[0][1]
         t0 = time.perf_counter()
         run_plan([("rd", rd)], h, PlanConfig(sims=20, seed=run, jobs=1))

@@ -355,7 +355,10 @@ def load_spec(data: dict[str, Any] | str | bytes) -> ExperimentSpec:
 def load_spec_file(path: str | Path) -> ExperimentSpec:
     """Read a YAML or JSON spec file."""
     p = Path(path)
-    text = p.read_text(encoding="utf-8")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise SpecError("(file)", f"{p.name} is not a UTF-8 text file") from None
     try:
         raw = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
     except json.JSONDecodeError as exc:

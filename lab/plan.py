@@ -8,8 +8,9 @@ estimators that will run live:
    spec names none of them).
 2. Each simulation places the experiment at a random start inside the history and draws its
    assignment with the controller's own code (:func:`controller.designs.design_matrices`,
-   the flip's whole-period draws) under a fresh seed: arms, probabilities, whole-period
-   blackouts (washout phases, crossover blackouts) exactly as the live controller would.
+   the flip's whole-period draws) under a fresh seed: arms, probabilities and the periods the
+   design blacks out whole (a crossover's phase openings), exactly as the live controller
+   would. Cells the history lacks are excluded like blacked-out ones.
 3. The effect is added to treated cells: ``E`` in outcome units, or ``E`` times the cell's
    own outcome with ``--relative``. With ``--carryover M`` it also reaches the M periods after
    a unit leaves treatment, at a linearly decaying share (1 - j/(M+1) in the j-th period).
@@ -24,16 +25,18 @@ response ``b`` to a unit of effect; the MDE is the smallest effect ``e`` at whic
 estimator reports df, else the normal). That assumes the SE does not change with the effect;
 ``docs/planning.md`` checks it by planning again at the reported MDE (power 0.8 +- 0.05).
 
-A washout shorter than a period is not in a daily history: the live panel counts each
-period's sales after the washout, which the planner models as the same share of every cell's
-outcome (and of the effect), so it changes the MDE's units, not its relative size; thinning
-noise is not modelled.
+A washout (always shorter than a period) is not in a period-level history: the live panel
+counts each period's sales after the washout, which the planner models as the share
+1 - washout/period of every cell's outcome and effect, assuming sales spread evenly over the
+period. Estimates, SEs and the MDE are reported per whole period, like ``--effect``; that
+scaling cancels out of the MDE, and the extra noise of counting fewer sales is not modelled.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -95,16 +98,20 @@ def read_history(df: pd.DataFrame, unit: str, time: str, outcome: str) -> Histor
         raise LabError(f"outcome column {outcome!r} is not numeric (e.g. {first!r})")
     if not np.isfinite(y.dropna().to_numpy(dtype=float)).all():
         raise LabError(f"outcome column {outcome!r} holds infinite values")
-    keys = df[[unit, time]]
-    dup = keys.duplicated()
+    if df[unit].isna().any() or df[time].isna().any():
+        col = unit if df[unit].isna().any() else time
+        raise LabError(f"column {col!r} has blank values; every row needs a unit and a period")
+    times = _periods(df[time], time)
+    frame = pd.DataFrame({"u": df[unit].astype(str), "t": times, "y": y.astype(float)})
+    dup = frame.duplicated(["u", "t"])
     if dup.any():
-        u, t = keys.loc[dup].iloc[0]
+        u, t = frame.loc[dup, ["u", "t"]].iloc[0]
         raise LabError(
             f"unit {u!r} appears more than once at {time} {t!r}; aggregate to one row per unit "
             "and period first"
         )
-    frame = pd.DataFrame({"u": df[unit].astype(str), "t": df[time], "y": y.astype(float)})
     wide = frame.pivot(index="u", columns="t", values="y").sort_index(axis=1)
+    wide = wide.reindex(columns=_full_range(wide.columns))  # missing periods: NaN (excluded)
     if wide.shape[0] < 2 or wide.shape[1] < 2:
         raise LabError(
             f"the history needs at least 2 units and 2 periods; it has {wide.shape[0]} x "
@@ -115,19 +122,40 @@ def read_history(df: pd.DataFrame, unit: str, time: str, outcome: str) -> Histor
     )
 
 
-def check_period(history: History, spec: ExperimentSpec, time: str) -> None:
-    """LabError when the history's time column holds dates spaced unlike the spec's periods."""
-    times = pd.Series(history.times)
-    if pd.api.types.is_numeric_dtype(times):
-        return
+def _periods(col: pd.Series, name: str) -> pd.Series:
+    """Period labels that sort in time order: whole numbers, or dates (parsed, not text)."""
+    if pd.api.types.is_numeric_dtype(col):
+        if not np.all(np.mod(col.to_numpy(dtype=float), 1) == 0):
+            raise LabError(f"time column {name!r} must hold whole period numbers or dates")
+        return col.astype(np.int64)
     try:
-        stamps = pd.to_datetime(times, utc=True, format="mixed")
+        return pd.to_datetime(col, utc=True, format="mixed")
     except (ValueError, TypeError):
+        first = col.iloc[0]
+        raise LabError(
+            f"time column {name!r} must hold period numbers or dates, not values like {first!r}"
+        ) from None
+
+
+def _full_range(labels: pd.Index) -> pd.Index:
+    """Every period from the first to the last (a gap in the history is a period without data,
+    not two neighbouring periods)."""
+    if len(labels) < 2:
+        return labels
+    if isinstance(labels, pd.DatetimeIndex):
+        step = pd.Series(labels).diff().dropna().min()
+        if step > pd.Timedelta(0):
+            return pd.date_range(labels[0], labels[-1], freq=step)
+        return labels
+    return pd.Index(range(int(labels[0]), int(labels[-1]) + 1))
+
+
+def check_period(history: History, spec: ExperimentSpec, time: str) -> None:
+    """LabError when the history's periods are dates spaced unlike the spec's periods."""
+    times = pd.Series(history.times)
+    if not pd.api.types.is_datetime64_any_dtype(times) or len(times) < 2:
         return
-    gaps = stamps.diff().dropna()
-    if gaps.empty:
-        return
-    step = gaps.median()
+    step = times.diff().dropna().min()
     if abs(step - pd.Timedelta(spec.period)) > pd.Timedelta(spec.period) * 0.01:
         raise LabError(
             f"the history's {time} column is spaced {step} apart but experiment {spec.id!r} "
@@ -214,6 +242,11 @@ def plan_spec_at(spec: ExperimentSpec, history: History, periods: int) -> Planne
         )
     where = {u: i for i, u in enumerate(history.units)}
     units = tuple(planned.all_products())
+    if len(units) < 2:
+        raise LabError(
+            f"experiment {spec.id!r} has {len(units)} product(s) with history; an experiment "
+            "needs at least 2"
+        )
     return PlannedSpec(planned, np.array([where[u] for u in units], dtype=np.int64), units, note)
 
 
@@ -271,6 +304,8 @@ def simulate_once(
     missing = ~np.isfinite(Y)
     Y = np.where(missing, 0.0, Y)
     tau = effect_pattern(m.treated, setting.carryover)
+    # the second fit's effect: the one asked for, or a unit effect that only measures the
+    # response (with --effect 0 the power is the A/A rejection rate)
     e1 = setting.effect if setting.effect else _UNIT_EFFECT[setting.relative]
     groups = None
     if spec.clusters:
@@ -292,15 +327,20 @@ def simulate_once(
             rows.append(row)
             continue
         q = _quantile(r0.df)
+        # estimates, SEs and responses in outcome units per whole period (the analysis window's
+        # share undone), like --effect
+        share = setting.window_share
         row |= {
-            "effect0": r0.effect,
-            "se0": r0.se,
+            "effect0": r0.effect / share,
+            "se0": r0.se / share,
             "q0": q,
             "reject0": bool(abs(r0.effect) > q * r0.se),
-            "effect1": r1.effect,
-            "se1": r1.se,
-            "reject1": bool(abs(r1.effect) > _quantile(r1.df) * r1.se),
-            "response": (r1.effect - r0.effect) / e1,
+            "effect1": r1.effect / share,
+            "se1": r1.se / share,
+            "reject1": bool(abs(r1.effect) > _quantile(r1.df) * r1.se)
+            if setting.effect != 0
+            else bool(abs(r0.effect) > q * r0.se),
+            "response": (r1.effect - r0.effect) / e1 / share,
             "error": "",
         }
         rows.append(row)
@@ -316,17 +356,17 @@ def _quantile(df: float | None) -> float:
 # --------------------------------------------------------------------------- summaries
 def mde(effect0: np.ndarray, se0: np.ndarray, q: np.ndarray, response: np.ndarray) -> float:
     """The smallest effect e >= 0 at which |effect0 + e*response| > q*se0 in a share
-    ``TARGET_POWER`` of the simulations (each simulation's rejection region in e is found
-    exactly; the share is a step function checked at every simulation's threshold)."""
-    ok = np.isfinite(effect0) & np.isfinite(se0) & np.isfinite(response) & (response != 0)
-    if ok.sum() == 0:
+    ``TARGET_POWER`` of the simulations (a simulation whose estimate, SE or response is not
+    finite counts and never rejects, as in ``type1`` and ``power``). Each simulation changes
+    state only at its thresholds, so the share is checked just after every one of them."""
+    valid = np.isfinite(effect0) & np.isfinite(se0) & np.isfinite(response) & (response != 0)
+    if not valid.any():
         return math.nan
-    a, s, b = effect0[ok], (q * se0)[ok], response[ok]
-    # a simulation rejects when a + e b > s or a + e b < -s; its state changes only at these
+    a, s, b = effect0[valid], (q * se0)[valid], response[valid]
     cuts = np.concatenate([[0.0], (s - a) / b, (-s - a) / b])
     cuts = np.unique(cuts[np.isfinite(cuts) & (cuts >= 0)])
     just_after = cuts + np.maximum(np.abs(cuts) * 1e-9, 1e-12)
-    shares = power_curve(a, s / q[ok], q[ok], b, just_after)
+    shares = power_curve(effect0, se0, q, response, just_after)
     reached = np.nonzero(shares >= TARGET_POWER)[0]
     return float(cuts[reached[0]]) if reached.size else math.nan
 
@@ -334,12 +374,15 @@ def mde(effect0: np.ndarray, se0: np.ndarray, q: np.ndarray, response: np.ndarra
 def power_curve(
     effect0: np.ndarray, se0: np.ndarray, q: np.ndarray, response: np.ndarray, grid: np.ndarray
 ) -> np.ndarray:
-    """Share of simulations rejecting at each effect of ``grid`` (same model as :func:`mde`)."""
-    ok = np.isfinite(effect0) & np.isfinite(se0) & np.isfinite(response)
-    a, s, b = effect0[ok], (q * se0)[ok], response[ok]
-    if not len(a):
+    """Share of simulations rejecting at each effect of ``grid`` (same model as :func:`mde`;
+    the denominator is every simulation given)."""
+    n = len(effect0)
+    if n == 0:
         return np.full(len(grid), math.nan)
-    return (np.abs(a[None, :] + grid[:, None] * b[None, :]) > s[None, :]).mean(axis=1)
+    valid = np.isfinite(effect0) & np.isfinite(se0) & np.isfinite(response)
+    a, s, b = effect0[valid], (q * se0)[valid], response[valid]
+    hits = (np.abs(a[None, :] + grid[:, None] * b[None, :]) > s[None, :]).sum(axis=1)
+    return hits / n
 
 
 def _fit_arrays(g: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -417,7 +460,7 @@ def make_jobs(
     check_config(cfg)
     jobs: list[Job] = []
     notes: list[str] = []
-    for j, (name, spec) in enumerate(specs):
+    for name, spec in specs:
         durations = cfg.durations or (n_periods(spec),)
         for d in durations:
             planned = plan_spec_at(spec, history, d)
@@ -432,7 +475,8 @@ def make_jobs(
                 cfg.carryover,
                 washout_share,
             )
-            rng = np.random.default_rng([cfg.seed, j, d])
+            # keyed by the spec's name, so one spec's simulations do not depend on the others
+            rng = np.random.default_rng([cfg.seed, zlib.crc32(name.encode()), d])
             starts = rng.integers(0, history.n_periods - d + 1, size=cfg.sims)
             seeds = rng.integers(0, 2**31 - 1, size=cfg.sims)
             jobs.append(Job(name, setting, starts, seeds))
@@ -503,14 +547,22 @@ def run_plan(
             for s in range(0, len(job.starts), chunk)
         ]
         workers = min(cfg.jobs, len(tasks))
-        with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(history.Y,)) as pool:
+        pool = ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(history.Y,))
+        try:
             for (job, part_idx), part in zip(tasks, pool.map(_run_job, tasks), strict=True):
                 rows += part
                 done += len(part_idx)
                 if progress is not None:
                     label = f"{job.name} {job.setting.planned.spec.design}"
                     progress(done, total, label)
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
     sims = pd.DataFrame(rows)
+    for col in ("effect0", "se0", "q0", "reject0", "effect1", "se1", "reject1", "response"):
+        if col not in sims:  # every fit failed
+            sims[col] = False if col.startswith("reject") else math.nan
     if "error" not in sims:
         sims["error"] = ""
     sims["error"] = sims["error"].fillna("")

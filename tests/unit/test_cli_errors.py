@@ -56,8 +56,10 @@ def files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
         .replace("design: random-days", "design: cluster")
         .replace("products: [p0, p1, p2, p3]", "clusters: {c1: [x0, x1], c2: [x2, x3]}")
     )
+    latin1 = tmp_path / "latin1.yaml"
+    latin1.write_bytes("id: caf\xe9\n".encode("latin-1"))
     return {
-        "plan_spec": plan_spec, "classes_spec": classes_spec,
+        "plan_spec": plan_spec, "classes_spec": classes_spec, "latin1": latin1,
         "bad_spec": bad_spec, "not_yaml": not_yaml, "panel": panel, "text": text,
         "no_treated": no_treated,
         "market": market, "not_json": not_json, "out": tmp_path / "out",
@@ -136,6 +138,8 @@ CASES: list[tuple[str, list[str], str]] = [
     ("plan-bad-durations", ["plan", "{plan_spec}", "--history", "{panel}", "--unit", "product",
                             "--time", "period", "--outcome", "units", "--durations", "3,x"],
      "--durations"),
+    ("plan-not-utf8", ["plan", "{latin1}", "--history", "{panel}", "--unit", "product",
+                       "--time", "period", "--outcome", "units"], "not a UTF-8 text file"),
     ("plan-sims", ["plan", "{plan_spec}", "--history", "{panel}", "--unit", "product",
                    "--time", "period", "--outcome", "units", "--sims", "1"], "--sims"),
     ("worker-role", ["worker", "--role", "bogus"], "bogus"),

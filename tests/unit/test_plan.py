@@ -192,9 +192,88 @@ def test_json_has_exactly_the_documented_keys(tmp_path, capsys) -> None:
         main(argv)
     assert done.value.code == 0
     rows = json.loads(capsys.readouterr().out)
-    assert [tuple(r) for r in rows] == [JSON_KEYS] * 4
+    keys = ("spec", "design", "duration", "estimator", "n_units", "sims", "type1", "power")
+    assert [tuple(r) for r in rows] == [(*keys, "mde", "se")] * 4 and (
+        *keys,
+        "mde",
+        "se",
+    ) == JSON_KEYS
     assert [(r["duration"], r["estimator"]) for r in rows] == [
         (7, "dm"), (7, "ht"), (14, "dm"), (14, "ht")
     ]  # fmt: skip
     assert all(r["power"] is None and r["sims"] == 20 and r["n_units"] == N for r in rows)
     assert {r["spec"] for r in rows} == {"rd"} and {r["design"] for r in rows} == {"random-days"}
+
+
+def _one(history: pd.DataFrame, spec: ExperimentSpec, **cfg: object) -> pd.DataFrame:
+    h = read_history(history, "sku", "day", "units")
+    sims, _, _ = run_plan([("s", spec)], h, PlanConfig(**cfg))  # type: ignore[arg-type]
+    assert (sims["error"] == "").all(), sims["error"].iloc[0]
+    return sims
+
+
+def test_a_relative_effect_scales_with_the_outcome() -> None:
+    """Every cell sells 10: a 5% effect adds 0.5 to treated cells, so dm's response to one
+    unit of relative effect is 10 (the outcome it multiplies)."""
+    flat = _history().assign(units=10.0)
+    sims = _one(flat, _spec(), effect=0.05, relative=True, sims=10, seed=1)
+    dm = sims[sims["estimator"] == "dm"]
+    assert np.allclose(dm["response"], 10.0) and np.allclose(dm["effect1"] - dm["effect0"], 0.5)
+
+
+def test_carryover_into_control_weakens_random_days_but_not_a_crossover_whose_blackouts_cover_it() -> (
+    None
+):
+    # random days, p = 0.5, M = 1: a control cell follows a treated one half the time and then
+    # carries half the effect, so dm's response is 1 - 0.5 * 0.5 = 0.75 in expectation
+    rd = _one(_history(), _spec(), carryover=1, effect=1.0, sims=100, seed=1)
+    assert rd.loc[rd["estimator"] == "dm", "response"].mean() == pytest.approx(0.75, abs=0.03)
+    # crossover: the carryover period after each switch is blacked out (2 of every 5)
+    classes = {"a": UNITS[:20], "b": UNITS[20:]}
+    xo_spec = _spec(
+        "crossover", clusters=classes, crossover={"phase_periods": 5, "blackout_periods": 2}
+    )
+    xo = _one(_history(), xo_spec, carryover=1, effect=1.0, sims=20, seed=1)
+    assert np.allclose(xo["response"], 1.0)
+
+
+def test_power_at_effect_zero_is_the_type_one_error() -> None:
+    h = read_history(_history(), "sku", "day", "units")
+    _, table, _ = run_plan([("rd", _spec())], h, PlanConfig(effect=0.0, sims=60, seed=3))
+    assert (table["power"] == table["type1"]).all()
+
+
+def test_processes_give_the_same_simulations_as_one() -> None:
+    h = read_history(_history(), "sku", "day", "units")
+    one, _, _ = run_plan([("rd", _spec())], h, PlanConfig(sims=20, seed=3, jobs=1))
+    two, _, _ = run_plan([("rd", _spec())], h, PlanConfig(sims=20, seed=3, jobs=2))
+    cols = ["sim", "estimator", "start", "seed", "effect0", "se0", "response"]
+    key = ["sim", "estimator"]
+    pd.testing.assert_frame_equal(
+        one[cols].sort_values(key).reset_index(drop=True),
+        two[cols].sort_values(key).reset_index(drop=True),
+    )
+
+
+def test_dates_are_ordered_in_time_and_gaps_are_periods_without_data() -> None:
+    days = pd.date_range("2026-08-01", periods=30, freq="D")
+    rows = [
+        {"sku": u, "day": d.strftime("%m/%d/%Y"), "units": 5.0}
+        for u in UNITS[:4]
+        for d in days
+        if d != days[10]  # a day missing from the history
+    ]
+    h = read_history(pd.DataFrame(rows), "sku", "day", "units")
+    assert h.n_periods == 30  # 09/.. sorts after 08/.. as a date, and the gap is kept
+    assert pd.Timestamp(h.times[0]).month == 8 and pd.Timestamp(h.times[-1]).month == 8
+    assert np.isnan(h.Y[:, 10]).all() and not np.isnan(h.Y[:, 11]).any()
+    # a simulation over the gap excludes those cells and fits
+    sims, _, _ = run_plan([("rd", _spec(products=UNITS[:4], days=25))], h, PlanConfig(sims=20))
+    assert (sims["error"] == "").all()
+    with pytest.raises(LabError, match="period numbers or dates"):
+        read_history(
+            pd.DataFrame({"sku": ["a", "b"], "day": ["x", "y"], "units": [1, 2]}),
+            "sku",
+            "day",
+            "units",
+        )
