@@ -19,6 +19,7 @@ import math
 from pathlib import Path
 from typing import Annotated, Any
 
+import numpy as np
 import pandas as pd
 import typer
 
@@ -112,6 +113,14 @@ def analyze(
     probability: Annotated[str | None, typer.Option(help="Design probability column.")] = None,
     sep: Annotated[str | None, typer.Option(help="CSV separator (default: detect).")] = None,
     alpha: Annotated[float, typer.Option(help="1 - confidence level.")] = 0.05,
+    by: Annotated[
+        str | None,
+        typer.Option(
+            "--by",
+            help="Segment column (e.g. category, brand, price band): one estimate per segment, "
+            "with Benjamini-Hochberg adjusted p-values.",
+        ),
+    ] = None,
 ) -> None:
     """Estimate a treatment effect on an exported panel and print it."""
     if not 0.0 < alpha < 1.0:
@@ -130,6 +139,18 @@ def analyze(
             probability=probability,
             covariates=covs,
         )
+        if by is not None:
+            rows = by_segment(
+                df,
+                by,
+                method,
+                se,
+                seed,
+                alpha,
+                long_kw(unit, time, outcome, treated, blackout, probability, covs),
+            )
+            _print_segments(rows, as_json)
+            return
         estimator = build_estimator(method, se, seed)
         result = estimator.fit(panel).result
     except (AnalysisError, ValueError, OSError) as exc:
@@ -141,6 +162,110 @@ def analyze(
         typer.echo(json.dumps({k: _json_safe(v) for k, v in row.items()}))
     else:
         typer.echo(_format_table(row))
+
+
+def long_kw(
+    unit: str,
+    time: str,
+    outcome: str,
+    treated: str,
+    blackout: str | None,
+    probability: str | None,
+    covariates: list[str],
+) -> dict[str, Any]:
+    return {
+        "unit": unit,
+        "time": time,
+        "outcome": outcome,
+        "treated": treated,
+        "blackout": blackout,
+        "probability": probability,
+        "covariates": covariates,
+    }
+
+
+def bh_adjust(pvalues: list[float]) -> list[float]:
+    """Benjamini-Hochberg adjusted p-values (NaN stays NaN and is not counted as a test)."""
+    from scipy.stats import false_discovery_control
+
+    p = np.asarray(pvalues, dtype=float)
+    out = np.full(len(p), np.nan)
+    ok = np.isfinite(p)
+    if ok.any():
+        out[ok] = false_discovery_control(p[ok], method="bh")
+    return [float(x) for x in out]
+
+
+def by_segment(
+    df: pd.DataFrame,
+    by: str,
+    method: str,
+    se: str | None,
+    seed: int | None,
+    alpha: float,
+    long: dict[str, Any],
+) -> list[dict[str, Any]]:
+    """One estimate per segment of ``by`` (a column constant within each unit), with the
+    Benjamini-Hochberg adjusted p-value (``pvalue_bh``) beside the raw one. A segment whose
+    fit fails gets its error and no p-value; it is not one of the tests BH adjusts for."""
+    if by not in df.columns:
+        raise AnalysisError(f"Column {by!r} not found; the table has {list(df.columns)}.")
+    if df[by].isna().any():
+        raise AnalysisError(f"Segment column {by!r} has blank values.")
+    varying = df.groupby(long["unit"])[by].nunique()
+    if (varying > 1).any():
+        raise AnalysisError(
+            f"Segment column {by!r} varies within unit {varying[varying > 1].index[0]!r}; "
+            "a segment is a set of units."
+        )
+    rows: list[dict[str, Any]] = []
+    for segment, part in df.groupby(by, sort=True):
+        row: dict[str, Any] = {"segment": segment}
+        try:
+            panel = Panel.from_long(part, **long)
+            result = build_estimator(method, se, seed).fit(panel).result
+            row |= result.to_dict(alpha) | {"error": ""}
+        except (AnalysisError, ValueError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            row |= {"method": method, "effect": math.nan, "se": math.nan, "pvalue": math.nan}
+            row |= {"n_units": int(part[long["unit"]].nunique()), "error": first}
+        rows.append(row)
+    for row, adj in zip(rows, bh_adjust([r["pvalue"] for r in rows]), strict=True):
+        row["pvalue_bh"] = adj
+    return rows
+
+
+_SEGMENT_COLUMNS = (
+    "segment",
+    "effect",
+    "se",
+    "ci_low",
+    "ci_high",
+    "pvalue",
+    "pvalue_bh",
+    "n_units",
+)
+
+
+def _print_segments(rows: list[dict[str, Any]], as_json: bool) -> None:
+    if as_json:
+        for r in rows:
+            typer.echo(json.dumps({k: _json_safe(v) for k, v in r.items()}))
+        return
+
+    def fmt(v: Any) -> str:
+        if v is None or (isinstance(v, float) and not math.isfinite(v)):
+            return "-"
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+    table = [list(_SEGMENT_COLUMNS)] + [[fmt(r.get(c)) for c in _SEGMENT_COLUMNS] for r in rows]
+    width = [max(len(row[i]) for row in table) for i in range(len(_SEGMENT_COLUMNS))]
+    for row in table:
+        typer.echo("  ".join(c.rjust(w) for c, w in zip(row, width, strict=True)))
+    for r in rows:
+        if r.get("error"):
+            typer.echo(f"! segment {r['segment']}: {r['error']}")
+    typer.echo("pvalue_bh: Benjamini-Hochberg adjusted over the segments that were estimated")
 
 
 def _json_safe(v: Any) -> Any:

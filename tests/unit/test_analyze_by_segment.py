@@ -1,0 +1,95 @@
+"""``pricelab analyze --by COL``: one estimate per segment with Benjamini-Hochberg p-values."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from streams.cli import main
+
+EFFECTS = {"audio": 0.0, "cameras": 0.0, "phones": 4.0, "tv": 1.0}
+
+
+def _panel() -> pd.DataFrame:
+    rng = np.random.default_rng(3)
+    rows = []
+    for s, (segment, effect) in enumerate(EFFECTS.items()):
+        for i in range(30):
+            for t in range(20):
+                w = int(rng.random() < 0.5)
+                y = 50 + 3 * s + rng.normal(0, 2) + effect * w
+                rows.append({"sku": f"{segment}-{i}", "day": t, "units": y, "treated": w,
+                             "category": segment})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _run(tmp_path, capsys, *extra: str) -> tuple[int, str, str]:
+    path = tmp_path / "panel.csv"
+    _panel().to_csv(path, index=False)
+    argv = ["analyze", str(path), "--unit", "sku", "--time", "day", "--outcome", "units"]
+    argv += ["--treated", "treated", "--method", "dm", *extra]
+    with pytest.raises(SystemExit) as done:
+        main(argv)
+    out = capsys.readouterr()
+    return int(done.value.code or 0), out.out, out.err
+
+
+def test_each_segment_gets_its_own_effect_and_an_adjusted_p_value(tmp_path, capsys) -> None:
+    code, out, err = _run(tmp_path, capsys, "--by", "category", "--json")
+    assert code == 0, err
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [r["segment"] for r in rows] == list(EFFECTS)
+    for r in rows:
+        # 600 cells, noise SD 2: the estimate's SD is about 0.17
+        assert r["effect"] == pytest.approx(EFFECTS[r["segment"]], abs=0.6)
+        assert r["n_units"] == 30
+    # Benjamini-Hochberg by hand: sort, m p_(k) / k, running minimum from the largest
+    p = np.array([r["pvalue"] for r in rows])
+    order = np.argsort(p)
+    m = len(p)
+    adj_sorted = np.minimum.accumulate((p[order] * m / np.arange(1, m + 1))[::-1])[::-1]
+    expected = np.empty(m)
+    expected[order] = np.minimum(adj_sorted, 1.0)
+    assert [r["pvalue_bh"] for r in rows] == pytest.approx(list(expected))
+    assert all(r["pvalue_bh"] >= r["pvalue"] for r in rows)
+    by = {r["segment"]: r for r in rows}
+    assert by["phones"]["pvalue_bh"] < 1e-6 and by["audio"]["pvalue_bh"] > 0.05
+
+
+def test_the_table_shows_raw_and_adjusted_p_values(tmp_path, capsys) -> None:
+    code, out, err = _run(tmp_path, capsys, "--by", "category")
+    assert code == 0, err
+    header = out.splitlines()[0].split()
+    assert header == [
+        "segment",
+        "effect",
+        "se",
+        "ci_low",
+        "ci_high",
+        "pvalue",
+        "pvalue_bh",
+        "n_units",
+    ]
+    assert [line.split()[0] for line in out.splitlines()[1:5]] == list(EFFECTS)
+
+
+def test_a_segment_must_be_a_set_of_units(tmp_path, capsys) -> None:
+    path = tmp_path / "panel.csv"
+    df = _panel()
+    df.loc[df["day"] == 3, "category"] = "mixed"
+    df.to_csv(path, index=False)
+    argv = ["analyze", str(path), "--unit", "sku", "--time", "day", "--outcome", "units",
+            "--treated", "treated", "--method", "dm", "--by", "category"]  # fmt: skip
+    with pytest.raises(SystemExit) as done:
+        main(argv)
+    err = capsys.readouterr().err
+    assert done.value.code == 2
+    assert (
+        err.startswith("error: Segment column 'category' varies within unit")
+        and err.count("\n") == 1
+    )
+    code, _, err = _run(tmp_path, capsys, "--by", "brand")
+    assert code == 2 and "'brand' not found" in err
