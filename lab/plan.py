@@ -20,10 +20,12 @@ estimators that will run live:
 Every simulation fits each estimator twice on the same placement and draw: on the history as
 it was (an A/A test: rejections there are the type-I error) and with the effect added (power
 at ``E``). The estimators are linear in the outcome, so the two fits give each simulation's
-response ``b`` to a unit of effect; the MDE is the smallest effect ``e`` at which
-``|estimate_AA + e * b| > q * se_AA`` in 80% of the simulations (``q`` from t(df) when the
-estimator reports df, else the normal). That assumes the SE does not change with the effect;
-``docs/planning.md`` checks it by planning again at the reported MDE (power 0.8 +- 0.05).
+response ``b`` to a unit of effect, and the change ``d`` of its SE per unit of effect; the
+MDE is the smallest effect ``e`` at which ``|estimate_AA + e * b| > q * (se_AA + e * d)`` in
+80% of the simulations (``q`` from t(df) when the estimator reports df, else the normal).
+The SE is taken as linear in the effect between the two fits (exact for a SE that does not
+move, like dm's; HT's variance bound grows with the outcome); ``docs/planning.md`` checks the
+MDE by planning again at it (power 0.8 +- 0.05).
 
 A washout (always shorter than a period) is not in a period-level history: the live panel
 counts each period's sales after the washout, which the planner models as the share
@@ -341,6 +343,8 @@ def simulate_once(
             if setting.effect != 0
             else bool(abs(r0.effect) > q * r0.se),
             "response": (r1.effect - r0.effect) / e1 / share,
+            # how the SE moves with the effect (HT's variance bound grows with the outcome)
+            "se_slope": (r1.se - r0.se) / e1 / share,
             "error": "",
         }
         rows.append(row)
@@ -354,41 +358,61 @@ def _quantile(df: float | None) -> float:
 
 
 # --------------------------------------------------------------------------- summaries
-def mde(effect0: np.ndarray, se0: np.ndarray, q: np.ndarray, response: np.ndarray) -> float:
-    """The smallest effect e >= 0 at which |effect0 + e*response| > q*se0 in a share
-    ``TARGET_POWER`` of the simulations (a simulation whose estimate, SE or response is not
-    finite counts and never rejects, as in ``type1`` and ``power``). Each simulation changes
-    state only at its thresholds, so the share is checked just after every one of them."""
-    valid = np.isfinite(effect0) & np.isfinite(se0) & np.isfinite(response) & (response != 0)
+def mde(
+    effect0: np.ndarray,
+    se0: np.ndarray,
+    q: np.ndarray,
+    response: np.ndarray,
+    se_slope: np.ndarray | None = None,
+) -> float:
+    """The smallest effect e >= 0 at which |effect0 + e*response| > q*(se0 + e*se_slope) in
+    a share ``TARGET_POWER`` of the simulations. ``se_slope`` is each simulation's change of
+    SE per unit of effect, measured between its two fits (0: the SE does not move). A
+    simulation whose numbers are not finite counts and never rejects, as in ``type1`` and
+    ``power``. Each simulation changes state only where one side of the inequality meets the
+    other, so the share is checked just after every such point."""
+    d = np.zeros_like(se0) if se_slope is None else np.nan_to_num(se_slope)
+    valid = np.isfinite(effect0) & np.isfinite(se0) & np.isfinite(response)
     if not valid.any():
         return math.nan
-    a, s, b = effect0[valid], (q * se0)[valid], response[valid]
-    cuts = np.concatenate([[0.0], (s - a) / b, (-s - a) / b])
+    a, s, b, dv, qv = effect0[valid], se0[valid], response[valid], d[valid], q[valid]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cuts = np.concatenate([[0.0], (qv * s - a) / (b - qv * dv), (-qv * s - a) / (b + qv * dv)])
     cuts = np.unique(cuts[np.isfinite(cuts) & (cuts >= 0)])
     just_after = cuts + np.maximum(np.abs(cuts) * 1e-9, 1e-12)
-    shares = power_curve(effect0, se0, q, response, just_after)
+    shares = power_curve(effect0, se0, q, response, just_after, d)
     reached = np.nonzero(shares >= TARGET_POWER)[0]
     return float(cuts[reached[0]]) if reached.size else math.nan
 
 
 def power_curve(
-    effect0: np.ndarray, se0: np.ndarray, q: np.ndarray, response: np.ndarray, grid: np.ndarray
+    effect0: np.ndarray,
+    se0: np.ndarray,
+    q: np.ndarray,
+    response: np.ndarray,
+    grid: np.ndarray,
+    se_slope: np.ndarray | None = None,
 ) -> np.ndarray:
     """Share of simulations rejecting at each effect of ``grid`` (same model as :func:`mde`;
     the denominator is every simulation given)."""
     n = len(effect0)
     if n == 0:
         return np.full(len(grid), math.nan)
+    d = np.zeros_like(se0) if se_slope is None else np.nan_to_num(se_slope)
     valid = np.isfinite(effect0) & np.isfinite(se0) & np.isfinite(response)
-    a, s, b = effect0[valid], (q * se0)[valid], response[valid]
-    hits = (np.abs(a[None, :] + grid[:, None] * b[None, :]) > s[None, :]).sum(axis=1)
-    return hits / n
+    a, s, b, dv, qv = effect0[valid], se0[valid], response[valid], d[valid], q[valid]
+    est = a[None, :] + grid[:, None] * b[None, :]
+    se = np.maximum(s[None, :] + grid[:, None] * dv[None, :], 0.0)
+    return (np.abs(est) > qv[None, :] * se).sum(axis=1) / n
 
 
-def _fit_arrays(g: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(A/A estimates, their SEs, critical values, responses to a unit effect)."""
-    a, s, q, b = (g[c].to_numpy(dtype=float) for c in ("effect0", "se0", "q0", "response"))
-    return a, s, q, b
+def _fit_arrays(
+    g: pd.DataFrame,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(A/A estimates, their SEs, critical values, responses to a unit effect, SE slopes)."""
+    cols = ("effect0", "se0", "q0", "response", "se_slope")
+    a, s, q, b, d = (g[c].to_numpy(dtype=float) for c in cols)
+    return a, s, q, b, d
 
 
 def summarise(sims: pd.DataFrame, effect: float | None) -> pd.DataFrame:
@@ -560,7 +584,8 @@ def run_plan(
             raise
         pool.shutdown(wait=True)
     sims = pd.DataFrame(rows)
-    for col in ("effect0", "se0", "q0", "reject0", "effect1", "se1", "reject1", "response"):
+    cols = ("effect0", "se0", "q0", "reject0", "effect1", "se1", "reject1", "response", "se_slope")
+    for col in cols:
         if col not in sims:  # every fit failed
             sims[col] = False if col.startswith("reject") else math.nan
     if "error" not in sims:
@@ -696,7 +721,8 @@ def write_outputs(
                 & (sims["estimator"] == r["estimator"])
                 & (sims["error"] == "")
             ]
-            curve = power_curve(*_fit_arrays(g), grid)
+            a, s0, q0, b, d = _fit_arrays(g)
+            curve = power_curve(a, s0, q0, b, grid, d)
             (line,) = ax.plot(grid, curve, label=f"{r['estimator']}, {r['duration']} periods")
             if math.isfinite(r["mde"]):
                 ax.axvline(r["mde"], color=line.get_color(), lw=0.7, ls=":")

@@ -65,9 +65,11 @@ async def read_topic(
     expect: int,
     timeout: float = 20.0,
     until: Callable[[list[dict[str, Any]]], bool] | None = None,
+    with_position: bool = False,
 ) -> list[dict[str, Any]]:
     """Read a topic from the beginning until ``expect`` messages arrived, or ``until`` holds
-    for the messages read so far (or time out: the caller checks what it got)."""
+    for the messages read so far (or time out: the caller checks what it got). With
+    ``with_position`` each message also carries ``_partition`` and ``_offset``."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka.bootstrap_servers, enable_auto_commit=False
     )
@@ -82,7 +84,11 @@ async def read_topic(
         while len(out) < expect and loop.time() < deadline:
             batch = await consumer.getmany(timeout_ms=200)
             for records in batch.values():
-                out.extend(json.loads(r.value) for r in records)
+                for r in records:
+                    doc = json.loads(r.value)
+                    if with_position:
+                        doc |= {"_partition": r.partition, "_offset": r.offset}
+                    out.append(doc)
             if until is not None and until(out):
                 break
         return out

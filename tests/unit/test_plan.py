@@ -140,6 +140,10 @@ def test_the_mde_is_where_the_share_of_rejections_reaches_80_percent() -> None:
     # thresholds (q*se - a)/b = 2 - a: 1.5, 2, 2.5, 3, 3.5; the 4th of 5 (80%) is at 3
     a = np.array([0.5, 0.0, -0.5, -1.0, -1.5])
     assert mde(a, np.ones(5), np.full(5, 2.0), np.ones(5)) == pytest.approx(3.0)
+    # an SE that grows by 0.25 per unit of effect: rejection needs e > 2 (1 + 0.25 e), e > 4
+    assert mde(np.zeros(5), np.ones(5), np.full(5, 2.0), np.ones(5), np.full(5, 0.25)) == (
+        pytest.approx(4.0)
+    )
     # a weaker response (carryover into control) needs a proportionally larger effect
     assert mde(a, np.ones(5), np.full(5, 2.0), np.full(5, 0.5)) == pytest.approx(6.0)
 
