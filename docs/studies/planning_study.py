@@ -51,9 +51,8 @@ HISTORY_DAYS = 180
 DAYS = 28
 SEED = 7
 PRICE_CHANGES = (-0.01, -0.02)
-#: histories planned on for the calibration (demand draws of their own); the first one holds
-#: a 993-unit demand spike on one product-day (section 1 explains why that matters)
-HISTORIES = 5
+#: 28-day histories (demand draws of their own) the calibration plans on
+HISTORIES = 10
 
 
 def market_config(price_change: float = -0.05) -> MarketConfig:
@@ -84,27 +83,42 @@ def calibration(runs: int, sims: int, jobs: int) -> pd.DataFrame:
             CompareConfig(market=cfg, designs=DESIGNS, runs=runs, seed=SEED, days=DAYS, jobs=jobs)
         )
         print(f"realised runs at {change:+.0%}: {time.perf_counter() - t0:.0f} s", flush=True)
-        histories = [history_of(cfg, draw=i) for i in range(HISTORIES)]
-        hs = [read_history(x, "product", "day", "units") for x in histories]
-        mean_y = float(histories[0]["units"].mean())
+        # matched: the experiment's own 28 days (the realised runs start at the market's day
+        # 0), on demand draws of their own; and one 180-day history, as an analyst has it
+        matched = [
+            read_history(history_of(cfg, days=DAYS, draw=i), "product", "day", "units")
+            for i in range(HISTORIES)
+        ]
+        long_history = history_of(cfg)
+        long_h = read_history(long_history, "product", "day", "units")
+        mean_y = float(long_history["units"].mean())
         for design, spec in specs_for(cfg):
             g = real[real["design"] == design]
             truth = float(g["truth"].mean())
             plans: list[pd.DataFrame] = []
-            for i, h in enumerate(hs):
-                for relative in (False, True) if i == 0 else (False,):
-                    effect = truth / mean_y if relative else truth
-                    _, table, _ = run_plan(
-                        [(design, spec)],
-                        h,
-                        PlanConfig(effect=effect, relative=relative, sims=sims, seed=3, jobs=jobs),
-                    )
-                    plans.append(table.set_index("estimator").assign(relative=relative, draw=i))
+            for i, h in enumerate(matched):
+                _, table, _ = run_plan(
+                    [(design, spec)],
+                    h,
+                    PlanConfig(effect=truth, sims=sims // 2, seed=3 + i, jobs=jobs),
+                )
+                plans.append(table.set_index("estimator").assign(kind="matched"))
+            for relative in (False, True):
+                effect = truth / mean_y if relative else truth
+                _, table, _ = run_plan(
+                    [(design, spec)],
+                    long_h,
+                    PlanConfig(effect=effect, relative=relative, sims=sims, seed=3, jobs=jobs),
+                )
+                kind = "long-relative" if relative else "long"
+                plans.append(table.set_index("estimator").assign(kind=kind))
             planned = pd.concat(plans)
             for est, ge in g.groupby("estimator", sort=False):
                 ok = ge[np.isfinite(ge["pvalue"])]
                 mine = planned.loc[[est]]
-                units = mine[~mine["relative"]]
+                m = mine[mine["kind"] == "matched"]
+                one = mine[mine["kind"] == "long"].iloc[0]
+                rel = mine[mine["kind"] == "long-relative"].iloc[0]
                 rows.append(
                     {
                         "price_change": change,
@@ -114,16 +128,12 @@ def calibration(runs: int, sims: int, jobs: int) -> pd.DataFrame:
                         "realised_power": float((ok["pvalue"] < 0.05).mean()),
                         "realised_runs": len(ok),
                         "realised_se": float(ok["se"].mean()),
-                        "planned_power": float(units["power"].mean()),
-                        "planned_se": float(units["se"].mean()),
-                        "planned_power_first": float(
-                            units.loc[units["draw"] == 0, "power"].iloc[0]
-                        ),
-                        "planned_se_first": float(units.loc[units["draw"] == 0, "se"].iloc[0]),
-                        "planned_power_relative_first": float(
-                            mine.loc[mine["relative"], "power"].iloc[0]
-                        ),
-                        "planned_sims": sims * HISTORIES,
+                        "planned_power": float(m["power"].mean()),
+                        "planned_se": float(m["se"].mean()),
+                        "planned_power_first": float(one["power"]),
+                        "planned_se_first": float(one["se"]),
+                        "planned_power_relative_first": float(rel["power"]),
+                        "planned_sims": (sims // 2) * HISTORIES,
                     }
                 )
         print(f"planned at {change:+.0%}: {time.perf_counter() - t0:.0f} s", flush=True)
@@ -221,6 +231,8 @@ def write_markdown(cal: pd.DataFrame, aa: pd.DataFrame, ex: pd.DataFrame) -> Non
         np.zeros((200, HISTORY_DAYS), dtype=bool)
     )
     spike = first.loc[first["units"].idxmax()]
+    wide = first.pivot(index="product", columns="day", values="units").to_numpy()
+    spread = (float(wide[:, :DAYS].mean(axis=1).std()), float(wide[:, -DAYS:].mean(axis=1).std()))
     lines = [
         "# Planning an experiment: `pricelab plan`",
         "",
@@ -268,13 +280,15 @@ def write_markdown(cal: pd.DataFrame, aa: pd.DataFrame, ex: pd.DataFrame) -> Non
         "## 1. Planned power against realised power",
         "",
         "The realised power is that of the design run through the simulator (`simulate`, then",
-        "the worker's estimators, as `compare-designs` does) on fresh demand draws. The planned",
-        "power is `plan`'s at the market's true effect over the analysed cells, added in units,",
-        f"averaged over {HISTORIES} histories (demand draws of their own); the last columns give",
-        "one history alone, in units and as a share. `|diff| / mc_se` is the gap between",
-        "realised and planned (the mean over histories) in Monte-Carlo SEs of the difference.",
+        "the worker's estimators, as `compare-designs` does) on fresh demand draws; each run",
+        "starts at the market's first day. **planned** is `plan`'s on the same 28 days of",
+        f"{HISTORIES} demand draws of their own (the matched comparison: one placement, fresh",
+        "assignments), at the market's true effect over the analysed cells, in units.",
+        "`|diff| / mc_se` compares the two in Monte-Carlo SEs of the difference. The last",
+        "three columns plan on one 180-day history instead, as an analyst would (in units, and",
+        "as a share of each cell's outcome), with its SE.",
         "",
-        "| price change | design | estimator | true effect | realised | planned | \\|diff\\| / mc_se | realised SE | planned SE | one history | one history, relative | its SE |",
+        "| price change | design | estimator | true effect | realised | planned | \\|diff\\| / mc_se | realised SE | planned SE | 180-day history | same, relative | its SE |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in cal.itertuples():
@@ -297,13 +311,16 @@ def write_markdown(cal: pd.DataFrame, aa: pd.DataFrame, ex: pd.DataFrame) -> Non
         f"({int(cal['realised_runs'].min())}-{int(cal['realised_runs'].max())} realised runs and "
         f"{int(cal['planned_sims'].iloc[0])} planned simulations per row).",
         "",
-        "A plan is conditional on the history it is given. The first history's largest",
-        f"product-day sold {spike['units']:.0f} units against an expected "
-        f"{spike['y0_expected']:.0f} (the market's heavy-tailed demand",
-        "spikes): every placement that covers it inflates the difference in means' SE, so that",
-        "history alone plans less power than the experiment will have on an average demand",
-        "draw. Planning on several stretches of history, or on a history with known one-off",
-        "spikes removed, is the remedy; `plan` does not remove outliers itself.",
+        "A plan is conditional on the history it is given. On the 180-day history the designs",
+        "that compare a product with itself (crossover, time-bound) plan what the matched",
+        "comparison plans, but the difference in means pooled over cells (random days, the",
+        "optimal switchback's and the cluster design's `dm`) plans a larger SE: its variance",
+        "includes the spread between products, which the market's random-walk trends widen",
+        f"over time (the SD of the products' mean sales is {spread[0]:.1f} over the history's",
+        f"first 28 days and {spread[1]:.1f} over its last 28), and the history holds a",
+        f"{spike['units']:.0f}-unit demand spike on one product-day (expected "
+        f"{spike['y0_expected']:.0f}). Plan on a stretch of history like the one the",
+        "experiment will run in; `plan` does not detrend or remove outliers itself.",
         "",
         "## 2. Type-I error and 3. power at the reported MDE",
         "",
