@@ -129,28 +129,14 @@ def analyze(
     try:
         df = read_table(panel_path, sep)
         covs = [c.strip() for c in covariates.split(",") if c.strip()] if covariates else []
-        panel = Panel.from_long(
-            df,
-            unit=unit,
-            time=time,
-            outcome=outcome,
-            treated=treated,
-            blackout=blackout,
-            probability=probability,
-            covariates=covs,
-        )
-        if by is not None:
-            rows = by_segment(
-                df,
-                by,
-                method,
-                se,
-                seed,
-                alpha,
-                long_kw(unit, time, outcome, treated, blackout, probability, covs),
-            )
+        long = long_kw(unit, time, outcome, treated, blackout, probability, covs)
+        if by is not None:  # each segment is validated on its own (they may span other periods)
+            rows = by_segment(df, by, method, se, seed, alpha, long)
             _print_segments(rows, as_json)
+            if all(r["error"] for r in rows):
+                raise AnalysisError(f"no segment could be estimated: {rows[0]['error']}")
             return
+        panel = Panel.from_long(df, **long)
         estimator = build_estimator(method, se, seed)
         result = estimator.fit(panel).result
     except (AnalysisError, ValueError, OSError) as exc:
@@ -208,8 +194,11 @@ def by_segment(
     """One estimate per segment of ``by`` (a column constant within each unit), with the
     Benjamini-Hochberg adjusted p-value (``pvalue_bh``) beside the raw one. A segment whose
     fit fails gets its error and no p-value; it is not one of the tests BH adjusts for."""
-    if by not in df.columns:
-        raise AnalysisError(f"Column {by!r} not found; the table has {list(df.columns)}.")
+    needed = [long["unit"], long["time"], long["outcome"], long["treated"], by]
+    needed += [c for c in (long["blackout"], long["probability"]) if c] + list(long["covariates"])
+    missing = [c for c in needed if c not in df.columns]
+    if missing:
+        raise AnalysisError(f"Column(s) {missing} not found; the table has {list(df.columns)}.")
     if df[by].isna().any():
         raise AnalysisError(f"Segment column {by!r} has blank values.")
     varying = df.groupby(long["unit"])[by].nunique()
@@ -227,8 +216,11 @@ def by_segment(
             row |= result.to_dict(alpha) | {"error": ""}
         except (AnalysisError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            row |= {"method": method, "effect": math.nan, "se": math.nan, "pvalue": math.nan}
-            row |= {"n_units": int(part[long["unit"]].nunique()), "error": first}
+            # the same keys as an estimated segment, without values
+            keys = ("metric", "effect", "se", "se_method", "ci_low", "ci_high", "pvalue", "df")
+            row |= {"method": method} | dict.fromkeys(keys, math.nan) | {"alpha": alpha}
+            row |= {"n_units": int(part[long["unit"]].nunique()), "n_periods": math.nan}
+            row |= {"n_cells": math.nan, "error": first}
         rows.append(row)
     for row, adj in zip(rows, bh_adjust([r["pvalue"] for r in rows]), strict=True):
         row["pvalue_bh"] = adj

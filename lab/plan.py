@@ -19,13 +19,15 @@ estimators that will run live:
 
 Every simulation fits each estimator twice on the same placement and draw: on the history as
 it was (an A/A test: rejections there are the type-I error) and with the effect added (power
-at ``E``). The estimators are linear in the outcome, so the two fits give each simulation's
+at ``E``; without ``--effect``, about the effect the simulation could detect, so that the
+second fit is taken near the MDE). The estimators are linear in the outcome, so the two fits give each simulation's
 response ``b`` to a unit of effect, and the change ``d`` of its SE per unit of effect; the
 MDE is the smallest effect ``e`` at which ``|estimate_AA + e * b| > q * (se_AA + e * d)`` in
 80% of the simulations (``q`` from t(df) when the estimator reports df, else the normal).
 The SE is taken as linear in the effect between the two fits (exact for a SE that does not
-move, like dm's; HT's variance bound grows with the outcome); ``docs/planning.md`` checks the
-MDE by planning again at it (power 0.8 +- 0.05).
+move, like dm's; HT's variance bound grows with the outcome), and the MDE is where the
+share reaches 80% and stays there; ``docs/planning.md`` checks it by planning again at it
+(power 0.8 +- 0.05).
 
 A washout (always shorter than a period) is not in a period-level history: the live panel
 counts each period's sales after the washout, which the planner models as the share
@@ -60,8 +62,8 @@ from lab.errors import LabError
 
 ALPHA = 0.05
 TARGET_POWER = 0.8
-#: the reference effect a simulation adds when no --effect is given (only its response b is
-#: used, which does not depend on it for estimators linear in the outcome)
+_Z_POWER = float(stats.norm.ppf(TARGET_POWER))
+#: the effect a simulation adds when no --effect is given and its A/A SE is not usable
 _UNIT_EFFECT = {False: 1.0, True: 0.1}
 
 
@@ -306,32 +308,30 @@ def simulate_once(
     missing = ~np.isfinite(Y)
     Y = np.where(missing, 0.0, Y)
     tau = effect_pattern(m.treated, setting.carryover)
-    # the second fit's effect: the one asked for, or a unit effect that only measures the
-    # response (with --effect 0 the power is the A/A rejection rate)
-    e1 = setting.effect if setting.effect else _UNIT_EFFECT[setting.relative]
     groups = None
     if spec.clusters:
         cmap = spec.class_map()
         groups = np.array([cmap[u] for u in p.units])
-    # the effect in outcome units per whole period (scaled to the analysis window like the
-    # outcome), or a share of each cell's own outcome
-    added = e1 * tau * Y if setting.relative else e1 * setting.window_share * tau
     aa = _panel(Y, m, groups, missing)
-    ab = _panel(Y + added, m, groups, missing)
+    share = setting.window_share
+    treated_y = Y[m.treated & ~m.blackout & ~missing]
     rows = []
     for plan in setting.plans:
         row: dict[str, Any] = {"estimator": plan.label, "start": start, "seed": seed}
         try:
             r0 = fit_plan(plan, aa, seed)
-            r1 = fit_plan(plan, ab, seed)
+            q = _quantile(r0.df)
+            e1 = _second_effect(setting, r0.se / share, q, treated_y)
+            # the effect in outcome units per whole period (scaled to the analysis window like
+            # the outcome), or a share of each cell's own outcome
+            added = e1 * tau * Y if setting.relative else e1 * share * tau
+            r1 = fit_plan(plan, _panel(Y + added, m, groups, missing), seed)
         except Exception as exc:  # noqa: BLE001 - a failing fit is counted, not fatal
             row["error"] = f"{type(exc).__name__}: {exc}"[:300]
             rows.append(row)
             continue
-        q = _quantile(r0.df)
         # estimates, SEs and responses in outcome units per whole period (the analysis window's
         # share undone), like --effect
-        share = setting.window_share
         row |= {
             "effect0": r0.effect / share,
             "se0": r0.se / share,
@@ -349,6 +349,20 @@ def simulate_once(
         }
         rows.append(row)
     return rows
+
+
+def _second_effect(setting: SimSetting, se: float, q: float, treated_y: np.ndarray) -> float:
+    """The effect of a simulation's second fit: the one asked for; without one (or with 0),
+    about the effect this simulation could detect, (q + z_0.8) x its A/A SE (over the mean
+    treated outcome for a relative effect), so that the SE's move with the effect is
+    measured near the MDE, where it matters (HT's variance bound is convex in the effect)."""
+    if setting.effect:
+        return setting.effect
+    e = (q + _Z_POWER) * se
+    if setting.relative:
+        level = float(treated_y.mean()) / setting.window_share if treated_y.size else math.nan
+        e = e / level if level > 0 else math.nan
+    return e if math.isfinite(e) and e > 0 else _UNIT_EFFECT[setting.relative]
 
 
 def _quantile(df: float | None) -> float:
@@ -371,8 +385,8 @@ def mde(
     simulation whose numbers are not finite counts and never rejects, as in ``type1`` and
     ``power``. Each simulation changes state only where one side of the inequality meets the
     other, so the share is checked just after every such point."""
-    d = np.zeros_like(se0) if se_slope is None else np.nan_to_num(se_slope)
-    valid = np.isfinite(effect0) & np.isfinite(se0) & np.isfinite(response)
+    d = np.zeros_like(se0) if se_slope is None else se_slope
+    valid = np.isfinite(effect0) & np.isfinite(se0) & np.isfinite(response) & np.isfinite(d)
     if not valid.any():
         return math.nan
     a, s, b, dv, qv = effect0[valid], se0[valid], response[valid], d[valid], q[valid]
@@ -381,7 +395,10 @@ def mde(
     cuts = np.unique(cuts[np.isfinite(cuts) & (cuts >= 0)])
     just_after = cuts + np.maximum(np.abs(cuts) * 1e-9, 1e-12)
     shares = power_curve(effect0, se0, q, response, just_after, d)
-    reached = np.nonzero(shares >= TARGET_POWER)[0]
+    # the effect from which the power stays at or above the target (an SE growing faster
+    # than the estimate can make it dip again)
+    stays = np.minimum.accumulate(shares[::-1])[::-1]
+    reached = np.nonzero(stays >= TARGET_POWER)[0]
     return float(cuts[reached[0]]) if reached.size else math.nan
 
 
@@ -398,8 +415,8 @@ def power_curve(
     n = len(effect0)
     if n == 0:
         return np.full(len(grid), math.nan)
-    d = np.zeros_like(se0) if se_slope is None else np.nan_to_num(se_slope)
-    valid = np.isfinite(effect0) & np.isfinite(se0) & np.isfinite(response)
+    d = np.zeros_like(se0) if se_slope is None else se_slope
+    valid = np.isfinite(effect0) & np.isfinite(se0) & np.isfinite(response) & np.isfinite(d)
     a, s, b, dv, qv = effect0[valid], se0[valid], response[valid], d[valid], q[valid]
     est = a[None, :] + grid[:, None] * b[None, :]
     se = np.maximum(s[None, :] + grid[:, None] * dv[None, :], 0.0)

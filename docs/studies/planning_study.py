@@ -5,13 +5,13 @@
 On the simulator's market (lab.market: products with their own levels, trends, weekly profile,
 AR(1) and negative-binomial noise, a price effect through each product's elasticity):
 
-1. **Calibration.** The analyst's history is the market under the control policy for 180 days
-   (its own demand draw). ``plan`` plans each design's 28-day experiment on it at an effect E:
-   the market's own true effect (the mean over the analysed cells of the realised runs), added
-   in outcome units (``--effect E``) and as a share of each cell (``--relative``). The realised
-   power is that of the same design run ``--runs`` times through the simulator on fresh demand
-   draws and assignments (``lab.compare.run_comparison``: ``simulate`` then the worker's
-   ``fit_plan``, as ``compare-designs`` does), at two price changes (-1% and -2%).
+1. **Calibration.** The realised power is that of each design's 28-day experiment run
+   ``--runs`` times through the simulator on fresh demand draws and assignments
+   (``lab.compare.run_comparison``: ``simulate`` then the worker's ``fit_plan``, as
+   ``compare-designs`` does), at two price changes (-1% and -2%). ``plan`` plans the same
+   experiment at the market's true effect on the same 28 days of ten other demand draws under
+   the control policy (matched), and on one 180-day history (as an analyst has it), in
+   outcome units and as a share.
 2. **Type-I error.** ``plan`` with no effect (A/A) over ``--aa-sims`` simulations: the share of
    rejections at 5% for every default estimator of every design.
 3. **The MDE.** ``plan`` again at its own reported MDE, with fresh starts and draws: the power
@@ -86,7 +86,7 @@ def calibration(runs: int, sims: int, jobs: int) -> pd.DataFrame:
         # matched: the experiment's own 28 days (the realised runs start at the market's day
         # 0), on demand draws of their own; and one 180-day history, as an analyst has it
         matched = [
-            read_history(history_of(cfg, days=DAYS, draw=i), "product", "day", "units")
+            read_history(history_of(cfg, days=DAYS, draw=i + 1), "product", "day", "units")
             for i in range(HISTORIES)
         ]
         long_history = history_of(cfg)
@@ -117,6 +117,7 @@ def calibration(runs: int, sims: int, jobs: int) -> pd.DataFrame:
                 ok = ge[np.isfinite(ge["pvalue"])]
                 mine = planned.loc[[est]]
                 m = mine[mine["kind"] == "matched"]
+                per_history = m["power"].to_numpy(dtype=float)
                 one = mine[mine["kind"] == "long"].iloc[0]
                 rel = mine[mine["kind"] == "long-relative"].iloc[0]
                 rows.append(
@@ -134,14 +135,17 @@ def calibration(runs: int, sims: int, jobs: int) -> pd.DataFrame:
                         "planned_se_first": float(one["se"]),
                         "planned_power_relative_first": float(rel["power"]),
                         "planned_sims": (sims // 2) * HISTORIES,
+                        # the planned power's Monte-Carlo SE from its spread over histories
+                        "planned_mcse": float(
+                            per_history.std(ddof=1) / math.sqrt(len(per_history))
+                        ),
                     }
                 )
         print(f"planned at {change:+.0%}: {time.perf_counter() - t0:.0f} s", flush=True)
     out = pd.DataFrame(rows)
     # Monte-Carlo SE of the difference of two independent binomial shares
     p = out["realised_power"]
-    q = out["planned_power"]
-    out["mc_se"] = np.sqrt(p * (1 - p) / out["realised_runs"] + q * (1 - q) / out["planned_sims"])
+    out["mc_se"] = np.sqrt(p * (1 - p) / out["realised_runs"] + out["planned_mcse"] ** 2)
     return out
 
 
@@ -230,8 +234,16 @@ def write_markdown(cal: pd.DataFrame, aa: pd.DataFrame, ex: pd.DataFrame) -> Non
     first = Market(market_config(), seed=SEED, demand_seed=10_000 + SEED).simulate_panel(
         np.zeros((200, HISTORY_DAYS), dtype=bool)
     )
-    spike = first.loc[first["units"].idxmax()]
+    spikes = first[first["outlier"]]
+    spike = spikes.loc[spikes["units"].idxmax()]
     wide = first.pivot(index="product", columns="day", values="units").to_numpy()
+    pooled = cal[(cal["estimator"] == "dm") & (cal["design"] != "crossover")]
+    within = cal[cal["design"].isin(["crossover", "time-bound"])]
+
+    def ratio(rows: pd.DataFrame) -> str:
+        r = rows["planned_se_first"] / rows["planned_se"]
+        return f"{r.min():.2f}-{r.max():.2f}"
+
     spread = (float(wide[:, :DAYS].mean(axis=1).std()), float(wide[:, -DAYS:].mean(axis=1).std()))
     lines = [
         "# Planning an experiment: `pricelab plan`",
@@ -282,9 +294,11 @@ def write_markdown(cal: pd.DataFrame, aa: pd.DataFrame, ex: pd.DataFrame) -> Non
         "The realised power is that of the design run through the simulator (`simulate`, then",
         "the worker's estimators, as `compare-designs` does) on fresh demand draws; each run",
         "starts at the market's first day. **planned** is `plan`'s on the same 28 days of",
-        f"{HISTORIES} demand draws of their own (the matched comparison: one placement, fresh",
+        f"{HISTORIES} other demand draws (the matched comparison: one placement, fresh",
         "assignments), at the market's true effect over the analysed cells, in units.",
-        "`|diff| / mc_se` compares the two in Monte-Carlo SEs of the difference. The last",
+        "`|diff| / mc_se` compares the two in Monte-Carlo SEs of the difference (the planned",
+        "power's from its spread over the histories). SEs are the A/A fits' (planned) and the",
+        "fits with the effect (realised). The last",
         "three columns plan on one 180-day history instead, as an analyst would (in units, and",
         "as a share of each cell's outcome), with its SE.",
         "",
@@ -311,16 +325,16 @@ def write_markdown(cal: pd.DataFrame, aa: pd.DataFrame, ex: pd.DataFrame) -> Non
         f"({int(cal['realised_runs'].min())}-{int(cal['realised_runs'].max())} realised runs and "
         f"{int(cal['planned_sims'].iloc[0])} planned simulations per row).",
         "",
-        "A plan is conditional on the history it is given. On the 180-day history the designs",
-        "that compare a product with itself (crossover, time-bound) plan what the matched",
-        "comparison plans, but the difference in means pooled over cells (random days, the",
-        "optimal switchback's and the cluster design's `dm`) plans a larger SE: its variance",
-        "includes the spread between products, which the market's random-walk trends widen",
-        f"over time (the SD of the products' mean sales is {spread[0]:.1f} over the history's",
-        f"first 28 days and {spread[1]:.1f} over its last 28), and the history holds a",
-        f"{spike['units']:.0f}-unit demand spike on one product-day (expected "
-        f"{spike['y0_expected']:.0f}). Plan on a stretch of history like the one the",
-        "experiment will run in; `plan` does not detrend or remove outliers itself.",
+        "A plan is conditional on the history it is given. The 180-day history's SE is",
+        f"{ratio(pooled)} times the matched one for the difference in means pooled over cells",
+        "(random days, and the optimal switchback's and the cluster design's `dm`), and",
+        f"{ratio(within)} times for the estimators that compare a product with itself",
+        "(crossover, time-bound). The pooled difference in means carries the spread between",
+        "products, which the market's random-walk trends widen: the SD of the products' mean",
+        f"sales is {spread[0]:.1f} over the history's first 28 days and {spread[1]:.1f} over its",
+        f"last 28; its largest demand spike is {spike['units']:.0f} units on one product-day",
+        f"(expected {spike['y0_expected']:.0f}). Plan on a stretch of history like the one",
+        "the experiment will run in; `plan` does not detrend or remove outliers itself.",
         "",
         "## 2. Type-I error and 3. power at the reported MDE",
         "",
@@ -354,8 +368,8 @@ def write_markdown(cal: pd.DataFrame, aa: pd.DataFrame, ex: pd.DataFrame) -> Non
         lines.append(f"| {design} | {est} | {cells} |")
     lines += [
         "",
-        "Regenerate: `.venv/bin/python docs/studies/planning_study.py` (about 15 minutes on two",
-        "CPUs); `benchmarks/bench_plan.py` times `plan` at 5,000 products x 180 days.",
+        "Regenerate: `.venv/bin/python docs/studies/planning_study.py`;",
+        "`benchmarks/bench_plan.py` times `plan` at 5,000 products x 180 days.",
         "",
     ]
     (ROOT / "docs" / "planning.md").write_text("\n".join(lines))

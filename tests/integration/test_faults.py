@@ -573,7 +573,9 @@ SCALE_SEED = 3
 
 async def test_three_controllers_share_the_load_and_survive_a_kill9(stack):
     """Three controller workers share six partitions: the sales are spread across them and
-    every flip is published exactly once. One of them (seeded) is killed with -9 at a seeded
+    every flip is done exactly once (by the workers' own counts: one flip and one message per
+    product each), with one identical message per product and period on the topic (the
+    producer is at-least-once, so a copy may appear). One of them (seeded) is killed with -9 at a seeded
     point of the stream; the other two take over its partitions and a flip that falls due
     while it is dead, and the panel equals the ground truth."""
     settings = make_settings(
@@ -594,6 +596,14 @@ async def test_three_controllers_share_the_load_and_survive_a_kill9(stack):
 
     async def flipped(k: int) -> bool:
         return (await rt.store.get_experiment(spec.id)).flipped_period >= k
+
+    def flips_done(w: WorkerProcess) -> tuple[float, float]:
+        """(flips completed, assignment messages the app sent) by one worker."""
+        text = w.metrics()
+        return (
+            metric_value(text, "pricelab_flips_total", experiment=spec.id),
+            metric_value(text, "pricelab_assignments_published_total"),
+        )
 
     def consumed(w: WorkerProcess) -> float:
         return metric_value(
@@ -627,6 +637,8 @@ async def test_three_controllers_share_the_load_and_survive_a_kill9(stack):
         flow = asyncio.create_task(produce(settings, truth.payloads, **FLOW))
         await wait_for(lambda: _at_least(rt, kill_at), 90, f"{kill_at} sales counted")
         victim_consumed = consumed(workers[victim])
+        # every flip before the kill is complete: what the victim did of them, counted by it
+        victim_flips = flips_done(workers[victim])
         workers[victim].kill9()
         counted_at_kill = await counted(rt)
         # the fault happened mid-stream, to a worker that was doing its share
@@ -647,6 +659,11 @@ async def test_three_controllers_share_the_load_and_survive_a_kill9(stack):
         assert victim_consumed + sum(shares) >= truth.n
         state = await rt.store.get_experiment(spec.id)
         assert state.flipped_period == due and state.missed_flips == 0
+        # each flip was done once by the workers' own count (a redone flip would reuse its seq
+        # and records, so the topic alone could not tell it from a producer retry)
+        done = [victim_flips] + [flips_done(w) for w in survivors]
+        assert sum(f for f, _ in done) == due + 1, done
+        assert sum(n for _, n in done) == (due + 1) * N_PRODUCTS, done
 
         # read for 10 s: every flip completed before this point, so any second publish of
         # one is already on the topic
@@ -662,11 +679,12 @@ async def test_three_controllers_share_the_load_and_survive_a_kill9(stack):
         # one flip per period: one decision (seq, arm, policy) for every product, one seq per
         # period, rising; the producer is at-least-once (no idempotent producer on Tansu), so a
         # decision may reach the topic more than once, identical
-        decisions: dict[tuple[int, str], set[tuple[Any, ...]]] = {}
-        for m in msgs:
-            decisions.setdefault((m["period"], m["product"]), set()).add(
-                (m["seq"], m["arm"], m["policy"])
+        decisions: dict[tuple[int, str], set[str]] = {}
+        for m in msgs:  # the whole message, its position on the topic aside
+            whole = json.dumps(
+                {k: v for k, v in m.items() if not k.startswith("_")}, sort_keys=True
             )
+            decisions.setdefault((m["period"], m["product"]), set()).add(whole)
         expected = {(k, p) for k in range(due + 1) for p in spec.all_products()}
         assert set(decisions) == expected, sorted(Counter(k for k, _ in decisions).items())
         assert all(len(d) == 1 for d in decisions.values()), {

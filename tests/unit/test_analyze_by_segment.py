@@ -92,4 +92,40 @@ def test_a_segment_must_be_a_set_of_units(tmp_path, capsys) -> None:
         and err.count("\n") == 1
     )
     code, _, err = _run(tmp_path, capsys, "--by", "brand")
-    assert code == 2 and "'brand' not found" in err
+    assert code == 2 and "['brand'] not found" in err
+
+
+def test_a_segment_that_cannot_be_estimated_is_not_one_of_the_tests(tmp_path, capsys) -> None:
+    df = _panel()
+    # a one-product segment, and a segment that only covers days 10-19 (a later launch)
+    df.loc[df["sku"] == "tv-0", "category"] = "solo"
+    df = df[~((df["category"] == "cameras") & (df["day"] < 10))]
+    path = tmp_path / "panel.csv"
+    df.to_csv(path, index=False)
+    argv = ["analyze", str(path), "--unit", "sku", "--time", "day", "--outcome", "units",
+            "--treated", "treated", "--method", "dm", "--by", "category", "--json"]  # fmt: skip
+    with pytest.raises(SystemExit) as done:
+        main(argv)
+    out = capsys.readouterr()
+    assert done.value.code == 0, out.err
+    rows = {r["segment"]: r for r in map(json.loads, out.out.splitlines())}
+    assert rows["solo"]["error"] and rows["solo"]["pvalue_bh"] is None
+    assert rows["cameras"]["error"] == "" and rows["cameras"]["n_periods"] == 10
+    assert len({tuple(sorted(r)) for r in rows.values()}) == 1  # the same keys in every object
+    estimated = [r for r in rows.values() if not r["error"]]
+    m = len(estimated)  # 4 tests, not 5
+    smallest = min(estimated, key=lambda r: r["pvalue"])
+    assert smallest["pvalue_bh"] == pytest.approx(min(1.0, smallest["pvalue"] * m))
+
+
+def test_no_segment_estimable_is_one_sentence_and_exit_2(tmp_path, capsys) -> None:
+    df = _panel().assign(category=lambda d: d["sku"])  # every product its own segment
+    path = tmp_path / "panel.csv"
+    df.to_csv(path, index=False)
+    argv = ["analyze", str(path), "--unit", "sku", "--time", "day", "--outcome", "units",
+            "--treated", "treated", "--method", "dm", "--by", "category"]  # fmt: skip
+    with pytest.raises(SystemExit) as done:
+        main(argv)
+    err = capsys.readouterr().err
+    assert done.value.code == 2 and err.startswith("error: no segment could be estimated")
+    assert err.count("\n") == 1
