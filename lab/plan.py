@@ -665,20 +665,17 @@ COLUMNS = (
 )
 
 
+def _cell(v: Any, fmt: str) -> str:
+    """One summary value as the table and the page show it ("-" when there is none)."""
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "-"
+    return str(int(v)) if fmt == "{:d}" else fmt.format(v)
+
+
 def format_table(table: pd.DataFrame, effect: float | None, relative: bool) -> str:
     """The summary as a fixed-width text table, with a legend."""
     cells = [[name for name, _ in COLUMNS]]
-    for r in table.to_dict("records"):
-        row = []
-        for name, fmt in COLUMNS:
-            v = r[name]
-            if v is None or (isinstance(v, float) and not math.isfinite(v)):
-                row.append("-")
-            elif fmt == "{:d}":
-                row.append(str(int(v)))
-            else:
-                row.append(fmt.format(v))
-        cells.append(row)
+    cells += [[_cell(r[n], f) for n, f in COLUMNS] for r in table.to_dict("records")]
     width = [max(len(c[i]) for c in cells) for i in range(len(COLUMNS))]
     lines = ["  ".join(c.rjust(w) for c, w in zip(row, width, strict=True)) for row in cells]
     unit = "share of the outcome" if relative else "outcome units per unit and period"
@@ -754,14 +751,9 @@ def write_outputs(
     fig.savefig(paths[2], dpi=110)
     plt.close(fig)
 
-    def cell(v: Any, fmt: str) -> str:
-        if v is None or (isinstance(v, float) and not math.isfinite(v)):
-            return "-"
-        return str(int(v)) if fmt == "{:d}" else fmt.format(v)
-
     head = "".join(f"<th>{html.escape(n)}</th>" for n, _ in COLUMNS)
     body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(cell(r[n], f))}</td>" for n, f in COLUMNS) + "</tr>"
+        "<tr>" + "".join(f"<td>{html.escape(_cell(r[n], f))}</td>" for n, f in COLUMNS) + "</tr>"
         for r in table.to_dict("records")
     )
     unit = "share of the outcome" if relative else "outcome units per unit and period"

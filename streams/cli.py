@@ -102,7 +102,7 @@ def topics(
     assignments, retention for the rest (PRICELAB_KAFKA__EVENT_RETENTION, __RECORD_RETENTION).
     Idempotent: run it before the workers, again whenever you like."""
     from streams.errors import services_answer
-    from streams.kafka import ensure_topics, topic_configs, topic_partitions
+    from streams.kafka import ensure_and_describe_topics, topic_configs
 
     settings = _settings()
     if timeout <= 0:
@@ -110,8 +110,7 @@ def topics(
 
     async def go() -> tuple[list[str], dict[str, int]]:
         async with services_answer(bootstrap_servers=settings.kafka.bootstrap_servers):
-            created = await ensure_topics(settings, timeout)
-            return created, await topic_partitions(settings, timeout)
+            return await ensure_and_describe_topics(settings, timeout)
 
     created, partitions = asyncio.run(go())
     wanted = settings.kafka.partitions

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -44,48 +44,56 @@ def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
     }
 
 
-async def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
-    """Create pricelab's topics that are missing, with their partitions and configuration
-    (:func:`topic_configs`); idempotent. Returns the topics it created."""
+@contextlib.asynccontextmanager
+async def _admin(settings: Settings, timeout: float) -> AsyncIterator[AIOKafkaAdminClient]:
     admin = AIOKafkaAdminClient(**settings.kafka.client_kwargs())  # type: ignore[arg-type]
     try:
         await asyncio.wait_for(admin.start(), timeout)
-    except BaseException:
-        await admin.close()
-        raise
-    try:
-        existing = set(await admin.list_topics())
-        wanted = [
-            NewTopic(
-                name,
-                num_partitions=settings.kafka.partitions,
-                replication_factor=settings.kafka.replication_factor,
-                topic_configs=configs,
-            )
-            for name, configs in topic_configs(settings).items()
-            if name not in existing
-        ]
-        if wanted:
-            with contextlib.suppress(TopicAlreadyExistsError):
-                await asyncio.wait_for(admin.create_topics(wanted), timeout)
-        return [t.name for t in wanted]
+        yield admin
     finally:
         await admin.close()
 
 
-async def topic_partitions(settings: Settings, timeout: float = 30.0) -> dict[str, int]:
-    """Partitions of each of pricelab's topics as the broker has them (0: no such topic)."""
-    admin = AIOKafkaAdminClient(**settings.kafka.client_kwargs())  # type: ignore[arg-type]
-    try:
-        await asyncio.wait_for(admin.start(), timeout)
+async def _create_missing(
+    admin: AIOKafkaAdminClient, settings: Settings, timeout: float
+) -> list[str]:
+    existing = set(await admin.list_topics())
+    wanted = [
+        NewTopic(
+            name,
+            num_partitions=settings.kafka.partitions,
+            replication_factor=settings.kafka.replication_factor,
+            topic_configs=configs,
+        )
+        for name, configs in topic_configs(settings).items()
+        if name not in existing
+    ]
+    if wanted:
+        with contextlib.suppress(TopicAlreadyExistsError):
+            await asyncio.wait_for(admin.create_topics(wanted), timeout)
+    return [t.name for t in wanted]
+
+
+async def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
+    """Create pricelab's topics that are missing, with their partitions and configuration
+    (:func:`topic_configs`); idempotent. Returns the topics it created."""
+    async with _admin(settings, timeout) as admin:
+        return await _create_missing(admin, settings, timeout)
+
+
+async def ensure_and_describe_topics(
+    settings: Settings, timeout: float = 30.0
+) -> tuple[list[str], dict[str, int]]:
+    """:func:`ensure_topics`, then each topic's partitions as the broker has them (0: no such
+    topic), over one admin connection."""
+    async with _admin(settings, timeout) as admin:
+        created = await _create_missing(admin, settings, timeout)
         names = settings.topics.all()
         meta = await asyncio.wait_for(admin.describe_topics(names), timeout)
         found = {
             m["topic"]: len(m.get("partitions") or []) for m in meta if not m.get("error_code")
         }
-        return {n: found.get(n, 0) for n in names}
-    finally:
-        await admin.close()
+        return created, {n: found.get(n, 0) for n in names}
 
 
 class JsonPublisher:

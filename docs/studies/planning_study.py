@@ -44,6 +44,7 @@ from lab.compare import CompareConfig, make_spec, market_classes, run_comparison
 from lab.config import MarketConfig  # noqa: E402
 from lab.market import Market  # noqa: E402
 from lab.plan import PlanConfig, default_jobs, read_history, run_plan  # noqa: E402
+from lab.simulate import market_facts  # noqa: E402
 
 FIG = ROOT / "docs" / "figures"
 DESIGNS = ("random-days", "crossover", "optimal-switchback", "time-bound", "cluster")
@@ -192,10 +193,8 @@ def worked_example(sims: int, jobs: int) -> pd.DataFrame:
         "timezone": cfg.timezone,
         "seed": 1,
     }
-    products = tuple(market.product_ids)
-    categories = {
-        str(c): tuple(p) for c, p in market.products.groupby("category", sort=True)["product"]
-    }
+    facts = market_facts(market, DAYS)
+    products, categories = facts.products, dict(facts.categories)
     specs = [
         ("random-days", ExperimentSpec(id="rd", design="random-days", products=products, **base)),
         (

@@ -26,9 +26,9 @@ def _panel() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _run(tmp_path, capsys, *extra: str) -> tuple[int, str, str]:
+def _run(tmp_path, capsys, *extra: str, df: pd.DataFrame | None = None) -> tuple[int, str, str]:
     path = tmp_path / "panel.csv"
-    _panel().to_csv(path, index=False)
+    (_panel() if df is None else df).to_csv(path, index=False)
     argv = ["analyze", str(path), "--unit", "sku", "--time", "day", "--outcome", "units"]
     argv += ["--treated", "treated", "--method", "dm", *extra]
     with pytest.raises(SystemExit) as done:
@@ -77,16 +77,10 @@ def test_the_table_shows_raw_and_adjusted_p_values(tmp_path, capsys) -> None:
 
 
 def test_a_segment_must_be_a_set_of_units(tmp_path, capsys) -> None:
-    path = tmp_path / "panel.csv"
     df = _panel()
     df.loc[df["day"] == 3, "category"] = "mixed"
-    df.to_csv(path, index=False)
-    argv = ["analyze", str(path), "--unit", "sku", "--time", "day", "--outcome", "units",
-            "--treated", "treated", "--method", "dm", "--by", "category"]  # fmt: skip
-    with pytest.raises(SystemExit) as done:
-        main(argv)
-    err = capsys.readouterr().err
-    assert done.value.code == 2
+    code, _, err = _run(tmp_path, capsys, "--by", "category", df=df)
+    assert code == 2
     assert (
         err.startswith("error: Segment column 'category' varies within unit")
         and err.count("\n") == 1
@@ -100,15 +94,9 @@ def test_a_segment_that_cannot_be_estimated_is_not_one_of_the_tests(tmp_path, ca
     # a one-product segment, and a segment that only covers days 10-19 (a later launch)
     df.loc[df["sku"] == "tv-0", "category"] = "solo"
     df = df[~((df["category"] == "cameras") & (df["day"] < 10))]
-    path = tmp_path / "panel.csv"
-    df.to_csv(path, index=False)
-    argv = ["analyze", str(path), "--unit", "sku", "--time", "day", "--outcome", "units",
-            "--treated", "treated", "--method", "dm", "--by", "category", "--json"]  # fmt: skip
-    with pytest.raises(SystemExit) as done:
-        main(argv)
-    out = capsys.readouterr()
-    assert done.value.code == 0, out.err
-    rows = {r["segment"]: r for r in map(json.loads, out.out.splitlines())}
+    code, out, err = _run(tmp_path, capsys, "--by", "category", "--json", df=df)
+    assert code == 0, err
+    rows = {r["segment"]: r for r in map(json.loads, out.splitlines())}
     assert rows["solo"]["error"] and rows["solo"]["pvalue_bh"] is None
     assert rows["cameras"]["error"] == "" and rows["cameras"]["n_periods"] == 10
     assert len({tuple(sorted(r)) for r in rows.values()}) == 1  # the same keys in every object
@@ -120,12 +108,6 @@ def test_a_segment_that_cannot_be_estimated_is_not_one_of_the_tests(tmp_path, ca
 
 def test_no_segment_estimable_is_one_sentence_and_exit_2(tmp_path, capsys) -> None:
     df = _panel().assign(category=lambda d: d["sku"])  # every product its own segment
-    path = tmp_path / "panel.csv"
-    df.to_csv(path, index=False)
-    argv = ["analyze", str(path), "--unit", "sku", "--time", "day", "--outcome", "units",
-            "--treated", "treated", "--method", "dm", "--by", "category"]  # fmt: skip
-    with pytest.raises(SystemExit) as done:
-        main(argv)
-    err = capsys.readouterr().err
-    assert done.value.code == 2 and err.startswith("error: no segment could be estimated")
+    code, _, err = _run(tmp_path, capsys, "--by", "category", df=df)
+    assert code == 2 and err.startswith("error: no segment could be estimated")
     assert err.count("\n") == 1
