@@ -19,12 +19,12 @@ import math
 from pathlib import Path
 from typing import Annotated, Any
 
-import numpy as np
 import pandas as pd
 import typer
 
 from analysis.errors import AnalysisError
 from analysis.estimators import registry
+from analysis.inference import bh_adjust
 from analysis.panel import Panel
 
 _SEPARATORS = (";", ",", "\t", "|")
@@ -168,18 +168,6 @@ def long_kw(
         "probability": probability,
         "covariates": covariates,
     }
-
-
-def bh_adjust(pvalues: list[float]) -> list[float]:
-    """Benjamini-Hochberg adjusted p-values (NaN stays NaN and is not counted as a test)."""
-    from scipy.stats import false_discovery_control
-
-    p = np.asarray(pvalues, dtype=float)
-    out = np.full(len(p), np.nan)
-    ok = np.isfinite(p)
-    if ok.any():
-        out[ok] = false_discovery_control(p[ok], method="bh")
-    return [float(x) for x in out]
 
 
 def by_segment(

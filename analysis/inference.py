@@ -422,3 +422,16 @@ __all__ = [
     "time_placebo_windows",
     "welch_satterthwaite_df",
 ]
+
+
+def bh_adjust(pvalues: list[float]) -> list[float]:
+    """Benjamini-Hochberg adjusted p-values (scipy's ``false_discovery_control``); NaN stays
+    NaN and is not counted as a test."""
+    from scipy.stats import false_discovery_control
+
+    p = np.asarray(pvalues, dtype=float)
+    out = np.full(len(p), np.nan)
+    ok = np.isfinite(p)
+    if ok.any():
+        out[ok] = false_discovery_control(p[ok], method="bh")
+    return [float(x) for x in out]

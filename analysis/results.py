@@ -30,6 +30,9 @@ class EstimateResult:
     ...). ``n_units``/``n_periods`` count the units and periods that entered the estimate;
     ``n_cells`` counts the treated cells (or, for switchbacks, the contributing cells).
     ``details`` carries estimator-specific diagnostics (weights, per-unit effects, lambdas).
+    ``segment`` names the product segment the estimate is restricted to (None: all products);
+    ``pvalue_bh`` is then its Benjamini-Hochberg adjusted p-value across the segments
+    estimated together.
     """
 
     method: str
@@ -42,6 +45,8 @@ class EstimateResult:
     metric: str = "outcome"
     df: float | None = None
     pvalue_randomization: float | None = None
+    segment: str | None = None
+    pvalue_bh: float | None = None
     details: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -108,7 +113,10 @@ class EstimateResult:
     # ------------------------------------------------------------------ serialisation
     def to_dict(self, alpha: float = 0.05) -> dict[str, Any]:
         lo, hi = self.conf_int(alpha)
-        return {
+        segment: dict[str, Any] = {} if self.segment is None else {"segment": self.segment}
+        if self.segment is not None:
+            segment["pvalue_bh"] = math.nan if self.pvalue_bh is None else self.pvalue_bh
+        return segment | {
             "method": self.method,
             "metric": self.metric,
             "effect": self.effect,

@@ -32,6 +32,7 @@ import pandas as pd
 from analysis.confseq import ConfidenceSequence
 from analysis.errors import AnalysisError
 from analysis.estimators import registry
+from analysis.inference import bh_adjust
 from analysis.panel import Panel
 from analysis.results import EstimateResult
 from core.ports import (
@@ -196,6 +197,10 @@ class AnalysisWorker:
                 await self.sink.publish(info.id, result, as_of, cs)
                 self.observer.published(info.id, plan.label, as_of)
                 published.append((info.id, result))
+            for result, cs in await self._segments(info, df):
+                await self.sink.publish(info.id, result, as_of, cs)
+                self.observer.published(info.id, result.method, as_of)
+                published.append((info.id, result))
             for result in self._spillover(info, panel):
                 await self.sink.publish(info.id, result, as_of, None)
                 self.observer.published(info.id, result.method, as_of)
@@ -204,6 +209,45 @@ class AnalysisWorker:
                 await self._check_guardrails(info, df)
         self.observer.cycle_done(as_of, time.perf_counter() - t_cycle, len(published))
         return published
+
+    async def _segments(
+        self, info: ExperimentInfo, df: pd.DataFrame
+    ) -> list[tuple[EstimateResult, tuple[float, float] | None]]:
+        """The design's primary estimate on each product segment the spec names.
+
+        Each segment is its own panel (its products' cells), fitted like the whole experiment;
+        the p-values are Benjamini-Hochberg adjusted across the segments estimated at this look,
+        and each segment keeps its own anytime-valid sequence (tuned at its first look).
+        A segment that cannot be estimated yet is logged and left out of the adjustment.
+        """
+        segments: dict[str, Sequence[str]] = info.params.get("segments") or {}
+        if not segments:
+            return []
+        first = next(iter(self.estimators_for(info)), None)
+        if first is None:
+            return []
+        plan = EstimatorPlan(first) if isinstance(first, str) else first
+        fitted: list[tuple[str, EstimateResult]] = []
+        for name, members in segments.items():
+            t0 = time.perf_counter()
+            label = f"{plan.label}@{name}"
+            try:
+                panel = panel_from_cells(df[df["product"].isin(list(members))])
+                result = fit_plan(plan, panel, self.seed)
+            except (AnalysisError, ValueError) as exc:
+                self.observer.estimated(info.id, label, time.perf_counter() - t0, False)
+                log.info("experiment %s: segment %s not estimable: %s", info.id, name, exc)
+                continue
+            self.observer.estimated(info.id, label, time.perf_counter() - t0, True)
+            if math.isfinite(result.effect):
+                fitted.append((name, result))
+        adjusted = bh_adjust([r.pvalue() for _, r in fitted])
+        out = []
+        for (name, result), p_bh in zip(fitted, adjusted, strict=True):
+            tagged = replace(result, segment=name, pvalue_bh=p_bh)
+            cs = await self._confidence_sequence(info, tagged, f"{plan.label}@{name}")
+            out.append((tagged, cs))
+        return out
 
     def _spillover(self, info: ExperimentInfo, panel: Panel) -> list[EstimateResult]:
         """Spillover-adjusted estimates for experiments that carry a substitutes graph.

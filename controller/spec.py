@@ -166,6 +166,12 @@ class ExperimentSpec(BaseModel):
         "edges (see `pricelab graph build`); the analysis worker then publishes "
         "spillover-adjusted estimates next to the naive ones.",
     )
+    segments: dict[str, tuple[str, ...]] = Field(
+        default_factory=dict,
+        description="Named product segments (category, brand, price band), disjoint: the "
+        "analysis worker then also publishes the primary estimate of each segment, with the "
+        "segment in the message and Benjamini-Hochberg adjusted p-values across segments.",
+    )
 
     # memo of derived values (period count, group draws); never serialised
     _memo: dict[Any, Any] = PrivateAttr(default_factory=dict)
@@ -260,10 +266,33 @@ class ExperimentSpec(BaseModel):
                 raise SpecError(
                     "substitutes", f"edges must join products of the experiment; not in it: {stray}"
                 )
+        if self.segments:
+            self._check_segments(set(units))
         if self.treatment_policy == self.control_policy:
             raise SpecError("treatment_policy", "must differ from control_policy")
         self._check_design_settings()
         return self
+
+    def _check_segments(self, known: set[str]) -> None:
+        seen: dict[str, str] = {}
+        for name, members in self.segments.items():
+            if not name.strip():
+                raise SpecError("segments", "segment names must be non-empty")
+            if not members:
+                raise SpecError("segments", f"segment {name!r} has no products")
+            stray = sorted(set(members) - known)[:3]
+            if stray:
+                raise SpecError(
+                    "segments", f"segment {name!r} names products not in the experiment: {stray}"
+                )
+            for p in members:
+                if p in seen:
+                    raise SpecError(
+                        "segments",
+                        f"product {p!r} is in segments {seen[p]!r} and {name!r}; "
+                        "segments must not overlap",
+                    )
+                seen[p] = name
 
     def _check_design_settings(self) -> None:
         """A settings block only with its own design; the design's default block filled in when

@@ -133,9 +133,11 @@ def _docs(batch: dict[Any, list[Any]], experiment: str) -> list[dict[str, Any]]:
     ]
 
 
-def latest_of(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """estimator -> its latest estimate message."""
-    return {doc["estimator"]: doc for doc in docs}
+def latest_of(docs: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    """(estimator, segment) -> its latest estimate message (segment "" for the whole
+    experiment): the overall estimates first, then each segment's."""
+    latest = {(doc["estimator"], doc.get("segment") or ""): doc for doc in docs}
+    return dict(sorted(latest.items(), key=lambda kv: (kv[0][1] != "", kv[0][1])))
 
 
 def _cell(value: Any, fmt: str) -> str:
@@ -147,12 +149,15 @@ def _cell(value: Any, fmt: str) -> str:
 
 
 def render(rows: list[dict[str, Any]], as_json: bool = False) -> str:
-    """A table of estimates (or JSON lines)."""
+    """A table of estimates (or JSON lines); with segment columns when any row has one."""
     if as_json:
         return "\n".join(json.dumps(r) for r in rows)
-    table = [[name for name, _ in COLUMNS]]
-    table += [[_cell(r.get(name), fmt) for name, fmt in COLUMNS] for r in rows]
-    width = [max(len(row[i]) for row in table) for i in range(len(COLUMNS))]
+    columns: tuple[tuple[str, str], ...] = COLUMNS
+    if any(r.get("segment") for r in rows):
+        columns = (("segment", "{}"), *COLUMNS, ("pvalue_bh", "{:.3g}"))
+    table = [[name for name, _ in columns]]
+    table += [[_cell(r.get(name), fmt) for name, fmt in columns] for r in rows]
+    width = [max(len(row[i]) for row in table) for i in range(len(columns))]
     return "\n".join(
         "  ".join(c.rjust(w) for c, w in zip(row, width, strict=True)) for row in table
     )

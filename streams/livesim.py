@@ -94,12 +94,17 @@ class LiveRun:
         scaled = self.true_effect[:, :k] * self.window_share[None, :k]
         return float(scaled[cells].mean())
 
-    def looks(self, estimator: str) -> dict[int, dict[str, Any]]:
-        """period count -> the estimate of ``estimator`` published at that look (the last one
-        published as of each look's instant)."""
+    def looks(self, estimator: str, segment: str | None = None) -> dict[int, dict[str, Any]]:
+        """period count -> the estimate of ``estimator`` (on the whole experiment, or on one
+        ``segment``) published at that look (the last one published as of each look's
+        instant)."""
         out: dict[int, dict[str, Any]] = {}
         for e in self.estimates:
-            if e["estimator"] == estimator and e.get("_look") is not None:
+            if (
+                e["estimator"] == estimator
+                and e.get("segment") == segment
+                and e.get("_look") is not None
+            ):
                 out[int(e["_look"])] = e
         return dict(sorted(out.items()))
 
@@ -131,7 +136,7 @@ class LiveDriver:
         self.cfg = cfg or DriverConfig()
         self.say = say or (lambda _msg: None)
         self._assigned: dict[tuple[str, int, str], tuple[int, dict[str, Any]]] = {}
-        self._looks: dict[float, set[tuple[str, str]]] = {}
+        self._looks: dict[float, set[tuple[str, str, str]]] = {}
         self._instants: dict[float, int] = {}  # look instant -> periods complete at it
         self._runs: dict[str, LiveRun] = {}
         self.wall: dict[str, float] = {}
@@ -174,7 +179,8 @@ class LiveDriver:
 
     def _estimate(self, doc: dict[str, Any]) -> None:
         as_of = datetime.fromisoformat(doc["as_of"]).timestamp()
-        self._looks.setdefault(as_of, set()).add((doc["experiment"], doc["estimator"]))
+        key = (doc["experiment"], doc["estimator"], doc.get("segment") or "")
+        self._looks.setdefault(as_of, set()).add(key)
         run = self._runs.get(doc["experiment"])
         if run is None:
             return

@@ -130,6 +130,8 @@ class EstimateMessage(_Wire):
     n_units: int
     n_periods: int
     n_cells: int | None = None
+    segment: str | None = None  # set: the estimate of one product segment named by the spec
+    pvalue_bh: float | None = None  # with segment: Benjamini-Hochberg adjusted across segments
     as_of: Instant
     truth: float | None = None  # set only by simulations that know it
 

@@ -122,8 +122,9 @@ class KafkaEstimateSink:
     ) -> None:
         fields = result.to_dict(0.05)
         fields["estimator"] = fields.pop("method")
-        if fields["pvalue"] != fields["pvalue"]:  # NaN is not JSON
-            fields["pvalue"] = None
+        for key in ("pvalue", "pvalue_bh"):
+            if key in fields and fields[key] != fields[key]:  # NaN is not JSON
+                fields[key] = None
         msg = EstimateMessage(
             experiment=experiment,
             cs_low=None if cs is None else cs[0],

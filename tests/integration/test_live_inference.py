@@ -13,7 +13,7 @@ import pytest
 from scipy import stats
 
 from controller.store import Store
-from streams.livesim import LiveDriver
+from streams.livesim import LiveDriver, LiveRun
 from tests.integration.conftest import make_settings
 from tests.integration.live import drive as _drive
 from tests.integration.live import live_run as _run
@@ -23,8 +23,12 @@ pytestmark = pytest.mark.integration
 
 async def test_every_published_interval_is_effect_plus_minus_q_se(stack) -> None:  # type: ignore[no-untyped-def]
     settings = make_settings(stack)
+    rd = _run("random-days", 16, 6, 1, "iq-rd")
+    products = list(rd.spec.all_products())
+    segments = {"first": tuple(products[:8]), "second": tuple(products[8:])}
+    rd = LiveRun(rd.spec.model_copy(update={"segments": segments}), rd.market, rd.sales_seed)
     runs = [
-        _run("random-days", 16, 6, 1, "iq-rd"),
+        rd,
         _run("crossover", 16, 6, 2, "iq-xo"),
         _run("cluster", 16, 6, 3, "iq-cl"),
     ]
@@ -40,6 +44,17 @@ async def test_every_published_interval_is_effect_plus_minus_q_se(stack) -> None
             checked[(e["estimator"], df is not None)] = (
                 checked.get((e["estimator"], df is not None), 0) + 1
             )
+    # the spec's segments: each look publishes dm on each segment, tagged, BH-adjusted
+    for name in segments:
+        looks = rd.looks("dm", name)
+        assert list(looks) == list(range(2, 7)), (name, list(looks))
+        for e in looks.values():
+            assert e["n_units"] == 8 and e["cs_low"] < e["ci_low"]
+    for k in range(2, 7):
+        p = sorted(rd.looks("dm", n)[k]["pvalue"] for n in segments)
+        adjusted = sorted(rd.looks("dm", n)[k]["pvalue_bh"] for n in segments)
+        assert adjusted == pytest.approx([min(2 * p[0], p[1]), p[1]], rel=1e-9)
+    assert rd.looks("dm") and all(e.get("segment") is None for e in rd.looks("dm").values())
     # both references were exercised: t intervals (dm, crossover) and normal ones (ht)
     assert checked.get(("dm", True), 0) > 0 and checked.get(("crossover", True), 0) > 0
     assert checked.get(("ht", False), 0) > 0

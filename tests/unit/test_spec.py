@@ -144,10 +144,13 @@ BAD: list[tuple[dict[str, Any], str, str]] = [
         "",
     ),
     ({"design": "cluster", "cluster": {"mode": "sometimes"}}, "cluster.mode", ""),
+    ({"segments": {"big": ["a", "zz"]}}, "segments", "not in the experiment"),
+    ({"segments": {"big": ["a", "b"], "small": ["b"]}}, "segments", "overlap"),
+    ({"segments": {"big": []}}, "segments", "no products"),
 ]
 
 
-@pytest.mark.parametrize("change, field, word", BAD, ids=[b[1] for b in BAD])
+@pytest.mark.parametrize("change, field, word", BAD, ids=[f"{b[1]}-{i}" for i, b in enumerate(BAD)])
 def test_bad_spec_names_the_field_and_the_rule(
     change: dict[str, Any], field: str, word: str
 ) -> None:
@@ -231,3 +234,9 @@ def test_a_seed_that_is_not_a_whole_number_in_digits_is_refused(value: Any) -> N
         load_spec({**_base(), "seed": value})
     assert ei.value.field == "seed"
     assert load_spec({**_base(), "seed": " -7 "}).seed == -7
+
+
+def test_segments_are_kept_and_reach_the_worker_as_json() -> None:
+    spec = load_spec({**_base(), "segments": {"big": ["a", "b"], "small": ["c"]}})
+    assert spec.segments == {"big": ("a", "b"), "small": ("c",)}
+    assert spec.model_dump(mode="json")["segments"] == {"big": ["a", "b"], "small": ["c"]}

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from analysis.worker import AnalysisWorker, ExperimentInfo
 from controller.clock import ManualClock
@@ -262,3 +263,49 @@ async def test_a_triggered_panel_that_looks_like_a_block_gets_no_spillover_estim
     assert panel_from_cells(pd.DataFrame(rows)).is_block  # the shape that misled the old rule
     methods = {r.method for _, r in out}
     assert "dm" in methods and not any(m.startswith("spillover") for m in methods)
+
+
+async def test_segments_named_by_the_spec_get_their_own_estimates_and_adjusted_pvalues():
+    # products p0-p29 react by +30%, p30-p59 not at all: the worker must tell them apart
+    hit = _cells(30.0, seed=3)
+    flat = _cells(0.0, seed=4)
+    hit = hit[hit["product"].isin([f"p{i}" for i in range(30)])]
+    flat = flat[~flat["product"].isin([f"p{i}" for i in range(30)])]
+    df = pd.concat([hit, flat], ignore_index=True)
+    w, sink = _worker(df)
+    w.source.info = ExperimentInfo(  # type: ignore[attr-defined]
+        "e1",
+        "random-days",
+        "running",
+        {
+            "n_periods": 20,
+            "segments": {
+                "reacts": [f"p{i}" for i in range(30)],
+                "flat": [f"p{i}" for i in range(30, 60)],
+                "tiny": ["p0"],  # one product: not estimable, left out of the adjustment
+            },
+        },
+    )
+    await w.run_once()
+    by_segment = {r.segment: (r, cs) for _, r, _, cs in sink.published if r.segment}
+    assert set(by_segment) == {"reacts", "flat"}
+    reacts, flat_ = by_segment["reacts"][0], by_segment["flat"][0]
+    base = df[df["treated"] == 0].groupby("product")["units"].mean()
+    expected_gain = 0.30 * base[[f"p{i}" for i in range(30)]].mean()
+    assert abs(reacts.effect - expected_gain) < 3 * reacts.se
+    assert abs(flat_.effect) < 3 * flat_.se
+    assert reacts.n_units == 30 and flat_.n_units == 30
+    # BH over two tests: the larger p-value stays, the smaller becomes min(2 p, larger)
+    assert reacts.pvalue() < flat_.pvalue()
+    small, large = reacts.pvalue(), flat_.pvalue()
+    assert reacts.pvalue_bh == pytest.approx(min(2 * small, large), rel=1e-12)
+    assert flat_.pvalue_bh == pytest.approx(large, rel=1e-12)
+    # each segment keeps its own anytime-valid sequence, wider than its fixed interval
+    for r, cs in by_segment.values():
+        lo, hi = r.conf_int(0.05)
+        assert cs is not None and cs[0] < lo and cs[1] > hi
+    # the whole experiment's estimates are still published, untagged
+    assert any(r.segment is None and r.method == "dm" for _, r, _, _ in sink.published)
+    assert reacts.to_dict()["segment"] == "reacts"
+    overall = next(r for _, r, _, _ in sink.published if r.segment is None)
+    assert "segment" not in overall.to_dict() and "pvalue_bh" not in overall.to_dict()
