@@ -3,12 +3,21 @@
     pricelab analyze PANEL.csv|.parquet --unit COL --time COL --outcome COL --treated COL
         --method {did,sc,difp,sdid,mc,trop,ht,crossover,...} [--se METHOD] [--seed N] [--json]
         [--covariates COL,COL] [--blackout COL] [--probability COL] [--sep ';']
+        [--by COL]
+    pricelab analyze PANEL ... --method spillover --graph GRAPH.json --spec SPEC
 
 Methods come from :mod:`analysis.estimators.registry`, so every registered estimator works.
 ``--se``/``--seed`` are passed to the estimator (the contract in
 :mod:`analysis.estimators.base` says every estimator accepts them; an estimator that does not
 gets them only if its signature has them). The CSV separator is detected from the header line
 (``;``, ``,``, tab or ``|``) unless ``--sep`` is given.
+
+``--by COL`` gives one estimate per segment with Benjamini-Hochberg adjusted p-values.
+``--method spillover`` prints the direct and spillover effects (and the naive difference) of
+a panel drawn by a live design, by the function the analysis worker publishes them with: the
+spec's design is redrawn for the exposure probabilities and the design-bootstrap variance, so
+the panel's ``--time`` column holds the experiment's period indices (``panel export``,
+``simulate``).
 """
 
 from __future__ import annotations
@@ -16,9 +25,11 @@ from __future__ import annotations
 import inspect
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
+import numpy as np
 import pandas as pd
 import typer
 
@@ -26,6 +37,7 @@ from analysis.errors import AnalysisError
 from analysis.estimators import registry
 from analysis.inference import bh_adjust
 from analysis.panel import Panel
+from core.ports import ExperimentInfo
 
 _SEPARATORS = (";", ",", "\t", "|")
 
@@ -113,6 +125,17 @@ def analyze(
     probability: Annotated[str | None, typer.Option(help="Design probability column.")] = None,
     sep: Annotated[str | None, typer.Option(help="CSV separator (default: detect).")] = None,
     alpha: Annotated[float, typer.Option(help="1 - confidence level.")] = 0.05,
+    graph: Annotated[
+        Path | None,
+        typer.Option(help="Substitutes graph JSON (`pricelab graph build`); --method spillover."),
+    ] = None,
+    spec: Annotated[
+        Path | None,
+        typer.Option(
+            help="Experiment spec whose design drew the panel's arms; --method spillover redraws "
+            "it for the exposure probabilities and the variance."
+        ),
+    ] = None,
     by: Annotated[
         str | None,
         typer.Option(
@@ -130,6 +153,12 @@ def analyze(
         df = read_table(panel_path, sep)
         covs = [c.strip() for c in covariates.split(",") if c.strip()] if covariates else []
         long = long_kw(unit, time, outcome, treated, blackout, probability, covs)
+        if method == "spillover" or graph is not None:
+            if by is not None:
+                raise AnalysisError("--method spillover does not take --by.")
+            results = offline_spillover(df, long, method, graph, spec, seed)
+            _print_results(results, alpha, as_json)
+            return
         if by is not None:  # each segment is validated on its own (they may span other periods)
             rows = by_segment(df, by, method, se, seed, alpha, long)
             _print_segments(rows, as_json)
@@ -148,6 +177,92 @@ def analyze(
         typer.echo(json.dumps({k: _json_safe(v) for k, v in row.items()}))
     else:
         typer.echo(_format_table(row))
+
+
+#: Reads an experiment spec into what the analysis worker is told of it (``ExperimentInfo``);
+#: wired in by the CLI's composition root (``register(app, spec_info=...)``), since analysis/
+#: does not import the controller.
+_WIRING: dict[str, Callable[[Path], ExperimentInfo]] = {}
+
+
+def offline_spillover(
+    df: pd.DataFrame,
+    long: dict[str, Any],
+    method: str,
+    graph_path: Path | None,
+    spec_path: Path | None,
+    seed: int | None,
+) -> list[Any]:
+    """``--method spillover``: the direct and spillover effects of a live design's panel, by the
+    function the analysis worker publishes them with (``design_spillover``)."""
+    from analysis.graph import load_graph
+    from analysis.spillover import design_spillover
+
+    if method != "spillover":
+        raise AnalysisError(f"--graph is for --method spillover, not --method {method}.")
+    if graph_path is None or spec_path is None:
+        raise AnalysisError(
+            "--method spillover needs --graph GRAPH.json (the substitutes graph) and "
+            "--spec SPEC (the design that drew the arms gives the exposure probabilities)."
+        )
+    spec_info = _WIRING.get("spec_info")
+    if spec_info is None:
+        raise AnalysisError("--method spillover needs the pricelab CLI (it reads the spec).")
+    if not graph_path.exists():
+        raise FileNotFoundError(2, "no such file", str(graph_path))
+    info = spec_info(spec_path)
+    graph = load_graph(graph_path).copy()
+    panel = Panel.from_long(df, **long)
+    units = [str(u) for u in panel.units]
+    known = set(units) & {str(n) for n in graph.nodes}
+    if not known:
+        raise AnalysisError(f"no product of the panel is a node of the graph {graph_path}.")
+    times = np.asarray(panel.times)
+    planned = info.planned_periods
+    if times.dtype.kind not in "iu" or times.min() < 0 or times.max() >= planned:
+        raise AnalysisError(
+            f"--time {long['time']!r} must hold the experiment's period indices 0..{planned - 1} "
+            "(as `pricelab panel export` and `pricelab simulate` write them)."
+        )
+    absent = [u for u in units if u not in graph]
+    if absent:  # a product the graph does not know has no known substitutes
+        typer.echo(
+            f"note: {len(absent)} product(s) are not in the graph and count as having no "
+            f"substitutes (e.g. {absent[0]!r})",
+            err=True,
+        )
+        graph.add_nodes_from(absent)
+    try:
+        return design_spillover(
+            panel,
+            graph,
+            info.spillover,
+            info.sampler,  # type: ignore[arg-type]
+            design=info.design,
+            metric=long["outcome"],
+            seed=0 if seed is None else seed,
+        )
+    except KeyError as exc:  # the sampler knows only the spec's products
+        raise AnalysisError(str(exc.args[0]) if exc.args else str(exc)) from None
+
+
+def _print_results(results: list[Any], alpha: float, as_json: bool) -> None:
+    rows = [r.to_dict(alpha) for r in results]
+    if as_json:
+        for r in rows:
+            typer.echo(json.dumps({k: _json_safe(v) for k, v in r.items()}))
+        return
+    cols = ("method", "effect", "se", "ci_low", "ci_high", "pvalue", "n_units", "n_periods")
+
+    def fmt(v: Any) -> str:
+        if v is None or (isinstance(v, float) and not math.isfinite(v)):
+            return "-"
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+    table = [list(cols)] + [[fmt(r.get(c)) for c in cols] for r in rows]
+    width = [max(len(row[i]) for row in table) for i in range(len(cols))]
+    for row in table:
+        typer.echo("  ".join(c.rjust(w) for c, w in zip(row, width, strict=True)))
 
 
 def long_kw(
@@ -256,8 +371,11 @@ def _json_safe(v: Any) -> Any:
     return v
 
 
-def register(app: typer.Typer) -> None:
-    """Add the ``analyze`` command to the ``pricelab`` app."""
+def register(app: typer.Typer, spec_info: Callable[[Path], ExperimentInfo] | None = None) -> None:
+    """Add the ``analyze`` command to the ``pricelab`` app. ``spec_info`` reads a spec into
+    its ``ExperimentInfo`` (design, spillover kind, sampler); ``--method spillover`` needs it."""
+    if spec_info is not None:
+        _WIRING["spec_info"] = spec_info
     app.command("analyze")(analyze)
 
 

@@ -40,6 +40,7 @@ the variance when effects vary across products in ways correlated with the weigh
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -413,3 +414,104 @@ def panel_spillover(
         min_probability=min_probability,
         seed=seed,
     )
+
+
+# ---------------------------------------------------------------------------------- live designs
+#: Redraws a live design: ``sample(seed, units, periods)`` -> units x periods bool arms
+#: (``core.ports.AssignmentSampler``; the controller's ``design_sampler``).
+Sampler = Callable[[int, list[str], list[int]], Any]
+
+
+def design_spillover(
+    panel: Panel,
+    graph: nx.Graph,
+    how: str | None,
+    sampler: Sampler,
+    *,
+    design: str = "this",
+    metric: str = "units",
+    seed: int = 0,
+    n_draws: int = 500,
+    n_variance_draws: int = 200,
+) -> list[EstimateResult]:
+    """Spillover-adjusted estimates of a live design's experiment: what the analysis worker
+    publishes and ``pricelab analyze --method spillover`` prints, by one function.
+
+    ``how`` is the design's answer (``Design.spillover``): ``"block"`` (time-bound) runs
+    :func:`panel_spillover` on detrended first differences; ``"per-period"`` (random days,
+    designs that redraw every unit every period) runs one cross-sectional Hajek IPW estimate per
+    period whose every product is usable, averages the contrasts over periods and, the periods'
+    draws being independent, adds their design variances: se = sqrt(sum se_t^2) / T. None
+    (designs whose periods share draws: crossover, optimal switchback with carryover,
+    triggered; and the cluster design, whose measured SEs were half the spread) raises
+    :class:`SpilloverError`: their joint variance over periods is not implemented.
+    ``sampler`` redraws the live design for the exposure probabilities and the variance;
+    ``panel.times`` are the design's period indices.
+    """
+    if how is None:
+        raise SpilloverError(
+            f"the {design} design gives no valid spillover variance (its periods share draws "
+            "or, for the cluster design, its design-bootstrap SE was measured at half the spread)"
+        )
+    units = [str(u) for u in panel.units]
+    missing = [u for u in units if u not in graph]
+    if missing:
+        raise SpilloverError(f"{len(missing)} product(s) are not nodes of the graph: {missing[:3]}")
+
+    def design_at(period: int) -> Design:
+        def draw(rng: np.random.Generator) -> np.ndarray:
+            return np.asarray(sampler(int(rng.integers(0, 2**62)), units, [period]))[:, 0]
+
+        return draw
+
+    if how == "block":
+        _, t_first = panel.block_structure()
+        spill = panel_spillover(
+            panel,
+            graph,
+            design_at(int(panel.times[t_first])),
+            n_draws=n_draws,
+            n_variance_draws=n_variance_draws,
+            seed=seed,
+        )
+        return spill.to_results(metric)
+    if how != "per-period":
+        raise SpilloverError(f"unknown spillover kind {how!r}; expected 'block' or 'per-period'")
+    per_period = []
+    for t in range(panel.n_periods):
+        ok = panel.usable[:, t]
+        if ok.sum() < 4 or ok.sum() < panel.n_units:  # a period needs every product
+            continue
+        res = estimate_spillover(
+            graph,
+            panel.W[:, t],
+            panel.Y[:, t],
+            design_at(int(panel.times[t])),
+            nodes=units,
+            n_draws=n_draws,
+            n_variance_draws=n_variance_draws,
+            seed=seed + t,
+        )
+        per_period.append(res.effects)
+    if not per_period:
+        raise SpilloverError("no period has every product usable; nothing to estimate yet")
+    stacked = pd.concat(per_period, keys=range(len(per_period)))
+    g = stacked.groupby(level=1)
+    eff, var, n_units = (
+        g["effect"].mean(),
+        g["se"].apply(lambda s: float((s**2).sum())),
+        g["n_units"].mean(),
+    )
+    return [
+        EstimateResult(
+            method="naive_difference" if name == "naive" else f"spillover_ipw:{name}",
+            effect=float(eff[name]),
+            se=math.sqrt(var[name]) / g.size()[name],
+            n_units=int(round(n_units[name])),
+            n_periods=int(g.size()[name]),
+            se_method="design_bootstrap",
+            metric=metric,
+        )
+        for name in eff.index
+        if math.isfinite(eff[name]) and math.isfinite(var[name])
+    ]

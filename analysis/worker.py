@@ -23,10 +23,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 import networkx as nx
-import numpy as np
 import pandas as pd
 
 from analysis.confseq import ConfidenceSequence
@@ -250,114 +249,41 @@ class AnalysisWorker:
         return out
 
     def _spillover(self, info: ExperimentInfo, panel: Panel) -> list[EstimateResult]:
-        """Spillover-adjusted estimates for experiments that carry a substitutes graph.
-
-        The design says how (``info.spillover``). Exposure probabilities and the
-        design-bootstrap variance redraw the live design itself (``info.sampler``). Block
-        designs (time-bound) use ``panel_spillover`` on detrended first differences. Designs
-        that redraw every unit every period (random days, cluster switchbacks) are one
-        cross-sectional experiment per period: its Hajek IPW contrasts (Aronow & Samii 2017)
-        are averaged over periods and, the periods' draws being independent, their design
-        variances add: se = sqrt(sum se_t^2) / T. Designs whose periods share draws
-        (crossover, optimal switchback with carryover, triggered) would need the joint
-        variance over periods, which is not implemented: no spillover estimate is published
-        for them.
-        """
+        """Spillover-adjusted estimates for experiments that carry a substitutes graph, by
+        :func:`analysis.spillover.design_spillover` (the function ``pricelab analyze --method
+        spillover`` runs offline): the design says how (``info.spillover``), and its sampler
+        (``info.sampler``) redraws the live design for the exposure probabilities and the
+        design-bootstrap variance. None for designs whose periods share draws."""
         edges = info.params.get("substitutes") or ()
         if not edges:
             return []
-        from analysis.spillover import SpilloverError, estimate_spillover, panel_spillover
+        from analysis.spillover import SpilloverError, design_spillover
 
-        sampler = info.sampler
-        if sampler is None:
+        if info.sampler is None:
             log.info("experiment %s: no design sampler; spillover estimates skipped", info.id)
             return []
-        units = [str(u) for u in panel.units]
+        if info.spillover is None:
+            log.info(
+                "experiment %s: no spillover estimate: the %s design gives no valid "
+                "spillover variance (its periods share draws)",
+                info.id,
+                info.design,
+            )
+            return []
         graph = nx.Graph()
-        graph.add_nodes_from(units)
+        graph.add_nodes_from(str(u) for u in panel.units)
         graph.add_weighted_edges_from((a, b, float(w)) for a, b, w in edges)
-
-        def design_at(period: int) -> Callable[[np.random.Generator], np.ndarray]:
-            def draw(rng: np.random.Generator) -> np.ndarray:
-                seed = int(rng.integers(0, 2**62))
-                return np.asarray(sampler(seed, units, [period]))[:, 0]
-
-            return draw
-
         t0 = time.perf_counter()
         try:
-            if info.spillover == "block":
-                _, t_first = panel.block_structure()
-                design = design_at(int(panel.times[t_first]))
-                spill = panel_spillover(
-                    panel, graph, design, n_draws=500, n_variance_draws=200, seed=self.seed
-                )
-                results = spill.to_results("units")
-            elif info.spillover == "per-period":
-                results = self._per_period_spillover(
-                    panel, graph, units, design_at, estimate_spillover
-                )
-            else:
-                log.info(
-                    "experiment %s: no spillover estimate: the %s design gives no valid "
-                    "spillover variance (its periods share draws)",
-                    info.id,
-                    info.design,
-                )
-                return []
+            results = design_spillover(
+                panel, graph, info.spillover, info.sampler, design=info.design, seed=self.seed
+            )
         except (SpilloverError, AnalysisError, ValueError) as exc:
             self.observer.estimated(info.id, "spillover_ipw", time.perf_counter() - t0, False)
             log.info("experiment %s: spillover estimates not available: %s", info.id, exc)
             return []
         self.observer.estimated(info.id, "spillover_ipw", time.perf_counter() - t0, True)
         return results
-
-    def _per_period_spillover(
-        self,
-        panel: Panel,
-        graph: nx.Graph,
-        units: list[str],
-        design_at: Callable[[int], Callable[[np.random.Generator], np.ndarray]],
-        estimate: Callable[..., Any],
-    ) -> list[EstimateResult]:
-        per_period = []
-        for t in range(panel.n_periods):
-            ok = panel.usable[:, t]
-            if ok.sum() < 4 or ok.sum() < panel.n_units:  # a period needs every product
-                continue
-            res = estimate(
-                graph,
-                panel.W[:, t],
-                panel.Y[:, t],
-                design_at(int(panel.times[t])),
-                nodes=units,
-                n_draws=500,
-                n_variance_draws=200,
-                seed=self.seed + t,
-            )
-            per_period.append(res.effects)
-        if not per_period:
-            return []
-        stacked = pd.concat(per_period, keys=range(len(per_period)))
-        g = stacked.groupby(level=1)
-        eff, var, n_units = (
-            g["effect"].mean(),
-            g["se"].apply(lambda s: float((s**2).sum())),
-            g["n_units"].mean(),
-        )
-        return [
-            EstimateResult(
-                method="naive_difference" if name == "naive" else f"spillover_ipw:{name}",
-                effect=float(eff[name]),
-                se=math.sqrt(var[name]) / g.size()[name],
-                n_units=int(round(n_units[name])),
-                n_periods=int(g.size()[name]),
-                se_method="design_bootstrap",
-                metric="units",
-            )
-            for name in eff.index
-            if math.isfinite(eff[name]) and math.isfinite(var[name])
-        ]
 
     async def _check_guardrails(self, info: ExperimentInfo, df: pd.DataFrame) -> None:
         """Trip a guardrail when the anytime-valid CS of the relative effect on its metric

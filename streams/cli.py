@@ -381,8 +381,21 @@ _PLUGINS = (
     "controller.schedule_cli",
     "streams.report_cli",
 )
+
+
+def _spec_info(path: Path) -> Any:
+    """A spec file as the analysis worker is told of it (for ``analyze --method spillover``)."""
+    from controller.panel_source import experiment_info
+    from controller.spec import load_spec_file
+
+    return experiment_info(load_spec_file(path), "ended")
+
+
 for _mod in _PLUGINS:
     try:
+        if _mod == "analysis.cli":
+            importlib.import_module(_mod).register(app, spec_info=_spec_info)
+            continue
         importlib.import_module(_mod).register(app)
     except ModuleNotFoundError as _exc:
         if _exc.name != _mod:

@@ -58,7 +58,15 @@ def files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
     )
     latin1 = tmp_path / "latin1.yaml"
     latin1.write_bytes("id: caf\xe9\n".encode("latin-1"))
+    graph = tmp_path / "subs.json"
+    graph.write_text(
+        '{"directed": false, "multigraph": false, "graph": {}, "nodes": [{"id": "p0"}, '
+        '{"id": "p1"}], "links": [{"source": "p0", "target": "p1", "weight": 1.0}]}'
+    )
+    other_graph = tmp_path / "other.json"
+    other_graph.write_text(graph.read_text().replace('"p', '"q'))
     return {
+        "graph": graph, "other_graph": other_graph,
         "plan_spec": plan_spec, "classes_spec": classes_spec, "latin1": latin1,
         "bad_spec": bad_spec, "not_yaml": not_yaml, "panel": panel, "text": text,
         "no_treated": no_treated,
@@ -107,6 +115,27 @@ CASES: list[tuple[str, list[str], str]] = [
                             "--by", "brand"], "brand"),
     ("analyze-method", ["analyze", "{panel}", "--unit", "product", "--time", "period", "--outcome",
                         "units", "--treated", "treated", "--method", "nosuch"], "nosuch"),
+    ("spillover-no-spec", ["analyze", "{panel}", "--unit", "product", "--time", "period",
+                           "--outcome", "units", "--treated", "treated", "--method", "spillover",
+                           "--graph", "{graph}"], "needs --graph GRAPH.json"),
+    ("spillover-graph-missing", ["analyze", "{panel}", "--unit", "product", "--time", "period",
+                                 "--outcome", "units", "--treated", "treated", "--method",
+                                 "spillover", "--graph", "nope.json", "--spec", "{plan_spec}"],
+     "nope.json"),
+    ("spillover-not-periods", ["analyze", "{panel}", "--unit", "product", "--time", "period",
+                               "--outcome", "units", "--treated", "treated", "--method",
+                               "spillover", "--graph", "{graph}", "--spec", "{plan_spec}"],
+     "period indices 0..2"),
+    ("spillover-other-graph", ["analyze", "{panel}", "--unit", "product", "--time", "period",
+                               "--outcome", "units", "--treated", "treated", "--method",
+                               "spillover", "--graph", "{other_graph}", "--spec", "{plan_spec}"],
+     "no product of the panel is a node"),
+    ("spillover-by", ["analyze", "{panel}", "--unit", "product", "--time", "period", "--outcome",
+                      "units", "--treated", "treated", "--method", "spillover", "--graph",
+                      "{graph}", "--spec", "{plan_spec}", "--by", "product"], "--by"),
+    ("graph-not-spillover", ["analyze", "{panel}", "--unit", "product", "--time", "period",
+                             "--outcome", "units", "--treated", "treated", "--method", "dm",
+                             "--graph", "{graph}"], "--graph is for --method spillover"),
     ("compare-runs", ["compare-designs", "--runs", "1"], "runs"),
     ("compare-products", ["compare-designs", "--products", "1", "--runs", "2"], "n_products"),
     ("compare-market-field", ["compare-designs", "--market", "{market}", "--runs", "2"], "n_prodcts"),
