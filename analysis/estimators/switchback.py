@@ -237,41 +237,40 @@ class SwitchbackHTEstimator(PanelEstimator):
         C0: np.ndarray,
         pi1: np.ndarray,
         pi0: np.ndarray,
-        chunk: int = 64,
     ) -> float:
-        """Sum over units of the conservative bound on Var(sum_t contribution_t)."""
-        total = 0.0
+        """Sum over units of the conservative bound on Var(sum_t contribution_t).
+
+        Windows t <= u overlap when they share a block: blocks never decrease over time, so
+        that is ``lo_u <= hi_t``, and the windows at distance d = u - t overlap less as d
+        grows. The bound is therefore summed over the band of distances at which some window
+        pair overlaps (one N x T slice per distance), not over all T x T pairs: a design that
+        redraws every period (random days, p = 0) has a band of one.
+        """
         with np.errstate(divide="ignore", invalid="ignore"):
             g = Yt**2 * (np.where(A1, 1.0 / pi1, 0.0) + np.where(A0, 1.0 / pi0, 0.0))
             y1 = np.where(A1 & keep, Yt / pi1, 0.0)
             y0 = np.where(A0 & keep, Yt / pi0, 0.0)
         g = np.where(keep, g, 0.0)
-        for s in range(0, Yt.shape[0], chunk):
-            sl = slice(s, s + chunk)
-            a, b = lo[sl], hi[sl]
-            ov = (a[:, :, None] <= b[:, None, :]) & (a[:, None, :] <= b[:, :, None])
-            ilo = np.maximum(a[:, :, None], a[:, None, :])
-            ihi = np.minimum(b[:, :, None], b[:, None, :])
-            ilo_c = np.where(ov, ilo, 0)
-            ihi_c = np.where(ov, ihi, 0)
-            c1, c0 = C1[sl][:, :, None], C0[sl][:, :, None]
-            n_units, m = a.shape
-            flat = (ihi_c + 1).reshape(n_units, -1)
-            pi1_i = np.exp(
-                np.take_along_axis(c1[:, :, 0], flat, 1)
-                - np.take_along_axis(c1[:, :, 0], ilo_c.reshape(n_units, -1), 1)
-            ).reshape(n_units, m, m)
-            pi0_i = np.exp(
-                np.take_along_axis(c0[:, :, 0], flat, 1)
-                - np.take_along_axis(c0[:, :, 0], ilo_c.reshape(n_units, -1), 1)
-            ).reshape(n_units, m, m)
+        m = lo.shape[1]
+        deg = np.zeros(g.shape)  # overlapping usable windows of each window
+        total = 0.0
+        for d in range(m):
+            ov = lo[:, d:] <= hi[:, : m - d]  # windows t and t + d share a block
+            if not ov.any():
+                break
+            # the shared stretch runs from the later window's first block to the earlier's last
+            ilo, ihi = lo[:, d:], hi[:, : m - d]
+            cap1 = np.exp(np.take_along_axis(C1, ihi + 1, 1) - np.take_along_axis(C1, ilo, 1))
+            cap0 = np.exp(np.take_along_axis(C0, ihi + 1, 1) - np.take_along_axis(C0, ilo, 1))
             # both windows all treated: E-unbiased estimate of Y1 Y1' (1/pi1_cap - 1)
-            t1 = np.einsum("nt,ntu,nu->", y1[sl], np.where(ov, 1.0 - pi1_i, 0.0), y1[sl])
-            t0 = np.einsum("nt,ntu,nu->", y0[sl], np.where(ov, 1.0 - pi0_i, 0.0), y0[sl])
-            # cross terms bounded by half-squares: each period counted once per overlapping window
-            deg = (ov & keep[sl][:, None, :]).sum(axis=2)
-            total += float(t1 + t0 + (g[sl] * deg).sum())
-        return total
+            t1 = float((y1[:, : m - d] * np.where(ov, 1.0 - cap1, 0.0) * y1[:, d:]).sum())
+            t0 = float((y0[:, : m - d] * np.where(ov, 1.0 - cap0, 0.0) * y0[:, d:]).sum())
+            total += (t1 + t0) * (1.0 if d == 0 else 2.0)  # (t, u) and (u, t)
+            deg[:, : m - d] += ov & keep[:, d:]
+            if d:
+                deg[:, d:] += ov & keep[:, : m - d]
+        # cross terms bounded by half-squares: each period counted once per overlapping window
+        return total + float((g * deg).sum())
 
     def _null_draws(
         self,

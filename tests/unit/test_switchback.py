@@ -111,3 +111,67 @@ def test_errors() -> None:
     with pytest.raises(PanelError, match="0 < P"):
         SwitchbackHTEstimator().fit(fixed)
     assert isinstance(make("ht"), SwitchbackHTEstimator)
+
+
+def _bound_by_pairs(Y: np.ndarray, W: np.ndarray, usable: np.ndarray, pts: np.ndarray,
+                    q: np.ndarray, p: int) -> float:  # fmt: skip
+    """The variance bound written out pair by pair of windows, one unit at a time: windows
+    [t-p, t] and [u-p, u] overlap when they share a randomisation block; the shared blocks'
+    coins all landing the same way has probability cap."""
+    N, T = Y.shape
+    total = 0.0
+    for n in range(N):
+        block = np.cumsum(pts[n]) - 1
+        for t in range(p, T):
+            win_t = set(block[t - p : t + 1].tolist())
+            pi1_t = float(np.prod(q[n, sorted(win_t)]))
+            pi0_t = float(np.prod(1 - q[n, sorted(win_t)]))
+            a1_t, a0_t = W[n, t - p : t + 1].all(), (~W[n, t - p : t + 1]).all()
+            if not usable[n, t]:
+                continue
+            y1_t = Y[n, t] / pi1_t if a1_t else 0.0
+            y0_t = Y[n, t] / pi0_t if a0_t else 0.0
+            g_t = Y[n, t] ** 2 * ((1 / pi1_t if a1_t else 0.0) + (1 / pi0_t if a0_t else 0.0))
+            for u in range(p, T):
+                win_u = set(block[u - p : u + 1].tolist())
+                shared = win_t & win_u
+                if not shared or not usable[n, u]:
+                    continue
+                pi1_u = float(np.prod(q[n, sorted(win_u)]))
+                pi0_u = float(np.prod(1 - q[n, sorted(win_u)]))
+                a1_u, a0_u = W[n, u - p : u + 1].all(), (~W[n, u - p : u + 1]).all()
+                y1_u = Y[n, u] / pi1_u if a1_u else 0.0
+                y0_u = Y[n, u] / pi0_u if a0_u else 0.0
+                cap1 = float(np.prod(q[n, sorted(win_t | win_u)])) / pi1_t / pi1_u
+                cap0 = float(np.prod(1 - q[n, sorted(win_t | win_u)])) / pi0_t / pi0_u
+                # 1 - P(both all treated) / (pi_t pi_u) = 1 - prod over the shared blocks
+                total += y1_t * (1 - 1 / cap1) * y1_u + y0_t * (1 - 1 / cap0) * y0_u
+                total += g_t
+    return total
+
+
+@pytest.mark.parametrize("p, every", [(0, 1), (1, 1), (1, 3), (2, 4), (3, 2)])
+def test_the_banded_bound_equals_the_bound_written_pair_by_pair(p: int, every: int) -> None:
+    rng = np.random.default_rng(10 * p + every)
+    N, T = 7, 16
+    pts = np.zeros((N, T), bool)
+    for n in range(N):  # each unit its own block lengths around `every`
+        k = 0
+        while k < T:
+            pts[n, k] = True
+            k += int(rng.integers(1, 2 * every + 1))
+    n_blocks = pts.sum(axis=1)
+    q = np.full((N, T), 0.5)
+    for n in range(N):
+        q[n, : n_blocks[n]] = rng.uniform(0.2, 0.8, n_blocks[n])
+    block = np.cumsum(pts, axis=1) - 1
+    coins = rng.random((N, T)) < q  # one coin per block
+    W = coins[np.arange(N)[:, None], block]
+    Y = 5.0 + rng.normal(size=(N, T)) + 2.0 * W
+    blackout = rng.random((N, T)) < 0.1
+    P = q[np.arange(N)[:, None], block]
+    pan = Panel(Y=Y, W=W, units=np.arange(N), times=np.arange(T), blackout=blackout, probability=P)
+    res = SwitchbackHTEstimator(p, randomization_points=pts).fit(pan).result_
+    by_pairs = _bound_by_pairs(Y, W, ~blackout, pts, q, p)
+    assert res.n_cells == int((~blackout[:, p:]).sum())
+    assert res.se**2 * res.n_cells**2 == pytest.approx(by_pairs, rel=1e-10)
