@@ -32,8 +32,10 @@ updated along the chosen vertex, so SDID on 1,000 x 100 takes milliseconds, not 
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
@@ -294,6 +296,24 @@ class BlockFit:
     min_decrease: float
 
 
+#: the last few weight solves, by a digest of everything they read (see ``_solve``)
+_SOLVED: OrderedDict[bytes, np.ndarray] = OrderedDict()
+_SOLVED_KEEP = 8
+
+
+def _solve_key(*parts: Any) -> bytes:
+    h = hashlib.blake2b(digest_size=20)
+    for part in parts:
+        if isinstance(part, np.ndarray):
+            arr = np.ascontiguousarray(part)
+            h.update(repr((arr.dtype.str, arr.shape)).encode())
+            h.update(arr.data)
+        else:
+            h.update(repr(part).encode())
+        h.update(b"|")
+    return h.digest()
+
+
 def _solve(
     A: np.ndarray,
     b: np.ndarray,
@@ -303,7 +323,37 @@ def _solve(
     min_decrease: float | np.ndarray,
     start: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Batched weights: a short first pass (from ``start``), sparsify, then the full solve."""
+    """Batched weights: a short first pass (from ``start``), sparsify, then the full solve.
+
+    Remembered for the last few inputs, bit for bit: the weights read only the controls and
+    the treated pre-period, so a panel that differs from the previous one only in its treated
+    post-period cells (``pricelab plan`` fits every simulation without and with the effect)
+    gets exactly the weights a fresh solve would give, without solving again. Only single
+    problems are remembered (a batch of resampled panels does not come back).
+    """
+    if A.shape[0] != 1:
+        return _solve_uncached(A, b, zeta, intercept, spec, min_decrease, start)
+    key = _solve_key(A, b, np.asarray(zeta), intercept, spec, np.asarray(min_decrease), start)
+    hit = _SOLVED.get(key)
+    if hit is not None:
+        _SOLVED.move_to_end(key)
+        return hit.copy()
+    out = _solve_uncached(A, b, zeta, intercept, spec, min_decrease, start)
+    _SOLVED[key] = out.copy()
+    while len(_SOLVED) > _SOLVED_KEEP:
+        _SOLVED.popitem(last=False)
+    return out
+
+
+def _solve_uncached(
+    A: np.ndarray,
+    b: np.ndarray,
+    zeta: float | np.ndarray,
+    intercept: bool,
+    spec: SynthSpec,
+    min_decrease: float | np.ndarray,
+    start: np.ndarray | None = None,
+) -> np.ndarray:
     x0 = start
     if spec.sparsify:
         w = simplex_least_squares_batch(

@@ -195,3 +195,38 @@ def test_control_order_does_not_matter() -> None:
     a = SyntheticDID(se="none").fit(p).result.effect
     b = SyntheticDID(se="none").fit(p.take_units(order)).result.effect
     assert b == pytest.approx(a, abs=1e-4)
+
+
+def test_weights_reused_only_for_the_same_controls_and_treated_pre_period() -> None:
+    """A panel that differs only in treated post-period cells gets the weights a fresh solve
+    gives (the weights never read those cells); any other change solves again."""
+    from analysis.estimators import synth
+
+    rng = np.random.default_rng(4)
+    N0, N1, T0, T1 = 30, 6, 10, 4
+    Y = rng.normal(size=(N0 + N1, T0 + T1)).cumsum(axis=1)
+    spec = synth.SyntheticDID.spec
+    synth._SOLVED.clear()
+    base = synth.fit_block(Y, N0, T0, spec)
+    shifted = Y.copy()
+    shifted[N0:, T0:] += 3.0  # an effect on the treated post-period only
+    synth._SOLVED.clear()
+    fresh = synth.fit_block(shifted, N0, T0, spec)
+    synth._SOLVED.clear()
+    synth.fit_block(Y, N0, T0, spec)
+    remembered = list(synth._SOLVED)
+    reused = synth.fit_block(shifted, N0, T0, spec)  # served from the remembered solves
+    assert list(synth._SOLVED) == remembered  # nothing was solved anew
+    np.testing.assert_array_equal(reused.omega, fresh.omega)
+    np.testing.assert_array_equal(reused.lam, fresh.lam)
+    assert reused.tau == fresh.tau and abs(reused.tau - base.tau - 3.0) < 1e-9
+    # a changed control cell is a new problem: solved, not served
+    other = Y.copy()
+    other[0, 0] += 1.0
+    synth._SOLVED.clear()
+    alone = synth.fit_block(other, N0, T0, spec)
+    synth.fit_block(Y, N0, T0, spec)
+    assert len(synth._SOLVED) == 4  # other's two solves and Y's two
+    after = synth.fit_block(other, N0, T0, spec)
+    np.testing.assert_array_equal(after.omega, alone.omega)
+    assert not np.array_equal(alone.omega, base.omega)
