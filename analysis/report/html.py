@@ -110,6 +110,11 @@ def build_report(
     figs["assignment.png"] = _png(assignment_heatmap(d))
     sections.append("<h2>Assignment</h2>" + img("assignment.png", "assignment heatmap"))
 
+    segments = None
+    if estimates is not None and "segment" in estimates.columns:
+        # segment estimates (spec-named segments) get their own table, not the running lines
+        tagged = estimates["segment"].fillna("").astype(str) != ""
+        segments, estimates = estimates[tagged], estimates[~tagged]
     if estimates is not None and len(estimates):
         figs["running_estimates.png"] = _png(running_estimates_figure(estimates, truth))
         latest = (
@@ -138,6 +143,32 @@ def build_report(
         )
     else:
         sections.append("<h2>Running estimates</h2><p class='note'>No estimates published yet.</p>")
+    if segments is not None and len(segments):
+        last = (
+            segments.sort_values("n_periods", kind="stable")
+            .groupby(["segment", "estimator"], sort=True)
+            .tail(1)
+            .sort_values(["segment", "estimator"], kind="stable")
+        )
+        sections.append(
+            "<h2>Segments (latest look)</h2>"
+            + _table(
+                last,
+                [
+                    ("segment", "segment", ""),
+                    ("estimator", "estimator", ""),
+                    ("n_units", "products", ""),
+                    ("effect", "effect", "+.3f"),
+                    ("se", "SE", ".3f"),
+                    ("ci_low", "95% low", "+.3f"),
+                    ("ci_high", "95% high", "+.3f"),
+                    ("pvalue", "p", ".3g"),
+                    ("pvalue_bh", "p (BH)", ".3g"),
+                ],
+            )
+            + '<p class="note">p (BH): Benjamini-Hochberg adjusted across the segments '
+            "estimated at that look.</p>"
+        )
 
     try:
         fits = pre_period_fits(to_panel(d, outcome), seed=seed)

@@ -151,3 +151,20 @@ def test_report_cli_offline(tmp_path) -> None:  # type: ignore[no-untyped-def]
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
     assert (out / "index.html").exists() and (out / "running_estimates.png").exists()
+
+
+def test_segment_estimates_get_their_own_table_not_the_running_lines() -> None:
+    df = _switchback()
+    est = replay_estimates(df, experiment="x", design="random-days", estimators=["dm"])
+    seg = est.tail(2).assign(segment=["shoes", "shoes"], effect=[99.0, 77.0], pvalue_bh=0.0123)
+    seg.loc[seg.index[0], "n_periods"] = 3  # an earlier look of the segment
+    both = pd.concat([est.assign(segment=None), seg], ignore_index=True)
+    html = build_report(df, both, title="t", design="random-days").html
+    assert "Segments (latest look)" in html
+    table = html.split("Segments (latest look)")[1]
+    assert "<td>shoes</td>" in table and "+77.000" in table and "+99.000" not in table
+    assert "0.0123" in table
+    # the overall running table shows the whole experiment's latest dm, not a segment's
+    running = html.split("Running estimates")[1].split("Segments")[0]
+    assert "+77.000" not in running and f"{est.iloc[-1]['effect']:+.3f}" in running
+    assert "Segments" not in build_report(df, est, title="t", design="random-days").html
