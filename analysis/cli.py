@@ -5,6 +5,7 @@
         [--covariates COL,COL] [--blackout COL] [--probability COL] [--sep ';']
         [--by COL]
     pricelab analyze PANEL ... --method spillover --graph GRAPH.json --spec SPEC
+    pricelab analyze PANEL ... --method hpte --covariates COL,COL --unit-effects FILE.csv
 
 Methods come from :mod:`analysis.estimators.registry`, so every registered estimator works.
 ``--se``/``--seed`` are passed to the estimator (the contract in
@@ -144,12 +145,28 @@ def analyze(
             "with Benjamini-Hochberg adjusted p-values.",
         ),
     ] = None,
+    unit_effects: Annotated[
+        Path | None,
+        typer.Option(
+            "--unit-effects",
+            help="With --method hpte: also write the per-product effects to this CSV (Parquet "
+            "for .parquet/.pq), one row per treated product with columns unit, effect, se, "
+            "ci_low, ci_high (95%), first_difference, matched_control, outlier, trees_matched.",
+        ),
+    ] = None,
 ) -> None:
     """Estimate a treatment effect on an exported panel and print it."""
     if not 0.0 < alpha < 1.0:
         typer.echo(f"error: --alpha must be strictly between 0 and 1, not {alpha}", err=True)
         raise typer.Exit(code=2)
     try:
+        if unit_effects is not None and method != "hpte":
+            raise AnalysisError(
+                f"--unit-effects needs --method hpte (per-product effects come from HPTE's "
+                f"matching), not --method {method}."
+            )
+        if unit_effects is not None and by is not None:
+            raise AnalysisError("--unit-effects does not take --by; filter the panel instead.")
         df = read_table(panel_path, sep)
         covs = [c.strip() for c in covariates.split(",") if c.strip()] if covariates else []
         long = long_kw(unit, time, outcome, treated, blackout, probability, covs)
@@ -168,6 +185,8 @@ def analyze(
         panel = Panel.from_long(df, **long)
         estimator = build_estimator(method, se, seed)
         result = estimator.fit(panel).result
+        if unit_effects is not None:
+            write_unit_effects(result.details["unit_effects"], unit_effects)
     except (AnalysisError, ValueError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         typer.echo(f"error: {first}", err=True)
@@ -263,6 +282,28 @@ def _print_results(results: list[Any], alpha: float, as_json: bool) -> None:
     width = [max(len(row[i]) for row in table) for i in range(len(cols))]
     for row in table:
         typer.echo("  ".join(c.rjust(w) for c, w in zip(row, width, strict=True)))
+
+
+UNIT_EFFECT_COLUMNS = (
+    "unit",
+    "effect",
+    "se",
+    "ci_low",
+    "ci_high",
+    "first_difference",
+    "matched_control",
+    "outlier",
+    "trees_matched",
+)
+
+
+def write_unit_effects(unit_effects: pd.DataFrame, path: Path) -> None:
+    """HPTE's per-product table as CSV (Parquet for .parquet/.pq), the unit in column ``unit``."""
+    table = unit_effects.rename_axis("unit").reset_index()[list(UNIT_EFFECT_COLUMNS)]
+    if path.suffix.lower() in (".parquet", ".pq"):
+        table.to_parquet(path, index=False)
+    else:
+        table.to_csv(path, index=False)
 
 
 def long_kw(

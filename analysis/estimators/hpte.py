@@ -40,10 +40,39 @@ doi:10.1057/s11369-023-00303-9 (summarised in the Amazon Science article of the 
    function of product-level means, which is what the product bootstrap resamples. The
    coverage study in docs/studies/pricing_methods_study.py checks that this is enough.
 
+5. **Per-product standard errors** (``details["unit_effects"]`` columns ``se``, ``ci_low``,
+   ``ci_high``; normal 95% intervals). The error of product i's effect is
+   ``tau_hat_i - tau_i = e_i - (m_hat(X_i) - m(X_i))``: its own untreated deviation ``e_i``
+   from ``m(X) = E[fd | X, untreated]`` minus the matching error. A control j has the same
+   untreated law given X (the assumption below), so its leave-one-out residual
+   ``r_j = fd_j - m_hat_{-j}(X_j)``, matched exactly as a treated product is (its own outcome
+   removed from the leaves it populates, ``(sum - fd_j) / (count - 1)``, and trees whose split
+   rules saw its outcome skipped), is a draw of the same error (with one control fewer in its
+   leaves). The squared ``r_j`` therefore estimate the error variance. It is not the same for
+   every product: sales noise grows with volume, and the step-1 model gives each first
+   difference its own noise variance ``s_i^2`` (:func:`first_differences_and_noise_scales`),
+   while the matching error (an average over many controls) and the deviations the forecast
+   cannot see are much the same for all products. So the variance function
+   ``Var(tau_hat_i - tau_i) = a + b s_i^2`` is fitted to ``r_j^2`` over the estimation controls
+   (:func:`fit_variance_function`, ``a, b >= 0``) and ``se_i = sqrt(a + b s_i^2)``; ``b`` near 1
+   says the noise model is right, ``b > 1`` absorbs day-to-day correlation it misses. Scaling
+   everything by ``s_i`` (``a = 0``) or by nothing (``b = 0``) are the special cases;
+   docs/pricing-methods.md measures all three (docs/studies/hpte_unit_effects_study.py): the
+   first under-covers quiet products, the second noisy ones. A product whose pre-period leaves
+   no residual degree of freedom gets the unscaled ``sqrt(mean r_j^2)``. The variance is an
+   average over characteristics: where the untreated deviation changes fast with X, the
+   matching's smoothing bias is larger than average, so coverage given X varies around the
+   pooled 95%; and ``b`` comes from the controls of one experiment, so with few noisy
+   controls it is noisy and the noisiest products lose some coverage (both measured there).
+   Outlier-dropped treated products have no effect and no ``se``.
+
 Assumptions: untreated outcomes follow each product's pre-period trend and weekly pattern up to
 a post-period deviation that is, on average, the same for treated and control products with
 the same characteristics (conditional parallel deviations); products do not interfere (no
-spillover, see analysis.spillover); the bootstrap treats products as independent draws.
+spillover, see analysis.spillover); the bootstrap treats products as independent draws. The
+per-product intervals need more: treated and control products with the same characteristics
+and noise scale have the same distribution of untreated deviations (exchangeability given X),
+and the error is close to normal (a mean over post-period days and over leaf controls).
 """
 
 from __future__ import annotations
@@ -93,6 +122,39 @@ def forecast_design(
     return np.column_stack(cols)
 
 
+def _forecast_fit(
+    Y: np.ndarray, usable: np.ndarray, n_pre: int, season: np.ndarray | None, trend: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Design ``Z`` (T x k), coefficients (N x k) and pre-period Gram matrix (k x k when every
+    pre-period cell is usable, else one per product, N x k x k) of the step-1 forecast."""
+    T = Y.shape[1]
+    Z = forecast_design(T, n_pre, season, trend)
+    Zpre = Z[:n_pre]
+    Mpre = usable[:, :n_pre].astype(float)
+    Ypre = np.where(usable[:, :n_pre], Y[:, :n_pre], 0.0)
+    if Mpre.all():
+        coef, *_ = np.linalg.lstsq(Zpre, Ypre.T, rcond=None)
+        return Z, coef.T, Zpre.T @ Zpre
+    G = np.einsum("nt,tk,tl->nkl", Mpre, Zpre, Zpre)
+    rhs = Ypre @ Zpre
+    ridge = 1e-12 * np.eye(Z.shape[1])[None] * (1.0 + np.trace(G, axis1=1, axis2=2))[:, None, None]
+    return Z, np.linalg.solve(G + ridge, rhs[..., None])[..., 0], G
+
+
+def _post_mean_residual(
+    Y: np.ndarray, usable: np.ndarray, n_pre: int, Z: np.ndarray, coef: np.ndarray
+) -> np.ndarray:
+    resid = Y[:, n_pre:] - coef @ Z[n_pre:].T
+    Mpost = usable[:, n_pre:]
+    n_post = Mpost.sum(axis=1)
+    if (n_post == 0).any():
+        raise PanelError(
+            f"{int((n_post == 0).sum())} product(s) have no usable post-period cell; drop them "
+            "or shorten the blackout."
+        )
+    return np.where(Mpost, resid, 0.0).sum(axis=1) / n_post
+
+
 def detrended_first_differences(
     Y: np.ndarray,
     usable: np.ndarray,
@@ -107,28 +169,46 @@ def detrended_first_differences(
     pre-period cannot identify the regressors get a tiny ridge, which pins the unidentified
     coefficients to zero.
     """
-    N, T = Y.shape
-    Z = forecast_design(T, n_pre, season, trend)
+    Z, coef, _ = _forecast_fit(Y, usable, n_pre, season, trend)
+    return _post_mean_residual(Y, usable, n_pre, Z, coef)
+
+
+def first_differences_and_noise_scales(
+    Y: np.ndarray,
+    usable: np.ndarray,
+    n_pre: int,
+    season: np.ndarray | None,
+    trend: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`detrended_first_differences` and the standard deviation of each one's noise.
+
+    If a product's outcome is its forecast regressors' line plus white noise of variance
+    ``sigma_i^2`` (the model step 1 fits), its first difference deviates from its mean by
+    noise of variance ``sigma_i^2 (1 / n_post_i + zbar_i' G_i^+ zbar_i)``: the post-period
+    mean of ``n_post_i`` cells plus the forecast's own error at the mean post-period regressor
+    row ``zbar_i`` (``G_i`` the pre-period Gram matrix; the trend's extrapolation dominates).
+    Only identified directions of the forecast carry noise, hence the pseudo-inverse
+    ``G_i^+``. ``sigma_i^2`` is estimated by the pre-period residual sum of squares over its
+    degrees of freedom; NaN where the pre-period leaves none.
+    """
+    Z, coef, G = _forecast_fit(Y, usable, n_pre, season, trend)
+    fd = _post_mean_residual(Y, usable, n_pre, Z, coef)
     Zpre, Zpost = Z[:n_pre], Z[n_pre:]
-    Mpre = usable[:, :n_pre].astype(float)
-    Ypre = np.where(usable[:, :n_pre], Y[:, :n_pre], 0.0)
-    if Mpre.all():
-        coef, *_ = np.linalg.lstsq(Zpre, Ypre.T, rcond=None)
-        coef = coef.T
-    else:
-        G = np.einsum("nt,tk,tl->nkl", Mpre, Zpre, Zpre)
-        rhs = Ypre @ Zpre
-        G += 1e-12 * np.eye(Z.shape[1])[None] * (1.0 + np.trace(G, axis1=1, axis2=2))[:, None, None]
-        coef = np.linalg.solve(G, rhs[..., None])[..., 0]
-    resid = Y[:, n_pre:] - coef @ Zpost.T
+    pre_resid = np.where(usable[:, :n_pre], Y[:, :n_pre] - coef @ Zpre.T, 0.0)
     Mpost = usable[:, n_pre:]
     n_post = Mpost.sum(axis=1)
-    if (n_post == 0).any():
-        raise PanelError(
-            f"{int((n_post == 0).sum())} product(s) have no usable post-period cell; drop them "
-            "or shorten the blackout."
-        )
-    return np.where(Mpost, resid, 0.0).sum(axis=1) / n_post
+    zbar = (Mpost @ Zpost) / n_post[:, None]
+    eig = np.linalg.eigvalsh(G)
+    rank = (eig > 1e-10 * np.maximum(eig[..., -1:], 1e-300)).sum(axis=-1)
+    G_plus = np.linalg.pinv(G, rtol=1e-10, hermitian=True)
+    if G.ndim == 2:
+        extrapolation = np.einsum("nk,kl,nl->n", zbar, G_plus, zbar)
+    else:
+        extrapolation = np.einsum("nk,nkl,nl->n", zbar, G_plus, zbar)
+    dof = usable[:, :n_pre].sum(axis=1) - rank
+    rss = np.square(pre_resid).sum(axis=1)
+    sigma2 = np.divide(rss, dof, out=np.full(fd.size, np.nan), where=dof > 0)
+    return fd, np.sqrt(sigma2 * (1.0 / n_post + extrapolation))
 
 
 # ---------------------------------------------------------------------------------- step 2
@@ -173,6 +253,7 @@ class _Forests:
     leaves: list[np.ndarray]  # per forest: N x B global leaf ids (tree offset added)
     n_leaves: list[int]  # per forest: total number of global leaf ids
     populate: list[np.ndarray]  # per forest: N bool, products allowed to populate its leaves
+    trained: list[np.ndarray | None]  # per forest: N x B bool, outcome in the tree's sample
 
 
 def _covariate_matrix(cov: pd.DataFrame) -> np.ndarray:
@@ -220,13 +301,14 @@ def _grow_forests(
             random_state=int(rng.integers(2**31 - 1)),
         ).fit(X[control])
         g, width = _global_leaves(emb.apply(X))
-        return _Forests([g], [width], [control.copy()])
+        return _Forests([g], [width], [control.copy()], [None])
     # supervised, cross-fitted: train on one half of the kept controls, populate with the other
     ctrl_idx = np.flatnonzero(control)
     half = np.zeros(N, dtype=bool)
     half[rng.permutation(ctrl_idx)[: ctrl_idx.size // 2]] = True
     halves = [half & control, ~half & control]
     leaves, widths, pops = [], [], []
+    trained: list[np.ndarray | None] = []
     for train, other in ((halves[0], halves[1]), (halves[1], halves[0])):
         fit_rows = train & keep
         forest = RandomForestRegressor(
@@ -238,10 +320,15 @@ def _grow_forests(
             n_jobs=1,
         ).fit(X[fit_rows], fd[fit_rows])
         g, width = _global_leaves(forest.apply(X))
+        in_sample = np.zeros(g.shape, dtype=bool)
+        fit_idx = np.flatnonzero(fit_rows)
+        for b, drawn in enumerate(forest.estimators_samples_):
+            in_sample[fit_idx[drawn], b] = True
         leaves.append(g)
         widths.append(width)
         pops.append(other)
-    return _Forests(leaves, widths, pops)
+        trained.append(in_sample)
+    return _Forests(leaves, widths, pops, trained)
 
 
 def _matched_controls(
@@ -278,6 +365,82 @@ def _matched_controls(
     return matched, valid
 
 
+def _loo_matched_controls(
+    forests: _Forests | None, fd: np.ndarray, ctrl_rows: np.ndarray
+) -> np.ndarray:
+    """Each control's matched value computed as for a treated product, without its own outcome.
+
+    ``ctrl_rows`` are the (distinct) estimation controls. Per tree: where the control
+    populates its own leaf, the leaf mean of the others ``(sum - fd_j) / (count - 1)``; trees
+    whose split rules were learned with the control in their subsample are skipped (for a
+    treated product no tree ever saw its outcome); the rest as for a treated product.
+    Falls back to the mean of the other controls.
+    """
+    n = ctrl_rows.size
+    if n < 2:
+        return np.full(n, np.nan)
+    own_fd = fd[ctrl_rows]
+    fallback = (own_fd.sum() - own_fd) / (n - 1)
+    if forests is None:
+        return fallback
+    total = np.zeros(n)
+    valid = np.zeros(n, dtype=int)
+    for g, width, pop, trained in zip(
+        forests.leaves, forests.n_leaves, forests.populate, forests.trained, strict=True
+    ):
+        inside = pop[ctrl_rows]
+        rows = ctrl_rows[inside]
+        if rows.size == 0:
+            continue
+        B = g.shape[1]
+        ids = g[rows].ravel()
+        sums = np.bincount(ids, weights=np.repeat(fd[rows], B), minlength=width)
+        counts = np.bincount(ids, minlength=width)
+        cg = g[ctrl_rows]
+        s = sums[cg] - np.where(inside, own_fd, 0.0)[:, None]
+        c = counts[cg] - inside[:, None].astype(int)
+        ok = c > 0
+        if trained is not None:
+            ok &= ~trained[ctrl_rows]
+        total += np.divide(s, c, out=np.zeros(cg.shape), where=ok).sum(axis=1)
+        valid += ok.sum(axis=1)
+    return np.divide(total, valid, out=fallback, where=valid > 0)
+
+
+# ---------------------------------------------------------------------------------- step 5
+def fit_variance_function(
+    residual: np.ndarray, scale: np.ndarray, n_iter: int = 20
+) -> tuple[float, float]:
+    """``(a, b) >= 0`` of ``E[r^2] = a + b s^2`` by iteratively reweighted non-negative least
+    squares on the squared residuals (weights ``1 / fitted^2``, the Gaussian-likelihood weights
+    of a variance, as ``Var(r^2) = 2 (E r^2)^2`` for normal r). Pairs with a non-finite
+    value are left out; with fewer than 3 scaled pairs ``b = 0`` and ``a`` is the mean square.
+    """
+    from scipy.optimize import nnls
+
+    r2 = np.square(np.asarray(residual, dtype=float))
+    x = np.square(np.asarray(scale, dtype=float))
+    ok = np.isfinite(r2) & np.isfinite(x)
+    if ok.sum() < 3:
+        finite = r2[np.isfinite(r2)]
+        return (float(finite.mean()) if finite.size else float("nan")), 0.0
+    r2, x = r2[ok], x[ok]
+    unit = x.mean() if x.mean() > 0 else 1.0  # scale-free: fit on s^2 / mean(s^2)
+    A = np.column_stack([np.ones(r2.size), x / unit])
+    w = np.ones(r2.size)
+    coef = np.zeros(2)
+    for _ in range(n_iter):
+        sw = np.sqrt(w)
+        new, _ = nnls(A * sw[:, None], r2 * sw)
+        fitted = A @ new
+        if not (fitted > 0).all() or np.allclose(new, coef, rtol=1e-8, atol=0.0):
+            coef = new
+            break
+        coef = new
+        w = 1.0 / np.square(fitted)
+    return float(coef[0]), float(coef[1] / unit)
+
+
 # ---------------------------------------------------------------------------------- estimator
 class HPTEEstimator(PanelEstimator):
     """Heterogeneous panel treatment effect (Cooprider & Nassiri 2023); see the module docstring.
@@ -297,7 +460,8 @@ class HPTEEstimator(PanelEstimator):
         seasonality). Weekday is read from the time labels when they are dates.
     trend: include a linear trend in the forecast.
     n_bootstrap: bootstrap replicates for the standard error.
-    se: "bootstrap" (default when None) or "none".
+    se: "bootstrap" (default when None) or "none" for the ATT; the per-product standard
+        errors of step 5 are computed either way.
     seed: seed of the forest and the bootstrap (None: a fixed default).
     """
 
@@ -362,7 +526,7 @@ class HPTEEstimator(PanelEstimator):
         if season is not None and n_pre < n_cols + 2:
             season = None  # too short a pre-period to learn the weekly pattern
         trend = self.trend and n_pre >= 3
-        fd = detrended_first_differences(panel.Y, usable, n_pre, season, trend)
+        fd, noise_scale = first_differences_and_noise_scales(panel.Y, usable, n_pre, season, trend)
 
         control = ~treated
         keep = np.ones(panel.n_units, dtype=bool)
@@ -390,21 +554,37 @@ class HPTEEstimator(PanelEstimator):
                 raise InferenceError("Bootstrap failed: too few usable replicates.")
             se = float(np.nanstd(boot, ddof=1))
 
+        # per-product standard errors from the controls' leave-one-out residuals (step 5)
+        loo_residual = fd[c_rows] - _loo_matched_controls(forests, fd, c_rows)
+        var_a, var_b = fit_variance_function(loo_residual, noise_scale[c_rows])
+        finite = loo_residual[np.isfinite(loo_residual)]
+        unscaled = float(np.sqrt(np.mean(np.square(finite)))) if finite.size else float("nan")
+        s_t = noise_scale[t_rows]
+        unit_se = np.where(np.isfinite(s_t), np.sqrt(var_a + var_b * np.square(s_t)), unscaled)
+        z = NormalDist().inv_cdf(0.975)
+
         t_all = np.flatnonzero(treated)
+        pos = np.searchsorted(t_all, t_rows)
+
+        def on_kept(values: np.ndarray, fill: float = np.nan) -> np.ndarray:
+            out = np.full(t_all.size, fill, dtype=np.result_type(values, type(fill)))
+            out[pos] = values
+            return out
+
         unit_effects = pd.DataFrame(
             {
                 "first_difference": fd[t_all],
-                "matched_control": np.nan,
-                "effect": np.nan,
+                "matched_control": on_kept(matched),
+                "effect": on_kept(unit_tau),
                 "outlier": ~keep[t_all],
-                "trees_matched": 0,
+                "trees_matched": on_kept(n_trees_used, 0),
+                "se": on_kept(unit_se),
+                "ci_low": on_kept(unit_tau - z * unit_se),
+                "ci_high": on_kept(unit_tau + z * unit_se),
+                "noise_scale": noise_scale[t_all],
             },
             index=pd.Index(panel.units[t_all], name="unit"),
         )
-        pos = np.searchsorted(t_all, t_rows)
-        unit_effects.iloc[pos, 1] = matched
-        unit_effects.iloc[pos, 2] = unit_tau
-        unit_effects.iloc[pos, 4] = n_trees_used
         usable_post = usable[:, n_pre:]
         return EstimateResult(
             method=self.name,
@@ -427,6 +607,11 @@ class HPTEEstimator(PanelEstimator):
                 "trend": trend,
                 "n_pre": n_pre,
                 "bootstrap": boot,
+                "control_residuals": pd.DataFrame(
+                    {"loo_residual": loo_residual, "noise_scale": noise_scale[c_rows]},
+                    index=pd.Index(panel.units[c_rows], name="unit"),
+                ),
+                "unit_se_model": {"intercept": var_a, "slope": var_b, "unscaled": unscaled},
             },
         )
 

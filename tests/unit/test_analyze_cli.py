@@ -120,3 +120,34 @@ def test_json_reports_df_and_a_student_t_interval(
     half = (row["ci_high"] - row["ci_low"]) / 2
     assert half == pytest.approx(stats.t.ppf(0.975, row["df"]) * row["se"])
     assert half > 1.96 * row["se"]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_hpte_unit_effects_file_has_one_row_per_treated_product(
+    app: typer.Typer, tmp_path: Path, suffix: str
+) -> None:
+    from analysis.pricing_dgp import simulate_hpte_panel
+
+    sim = simulate_hpte_panel(120, seed=31)
+    panel_path = tmp_path / "panel.csv"
+    sim.long.to_csv(panel_path, index=False)
+    out = tmp_path / f"effects{suffix}"
+    cols = ["--unit", "product", "--time", "date", "--outcome", "units", "--treated", "treated"]
+    res = CliRunner().invoke(
+        app,
+        ["analyze", str(panel_path), *cols, "--method", "hpte", "--covariates",
+         "x1,x2,x3,x4,segment", "--se", "none", "--seed", "2", "--json",
+         "--unit-effects", str(out)],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    row = json.loads(res.stdout)  # the usual output is still printed
+    table = read_table(out)
+    assert list(table.columns) == [
+        "unit", "effect", "se", "ci_low", "ci_high", "first_difference", "matched_control",
+        "outlier", "trees_matched",
+    ]  # fmt: skip
+    assert sorted(table["unit"]) == sorted(sim.panel.units[sim.treated])
+    kept = table[~table["outlier"].astype(bool)]
+    assert kept["effect"].mean() == pytest.approx(row["effect"], rel=1e-9)
+    assert (kept["se"] > 0).all() and kept["ci_low"].lt(kept["effect"]).all()
+    assert table.loc[table["outlier"].astype(bool), "se"].isna().all()

@@ -56,6 +56,12 @@ def files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
         .replace("design: random-days", "design: cluster")
         .replace("products: [p0, p1, p2, p3]", "clusters: {c1: [x0, x1], c2: [x2, x3]}")
     )
+    block = tmp_path / "block.csv"  # a block design HPTE can fit: p0-p9 treated from period 3
+    block.write_text(
+        "product,period,units,treated,size\n"
+        + "".join(f"p{i},{k},{10 + i + k + (i * 7 + k * 3) % 5 + (k >= 3) * (i < 10)},"
+                  f"{int(k >= 3 and i < 10)},{i % 3}\n" for i in range(60) for k in range(6))
+    )  # fmt: skip
     latin1 = tmp_path / "latin1.yaml"
     latin1.write_bytes("id: caf\xe9\n".encode("latin-1"))
     graph = tmp_path / "subs.json"
@@ -69,7 +75,7 @@ def files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
         "graph": graph, "other_graph": other_graph,
         "plan_spec": plan_spec, "classes_spec": classes_spec, "latin1": latin1,
         "bad_spec": bad_spec, "not_yaml": not_yaml, "panel": panel, "text": text,
-        "no_treated": no_treated,
+        "no_treated": no_treated, "block": block,
         "market": market, "not_json": not_json, "out": tmp_path / "out",
     }  # fmt: skip
 
@@ -115,6 +121,19 @@ CASES: list[tuple[str, list[str], str]] = [
                             "--by", "brand"], "brand"),
     ("analyze-method", ["analyze", "{panel}", "--unit", "product", "--time", "period", "--outcome",
                         "units", "--treated", "treated", "--method", "nosuch"], "nosuch"),
+    ("analyze-unit-effects-method", ["analyze", "{panel}", "--unit", "product", "--time", "period",
+                                     "--outcome", "units", "--treated", "treated", "--method", "dm",
+                                     "--unit-effects", "{out}/u.csv"],
+     "--unit-effects needs --method hpte"),
+    ("analyze-unit-effects-by", ["analyze", "{block}", "--unit", "product", "--time", "period",
+                                 "--outcome", "units", "--treated", "treated", "--method", "hpte",
+                                 "--covariates", "size", "--by", "size", "--unit-effects",
+                                 "{out}/u.csv"], "--unit-effects does not take --by"),
+    ("analyze-unit-effects-unwritable", ["analyze", "{block}", "--unit", "product", "--time",
+                                         "period", "--outcome", "units", "--treated", "treated",
+                                         "--method", "hpte", "--covariates", "size",
+                                         "--unit-effects", "/nonexistent-dir/x.csv"],
+     "/nonexistent-dir"),
     ("spillover-no-spec", ["analyze", "{panel}", "--unit", "product", "--time", "period",
                            "--outcome", "units", "--treated", "treated", "--method", "spillover",
                            "--graph", "{graph}"], "needs --graph GRAPH.json"),

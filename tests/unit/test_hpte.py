@@ -10,8 +10,12 @@ from analysis.errors import PanelError
 from analysis.estimators import registry
 from analysis.estimators.hpte import (
     HPTEEstimator,
+    _Forests,
+    _loo_matched_controls,
     chauvenet_keep,
     detrended_first_differences,
+    first_differences_and_noise_scales,
+    fit_variance_function,
     season_index,
 )
 from analysis.panel import Panel
@@ -168,3 +172,104 @@ def test_missing_characteristics_are_imputed_with_an_indicator(sim) -> None:
     for matching in ("supervised", "unsupervised"):
         res = HPTEEstimator(matching=matching, se="none").fit(panel).result  # type: ignore[arg-type]
         assert abs(res.effect - sim.population_att) < 1.5
+
+
+# ---------------------------------------------------------------------------------- per product
+def test_unit_intervals_cover_known_effects_pooled_over_seeds() -> None:
+    """~800 treated products over 4 seeds: binomial sd of a 95% coverage is 0.8 points, about
+    twice that as products of one seed share the fitted variance function; the band is 3 sd."""
+    covered, err2, se2 = [], [], []
+    for s in range(4):
+        sim = simulate_hpte_panel(400, seed=300 + s)
+        ue = HPTEEstimator(seed=s, se="none").fit(sim.panel).result.details["unit_effects"]
+        kept = ~ue["outlier"].to_numpy()
+        tau = sim.tau[sim.treated][kept]
+        covered += list((ue["ci_low"][kept] <= tau) & (tau <= ue["ci_high"][kept]))
+        err2 += list(np.square(ue["effect"][kept] - tau))
+        se2 += list(np.square(ue["se"][kept]))
+    assert len(covered) > 700
+    assert 0.902 <= np.mean(covered) <= 0.998
+    assert 0.8 < np.sqrt(np.mean(se2) / np.mean(err2)) < 1.25  # the SE is the error's scale
+
+
+def test_noisier_products_get_larger_standard_errors(sim) -> None:
+    rng = np.random.default_rng(12)
+    noisy = np.arange(sim.panel.n_units) % 4 == 0
+    Y = sim.panel.Y + np.where(noisy[:, None], rng.normal(0, 20, sim.panel.shape), 0.0)
+    ue = HPTEEstimator(seed=3, se="none").fit(sim.panel.with_outcome(Y)).result
+    ue = ue.details["unit_effects"]
+    kept = ~ue["outlier"].to_numpy()
+    noisy_t = noisy[sim.treated]
+    assert ue["se"][kept & noisy_t].min() > ue["se"][kept & ~noisy_t].max()
+    half = (ue["ci_high"] - ue["ci_low"]) / 2
+    np.testing.assert_allclose(half[kept], 1.959964 * ue["se"][kept], rtol=1e-6)
+
+
+def test_outlier_products_have_no_effect_and_no_se(sim) -> None:
+    ue = HPTEEstimator(seed=4, se="none").fit(sim.panel).result.details["unit_effects"]
+    out = ue["outlier"].to_numpy()
+    assert out.any() and (~out).any()
+    assert ue.loc[out, ["effect", "se", "ci_low", "ci_high"]].isna().all().all()
+    assert np.isfinite(ue.loc[~out, ["effect", "se", "ci_low", "ci_high"]].to_numpy()).all()
+
+
+def test_leave_one_out_match_of_a_control_excludes_its_own_outcome() -> None:
+    """Two trees over controls 0-3 (product 4 is treated and never populates a leaf)."""
+    fd = np.array([1.0, 2.0, 4.0, 8.0, 100.0])
+    leaves = np.array([[0, 2], [0, 3], [0, 3], [1, 2], [1, 3]])  # tree 0: {0,1,2}{3}; 1: {0,3}{1,2}
+    populate = np.array([True, True, True, True, False])
+    forests = _Forests([leaves], [4], [populate], [None])
+    ctrl = np.arange(4)
+    loo = _loo_matched_controls(forests, fd, ctrl)
+    # control 0: tree 0 -> mean(2, 4); tree 1 -> 8.  control 3: alone in tree 0 (skipped); tree 1 -> 1
+    np.testing.assert_allclose(loo, [(3.0 + 8.0) / 2, (2.5 + 4.0) / 2, (1.5 + 2.0) / 2, 1.0])
+    # a tree whose split rules saw control 0's outcome is skipped for control 0 only
+    trained = np.zeros((5, 2), dtype=bool)
+    trained[0, 1] = True
+    loo = _loo_matched_controls(_Forests([leaves], [4], [populate], [trained]), fd, ctrl)
+    assert loo[0] == pytest.approx(3.0) and loo[3] == pytest.approx(1.0)
+    # no matching: the mean of the other controls
+    np.testing.assert_allclose(
+        _loo_matched_controls(None, fd, ctrl), [14 / 3, 13 / 3, 11 / 3, 7 / 3]
+    )
+
+
+def test_a_controls_own_outcome_moves_its_residual_one_for_one(sim) -> None:
+    """Outcome-free trees: shifting one control's post-period moves its LOO residual by the
+    shift exactly, i.e. its matched value does not see its own outcome."""
+    j = int(np.flatnonzero(~sim.treated)[5])
+    Y = sim.panel.Y.copy()
+    Y[j, 56:] += 0.7
+    fit = HPTEEstimator(matching="unsupervised", seed=5, se="none")
+    a = fit.fit(sim.panel).result.details["control_residuals"]
+    b = fit.fit(sim.panel.with_outcome(Y)).result.details["control_residuals"]
+    unit = sim.panel.units[j]
+    assert b.loc[unit, "loo_residual"] - a.loc[unit, "loo_residual"] == pytest.approx(0.7)
+    others = a.index != unit
+    assert not np.allclose(a["loo_residual"][others], b["loo_residual"][others])
+
+
+def test_noise_scale_is_the_sd_of_a_first_differences_noise() -> None:
+    """Pure white noise of product-specific sd: (fd / s)^2 averages 48/46 (s from 48 residual
+    degrees of freedom); sd of that mean over 4,000 products is about 0.025."""
+    rng = np.random.default_rng(13)
+    N, T = 4000, 84
+    Y = rng.normal(size=(N, T)) * np.exp(rng.normal(0, 1, N))[:, None]
+    season = season_index(pd.date_range("2024-01-01", periods=T).to_numpy(), 7)
+    fd, s = first_differences_and_noise_scales(Y, np.ones((N, T), dtype=bool), 56, season)
+    assert np.mean(np.square(fd / s)) == pytest.approx(48 / 46, abs=0.1)
+    short = np.zeros((N, T), dtype=bool)
+    short[:, 50:] = True  # 6 pre-period cells cannot estimate 9 regressors and a residual
+    assert np.isnan(first_differences_and_noise_scales(Y, short, 56, season)[1]).all()
+
+
+def test_variance_function_recovers_intercept_and_slope() -> None:
+    rng = np.random.default_rng(14)
+    s = np.exp(rng.normal(0, 0.8, 20_000))
+    r = rng.normal(size=s.size) * np.sqrt(2.0 + 0.5 * s**2)
+    a, b = fit_variance_function(r, s)
+    assert a == pytest.approx(2.0, rel=0.1) and b == pytest.approx(0.5, rel=0.1)
+    a, b = fit_variance_function(3.0 * r, s)
+    assert a == pytest.approx(18.0, rel=0.1) and b == pytest.approx(4.5, rel=0.1)
+    few = fit_variance_function(r[:2], np.array([1.0, np.nan]))  # too few scaled: unscaled
+    assert few == (pytest.approx(np.mean(r[:2] ** 2)), 0.0)
