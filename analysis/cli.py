@@ -43,17 +43,22 @@ from core.ports import ExperimentInfo
 _SEPARATORS = (";", ",", "\t", "|")
 
 
-def read_table(path: Path, sep: str | None = None) -> pd.DataFrame:
-    """Read a long panel from CSV (separator detected) or Parquet."""
+def read_table(path: Path, sep: str | None = None, text: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Read a long panel from CSV (separator detected) or Parquet; ``text`` columns are read
+    as strings (ids such as ``0001`` keep their zeros)."""
     if not path.exists():
         raise FileNotFoundError(2, "no such file", str(path))
     if path.suffix.lower() in (".parquet", ".pq"):
-        return pd.read_parquet(path)
+        df = pd.read_parquet(path)
+        for col in text:
+            if col in df.columns:
+                df[col] = df[col].astype(str)
+        return df
     if sep is None:
         with path.open(encoding="utf-8") as fh:
             header = fh.readline()
         sep = max(_SEPARATORS, key=header.count) if any(c in header for c in _SEPARATORS) else ","
-    return pd.read_csv(path, sep=sep)
+    return pd.read_csv(path, sep=sep, dtype=dict.fromkeys(text, str) or None)
 
 
 def build_estimator(method: str, se: str | None, seed: int | None) -> Any:
@@ -167,7 +172,8 @@ def analyze(
             )
         if unit_effects is not None and by is not None:
             raise AnalysisError("--unit-effects does not take --by; filter the panel instead.")
-        df = read_table(panel_path, sep)
+        # the spillover design and graph name products as text: read the unit column as text
+        df = read_table(panel_path, sep, (unit,) if method == "spillover" else ())
         covs = [c.strip() for c in covariates.split(",") if c.strip()] if covariates else []
         long = long_kw(unit, time, outcome, treated, blackout, probability, covs)
         if method == "spillover" or graph is not None:
@@ -214,6 +220,8 @@ def offline_spillover(
 ) -> list[Any]:
     """``--method spillover``: the direct and spillover effects of a live design's panel, by the
     function the analysis worker publishes them with (``design_spillover``)."""
+    import networkx as nx
+
     from analysis.graph import load_graph
     from analysis.spillover import design_spillover
 
@@ -230,15 +238,18 @@ def offline_spillover(
     if not graph_path.exists():
         raise FileNotFoundError(2, "no such file", str(graph_path))
     info = spec_info(spec_path)
-    graph = load_graph(graph_path).copy()
+    graph = nx.relabel_nodes(load_graph(graph_path), str)  # a copy, nodes named as text
     panel = Panel.from_long(df, **long)
     units = [str(u) for u in panel.units]
-    known = set(units) & {str(n) for n in graph.nodes}
+    known = set(units) & set(graph.nodes)
     if not known:
         raise AnalysisError(f"no product of the panel is a node of the graph {graph_path}.")
     times = np.asarray(panel.times)
     planned = info.planned_periods
-    if times.dtype.kind not in "iu" or times.min() < 0 or times.max() >= planned:
+    whole = times.dtype.kind in "iu" or (
+        times.dtype.kind == "f" and bool(np.all(np.isfinite(times) & (times == np.round(times))))
+    )
+    if not whole or times.min() < 0 or times.max() >= planned:
         raise AnalysisError(
             f"--time {long['time']!r} must hold the experiment's period indices 0..{planned - 1} "
             "(as `pricelab panel export` and `pricelab simulate` write them)."

@@ -198,7 +198,8 @@ class AnalysisWorker:
                 published.append((info.id, result))
             for result, cs in await self._segments(info, df):
                 await self.sink.publish(info.id, result, as_of, cs)
-                self.observer.published(info.id, result.method, as_of)
+                # its own series: a segment must not keep the whole experiment's age fresh
+                self.observer.published(info.id, f"{result.method}@{result.segment}", as_of)
                 published.append((info.id, result))
             for result in self._spillover(info, panel):
                 await self.sink.publish(info.id, result, as_of, None)

@@ -285,6 +285,12 @@ class ExperimentSpec(BaseModel):
                 raise SpecError(
                     "segments", f"segment {name!r} names products not in the experiment: {stray}"
                 )
+            if self.clusters and len({self.class_of(p) for p in members}) < 2:
+                raise SpecError(
+                    "segments",
+                    f"segment {name!r} lies in one class; the cluster design's estimate "
+                    "clusters by class and needs products of at least two classes",
+                )
             for p in members:
                 if p in seen:
                     raise SpecError(

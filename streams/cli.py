@@ -319,7 +319,8 @@ def estimates(
         typer.Option(min=0.1, help="Seconds without a new message that count as the end."),
     ] = 2.0,
 ) -> None:
-    """The latest estimate of each estimator of EXPERIMENT, read from the estimates topic."""
+    """The latest estimate of each estimator (and each segment the spec names) of EXPERIMENT,
+    read from the estimates topic."""
     from streams.estimates_cli import all_estimates, latest_of, render
 
     settings = _settings()

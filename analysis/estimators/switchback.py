@@ -259,7 +259,8 @@ class SwitchbackHTEstimator(PanelEstimator):
             if not ov.any():
                 break
             # the shared stretch runs from the later window's first block to the earlier's last
-            ilo, ihi = lo[:, d:], hi[:, : m - d]
+            # pairs that share no block get indices (0, 0): exp(0) instead of an overflow
+            ilo, ihi = np.where(ov, lo[:, d:], 0), np.where(ov, hi[:, : m - d], 0)
             cap1 = np.exp(np.take_along_axis(C1, ihi + 1, 1) - np.take_along_axis(C1, ilo, 1))
             cap0 = np.exp(np.take_along_axis(C0, ihi + 1, 1) - np.take_along_axis(C0, ilo, 1))
             # both windows all treated: E-unbiased estimate of Y1 Y1' (1/pi1_cap - 1)

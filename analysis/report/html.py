@@ -144,11 +144,10 @@ def build_report(
     else:
         sections.append("<h2>Running estimates</h2><p class='note'>No estimates published yet.</p>")
     if segments is not None and len(segments):
-        last = (
-            segments.sort_values("n_periods", kind="stable")
-            .groupby(["segment", "estimator"], sort=True)
-            .tail(1)
-            .sort_values(["segment", "estimator"], kind="stable")
+        # the latest look's rows only: its p (BH) was adjusted across those very segments
+        at = "as_of" if "as_of" in segments.columns else "n_periods"
+        last = segments[segments[at] == segments[at].max()].sort_values(
+            ["segment", "estimator"], kind="stable"
         )
         sections.append(
             "<h2>Segments (latest look)</h2>"

@@ -147,6 +147,16 @@ BAD: list[tuple[dict[str, Any], str, str]] = [
     ({"segments": {"big": ["a", "zz"]}}, "segments", "not in the experiment"),
     ({"segments": {"big": ["a", "b"], "small": ["b"]}}, "segments", "overlap"),
     ({"segments": {"big": []}}, "segments", "no products"),
+    (
+        {
+            "design": "cluster",
+            "products": None,
+            "clusters": {"x": ["a", "b"], "y": ["c"]},
+            "segments": {"one": ["a", "b"]},
+        },
+        "segments",
+        "at least two classes",
+    ),
 ]
 
 

@@ -25,8 +25,8 @@ N, DAYS = 80, 8
 DIRECT, SPILL = 4.0, 2.0  # own price cut; a control product whose substitute is cut loses 2
 
 
-def _spec() -> dict[str, object]:
-    products = [f"p{i:02d}" for i in range(N)]
+def _spec(ids: str = "p{:02d}") -> dict[str, object]:
+    products = [ids.format(i) for i in range(N)]
     return {
         "id": "spill",
         "design": "random-days",
@@ -63,7 +63,10 @@ def _cells(spec_doc: dict[str, object], seed: int = 1) -> pd.DataFrame:
 
 @pytest.fixture()
 def files(tmp_path: Path) -> dict[str, Path]:
-    doc = _spec()
+    return _files(tmp_path, _spec())
+
+
+def _files(tmp_path: Path, doc: dict[str, object]) -> dict[str, Path]:
     spec_path = tmp_path / "spec.yaml"
     spec_path.write_text(yaml.safe_dump(doc))
     panel = tmp_path / "panel.csv"
@@ -82,8 +85,9 @@ def _cli(files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> dict[str
     argv += ["--graph", str(files["graph"]), "--spec", str(files["spec"]), "--json"]
     with pytest.raises(SystemExit) as exit_:
         main(argv)
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert exit_.value.code in (0, None)
+    assert "not in the graph" not in err  # every product is a node of these graphs
     return {row["method"]: row for row in map(json.loads, out.strip().splitlines())}
 
 
@@ -146,3 +150,12 @@ def test_a_design_whose_periods_share_draws_is_refused_in_one_sentence(
     err = capsys.readouterr().err.strip().splitlines()
     assert exit_.value.code == 2 and len(err) == 1
     assert "crossover design gives no valid spillover variance" in err[0]
+
+
+def test_product_ids_made_of_digits_keep_their_zeros(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # "0007" read as the number 7 would match neither the spec nor the graph
+    rows = _cli(_files(tmp_path, _spec("{:04d}")), capsys)
+    direct = rows["spillover_ipw:direct"]
+    assert abs(direct["effect"] - DIRECT) < 3 * direct["se"], direct

@@ -175,3 +175,29 @@ def test_the_banded_bound_equals_the_bound_written_pair_by_pair(p: int, every: i
     by_pairs = _bound_by_pairs(Y, W, ~blackout, pts, q, p)
     assert res.n_cells == int((~blackout[:, p:]).sum())
     assert res.se**2 * res.n_cells**2 == pytest.approx(by_pairs, rel=1e-10)
+
+
+def test_windows_far_apart_do_not_overflow_the_bound() -> None:
+    """A unit redrawn daily at a tiny probability next to one drawn once: the pairs of windows
+    that share no block must not be exponentiated (exp of +13.8 per block overflows at ~51)."""
+    N, T, p = 2, 80, 1
+    pts = np.zeros((N, T), bool)
+    pts[0, 0] = True  # one block
+    pts[1, :] = True  # a block per period
+    q = np.full((N, T), 1e-6)
+    q[0, 0] = 0.5
+    rng = np.random.default_rng(3)
+    block = np.cumsum(pts, axis=1) - 1
+    coins = rng.random((N, T)) < q
+    coins[0, 0] = True
+    W = coins[np.arange(N)[:, None], block]
+    Y = 5.0 + rng.normal(size=(N, T))
+    P = q[np.arange(N)[:, None], block]
+    pan = Panel(
+        Y=Y, W=W, units=np.arange(N), times=np.arange(T), blackout=np.zeros((N, T), bool),
+        probability=P,
+    )  # fmt: skip
+    res = SwitchbackHTEstimator(p, randomization_points=pts).fit(pan).result_  # warnings = errors
+    by_pairs = _bound_by_pairs(Y, W, np.ones((N, T), bool), pts, q, p)
+    assert np.isfinite(res.se)
+    assert res.se**2 * res.n_cells**2 == pytest.approx(by_pairs, rel=1e-10)

@@ -271,6 +271,7 @@ async def test_segments_named_by_the_spec_get_their_own_estimates_and_adjusted_p
     flat = _cells(0.0, seed=4)
     hit = hit[hit["product"].isin([f"p{i}" for i in range(30)])]
     flat = flat[~flat["product"].isin([f"p{i}" for i in range(30)])]
+    reacting = [f"p{i}" for i in range(29)]  # p29 is a segment of its own
     df = pd.concat([hit, flat], ignore_index=True)
     w, sink = _worker(df)
     w.source.info = ExperimentInfo(  # type: ignore[attr-defined]
@@ -280,21 +281,36 @@ async def test_segments_named_by_the_spec_get_their_own_estimates_and_adjusted_p
         {
             "n_periods": 20,
             "segments": {
-                "reacts": [f"p{i}" for i in range(30)],
+                "reacts": reacting,
                 "flat": [f"p{i}" for i in range(30, 60)],
-                "tiny": ["p0"],  # one product: not estimable, left out of the adjustment
+                "tiny": ["p29"],  # one product: not estimable, left out of the adjustment
             },
         },
     )
+    seen: list[str] = []
+
+    class Observer:
+        def estimated(self, *a: object) -> None: ...
+
+        def published(self, experiment: str, estimator: str, as_of: object) -> None:
+            seen.append(estimator)
+
+        def guardrail_tripped(self, *a: object) -> None: ...
+
+        def cycle_done(self, *a: object) -> None: ...
+
+    w.observer = Observer()
     await w.run_once()
+    # the metrics see each segment as its own series: "dm" stays the whole experiment's
+    assert {"dm", "dm@reacts", "dm@flat"} <= set(seen) and seen.count("dm") == 1
     by_segment = {r.segment: (r, cs) for _, r, _, cs in sink.published if r.segment}
     assert set(by_segment) == {"reacts", "flat"}
     reacts, flat_ = by_segment["reacts"][0], by_segment["flat"][0]
     base = df[df["treated"] == 0].groupby("product")["units"].mean()
-    expected_gain = 0.30 * base[[f"p{i}" for i in range(30)]].mean()
+    expected_gain = 0.30 * base[reacting].mean()
     assert abs(reacts.effect - expected_gain) < 3 * reacts.se
     assert abs(flat_.effect) < 3 * flat_.se
-    assert reacts.n_units == 30 and flat_.n_units == 30
+    assert reacts.n_units == 29 and flat_.n_units == 30
     # BH over two tests: the larger p-value stays, the smaller becomes min(2 p, larger)
     assert reacts.pvalue() < flat_.pvalue()
     small, large = reacts.pvalue(), flat_.pvalue()
