@@ -277,12 +277,16 @@ def offline_spillover(
 
 
 def _print_results(results: list[Any], alpha: float, as_json: bool) -> None:
-    rows = [r.to_dict(alpha) for r in results]
+    cols = ("method", "effect", "se", "ci_low", "ci_high", "pvalue", "n_units", "n_periods")
+    _print_rows([r.to_dict(alpha) for r in results], cols, as_json)
+
+
+def _print_rows(rows: list[dict[str, Any]], cols: tuple[str, ...], as_json: bool) -> None:
+    """One JSON object per row, or a right-aligned table of ``cols`` (NaN and None as "-")."""
     if as_json:
         for r in rows:
             typer.echo(json.dumps({k: _json_safe(v) for k, v in r.items()}))
         return
-    cols = ("method", "effect", "se", "ci_low", "ci_high", "pvalue", "n_units", "n_periods")
 
     def fmt(v: Any) -> str:
         if v is None or (isinstance(v, float) and not math.isfinite(v)):
@@ -395,20 +399,9 @@ _SEGMENT_COLUMNS = (
 
 
 def _print_segments(rows: list[dict[str, Any]], as_json: bool) -> None:
+    _print_rows(rows, _SEGMENT_COLUMNS, as_json)
     if as_json:
-        for r in rows:
-            typer.echo(json.dumps({k: _json_safe(v) for k, v in r.items()}))
         return
-
-    def fmt(v: Any) -> str:
-        if v is None or (isinstance(v, float) and not math.isfinite(v)):
-            return "-"
-        return f"{v:.4g}" if isinstance(v, float) else str(v)
-
-    table = [list(_SEGMENT_COLUMNS)] + [[fmt(r.get(c)) for c in _SEGMENT_COLUMNS] for r in rows]
-    width = [max(len(row[i]) for row in table) for i in range(len(_SEGMENT_COLUMNS))]
-    for row in table:
-        typer.echo("  ".join(c.rjust(w) for c, w in zip(row, width, strict=True)))
     for r in rows:
         if r.get("error"):
             typer.echo(f"! segment {r['segment']}: {r['error']}")

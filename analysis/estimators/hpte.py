@@ -331,6 +331,15 @@ def _grow_forests(
     return _Forests(leaves, widths, pops, trained)
 
 
+def _leaf_sums(
+    g: np.ndarray, width: int, fd: np.ndarray, rows: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sum of ``fd`` and count of ``rows`` in every global leaf of one forest's trees."""
+    ids = g[rows].ravel()
+    sums = np.bincount(ids, weights=np.repeat(fd[rows], g.shape[1]), minlength=width)
+    return sums, np.bincount(ids, minlength=width)
+
+
 def _matched_controls(
     forests: _Forests | None,
     fd: np.ndarray,
@@ -351,10 +360,7 @@ def _matched_controls(
         rows = ctrl_rows[pop[ctrl_rows]]
         if rows.size == 0:
             continue
-        B = g.shape[1]
-        ids = g[rows].ravel()
-        sums = np.bincount(ids, weights=np.repeat(fd[rows], B), minlength=width)
-        counts = np.bincount(ids, minlength=width)
+        sums, counts = _leaf_sums(g, width, fd, rows)
         tg = g[treated_rows]
         c = counts[tg]
         means = np.divide(sums[tg], c, out=np.zeros(tg.shape), where=c > 0)
@@ -392,10 +398,7 @@ def _loo_matched_controls(
         rows = ctrl_rows[inside]
         if rows.size == 0:
             continue
-        B = g.shape[1]
-        ids = g[rows].ravel()
-        sums = np.bincount(ids, weights=np.repeat(fd[rows], B), minlength=width)
-        counts = np.bincount(ids, minlength=width)
+        sums, counts = _leaf_sums(g, width, fd, rows)
         cg = g[ctrl_rows]
         s = sums[cg] - np.where(inside, own_fd, 0.0)[:, None]
         c = counts[cg] - inside[:, None].astype(int)
