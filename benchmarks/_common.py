@@ -37,11 +37,11 @@ def bench_settings(stack: EmbeddedStack, partitions: int = 2, **kw: Any) -> Sett
     )
 
 
-def experiment(n_products: int, exp_id: str = "bench") -> ExperimentSpec:
+def experiment(n_products: int, exp_id: str = "bench", prefix: str = "p") -> ExperimentSpec:
     return load_spec(
         {
             "id": exp_id,
-            "products": [f"p{i}" for i in range(n_products)],
+            "products": [f"{prefix}{i}" for i in range(n_products)],
             "treatment_policy": "new",
             "control_policy": "old",
             "start": START.isoformat(),

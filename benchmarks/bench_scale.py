@@ -50,6 +50,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from controller.designs import period_assignments  # noqa: E402
+from controller.periods import period_start  # noqa: E402
 from controller.settings import load_settings  # noqa: E402
 from controller.spec import ExperimentSpec  # noqa: E402
 from controller.store import SaleRow, Store, make_redis  # noqa: E402
@@ -75,18 +76,14 @@ def spec_for(n: int, days: int) -> ExperimentSpec:
     )
 
 
-def cell_pairs(products: Sequence[str], k: int, rng: np.random.Generator) -> list[tuple[str, str]]:
+def cell_pairs(products: Sequence[str], rng: np.random.Generator) -> list[tuple[str, str]]:
     units = rng.poisson(6.0, len(products))
     head = rng.binomial(units, 0.05)
     orders = np.maximum(1, units // 2)
     pairs: list[tuple[str, str]] = []
     for p, u, h, o in zip(products, units.tolist(), head.tolist(), orders.tolist(), strict=True):
-        pairs += [
-            (f"{k}|{p}|u", str(u)),
-            (f"{k}|{p}|r", repr(u * 9.99)),
-            (f"{k}|{p}|n", str(o)),
-            (f"{k}|{p}|h", str(h)),
-        ]
+        pairs += [(f"{p}|u", str(u)), (f"{p}|r", repr(u * 9.99)), (f"{p}|n", str(o)),
+                  (f"{p}|h", str(h))]  # fmt: skip
     return pairs
 
 
@@ -110,8 +107,9 @@ async def flip(store: Store, spec: ExperimentSpec, k: int) -> None:
 
 
 async def add_cells(store: Store, spec: ExperimentSpec, k: int, rng: np.random.Generator) -> None:
-    key = f"{store.p}:exp:{EXP}:cells"
-    await send_packed(store, packed_hsets(key, cell_pairs(spec.all_products(), k, rng), 4000))
+    """Period k's live cells ({p}:exp:{id}:cells:{k}), as the ingest script leaves them."""
+    key = f"{store.p}:exp:{EXP}:cells:{k}"
+    await send_packed(store, packed_hsets(key, cell_pairs(spec.all_products(), rng), 4000))
 
 
 def worker_redis(url: str) -> Any:
@@ -124,45 +122,78 @@ async def used_memory(store: Store) -> int:
     return int((await store.redis.info("memory"))["used_memory"])
 
 
+def sales_into(spec: ExperimentSpec, k: int, count: int, tag: str) -> list[SaleRow]:
+    """``count`` sales of period k after its head, round the products (cells that exist)."""
+    start = int(period_start(spec, k).timestamp() * 1000)
+    products = spec.all_products()
+    return [
+        SaleRow(
+            f"{tag}{i:09d}",
+            EXP,
+            k,
+            products[i % len(products)],
+            start + 3_600_000,
+            start,
+            1,
+            9.99,
+            "",
+            3 * 86400,
+        )  # fmt: skip
+        for i in range(count)
+    ]
+
+
+async def ingest_all(store: Store, rows: list[SaleRow]) -> float:
+    t0 = time.perf_counter()
+    for i in range(0, len(rows), 2000):
+        statuses = await store.ingest(rows[i : i + 2000])
+        assert set(statuses) == {"ok"}, set(statuses)
+    return time.perf_counter() - t0
+
+
 async def fill(url: str, n: int, days: int, sales: int) -> dict[str, float]:
+    """Create the experiment; periods 0..days-3 flipped, filled and compacted (closed: their
+    end + 2 days lateness has passed at ``days``), periods days-2 and days-1 live, period
+    ``days`` flipped and in progress; then sales into the two live periods."""
     redis = worker_redis(url)
     store = Store(redis)
     try:
         await redis.flushall()
         spec = spec_for(n, days)
+        index = {p: i for i, p in enumerate(sorted(spec.all_products()))}
         rng = np.random.default_rng(n)
+        closed = days - 2
         before = await used_memory(store)
         await store.create_experiment(spec, START)
         after_create = await used_memory(store)
-        for k in range(days + 1):  # flip `days` closes the last filled period
-            await flip(store, spec, k)
-        after_records = await used_memory(store)
-        for k in range(days):
-            await add_cells(store, spec, k, rng)
-        after_cells = await used_memory(store)
-        key = f"{store.p}:exp:{EXP}:cells"
-        # sales into period 0's existing cells: the growth is what remembering a sale costs
-        day0 = int(START.timestamp() * 1000)
-        rows = [
-            SaleRow(
-                f"s{i:09d}", EXP, 0, spec.all_products()[i % n], day0 + 3_600_000, day0, 1, 9.99
-            )
-            for i in range(sales)
-        ]
         t0 = time.perf_counter()
-        for i in range(0, sales, 2000):
-            statuses = await store.ingest(rows[i : i + 2000], ttl_s=8 * 86400)
-            assert set(statuses) == {"ok"}, set(statuses)
-        ingest_s = time.perf_counter() - t0
-        after_sales = await used_memory(store)
-        cells_fields = await redis.hlen(key)
+        for k in range(closed):
+            await flip(store, spec, k)
+            await add_cells(store, spec, k, rng)
+            await store.compact_period(EXP, k, index)
+        compact_s = time.perf_counter() - t0
+        after_closed = await used_memory(store)
+        for k in range(closed, days):
+            await flip(store, spec, k)
+            await add_cells(store, spec, k, rng)
+        after_live = await used_memory(store)
+        await flip(store, spec, days)  # closes period days-1 for the panel
+        # sales into the live periods' existing cells: the growth is the dedupe markers. The
+        # first live period's bucket count is the default (no sales remembered before it);
+        # the second's follows the first's volume, as every period after the first does
+        first = await ingest_all(store, sales_into(spec, days - 2, sales, "a"))
+        after_first = await used_memory(store)
+        second = await ingest_all(store, sales_into(spec, days - 1, sales, "b"))
+        after_second = await used_memory(store)
         return {
             "create_b": after_create - before,
-            "records_b": (after_records - after_create) * days / (days + 1),
-            "cells_b": after_cells - after_records,
-            "cells_fields": cells_fields,
-            "sales_b": after_sales - after_cells,
-            "ingest_s": ingest_s,
+            "closed_b": after_closed - after_create,
+            "closed_periods": closed,
+            "compact_s": compact_s / closed,
+            "live_b": (after_live - after_closed) / 2,
+            "sales_first_b": after_first - after_live,
+            "sales_b": after_second - after_first,
+            "ingest_s": (first + second) / 2,
         }
     finally:
         await redis.aclose()
@@ -183,7 +214,7 @@ def cycle_child(url: str, n: int, days: int, out: Any) -> None:
         store = Store(redis)
         spec = spec_for(n, days)
         clock = ManualClock(START + timedelta(days=days, minutes=1))
-        source = RedisPanelSource(store, clock)
+        source = RedisPanelSource(store, clock, lateness=timedelta(days=2))
         res: dict[str, float] = {}
         try:
             for tag in ("full", "new"):
@@ -277,20 +308,24 @@ def main() -> None:
         server.start()
         try:
             url = f"redis://127.0.0.1:{port}/0"
-            print(f"layout: one hash field per cell field; {args.days} days; {args.sales:,} sales")
+            print(
+                f"layout: closed periods compacted to columns, open ones live hashes; "
+                f"{args.days} days; {args.sales:,} sales per live period"
+            )
             head = (
-                "| products | cells B/product-day | records B/product-day | B/remembered sale "
-                "| full cycle read + estimate (s) | after one new period (s) | peak RSS |"
+                "| products | closed B/product-day | live B/product-day | B/remembered sale "
+                "(first period) | compaction s/period | full cycle read + estimate (s) "
+                "| after one new period (s) | peak RSS |"
             )
             print(head)
-            print("|" + "---|" * 7)
+            print("|" + "---|" * 8)
             for n in sizes:
                 r = measure(url, n, args.days, args.sales, cycle=n <= args.cycle_max)
-                pd_ = n * args.days
+                closed = n * r["closed_periods"]
                 print(
-                    f"| {n:,} | {r['cells_b'] / pd_:.0f} ({r['cells_b'] / r['cells_fields']:.0f}"
-                    f" per field) | {r['records_b'] / pd_:.0f} | {r['sales_b'] / args.sales:.0f}"
-                    f" | {cycle(r, 'full')} | {cycle(r, 'new')}"
+                    f"| {n:,} | {r['closed_b'] / closed:.1f} | {r['live_b'] / n:.0f}"
+                    f" | {r['sales_b'] / args.sales:.1f} ({r['sales_first_b'] / args.sales:.1f})"
+                    f" | {r['compact_s']:.2f} | {cycle(r, 'full')} | {cycle(r, 'new')}"
                     f" | {rss(r['peak_rss_b'])} |",
                     flush=True,
                 )

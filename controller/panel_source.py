@@ -1,7 +1,7 @@
 """Redis implementations of the analysis worker's ports: the panel source and the sequence
 tuning store (``core.ports``).
 
-The panel: a row per product x *completed* period of an experiment (the period in progress is
+The panel: a row per product x *completed* period (a period's rows in sorted product order) of an experiment (the period in progress is
 left out until it ends). ``units`` is units sold in the period's analysis window (after the
 washout-length head), which is the same stretch of the day for every product; a cell is
 ``blackout`` when an exclusion window (pause, stop, freeze) overlaps it or its record says the
@@ -15,17 +15,19 @@ what the design was validated with and never decides by design name.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from controller.clock import Clock
 from controller.designs import DesignContext, design_of, design_sampler
 from controller.periods import n_periods, period_bounds, period_index
 from controller.spec import ExperimentSpec
-from controller.store import Store, decode_record, to_ms
+from controller.store import ExperimentState, Store, decode_record, to_ms
+from controller.store.columns import NO_RECORD, PeriodColumns, from_hashes
 from core.ports import ExperimentInfo
 
 
@@ -49,9 +51,26 @@ def experiment_info(
 
 
 @dataclass
+class _Known:
+    """What a panel source has read of one experiment: its products and compacted periods."""
+
+    products: list[str]  # sorted: the order of every period's columns
+    index: dict[str, int]
+    product_arr: np.ndarray  # object array of ``products``
+    class_arr: np.ndarray | None
+    periods: dict[int, PeriodColumns] = field(default_factory=dict)
+
+
+@dataclass
 class RedisPanelSource:
+    """The panel from Redis. Closed periods are read once, as columns, and kept; each call
+    reads only the periods not yet compacted. With ``lateness`` set (the analysis worker's),
+    a call first compacts the periods whose sales window has closed: end + lateness passed."""
+
     store: Store
     clock: Clock
+    lateness: timedelta | None = None
+    _known: dict[str, _Known] = field(default_factory=dict, repr=False)
 
     async def experiments(self) -> list[ExperimentInfo]:
         await self.clock.sync()
@@ -64,12 +83,52 @@ class RedisPanelSource:
                 out.append(experiment_info(spec, st.status, triggers))
         return out
 
+    def _known_of(self, spec: ExperimentSpec) -> _Known:
+        known = self._known.get(spec.id)
+        if known is None:
+            products = sorted(spec.all_products())
+            classes = (
+                np.array([spec.class_of(p) for p in products], dtype=object)
+                if spec.clusters
+                else None
+            )
+            known = self._known[spec.id] = _Known(
+                products,
+                {p: i for i, p in enumerate(products)},
+                np.array(products, dtype=object),
+                classes,
+            )
+        return known
+
+    async def _compact(self, state: ExperimentState, done: int, now: datetime) -> int:
+        """Compact the periods whose sales window closed; the compacted count after."""
+        spec, compacted = state.spec, state.compacted
+        if self.lateness is None:
+            return compacted
+        known = self._known_of(spec)
+        while compacted < done and period_bounds(spec, compacted)[1] + self.lateness <= now:
+            await self.store.compact_period(spec.id, compacted, known.index)
+            compacted += 1
+        return compacted
+
     async def panel(self, exp_id: str, as_of: datetime) -> pd.DataFrame:
         state = await self.store.get_experiment(exp_id)
         spec = state.spec
         now = as_of
         done = min(period_index(spec, now), n_periods(spec))  # periods strictly before now's
-        done = min(done, state.flipped_period + (1 if state.status in ("ended", "stopped") else 0))
+        done = max(
+            0,
+            min(done, state.flipped_period + (1 if state.status in ("ended", "stopped") else 0)),
+        )
+        compacted = await self._compact(state, done, now)
+        known = self._known_of(spec)
+        new = [k for k in range(min(compacted, done)) if k not in known.periods]
+        for k, cols in zip(new, await self.store.compacted_periods(exp_id, new), strict=True):
+            known.periods[k] = cols
+        periods: list[PeriodColumns] = [known.periods[k] for k in range(min(compacted, done))]
+        for k in range(min(compacted, done), done):  # done, not yet closed: live hashes
+            records, cells = await self.store.live_period(exp_id, k)
+            periods.append(from_hashes(known.index, records, cells))
         windows = await self.store.windows(exp_id)
         freezes = [
             f
@@ -82,40 +141,68 @@ class RedisPanelSource:
         spans = [(w["start_ms"], w["end_ms"]) for w in windows] + [
             (f["start_ms"], f["end_ms"] + washout_ms) for f in freezes
         ]
-        cells = await self.store.cells(exp_id)
-        sums: dict[tuple[int, str], dict[str, float]] = {}
-        for field, value in cells.items():
-            period, product, f = field.rsplit("|", 2)
-            sums.setdefault((int(period), product), {})[f] = float(value)
-        rows: list[dict[str, Any]] = []
-        periods = range(max(done, 0))
-        all_records = await self.store.assignment_records_for(exp_id, periods)
-        for k, records in zip(periods, all_records, strict=True):
-            start, end = period_bounds(spec, k)
-            tail_start = to_ms(start + spec.washout)
-            end_ms = to_ms(end)
-            window_hit = any(s < end_ms and (e is None or e > tail_start) for s, e in spans)
-            for product, rec in records.items():
-                arm, prob, bu, why = decode_record(rec)
-                whole = bu is not None and to_ms(bu) >= end_ms
-                c = sums.get((k, product), {})
-                row = {
-                    "product": product,
-                    "period": k,
-                    "period_start": start,
-                    "units": c.get("u", 0.0),
-                    "revenue": c.get("r", 0.0),
-                    "orders": c.get("n", 0.0),
-                    "head_units": c.get("h", 0.0),
-                    "treated": int(arm.value == "treatment"),
-                    "probability": prob,
-                    "blackout": bool(window_hit or whole),
-                    "blackout_reason": why or "",
-                }
-                if spec.clusters:
-                    row["class"] = spec.class_of(product)
-                rows.append(row)
-        return pd.DataFrame(rows)
+        return _frame(spec, known, periods, spans)
+
+
+def _frame(
+    spec: ExperimentSpec,
+    known: _Known,
+    periods: list[PeriodColumns],
+    spans: list[tuple[int, int | None]],
+) -> pd.DataFrame:
+    """The panel's rows (period-major, products sorted within a period) from the periods'
+    columns, built array by array."""
+    parts: dict[str, list[np.ndarray]] = {c: [] for c in _COLUMNS}
+    starts = []
+    for k, cols in enumerate(periods):
+        start, end = period_bounds(spec, k)
+        starts.append(start)
+        tail_start = to_ms(start + spec.washout)
+        end_ms = to_ms(end)
+        window_hit = any(s < end_ms and (e is None or e > tail_start) for s, e in spans)
+        treated, prob, whole, reason = [], [], [], []
+        for rec in cols.templates:
+            arm, p, bu, why = decode_record(rec)
+            treated.append(int(arm.value == "treatment"))
+            prob.append(p)
+            whole.append(bu is not None and to_ms(bu) >= end_ms)
+            reason.append(why or "")
+        rows = np.flatnonzero(cols.codes != NO_RECORD)
+        codes = cols.codes[rows].astype(np.intp)
+        parts["product"].append(known.product_arr[rows])
+        parts["period"].append(np.full(len(rows), k, dtype=np.int64))
+        parts["units"].append(cols.units[rows].astype(np.float64))
+        parts["revenue"].append(cols.revenue[rows].astype(np.float64))
+        parts["orders"].append(cols.orders[rows].astype(np.float64))
+        parts["head_units"].append(cols.head[rows].astype(np.float64))
+        parts["treated"].append(np.array(treated, dtype=np.int64)[codes])
+        parts["probability"].append(np.array(prob, dtype=np.float64)[codes])
+        parts["blackout"].append(window_hit | np.array(whole, dtype=bool)[codes])
+        parts["blackout_reason"].append(np.array(reason, dtype=object)[codes])
+        if known.class_arr is not None:
+            parts["class"].append(known.class_arr[rows])
+    if not any(len(p) for p in parts["product"]):
+        return pd.DataFrame()
+    data: dict[str, Any] = {c: np.concatenate(v) for c, v in parts.items() if v}
+    period = data["period"]
+    data["period_start"] = pd.DatetimeIndex(starts)[period] if len(period) else []
+    order = ["product", "period", "period_start", *_COLUMNS[2:]]
+    return pd.DataFrame({c: data[c] for c in order if c in data})
+
+
+_COLUMNS = (
+    "product",
+    "period",
+    "units",
+    "revenue",
+    "orders",
+    "head_units",
+    "treated",
+    "probability",
+    "blackout",
+    "blackout_reason",
+    "class",
+)
 
 
 @dataclass

@@ -136,7 +136,7 @@ class SalesIngestor:
         self.routes = RoutingTable()
         self._lateness_ms = int(settings.allowed_lateness.total_seconds() * 1000)
         self._skew_ms = int(settings.max_future_skew.total_seconds() * 1000)
-        self._ttl_s = int(settings.dedupe_ttl.total_seconds())
+        self._margin_ms = int(settings.dedupe_margin.total_seconds() * 1000)
 
     async def process(self, sales: Sequence[SaleLike]) -> list[Verdict]:
         """Route, check and apply a batch; one verdict per sale, in order."""
@@ -144,6 +144,9 @@ class SalesIngestor:
         await self.routes.refresh(self.store)
         now_ms = to_ms(self.clock.now())
         earliest, latest = now_ms - self._lateness_ms, now_ms + self._skew_ms
+        # a sale's id is remembered until its period closes (its end + the lateness), plus a
+        # margin; by then a copy of it is refused as late, remembered or not
+        keep_base_ms = self._lateness_ms + self._margin_ms - now_ms
         dead_unknown = self.settings.unknown_product == "dead-letter"
         by_product = self.routes.by_product
         route = self.routes.route
@@ -182,11 +185,12 @@ class SalesIngestor:
                     s.units,
                     s.revenue,
                     pre,
+                    (exp.bounds_ms[k + 1] + keep_base_ms) // 1000 + 1,
                 )
             )
             row_index.append(i)
         if rows:
-            statuses = await self.store.ingest(rows, self._ttl_s)
+            statuses = await self.store.ingest(rows)
             for i, st in zip(row_index, statuses, strict=True):
                 verdicts[i] = _verdict(st)
         return [v if v is not None else _verdict("unknown") for v in verdicts]
@@ -201,6 +205,8 @@ _APPLIED: dict[str, Verdict] = {}
 
 def _verdict(status: str) -> Verdict:
     """The (immutable, shared) verdict for a status the store applied."""
+    if status == "late":  # its period was closed in Redis (compacted) meanwhile
+        return _LATE
     v = _APPLIED.get(status)
     if v is None:
         v = _APPLIED[status] = Verdict(status)

@@ -155,8 +155,9 @@ class Settings(BaseSettings):
     max_future_skew: timedelta = timedelta(minutes=10)
     #: competitor events may arrive this late for trigger rules; older ones are stale
     trigger_watermark_lag: timedelta = timedelta(minutes=5)
-    #: how long event ids are remembered for dedupe; must exceed allowed_lateness
-    dedupe_ttl: timedelta = timedelta(days=8)
+    #: a sale's event id is remembered for dedupe until its period closes to sales (the
+    #: period's end + allowed_lateness), plus this margin
+    dedupe_margin: timedelta = timedelta(hours=1)
     #: sales batch: up to this many events, or whatever arrived within sales_batch_within seconds
     sales_batch_size: int = 2000
     sales_batch_within: float = 0.05

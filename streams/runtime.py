@@ -79,7 +79,7 @@ class Runtime:
         )
         self.estimate_sink = KafkaEstimateSink(self.publisher, settings)
         self.analysis = AnalysisWorker(
-            RedisPanelSource(self.store, self.clock),
+            RedisPanelSource(self.store, self.clock, settings.allowed_lateness),
             self.estimate_sink,
             self.clock,
             self.metrics,

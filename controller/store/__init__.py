@@ -11,11 +11,20 @@ Key layout (prefix ``pl`` by default, see docs/architecture.md):
     {p}:exp:index                 set of experiment ids
     {p}:exp:{id}:spec             the validated spec (JSON)
     {p}:exp:{id}:state            hash: status, flipped_period, seq, missed_flips, created_ms,
-                                  claim (the gen of its product claims)
+                                  claim (the gen of its product claims), closed (periods
+                                  below it refuse sales as 'late'), compacted (periods below
+                                  it are in col:{k})
     {p}:exp:{id}:creating         gen of a creation in progress (a lease, PX)
     {p}:exp:{id}:a:{k}            hash product -> "arm|P(treat)|blackout_until_ms|reason" for period k
+                                  (until k is compacted)
     {p}:exp:{id}:flip:{k}         flip claim "owner|seq" with a lease (PX)
-    {p}:exp:{id}:cells            hash "k|product|field" -> sums (u units, r revenue, n orders, h head units)
+    {p}:exp:{id}:cells:{k}        hash "product|field" -> sums (u units, r revenue, n orders, h head
+                                  units) of period k, until k is compacted
+    {p}:exp:{id}:col:{k}          closed period k compacted: records and cells as arrays over the
+                                  sorted products (``columns``; ~22 bytes a product before zlib)
+    {p}:exp:{id}:seen:{k}:{b}     dedupe: set of 52-bit event-id digests of period k, bucket b
+                                  (intsets of ~200), kept until k closes plus a margin
+    {p}:exp:{id}:seenb            hash b:{k} -> period k's bucket count, n:{k} -> its sales
     {p}:exp:{id}:excluded         hash "k|product|reason" -> units kept for audit, not analysed
     {p}:exp:{id}:totals           hash "units:{status}" / "events:{status}" -> running totals
     {p}:exp:{id}:windows          hash window id -> JSON exclusion window (pauses)
@@ -28,7 +37,6 @@ Key layout (prefix ``pl`` by default, see docs/architecture.md):
     {p}:freezes                   hash freeze id -> JSON operator freeze
     {p}:product:{product}         claim "id|gen" ("id" before gens) on the product; it counts
                                   only while live (see _HOLDS), stale keys are taken over
-    {p}:seen:{event_id}           dedupe marker "status|experiment|k" (TTL = dedupe_ttl)
     {p}:version                   bumped on every experiment or freeze change (cache invalidation)
     {p}:clock                     simulated time in ms (clock mode 'simulated')
 """
@@ -66,3 +74,8 @@ class Store(ExperimentStore, FlipStore, TriggerStore, PanelStore):
 
     def __init__(self, redis: Any, prefix: str = "pl") -> None:
         super().__init__(redis, prefix)
+
+    async def cells(self, exp_id: str) -> dict[str, str]:
+        """Every cell of the experiment, compacted or live, as "k|product|field" -> sum."""
+        spec = (await self.get_experiment(exp_id)).spec
+        return await self.cells_of(exp_id, sorted(spec.all_products()))

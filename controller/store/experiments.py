@@ -39,6 +39,9 @@ class ExperimentState:
     missed_flips: int
     flips: int
     frozen: bool = False
+    #: periods below ``closed`` refuse sales; those below ``compacted`` are stored as columns
+    closed: int = 0
+    compacted: int = 0
 
 
 class ExperimentStore(RedisStore):
@@ -164,6 +167,8 @@ class ExperimentStore(RedisStore):
             missed_flips=int(st.get("missed_flips", 0)),
             flips=int(st.get("flips", 0)),
             frozen=st.get("frozen", "0") == "1",
+            closed=int(st.get("closed", 0)),
+            compacted=int(st.get("compacted", 0)),
         )
 
     async def experiments(self) -> list[ExperimentState]:

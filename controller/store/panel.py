@@ -1,13 +1,18 @@
-"""The sales panel: sales applied atomically per batch (dedupe, blackout, cell sums), the
-running totals and exclusions kept for audit, and the analysis worker's sequence tuning."""
+"""The sales panel: sales applied atomically per batch (dedupe, blackout, cell sums), closed
+periods compacted to columns, the running totals and exclusions kept for audit, and the
+analysis worker's sequence tuning."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import NamedTuple
+import hashlib
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
+
+from redis.client import NEVER_DECODE
 
 from controller.errors import StoreError
 from controller.store.base import RedisStore
+from controller.store.columns import PeriodColumns, decode, encode, from_hashes
 
 
 class SaleRow(NamedTuple):
@@ -23,36 +28,103 @@ class SaleRow(NamedTuple):
     units: int
     revenue: float
     pre_reason: str = ""
+    #: how long to remember the sale's id: until its period closes, plus a margin (seconds)
+    keep_s: int = 8 * 86400
 
 
 class PanelStore(RedisStore):
     """Sales (``lua/ingest.lua``), panel cells, totals, exclusions, sequence targets."""
 
-    async def ingest(self, rows: Sequence[SaleRow], ttl_s: int) -> list[str]:
-        """Apply a batch atomically: one status per row ('ok', 'head', 'dup', or a reason)."""
+    async def ingest(self, rows: Sequence[SaleRow]) -> list[str]:
+        """Apply a batch atomically: one status per row ('ok', 'head', 'dup', 'late' for a
+        closed period, or a reason)."""
         if not rows:
             return []
         batch = "".join(
             [
                 f"{r.event_id}|{r.experiment}|{r.period}|{r.product}|{r.ts_ms}|"
-                f"{r.head_end_ms}|{r.units}|{float(r.revenue)!r}|{r.pre_reason}\n"
+                f"{r.head_end_ms}|{r.units}|{float(r.revenue)!r}|{r.pre_reason}|"
+                f"{max(1, int(r.keep_s))}\n"
                 for r in rows
             ]
         )
         # a '|' or newline inside an id would shift the fields; wire ids cannot hold them
-        if batch.count("\n") != len(rows) or batch.count("|") != 8 * len(rows):
+        if batch.count("\n") != len(rows) or batch.count("|") != 9 * len(rows):
             raise StoreError("sale ids, products and reasons cannot hold '|' or newlines")
-        return str(await self._script("ingest")(args=[self.p, ttl_s, batch])).split(",")
+        return str(await self._script("ingest")(args=[self.p, batch])).split(",")
 
-    async def sale_status(self, event_id: str) -> dict[str, str] | None:
-        raw = await self.redis.get(f"{self.p}:seen:{event_id}")
-        if raw is None:
-            return None
-        status, exp, k, arm = raw.split("|", 3)
-        return {"status": status, "experiment": exp, "period": k, "arm": arm}
+    async def remembered(self, exp_id: str, k: int, event_id: str) -> bool:
+        """Whether sale ``event_id`` of period k is remembered for dedupe (as ingest.lua
+        files it: the id's SHA-1 gives the bucket and the member)."""
+        buckets = await self.redis.hget(f"{self.p}:exp:{exp_id}:seenb", f"b:{k}")
+        if buckets is None:
+            return False
+        h = hashlib.sha1(event_id.encode()).hexdigest()
+        key = f"{self.p}:exp:{exp_id}:seen:{k}:{int(h[13:21], 16) % int(buckets)}"
+        return bool(await self.redis.sismember(key, str(int(h[:13], 16))))
 
-    async def cells(self, exp_id: str) -> dict[str, str]:
-        return await self.redis.hgetall(f"{self.p}:exp:{exp_id}:cells")  # type: ignore[no-any-return]
+    async def hash_text(self, key: str, count: int = 20_000) -> dict[str, str]:
+        """A whole hash, read in HSCAN steps of ``count`` fields, each step one string
+        (``lua/hscan_text.lua``): one reply to parse per step, not two per field, and no step
+        holds Redis for long."""
+        script = self._script("hscan_text")
+        out: dict[str, str] = {}
+        cursor = "0"
+        while True:
+            cursor, text = await script(keys=[key], args=[cursor, count])
+            parts = text if isinstance(text, list) else text.split("\n") if text else []
+            out.update(zip(parts[::2], parts[1::2], strict=True))
+            if cursor == "0":
+                return out
+
+    async def live_period(self, exp_id: str, k: int) -> tuple[dict[str, str], dict[str, str]]:
+        """Period k's live hashes: its assignment records and its cells ("product|field")."""
+        base = f"{self.p}:exp:{exp_id}"
+        return await self.hash_text(f"{base}:a:{k}"), await self.hash_text(f"{base}:cells:{k}")
+
+    async def compacted_periods(self, exp_id: str, ks: Sequence[int]) -> list[PeriodColumns]:
+        """Compacted periods, in one round trip (each must be compacted)."""
+        if not ks:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for k in ks:
+            pipe.execute_command("GET", f"{self.p}:exp:{exp_id}:col:{k}", **{NEVER_DECODE: True})
+        blobs = await pipe.execute()
+        missing = [k for k, b in zip(ks, blobs, strict=True) if b is None]
+        if missing:
+            raise StoreError(f"experiment {exp_id!r}: periods {missing} are not compacted")
+        return [decode(b) for b in blobs]
+
+    async def close_period(self, exp_id: str, k: int) -> int:
+        """Refuse period k's sales from now on (they are 'late'); the 'closed' mark after."""
+        return int(await self._script("close_period")(args=[self.p, exp_id, k]))
+
+    async def compact_period(self, exp_id: str, k: int, index: Mapping[str, int]) -> bool:
+        """Close period k (and those before it) and store it as columns (``columns``), its live
+        hashes dropped; False if another worker stored it first. Periods compact in order:
+        ``k`` must be the experiment's next period to compact. ``index``: product -> position
+        among the experiment's sorted products."""
+        await self.close_period(exp_id, k)
+        # closed: nothing writes the hashes any more (a batch in flight when the mark moved ran
+        # before it, atomically), so what is read now is final
+        records, cells = await self.live_period(exp_id, k)
+        blob = encode(from_hashes(index, records, cells))
+        return bool(await self._script("store_period")(args=[self.p, exp_id, k, blob]))
+
+    async def cells_of(self, exp_id: str, products: Sequence[str]) -> dict[str, str]:
+        """Every cell of the experiment, compacted or live, as "k|product|field" -> sum
+        (``products``: the experiment's products, sorted)."""
+        st: dict[str, Any] = await self.redis.hgetall(f"{self.p}:exp:{exp_id}:state")
+        compacted = int(st.get("compacted", 0))
+        last = int(st.get("flipped_period", -1)) + 1
+        out: dict[str, str] = {}
+        ks = range(compacted)
+        for k, cols in zip(ks, await self.compacted_periods(exp_id, ks), strict=True):
+            out |= cols.cells(products, k)
+        for k in range(compacted, max(last, compacted)):
+            live = await self.hash_text(f"{self.p}:exp:{exp_id}:cells:{k}")
+            out |= {f"{k}|{f}": v for f, v in live.items()}
+        return out
 
     async def totals(self, exp_id: str) -> dict[str, int]:
         """Units and events by status ('units:ok', 'events:washout', ...) for an experiment."""

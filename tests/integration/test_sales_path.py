@@ -80,8 +80,8 @@ async def test_washout_sales_are_kept_for_audit_but_not_analysed(runtime):
     assert counts == {"washout": 1, "ok": 1}
     assert await runtime.store.excluded(spec.id) == {"0|B|washout": "3"}
     assert (await runtime.store.cells(spec.id))["0|B|u"] == "4"
-    status = await runtime.store.sale_status("w1")
-    assert status is not None and status["status"] == "washout"
+    assert await runtime.store.remembered(spec.id, 0, "w1")
+    assert not await runtime.store.remembered(spec.id, 0, "never-sent")
 
 
 async def test_malformed_events_go_to_dead_letter_and_processing_continues(runtime, settings):

@@ -227,7 +227,7 @@ class _EmptyStore:
     async def experiments(self) -> list[Any]:
         return []
 
-    async def ingest(self, rows: Any, ttl_s: int) -> list[str]:
+    async def ingest(self, rows: Any) -> list[str]:
         raise AssertionError("nothing should reach Redis without an experiment")
 
 

@@ -1,78 +1,111 @@
 -- Sales: per event, decide its status, dedupe by event id, and accumulate the panel cell.
 -- The batch arrives as one string (one line per event, fields split by '|'; ids cannot hold
--- '|' or newlines) so the client packs one argument, not nine per event. Per event Redis
--- does one HGET (cached per cell within the batch) and one SET NX (the dedupe marker doubles
--- as the existence check); the cell, exclusion and total increments are summed in Lua and
--- written once per batch. The script is atomic: a batch is in Redis entirely or not at all.
--- ARGV: prefix, ttl_s, batch; batch lines:
---   event_id|exp|k|product|ts_ms|head_end_ms|units|revenue|pre_reason\n
+-- '|' or newlines) so the client packs one argument, not ten per event. Per event Redis
+-- does one HGET (cached per cell within the batch) and one SADD; the cell, exclusion and
+-- total increments are summed in Lua and written once per batch. The script is atomic: a
+-- batch is in Redis entirely or not at all.
+-- ARGV: prefix, batch; batch lines:
+--   event_id|exp|k|product|ts_ms|head_end_ms|units|revenue|pre_reason|keep_s\n
+-- A period below the experiment's 'closed' mark is compacted (or being compacted): its sales
+-- are 'late', counted nowhere (as the ingestor's own lateness check does).
+-- Dedupe: the event id's SHA-1 gives a bucket and a 52-bit member; period k's markers are
+-- integer sets {base}:seen:{k}:{bucket} (intset encoding, 8 bytes a member while a set holds
+-- at most 512), kept keep_s seconds (until the period closes, plus a margin). A period's bucket
+-- count is fixed at its first sale, from the sales remembered in the period before (~200 a
+-- set); {base}:seenb holds b:{k} (buckets) and n:{k} (sales remembered) per period.
 -- Every Lua string is interned (hashed, looked up, later swept): per-experiment keys are
 -- built once per batch, not per sale, and totals are summed by status before their keys are.
-local p, ttl = ARGV[1], ARGV[2]
-local seen = p..':seen:'
+local p = ARGV[1]
 local out = {}
-local ints, floats, exps = {}, {}, {}
+local ints, floats, exps, expire = {}, {}, {}, {}
 local function add(t, key, field, v)
   local h = t[key]
   if not h then h = {}; t[key] = h end
   h[field] = (h[field] or 0) + v
 end
-local pat = '([^|\n]*)|([^|\n]*)|([^|\n]*)|([^|\n]*)|([^|\n]*)|([^|\n]*)|([^|\n]*)|([^|\n]*)|([^|\n]*)\n'
-for eid, exp, k, prod, ts, head_end, units, revenue, reason in string.gmatch(ARGV[3], pat) do
+local function buckets_for(e, k)
+  local b = tonumber(redis.call('HGET', e.seenb, 'b:'..k))
+  if not b then
+    local prev = tonumber(redis.call('HGET', e.seenb, 'n:'..(tonumber(k) - 1)) or '')
+    b = 64
+    if prev then
+      b = 1
+      while b * 200 < prev and b < 65536 do b = b * 2 end
+    end
+    redis.call('HSET', e.seenb, 'b:'..k, b)
+  end
+  return b
+end
+local pat = '([^|\n]*)|([^|\n]*)|([^|\n]*)|([^|\n]*)|([^|\n]*)|([^|\n]*)|([^|\n]*)|([^|\n]*)|([^|\n]*)|([^|\n]*)\n'
+for eid, exp, k, prod, ts, head_end, units, revenue, reason, keep in string.gmatch(ARGV[2], pat) do
   local e = exps[exp]
   if not e then
     local base = p..':exp:'..exp
-    e = {base = base, cells = base..':cells', excluded = base..':excluded',
-         akeys = {}, units = {}, events = {}}
+    e = {base = base, excluded = base..':excluded', seenb = base..':seenb', periods = {},
+         closed = tonumber(redis.call('HGET', base..':state', 'closed') or '0'),
+         units = {}, events = {}}
     exps[exp] = e
   end
-  local status = reason
-  local arm = ''
-  if status == '' then
-    local ak = e.akeys[k]
-    if not ak then
-      ak = {key = e.base..':a:'..k, recs = {}}
-      e.akeys[k] = ak
+  local per = e.periods[k]
+  if not per then
+    per = {key = e.base..':a:'..k, recs = {}, cells = e.base..':cells:'..k,
+           late = tonumber(k) < e.closed}
+    if not per.late then
+      per.buckets = buckets_for(e, k)
+      per.seen = e.base..':seen:'..k..':'
     end
-    local rec = ak.recs[prod]
-    if rec == nil then
-      rec = redis.call('HGET', ak.key, prod)
-      ak.recs[prod] = rec
-    end
-    if not rec then
-      status = 'unassigned'
-    else
-      local a, bu, why = string.match(rec, '^([^|]*)|[^|]*|([^|]*)|(.*)$')
-      arm = a
-      local t = tonumber(ts)
-      if bu ~= '' and t < tonumber(bu) then
-        status = why
-      elseif t < tonumber(head_end) then
-        status = 'head'
+    e.periods[k] = per
+  end
+  if per.late then
+    out[#out+1] = 'late'
+  else
+    local status = reason
+    local arm = ''
+    if status == '' then
+      local rec = per.recs[prod]
+      if rec == nil then
+        rec = redis.call('HGET', per.key, prod)
+        per.recs[prod] = rec
+      end
+      if not rec then
+        status = 'unassigned'
       else
-        status = 'ok'
+        local a, bu, why = string.match(rec, '^([^|]*)|[^|]*|([^|]*)|(.*)$')
+        arm = a
+        local t = tonumber(ts)
+        if bu ~= '' and t < tonumber(bu) then
+          status = why
+        elseif t < tonumber(head_end) then
+          status = 'head'
+        else
+          status = 'ok'
+        end
       end
     end
-  end
-  local fresh = redis.call('SET', seen..eid, status..'|'..exp..'|'..k..'|'..arm,
-                           'NX', 'EX', ttl)
-  if fresh then
-    local u = tonumber(units)
-    if status == 'ok' then
-      local cell = k..'|'..prod..'|'
-      add(ints, e.cells, cell..'u', u)
-      add(floats, e.cells, cell..'r', tonumber(revenue))
-      add(ints, e.cells, cell..'n', 1)
-    elseif status == 'head' then
-      add(ints, e.cells, k..'|'..prod..'|h', u)
+    local h = redis.sha1hex(eid)
+    local set = per.seen..(tonumber(string.sub(h, 14, 21), 16) % per.buckets)
+    local fresh = redis.call('SADD', set, string.format('%d', tonumber(string.sub(h, 1, 13), 16)))
+    local ttl = tonumber(keep)
+    if (expire[set] or 0) < ttl then expire[set] = ttl end
+    if fresh == 1 then
+      local u = tonumber(units)
+      if status == 'ok' then
+        local cell = prod..'|'
+        add(ints, per.cells, cell..'u', u)
+        add(floats, per.cells, cell..'r', tonumber(revenue))
+        add(ints, per.cells, cell..'n', 1)
+      elseif status == 'head' then
+        add(ints, per.cells, prod..'|h', u)
+      else
+        add(ints, e.excluded, k..'|'..prod..'|'..status, u)
+      end
+      e.units[status] = (e.units[status] or 0) + u
+      e.events[status] = (e.events[status] or 0) + 1
+      add(ints, e.seenb, 'n:'..k, 1)
+      out[#out+1] = status
     else
-      add(ints, e.excluded, k..'|'..prod..'|'..status, u)
+      out[#out+1] = 'dup'
     end
-    e.units[status] = (e.units[status] or 0) + u
-    e.events[status] = (e.events[status] or 0) + 1
-    out[#out+1] = status
-  else
-    out[#out+1] = 'dup'
   end
 end
 for _, e in pairs(exps) do
@@ -86,5 +119,6 @@ end
 for key, h in pairs(floats) do
   for f, v in pairs(h) do redis.call('HINCRBYFLOAT', key, f, string.format('%.17g', v)) end
 end
+for key, ttl in pairs(expire) do redis.call('EXPIRE', key, ttl) end
 -- one string, not an array: the client parses one reply instead of one per event
 return table.concat(out, ',')
