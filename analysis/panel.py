@@ -104,70 +104,71 @@ class Panel:
             raise PanelError(f"Column(s) {missing} not found; the table has {list(df.columns)}.")
         if df.empty:
             raise PanelError("The table has no rows.")
-        dup = df.duplicated([unit, time])
-        if dup.any():
-            row = df.loc[dup, [unit, time]].iloc[0]
-            raise PanelError(
-                f"Unit {row[unit]!r} appears more than once at period {row[time]!r}; "
-                "aggregate to one row per unit and period first."
-            )
         y = pd.to_numeric(df[outcome], errors="coerce")
         if (y.isna() & df[outcome].notna()).any():
             raise PanelError(f"Outcome column {outcome!r} has non-numeric values.")
         w_raw = pd.to_numeric(df[treated], errors="coerce")
         if w_raw.isna().any() or not w_raw.isin([0, 1]).all():
             raise PanelError(f"Treatment column {treated!r} must be 0/1 (or boolean) in every row.")
-        units = np.array(sorted(df[unit].unique(), key=_sort_key))
-        times = np.array(sorted(df[time].unique(), key=_sort_key))
-        n_expected = len(units) * len(times)
+        # each row's cell, by label codes in sorted order: the pivot is a scatter, O(rows)
+        # (pandas' pivot sorted a MultiIndex per column: ~1.5 s a column at 4.5M rows)
+        ucode, units = _sorted_codes(df[unit])
+        tcode, times = _sorted_codes(df[time])
+        N, T = len(units), len(times)
+        flat = ucode * T + tcode
+        if np.bincount(flat, minlength=N * T).max(initial=0) > 1:
+            dup = df.duplicated([unit, time])
+            row = df.loc[dup, [unit, time]].iloc[0]
+            raise PanelError(
+                f"Unit {row[unit]!r} appears more than once at period {row[time]!r}; "
+                "aggregate to one row per unit and period first."
+            )
+        n_expected = N * T
         if len(df) != n_expected:
             raise PanelError(
-                f"The panel is unbalanced: {len(df)} rows for {len(units)} units x "
-                f"{len(times)} periods ({n_expected} expected). Add the missing unit-periods "
+                f"The panel is unbalanced: {len(df)} rows for {N} units x "
+                f"{T} periods ({n_expected} expected). Add the missing unit-periods "
                 "(with blackout set if they carry no data)."
             )
-        frame = df.assign(_y=y.astype(float), _w=w_raw.astype(int))
-        Y = frame.pivot(index=unit, columns=time, values="_y").reindex(index=units, columns=times)
-        W = frame.pivot(index=unit, columns=time, values="_w").reindex(index=units, columns=times)
+
+        def grid(values: np.ndarray, dtype: type) -> np.ndarray:
+            out: np.ndarray = np.empty(n_expected, dtype=dtype)
+            out[flat] = values
+            return out.reshape(N, T)
+
+        Y = grid(y.to_numpy(dtype=float), float)
+        W = grid(w_raw.to_numpy(dtype=float) == 1, bool)
         if blackout is not None:
-            b = frame[blackout].astype(bool)
-            B = (
-                frame.assign(_b=b)
-                .pivot(index=unit, columns=time, values="_b")
-                .reindex(index=units, columns=times)
-                .to_numpy(dtype=bool)
-            )
+            B = grid(df[blackout].astype(bool).to_numpy(), bool)
         else:
-            B = np.zeros(Y.shape, dtype=bool)
+            B = np.zeros((N, T), dtype=bool)
         P = None
         if probability is not None:
-            P = (
-                frame.pivot(index=unit, columns=time, values=probability)
-                .reindex(index=units, columns=times)
-                .to_numpy(dtype=float)
-            )
+            P = grid(pd.to_numeric(df[probability]).to_numpy(dtype=float), float)
         X = None
         if covariates:
-            per_unit = frame.groupby(unit)[list(covariates)].nunique()
+            per_unit = df.groupby(unit)[list(covariates)].nunique()
             varying = [c for c in covariates if (per_unit[c] > 1).any()]
             if varying:
                 raise PanelError(
                     f"Covariate(s) {varying} vary within a unit; unit covariates must be constant."
                 )
-            X = frame.groupby(unit)[list(covariates)].first().reindex(units)
+            X = df.groupby(unit)[list(covariates)].first().reindex(units)
         groups = None
         if group is not None:
-            per_unit = frame.groupby(unit)[group]
-            if (per_unit.nunique(dropna=False) > 1).any():
-                bad = per_unit.nunique(dropna=False)
+            gcode, _ = pd.factorize(df[group], use_na_sentinel=False)
+            first = np.full(N, -1, dtype=np.intp)
+            first[ucode[::-1]] = np.arange(len(df))[::-1]  # each unit's first row
+            mixed = gcode != gcode[first[ucode]]
+            if mixed.any():
                 raise PanelError(
-                    f"Class column {group!r} varies within unit {bad[bad > 1].index[0]!r}; "
-                    "a unit belongs to one class."
+                    f"Class column {group!r} varies within unit "
+                    f"{units[ucode[mixed].min()].item()!r}; a unit belongs to one class."
                 )
-            groups = per_unit.first().reindex(units).astype(str).to_numpy()
+            groups = df[group].to_numpy()[first].astype(str)
         return cls(
-            Y=Y.to_numpy(dtype=float),
-            W=W.to_numpy(dtype=int).astype(bool),
+            Y=Y,
+            W=W,
             units=units,
             times=times,
             blackout=B,
@@ -268,6 +269,17 @@ class Panel:
         if self.probability is not None:
             out["probability"] = self.probability.ravel()
         return out
+
+
+def _sorted_codes(col: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's position among the column's distinct labels sorted by ``_sort_key``, and
+    those labels (as ``np.array`` makes them of a list: strings as ``<U``, as before)."""
+    codes, uniques = pd.factorize(col, use_na_sentinel=False)
+    labels = list(uniques)
+    order = sorted(range(len(labels)), key=lambda i: _sort_key(labels[i]))
+    rank = np.empty(len(labels), dtype=np.intp)
+    rank[order] = np.arange(len(labels))
+    return rank[codes], np.array([labels[i] for i in order])
 
 
 def _sort_key(v: object) -> tuple[int, object]:

@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -160,7 +161,7 @@ async def fill(url: str, n: int, days: int, sales: int) -> dict[str, float]:
     try:
         await redis.flushall()
         spec = spec_for(n, days)
-        index = {p: i for i, p in enumerate(sorted(spec.all_products()))}
+        index = pd.Index(sorted(spec.all_products()), dtype=object)
         rng = np.random.default_rng(n)
         closed = days - 2
         before = await used_memory(store)
@@ -199,7 +200,7 @@ async def fill(url: str, n: int, days: int, sales: int) -> dict[str, float]:
         await redis.aclose()
 
 
-def cycle_child(url: str, n: int, days: int, out: Any) -> None:
+def cycle_child(url: str, n: int, days: int, out: Any, profile: bool = False) -> None:
     """One analysis cycle as of the end of ``days`` periods, then one after a new period, in
     this (fresh) process; sends timings and the process's peak RSS."""
     from redis.exceptions import TimeoutError as RedisTimeout
@@ -243,10 +244,21 @@ def cycle_child(url: str, n: int, days: int, out: Any) -> None:
         res["peak_rss_b"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024.0
         return res
 
-    out.put(asyncio.run(run()))
+    if not profile:
+        out.put(asyncio.run(run()))
+        return
+    import cProfile
+    import pstats
+
+    prof = cProfile.Profile()
+    res = prof.runcall(asyncio.run, run())
+    pstats.Stats(prof, stream=sys.stderr).sort_stats("cumulative").print_stats(40)
+    out.put(res)
 
 
-def measure(url: str, n: int, days: int, sales: int, cycle: bool = True) -> dict[str, float]:
+def measure(
+    url: str, n: int, days: int, sales: int, cycle: bool = True, profile: bool = False
+) -> dict[str, float]:
     res = asyncio.run(fill(url, n, days, sales))
     if not cycle:
         nan = float("nan")
@@ -255,7 +267,7 @@ def measure(url: str, n: int, days: int, sales: int, cycle: bool = True) -> dict
         )
     ctx = mp.get_context("spawn")
     q: Any = ctx.Queue()
-    proc = ctx.Process(target=cycle_child, args=(url, n, days, q))
+    proc = ctx.Process(target=cycle_child, args=(url, n, days, q, profile))
     proc.start()
     while True:  # a child that dies sends nothing: do not wait for it forever
         try:
@@ -293,6 +305,7 @@ def main() -> None:
         help="Time the analysis cycle only up to this many products (today's layout reads "
         "every cell field on every cycle: ~20 us each through redis-py, minutes at 100k x 90).",
     )
+    ap.add_argument("--profile", action="store_true", help="cProfile the cycles (to stderr)")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     with tempfile.TemporaryDirectory(prefix="pricelab-scale-") as tmp:
@@ -320,7 +333,7 @@ def main() -> None:
             print(head)
             print("|" + "---|" * 8)
             for n in sizes:
-                r = measure(url, n, args.days, args.sales, cycle=n <= args.cycle_max)
+                r = measure(url, n, args.days, args.sales, n <= args.cycle_max, args.profile)
                 closed = n * r["closed_periods"]
                 print(
                     f"| {n:,} | {r['closed_b'] / closed:.1f} | {r['live_b'] / n:.0f}"

@@ -54,10 +54,8 @@ def experiment_info(
 class _Known:
     """What a panel source has read of one experiment: its products and compacted periods."""
 
-    products: list[str]  # sorted: the order of every period's columns
-    index: dict[str, int]
-    product_arr: np.ndarray  # object array of ``products``
-    class_arr: np.ndarray | None
+    products: pd.Index  # sorted: the order of every period's columns
+    classes: pd.Categorical | None  # each product's class, when the spec groups products
     periods: dict[int, PeriodColumns] = field(default_factory=dict)
 
 
@@ -86,18 +84,11 @@ class RedisPanelSource:
     def _known_of(self, spec: ExperimentSpec) -> _Known:
         known = self._known.get(spec.id)
         if known is None:
-            products = sorted(spec.all_products())
+            products = pd.Index(sorted(spec.all_products()), dtype=object)
             classes = (
-                np.array([spec.class_of(p) for p in products], dtype=object)
-                if spec.clusters
-                else None
+                pd.Categorical([spec.class_of(p) for p in products]) if spec.clusters else None
             )
-            known = self._known[spec.id] = _Known(
-                products,
-                {p: i for i, p in enumerate(products)},
-                np.array(products, dtype=object),
-                classes,
-            )
+            known = self._known[spec.id] = _Known(products, classes)
         return known
 
     async def _compact(self, state: ExperimentState, done: int, now: datetime) -> int:
@@ -107,7 +98,7 @@ class RedisPanelSource:
             return compacted
         known = self._known_of(spec)
         while compacted < done and period_bounds(spec, compacted)[1] + self.lateness <= now:
-            await self.store.compact_period(spec.id, compacted, known.index)
+            await self.store.compact_period(spec.id, compacted, known.products)
             compacted += 1
         return compacted
 
@@ -128,7 +119,7 @@ class RedisPanelSource:
         periods: list[PeriodColumns] = [known.periods[k] for k in range(min(compacted, done))]
         for k in range(min(compacted, done), done):  # done, not yet closed: live hashes
             records, cells = await self.store.live_period(exp_id, k)
-            periods.append(from_hashes(known.index, records, cells))
+            periods.append(from_hashes(known.products, records, cells))
         windows = await self.store.windows(exp_id)
         freezes = [
             f
@@ -151,9 +142,11 @@ def _frame(
     spans: list[tuple[int, int | None]],
 ) -> pd.DataFrame:
     """The panel's rows (period-major, products sorted within a period) from the periods'
-    columns, built array by array."""
+    columns, built array by array. Product, class and blackout reason are categoricals over
+    the experiment's own labels: codes, not millions of strings."""
     parts: dict[str, list[np.ndarray]] = {c: [] for c in _COLUMNS}
     starts = []
+    reasons: dict[str, int] = {}
     for k, cols in enumerate(periods):
         start, end = period_bounds(spec, k)
         starts.append(start)
@@ -166,10 +159,10 @@ def _frame(
             treated.append(int(arm.value == "treatment"))
             prob.append(p)
             whole.append(bu is not None and to_ms(bu) >= end_ms)
-            reason.append(why or "")
+            reason.append(reasons.setdefault(why or "", len(reasons)))
         rows = np.flatnonzero(cols.codes != NO_RECORD)
         codes = cols.codes[rows].astype(np.intp)
-        parts["product"].append(known.product_arr[rows])
+        parts["product"].append(rows)
         parts["period"].append(np.full(len(rows), k, dtype=np.int64))
         parts["units"].append(cols.units[rows].astype(np.float64))
         parts["revenue"].append(cols.revenue[rows].astype(np.float64))
@@ -178,16 +171,22 @@ def _frame(
         parts["treated"].append(np.array(treated, dtype=np.int64)[codes])
         parts["probability"].append(np.array(prob, dtype=np.float64)[codes])
         parts["blackout"].append(window_hit | np.array(whole, dtype=bool)[codes])
-        parts["blackout_reason"].append(np.array(reason, dtype=object)[codes])
-        if known.class_arr is not None:
-            parts["class"].append(known.class_arr[rows])
+        parts["blackout_reason"].append(np.array(reason, dtype=np.int32)[codes])
     if not any(len(p) for p in parts["product"]):
         return pd.DataFrame()
     data: dict[str, Any] = {c: np.concatenate(v) for c, v in parts.items() if v}
-    period = data["period"]
-    data["period_start"] = pd.DatetimeIndex(starts)[period] if len(period) else []
+    rows = data["product"]
+    data["product"] = pd.Categorical.from_codes(rows, dtype=pd.CategoricalDtype(known.products))
+    data["blackout_reason"] = pd.Categorical.from_codes(
+        data["blackout_reason"], dtype=pd.CategoricalDtype(pd.Index(list(reasons), dtype=object))
+    )
+    if known.classes is not None:
+        data["class"] = pd.Categorical.from_codes(
+            known.classes.codes[rows], dtype=known.classes.dtype
+        )
+    data["period_start"] = pd.DatetimeIndex(starts)[data["period"]]
     order = ["product", "period", "period_start", *_COLUMNS[2:]]
-    return pd.DataFrame({c: data[c] for c in order if c in data})
+    return pd.DataFrame({c: data[c] for c in order if c in data}, copy=False)
 
 
 _COLUMNS = (

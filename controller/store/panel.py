@@ -5,9 +5,10 @@ analysis worker's sequence tuning."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
+import pandas as pd
 from redis.client import NEVER_DECODE
 
 from controller.errors import StoreError
@@ -99,16 +100,16 @@ class PanelStore(RedisStore):
         """Refuse period k's sales from now on (they are 'late'); the 'closed' mark after."""
         return int(await self._script("close_period")(args=[self.p, exp_id, k]))
 
-    async def compact_period(self, exp_id: str, k: int, index: Mapping[str, int]) -> bool:
+    async def compact_period(self, exp_id: str, k: int, products: pd.Index) -> bool:
         """Close period k (and those before it) and store it as columns (``columns``), its live
         hashes dropped; False if another worker stored it first. Periods compact in order:
-        ``k`` must be the experiment's next period to compact. ``index``: product -> position
-        among the experiment's sorted products."""
+        ``k`` must be the experiment's next period to compact. ``products``: the experiment's
+        products, sorted."""
         await self.close_period(exp_id, k)
         # closed: nothing writes the hashes any more (a batch in flight when the mark moved ran
         # before it, atomically), so what is read now is final
         records, cells = await self.live_period(exp_id, k)
-        blob = encode(from_hashes(index, records, cells))
+        blob = encode(from_hashes(products, records, cells))
         return bool(await self._script("store_period")(args=[self.p, exp_id, k, blob]))
 
     async def cells_of(self, exp_id: str, products: Sequence[str]) -> dict[str, str]:

@@ -98,7 +98,9 @@ async def _filled(store: Store) -> tuple[Any, dict[tuple[int, str], int], list[S
 
 def _units(df: pd.DataFrame) -> dict[tuple[int, str], int]:
     got = df[df.units > 0]
-    return {(int(k), p): int(u) for k, p, u in zip(got.period, got["product"], got.units)}
+    return {
+        (int(k), p): int(u) for k, p, u in zip(got.period, got["product"], got.units, strict=True)
+    }
 
 
 async def test_compacted_periods_read_as_the_live_ones_and_refuse_late_sales(store) -> None:

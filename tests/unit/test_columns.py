@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from controller.store.columns import (
@@ -13,8 +14,8 @@ from controller.store.columns import (
     from_hashes,
 )
 
-PRODUCTS = ["a", "b|x", "c", "ünï", "e"]
-INDEX = {p: i for i, p in enumerate(PRODUCTS)}
+PRODUCTS = ["a", "b|x", "c", "e", "ünï"]
+INDEX = pd.Index(PRODUCTS)
 RECORDS = {"a": "T|0.5||", "b|x": "C|0.5||", "ünï": "T|0.5|1780000000000|washout"}
 CELLS = {
     "a|u": "7",
@@ -30,10 +31,10 @@ CELLS = {
 def test_a_period_round_trips_through_its_stored_form() -> None:
     cols = decode(encode(from_hashes(INDEX, RECORDS, CELLS)))
     assert cols.records(PRODUCTS) == RECORDS
-    assert cols.codes[2] == NO_RECORD and cols.codes[4] == NO_RECORD
-    assert cols.units.tolist() == [7, 0, 0, 4, 0]
-    assert cols.revenue.tolist() == [17.47, 0.0, 0.0, 0.1, 0.0]  # float("17.4699...") == 17.47
-    assert cols.orders.tolist() == [3, 0, 0, 1, 0]
+    assert cols.codes[2] == NO_RECORD and cols.codes[3] == NO_RECORD
+    assert cols.units.tolist() == [7, 0, 0, 0, 4]
+    assert cols.revenue.tolist() == [17.47, 0.0, 0.0, 0.0, 0.1]  # float("17.4699...") == 17.47
+    assert cols.orders.tolist() == [3, 0, 0, 0, 1]
     assert cols.head.tolist() == [0, 2, 0, 0, 0]
     assert cols.cells(PRODUCTS, 6) == {
         "6|a|u": "7",
@@ -50,7 +51,7 @@ def test_the_stored_form_is_at_most_22_bytes_a_product_before_compression() -> N
     n = 100_000
     rng = np.random.default_rng(1)
     products = [f"P{i:06d}" for i in range(n)]
-    index = {p: i for i, p in enumerate(products)}
+    index = pd.Index(products)
     records = {p: ("T|0.5||" if i % 2 else "C|0.5||") for i, p in enumerate(products)}
     units = rng.poisson(6.0, n)
     cells = {}
@@ -62,7 +63,7 @@ def test_the_stored_form_is_at_most_22_bytes_a_product_before_compression() -> N
 
 
 def test_counts_too_big_for_int32_are_kept_whole() -> None:
-    cols = decode(encode(from_hashes({"a": 0}, {"a": "T|1||"}, {"a|u": str(2**40)})))
+    cols = decode(encode(from_hashes(pd.Index(["a"]), {"a": "T|1||"}, {"a|u": str(2**40)})))
     assert cols.units.tolist() == [2**40]
 
 
@@ -73,11 +74,12 @@ def test_counts_too_big_for_int32_are_kept_whole() -> None:
         ({}, {"zz|u": "1"}, "outside the experiment"),
         ({}, {"a|q": "1"}, "outside the experiment"),
         ({}, {"a|u": "1.5"}, "not a whole number"),
+        ({}, {"u": "1"}, "outside the experiment"),
     ],
 )
 def test_what_would_be_dropped_silently_is_an_error(records, cells, match) -> None:
     with pytest.raises(ColumnsError, match=match):
-        encode(from_hashes({"a": 0}, records, cells))
+        encode(from_hashes(pd.Index(["a"]), records, cells))
 
 
 def test_a_corrupt_blob_is_named() -> None:

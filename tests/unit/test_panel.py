@@ -113,3 +113,37 @@ def test_boolean_treatment_column_is_accepted() -> None:
     df = _long()
     df["w"] = df["w"].astype(bool)
     assert _build(df).W.sum() == 2
+
+
+def test_from_long_places_every_row_in_its_cell_whatever_the_row_order() -> None:
+    rng = np.random.default_rng(4)
+    units = ["b", "a", "10", "9", "ünï"]
+    rows = [
+        {"u": u, "t": t, "y": float(i * 10 + t), "w": (i + t) % 2, "cls": f"c{i % 2}",
+         "p": 0.25 + 0.5 * (t % 2), "bo": t == 3}
+        for i, u in enumerate(units) for t in range(6)
+    ]  # fmt: skip
+    df = pd.DataFrame(rows).sample(frac=1.0, random_state=7).reset_index(drop=True)
+    df = df.iloc[rng.permutation(len(df))]
+    panel = Panel.from_long(
+        df, unit="u", time="t", outcome="y", treated="w", blackout="bo", probability="p",
+        group="cls",
+    )  # fmt: skip
+    assert panel.units.tolist() == ["10", "9", "a", "b", "ünï"]  # strings in natural order
+    assert panel.times.tolist() == [0, 1, 2, 3, 4, 5]
+    for r in rows:
+        i, t = panel.units.tolist().index(r["u"]), r["t"]
+        assert panel.Y[i, t] == r["y"]
+        assert panel.W[i, t] == bool(r["w"])
+        assert panel.probability[i, t] == r["p"]
+        assert panel.blackout[i, t] == r["bo"]
+    assert panel.groups.tolist() == ["c0", "c1", "c1", "c0", "c0"]  # 10, 9, a, b, ünï
+
+
+def test_from_long_names_a_unit_whose_class_varies() -> None:
+    df = pd.DataFrame(
+        {"u": ["a", "a", "b", "b"], "t": [0, 1, 0, 1], "y": 1.0, "w": [0, 1, 0, 1],
+         "cls": ["x", "x", "y", "z"]}
+    )  # fmt: skip
+    with pytest.raises(PanelError, match="varies within unit 'b'"):
+        Panel.from_long(df, unit="u", time="t", outcome="y", treated="w", group="cls")
