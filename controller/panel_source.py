@@ -50,13 +50,68 @@ def experiment_info(
     )
 
 
+_BUFFERS = {
+    "product": np.int32,  # code into the sorted products
+    "period": np.int64,
+    "units": np.float64,
+    "revenue": np.float64,
+    "orders": np.float64,
+    "head_units": np.float64,
+    "treated": np.int64,
+    "probability": np.float64,
+    "whole": np.bool_,  # the record blacks out the whole period (its analysis window)
+    "reason": np.int32,  # code into _Known.reasons
+}
+
+
 @dataclass
 class _Known:
-    """What a panel source has read of one experiment: its products and compacted periods."""
+    """What a panel source has read of one experiment: its products, and the rows of its
+    compacted periods, kept at the front of column buffers sized for the whole experiment;
+    open periods are written after them on every call."""
 
+    spec: ExperimentSpec
     products: pd.Index  # sorted: the order of every period's columns
     classes: pd.Categorical | None  # each product's class, when the spec groups products
-    periods: dict[int, PeriodColumns] = field(default_factory=dict)
+    buf: dict[str, np.ndarray]
+    reasons: dict[str, int] = field(default_factory=dict)
+    kept: int = 0  # compacted periods in the buffers
+    kept_rows: int = 0
+
+    @classmethod
+    def of(cls, spec: ExperimentSpec) -> _Known:
+        products = pd.Index(sorted(spec.all_products()), dtype=object)
+        classes = pd.Categorical([spec.class_of(p) for p in products]) if spec.clusters else None
+        size = len(products) * n_periods(spec)
+        return cls(spec, products, classes, {c: np.empty(size, t) for c, t in _BUFFERS.items()})
+
+    def write(self, k: int, cols: PeriodColumns, at: int) -> int:
+        """Period k's rows (products with a record, in order) from row ``at``; the row after."""
+        end_ms = to_ms(period_bounds(self.spec, k)[1])
+        treated, prob, whole, reason = [], [], [], []
+        for rec in cols.templates:
+            arm, p, bu, why = decode_record(rec)
+            treated.append(int(arm.value == "treatment"))
+            prob.append(p)
+            whole.append(bu is not None and to_ms(bu) >= end_ms)
+            reason.append(self.reasons.setdefault(why or "", len(self.reasons)))
+        rows = np.flatnonzero(cols.codes != NO_RECORD)
+        codes = cols.codes[rows].astype(np.intp)
+        stop = at + len(rows)
+        if stop > len(self.buf["period"]):  # more rows than planned (cannot happen today)
+            self.buf = {c: np.resize(b, max(stop, 2 * len(b))) for c, b in self.buf.items()}
+        b = self.buf
+        b["product"][at:stop] = rows
+        b["period"][at:stop] = k
+        b["units"][at:stop] = cols.units[rows]
+        b["revenue"][at:stop] = cols.revenue[rows]
+        b["orders"][at:stop] = cols.orders[rows]
+        b["head_units"][at:stop] = cols.head[rows]
+        b["treated"][at:stop] = np.array(treated, dtype=np.int64)[codes]
+        b["probability"][at:stop] = np.array(prob, dtype=np.float64)[codes]
+        b["whole"][at:stop] = np.array(whole, dtype=bool)[codes]
+        b["reason"][at:stop] = np.array(reason, dtype=np.int32)[codes]
+        return stop
 
 
 @dataclass
@@ -84,11 +139,7 @@ class RedisPanelSource:
     def _known_of(self, spec: ExperimentSpec) -> _Known:
         known = self._known.get(spec.id)
         if known is None:
-            products = pd.Index(sorted(spec.all_products()), dtype=object)
-            classes = (
-                pd.Categorical([spec.class_of(p) for p in products]) if spec.clusters else None
-            )
-            known = self._known[spec.id] = _Known(products, classes)
+            known = self._known[spec.id] = _Known.of(spec)
         return known
 
     async def _compact(self, state: ExperimentState, done: int, now: datetime) -> int:
@@ -113,13 +164,18 @@ class RedisPanelSource:
         )
         compacted = await self._compact(state, done, now)
         known = self._known_of(spec)
-        new = [k for k in range(min(compacted, done)) if k not in known.periods]
-        for k, cols in zip(new, await self.store.compacted_periods(exp_id, new), strict=True):
-            known.periods[k] = cols
-        periods: list[PeriodColumns] = [known.periods[k] for k in range(min(compacted, done))]
-        for k in range(min(compacted, done), done):  # done, not yet closed: live hashes
+        upto = min(compacted, done)
+        if upto < known.kept:  # an earlier as_of than a previous call's: start afresh
+            known = self._known[exp_id] = _Known.of(spec)
+        for first in range(known.kept, upto, _FETCH):  # new compacted periods, read once
+            ks = range(first, min(upto, first + _FETCH))
+            for k, cols in zip(ks, await self.store.compacted_periods(exp_id, ks), strict=True):
+                known.kept_rows = known.write(k, cols, known.kept_rows)
+                known.kept = k + 1
+        end = known.kept_rows
+        for k in range(upto, done):  # done, not yet closed: live hashes, read every call
             records, cells = await self.store.live_period(exp_id, k)
-            periods.append(from_hashes(known.products, records, cells))
+            end = known.write(k, from_hashes(known.products, records, cells), end)
         windows = await self.store.windows(exp_id)
         freezes = [
             f
@@ -132,62 +188,46 @@ class RedisPanelSource:
         spans = [(w["start_ms"], w["end_ms"]) for w in windows] + [
             (f["start_ms"], f["end_ms"] + washout_ms) for f in freezes
         ]
-        return _frame(spec, known, periods, spans)
+        return _frame(known, end, done, spans)
 
 
-def _frame(
-    spec: ExperimentSpec,
-    known: _Known,
-    periods: list[PeriodColumns],
-    spans: list[tuple[int, int | None]],
-) -> pd.DataFrame:
-    """The panel's rows (period-major, products sorted within a period) from the periods'
-    columns, built array by array. Product, class and blackout reason are categoricals over
-    the experiment's own labels: codes, not millions of strings."""
-    parts: dict[str, list[np.ndarray]] = {c: [] for c in _COLUMNS}
-    starts = []
-    reasons: dict[str, int] = {}
-    for k, cols in enumerate(periods):
-        start, end = period_bounds(spec, k)
-        starts.append(start)
-        tail_start = to_ms(start + spec.washout)
-        end_ms = to_ms(end)
-        window_hit = any(s < end_ms and (e is None or e > tail_start) for s, e in spans)
-        treated, prob, whole, reason = [], [], [], []
-        for rec in cols.templates:
-            arm, p, bu, why = decode_record(rec)
-            treated.append(int(arm.value == "treatment"))
-            prob.append(p)
-            whole.append(bu is not None and to_ms(bu) >= end_ms)
-            reason.append(reasons.setdefault(why or "", len(reasons)))
-        rows = np.flatnonzero(cols.codes != NO_RECORD)
-        codes = cols.codes[rows].astype(np.intp)
-        parts["product"].append(rows)
-        parts["period"].append(np.full(len(rows), k, dtype=np.int64))
-        parts["units"].append(cols.units[rows].astype(np.float64))
-        parts["revenue"].append(cols.revenue[rows].astype(np.float64))
-        parts["orders"].append(cols.orders[rows].astype(np.float64))
-        parts["head_units"].append(cols.head[rows].astype(np.float64))
-        parts["treated"].append(np.array(treated, dtype=np.int64)[codes])
-        parts["probability"].append(np.array(prob, dtype=np.float64)[codes])
-        parts["blackout"].append(window_hit | np.array(whole, dtype=bool)[codes])
-        parts["blackout_reason"].append(np.array(reason, dtype=np.int32)[codes])
-    if not any(len(p) for p in parts["product"]):
+def _frame(known: _Known, end: int, done: int, spans: list[tuple[int, int | None]]) -> pd.DataFrame:
+    """The panel's rows (period-major, products sorted within a period): views of the
+    buffers' first ``end`` rows, valid until the next call for the experiment. Product, class
+    and blackout reason are categoricals over the experiment's own labels (codes, not
+    millions of strings); a cell is blackout when its record says so or an exclusion window
+    overlaps its period's analysis window."""
+    if end == 0:
         return pd.DataFrame()
-    data: dict[str, Any] = {c: np.concatenate(v) for c, v in parts.items() if v}
-    rows = data["product"]
-    data["product"] = pd.Categorical.from_codes(rows, dtype=pd.CategoricalDtype(known.products))
-    data["blackout_reason"] = pd.Categorical.from_codes(
-        data["blackout_reason"], dtype=pd.CategoricalDtype(pd.Index(list(reasons), dtype=object))
-    )
+    spec, b = known.spec, known.buf
+    starts, hit = [], []
+    for k in range(done):
+        start, stop = period_bounds(spec, k)
+        starts.append(start)
+        tail_start, end_ms = to_ms(start + spec.washout), to_ms(stop)
+        hit.append(any(s < end_ms and (e is None or e > tail_start) for s, e in spans))
+    period = b["period"][:end]
+    codes = b["product"][:end]
+    data: dict[str, Any] = {
+        "product": pd.Categorical.from_codes(codes, dtype=pd.CategoricalDtype(known.products)),
+        "period": period,
+        "period_start": pd.DatetimeIndex(starts)[period],
+        **{c: b[c][:end] for c in _COLUMNS[2:8]},
+        "blackout": b["whole"][:end] | np.array(hit, dtype=bool)[period],
+        "blackout_reason": pd.Categorical.from_codes(
+            b["reason"][:end],
+            dtype=pd.CategoricalDtype(pd.Index(list(known.reasons), dtype=object)),
+        ),
+    }
     if known.classes is not None:
         data["class"] = pd.Categorical.from_codes(
-            known.classes.codes[rows], dtype=known.classes.dtype
+            known.classes.codes[codes], dtype=known.classes.dtype
         )
-    data["period_start"] = pd.DatetimeIndex(starts)[data["period"]]
-    order = ["product", "period", "period_start", *_COLUMNS[2:]]
-    return pd.DataFrame({c: data[c] for c in order if c in data}, copy=False)
+    return pd.DataFrame(data, copy=False)
 
+
+#: compacted periods fetched per round trip (100,000 products: ~2 MB each, uncompressed)
+_FETCH = 16
 
 _COLUMNS = (
     "product",

@@ -93,19 +93,18 @@ def from_hashes(
         templates = np.array([], dtype=object)
     sums = {f: np.zeros(n, dtype=np.float64) for f in FIELDS}
     if cells:
-        fields = pd.Series(list(cells), dtype=object)
-        kind = fields.str[-1].to_numpy()
-        sep = fields.str[-2].to_numpy()
-        where = products.get_indexer(fields.str[:-2])
+        fields = list(cells)
+        where = products.get_indexer([f[:-2] for f in fields])
+        kind = np.array([f[-2:] for f in fields])
         values = np.array(list(cells.values()), dtype=np.float64)
-        valid = (where >= 0) & (sep == "|") & np.isin(kind, FIELDS)
-        if not valid.all():
-            raise ColumnsError(
-                f"a cell {fields[~valid].iloc[0]!r} outside the experiment's products"
-            )
+        valid = where >= 0
         for f in FIELDS:
-            mine = kind == f
-            sums[f][where[mine]] = values[mine]
+            mine = kind == "|" + f
+            sums[f][where[mine & valid]] = values[mine & valid]
+            valid &= ~mine
+        if (where < 0).any() or valid.any():  # no product, or no known field
+            bad = fields[int(np.flatnonzero((where < 0) | valid)[0])]
+            raise ColumnsError(f"a cell {bad!r} outside the experiment's products")
     return PeriodColumns(
         tuple(str(t) for t in templates), codes, sums["u"], sums["r"], sums["n"], sums["h"]
     )

@@ -110,7 +110,8 @@ async def test_compacted_periods_read_as_the_live_ones_and_refuse_late_sales(sto
     assert _units(live) == want
     assert len(live) == 4 * len(PRODUCTS)  # a row per product and done period, sales or not
     source = RedisPanelSource(store, ManualClock(now), lateness=HOUR)
-    compacted = await source.panel(spec.id, now)
+    # a frame is a view of the source's buffers, valid until its next call: copied to compare
+    compacted = (await source.panel(spec.id, now)).copy()
     pd.testing.assert_frame_equal(compacted, live)
     state = await store.get_experiment(spec.id)
     assert (state.closed, state.compacted) == (3, 3)
@@ -137,7 +138,7 @@ async def test_a_cycle_reads_only_what_is_new(store) -> None:
     spec, want, _ = await _filled(store)
     now = START + timedelta(hours=4, minutes=30)
     source = RedisPanelSource(store, ManualClock(now), lateness=HOUR)
-    first = await source.panel(spec.id, now)
+    first = (await source.panel(spec.id, now)).copy()
     # the compacted periods are kept: with their stored form gone, the next cycle is the same
     p = f"{store.p}:exp:{spec.id}"
     assert await store.redis.delete(*(f"{p}:col:{k}" for k in range(3))) == 3
@@ -180,3 +181,20 @@ async def test_dedupe_markers_are_compact_sets_that_expire_with_their_period(sto
     await store.ingest([_sale(3000, "p00", 4, 20, 1, spec)])
     assert await store.redis.hget(f"{p}:seenb", "b:4") == "1"
     assert await store.redis.hget(f"{p}:seenb", "b:0") == "64"  # no period before: default
+
+
+async def test_kept_periods_follow_later_windows_and_an_earlier_as_of(store) -> None:
+    spec, _, _ = await _filled(store)
+    now = START + timedelta(hours=4, minutes=30)
+    source = RedisPanelSource(store, ManualClock(now), lateness=HOUR)
+    before = (await source.panel(spec.id, now)).copy()
+    assert not before[before.period == 1].blackout.any()
+    # an exclusion window over period 1's analysis window, recorded after it was kept
+    await store.open_window(spec.id, "w", START + timedelta(hours=1, minutes=20), "paused")
+    await store.close_windows(spec.id, START + timedelta(hours=1, minutes=40))
+    after = await source.panel(spec.id, now)
+    assert after[after.period == 1].blackout.all()
+    assert (after.blackout[after.period != 1] == before.blackout[before.period != 1]).all()
+    # an earlier as_of than the kept periods: the source starts afresh, two periods done
+    early = START + timedelta(hours=2, minutes=30)
+    assert sorted(set((await source.panel(spec.id, early)).period)) == [0, 1]
