@@ -163,7 +163,7 @@ class Panel:
             if mixed.any():
                 raise PanelError(
                     f"Class column {group!r} varies within unit "
-                    f"{units[ucode[mixed].min()].item()!r}; a unit belongs to one class."
+                    f"{units.tolist()[ucode[mixed].min()]!r}; a unit belongs to one class."
                 )
             groups = df[group].to_numpy()[first].astype(str)
         return cls(

@@ -14,6 +14,7 @@ what the design was validated with and never decides by design name.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -24,11 +25,14 @@ import pandas as pd
 
 from controller.clock import Clock
 from controller.designs import DesignContext, design_of, design_sampler
+from controller.errors import StoreError
 from controller.periods import n_periods, period_bounds, period_index
 from controller.spec import ExperimentSpec
 from controller.store import ExperimentState, Store, decode_record, to_ms
-from controller.store.columns import NO_RECORD, PeriodColumns, from_hashes
+from controller.store.columns import NO_RECORD, ColumnsError, PeriodColumns, from_hashes
 from core.ports import ExperimentInfo
+
+log = logging.getLogger("pricelab.panel")
 
 
 def experiment_info(
@@ -127,13 +131,16 @@ class RedisPanelSource:
 
     async def experiments(self) -> list[ExperimentInfo]:
         await self.clock.sync()
-        out = []
+        out: list[ExperimentInfo] = []
         for st in await self.store.experiments():
             if st.status in ("running", "paused", "ended", "stopped") and st.flipped_period >= 0:
                 spec = st.spec
                 uses_triggers = design_of(spec).uses_triggers
                 triggers = await self.store.triggers(spec.id) if uses_triggers else {}
                 out.append(experiment_info(spec, st.status, triggers))
+        # what is kept of experiments no longer analysed is let go
+        for gone in set(self._known) - {i.id for i in out}:
+            del self._known[gone]
         return out
 
     def _known_of(self, spec: ExperimentSpec) -> _Known:
@@ -143,20 +150,39 @@ class RedisPanelSource:
         return known
 
     async def _compact(self, state: ExperimentState, done: int, now: datetime) -> int:
-        """Compact the periods whose sales window closed; the compacted count after."""
+        """Compact the periods whose sales window closed; the compacted count after. An
+        experiment created before the compacted layout is never compacted (its cells are in
+        the old single hash: compacting would store zeros). A period that cannot be compacted
+        is logged and left live, so one experiment cannot stop every other's analysis."""
         spec, compacted = state.spec, state.compacted
-        if self.lateness is None:
+        if self.lateness is None or state.n_products is None:
             return compacted
         known = self._known_of(spec)
         while compacted < done and period_bounds(spec, compacted)[1] + self.lateness <= now:
-            await self.store.compact_period(spec.id, compacted, known.products)
+            try:
+                await self.store.compact_period(spec.id, compacted, known.products)
+            except ColumnsError as e:
+                log.error("experiment %s: period %d left uncompacted: %s", spec.id, compacted, e)
+                break
             compacted += 1
         return compacted
 
     async def panel(self, exp_id: str, as_of: datetime) -> pd.DataFrame:
-        state = await self.store.get_experiment(exp_id)
-        spec = state.spec
-        now = as_of
+        for _ in range(5):
+            state = await self.store.get_experiment(exp_id)
+            try:
+                got = await self._rows(state, as_of)
+            except ColumnsError as e:  # a corrupt period: this experiment only, not all
+                log.error("experiment %s: panel not readable: %s", exp_id, e)
+                return pd.DataFrame()
+            if got is not None:
+                return await self._with_windows(state, *got)
+        raise StoreError(f"experiment {exp_id!r}: its periods kept being compacted mid-read")
+
+    async def _rows(self, state: ExperimentState, now: datetime) -> tuple[_Known, int, int] | None:
+        """The experiment's rows in the buffers: (kept state, rows, periods done); None when
+        another worker compacted a period while it was read live (its hashes may have gone)."""
+        spec, exp_id = state.spec, state.spec.id
         done = min(period_index(spec, now), n_periods(spec))  # periods strictly before now's
         done = max(
             0,
@@ -176,6 +202,14 @@ class RedisPanelSource:
         for k in range(upto, done):  # done, not yet closed: live hashes, read every call
             records, cells = await self.store.live_period(exp_id, k)
             end = known.write(k, from_hashes(known.products, records, cells), end)
+        if upto < done and (await self.store.get_experiment(exp_id)).compacted > upto:
+            return None
+        return known, end, done
+
+    async def _with_windows(
+        self, state: ExperimentState, known: _Known, end: int, done: int
+    ) -> pd.DataFrame:
+        exp_id, spec = state.spec.id, state.spec
         windows = await self.store.windows(exp_id)
         freezes = [
             f

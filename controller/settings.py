@@ -156,8 +156,9 @@ class Settings(BaseSettings):
     #: competitor events may arrive this late for trigger rules; older ones are stale
     trigger_watermark_lag: timedelta = timedelta(minutes=5)
     #: a sale's event id is remembered for dedupe until its period closes to sales (the
-    #: period's end + allowed_lateness), plus this margin
-    dedupe_margin: timedelta = timedelta(hours=1)
+    #: period's end + allowed_lateness), plus this margin (the markers expire by Redis's own
+    #: clock: the margin also covers a simulated clock that runs slower than the wall's)
+    dedupe_margin: timedelta = timedelta(days=1)
     #: sales batch: up to this many events, or whatever arrived within sales_batch_within seconds
     sales_batch_size: int = 2000
     sales_batch_within: float = 0.05

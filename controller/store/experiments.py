@@ -42,6 +42,9 @@ class ExperimentState:
     #: periods below ``closed`` refuse sales; those below ``compacted`` are stored as columns
     closed: int = 0
     compacted: int = 0
+    #: set at creation since the compacted layout (issue #17); None for older experiments,
+    #: whose cells are in the old single hash and must never be compacted
+    n_products: int | None = None
 
 
 class ExperimentStore(RedisStore):
@@ -93,7 +96,7 @@ class ExperimentStore(RedisStore):
                             await conn.read_response(), spec.id, products, first, lease_ms
                         )
             done = await self._script("create_finish")(
-                args=[self.p, spec.id, gen, spec.to_json(), to_ms(now)]
+                args=[self.p, spec.id, gen, spec.to_json(), to_ms(now), len(products)]
             )
             if done != "ok":
                 raise StoreError(
@@ -169,6 +172,7 @@ class ExperimentStore(RedisStore):
             frozen=st.get("frozen", "0") == "1",
             closed=int(st.get("closed", 0)),
             compacted=int(st.get("compacted", 0)),
+            n_products=int(st["n_products"]) if "n_products" in st else None,
         )
 
     async def experiments(self) -> list[ExperimentState]:

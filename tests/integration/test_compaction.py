@@ -180,7 +180,8 @@ async def test_dedupe_markers_are_compact_sets_that_expire_with_their_period(sto
     # period 4's bucket count follows period 3's volume (~200 a set): 100 sales, one set
     await store.ingest([_sale(3000, "p00", 4, 20, 1, spec)])
     assert await store.redis.hget(f"{p}:seenb", "b:4") == "1"
-    assert await store.redis.hget(f"{p}:seenb", "b:0") == "64"  # no period before: default
+    # no period before: from the experiment's 23 products (a sale each), one set
+    assert await store.redis.hget(f"{p}:seenb", "b:0") == "1"
 
 
 async def test_kept_periods_follow_later_windows_and_an_earlier_as_of(store) -> None:
@@ -198,3 +199,24 @@ async def test_kept_periods_follow_later_windows_and_an_earlier_as_of(store) -> 
     # an earlier as_of than the kept periods: the source starts afresh, two periods done
     early = START + timedelta(hours=2, minutes=30)
     assert sorted(set((await source.panel(spec.id, early)).period)) == [0, 1]
+
+
+async def test_old_layout_experiments_are_never_compacted_and_bad_state_stays_local(
+    store,
+) -> None:
+    spec, _, _ = await _filled(store)
+    p = f"{store.p}:exp:{spec.id}"
+    now = START + timedelta(hours=4, minutes=30)
+    # created before the compacted layout: no n_products in its state
+    await store.redis.hdel(f"{p}:state", "n_products")
+    await RedisPanelSource(store, ManualClock(now), lateness=HOUR).panel(spec.id, now)
+    assert (await store.get_experiment(spec.id)).compacted == 0
+    assert await store.redis.exists(f"{p}:a:0", f"{p}:cells:0") == 2
+    # a cell of a product outside the spec: the period is left live, the panel is empty for
+    # this experiment (logged), and nothing raises into the worker's cycle
+    await store.redis.hset(f"{p}:state", "n_products", str(len(PRODUCTS)))
+    await store.redis.hset(f"{p}:cells:0", "intruder|u", "3")
+    df = await RedisPanelSource(store, ManualClock(now), lateness=HOUR).panel(spec.id, now)
+    assert df.empty
+    assert (await store.get_experiment(spec.id)).compacted == 0
+    assert await store.redis.exists(f"{p}:a:0", f"{p}:cells:0") == 2

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import struct
+import zlib
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -58,7 +61,9 @@ def test_the_stored_form_is_at_most_22_bytes_a_product_before_compression() -> N
     for p, u in zip(products, units.tolist(), strict=True):
         cells |= {f"{p}|u": str(u), f"{p}|r": repr(u * 9.99 + rng.random()), f"{p}|n": "1"}
     blob = encode(from_hashes(index, records, cells))
-    assert len(blob) <= 22 * n
+    (hlen,) = struct.unpack("<I", blob[4:8])
+    assert len(zlib.decompress(blob[8 + hlen :])) == 22 * n  # uint16 + 3 x int32 + float64
+    assert len(blob) < 22 * n
     assert decode(blob).units.tolist() == units.tolist()
 
 

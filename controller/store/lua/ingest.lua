@@ -12,7 +12,8 @@
 -- integer sets {base}:seen:{k}:{bucket} (intset encoding, 8 bytes a member while a set holds
 -- at most 512), kept keep_s seconds (until the period closes, plus a margin). A period's bucket
 -- count is fixed at its first sale, from the sales remembered in the period before (~200 a
--- set); {base}:seenb holds b:{k} (buckets) and n:{k} (sales remembered) per period.
+-- set), or for a first period from the experiment's products; {base}:seenb holds b:{k}
+-- (buckets) and n:{k} (sales remembered) per period.
 -- Every Lua string is interned (hashed, looked up, later swept): per-experiment keys are
 -- built once per batch, not per sale, and totals are summed by status before their keys are.
 local p = ARGV[1]
@@ -26,12 +27,13 @@ end
 local function buckets_for(e, k)
   local b = tonumber(redis.call('HGET', e.seenb, 'b:'..k))
   if not b then
+    -- ~200 a set: from the sales of the period before, else one sale per product
     local prev = tonumber(redis.call('HGET', e.seenb, 'n:'..(tonumber(k) - 1)) or '')
-    b = 64
-    if prev then
-      b = 1
-      while b * 200 < prev and b < 65536 do b = b * 2 end
+    if not prev then
+      prev = tonumber(redis.call('HGET', e.base..':state', 'n_products') or '') or 12800
     end
+    b = 1
+    while b * 200 < prev and b < 65536 do b = b * 2 end
     redis.call('HSET', e.seenb, 'b:'..k, b)
   end
   return b
