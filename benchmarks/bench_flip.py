@@ -24,14 +24,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import re
 import shutil
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator, Awaitable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -167,32 +170,48 @@ async def _slowest_command_ms(rt: Runtime) -> float:
     return max((e["duration"] for e in log), default=0) / 1000
 
 
-async def one_flip(stack: EmbeddedStack, n: int) -> dict[str, float]:
+@contextlib.asynccontextmanager
+async def _runtime(stack: EmbeddedStack) -> AsyncIterator[Runtime]:
+    """A started worker runtime on fresh topics and key prefix, every command >= 1 ms in the
+    SLOWLOG (a flip's HSETs alone fill the default 128 entries)."""
     settings = bench_settings(stack, partitions=4, flip_lease=timedelta(minutes=10))
     await ensure_topics(settings)
     rt = Runtime(settings)
     await rt.ensure_started()
     try:
+        await rt.redis.config_set("slowlog-log-slower-than", 1000)
+        await rt.redis.config_set("slowlog-max-len", 1_000_000)
+        yield rt
+    finally:
+        await rt.stop()
+
+
+async def _watched(rt: Runtime, url: str, stage: Awaitable[Any]) -> tuple[Any, dict[str, float]]:
+    """Run ``stage`` while another client PINGs Redis: its result, and its seconds, the
+    slowest and p99 PING (ms), the BUSY replies and Redis's longest command (ms)."""
+    await rt.redis.slowlog_reset()
+    probe = RedisProbe(url)
+    t0 = time.perf_counter()
+    result = await stage
+    seconds = time.perf_counter() - t0
+    worst, p99, busy = probe.stop()
+    return result, {
+        "s": seconds,
+        "ping_max_ms": worst,
+        "ping_p99_ms": p99,
+        "busy_replies": busy,
+        "cmd_max_ms": await _slowest_command_ms(rt),
+    }
+
+
+async def one_flip(stack: EmbeddedStack, n: int) -> dict[str, float]:
+    async with _runtime(stack) as rt:
         spec = experiment(n)
         await rt.clock.set(START + timedelta(seconds=1))  # type: ignore[attr-defined]
-        await rt.redis.config_set("slowlog-log-slower-than", 1000)
-        await rt.redis.config_set("slowlog-max-len", 1_000_000)  # the flip's HSETs fill 128
-        await rt.redis.slowlog_reset()
-        probe = RedisProbe(stack.redis_url)
-        t0 = time.perf_counter()
-        await rt.flipper.create(spec)
-        create_s = time.perf_counter() - t0
-        create_ping_max, create_ping_p99, create_busy = probe.stop()
-        create_cmd_max = await _slowest_command_ms(rt)
+        _, create = await _watched(rt, stack.redis_url, rt.flipper.create(spec))
         stages = _Stages(rt)
         await rt.clock.set(START + spec.period + timedelta(seconds=1))  # type: ignore[attr-defined]
-        await rt.redis.slowlog_reset()
-        probe = RedisProbe(stack.redis_url)
-        t0 = time.perf_counter()
-        flips = await rt.flipper.tick()
-        flip_s = time.perf_counter() - t0
-        flip_ping_max, _, flip_busy = probe.stop()
-        flip_cmd_max = await _slowest_command_ms(rt)
+        flips, flip = await _watched(rt, stack.redis_url, rt.flipper.tick())
         assert flips == 1, flips
         state = await rt.store.get_experiment(spec.id)
         assert state.flipped_period == 1
@@ -200,22 +219,20 @@ async def one_flip(stack: EmbeddedStack, n: int) -> dict[str, float]:
         assert written == n, written
         await rt.redis.flushdb()  # free the 1M-product state before the next run
         return {
-            "flip_s": flip_s,
+            "flip_s": flip["s"],
             "write_s": stages.write,
             "publish_s": stages.publish,
-            "design_s": flip_s - stages.write - stages.publish,
-            "create_s": create_s,
-            "create_ping_max_ms": create_ping_max,
-            "create_ping_p99_ms": create_ping_p99,
-            "create_cmd_max_ms": create_cmd_max,
-            "create_busy_replies": create_busy,
-            "flip_ping_max_ms": flip_ping_max,
-            "flip_cmd_max_ms": flip_cmd_max,
-            "flip_busy_replies": flip_busy,
+            "design_s": flip["s"] - stages.write - stages.publish,
+            "create_s": create["s"],
+            "create_ping_max_ms": create["ping_max_ms"],
+            "create_ping_p99_ms": create["ping_p99_ms"],
+            "create_cmd_max_ms": create["cmd_max_ms"],
+            "create_busy_replies": create["busy_replies"],
+            "flip_ping_max_ms": flip["ping_max_ms"],
+            "flip_cmd_max_ms": flip["cmd_max_ms"],
+            "flip_busy_replies": flip["busy_replies"],
             "rss_mb": psutil.Process().memory_info().rss / 2**20,
         }
-    finally:
-        await rt.stop()
 
 
 async def many_flips(stack: EmbeddedStack, n_exps: int, n: int) -> dict[str, float]:
@@ -223,39 +240,19 @@ async def many_flips(stack: EmbeddedStack, n_exps: int, n: int) -> dict[str, flo
     boundary: one ``tick`` flips them all, as a worker's tick does. Times the tick until the
     last assignment is acknowledged (acks=all, flushed) and the last flip marked done, and
     what another client's PINGs see meanwhile."""
-    settings = bench_settings(stack, partitions=4, flip_lease=timedelta(minutes=10))
-    await ensure_topics(settings)
-    rt = Runtime(settings)
-    await rt.ensure_started()
-    try:
+    async with _runtime(stack) as rt:
         specs = [experiment(n, exp_id=f"x{j}", prefix=f"x{j}p") for j in range(n_exps)]
         await rt.clock.set(START + timedelta(seconds=1))  # type: ignore[attr-defined]
         for spec in specs:
             await rt.flipper.create(spec)
         await rt.clock.set(START + specs[0].period + timedelta(seconds=1))  # type: ignore[attr-defined]
-        await rt.redis.config_set("slowlog-log-slower-than", 1000)
-        await rt.redis.config_set("slowlog-max-len", 1_000_000)
-        await rt.redis.slowlog_reset()
-        probe = RedisProbe(stack.redis_url)
-        t0 = time.perf_counter()
-        flips = await rt.flipper.tick()
-        flip_s = time.perf_counter() - t0
-        ping_max, ping_p99, busy = probe.stop()
-        cmd_max = await _slowest_command_ms(rt)
+        flips, seen = await _watched(rt, stack.redis_url, rt.flipper.tick())
         assert flips == n_exps, flips
         for spec in specs:
             assert (await rt.store.get_experiment(spec.id)).flipped_period == 1
             assert len(await rt.store.assignment_records(spec.id, 1)) == n
         await rt.redis.flushdb()
-        return {
-            "all_s": flip_s,
-            "ping_max_ms": ping_max,
-            "ping_p99_ms": ping_p99,
-            "cmd_max_ms": cmd_max,
-            "busy_replies": busy,
-        }
-    finally:
-        await rt.stop()
+        return {"all_s": seen.pop("s"), **seen}
 
 
 def main() -> None:

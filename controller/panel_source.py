@@ -92,7 +92,10 @@ class _Known:
     def write(self, k: int, cols: PeriodColumns, at: int) -> int:
         """Period k's rows (products with a record, in order) from row ``at``; the row after."""
         end_ms = to_ms(period_bounds(self.spec, k)[1])
-        treated, prob, whole, reason = [], [], [], []
+        treated: list[int] = []
+        prob: list[float] = []
+        whole: list[bool] = []
+        reason: list[int] = []
         for rec in cols.templates:
             arm, p, bu, why = decode_record(rec)
             treated.append(int(arm.value == "treatment"))
@@ -107,14 +110,19 @@ class _Known:
         b = self.buf
         b["product"][at:stop] = rows
         b["period"][at:stop] = k
-        b["units"][at:stop] = cols.units[rows]
-        b["revenue"][at:stop] = cols.revenue[rows]
-        b["orders"][at:stop] = cols.orders[rows]
-        b["head_units"][at:stop] = cols.head[rows]
-        b["treated"][at:stop] = np.array(treated, dtype=np.int64)[codes]
-        b["probability"][at:stop] = np.array(prob, dtype=np.float64)[codes]
-        b["whole"][at:stop] = np.array(whole, dtype=bool)[codes]
-        b["reason"][at:stop] = np.array(reason, dtype=np.int32)[codes]
+        for name, per_product in zip(
+            ("units", "revenue", "orders", "head_units"),
+            (cols.units, cols.revenue, cols.orders, cols.head),
+            strict=True,
+        ):
+            b[name][at:stop] = per_product[rows]
+        for name, per_record in (
+            ("treated", treated),
+            ("probability", prob),
+            ("whole", whole),
+            ("reason", reason),
+        ):
+            b[name][at:stop] = np.asarray(per_record)[codes]
         return stop
 
 
@@ -246,7 +254,7 @@ def _frame(known: _Known, end: int, done: int, spans: list[tuple[int, int | None
         "product": pd.Categorical.from_codes(codes, dtype=pd.CategoricalDtype(known.products)),
         "period": period,
         "period_start": pd.DatetimeIndex(starts)[period],
-        **{c: b[c][:end] for c in _COLUMNS[2:8]},
+        **{c: b[c][:end] for c in _AS_IS},
         "blackout": b["whole"][:end] | np.array(hit, dtype=bool)[period],
         "blackout_reason": pd.Categorical.from_codes(
             b["reason"][:end],
@@ -263,19 +271,8 @@ def _frame(known: _Known, end: int, done: int, spans: list[tuple[int, int | None
 #: compacted periods fetched per round trip (100,000 products: ~2 MB each, uncompressed)
 _FETCH = 16
 
-_COLUMNS = (
-    "product",
-    "period",
-    "units",
-    "revenue",
-    "orders",
-    "head_units",
-    "treated",
-    "probability",
-    "blackout",
-    "blackout_reason",
-    "class",
-)
+#: the buffers that are panel columns as they stand
+_AS_IS = ("units", "revenue", "orders", "head_units", "treated", "probability")
 
 
 @dataclass
