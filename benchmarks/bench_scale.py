@@ -109,7 +109,7 @@ async def flip(store: Store, spec: ExperimentSpec, k: int) -> None:
 
 async def add_cells(store: Store, spec: ExperimentSpec, k: int, rng: np.random.Generator) -> None:
     """Period k's live cells ({p}:exp:{id}:cells:{k}), as the ingest script leaves them."""
-    key = f"{store.p}:exp:{EXP}:cells:{k}"
+    key = f"{store.exp(EXP)}:cells:{k}"
     await send_packed(store, packed_hsets(key, cell_pairs(spec.all_products(), rng), 4000))
 
 
@@ -189,7 +189,7 @@ async def fill(url: str, n: int, days: int, sales: int) -> dict[str, float]:
         # the second period's dedupe sets alone (MEMORY USAGE): INFO's growth also holds the
         # revenue fields that HINCRBYFLOAT lengthens (to 17 significant digits)
         sets = 0
-        async for key in redis.scan_iter(f"{store.p}:exp:{EXP}:seen:{days - 1}:*", count=1000):
+        async for key in redis.scan_iter(f"{store.exp(EXP)}:seen:{days - 1}:*", count=1000):
             sets += int(await redis.memory_usage(key, samples=0) or 0)
         return {
             "create_b": after_create - before,

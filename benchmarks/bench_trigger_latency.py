@@ -54,6 +54,7 @@ from benchmarks._common import (  # noqa: E402
 )
 from controller.store import Store, make_redis  # noqa: E402
 from controller.store.clock import SharedSimulatedClock  # noqa: E402
+from controller.store.keys import clock as clock_key
 from streams.app import COMPETITOR_WINDOW  # noqa: E402
 from streams.commands import send_command_async  # noqa: E402
 from streams.embedded import EmbeddedStack  # noqa: E402
@@ -207,7 +208,7 @@ async def one_run(
         },
     }
     redis = make_redis(settings)
-    clock = SharedSimulatedClock(redis, f"{settings.key_prefix}:clock")
+    clock = SharedSimulatedClock(redis, clock_key(settings.key_prefix))
     await clock.set(T0 - timedelta(minutes=40))
     topic = settings.topics.competitor_prices
     # each relay reads a source topic of its own (the worker would otherwise handle its

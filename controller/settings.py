@@ -16,6 +16,16 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+def check_key_prefix(prefix: str) -> str:
+    """The key prefix, if it can tag Redis keys (controller/store/keys.py): no braces (they
+    would move the hash tag) and no ':' at its ends."""
+    if not prefix or "{" in prefix or "}" in prefix or prefix[0] == ":" or prefix[-1] == ":":
+        raise ValueError(
+            f"key prefix {prefix!r}: give a non-empty name without braces or a ':' at its ends"
+        )
+    return prefix
+
+
 class KafkaSettings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -85,6 +95,9 @@ class RedisSettings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
+    #: a Redis Cluster: the URL names one of its nodes (the others are discovered). A URL
+    #: starting with redis+cluster:// or rediss+cluster:// selects it too
+    cluster: bool = False
     username: str | None = None
     password: SecretStr | None = None
     tls_ca_file: str | None = None
@@ -100,13 +113,20 @@ class RedisSettings(BaseModel):
             port = parts.port
         except ValueError:
             raise ValueError("is not a valid URL (is the port a number from 1 to 65535?)") from None
-        if parts.scheme not in ("redis", "rediss", "unix"):
-            raise ValueError("must start with redis://, rediss:// or unix://")
+        if parts.scheme not in ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster"):
+            raise ValueError(
+                "must start with redis://, rediss://, unix://, redis+cluster:// or "
+                "rediss+cluster://"
+            )
         if parts.scheme != "unix" and not parts.hostname:
             raise ValueError("names no host (e.g. redis://127.0.0.1:6379/0)")
         if port == 0:
             raise ValueError("has port 0; give a port from 1 to 65535")
         return v
+
+    @property
+    def is_cluster(self) -> bool:
+        return self.cluster or self.url.get_secret_value().split("://", 1)[0].endswith("+cluster")
 
 
 class TopicSettings(BaseModel):
@@ -133,6 +153,8 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     redis: RedisSettings = RedisSettings()
     topics: TopicSettings = TopicSettings()
+    #: every Redis key starts with it (catalog keys as ``{<prefix>}:...``, see
+    #: controller/store/keys.py): no braces
     key_prefix: str = "pl"
     #: prefix of the worker's Kafka consumer groups (``<app_id>-controller``, ``...-sales``);
     #: deployments (or tests) sharing a broker need their own
@@ -172,6 +194,11 @@ class Settings(BaseSettings):
     #: what to do with a sale of a product in no experiment: count it, or dead-letter it
     unknown_product: Literal["count", "dead-letter"] = "dead-letter"
     log_level: str = "INFO"
+
+    @field_validator("key_prefix")
+    @classmethod
+    def _prefix_ok(cls, v: str) -> str:
+        return check_key_prefix(v)
 
     def to_env(self) -> dict[str, str]:
         """Environment variables that make a child process load these same settings.

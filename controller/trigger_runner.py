@@ -82,10 +82,10 @@ class TriggerRunner:
     # the next batch's turn
     _order: asyncio.Lock = field(default_factory=asyncio.Lock)
 
-    async def _load_routes(self) -> None:
+    async def _load_routes(self, *, force: bool = False) -> None:
         """product -> id of the running triggered experiment holding it, as of now."""
         v = await self.store.version()
-        if v != self._routes_version:
+        if force or v != self._routes_version:
             routes: dict[str, str] = {}
             for st in await self.store.experiments():
                 if st.status == "running" and st.spec.triggered is not None:
@@ -102,10 +102,10 @@ class TriggerRunner:
         batch's (the consumer commits a batch's offsets only once this returned, i.e. after
         the state save and the publish).
 
-        The routes are this worker's copy; each experiment's save also checks the
-        experiments version, so a batch checks its routes in the same round trip (a batch
-        that routes nothing reads the version itself). When they changed, the events not yet
-        applied are routed again.
+        The routes are this worker's copy. Each experiment's save checks, in the same script,
+        that the experiment still runs (a pause or stop refuses it, and the routes are read
+        again); events that routed nowhere are routed again if the experiments version moved
+        since the routes were read (a new experiment may hold their products).
         """
         handed_over = time.perf_counter()
         async with self._order:
@@ -132,21 +132,19 @@ class TriggerRunner:
                 exp = self._routes.get(e.product)
                 if exp is not None:
                     by_exp[exp].append(e)
-            if not by_exp:
-                if await self.store.version() == self._routes_version:
-                    break
-                await self._load_routes()
-                continue
             applied: set[int] = set()  # ids of the events applied in this pass
             for exp, evs in by_exp.items():
                 got = await self._run(exp, evs, advance=False, handed_over=handed_over)
-                if got is None:  # the experiments changed: route what is left again
-                    await self._load_routes()
+                if got is None:  # it no longer runs: route what is left again
+                    await self._load_routes(force=True)
                     break
                 out.append(got)
                 applied.update(id(e) for e in evs)
             else:
-                break
+                # what is left routed nowhere: done, unless the experiments changed
+                if len(applied) == len(todo) or await self.store.version() == self._routes_version:
+                    break
+                await self._load_routes()
             todo = [e for e in todo if id(e) not in applied]
         return out
 
@@ -219,7 +217,6 @@ class TriggerRunner:
                 new_version, seq = await self.store.save_trigger_state(
                     exp_id,
                     version,
-                    self._routes_version,
                     {
                         "watermark": tracker.watermark.isoformat() if tracker.watermark else None,
                         "stale": tracker.stale,
@@ -237,9 +234,9 @@ class TriggerRunner:
             if new_version is not None:
                 break
             # nothing written: our copy is ahead of Redis, which another worker wrote (redo
-            # from its state) or the experiments changed (the caller routes the events again)
+            # from its state), or the experiment stopped running (the caller routes again)
             self._cache.pop(exp_id, None)
-            if seq != self._routes_version:
+            if not seq:
                 return None
         self._cache[exp_id] = (new_version, tracker, plan)
         publish = None

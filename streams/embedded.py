@@ -216,3 +216,155 @@ class EmbeddedStack:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+@dataclass
+class LocalRedisCluster:
+    """A Redis Cluster of ``masters`` nodes on loopback, from the same redis-server binary as
+    the embedded stack, for tests and benchmarks (no replicas: a node that is down takes its
+    slots with it until it is back; each node keeps an append-only file, fsync always).
+
+    The slots are split evenly and the nodes introduced to each other (CLUSTER ADDSLOTS and
+    MEET, as ``redis-cli --cluster create`` does), and :meth:`start` returns once every node
+    sees all of them and a covered, healthy cluster."""
+
+    masters: int = 3
+    host: str = "127.0.0.1"
+    workdir: Path | None = None
+    node_timeout_ms: int = 2000
+    nodes: list[ManagedProcess] = field(default_factory=list, init=False)
+    _tmp: tempfile.TemporaryDirectory[str] | None = field(default=None, init=False, repr=False)
+
+    SLOTS = 16384
+
+    @property
+    def ports(self) -> list[int]:
+        return [n.port for n in self.nodes]
+
+    @property
+    def url(self) -> str:
+        """A URL that selects the cluster (``redis+cluster://``), naming its first node."""
+        return f"redis+cluster://{self.host}:{self.ports[0]}"
+
+    def slot_ranges(self) -> list[range]:
+        """The slots each master serves, in node order."""
+        step = -(-self.SLOTS // self.masters)
+        return [range(i * step, min(self.SLOTS, (i + 1) * step)) for i in range(self.masters)]
+
+    def node_of_slot(self, slot: int) -> int:
+        return next(i for i, r in enumerate(self.slot_ranges()) if slot in r)
+
+    def start(self) -> LocalRedisCluster:
+        if self.workdir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="pricelab-cluster-")
+            self.workdir = Path(self._tmp.name)
+        try:
+            for i in range(self.masters):
+                port = self._free_cluster_port()
+                d = self.workdir / f"node{i}"
+                d.mkdir(parents=True, exist_ok=True)
+                node = ManagedProcess(
+                    f"redis cluster node {i}",
+                    [
+                        str(redis_binary()),
+                        "--port", str(port),
+                        "--bind", self.host,
+                        "--dir", str(d),
+                        "--cluster-enabled", "yes",
+                        "--cluster-config-file", "nodes.conf",
+                        "--cluster-node-timeout", str(self.node_timeout_ms),
+                        "--cluster-require-full-coverage", "no",
+                        "--appendonly", "yes",
+                        "--appendfsync", "always",
+                        "--save", "",
+                        "--protected-mode", "yes",
+                    ],
+                    self.host,
+                    port,
+                    d / "redis.log",
+                )  # fmt: skip
+                self.nodes.append(node)
+                node.start()
+            self._form()
+        except Exception:
+            self.stop()
+            raise
+        return self
+
+    def _free_cluster_port(self) -> int:
+        """A free port whose cluster bus port (10,000 above it, at most 65,535) is free too."""
+        for _ in range(200):
+            port = free_port(self.host)
+            if port > 55535:
+                continue
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                try:
+                    s.bind((self.host, port + 10000))
+                except OSError:
+                    continue
+            return port
+        raise EmbeddedStackError("no free pair of ports for a Redis cluster node")
+
+    def _command(self, i: int, *args: str | int) -> str:
+        import redis
+
+        with redis.Redis(host=self.host, port=self.ports[i], socket_timeout=5) as r:
+            out = r.execute_command(*args)
+        return out.decode() if isinstance(out, bytes) else str(out)
+
+    def _form(self, timeout: float = 30.0) -> None:
+        for i, slots in enumerate(self.slot_ranges()):
+            self._command(i, "CLUSTER", "ADDSLOTS", *slots)
+        for i in range(1, self.masters):
+            self._command(i, "CLUSTER", "MEET", self.host, self.ports[0])
+        self.wait_healthy(timeout)
+
+    def healthy(self) -> bool:
+        """Every node up, knowing every other, none of them flagged failing, all slots served."""
+        try:
+            for i in range(self.masters):
+                info = self._command(i, "CLUSTER", "INFO")
+                if "cluster_state:ok" not in info:
+                    return False
+                if f"cluster_known_nodes:{self.masters}" not in info:
+                    return False
+                if f"cluster_slots_ok:{self.SLOTS}" not in info:
+                    return False
+                if "fail" in self._command(i, "CLUSTER", "NODES"):
+                    return False
+        except OSError:
+            return False
+        except Exception as exc:  # a node still loading its AOF answers LOADING
+            if "LOADING" in str(exc) or "Connection" in type(exc).__name__:
+                return False
+            raise
+        return True
+
+    def wait_healthy(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.healthy():
+            if time.monotonic() > deadline:
+                raise EmbeddedStackError(f"the Redis cluster is not healthy within {timeout}s")
+            time.sleep(0.05)
+
+    def kill(self, i: int) -> None:
+        """SIGKILL node i (its slots go unserved until :meth:`start_node`)."""
+        self.nodes[i].kill()
+
+    def start_node(self, i: int) -> None:
+        """Start node i again from its nodes.conf and AOF, and wait for a healthy cluster."""
+        self.nodes[i].start()
+        self.wait_healthy()
+
+    def stop(self) -> None:
+        for n in self.nodes:
+            n.stop()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def __enter__(self) -> LocalRedisCluster:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

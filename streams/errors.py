@@ -30,8 +30,11 @@ async def services_answer(
     """Run a block that talks to the broker and/or Redis; a connection failure leaves it as
     :class:`ServiceUnavailable` with the address tried."""
     from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NoBrokersAvailable
-    from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.exceptions import TimeoutError as RedisTimeoutError
+    from redis.exceptions import RedisClusterException
+
+    from controller.store.base import REDIS_DOWN
+
+    redis_down: tuple[type[BaseException], ...] = (*REDIS_DOWN, RedisClusterException)
 
     try:
         yield
@@ -41,7 +44,7 @@ async def services_answer(
             f"the Kafka broker at {where} does not answer ({type(exc).__name__}); "
             "set PRICELAB_KAFKA__BOOTSTRAP_SERVERS or start it (pricelab up)"
         ) from None
-    except (RedisConnectionError, RedisTimeoutError) as exc:
+    except redis_down as exc:
         where = _redis_address(redis_url) if redis_url else "the configured Redis"
         raise ServiceUnavailable(
             f"Redis at {where} does not answer ({type(exc).__name__}); "

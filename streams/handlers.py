@@ -14,11 +14,9 @@ import os
 from collections.abc import Awaitable, Callable, Sequence
 from typing import NamedTuple, TypeVar
 
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-
 from controller.clock import Clock
 from controller.sales import SaleLike, SalesIngestor
+from controller.store.base import UNAVAILABLE
 from streams.metrics import Metrics
 from streams.sale_decoder import decode_sale
 from streams.schemas import DecodeError
@@ -55,7 +53,7 @@ async def with_redis_retry(
     while True:
         try:
             return await op()
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        except UNAVAILABLE as exc:
             log.warning("redis unavailable during %s (%s); retrying in %.2fs", what, exc, delay)
             if on_retry is not None:
                 on_retry()
@@ -85,7 +83,7 @@ class RedisOutageTolerated:
         return None
 
     async def __aexit__(self, kind: object, exc: BaseException | None, tb: object) -> bool:
-        if isinstance(exc, (RedisConnectionError, RedisTimeoutError, OSError)):
+        if isinstance(exc, UNAVAILABLE):
             log.warning("redis unavailable during %s (%s); next tick retries", self.what, exc)
             self.metrics.redis_retries.labels(self.what).inc()
             return True

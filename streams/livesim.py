@@ -43,6 +43,7 @@ from controller.settings import Settings
 from controller.spec import ExperimentSpec
 from controller.store import Store
 from controller.store.clock import SharedSimulatedClock
+from controller.store.keys import clock as clock_key
 from controller.triggers import TriggerTracker
 from lab.market import Market
 from lab.simulate import competitor_rng
@@ -130,7 +131,7 @@ class LiveDriver:
     ) -> None:
         self.settings = settings
         self.store = store
-        self.clock = SharedSimulatedClock(store.redis, f"{settings.key_prefix}:clock")
+        self.clock = SharedSimulatedClock(store.redis, clock_key(settings.key_prefix))
         self.controller = list(controller)
         self.analysis = analysis
         self.cfg = cfg or DriverConfig()

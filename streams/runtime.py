@@ -13,6 +13,7 @@ from controller.sales import SalesIngestor
 from controller.settings import Settings
 from controller.store import Store, make_redis
 from controller.store.clock import SharedSimulatedClock
+from controller.store.keys import clock as clock_key
 from controller.trigger_runner import TriggerRunner
 from streams.control import CommandHandler, CompetitorHandler
 from streams.handlers import SalesHandler
@@ -30,7 +31,7 @@ log = logging.getLogger("pricelab.runtime")
 
 def make_clock(settings: Settings, store: Store) -> Clock:
     if settings.clock == "simulated":
-        return SharedSimulatedClock(store.redis, f"{settings.key_prefix}:clock")
+        return SharedSimulatedClock(store.redis, clock_key(settings.key_prefix))
     return WallClock()
 
 

@@ -6,39 +6,48 @@ the sales panel and analysis state (``panel``) - over a shared base (``base``: t
 key prefix and Lua scripts, which are ``.lua`` files in ``lua/``) and the Redis-protocol packer
 (``resp``). :class:`Store` is all of them on one client, for a process that needs them all.
 
-Key layout (prefix ``pl`` by default, see docs/architecture.md):
+Key layout (prefix ``pl`` by default; names in ``keys``, see docs/architecture.md). Every key
+is hash-tagged: the catalog's keys share the prefix's slot, each experiment's keys share the
+slot of its id, so every script and MULTI touches one slot and the store runs on one Redis or
+on a Redis Cluster alike.
 
-    {p}:exp:index                 set of experiment ids
-    {p}:exp:{id}:spec             the validated spec (JSON)
-    {p}:exp:{id}:state            hash: status, flipped_period, seq, missed_flips, created_ms,
-                                  claim (the gen of its product claims), closed (periods
-                                  below it refuse sales as 'late'), compacted (periods below
-                                  it are in col:{k})
-    {p}:exp:{id}:creating         gen of a creation in progress (a lease, PX)
-    {p}:exp:{id}:a:{k}            hash product -> "arm|P(treat)|blackout_until_ms|reason" for period k
-                                  (until k is compacted)
-    {p}:exp:{id}:flip:{k}         flip claim "owner|seq" with a lease (PX)
-    {p}:exp:{id}:cells:{k}        hash "product|field" -> sums (u units, r revenue, n orders, h head
-                                  units) of period k, until k is compacted
-    {p}:exp:{id}:col:{k}          closed period k compacted: records and cells as arrays over the
-                                  sorted products (``columns``; ~22 bytes a product before zlib)
-    {p}:exp:{id}:seen:{k}:{b}     dedupe: set of 52-bit event-id digests of period k, bucket b
-                                  (intsets of ~200), kept until k closes plus a margin
-    {p}:exp:{id}:seenb            hash b:{k} -> period k's bucket count, n:{k} -> its sales
-    {p}:exp:{id}:excluded         hash "k|product|reason" -> units kept for audit, not analysed
-    {p}:exp:{id}:totals           hash "units:{status}" / "events:{status}" -> running totals
-    {p}:exp:{id}:windows          hash window id -> JSON exclusion window (pauses)
-    {p}:exp:{id}:trigger_state    hash meta / p:{product} / f:{product} -> trigger tracker state
-    {p}:exp:{id}:trigger_v        version of that state (bumped on every save)
-    {p}:exp:{id}:triggers         hash product -> trigger period
-    {p}:exp:{id}:cs               hash sequence key -> target SE of its confidence sequence,
-                                  fixed at the sequence's first look (HSETNX)
-    {p}:lock:{name}               short read-modify-write locks
-    {p}:freezes                   hash freeze id -> JSON operator freeze
-    {p}:product:{product}         claim "id|gen" ("id" before gens) on the product; it counts
-                                  only while live (see _HOLDS), stale keys are taken over
-    {p}:version                   bumped on every experiment or freeze change (cache invalidation)
-    {p}:clock                     simulated time in ms (clock mode 'simulated')
+Catalog ``{pl}:...`` (one slot):
+
+    {pl}:exp:index                set of experiment ids
+    {pl}:holders                  hash id -> "status|gen": what the claim scripts read (status
+                                  mirrored from the experiment's state, which moves first)
+    {pl}:creating:{id}            gen of a creation in progress (a lease, PX)
+    {pl}:fence                    counter: each creation's fence, ordering writes to its slot
+    {pl}:product:{product}        claim "id|gen" ("id" before gens) on the product; it counts
+                                  only while live (lua/holds.lua), stale keys are taken over
+    {pl}:freezes                  hash freeze id -> JSON operator freeze
+    {pl}:version                  bumped on every experiment or freeze change (cache invalidation)
+    {pl}:clock                    simulated time in ms (clock mode 'simulated')
+
+Experiment ``pl:exp:{<id>}:...`` (the slot of its id; ``e`` below):
+
+    e:spec             the validated spec (JSON)
+    e:state            hash: status, flipped_period, seq, missed_flips, created_ms, claim (the
+                       gen of its product claims), fence, n_products, closed (periods below it
+                       refuse sales as 'late'), compacted (periods below it are in col:{k})
+    e:a:{k}            hash product -> "arm|P(treat)|blackout_until_ms|reason" for period k
+                       (until k is compacted)
+    e:flip:{k}         flip claim "owner|seq" with a lease (PX); e:flipseq:{k} its seq
+    e:cells:{k}        hash "product|field" -> sums (u units, r revenue, n orders, h head
+                       units) of period k, until k is compacted
+    e:col:{k}          closed period k compacted: records and cells as arrays over the sorted
+                       products (``columns``; ~22 bytes a product before zlib)
+    e:seen:{k}:{b}     dedupe: set of 52-bit event-id digests of period k, bucket b (intsets
+                       of ~200), kept until k closes plus a margin
+    e:seenb            hash b:{k} -> period k's bucket count, n:{k} -> its sales
+    e:excluded         hash "k|product|reason" -> units kept for audit, not analysed
+    e:totals           hash "units:{status}" / "events:{status}" -> running totals
+    e:windows          hash window id -> JSON exclusion window (pauses)
+    e:trigger_state    hash meta / p:{product} / f:{product} -> trigger tracker state
+    e:trigger_v        version of that state (bumped on every save)
+    e:triggers         hash product -> trigger period
+    e:cs               hash sequence key -> target SE of its confidence sequence, fixed at
+                       the sequence's first look (HSETNX)
 """
 
 from __future__ import annotations

@@ -10,14 +10,36 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from redis.commands.core import AsyncScript
+from redis.exceptions import (
+    ClusterDownError,
+    ConnectionError,
+    SlotNotCoveredError,
+    TimeoutError,
+    TryAgainError,
+)
 
+import controller.store.keys as keys
 from controller.errors import ConfigurationError
 from controller.settings import Settings
 
+#: what the client raises while a Redis is down, restarting or failing over (a cluster adds
+#: its own errors)
+REDIS_DOWN: tuple[type[BaseException], ...] = (
+    ConnectionError,
+    TimeoutError,
+    ClusterDownError,
+    TryAgainError,
+    SlotNotCoveredError,
+)
+#: ... and a socket error from below it: a call that failed so may be retried
+UNAVAILABLE: tuple[type[BaseException], ...] = (*REDIS_DOWN, OSError)
 
-def make_redis(settings: Settings) -> Redis:
+
+def make_redis(settings: Settings) -> Any:
+    """A client for the configured Redis: ``redis.asyncio.Redis``, or ``RedisCluster`` when
+    ``PRICELAB_REDIS__CLUSTER`` is set or the URL's scheme ends in ``+cluster``."""
     r = settings.redis
     kw: dict[str, Any] = {
         "decode_responses": True,
@@ -41,7 +63,14 @@ def make_redis(settings: Settings) -> Redis:
     if r.tls_cert_file:
         kw["ssl_certfile"] = r.tls_cert_file
         kw["ssl_keyfile"] = r.tls_key_file
-    return Redis.from_url(r.url.get_secret_value(), **kw)
+    url = r.url.get_secret_value()
+    if r.is_cluster:
+        scheme, rest = url.split("://", 1)
+        # a cluster has one database; the path of a copied single-node URL is dropped
+        return RedisCluster.from_url(
+            f"{scheme.removesuffix('+cluster')}://{rest.split('/', 1)[0]}", **kw
+        )
+    return Redis.from_url(url, **kw)
 
 
 def to_ms(t: datetime) -> int:
@@ -77,7 +106,7 @@ class RedisStore:
         # a client made by make_redis (decode_responses=True): every reply is str, where
         # redis-py's annotations say bytes | str
         self.redis: Any = redis
-        self.p = prefix
+        self.p = keys.check_prefix(prefix)
         self._scripts: dict[str, AsyncScript] = {}
 
     def _script(self, name: str) -> AsyncScript:
@@ -86,15 +115,41 @@ class RedisStore:
             s = self._scripts[name] = self.redis.register_script(lua(name))
         return s
 
+    @property
+    def is_cluster(self) -> bool:
+        return isinstance(self.redis, RedisCluster)
+
+    def exp(self, exp_id: str) -> str:
+        """The base of an experiment's keys (``keys.experiment``)."""
+        return keys.experiment(self.p, exp_id)
+
+    def cat(self, name: str) -> str:
+        """A catalog key (``keys.catalog``)."""
+        return keys.catalog(self.p, name)
+
     @contextlib.asynccontextmanager
-    async def _connection(self) -> AsyncIterator[Any]:
-        """A pooled connection for self-packed commands; dropped if replies may be pending."""
-        pool = self.redis.connection_pool
-        conn = await pool.get_connection()
+    async def _connection(self, key: str) -> AsyncIterator[Any]:
+        """A pooled connection, to the node that serves ``key`` on a cluster, for self-packed
+        commands on keys of that one slot; dropped if replies may be pending."""
+        if self.is_cluster:
+            await self.redis.initialize()
+            node = self.redis.get_node_from_key(key)
+            conn = node.acquire_connection()
+
+            async def release() -> None:
+                node.release(conn)
+
+        else:
+            pool = self.redis.connection_pool
+            conn = await pool.get_connection()
+
+            async def release() -> None:
+                await pool.release(conn)
+
         try:
             yield conn
         except BaseException:
             await conn.disconnect()
             raise
         finally:
-            await pool.release(conn)
+            await release()

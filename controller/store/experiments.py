@@ -1,14 +1,21 @@
 """Experiments, their product claims, blackout windows and operator freezes.
 
-Creating an experiment claims each of its products (``{p}:product:{product}`` = the claim
+Creating an experiment claims each of its products (``{pl}:product:<product>`` = the claim
 "id|gen", gen unique to one creation attempt) in chunks of a few thousand, one short script
 per chunk, so that Redis keeps serving the sales path and other experiments' flips in between
-(one script over a million products held Redis for ~6.5 s). The experiment becomes visible
-(index, spec, state) in one last script, and only if its creation marker - a lease that
-every chunk renews - is still its own. A claim counts only while it is live: its creation's
-marker is still there, or its experiment exists with that gen and is neither stopped nor
-ended (``lua/holds.lua``). The claims of a worker that died mid-create therefore stop counting
-when its lease expires, and later creations take them over.
+(one script over a million products held Redis for ~6.5 s). Then its spec and state are
+written in its own slot (``lua/create_init.lua``), and it becomes visible (index, holders,
+version) in one last catalog script, only if its creation marker - a lease that every chunk
+renews - is still its own. A claim counts only while it is live: its creation's marker is
+still there, or its experiment is in the holders hash with that gen and is neither stopped
+nor ended (``lua/holds.lua``). The claims of a worker that died mid-create therefore stop
+counting when its lease expires, and later creations take them over.
+
+Claims, leases, the index and the holders hash are catalog keys, in one hash slot (see
+``keys``); an experiment's spec and state are in its own. A write that spans both (a status
+change, a new window) is two steps, ordered so that a reader in between errs safely: a stop
+moves the experiment's status (which the flip and trigger scripts check) before it frees the
+products (holders).
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import controller.store.keys as keys
 from controller.errors import ConflictError, StoreError
 from controller.spec import ExperimentSpec, load_spec
 from controller.store.base import RedisStore, _text, lua, to_ms
@@ -68,26 +76,33 @@ class ExperimentStore(RedisStore):
         if not 1 <= chunk <= 3999:
             raise ValueError("chunk must be 1..3999 (the script MSETs through Lua's unpack)")
         gen = uuid.uuid4().hex[:12]
-        begin = await self._script("create_begin")(args=[self.p, spec.id, gen, lease_ms])
+        marker, holders = keys.creating(self.p, spec.id), self.cat("holders")
+        begin = await self._script("create_begin")(
+            keys=[self.cat("exp:index"), marker, self.cat("fence")],
+            args=[spec.id, gen, lease_ms],
+        )
         if begin == "exists":
             raise ConflictError(f"experiment {spec.id!r} already exists")
         if begin == "busy":
             raise ConflictError(f"experiment {spec.id!r} is being created by another command")
+        fence = int(begin)
         products = sorted(spec.all_products())
-        keys = [f"{self.p}:product:{x}" for x in products]
+        claims = [keys.product(self.p, x) for x in products]
         sent = 0  # keys of the chunks sent so far: claimed, or maybe claimed if cut off
+        base = self.exp(spec.id)
         try:
             sha = await self.redis.script_load(lua("claim_products"))
-            args = [self.p, spec.id, gen, str(lease_ms)]
-            async with self._connection() as conn:
+            args = [self.cat("creating:"), spec.id, gen, str(lease_ms)]
+            async with self._connection(marker) as conn:
                 # two chunks in flight: the next is packed and sent while Redis runs this one
                 in_flight: deque[int] = deque()
-                for start in [*range(0, len(keys), chunk), None]:
+                for start in [*range(0, len(claims), chunk), None]:
                     if start is not None:
-                        part = keys[start : start + chunk]
+                        part = claims[start : start + chunk]
                         sent = start + len(part)
                         await conn.send_packed_command(
-                            [packed_evalsha(sha, part, args)], check_health=False
+                            [packed_evalsha(sha, [marker, holders, *part], args)],
+                            check_health=False,
                         )
                         in_flight.append(start)
                     while in_flight and (start is None or len(in_flight) >= 2):
@@ -95,17 +110,33 @@ class ExperimentStore(RedisStore):
                         self._claimed(
                             await conn.read_response(), spec.id, products, first, lease_ms
                         )
-            done = await self._script("create_finish")(
-                args=[self.p, spec.id, gen, spec.to_json(), to_ms(now), len(products)]
+            init = await self._script("create_init")(
+                keys=[f"{base}:spec", f"{base}:state"],
+                args=[fence, gen, spec.to_json(), to_ms(now), len(products)],
             )
-            if done != "ok":
+            done = (
+                init == "ok"
+                and await self._script("create_commit")(
+                    keys=[marker, self.cat("exp:index"), holders, self.cat("version")],
+                    args=[spec.id, gen],
+                )
+                == "ok"
+            )
+            if not done:
                 raise StoreError(
                     f"creating {spec.id!r}: lease lost (no progress for {lease_ms} ms)"
                 )
         except BaseException:
             try:
-                await self._script("create_abort")(args=[self.p, spec.id, gen])
-                await self._unclaim(f"{spec.id}|{gen}", keys[:sent], chunk)
+                end = await self._script("create_abort")(
+                    keys=[marker, holders], args=[spec.id, gen]
+                )
+                if end == "committed":  # only the reply was lost: it exists, keep it all
+                    raise
+                await self._script("create_drop")(
+                    keys=[f"{base}:spec", f"{base}:state"], args=[fence]
+                )
+                await self._unclaim(f"{spec.id}|{gen}", claims[:sent], chunk)
             except Exception:  # Redis gone: the claims die with the lease anyway
                 log.warning("could not release the claims of aborted creation %s", spec.id)
             raise
@@ -130,16 +161,18 @@ class ExperimentStore(RedisStore):
         if res[0] != "ok":
             raise StoreError(f"creating {exp_id!r}: lease lost (no progress for {lease_ms} ms)")
 
-    async def _unclaim(self, claim: str, keys: Sequence[str], chunk: int = 2000) -> int:
+    async def _unclaim(self, claim: str, claims: Sequence[str], chunk: int = 2000) -> int:
         """Delete the product keys still holding ``claim`` once it is dead; keys deleted."""
-        if not keys:
+        if not claims:
             return 0
         sha = await self.redis.script_load(lua("unclaim"))
         gone = 0
-        async with self._connection() as conn:
-            for start in range(0, len(keys), chunk):
+        holders = self.cat("holders")
+        async with self._connection(holders) as conn:
+            for start in range(0, len(claims), chunk):
+                part = claims[start : start + chunk]
                 await conn.send_packed_command(
-                    [packed_evalsha(sha, keys[start : start + chunk], [self.p, claim])],
+                    [packed_evalsha(sha, [holders, *part], [self.cat("creating:"), claim])],
                     check_health=False,
                 )
                 n = int(await conn.read_response())
@@ -149,17 +182,17 @@ class ExperimentStore(RedisStore):
         return gone
 
     async def experiment_ids(self) -> list[str]:
-        return sorted(await self.redis.smembers(f"{self.p}:exp:index"))
+        return sorted(await self.redis.smembers(self.cat("exp:index")))
 
     async def get_experiment(self, exp_id: str) -> ExperimentState:
         spec = self._specs.get(exp_id)
         if spec is None:
             # specs are immutable once created: fetch and parse each once per process
-            raw = await self.redis.get(f"{self.p}:exp:{exp_id}:spec")
+            raw = await self.redis.get(f"{self.exp(exp_id)}:spec")
             if raw is None:
                 raise StoreError(f"no experiment {exp_id!r}")
             spec = self._specs[exp_id] = load_spec(raw)
-        st = await self.redis.hgetall(f"{self.p}:exp:{exp_id}:state")
+        st = await self.redis.hgetall(f"{self.exp(exp_id)}:state")
         if not st:
             raise StoreError(f"no state for experiment {exp_id!r}")
         return ExperimentState(
@@ -180,50 +213,56 @@ class ExperimentStore(RedisStore):
 
     async def set_status(self, exp_id: str, status: str) -> None:
         """Set the status. Stopped or ended, the experiment's product claims die with it (see
-        _HOLDS): its products are free at once; :meth:`release_products` deletes the keys."""
+        ``lua/holds.lua``): its products are free at once; :meth:`release_products` deletes
+        the keys. The experiment's own state moves first: from then on its flips and trigger
+        fires are refused; then the catalog's holders and version (one slot, one MULTI)."""
+        state = f"{self.exp(exp_id)}:state"
         pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(f"{self.p}:exp:{exp_id}:state", "status", status)
-        pipe.incr(f"{self.p}:version")
+        pipe.hset(state, "status", status)
+        pipe.hget(state, "claim")
+        _, gen = await pipe.execute()
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(self.cat("holders"), exp_id, f"{status}|{_text(gen) or ''}")
+        pipe.incr(self.cat("version"))
         await pipe.execute()
 
     async def release_products(self, exp_id: str) -> int:
         """Delete the product keys of a stopped or ended experiment (they no longer count, so
         this is housekeeping, done after the kill switch has published); keys deleted."""
         spec = (await self.get_experiment(exp_id)).spec
-        gen = _text(await self.redis.hget(f"{self.p}:exp:{exp_id}:state", "claim"))
+        gen = _text(await self.redis.hget(f"{self.exp(exp_id)}:state", "claim"))
         claim = f"{exp_id}|{gen}" if gen else exp_id
-        return await self._unclaim(claim, [f"{self.p}:product:{x}" for x in spec.all_products()])
+        return await self._unclaim(claim, [keys.product(self.p, x) for x in spec.all_products()])
 
     async def set_frozen(self, exp_id: str, frozen: bool) -> None:
-        await self.redis.hset(f"{self.p}:exp:{exp_id}:state", "frozen", "1" if frozen else "0")
+        await self.redis.hset(f"{self.exp(exp_id)}:state", "frozen", "1" if frozen else "0")
 
     async def next_seq(self, exp_id: str) -> int:
         """A new sequence number for an out-of-band publish (pause, resume, stop, end)."""
-        return int(await self.redis.hincrby(f"{self.p}:exp:{exp_id}:state", "seq_counter", 1))
+        return int(await self.redis.hincrby(f"{self.exp(exp_id)}:state", "seq_counter", 1))
 
     async def version(self) -> int:
-        return int(await self.redis.get(f"{self.p}:version") or 0)
+        return int(await self.redis.get(self.cat("version")) or 0)
 
     async def experiment_of(self, product: str) -> str | None:
         """The running (or paused) experiment holding the product, if any."""
-        claim = _text(await self.redis.get(f"{self.p}:product:{product}"))
+        claim = _text(await self.redis.get(keys.product(self.p, product)))
         if claim is None:
             return None
         exp_id, _, gen = claim.partition("|")
-        status, held = await self.redis.hmget(f"{self.p}:exp:{exp_id}:state", "status", "claim")
-        if status is None or status in ("stopped", "ended") or _text(held or "") != gen:
+        held = _text(await self.redis.hget(self.cat("holders"), exp_id))
+        status, _, held_gen = (held or "").partition("|")
+        if held is None or status in ("stopped", "ended") or held_gen != gen:
             return None  # a creation in progress or abandoned, or a stale key
         return exp_id
 
     async def open_window(self, exp_id: str, window_id: str, start: datetime, reason: str) -> None:
         doc = json.dumps({"start_ms": to_ms(start), "end_ms": None, "reason": reason})
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(f"{self.p}:exp:{exp_id}:windows", window_id, doc)
-        pipe.incr(f"{self.p}:version")
-        await pipe.execute()
+        await self.redis.hset(f"{self.exp(exp_id)}:windows", window_id, doc)
+        await self.redis.incr(self.cat("version"))  # after: a cache that sees it reloads it
 
     async def close_windows(self, exp_id: str, end: datetime) -> None:
-        key = f"{self.p}:exp:{exp_id}:windows"
+        key = f"{self.exp(exp_id)}:windows"
         windows = await self.redis.hgetall(key)
         pipe = self.redis.pipeline(transaction=True)
         for wid, raw in windows.items():
@@ -231,19 +270,20 @@ class ExperimentStore(RedisStore):
             if doc["end_ms"] is None:
                 doc["end_ms"] = to_ms(end)
                 pipe.hset(key, wid, json.dumps(doc))
-        pipe.incr(f"{self.p}:version")
-        await pipe.execute()
+        if len(pipe):
+            await pipe.execute()
+        await self.redis.incr(self.cat("version"))
 
     async def windows(self, exp_id: str) -> list[dict[str, Any]]:
-        raw = await self.redis.hgetall(f"{self.p}:exp:{exp_id}:windows")
+        raw = await self.redis.hgetall(f"{self.exp(exp_id)}:windows")
         return [json.loads(v) for v in raw.values()]
 
     async def add_freeze(self, freeze_id: str, doc: dict[str, Any]) -> None:
         pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(f"{self.p}:freezes", freeze_id, json.dumps(doc))
-        pipe.incr(f"{self.p}:version")
+        pipe.hset(self.cat("freezes"), freeze_id, json.dumps(doc))
+        pipe.incr(self.cat("version"))
         await pipe.execute()
 
     async def freezes(self) -> list[dict[str, Any]]:
-        raw = await self.redis.hgetall(f"{self.p}:freezes")
+        raw = await self.redis.hgetall(self.cat("freezes"))
         return [json.loads(v) | {"id": k} for k, v in raw.items()]

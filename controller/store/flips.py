@@ -32,13 +32,17 @@ class FlipStore(RedisStore):
     """Flip claims (``lua/claim_flip.lua``, ``lua/complete_flip.lua``) and assignment records."""
 
     async def claim_flip(self, exp_id: str, k: int, owner: str, lease_ms: int) -> tuple[str, int]:
-        status, seq = await self._script("claim_flip")(args=[self.p, exp_id, k, owner, lease_ms])
+        base = self.exp(exp_id)
+        status, seq = await self._script("claim_flip")(
+            keys=[f"{base}:state", f"{base}:flip:{k}", f"{base}:flipseq:{k}"],
+            args=[k, owner, lease_ms],
+        )
         return status, int(seq) if seq else -1
 
     async def write_assignments(
         self, exp_id: str, k: int, records: Iterable[Assignment], chunk: int = 5000
     ) -> int:
-        key = f"{self.p}:exp:{exp_id}:a:{k}"
+        key = f"{self.exp(exp_id)}:a:{k}"
         if isinstance(records, PeriodAssignments):  # one record text per distinct assignment
             texts = [encode_record(t) for t in records.templates]
             pairs: Iterable[tuple[str, str]] = zip(
@@ -47,40 +51,34 @@ class FlipStore(RedisStore):
         else:
             pairs = ((a.product, encode_record(a)) for a in records)
         n = 0
-        pool = self.redis.connection_pool
-        conn = await pool.get_connection()
-        try:
+        async with self._connection(key) as conn:
             commands = packed_hsets(key, pairs, chunk)
             while group := list(islice(commands, 20)):  # 20 commands per round trip
                 await conn.send_packed_command([cmd for cmd, _ in group], check_health=False)
                 for _, fields in group:
                     await conn.read_response()
                     n += fields
-        except BaseException:
-            await conn.disconnect()  # replies may be pending: the connection cannot be reused
-            raise
-        finally:
-            await pool.release(conn)
         return n
 
     async def complete_flip(self, exp_id: str, k: int, seq: int, missed: int, owner: str) -> bool:
-        done = await self._script("complete_flip")(args=[self.p, exp_id, k, seq, missed])
+        base = self.exp(exp_id)
+        done = await self._script("complete_flip")(keys=[f"{base}:state"], args=[k, seq, missed])
         # release the claim only if it is still ours
-        claim = f"{self.p}:exp:{exp_id}:flip:{k}"
+        claim = f"{base}:flip:{k}"
         held = await self.redis.get(claim)
         if held is not None and held.split("|", 1)[0] == owner:
             await self.redis.delete(claim)
         return bool(done)
 
     async def assignment_record(self, exp_id: str, k: int, product: str) -> str | None:
-        return await self.redis.hget(f"{self.p}:exp:{exp_id}:a:{k}", product)  # type: ignore[no-any-return]
+        return await self.redis.hget(f"{self.exp(exp_id)}:a:{k}", product)  # type: ignore[no-any-return]
 
     async def assignment_records_for(self, exp_id: str, ks: Sequence[int]) -> list[dict[str, str]]:
         """The records of several periods in one round trip."""
         pipe = self.redis.pipeline(transaction=False)
         for k in ks:
-            pipe.hgetall(f"{self.p}:exp:{exp_id}:a:{k}")
+            pipe.hgetall(f"{self.exp(exp_id)}:a:{k}")
         return list(await pipe.execute()) if ks else []
 
     async def assignment_records(self, exp_id: str, k: int) -> dict[str, str]:
-        return await self.redis.hgetall(f"{self.p}:exp:{exp_id}:a:{k}")  # type: ignore[no-any-return]
+        return await self.redis.hgetall(f"{self.exp(exp_id)}:a:{k}")  # type: ignore[no-any-return]

@@ -4,6 +4,7 @@ analysis worker's sequence tuning."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -37,31 +38,50 @@ class PanelStore(RedisStore):
     """Sales (``lua/ingest.lua``), panel cells, totals, exclusions, sequence targets."""
 
     async def ingest(self, rows: Sequence[SaleRow]) -> list[str]:
-        """Apply a batch atomically: one status per row ('ok', 'head', 'dup', 'late' for a
-        closed period, or a reason)."""
+        """Apply a batch: one status per row ('ok', 'head', 'dup', 'late' for a closed period,
+        or a reason). Each experiment's rows are applied atomically by one script in its
+        slot; the experiments of a batch run concurrently (on a cluster, on their nodes)."""
         if not rows:
             return []
+        by_exp: dict[str, list[int]] = {}
+        for i, r in enumerate(rows):
+            by_exp.setdefault(r.experiment, []).append(i)
+        if len(by_exp) == 1:
+            return await self._ingest_one(rows[0].experiment, rows)
+        parts = list(by_exp.items())
+        answers = await asyncio.gather(
+            *(self._ingest_one(exp, [rows[i] for i in idx]) for exp, idx in parts)
+        )
+        out = [""] * len(rows)
+        for (_, idx), got in zip(parts, answers, strict=True):
+            for i, status in zip(idx, got, strict=True):
+                out[i] = status
+        return out
+
+    async def _ingest_one(self, exp_id: str, rows: Sequence[SaleRow]) -> list[str]:
         batch = "".join(
             [
-                f"{r.event_id}|{r.experiment}|{r.period}|{r.product}|{r.ts_ms}|"
+                f"{r.event_id}|{r.period}|{r.product}|{r.ts_ms}|"
                 f"{r.head_end_ms}|{r.units}|{float(r.revenue)!r}|{r.pre_reason}|"
                 f"{max(1, int(r.keep_s))}\n"
                 for r in rows
             ]
         )
         # a '|' or newline inside an id would shift the fields; wire ids cannot hold them
-        if batch.count("\n") != len(rows) or batch.count("|") != 9 * len(rows):
+        if batch.count("\n") != len(rows) or batch.count("|") != 8 * len(rows):
             raise StoreError("sale ids, products and reasons cannot hold '|' or newlines")
-        return str(await self._script("ingest")(args=[self.p, batch])).split(",")
+        base = self.exp(exp_id)
+        got = await self._script("ingest")(keys=[f"{base}:state"], args=[base, batch])
+        return str(got).split(",")
 
     async def remembered(self, exp_id: str, k: int, event_id: str) -> bool:
         """Whether sale ``event_id`` of period k is remembered for dedupe (as ingest.lua
         files it: the id's SHA-1 gives the bucket and the member)."""
-        buckets = await self.redis.hget(f"{self.p}:exp:{exp_id}:seenb", f"b:{k}")
+        buckets = await self.redis.hget(f"{self.exp(exp_id)}:seenb", f"b:{k}")
         if buckets is None:
             return False
         h = hashlib.sha1(event_id.encode()).hexdigest()
-        key = f"{self.p}:exp:{exp_id}:seen:{k}:{int(h[13:21], 16) % int(buckets)}"
+        key = f"{self.exp(exp_id)}:seen:{k}:{int(h[13:21], 16) % int(buckets)}"
         return bool(await self.redis.sismember(key, str(int(h[:13], 16))))
 
     async def hash_text(self, key: str, count: int = 20_000) -> dict[str, str]:
@@ -80,7 +100,7 @@ class PanelStore(RedisStore):
 
     async def live_period(self, exp_id: str, k: int) -> tuple[dict[str, str], dict[str, str]]:
         """Period k's live hashes: its assignment records and its cells ("product|field")."""
-        base = f"{self.p}:exp:{exp_id}"
+        base = self.exp(exp_id)
         return await self.hash_text(f"{base}:a:{k}"), await self.hash_text(f"{base}:cells:{k}")
 
     async def compacted_periods(self, exp_id: str, ks: Sequence[int]) -> list[PeriodColumns]:
@@ -89,7 +109,7 @@ class PanelStore(RedisStore):
             return []
         pipe = self.redis.pipeline(transaction=False)
         for k in ks:
-            pipe.execute_command("GET", f"{self.p}:exp:{exp_id}:col:{k}", **{NEVER_DECODE: True})
+            pipe.execute_command("GET", f"{self.exp(exp_id)}:col:{k}", **{NEVER_DECODE: True})
         blobs = await pipe.execute()
         missing = [k for k, b in zip(ks, blobs, strict=True) if b is None]
         if missing:
@@ -98,7 +118,7 @@ class PanelStore(RedisStore):
 
     async def close_period(self, exp_id: str, k: int) -> int:
         """Refuse period k's sales from now on (they are 'late'); the 'closed' mark after."""
-        return int(await self._script("close_period")(args=[self.p, exp_id, k]))
+        return int(await self._script("close_period")(keys=[f"{self.exp(exp_id)}:state"], args=[k]))
 
     async def compact_period(self, exp_id: str, k: int, products: pd.Index) -> bool:
         """Close period k (and those before it) and store it as columns (``columns``), its live
@@ -110,12 +130,18 @@ class PanelStore(RedisStore):
         # before it, atomically), so what is read now is final
         records, cells = await self.live_period(exp_id, k)
         blob = encode(from_hashes(products, records, cells))
-        return bool(await self._script("store_period")(args=[self.p, exp_id, k, blob]))
+        base = self.exp(exp_id)
+        return bool(
+            await self._script("store_period")(
+                keys=[f"{base}:state", f"{base}:col:{k}", f"{base}:cells:{k}", f"{base}:a:{k}"],
+                args=[k, blob],
+            )
+        )
 
     async def cells_of(self, exp_id: str, products: Sequence[str]) -> dict[str, str]:
         """Every cell of the experiment, compacted or live, as "k|product|field" -> sum
         (``products``: the experiment's products, sorted)."""
-        st: dict[str, Any] = await self.redis.hgetall(f"{self.p}:exp:{exp_id}:state")
+        st: dict[str, Any] = await self.redis.hgetall(f"{self.exp(exp_id)}:state")
         compacted = int(st.get("compacted", 0))
         last = int(st.get("flipped_period", -1)) + 1
         out: dict[str, str] = {}
@@ -123,22 +149,22 @@ class PanelStore(RedisStore):
         for k, cols in zip(ks, await self.compacted_periods(exp_id, ks), strict=True):
             out |= cols.cells(products, k)
         for k in range(compacted, max(last, compacted)):
-            live = await self.hash_text(f"{self.p}:exp:{exp_id}:cells:{k}")
+            live = await self.hash_text(f"{self.exp(exp_id)}:cells:{k}")
             out |= {f"{k}|{f}": v for f, v in live.items()}
         return out
 
     async def totals(self, exp_id: str) -> dict[str, int]:
         """Units and events by status ('units:ok', 'events:washout', ...) for an experiment."""
-        raw = await self.redis.hgetall(f"{self.p}:exp:{exp_id}:totals")
+        raw = await self.redis.hgetall(f"{self.exp(exp_id)}:totals")
         return {k: int(v) for k, v in raw.items()}
 
     async def excluded(self, exp_id: str) -> dict[str, str]:
-        return await self.redis.hgetall(f"{self.p}:exp:{exp_id}:excluded")  # type: ignore[no-any-return]
+        return await self.redis.hgetall(f"{self.exp(exp_id)}:excluded")  # type: ignore[no-any-return]
 
     async def fix_sequence_target(self, exp_id: str, key: str, target_se: float) -> float:
         """The stored target SE of the experiment's sequence ``key``, storing ``target_se``
         first when there is none (the first writer wins; the value round-trips exactly)."""
-        name = f"{self.p}:exp:{exp_id}:cs"
+        name = f"{self.exp(exp_id)}:cs"
         pipe = self.redis.pipeline(transaction=True)
         pipe.hsetnx(name, key, repr(float(target_se)))
         pipe.hget(name, key)

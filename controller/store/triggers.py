@@ -13,13 +13,13 @@ class TriggerStore(RedisStore):
     ``lua/trigger_save.lua``)."""
 
     async def trigger_state_version(self, exp_id: str) -> int:
-        return int(await self.redis.get(f"{self.p}:exp:{exp_id}:trigger_v") or 0)
+        return int(await self.redis.get(f"{self.exp(exp_id)}:trigger_v") or 0)
 
     async def trigger_state(self, exp_id: str) -> tuple[int, dict[str, Any] | None]:
         """(version, tracker state) of an experiment's trigger rule; state None before any."""
         pipe = self.redis.pipeline(transaction=True)
-        pipe.get(f"{self.p}:exp:{exp_id}:trigger_v")
-        pipe.hgetall(f"{self.p}:exp:{exp_id}:trigger_state")
+        pipe.get(f"{self.exp(exp_id)}:trigger_v")
+        pipe.hgetall(f"{self.exp(exp_id)}:trigger_state")
         v, raw = await pipe.execute()
         if not raw:
             return int(v or 0), None
@@ -36,7 +36,6 @@ class TriggerStore(RedisStore):
         self,
         exp_id: str,
         expected: int,
-        experiments_version: int,
         meta: dict[str, Any],
         products: dict[str, dict[str, Any] | None],
         fired: dict[str, dict[str, Any]],
@@ -44,27 +43,26 @@ class TriggerStore(RedisStore):
     ) -> tuple[int, int | None] | tuple[None, int]:
         """Write what changed (meta, touched products - None deletes -, new fires) and take a
         sequence number when something fired, in one round trip, provided the state is still
-        at version ``expected`` and the experiments (:meth:`version`) at
-        ``experiments_version``. Returns (new state version, sequence number or None), or
-        (None, current experiments version) with nothing written when either had moved."""
+        at version ``expected`` and the experiment runs. Returns (new state version, sequence
+        number or None), or (None, 1 if the experiment runs else 0) with nothing written when
+        the version had moved or it does not run."""
         fields = {"meta": json.dumps(meta)}
         fields |= {f"p:{p}": json.dumps(st) for p, st in products.items() if st is not None}
         fields |= {f"f:{p}": json.dumps(f) for p, f in fired.items()}
         gone = [f"p:{p}" for p, st in products.items() if st is None]
-        args: list[str | int] = [expected, experiments_version, len(fields)]
+        args: list[str | int] = [expected, len(fields)]
         for k, v in fields.items():
             args += [k, v]
         args += [len(gone), *gone, len(triggers)]
         for p, period in triggers.items():
             args += [p, period]
-        base = f"{self.p}:exp:{exp_id}"
+        base = self.exp(exp_id)
         res = await self._script("trigger_save")(
             keys=[
                 f"{base}:trigger_state",
                 f"{base}:triggers",
                 f"{base}:state",
                 f"{base}:trigger_v",
-                f"{self.p}:version",
             ],
             args=args,
         )
@@ -73,5 +71,5 @@ class TriggerStore(RedisStore):
         return int(res[0]), (int(res[1]) if triggers else None)
 
     async def triggers(self, exp_id: str) -> dict[str, int]:
-        raw = await self.redis.hgetall(f"{self.p}:exp:{exp_id}:triggers")
+        raw = await self.redis.hgetall(f"{self.exp(exp_id)}:triggers")
         return {p: int(k) for p, k in raw.items()}

@@ -6,11 +6,11 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from controller.store import Store, make_redis
+from controller.store import Store, keys, make_redis
 from lab.compare import make_spec
 from lab.market import Market, MarketConfig
 from streams.launcher import WorkerProcess
-from streams.livesim import LiveDriver, LiveRun, lockstep_settings
+from streams.livesim import DriverConfig, LiveDriver, LiveRun, lockstep_settings
 
 
 def _market(n: int, seed: int, prefix: str) -> Market:
@@ -25,7 +25,9 @@ def live_run(design: str, n: int, days: int, seed: int, prefix: str) -> LiveRun:
     return LiveRun(spec, market, sales_seed=seed)
 
 
-async def drive(settings: Any, runs: list[LiveRun], **hooks: Any) -> dict[str, Any]:
+async def drive(
+    settings: Any, runs: list[LiveRun], cfg: DriverConfig | None = None, **hooks: Any
+) -> dict[str, Any]:
     """Run ``runs`` through a controller and an analysis worker; returns the workers used."""
     from streams.kafka import ensure_topics
 
@@ -41,13 +43,16 @@ async def drive(settings: Any, runs: list[LiveRun], **hooks: Any) -> dict[str, A
         controller.wait_healthy()
         analysis.wait_healthy()
         store = Store(redis, settings.key_prefix)
-        async with LiveDriver(settings, store, [controller], analysis) as driver:
+        async with LiveDriver(settings, store, [controller], analysis, cfg) as driver:
             used["driver"] = driver
             used["store"] = store
             await driver.create(runs)
             await driver.run(runs, **{k: v(driver, used) for k, v in hooks.items()})
+        used["totals"] = {r.id: await store.totals(r.id) for r in runs}
+        used["compacted"] = {r.id: (await store.get_experiment(r.id)).compacted for r in runs}
         used["cs"] = {
-            r.id: await redis.hgetall(f"{settings.key_prefix}:exp:{r.id}:cs") for r in runs
+            r.id: await redis.hgetall(f"{keys.experiment(settings.key_prefix, r.id)}:cs")
+            for r in runs
         }
     finally:
         await redis.aclose()

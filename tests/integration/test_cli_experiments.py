@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from controller.store import make_redis
 from controller.store.clock import SharedSimulatedClock
+from controller.store.keys import clock as clock_key
 from streams.cli import app
 from streams.kafka import ensure_topics
 from streams.launcher import WorkerProcess
@@ -29,7 +30,7 @@ def test_operator_round_trip(stack, tmp_path, monkeypatch):
     async def prepare() -> None:
         await ensure_topics(settings)
         redis = make_redis(settings)
-        await SharedSimulatedClock(redis, f"{settings.key_prefix}:clock").set(
+        await SharedSimulatedClock(redis, clock_key(settings.key_prefix)).set(
             START + timedelta(hours=3)
         )
         await redis.aclose()

@@ -115,7 +115,7 @@ async def test_compacted_periods_read_as_the_live_ones_and_refuse_late_sales(sto
     pd.testing.assert_frame_equal(compacted, live)
     state = await store.get_experiment(spec.id)
     assert (state.closed, state.compacted) == (3, 3)
-    p = f"{store.p}:exp:{spec.id}"
+    p = store.exp(spec.id)
     for k in range(3):
         assert await store.redis.exists(f"{p}:col:{k}") == 1
         assert await store.redis.exists(f"{p}:cells:{k}", f"{p}:a:{k}") == 0
@@ -140,7 +140,7 @@ async def test_a_cycle_reads_only_what_is_new(store) -> None:
     source = RedisPanelSource(store, ManualClock(now), lateness=HOUR)
     first = (await source.panel(spec.id, now)).copy()
     # the compacted periods are kept: with their stored form gone, the next cycle is the same
-    p = f"{store.p}:exp:{spec.id}"
+    p = store.exp(spec.id)
     assert await store.redis.delete(*(f"{p}:col:{k}" for k in range(3))) == 3
     pd.testing.assert_frame_equal(await source.panel(spec.id, now), first)
     # a fresh source has nothing kept and finds the stored form gone
@@ -168,7 +168,7 @@ async def test_two_workers_compact_once_and_a_close_without_its_compaction_is_re
 async def test_dedupe_markers_are_compact_sets_that_expire_with_their_period(store) -> None:
     spec, _, rows = await _filled(store)
     assert set(await store.ingest(rows[:50])) == {"dup"}
-    p = f"{store.p}:exp:{spec.id}"
+    p = store.exp(spec.id)
     assert await store.redis.hget(f"{p}:seenb", "n:0") == "100"  # 400 sales over 4 periods
     assert all([await store.remembered(spec.id, r.period, r.event_id) for r in rows])
     assert not await store.remembered(spec.id, 0, "e99999")
@@ -205,7 +205,7 @@ async def test_old_layout_experiments_are_never_compacted_and_bad_state_stays_lo
     store,
 ) -> None:
     spec, _, _ = await _filled(store)
-    p = f"{store.p}:exp:{spec.id}"
+    p = store.exp(spec.id)
     now = START + timedelta(hours=4, minutes=30)
     # created before the compacted layout: no n_products in its state
     await store.redis.hdel(f"{p}:state", "n_products")

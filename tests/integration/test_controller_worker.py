@@ -12,6 +12,7 @@ import pytest
 
 from controller.store import Store, make_redis
 from controller.store.clock import SharedSimulatedClock
+from controller.store.keys import clock as clock_key
 from streams.commands import send_command_async
 from streams.kafka import JsonPublisher
 from streams.launcher import WorkerProcess, metric_value
@@ -45,7 +46,7 @@ async def store_and_clock(settings):
     try:
         yield (
             Store(redis, settings.key_prefix),
-            SharedSimulatedClock(redis, f"{settings.key_prefix}:clock"),
+            SharedSimulatedClock(redis, clock_key(settings.key_prefix)),
         )
     finally:
         await redis.aclose()

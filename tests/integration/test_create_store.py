@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 
 from controller.errors import ConflictError, StoreError
 from controller.spec import load_spec
-from controller.store import Store
+from controller.store import Store, keys
 from tests.integration.conftest import wait_until
 
 pytestmark = pytest.mark.integration
@@ -65,8 +65,8 @@ async def test_an_overlapping_creation_is_refused_and_frees_what_it_claimed(sett
             await store.create_experiment(_spec("B", other), T0, chunk=2)
         assert await store.experiment_ids() == ["A"]
         for p in other[:6]:
-            assert await redis.get(f"{settings.key_prefix}:product:{p}") is None
-        assert await redis.get(f"{settings.key_prefix}:exp:B:creating") is None
+            assert await redis.get(keys.product(settings.key_prefix, p)) is None
+        assert await redis.get(keys.creating(settings.key_prefix, "B")) is None
         # the refused id and its free products can be used at once
         await store.create_experiment(_spec("B", other[:6]), T0, chunk=4)
         assert set((await _owners(store, other[:6])).values()) == {"B"}
@@ -76,7 +76,7 @@ async def test_an_overlapping_creation_is_refused_and_frees_what_it_claimed(sett
         await store.create_experiment(_spec("C", mine[:3]), T0)  # stale keys taken over
         assert await store.release_products("A") == len(mine) - 3  # C's keys are kept
         for p in mine[3:]:
-            assert await redis.get(f"{settings.key_prefix}:product:{p}") is None
+            assert await redis.get(keys.product(settings.key_prefix, p)) is None
         await store.create_experiment(_spec("D", mine[3:]), T0)
         assert set((await _owners(store, mine)).values()) == {"C", "D"}
     finally:
@@ -118,7 +118,7 @@ async def test_racing_creations_have_exactly_one_winner(settings, seed: int) -> 
 async def test_a_creation_that_lost_its_lease_cannot_finish(settings) -> None:
     redis = _redis(settings)
     store = Store(redis, settings.key_prefix)
-    marker = f"{settings.key_prefix}:exp:slow:creating"
+    marker = keys.creating(settings.key_prefix, "slow")
     products = [f"s{i:04d}" for i in range(3000)]
     try:
         task = asyncio.create_task(
@@ -126,7 +126,7 @@ async def test_a_creation_that_lost_its_lease_cannot_finish(settings) -> None:
         )
 
         async def claiming() -> bool:
-            return await redis.get(f"{settings.key_prefix}:product:{products[10]}") is not None
+            return await redis.get(keys.product(settings.key_prefix, products[10])) is not None
 
         await wait_until(claiming, 30, "the creation to claim products", every=0.005)
         await redis.delete(marker)  # as if the lease had run out while the worker stalled
@@ -134,7 +134,7 @@ async def test_a_creation_that_lost_its_lease_cannot_finish(settings) -> None:
             await task
         assert await store.experiment_ids() == []
         assert set((await _owners(store, products)).values()) == {None}
-        assert await redis.keys(f"{settings.key_prefix}:product:*") == []  # released
+        assert await redis.keys(keys.product(settings.key_prefix, "*")) == []  # released
     finally:
         await redis.aclose()
 
@@ -170,7 +170,7 @@ async def test_a_worker_killed_mid_create_blocks_nothing_once_its_lease_expires(
 
         async def hundred_chunks_in() -> bool:
             assert proc.poll() is None, "the creating process exited"
-            return await redis.get(f"{p}:product:d000500") is not None
+            return await redis.get(keys.product(p, "d000500")) is not None
 
         await wait_until(hundred_chunks_in, 60, "a hundred chunks of the creation", every=0.01)
         os.kill(proc.pid, signal.SIGKILL)
@@ -183,7 +183,7 @@ async def test_a_worker_killed_mid_create_blocks_nothing_once_its_lease_expires(
             await store.create_experiment(_spec("early", held), T0)
 
         async def lease_expired() -> bool:
-            return not await redis.exists(f"{p}:exp:dead:creating")
+            return not await redis.exists(keys.creating(p, "dead"))
 
         await wait_until(lease_expired, 10, "the dead creation's lease (2 s) to expire")
         await store.create_experiment(_spec("later", held), T0)
@@ -202,22 +202,27 @@ async def test_a_worker_killed_mid_create_blocks_nothing_once_its_lease_expires(
 
 
 async def test_claims_written_before_gens_still_count(settings) -> None:
-    # keys of experiments created by the previous release hold the bare id; no state 'claim'
+    # keys of experiments created before gens hold the bare id; no state 'claim', and the
+    # holders hash has no gen
     redis = _redis(settings)
     store = Store(redis, settings.key_prefix)
     p = settings.key_prefix
     try:
         spec = _spec("old", ["o1", "o2"])
-        await redis.sadd(f"{p}:exp:index", "old")
-        await redis.set(f"{p}:exp:old:spec", spec.to_json())
-        await redis.hset(f"{p}:exp:old:state", mapping={"status": "running", "flipped_period": -1})
-        await redis.mset({f"{p}:product:o1": "old", f"{p}:product:o2": "old"})
+        await redis.sadd(keys.catalog(p, "exp:index"), "old")
+        await redis.hset(keys.catalog(p, "holders"), "old", "running|")
+        await redis.set(f"{keys.experiment(p, 'old')}:spec", spec.to_json())
+        await redis.hset(
+            f"{keys.experiment(p, 'old')}:state",
+            mapping={"status": "running", "flipped_period": -1},
+        )
+        await redis.mset({keys.product(p, "o1"): "old", keys.product(p, "o2"): "old"})
         assert await store.experiment_of("o2") == "old"
         with pytest.raises(ConflictError, match="'o2' is already in running experiment 'old'"):
             await store.create_experiment(_spec("new", ["n1", "o2"]), T0)
         await store.set_status("old", "ended")
         assert await store.release_products("old") == 2
-        assert await redis.get(f"{p}:product:o1") is None
+        assert await redis.get(keys.product(p, "o1")) is None
         await store.create_experiment(_spec("new", ["n1", "o2"]), T0)
         assert await store.experiment_of("o2") == "new"
     finally:
@@ -228,9 +233,9 @@ async def test_a_creation_in_progress_blocks_its_own_id(settings) -> None:
     redis = _redis(settings)
     store = Store(redis, settings.key_prefix)
     try:
-        await redis.set(f"{settings.key_prefix}:exp:busy:creating", "someone", px=60_000)
+        await redis.set(keys.creating(settings.key_prefix, "busy"), "someone", px=60_000)
         with pytest.raises(ConflictError, match="being created"):
             await store.create_experiment(_spec("busy", ["q1"]), T0)
-        assert await redis.get(f"{settings.key_prefix}:exp:busy:creating") == "someone"
+        assert await redis.get(keys.creating(settings.key_prefix, "busy")) == "someone"
     finally:
         await redis.aclose()

@@ -23,6 +23,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+import controller.store.keys as keys
 from controller.settings import KafkaSettings, Settings
 from controller.spec import ExperimentSpec, load_spec
 from streams.app import group_ids
@@ -404,7 +405,7 @@ async def test_kill9_during_a_large_flip(stack):
         at = random.Random(KILL_SEED).uniform(0.05, 0.35) * whole
 
         await rt.clock.set(START + timedelta(hours=2, seconds=1))  # type: ignore[attr-defined]
-        claim_key = f"{settings.key_prefix}:exp:{spec.id}:flip:2"
+        claim_key = f"{keys.experiment(settings.key_prefix, spec.id)}:flip:2"
 
         async def claimed() -> bool:
             return await rt.redis.get(claim_key) is not None

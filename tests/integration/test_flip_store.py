@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 
 from controller.designs import PeriodAssignments, assign_period, period_assignments
 from controller.spec import load_spec
-from controller.store import Store, encode_record
+from controller.store import Store, encode_record, keys
 
 pytestmark = pytest.mark.integration
 
@@ -64,10 +64,10 @@ async def test_a_failed_write_leaves_the_client_usable(settings) -> None:
     store = Store(redis, settings.key_prefix)
     spec = _spec(["a", "b", "c"])
     try:
-        await redis.set(f"{settings.key_prefix}:exp:odd:a:1", "not a hash")
+        await redis.set(f"{keys.experiment(settings.key_prefix, 'odd')}:a:1", "not a hash")
         with pytest.raises(Exception, match="WRONGTYPE"):
             await store.write_assignments(spec.id, 1, period_assignments(spec, 1), chunk=1)
-        assert await redis.get(f"{settings.key_prefix}:exp:odd:a:1") == "not a hash"
+        assert await redis.get(f"{keys.experiment(settings.key_prefix, 'odd')}:a:1") == "not a hash"
         assert await store.write_assignments(spec.id, 2, period_assignments(spec, 2)) == 3
     finally:
         await redis.aclose()

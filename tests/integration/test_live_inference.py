@@ -82,9 +82,7 @@ async def test_a_killed_and_restarted_analysis_worker_continues_the_same_sequenc
             if d != kill_at:
                 return
             store: Store = used["store"]
-            state["stored_before"] = await store.redis.hgetall(
-                f"{store.p}:exp:{restarted[0].id}:cs"
-            )
+            state["stored_before"] = await store.redis.hgetall(f"{store.exp(restarted[0].id)}:cs")
             new, state["returncode"] = await driver.restart_analysis()
             used["analysis"].append(new)
 

@@ -25,6 +25,7 @@ import pytest
 from controller.settings import Settings
 from controller.store import Store, make_redis
 from controller.store.clock import SharedSimulatedClock
+from controller.store.keys import clock as clock_key
 from streams.commands import send_command_async
 from streams.launcher import WorkerProcess
 from tests.integration.conftest import command_ok, wait_until
@@ -106,7 +107,7 @@ def _spec(exp_id: str) -> dict[str, Any]:
 async def test_a_librdkafka_pricing_system_ends_with_every_current_assignment(settings) -> None:
     redis = make_redis(settings)
     store = Store(redis, settings.key_prefix)
-    clock = SharedSimulatedClock(redis, f"{settings.key_prefix}:clock")
+    clock = SharedSimulatedClock(redis, clock_key(settings.key_prefix))
     await clock.set(START + timedelta(minutes=5))
     worker: WorkerProcess | None = None
     live: PricingSystem | None = None

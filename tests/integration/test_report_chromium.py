@@ -128,6 +128,7 @@ def test_report_from_the_live_state(stack: EmbeddedStack, tmp_path: Path) -> Non
     from controller.spec import ExperimentSpec
     from controller.store import Store, make_redis
     from controller.store.clock import SharedSimulatedClock
+    from controller.store.keys import clock as clock_key
     from streams.cli import app
     from streams.kafka import JsonPublisher, ensure_topics
     from streams.sinks import KafkaEstimateSink
@@ -154,7 +155,7 @@ def test_report_from_the_live_state(stack: EmbeddedStack, tmp_path: Path) -> Non
             _, seq = await store.claim_flip(spec.id, k, "test", 10_000)
             await store.write_assignments(spec.id, k, designs.assign_period(spec, k))
             await store.complete_flip(spec.id, k, max(seq, 0), 0, "test")
-        await SharedSimulatedClock(redis, f"{settings.key_prefix}:clock").set(
+        await SharedSimulatedClock(redis, clock_key(settings.key_prefix)).set(
             spec.end + timedelta(hours=1)
         )
         await redis.aclose()

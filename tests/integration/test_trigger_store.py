@@ -105,3 +105,38 @@ async def test_a_runner_behind_another_save_redoes_its_batch(settings):
         }
     finally:
         await redis.aclose()
+
+
+async def test_no_fire_takes_a_sequence_number_once_the_experiment_is_stopped(settings):
+    """A stop moves the experiment's own status before the catalog's version (two slots on a
+    cluster): a runner that has not seen the version move yet must still be refused by the
+    save's own check, so nothing is published after the stop's kill switch."""
+    redis = make_redis(settings)
+    store = Store(redis, settings.key_prefix)
+    try:
+        await store.create_experiment(_spec("stopme", ["a", "b"]), T0)
+        sink = _Sink()
+        runner = TriggerRunner(store, sink, ManualClock(T0))  # type: ignore[arg-type]
+        assert await runner.on_prices([_Price("a", "x", 80.0, _at(0))]) == []  # undercut starts
+        v_before, _ = await store.trigger_state("stopme")
+        version = await store.version()
+        seq_before = int(await redis.hget(f"{store.exp('stopme')}:state", "seq_counter") or 0)
+        # the first step of set_status only: the experiment's state says stopped, the version
+        # (which the runner's routes follow) has not moved yet
+        await redis.hset(f"{store.exp('stopme')}:state", "status", "stopped")
+        assert await store.version() == version
+        # this event would fire a (its undercut is due): refused, routed again, dropped
+        assert await runner.on_prices([_Price("a", "x", 80.0, _at(1))]) == []
+        assert sink.published == []
+        v_after, _ = await store.trigger_state("stopme")
+        assert v_after == v_before  # nothing saved
+        assert await store.triggers("stopme") == {}
+        assert (
+            int(await redis.hget(f"{store.exp('stopme')}:state", "seq_counter") or 0) == seq_before
+        )
+        # running again (a resume: both steps, the version moves): the same event fires
+        await store.set_status("stopme", "running")
+        fired = await runner.on_prices([_Price("a", "x", 80.0, _at(2))])
+        assert [f.product for f in fired] == ["a"] and [p[1] for p in sink.published] == [["a"]]
+    finally:
+        await redis.aclose()

@@ -9,6 +9,7 @@ import pytest
 
 from controller.store import Store, make_redis
 from controller.store.clock import SharedSimulatedClock
+from controller.store.keys import clock as clock_key
 from streams.commands import send_command_async
 from streams.handlers import RawEvent
 from streams.kafka import JsonPublisher
@@ -57,7 +58,7 @@ def price(product: str, p: float, at: datetime, competitor: str = "shop-x") -> b
 async def test_competitor_undercut_triggers_a_staggered_start(settings):
     redis = make_redis(settings)
     store = Store(redis, settings.key_prefix)
-    clock = SharedSimulatedClock(redis, f"{settings.key_prefix}:clock")
+    clock = SharedSimulatedClock(redis, clock_key(settings.key_prefix))
     await clock.set(START + timedelta(hours=1))
     # events in this test arrive up to an hour after they were observed
     settings = settings.model_copy(

@@ -126,3 +126,26 @@ def test_plain_redis_url_password_is_used():
     r = make_redis(Settings(redis=RedisSettings(url=SecretStr("redis://:url-pw@localhost:6379/0"))))
     assert r.connection_pool.connection_kwargs["password"] == "url-pw"
     assert r.connection_pool.connection_class.__name__ == "Connection"
+
+
+def test_a_cluster_url_or_flag_selects_a_cluster_client_with_the_same_credentials(cert):
+    crt, key = cert
+    s = Settings(
+        redis=RedisSettings(
+            url=SecretStr("rediss+cluster://pricelab:url-pw@cache:7000/0"),
+            tls_ca_file=str(crt),
+        )
+    )
+    r = make_redis(s)
+    kw = r.get_connection_kwargs()
+    assert type(r).__name__ == "RedisCluster"
+    assert [(n.host, n.port) for n in r.nodes_manager.startup_nodes.values()] == [("cache", 7000)]
+    assert kw["connection_class"].__name__ == "SSLConnection"
+    assert (kw["username"], kw["password"], kw["ssl_ca_certs"]) == ("pricelab", "url-pw", str(crt))
+    flag = make_redis(
+        Settings(redis=RedisSettings(url=SecretStr("redis://cache:7000"), cluster=True))
+    )
+    assert type(flag).__name__ == "RedisCluster"
+    assert flag.get_connection_kwargs()["connection_class"].__name__ == "Connection"
+    single = make_redis(Settings(redis=RedisSettings(url=SecretStr("redis://cache:7000"))))
+    assert type(single).__name__ == "Redis"

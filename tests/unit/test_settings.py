@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from pydantic import SecretStr
 
 from controller.settings import KafkaSettings, RedisSettings, Settings
@@ -81,3 +82,29 @@ def test_readiness_waits_for_every_group_and_forgives_a_short_rebalance():
     assert r.unready_groups() == ["app-sales"]  # stuck re-joining
     sales.on_assigned()
     assert r.unready_groups() == [] and r.describe()["app-sales"]["assigned"] is True
+
+
+def test_a_key_prefix_that_would_move_the_hash_tag_is_refused(monkeypatch):
+    from controller.errors import ConfigurationError
+    from controller.settings import load_settings
+
+    for bad in ("a{b", "a}b", "", ":pl", "pl:"):
+        with pytest.raises(ValueError, match="key prefix"):
+            Settings(key_prefix=bad)
+    monkeypatch.setenv("PRICELAB_KEY_PREFIX", "p{x}")
+    with pytest.raises(ConfigurationError, match=r"^PRICELAB_KEY_PREFIX: key prefix 'p\{x\}'"):
+        load_settings()
+    assert Settings(key_prefix="pl.test-1").key_prefix == "pl.test-1"
+
+
+def test_keys_of_one_experiment_share_a_slot_and_the_catalog_has_its_own():
+    from redis.crc import key_slot
+
+    import controller.store.keys as keys
+
+    base = keys.experiment("pl", "exp-1")
+    slots = {key_slot(f"{base}:{name}".encode()) for name in ("state", "cells:3", "seen:2:17")}
+    assert slots == {key_slot(b"exp-1")}
+    catalog = [keys.product("pl", "sku|1"), keys.creating("pl", "exp-1"), keys.clock("pl")]
+    assert {key_slot(k.encode()) for k in catalog} == {key_slot(b"pl")}
+    assert key_slot(b"pl") != key_slot(b"exp-1")

@@ -84,13 +84,12 @@ class _Store:
         self,
         exp_id: str,
         expected: int,
-        experiments_version: int,
         meta: dict[str, Any],
         products: dict[str, Any],
         fired: dict[str, Any],
         triggers: dict[str, int],
     ) -> tuple[int | None, int | None]:
-        assert expected == self.trigger_v and experiments_version == 1
+        assert expected == self.trigger_v
         self.log.append("save " + ",".join(sorted(products)))
         self.trigger_v += 1
         if triggers:

@@ -1,4 +1,7 @@
--- ARGV: prefix, id, gen: drop the creation marker if it is still this attempt's
-local marker = ARGV[1]..':exp:'..ARGV[2]..':creating'
-if redis.call('GET', marker) == ARGV[3] then redis.call('DEL', marker) end
-return 1
+-- Drop the creation's lease if it is still this attempt's (catalog keys). Returns
+-- 'committed' if the experiment was committed by this attempt after all (its reply lost),
+-- else 'aborted'.
+-- KEYS: the creation's lease, holders hash; ARGV: id, gen
+if redis.call('GET', KEYS[1]) == ARGV[2] then redis.call('DEL', KEYS[1]) end
+if redis.call('HGET', KEYS[2], ARGV[1]) == 'running|'..ARGV[2] then return 'committed' end
+return 'aborted'

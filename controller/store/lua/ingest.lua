@@ -1,11 +1,11 @@
 -- Sales: per event, decide its status, dedupe by event id, and accumulate the panel cell.
 -- The batch arrives as one string (one line per event, fields split by '|'; ids cannot hold
--- '|' or newlines) so the client packs one argument, not ten per event. Per event Redis
+-- '|' or newlines) so the client packs one argument, not nine per event. Per event Redis
 -- does one HGET (cached per cell within the batch) and one SADD; the cell, exclusion and
 -- total increments are summed in Lua and written once per batch. The script is atomic: a
--- batch is in Redis entirely or not at all.
--- ARGV: prefix, batch; batch lines:
---   event_id|exp|k|product|ts_ms|head_end_ms|units|revenue|pre_reason|keep_s\n
+-- batch is in Redis entirely or not at all. One experiment per call: its keys share a slot.
+-- KEYS: the experiment's state; ARGV: the base of its keys, batch; batch lines:
+--   event_id|k|product|ts_ms|head_end_ms|units|revenue|pre_reason|keep_s\n
 -- A period below the experiment's 'closed' mark is compacted (or being compacted): its sales
 -- are 'late', counted nowhere (as the ingestor's own lateness check does).
 -- Dedupe: the event id's SHA-1 gives a bucket and a 52-bit member; period k's markers are
@@ -14,11 +14,10 @@
 -- count is fixed at its first sale, from the sales remembered in the period before (~200 a
 -- set), or for a first period from the experiment's products; {base}:seenb holds b:{k}
 -- (buckets) and n:{k} (sales remembered) per period.
--- Every Lua string is interned (hashed, looked up, later swept): per-experiment keys are
--- built once per batch, not per sale, and totals are summed by status before their keys are.
-local p = ARGV[1]
+-- Every Lua string is interned (hashed, looked up, later swept): keys are built once per
+-- batch and period, not per sale, and totals are summed by status before their keys are.
 local out = {}
-local ints, floats, exps, expire = {}, {}, {}, {}
+local ints, floats, expire = {}, {}, {}
 local function add(t, key, field, v)
   local h = t[key]
   if not h then h = {}; t[key] = h end
@@ -30,7 +29,7 @@ local function buckets_for(e, k)
     -- ~200 a set: from the sales of the period before, else one sale per product
     local prev = tonumber(redis.call('HGET', e.seenb, 'n:'..(tonumber(k) - 1)) or '')
     if not prev then
-      prev = tonumber(redis.call('HGET', e.base..':state', 'n_products') or '') or 12800
+      prev = tonumber(redis.call('HGET', KEYS[1], 'n_products') or '') or 12800
     end
     b = 1
     while b * 200 < prev and b < 65536 do b = b * 2 end
@@ -38,16 +37,12 @@ local function buckets_for(e, k)
   end
   return b
 end
-local pat = '([^|\n]*)|([^|\n]*)|([^|\n]*)|([^|\n]*)|([^|\n]*)|([^|\n]*)|([^|\n]*)|([^|\n]*)|([^|\n]*)|([^|\n]*)\n'
-for eid, exp, k, prod, ts, head_end, units, revenue, reason, keep in string.gmatch(ARGV[2], pat) do
-  local e = exps[exp]
-  if not e then
-    local base = p..':exp:'..exp
-    e = {base = base, excluded = base..':excluded', seenb = base..':seenb', periods = {},
-         closed = tonumber(redis.call('HGET', base..':state', 'closed') or '0'),
-         units = {}, events = {}}
-    exps[exp] = e
-  end
+local base = ARGV[1]
+local e = {base = base, excluded = base..':excluded', seenb = base..':seenb', periods = {},
+           closed = tonumber(redis.call('HGET', KEYS[1], 'closed') or '0'),
+           units = {}, events = {}}
+local pat = '([^|\n]*)|([^|\n]*)|([^|\n]*)|([^|\n]*)|([^|\n]*)|([^|\n]*)|([^|\n]*)|([^|\n]*)|([^|\n]*)\n'
+for eid, k, prod, ts, head_end, units, revenue, reason, keep in string.gmatch(ARGV[2], pat) do
   local per = e.periods[k]
   if not per then
     per = {key = e.base..':a:'..k, recs = {}, cells = e.base..':cells:'..k,
@@ -110,11 +105,9 @@ for eid, exp, k, prod, ts, head_end, units, revenue, reason, keep in string.gmat
     end
   end
 end
-for _, e in pairs(exps) do
-  local totals = e.base..':totals'
-  for st, v in pairs(e.units) do add(ints, totals, 'units:'..st, v) end
-  for st, v in pairs(e.events) do add(ints, totals, 'events:'..st, v) end
-end
+local totals = base..':totals'
+for st, v in pairs(e.units) do add(ints, totals, 'units:'..st, v) end
+for st, v in pairs(e.events) do add(ints, totals, 'events:'..st, v) end
 for key, h in pairs(ints) do
   for f, v in pairs(h) do redis.call('HINCRBY', key, f, string.format('%d', v)) end
 end
