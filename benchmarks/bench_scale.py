@@ -8,8 +8,8 @@ read path (``RedisPanelSource.panel``) and estimators (``fit_plan``: ``dm`` and 
 For each size it prints:
 
 - Redis bytes per product-day, from ``INFO memory`` (``used_memory``) before and after: the
-  panel cells (``{p}:exp:{id}:cells``, four fields per cell: units, revenue, orders, head
-  units) and the per-period assignment records, separately;
+  panel cells (``pl:exp:{<id>}:cells:<k>`` while live, ``...:col:<k>`` once compacted) and
+  the per-period assignment records, separately;
 - bytes per remembered sale: ``--sales`` sales through the real ingest script into cells that
   already exist, so the growth is the dedupe markers;
 - the analysis cycle: read (panel source) and estimate (``dm`` + ``ht``), in a fresh process;

@@ -85,7 +85,10 @@ class Flipper:
         now = self.clock.now()
         freezes = await self._freezes()
         done = 0
-        for state in await self.store.experiments():
+        states = await self.store.experiments()
+        if await self.store.reconcile(states):
+            states = await self.store.experiments()
+        for state in states:
             if state.status not in ("running", "paused"):
                 self.observer.next_boundary(state.spec.id, None)
                 continue
@@ -239,6 +242,8 @@ class Flipper:
         await self.clock.sync()
         now = self.clock.now()
         state = await self.store.get_experiment(exp_id)
+        if state.status == "creating":
+            raise ValueError(f"experiment {exp_id!r} is still being created")
         spec = state.spec
         await self.store.open_window(exp_id, f"{status}-{uuid.uuid4().hex[:8]}", now, reason)
         await self.store.set_status(exp_id, status)

@@ -27,7 +27,8 @@ Catalog ``{pl}:...`` (one slot):
 Experiment ``pl:exp:{<id>}:...`` (the slot of its id; ``e`` below):
 
     e:spec             the validated spec (JSON)
-    e:state            hash: status, flipped_period, seq, missed_flips, created_ms, claim (the
+    e:state            hash: status ('creating' until committed, then running, paused,
+                       stopped or ended), flipped_period, seq, missed_flips, created_ms, claim (the
                        gen of its product claims), fence, n_products, closed (periods below it
                        refuse sales as 'late'), compacted (periods below it are in col:{k})
     e:a:{k}            hash product -> "arm|P(treat)|blackout_until_ms|reason" for period k

@@ -132,15 +132,17 @@ class ExperimentStore(RedisStore):
                     keys=[marker, holders], args=[spec.id, gen]
                 )
                 if end == "committed":  # only the reply was lost: it exists, keep it all
-                    raise
-                await self._script("create_drop")(
-                    keys=[f"{base}:spec", f"{base}:state"], args=[fence]
-                )
-                await self._unclaim(f"{spec.id}|{gen}", claims[:sent], chunk)
+                    log.warning("creation of %s was committed, but its reply was lost", spec.id)
+                else:
+                    await self._script("create_drop")(
+                        keys=[f"{base}:spec", f"{base}:state"], args=[fence]
+                    )
+                    await self._unclaim(f"{spec.id}|{gen}", claims[:sent], chunk)
             except Exception:  # Redis gone: the claims die with the lease anyway
                 log.warning("could not release the claims of aborted creation %s", spec.id)
             raise
         self._specs[spec.id] = spec  # what a reader would parse back from the stored JSON
+        await self._script("create_open")(keys=[f"{base}:state"], args=[gen])
 
     @staticmethod
     def _claimed(
@@ -214,15 +216,44 @@ class ExperimentStore(RedisStore):
     async def set_status(self, exp_id: str, status: str) -> None:
         """Set the status. Stopped or ended, the experiment's product claims die with it (see
         ``lua/holds.lua``): its products are free at once; :meth:`release_products` deletes
-        the keys. The experiment's own state moves first: from then on its flips and trigger
-        fires are refused; then the catalog's holders and version (one slot, one MULTI)."""
-        state = f"{self.exp(exp_id)}:state"
+        the keys. The experiment's own state moves first: from then on its flip claims and
+        trigger saves are refused (both scripts check it); then the catalog's holders and
+        version (one slot, one MULTI; :meth:`reconcile` finishes that step if it fails)."""
+        await self.redis.hset(f"{self.exp(exp_id)}:state", "status", status)
+        # a process that dies here leaves holders behind: the next flip tick repairs it
+        await self._sync_holder(exp_id)
+
+    async def reconcile(self, states: Sequence[ExperimentState]) -> int:
+        """Finish the cross-slot steps a dead process left half done, for the indexed
+        experiments ``states``: open one committed but still 'creating' (create_open.lua), and
+        bring the holders hash to each experiment's own status (which moves first, see
+        :meth:`set_status`). Returns how many were repaired; called on every flip tick."""
+        holders = await self.redis.hgetall(self.cat("holders"))
+        fixed = 0
+        for st in states:
+            base = self.exp(st.spec.id)
+            if st.status == "creating":
+                gen = _text(await self.redis.hget(f"{base}:state", "claim")) or ""
+                fixed += int(await self._script("create_open")(keys=[f"{base}:state"], args=[gen]))
+                continue
+            held = _text(holders.get(st.spec.id))
+            if held is not None and held.partition("|")[0] != st.status:
+                log.warning(
+                    "experiment %s: holders said %s, its state %s; repaired",
+                    st.spec.id,
+                    held.partition("|")[0],
+                    st.status,
+                )
+                await self._sync_holder(st.spec.id)
+                fixed += 1
+        return fixed
+
+    async def _sync_holder(self, exp_id: str) -> None:
+        """Copy the experiment's status and claim gen, as they are now, to the holders hash,
+        and move the version."""
+        status, gen = await self.redis.hmget(f"{self.exp(exp_id)}:state", "status", "claim")
         pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(state, "status", status)
-        pipe.hget(state, "claim")
-        _, gen = await pipe.execute()
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(self.cat("holders"), exp_id, f"{status}|{_text(gen) or ''}")
+        pipe.hset(self.cat("holders"), exp_id, f"{_text(status)}|{_text(gen) or ''}")
         pipe.incr(self.cat("version"))
         await pipe.execute()
 

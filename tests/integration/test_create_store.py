@@ -239,3 +239,45 @@ async def test_a_creation_in_progress_blocks_its_own_id(settings) -> None:
         assert await redis.get(keys.creating(settings.key_prefix, "busy")) == "someone"
     finally:
         await redis.aclose()
+
+
+async def test_the_cross_slot_steps_a_dead_process_left_half_done_are_finished(settings) -> None:
+    """Creation and status changes write the experiment's slot and the catalog's in turn (two
+    nodes on a cluster). What a process that died between the steps leaves is repaired by the
+    flip tick's reconcile, and an abort never drops an experiment that was committed."""
+    redis = _redis(settings)
+    store = Store(redis, settings.key_prefix)
+    p = settings.key_prefix
+    state = f"{keys.experiment(p, 'half')}:state"
+    try:
+        await store.create_experiment(_spec("half", ["h1", "h2"]), T0)
+        gen = await redis.hget(state, "claim")
+        # committed, then paused, and only then the creator learns of it (its reply was lost):
+        # the abort must see the commit and leave spec and state alone
+        await store.set_status("half", "paused")
+        abort = store._script("create_abort")
+        got = await abort(keys=[keys.creating(p, "half"), keys.catalog(p, "holders")],
+                          args=["half", gen])  # fmt: skip
+        assert got == "committed"
+        assert (await store.get_experiment("half")).status == "paused"
+
+        # died between the commit and opening it: indexed, still 'creating'
+        await redis.hset(state, "status", "creating")
+        assert await store.reconcile(await store.experiments()) == 1
+        assert (await store.get_experiment("half")).status == "running"
+
+        # died between a stop's two steps: the state says ended, the catalog still running,
+        # so the products still count as claimed
+        await redis.hset(state, "status", "ended")
+        with pytest.raises(ConflictError, match="'h1' is already in running experiment 'half'"):
+            await store.create_experiment(_spec("next", ["h1"]), T0)
+        version = await store.version()
+        assert await store.reconcile(await store.experiments()) == 1
+        assert await redis.hget(keys.catalog(p, "holders"), "half") == f"ended|{gen}"
+        assert await store.version() > version
+        assert await store.experiment_of("h1") is None
+        await store.create_experiment(_spec("next", ["h1"]), T0)
+        assert await store.experiment_of("h1") == "next"
+        assert await store.reconcile(await store.experiments()) == 0  # nothing left to do
+    finally:
+        await redis.aclose()

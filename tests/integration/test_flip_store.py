@@ -79,9 +79,18 @@ async def test_a_flip_claimed_by_another_worker_is_busy_not_an_error(settings) -
     redis = Redis.from_url(settings.redis.url.get_secret_value(), decode_responses=True)
     store = Store(redis, settings.key_prefix)
     try:
+        state = f"{store.exp('race')}:state"
+        await redis.hset(state, "status", "running")
         status, seq = await store.claim_flip("race", 1, "worker-a", 30_000)
         assert status == "claimed" and seq >= 1
         assert await store.claim_flip("race", 1, "worker-b", 30_000) == ("busy", seq)
         assert await store.claim_flip("race", 1, "worker-a", 30_000) == ("mine", seq)
+        # a stop moves the status before its kill switch takes a later sequence number: no
+        # flip is claimed after it, not even the redo of a claim taken before
+        await redis.hset(state, "status", "stopped")
+        assert await store.claim_flip("race", 1, "worker-a", 30_000) == ("done", -1)
+        assert await store.claim_flip("race", 2, "worker-b", 30_000) == ("done", -1)
+        await redis.hset(state, "status", "paused")  # a paused experiment flips (to control)
+        assert (await store.claim_flip("race", 2, "worker-b", 30_000))[0] == "claimed"
     finally:
         await redis.aclose()

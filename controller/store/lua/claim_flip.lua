@@ -3,6 +3,10 @@
 -- same version.
 -- KEYS: the experiment's state, flip:{k}, flipseq:{k}; ARGV: k, owner, lease_ms
 local st, claim, seqkey = KEYS[1], KEYS[2], KEYS[3]
+-- a stopped or ended experiment takes no flip (a stop moves its status before it publishes its
+-- kill switch with a later sequence number), nor one still being created
+local status = redis.call('HGET', st, 'status')
+if status ~= 'running' and status ~= 'paused' then return {'done', ''} end
 local cur = tonumber(redis.call('HGET', st, 'flipped_period') or '-1')
 if tonumber(ARGV[1]) <= cur then return {'done', ''} end
 local held = redis.call('GET', claim)

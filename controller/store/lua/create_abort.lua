@@ -1,7 +1,8 @@
 -- Drop the creation's lease if it is still this attempt's (catalog keys). Returns
--- 'committed' if the experiment was committed by this attempt after all (its reply lost),
--- else 'aborted'.
+-- 'committed' if this attempt committed the experiment after all (its reply lost; its status
+-- may have moved on since), else 'aborted'.
 -- KEYS: the creation's lease, holders hash; ARGV: id, gen
 if redis.call('GET', KEYS[1]) == ARGV[2] then redis.call('DEL', KEYS[1]) end
-if redis.call('HGET', KEYS[2], ARGV[1]) == 'running|'..ARGV[2] then return 'committed' end
+local m = redis.call('HGET', KEYS[2], ARGV[1])
+if m and string.match(m, '|(.*)$') == ARGV[2] then return 'committed' end
 return 'aborted'

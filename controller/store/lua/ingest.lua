@@ -7,7 +7,9 @@
 -- KEYS: the experiment's state; ARGV: the base of its keys, batch; batch lines:
 --   event_id|k|product|ts_ms|head_end_ms|units|revenue|pre_reason|keep_s\n
 -- A period below the experiment's 'closed' mark is compacted (or being compacted): its sales
--- are 'late', counted nowhere (as the ingestor's own lateness check does).
+-- are 'late', counted nowhere (as the ingestor's own lateness check does), but a copy of a
+-- sale counted before the close (a batch retried after a partial failure) is a 'dup' while
+-- the period's markers last.
 -- Dedupe: the event id's SHA-1 gives a bucket and a 52-bit member; period k's markers are
 -- integer sets {base}:seen:{k}:{bucket} (intset encoding, 8 bytes a member while a set holds
 -- at most 512), kept keep_s seconds (until the period closes, plus a margin). A period's bucket
@@ -49,12 +51,20 @@ for eid, k, prod, ts, head_end, units, revenue, reason, keep in string.gmatch(AR
            late = tonumber(k) < e.closed}
     if not per.late then
       per.buckets = buckets_for(e, k)
-      per.seen = e.base..':seen:'..k..':'
+    else  -- its markers, while they last: a late copy of a counted sale is a 'dup'
+      per.buckets = tonumber(redis.call('HGET', e.seenb, 'b:'..k) or '')
     end
+    per.seen = e.base..':seen:'..k..':'
     e.periods[k] = per
   end
   if per.late then
-    out[#out+1] = 'late'
+    local dup = false
+    if per.buckets then
+      local h = redis.sha1hex(eid)
+      local set = per.seen..(tonumber(string.sub(h, 14, 21), 16) % per.buckets)
+      dup = redis.call('SISMEMBER', set, string.format('%d', tonumber(string.sub(h, 1, 13), 16))) == 1
+    end
+    out[#out+1] = dup and 'dup' or 'late'
   else
     local status = reason
     local arm = ''
