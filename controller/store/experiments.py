@@ -32,7 +32,7 @@ from typing import Any
 import controller.store.keys as keys
 from controller.errors import ConflictError, StoreError
 from controller.spec import ExperimentSpec, load_spec
-from controller.store.base import RedisStore, _text, lua, to_ms
+from controller.store.base import UNAVAILABLE, RedisStore, _text, lua, to_ms
 from controller.store.resp import packed_evalsha
 
 log = logging.getLogger("pricelab.store")
@@ -142,7 +142,10 @@ class ExperimentStore(RedisStore):
                 log.warning("could not release the claims of aborted creation %s", spec.id)
             raise
         self._specs[spec.id] = spec  # what a reader would parse back from the stored JSON
-        await self._script("create_open")(keys=[f"{base}:state"], args=[gen])
+        try:
+            await self._open(spec.id, gen)
+        except UNAVAILABLE:  # created and committed: the next flip tick opens it (reconcile)
+            log.warning("experiment %s is created; the next flip tick will open it", spec.id)
 
     @staticmethod
     def _claimed(
@@ -234,7 +237,7 @@ class ExperimentStore(RedisStore):
             base = self.exp(st.spec.id)
             if st.status == "creating":
                 gen = _text(await self.redis.hget(f"{base}:state", "claim")) or ""
-                fixed += int(await self._script("create_open")(keys=[f"{base}:state"], args=[gen]))
+                fixed += int(await self._open(st.spec.id, gen))
                 continue
             held = _text(holders.get(st.spec.id))
             if held is not None and held.partition("|")[0] != st.status:
@@ -247,6 +250,16 @@ class ExperimentStore(RedisStore):
                 await self._sync_holder(st.spec.id)
                 fixed += 1
         return fixed
+
+    async def _open(self, exp_id: str, gen: str) -> bool:
+        """'creating' -> 'running' (create_open.lua), then the version moves, so that readers
+        that cache the running experiments by version (trigger routes) see it."""
+        opened = bool(
+            await self._script("create_open")(keys=[f"{self.exp(exp_id)}:state"], args=[gen])
+        )
+        if opened:
+            await self.redis.incr(self.cat("version"))
+        return opened
 
     async def _sync_holder(self, exp_id: str) -> None:
         """Copy the experiment's status and claim gen, as they are now, to the holders hash,

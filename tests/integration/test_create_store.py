@@ -263,8 +263,12 @@ async def test_the_cross_slot_steps_a_dead_process_left_half_done_are_finished(s
 
         # died between the commit and opening it: indexed, still 'creating'
         await redis.hset(state, "status", "creating")
+        version = await store.version()
         assert await store.reconcile(await store.experiments()) == 1
         assert (await store.get_experiment("half")).status == "running"
+        # and the version moves: readers that cache the running experiments by it (trigger
+        # routes) would otherwise keep an empty route for it
+        assert await store.version() > version
 
         # died between a stop's two steps: the state says ended, the catalog still running,
         # so the products still count as claimed
