@@ -4,9 +4,10 @@ Creating an experiment claims each of its products (``{pl}:product:<product>`` =
 "id|gen", gen unique to one creation attempt) in chunks of a few thousand, one short script
 per chunk, so that Redis keeps serving the sales path and other experiments' flips in between
 (one script over a million products held Redis for ~6.5 s). Then its spec and state are
-written in its own slot (``lua/create_init.lua``), and it becomes visible (index, holders,
-version) in one last catalog script, only if its creation marker - a lease that every chunk
-renews - is still its own. A claim counts only while it is live: its creation's marker is
+written in its own slot with status 'creating' (``lua/create_init.lua``), it becomes visible
+(index, holders, version) in one catalog script, only if its creation marker - a lease that
+every chunk renews - is still its own, and it is opened ('running', ``lua/create_open.lua``;
+the flip tick's :meth:`ExperimentStore.reconcile` does it for a worker that died first). A claim counts only while it is live: its creation's marker is
 still there, or its experiment is in the holders hash with that gen and is neither stopped
 nor ended (``lua/holds.lua``). The claims of a worker that died mid-create therefore stop
 counting when its lease expires, and later creations take them over.
