@@ -277,12 +277,7 @@ def main() -> None:
             r = asyncio.run(one_flip(stack, n))
             rate, how = redis_benchmark_set(stack, n)
             r["baseline_s"] = n / rate
-            load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-            print(
-                f"run {i + 1}: " + ", ".join(f"{k} {v:,.2f}" for k, v in r.items()),
-                f"(load average {load})",
-                flush=True,
-            )
+            _print_run(i, r)
             runs.append(r)
             base.append(rate)
     f2 = "{:.2f}".format
@@ -309,6 +304,16 @@ def main() -> None:
     print(f"target <= 10 s: {'met' if med <= 10 else 'NOT met'}")
 
 
+def _print_run(i: int, r: dict[str, float]) -> None:
+    """One run's figures and the machine's load average, as they come."""
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(
+        f"run {i + 1}: " + ", ".join(f"{k} {v:,.2f}" for k, v in r.items()),
+        f"(load average {load})",
+        flush=True,
+    )
+
+
 def many(n_exps: int, n: int, runs_n: int) -> None:
     """Ten experiments at once against one experiment of the same total size, same stack."""
     f2 = "{:.2f}".format
@@ -318,12 +323,7 @@ def many(n_exps: int, n: int, runs_n: int) -> None:
             r = asyncio.run(many_flips(stack, n_exps, n))
             one = asyncio.run(one_flip(stack, n_exps * n))
             r["one_s"] = one["flip_s"]
-            load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-            print(
-                f"run {i + 1}: " + ", ".join(f"{k} {v:,.2f}" for k, v in r.items()),
-                f"(load average {load})",
-                flush=True,
-            )
+            _print_run(i, r)
             runs.append(r)
             base.append(one["flip_s"])
     print(f"\n{n_exps} experiments x {n:,} products flipping at one boundary, {runs_n} runs")

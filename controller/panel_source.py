@@ -1,9 +1,10 @@
 """Redis implementations of the analysis worker's ports: the panel source and the sequence
 tuning store (``core.ports``).
 
-The panel: a row per product x *completed* period (a period's rows in sorted product order) of an experiment (the period in progress is
-left out until it ends). ``units`` is units sold in the period's analysis window (after the
-washout-length head), which is the same stretch of the day for every product; a cell is
+The panel: a row per product x *completed* period of an experiment, a period's rows in sorted
+product order (the period in progress is left out until it ends). ``units`` is units sold in
+the period's analysis window (after the washout-length head), which is the same stretch of the
+day for every product; a cell is
 ``blackout`` when an exclusion window (pause, stop, freeze) overlaps it or its record says the
 whole period was blacked out; ``class`` is the product's class when the spec groups products.
 

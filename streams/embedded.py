@@ -321,6 +321,8 @@ class LocalRedisCluster:
 
     def healthy(self) -> bool:
         """Every node up, knowing every other, none of them flagged failing, all slots served."""
+        import redis.exceptions
+
         try:
             for i in range(self.masters):
                 info = self._command(i, "CLUSTER", "INFO")
@@ -332,12 +334,8 @@ class LocalRedisCluster:
                     return False
                 if "fail" in self._command(i, "CLUSTER", "NODES"):
                     return False
-        except OSError:
+        except (OSError, redis.exceptions.ConnectionError):  # down, or LOADING its AOF
             return False
-        except Exception as exc:  # a node still loading its AOF answers LOADING
-            if "LOADING" in str(exc) or "Connection" in type(exc).__name__:
-                return False
-            raise
         return True
 
     def wait_healthy(self, timeout: float = 30.0) -> None:
