@@ -159,13 +159,17 @@ class DifferenceInMeansEstimator(PanelEstimator):
         if self.cluster == "cell":
             return np.arange(int(use.sum()))
         if self.cluster == "unit":
-            rows = np.broadcast_to(np.arange(N)[:, None], (N, T))[use]
+            per_unit = np.arange(N)
         else:
             assert panel.groups is not None
             _, codes = np.unique(panel.groups, return_inverse=True)
-            rows = np.broadcast_to(codes.ravel()[:, None], (N, T))[use]
-        _, labels = np.unique(rows, return_inverse=True)
-        return labels.ravel()
+            per_unit = codes.ravel()
+        # clusters with a used cell, numbered in order: a rank per unit, then per cell (O(cells);
+        # np.unique over the cells sorted them, ~0.3 s at 9M cells)
+        present = np.zeros(int(per_unit.max()) + 1, dtype=bool)
+        present[per_unit[use.any(axis=1)]] = True
+        label_of_unit = np.cumsum(present) - 1
+        return np.broadcast_to(label_of_unit[per_unit][:, None], (N, T))[use]
 
     def _fit(self, panel: Panel) -> EstimateResult:
         if self.correction not in ("cr1", "cr2"):

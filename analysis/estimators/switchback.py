@@ -39,6 +39,9 @@ from analysis.estimators.base import PanelEstimator
 from analysis.panel import Panel
 from analysis.results import EstimateResult
 
+#: cells per chunk of units in the fit (a chunk's ~20 N x T temporaries: ~160 MB at most)
+_CHUNK_CELLS = 1 << 20
+
 
 def _blocks(points: np.ndarray) -> np.ndarray:
     """Block index of each period from a boolean N x T matrix of randomisation points."""
@@ -60,9 +63,16 @@ def _window_probs(
         l1, l0 = np.log(q), np.log1p(-q)
     C1 = np.concatenate([np.zeros((N, 1)), np.cumsum(l1, axis=1)], axis=1)
     C0 = np.concatenate([np.zeros((N, 1)), np.cumsum(l0, axis=1)], axis=1)
-    pi1 = np.exp(np.take_along_axis(C1, hi + 1, 1) - np.take_along_axis(C1, lo, 1))
-    pi0 = np.exp(np.take_along_axis(C0, hi + 1, 1) - np.take_along_axis(C0, lo, 1))
+    pi1 = np.exp(_along(C1, hi + 1) - _along(C1, lo))
+    pi0 = np.exp(_along(C0, hi + 1) - _along(C0, lo))
     return lo, hi, C1, C0, pi1, pi0
+
+
+def _along(C: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """``np.take_along_axis(C, idx, 1)`` as one flat take: the same values, without the 2-D
+    fancy index (about 3x faster on an N x T index)."""
+    rows = np.arange(C.shape[0], dtype=np.intp)[:, None] * C.shape[1]
+    return np.take(C.ravel(), idx + rows)
 
 
 def _all_equal_windows(W: np.ndarray, p: int) -> tuple[np.ndarray, np.ndarray]:
@@ -185,24 +195,37 @@ class SwitchbackHTEstimator(PanelEstimator):
         if p < 0 or p >= T:
             raise PanelError(f"The lag p must be in 0..{T - 1}; got {p}.")
         points, q = self._design(panel)
-        block = _blocks(points)
-        lo, hi, C1, C0, pi1, pi0 = _window_probs(block, q, p)
-        keep = panel.usable[:, p:]
-        Y = np.where(panel.usable, panel.Y, 0.0)
-        x, A1, A0 = _ht_contributions(Y, panel.W, pi1, pi0, p)
-        n = int(keep.sum())
+        # units are independent (their contributions and their variance bounds add up), so
+        # the sums run over chunks of units: the N x T temporaries stay small (a 100,000 x 90
+        # panel peaked at 1.25 GB unchunked) and in cache
+        x_sum, bound, n, n1, n0 = 0.0, 0.0, 0, 0, 0
+        rows = max(1, _CHUNK_CELLS // T)
+        for a in range(0, N, rows):
+            s = slice(a, a + rows)
+            lo, hi, C1, C0, pi1, pi0 = _window_probs(_blocks(points[s]), q[s], p)
+            usable = panel.usable[s]
+            keep = usable[:, p:]
+            Y = np.where(usable, panel.Y[s], 0.0)
+            x, A1, A0 = _ht_contributions(Y, panel.W[s], pi1, pi0, p)
+            x_sum += float(x[keep].sum())
+            bound += self._variance_bound(Y[:, p:], keep, A1, A0, lo, hi, C1, C0, pi1, pi0)
+            n += int(keep.sum())
+            n1 += int((A1 & keep).sum())
+            n0 += int((A0 & keep).sum())
         if n == 0:
             raise PanelError("No usable period after the first p periods.")
         # a path with no all-treated (or all-control) window still gives the HT value (its
         # missing side contributes 0); refusing it would break unbiasedness over the design
-        tau = float(x[keep].sum() / n)
-        var = self._variance_bound(Y[:, p:], keep, A1, A0, lo, hi, C1, C0, pi1, pi0) / n**2
+        tau = x_sum / n
+        var = bound / n**2
         se = float(np.sqrt(max(var, 0.0)))
         method = self.se or "clt"
         pval = None
         null_sd = None
         if method == "randomization":
-            draws = self._null_draws(panel, points, q, Y, keep, n, p)
+            usable = panel.usable
+            Y = np.where(usable, panel.Y, 0.0)
+            draws = self._null_draws(panel, points, q, Y, usable[:, p:], n, p)
             pval = float((1 + np.sum(np.abs(draws) >= abs(tau) - 1e-12)) / (1 + len(draws)))
             null_sd = float(np.std(draws, ddof=1))
         if method == "none":
@@ -218,8 +241,8 @@ class SwitchbackHTEstimator(PanelEstimator):
             pvalue_randomization=pval,
             details={
                 "p": p,
-                "n_all_treated_windows": int((A1 & keep).sum()),
-                "n_all_control_windows": int((A0 & keep).sum()),
+                "n_all_treated_windows": n1,
+                "n_all_control_windows": n0,
                 "randomization_null_sd": null_sd,
                 "n_draws": self.n_draws if method == "randomization" else 0,
             },
@@ -255,17 +278,22 @@ class SwitchbackHTEstimator(PanelEstimator):
         deg = np.zeros(g.shape)  # overlapping usable windows of each window
         total = 0.0
         for d in range(m):
-            ov = lo[:, d:] <= hi[:, : m - d]  # windows t and t + d share a block
-            if not ov.any():
-                break
-            # the shared stretch runs from the later window's first block to the earlier's last
-            # pairs that share no block get indices (0, 0): exp(0) instead of an overflow
-            ilo, ihi = np.where(ov, lo[:, d:], 0), np.where(ov, hi[:, : m - d], 0)
-            cap1 = np.exp(np.take_along_axis(C1, ihi + 1, 1) - np.take_along_axis(C1, ilo, 1))
-            cap0 = np.exp(np.take_along_axis(C0, ihi + 1, 1) - np.take_along_axis(C0, ilo, 1))
+            if d == 0:  # a window with itself: the shared stretch is the window, cap = pi
+                ov = np.ones(lo.shape, dtype=bool)
+                w1, w0 = 1.0 - pi1, 1.0 - pi0
+            else:
+                ov = lo[:, d:] <= hi[:, : m - d]  # windows t and t + d share a block
+                if not ov.any():
+                    break
+                # the shared stretch runs from the later window's first block to the earlier's
+                # last; pairs that share no block get indices (0, 0): exp(0), not an overflow
+                ilo, ihi = np.where(ov, lo[:, d:], 0), np.where(ov, hi[:, : m - d], 0)
+                cap1 = np.exp(_along(C1, ihi + 1) - _along(C1, ilo))
+                cap0 = np.exp(_along(C0, ihi + 1) - _along(C0, ilo))
+                w1, w0 = np.where(ov, 1.0 - cap1, 0.0), np.where(ov, 1.0 - cap0, 0.0)
             # both windows all treated: E-unbiased estimate of Y1 Y1' (1/pi1_cap - 1)
-            t1 = float((y1[:, : m - d] * np.where(ov, 1.0 - cap1, 0.0) * y1[:, d:]).sum())
-            t0 = float((y0[:, : m - d] * np.where(ov, 1.0 - cap0, 0.0) * y0[:, d:]).sum())
+            t1 = float((y1[:, : m - d] * w1 * y1[:, d:]).sum())
+            t0 = float((y0[:, : m - d] * w0 * y0[:, d:]).sum())
             total += (t1 + t0) * (1.0 if d == 0 else 2.0)  # (t, u) and (u, t)
             deg[:, : m - d] += ov & keep[:, d:]
             if d:

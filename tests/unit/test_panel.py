@@ -140,6 +140,33 @@ def test_from_long_places_every_row_in_its_cell_whatever_the_row_order() -> None
     assert panel.groups.tolist() == ["c0", "c1", "c1", "c0", "c0"]  # 10, 9, a, b, ünï
 
 
+def test_categorical_units_and_narrow_integer_periods_pivot_as_plain_columns() -> None:
+    """The live panel's columns - products as a categorical (with categories that have no
+    rows), periods as int32 - skip hashing every row; the panel is the one the same table
+    with plain object and int64 columns gives."""
+    rng = np.random.default_rng(5)
+    units, times = ["b", "a", "10", "9"], [-3, 0, 7, 2]
+    rows = [(u, t) for t in times for u in units]
+    rows = [rows[i] for i in rng.permutation(len(rows))]
+    plain = pd.DataFrame(rows, columns=["u", "t"])
+    plain["y"] = rng.normal(size=len(plain))
+    plain["w"] = rng.integers(0, 2, len(plain))
+    live = plain.assign(
+        u=pd.Categorical(plain["u"], categories=["zz-none", "b", "a", "10", "9", "aa-none"]),
+        t=plain["t"].astype(np.int32),
+    )
+    a, b = _build_plain(plain), _build_plain(live)
+    assert b.units.tolist() == ["10", "9", "a", "b"] and b.times.tolist() == [-3, 0, 2, 7]
+    assert a.units.tolist() == b.units.tolist() and b.times.dtype == a.times.dtype == np.int64
+    assert np.array_equal(a.Y, b.Y) and np.array_equal(a.W, b.W)
+    for u, t, y in zip(plain["u"], plain["t"], plain["y"], strict=True):
+        assert b.Y[b.units.tolist().index(u), b.times.tolist().index(t)] == y
+
+
+def _build_plain(df: pd.DataFrame) -> Panel:
+    return Panel.from_long(df, unit="u", time="t", outcome="y", treated="w")
+
+
 def test_from_long_names_a_unit_whose_class_varies() -> None:
     df = pd.DataFrame(
         {"u": ["a", "a", "b", "b"], "t": [0, 1, 0, 1], "y": 1.0, "w": [0, 1, 0, 1],

@@ -150,8 +150,16 @@ def _bound_by_pairs(Y: np.ndarray, W: np.ndarray, usable: np.ndarray, pts: np.nd
     return total
 
 
+@pytest.mark.parametrize("chunk_cells", [1, 40, 1 << 20])  # a unit per chunk ... all at once
 @pytest.mark.parametrize("p, every", [(0, 1), (1, 1), (1, 3), (2, 4), (3, 2)])
-def test_the_banded_bound_equals_the_bound_written_pair_by_pair(p: int, every: int) -> None:
+def test_the_banded_bound_equals_the_bound_written_pair_by_pair(
+    p: int, every: int, chunk_cells: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fit sums over chunks of units (each unit's bound alone); whatever the chunks, the
+    bound is the pair-by-pair one and the estimate the HT sum written out below."""
+    import analysis.estimators.switchback as sb
+
+    monkeypatch.setattr(sb, "_CHUNK_CELLS", chunk_cells)
     rng = np.random.default_rng(10 * p + every)
     N, T = 7, 16
     pts = np.zeros((N, T), bool)
@@ -175,6 +183,17 @@ def test_the_banded_bound_equals_the_bound_written_pair_by_pair(p: int, every: i
     by_pairs = _bound_by_pairs(Y, W, ~blackout, pts, q, p)
     assert res.n_cells == int((~blackout[:, p:]).sum())
     assert res.se**2 * res.n_cells**2 == pytest.approx(by_pairs, rel=1e-10)
+    ht = 0.0  # sum over usable windows of Y/pi1 (all treated) - Y/pi0 (all control)
+    for n in range(N):
+        for t in range(p, T):
+            if blackout[n, t]:
+                continue
+            win = sorted(set(block[n, t - p : t + 1].tolist()))
+            if W[n, t - p : t + 1].all():
+                ht += Y[n, t] / float(np.prod(q[n, win]))
+            elif not W[n, t - p : t + 1].any():
+                ht -= Y[n, t] / float(np.prod(1 - q[n, win]))
+    assert res.effect == pytest.approx(ht / res.n_cells, rel=1e-12)
 
 
 def test_windows_far_apart_do_not_overflow_the_bound() -> None:
