@@ -283,6 +283,14 @@ def _sorted_codes(col: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     fast = _present_codes(col)
     if fast is not None:
         codes, uniques = fast
+        # whole numbers come out ascending; a categorical's strings often already sorted: the
+        # order _sort_key gives, without a Python key per label (~0.15 s for 100,000)
+        if uniques.dtype.kind in "iu":
+            return codes, uniques
+        if pd.api.types.infer_dtype(uniques, skipna=False) == "string" and bool(
+            pd.Index(uniques).is_monotonic_increasing
+        ):
+            return codes, np.array(uniques.tolist())
     else:
         codes, uniques = pd.factorize(col, use_na_sentinel=False)
     labels = list(uniques)
