@@ -8,7 +8,7 @@ read path (``RedisPanelSource.panel``) and estimators (``fit_plan``: ``dm`` and 
 For each size it prints:
 
 - Redis bytes per product-day, from ``INFO memory`` (``used_memory``) before and after: the
-  panel cells (``pl:exp:{<id>}:cells:<k>`` while live, ``...:col:<k>`` once compacted) and
+  panel cells (``pl:exp:{<id>}:sums:<k>`` while live, ``...:col:<k>`` once compacted) and
   the per-period assignment records, separately;
 - bytes per remembered sale: ``--sales`` sales through the real ingest script into cells that
   already exist, so the growth is the dedupe markers;
@@ -16,8 +16,8 @@ For each size it prints:
 - the cycle after one new period arrives (its records and cells written, the clock moved on);
 - that process's peak RSS (``ru_maxrss``).
 
-The cells are filled with packed HSETs of realistic sums (Poisson units, revenue at a price,
-orders, head units); no broker is needed. Usage:
+The cells are filled with realistic sums (Poisson units, revenue at a price, orders, head
+units), packed as the ingest script's BITFIELDs leave them; no broker is needed. Usage:
 
     .venv/bin/python benchmarks/bench_scale.py [--sizes 10000,50000,100000] [--days 90]
         [--sales 200000] [--cycle-max N]
@@ -39,9 +39,7 @@ import resource
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +53,7 @@ from controller.periods import period_start  # noqa: E402
 from controller.settings import load_settings  # noqa: E402
 from controller.spec import ExperimentSpec  # noqa: E402
 from controller.store import SaleRow, Store, make_redis  # noqa: E402
-from controller.store.resp import packed_hsets  # noqa: E402
+from controller.store.columns import pack_sums  # noqa: E402
 from streams.embedded import ManagedProcess, free_port, redis_binary  # noqa: E402
 
 START = datetime(2026, 1, 5, tzinfo=UTC)
@@ -77,27 +75,10 @@ def spec_for(n: int, days: int) -> ExperimentSpec:
     )
 
 
-def cell_pairs(products: Sequence[str], rng: np.random.Generator) -> list[tuple[str, str]]:
-    units = rng.poisson(6.0, len(products))
-    head = rng.binomial(units, 0.05)
-    orders = np.maximum(1, units // 2)
-    pairs: list[tuple[str, str]] = []
-    for p, u, h, o in zip(products, units.tolist(), head.tolist(), orders.tolist(), strict=True):
-        pairs += [(f"{p}|u", str(u)), (f"{p}|r", repr(u * 9.99)), (f"{p}|n", str(o)),
-                  (f"{p}|h", str(h))]  # fmt: skip
-    return pairs
-
-
-async def send_packed(store: Store, commands: Any) -> None:
-    pool = store.redis.connection_pool
-    conn = await pool.get_connection()
-    try:
-        while group := list(islice(commands, 20)):
-            await conn.send_packed_command([cmd for cmd, _ in group], check_health=False)
-            for _ in group:
-                await conn.read_response()
-    finally:
-        await pool.release(conn)
+def cell_sums(n: int, rng: np.random.Generator) -> bytes:
+    """Realistic sums of n products, packed as the ingest script's BITFIELDs leave them."""
+    units = rng.poisson(6.0, n)
+    return pack_sums(units, units * 9.99, np.maximum(1, units // 2), rng.binomial(units, 0.05))
 
 
 async def flip(store: Store, spec: ExperimentSpec, k: int) -> None:
@@ -108,9 +89,8 @@ async def flip(store: Store, spec: ExperimentSpec, k: int) -> None:
 
 
 async def add_cells(store: Store, spec: ExperimentSpec, k: int, rng: np.random.Generator) -> None:
-    """Period k's live cells ({p}:exp:{id}:cells:{k}), as the ingest script leaves them."""
-    key = f"{store.exp(EXP)}:cells:{k}"
-    await send_packed(store, packed_hsets(key, cell_pairs(spec.all_products(), rng), 4000))
+    """Period k's live cell sums ({p}:exp:{id}:sums:{k}), as the ingest script leaves them."""
+    await store.redis.set(f"{store.exp(EXP)}:sums:{k}", cell_sums(len(spec.all_products()), rng))
 
 
 def worker_redis(url: str) -> Any:
@@ -126,13 +106,14 @@ async def used_memory(store: Store) -> int:
 def sales_into(spec: ExperimentSpec, k: int, count: int, tag: str) -> list[SaleRow]:
     """``count`` sales of period k after its head, round the products (cells that exist)."""
     start = int(period_start(spec, k).timestamp() * 1000)
-    products = spec.all_products()
+    products = sorted(spec.all_products())
     return [
         SaleRow(
             f"{tag}{i:09d}",
             EXP,
             k,
             products[i % len(products)],
+            i % len(products),  # its position among the sorted products
             start + 3_600_000,
             start,
             1,

@@ -30,7 +30,7 @@ from controller.errors import StoreError
 from controller.periods import n_periods, period_bounds, period_index
 from controller.spec import ExperimentSpec
 from controller.store import ExperimentState, Store, decode_record, to_ms
-from controller.store.columns import NO_RECORD, ColumnsError, PeriodColumns, from_hashes
+from controller.store.columns import NO_RECORD, ColumnsError, PeriodColumns, from_live
 from core.ports import ExperimentInfo
 
 log = logging.getLogger("pricelab.panel")
@@ -209,8 +209,8 @@ class RedisPanelSource:
                 known.kept = k + 1
         end = known.kept_rows
         for k in range(upto, done):  # done, not yet closed: live hashes, read every call
-            records, cells = await self.store.live_period(exp_id, k)
-            end = known.write(k, from_hashes(known.products, records, cells), end)
+            records, sums = await self.store.live_period(exp_id, k)
+            end = known.write(k, from_live(known.products, records, sums), end)
         if upto < done and (await self.store.get_experiment(exp_id)).compacted > upto:
             return None
         return known, end, done

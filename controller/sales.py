@@ -54,6 +54,7 @@ class _Experiment:
     bounds_ms: list[int]  # period starts, plus the end of the last period
     washout_ms: int
     windows: list[_Window]
+    codes: dict[str, int]  # product -> position among the sorted products (its cell sums)
 
     def locate(self, ts_ms: int) -> int | None:
         k = bisect.bisect_right(self.bounds_ms, ts_ms) - 1
@@ -106,8 +107,12 @@ class RoutingTable:
                 scope = f.get("experiments")
                 if scope is None or spec.id in scope:
                     windows.append(_Window(f["start_ms"], f["end_ms"], "freeze"))
-            exp = _Experiment(spec, bounds, int(spec.washout.total_seconds() * 1000), windows)
-            for p in spec.all_products():
+            products = sorted(spec.all_products())
+            codes = {p: i for i, p in enumerate(products)}
+            exp = _Experiment(
+                spec, bounds, int(spec.washout.total_seconds() * 1000), windows, codes
+            )
+            for p in products:
                 by_product.setdefault(p, []).append(exp)
         self.by_product = by_product
         self.version = v
@@ -180,6 +185,7 @@ class SalesIngestor:
                     exp.spec.id,
                     k,
                     s.product,
+                    exp.codes[s.product],
                     ts,
                     exp.bounds_ms[k] + exp.washout_ms,
                     s.units,

@@ -41,7 +41,7 @@ class _WireSale(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     event_id: str
     product: str
     units: Annotated[int, msgspec.Meta(gt=0, le=1_000_000)]
-    revenue: Annotated[float, msgspec.Meta(ge=0)]
+    revenue: Annotated[float, msgspec.Meta(ge=0, le=1e9)]
     unit_price: Annotated[float, msgspec.Meta(gt=0)]
     occurred_at: str
     v: Literal[1] = 1

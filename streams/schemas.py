@@ -68,7 +68,7 @@ class Sale(_Wire):
     event_id: Ident
     product: Ident
     units: int = Field(gt=0, le=1_000_000)
-    revenue: float = Field(ge=0)
+    revenue: float = Field(ge=0, le=1e9)  # per sale; the store sums it in whole millionths
     unit_price: PositiveFinite
     occurred_at: Instant
 

@@ -34,8 +34,9 @@ Experiment ``pl:exp:{<id>}:...`` (the slot of its id; ``e`` below):
     e:a:{k}            hash product -> "arm|P(treat)|blackout_until_ms|reason" for period k
                        (until k is compacted)
     e:flip:{k}         flip claim "owner|seq" with a lease (PX); e:flipseq:{k} its seq
-    e:cells:{k}        hash "product|field" -> sums (u units, r revenue, n orders, h head
-                       units) of period k, until k is compacted
+    e:sums:{k}         string: period k's cell sums, four big-endian int64 per product at
+                       its position among the sorted products (units, revenue in millionths,
+                       orders, head units; BITFIELD INCRBY), until k is compacted
     e:col:{k}          closed period k compacted: records and cells as arrays over the sorted
                        products (``columns``; ~22 bytes a product before zlib)
     e:seen:{k}:{b}     dedupe: set of 52-bit event-id digests of period k, bucket b (intsets

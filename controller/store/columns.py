@@ -1,12 +1,14 @@
 """One period of an experiment in columnar form: what a closed period is compacted to.
 
-A period's live state is two hashes - the assignment records (product -> record text) and the
-panel cells ("product|field" -> sum) - costing ~280 + ~70 bytes per product. Once the period
-is closed for sales it never changes, so it is stored as one binary string of arrays aligned
-with the experiment's sorted products: a record code per product (an index into the period's
-distinct record texts, ``NO_RECORD`` where the product has none) and units, revenue, orders
-and head units. Uncompressed that is 22 bytes a product (uint16 + 3 x int32 + float64); zlib
-(level 1) takes it further where cells are empty or repeat.
+A period's live state is a hash of assignment records (product -> record text) and a string of
+cell sums, four big-endian signed 64-bit integers per product in the experiment's sorted
+product order (units, revenue in millionths, orders, head units; ``lua/ingest.lua`` adds to
+them with BITFIELD): ~280 + 32 bytes per product. Once the period is closed for sales it never
+changes, so it is stored as one binary string of arrays aligned with the experiment's sorted
+products: a record code per product (an index into the period's distinct record texts,
+``NO_RECORD`` where the product has none) and units, revenue, orders and head units.
+Uncompressed that is 22 bytes a product (uint16 + 3 x int32 + float64); zlib (level 1) takes
+it further where cells are empty or repeat.
 
 Layout: ``PLC1``, a 4-byte little-endian header length, the JSON header (``n``, ``templates``,
 the dtype of each array), then the zlib-compressed arrays in header order. Pure: no I/O.
@@ -40,7 +42,7 @@ class PeriodColumns:
 
     templates: tuple[str, ...]
     codes: np.ndarray  # uint16, NO_RECORD where the product has no record
-    # float64 from the live hashes; int32 (int64) counts and float64 revenue once decoded
+    # float64 from the live sums; int32 (int64) counts and float64 revenue once decoded
     units: np.ndarray
     revenue: np.ndarray
     orders: np.ndarray
@@ -71,13 +73,18 @@ class PeriodColumns:
         return out
 
 
-def from_hashes(
-    products: pd.Index, records: Mapping[str, str], cells: Mapping[str, str]
-) -> PeriodColumns:
-    """A period's columns from its live hashes. ``products`` is the experiment's sorted
-    products; ``cells`` is "product|field" -> sum. A record or cell of a product outside
-    ``products`` is an error: it would be dropped silently. Vectorised: one hash lookup per
-    field in pandas, not a Python loop (0.8 s -> ~0.2 s for a 100,000-product period)."""
+#: the live sums: per product, units, revenue (millionths), orders, head units
+SUMS_DTYPE = np.dtype(">i8")
+SUMS_PER_PRODUCT = 4
+#: revenue is summed in whole millionths (an exact integer; BITFIELD has no floats)
+REVENUE_SCALE = 1_000_000
+
+
+def from_live(products: pd.Index, records: Mapping[str, str], sums: bytes | None) -> PeriodColumns:
+    """A period's columns from its live state. ``products`` is the experiment's sorted
+    products; ``records`` their assignment records; ``sums`` the cell-sum string (None when no
+    sale was counted yet; shorter when the last products sold nothing). A record of a product
+    outside ``products`` or a sum past its last one is an error: it would be dropped silently."""
     n = len(products)
     codes = np.full(n, NO_RECORD, dtype=np.uint16)
     if records:
@@ -91,23 +98,41 @@ def from_hashes(
         codes[where] = rec_codes
     else:
         templates = np.array([], dtype=object)
-    sums = {f: np.zeros(n, dtype=np.float64) for f in FIELDS}
-    if cells:
-        fields = list(cells)
-        where = products.get_indexer([f[:-2] for f in fields])
-        kind = np.array([f[-2:] for f in fields])
-        values = np.array(list(cells.values()), dtype=np.float64)
-        valid = where >= 0
-        for f in FIELDS:
-            mine = kind == "|" + f
-            sums[f][where[mine & valid]] = values[mine & valid]
-            valid &= ~mine
-        if (where < 0).any() or valid.any():  # no product, or no known field
-            bad = fields[int(np.flatnonzero((where < 0) | valid)[0])]
-            raise ColumnsError(f"a cell {bad!r} outside the experiment's products")
+    grid = np.zeros((n, SUMS_PER_PRODUCT), dtype=np.int64)
+    if sums:
+        if len(sums) % SUMS_DTYPE.itemsize:
+            raise ColumnsError(f"a period's sums are {len(sums)} bytes, not whole 64-bit fields")
+        got = np.frombuffer(sums, dtype=SUMS_DTYPE)
+        if len(got) > grid.size:  # a product code past the experiment's products
+            raise ColumnsError(
+                f"a period's sums hold {len(got) // SUMS_PER_PRODUCT} products, past the "
+                f"experiment's {n}"
+            )
+        grid.ravel()[: len(got)] = got
     return PeriodColumns(
-        tuple(str(t) for t in templates), codes, sums["u"], sums["r"], sums["n"], sums["h"]
+        tuple(str(t) for t in templates),
+        codes,
+        grid[:, 0].astype(np.float64),
+        grid[:, 1] / REVENUE_SCALE,
+        grid[:, 2].astype(np.float64),
+        grid[:, 3].astype(np.float64),
     )
+
+
+def pack_sums(
+    units: np.ndarray, revenue: np.ndarray, orders: np.ndarray, head: np.ndarray
+) -> bytes:
+    """The live sums string of per-product arrays (the inverse of :func:`from_live`'s read, for
+    tools and benchmarks that fill a period directly)."""
+    grid = np.column_stack(
+        [
+            np.asarray(units, dtype=np.int64),
+            np.rint(np.asarray(revenue, dtype=np.float64) * REVENUE_SCALE).astype(np.int64),
+            np.asarray(orders, dtype=np.int64),
+            np.asarray(head, dtype=np.int64),
+        ]
+    )
+    return grid.astype(SUMS_DTYPE).tobytes()
 
 
 def _int_array(a: np.ndarray) -> np.ndarray:

@@ -7,7 +7,7 @@ MULTI touches one slot and runs unchanged on one Redis or on a cluster:
   ``{pl}:clock``, ``{pl}:product:<product>`` (claims), ``{pl}:creating:<id>`` (creation
   leases), ``{pl}:holders`` (each experiment's status and claim gen, which the claim scripts
   read) and ``{pl}:fence`` (a counter that orders creations). Small, and written rarely.
-- each experiment's keys, tagged with its id: ``pl:exp:{<id>}:state``, ``...:cells:<k>``,
+- each experiment's keys, tagged with its id: ``pl:exp:{<id>}:state``, ``...:sums:<k>``,
   ``...:seen:<k>:<b>`` and the rest. Everything the sales path, a flip and the analysis
   worker touch for one experiment is in its slot, so experiments spread over the nodes.
 

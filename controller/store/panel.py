@@ -14,17 +14,19 @@ from redis.client import NEVER_DECODE
 
 from controller.errors import StoreError
 from controller.store.base import RedisStore
-from controller.store.columns import PeriodColumns, decode, encode, from_hashes
+from controller.store.columns import REVENUE_SCALE, PeriodColumns, decode, encode, from_live
 
 
 class SaleRow(NamedTuple):
     """One routed sale for :meth:`Store.ingest` (a tuple: built per event, ~3x cheaper than a
-    frozen dataclass)."""
+    frozen dataclass). ``code``: the product's position among the experiment's sorted
+    products, where its cell sums are."""
 
     event_id: str
     experiment: str
     period: int
     product: str
+    code: int
     ts_ms: int
     head_end_ms: int
     units: int
@@ -32,6 +34,10 @@ class SaleRow(NamedTuple):
     pre_reason: str = ""
     #: how long to remember the sale's id: until its period closes, plus a margin (seconds)
     keep_s: int = 8 * 86400
+
+
+#: the largest revenue of one sale: in millionths it stays below 2**53, exact in the script
+MAX_REVENUE = 1e9
 
 
 class PanelStore(RedisStore):
@@ -61,15 +67,20 @@ class PanelStore(RedisStore):
     async def _ingest_one(self, exp_id: str, rows: Sequence[SaleRow]) -> list[str]:
         batch = "".join(
             [
-                f"{r.event_id}|{r.period}|{r.product}|{r.ts_ms}|"
-                f"{r.head_end_ms}|{r.units}|{float(r.revenue)!r}|{r.pre_reason}|"
+                f"{r.event_id}|{r.period}|{r.product}|{r.code}|{r.ts_ms}|"
+                f"{r.head_end_ms}|{r.units}|{round(r.revenue * REVENUE_SCALE)}|{r.pre_reason}|"
                 f"{max(1, int(r.keep_s))}\n"
                 for r in rows
             ]
         )
         # a '|' or newline inside an id would shift the fields; wire ids cannot hold them
-        if batch.count("\n") != len(rows) or batch.count("|") != 8 * len(rows):
+        if batch.count("\n") != len(rows) or batch.count("|") != 9 * len(rows):
             raise StoreError("sale ids, products and reasons cannot hold '|' or newlines")
+        # the script sums in Lua numbers (doubles): whole numbers are exact below 2**53
+        if any(r.code < 0 or not 0 <= r.revenue <= MAX_REVENUE for r in rows):
+            raise StoreError(
+                f"a sale's product code is negative or its revenue is outside 0..{MAX_REVENUE:g}"
+            )
         base = self.exp(exp_id)
         got = await self._script("ingest")(keys=[f"{base}:state"], args=[base, batch])
         return str(got).split(",")
@@ -98,10 +109,13 @@ class PanelStore(RedisStore):
             if cursor == "0":
                 return out
 
-    async def live_period(self, exp_id: str, k: int) -> tuple[dict[str, str], dict[str, str]]:
-        """Period k's live hashes: its assignment records and its cells ("product|field")."""
+    async def live_period(self, exp_id: str, k: int) -> tuple[dict[str, str], bytes | None]:
+        """Period k's live state: its assignment records and its cell sums (``columns``:
+        four big-endian int64 per product code; None before its first counted sale)."""
         base = self.exp(exp_id)
-        return await self.hash_text(f"{base}:a:{k}"), await self.hash_text(f"{base}:cells:{k}")
+        records = await self.hash_text(f"{base}:a:{k}")
+        sums = await self.redis.execute_command("GET", f"{base}:sums:{k}", **{NEVER_DECODE: True})
+        return records, sums
 
     async def compacted_periods(self, exp_id: str, ks: Sequence[int]) -> list[PeriodColumns]:
         """Compacted periods, in one round trip (each must be compacted)."""
@@ -128,12 +142,12 @@ class PanelStore(RedisStore):
         await self.close_period(exp_id, k)
         # closed: nothing writes the hashes any more (a batch in flight when the mark moved ran
         # before it, atomically), so what is read now is final
-        records, cells = await self.live_period(exp_id, k)
-        blob = encode(from_hashes(products, records, cells))
+        records, sums = await self.live_period(exp_id, k)
+        blob = encode(from_live(products, records, sums))
         base = self.exp(exp_id)
         return bool(
             await self._script("store_period")(
-                keys=[f"{base}:state", f"{base}:col:{k}", f"{base}:cells:{k}", f"{base}:a:{k}"],
+                keys=[f"{base}:state", f"{base}:col:{k}", f"{base}:sums:{k}", f"{base}:a:{k}"],
                 args=[k, blob],
             )
         )
@@ -148,9 +162,12 @@ class PanelStore(RedisStore):
         ks = range(compacted)
         for k, cols in zip(ks, await self.compacted_periods(exp_id, ks), strict=True):
             out |= cols.cells(products, k)
+        index = pd.Index(products, dtype=object)
         for k in range(compacted, max(last, compacted)):
-            live = await self.hash_text(f"{self.exp(exp_id)}:cells:{k}")
-            out |= {f"{k}|{f}": v for f, v in live.items()}
+            sums = await self.redis.execute_command(
+                "GET", f"{self.exp(exp_id)}:sums:{k}", **{NEVER_DECODE: True}
+            )
+            out |= from_live(index, {}, sums).cells(products, k)
         return out
 
     async def totals(self, exp_id: str) -> dict[str, int]:

@@ -64,6 +64,7 @@ def _sale(i: int, product: str, k: int, minute: int, units: int, spec: Any) -> S
         spec.id,
         k,
         product,
+        sorted(spec.all_products()).index(product),  # where its cell sums are
         start + minute * 60_000,
         start + 10 * 60_000,
         units,
@@ -118,8 +119,8 @@ async def test_compacted_periods_read_as_the_live_ones_and_refuse_late_sales(sto
     p = store.exp(spec.id)
     for k in range(3):
         assert await store.redis.exists(f"{p}:col:{k}") == 1
-        assert await store.redis.exists(f"{p}:cells:{k}", f"{p}:a:{k}") == 0
-    assert await store.redis.exists(f"{p}:cells:3", f"{p}:a:3") == 2  # not closed yet
+        assert await store.redis.exists(f"{p}:sums:{k}", f"{p}:a:{k}") == 0
+    assert await store.redis.exists(f"{p}:sums:3", f"{p}:a:3") == 2  # not closed yet
     # every cell, compacted or live, in the old view (tests and operators read this)
     cells = await store.cells(spec.id)
     assert {(int(f.split("|")[0]), f.split("|")[1]): int(v) for f, v in cells.items()
@@ -212,12 +213,14 @@ async def test_old_layout_experiments_are_never_compacted_and_bad_state_stays_lo
     await store.redis.hdel(f"{p}:state", "n_products")
     await RedisPanelSource(store, ManualClock(now), lateness=HOUR).panel(spec.id, now)
     assert (await store.get_experiment(spec.id)).compacted == 0
-    assert await store.redis.exists(f"{p}:a:0", f"{p}:cells:0") == 2
-    # a cell of a product outside the spec: the period is left live, the panel is empty for
+    assert await store.redis.exists(f"{p}:a:0", f"{p}:sums:0") == 2
+    # a cell sum past the spec's products: the period is left live, the panel is empty for
     # this experiment (logged), and nothing raises into the worker's cycle
     await store.redis.hset(f"{p}:state", "n_products", str(len(PRODUCTS)))
-    await store.redis.hset(f"{p}:cells:0", "intruder|u", "3")
+    await store.redis.execute_command(
+        "BITFIELD", f"{p}:sums:0", "INCRBY", "i64", f"#{4 * len(PRODUCTS)}", 3
+    )
     df = await RedisPanelSource(store, ManualClock(now), lateness=HOUR).panel(spec.id, now)
     assert df.empty
     assert (await store.get_experiment(spec.id)).compacted == 0
-    assert await store.redis.exists(f"{p}:a:0", f"{p}:cells:0") == 2
+    assert await store.redis.exists(f"{p}:a:0", f"{p}:sums:0") == 2

@@ -1,4 +1,4 @@
-"""A closed period's columnar form: what the live hashes hold comes back exactly."""
+"""A closed period's columnar form: what the live state holds comes back exactly."""
 
 from __future__ import annotations
 
@@ -14,25 +14,29 @@ from controller.store.columns import (
     ColumnsError,
     decode,
     encode,
-    from_hashes,
+    from_live,
+    pack_sums,
 )
 
 PRODUCTS = ["a", "b|x", "c", "e", "ünï"]
 INDEX = pd.Index(PRODUCTS)
 RECORDS = {"a": "T|0.5||", "b|x": "C|0.5||", "ünï": "T|0.5|1780000000000|washout"}
-CELLS = {
-    "a|u": "7",
-    "a|r": "17.469999999999999",
-    "a|n": "3",
-    "b|x|h": "2",
-    "ünï|u": "4",
-    "ünï|r": "0.1",
-    "ünï|n": "1",
-}
+# the live sums as the ingest script's BITFIELD writes them, written out here independently:
+# per product code, big-endian int64 units, revenue in millionths, orders, head units
+SUMS = (
+    struct.pack(">4q", 7, 17_470_000, 3, 0)  # a
+    + struct.pack(">4q", 0, 0, 0, 2)  # b|x
+    + struct.pack(">4q", 0, 0, 0, 0) * 2  # c, e: nothing sold
+    + struct.pack(">4q", 4, 100_000, 1, 0)  # ünï
+)
+
+
+def sums(*per_product: tuple[int, int, int, int]) -> bytes:
+    return b"".join(struct.pack(">4q", *row) for row in per_product)
 
 
 def test_a_period_round_trips_through_its_stored_form() -> None:
-    cols = decode(encode(from_hashes(INDEX, RECORDS, CELLS)))
+    cols = decode(encode(from_live(INDEX, RECORDS, SUMS)))
     assert cols.records(PRODUCTS) == RECORDS
     assert cols.codes[2] == NO_RECORD and cols.codes[3] == NO_RECORD
     assert cols.units.tolist() == [7, 0, 0, 0, 4]
@@ -57,38 +61,50 @@ def test_the_stored_form_is_at_most_22_bytes_a_product_before_compression() -> N
     index = pd.Index(products)
     records = {p: ("T|0.5||" if i % 2 else "C|0.5||") for i, p in enumerate(products)}
     units = rng.poisson(6.0, n)
-    cells = {}
-    for p, u in zip(products, units.tolist(), strict=True):
-        cells |= {f"{p}|u": str(u), f"{p}|r": repr(u * 9.99 + rng.random()), f"{p}|n": "1"}
-    blob = encode(from_hashes(index, records, cells))
+    micros = units * 9_990_000 + rng.integers(0, 1_000_000, n)
+    live = sums(*((u, r, 1, 0) for u, r in zip(units.tolist(), micros.tolist(), strict=True)))
+    blob = encode(from_live(index, records, live))
     (hlen,) = struct.unpack("<I", blob[4:8])
     assert len(zlib.decompress(blob[8 + hlen :])) == 22 * n  # uint16 + 3 x int32 + float64
     assert len(blob) < 22 * n
-    assert decode(blob).units.tolist() == units.tolist()
+    got = decode(blob)
+    assert got.units.tolist() == units.tolist()
+    assert got.revenue.tolist() == (micros / 1e6).tolist()
 
 
 def test_counts_too_big_for_int32_are_kept_whole() -> None:
-    cols = decode(encode(from_hashes(pd.Index(["a"]), {"a": "T|1||"}, {"a|u": str(2**40)})))
+    cols = decode(encode(from_live(pd.Index(["a"]), {"a": "T|1||"}, sums((2**40, 0, 0, 0)))))
     assert cols.units.tolist() == [2**40]
 
 
+def test_a_period_with_no_sale_yet_reads_zeros_and_short_sums_are_padded() -> None:
+    """No sums string before a period's first counted sale; BITFIELD grows it only up to the
+    highest product code sold."""
+    assert from_live(INDEX, RECORDS, None).units.tolist() == [0] * 5
+    cols = from_live(INDEX, {}, sums((0, 0, 0, 0), (2, 5_000_000, 1, 0)))
+    assert cols.units.tolist() == [0, 2, 0, 0, 0] and cols.revenue.tolist()[1] == 5.0
+
+
+def test_pack_sums_writes_what_from_live_reads() -> None:
+    live = pack_sums(np.array([7, 0]), np.array([17.47, 0.1]), np.array([3, 1]), np.array([0, 2]))
+    assert live == sums((7, 17_470_000, 3, 0), (0, 100_000, 1, 2))
+
+
 @pytest.mark.parametrize(
-    ("records", "cells", "match"),
+    ("records", "live", "match"),
     [
-        ({"zz": "T|1||"}, {}, "not in the experiment"),
-        ({}, {"zz|u": "1"}, "outside the experiment"),
-        ({}, {"a|q": "1"}, "outside the experiment"),
-        ({}, {"a|u": "1.5"}, "not a whole number"),
-        ({}, {"u": "1"}, "outside the experiment"),
+        ({"zz": "T|1||"}, None, "not in the experiment"),
+        ({}, sums((0, 0, 0, 0), (1, 0, 0, 0)), "past the experiment's 1"),
+        ({}, sums((1, 0, 0, 0)) + b"\x00", "not whole 64-bit fields"),
     ],
 )
-def test_what_would_be_dropped_silently_is_an_error(records, cells, match) -> None:
+def test_what_would_be_dropped_silently_is_an_error(records, live, match) -> None:
     with pytest.raises(ColumnsError, match=match):
-        encode(from_hashes(pd.Index(["a"]), records, cells))
+        encode(from_live(pd.Index(["a"]), records, live))
 
 
 def test_a_corrupt_blob_is_named() -> None:
-    blob = encode(from_hashes(INDEX, RECORDS, CELLS))
+    blob = encode(from_live(INDEX, RECORDS, SUMS))
     with pytest.raises(ColumnsError, match="bad magic"):
         decode(b"XXXX" + blob[4:])
     with pytest.raises(ColumnsError, match="corrupt"):

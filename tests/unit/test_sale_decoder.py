@@ -180,3 +180,17 @@ def test_edge_cases(raw: Any) -> None:
 def test_decoded_instant_is_aware() -> None:
     s = decode_sale(json.dumps(valid_sale(occurred_at="2026-06-01T10:00:00Z")))
     assert s.occurred_at == datetime(2026, 6, 1, 10, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("units", "price", "accepted"), [(1_000, 1e6, True), (1_000, 1.5e6, False)]
+)
+def test_a_sale_above_a_billion_in_revenue_is_refused(
+    units: int, price: float, accepted: bool
+) -> None:
+    """The store sums revenue in whole millionths, exact below 2**53: one sale's revenue is at
+    most 1e9 (a bigger one is dead-lettered by both decoders, never summed inexactly)."""
+    raw = json.dumps(valid_sale(units=units, unit_price=price, revenue=units * price))
+    assert_same(raw)
+    got = _verdict(decode_sale, raw)
+    assert (got[0] == "accepted") is accepted, got

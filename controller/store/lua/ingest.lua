@@ -1,11 +1,17 @@
 -- Sales: per event, decide its status, dedupe by event id, and accumulate the panel cell.
 -- The batch arrives as one string (one line per event, fields split by '|'; ids cannot hold
--- '|' or newlines) so the client packs one argument, not nine per event. Per event Redis
--- does one HGET (cached per cell within the batch) and one SADD; the cell, exclusion and
+-- '|' or newlines) so the client packs one argument, not ten per event. Per event Redis
+-- does one HGET (cached per product within the batch) and one SADD; the cell, exclusion and
 -- total increments are summed in Lua and written once per batch. The script is atomic: a
 -- batch is in Redis entirely or not at all. One experiment per call: its keys share a slot.
 -- KEYS: the experiment's state; ARGV: the base of its keys, batch; batch lines:
---   event_id|k|product|ts_ms|head_end_ms|units|revenue|pre_reason|keep_s\n
+--   event_id|k|product|code|ts_ms|head_end_ms|units|revenue_micros|pre_reason|keep_s\n
+-- (code: the product's position among the experiment's sorted products; revenue in
+-- millionths, a whole number).
+-- Cells: period k's sums are one string, {base}:sums:{k}, four big-endian signed 64-bit
+-- integers per product code c at #(4c) units, #(4c+1) revenue in millionths, #(4c+2) orders,
+-- #(4c+3) head units, incremented with BITFIELD (a product never sold reads zero): 32 bytes
+-- a product, read with one GET, where a hash cost ~290 bytes and a parse per field.
 -- A period below the experiment's 'closed' mark is compacted (or being compacted): its sales
 -- are 'late', counted nowhere (as the ingestor's own lateness check does), but a copy of a
 -- sale counted before the close (a batch retried after a partial failure) is a 'dup' while
@@ -19,7 +25,7 @@
 -- Every Lua string is interned (hashed, looked up, later swept): keys are built once per
 -- batch and period, not per sale, and totals are summed by status before their keys are.
 local out = {}
-local ints, floats, expire = {}, {}, {}
+local ints, expire = {}, {}
 local function add(t, key, field, v)
   local h = t[key]
   if not h then h = {}; t[key] = h end
@@ -43,12 +49,12 @@ local base = ARGV[1]
 local e = {base = base, excluded = base..':excluded', seenb = base..':seenb', periods = {},
            closed = tonumber(redis.call('HGET', KEYS[1], 'closed') or '0'),
            units = {}, events = {}}
-local pat = '([^|\n]*)|([^|\n]*)|([^|\n]*)|([^|\n]*)|([^|\n]*)|([^|\n]*)|([^|\n]*)|([^|\n]*)|([^|\n]*)\n'
-for eid, k, prod, ts, head_end, units, revenue, reason, keep in string.gmatch(ARGV[2], pat) do
+local pat = '([^|\n]*)|([^|\n]*)|([^|\n]*)|([^|\n]*)|([^|\n]*)|([^|\n]*)|([^|\n]*)|([^|\n]*)|([^|\n]*)|([^|\n]*)\n'
+for eid, k, prod, code, ts, head_end, units, revenue, reason, keep in string.gmatch(ARGV[2], pat) do
   local per = e.periods[k]
   if not per then
-    per = {key = e.base..':a:'..k, recs = {}, cells = e.base..':cells:'..k,
-           late = tonumber(k) < e.closed}
+    per = {key = e.base..':a:'..k, recs = {}, sums = e.base..':sums:'..k,
+           late = tonumber(k) < e.closed, u = {}, r = {}, n = {}, h = {}}
     if not per.late then
       per.buckets = buckets_for(e, k)
     else  -- its markers, while they last: a late copy of a counted sale is a 'dup'
@@ -97,12 +103,13 @@ for eid, k, prod, ts, head_end, units, revenue, reason, keep in string.gmatch(AR
     if fresh == 1 then
       local u = tonumber(units)
       if status == 'ok' then
-        local cell = prod..'|'
-        add(ints, per.cells, cell..'u', u)
-        add(floats, per.cells, cell..'r', tonumber(revenue))
-        add(ints, per.cells, cell..'n', 1)
+        local c = tonumber(code)
+        per.u[c] = (per.u[c] or 0) + u
+        per.r[c] = (per.r[c] or 0) + tonumber(revenue)
+        per.n[c] = (per.n[c] or 0) + 1
       elseif status == 'head' then
-        add(ints, per.cells, prod..'|h', u)
+        local c = tonumber(code)
+        per.h[c] = (per.h[c] or 0) + u
       else
         add(ints, e.excluded, k..'|'..prod..'|'..status, u)
       end
@@ -121,8 +128,19 @@ for st, v in pairs(e.events) do add(ints, totals, 'events:'..st, v) end
 for key, h in pairs(ints) do
   for f, v in pairs(h) do redis.call('HINCRBY', key, f, string.format('%d', v)) end
 end
-for key, h in pairs(floats) do
-  for f, v in pairs(h) do redis.call('HINCRBYFLOAT', key, f, string.format('%.17g', v)) end
+-- the cells: one BITFIELD per product and period (numbers as '%d' text: Lua would print
+-- a large one as 1e+15)
+for _, per in pairs(e.periods) do
+  for c, u in pairs(per.u) do
+    redis.call('BITFIELD', per.sums, 'INCRBY', 'i64', '#'..string.format('%d', 4 * c),
+      string.format('%d', u), 'INCRBY', 'i64', '#'..string.format('%d', 4 * c + 1),
+      string.format('%d', per.r[c]), 'INCRBY', 'i64', '#'..string.format('%d', 4 * c + 2),
+      string.format('%d', per.n[c]))
+  end
+  for c, h in pairs(per.h) do
+    redis.call('BITFIELD', per.sums, 'INCRBY', 'i64', '#'..string.format('%d', 4 * c + 3),
+      string.format('%d', h))
+  end
 end
 for key, ttl in pairs(expire) do redis.call('EXPIRE', key, ttl) end
 -- one string, not an array: the client parses one reply instead of one per event

@@ -1,7 +1,7 @@
--- Store the compacted form of closed period k and drop its live hashes, once: only while k is
+-- Store the compacted form of closed period k and drop its live state, once: only while k is
 -- the next period to compact (two workers compacting the same period store it once; both
 -- built it from the same closed state). The dedupe markers of k go with their TTL.
--- KEYS: the experiment's state, col:{k}, cells:{k}, a:{k}; ARGV: k, blob. Returns 1 if
+-- KEYS: the experiment's state, col:{k}, sums:{k}, a:{k}; ARGV: k, blob. Returns 1 if
 -- stored, 0 if already done.
 local st = KEYS[1]
 local k = tonumber(ARGV[1])
