@@ -30,7 +30,14 @@ from controller.errors import StoreError
 from controller.periods import n_periods, period_bounds, period_index
 from controller.spec import ExperimentSpec
 from controller.store import ExperimentState, Store, decode_record, to_ms
-from controller.store.columns import NO_RECORD, ColumnsError, PeriodColumns, from_live
+from controller.store.columns import (
+    NO_RECORD,
+    ColumnsError,
+    PeriodColumns,
+    PeriodRecords,
+    from_live,
+    records_of,
+)
 from core.ports import ExperimentInfo
 
 log = logging.getLogger("pricelab.panel")
@@ -82,6 +89,8 @@ class _Known:
     reasons: dict[str, int] = field(default_factory=dict)
     kept: int = 0  # compacted periods in the buffers
     kept_rows: int = 0
+    #: records of periods not yet kept, with the stable records_version they were read at
+    records: dict[int, tuple[tuple[int, int], PeriodRecords]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, spec: ExperimentSpec) -> _Known:
@@ -169,7 +178,9 @@ class RedisPanelSource:
         known = self._known_of(spec)
         while compacted < done and period_bounds(spec, compacted)[1] + self.lateness <= now:
             try:
-                await self.store.compact_period(spec.id, compacted, known.products)
+                await self.store.compact_period(
+                    spec.id, compacted, known.products, known.records.get(compacted)
+                )
             except ColumnsError as e:
                 log.error("experiment %s: period %d left uncompacted: %s", spec.id, compacted, e)
                 break
@@ -208,12 +219,30 @@ class RedisPanelSource:
                 known.kept_rows = known.write(k, cols, known.kept_rows)
                 known.kept = k + 1
         end = known.kept_rows
-        for k in range(upto, done):  # done, not yet closed: live hashes, read every call
-            records, sums = await self.store.live_period(exp_id, k)
+        for k in list(known.records):
+            if k < known.kept:
+                del known.records[k]
+        for k in range(upto, done):  # done, not yet closed: live sums, read every call
+            records = await self._records(known, exp_id, k)
+            sums = await self.store.live_sums(exp_id, k)
             end = known.write(k, from_live(known.products, records, sums), end)
         if upto < done and (await self.store.get_experiment(exp_id)).compacted > upto:
             return None
         return known, end, done
+
+    async def _records(self, known: _Known, exp_id: str, k: int) -> PeriodRecords:
+        """Period k's records: read once while their version stays stable (a flip, a freeze
+        or a resume writes them again and moves it), else read afresh every call."""
+        version = await self.store.records_version(exp_id, k)
+        hit = known.records.get(k)
+        if hit is not None and hit[0] == version and version[0] == version[1]:
+            return hit[1]
+        known.records.pop(k, None)
+        records = records_of(known.products, await self.store.live_records(exp_id, k))
+        # kept only when no write was in progress before or after the read
+        if version[0] == version[1] and await self.store.records_version(exp_id, k) == version:
+            known.records[k] = (version, records)
+        return records
 
     async def _with_windows(
         self, state: ExperimentState, known: _Known, end: int, done: int

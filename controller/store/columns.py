@@ -80,24 +80,44 @@ SUMS_PER_PRODUCT = 4
 REVENUE_SCALE = 1_000_000
 
 
-def from_live(products: pd.Index, records: Mapping[str, str], sums: bytes | None) -> PeriodColumns:
+@dataclass(frozen=True)
+class PeriodRecords:
+    """A period's assignment records over the sorted products: a code per product into the
+    distinct record texts (``NO_RECORD`` where the product has none)."""
+
+    templates: tuple[str, ...]
+    codes: np.ndarray  # uint16
+
+
+def records_of(products: pd.Index, records: Mapping[str, str]) -> PeriodRecords:
+    """The records hash (product -> text) over ``products``, the experiment's sorted products.
+    A record of a product outside them is an error: it would be dropped silently."""
+    codes = np.full(len(products), NO_RECORD, dtype=np.uint16)
+    if not records:
+        return PeriodRecords((), codes)
+    where = products.get_indexer(list(records))
+    if (where < 0).any():
+        bad = list(records)[int(np.flatnonzero(where < 0)[0])]
+        raise ColumnsError(f"a record for {bad!r}, which is not in the experiment")
+    rec_codes, templates = pd.factorize(np.array(list(records.values()), dtype=object))
+    if len(templates) >= NO_RECORD:
+        raise ColumnsError(f"more than {NO_RECORD - 1} distinct records in one period")
+    codes[where] = rec_codes
+    return PeriodRecords(tuple(str(t) for t in templates), codes)
+
+
+def from_live(
+    products: pd.Index, records: Mapping[str, str] | PeriodRecords, sums: bytes | None
+) -> PeriodColumns:
     """A period's columns from its live state. ``products`` is the experiment's sorted
-    products; ``records`` their assignment records; ``sums`` the cell-sum string (None when no
-    sale was counted yet; shorter when the last products sold nothing). A record of a product
-    outside ``products`` or a sum past its last one is an error: it would be dropped silently."""
+    products; ``records`` their assignment records (the hash, or :func:`records_of` it);
+    ``sums`` the cell-sum string (None when no sale was counted yet; shorter when the last
+    products sold nothing). A record of a product outside ``products`` or a sum past its last
+    one is an error: it would be dropped silently."""
     n = len(products)
-    codes = np.full(n, NO_RECORD, dtype=np.uint16)
-    if records:
-        where = products.get_indexer(list(records))
-        if (where < 0).any():
-            bad = list(records)[int(np.flatnonzero(where < 0)[0])]
-            raise ColumnsError(f"a record for {bad!r}, which is not in the experiment")
-        rec_codes, templates = pd.factorize(np.array(list(records.values()), dtype=object))
-        if len(templates) >= NO_RECORD:
-            raise ColumnsError(f"more than {NO_RECORD - 1} distinct records in one period")
-        codes[where] = rec_codes
-    else:
-        templates = np.array([], dtype=object)
+    recs = records if isinstance(records, PeriodRecords) else records_of(products, records)
+    if len(recs.codes) != n:
+        raise ColumnsError(f"records over {len(recs.codes)} products, not the experiment's {n}")
     grid = np.zeros((n, SUMS_PER_PRODUCT), dtype=np.int64)
     if sums:
         if len(sums) % SUMS_DTYPE.itemsize:
@@ -110,8 +130,8 @@ def from_live(products: pd.Index, records: Mapping[str, str], sums: bytes | None
             )
         grid.ravel()[: len(got)] = got
     return PeriodColumns(
-        tuple(str(t) for t in templates),
-        codes,
+        recs.templates,
+        recs.codes,
         grid[:, 0].astype(np.float64),
         grid[:, 1] / REVENUE_SCALE,
         grid[:, 2].astype(np.float64),

@@ -14,7 +14,15 @@ from redis.client import NEVER_DECODE
 
 from controller.errors import StoreError
 from controller.store.base import RedisStore
-from controller.store.columns import REVENUE_SCALE, PeriodColumns, decode, encode, from_live
+from controller.store.columns import (
+    REVENUE_SCALE,
+    PeriodColumns,
+    PeriodRecords,
+    decode,
+    encode,
+    from_live,
+    records_of,
+)
 
 
 class SaleRow(NamedTuple):
@@ -109,13 +117,27 @@ class PanelStore(RedisStore):
             if cursor == "0":
                 return out
 
+    async def records_version(self, exp_id: str, k: int) -> tuple[int, int]:
+        """(writes of period k's records started, the last one done): equal while the
+        records are stable; a reader that read them between two equal, unchanged readings
+        read a complete write."""
+        w, d = await self.redis.hmget(f"{self.exp(exp_id)}:av", f"w:{k}", f"d:{k}")
+        return int(w or 0), int(d or 0)
+
     async def live_period(self, exp_id: str, k: int) -> tuple[dict[str, str], bytes | None]:
-        """Period k's live state: its assignment records and its cell sums (``columns``:
-        four big-endian int64 per product code; None before its first counted sale)."""
-        base = self.exp(exp_id)
-        records = await self.hash_text(f"{base}:a:{k}")
-        sums = await self.redis.execute_command("GET", f"{base}:sums:{k}", **{NEVER_DECODE: True})
-        return records, sums
+        """Period k's live state: its assignment records and its cell sums."""
+        return await self.live_records(exp_id, k), await self.live_sums(exp_id, k)
+
+    async def live_records(self, exp_id: str, k: int) -> dict[str, str]:
+        """Period k's assignment records, product -> text (see ``records_version``)."""
+        return await self.hash_text(f"{self.exp(exp_id)}:a:{k}")
+
+    async def live_sums(self, exp_id: str, k: int) -> bytes | None:
+        """Period k's cell sums (``columns``: four big-endian int64 per product code; None
+        before its first counted sale)."""
+        return await self.redis.execute_command(  # type: ignore[no-any-return]
+            "GET", f"{self.exp(exp_id)}:sums:{k}", **{NEVER_DECODE: True}
+        )
 
     async def compacted_periods(self, exp_id: str, ks: Sequence[int]) -> list[PeriodColumns]:
         """Compacted periods, in one round trip (each must be compacted)."""
@@ -134,20 +156,37 @@ class PanelStore(RedisStore):
         """Refuse period k's sales from now on (they are 'late'); the 'closed' mark after."""
         return int(await self._script("close_period")(keys=[f"{self.exp(exp_id)}:state"], args=[k]))
 
-    async def compact_period(self, exp_id: str, k: int, products: pd.Index) -> bool:
+    async def compact_period(
+        self,
+        exp_id: str,
+        k: int,
+        products: pd.Index,
+        known: tuple[tuple[int, int], PeriodRecords] | None = None,
+    ) -> bool:
         """Close period k (and those before it) and store it as columns (``columns``), its live
-        hashes dropped; False if another worker stored it first. Periods compact in order:
+        state dropped; False if another worker stored it first. Periods compact in order:
         ``k`` must be the experiment's next period to compact. ``products``: the experiment's
-        products, sorted."""
+        products, sorted; ``known``: its records as read before, with the stable
+        ``records_version`` they were read at (used while that is still the version)."""
         await self.close_period(exp_id, k)
-        # closed: nothing writes the hashes any more (a batch in flight when the mark moved ran
+        # closed: no sale writes the sums any more (a batch in flight when the mark moved ran
         # before it, atomically), so what is read now is final
-        records, sums = await self.live_period(exp_id, k)
-        blob = encode(from_live(products, records, sums))
+        version = await self.records_version(exp_id, k)
+        if known is not None and known[0] == version and version[0] == version[1]:
+            records: PeriodRecords = known[1]
+        else:
+            records = records_of(products, await self.live_records(exp_id, k))
+        blob = encode(from_live(products, records, await self.live_sums(exp_id, k)))
         base = self.exp(exp_id)
         return bool(
             await self._script("store_period")(
-                keys=[f"{base}:state", f"{base}:col:{k}", f"{base}:sums:{k}", f"{base}:a:{k}"],
+                keys=[
+                    f"{base}:state",
+                    f"{base}:col:{k}",
+                    f"{base}:sums:{k}",
+                    f"{base}:a:{k}",
+                    f"{base}:av",
+                ],
                 args=[k, blob],
             )
         )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,7 +18,7 @@ from controller.clock import ManualClock
 from controller.designs import period_assignments
 from controller.panel_source import RedisPanelSource
 from controller.periods import period_start
-from controller.spec import load_spec
+from controller.spec import Arm, load_spec
 from controller.store import SaleRow, Store, to_ms
 from tests.integration.conftest import make_settings
 
@@ -224,3 +225,41 @@ async def test_old_layout_experiments_are_never_compacted_and_bad_state_stays_lo
     assert df.empty
     assert (await store.get_experiment(spec.id)).compacted == 0
     assert await store.redis.exists(f"{p}:a:0", f"{p}:sums:0") == 2
+
+
+async def test_live_records_are_read_again_only_when_a_write_moved_their_version(store) -> None:
+    """A live period's records are kept between cycles while their write counters say they are
+    stable; a flip, freeze or resume rewrites them through write_assignments, which moves the
+    counters; a write that never finished (a crash) leaves them unequal, and the records are
+    then read afresh on every call, never kept."""
+    spec, _, _ = await _filled(store)
+    p = store.exp(spec.id)
+    now = START + timedelta(hours=4, minutes=30)
+    source = RedisPanelSource(store, ManualClock(now))  # no lateness: periods 0-3 stay live
+    first = (await source.panel(spec.id, now)).copy()
+    assert await store.records_version(spec.id, 2) == (1, 1)
+    key, product = f"{p}:a:2", "p05"
+    row = (first.period == 2) & (first["product"] == product)
+    was = await store.redis.hget(key, product)
+    flipped = ("C" if was.startswith("T") else "T") + was[1:]
+    # written behind the counters' back (nothing in pricelab does): the kept copy is used
+    await store.redis.hset(key, product, flipped)
+    kept = await source.panel(spec.id, now)
+    assert kept.treated[row].tolist() == first.treated[row].tolist()
+    # a rewrite through the store moves the counters: read again
+    records = period_assignments(spec, 2).map(lambda a: replace(a, arm=Arm.TREATMENT))
+    await store.write_assignments(spec.id, 2, records)
+    assert await store.records_version(spec.id, 2) == (2, 2)
+    rewritten = (await source.panel(spec.id, now)).copy()
+    assert rewritten.treated[rewritten.period == 2].all()
+    # a writer that died mid-write: started 3, done 2; every call reads what is there
+    await store.redis.hincrby(f"{p}:av", "w:2", 1)
+    for arm in ("C", "T", "C"):
+        await store.redis.hset(key, product, arm + was[1:])
+        got = await source.panel(spec.id, now)
+        assert got.treated[row].tolist() == [int(arm == "T")]
+    # compaction drops the counters with the period's live state
+    closing = RedisPanelSource(store, ManualClock(now), lateness=HOUR)
+    await closing.panel(spec.id, now)
+    assert await store.redis.hexists(f"{p}:av", "w:0") == 0
+    assert await store.records_version(spec.id, 0) == (0, 0)
