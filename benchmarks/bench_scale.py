@@ -309,7 +309,7 @@ def main() -> None:
         try:
             url = f"redis://127.0.0.1:{port}/0"
             print(
-                f"layout: closed periods compacted to columns, open ones live hashes; "
+                f"layout: closed periods compacted to columns, open ones packed sums + record hashes; "
                 f"{args.days} days; {args.sales:,} sales per live period"
             )
             head = (

@@ -225,8 +225,13 @@ class SwitchbackHTEstimator(PanelEstimator):
         if method == "randomization":
             usable = panel.usable
             Y = np.where(usable, panel.Y, 0.0)
-            draws = self._null_draws(panel, points, q, Y, usable[:, p:], n, p)
-            pval = float((1 + np.sum(np.abs(draws) >= abs(tau) - 1e-12)) / (1 + len(draws)))
+            keep = usable[:, p:]
+            draws = self._null_draws(panel, points, q, Y, keep, n, p)
+            # the observed statistic summed as the draws are (whole panel, not by chunks), so
+            # a draw of the observed path ties with it exactly
+            _, _, _, _, pi1, pi0 = _window_probs(_blocks(points), q, p)
+            observed = float(_ht_contributions(Y, panel.W, pi1, pi0, p)[0][keep].sum() / n)
+            pval = float((1 + np.sum(np.abs(draws) >= abs(observed) - 1e-12)) / (1 + len(draws)))
             null_sd = float(np.std(draws, ddof=1))
         if method == "none":
             se = float("nan")

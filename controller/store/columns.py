@@ -3,7 +3,7 @@
 A period's live state is a hash of assignment records (product -> record text) and a string of
 cell sums, four big-endian signed 64-bit integers per product in the experiment's sorted
 product order (units, revenue in millionths, orders, head units; ``lua/ingest.lua`` adds to
-them with BITFIELD): ~280 + 32 bytes per product. Once the period is closed for sales it never
+them with BITFIELD): ~90 + 32 bytes per product. Once the period is closed for sales it never
 changes, so it is stored as one binary string of arrays aligned with the experiment's sorted
 products: a record code per product (an index into the period's distinct record texts,
 ``NO_RECORD`` where the product has none) and units, revenue, orders and head units.

@@ -51,11 +51,12 @@ class FlipStore(RedisStore):
         else:
             pairs = ((a.product, encode_record(a)) for a in records)
         n = 0
-        # a write of the records is bracketed by two counters (``e:av``, w:{k} started and
-        # d:{k} done), so a reader can tell a stable hash (equal) from one being written or
-        # left half-written by a crash (unequal) and cache only the first
+        # a write of the records is bracketed by two counters (``e:av``, w:{k} writes started
+        # and d:{k} writes done), so a reader can tell a stable hash (equal) from one being
+        # written, by one writer or overlapping ones, or left half-written by a crash (unequal
+        # from then on) and keep only the first
         versions = f"{self.exp(exp_id)}:av"
-        started = int(await self.redis.hincrby(versions, f"w:{k}", 1))
+        await self.redis.hincrby(versions, f"w:{k}", 1)
         async with self._connection(key) as conn:
             commands = packed_hsets(key, pairs, chunk)
             while group := list(islice(commands, 20)):  # 20 commands per round trip
@@ -63,7 +64,7 @@ class FlipStore(RedisStore):
                 for _, fields in group:
                     await conn.read_response()
                     n += fields
-        await self.redis.hset(versions, f"d:{k}", str(started))
+        await self.redis.hincrby(versions, f"d:{k}", 1)
         return n
 
     async def complete_flip(self, exp_id: str, k: int, seq: int, missed: int, owner: str) -> bool:

@@ -16,6 +16,7 @@ from controller.errors import StoreError
 from controller.store.base import RedisStore
 from controller.store.columns import (
     REVENUE_SCALE,
+    ColumnsError,
     PeriodColumns,
     PeriodRecords,
     decode,
@@ -73,6 +74,11 @@ class PanelStore(RedisStore):
         return out
 
     async def _ingest_one(self, exp_id: str, rows: Sequence[SaleRow]) -> list[str]:
+        # the script sums revenue in whole millionths (exact below 2**53 in Lua's doubles)
+        if any(r.code < 0 or not 0 <= r.revenue <= MAX_REVENUE for r in rows):  # NaN too
+            raise StoreError(
+                f"a sale's product code is negative or its revenue is outside 0..{MAX_REVENUE:g}"
+            )
         batch = "".join(
             [
                 f"{r.event_id}|{r.period}|{r.product}|{r.code}|{r.ts_ms}|"
@@ -84,11 +90,6 @@ class PanelStore(RedisStore):
         # a '|' or newline inside an id would shift the fields; wire ids cannot hold them
         if batch.count("\n") != len(rows) or batch.count("|") != 9 * len(rows):
             raise StoreError("sale ids, products and reasons cannot hold '|' or newlines")
-        # the script sums in Lua numbers (doubles): whole numbers are exact below 2**53
-        if any(r.code < 0 or not 0 <= r.revenue <= MAX_REVENUE for r in rows):
-            raise StoreError(
-                f"a sale's product code is negative or its revenue is outside 0..{MAX_REVENUE:g}"
-            )
         base = self.exp(exp_id)
         got = await self._script("ingest")(keys=[f"{base}:state"], args=[base, batch])
         return str(got).split(",")
@@ -118,15 +119,11 @@ class PanelStore(RedisStore):
                 return out
 
     async def records_version(self, exp_id: str, k: int) -> tuple[int, int]:
-        """(writes of period k's records started, the last one done): equal while the
-        records are stable; a reader that read them between two equal, unchanged readings
-        read a complete write."""
+        """(writes of period k's records started, writes done): equal while the records are
+        stable; a reader that read them between two equal, unchanged readings read a complete
+        write. A write that never finished leaves them unequal for good (read afresh)."""
         w, d = await self.redis.hmget(f"{self.exp(exp_id)}:av", f"w:{k}", f"d:{k}")
         return int(w or 0), int(d or 0)
-
-    async def live_period(self, exp_id: str, k: int) -> tuple[dict[str, str], bytes | None]:
-        """Period k's live state: its assignment records and its cell sums."""
-        return await self.live_records(exp_id, k), await self.live_sums(exp_id, k)
 
     async def live_records(self, exp_id: str, k: int) -> dict[str, str]:
         """Period k's assignment records, product -> text (see ``records_version``)."""
@@ -168,6 +165,12 @@ class PanelStore(RedisStore):
         ``k`` must be the experiment's next period to compact. ``products``: the experiment's
         products, sorted; ``known``: its records as read before, with the stable
         ``records_version`` they were read at (used while that is still the version)."""
+        base = self.exp(exp_id)
+        if await self.redis.exists(f"{base}:cells:{k}"):  # written by a version before sums
+            raise ColumnsError(
+                f"period {k} holds sales in the old {base}:cells:{k} hash, which this version "
+                "does not read; it is left uncompacted (docs/operations.md, upgrading)"
+            )
         await self.close_period(exp_id, k)
         # closed: no sale writes the sums any more (a batch in flight when the mark moved ran
         # before it, atomically), so what is read now is final
@@ -177,7 +180,6 @@ class PanelStore(RedisStore):
         else:
             records = records_of(products, await self.live_records(exp_id, k))
         blob = encode(from_live(products, records, await self.live_sums(exp_id, k)))
-        base = self.exp(exp_id)
         return bool(
             await self._script("store_period")(
                 keys=[

@@ -258,8 +258,34 @@ async def test_live_records_are_read_again_only_when_a_write_moved_their_version
         await store.redis.hset(key, product, arm + was[1:])
         got = await source.panel(spec.id, now)
         assert got.treated[row].tolist() == [int(arm == "T")]
+    # overlapping writers: A starts, B writes whole and finishes first; A is still writing,
+    # so the counters stay unequal and nothing read meanwhile is kept
+    await store.redis.delete(f"{p}:av")
+    await store.redis.hincrby(f"{p}:av", "w:3", 1)  # A started (and never finishes here)
+    await store.write_assignments(spec.id, 3, period_assignments(spec, 3))  # B
+    assert await store.records_version(spec.id, 3) == (2, 1)
+    row3 = (first.period == 3) & (first["product"] == product)
+    for arm in ("T", "C"):
+        await store.redis.hset(f"{p}:a:3", product, arm + was[1:])  # A's writes landing
+        got = await source.panel(spec.id, now)
+        assert got.treated[row3].tolist() == [int(arm == "T")]
     # compaction drops the counters with the period's live state
     closing = RedisPanelSource(store, ManualClock(now), lateness=HOUR)
     await closing.panel(spec.id, now)
     assert await store.redis.hexists(f"{p}:av", "w:0") == 0
     assert await store.records_version(spec.id, 0) == (0, 0)
+
+
+async def test_a_period_with_sales_in_the_old_cells_hash_is_never_compacted(store) -> None:
+    """A version before the packed sums kept an open period's sums in a cells:{k} hash, which
+    this one does not read: compacting it would store zeros, so it is refused and left open."""
+    spec, want, _ = await _filled(store)
+    p = store.exp(spec.id)
+    await store.redis.hset(f"{p}:cells:1", "p03|u", "5")
+    now = START + timedelta(hours=4, minutes=30)
+    source = RedisPanelSource(store, ManualClock(now), lateness=HOUR)
+    df = await source.panel(spec.id, now)
+    state = await store.get_experiment(spec.id)
+    assert state.compacted == 1  # period 0 compacted, 1 refused, so 2 waits behind it
+    assert await store.redis.exists(f"{p}:a:1", f"{p}:sums:1", f"{p}:cells:1") == 3
+    assert _units(df) == want  # periods 1-3 still read live

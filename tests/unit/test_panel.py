@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -161,6 +163,26 @@ def test_categorical_units_and_narrow_integer_periods_pivot_as_plain_columns() -
     assert np.array_equal(a.Y, b.Y) and np.array_equal(a.W, b.W)
     for u, t, y in zip(plain["u"], plain["t"], plain["y"], strict=True):
         assert b.Y[b.units.tolist().index(u), b.times.tolist().index(t)] == y
+
+
+@pytest.mark.parametrize(
+    "periods",
+    [
+        pd.Categorical([7, 2, 0, 2, 7, 0], categories=[7, 2, 0]),  # integer categories, unsorted
+        pd.array([7, 2, 0, 2, 7, 0], dtype="UInt8"),
+        np.array([7, 2, 0, 2, 7, 0], dtype=np.uint32),
+        np.array([7, 2, 0, 2, 7, 0], dtype=np.int16),
+    ],
+)
+def test_periods_sort_ascending_whatever_their_column_type(periods: Any) -> None:
+    df = pd.DataFrame(
+        {"u": ["a", "a", "a", "b", "b", "b"], "t": periods, "y": [7.0, 2.0, 0.0, 12.0, 17.0, 10.0],
+         "w": [1, 0, 0, 1, 0, 1]}
+    )  # fmt: skip
+    panel = _build_plain(df)
+    assert [int(t) for t in panel.times] == [0, 2, 7]
+    assert panel.Y.tolist() == [[0.0, 2.0, 7.0], [10.0, 12.0, 17.0]]  # y is 10 * unit + period
+    assert panel.W.tolist() == [[False, False, True], [True, True, False]]
 
 
 def _build_plain(df: pd.DataFrame) -> Panel:

@@ -194,6 +194,19 @@ def test_the_banded_bound_equals_the_bound_written_pair_by_pair(
             elif not W[n, t - p : t + 1].any():
                 ht -= Y[n, t] / float(np.prod(1 - q[n, win]))
     assert res.effect == pytest.approx(ht / res.n_cells, rel=1e-12)
+    usable = ~blackout[:, p:]
+    windows = np.lib.stride_tricks.sliding_window_view(W, p + 1, axis=1)
+    assert res.details["n_all_treated_windows"] == int((windows.all(axis=2) & usable).sum())
+    assert res.details["n_all_control_windows"] == int((~windows.any(axis=2) & usable).sum())
+    # the randomisation test ties the observed path with itself whatever the chunks: a
+    # design whose every draw is the observed one gives p = 1
+    fixed = np.where(q > 0.5, 1 - 1e-12, 1e-12)[np.arange(N)[:, None], block]
+    forced = Panel(
+        Y=Y * 1e6, W=fixed > 0.5, units=np.arange(N), times=np.arange(T), blackout=blackout,
+        probability=fixed,
+    )  # fmt: skip
+    rt = SwitchbackHTEstimator(p, randomization_points=pts, se="randomization", n_draws=20)
+    assert rt.fit(forced).result_.pvalue_randomization == 1.0
 
 
 def test_windows_far_apart_do_not_overflow_the_bound() -> None:

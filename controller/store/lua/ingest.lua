@@ -104,8 +104,16 @@ for eid, k, prod, code, ts, head_end, units, revenue, reason, keep in string.gma
       local u = tonumber(units)
       if status == 'ok' then
         local c = tonumber(code)
+        local rv = tonumber(revenue)
+        local acc = (per.r[c] or 0) + rv
+        if acc > 9007199254740992 then
+          -- past 2^53 a double drops units: write what is summed (exact) and start again
+          redis.call('BITFIELD', per.sums, 'INCRBY', 'i64', '#'..string.format('%d', 4 * c + 1),
+            string.format('%d', per.r[c] or 0))
+          acc = rv
+        end
         per.u[c] = (per.u[c] or 0) + u
-        per.r[c] = (per.r[c] or 0) + tonumber(revenue)
+        per.r[c] = acc
         per.n[c] = (per.n[c] or 0) + 1
       elseif status == 'head' then
         local c = tonumber(code)
