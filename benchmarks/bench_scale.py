@@ -16,6 +16,9 @@ For each size it prints:
 - the cycle after one new period arrives (its records and cells written, the clock moved on);
 - that process's peak RSS (``ru_maxrss``).
 
+The cycle process gets the environment an analysis worker is started with
+(``streams.launcher.role_env``: glibc malloc settings), unless ``--malloc-defaults``.
+
 The cells are filled with realistic sums (Poisson units, revenue at a price, orders, head
 units), packed as the ingest script's BITFIELDs leave them; no broker is needed. Usage:
 
@@ -55,6 +58,7 @@ from controller.spec import ExperimentSpec  # noqa: E402
 from controller.store import SaleRow, Store, make_redis  # noqa: E402
 from controller.store.columns import pack_sums  # noqa: E402
 from streams.embedded import ManagedProcess, free_port, redis_binary  # noqa: E402
+from streams.launcher import role_env  # noqa: E402
 
 START = datetime(2026, 1, 5, tzinfo=UTC)
 EXP = "scale"
@@ -244,7 +248,13 @@ def cycle_child(url: str, n: int, days: int, out: Any, profile: bool = False) ->
 
 
 def measure(
-    url: str, n: int, days: int, sales: int, cycle: bool = True, profile: bool = False
+    url: str,
+    n: int,
+    days: int,
+    sales: int,
+    cycle: bool = True,
+    profile: bool = False,
+    worker_env: dict[str, str] | None = None,
 ) -> dict[str, float]:
     res = asyncio.run(fill(url, n, days, sales))
     if not cycle:
@@ -255,7 +265,13 @@ def measure(
     ctx = mp.get_context("spawn")
     q: Any = ctx.Queue()
     proc = ctx.Process(target=cycle_child, args=(url, n, days, q, profile))
-    proc.start()
+    saved = dict(os.environ)
+    os.environ.update(worker_env or {})  # read by glibc when the child execs
+    try:
+        proc.start()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
     while True:  # a child that dies sends nothing: do not wait for it forever
         try:
             res |= q.get(timeout=1.0)
@@ -293,6 +309,12 @@ def main() -> None:
         "every cell field on every cycle: ~20 us each through redis-py, minutes at 100k x 90).",
     )
     ap.add_argument("--profile", action="store_true", help="cProfile the cycles (to stderr)")
+    ap.add_argument(
+        "--malloc-defaults",
+        action="store_true",
+        help="Run the cycle with glibc's malloc defaults, not the analysis worker's settings "
+        "(streams.launcher.role_env).",
+    )
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     with tempfile.TemporaryDirectory(prefix="pricelab-scale-") as tmp:
@@ -308,6 +330,8 @@ def main() -> None:
         server.start()
         try:
             url = f"redis://127.0.0.1:{port}/0"
+            worker_env = {} if args.malloc_defaults else role_env(("analysis",), os.environ)
+            print(f"cycle process environment beyond the parent's: {worker_env or 'none'}")
             print(
                 f"layout: closed periods compacted to columns, open ones packed sums + record hashes; "
                 f"{args.days} days; {args.sales:,} sales per live period"
@@ -320,7 +344,9 @@ def main() -> None:
             print(head)
             print("|" + "---|" * 8)
             for n in sizes:
-                r = measure(url, n, args.days, args.sales, n <= args.cycle_max, args.profile)
+                r = measure(
+                    url, n, args.days, args.sales, n <= args.cycle_max, args.profile, worker_env
+                )
                 closed = n * r["closed_periods"]
                 print(
                     f"| {n:,} | {r['closed_b'] / closed:.1f} | {r['live_b'] / n:.0f}"

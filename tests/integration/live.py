@@ -4,6 +4,7 @@ embedded stack, driven period by period by ``streams.livesim.LiveDriver``."""
 from __future__ import annotations
 
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 from controller.store import Store, keys, make_redis
@@ -42,6 +43,14 @@ async def drive(
         analysis.launch()
         controller.wait_healthy()
         analysis.wait_healthy()
+        used["environ"] = {
+            role: dict(
+                item.split(b"=", 1)
+                for item in Path(f"/proc/{w.pid}/environ").read_bytes().split(b"\0")
+                if b"=" in item
+            )
+            for role, w in (("controller", controller), ("analysis", analysis))
+        }
         store = Store(redis, settings.key_prefix)
         async with LiveDriver(settings, store, [controller], analysis, cfg) as driver:
             used["driver"] = driver

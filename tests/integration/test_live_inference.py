@@ -13,6 +13,7 @@ import pytest
 from scipy import stats
 
 from controller.store import Store
+from streams.launcher import ANALYSIS_GLIBC_TUNABLES
 from streams.livesim import LiveDriver, LiveRun
 from tests.integration.conftest import make_settings
 from tests.integration.live import drive as _drive
@@ -32,7 +33,13 @@ async def test_every_published_interval_is_effect_plus_minus_q_se(stack) -> None
         _run("crossover", 16, 6, 2, "iq-xo"),
         _run("cluster", 16, 6, 3, "iq-cl"),
     ]
-    await _drive(settings, runs)
+    used = await _drive(settings, runs)
+    # the analysis worker runs with the malloc settings its cycles were measured with
+    # (streams/launcher.py); the controller with glibc's defaults. /proc shows the variable as
+    # glibc left it after parsing (it rewrites the value in place, up to the first ':')
+    tunables = used["environ"]["analysis"][b"GLIBC_TUNABLES"]
+    assert tunables and ANALYSIS_GLIBC_TUNABLES.encode().startswith(tunables), tunables
+    assert b"GLIBC_TUNABLES" not in used["environ"]["controller"]
     checked: dict[tuple[str, bool], int] = {}
     for run in runs:
         assert run.estimates, f"{run.id}: nothing published"

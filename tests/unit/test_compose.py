@@ -238,3 +238,16 @@ def test_the_worker_image_holds_every_package_it_installs() -> None:
     packages = {p.rstrip("*") for p in include}
     copied = set(re.findall(r"^COPY (\w+) \./\1$", (ROOT / "Dockerfile").read_text(), flags=re.M))
     assert packages and packages <= copied, sorted(packages - copied)
+
+
+def test_the_analysis_worker_gets_the_launchers_malloc_settings() -> None:
+    """Compose starts the analysis worker with the glibc malloc settings the embedded launcher
+    gives it (one value, here and in streams/launcher.py); the controller keeps the defaults."""
+    from streams.launcher import ANALYSIS_GLIBC_TUNABLES, role_env
+
+    services = _services()
+    assert services["analysis"]["environment"]["GLIBC_TUNABLES"] == ANALYSIS_GLIBC_TUNABLES
+    assert "GLIBC_TUNABLES" not in services["controller"]["environment"]
+    assert role_env(("analysis",), {}) == {"GLIBC_TUNABLES": ANALYSIS_GLIBC_TUNABLES}
+    assert role_env(("controller",), {}) == {}
+    assert role_env(("analysis",), {"GLIBC_TUNABLES": "mine"}) == {}  # an operator's own wins
