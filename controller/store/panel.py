@@ -45,6 +45,14 @@ class SaleRow(NamedTuple):
     keep_s: int = 8 * 86400
 
 
+def dedupe_digest(event_id: str) -> tuple[int, int]:
+    """(member, bucket hash) of a sale's dedupe marker: the first 52 bits of its id's SHA-1 and
+    the 32 after them (13 and 8 hex digits); ``ingest.lua`` files the member in set
+    ``bucket hash % buckets``. ``PanelStore._ingest_one`` inlines it (the hot path)."""
+    x = int.from_bytes(hashlib.sha1(event_id.encode()).digest()[:11], "big")
+    return x >> 36, (x >> 4) & 0xFFFFFFFF
+
+
 #: the largest revenue of one sale: in millionths it stays below 2**53, exact in the script
 MAX_REVENUE = 1e9
 
@@ -79,17 +87,19 @@ class PanelStore(RedisStore):
             raise StoreError(
                 f"a sale's product code is negative or its revenue is outside 0..{MAX_REVENUE:g}"
             )
-        batch = "".join(
-            [
-                f"{r.event_id}|{r.period}|{r.product}|{r.code}|{r.ts_ms}|"
+        sha1 = hashlib.sha1
+        lines = []
+        for r in rows:
+            x = int.from_bytes(sha1(r.event_id.encode()).digest()[:11], "big")
+            lines.append(
+                f"{x >> 36}|{(x >> 4) & 0xFFFFFFFF}|{r.period}|{r.product}|{r.code}|{r.ts_ms}|"
                 f"{r.head_end_ms}|{r.units}|{round(r.revenue * REVENUE_SCALE)}|{r.pre_reason}|"
                 f"{max(1, int(r.keep_s))}\n"
-                for r in rows
-            ]
-        )
-        # a '|' or newline inside an id would shift the fields; wire ids cannot hold them
-        if batch.count("\n") != len(rows) or batch.count("|") != 9 * len(rows):
-            raise StoreError("sale ids, products and reasons cannot hold '|' or newlines")
+            )
+        batch = "".join(lines)
+        # a '|' or newline inside a product or reason would shift the fields
+        if batch.count("\n") != len(rows) or batch.count("|") != 10 * len(rows):
+            raise StoreError("products and reasons cannot hold '|' or newlines")
         base = self.exp(exp_id)
         got = await self._script("ingest")(keys=[f"{base}:state"], args=[base, batch])
         return str(got).split(",")
@@ -100,9 +110,9 @@ class PanelStore(RedisStore):
         buckets = await self.redis.hget(f"{self.exp(exp_id)}:seenb", f"b:{k}")
         if buckets is None:
             return False
-        h = hashlib.sha1(event_id.encode()).hexdigest()
-        key = f"{self.exp(exp_id)}:seen:{k}:{int(h[13:21], 16) % int(buckets)}"
-        return bool(await self.redis.sismember(key, str(int(h[:13], 16))))
+        member, bucket = dedupe_digest(event_id)
+        key = f"{self.exp(exp_id)}:seen:{k}:{bucket % int(buckets)}"
+        return bool(await self.redis.sismember(key, str(member)))
 
     async def hash_text(self, key: str, count: int = 20_000) -> dict[str, str]:
         """A whole hash, read in HSCAN steps of ``count`` fields, each step one string

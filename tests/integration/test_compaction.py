@@ -4,12 +4,14 @@ sets, on the real redis-server (issue #17's state layout)."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 from redis.asyncio import Redis
@@ -175,6 +177,13 @@ async def test_dedupe_markers_are_compact_sets_that_expire_with_their_period(sto
     assert await store.redis.hget(f"{p}:seenb", "n:0") == "100"  # 400 sales over 4 periods
     assert all([await store.remembered(spec.id, r.period, r.event_id) for r in rows])
     assert not await store.remembered(spec.id, 0, "e99999")
+    # the marker as the id's SHA-1 hex digits place it (the layout markers written before the
+    # worker hashed ids use): member = the first 13 digits, set = the next 8 mod the buckets
+    for r in rows[:20]:
+        h = hashlib.sha1(r.event_id.encode()).hexdigest()
+        buckets = int(await store.redis.hget(f"{p}:seenb", f"b:{r.period}"))
+        key = f"{p}:seen:{r.period}:{int(h[13:21], 16) % buckets}"
+        assert await store.redis.sismember(key, str(int(h[:13], 16)))
     keys = [k async for k in store.redis.scan_iter(f"{p}:seen:*")]
     assert keys
     for key in keys:
@@ -185,6 +194,63 @@ async def test_dedupe_markers_are_compact_sets_that_expire_with_their_period(sto
     assert await store.redis.hget(f"{p}:seenb", "b:4") == "1"
     # no period before: from the experiment's 23 products (a sale each), one set
     assert await store.redis.hget(f"{p}:seenb", "b:0") == "1"
+
+
+async def test_one_batch_over_many_products_sums_every_cell(store) -> None:
+    """A batch's cell increments go out in BITFIELD calls of at most 400 products: 1,000
+    products' sales in one batch, several per product, read back cell by cell."""
+    spec = load_spec(
+        {
+            "id": "wide",
+            "products": [f"w{i:04d}" for i in range(1000)],
+            "treatment_policy": "new",
+            "control_policy": "old",
+            "start": START.isoformat(),
+            "end": (START + timedelta(hours=8)).isoformat(),
+            "timezone": "UTC",
+            "period": "PT1H",
+            "washout": "PT10M",
+            "seed": 5,
+        }
+    )
+    await store.create_experiment(spec, START)
+    await store.write_assignments(spec.id, 0, period_assignments(spec, 0))
+    await store.complete_flip(spec.id, 0, 1, 0, "t")
+    rows = []
+    want = np.zeros((1000, 4), dtype=np.int64)  # units, revenue in millionths, orders, head
+    for i in range(3000):
+        c = (i * 7) % 1000  # products named in sorted order: code = position
+        units, minute = 1 + i % 4, 30  # past the head and any washout: 'ok'
+        rows.append(_sale(i, f"w{c:04d}", 0, minute, units, spec))
+        want[c] += (units, units * 2_500_000, 1, 0)
+    rows.append(_sale(5000, "w0007", 0, 5, 3, spec))  # in the head: 'head' or 'washout'
+    statuses = await store.ingest(rows)
+    assert statuses[:3000] == ["ok"] * 3000
+    if statuses[3000] == "head":
+        want[7, 3] += 3
+    raw = await store.live_sums(spec.id, 0)
+    assert raw is not None
+    # the string ends at the last field written; an unwritten field reads zero
+    got = np.frombuffer(raw.ljust(1000 * 32, b"\0"), dtype=">i8").reshape(1000, 4)
+    np.testing.assert_array_equal(got, want)
+    assert await store.redis.hget(f"{store.exp(spec.id)}:seenb", "n:0") == "3001"
+
+
+async def test_a_revenue_sum_past_2_53_stays_exact(store) -> None:
+    """Lua sums in doubles, exact below 2**53: the script writes a sum out before it passes
+    that. Eleven sales of the largest revenue with an odd number of millionths sum to
+    10,999,999,999,999,989 millionths, an odd number past 2**53, which no double holds."""
+    spec, _, _ = await _filled(store)
+    big = 999_999_999.999999  # round(x * 1e6) == 999_999_999_999_999
+    rows = [_sale(9000 + i, "p05", 3, 40, 1, spec)._replace(revenue=big) for i in range(11)]
+    before = await store.live_sums(spec.id, 3)
+    assert before is not None
+    code = sorted(spec.all_products()).index("p05")
+    was = int(np.frombuffer(before, dtype=">i8")[4 * code + 1])
+    assert await store.ingest(rows) == ["ok"] * 11
+    after = await store.live_sums(spec.id, 3)
+    assert after is not None
+    assert int(np.frombuffer(after, dtype=">i8")[4 * code + 1]) - was == 10_999_999_999_999_989
 
 
 async def test_kept_periods_follow_later_windows_and_an_earlier_as_of(store) -> None:

@@ -5,9 +5,10 @@
 -- total increments are summed in Lua and written once per batch. The script is atomic: a
 -- batch is in Redis entirely or not at all. One experiment per call: its keys share a slot.
 -- KEYS: the experiment's state; ARGV: the base of its keys, batch; batch lines:
---   event_id|k|product|code|ts_ms|head_end_ms|units|revenue_micros|pre_reason|keep_s\n
--- (code: the product's position among the experiment's sorted products; revenue in
--- millionths, a whole number).
+--   member|bucket|k|product|code|ts_ms|head_end_ms|units|revenue_micros|pre_reason|keep_s\n
+-- (member, bucket: the event id's dedupe digest, computed by the client, see Dedupe; code: the
+-- product's position among the experiment's sorted products; revenue in millionths, a whole
+-- number).
 -- Cells: period k's sums are one string, {base}:sums:{k}, four big-endian signed 64-bit
 -- integers per product code c at #(4c) units, #(4c+1) revenue in millionths, #(4c+2) orders,
 -- #(4c+3) head units, incremented with BITFIELD (a product never sold reads zero): 32 bytes
@@ -16,8 +17,10 @@
 -- are 'late', counted nowhere (as the ingestor's own lateness check does), but a copy of a
 -- sale counted before the close (a batch retried after a partial failure) is a 'dup' while
 -- the period's markers last.
--- Dedupe: the event id's SHA-1 gives a bucket and a 52-bit member; period k's markers are
--- integer sets {base}:seen:{k}:{bucket} (intset encoding, 8 bytes a member while a set holds
+-- Dedupe: the event id's SHA-1 gives a 52-bit member (its first 13 hex digits) and a 32-bit
+-- bucket hash (the next 8), both as decimal text from the client (the worker hashes; this
+-- script would spend ~15% of its time on it); period k's markers are integer sets
+-- {base}:seen:{k}:{bucket hash % buckets} (intset encoding, 8 bytes a member while a set holds
 -- at most 512), kept keep_s seconds (until the period closes, plus a margin). A period's bucket
 -- count is fixed at its first sale, from the sales remembered in the period before (~200 a
 -- set), or for a first period from the experiment's products; {base}:seenb holds b:{k}
@@ -49,12 +52,12 @@ local base = ARGV[1]
 local e = {base = base, excluded = base..':excluded', seenb = base..':seenb', periods = {},
            closed = tonumber(redis.call('HGET', KEYS[1], 'closed') or '0'),
            units = {}, events = {}}
-local pat = '([^|\n]*)|([^|\n]*)|([^|\n]*)|([^|\n]*)|([^|\n]*)|([^|\n]*)|([^|\n]*)|([^|\n]*)|([^|\n]*)|([^|\n]*)\n'
-for eid, k, prod, code, ts, head_end, units, revenue, reason, keep in string.gmatch(ARGV[2], pat) do
+local pat = '([^|\n]*)|([^|\n]*)|([^|\n]*)|([^|\n]*)|([^|\n]*)|([^|\n]*)|([^|\n]*)|([^|\n]*)|([^|\n]*)|([^|\n]*)|([^|\n]*)\n'
+for member, bh, k, prod, code, ts, head_end, units, revenue, reason, keep in string.gmatch(ARGV[2], pat) do
   local per = e.periods[k]
   if not per then
     per = {key = e.base..':a:'..k, recs = {}, sums = e.base..':sums:'..k,
-           late = tonumber(k) < e.closed, u = {}, r = {}, n = {}, h = {}}
+           late = tonumber(k) < e.closed, u = {}, r = {}, n = {}, h = {}, fresh = 0}
     if not per.late then
       per.buckets = buckets_for(e, k)
     else  -- its markers, while they last: a late copy of a counted sale is a 'dup'
@@ -66,9 +69,7 @@ for eid, k, prod, code, ts, head_end, units, revenue, reason, keep in string.gma
   if per.late then
     local dup = false
     if per.buckets then
-      local h = redis.sha1hex(eid)
-      local set = per.seen..(tonumber(string.sub(h, 14, 21), 16) % per.buckets)
-      dup = redis.call('SISMEMBER', set, string.format('%d', tonumber(string.sub(h, 1, 13), 16))) == 1
+      dup = redis.call('SISMEMBER', per.seen..(tonumber(bh) % per.buckets), member) == 1
     end
     out[#out+1] = dup and 'dup' or 'late'
   else
@@ -95,9 +96,8 @@ for eid, k, prod, code, ts, head_end, units, revenue, reason, keep in string.gma
         end
       end
     end
-    local h = redis.sha1hex(eid)
-    local set = per.seen..(tonumber(string.sub(h, 14, 21), 16) % per.buckets)
-    local fresh = redis.call('SADD', set, string.format('%d', tonumber(string.sub(h, 1, 13), 16)))
+    local set = per.seen..(tonumber(bh) % per.buckets)
+    local fresh = redis.call('SADD', set, member)
     local ttl = tonumber(keep)
     if (expire[set] or 0) < ttl then expire[set] = ttl end
     if fresh == 1 then
@@ -123,12 +123,15 @@ for eid, k, prod, code, ts, head_end, units, revenue, reason, keep in string.gma
       end
       e.units[status] = (e.units[status] or 0) + u
       e.events[status] = (e.events[status] or 0) + 1
-      add(ints, e.seenb, 'n:'..k, 1)
+      per.fresh = per.fresh + 1
       out[#out+1] = status
     else
       out[#out+1] = 'dup'
     end
   end
+end
+for k, per in pairs(e.periods) do  -- sales remembered, for the next period's bucket count
+  if per.fresh > 0 then add(ints, e.seenb, 'n:'..k, per.fresh) end
 end
 local totals = base..':totals'
 for st, v in pairs(e.units) do add(ints, totals, 'units:'..st, v) end
@@ -136,19 +139,24 @@ for st, v in pairs(e.events) do add(ints, totals, 'events:'..st, v) end
 for key, h in pairs(ints) do
   for f, v in pairs(h) do redis.call('HINCRBY', key, f, string.format('%d', v)) end
 end
--- the cells: one BITFIELD per product and period (numbers as '%d' text: Lua would print
--- a large one as 1e+15)
+-- the cells: BITFIELD calls of up to 400 products' increments each (a call per product cost
+-- ~5% of the script); numbers as '%d' text: Lua would print a large one as 1e+15
+local function incr(ops, c, v)
+  local n = #ops
+  ops[n+1] = 'INCRBY'; ops[n+2] = 'i64'
+  ops[n+3] = '#'..string.format('%d', c); ops[n+4] = string.format('%d', v)
+end
 for _, per in pairs(e.periods) do
+  local ops = {}
   for c, u in pairs(per.u) do
-    redis.call('BITFIELD', per.sums, 'INCRBY', 'i64', '#'..string.format('%d', 4 * c),
-      string.format('%d', u), 'INCRBY', 'i64', '#'..string.format('%d', 4 * c + 1),
-      string.format('%d', per.r[c]), 'INCRBY', 'i64', '#'..string.format('%d', 4 * c + 2),
-      string.format('%d', per.n[c]))
+    incr(ops, 4 * c, u); incr(ops, 4 * c + 1, per.r[c]); incr(ops, 4 * c + 2, per.n[c])
+    if #ops >= 4800 then redis.call('BITFIELD', per.sums, unpack(ops)); ops = {} end
   end
   for c, h in pairs(per.h) do
-    redis.call('BITFIELD', per.sums, 'INCRBY', 'i64', '#'..string.format('%d', 4 * c + 3),
-      string.format('%d', h))
+    incr(ops, 4 * c + 3, h)
+    if #ops >= 4800 then redis.call('BITFIELD', per.sums, unpack(ops)); ops = {} end
   end
+  if #ops > 0 then redis.call('BITFIELD', per.sums, unpack(ops)) end
 end
 for key, ttl in pairs(expire) do redis.call('EXPIRE', key, ttl) end
 -- one string, not an array: the client parses one reply instead of one per event
