@@ -14,6 +14,7 @@ Every sale ends in exactly one status:
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import math
 from collections.abc import Sequence
@@ -134,6 +135,17 @@ class Verdict:
 
 
 class SalesIngestor:
+    """Routes, checks and applies sales batches; several may be in progress at once.
+
+    Each batch is routed with the clock and the experiment catalog (its version) read from
+    Redis. Redis runs one command at a time, so a batch that read them while another batch's
+    script runs would wait for that script, and a worker would alternate between its own CPU
+    and Redis's instead of using both. So a batch syncs them just before it sends its script,
+    and a batch that starts while another is in flight routes with that sync instead of
+    waiting for one of its own: its routing is at most that batch's script (plus its own
+    routing) older than its script. A batch that starts with none in flight syncs first.
+    """
+
     def __init__(self, store: Store, clock: Clock, settings: Settings) -> None:
         self.store = store
         self.clock = clock
@@ -142,11 +154,24 @@ class SalesIngestor:
         self._lateness_ms = int(settings.allowed_lateness.total_seconds() * 1000)
         self._skew_ms = int(settings.max_future_skew.total_seconds() * 1000)
         self._margin_ms = int(settings.dedupe_margin.total_seconds() * 1000)
+        #: batches between their pre-script sync and their script's answer, and the latest
+        #: such sync (which a batch starting meanwhile routes with)
+        self._in_flight = 0
+        self._ahead: asyncio.Future[None] | None = None
 
-    async def process(self, sales: Sequence[SaleLike]) -> list[Verdict]:
-        """Route, check and apply a batch; one verdict per sale, in order."""
+    async def _sync(self) -> None:
         await self.clock.sync()
         await self.routes.refresh(self.store)
+
+    async def process(self, sales: Sequence[SaleLike]) -> list[Verdict]:
+        """Route, check and apply a batch; one verdict per sale, in order. The clock is
+        synced when it returns (the caller stamps dead letters with it)."""
+        ahead = self._ahead
+        if self._in_flight and ahead is not None:
+            # shielded: a cancelled batch must not cancel the sync another batch waits for
+            await asyncio.shield(ahead)
+        else:
+            await self._sync()
         now_ms = to_ms(self.clock.now())
         earliest, latest = now_ms - self._lateness_ms, now_ms + self._skew_ms
         # a sale's id is remembered until its period closes (its end + the lateness), plus a
@@ -196,7 +221,14 @@ class SalesIngestor:
             )
             row_index.append(i)
         if rows:
-            statuses = await self.store.ingest(rows)
+            self._in_flight += 1
+            try:
+                # synced before this script, for a batch that starts while it runs
+                self._ahead = ahead = asyncio.ensure_future(self._sync())
+                await asyncio.shield(ahead)
+                statuses = await self.store.ingest(rows)
+            finally:
+                self._in_flight -= 1
             for i, st in zip(row_index, statuses, strict=True):
                 verdicts[i] = _verdict(st)
         return [v if v is not None else _verdict("unknown") for v in verdicts]
