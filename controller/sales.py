@@ -221,12 +221,13 @@ class SalesIngestor:
             )
             row_index.append(i)
         if rows:
+            packed = self.store.pack_sales(rows)  # before the sync: Redis may be busy meanwhile
             self._in_flight += 1
             try:
                 # synced before this script, for a batch that starts while it runs
                 self._ahead = ahead = asyncio.ensure_future(self._sync())
                 await asyncio.shield(ahead)
-                statuses = await self.store.ingest(rows)
+                statuses = await self.store.ingest_packed(packed)
             finally:
                 self._in_flight -= 1
             for i, st in zip(row_index, statuses, strict=True):

@@ -48,13 +48,45 @@ class SaleRow(NamedTuple):
 def dedupe_digest(event_id: str) -> tuple[int, int]:
     """(member, bucket hash) of a sale's dedupe marker: the first 52 bits of its id's SHA-1 and
     the 32 after them (13 and 8 hex digits); ``ingest.lua`` files the member in set
-    ``bucket hash % buckets``. ``PanelStore._ingest_one`` inlines it (the hot path)."""
+    ``bucket hash % buckets``. ``_pack`` inlines it (the hot path)."""
     x = int.from_bytes(hashlib.sha1(event_id.encode()).digest()[:11], "big")
     return x >> 36, (x >> 4) & 0xFFFFFFFF
 
 
 #: the largest revenue of one sale: in millionths it stays below 2**53, exact in the script
 MAX_REVENUE = 1e9
+
+
+class PackedSales(NamedTuple):
+    """A batch packed for ``lua/ingest.lua`` (:meth:`PanelStore.pack_sales`): ``n`` rows, one
+    part per experiment, each (experiment, its lines, its rows' positions in the batch; None
+    for all of them)."""
+
+    n: int
+    parts: tuple[tuple[str, str, list[int] | None], ...]
+
+
+def _pack(rows: Sequence[SaleRow]) -> str:
+    """One experiment's rows as the script's lines (see ``lua/ingest.lua``)."""
+    # the script sums revenue in whole millionths (exact below 2**53 in Lua's doubles)
+    if any(r.code < 0 or not 0 <= r.revenue <= MAX_REVENUE for r in rows):  # NaN too
+        raise StoreError(
+            f"a sale's product code is negative or its revenue is outside 0..{MAX_REVENUE:g}"
+        )
+    sha1 = hashlib.sha1
+    lines = []
+    for r in rows:
+        x = int.from_bytes(sha1(r.event_id.encode()).digest()[:11], "big")  # dedupe_digest
+        lines.append(
+            f"{x >> 36}|{(x >> 4) & 0xFFFFFFFF}|{r.period}|{r.product}|{r.code}|{r.ts_ms}|"
+            f"{r.head_end_ms}|{r.units}|{round(r.revenue * REVENUE_SCALE)}|{r.pre_reason}|"
+            f"{max(1, int(r.keep_s))}\n"
+        )
+    text = "".join(lines)
+    # a '|' or newline inside a product or reason would shift the fields
+    if text.count("\n") != len(rows) or text.count("|") != 10 * len(rows):
+        raise StoreError("products and reasons cannot hold '|' or newlines")
+    return text
 
 
 class PanelStore(RedisStore):
@@ -64,44 +96,39 @@ class PanelStore(RedisStore):
         """Apply a batch: one status per row ('ok', 'head', 'dup', 'late' for a closed period,
         or a reason). Each experiment's rows are applied atomically by one script in its
         slot; the experiments of a batch run concurrently (on a cluster, on their nodes)."""
-        if not rows:
-            return []
+        return await self.ingest_packed(self.pack_sales(rows))
+
+    def pack_sales(self, rows: Sequence[SaleRow]) -> PackedSales:
+        """The batch as the ingest script reads it (CPU only: a caller packs the next batch
+        while Redis runs the previous one). Raises StoreError for a row it cannot carry."""
         by_exp: dict[str, list[int]] = {}
         for i, r in enumerate(rows):
             by_exp.setdefault(r.experiment, []).append(i)
         if len(by_exp) == 1:
-            return await self._ingest_one(rows[0].experiment, rows)
-        parts = list(by_exp.items())
+            return PackedSales(len(rows), ((rows[0].experiment, _pack(rows), None),))
+        parts = tuple((exp, _pack([rows[i] for i in idx]), idx) for exp, idx in by_exp.items())
+        return PackedSales(len(rows), parts)
+
+    async def ingest_packed(self, batch: PackedSales) -> list[str]:
+        """Apply a packed batch (:meth:`ingest`)."""
+        if batch.n == 0:
+            return []
+        if len(batch.parts) == 1:
+            exp, text, _ = batch.parts[0]
+            return await self._ingest_one(exp, text)
         answers = await asyncio.gather(
-            *(self._ingest_one(exp, [rows[i] for i in idx]) for exp, idx in parts)
+            *(self._ingest_one(exp, text) for exp, text, _ in batch.parts)
         )
-        out = [""] * len(rows)
-        for (_, idx), got in zip(parts, answers, strict=True):
+        out = [""] * batch.n
+        for (_, _, idx), got in zip(batch.parts, answers, strict=True):
+            assert idx is not None
             for i, status in zip(idx, got, strict=True):
                 out[i] = status
         return out
 
-    async def _ingest_one(self, exp_id: str, rows: Sequence[SaleRow]) -> list[str]:
-        # the script sums revenue in whole millionths (exact below 2**53 in Lua's doubles)
-        if any(r.code < 0 or not 0 <= r.revenue <= MAX_REVENUE for r in rows):  # NaN too
-            raise StoreError(
-                f"a sale's product code is negative or its revenue is outside 0..{MAX_REVENUE:g}"
-            )
-        sha1 = hashlib.sha1
-        lines = []
-        for r in rows:
-            x = int.from_bytes(sha1(r.event_id.encode()).digest()[:11], "big")
-            lines.append(
-                f"{x >> 36}|{(x >> 4) & 0xFFFFFFFF}|{r.period}|{r.product}|{r.code}|{r.ts_ms}|"
-                f"{r.head_end_ms}|{r.units}|{round(r.revenue * REVENUE_SCALE)}|{r.pre_reason}|"
-                f"{max(1, int(r.keep_s))}\n"
-            )
-        batch = "".join(lines)
-        # a '|' or newline inside a product or reason would shift the fields
-        if batch.count("\n") != len(rows) or batch.count("|") != 10 * len(rows):
-            raise StoreError("products and reasons cannot hold '|' or newlines")
+    async def _ingest_one(self, exp_id: str, text: str) -> list[str]:
         base = self.exp(exp_id)
-        got = await self._script("ingest")(keys=[f"{base}:state"], args=[base, batch])
+        got = await self._script("ingest")(keys=[f"{base}:state"], args=[base, text])
         return str(got).split(",")
 
     async def remembered(self, exp_id: str, k: int, event_id: str) -> bool:

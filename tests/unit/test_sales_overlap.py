@@ -69,8 +69,11 @@ class _OneAtATime:
         await self._read()
         return [self.pause] if self.pause else []
 
-    async def ingest(self, rows: list[SaleRow]) -> list[str]:
-        self.sent.append(list(rows))  # the script is on its way
+    def pack_sales(self, rows: list[SaleRow]) -> list[SaleRow]:
+        return list(rows)
+
+    async def ingest_packed(self, rows: list[SaleRow]) -> list[str]:
+        self.sent.append(rows)  # the script is on its way
         while not self.idle.is_set():  # Redis is running another script
             await self.idle.wait()
         self.idle.clear()
