@@ -57,7 +57,8 @@ for member, bh, k, prod, code, ts, head_end, units, revenue, reason, keep in str
   local per = e.periods[k]
   if not per then
     per = {key = e.base..':a:'..k, recs = {}, sums = e.base..':sums:'..k,
-           late = tonumber(k) < e.closed, u = {}, r = {}, n = {}, h = {}, fresh = 0}
+           late = tonumber(k) < e.closed, u = {}, r = {}, n = {}, h = {}, fresh = 0,
+           sets = {}, keep = {}}
     if not per.late then
       per.buckets = buckets_for(e, k)
     else  -- its markers, while they last: a late copy of a counted sale is a 'dup'
@@ -96,10 +97,17 @@ for member, bh, k, prod, code, ts, head_end, units, revenue, reason, keep in str
         end
       end
     end
-    local set = per.seen..(tonumber(bh) % per.buckets)
+    -- a set's key is built (and interned) once a batch, and its expiry noted once per
+    -- distinct keep_s text (the same for a period's sales in a batch from the worker)
+    local b = tonumber(bh) % per.buckets
+    local set = per.sets[b]
+    if not set then set = per.seen..b; per.sets[b] = set; per.keep[set] = '' end
     local fresh = redis.call('SADD', set, member)
-    local ttl = tonumber(keep)
-    if (expire[set] or 0) < ttl then expire[set] = ttl end
+    if per.keep[set] ~= keep then
+      per.keep[set] = keep
+      local ttl = tonumber(keep)
+      if (expire[set] or 0) < ttl then expire[set] = ttl end
+    end
     if fresh == 1 then
       local u = tonumber(units)
       if status == 'ok' then
