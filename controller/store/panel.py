@@ -59,34 +59,55 @@ MAX_REVENUE = 1e9
 
 class PackedSales(NamedTuple):
     """A batch packed for ``lua/ingest.lua`` (:meth:`PanelStore.pack_sales`): ``n`` rows, one
-    part per experiment, each (experiment, its lines, its rows' positions in the batch; None
-    for all of them)."""
+    part per experiment, each (experiment, the script's arguments after the key base, the
+    positions in the batch of the rows its answer lists, in the answer's order)."""
 
     n: int
-    parts: tuple[tuple[str, str, list[int] | None], ...]
+    parts: tuple[tuple[str, list[str], list[int]], ...]
 
 
-def _pack(rows: Sequence[SaleRow]) -> str:
-    """One experiment's rows as the script's lines (see ``lua/ingest.lua``)."""
+def _pack(rows: Sequence[SaleRow]) -> tuple[list[str], list[int]]:
+    """One experiment's rows as the script's blocks (see ``lua/ingest.lua``): one per period,
+    head end and keep time, each a head with its distinct products and a line per sale; and
+    the rows' positions in the order the script answers them."""
     sha1 = hashlib.sha1
-    lines = []
+    blocks: dict[tuple[int, int, int], tuple[dict[str, int], list[str], list[str], list[int]]]
+    blocks = {}
     # fields unpacked, not read by name: ~11 attribute reads a sale is the hot path's cost
-    for event_id, _, k, product, code, ts_ms, head_end_ms, units, revenue, pre, keep_s in rows:
+    for i, row in enumerate(rows):
+        event_id, _, k, product, code, ts_ms, head_end_ms, units, revenue, pre, keep_s = row
         # the script sums revenue in whole millionths (exact below 2**53 in Lua's doubles)
         if code < 0 or not 0 <= revenue <= MAX_REVENUE:  # NaN too
             raise StoreError(
                 f"a sale's product code is negative or its revenue is outside 0..{MAX_REVENUE:g}"
             )
+        block = blocks.get((k, head_end_ms, keep_s))
+        if block is None:
+            head = f"{k}|{head_end_ms}|{max(1, int(keep_s))}\n"
+            block = blocks[(k, head_end_ms, keep_s)] = ({}, [head], [], [])
+        positions, products, lines, order = block
+        p = positions.get(product)
+        if p is None:
+            if "|" in product or "\n" in product:
+                raise StoreError("products cannot hold '|' or newlines")
+            p = positions[product] = len(positions) + 1  # Lua counts from 1
+            products.append(f"{code}|{product}\n")
         x = int.from_bytes(sha1(event_id.encode()).digest()[:11], "big")  # dedupe_digest
         lines.append(
-            f"{x >> 36}|{(x >> 4) & 0xFFFFFFFF}|{k}|{product}|{code}|{ts_ms}|{head_end_ms}|"
-            f"{units}|{round(revenue * REVENUE_SCALE)}|{pre}|{max(1, int(keep_s))}\n"
+            f"{x >> 36}|{(x >> 4) & 0xFFFFFFFF}|{p}|{ts_ms}|{units}|"
+            f"{round(revenue * REVENUE_SCALE)}|{pre}\n"
         )
-    text = "".join(lines)
-    # a '|' or newline inside a product or reason would shift the fields
-    if text.count("\n") != len(rows) or text.count("|") != 10 * len(rows):
-        raise StoreError("products and reasons cannot hold '|' or newlines")
-    return text
+        order.append(i)
+    args: list[str] = []
+    answer_order: list[int] = []
+    for _, products, lines, order in blocks.values():
+        text = "".join(lines)
+        # a '|' or newline inside a reason would shift the fields
+        if text.count("\n") != len(lines) or text.count("|") != 6 * len(lines):
+            raise StoreError("reasons cannot hold '|' or newlines")
+        args += ["".join(products), text]
+        answer_order += order
+    return args, answer_order
 
 
 class PanelStore(RedisStore):
@@ -105,30 +126,28 @@ class PanelStore(RedisStore):
         for i, r in enumerate(rows):
             by_exp.setdefault(r.experiment, []).append(i)
         if len(by_exp) == 1:
-            return PackedSales(len(rows), ((rows[0].experiment, _pack(rows), None),))
-        parts = tuple((exp, _pack([rows[i] for i in idx]), idx) for exp, idx in by_exp.items())
-        return PackedSales(len(rows), parts)
+            args, order = _pack(rows)
+            return PackedSales(len(rows), ((rows[0].experiment, args, order),))
+        parts = []
+        for exp, idx in by_exp.items():
+            args, order = _pack([rows[i] for i in idx])
+            parts.append((exp, args, [idx[j] for j in order]))
+        return PackedSales(len(rows), tuple(parts))
 
     async def ingest_packed(self, batch: PackedSales) -> list[str]:
         """Apply a packed batch (:meth:`ingest`)."""
         if batch.n == 0:
             return []
-        if len(batch.parts) == 1:
-            exp, text, _ = batch.parts[0]
-            return await self._ingest_one(exp, text)
-        answers = await asyncio.gather(
-            *(self._ingest_one(exp, text) for exp, text, _ in batch.parts)
-        )
+        answers = await asyncio.gather(*(self._ingest_one(exp, a) for exp, a, _ in batch.parts))
         out = [""] * batch.n
-        for (_, _, idx), got in zip(batch.parts, answers, strict=True):
-            assert idx is not None
-            for i, status in zip(idx, got, strict=True):
+        for (_, _, order), got in zip(batch.parts, answers, strict=True):
+            for i, status in zip(order, got, strict=True):
                 out[i] = status
         return out
 
-    async def _ingest_one(self, exp_id: str, text: str) -> list[str]:
+    async def _ingest_one(self, exp_id: str, args: list[str]) -> list[str]:
         base = self.exp(exp_id)
-        got = await self._script("ingest")(keys=[f"{base}:state"], args=[base, text])
+        got = await self._script("ingest")(keys=[f"{base}:state"], args=[base, *args])
         return str(got).split(",")
 
     async def remembered(self, exp_id: str, k: int, event_id: str) -> bool:

@@ -1,14 +1,17 @@
 -- Sales: per event, decide its status, dedupe by event id, and accumulate the panel cell.
--- The batch arrives as one string (one line per event, fields split by '|'; ids cannot hold
--- '|' or newlines) so the client packs one argument, not ten per event. Per event Redis
--- does one HGET (cached per product within the batch) and one SADD; the cell, exclusion and
--- total increments are summed in Lua and written once per batch. The script is atomic: a
--- batch is in Redis entirely or not at all. One experiment per call: its keys share a slot.
--- KEYS: the experiment's state; ARGV: the base of its keys, batch; batch lines:
---   member|bucket|k|product|code|ts_ms|head_end_ms|units|revenue_micros|pre_reason|keep_s\n
--- (member, bucket: the event id's dedupe digest, computed by the client, see Dedupe; code: the
--- product's position among the experiment's sorted products; revenue in millionths, a whole
--- number).
+-- The batch arrives in blocks, one per period (and head end and keep time): per block two
+-- arguments, so the client packs a few strings, not ten per event, and what a block's sales
+-- share is sent and parsed once. Per block Redis does one HMGET of its products' arm records
+-- per 1,000 products; per event, one SADD; the cell, exclusion and total increments are
+-- summed in Lua and written once per batch. The script is atomic: a batch is in Redis
+-- entirely or not at all. One experiment per call: its keys share a slot.
+-- KEYS: the experiment's state; ARGV: the base of its keys, then per block
+--   a head and its products: 'k|head_end_ms|keep_s\n' then 'code|product\n' per product
+--   its sales, one line each: 'member|bucket|product|ts_ms|units|revenue_micros|pre_reason\n'
+-- (product: the 1-based position in the block's products; code: the product's position
+-- among the experiment's sorted products; member, bucket: the event id's dedupe digest,
+-- computed by the client, see Dedupe; revenue in millionths, a whole number). The answer is
+-- each sale's status, comma-separated, in block order.
 -- Cells: period k's sums are one string, {base}:sums:{k}, four big-endian signed 64-bit
 -- integers per product code c at #(4c) units, #(4c+1) revenue in millionths, #(4c+2) orders,
 -- #(4c+3) head units, incremented with BITFIELD (a product never sold reads zero): 32 bytes
@@ -26,7 +29,7 @@
 -- set), or for a first period from the experiment's products; {base}:seenb holds b:{k}
 -- (buckets) and n:{k} (sales remembered) per period.
 -- Every Lua string is interned (hashed, looked up, later swept): keys are built once per
--- batch and period, not per sale, and totals are summed by status before their keys are.
+-- batch and period or set, not per sale, and totals are summed by status before their keys are.
 local out = {}
 local ints, expire = {}, {}
 local function add(t, key, field, v)
@@ -52,89 +55,105 @@ local base = ARGV[1]
 local e = {base = base, excluded = base..':excluded', seenb = base..':seenb', periods = {},
            closed = tonumber(redis.call('HGET', KEYS[1], 'closed') or '0'),
            units = {}, events = {}}
-local pat = '([^|\n]*)|([^|\n]*)|([^|\n]*)|([^|\n]*)|([^|\n]*)|([^|\n]*)|([^|\n]*)|([^|\n]*)|([^|\n]*)|([^|\n]*)|([^|\n]*)\n'
-for member, bh, k, prod, code, ts, head_end, units, revenue, reason, keep in string.gmatch(ARGV[2], pat) do
+local function period(k)
   local per = e.periods[k]
   if not per then
-    per = {key = e.base..':a:'..k, recs = {}, sums = e.base..':sums:'..k,
-           late = tonumber(k) < e.closed, u = {}, r = {}, n = {}, h = {}, fresh = 0,
-           sets = {}, keep = {}}
+    per = {sums = base..':sums:'..k, late = tonumber(k) < e.closed,
+           u = {}, r = {}, n = {}, h = {}, fresh = 0, sets = {}}
     if not per.late then
       per.buckets = buckets_for(e, k)
     else  -- its markers, while they last: a late copy of a counted sale is a 'dup'
       per.buckets = tonumber(redis.call('HGET', e.seenb, 'b:'..k) or '')
     end
-    per.seen = e.base..':seen:'..k..':'
+    per.seen = base..':seen:'..k..':'
     e.periods[k] = per
   end
-  if per.late then
-    local dup = false
-    if per.buckets then
-      dup = redis.call('SISMEMBER', per.seen..(tonumber(bh) % per.buckets), member) == 1
+  return per
+end
+local pat = '([^|\n]*)|([^|\n]*)|([^|\n]*)|([^|\n]*)|([^|\n]*)|([^|\n]*)|([^|\n]*)\n'
+for i = 2, #ARGV, 2 do
+  local k, head_end, keep, plist = string.match(ARGV[i], '^([^|\n]*)|([^|\n]*)|([^|\n]*)\n(.*)$')
+  local per = period(k)
+  head_end = tonumber(head_end)
+  local ttl = tonumber(keep)
+  local codes, prods = {}, {}
+  for code, prod in string.gmatch(plist, '([^|\n]*)|([^\n]*)\n') do
+    codes[#codes+1] = tonumber(code); prods[#prods+1] = prod
+  end
+  -- arm records, read once per block: raw[p] is the text or false; recs[p] its parse
+  local raw, recs = {}, {}
+  if not per.late then
+    local key = base..':a:'..k
+    for j = 1, #prods, 1000 do
+      local got = redis.call('HMGET', key, unpack(prods, j, math.min(j + 999, #prods)))
+      for n = 1, #got do raw[j + n - 1] = got[n] end
     end
-    out[#out+1] = dup and 'dup' or 'late'
-  else
-    local status = reason
-    local arm = ''
-    if status == '' then
-      local rec = per.recs[prod]
-      if rec == nil then
-        rec = redis.call('HGET', per.key, prod)
-        per.recs[prod] = rec
-      end
-      if not rec then
-        status = 'unassigned'
-      else
-        local a, bu, why = string.match(rec, '^([^|]*)|[^|]*|([^|]*)|(.*)$')
-        arm = a
-        local t = tonumber(ts)
-        if bu ~= '' and t < tonumber(bu) then
-          status = why
-        elseif t < tonumber(head_end) then
-          status = 'head'
-        else
-          status = 'ok'
-        end
-      end
-    end
-    -- a set's key is built (and interned) once a batch, and its expiry noted once per
-    -- distinct keep_s text (the same for a period's sales in a batch from the worker)
-    local b = tonumber(bh) % per.buckets
+  end
+  for member, bh, pidx, ts, units, revenue, reason in string.gmatch(ARGV[i + 1], pat) do
+    local b = tonumber(bh) % (per.buckets or 1)
     local set = per.sets[b]
-    if not set then set = per.seen..b; per.sets[b] = set; per.keep[set] = '' end
-    local fresh = redis.call('SADD', set, member)
-    if per.keep[set] ~= keep then
-      per.keep[set] = keep
-      local ttl = tonumber(keep)
-      if (expire[set] or 0) < ttl then expire[set] = ttl end
-    end
-    if fresh == 1 then
-      local u = tonumber(units)
-      if status == 'ok' then
-        local c = tonumber(code)
-        local rv = tonumber(revenue)
-        local acc = (per.r[c] or 0) + rv
-        if acc > 9007199254740992 then
-          -- past 2^53 a double drops units: write what is summed (exact) and start again
-          redis.call('BITFIELD', per.sums, 'INCRBY', 'i64', '#'..string.format('%d', 4 * c + 1),
-            string.format('%d', per.r[c] or 0))
-          acc = rv
-        end
-        per.u[c] = (per.u[c] or 0) + u
-        per.r[c] = acc
-        per.n[c] = (per.n[c] or 0) + 1
-      elseif status == 'head' then
-        local c = tonumber(code)
-        per.h[c] = (per.h[c] or 0) + u
-      else
-        add(ints, e.excluded, k..'|'..prod..'|'..status, u)
-      end
-      e.units[status] = (e.units[status] or 0) + u
-      e.events[status] = (e.events[status] or 0) + 1
-      per.fresh = per.fresh + 1
-      out[#out+1] = status
+    if not set then set = per.seen..b; per.sets[b] = set end
+    if per.late then
+      local dup = per.buckets and redis.call('SISMEMBER', set, member) == 1
+      out[#out+1] = dup and 'dup' or 'late'
     else
-      out[#out+1] = 'dup'
+      local p = tonumber(pidx)
+      local status = reason
+      if status == '' then
+        local rec = recs[p]
+        if rec == nil then
+          local text = raw[p]
+          if text then
+            local _, bu, why = string.match(text, '^([^|]*)|[^|]*|([^|]*)|(.*)$')
+            rec = {tonumber(bu) or false, why}
+          else
+            rec = false
+          end
+          recs[p] = rec
+        end
+        if not rec then
+          status = 'unassigned'
+        else
+          local t = tonumber(ts)
+          if rec[1] and t < rec[1] then
+            status = rec[2]
+          elseif t < head_end then
+            status = 'head'
+          else
+            status = 'ok'
+          end
+        end
+      end
+      local fresh = redis.call('SADD', set, member)
+      if (expire[set] or 0) < ttl then expire[set] = ttl end
+      if fresh == 1 then
+        local u = tonumber(units)
+        if status == 'ok' then
+          local c = codes[p]
+          local rv = tonumber(revenue)
+          local acc = (per.r[c] or 0) + rv
+          if acc > 9007199254740992 then
+            -- past 2^53 a double drops units: write what is summed (exact) and start again
+            redis.call('BITFIELD', per.sums, 'INCRBY', 'i64', '#'..string.format('%d', 4 * c + 1),
+              string.format('%d', per.r[c] or 0))
+            acc = rv
+          end
+          per.u[c] = (per.u[c] or 0) + u
+          per.r[c] = acc
+          per.n[c] = (per.n[c] or 0) + 1
+        elseif status == 'head' then
+          local c = codes[p]
+          per.h[c] = (per.h[c] or 0) + u
+        else
+          add(ints, e.excluded, k..'|'..prods[p]..'|'..status, u)
+        end
+        e.units[status] = (e.units[status] or 0) + u
+        e.events[status] = (e.events[status] or 0) + 1
+        per.fresh = per.fresh + 1
+        out[#out+1] = status
+      else
+        out[#out+1] = 'dup'
+      end
     end
   end
 end
