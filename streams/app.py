@@ -27,6 +27,7 @@ import mode
 from controller.settings import Settings
 from streams.consumer import BatchConsumer
 from streams.handlers import (
+    Event,
     RawEvent,
     RedisOutageTolerated,
     with_redis_retry,
@@ -152,7 +153,7 @@ def build_app(
 
         # sales bypass faust's per-event stream machinery: a plain aiokafka consumer hands whole
         # fetched batches to the handler and commits after the Redis write (streams/consumer.py)
-        async def _sales_batch(batch: list[RawEvent]) -> None:
+        async def _sales_batch(batch: list[Event]) -> None:
             while not await with_redis_retry(
                 rt.clock_ready, "clock", on_retry=rt.sales.note_redis_retry
             ):
@@ -178,7 +179,7 @@ def build_app(
         # depth=2: trigger state is order-sensitive (a product's first trigger wins), so the
         # runner applies batches one at a time in fetch order, but a batch's publish overlaps
         # the next batch's turn (offsets are still committed in fetch order, after both)
-        async def _competitor_batch(batch: list[RawEvent]) -> None:
+        async def _competitor_batch(batch: list[Event]) -> None:
             await rt.competitor.handle(batch)  # rt.competitor exists once the runtime started
 
         comp_consumer = BatchConsumer(

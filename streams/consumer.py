@@ -41,12 +41,12 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
 from controller.settings import Settings
-from streams.handlers import EXIT_UNSAFE_TO_ACK, RawEvent, hard_exit
+from streams.handlers import EXIT_UNSAFE_TO_ACK, Event, hard_exit
 from streams.readiness import GroupMembership
 
 log = logging.getLogger("pricelab.consumer")
 
-BatchHandler = Callable[[list[RawEvent]], Awaitable[object]]
+BatchHandler = Callable[[list[Event]], Awaitable[object]]
 
 
 class _WaitForBatch(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -171,13 +171,12 @@ class BatchConsumer:
     def _launch(self, consumer: AIOKafkaConsumer, fetched: dict[TopicPartition, Any]) -> None:
         """Start handling a fetched batch; it runs while the next one is fetched and decoded."""
         assigned = consumer.assignment()
-        batch: list[RawEvent] = []
+        batch: list[Event] = []
         offsets: dict[TopicPartition, int] = {}
         for tp, records in fetched.items():
             if tp not in assigned or not records:
                 continue  # revoked since the fetch: its new owner reads it
-            p = tp.partition
-            batch.extend([RawEvent(r.value, p, r.offset) for r in records])
+            batch.extend(records)  # ConsumerRecords: value, partition and offset, as handlers read
             offsets[tp] = records[-1].offset + 1
         if batch:
             self._inflight.append((asyncio.ensure_future(self.handle(batch)), offsets))

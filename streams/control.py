@@ -12,7 +12,7 @@ from controller.clock import Clock
 from controller.errors import ConflictError, SpecError, StoreError
 from controller.flipper import Flipper
 from controller.spec import load_spec
-from streams.handlers import RawEvent
+from streams.handlers import Event
 from streams.kafka import JsonPublisher
 from streams.metrics import Metrics
 from streams.schemas import (
@@ -29,7 +29,7 @@ log = logging.getLogger("pricelab.streams")
 
 
 async def dead_letter(
-    dlq: DeadLetterSink, clock: Clock, topic: str, ev: RawEvent, exc: DecodeError
+    dlq: DeadLetterSink, clock: Clock, topic: str, ev: Event, exc: DecodeError
 ) -> None:
     """Send an undecodable event to the dead-letter topic with its reason and position."""
     await clock.sync()
@@ -48,11 +48,11 @@ class CompetitorHandler:
         self.topic = topic
         self.on_price = on_price
 
-    async def handle(self, batch: Sequence[RawEvent]) -> int:
+    async def handle(self, batch: Sequence[Event]) -> int:
         self.metrics.events_consumed.labels(self.topic).inc(len(batch))
         self.metrics.competitor_batch_size.observe(len(batch))
         good: list[CompetitorPrice] = []
-        bad: list[tuple[RawEvent, DecodeError]] = []
+        bad: list[tuple[Event, DecodeError]] = []
         for ev in batch:
             try:
                 good.append(decode(CompetitorPrice, ev.value))  # type: ignore[arg-type]
@@ -90,7 +90,7 @@ class CommandHandler:
         self.reply_topic = reply_topic
         self.max_bytes = max_bytes
 
-    async def handle(self, ev: RawEvent) -> CommandReply | None:
+    async def handle(self, ev: Event) -> CommandReply | None:
         self.metrics.events_consumed.labels(self.topic).inc()
         try:
             cmd = decode(Command, ev.value, max_bytes=self.max_bytes)  # type: ignore[arg-type]

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from controller.store import Store, make_redis
 from controller.store.clock import SharedSimulatedClock
@@ -145,6 +147,26 @@ async def test_overlapping_experiment_is_refused_with_a_reason(settings, store_a
         w.stop()
 
 
+async def _positions(settings, topic: str, n: int) -> dict[bytes, tuple[int, int]]:
+    """Each of a topic's first ``n`` messages (values distinct) -> (partition, offset)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka.bootstrap_servers, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        parts = [TopicPartition(topic, p) for p in range(settings.kafka.partitions)]
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        out: dict[bytes, tuple[int, int]] = {}
+        deadline = time.monotonic() + 20
+        while len(out) < n and time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                out.update({r.value: (r.partition, r.offset) for r in records})
+        return out
+    finally:
+        await consumer.stop()
+
+
 async def test_agent_survives_bad_input_and_counts_good_sales(settings, store_and_clock):
     store, clock = store_and_clock
     await clock.set(START + timedelta(hours=20))
@@ -184,6 +206,12 @@ async def test_agent_survives_bad_input_and_counts_good_sales(settings, store_an
             "too_large",
             "unsupported_version",
         ]
+        # each names where its original sits on the sales topic (the worker's consumer hands
+        # aiokafka's records to the handler as they are)
+        where = await _positions(settings, settings.topics.sales, len(raw))
+        for d in dead:
+            original = base64.b64decode(d["original_b64"])
+            assert (d["partition"], d["offset"]) == where[original]
         m = w.metrics()
         assert metric_value(m, "pricelab_dead_letter_total") == 3
         assert metric_value(m, "pricelab_sales_total", status="ok") == 30

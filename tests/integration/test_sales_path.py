@@ -128,3 +128,30 @@ async def test_sales_in_a_paused_window_are_excluded(runtime):
     await runtime.clock.set(at + timedelta(minutes=1))
     counts = await runtime.sales.handle([RawEvent(sale("p1", "A", at))])
     assert counts == {"paused": 1}
+
+
+async def test_the_clock_check_reads_redis_only_until_the_clock_is_set(runtime, settings):
+    """The sales path asks before every batch whether the simulated clock is set; once it is,
+    the answer comes without a Redis read (a read would wait behind the script in flight)."""
+    from streams.runtime import Runtime
+
+    async def gets() -> int:
+        stats = await runtime.redis.info("commandstats")
+        return int(stats.get("cmdstat_get", {}).get("calls", 0))
+
+    other = Runtime(settings)  # another process's view: its clock not read yet
+    await other.ensure_started()
+    try:
+        before = await gets()
+        assert not await other.clock_ready()  # no driver has set it
+        assert await gets() == before + 1
+        await runtime.clock.set(START)  # the driver sets it (its script reads the key too)
+        before = await gets()
+        assert await other.clock_ready()
+        assert await gets() == before + 1
+        for _ in range(5):
+            assert await other.clock_ready()
+        assert await gets() == before + 1
+        assert other.clock.now() == START
+    finally:
+        await other.stop()

@@ -21,8 +21,11 @@ TP0, TP1 = TopicPartition("sales", 0), TopicPartition("sales", 1)
 
 @dataclass
 class _Record:
+    """The fields of aiokafka's ConsumerRecord that the consumer and its handlers read."""
+
     value: bytes
     offset: int
+    partition: int
 
 
 class _Consumer:
@@ -53,7 +56,12 @@ class _Consumer:
 
 
 def _records(tp: TopicPartition, start: int, n: int) -> dict[TopicPartition, list[_Record]]:
-    return {tp: [_Record(f"{tp.partition}:{i}".encode(), i) for i in range(start, start + n)]}
+    return {
+        tp: [
+            _Record(f"{tp.partition}:{i}".encode(), i, tp.partition)
+            for i in range(start, start + n)
+        ]
+    }
 
 
 def _consumer_for(
