@@ -264,15 +264,26 @@ def tune_gc() -> None:
     gc.set_threshold(50_000, 20, 100)
 
 
-def run_worker(settings: Settings, roles: set[str]) -> None:
-    """Run a faust worker for the given roles until SIGINT/SIGTERM (graceful shutdown)."""
-    app, rt = build_app(settings, roles)
-    tune_gc()
-    rt.metrics.serve(settings.metrics_host, settings.metrics_port)
+def faust_worker(app: faust.App, settings: Settings) -> faust.Worker:
+    """The faust worker that runs ``app``, logging JSON lines at ``settings.log_level``.
+
+    Without its terminal spinner: at WARNING and above faust's worker sets the root logger to
+    DEBUG so that the spinner turns on every record, and every library's debug calls then
+    built a record (aiokafka's, per fetch and commit: ~3% of a worker's time ingesting).
+    """
     worker = faust.Worker(
         app,
         loglevel=settings.log_level,
         quiet=True,
         logging_config=worker_logging_config(settings),  # JSON lines, secrets scrubbed
     )
-    worker.execute_from_commandline()
+    worker.spinner = None
+    return worker
+
+
+def run_worker(settings: Settings, roles: set[str]) -> None:
+    """Run a faust worker for the given roles until SIGINT/SIGTERM (graceful shutdown)."""
+    app, rt = build_app(settings, roles)
+    tune_gc()
+    rt.metrics.serve(settings.metrics_host, settings.metrics_port)
+    faust_worker(app, settings).execute_from_commandline()

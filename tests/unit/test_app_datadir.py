@@ -25,3 +25,25 @@ def test_faust_data_directory_is_outside_the_working_directory(tmp_path, monkeyp
         assert list(tmp_path.iterdir()) == []
     finally:
         shutil.rmtree(datadir, ignore_errors=True)
+
+
+def test_a_quiet_worker_does_not_log_at_debug_for_a_spinner() -> None:
+    """At WARNING, faust's worker would set the root logger to DEBUG for its terminal spinner,
+    so that every library's debug call built a record; the worker runs without it."""
+    import logging
+
+    from streams.app import faust_worker
+
+    settings = Settings(app_id="spinner-check", log_level="WARNING")
+    app, _ = build_app(settings, {"controller"})
+    worker = faust_worker(app, settings)
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    try:
+        root.handlers = [logging.NullHandler()]
+        worker.on_setup_root_logger(root, logging.WARNING)  # what faust calls at start
+        assert root.level != logging.DEBUG
+        assert [type(h).__name__ for h in root.handlers] == ["NullHandler"]
+    finally:
+        root.setLevel(level)
+        root.handlers = handlers
