@@ -5,14 +5,16 @@ each period it:
 
 1. sets the shared simulated clock to the period's start and waits for every experiment's flip
    on the assignment topic, as a pricing system would read it;
-2. moves the clock to the period's end, simulates each market's day under the arms in force
-   (:class:`lab.market.Market`) and sends its sales to the sales topic - and, for triggered
-   designs, the market's competitor prices to the competitor-prices topic, so that the
-   controller's trigger runner fires the windows (run the workers with
+2. moves the clock to 2 ms before the period's end, simulates each market's day under the
+   arms in force (:class:`lab.market.Market`) and sends its sales to the sales topic - and,
+   for triggered designs, the market's competitor prices to the competitor-prices topic, so
+   that the controller's trigger runner fires the windows (run the workers with
    :func:`lockstep_settings`: the prices of a day arrive at its end);
 3. waits until every sale is counted in Redis and every trigger due is recorded;
-4. waits for one analysis cycle as of that instant and records what it published: one *look*
-   per period, every experiment seen on the same completed periods.
+4. moves the clock 1 ms on, to the look's instant, waits for one analysis cycle as of it and
+   records what it published: one *look* per period, every experiment seen on the same
+   completed periods. No cycle as of that instant can have started before the period's sales
+   were all counted.
 
 Lock-step makes a run a function of its seeds: the same seeds give the same looks, however
 fast the machine, which is what the restart and coverage studies compare.
@@ -250,8 +252,10 @@ class LiveDriver:
             await self._until(f"flip of period {d}", partial(self._flipped, runs, d))
             for run in runs:
                 self._record_period(run, d, p_start, p_end)
-            # the day's events are sent once the clock stands at its end: none is in the future
-            await self.clock.set(p_end - timedelta(milliseconds=1))
+            # the day's events are sent once the clock stands at its end: none is in the future.
+            # It stands 1 ms before the look's instant: a cycle that runs while the sales are
+            # still coming in sees part of the day, and must not be taken for the look's
+            await self.clock.set(p_end - timedelta(milliseconds=2))
             await self._send_day(runs, d, p_start, p_end)
             await self._until(
                 f"sales of period {d}", partial(self._accounted, runs), partial(self._counts, runs)
@@ -265,7 +269,6 @@ class LiveDriver:
         await self.clock.set(spec0.end + timedelta(minutes=1))
         await self._until("end of the experiments", partial(self._ended, runs))
         # a cycle as of a later instant started after every experiment had ended
-        await self.clock.set(spec0.end + timedelta(minutes=2))
         await self._look(spec0.end + timedelta(minutes=2), days)
 
     async def _ended(self, runs: Sequence[LiveRun]) -> bool:
@@ -305,7 +308,7 @@ class LiveDriver:
                     await self.publisher.send(
                         topics.competitor_prices, _price_bytes(e), e["product"]
                     )
-                run.expected_triggers.advance(p_end - timedelta(milliseconds=1))
+                run.expected_triggers.advance(p_end - timedelta(milliseconds=2))
             out = market.day_outcomes(d, run.arms[:, : d + 1])
             run.true_effect[:, d] = out.true_effect
             events = market.sale_events(d, p_start, p_end, out, run.rng)
@@ -347,10 +350,17 @@ class LiveDriver:
         return True
 
     async def _look(self, at: datetime, periods: int) -> None:
-        """Wait for an analysis cycle as of ``at`` (when ``periods`` periods are complete) and
-        for everything it published."""
+        """Move the clock to ``at`` (when ``periods`` periods are complete) and wait for an
+        analysis cycle as of it and for everything it published.
+
+        The clock has stood before ``at`` until now, so every cycle as of ``at`` read the
+        panel after the driver had seen the whole period counted: a cycle that started while
+        sales were coming in cannot pass for the look's, however late its estimates arrive."""
         target = at.timestamp()
+        if self._looks.get(target):
+            raise RuntimeError(f"estimates as of {at.isoformat()} came before its look")
         self._instants[target] = periods
+        await self.clock.set(at)
         loop = asyncio.get_running_loop()
 
         async def cycle_done() -> bool:
