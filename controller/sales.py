@@ -164,15 +164,61 @@ class SalesIngestor:
         await self.clock.sync()
         await self.routes.refresh(self.store)
 
+    async def _routing_sync(self) -> None:
+        """The clock and catalog to route a new batch with: the sync of a batch in flight, made
+        just before its script, or a sync of our own when none is in flight - or when that
+        shared sync failed or was cancelled (a failed one is its own batch's to retry; reusing
+        it would fail every retry of this batch without asking Redis)."""
+        ahead = self._ahead
+        if self._in_flight and ahead is not None and not _failed(ahead):
+            try:
+                # shielded: a cancelled batch must not cancel the sync another batch waits for
+                await asyncio.shield(ahead)
+                return
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise  # this batch is cancelled, not only the sync it waited for
+            except Exception:  # it failed: the sync below asks Redis itself
+                pass
+        await self._sync()
+
     async def process(self, sales: Sequence[SaleLike]) -> list[Verdict]:
         """Route, check and apply a batch; one verdict per sale, in order. The clock is
-        synced when it returns (the caller stamps dead letters with it)."""
-        ahead = self._ahead
-        if self._in_flight and ahead is not None:
-            # shielded: a cancelled batch must not cancel the sync another batch waits for
-            await asyncio.shield(ahead)
-        else:
-            await self._sync()
+        synced when it returns (the caller stamps dead letters with it).
+
+        A batch's rows carry what its routing saw of the catalog (a pause or stop window, a
+        freeze, which experiment a product is in), and the script does not check those
+        again. So when the sync just before the script finds a newer catalog (an operator
+        paused or stopped an experiment while this batch was being routed), the batch is
+        routed again with it before it is sent."""
+        await self._routing_sync()
+        while True:
+            version = self.routes.version
+            verdicts, rows, row_index = self._route(sales)
+            if not rows:
+                break
+            packed = self.store.pack_sales(rows)  # before the sync: Redis may be busy meanwhile
+            self._in_flight += 1
+            try:
+                # synced before this script, for a batch that starts while it runs
+                self._ahead = ahead = asyncio.ensure_future(self._sync())
+                await asyncio.shield(ahead)
+                if self.routes.version != version:
+                    continue  # routed with an older catalog: again, with this one
+                statuses = await self.store.ingest_packed(packed)
+            finally:
+                self._in_flight -= 1
+            for i, st in zip(row_index, statuses, strict=True):
+                verdicts[i] = _verdict(st)
+            break
+        return [v if v is not None else _verdict("unknown") for v in verdicts]
+
+    def _route(
+        self, sales: Sequence[SaleLike]
+    ) -> tuple[list[Verdict | None], list[SaleRow], list[int]]:
+        """Each sale's verdict where routing decides it (late, future, not in an experiment),
+        the rows for the script and their positions in ``sales``."""
         now_ms = to_ms(self.clock.now())
         earliest, latest = now_ms - self._lateness_ms, now_ms + self._skew_ms
         # a sale's id is remembered until its period closes (its end + the lateness), plus a
@@ -228,19 +274,11 @@ class SalesIngestor:
                 )
             )
             row_index.append(i)
-        if rows:
-            packed = self.store.pack_sales(rows)  # before the sync: Redis may be busy meanwhile
-            self._in_flight += 1
-            try:
-                # synced before this script, for a batch that starts while it runs
-                self._ahead = ahead = asyncio.ensure_future(self._sync())
-                await asyncio.shield(ahead)
-                statuses = await self.store.ingest_packed(packed)
-            finally:
-                self._in_flight -= 1
-            for i, st in zip(row_index, statuses, strict=True):
-                verdicts[i] = _verdict(st)
-        return [v if v is not None else _verdict("unknown") for v in verdicts]
+        return verdicts, rows, row_index
+
+
+def _failed(f: asyncio.Future[None]) -> bool:
+    return f.done() and (f.cancelled() or f.exception() is not None)
 
 
 _LATE = Verdict("late", dead_letter=True)

@@ -68,11 +68,12 @@ class PackedSales(NamedTuple):
 
 def _pack(rows: Sequence[SaleRow]) -> tuple[list[str], list[int]]:
     """One experiment's rows as the script's blocks (see ``lua/ingest.lua``): one per period,
-    head end and keep time, each a head with its distinct products and a line per sale; and
-    the rows' positions in the order the script answers them."""
+    each a head with its distinct products and a line per sale; and the rows' positions in the
+    order the script answers them. A block keeps its period's sales in batch order, so of two
+    copies of a sale in one batch the first is counted, as when each is its own batch; it
+    keeps its ids for the longest keep time of its rows."""
     sha1 = hashlib.sha1
-    blocks: dict[tuple[int, int, int], tuple[dict[str, int], list[str], list[str], list[int]]]
-    blocks = {}
+    blocks: dict[int, tuple[dict[str, int], list[str], list[str], list[int], list[int]]] = {}
     # fields unpacked, not read by name: ~11 attribute reads a sale is the hot path's cost
     for i, row in enumerate(rows):
         event_id, _, k, product, code, ts_ms, head_end_ms, units, revenue, pre, keep_s = row
@@ -81,11 +82,14 @@ def _pack(rows: Sequence[SaleRow]) -> tuple[list[str], list[int]]:
             raise StoreError(
                 f"a sale's product code is negative or its revenue is outside 0..{MAX_REVENUE:g}"
             )
-        block = blocks.get((k, head_end_ms, keep_s))
+        block = blocks.get(k)
         if block is None:
-            head = f"{k}|{head_end_ms}|{max(1, int(keep_s))}\n"
-            block = blocks[(k, head_end_ms, keep_s)] = ({}, [head], [], [])
-        positions, products, lines, order = block
+            block = blocks[k] = ({}, [], [], [], [head_end_ms, keep_s])
+        positions, products, lines, order, head = block
+        if head_end_ms != head[0]:
+            raise StoreError(f"the sales of period {k} disagree on the end of its head")
+        if keep_s > head[1]:
+            head[1] = keep_s
         p = positions.get(product)
         if p is None:
             if "|" in product or "\n" in product:
@@ -100,12 +104,12 @@ def _pack(rows: Sequence[SaleRow]) -> tuple[list[str], list[int]]:
         order.append(i)
     args: list[str] = []
     answer_order: list[int] = []
-    for _, products, lines, order in blocks.values():
+    for k, (_, products, lines, order, (head_end_ms, keep_s)) in blocks.items():
         text = "".join(lines)
         # a '|' or newline inside a reason would shift the fields
         if text.count("\n") != len(lines) or text.count("|") != 6 * len(lines):
             raise StoreError("reasons cannot hold '|' or newlines")
-        args += ["".join(products), text]
+        args += [f"{k}|{head_end_ms}|{max(1, int(keep_s))}\n" + "".join(products), text]
         answer_order += order
     return args, answer_order
 

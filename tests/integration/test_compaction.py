@@ -22,6 +22,7 @@ from controller.panel_source import RedisPanelSource
 from controller.periods import period_start
 from controller.spec import Arm, load_spec
 from controller.store import SaleRow, Store, to_ms
+from controller.store.panel import dedupe_digest
 from tests.integration.conftest import make_settings
 
 pytestmark = pytest.mark.integration
@@ -251,6 +252,36 @@ async def test_a_revenue_sum_past_2_53_stays_exact(store) -> None:
     after = await store.live_sums(spec.id, 3)
     assert after is not None
     assert int(np.frombuffer(after, dtype=">i8")[4 * code + 1]) - was == 10_999_999_999_999_989
+
+    # a batch whose sum lands on 2**53 + 1, which a double rounds to 2**53: written out too
+    tie = [1e9] * 9 + [7_199_254.740993]  # 9 * 10**15 + 7_199_254_740_993 millionths
+    assert sum(round(r * 1e6) for r in tie) == 2**53 + 1
+    rows = [_sale(9100 + i, "p05", 3, 41, 1, spec)._replace(revenue=r) for i, r in enumerate(tie)]
+    assert await store.ingest(rows) == ["ok"] * 10
+    last = await store.live_sums(spec.id, 3)
+    assert last is not None
+    got = int(np.frombuffer(last, dtype=">i8")[4 * code + 1])
+    assert got - was == 10_999_999_999_999_989 + 2**53 + 1
+
+
+async def test_of_two_copies_in_one_batch_the_first_counts_whatever_their_keep_times(
+    store,
+) -> None:
+    """A period's sales go to the script in batch order, whatever their keep times (they went
+    in blocks per keep time, so a later copy of a sale could be counted instead of the first:
+    here the paused copy, with another status and another cell)."""
+    spec, _, _ = await _filled(store)
+    a = _sale(9200, "p05", 4, 40, 1, spec)._replace(keep_s=3600)
+    b = _sale(9201, "p06", 4, 41, 2, spec)._replace(keep_s=7200)
+    b_paused = b._replace(pre_reason="paused", keep_s=3600)
+    assert await store.ingest([a, b, b_paused]) == ["ok", "ok", "dup"]
+    totals = await store.totals(spec.id)
+    assert totals.get("units:paused", 0) == 0
+    # its id is kept for the longest keep time of its period's rows
+    _, bucket = dedupe_digest("e9201")
+    buckets = int(await store.redis.hget(f"{store.exp(spec.id)}:seenb", "b:4"))
+    ttl = await store.redis.ttl(f"{store.exp(spec.id)}:seen:4:{bucket % buckets}")
+    assert 3600 < ttl <= 7200
 
 
 async def test_kept_periods_follow_later_windows_and_an_earlier_as_of(store) -> None:

@@ -227,7 +227,10 @@ class _EmptyStore:
     async def experiments(self) -> list[Any]:
         return []
 
-    async def ingest(self, rows: Any) -> list[str]:
+    def pack_sales(self, rows: Any) -> Any:
+        raise AssertionError("nothing should reach Redis without an experiment")
+
+    async def ingest_packed(self, batch: Any) -> list[str]:
         raise AssertionError("nothing should reach Redis without an experiment")
 
 

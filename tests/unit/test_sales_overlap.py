@@ -12,6 +12,8 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from controller.clock import ManualClock
 from controller.sales import SalesIngestor
 from controller.settings import Settings
@@ -48,8 +50,15 @@ class _OneAtATime:
         self.reads = 0
         self.version_now = 1
         self.pause: dict[str, Any] | None = None
+        self.fail_reads = 0  # the next reads fail at once, as on a dropped connection
+        self.asked = asyncio.Event()  # set by every read, answered or not
+        self.script_sent = asyncio.Event()
 
     async def _read(self) -> None:
+        self.asked.set()
+        if self.fail_reads:
+            self.fail_reads -= 1
+            raise ConnectionError("connection reset by peer")
         await self.idle.wait()
 
     async def version(self) -> int:
@@ -74,6 +83,7 @@ class _OneAtATime:
 
     async def ingest_packed(self, rows: list[SaleRow]) -> list[str]:
         self.sent.append(rows)  # the script is on its way
+        self.script_sent.set()
         while not self.idle.is_set():  # Redis is running another script
             await self.idle.wait()
         self.idle.clear()
@@ -130,3 +140,55 @@ async def test_a_batch_is_routed_while_the_batch_before_it_runs_in_redis() -> No
     store.version_now = 2
     await ingestor.process([_sale(3, "a", 40)])
     assert store.sent[-1][0].pre_reason == "paused"
+
+
+async def test_a_pause_seen_by_the_sync_before_the_script_routes_the_batch_again() -> None:
+    """A batch routed with the sync of the batch in flight, then paused before its script: the
+    sync just before its script sees the pause, and the batch goes out routed with it (the
+    script does not check pauses again: sent as routed before, the sale was counted)."""
+    store = _OneAtATime()
+    clock = ManualClock(START + timedelta(hours=2))
+    ingestor = SalesIngestor(store, clock, Settings())  # type: ignore[arg-type]
+    first = asyncio.create_task(ingestor.process([_sale(1, "a", 20)]))
+    routed = asyncio.Event()
+    second = asyncio.create_task(ingestor.process([_Watched(_sale(2, "b", 30), routed)]))
+    try:
+        await asyncio.wait_for(routed.wait(), timeout=5)
+        assert ingestor.routes.version == 1 and [len(b) for b in store.sent] == [1]
+        # an operator pauses the experiment from 01:00 while the first script runs
+        store.pause = {"start_ms": int((START + timedelta(hours=1)).timestamp() * 1000),
+                       "end_ms": None, "reason": "operator"}  # fmt: skip
+        store.version_now = 2
+    finally:
+        store.release.set()
+        await asyncio.gather(first, second)
+    assert ingestor.routes.version == 2
+    assert [[(r.event_id, r.pre_reason) for r in b] for b in store.sent] == [
+        [("s1", "")],
+        [("s2", "paused")],
+    ]
+
+
+async def test_a_failed_shared_sync_is_not_reused_by_the_next_batch() -> None:
+    """A batch whose pre-script sync failed (a dropped connection) leaves that sync behind; a
+    batch that starts while another one is in flight syncs on its own instead of failing
+    with that old error on every retry, without asking Redis."""
+    store = _OneAtATime()
+    clock = ManualClock(START + timedelta(hours=2))
+    ingestor = SalesIngestor(store, clock, Settings())  # type: ignore[arg-type]
+    running = asyncio.create_task(ingestor.process([_sale(1, "a", 20)]))
+    try:
+        await asyncio.wait_for(store.script_sent.wait(), 5)  # in Redis, and it stays there
+        store.fail_reads = 1
+        with pytest.raises(ConnectionError):  # its pre-script sync fails
+            await ingestor.process([_sale(2, "b", 25)])
+        assert store.fail_reads == 0  # the fault happened
+        store.asked.clear()
+        third = asyncio.create_task(ingestor.process([_sale(3, "b", 30)]))
+        await asyncio.wait_for(store.asked.wait(), 5)  # it asks Redis itself ...
+        assert not third.done()  # ... and waits for the running script, as Redis would
+    finally:
+        store.release.set()
+    got = await asyncio.gather(running, third)
+    assert [v.status for batch in got for v in batch] == ["ok", "ok"]
+    assert [r.event_id for b in store.sent for r in b] == ["s1", "s3"]

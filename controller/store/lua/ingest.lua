@@ -1,7 +1,6 @@
 -- Sales: per event, decide its status, dedupe by event id, and accumulate the panel cell.
--- The batch arrives in blocks, one per period (and head end and keep time): per block two
--- arguments, so the client packs a few strings, not ten per event, and what a block's sales
--- share is sent and parsed once. Per block Redis does one HMGET of its products' arm records
+-- The batch arrives in blocks, one per period: per block two arguments, so the client packs
+-- a few strings, not ten per event, and what a block's sales share is sent and parsed once. Per block Redis does one HMGET of its products' arm records
 -- per 1,000 products; per event, one SADD; the cell, exclusion and total increments are
 -- summed in Lua and written once per batch. The script is atomic: a batch is in Redis
 -- entirely or not at all. One experiment per call: its keys share a slot.
@@ -132,8 +131,9 @@ for i = 2, #ARGV, 2 do
           local c = codes[p]
           local rv = tonumber(revenue)
           local acc = (per.r[c] or 0) + rv
-          if acc > 9007199254740992 then
-            -- past 2^53 a double drops units: write what is summed (exact) and start again
+          if acc >= 9007199254740992 then
+            -- from 2^53 a double drops units (2^53 + 1 reads 2^53): write what is summed
+            -- (exact) and start again
             redis.call('BITFIELD', per.sums, 'INCRBY', 'i64', '#'..string.format('%d', 4 * c + 1),
               string.format('%d', per.r[c] or 0))
             acc = rv
