@@ -26,7 +26,7 @@ from controller.clock import Clock
 from controller.periods import n_periods, period_start
 from controller.settings import Settings
 from controller.spec import ExperimentSpec
-from controller.store import SaleRow, Store, to_ms
+from controller.store import SalesBlock, Store, to_ms
 
 
 class SaleLike(Protocol):
@@ -52,6 +52,7 @@ class _Window:
 @dataclass
 class _Experiment:
     spec: ExperimentSpec
+    id: str
     bounds_ms: list[int]  # period starts, plus the end of the last period
     washout_ms: int
     windows: list[_Window]
@@ -111,7 +112,7 @@ class RoutingTable:
             products = sorted(spec.all_products())
             codes = {p: i for i, p in enumerate(products)}
             exp = _Experiment(
-                spec, bounds, int(spec.washout.total_seconds() * 1000), windows, codes
+                spec, spec.id, bounds, int(spec.washout.total_seconds() * 1000), windows, codes
             )
             for p in products:
                 by_product.setdefault(p, []).append(exp)
@@ -195,10 +196,11 @@ class SalesIngestor:
         await self._routing_sync()
         while True:
             version = self.routes.version
-            verdicts, rows, row_index = self._route(sales)
-            if not rows:
+            verdicts, blocks = self._route(sales)
+            if not blocks:
                 break
-            packed = self.store.pack_sales(rows)  # before the sync: Redis may be busy meanwhile
+            # packed before the sync: Redis may be busy meanwhile
+            packed = self.store.pack_blocks(blocks, len(sales))
             self._in_flight += 1
             try:
                 # synced before this script, for a batch that starts while it runs
@@ -209,16 +211,15 @@ class SalesIngestor:
                 statuses = await self.store.ingest_packed(packed)
             finally:
                 self._in_flight -= 1
-            for i, st in zip(row_index, statuses, strict=True):
-                verdicts[i] = _verdict(st)
+            for i, st in enumerate(statuses):
+                if st:
+                    verdicts[i] = _verdict(st)
             break
         return [v if v is not None else _verdict("unknown") for v in verdicts]
 
-    def _route(
-        self, sales: Sequence[SaleLike]
-    ) -> tuple[list[Verdict | None], list[SaleRow], list[int]]:
+    def _route(self, sales: Sequence[SaleLike]) -> tuple[list[Verdict | None], list[SalesBlock]]:
         """Each sale's verdict where routing decides it (late, future, not in an experiment),
-        the rows for the script and their positions in ``sales``."""
+        and the others in blocks, one per experiment and period, for the script."""
         now_ms = to_ms(self.clock.now())
         earliest, latest = now_ms - self._lateness_ms, now_ms + self._skew_ms
         # a sale's id is remembered until its period closes (its end + the lateness), plus a
@@ -228,10 +229,11 @@ class SalesIngestor:
         by_product = self.routes.by_product
         bisect_right = bisect.bisect_right
         verdicts: list[Verdict | None] = [None] * len(sales)
-        rows: list[SaleRow] = []
-        row_index: list[int] = []
+        blocks: list[SalesBlock] = []
+        block_sales: dict[tuple[str, int], list[tuple[int, str, str, int, int, int, float, str]]]
+        block_sales = {}
         # the per-sale loop is the hot path of ingestion: locals, RoutingTable.route inlined,
-        # no per-sale allocations beyond the row itself
+        # and per sale one plain tuple in its block (no row object, no regrouping to pack)
         for i, s in enumerate(sales):
             ts = int(s.occurred_at.timestamp() * 1000)  # to_ms, inlined
             if ts < earliest:
@@ -257,24 +259,14 @@ class SalesIngestor:
                 if w.start_ms <= ts < w.end_ms:
                     pre = w.reason
                     break
-            bounds = exp.bounds_ms
-            rows.append(
-                SaleRow(
-                    s.event_id,
-                    exp.spec.id,
-                    k,
-                    product,
-                    exp.codes[product],
-                    ts,
-                    bounds[k] + exp.washout_ms,
-                    s.units,
-                    s.revenue,
-                    pre,
-                    (bounds[k + 1] + keep_base_ms) // 1000 + 1,
-                )
-            )
-            row_index.append(i)
-        return verdicts, rows, row_index
+            into = block_sales.get((exp.id, k))
+            if into is None:
+                into = block_sales[(exp.id, k)] = []
+                bounds = exp.bounds_ms
+                keep_s = (bounds[k + 1] + keep_base_ms) // 1000 + 1
+                blocks.append(SalesBlock(exp.id, k, bounds[k] + exp.washout_ms, keep_s, into))
+            into.append((i, s.event_id, product, exp.codes[product], ts, s.units, s.revenue, pre))
+        return verdicts, blocks
 
 
 def _failed(f: asyncio.Future[None]) -> bool:

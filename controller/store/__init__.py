@@ -59,7 +59,7 @@ from typing import Any
 from controller.store.base import RedisStore, from_ms, lua, make_redis, to_ms
 from controller.store.experiments import ExperimentState, ExperimentStore
 from controller.store.flips import FlipStore, decode_record, encode_record
-from controller.store.panel import PanelStore, SaleRow
+from controller.store.panel import PanelStore, SaleRow, SalesBlock
 from controller.store.triggers import TriggerStore
 
 __all__ = [
@@ -69,6 +69,7 @@ __all__ = [
     "PanelStore",
     "RedisStore",
     "SaleRow",
+    "SalesBlock",
     "Store",
     "TriggerStore",
     "decode_record",

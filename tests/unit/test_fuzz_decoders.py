@@ -227,7 +227,7 @@ class _EmptyStore:
     async def experiments(self) -> list[Any]:
         return []
 
-    def pack_sales(self, rows: Any) -> Any:
+    def pack_blocks(self, blocks: Any, n: int) -> Any:
         raise AssertionError("nothing should reach Redis without an experiment")
 
     async def ingest_packed(self, batch: Any) -> list[str]:

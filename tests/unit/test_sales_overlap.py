@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -18,7 +18,7 @@ from controller.clock import ManualClock
 from controller.sales import SalesIngestor
 from controller.settings import Settings
 from controller.spec import load_spec
-from controller.store import SaleRow
+from controller.store import SalesBlock
 from controller.store.experiments import ExperimentState
 from streams.sale_decoder import DecodedSale
 
@@ -39,6 +39,19 @@ SPEC = load_spec(
 )
 
 
+class _Sent(NamedTuple):
+    """A sale as the ingestor hands it to the store (``SalesBlock.sales``)."""
+
+    position: int
+    event_id: str
+    product: str
+    code: int
+    ts_ms: int
+    units: int
+    revenue: float
+    pre_reason: str
+
+
 class _OneAtATime:
     """Answers nothing while a script runs; a script runs until the test releases it."""
 
@@ -46,7 +59,7 @@ class _OneAtATime:
         self.idle = asyncio.Event()
         self.idle.set()
         self.release = asyncio.Event()
-        self.sent: list[list[SaleRow]] = []
+        self.sent: list[list[_Sent]] = []
         self.reads = 0
         self.version_now = 1
         self.pause: dict[str, Any] | None = None
@@ -78,10 +91,11 @@ class _OneAtATime:
         await self._read()
         return [self.pause] if self.pause else []
 
-    def pack_sales(self, rows: list[SaleRow]) -> list[SaleRow]:
-        return list(rows)
+    def pack_blocks(self, blocks: list[SalesBlock], n: int) -> tuple[int, list[_Sent]]:
+        return n, [_Sent(*sale) for b in blocks for sale in b.sales]
 
-    async def ingest_packed(self, rows: list[SaleRow]) -> list[str]:
+    async def ingest_packed(self, packed: tuple[int, list[_Sent]]) -> list[str]:
+        n, rows = packed
         self.sent.append(rows)  # the script is on its way
         self.script_sent.set()
         while not self.idle.is_set():  # Redis is running another script
@@ -89,7 +103,10 @@ class _OneAtATime:
         self.idle.clear()
         await self.release.wait()
         self.idle.set()
-        return ["ok"] * len(rows)
+        out = [""] * n
+        for r in rows:
+            out[r.position] = "ok"
+        return out
 
 
 def _sale(i: int, product: str, minute: int) -> DecodedSale:
