@@ -11,7 +11,8 @@ For each size it prints:
   panel cells (``pl:exp:{<id>}:sums:<k>`` while live, ``...:col:<k>`` once compacted) and
   the per-period assignment records, separately;
 - bytes per remembered sale: ``--sales`` sales through the real ingest script into cells that
-  already exist, so the growth is the dedupe markers;
+  already exist, so the growth is the dedupe markers (by ``INFO``, and the dedupe sets alone
+  by ``MEMORY USAGE``, for the first live period and the one after it);
 - the analysis cycle: read (panel source) and estimate (``dm`` + ``ht``), in a fresh process;
 - the cycle after one new period arrives (its records and cells written, the clock moved on);
 - that process's peak RSS (``ru_maxrss``).
@@ -172,11 +173,10 @@ async def fill(url: str, n: int, days: int, sales: int) -> dict[str, float]:
         after_first = await used_memory(store)
         second = await ingest_all(store, sales_into(spec, days - 1, sales, "b"))
         after_second = await used_memory(store)
-        # the second period's dedupe sets alone (MEMORY USAGE): INFO's growth also holds the
-        # revenue fields that HINCRBYFLOAT lengthens (to 17 significant digits)
-        sets = 0
-        async for key in redis.scan_iter(f"{store.exp(EXP)}:seen:{days - 1}:*", count=1000):
-            sets += int(await redis.memory_usage(key, samples=0) or 0)
+        # each period's dedupe sets alone (MEMORY USAGE): INFO's growth also holds what Redis
+        # frees or allocates meanwhile (a flip's query buffer: at 100,000 products the first
+        # period's growth by INFO came out negative)
+        sets_first, sets = await sets_bytes(store, days - 2), await sets_bytes(store, days - 1)
         return {
             "create_b": after_create - before,
             "closed_b": after_closed - after_create,
@@ -186,10 +186,19 @@ async def fill(url: str, n: int, days: int, sales: int) -> dict[str, float]:
             "sales_first_b": after_first - after_flip,
             "sales_b": after_second - after_first,
             "sets_b": sets,
+            "sets_first_b": sets_first,
             "ingest_s": (first + second) / 2,
         }
     finally:
         await redis.aclose()
+
+
+async def sets_bytes(store: Store, k: int) -> int:
+    """Bytes of period k's dedupe sets (``MEMORY USAGE`` of each, every element counted)."""
+    total = 0
+    async for key in store.redis.scan_iter(f"{store.exp(EXP)}:seen:{k}:*", count=1000):
+        total += int(await store.redis.memory_usage(key, samples=0) or 0)
+    return total
 
 
 def cycle_child(url: str, n: int, days: int, out: Any, profile: bool = False) -> None:
@@ -339,11 +348,12 @@ def main() -> None:
             )
             head = (
                 "| products | closed B/product-day | live B/product-day | B/remembered sale "
-                "(first period; dedupe sets alone) | compaction s/period | full cycle read + estimate (s) "
+                "by INFO, steady (first period) | dedupe sets alone, steady / first period "
+                "| compaction s/period | full cycle read + estimate (s) "
                 "| after one new period (s) | peak RSS |"
             )
             print(head)
-            print("|" + "---|" * 8)
+            print("|" + "---|" * 9)
             for n in sizes:
                 r = measure(
                     url, n, args.days, args.sales, n <= args.cycle_max, args.profile, worker_env
@@ -351,8 +361,8 @@ def main() -> None:
                 closed = n * r["closed_periods"]
                 print(
                     f"| {n:,} | {r['closed_b'] / closed:.1f} | {r['live_b'] / n:.0f}"
-                    f" | {r['sales_b'] / args.sales:.1f} ({r['sales_first_b'] / args.sales:.1f};"
-                    f" sets alone {r['sets_b'] / args.sales:.1f})"
+                    f" | {r['sales_b'] / args.sales:.1f} ({r['sales_first_b'] / args.sales:.1f})"
+                    f" | {r['sets_b'] / args.sales:.1f} / {r['sets_first_b'] / args.sales:.1f}"
                     f" | {r['compact_s']:.2f} | {cycle(r, 'full')} | {cycle(r, 'new')}"
                     f" | {rss(r['peak_rss_b'])} |",
                     flush=True,
