@@ -1,9 +1,11 @@
 -- Sales: per event, decide its status, dedupe by event id, and accumulate the panel cell.
 -- The batch arrives in blocks, one per period: per block two arguments, so the client packs
--- a few strings, not ten per event, and what a block's sales share is sent and parsed once. Per block Redis does one HMGET of its products' arm records
--- per 1,000 products; per event, one SADD; the cell, exclusion and total increments are
--- summed in Lua and written once per batch. The script is atomic: a batch is in Redis
--- entirely or not at all. One experiment per call: its keys share a slot.
+-- a few strings, not ten per event, and what a block's sales share is sent and parsed once.
+-- Per block Redis does one HMGET of its products' arm records per 1,000 products; per event,
+-- one SADD; the cell, exclusion and total increments are summed in Lua and written once per
+-- batch. A block holds its sales in batch order (of two copies, the first counts). The
+-- script is atomic: a batch is in Redis entirely or not at all. One experiment per call: its
+-- keys share a slot.
 -- KEYS: the experiment's state; ARGV: the base of its keys, then per block
 --   a head and its products: 'k|head_end_ms|keep_s\n' then 'code|product\n' per product
 --   its sales, one line each: 'member|bucket|product|ts_ms|units|revenue_micros|pre_reason\n'
