@@ -40,7 +40,8 @@ Experiment ``pl:exp:{<id>}:...`` (the slot of its id; ``e`` below):
     e:col:{k}          closed period k compacted: records and cells as arrays over the sorted
                        products (``columns``; ~22 bytes a product before zlib)
     e:seen:{k}:{b}     dedupe: set of 52-bit event-id digests of period k, bucket b (intsets
-                       of ~200), kept until k closes plus a margin
+                       of ~200), kept until k closes plus a margin; a period that outgrows
+                       them grows e:seen:{k}:g{g}:{b}, generation g of 4**g times the sets
     e:seenb            hash b:{k} -> period k's bucket count, n:{k} -> its sales
     e:excluded         hash "k|product|reason" -> units kept for audit, not analysed
     e:totals           hash "units:{status}" / "events:{status}" -> running totals

@@ -53,6 +53,17 @@ def dedupe_digest(event_id: str) -> tuple[int, int]:
     return x >> 36, (x >> 4) & 0xFFFFFFFF
 
 
+def dedupe_generation(b0: int, n: int) -> int:
+    """The newest dedupe generation of a period with ``b0`` buckets and ``n`` sales remembered
+    (``ingest.lua``'s ``generation``: generation g has b0 * 4**g sets, and the next begins
+    once the sales reach ~400 a set of the generations so far)."""
+    g, cap = 0, 400 * b0
+    while n >= cap and g < 6 and b0 * 4 ** (g + 1) <= 4_194_304:
+        g += 1
+        cap += 400 * b0 * 4**g
+    return g
+
+
 #: the largest revenue of one sale: in millionths it stays below 2**53, exact in the script
 MAX_REVENUE = 1e9
 
@@ -176,13 +187,19 @@ class PanelStore(RedisStore):
 
     async def remembered(self, exp_id: str, k: int, event_id: str) -> bool:
         """Whether sale ``event_id`` of period k is remembered for dedupe (as ingest.lua
-        files it: the id's SHA-1 gives the bucket and the member)."""
-        buckets = await self.redis.hget(f"{self.exp(exp_id)}:seenb", f"b:{k}")
-        if buckets is None:
+        files it: the id's SHA-1 gives the bucket and the member, in any of the period's
+        generations)."""
+        base = self.exp(exp_id)
+        b0, n = await self.redis.hmget(f"{base}:seenb", f"b:{k}", f"n:{k}")
+        if b0 is None:
             return False
         member, bucket = dedupe_digest(event_id)
-        key = f"{self.exp(exp_id)}:seen:{k}:{bucket % int(buckets)}"
-        return bool(await self.redis.sismember(key, str(member)))
+        for g in range(dedupe_generation(int(b0), int(n or 0)) + 1):
+            gen = "" if g == 0 else f"g{g}:"
+            key = f"{base}:seen:{k}:{gen}{bucket % (int(b0) * 4**g)}"
+            if await self.redis.sismember(key, str(member)):
+                return True
+        return False
 
     async def hash_text(self, key: str, count: int = 20_000) -> dict[str, str]:
         """A whole hash, read in HSCAN steps of ``count`` fields, each step one string

@@ -197,6 +197,39 @@ async def test_dedupe_markers_are_compact_sets_that_expire_with_their_period(sto
     assert await store.redis.hget(f"{p}:seenb", "b:0") == "1"
 
 
+async def test_a_period_that_outgrows_its_sets_grows_in_generations(store) -> None:
+    """Period 4 is sized from period 3's 100 sales (one set); 3,000 sales fill it in batches of
+    500. Each time the sales reach ~400 a set of the generations so far, the next batch adds a
+    generation of 4 times the sets (1, 4, 16 sets here), so no set passes Redis's 512-member
+    intsets (one set would hold 3,000 members as a hash table, ~60 bytes each). A copy of a
+    sale from an older generation is still a duplicate, before and after the period closes."""
+    spec, _, _ = await _filled(store)
+    p = store.exp(spec.id)
+    sellable = sorted(x for x in PRODUCTS if "\n" not in x and "|" not in x)
+    rows = [_sale(10_000 + i, sellable[i % 7], 4, 15 + i % 40, 1, spec) for i in range(3000)]
+    for j in range(0, 3000, 500):
+        assert set(await store.ingest(rows[j : j + 500])) == {"ok"}
+    assert await store.redis.hget(f"{p}:seenb", "b:4") == "1"
+    assert await store.redis.hget(f"{p}:seenb", "n:4") == "3000"
+    sets = sorted([k async for k in store.redis.scan_iter(f"{p}:seen:4:*")])
+    assert sets == sorted([f"{p}:seen:4:0"] + [f"{p}:seen:4:g1:{b}" for b in range(4)]
+                          + [f"{p}:seen:4:g2:{b}" for b in range(16)])  # fmt: skip
+    sizes = [await store.redis.scard(k) for k in sets]
+    assert sum(sizes) == 3000 and max(sizes) <= 512
+    for k in sets:
+        assert await store.redis.object("encoding", k) == "intset"
+    # copies from every generation: duplicates, nothing counted again
+    before = await store.totals(spec.id)
+    copies = rows[:5] + rows[600:605] + rows[2990:2995]
+    assert await store.ingest(copies) == ["dup"] * 15
+    assert await store.totals(spec.id) == before
+    assert all([await store.remembered(spec.id, 4, r.event_id) for r in rows])
+    assert not await store.remembered(spec.id, 4, "e99999")
+    # closed: a copy of a sale from the oldest generation is a duplicate, a new sale late
+    await store.close_period(spec.id, 4)
+    assert await store.ingest([rows[0], _sale(99_999, "p00", 4, 20, 1, spec)]) == ["dup", "late"]
+
+
 async def test_one_batch_over_many_products_sums_every_cell(store) -> None:
     """A batch's cell increments go out in BITFIELD calls of at most 400 products: 1,000
     products' sales in one batch, several per product, read back cell by cell."""

@@ -28,7 +28,14 @@
 -- at most 512), kept keep_s seconds (until the period closes, plus a margin). A period's bucket
 -- count is fixed at its first sale, from the sales remembered in the period before (~200 a
 -- set), or for a first period from the experiment's products; {base}:seenb holds b:{k}
--- (buckets) and n:{k} (sales remembered) per period.
+-- (buckets) and n:{k} (sales remembered) per period. A period that outgrows its sets (a first
+-- period with many sales a product, a day of several times the volume of the one before)
+-- grows in generations instead of overfilling them into hash tables (~60 bytes a member): once
+-- its sales remembered reach ~400 a set of the generations so far, the next batch starts
+-- generation g + 1, with 4 times the sets of g, {base}:seen:{k}:g{g+1}:{bucket hash % its
+-- buckets}. A sale is new when no generation holds it: the older ones are asked first
+-- (SISMEMBER), it is added to the newest. Generation 0 is the layout above, so periods begun
+-- before generations existed carry on. Store.remembered computes the generations the same way.
 -- Every Lua string is interned (hashed, looked up, later swept): keys are built once per
 -- batch and period or set, not per sale, and totals are summed by status before their keys are.
 local out = {}
@@ -52,6 +59,23 @@ local function buckets_for(e, k)
   end
   return b
 end
+-- the generation of a period with b0 buckets and n sales remembered (see Dedupe); at most 6,
+-- and at most 2^22 sets in one
+local function generation(b0, n)
+  local g, cap = 0, 400 * b0
+  while n >= cap and g < 6 and b0 * 4 ^ (g + 1) <= 4194304 do
+    g = g + 1
+    cap = cap + 400 * b0 * 4 ^ g
+  end
+  return g
+end
+-- the set of generation gen that holds a bucket hash h (its name made once a batch)
+local function set_in(gen, h)
+  local b = h % gen.buckets
+  local set = gen.sets[b]
+  if not set then set = gen.prefix..b; gen.sets[b] = set end
+  return set
+end
 local base = ARGV[1]
 local e = {base = base, excluded = base..':excluded', seenb = base..':seenb', periods = {},
            closed = tonumber(redis.call('HGET', KEYS[1], 'closed') or '0'),
@@ -60,13 +84,22 @@ local function period(k)
   local per = e.periods[k]
   if not per then
     per = {sums = base..':sums:'..k, late = tonumber(k) < e.closed,
-           u = {}, r = {}, n = {}, h = {}, fresh = 0, sets = {}}
+           u = {}, r = {}, n = {}, h = {}, fresh = 0}
+    local b0
     if not per.late then
-      per.buckets = buckets_for(e, k)
+      b0 = buckets_for(e, k)
     else  -- its markers, while they last: a late copy of a counted sale is a 'dup'
-      per.buckets = tonumber(redis.call('HGET', e.seenb, 'b:'..k) or '')
+      b0 = tonumber(redis.call('HGET', e.seenb, 'b:'..k) or '')
     end
-    per.seen = base..':seen:'..k..':'
+    if b0 then
+      local seen = base..':seen:'..k..':'
+      per.top = generation(b0, tonumber(redis.call('HGET', e.seenb, 'n:'..k) or '0') or 0)
+      per.gens = {}
+      for g = 0, per.top do
+        per.gens[g] = {buckets = b0 * 4 ^ g, sets = {},
+                       prefix = g == 0 and seen or seen..'g'..g..':'}
+      end
+    end
     e.periods[k] = per
   end
   return per
@@ -91,11 +124,15 @@ for i = 2, #ARGV, 2 do
     end
   end
   for member, bh, pidx, ts, units, revenue, reason in string.gmatch(ARGV[i + 1], pat) do
-    local b = tonumber(bh) % (per.buckets or 1)
-    local set = per.sets[b]
-    if not set then set = per.seen..b; per.sets[b] = set end
+    local h = tonumber(bh)
     if per.late then
-      local dup = per.buckets and redis.call('SISMEMBER', set, member) == 1
+      local dup = false
+      for g = 0, per.top or -1 do
+        if redis.call('SISMEMBER', set_in(per.gens[g], h), member) == 1 then
+          dup = true
+          break
+        end
+      end
       out[#out+1] = dup and 'dup' or 'late'
     else
       local p = tonumber(pidx)
@@ -125,8 +162,18 @@ for i = 2, #ARGV, 2 do
           end
         end
       end
-      local fresh = redis.call('SADD', set, member)
-      if (expire[set] or 0) < ttl then expire[set] = ttl end
+      local fresh = 1
+      for g = 0, per.top - 1 do  -- older generations first: a sale they hold is a 'dup'
+        if redis.call('SISMEMBER', set_in(per.gens[g], h), member) == 1 then
+          fresh = 0
+          break
+        end
+      end
+      if fresh == 1 then
+        local set = set_in(per.gens[per.top], h)
+        fresh = redis.call('SADD', set, member)
+        if (expire[set] or 0) < ttl then expire[set] = ttl end
+      end
       if fresh == 1 then
         local u = tonumber(units)
         if status == 'ok' then
