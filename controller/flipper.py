@@ -1,7 +1,8 @@
 """The period-boundary flip, pause/resume/stop (the kill switch), and catch-up after downtime.
 
-``Flipper.tick()`` is idempotent: any number of workers may call it at any time. For each
-running experiment it works out the period in force *now* (catching up over any boundaries
+``Flipper.tick()`` is idempotent: any number of workers may call it at any time (a worker's
+own ticks, from its timer and its commands, run one at a time: they share its claims). For
+each running experiment it works out the period in force *now* (catching up over any boundaries
 missed while down, which it records), claims that flip in Redis (one winner; a dead
 winner's claim expires and the next tick redoes it with the same sequence number), writes
 the assignment records, publishes them, and only then marks the period flipped.
@@ -9,6 +10,7 @@ the assignment records, publishes them, and only then marks the period flipped.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -78,9 +80,17 @@ class Flipper:
     settings: Settings
     observer: FlipObserver = field(default_factory=_NullObserver)
     owner: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    #: one tick at a time: a worker ticks from its flip timer and from commands (create,
+    #: freeze), and two of its ticks at once share its flip claims (the same owner), so both
+    #: would flip the boundary
+    _ticking: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
 
     async def tick(self) -> int:
         """Flip every experiment whose period in force has not been published. Returns flips done."""
+        async with self._ticking:
+            return await self._tick()
+
+    async def _tick(self) -> int:
         await self.clock.sync()
         now = self.clock.now()
         freezes = await self._freezes()
@@ -189,7 +199,8 @@ class Flipper:
                 now,
                 {"missed": missed, "from_period": state.flipped_period, "to_period": k},
             )
-        await self.store.complete_flip(spec.id, k, seq, missed, self.owner)
+        if not await self.store.complete_flip(spec.id, k, seq, missed, self.owner):
+            return 0  # another worker completed it (our claim had lapsed): its flip, not ours
         lateness = (now - period_start(spec, k)).total_seconds()
         self.observer.flipped(spec.id, len(records), time.perf_counter() - t0, missed, lateness)
         return 1

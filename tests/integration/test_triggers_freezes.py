@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from controller.spec import load_spec
 from controller.store import Store, make_redis
 from controller.store.clock import SharedSimulatedClock
 from controller.store.keys import clock as clock_key
@@ -171,3 +174,30 @@ async def test_freeze_sends_products_to_control_and_excludes_their_sales(runtime
 async def test_bad_freeze_is_refused_naming_the_field(runtime):
     with pytest.raises(ValueError, match="end"):
         await runtime.flipper.freeze("bad", {"start": START.isoformat(), "end": START.isoformat()})
+
+
+async def test_ticks_at_once_in_one_worker_flip_a_boundary_once(runtime, settings):
+    """A worker ticks from its flip timer and from commands (create, freeze) at once: the two
+    ticks share its flip claim (the same owner), and before ticks were serialised both
+    flipped the boundary (its assignments published twice, two flips counted)."""
+    spec = load_spec(
+        {
+            "id": "twice",
+            "products": ["a", "b", "c"],
+            "treatment_policy": "new",
+            "control_policy": "old",
+            "start": START.isoformat(),
+            "end": (START + timedelta(days=2)).isoformat(),
+            "washout": "PT1H",
+            "seed": 2,
+        }
+    )
+    await runtime.clock.set(START + timedelta(minutes=1))
+    await runtime.flipper.create(spec)
+    await runtime.clock.set(START + timedelta(days=1, minutes=1))
+    assert await asyncio.gather(runtime.flipper.tick(), runtime.flipper.tick()) in ([1, 0], [0, 1])
+    state = await runtime.store.get_experiment("twice")
+    assert state.flipped_period == 1 and state.flips == 2
+    # a second publication would be there by now: read until a 7th message, or 3 s
+    msgs = await read_topic(settings, settings.topics.assignments, expect=7, timeout=3)
+    assert Counter(m["period"] for m in msgs if m["experiment"] == "twice") == {0: 3, 1: 3}
