@@ -171,7 +171,7 @@ class SalesIngestor:
         shared sync failed or was cancelled (a failed one is its own batch's to retry; reusing
         it would fail every retry of this batch without asking Redis)."""
         ahead = self._ahead
-        if self._in_flight and ahead is not None and not _failed(ahead):
+        if self._in_flight and ahead is not None:
             try:
                 # shielded: a cancelled batch must not cancel the sync another batch waits for
                 await asyncio.shield(ahead)
@@ -267,10 +267,6 @@ class SalesIngestor:
                 blocks.append(SalesBlock(exp.id, k, bounds[k] + exp.washout_ms, keep_s, into))
             into.append((i, s.event_id, product, exp.codes[product], ts, s.units, s.revenue, pre))
         return verdicts, blocks
-
-
-def _failed(f: asyncio.Future[None]) -> bool:
-    return f.done() and (f.cancelled() or f.exception() is not None)
 
 
 _LATE = Verdict("late", dead_letter=True)

@@ -231,8 +231,8 @@ class LiveDriver:
     ) -> None:
         """Every period of the runs (which share their calendar), then the final look.
 
-        ``before_look(d)`` runs once period d's sales are in and its clock has moved to the
-        period's end, ``after_look(d)`` once the look at that instant is recorded."""
+        ``before_look(d)`` runs once period d's sales are in (the clock 2 ms before the
+        period's end), ``after_look(d)`` once the look, 1 ms later, is recorded."""
         spec0 = runs[0].spec
         days = n_periods(spec0)
         for run in runs:

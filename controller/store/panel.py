@@ -55,8 +55,8 @@ def dedupe_digest(event_id: str) -> tuple[int, int]:
 
 def dedupe_generation(b0: int, n: int) -> int:
     """The newest dedupe generation of a period with ``b0`` buckets and ``n`` sales remembered
-    (``ingest.lua``'s ``generation``: generation g has b0 * 4**g sets, and the next begins
-    once the sales reach ~400 a set of the generations so far)."""
+    (as ``ingest.lua`` grows them: generation g has b0 * 4**g sets, and the next begins once
+    the sales reach ~400 a set of the generations so far)."""
     g, cap = 0, 400 * b0
     while n >= cap and g < 6 and b0 * 4 ** (g + 1) <= 4_194_304:
         g += 1

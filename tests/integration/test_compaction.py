@@ -198,23 +198,25 @@ async def test_dedupe_markers_are_compact_sets_that_expire_with_their_period(sto
 
 
 async def test_a_period_that_outgrows_its_sets_grows_in_generations(store) -> None:
-    """Period 4 is sized from period 3's 100 sales (one set); 3,000 sales fill it in batches of
-    500. Each time the sales reach ~400 a set of the generations so far, the next batch adds a
-    generation of 4 times the sets (1, 4, 16 sets here), so no set passes Redis's 512-member
-    intsets (one set would hold 3,000 members as a hash table, ~60 bytes each). A copy of a
-    sale from an older generation is still a duplicate, before and after the period closes."""
+    """Period 4 is sized from period 3's 100 sales (one set); 3,000 sales fill it, the first
+    2,000 in one batch. Each time the sales reach ~400 a set of the generations so far, the
+    next sale starts a generation of 4 times the sets (1, 4, 16 sets here), so no set passes
+    Redis's 512-member intsets (one set would hold 3,000 members as a hash table, ~60 bytes
+    each), within a batch too. A copy of a sale from an older generation is still a
+    duplicate, before and after the period closes."""
     spec, _, _ = await _filled(store)
     p = store.exp(spec.id)
     sellable = sorted(x for x in PRODUCTS if "\n" not in x and "|" not in x)
     rows = [_sale(10_000 + i, sellable[i % 7], 4, 15 + i % 40, 1, spec) for i in range(3000)]
-    for j in range(0, 3000, 500):
-        assert set(await store.ingest(rows[j : j + 500])) == {"ok"}
+    for j, n in ((0, 2000), (2000, 500), (2500, 500)):
+        assert set(await store.ingest(rows[j : j + n])) == {"ok"}
     assert await store.redis.hget(f"{p}:seenb", "b:4") == "1"
     assert await store.redis.hget(f"{p}:seenb", "n:4") == "3000"
     sets = sorted([k async for k in store.redis.scan_iter(f"{p}:seen:4:*")])
     assert sets == sorted([f"{p}:seen:4:0"] + [f"{p}:seen:4:g1:{b}" for b in range(4)]
                           + [f"{p}:seen:4:g2:{b}" for b in range(16)])  # fmt: skip
     sizes = [await store.redis.scard(k) for k in sets]
+    assert sizes[0] == 400 and sum(sizes[:5]) == 2000  # generations 0 and 1 are full
     assert sum(sizes) == 3000 and max(sizes) <= 512
     for k in sets:
         assert await store.redis.object("encoding", k) == "intset"
@@ -267,7 +269,17 @@ async def test_one_batch_over_many_products_sums_every_cell(store) -> None:
     # the string ends at the last field written; an unwritten field reads zero
     got = np.frombuffer(raw.ljust(1000 * 32, b"\0"), dtype=">i8").reshape(1000, 4)
     np.testing.assert_array_equal(got, want)
-    assert await store.redis.hget(f"{store.exp(spec.id)}:seenb", "n:0") == "3001"
+    seenb = f"{store.exp(spec.id)}:seenb"
+    assert await store.redis.hget(seenb, "n:0") == "3001"
+    # a period's sets are sized for ~200 a set of the period before's sales, or of one sale per
+    # product when that is more: 3,001 sales -> 16 sets; 10 sales, 1,000 products -> 8, not 1
+    assert await store.redis.hget(seenb, "b:0") == "8"  # a first period: 1,000 products
+    for k in (1, 2):
+        await store.write_assignments(spec.id, k, period_assignments(spec, k))
+        await store.complete_flip(spec.id, k, k + 1, 0, "t")
+    await store.ingest([_sale(6000 + i, f"w{i:04d}", 1, 30, 1, spec) for i in range(10)])
+    await store.ingest([_sale(7000, "w0000", 2, 30, 1, spec)])
+    assert await store.redis.hmget(seenb, "b:1", "b:2") == ["16", "8"]
 
 
 async def test_a_revenue_sum_past_2_53_stays_exact(store) -> None:

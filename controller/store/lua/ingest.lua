@@ -2,8 +2,8 @@
 -- The batch arrives in blocks, one per period: per block two arguments, so the client packs
 -- a few strings, not ten per event, and what a block's sales share is sent and parsed once.
 -- Per block Redis does one HMGET of its products' arm records per 1,000 products; per event,
--- one SADD; the cell, exclusion and total increments are summed in Lua and written once per
--- batch. A block holds its sales in batch order (of two copies, the first counts). The
+-- one SADD (and a SISMEMBER per older dedupe generation, see Dedupe); the cell, exclusion and
+-- total increments are summed in Lua and written once per batch. A block holds its sales in batch order (of two copies, the first counts). The
 -- script is atomic: a batch is in Redis entirely or not at all. One experiment per call: its
 -- keys share a slot.
 -- KEYS: the experiment's state; ARGV: the base of its keys, then per block
@@ -26,16 +26,17 @@
 -- script would spend ~15% of its time on it); period k's markers are integer sets
 -- {base}:seen:{k}:{bucket hash % buckets} (intset encoding, 8 bytes a member while a set holds
 -- at most 512), kept keep_s seconds (until the period closes, plus a margin). A period's bucket
--- count is fixed at its first sale, from the sales remembered in the period before (~200 a
--- set), or for a first period from the experiment's products; {base}:seenb holds b:{k}
+-- count is fixed at its first sale, for ~200 a set of the sales remembered in the period
+-- before or of one sale per product, whichever is more; {base}:seenb holds b:{k}
 -- (buckets) and n:{k} (sales remembered) per period. A period that outgrows its sets (a first
 -- period with many sales a product, a day of several times the volume of the one before)
 -- grows in generations instead of overfilling them into hash tables (~60 bytes a member): once
--- its sales remembered reach ~400 a set of the generations so far, the next batch starts
+-- its sales remembered reach ~400 a set of the generations so far, the next sale starts
 -- generation g + 1, with 4 times the sets of g, {base}:seen:{k}:g{g+1}:{bucket hash % its
 -- buckets}. A sale is new when no generation holds it: the older ones are asked first
 -- (SISMEMBER), it is added to the newest. Generation 0 is the layout above, so periods begun
--- before generations existed carry on. Store.remembered computes the generations the same way.
+-- before generations existed carry on (but a worker from before generations ignores them:
+-- docs/operations.md, upgrades). Store.remembered computes the generations the same way.
 -- Every Lua string is interned (hashed, looked up, later swept): keys are built once per
 -- batch and period or set, not per sale, and totals are summed by status before their keys are.
 local out = {}
@@ -48,26 +49,29 @@ end
 local function buckets_for(e, k)
   local b = tonumber(redis.call('HGET', e.seenb, 'b:'..k))
   if not b then
-    -- ~200 a set: from the sales of the period before, else one sale per product
+    -- ~200 a set: from the sales of the period before, or one sale per product if that is
+    -- more (a first period; a period whose predecessor was quiet, or still filling when
+    -- sales of both arrive together, as in a replay of shuffled history)
+    local want = tonumber(redis.call('HGET', KEYS[1], 'n_products') or '') or 12800
     local prev = tonumber(redis.call('HGET', e.seenb, 'n:'..(tonumber(k) - 1)) or '')
-    if not prev then
-      prev = tonumber(redis.call('HGET', KEYS[1], 'n_products') or '') or 12800
-    end
+    if prev and prev > want then want = prev end
     b = 1
-    while b * 200 < prev and b < 65536 do b = b * 2 end
+    while b * 200 < want and b < 65536 do b = b * 2 end
     redis.call('HSET', e.seenb, 'b:'..k, b)
   end
   return b
 end
--- the generation of a period with b0 buckets and n sales remembered (see Dedupe); at most 6,
--- and at most 2^22 sets in one
-local function generation(b0, n)
-  local g, cap = 0, 400 * b0
-  while n >= cap and g < 6 and b0 * 4 ^ (g + 1) <= 4194304 do
-    g = g + 1
-    cap = cap + 400 * b0 * 4 ^ g
-  end
-  return g
+-- a period's next dedupe generation (see Dedupe): 4 times the sets of the one before, and
+-- room for ~400 sales a set; at most 7 generations, and at most 2^22 sets in one
+local function can_grow(per)
+  return per.top < 6 and per.b0 * 4 ^ (per.top + 1) <= 4194304
+end
+local function add_generation(per)
+  local g = per.top + 1
+  per.top = g
+  per.cap = per.cap + 400 * per.b0 * 4 ^ g
+  per.gens[g] = {buckets = per.b0 * 4 ^ g, sets = {},
+                 prefix = g == 0 and per.seen or per.seen..'g'..g..':'}
 end
 -- the set of generation gen that holds a bucket hash h (its name made once a batch)
 local function set_in(gen, h)
@@ -92,13 +96,11 @@ local function period(k)
       b0 = tonumber(redis.call('HGET', e.seenb, 'b:'..k) or '')
     end
     if b0 then
-      local seen = base..':seen:'..k..':'
-      per.top = generation(b0, tonumber(redis.call('HGET', e.seenb, 'n:'..k) or '0') or 0)
-      per.gens = {}
-      for g = 0, per.top do
-        per.gens[g] = {buckets = b0 * 4 ^ g, sets = {},
-                       prefix = g == 0 and seen or seen..'g'..g..':'}
-      end
+      -- the generations that the sales remembered so far (n0) have begun
+      per.b0, per.seen, per.gens, per.top, per.cap = b0, base..':seen:'..k..':', {}, -1, 0
+      per.n0 = tonumber(redis.call('HGET', e.seenb, 'n:'..k) or '0') or 0
+      add_generation(per)
+      while per.n0 >= per.cap and can_grow(per) do add_generation(per) end
     end
     e.periods[k] = per
   end
@@ -162,6 +164,9 @@ for i = 2, #ARGV, 2 do
           end
         end
       end
+      -- the sales remembered reach the generations' room: the next one begins, here, so
+      -- that a big batch does not overfill one generation either
+      if per.n0 + per.fresh >= per.cap and can_grow(per) then add_generation(per) end
       local fresh = 1
       for g = 0, per.top - 1 do  -- older generations first: a sale they hold is a 'dup'
         if redis.call('SISMEMBER', set_in(per.gens[g], h), member) == 1 then
