@@ -52,7 +52,7 @@ class _Window:
 @dataclass
 class _Experiment:
     spec: ExperimentSpec
-    id: str
+    id: str  # spec.id: one attribute read fewer per sale on the hot path
     bounds_ms: list[int]  # period starts, plus the end of the last period
     washout_ms: int
     windows: list[_Window]

@@ -142,22 +142,18 @@ class PanelStore(RedisStore):
     def pack_sales(self, rows: Sequence[SaleRow]) -> PackedSales:
         """Rows as :meth:`pack_blocks` takes them: one block per experiment and period, its
         ids kept for the longest keep time of its rows."""
-        heads: dict[tuple[str, int], tuple[int, list[int], list[Any]]] = {}
+        blocks: dict[tuple[str, int], SalesBlock] = {}
         for i, r in enumerate(rows):
-            head = heads.get((r.experiment, r.period))
-            if head is None:
-                head = heads[(r.experiment, r.period)] = (r.head_end_ms, [r.keep_s], [])
-            elif r.head_end_ms != head[0]:
+            b = blocks.get((r.experiment, r.period))
+            if b is None:
+                b = SalesBlock(r.experiment, r.period, r.head_end_ms, r.keep_s, [])
+            elif r.head_end_ms != b.head_end_ms:
                 raise StoreError(f"the sales of period {r.period} disagree on the end of its head")
-            head[1][0] = max(head[1][0], r.keep_s)
-            head[2].append(
+            blocks[(r.experiment, r.period)] = b._replace(keep_s=max(b.keep_s, r.keep_s))
+            b.sales.append(
                 (i, r.event_id, r.product, r.code, r.ts_ms, r.units, r.revenue, r.pre_reason)
             )
-        blocks = [
-            SalesBlock(exp, k, head_end, keep[0], sales)
-            for (exp, k), (head_end, keep, sales) in heads.items()
-        ]
-        return self.pack_blocks(blocks, len(rows))
+        return self.pack_blocks(list(blocks.values()), len(rows))
 
     def pack_blocks(self, blocks: Sequence[SalesBlock], n: int) -> PackedSales:
         """A batch of ``n`` positions as the ingest script reads it (CPU only: a caller packs
@@ -194,9 +190,10 @@ class PanelStore(RedisStore):
         if b0 is None:
             return False
         member, bucket = dedupe_digest(event_id)
-        for g in range(dedupe_generation(int(b0), int(n or 0)) + 1):
+        buckets = int(b0)
+        for g in range(dedupe_generation(buckets, int(n or 0)) + 1):
             gen = "" if g == 0 else f"g{g}:"
-            key = f"{base}:seen:{k}:{gen}{bucket % (int(b0) * 4**g)}"
+            key = f"{base}:seen:{k}:{gen}{bucket % (buckets * 4**g)}"
             if await self.redis.sismember(key, str(member)):
                 return True
         return False

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from controller.spec import load_spec
+from controller.spec import ExperimentSpec, load_spec
 from controller.store import Store, make_redis
 from controller.store.clock import SharedSimulatedClock
 from controller.store.keys import clock as clock_key
@@ -22,6 +22,22 @@ from tests.integration.conftest import command_ok, read_topic, wait_until
 pytestmark = pytest.mark.integration
 
 START = datetime(2026, 6, 1, tzinfo=UTC)
+
+
+def _daily_spec(exp_id: str, products: list[str], days: int, seed: int) -> ExperimentSpec:
+    """A plain experiment of daily periods from START, with an hour's washout."""
+    return load_spec(
+        {
+            "id": exp_id,
+            "products": products,
+            "treatment_policy": "new",
+            "control_policy": "old",
+            "start": START.isoformat(),
+            "end": (START + timedelta(days=days)).isoformat(),
+            "washout": "PT1H",
+            "seed": seed,
+        }
+    )
 
 
 def triggered_doc(exp_id: str = "trig"):
@@ -122,20 +138,7 @@ async def test_competitor_undercut_triggers_a_staggered_start(settings):
 
 
 async def test_freeze_sends_products_to_control_and_excludes_their_sales(runtime, settings):
-    from controller.spec import load_spec
-
-    spec = load_spec(
-        {
-            "id": "fz",
-            "products": ["x", "y", "z"],
-            "treatment_policy": "new",
-            "control_policy": "old",
-            "start": START.isoformat(),
-            "end": (START + timedelta(days=4)).isoformat(),
-            "washout": "PT1H",
-            "seed": 1,
-        }
-    )
+    spec = _daily_spec("fz", ["x", "y", "z"], days=4, seed=1)
     await runtime.clock.set(START + timedelta(hours=2))
     await runtime.flipper.create(spec)
     f_start, f_end = START + timedelta(hours=4), START + timedelta(hours=8)
@@ -180,18 +183,7 @@ async def test_ticks_at_once_in_one_worker_flip_a_boundary_once(runtime, setting
     """A worker ticks from its flip timer and from commands (create, freeze) at once: the two
     ticks share its flip claim (the same owner), and before ticks were serialised both
     flipped the boundary (its assignments published twice, two flips counted)."""
-    spec = load_spec(
-        {
-            "id": "twice",
-            "products": ["a", "b", "c"],
-            "treatment_policy": "new",
-            "control_policy": "old",
-            "start": START.isoformat(),
-            "end": (START + timedelta(days=2)).isoformat(),
-            "washout": "PT1H",
-            "seed": 2,
-        }
-    )
+    spec = _daily_spec("twice", ["a", "b", "c"], days=2, seed=2)
     await runtime.clock.set(START + timedelta(minutes=1))
     await runtime.flipper.create(spec)
     await runtime.clock.set(START + timedelta(days=1, minutes=1))

@@ -80,6 +80,13 @@ local function set_in(gen, h)
   if not set then set = gen.prefix..b; gen.sets[b] = set end
   return set
 end
+-- whether one of a period's generations 0..last holds a member (its bucket hash h)
+local function held(per, last, h, member)
+  for g = 0, last do
+    if redis.call('SISMEMBER', set_in(per.gens[g], h), member) == 1 then return true end
+  end
+  return false
+end
 local base = ARGV[1]
 local e = {base = base, excluded = base..':excluded', seenb = base..':seenb', periods = {},
            closed = tonumber(redis.call('HGET', KEYS[1], 'closed') or '0'),
@@ -128,14 +135,7 @@ for i = 2, #ARGV, 2 do
   for member, bh, pidx, ts, units, revenue, reason in string.gmatch(ARGV[i + 1], pat) do
     local h = tonumber(bh)
     if per.late then
-      local dup = false
-      for g = 0, per.top or -1 do
-        if redis.call('SISMEMBER', set_in(per.gens[g], h), member) == 1 then
-          dup = true
-          break
-        end
-      end
-      out[#out+1] = dup and 'dup' or 'late'
+      out[#out+1] = per.gens and held(per, per.top, h, member) and 'dup' or 'late'
     else
       local p = tonumber(pidx)
       local status = reason
@@ -167,14 +167,9 @@ for i = 2, #ARGV, 2 do
       -- the sales remembered reach the generations' room: the next one begins, here, so
       -- that a big batch does not overfill one generation either
       if per.n0 + per.fresh >= per.cap and can_grow(per) then add_generation(per) end
-      local fresh = 1
-      for g = 0, per.top - 1 do  -- older generations first: a sale they hold is a 'dup'
-        if redis.call('SISMEMBER', set_in(per.gens[g], h), member) == 1 then
-          fresh = 0
-          break
-        end
-      end
-      if fresh == 1 then
+      -- older generations first: a sale they hold is a 'dup'
+      local fresh = 0
+      if per.top == 0 or not held(per, per.top - 1, h, member) then
         local set = set_in(per.gens[per.top], h)
         fresh = redis.call('SADD', set, member)
         if (expire[set] or 0) < ttl then expire[set] = ttl end
