@@ -30,6 +30,7 @@ from pathlib import Path
 
 import psutil
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -39,7 +40,12 @@ from controller.designs import period_assignments  # noqa: E402
 from controller.sales import SalesIngestor  # noqa: E402
 from controller.settings import Settings  # noqa: E402
 from controller.store import Store, lua  # noqa: E402
-from streams.embedded import ManagedProcess, free_port, redis_binary  # noqa: E402
+from streams.embedded import (  # noqa: E402
+    EmbeddedStackError,
+    ManagedProcess,
+    free_port,
+    redis_binary,
+)
 from streams.sale_decoder import decode_sale  # noqa: E402
 
 N_PRODUCTS = 2000
@@ -82,19 +88,21 @@ async def main() -> None:
     args = ap.parse_args()
     scripts = {"current": lua("ingest")}
     if args.against is not None:
-        scripts[f"against {args.against}"] = args.against.read_text()
+        try:
+            scripts[f"against {args.against}"] = args.against.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            ap.exit(2, f"cannot read the script to run against, {args.against}: {exc}\n")
+    if args.sales < 1 or args.reps < 1:
+        ap.exit(2, "--sales and --reps must be at least 1\n")
     with tempfile.TemporaryDirectory(prefix="pricelab-bench-script-") as tmp:
         port = free_port("127.0.0.1")
-        argv = [str(redis_binary()), "--port", str(port), "--bind", "127.0.0.1"]
-        argv += ["--save", "", "--appendonly", "no", "--dir", tmp]
-        server = ManagedProcess(
-            "redis",
-            argv,
-            "127.0.0.1",
-            port,
-            Path(tmp) / "redis.log",
-        )
-        server.start()
+        try:
+            argv = [str(redis_binary()), "--port", str(port), "--bind", "127.0.0.1"]
+            argv += ["--save", "", "--appendonly", "no", "--dir", tmp]
+            server = ManagedProcess("redis", argv, "127.0.0.1", port, Path(tmp) / "redis.log")
+            server.start()
+        except EmbeddedStackError as exc:  # no binary, or it did not start
+            ap.exit(2, f"redis-server did not start: {str(exc).splitlines()[0]}\n")
         assert server.proc is not None
         redis = Redis(host="127.0.0.1", port=port, decode_responses=True)
         figures: dict[str, list[float]] = {name: [] for name in scripts}
@@ -104,7 +112,10 @@ async def main() -> None:
                 first = None
                 # alternated: each script runs first in every other repetition
                 for name, text in list(scripts.items())[:: 1 if rep % 2 == 0 else -1]:
-                    us, statuses, totals = await one_run(redis, server.proc.pid, text, sales)
+                    try:
+                        us, statuses, totals = await one_run(redis, server.proc.pid, text, sales)
+                    except ResponseError as exc:  # e.g. --against a file that is not the script
+                        ap.exit(2, f"the {name} script failed in Redis: {exc}\n")
                     figures[name].append(us)
                     counts = {s: statuses.count(s) for s in sorted(set(statuses))}
                     print(f"rep {rep + 1} {name}: {us:.2f} µs a sale; statuses {counts}")
