@@ -63,7 +63,7 @@ async def one_run(
     await store.create_experiment(spec, START)
     for k in range(13):  # every sale of the first 12 hours has its period's arm
         await store.write_assignments(spec.id, k, period_assignments(spec, k))
-        await store.complete_flip(spec.id, k, k + 1, 0, "bench")
+        await store.mark_flipped(spec.id, k)
     clock = ManualClock(NOW + timedelta(seconds=1))
     ingestor = SalesIngestor(store, clock, Settings())
     decoded = [decode_sale(p) for p in sales]

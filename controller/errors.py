@@ -5,6 +5,7 @@ from __future__ import annotations
 from core.errors import PricelabError
 
 __all__ = [
+    "CommandRefused",
     "ConfigurationError",
     "ConflictError",
     "EmbeddedStackError",
@@ -25,6 +26,11 @@ class SpecError(PricelabError, ValueError):
         self.field = field
         self.rule = rule
         super().__init__(f"{field}: {rule}")
+
+
+class CommandRefused(PricelabError, ValueError):
+    """A command that does not apply to the experiment's state (controller.lifecycle), or
+    names an experiment that does not exist. The message is one sentence saying why."""
 
 
 class ConflictError(PricelabError):

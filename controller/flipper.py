@@ -1,11 +1,21 @@
-"""The period-boundary flip, pause/resume/stop (the kill switch), and catch-up after downtime.
+"""The controller's lifecycle paths: flips at period boundaries, catch-up after downtime and
+backfills, the end, operator freezes, and the commands (create, pause, resume, stop).
 
-``Flipper.tick()`` is idempotent: any number of workers may call it at any time (a worker's
-own ticks, from its timer and its commands, run one at a time: they share its claims). For
-each running experiment it works out the period in force *now* (catching up over any boundaries
-missed while down, which it records), claims that flip in Redis (one winner; a dead
-winner's claim expires and the next tick redoes it with the same sequence number), writes
-the assignment records, publishes them, and only then marks the period flipped.
+Every change of what is in force goes through the state machine (controller.lifecycle) in
+the experiment's *turn*: a lease in Redis that one holder at a time takes, so its decisions
+reach the assignments topic in the order of their sequence numbers, also with several
+controllers. In its turn a holder
+
+1. redoes the decision in force if its messages are not all out (its holder died): the same
+   sequence number and the same messages;
+2. reads the state, asks :func:`controller.lifecycle.decide`, and does what must precede the
+   decision (a pause's exclusion window, the new period's assignment records);
+3. records the decision in one step (``lua/decide.lua``: compare and set, the next sequence
+   number when it changes what a pricing system must do);
+4. publishes every product's message, marks the decision published, announces the event.
+
+``Flipper.tick()`` is idempotent: any number of workers may call it at any time. A worker's
+own ticks and commands run one at a time.
 """
 
 from __future__ import annotations
@@ -14,11 +24,12 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
+from controller import lifecycle
 from controller.blackout import Freeze, apply_freezes, load_freeze
 from controller.clock import Clock
 from controller.designs import (
@@ -28,12 +39,17 @@ from controller.designs import (
     forced_control,
     period_assignments,
 )
-from controller.periods import n_periods, period_index, period_start
+from controller.errors import CommandRefused, ConflictError, StoreError
+from controller.lifecycle import Event, Kind, Outcome, Phase
+from controller.periods import period_index, period_start
 from controller.settings import Settings
 from controller.spec import ExperimentSpec
 from controller.store import ExperimentState, Store, to_ms
 
 log = logging.getLogger("pricelab.controller")
+
+#: the reason each non-running mode gives its forced control blackout
+_FORCED = {"frozen": "freeze", "paused": "paused", "stopped": "stopped", "ended": "ended"}
 
 
 class AssignmentSink(Protocol):
@@ -54,7 +70,13 @@ class AssignmentSink(Protocol):
 
 class FlipObserver(Protocol):
     def flipped(
-        self, experiment: str, n: int, seconds: float, missed: int, lateness: float = 0.0
+        self,
+        experiment: str,
+        n: int,
+        seconds: float,
+        missed: int,
+        lateness: float = 0.0,
+        backfilled: int = 0,
     ) -> None: ...
 
     def next_boundary(self, experiment: str, at: datetime | None) -> None:
@@ -64,12 +86,67 @@ class FlipObserver(Protocol):
 
 class _NullObserver:
     def flipped(
-        self, experiment: str, n: int, seconds: float, missed: int, lateness: float = 0.0
+        self,
+        experiment: str,
+        n: int,
+        seconds: float,
+        missed: int,
+        lateness: float = 0.0,
+        backfilled: int = 0,
     ) -> None:
         return None
 
     def next_boundary(self, experiment: str, at: datetime | None) -> None:
         return None
+
+
+def in_force_one(
+    spec: ExperimentSpec, a: Assignment, mode: str, freezes: Sequence[Freeze]
+) -> Assignment:
+    """The message of one product's design assignment ``a`` in ``mode`` (the ``status`` a
+    pricing system reads). Running: the design's policy, with the operator freezes laid over
+    the blackouts (a freeze that covered the period's start and is over by now still blacks
+    out its data, but no longer sets the policy: running means no freeze is in force); any
+    other mode: the control policy, in blackout for the whole period."""
+    a = apply_freezes(spec, a, freezes)
+    if mode == "running":
+        return replace(a, policy=a.design_policy or a.policy)
+    return forced_control(spec, a, _FORCED[mode])
+
+
+def in_force(
+    spec: ExperimentSpec,
+    k: int,
+    mode: str,
+    context: DesignContext | None,
+    freezes: Sequence[Freeze],
+) -> PeriodAssignments:
+    """Every product's message of a decision: period ``k`` in ``mode`` (:func:`in_force_one`,
+    once per distinct assignment)."""
+    return period_assignments(spec, k, context).map(lambda a: in_force_one(spec, a, mode, freezes))
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What a command did: the state after it, and whether it found it so already."""
+
+    experiment: str
+    state: str
+    frozen: bool
+    already: str | None = None
+    seq: int | None = None
+
+    def detail(self) -> dict[str, object]:
+        out: dict[str, object] = {
+            "experiment": self.experiment,
+            "state": self.state,
+            "frozen": self.frozen,
+        }
+        if self.already is not None:
+            out["already"] = self.already
+        if self.seq is not None:
+            out["seq"] = self.seq
+        return out
 
 
 @dataclass
@@ -80,187 +157,404 @@ class Flipper:
     settings: Settings
     observer: FlipObserver = field(default_factory=_NullObserver)
     owner: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
-    #: one tick at a time: a worker ticks from its flip timer and from commands (create,
-    #: freeze), and two of its ticks at once share its flip claims (the same owner), so both
-    #: would flip the boundary
-    _ticking: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
+    #: a worker's ticks (flip timer, commands) and commands run one at a time: the
+    #: experiment's turn in Redis is per owner, and two of its own at once would share it
+    _local: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
 
+    @property
+    def _lease_ms(self) -> int:
+        return int(self.settings.flip_lease.total_seconds() * 1000)
+
+    # ------------------------------------------------------------------ the clock's paths
     async def tick(self) -> int:
-        """Flip every experiment whose period in force has not been published. Returns flips done."""
-        async with self._ticking:
+        """Carry out every decision the clock has made due (flips, the end, freezes beginning
+        or ending) and redo any whose messages are not all out. Returns the flips done."""
+        async with self._local:
             return await self._tick()
 
     async def _tick(self) -> int:
         await self.clock.sync()
         now = self.clock.now()
         freezes = await self._freezes()
-        done = 0
         states = await self.store.experiments()
         if await self.store.reconcile(states):
             states = await self.store.experiments()
+        done = 0
         for state in states:
-            if state.status not in ("running", "paused"):
-                self.observer.next_boundary(state.spec.id, None)
-                continue
-            if now >= state.spec.end:
-                await self._end(state, now)
-                self.observer.next_boundary(state.spec.id, None)
+            if state.status == "creating":
                 continue
             spec = state.spec
-            if now < spec.start:
-                self.observer.next_boundary(spec.id, period_start(spec, 0))
-                continue
-            frozen = state.status == "running" and any(
-                f.applies_to(spec.id) and f.covers(now) for f in freezes
-            )
-            flipped = await self._flip(state, now, freezes, frozen)
-            done += flipped
-            if frozen != state.frozen and state.status == "running":
-                await self._refreeze(state, now, freezes, frozen)
-            # the boundary after the last period flipped: a flip is overdue once it has passed
-            last = period_index(spec, now) if flipped else state.flipped_period
-            nxt = period_start(spec, last + 1)
-            self.observer.next_boundary(spec.id, min(nxt, spec.end))
+            due = _due(state, now, freezes)
+            if due is not None or state.seq > state.published:
+                turn = await self._turn(
+                    spec.id, lambda st: _due(st, now, freezes), now, freezes, wait=False
+                )
+                if turn is not None and turn[1].already is None:
+                    done += turn[0].kind is Kind.FLIP
+                state = await self.store.get_experiment(spec.id)
+            self._report_next(state, now)
         return done
+
+    def _report_next(self, state: ExperimentState, now: datetime) -> None:
+        spec = state.spec
+        lc = state.lifecycle
+        if lc.final or now >= spec.end:
+            self.observer.next_boundary(spec.id, None)
+        elif lc.period < 0:
+            self.observer.next_boundary(spec.id, max(spec.start, period_start(spec, 0)))
+        else:
+            # the boundary after the period in force: a flip is overdue once it has passed
+            self.observer.next_boundary(spec.id, min(period_start(spec, lc.period + 1), spec.end))
 
     async def _freezes(self) -> list[Freeze]:
         return [load_freeze(doc["freeze"]) for doc in await self.store.freezes() if "freeze" in doc]
 
-    async def _records(
-        self, spec: ExperimentSpec, k: int, freezes: list[Freeze]
-    ) -> PeriodAssignments:
-        """The design's assignments for period k, with triggers and operator freezes applied
-        (freezes once per distinct assignment: they do not depend on the product)."""
-        ctx = None
-        if spec.triggered is not None:
-            ctx = DesignContext(triggers=await self.store.triggers(spec.id))
-        return period_assignments(spec, k, ctx).map(lambda a: apply_freezes(spec, a, freezes))
+    async def _context(self, spec: ExperimentSpec) -> DesignContext | None:
+        if spec.triggered is None:
+            return None
+        return DesignContext(triggers=await self.store.triggers(spec.id))
 
-    async def _refreeze(
-        self, state: ExperimentState, now: datetime, freezes: list[Freeze], frozen: bool
-    ) -> None:
-        """An operator freeze began or ended inside a period: republish the policy in force."""
+    # ------------------------------------------------------------------ the turn
+    async def _take(self, exp_id: str, wait: bool) -> bool:
+        """Take the experiment's turn; a command waits for it (up to the lease), a tick
+        does not (its next tick tries again)."""
+        deadline = time.monotonic() + self.settings.flip_lease.total_seconds() + 5.0
+        while not await self.store.take_turn(exp_id, self.owner, self._lease_ms):
+            if not wait:
+                return False
+            if time.monotonic() > deadline:
+                raise ConflictError(
+                    f"experiment {exp_id!r} is busy: another controller has held its turn "
+                    f"for {self.settings.flip_lease.total_seconds():g} s; try again"
+                )
+            await asyncio.sleep(0.05)  # polling a lease held by another process
+        return True
+
+    async def _turn(
+        self,
+        exp_id: str,
+        choose: Callable[[ExperimentState], Event | None],
+        now: datetime,
+        freezes: list[Freeze],
+        *,
+        wait: bool,
+        reason: str | None = None,
+    ) -> tuple[Event, Outcome] | None:
+        """In the experiment's turn: redo a pending decision, then decide ``choose(state)``
+        and carry it out. None: busy (wait=False) or nothing to decide."""
+        if not await self._take(exp_id, wait):
+            return None
+        try:
+            for _ in range(5):
+                state = await self.store.get_experiment(exp_id)
+                if state.status == "creating":
+                    raise ConflictError(f"experiment {exp_id!r} is still being created")
+                if state.seq > state.published:
+                    await self._redo(state, freezes)
+                    continue
+                event = choose(state)
+                if event is None:
+                    return None
+                outcome = lifecycle.decide(exp_id, state.lifecycle, event)
+                if outcome.already is not None:
+                    return event, outcome
+                if await self._carry_out(state, event, outcome, now, freezes, reason):
+                    return event, outcome
+                # the state moved under us (the turn lapsed): read it again
+            raise StoreError(f"experiment {exp_id!r}: its state kept moving during a decision")
+        finally:
+            await self.store.end_turn(exp_id, self.owner)
+
+    async def _redo(self, state: ExperimentState, freezes: list[Freeze]) -> None:
+        """Publish the decision in force again (its holder died before all its messages
+        were out): the same sequence number, the same period and mode."""
+        spec, lc = state.spec, state.lifecycle
+        if lc.mode is not None:
+            ctx = await self._context(spec)
+            records = in_force(spec, lc.period, lc.mode, ctx, freezes)
+            await self.sink.publish_assignments(records, state.seq, lc.mode)
+            log.warning("experiment %s: republished decision %d (%s)", spec.id, state.seq, lc.mode)
+        await self.store.mark_published(spec.id, state.seq)
+
+    async def _carry_out(
+        self,
+        state: ExperimentState,
+        event: Event,
+        outcome: Outcome,
+        now: datetime,
+        freezes: list[Freeze],
+        reason: str | None,
+    ) -> bool:
+        """Do what the outcome says; False when the state moved before the decision."""
         spec = state.spec
-        k = period_index(spec, now)
-        records = await self._records(spec, k, freezes)
-        await self.store.write_assignments(spec.id, k, records)
-        await self.store.set_frozen(spec.id, frozen)
-        published = records.map(lambda a: forced_control(spec, a, "freeze")) if frozen else records
-        status = "frozen" if frozen else "running"
-        await self.sink.publish_assignments(published, await self.store.next_seq(spec.id), status)
-        await self.sink.publish_event(spec.id, status if frozen else "unfrozen", now, {})
-
-    async def freeze(self, freeze_id: str, doc: dict[str, object]) -> None:
-        """Record an operator freeze (controller.blackout.Freeze): control policy and excluded
-        data over [start, end), for all experiments or the listed ones."""
-        freeze = load_freeze({"id": freeze_id, **doc})
-        scope = None if freeze.experiments == "all" else list(freeze.experiments)
-        await self.store.add_freeze(
-            freeze.id,
-            {
-                "start_ms": to_ms(freeze.start),
-                "end_ms": to_ms(freeze.end),
-                "experiments": scope,
-                "reason": freeze.reason or "operator freeze",
-                "freeze": freeze.model_dump(mode="json"),
-            },
-        )
-        await self.tick()
-
-    async def _flip(
-        self, state: ExperimentState, now: datetime, freezes: list[Freeze], frozen: bool
-    ) -> int:
-        spec = state.spec
-        k = period_index(spec, now)
-        if k <= state.flipped_period:
-            return 0
-        lease_ms = int(self.settings.flip_lease.total_seconds() * 1000)
-        status, seq = await self.store.claim_flip(spec.id, k, self.owner, lease_ms)
-        if status in ("busy", "done"):
-            return 0
+        before, after = outcome.before, outcome.after
         t0 = time.perf_counter()
-        missed = max(0, k - max(state.flipped_period, -1) - 1)
-        records = await self._records(spec, k, freezes)
-        status_out = state.status
-        published = records
-        if state.status == "paused":
-            records = published = records.map(lambda a: forced_control(spec, a, "paused"))
-        elif frozen:
-            published = records.map(lambda a: forced_control(spec, a, "freeze"))
-            status_out = "frozen"
-        await self.store.write_assignments(spec.id, k, records)
-        await self.store.set_frozen(spec.id, frozen)
-        await self.sink.publish_assignments(published, seq, status_out)
+        ctx = await self._context(spec)
+        # before the decision: sales must be excluded from the instant the policy changes
+        if event.kind in (Kind.PAUSE, Kind.STOP):
+            await self.store.open_window(
+                spec.id, f"{after.phase.value}-{uuid.uuid4().hex[:8]}", now, reason or event.kind
+            )
+        elif event.kind is Kind.RESUME:
+            await self.store.close_windows(spec.id, now)
+        n_records = 0
+        rewrite = event.kind is Kind.FLIP or (
+            event.kind in (Kind.RESUME, Kind.FREEZE_ON, Kind.FREEZE_OFF)
+            and after.phase is Phase.RUNNING
+        )
+        if rewrite and after.period >= 0:
+            # the period's records, which the sales path routes by: the design's (with the
+            # freezes) while running, the control policy while paused
+            records = period_assignments(spec, after.period, ctx).map(
+                lambda a: apply_freezes(spec, a, freezes)
+            )
+            if after.phase is Phase.PAUSED:
+                records = records.map(lambda a: forced_control(spec, a, "paused"))
+            n_records = await self.store.write_assignments(spec.id, after.period, records)
+        flips = missed = backfilled = 0
+        lateness = 0.0
+        if event.kind is Kind.FLIP:
+            flips = 1
+            k, prev = after.period, max(before.period, -1)
+            boundary = period_start(spec, k)
+            if state.created_ms and to_ms(boundary) < state.created_ms:
+                backfilled = k - prev  # boundaries that passed before the experiment existed
+            else:
+                missed = k - prev - 1
+                lateness = (now - boundary).total_seconds()
+        seq = await self.store.decide(
+            spec.id,
+            self.owner,
+            (state.status, state.frozen, state.flipped_period, state.seq),
+            (lifecycle.stored_status(after.phase), after.frozen, after.period),
+            publish=outcome.publish,
+            flips=flips,
+            missed=missed,
+            backfilled=backfilled,
+        )
+        if seq < 0:
+            return False
+        if lifecycle.stored_status(after.phase) != state.status:
+            await self.store.sync_holder(spec.id)
+        if outcome.publish:
+            assert after.mode is not None
+            records = in_force(spec, after.period, after.mode, ctx, freezes)
+            await self.sink.publish_assignments(records, seq, after.mode)
+            await self.store.mark_published(spec.id, seq)
+        await self._announce(spec.id, outcome, event, now, reason, missed, backfilled, before)
+        if outcome.release:  # after the publish: the claims already died with the status
+            await self.store.release_products(spec.id)
+        if event.kind is Kind.FLIP:
+            self.observer.flipped(
+                spec.id, n_records, time.perf_counter() - t0, missed, lateness, backfilled
+            )
+        return True
+
+    async def _announce(
+        self,
+        exp_id: str,
+        outcome: Outcome,
+        event: Event,
+        now: datetime,
+        reason: str | None,
+        missed: int,
+        backfilled: int,
+        before: lifecycle.State,
+    ) -> None:
+        after = outcome.after
         if missed:
-            log.warning("experiment %s caught up over %d missed flip(s)", spec.id, missed)
+            log.warning("experiment %s caught up over %d missed flip(s)", exp_id, missed)
             await self.sink.publish_event(
-                spec.id,
+                exp_id,
                 "missed_flips",
                 now,
-                {"missed": missed, "from_period": state.flipped_period, "to_period": k},
+                {"missed": missed, "from_period": before.period, "to_period": after.period},
             )
-        if not await self.store.complete_flip(spec.id, k, seq, missed, self.owner):
-            return 0  # another worker completed it (our claim had lapsed): its flip, not ours
-        lateness = (now - period_start(spec, k)).total_seconds()
-        self.observer.flipped(spec.id, len(records), time.perf_counter() - t0, missed, lateness)
-        return 1
-
-    async def _end(self, state: ExperimentState, now: datetime) -> None:
-        spec = state.spec
-        last = n_periods(spec) - 1
-        records = period_assignments(spec, last).map(lambda a: forced_control(spec, a, "ended"))
-        await self.store.set_status(spec.id, "ended")
-        await self.sink.publish_assignments(records, await self.store.next_seq(spec.id), "ended")
-        await self.sink.publish_event(spec.id, "ended", now, {})
-        await self.store.release_products(spec.id)
-
-    # ------------------------------------------------------------------ operator actions
-    async def create(self, spec: ExperimentSpec) -> None:
-        await self.clock.sync()
-        now = self.clock.now()
-        lease_ms = int(self.settings.flip_lease.total_seconds() * 1000)
-        await self.store.create_experiment(spec, now, lease_ms=lease_ms)
-        await self.sink.publish_event(
-            spec.id, "created", now, {"products": len(spec.all_products())}
-        )
-        await self.tick()
-
-    async def pause(self, exp_id: str, reason: str = "paused") -> None:
-        await self._to_control(exp_id, "paused", reason)
-
-    async def stop(self, exp_id: str, reason: str = "stopped") -> None:
-        await self._to_control(exp_id, "stopped", reason)
-
-    async def resume(self, exp_id: str) -> None:
-        await self.clock.sync()
-        now = self.clock.now()
-        state = await self.store.get_experiment(exp_id)
-        if state.status != "paused":
-            raise ValueError(f"experiment {exp_id!r} is {state.status}, not paused")
-        await self.store.close_windows(exp_id, now)
-        await self.store.set_status(exp_id, "running")
-        k = period_index(state.spec, now)
-        if 0 <= k < n_periods(state.spec):
-            records = await self._records(state.spec, k, await self._freezes())
-            await self.store.write_assignments(exp_id, k, records)
-            await self.sink.publish_assignments(
-                records, await self.store.next_seq(exp_id), "running"
+        if backfilled:
+            await self.sink.publish_event(
+                exp_id,
+                "backfill",
+                now,
+                {
+                    "periods": backfilled,
+                    "from_period": before.period + 1,
+                    "to_period": after.period,
+                },
             )
-        await self.sink.publish_event(exp_id, "resumed", now, {})
+        if outcome.announce is not None:
+            detail: dict[str, object] = {"state": after.phase.value, "frozen": after.frozen}
+            if reason:
+                detail["reason"] = reason
+            if after.period >= 0:
+                detail["period"] = after.period
+            await self.sink.publish_event(exp_id, outcome.announce, now, detail)
 
-    async def _to_control(self, exp_id: str, status: str, reason: str) -> None:
-        """Kill switch: every product back to its control policy at once, data excluded."""
-        await self.clock.sync()
-        now = self.clock.now()
-        state = await self.store.get_experiment(exp_id)
-        if state.status == "creating":
-            raise ValueError(f"experiment {exp_id!r} is still being created")
-        spec = state.spec
-        await self.store.open_window(exp_id, f"{status}-{uuid.uuid4().hex[:8]}", now, reason)
-        await self.store.set_status(exp_id, status)
-        k = min(max(period_index(spec, now), 0), n_periods(spec) - 1)
-        records = period_assignments(spec, k).map(lambda a: forced_control(spec, a, status))
-        await self.sink.publish_assignments(records, await self.store.next_seq(exp_id), status)
-        await self.sink.publish_event(exp_id, status, now, {"reason": reason})
-        if status == "stopped":  # after the publish: the claims already died with the status
-            await self.store.release_products(exp_id)
+    # ------------------------------------------------------------------ operator commands
+    async def create(self, spec: ExperimentSpec, *, backfill: bool = False) -> Reply:
+        """Create an experiment (claim its products); refused if it starts before now
+        without ``backfill``, or has ended."""
+        async with self._local:
+            await self.clock.sync()
+            now = self.clock.now()
+            if spec.id in await self.store.experiment_ids():
+                held = (await self.store.get_experiment(spec.id)).spec
+                if held.to_json() != spec.to_json():
+                    raise ConflictError(f"experiment {spec.id!r} already exists, with another spec")
+                await self._tick()  # a repeat (a redelivered command): it exists as asked
+                return await self._reply(spec.id, "created")
+            lifecycle.check_create(spec.id, spec.start, spec.end, now, backfill)
+            await self.store.create_experiment(spec, now, lease_ms=self._lease_ms)
+            await self.sink.publish_event(
+                spec.id,
+                "created",
+                now,
+                {"products": len(spec.all_products()), "backfill": backfill},
+            )
+            await self._tick()
+            return await self._reply(spec.id)
+
+    async def pause(self, exp_id: str, reason: str = "paused") -> Reply:
+        return await self.command(exp_id, Kind.PAUSE, reason)
+
+    async def resume(self, exp_id: str, reason: str | None = None) -> Reply:
+        return await self.command(exp_id, Kind.RESUME, reason)
+
+    async def stop(self, exp_id: str, reason: str = "stopped") -> Reply:
+        return await self.command(exp_id, Kind.STOP, reason)
+
+    async def command(self, exp_id: str, kind: Kind, reason: str | None = None) -> Reply:
+        """Carry out an operator's command; raise CommandRefused (one sentence) when it does
+        not apply. The same command twice does it once: the reply says ``already``."""
+        if kind not in lifecycle.COMMANDS:
+            raise CommandRefused(f"{kind.value!r} is not an operator command")
+        async with self._local:
+            await self.clock.sync()
+            now = self.clock.now()
+            await self._known(exp_id)
+            freezes = await self._freezes()
+
+            def choose(state: ExperimentState) -> Event:
+                return Event(kind)
+
+            turn = await self._turn(exp_id, choose, now, freezes, wait=True, reason=reason)
+            return await self._reply(exp_id, turn[1].already if turn else None)
+
+    async def _known(self, exp_id: str) -> ExperimentState:
+        if exp_id not in await self.store.experiment_ids():
+            raise CommandRefused(f"there is no experiment {exp_id!r}")
+        return await self.store.get_experiment(exp_id)
+
+    async def _reply(self, exp_id: str, already: str | None = None) -> Reply:
+        st = await self.store.get_experiment(exp_id)
+        return Reply(exp_id, st.phase, st.frozen, already, st.seq or None)
+
+    # ------------------------------------------------------------------ freezes
+    async def freeze(self, freeze_id: str, doc: dict[str, object]) -> dict[str, Any]:
+        """Record an operator freeze (controller.blackout.Freeze): control policy and
+        excluded data over [start, end), for all experiments or the listed ones. Refused
+        when it names an experiment that does not exist or is final, lies entirely in the
+        past, or reuses an id."""
+        async with self._local:
+            freeze = load_freeze({"id": freeze_id, **doc})
+            await self.clock.sync()
+            now = self.clock.now()
+            states = {s.spec.id: s for s in await self.store.experiments()}
+            lifecycle.check_freeze(
+                freeze.id,
+                freeze.start,
+                freeze.end,
+                None if freeze.experiments == "all" else freeze.experiments,
+                {k: s.lifecycle for k, s in states.items() if s.status != "creating"},
+                now,
+            )
+            if freeze.id in {d["id"] for d in await self.store.cancelled_freezes()}:
+                raise CommandRefused(f"freeze {freeze.id!r} was cancelled; give a new id")
+            scope = None if freeze.experiments == "all" else list(freeze.experiments)
+            added = await self.store.add_freeze(
+                freeze.id,
+                {
+                    "start_ms": to_ms(freeze.start),
+                    "end_ms": to_ms(freeze.end),
+                    "experiments": scope,
+                    "reason": freeze.reason or "operator freeze",
+                    "freeze": freeze.model_dump(mode="json"),
+                },
+            )
+            if not added:
+                held = {d["id"]: d for d in await self.store.freezes()}.get(freeze.id, {})
+                if held.get("freeze") != freeze.model_dump(mode="json"):
+                    raise CommandRefused(f"there is another freeze {freeze.id!r} already")
+                await self._tick()  # a repeat: the freeze is recorded as asked
+                return freeze_view(freeze, now) | {"already": "recorded"}
+            await self._tick()
+            return freeze_view(freeze, now)
+
+    async def unfreeze(self, freeze_id: str) -> dict[str, Any]:
+        """Cancel a freeze: one that has not begun is removed; one in force ends now (its
+        past stays a blackout, and a washout follows the return to the design); one that
+        ended by itself is refused. Cancelling a cancelled freeze does nothing."""
+        async with self._local:
+            await self.clock.sync()
+            now = self.clock.now()
+            gone = {d["id"]: d for d in await self.store.cancelled_freezes()}.get(freeze_id)
+            if gone is not None and "freeze" in gone:
+                await self._tick()  # a repeat: finish what a dead worker may have left
+                view = freeze_view(load_freeze(gone["freeze"]), now)
+                return view | {"cancelled": True, "already": "cancelled"}
+            doc = {d["id"]: d for d in await self.store.freezes()}.get(freeze_id)
+            if doc is None or "freeze" not in doc:
+                raise CommandRefused(f"there is no freeze {freeze_id!r}")
+            freeze = load_freeze(doc["freeze"])
+            if freeze.end <= now:
+                raise CommandRefused(
+                    f"freeze {freeze_id!r} ended at {freeze.end.isoformat()}; there is nothing "
+                    "left to cancel"
+                )
+            if freeze.start >= now:
+                await self.store.cancel_freeze(freeze_id, None)
+            else:
+                freeze = freeze.model_copy(update={"end": now})
+                body = {k: v for k, v in doc.items() if k != "id"}
+                cut = body | {"end_ms": to_ms(now), "freeze": freeze.model_dump(mode="json")}
+                await self.store.cancel_freeze(freeze_id, cut)
+            await self._tick()
+            return freeze_view(freeze, now) | {"cancelled": True}
+
+
+def freeze_view(freeze: Freeze, now: datetime) -> dict[str, Any]:
+    """A freeze as an operator is shown it: id, window, scope, reason, and whether it is
+    ahead, in force or over at ``now``."""
+    when = "ahead" if now < freeze.start else ("in force" if now < freeze.end else "over")
+    return {
+        "id": freeze.id,
+        "start": freeze.start.isoformat(),
+        "end": freeze.end.isoformat(),
+        "experiments": freeze.experiments
+        if freeze.experiments == "all"
+        else list(freeze.experiments),
+        "reason": freeze.reason,
+        "now": when,
+    }
+
+
+def _due(state: ExperimentState, now: datetime, freezes: Sequence[Freeze]) -> Event | None:
+    """The event the clock has made due for an experiment, if any: its end, a flip into the
+    period in force now, or a freeze beginning or ending."""
+    lc = state.lifecycle
+    spec = state.spec
+    if lc.final:
+        return None
+    if now >= spec.end:
+        return Event(Kind.END)
+    if now < spec.start:
+        return None
+    frozen = any(f.applies_to(spec.id) and f.covers(now) for f in freezes)
+    k = period_index(spec, now)
+    if k > lc.period:
+        return Event(Kind.FLIP, period=k, frozen=frozen)
+    if frozen != lc.frozen:
+        return Event(Kind.FREEZE_ON if frozen else Kind.FREEZE_OFF)
+    return None
+
+
+__all__ = ["Flipper", "Reply", "freeze_view", "in_force", "in_force_one"]

@@ -44,10 +44,18 @@ COLUMNS = (
 
 def _instant(spec: ExperimentSpec, text: str, *, end: bool) -> datetime:
     """A DATE is local midnight in the spec's zone (an --end date is inclusive); a datetime as is."""
+    option = "--end" if end else "--start"
     try:
         d = date.fromisoformat(text)
     except ValueError:
-        ts = datetime.fromisoformat(text)
+        try:
+            ts = datetime.fromisoformat(text)
+        except ValueError:
+            raise typer.BadParameter(
+                f"{text!r} is not an ISO 8601 date (2026-12-01) or date-time "
+                "(2026-12-01T06:00:00+01:00)",
+                param_hint=option,
+            ) from None
         return ts if ts.tzinfo else ts.replace(tzinfo=spec.zone)
     if end:
         d += timedelta(days=1)

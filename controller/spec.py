@@ -411,8 +411,20 @@ def load_spec_file(path: str | Path) -> ExperimentSpec:
 
 
 def spec_error(exc: ValidationError) -> SpecError:
-    """The first validation failure as a SpecError naming its field."""
-    err = exc.errors()[0]
+    """The first validation failure as a SpecError naming its field. A required field that is
+    missing beside an unknown one (a misspelling: ``treatmnt_policy``) names both."""
+    errors = exc.errors()
+    missing = [e for e in errors if e["type"] == "missing"]
+    unknown = [e for e in errors if e["type"] == "extra_forbidden"]
+    if missing and unknown:
+        need = ".".join(str(x) for x in missing[0]["loc"])
+        extra = ", ".join(repr(".".join(str(x) for x in e["loc"])) for e in unknown)
+        return SpecError(
+            need,
+            f"is required, and {extra} {'is' if len(unknown) == 1 else 'are'} not a known spec "
+            "field (misspelt?)",
+        )
+    err = errors[0]
     ctx_err = (err.get("ctx") or {}).get("error")
     if isinstance(ctx_err, SpecError):
         return ctx_err

@@ -3,6 +3,7 @@
     PricelabError                        root of every error pricelab raises on purpose
     ├── controller.errors.ConfigurationError   settings that cannot work (controller)
     ├── controller.errors.SpecError (ValueError) an experiment spec breaks a rule; names the field
+    ├── controller.errors.CommandRefused (ValueError) a command the experiment's state refuses
     ├── controller.errors.ConflictError  a product is already in a running experiment
     ├── controller.errors.StoreError     Redis state missing or inconsistent
     ├── controller.errors.EmbeddedStackError  the embedded broker or Redis failed to start

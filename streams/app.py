@@ -281,8 +281,49 @@ def faust_worker(app: faust.App, settings: Settings) -> faust.Worker:
     return worker
 
 
+#: seconds a starting worker waits for the broker and Redis to answer before it gives up
+PREFLIGHT_TIMEOUT = 15.0
+
+
+async def preflight(settings: Settings, timeout: float = PREFLIGHT_TIMEOUT) -> None:
+    """The broker and Redis answer, or :class:`streams.errors.ServiceUnavailable` names the
+    one that does not and the setting to fix (a worker then exits 2 with that one line,
+    instead of faust's traceback)."""
+    from aiokafka import AIOKafkaClient
+
+    from controller.store import make_redis
+    from streams.errors import ServiceUnavailable, services_answer
+
+    servers = settings.kafka.bootstrap_servers
+    client = AIOKafkaClient(**settings.kafka.client_kwargs())  # type: ignore[arg-type]
+    try:
+        async with services_answer(bootstrap_servers=servers):
+            await asyncio.wait_for(client.bootstrap(), timeout)
+    except TimeoutError:
+        raise ServiceUnavailable(
+            f"the Kafka broker at {servers} did not answer within {timeout:g} s; "
+            "set PRICELAB_KAFKA__BOOTSTRAP_SERVERS or start it (pricelab up)"
+        ) from None
+    finally:
+        await client.close()
+    url = settings.redis.url.get_secret_value()
+    redis = make_redis(settings)
+    try:
+        async with services_answer(redis_url=url):
+            await asyncio.wait_for(redis.ping(), timeout)
+    except TimeoutError:
+        raise ServiceUnavailable(
+            f"Redis did not answer within {timeout:g} s; set PRICELAB_REDIS__URL or start it "
+            "(pricelab up)"
+        ) from None
+    finally:
+        await redis.aclose()
+
+
 def run_worker(settings: Settings, roles: set[str]) -> None:
-    """Run a faust worker for the given roles until SIGINT/SIGTERM (graceful shutdown)."""
+    """Run a faust worker for the given roles until SIGINT/SIGTERM (graceful shutdown). A
+    broker or Redis that does not answer at start raises ServiceUnavailable first."""
+    asyncio.run(preflight(settings))
     app, rt = build_app(settings, roles)
     tune_gc()
     rt.metrics.serve(settings.metrics_host, settings.metrics_port)

@@ -186,9 +186,18 @@ def experiment_create(
         Path | None,
         typer.Option(help="Substitutes graph (pricelab graph build); enables spillover estimates."),
     ] = None,
+    backfill: Annotated[
+        bool,
+        typer.Option(
+            "--backfill",
+            help="Accept a start before now: the experiment begins in the period in force, and "
+            "the boundaries before are recorded as a backfill (not as missed or late flips).",
+        ),
+    ] = False,
     timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait for the reply.")] = 30.0,
 ) -> None:
-    """Validate SPEC (YAML/JSON) locally, then send a create command and wait for the reply."""
+    """Validate SPEC (YAML/JSON) locally, then send a create command and wait for the reply.
+    A start before now is refused unless --backfill is given."""
     from controller.spec import load_spec, load_spec_file
     from streams.commands import send_command
 
@@ -206,7 +215,7 @@ def experiment_create(
         parsed = load_spec(parsed.model_dump(mode="json") | {"substitutes": edges})
         typer.echo(f"embedded {len(edges)} substitute edges among the experiment's products")
     doc = parsed.model_dump(mode="json")
-    _reply(send_command(_settings(), "create", spec=doc, timeout=timeout))
+    _reply(send_command(_settings(), "create", spec=doc, backfill=backfill, timeout=timeout))
 
 
 def _control(kind: str):  # type: ignore[no-untyped-def]
@@ -225,7 +234,14 @@ def _control(kind: str):  # type: ignore[no-untyped-def]
             )
         )
 
-    cmd.__doc__ = f"{kind.capitalize()} an experiment (kill switch for stop/pause: products return to control)."
+    cmd.__doc__ = {
+        "pause": "Pause an experiment (kill switch): every product back to the control policy "
+        "at once, its data excluded, until resumed. Pausing a paused experiment does nothing.",
+        "resume": "Resume a paused experiment: the design's assignments for the period in "
+        "force (or a freeze's control policy) take over again.",
+        "stop": "Stop an experiment for good (kill switch): every product back to the control "
+        "policy and released. Stopped is final.",
+    }[kind]
     return cmd
 
 
@@ -276,20 +292,61 @@ def experiment_freeze(
     _reply(send_command(_settings(), "freeze", freeze=doc, timeout=timeout))
 
 
+@experiment_app.command("unfreeze")
+def experiment_unfreeze(
+    freeze_id: Annotated[str, typer.Argument(help="Freeze id (pricelab experiment freezes).")],
+    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait for the reply.")] = 30.0,
+) -> None:
+    """Cancel a freeze: one ahead is removed, one in force ends now (a washout follows the
+    return to the design), one that is over is refused."""
+    from streams.commands import send_command
+
+    _reply(send_command(_settings(), "unfreeze", freeze_id=freeze_id, timeout=timeout))
+
+
+@experiment_app.command("freezes")
+def experiment_freezes(
+    experiment: Annotated[
+        str | None, typer.Argument(help="Only the freezes that apply to this experiment.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table.")] = False,
+) -> None:
+    """List operator freezes: id, window, scope, reason, and whether each is ahead, in force
+    or over by the controller's clock."""
+    from streams.commands import read_freezes
+
+    views = read_freezes(_settings(), experiment)
+    if as_json:
+        typer.echo(json.dumps(views, indent=2))
+        return
+    if not views:
+        typer.echo("no freezes" + (f" apply to {experiment}" if experiment else ""))
+        return
+    for v in views:
+        scope = v["experiments"] if v["experiments"] == "all" else ",".join(v["experiments"])
+        typer.echo(
+            f"{v['id']:<20} {v['now']:<9} {v['start']} .. {v['end']}  {scope}"
+            + (f"  ({v['reason']})" if v["reason"] else "")
+        )
+
+
 @experiment_app.command("list")
 def experiment_list() -> None:
-    """List experiments with their status and the last period flipped."""
+    """List experiments: state (created, running, paused, stopped, ended; +frozen), the
+    period in force and the seq of the decision in force."""
     from streams.commands import read_experiments
 
     for st in read_experiments(_settings()):
+        state = st["state"] + ("+frozen" if st["frozen"] and st["state"] == "running" else "")
         typer.echo(
-            f"{st['id']:<24} {st['design']:<20} {st['status']:<8} period {st['flipped_period']:>4}  products {st['products']}"
+            f"{st['id']:<24} {st['design']:<20} {state:<15} period {st['period']:>4}  "
+            f"seq {st['seq']:>4}  products {st['products']}"
         )
 
 
 @experiment_app.command("show")
 def experiment_show(experiment: Annotated[str, typer.Argument(help="Experiment id.")]) -> None:
-    """Show one experiment's spec and state as JSON."""
+    """Show one experiment's state and spec as JSON."""
     from streams.commands import read_experiment
 
     typer.echo(json.dumps(read_experiment(_settings(), experiment), indent=2, default=str))
@@ -297,12 +354,13 @@ def experiment_show(experiment: Annotated[str, typer.Argument(help="Experiment i
 
 @app.command()
 def assignments(product: Annotated[str, typer.Argument(help="Product id.")]) -> None:
-    """The assignment in force for PRODUCT (experiment, arm, policy, blackout)."""
+    """The message in force for PRODUCT: its experiment's state, the status and policy a
+    pricing system applies, why (paused, frozen, washout until ..., stopped), and its seq."""
     from streams.commands import read_assignment
 
     doc = read_assignment(_settings(), product)
     if doc is None:
-        typer.echo(f"{product} is in no running experiment")
+        typer.echo(f"{product} is in no experiment")
         raise typer.Exit(1)
     typer.echo(json.dumps(doc, indent=2, default=str))
 

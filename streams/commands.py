@@ -5,13 +5,20 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from datetime import datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from controller.errors import StoreError
+from controller.blackout import load_freeze
+from controller.clock import WallClock
+from controller.designs import DesignContext, assign
+from controller.errors import CommandRefused, StoreError
+from controller.flipper import freeze_view, in_force_one
 from controller.settings import Settings
-from controller.store import Store, decode_record, make_redis
+from controller.store import ExperimentState, Store, make_redis
+from controller.store.clock import SharedSimulatedClock
+from controller.store.keys import clock as clock_key
 from streams.errors import services_answer
 from streams.kafka import JsonPublisher
 from streams.schemas import Command
@@ -92,62 +99,163 @@ def _with_store(settings: Settings, fn):  # type: ignore[no-untyped-def]
     return asyncio.run(go())
 
 
+async def _now(settings: Settings, store: Store) -> datetime:
+    """The controller's time as an operator's command reads it (simulated: from Redis)."""
+    if settings.clock != "simulated":
+        return WallClock().now()
+    clock = SharedSimulatedClock(store.redis, clock_key(settings.key_prefix))
+    await clock.sync()
+    if not clock.ready:
+        raise StoreError("the simulated clock has not been set yet (PRICELAB_CLOCK=simulated)")
+    return clock.now()
+
+
+def _summary(s: ExperimentState) -> dict[str, Any]:
+    return {
+        "id": s.spec.id,
+        "design": s.spec.design,
+        "state": s.phase,
+        # the overlay counts while a period is in force and the experiment is not final
+        "frozen": s.frozen and s.flipped_period >= 0 and s.phase in ("running", "paused"),
+        "period": s.flipped_period,
+        "seq": s.seq,
+        "products": len(s.spec.all_products()),
+    }
+
+
 def read_experiments(settings: Settings) -> list[dict[str, Any]]:
     async def fn(store: Store) -> list[dict[str, Any]]:
-        return [
-            {
-                "id": s.spec.id,
-                "design": s.spec.design,
-                "status": s.status,
-                "flipped_period": s.flipped_period,
-                "products": len(s.spec.all_products()),
-            }
-            for s in await store.experiments()
-        ]
+        return [_summary(s) for s in await store.experiments()]
 
     return _with_store(settings, fn)  # type: ignore[no-any-return]
 
 
+async def read_summary(store: Store, exp_id: str) -> dict[str, Any]:
+    """One experiment as ``pricelab experiment show`` prints it, without its spec."""
+    if exp_id not in await store.experiment_ids():
+        raise CommandRefused(f"there is no experiment {exp_id!r}")
+    s = await store.get_experiment(exp_id)
+    return _summary(s) | {
+        "published": s.published,
+        "flips": s.flips,
+        "missed_flips": s.missed_flips,
+        "backfilled": s.backfilled,
+    }
+
+
 def read_experiment(settings: Settings, exp_id: str) -> dict[str, Any]:
     async def fn(store: Store) -> dict[str, Any]:
-        s = await store.get_experiment(exp_id)
-        return {
-            "spec": s.spec.model_dump(mode="json"),
-            "status": s.status,
-            "flipped_period": s.flipped_period,
-            "seq": s.seq,
-            "flips": s.flips,
-            "missed_flips": s.missed_flips,
-            "frozen": s.frozen,
-        }
+        summary = await read_summary(store, exp_id)
+        spec = (await store.get_experiment(exp_id)).spec
+        return summary | {"spec": spec.model_dump(mode="json")}
+
+    return _with_store(settings, fn)  # type: ignore[no-any-return]
+
+
+def read_freezes(settings: Settings, exp_id: str | None = None) -> list[dict[str, Any]]:
+    """Every operator freeze (those that apply to ``exp_id``), ordered by start, each with
+    whether it is ahead, in force or over by the controller's clock."""
+
+    async def fn(store: Store) -> list[dict[str, Any]]:
+        if exp_id is not None and exp_id not in await store.experiment_ids():
+            raise CommandRefused(f"there is no experiment {exp_id!r}")
+        now = await _now(settings, store)
+        cancelled = {d["id"]: d for d in await store.cancelled_freezes()}
+        docs = {d["id"]: d for d in await store.freezes()}
+        out = []
+        for fid, doc in (cancelled | docs).items():
+            if "freeze" not in doc:
+                continue
+            f = load_freeze(doc["freeze"])
+            if exp_id is None or f.applies_to(exp_id):
+                view = freeze_view(f, now)
+                out.append(view | {"now": "cancelled"} if fid in cancelled else view)
+        return sorted(out, key=lambda v: (v["start"], v["id"]))
 
     return _with_store(settings, fn)  # type: ignore[no-any-return]
 
 
 def read_assignment(settings: Settings, product: str) -> dict[str, Any] | None:
+    """The message in force for ``product``: what a pricing system that keeps the highest
+    ``seq`` holds, from the experiment holding the product (or, once none does, the last
+    one that held it), with its reason and seq; None when no experiment ever had it."""
+
     async def fn(store: Store) -> dict[str, Any] | None:
         exp = await store.experiment_of(product)
         if exp is None:
-            return None
+            exp = await _last_experiment_of(store, product)
+            if exp is None:
+                return None
         st = await store.get_experiment(exp)
-        if st.flipped_period < 0:
-            return {"experiment": exp, "status": st.status, "arm": None, "note": "not started"}
-        rec = await store.assignment_record(exp, st.flipped_period, product)
-        if rec is None:
-            raise StoreError(f"no record for {product} in {exp} period {st.flipped_period}")
-        arm, prob, bu, why = decode_record(rec)
-        return {
+        lc = st.lifecycle
+        view: dict[str, Any] = {
             "experiment": exp,
-            "status": st.status,
-            "period": st.flipped_period,
-            "arm": arm.value,
-            "policy": st.spec.policy(arm),
-            "probability": prob,
-            "blackout_until": bu,
-            "blackout_reason": why,
+            "product": product,
+            "state": st.phase,
+            "frozen": st.frozen,
+        }
+        if lc.mode is None:
+            return view | {
+                "status": None,
+                "policy": None,
+                "reason": f"not started: nothing is in force before {st.spec.start.isoformat()}",
+            }
+        freezes = [load_freeze(d["freeze"]) for d in await store.freezes() if "freeze" in d]
+        now = await _now(settings, store)
+        ctx = None
+        if st.spec.triggered is not None:
+            ctx = DesignContext(triggers=await store.triggers(exp))
+        a = in_force_one(st.spec, assign(st.spec, product, lc.period, ctx), lc.mode, freezes)
+        return view | {
+            "status": lc.mode,
+            "seq": st.seq,
+            "period": lc.period,
+            "period_start": a.period_start,
+            "period_end": a.period_end,
+            "arm": a.arm.value,
+            "policy": a.policy,
+            "probability": a.probability,
+            "blackout_until": a.blackout_until,
+            "blackout_reason": a.blackout_reason,
+            "reason": _reason(
+                lc.mode, a, [f for f in freezes if f.applies_to(exp) and f.covers(now)]
+            ),
         }
 
     return _with_store(settings, fn)  # type: ignore[no-any-return]
 
 
-__all__ = ["read_assignment", "read_experiment", "read_experiments", "send_command"]
+async def _last_experiment_of(store: Store, product: str) -> str | None:
+    """The most recently created experiment whose products include ``product``."""
+    best: tuple[int, str] | None = None
+    for st in await store.experiments():
+        if product in st.spec.units() and (best is None or st.created_ms > best[0]):
+            best = (st.created_ms, st.spec.id)
+    return None if best is None else best[1]
+
+
+def _reason(mode: str, a: Any, frozen_by: list[Any]) -> str:
+    """Why the product is on its policy, in a few words an operator can act on."""
+    if mode == "paused":
+        return "paused: the control policy, data excluded"
+    if mode in ("stopped", "ended"):
+        return f"{mode}: the control policy; the product is released"
+    if mode == "frozen":
+        ids = ", ".join(f.id + (f" ({f.reason})" if f.reason else "") for f in frozen_by)
+        return "frozen: the control policy" + (f", by freeze {ids}" if ids else "")
+    if a.blackout_until is not None:
+        return (
+            f"{a.blackout_reason or 'blackout'} until {a.blackout_until.isoformat()}, "
+            f"then the {a.arm.value} arm"
+        )
+    return f"the {a.arm.value} arm of period {a.period}"
+
+
+__all__ = [
+    "read_assignment",
+    "read_experiment",
+    "read_experiments",
+    "read_freezes",
+    "read_summary",
+    "send_command",
+]

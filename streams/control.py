@@ -9,8 +9,9 @@ import logging
 from collections.abc import Sequence
 
 from controller.clock import Clock
-from controller.errors import ConflictError, SpecError, StoreError
+from controller.errors import CommandRefused, ConflictError, SpecError, StoreError
 from controller.flipper import Flipper
+from controller.lifecycle import Kind
 from controller.spec import load_spec
 from streams.handlers import Event
 from streams.kafka import JsonPublisher
@@ -104,7 +105,7 @@ class CommandHandler:
             reply = CommandReply(
                 command_id=cmd.command_id, ok=True, experiment=cmd.experiment, detail=detail
             )
-        except (SpecError, ConflictError, StoreError, ValueError) as exc:
+        except (SpecError, ConflictError, StoreError, CommandRefused, ValueError) as exc:
             reply = CommandReply(
                 command_id=cmd.command_id, ok=False, experiment=cmd.experiment, error=str(exc)
             )
@@ -117,16 +118,19 @@ class CommandHandler:
         f = self.flipper
         if cmd.kind == CommandKind.CREATE:
             spec = load_spec(cmd.spec or {})
-            await f.create(spec)
-            cmd_exp = spec.id
-            return {"experiment": cmd_exp, "products": len(spec.all_products())}
-        assert cmd.experiment is not None or cmd.kind == CommandKind.FREEZE
-        if cmd.kind == CommandKind.STOP:
-            await f.stop(cmd.experiment, cmd.reason or "stopped by operator")  # type: ignore[arg-type]
-        elif cmd.kind == CommandKind.PAUSE:
-            await f.pause(cmd.experiment, cmd.reason or "paused by operator")  # type: ignore[arg-type]
-        elif cmd.kind == CommandKind.RESUME:
-            await f.resume(cmd.experiment)  # type: ignore[arg-type]
-        elif cmd.kind == CommandKind.FREEZE:
-            await f.freeze(cmd.command_id, cmd.freeze or {})
-        return None
+            reply = await f.create(spec, backfill=cmd.backfill)
+            return reply.detail() | {"products": len(spec.all_products())}
+        if cmd.kind == CommandKind.FREEZE:
+            return {"freeze": await f.freeze(cmd.command_id, cmd.freeze or {})}
+        if cmd.kind == CommandKind.UNFREEZE:
+            assert cmd.freeze_id is not None  # the schema requires it
+            return {"freeze": await f.unfreeze(cmd.freeze_id)}
+        assert cmd.experiment is not None  # the schema requires it
+        kind = {
+            CommandKind.STOP: Kind.STOP,
+            CommandKind.PAUSE: Kind.PAUSE,
+            CommandKind.RESUME: Kind.RESUME,
+        }[cmd.kind]
+        default = {Kind.STOP: "stopped by operator", Kind.PAUSE: "paused by operator"}
+        reply = await f.command(cmd.experiment, kind, cmd.reason or default.get(kind))
+        return reply.detail()

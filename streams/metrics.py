@@ -122,6 +122,13 @@ class Metrics:
             ["experiment"],
             registry=r,
         )
+        self.backfilled_flips = Counter(
+            "pricelab_backfilled_flips",
+            "Boundaries that passed before a --backfill experiment was created, caught up at "
+            "its first flip (expected: no alert)",
+            ["experiment"],
+            registry=r,
+        )
         self.flip_seconds = Histogram(
             "pricelab_flip_duration_seconds",
             "Time to write and publish one flip",
@@ -233,10 +240,19 @@ class Metrics:
 
     # FlipObserver
     def flipped(
-        self, experiment: str, n: int, seconds: float, missed: int, lateness: float = 0.0
+        self,
+        experiment: str,
+        n: int,
+        seconds: float,
+        missed: int,
+        lateness: float = 0.0,
+        backfilled: int = 0,
     ) -> None:
         self.flips.labels(experiment).inc()
         self.flip_seconds.observe(seconds)
+        if backfilled:  # a backfill's catch-up is neither late nor missed
+            self.backfilled_flips.labels(experiment).inc(backfilled)
+            return
         self.flip_lateness.observe(max(0.0, lateness))
         if missed:
             self.missed_flips.labels(experiment).inc(missed)

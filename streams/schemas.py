@@ -142,15 +142,22 @@ class CommandKind(StrEnum):
     PAUSE = "pause"
     RESUME = "resume"
     FREEZE = "freeze"
+    UNFREEZE = "unfreeze"
 
 
 class Command(_Wire):
+    """An operator's command. The controller answers each on the replies topic: ``ok`` with
+    the state after it (``already`` when it found it so: the same command twice does it
+    once), or ``ok: false`` with one sentence (controller.lifecycle)."""
+
     command_id: Ident
     kind: CommandKind
     experiment: Ident | None = None
     spec: dict[str, Any] | None = None
     freeze: dict[str, Any] | None = None
+    freeze_id: Ident | None = None  # unfreeze: the freeze to cancel
     reason: str | None = Field(default=None, max_length=500)
+    backfill: bool = False  # create: a start before now begins in the period in force
 
     @model_validator(mode="after")
     def _needs(self) -> Command:
@@ -163,6 +170,8 @@ class Command(_Wire):
             raise ValueError(f"a {self.kind.value} command needs an experiment")
         if self.kind == CommandKind.FREEZE and self.freeze is None:
             raise ValueError("a freeze command needs a freeze")
+        if self.kind == CommandKind.UNFREEZE and not self.freeze_id:
+            raise ValueError("an unfreeze command needs a freeze_id")
         return self
 
 

@@ -49,6 +49,16 @@ def _message_for(a: Assignment, seq: int, status: str, product: str) -> Assignme
     return assignment_message(replace(a, product=product), seq, status)
 
 
+def template_key(a: Assignment, seq: int, status: str) -> tuple[Any, ...]:
+    """Everything an assignment message holds but the product. A template built for one
+    decision must never serve another: keyed without ``seq`` and ``status``, a resume once
+    went out with the seq and status of the running message before the pause."""
+    return (
+        a.experiment, a.arm, a.policy, a.probability, a.period, a.period_start,
+        a.period_end, a.blackout_until, a.blackout_reason, seq, status,
+    )  # fmt: skip
+
+
 class KafkaAssignmentSink:
     """Assignments keyed by product (compacted topic); lifecycle events on their own topic."""
 
@@ -66,11 +76,7 @@ class KafkaAssignmentSink:
         enc = self._encoder.encode
 
         def message(a: Assignment) -> tuple[Callable[[str], AssignmentMessage], tuple[Any, ...]]:
-            key = (
-                a.experiment, a.arm, a.policy, a.probability, a.period, a.period_start,
-                a.period_end, a.blackout_until, a.blackout_reason,
-            )  # fmt: skip
-            return partial(_message_for, a, seq, status), key
+            return partial(_message_for, a, seq, status), template_key(a, seq, status)
 
         def items() -> Iterator[tuple[str, bytes]]:
             if isinstance(assignments, PeriodAssignments):

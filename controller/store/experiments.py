@@ -32,6 +32,7 @@ from typing import Any
 
 import controller.store.keys as keys
 from controller.errors import ConflictError, StoreError
+from controller.lifecycle import State, state_of
 from controller.spec import ExperimentSpec, load_spec
 from controller.store.base import UNAVAILABLE, RedisStore, _text, lua, to_ms
 from controller.store.resp import packed_evalsha
@@ -54,6 +55,28 @@ class ExperimentState:
     #: set at creation since the compacted layout (issue #17); None for older experiments,
     #: whose cells are in the old single hash and must never be compacted
     n_products: int | None = None
+    #: the sequence number of the last decision whose messages are all out (``seq`` above it:
+    #: the decision in force is still to be published)
+    published: int = 0
+    created_ms: int = 0
+    backfilled: int = 0
+
+    def published_through(self, k: int) -> bool:
+        """Period ``k`` (or a later one) is in force and every message of the decision in
+        force is out: what a reader of the topic can wait for after a flip."""
+        return self.flipped_period >= k and self.published >= self.seq
+
+    @property
+    def lifecycle(self) -> State:
+        """The lifecycle state (controller.lifecycle); raises CommandRefused while creating."""
+        return state_of(self.status, self.frozen, self.flipped_period)
+
+    @property
+    def phase(self) -> str:
+        """What an operator is shown: created, running, paused, stopped, ended (or creating)."""
+        if self.status == "creating":
+            return "creating"
+        return self.lifecycle.phase.value
 
 
 class ExperimentStore(RedisStore):
@@ -212,26 +235,35 @@ class ExperimentStore(RedisStore):
             closed=int(st.get("closed", 0)),
             compacted=int(st.get("compacted", 0)),
             n_products=int(st["n_products"]) if "n_products" in st else None,
+            # an experiment from before 'published' was kept has nothing pending
+            published=int(st.get("published", st.get("seq", 0))),
+            created_ms=int(st.get("created_ms", 0)),
+            backfilled=int(st.get("backfilled", 0)),
         )
 
     async def experiments(self) -> list[ExperimentState]:
         return [await self.get_experiment(e) for e in await self.experiment_ids()]
 
     async def set_status(self, exp_id: str, status: str) -> None:
-        """Set the status. Stopped or ended, the experiment's product claims die with it (see
-        ``lua/holds.lua``): its products are free at once; :meth:`release_products` deletes
-        the keys. The experiment's own state moves first: from then on its flip claims and
-        trigger saves are refused (both scripts check it); then the catalog's holders and
-        version (one slot, one MULTI; :meth:`reconcile` finishes that step if it fails)."""
+        """Write the status outright and sync the catalog: the store's primitive, for store
+        tests and repairs. The controller moves a status only through :meth:`decide` (the
+        lifecycle's compare and set), then :meth:`sync_holder`."""
         await self.redis.hset(f"{self.exp(exp_id)}:state", "status", status)
-        # a process that dies here leaves holders behind: the next flip tick repairs it
+        await self._sync_holder(exp_id)
+
+    async def sync_holder(self, exp_id: str) -> None:
+        """After a status change (decide.lua moves the experiment's own state first): copy
+        the status to the catalog's holders hash and move the version. Stopped or ended, the
+        experiment's product claims die with it (``lua/holds.lua``): its products are free at
+        once; :meth:`release_products` deletes the keys. A process that dies in between
+        leaves the holders behind: :meth:`reconcile` repairs that on the next flip tick."""
         await self._sync_holder(exp_id)
 
     async def reconcile(self, states: Sequence[ExperimentState]) -> int:
         """Finish the cross-slot steps a dead process left half done, for the indexed
         experiments ``states``: open one committed but still 'creating' (create_open.lua), and
         bring the holders hash to each experiment's own status (which moves first, see
-        :meth:`set_status`). Returns how many were repaired; called on every flip tick."""
+        :meth:`sync_holder`). Returns how many were repaired; called on every flip tick."""
         holders = await self.redis.hgetall(self.cat("holders"))
         fixed = 0
         for st in states:
@@ -282,10 +314,6 @@ class ExperimentStore(RedisStore):
     async def set_frozen(self, exp_id: str, frozen: bool) -> None:
         await self.redis.hset(f"{self.exp(exp_id)}:state", "frozen", "1" if frozen else "0")
 
-    async def next_seq(self, exp_id: str) -> int:
-        """A new sequence number for an out-of-band publish (pause, resume, stop, end)."""
-        return int(await self.redis.hincrby(f"{self.exp(exp_id)}:state", "seq_counter", 1))
-
     async def version(self) -> int:
         return int(await self.redis.get(self.cat("version")) or 0)
 
@@ -323,11 +351,32 @@ class ExperimentStore(RedisStore):
         raw = await self.redis.hgetall(f"{self.exp(exp_id)}:windows")
         return [json.loads(v) for v in raw.values()]
 
-    async def add_freeze(self, freeze_id: str, doc: dict[str, Any]) -> None:
+    async def add_freeze(self, freeze_id: str, doc: dict[str, Any]) -> bool:
+        """Record a freeze; False (nothing written) when one with this id exists already."""
         pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(self.cat("freezes"), freeze_id, json.dumps(doc))
+        pipe.hsetnx(self.cat("freezes"), freeze_id, json.dumps(doc))
+        pipe.incr(self.cat("version"))
+        added, _ = await pipe.execute()
+        return bool(added)
+
+    async def cancel_freeze(self, freeze_id: str, cut: dict[str, Any] | None) -> None:
+        """Cancel a freeze in one step: ``cut`` None removes one that has not begun; else
+        ``cut`` (its window ended at the cancel) replaces it, its past kept as a blackout.
+        Either way it is remembered as cancelled (:meth:`cancelled_freezes`), so a repeated
+        cancel is known for one."""
+        raw = await self.redis.hget(self.cat("freezes"), freeze_id)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(self.cat("freezes:cancelled"), freeze_id, raw if cut is None else json.dumps(cut))
+        if cut is None:
+            pipe.hdel(self.cat("freezes"), freeze_id)
+        else:
+            pipe.hset(self.cat("freezes"), freeze_id, json.dumps(cut))
         pipe.incr(self.cat("version"))
         await pipe.execute()
+
+    async def cancelled_freezes(self) -> list[dict[str, Any]]:
+        raw = await self.redis.hgetall(self.cat("freezes:cancelled"))
+        return [json.loads(v) | {"id": k} for k, v in raw.items()]
 
     async def freezes(self) -> list[dict[str, Any]]:
         raw = await self.redis.hgetall(self.cat("freezes"))

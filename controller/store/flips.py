@@ -1,7 +1,9 @@
-"""Flips: flip claims with a lease, and the assignment record of every product and period."""
+"""Flips and every other lifecycle decision: the experiment's turn, its decisions with their
+sequence numbers, and the assignment record of every product and period."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from itertools import islice
@@ -29,15 +31,76 @@ def decode_record(rec: str) -> tuple[Arm, float, datetime | None, str | None]:
 
 
 class FlipStore(RedisStore):
-    """Flip claims (``lua/claim_flip.lua``, ``lua/complete_flip.lua``) and assignment records."""
+    """An experiment's turn and its lifecycle decisions (``lua/turn.lua``, ``lua/decide.lua``,
+    ``lua/published.lua``), and the assignment record of every product and period."""
 
-    async def claim_flip(self, exp_id: str, k: int, owner: str, lease_ms: int) -> tuple[str, int]:
+    async def take_turn(self, exp_id: str, owner: str, lease_ms: int) -> bool:
+        """Take or renew the experiment's turn (one holder at a time); False when busy."""
         base = self.exp(exp_id)
-        status, seq = await self._script("claim_flip")(
-            keys=[f"{base}:state", f"{base}:flip:{k}", f"{base}:flipseq:{k}"],
-            args=[k, owner, lease_ms],
+        return bool(await self._script("turn")(keys=[f"{base}:turn"], args=[owner, lease_ms]))
+
+    async def end_turn(self, exp_id: str, owner: str) -> None:
+        await self._script("turn_end")(keys=[f"{self.exp(exp_id)}:turn"], args=[owner])
+
+    async def decide(
+        self,
+        exp_id: str,
+        owner: str,
+        expected: tuple[str, bool, int, int],
+        new: tuple[str, bool, int],
+        *,
+        publish: bool,
+        flips: int = 0,
+        missed: int = 0,
+        backfilled: int = 0,
+    ) -> int:
+        """Record a decision: ``expected`` (status, frozen, flipped_period, seq) must still
+        hold and the turn be ``owner``'s. Returns its sequence number, 0 when it publishes
+        nothing, -1 when nothing was written (the turn was lost or the state moved)."""
+        base = self.exp(exp_id)
+        status, frozen, period, seq = expected
+        new_status, new_frozen, new_period = new
+        out = await self._script("decide")(
+            keys=[f"{base}:state", f"{base}:turn"],
+            args=[
+                owner,
+                status,
+                int(frozen),
+                period,
+                seq,
+                new_status,
+                int(new_frozen),
+                new_period,
+                int(publish),
+                flips,
+                missed,
+                backfilled,
+            ],  # fmt: skip
         )
-        return status, int(seq) if seq else -1
+        return int(out)
+
+    async def mark_flipped(self, exp_id: str, k: int, lease_ms: int = 10_000) -> bool:
+        """Make period ``k`` the period in force without publishing anything: for replays,
+        benchmarks and store tests, whose caller wrote the period's records. False when the
+        turn is busy or ``k`` is not ahead of the period in force."""
+        owner = f"replay-{uuid.uuid4().hex[:8]}"
+        if not await self.take_turn(exp_id, owner, lease_ms):
+            return False
+        try:
+            status, frozen, period, seq = await self.redis.hmget(
+                f"{self.exp(exp_id)}:state", "status", "frozen", "flipped_period", "seq"
+            )
+            if status is None or k <= int(period or -1):
+                return False
+            expected = (status, (frozen or "0") == "1", int(period or -1), int(seq or 0))
+            new = (status, expected[1], k)
+            return await self.decide(exp_id, owner, expected, new, publish=False, flips=1) == 0
+        finally:
+            await self.end_turn(exp_id, owner)
+
+    async def mark_published(self, exp_id: str, seq: int) -> None:
+        """The decision ``seq``'s messages are out."""
+        await self._script("published")(keys=[f"{self.exp(exp_id)}:state"], args=[seq])
 
     async def write_assignments(
         self, exp_id: str, k: int, records: Iterable[Assignment], chunk: int = 5000
@@ -66,16 +129,6 @@ class FlipStore(RedisStore):
                     n += fields
         await self.redis.hincrby(versions, f"d:{k}", 1)
         return n
-
-    async def complete_flip(self, exp_id: str, k: int, seq: int, missed: int, owner: str) -> bool:
-        base = self.exp(exp_id)
-        done = await self._script("complete_flip")(keys=[f"{base}:state"], args=[k, seq, missed])
-        # release the claim only if it is still ours
-        claim = f"{base}:flip:{k}"
-        held = await self.redis.get(claim)
-        if held is not None and held.split("|", 1)[0] == owner:
-            await self.redis.delete(claim)
-        return bool(done)
 
     async def assignment_record(self, exp_id: str, k: int, product: str) -> str | None:
         return await self.redis.hget(f"{self.exp(exp_id)}:a:{k}", product)  # type: ignore[no-any-return]

@@ -9,9 +9,13 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -150,6 +154,27 @@ async def committed_offsets(settings: Settings, group: str, topic: str) -> int:
         return total
     finally:
         await consumer.stop()
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def pricelab(settings: Settings, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """The installed entry point, as an operator runs it, configured by the environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "streams.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env=cli_env(settings),
+    )
+
+
+def cli_env(settings: Settings) -> dict[str, str]:
+    """This process's environment with the settings as PRICELAB_ variables, and no others."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("PRICELAB_")}
+    return base | settings.to_env()
 
 
 @pytest.fixture

@@ -1,88 +1,244 @@
-"""`pricelab experiment ...` and `pricelab assignments` against a real worker, broker and Redis."""
+"""The lifecycle from the operator's seat and the pricing system's.
+
+An operator drives ``pricelab experiment ...`` (the CLI's entry point, configured by the
+environment) through create, pause, resume, a freeze and its cancel, stop, and then commands
+that no longer apply, against a real controller worker, broker and Redis. A pricing system
+built on librdkafka (confluent-kafka) reads the assignments topic: per product the ``seq``
+rises strictly in topic order, each message says what the operator just did, and the
+highest-seq rule of docs/examples/pricing_system.py ends where the controller says it is.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import json
+import sys
+import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
-from typer.testing import CliRunner
+from aiokafka import AIOKafkaProducer
+from confluent_kafka import Consumer, TopicPartition
 
+from controller.settings import Settings
 from controller.store import make_redis
 from controller.store.clock import SharedSimulatedClock
 from controller.store.keys import clock as clock_key
-from streams.cli import app
+from streams.cli import main
 from streams.kafka import ensure_topics
 from streams.launcher import WorkerProcess
 from tests.integration.conftest import make_settings
 
 pytestmark = pytest.mark.integration
 
+ROOT = Path(__file__).resolve().parents[2]
 START = datetime(2026, 9, 1, tzinfo=UTC)
+PRODUCTS = ["s1", "s2", "s3", "s4"]
+#: a tombstone the test writes to every partition once the worker is gone: a reader that
+#: has seen it on each partition has seen everything the controller published
+END_KEY = b"end-of-test"
+
+sys.path.insert(0, str(ROOT / "docs" / "examples"))
+from pricing_system import PolicyBook  # noqa: E402
 
 
-def test_operator_round_trip(stack, tmp_path, monkeypatch):
-    # a plain (sync) test: the CLI runs its own event loop, as it does for an operator
-    settings = make_settings(stack)
+def cli(*args: str) -> tuple[int, str, str]:
+    """``pricelab ARGS`` through the entry point an operator's shell runs (streams.cli:main)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main(list(args))
+            code = 0
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+    return code, out.getvalue(), err.getvalue()
 
-    async def prepare() -> None:
-        await ensure_topics(settings)
-        redis = make_redis(settings)
-        await SharedSimulatedClock(redis, clock_key(settings.key_prefix)).set(
-            START + timedelta(hours=3)
-        )
-        await redis.aclose()
 
-    asyncio.run(prepare())
-    for k, v in settings.to_env().items():
-        monkeypatch.setenv(k, v)
-    spec = {
-        "id": "cli-exp",
-        "products": ["s1", "s2", "s3"],
+def ok(*args: str) -> dict[str, Any]:
+    code, out, err = cli(*args)
+    assert code == 0, f"pricelab {' '.join(args)}: exit {code}: {err}"
+    return json.loads(out)  # type: ignore[no-any-return]
+
+
+def refused(*args: str) -> str:
+    """A command the controller must refuse: exit 2 and one sentence, nothing on stdout."""
+    code, out, err = cli(*args)
+    assert code == 2, f"pricelab {' '.join(args)}: exit {code}: {out}{err}"
+    assert out == "" and len(err.strip().splitlines()) == 1, err
+    return err
+
+
+def _spec(exp_id: str, start: datetime) -> dict[str, Any]:
+    return {
+        "id": exp_id,
+        "products": PRODUCTS,
         "treatment_policy": "promo",
         "control_policy": "list",
-        "start": START.isoformat(),
-        "end": (START + timedelta(days=7)).isoformat(),
+        "start": start.isoformat(),
+        "end": (start + timedelta(days=7)).isoformat(),
+        "timezone": "UTC",
         "washout": "PT1H",
         "seed": 2,
     }
+
+
+def read_with_librdkafka(settings: Settings, topic: str) -> list[dict[str, Any]]:
+    """Every message of ``topic`` from the beginning, in partition order, read by librdkafka
+    up to the END_KEY tombstone on each partition (never "to the high watermark": it lags
+    on the embedded broker)."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka.bootstrap_servers,
+            "group.id": f"{settings.app_id}-reader",
+            "enable.auto.commit": False,
+        }
+    )
+    parts = list(range(settings.kafka.partitions))
+    consumer.assign([TopicPartition(topic, p, 0) for p in parts])
+    out: list[dict[str, Any]] = []
+    open_parts = set(parts)
+    try:
+        for _ in range(600):
+            if not open_parts:
+                break
+            msg = consumer.poll(0.1)
+            if msg is None or msg.error() is not None:
+                continue
+            if msg.key() == END_KEY:
+                open_parts.discard(msg.partition())
+            elif msg.value() is not None:
+                out.append(json.loads(msg.value()))
+        assert not open_parts, f"no end marker on partitions {sorted(open_parts)}"
+        return out
+    finally:
+        consumer.close()
+
+
+async def _end_markers(settings: Settings, topics: list[str]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers)
+    await producer.start()
+    try:
+        for topic in topics:
+            for p in range(settings.kafka.partitions):
+                await producer.send_and_wait(topic, None, key=END_KEY, partition=p)
+    finally:
+        await producer.stop()
+
+
+def test_the_lifecycle_from_the_operators_and_the_pricing_systems_seats(
+    stack, tmp_path, monkeypatch
+) -> None:
+    # a plain (sync) test: the CLI runs its own event loop, as it does for an operator
+    settings = make_settings(stack)
+
+    async def set_clock(at: datetime) -> None:
+        redis = make_redis(settings)
+        try:
+            await SharedSimulatedClock(redis, clock_key(settings.key_prefix)).set(at)
+        finally:
+            await redis.aclose()
+
+    asyncio.run(ensure_topics(settings))
+    asyncio.run(set_clock(START - timedelta(hours=1)))
+    for k, v in settings.to_env().items():
+        monkeypatch.setenv(k, v)
     good = tmp_path / "spec.yaml"
-    good.write_text(yaml.safe_dump(spec))
+    good.write_text(yaml.safe_dump(_spec("cli-exp", START)))
+    past = tmp_path / "past.yaml"
+    past.write_text(yaml.safe_dump(_spec("past-exp", START - timedelta(days=2))))
     bad = tmp_path / "bad.yaml"
-    bad.write_text(yaml.safe_dump(spec | {"allocation": 2}))
-    runner = CliRunner()
+    bad.write_text(yaml.safe_dump(_spec("bad", START) | {"allocation": 2}))
     w = WorkerProcess(settings).start()
     try:
-        r = runner.invoke(app, ["experiment", "create", str(bad)])
-        assert r.exit_code != 0
-        assert "allocation" in str(r.exception) + r.output
+        assert "allocation" in refused("experiment", "create", str(bad))
+        # a start before now is refused, naming the way out; nothing is created
+        err = refused("experiment", "create", str(past), "--timeout", "60")
+        assert "before now" in err and "--backfill" in err
+        assert "past-exp" not in cli("experiment", "list")[1]
 
-        r = runner.invoke(app, ["experiment", "create", str(good), "--timeout", "60"])
-        assert r.exit_code == 0, r.output
-        assert json.loads(r.output)["ok"] is True
+        created = ok("experiment", "create", str(good), "--timeout", "60")
+        assert created["ok"] and created["detail"]["state"] == "created"
+        assert ok("experiment", "show", "cli-exp")["state"] == "created"
+        asyncio.run(set_clock(START + timedelta(hours=3)))
+        deadline = time.monotonic() + 30
+        while ok("experiment", "show", "cli-exp")["state"] != "running":  # each read ~50 ms
+            assert time.monotonic() < deadline, "no first flip within 30 s"
+        first = ok("assignments", "s2")
+        assert first["status"] == "running" and first["policy"] in {"promo", "list"}
 
-        r = runner.invoke(app, ["experiment", "list"])
-        assert r.exit_code == 0 and "cli-exp" in r.output and "running" in r.output
+        paused = ok("experiment", "pause", "cli-exp", "--reason", "price check")
+        assert paused["detail"]["state"] == "paused" and "already" not in paused["detail"]
+        again = ok("experiment", "pause", "cli-exp")
+        assert again["detail"]["already"] == "paused"
+        during = ok("assignments", "s2")
+        assert (during["status"], during["policy"]) == ("paused", "list")
+        assert during["seq"] > first["seq"] and during["reason"].startswith("paused")
 
-        r = runner.invoke(app, ["assignments", "s2"])
-        assert r.exit_code == 0, r.output
-        doc = json.loads(r.output)
-        assert doc["experiment"] == "cli-exp" and doc["policy"] in {"promo", "list"}
+        assert ok("experiment", "resume", "cli-exp")["detail"]["state"] == "running"
+        assert ok("experiment", "resume", "cli-exp")["detail"]["already"] == "running"
 
-        r = runner.invoke(app, ["experiment", "pause", "cli-exp"])
-        assert r.exit_code == 0, r.output
-        r = runner.invoke(app, ["experiment", "show", "cli-exp"])
-        assert json.loads(r.output)["status"] == "paused"
+        assert "does not exist" in refused(
+            "experiment", "freeze", "--experiment", "nope",
+            "--start", (START + timedelta(hours=4)).isoformat(),
+            "--end", (START + timedelta(days=1)).isoformat(),
+        )  # fmt: skip
+        assert "in the past" in refused(
+            "experiment", "freeze", "--experiment", "cli-exp",
+            "--start", (START - timedelta(days=1)).isoformat(),
+            "--end", (START + timedelta(hours=1)).isoformat(),
+        )  # fmt: skip
+        frozen = ok(
+            "experiment", "freeze", "--experiment", "cli-exp", "--id", "hold",
+            "--start", (START + timedelta(hours=2)).isoformat(),
+            "--end", (START + timedelta(days=1)).isoformat(), "--reason", "stock-take",
+        )  # fmt: skip
+        view = frozen["detail"]["freeze"]
+        assert view["id"] == "hold" and view["now"] == "in force"
+        assert datetime.fromisoformat(view["end"]) == START + timedelta(days=1)
+        held = ok("assignments", "s3")
+        assert (held["status"], held["policy"]) == ("frozen", "list")
+        assert "hold (stock-take)" in held["reason"]
+        code, out, _ = cli("experiment", "freezes", "cli-exp")
+        assert code == 0 and out.split()[:2] == ["hold", "in"], out
+        assert ok("experiment", "unfreeze", "hold")["detail"]["freeze"]["cancelled"] is True
+        assert ok("assignments", "s3")["status"] == "running"
+        assert "nothing left to cancel" in refused("experiment", "unfreeze", "hold")
+        assert "no freeze 'ghost'" in refused("experiment", "unfreeze", "ghost")
 
-        r = runner.invoke(app, ["experiment", "resume", "cli-exp"])
-        assert r.exit_code == 0, r.output
-        r = runner.invoke(app, ["experiment", "stop", "nope"])
-        assert r.exit_code == 2 and "nope" in r.output
-        assert len(r.output.strip().splitlines()) == 1, r.output  # one sentence, no JSON
-
-        r = runner.invoke(app, ["assignments", "unknown-product"])
-        assert r.exit_code == 1
+        assert (
+            ok("experiment", "stop", "cli-exp", "--reason", "done")["detail"]["state"] == "stopped"
+        )
+        assert ok("experiment", "stop", "cli-exp")["detail"]["already"] == "stopped"
+        assert "final" in refused("experiment", "pause", "cli-exp")
+        assert "final" in refused("experiment", "resume", "cli-exp")
+        assert "no experiment 'nope'" in refused("experiment", "stop", "nope")
+        code, out, _ = cli("experiment", "list")
+        assert code == 0 and out.split()[:3] == ["cli-exp", "random-days", "stopped"], out
+        final = ok("assignments", "s2")
+        assert (final["status"], final["policy"], final["state"]) == ("stopped", "list", "stopped")
     finally:
         w.stop()
+
+    topics = settings.topics
+    asyncio.run(_end_markers(settings, [topics.assignments, topics.experiment_events]))
+    msgs = read_with_librdkafka(settings, topics.assignments)
+    order = ["running", "paused", "running", "frozen", "running", "stopped"]
+    book = PolicyBook()
+    for product in PRODUCTS:
+        mine = [m for m in msgs if m["product"] == product]
+        assert [m["status"] for m in mine] == order, product
+        seqs = [m["seq"] for m in mine]
+        assert seqs == sorted(set(seqs)), f"{product}: seq not strictly rising: {seqs}"
+        for m in mine:
+            book.apply(m)
+        kept = book.current[("cli-exp", product)]
+        assert (kept["status"], kept["policy"], kept["seq"]) == ("stopped", "list", final["seq"])
+    # what happened, once each: the repeated pause, resume and stop announced nothing more
+    events = read_with_librdkafka(settings, topics.experiment_events)
+    kinds = [e["kind"] for e in events if e.get("experiment") == "cli-exp"]
+    assert kinds == ["created", "started", "paused", "resumed", "frozen", "unfrozen", "stopped"]

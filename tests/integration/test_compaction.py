@@ -85,7 +85,7 @@ async def _filled(store: Store) -> tuple[Any, dict[tuple[int, str], int], list[S
     await store.create_experiment(spec, START)
     for k in range(5):
         await store.write_assignments(spec.id, k, period_assignments(spec, k))
-        await store.complete_flip(spec.id, k, k + 1, 0, "t")
+        assert await store.mark_flipped(spec.id, k)
     sellable = [p for p in PRODUCTS if "\n" not in p and "|" not in p]
     rows: list[SaleRow] = []
     want: dict[tuple[int, str], int] = defaultdict(int)
@@ -251,7 +251,7 @@ async def test_one_batch_over_many_products_sums_every_cell(store) -> None:
     )
     await store.create_experiment(spec, START)
     await store.write_assignments(spec.id, 0, period_assignments(spec, 0))
-    await store.complete_flip(spec.id, 0, 1, 0, "t")
+    assert await store.mark_flipped(spec.id, 0)
     rows = []
     want = np.zeros((1000, 4), dtype=np.int64)  # units, revenue in millionths, orders, head
     for i in range(3000):
@@ -276,7 +276,7 @@ async def test_one_batch_over_many_products_sums_every_cell(store) -> None:
     assert await store.redis.hget(seenb, "b:0") == "8"  # a first period: 1,000 products
     for k in (1, 2):
         await store.write_assignments(spec.id, k, period_assignments(spec, k))
-        await store.complete_flip(spec.id, k, k + 1, 0, "t")
+        assert await store.mark_flipped(spec.id, k)
     await store.ingest([_sale(6000 + i, f"w{i:04d}", 1, 30, 1, spec) for i in range(10)])
     await store.ingest([_sale(7000, "w0000", 2, 30, 1, spec)])
     assert await store.redis.hmget(seenb, "b:1", "b:2") == ["16", "8"]

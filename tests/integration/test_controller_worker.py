@@ -60,7 +60,9 @@ async def test_two_workers_flip_each_boundary_exactly_once(settings, store_and_c
     settings = settings.model_copy(update={"tick_interval": 0.1})
     workers = [WorkerProcess(settings).start(), WorkerProcess(settings).start()]
     try:
-        command_ok(await send_command_async(settings, "create", timeout=60, spec=spec_doc()))
+        command_ok(
+            await send_command_async(settings, "create", timeout=60, backfill=True, spec=spec_doc())
+        )
         for day in (1, 2, 3):
             await clock.set(START + timedelta(days=day, minutes=1))
             await wait_until(lambda d=day: _flipped(store, "live-1", d), what=f"flip {day}")
@@ -80,7 +82,7 @@ async def test_two_workers_flip_each_boundary_exactly_once(settings, store_and_c
 
 
 async def _flipped(store: Store, exp: str, k: int) -> bool:
-    return (await store.get_experiment(exp)).flipped_period >= k
+    return (await store.get_experiment(exp)).published_through(k)
 
 
 async def test_catch_up_after_downtime_records_missed_flips(settings, store_and_clock):
@@ -88,7 +90,11 @@ async def test_catch_up_after_downtime_records_missed_flips(settings, store_and_
     await clock.set(START + timedelta(minutes=5))
     w = WorkerProcess(settings).start()
     try:
-        command_ok(await send_command_async(settings, "create", timeout=60, spec=spec_doc("cu")))
+        command_ok(
+            await send_command_async(
+                settings, "create", timeout=60, backfill=True, spec=spec_doc("cu")
+            )
+        )
         await wait_until(lambda: _flipped(store, "cu", 0), what="first flip")
     finally:
         w.kill9()
@@ -110,7 +116,11 @@ async def test_kill_switch_returns_products_to_control_within_a_second(settings,
     await clock.set(START + timedelta(hours=6))
     w = WorkerProcess(settings).start()
     try:
-        command_ok(await send_command_async(settings, "create", timeout=60, spec=spec_doc("ks")))
+        command_ok(
+            await send_command_async(
+                settings, "create", timeout=60, backfill=True, spec=spec_doc("ks")
+            )
+        )
         t0 = time.monotonic()
         reply = await send_command_async(
             settings, "stop", timeout=30, experiment="ks", reason="guardrail"
@@ -123,7 +133,11 @@ async def test_kill_switch_returns_products_to_control_within_a_second(settings,
         assert {m["policy"] for m in stopped} == {"old"}
         assert elapsed < 1.0, f"stop took {elapsed:.2f}s from command to reply"
         # the products are free again: a new experiment may take them
-        command_ok(await send_command_async(settings, "create", timeout=30, spec=spec_doc("ks2")))
+        command_ok(
+            await send_command_async(
+                settings, "create", timeout=30, backfill=True, spec=spec_doc("ks2")
+            )
+        )
     finally:
         w.stop()
 
@@ -133,14 +147,22 @@ async def test_overlapping_experiment_is_refused_with_a_reason(settings, store_a
     await clock.set(START + timedelta(hours=6))
     w = WorkerProcess(settings).start()
     try:
-        command_ok(await send_command_async(settings, "create", timeout=60, spec=spec_doc("ov1")))
+        command_ok(
+            await send_command_async(
+                settings, "create", timeout=60, backfill=True, spec=spec_doc("ov1")
+            )
+        )
         reply = await send_command_async(
-            settings, "create", timeout=30, spec=spec_doc("ov2", products=["P001", "X9"])
+            settings,
+            "create",
+            timeout=30,
+            backfill=True,
+            spec=spec_doc("ov2", products=["P001", "X9"]),
         )
         assert not reply["ok"]
         assert "P001" in reply["error"] and "ov1" in reply["error"]
         bad = await send_command_async(
-            settings, "create", timeout=30, spec=spec_doc("bad", washout="P3D")
+            settings, "create", timeout=30, backfill=True, spec=spec_doc("bad", washout="P3D")
         )
         assert not bad["ok"] and bad["error"].startswith("washout")
     finally:
@@ -174,7 +196,11 @@ async def test_agent_survives_bad_input_and_counts_good_sales(settings, store_an
     pub = JsonPublisher(settings)
     await pub.start()
     try:
-        command_ok(await send_command_async(settings, "create", timeout=60, spec=spec_doc("bi")))
+        command_ok(
+            await send_command_async(
+                settings, "create", timeout=60, backfill=True, spec=spec_doc("bi")
+            )
+        )
         at = START + timedelta(hours=12)
         raw = [b"\xff\xfe", b'{"v": 2}', b"[1,2,3]" * 20000]
         for i in range(30):
@@ -232,7 +258,9 @@ async def test_ready_needs_every_consumer_group_and_the_next_flip_is_exported(
     await clock.set(START + timedelta(hours=3))
     w = WorkerProcess(settings).start()
     try:
-        reply = await send_command_async(settings, "create", timeout=60, spec=spec_doc("rd"))
+        reply = await send_command_async(
+            settings, "create", timeout=60, backfill=True, spec=spec_doc("rd")
+        )
         command_ok(reply)
 
         def ready() -> dict:

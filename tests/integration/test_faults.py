@@ -23,7 +23,6 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-import controller.store.keys as keys
 from controller.settings import KafkaSettings, Settings
 from controller.spec import ExperimentSpec, load_spec
 from streams.app import group_ids
@@ -161,7 +160,7 @@ async def start_experiment(rt: Runtime, spec: ExperimentSpec) -> None:
     """Create the experiment and flip periods 0..PERIODS-1; the clock ends in period PERIODS."""
     at = START + timedelta(seconds=1)
     await rt.clock.set(at)  # type: ignore[attr-defined]
-    await rt.flipper.create(spec)
+    await rt.flipper.create(spec, backfill=True)
     for k in range(1, PERIODS + 1):
         await rt.clock.set(START + timedelta(hours=k, seconds=1))  # type: ignore[attr-defined]
         await rt.flipper.tick()
@@ -373,13 +372,10 @@ async def test_broker_restart_workers_reconnect():
             await rt.stop()
 
 
-KILL_SEED = 20261123
-
-
 async def test_kill9_during_a_large_flip(stack):
-    """Kill the worker part-way through flipping a 10,000-product experiment, at a seeded
-    fraction of the time a whole flip takes. The restarted worker redoes the flip with the
-    same sequence number; no product is missing."""
+    """Kill the worker part-way through flipping a 10,000-product experiment: after its
+    decision took a sequence number, before all its messages were out. The restarted worker
+    redoes the flip with the same sequence number; no product is missing."""
     n = 10_000
     settings = make_settings(stack, flip_lease=timedelta(seconds=3), tick_interval=0.5)
     await ensure_topics(settings)
@@ -389,44 +385,35 @@ async def test_kill9_during_a_large_flip(stack):
     w = _worker(settings)
 
     async def flipped(k: int) -> bool:
-        return (await rt.store.get_experiment(spec.id)).flipped_period >= k
+        return (await rt.store.get_experiment(spec.id)).published_through(k)
 
     try:
         await rt.clock.set(START + timedelta(seconds=1))  # type: ignore[attr-defined]
-        await rt.flipper.create(spec)
+        await rt.flipper.create(spec, backfill=True)
         w.start()
-        # a whole flip first, to learn how long one takes on this machine
         await rt.clock.set(START + timedelta(hours=1, seconds=1))  # type: ignore[attr-defined]
         await wait_for(lambda: flipped(1), 60, "the first flip")
-        text = w.metrics()
-        whole = metric_value(text, "pricelab_flip_duration_seconds_sum") / metric_value(
-            text, "pricelab_flip_duration_seconds_count"
-        )
-        at = random.Random(KILL_SEED).uniform(0.05, 0.35) * whole
-
         await rt.clock.set(START + timedelta(hours=2, seconds=1))  # type: ignore[attr-defined]
-        claim_key = f"{keys.experiment(settings.key_prefix, spec.id)}:flip:2"
 
-        async def claimed() -> bool:
-            return await rt.redis.get(claim_key) is not None
+        async def decided_not_out() -> bool:
+            st = await rt.store.get_experiment(spec.id)
+            return st.flipped_period == 2 and st.published < st.seq
 
-        # the claim lives only while the flip runs (deleted on completion): poll tightly
-        await wait_for(claimed, 60, "the worker to claim the flip", every=0.001)
-        owner, seq = (await rt.redis.get(claim_key)).split("|")
-        await asyncio.sleep(at)  # the seeded moment within the flip, not a synchronisation
+        # between the decision (its seq taken) and the last of its 10,000 messages: poll
+        # tightly, then kill there
+        await wait_for(decided_not_out, 60, "the flip's decision", every=0.001)
         w.kill9()
-        # the fault happened: the flip was cut short
-        assert not await flipped(2), (
-            f"the flip ({whole:.3f}s) finished before the kill at {at:.3f}s"
-        )
+        cut = await rt.store.get_experiment(spec.id)
+        assert cut.published < cut.seq, "the flip finished before the kill"  # the fault happened
         w.start()
         await wait_for(lambda: flipped(2), 120, "the restarted worker to complete the flip")
         state = await rt.store.get_experiment(spec.id)
-        assert state.seq == int(seq)
+        assert state.seq == cut.seq == state.published  # redone with the same number
+        seq = state.seq
         assert len(await rt.store.assignment_records(spec.id, 2)) == n
 
         def period2(msgs: list[dict[str, Any]]) -> set[str]:
-            return {m["product"] for m in msgs if m["period"] == 2 and m["seq"] == int(seq)}
+            return {m["product"] for m in msgs if m["period"] == 2 and m["seq"] == seq}
 
         msgs = await read_topic(
             settings,
@@ -596,7 +583,7 @@ async def test_three_controllers_share_the_load_and_survive_a_kill9(stack):
     sales_group = group_ids(settings, ("controller",))["sales"]
 
     async def flipped(k: int) -> bool:
-        return (await rt.store.get_experiment(spec.id)).flipped_period >= k
+        return (await rt.store.get_experiment(spec.id)).published_through(k)
 
     def flips_done(w: WorkerProcess) -> tuple[float, float]:
         """(flips completed, assignment messages the app sent) by one worker."""
@@ -627,7 +614,7 @@ async def test_three_controllers_share_the_load_and_survive_a_kill9(stack):
         await rt.clock.set(START + timedelta(seconds=1))  # type: ignore[attr-defined]
         command_ok(
             await send_command_async(
-                settings, "create", timeout=60, spec=spec.model_dump(mode="json")
+                settings, "create", timeout=60, backfill=True, spec=spec.model_dump(mode="json")
             )
         )
         await wait_for(lambda: flipped(0), 30, "the first flip")

@@ -73,24 +73,50 @@ async def test_a_failed_write_leaves_the_client_usable(settings) -> None:
         await redis.aclose()
 
 
-async def test_a_flip_claimed_by_another_worker_is_busy_not_an_error(settings) -> None:
-    # regression: 'busy' returned the holder's whole claim ("owner|seq") and int() raised in
-    # the losing worker's flip timer (found when timer errors started to end the process)
+async def test_the_turn_is_one_holders_and_a_decision_is_compare_and_set(settings) -> None:
     redis = Redis.from_url(settings.redis.url.get_secret_value(), decode_responses=True)
     store = Store(redis, settings.key_prefix)
     try:
         state = f"{store.exp('race')}:state"
-        await redis.hset(state, "status", "running")
-        status, seq = await store.claim_flip("race", 1, "worker-a", 30_000)
-        assert status == "claimed" and seq >= 1
-        assert await store.claim_flip("race", 1, "worker-b", 30_000) == ("busy", seq)
-        assert await store.claim_flip("race", 1, "worker-a", 30_000) == ("mine", seq)
-        # a stop moves the status before its kill switch takes a later sequence number: no
-        # flip is claimed after it, not even the redo of a claim taken before
-        await redis.hset(state, "status", "stopped")
-        assert await store.claim_flip("race", 1, "worker-a", 30_000) == ("done", -1)
-        assert await store.claim_flip("race", 2, "worker-b", 30_000) == ("done", -1)
-        await redis.hset(state, "status", "paused")  # a paused experiment flips (to control)
-        assert (await store.claim_flip("race", 2, "worker-b", 30_000))[0] == "claimed"
+        await redis.hset(state, mapping={"status": "running", "flipped_period": -1, "seq": 0})
+        assert await store.take_turn("race", "worker-a", 30_000)
+        assert not await store.take_turn("race", "worker-b", 30_000)  # busy, not an error
+        assert await store.take_turn("race", "worker-a", 30_000)  # renewed by its holder
+        before = ("running", False, -1, 0)
+        # not the holder: nothing written
+        assert (
+            await store.decide("race", "worker-b", before, ("running", False, 0), publish=True)
+            == -1
+        )
+        seq = await store.decide("race", "worker-a", before, ("running", False, 0), publish=True)
+        assert seq >= 1
+        # decided from a state that has moved since: nothing written, no number taken
+        assert (
+            await store.decide("race", "worker-a", before, ("paused", False, 0), publish=True) == -1
+        )
+        paused = await store.decide(
+            "race", "worker-a", ("running", False, 0, seq), ("paused", False, 0), publish=True
+        )
+        assert paused == seq + 1
+        got = await redis.hmget(state, "status", "flipped_period", "seq", "flips")
+        assert got == ["paused", "0", str(paused), None]
+        await store.mark_published("race", paused)
+        await store.mark_published("race", seq)  # never down
+        assert await redis.hget(state, "published") == str(paused)
+        await store.end_turn("race", "worker-b")  # not its turn: still worker-a's
+        assert not await store.take_turn("race", "worker-b", 30_000)
+        await store.end_turn("race", "worker-a")
+        assert await store.take_turn("race", "worker-b", 30_000)
+    finally:
+        await redis.aclose()
+
+
+async def test_the_turn_is_a_lease(settings) -> None:
+    # a dead holder's turn ends with its lease (PX), so the next tick of another worker goes on
+    redis = Redis.from_url(settings.redis.url.get_secret_value(), decode_responses=True)
+    store = Store(redis, settings.key_prefix)
+    try:
+        assert await store.take_turn("lease", "dead-worker", 30_000)
+        assert 0 < await redis.pttl(f"{store.exp('lease')}:turn") <= 30_000
     finally:
         await redis.aclose()

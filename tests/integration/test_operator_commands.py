@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -24,32 +23,14 @@ from typing import Any
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from controller.settings import Settings
 from streams.kafka import JsonPublisher
 from streams.schemas import EstimateMessage
-from tests.integration.conftest import make_settings, wait_until
+from tests.integration.conftest import cli_env, make_settings, pricelab, wait_until
 from tests.integration.live import drive, live_run
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def pricelab(settings: Settings, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    """The installed entry point, as an operator runs it, configured by the environment."""
-    return subprocess.run(
-        [sys.executable, "-m", "streams.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=ROOT,
-        env=_env(settings),
-    )
-
-
-def _env(settings: Settings) -> dict[str, str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("PRICELAB_")}
-    return base | settings.to_env()
 
 
 def test_topics_creates_every_topic_once(stack) -> None:
@@ -199,7 +180,7 @@ async def test_estimates_follow_prints_new_estimates_until_interrupted(settings)
             stderr=subprocess.PIPE,
             text=True,
             cwd=ROOT,
-            env=_env(settings),
+            env=cli_env(settings),
         )
         assert proc.stdout is not None
         reader = threading.Thread(
@@ -225,3 +206,24 @@ async def test_estimates_follow_prints_new_estimates_until_interrupted(settings)
         if proc is not None and proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_a_worker_that_cannot_reach_redis_names_the_setting_and_exits_2(stack) -> None:
+    import socket
+
+    from pydantic import SecretStr
+
+    from controller.settings import RedisSettings
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = int(s.getsockname()[1])  # closed again: nothing listens there
+    settings = make_settings(
+        stack, redis=RedisSettings(url=SecretStr(f"redis://127.0.0.1:{dead}/0"))
+    )
+    for role in ("controller", "analysis"):
+        r = pricelab(settings, "worker", "--role", role, timeout=60)
+        assert r.returncode == 2, r.stdout + r.stderr
+        lines = (r.stdout + r.stderr).strip().splitlines()
+        assert len(lines) == 1 and "PRICELAB_REDIS__URL" in lines[0], lines
+        assert f"127.0.0.1:{dead}" in lines[0]

@@ -116,10 +116,14 @@ async def test_a_librdkafka_pricing_system_ends_with_every_current_assignment(se
     try:
         worker = WorkerProcess(settings).start()
         live = PricingSystem(settings, f"{settings.app_id}-pricing-live")
-        command_ok(await send_command_async(settings, "create", timeout=60, spec=_spec("ox")))
+        command_ok(
+            await send_command_async(
+                settings, "create", timeout=60, backfill=True, spec=_spec("ox")
+            )
+        )
 
         async def flipped(k: int) -> bool:
-            return (await store.get_experiment("ox")).flipped_period >= k
+            return (await store.get_experiment("ox")).published_through(k)
 
         await wait_until(lambda: flipped(0), 30, "the first flip")
         for day in (1, 2, 3):

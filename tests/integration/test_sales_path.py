@@ -49,7 +49,7 @@ def sale(eid: str, product: str, at: datetime, units: int = 2, price: float = 5.
 
 async def _started(runtime, spec, at: datetime):
     await runtime.clock.set(at)
-    await runtime.flipper.create(spec)
+    await runtime.flipper.create(spec, backfill=True)
     state = await runtime.store.get_experiment(spec.id)
     assert state.flipped_period == 0
     return state

@@ -87,7 +87,11 @@ async def test_competitor_undercut_triggers_a_staggered_start(settings):
     pub = JsonPublisher(settings)
     await pub.start()
     try:
-        command_ok(await send_command_async(settings, "create", timeout=60, spec=triggered_doc()))
+        command_ok(
+            await send_command_async(
+                settings, "create", timeout=60, backfill=True, spec=triggered_doc()
+            )
+        )
         day2 = START + timedelta(days=2, hours=10)
         await clock.set(day2 + timedelta(minutes=52))
         # b: undercut 10% sustained 40 minutes -> fires; c: 3% only -> never; d: 10% for 10 min
@@ -126,7 +130,7 @@ async def test_competitor_undercut_triggers_a_staggered_start(settings):
         await clock.set(START + timedelta(days=3, minutes=5))
 
         async def flipped() -> bool:
-            return (await store.get_experiment("trig")).flipped_period >= 3
+            return (await store.get_experiment("trig")).published_through(3)
 
         await wait_until(flipped, 30, "the flip into period 3")
         rec = await store.assignment_record("trig", 3, "b")
@@ -140,7 +144,7 @@ async def test_competitor_undercut_triggers_a_staggered_start(settings):
 async def test_freeze_sends_products_to_control_and_excludes_their_sales(runtime, settings):
     spec = _daily_spec("fz", ["x", "y", "z"], days=4, seed=1)
     await runtime.clock.set(START + timedelta(hours=2))
-    await runtime.flipper.create(spec)
+    await runtime.flipper.create(spec, backfill=True)
     f_start, f_end = START + timedelta(hours=4), START + timedelta(hours=8)
     await runtime.flipper.freeze(
         "storm",
@@ -185,7 +189,7 @@ async def test_ticks_at_once_in_one_worker_flip_a_boundary_once(runtime, setting
     flipped the boundary (its assignments published twice, two flips counted)."""
     spec = _daily_spec("twice", ["a", "b", "c"], days=2, seed=2)
     await runtime.clock.set(START + timedelta(minutes=1))
-    await runtime.flipper.create(spec)
+    await runtime.flipper.create(spec, backfill=True)
     await runtime.clock.set(START + timedelta(days=1, minutes=1))
     assert await asyncio.gather(runtime.flipper.tick(), runtime.flipper.tick()) in ([1, 0], [0, 1])
     state = await runtime.store.get_experiment("twice")

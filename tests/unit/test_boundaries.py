@@ -172,7 +172,7 @@ def test_lua_scripts_are_files_next_to_the_store() -> None:
     from controller.store import lua
 
     files = sorted(p.stem for p in (ROOT / "controller" / "store" / "lua").glob("*.lua"))
-    assert {"ingest", "claim_flip", "claim_products", "trigger_save"} <= set(files)
+    assert {"ingest", "decide", "turn", "claim_products", "trigger_save"} <= set(files)
     for name in files:
         assert "redis.call" in lua(name) or name == "holds"
     assert "local function holds" in lua("claim_products")  # the include is resolved

@@ -30,6 +30,8 @@ def files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
     monkeypatch.setenv("PRICELAB_REDIS__URL", f"redis://:hunter2@127.0.0.1:{_dead_port()}/0")
     bad_spec = tmp_path / "bad.yaml"
     bad_spec.write_text(GOOD.read_text().replace("washout: PT2H", "washout: P3D"))
+    misspelt = tmp_path / "misspelt.yaml"
+    misspelt.write_text(GOOD.read_text().replace("treatment_policy", "treatmnt_policy"))
     not_yaml = tmp_path / "broken.yaml"
     not_yaml.write_text("id: x\nproducts: [a\n  b: c\n")
     panel = tmp_path / "panel.csv"
@@ -74,7 +76,7 @@ def files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
     return {
         "graph": graph, "other_graph": other_graph,
         "plan_spec": plan_spec, "classes_spec": classes_spec, "latin1": latin1,
-        "bad_spec": bad_spec, "not_yaml": not_yaml, "panel": panel, "text": text,
+        "bad_spec": bad_spec, "not_yaml": not_yaml, "misspelt": misspelt, "panel": panel, "text": text,
         "no_treated": no_treated, "block": block,
         "market": market, "not_json": not_json, "out": tmp_path / "out",
     }  # fmt: skip
@@ -85,6 +87,8 @@ CASES: list[tuple[str, list[str], str]] = [
     ("create-missing", ["experiment", "create", "nope.yaml"], "nope.yaml: no such file"),
     ("create-bad-spec", ["experiment", "create", "{bad_spec}"], "washout"),
     ("create-not-yaml", ["experiment", "create", "{not_yaml}"], "not valid YAML"),
+    ("create-misspelt", ["experiment", "create", "{misspelt}"],
+     "treatment_policy: is required, and 'treatmnt_policy' is not a known spec field"),
     ("create-no-broker", ["experiment", "create", str(GOOD)], "Kafka broker at 127.0.0.1"),
     ("pause-no-broker", ["experiment", "pause", "x"], "does not answer"),
     ("stop-no-broker", ["experiment", "stop", "x"], "does not answer"),
@@ -94,6 +98,10 @@ CASES: list[tuple[str, list[str], str]] = [
     ("freeze-no-broker", ["experiment", "freeze", "--start", "2026-01-01T00:00:00Z",
                           "--end", "2026-01-02T00:00:00Z"], "does not answer"),
     ("list-no-redis", ["experiment", "list"], "Redis at 127.0.0.1"),
+    ("worker-no-broker", ["worker", "--role", "controller"],
+     "Kafka broker at 127.0.0.1"),
+    ("freezes-no-redis", ["experiment", "freezes"], "Redis at 127.0.0.1"),
+    ("unfreeze-no-broker", ["experiment", "unfreeze", "f1"], "does not answer"),
     ("show-no-redis", ["experiment", "show", "x"], "Redis at 127.0.0.1"),
     ("assignments-no-redis", ["assignments", "P0001"], "Redis at 127.0.0.1"),
     ("estimates-no-broker", ["estimates", "x"], "does not answer"),
@@ -107,6 +115,8 @@ CASES: list[tuple[str, list[str], str]] = [
     ("schedule-window-outside", ["schedule", str(GOOD), "--start", "2020-01-01", "--end",
                                  "2020-01-05"], "outside"),
     ("schedule-bad-date", ["schedule", str(GOOD), "--start", "soon"], "soon"),
+    ("schedule-day-first-date", ["schedule", str(GOOD), "--start", "01/12/2026"],
+     "Invalid value for --start: '01/12/2026' is not an ISO 8601 date"),
     ("analyze-missing", ["analyze", "nope.csv", "--unit", "product", "--time", "period",
                          "--outcome", "units", "--treated", "treated", "--method", "dm"], "nope.csv"),
     ("analyze-no-column", ["analyze", "{panel}", "--unit", "product", "--time", "period",

@@ -10,7 +10,7 @@ if tonumber(redis.call('HGET', KEYS[2], 'fence') or '0') > tonumber(ARGV[1]) the
 end
 redis.call('DEL', KEYS[2])
 redis.call('SET', KEYS[1], ARGV[3])
-redis.call('HSET', KEYS[2], 'status', 'creating', 'flipped_period', -1, 'seq', 0,
+redis.call('HSET', KEYS[2], 'status', 'creating', 'flipped_period', -1, 'seq', 0, 'published', 0,
            'missed_flips', 0, 'created_ms', ARGV[4], 'claim', ARGV[2], 'n_products', ARGV[5],
            'fence', ARGV[1])
 return 'ok'

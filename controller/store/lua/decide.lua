@@ -1,0 +1,28 @@
+-- Record a lifecycle decision (controller/lifecycle.py) in one step, by the turn's holder and
+-- only if the state is still the one it decided from (compare and set).
+-- A decision that changes what a pricing system must do (the mode or the period in force)
+-- takes the next sequence number, and 'seq' names it; 'published' follows once its messages
+-- are out (published.lua). A holder that finds seq > published redoes that decision, with
+-- the same number: the state (status, frozen, flipped_period) determines its messages.
+-- KEYS: the experiment's state, its turn
+-- ARGV: owner, expected status, frozen, flipped_period, seq; new status, frozen,
+--       flipped_period; publish (1/0); flips, missed flips, backfilled periods to add
+-- Returns the decision's sequence number, 0 when it publishes nothing, or -1 when the turn
+-- is lost or the state moved (nothing written).
+local st = KEYS[1]
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return -1 end
+local cur = redis.call('HMGET', st, 'status', 'frozen', 'flipped_period', 'seq')
+if (cur[1] or '') ~= ARGV[2] or (cur[2] or '0') ~= ARGV[3] or (cur[3] or '-1') ~= ARGV[4]
+   or (cur[4] or '0') ~= ARGV[5] then
+  return -1
+end
+redis.call('HSET', st, 'status', ARGV[6], 'frozen', ARGV[7], 'flipped_period', ARGV[8])
+if ARGV[10] ~= '0' then redis.call('HINCRBY', st, 'flips', ARGV[10]) end
+if ARGV[11] ~= '0' then redis.call('HINCRBY', st, 'missed_flips', ARGV[11]) end
+if ARGV[12] ~= '0' then redis.call('HINCRBY', st, 'backfilled', ARGV[12]) end
+if ARGV[9] == '1' then
+  local seq = redis.call('HINCRBY', st, 'seq_counter', 1)
+  redis.call('HSET', st, 'seq', seq)
+  return seq
+end
+return 0

@@ -1,0 +1,134 @@
+"""The lifecycle table (controller.lifecycle): complete, final states final, repeats that do
+nothing, and a new decision exactly when what a pricing system must do changes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from controller.errors import CommandRefused
+from controller.lifecycle import (
+    COMMANDS,
+    RULES,
+    Event,
+    Kind,
+    Phase,
+    State,
+    check_create,
+    check_freeze,
+    decide,
+    state_of,
+    stored_status,
+)
+
+NOW = datetime(2026, 11, 24, 12, tzinfo=UTC)
+RUNNING = State(Phase.RUNNING, period=3)
+PAUSED = State(Phase.PAUSED, period=3)
+CREATED = State(Phase.CREATED)
+
+
+def test_the_table_has_a_rule_for_every_state_and_event() -> None:
+    assert set(RULES) == {(p, k) for p in Phase for k in Kind}
+
+
+@pytest.mark.parametrize("phase", [Phase.STOPPED, Phase.ENDED])
+@pytest.mark.parametrize("kind", list(Kind))
+def test_stopped_and_ended_are_final(phase: Phase, kind: Kind) -> None:
+    state = State(phase, period=3)
+    try:
+        out = decide("x", state, Event(kind, period=4, frozen=True))
+    except CommandRefused as exc:
+        assert kind in COMMANDS and "final" in str(exc)
+        return
+    assert out.after == state and not out.publish and out.already is not None
+
+
+@pytest.mark.parametrize(
+    ("state", "kind", "word"),
+    [
+        (PAUSED, Kind.PAUSE, "paused"),
+        (RUNNING, Kind.RESUME, "running"),
+        (CREATED, Kind.RESUME, "not paused"),
+        (State(Phase.STOPPED, period=3), Kind.STOP, "stopped"),
+    ],
+)
+def test_the_same_command_twice_does_nothing_the_second_time(state, kind, word) -> None:
+    out = decide("x", state, Event(kind))
+    assert out.already == word and out.after == state
+    assert not out.publish and out.announce is None and not out.release
+
+
+def test_pause_resume_stop_each_publish_a_new_decision() -> None:
+    paused = decide("x", RUNNING, Event(Kind.PAUSE))
+    assert paused.after == PAUSED and paused.publish and paused.announce == "paused"
+    resumed = decide("x", PAUSED, Event(Kind.RESUME))
+    assert resumed.after == RUNNING and resumed.publish and resumed.announce == "resumed"
+    stopped = decide("x", PAUSED, Event(Kind.STOP))
+    assert stopped.after.phase is Phase.STOPPED and stopped.publish and stopped.release
+    assert stopped.after.mode == "stopped"
+
+
+def test_before_the_start_nothing_is_published_and_resume_goes_back_to_created() -> None:
+    paused = decide("x", CREATED, Event(Kind.PAUSE))
+    assert paused.after == State(Phase.PAUSED) and not paused.publish
+    assert decide("x", paused.after, Event(Kind.RESUME)).after == CREATED
+    # paused at the start: period 0 goes out on the control policy, then resume runs it
+    at_start = decide("x", paused.after, Event(Kind.FLIP, period=0, frozen=False))
+    assert at_start.after == State(Phase.PAUSED, period=0) and at_start.after.mode == "paused"
+    assert at_start.publish
+    stopped = decide("x", CREATED, Event(Kind.STOP))
+    assert stopped.after.phase is Phase.STOPPED and not stopped.publish and stopped.release
+
+
+def test_a_flip_moves_the_period_and_carries_the_freeze_overlay() -> None:
+    out = decide("x", RUNNING, Event(Kind.FLIP, period=5, frozen=True))
+    assert out.after == State(Phase.RUNNING, True, 5) and out.after.mode == "frozen"
+    assert out.publish
+    # a flip to a period not ahead of the one in force is nothing
+    assert decide("x", RUNNING, Event(Kind.FLIP, period=3, frozen=False)).already is not None
+
+
+def test_a_freeze_under_a_pause_changes_nothing_a_reader_sees() -> None:
+    on = decide("x", PAUSED, Event(Kind.FREEZE_ON))
+    assert on.after.frozen and on.after.mode == "paused"
+    assert not on.publish and on.announce is None
+    resumed = decide("x", on.after, Event(Kind.RESUME))
+    assert resumed.after.mode == "frozen" and resumed.publish  # resumed into the freeze
+
+
+def test_a_freeze_on_a_running_experiment_is_a_decision() -> None:
+    on = decide("x", RUNNING, Event(Kind.FREEZE_ON))
+    assert on.after.mode == "frozen" and on.publish and on.announce == "frozen"
+    off = decide("x", on.after, Event(Kind.FREEZE_OFF))
+    assert off.after == RUNNING and off.publish and off.announce == "unfrozen"
+
+
+def test_created_is_running_before_any_period_is_in_force() -> None:
+    assert state_of("running", False, -1).phase is Phase.CREATED
+    assert state_of("running", False, 0).phase is Phase.RUNNING
+    assert stored_status(Phase.CREATED) == "running"
+    with pytest.raises(CommandRefused, match="creating"):
+        state_of("creating", False, -1)
+
+
+def test_a_start_before_now_needs_a_backfill_and_an_end_before_now_is_refused() -> None:
+    check_create("x", NOW, NOW + timedelta(days=1), NOW, backfill=False)  # starts now
+    with pytest.raises(CommandRefused, match="--backfill"):
+        check_create("x", NOW - timedelta(days=23), NOW + timedelta(days=9), NOW, backfill=False)
+    check_create("x", NOW - timedelta(days=23), NOW + timedelta(days=9), NOW, backfill=True)
+    with pytest.raises(CommandRefused, match="nothing left to run"):
+        check_create("x", NOW - timedelta(days=9), NOW, NOW, backfill=True)
+
+
+def test_a_freeze_must_reach_the_future_and_name_live_experiments() -> None:
+    states = {"a": RUNNING, "gone": State(Phase.STOPPED, period=2)}
+    later = NOW + timedelta(hours=1)
+    check_freeze("f", NOW - timedelta(hours=1), later, ["a"], states, NOW)
+    check_freeze("f", NOW, later, None, states, NOW)  # every experiment
+    with pytest.raises(CommandRefused, match="in the past"):
+        check_freeze("f", NOW - timedelta(hours=2), NOW, ["a"], states, NOW)
+    with pytest.raises(CommandRefused, match="'nope', which does not exist"):
+        check_freeze("f", NOW, later, ["a", "nope"], states, NOW)
+    with pytest.raises(CommandRefused, match="stopped"):
+        check_freeze("f", NOW, later, ["gone"], states, NOW)
