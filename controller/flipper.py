@@ -500,7 +500,7 @@ class Flipper:
             if gone is not None and "freeze" in gone:
                 await self._tick()  # a repeat: finish what a dead worker may have left
                 view = freeze_view(load_freeze(gone["freeze"]), now)
-                return view | {"cancelled": True, "already": "cancelled"}
+                return view | {"now": "cancelled", "cancelled": True, "already": "cancelled"}
             doc = {d["id"]: d for d in await self.store.freezes()}.get(freeze_id)
             if doc is None or "freeze" not in doc:
                 raise CommandRefused(f"there is no freeze {freeze_id!r}")
@@ -510,7 +510,7 @@ class Flipper:
                     f"freeze {freeze_id!r} ended at {freeze.end.isoformat()}; there is nothing "
                     "left to cancel"
                 )
-            if freeze.start >= now:
+            if freeze.start >= now:  # ahead (or beginning this instant): dropped whole
                 await self.store.cancel_freeze(freeze_id, None)
             else:
                 freeze = freeze.model_copy(update={"end": now})
@@ -518,7 +518,7 @@ class Flipper:
                 cut = body | {"end_ms": to_ms(now), "freeze": freeze.model_dump(mode="json")}
                 await self.store.cancel_freeze(freeze_id, cut)
             await self._tick()
-            return freeze_view(freeze, now) | {"cancelled": True}
+            return freeze_view(freeze, now) | {"now": "cancelled", "cancelled": True}
 
 
 def freeze_view(freeze: Freeze, now: datetime) -> dict[str, Any]:

@@ -271,3 +271,26 @@ def check_freeze(
                 f"freeze {freeze_id!r} names experiment {exp!r}, which is {st.phase.value}: "
                 "a final experiment cannot be frozen"
             )
+
+
+def table_markdown() -> str:
+    """:data:`RULES` as the Markdown table docs/operations.md shows (a test keeps them equal)."""
+    kinds = list(Kind)
+    head = "| state \\ event | " + " | ".join(k.value for k in kinds) + " |"
+    rows = [head, "|---|" + "---|" * len(kinds)]
+    for phase in Phase:
+        cells = []
+        for kind in kinds:
+            rule = RULES[(phase, kind)]
+            if rule.refuse is not None:
+                cells.append("refused")
+            elif rule.already is not None:
+                cells.append("—" if rule.already == "final" else f"already {rule.already}")
+            else:
+                to = rule.to.value if rule.to is not None else phase.value
+                if phase is Phase.PAUSED and kind is Kind.RESUME:
+                    to = "running (created before the start)"
+                overlay = {Kind.FREEZE_ON: " +frozen", Kind.FREEZE_OFF: " -frozen"}
+                cells.append(to + overlay.get(kind, "") + (", released" if rule.release else ""))
+        rows.append(f"| **{phase.value}** | " + " | ".join(cells) + " |")
+    return "\n".join(rows)

@@ -184,9 +184,12 @@ class Settings(BaseSettings):
     #: sales batch: up to this many events, or whatever arrived within sales_batch_within seconds
     sales_batch_size: int = 2000
     sales_batch_within: float = 0.05
-    #: a flip claim expires after this long if its worker dies (then another completes it);
-    #: so does a half-done experiment creation (its product claims then stop counting)
+    #: an experiment's turn (the lease under which its decisions are made: flips, commands)
+    #: expires after this long if its worker dies (then another finishes its decision); so
+    #: does a half-done experiment creation (its product claims then stop counting)
     flip_lease: timedelta = timedelta(seconds=30)
+    #: how long a starting worker waits for the broker and Redis to answer before it exits 2
+    start_timeout: timedelta = timedelta(seconds=15)
     #: a worker turns unready when one of its consumer groups stays unassigned this long
     ready_group_grace: timedelta = timedelta(seconds=60)
     #: largest command message accepted, in bytes

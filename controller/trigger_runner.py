@@ -3,9 +3,12 @@
 For every running experiment with a trigger rule, a :class:`~controller.triggers.TriggerTracker`
 is fed the competitor-price events of its products. Its small state lives in Redis and is
 saved optimistically (only if no other worker saved since this one read it; otherwise it
-reloads and redoes the batch), so any number of workers may share the topic's partitions. When a product's rule fires, its trigger period is recorded, and the product's
-assignment for that period (and its matched control's) is published at once: pricing systems
-learn the decision at trigger time, and the next period flip applies it.
+reloads and redoes the batch), so any number of workers may share the topic's partitions.
+When a product's rule fires, its trigger period is recorded, and the product's assignment for
+that period (and its matched control's) is published at once, with a new seq: an
+*announcement*, whose ``period_start`` is the next boundary. Pricing systems learn the
+decision at trigger time and apply it from its period's start (the assignment contract,
+docs/operations.md); the flip at that boundary publishes it again with a later seq.
 """
 
 from __future__ import annotations
@@ -18,9 +21,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from controller.blackout import load_freeze
 from controller.clock import Clock
 from controller.designs import Assignment, DesignContext, TriggerPlan, assign_products
-from controller.flipper import AssignmentSink
+from controller.flipper import AssignmentSink, in_force_one
 from controller.spec import ExperimentSpec
 from controller.store import Store
 from controller.triggers import TriggerFire, TriggerTracker
@@ -299,4 +303,14 @@ class TriggerRunner:
                 },
                 flush=False,
             )
-        await self.sink.publish_assignments(out, seq, "running")
+        # an announcement of the window's first period, in the mode it will start in: a
+        # freeze that covers its start holds it on control (the flip at that boundary
+        # publishes the same, with a later seq)
+        freezes = [load_freeze(d["freeze"]) for d in await self.store.freezes() if "freeze" in d]
+        by_mode: dict[str, list[Assignment]] = defaultdict(list)
+        for a in out:
+            frozen = any(f.applies_to(exp_id) and f.covers(a.period_start) for f in freezes)
+            mode = "frozen" if frozen else "running"
+            by_mode[mode].append(in_force_one(spec, a, mode, freezes))
+        for mode, assignments in sorted(by_mode.items()):
+            await self.sink.publish_assignments(assignments, seq, mode)

@@ -6,6 +6,7 @@ Every refusal is one sentence on stderr with exit status 2.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -61,7 +62,9 @@ def _first_line(exc: Exception) -> str:
 
 
 def simulate_command(
-    out: Annotated[Path, typer.Option("--out", help="Panel file: .csv or .parquet.")],
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Panel file: .csv or .parquet (offline).")
+    ] = None,
     spec_path: Annotated[
         Path | None,
         typer.Option(
@@ -79,7 +82,14 @@ def simulate_command(
             + ").",
         ),
     ] = "random-days",
-    days: Annotated[int, typer.Option("--days", help="Without --spec: days to simulate.")] = 28,
+    days: Annotated[
+        int | None,
+        typer.Option(
+            "--days",
+            help="Without --spec: days to simulate (default 28). With --live: periods to play "
+            "(default: all, then the end).",
+        ),
+    ] = None,
     allocation: Annotated[
         float, typer.Option("--allocation", help="Without --spec: share of units treated.")
     ] = 0.5,
@@ -90,12 +100,35 @@ def simulate_command(
     events: Annotated[
         Path | None, typer.Option("--events", help="Directory for event JSONL files.")
     ] = None,
+    live: Annotated[
+        bool,
+        typer.Option(
+            "--live",
+            help="Play the market into the running stack instead: create the --spec experiment "
+            "through the commands topic, move the simulated clock period by period, send its "
+            "sales and print the estimates the analysis worker publishes (workers and this "
+            "command with PRICELAB_CLOCK=simulated). --days: the periods to play (default: "
+            "all, then the end); the experiment stays running after fewer.",
+        ),
+    ] = False,
+    analysis_metrics: Annotated[
+        str,
+        typer.Option(
+            help="With --live: the analysis worker's metrics endpoint (to know when it has "
+            "looked at a period)."
+        ),
+    ] = "http://127.0.0.1:9465/metrics",
 ) -> None:
     """Simulate a seeded market under an experiment and write the long panel with the truth:
     unit, period, arm, probability, blackout (the same as `pricelab schedule SPEC --csv`),
-    outcomes and true effects."""
+    outcomes and true effects. With --live, play it into the running stack instead."""
     if seed < 0:
         _fail(f"--seed must be a non-negative whole number, not {seed}")
+    if live:
+        _simulate_live(spec_path, days, config, seed, analysis_metrics, out)
+        return
+    if out is None:
+        _fail("--out is required (or --live, to play the market into the running stack)")
     try:
         if spec_path is not None:
             spec = load_spec_file(spec_path)
@@ -105,6 +138,7 @@ def simulate_command(
                 _fail(
                     f"unknown design {design!r}; choose from {', '.join(design_registry.names())}"
                 )
+            days = 28 if days is None else days
             if days < 4:
                 _fail(f"--days must be at least 4, not {days}")
             if not 0.0 < allocation < 1.0:
@@ -132,6 +166,40 @@ def simulate_command(
         f"wrote {len(sim.panel)} product-days ({n_units} products x {n_days} days, design "
         f"{spec.design}{trig}) to {out}; {truth}"
     )
+
+
+def _simulate_live(
+    spec_path: Path | None,
+    days: int | None,
+    config: Path | None,
+    seed: int,
+    analysis_metrics: str,
+    out: Path | None,
+) -> None:
+    if spec_path is None:
+        _fail("--live needs --spec: the experiment to create and play")
+    if out is not None:
+        _fail("--live writes no panel; export the live one with pricelab panel export")
+    live = _LIVE.get("live")
+    if live is None:
+        _fail("--live is not available in this build (no streams layer)")
+    try:
+        spec = load_spec_file(spec_path)
+        lines = live(
+            spec,
+            seed=seed,
+            periods=days,
+            market=_market_config(config),
+            analysis_metrics=analysis_metrics,
+        )
+    except SpecError as exc:
+        _fail(f"{spec_path}: {exc}")
+    except OSError as exc:
+        _fail(f"{exc.filename or spec_path}: {exc.strerror or exc}")
+    except PricelabError as exc:
+        _fail(str(exc))
+    for line in lines:
+        typer.echo(line)
 
 
 def compare_designs(
@@ -323,7 +391,16 @@ def plan_command(
             typer.echo(f"wrote {p}", err=as_json)
 
 
-def register(app: typer.Typer) -> None:
+#: ``simulate --live``, wired in by the CLI's composition root (``register(app, live=...)``):
+#: playing a market into a running stack is the edge's work (streams), which lab must not import
+_LIVE: dict[str, Callable[..., list[str]]] = {}
+
+
+def register(app: typer.Typer, live: Callable[..., list[str]] | None = None) -> None:
+    """Add simulate, compare-designs and plan; ``live(spec, seed=, periods=, market=,
+    analysis_metrics=)`` plays ``simulate --live`` and returns its summary lines."""
+    if live is not None:
+        _LIVE["live"] = live
     app.command("simulate")(simulate_command)
     app.command("compare-designs")(compare_designs)
     app.command("plan")(plan_command)

@@ -281,43 +281,55 @@ def faust_worker(app: faust.App, settings: Settings) -> faust.Worker:
     return worker
 
 
-#: seconds a starting worker waits for the broker and Redis to answer before it gives up
-PREFLIGHT_TIMEOUT = 15.0
-
-
-async def preflight(settings: Settings, timeout: float = PREFLIGHT_TIMEOUT) -> None:
-    """The broker and Redis answer, or :class:`streams.errors.ServiceUnavailable` names the
-    one that does not and the setting to fix (a worker then exits 2 with that one line,
-    instead of faust's traceback)."""
+async def preflight(settings: Settings) -> None:
+    """Wait (up to ``settings.start_timeout``) until the broker and Redis answer; else raise
+    :class:`streams.errors.ServiceUnavailable` naming the one that does not and the setting
+    to fix (a worker then exits 2 with that one line, instead of faust's traceback)."""
     from aiokafka import AIOKafkaClient
 
     from controller.store import make_redis
-    from streams.errors import ServiceUnavailable, services_answer
+    from streams.errors import ServiceUnavailable, redis_address, services_answer
+
+    loop = asyncio.get_running_loop()
+    timeout = settings.start_timeout.total_seconds()
+    deadline = loop.time() + timeout
+
+    async def answers(probe, what: str, **where: str) -> None:  # type: ignore[no-untyped-def]
+        while True:
+            try:
+                async with services_answer(**where):
+                    await asyncio.wait_for(probe(), max(0.1, deadline - loop.time()))
+                return
+            except (ServiceUnavailable, TimeoutError) as exc:
+                if loop.time() < deadline:
+                    await asyncio.sleep(0.5)  # a service starting up beside us: ask again
+                    continue
+                if isinstance(exc, ServiceUnavailable):
+                    raise
+                raise ServiceUnavailable(f"{what} did not answer within {timeout:g} s") from None
+
+    async def kafka() -> None:
+        client = AIOKafkaClient(**settings.kafka.client_kwargs())  # type: ignore[arg-type]
+        try:
+            await client.bootstrap()
+        finally:
+            await client.close()
+
+    async def redis() -> None:
+        r = make_redis(settings)
+        try:
+            await r.ping()
+        finally:
+            await r.aclose()
 
     servers = settings.kafka.bootstrap_servers
-    client = AIOKafkaClient(**settings.kafka.client_kwargs())  # type: ignore[arg-type]
-    try:
-        async with services_answer(bootstrap_servers=servers):
-            await asyncio.wait_for(client.bootstrap(), timeout)
-    except TimeoutError:
-        raise ServiceUnavailable(
-            f"the Kafka broker at {servers} did not answer within {timeout:g} s; "
-            "set PRICELAB_KAFKA__BOOTSTRAP_SERVERS or start it (pricelab up)"
-        ) from None
-    finally:
-        await client.close()
     url = settings.redis.url.get_secret_value()
-    redis = make_redis(settings)
-    try:
-        async with services_answer(redis_url=url):
-            await asyncio.wait_for(redis.ping(), timeout)
-    except TimeoutError:
-        raise ServiceUnavailable(
-            f"Redis did not answer within {timeout:g} s; set PRICELAB_REDIS__URL or start it "
-            "(pricelab up)"
-        ) from None
-    finally:
-        await redis.aclose()
+    await answers(
+        kafka,
+        f"the Kafka broker at {servers} (PRICELAB_KAFKA__BOOTSTRAP_SERVERS)",
+        bootstrap_servers=servers,
+    )
+    await answers(redis, f"Redis at {redis_address(url)} (PRICELAB_REDIS__URL)", redis_url=url)
 
 
 def run_worker(settings: Settings, roles: set[str]) -> None:

@@ -25,15 +25,19 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import click
 import typer
+from pydantic import TypeAdapter
 
 from controller.settings import Settings, load_settings
 from core.errors import PricelabError
+
+#: ISO 8601 durations (P3D, PT2H), as the settings parse them
+_DURATION: TypeAdapter[timedelta] = TypeAdapter(timedelta)
 
 app = typer.Typer(
     name="pricelab",
@@ -249,7 +253,17 @@ for _kind in ("pause", "resume", "stop"):
     experiment_app.command(_kind)(_control(_kind))
 
 
-def _instant(text: str, option: str) -> datetime:
+def _instant(text: str, option: str, now: Callable[[], datetime]) -> datetime:
+    """An ISO 8601 date-time with a UTC offset, or one relative to the controller's clock:
+    ``now``, ``+P3D``, ``-PT2H`` (``now`` is read only when asked for)."""
+    if text == "now" or text[:1] in "+-":
+        if text == "now":
+            return now()
+        try:
+            delta = _DURATION.validate_python(text[1:])
+        except ValueError:  # pydantic's ValidationError is one
+            _fail(f"{option}: {text!r} is not now, +DURATION or -DURATION (e.g. +P3D, -PT2H)")
+        return now() + (delta if text[0] == "+" else -delta)
     try:
         ts = datetime.fromisoformat(text)
     except ValueError:
@@ -261,8 +275,16 @@ def _instant(text: str, option: str) -> datetime:
 
 @experiment_app.command("freeze")
 def experiment_freeze(
-    start: Annotated[str, typer.Option(help="Start, ISO 8601 with a UTC offset.")],
-    end: Annotated[str, typer.Option(help="End, ISO 8601 with a UTC offset.")],
+    start: Annotated[
+        str,
+        typer.Option(
+            help="Start: ISO 8601 with a UTC offset, or relative to the controller's clock: "
+            "now, +PT2H, -P1D."
+        ),
+    ],
+    end: Annotated[
+        str, typer.Option(help="End: ISO 8601 with a UTC offset, or now, +P3D ... (as --start).")
+    ],
     experiment: Annotated[
         list[str] | None,
         typer.Option(help="An experiment to freeze (repeatable); every experiment when absent."),
@@ -278,9 +300,17 @@ def experiment_freeze(
     import uuid
 
     from controller.blackout import load_freeze
-    from streams.commands import send_command
+    from streams.commands import read_now, send_command
 
-    t0, t1 = _instant(start, "--start"), _instant(end, "--end")
+    settings = _settings()
+    clock: list[datetime] = []
+
+    def now() -> datetime:  # the controller's clock, read once if a relative time needs it
+        if not clock:
+            clock.append(read_now(settings))
+        return clock[0]
+
+    t0, t1 = _instant(start, "--start", now), _instant(end, "--end", now)
     doc: dict[str, Any] = {
         "id": freeze_id or f"freeze-{uuid.uuid4().hex[:8]}",
         "start": t0.isoformat(),
@@ -289,7 +319,7 @@ def experiment_freeze(
         "reason": reason,
     }
     load_freeze(doc)  # refused here, naming the field, before anything is sent
-    _reply(send_command(_settings(), "freeze", freeze=doc, timeout=timeout))
+    _reply(send_command(settings, "freeze", freeze=doc, timeout=timeout))
 
 
 @experiment_app.command("unfreeze")
@@ -450,10 +480,21 @@ def _spec_info(path: Path) -> Any:
     return experiment_info(load_spec_file(path), "ended")
 
 
+def _play_live(spec: Any, **kw: Any) -> list[str]:
+    """``pricelab simulate --live`` (lab.cli): play the market into the running stack."""
+    from streams.live_play import play, summary
+
+    run = asyncio.run(play(_settings(), spec, **kw))
+    return summary(run, kw.get("periods"))
+
+
 for _mod in _PLUGINS:
     try:
         if _mod == "analysis.cli":
             importlib.import_module(_mod).register(app, spec_info=_spec_info)
+            continue
+        if _mod == "lab.cli":
+            importlib.import_module(_mod).register(app, live=_play_live)
             continue
         importlib.import_module(_mod).register(app)
     except ModuleNotFoundError as _exc:

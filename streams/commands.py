@@ -110,6 +110,13 @@ async def _now(settings: Settings, store: Store) -> datetime:
     return clock.now()
 
 
+def read_now(settings: Settings) -> datetime:
+    """The controller's time: the wall clock, or the simulated clock in Redis."""
+    if settings.clock != "simulated":
+        return WallClock().now()
+    return _with_store(settings, lambda store: _now(settings, store))  # type: ignore[no-any-return]
+
+
 def _summary(s: ExperimentState) -> dict[str, Any]:
     return {
         "id": s.spec.id,
@@ -210,12 +217,12 @@ def read_assignment(settings: Settings, product: str) -> dict[str, Any] | None:
             "status": lc.mode,
             "seq": st.seq,
             "period": lc.period,
-            "period_start": a.period_start,
-            "period_end": a.period_end,
+            "period_start": a.period_start.isoformat(),
+            "period_end": a.period_end.isoformat(),
             "arm": a.arm.value,
             "policy": a.policy,
             "probability": a.probability,
-            "blackout_until": a.blackout_until,
+            "blackout_until": a.blackout_until.isoformat() if a.blackout_until else None,
             "blackout_reason": a.blackout_reason,
             "reason": _reason(
                 lc.mode, a, [f for f in freezes if f.applies_to(exp) and f.covers(now)]
@@ -256,6 +263,7 @@ __all__ = [
     "read_experiment",
     "read_experiments",
     "read_freezes",
+    "read_now",
     "read_summary",
     "send_command",
 ]

@@ -34,7 +34,7 @@ from lab.market import Market, MarketConfig
 from streams.embedded import EmbeddedStack
 from streams.kafka import ensure_topics
 from streams.launcher import WorkerProcess
-from streams.livesim import DriverConfig, LiveDriver, LiveRun, lockstep_settings
+from streams.livesim import DriverConfig, LiveDriver, LiveRun, lockstep_settings, print_looks
 
 
 @dataclass(frozen=True)
@@ -150,7 +150,7 @@ async def _drive(
             f"day {d + 1:>2}/{cfg.days} {p_start.astimezone(spec.zone):%a %Y-%m-%d} ({hours:.0f}h): "
             f"{int(run.arms[:, d].sum())} of {cfg.products} treated, sales sent"
         )
-        _print_estimates(say, run, printed)
+        print_looks(say, run, printed)
 
     try:
         async with LiveDriver(
@@ -164,7 +164,7 @@ async def _drive(
             t0 = time.monotonic()
             await driver.run([run], after_look=each_day)
             elapsed = time.monotonic() - t0
-        _print_estimates(say, run, printed)
+        print_looks(say, run, printed)
         sent = run.events_sent + cfg.days * (cfg.duplicates_per_day + cfg.malformed_per_day)
         say(
             f"pipeline absorbed {sent} events ({run.units_sent} units) in {elapsed:.1f}s of wall "
@@ -189,23 +189,6 @@ async def _drive(
         return covered
     finally:
         await redis.aclose()
-
-
-def _print_estimates(say: Say, run: LiveRun, printed: set[tuple[str, int]]) -> None:
-    for name in sorted({e["estimator"] for e in run.estimates}):
-        for look, e in run.looks(name).items():
-            if (name, look) in printed:
-                continue
-            printed.add((name, look))
-            cs = (
-                ""
-                if e.get("cs_low") is None
-                else f"  anytime CS [{e['cs_low']:+.2f}, {e['cs_high']:+.2f}]"
-            )
-            say(
-                f"   estimate {name:<4} after {look:>2} days: {e['effect']:+.2f} units/product-day "
-                f"(se {e['se']:.2f}, 95% CI [{e['ci_low']:+.2f}, {e['ci_high']:+.2f}]){cs}"
-            )
 
 
 def _report(say: Say, final: dict[str, Any], truth: float) -> bool:

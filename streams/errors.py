@@ -16,7 +16,7 @@ class ServiceUnavailable(PricelabError):
     """A broker or Redis did not answer; the message names what and where."""
 
 
-def _redis_address(url: str) -> str:
+def redis_address(url: str) -> str:
     """host:port of a Redis URL, without credentials."""
     rest = url.split("://", 1)[-1]
     hostport = rest.rsplit("@", 1)[-1].split("/", 1)[0]
@@ -45,7 +45,7 @@ async def services_answer(
             "set PRICELAB_KAFKA__BOOTSTRAP_SERVERS or start it (pricelab up)"
         ) from None
     except redis_down as exc:
-        where = _redis_address(redis_url) if redis_url else "the configured Redis"
+        where = redis_address(redis_url) if redis_url else "the configured Redis"
         raise ServiceUnavailable(
             f"Redis at {where} does not answer ({type(exc).__name__}); "
             "set PRICELAB_REDIS__URL or start it (pricelab up)"

@@ -35,7 +35,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -119,6 +119,15 @@ class DriverConfig:
     timeout: float = 120.0  # seconds any one wait may take
 
 
+class Watched(Protocol):
+    """A worker the driver watches: a process it started (``WorkerProcess``) or one it did
+    not (``streams.live_play.RemoteWorker``)."""
+
+    def check_alive(self) -> None: ...
+
+    def metrics(self) -> str: ...
+
+
 class LiveDriver:
     """Drives :class:`LiveRun` experiments through running workers (see the module)."""
 
@@ -126,8 +135,8 @@ class LiveDriver:
         self,
         settings: Settings,
         store: Store,
-        controller: Sequence[WorkerProcess],
-        analysis: WorkerProcess,
+        controller: Sequence[Watched],
+        analysis: Watched,
         cfg: DriverConfig | None = None,
         say: Say | None = None,
     ) -> None:
@@ -228,13 +237,15 @@ class LiveDriver:
         runs: Sequence[LiveRun],
         before_look: Callable[[int], Awaitable[None]] | None = None,
         after_look: Callable[[int], Awaitable[None]] | None = None,
+        periods: int | None = None,
     ) -> None:
-        """Every period of the runs (which share their calendar), then the final look.
+        """Every period of the runs (which share their calendar), then the final look; or
+        only the first ``periods`` periods, leaving the experiments running.
 
         ``before_look(d)`` runs once period d's sales are in (the clock 2 ms before the
         period's end), ``after_look(d)`` once the look, 1 ms later, is recorded."""
         spec0 = runs[0].spec
-        days = n_periods(spec0)
+        days = n_periods(spec0) if periods is None else min(periods, n_periods(spec0))
         for run in runs:
             if (run.spec.start, run.spec.end, run.spec.timezone, run.spec.period) != (
                 spec0.start, spec0.end, spec0.timezone, spec0.period,
@@ -266,6 +277,8 @@ class LiveDriver:
             await self._look(p_end - timedelta(milliseconds=1), d)
             if after_look is not None:
                 await after_look(d)
+        if days < n_periods(spec0):
+            return
         await self.clock.set(spec0.end + timedelta(minutes=1))
         await self._until("end of the experiments", partial(self._ended, runs))
         # a cycle as of a later instant started after every experiment had ended
@@ -376,7 +389,7 @@ class LiveDriver:
 
         await self._until(f"look at {at.isoformat()}", cycle_done)
 
-    def replace_analysis(self, worker: WorkerProcess) -> None:
+    def replace_analysis(self, worker: Watched) -> None:
         """The analysis worker was restarted: read the new process's metrics from now on."""
         self.analysis = worker
 
@@ -384,6 +397,8 @@ class LiveDriver:
         """Kill the analysis worker with SIGKILL, start a new one (off the event loop) and read
         its metrics from now on; returns the new worker and the old one's exit status."""
         old = self.analysis
+        if not isinstance(old, WorkerProcess):
+            raise TypeError("only a worker this process started can be restarted")
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, old.kill9)
         code = None if old.proc is None else old.proc.returncode
@@ -468,3 +483,21 @@ async def wait_healthy(workers: Sequence[WorkerProcess]) -> None:
     await asyncio.get_running_loop().run_in_executor(
         None, lambda: [w.wait_healthy() for w in workers]
     )
+
+
+def print_looks(say: Callable[[str], None], run: LiveRun, printed: set[tuple[str, int]]) -> None:
+    """Say every estimate of ``run`` published at a look and not said yet (``printed``)."""
+    for name in sorted({e["estimator"] for e in run.estimates}):
+        for look, e in run.looks(name).items():
+            if (name, look) in printed:
+                continue
+            printed.add((name, look))
+            cs = (
+                ""
+                if e.get("cs_low") is None
+                else f"  anytime CS [{e['cs_low']:+.2f}, {e['cs_high']:+.2f}]"
+            )
+            say(
+                f"   estimate {name:<4} after {look:>2} periods: {e['effect']:+.2f} units/product-day "
+                f"(se {e['se']:.2f}, 95% CI [{e['ci_low']:+.2f}, {e['ci_high']:+.2f}]){cs}"
+            )

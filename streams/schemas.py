@@ -96,7 +96,22 @@ class ArmName(StrEnum):
 
 
 class AssignmentMessage(_Wire):
-    """What a pricing system reads: the policy in force for a product. Keyed by product."""
+    """What a pricing system reads: the policy for a product. Keyed by product.
+
+    The contract (docs/operations.md, "The assignment contract"), per (experiment, product):
+
+    - ``seq`` rises strictly with every message that changes what the pricing system must
+      do: a flip, pause, resume, freeze start and end, stop (the guardrail's too), the end,
+      and a trigger fire;
+    - a copy of the same decision (a producer retry, a decision redone after its worker
+      died) keeps its ``seq`` and its content;
+    - the message in force is the one with the highest ``seq`` among those whose period has
+      begun (``period_start`` not after now): only a trigger fire's is for a period ahead,
+      announced, and it takes over at that boundary unless a higher ``seq`` came first;
+    - ``status`` says why: ``running`` (the design's arm), ``frozen`` (an operator freeze:
+      control), ``paused`` (control), ``stopped`` and ``ended`` (control; the product is
+      released).
+    """
 
     experiment: Ident
     product: Ident
@@ -184,7 +199,8 @@ class CommandReply(_Wire):
 
 
 class ExperimentEvent(_Wire):
-    """Lifecycle facts: created, started, paused, stopped, ended, guardrail tripped, missed flips."""
+    """Lifecycle facts, one per change: created, started, paused, resumed, frozen, unfrozen,
+    stopped, ended, backfill, missed_flips, triggered, guardrail_tripped."""
 
     experiment: Ident
     kind: str

@@ -21,19 +21,23 @@ Catalog ``{pl}:...`` (one slot):
     {pl}:product:{product}        claim "id|gen" ("id" before gens) on the product; it counts
                                   only while live (lua/holds.lua), stale keys are taken over
     {pl}:freezes                  hash freeze id -> JSON operator freeze
+    {pl}:freezes:cancelled        hash freeze id -> the freeze as it was cancelled
     {pl}:version                  bumped on every experiment or freeze change (cache invalidation)
     {pl}:clock                    simulated time in ms (clock mode 'simulated')
 
 Experiment ``pl:exp:{<id>}:...`` (the slot of its id; ``e`` below):
 
     e:spec             the validated spec (JSON)
-    e:state            hash: status ('creating' until committed, then running, paused,
-                       stopped or ended), flipped_period, seq, missed_flips, created_ms, claim (the
-                       gen of its product claims), fence, n_products, closed (periods below it
-                       refuse sales as 'late'), compacted (periods below it are in col:{k})
+    e:state            hash: status ('creating' until committed, then running - 'created'
+                       while flipped_period is -1 - paused, stopped or ended), frozen,
+                       flipped_period (the period in force), seq (the decision in force),
+                       published (the last decision all out), seq_counter, flips,
+                       missed_flips, backfilled, created_ms, claim (the gen of its product
+                       claims), fence, n_products, closed (periods below it refuse sales as
+                       'late'), compacted (periods below it are in col:{k})
     e:a:{k}            hash product -> "arm|P(treat)|blackout_until_ms|reason" for period k
                        (until k is compacted)
-    e:flip:{k}         flip claim "owner|seq" with a lease (PX); e:flipseq:{k} its seq
+    e:turn             the experiment's turn: the owner deciding now, a lease (PX)
     e:sums:{k}         string: period k's cell sums, four big-endian int64 per product at
                        its position among the sorted products (units, revenue in millionths,
                        orders, head units; BITFIELD INCRBY), until k is compacted

@@ -2,14 +2,18 @@
 
 This is the consumer side a pricing team writes, with software pricelab does not ship
 (librdkafka through confluent-kafka). It subscribes to the assignment topic as a consumer
-group and keeps, for each (experiment, product), the message with the highest ``seq``: that
-is the policy in force. Messages of one product share a key, hence a partition, so they
-arrive in order; the ``seq`` check also drops a redone flip's republished messages (same
-``seq``) and anything older a rebalance replays.
+group and applies the assignment contract (docs/operations.md, "The assignment contract"):
+for each (experiment, product), the message in force is the one with the highest ``seq``
+among those whose period has begun. Every message but one kind is for a period that has
+begun, so this is plainly the highest ``seq``; a trigger fire *announces* a product's next
+period (its ``period_start`` is ahead) and takes over at that instant, unless a higher
+``seq`` came first. Messages of one product share a key, hence a partition, so they arrive
+in order; the ``seq`` check also drops a redone decision's republished copies (same ``seq``,
+same content) and anything older a rebalance replays.
 
 Every change of the policy in force is printed as one JSON line on stdout; the integration
-test (tests/integration/test_outside_clients.py) reads those lines and compares the final view
-with the controller's own records.
+tests (tests/integration/test_outside_clients.py, test_cli_experiments.py) read those lines
+and compare the final view with the controller's own.
 
 Settings that matter against the embedded broker (docs/broker.md):
 
@@ -28,6 +32,7 @@ from __future__ import annotations
 import json
 import signal
 import sys
+from datetime import UTC, datetime
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError
@@ -41,19 +46,46 @@ CONFIG: dict[str, Any] = {
 
 
 class PolicyBook:
-    """The policy in force per (experiment, product): the message with the highest seq."""
+    """The message in force per (experiment, product): the highest ``seq`` among those whose
+    period has begun; an announced one waits in ``ahead`` until its period begins."""
 
     def __init__(self) -> None:
         self.current: dict[tuple[str, str], dict[str, Any]] = {}
+        self.ahead: dict[tuple[str, str], dict[str, Any]] = {}
 
-    def apply(self, msg: dict[str, Any]) -> bool:
-        """Take ``msg`` if it is newer than what is held; True when the policy changed."""
+    def apply(self, msg: dict[str, Any], now: datetime | None = None) -> bool:
+        """Take ``msg`` if it is newer than what is held; True when the policy in force
+        changed (an announcement changes it only once its period begins: :meth:`due`)."""
         key = (msg["experiment"], msg["product"])
         held = self.current.get(key)
         if held is not None and held["seq"] >= msg["seq"]:
             return False
+        if now is not None and _start(msg) > now:
+            waiting = self.ahead.get(key)
+            if waiting is None or waiting["seq"] < msg["seq"]:
+                self.ahead[key] = msg
+            return False
         self.current[key] = msg
+        waiting = self.ahead.get(key)
+        if waiting is not None and waiting["seq"] < msg["seq"]:
+            del self.ahead[key]  # a later decision came first: the announcement is void
         return True
+
+    def due(self, now: datetime) -> list[dict[str, Any]]:
+        """Announcements whose period has begun by ``now``: in force from now on."""
+        taken = []
+        for m in [m for m in self.ahead.values() if _start(m) <= now]:
+            key = (m["experiment"], m["product"])
+            del self.ahead[key]
+            held = self.current.get(key)
+            if held is None or held["seq"] < m["seq"]:
+                self.current[key] = m
+                taken.append(m)
+        return taken
+
+
+def _start(msg: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(msg["period_start"])
 
 
 def main(argv: list[str]) -> int:
@@ -74,6 +106,8 @@ def main(argv: list[str]) -> int:
     try:
         while not stop:
             msg = consumer.poll(0.2)
+            for begun in book.due(datetime.now(UTC)):
+                print(json.dumps(begun, sort_keys=True), flush=True)
             if msg is None:
                 continue
             err = msg.error()
@@ -90,7 +124,7 @@ def main(argv: list[str]) -> int:
             except ValueError:
                 print(json.dumps({"error": "not JSON", "offset": msg.offset()}), flush=True)
                 continue
-            if book.apply(assignment):
+            if book.apply(assignment, datetime.now(UTC)):
                 print(json.dumps(assignment, sort_keys=True), flush=True)
     finally:
         consumer.close()  # leaves the group at once instead of after the session timeout

@@ -197,3 +197,47 @@ async def test_ticks_at_once_in_one_worker_flip_a_boundary_once(runtime, setting
     # a second publication would be there by now: read until a 7th message, or 3 s
     msgs = await read_topic(settings, settings.topics.assignments, expect=7, timeout=3)
     assert Counter(m["period"] for m in msgs if m["experiment"] == "twice") == {0: 3, 1: 3}
+
+
+async def test_a_start_triggered_under_a_freeze_is_announced_on_control(settings):
+    """A fire announces the product's next period; a freeze that covers that period's start
+    holds it on control (status frozen), as the flip at the boundary will: a pricing system
+    that applies the announcement at the boundary never charges the treatment price during
+    the freeze."""
+    from streams.runtime import Runtime
+
+    settings = settings.model_copy(update={"trigger_watermark_lag": timedelta(hours=2)})
+    rt = Runtime(settings)
+    await rt.ensure_started()
+    try:
+        spec = load_spec(triggered_doc("trigfz"))
+        await rt.clock.set(START + timedelta(hours=1))  # type: ignore[attr-defined]
+        await rt.flipper.create(spec, backfill=True)
+        hold = (START + timedelta(days=2, hours=20), START + timedelta(days=3, hours=12))
+        await rt.flipper.freeze(
+            "hold",
+            {"start": hold[0].isoformat(), "end": hold[1].isoformat(), "experiments": ["trigfz"]},
+        )
+        day2 = START + timedelta(days=2, hours=10)
+        await rt.clock.set(day2 + timedelta(minutes=52))  # type: ignore[attr-defined]
+        batch = [
+            RawEvent(price("b", 90.0, day2)),
+            RawEvent(price("b", 90.0, day2 + timedelta(minutes=40))),
+        ]
+        assert await rt.competitor.handle(batch) == 2
+        assert await rt.store.triggers("trigfz") == {"b": 3}
+
+        def announced(msgs: list[dict]) -> list[dict]:
+            return [m for m in msgs if m["product"] == "b" and m["period"] == 3]
+
+        msgs = await read_topic(
+            settings,
+            settings.topics.assignments,
+            expect=100,
+            until=lambda got: bool(announced(got)),
+        )
+        b = announced(msgs)
+        assert [(m["status"], m["policy"]) for m in b] == [("frozen", "rule")]
+        assert datetime.fromisoformat(b[0]["period_start"]) == START + timedelta(days=3)
+    finally:
+        await rt.stop()

@@ -28,6 +28,7 @@ def _dead_port() -> int:
 def files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
     monkeypatch.setenv("PRICELAB_KAFKA__BOOTSTRAP_SERVERS", f"127.0.0.1:{_dead_port()}")
     monkeypatch.setenv("PRICELAB_REDIS__URL", f"redis://:hunter2@127.0.0.1:{_dead_port()}/0")
+    monkeypatch.setenv("PRICELAB_START_TIMEOUT", "PT1S")  # a worker gives up at once
     bad_spec = tmp_path / "bad.yaml"
     bad_spec.write_text(GOOD.read_text().replace("washout: PT2H", "washout: P3D"))
     misspelt = tmp_path / "misspelt.yaml"

@@ -132,3 +132,12 @@ def test_a_freeze_must_reach_the_future_and_name_live_experiments() -> None:
         check_freeze("f", NOW, later, ["a", "nope"], states, NOW)
     with pytest.raises(CommandRefused, match="stopped"):
         check_freeze("f", NOW, later, ["gone"], states, NOW)
+
+
+def test_the_runbook_shows_the_table_as_the_code_has_it() -> None:
+    from pathlib import Path
+
+    from controller.lifecycle import table_markdown
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
+    assert table_markdown() in doc

@@ -80,6 +80,9 @@ class _Store:
     async def trigger_state(self, exp_id: str) -> tuple[int, dict[str, Any] | None]:
         return self.trigger_v, None
 
+    async def freezes(self) -> list[dict[str, Any]]:
+        return []
+
     async def save_trigger_state(
         self,
         exp_id: str,

@@ -1,0 +1,127 @@
+"""The README's five-minute walkthrough, run as written.
+
+The bash block under "Five-minute walkthrough" is run by bash, command by command, in a fresh
+directory that sees the repository's ``docs/`` and ``.venv``: the embedded stack and two
+workers in the background on the ports the README names, the market played into them with
+``pricelab simulate --live``, the operator's views and commands, the offline tools. Two
+things differ from a person at a terminal, and only these: the set-up line (``./run test``,
+which is this suite) is left out, and the background processes' output goes to log files, so
+that each command's own output can be read. Every command must exit 0, and what it prints
+must show the walkthrough's promise: a live estimate, a live report, a non-empty panel, the
+state after each command, and the refusal after the stop.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+#: what the README's commands bind: broker, Redis, two workers' metrics and web ports
+PORTS = (9092, 6379, 9464, 6066, 9465, 6067)
+
+
+def walkthrough_commands() -> list[str]:
+    """The README block's commands: continuation lines joined, comments and blanks dropped."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Five-minute walkthrough", 1)[1]
+    block = section.split("```bash\n", 1)[1].split("\n```", 1)[0]
+    commands: list[str] = []
+    pending = ""
+    for line in block.splitlines():
+        if not pending and (not line.strip() or line.lstrip().startswith("#")):
+            continue
+        pending += line.rstrip()
+        if pending.endswith("\\"):
+            pending = pending[:-1] + " "
+            continue
+        commands.append(pending.strip())
+        pending = ""
+    return commands
+
+
+def _without_comment(cmd: str) -> str:
+    # the README's trailing comments start with "  #" (no command here has a '#' of its own)
+    return re.split(r"\s+#", cmd, maxsplit=1)[0].strip()
+
+
+def test_the_readme_walkthrough_runs_as_written(tmp_path: Path) -> None:
+    busy = []
+    for port in PORTS:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                busy.append(port)
+    assert not busy, f"the walkthrough's ports are taken on this machine: {busy}"
+    (tmp_path / "docs").symlink_to(ROOT / "docs")
+    (tmp_path / ".venv").symlink_to(ROOT / ".venv")
+    commands = [c for c in walkthrough_commands() if not c.startswith("./run test")]
+    assert len(commands) > 20
+    script = ["trap 'kill $(jobs -p) 2>/dev/null; wait' EXIT"]
+    shown: list[str] = []
+    for i, cmd in enumerate(commands):
+        bare = _without_comment(cmd)
+        if bare.endswith("&"):  # a background process: its output to a log of its own
+            script.append(f"{bare[:-1].strip()} > bg-{i}.log 2>&1 &")
+            continue
+        shown.append(bare)
+        script += [f"echo '@@cmd {i}'", bare, f'echo "@@rc $? {i}"']
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PRICELAB_")}
+    env.pop("VIRTUAL_ENV", None)
+    proc = subprocess.run(
+        ["bash", "-c", "\n".join(script)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=540,
+    )
+    out: dict[int, str] = {}
+    codes: dict[int, int] = {}
+    current: int | None = None
+    for line in proc.stdout.splitlines():
+        if line.startswith("@@cmd "):
+            current = int(line.split()[1])
+            out[current] = ""
+        elif line.startswith("@@rc "):
+            _, rc, i = line.split()
+            codes[int(i)] = int(rc)
+        elif current is not None:
+            out[current] += line + "\n"
+    logs = "".join(f"\n--- {p.name}\n{p.read_text()[-2000:]}" for p in tmp_path.glob("bg-*.log"))
+    failed = {commands[i]: rc for i, rc in codes.items() if rc != 0}
+    assert not failed, f"{failed}\nstderr: {proc.stderr[-3000:]}{logs}"
+    assert len(codes) == len(shown), f"not every command ran: {proc.stderr[-3000:]}{logs}"
+
+    def output_of(prefix: str, nth: int = 0) -> str:
+        hits = [i for i, c in enumerate(commands) if _without_comment(c).startswith(prefix)]
+        return out[hits[nth]]
+
+    live = output_of("pricelab simulate --live")
+    # the 14th period is in force, not complete, until the clock passes its end
+    assert "estimate dm   after 13 periods" in live and "true effect" in live, live
+    assert re.search(
+        r"^walkthrough\s+random-days\s+running\s+period\s+13\b",
+        output_of("pricelab experiment list"),
+        re.M,
+    )
+    assert '"status": "running"' in output_of("pricelab assignments P0001")
+    assert "dm" in output_of("pricelab estimates walkthrough")
+    cells = re.search(r"wrote (\d+) cells", output_of("pricelab panel export"))
+    assert cells and int(cells.group(1)) == 40 * 13
+    index = tmp_path / "report" / "index.html"
+    assert index.is_file() and "walkthrough" in index.read_text()
+    assert '"status": "paused"' in output_of("pricelab assignments P0001", 1)
+    assert '"state": "stopped"' in output_of("pricelab experiment stop")
+    refused = output_of("pricelab experiment resume walkthrough ||")
+    assert "refused, as it should be" in refused
+    assert "a stopped experiment is final" in proc.stderr
+    assert "tablets" in output_of("pricelab analyze panel.csv", 1) or "segment" in output_of(
+        "pricelab analyze panel.csv", 1
+    )
