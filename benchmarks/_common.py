@@ -82,7 +82,7 @@ async def start_experiment(rt: Any, spec: ExperimentSpec, until: datetime = NOW)
     """Create the experiment and flip every period up to ``until`` (so every sale has an arm)."""
     at = START + timedelta(seconds=1)
     await rt.clock.set(at)
-    await rt.flipper.create(spec)
+    await rt.flipper.create(spec, backfill=True)
     while at < until:
         at += spec.period
         await rt.clock.set(min(at, until))

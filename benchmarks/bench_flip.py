@@ -208,7 +208,7 @@ async def one_flip(stack: EmbeddedStack, n: int) -> dict[str, float]:
     async with _runtime(stack) as rt:
         spec = experiment(n)
         await rt.clock.set(START + timedelta(seconds=1))  # type: ignore[attr-defined]
-        _, create = await _watched(rt, stack.redis_url, rt.flipper.create(spec))
+        _, create = await _watched(rt, stack.redis_url, rt.flipper.create(spec, backfill=True))
         stages = _Stages(rt)
         await rt.clock.set(START + spec.period + timedelta(seconds=1))  # type: ignore[attr-defined]
         flips, flip = await _watched(rt, stack.redis_url, rt.flipper.tick())
@@ -244,7 +244,7 @@ async def many_flips(stack: EmbeddedStack, n_exps: int, n: int) -> dict[str, flo
         specs = [experiment(n, exp_id=f"x{j}", prefix=f"x{j}p") for j in range(n_exps)]
         await rt.clock.set(START + timedelta(seconds=1))  # type: ignore[attr-defined]
         for spec in specs:
-            await rt.flipper.create(spec)
+            await rt.flipper.create(spec, backfill=True)
         await rt.clock.set(START + specs[0].period + timedelta(seconds=1))  # type: ignore[attr-defined]
         flips, seen = await _watched(rt, stack.redis_url, rt.flipper.tick())
         assert flips == n_exps, flips

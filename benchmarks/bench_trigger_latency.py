@@ -231,7 +231,7 @@ async def one_run(
     await producer.start()
     await consumer.start()
     try:
-        assert (await send_command_async(settings, "create", timeout=60, spec=spec))["ok"]
+        assert (await send_command_async(settings, "create", timeout=60, backfill=True, spec=spec))["ok"]
         # every measured product has been undercut since 31 minutes before T0
         for p in firing:
             await producer.send(topic, _price(p, 90.0, T0 - timedelta(minutes=31)), key=p.encode())

@@ -39,16 +39,16 @@ from core.errors import PricelabError
 #: ISO 8601 durations (P3D, PT2H), as the settings parse them
 _DURATION: TypeAdapter[timedelta] = TypeAdapter(timedelta)
 
-app = typer.Typer(
+_app = typer.Typer(
     name="pricelab",
     help="Event-driven controller for price experiments.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
 experiment_app = typer.Typer(help="Create and steer experiments (through the commands topic).")
-app.add_typer(experiment_app, name="experiment")
+_app.add_typer(experiment_app, name="experiment")
 panel_app = typer.Typer(help="The sales panel the analysis worker analyses.")
-app.add_typer(panel_app, name="panel")
+_app.add_typer(panel_app, name="panel")
 
 
 def _settings() -> Settings:
@@ -60,7 +60,7 @@ def _fail(message: str) -> NoReturn:
     raise typer.Exit(2)
 
 
-@app.command()
+@_app.command()
 def up(
     kafka_port: Annotated[int, typer.Option(help="Broker port (0 = any free port).")] = 9092,
     redis_port: Annotated[int, typer.Option(help="Redis port (0 = any free port).")] = 6379,
@@ -98,7 +98,7 @@ def up(
         typer.echo("stopped")
 
 
-@app.command()
+@_app.command()
 def topics(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the broker.")] = 30.0,
 ) -> None:
@@ -137,7 +137,7 @@ def topics(
         )
 
 
-@app.command()
+@_app.command()
 def worker(
     role: Annotated[list[str], typer.Option(help="controller and/or analysis")] = ["controller"],  # noqa: B006
 ) -> None:
@@ -152,7 +152,7 @@ def worker(
     run_worker(settings, set(role))
 
 
-@app.command()
+@_app.command()
 def demo(
     products: Annotated[int, typer.Option(min=2, help="Products in the simulated market.")] = 200,
     days: Annotated[int, typer.Option(min=2, help="Length of the switchback in days.")] = 28,
@@ -382,7 +382,7 @@ def experiment_show(experiment: Annotated[str, typer.Argument(help="Experiment i
     typer.echo(json.dumps(read_experiment(_settings(), experiment), indent=2, default=str))
 
 
-@app.command()
+@_app.command()
 def assignments(product: Annotated[str, typer.Argument(help="Product id.")]) -> None:
     """The message in force for PRODUCT: its experiment's state, the status and policy a
     pricing system applies, why (paused, frozen, washout until ..., stopped), and its seq."""
@@ -395,7 +395,7 @@ def assignments(product: Annotated[str, typer.Argument(help="Product id.")]) -> 
     typer.echo(json.dumps(doc, indent=2, default=str))
 
 
-@app.command()
+@_app.command()
 def estimates(
     experiment: Annotated[str, typer.Argument(help="Experiment id.")],
     follow: Annotated[
@@ -488,18 +488,42 @@ def _play_live(spec: Any, **kw: Any) -> list[str]:
     return summary(run, kw.get("periods"))
 
 
-for _mod in _PLUGINS:
-    try:
-        if _mod == "analysis.cli":
-            importlib.import_module(_mod).register(app, spec_info=_spec_info)
-            continue
-        if _mod == "lab.cli":
-            importlib.import_module(_mod).register(app, live=_play_live)
-            continue
-        importlib.import_module(_mod).register(app)
-    except ModuleNotFoundError as _exc:
-        if _exc.name != _mod:
-            raise
+_plugins_loaded = False
+
+
+def _load_plugins() -> None:
+    """Register the offline tools' commands (analyze, simulate, plan, graph, schedule, report
+    ...). They import numpy, pandas and scipy at once, which takes most of a second: an
+    operator's command (experiment, assignments, estimates ...) does without them."""
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    for mod in _PLUGINS:
+        try:
+            if mod == "analysis.cli":
+                importlib.import_module(mod).register(_app, spec_info=_spec_info)
+            elif mod == "lab.cli":
+                importlib.import_module(mod).register(_app, live=_play_live)
+            else:
+                importlib.import_module(mod).register(_app)
+        except ModuleNotFoundError as exc:
+            if exc.name != mod:
+                raise
+
+
+#: the commands defined here: they run without the plugins
+_CORE = frozenset(
+    {"up", "topics", "worker", "demo", "experiment", "assignments", "estimates", "panel"}
+)
+
+
+def __getattr__(name: str) -> Any:
+    """``streams.cli.app``: the whole app, every plugin's commands registered."""
+    if name == "app":
+        _load_plugins()
+        return _app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _sentence(exc: BaseException) -> str | None:
@@ -532,8 +556,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     # clients (aiokafka, redis) log their connection failures; a command says it in one
     # sentence instead (a worker configures its own logging)
     logging.getLogger().addHandler(logging.NullHandler())
+    args = list(sys.argv[1:] if argv is None else argv)
+    first = next((a for a in args if not a.startswith("-")), None)
+    if first not in _CORE or "--help" in args[:1]:
+        _load_plugins()  # an offline tool, or the whole help
     try:
-        code = app(args=list(argv) if argv is not None else None, standalone_mode=False)
+        code = _app(args=args, standalone_mode=False)
     except _ABORTS:
         typer.echo("aborted", err=True)
         sys.exit(130)

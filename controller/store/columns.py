@@ -21,9 +21,12 @@ import struct
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # pandas is imported where it is used: an operator's command does without
+    import pandas as pd
 
 MAGIC = b"PLC1"
 NO_RECORD = 0xFFFF
@@ -99,6 +102,8 @@ def records_of(products: pd.Index, records: Mapping[str, str]) -> PeriodRecords:
     if (where < 0).any():
         bad = list(records)[int(np.flatnonzero(where < 0)[0])]
         raise ColumnsError(f"a record for {bad!r}, which is not in the experiment")
+    import pandas as pd
+
     rec_codes, templates = pd.factorize(np.array(list(records.values()), dtype=object))
     if len(templates) >= NO_RECORD:
         raise ColumnsError(f"more than {NO_RECORD - 1} distinct records in one period")

@@ -7,10 +7,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-import pandas as pd
 from redis.client import NEVER_DECODE
+
+if TYPE_CHECKING:  # pandas is imported where it is used: an operator's command does without
+    import pandas as pd
 
 from controller.errors import StoreError
 from controller.store.base import RedisStore
@@ -297,6 +299,8 @@ class PanelStore(RedisStore):
         ks = range(compacted)
         for k, cols in zip(ks, await self.compacted_periods(exp_id, ks), strict=True):
             out |= cols.cells(products, k)
+        import pandas as pd
+
         index = pd.Index(products, dtype=object)
         for k in range(compacted, max(last, compacted)):
             sums = await self.redis.execute_command(

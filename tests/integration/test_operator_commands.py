@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -219,7 +219,9 @@ def test_a_worker_that_cannot_reach_redis_names_the_setting_and_exits_2(stack) -
         s.bind(("127.0.0.1", 0))
         dead = int(s.getsockname()[1])  # closed again: nothing listens there
     settings = make_settings(
-        stack, redis=RedisSettings(url=SecretStr(f"redis://127.0.0.1:{dead}/0"))
+        stack,
+        redis=RedisSettings(url=SecretStr(f"redis://127.0.0.1:{dead}/0")),
+        start_timeout=timedelta(seconds=1),  # how long it asks before it gives up
     )
     for role in ("controller", "analysis"):
         r = pricelab(settings, "worker", "--role", role, timeout=60)

@@ -141,3 +141,24 @@ def test_the_runbook_shows_the_table_as_the_code_has_it() -> None:
 
     doc = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
     assert table_markdown() in doc
+
+
+def test_a_backfill_is_counted_apart_from_missed_and_late_flips() -> None:
+    """The catch-up of a --backfill experiment is expected: it must not feed the series that
+    PricelabMissedFlips and PricelabLateFlip alert on."""
+    from prometheus_client import CollectorRegistry
+
+    from streams.metrics import Metrics
+
+    m = Metrics(registry=CollectorRegistry())
+
+    def value(name: str, **labels: str) -> float:
+        return m.registry.get_sample_value(name, labels) or 0.0
+
+    m.flipped("bf", 10, 0.1, missed=0, lateness=45_228.0, backfilled=24)
+    assert value("pricelab_backfilled_flips_total", experiment="bf") == 24
+    assert value("pricelab_missed_flips_total", experiment="bf") == 0
+    assert value("pricelab_flip_lateness_seconds_count") == 0
+    m.flipped("bf", 10, 0.1, missed=2, lateness=90.0)  # a later outage is one
+    assert value("pricelab_missed_flips_total", experiment="bf") == 2
+    assert value("pricelab_flip_lateness_seconds_count") == 1
