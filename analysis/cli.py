@@ -34,10 +34,12 @@ import numpy as np
 import pandas as pd
 import typer
 
+from analysis.elasticity import within_product_elasticity
 from analysis.errors import AnalysisError
 from analysis.estimators import registry
 from analysis.inference import bh_adjust
 from analysis.panel import Panel
+from analysis.ratio import relative_fields
 from core.ports import ExperimentInfo
 
 _SEPARATORS = (";", ",", "\t", "|")
@@ -89,7 +91,7 @@ def build_estimator(method: str, se: str | None, seed: int | None) -> Any:
     return registry.make(method, **params)
 
 
-def _format_table(row: dict[str, Any]) -> str:
+def _format_table(row: dict[str, Any], relative: bool = False) -> str:
     def fmt(v: Any) -> str:
         if isinstance(v, float):
             return "nan" if math.isnan(v) else f"{v:.4g}"
@@ -107,6 +109,10 @@ def _format_table(row: dict[str, Any]) -> str:
         "n_periods",
         "n_cells",
     ]
+    if relative:
+        keys += ["control_mean", "relative_effect", "relative_ci_low", "relative_ci_high"]
+        if row.get("relative_note"):
+            keys.append("relative_note")
     width = max(len(k) for k in keys)
     return "\n".join(f"{k:<{width}}  {fmt(row.get(k))}" for k in keys)
 
@@ -115,9 +121,13 @@ def analyze(
     panel_path: Annotated[Path, typer.Argument(help="Long panel: .csv or .parquet.")],
     unit: Annotated[str, typer.Option(help="Unit column.")],
     time: Annotated[str, typer.Option(help="Period column.")],
-    outcome: Annotated[str, typer.Option(help="Outcome column.")],
     treated: Annotated[str, typer.Option(help="0/1 treatment column.")],
-    method: Annotated[str, typer.Option(help="Estimator id, e.g. did, sc, difp, sdid, mc.")],
+    method: Annotated[
+        str, typer.Option(help="Estimator id, e.g. dm, ht, did, sc, difp, sdid, mc, elasticity.")
+    ],
+    outcome: Annotated[
+        str | None, typer.Option(help="Outcome column (not with --method elasticity).")
+    ] = None,
     se: Annotated[
         str | None,
         typer.Option(help="Variance method: placebo, jackknife, bootstrap, time_placebo, ..."),
@@ -150,6 +160,23 @@ def analyze(
             "with Benjamini-Hochberg adjusted p-values.",
         ),
     ] = None,
+    relative: Annotated[
+        bool,
+        typer.Option(
+            "--relative",
+            help="Also give the effect relative to the control mean: control_mean, "
+            "relative_effect and its Fieller interval (relative_ci_low/high), which carries the "
+            "control mean's uncertainty and its covariance with the treated mean.",
+        ),
+    ] = False,
+    units_col: Annotated[
+        str | None,
+        typer.Option("--units", help="With --method elasticity: the units column."),
+    ] = None,
+    revenue_col: Annotated[
+        str | None,
+        typer.Option("--revenue", help="With --method elasticity: the revenue column."),
+    ] = None,
     unit_effects: Annotated[
         Path | None,
         typer.Option(
@@ -175,6 +202,23 @@ def analyze(
         # the spillover design and graph name products as text: read the unit column as text
         df = read_table(panel_path, sep, (unit,) if method == "spillover" else ())
         covs = [c.strip() for c in covariates.split(",") if c.strip()] if covariates else []
+        if method == "elasticity":
+            rows = elasticity_rows(df, unit, time, treated, blackout, probability, units_col,
+                                   revenue_col, outcome, by, alpha)  # fmt: skip
+            _print_rows(rows, _ELASTICITY_COLUMNS[0 if by else 1 :], as_json)
+            if not as_json:
+                for r in rows:
+                    why = r.get("error") or r.get("reason")
+                    if why:
+                        name = f"segment {r['segment']}: " if by else ""
+                        typer.echo(f"! {name}{why}")
+            if all(r.get("error") for r in rows):
+                raise AnalysisError(str(rows[0]["error"]))
+            return
+        if outcome is None:
+            raise AnalysisError("--outcome is required (except with --method elasticity).")
+        if units_col is not None or revenue_col is not None:
+            raise AnalysisError("--units and --revenue go with --method elasticity.")
         long = long_kw(unit, time, outcome, treated, blackout, probability, covs)
         if method == "spillover" or graph is not None:
             if by is not None:
@@ -183,7 +227,7 @@ def analyze(
             _print_results(results, alpha, as_json)
             return
         if by is not None:  # each segment is validated on its own (they may span other periods)
-            rows = by_segment(df, by, method, se, seed, alpha, long)
+            rows = by_segment(df, by, method, se, seed, alpha, long, relative)
             _print_segments(rows, as_json)
             if all(r["error"] for r in rows):
                 raise AnalysisError(f"no segment could be estimated: {rows[0]['error']}")
@@ -198,10 +242,12 @@ def analyze(
         typer.echo(f"error: {first}", err=True)
         raise typer.Exit(code=2) from None
     row = result.to_dict(alpha)
+    if relative:
+        row |= relative_fields(result, alpha)
     if as_json:
         typer.echo(json.dumps({k: _json_safe(v) for k, v in row.items()}))
     else:
-        typer.echo(_format_table(row))
+        typer.echo(_format_table(row, relative))
 
 
 #: Reads an experiment spec into what the analysis worker is told of it (``ExperimentInfo``);
@@ -349,6 +395,7 @@ def by_segment(
     seed: int | None,
     alpha: float,
     long: dict[str, Any],
+    relative: bool = False,
 ) -> list[dict[str, Any]]:
     """One estimate per segment of ``by`` (a column constant within each unit), with the
     Benjamini-Hochberg adjusted p-value (``pvalue_bh``) beside the raw one. A segment whose
@@ -373,6 +420,8 @@ def by_segment(
             panel = Panel.from_long(part, **long)
             result = build_estimator(method, se, seed).fit(panel).result
             row |= result.to_dict(alpha) | {"error": ""}
+            if relative:
+                row |= relative_fields(result, alpha)
         except (AnalysisError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             # the same keys as an estimated segment, without values
@@ -396,6 +445,54 @@ _SEGMENT_COLUMNS = (
     "pvalue_bh",
     "n_units",
 )
+
+
+_ELASTICITY_COLUMNS = ("segment", "effect", "ci_low", "ci_high", "identified", "n_units")
+
+
+def elasticity_rows(
+    df: pd.DataFrame,
+    unit: str,
+    time: str,
+    treated: str,
+    blackout: str | None,
+    probability: str | None,
+    units_col: str | None,
+    revenue_col: str | None,
+    outcome: str | None,
+    by: str | None,
+    alpha: float,
+) -> list[dict[str, Any]]:
+    """``--method elasticity``: the within-product Wald elasticity (analysis.elasticity), for
+    the whole panel or each segment of ``by``."""
+    if units_col is None or revenue_col is None:
+        raise AnalysisError("--method elasticity needs --units COL and --revenue COL.")
+    if outcome is not None:
+        raise AnalysisError("--method elasticity takes --units and --revenue, not --outcome.")
+    parts = [(None, df)] if by is None else list(df.groupby(by, sort=True))
+    if by is not None and by not in df.columns:
+        raise AnalysisError(f"Column {by!r} not found; the table has {list(df.columns)}.")
+    rows = []
+    for segment, part in parts:
+        row: dict[str, Any] = {} if by is None else {"segment": segment}
+        try:
+            units = Panel.from_long(
+                part, unit=unit, time=time, outcome=units_col, treated=treated,
+                blackout=blackout, probability=probability,
+            )  # fmt: skip
+            revenue = Panel.from_long(
+                part, unit=unit, time=time, outcome=revenue_col, treated=treated,
+                blackout=blackout, probability=probability,
+            )  # fmt: skip
+            row |= within_product_elasticity(units, revenue.Y, alpha).to_dict()
+        except (AnalysisError, ValueError) as exc:
+            if by is None:
+                raise
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            row |= {"metric": "elasticity", "effect": math.nan, "identified": False}
+            row |= {"error": first}
+        rows.append(row)
+    return rows
 
 
 def _print_segments(rows: list[dict[str, Any]], as_json: bool) -> None:

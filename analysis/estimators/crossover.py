@@ -200,6 +200,7 @@ class DifferenceInMeansEstimator(PanelEstimator):
         G = int(labels.max()) + 1 if labels.size else 0
         se = float("nan")
         df: float | None = None
+        details: dict[str, object] = {}
         if self.se != "none":
             if G < 2:
                 raise InferenceError(
@@ -207,11 +208,19 @@ class DifferenceInMeansEstimator(PanelEstimator):
                 )
             treated = panel.W[use]
             resid = np.where(treated, Y[use] - m1, Y[use] - m0)
+            # the arm means' covariance: the difference's variance, and the ratio's
+            # (analysis.ratio: Fieller, with the df of the pivot m1 - R m0 at R = m1 / m0)
+            ratio = m1 / m0 if m0 != 0.0 else 1.0
             if self.correction == "cr1":
-                var, df = cr1_variance(labels, treated, resid, G)
+                cov, df = cr1_mean_covariance(labels, treated, resid, G)
+                df_ratio = df
             else:
-                var, df = cr2_variance(labels, treated, resid, G, self.cluster)
-            se = float(np.sqrt(var))
+                cov, (df, df_ratio) = cr2_mean_covariance(
+                    labels, treated, resid, G, self.cluster, ((1.0, -1.0), (1.0, -ratio))
+                )
+            se = float(np.sqrt(max(cov[0] + cov[1] - 2.0 * cov[2], 0.0)))
+            details["mean_covariance"] = cov
+            details["df_ratio"] = df_ratio
         return EstimateResult(
             method=self.name,
             effect=tau,
@@ -221,7 +230,8 @@ class DifferenceInMeansEstimator(PanelEstimator):
             se_method=f"cluster_{self.cluster}" if self.se != "none" else "none",
             n_cells=n1 + n0,
             df=df,
-            details={
+            details=details
+            | {
                 "mean_treated": m1,
                 "mean_control": m0,
                 "n_treated_cells": n1,
@@ -237,9 +247,20 @@ def cr1_variance(
     """Liang-Zeger variance of the difference in means with the G/(G-1) factor, and G - 1
     degrees of freedom. ``labels``: each cell's cluster; ``resid``: each cell's deviation from
     its arm's mean."""
+    cov, df = cr1_mean_covariance(labels, treated, resid, G)
+    return cov[0] + cov[1] - 2.0 * cov[2], df
+
+
+def cr1_mean_covariance(
+    labels: np.ndarray, treated: np.ndarray, resid: np.ndarray, G: int
+) -> tuple[tuple[float, float, float], float]:
+    """Liang-Zeger covariance of the two arm means (var treated, var control, covariance),
+    with the G/(G-1) factor, and G - 1 degrees of freedom."""
     n1, n0 = int(treated.sum()), int((~treated).sum())
-    score = np.bincount(labels, weights=np.where(treated, resid / n1, -resid / n0), minlength=G)
-    return float(G / (G - 1) * (score**2).sum()), float(G - 1)
+    p1 = np.bincount(labels, weights=np.where(treated, resid / n1, 0.0), minlength=G)
+    p0 = np.bincount(labels, weights=np.where(treated, 0.0, resid / n0), minlength=G)
+    f = G / (G - 1)
+    return (f * float(p1 @ p1), f * float(p0 @ p0), f * float(p1 @ p0)), float(G - 1)
 
 
 def cr2_variance(
@@ -255,12 +276,29 @@ def cr2_variance(
     residuals by (1 - n1g/n1)^(-1/2) and its control residuals by (1 - n0g/n0)^(-1/2): where
     one arm has few clusters (a triggered design's treated products, a class design's treated
     classes) CR1's G/(G-1) understates that arm's share, and CR2 does not. Exactly unbiased
-    under homoskedastic errors.
+    under homoskedastic errors. (:func:`cr2_mean_covariance`, contrast (1, -1).)
+    """
+    cov, (df,) = cr2_mean_covariance(labels, treated, resid, G, level)
+    return cov[0] + cov[1] - 2.0 * cov[2], df
 
-    The degrees of freedom are those of the variance estimate as a quadratic form in the
-    errors, under the same working model: df = tr(B)^2 / tr(B^2), B = Q'(I - H)Q with q_g the
-    cluster's adjusted contrast vector; B is diagonal minus two rank-one terms, so both traces
-    are sums over clusters.
+
+def cr2_mean_covariance(
+    labels: np.ndarray,
+    treated: np.ndarray,
+    resid: np.ndarray,
+    G: int,
+    level: str = "cluster",
+    contrasts: tuple[tuple[float, float], ...] = ((1.0, -1.0),),
+) -> tuple[tuple[float, float, float], list[float]]:
+    """The CR2 covariance of the two arm means (var treated, var control, covariance) and,
+    for each contrast (w1, w0), the Satterthwaite degrees of freedom of
+    ``w1 * treated + w0 * control`` (the difference by default; (1, -R) for the Fieller
+    pivot of a ratio R).
+
+    The degrees of freedom are those of the contrast's variance estimate as a quadratic form
+    in the errors, under the same working model: df = tr(B)^2 / tr(B^2), B = Q'(I - H)Q with
+    q_g the cluster's adjusted contrast vector; B is diagonal minus two rank-one terms, so
+    both traces are sums over clusters.
     """
     n1, n0 = int(treated.sum()), int((~treated).sum())
     n1g = np.bincount(labels, weights=treated.astype(float), minlength=G)
@@ -275,17 +313,20 @@ def cr2_variance(
     s0 = 1.0 / np.sqrt(1.0 - n0g / n0)
     e1 = np.bincount(labels, weights=np.where(treated, resid, 0.0), minlength=G)
     e0 = np.bincount(labels, weights=np.where(treated, 0.0, resid), minlength=G)
-    score = s1 * e1 / n1 - s0 * e0 / n0
-    var = float((score**2).sum())
-    d = s1**2 * n1g / n1**2 + s0**2 * n0g / n0**2
-    a = s1 * n1g / n1 / math.sqrt(n1)
-    b = -s0 * n0g / n0 / math.sqrt(n0)
-    aa, bb, ab = float(a @ a), float(b @ b), float(a @ b)
-    tr_b = float(d.sum()) - aa - bb
-    tr_b2 = float((d**2).sum()) - 2 * float(d @ a**2) - 2 * float(d @ b**2) + aa**2 + bb**2
-    tr_b2 += 2 * ab**2
-    df = tr_b**2 / tr_b2 if tr_b2 > 0 else float(G - 1)
-    return var, float(df)
+    p1 = s1 * e1 / n1
+    p0 = s0 * e0 / n0
+    cov = (float(p1 @ p1), float(p0 @ p0), float(p1 @ p0))
+    dfs = []
+    for w1, w0 in contrasts:
+        d = w1**2 * s1**2 * n1g / n1**2 + w0**2 * s0**2 * n0g / n0**2
+        a = w1 * s1 * n1g / n1 / math.sqrt(n1)
+        b = w0 * s0 * n0g / n0 / math.sqrt(n0)
+        aa, bb, ab = float(a @ a), float(b @ b), float(a @ b)
+        tr_b = float(d.sum()) - aa - bb
+        tr_b2 = float((d**2).sum()) - 2 * float(d @ a**2) - 2 * float(d @ b**2) + aa**2 + bb**2
+        tr_b2 += 2 * ab**2
+        dfs.append(float(tr_b**2 / tr_b2) if tr_b2 > 0 else float(G - 1))
+    return cov, dfs
 
 
 def _register() -> None:

@@ -104,17 +104,17 @@ def test_the_readme_walkthrough_runs_as_written(tmp_path: Path) -> None:
         return out[hits[nth]]
 
     live = output_of("pricelab simulate --live")
-    # the 14th period is in force, not complete, until the clock passes its end
-    assert "estimate dm   after 13 periods" in live and "true effect" in live, live
+    # the 7th period is in force, not complete, until the clock passes its end
+    assert "estimate dm   after  6 periods" in live and "true effect" in live, live
     assert re.search(
-        r"^walkthrough\s+random-days\s+running\s+period\s+13\b",
+        r"^walkthrough\s+random-days\s+running\s+period\s+6\b",
         output_of("pricelab experiment list"),
         re.M,
     )
     assert '"status": "running"' in output_of("pricelab assignments P0001")
     assert "dm" in output_of("pricelab estimates walkthrough")
     cells = re.search(r"wrote (\d+) cells", output_of("pricelab panel export"))
-    assert cells and int(cells.group(1)) == 40 * 13
+    assert cells and int(cells.group(1)) == 40 * 6
     index = tmp_path / "report" / "index.html"
     assert index.is_file() and "walkthrough" in index.read_text()
     assert '"status": "paused"' in output_of("pricelab assignments P0001", 1)

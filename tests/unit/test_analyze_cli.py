@@ -151,3 +151,57 @@ def test_hpte_unit_effects_file_has_one_row_per_treated_product(
     assert kept["effect"].mean() == pytest.approx(row["effect"], rel=1e-9)
     assert (kept["se"] > 0).all() and kept["ci_low"].lt(kept["effect"]).all()
     assert table.loc[table["outlier"].astype(bool), "se"].isna().all()
+
+
+def _simulated_panel(tmp_path: Path, seed: int = 3) -> Path:
+    from lab.compare import make_spec
+    from lab.config import MarketConfig
+    from lab.market import Market
+    from lab.simulate import run_spec, write_panel
+
+    market = Market(MarketConfig(n_products=40), seed=seed)
+    sim = run_spec(make_spec("random-days", market, days=28, seed=seed), market)
+    out = tmp_path / "panel.csv"
+    write_panel(sim.panel, out)
+    return out
+
+
+SIM = ["--unit", "unit", "--time", "period", "--treated", "treated", "--blackout", "blackout",
+       "--probability", "probability"]  # fmt: skip
+
+
+def test_relative_adds_the_control_mean_and_a_fieller_interval(
+    app: typer.Typer, tmp_path: Path
+) -> None:
+    panel = _simulated_panel(tmp_path)
+    args = ["analyze", str(panel), *SIM, "--outcome", "revenue", "--method", "dm", "--json"]
+    res = CliRunner().invoke(app, [*args, "--relative"])
+    assert res.exit_code == 0, res.output
+    row = json.loads(res.stdout)
+    assert row["control_mean"] > 0 and row["relative_note"] is None
+    assert row["relative_effect"] == pytest.approx(row["effect"] / row["control_mean"])
+    assert row["relative_ci_low"] < row["relative_effect"] < row["relative_ci_high"]
+    plain = json.loads(CliRunner().invoke(app, args).stdout)
+    assert "relative_effect" not in plain
+    by = CliRunner().invoke(app, [*args, "--relative", "--by", "category"])
+    assert by.exit_code == 0, by.output
+    rows = [json.loads(line) for line in by.stdout.splitlines()]
+    assert len(rows) == 8 and all("relative_ci_low" in r for r in rows)
+
+
+def test_elasticity_from_units_and_revenue(app: typer.Typer, tmp_path: Path) -> None:
+    panel = _simulated_panel(tmp_path)
+    args = ["analyze", str(panel), *SIM, "--method", "elasticity", "--units", "units",
+            "--revenue", "revenue"]  # fmt: skip
+    res = CliRunner().invoke(app, [*args, "--json"])
+    assert res.exit_code == 0, res.output
+    row = json.loads(res.stdout)
+    assert row["metric"] == "elasticity" and row["identified"] is True
+    assert row["ci_low"] < row["effect"] < row["ci_high"] < 0  # demand falls as price rises
+    table = CliRunner().invoke(app, args)
+    assert table.exit_code == 0 and "identified" in table.stdout
+    missing = CliRunner().invoke(app, [*args[:-4], "--units", "units"])
+    assert missing.exit_code == 2 and "--revenue" in missing.output
+    by = CliRunner().invoke(app, [*args, "--by", "category", "--json"])
+    assert by.exit_code == 0, by.output
+    assert len(by.stdout.splitlines()) == 8

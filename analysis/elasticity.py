@@ -1,0 +1,146 @@
+"""The price elasticity a randomised price experiment identifies, compared within products.
+
+What is estimated: the arc elasticity of units with respect to the price actually paid,
+``d log(units) / d log(price)``, between the two arms. It is the Wald (indirect least squares)
+estimator with the arm as the instrument for log price (Angrist & Pischke 2009, *Mostly
+Harmless Econometrics*, sec. 4.1.2), with each product compared with itself (unit fixed
+effects), which is what a design that randomises within products allows:
+
+- per product i with randomised, usable cells in both arms: the reduced form
+  ``dq_i = log(mean units, treated) - log(mean units, control)`` and the first stage
+  ``dp_i = log(price paid, treated) - log(price paid, control)``, the price paid being revenue
+  over units of the arm's cells;
+- pooled with weights ``w_i = n_iT n_iC / (n_iT + n_iC)`` (the precision of a difference of
+  two means): ``elasticity = sum(w dq) / sum(w dp)``.
+
+A ratio of pooled means across products is not used: it lets each arm's product mix drown the
+price change (a random-days panel with a 5% cut: an SE of 6 around a true -1.9).
+
+Inference: products are independent clusters; the numerator and denominator means have a
+cluster-robust covariance (G/(G-1)) and the interval is Fieller's (analysis.ratio) with
+Student t on G - 1 degrees of freedom. When the first stage is not distinguishable from zero
+(Fieller's g >= 1: the price did not measurably change), the elasticity is not identified and
+no interval is given. Products with no units in an arm (the log is undefined) are left out
+and counted. Coverage against the market simulator's true elasticities:
+tests/unit/test_elasticity.py.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+from analysis.errors import PanelError
+from analysis.panel import Panel
+from analysis.ratio import RatioInterval, fieller
+
+
+@dataclass(frozen=True)
+class ElasticityResult:
+    """The elasticity, its interval (None when not identified) and what entered it."""
+
+    elasticity: float
+    interval: RatioInterval
+    df: float
+    reduced_form: float  # weighted mean log change in units
+    first_stage: float  # weighted mean log change in the price paid
+    n_products: int
+    n_dropped: int  # products with randomised cells in both arms but no units in one
+    alpha: float = 0.05
+
+    @property
+    def identified(self) -> bool:
+        return self.interval.bounded
+
+    @property
+    def reason(self) -> str | None:
+        """Why there is no interval: one sentence, or None."""
+        if self.identified:
+            return None
+        return (
+            "not identified: the price paid did not change measurably between the arms "
+            f"(first stage {self.first_stage:+.4f} log points; Fieller's g = "
+            f"{self.interval.g:.2f}, at least 1)"
+        )
+
+    def to_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {
+            "metric": "elasticity",
+            "method": "wald_within_product",
+            "effect": self.elasticity,
+            "identified": self.identified,
+            "ci_low": self.interval.low,
+            "ci_high": self.interval.high,
+            "alpha": self.alpha,
+            "df": self.df,
+            "reduced_form": self.reduced_form,
+            "first_stage": self.first_stage,
+            "n_units": self.n_products,
+            "n_dropped": self.n_dropped,
+        }
+        if not self.identified:
+            out["reason"] = self.reason
+        return out
+
+
+class ElasticityEstimator:
+    """Within-product Wald estimate of the price elasticity (see the module).
+
+    ``fit(panel, revenue)``: ``panel`` has units as its outcome (its arms, usable cells and
+    design probabilities); ``revenue`` is the same cells' revenue, shape ``panel.shape``.
+    """
+
+    name = "elasticity"
+
+    def __init__(self, *, alpha: float = 0.05) -> None:
+        self.alpha = alpha
+
+    def fit(self, panel: Panel, revenue: np.ndarray) -> ElasticityEstimator:
+        self.result_ = within_product_elasticity(panel, revenue, self.alpha)
+        return self
+
+    @property
+    def result(self) -> ElasticityResult:
+        return self.result_
+
+
+def within_product_elasticity(
+    panel: Panel, revenue: np.ndarray, alpha: float = 0.05
+) -> ElasticityResult:
+    R = np.asarray(revenue, dtype=float)
+    if R.shape != panel.shape:
+        raise PanelError(f"revenue has shape {R.shape}; the panel's is {panel.shape}")
+    use = panel.usable
+    if panel.probability is not None:
+        use = use & (panel.probability > 0.0) & (panel.probability < 1.0)
+    Y = np.where(use, panel.Y, 0.0)
+    R = np.where(use, R, 0.0)
+    t, c = use & panel.W, use & ~panel.W
+    n_t, n_c = t.sum(axis=1), c.sum(axis=1)
+    u_t, u_c = (Y * t).sum(axis=1), (Y * c).sum(axis=1)
+    r_t, r_c = (R * t).sum(axis=1), (R * c).sum(axis=1)
+    both = (n_t > 0) & (n_c > 0)
+    ok = both & (u_t > 0) & (u_c > 0) & (r_t > 0) & (r_c > 0)
+    n_dropped = int((both & ~ok).sum())
+    G = int(ok.sum())
+    if G < 2:
+        raise PanelError(
+            f"The within-product elasticity needs at least 2 products with sales in both "
+            f"arms; there are {G}."
+        )
+    nt, nc = n_t[ok].astype(float), n_c[ok].astype(float)
+    dq = np.log(u_t[ok] / nt) - np.log(u_c[ok] / nc)
+    dp = np.log(r_t[ok] / u_t[ok]) - np.log(r_c[ok] / u_c[ok])
+    w = nt * nc / (nt + nc)
+    sw = float(w.sum())
+    num, den = float(w @ dq) / sw, float(w @ dp) / sw
+    sn, sd = w * (dq - num) / sw, w * (dp - den) / sw
+    f = G / (G - 1)
+    df = float(G - 1)
+    q = float(stats.t.ppf(1.0 - alpha / 2.0, df))
+    interval = fieller(num, den, f * float(sn @ sn), f * float(sd @ sd), f * float(sn @ sd), q)
+    value = num / den if den != 0.0 else math.nan
+    return ElasticityResult(value, interval, df, num, den, G, n_dropped, alpha)
