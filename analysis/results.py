@@ -132,6 +132,14 @@ class EstimateResult:
             "n_cells": self.n_cells,
         }
 
+    def relative(self, alpha: float = 0.05, q_sequence: float | None = None) -> dict[str, Any]:
+        """The relative form (``analysis.ratio.relative_fields``): the control mean, the
+        relative effect and its Fieller interval (and the anytime-valid one at
+        ``q_sequence``), or a note saying why there is none."""
+        from analysis.ratio import relative_fields  # it builds on this module
+
+        return relative_fields(self, alpha, q_sequence)
+
     def to_frame(self, alpha: float = 0.05) -> pd.DataFrame:
         return pd.DataFrame([self.to_dict(alpha)])
 

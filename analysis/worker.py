@@ -119,10 +119,15 @@ def panel_from_cells(
     )
 
 
-def fit_plan(plan: EstimatorPlan, panel: Panel, seed: int = 0) -> EstimateResult:
-    """Fit one planned estimator; the result is published under the plan's label."""
+def fit_plan(
+    plan: EstimatorPlan, panel: Panel, seed: int = 0, metric: str | None = None
+) -> EstimateResult:
+    """Fit one planned estimator; the result is published under the plan's label (and the
+    metric it measures, when given)."""
     result = registry.make(plan.name, seed=seed, **dict(plan.params)).fit(panel).result
-    return result if result.method == plan.label else replace(result, method=plan.label)
+    if result.method != plan.label:
+        result = replace(result, method=plan.label)
+    return result if metric is None else replace(result, metric=metric)
 
 
 def sequence_target(se: float, periods_seen: int, periods_planned: int) -> float:
@@ -184,7 +189,7 @@ class AnalysisWorker:
                 plan = EstimatorPlan(item) if isinstance(item, str) else item
                 t0 = time.perf_counter()
                 try:
-                    result = fit_plan(plan, panel, self.seed)
+                    result = fit_plan(plan, panel, self.seed, metric="units")
                 except (AnalysisError, ValueError) as exc:
                     self.observer.estimated(info.id, plan.label, time.perf_counter() - t0, False)
                     log.info("experiment %s: %s not applicable: %s", info.id, plan.label, exc)
@@ -233,7 +238,7 @@ class AnalysisWorker:
             label = f"{plan.label}@{name}"
             try:
                 panel = panel_from_cells(df[df["product"].isin(list(members))])
-                result = fit_plan(plan, panel, self.seed)
+                result = fit_plan(plan, panel, self.seed, metric="units")
             except (AnalysisError, ValueError) as exc:
                 self.observer.estimated(info.id, label, time.perf_counter() - t0, False)
                 log.info("experiment %s: segment %s not estimable: %s", info.id, name, exc)
@@ -277,7 +282,13 @@ class AnalysisWorker:
         t0 = time.perf_counter()
         try:
             results = design_spillover(
-                panel, graph, info.spillover, info.sampler, design=info.design, seed=self.seed
+                panel,
+                graph,
+                info.spillover,
+                info.sampler,
+                design=info.design,
+                metric="units",
+                seed=self.seed,
             )
         except (SpilloverError, AnalysisError, ValueError) as exc:
             self.observer.estimated(info.id, "spillover_ipw", time.perf_counter() - t0, False)

@@ -105,6 +105,10 @@ class PublishedEstimate(Protocol):
 
     def to_dict(self, alpha: float = 0.05) -> dict[str, Any]: ...
 
+    def relative(self, alpha: float = 0.05, q_sequence: float | None = None) -> dict[str, Any]:
+        """The estimate relative to its control mean (analysis.ratio.relative_fields)."""
+        ...
+
 
 class PanelSource(Protocol):
     async def experiments(self) -> list[ExperimentInfo]: ...

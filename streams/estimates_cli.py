@@ -39,6 +39,9 @@ COLUMNS = (
     ("cs_low", "{:+.4g}"),
     ("cs_high", "{:+.4g}"),
     ("pvalue", "{:.3g}"),
+    ("relative_effect", "{:+.2%}"),
+    ("relative_ci_low", "{:+.2%}"),
+    ("relative_ci_high", "{:+.2%}"),
 )
 
 

@@ -149,6 +149,17 @@ class EstimateMessage(_Wire):
     pvalue_bh: float | None = None  # with segment: Benjamini-Hochberg adjusted across segments
     as_of: Instant
     truth: float | None = None  # set only by simulations that know it
+    # the effect relative to the control mean (the counterfactual mean of the compared cells),
+    # with Fieller's interval and the anytime-valid set, which carry the control mean's own
+    # uncertainty and its covariance with the treated mean (analysis/ratio.py); all None with
+    # relative_note saying why when there is no bounded interval or no relative form
+    control_mean: float | None = None
+    relative_effect: float | None = None
+    relative_ci_low: float | None = None
+    relative_ci_high: float | None = None
+    relative_cs_low: float | None = None
+    relative_cs_high: float | None = None
+    relative_note: str | None = None
 
 
 class CommandKind(StrEnum):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import math
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
@@ -128,6 +129,11 @@ class KafkaEstimateSink:
     ) -> None:
         fields = result.to_dict(0.05)
         fields["estimator"] = fields.pop("method")
+        # the anytime-valid relative set uses the sequence's multiplier of the absolute SE
+        q_seq = None
+        if cs is not None and math.isfinite(result.se) and result.se > 0:
+            q_seq = (cs[1] - result.effect) / result.se
+        fields |= result.relative(0.05, q_seq)
         for key in ("pvalue", "pvalue_bh"):
             if key in fields and fields[key] != fields[key]:  # NaN is not JSON
                 fields[key] = None

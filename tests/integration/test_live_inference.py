@@ -51,6 +51,23 @@ async def test_every_published_interval_is_effect_plus_minus_q_se(stack) -> None
             checked[(e["estimator"], df is not None)] = (
                 checked.get((e["estimator"], df is not None), 0) + 1
             )
+            # the relative form: dm's from its arm means (Fieller), never NaN; none for ht
+            if e["estimator"] == "dm":
+                assert e["relative_effect"] == pytest.approx(e["effect"] / e["control_mean"])
+                if e["relative_note"] is None:
+                    assert e["relative_ci_low"] < e["relative_effect"] < e["relative_ci_high"]
+                    if e["relative_cs_low"] is not None:
+                        rel = (e["relative_cs_low"], e["relative_effect"], e["relative_cs_high"])
+                        assert rel[0] < rel[1] < rel[2], e
+                        # the same multiplier as the absolute sequence: where that is clearly
+                        # wider than the interval (not with few clusters' t), so is this
+                        if e["cs_high"] - e["effect"] > 1.5 * (e["ci_high"] - e["effect"]):
+                            assert rel[0] < e["relative_ci_low"] and rel[2] > e["relative_ci_high"]
+                else:
+                    assert e["relative_ci_low"] is None and "Fieller" in e["relative_note"]
+                checked[("relative", True)] = checked.get(("relative", True), 0) + 1
+            elif e["estimator"] == "ht":
+                assert e["relative_effect"] is None and "no relative form" in e["relative_note"]
     # the spec's segments: each look publishes dm on each segment, tagged, BH-adjusted
     for name in segments:
         looks = rd.looks("dm", name)
@@ -64,7 +81,7 @@ async def test_every_published_interval_is_effect_plus_minus_q_se(stack) -> None
     assert rd.looks("dm") and all(e.get("segment") is None for e in rd.looks("dm").values())
     # both references were exercised: t intervals (dm, crossover) and normal ones (ht)
     assert checked.get(("dm", True), 0) > 0 and checked.get(("crossover", True), 0) > 0
-    assert checked.get(("ht", False), 0) > 0
+    assert checked.get(("ht", False), 0) > 0 and checked.get(("relative", True), 0) > 0
     # the cluster design's dm clusters by class, its df is the number of classes - 1
     cl = runs[2]
     n_classes = len(cl.spec.clusters)
