@@ -24,10 +24,22 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from scipy import stats
 
-from analysis.results import EstimateResult
+
+class _Estimate(Protocol):
+    """What :func:`relative_fields` reads of an estimate (``analysis.results.EstimateResult``)."""
+
+    @property
+    def method(self) -> str: ...
+
+    @property
+    def df(self) -> float | None: ...
+
+    @property
+    def details(self) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -134,7 +146,7 @@ RELATIVE_FIELDS = (
 
 
 def relative_fields(
-    result: EstimateResult, alpha: float = 0.05, q_sequence: float | None = None
+    result: _Estimate, alpha: float = 0.05, q_sequence: float | None = None
 ) -> dict[str, float | str | None]:
     """An estimate's relative form as the estimates topic and ``analyze --relative`` give it:
     the control mean, the relative effect, its Fieller interval (and the anytime-valid one at

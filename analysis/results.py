@@ -21,6 +21,8 @@ from typing import Any
 import pandas as pd
 from scipy import stats
 
+from analysis.ratio import relative_fields
+
 
 @dataclass(frozen=True)
 class EstimateResult:
@@ -136,8 +138,6 @@ class EstimateResult:
         """The relative form (``analysis.ratio.relative_fields``): the control mean, the
         relative effect and its Fieller interval (and the anytime-valid one at
         ``q_sequence``), or a note saying why there is none."""
-        from analysis.ratio import relative_fields  # it builds on this module
-
         return relative_fields(self, alpha, q_sequence)
 
     def to_frame(self, alpha: float = 0.05) -> pd.DataFrame:

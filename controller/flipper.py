@@ -186,9 +186,13 @@ class Flipper:
             spec = state.spec
             due = _due(state, now, freezes)
             if due is not None or state.seq > state.published:
-                turn = await self._turn(
-                    spec.id, lambda st: _due(st, now, freezes), now, freezes, wait=False
-                )
+                try:
+                    turn = await self._turn(spec.id, _due, wait=False)
+                except (StoreError, ConflictError, CommandRefused) as exc:
+                    # one experiment's trouble must not stop the others' flips (nor fail the
+                    # command whose tick this is): logged, tried again on the next tick
+                    log.error("experiment %s: tick failed: %s", spec.id, exc)
+                    continue
                 if turn is not None and turn[1].already is None:
                     done += turn[0].kind is Kind.FLIP
                 state = await self.store.get_experiment(spec.id)
@@ -233,48 +237,77 @@ class Flipper:
     async def _turn(
         self,
         exp_id: str,
-        choose: Callable[[ExperimentState], Event | None],
-        now: datetime,
-        freezes: list[Freeze],
+        choose: Callable[[ExperimentState, datetime, list[Freeze]], Event | None],
         *,
         wait: bool,
         reason: str | None = None,
+        until: Kind | None = None,
     ) -> tuple[Event, Outcome] | None:
-        """In the experiment's turn: redo a pending decision, then decide ``choose(state)``
-        and carry it out. None: busy (wait=False) or nothing to decide."""
+        """In the experiment's turn: redo a pending decision, then decide
+        ``choose(state, now, freezes)`` and carry it out, with the clock and the freezes read
+        once the turn is held. With ``until``, go on choosing until an event of that kind is
+        decided (a command first carries out what the clock has made due). None: busy
+        (wait=False) or nothing to decide. The turn is renewed while it is held."""
         if not await self._take(exp_id, wait):
             return None
+        renew = asyncio.create_task(self._renew(exp_id))
         try:
-            for _ in range(5):
+            for _ in range(8):
+                await self.clock.sync()
+                now = self.clock.now()
+                freezes = await self._freezes()
                 state = await self.store.get_experiment(exp_id)
                 if state.status == "creating":
                     raise ConflictError(f"experiment {exp_id!r} is still being created")
                 if state.seq > state.published:
-                    await self._redo(state, freezes)
+                    await self._redo(state, now)
                     continue
-                event = choose(state)
+                event = choose(state, now, freezes)
                 if event is None:
                     return None
                 outcome = lifecycle.decide(exp_id, state.lifecycle, event)
                 if outcome.already is not None:
                     return event, outcome
-                if await self._carry_out(state, event, outcome, now, freezes, reason):
+                why = reason if until is None or event.kind is until else None
+                if not await self._carry_out(state, event, outcome, now, freezes, why):
+                    continue  # the state moved under us (the turn lapsed): read it again
+                if until is None or event.kind is until:
                     return event, outcome
-                # the state moved under us (the turn lapsed): read it again
             raise StoreError(f"experiment {exp_id!r}: its state kept moving during a decision")
         finally:
+            renew.cancel()
             await self.store.end_turn(exp_id, self.owner)
 
-    async def _redo(self, state: ExperimentState, freezes: list[Freeze]) -> None:
-        """Publish the decision in force again (its holder died before all its messages
-        were out): the same sequence number, the same period and mode."""
+    async def _renew(self, exp_id: str) -> None:
+        """Keep the turn while a long decision runs (a million-product flip takes seconds)."""
+        every = max(self._lease_ms / 3000.0, 0.05)
+        while True:
+            await asyncio.sleep(every)  # a lease's renewal period, not a synchronisation
+            if not await self.store.take_turn(exp_id, self.owner, self._lease_ms):
+                log.error("experiment %s: the turn was lost mid-decision", exp_id)
+                return
+
+    async def _redo(self, state: ExperimentState, now: datetime) -> None:
+        """Finish the decision in force (its holder died before all of it was done): publish
+        its messages again with the same sequence number, built from what it was decided
+        with (the period, the mode, the freezes of then), announce it again, and redo what
+        follows a final one (the catalog's holders, the products' release)."""
         spec, lc = state.spec, state.lifecycle
         if lc.mode is not None:
             ctx = await self._context(spec)
-            records = in_force(spec, lc.period, lc.mode, ctx, freezes)
+            decided = [load_freeze(doc) for doc in state.decision_freezes]
+            records = in_force(spec, lc.period, lc.mode, ctx, decided)
             await self.sink.publish_assignments(records, state.seq, lc.mode)
             log.warning("experiment %s: republished decision %d (%s)", spec.id, state.seq, lc.mode)
+        if state.decision_event is not None:
+            kind, detail = state.decision_event
+            await self.sink.publish_event(spec.id, kind, now, detail)
+        if lc.phase is Phase.RUNNING or lc.phase is Phase.CREATED:
+            await self.store.close_windows(spec.id, now)  # a resume that died before it
         await self.store.mark_published(spec.id, state.seq)
+        await self.store.sync_holder(spec.id)
+        if lc.final:
+            await self.store.release_products(spec.id)
 
     async def _carry_out(
         self,
@@ -290,13 +323,12 @@ class Flipper:
         before, after = outcome.before, outcome.after
         t0 = time.perf_counter()
         ctx = await self._context(spec)
-        # before the decision: sales must be excluded from the instant the policy changes
+        # before the decision: sales are excluded from the instant the policy changes (a
+        # crash in between leaves more excluded, never less)
         if event.kind in (Kind.PAUSE, Kind.STOP):
             await self.store.open_window(
                 spec.id, f"{after.phase.value}-{uuid.uuid4().hex[:8]}", now, reason or event.kind
             )
-        elif event.kind is Kind.RESUME:
-            await self.store.close_windows(spec.id, now)
         n_records = 0
         rewrite = event.kind is Kind.FLIP or (
             event.kind in (Kind.RESUME, Kind.FREEZE_ON, Kind.FREEZE_OFF)
@@ -322,6 +354,8 @@ class Flipper:
             else:
                 missed = k - prev - 1
                 lateness = (now - boundary).total_seconds()
+        mine = [f for f in freezes if f.applies_to(spec.id)]
+        announced = _announcement(outcome, reason)
         seq = await self.store.decide(
             spec.id,
             self.owner,
@@ -331,17 +365,22 @@ class Flipper:
             flips=flips,
             missed=missed,
             backfilled=backfilled,
+            freezes=[f.model_dump(mode="json") for f in mine],
+            event=announced,
         )
         if seq < 0:
             return False
+        if event.kind is Kind.RESUME:  # after the decision: a crash before leaves it closed
+            await self.store.close_windows(spec.id, now)
         if lifecycle.stored_status(after.phase) != state.status:
             await self.store.sync_holder(spec.id)
         if outcome.publish:
             assert after.mode is not None
-            records = in_force(spec, after.period, after.mode, ctx, freezes)
+            records = in_force(spec, after.period, after.mode, ctx, mine)
             await self.sink.publish_assignments(records, seq, after.mode)
+        await self._announce(spec.id, announced, now, missed, backfilled, before, after)
+        if outcome.publish:
             await self.store.mark_published(spec.id, seq)
-        await self._announce(spec.id, outcome, event, now, reason, missed, backfilled, before)
         if outcome.release:  # after the publish: the claims already died with the status
             await self.store.release_products(spec.id)
         if event.kind is Kind.FLIP:
@@ -353,15 +392,13 @@ class Flipper:
     async def _announce(
         self,
         exp_id: str,
-        outcome: Outcome,
-        event: Event,
+        announced: tuple[str, dict[str, object]] | None,
         now: datetime,
-        reason: str | None,
         missed: int,
         backfilled: int,
         before: lifecycle.State,
+        after: lifecycle.State,
     ) -> None:
-        after = outcome.after
         if missed:
             log.warning("experiment %s caught up over %d missed flip(s)", exp_id, missed)
             await self.sink.publish_event(
@@ -381,13 +418,8 @@ class Flipper:
                     "to_period": after.period,
                 },
             )
-        if outcome.announce is not None:
-            detail: dict[str, object] = {"state": after.phase.value, "frozen": after.frozen}
-            if reason:
-                detail["reason"] = reason
-            if after.period >= 0:
-                detail["period"] = after.period
-            await self.sink.publish_event(exp_id, outcome.announce, now, detail)
+        if announced is not None:
+            await self.sink.publish_event(exp_id, announced[0], now, announced[1])
 
     # ------------------------------------------------------------------ operator commands
     async def create(self, spec: ExperimentSpec, *, backfill: bool = False) -> Reply:
@@ -428,15 +460,14 @@ class Flipper:
         if kind not in lifecycle.COMMANDS:
             raise CommandRefused(f"{kind.value!r} is not an operator command")
         async with self._local:
-            await self.clock.sync()
-            now = self.clock.now()
             await self._known(exp_id)
-            freezes = await self._freezes()
 
-            def choose(state: ExperimentState) -> Event:
-                return Event(kind)
+            def choose(state: ExperimentState, now: datetime, freezes: list[Freeze]) -> Event:
+                # what the clock has made due first (a flip, the end): a command acts on the
+                # state in force now, not on the one the last tick left
+                return _due(state, now, freezes) or Event(kind)
 
-            turn = await self._turn(exp_id, choose, now, freezes, wait=True, reason=reason)
+            turn = await self._turn(exp_id, choose, wait=True, reason=reason, until=kind)
             return await self._reply(exp_id, turn[1].already if turn else None)
 
     async def _known(self, exp_id: str) -> ExperimentState:
@@ -446,7 +477,7 @@ class Flipper:
 
     async def _reply(self, exp_id: str, already: str | None = None) -> Reply:
         st = await self.store.get_experiment(exp_id)
-        return Reply(exp_id, st.phase, st.frozen, already, st.seq or None)
+        return Reply(exp_id, st.phase, st.shows_frozen, already, st.seq or None)
 
     # ------------------------------------------------------------------ freezes
     async def freeze(self, freeze_id: str, doc: dict[str, object]) -> dict[str, Any]:
@@ -458,6 +489,10 @@ class Flipper:
             freeze = load_freeze({"id": freeze_id, **doc})
             await self.clock.sync()
             now = self.clock.now()
+            held = {d["id"]: d for d in await self.store.freezes()}.get(freeze.id)
+            if held is not None and held.get("freeze") == freeze.model_dump(mode="json"):
+                await self._tick()  # a repeat (a resent or redelivered command): as asked
+                return freeze_view(freeze, now) | {"already": "recorded"}
             states = {s.spec.id: s for s in await self.store.experiments()}
             lifecycle.check_freeze(
                 freeze.id,
@@ -481,11 +516,7 @@ class Flipper:
                 },
             )
             if not added:
-                held = {d["id"]: d for d in await self.store.freezes()}.get(freeze.id, {})
-                if held.get("freeze") != freeze.model_dump(mode="json"):
-                    raise CommandRefused(f"there is another freeze {freeze.id!r} already")
-                await self._tick()  # a repeat: the freeze is recorded as asked
-                return freeze_view(freeze, now) | {"already": "recorded"}
+                raise CommandRefused(f"there is another freeze {freeze.id!r} already")
             await self._tick()
             return freeze_view(freeze, now)
 
@@ -535,6 +566,20 @@ def freeze_view(freeze: Freeze, now: datetime) -> dict[str, Any]:
         "reason": freeze.reason,
         "now": when,
     }
+
+
+def _announcement(outcome: Outcome, reason: str | None) -> tuple[str, dict[str, object]] | None:
+    """The experiment event a decision announces, with its detail (kept with the decision, so
+    that a redo announces it again)."""
+    if outcome.announce is None:
+        return None
+    after = outcome.after
+    detail: dict[str, object] = {"state": after.phase.value, "frozen": after.frozen}
+    if reason:
+        detail["reason"] = reason
+    if after.period >= 0:
+        detail["period"] = after.period
+    return outcome.announce, detail
 
 
 def _due(state: ExperimentState, now: datetime, freezes: Sequence[Freeze]) -> Event | None:

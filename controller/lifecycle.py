@@ -205,6 +205,8 @@ def decide(experiment: str, state: State, event: Event) -> Outcome:
     if rule.to is not None:
         after = State(rule.to, after.frozen, after.period)  # normalises running/created
     announce = rule.announce
+    if event.kind is Kind.FLIP and state.period < 0:
+        announce = "started"  # the first period in force, paused or not
     if event.kind in (Kind.FREEZE_ON, Kind.FREEZE_OFF) and state.phase is Phase.PAUSED:
         announce = None  # the overlay moves under the pause: nothing a reader sees changes
     return Outcome(state, after, announce, rule.release)

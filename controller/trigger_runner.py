@@ -73,7 +73,11 @@ class TriggerRunner:
     #: competitor events may arrive this late; older ones are stale (counted by the tracker)
     watermark_lag: timedelta = timedelta(minutes=5)
     observer: TriggerObserver = field(default_factory=_NullObserver)
+    #: a batch that fires holds the experiment's turn until its announcement is out; a
+    #: runner that dies holding it blocks the experiment's decisions this long (flip_lease)
+    lease_ms: int = 30_000
     _routes_version: int = -1
+    _batches: int = 0  # each firing batch takes the turn under its own owner id
     _routes: dict[str, str] = field(default_factory=dict)
     # experiment -> (state version, tracker, the plan of its fires) while no other worker wrote
     _cache: dict[str, tuple[int, TriggerTracker, TriggerPlan]] = field(default_factory=dict)
@@ -218,6 +222,8 @@ class TriggerRunner:
                 if fires:
                     plan.update({f.product: f.period for f in fires})
                 t_save = time.perf_counter()
+                self._batches += 1
+                owner = f"triggers-{id(self):x}-{self._batches}"
                 new_version, seq = await self.store.save_trigger_state(
                     exp_id,
                     version,
@@ -228,6 +234,8 @@ class TriggerRunner:
                     {p: tracker.product_state(p) for p in touched},
                     {f.product: f.to_dict() for f in fires},
                     {f.product: f.period for f in fires},
+                    owner,
+                    self.lease_ms,
                 )
             except BaseException:
                 self._cache.pop(exp_id, None)  # our copy may be ahead of Redis now
@@ -238,14 +246,18 @@ class TriggerRunner:
             if new_version is not None:
                 break
             # nothing written: our copy is ahead of Redis, which another worker wrote (redo
-            # from its state), or the experiment stopped running (the caller routes again)
+            # from its state), or the experiment stopped running (the caller routes again),
+            # or its turn is another's or a decision of its is pending (wait, then redo)
             self._cache.pop(exp_id, None)
             if not seq:
                 return None
+            if seq in (2, 3):
+                await asyncio.sleep(0.01)  # polling a lease another process holds
         self._cache[exp_id] = (new_version, tracker, plan)
         publish = None
         if fires and seq is not None:
-            publish = self._publish(spec, fires, self._assignments(spec, fires, plan), seq)
+            out = self._assignments(spec, fires, plan)
+            publish = self._publish(spec, fires, out, seq, owner)
         if not advance:  # CPU in the turn: before the save (tracker, plan), after (assignments)
             cpu = (t_save - t_apply) + (time.perf_counter() - t_saved)
             self.observer.trigger_stage("apply", cpu)
@@ -286,6 +298,20 @@ class TriggerRunner:
         return assign_products(spec, cells, DesignContext.of(plan))
 
     async def _publish(
+        self,
+        spec: ExperimentSpec,
+        fires: list[TriggerFire],
+        out: list[Assignment],
+        seq: int,
+        owner: str,
+    ) -> None:
+        """Announce the fires, then give the experiment's turn back (taken by the save)."""
+        try:
+            await self._announce(spec, fires, out, seq)
+        finally:
+            await self.store.end_turn(spec.id, owner)
+
+    async def _announce(
         self, spec: ExperimentSpec, fires: list[TriggerFire], out: list[Assignment], seq: int
     ) -> None:
         exp_id = spec.id

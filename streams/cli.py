@@ -198,7 +198,7 @@ def experiment_create(
             "the boundaries before are recorded as a backfill (not as missed or late flips).",
         ),
     ] = False,
-    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait for the reply.")] = 30.0,
+    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait for the reply.")] = 60.0,
 ) -> None:
     """Validate SPEC (YAML/JSON) locally, then send a create command and wait for the reply.
     A start before now is refused unless --backfill is given."""
@@ -228,7 +228,7 @@ def _control(kind: str):  # type: ignore[no-untyped-def]
         reason: Annotated[str, typer.Option(help="Why (kept with the event).")] = "",
         timeout: Annotated[
             float, typer.Option(min=0.1, help="Seconds to wait for the reply.")
-        ] = 30.0,
+        ] = 60.0,
     ) -> None:
         from streams.commands import send_command
 
@@ -293,11 +293,11 @@ def experiment_freeze(
     freeze_id: Annotated[
         str | None, typer.Option("--id", help="Freeze id (default: a new one).")
     ] = None,
-    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait for the reply.")] = 30.0,
+    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait for the reply.")] = 60.0,
 ) -> None:
     """Freeze prices: from START to END every product of the experiments runs the control
     policy and its data is blacked out (a washout follows the return to the design)."""
-    import uuid
+    import hashlib
 
     from controller.blackout import load_freeze
     from streams.commands import read_now, send_command
@@ -312,7 +312,13 @@ def experiment_freeze(
 
     t0, t1 = _instant(start, "--start", now), _instant(end, "--end", now)
     doc: dict[str, Any] = {
-        "id": freeze_id or f"freeze-{uuid.uuid4().hex[:8]}",
+        # by default the id follows from the freeze itself: the same command resent after a
+        # timeout is the same freeze (done once), not a second one
+        "id": freeze_id
+        or "freeze-"
+        + hashlib.sha256(
+            json.dumps([t0.isoformat(), t1.isoformat(), sorted(experiment or []), reason]).encode()
+        ).hexdigest()[:8],
         "start": t0.isoformat(),
         "end": t1.isoformat(),
         "experiments": list(experiment) if experiment else "all",
@@ -325,7 +331,7 @@ def experiment_freeze(
 @experiment_app.command("unfreeze")
 def experiment_unfreeze(
     freeze_id: Annotated[str, typer.Argument(help="Freeze id (pricelab experiment freezes).")],
-    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait for the reply.")] = 30.0,
+    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait for the reply.")] = 60.0,
 ) -> None:
     """Cancel a freeze: one ahead is removed, one in force ends now (a washout follows the
     return to the design), one that is over is refused."""

@@ -122,8 +122,7 @@ def _summary(s: ExperimentState) -> dict[str, Any]:
         "id": s.spec.id,
         "design": s.spec.design,
         "state": s.phase,
-        # the overlay counts while a period is in force and the experiment is not final
-        "frozen": s.frozen and s.flipped_period >= 0 and s.phase in ("running", "paused"),
+        "frozen": s.shows_frozen,
         "period": s.flipped_period,
         "seq": s.seq,
         "products": len(s.spec.all_products()),
@@ -194,13 +193,15 @@ def read_assignment(settings: Settings, product: str) -> dict[str, Any] | None:
             if exp is None:
                 return None
         st = await store.get_experiment(exp)
-        lc = st.lifecycle
         view: dict[str, Any] = {
             "experiment": exp,
             "product": product,
             "state": st.phase,
-            "frozen": st.frozen,
+            "frozen": st.shows_frozen,
         }
+        if st.status == "creating":
+            return view | {"status": None, "policy": None, "reason": "being created"}
+        lc = st.lifecycle
         if lc.mode is None:
             return view | {
                 "status": None,

@@ -64,6 +64,7 @@ class Runtime:
             self.clock,
             settings.trigger_watermark_lag,
             observer=self.metrics,
+            lease_ms=int(settings.flip_lease.total_seconds() * 1000),
         )
         self.competitor = CompetitorHandler(
             self.dlq, self.metrics, self.clock, t.competitor_prices, self.triggers.on_prices

@@ -26,7 +26,7 @@ import logging
 import uuid
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -60,11 +60,21 @@ class ExperimentState:
     published: int = 0
     created_ms: int = 0
     backfilled: int = 0
+    #: what the decision in force was built with: the freezes laid over its messages, and
+    #: the event it announced (a redo repeats both)
+    decision_freezes: list[dict[str, Any]] = field(default_factory=list)
+    decision_event: tuple[str, dict[str, Any]] | None = None
 
     def published_through(self, k: int) -> bool:
         """Period ``k`` (or a later one) is in force and every message of the decision in
         force is out: what a reader of the topic can wait for after a flip."""
         return self.flipped_period >= k and self.published >= self.seq
+
+    @property
+    def shows_frozen(self) -> bool:
+        """The freeze overlay as an operator is shown it: it counts while a period is in
+        force and the experiment is running or paused."""
+        return self.frozen and self.flipped_period >= 0 and self.status in ("running", "paused")
 
     @property
     def lifecycle(self) -> State:
@@ -77,6 +87,11 @@ class ExperimentState:
         if self.status == "creating":
             return "creating"
         return self.lifecycle.phase.value
+
+
+def _event(raw: str | None) -> tuple[str, dict[str, Any]] | None:
+    doc = json.loads(raw) if raw else None
+    return None if doc is None else (str(doc[0]), dict(doc[1]))
 
 
 class ExperimentStore(RedisStore):
@@ -239,6 +254,8 @@ class ExperimentStore(RedisStore):
             published=int(st.get("published", st.get("seq", 0))),
             created_ms=int(st.get("created_ms", 0)),
             backfilled=int(st.get("backfilled", 0)),
+            decision_freezes=json.loads(st.get("dfreezes") or "[]"),
+            decision_event=_event(st.get("devent")),
         )
 
     async def experiments(self) -> list[ExperimentState]:
@@ -310,9 +327,6 @@ class ExperimentStore(RedisStore):
         gen = _text(await self.redis.hget(f"{self.exp(exp_id)}:state", "claim"))
         claim = f"{exp_id}|{gen}" if gen else exp_id
         return await self._unclaim(claim, [keys.product(self.p, x) for x in spec.all_products()])
-
-    async def set_frozen(self, exp_id: str, frozen: bool) -> None:
-        await self.redis.hset(f"{self.exp(exp_id)}:state", "frozen", "1" if frozen else "0")
 
     async def version(self) -> int:
         return int(await self.redis.get(self.cat("version")) or 0)

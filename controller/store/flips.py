@@ -3,10 +3,12 @@ sequence numbers, and the assignment record of every product and period."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from itertools import islice
+from typing import Any
 
 from controller.designs import Assignment, PeriodAssignments
 from controller.spec import Arm
@@ -53,10 +55,14 @@ class FlipStore(RedisStore):
         flips: int = 0,
         missed: int = 0,
         backfilled: int = 0,
+        freezes: list[dict[str, Any]] | None = None,
+        event: tuple[str, dict[str, Any]] | None = None,
     ) -> int:
         """Record a decision: ``expected`` (status, frozen, flipped_period, seq) must still
         hold and the turn be ``owner``'s. Returns its sequence number, 0 when it publishes
-        nothing, -1 when nothing was written (the turn was lost or the state moved)."""
+        nothing, -1 when nothing was written (the turn was lost or the state moved). A
+        decision that publishes keeps what its messages were built with beside it (the
+        freezes laid over them) and the event it announces, so that a redo repeats both."""
         base = self.exp(exp_id)
         status, frozen, period, seq = expected
         new_status, new_frozen, new_period = new
@@ -75,6 +81,8 @@ class FlipStore(RedisStore):
                 flips,
                 missed,
                 backfilled,
+                json.dumps(freezes or []),
+                json.dumps(list(event) if event is not None else None),
             ],  # fmt: skip
         )
         return int(out)

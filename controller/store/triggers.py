@@ -40,12 +40,16 @@ class TriggerStore(RedisStore):
         products: dict[str, dict[str, Any] | None],
         fired: dict[str, dict[str, Any]],
         triggers: dict[str, int],
+        owner: str = "",
+        lease_ms: int = 30_000,
     ) -> tuple[int, int | None] | tuple[None, int]:
         """Write what changed (meta, touched products - None deletes -, new fires) and take a
         sequence number when something fired, in one round trip, provided the state is still
-        at version ``expected`` and the experiment runs. Returns (new state version, sequence
-        number or None), or (None, 1 if the experiment runs else 0) with nothing written when
-        the version had moved or it does not run."""
+        at version ``expected`` and the experiment runs. A batch that fires also takes the
+        experiment's turn for ``owner`` (give it back with ``end_turn`` once its announcement
+        is out). Returns (new state version, sequence number or None), or (None, code) with
+        nothing written: 1 the version moved, 0 the experiment does not run, 2 its turn is
+        another's, 3 a decision of its is still to be published (``lua/trigger_save.lua``)."""
         fields = {"meta": json.dumps(meta)}
         fields |= {f"p:{p}": json.dumps(st) for p, st in products.items() if st is not None}
         fields |= {f"f:{p}": json.dumps(f) for p, f in fired.items()}
@@ -56,6 +60,7 @@ class TriggerStore(RedisStore):
         args += [len(gone), *gone, len(triggers)]
         for p, period in triggers.items():
             args += [p, period]
+        args += [owner, lease_ms]
         base = self.exp(exp_id)
         res = await self._script("trigger_save")(
             keys=[
@@ -63,6 +68,7 @@ class TriggerStore(RedisStore):
                 f"{base}:triggers",
                 f"{base}:state",
                 f"{base}:trigger_v",
+                f"{base}:turn",
             ],
             args=args,
         )

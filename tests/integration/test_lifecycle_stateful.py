@@ -15,7 +15,12 @@ pricing system by the highest-seq rule. After every step:
   message (a redo after a death);
 - what a pricing system ends with per product is what the model has in force: the status,
   the period and the policy (the design's arm while running; control otherwise);
-- no decision is left unpublished.
+- no decision is left unpublished; sales are excluded (an open window) exactly while paused;
+  a live experiment holds its products and a final one does not.
+
+A worker dies at a random call to Redis or to the broker (before it, or after it with the
+answer lost), holding its turn: the lease runs out, a new worker ticks, and the step is sent
+again, as an operator or Kafka would.
 """
 
 from __future__ import annotations
@@ -62,21 +67,59 @@ class Crash(Exception):
     """The worker process dies here."""
 
 
-class TopicSink:
-    """The assignments and events topics as a log, and the death of a worker on cue."""
+class Death:
+    """When the worker of a step dies: at its n-th call to Redis or to the broker (a call is
+    made, or not, at random). A dead worker makes no call any more, not even to give its
+    turn back: its lease has to run out, as after kill -9."""
 
     def __init__(self) -> None:
+        self.countdown: int | None = None
+        self.dead = False
+
+    def arm(self, n: int | None) -> None:
+        self.countdown, self.dead = n, False
+
+    def call(self) -> None:
+        if self.dead:
+            raise Crash
+        if self.countdown is None:
+            return
+        if self.countdown == 0:
+            self.countdown, self.dead = None, True
+            raise Crash
+        self.countdown -= 1
+
+
+class DyingStore:
+    """The real store, seen through a worker that may die at any call (``Death``)."""
+
+    def __init__(self, store: Store, death: Death) -> None:
+        self._store, self._death = store, death
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._store, name)
+        if not callable(attr) or not asyncio.iscoroutinefunction(attr):
+            return attr
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            self._death.call()  # dies before the call ...
+            out = await attr(*args, **kwargs)
+            self._death.call()  # ... or after it, its answer lost
+            return out
+
+        return call
+
+
+class TopicSink:
+    """The assignments and events topics as a log; a message is sent, or the worker dies."""
+
+    def __init__(self, death: Death) -> None:
         self.log: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
         self.events: list[tuple[str, str]] = []
-        self.die_in: int | None = None  # messages until the worker in the step dies
+        self.death = death
 
     def _maybe_die(self) -> None:
-        if self.die_in is None:
-            return
-        if self.die_in == 0:
-            self.die_in = None
-            raise Crash
-        self.die_in -= 1
+        self.death.call()
 
     async def publish_assignments(
         self, assignments: Sequence[Assignment], seq: int, status: str
@@ -139,7 +182,8 @@ class LifecycleMachine(RuleBasedStateMachine):
         self.prefix = f"h{uuid.uuid4().hex[:8]}"
         self.store = Store(self.redis, self.prefix)
         self.clock = ManualClock(T0)
-        self.sink = TopicSink()
+        self.death = Death()
+        self.sink = TopicSink(self.death)
         self.settings = Settings(flip_lease=timedelta(seconds=5))
         self.workers = [self._worker(), self._worker()]
         self.died = False
@@ -147,7 +191,8 @@ class LifecycleMachine(RuleBasedStateMachine):
         self.n = 0
 
     def _worker(self) -> Flipper:
-        return Flipper(self.store, self.sink, self.clock, self.settings)
+        store = DyingStore(self.store, self.death)
+        return Flipper(store, self.sink, self.clock, self.settings)  # type: ignore[arg-type]
 
     def teardown(self) -> None:
         self.loop.run_until_complete(self.redis.aclose())
@@ -160,16 +205,28 @@ class LifecycleMachine(RuleBasedStateMachine):
     def _run(self, w: int, die: int | None, step: Callable[[Flipper], Awaitable[Any]]) -> Any:
         """Run a step on worker ``w``; if it dies, a new worker takes the step over (and
         ``self.died`` says so: the step's first try may have done part or all of it)."""
-        self.sink.die_in = die
+        self.death.arm(die)
         self.died = False
         try:
             return self.loop.run_until_complete(step(self.workers[w]))
         except Crash:
             self.died = True
+            dead = self.workers[w].owner
+            self.death.arm(None)
+            self.loop.run_until_complete(self._leases_run_out(dead))
             self.workers[w] = self._worker()
+            # a restarted worker ticks at once (its timer), then the step is sent again
+            self.loop.run_until_complete(self.workers[w].tick())
             return self.loop.run_until_complete(step(self.workers[w]))
         finally:
-            self.sink.die_in = None
+            self.death.arm(None)
+
+    async def _leases_run_out(self, owner: str) -> None:
+        """The dead worker's turns expire (its lease), as they would after kill -9."""
+        for exp_id in self.world.exps:
+            turn = f"{self.store.exp(exp_id)}:turn"
+            if await self.redis.get(turn) == owner:
+                await self.redis.delete(turn)
 
     def _refused(self, w: int, die: int | None, step: Callable[[Flipper], Awaitable[Any]]) -> str:
         try:
@@ -195,7 +252,7 @@ class LifecycleMachine(RuleBasedStateMachine):
 
     # ------------------------------------------------------------------ rules
     workers = st.integers(0, 1)
-    deaths = st.one_of(st.none(), st.integers(0, 6))
+    deaths = st.one_of(st.none(), st.integers(0, 40))
 
     @initialize(start_h=st.integers(0, 30), days=st.integers(1, 3))
     def first(self, start_h: int, days: int) -> None:
@@ -362,6 +419,20 @@ class LifecycleMachine(RuleBasedStateMachine):
             overlay = e.period >= 0 and e.phase in ("running", "paused") and self._overlay(exp_id)
             assert shown["frozen"] == overlay, exp_id
             assert shown["seq"] == shown["published"], f"{exp_id}: a decision is unpublished"
+
+    @invariant()
+    def sales_are_excluded_exactly_while_paused_and_products_held_while_live(self) -> None:
+        for exp_id, e in self.world.exps.items():
+            windows = self.loop.run_until_complete(self.store.windows(exp_id))
+            open_ = [w for w in windows if w["end_ms"] is None]
+            if e.phase in ("running", "created"):
+                assert open_ == [], f"{exp_id}: an exclusion window open while {e.phase}"
+            elif e.phase == "paused":
+                assert open_, f"{exp_id}: paused with no exclusion window"
+            holder = self.loop.run_until_complete(
+                self.store.experiment_of(e.spec.all_products()[0])
+            )
+            assert holder == (None if e.final else exp_id), (exp_id, e.phase, holder)
 
     @invariant()
     def a_pricing_system_ends_with_what_is_in_force(self) -> None:

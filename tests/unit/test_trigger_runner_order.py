@@ -83,6 +83,9 @@ class _Store:
     async def freezes(self) -> list[dict[str, Any]]:
         return []
 
+    async def end_turn(self, exp_id: str, owner: str) -> None:
+        return None
+
     async def save_trigger_state(
         self,
         exp_id: str,
@@ -91,6 +94,8 @@ class _Store:
         products: dict[str, Any],
         fired: dict[str, Any],
         triggers: dict[str, int],
+        owner: str = "",
+        lease_ms: int = 0,
     ) -> tuple[int | None, int | None]:
         assert expected == self.trigger_v
         self.log.append("save " + ",".join(sorted(products)))

@@ -6,7 +6,8 @@
 -- the same number: the state (status, frozen, flipped_period) determines its messages.
 -- KEYS: the experiment's state, its turn
 -- ARGV: owner, expected status, frozen, flipped_period, seq; new status, frozen,
---       flipped_period; publish (1/0); flips, missed flips, backfilled periods to add
+--       flipped_period; publish (1/0); flips, missed flips, backfilled periods to add;
+--       the freezes the messages are built with (JSON), the event it announces (JSON)
 -- Returns the decision's sequence number, 0 when it publishes nothing, or -1 when the turn
 -- is lost or the state moved (nothing written).
 local st = KEYS[1]
@@ -22,7 +23,7 @@ if ARGV[11] ~= '0' then redis.call('HINCRBY', st, 'missed_flips', ARGV[11]) end
 if ARGV[12] ~= '0' then redis.call('HINCRBY', st, 'backfilled', ARGV[12]) end
 if ARGV[9] == '1' then
   local seq = redis.call('HINCRBY', st, 'seq_counter', 1)
-  redis.call('HSET', st, 'seq', seq)
+  redis.call('HSET', st, 'seq', seq, 'dfreezes', ARGV[13], 'devent', ARGV[14])
   return seq
 end
 return 0

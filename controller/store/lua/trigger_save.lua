@@ -1,17 +1,33 @@
 -- Save a batch's trigger state only if nobody else wrote it since it was read (optimistic:
 -- one round trip, no lock), and only while the experiment runs: a pause or stop moves its
--- 'status' in this same slot first, so no fire takes a sequence number after the stop's own
--- (its kill switch publishes with a later one).
--- KEYS: tracker state hash, triggers hash, experiment state, trigger version
+-- 'status' in this same slot first, so no fire takes a sequence number after the stop's own.
+-- A batch that fires takes the experiment's turn (controller/flipper.py) with its sequence
+-- number, and gives it back once its announcement is out (turn_end.lua): so fires and the
+-- flipper's decisions reach the assignments topic in the order of their numbers. It does not
+-- fire while another holds the turn, nor while a decision is still to be published.
+-- KEYS: tracker state hash, triggers hash, experiment state, trigger version, the turn
 -- ARGV: expected trigger version, n, (field, value) * n, m, gone field * m,
---       t, (product, period) * t
--- Returns {new trigger version, seq or -1}, or {-1, trigger version, 1 if the experiment
--- runs else 0} (nothing written) when the version moved or the experiment does not run.
+--       t, (product, period) * t, owner, lease_ms
+-- Returns {new trigger version, seq or -1}, or {-1, trigger version, code} with nothing
+-- written: code 1 the version moved (the experiment runs), 0 it does not run, 2 the turn is
+-- another's, 3 a decision is still to be published.
 local tv = tonumber(redis.call('GET', KEYS[4]) or '0')
-local running = redis.call('HGET', KEYS[3], 'status') == 'running'
-if tv ~= tonumber(ARGV[1]) or not running then return {-1, tv, running and 1 or 0} end
+local st = redis.call('HMGET', KEYS[3], 'status', 'seq', 'published')
+if st[1] ~= 'running' then return {-1, tv, 0} end
+if tv ~= tonumber(ARGV[1]) then return {-1, tv, 1} end
+-- where the fires start, and the owner after them
 local i = 2
-local n = tonumber(ARGV[i]); i = i + 1
+local n = tonumber(ARGV[i]); i = i + 1 + 2 * n
+local m = tonumber(ARGV[i]); i = i + 1 + m
+local t = tonumber(ARGV[i])
+local owner, lease = ARGV[i + 1 + 2 * t], ARGV[i + 2 + 2 * t]
+if t > 0 then
+  local held = redis.call('GET', KEYS[5])
+  if held and held ~= owner then return {-1, tv, 2} end
+  if tonumber(st[2] or '0') > tonumber(st[3] or st[2] or '0') then return {-1, tv, 3} end
+end
+i = 2
+n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]); i = i + 2 end
 n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do redis.call('HDEL', KEYS[1], ARGV[i]); i = i + 1 end
@@ -20,5 +36,6 @@ local seq = -1
 if n > 0 then
   for _ = 1, n do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]); i = i + 2 end
   seq = redis.call('HINCRBY', KEYS[3], 'seq_counter', 1)
+  redis.call('SET', KEYS[5], owner, 'PX', lease)
 end
 return {redis.call('INCR', KEYS[4]), seq}
