@@ -223,7 +223,7 @@ class LifecycleMachine(RuleBasedStateMachine):
 
     async def _leases_run_out(self, owner: str) -> None:
         """The dead worker's turns expire (its lease), as they would after kill -9."""
-        for exp_id in self.world.exps:
+        for exp_id in await self.store.experiment_ids():  # the one being created too
             turn = f"{self.store.exp(exp_id)}:turn"
             if await self.redis.get(turn) == owner:
                 await self.redis.delete(turn)
