@@ -86,30 +86,12 @@ class ElasticityResult:
         return out
 
 
-class ElasticityEstimator:
-    """Within-product Wald estimate of the price elasticity (see the module).
-
-    ``fit(panel, revenue)``: ``panel`` has units as its outcome (its arms, usable cells and
-    design probabilities); ``revenue`` is the same cells' revenue, shape ``panel.shape``.
-    """
-
-    name = "elasticity"
-
-    def __init__(self, *, alpha: float = 0.05) -> None:
-        self.alpha = alpha
-
-    def fit(self, panel: Panel, revenue: np.ndarray) -> ElasticityEstimator:
-        self.result_ = within_product_elasticity(panel, revenue, self.alpha)
-        return self
-
-    @property
-    def result(self) -> ElasticityResult:
-        return self.result_
-
-
 def within_product_elasticity(
     panel: Panel, revenue: np.ndarray, alpha: float = 0.05
 ) -> ElasticityResult:
+    """The within-product Wald elasticity (see the module): ``panel`` has units as its
+    outcome (its arms, usable cells and design probabilities); ``revenue`` is the same cells'
+    revenue, shape ``panel.shape``."""
     R = np.asarray(revenue, dtype=float)
     if R.shape != panel.shape:
         raise PanelError(f"revenue has shape {R.shape}; the panel's is {panel.shape}")

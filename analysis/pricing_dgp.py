@@ -12,6 +12,8 @@ Small, explicit models whose truth is known, used by tests, docs/studies and ben
   fraction of treated neighbours).
 - :func:`planted_substitute_graph`: a graph of small dense groups inside categories with a few
   ties across groups, the structure clustering is meant to find.
+- :func:`simulate_relative_panel`: random days with a multiplicative effect, for relative
+  effects (analysis.ratio).
 """
 
 from __future__ import annotations
@@ -296,3 +298,28 @@ def simulate_spillover_outcomes(
     b = np.zeros(N) if base is None else np.asarray(base, dtype=float)
     s = np.where(z > 0, spill_treated, spill_control)
     return b + direct * z + s * e + rng.normal(0.0, noise_sd, N)
+
+
+# ------------------------------------------------------------------------ relative effects
+def simulate_relative_panel(
+    seed: int, n: int, t: int, delta: float, level_sd: float
+) -> tuple[Panel, float]:
+    """Random days: every product-day an independent draw (p = 0.5), product levels lognormal
+    with SD ``level_sd``, Poisson units around a lognormal day effect, and a multiplicative
+    effect: treated cells sell ``1 + delta`` times their control mean. Returns the panel and
+    the absolute estimand (delta x the treated cells' expected control outcome)."""
+    rng = np.random.default_rng(seed)
+    level = 20.0 * np.exp(level_sd * rng.normal(size=n))[:, None]
+    w = rng.random((n, t)) < 0.5
+    y0 = level * np.exp(0.5 * rng.normal(size=(n, t)) - 0.125)
+    y = rng.poisson(np.where(w, y0 * (1 + delta), y0)).astype(float)
+    df = pd.DataFrame(
+        {
+            "unit": np.repeat(np.arange(n), t),
+            "period": np.tile(np.arange(t), n),
+            "y": y.ravel(),
+            "w": w.ravel().astype(int),
+        }
+    )
+    panel = Panel.from_long(df, unit="unit", time="period", outcome="y", treated="w")
+    return panel, float(delta * np.broadcast_to(level, (n, t))[w].mean())

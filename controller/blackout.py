@@ -93,6 +93,11 @@ def load_freeze(data: dict[str, Any] | str | bytes) -> Freeze:
         raise spec_error(exc) from None
 
 
+def freezes_of(docs: Iterable[dict[str, Any]]) -> list[Freeze]:
+    """The freezes in the store's documents (``ExperimentStore.freezes``)."""
+    return [load_freeze(d["freeze"]) for d in docs if "freeze" in d]
+
+
 def _union(spans: list[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
     merged: list[tuple[datetime, datetime]] = []
     for s, e in sorted(spans):

@@ -30,7 +30,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from controller import lifecycle
-from controller.blackout import Freeze, apply_freezes, load_freeze
+from controller.blackout import Freeze, apply_freezes, freezes_of, load_freeze
 from controller.clock import Clock
 from controller.designs import (
     Assignment,
@@ -115,15 +115,11 @@ def in_force_one(
 
 
 def in_force(
-    spec: ExperimentSpec,
-    k: int,
-    mode: str,
-    context: DesignContext | None,
-    freezes: Sequence[Freeze],
+    spec: ExperimentSpec, design: PeriodAssignments, mode: str, freezes: Sequence[Freeze]
 ) -> PeriodAssignments:
-    """Every product's message of a decision: period ``k`` in ``mode`` (:func:`in_force_one`,
-    once per distinct assignment)."""
-    return period_assignments(spec, k, context).map(lambda a: in_force_one(spec, a, mode, freezes))
+    """Every product's message of a decision: the period's design assignments ``design``
+    (``period_assignments``) in ``mode`` (:func:`in_force_one`, once per distinct one)."""
+    return design.map(lambda a: in_force_one(spec, a, mode, freezes))
 
 
 @dataclass(frozen=True)
@@ -211,7 +207,7 @@ class Flipper:
             self.observer.next_boundary(spec.id, min(period_start(spec, lc.period + 1), spec.end))
 
     async def _freezes(self) -> list[Freeze]:
-        return [load_freeze(doc["freeze"]) for doc in await self.store.freezes() if "freeze" in doc]
+        return freezes_of(await self.store.freezes())
 
     async def _context(self, spec: ExperimentSpec) -> DesignContext | None:
         if spec.triggered is None:
@@ -296,7 +292,8 @@ class Flipper:
         if lc.mode is not None:
             ctx = await self._context(spec)
             decided = [load_freeze(doc) for doc in state.decision_freezes]
-            records = in_force(spec, lc.period, lc.mode, ctx, decided)
+            design = period_assignments(spec, lc.period, ctx)
+            records = in_force(spec, design, lc.mode, decided)
             await self.sink.publish_assignments(records, state.seq, lc.mode)
             log.warning("experiment %s: republished decision %d (%s)", spec.id, state.seq, lc.mode)
         if state.decision_event is not None:
@@ -330,16 +327,19 @@ class Flipper:
                 spec.id, f"{after.phase.value}-{uuid.uuid4().hex[:8]}", now, reason or event.kind
             )
         n_records = 0
+        mine = [f for f in freezes if f.applies_to(spec.id)]
         rewrite = event.kind is Kind.FLIP or (
             event.kind in (Kind.RESUME, Kind.FREEZE_ON, Kind.FREEZE_OFF)
             and after.phase is Phase.RUNNING
         )
-        if rewrite and after.period >= 0:
+        # the period's design assignments, drawn once for the records and the messages
+        design = None
+        if after.period >= 0 and (rewrite or outcome.publish):
+            design = period_assignments(spec, after.period, ctx)
+        if rewrite and design is not None:
             # the period's records, which the sales path routes by: the design's (with the
             # freezes) while running, the control policy while paused
-            records = period_assignments(spec, after.period, ctx).map(
-                lambda a: apply_freezes(spec, a, freezes)
-            )
+            records = design.map(lambda a: apply_freezes(spec, a, mine))
             if after.phase is Phase.PAUSED:
                 records = records.map(lambda a: forced_control(spec, a, "paused"))
             n_records = await self.store.write_assignments(spec.id, after.period, records)
@@ -354,7 +354,6 @@ class Flipper:
             else:
                 missed = k - prev - 1
                 lateness = (now - boundary).total_seconds()
-        mine = [f for f in freezes if f.applies_to(spec.id)]
         announced = _announcement(outcome, reason)
         seq = await self.store.decide(
             spec.id,
@@ -375,8 +374,8 @@ class Flipper:
         if lifecycle.stored_status(after.phase) != state.status:
             await self.store.sync_holder(spec.id)
         if outcome.publish:
-            assert after.mode is not None
-            records = in_force(spec, after.period, after.mode, ctx, mine)
+            assert after.mode is not None and design is not None
+            records = in_force(spec, design, after.mode, mine)
             await self.sink.publish_assignments(records, seq, after.mode)
         await self._announce(spec.id, announced, now, missed, backfilled, before, after)
         if outcome.publish:

@@ -174,10 +174,6 @@ class Outcome:
             return False
         return (self.after.mode, self.after.period) != (self.before.mode, self.before.period)
 
-    @property
-    def changed(self) -> bool:
-        return self.already is None and self.after != self.before
-
 
 def decide(experiment: str, state: State, event: Event) -> Outcome:
     """The outcome of ``event`` in ``state``; raise :class:`CommandRefused` (one sentence)

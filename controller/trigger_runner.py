@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from controller.blackout import load_freeze
+from controller.blackout import freezes_of
 from controller.clock import Clock
 from controller.designs import Assignment, DesignContext, TriggerPlan, assign_products
 from controller.flipper import AssignmentSink, in_force_one
@@ -332,7 +332,7 @@ class TriggerRunner:
         # an announcement of the window's first period, in the mode it will start in: a
         # freeze that covers its start holds it on control (the flip at that boundary
         # publishes the same, with a later seq)
-        freezes = [load_freeze(d["freeze"]) for d in await self.store.freezes() if "freeze" in d]
+        freezes = freezes_of(await self.store.freezes())
         by_mode: dict[str, list[Assignment]] = defaultdict(list)
         for a in out:
             frozen = any(f.applies_to(exp_id) and f.covers(a.period_start) for f in freezes)

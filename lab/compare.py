@@ -497,3 +497,47 @@ def parse_estimators(
         for t in targets:
             table.setdefault(t, []).extend(n for n in names.split(",") if n)
     return {k: tuple(v) for k, v in table.items()} or None
+
+
+@dataclass(frozen=True)
+class ElasticityExperiment:
+    """A random-days experiment on the market, as the elasticity is estimated and validated:
+    its units, revenue and price panels, and the simulator's true elasticity."""
+
+    market: Market
+    units: Panel
+    revenue: Panel
+    price: Panel
+
+    def truth(self) -> float:
+        """Per product its true log lift in expected units over the log change in the price
+        it charged, pooled with the within-product estimator's weights (analysis.elasticity)."""
+        u = self.units
+        assert u.probability is not None  # the simulator's panels carry them
+        use = u.usable & (u.probability > 0) & (u.probability < 1)
+        t, c = use & u.W, use & ~u.W
+        nt, nc = t.sum(axis=1), c.sum(axis=1)
+        ok = np.flatnonzero((nt > 0) & (nc > 0))
+        index = {p: i for i, p in enumerate(self.market.product_ids)}
+        lift = np.array([self.market.treatment_log_lift[index[u.units[i]]] for i in ok])
+        dp = np.log([self.price.Y[i][t[i]].mean() / self.price.Y[i][c[i]].mean() for i in ok])
+        weight = (nt * nc / (nt + nc))[ok]
+        return float(weight @ lift / (weight @ dp))
+
+
+def elasticity_experiment(
+    seed: int, n_products: int = 40, days: int = 28, **market: Any
+) -> ElasticityExperiment:
+    """A seeded random-days experiment of the example design on a market of ``n_products``."""
+    m = Market(MarketConfig(n_products=n_products, **market), seed=seed)
+    sim = run_spec(make_spec("random-days", m, days=days, seed=seed), m)
+    kw: dict[str, Any] = dict(
+        unit="unit", time="period", treated="treated", blackout="blackout",
+        probability="probability",
+    )  # fmt: skip
+    return ElasticityExperiment(
+        m,
+        Panel.from_long(sim.panel, outcome="units", **kw),
+        Panel.from_long(sim.panel, outcome="revenue", **kw),
+        Panel.from_long(sim.panel, outcome="price", **kw),
+    )

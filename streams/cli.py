@@ -18,6 +18,7 @@ traceback means a bug.
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib
 import json
 import logging
@@ -303,13 +304,8 @@ def experiment_freeze(
     from streams.commands import read_now, send_command
 
     settings = _settings()
-    clock: list[datetime] = []
-
-    def now() -> datetime:  # the controller's clock, read once if a relative time needs it
-        if not clock:
-            clock.append(read_now(settings))
-        return clock[0]
-
+    # the controller's clock, read once, and only if a relative time needs it
+    now = functools.cache(lambda: read_now(settings))
     t0, t1 = _instant(start, "--start", now), _instant(end, "--end", now)
     doc: dict[str, Any] = {
         # by default the id follows from the freeze itself: the same command resent after a

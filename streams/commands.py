@@ -10,7 +10,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from controller.blackout import load_freeze
+from controller.blackout import freezes_of, load_freeze
 from controller.clock import WallClock
 from controller.designs import DesignContext, assign
 from controller.errors import CommandRefused, StoreError
@@ -208,7 +208,7 @@ def read_assignment(settings: Settings, product: str) -> dict[str, Any] | None:
                 "policy": None,
                 "reason": f"not started: nothing is in force before {st.spec.start.isoformat()}",
             }
-        freezes = [load_freeze(d["freeze"]) for d in await store.freezes() if "freeze" in d]
+        freezes = freezes_of(await store.freezes())
         now = await _now(settings, store)
         ctx = None
         if st.spec.triggered is not None:

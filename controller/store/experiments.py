@@ -266,7 +266,7 @@ class ExperimentStore(RedisStore):
         tests and repairs. The controller moves a status only through :meth:`decide` (the
         lifecycle's compare and set), then :meth:`sync_holder`."""
         await self.redis.hset(f"{self.exp(exp_id)}:state", "status", status)
-        await self._sync_holder(exp_id)
+        await self.sync_holder(exp_id)
 
     async def sync_holder(self, exp_id: str) -> None:
         """After a status change (decide.lua moves the experiment's own state first): copy
@@ -274,7 +274,11 @@ class ExperimentStore(RedisStore):
         experiment's product claims die with it (``lua/holds.lua``): its products are free at
         once; :meth:`release_products` deletes the keys. A process that dies in between
         leaves the holders behind: :meth:`reconcile` repairs that on the next flip tick."""
-        await self._sync_holder(exp_id)
+        status, gen = await self.redis.hmget(f"{self.exp(exp_id)}:state", "status", "claim")
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(self.cat("holders"), exp_id, f"{_text(status)}|{_text(gen) or ''}")
+        pipe.incr(self.cat("version"))
+        await pipe.execute()
 
     async def reconcile(self, states: Sequence[ExperimentState]) -> int:
         """Finish the cross-slot steps a dead process left half done, for the indexed
@@ -297,7 +301,7 @@ class ExperimentStore(RedisStore):
                     held.partition("|")[0],
                     st.status,
                 )
-                await self._sync_holder(st.spec.id)
+                await self.sync_holder(st.spec.id)
                 fixed += 1
         return fixed
 
@@ -310,15 +314,6 @@ class ExperimentStore(RedisStore):
         if opened:
             await self.redis.incr(self.cat("version"))
         return opened
-
-    async def _sync_holder(self, exp_id: str) -> None:
-        """Copy the experiment's status and claim gen, as they are now, to the holders hash,
-        and move the version."""
-        status, gen = await self.redis.hmget(f"{self.exp(exp_id)}:state", "status", "claim")
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(self.cat("holders"), exp_id, f"{_text(status)}|{_text(gen) or ''}")
-        pipe.incr(self.cat("version"))
-        await pipe.execute()
 
     async def release_products(self, exp_id: str) -> int:
         """Delete the product keys of a stopped or ended experiment (they no longer count, so

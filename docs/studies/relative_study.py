@@ -19,38 +19,14 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from analysis.elasticity import within_product_elasticity
 from analysis.estimators.crossover import DifferenceInMeansEstimator
-from analysis.panel import Panel
+from analysis.pricing_dgp import simulate_relative_panel
 from analysis.ratio import relative_fields
-from lab.compare import make_spec
-from lab.config import MarketConfig
-from lab.market import Market
-from lab.simulate import run_spec
+from lab.compare import elasticity_experiment
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def switchback(seed: int, n: int, t: int, delta: float, level_sd: float) -> tuple[Panel, float]:
-    """A random-days panel and its absolute estimand (delta x the treated cells' expected
-    control outcome)."""
-    rng = np.random.default_rng(seed)
-    level = 20.0 * np.exp(level_sd * rng.normal(size=n))[:, None]
-    w = rng.random((n, t)) < 0.5
-    y0 = level * np.exp(0.5 * rng.normal(size=(n, t)) - 0.125)
-    y = rng.poisson(np.where(w, y0 * (1 + delta), y0)).astype(float)
-    df = pd.DataFrame(
-        {
-            "unit": np.repeat(np.arange(n), t),
-            "period": np.tile(np.arange(t), n),
-            "y": y.ravel(),
-            "w": w.ravel().astype(int),
-        }
-    )
-    panel = Panel.from_long(df, unit="unit", time="period", outcome="y", treated="w")
-    return panel, float(delta * np.broadcast_to(level, (n, t))[w].mean())
 
 
 RELATIVE_CASES = [
@@ -67,7 +43,7 @@ def relative_rows(seeds: int) -> list[str]:
     for cluster, n, t, delta, level_sd in RELATIVE_CASES:
         absolute = fieller = naive = bounded = 0
         for seed in range(seeds):
-            panel, truth = switchback(seed, n, t, delta, level_sd)
+            panel, truth = simulate_relative_panel(seed, n, t, delta, level_sd)
             result = DifferenceInMeansEstimator(cluster=cluster).fit(panel).result
             lo, hi = result.conf_int()
             absolute += lo <= truth <= hi
@@ -93,23 +69,9 @@ def elasticity_rows(seeds: int) -> list[str]:
         hits = identified = 0
         errors = []
         for seed in range(seeds):
-            market = Market(MarketConfig(n_products=n), seed=seed)
-            sim = run_spec(make_spec("random-days", market, days=days, seed=seed), market)
-            kw = dict(unit="unit", time="period", treated="treated", blackout="blackout",
-                      probability="probability")  # fmt: skip
-            units = Panel.from_long(sim.panel, outcome="units", **kw)
-            revenue = Panel.from_long(sim.panel, outcome="revenue", **kw)
-            price = Panel.from_long(sim.panel, outcome="price", **kw)
-            result = within_product_elasticity(units, revenue.Y)
-            use = units.usable & (units.probability > 0) & (units.probability < 1)
-            t, c = use & units.W, use & ~units.W
-            nt, nc = t.sum(axis=1), c.sum(axis=1)
-            ok = np.flatnonzero((nt > 0) & (nc > 0))
-            index = {p: i for i, p in enumerate(market.product_ids)}
-            lift = np.array([market.treatment_log_lift[index[units.units[i]]] for i in ok])
-            dp = np.log([price.Y[i][t[i]].mean() / price.Y[i][c[i]].mean() for i in ok])
-            weight = (nt * nc / (nt + nc))[ok]
-            truth = float(weight @ lift / (weight @ dp))
+            x = elasticity_experiment(seed, n, days)
+            result = within_product_elasticity(x.units, x.revenue.Y)
+            truth = x.truth()
             errors.append(result.elasticity - truth)
             if result.identified:
                 identified += 1

@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-import pandas as pd
 import pytest
 
 from analysis.estimators.crossover import DifferenceInMeansEstimator
-from analysis.panel import Panel
+from analysis.pricing_dgp import simulate_relative_panel
 from analysis.ratio import fieller, relative_fields
 
 
@@ -39,24 +37,6 @@ def test_a_denominator_not_distinguishable_from_zero_gives_no_bounded_interval()
     assert not fieller(5.0, 0.0, 1.0, 0.5, 0.0, 2.0).bounded  # and never NaN bounds
 
 
-def _switchback(seed: int, n: int, t: int, delta: float, level_sd: float) -> Panel:
-    """Random days: every product-day an independent draw, a multiplicative effect."""
-    rng = np.random.default_rng(seed)
-    level = 20.0 * np.exp(level_sd * rng.normal(size=n))[:, None]
-    w = rng.random((n, t)) < 0.5
-    y0 = level * np.exp(0.5 * rng.normal(size=(n, t)) - 0.125)
-    y = rng.poisson(np.where(w, y0 * (1 + delta), y0)).astype(float)
-    df = pd.DataFrame(
-        {
-            "unit": np.repeat(np.arange(n), t),
-            "period": np.tile(np.arange(t), n),
-            "y": y.ravel(),
-            "w": w.ravel().astype(int),
-        }
-    )
-    return Panel.from_long(df, unit="unit", time="period", outcome="y", treated="w")
-
-
 @pytest.mark.parametrize(
     ("n", "t", "delta", "naive_at_most"),
     [
@@ -70,11 +50,8 @@ def test_the_relative_interval_covers_and_the_naive_one_does_not(n, t, delta, na
     1.1 points); the absolute interval divided by the control mean does not."""
     fieller_hits = naive_hits = bounded = 0
     for seed in range(400):
-        result = (
-            DifferenceInMeansEstimator(cluster="cell")
-            .fit(_switchback(seed, n, t, delta, 0.0))
-            .result
-        )
+        panel, _ = simulate_relative_panel(seed, n, t, delta, 0.0)
+        result = DifferenceInMeansEstimator(cluster="cell").fit(panel).result
         rel = relative_fields(result)
         lo, hi = result.conf_int()
         m0 = result.details["mean_control"]
