@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import stats
@@ -50,6 +51,12 @@ class ElasticityResult:
     n_products: int
     n_dropped: int  # products with randomised cells in both arms but no units in one
     alpha: float = 0.05
+    #: the delta-method SE (for readers that want one; the interval is Fieller's, not +- q se)
+    se: float = math.nan
+    n_periods: int = 0  # periods with a usable, randomised cell
+    method: str = "wald_within_product"
+    metric: str = "elasticity"
+    segment: str | None = None
 
     @property
     def identified(self) -> bool:
@@ -66,16 +73,29 @@ class ElasticityResult:
             f"{self.interval.g:.2f}, at least 1)"
         )
 
-    def to_dict(self) -> dict[str, object]:
-        out: dict[str, object] = {
+    @property
+    def effect(self) -> float:
+        return self.elasticity
+
+    def to_dict(self, alpha: float | None = None) -> dict[str, Any]:
+        """The estimate as ``analyze --json`` and the estimates topic give it: not identified,
+        no effect and no interval, only the reason. ``alpha`` must be the one it was fitted at
+        (the interval is Fieller's at that level, not a function of the SE)."""
+        if alpha is not None and alpha != self.alpha:
+            raise ValueError(f"the elasticity was fitted at alpha {self.alpha}, not {alpha}")
+        ok = self.identified
+        out: dict[str, Any] = {
             "metric": "elasticity",
-            "method": "wald_within_product",
-            "effect": self.elasticity,
-            "identified": self.identified,
+            "method": self.method,
+            "effect": self.elasticity if ok else None,
+            "se": self.se if ok else None,
+            "se_method": "cluster_unit_delta" if ok else "none",
+            "identified": ok,
             "ci_low": self.interval.low,
             "ci_high": self.interval.high,
             "alpha": self.alpha,
             "df": self.df,
+            "n_periods": self.n_periods,
             "reduced_form": self.reduced_form,
             "first_stage": self.first_stage,
             "n_units": self.n_products,
@@ -84,6 +104,10 @@ class ElasticityResult:
         if not self.identified:
             out["reason"] = self.reason
         return out
+
+    def relative(self, alpha: float = 0.05, q_sequence: float | None = None) -> dict[str, Any]:
+        """No relative form: an elasticity is already a ratio of relative changes."""
+        return {"relative_note": "an elasticity is a ratio of log changes: no relative form"}
 
 
 def within_product_elasticity(
@@ -125,4 +149,7 @@ def within_product_elasticity(
     q = float(stats.t.ppf(1.0 - alpha / 2.0, df))
     interval = fieller(num, den, f * float(sn @ sn), f * float(sd @ sd), f * float(sn @ sd), q)
     value = num / den if den != 0.0 else math.nan
-    return ElasticityResult(value, interval, df, num, den, G, n_dropped, alpha)
+    var = f * float((sn - value * sd) @ (sn - value * sd)) if den != 0.0 else math.nan
+    se = math.sqrt(var) / abs(den) if den != 0.0 else math.nan
+    n_periods = int(use[ok].any(axis=0).sum())
+    return ElasticityResult(value, interval, df, num, den, G, n_dropped, alpha, se, n_periods)

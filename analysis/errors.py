@@ -19,3 +19,8 @@ class InferenceError(AnalysisError, ValueError):
 
 class ConvergenceError(AnalysisError):
     """An iterative solver did not converge within its budget."""
+
+
+class NotEstimable(AnalysisError):
+    """An estimator that does not estimate this metric (the price paid is linearised for the
+    difference in means only): the worker skips the pair, it is no failure."""

@@ -179,6 +179,22 @@ class Panel:
             groups=groups,
         )
 
+    def outcome_of(self, df: pd.DataFrame, column: str, *, unit: str, time: str) -> Panel:
+        """This panel with another numeric column of the long table it was pivoted from as its
+        outcome (the same cells: a second metric of one experiment), NaN-free."""
+        if column not in df.columns:
+            raise PanelError(f"Column {column!r} not found; the table has {list(df.columns)}.")
+        ucode, units = _sorted_codes(df[unit])
+        tcode, times = _sorted_codes(df[time])
+        if len(units) != len(self.units) or len(times) != len(self.times):
+            raise PanelError("the table is not the one this panel was pivoted from")
+        values = pd.to_numeric(df[column], errors="coerce").to_numpy(dtype=float)
+        if not np.isfinite(values).all():
+            raise PanelError(f"Outcome column {column!r} has missing or non-finite values.")
+        Y = np.empty(self.Y.size)
+        Y[ucode * len(times) + tcode] = values
+        return self.with_outcome(Y.reshape(self.Y.shape))
+
     # ------------------------------------------------------------------ views
     @property
     def shape(self) -> tuple[int, int]:

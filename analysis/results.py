@@ -147,3 +147,23 @@ class EstimateResult:
 def _check_alpha(alpha: float) -> None:
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+
+
+def published_fields(
+    result: Any, cs: tuple[float, float] | None, alpha: float = 0.05
+) -> dict[str, Any]:
+    """What the estimates topic says of an estimate (an :class:`EstimateResult` or an
+    ``analysis.elasticity.ElasticityResult``) and its anytime-valid sequence ``cs``: its
+    fields under ``estimator``, the sequence, the relative form (whose anytime-valid set
+    uses the sequence's multiplier of the absolute SE), and ``note`` where it is not
+    identified. The worker's sink and the report's replay both publish this."""
+    fields: dict[str, Any] = result.to_dict(alpha)
+    fields["estimator"] = fields.pop("method")
+    if "reason" in fields:  # not identified: why
+        fields["note"] = fields.pop("reason")
+    q_seq = None
+    if cs is not None and math.isfinite(result.se) and result.se > 0:
+        q_seq = (cs[1] - result.effect) / result.se
+    fields |= result.relative(alpha, q_seq)
+    fields["cs_low"], fields["cs_high"] = (None, None) if cs is None else cs
+    return fields

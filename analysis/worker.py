@@ -29,11 +29,13 @@ import networkx as nx
 import pandas as pd
 
 from analysis.confseq import ConfidenceSequence
-from analysis.errors import AnalysisError
+from analysis.elasticity import ElasticityResult, within_product_elasticity
+from analysis.errors import AnalysisError, NotEstimable
 from analysis.estimators import registry
 from analysis.inference import bh_adjust
+from analysis.metrics import fit_price, metrics_of, negative_margins
 from analysis.panel import Panel
-from analysis.results import EstimateResult
+from analysis.results import EstimateResult, published_fields
 from core.ports import (
     ClockLike,
     EstimateSink,
@@ -151,6 +153,7 @@ class AnalysisWorker:
     alpha: float = 0.05
     seed: int = 0
     min_periods: int = 2
+    _margins_told: set[str] = field(default_factory=set, repr=False)
 
     async def _confidence_sequence(
         self, info: ExperimentInfo, result: EstimateResult, key: str
@@ -170,42 +173,39 @@ class AnalysisWorker:
         r = float(cs.radius(result.se))
         return (result.effect - r, result.effect + r)
 
-    async def run_once(self) -> list[tuple[str, EstimateResult]]:
+    async def run_once(self) -> list[tuple[str, EstimateResult | ElasticityResult]]:
         """Estimate every experiment with data once; publish each estimate. Returns them."""
         await self.clock.sync()
         as_of = self.clock.now()
         t_cycle = time.perf_counter()
-        published: list[tuple[str, EstimateResult]] = []
+        published: list[tuple[str, EstimateResult | ElasticityResult]] = []
         for info in await self.source.experiments():
             df = await self.source.panel(info.id, as_of)
             if df.empty or df["period"].nunique() < self.min_periods:
                 continue
             try:
-                panel = panel_from_cells(df)
+                panels = metric_panels(df)
             except AnalysisError as exc:
                 log.warning("experiment %s: panel not usable yet: %s", info.id, exc)
                 continue
-            for item in self.estimators_for(info):
-                plan = EstimatorPlan(item) if isinstance(item, str) else item
-                t0 = time.perf_counter()
-                try:
-                    result = fit_plan(plan, panel, self.seed, metric="units")
-                except (AnalysisError, ValueError) as exc:
-                    self.observer.estimated(info.id, plan.label, time.perf_counter() - t0, False)
-                    log.info("experiment %s: %s not applicable: %s", info.id, plan.label, exc)
-                    continue
-                self.observer.estimated(info.id, plan.label, time.perf_counter() - t0, True)
-                if not math.isfinite(result.effect):
-                    continue
-                cs = await self._confidence_sequence(info, result, plan.label)
-                await self.sink.publish(info.id, result, as_of, cs)
-                self.observer.published(info.id, plan.label, as_of)
-                published.append((info.id, result))
-            for result, cs in await self._segments(info, df):
-                await self.sink.publish(info.id, result, as_of, cs)
-                # its own series: a segment must not keep the whole experiment's age fresh
-                self.observer.published(info.id, f"{result.method}@{result.segment}", as_of)
-                published.append((info.id, result))
+            panel = panels["units"]
+            self._warn_margins(info, df)
+            for metric in metrics_of(df.columns):
+                for result, cs in await self._estimates(info, metric, panels):
+                    await self.sink.publish(info.id, result, as_of, cs)
+                    self.observer.published(info.id, _series(result.method, metric), as_of)
+                    published.append((info.id, result))
+                for result, cs in await self._segments(info, df, metric):
+                    await self.sink.publish(info.id, result, as_of, cs)
+                    # its own series: a segment must not keep the whole experiment's age fresh
+                    series = _series(f"{result.method}@{result.segment}", metric)
+                    self.observer.published(info.id, series, as_of)
+                    published.append((info.id, result))
+            elasticity = self._elasticity(info, panels)
+            if elasticity is not None:
+                await self.sink.publish(info.id, elasticity, as_of, None)
+                self.observer.published(info.id, _series(elasticity.method, "elasticity"), as_of)
+                published.append((info.id, elasticity))
             for result in self._spillover(info, panel):
                 await self.sink.publish(info.id, result, as_of, None)
                 self.observer.published(info.id, result.method, as_of)
@@ -215,15 +215,55 @@ class AnalysisWorker:
         self.observer.cycle_done(as_of, time.perf_counter() - t_cycle, len(published))
         return published
 
-    async def _segments(
-        self, info: ExperimentInfo, df: pd.DataFrame
+    def _warn_margins(self, info: ExperimentInfo, df: pd.DataFrame) -> None:
+        """One sentence, once per experiment, when products sell below their unit cost: allowed
+        (a negative margin is real), but an analyst reading the profit should know."""
+        if info.id in self._margins_told or "profit" not in df.columns:
+            return
+        below = negative_margins(df, info.params.get("unit_costs") or {})
+        if below:
+            self._margins_told.add(info.id)
+            log.warning(
+                "experiment %s: %d product(s) sold below their unit cost (e.g. %s): their "
+                "margin is negative, and profit counts it so",
+                info.id,
+                len(below),
+                ", ".join(below[:3]),
+            )
+
+    async def _estimates(
+        self, info: ExperimentInfo, metric: str, panels: dict[str, Panel]
     ) -> list[tuple[EstimateResult, tuple[float, float] | None]]:
-        """The design's primary estimate on each product segment the spec names.
+        """Every planned estimator of one metric, each with its confidence sequence."""
+        out = []
+        for item in self.estimators_for(info):
+            plan = EstimatorPlan(item) if isinstance(item, str) else item
+            label = _series(plan.label, metric)
+            t0 = time.perf_counter()
+            try:
+                result = fit_metric(plan, panels, metric, self.seed)
+            except NotEstimable:
+                continue
+            except (AnalysisError, ValueError) as exc:
+                self.observer.estimated(info.id, label, time.perf_counter() - t0, False)
+                log.info("experiment %s: %s not applicable: %s", info.id, label, exc)
+                continue
+            self.observer.estimated(info.id, label, time.perf_counter() - t0, True)
+            if not math.isfinite(result.effect):
+                continue
+            out.append((result, await self._confidence_sequence(info, result, label)))
+        return out
+
+    async def _segments(
+        self, info: ExperimentInfo, df: pd.DataFrame, metric: str = "units"
+    ) -> list[tuple[EstimateResult, tuple[float, float] | None]]:
+        """The design's primary estimate of ``metric`` on each product segment the spec names.
 
         Each segment is its own panel (its products' cells), fitted like the whole experiment;
-        the p-values are Benjamini-Hochberg adjusted across the segments estimated at this look,
-        and each segment keeps its own anytime-valid sequence (tuned at its first look).
-        A segment that cannot be estimated yet is logged and left out of the adjustment.
+        the p-values are Benjamini-Hochberg adjusted across the segments estimated at this look
+        (for one metric), and each segment keeps its own anytime-valid sequence (tuned at its
+        first look). A segment that cannot be estimated yet is logged and left out of the
+        adjustment.
         """
         segments: dict[str, Sequence[str]] = info.params.get("segments") or {}
         if not segments:
@@ -232,13 +272,15 @@ class AnalysisWorker:
         if first is None:
             return []
         plan = EstimatorPlan(first) if isinstance(first, str) else first
+        if metric == "price" and plan.name != "dm":
+            plan = _guardrail_plan(info)
         fitted: list[tuple[str, EstimateResult]] = []
         for name, members in segments.items():
             t0 = time.perf_counter()
-            label = f"{plan.label}@{name}"
+            label = _series(f"{plan.label}@{name}", metric)
             try:
-                panel = panel_from_cells(df[df["product"].isin(list(members))])
-                result = fit_plan(plan, panel, self.seed, metric="units")
+                panels = metric_panels(df[df["product"].isin(list(members))])
+                result = fit_metric(plan, panels, metric, self.seed)
             except (AnalysisError, ValueError) as exc:
                 self.observer.estimated(info.id, label, time.perf_counter() - t0, False)
                 log.info("experiment %s: segment %s not estimable: %s", info.id, name, exc)
@@ -250,9 +292,27 @@ class AnalysisWorker:
         out = []
         for (name, result), p_bh in zip(fitted, adjusted, strict=True):
             tagged = replace(result, segment=name, pvalue_bh=p_bh)
-            cs = await self._confidence_sequence(info, tagged, f"{plan.label}@{name}")
-            out.append((tagged, cs))
+            key = _series(f"{plan.label}@{name}", metric)
+            out.append((tagged, await self._confidence_sequence(info, tagged, key)))
         return out
+
+    def _elasticity(
+        self, info: ExperimentInfo, panels: dict[str, Panel]
+    ) -> ElasticityResult | None:
+        """The within-product elasticity (analysis.elasticity), when the panel has revenue
+        and the design puts products in both arms; "not identified" is published with its
+        reason (ElasticityResult.reason)."""
+        if "revenue" not in panels:
+            return None
+        t0 = time.perf_counter()
+        try:
+            result = within_product_elasticity(panels["units"], panels["revenue"].Y, self.alpha)
+        except (AnalysisError, ValueError) as exc:
+            self.observer.estimated(info.id, "elasticity", time.perf_counter() - t0, False)
+            log.info("experiment %s: no elasticity: %s", info.id, exc)
+            return None
+        self.observer.estimated(info.id, "elasticity", time.perf_counter() - t0, True)
+        return result
 
     def _spillover(self, info: ExperimentInfo, panel: Panel) -> list[EstimateResult]:
         """Spillover-adjusted estimates for experiments that carry a substitutes graph, by
@@ -298,36 +358,64 @@ class AnalysisWorker:
         return results
 
     async def _check_guardrails(self, info: ExperimentInfo, df: pd.DataFrame) -> None:
-        """Trip a guardrail when the anytime-valid CS of the relative effect on its metric
-        lies wholly below -max_drop_pct. The control mean is treated as known (it is
-        estimated far more precisely than the difference), a documented approximation."""
+        """Trip a guardrail when the anytime-valid set of the relative effect on its metric
+        lies wholly below -max_drop_pct. The set is Fieller's at the confidence sequence's
+        multiplier (analysis.ratio): it carries the control mean's own uncertainty and its
+        covariance with the treated mean, not a point baseline's division."""
         assert self.guardrails is not None
         for g in info.params.get("guardrails") or ():
             metric, limit = g["metric"], float(g["max_drop_pct"])
             try:
-                panel = panel_from_cells(df, outcome=metric)
-                res = fit_plan(_guardrail_plan(info), panel, self.seed)
-            except (AnalysisError, ValueError):
+                res = fit_metric(_guardrail_plan(info), metric_panels(df), metric, self.seed)
+            except (AnalysisError, ValueError, KeyError):
                 continue
-            # the control mean of the cells the difference in means compared
-            base = float(res.details.get("mean_control", math.nan))
             cs = await self._confidence_sequence(info, res, f"guardrail:{metric}")
-            if cs is None or not (base > 0):
+            if cs is None:
                 continue
-            upper_pct = 100.0 * cs[1] / base
-            if upper_pct < -limit:
-                detail = {
-                    "metric": metric,
-                    "max_drop_pct": limit,
-                    "effect": res.effect,
-                    "relative_effect_pct": 100.0 * res.effect / base,
-                    "cs_relative_pct": [100.0 * cs[0] / base, upper_pct],
-                    "n_periods": res.n_periods,
-                }
-                log.warning("experiment %s: guardrail on %s tripped: %s", info.id, metric, detail)
-                await self.guardrails.trip(info.id, metric, detail)
-                self.observer.guardrail_tripped(info.id, metric)
-                return
+            rel = published_fields(res, cs)
+            upper = rel.get("relative_cs_high")
+            if upper is None or not 100.0 * upper < -limit:
+                continue
+            detail = {
+                "metric": metric,
+                "max_drop_pct": limit,
+                "effect": res.effect,
+                "control_mean": rel["control_mean"],
+                "relative_effect_pct": 100.0 * rel["relative_effect"],
+                "cs_relative_pct": [100.0 * rel["relative_cs_low"], 100.0 * upper],
+                "n_periods": res.n_periods,
+            }
+            log.warning("experiment %s: guardrail on %s tripped: %s", info.id, metric, detail)
+            await self.guardrails.trip(info.id, metric, detail)
+            self.observer.guardrail_tripped(info.id, metric)
+            return
+
+
+def metric_panels(df: pd.DataFrame) -> dict[str, Panel]:
+    """The per-cell metrics of a cell table as panels of the same cells: units, and revenue
+    and profit where the table has them (``analysis.metrics.metrics_of``)."""
+    units = panel_from_cells(df)
+    out = {"units": units}
+    for metric in metrics_of(df.columns):
+        if metric not in ("units", "price"):
+            out[metric] = units.outcome_of(df, metric, unit="product", time="period")
+    return out
+
+
+def fit_metric(
+    plan: EstimatorPlan, panels: dict[str, Panel], metric: str, seed: int = 0
+) -> EstimateResult:
+    """One planned estimator on one metric: the price paid by its linearisation
+    (``analysis.metrics.fit_price``), every other metric by the estimator on its panel."""
+    if metric == "price":
+        return fit_price(plan, panels["units"], panels["revenue"], seed)
+    return fit_plan(plan, panels[metric], seed, metric=metric)
+
+
+def _series(label: str, metric: str) -> str:
+    """An estimate's series (confidence-sequence key, freshness label): the estimator's
+    label for units, as before there were metrics, else ``label:metric``."""
+    return label if metric == "units" else f"{label}:{metric}"
 
 
 def _guardrail_plan(info: ExperimentInfo) -> EstimatorPlan:

@@ -7,6 +7,9 @@ the period's analysis window (after the washout-length head), which is the same 
 day for every product; a cell is
 ``blackout`` when an exclusion window (pause, stop, freeze) overlaps it or its record says the
 whole period was blacked out; ``class`` is the product's class when the spec groups products.
+``revenue`` is summed from the sales; ``price`` is revenue over units (NaN in a cell without a
+sale) and ``profit`` is revenue - units x the spec's unit cost, present only when the spec
+gives every product a cost.
 
 The experiment info carries the design's own estimators (``Design.estimators``), whether its
 periods share draws, and a sampler of the design (``design_sampler``), so the worker estimates
@@ -85,6 +88,7 @@ class _Known:
     spec: ExperimentSpec
     products: pd.Index  # sorted: the order of every period's columns
     classes: pd.Categorical | None  # each product's class, when the spec groups products
+    costs: np.ndarray | None  # each product's unit cost, when the spec gives every product one
     buf: dict[str, np.ndarray]
     reasons: dict[str, int] = field(default_factory=dict)
     kept: int = 0  # compacted periods in the buffers
@@ -96,8 +100,12 @@ class _Known:
     def of(cls, spec: ExperimentSpec) -> _Known:
         products = pd.Index(sorted(spec.all_products()), dtype=object)
         classes = pd.Categorical([spec.class_of(p) for p in products]) if spec.clusters else None
+        costs = None
+        if spec.costs_all_products():
+            costs = np.array([spec.unit_costs[p] for p in products], dtype=np.float64)
         size = len(products) * n_periods(spec)
-        return cls(spec, products, classes, {c: np.empty(size, t) for c, t in _BUFFERS.items()})
+        buf: dict[str, np.ndarray] = {c: np.empty(size, t) for c, t in _BUFFERS.items()}
+        return cls(spec, products, classes, costs, buf)
 
     def write(self, k: int, cols: PeriodColumns, at: int) -> int:
         """Period k's rows (products with a record, in order) from row ``at``; the row after."""
@@ -291,6 +299,12 @@ def _frame(known: _Known, end: int, done: int, spans: list[tuple[int, int | None
             dtype=pd.CategoricalDtype(pd.Index(list(known.reasons), dtype=object)),
         ),
     }
+    units, revenue = data["units"], data["revenue"]
+    # the decision metrics (analysis.metrics): the average price paid (no sale: no price), and
+    # profit when the spec gives every product a unit cost (never from a made-up cost)
+    data["price"] = np.divide(revenue, units, out=np.full(end, np.nan), where=units > 0)
+    if known.costs is not None:
+        data["profit"] = revenue - units * known.costs[codes]
     if known.classes is not None:
         data["class"] = pd.Categorical.from_codes(
             known.classes.codes[codes], dtype=known.classes.dtype

@@ -8,6 +8,7 @@ field and the rule it breaks, e.g. ``washout: must be shorter than the period (1
 from __future__ import annotations
 
 import json
+import math
 import numbers
 import re
 from collections.abc import Mapping
@@ -125,10 +126,12 @@ class Guardrail(_Settings):
 
     The analysis worker evaluates it at every run with the anytime-valid confidence sequence of
     the difference in means (so looking at every run keeps its error rate): it trips when the
-    whole sequence interval of the relative effect lies below ``-max_drop_pct`` percent.
+    whole sequence set of the relative effect (Fieller's, with the control mean's own
+    uncertainty) lies below ``-max_drop_pct`` percent. ``profit`` needs every product's unit
+    cost.
     """
 
-    metric: Literal["units", "revenue"] = "revenue"
+    metric: Literal["units", "revenue", "profit"] = "revenue"
     max_drop_pct: float = Field(gt=0, lt=100, description="Largest tolerated drop, percent.")
 
 
@@ -165,6 +168,12 @@ class ExperimentSpec(BaseModel):
         description="Substitutable-items graph among the experiment's products as (a, b, weight) "
         "edges (see `pricelab graph build`); the analysis worker then publishes "
         "spillover-adjusted estimates next to the naive ones.",
+    )
+    unit_costs: dict[str, float] = Field(
+        default_factory=dict,
+        description="Cost of one unit of each product, in the currency of its price: profit "
+        "(revenue - units x unit cost) is estimated when every product has one; a product "
+        "without a cost leaves profit unpublished, never computed from a made-up cost.",
     )
     segments: dict[str, tuple[str, ...]] = Field(
         default_factory=dict,
@@ -268,10 +277,29 @@ class ExperimentSpec(BaseModel):
                 )
         if self.segments:
             self._check_segments(set(units))
+        if self.unit_costs:
+            self._check_costs(set(units))
         if self.treatment_policy == self.control_policy:
             raise SpecError("treatment_policy", "must differ from control_policy")
         self._check_design_settings()
         return self
+
+    def _check_costs(self, known: set[str]) -> None:
+        stray = sorted(set(self.unit_costs) - known)[:3]
+        if stray:
+            raise SpecError("unit_costs", f"names products not in the experiment: {stray}")
+        bad = sorted(p for p, c in self.unit_costs.items() if not (math.isfinite(c) and c >= 0))
+        if bad:
+            p = bad[0]
+            raise SpecError(
+                "unit_costs",
+                f"product {p!r} has unit cost {self.unit_costs[p]}: a cost must be a finite "
+                "number of at least 0",
+            )
+
+    def costs_all_products(self) -> bool:
+        """Whether every product has a unit cost (profit is estimated only then)."""
+        return bool(self.unit_costs) and len(self.unit_costs) == len(self.all_products())
 
     def _check_segments(self, known: set[str]) -> None:
         seen: dict[str, str] = {}

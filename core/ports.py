@@ -78,30 +78,15 @@ class ExperimentInfo:
 
 
 class PublishedEstimate(Protocol):
-    """What a sink needs of an estimate (``analysis.results.EstimateResult`` provides it)."""
-
-    @property
-    def method(self) -> str: ...
+    """What a sink needs of an estimate (``analysis.results.EstimateResult`` and
+    ``analysis.elasticity.ElasticityResult`` provide it): the message fields, and the relative
+    form at the confidence sequence's multiplier of the SE."""
 
     @property
     def effect(self) -> float: ...
 
     @property
     def se(self) -> float: ...
-
-    @property
-    def df(self) -> float | None: ...
-
-    @property
-    def se_method(self) -> str: ...
-
-    @property
-    def n_units(self) -> int: ...
-
-    @property
-    def n_periods(self) -> int: ...
-
-    def conf_int(self, alpha: float = 0.05) -> tuple[float, float]: ...
 
     def to_dict(self, alpha: float = 0.05) -> dict[str, Any]: ...
 

@@ -156,6 +156,7 @@ def make_spec(
         "timezone": market.cfg.timezone,
         "allocation": allocation,
         "seed": seed,
+        "unit_costs": dict(zip(market.product_ids, market.unit_cost.tolist(), strict=True)),
     }
     try:
         design_obj = get_design(design)

@@ -98,6 +98,12 @@ class MarketConfig(BaseModel):
         le=1,
         description="Relative price change of the treatment arm (-0.05 = -5%).",
     )
+    unit_cost_share: float = Field(
+        default=0.7,
+        ge=0,
+        description="Each product's unit cost as a share of its base price (profit = revenue "
+        "- units x unit cost; the treatment changes the price, not the cost).",
+    )
     elasticity_mean: float = Field(default=-2.0, description="Mean own-price elasticity.")
     elasticity_sd: float = Field(default=0.3, ge=0, description="SD of idiosyncratic elasticity.")
     elasticity_modifiers: dict[str, float] = Field(

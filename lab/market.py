@@ -197,12 +197,15 @@ class Market:
         self._Z = Z
         self._category_codes = cat
         self._base_price = base_price
+        #: each product's unit cost (no draw: today's streams are unchanged by it)
+        self.unit_cost: np.ndarray = np.round(cfg.unit_cost_share * base_price, 2)
         self.product_ids: list[str] = self._names or [f"P{i + 1:04d}" for i in range(n)]
         self.products = pd.DataFrame(
             {
                 "product": self.product_ids,
                 "category": [names[c] for c in cat],
                 "base_price": base_price,
+                "unit_cost": self.unit_cost,
                 **chars,
             }
         )

@@ -128,14 +128,27 @@ class AssignmentMessage(_Wire):
     status: Literal["running", "paused", "stopped", "ended", "frozen"] = "running"
 
 
+#: what an estimate measures (analysis.metrics.ALL_METRICS: a test keeps the two equal)
+Metric = Literal["units", "revenue", "profit", "price", "elasticity"]
+
+
 class EstimateMessage(_Wire):
+    """One running estimate of one metric by one estimator (and segment), keyed by experiment.
+
+    Version 2 (v1 had no metric but units and made every estimate a number): ``metric`` is one
+    of :data:`Metric`; an estimate that is not identified (an elasticity whose price change is
+    not distinguishable from zero) has ``identified: false``, ``note`` saying why, and no
+    effect, SE or interval. Otherwise the fields keep v1's meaning.
+    """
+
+    v: Literal[2] = 2  # type: ignore[assignment]
     experiment: Ident
     estimator: str
-    metric: str
-    effect: float
-    se: float
-    ci_low: float
-    ci_high: float
+    metric: Metric
+    effect: float | None
+    se: float | None
+    ci_low: float | None
+    ci_high: float | None
     alpha: float = 0.05
     pvalue: float | None = None
     se_method: str = "none"
@@ -149,6 +162,8 @@ class EstimateMessage(_Wire):
     pvalue_bh: float | None = None  # with segment: Benjamini-Hochberg adjusted across segments
     as_of: Instant
     truth: float | None = None  # set only by simulations that know it
+    identified: bool = True
+    note: str | None = None  # set when not identified: why, in one sentence
     # the effect relative to the control mean (the counterfactual mean of the compared cells),
     # with Fieller's interval and the anytime-valid set, which carry the control mean's own
     # uncertainty and its covariance with the treated mean (analysis/ratio.py); all None with
@@ -160,6 +175,15 @@ class EstimateMessage(_Wire):
     relative_cs_low: float | None = None
     relative_cs_high: float | None = None
     relative_note: str | None = None
+
+    @model_validator(mode="after")
+    def _identified_has_numbers(self) -> EstimateMessage:
+        numbers = (self.effect, self.se, self.ci_low, self.ci_high)
+        if self.identified and any(x is None for x in numbers):
+            raise ValueError("an identified estimate needs effect, se, ci_low and ci_high")
+        if not self.identified and (self.note is None or self.effect is not None):
+            raise ValueError("an estimate that is not identified has a note and no effect")
+        return self
 
 
 class CommandKind(StrEnum):

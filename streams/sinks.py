@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import math
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
@@ -11,6 +10,7 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
+from analysis.results import published_fields
 from controller.designs import Assignment, PeriodAssignments
 from controller.settings import Settings
 from core.ports import PublishedEstimate
@@ -115,6 +115,10 @@ class KafkaAssignmentSink:
             await self.publisher.flush()
 
 
+#: what an estimate message holds (an estimate's diagnostics beyond them stay offline)
+_ESTIMATE_FIELDS = frozenset(EstimateMessage.model_fields)
+
+
 class KafkaEstimateSink:
     def __init__(self, publisher: JsonPublisher, settings: Settings) -> None:
         self.publisher = publisher
@@ -127,23 +131,12 @@ class KafkaEstimateSink:
         as_of: datetime,
         cs: tuple[float, float] | None,
     ) -> None:
-        fields = result.to_dict(0.05)
-        fields["estimator"] = fields.pop("method")
-        # the anytime-valid relative set uses the sequence's multiplier of the absolute SE
-        q_seq = None
-        if cs is not None and math.isfinite(result.se) and result.se > 0:
-            q_seq = (cs[1] - result.effect) / result.se
-        fields |= result.relative(0.05, q_seq)
-        for key in ("pvalue", "pvalue_bh"):
+        fields = published_fields(result, cs)
+        fields = {k: v for k, v in fields.items() if k in _ESTIMATE_FIELDS}
+        for key in ("pvalue", "pvalue_bh", "se"):
             if key in fields and fields[key] != fields[key]:  # NaN is not JSON
                 fields[key] = None
-        msg = EstimateMessage(
-            experiment=experiment,
-            cs_low=None if cs is None else cs[0],
-            cs_high=None if cs is None else cs[1],
-            as_of=as_of,
-            **fields,
-        )
+        msg = EstimateMessage(experiment=experiment, as_of=as_of, **fields)
         await self.publisher.send(self.topic, msg, experiment)
         await self.publisher.flush()
 

@@ -17,6 +17,7 @@ from scipy import stats
 from analysis.errors import AnalysisError
 from analysis.estimators import registry
 from analysis.panel import Panel
+from analysis.results import published_fields
 from core.ports import EstimatorPlan, ExperimentInfo, PublishedEstimate
 
 SYNTH_ESTIMATORS: tuple[str, ...] = ("sc", "difp", "sdid")
@@ -227,23 +228,8 @@ class _ListSink:
         as_of: datetime,
         cs: tuple[float, float] | None,
     ) -> None:
-        lo, hi = result.conf_int(0.05)
-        self.rows.append(
-            {
-                "experiment": experiment,
-                "estimator": result.method,
-                "effect": result.effect,
-                "se": result.se,
-                "ci_low": lo,
-                "ci_high": hi,
-                "cs_low": None if cs is None else cs[0],
-                "cs_high": None if cs is None else cs[1],
-                "n_units": result.n_units,
-                "n_periods": result.n_periods,
-                "se_method": result.se_method,
-                "as_of": as_of,
-            }
-        )
+        row = published_fields(result, cs)  # what the estimates topic would carry
+        self.rows.append(row | {"experiment": experiment, "as_of": as_of})
 
 
 @dataclass

@@ -155,6 +155,8 @@ async def test_the_analysis_worker_publishes_a_registered_designs_estimators(
     sink = Sink()
     clock = ManualClock(datetime(2026, 6, 1, tzinfo=UTC))
     await AnalysisWorker(Source(), sink, clock).run_once()
-    assert [(e, r.method, r.se_method) for e, r, _ in sink.published] == [
+    assert [(e, r.method, r.se_method) for e, r, _ in sink.published if r.metric == "units"] == [
         ("toy", "dm", "cluster_unit")
     ]
+    # the toy spec gives no unit costs: every metric but profit
+    assert {r.metric for _, r, _ in sink.published} == {"units", "revenue", "price", "elasticity"}

@@ -1,0 +1,98 @@
+"""The decision metrics of a price experiment, each estimated from the same cell table.
+
+A pricing decision is made in money, so every experiment is measured on:
+
+- ``units``, ``revenue`` and ``profit`` (revenue - units x unit cost): sums per cell, fitted
+  by the design's own estimators exactly as units always were;
+- ``price``, the average price actually paid: an arm's revenue over its units. It is a ratio
+  metric, and its difference between the arms, ``P_T - P_C``, is not a difference in cell
+  means. Its standard error is the delta method's (Deng, Knoblich & Lu 2018, "Applying the
+  delta method in metric analytics", KDD): each cell's linearised outcome
+  ``z = (revenue - P_a units) / mean units of arm a`` is fitted by the design's difference in
+  means, with its clustering, so a product that sits in both arms enters with its covariance.
+  The arm means' covariance that fit reports is the covariance of ``(P_T, P_C)``, and the
+  relative effect ``P_T / P_C - 1`` takes its Fieller interval from it (analysis.ratio).
+- ``elasticity``: analysis.elasticity (the within-product Wald estimate).
+
+Where costs come from, and why profit is absent without them: the panel source adds a
+``profit`` column only when the experiment's spec gives every product a unit cost
+(docs/relative-effects.md). Nothing here makes a cost up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+
+from analysis.errors import NotEstimable, PanelError
+from analysis.estimators import registry
+from analysis.panel import Panel
+from analysis.results import EstimateResult
+from core.ports import EstimatorPlan
+
+#: the per-cell and ratio metrics, in the order they are published
+METRICS = ("units", "revenue", "profit", "price")
+#: every ``metric`` an estimate message may carry
+ALL_METRICS = (*METRICS, "elasticity")
+
+
+def metrics_of(columns: pd.Index | list[str]) -> tuple[str, ...]:
+    """The metrics a cell table can give: units always; revenue, and the price paid, when it
+    has revenue; profit when it has a profit column (every product has a unit cost)."""
+    cols = set(columns)
+    out = ["units"]
+    if "revenue" in cols:
+        out.append("revenue")
+        if "profit" in cols:
+            out.append("profit")
+        out.append("price")
+    return tuple(out)
+
+
+def fit_price(plan: EstimatorPlan, units: Panel, revenue: Panel, seed: int = 0) -> EstimateResult:
+    """The difference in the average price paid between the arms (see the module), by the
+    design's difference in means ``plan`` (its clustering); ``units`` and ``revenue`` are the
+    same cells' panels. Other estimators are not linearised: they raise NotEstimable."""
+    if plan.name != "dm":
+        raise NotEstimable(
+            f"the price paid is estimated by the difference in means, not {plan.label}"
+        )
+    if revenue.shape != units.shape:
+        raise PanelError(f"revenue has shape {revenue.shape}; units has {units.shape}")
+    use = units.usable
+    if units.probability is not None:
+        use = use & (units.probability > 0.0) & (units.probability < 1.0)
+    t, c = use & units.W, use & ~units.W
+    U = np.where(use, units.Y, 0.0)
+    R = np.where(use, revenue.Y, 0.0)
+    u_t, u_c = U[t].sum(), U[c].sum()
+    if t.sum() == 0 or c.sum() == 0:
+        raise PanelError("the price paid needs usable, randomised cells in both arms")
+    if u_c <= 0 or u_t <= 0:
+        arm = "control" if u_c <= 0 else "treatment"
+        raise PanelError(f"no unit was sold in the {arm} arm: the average price paid is undefined")
+    p_t, p_c = float(R[t].sum() / u_t), float(R[c].sum() / u_c)
+    mean_u_t, mean_u_c = u_t / t.sum(), u_c / c.sum()
+    z = np.where(t, (R - p_t * U) / mean_u_t, np.where(c, (R - p_c * U) / mean_u_c, 0.0))
+    fit = registry.make(plan.name, seed=seed, **dict(plan.params)).fit(units.with_outcome(z)).result
+    details = dict(fit.details) | {
+        "mean_treated": p_t,
+        "mean_control": p_c,
+        "linearised": "delta method: z = (revenue - P_arm units) / mean units of the arm",
+    }
+    return replace(fit, method=plan.label, effect=p_t - p_c, metric="price", details=details)
+
+
+def negative_margins(df: pd.DataFrame, costs: dict[str, float]) -> list[str]:
+    """Products whose average price paid is below their unit cost: allowed (a negative margin
+    is real), but worth a sentence to the analyst reading the profit."""
+    if not costs or "revenue" not in df.columns:
+        return []
+    sums = df.groupby("product", observed=True)[["revenue", "units"]].sum()
+    sold = sums[sums["units"] > 0]
+    paid = sold["revenue"] / sold["units"]
+    cost = pd.Series(costs).reindex(paid.index.astype(str)).to_numpy()
+    below = paid.to_numpy() < cost  # a product without a cost compares False
+    return [str(p) for p, b in zip(paid.index, below, strict=True) if b]
