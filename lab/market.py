@@ -422,6 +422,65 @@ class Market:
         """Like :meth:`true_effect` but each product switched alone (substitutes in control)."""
         return float(np.mean([self.effects(d)[1].mean() for d in self._days(day, days)]))
 
+    # ------------------------------------------------------------------ decision metrics
+    def arm_prices(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each product's price in the control arm and in the treatment arm (as charged)."""
+        base = self._base_price
+        return base, np.round(base * (1.0 + self.cfg.price_change), 2)
+
+    def metric_truth(
+        self,
+        cells: np.ndarray,
+        control_units: np.ndarray,
+        effect_units: np.ndarray,
+        metric: str,
+        unit_cost: np.ndarray | None = None,
+        *,
+        relative: bool = False,
+    ) -> float:
+        """The true effect on ``metric`` over ``cells`` (a products x periods mask, products
+        in market order), given each cell's expected control units and effect on units (both
+        as counted: scaled to the analysis window); with ``relative``, over the control mean.
+
+        units: ``te``; revenue: ``p_T (y0 + te) - p_C y0``; profit: ``(p_T - c)(y0 + te) -
+        (p_C - c) y0`` with ``unit_cost`` c (NaN without one); the price paid, a ratio of
+        sums as estimated: ``sum p_T (y0 + te) / sum (y0 + te) - sum p_C y0 / sum y0``. The
+        relative form divides by the control mean of the same cells."""
+        if not cells.any() or (metric == "profit" and unit_cost is None):
+            return float("nan")
+        y0, te = control_units[cells], effect_units[cells]
+        rows = np.broadcast_to(np.arange(cells.shape[0])[:, None], cells.shape)[cells]
+        price_c, price_t = self.arm_prices()
+        p_c, p_t = price_c[rows], price_t[rows]
+        if metric == "price":
+            control = float(p_c @ y0 / y0.sum())
+            effect = float(p_t @ (y0 + te) / (y0 + te).sum()) - control
+        else:
+            if metric == "units":
+                m_c = m_t = np.ones_like(p_c)
+            elif metric == "revenue":
+                m_c, m_t = p_c, p_t
+            elif metric == "profit":
+                assert unit_cost is not None
+                m_c, m_t = p_c - unit_cost[rows], p_t - unit_cost[rows]
+            else:
+                raise ValueError(f"no true effect for metric {metric!r}")
+            control = float((m_c * y0).mean())
+            effect = float((m_t * (y0 + te) - m_c * y0).mean())
+        return effect / control if relative else effect
+
+    def elasticity_truth(self, analysed: np.ndarray, treated: np.ndarray) -> float:
+        """The elasticity the within-product estimator identifies (analysis.elasticity): per
+        product its own-price log lift in expected units over the log change in its price,
+        pooled with the estimator's weights ``n_T n_C / (n_T + n_C)`` over the analysed
+        cells (masks products x periods, in market order)."""
+        t, c = analysed & treated, analysed & ~treated
+        nt, nc = t.sum(axis=1), c.sum(axis=1)
+        w = np.where((nt > 0) & (nc > 0), nt * nc / np.maximum(nt + nc, 1), 0.0)
+        price_c, price_t = self.arm_prices()
+        dp = np.log(price_t / price_c)
+        return float(w @ self.treatment_log_lift / (w @ dp))
+
     # ------------------------------------------------------------------ outcomes
     def _check_day(self, day: int) -> None:
         if not isinstance(day, int | np.integer) or day < 0:

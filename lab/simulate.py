@@ -79,6 +79,29 @@ class SimulatedExperiment:
     def truth_direct(self) -> float:
         return self._mean("direct_effect")
 
+    def unit_costs(self) -> np.ndarray | None:
+        """The spec's unit costs in market order (None unless every product has one)."""
+        if not self.spec.costs_all_products():
+            return None
+        return np.array([self.spec.unit_costs[p] for p in self.market.product_ids])
+
+    def metric_truth(self, metric: str, relative: bool = False) -> float:
+        """The true effect on ``metric`` over the analysed cells (as :attr:`truth` for units;
+        :meth:`lab.market.Market.metric_truth`), or the elasticity the within-product
+        estimator identifies."""
+        cells = self.matrices.analysed
+        if metric == "elasticity":
+            return self.market.elasticity_truth(cells, self.matrices.treated)
+
+        def grid(column: str) -> np.ndarray:
+            x = self.panel[column].to_numpy(dtype=float).reshape(cells.shape)
+            return x * self.window_share[None, :]
+
+        return self.market.metric_truth(
+            cells, grid("y0_expected"), grid("true_effect"), metric, self.unit_costs(),
+            relative=relative,
+        )  # fmt: skip
+
 
 def check_daily(spec: ExperimentSpec) -> int:
     """The number of days of ``spec``; LabError unless its periods are days."""
@@ -226,6 +249,10 @@ def _panel(spec: ExperimentSpec, raw: pd.DataFrame, m: DesignMatrices, days: int
         front["class"] = df["unit"].map(spec.class_of)
     out = pd.DataFrame(front)
     rest = df.drop(columns=["unit", "period", "date", "treated"])
+    if spec.costs_all_products():  # profit as the live panel has it: with the spec's costs
+        cost = df["unit"].map(spec.unit_costs).to_numpy(dtype=float)
+        at = rest.columns.get_loc("revenue") + 1
+        rest.insert(at, "profit", rest["revenue"].to_numpy() - rest["units"].to_numpy() * cost)
     return pd.concat([out, rest], axis=1)
 
 

@@ -34,7 +34,14 @@ from lab.market import Market, MarketConfig
 from streams.embedded import EmbeddedStack
 from streams.kafka import ensure_topics
 from streams.launcher import WorkerProcess
-from streams.livesim import DriverConfig, LiveDriver, LiveRun, lockstep_settings, print_looks
+from streams.livesim import (
+    DriverConfig,
+    LiveDriver,
+    LiveRun,
+    lockstep_settings,
+    print_looks,
+    scorecard,
+)
 
 
 @dataclass(frozen=True)
@@ -120,6 +127,8 @@ def demo_spec(cfg: DemoConfig, market: Market) -> ExperimentSpec:
         timezone=cfg.timezone,
         washout=timedelta(hours=cfg.washout_hours),
         seed=cfg.seed,
+        # the market's costs: profit is estimated (a spec without them gets no profit)
+        unit_costs=dict(zip(market.product_ids, market.unit_cost.tolist(), strict=True)),
     )
 
 
@@ -181,6 +190,14 @@ async def _drive(
             say("ERROR: no final estimate published", always=True)
             return False
         covered = _report(say, final, run.truth())
+        say("", always=True)
+        say(
+            f"SCORECARD after {cfg.days} days (95% intervals; truth from the simulated market):",
+            always=True,
+        )
+        lines, _ = scorecard(run, cfg.days)
+        for line in lines:
+            say("  " + line, always=True)
         if cfg.report_dir:
             from streams.report_cli import live_report
 

@@ -28,6 +28,7 @@ from controller.settings import Settings
 from streams.errors import services_answer
 
 COLUMNS = (
+    ("metric", "{}"),
     ("estimator", "{}"),
     ("as_of", "{}"),
     ("n_periods", "{}"),
@@ -39,6 +40,7 @@ COLUMNS = (
     ("cs_low", "{:+.4g}"),
     ("cs_high", "{:+.4g}"),
     ("pvalue", "{:.3g}"),
+    ("control_mean", "{:.4g}"),
     ("relative_effect", "{:+.2%}"),
     ("relative_ci_low", "{:+.2%}"),
     ("relative_ci_high", "{:+.2%}"),
@@ -136,11 +138,23 @@ def _docs(batch: dict[Any, list[Any]], experiment: str) -> list[dict[str, Any]]:
     ]
 
 
-def latest_of(docs: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
-    """(estimator, segment) -> its latest estimate message (segment "" for the whole
-    experiment): the overall estimates first, then each segment's."""
-    latest = {(doc["estimator"], doc.get("segment") or ""): doc for doc in docs}
-    return dict(sorted(latest.items(), key=lambda kv: (kv[0][1] != "", kv[0][1])))
+#: the order metrics are shown in (a v1 message, before metrics, measured units)
+_METRIC_ORDER = {m: i for i, m in enumerate(("units", "revenue", "profit", "price", "elasticity"))}
+
+
+def latest_of(docs: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """(metric, estimator, segment) -> its latest estimate message (segment "" for the whole
+    experiment): the overall estimates first, then each segment's; within them by metric."""
+    latest = {
+        (doc.get("metric") or "units", doc["estimator"], doc.get("segment") or ""): doc
+        for doc in docs
+    }
+    return dict(
+        sorted(
+            latest.items(),
+            key=lambda kv: (kv[0][2] != "", kv[0][2], _METRIC_ORDER.get(kv[0][0], 9)),
+        )
+    )
 
 
 def _cell(value: Any, fmt: str) -> str:
@@ -158,6 +172,8 @@ def render(rows: list[dict[str, Any]], as_json: bool = False) -> str:
     columns: tuple[tuple[str, str], ...] = COLUMNS
     if any(r.get("segment") for r in rows):
         columns = (("segment", "{}"), *COLUMNS, ("pvalue_bh", "{:.3g}"))
+    if any(r.get("identified") is False for r in rows):
+        columns = (*columns, ("note", "{}"))
     table = [[name for name, _ in columns]]
     table += [[_cell(r.get(name), fmt) for name, fmt in columns] for r in rows]
     width = [max(len(row[i]) for row in table) for i in range(len(columns))]

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import urllib.request
 from dataclasses import dataclass
-from typing import Any
 
 from controller.errors import ConfigurationError
 from controller.periods import n_periods, period_bounds
@@ -24,7 +23,7 @@ from controller.store import Store, make_redis
 from lab.market import MarketConfig
 from lab.simulate import market_for_spec
 from streams.errors import ServiceUnavailable, services_answer
-from streams.livesim import DriverConfig, LiveDriver, LiveRun, print_looks
+from streams.livesim import DriverConfig, LiveDriver, LiveRun, print_looks, scorecard
 
 
 @dataclass
@@ -110,16 +109,7 @@ async def play(
 
 
 def summary(run: LiveRun, periods: int | None) -> list[str]:
-    """The last look of every estimator, and the truth the market knows."""
+    """The scorecard at the last look (every metric, absolute and relative, the elasticity)
+    beside the truth the market knows."""
     done = periods if periods is not None else n_periods(run.spec)
-    lines = []
-    for name in sorted({e["estimator"] for e in run.estimates if e.get("segment") is None}):
-        looks = run.looks(name)
-        if looks:
-            e: dict[str, Any] = looks[max(looks)]
-            lines.append(
-                f"{name}: {e['effect']:+.3f} units per product-day, 95% interval "
-                f"[{e['ci_low']:+.3f}, {e['ci_high']:+.3f}]"
-            )
-    lines.append(f"true effect over the analysed cells: {run.truth(done):+.3f}")
-    return lines
+    return scorecard(run, done)[0]

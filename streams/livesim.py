@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -66,6 +67,7 @@ class LiveRun:
     arms: np.ndarray = field(init=False, repr=False)
     analysed: np.ndarray = field(init=False, repr=False)
     true_effect: np.ndarray = field(init=False, repr=False)
+    control_units: np.ndarray = field(init=False, repr=False)  # E[units | never treated]
     window_share: np.ndarray = field(init=False, repr=False)
     units_sent: int = 0
     events_sent: int = 0
@@ -78,7 +80,12 @@ class LiveRun:
         self.arms = np.zeros((n, t), dtype=bool)
         self.analysed = np.zeros((n, t), dtype=bool)
         self.true_effect = np.zeros((n, t))
+        self.control_units = np.zeros((n, t))
         self.window_share = np.ones(t)
+        # the spec's unit costs (None: profit is not estimated, so it has no truth either)
+        self.unit_cost: np.ndarray | None = None
+        if self.spec.costs_all_products():
+            self.unit_cost = np.array([self.spec.unit_costs[p] for p in self.market.product_ids])
         self.rng = np.random.default_rng(self.sales_seed)
         if self.spec.triggered is not None:
             self.expected_triggers = TriggerTracker(self.spec)
@@ -88,23 +95,39 @@ class LiveRun:
     def id(self) -> str:
         return self.spec.id
 
-    def truth(self, periods: int | None = None) -> float:
-        """The estimand over the first ``periods`` periods (all by default)."""
+    def truth(
+        self, periods: int | None = None, metric: str = "units", relative: bool = False
+    ) -> float:
+        """The estimand of ``metric`` over the first ``periods`` periods (all by default):
+        the absolute effect, or with ``relative`` the effect over the control mean, over the
+        cells the experiment analysed, each scaled to its analysis window
+        (:meth:`lab.market.Market.metric_truth`; the elasticity:
+        :meth:`lab.market.Market.elasticity_truth`)."""
         k = self.arms.shape[1] if periods is None else periods
         cells = self.analysed[:, :k]
-        if not cells.any():
-            return float("nan")
-        scaled = self.true_effect[:, :k] * self.window_share[None, :k]
-        return float(scaled[cells].mean())
+        if metric == "elasticity":
+            return self.market.elasticity_truth(cells, self.arms[:, :k])
+        share = self.window_share[None, :k]
+        return self.market.metric_truth(
+            cells,
+            self.control_units[:, :k] * share,
+            self.true_effect[:, :k] * share,
+            metric,
+            self.unit_cost,
+            relative=relative,
+        )
 
-    def looks(self, estimator: str, segment: str | None = None) -> dict[int, dict[str, Any]]:
-        """period count -> the estimate of ``estimator`` (on the whole experiment, or on one
-        ``segment``) published at that look (the last one published as of each look's
-        instant)."""
+    def looks(
+        self, estimator: str, segment: str | None = None, metric: str = "units"
+    ) -> dict[int, dict[str, Any]]:
+        """period count -> the estimate of ``estimator`` of ``metric`` (on the whole
+        experiment, or on one ``segment``) published at that look (the last one published as
+        of each look's instant)."""
         out: dict[int, dict[str, Any]] = {}
         for e in self.estimates:
             if (
                 e["estimator"] == estimator
+                and (e.get("metric") or "units") == metric
                 and e.get("segment") == segment
                 and e.get("_look") is not None
             ):
@@ -148,7 +171,7 @@ class LiveDriver:
         self.cfg = cfg or DriverConfig()
         self.say = say or (lambda _msg: None)
         self._assigned: dict[tuple[str, int, str], tuple[int, dict[str, Any]]] = {}
-        self._looks: dict[float, set[tuple[str, str, str]]] = {}
+        self._looks: dict[float, set[tuple[str, str | None, str, str]]] = {}
         self._instants: dict[float, int] = {}  # look instant -> periods complete at it
         self._runs: dict[str, LiveRun] = {}
         self.wall: dict[str, float] = {}
@@ -191,7 +214,7 @@ class LiveDriver:
 
     def _estimate(self, doc: dict[str, Any]) -> None:
         as_of = datetime.fromisoformat(doc["as_of"]).timestamp()
-        key = (doc["experiment"], doc["estimator"], doc.get("segment") or "")
+        key = (doc["experiment"], doc.get("metric"), doc["estimator"], doc.get("segment") or "")
         self._looks.setdefault(as_of, set()).add(key)
         run = self._runs.get(doc["experiment"])
         if run is None:
@@ -324,6 +347,7 @@ class LiveDriver:
                 run.expected_triggers.advance(p_end - timedelta(milliseconds=2))
             out = market.day_outcomes(d, run.arms[:, : d + 1])
             run.true_effect[:, d] = out.true_effect
+            run.control_units[:, d] = out.expected_units_control
             events = market.sale_events(d, p_start, p_end, out, run.rng)
             for e in events:
                 await self.publisher.send(topics.sales, _sale_bytes(e), e["product"])
@@ -486,8 +510,9 @@ async def wait_healthy(workers: Sequence[WorkerProcess]) -> None:
 
 
 def print_looks(say: Callable[[str], None], run: LiveRun, printed: set[tuple[str, int]]) -> None:
-    """Say every estimate of ``run`` published at a look and not said yet (``printed``)."""
-    for name in sorted({e["estimator"] for e in run.estimates}):
+    """Say every estimate of units of ``run`` published at a look and not said yet
+    (``printed``); the other metrics are in the final :func:`scorecard`."""
+    for name in sorted({e["estimator"] for e in run.estimates if e.get("metric") == "units"}):
         for look, e in run.looks(name).items():
             if (name, look) in printed:
                 continue
@@ -501,3 +526,81 @@ def print_looks(say: Callable[[str], None], run: LiveRun, printed: set[tuple[str
                 f"   estimate {name:<4} after {look:>2} periods: {e['effect']:+.2f} units/product-day "
                 f"(se {e['se']:.2f}, 95% CI [{e['ci_low']:+.2f}, {e['ci_high']:+.2f}]){cs}"
             )
+
+
+#: the scorecard's metrics, in order, with the unit of their absolute effect
+SCORECARD_METRICS = (
+    ("units", "units/product-period"),
+    ("revenue", "per product-period"),
+    ("profit", "per product-period"),
+    ("price", "average price paid"),
+)
+
+
+def _primary(run: LiveRun, metric: str, look: int) -> dict[str, Any] | None:
+    """The estimate of ``metric`` at ``look`` by the design's primary estimator (its first),
+    else by the first estimator that published one (the price paid: the difference in
+    means)."""
+    names = [e["estimator"] for e in run.estimates if (e.get("metric") or "units") == metric]
+    for name in dict.fromkeys(names):
+        e = run.looks(name, metric=metric).get(look)
+        if e is not None:
+            return e
+    return None
+
+
+def _interval(lo: Any, hi: Any, fmt: str) -> str:
+    return "no bounded interval" if lo is None or hi is None else f"[{lo:{fmt}}, {hi:{fmt}}]"
+
+
+def scorecard(run: LiveRun, look: int) -> tuple[list[str], dict[str, bool]]:
+    """The decision scorecard at ``look``: per metric the primary estimate, absolute and
+    relative with their 95% intervals, and the truth the simulated market knows; then the
+    elasticity; then a one-line reading. Returns the lines and, per metric and form, whether
+    the interval covers the truth."""
+    lines = [
+        f"{'metric':<10} {'effect [95% CI]':<34} {'relative [95% CI]':<30} {'control':>9}  "
+        "truth (abs, rel)"
+    ]
+    covered: dict[str, bool] = {}
+    reading = []
+    for metric, unit in SCORECARD_METRICS:
+        e = _primary(run, metric, look)
+        if e is None:
+            if metric == "profit" and run.unit_cost is None:
+                lines.append(f"{metric:<10} not estimated: the spec gives no unit costs")
+            continue
+        truth, rel_truth = run.truth(look, metric), run.truth(look, metric, relative=True)
+        rel = e.get("relative_effect")
+        rel_text = (
+            f"{rel:+.2%} " + _interval(e.get("relative_ci_low"), e.get("relative_ci_high"), "+.2%")
+            if rel is not None
+            else "-"
+        )
+        absolute = f"{e['effect']:+.3f} {_interval(e['ci_low'], e['ci_high'], '+.3f')}"
+        lines.append(
+            f"{metric:<10} {absolute:<34} {rel_text:<30} {e.get('control_mean') or math.nan:>9.3f}  "
+            f"{truth:+.3f}, {rel_truth:+.2%}   ({e['estimator']}; {unit})"
+        )
+        covered[metric] = e["ci_low"] <= truth <= e["ci_high"]
+        if e.get("relative_ci_low") is not None:
+            covered[f"{metric} relative"] = (
+                e["relative_ci_low"] <= rel_truth <= e["relative_ci_high"]
+            )
+            reading.append(
+                f"{metric} {rel:+.1%} [{e['relative_ci_low']:+.1%}, {e['relative_ci_high']:+.1%}]"
+            )
+    el = _primary(run, "elasticity", look)
+    if el is not None:
+        truth = run.truth(look, "elasticity")
+        if el.get("identified", True):
+            lines.append(
+                f"{'elasticity':<10} {el['effect']:+.3f} {_interval(el['ci_low'], el['ci_high'], '+.3f')}"
+                f"{'':<10} true {truth:+.3f}   (within-product Wald, Fieller interval)"
+            )
+            covered["elasticity"] = el["ci_low"] <= truth <= el["ci_high"]
+            reading.append(f"elasticity {el['effect']:+.2f}")
+        else:
+            lines.append(f"{'elasticity':<10} {el.get('note')}")
+    lines.append("reading: " + "; ".join(reading))
+    return lines, covered

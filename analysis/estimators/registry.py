@@ -54,6 +54,7 @@ def _declare_builtin() -> None:
     declare("ht", "analysis.estimators.switchback")
     declare("crossover", "analysis.estimators.crossover")
     declare("dm", "analysis.estimators.crossover")
+    declare("fe", "analysis.estimators.crossover")
     declare("staggered", "analysis.estimators.staggered")
 
 

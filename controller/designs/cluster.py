@@ -93,7 +93,10 @@ class Cluster(Design):
         return None
 
     def estimators(self, spec: ExperimentSpec) -> tuple[EstimatorPlan, ...]:
-        return (EstimatorPlan("dm", {"cluster": "class"}),)
+        """Clustered by class (the randomisation unit). Redrawn every period, each product is
+        in both arms: the within-product difference first (docs/relative-effects.md)."""
+        dm = EstimatorPlan("dm", {"cluster": "class"})
+        return (EstimatorPlan("fe", {"cluster": "class"}), dm) if _switchback(spec) else (dm,)
 
     def example_spec(self, base: Mapping[str, Any], market: MarketFacts) -> ExperimentSpec:
         """Substitute classes of the market's graph, redrawn every day."""

@@ -71,7 +71,15 @@ class RandomDays(Design):
         return False
 
     def estimators(self, spec: ExperimentSpec) -> tuple[EstimatorPlan, ...]:
-        return (EstimatorPlan("dm", {"cluster": "unit"}), EstimatorPlan("ht", {"p": 0}))
+        """The within-product difference first: every product is in both arms, so comparing
+        each with itself removes its own level, the bulk of the noise (SE 23% below the
+        difference in means on units, 49% on revenue and profit, at 96-97% coverage:
+        docs/relative-effects.md); the difference in means and Horvitz-Thompson beside it."""
+        return (
+            EstimatorPlan("fe", {"cluster": "unit"}),
+            EstimatorPlan("dm", {"cluster": "unit"}),
+            EstimatorPlan("ht", {"p": 0}),
+        )
 
     def example_spec(self, base: Mapping[str, Any], market: MarketFacts) -> ExperimentSpec:
         return ExperimentSpec(**base, products=market.products)

@@ -5,8 +5,12 @@ from __future__ import annotations
 from streams.estimates_cli import latest_of, render
 
 
-def _doc(estimator: str, effect: float, segment: str | None = None) -> dict[str, object]:
+def _doc(
+    estimator: str, effect: float, segment: str | None = None, metric: str | None = None
+) -> dict[str, object]:
     doc: dict[str, object] = {"estimator": estimator, "effect": effect, "se": 1.0}
+    if metric is not None:
+        doc["metric"] = metric
     if segment is not None:
         doc |= {"segment": segment, "pvalue_bh": 0.04}
     return doc
@@ -22,17 +26,39 @@ def test_segments_do_not_overwrite_the_whole_experiments_estimate() -> None:
     ]
     latest = latest_of(docs)
     assert [(k, d["effect"]) for k, d in latest.items()] == [
-        (("dm", ""), 1.5),
-        (("ht", ""), 2.0),
-        (("dm", "bags"), 7.0),
-        (("dm", "shoes"), 5.0),
+        (("units", "dm", ""), 1.5),  # a v1 message without a metric measured units
+        (("units", "ht", ""), 2.0),
+        (("units", "dm", "bags"), 7.0),
+        (("units", "dm", "shoes"), 5.0),
     ]
     lines = render(list(latest.values())).splitlines()
     assert lines[0].split()[0] == "segment" and lines[0].split()[-1] == "pvalue_bh"
-    assert lines[1].split()[:2] == ["-", "dm"] and lines[3].split()[:2] == ["bags", "dm"]
-    assert lines[3].split()[-1] == "0.04"
+    assert lines[1].split()[:2] == ["-", "-"] and lines[1].split()[2] == "dm"
+    assert lines[3].split()[0] == "bags" and lines[3].split()[-1] == "0.04"
 
 
 def test_no_segment_column_without_segments() -> None:
     header = render([_doc("dm", 1.0)]).splitlines()[0].split()
-    assert header[0] == "estimator" and "segment" not in header
+    assert header[:2] == ["metric", "estimator"] and "segment" not in header
+
+
+def test_one_row_per_metric_and_estimator_in_the_metrics_order() -> None:
+    docs = [
+        _doc("dm", 9.0, metric="price"),
+        _doc("dm", 1.0, metric="units"),
+        _doc("dm", 3.0, metric="revenue"),
+        _doc("ht", 2.0, metric="units"),
+        {"estimator": "wald_within_product", "metric": "elasticity", "effect": None,
+         "identified": False, "note": "not identified: the price did not change"},
+        _doc("dm", 4.0, metric="profit"),
+    ]  # fmt: skip
+    latest = latest_of(docs)
+    assert [k[:2] for k in latest] == [
+        ("units", "dm"), ("units", "ht"), ("revenue", "dm"), ("profit", "dm"), ("price", "dm"),
+        ("elasticity", "wald_within_product"),
+    ]  # fmt: skip
+    lines = render(list(latest.values())).splitlines()
+    assert lines[0].split()[-1] == "note" and lines[-1].endswith(
+        "not identified: the price did not change"
+    )
+    assert lines[-1].split()[2] == "-"  # no effect

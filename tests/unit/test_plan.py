@@ -197,13 +197,13 @@ def test_json_has_exactly_the_documented_keys(tmp_path, capsys) -> None:
     assert done.value.code == 0
     rows = json.loads(capsys.readouterr().out)
     keys = ("spec", "design", "duration", "estimator", "n_units", "sims", "type1", "power")
-    assert [tuple(r) for r in rows] == [(*keys, "mde", "se")] * 4 and (
+    assert [tuple(r) for r in rows] == [(*keys, "mde", "se")] * 6 and (
         *keys,
         "mde",
         "se",
     ) == JSON_KEYS
     assert [(r["duration"], r["estimator"]) for r in rows] == [
-        (7, "dm"), (7, "ht"), (14, "dm"), (14, "ht")
+        (7, "fe"), (7, "dm"), (7, "ht"), (14, "fe"), (14, "dm"), (14, "ht")
     ]  # fmt: skip
     assert all(r["power"] is None and r["sims"] == 20 and r["n_units"] == N for r in rows)
     assert {r["spec"] for r in rows} == {"rd"} and {r["design"] for r in rows} == {"random-days"}
