@@ -78,6 +78,45 @@ def test_the_price_paid_is_a_ratio_of_sums_not_a_mean_of_cell_prices() -> None:
     )
 
 
+FE = EstimatorPlan("fe", {"cluster": "unit"})
+
+
+def test_the_price_paid_within_products_covers_and_is_far_tighter_than_the_pooled_ratio() -> None:
+    runs, hits, rel_hits = 200, 0, 0
+    errors, se_fe, se_dm = [], [], []
+    for seed in range(runs):
+        df, truth, _ = _price_cells(seed)
+        panels = metric_panels(df)
+        r = fit_metric(FE, panels, "price")
+        lo, hi = r.conf_int(0.05)
+        hits += lo <= truth <= hi
+        rel = r.relative(0.05)
+        rel_hits += rel["relative_ci_low"] <= -0.05 <= rel["relative_ci_high"]
+        errors.append(r.effect - truth)
+        se_fe.append(r.se)
+        se_dm.append(fit_metric(DM, panels, "price").se)
+    assert 0.91 <= hits / runs <= 0.99 and 0.91 <= rel_hits / runs <= 0.99
+    assert abs(np.mean(errors)) < 3 * np.std(errors) / np.sqrt(runs)
+    assert np.mean(np.array(se_fe) < np.array(se_dm)) > 0.9
+
+
+def test_the_price_paid_within_products_ignores_which_products_the_draw_treated_more() -> None:
+    # two products, prices 10 and 100, each cut by 5% when treated; the dear one is treated
+    # in 9 of 10 periods: the pooled ratio's treated arm is mostly the dear product
+    rows = []
+    for product, price, treated in (("cheap", 10.0, [1, 0] * 5), ("dear", 100.0, [1] * 9 + [0])):
+        for k, w in enumerate(treated):
+            rows.append({"product": product, "period": k, "units": 4.0, "treated": w,
+                         "revenue": 4.0 * price * (0.95 if w else 1.0), "probability": 0.5,
+                         "blackout": False})  # fmt: skip
+    panels = metric_panels(pd.DataFrame(rows))
+    within = fit_metric(FE, panels, "price")
+    assert within.effect == pytest.approx(0.95 * 55.0 - 55.0)  # (9.5 + 95) / 2 - (10 + 100) / 2
+    assert within.relative(0.05)["relative_effect"] == pytest.approx(-0.05)
+    pooled = fit_metric(DM, panels, "price")
+    assert pooled.effect > 20  # the mix, not the price: the dear product dominates treatment
+
+
 def test_the_price_paid_is_left_to_the_difference_in_means() -> None:
     df, _, _ = _price_cells(0)
     with pytest.raises(NotEstimable):
