@@ -40,6 +40,7 @@ from streams.livesim import (
     LiveRun,
     lockstep_settings,
     print_looks,
+    primary_estimate,
     scorecard,
 )
 
@@ -185,7 +186,7 @@ async def _drive(
         if counted != run.units_sent:
             say(f"ERROR: {counted} units in Redis, {run.units_sent} sent", always=True)
             return False
-        final = run.looks("dm").get(cfg.days)
+        final = primary_estimate(run, "units", cfg.days)
         if final is None:
             say("ERROR: no final estimate published", always=True)
             return False
@@ -201,7 +202,13 @@ async def _drive(
         if cfg.report_dir:
             from streams.report_cli import live_report
 
-            index = await live_report(settings, spec.id, Path(cfg.report_dir), truth=run.truth())
+            index = await live_report(
+                settings,
+                spec.id,
+                Path(cfg.report_dir),
+                truth=run.truth(),
+                truths=run.truths(cfg.days),
+            )
             say(f"analyst report of the live experiment: {index}", always=True)
         return covered
     finally:

@@ -117,6 +117,19 @@ class LiveRun:
             relative=relative,
         )
 
+    def truths(self, periods: int | None = None) -> dict[str, tuple[float, float]]:
+        """metric -> (true absolute effect, true relative effect) for every metric the market
+        knows the truth of here (profit: with the spec's costs); the elasticity's relative
+        form repeats its value."""
+        out = {}
+        for metric in ("units", "revenue", "profit", "price"):
+            t = self.truth(periods, metric)
+            if math.isfinite(t):
+                out[metric] = (t, self.truth(periods, metric, relative=True))
+        e = self.truth(periods, "elasticity")
+        out["elasticity"] = (e, e)
+        return out
+
     def looks(
         self, estimator: str, segment: str | None = None, metric: str = "units"
     ) -> dict[int, dict[str, Any]]:
@@ -537,7 +550,7 @@ SCORECARD_METRICS = (
 )
 
 
-def _primary(run: LiveRun, metric: str, look: int) -> dict[str, Any] | None:
+def primary_estimate(run: LiveRun, metric: str, look: int) -> dict[str, Any] | None:
     """The estimate of ``metric`` at ``look`` by the design's primary estimator (its first),
     else by the first estimator that published one (the price paid: the difference in
     means)."""
@@ -565,7 +578,7 @@ def scorecard(run: LiveRun, look: int) -> tuple[list[str], dict[str, bool]]:
     covered: dict[str, bool] = {}
     reading = []
     for metric, unit in SCORECARD_METRICS:
-        e = _primary(run, metric, look)
+        e = primary_estimate(run, metric, look)
         if e is None:
             if metric == "profit" and run.unit_cost is None:
                 lines.append(f"{metric:<10} not estimated: the spec gives no unit costs")
@@ -590,7 +603,7 @@ def scorecard(run: LiveRun, look: int) -> tuple[list[str], dict[str, bool]]:
             reading.append(
                 f"{metric} {rel:+.1%} [{e['relative_ci_low']:+.1%}, {e['relative_ci_high']:+.1%}]"
             )
-    el = _primary(run, "elasticity", look)
+    el = primary_estimate(run, "elasticity", look)
     if el is not None:
         truth = run.truth(look, "elasticity")
         if el.get("identified", True):

@@ -102,7 +102,12 @@ async def _live_estimates(settings: Settings, experiment: str, idle: float = 2.0
 
 
 async def live_report(
-    settings: Settings, experiment: str, out: Path, *, truth: float | None = None
+    settings: Settings,
+    experiment: str,
+    out: Path,
+    *,
+    truth: float | None = None,
+    truths: dict[str, tuple[float, float]] | None = None,
 ) -> Path:
     """Build the report of a live experiment from Redis and the estimates topic."""
     from analysis.report import build_report, normalise_panel, replay_estimates
@@ -121,6 +126,7 @@ async def live_report(
         title=f"pricelab report: {experiment}",
         design=the_design,
         truth=truth,
+        truths=truths,
         source_note=note,
     )
     return Path(page.write(out))

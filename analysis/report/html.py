@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,7 +70,133 @@ table{border-collapse:collapse;font-size:13px;margin:8px 0}
 td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f3f3f3}
 img{max-width:100%;border:1px solid #eee}.note{color:#555;font-size:13px}
 .ok{color:#1a7f37}.warn{color:#b42318;font-weight:bold}
+table.scorecard td:first-child{text-align:left;font-weight:bold}
+p.reading{font-size:15px;background:#f6f8fa;padding:8px 12px;border-left:4px solid #888}
 """
+
+#: the scorecard's metrics in order, with what their absolute effect is per
+SCORECARD_METRICS = (
+    ("units", "units per product-period"),
+    ("revenue", "revenue per product-period"),
+    ("profit", "profit per product-period"),
+    ("price", "average price paid"),
+)
+
+
+def _finite(*xs: object) -> bool:
+    return all(isinstance(x, int | float) and math.isfinite(x) for x in xs)
+
+
+def _bar(lo: float, point: float, hi: float, span: tuple[float, float], width: int = 260) -> str:
+    """An inline SVG: the relative interval as a bar on a scale shared by every row, the point
+    estimate as a dot, zero as a vertical line; green wholly above zero, red wholly below."""
+    a, b = span
+
+    def x(v: float) -> float:
+        return 6 + (width - 12) * (v - a) / (b - a)
+
+    colour = "#1a7f37" if lo > 0 else "#b42318" if hi < 0 else "#6e7781"
+    return (
+        f'<svg width="{width}" height="18" role="img" aria-label="{lo:+.1%} to {hi:+.1%}">'
+        f'<line x1="{x(0):.1f}" y1="1" x2="{x(0):.1f}" y2="17" stroke="#999"/>'
+        f'<rect x="{x(lo):.1f}" y="5" width="{max(x(hi) - x(lo), 1):.1f}" height="8" '
+        f'fill="{colour}" opacity="0.55"/>'
+        f'<circle cx="{x(point):.1f}" cy="9" r="3.5" fill="{colour}"/></svg>'
+    )
+
+
+def _latest(estimates: pd.DataFrame) -> pd.DataFrame:
+    """The whole experiment's latest look of every (metric, estimator), in publishing order."""
+    e = estimates
+    if "segment" in e.columns:
+        e = e[e["segment"].fillna("").astype(str) == ""]
+    e = e.assign(metric=e["metric"].fillna("units") if "metric" in e.columns else "units")
+    at = "as_of" if "as_of" in e.columns else "n_periods"
+    last = e[e[at] == e.groupby("metric")[at].transform("max")]
+    return last.drop_duplicates(["metric", "estimator"], keep="last")
+
+
+def scorecard_section(
+    estimates: pd.DataFrame, truths: Mapping[str, tuple[float, float]] | None = None
+) -> tuple[str, str]:
+    """The decision scorecard (HTML) and its one-line reading: per metric the primary
+    estimate (the design's first estimator that measures it) at the latest look, absolute and
+    relative with the 95% intervals, the relative interval drawn as a bar; the elasticity;
+    the truths where a simulation knows them."""
+    last = _latest(estimates)
+    rows, reading, spans = [], [], []
+    picked = []
+    for metric, unit in SCORECARD_METRICS:
+        mine = last[last["metric"] == metric]
+        if mine.empty:
+            continue
+        r = mine.iloc[0]
+        picked.append((metric, unit, r))
+        if _finite(r.get("relative_ci_low"), r.get("relative_ci_high")):
+            spans += [float(r["relative_ci_low"]), float(r["relative_ci_high"])]
+    lo_all, hi_all = min([0.0, *spans]), max([0.0, *spans])
+    pad = 0.08 * (hi_all - lo_all or 1.0)
+    span = (lo_all - pad, hi_all + pad)
+    for metric, unit, r in picked:
+        rel_cells = ["-", "", "-"]
+        if _finite(r.get("relative_effect"), r.get("relative_ci_low"), r.get("relative_ci_high")):
+            rel, rlo, rhi = (
+                float(r[k]) for k in ("relative_effect", "relative_ci_low", "relative_ci_high")
+            )
+            rel_cells = [f"{rel:+.2%}", _bar(rlo, rel, rhi, span), f"[{rlo:+.2%}, {rhi:+.2%}]"]
+            reading.append(f"{metric} {rel:+.1%} [{rlo:+.1%}, {rhi:+.1%}]")
+        elif r.get("relative_note"):
+            rel_cells[2] = html.escape(str(r["relative_note"]))
+        truth = ""
+        if truths and metric in truths:
+            t_abs, t_rel = truths[metric]
+            truth = f"{t_abs:+.3f} ({t_rel:+.2%})"
+        cells = [
+            html.escape(metric),
+            f"{float(r['effect']):+.3f}",
+            f"[{float(r['ci_low']):+.3f}, {float(r['ci_high']):+.3f}]",
+            *rel_cells,
+            "-" if not _finite(r.get("control_mean")) else f"{float(r['control_mean']):.3f}",
+            html.escape(f"{r['estimator']}; {unit}"),
+            truth,
+        ]
+        rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    el = last[last["metric"] == "elasticity"]
+    if not el.empty:
+        r = el.iloc[0]
+        truth = f"{truths['elasticity'][0]:+.3f}" if truths and "elasticity" in truths else ""
+        if r.get("identified", True) is not False and _finite(r.get("effect")):
+            rows.append(
+                f"<tr><td>elasticity</td><td>{float(r['effect']):+.3f}</td>"
+                f"<td>[{float(r['ci_low']):+.3f}, {float(r['ci_high']):+.3f}]</td>"
+                "<td colspan=3>log change in units per log change in the price paid</td><td>-</td>"
+                f"<td>{html.escape(str(r['estimator']))}; Fieller interval</td><td>{truth}</td></tr>"
+            )
+            reading.append(f"elasticity {float(r['effect']):+.2f}")
+        else:
+            rows.append(
+                f"<tr><td>elasticity</td><td colspan=7>{html.escape(str(r.get('note')))}</td>"
+                f"<td>{truth}</td></tr>"
+            )
+    if not rows:
+        return "", ""
+    head = "".join(
+        f"<th>{h}</th>"
+        for h in ("metric", "effect", "95% interval", "relative", "", "relative 95% interval",
+                  "control mean", "estimator; effect per", "truth")
+    )  # fmt: skip
+    line = "; ".join(reading)
+    table = f'<table class="scorecard"><tr>{head}</tr>{"".join(rows)}</table>'
+    return (
+        "<h2>Scorecard</h2>"
+        + f'<p class="reading">{html.escape(line)}</p>'
+        + table
+        + '<p class="note">Primary estimate of each metric at the latest look (the design\'s '
+        "first estimator that measures it). Relative: the effect over the control mean, with "
+        "Fieller's interval, which carries the control mean's own uncertainty; the bars share "
+        "one scale, zero marked.</p>",
+        line,
+    )
 
 
 def build_report(
@@ -80,6 +206,7 @@ def build_report(
     title: str,
     design: str | None = None,
     truth: float | None = None,
+    truths: Mapping[str, tuple[float, float]] | None = None,
     outcome: str = "units",
     source_note: str = "",
     embed: bool = False,
@@ -90,6 +217,9 @@ def build_report(
     ``estimates``: running estimates (estimator, n_periods, effect, se, ci_low, ci_high,
     cs_low, cs_high); None or empty gives a page without the running-estimate figure.
     ``embed`` puts the PNGs into the page as data URIs (one self-contained file).
+    The page opens with the decision scorecard (:func:`scorecard_section`; ``truths``: per
+    metric the true absolute and relative effect, where a simulation knows them); the running
+    estimates below it are those of ``outcome``.
     """
     d = normalise_panel(df, outcome)
     figs: dict[str, bytes] = {}
@@ -106,6 +236,13 @@ def build_report(
         f"<p>{n_prod} products x {n_per} periods; design <b>{html.escape(design or 'unknown')}</b>; "
         f"{int(d['treated'].sum())} treated cells, {n_black} blackout cells. {html.escape(source_note)}</p>"
     )
+
+    if estimates is not None and len(estimates):
+        card, _ = scorecard_section(estimates, truths)
+        if card:
+            sections.append(card)
+        if "metric" in estimates.columns:
+            estimates = estimates[estimates["metric"].fillna("units") == outcome]
 
     figs["assignment.png"] = _png(assignment_heatmap(d))
     sections.append("<h2>Assignment</h2>" + img("assignment.png", "assignment heatmap"))

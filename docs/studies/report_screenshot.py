@@ -25,9 +25,10 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from analysis.report import build_report, replay_estimates  # noqa: E402
-from controller.designs import design_matrices, get_design  # noqa: E402
+from controller.designs import get_design  # noqa: E402
 from controller.spec import ExperimentSpec  # noqa: E402
 from lab.market import Market, MarketConfig  # noqa: E402
+from lab.simulate import SimulatedExperiment, run_spec  # noqa: E402
 
 CHROMIUM_FLAGS = [
     "--headless",
@@ -42,7 +43,7 @@ CHROMIUM_FLAGS = [
 ]
 
 
-def demo_panel(products: int, days: int, seed: int = 7):  # type: ignore[no-untyped-def]
+def demo_panel(products: int, days: int, seed: int = 7) -> SimulatedExperiment:
     zone = "Europe/Berlin"
     market = Market(
         MarketConfig(n_products=products, timezone=zone, start_date="2026-03-16"), seed=seed
@@ -59,13 +60,9 @@ def demo_panel(products: int, days: int, seed: int = 7):  # type: ignore[no-unty
         timezone=zone,
         washout=timedelta(hours=2),
         seed=seed,
+        unit_costs=dict(zip(market.product_ids, market.unit_cost.tolist(), strict=True)),
     )
-    dm = design_matrices(spec, market.product_ids)
-    W, P, B = dm.treated, dm.probability, dm.blackout
-    df = market.simulate_panel(W)
-    df["probability"] = P.ravel()
-    df["blackout"] = B.ravel()
-    return spec, market, df.rename(columns={"day": "period"})
+    return run_spec(spec, market)
 
 
 def screenshot(index: Path, png: Path, size: str = "1400,2400") -> None:
@@ -93,16 +90,22 @@ def main() -> None:
     ap.add_argument("--days", type=int, default=14)
     ap.add_argument("--screenshot", type=Path, default=ROOT / "docs" / "report-screenshot.png")
     args = ap.parse_args()
-    spec, market, df = demo_panel(args.products, args.days)
+    sim = demo_panel(args.products, args.days)
+    spec, df = sim.spec, sim.panel
     plans = get_design(spec.design).estimators(spec)
     est = replay_estimates(df, experiment=spec.id, design=spec.design, estimators=plans)
-    truth = market.true_effect(days=range(args.days))
+    truths = {
+        m: (sim.metric_truth(m), sim.metric_truth(m, relative=True))
+        for m in ("units", "revenue", "profit", "price")
+    }
+    truths["elasticity"] = (sim.metric_truth("elasticity"),) * 2
     report = build_report(
         df,
         est,
         title=f"pricelab report: {spec.id} (demo-like, offline)",
         design=spec.design,
-        truth=truth,
+        truth=sim.truth,
+        truths=truths,
         source_note="Built offline: simulator panel under the demo's design; running estimates "
         "by the analysis worker replayed day by day.",
     )

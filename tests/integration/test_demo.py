@@ -35,9 +35,20 @@ def test_small_demo_accounts_for_every_sale_and_covers_the_truth(tmp_path):
     assert proc.returncode == 0, out[-3000:]
     assert "ERROR" not in out
     assert "the interval COVERS the true effect" in out
-    assert "FINAL (dm, 40 products x 5 days" in out
+    # random days' primary estimate: each product compared with itself
+    assert "FINAL (fe, 40 products x 5 days" in out
+    # the scorecard: every metric (the demo's spec gives the market's unit costs), absolute
+    # and relative with intervals and truths, the elasticity, and the reading
+    card = out[out.index("SCORECARD") :].splitlines()
+    rows = {line.split()[2]: line for line in card[2:8] if len(line.split()) > 2}
+    assert set(rows) >= {"units", "revenue", "profit", "price", "elasticity"}, card
+    for metric in ("units", "revenue", "profit", "price"):
+        assert rows[metric].count("[") == 3 and "%" in rows[metric], rows[metric]  # time stamp, 2 CIs
+    assert "reading: units " in out and "profit " in out.split("reading:")[1]
     # the analyst report of the live run was written before the stack went down
     page = (report / "index.html").read_text()
+    assert page.index("Scorecard") < page.index("Assignment")
+    assert page.count("<svg") >= 4  # a relative-interval bar per metric
     for img in ("assignment.png", "running_estimates.png"):
         assert img in page and (report / img).stat().st_size > 1000
     # the workers and the embedded stack were stopped

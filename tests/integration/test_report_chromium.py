@@ -162,7 +162,9 @@ def test_report_from_the_live_state(stack: EmbeddedStack, tmp_path: Path) -> Non
         await pub.start()
         sink = KafkaEstimateSink(pub, settings)
         for n, exp in ((2, spec.id), (3, spec.id), (4, spec.id), (4, "other")):
-            res = EstimateResult("dm", effect=1.0 + n, se=0.5, n_units=8, n_periods=n)
+            res = EstimateResult(
+                "dm", effect=1.0 + n, se=0.5, n_units=8, n_periods=n, metric="units"
+            )
             await sink.publish(exp, res, start + timedelta(days=n), (n - 1.0, n + 3.0))
         await pub.stop()
 
@@ -217,3 +219,65 @@ def test_plan_page_renders_its_table_and_power_curves(chromium: str, tmp_path: P
     for r in rows:
         assert f"<td>{r['estimator']}</td>" in dom
         assert f"<td>{r['mde']:.4g}</td>" in dom
+
+
+# reads the laid-out scorecard: each row's metric, its bar's drawn width and colour, and where
+# the scorecard sits against the assignment heading
+CARD_CHECK = """<script>
+window.addEventListener('load', function () {
+  var rows = Array.prototype.slice.call(document.querySelectorAll('table.scorecard tr')).slice(1);
+  var out = rows.map(function (r) {
+    var rect = r.querySelector('svg rect');
+    var w = rect ? rect.getBoundingClientRect().width : 0;
+    return r.cells[0].textContent + ':' + Math.round(w) + ':' + (rect ? rect.getAttribute('fill') : '-');
+  });
+  var hs = Array.prototype.slice.call(document.querySelectorAll('h2'));
+  var top = function (t) { return hs.filter(function (h) { return h.textContent === t; })[0].getBoundingClientRect().top; };
+  var m = document.createElement('div');
+  m.id = 'card-check';
+  m.textContent = 'CARD ' + out.join(' ') + ' ORDER ' + (top('Scorecard') < top('Assignment'));
+  document.body.appendChild(m);
+});
+</script>"""
+
+
+def test_the_scorecard_leads_the_page_with_a_bar_per_metric(chromium: str, tmp_path: Path) -> None:
+    """An analyst opening the report sees the decision first: one row per metric, the relative
+    interval drawn as a bar (green above zero, red below), the elasticity, then the heatmap."""
+    rng = np.random.default_rng(4)
+    n, T = 30, 14
+    price = rng.uniform(5, 50, n)[:, None]
+    W = rng.random((n, T)) < 0.5
+    units = rng.poisson(rng.uniform(5, 30, n)[:, None] * np.where(W, 1.25, 1.0))
+    paid = price * np.where(W, 0.95, 1.0)
+    df = pd.DataFrame(
+        {
+            "product": np.repeat([f"p{i:02d}" for i in range(n)], T),
+            "period": np.tile(np.arange(T), n),
+            "units": units.ravel().astype(float),
+            "revenue": (units * paid).ravel(),
+            # a cost at 90% of the list price: the 5% cut halves the margin, profit falls
+            "profit": (units * (paid - 0.9 * price)).ravel(),
+            "treated": W.ravel().astype(int),
+            "probability": 0.5,
+            "blackout": False,
+        }
+    )
+    plans = ["fe", "dm"]
+    est = replay_estimates(df, experiment="card", design="random-days", estimators=plans)
+    report = build_report(df, est, title="scorecard check", design="random-days")
+    index = report.write(tmp_path / "rep")
+    index.write_text(index.read_text().replace("</body>", CARD_CHECK + "</body>"))
+    dom = _dump_dom(index, tmp_path)
+    at = dom.index('<div id="card-check">') + len('<div id="card-check">')
+    line = dom[at:].split("<")[0]
+    cells = dict(item.split(":", 1) for item in line.split()[1:-2])
+    assert list(cells) == ["units", "revenue", "profit", "price", "elasticity"], line
+    widths = {m: int(v.split(":")[0]) for m, v in cells.items()}
+    colours = {m: v.split(":")[1] for m, v in cells.items()}
+    assert all(widths[m] > 2 for m in ("units", "revenue", "profit", "price")), line
+    assert colours["units"] == "#1a7f37" and colours["profit"] == "#b42318", (
+        line
+    )  # +25%; margin halved
+    assert colours["elasticity"] == "-", line  # no relative bar: it is a ratio already
+    assert line.endswith("ORDER true"), line
