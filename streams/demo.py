@@ -39,8 +39,8 @@ from streams.livesim import (
     LiveDriver,
     LiveRun,
     lockstep_settings,
-    print_looks,
     primary_estimate,
+    print_looks,
     scorecard,
 )
 
