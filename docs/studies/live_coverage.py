@@ -132,41 +132,69 @@ async def run_batch(
     return info
 
 
+#: what the worker publishes of each experiment, checked against the market's truth
+METRICS = ("units", "revenue", "profit", "price", "elasticity")
+
+
+def _row(
+    run: LiveRun, batch: int, restarted: bool, name: str, metric: str, form: str, primary: bool
+) -> dict[str, Any]:
+    """One (estimator, metric, form) of one experiment: its final interval against the truth,
+    and whether its anytime-valid sequence ever excluded the truth at a look."""
+    days = run.arms.shape[1]
+    looks = run.looks(name, metric=metric)
+    rel = form == "relative"
+    keys = (
+        ("relative_effect", "relative_ci_low", "relative_ci_high", "relative_cs_low", "relative_cs_high")
+        if rel
+        else ("effect", "ci_low", "ci_high", "cs_low", "cs_high")
+    )  # fmt: skip
+    misses = 0
+    for k, e in looks.items():
+        truth_k = run.truth(k, metric, relative=rel)
+        lo, hi = e.get(keys[3]), e.get(keys[4])
+        if lo is not None and hi is not None and not (lo <= truth_k <= hi):
+            misses += 1
+    truth = run.truth(days, metric, relative=rel)
+    final = looks.get(days) or {}
+    value, lo, hi = (final.get(k) for k in keys[:3])
+    bounded = lo is not None and hi is not None
+    return {
+        "batch": batch,
+        "experiment": run.id,
+        "design": run.spec.design,
+        "metric": metric,
+        "form": form,
+        "estimator": name,
+        "restarted": restarted,
+        "looks": len(looks),
+        "truth": truth,
+        "effect": np.nan if value is None else value,
+        "se": np.nan if rel or final.get("se") is None else final["se"],
+        "ci_low": lo if bounded else np.nan,
+        "ci_high": hi if bounded else np.nan,
+        # no bounded interval (Fieller's g >= 1; an elasticity not identified): said, not scored
+        "unbounded": bool(final) and not bounded,
+        "covered": bool(lo <= truth <= hi) if bounded else None,
+        "cs_looks_missed": misses,
+        "cs_ever_missed": misses > 0,
+        "primary": primary,
+    }
+
+
 def run_rows(run: LiveRun, batch: int, restarted: bool) -> list[dict[str, Any]]:
     rows = []
-    days = run.arms.shape[1]
-    primary = get_design(run.spec.design).estimators(run.spec)[0].label
-    for name in sorted({e["estimator"] for e in run.estimates}):
-        looks = run.looks(name)
-        final = looks.get(days)
-        misses = 0
-        for k, e in looks.items():
-            truth_k = run.truth(k)
-            if e.get("cs_low") is not None and not (e["cs_low"] <= truth_k <= e["cs_high"]):
-                misses += 1
-        truth = run.truth()
-        rows.append(
-            {
-                "batch": batch,
-                "experiment": run.id,
-                "design": run.spec.design,
-                "estimator": name,
-                "restarted": restarted,
-                "looks": len(looks),
-                "truth": truth,
-                "effect": np.nan if final is None else final["effect"],
-                "se": np.nan if final is None else final["se"],
-                "df": np.nan if final is None or final["df"] is None else final["df"],
-                "ci_low": np.nan if final is None else final["ci_low"],
-                "ci_high": np.nan if final is None else final["ci_high"],
-                "covered": None
-                if final is None
-                else bool(final["ci_low"] <= truth <= final["ci_high"]),
-                "cs_looks_missed": misses,
-                "cs_ever_missed": misses > 0,
-                "primary": name == primary,
-            }
-        )
+    order = [p.label for p in get_design(run.spec.design).estimators(run.spec)]
+    for metric in METRICS:
+        names = sorted({e["estimator"] for e in run.estimates if e.get("metric") == metric})
+        if not names:
+            continue
+        # the primary estimate of a metric: the design's first estimator that publishes it
+        primary = min(names, key=lambda n: order.index(n) if n in order else len(order))
+        for name in names:
+            forms = ("absolute",) if metric == "elasticity" else ("absolute", "relative")
+            for form in forms:
+                rows.append(_row(run, batch, restarted, name, metric, form, name == primary))
     return rows
 
 
@@ -179,15 +207,19 @@ def _mcse(hits: pd.Series) -> float:
 
 def summarise(rows: pd.DataFrame) -> pd.DataFrame:
     out = []
-    for (design, est), g in rows.groupby(["design", "estimator"], sort=True):
+    keys = ["design", "metric", "form", "estimator"]
+    for (design, metric, form, est), g in rows.groupby(keys, sort=True):
         ok = g[g["covered"].notna()]
         err = ok["effect"] - ok["truth"]
         n = len(ok)
         out.append(
             {
                 "design": design,
+                "metric": metric,
+                "form": form,
                 "estimator": est,
                 "runs": len(g),
+                "unbounded": int(g["unbounded"].sum()),
                 "final": n,
                 "coverage": float(ok["covered"].astype(bool).mean()) if n else math.nan,
                 "coverage_mcse": _mcse(ok["covered"].astype(bool)),
@@ -200,6 +232,31 @@ def summarise(rows: pd.DataFrame) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(out)
+
+
+def by_metric(table: pd.DataFrame) -> list[dict[str, Any]]:
+    """Pooled per metric and form: every published estimator, and each design's primary."""
+    out = []
+    for (metric, form), g in table.groupby(["metric", "form"], sort=False):
+        fin = g[g["covered"].notna()]
+        prim = fin[fin["primary"]]
+        out.append(
+            {
+                "metric": metric,
+                "form": form,
+                "experiments": int(g["experiment"].nunique()),
+                "coverage_all": float(fin["covered"].astype(bool).mean()) if len(fin) else math.nan,
+                "intervals_all": int(len(fin)),
+                "coverage_primary": float(prim["covered"].astype(bool).mean())
+                if len(prim)
+                else math.nan,
+                "intervals_primary": int(len(prim)),
+                "unbounded": int(g["unbounded"].sum()),
+                "cs_ever_missed_all": float(g["cs_ever_missed"].mean()),
+                "cs_ever_missed_primary": float(g.loc[g["primary"], "cs_ever_missed"].mean()),
+            }
+        )
+    return out
 
 
 def main() -> None:
@@ -265,6 +322,7 @@ def main() -> None:
         "machine": f"{platform.machine()}, Python {platform.python_version()}",
         "units_mismatch": [m for b in batches for m in b["units_mismatch"]],
         "kills_confirmed": sum(1 for b in batches if b["killed"]),
+        "by_metric": by_metric(table),
     }
     (figdir / "live-coverage.json").write_text(json.dumps(result, indent=1, default=float))
     print(summary.to_string(index=False))

@@ -471,8 +471,11 @@ def _findings(aa_tab: pd.DataFrame, main_tab: pd.DataFrame, figdir: Path | None 
 
 LIVE_COLS = [
     ("design", "design", "s"),
+    ("metric", "metric", "s"),
+    ("form", "form", "s"),
     ("estimator", "estimator", "s"),
     ("final", "runs", "d"),
+    ("unbounded", "no bounded interval", "d"),
     ("restarted", "restarted", "d"),
     ("bias", "bias", "+.3f"),
     ("mean_se", "mean SE", ".3f"),
@@ -480,6 +483,20 @@ LIVE_COLS = [
     ("coverage", "95% interval coverage", ".3f"),
     ("coverage_mcse", "MC SE", ".3f"),
     ("cs_ever_missed", "CS ever missed", ".3f"),
+]
+
+
+LIVE_METRIC_COLS = [
+    ("metric", "metric", "s"),
+    ("form", "form", "s"),
+    ("experiments", "experiments", "d"),
+    ("coverage_all", "coverage, all estimators", ".3f"),
+    ("intervals_all", "intervals", "d"),
+    ("coverage_primary", "coverage, primary", ".3f"),
+    ("intervals_primary", "intervals", "d"),
+    ("unbounded", "no bounded interval", "d"),
+    ("cs_ever_missed_all", "CS ever missed, all", ".3f"),
+    ("cs_ever_missed_primary", "CS ever missed, primary", ".3f"),
 ]
 
 
@@ -494,7 +511,15 @@ def _live_section(figdir: Path) -> str:
     summary = pd.read_csv(summary_path)
     summary["primary"] = summary["primary"].astype(bool)
     r = json.loads(result_path.read_text())
-    ordered = summary.sort_values(["design", "primary"], ascending=[True, False])
+    if "metric" not in summary.columns:  # a study from before metrics: units, absolute
+        summary = summary.assign(metric="units", form="absolute", unbounded=0)
+    metric_order = {
+        m: i for i, m in enumerate(("units", "revenue", "profit", "price", "elasticity"))
+    }
+    ordered = summary[summary["primary"]].sort_values(
+        ["design", "metric", "form"], key=lambda c: c.map(metric_order) if c.name == "metric" else c
+    )
+    per_metric = pd.DataFrame(r.get("by_metric") or [])
     in_band = 0.93 <= r["coverage_all"] <= 0.97
     band = (
         "in the band"
@@ -539,6 +564,14 @@ analysis window; units counted in Redis equalled units sent in every experiment
 | final 95% intervals covering the truth, every published estimator | 93-97% | {r["coverage_all"]:.1%} of {r["intervals_all"]} ({band}; a nominal 95% over this many intervals has a Monte-Carlo SE of {mcse_all:.1%}, more since an experiment's estimators are correlated) |
 | the same, each design's primary estimator | 93-97% | {r["coverage_primary"]:.1%} of {r["intervals_primary"]} |{by_restart}
 | confidence sequences that ever excluded the truth at any look | at most 5% | {r["cs_ever_missed_all"]:.1%} ({"met" if cs_ok else "missed"}); primary estimators {r["cs_ever_missed_primary"]:.1%} |
+
+Pooled per metric and form (every design; "primary": each design's primary estimate of the
+metric, the scorecard's):
+
+{_md_table(per_metric, LIVE_METRIC_COLS) if len(per_metric) else "(not in this run)"}
+
+Each design's primary estimate of each metric (every published estimator:
+`docs/figures/live-coverage.csv`):
 
 {_md_table(ordered, LIVE_COLS)}
 
