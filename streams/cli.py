@@ -435,6 +435,20 @@ def estimates(
     asyncio.run(run())
 
 
+@_app.command()
+def contracts(
+    out: Annotated[
+        Path, typer.Option(help="Directory for the JSON Schemas and asyncapi.yaml.")
+    ] = Path("docs/contracts"),
+) -> None:
+    """Write the message contracts: a JSON Schema per topic and the AsyncAPI 3 document,
+    generated from the wire models (a version's first schema is kept under frozen/)."""
+    from streams.contracts import write
+
+    for path in write(out, _settings()):
+        typer.echo(f"wrote {path}")
+
+
 @panel_app.command("export")
 def panel_export(
     experiment: Annotated[str, typer.Argument(help="Experiment id.")],
@@ -516,7 +530,17 @@ def _load_plugins() -> None:
 
 #: the commands defined here: they run without the plugins
 _CORE = frozenset(
-    {"up", "topics", "worker", "demo", "experiment", "assignments", "estimates", "panel"}
+    {
+        "up",
+        "topics",
+        "worker",
+        "demo",
+        "experiment",
+        "assignments",
+        "estimates",
+        "panel",
+        "contracts",
+    }
 )
 
 

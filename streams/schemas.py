@@ -141,6 +141,21 @@ class EstimateMessage(_Wire):
     effect, SE or interval. Otherwise the fields keep v1's meaning.
     """
 
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        # what _identified_has_numbers checks, for readers of the JSON Schema
+        json_schema_extra={
+            "if": {"properties": {"identified": {"const": False}}, "required": ["identified"]},
+            "then": {"properties": {"effect": {"type": "null"}}, "required": ["note"]},
+            "else": {
+                "properties": {
+                    k: {"type": "number"} for k in ("effect", "se", "ci_low", "ci_high")
+                }
+            },
+        },
+    )
+
     v: Literal[2] = 2  # type: ignore[assignment]
     experiment: Ident
     estimator: str

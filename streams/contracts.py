@@ -1,0 +1,242 @@
+"""Message contracts: a JSON Schema of every topic's message and an AsyncAPI 3 document.
+
+Pricing systems and warehouse loaders read pricelab's topics with software of their own; the
+contracts under ``docs/contracts/`` are what they code against, in the Kafka ecosystem's
+conventions (Schema Registry loads JSON Schema; AsyncAPI describes the channels). Both are
+generated from the wire models (``streams/schemas.py``) and the topic table
+(``streams.kafka.topic_configs``) by ``pricelab contracts --out docs/contracts``; nothing is
+written by hand, and ``tests/unit/test_contracts.py`` fails when a model changes and the files
+are not regenerated.
+
+Versions: every message carries ``v``. A change that could break a reader - a field removed
+or retyped, a new required field - needs a new ``v``. The first schema of each version is kept
+frozen under ``docs/contracts/frozen/`` (written once, never overwritten), and the test checks
+that the current schema of that version still accepts what the frozen one described
+(:func:`breaking_changes`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel
+
+from controller.settings import Settings
+from streams.kafka import topic_configs
+from streams.schemas import (
+    AssignmentMessage,
+    Command,
+    CommandReply,
+    CompetitorPrice,
+    DeadLetter,
+    EstimateMessage,
+    ExperimentEvent,
+    Sale,
+)
+
+SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+ID_BASE = "https://pricelab.dev/contracts/"
+
+
+@dataclass(frozen=True)
+class TopicContract:
+    """One topic: its settings field (its name is configurable), the message model, what the
+    key is, who writes it and who reads it."""
+
+    field: str
+    model: type[BaseModel]
+    key: str
+    producer: str
+    consumers: str
+    summary: str
+
+
+TOPICS: tuple[TopicContract, ...] = (
+    TopicContract(
+        "competitor_prices", CompetitorPrice, "product id", "price monitoring (yours)",
+        "controller (trigger runner)", "Competitor price observations.",
+    ),
+    TopicContract(
+        "sales", Sale, "product id", "your order system", "controller (sales path)",
+        "One sale per message; event_id dedupes redeliveries.",
+    ),
+    TopicContract(
+        "commands", Command, "experiment id (command id without one)", "operator CLI",
+        "controller", "Operator commands: create, pause, resume, stop, freeze, unfreeze.",
+    ),
+    TopicContract(
+        "command_replies", CommandReply, "command id", "controller", "operator CLI",
+        "One reply per command: ok with the state after it, or one sentence.",
+    ),
+    TopicContract(
+        "assignments", AssignmentMessage, "product id", "controller",
+        "pricing systems (yours)",
+        "The policy in force per product: the highest seq among messages whose period has "
+        "begun (docs/operations.md, the assignment contract). Compacted.",
+    ),
+    TopicContract(
+        "estimates", EstimateMessage, "experiment id", "analysis worker",
+        "analysts, dashboards, warehouse loaders",
+        "Running estimates: one per metric, estimator and segment at every look.",
+    ),
+    TopicContract(
+        "experiment_events", ExperimentEvent, "experiment id", "controller",
+        "audit, dashboards", "Lifecycle facts, one per change.",
+    ),
+    TopicContract(
+        "dead_letter", DeadLetter, "none", "controller", "on-call",
+        "Events that could not be decoded, with the reason and the original bytes.",
+    ),
+)  # fmt: skip
+
+
+def slug(field: str) -> str:
+    return field.replace("_", "-")
+
+
+def json_schema(contract: TopicContract) -> dict[str, Any]:
+    """The message's JSON Schema (draft 2020-12): what a valid message is (pydantic's
+    validation schema of the wire model)."""
+    schema = contract.model.model_json_schema(mode="validation")
+    return {
+        "$schema": SCHEMA_DIALECT,
+        "$id": f"{ID_BASE}{slug(contract.field)}.schema.json",
+        **schema,
+    }
+
+
+def version_of(schema: Mapping[str, Any]) -> int:
+    """The ``v`` a schema pins (its const, or its single enum value)."""
+    v = schema["properties"]["v"]
+    return int(v.get("const", (v.get("enum") or [v.get("default")])[0]))
+
+
+def asyncapi(settings: Settings) -> dict[str, Any]:
+    """The AsyncAPI 3.0 document of pricelab's topics, under the default topic names."""
+    configs = topic_configs(settings)
+    channels: dict[str, Any] = {}
+    operations: dict[str, Any] = {}
+    messages: dict[str, Any] = {}
+    for c in TOPICS:
+        topic = getattr(settings.topics, c.field)
+        cfg = configs[topic]
+        name = c.model.__name__
+        messages[name] = {
+            "name": name,
+            "title": name,
+            "summary": c.summary,
+            "contentType": "application/json",
+            "payload": {"$ref": f"./{slug(c.field)}.schema.json"},
+            "bindings": {
+                "kafka": {
+                    "key": {"type": "string", "description": c.key},
+                    "bindingVersion": "0.5.0",
+                }
+            },
+        }
+        channels[c.field] = {
+            "address": topic,
+            "description": f"{c.summary} Written by {c.producer}; read by {c.consumers}.",
+            "messages": {name: {"$ref": f"#/components/messages/{name}"}},
+            "bindings": {
+                "kafka": {
+                    "topic": topic,
+                    "partitions": settings.kafka.partitions,
+                    "topicConfiguration": {
+                        "cleanup.policy": [cfg["cleanup.policy"]],
+                        "retention.ms": int(cfg["retention.ms"]),
+                    },
+                    "bindingVersion": "0.5.0",
+                }
+            },
+        }
+        # pricelab's own view: what it receives and what it sends
+        mine = c.producer in ("controller", "analysis worker", "operator CLI")
+        operations[f"{'send' if mine else 'receive'}_{c.field}"] = {
+            "action": "send" if mine else "receive",
+            "channel": {"$ref": f"#/channels/{c.field}"},
+            "summary": f"{c.producer} -> {c.consumers}",
+        }
+    return {
+        "asyncapi": "3.0.0",
+        "info": {
+            "title": "pricelab",
+            "version": "1",
+            "description": "pricelab's Kafka topics, generated from streams/schemas.py and "
+            "streams.kafka.topic_configs by `pricelab contracts`. Topic names are the defaults "
+            "(PRICELAB_TOPICS__*); payloads are the JSON Schemas next to this file.",
+        },
+        "channels": channels,
+        "operations": operations,
+        "components": {"messages": messages},
+    }
+
+
+def render(settings: Settings) -> dict[str, str]:
+    """file name (under docs/contracts) -> its text, for every generated contract file."""
+    files = {
+        f"{slug(c.field)}.schema.json": json.dumps(json_schema(c), indent=2, sort_keys=True) + "\n"
+        for c in TOPICS
+    }
+    files["asyncapi.yaml"] = yaml.safe_dump(asyncapi(settings), sort_keys=False, width=100)
+    return files
+
+
+def frozen_name(c: TopicContract, schema: Mapping[str, Any]) -> str:
+    return f"frozen/{slug(c.field)}.v{version_of(schema)}.schema.json"
+
+
+def write(out: Path, settings: Settings) -> list[Path]:
+    """Write the contracts under ``out``; a version's first schema is frozen beside them
+    (written when missing, never overwritten). Returns the files written."""
+    written = []
+    (out / "frozen").mkdir(parents=True, exist_ok=True)
+    for name, text in render(settings).items():
+        (out / name).write_text(text)
+        written.append(out / name)
+    for c in TOPICS:
+        schema = json_schema(c)
+        frozen = out / frozen_name(c, schema)
+        if not frozen.exists():
+            frozen.write_text(json.dumps(schema, indent=2, sort_keys=True) + "\n")
+            written.append(frozen)
+    return written
+
+
+_NOT_SHAPE = frozenset({"description", "title", "default", "examples"})
+
+
+def _shape(node: Any) -> Any:
+    """A schema without its prose and defaults: what a reader's parser depends on."""
+    if isinstance(node, dict):
+        return {k: _shape(v) for k, v in node.items() if k not in _NOT_SHAPE}
+    if isinstance(node, list):
+        return [_shape(v) for v in node]
+    return node
+
+
+def breaking_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """What in ``new`` could break a reader or a writer of ``old`` (same ``v``): a property
+    removed or changed in shape, a definition it uses changed, or a new required property.
+    Adding an optional property is not breaking. One sentence each."""
+    out = []
+    old_p, new_p = old.get("properties", {}), new.get("properties", {})
+    for name, schema in old_p.items():
+        if name not in new_p:
+            out.append(f"property {name!r} was removed")
+        elif _shape(schema) != _shape(new_p[name]):
+            out.append(f"property {name!r} changed its shape")
+    for name in sorted(set(new.get("required", ())) - set(old.get("required", ()))):
+        out.append(f"property {name!r} became required")
+    old_defs, new_defs = old.get("$defs", {}), new.get("$defs", {})
+    for name, schema in old_defs.items():
+        if name in new_defs and _shape(schema) != _shape(new_defs[name]):
+            out.append(f"definition {name!r} changed its shape")
+    if old.get("additionalProperties") != new.get("additionalProperties"):
+        out.append("additionalProperties changed")
+    return out

@@ -1,0 +1,120 @@
+"""docs/contracts: generated, current, valid JSON Schema, and versioned."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from analysis.elasticity import within_product_elasticity
+from analysis.results import EstimateResult, published_fields
+from controller.settings import Settings
+from lab.compare import elasticity_experiment
+from streams.contracts import (
+    TOPICS,
+    breaking_changes,
+    frozen_name,
+    json_schema,
+    render,
+    slug,
+    version_of,
+)
+from streams.kafka import topic_configs
+from streams.schemas import AssignmentMessage, EstimateMessage
+
+ROOT = Path(__file__).resolve().parents[2]
+CONTRACTS = ROOT / "docs" / "contracts"
+
+
+def test_the_committed_contracts_are_the_generated_ones() -> None:
+    for name, text in render(Settings()).items():
+        committed = CONTRACTS / name
+        assert committed.exists(), f"{name} missing: run pricelab contracts --out docs/contracts"
+        assert committed.read_text() == text, (
+            f"docs/contracts/{name} is stale: a model changed; run "
+            "`pricelab contracts --out docs/contracts` (and bump v if the change breaks readers)"
+        )
+
+
+def test_every_current_schema_keeps_what_its_versions_frozen_schema_promised() -> None:
+    for c in TOPICS:
+        schema = json_schema(c)
+        frozen = CONTRACTS / frozen_name(c, schema)
+        assert frozen.exists(), (
+            f"{frozen.name}: a new v needs its frozen schema (pricelab contracts)"
+        )
+        assert breaking_changes(json.loads(frozen.read_text()), schema) == [], c.field
+
+
+def test_a_breaking_change_is_caught_and_an_optional_addition_is_not() -> None:
+    old = json_schema(TOPICS[4])  # assignments
+    added = json.loads(json.dumps(old))
+    added["properties"]["note"] = {"type": "string", "default": None}
+    assert breaking_changes(old, added) == []
+    removed = json.loads(json.dumps(old))
+    del removed["properties"]["seq"]
+    assert breaking_changes(old, removed) == ["property 'seq' was removed"]
+    retyped = json.loads(json.dumps(old))
+    retyped["properties"]["seq"] = {"type": "string"}
+    assert breaking_changes(old, retyped) == ["property 'seq' changed its shape"]
+    required = json.loads(json.dumps(old))
+    required["required"] = [*old["required"], "status"]
+    assert breaking_changes(old, required) == ["property 'status' became required"]
+
+
+def test_the_schemas_are_valid_and_accept_what_pricelab_publishes() -> None:
+    for c in TOPICS:
+        jsonschema.Draft202012Validator.check_schema(json_schema(c))
+    estimates = jsonschema.Draft202012Validator(json_schema(TOPICS[5]))
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def message(result: object) -> dict[str, object]:
+        fields = published_fields(result, None)
+        keep = {k: v for k, v in fields.items() if k in EstimateMessage.model_fields}
+        return json.loads(EstimateMessage(experiment="e1", as_of=at, **keep).model_dump_json())
+
+    ok = message(EstimateResult("fe", 1.5, 0.4, n_units=10, n_periods=5, metric="revenue", df=9.0))
+    estimates.validate(ok)
+    x = elasticity_experiment(1, price_change=0.0)
+    not_identified = message(within_product_elasticity(x.units, x.revenue.Y))
+    estimates.validate(not_identified)
+    # what the model refuses, the schema refuses too
+    with pytest.raises(jsonschema.ValidationError):
+        estimates.validate(not_identified | {"identified": True})
+    with pytest.raises(jsonschema.ValidationError):
+        estimates.validate(ok | {"metric": "margin"})
+    assignment = AssignmentMessage(
+        experiment="e1", product="P1", arm="control", policy="list", probability=0.5,
+        period=3, period_start=at, period_end=at, blackout=False, seq=4,
+    )  # fmt: skip
+    jsonschema.Draft202012Validator(json_schema(TOPICS[4])).validate(
+        json.loads(assignment.model_dump_json())
+    )
+
+
+def test_the_asyncapi_document_names_every_topic_with_its_key_schema_and_cleanup() -> None:
+    doc = yaml.safe_load((CONTRACTS / "asyncapi.yaml").read_text())
+    settings = Settings()
+    assert doc["asyncapi"] == "3.0.0"
+    configs = topic_configs(settings)
+    assert {ch["address"] for ch in doc["channels"].values()} == set(configs)
+    for c in TOPICS:
+        ch = doc["channels"][c.field]
+        topic = getattr(settings.topics, c.field)
+        binding = ch["bindings"]["kafka"]["topicConfiguration"]
+        assert binding["cleanup.policy"] == [configs[topic]["cleanup.policy"]]
+        (ref,) = ch["messages"].values()
+        msg = doc["components"]["messages"][ref["$ref"].rsplit("/", 1)[1]]
+        payload = CONTRACTS / msg["payload"]["$ref"]
+        assert payload.name == f"{slug(c.field)}.schema.json" and payload.exists()
+        assert msg["bindings"]["kafka"]["key"]["description"] == c.key
+        op = doc["operations"]
+        assert any(o["channel"]["$ref"] == f"#/channels/{c.field}" for o in op.values())
+    assert doc["channels"]["assignments"]["bindings"]["kafka"]["topicConfiguration"][
+        "cleanup.policy"
+    ] == ["compact"]
+    assert version_of(json_schema(TOPICS[5])) == 2
