@@ -29,6 +29,7 @@ for its Student t reference (``cr2_variance``), or CR1 with G - 1 (``correction=
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -78,43 +79,82 @@ class CrossoverEstimator(PanelEstimator):
                 f"The crossover estimator supports se='cluster' or 'none', not {self.se!r}."
             )
         use = panel.usable
-        W = panel.W.astype(float)
         if not (panel.W & use).any() or not (~panel.W & use).any():
             raise PanelError("The crossover estimate needs both treated and control usable cells.")
-        wt = two_way_demean(W, use)
-        yt = two_way_demean(panel.Y, use)
-        sww = float((wt**2).sum())
-        if sww < 1e-10 * use.sum():
-            raise PanelError(
-                "Treatment does not vary once unit and period effects are removed; the design "
-                "has no within-unit or between-unit contrast left after the blackout."
-            )
-        tau = float((wt * yt).sum() / sww)
         units_used = use.any(axis=1)
         G = int(units_used.sum())
-        se = float("nan")
-        df: float | None = None
-        if self.se != "none":
-            if G < 2:
-                raise InferenceError("Cluster-robust SE needs at least 2 units.")
-            e = np.where(use, yt - tau * wt, 0.0)
-            score = (wt * e).sum(axis=1)[units_used]
-            se = float(np.sqrt(G / (G - 1) * (score**2).sum()) / sww)
-            df = float(G - 1)
+        if self.se != "none" and G < 2:
+            raise InferenceError("Cluster-robust SE needs at least 2 units.")
+        labels = np.broadcast_to((np.cumsum(units_used) - 1)[:, None], use.shape)[use]
+        fit = _within_fit(
+            panel,
+            use,
+            labels,
+            G,
+            self.se != "none",
+            "Treatment does not vary once unit and period effects are removed; the design "
+            "has no within-unit or between-unit contrast left after the blackout.",
+        )
         return EstimateResult(
             method=self.name,
-            effect=tau,
-            se=se,
+            effect=fit.tau,
+            se=fit.se,
             n_units=G,
             n_periods=int(use.any(axis=0).sum()),
             se_method="cluster_unit" if self.se != "none" else "none",
             n_cells=int((panel.W & use).sum()),
-            df=df,
-            details={
+            df=fit.df,
+            details=fit.details
+            | {
                 "n_blackout_cells": int(panel.blackout.sum()),
                 "n_usable_cells": int(use.sum()),
             },
         )
+
+
+@dataclass(frozen=True)
+class _WithinFit:
+    tau: float
+    se: float
+    df: float | None
+    details: dict[str, object]
+
+
+def _within_fit(
+    panel: Panel, use: np.ndarray, labels: np.ndarray, G: int, with_se: bool, no_contrast: str
+) -> _WithinFit:
+    """The two-way fixed-effects coefficient on W over the cells in ``use``, its clustered
+    SE (``labels``: each used cell's cluster, row-major; G/(G-1), t on G - 1), and the arm
+    means with their covariance from the clusters' influence on ``tau`` and on the control
+    mean ``m0`` (``mean_treated = m0 + tau``), for the relative form (analysis.ratio)."""
+    c_cells = ~panel.W & use
+    Y = np.where(use, panel.Y, 0.0)
+    wt = two_way_demean(panel.W.astype(float), use)
+    yt = two_way_demean(Y, use)
+    sww = float((wt**2).sum())
+    if sww < 1e-10 * use.sum():
+        raise PanelError(no_contrast)
+    tau = float((wt * yt).sum() / sww)
+    m0 = float(Y[c_cells].mean())
+    n0 = int(c_cells.sum())
+    details: dict[str, object] = {
+        "mean_treated": m0 + tau,
+        "mean_control": m0,
+        "n_treated_cells": int((panel.W & use).sum()),
+        "n_clusters": G,
+    }
+    if not with_se:
+        return _WithinFit(tau, float("nan"), None, details)
+    e = (yt - tau * wt)[use]
+    psi = np.bincount(labels, weights=wt[use] * e, minlength=G) / sww
+    phi = np.bincount(labels, weights=np.where(c_cells[use], Y[use] - m0, 0.0), minlength=G) / n0
+    f = G / (G - 1)
+    v_tau, v_0, c_t0 = f * psi @ psi, f * phi @ phi, f * psi @ phi
+    df = float(G - 1)
+    # (var m1, var m0, cov(m1, m0)) with m1 = m0 + tau, as analysis.ratio reads them
+    details["mean_covariance"] = (float(v_tau + v_0 + 2.0 * c_t0), float(v_0), float(c_t0 + v_0))
+    details["df_ratio"] = df
+    return _WithinFit(tau, float(np.sqrt(v_tau)), df, details)
 
 
 class DifferenceInMeansEstimator(PanelEstimator):
@@ -285,55 +325,31 @@ class WithinProductEstimator(DifferenceInMeansEstimator):
                 "The within-product difference needs both treated and control cells among the "
                 "usable, randomised cells."
             )
-        Y = np.where(use, panel.Y, 0.0)
-        wt = two_way_demean(panel.W.astype(float), use)
-        yt = two_way_demean(Y, use)
-        sww = float((wt**2).sum())
-        if sww < 1e-10 * use.sum():
-            raise PanelError(
-                "No product is in both arms among the usable cells: the design does not "
-                "randomise within products, so there is no within-product difference."
-            )
-        tau = float((wt * yt).sum() / sww)
-        m0 = float(Y[c_cells].mean())
         labels = self._cluster_labels(panel, use)
         G = int(labels.max()) + 1 if labels.size else 0
-        se, df = float("nan"), None
-        details: dict[str, object] = {}
-        if self.se != "none":
-            if G < 2:
-                raise InferenceError(
-                    f"A clustered SE needs at least 2 clusters; the {self.cluster} level has {G}."
-                )
-            e = (yt - tau * wt)[use]
-            psi = np.bincount(labels, weights=wt[use] * e, minlength=G) / sww
-            c_used = c_cells[use]
-            phi = np.bincount(labels, weights=np.where(c_used, Y[use] - m0, 0.0), minlength=G) / n0
-            f = G / (G - 1)
-            v_tau, v_0, c_t0 = f * psi @ psi, f * phi @ phi, f * psi @ phi
-            se = float(np.sqrt(v_tau))
-            df = float(G - 1)
-            # (var m1, var m0, cov(m1, m0)) with m1 = m0 + tau, as analysis.ratio reads them
-            details["mean_covariance"] = (
-                float(v_tau + v_0 + 2.0 * c_t0), float(v_0), float(c_t0 + v_0)
-            )  # fmt: skip
-            details["df_ratio"] = df
+        if self.se != "none" and G < 2:
+            raise InferenceError(
+                f"A clustered SE needs at least 2 clusters; the {self.cluster} level has {G}."
+            )
+        fit = _within_fit(
+            panel,
+            use,
+            labels,
+            G,
+            self.se != "none",
+            "No product is in both arms among the usable cells: the design does not "
+            "randomise within products, so there is no within-product difference.",
+        )
         return EstimateResult(
             method=self.name,
-            effect=tau,
-            se=se,
+            effect=fit.tau,
+            se=fit.se,
             n_units=int(use.any(axis=1).sum()),
             n_periods=int(use.any(axis=0).sum()),
             se_method=f"cluster_{self.cluster}" if self.se != "none" else "none",
             n_cells=n1 + n0,
-            df=df,
-            details=details
-            | {
-                "mean_treated": m0 + tau,
-                "mean_control": m0,
-                "n_treated_cells": n1,
-                "n_clusters": G,
-            },
+            df=fit.df,
+            details=fit.details,
         )
 
 

@@ -10,6 +10,13 @@
 2. The elasticity: random-days experiments on the market simulator (lab.market, a 5% price
    cut, true elasticities around -2), the within-product Wald estimate (analysis.elasticity)
    against the simulator's truth, pooled as the estimator pools.
+3. Decision metrics and variance reduction: every design on the market simulator (the
+   demo's market: 200 products, 28 days, unit costs at 70% of the list price), run by the
+   controller's own design (lab.simulate.run_spec) and estimated by the worker's own
+   functions (analysis.worker.metric_panels, fit_metric) with the design's own estimators;
+   per metric the primary estimate (the design's first estimator that measures it) against
+   the plain difference in means, and its coverage of the simulator's truth
+   (lab.market.Market.metric_truth), absolute and relative.
 """
 
 from __future__ import annotations
@@ -21,10 +28,17 @@ from pathlib import Path
 import numpy as np
 
 from analysis.elasticity import within_product_elasticity
+from analysis.errors import AnalysisError
 from analysis.estimators.crossover import DifferenceInMeansEstimator
 from analysis.pricing_dgp import simulate_relative_panel
 from analysis.ratio import relative_fields
-from lab.compare import elasticity_experiment
+from analysis.worker import fit_metric, metric_panels
+from controller.designs import get_design
+from core.ports import EstimatorPlan
+from lab.compare import elasticity_experiment, make_spec, market_classes
+from lab.config import MarketConfig
+from lab.market import Market
+from lab.simulate import run_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -62,6 +76,72 @@ def relative_rows(seeds: int) -> list[str]:
 
 ELASTICITY_CASES = [(40, 28), (200, 28), (10, 14)]
 
+METRIC_DESIGNS = (
+    "random-days",
+    "cluster",
+    "crossover",
+    "optimal-switchback",
+    "triggered",
+    "time-bound",
+)
+METRICS = ("units", "revenue", "profit", "price")
+
+
+def _fit(plan: EstimatorPlan, panels: dict, metric: str):  # type: ignore[no-untyped-def]
+    try:
+        return fit_metric(plan, panels, metric)
+    except (AnalysisError, ValueError):
+        return None
+
+
+def metric_rows(design: str, runs: int, products: int = 200, days: int = 28) -> list[str]:
+    """One row per metric of ``design``: the primary estimate's coverage and SE against dm."""
+    acc: dict[str, dict[str, list[float]]] = {m: {} for m in METRICS}
+    for r in range(runs):
+        market = Market(MarketConfig(n_products=products), seed=0, demand_seed=5000 + r)
+        classes = market_classes(market, 10) if design == "cluster" else None
+        sim = run_spec(make_spec(design, market, days=days, seed=r, classes=classes), market)
+        panels = metric_panels(sim.panel.rename(columns={"unit": "product"}))
+        plans = get_design(design).estimators(sim.spec)
+        level = dict(plans[0].params).get("cluster", "unit") if plans else "unit"
+        dm = EstimatorPlan("dm", {"cluster": level if level in ("unit", "class") else "unit"})
+        for metric in METRICS:
+            primary = next((x for p in plans if (x := _fit(p, panels, metric)) is not None), None)
+            if primary is None:
+                continue
+            base = _fit(dm, panels, metric)
+            truth, rel_truth = sim.metric_truth(metric), sim.metric_truth(metric, True)
+            lo, hi = primary.conf_int()
+            rel = primary.relative()
+            a = acc[metric]
+            a.setdefault("name", []).append(primary.method)  # type: ignore[arg-type]
+            a.setdefault("err", []).append(primary.effect - truth)
+            a.setdefault("se", []).append(primary.se)
+            a.setdefault("dm_se", []).append(base.se if base is not None else np.nan)
+            a.setdefault("cov", []).append(float(lo <= truth <= hi))
+            if rel["relative_ci_low"] is not None:
+                a.setdefault("rel_cov", []).append(
+                    float(rel["relative_ci_low"] <= rel_truth <= rel["relative_ci_high"])
+                )
+            a.setdefault("bounded", []).append(float(rel["relative_ci_low"] is not None))
+    rows = []
+    for metric in METRICS:
+        a = acc[metric]
+        if not a:
+            rows.append(f"| {design} | {metric} | not published | | | | | | |")
+            continue
+        err, se, dm_se = (np.asarray(a[k], dtype=float) for k in ("err", "se", "dm_se"))
+        n = len(err)
+        ratio = np.nanmedian(se / dm_se)
+        rel_cov = np.mean(a["rel_cov"]) if a.get("rel_cov") else np.nan
+        rows.append(
+            f"| {design} | {metric} | {a['name'][0]} | {n} | {np.mean(a['cov']):.3f} | "
+            f"{rel_cov:.3f} ({int(sum(a['bounded']))}) | {err.mean():+.3f} "
+            f"({err.std() / np.sqrt(n):.3f}) | {np.mean(se):.3f} / {np.nanmean(dm_se):.3f} | "
+            f"{1 - ratio:+.0%} |"
+        )
+    return rows
+
 
 def elasticity_rows(seeds: int) -> list[str]:
     rows = []
@@ -87,11 +167,19 @@ def elasticity_rows(seeds: int) -> list[str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=400)
+    ap.add_argument("--metric-runs", type=int, default=200, help="runs per design but random days")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "relative-effects.md")
     args = ap.parse_args()
     t0 = time.time()
     rel = relative_rows(args.seeds)
     ela = elasticity_rows(args.seeds)
+    t_metrics = time.time()
+    met = [
+        row
+        for design in METRIC_DESIGNS
+        for row in metric_rows(design, args.seeds if design == "random-days" else args.metric_runs)
+    ]
+    t_metrics = time.time() - t_metrics
     text = f"""# Relative effects and the elasticity: what their intervals cover
 
 Regenerated by `python docs/studies/relative_study.py --seeds {args.seeds}` ({time.time() - t0:.0f} s).
@@ -135,6 +223,33 @@ row (a 5% price cut, true elasticities about -2).
 | products x days | identified | coverage | bias (MC SE) | SD |
 |---|---|---|---|---|
 {chr(10).join(ela)}
+
+## Decision metrics, and the variance the design lets us remove
+
+Every design on the demo's market (200 products x 28 days; unit costs at 70% of the list
+price; a 5% price cut), assigned by the controller's own design and estimated by the worker's
+own functions with the design's own estimators ({args.seeds} runs for random days,
+{args.metric_runs} for the others; {t_metrics / 60:.1f} minutes). The primary estimate of a
+metric is the design's first estimator that measures it: `fe` (each product compared with
+itself, two-way fixed effects, clustered as the design randomises) where the design puts
+every product in both arms, else the design's own. The price paid is a ratio metric: `fe`
+takes each arm's price over the products' own arm means; `dm` is the pooled ratio with the
+delta method; the other estimators are not linearised, so a design without either (time
+bound: `did`, `sdid`) publishes no price. "SE reduction" is one minus the median ratio of
+the primary's SE to the plain difference in means' on the same panel (the target: at least
+25% on random days).
+
+| design | metric | primary | runs | coverage | relative coverage (bounded) | bias (MC SE) | mean SE: primary / dm | SE reduction |
+|---|---|---|---|---|---|---|---|---|
+{chr(10).join(met)}
+
+Reading. Revenue and profit carry each product's price: a comparison across products
+inherits their tenfold spread, and comparing each product with itself removes it, about half
+the SE on random days and more under a cluster switchback. Units gain less (the products'
+levels are a smaller share of their noise than Poisson and day-to-day demand). Where the
+primary is `dm` or the design's own estimator, the reduction is zero by construction.
+Coverage above 0.97 marks a conservative SE: the product-clustered sandwich also counts the
+spread of the products' own effects, which the fixed products of one market do not vary.
 """
     args.out.write_text(text)
     print(text)
