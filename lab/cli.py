@@ -225,12 +225,25 @@ def compare_designs(
     ] = None,
     jobs: Annotated[int, typer.Option(help="Worker processes.")] = 1,
     out: Annotated[Path | None, typer.Option(help="Directory for CSVs and PNG plots.")] = None,
+    metrics: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated metrics: units, revenue, profit (revenue - units x the "
+            "market's unit cost) and price (the average price paid)."
+        ),
+    ] = "units",
 ) -> None:
     """Simulate RUNS experiments of each design on one market, each analysed with the
     design's own estimators; report bias, SE, RMSE, coverage, power and each design's SE
-    reduction relative to time-bound."""
+    reduction relative to time-bound, for each metric."""
     cfg_market = _market_config(market, products)
     chosen = tuple(d.strip() for d in designs.split(",") if d.strip())
+    wanted = tuple(m.strip() for m in metrics.split(",") if m.strip())
+    unknown = [m for m in wanted if m not in ("units", "revenue", "profit", "price")]
+    if unknown or not wanted:
+        _fail(
+            f"--metrics: unknown {unknown or metrics!r}; choose from units, revenue, profit, price"
+        )
     cfg = CompareConfig(
         market=cfg_market,
         designs=chosen,
@@ -239,6 +252,7 @@ def compare_designs(
         days=days,
         estimators=parse_estimators(estimators or [], chosen),
         jobs=jobs,
+        metrics=wanted,
     )
     t0 = time.perf_counter()
     try:

@@ -44,8 +44,10 @@ import numpy as np
 import pandas as pd
 
 from analysis.clustering import cluster_graph
+from analysis.errors import NotEstimable
 from analysis.panel import Panel
-from analysis.worker import fit_plan, panel_from_cells
+from analysis.results import EstimateResult
+from analysis.worker import fit_metric, fit_plan, metric_panels, panel_from_cells
 from controller import design_registry
 from controller.designs import get_design
 from controller.spec import ExperimentSpec
@@ -109,6 +111,9 @@ class CompareConfig:
     extra_estimators: Mapping[str, tuple[str, ...]] | None = None
     cluster_max_size: int = 12
     jobs: int = 1
+    #: what is compared (analysis.metrics.METRICS); profit needs the specs' unit costs, which
+    #: make_spec gives from the market
+    metrics: tuple[str, ...] = ("units",)
 
     def estimators_for(self, design: str, spec: ExperimentSpec) -> list[EstimatorChoice]:
         names = (self.estimators or {}).get(design)
@@ -189,6 +194,11 @@ def fit_choice(
     """Fit one estimator to a simulated panel (lab.simulate's columns); the design's own
     estimators go through exactly the worker's panel and fit."""
     data = df
+    if outcome == "price":  # a ratio metric: the worker's own fit (analysis.metrics)
+        if choice.level == "class":
+            raise LabError("the price paid is not estimated on the class x day panel")
+        panels = metric_panels(df.rename(columns={"unit": "product"}))
+        return _row_of(fit_metric(choice.plan, panels, "price"))
     if choice.level == "class":
         if "class" not in df.columns:
             raise LabError(f"{choice.label} needs product classes; this design has none")
@@ -206,7 +216,10 @@ def fit_choice(
         )
     else:
         panel = panel_from_cells(data, outcome, unit="unit")
-    res = fit_plan(choice.plan, panel, seed)
+    return _row_of(fit_plan(choice.plan, panel, seed))
+
+
+def _row_of(res: EstimateResult) -> dict[str, Any]:
     lo, hi = res.conf_int(0.05)
     return {
         "effect": res.effect,
@@ -242,14 +255,17 @@ def simulate_run(
         )
         sim = run_spec(spec, market)
         analysed = sim.matrices.analysed
-        for order, choice in enumerate(cfg.estimators_for(design, spec)):
+        for metric, (order, choice) in (
+            (m, c) for m in cfg.metrics for c in enumerate(cfg.estimators_for(design, spec))
+        ):
             row: dict[str, Any] = {
                 "design": design,
+                "metric": metric,
                 "estimator": choice.label,
                 "order": order,
                 "run": run,
-                "truth": sim.truth,
-                "truth_direct": sim.truth_direct,
+                "truth": sim.metric_truth(metric),
+                "truth_direct": sim.truth_direct if metric == "units" else math.nan,
                 "analysed_cells": int(analysed.sum()),
                 "treated_share": float(sim.matrices.treated[analysed].mean())
                 if analysed.any()
@@ -257,8 +273,10 @@ def simulate_run(
                 "primary": choice.label == primary_label(design, spec),
             }
             try:
-                row |= fit_choice(choice, sim.panel, seed=run)
+                row |= fit_choice(choice, sim.panel, seed=run, outcome=metric)
                 row["error"] = ""
+            except NotEstimable:  # the worker does not publish this pair either
+                continue
             except Exception as exc:  # noqa: BLE001 - a failing estimator is reported, not fatal
                 row |= {"effect": math.nan, "se": math.nan, "df": math.nan, "ci_low": math.nan}
                 row |= {"ci_high": math.nan, "pvalue": math.nan, "se_method": ""}
@@ -320,7 +338,19 @@ def run_comparison(cfg: CompareConfig) -> pd.DataFrame:
 
 # --------------------------------------------------------------------------- summary
 def summarise(runs: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
-    """Bias, SEs, RMSE, coverage and power per design and estimator, plus SE reductions."""
+    """Bias, SEs, RMSE, coverage and power per design and estimator, plus SE reductions;
+    per metric when the runs measured several (each against its own baseline)."""
+    if "metric" in runs.columns and runs["metric"].nunique() > 1:
+        parts = [
+            _summarise_one(g.drop(columns="metric"), alpha).assign(metric=m)
+            for m, g in runs.groupby("metric", sort=False)
+        ]
+        table = pd.concat(parts, ignore_index=True)
+        return table[["metric", *[c for c in table.columns if c != "metric"]]]
+    return _summarise_one(runs, alpha)
+
+
+def _summarise_one(runs: pd.DataFrame, alpha: float) -> pd.DataFrame:
     out = []
     for (design, est), g in runs.groupby(["design", "estimator"], sort=False):
         ok = g[np.isfinite(g["effect"])]
@@ -370,6 +400,7 @@ def summarise(runs: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
 def format_table(table: pd.DataFrame) -> str:
     """The summary as a fixed-width text table (stdout)."""
     cols = [
+        *([("metric", "{}", 8)] if "metric" in table.columns else []),
         ("design", "{}", 18),
         ("estimator", "{}", 14),
         ("runs", "{:d}", 5),
@@ -481,6 +512,16 @@ def write_outputs(
     paths = [out_dir / f"{prefix}runs.csv", out_dir / f"{prefix}summary.csv"]
     runs.to_csv(paths[0], index=False)
     table.to_csv(paths[1], index=False)
+    if "metric" in table.columns:  # the plots draw one metric each
+        figures = []
+        for m in dict.fromkeys(table["metric"]):
+            figures += plot_comparison(
+                runs[runs["metric"] == m].drop(columns="metric"),
+                table[table["metric"] == m].drop(columns="metric"),
+                out_dir,
+                f"{prefix}{m}-",
+            )
+        return paths + figures
     return paths + plot_comparison(runs, table, out_dir, prefix)
 
 

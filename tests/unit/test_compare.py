@@ -213,3 +213,32 @@ def test_variance_method_after_a_colon() -> None:
     assert fit_choice(parse_estimator("did:cluster"), panel)["se_method"] == "cluster"
     with pytest.raises(LabError, match="only '@class'"):
         parse_estimator("dm@region")
+
+
+def test_each_metric_is_compared_against_its_own_truth(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`compare-designs --metrics`: a row per metric, each design's estimators scored against
+    the market's truth of that metric; the price paid only where an estimator measures it."""
+    from streams.cli import app
+
+    out = tmp_path / "out"
+    res = CliRunner().invoke(
+        app,
+        ["compare-designs", "--designs", "random-days,time-bound", "--runs", "3", "--days", "10",
+         "--products", "30", "--metrics", "units,revenue,profit,price", "--out", str(out)],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    summary = pd.read_csv(out / "summary.csv")
+    pairs = set(zip(summary["metric"], summary["design"], summary["estimator"], strict=True))
+    for metric in ("units", "revenue", "profit"):
+        assert (metric, "random-days", "fe") in pairs and (metric, "time-bound", "did") in pairs
+    # the price paid: fe and dm measure it; time bound's did and sdid do not, so no row
+    assert {(d, e) for m, d, e in pairs if m == "price"} == {
+        ("random-days", "fe"),
+        ("random-days", "dm"),
+    }
+    runs = pd.read_csv(out / "runs.csv")
+    truths = runs.groupby("metric")["truth"].mean()
+    assert truths["revenue"] > 0 > truths["profit"] and truths["price"] < 0  # a 5% cut
+    assert (out / "profit-errors.png").read_bytes()[:4] == b"\x89PNG"
+    bad = CliRunner().invoke(app, ["compare-designs", "--metrics", "margin", "--runs", "2"])
+    assert bad.exit_code == 2 and "unknown" in bad.output

@@ -281,3 +281,37 @@ def test_dates_are_ordered_in_time_and_gaps_are_periods_without_data() -> None:
             "day",
             "units",
         )
+
+
+def test_planning_on_revenue_in_relative_terms_shows_what_comparing_products_with_themselves_buys(
+    tmp_path, capsys
+) -> None:
+    """`plan --outcome revenue --relative`: a pricing team plans on money, in percent. On a
+    simulated history whose products' revenue differs tenfold, the within-product difference
+    (random days' primary) needs a smaller relative effect than the plain difference in means."""
+    from lab.market import Market, MarketConfig
+
+    market = Market(MarketConfig(n_products=30), seed=4)
+    W = np.zeros((30, 56), dtype=bool)  # a history: no price test ran
+    history = market.simulate_panel(W)[["product", "day", "units", "revenue"]]
+    path = tmp_path / "history.csv"
+    history.to_csv(path, index=False)
+    spec = tmp_path / "rd.json"
+    start = datetime(2026, 3, 2, tzinfo=UTC)
+    spec.write_text(
+        ExperimentSpec(
+            id="rd", design="random-days", products=tuple(market.product_ids),
+            treatment_policy="a", control_policy="b", start=start,
+            end=start + timedelta(days=28),
+        ).model_dump_json()
+    )  # fmt: skip
+    argv = ["plan", str(spec), "--history", str(path), "--unit", "product", "--time", "day"]
+    argv += ["--outcome", "revenue", "--relative", "--effect", "0.1", "--sims", "60"]
+    argv += ["--durations", "28", "--json", "--jobs", "1"]
+    with pytest.raises(SystemExit) as done:
+        main(argv)
+    assert done.value.code == 0
+    rows = {r["estimator"]: r for r in json.loads(capsys.readouterr().out)}
+    assert set(rows) == {"fe", "dm", "ht"}
+    assert 0 < rows["fe"]["mde"] < rows["dm"]["mde"] < 1  # shares of the revenue
+    assert rows["fe"]["power"] > rows["dm"]["power"]
