@@ -53,6 +53,12 @@ def files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
         "id: plan\ndesign: random-days\nproducts: [p0, p1, p2, p3]\ntreatment_policy: a\n"
         "control_policy: b\nstart: 2026-03-02T00:00:00+00:00\nend: 2026-03-05T00:00:00+00:00\n"
     )
+    neg_cost = tmp_path / "neg_cost.yaml"
+    neg_cost.write_text(plan_spec.read_text() + "unit_costs: {p0: 3.5, p1: -1.0}\n")
+    nan_cost = tmp_path / "nan_cost.yaml"
+    nan_cost.write_text(plan_spec.read_text() + "unit_costs: {p0: .nan}\n")
+    stray_cost = tmp_path / "stray_cost.yaml"
+    stray_cost.write_text(plan_spec.read_text() + "unit_costs: {p0: 3.5, q9: 2.0}\n")
     classes_spec = tmp_path / "classes.yaml"
     classes_spec.write_text(
         plan_spec.read_text()
@@ -77,6 +83,7 @@ def files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
     return {
         "graph": graph, "other_graph": other_graph,
         "plan_spec": plan_spec, "classes_spec": classes_spec, "latin1": latin1,
+        "neg_cost": neg_cost, "nan_cost": nan_cost, "stray_cost": stray_cost,
         "bad_spec": bad_spec, "not_yaml": not_yaml, "misspelt": misspelt, "panel": panel, "text": text,
         "no_treated": no_treated, "block": block,
         "market": market, "not_json": not_json, "out": tmp_path / "out",
@@ -205,6 +212,12 @@ CASES: list[tuple[str, list[str], str]] = [
     ("plan-sims", ["plan", "{plan_spec}", "--history", "{panel}", "--unit", "product",
                    "--time", "period", "--outcome", "units", "--sims", "1"], "--sims"),
     ("worker-role", ["worker", "--role", "bogus"], "bogus"),
+    ("contracts-out-is-a-file", ["contracts", "--out", "{panel}"], "Not a directory"),
+    ("cost-negative", ["schedule", "{neg_cost}"],
+     "unit_costs: product 'p1' has unit cost -1.0: a cost must be a finite number of at least 0"),
+    ("cost-nan", ["experiment", "create", "{nan_cost}"], "product 'p0' has unit cost nan"),
+    ("cost-stray", ["schedule", "{stray_cost}"],
+     "unit_costs: names products not in the experiment: ['q9']"),
 ]  # fmt: skip
 
 
