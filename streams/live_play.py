@@ -112,4 +112,7 @@ def summary(run: LiveRun, periods: int | None) -> list[str]:
     """The scorecard at the last look (every metric, absolute and relative, the elasticity)
     beside the truth the market knows."""
     done = periods if periods is not None else n_periods(run.spec)
-    return scorecard(run, done)[0]
+    # the last look: a running experiment's last period played is in force, not complete
+    looks = [int(e["_look"]) for e in run.estimates if e.get("_look") is not None]
+    last = min(done, max(looks, default=done))
+    return [f"scorecard after {last} periods:", *scorecard(run, last)[0]]

@@ -105,14 +105,22 @@ def test_the_readme_walkthrough_runs_as_written(tmp_path: Path) -> None:
 
     live = output_of("pricelab simulate --live")
     # the 7th period is in force, not complete, until the clock passes its end
-    assert "estimate dm   after  6 periods" in live and "true effect" in live, live
+    assert "estimate dm   after  6 periods" in live and "estimate fe   after  6 periods" in live
+    # the scorecard after the last look: every metric (the spec gives unit costs), with truths
+    assert "reading: units " in live and "profit " in live.split("reading:")[1], live
+    for metric in ("units", "revenue", "profit", "price", "elasticity"):
+        assert re.search(rf"^{metric}\s+[-+]\d", live, re.M), (metric, live)
     assert re.search(
         r"^walkthrough\s+random-days\s+running\s+period\s+6\b",
         output_of("pricelab experiment list"),
         re.M,
     )
     assert '"status": "running"' in output_of("pricelab assignments P0001")
-    assert "dm" in output_of("pricelab estimates walkthrough")
+    table = output_of("pricelab estimates walkthrough")
+    assert re.search(r"^\s*units\s+fe\s", table, re.M) and re.search(
+        r"^\s*profit\s+fe\s", table, re.M
+    ), table
+    assert "relative_ci_low" in output_of("pricelab analyze live.csv")
     cells = re.search(r"wrote (\d+) cells", output_of("pricelab panel export"))
     assert cells and int(cells.group(1)) == 40 * 6
     index = tmp_path / "report" / "index.html"
