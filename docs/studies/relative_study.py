@@ -44,32 +44,40 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 RELATIVE_CASES = [
-    # cluster, products, days, relative effect, SD of log product levels
-    ("cell", 40, 28, 0.08, 0.0),
-    ("cell", 10, 6, 0.50, 0.0),
-    ("unit", 40, 28, 0.08, 0.8),
-    ("unit", 12, 28, 0.50, 1.2),
+    # cluster, products, days, relative effect, SD of log product levels, mean units a day
+    ("cell", 40, 28, 0.08, 0.0, 20.0),
+    ("cell", 10, 6, 0.50, 0.0, 20.0),
+    ("unit", 40, 28, 0.08, 0.8, 20.0),
+    ("unit", 12, 28, 0.50, 1.2, 20.0),
+    # where relative intervals fail: few sales, a small and noisy control mean
+    ("cell", 10, 6, 0.50, 0.0, 0.3),
+    ("unit", 8, 14, 0.08, 1.5, 0.5),
 ]
 
 
 def relative_rows(seeds: int) -> list[str]:
     rows = []
-    for cluster, n, t, delta, level_sd in RELATIVE_CASES:
-        absolute = fieller = naive = bounded = 0
+    for cluster, n, t, delta, level_sd, level in RELATIVE_CASES:
+        absolute = fieller = naive = bounded = fitted = 0
         for seed in range(seeds):
-            panel, truth = simulate_relative_panel(seed, n, t, delta, level_sd)
-            result = DifferenceInMeansEstimator(cluster=cluster).fit(panel).result
+            panel, truth = simulate_relative_panel(seed, n, t, delta, level_sd, level)
+            try:
+                result = DifferenceInMeansEstimator(cluster=cluster).fit(panel).result
+            except AnalysisError:  # no sale in an arm: nothing published, said in one sentence
+                continue
+            fitted += 1
             lo, hi = result.conf_int()
             absolute += lo <= truth <= hi
             m0 = result.details["mean_control"]
-            naive += lo / m0 <= delta <= hi / m0
+            naive += m0 > 0 and lo / m0 <= delta <= hi / m0
             rel = relative_fields(result)
             if rel["relative_ci_low"] is not None:
                 bounded += 1
                 fieller += rel["relative_ci_low"] <= delta <= rel["relative_ci_high"]
         rows.append(
-            f"| {cluster} | {n} x {t} | {delta:+.0%} | {level_sd} | {absolute / seeds:.3f} | "
-            f"{fieller / max(bounded, 1):.3f} ({bounded}) | {naive / seeds:.3f} |"
+            f"| {cluster} | {n} x {t} | {level:g} | {delta:+.0%} | {level_sd} | "
+            f"{absolute / max(fitted, 1):.3f} | {fieller / max(bounded, 1):.3f} ({bounded} of "
+            f"{fitted}) | {naive / max(fitted, 1):.3f} |"
         )
     return rows
 
@@ -200,8 +208,8 @@ count in brackets. With cluster `cell` every product-day is an independent draw 
 cell-level SE is the exact one; with `unit` products are clusters with heterogeneous levels
 (SD of log level), as the live worker clusters.
 
-| cluster | products x days | true relative effect | level SD | absolute | Fieller (bounded) | naive |
-|---|---|---|---|---|---|---|
+| cluster | products x days | mean units a day | true relative effect | level SD | absolute | Fieller (bounded) | naive |
+|---|---|---|---|---|---|---|---|
 {chr(10).join(rel)}
 
 Reading: where the absolute interval is exact, Fieller's covers at the nominal rate and the
@@ -209,7 +217,12 @@ naive one does not, most clearly for a large effect on a small control mean. Whe
 product-clustered SE is conservative (heterogeneous levels, random days), both follow it.
 With few, very heterogeneous products, the control mean itself is too uncertain for a
 bounded interval in some experiments (products treated as a sample), and pricelab says so
-rather than publish an absurd width.
+rather than publish an absurd width. The last two rows are where relative intervals fail:
+products that sell a fraction of a unit a day. The control mean is then small and noisy;
+where it is not distinguishable from zero the message carries no relative interval and
+`relative_note` says why (the bounded count is how often an interval was published), and the
+naive interval's coverage shows what dividing by the point mean would have claimed. A control
+arm with no sale at all has no relative effect: the message says "the control mean is zero".
 
 ## The elasticity
 
