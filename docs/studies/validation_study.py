@@ -744,14 +744,17 @@ default estimators, the ones the live analysis worker publishes (`Design.estimat
 - **time-bound**: half of each category treated from day {DAYS // 2} ({DAYS // 2} pre-period
   days); its estimators are DID (two-way fixed effects; jackknife SE for a half-and-half split)
   and SDID; the post-period difference in means (`dm`) runs beside them;
-- **random-days**: every product-day redrawn; difference in means clustered by product (`dm`)
-  and Horvitz-Thompson with its conservative bound (`ht`); DID/TWFE beside them;
+- **random-days**: every product-day redrawn; the within-product difference (`fe`: each
+  product compared with itself, two-way fixed effects clustered by product; the primary), the
+  difference in means clustered by product (`dm`) and Horvitz-Thompson with its conservative
+  bound (`ht`); DID/TWFE beside them;
 - **crossover**: groups A/B (half of each category) swap at day {DAYS // 2}; the first
   {DAYS // 2 // 3} days of each phase are blacked out (the article's 3-week phases with a 1-week
   blackout, scaled to 2-week phases); crossover TWFE on the usable cells and `dm`;
 - **cluster**: Louvain communities of the substitutes graph (at most 12 products;
-  {k["n_classes"]} classes, {k["clustering_desc"]}), each class redrawn every day; difference in
-  means over products with the SE clustered by class (`dm`); beside it the class x day panel
+  {k["n_classes"]} classes, {k["clustering_desc"]}), each class redrawn every day; the within-product
+  difference (`fe`, clustered by class; the primary) and the difference in means over products
+  with the SE clustered by class (`dm`); beside it the class x day panel
   (`dm@class`, `did@class`: each class one unit, estimating the class-averaged effect);
 - **optimal-switchback**: the design of Bojinov, Simchi-Levi & Zhao for carryover order 1 (the
   market has none: the design guards against a day of it): products redraw at every period but
