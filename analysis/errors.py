@@ -22,5 +22,5 @@ class ConvergenceError(AnalysisError):
 
 
 class NotEstimable(AnalysisError):
-    """An estimator that does not estimate this metric (the price paid is linearised for the
-    difference in means only): the worker skips the pair, it is no failure."""
+    """An estimator that does not estimate this metric (the price paid is measured within
+    products or by the difference in means only): the worker skips the pair, no failure."""

@@ -40,6 +40,15 @@ from core.ports import EstimatorPlan
 METRICS = ("units", "revenue", "profit", "price")
 #: every ``metric`` an estimate message may carry
 ALL_METRICS = (*METRICS, "elasticity")
+#: what each metric's absolute effect is counted in (the scorecards' captions)
+EFFECT_UNITS = {
+    "units": "units per product-period",
+    "revenue": "revenue per product-period",
+    "profit": "profit per product-period",
+    "price": "average price paid",
+}
+#: the estimators that measure the price paid (within products; pooled by the delta method)
+PRICE_ESTIMATORS = ("fe", "dm")
 
 
 def metrics_of(columns: pd.Index | list[str]) -> tuple[str, ...]:
@@ -56,9 +65,10 @@ def metrics_of(columns: pd.Index | list[str]) -> tuple[str, ...]:
 
 
 def fit_price(plan: EstimatorPlan, units: Panel, revenue: Panel, seed: int = 0) -> EstimateResult:
-    """The difference in the average price paid between the arms (see the module), by the
-    design's difference in means ``plan`` (its clustering); ``units`` and ``revenue`` are the
-    same cells' panels. Other estimators are not linearised: they raise NotEstimable."""
+    """The difference in the average price paid between the arms (see the module): within
+    products for an ``fe`` plan, pooled with the delta method for a ``dm`` plan (with its
+    clustering); ``units`` and ``revenue`` are the same cells' panels. Other estimators are
+    not linearised: they raise NotEstimable."""
     if plan.name == "fe":
         return _price_within(plan, units, revenue)
     if plan.name != "dm":
@@ -87,6 +97,9 @@ def fit_price(plan: EstimatorPlan, units: Panel, revenue: Panel, seed: int = 0) 
     details = dict(fit.details) | {
         "mean_treated": p_t,
         "mean_control": p_c,
+        # the linearised arm means are zero, so the CR2 df dm computed for the ratio's pivot
+        # was at a meaningless ratio: Fieller takes the difference's df instead
+        "df_ratio": fit.df,
         "linearised": "delta method: z = (revenue - P_arm units) / mean units of the arm",
     }
     return replace(fit, method=plan.label, effect=p_t - p_c, metric="price", details=details)

@@ -305,13 +305,14 @@ def simulate_relative_panel(
     seed: int, n: int, t: int, delta: float, level_sd: float, level: float = 20.0
 ) -> tuple[Panel, float]:
     """Random days: every product-day an independent draw (p = 0.5), product levels lognormal
-    around ``level`` units a day with SD ``level_sd``, Poisson units around a lognormal day effect, and a multiplicative
-    effect: treated cells sell ``1 + delta`` times their control mean. Returns the panel and
-    the absolute estimand (delta x the treated cells' expected control outcome)."""
+    around ``level`` units a day with SD ``level_sd``, Poisson units around a lognormal day
+    effect, and a multiplicative effect: treated cells sell ``1 + delta`` times their control
+    mean. Returns the panel and the absolute estimand (delta x the treated cells' expected
+    control outcome)."""
     rng = np.random.default_rng(seed)
-    level = level * np.exp(level_sd * rng.normal(size=n))[:, None]
+    levels = level * np.exp(level_sd * rng.normal(size=n))[:, None]
     w = rng.random((n, t)) < 0.5
-    y0 = level * np.exp(0.5 * rng.normal(size=(n, t)) - 0.125)
+    y0 = levels * np.exp(0.5 * rng.normal(size=(n, t)) - 0.125)
     y = rng.poisson(np.where(w, y0 * (1 + delta), y0)).astype(float)
     df = pd.DataFrame(
         {
@@ -322,4 +323,4 @@ def simulate_relative_panel(
         }
     )
     panel = Panel.from_long(df, unit="unit", time="period", outcome="y", treated="w")
-    return panel, float(delta * np.broadcast_to(level, (n, t))[w].mean())
+    return panel, float(delta * np.broadcast_to(levels, (n, t))[w].mean())

@@ -163,6 +163,12 @@ def relative_fields(
     if m0 == 0.0:
         out["relative_note"] = "the control mean is zero: the relative effect is not defined"
         return out
+    if m0 < 0.0:  # a loss: m1 / m0 - 1 would read a deeper loss as an improvement
+        out["relative_note"] = (
+            "the control mean is negative (a loss): a relative change is not defined; read "
+            "the absolute effect"
+        )
+        return out
     df = d.get("df_ratio") or result.df
     ref = stats.t(df) if df is not None and math.isfinite(df) else stats.norm
     rel = relative_effect(m1, m0, d["mean_covariance"], float(ref.ppf(1 - alpha / 2)), q_sequence)

@@ -33,7 +33,7 @@ from analysis.elasticity import ElasticityResult, within_product_elasticity
 from analysis.errors import AnalysisError, NotEstimable
 from analysis.estimators import registry
 from analysis.inference import bh_adjust
-from analysis.metrics import fit_price, metrics_of, negative_margins
+from analysis.metrics import PRICE_ESTIMATORS, fit_price, metrics_of, negative_margins
 from analysis.panel import Panel
 from analysis.results import EstimateResult, published_fields
 from core.ports import (
@@ -207,6 +207,8 @@ class AnalysisWorker:
                 self.observer.published(info.id, _series(elasticity.method, "elasticity"), as_of)
                 published.append((info.id, elasticity))
             for result in self._spillover(info, panel):
+                if not math.isfinite(result.effect):
+                    continue
                 await self.sink.publish(info.id, result, as_of, None)
                 self.observer.published(info.id, result.method, as_of)
                 published.append((info.id, result))
@@ -272,8 +274,14 @@ class AnalysisWorker:
         if first is None:
             return []
         plan = EstimatorPlan(first) if isinstance(first, str) else first
-        if metric == "price" and plan.name != "dm":
-            plan = _guardrail_plan(info)
+        if metric == "price":  # the design's first estimator that measures the price paid
+            plans = [
+                EstimatorPlan(p) if isinstance(p, str) else p for p in self.estimators_for(info)
+            ]
+            measuring = [p for p in plans if p.name in PRICE_ESTIMATORS]
+            if not measuring:
+                return []
+            plan = measuring[0]
         fitted: list[tuple[str, EstimateResult]] = []
         for name, members in segments.items():
             t0 = time.perf_counter()
@@ -306,7 +314,8 @@ class AnalysisWorker:
             return None
         t0 = time.perf_counter()
         try:
-            result = within_product_elasticity(panels["units"], panels["revenue"].Y, self.alpha)
+            # at the published level (the estimates topic's intervals are 95%)
+            result = within_product_elasticity(panels["units"], panels["revenue"].Y, 0.05)
         except (AnalysisError, ValueError) as exc:
             self.observer.estimated(info.id, "elasticity", time.perf_counter() - t0, False)
             log.info("experiment %s: no elasticity: %s", info.id, exc)
@@ -367,14 +376,23 @@ class AnalysisWorker:
             metric, limit = g["metric"], float(g["max_drop_pct"])
             try:
                 res = fit_metric(_guardrail_plan(info), metric_panels(df), metric, self.seed)
-            except (AnalysisError, ValueError, KeyError):
+            except (AnalysisError, ValueError, KeyError) as exc:
+                log.info("experiment %s: guardrail on %s not checked: %s", info.id, metric, exc)
                 continue
             cs = await self._confidence_sequence(info, res, f"guardrail:{metric}")
             if cs is None:
                 continue
             rel = published_fields(res, cs)
             upper = rel.get("relative_cs_high")
-            if upper is None or not 100.0 * upper < -limit:
+            if upper is None:  # no bounded relative set (a loss in control, a noisy mean)
+                log.info(
+                    "experiment %s: guardrail on %s not checked: %s",
+                    info.id,
+                    metric,
+                    rel.get("relative_note"),
+                )
+                continue
+            if not 100.0 * upper < -limit:
                 continue
             detail = {
                 "metric": metric,

@@ -279,6 +279,10 @@ class ExperimentSpec(BaseModel):
             self._check_segments(set(units))
         if self.unit_costs:
             self._check_costs(set(units))
+        if any(g.metric == "profit" for g in self.guardrails) and not self.costs_all_products():
+            raise SpecError(
+                "guardrails", "a profit guardrail needs unit_costs for every product"
+            )
         if self.treatment_policy == self.control_policy:
             raise SpecError("treatment_policy", "must differ from control_policy")
         self._check_design_settings()

@@ -445,7 +445,8 @@ class Market:
         units: ``te``; revenue: ``p_T (y0 + te) - p_C y0``; profit: ``(p_T - c)(y0 + te) -
         (p_C - c) y0`` with ``unit_cost`` c (NaN without one); the price paid, a ratio of
         sums as estimated: ``sum p_T (y0 + te) / sum (y0 + te) - sum p_C y0 / sum y0``. The
-        relative form divides by the control mean of the same cells."""
+        relative form divides by the control mean of the same cells (NaN when it is not
+        positive: pricelab publishes no relative change of a loss)."""
         if not cells.any() or (metric == "profit" and unit_cost is None):
             return float("nan")
         y0, te = control_units[cells], effect_units[cells]
@@ -467,7 +468,9 @@ class Market:
                 raise ValueError(f"no true effect for metric {metric!r}")
             control = float((m_c * y0).mean())
             effect = float((m_t * (y0 + te) - m_c * y0).mean())
-        return effect / control if relative else effect
+        if relative:
+            return effect / control if control > 0 else float("nan")  # as analysis.ratio
+        return effect
 
     def elasticity_truth(self, analysed: np.ndarray, treated: np.ndarray) -> float:
         """The elasticity the within-product estimator identifies (analysis.elasticity): per

@@ -239,4 +239,13 @@ def breaking_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str
             out.append(f"definition {name!r} changed its shape")
     if old.get("additionalProperties") != new.get("additionalProperties"):
         out.append("additionalProperties changed")
+    # the conditions beside the properties (the estimates message's identified rule)
+    for key in sorted((set(old) | set(new)) - _NOT_CONDITIONS):
+        if _shape(old.get(key)) != _shape(new.get(key)):
+            out.append(f"{key!r} changed")
     return out
+
+
+_NOT_CONDITIONS = frozenset(
+    {"properties", "required", "$defs", "additionalProperties", "$id", "$schema"} | _NOT_SHAPE
+)

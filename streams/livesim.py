@@ -41,6 +41,7 @@ from typing import Any, Protocol
 import numpy as np
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from analysis.metrics import EFFECT_UNITS
 from controller.periods import n_periods, period_bounds
 from controller.settings import Settings
 from controller.spec import ExperimentSpec
@@ -140,7 +141,7 @@ class LiveRun:
         for e in self.estimates:
             if (
                 e["estimator"] == estimator
-                and (e.get("metric") or "units") == metric
+                and metric_of(e) == metric
                 and e.get("segment") == segment
                 and e.get("_look") is not None
             ):
@@ -525,7 +526,7 @@ async def wait_healthy(workers: Sequence[WorkerProcess]) -> None:
 def print_looks(say: Callable[[str], None], run: LiveRun, printed: set[tuple[str, int]]) -> None:
     """Say every estimate of units of ``run`` published at a look and not said yet
     (``printed``); the other metrics are in the final :func:`scorecard`."""
-    for name in sorted({e["estimator"] for e in run.estimates if e.get("metric") == "units"}):
+    for name in sorted({e["estimator"] for e in run.estimates if metric_of(e) == "units"}):
         for look, e in run.looks(name).items():
             if (name, look) in printed:
                 continue
@@ -541,23 +542,19 @@ def print_looks(say: Callable[[str], None], run: LiveRun, printed: set[tuple[str
             )
 
 
-#: the scorecard's metrics, in order, with the unit of their absolute effect
-SCORECARD_METRICS = (
-    ("units", "units/product-period"),
-    ("revenue", "per product-period"),
-    ("profit", "per product-period"),
-    ("price", "average price paid"),
-)
+def metric_of(doc: dict[str, Any]) -> str:
+    """An estimate message's metric: before metrics the worker published units as
+    ``"outcome"`` (v1), and a message without the field is units too."""
+    m = doc.get("metric")
+    return "units" if m in (None, "outcome") else str(m)
 
 
 def primary_estimate(run: LiveRun, metric: str, look: int) -> dict[str, Any] | None:
-    """The estimate of ``metric`` at ``look`` by the design's primary estimator (its first),
-    else by the first estimator that published one (the price paid: the difference in
-    means)."""
-    names = [e["estimator"] for e in run.estimates if (e.get("metric") or "units") == metric]
-    for name in dict.fromkeys(names):
-        e = run.looks(name, metric=metric).get(look)
-        if e is not None:
+    """The estimate of ``metric`` at ``look`` by the design's primary estimator of it: the
+    first the worker published at that look (it publishes the design's estimators in order,
+    so this is the first that measured the metric there), as the report's scorecard picks."""
+    for e in run.estimates:
+        if e.get("_look") == look and metric_of(e) == metric and e.get("segment") is None:
             return e
     return None
 
@@ -577,7 +574,7 @@ def scorecard(run: LiveRun, look: int) -> tuple[list[str], dict[str, bool]]:
     ]
     covered: dict[str, bool] = {}
     reading = []
-    for metric, unit in SCORECARD_METRICS:
+    for metric, unit in EFFECT_UNITS.items():
         e = primary_estimate(run, metric, look)
         if e is None:
             if metric == "profit" and run.unit_cost is None:

@@ -138,7 +138,9 @@ class EstimateMessage(_Wire):
     Version 2 (v1 had no metric but units and made every estimate a number): ``metric`` is one
     of :data:`Metric`; an estimate that is not identified (an elasticity whose price change is
     not distinguishable from zero) has ``identified: false``, ``note`` saying why, and no
-    effect, SE or interval. Otherwise the fields keep v1's meaning.
+    effect, SE or interval. Otherwise the fields keep v1's meaning: ``effect`` is a number,
+    and ``se`` and the interval are null where the estimator gives no SE (``se_method:
+    none``).
     """
 
     model_config = ConfigDict(
@@ -148,11 +150,7 @@ class EstimateMessage(_Wire):
         json_schema_extra={
             "if": {"properties": {"identified": {"const": False}}, "required": ["identified"]},
             "then": {"properties": {"effect": {"type": "null"}}, "required": ["note"]},
-            "else": {
-                "properties": {
-                    k: {"type": "number"} for k in ("effect", "se", "ci_low", "ci_high")
-                }
-            },
+            "else": {"properties": {"effect": {"type": "number"}}, "required": ["effect"]},
         },
     )
 
@@ -193,9 +191,8 @@ class EstimateMessage(_Wire):
 
     @model_validator(mode="after")
     def _identified_has_numbers(self) -> EstimateMessage:
-        numbers = (self.effect, self.se, self.ci_low, self.ci_high)
-        if self.identified and any(x is None for x in numbers):
-            raise ValueError("an identified estimate needs effect, se, ci_low and ci_high")
+        if self.identified and self.effect is None:
+            raise ValueError("an identified estimate needs an effect")
         if not self.identified and (self.note is None or self.effect is not None):
             raise ValueError("an estimate that is not identified has a note and no effect")
         return self

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import math
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
@@ -133,8 +134,8 @@ class KafkaEstimateSink:
     ) -> None:
         fields = published_fields(result, cs)
         fields = {k: v for k, v in fields.items() if k in _ESTIMATE_FIELDS}
-        for key in ("pvalue", "pvalue_bh", "se"):
-            if key in fields and fields[key] != fields[key]:  # NaN is not JSON
+        for key, value in fields.items():  # NaN and infinities are not JSON numbers
+            if isinstance(value, float) and not math.isfinite(value):
                 fields[key] = None
         msg = EstimateMessage(experiment=experiment, as_of=as_of, **fields)
         await self.publisher.send(self.topic, msg, experiment)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.errors import AnalysisError
+from analysis.metrics import EFFECT_UNITS
 from analysis.report.figures import (
     _png,
     assignment_heatmap,
@@ -74,14 +75,6 @@ table.scorecard td:first-child{text-align:left;font-weight:bold}
 p.reading{font-size:15px;background:#f6f8fa;padding:8px 12px;border-left:4px solid #888}
 """
 
-#: the scorecard's metrics in order, with what their absolute effect is per
-SCORECARD_METRICS = (
-    ("units", "units per product-period"),
-    ("revenue", "revenue per product-period"),
-    ("profit", "profit per product-period"),
-    ("price", "average price paid"),
-)
-
 
 def _finite(*xs: object) -> bool:
     return all(isinstance(x, int | float) and math.isfinite(x) for x in xs)
@@ -105,12 +98,19 @@ def _bar(lo: float, point: float, hi: float, span: tuple[float, float], width: i
     )
 
 
+def _metrics(estimates: pd.DataFrame) -> pd.Series:
+    """Each message's metric: v1 workers published units as ``"outcome"`` (or none)."""
+    if "metric" not in estimates.columns:
+        return pd.Series("units", index=estimates.index)
+    return estimates["metric"].fillna("units").replace({"outcome": "units"})
+
+
 def _latest(estimates: pd.DataFrame) -> pd.DataFrame:
     """The whole experiment's latest look of every (metric, estimator), in publishing order."""
     e = estimates
     if "segment" in e.columns:
         e = e[e["segment"].fillna("").astype(str) == ""]
-    e = e.assign(metric=e["metric"].fillna("units") if "metric" in e.columns else "units")
+    e = e.assign(metric=_metrics(e))
     at = "as_of" if "as_of" in e.columns else "n_periods"
     last = e[e[at] == e.groupby("metric")[at].transform("max")]
     return last.drop_duplicates(["metric", "estimator"], keep="last")
@@ -126,7 +126,7 @@ def scorecard_section(
     last = _latest(estimates)
     rows, reading, spans = [], [], []
     picked = []
-    for metric, unit in SCORECARD_METRICS:
+    for metric, unit in EFFECT_UNITS.items():
         mine = last[last["metric"] == metric]
         if mine.empty:
             continue
@@ -241,8 +241,7 @@ def build_report(
         card, _ = scorecard_section(estimates, truths)
         if card:
             sections.append(card)
-        if "metric" in estimates.columns:
-            estimates = estimates[estimates["metric"].fillna("units") == outcome]
+        estimates = estimates[_metrics(estimates) == outcome]
 
     figs["assignment.png"] = _png(assignment_heatmap(d))
     sections.append("<h2>Assignment</h2>" + img("assignment.png", "assignment heatmap"))

@@ -52,7 +52,7 @@ from lab.market import Market  # noqa: E402
 from streams.embedded import EmbeddedStack  # noqa: E402
 from streams.kafka import ensure_topics  # noqa: E402
 from streams.launcher import WorkerProcess  # noqa: E402
-from streams.livesim import LiveDriver, LiveRun, lockstep_settings  # noqa: E402
+from streams.livesim import LiveDriver, LiveRun, lockstep_settings, metric_of  # noqa: E402
 
 START = date(2026, 3, 2)  # a Monday; the Berlin spring DST change falls in the experiments
 TIMEZONE = "Europe/Berlin"
@@ -186,7 +186,7 @@ def run_rows(run: LiveRun, batch: int, restarted: bool) -> list[dict[str, Any]]:
     rows = []
     order = [p.label for p in get_design(run.spec.design).estimators(run.spec)]
     for metric in METRICS:
-        names = sorted({e["estimator"] for e in run.estimates if e.get("metric") == metric})
+        names = sorted({e["estimator"] for e in run.estimates if metric_of(e) == metric})
         if not names:
             continue
         # the primary estimate of a metric: the design's first estimator that publishes it

@@ -16,10 +16,26 @@ from analysis.metrics import ALL_METRICS, fit_price, metrics_of, negative_margin
 from analysis.panel import Panel
 from analysis.results import published_fields
 from analysis.worker import AnalysisWorker, fit_metric, metric_panels
+from controller.settings import Settings
 from core.ports import EstimatorPlan, ExperimentInfo
 from lab.compare import elasticity_experiment
 from streams.schemas import EstimateMessage, Metric
+from streams.sinks import KafkaEstimateSink
 from tests.unit.test_worker import ManualClock
+
+
+class RecordingPublisher:
+    """The sink's publisher port, recording the JSON each message would carry."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, object]] = []
+
+    async def send(self, topic: str, msg: object, key: object = None) -> None:
+        self.sent.append(json.loads(msg.model_dump_json()))  # type: ignore[attr-defined]
+
+    async def flush(self) -> None:
+        return None
+
 
 DM = EstimatorPlan("dm", {"cluster": "unit"})
 
@@ -117,7 +133,7 @@ def test_the_price_paid_within_products_ignores_which_products_the_draw_treated_
     assert pooled.effect > 20  # the mix, not the price: the dear product dominates treatment
 
 
-def test_the_price_paid_is_left_to_the_difference_in_means() -> None:
+def test_the_price_paid_is_left_to_fe_and_dm() -> None:
     df, _, _ = _price_cells(0)
     with pytest.raises(NotEstimable):
         fit_metric(EstimatorPlan("ht", {"p": 0}), metric_panels(df), "price")
@@ -158,26 +174,16 @@ def test_profit_is_published_when_the_cells_carry_it_and_margins_below_cost_are_
         async def panel(self, exp_id, as_of):  # type: ignore[no-untyped-def]
             return df
 
-    class Sink:
-        rows: list[dict[str, object]] = []
-
-        async def publish(self, experiment, result, as_of, cs):  # type: ignore[no-untyped-def]
-            fields = published_fields(result, cs)
-            msg = EstimateMessage(
-                experiment=experiment,
-                as_of=as_of,
-                **{k: v for k, v in fields.items() if k in EstimateMessage.model_fields},
-            )
-            self.rows.append(json.loads(msg.model_dump_json()))
-
-    sink = Sink()
+    publisher = RecordingPublisher()
+    sink = KafkaEstimateSink(publisher, Settings())  # type: ignore[arg-type]
     worker = AnalysisWorker(Source(), sink, ManualClock(datetime(2026, 1, 1, tzinfo=UTC)))
     with caplog.at_level("WARNING", logger="pricelab.analysis"):
         import asyncio
 
         asyncio.run(worker.run_once())
         asyncio.run(worker.run_once())
-    got = {(r["metric"], r["estimator"]) for r in sink.rows}
+    rows = publisher.sent
+    got = {(r["metric"], r["estimator"]) for r in rows}
     assert (
         ("profit", "dm") in got
         and ("price", "dm") in got
@@ -189,7 +195,7 @@ def test_profit_is_published_when_the_cells_carry_it_and_margins_below_cost_are_
     assert below and negative_margins(df, costs) == below
     told = [r for r in caplog.records if "below their unit cost" in r.getMessage()]
     assert len(told) == 1  # once per experiment, not every cycle
-    profit = next(r for r in sink.rows if r["metric"] == "profit" and r["estimator"] == "dm")
+    profit = next(r for r in rows if r["metric"] == "profit" and r["estimator"] == "dm")
     assert profit["relative_effect"] is not None and profit["v"] == 2
 
 
@@ -232,3 +238,83 @@ def test_another_column_of_the_same_cells_is_pivoted_alike() -> None:
     bad = shuffled.assign(revenue=np.nan)
     with pytest.raises(PanelError, match="non-finite"):
         units.outcome_of(bad, "revenue", unit="product", time="period")
+
+
+def _publish(result: object, cs: tuple[float, float] | None = None) -> dict[str, object]:
+    import asyncio
+
+    publisher = RecordingPublisher()
+    sink = KafkaEstimateSink(publisher, Settings())  # type: ignore[arg-type]
+    asyncio.run(sink.publish("e1", result, datetime(2026, 1, 1, tzinfo=UTC), cs))  # type: ignore[arg-type]
+    (doc,) = publisher.sent
+    return doc
+
+
+def test_the_sink_publishes_an_estimate_without_a_standard_error_as_null_not_a_crash() -> None:
+    from analysis.results import EstimateResult
+
+    doc = _publish(EstimateResult("ht", 2.5, float("nan"), 10, 5, se_method="none", metric="units"))
+    assert doc["effect"] == 2.5 and doc["se"] is None and doc["ci_low"] is None
+    assert doc["identified"] is True and doc["v"] == 2
+
+
+def test_the_sink_publishes_an_elasticity_that_is_not_identified_without_numbers() -> None:
+    x = elasticity_experiment(1, price_change=0.0)
+    doc = _publish(within_product_elasticity(x.units, x.revenue.Y))
+    assert doc["metric"] == "elasticity" and doc["identified"] is False
+    assert doc["effect"] is None and doc["ci_low"] is None and "did not change" in doc["note"]
+
+
+def test_with_random_days_estimators_fe_is_every_metrics_primary_and_segments_follow_it() -> None:
+    import asyncio
+
+    from controller.designs import get_design
+
+    df, _, _ = _price_cells(6)
+    products = sorted(df["product"].unique())
+    df["profit"] = df["revenue"] - df["units"] * 3.0
+    plans = get_design("random-days").estimators(None)  # type: ignore[arg-type]
+    segments = {"low": products[:20], "high": products[20:]}
+    info = ExperimentInfo(
+        "e1", "random-days", "running", {"segments": segments}, estimators=tuple(plans)
+    )
+
+    class Source:
+        async def experiments(self):  # type: ignore[no-untyped-def]
+            return [info]
+
+        async def panel(self, exp_id, as_of):  # type: ignore[no-untyped-def]
+            return df
+
+    publisher = RecordingPublisher()
+    sink = KafkaEstimateSink(publisher, Settings())  # type: ignore[arg-type]
+    asyncio.run(
+        AnalysisWorker(Source(), sink, ManualClock(datetime(2026, 1, 1, tzinfo=UTC))).run_once()
+    )
+    whole = [(r["metric"], r["estimator"]) for r in publisher.sent if r["segment"] is None]
+    first = {}
+    for metric, estimator in whole:
+        first.setdefault(metric, estimator)
+    assert first == {m: "fe" for m in ("units", "revenue", "profit", "price")} | {
+        "elasticity": "wald_within_product"
+    }
+    assert ("price", "dm") in whole and ("price", "ht") not in whole
+    seg = {(r["metric"], r["estimator"], r["segment"]) for r in publisher.sent if r["segment"]}
+    assert {(m, e) for m, e, _ in seg} == {
+        (m, "fe") for m in ("units", "revenue", "profit", "price")
+    }
+
+
+def test_a_profit_guardrail_needs_every_products_cost() -> None:
+    from pathlib import Path
+
+    import yaml
+
+    from controller.spec import ExperimentSpec
+
+    doc = yaml.safe_load((Path(__file__).parents[2] / "docs" / "walkthrough.yaml").read_text())
+    doc["guardrails"] = [{"metric": "profit", "max_drop_pct": 5}]
+    ExperimentSpec(**doc)  # every product has a cost: accepted
+    doc["unit_costs"] = {"P0001": 1.0}
+    with pytest.raises(ValueError, match="a profit guardrail needs unit_costs for every product"):
+        ExperimentSpec(**doc)

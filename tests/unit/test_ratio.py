@@ -71,3 +71,13 @@ def test_an_estimator_without_arm_means_says_so_instead_of_nan() -> None:
     assert fields["relative_effect"] is None and fields["relative_ci_low"] is None
     assert "no relative form" in str(fields["relative_note"])
     assert not any(isinstance(v, float) and math.isnan(v) for v in fields.values())
+
+
+def test_a_loss_in_control_has_no_relative_change() -> None:
+    # profit -720 in control and -824 when treated: a deeper loss; m1/m0 - 1 would be +14%
+    from analysis.results import EstimateResult
+
+    details = {"mean_treated": -824.0, "mean_control": -720.0, "mean_covariance": (25.0, 16.0, 8.0)}
+    fields = relative_fields(EstimateResult("dm", -104.0, 5.0, 10, 5, df=9.0, details=details))
+    assert fields["relative_effect"] is None and fields["relative_ci_low"] is None
+    assert fields["control_mean"] == -720.0 and "negative" in str(fields["relative_note"])
