@@ -8,7 +8,7 @@ A pricing decision is made in money, so every experiment is measured on:
   metric, and its difference between the arms, ``P_T - P_C``, is not a difference in cell
   means. Where the design compares products with themselves (the ``fe`` plan) each arm's
   price is taken over the products' own arm means (:func:`_price_within`: the product mix
-  of the arms cannot move it; SE 65% below the pooled ratio's on random days). Pooled (the
+  of the arms cannot move it: docs/relative-effects.md measures the gain). Pooled (the
   ``dm`` plan), its standard error is the delta method's (Deng, Knoblich & Lu 2018, "Applying the
   delta method in metric analytics", KDD): each cell's linearised outcome
   ``z = (revenue - P_a units) / mean units of arm a`` is fitted by the design's difference in

@@ -72,9 +72,9 @@ class RandomDays(Design):
 
     def estimators(self, spec: ExperimentSpec) -> tuple[EstimatorPlan, ...]:
         """The within-product difference first: every product is in both arms, so comparing
-        each with itself removes its own level, the bulk of the noise (SE 23% below the
-        difference in means on units, 49% on revenue and profit, at 96-97% coverage:
-        docs/relative-effects.md); the difference in means and Horvitz-Thompson beside it."""
+        each with itself removes its own level, the bulk of the noise of revenue and profit
+        (measured, with its coverage, in docs/relative-effects.md); the difference in means
+        and Horvitz-Thompson beside it."""
         return (
             EstimatorPlan("fe", {"cluster": "unit"}),
             EstimatorPlan("dm", {"cluster": "unit"}),
