@@ -119,9 +119,7 @@ def within_product_elasticity(
     R = np.asarray(revenue, dtype=float)
     if R.shape != panel.shape:
         raise PanelError(f"revenue has shape {R.shape}; the panel's is {panel.shape}")
-    use = panel.usable
-    if panel.probability is not None:
-        use = use & (panel.probability > 0.0) & (panel.probability < 1.0)
+    use = panel.randomised
     Y = np.where(use, panel.Y, 0.0)
     R = np.where(use, R, 0.0)
     t, c = use & panel.W, use & ~panel.W

@@ -78,9 +78,7 @@ def fit_price(plan: EstimatorPlan, units: Panel, revenue: Panel, seed: int = 0) 
         )
     if revenue.shape != units.shape:
         raise PanelError(f"revenue has shape {revenue.shape}; units has {units.shape}")
-    use = units.usable
-    if units.probability is not None:
-        use = use & (units.probability > 0.0) & (units.probability < 1.0)
+    use = units.randomised
     t, c = use & units.W, use & ~units.W
     U = np.where(use, units.Y, 0.0)
     R = np.where(use, revenue.Y, 0.0)
@@ -119,9 +117,7 @@ def _price_within(plan: EstimatorPlan, units: Panel, revenue: Panel) -> Estimate
         raise NotEstimable(
             f"the price paid within products clusters by unit or class, not {cluster}"
         )
-    use = units.usable
-    if units.probability is not None:
-        use = use & (units.probability > 0.0) & (units.probability < 1.0)
+    use = units.randomised
     t, c = use & units.W, use & ~units.W
     n_t, n_c = t.sum(axis=1), c.sum(axis=1)
     ok = (n_t > 0) & (n_c > 0)

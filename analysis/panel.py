@@ -214,6 +214,15 @@ class Panel:
         return ~self.blackout
 
     @property
+    def randomised(self) -> np.ndarray:
+        """The usable cells the design randomised: 0 < P < 1 where probabilities are known
+        (what the difference in means, the within-product difference, the price paid and the
+        elasticity compare)."""
+        if self.probability is None:
+            return self.usable
+        return self.usable & (self.probability > 0.0) & (self.probability < 1.0)
+
+    @property
     def treated_units(self) -> np.ndarray:
         """Boolean mask of units treated in at least one usable period."""
         return np.asarray((self.W & self.usable).any(axis=1))

@@ -222,9 +222,7 @@ class DifferenceInMeansEstimator(PanelEstimator):
             raise PanelError(
                 "Clustering by class needs each unit's class: give the panel a class column."
             )
-        use = panel.usable
-        if panel.probability is not None:
-            use = use & (panel.probability > 0.0) & (panel.probability < 1.0)
+        use = panel.randomised
         t_cells = panel.W & use
         c_cells = ~panel.W & use
         n1, n0 = int(t_cells.sum()), int(c_cells.sum())
@@ -315,9 +313,7 @@ class WithinProductEstimator(DifferenceInMeansEstimator):
             raise PanelError(
                 "Clustering by class needs each unit's class: give the panel a class column."
             )
-        use = panel.usable
-        if panel.probability is not None:
-            use = use & (panel.probability > 0.0) & (panel.probability < 1.0)
+        use = panel.randomised
         t_cells, c_cells = panel.W & use, ~panel.W & use
         n1, n0 = int(t_cells.sum()), int(c_cells.sum())
         if n1 == 0 or n0 == 0:
