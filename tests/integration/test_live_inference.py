@@ -45,49 +45,66 @@ async def test_every_published_interval_is_effect_plus_minus_q_se(stack) -> None
         assert run.estimates, f"{run.id}: nothing published"
         for e in run.estimates:
             df = e["df"]
+            if e["metric"] == "elasticity":  # Fieller's interval of a ratio, not +- q se
+                if e["identified"]:
+                    assert e["ci_low"] < e["effect"] < e["ci_high"], e
+                else:
+                    assert e["effect"] is None and e["ci_low"] is None and e["note"], e
+                checked[("elasticity", True)] = checked.get(("elasticity", True), 0) + 1
+                continue
             q = stats.t.ppf(0.975, df) if df is not None else stats.norm.ppf(0.975)
             assert abs(e["ci_low"] - (e["effect"] - q * e["se"])) <= 1e-9, e
             assert abs(e["ci_high"] - (e["effect"] + q * e["se"])) <= 1e-9, e
             checked[(e["estimator"], df is not None)] = (
                 checked.get((e["estimator"], df is not None), 0) + 1
             )
-            # the relative form: dm's from its arm means (Fieller), never NaN; none for ht
-            if e["estimator"] == "dm":
+            # the relative form: from the arm means (Fieller) for dm, fe and crossover, never
+            # NaN; a note says which set is unbounded; none for ht
+            if e["estimator"] in ("dm", "fe", "crossover"):
                 assert e["relative_effect"] == pytest.approx(e["effect"] / e["control_mean"])
-                if e["relative_note"] is None:
+                if e["relative_ci_low"] is not None:
                     assert e["relative_ci_low"] < e["relative_effect"] < e["relative_ci_high"]
-                    if e["relative_cs_low"] is not None:
-                        rel = (e["relative_cs_low"], e["relative_effect"], e["relative_cs_high"])
-                        assert rel[0] < rel[1] < rel[2], e
-                        # the same multiplier as the absolute sequence: where that is clearly
-                        # wider than the interval (not with few clusters' t), so is this
-                        if e["cs_high"] - e["effect"] > 1.5 * (e["ci_high"] - e["effect"]):
-                            assert rel[0] < e["relative_ci_low"] and rel[2] > e["relative_ci_high"]
                 else:
-                    assert e["relative_ci_low"] is None and "Fieller" in e["relative_note"]
+                    assert "Fieller" in e["relative_note"], e
+                if e["relative_cs_low"] is not None:
+                    rel = (e["relative_cs_low"], e["relative_effect"], e["relative_cs_high"])
+                    assert rel[0] < rel[1] < rel[2], e
+                    # the same multiplier as the absolute sequence: where that is clearly
+                    # wider than the interval (not with few clusters' t), so is this
+                    if e["cs_high"] - e["effect"] > 1.5 * (e["ci_high"] - e["effect"]):
+                        assert rel[0] < e["relative_ci_low"] and rel[2] > e["relative_ci_high"]
+                elif e["cs_low"] is not None:  # a sequence, but no bounded relative one
+                    assert "Fieller" in e["relative_note"], e
                 checked[("relative", True)] = checked.get(("relative", True), 0) + 1
             elif e["estimator"] == "ht":
                 assert e["relative_effect"] is None and "no relative form" in e["relative_note"]
-    # the spec's segments: each look publishes dm on each segment, tagged, BH-adjusted
+    # the spec's segments: each look publishes the design's primary (fe) on each segment,
+    # tagged, BH-adjusted
     for name in segments:
-        looks = rd.looks("dm", name)
+        looks = rd.looks("fe", name)
         assert list(looks) == list(range(2, 7)), (name, list(looks))
         for e in looks.values():
             assert e["n_units"] == 8 and e["cs_low"] < e["ci_low"]
     for k in range(2, 7):
-        p = sorted(rd.looks("dm", n)[k]["pvalue"] for n in segments)
-        adjusted = sorted(rd.looks("dm", n)[k]["pvalue_bh"] for n in segments)
+        p = sorted(rd.looks("fe", n)[k]["pvalue"] for n in segments)
+        adjusted = sorted(rd.looks("fe", n)[k]["pvalue_bh"] for n in segments)
         assert adjusted == pytest.approx([min(2 * p[0], p[1]), p[1]], rel=1e-9)
     assert rd.looks("dm") and all(e.get("segment") is None for e in rd.looks("dm").values())
-    # both references were exercised: t intervals (dm, crossover) and normal ones (ht)
+    # both references were exercised: t intervals (dm, fe, crossover) and normal ones (ht)
     assert checked.get(("dm", True), 0) > 0 and checked.get(("crossover", True), 0) > 0
+    assert checked.get(("fe", True), 0) > 0 and checked.get(("elasticity", True), 0) > 0
     assert checked.get(("ht", False), 0) > 0 and checked.get(("relative", True), 0) > 0
-    # the cluster design's dm clusters by class, its df is the number of classes - 1
+    # the cluster design's estimators cluster by class (the elasticity compares products)
     cl = runs[2]
     n_classes = len(cl.spec.clusters)
-    assert {e["se_method"] for e in cl.estimates} == {"cluster_class"}
-    # CR2's Satterthwaite df (at most the number of classes), not CR1's exact G - 1
-    assert all(0 < e["df"] <= n_classes and e["df"] != n_classes - 1 for e in cl.estimates)
+    per_cell = [e for e in cl.estimates if e["metric"] != "elasticity"]
+    assert {e["se_method"] for e in per_cell} == {"cluster_class"}
+    # dm: CR2's Satterthwaite df (at most the number of classes), not CR1's exact G - 1;
+    # fe: CR1, G - 1
+    dms = [e for e in per_cell if e["estimator"] == "dm"]
+    assert dms and all(0 < e["df"] <= n_classes and e["df"] != n_classes - 1 for e in dms)
+    fes = [e for e in per_cell if e["estimator"] == "fe"]
+    assert fes and all(e["df"] == n_classes - 1 for e in fes)
 
 
 async def test_a_killed_and_restarted_analysis_worker_continues_the_same_sequences(stack) -> None:  # type: ignore[no-untyped-def]

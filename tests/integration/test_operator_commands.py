@@ -77,24 +77,30 @@ async def test_estimates_and_panel_export_show_what_the_worker_analysed(stack, t
     run = live_run("random-days", 16, 5, 4, "op")
     await drive(settings, [run])
     assert run.estimates, "the analysis worker published nothing"
-    latest: dict[str, dict[str, Any]] = {}
+    latest: dict[tuple[str, str], dict[str, Any]] = {}
     for e in run.estimates:  # as the driver read them from the topic, in order
-        latest[e["estimator"]] = {k: v for k, v in e.items() if not k.startswith("_")}
+        latest[(e["metric"], e["estimator"])] = {
+            k: v for k, v in e.items() if not k.startswith("_")
+        }
+    # every metric (the spec gives the market's unit costs), each by the design's estimators
+    assert {m for m, _ in latest} == {"units", "revenue", "profit", "price", "elasticity"}
 
     shown = pricelab(settings, "estimates", run.id, "--json", "--idle", "1")
     assert shown.returncode == 0, shown.stderr
     rows = [json.loads(line) for line in shown.stdout.splitlines()]
-    assert {r["estimator"]: r for r in rows} == latest
+    assert {(r["metric"], r["estimator"]): r for r in rows} == latest
 
     table = pricelab(settings, "estimates", run.id, "--idle", "1")
     assert table.returncode == 0, table.stderr
-    assert all(name in table.stdout for name in latest)
+    lines = table.stdout.splitlines()
+    for metric, name in latest:  # one row per metric and estimator
+        assert sum(ln.split()[:2] == [metric, name] for ln in lines) == 1, (metric, name)
 
     # the panel as the worker reads it, analysed offline, gives the worker's last estimate
     out = tmp_path / "panel.csv"
     exported = pricelab(settings, "panel", "export", run.id, "--out", str(out))
     assert exported.returncode == 0, exported.stderr
-    dm = latest["dm"]
+    dm = latest[("units", "dm")]
     command = exported.stdout.splitlines()[-1].split("pricelab ", 1)[1].split()
     assert command[:2] == ["analyze", str(out)]
     offline = pricelab(settings, *command, "--json")
