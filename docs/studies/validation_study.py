@@ -666,7 +666,7 @@ def write_markdown(path: Path, **k: object) -> None:
     if rd_claim < 0.6:
         article_sentence = (
             "The article does not describe its market beyond noise and demand trends. Its 60% "
-            "is above our `dm` figure; in this simulator the reduction grows with more persistent "
+            f"is above our `{primary['random-days']}` figure; in this simulator the reduction grows with more persistent "
             "product deviations and with more homogeneous product levels, so the article's number "
             "is plausible for a catalogue whose products drift more from week to week, or sell at "
             "more similar rates, than the default market (or for an analysis that removes product "
@@ -771,8 +771,8 @@ design.
 
 | claim (origin article) | article | pricelab, this market | direction reproduced |
 |---|---|---|---|
-| random days cut the SE vs time-bound | about 60% | {rd_claim:.0%} (empirical SD of `dm` vs time-bound `did`); {red("random-days", col="reported_se_reduction"):.0%} by mean reported SE | {"yes" if rd_claim > 0 else "no"} |
-| crossover with blackout cuts it | 40-50% | {co_claim:.0%} (empirical SD of `crossover` vs time-bound `did`); {red("crossover", col="reported_se_reduction"):.0%} by mean reported SE | {"yes" if co_claim > 0 else "no"} |
+| random days cut the SE vs time-bound | about 60% | {rd_claim:.0%} (empirical SD of `{primary["random-days"]}` vs time-bound `{primary["time-bound"]}`); {red("random-days", col="reported_se_reduction"):.0%} by mean reported SE | {"yes" if rd_claim > 0 else "no"} |
+| crossover with blackout cuts it | 40-50% | {co_claim:.0%} (empirical SD of `{primary["crossover"]}` vs time-bound `{primary["time-bound"]}`); {red("crossover", col="reported_se_reduction"):.0%} by mean reported SE | {"yes" if co_claim > 0 else "no"} |
 | clustering cuts spillover bias | 37% | {bias_cut:.0%} (bias of `dm` {bias_rd:+.3f} +- {mcse_rd:.3f} under random days vs {bias_cl:+.3f} +- {mcse_cl:.3f} under the cluster design) | {"yes" if bias_cut > 0 else "no"} |
 
 Same comparison with one common estimator, DID/TWFE on every design: random days
@@ -828,7 +828,7 @@ product levels from 20-50 to 30-40 units/day moves the random-days reduction fro
 to {sens_rd_narrow:.0%} (less between-product heterogeneity {lvl_word} the difference in means).
 {article_sentence} The crossover compares each product with itself across two phases, but
 discards a third of each phase (blackout) and has a single switch; here it is {co_pos} random
-days' `dm` ({co_claim:.0%}, {co_in} the article's 40-50%).
+days' `{primary['random-days']}` ({co_claim:.0%}, {co_in} the article's 40-50%).
 
 ## Spillover: cluster randomisation
 
