@@ -1,6 +1,7 @@
 """Build the analyst report of a demo-like experiment offline and screenshot it.
 
     .venv/bin/python docs/studies/report_screenshot.py [--out DIR] [--products 60] [--days 14]
+    .venv/bin/python docs/studies/report_screenshot.py --live   # the demo's live report
 
 The experiment is the demo's (streams/demo.py): a random-days switchback with a 2-hour
 washout, Europe/Berlin days from 2026-03-16, seed 7, on the simulator's market. The panel is
@@ -83,13 +84,34 @@ def screenshot(index: Path, png: Path, size: str = "1400,2400") -> None:
         )
 
 
+def live(out: Path, png: Path) -> None:
+    """The demo's own live report (``pricelab demo --report``: the real stack, workers and
+    estimates topic) and its screenshot."""
+    subprocess.run(
+        [sys.executable, "-m", "streams.cli", "demo", "--quiet", "--report", str(out)],
+        check=True,
+        cwd=ROOT,
+        timeout=600,
+    )
+    screenshot(out / "index.html", png)
+    print(f"wrote {png}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument(
+        "--live",
+        action="store_true",
+        help="instead: run the demo with --report into docs/report-demo-live and screenshot it",
+    )
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "report-demo")
     ap.add_argument("--products", type=int, default=60)
     ap.add_argument("--days", type=int, default=14)
     ap.add_argument("--screenshot", type=Path, default=ROOT / "docs" / "report-screenshot.png")
     args = ap.parse_args()
+    if args.live:
+        live(ROOT / "docs" / "report-demo-live", ROOT / "docs" / "report-demo-live.png")
+        return
     sim = demo_panel(args.products, args.days)
     spec, df = sim.spec, sim.panel
     plans = get_design(spec.design).estimators(spec)
