@@ -381,6 +381,9 @@ class AnalysisWorker:
                 continue
             cs = await self._confidence_sequence(info, res, f"guardrail:{metric}")
             if cs is None:
+                log.info(
+                    "experiment %s: guardrail on %s not checked: no finite SE", info.id, metric
+                )
                 continue
             rel = published_fields(res, cs)
             upper = rel.get("relative_cs_high")

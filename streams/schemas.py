@@ -191,8 +191,8 @@ class EstimateMessage(_Wire):
 
     @model_validator(mode="after")
     def _identified_has_numbers(self) -> EstimateMessage:
-        if self.identified and self.effect is None:
-            raise ValueError("an identified estimate needs an effect")
+        if self.identified and (self.effect is None or not math.isfinite(self.effect)):
+            raise ValueError("an identified estimate needs a finite effect")
         if not self.identified and (self.note is None or self.effect is not None):
             raise ValueError("an estimate that is not identified has a note and no effect")
         return self

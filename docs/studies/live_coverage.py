@@ -149,12 +149,13 @@ def _row(
         if rel
         else ("effect", "ci_low", "ci_high", "cs_low", "cs_high")
     )  # fmt: skip
-    misses = 0
+    misses = sequenced = 0
     for k, e in looks.items():
         truth_k = run.truth(k, metric, relative=rel)
         lo, hi = e.get(keys[3]), e.get(keys[4])
-        if lo is not None and hi is not None and not (lo <= truth_k <= hi):
-            misses += 1
+        if lo is not None and hi is not None:
+            sequenced += 1
+            misses += not (lo <= truth_k <= hi)
     truth = run.truth(days, metric, relative=rel)
     final = looks.get(days) or {}
     value, lo, hi = (final.get(k) for k in keys[:3])
@@ -176,8 +177,10 @@ def _row(
         # no bounded interval (Fieller's g >= 1; an elasticity not identified): said, not scored
         "unbounded": bool(final) and not bounded,
         "covered": bool(lo <= truth <= hi) if bounded else None,
+        "cs_looks": sequenced,
         "cs_looks_missed": misses,
-        "cs_ever_missed": misses > 0,
+        # no sequence at any look (the elasticity; no relative one for ht, did, sdid): not scored
+        "cs_ever_missed": (misses > 0) if sequenced else None,
         "primary": primary,
     }
 
@@ -196,6 +199,12 @@ def run_rows(run: LiveRun, batch: int, restarted: bool) -> list[dict[str, Any]]:
             for form in forms:
                 rows.append(_row(run, batch, restarted, name, metric, form, name == primary))
     return rows
+
+
+def _share(flags: pd.Series) -> float:
+    """The share of True among the rows that were scored (None: no sequence, not scored)."""
+    scored = pd.to_numeric(flags, errors="coerce").dropna()
+    return float(scored.mean()) if len(scored) else math.nan
 
 
 def _mcse(hits: pd.Series) -> float:
@@ -226,7 +235,7 @@ def summarise(rows: pd.DataFrame) -> pd.DataFrame:
                 "bias": float(err.mean()) if n else math.nan,
                 "mean_se": float(ok["se"].mean()) if n else math.nan,
                 "emp_sd": float(err.std(ddof=1)) if n > 1 else math.nan,
-                "cs_ever_missed": float(g["cs_ever_missed"].mean()),
+                "cs_ever_missed": _share(g["cs_ever_missed"]),
                 "restarted": int(g["restarted"].sum()),
                 "primary": bool(g["primary"].any()),
             }
@@ -252,8 +261,8 @@ def by_metric(table: pd.DataFrame) -> list[dict[str, Any]]:
                 else math.nan,
                 "intervals_primary": int(len(prim)),
                 "unbounded": int(g["unbounded"].sum()),
-                "cs_ever_missed_all": float(g["cs_ever_missed"].mean()),
-                "cs_ever_missed_primary": float(g.loc[g["primary"], "cs_ever_missed"].mean()),
+                "cs_ever_missed_all": _share(g["cs_ever_missed"]),
+                "cs_ever_missed_primary": _share(g.loc[g["primary"], "cs_ever_missed"]),
             }
         )
     return out
@@ -317,8 +326,8 @@ def main() -> None:
         "intervals_all": int(len(finals)),
         "coverage_primary": float(prim["covered"].astype(bool).mean()),
         "intervals_primary": int(len(prim)),
-        "cs_ever_missed_all": float(table["cs_ever_missed"].mean()),
-        "cs_ever_missed_primary": float(table.loc[table["primary"], "cs_ever_missed"].mean()),
+        "cs_ever_missed_all": _share(table["cs_ever_missed"]),
+        "cs_ever_missed_primary": _share(table.loc[table["primary"], "cs_ever_missed"]),
         "machine": f"{platform.machine()}, Python {platform.python_version()}",
         "units_mismatch": [m for b in batches for m in b["units_mismatch"]],
         "kills_confirmed": sum(1 for b in batches if b["killed"]),

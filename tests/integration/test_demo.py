@@ -43,7 +43,9 @@ def test_small_demo_accounts_for_every_sale_and_covers_the_truth(tmp_path):
     rows = {line.split()[2]: line for line in card[2:8] if len(line.split()) > 2}
     assert set(rows) >= {"units", "revenue", "profit", "price", "elasticity"}, card
     for metric in ("units", "revenue", "profit", "price"):
-        assert rows[metric].count("[") == 3 and "%" in rows[metric], rows[metric]  # time stamp, 2 CIs
+        assert rows[metric].count("[") == 3 and "%" in rows[metric], rows[
+            metric
+        ]  # time stamp, 2 CIs
     assert "reading: units " in out and "profit " in out.split("reading:")[1]
     # the analyst report of the live run was written before the stack went down
     page = (report / "index.html").read_text()

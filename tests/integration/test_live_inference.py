@@ -50,7 +50,8 @@ async def test_every_published_interval_is_effect_plus_minus_q_se(stack) -> None
                     assert e["ci_low"] < e["effect"] < e["ci_high"], e
                 else:
                     assert e["effect"] is None and e["ci_low"] is None and e["note"], e
-                checked[("elasticity", True)] = checked.get(("elasticity", True), 0) + 1
+                key = ("elasticity", bool(e["identified"]))
+                checked[key] = checked.get(key, 0) + 1
                 continue
             q = stats.t.ppf(0.975, df) if df is not None else stats.norm.ppf(0.975)
             assert abs(e["ci_low"] - (e["effect"] - q * e["se"])) <= 1e-9, e

@@ -64,6 +64,14 @@ def test_a_breaking_change_is_caught_and_an_optional_addition_is_not() -> None:
     required = json.loads(json.dumps(old))
     required["required"] = [*old["required"], "status"]
     assert breaking_changes(old, required) == ["property 'status' became required"]
+    # the conditions beside the properties count too; prose does not
+    estimates = json_schema(TOPICS[5])
+    looser = json.loads(json.dumps(estimates))
+    looser["else"] = {}
+    assert breaking_changes(estimates, looser) == ["'else' changed"]
+    reworded = json.loads(json.dumps(estimates))
+    reworded["description"] = "other words"
+    assert breaking_changes(estimates, reworded) == []
 
 
 def test_the_schemas_are_valid_and_accept_what_pricelab_publishes() -> None:

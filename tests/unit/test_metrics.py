@@ -213,6 +213,8 @@ def test_an_elasticity_that_is_not_identified_goes_out_as_such() -> None:
     assert "did not change measurably" in doc["note"]
     with pytest.raises(ValueError, match="identified estimate needs"):
         EstimateMessage(**(doc | {"identified": True}))
+    with pytest.raises(ValueError, match="identified estimate needs a finite effect"):
+        EstimateMessage(**(doc | {"identified": True, "note": None, "effect": float("nan")}))
 
 
 def test_an_identified_elasticity_carries_fieller_not_a_wald_interval() -> None:
