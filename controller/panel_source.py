@@ -100,9 +100,8 @@ class _Known:
     def of(cls, spec: ExperimentSpec) -> _Known:
         products = pd.Index(sorted(spec.all_products()), dtype=object)
         classes = pd.Categorical([spec.class_of(p) for p in products]) if spec.clusters else None
-        costs = None
-        if spec.costs_all_products():
-            costs = np.array([spec.unit_costs[p] for p in products], dtype=np.float64)
+        listed = spec.costs_of(list(products))
+        costs = None if listed is None else np.array(listed, dtype=np.float64)
         size = len(products) * n_periods(spec)
         buf: dict[str, np.ndarray] = {c: np.empty(size, t) for c, t in _BUFFERS.items()}
         return cls(spec, products, classes, costs, buf)

@@ -11,7 +11,7 @@ import json
 import math
 import numbers
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -280,9 +280,7 @@ class ExperimentSpec(BaseModel):
         if self.unit_costs:
             self._check_costs(set(units))
         if any(g.metric == "profit" for g in self.guardrails) and not self.costs_all_products():
-            raise SpecError(
-                "guardrails", "a profit guardrail needs unit_costs for every product"
-            )
+            raise SpecError("guardrails", "a profit guardrail needs unit_costs for every product")
         if self.treatment_policy == self.control_policy:
             raise SpecError("treatment_policy", "must differ from control_policy")
         self._check_design_settings()
@@ -304,6 +302,13 @@ class ExperimentSpec(BaseModel):
     def costs_all_products(self) -> bool:
         """Whether every product has a unit cost (profit is estimated only then)."""
         return bool(self.unit_costs) and len(self.unit_costs) == len(self.all_products())
+
+    def costs_of(self, products: Sequence[str]) -> list[float] | None:
+        """The unit costs of ``products`` in their order; None unless every product of the
+        experiment has one (profit is then not estimated)."""
+        if not self.costs_all_products():
+            return None
+        return [self.unit_costs[p] for p in products]
 
     def _check_segments(self, known: set[str]) -> None:
         seen: dict[str, str] = {}

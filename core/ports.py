@@ -128,3 +128,9 @@ class ClockLike(Protocol):
     def now(self) -> datetime: ...
 
     async def sync(self) -> None: ...
+
+
+def metric_name(value: object) -> str:
+    """An estimate message's metric as read: v1 workers published units as ``"outcome"``
+    (older ones none at all)."""
+    return "units" if value in (None, "outcome") else str(value)

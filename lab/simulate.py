@@ -81,9 +81,8 @@ class SimulatedExperiment:
 
     def unit_costs(self) -> np.ndarray | None:
         """The spec's unit costs in market order (None unless every product has one)."""
-        if not self.spec.costs_all_products():
-            return None
-        return np.array([self.spec.unit_costs[p] for p in self.market.product_ids])
+        costs = self.spec.costs_of(self.market.product_ids)
+        return None if costs is None else np.array(costs)
 
     def metric_truth(self, metric: str, relative: bool = False) -> float:
         """The true effect on ``metric`` over the analysed cells (as :attr:`truth` for units;

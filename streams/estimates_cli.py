@@ -25,6 +25,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from controller.clock import Clock, WallClock
 from controller.settings import Settings
+from core.ports import metric_name
 from streams.errors import services_answer
 
 COLUMNS = (
@@ -142,16 +143,13 @@ def _docs(batch: dict[Any, list[Any]], experiment: str) -> list[dict[str, Any]]:
 _METRIC_ORDER = {m: i for i, m in enumerate(("units", "revenue", "profit", "price", "elasticity"))}
 
 
-def _metric(doc: dict[str, Any]) -> str:
-    """A message's metric: v1 workers published units as ``"outcome"`` (or, older, none)."""
-    m = doc.get("metric")
-    return "units" if m in (None, "outcome") else str(m)
-
-
 def latest_of(docs: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[str, Any]]:
     """(metric, estimator, segment) -> its latest estimate message (segment "" for the whole
     experiment): the overall estimates first, then each segment's; within them by metric."""
-    latest = {(_metric(doc), doc["estimator"], doc.get("segment") or ""): doc for doc in docs}
+    latest = {
+        (metric_name(doc.get("metric")), doc["estimator"], doc.get("segment") or ""): doc
+        for doc in docs
+    }
     return dict(
         sorted(
             latest.items(),

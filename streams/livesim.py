@@ -49,6 +49,7 @@ from controller.store import Store
 from controller.store.clock import SharedSimulatedClock
 from controller.store.keys import clock as clock_key
 from controller.triggers import TriggerTracker
+from core.ports import metric_name
 from lab.market import Market
 from lab.simulate import competitor_rng
 from streams.commands import send_command_async
@@ -84,9 +85,8 @@ class LiveRun:
         self.control_units = np.zeros((n, t))
         self.window_share = np.ones(t)
         # the spec's unit costs (None: profit is not estimated, so it has no truth either)
-        self.unit_cost: np.ndarray | None = None
-        if self.spec.costs_all_products():
-            self.unit_cost = np.array([self.spec.unit_costs[p] for p in self.market.product_ids])
+        costs = self.spec.costs_of(self.market.product_ids)
+        self.unit_cost: np.ndarray | None = None if costs is None else np.array(costs)
         self.rng = np.random.default_rng(self.sales_seed)
         if self.spec.triggered is not None:
             self.expected_triggers = TriggerTracker(self.spec)
@@ -545,8 +545,7 @@ def print_looks(say: Callable[[str], None], run: LiveRun, printed: set[tuple[str
 def metric_of(doc: dict[str, Any]) -> str:
     """An estimate message's metric: before metrics the worker published units as
     ``"outcome"`` (v1), and a message without the field is units too."""
-    m = doc.get("metric")
-    return "units" if m in (None, "outcome") else str(m)
+    return metric_name(doc.get("metric"))
 
 
 def primary_estimate(run: LiveRun, metric: str, look: int) -> dict[str, Any] | None:

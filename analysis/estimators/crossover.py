@@ -193,6 +193,19 @@ class DifferenceInMeansEstimator(PanelEstimator):
         self.se = se
         self.seed = seed
 
+    def _check(self, panel: Panel, clusters: tuple[str, ...]) -> None:
+        """The settings this estimator supports, and a class for every unit when it clusters
+        by class."""
+        if self.cluster not in clusters:
+            names = " or ".join((", ".join(map(repr, clusters[:-1])), repr(clusters[-1])))
+            raise ValueError(f"cluster must be {names}, not {self.cluster!r}.")
+        if self.se not in (None, "cluster", "none"):
+            raise InferenceError(f"{self.name} supports se='cluster' or 'none', not {self.se!r}.")
+        if self.cluster == "class" and panel.groups is None:
+            raise PanelError(
+                "Clustering by class needs each unit's class: give the panel a class column."
+            )
+
     def _cluster_labels(self, panel: Panel, use: np.ndarray) -> np.ndarray:
         """Cluster index 0..G-1 of every used cell (row-major order, as ``Y[use]``)."""
         N, T = panel.shape
@@ -214,14 +227,7 @@ class DifferenceInMeansEstimator(PanelEstimator):
     def _fit(self, panel: Panel) -> EstimateResult:
         if self.correction not in ("cr1", "cr2"):
             raise ValueError(f"correction must be 'cr1' or 'cr2', not {self.correction!r}.")
-        if self.cluster not in ("unit", "cell", "class"):
-            raise ValueError(f"cluster must be 'unit', 'class' or 'cell', not {self.cluster!r}.")
-        if self.se not in (None, "cluster", "none"):
-            raise InferenceError(f"dm supports se='cluster' or 'none', not {self.se!r}.")
-        if self.cluster == "class" and panel.groups is None:
-            raise PanelError(
-                "Clustering by class needs each unit's class: give the panel a class column."
-            )
+        self._check(panel, ("unit", "class", "cell"))
         use = panel.randomised
         t_cells = panel.W & use
         c_cells = ~panel.W & use
@@ -305,14 +311,7 @@ class WithinProductEstimator(DifferenceInMeansEstimator):
         super().__init__(cluster=cluster, correction="cr1", se=se, seed=seed)
 
     def _fit(self, panel: Panel) -> EstimateResult:
-        if self.cluster not in ("unit", "class"):
-            raise ValueError(f"cluster must be 'unit' or 'class', not {self.cluster!r}.")
-        if self.se not in (None, "cluster", "none"):
-            raise InferenceError(f"fe supports se='cluster' or 'none', not {self.se!r}.")
-        if self.cluster == "class" and panel.groups is None:
-            raise PanelError(
-                "Clustering by class needs each unit's class: give the panel a class column."
-            )
+        self._check(panel, ("unit", "class"))
         use = panel.randomised
         t_cells, c_cells = panel.W & use, ~panel.W & use
         n1, n0 = int(t_cells.sum()), int(c_cells.sum())

@@ -27,6 +27,7 @@ from analysis.report.stats import (
     sample_ratio_check,
     to_panel,
 )
+from core.ports import metric_name
 
 
 # --------------------------------------------------------------------------- page
@@ -102,7 +103,7 @@ def _metrics(estimates: pd.DataFrame) -> pd.Series:
     """Each message's metric: v1 workers published units as ``"outcome"`` (or none)."""
     if "metric" not in estimates.columns:
         return pd.Series("units", index=estimates.index)
-    return estimates["metric"].fillna("units").replace({"outcome": "units"})
+    return estimates["metric"].map(lambda m: metric_name(None if pd.isna(m) else m))
 
 
 def _latest(estimates: pd.DataFrame) -> pd.DataFrame:
