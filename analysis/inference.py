@@ -435,3 +435,84 @@ def bh_adjust(pvalues: list[float]) -> list[float]:
     if ok.any():
         out[ok] = false_discovery_control(p[ok], method="bh")
     return [float(x) for x in out]
+
+
+def _batched_root(M: np.ndarray, power: float, what: str) -> np.ndarray:
+    """``M ** power`` of a batch of symmetric positive-definite matrices (G x p x p)."""
+    mu, U = np.linalg.eigh(M)
+    if (mu <= 1e-12).any():
+        raise InferenceError(what)
+    return (U * mu[:, None, :] ** power) @ U.transpose(0, 2, 1)
+
+
+def cluster_covariance(
+    Z: np.ndarray,
+    resid: np.ndarray,
+    labels: np.ndarray,
+    G: int,
+    correction: str,
+    level: str = "cluster",
+    contrasts: tuple[tuple[float, float], ...] = ((1.0, -1.0),),
+) -> tuple[tuple[float, float, float], list[float]]:
+    """Cluster-robust covariance of the first two coefficients of an OLS fit (design ``Z``,
+    one row per cell; residuals ``resid``; ``labels`` each cell's cluster 0..G-1), as
+    (var b0, var b1, cov), and per contrast (w0, w1) of them its degrees of freedom.
+
+    ``correction="cr2"``: Bell & McCaffrey's bias-reduced sandwich, each cluster's residuals
+    premultiplied by ``(I - H_gg)^(-1/2)``, with the Satterthwaite degrees of freedom of
+    Imbens & Kolesar (2016) under the homoskedastic working model, ``tr(B)^2 / tr(B^2)`` with
+    ``B = Q'(I - H)Q``. ``"cr1"``: Liang-Zeger with G/(G-1), G - 1 degrees of freedom.
+
+    Both are computed from each cluster's p x p Gram matrix ``Z_g'Z_g`` and score ``Z_g'e_g``
+    (O(cells p^2), no cell-by-cell matrix): with ``Z_g'Z_g = V L V'`` and
+    ``S = L^(1/2) V'AV L^(1/2)`` (A = (Z'Z)^-1), ``Z_g'(I - H_gg)^(-1/2) e_g =
+    V L^(1/2) (I - S)^(-1/2) L^(-1/2) V' Z_g'e_g`` over the Gram matrix's range. For the
+    difference in means' design (the two arms' indicators) this is
+    :func:`analysis.estimators.crossover.cr2_mean_covariance`.
+    """
+    if correction not in ("cr1", "cr2"):
+        raise ValueError(f"correction must be 'cr1' or 'cr2', not {correction!r}.")
+    n, p = Z.shape
+    A = np.linalg.pinv(Z.T @ Z)
+    gram = np.empty((G, p, p))
+    for j in range(p):
+        for k in range(j, p):
+            gram[:, j, k] = gram[:, k, j] = np.bincount(
+                labels, weights=Z[:, j] * Z[:, k], minlength=G
+            )
+    u = np.stack([np.bincount(labels, weights=Z[:, j] * resid, minlength=G) for j in range(p)], 1)
+    if correction == "cr1":
+        f = G / (G - 1)
+        V = f * A @ (u.T @ u) @ A
+        dfs = [float(G - 1)] * len(contrasts)
+    else:
+        lam, Vg = np.linalg.eigh(gram)
+        keep = lam > 1e-10 * np.maximum(lam.max(axis=1, keepdims=True), 1e-300)
+        sq = np.where(keep, np.sqrt(np.where(keep, lam, 1.0)), 0.0)
+        isq = np.where(keep, 1.0 / np.where(keep, sq, 1.0), 0.0)
+        Vt = Vg.transpose(0, 2, 1)
+        S = sq[:, :, None] * (Vt @ A @ Vg) * sq[:, None, :]
+        what = (
+            f"The bias-reduced clustered SE is not defined: one {level} alone determines a "
+            f"coefficient of the adjustment. Use correction='cr1' or more {level}s."
+        )
+        half = _batched_root(np.eye(p) - S, -0.5, what)
+        full = _batched_root(np.eye(p) - S, -1.0, what)
+        M = Vg @ (sq[:, :, None] * half * isq[:, None, :]) @ Vt
+        w = np.einsum("gij,gj->gi", M, u)
+        V = A @ (w.T @ w) @ A
+        k_half = Vg @ (sq[:, :, None] * half * sq[:, None, :]) @ Vt
+        k_full = Vg @ (sq[:, :, None] * full * sq[:, None, :]) @ Vt
+        dfs = []
+        for w0, w1 in contrasts:
+            c = np.zeros(p)
+            c[:2] = (w0, w1)
+            a = A @ c
+            d = np.einsum("i,gij,j->g", a, k_full, a)
+            F = np.einsum("i,gij->gj", a, k_half)
+            AF = A @ (F.T @ F)
+            tr_b = float(d.sum() - np.trace(AF))
+            tr_b2 = float((d**2).sum() - 2.0 * np.trace(A @ F.T @ (d[:, None] * F)))
+            tr_b2 += float(np.trace(AF @ AF))
+            dfs.append(tr_b**2 / tr_b2 if tr_b2 > 0 else float(G - 1))
+    return (float(V[0, 0]), float(V[1, 1]), float(V[0, 1])), dfs

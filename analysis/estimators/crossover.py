@@ -35,6 +35,7 @@ import numpy as np
 
 from analysis.errors import InferenceError, PanelError
 from analysis.estimators.base import PanelEstimator
+from analysis.inference import cluster_covariance
 from analysis.panel import Panel
 from analysis.results import EstimateResult
 
@@ -239,6 +240,27 @@ class DifferenceInMeansEstimator(PanelEstimator):
             )
         Y = np.where(use, panel.Y, 0.0)
         m1, m0 = float(Y[t_cells].mean()), float(Y[c_cells].mean())
+        treated = panel.W[use]
+        resid = np.where(treated, Y[use] - m1, Y[use] - m0)
+        return self._result(panel, use, m1, m0, resid, {})
+
+    def _result(
+        self,
+        panel: Panel,
+        use: np.ndarray,
+        m1: float,
+        m0: float,
+        resid: np.ndarray,
+        extra: dict[str, object],
+        design: np.ndarray | None = None,
+    ) -> EstimateResult:
+        """The estimate ``m1 - m0`` of two arm means over the cells in ``use``, with the
+        clustered covariance of the means from each used cell's residual (row-major, as
+        ``Y[use]``): the difference in means' own, or, given the regression's ``design``
+        (one row per used cell; its first two coefficients are the arm means), a
+        regression-adjusted one's (:func:`analysis.inference.cluster_covariance`)."""
+        t_cells = panel.W & use
+        n1, n0 = int(t_cells.sum()), int((~panel.W & use).sum())
         tau = m1 - m0
         labels = self._cluster_labels(panel, use)
         G = int(labels.max()) + 1 if labels.size else 0
@@ -251,11 +273,20 @@ class DifferenceInMeansEstimator(PanelEstimator):
                     f"A clustered SE needs at least 2 clusters; the {self.cluster} level has {G}."
                 )
             treated = panel.W[use]
-            resid = np.where(treated, Y[use] - m1, Y[use] - m0)
             # the arm means' covariance: the difference's variance, and the ratio's
             # (analysis.ratio: Fieller, with the df of the pivot m1 - R m0 at R = m1 / m0)
             ratio = m1 / m0 if m0 != 0.0 else 1.0
-            if self.correction == "cr1":
+            if design is not None:
+                cov, (df, df_ratio) = cluster_covariance(
+                    design,
+                    resid,
+                    labels,
+                    G,
+                    self.correction,
+                    self.cluster,
+                    ((1.0, -1.0), (1.0, -ratio)),
+                )
+            elif self.correction == "cr1":
                 cov, df = cr1_mean_covariance(labels, treated, resid, G)
                 df_ratio = df
             else:
@@ -281,7 +312,8 @@ class DifferenceInMeansEstimator(PanelEstimator):
                 "n_treated_cells": n1,
                 "n_clusters": G,
                 "correction": self.correction,
-            },
+            }
+            | extra,
         )
 
 

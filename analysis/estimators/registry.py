@@ -56,6 +56,7 @@ def _declare_builtin() -> None:
     declare("dm", "analysis.estimators.crossover")
     declare("fe", "analysis.estimators.crossover")
     declare("staggered", "analysis.estimators.staggered")
+    declare("cuped", "analysis.estimators.cuped")
 
 
 _declare_builtin()

@@ -80,7 +80,9 @@ class TimeBound(Design):
         return "block" if spec.time_bound.start_period > 0 else None
 
     def estimators(self, spec: ExperimentSpec) -> tuple[EstimatorPlan, ...]:
-        return (EstimatorPlan("did"), EstimatorPlan("sdid"))
+        # cuped: the post-period's difference in means adjusted for each product's pre-period
+        # mean; unlike did and sdid it has a relative form (its counterfactual control mean)
+        return (EstimatorPlan("did"), EstimatorPlan("sdid"), EstimatorPlan("cuped"))
 
     def example_spec(self, base: Mapping[str, Any], market: MarketFacts) -> ExperimentSpec:
         """Half of each category treated from the middle day (the first half is the

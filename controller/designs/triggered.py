@@ -9,7 +9,9 @@ of its class in control (``MATCHED``, probability 0).
 
 Only the randomised windows are an experiment: the difference in means over the cells with a
 design probability strictly between 0 and 1 compares triggered products drawn into treatment
-with triggered products drawn into control (product-clustered SE).
+with triggered products drawn into control (product-clustered SE). The primary estimate adjusts
+it for each product's baseline: its own periods before its trigger, which the controller
+records from the experiment's first period (``cuped``).
 """
 
 from __future__ import annotations
@@ -270,7 +272,12 @@ class Triggered(Design):
         return True
 
     def estimators(self, spec: ExperimentSpec) -> tuple[EstimatorPlan, ...]:
-        return (EstimatorPlan("dm", {"cluster": "unit"}),)
+        # primary: the difference in means adjusted for each product's own periods before
+        # its trigger (recorded from the experiment's creation; analysis.estimators.cuped)
+        return (
+            EstimatorPlan("cuped", {"cluster": "unit"}),
+            EstimatorPlan("dm", {"cluster": "unit"}),
+        )
 
     def example_spec(self, base: Mapping[str, Any], market: MarketFacts) -> ExperimentSpec:
         """A 10% undercut sustained for an hour, by any competitor, opens a window of a quarter
