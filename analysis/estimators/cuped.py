@@ -137,18 +137,24 @@ class RegressionAdjustedEstimator(DifferenceInMeansEstimator):
         X = X - X.mean()
         Y = panel.Y[use]
         treated = panel.W[use]
+        labels = self._cluster_labels(panel, use)
         resid = np.empty_like(Y)
         means, slopes = [], []
+        columns = [treated.astype(float), (~treated).astype(float)]
         for arm in (treated, ~treated):
             y, xa = Y[arm], X[arm]
             xd = xa - xa.mean()
             sxx = float(xd @ xd)
-            theta = float(xd @ (y - y.mean()) / sxx) if sxx > 1e-12 * max(len(xd), 1) else 0.0
+            # a slope needs three clusters in the arm: with two the line fits them exactly and
+            # leaves no residual to estimate its variance from (then: the arm's plain mean)
+            fitted = sxx > 1e-12 * max(len(xd), 1) and len(np.unique(labels[arm])) >= 3
+            theta = float(xd @ (y - y.mean()) / sxx) if fitted else 0.0
             means.append(float(y.mean() - theta * xa.mean()))
             resid[arm] = y - y.mean() - theta * xd
             slopes.append(theta)
-        t = treated.astype(float)
-        design = np.column_stack([t, 1.0 - t, t * X, (1.0 - t) * X])
+            if fitted:
+                columns.append(np.where(arm, X, 0.0))
+        design = np.column_stack(columns)
         n_base = base.sum(axis=1)
         in_use = use.any(axis=1)
         return self._result(

@@ -199,3 +199,50 @@ def test_on_the_two_arms_alone_it_is_the_difference_in_means_covariance() -> Non
     want1, df1 = cr1_mean_covariance(labels, treated, resid, G)
     assert got1 == pytest.approx(want1, rel=1e-9)
     assert dfs1 == [df1]
+
+
+def test_an_arm_of_two_products_keeps_its_plain_mean() -> None:
+    panel, _ = staggered_panel(1, n=20)
+    two = np.flatnonzero(panel.W.any(axis=1))[:2]
+    W = panel.W & np.isin(np.arange(20), two)[:, None]
+    few = panel.with_treatment(W)
+    cu = registry.make("cuped").fit(few).result
+    treated_cells = few.Y[W & few.randomised]
+    assert cu.details["slope_treated"] == 0.0
+    assert cu.details["mean_treated"] == pytest.approx(treated_cells.mean())
+    assert np.isfinite(cu.se) and cu.se > 0
+    assert cu.details["slope_control"] != 0.0
+
+
+def test_an_analyst_runs_it_from_a_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    import typer
+    from typer.testing import CliRunner
+
+    from analysis.cli import register
+
+    app = typer.Typer()
+    register(app)
+
+    @app.command()
+    def version() -> None:  # a second command so "analyze" stays a subcommand
+        typer.echo("0")
+
+    panel, _ = staggered_panel(0)
+    path = tmp_path / "panel.csv"
+    panel.to_long().to_csv(path, index=False)
+    cols = ["--unit", "unit", "--time", "time", "--outcome", "outcome", "--treated", "treated"]
+    args = ["analyze", str(path), *cols, "--method", "cuped"]
+    res = CliRunner().invoke(app, [*args, "--probability", "probability", "--relative", "--json"])
+    assert res.exit_code == 0, res.output
+    row = json.loads(res.stdout)
+    direct = registry.make("cuped").fit(panel).result
+    assert row["effect"] == pytest.approx(direct.effect)
+    assert row["relative_effect"] == pytest.approx(direct.effect / row["control_mean"])
+    assert row["relative_ci_low"] < row["relative_effect"] < row["relative_ci_high"]
+    # without the design's probabilities there is no telling a baseline: one sentence, exit 2
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 2
+    assert "needs the design's probabilities" in res.output
+    assert "Traceback" not in res.output
