@@ -49,7 +49,7 @@ from analysis.panel import Panel
 from analysis.results import EstimateResult
 from analysis.worker import fit_metric, fit_plan, metric_panels, panel_from_cells
 from controller import design_registry
-from controller.designs import get_design
+from controller.designs import design_matrices, get_design
 from controller.spec import ExperimentSpec
 from core.ports import EstimatorPlan
 from lab.config import MarketConfig
@@ -583,3 +583,22 @@ def elasticity_experiment(
         Panel.from_long(sim.panel, outcome="revenue", **kw),
         Panel.from_long(sim.panel, outcome="price", **kw),
     )
+
+
+def design_imbalance(
+    market: Market, design: str, seeds: Iterable[int], expected: np.ndarray, *, days: int = 28
+) -> np.ndarray:
+    """The difference in means of ``expected`` (products x days, e.g. each product-day's
+    expected control units) between the arms that ``design`` assigns with each spec seed: the
+    part of a difference in means that is the design's draw alone (which products, on which
+    days, fell in which arm), with no outcome noise. Over the design's draws it averages to
+    the estimator's design bias; one draw's value is that assignment's chance imbalance.
+    For designs without triggers."""
+    units = list(market.product_ids)
+    out = []
+    for seed in seeds:
+        m = design_matrices(make_spec(design, market, days=days, seed=seed), units)
+        cells = m.analysed & (m.probability > 0) & (m.probability < 1)
+        t, c = cells & m.treated, cells & ~m.treated
+        out.append(float(expected[t].mean() - expected[c].mean()))
+    return np.asarray(out)
