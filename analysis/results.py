@@ -144,6 +144,45 @@ class EstimateResult:
         return pd.DataFrame([self.to_dict(alpha)])
 
 
+@dataclass(frozen=True)
+class NotIdentified:
+    """An estimate the design cannot give, published so that an analyst does not wonder: no
+    effect, SE or interval, ``identified: false`` and the reason (the estimates topic's
+    ``note``)."""
+
+    method: str
+    reason: str
+    n_units: int
+    n_periods: int
+    metric: str = "units"
+
+    @property
+    def effect(self) -> float:
+        return math.nan
+
+    @property
+    def se(self) -> float:
+        return math.nan
+
+    def to_dict(self, alpha: float = 0.05) -> dict[str, Any]:
+        return {
+            "metric": self.metric,
+            "method": self.method,
+            "effect": None,
+            "se": None,
+            "ci_low": None,
+            "ci_high": None,
+            "alpha": alpha,
+            "identified": False,
+            "reason": self.reason,
+            "n_units": self.n_units,
+            "n_periods": self.n_periods,
+        }
+
+    def relative(self, alpha: float = 0.05, q_sequence: float | None = None) -> dict[str, Any]:
+        return {"relative_note": "not identified: no relative form"}
+
+
 def _check_alpha(alpha: float) -> None:
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")

@@ -35,7 +35,7 @@ from analysis.estimators import registry
 from analysis.inference import bh_adjust
 from analysis.metrics import PRICE_ESTIMATORS, fit_price, metrics_of, negative_margins
 from analysis.panel import Panel
-from analysis.results import EstimateResult, published_fields
+from analysis.results import EstimateResult, NotIdentified, published_fields
 from core.ports import (
     ClockLike,
     EstimateSink,
@@ -173,12 +173,12 @@ class AnalysisWorker:
         r = float(cs.radius(result.se))
         return (result.effect - r, result.effect + r)
 
-    async def run_once(self) -> list[tuple[str, EstimateResult | ElasticityResult]]:
+    async def run_once(self) -> list[tuple[str, EstimateResult | ElasticityResult | NotIdentified]]:
         """Estimate every experiment with data once; publish each estimate. Returns them."""
         await self.clock.sync()
         as_of = self.clock.now()
         t_cycle = time.perf_counter()
-        published: list[tuple[str, EstimateResult | ElasticityResult]] = []
+        published: list[tuple[str, EstimateResult | ElasticityResult | NotIdentified]] = []
         for info in await self.source.experiments():
             df = await self.source.panel(info.id, as_of)
             if df.empty or df["period"].nunique() < self.min_periods:
@@ -206,12 +206,12 @@ class AnalysisWorker:
                 await self.sink.publish(info.id, elasticity, as_of, None)
                 self.observer.published(info.id, _series(elasticity.method, "elasticity"), as_of)
                 published.append((info.id, elasticity))
-            for result in self._spillover(info, panel):
-                if not math.isfinite(result.effect):
+            for spill in self._spillover(info, panel):
+                if isinstance(spill, EstimateResult) and not math.isfinite(spill.effect):
                     continue
-                await self.sink.publish(info.id, result, as_of, None)
-                self.observer.published(info.id, result.method, as_of)
-                published.append((info.id, result))
+                await self.sink.publish(info.id, spill, as_of, None)
+                self.observer.published(info.id, spill.method, as_of)
+                published.append((info.id, spill))
             if info.status == "running" and self.guardrails is not None:
                 await self._check_guardrails(info, df)
         self.observer.cycle_done(as_of, time.perf_counter() - t_cycle, len(published))
@@ -323,7 +323,9 @@ class AnalysisWorker:
         self.observer.estimated(info.id, "elasticity", time.perf_counter() - t0, True)
         return result
 
-    def _spillover(self, info: ExperimentInfo, panel: Panel) -> list[EstimateResult]:
+    def _spillover(
+        self, info: ExperimentInfo, panel: Panel
+    ) -> Sequence[EstimateResult | NotIdentified]:
         """Spillover-adjusted estimates for experiments that carry a substitutes graph, by
         :func:`analysis.spillover.design_spillover` (the function ``pricelab analyze --method
         spillover`` runs offline): the design says how (``info.spillover``), and its sampler
@@ -338,13 +340,18 @@ class AnalysisWorker:
             log.info("experiment %s: no design sampler; spillover estimates skipped", info.id)
             return []
         if info.spillover is None:
-            log.info(
-                "experiment %s: no spillover estimate: the %s design gives no valid "
-                "spillover variance (its periods share draws)",
-                info.id,
-                info.design,
-            )
-            return []
+            # said on the topic, so that an analyst who gave a substitutes graph does not wonder
+            return [
+                NotIdentified(
+                    "spillover_ipw",
+                    f"spillover is not identified for the {info.design} design: "
+                    f"{info.spillover_note or 'it gives no valid spillover variance'}. The other "
+                    "estimates compare the arms as they ran: where treated products take sales "
+                    "from control substitutes, the comparison includes it",
+                    panel.n_units,
+                    panel.n_periods,
+                )
+            ]
         graph = nx.Graph()
         graph.add_nodes_from(str(u) for u in panel.units)
         graph.add_weighted_edges_from((a, b, float(w)) for a, b, w in edges)

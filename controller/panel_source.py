@@ -61,6 +61,7 @@ def experiment_info(
         planned_periods=n_periods(spec),
         periods_share_draws=design.periods_share_draws(spec),
         spillover=design.spillover(spec),
+        spillover_note=design.spillover_note(spec),
         sampler=design_sampler(spec, DesignContext(triggers=dict(triggers or {}))),
     )
 

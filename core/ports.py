@@ -63,7 +63,8 @@ class ExperimentInfo:
     first; ``planned_periods`` the planned length; ``periods_share_draws`` says whether one
     draw of the design fixes arms in several periods (crossover, time-bound, ...);
     ``spillover`` how the design lets spillover be estimated (``"per-period"``, ``"block"``
-    or None: not at all); ``sampler`` redraws the design (None when the source cannot).
+    or None: not at all, and ``spillover_note`` says why); ``sampler`` redraws the design
+    (None when the source cannot).
     """
 
     id: str
@@ -74,6 +75,7 @@ class ExperimentInfo:
     planned_periods: int = 0
     periods_share_draws: bool = True
     spillover: str | None = None
+    spillover_note: str | None = None  # why not, where ``spillover`` is None
     sampler: AssignmentSampler | None = field(default=None, compare=False, repr=False)
 
 

@@ -531,6 +531,9 @@ def print_looks(say: Callable[[str], None], run: LiveRun, printed: set[tuple[str
             if (name, look) in printed:
                 continue
             printed.add((name, look))
+            if e.get("identified") is False:
+                say(f"   estimate {name:<4} after {look:>2} periods: {e.get('note')}")
+                continue
             cs = (
                 ""
                 if e.get("cs_low") is None

@@ -201,8 +201,18 @@ class Design(ABC):
         """How spillover may be estimated: ``"per-period"`` (each period an independent draw:
         per-period estimates whose design variances add), ``"block"`` (one assignment from a
         common start, after a pre-period), or None (periods share draws: the per-period
-        variances cannot be added, so nothing is published)."""
+        variances cannot be added: the worker says so, with :meth:`spillover_note`)."""
         return None if self.periods_share_draws(spec) else "per-period"
+
+    def spillover_note(self, spec: ExperimentSpec) -> str | None:
+        """Why spillover is not identified for ``spec`` (None where :meth:`spillover` says how
+        it is): the reason the estimates topic gives an analyst."""
+        if self.spillover(spec) is not None:
+            return None
+        return (
+            "its periods share one draw of the assignment, so the per-period design variances "
+            "cannot be added and no valid interval exists"
+        )
 
     # ------------------------------------------------------------------ analysis
     @abstractmethod

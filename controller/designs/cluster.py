@@ -92,6 +92,12 @@ class Cluster(Design):
         published."""
         return None
 
+    def spillover_note(self, spec: ExperimentSpec) -> str | None:
+        return (
+            "under class randomisation the exposure weighting's design-bootstrap SE is about "
+            "half the estimates' spread (docs/validation.md), so no interval would be honest"
+        )
+
     def estimators(self, spec: ExperimentSpec) -> tuple[EstimatorPlan, ...]:
         """Clustered by class (the randomisation unit). Redrawn every period, each product is
         in both arms: the within-product difference first (docs/relative-effects.md)."""

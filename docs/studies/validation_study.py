@@ -677,8 +677,14 @@ own treatment, -1.0 for a control product with any treated neighbour, -0.5 for a
 products are treated without a treated neighbour under class randomisation - is withheld).
 The worker publishes spillover estimates for random days and time-bound; the cluster design's
 row is what its per-period path would publish, and the worker withholds it: its standard errors
-are about half the estimates' spread. Designs whose periods share draws get no spillover
-estimate from the worker and are not here.
+are about half the estimates' spread. The crossover, the optimal switchback with carryover and
+the triggered design share draws across periods, and the cluster design's SEs are off: none has
+a valid spillover variance, and for an
+experiment that gives a substitutes graph the worker publishes `spillover_ipw` with
+`identified: false` and the reason on the estimates topic, and no number; they are not here.
+Interference is why this matters: where treated products take sales from their control
+substitutes, a comparison of the arms counts that as effect, and Johari, Page and Weintraub
+(arXiv 2310.17165) show that in price tests it can flip the sign of the profit estimate.
 
 {_md_table(t, SPILL_WORKER_COLS)}
 """

@@ -8,10 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from analysis.results import published_fields
 from analysis.worker import AnalysisWorker, ExperimentInfo
 from controller.clock import ManualClock
 from controller.designs import design_of, design_sampler
 from controller.spec import ExperimentSpec
+from streams.schemas import EstimateMessage
 
 
 def _cells(
@@ -115,8 +117,22 @@ async def test_no_spillover_estimate_where_the_design_gives_none():
         sampler=info.sampler,
     )
     w = AnalysisWorker(source, Sink(), ManualClock(datetime(2026, 1, 1, tzinfo=UTC)))
-    methods = {r.method for _, r in await w.run_once()}
-    assert "dm" in methods and not any(m.startswith("spillover") for m in methods)
+    out = await w.run_once()
+    methods = {r.method for _, r in out}
+    assert "dm" in methods and "spillover_ipw" in methods
+    # said on the topic, with no number: the message a pricing analyst's reader gets
+    (said,) = [r for _, r in out if r.method == "spillover_ipw"]
+    msg = EstimateMessage(
+        experiment="exp",
+        as_of=datetime(2026, 1, 1, tzinfo=UTC),
+        **{
+            k: v
+            for k, v in published_fields(said, None).items()
+            if k in EstimateMessage.model_fields
+        },
+    )
+    assert msg.identified is False and msg.effect is None and msg.ci_low is None
+    assert msg.note is not None and "not identified for the crossover design" in msg.note
 
 
 async def test_too_few_periods_publishes_nothing():
@@ -226,7 +242,7 @@ def test_each_design_says_how_its_spillover_may_be_estimated():
     assert experiment_info(no_pre, "running").spillover is None
 
 
-async def test_a_triggered_panel_that_looks_like_a_block_gets_no_spillover_estimate():
+async def test_a_triggered_panel_that_looks_like_a_block_gets_no_spillover_number():
     # every product triggered at the same period: the panel has a block's shape, but the
     # design's windows share draws, so the worker must not publish spillover estimates
     from controller.designs import DesignContext, design_matrices
@@ -271,7 +287,11 @@ async def test_a_triggered_panel_that_looks_like_a_block_gets_no_spillover_estim
 
     assert panel_from_cells(pd.DataFrame(rows)).is_block  # the shape that misled the old rule
     methods = {r.method for _, r in out}
-    assert "dm" in methods and not any(m.startswith("spillover") for m in methods)
+    spill = [r for _, r in out if r.method.startswith("spillover")]
+    assert "dm" in methods and spill
+    # no number: only that it is not identified, and why
+    assert all(r.to_dict()["identified"] is False and r.to_dict()["effect"] is None for r in spill)
+    assert "triggered design: its periods share one draw" in spill[0].to_dict()["reason"]
 
 
 async def test_segments_named_by_the_spec_get_their_own_estimates_and_adjusted_pvalues():
