@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -70,7 +71,8 @@ def simulate_command(
         typer.Option(
             "--spec",
             help="Experiment spec (YAML/JSON) to run as the live controller would; its "
-            "products are the market's products and its periods the market's days.",
+            "products are the market's products and its periods (whole hours, PT1H to P1D) "
+            "the market's.",
         ),
     ] = None,
     design: Annotated[
@@ -155,16 +157,17 @@ def simulate_command(
         _fail(f"{exc.filename or out}: {exc.strerror or exc}")
     except PricelabError as exc:
         _fail(str(exc))
-    n_units, n_days = sim.matrices.treated.shape
+    n_units, n_periods = sim.matrices.treated.shape
+    cell = "day" if spec.period == timedelta(days=1) else "period"
     trig = f", {len(sim.triggers)} products triggered" if spec.triggered is not None else ""
     truth = (
-        f"true effect {sim.truth:.3f} units per product-day over the analysed cells"
+        f"true effect {sim.truth:.3f} units per product-{cell} over the analysed cells"
         if sim.matrices.analysed.any()
         else "no cell was randomised, so there is no effect to estimate"
     )
     typer.echo(
-        f"wrote {len(sim.panel)} product-days ({n_units} products x {n_days} days, design "
-        f"{spec.design}{trig}) to {out}; {truth}"
+        f"wrote {len(sim.panel)} product-{cell}s ({n_units} products x {n_periods} {cell}s of "
+        f"{_iso(spec.period)}, design {spec.design}{trig}) to {out}; {truth}"
     )
 
 
@@ -271,6 +274,13 @@ def compare_designs(
             _fail(f"cannot write to {out}: {exc.strerror or exc}")
         for p in paths:
             typer.echo(f"wrote {p}")
+
+
+def _iso(period: timedelta) -> str:
+    """A period as ISO 8601 (P1D, PT4H), as specs write it."""
+    if period % timedelta(days=1) == timedelta(0):
+        return f"P{period // timedelta(days=1)}D"
+    return f"PT{period // timedelta(hours=1)}H"
 
 
 def _durations(text: str | None) -> tuple[int, ...] | None:

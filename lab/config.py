@@ -177,6 +177,10 @@ class MarketConfig(BaseModel):
         default=DEFAULT_INTRADAY_PROFILE,
         description="Order intensities over equal slices of the day (24 = hourly).",
     )
+    intraday_profile_weekend: tuple[float, ...] | None = Field(
+        default=None,
+        description="Saturday and Sunday's intraday profile (default: the same as weekdays).",
+    )
     max_order_units: int = Field(
         default=3, ge=1, description="Largest number of units in one order."
     )
@@ -188,9 +192,11 @@ class MarketConfig(BaseModel):
             raise ValueError("must be 7 positive finite multipliers, Monday first")
         return v
 
-    @field_validator("intraday_profile")
+    @field_validator("intraday_profile", "intraday_profile_weekend")
     @classmethod
-    def _intraday(cls, v: tuple[float, ...]) -> tuple[float, ...]:
+    def _intraday(cls, v: tuple[float, ...] | None) -> tuple[float, ...] | None:
+        if v is None:
+            return v
         if len(v) == 0 or any(not (x >= 0 and math.isfinite(x)) for x in v) or sum(v) <= 0:
             raise ValueError("must be non-negative finite intensities with a positive sum")
         return v

@@ -97,6 +97,14 @@ def poisson_quantile(q: np.ndarray, mu: np.ndarray) -> np.ndarray:
     return np.where(special.pdtr(lower, mu) >= q, lower, k)
 
 
+def _normalised(weights: np.ndarray) -> np.ndarray:
+    w = np.asarray(weights, dtype=float)
+    total = w.sum()
+    if not (len(w) and total > 0):
+        raise ValueError("a window's profile needs at least one slice with a positive weight")
+    return w / total
+
+
 def _open_uniform(rng: np.random.Generator, n: int) -> np.ndarray:
     """Uniforms strictly inside (0, 1), safe for inverse CDFs."""
     return (rng.integers(0, 2**53, size=n) + 0.5) / 2.0**53
@@ -117,6 +125,27 @@ class DayOutcome:
     direct_effect: np.ndarray  # lag-m effect of the product alone (substitutes in control)
     outlier: np.ndarray  # bool, a demand spike was added today
     substitutes_treated_share: np.ndarray  # share of the product's substitutes treated today
+
+
+@dataclass(frozen=True, eq=False)
+class PeriodSlot:
+    """One period of an experiment's grid as the market sees it (:meth:`Market.slots`).
+
+    ``index`` is the experiment's period, ``day`` the market day it falls in (local date
+    minus ``start_date``), ``slot`` its position among the day's ``per_day`` periods,
+    ``[start, end)`` its instants, ``hour_weights`` the intraday profile's weight of each of
+    its real hours (a DST day has 23 or 25; an hourly period in the spring gap has none), and
+    ``mass`` its share of the day's demand.
+    """
+
+    index: int
+    day: int
+    slot: int
+    per_day: int
+    start: dt.datetime
+    end: dt.datetime
+    hour_weights: np.ndarray
+    mass: float
 
 
 class Market:
@@ -168,6 +197,9 @@ class Market:
         self._ar_cache: list[np.ndarray] = []
         prof = np.asarray(self.cfg.intraday_profile, dtype=float)
         self._intraday = prof / prof.sum()
+        weekend = self.cfg.intraday_profile_weekend
+        wk = prof if weekend is None else np.asarray(weekend, dtype=float)
+        self._intraday_weekend = wk / wk.sum()
 
     # ------------------------------------------------------------------ construction
     def _rng(self, stream: int, day: int = 0) -> np.random.Generator:
@@ -284,6 +316,58 @@ class Market:
     def date(self, day: int) -> dt.date:
         return self.cfg.start_date + dt.timedelta(days=day)
 
+    def intraday(self, day: int) -> np.ndarray:
+        """The intraday order profile of day ``day`` over equal slices of the day (sum 1): the
+        weekend profile on Saturday and Sunday where one is set."""
+        return self._intraday_weekend if self.day_of_week(day) >= 5 else self._intraday
+
+    def hourly_profile(self, day: int) -> np.ndarray:
+        """:meth:`intraday` at hour resolution: 24 weights, each the profile's mean over that
+        local hour (a 24-slice profile's own values; a 12-slice one's, each twice)."""
+        prof = self.intraday(day)
+        return np.repeat(prof, 24).reshape(24, len(prof)).mean(axis=1)
+
+    def slots(
+        self, bounds: Sequence[tuple[dt.datetime, dt.datetime]], per_day: int
+    ) -> list[PeriodSlot]:
+        """The market's view of an experiment's consecutive periods ``bounds`` (aware
+        ``[start, end)``, ``per_day`` of them in each local day, laid on the local wall clock
+        as :mod:`controller.periods` lays them): each period's day, its real hours' profile
+        weights and its share of the day's demand. A day's shares add up to 1 whatever its
+        length: demand is the day's, spread over the hours the day has (a 23-hour day's
+        skipped hour sells nothing, a 25-hour day's repeated hour twice)."""
+        one_hour = dt.timedelta(hours=1)
+        out: list[PeriodSlot] = []
+        day_mass: dict[int, float] = {}
+        seen: dict[int, int] = {}
+
+        def local_hours(a: dt.datetime, b: dt.datetime) -> list[int]:
+            # the real hours of [a, b): arithmetic on UTC instants, never on the wall clock
+            a, b = a.astimezone(dt.UTC), b.astimezone(dt.UTC)
+            return [
+                (a + h * one_hour).astimezone(self._tz).hour for h in range((b - a) // one_hour)
+            ]
+
+        for k, (start, end) in enumerate(bounds):
+            span = end.astimezone(dt.UTC) - start.astimezone(dt.UTC)
+            if span % one_hour or span < dt.timedelta(0):
+                raise ValueError(f"period {k} ({start} to {end}) is not a whole number of hours")
+            local = start.astimezone(self._tz)
+            day = (local.date() - self.cfg.start_date).days
+            self._check_day(day)
+            hourly = self.hourly_profile(day)
+            hours = local_hours(start, end)
+            weights = hourly[hours] if hours else np.zeros(0)
+            if day not in day_mass:
+                day_mass[day] = float(hourly[local_hours(*self.day_window(day))].sum())
+            slot = seen[day] = seen.get(day, -1) + 1
+            out.append(
+                PeriodSlot(
+                    k, day, slot, per_day, start, end, weights, float(weights.sum()) / day_mass[day]
+                )
+            )
+        return out
+
     def day_window(self, day: int) -> tuple[dt.datetime, dt.datetime]:
         """The local calendar day ``day`` as tz-aware ``[start, end)`` datetimes."""
         d = self.date(day)
@@ -364,12 +448,13 @@ class Market:
         )
 
     def _count_noise(
-        self, day: int, mu0: np.ndarray
+        self, day: int, mu0: np.ndarray, rng: np.random.Generator | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Assignment-independent count noise of ``day``: gamma mixing, uniforms, spikes."""
+        """Assignment-independent count noise of ``day`` (or from ``rng``, a period's stream):
+        gamma mixing, uniforms, spikes."""
         cfg = self.cfg
         n = cfg.n_products
-        rng = self._rng(_S_COUNTS, day)
+        rng = self._rng(_S_COUNTS, day) if rng is None else rng
         if cfg.nb_dispersion is None:
             mix = np.ones(n)
         else:
@@ -549,6 +634,65 @@ class Market:
             substitutes_treated_share=exposure,
         )
 
+    def period_outcomes(self, slot: PeriodSlot, arms_history: Any) -> DayOutcome:
+        """Draw period ``slot`` given the arms in force in periods ``0..slot.index`` (last
+        column = this period), as :meth:`day_outcomes` draws a day: the period's expected
+        demand is its share (``slot.mass``) of its day's, carryover counts periods, and its
+        count noise has a stream of its own. A daily grid (one period a day) is the daily
+        model itself: the same draws as :meth:`day_outcomes`. The outcome's ``day`` is the
+        period's index."""
+        H = self._arms(slot.index, arms_history)
+        cfg = self.cfg
+        today = H[:, -1]
+        depth = min(cfg.carryover_order + 1, H.shape[1])
+        dose = H[:, ::-1][:, :depth].astype(float) @ self._carry_weights[:depth]
+        exposure = self._share @ today.astype(float)
+        with np.errstate(divide="ignore"):
+            log_mu0 = self._log_mu0(slot.day) + np.log(slot.mass)
+        mu0 = np.exp(log_mu0)
+        mu = np.exp(log_mu0 + self.treatment_log_lift * dose + cfg.spillover * exposure)
+        if slot.per_day == 1:
+            rng = self._rng(_S_COUNTS, slot.day)
+        else:
+            rng = np.random.default_rng(
+                [SEED_TAG, self.demand_seed, _S_COUNTS, slot.day, slot.per_day, slot.slot]
+            )
+        mix, u_units, spike, spike_mean, u_spike = self._count_noise(slot.day, mu0, rng)
+        if slot.mass > 0:
+            units = poisson_quantile(u_units, mu * mix).astype(np.int64)
+            units += np.where(spike, poisson_quantile(u_spike, spike_mean), 0).astype(np.int64)
+        else:  # an hourly period in the spring-forward gap: no hour, no sale
+            units = np.zeros(cfg.n_products, dtype=np.int64)
+        price = np.round(self._base_price * (1.0 + cfg.price_change * today), 2)
+        lag_sum = float(self._carry_weights.sum())
+        direct = mu0 * np.expm1(self.treatment_log_lift * lag_sum)
+        total = mu0 * np.expm1(
+            self.treatment_log_lift * lag_sum + self.cfg.spillover * self._has_substitutes
+        )
+        return DayOutcome(
+            day=int(slot.index),
+            units=units,
+            price=price,
+            revenue=units * price,
+            treated=today.copy(),
+            expected_units=mu + mu0 * self._outlier_mean_factor(),
+            expected_units_control=mu0 * (1.0 + self._outlier_mean_factor()),
+            true_effect=total,
+            direct_effect=direct,
+            outlier=spike & (slot.mass > 0),
+            substitutes_treated_share=exposure,
+        )
+
+    def run_slots(self, W: Any, slots: Sequence[PeriodSlot]) -> list[DayOutcome]:
+        """Period outcomes under ``W`` (N x len(slots) bool), periods before the first as
+        control for carryover (:meth:`period_outcomes`)."""
+        Wa = np.asarray(W, dtype=bool)
+        n = self.cfg.n_products
+        if Wa.shape != (n, len(slots)):
+            raise ValueError(f"W must be a (n_products={n}, {len(slots)}) array; got {Wa.shape}")
+        m = self.cfg.carryover_order
+        return [self.period_outcomes(s, Wa[:, max(0, t - m) : t + 1]) for t, s in enumerate(slots)]
+
     def run(self, W: Any, start_day: int = 0) -> list[DayOutcome]:
         """Day outcomes for days ``start_day .. start_day + T - 1`` under ``W`` (N x T bool).
 
@@ -569,8 +713,11 @@ class Market:
             for t in range(Wa.shape[1])
         ]
 
-    def panel_from_outcomes(self, outcomes: list[DayOutcome]) -> pd.DataFrame:
-        """Long panel (sorted by product, then day) from consecutive day outcomes."""
+    def panel_from_outcomes(
+        self, outcomes: list[DayOutcome], dates: Sequence[dt.date] | None = None
+    ) -> pd.DataFrame:
+        """Long panel (sorted by product, then day) from consecutive day outcomes; ``dates``:
+        each outcome's local date, for periods shorter than a day (default: its day's)."""
         if not outcomes:
             raise ValueError("outcomes is empty; simulate at least one day")
         n, T = self.cfg.n_products, len(outcomes)
@@ -591,7 +738,13 @@ class Market:
             {
                 "product": np.repeat(self.product_ids, T),
                 "day": np.tile(days, n),
-                "date": np.tile(np.array([self.date(int(d)) for d in days], dtype=object), n),
+                "date": np.tile(
+                    np.array(
+                        list(dates) if dates is not None else [self.date(int(d)) for d in days],
+                        dtype=object,
+                    ),
+                    n,
+                ),
                 **{
                     col: np.column_stack([getattr(o, attr) for o in outcomes]).ravel()
                     for col, attr in cols.items()
@@ -630,18 +783,24 @@ class Market:
         return ts if ts < limit else limit - dt.timedelta(microseconds=1)
 
     def window_share(
-        self, day_start: dt.datetime, day_end: dt.datetime, head: dt.timedelta
+        self,
+        day_start: dt.datetime,
+        day_end: dt.datetime,
+        head: dt.timedelta,
+        profile: np.ndarray | None = None,
     ) -> float:
         """Expected share of a day's units sold after the first ``head`` of ``[day_start,
         day_end)`` (the analysis window of a period whose washout-length head is set aside):
         the intraday profile's mass past ``head``, with orders spread over equal slices of the
-        window as in :meth:`sale_events`."""
+        window as in :meth:`sale_events`; ``profile``: the window's own slices' weights (a
+        period's hours, :attr:`PeriodSlot.hour_weights`) instead of the whole day's."""
         span = self._check_window(day_start, day_end)
-        f = min(max(head / span, 0.0), 1.0) * len(self._intraday)
+        prof = self._intraday if profile is None else _normalised(profile)
+        f = min(max(head / span, 0.0), 1.0) * len(prof)
         whole = int(np.floor(f))
-        before = float(self._intraday[:whole].sum())
-        if whole < len(self._intraday):
-            before += float(self._intraday[whole]) * (f - whole)
+        before = float(prof[:whole].sum())
+        if whole < len(prof):
+            before += float(prof[whole]) * (f - whole)
         return 1.0 - before
 
     def sale_events(
@@ -651,17 +810,20 @@ class Market:
         day_end: dt.datetime,
         out: DayOutcome,
         rng: np.random.Generator,
+        profile: np.ndarray | None = None,
     ) -> list[dict[str, Any]]:
         """Split each product's units of ``out`` into orders of 1..max_order_units units.
 
         Orders are timed in ``[day_start, day_end)`` following ``cfg.intraday_profile`` (equal
-        slices of the window); units of the orders of a product sum exactly to its daily units.
-        Deterministic given ``rng``'s state. Returned sorted by ``occurred_at``.
+        slices of the window), or ``profile`` (a period's hours' weights); units of the
+        orders of a product sum exactly to its units. Deterministic given ``rng``'s state.
+        Returned sorted by ``occurred_at``.
         """
         span = self._check_window(day_start, day_end)
         if out.day != day:
             raise ValueError(f"out is the outcome of day {out.day}, not day {day}")
-        slices = len(self._intraday)
+        prof = self._intraday if profile is None else _normalised(profile)
+        slices = len(prof)
         events: list[dict[str, Any]] = []
         for i, total in enumerate(out.units.tolist()):
             if total <= 0:
@@ -671,7 +833,7 @@ class Market:
             k = int(np.searchsorted(cum, total)) + 1
             sizes = sizes[:k]
             sizes[-1] -= int(cum[k - 1]) - total
-            slot = rng.choice(slices, size=k, p=self._intraday)
+            slot = rng.choice(slices, size=k, p=prof)
             frac = (slot + rng.random(k)) / slices
             unit_price = float(out.price[i])
             for units, f in zip(sizes.tolist(), frac.tolist(), strict=True):

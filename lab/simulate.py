@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -42,12 +42,13 @@ from controller.spec import ExperimentSpec
 from controller.triggers import TriggerTracker
 from lab.config import MarketConfig
 from lab.errors import LabError
-from lab.market import SEED_TAG, Market
+from lab.market import SEED_TAG, Market, PeriodSlot
 
 # Stream keys of the event generators (sale and competitor event timing), apart from the
 # market's own streams.
 _S_SALES, _S_COMPETITORS = 101, 102
 _DAY = timedelta(days=1)
+_HOUR = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -102,14 +103,26 @@ class SimulatedExperiment:
         )  # fmt: skip
 
 
-def check_daily(spec: ExperimentSpec) -> int:
-    """The number of days of ``spec``; LabError unless its periods are days."""
-    if spec.period != _DAY:
+def check_periods(spec: ExperimentSpec) -> int:
+    """The number of periods of ``spec``; LabError unless they are whole hours, from an hour
+    to a day (what the market simulates)."""
+    p = spec.period
+    if p > _DAY or p < _HOUR or p % _HOUR:
         raise LabError(
-            f"the simulated market has daily periods; experiment {spec.id!r} has periods of "
-            f"{spec.period}"
+            f"the simulated market has periods of whole hours from PT1H to P1D; experiment "
+            f"{spec.id!r} has periods of {p}"
         )
     return n_periods(spec)
+
+
+def experiment_slots(spec: ExperimentSpec, market: Market) -> list[PeriodSlot]:
+    """The market's view of every period of ``spec`` (:meth:`lab.market.Market.slots`)."""
+    n = check_periods(spec)
+    return market.slots([period_bounds(spec, k) for k in range(n)], max(1, _DAY // spec.period))
+
+
+def _daily(slots: list[PeriodSlot]) -> bool:
+    return slots[0].per_day == 1
 
 
 def market_for_spec(
@@ -118,7 +131,7 @@ def market_for_spec(
     """A market whose products are the spec's products (in spec order), whose days are the
     spec's periods (same calendar and time zone), seeded by ``seed``. A trigger rule's named
     competitors are the market's first competitors."""
-    check_daily(spec)
+    check_periods(spec)
     units = spec.all_products()
     start = spec.start.astimezone(spec.zone).date()
     named = list(spec.triggered.competitors) if spec.triggered is not None else []
@@ -188,8 +201,10 @@ def simulated_triggers(spec: ExperimentSpec, market: Market) -> dict[str, int]:
     )
     tracker = TriggerTracker(own)
     tracker.seed_references(dict(prices))
-    for day in range(check_daily(spec)):
-        start, end = period_bounds(spec, day)
+    # competitor prices come a day at a time (episodes are the day's); the tracker lays the
+    # triggers on the spec's own periods
+    for day in range(experiment_slots(spec, market)[-1].day + 1):
+        start, end = (t.astimezone(UTC) for t in market.day_window(day))
         for e in market.competitor_events(day, start, end, competitor_rng(market, day)):
             tracker.observe_competitor(e["product"], e["competitor"], e["price"], e["observed_at"])
         tracker.advance(end)
@@ -198,26 +213,31 @@ def simulated_triggers(spec: ExperimentSpec, market: Market) -> dict[str, int]:
 
 def run_spec(spec: ExperimentSpec, market: Market) -> SimulatedExperiment:
     """Run ``spec`` on ``market`` (whose products are the spec's): assignment, outcomes, panel."""
-    days = check_daily(spec)
+    slots = experiment_slots(spec, market)
+    days = len(slots)
     units = list(market.product_ids)
     if set(units) != spec.units() or len(units) != len(spec.units()):
         raise LabError(f"the market's products are not experiment {spec.id!r}'s products")
     design = design_of(spec)
     triggers = simulated_triggers(spec, market) if design.uses_triggers else {}
     matrices = design_matrices(spec, units, DesignContext(triggers=triggers))
-    outcomes = market.run(matrices.treated)
-    raw = market.panel_from_outcomes(outcomes)
+    outcomes = market.run_slots(matrices.treated, slots)
+    raw = market.panel_from_outcomes(outcomes, [market.date(s.day) for s in slots])
     share = np.ones(days)
     if spec.washout:
         # the live panel counts each period's sales after its washout-length head (every
         # cell, switched or not): split the day's units into orders as the sales stream does
         head_u, head_r = np.zeros(matrices.treated.shape), np.zeros(matrices.treated.shape)
         row = {p: i for i, p in enumerate(units)}
-        for o in outcomes:
-            start, end = period_bounds(spec, o.day)
+        for o, s in zip(outcomes, slots, strict=True):
+            if s.start == s.end:  # a period in the spring-forward gap: no hour, no sale
+                continue
+            start, end = s.start, s.end
             head_end = start + spec.washout
-            share[o.day] = market.window_share(start, end, spec.washout)
-            for e in market.sale_events(o.day, start, end, o, sales_rng(market, o.day)):
+            prof = None if _daily(slots) else s.hour_weights  # a day: 24 equal slices, as ever
+            share[o.day] = market.window_share(start, end, spec.washout, prof)
+            rng = sales_rng(market, o.day)
+            for e in market.sale_events(o.day, start, end, o, rng, prof):
                 if e["occurred_at"] < head_end:
                     head_u[row[e["product"]], o.day] += e["units"]
                     head_r[row[e["product"]], o.day] += e["revenue"]
@@ -276,19 +296,27 @@ def write_events(sim: SimulatedExperiment, events_dir: Path) -> None:
     triggered designs, ``triggers.csv`` (product, period)."""
     market, spec = sim.market, sim.spec
     events_dir.mkdir(parents=True, exist_ok=True)
-    outcomes = market.run(sim.matrices.treated)
+    slots = experiment_slots(spec, market)
+    outcomes = market.run_slots(sim.matrices.treated, slots)
     undercuts = []
     with (
         (events_dir / "sales.jsonl").open("w") as sales,
         (events_dir / "competitor_prices.jsonl").open("w") as comps,
     ):
-        for o in outcomes:
-            start, end = period_bounds(spec, o.day)
-            for e in market.sale_events(o.day, start, end, o, sales_rng(market, o.day)):
-                sales.write(json.dumps(_jsonable(e)) + "\n")
-            for e in market.competitor_events(o.day, start, end, competitor_rng(market, o.day)):
+        daily = _daily(slots)
+        for day in range(slots[-1].day + 1):
+            # a day's periods' sales, then its competitor prices (episodes are the day's)
+            for o, s in zip(outcomes, slots, strict=True):
+                if s.day != day or s.start == s.end:
+                    continue
+                prof = None if daily else s.hour_weights
+                rng = sales_rng(market, o.day)
+                for e in market.sale_events(o.day, s.start, s.end, o, rng, prof):
+                    sales.write(json.dumps(_jsonable(e)) + "\n")
+            start, end = (t.astimezone(UTC) for t in market.day_window(day))
+            for e in market.competitor_events(day, start, end, competitor_rng(market, day)):
                 comps.write(json.dumps(_jsonable(e)) + "\n")
-            undercuts.append(market.undercut_episodes(o.day).assign(day=o.day))
+            undercuts.append(market.undercut_episodes(day).assign(day=day))
     pd.concat(undercuts, ignore_index=True).to_csv(events_dir / "undercuts.csv", index=False)
     if design_of(spec).uses_triggers:
         pd.DataFrame(sorted(sim.triggers.items()), columns=["product", "period"]).to_csv(

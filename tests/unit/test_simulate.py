@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from controller import design_registry
-from controller.periods import period_bounds
+from controller.periods import is_empty, period_bounds
 from controller.spec import load_spec_file
 from streams.cli import app
 
@@ -42,14 +42,51 @@ def _invoke(args: list[str]) -> str:
     return res.stdout
 
 
+HOURLY_RANDOM = """
+id: hourly-random
+design: random-days
+products: [a, b, c, d, e, f]
+treatment_policy: t
+control_policy: c
+start: 2026-03-28T00:00:00+01:00
+end: 2026-03-31T00:00:00+02:00
+timezone: Europe/Berlin
+period: PT1H
+seed: 3
+"""
+
+FOUR_HOUR_OSB = """
+id: osb-4h
+design: optimal-switchback
+products: [a, b, c, d, e, f]
+treatment_policy: t
+control_policy: c
+start: 2026-10-23T00:00:00+02:00
+end: 2026-10-27T00:00:00+01:00
+timezone: Europe/Berlin
+period: PT4H
+seed: 8
+washout: PT1H
+optimal_switchback: {carryover_order: 2}
+"""
+
+
 def _specs(tmp_path: Path) -> dict[str, Path]:
-    specs = {p.stem: p for p in EXAMPLES.glob("*.yaml")}
-    specs["optimal-switchback"] = tmp_path / "osb.yaml"  # the example has 6-hour periods
-    specs["optimal-switchback"].write_text(DAILY_OSB)
+    specs = {p.stem: p for p in EXAMPLES.glob("*.yaml")}  # the optimal switchback's: PT6H
+    for name, text in (
+        ("daily-osb", DAILY_OSB),
+        ("hourly-random", HOURLY_RANDOM),  # the spring-forward night: an empty hour
+        ("four-hour-osb", FOUR_HOUR_OSB),  # the autumn night: a 5-hour period
+    ):
+        specs[name] = tmp_path / f"{name}.yaml"
+        specs[name].write_text(text)
     return specs
 
 
-@pytest.mark.parametrize("design", design_registry.names()[:6])
+@pytest.mark.parametrize(
+    "design",
+    [*design_registry.names()[:6], "daily-osb", "hourly-random", "four-hour-osb"],
+)
 def test_simulated_panel_agrees_with_the_schedule_row_for_row(tmp_path: Path, design: str) -> None:
     spec = _specs(tmp_path)[design]
     out = tmp_path / "panel.csv"
@@ -61,9 +98,17 @@ def test_simulated_panel_agrees_with_the_schedule_row_for_row(tmp_path: Path, de
         assert len(fired) > 0  # the example's undercuts fire in the simulated market
         args += [arg for p, k in fired.itertuples(index=False) for arg in ("--trigger", f"{p}={k}")]
     sched = pd.DataFrame(list(csv.DictReader(io.StringIO(_invoke(args)))))
-    assert len(sched) == len(panel)
     key = ["unit", "period"]
     sched["period"] = sched["period"].astype(int)
+    spec_obj = load_spec_file(spec)
+    # the schedule skips a period the spring-forward night empties (an hour that does not
+    # exist); the panel keeps its grid whole: that cell is blacked out and sells nothing
+    empty = [k for k in panel["period"].unique() if is_empty(spec_obj, int(k))]
+    gap = panel["period"].isin(empty)
+    assert (design == "hourly-random") == bool(empty)
+    assert (panel.loc[gap, "blackout"] == 1).all() and (panel.loc[gap, "units"] == 0).all()
+    panel = panel[~gap]
+    assert len(sched) == len(panel)
     both = panel.merge(sched, on=key, suffixes=("_sim", "_sched"), validate="one_to_one")
     assert len(both) == len(panel)
     assert (both["arm_sim"] == both["arm_sched"]).all()
@@ -76,7 +121,6 @@ def test_simulated_panel_agrees_with_the_schedule_row_for_row(tmp_path: Path, de
     sales = [json.loads(line) for line in (tmp_path / "ev" / "sales.jsonl").open()]
     head = panel["head_units"].sum() if "head_units" in panel else 0.0
     assert sum(s["units"] for s in sales) == panel["units"].sum() + head
-    spec_obj = load_spec_file(spec)
     if spec_obj.washout:
         # units count the analysis window as the live panel does: the sales after each
         # period's washout-length head
@@ -107,13 +151,15 @@ def test_time_bound_treats_half_of_each_class_as_the_controller_does(tmp_path: P
         (["--design", "zigzag"], "unknown design 'zigzag'"),
         (["--days", "2"], "--days must be at least 4"),
         (["--spec", "missing.yaml"], "missing.yaml"),
-        (["--spec", str(EXAMPLES / "optimal-switchback.yaml")], "daily periods"),
+        (["--spec", "two-day.yaml"], "whole hours from PT1H to P1D"),
         (["--spec", str(EXAMPLES / "random-days.yaml"), "--out", "x.txt"], ".csv or .parquet"),
     ],
 )
 def test_refusals_are_one_sentence_with_exit_status_2(
     tmp_path: Path, args: list[str], says: str
 ) -> None:
+    (tmp_path / "two-day.yaml").write_text(DAILY_OSB.replace("seed: 11", "period: P2D"))
+    args = [str(tmp_path / a) if a == "two-day.yaml" else a for a in args]
     full = ["simulate", "--out", str(tmp_path / "p.csv"), *args]
     res = CliRunner().invoke(app, full)
     assert res.exit_code == 2, res.output
