@@ -160,3 +160,15 @@ def test_an_hourly_experiment_recovers_its_effect() -> None:
         errs.append(est.effect - truth)
     assert hits / runs >= 0.88  # 60 runs: 0.95 has an MC SE of 0.028
     assert abs(np.mean(errs)) < 3 * np.std(errs) / np.sqrt(runs)
+
+
+def test_the_simulator_guide_gives_the_default_profiles() -> None:
+    from pathlib import Path
+
+    from lab.config import DEFAULT_WEEKLY_PROFILE
+
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "simulator.md").read_text()
+    row = next(line for line in guide.splitlines() if line.startswith("| `intraday_profile` |"))
+    assert tuple(float(x) for x in row.split("|")[2].split(",")) == DEFAULT_INTRADAY_PROFILE
+    weekly = next(line for line in guide.splitlines() if line.startswith("| `weekly_profile` |"))
+    assert all(f"{x}" in weekly for x in DEFAULT_WEEKLY_PROFILE)
