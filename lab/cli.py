@@ -223,6 +223,13 @@ def compare_designs(
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the market family.")] = 0,
     days: Annotated[int, typer.Option(help="Length of every experiment in days.")] = 28,
+    period: Annotated[
+        str,
+        typer.Option(
+            help="Every experiment's period, ISO 8601, whole hours from PT1H to P1D (e.g. PT4H: "
+            "six periods a day; the designs' examples scale to the number of periods)."
+        ),
+    ] = "P1D",
     products: Annotated[
         int | None, typer.Option(help="Override the market's number of products.")
     ] = None,
@@ -253,6 +260,7 @@ def compare_designs(
         runs=runs,
         seed=seed,
         days=days,
+        period=_period(period),
         estimators=parse_estimators(estimators or [], chosen),
         jobs=jobs,
         metrics=wanted,
@@ -274,6 +282,19 @@ def compare_designs(
             _fail(f"cannot write to {out}: {exc.strerror or exc}")
         for p in paths:
             typer.echo(f"wrote {p}")
+
+
+def _period(text: str) -> timedelta:
+    """An ISO 8601 period of whole hours from PT1H to P1D, or one sentence and exit 2."""
+    from pydantic import TypeAdapter, ValidationError
+
+    try:
+        value = TypeAdapter(timedelta).validate_python(text)
+    except ValidationError:
+        _fail(f"--period must be an ISO 8601 duration such as PT4H or P1D, not {text!r}")
+    if value > timedelta(days=1) or value < timedelta(hours=1) or value % timedelta(hours=1):
+        _fail(f"--period must be whole hours from PT1H to P1D, not {text!r}")
+    return value
 
 
 def _iso(period: timedelta) -> str:

@@ -106,6 +106,8 @@ class CompareConfig:
     runs: int = 100
     seed: int = 0
     days: int = 28
+    #: every experiment's period (whole hours, PT1H to P1D): days x (a day / period) periods
+    period: timedelta = timedelta(days=1)
     allocation: float = 0.5
     estimators: Mapping[str, tuple[str, ...]] | None = None
     extra_estimators: Mapping[str, tuple[str, ...]] | None = None
@@ -146,9 +148,13 @@ def make_spec(
     seed: int = 0,
     allocation: float = 0.5,
     classes: Mapping[str, tuple[str, ...]] | None = None,
+    period: timedelta = timedelta(days=1),
 ) -> ExperimentSpec:
     """The experiment the comparison runs for ``design`` on ``market``: the design's own
-    ``example_spec`` on the market's products, days from the market's start date."""
+    ``example_spec`` on the market's products, ``days`` from the market's start date in
+    periods of ``period`` (the example is scaled to its number of periods)."""
+    if period > timedelta(days=1) or period < timedelta(hours=1) or period % timedelta(hours=1):
+        raise LabError(f"the period must be whole hours from PT1H to P1D, not {period}")
     zone = ZoneInfo(market.cfg.timezone)
     start = datetime.combine(market.cfg.start_date, time(0)).replace(tzinfo=zone)
     base: dict[str, Any] = {
@@ -162,13 +168,15 @@ def make_spec(
         "allocation": allocation,
         "seed": seed,
         "unit_costs": dict(zip(market.product_ids, market.unit_cost.tolist(), strict=True)),
+        "period": period,
     }
+    periods = days * (timedelta(days=1) // period)
     try:
         design_obj = get_design(design)
     except KeyError as exc:
         raise LabError(str(exc.args[0])) from None
     try:
-        return design_obj.example_spec(base, market_facts(market, days, classes))
+        return design_obj.example_spec(base, market_facts(market, periods, classes))
     except ValueError as exc:  # a spec the design built breaks a rule (e.g. too few days)
         first = str(exc).strip().splitlines()[0]
         raise LabError(f"design {design!r} cannot run on this market: {first}") from None
@@ -249,6 +257,7 @@ def simulate_run(
             design,
             market,
             days=cfg.days,
+            period=cfg.period,
             seed=_run_seed(cfg.seed + 1, run),
             allocation=cfg.allocation,
             classes=classes,

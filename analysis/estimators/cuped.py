@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from analysis.errors import PanelError
+from analysis.errors import InferenceError, PanelError
 from analysis.estimators.crossover import DifferenceInMeansEstimator
 from analysis.panel import Panel
 from analysis.results import EstimateResult
@@ -138,6 +138,12 @@ class RegressionAdjustedEstimator(DifferenceInMeansEstimator):
         Y = panel.Y[use]
         treated = panel.W[use]
         labels = self._cluster_labels(panel, use)
+        per_arm = [len(np.unique(labels[arm])) for arm in (treated, ~treated)]
+        if self.se != "none" and min(per_arm) < 2:
+            raise InferenceError(
+                f"A clustered SE needs treated cells in at least two {self.cluster}s and control "
+                f"cells in at least two; there are {per_arm[0]} and {per_arm[1]}."
+            )
         resid = np.empty_like(Y)
         means, slopes = [], []
         columns = [treated.astype(float), (~treated).astype(float)]

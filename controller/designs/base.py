@@ -121,8 +121,8 @@ class MarketFacts:
 
     ``categories`` and ``classes`` group the products (market categories; substitute classes
     from the substitutes graph); ``reference_prices`` are our prices; ``competitors`` the
-    competitors whose prices the simulator emits; ``days`` the experiment's length;
-    ``carryover_order`` the market's carryover in days.
+    competitors whose prices the simulator emits; ``days`` the experiment's length in periods
+    (days for daily periods); ``carryover_order`` the market's carryover in periods.
     """
 
     products: tuple[str, ...]

@@ -242,3 +242,33 @@ def test_each_metric_is_compared_against_its_own_truth(tmp_path) -> None:  # typ
     assert (out / "profit-errors.png").read_bytes()[:4] == b"\x89PNG"
     bad = CliRunner().invoke(app, ["compare-designs", "--metrics", "margin", "--runs", "2"])
     assert bad.exit_code == 2 and "unknown" in bad.output
+
+
+def test_designs_compare_at_four_hour_periods() -> None:
+    from datetime import timedelta
+
+    from controller.periods import n_periods
+
+    cfg = CompareConfig(market=SMALL, runs=2, days=4, period=timedelta(hours=4))
+    runs = run_comparison(cfg)
+    assert set(runs["design"]) == set(design_registry.names())
+    # every design but the triggered one (few undercuts in 4 days) estimates in every run
+    fitted = runs[runs["design"] != "triggered"]
+    assert fitted["effect"].notna().all(), fitted.loc[fitted["effect"].isna(), "error"].tolist()
+    spec = make_spec("time-bound", Market(SMALL, seed=0), days=4, period=timedelta(hours=4))
+    assert n_periods(spec) == 24 and spec.time_bound is not None
+    assert spec.time_bound.start_period == 12  # the example scales to its periods
+    # each run's truth is per product-period: about a sixth of the daily one
+    daily = run_comparison(CompareConfig(market=SMALL, runs=2, days=4, designs=("time-bound",)))
+    ratio = runs.loc[runs["design"] == "time-bound", "truth"].mean() / daily["truth"].mean()
+    assert 0.1 < ratio < 0.25
+
+
+@pytest.mark.parametrize("period", ["PT30M", "P2D", "four hours"])
+def test_a_period_the_market_cannot_lay_is_one_sentence(period: str) -> None:
+    from streams.cli import app
+
+    res = CliRunner().invoke(app, ["compare-designs", "--runs", "1", "--period", period])
+    assert res.exit_code == 2
+    assert "--period" in res.output and "Traceback" not in res.output
+    assert len(res.output.strip().splitlines()) == 1

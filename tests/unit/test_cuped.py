@@ -246,3 +246,13 @@ def test_an_analyst_runs_it_from_a_file(tmp_path) -> None:  # type: ignore[no-un
     assert res.exit_code == 2
     assert "needs the design's probabilities" in res.output
     assert "Traceback" not in res.output
+
+
+def test_an_arm_of_one_product_is_one_sentence() -> None:
+    from analysis.errors import InferenceError
+
+    panel, _ = staggered_panel(1, n=20)
+    one = np.flatnonzero(panel.W.any(axis=1))[:1]
+    few = panel.with_treatment(panel.W & np.isin(np.arange(20), one)[:, None])
+    with pytest.raises(InferenceError, match="treated cells in at least two units"):
+        registry.make("cuped").fit(few)
