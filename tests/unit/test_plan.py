@@ -315,3 +315,48 @@ def test_planning_on_revenue_in_relative_terms_shows_what_comparing_products_wit
     assert set(rows) == {"fe", "dm", "ht"}
     assert 0 < rows["fe"]["mde"] < rows["dm"]["mde"] < 1  # shares of the revenue
     assert rows["fe"]["power"] > rows["dm"]["power"]
+
+
+def test_an_hourly_switchback_is_planned_on_an_hourly_history(tmp_path, capsys) -> None:
+    """A pricing team with hourly sales plans an hourly optimal switchback: the history is the
+    simulated market's hours (a week, timestamps), the plan's A/A rejects near 5%, and a
+    four-hour spec on it is told to aggregate."""
+    from lab.market import Market, MarketConfig
+    from lab.simulate import experiment_slots
+
+    start = datetime(2026, 4, 6, tzinfo=UTC)
+    hourly = ExperimentSpec(
+        id="osb-1h", design="optimal-switchback", products=UNITS[:20],
+        treatment_policy="a", control_policy="b", start=start, end=start + timedelta(days=7),
+        period=timedelta(hours=1), optimal_switchback={"carryover_order": 1},
+    )  # fmt: skip
+    market = Market(MarketConfig(n_products=20, start_date=start.date()), seed=2,
+                    product_ids=UNITS[:20])  # fmt: skip
+    slots = experiment_slots(hourly, market)
+    outcomes = market.run_slots(np.zeros((20, len(slots)), dtype=bool), slots)
+    history = pd.DataFrame(
+        [
+            {"sku": p, "hour": s.start.isoformat(), "units": int(o.units[i])}
+            for s, o in zip(slots, outcomes, strict=True)
+            for i, p in enumerate(UNITS[:20])
+        ]
+    )
+    path = tmp_path / "hours.csv"
+    history.to_csv(path, index=False)
+    spec = tmp_path / "osb.json"
+    short = hourly.model_copy(update={"end": start + timedelta(days=2)})
+    spec.write_text(short.model_dump_json())
+    argv = ["plan", str(spec), "--history", str(path), "--unit", "sku", "--time", "hour"]
+    argv += ["--outcome", "units", "--sims", "200", "--json", "--jobs", "1"]
+    with pytest.raises(SystemExit) as done:
+        main(argv)
+    assert done.value.code == 0
+    rows = {r["estimator"]: r for r in json.loads(capsys.readouterr().out)}
+    assert set(rows) == {"ht", "dm"} and rows["dm"]["duration"] == 48
+    assert rows["ht"]["type1"] <= 0.1 and 0 < rows["ht"]["mde"] < float("inf")
+    four = short.model_copy(update={"period": timedelta(hours=4)})
+    spec.write_text(four.model_dump_json())
+    with pytest.raises(SystemExit) as done:
+        main(argv)
+    assert done.value.code == 2
+    assert "aggregate the history to its periods" in capsys.readouterr().err
