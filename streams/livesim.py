@@ -51,7 +51,7 @@ from controller.store.keys import clock as clock_key
 from controller.triggers import TriggerTracker
 from core.ports import metric_name
 from lab.market import Market
-from lab.simulate import competitor_rng
+from lab.simulate import competitor_rng, experiment_slots
 from streams.commands import send_command_async
 from streams.kafka import JsonPublisher
 from streams.launcher import WorkerProcess, metric_value
@@ -88,6 +88,10 @@ class LiveRun:
         costs = self.spec.costs_of(self.market.product_ids)
         self.unit_cost: np.ndarray | None = None if costs is None else np.array(costs)
         self.rng = np.random.default_rng(self.sales_seed)
+        #: the market's view of every period (its day, hours and share of the day's demand)
+        self.slots = experiment_slots(self.spec, self.market)
+        self.daily = self.slots[0].per_day == 1
+        self._competitor_days: dict[int, list[dict[str, Any]]] = {}
         if self.spec.triggered is not None:
             self.expected_triggers = TriggerTracker(self.spec)
             self.expected_triggers.seed_references(dict(self.spec.triggered.reference_prices))
@@ -296,6 +300,8 @@ class LiveDriver:
             )
         for d in range(days):
             p_start, p_end = period_bounds(spec0, d)
+            if p_start == p_end:  # an hour the spring-forward night skips: no flip, no sale
+                continue
             await self.clock.set(p_start)
             await self._until(f"flip of period {d}", partial(self._flipped, runs, d))
             for run in runs:
@@ -339,8 +345,22 @@ class LiveDriver:
             whole = until is not None and datetime.fromisoformat(until) >= p_end
             prob = float(msg["probability"])
             run.analysed[i, d] = 0.0 < prob < 1.0 and not whole
-        share = run.market.window_share(p_start, p_end, run.spec.washout)
-        run.window_share[d] = share
+        slot = run.slots[d]
+        profile = None if run.daily else slot.hour_weights  # a day: 24 equal slices, as ever
+        run.window_share[d] = run.market.window_share(p_start, p_end, run.spec.washout, profile)
+
+    def _competitor_events(self, run: LiveRun, d: int) -> list[dict[str, Any]]:
+        """Period d's competitor observations: its day's (episodes are a day's), those that
+        fall in the period."""
+        day = run.slots[d].day
+        if day not in run._competitor_days:
+            start, end = (t.astimezone(UTC) for t in run.market.day_window(day))
+            rng = competitor_rng(run.market, day)
+            run._competitor_days[day] = run.market.competitor_events(day, start, end, rng)
+        if run.daily:
+            return run._competitor_days[day]
+        slot = run.slots[d]
+        return [e for e in run._competitor_days[day] if slot.start <= e["observed_at"] < slot.end]
 
     async def _send_day(
         self, runs: Sequence[LiveRun], d: int, p_start: datetime, p_end: datetime
@@ -349,9 +369,7 @@ class LiveDriver:
         for run in runs:
             market = run.market
             if run.expected_triggers is not None:
-                for e in _with_end_of_day(
-                    market.competitor_events(d, p_start, p_end, competitor_rng(market, d)), p_end
-                ):
+                for e in _with_end_of_day(self._competitor_events(run, d), p_end):
                     run.expected_triggers.observe_competitor(
                         e["product"], e["competitor"], e["price"], e["observed_at"]
                     )
@@ -359,10 +377,12 @@ class LiveDriver:
                         topics.competitor_prices, _price_bytes(e), e["product"]
                     )
                 run.expected_triggers.advance(p_end - timedelta(milliseconds=2))
-            out = market.day_outcomes(d, run.arms[:, : d + 1])
+            m = market.cfg.carryover_order
+            out = market.period_outcomes(run.slots[d], run.arms[:, max(0, d - m) : d + 1])
             run.true_effect[:, d] = out.true_effect
             run.control_units[:, d] = out.expected_units_control
-            events = market.sale_events(d, p_start, p_end, out, run.rng)
+            profile = None if run.daily else run.slots[d].hour_weights
+            events = market.sale_events(d, p_start, p_end, out, run.rng, profile)
             for e in events:
                 await self.publisher.send(topics.sales, _sale_bytes(e), e["product"])
                 run.units_sent += e["units"]
