@@ -32,7 +32,7 @@ import os
 import platform
 import sys
 import time
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -54,8 +54,44 @@ from streams.kafka import ensure_topics  # noqa: E402
 from streams.launcher import WorkerProcess  # noqa: E402
 from streams.livesim import LiveDriver, LiveRun, lockstep_settings, metric_of  # noqa: E402
 
-START = date(2026, 3, 2)  # a Monday; the Berlin spring DST change falls in the experiments
+START = date(2026, 3, 2)  # a Monday
 TIMEZONE = "Europe/Berlin"
+#: the sub-daily experiments: hourly, from a Saturday whose night is the spring-forward one
+#: (a 23-hour Sunday: its 02:00 hour does not exist, no flip, no sale); per design the
+#: market's carryover in periods (the optimal switchback's example takes it as its order)
+HOURLY_START = date(2026, 3, 28)
+HOURLY = (("random-days", 0), ("optimal-switchback", 2))
+
+
+def design_label(run: LiveRun) -> str:
+    """The design as the tables name it: with its period when shorter than a day."""
+    p = run.spec.period
+    return (
+        run.spec.design
+        if p >= timedelta(days=1)
+        else f"{run.spec.design} PT{p // timedelta(hours=1)}H"
+    )
+
+
+def make_hourly_runs(batch: int, copies: int, products: int, days: int) -> list[LiveRun]:
+    runs = []
+    for c in range(copies):
+        for j, (design, carry) in enumerate(HOURLY):
+            seed = 500_000 + 10_000 * (batch + 1) + 100 * c + j
+            prefix = f"h{batch}c{c}{design[:2]}-"
+            cfg = MarketConfig(
+                n_products=products,
+                start_date=HOURLY_START,
+                timezone=TIMEZONE,
+                carryover_order=carry,
+            )
+            market = Market(
+                cfg, seed=seed, product_ids=[f"{prefix}{i:03d}" for i in range(products)]
+            )
+            spec = make_spec(design, market, days=days, seed=seed, period=timedelta(hours=1))
+            spec = spec.model_copy(update={"id": f"lc-h{batch}-c{c}-{design}"})
+            runs.append(LiveRun(spec, market, sales_seed=seed + 7))
+    return runs
 
 
 def make_runs(
@@ -163,7 +199,7 @@ def _row(
     return {
         "batch": batch,
         "experiment": run.id,
-        "design": run.spec.design,
+        "design": design_label(run),
         "metric": metric,
         "form": form,
         "estimator": name,
@@ -275,6 +311,9 @@ def main() -> None:
     ap.add_argument("--copies", type=int, default=3, help="experiments of each design per batch")
     ap.add_argument("--products", type=int, default=50)
     ap.add_argument("--days", type=int, default=21)
+    ap.add_argument("--hourly-batches", type=int, default=6, help="batches of hourly experiments")
+    ap.add_argument("--hourly-copies", type=int, default=4, help="of each hourly design a batch")
+    ap.add_argument("--hourly-days", type=int, default=2, help="days of the hourly experiments")
     ap.add_argument("--out", type=Path, default=ROOT / "docs")
     args = ap.parse_args()
     if os.environ.get("PYTHONHASHSEED") != "0":
@@ -283,6 +322,7 @@ def main() -> None:
         os.execve(sys.executable, [sys.executable, *sys.argv], os.environ | {"PYTHONHASHSEED": "0"})
     if args.quick:
         args.batches, args.copies, args.products, args.days = 2, 1, 20, 8
+        args.hourly_batches, args.hourly_copies, args.hourly_days = 1, 1, 1
     designs = design_registry.names()[:6]
     figdir = args.out / "figures"
     figdir.mkdir(parents=True, exist_ok=True)
@@ -304,6 +344,21 @@ def main() -> None:
                 + (f", analysis worker killed at period {kill_at}" if kill_at is not None else ""),
                 flush=True,
             )
+        hourly_periods = 24 * args.hourly_days
+        for h in range(args.hourly_batches):
+            b = args.batches + h  # its own keys and topics
+            runs = make_hourly_runs(h, args.hourly_copies, args.products, args.hourly_days)
+            kill_at = int(rng.integers(3, hourly_periods - 2)) if h % 2 == 1 else None
+            info = asyncio.run(run_batch(stack, b, runs, kill_at))
+            batches.append(info | {"hourly": True})
+            for run in runs:
+                rows += run_rows(run, b, kill_at is not None)
+            print(
+                f"[hourly batch {h + 1}/{args.hourly_batches}] {len(runs)} experiments in "
+                f"{info['seconds']:.0f}s"
+                + (f", analysis worker killed at period {kill_at}" if kill_at is not None else ""),
+                flush=True,
+            )
     finally:
         stack.stop()
     elapsed = time.monotonic() - t_start
@@ -321,6 +376,16 @@ def main() -> None:
         "products": args.products,
         "days": args.days,
         "copies": args.copies,
+        "hourly": {
+            "batches": args.hourly_batches,
+            "copies": args.hourly_copies,
+            "days": args.hourly_days,
+            "start": HOURLY_START.isoformat(),
+            "designs": [f"{d} (market carryover {c} periods)" for d, c in HOURLY],
+            "experiments": int(
+                table.loc[table["design"].str.contains(" PT"), "experiment"].nunique()
+            ),
+        },
         "elapsed_minutes": elapsed / 60,
         "coverage_all": float(finals["covered"].astype(bool).mean()),
         "intervals_all": int(len(finals)),
