@@ -54,6 +54,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from analysis.errors import InferenceError
+from analysis.estimators.base import seeded_rng
 
 #: re-estimate on a stack (B x N x T) of control-first, pre-first matrices -> B estimates;
 #: the last two arguments are warm starts for the unit (B x n0) and time (B x t0) weights, or None
@@ -382,7 +383,7 @@ def block_standard_error(
     N1, T1 = N - N0, T - T0
     method = canonical_method(se) or default_block_method(N0, N1)
     check_block_method(method, N0, N1, T0, T1)
-    rng = np.random.default_rng(seed)
+    rng = seeded_rng(seed)
     df: float | None = None
     if method == "none":
         return float("nan"), "none", None

@@ -52,6 +52,7 @@ import scipy.sparse as sp
 from scipy import stats
 
 from analysis.errors import AnalysisError
+from analysis.estimators.base import seeded_rng
 from analysis.panel import Panel
 from analysis.results import EstimateResult
 
@@ -195,7 +196,7 @@ def _exposure_counts(
     seed: int | None,
     batch: int,
 ) -> np.ndarray:
-    rng = np.random.default_rng(seed)
+    rng = seeded_rng(seed)
     K = 2 * mapping.n_levels
     counts = np.zeros((n, K))
     done = 0
@@ -298,7 +299,7 @@ def estimate_spillover(
         raise SpilloverError("outcome has missing or infinite values; drop those products first.")
     if not 0.0 < min_probability < 0.5:
         raise SpilloverError(f"min_probability must be in (0, 0.5); got {min_probability}.")
-    rng = np.random.default_rng(0 if seed is None else seed)
+    rng = seeded_rng(seed)
     A, deg = adjacency(G, nodes)
     mc_seed = int(rng.integers(2**31))
     if probabilities is not None:

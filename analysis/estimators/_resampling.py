@@ -6,6 +6,7 @@ block designs; these helpers work for any assignment pattern because they only r
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -106,7 +107,10 @@ def placebo_effects(
     Each replicate draws as many control units as there are treated units and gives them the
     treated units' assignment paths (Arkhangelsky et al. 2021, placebo variance; Abadie et al.
     2010 for one treated unit). Valid when units are exchangeable (homoskedastic across units);
-    needs more control than treated units.
+    needs more control than treated units. When there are at most ``n_placebo`` sets of
+    controls (one treated unit and at most ``n_placebo`` controls, say), each set is used once,
+    taking the treated paths in order - the limit of the random draws, and no draw at all, as
+    ``inference.placebo_variance`` does for the block estimators.
     """
     ever = (W & usable).any(axis=1)
     tr, co = np.flatnonzero(ever), np.flatnonzero(~ever)
@@ -116,9 +120,12 @@ def placebo_effects(
             f"({len(tr)}) and at least 3 controls."
         )
     Yc, Uc = Y[co], usable[co]
-    out = np.empty(n_placebo)
-    for k in range(n_placebo):
-        pick = rng.choice(len(co), size=len(tr), replace=False)
+    if math.comb(len(co), len(tr)) <= n_placebo:
+        picks = [np.array(c) for c in itertools.combinations(range(len(co)), len(tr))]
+    else:
+        picks = [rng.choice(len(co), size=len(tr), replace=False) for _ in range(n_placebo)]
+    out = np.empty(len(picks))
+    for k, pick in enumerate(picks):
         Wp = np.zeros_like(W[co])
         Wp[pick] = W[tr]
         out[k] = effect(Yc, Wp, Uc, co)

@@ -13,7 +13,11 @@ Keyword convention (used by ``pricelab analyze`` and the analysis worker): every
   placebo with no more controls than treated units) raises ``analysis.errors.InferenceError``
   from ``fit`` with a sentence saying why and what to use instead.
 - ``seed`` seeds every random draw the estimator makes (placebo/bootstrap replications,
-  cross-validation folds), so the same seed gives the same result; ``None`` means a fixed default.
+  cross-validation folds), so the same seed gives the same result; ``None`` means
+  ``DEFAULT_SEED`` (0, the analysis worker's default seed too), so the same input gives the same
+  result on every run (``seeded_rng``). A point estimate should not depend on a draw at all
+  where that is possible (TROP tunes on a fixed set of placebo units); MC-NNM's
+  cross-validation folds and hpte's forests are drawn, so their estimates depend on the seed.
 
 The chosen method is reported in ``result_.se_method``. Shared variance algorithms live in
 :mod:`analysis.inference`.
@@ -24,8 +28,18 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import ClassVar, Self
 
+import numpy as np
+
 from analysis.panel import Panel
 from analysis.results import EstimateResult
+
+#: the seed of an estimator given ``seed=None`` (the analysis worker also defaults to 0)
+DEFAULT_SEED = 0
+
+
+def seeded_rng(seed: int | None) -> np.random.Generator:
+    """The generator of an estimator's random draws: ``seed``, or ``DEFAULT_SEED`` if None."""
+    return np.random.default_rng(DEFAULT_SEED if seed is None else seed)
 
 
 class PanelEstimator(ABC):

@@ -86,7 +86,7 @@ import pandas as pd
 from sklearn.ensemble import RandomForestRegressor, RandomTreesEmbedding
 
 from analysis.errors import InferenceError, PanelError
-from analysis.estimators.base import PanelEstimator
+from analysis.estimators.base import PanelEstimator, seeded_rng
 from analysis.panel import Panel
 from analysis.results import EstimateResult
 
@@ -520,7 +520,7 @@ class HPTEEstimator(PanelEstimator):
                 "(Panel.from_long(..., covariates=[...]) or `--covariates a,b`), or use "
                 "matching='none'."
             )
-        rng = np.random.default_rng(0 if self.seed is None else self.seed)
+        rng = seeded_rng(self.seed)
         usable = panel.usable
         season = None
         if self.season_period and self.season_period > 1:

@@ -48,7 +48,7 @@ from threadpoolctl import threadpool_limits
 
 from analysis.errors import PanelError
 from analysis.estimators._resampling import METHODS, EffectFn, resampled_se, resolve_method
-from analysis.estimators.base import PanelEstimator
+from analysis.estimators.base import PanelEstimator, seeded_rng
 from analysis.panel import Panel
 from analysis.results import EstimateResult
 
@@ -384,7 +384,7 @@ class MCNNMEstimator(PanelEstimator):
         method = resolve_method(
             self.se, "MC-NNM", n_treated_units, tuple(m for m in METHODS if m != "two_way")
         )
-        rng = np.random.default_rng(self.seed)
+        rng = seeded_rng(self.seed)
         Y, W, usable = panel.Y, panel.W, panel.usable
         obs = usable & ~W
         treated = usable & W

@@ -31,7 +31,7 @@ from __future__ import annotations
 import numpy as np
 
 from analysis.errors import InferenceError, PanelError
-from analysis.estimators.base import PanelEstimator
+from analysis.estimators.base import PanelEstimator, seeded_rng
 from analysis.estimators.crossover import two_way_demean
 from analysis.panel import Panel
 from analysis.results import EstimateResult
@@ -110,7 +110,7 @@ class StaggeredDIDEstimator(PanelEstimator):
         if not np.any(start < T):
             raise PanelError("No unit is ever treated; nothing to estimate.")
         N = panel.n_units
-        rng = np.random.default_rng(self.seed)
+        rng = seeded_rng(self.seed)
         n_boot = 0 if self.se == "none" else self.n_boot
         weights = np.ones((1 + n_boot, N))
         if n_boot:

@@ -35,7 +35,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from analysis.errors import InferenceError, PanelError
-from analysis.estimators.base import PanelEstimator
+from analysis.estimators.base import PanelEstimator, seeded_rng
 from analysis.panel import Panel
 from analysis.results import EstimateResult
 
@@ -316,7 +316,7 @@ class SwitchbackHTEstimator(PanelEstimator):
         n: int,
         p: int,
     ) -> np.ndarray:
-        rng = np.random.default_rng(self.seed)
+        rng = seeded_rng(self.seed)
         block = _blocks(points)
         _, _, _, _, pi1, pi0 = _window_probs(block, q, p)
         out = np.empty(self.n_draws)

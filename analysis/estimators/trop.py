@@ -24,18 +24,23 @@ Choices (the paper leaves some open; written down here and in docs/analysis-adva
 - lambda_unit is given per unit of the median pairwise distance (so the grid is scale free);
   ``details['lambda_unit_raw']`` is the rate on the outcome scale.
 - Tuning (``tuning="placebo"``, the default): up to ``n_tune`` never-treated units each take a
-  random treated unit's treatment path; their cells on it are hidden from their own fit and
+  treated unit's treatment path; their cells on it are hidden from their own fit and
   distances and imputed, and a grid point scores the mean square of these placebo average
   effects - the task the real fit faces (a whole post-period missing), as the authors'
-  replication code tunes. ``tuning="loo"`` (before 2026-11-23) left out one control cell at a
-  time, so the unit's neighbouring post-period cells stayed in the fit and the criterion
-  favoured interpolation (RMSE 0.287 against 0.244 on the study DGP). With ``search=
-  "coordinate"`` the grid is searched coordinate-wise (time, unit, nn; ``n_cycles`` passes)
-  starting at the DID point (0, 0, inf), so at most n_cycles * (|grid_time| + |grid_unit| +
-  |grid_nn|) grid points; ``search="grid"`` scores every combination (``n_cycles`` unused).
+  replication code tunes. The placebo units and their paths are fixed, not drawn
+  (``_spread``: evenly over the controls in panel order, the treated paths shared out
+  evenly), so the point estimate does not depend on the seed (issue #27: on Proposition 99
+  random draws moved it from -13.1 to -21.0 over seeds 0-7). ``tuning="loo"`` (before
+  2026-11-23) left out one control cell at a time, so the unit's neighbouring post-period
+  cells stayed in the fit and the criterion favoured interpolation (RMSE 0.287 against 0.244
+  on the study DGP). With ``search="coordinate"`` the grid is searched coordinate-wise (time,
+  unit, nn; ``n_cycles`` passes) starting at the DID point (0, 0, inf), so at most n_cycles *
+  (|grid_time| + |grid_unit| + |grid_nn|) grid points; ``search="grid"`` scores every
+  combination (``n_cycles`` unused).
 - Inference: bootstrap over units, treated and never-treated units drawn separately, tuning
-  parameters held at their selected values; each replicate's convex fits start from the full
-  sample's solutions (rows reindexed), which saves 20-30% of the solver's iterations.
+  parameters held at their selected values - the only random draws, seeded by ``seed``
+  (``seeded_rng``: ``None`` is a fixed default); each replicate's convex fits start from the
+  full sample's solutions (rows reindexed), which saves 20-30% of the solver's iterations.
 - No free rank refit (MC-NNM has one). Refitting each cell's *weighted* model at a fixed rank
   without the penalty is ill-posed under TROP's tuned local weights: the closer the solver
   gets to the weighted rank-r least-squares minimum, the worse the imputed treated cells
@@ -62,7 +67,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from analysis.estimators._resampling import resampled_se, resolve_method
-from analysis.estimators.base import PanelEstimator
+from analysis.estimators.base import PanelEstimator, seeded_rng
 from analysis.estimators.mcnnm import _check_support, eigenvalue_ratio_rank, fit_fe_lowrank
 from analysis.panel import Panel
 from analysis.results import EstimateResult
@@ -165,6 +170,12 @@ def relaxed_refit(
     b = np.where(refit[:, None], b_new, b)
     L = np.where(refit[:, None, None], load @ np.swapaxes(V, 1, 2), L)
     return a, b, L
+
+
+def _spread(m: int, n: int) -> np.ndarray:
+    """n indices spread evenly over range(m), in order: (k m) // n for k < n; distinct when
+    n <= m, else every index n // m or n // m + 1 times."""
+    return (np.arange(n) * m) // n if m > 0 else np.zeros(0, dtype=int)
 
 
 def _pair_stats(Y: np.ndarray, obs: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -299,10 +310,12 @@ class TROPEstimator(PanelEstimator):
         penalty, ``math.inf`` = no low-rank term.
     lambda_time_grid, lambda_unit_grid, lambda_nn_grid : tuning grids (kept small on purpose).
     tuning : "placebo" (default): each grid point is scored by the mean square of placebo
-        average effects - up to ``n_tune`` never-treated units, each given a random treated
-        unit's treatment path and its cells on that path imputed together, as the authors'
-        replication code tunes; "loo": single control cells left out one at a time (up to
-        ``n_loo``), squared cell errors averaged (this library's rule before 2026-11-23).
+        average effects - up to ``n_tune`` never-treated units (spread evenly over the
+        controls in panel order), each given a treated unit's treatment path (shared out
+        evenly) and its cells on that path imputed together, as the authors' replication code
+        tunes; "loo": single control cells left out one at a time (up to ``n_loo``, spread
+        evenly over the candidate cells), squared cell errors averaged (this library's rule
+        before 2026-11-23). Neither draws at random: the estimate does not depend on ``seed``.
     search : "grid" (default since 2026-11-23): every combination (64 points on the default
         grids); "coordinate": coordinate-wise passes over the grids from the DID point (at
         most 24), which on the factor DGP stops at worse points (RMSE 0.285 against 0.227 on
@@ -321,6 +334,7 @@ class TROPEstimator(PanelEstimator):
         "time_placebo" (alias "unit_conditional"; see ``_resampling.time_placebo_effects``),
         "two_way" (bootstrap + the shared period part, ``_resampling.period_component``),
         "none".
+    seed : seeds the bootstrap / placebo draws of the SE (``None``: ``base.DEFAULT_SEED``).
     """
 
     name = "trop"
@@ -407,14 +421,13 @@ class TROPEstimator(PanelEstimator):
         W: np.ndarray,
         med: float,
         ref: float,
-        rng: np.random.Generator,
     ) -> tuple[tuple[float, float, float], list[tuple[float, float, float, float]]]:
-        placebo = self._placebo_targets(obs, W, rng) if self.tuning == "placebo" else None
+        placebo = self._placebo_targets(obs, W) if self.tuning == "placebo" else None
         if placebo is not None:
             li, lt_, hide, group = placebo
             leave_out: bool | np.ndarray = hide
         else:  # single cells (also the fallback when no control unit can take a path)
-            li, lt_ = self._loo_cells(obs, W, rng)
+            li, lt_ = self._loo_cells(obs, W)
             leave_out, group = True, np.arange(len(li))
         truth = Y[li, lt_]
         n_groups = int(group.max()) + 1 if group.size else 0
@@ -451,10 +464,9 @@ class TROPEstimator(PanelEstimator):
         trace = [(*k, v) for k, v in cache.items()]
         return (cur[0], cur[1], cur[2]), trace
 
-    def _loo_cells(
-        self, obs: np.ndarray, W: np.ndarray, rng: np.random.Generator
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Up to n_loo untreated cells of never-treated units, in treated periods if possible."""
+    def _loo_cells(self, obs: np.ndarray, W: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Up to n_loo untreated cells of never-treated units, in treated periods if possible,
+        spread evenly over them (in unit, then period order)."""
         never = np.asarray(~W.any(axis=1))
         cand = obs & never[:, None]
         treated_periods = np.asarray(W.any(axis=0))
@@ -463,22 +475,24 @@ class TROPEstimator(PanelEstimator):
         if cand.sum() < 5:
             cand = obs.copy()
         cells = np.argwhere(cand)
-        pick = cells[rng.permutation(len(cells))[: self.n_loo]]
+        pick = cells[_spread(len(cells), min(self.n_loo, len(cells)))]
         return pick[:, 0], pick[:, 1]
 
     def _placebo_targets(
-        self, obs: np.ndarray, W: np.ndarray, rng: np.random.Generator
+        self, obs: np.ndarray, W: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
-        """Placebo blocks for tuning: up to n_tune never-treated units, each given the
-        treatment path of a random treated unit (its untreated usable cells on that path),
-        as (units, periods, hide mask, trial index) of the placebo cells; None when no control
-        unit has a cell on any path."""
+        """Placebo blocks for tuning: up to n_tune never-treated units spread evenly over the
+        controls in panel order, each given the treatment path of a treated unit, the paths
+        shared out evenly (its untreated usable cells on that path), as (units, periods, hide
+        mask, trial index) of the placebo cells; None when no control unit has a cell on any
+        path. Nothing is drawn: a random choice made the point estimate depend on the seed
+        (issue #27), and with exchangeable units a fixed choice has the same distribution."""
         ever = np.asarray(W.any(axis=1))
         tr, co = np.flatnonzero(ever), np.flatnonzero(~ever)
         if tr.size == 0 or co.size < 2:
             return None
-        pseudo = rng.permutation(co)[: self.n_tune]
-        paths = W[rng.choice(tr, size=pseudo.size)] & obs[pseudo]
+        pseudo = co[_spread(co.size, min(self.n_tune, co.size))]
+        paths = W[tr[_spread(tr.size, pseudo.size)]] & obs[pseudo]
         # a unit needs a cell on the path and an observed cell off it (its level to learn from;
         # e.g. a product added late has none before the path), as real treated units do
         keep = paths.any(axis=1) & (obs[pseudo] & ~paths).any(axis=1)
@@ -504,7 +518,6 @@ class TROPEstimator(PanelEstimator):
         for nm, g in (("time", self.lambda_time_grid), ("unit", self.lambda_unit_grid)):
             if any(v < 0 for v in g):
                 raise ValueError(f"lambda_{nm}_grid must be non-negative.")
-        rng = np.random.default_rng(self.seed)
         Y, W, usable = panel.Y, panel.W, panel.usable
         obs = usable & ~W
         treated = usable & W
@@ -520,7 +533,7 @@ class TROPEstimator(PanelEstimator):
         ref = float(2.0 * np.linalg.norm(resid, 2))
         trace: list[tuple[float, float, float, float]] = []
         if None in (self.lambda_time, self.lambda_unit, self.lambda_nn):
-            (lt, lu, nn), trace = self._tune(Y, obs, W & usable, med, ref, rng)
+            (lt, lu, nn), trace = self._tune(Y, obs, W & usable, med, ref)
         else:
             lt, lu, nn = self.lambda_time, self.lambda_unit, self.lambda_nn  # type: ignore[assignment]
         rates = self._rates(lt, lu, nn, med, ref)
@@ -549,7 +562,7 @@ class TROPEstimator(PanelEstimator):
             usable,
             n_boot=self.n_boot,
             n_placebo=self.n_placebo,
-            rng=rng,
+            rng=seeded_rng(self.seed),
             cell_effect=cell_effect,
         )
         return EstimateResult(

@@ -80,6 +80,28 @@ def test_comma_separated_file_and_se_option(app: typer.Typer, tmp_path: Path) ->
     assert ra["se_method"] == "bootstrap" and ra["se"] == rb["se"]
 
 
+@pytest.mark.parametrize(
+    ("method", "se"), [("did", "bootstrap"), ("mc", None), ("trop", None), ("staggered", None)]
+)
+def test_without_seed_a_second_run_prints_the_same_numbers(
+    app: typer.Typer, tmp_path: Path, method: str, se: str | None
+) -> None:
+    # each of these draws (the bootstrap; mc's CV folds; trop's tuning used to): without
+    # --seed they use the fixed default seed, so the same command gives the same JSON
+    # (issue #27: trop gave a new estimate on every run)
+    path = tmp_path / "panel.csv"
+    factor_panel(4, n_units=12, n_periods=10, n_treated=3, n_pre=7).to_long().to_csv(
+        path, index=False
+    )
+    cols = ["--unit", "unit", "--time", "time", "--outcome", "outcome", "--treated", "treated"]
+    args = ["analyze", str(path), *cols, "--method", method, "--json"]
+    args += ["--se", se] if se else []
+    first, second = CliRunner().invoke(app, args), CliRunner().invoke(app, args)
+    assert first.exit_code == 0, first.output
+    assert json.loads(first.stdout)["se"] > 0
+    assert second.stdout == first.stdout
+
+
 def test_invalid_variance_method_exits_2_with_the_reason(app: typer.Typer) -> None:
     res = CliRunner().invoke(
         app, ["analyze", str(DATA), *COLS, "--method", "sdid", "--se", "jackknife"]

@@ -169,3 +169,25 @@ def test_time_placebo_leaves_a_unit_out_of_windows_it_was_not_seen_before() -> N
     part = time_placebo_effects(effect, Y, W, usable)
     assert part.starts.tolist() == [4, 5] and seen == [{0, 1, 2}, {0, 1, 2}]
     assert part.df == overlap_df(np.array([4, 5]), 5) and np.isfinite(part.se)
+
+
+def test_placebo_uses_each_control_once_when_there_are_few() -> None:
+    # one treated unit, 5 controls, up to 50 placebo replicates: each control takes the
+    # treated path once, whatever the generator (the statistic here is the pseudo-treated
+    # unit's own post-period mean, so the draws are the controls' post means)
+    from analysis.estimators._resampling import placebo_effects
+
+    Y = np.arange(6 * 4, dtype=float).reshape(6, 4)
+    W = np.zeros((6, 4), bool)
+    W[0, 2:] = True
+    usable = np.ones_like(W)
+
+    def effect(Yb: np.ndarray, Wb: np.ndarray, Ub: np.ndarray, rows: np.ndarray) -> float:
+        return float(Yb[Wb].mean())
+
+    draws = [
+        placebo_effects(effect, Y, W, usable, n_placebo=50, rng=np.random.default_rng(s))
+        for s in (0, 1)
+    ]
+    assert sorted(draws[0].tolist()) == [6.5, 10.5, 14.5, 18.5, 22.5]
+    assert draws[1].tolist() == draws[0].tolist()

@@ -250,7 +250,7 @@ def test_placebo_tuning_skips_a_control_with_nothing_observed_off_the_path() -> 
     p = Panel(Y=p.Y + 5.0, W=p.W, units=p.units, times=p.times, blackout=B)
     est = TROPEstimator(se="none", n_tune=50)
     obs = p.usable & ~p.W
-    li, _, hide, _ = est._placebo_targets(obs, p.W & p.usable, np.random.default_rng(0))
+    li, _, hide, _ = est._placebo_targets(obs, p.W & p.usable)
     assert 4 not in set(li.tolist()) and set(li.tolist()) == set(range(3, 12)) - {4}
     assert hide.any(axis=1).all()
 
@@ -392,3 +392,35 @@ def test_grid_search_finds_the_grids_minimum_and_relax_needs_a_low_rank_term() -
         TROPEstimator(0.3, 1.0, 0.05, se="none", relax=True).fit(p).result_.effect
         != TROPEstimator(0.3, 1.0, 0.05, se="none", relax=False).fit(p).result_.effect
     )
+
+
+def test_placebo_units_are_spread_over_the_controls_and_share_out_the_treated_paths() -> None:
+    # 3 treated units adopting at periods 4, 6, 8 and 10 controls; n_tune = 5 takes every
+    # second control (3, 5, 7, 9, 11) and the paths in order, each at most twice: the first
+    # two placebo units take unit 0's path, the next two unit 1's, the last unit 2's
+    W = np.zeros((13, 10), bool)
+    for unit, start in ((0, 4), (1, 6), (2, 8)):
+        W[unit, start:] = True
+    p = make_panel(4, W)
+    est = TROPEstimator(se="none", n_tune=5)
+    li, lt, hide, trial = est._placebo_targets(p.usable & ~p.W, p.W)
+    starts = {3: 4, 5: 4, 7: 6, 9: 6, 11: 8}
+    assert sorted(set(li.tolist())) == sorted(starts)
+    for unit, start in starts.items():
+        assert sorted(lt[li == unit].tolist()) == list(range(start, 10))
+    assert hide.sum(axis=1).tolist() == [10 - starts[int(u)] for u in li]
+    assert np.unique(trial).size == 5
+
+
+def test_the_estimate_does_not_depend_on_the_seed_and_none_is_a_fixed_seed() -> None:
+    # 16 controls, 6 placebo units: the tuning used to draw which ones (and the estimate moved
+    # with the seed, issue #27); now only the bootstrap draws, and seed=None is one fixed seed
+    p = make_panel(9, block_W(20, 12, 4, 8))
+    grids = {"lambda_time_grid": (0.0, 0.3), "lambda_unit_grid": (0.0, 1.0), "n_tune": 6}
+    fits = [TROPEstimator(**grids, n_boot=8, seed=s).fit(p).result_ for s in (None, None, 1, 2)]
+    none_a, none_b, one, two = fits
+    assert none_a.effect == none_b.effect and none_a.se == none_b.se
+    assert one.effect == two.effect == none_a.effect
+    assert one.details["tuning_trace"] == two.details["tuning_trace"]
+    assert one.se != two.se  # the seed still drives the bootstrap
+    assert TROPEstimator(**grids, n_boot=8, seed=0).fit(p).result_.se == none_a.se
