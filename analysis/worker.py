@@ -170,7 +170,8 @@ class AnalysisWorker:
         proposed = sequence_target(result.se, result.n_periods, planned)
         target = await self.tuning.fix(info.id, key, proposed)
         cs = ConfidenceSequence(target_se=target, alpha=self.alpha, intersect=False)
-        r = float(cs.radius(result.se))
+        # at the estimate's own reference: its t where the SE rests on few clusters
+        r = float(cs.radius(result.se, result.df))
         return (result.effect - r, result.effect + r)
 
     async def run_once(self) -> list[tuple[str, EstimateResult | ElasticityResult | NotIdentified]]:

@@ -72,3 +72,38 @@ def test_invalid_input() -> None:
         ConfidenceSequence(target_se=1.0).radius(np.array([0.1, 0.0]))
     with pytest.raises(ValueError, match="same length"):
         ConfidenceSequence(target_se=1.0).intervals([1.0, 2.0], [0.1])
+
+
+def few_cluster_errors(
+    seed: int, clusters: int = 8, reps: int = 2000, looks: int = 14
+) -> tuple[float, float]:
+    """Share of runs whose sequence excludes the truth (0) at some look, when each look's
+    estimate is the mean of ``clusters`` cluster means and its SE their own spread (t with
+    clusters - 1 df): the plain normal-mixture boundary, and the one at the t reference."""
+    rng = np.random.default_rng(seed)
+    # each cluster's running mean over the looks: a cluster adds a day's data at each look
+    days = rng.normal(size=(reps, clusters, looks))
+    running = np.cumsum(days, axis=2) / np.arange(1, looks + 1)
+    est = running.mean(axis=1)
+    se = running.std(axis=1, ddof=1) / np.sqrt(clusters)
+    cs = ConfidenceSequence(target_se=float(np.median(se[:, -1])), intersect=False)
+    plain = np.mean(np.any(np.abs(est) > cs.radius(se), axis=1))
+    with_t = np.mean(np.any(np.abs(est) > cs.radius(se, clusters - 1), axis=1))
+    return float(plain), float(with_t)
+
+
+def test_with_few_clusters_the_boundary_at_the_t_reference_keeps_its_level() -> None:
+    plain, with_t = few_cluster_errors(3)
+    assert plain > 0.08  # the studentised estimate is t with 7 df, not normal
+    assert with_t <= 0.05
+
+
+def test_the_t_reference_widens_less_as_df_grows() -> None:
+    cs = ConfidenceSequence(target_se=1.0)
+    plain = float(cs.radius(1.0))
+    widths = [float(cs.radius(1.0, df)) for df in (2, 5, 10, 50, 1e9)]
+    assert widths == sorted(widths, reverse=True) and widths[0] > 2 * plain
+    assert widths[-1] == pytest.approx(plain, rel=1e-6)
+    assert float(cs.radius(1.0, None)) == plain and float(cs.radius(1.0, float("inf"))) == plain
+    with pytest.raises(ValueError, match="df must be positive"):
+        cs.radius(1.0, 0.0)
