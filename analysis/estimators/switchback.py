@@ -31,6 +31,7 @@ paper's minimax-optimal points; the analysis worker receives them with the desig
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 
@@ -101,6 +102,11 @@ class SwitchbackHTEstimator(PanelEstimator):
     randomization_points : where the design drew assignments. ``None``: every period (random
         days); a sequence of 0-based period indices shared by all units; or an N x T boolean
         matrix (per unit). Period 0 is always a randomisation point.
+    point_periods : the sequence names periods by the panel's period labels, as a design's
+        schedule does (the live worker's plans): periods that hold no usable cell at all (an
+        hour the spring-forward night skips) are left out, a point on a period the panel does
+        not have starts its block at the next one it has, and points after the panel's last
+        period are for later looks (a running estimate sees the first periods only).
     probability : P(W = 1) of every coin when the panel carries no ``probability`` matrix.
     n_draws : assignment redraws for the randomisation test (``se='randomization'``).
     se : ``None`` or "clt" (conservative variance bound), "randomization" (bound as SE plus the
@@ -114,6 +120,7 @@ class SwitchbackHTEstimator(PanelEstimator):
         p: int = 0,
         *,
         randomization_points: Sequence[int] | np.ndarray | None = None,
+        point_periods: bool = False,
         probability: float | None = None,
         n_draws: int = 1000,
         se: str | None = None,
@@ -121,16 +128,43 @@ class SwitchbackHTEstimator(PanelEstimator):
     ) -> None:
         self.p = p
         self.randomization_points = randomization_points
+        self.point_periods = point_periods
         self.probability = probability
         self.n_draws = n_draws
         self.se = se
         self.seed = seed
 
     # ------------------------------------------------------------------ design
-    def _design(self, panel: Panel) -> tuple[np.ndarray, np.ndarray]:
+    def _by_period(self, panel: Panel) -> tuple[Panel, np.ndarray | None]:
+        """With ``point_periods``: the panel without its periods that hold no usable cell, and
+        the points as positions in it (see the class docstring)."""
+        rp = self.randomization_points
+        if not self.point_periods or rp is None:
+            return panel, None if rp is None else np.asarray(rp)
+        labels = np.asarray(rp)
+        if labels.ndim != 1:
+            raise PanelError("point_periods needs randomization_points as a list of periods.")
+        keep = panel.usable.any(axis=0)
+        times = np.asarray(panel.times)[keep]
+        try:
+            pos = np.searchsorted(times, labels, side="left")
+        except TypeError:
+            raise PanelError(
+                "point_periods needs the panel's periods to be ordered like the points."
+            ) from None
+        kept = replace(
+            panel,
+            Y=panel.Y[:, keep],
+            W=panel.W[:, keep],
+            times=times,
+            blackout=panel.blackout[:, keep],
+            probability=None if panel.probability is None else panel.probability[:, keep],
+        )
+        return kept, np.unique(pos[pos < len(times)])
+
+    def _design(self, panel: Panel, rp: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(points N x T bool, coin probability per block N x n_blocks)."""
         N, T = panel.shape
-        rp = self.randomization_points
         if rp is None:
             points = np.ones((N, T), dtype=bool)
         else:
@@ -190,11 +224,12 @@ class SwitchbackHTEstimator(PanelEstimator):
             raise InferenceError(
                 f"The HT estimator supports se='clt', 'randomization' or 'none', not {self.se!r}."
             )
+        panel, rp = self._by_period(panel)
         N, T = panel.shape
         p = int(self.p)
         if p < 0 or p >= T:
             raise PanelError(f"The lag p must be in 0..{T - 1}; got {p}.")
-        points, q = self._design(panel)
+        points, q = self._design(panel, rp)
         # units are independent (their contributions and their variance bounds add up), so
         # the sums run over chunks of units: the N x T temporaries stay small (a 100,000 x 90
         # panel peaked at 1.25 GB unchunked) and in cache

@@ -102,7 +102,9 @@ class OptimalSwitchback(Design):
     def estimators(self, spec: ExperimentSpec) -> tuple[EstimatorPlan, ...]:
         assert spec.optimal_switchback is not None
         m = spec.optimal_switchback.carryover_order
-        ht = EstimatorPlan("ht", {"p": m, "randomization_points": tuple(points(spec))})
+        ht = EstimatorPlan(
+            "ht", {"p": m, "randomization_points": tuple(points(spec)), "point_periods": True}
+        )
         return (ht, EstimatorPlan("dm", {"cluster": "unit"}))
 
     def example_spec(self, base: Mapping[str, Any], market: MarketFacts) -> ExperimentSpec:
