@@ -460,8 +460,9 @@ def cluster_covariance(
     (var b0, var b1, cov), and per contrast (w0, w1) of them its degrees of freedom.
 
     ``correction="cr2"``: Bell & McCaffrey's bias-reduced sandwich, each cluster's residuals
-    premultiplied by ``(I - H_gg)^(-1/2)``, with the Satterthwaite degrees of freedom of
-    Imbens & Kolesar (2016) under the homoskedastic working model, ``tr(B)^2 / tr(B^2)`` with
+    premultiplied by ``(I - H_gg)^(-1/2)``, with Bell & McCaffrey's Satterthwaite degrees of
+    freedom under the homoskedastic working model (as Imbens & Kolesar 2016 recommend, who
+    also give a random-effects working model), ``tr(B)^2 / tr(B^2)`` with
     ``B = Q'(I - H)Q``. ``"cr1"``: Liang-Zeger with G/(G-1), G - 1 degrees of freedom.
 
     Both are computed from each cluster's p x p Gram matrix ``Z_g'Z_g`` and score ``Z_g'e_g``

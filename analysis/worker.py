@@ -331,7 +331,8 @@ class AnalysisWorker:
         :func:`analysis.spillover.design_spillover` (the function ``pricelab analyze --method
         spillover`` runs offline): the design says how (``info.spillover``), and its sampler
         (``info.sampler``) redraws the live design for the exposure probabilities and the
-        design-bootstrap variance. None for designs whose periods share draws."""
+        design-bootstrap variance. For designs that give spillover no valid variance, a
+        :class:`~analysis.results.NotIdentified` with the design's reason."""
         edges = info.params.get("substitutes") or ()
         if not edges:
             return []

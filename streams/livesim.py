@@ -560,7 +560,8 @@ def print_looks(say: Callable[[str], None], run: LiveRun, printed: set[tuple[str
                 else f"  anytime CS [{e['cs_low']:+.2f}, {e['cs_high']:+.2f}]"
             )
             say(
-                f"   estimate {name:<4} after {look:>2} periods: {e['effect']:+.2f} units/product-day "
+                f"   estimate {name:<4} after {look:>2} periods: {e['effect']:+.2f} units/product-"
+                f"{'day' if run.daily else 'period'} "
                 f"(se {e['se']:.2f}, 95% CI [{e['ci_low']:+.2f}, {e['ci_high']:+.2f}]){cs}"
             )
 
@@ -577,6 +578,8 @@ def primary_estimate(run: LiveRun, metric: str, look: int) -> dict[str, Any] | N
     so this is the first that measured the metric there), as the report's scorecard picks."""
     for e in run.estimates:
         if e.get("_look") == look and metric_of(e) == metric and e.get("segment") is None:
+            if e.get("identified") is False and metric != "elasticity":
+                continue  # said, not estimated (spillover for a design without a variance)
             return e
     return None
 

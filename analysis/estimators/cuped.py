@@ -54,9 +54,12 @@ def baseline_cells(panel: Panel) -> np.ndarray:
         )
     rand = panel.randomised
     N, T = rand.shape
-    first = np.where(rand.any(axis=1), rand.argmax(axis=1), T)
+    ever: np.ndarray = np.asarray(rand.any(axis=1))
+    first = np.where(ever, rand.argmax(axis=1), T)
     before = np.arange(T)[None, :] < first[:, None]
-    return panel.usable & ~rand & before
+    # a product the design never randomised (a matched control, one still pending) has no
+    # baseline: its cells may sit beside treated substitutes, and it is in no comparison
+    return panel.usable & ~rand & before & ever[:, None]
 
 
 def shrunk_baseline(
@@ -96,6 +99,20 @@ def shrunk_baseline(
     if not np.isfinite(k):
         return np.full(len(n), grand), info
     return (s + k * grand) / (n + k), info
+
+
+def _varies_without_any_one(x: np.ndarray, labels: np.ndarray) -> bool:
+    """Whether ``x`` still varies once any single cluster's cells are left out."""
+    _, g = np.unique(labels, return_inverse=True)
+    if g.max(initial=-1) < 2:  # fewer than three clusters
+        return False
+    n = np.bincount(g).astype(float)
+    s, q = np.bincount(g, weights=x), np.bincount(g, weights=x * x)
+    rest_n = n.sum() - n
+    rest_mean = (s.sum() - s) / rest_n
+    rest_var = (q.sum() - q) / rest_n - rest_mean**2
+    scale = max(float(np.abs(x).max()) ** 2, 1e-300)
+    return bool(rest_var.min() > 1e-12 * scale)
 
 
 class RegressionAdjustedEstimator(DifferenceInMeansEstimator):
@@ -151,9 +168,11 @@ class RegressionAdjustedEstimator(DifferenceInMeansEstimator):
             y, xa = Y[arm], X[arm]
             xd = xa - xa.mean()
             sxx = float(xd @ xd)
-            # a slope needs three clusters in the arm: with two the line fits them exactly and
-            # leaves no residual to estimate its variance from (then: the arm's plain mean)
-            fitted = sxx > 1e-12 * max(len(xd), 1) and len(np.unique(labels[arm])) >= 3
+            # a slope needs the covariate to vary across the arm's clusters even without any
+            # one of them (else that cluster alone determines it, and no clustered variance
+            # exists): with two clusters, or all but one at the grand mean (products with no
+            # history), the arm keeps its plain mean
+            fitted = sxx > 1e-12 * max(len(xd), 1) and _varies_without_any_one(xa, labels[arm])
             theta = float(xd @ (y - y.mean()) / sxx) if fitted else 0.0
             means.append(float(y.mean() - theta * xa.mean()))
             resid[arm] = y - y.mean() - theta * xd

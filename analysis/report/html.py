@@ -243,6 +243,8 @@ def build_report(
         if card:
             sections.append(card)
         estimates = estimates[_metrics(estimates) == outcome]
+        if "identified" in estimates.columns:  # said not identified (spillover): no number
+            estimates = estimates[estimates["identified"].astype(object).ne(False)]
 
     figs["assignment.png"] = _png(assignment_heatmap(d))
     sections.append("<h2>Assignment</h2>" + img("assignment.png", "assignment heatmap"))

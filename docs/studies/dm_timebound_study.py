@@ -41,12 +41,17 @@ def expected_control(market: Market) -> np.ndarray:
 def main() -> None:
     t0 = time.time()
     cfg = MarketConfig(price_change=0.0)
+    # validation_study.py's run r (lab.compare.simulate_run): its own demand path and design
+    # seed
+    study = np.concatenate(
+        [
+            design_imbalance(m, "time-bound", [_run_seed(SEED + 1, r)], expected_control(m))
+            for r in range(RUNS)
+            for m in [Market(cfg, seed=SEED, demand_seed=_run_seed(SEED, r))]
+        ]
+    )
     market = Market(cfg, seed=SEED, demand_seed=_run_seed(SEED, 0))
     y0 = expected_control(market)
-    # validation_study.py's design seed of run r (lab.compare.simulate_run)
-    study = design_imbalance(
-        market, "time-bound", [_run_seed(SEED + 1, r) for r in range(RUNS)], y0
-    )
     fresh = design_imbalance(market, "time-bound", range(10_000, 10_000 + FRESH), y0)
     out = {
         "runs": RUNS,

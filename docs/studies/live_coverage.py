@@ -44,6 +44,7 @@ sys.path.insert(0, str(ROOT))
 
 from controller import design_registry  # noqa: E402
 from controller.designs import get_design  # noqa: E402
+from controller.periods import is_empty  # noqa: E402
 from controller.settings import Settings  # noqa: E402
 from controller.store import Store, make_redis  # noqa: E402
 from lab.compare import make_spec, market_classes  # noqa: E402
@@ -322,7 +323,7 @@ def main() -> None:
         os.execve(sys.executable, [sys.executable, *sys.argv], os.environ | {"PYTHONHASHSEED": "0"})
     if args.quick:
         args.batches, args.copies, args.products, args.days = 2, 1, 20, 8
-        args.hourly_batches, args.hourly_copies, args.hourly_days = 1, 1, 1
+        args.hourly_batches, args.hourly_copies, args.hourly_days = 1, 1, 2  # the DST night
     designs = design_registry.names()[:6]
     figdir = args.out / "figures"
     figdir.mkdir(parents=True, exist_ok=True)
@@ -338,7 +339,7 @@ def main() -> None:
             info = asyncio.run(run_batch(stack, b, runs, kill_at))
             batches.append(info)
             for run in runs:
-                rows += run_rows(run, b, kill_at is not None)
+                rows += run_rows(run, b, bool(info["killed"]))
             print(
                 f"[batch {b + 1}/{args.batches}] {len(runs)} experiments in {info['seconds']:.0f}s"
                 + (f", analysis worker killed at period {kill_at}" if kill_at is not None else ""),
@@ -348,11 +349,14 @@ def main() -> None:
         for h in range(args.hourly_batches):
             b = args.batches + h  # its own keys and topics
             runs = make_hourly_runs(h, args.hourly_copies, args.products, args.hourly_days)
+            # a kill at a look that happens: not the hour the spring-forward night skips
             kill_at = int(rng.integers(3, hourly_periods - 2)) if h % 2 == 1 else None
+            if kill_at is not None and is_empty(runs[0].spec, kill_at):
+                kill_at += 1
             info = asyncio.run(run_batch(stack, b, runs, kill_at))
             batches.append(info | {"hourly": True})
             for run in runs:
-                rows += run_rows(run, b, kill_at is not None)
+                rows += run_rows(run, b, bool(info["killed"]))
             print(
                 f"[hourly batch {h + 1}/{args.hourly_batches}] {len(runs)} experiments in "
                 f"{info['seconds']:.0f}s"

@@ -256,3 +256,33 @@ def test_an_arm_of_one_product_is_one_sentence() -> None:
     few = panel.with_treatment(panel.W & np.isin(np.arange(20), one)[:, None])
     with pytest.raises(InferenceError, match="treated cells in at least two units"):
         registry.make("cuped").fit(few)
+
+
+def test_an_arm_whose_history_is_one_products_keeps_its_plain_mean() -> None:
+    # every treated product triggered in period 0 (no history: the grand mean) but one:
+    # that one alone would determine the slope; the arm keeps its plain mean, and the
+    # estimate is published rather than lost to an undefined variance
+    panel, _ = staggered_panel(2, n=30)
+    P, W = panel.probability.copy(), panel.W.copy()
+    treated = np.flatnonzero(W.any(axis=1))
+    for i in treated[1:]:
+        P[i], W[i] = 0.0, False
+        P[i, :7], W[i, :7] = 0.5, True
+    assert P[treated[0], 0] == 0.0  # the one with a history
+    odd = Panel(Y=panel.Y, W=W, units=panel.units, times=panel.times,
+                blackout=panel.blackout, probability=P)  # fmt: skip
+    cu = registry.make("cuped").fit(odd).result
+    assert cu.details["slope_treated"] == 0.0 and np.isfinite(cu.se)
+
+
+def test_a_product_never_randomised_has_no_baseline() -> None:
+    panel, _ = staggered_panel(3, n=20)
+    P, W = panel.probability.copy(), panel.W.copy()
+    P[0], W[0] = 0.0, False  # e.g. a matched control: in the panel, in no comparison
+    bare = Panel(Y=panel.Y, W=W, units=panel.units, times=panel.times,
+                 blackout=panel.blackout, probability=P)  # fmt: skip
+    assert not baseline_cells(bare)[0].any()
+    a = registry.make("cuped").fit(bare).result
+    moved = registry.make("cuped").fit(bare.with_outcome(bare.Y + np.eye(20)[0][:, None] * 1000))
+    assert moved.result.effect == pytest.approx(a.effect, abs=1e-10)
+    assert moved.result.details["shrink_k"] == pytest.approx(a.details["shrink_k"], rel=1e-12)

@@ -115,17 +115,28 @@ def test_carryover_counts_periods() -> None:
         assert lift == pytest.approx(market.treatment_log_lift * weight, abs=1e-12)
 
 
-def test_sales_of_a_period_fall_in_it_and_add_up() -> None:
+def test_sales_of_a_period_fall_in_it_and_add_up(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from lab.simulate import write_events
+
     spec = _spec("PT4H", SPRING, 1, washout="PT1H")
     market = _market(spec)
     sim = run_spec(spec, market)
-    # the panel counts what the live path would: sales after each period's washout-length
-    # head; the two add up to the period's units
-    assert (sim.panel["units"] + sim.panel["head_units"] >= 0).all()
-    assert sim.panel.groupby("period")["head_units"].sum().gt(0).any()
+    write_events(sim, tmp_path)
+    sales = [json.loads(line) for line in (tmp_path / "sales.jsonl").open()]
     bounds = [period_bounds(spec, k) for k in range(6)]
     assert bounds[0][1] - bounds[0][0] == dt.timedelta(hours=3)  # 00:00-04:00 lost 02:00
-    assert sim.window_share.min() > 0.0 and sim.window_share.max() < 1.0
+    sold = np.zeros(6)
+    for e in sales:
+        at = dt.datetime.fromisoformat(e["occurred_at"])
+        (k,) = [k for k, (a, b) in enumerate(bounds) if a <= at < b]  # in exactly one period
+        sold[k] += e["units"]
+    # each period's sales are its panel units (after the washout head) plus the head's
+    per_period = sim.panel.groupby("period")[["units", "head_units"]].sum()
+    assert np.array_equal(sold, (per_period["units"] + per_period["head_units"]).to_numpy())
+    assert per_period["head_units"].sum() > 0  # the heads hold sales (none at 04:00 some nights)
+    assert 0.0 < sim.window_share.min() and sim.window_share.max() < 1.0  # noqa: SIM300
 
 
 @pytest.mark.parametrize("period", ["P2D", "P7D"])
