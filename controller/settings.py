@@ -197,6 +197,11 @@ class Settings(BaseSettings):
     #: what to do with a sale of a product in no experiment: count it, or dead-letter it
     unknown_product: Literal["count", "dead-letter"] = "dead-letter"
     log_level: str = "INFO"
+    #: the Redis ACL users' passwords, for ``pricelab acl`` only (controller/store/acl.py);
+    #: the workers log in with PRICELAB_REDIS__USERNAME / __PASSWORD
+    acl_password_controller: SecretStr | None = None
+    acl_password_analysis: SecretStr | None = None
+    acl_password_operator: SecretStr | None = None
 
     @field_validator("key_prefix")
     @classmethod

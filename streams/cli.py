@@ -8,6 +8,7 @@ pricelab experiment ...          create/list/show/pause/resume/stop/freeze (thro
 pricelab assignments PRODUCT     the assignment in force for a product
 pricelab estimates EXPERIMENT    the latest estimates, from the estimates topic (--follow)
 pricelab panel export EXP ...    the panel the analysis worker analyses, as CSV or Parquet
+pricelab acl                     the Redis ACL users of the roles (controller, analysis, operator)
 pricelab schedule / analyze / simulate / compare-designs / graph / report ...   offline tools
 
 Every refusal reaches the operator as one sentence on stderr with exit status 2 (:func:`main`):
@@ -449,6 +450,27 @@ def contracts(
         typer.echo(f"wrote {path}")
 
 
+@_app.command()
+def acl() -> None:
+    """Print the Redis ACL users, one `user ...` line per role (controller, analysis,
+    operator), generated from the store's key names and its scripts' declared keys; each
+    password is read from PRICELAB_ACL_PASSWORD_<ROLE> and written as its SHA-256."""
+    from controller.errors import ConfigurationError
+    from controller.store.acl import ROLES, acl_lines
+
+    settings = _settings()
+    passwords: dict[str, str] = {}
+    for role in ROLES:
+        secret = getattr(settings, role.password_env.removeprefix("PRICELAB_").lower())
+        if secret is None or not secret.get_secret_value():
+            raise ConfigurationError(
+                f"{role.password_env} is not set: give every role a password (never nopass)"
+            )
+        passwords[role.name] = secret.get_secret_value()
+    for line in acl_lines(settings.key_prefix, passwords):
+        typer.echo(line)
+
+
 @panel_app.command("export")
 def panel_export(
     experiment: Annotated[str, typer.Argument(help="Experiment id.")],
@@ -540,6 +562,7 @@ _CORE = frozenset(
         "estimates",
         "panel",
         "contracts",
+        "acl",
     }
 )
 

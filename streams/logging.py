@@ -3,8 +3,8 @@
 ``worker_logging_config(settings)`` is the ``logging.config.dictConfig`` a worker passes to
 faust/mode. Each record becomes ``{"ts", "level", "logger", "message", "pid", ...extras}``;
 exceptions go in ``"exc"``. Before a line is written, every secret value held by the
-settings (SASL password, Redis password, the password inside the Redis URL) and any
-``scheme://user:password@`` in the text is replaced by ``***``. SecretStr already prints as
+settings (SASL password, Redis password, the password inside the Redis URL, the Redis ACL
+users' passwords) and any ``scheme://user:password@`` in the text is replaced by ``***``. SecretStr already prints as
 ``**********``; this is the net under it (a secret formatted into a message by mistake, a
 client library logging its connection URL, a traceback showing a local variable).
 """
@@ -34,6 +34,13 @@ def secret_values(settings: Settings) -> list[str]:
         out.append(k.sasl_password.get_secret_value())
     if r.password is not None:
         out.append(r.password.get_secret_value())
+    for acl in (
+        settings.acl_password_controller,
+        settings.acl_password_analysis,
+        settings.acl_password_operator,
+    ):
+        if acl is not None:
+            out.append(acl.get_secret_value())
     url_password = urlsplit(r.url.get_secret_value()).password
     if url_password:
         out.append(url_password)

@@ -15,6 +15,8 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import (
     ClusterDownError,
     ConnectionError,
+    NoScriptError,
+    ResponseError,
     SlotNotCoveredError,
     TimeoutError,
     TryAgainError,
@@ -108,12 +110,35 @@ class RedisStore:
         self.redis: Any = redis
         self.p = keys.check_prefix(prefix)
         self._scripts: dict[str, AsyncScript] = {}
+        #: the server has EVALSHA_RO (Redis 7); None until asked
+        self._has_ro: bool | None = None
 
     def _script(self, name: str) -> AsyncScript:
         s = self._scripts.get(name)
         if s is None:
             s = self._scripts[name] = self.redis.register_script(lua(name))
         return s
+
+    async def _read_only(self, name: str, keys: list[str], args: list[str | int]) -> Any:
+        """Run a script whose commands only read with EVALSHA_RO, which a Redis user with
+        read-only permission on its keys may run (controller/store/acl.py); on a server older
+        than Redis 7, which has no EVALSHA_RO, with EVALSHA."""
+        script = self._script(name)
+        if self._has_ro is False:
+            return await script(keys=keys, args=args)
+        try:
+            try:
+                got = await self.redis.evalsha_ro(script.sha, len(keys), *keys, *args)
+            except NoScriptError:
+                await self.redis.script_load(script.script)
+                got = await self.redis.evalsha_ro(script.sha, len(keys), *keys, *args)
+        except ResponseError as e:
+            if self._has_ro is not None or "unknown command" not in str(e).lower():
+                raise
+            self._has_ro = False
+            return await script(keys=keys, args=args)
+        self._has_ro = True
+        return got
 
     @property
     def is_cluster(self) -> bool:

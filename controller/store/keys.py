@@ -18,7 +18,17 @@ from __future__ import annotations
 
 from controller.settings import check_key_prefix as check_prefix
 
-__all__ = ["catalog", "check_prefix", "clock", "creating", "experiment", "product"]
+__all__ = [
+    "CATALOG_KEYS",
+    "EXPERIMENT_KEYS",
+    "catalog",
+    "check_prefix",
+    "clock",
+    "creating",
+    "experiment",
+    "pattern",
+    "product",
+]
 
 
 def catalog(prefix: str, name: str) -> str:
@@ -44,3 +54,47 @@ def experiment(prefix: str, exp_id: str) -> str:
 def clock(prefix: str) -> str:
     """The shared simulated clock (ms)."""
     return catalog(prefix, "clock")
+
+
+#: every catalog key by name: what follows ``{<prefix>}:`` (``*``: one per product or id)
+CATALOG_KEYS: dict[str, str] = {
+    "index": "exp:index",
+    "holders": "holders",
+    "fence": "fence",
+    "freezes": "freezes",
+    "cancelled_freezes": "freezes:cancelled",
+    "version": "version",
+    "clock": "clock",
+    "claims": product("", "*").removeprefix(catalog("", "")),
+    "creating": creating("", "*").removeprefix(catalog("", "")),
+}
+
+#: every key of an experiment by name: what follows its base ``<prefix>:exp:{<id>}:``
+#: (``*``: one per period, bucket or generation)
+EXPERIMENT_KEYS: dict[str, str] = {
+    "spec": "spec",
+    "state": "state",
+    "turn": "turn",
+    "records": "a:*",
+    "records_version": "av",
+    "sums": "sums:*",
+    "columns": "col:*",
+    "seen": "seen:*",
+    "seen_buckets": "seenb",
+    "excluded": "excluded",
+    "totals": "totals",
+    "windows": "windows",
+    "trigger_state": "trigger_state",
+    "trigger_version": "trigger_v",
+    "triggers": "triggers",
+    "sequence_targets": "cs",
+    "old_cells": "cells:*",
+}
+
+
+def pattern(prefix: str, name: str) -> str:
+    """The glob pattern (Redis ``KEYS``/ACL syntax) of every key called ``name`` in
+    :data:`CATALOG_KEYS` or :data:`EXPERIMENT_KEYS`, over all products, ids and periods."""
+    if name in CATALOG_KEYS:
+        return catalog(prefix, CATALOG_KEYS[name])
+    return f"{experiment(prefix, '*')}:{EXPERIMENT_KEYS[name]}"

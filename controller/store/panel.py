@@ -202,13 +202,12 @@ class PanelStore(RedisStore):
 
     async def hash_text(self, key: str, count: int = 20_000) -> dict[str, str]:
         """A whole hash, read in HSCAN steps of ``count`` fields, each step one string
-        (``lua/hscan_text.lua``): one reply to parse per step, not two per field, and no step
-        holds Redis for long."""
-        script = self._script("hscan_text")
+        (``lua/hscan_text.lua``, run read-only: a read-only ACL user may): one reply to parse
+        per step, not two per field, and no step holds Redis for long."""
         out: dict[str, str] = {}
         cursor = "0"
         while True:
-            cursor, text = await script(keys=[key], args=[cursor, count])
+            cursor, text = await self._read_only("hscan_text", [key], [cursor, count])
             parts = text if isinstance(text, list) else text.split("\n") if text else []
             out.update(zip(parts[::2], parts[1::2], strict=True))
             if cursor == "0":

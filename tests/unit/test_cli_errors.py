@@ -213,6 +213,7 @@ CASES: list[tuple[str, list[str], str]] = [
                    "--time", "period", "--outcome", "units", "--sims", "1"], "--sims"),
     ("worker-role", ["worker", "--role", "bogus"], "bogus"),
     ("contracts-out-is-a-file", ["contracts", "--out", "{panel}"], "Not a directory"),
+    ("acl-no-password", ["acl"], "PRICELAB_ACL_PASSWORD_CONTROLLER is not set"),
     ("cost-negative", ["schedule", "{neg_cost}"],
      "unit_costs: product 'p1' has unit cost -1.0: a cost must be a finite number of at least 0"),
     ("cost-nan", ["experiment", "create", "{nan_cost}"], "product 'p0' has unit cost nan"),

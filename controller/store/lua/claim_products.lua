@@ -1,3 +1,8 @@
+--! acl GET creating
+--! acl PEXPIRE creating
+--! acl MGET claims
+--! acl DEL creating
+--! acl MSET claims
 --! include holds
 
 -- KEYS: the creation's lease, the holders hash, then product keys (at most 3,999: MSET gets

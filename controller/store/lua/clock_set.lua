@@ -1,3 +1,5 @@
+--! acl GET clock
+--! acl SET clock
 -- Move the simulated clock KEYS[1] to ARGV[1] (ms) unless it is already later:
 -- max(old, new) atomically, so a late writer cannot move time back.
 local c = tonumber(redis.call('GET', KEYS[1]) or '0')

@@ -1,3 +1,5 @@
+--! acl HGET state
+--! acl HSET state
 -- Close period k of an experiment for sales: from now on its sales are 'late' (ingest.lua).
 -- Periods close in order; closing one that is closed already changes nothing.
 -- KEYS: the experiment's state; ARGV: k. Returns the 'closed' mark (periods below it refuse

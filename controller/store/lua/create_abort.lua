@@ -1,3 +1,6 @@
+--! acl GET creating
+--! acl DEL creating
+--! acl HGET holders
 -- Drop the creation's lease if it is still this attempt's (catalog keys). Returns
 -- 'committed' if this attempt committed the experiment after all (its reply lost; its status
 -- may have moved on since), else 'aborted'.

@@ -1,3 +1,6 @@
+--! acl SISMEMBER index
+--! acl SET creating
+--! acl INCR fence
 -- Begin creating an experiment (catalog keys).
 -- KEYS: experiments index, the creation's lease, the fence counter; ARGV: id, gen, lease_ms
 -- Returns 'exists', 'busy' (another creation holds the lease) or this creation's fence: a

@@ -1,3 +1,8 @@
+--! acl GET creating
+--! acl SADD index
+--! acl HSET holders
+--! acl INCR version
+--! acl DEL creating
 -- Make a created experiment visible, if its lease is still this creation's (catalog keys):
 -- indexed, its claims counted as running (holders), caches invalidated, lease dropped.
 -- KEYS: the creation's lease, experiments index, holders hash, version; ARGV: id, gen

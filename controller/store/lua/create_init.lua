@@ -1,3 +1,7 @@
+--! acl HGET state
+--! acl DEL state
+--! acl SET spec
+--! acl HSET state
 -- Write a new experiment's spec and state in its own slot, before it is committed to the
 -- catalog (create_commit.lua), with status 'creating': the flipper, the routes and the
 -- operator commands leave it alone until create_open.lua makes it 'running' (after the

@@ -1,3 +1,7 @@
+--! acl GET turn
+--! acl HMGET state
+--! acl HSET state
+--! acl HINCRBY state
 -- Record a lifecycle decision (controller/lifecycle.py) in one step, by the turn's holder and
 -- only if the state is still the one it decided from (compare and set).
 -- A decision that changes what a pricing system must do (the mode or the period in force)

@@ -1,3 +1,5 @@
+--! acl GET creating
+--! acl HGET holders
 -- Included by the scripts that read product claims (see controller/store/experiments.py).
 -- Catalog keys only (one slot): 'holders' is the hash id -> "status|gen" of every created
 -- experiment, 'creating' the key prefix of creation leases.

@@ -1,3 +1,4 @@
+--! acl HSCAN records
 -- One HSCAN step of a hash, as one string "field\nvalue\n...": the client parses one reply,
 -- not two per field. Should a field or value hold a newline (product ids may), the step's
 -- array is returned as it is.

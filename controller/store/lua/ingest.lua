@@ -1,3 +1,11 @@
+--! acl HGET state seen_buckets
+--! acl HSET seen_buckets
+--! acl SISMEMBER seen
+--! acl HMGET records
+--! acl SADD seen
+--! acl BITFIELD sums
+--! acl HINCRBY excluded seen_buckets totals
+--! acl EXPIRE seen
 -- Sales: per event, decide its status, dedupe by event id, and accumulate the panel cell.
 -- The batch arrives in blocks, one per period: per block two arguments, so the client packs
 -- a few strings, not ten per event, and what a block's sales share is sent and parsed once.

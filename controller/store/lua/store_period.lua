@@ -1,3 +1,8 @@
+--! acl HGET state
+--! acl SET columns
+--! acl DEL sums records
+--! acl HDEL records_version
+--! acl HSET state
 -- Store the compacted form of closed period k and drop its live state, once: only while k is
 -- the next period to compact (two workers compacting the same period store it once; both
 -- built it from the same closed state). The dedupe markers of k go with their TTL.

@@ -1,3 +1,10 @@
+--! acl GET trigger_version turn
+--! acl HMGET state
+--! acl HSET trigger_state triggers
+--! acl HDEL trigger_state
+--! acl HINCRBY state
+--! acl SET turn
+--! acl INCR trigger_version
 -- Save a batch's trigger state only if nobody else wrote it since it was read (optimistic:
 -- one round trip, no lock), and only while the experiment runs: a pause or stop moves its
 -- 'status' in this same slot first, so no fire takes a sequence number after the stop's own.

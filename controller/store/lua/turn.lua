@@ -1,3 +1,5 @@
+--! acl GET turn
+--! acl SET turn
 -- Take (or renew) an experiment's turn: one holder at a time changes what is in force for
 -- its products (controller/flipper.py), so that its decisions reach the assignments topic in
 -- the order of their sequence numbers. A dead holder's turn expires with its lease.

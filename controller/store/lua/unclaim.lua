@@ -1,3 +1,5 @@
+--! acl MGET claims
+--! acl DEL claims
 --! include holds
 
 -- KEYS: the holders hash, then product keys (at most 7,999; catalog keys, one slot)

@@ -1,0 +1,226 @@
+"""Least privilege in Redis: one ACL user per role, generated from the store's own key names.
+
+Each role (the controller worker, the analysis worker, the operator's CLI) is given exactly
+the commands it runs and, for each command, the keys it runs it on, with Redis 7's read and
+write key permissions (``%R~``, ``%W~``). The keys are the patterns of ``keys.pattern`` (so a
+key renamed there is renamed here); a Lua script says which command it runs on which keys in
+``--! acl COMMAND key...`` lines at its top (checked against its ``redis.call`` lines by
+tests/unit/test_acl.py), and a role lists the scripts it runs and its direct commands below.
+
+One selector per keyed command, ``(+hset %W~a %W~b)``: Redis allows a command when one
+selector allows the command and all its keys, so a role that may ``DEL`` a key (the analysis
+worker dropping a compacted period's records) may not ``HSET`` it. A script's own commands
+are checked against the user too (Redis checks every ``redis.call``), so ``EVALSHA`` grants
+nothing by itself. The workers' readiness probe (``/ready``) and metrics run in the worker
+process on its own connection: ``PING`` is their only Redis command.
+
+The simulated clock is set by a driver (the demo, the tests, ``pricelab simulate --live``),
+not by a role: no role may write it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from functools import cache
+
+import controller.store.keys as keys
+from controller.store.base import lua
+
+__all__ = ["ROLES", "Role", "acl_lines", "script_commands", "script_declarations"]
+
+#: the key permission each command pricelab runs needs, from Redis 7's key specs
+#: (``COMMAND INFO``: ACCESS needs read, INSERT/UPDATE/DELETE need write)
+ACCESS: dict[str, str] = {
+    "GET": "R",
+    "MGET": "R",
+    "HGET": "R",
+    "HMGET": "R",
+    "HGETALL": "R",
+    "HSCAN": "R",
+    "SMEMBERS": "R",
+    "SISMEMBER": "R",
+    "EXISTS": "R",
+    "EVALSHA_RO": "R",
+    "SET": "W",
+    "MSET": "W",
+    "DEL": "W",
+    "HSET": "W",
+    "HSETNX": "W",
+    "HDEL": "W",
+    "SADD": "W",
+    "EXPIRE": "W",
+    "PEXPIRE": "W",
+    "INCR": "RW",
+    "INCRBY": "RW",
+    "HINCRBY": "RW",
+    "BITFIELD": "RW",
+    # the keys a script is given: Redis cannot tell how it uses them (its own calls are
+    # checked one by one)
+    "EVALSHA": "RW",
+}
+
+#: commands without keys: the health check, MULTI/EXEC around a pipeline, loading a script
+KEYLESS_READ = ("ping", "script|load")
+KEYLESS_WRITE = ("multi", "exec")
+
+_DECLARATION = re.compile(r"^--! acl ([A-Z_]+)((?: [a-z_]+)+)\s*$", re.MULTILINE)
+_CALL = re.compile(r"redis\.p?call\(\s*'([A-Za-z_]+)'")
+
+
+@cache
+def script_declarations(name: str) -> dict[str, frozenset[str]]:
+    """What script ``lua/<name>.lua`` (with its includes) declares: command -> key names."""
+    out: dict[str, set[str]] = {}
+    for command, names in _DECLARATION.findall(lua(name)):
+        out.setdefault(command, set()).update(names.split())
+    return {c: frozenset(ks) for c, ks in out.items()}
+
+
+def script_commands(name: str) -> frozenset[str]:
+    """The commands script ``name`` calls, read from its ``redis.call`` lines."""
+    return frozenset(c.upper() for c in _CALL.findall(lua(name)))
+
+
+@dataclass(frozen=True)
+class Role:
+    """A role's Redis user: the scripts it runs and the commands it sends itself, each with
+    the names of the keys it sends them to (``keys.CATALOG_KEYS``, ``keys.EXPERIMENT_KEYS``)."""
+
+    name: str
+    #: the settings variable that holds its password
+    password_env: str
+    scripts: tuple[str, ...]
+    #: scripts it runs with EVALSHA_RO (read-only: their commands read)
+    read_only_scripts: tuple[str, ...]
+    direct: tuple[tuple[str, tuple[str, ...]], ...]
+    #: MULTI/EXEC (a pipeline in a transaction)
+    transactions: bool = True
+
+    @property
+    def user(self) -> str:
+        return f"pricelab-{self.name}"
+
+    def grants(self) -> dict[str, set[str]]:
+        """command -> key names, every command this role runs (scripts' own calls included)."""
+        out: dict[str, set[str]] = {}
+        for command, direct in self.direct:
+            out.setdefault(command, set()).update(direct)
+        for kind, scripts in (("EVALSHA", self.scripts), ("EVALSHA_RO", self.read_only_scripts)):
+            for script in scripts:
+                declared = script_declarations(script)
+                for command, names in declared.items():
+                    out.setdefault(command, set()).update(names)
+                    out.setdefault(kind, set()).update(names)
+        return out
+
+
+# reads every role makes: the experiments, their specs and states, the clock, the pauses,
+# freezes and trigger periods laid over what is in force
+_COMMON: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("SMEMBERS", ("index",)),
+    ("GET", ("spec", "clock")),
+    ("HGETALL", ("state", "windows", "freezes", "triggers")),
+)
+# reads of the panel: compacted periods, live sums and records (hscan_text.lua)
+_PANEL: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("GET", ("columns", "sums")),
+    ("HMGET", ("records_version",)),
+)
+
+ROLES: tuple[Role, ...] = (
+    Role(
+        "controller",
+        "PRICELAB_ACL_PASSWORD_CONTROLLER",
+        scripts=(
+            "create_begin",
+            "claim_products",
+            "create_init",
+            "create_commit",
+            "create_abort",
+            "create_drop",
+            "create_open",
+            "unclaim",
+            "turn",
+            "turn_end",
+            "decide",
+            "published",
+            "ingest",
+            "trigger_save",
+        ),
+        read_only_scripts=(),
+        direct=(
+            *_COMMON,
+            ("GET", ("version", "claims", "trigger_version")),
+            ("HGET", ("state", "holders", "freezes")),
+            ("HMGET", ("state",)),
+            ("HGETALL", ("holders", "cancelled_freezes", "trigger_state")),
+            # sync_holder, windows, freezes, flips (records bracketed by their version)
+            ("HSET", ("holders", "windows", "freezes", "cancelled_freezes", "records")),
+            ("HSETNX", ("freezes",)),
+            ("HDEL", ("freezes",)),
+            ("INCRBY", ("version",)),  # redis-py's incr
+            ("HINCRBY", ("records_version",)),
+        ),
+    ),
+    Role(
+        "analysis",
+        "PRICELAB_ACL_PASSWORD_ANALYSIS",
+        scripts=("close_period", "store_period"),
+        read_only_scripts=("hscan_text",),
+        direct=(
+            *_COMMON,
+            *_PANEL,
+            ("EXISTS", ("old_cells",)),  # a period of the layout before packed sums
+            ("HGET", ("sequence_targets",)),
+            ("HSETNX", ("sequence_targets",)),
+        ),
+    ),
+    Role(
+        "operator",
+        "PRICELAB_ACL_PASSWORD_OPERATOR",
+        scripts=(),
+        read_only_scripts=("hscan_text",),
+        direct=(
+            *_COMMON,
+            *_PANEL,
+            ("GET", ("claims",)),
+            ("HGET", ("holders",)),
+            ("HGETALL", ("cancelled_freezes",)),
+        ),
+        transactions=False,
+    ),
+)
+
+
+def role(name: str) -> Role:
+    for r in ROLES:
+        if r.name == name:
+            return r
+    raise KeyError(name)
+
+
+def password_hash(password: str) -> str:
+    """The ACL file's form of a password: ``#`` and its SHA-256 in hex."""
+    return "#" + hashlib.sha256(password.encode()).hexdigest()
+
+
+def acl_line(r: Role, prefix: str, password: str) -> str:
+    """The role's ``user`` line of a Redis ACL file."""
+    words = ["user", r.user, "reset", "on", password_hash(password), "resetchannels", "-@all"]
+    keyless = KEYLESS_READ + (KEYLESS_WRITE if r.transactions else ())
+    words += [f"+{c}" for c in keyless]
+    grants = r.grants()
+    for command in sorted(grants):
+        access = ACCESS[command]  # a command missing here is a bug: KeyError
+        perm = f"%{access}~"
+        patterns = sorted(keys.pattern(prefix, n) for n in grants[command])
+        words.append("(" + " ".join([f"+{command.lower()}", *(perm + p for p in patterns)]) + ")")
+    return " ".join(words)
+
+
+def acl_lines(prefix: str, passwords: dict[str, str]) -> list[str]:
+    """Every role's line, in :data:`ROLES` order; ``passwords``: role name -> password."""
+    keys.check_prefix(prefix)
+    return [acl_line(r, prefix, passwords[r.name]) for r in ROLES]
