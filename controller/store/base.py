@@ -16,7 +16,7 @@ from redis.exceptions import (
     ClusterDownError,
     ConnectionError,
     NoScriptError,
-    ResponseError,
+    RedisError,
     SlotNotCoveredError,
     TimeoutError,
     TryAgainError,
@@ -132,8 +132,12 @@ class RedisStore:
             except NoScriptError:
                 await self.redis.script_load(script.script)
                 got = await self.redis.evalsha_ro(script.sha, len(keys), *keys, *args)
-        except ResponseError as e:
-            if self._has_ro is not None or "unknown command" not in str(e).lower():
+        except RedisError as e:
+            # Redis 6 answers "unknown command"; a cluster client that routes by the server's
+            # COMMAND table refuses it before sending ("doesn't exist in Redis commands")
+            said = str(e).lower()
+            unknown = "unknown command" in said or "doesn't exist" in said
+            if self._has_ro is not None or not unknown:
                 raise
             self._has_ro = False
             return await script(keys=keys, args=args)
