@@ -601,7 +601,7 @@ def _live_section(figdir: Path) -> str:
     lost = r.get("units_mismatch") or []
     hourly = r.get("hourly") or {}
     sub_daily = (
-        f" and {hourly['experiments']} hourly experiments ({', '.join(hourly['designs'])}; "
+        f", and {hourly['experiments']} hourly experiments ({', '.join(hourly['designs'])}; "
         f"{r['products']} products x {hourly['days']} days of 24 one-hour periods from "
         f"Saturday {hourly['start']}, across the spring-forward night, whose 02:00 does not "
         f"exist: no flip, no sale, no look), {hourly['copies']} of each design in each of "
