@@ -197,6 +197,8 @@ class DifferenceInMeansEstimator(PanelEstimator):
     def _check(self, panel: Panel, clusters: tuple[str, ...]) -> None:
         """The settings this estimator supports, and a class for every unit when it clusters
         by class."""
+        if self.correction not in ("cr1", "cr2"):
+            raise ValueError(f"correction must be 'cr1' or 'cr2', not {self.correction!r}.")
         if self.cluster not in clusters:
             names = " or ".join((", ".join(map(repr, clusters[:-1])), repr(clusters[-1])))
             raise ValueError(f"cluster must be {names}, not {self.cluster!r}.")
@@ -225,19 +227,20 @@ class DifferenceInMeansEstimator(PanelEstimator):
         label_of_unit = np.cumsum(present) - 1
         return np.broadcast_to(label_of_unit[per_unit][:, None], (N, T))[use]
 
-    def _fit(self, panel: Panel) -> EstimateResult:
-        if self.correction not in ("cr1", "cr2"):
-            raise ValueError(f"correction must be 'cr1' or 'cr2', not {self.correction!r}.")
-        self._check(panel, ("unit", "class", "cell"))
+    def _compared(self, panel: Panel, what: str) -> np.ndarray:
+        """The usable, randomised cells the arms compare; a PanelError naming ``what`` when
+        an arm has none."""
         use = panel.randomised
-        t_cells = panel.W & use
-        c_cells = ~panel.W & use
-        n1, n0 = int(t_cells.sum()), int(c_cells.sum())
-        if n1 == 0 or n0 == 0:
+        if not (panel.W & use).any() or not (~panel.W & use).any():
             raise PanelError(
-                "Difference in means needs both treated and control cells among the usable, "
-                "randomised cells."
+                f"{what} needs both treated and control cells among the usable, randomised cells."
             )
+        return use
+
+    def _fit(self, panel: Panel) -> EstimateResult:
+        self._check(panel, ("unit", "class", "cell"))
+        use = self._compared(panel, "Difference in means")
+        t_cells, c_cells = panel.W & use, ~panel.W & use
         Y = np.where(use, panel.Y, 0.0)
         m1, m0 = float(Y[t_cells].mean()), float(Y[c_cells].mean())
         treated = panel.W[use]
@@ -253,16 +256,19 @@ class DifferenceInMeansEstimator(PanelEstimator):
         resid: np.ndarray,
         extra: dict[str, object],
         design: np.ndarray | None = None,
+        labels: np.ndarray | None = None,
     ) -> EstimateResult:
         """The estimate ``m1 - m0`` of two arm means over the cells in ``use``, with the
         clustered covariance of the means from each used cell's residual (row-major, as
         ``Y[use]``): the difference in means' own, or, given the regression's ``design``
         (one row per used cell; its first two coefficients are the arm means), a
-        regression-adjusted one's (:func:`analysis.inference.cluster_covariance`)."""
+        regression-adjusted one's (:func:`analysis.inference.cluster_covariance`); ``labels``:
+        each used cell's cluster, when the caller has them already."""
         t_cells = panel.W & use
         n1, n0 = int(t_cells.sum()), int((~panel.W & use).sum())
         tau = m1 - m0
-        labels = self._cluster_labels(panel, use)
+        if labels is None:
+            labels = self._cluster_labels(panel, use)
         G = int(labels.max()) + 1 if labels.size else 0
         se = float("nan")
         df: float | None = None
@@ -344,14 +350,9 @@ class WithinProductEstimator(DifferenceInMeansEstimator):
 
     def _fit(self, panel: Panel) -> EstimateResult:
         self._check(panel, ("unit", "class"))
-        use = panel.randomised
+        use = self._compared(panel, "The within-product difference")
         t_cells, c_cells = panel.W & use, ~panel.W & use
         n1, n0 = int(t_cells.sum()), int(c_cells.sum())
-        if n1 == 0 or n0 == 0:
-            raise PanelError(
-                "The within-product difference needs both treated and control cells among the "
-                "usable, randomised cells."
-            )
         labels = self._cluster_labels(panel, use)
         G = int(labels.max()) + 1 if labels.size else 0
         if self.se != "none" and G < 2:

@@ -138,17 +138,9 @@ class RegressionAdjustedEstimator(DifferenceInMeansEstimator):
         self.shrink = shrink
 
     def _fit(self, panel: Panel) -> EstimateResult:
-        if self.correction not in ("cr1", "cr2"):
-            raise ValueError(f"correction must be 'cr1' or 'cr2', not {self.correction!r}.")
         self._check(panel, ("unit", "class", "cell"))
         base = baseline_cells(panel)
-        use = panel.randomised
-        t_cells, c_cells = panel.W & use, ~panel.W & use
-        if not t_cells.any() or not c_cells.any():
-            raise PanelError(
-                "The regression adjustment needs both treated and control cells among the "
-                "usable, randomised cells."
-            )
+        use = self._compared(panel, "The regression adjustment")
         x, info = shrunk_baseline(panel.Y, base, self.shrink)
         X = np.broadcast_to(x[:, None], use.shape)[use]
         X = X - X.mean()
@@ -197,6 +189,7 @@ class RegressionAdjustedEstimator(DifferenceInMeansEstimator):
                 "unadjusted_effect": float(Y[treated].mean() - Y[~treated].mean()),
             },
             design,
+            labels,
         )
 
 
