@@ -47,8 +47,9 @@ EFFECT_UNITS = {
     "profit": "profit per product-period",
     "price": "average price paid",
 }
-#: the estimators that measure the price paid (within products; pooled by the delta method)
-PRICE_ESTIMATORS = ("fe", "dm")
+#: the estimators that measure the price paid (within products; pooled by the delta method;
+#: over a switchback's lag-p windows, by the delta method on the Hajek means)
+PRICE_ESTIMATORS = ("fe", "dm", "hajek")
 
 
 def metrics_of(columns: pd.Index | list[str]) -> tuple[str, ...]:
@@ -71,6 +72,8 @@ def fit_price(plan: EstimatorPlan, units: Panel, revenue: Panel, seed: int = 0) 
     not linearised: they raise NotEstimable."""
     if plan.name == "fe":
         return _price_within(plan, units, revenue)
+    if plan.name == "hajek":
+        return _price_windows(plan, units, revenue, seed)
     if plan.name != "dm":
         raise NotEstimable(
             f"the price paid is estimated by the difference in means or within products, "
@@ -99,6 +102,36 @@ def fit_price(plan: EstimatorPlan, units: Panel, revenue: Panel, seed: int = 0) 
         # was at a meaningless ratio: Fieller takes the difference's df instead
         "df_ratio": fit.df,
         "linearised": "delta method: z = (revenue - P_arm units) / mean units of the arm",
+    }
+    return replace(fit, method=plan.label, effect=p_t - p_c, metric="price", details=details)
+
+
+def _price_windows(
+    plan: EstimatorPlan, units: Panel, revenue: Panel, seed: int = 0
+) -> EstimateResult:
+    """The price paid over a switchback's lag-p windows (the ``hajek`` plan): each arm's price
+    is its window-weighted revenue over its window-weighted units (the ratio of the two Hajek
+    means, same weights), linearised as ``dm``'s pooled price is, and the linearised outcome
+    fitted by the same plan, so the SE is clustered by unit over the same windows."""
+    if revenue.shape != units.shape:
+        raise PanelError(f"revenue has shape {revenue.shape}; units has {units.shape}")
+    make = registry.make(plan.name, seed=seed, **dict(plan.params))
+    u, r = make.fit(units).result.details, make.fit(revenue).result.details
+    u_t, u_c = float(u["mean_treated"]), float(u["mean_control"])
+    if u_c <= 0 or u_t <= 0:
+        arm = "control" if u_c <= 0 else "treatment"
+        raise PanelError(f"no unit was sold in the {arm} arm: the average price paid is undefined")
+    p_t, p_c = float(r["mean_treated"]) / u_t, float(r["mean_control"]) / u_c
+    U = np.where(units.usable, units.Y, 0.0)
+    R = np.where(units.usable, revenue.Y, 0.0)
+    # a cell counts only in a window of its own current arm, so W picks the arm's linearisation
+    z = np.where(units.W, (R - p_t * U) / u_t, (R - p_c * U) / u_c)
+    fit = make.fit(units.with_outcome(z)).result
+    details = dict(fit.details) | {
+        "mean_treated": p_t,
+        "mean_control": p_c,
+        "df_ratio": fit.df,
+        "linearised": "delta method: z = (revenue - P_arm units) / Hajek mean units of the arm",
     }
     return replace(fit, method=plan.label, effect=p_t - p_c, metric="price", details=details)
 

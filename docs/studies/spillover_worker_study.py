@@ -1,6 +1,6 @@
 """Coverage of the spillover estimates the live analysis worker publishes.
 
-    .venv/bin/python docs/studies/spillover_worker_study.py [--runs 100] [--out docs]
+    .venv/bin/python docs/studies/spillover_worker_study.py [--runs 400] [--out docs]
 
 For experiments that carry a substitutes graph the worker publishes, next to its design's
 estimators, direct and spillover effects (``AnalysisWorker._spillover``): exposure-probability
@@ -20,7 +20,8 @@ from the middle period; and the cluster design with the graph's Louvain classes 
 products), redrawn every period - whose spillover estimates the worker withholds: its row runs
 the per-period path anyway, to show why. Designs whose periods share draws (crossover, the
 optimal switchback with carryover, triggered) get no spillover estimate from the worker, so
-they are not here.
+they are not here. A last row runs random days again with the design bootstrap's residuals
+unscaled, as the worker did before their leverage correction, to show what the correction does.
 
 Writes docs/figures/validation-spillover-worker.csv and regenerates docs/validation.md from the
 saved tables.
@@ -29,6 +30,7 @@ saved tables.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import math
 import os
@@ -37,6 +39,7 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -45,6 +48,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from analysis import spillover  # noqa: E402
 from analysis.clustering import cluster_graph  # noqa: E402
 from analysis.panel import Panel  # noqa: E402
 from analysis.pricing_dgp import planted_substitute_graph, simulate_spillover_outcomes  # noqa: E402
@@ -55,10 +59,28 @@ from controller.spec import ExperimentSpec  # noqa: E402
 
 TRUTH = {"direct": 2.0, "spillover_control:any": -1.0, "spillover_treated:any": -0.5}
 DESIGNS = ("random-days", "cluster", "time-bound")
+#: the ablation: random days again with the design bootstrap's residuals unscaled (as before the
+#: leverage correction, ``analysis.spillover._leverage_adjusted``), to show what the correction does
+ABLATION = "random-days (residuals unscaled)"
 PERIODS = 10
 
 
+@contextlib.contextmanager
+def _unscaled_residuals() -> Iterator[None]:
+    """The study's ablation only: the design bootstrap imputes raw residuals."""
+    saved = spillover._leverage_adjusted
+    spillover._leverage_adjusted = lambda resid, *_: resid  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        spillover._leverage_adjusted = saved  # type: ignore[assignment]
+
+
 def one_run(design: str, seed: int) -> list[dict[str, Any]]:
+    if design == ABLATION:
+        with _unscaled_residuals():
+            rows = one_run("random-days", seed)
+        return [r | {"design": ABLATION} for r in rows]
     graph, category = planted_substitute_graph(3, category_size=(25, 35), seed=seed)
     nodes = sorted(graph.nodes)
     start = datetime(2026, 6, 1, tzinfo=UTC)
@@ -162,14 +184,14 @@ def summarise(rows: pd.DataFrame) -> pd.DataFrame:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--runs", type=int, default=100)
+    ap.add_argument("--runs", type=int, default=400)
     ap.add_argument("--out", type=Path, default=ROOT / "docs")
     args = ap.parse_args()
     if os.environ.get("PYTHONHASHSEED") != "0":  # Louvain classes depend on string hashing
         os.execve(sys.executable, [sys.executable, *sys.argv], os.environ | {"PYTHONHASHSEED": "0"})
     t0 = time.monotonic()
     rows = []
-    for design in DESIGNS:
+    for design in (*DESIGNS, ABLATION):
         t = time.monotonic()
         for seed in range(args.runs):
             rows += one_run(design, 500 + seed)

@@ -352,8 +352,9 @@ def test_an_hourly_switchback_is_planned_on_an_hourly_history(tmp_path, capsys) 
         main(argv)
     assert done.value.code == 0
     rows = {r["estimator"]: r for r in json.loads(capsys.readouterr().out)}
-    assert set(rows) == {"ht", "dm"} and rows["dm"]["duration"] == 48
+    assert set(rows) == {"ht", "hajek"} and rows["hajek"]["duration"] == 48
     assert rows["ht"]["type1"] <= 0.1 and 0 < rows["ht"]["mde"] < float("inf")
+    assert rows["hajek"]["type1"] <= 0.1 and 0 < rows["hajek"]["mde"] < rows["ht"]["mde"]
     four = short.model_copy(update={"period": timedelta(hours=4)})
     spec.write_text(four.model_dump_json())
     with pytest.raises(SystemExit) as done:
