@@ -14,6 +14,7 @@ validation_study.py reads into the A/A findings.
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
@@ -29,7 +30,7 @@ from lab.config import MarketConfig  # noqa: E402
 from lab.market import Market  # noqa: E402
 from lab.simulate import run_spec  # noqa: E402
 
-SEED, DAYS, RUNS, FRESH = 0, 28, 100, 4000  # validation_study.py's SEED, DAYS and runs
+SEED, DAYS, FRESH = 0, 28, 4000  # validation_study.py's SEED and DAYS
 
 
 def expected_control(market: Market) -> np.ndarray:
@@ -39,6 +40,9 @@ def expected_control(market: Market) -> np.ndarray:
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--runs", type=int, default=400, help="validation_study.py's --runs")
+    runs = ap.parse_args().runs
     t0 = time.time()
     cfg = MarketConfig(price_change=0.0)
     # validation_study.py's run r (lab.compare.simulate_run): its own demand path and design
@@ -46,7 +50,7 @@ def main() -> None:
     study = np.concatenate(
         [
             design_imbalance(m, "time-bound", [_run_seed(SEED + 1, r)], expected_control(m))
-            for r in range(RUNS)
+            for r in range(runs)
             for m in [Market(cfg, seed=SEED, demand_seed=_run_seed(SEED, r))]
         ]
     )
@@ -54,9 +58,9 @@ def main() -> None:
     y0 = expected_control(market)
     fresh = design_imbalance(market, "time-bound", range(10_000, 10_000 + FRESH), y0)
     out = {
-        "runs": RUNS,
+        "runs": runs,
         "study_mean": float(study.mean()),
-        "study_mcse": float(study.std(ddof=1) / np.sqrt(RUNS)),
+        "study_mcse": float(study.std(ddof=1) / np.sqrt(runs)),
         "fresh_draws": FRESH,
         "fresh_mean": float(fresh.mean()),
         "fresh_mcse": float(fresh.std(ddof=1) / np.sqrt(FRESH)),
