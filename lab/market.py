@@ -148,6 +148,19 @@ class PeriodSlot:
     mass: float
 
 
+def in_force(slots: Sequence[PeriodSlot], t: int, m: int) -> list[int]:
+    """The columns of period ``t``'s arms history for carryover of order ``m``: up to ``m``
+    earlier periods that were in force, then ``t``. An hour the spring-forward night skips (a
+    slot with no time) never ran, so it is no lag of the hours after it."""
+    lags: list[int] = []
+    k = t - 1
+    while k >= 0 and len(lags) < m:
+        if slots[k].start != slots[k].end:
+            lags.append(k)
+        k -= 1
+    return [*reversed(lags), t]
+
+
 class Market:
     """A seeded market: products, substitutes graph, daily demand and event streams.
 
@@ -685,13 +698,17 @@ class Market:
 
     def run_slots(self, W: Any, slots: Sequence[PeriodSlot]) -> list[DayOutcome]:
         """Period outcomes under ``W`` (N x len(slots) bool), periods before the first as
-        control for carryover (:meth:`period_outcomes`)."""
+        control for carryover (:meth:`period_outcomes`). Carryover counts the periods that were
+        in force: an hour the spring-forward night skips (a slot with no time) never ran, so
+        its column is no lag of the hour after it, whose previous period is the hour before."""
         Wa = np.asarray(W, dtype=bool)
         n = self.cfg.n_products
         if Wa.shape != (n, len(slots)):
             raise ValueError(f"W must be a (n_products={n}, {len(slots)}) array; got {Wa.shape}")
         m = self.cfg.carryover_order
-        return [self.period_outcomes(s, Wa[:, max(0, t - m) : t + 1]) for t, s in enumerate(slots)]
+        return [
+            self.period_outcomes(s, Wa[:, in_force(slots, t, m)]) for t, s in enumerate(slots)
+        ]
 
     def run(self, W: Any, start_day: int = 0) -> list[DayOutcome]:
         """Day outcomes for days ``start_day .. start_day + T - 1`` under ``W`` (N x T bool).

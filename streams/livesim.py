@@ -50,7 +50,7 @@ from controller.store.clock import SharedSimulatedClock
 from controller.store.keys import clock as clock_key
 from controller.triggers import TriggerTracker
 from core.ports import metric_name
-from lab.market import Market
+from lab.market import Market, in_force
 from lab.simulate import competitor_rng, experiment_slots
 from streams.commands import send_command_async
 from streams.kafka import JsonPublisher
@@ -378,7 +378,7 @@ class LiveDriver:
                     )
                 run.expected_triggers.advance(p_end - timedelta(milliseconds=2))
             m = market.cfg.carryover_order
-            out = market.period_outcomes(run.slots[d], run.arms[:, max(0, d - m) : d + 1])
+            out = market.period_outcomes(run.slots[d], run.arms[:, in_force(run.slots, d, m)])
             run.true_effect[:, d] = out.true_effect
             run.control_units[:, d] = out.expected_units_control
             profile = None if run.daily else run.slots[d].hour_weights

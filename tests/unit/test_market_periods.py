@@ -183,3 +183,26 @@ def test_the_simulator_guide_gives_the_default_profiles() -> None:
     assert tuple(float(x) for x in row.split("|")[2].split(",")) == DEFAULT_INTRADAY_PROFILE
     weekly = next(line for line in guide.splitlines() if line.startswith("| `weekly_profile` |"))
     assert all(f"{x}" in weekly for x in DEFAULT_WEEKLY_PROFILE)
+
+
+def test_the_skipped_spring_hour_carries_nothing_over() -> None:
+    """Hourly over the spring-forward night: 02:00 does not exist, so at 03:00 the previous
+    period in force is 01:00. Treating only the skipped hour's column must leave 03:00 at its
+    control demand; treating 01:00 must carry over into 03:00 at lag 1."""
+    spec = _spec("PT1H", SPRING, 1)
+    market = _market(spec, carryover_order=1, carryover_decay=0.5, outlier_probability=0.0)
+    slots = experiment_slots(spec, market)
+    gap = next(i for i, s in enumerate(slots) if s.start == s.end)
+    local = ZoneInfo(BERLIN)
+    assert slots[gap - 1].start.astimezone(local).hour == 1
+    assert slots[gap + 1].start.astimezone(local).hour == 3
+
+    def lift_at_three(treated: int) -> float:
+        W = np.zeros((12, len(slots)), dtype=bool)
+        W[:, treated] = True
+        out = market.run_slots(W, slots)[gap + 1]
+        mu0 = out.expected_units_control / (1 + market._outlier_mean_factor())
+        return float(np.log((out.expected_units - mu0 * market._outlier_mean_factor()) / mu0)[0])
+
+    assert lift_at_three(gap) == pytest.approx(0.0, abs=1e-12)
+    assert lift_at_three(gap - 1) == pytest.approx(market.treatment_log_lift[0] * 0.5, abs=1e-12)
