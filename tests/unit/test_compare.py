@@ -272,3 +272,25 @@ def test_a_period_the_market_cannot_lay_is_one_sentence(period: str) -> None:
     assert res.exit_code == 2
     assert "--period" in res.output and "Traceback" not in res.output
     assert len(res.output.strip().splitlines()) == 1
+
+
+def test_the_switchback_carryover_study_writes_its_table_between_the_markers(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "docs" / "studies" / "switchback_carryover_study.py"
+    doc = tmp_path / "doc.md"
+    doc.write_text(
+        "before\n<!-- switchback-carryover -->\nold\n<!-- /switchback-carryover -->\nafter\n"
+    )
+    res = subprocess.run(
+        [sys.executable, str(script), "--runs", "2", "--jobs", "1", "--out", str(doc)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    text = doc.read_text()
+    assert text.startswith("before\n") and text.endswith("after\n") and "old" not in text
+    rows = [line for line in text.splitlines() if line.startswith("| P")]
+    assert len(rows) == 9
+    assert {r.split("|")[4].strip() for r in rows} == {"`ht`", "`hajek`", "`dm`"}
