@@ -449,5 +449,12 @@ def _series(label: str, metric: str) -> str:
 
 
 def _guardrail_plan(info: ExperimentInfo) -> EstimatorPlan:
-    """The difference in means as the design runs it (its clustering), else by product."""
-    return next((p for p in _plans(info) if p.name == "dm"), EstimatorPlan("dm"))
+    """The design's own comparison of arm means: the Hajek windows where the design publishes
+    them (the optimal switchback: under carryover a plain difference in means counts the other
+    arm's), else the difference in means as the design runs it (its clustering), else by
+    product."""
+    plans = _plans(info)
+    return next(
+        (p for p in plans if p.name == "hajek"),
+        next((p for p in plans if p.name == "dm"), EstimatorPlan("dm")),
+    )

@@ -52,6 +52,7 @@ def _declare_builtin() -> None:
     declare("mc", "analysis.estimators.mcnnm")
     declare("trop", "analysis.estimators.trop")
     declare("ht", "analysis.estimators.switchback")
+    declare("hajek", "analysis.estimators.switchback")
     declare("crossover", "analysis.estimators.crossover")
     declare("dm", "analysis.estimators.crossover")
     declare("fe", "analysis.estimators.crossover")

@@ -103,10 +103,12 @@ class OptimalSwitchback(Design):
         assert spec.optimal_switchback is not None
         m = spec.optimal_switchback.carryover_order
         design = {"p": m, "randomization_points": tuple(points(spec)), "point_periods": True}
-        # the Hajek form of the same windows, not a plain difference in means: under the
-        # carryover the design guards against, dm mixes the other arm's carryover into its
-        # contrast (docs/validation.md: 9% coverage with two periods of carryover)
-        return (EstimatorPlan("ht", design), EstimatorPlan("hajek", dict(design)))
+        # primary: the Hajek form of HT's windows (same estimand, a fraction of HT's SE, arm
+        # means for the relative form and the price paid); HT beside it, exactly unbiased with
+        # a conservative bound. Not a plain difference in means: under the carryover the
+        # design guards against it counts the other arm's carryover (docs/analysis-advanced.md,
+        # switchback_carryover_study.py)
+        return (EstimatorPlan("hajek", design), EstimatorPlan("ht", dict(design)))
 
     def example_spec(self, base: Mapping[str, Any], market: MarketFacts) -> ExperimentSpec:
         """The market's carryover order, at least 1 (the design guards against a day of

@@ -73,4 +73,11 @@ async def test_a_four_hour_optimal_switchback_with_carryover(stack) -> None:  # 
     assert run.spec.optimal_switchback is not None
     assert run.spec.optimal_switchback.carryover_order == 1  # in periods: four hours
     used = await drive(make_settings(stack), [run])
+    _check(run, used, "hajek")
     _check(run, used, "ht")
+    # the primary has arm means: its relative form is published; HT's sum has none
+    hajek = run.looks("hajek")
+    last = hajek[max(hajek)]
+    assert last["relative_effect"] == pytest.approx(last["effect"] / last["control_mean"])
+    ht = run.looks("ht")
+    assert ht[max(ht)]["relative_effect"] is None

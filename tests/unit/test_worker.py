@@ -359,3 +359,20 @@ async def test_segments_named_by_the_spec_get_their_own_estimates_and_adjusted_p
     assert reacts.to_dict()["segment"] == "reacts"
     overall = next(r for _, r, _, _ in sink.published if r.segment is None)
     assert "segment" not in overall.to_dict() and "pvalue_bh" not in overall.to_dict()
+
+
+def test_guardrails_compare_the_switchback_over_its_carryover_windows() -> None:
+    """The optimal switchback publishes no dm (under carryover it counts the other arm's): its
+    guardrails use the design's own Hajek windows; other designs their dm."""
+    from pathlib import Path
+
+    from analysis.worker import _guardrail_plan
+    from controller.panel_source import experiment_info
+    from controller.spec import load_spec_file
+
+    examples = Path(__file__).resolve().parents[2] / "docs" / "examples"
+    osb = experiment_info(load_spec_file(examples / "optimal-switchback.yaml"), "running")
+    plan = _guardrail_plan(osb)
+    assert plan.name == "hajek" and plan.params["p"] >= 1 and plan.params["point_periods"]
+    rd = experiment_info(load_spec_file(examples / "random-days.yaml"), "running")
+    assert _guardrail_plan(rd).name == "dm"
