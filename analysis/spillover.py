@@ -277,10 +277,12 @@ def _leverage_adjusted(
     population whose spread is the residuals'. But a residual ``y_i - mu_k`` is taken from a
     mean its own product helped fit: with weights ``h_j = w_j / sum w`` in its exposure group
     (``w = 1/pi``), a deviation of variance s^2 leaves a residual of expected square
-    ``s^2 (1 - 2 h_i + sum_j h_j^2)``. Exposure groups are small (about 9 of 90 products at
-    (treated, no treated neighbour) per period in docs/validation.md's spillover study) and
-    their weights uneven, so the unscaled bootstrap understated the variance: the direct
-    effect's SE was 0.88 of its spread, coverage 0.925 over 400 runs.
+    ``s^2 (1 - 2 h_i + sum_j h_j^2)``, so the unscaled bootstrap understates the variance:
+    on all 70 assignments of an 8-product design it gave 0.85 of the exact design variance
+    (tests/unit/test_spillover.py). In docs/validation.md's spillover study (about 9 of 90
+    products at (treated, no treated neighbour) a period) the correction is small: the random
+    days' direct-effect SE rose by about 1%, and most of that SE's shortfall against the
+    estimates' spread (0.89) has another cause, not established (docs/validation.md).
 
     Each residual is divided by the square root of its factor (HC2's leverage correction for a
     weighted mean), which makes its square unbiased for s^2; the n scaled residuals are then

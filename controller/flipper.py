@@ -298,7 +298,7 @@ class Flipper:
             log.warning("experiment %s: republished decision %d (%s)", spec.id, state.seq, lc.mode)
         if state.decision_event is not None:
             kind, detail = state.decision_event
-            await self.sink.publish_event(spec.id, kind, now, detail)
+            await self.sink.publish_event(spec.id, kind, now, detail | {"worker": self.owner})
         if lc.phase is Phase.RUNNING or lc.phase is Phase.CREATED:
             await self.store.close_windows(spec.id, now)  # a resume that died before it
         await self.store.mark_published(spec.id, state.seq)
@@ -377,7 +377,12 @@ class Flipper:
             assert after.mode is not None and design is not None
             records = in_force(spec, design, after.mode, mine)
             await self.sink.publish_assignments(records, seq, after.mode)
-        await self._announce(spec.id, announced, now, missed, backfilled, before, after)
+        flipped: dict[str, object] | None = None
+        if event.kind is Kind.FLIP and announced is None and outcome.publish:
+            flipped = {"period": after.period, "seq": seq, "mode": after.mode}
+        await self._announce(
+            spec.id, announced, now, missed, backfilled, before, after, flipped
+        )
         if outcome.publish:
             await self.store.mark_published(spec.id, seq)
         if outcome.release:  # after the publish: the claims already died with the status
@@ -397,14 +402,18 @@ class Flipper:
         backfilled: int,
         before: lifecycle.State,
         after: lifecycle.State,
+        flipped: dict[str, object] | None = None,
     ) -> None:
+        """The experiment's events of one decision, each naming this worker (the audit trail:
+        a decision the clock made is this worker's, a command's is also under its actor)."""
+        by: dict[str, object] = {"worker": self.owner}
         if missed:
             log.warning("experiment %s caught up over %d missed flip(s)", exp_id, missed)
             await self.sink.publish_event(
                 exp_id,
                 "missed_flips",
                 now,
-                {"missed": missed, "from_period": before.period, "to_period": after.period},
+                {"missed": missed, "from_period": before.period, "to_period": after.period, **by},
             )
         if backfilled:
             await self.sink.publish_event(
@@ -415,10 +424,13 @@ class Flipper:
                     "periods": backfilled,
                     "from_period": before.period + 1,
                     "to_period": after.period,
+                    **by,
                 },
             )
+        if flipped is not None:
+            await self.sink.publish_event(exp_id, "flipped", now, flipped | by)
         if announced is not None:
-            await self.sink.publish_event(exp_id, announced[0], now, announced[1])
+            await self.sink.publish_event(exp_id, announced[0], now, announced[1] | by)
 
     # ------------------------------------------------------------------ operator commands
     async def create(self, spec: ExperimentSpec, *, backfill: bool = False) -> Reply:
@@ -439,7 +451,7 @@ class Flipper:
                 spec.id,
                 "created",
                 now,
-                {"products": len(spec.all_products()), "backfill": backfill},
+                {"products": len(spec.all_products()), "backfill": backfill, "worker": self.owner},
             )
             await self._tick()
             return await self._reply(spec.id)

@@ -194,6 +194,10 @@ class Settings(BaseSettings):
     ready_group_grace: timedelta = timedelta(seconds=60)
     #: largest command message accepted, in bytes
     max_command_bytes: int = 1_000_000
+    #: who may issue commands: comma-separated actor names (``alice,bob``; an actor
+    #: ``alice@host`` is matched by its name); empty: any well-formed actor. The CLI refuses
+    #: another ``--as`` and the controller refuses (and records) a command from one
+    actors: str = ""
     #: what to do with a sale of a product in no experiment: count it, or dead-letter it
     unknown_product: Literal["count", "dead-letter"] = "dead-letter"
     log_level: str = "INFO"

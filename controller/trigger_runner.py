@@ -307,12 +307,17 @@ class TriggerRunner:
     ) -> None:
         """Announce the fires, then give the experiment's turn back (taken by the save)."""
         try:
-            await self._announce(spec, fires, out, seq)
+            await self._announce(spec, fires, out, seq, owner)
         finally:
             await self.store.end_turn(spec.id, owner)
 
     async def _announce(
-        self, spec: ExperimentSpec, fires: list[TriggerFire], out: list[Assignment], seq: int
+        self,
+        spec: ExperimentSpec,
+        fires: list[TriggerFire],
+        out: list[Assignment],
+        seq: int,
+        owner: str,
     ) -> None:
         exp_id = spec.id
         now = self.clock.now()
@@ -326,6 +331,7 @@ class TriggerRunner:
                     "period": f.period,
                     "competitor": f.competitor,
                     "fired_at": f.fired_at.isoformat(),
+                    "worker": owner,
                 },
                 flush=False,
             )

@@ -57,6 +57,30 @@ def _settings() -> Settings:
     return load_settings()
 
 
+_AS = Annotated[
+    str | None,
+    typer.Option(
+        "--as",
+        help="Who is issuing the command (the audit trail): default PRICELAB_ACTOR, else the "
+        "OS user at the host. Refused unless it is a name or name@host, and one of "
+        "PRICELAB_ACTORS where that is set.",
+    ),
+]
+
+
+def _actor(given: str | None, settings: Any) -> str:
+    """The command's actor: ``--as``, else PRICELAB_ACTOR, else user@host; one sentence and exit
+    2 when it is malformed or not one of the configured actors."""
+    from streams.commands import default_actor
+    from streams.schemas import actor_refusal
+
+    actor = given if given is not None else default_actor()
+    refusal = actor_refusal(actor, settings.actors)
+    if refusal is not None:
+        _fail(("--as: " if given is not None else "") + refusal)
+    return actor
+
+
 def _fail(message: str) -> NoReturn:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(2)
@@ -201,9 +225,12 @@ def experiment_create(
         ),
     ] = False,
     timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait for the reply.")] = 60.0,
+    as_: _AS = None,
 ) -> None:
     """Validate SPEC (YAML/JSON) locally, then send a create command and wait for the reply.
     A start before now is refused unless --backfill is given."""
+    settings = _settings()
+    actor = _actor(as_, settings)
     from controller.spec import load_spec, load_spec_file
     from streams.commands import send_command
 
@@ -221,22 +248,40 @@ def experiment_create(
         parsed = load_spec(parsed.model_dump(mode="json") | {"substitutes": edges})
         typer.echo(f"embedded {len(edges)} substitute edges among the experiment's products")
     doc = parsed.model_dump(mode="json")
-    _reply(send_command(_settings(), "create", spec=doc, backfill=backfill, timeout=timeout))
+    _reply(
+        send_command(
+            settings, "create", spec=doc, backfill=backfill, timeout=timeout, actor=actor
+        )
+    )
 
 
 def _control(kind: str):  # type: ignore[no-untyped-def]
+    needs = kind in ("pause", "stop")
+
     def cmd(
         experiment: Annotated[str, typer.Argument(help="Experiment id.")],
-        reason: Annotated[str, typer.Option(help="Why (kept with the event).")] = "",
+        reason: Annotated[
+            str, typer.Option(help="Why (kept in the audit trail; required to pause or stop).")
+        ] = "",
         timeout: Annotated[
             float, typer.Option(min=0.1, help="Seconds to wait for the reply.")
         ] = 60.0,
+        as_: _AS = None,
     ) -> None:
         from streams.commands import send_command
 
+        settings = _settings()
+        actor = _actor(as_, settings)
+        if needs and not reason.strip():
+            _fail(f"a {kind} needs --reason: why, for the experiment's audit trail")
         _reply(
             send_command(
-                _settings(), kind, experiment=experiment, reason=reason or None, timeout=timeout
+                settings,
+                kind,
+                experiment=experiment,
+                reason=reason.strip() or None,
+                timeout=timeout,
+                actor=actor,
             )
         )
 
@@ -291,11 +336,15 @@ def experiment_freeze(
         list[str] | None,
         typer.Option(help="An experiment to freeze (repeatable); every experiment when absent."),
     ] = None,
-    reason: Annotated[str, typer.Option(help="Why (shown in blackout explanations).")] = "",
+    reason: Annotated[
+        str,
+        typer.Option(help="Why (required: shown in blackout explanations and the audit trail)."),
+    ] = "",
     freeze_id: Annotated[
         str | None, typer.Option("--id", help="Freeze id (default: a new one).")
     ] = None,
     timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait for the reply.")] = 60.0,
+    as_: _AS = None,
 ) -> None:
     """Freeze prices: from START to END every product of the experiments runs the control
     policy and its data is blacked out (a washout follows the return to the design)."""
@@ -305,6 +354,9 @@ def experiment_freeze(
     from streams.commands import read_now, send_command
 
     settings = _settings()
+    actor = _actor(as_, settings)
+    if not reason.strip():
+        _fail("a freeze needs --reason: why, for the experiment's audit trail")
     # the controller's clock, read once, and only if a relative time needs it
     now = functools.cache(lambda: read_now(settings))
     t0, t1 = _instant(start, "--start", now), _instant(end, "--end", now)
@@ -322,19 +374,62 @@ def experiment_freeze(
         "reason": reason,
     }
     load_freeze(doc)  # refused here, naming the field, before anything is sent
-    _reply(send_command(settings, "freeze", freeze=doc, timeout=timeout))
+    _reply(send_command(settings, "freeze", freeze=doc, timeout=timeout, actor=actor))
 
 
 @experiment_app.command("unfreeze")
 def experiment_unfreeze(
     freeze_id: Annotated[str, typer.Argument(help="Freeze id (pricelab experiment freezes).")],
     timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait for the reply.")] = 60.0,
+    reason: Annotated[str, typer.Option(help="Why (kept in the audit trail).")] = "",
+    as_: _AS = None,
 ) -> None:
     """Cancel a freeze: one ahead is removed, one in force ends now (a washout follows the
     return to the design), one that is over is refused."""
     from streams.commands import send_command
 
-    _reply(send_command(_settings(), "unfreeze", freeze_id=freeze_id, timeout=timeout))
+    settings = _settings()
+    actor = _actor(as_, settings)
+    _reply(
+        send_command(
+            settings,
+            "unfreeze",
+            freeze_id=freeze_id,
+            timeout=timeout,
+            actor=actor,
+            reason=reason.strip() or None,
+        )
+    )
+
+
+@experiment_app.command("history")
+def experiment_history(
+    experiment: Annotated[str, typer.Argument(help="Experiment id.")],
+    as_json: Annotated[bool, typer.Option("--json", help="The records as JSON.")] = False,
+    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to read the topic for.")] = 30.0,
+) -> None:
+    """The experiment's audit trail in time order: every command it was sent (accepted or
+    refused, by whom, why) and every decision the controller took (flips, missed flips,
+    freezes, guardrail trips: by which worker), read from the experiment-events topic as far
+    as its retention keeps them."""
+    from streams.history import read_trail, render
+
+    trail = asyncio.run(read_trail(_settings(), experiment, timeout))
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "experiment": experiment,
+                    "log_start": {str(k): v for k, v in trail.log_start.items()},
+                    "expired": trail.expired,
+                    "repeats": trail.repeats,
+                    "records": trail.records,
+                },
+                indent=2,
+            )
+        )
+    else:
+        typer.echo(render(trail))
 
 
 @experiment_app.command("freezes")

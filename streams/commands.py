@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
+import os
+import socket
 import uuid
 from datetime import datetime
 from typing import Any
@@ -24,11 +27,29 @@ from streams.kafka import JsonPublisher
 from streams.schemas import Command
 
 
+def default_actor() -> str:
+    """Who is issuing a command when ``--as`` is not given: PRICELAB_ACTOR, else the OS user at
+    the host (``alice@build-7``)."""
+    given = os.environ.get("PRICELAB_ACTOR", "").strip()
+    if given:
+        return given
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (a container's arbitrary uid)
+        user = f"uid{os.getuid()}"
+    host = socket.gethostname().split(".")[0] or "localhost"
+    return f"{user}@{host}"
+
+
 async def send_command_async(
     settings: Settings, kind: str, timeout: float = 30.0, **fields: Any
 ) -> dict[str, Any]:
     """Send a command and wait for its reply (``{"ok": ..., "error": ...}``); a broker that does
-    not answer raises :class:`streams.errors.ServiceUnavailable`."""
+    not answer raises :class:`streams.errors.ServiceUnavailable`. The command carries
+    ``actor`` (default :func:`default_actor`) and, where the client authenticates with SASL,
+    its user as ``principal``."""
+    fields.setdefault("actor", default_actor())
+    fields.setdefault("principal", settings.kafka.sasl_username)
     cmd = Command(command_id=uuid.uuid4().hex, kind=kind, **fields)  # type: ignore[arg-type]
     async with services_answer(bootstrap_servers=settings.kafka.bootstrap_servers):
         return await _send(settings, cmd, timeout)

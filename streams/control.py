@@ -17,12 +17,16 @@ from streams.handlers import Event
 from streams.kafka import JsonPublisher
 from streams.metrics import Metrics
 from streams.schemas import (
+    REASON_REQUIRED,
     Command,
     CommandKind,
     CommandReply,
     CompetitorPrice,
     DecodeError,
+    ExperimentEvent,
+    actor_refusal,
     decode,
+    is_ident,
 )
 from streams.sinks import DeadLetterSink
 
@@ -81,6 +85,8 @@ class CommandHandler:
         topic: str,
         reply_topic: str,
         max_bytes: int,
+        events_topic: str | None = None,
+        actors: str = "",
     ) -> None:
         self.flipper = flipper
         self.publisher = publisher
@@ -90,6 +96,8 @@ class CommandHandler:
         self.topic = topic
         self.reply_topic = reply_topic
         self.max_bytes = max_bytes
+        self.events_topic = events_topic  # the audit trail (None: not written)
+        self.actors = actors
 
     async def handle(self, ev: Event) -> CommandReply | None:
         self.metrics.events_consumed.labels(self.topic).inc()
@@ -100,19 +108,37 @@ class CommandHandler:
             await self.dlq.publisher.flush()
             self.metrics.commands.labels("unknown", "rejected").inc()
             return None
-        try:
-            detail = await self._apply(cmd)
+        refusal = command_refusal(cmd, self.actors)
+        if refusal is not None:
             reply = CommandReply(
-                command_id=cmd.command_id, ok=True, experiment=cmd.experiment, detail=detail
+                command_id=cmd.command_id, ok=False, experiment=cmd.experiment, error=refusal
             )
-        except (SpecError, ConflictError, StoreError, CommandRefused, ValueError) as exc:
-            reply = CommandReply(
-                command_id=cmd.command_id, ok=False, experiment=cmd.experiment, error=str(exc)
-            )
+        else:
+            try:
+                detail = await self._apply(cmd)
+                reply = CommandReply(
+                    command_id=cmd.command_id, ok=True, experiment=cmd.experiment, detail=detail
+                )
+            except (SpecError, ConflictError, StoreError, CommandRefused, ValueError) as exc:
+                reply = CommandReply(
+                    command_id=cmd.command_id, ok=False, experiment=cmd.experiment, error=str(exc)
+                )
         self.metrics.commands.labels(cmd.kind.value, "ok" if reply.ok else "refused").inc()
+        await self._trail(cmd, reply)
         await self.publisher.send(self.reply_topic, reply, cmd.command_id)
         await self.publisher.flush()
         return reply
+
+    async def _trail(self, cmd: Command, reply: CommandReply) -> None:
+        """One ``command`` record per experiment the command names, accepted or refused, before
+        the reply: an operator who has the reply can find it in the trail."""
+        if self.events_topic is None:
+            return
+        await self.clock.sync()
+        now = self.clock.now()
+        for experiment, detail in trail_records(cmd, reply):
+            event = ExperimentEvent(experiment=experiment, kind="command", at=now, detail=detail)
+            await self.publisher.send(self.events_topic, event, experiment)
 
     async def _apply(self, cmd: Command) -> dict[str, object] | None:
         f = self.flipper
@@ -134,3 +160,50 @@ class CommandHandler:
         default = {Kind.STOP: "stopped by operator", Kind.PAUSE: "paused by operator"}
         reply = await f.command(cmd.experiment, kind, cmd.reason or default.get(kind))
         return reply.detail()
+
+
+#: where a command that names no single experiment is recorded (a freeze of every experiment,
+#: an unfreeze): ``pricelab experiment history`` shows these with every experiment's own
+FLEET = "_all"
+
+
+def command_refusal(cmd: Command, actors: str = "") -> str | None:
+    """Why the controller refuses ``cmd`` before looking at the experiment, or None: no or an
+    unknown actor, or no reason for a command that needs one."""
+    refusal = actor_refusal(cmd.actor, actors)
+    if refusal is not None:
+        return refusal
+    kind = cmd.kind.value
+    if kind in REASON_REQUIRED:
+        given = cmd.reason or (cmd.freeze or {}).get("reason")
+        if not (isinstance(given, str) and given.strip()):
+            return f"a {kind} command needs a reason (kept in the experiment's audit trail)"
+    return None
+
+
+def trail_records(cmd: Command, reply: CommandReply) -> list[tuple[str, dict[str, object]]]:
+    """(experiment, detail) of the audit records of one command: under the experiment it
+    names (a create: its spec's id; a freeze: each experiment it lists), else under FLEET."""
+    detail: dict[str, object] = {
+        "command_id": cmd.command_id,
+        "command": cmd.kind.value,
+        "actor": cmd.actor,
+        "principal": cmd.principal,
+        "reason": cmd.reason or (cmd.freeze or {}).get("reason") or None,
+        "accepted": reply.ok,
+    }
+    if not reply.ok:
+        detail["refusal"] = reply.error
+    elif reply.detail and reply.detail.get("already"):
+        detail["already"] = reply.detail["already"]
+    if cmd.freeze_id or cmd.freeze:
+        detail["freeze"] = cmd.freeze_id or (cmd.freeze or {}).get("id") or cmd.command_id
+    targets: list[str] = []
+    if cmd.experiment:
+        targets = [cmd.experiment]
+    elif cmd.kind is CommandKind.CREATE and isinstance((cmd.spec or {}).get("id"), str):
+        targets = [str((cmd.spec or {})["id"])]
+    elif cmd.kind is CommandKind.FREEZE and isinstance((cmd.freeze or {}).get("experiments"), list):
+        targets = [str(x) for x in (cmd.freeze or {})["experiments"]]
+    named = [t for t in targets if is_ident(t)]
+    return [(t, detail) for t in named] or [(FLEET, detail | {"named": targets[:10]})]

@@ -78,6 +78,8 @@ class Runtime:
             t.commands,
             t.command_replies,
             settings.max_command_bytes,
+            events_topic=t.experiment_events,
+            actors=settings.actors,
         )
         self.estimate_sink = KafkaEstimateSink(self.publisher, settings)
         self.analysis = AnalysisWorker(

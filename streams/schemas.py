@@ -48,6 +48,52 @@ def _finite_pos(v: float) -> float:
 
 
 Ident = Annotated[str, AfterValidator(_id)]
+
+
+def is_ident(v: str) -> bool:
+    """Whether ``v`` is a valid id (experiment, product, command)."""
+    return bool(_ID_RE.fullmatch(v))
+
+#: an actor: a name, or name@host, of letters, digits and ``_ . - + @ : /`` (no spaces)
+_ACTOR_RE = re.compile(r"[A-Za-z0-9_.\-+:/]{1,100}(@[A-Za-z0-9_.\-]{1,155})?")
+
+
+def actor_error(v: str) -> str | None:
+    """Why ``v`` is not an actor, or None."""
+    if not _ACTOR_RE.fullmatch(v):
+        return (
+            f"{v!r} is not an actor: a name or name@host of letters, digits and _ . - + : / "
+            "(at most 256 characters, no spaces)"
+        )
+    return None
+
+
+def _actor(v: str) -> str:
+    err = actor_error(v)
+    if err is not None:
+        raise ValueError(err)
+    return v
+
+
+Actor = Annotated[str, AfterValidator(_actor)]
+
+
+def actor_refusal(actor: str | None, allowed: str = "") -> str | None:
+    """Why a command from ``actor`` is not accepted, or None: it has none, it is malformed, or
+    ``allowed`` (comma-separated names, settings.actors) is set and does not name it."""
+    if not actor:
+        return "a command needs an actor (who issued it: --as or PRICELAB_ACTOR)"
+    err = actor_error(actor)
+    if err is not None:
+        return err
+    names = {a.strip() for a in allowed.split(",") if a.strip()}
+    if names and actor not in names and actor.split("@", 1)[0] not in names:
+        return f"actor {actor!r} is not one of the configured actors (PRICELAB_ACTORS)"
+    return None
+
+
+#: commands that change what customers are charged need a reason in the audit trail
+REASON_REQUIRED = ("stop", "pause", "freeze")
 Instant = Annotated[datetime, AfterValidator(_aware)]
 PositiveFinite = Annotated[float, AfterValidator(_finite_pos)]
 
@@ -220,6 +266,12 @@ class Command(_Wire):
     freeze_id: Ident | None = None  # unfreeze: the freeze to cancel
     reason: str | None = Field(default=None, max_length=500)
     backfill: bool = False  # create: a start before now begins in the period in force
+    #: who issued it (``--as``, PRICELAB_ACTOR, or the OS user at the host); the controller
+    #: refuses a command without one, and writes it to the experiment's audit trail
+    actor: Actor | None = None
+    #: the Kafka principal the sending client authenticated as (its SASL user), where it did;
+    #: Kafka does not stamp records with it, so this is what the client presented
+    principal: str | None = Field(default=None, max_length=256)
 
     @model_validator(mode="after")
     def _needs(self) -> Command:
@@ -246,8 +298,13 @@ class CommandReply(_Wire):
 
 
 class ExperimentEvent(_Wire):
-    """Lifecycle facts, one per change: created, started, paused, resumed, frozen, unfrozen,
-    stopped, ended, backfill, missed_flips, triggered, guardrail_tripped."""
+    """The experiment's audit trail, one fact a record: ``command`` (every command the
+    controller received, accepted or refused: its id, kind, actor, principal, reason and, for a
+    refusal, the sentence), and what the controller did: created, started, flipped, paused,
+    resumed, frozen, unfrozen, stopped, ended, backfill, missed_flips, triggered,
+    guardrail_tripped. Automatic decisions name the worker that took them (``worker``).
+    Delivery is at least once: a reader drops a repeat of the same ``command_id`` (commands)
+    or of the same kind and period (flips)."""
 
     experiment: Ident
     kind: str

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import math
+import os
+import socket
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
@@ -181,6 +183,8 @@ class KafkaGuardrailSink:
         self.publisher = publisher
         self.topics = settings.topics
         self.now = clock_now
+        #: the automatic actor of its stop commands: this analysis worker
+        self.worker = f"pricelab-analysis:{os.getpid()}@{socket.gethostname().split('.')[0]}"
 
     async def trip(self, experiment: str, metric: str, detail: dict[str, Any]) -> None:
         cmd = Command(
@@ -188,10 +192,14 @@ class KafkaGuardrailSink:
             kind=CommandKind.STOP,
             experiment=experiment,
             reason=f"guardrail {metric}: drop beyond {detail.get('max_drop_pct')}%",
+            actor=self.worker,
         )
         await self.publisher.send(self.topics.commands, cmd, experiment)
         event = ExperimentEvent(
-            experiment=experiment, kind="guardrail_tripped", at=self.now(), detail=detail
+            experiment=experiment,
+            kind="guardrail_tripped",
+            at=self.now(),
+            detail=detail | {"worker": self.worker},
         )
         await self.publisher.send(self.topics.experiment_events, event, experiment)
         await self.publisher.flush()

@@ -147,6 +147,7 @@ def test_the_lifecycle_from_the_operators_and_the_pricing_systems_seats(
     asyncio.run(set_clock(START - timedelta(hours=1)))
     for k, v in settings.to_env().items():
         monkeypatch.setenv(k, v)
+    monkeypatch.setenv("PRICELAB_ACTOR", "ann@ops-desk")  # who the operator's shell says
     good = tmp_path / "spec.yaml"
     good.write_text(yaml.safe_dump(_spec("cli-exp", START)))
     past = tmp_path / "past.yaml"
@@ -173,7 +174,12 @@ def test_the_lifecycle_from_the_operators_and_the_pricing_systems_seats(
 
         paused = ok("experiment", "pause", "cli-exp", "--reason", "price check")
         assert paused["detail"]["state"] == "paused" and "already" not in paused["detail"]
-        again = ok("experiment", "pause", "cli-exp")
+        # a pause, a stop or a freeze needs a reason (the audit trail): refused before sending
+        assert "--reason" in refused("experiment", "pause", "cli-exp")
+        assert "not an actor" in refused(
+            "experiment", "pause", "cli-exp", "--reason", "x", "--as", "not me"
+        )
+        again = ok("experiment", "pause", "cli-exp", "--reason", "price check")
         assert again["detail"]["already"] == "paused"
         during = ok("assignments", "s2")
         assert (during["status"], during["policy"]) == ("paused", "list")
@@ -183,12 +189,12 @@ def test_the_lifecycle_from_the_operators_and_the_pricing_systems_seats(
         assert ok("experiment", "resume", "cli-exp")["detail"]["already"] == "running"
 
         assert "does not exist" in refused(
-            "experiment", "freeze", "--experiment", "nope",
+            "experiment", "freeze", "--experiment", "nope", "--reason", "audit",
             "--start", (START + timedelta(hours=4)).isoformat(),
             "--end", (START + timedelta(days=1)).isoformat(),
         )  # fmt: skip
         assert "in the past" in refused(
-            "experiment", "freeze", "--experiment", "cli-exp",
+            "experiment", "freeze", "--experiment", "cli-exp", "--reason", "audit",
             "--start", (START - timedelta(days=1)).isoformat(),
             "--end", (START + timedelta(hours=1)).isoformat(),
         )  # fmt: skip
@@ -211,12 +217,16 @@ def test_the_lifecycle_from_the_operators_and_the_pricing_systems_seats(
         assert "no freeze 'ghost'" in refused("experiment", "unfreeze", "ghost")
 
         assert (
-            ok("experiment", "stop", "cli-exp", "--reason", "done")["detail"]["state"] == "stopped"
+            ok("experiment", "stop", "cli-exp", "--reason", "done", "--as", "bob")["detail"][
+                "state"
+            ]
+            == "stopped"
         )
-        assert ok("experiment", "stop", "cli-exp")["detail"]["already"] == "stopped"
-        assert "final" in refused("experiment", "pause", "cli-exp")
+        stop = ("experiment", "stop", "cli-exp", "--reason", "again")
+        assert ok(*stop)["detail"]["already"] == "stopped"
+        assert "final" in refused("experiment", "pause", "cli-exp", "--reason", "late")
         assert "final" in refused("experiment", "resume", "cli-exp")
-        assert "no experiment 'nope'" in refused("experiment", "stop", "nope")
+        assert "no experiment 'nope'" in refused("experiment", "stop", "nope", "--reason", "oops")
         code, out, _ = cli("experiment", "list")
         assert code == 0 and out.split()[:3] == ["cli-exp", "random-days", "stopped"], out
         final = ok("assignments", "s2")
@@ -241,4 +251,52 @@ def test_the_lifecycle_from_the_operators_and_the_pricing_systems_seats(
     # what happened, once each: the repeated pause, resume and stop announced nothing more
     events = read_with_librdkafka(settings, topics.experiment_events)
     kinds = [e["kind"] for e in events if e.get("experiment") == "cli-exp"]
-    assert kinds == ["created", "started", "paused", "resumed", "frozen", "unfrozen", "stopped"]
+    changes = [k for k in kinds if k not in ("command", "flipped")]
+    assert changes == ["created", "started", "paused", "resumed", "frozen", "unfrozen", "stopped"]
+
+    # the audit trail, as `pricelab experiment history` prints it from the topic: every command
+    # the experiment was sent, accepted or refused, with who and why, in the order received
+    code, out, err = cli("experiment", "history", "cli-exp", "--json")
+    assert code == 0, err
+    trail = json.loads(out)
+    assert trail["expired"] is False
+    own = [r for r in trail["records"] if r["experiment"] == "cli-exp"]
+    cmds = [r["detail"] for r in own if r["kind"] == "command"]
+    assert [(c["command"], c["accepted"], c.get("already")) for c in cmds] == [
+        ("create", True, None),
+        ("pause", True, None),
+        ("pause", True, "paused"),
+        ("resume", True, None),
+        ("resume", True, "running"),
+        ("freeze", False, None),  # in the past
+        ("freeze", True, None),
+        ("stop", True, None),
+        ("stop", True, "stopped"),
+        ("pause", False, None),  # final
+        ("resume", False, None),  # final
+    ]
+    assert {c["actor"] for c in cmds} == {"ann@ops-desk", "bob"}
+    stops = [c for c in cmds if c["command"] == "stop"]
+    assert (stops[0]["actor"], stops[0]["reason"]) == ("bob", "done")
+    refusals = [c for c in cmds if not c["accepted"]]
+    assert "past" in refusals[0]["refusal"] and "final" in refusals[1]["refusal"]
+    assert all(c["reason"] for c in cmds if c["command"] in ("pause", "stop", "freeze"))
+    # the controller's own decisions name the worker that took them
+    decided = [r for r in own if r["kind"] != "command"]
+    assert decided and all(r["detail"].get("worker") for r in decided)
+    # the unfreezes name no single experiment: they are in every experiment's trail
+    fleet = [r["detail"] for r in trail["records"] if r["experiment"] == "_all"]
+    assert [(c["command"], c["accepted"]) for c in fleet] == [
+        ("unfreeze", True), ("unfreeze", True), ("unfreeze", False)
+    ]  # fmt: skip
+    # commands for an experiment that never existed are kept under its id, refused
+    code, out, _ = cli("experiment", "history", "nope", "--json")
+    nope = [r["detail"] for r in json.loads(out)["records"] if r["experiment"] == "nope"]
+    assert [(c["command"], c["accepted"], c["actor"]) for c in nope] == [
+        ("freeze", False, "ann@ops-desk"), ("stop", False, "ann@ops-desk")
+    ]  # fmt: skip
+    assert "no experiment 'nope'" in nope[1]["refusal"] and nope[1]["reason"] == "oops"
+    code, text, _ = cli("experiment", "history", "cli-exp")
+    first = text.splitlines()[0]
+    assert code == 0 and first.startswith("trail of cli-exp:") and "nothing expired" in first
+    assert "bob" in text and "REFUSED" in text

@@ -130,6 +130,13 @@ def test_the_readme_walkthrough_runs_as_written(tmp_path: Path) -> None:
     refused = output_of("pricelab experiment resume walkthrough ||")
     assert "refused, as it should be" in refused
     assert "a stopped experiment is final" in proc.stderr
+    # the trail: the operator's commands under the shell's user@host, with their reasons,
+    # the refused resume among them, and the worker's own decisions
+    trail = output_of("pricelab experiment history walkthrough")
+    assert trail.startswith("trail of walkthrough:"), trail
+    assert "stop accepted" in trail and "reason: walkthrough done" in trail
+    assert "resume REFUSED: experiment 'walkthrough' was stopped" in trail
+    assert re.search(r"^\S+\s+(started|flipped)\s+worker ", trail, re.M), trail
     assert "tablets" in output_of("pricelab analyze panel.csv", 1) or "segment" in output_of(
         "pricelab analyze panel.csv", 1
     )

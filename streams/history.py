@@ -1,0 +1,174 @@
+"""An experiment's audit trail, read back from the experiment-events topic.
+
+``pricelab experiment history EXP`` reads every partition of the topic from its first record
+to the end offsets taken when it starts (no consumer group: nothing is committed), keeps the
+records of EXP and the fleet-wide ones (``streams.control.FLEET``: a freeze of every
+experiment, an unfreeze), drops at-least-once repeats and orders them in time. The topic is
+retained for ``kafka.record_retention`` (docs/operations.md): where older records have expired
+the trail says where it starts.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from controller.settings import Settings
+from streams.control import FLEET
+from streams.errors import services_answer
+
+
+@dataclass
+class Trail:
+    experiment: str
+    records: list[dict[str, Any]] = field(default_factory=list)
+    #: partition -> first offset still held (above 0: older records have expired)
+    log_start: dict[int, int] = field(default_factory=dict)
+    repeats: int = 0  # at-least-once repeats dropped
+
+    @property
+    def expired(self) -> bool:
+        return any(v > 0 for v in self.log_start.values())
+
+
+def _identity(doc: dict[str, Any]) -> tuple[Any, ...] | None:
+    """What makes two records the same fact (a redelivery or a redone decision), or None."""
+    d = doc.get("detail") or {}
+    if doc.get("kind") == "command":
+        return ("command", d.get("command_id"), doc.get("experiment"))
+    if doc.get("kind") in ("flipped", "started"):
+        return (doc.get("kind"), doc.get("experiment"), d.get("period"))
+    return None
+
+
+def assemble(experiment: str, docs: list[tuple[int, int, dict[str, Any]]]) -> Trail:
+    """The trail of ``experiment`` from (partition, offset, record) triples: its own records
+    and the fleet's, each fact once, in time order (then topic order)."""
+    trail = Trail(experiment)
+    seen: set[tuple[Any, ...]] = set()
+    mine = [
+        (doc.get("at", ""), p, o, doc)
+        for p, o, doc in docs
+        if doc.get("experiment") in (experiment, FLEET)
+    ]
+    for _, _, _, doc in sorted(mine, key=lambda x: (str(x[0]), x[1], x[2])):
+        key = _identity(doc)
+        if key is not None:
+            if key in seen:
+                trail.repeats += 1
+                continue
+            seen.add(key)
+        trail.records.append(doc)
+    if all(doc.get("experiment") == FLEET for doc in trail.records):
+        trail.records = []  # fleet-wide commands alone are no trail of an experiment
+    return trail
+
+
+async def read_trail(settings: Settings, experiment: str, timeout: float = 30.0) -> Trail:
+    """Read the topic (see the module); a broker that does not answer raises
+    :class:`streams.errors.ServiceUnavailable`."""
+    async with services_answer(bootstrap_servers=settings.kafka.bootstrap_servers):
+        consumer = AIOKafkaConsumer(**settings.kafka.client_kwargs(), enable_auto_commit=False)  # type: ignore[arg-type]
+        try:
+            await consumer.start()
+        except BaseException:
+            await consumer.stop()
+            raise
+        try:
+            return await _read(consumer, settings.topics.experiment_events, experiment, timeout)
+        finally:
+            await consumer.stop()
+
+
+async def _read(
+    consumer: AIOKafkaConsumer, topic: str, experiment: str, timeout: float
+) -> Trail:
+    import asyncio
+
+    await consumer._client.force_metadata_update()  # noqa: SLF001 - an unsubscribed topic
+    parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+    if not parts:
+        return Trail(experiment)
+    consumer.assign(parts)
+    start = await consumer.beginning_offsets(parts)
+    end = await consumer.end_offsets(parts)
+    await consumer.seek_to_beginning(*parts)
+    docs: list[tuple[int, int, dict[str, Any]]] = []
+    todo = {tp for tp in parts if end[tp] > start[tp]}
+    deadline = asyncio.get_running_loop().time() + timeout
+    while todo and asyncio.get_running_loop().time() < deadline:
+        batch = await consumer.getmany(*todo, timeout_ms=200)
+        for tp, records in batch.items():
+            for r in records:
+                if r.offset >= end[tp]:
+                    continue
+                if r.value is not None:  # a tombstone says nothing
+                    try:
+                        doc = json.loads(r.value)
+                    except ValueError:
+                        continue  # not ours: the topic's contract is JSON
+                    if isinstance(doc, dict):
+                        docs.append((tp.partition, r.offset, doc))
+        for tp in list(todo):
+            if await consumer.position(tp) >= end[tp]:
+                todo.discard(tp)
+    trail = assemble(experiment, docs)
+    trail.log_start = {tp.partition: start[tp] for tp in parts}
+    return trail
+
+
+def _who(doc: dict[str, Any]) -> str:
+    d = doc.get("detail") or {}
+    if doc.get("kind") == "command":
+        who = str(d.get("actor") or "?")
+        return who + (f" ({d['principal']})" if d.get("principal") else "")
+    return f"worker {d['worker']}" if d.get("worker") else ""
+
+
+def _what(doc: dict[str, Any]) -> str:
+    d = doc.get("detail") or {}
+    if doc.get("kind") == "command":
+        head = f"{d.get('command')} {'accepted' if d.get('accepted') else 'REFUSED'}"
+        if d.get("already"):
+            head += f" (already {d['already']})"
+        if d.get("refusal"):
+            head += f": {d['refusal']}"
+        if d.get("reason"):
+            head += f"; reason: {d['reason']}"
+        return head
+    parts = [
+        f"{k}={d[k]}"
+        for k in ("period", "seq", "mode", "state", "reason", "missed", "periods", "product")
+        if k in d
+    ]
+    return " ".join(parts)
+
+
+def render(trail: Trail) -> str:
+    """The trail as an operator reads it: where it starts, then one line a record."""
+    n = len(trail.records)
+    if not n:
+        head = f"no record of experiment {trail.experiment!r} on the topic"
+    else:
+        first, last = trail.records[0].get("at"), trail.records[-1].get("at")
+        head = f"trail of {trail.experiment}: {n} record(s) from {first} to {last}"
+    if trail.expired:
+        held = ", ".join(f"p{p}@{o}" for p, o in sorted(trail.log_start.items()) if o > 0)
+        head += (
+            f"; older records have expired (the topic now starts at {held}): the trail starts "
+            "with its first record above"
+        )
+    else:
+        head += "; the topic holds every record since its first (nothing expired)"
+    if trail.repeats:
+        head += f"; {trail.repeats} repeated record(s) left out"
+    rows = [head]
+    for doc in trail.records:
+        scope = " [all experiments]" if doc.get("experiment") == FLEET else ""
+        rows.append(
+            f"{doc.get('at')}  {doc.get('kind', '?'):<17} {_who(doc):<28} {_what(doc)}{scope}"
+        )
+    return "\n".join(rows)
