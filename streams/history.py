@@ -10,6 +10,7 @@ the trail says where it starts.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -86,8 +87,6 @@ async def read_trail(settings: Settings, experiment: str, timeout: float = 30.0)
 async def _read(
     consumer: AIOKafkaConsumer, topic: str, experiment: str, timeout: float
 ) -> Trail:
-    import asyncio
-
     await consumer._client.force_metadata_update()  # noqa: SLF001 - an unsubscribed topic
     parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
     if not parts:

@@ -219,17 +219,26 @@ class SwitchbackHTEstimator(PanelEstimator):
         return points, q
 
     # ------------------------------------------------------------------ fit
-    def _fit(self, panel: Panel) -> EstimateResult:
-        if self.se not in (None, "clt", "randomization", "none"):
+    _SE = ("clt", "randomization", "none")
+
+    def _prepare(self, panel: Panel) -> tuple[Panel, int, np.ndarray, np.ndarray]:
+        """The checks and the design both forms share: (panel by period, p, points, q)."""
+        if self.se not in (None, *self._SE):
+            names = ", ".join(f"se={m!r}" for m in self._SE)
             raise InferenceError(
-                f"The HT estimator supports se='clt', 'randomization' or 'none', not {self.se!r}."
+                f"The {self.name} switchback estimator supports {names}, not {self.se!r}."
             )
         panel, rp = self._by_period(panel)
-        N, T = panel.shape
+        T = panel.shape[1]
         p = int(self.p)
         if p < 0 or p >= T:
             raise PanelError(f"The lag p must be in 0..{T - 1}; got {p}.")
         points, q = self._design(panel, rp)
+        return panel, p, points, q
+
+    def _fit(self, panel: Panel) -> EstimateResult:
+        panel, p, points, q = self._prepare(panel)
+        N, T = panel.shape
         # units are independent (their contributions and their variance bounds add up), so
         # the sums run over chunks of units: the N x T temporaries stay small (a 100,000 x 90
         # panel peaked at 1.25 GB unchunked) and in cache
@@ -385,18 +394,11 @@ class SwitchbackHajekEstimator(SwitchbackHTEstimator):
     """
 
     name = "hajek"
+    _SE = ("cluster", "none")
 
     def _fit(self, panel: Panel) -> EstimateResult:
-        if self.se not in (None, "cluster", "none"):
-            raise InferenceError(
-                f"The Hajek switchback estimator supports se='cluster' or 'none', not {self.se!r}."
-            )
-        panel, rp = self._by_period(panel)
+        panel, p, points, q = self._prepare(panel)
         N, T = panel.shape
-        p = int(self.p)
-        if p < 0 or p >= T:
-            raise PanelError(f"The lag p must be in 0..{T - 1}; got {p}.")
-        points, q = self._design(panel, rp)
         # per unit: weight and weighted outcome of each arm's windows (one pass, in chunks)
         a1, b1, a0, b0 = (np.zeros(N) for _ in range(4))
         n = 0
