@@ -219,7 +219,7 @@ class SwitchbackHTEstimator(PanelEstimator):
         return points, q
 
     # ------------------------------------------------------------------ fit
-    _SE = ("clt", "randomization", "none")
+    _SE: tuple[str, ...] = ("clt", "randomization", "none")
 
     def _prepare(self, panel: Panel) -> tuple[Panel, int, np.ndarray, np.ndarray]:
         """The checks and the design both forms share: (panel by period, p, points, q)."""
@@ -394,7 +394,7 @@ class SwitchbackHajekEstimator(SwitchbackHTEstimator):
     """
 
     name = "hajek"
-    _SE = ("cluster", "none")
+    _SE: tuple[str, ...] = ("cluster", "none")
 
     def _fit(self, panel: Panel) -> EstimateResult:
         panel, p, points, q = self._prepare(panel)
