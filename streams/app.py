@@ -96,9 +96,9 @@ def build_app(
         stream_wait_empty=False,
         logging_config=None,
     )
-    rt = Runtime(settings, metrics)
+    rt = Runtime(settings, metrics, roles)
     t = settings.topics
-    consumers: list[BatchConsumer] = []
+    consumers = rt.consumers
     readiness = Readiness(grace=settings.ready_group_grace.total_seconds())
 
     async def check_ready() -> tuple[bool, dict[str, object]]:

@@ -26,6 +26,13 @@ from streams.errors import services_answer
 from streams.kafka import JsonPublisher
 from streams.schemas import Command
 
+#: what ``pricelab experiment <command>`` opens on Kafka (``TopicSettings`` fields): it writes
+#: the command and reads its reply, without a consumer group (tests/unit/test_kafka_acl.py
+#: checks these against the topics this module names; streams/kafka_acl.py makes the
+#: operator's Kafka ACLs of them)
+KAFKA_READS = ("command_replies",)
+KAFKA_WRITES = ("commands",)
+
 
 def default_actor() -> str:
     """Who is issuing a command when ``--as`` is not given: PRICELAB_ACTOR, else the OS user at
@@ -72,7 +79,7 @@ async def _send(settings: Settings, cmd: Command, timeout: float) -> dict[str, A
         await consumer.seek_to_end(*parts)
         for p in parts:  # resolve positions before sending so the reply cannot be missed
             await consumer.position(p)
-        pub = JsonPublisher(settings)
+        pub = JsonPublisher(settings, topics=[getattr(settings.topics, t) for t in KAFKA_WRITES])
         await pub.start()
         try:
             await pub.send(settings.topics.commands, cmd, cmd.experiment or cmd.command_id)
