@@ -109,6 +109,7 @@ def up(
                 )
             }
         )
+        stack.register_contracts(settings)  # the broker validates the output topics
         asyncio.run(ensure_topics(settings))
         typer.echo(f"kafka  {stack.bootstrap_servers}")
         typer.echo(f"redis  {stack.redis_url}")
