@@ -22,7 +22,7 @@ from controller.settings import Settings
 from controller.store import ExperimentState, Store, make_redis
 from controller.store.clock import SharedSimulatedClock
 from controller.store.keys import clock as clock_key
-from streams.errors import services_answer
+from streams.errors import OPERATOR, services_answer
 from streams.kafka import JsonPublisher
 from streams.schemas import Command
 
@@ -119,7 +119,9 @@ def _with_store(settings: Settings, fn):  # type: ignore[no-untyped-def]
     async def go():  # type: ignore[no-untyped-def]
         redis = make_redis(settings)
         try:
-            async with services_answer(redis_url=settings.redis.url.get_secret_value()):
+            async with services_answer(
+                redis_url=settings.redis.url.get_secret_value(), acl=(settings, OPERATOR)
+            ):
                 return await fn(Store(redis, settings.key_prefix))
         finally:
             await redis.aclose()
