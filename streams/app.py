@@ -96,9 +96,9 @@ def build_app(
         stream_wait_empty=False,
         logging_config=None,
     )
-    rt = Runtime(settings, metrics)
+    rt = Runtime(settings, metrics, roles)
     t = settings.topics
-    consumers: list[BatchConsumer] = []
+    consumers = rt.consumers
     readiness = Readiness(grace=settings.ready_group_grace.total_seconds())
 
     async def check_ready() -> tuple[bool, dict[str, object]]:
@@ -212,7 +212,8 @@ def build_app(
         @app.timer(interval=settings.tick_interval, name="period-flip")
         async def flip_timer() -> None:
             await rt.ensure_started()
-            async with RedisOutageTolerated("period flip", rt.metrics):
+            user = settings.redis.username
+            async with RedisOutageTolerated("period flip", rt.metrics, role="controller", user=user):
                 if await rt.clock_ready():
                     await rt.triggers.advance()
                     await rt.flipper.tick()
@@ -222,7 +223,8 @@ def build_app(
         @app.timer(interval=settings.analysis_interval, name="analysis")
         async def analysis_timer() -> None:
             await rt.ensure_started()
-            async with RedisOutageTolerated("analysis", rt.metrics):
+            user = settings.redis.username
+            async with RedisOutageTolerated("analysis", rt.metrics, role="analysis", user=user):
                 if await rt.clock_ready():
                     await rt.analysis.run_once()
 
@@ -281,14 +283,25 @@ def faust_worker(app: faust.App, settings: Settings) -> faust.Worker:
     return worker
 
 
-async def preflight(settings: Settings) -> None:
+async def preflight(settings: Settings, roles: Iterable[str] = ()) -> None:
     """Wait (up to ``settings.start_timeout``) until the broker and Redis answer; else raise
     :class:`streams.errors.ServiceUnavailable` naming the one that does not and the setting
-    to fix (a worker then exits 2 with that one line, instead of faust's traceback)."""
+    to fix (a worker then exits 2 with that one line, instead of faust's traceback). Then
+    check that Redis lets the user run every read the ``roles`` need (a missing one raises
+    :class:`streams.errors.PermissionDenied` naming it and the role, exit 2)."""
     from aiokafka import AIOKafkaClient
 
     from controller.store import make_redis
-    from streams.errors import ServiceUnavailable, redis_address, services_answer
+    from controller.store.acl import missing_permission
+    from streams.errors import (
+        PermissionDenied,
+        ServiceUnavailable,
+        permission_sentence,
+        redis_address,
+        services_answer,
+    )
+
+    roles = tuple(sorted(roles))
 
     loop = asyncio.get_running_loop()
     timeout = settings.start_timeout.total_seconds()
@@ -297,7 +310,7 @@ async def preflight(settings: Settings) -> None:
     async def answers(probe, what: str, **where: str) -> None:  # type: ignore[no-untyped-def]
         while True:
             try:
-                async with services_answer(**where):
+                async with services_answer(**where, acl=(settings, roles)):
                     await asyncio.wait_for(probe(), max(0.1, deadline - loop.time()))
                 return
             except (ServiceUnavailable, TimeoutError) as exc:
@@ -319,6 +332,11 @@ async def preflight(settings: Settings) -> None:
         r = make_redis(settings)
         try:
             await r.ping()
+            for role in roles:
+                missing = await missing_permission(r, role, settings.key_prefix)
+                if missing is not None:
+                    user = settings.redis.username
+                    raise PermissionDenied(permission_sentence(role, user, missing, ""))
         finally:
             await r.aclose()
 
@@ -335,7 +353,7 @@ async def preflight(settings: Settings) -> None:
 def run_worker(settings: Settings, roles: set[str]) -> None:
     """Run a faust worker for the given roles until SIGINT/SIGTERM (graceful shutdown). A
     broker or Redis that does not answer at start raises ServiceUnavailable first."""
-    asyncio.run(preflight(settings))
+    asyncio.run(preflight(settings, roles))
     app, rt = build_app(settings, roles)
     tune_gc()
     rt.metrics.serve(settings.metrics_host, settings.metrics_port)

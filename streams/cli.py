@@ -8,7 +8,7 @@ pricelab experiment ...          create/list/show/pause/resume/stop/freeze (thro
 pricelab assignments PRODUCT     the assignment in force for a product
 pricelab estimates EXPERIMENT    the latest estimates, from the estimates topic (--follow)
 pricelab panel export EXP ...    the panel the analysis worker analyses, as CSV or Parquet
-pricelab acl                     the Redis ACL users of the roles (controller, analysis, operator)
+pricelab acl [--kafka]           the Redis (or Kafka) ACLs of the roles (controller, analysis, operator)
 pricelab schedule / analyze / simulate / compare-designs / graph / report ...   offline tools
 
 Every refusal reaches the operator as one sentence on stderr with exit status 2 (:func:`main`):
@@ -109,6 +109,7 @@ def up(
                 )
             }
         )
+        stack.register_contracts(settings)  # the broker validates the output topics
         asyncio.run(ensure_topics(settings))
         typer.echo(f"kafka  {stack.bootstrap_servers}")
         typer.echo(f"redis  {stack.redis_url}")
@@ -546,14 +547,30 @@ def contracts(
 
 
 @_app.command()
-def acl() -> None:
+def acl(
+    kafka: Annotated[
+        bool,
+        typer.Option(
+            "--kafka",
+            help="Print the roles' Kafka ACLs instead, as kafka-acls.sh commands (no passwords).",
+        ),
+    ] = False,
+) -> None:
     """Print the Redis ACL users, one `user ...` line per role (controller, analysis,
     operator), generated from the store's key names and its scripts' declared keys; each
-    password is read from PRICELAB_ACL_PASSWORD_<ROLE> and written as its SHA-256."""
+    password is read from PRICELAB_ACL_PASSWORD_<ROLE> and written as its SHA-256. With
+    --kafka: each role's topics and consumer groups as kafka-acls.sh commands, generated from
+    the topics the workers and the CLI open (streams/kafka_acl.py)."""
     from controller.errors import ConfigurationError
     from controller.store.acl import ROLES, acl_lines
 
     settings = _settings()
+    if kafka:
+        from streams.kafka_acl import kafka_acl_commands
+
+        for line in kafka_acl_commands(settings):
+            typer.echo(line)
+        return
     passwords: dict[str, str] = {}
     for role in ROLES:
         secret = getattr(settings, role.password_env.removeprefix("PRICELAB_").lower())

@@ -22,9 +22,16 @@ from controller.settings import Settings
 from controller.store import ExperimentState, Store, make_redis
 from controller.store.clock import SharedSimulatedClock
 from controller.store.keys import clock as clock_key
-from streams.errors import services_answer
+from streams.errors import OPERATOR, services_answer
 from streams.kafka import JsonPublisher
 from streams.schemas import Command
+
+#: what ``pricelab experiment <command>`` opens on Kafka (``TopicSettings`` fields): it writes
+#: the command and reads its reply, without a consumer group (tests/unit/test_kafka_acl.py
+#: checks these against the topics this module names; streams/kafka_acl.py makes the
+#: operator's Kafka ACLs of them)
+KAFKA_READS = ("command_replies",)
+KAFKA_WRITES = ("commands",)
 
 
 def default_actor() -> str:
@@ -72,7 +79,7 @@ async def _send(settings: Settings, cmd: Command, timeout: float) -> dict[str, A
         await consumer.seek_to_end(*parts)
         for p in parts:  # resolve positions before sending so the reply cannot be missed
             await consumer.position(p)
-        pub = JsonPublisher(settings)
+        pub = JsonPublisher(settings, topics=[getattr(settings.topics, t) for t in KAFKA_WRITES])
         await pub.start()
         try:
             await pub.send(settings.topics.commands, cmd, cmd.experiment or cmd.command_id)
@@ -112,7 +119,9 @@ def _with_store(settings: Settings, fn):  # type: ignore[no-untyped-def]
     async def go():  # type: ignore[no-untyped-def]
         redis = make_redis(settings)
         try:
-            async with services_answer(redis_url=settings.redis.url.get_secret_value()):
+            async with services_answer(
+                redis_url=settings.redis.url.get_secret_value(), acl=(settings, OPERATOR)
+            ):
                 return await fn(Store(redis, settings.key_prefix))
         finally:
             await redis.aclose()

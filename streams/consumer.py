@@ -41,7 +41,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
 from controller.settings import Settings
-from streams.handlers import EXIT_UNSAFE_TO_ACK, Event, hard_exit
+from streams.handlers import EXIT_UNSAFE_TO_ACK, Event, exit_on_permission, hard_exit
 from streams.readiness import GroupMembership
 
 log = logging.getLogger("pricelab.consumer")
@@ -192,9 +192,14 @@ class BatchConsumer:
                 await asyncio.shield(task)  # a cancelled waiter never cancels the batch
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.critical("sales batch failed; exiting without committing it", exc_info=True)
-                self._exit(EXIT_UNSAFE_TO_ACK)
+            except Exception as exc:
+                user = self.settings.redis.username
+                # NOPERM: one sentence, exit 2 (both batch consumers are the controller's)
+                if not exit_on_permission(exc, "controller", user, self._exit):
+                    log.critical(
+                        "sales batch failed; exiting without committing it", exc_info=True
+                    )
+                    self._exit(EXIT_UNSAFE_TO_ACK)
                 raise
             self._inflight.popleft()
             await self._commit(consumer, offsets)

@@ -110,6 +110,27 @@ def json_schema(contract: TopicContract) -> dict[str, Any]:
     }
 
 
+#: the topics whose messages the embedded broker validates against their contracts: what
+#: pricelab writes for others to read. The input topics (sales, competitor prices, commands)
+#: are not: a malformed event there must reach the controller, which dead-letters it
+BROKER_VALIDATED = ("assignments", "estimates", "command_replies", "experiment_events")
+
+
+def broker_schemas(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Tansu's schema registry files for :data:`BROKER_VALIDATED`, named ``<topic>.json`` after
+    the topics as ``settings`` names them: the message's schema as the record *value*'s. No
+    key schema: Tansu parses a key as JSON too, and pricelab's keys are plain ids
+    (docs/broker.md)."""
+    by_field = {c.field: c for c in TOPICS}
+    return {
+        f"{getattr(settings.topics, f)}.json": {
+            "type": "object",
+            "properties": {"value": json_schema(by_field[f])},
+        }
+        for f in BROKER_VALIDATED
+    }
+
+
 def version_of(schema: Mapping[str, Any]) -> int:
     """The ``v`` a schema pins (its const, or its single enum value)."""
     v = schema["properties"]["v"]

@@ -96,6 +96,8 @@ def run_demo(settings: Settings, cfg: DemoConfig) -> bool:
         for role in ("controller", "analysis")
     }
     try:
+        if stack is not None:
+            stack.register_contracts(settings)  # the broker validates the output topics
         asyncio.run(ensure_topics(settings))
         for role, w in workers.items():
             w.launch()

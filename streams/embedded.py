@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.resources
+import json
 import os
 import shutil
 import signal
@@ -18,8 +19,12 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from controller.errors import EmbeddedStackError
+
+if TYPE_CHECKING:
+    from controller.settings import Settings
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -76,6 +81,8 @@ class ManagedProcess:
     port: int
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
+    #: the working directory (None: this process's)
+    cwd: Path | None = None
 
     def start(self, timeout: float = 15.0) -> None:
         log = self.log_path.open("ab")
@@ -85,6 +92,7 @@ class ManagedProcess:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            cwd=self.cwd,
         )
         log.close()
         try:
@@ -124,6 +132,9 @@ class EmbeddedStack:
     redis_port: int = 0
     workdir: Path | None = None
     redis_aof: bool = False
+    #: the broker validates what is written to pricelab's output topics against their
+    #: contracts (Tansu's ``--schema-registry``): see :meth:`register_contracts`
+    validate_outputs: bool = True
     broker: ManagedProcess | None = field(default=None, init=False)
     redis: ManagedProcess | None = field(default=None, init=False)
     _tmp: tempfile.TemporaryDirectory[str] | None = field(default=None, init=False, repr=False)
@@ -155,10 +166,12 @@ class EmbeddedStack:
                 url,
                 "--storage-engine",
                 "memory://tansu/",
+                *self._registry_args(),
             ],
             self.host,
             self.kafka_port,
             self.workdir / "broker.log",
+            cwd=self.workdir,
         )
         self.redis = ManagedProcess(
             "redis", self._redis_args(), self.host, self.redis_port, self.workdir / "redis.log"
@@ -170,6 +183,37 @@ class EmbeddedStack:
             self.stop()
             raise
         return self
+
+    @property
+    def schema_dir(self) -> Path:
+        """Where the broker reads a ``<topic>.json`` schema for each topic it validates."""
+        assert self.workdir is not None
+        return self.workdir / "schemas"
+
+    def _registry_args(self) -> list[str]:
+        if not self.validate_outputs:
+            return []
+        self.schema_dir.mkdir(exist_ok=True)
+        # Tansu 0.6 reads a file:// registry's path relative to its working directory (an
+        # absolute path loses its leading '/'), so it runs in the workdir (docs/broker.md)
+        return ["--schema-registry", f"file://./{self.schema_dir.name}"]
+
+    def register_contracts(self, settings: Settings) -> list[Path]:
+        """Write the contracts of the output topics as ``settings`` names them (assignments,
+        estimates, command replies, experiment events) where the broker reads them; before
+        anything is written to them. The input topics get none: a bad sale still reaches the
+        controller, which dead-letters it. Returns the files written (none when the broker
+        does not validate)."""
+        if not self.validate_outputs:
+            return []
+        from streams.contracts import broker_schemas
+
+        written = []
+        for name, doc in broker_schemas(settings).items():
+            path = self.schema_dir / name
+            path.write_text(json.dumps(doc))
+            written.append(path)
+        return written
 
     def _redis_args(self) -> list[str]:
         assert self.workdir is not None

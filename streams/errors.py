@@ -7,13 +7,59 @@ tried; :func:`services_answer` turns the clients' own connection errors into it.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 from core.errors import PricelabError
+
+if TYPE_CHECKING:
+    from controller.settings import Settings
 
 
 class ServiceUnavailable(PricelabError):
     """A broker or Redis did not answer; the message names what and where."""
+
+
+class PermissionDenied(PricelabError):
+    """Redis refused a role's user a command or a key (``NOPERM``); the message names the
+    permission and the role."""
+
+
+#: the role the CLI's Redis reads run as
+OPERATOR = ("operator",)
+
+_NOPERM_COMMAND = re.compile(r"permissions to run the '([^']+)' command")
+
+
+def permission_sentence(role: str, user: str | None, missing: str | None, said: str) -> str:
+    """The one sentence for a ``NOPERM``: the role, its Redis user, the permission missing
+    (``HSET``, or ``HGETALL on pl:exp:{*}:state``) or else what Redis said, and the fix."""
+    who = f"the {role} role" + (f" (Redis user {user})" if user else "")
+    what = f"{missing}" if missing else said.removeprefix("NOPERM ").strip()
+    return (
+        f"Redis refused {who} a permission it needs: {what} (NOPERM); load the ACL users "
+        "`pricelab acl` prints for this version (docs/operations.md, \"Redis ACL users\")"
+    )
+
+
+def is_noperm(exc: BaseException) -> bool:
+    """Redis refused a permission: ``NOPERM``, or (Redis 7.0) a script's own call refused,
+    which reaches the client as a script error ("... can't access ...")."""
+    from redis.exceptions import NoPermissionError, ResponseError
+
+    if isinstance(exc, NoPermissionError):
+        return True
+    said = str(exc)
+    return isinstance(exc, ResponseError) and (
+        "can't access" in said or "no permissions" in said
+    )
+
+
+def refused_command(said: str) -> str | None:
+    """The command a ``NOPERM`` names (``HSET``), if it names one: a key refusal does not."""
+    found = _NOPERM_COMMAND.search(said)
+    return found.group(1).upper() if found else None
 
 
 def redis_address(url: str) -> str:
@@ -25,12 +71,18 @@ def redis_address(url: str) -> str:
 
 @contextlib.asynccontextmanager
 async def services_answer(
-    bootstrap_servers: str | None = None, redis_url: str | None = None
+    bootstrap_servers: str | None = None,
+    redis_url: str | None = None,
+    *,
+    acl: tuple[Settings, tuple[str, ...]] | None = None,
 ) -> AsyncIterator[None]:
     """Run a block that talks to the broker and/or Redis; a connection failure leaves it as
-    :class:`ServiceUnavailable` with the address tried."""
+    :class:`ServiceUnavailable` with the address tried, and a Redis ``NOPERM`` as
+    :class:`PermissionDenied`. ``acl``: the settings and the roles the block runs as (the
+    CLI's reads: ``operator``); the sentence then names the permission missing, found by
+    :func:`controller.store.acl.missing_permission` when Redis's answer names no command."""
     from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NoBrokersAvailable
-    from redis.exceptions import RedisClusterException
+    from redis.exceptions import RedisClusterException, ResponseError
 
     from controller.store.base import REDIS_DOWN
 
@@ -38,6 +90,10 @@ async def services_answer(
 
     try:
         yield
+    except ResponseError as exc:  # NoPermissionError is one
+        if not is_noperm(exc):
+            raise
+        raise await permission_denied(exc, acl) from None
     except (KafkaConnectionError, NoBrokersAvailable, KafkaTimeoutError) as exc:
         where = bootstrap_servers or "the configured brokers"
         raise ServiceUnavailable(
@@ -50,3 +106,32 @@ async def services_answer(
             f"Redis at {where} does not answer ({type(exc).__name__}); "
             "set PRICELAB_REDIS__URL or start it (pricelab up)"
         ) from None
+
+
+async def permission_denied(
+    exc: BaseException, acl: tuple[Settings, tuple[str, ...]] | None
+) -> PermissionDenied:
+    """The :class:`PermissionDenied` for Redis's ``NOPERM`` ``exc``: the command it names, or
+    else the first of the roles' reads a probe finds refused (a fresh connection)."""
+    said = str(exc)
+    if acl is None:
+        return PermissionDenied(permission_sentence("pricelab", None, refused_command(said), said))
+    settings, roles = acl
+    missing = refused_command(said)
+    role = " and ".join(sorted(roles))
+    if missing is None:
+        from controller.store import make_redis
+        from controller.store.acl import missing_permission
+
+        redis = make_redis(settings)
+        try:
+            for r in sorted(roles):
+                found = await missing_permission(redis, r, settings.key_prefix)
+                if found is not None:
+                    missing, role = found, r
+                    break
+        except Exception:  # the diagnosis is a courtesy: Redis's own answer still names it
+            missing = None
+        finally:
+            await redis.aclose()
+    return PermissionDenied(permission_sentence(role, settings.redis.username, missing, said))

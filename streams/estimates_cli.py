@@ -28,6 +28,11 @@ from controller.settings import Settings
 from core.ports import metric_name
 from streams.errors import services_answer
 
+#: what ``pricelab estimates`` opens on Kafka (``TopicSettings`` fields; no consumer group):
+#: streams/kafka_acl.py
+KAFKA_READS = ("estimates",)
+KAFKA_WRITES: tuple[str, ...] = ()
+
 COLUMNS = (
     ("metric", "{}"),
     ("estimator", "{}"),

@@ -30,6 +30,25 @@ T = TypeVar("T")
 EXIT_UNSAFE_TO_ACK = 75
 #: exit status of a worker whose timer (flip, triggers, analysis) raised an unexpected error
 EXIT_TIMER_FAILED = 70
+#: exit status of a worker that Redis refused a permission its role needs (NOPERM): its ACL
+#: user is older than the code or wrong, which a restart does not mend (as the CLI's exit 2)
+EXIT_PERMISSION = 2
+
+
+def exit_on_permission(
+    exc: BaseException | None, role: str, user: str | None, exit: Callable[[int], None]
+) -> bool:
+    """If ``exc`` is Redis's ``NOPERM``: log one sentence naming the permission and the role
+    (no traceback), exit with :data:`EXIT_PERMISSION` and return True (an ``exit`` that
+    returns is a test's)."""
+    from streams.errors import is_noperm, permission_sentence, refused_command
+
+    if exc is not None and is_noperm(exc):
+        said = str(exc)
+        log.critical("%s", permission_sentence(role, user, refused_command(said), said))
+        exit(EXIT_PERMISSION)
+        return True
+    return False
 
 EXCLUDED = {"washout", "paused", "stopped", "freeze", "unassigned", "ended"}
 
@@ -86,11 +105,20 @@ class RedisOutageTolerated:
     """
 
     def __init__(
-        self, what: str, metrics: Metrics, exit: Callable[[int], None] | None = None
+        self,
+        what: str,
+        metrics: Metrics,
+        exit: Callable[[int], None] | None = None,
+        *,
+        role: str = "worker",
+        user: str | None = None,
     ) -> None:
         self.what = what
         self.metrics = metrics
         self._exit = exit
+        #: the role and its Redis user, named when Redis refuses a permission (NOPERM)
+        self.role = role
+        self.user = user
 
     async def __aenter__(self) -> None:
         return None
@@ -100,6 +128,8 @@ class RedisOutageTolerated:
             log.warning("redis unavailable during %s (%s); next tick retries", self.what, exc)
             self.metrics.redis_retries.labels(self.what).inc()
             return True
+        if exit_on_permission(exc, self.role, self.user, self._exit or hard_exit):
+            return False
         if isinstance(exc, Exception):  # not CancelledError / KeyboardInterrupt: shutdown
             log.critical(
                 "%s failed (%s: %s); exiting with status %d so the worker is restarted",

@@ -21,6 +21,11 @@ from controller.settings import Settings
 from streams.control import FLEET
 from streams.errors import services_answer
 
+#: what ``pricelab experiment history`` opens on Kafka (``TopicSettings`` fields; no consumer
+#: group): streams/kafka_acl.py
+KAFKA_READS = ("experiment_events",)
+KAFKA_WRITES: tuple[str, ...] = ()
+
 
 @dataclass
 class Trail:

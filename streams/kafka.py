@@ -96,10 +96,22 @@ async def ensure_and_describe_topics(
         return created, {n: found.get(n, 0) for n in names}
 
 
-class JsonPublisher:
-    """Publishes pydantic messages as JSON; ``flush()`` waits until the broker has them all."""
+class UndeclaredTopic(RuntimeError):
+    """A publisher was asked to write a topic its role does not declare: a bug (the role's
+    Kafka ACLs, generated from the declarations, would refuse it too)."""
 
-    def __init__(self, settings: Settings, *, linger_ms: int = 5) -> None:
+
+class JsonPublisher:
+    """Publishes pydantic messages as JSON; ``flush()`` waits until the broker has them all.
+
+    ``topics``: the only topics it may write (a role's declared writes, which its Kafka ACLs
+    are generated from: streams/kafka_acl.py); None for any (drivers, tests, benchmarks).
+    """
+
+    def __init__(
+        self, settings: Settings, *, linger_ms: int = 5, topics: Iterable[str] | None = None
+    ) -> None:
+        self.topics = None if topics is None else frozenset(topics)
         self._producer = AIOKafkaProducer(
             **settings.kafka.client_kwargs(),  # type: ignore[arg-type]
             acks="all",
@@ -119,7 +131,14 @@ class JsonPublisher:
         await self.flush()
         await self._producer.stop()
 
+    def _check(self, topic: str) -> None:
+        if self.topics is not None and topic not in self.topics:
+            raise UndeclaredTopic(
+                f"{topic} is not among the topics this role writes ({', '.join(sorted(self.topics))})"
+            )
+
     async def send(self, topic: str, msg: BaseModel | bytes, key: str | None = None) -> None:
+        self._check(topic)
         value = msg if isinstance(msg, bytes) else msg.model_dump_json().encode()
         fut = await self._producer.send(topic, value=value, key=key.encode() if key else None)
         self._pending.append(fut)
@@ -135,6 +154,7 @@ class JsonPublisher:
     async def prime_partitions(self, topic: str, keys: Sequence[str]) -> None:
         """Compute the partitions of many keys at once (vectorised murmur2) before a
         ``send_keyed_many`` of them: the producer's pure-Python murmur2 costs ~3-7 us a key."""
+        self._check(topic)
         parts = sorted(await self._producer.partitions_for(topic))
         if self._partition_cache_for != (topic, tuple(parts)):
             self._partition_cache_for = (topic, tuple(parts))
@@ -151,6 +171,7 @@ class JsonPublisher:
         ``send`` (murmur2 of the key), so a product's messages keep one partition and their
         order whichever method sent them. Returns the number of messages.
         """
+        self._check(topic)
         producer = self._producer
         parts = sorted(await producer.partitions_for(topic))
         if self._partition_cache_for != (topic, tuple(parts)):

@@ -15,7 +15,7 @@ from controller.periods import n_periods
 from controller.settings import Settings
 from controller.store import Store, make_redis
 from controller.store.clock import SharedSimulatedClock
-from streams.errors import services_answer
+from streams.errors import OPERATOR, services_answer
 from streams.runtime import make_clock
 
 
@@ -23,7 +23,9 @@ async def export_panel(settings: Settings, experiment: str, out: Path) -> tuple[
     """Write the panel; returns (cells, completed periods)."""
     redis = make_redis(settings)
     try:
-        async with services_answer(redis_url=settings.redis.url.get_secret_value()):
+        async with services_answer(
+            redis_url=settings.redis.url.get_secret_value(), acl=(settings, OPERATOR)
+        ):
             store = Store(redis, settings.key_prefix)
             clock = make_clock(settings, store)
             await clock.sync()

@@ -20,7 +20,7 @@ import typer
 
 from controller.settings import Settings, load_settings
 from controller.spec import ExperimentSpec
-from streams.errors import services_answer
+from streams.errors import OPERATOR, services_answer
 
 
 def _fail(message: str) -> NoReturn:
@@ -70,7 +70,9 @@ async def _live_panel(
 
     redis = make_redis(settings)
     try:
-        async with services_answer(redis_url=settings.redis.url.get_secret_value()):
+        async with services_answer(
+            redis_url=settings.redis.url.get_secret_value(), acl=(settings, OPERATOR)
+        ):
             return await _read_live(redis, settings, experiment)
     finally:
         await redis.aclose()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from analysis.worker import AnalysisWorker
 from controller.clock import Clock, WallClock
@@ -26,7 +28,20 @@ from streams.sinks import (
     KafkaGuardrailSink,
 )
 
+if TYPE_CHECKING:
+    from streams.consumer import BatchConsumer
+
 log = logging.getLogger("pricelab.runtime")
+
+#: the topics (``TopicSettings`` fields) each worker role writes: the controller its
+#: assignments, command replies, audit events and dead letters; the analysis worker its
+#: estimates and, when a guardrail trips, a stop command and its event. A role's publisher
+#: refuses any other topic, and its Kafka ACLs are generated from these
+#: (``pricelab acl --kafka``, streams/kafka_acl.py)
+WRITES: dict[str, tuple[str, ...]] = {
+    "controller": ("assignments", "command_replies", "experiment_events", "dead_letter"),
+    "analysis": ("estimates", "commands", "experiment_events"),
+}
 
 
 def make_clock(settings: Settings, store: Store) -> Clock:
@@ -38,8 +53,17 @@ def make_clock(settings: Settings, store: Store) -> Clock:
 class Runtime:
     """Everything one worker needs, created inside its event loop and started once."""
 
-    def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: Metrics | None = None,
+        roles: Iterable[str] | None = None,
+    ) -> None:
         self.settings = settings
+        #: the worker roles it serves (None: both); its publisher writes only their topics
+        self.roles = frozenset(WRITES if roles is None else roles)
+        #: the batch consumers the worker's app runs (streams/app.py), with their topics
+        self.consumers: list[BatchConsumer] = []
         self.metrics = metrics or Metrics(now=lambda: self.clock.now())
         self._started = False
         self._lock: asyncio.Lock | None = None
@@ -50,9 +74,10 @@ class Runtime:
         self.redis = make_redis(settings)
         self.store = Store(self.redis, settings.key_prefix)
         self.clock = make_clock(settings, self.store)
-        # control-plane messages go out at once; batching happens while a request is in flight
-        self.publisher = JsonPublisher(settings, linger_ms=0)
         t = settings.topics
+        # control-plane messages go out at once; batching happens while a request is in flight
+        writes = {getattr(t, name) for role in self.roles for name in WRITES[role]}
+        self.publisher = JsonPublisher(settings, linger_ms=0, topics=writes)
         self.dlq = DeadLetterSink(self.publisher, settings, self.metrics)
         self.assignment_sink = KafkaAssignmentSink(self.publisher, settings, self.metrics)
         self.flipper = Flipper(self.store, self.assignment_sink, self.clock, settings, self.metrics)

@@ -24,11 +24,19 @@ import hashlib
 import re
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
 import controller.store.keys as keys
 from controller.store.base import lua
 
-__all__ = ["ROLES", "Role", "acl_lines", "script_commands", "script_declarations"]
+__all__ = [
+    "ROLES",
+    "Role",
+    "acl_lines",
+    "missing_permission",
+    "script_commands",
+    "script_declarations",
+]
 
 #: the key permission each command pricelab runs needs, from Redis 7's key specs
 #: (``COMMAND INFO``: ACCESS needs read, INSERT/UPDATE/DELETE need write)
@@ -192,6 +200,47 @@ ROLES: tuple[Role, ...] = (
         transactions=False,
     ),
 )
+
+
+#: the keyed reads a probe may run on a key that does not exist, with their extra arguments
+READ_PROBES: dict[str, tuple[str, ...]] = {
+    "GET": (),
+    "MGET": (),
+    "HGET": ("f",),
+    "HMGET": ("f",),
+    "HGETALL": (),
+    "HSCAN": ("0",),
+    "SMEMBERS": (),
+    "SISMEMBER": ("m",),
+    "EXISTS": (),
+}
+#: stands for every ``*`` of a key pattern in a probe: no key pricelab writes has this name
+PROBE = "pricelab-acl-probe"
+
+
+async def missing_permission(redis: Any, role_name: str, prefix: str) -> str | None:
+    """The first permission the role needs that Redis refuses its user, as ``PING`` or
+    ``HGETALL on <pattern>``, found by running every keyed read of the role once on a key of
+    each pattern that does not exist (harmless); None when all pass. Writes cannot be probed
+    without writing: a refused write is named by Redis itself (``run the 'hset' command``) or,
+    for a key, by the command that met it."""
+    from redis.exceptions import NoPermissionError
+
+    try:
+        await redis.ping()
+    except NoPermissionError:
+        return "PING"
+    for command, names in sorted(role(role_name).grants().items()):
+        extra = READ_PROBES.get(command)
+        if extra is None:
+            continue
+        for name in sorted(names):
+            pattern = keys.pattern(prefix, name)
+            try:
+                await redis.execute_command(command, pattern.replace("*", PROBE), *extra)
+            except NoPermissionError:
+                return f"{command} on {pattern}"
+    return None
 
 
 def role(name: str) -> Role:

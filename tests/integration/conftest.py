@@ -52,7 +52,10 @@ def make_settings(stack: EmbeddedStack, **overrides: Any) -> Settings:
         "clock": "simulated",
     }
     base.update(overrides)
-    return Settings(**base)
+    settings = Settings(**base)
+    # the broker validates what pricelab writes to its output topics against their contracts
+    stack.register_contracts(settings)
+    return settings
 
 
 @pytest.fixture

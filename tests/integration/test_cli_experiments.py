@@ -25,13 +25,17 @@ import yaml
 from aiokafka import AIOKafkaProducer
 from confluent_kafka import Consumer, TopicPartition
 
+from controller.designs import Assignment
 from controller.settings import Settings
+from controller.spec import Arm
 from controller.store import make_redis
 from controller.store.clock import SharedSimulatedClock
 from controller.store.keys import clock as clock_key
 from streams.cli import main
 from streams.kafka import ensure_topics
 from streams.launcher import WorkerProcess
+from streams.schemas import ExperimentEvent
+from streams.sinks import assignment_message
 from tests.integration.conftest import make_settings
 
 pytestmark = pytest.mark.integration
@@ -39,8 +43,10 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 START = datetime(2026, 9, 1, tzinfo=UTC)
 PRODUCTS = ["s1", "s2", "s3", "s4"]
-#: a tombstone the test writes to every partition once the worker is gone: a reader that
-#: has seen it on each partition has seen everything the controller published
+#: the key of a marker the test writes to every partition once the worker is gone: a reader
+#: that has seen it on each partition has seen everything the controller published. Its value
+#: keeps the topic's contract: the broker validates the output topics, and refuses a
+#: tombstone (no value) there (docs/broker.md)
 END_KEY = b"end-of-test"
 
 sys.path.insert(0, str(ROOT / "docs" / "examples"))
@@ -89,7 +95,7 @@ def _spec(exp_id: str, start: datetime) -> dict[str, Any]:
 
 def read_with_librdkafka(settings: Settings, topic: str) -> list[dict[str, Any]]:
     """Every message of ``topic`` from the beginning, in partition order, read by librdkafka
-    up to the END_KEY tombstone on each partition (never "to the high watermark": it lags
+    up to the END_KEY marker on each partition (never "to the high watermark": it lags
     on the embedded broker)."""
     consumer = Consumer(
         {
@@ -109,7 +115,7 @@ def read_with_librdkafka(settings: Settings, topic: str) -> list[dict[str, Any]]
             msg = consumer.poll(0.1)
             if msg is None or msg.error() is not None:
                 continue
-            if msg.key() == END_KEY:
+            if msg.key() == END_KEY:  # the marker, not a message of the test's
                 open_parts.discard(msg.partition())
             elif msg.value() is not None:
                 out.append(json.loads(msg.value()))
@@ -119,13 +125,24 @@ def read_with_librdkafka(settings: Settings, topic: str) -> list[dict[str, Any]]
         consumer.close()
 
 
+def _marker(settings: Settings, topic: str) -> bytes:
+    """An END_KEY marker's value: a message of the topic's kind (its contract holds)."""
+    t = settings.topics
+    if topic == t.assignments:
+        a = Assignment("end", "end", 0, Arm.CONTROL, 1.0, "end", START, START)
+        return assignment_message(a, 0, "ended").model_dump_json().encode()
+    assert topic == t.experiment_events, topic
+    return ExperimentEvent(experiment="end", kind="end", at=START).model_dump_json().encode()
+
+
 async def _end_markers(settings: Settings, topics: list[str]) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers)
     await producer.start()
     try:
         for topic in topics:
             for p in range(settings.kafka.partitions):
-                await producer.send_and_wait(topic, None, key=END_KEY, partition=p)
+                value = _marker(settings, topic)
+                await producer.send_and_wait(topic, value, key=END_KEY, partition=p)
     finally:
         await producer.stop()
 

@@ -12,6 +12,7 @@ simulated clock, as the demo is, with a user of its own.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import re
 import subprocess
@@ -85,6 +86,23 @@ def acl_redis(base: Settings, tmp_path: Path) -> Iterator[int]:
         "pricelab-operator",
     ]
     assert not any(p in printed.stdout for p in PASSWORDS.values())
+    with _redis_with_users(lines, tmp_path) as port:
+        yield port
+
+
+def _acl_lines(base: Settings) -> list[str]:
+    settings = base.model_copy(
+        update={f"acl_password_{r}": SecretStr(p) for r, p in PASSWORDS.items()}
+    )
+    printed = pricelab(settings, "acl")
+    assert printed.returncode == 0, printed.stderr
+    return printed.stdout.splitlines()
+
+
+@contextlib.contextmanager
+def _redis_with_users(lines: list[str], tmp_path: Path) -> Iterator[int]:
+    """redis-server 7 with these ``user`` lines, the driver's own user and the default user
+    off, from an ACL file; stopped at the end."""
     aclfile = tmp_path / "users.acl"
     aclfile.write_text(
         "\n".join([*lines, f"user driver on >{DRIVER} ~* +@all", "user default off"]) + "\n"
@@ -256,3 +274,56 @@ async def test_each_role_runs_its_path_under_its_acl_user_and_nothing_more(
         await controller.stop()
         await analysis.stop()
         await driver.aclose()
+
+
+async def test_a_role_user_without_a_permission_it_needs_is_one_sentence_and_exit_2(
+    base: Settings, tmp_path: Path
+) -> None:
+    """The users `pricelab acl` prints, each with one permission taken away: the operator
+    may not run SMEMBERS at all (Redis names the command), the analysis worker may not GET
+    the simulated clock (Redis names no key: the worker's start-up check finds it)."""
+    await ensure_topics(base)
+    p = base.key_prefix
+    lines = _acl_lines(base)
+    users = {line.split()[1]: line for line in lines}
+    operator = users["pricelab-operator"]
+    smembers = re.search(r" \(\+smembers [^)]*\)", operator)
+    assert smembers is not None
+    users["pricelab-operator"] = operator.replace(smembers.group(0), "")
+    clock = f" %R~{keys.clock(p)}"
+    analysis = users["pricelab-analysis"]
+    get = re.search(r"\(\+get [^)]*\)", analysis)
+    assert get is not None and clock in get.group(0)
+    users["pricelab-analysis"] = analysis.replace(get.group(0), get.group(0).replace(clock, ""))
+    assert users["pricelab-analysis"] != analysis
+
+    with _redis_with_users(list(users.values()), tmp_path) as port:
+        # the CLI's read: Redis's NOPERM names the command
+        listed = pricelab(_role(base, port, "operator"), "experiment", "list")
+        assert listed.returncode == 2, listed.stderr
+        assert listed.stdout == "" and listed.stderr.count("\n") == 1, listed.stderr
+        assert "Traceback" not in listed.stderr
+        assert listed.stderr.startswith(
+            "error: Redis refused the operator role (Redis user pricelab-operator) a permission "
+            "it needs: SMEMBERS (NOPERM)"
+        ), listed.stderr
+        # a worker's start: its check of the role's reads names the key pattern refused
+        started = pricelab(_role(base, port, "analysis"), "worker", "--role", "analysis")
+        assert started.returncode == 2, started.stderr
+        assert started.stderr.count("\n") == 1 and "Traceback" not in started.stderr
+        assert started.stderr.startswith(
+            "error: Redis refused the analysis role (Redis user pricelab-analysis) a permission "
+            f"it needs: GET on {keys.clock(p)} (NOPERM)"
+        ), started.stderr
+        # the permissions taken away are the only ones: with them, both run
+        driver = Redis.from_url(
+            f"redis://127.0.0.1:{port}/0", username="driver", password=DRIVER
+        )
+        try:
+            for user in ("pricelab-operator", "pricelab-analysis"):
+                line = next(x for x in lines if x.split()[1] == user)
+                await driver.execute_command("ACL", "SETUSER", *line.split()[1:])
+        finally:
+            await driver.aclose()
+        listed = pricelab(_role(base, port, "operator"), "experiment", "list")
+        assert listed.returncode == 0, listed.stderr

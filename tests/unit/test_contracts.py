@@ -12,7 +12,7 @@ import yaml
 
 from analysis.elasticity import within_product_elasticity
 from analysis.results import EstimateResult, published_fields
-from controller.settings import Settings
+from controller.settings import Settings, TopicSettings
 from lab.compare import elasticity_experiment
 from streams.contracts import (
     TOPICS,
@@ -126,3 +126,22 @@ def test_the_asyncapi_document_names_every_topic_with_its_key_schema_and_cleanup
         "cleanup.policy"
     ] == ["compact"]
     assert version_of(json_schema(TOPICS[5])) == 2
+
+
+def test_the_broker_validates_the_output_topics_with_their_contracts_under_their_names() -> None:
+    """Tansu's registry files (streams.contracts.broker_schemas): one per output topic, named
+    after the topic as the settings name it, whose value schema is the topic's contract as in
+    docs/contracts; none for an input topic, and no key schema (the keys are plain ids)."""
+    from streams.contracts import broker_schemas
+
+    settings = Settings(topics=TopicSettings(assignments="shop7.assignments"))
+    docs = broker_schemas(settings)
+    assert set(docs) == {
+        "shop7.assignments.json", "pricelab.estimates.json", "pricelab.command-replies.json",
+        "pricelab.experiment-events.json",
+    }  # fmt: skip
+    for name, doc in docs.items():
+        slug = name.removesuffix(".json").split(".", 1)[1]
+        assert set(doc["properties"]) == {"value"}
+        on_disk = json.loads((ROOT / "docs" / "contracts" / f"{slug}.schema.json").read_text())
+        assert doc["properties"]["value"] == on_disk

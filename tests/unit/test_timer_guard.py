@@ -6,8 +6,9 @@ import asyncio
 
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoPermissionError, ResponseError
 
-from streams.handlers import EXIT_TIMER_FAILED, RedisOutageTolerated
+from streams.handlers import EXIT_PERMISSION, EXIT_TIMER_FAILED, RedisOutageTolerated
 from streams.metrics import Metrics
 
 
@@ -41,3 +42,41 @@ async def test_cancellation_is_shutdown_not_a_failure() -> None:
     with pytest.raises(asyncio.CancelledError):
         await _run(asyncio.CancelledError(), exits, metrics)
     assert exits == []
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("said", "named"),
+    [
+        ("this user has no permissions to run the 'hset' command", "HSET"),
+        ("this user has no permissions to access one of the keys used as arguments",
+         "this user has no permissions to access one of the keys used as arguments"),
+    ],
+)  # fmt: skip
+async def test_a_refused_permission_is_one_sentence_naming_it_and_the_role_and_exit_2(
+    said: str, named: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    metrics, exits = Metrics(), []
+    with pytest.raises(NoPermissionError):
+        async with RedisOutageTolerated(
+            "analysis", metrics, exit=exits.append, role="analysis", user="pricelab-analysis"
+        ):
+            raise NoPermissionError(said)
+    assert exits == [EXIT_PERMISSION] and EXIT_PERMISSION == 2
+    (record,) = [r for r in caplog.records if r.levelname == "CRITICAL"]
+    assert record.exc_info is None  # no traceback
+    assert record.getMessage() == (
+        "Redis refused the analysis role (Redis user pricelab-analysis) a permission it needs: "
+        f"{named} (NOPERM); load the ACL users `pricelab acl` prints for this version "
+        '(docs/operations.md, "Redis ACL users")'
+    )
+
+
+@pytest.mark.asyncio
+async def test_a_script_call_refused_by_redis_7_0_is_a_permission_too() -> None:
+    metrics, exits = Metrics(), []
+    said = "ERR Error running script: The user executing the script can't access at least one"
+    with pytest.raises(ResponseError):
+        async with RedisOutageTolerated("period flip", metrics, exit=exits.append):
+            raise ResponseError(said)
+    assert exits == [EXIT_PERMISSION]
