@@ -26,6 +26,35 @@ def check_key_prefix(prefix: str) -> str:
     return prefix
 
 
+def check_tls_files(
+    prefix: str,
+    *,
+    ca: str | None,
+    cert: str | None,
+    key: str | None,
+    names: tuple[str, str, str],
+) -> None:
+    """Each TLS file a setting names exists and holds what it should: certificates valid now
+    (controller/certs.py), a private key; else one sentence naming the setting. A client
+    certificate needs its key."""
+    from controller.certs import check_certificate_file, check_key_file
+    from controller.clock import WallClock
+    from controller.errors import ConfigurationError
+
+    now = WallClock().now()  # certificates expire by the wall's time, whatever the lab's
+    if ca is not None:
+        check_certificate_file(ca, prefix + names[0], now)
+    if cert is not None:
+        check_certificate_file(cert, prefix + names[1], now)
+        if key is None:
+            raise ConfigurationError(
+                f"{prefix}{names[1]} is set without {prefix}{names[2]}: give the client "
+                "certificate's private key"
+            )
+    if key is not None:
+        check_key_file(key, prefix + names[2])
+
+
 class KafkaSettings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -66,19 +95,15 @@ class KafkaSettings(BaseModel):
             "client_id": self.client_id,
         }
         if self.security_protocol in ("SSL", "SASL_SSL"):
-            from pathlib import Path
-
             from aiokafka.helpers import create_ssl_context
 
-            from controller.errors import ConfigurationError
-
-            for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
-                path = getattr(self, name)
-                if path is not None and not Path(path).is_file():
-                    raise ConfigurationError(
-                        f"PRICELAB_KAFKA__{name.upper()}: {path}: no such file"
-                    )
-
+            check_tls_files(
+                "PRICELAB_KAFKA__",
+                ca=self.ssl_cafile,
+                cert=self.ssl_certfile,
+                key=self.ssl_keyfile,
+                names=("SSL_CAFILE", "SSL_CERTFILE", "SSL_KEYFILE"),
+            )
             kw["ssl_context"] = create_ssl_context(
                 cafile=self.ssl_cafile, certfile=self.ssl_certfile, keyfile=self.ssl_keyfile
             )

@@ -310,7 +310,11 @@ async def preflight(settings: Settings, roles: Iterable[str] = ()) -> None:
     async def answers(probe, what: str, **where: str) -> None:  # type: ignore[no-untyped-def]
         while True:
             try:
-                async with services_answer(**where, acl=(settings, roles)):
+                async with services_answer(
+                    bootstrap_servers=where.get("bootstrap_servers"),
+                    redis_url=where.get("redis_url"),
+                    acl=(settings, roles),
+                ):
                     await asyncio.wait_for(probe(), max(0.1, deadline - loop.time()))
                 return
             except (ServiceUnavailable, TimeoutError) as exc:

@@ -91,33 +91,34 @@ def up(
     kafka_port: Annotated[int, typer.Option(help="Broker port (0 = any free port).")] = 9092,
     redis_port: Annotated[int, typer.Option(help="Redis port (0 = any free port).")] = 6379,
     host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
+    tls: Annotated[
+        bool,
+        typer.Option(
+            "--tls",
+            help="TLS on both, with a throw-away CA: Redis 7 serves it, the broker through "
+            "stunnel (Tansu 0.6 cannot; docs/broker.md). Prints the client settings.",
+        ),
+    ] = False,
 ) -> None:
     """Start the embedded Kafka-protocol broker and Redis until Ctrl-C or SIGTERM."""
     from streams.embedded import EmbeddedStack
     from streams.kafka import ensure_topics
 
-    stack = EmbeddedStack(host=host, kafka_port=kafka_port, redis_port=redis_port).start()
+    stack = EmbeddedStack(host=host, kafka_port=kafka_port, redis_port=redis_port, tls=tls)
+    stack.start()
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     try:
-        settings = _settings()
-        settings = settings.model_copy(
-            update={
-                "kafka": settings.kafka.model_copy(
-                    update={"bootstrap_servers": stack.bootstrap_servers}
-                )
-            }
-        )
+        settings = stack.client_settings(_settings())
         stack.register_contracts(settings)  # the broker validates the output topics
         asyncio.run(ensure_topics(settings))
         typer.echo(f"kafka  {stack.bootstrap_servers}")
         typer.echo(f"redis  {stack.redis_url}")
+        if stack.tls_files is not None:
+            typer.echo(f"ca     {stack.tls_files.ca}")
         typer.echo("topics " + ", ".join(settings.topics.all()))
-        typer.echo(
-            f"export PRICELAB_KAFKA__BOOTSTRAP_SERVERS={stack.bootstrap_servers} "
-            f"PRICELAB_REDIS__URL={stack.redis_url}"
-        )
+        typer.echo("export " + " ".join(f"{k}={v}" for k, v in stack.client_env().items()))
         typer.echo("Ctrl-C stops both.")
         stop.wait()
     finally:
@@ -140,7 +141,9 @@ def topics(
         _fail(f"--timeout must be positive, not {timeout}")
 
     async def go() -> tuple[list[str], dict[str, int]]:
-        async with services_answer(bootstrap_servers=settings.kafka.bootstrap_servers):
+        async with services_answer(
+            bootstrap_servers=settings.kafka.bootstrap_servers, settings=settings
+        ):
             return await ensure_and_describe_topics(settings, timeout)
 
     created, partitions = asyncio.run(go())
@@ -250,9 +253,7 @@ def experiment_create(
         typer.echo(f"embedded {len(edges)} substitute edges among the experiment's products")
     doc = parsed.model_dump(mode="json")
     _reply(
-        send_command(
-            settings, "create", spec=doc, backfill=backfill, timeout=timeout, actor=actor
-        )
+        send_command(settings, "create", spec=doc, backfill=backfill, timeout=timeout, actor=actor)
     )
 
 

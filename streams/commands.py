@@ -58,7 +58,9 @@ async def send_command_async(
     fields.setdefault("actor", default_actor())
     fields.setdefault("principal", settings.kafka.sasl_username)
     cmd = Command(command_id=uuid.uuid4().hex, kind=kind, **fields)  # type: ignore[arg-type]
-    async with services_answer(bootstrap_servers=settings.kafka.bootstrap_servers):
+    async with services_answer(
+        bootstrap_servers=settings.kafka.bootstrap_servers, settings=settings
+    ):
         return await _send(settings, cmd, timeout)
 
 

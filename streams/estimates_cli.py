@@ -95,7 +95,9 @@ async def all_estimates(
     last message read, rather than seeking to the end offsets, means no estimate is shown
     twice or skipped.
     """
-    async with services_answer(bootstrap_servers=settings.kafka.bootstrap_servers):
+    async with services_answer(
+        bootstrap_servers=settings.kafka.bootstrap_servers, settings=settings
+    ):
         consumer = await _consumer(settings)
         out: list[dict[str, Any]] = []
         try:

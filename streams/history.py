@@ -76,7 +76,9 @@ def assemble(experiment: str, docs: list[tuple[int, int, dict[str, Any]]]) -> Tr
 async def read_trail(settings: Settings, experiment: str, timeout: float = 30.0) -> Trail:
     """Read the topic (see the module); a broker that does not answer raises
     :class:`streams.errors.ServiceUnavailable`."""
-    async with services_answer(bootstrap_servers=settings.kafka.bootstrap_servers):
+    async with services_answer(
+        bootstrap_servers=settings.kafka.bootstrap_servers, settings=settings
+    ):
         consumer = AIOKafkaConsumer(**settings.kafka.client_kwargs(), enable_auto_commit=False)  # type: ignore[arg-type]
         try:
             await consumer.start()
@@ -89,9 +91,7 @@ async def read_trail(settings: Settings, experiment: str, timeout: float = 30.0)
             await consumer.stop()
 
 
-async def _read(
-    consumer: AIOKafkaConsumer, topic: str, experiment: str, timeout: float
-) -> Trail:
+async def _read(consumer: AIOKafkaConsumer, topic: str, experiment: str, timeout: float) -> Trail:
     await consumer._client.force_metadata_update()  # noqa: SLF001 - an unsubscribed topic
     parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
     if not parts:

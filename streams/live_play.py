@@ -84,6 +84,7 @@ async def play(
         async with services_answer(
             bootstrap_servers=settings.kafka.bootstrap_servers,
             redis_url=settings.redis.url.get_secret_value(),
+            settings=settings,
         ):
             driver = LiveDriver(
                 settings, store, [RemoteWorker()], analysis, DriverConfig(timeout=timeout)

@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 from redis.asyncio import Redis, RedisCluster
@@ -24,7 +23,7 @@ from redis.exceptions import (
 
 import controller.store.keys as keys
 from controller.errors import ConfigurationError
-from controller.settings import Settings
+from controller.settings import Settings, check_tls_files
 
 #: what the client raises while a Redis is down, restarting or failing over (a cluster adds
 #: its own errors)
@@ -56,16 +55,25 @@ def make_redis(settings: Settings) -> Any:
         kw["username"] = r.username
     if r.password is not None:
         kw["password"] = r.password.get_secret_value()
-    for name in ("tls_ca_file", "tls_cert_file", "tls_key_file"):
-        path = getattr(r, name)
-        if path is not None and not Path(path).is_file():
-            raise ConfigurationError(f"PRICELAB_REDIS__{name.upper()}: {path}: no such file")
+    check_tls_files(
+        "PRICELAB_REDIS__",
+        ca=r.tls_ca_file,
+        cert=r.tls_cert_file,
+        key=r.tls_key_file,
+        names=("TLS_CA_FILE", "TLS_CERT_FILE", "TLS_KEY_FILE"),
+    )
+    url = r.url.get_secret_value()
+    tls_files = [n for n in ("tls_ca_file", "tls_cert_file", "tls_key_file") if getattr(r, n)]
+    if tls_files and not url.startswith("rediss"):
+        raise ConfigurationError(
+            f"PRICELAB_REDIS__{tls_files[0].upper()} is set but PRICELAB_REDIS__URL starts with "
+            f"{url.split('://', 1)[0]}://: use rediss:// for TLS, or unset the TLS files"
+        )
     if r.tls_ca_file:
         kw["ssl_ca_certs"] = r.tls_ca_file
     if r.tls_cert_file:
         kw["ssl_certfile"] = r.tls_cert_file
         kw["ssl_keyfile"] = r.tls_key_file
-    url = r.url.get_secret_value()
     if r.is_cluster:
         scheme, rest = url.split("://", 1)
         # a cluster has one database; the path of a copied single-node URL is dropped

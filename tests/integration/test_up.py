@@ -64,3 +64,82 @@ def test_up_starts_both_creates_topics_and_stops_on_sigterm():
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_up_tls_prints_client_settings_that_work_and_serves_no_plaintext():
+    """``pricelab up --tls``: what it prints is all a client needs; the CLI with exactly those
+    settings creates the topics over TLS, and stops the three children on SIGTERM."""
+    import os
+    import shlex
+    from pathlib import Path
+
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streams.cli",
+            "up",
+            "--tls",
+            "--kafka-port",
+            "0",
+            "--redis-port",
+            "0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        lines: dict[str, str] = {}
+        deadline = time.monotonic() + 60
+        while "export" not in lines:
+            assert time.monotonic() < deadline, lines
+            line = proc.stdout.readline()  # type: ignore[union-attr]
+            assert line, f"pricelab up --tls exited: {proc.poll()}"
+            key, _, value = line.strip().partition(" ")
+            lines[key] = value.strip()
+        assert lines["redis"].startswith("rediss://127.0.0.1:")
+        env = dict(item.split("=", 1) for item in shlex.split(lines["export"]))
+        assert env["PRICELAB_KAFKA__SECURITY_PROTOCOL"] == "SSL"
+        assert Path(env["PRICELAB_KAFKA__SSL_CAFILE"]) == Path(lines["ca"])
+        assert (
+            Path(env["PRICELAB_REDIS__TLS_CA_FILE"])
+            .read_text()
+            .startswith("-----BEGIN CERTIFICATE-----")
+        )
+        children = psutil.Process(proc.pid).children(recursive=True)
+        names = sorted(c.name() for c in children)
+        assert len(children) == 3 and names[0].startswith("redis"), names
+        assert names[1].startswith("stunnel") and names[2] == "tansu", names
+        base = {k: v for k, v in os.environ.items() if not k.startswith("PRICELAB_")}
+        topics = subprocess.run(
+            [sys.executable, "-m", "streams.cli", "topics"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=base | env,
+        )
+        assert topics.returncode == 0, topics.stderr
+        listed = subprocess.run(
+            [sys.executable, "-m", "streams.cli", "experiment", "list"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=base | env,
+        )
+        assert listed.returncode == 0, listed.stderr
+        # the Redis port printed serves TLS only: a plaintext PING gets no +PONG
+        port = int(lines["redis"].rsplit(":", 1)[1].split("/")[0])
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(b"PING\r\n")
+            try:
+                answer = s.recv(16)
+            except (ConnectionResetError, TimeoutError):
+                answer = b""
+            assert not answer.startswith(b"+PONG")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+        assert all(not c.is_running() or c.status() == psutil.STATUS_ZOMBIE for c in children)
+    finally:
+        if proc.poll() is None:
+            proc.kill()

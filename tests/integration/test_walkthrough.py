@@ -137,6 +137,15 @@ def test_the_readme_walkthrough_runs_as_written(tmp_path: Path) -> None:
     assert "stop accepted" in trail and "reason: walkthrough done" in trail
     assert "resume REFUSED: experiment 'walkthrough' was stopped" in trail
     assert re.search(r"^\S+\s+(started|flipped)\s+worker ", trail, re.M), trail
+    # the roles' Redis users, hashed passwords only, and their Kafka grants
+    users = (tmp_path / "users.acl").read_text().splitlines()
+    assert [u.split()[1] for u in users] == [
+        "pricelab-controller",
+        "pricelab-analysis",
+        "pricelab-operator",
+    ]
+    assert all(re.search(r" on #[0-9a-f]{64} ", u) and "nopass" not in u for u in users)
+    assert int(output_of("pricelab acl --kafka").strip()) > 10
     assert "tablets" in output_of("pricelab analyze panel.csv", 1) or "segment" in output_of(
         "pricelab analyze panel.csv", 1
     )

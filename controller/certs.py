@@ -1,0 +1,57 @@
+"""Checks of the certificate files a setting names, before a client uses them: a file that
+holds no PEM certificate, or a certificate that has expired (or is not valid yet), is one
+sentence naming the setting, instead of an SSL error deep in a client library's handshake.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from controller.errors import ConfigurationError
+
+
+def check_certificate_file(path: str, setting: str, now: datetime) -> None:
+    """Raise :class:`ConfigurationError` naming ``setting`` unless ``path`` holds at least
+    one PEM certificate and each is valid at ``now`` (an aware datetime)."""
+    from cryptography import x509
+
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigurationError(f"{setting}: {path}: no such file")
+    data = file.read_bytes()
+    try:
+        certs = x509.load_pem_x509_certificates(data)
+    except ValueError:
+        raise ConfigurationError(
+            f"{setting}: {path} is not a certificate (no PEM 'BEGIN CERTIFICATE' block that "
+            "parses)"
+        ) from None
+    for cert in certs:
+        subject = cert.subject.rfc4514_string() or "(no subject)"
+        if cert.not_valid_after_utc < now:
+            raise ConfigurationError(
+                f"{setting}: {path}: the certificate {subject} expired on "
+                f"{cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC"
+            )
+        if cert.not_valid_before_utc > now:
+            raise ConfigurationError(
+                f"{setting}: {path}: the certificate {subject} is not valid before "
+                f"{cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC"
+            )
+
+
+def check_key_file(path: str, setting: str) -> None:
+    """Raise :class:`ConfigurationError` naming ``setting`` unless ``path`` holds a PEM private
+    key (unencrypted: the clients are given no passphrase)."""
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigurationError(f"{setting}: {path}: no such file")
+    try:
+        load_pem_private_key(file.read_bytes(), password=None)
+    except (ValueError, TypeError):
+        raise ConfigurationError(
+            f"{setting}: {path} is not an unencrypted PEM private key"
+        ) from None
