@@ -15,6 +15,7 @@ import statistics
 import time
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
@@ -68,11 +69,17 @@ def main() -> None:
     ap.add_argument("--skip-reference", action="store_true")
     ap.add_argument("--reference-only", action="store_true")
     ap.add_argument("--trop-tuning-only", action="store_true", help="only TROP's tuning cost")
+    ap.add_argument(
+        "--prop99", action="store_true", help="only TROP on Proposition 99, beside SDID"
+    )
     args = ap.parse_args()
     r = args.repeat
     rng = np.random.default_rng(0)
     if args.trop_tuning_only:
         trop_tuned(rng)
+        return
+    if args.prop99:
+        prop99(r)
         return
     start = rng.choice([20, 40, 60, 80, T], size=N)
     stag = factor_panel(rng, np.arange(T)[None] >= start[:, None])
@@ -144,6 +151,51 @@ def ours(rng: np.random.Generator, r: int) -> None:
     )
     report("trop same, relax=True (loadings refit)", s, v, f"({s / 10:.2f} s per cell)")
     trop_tuned(rng)
+
+
+def prop99(r: int) -> None:
+    """TROP at its defaults, with its SE, on Proposition 99 (the panel `pricelab analyze
+    --method trop` reads), beside SDID with its SE in the same process, repeats interleaved:
+    the ratio of medians is the figure (the machine's load moves both). The exact path
+    (``warm_tuning=False, threads=1``: every tuning fit from zero, one chunk of fits after
+    another) must give the same estimate and SE to 3 digits."""
+    import pandas as pd
+
+    from analysis.estimators.synth import SyntheticDID
+
+    root = Path(__file__).resolve().parents[1]
+    df = pd.read_csv(root / "tests" / "data" / "california_prop99.csv", sep=";")
+    p = Panel.from_long(df, unit="State", time="Year", outcome="PacksPerCapita", treated="treated")
+    fits = {
+        "sdid (placebo SE)": lambda: SyntheticDID().fit(p).result_,
+        "trop, default (warm tuning, 2 threads)": lambda: TROPEstimator().fit(p).result_,
+        "trop, exact path (no warm start, 1 thread)": lambda: (
+            TROPEstimator(warm_tuning=False, threads=1).fit(p).result_
+        ),
+    }
+    secs: dict[str, list[float]] = {k: [] for k in fits}
+    got: dict[str, tuple[float, float]] = {}
+    for _ in range(r):
+        for name, fit in fits.items():
+            t0 = time.perf_counter()
+            res = fit()
+            secs[name].append(time.perf_counter() - t0)
+            got[name] = (res.effect, res.se)
+    base = statistics.median(secs["sdid (placebo SE)"])
+    print(f"--- Proposition 99 (39 states x 31 years), {r} interleaved repeats, medians")
+    for name in fits:
+        med = statistics.median(secs[name])
+        eff, se = got[name]
+        print(
+            f"{name:<42} {med:7.2f} s  x{med / base:6.1f} sdid   estimate {eff:+.3f}  se {se:.3f}",
+            flush=True,
+        )
+    fast, exact = (
+        got["trop, default (warm tuning, 2 threads)"],
+        got["trop, exact path (no warm start, 1 thread)"],
+    )
+    same = all(round(x, 3) == round(y, 3) for x, y in zip(fast, exact, strict=True))
+    print(f"warm tuning and the exact path agree to 3 digits: {same}")
 
 
 def trop_tuned(rng: np.random.Generator) -> None:
