@@ -326,7 +326,7 @@ def write_markdown(cal: pd.DataFrame, aa: pd.DataFrame, ex: pd.DataFrame) -> Non
         "",
         "A plan is conditional on the history it is given. The 180-day history's SE is",
         f"{ratio(pooled)} times the matched one for the difference in means pooled over cells",
-        "(random days, and the optimal switchback's and the cluster design's `dm`), and",
+        "(the `dm` of random days and of the cluster design), and",
         f"{ratio(within)} times for the estimators that compare a product with itself",
         "(crossover, time-bound). The pooled difference in means carries the spread between",
         "products, which the market's random-walk trends widen: the SD of the products' mean",
