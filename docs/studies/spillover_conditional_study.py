@@ -1,0 +1,142 @@
+"""Finding 3 of issue #27, taken apart: random days' spillover direct effect with the outcomes
+held fixed and the design redrawn.
+
+    .venv/bin/python docs/studies/spillover_conditional_study.py [--worlds 20] [--draws 20]
+
+A world is one draw of what the design does not randomise: the planted substitutes graph, the
+products' levels and each period's noise (``spillover_worker_study``'s market, seeds from 500
+on, which that study does not use). In each world the random-days design is redrawn
+``--draws`` times (the spec's seed) and the worker's own spillover path
+(``AnalysisWorker._spillover``) fits each. Within a world the spread of the estimate is the
+design's alone, the variance the published SE estimates; across worlds, the worlds' mean
+errors (the estimator's conditional bias) would add a part the SE does not see, the same in
+every period of a world, which averaging over periods cannot shrink: the suspected cause of
+the SE's shortfall (mean SE / SD 0.89 in the 400-run study).
+
+Writes docs/figures/spillover-random-days-conditional.json; validation_study.py --render-only
+puts it into docs/validation.md (finding 3).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "docs" / "studies"))
+
+import spillover_worker_study as worker_study  # noqa: E402
+
+from analysis.panel import Panel  # noqa: E402
+from analysis.pricing_dgp import planted_substitute_graph, simulate_spillover_outcomes  # noqa: E402
+from analysis.worker import AnalysisWorker  # noqa: E402
+from controller.designs import design_matrices  # noqa: E402
+from controller.panel_source import experiment_info  # noqa: E402
+from controller.spec import ExperimentSpec  # noqa: E402
+
+TRUTH = worker_study.TRUTH["direct"]
+FIRST_WORLD = 500
+
+
+def one_world(world: int, draws: int) -> list[tuple[float, float, float, float]]:
+    """(error, se) of the published direct effect for each design draw in one world."""
+    graph, _ = planted_substitute_graph(3, category_size=(25, 35), seed=world)
+    nodes = sorted(graph.nodes)
+    start = datetime(2026, 6, 1, tzinfo=UTC)
+    level = np.random.default_rng([world, 1]).normal(20.0, 3.0, size=len(nodes))
+    out = []
+    for d in range(draws):
+        spec = ExperimentSpec(
+            id=f"w{world}-{d}",
+            design="random-days",
+            treatment_policy="t",
+            control_policy="c",
+            start=start,
+            end=start + timedelta(days=worker_study.PERIODS),
+            seed=10_000 * world + d,
+            substitutes=tuple((a, b, 1.0) for a, b in graph.edges()),
+            products=tuple(nodes),
+        )
+        m = design_matrices(spec, nodes)
+        Y = np.empty(m.treated.shape)
+        for t in range(worker_study.PERIODS):
+            # the noise is the world's: seeded by world and period, not by the design draw
+            Y[:, t] = simulate_spillover_outcomes(
+                graph, m.treated[:, t], nodes=nodes, base=level, seed=world * 1000 + t
+            )
+        panel = Panel(
+            Y=Y,
+            W=m.treated,
+            units=np.array(nodes),
+            times=np.arange(worker_study.PERIODS),
+            blackout=m.blackout,
+            probability=m.probability,
+        )
+        worker = AnalysisWorker(source=None, sink=None, clock=None, seed=world)  # type: ignore[arg-type]
+        published = {
+            r.method: r for r in worker._spillover(experiment_info(spec, "running"), panel)
+        }
+        r = published["spillover_ipw:direct"]
+        lo, hi = r.conf_int()
+        out.append((r.effect - TRUTH, r.se, lo, hi))
+    return out
+
+
+def summarise(res: list[list[tuple[float, ...]]]) -> dict[str, float]:
+    E = np.array([[x[0] for x in w] for w in res])
+    SE = np.array([[x[1] for x in w] for w in res])
+    covered = np.array([[x[2] <= TRUTH <= x[3] for x in w] for w in res])
+    n_w, n_d = E.shape
+    within_var = float(E.var(axis=1, ddof=1).mean())
+    bias = E.mean(axis=1)
+    bias_sd = float(bias.std(ddof=1))
+    # the part of the worlds' bias spread that the draws' own noise explains
+    mc_part = math.sqrt(within_var / n_d)
+    between_var = max(bias_sd**2 - mc_part**2, 0.0)
+    cov = float(covered.mean())
+    return {
+        "worlds": n_w,
+        "draws": n_d,
+        "mean_se": float(SE.mean()),
+        "within_sd": math.sqrt(within_var),
+        "se_over_within_sd": float(SE.mean()) / math.sqrt(within_var),
+        "bias": float(E.mean()),
+        "bias_mcse": float(bias_sd / math.sqrt(n_w)),
+        "world_bias_sd": bias_sd,
+        "world_bias_sd_from_draws": mc_part,
+        "between_share": between_var / (between_var + within_var),
+        "total_sd": float(E.std(ddof=1)),
+        "se_over_total_sd": float(SE.mean() / E.std(ddof=1)),
+        "coverage": cov,
+        "coverage_mcse": math.sqrt(cov * (1 - cov) / E.size),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--worlds", type=int, default=20)
+    ap.add_argument("--draws", type=int, default=20)
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=ROOT / "docs")
+    args = ap.parse_args()
+    t0 = time.perf_counter()
+    worlds = range(FIRST_WORLD, FIRST_WORLD + args.worlds)
+    with ProcessPoolExecutor(args.jobs) as pool:
+        res = list(pool.map(one_world, worlds, [args.draws] * args.worlds))
+    out = summarise(res) | {"minutes": (time.perf_counter() - t0) / 60}
+    path = args.out / "figures" / "spillover-random-days-conditional.json"
+    path.write_text(json.dumps(out, indent=2) + "\n")
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
