@@ -143,3 +143,31 @@ def test_up_tls_prints_client_settings_that_work_and_serves_no_plaintext():
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_up_tls_without_stunnel_is_one_sentence(tmp_path):
+    """A machine without stunnel: ``up --tls`` names the package to install, exit 2 (it looks
+    for stunnel before it starts anything)."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "streams.cli",
+            "up",
+            "--tls",
+            "--kafka-port",
+            "0",
+            "--redis-port",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": str(tmp_path), "HOME": str(tmp_path)},  # no stunnel on this PATH
+    )
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert lines == [
+        "error: TLS for the embedded broker needs stunnel, since Tansu 0.6 serves no TLS "
+        "itself (docs/broker.md): apt-get install stunnel4"
+    ]
