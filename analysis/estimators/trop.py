@@ -354,8 +354,9 @@ class TROPEstimator(PanelEstimator):
         fewer solver iterations. ``False`` starts every grid point from zero (the exact path
         the benchmark compares it with: benchmarks/bench_estimators_advanced.py).
     threads : threads that solve independent chunks of fits (BLAS itself stays on one
-        thread); the estimate does not depend on it. 2 (default) took Proposition 99's fit
-        from 24.3-26.9 s to 18.0-20.8 s on this 2-core machine with another job running.
+        thread); the estimate does not depend on it. With warm tuning, 2 (default) took
+        Proposition 99's fit with its SE from 20.7 s to 13.3 s on an idle 2-core machine
+        (benchmarks/README.md).
     n_boot : bootstrap replicates; n_placebo for one treated unit.
     max_iter, tol : solver cap and relative-change tolerance of each weighted fit. 1e-4 moved
         effects by at most 5e-4 and SEs by at most 1% of their size against 1e-5 on the study
