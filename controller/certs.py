@@ -11,9 +11,12 @@ from pathlib import Path
 from controller.errors import ConfigurationError
 
 
-def check_certificate_file(path: str, setting: str, now: datetime) -> None:
+def check_certificate_file(path: str, setting: str, now: datetime, *, bundle: bool = False) -> None:
     """Raise :class:`ConfigurationError` naming ``setting`` unless ``path`` holds at least
-    one PEM certificate and each is valid at ``now`` (an aware datetime)."""
+    one PEM certificate valid at ``now`` (an aware datetime). ``bundle`` (a CA file): any
+    one valid certificate will do, since a system bundle may carry an expired root beside
+    the live ones; otherwise (a client certificate and its chain) the first, the client's own,
+    must be valid."""
     from cryptography import x509
 
     file = Path(path)
@@ -24,21 +27,28 @@ def check_certificate_file(path: str, setting: str, now: datetime) -> None:
         certs = x509.load_pem_x509_certificates(data)
     except ValueError:
         raise ConfigurationError(
-            f"{setting}: {path} is not a certificate (no PEM 'BEGIN CERTIFICATE' block that "
-            "parses)"
+            f"{setting}: {path} is not a certificate (no PEM 'BEGIN CERTIFICATE' block that parses)"
         ) from None
-    for cert in certs:
-        subject = cert.subject.rfc4514_string() or "(no subject)"
-        if cert.not_valid_after_utc < now:
-            raise ConfigurationError(
-                f"{setting}: {path}: the certificate {subject} expired on "
-                f"{cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC"
-            )
-        if cert.not_valid_before_utc > now:
-            raise ConfigurationError(
-                f"{setting}: {path}: the certificate {subject} is not valid before "
-                f"{cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC"
-            )
+    checked = certs if bundle else certs[:1]
+    faults = [_fault(cert, now) for cert in checked]
+    if all(faults):
+        which = "" if len(checked) == 1 else f" (and the other {len(checked) - 1} as well)"
+        raise ConfigurationError(f"{setting}: {path}: {faults[0]}{which}")
+
+
+def _fault(cert: object, now: datetime) -> str | None:
+    from cryptography import x509
+
+    assert isinstance(cert, x509.Certificate)
+    subject = cert.subject.rfc4514_string() or "(no subject)"
+    if cert.not_valid_after_utc < now:
+        return f"the certificate {subject} expired on {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC"
+    if cert.not_valid_before_utc > now:
+        return (
+            f"the certificate {subject} is not valid before "
+            f"{cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC"
+        )
+    return None
 
 
 def check_key_file(path: str, setting: str) -> None:

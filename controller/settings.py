@@ -43,7 +43,7 @@ def check_tls_files(
 
     now = WallClock().now()  # certificates expire by the wall's time, whatever the lab's
     if ca is not None:
-        check_certificate_file(ca, prefix + names[0], now)
+        check_certificate_file(ca, prefix + names[0], now, bundle=True)
     if cert is not None:
         check_certificate_file(cert, prefix + names[1], now)
         if key is None:

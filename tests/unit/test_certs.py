@@ -93,3 +93,26 @@ def test_the_throw_away_certificates_chain_and_name_loopback(tmp_path: Path) -> 
                     side.do_handshake()
                 peer_in.write(out.read())
         assert cli.version() is not None and cli.getpeercert()["subject"]
+
+
+def test_a_ca_bundle_needs_one_valid_certificate_and_a_client_chain_its_first(
+    files,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    # a system bundle may carry an expired root beside live ones: it is still usable; a
+    # bundle whose every certificate has expired is not
+    old = make_certificates(
+        tmp_path / "old", now=NOW - timedelta(days=30), valid_for=timedelta(days=1)
+    )
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_bytes(old.ca.read_bytes() + files.ca.read_bytes())
+    check_certificate_file(str(bundle), "S", NOW, bundle=True)
+    with pytest.raises(
+        ConfigurationError, match=r"expired on 2026-10-27 .* \(and the other 1 as well\)"
+    ):
+        check_certificate_file(str(bundle), "S", NOW + timedelta(days=5), bundle=True)
+    # a client certificate file: the first certificate is the client's own, and decides
+    chain = tmp_path / "chain.pem"
+    chain.write_bytes(old.cert.read_bytes() + files.ca.read_bytes())
+    with pytest.raises(ConfigurationError, match="expired on 2026-10-27"):
+        check_certificate_file(str(chain), "S", NOW)
