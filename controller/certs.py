@@ -5,10 +5,14 @@ sentence naming the setting, instead of an SSL error deep in a client library's 
 
 from __future__ import annotations
 
+import re
+import warnings
 from datetime import datetime
 from pathlib import Path
 
 from controller.errors import ConfigurationError
+
+_PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.S)
 
 
 def check_certificate_file(path: str, setting: str, now: datetime, *, bundle: bool = False) -> None:
@@ -23,12 +27,21 @@ def check_certificate_file(path: str, setting: str, now: datetime, *, bundle: bo
     if not file.is_file():
         raise ConfigurationError(f"{setting}: {path}: no such file")
     data = file.read_bytes()
-    try:
-        certs = x509.load_pem_x509_certificates(data)
-    except ValueError:
+    certs = []
+    # block by block: a bundle's odd certificate (a root with a negative serial number, which
+    # cryptography warns about and may one day refuse) does not spoil the others, and no
+    # library warning reaches the user's terminal
+    for block in _PEM_CERT.findall(data):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                certs.append(x509.load_pem_x509_certificate(block))
+            except ValueError:
+                continue
+    if not certs:
         raise ConfigurationError(
             f"{setting}: {path} is not a certificate (no PEM 'BEGIN CERTIFICATE' block that parses)"
-        ) from None
+        )
     checked = certs if bundle else certs[:1]
     faults = [_fault(cert, now) for cert in checked]
     if all(faults):
@@ -64,4 +77,28 @@ def check_key_file(path: str, setting: str) -> None:
     except (ValueError, TypeError):
         raise ConfigurationError(
             f"{setting}: {path} is not an unencrypted PEM private key"
+        ) from None
+
+
+def holds_private_key(path: str) -> bool:
+    """True when the PEM file at ``path`` also holds a private key (a combined certificate
+    and key file, which ssl's ``load_cert_chain`` accepts without a separate key file)."""
+    try:
+        return b"PRIVATE KEY-----" in Path(path).read_bytes()
+    except OSError:
+        return False
+
+
+def check_key_pair(cert: str, key: str | None, cert_setting: str, key_setting: str) -> None:
+    """Raise :class:`ConfigurationError` naming both settings unless the key is the
+    certificate's own (ssl loads the pair exactly as the clients will)."""
+    import ssl
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        ctx.load_cert_chain(cert, key)
+    except ssl.SSLError as exc:
+        raise ConfigurationError(
+            f"{cert_setting} and {key_setting} do not make a pair ({exc.reason or exc}): give "
+            "the client certificate's own private key"
         ) from None

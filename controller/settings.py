@@ -35,24 +35,33 @@ def check_tls_files(
     names: tuple[str, str, str],
 ) -> None:
     """Each TLS file a setting names exists and holds what it should: certificates valid now
-    (controller/certs.py), a private key; else one sentence naming the setting. A client
-    certificate needs its key."""
-    from controller.certs import check_certificate_file, check_key_file
+    (controller/certs.py), a private key that is the certificate's own (in its own file or
+    in the certificate's); else one sentence naming the setting."""
+    from controller.certs import (
+        check_certificate_file,
+        check_key_file,
+        check_key_pair,
+        holds_private_key,
+    )
     from controller.clock import WallClock
     from controller.errors import ConfigurationError
 
     now = WallClock().now()  # certificates expire by the wall's time, whatever the lab's
-    if ca is not None:
-        check_certificate_file(ca, prefix + names[0], now, bundle=True)
-    if cert is not None:
-        check_certificate_file(cert, prefix + names[1], now)
-        if key is None:
+    ca_s, cert_s, key_s = (prefix + n for n in names)
+    if ca:
+        check_certificate_file(ca, ca_s, now, bundle=True)
+    if cert:
+        check_certificate_file(cert, cert_s, now)
+        if not key and not holds_private_key(cert):
             raise ConfigurationError(
-                f"{prefix}{names[1]} is set without {prefix}{names[2]}: give the client "
+                f"{cert_s} is set without {key_s}, and holds no private key: give the client "
                 "certificate's private key"
             )
-    if key is not None:
-        check_key_file(key, prefix + names[2])
+        if key:
+            check_key_file(key, key_s)
+        check_key_pair(cert, key or None, cert_s, key_s)
+    elif key:
+        raise ConfigurationError(f"{key_s} is set without {cert_s}: give the client certificate")
 
 
 class KafkaSettings(BaseModel):

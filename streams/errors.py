@@ -99,15 +99,25 @@ async def services_answer(
 
     redis_down: tuple[type[BaseException], ...] = (*REDIS_DOWN, RedisClusterException)
 
+    tls_settings = settings or (acl[0] if acl else None)
     try:
         yield
+    except TimeoutError:
+        # a client with TLS settings against a plaintext server waits for a handshake answer
+        # that never comes, until the caller's deadline: say so if that is why
+        if tls_settings is not None:
+            probes = ((kafka_tls_failure, bootstrap_servers), (redis_tls_failure, redis_url))
+            for probe, given in probes:
+                failure = await probe(tls_settings) if given else None
+                if failure is not None:
+                    raise TlsFailure(failure) from None
+        raise
     except ResponseError as exc:  # NoPermissionError is one
         if not is_noperm(exc):
             raise
         raise await permission_denied(exc, acl) from None
     except (KafkaConnectionError, NoBrokersAvailable, KafkaTimeoutError) as exc:
         where = bootstrap_servers or "the configured brokers"
-        tls_settings = settings or (acl[0] if acl else None)
         if tls_settings is not None:
             failure = await kafka_tls_failure(tls_settings)
             if failure is not None:
@@ -118,7 +128,6 @@ async def services_answer(
         ) from None
     except redis_down as exc:
         where = redis_address(redis_url) if redis_url else "the configured Redis"
-        tls_settings = settings or (acl[0] if acl else None)
         if tls_settings is not None:
             failure = await redis_tls_failure(tls_settings)
             if failure is not None:
@@ -158,16 +167,36 @@ async def permission_denied(
     return PermissionDenied(permission_sentence(role, settings.redis.username, missing, said))
 
 
-async def _handshake(host: str, port: int, ctx: ssl.SSLContext) -> ssl.SSLError | None:
-    """The TLS error a handshake with ``host:port`` meets, if it meets one (a server that does
-    not answer at all is not a TLS failure: None)."""
+#: a handshake that a port which accepted the connection never answers: a plaintext server
+#: waiting for a request (the embedded broker does)
+_HANDSHAKE_TIMEOUT = 5.0
+
+
+class _NoTlsAnswer(Exception):
+    """The port accepted a connection but never answered the TLS handshake."""
+
+
+async def _handshake(host: str, port: int, ctx: ssl.SSLContext) -> BaseException | None:
+    """The TLS error a handshake with ``host:port`` meets, if it meets one: an
+    ``ssl.SSLError``, or :class:`_NoTlsAnswer` when the port accepts a connection and never
+    answers the handshake. A server that does not answer at all is not a TLS failure: None."""
+    try:
+        _, probe = await asyncio.wait_for(asyncio.open_connection(host, port), 5)
+    except (OSError, TimeoutError):
+        return None
+    probe.close()
+    with contextlib.suppress(Exception):
+        await probe.wait_closed()
     try:
         _, writer = await asyncio.wait_for(
-            asyncio.open_connection(host, port, ssl=ctx, server_hostname=host), 5
+            asyncio.open_connection(host, port, ssl=ctx, server_hostname=host),
+            _HANDSHAKE_TIMEOUT,
         )
     except ssl.SSLError as exc:
         return exc
-    except (OSError, TimeoutError):
+    except TimeoutError:
+        return _NoTlsAnswer()
+    except OSError:
         return None
     writer.close()
     with contextlib.suppress(Exception):
@@ -195,13 +224,36 @@ async def _speaks_tls(host: str, port: int) -> bool:
     return True
 
 
-def _tls_sentence(what: str, where: str, exc: ssl.SSLError, ca_setting: str, proto: str) -> str:
-    if isinstance(exc, ssl.SSLCertVerificationError):
+#: OpenSSL's verify codes (X509_V_ERR_*) that a CA file cannot mend
+_CERT_EXPIRED, _NOT_YET_VALID, _NAME_MISMATCH = 10, 9, 62
+
+
+def _tls_sentence(
+    what: str, where: str, exc: BaseException, ca_setting: str, proto: str, address: str
+) -> str:
+    if isinstance(exc, _NoTlsAnswer):
         return (
-            f"{what} at {where} failed TLS verification ({exc.verify_message}); check "
+            f"{what} at {where} accepted the connection but never answered the TLS handshake "
+            f"(within {_HANDSHAKE_TIMEOUT:g} s): it serves no TLS on this port; check {proto}"
+        )
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        code, said = exc.verify_code, exc.verify_message
+        if code == _NAME_MISMATCH:
+            return (
+                f"{what} at {where} failed TLS verification ({said}): its certificate does not "
+                f"name the address the client used; check {address} against the names in "
+                "the server's certificate"
+            )
+        if code in (_CERT_EXPIRED, _NOT_YET_VALID):
+            return (
+                f"{what} at {where} failed TLS verification ({said}): the server's own "
+                "certificate is out of date; renew it on the server"
+            )
+        return (
+            f"{what} at {where} failed TLS verification ({said}); check "
             f"{ca_setting}: it must name the CA that signed the server's certificate"
         )
-    reason = exc.reason or type(exc).__name__
+    reason = getattr(exc, "reason", None) or type(exc).__name__
     return f"{what} at {where} refused the TLS handshake ({reason}); check {proto}"
 
 
@@ -225,6 +277,7 @@ async def kafka_tls_failure(settings: Settings) -> str | None:
             exc,
             "PRICELAB_KAFKA__SSL_CAFILE",
             "PRICELAB_KAFKA__SECURITY_PROTOCOL (does the broker serve TLS on this port?)",
+            "PRICELAB_KAFKA__BOOTSTRAP_SERVERS",
         )
     if await _speaks_tls(host, int(port)):
         return (
@@ -250,7 +303,8 @@ async def redis_tls_failure(settings: Settings) -> str | None:
     if parts.scheme.startswith("rediss"):
         ctx = ssl.create_default_context(cafile=r.tls_ca_file)  # redis-py checks names too
         if r.tls_cert_file:
-            ctx.load_cert_chain(r.tls_cert_file, r.tls_key_file)
+            with contextlib.suppress(ssl.SSLError, OSError):  # checked before: a courtesy here
+                ctx.load_cert_chain(r.tls_cert_file, r.tls_key_file)
         exc = await _handshake(host, port, ctx)
         if exc is None:
             return None
@@ -260,6 +314,7 @@ async def redis_tls_failure(settings: Settings) -> str | None:
             exc,
             "PRICELAB_REDIS__TLS_CA_FILE",
             "PRICELAB_REDIS__URL (rediss:// only where Redis serves TLS)",
+            "PRICELAB_REDIS__URL",
         )
     if await _speaks_tls(host, port):
         return (

@@ -142,7 +142,7 @@ async def test_the_live_path_runs_over_tls_to_both_servers(
     assert _published(run) == _published(plain)
 
 
-async def test_plaintext_clients_are_refused(tls_stack: EmbeddedStack, tmp_path: Path) -> None:
+async def test_plaintext_clients_are_refused(tls_stack: EmbeddedStack) -> None:
     settings = tls_settings(tls_stack)
     refused = stunnel_log(tls_stack).count("wrong version number")
     producer = AIOKafkaProducer(
@@ -238,10 +238,18 @@ def test_tansu_takes_a_certificate_or_a_key_but_not_both(tmp_path: Path) -> None
 async def test_the_broker_itself_listens_on_loopback_only_behind_stunnel(
     tls_stack: EmbeddedStack,
 ) -> None:
-    """The broker's own plaintext port is on loopback; what it advertises is the TLS port, so
-    a client that bootstraps there is sent back to TLS."""
-    assert tls_stack.broker is not None and tls_stack.broker.host == "127.0.0.1"
-    assert tls_stack.broker_port not in (0, tls_stack.kafka_port)
+    """The broker's own plaintext port is on loopback (read from the process's sockets); what
+    it advertises is the TLS port, so a client that bootstraps there is sent back to TLS."""
+    import psutil
+
+    assert tls_stack.broker is not None and tls_stack.broker.proc is not None
+    listening = {
+        (c.laddr.ip, c.laddr.port)
+        for c in psutil.Process(tls_stack.broker.proc.pid).net_connections(kind="tcp")
+        if c.status == psutil.CONN_LISTEN
+    }
+    assert listening == {("127.0.0.1", tls_stack.broker_port)}
+    assert tls_stack.broker_port != tls_stack.kafka_port
     settings = tls_settings(tls_stack)
     client = AIOKafkaClient(**settings.kafka.client_kwargs())  # type: ignore[arg-type]
     try:
@@ -250,3 +258,26 @@ async def test_the_broker_itself_listens_on_loopback_only_behind_stunnel(
     finally:
         await client.close()
     assert brokers == {(tls_stack.host, tls_stack.kafka_port)}
+
+
+async def test_a_tls_client_against_plaintext_servers_is_one_sentence(
+    stack: EmbeddedStack, tls_stack: EmbeddedStack
+) -> None:
+    """The other side of "TLS on one side only": TLS settings against the session's plaintext
+    stack. The broker waits for a request and never answers the handshake; Redis answers the
+    ClientHello with an error line, which OpenSSL reads as a bad record."""
+    assert tls_stack.tls_files is not None
+    plain = make_settings(stack)
+    env = cli_env(plain) | {
+        "PRICELAB_KAFKA__SECURITY_PROTOCOL": "SSL",
+        "PRICELAB_KAFKA__SSL_CAFILE": str(tls_stack.tls_files.ca),
+    }
+    said = one_sentence(run_cli(env, "topics", "--timeout", "5"))
+    assert "never answered the TLS handshake" in said, said
+    assert "PRICELAB_KAFKA__SECURITY_PROTOCOL" in said, said
+    env = cli_env(plain) | {
+        "PRICELAB_REDIS__URL": plain.redis.url.get_secret_value().replace("redis://", "rediss://"),
+        "PRICELAB_REDIS__TLS_CA_FILE": str(tls_stack.tls_files.ca),
+    }
+    said = one_sentence(run_cli(env, "experiment", "list"))
+    assert "TLS handshake" in said and "PRICELAB_REDIS__URL" in said, said

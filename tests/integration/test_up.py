@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import socket
 import subprocess
@@ -14,6 +15,27 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
 pytestmark = pytest.mark.integration
+
+
+def _stop_up(proc: subprocess.Popen) -> None:
+    """Stop ``pricelab up`` as an operator would (SIGTERM, which stops its children), and on a
+    failed test kill whatever children are left: they run in sessions of their own and would
+    outlive a killed parent."""
+    if proc.poll() is not None:
+        return
+    try:
+        children = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        children = []
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+    for child in children:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child.kill()
 
 
 def test_up_starts_both_creates_topics_and_stops_on_sigterm():
@@ -62,8 +84,7 @@ def test_up_starts_both_creates_topics_and_stops_on_sigterm():
         assert proc.wait(20) == 0
         assert all(not c.is_running() or c.status() == psutil.STATUS_ZOMBIE for c in children)
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        _stop_up(proc)
 
 
 def test_up_tls_prints_client_settings_that_work_and_serves_no_plaintext():
@@ -141,8 +162,7 @@ def test_up_tls_prints_client_settings_that_work_and_serves_no_plaintext():
         assert proc.wait(20) == 0
         assert all(not c.is_running() or c.status() == psutil.STATUS_ZOMBIE for c in children)
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        _stop_up(proc)
 
 
 def test_up_tls_without_stunnel_is_one_sentence(tmp_path):

@@ -59,7 +59,7 @@ def test_settings_check_their_files_before_a_client_is_built(tmp_path: Path) -> 
     with pytest.raises(ConfigurationError, match="^PRICELAB_KAFKA__SSL_CAFILE: "):
         kafka.client_kwargs()
     no_key = KafkaSettings(security_protocol="SSL", ssl_certfile=str(files.cert))
-    with pytest.raises(ConfigurationError, match="SSL_CERTFILE is set without .*SSL_KEYFILE"):
+    with pytest.raises(ConfigurationError, match="SSL_CERTFILE is set without .*and holds no"):
         no_key.client_kwargs()
     # PLAINTEXT reads no TLS file
     assert "ssl_context" not in KafkaSettings(ssl_cafile=str(files.key)).client_kwargs()
@@ -116,3 +116,55 @@ def test_a_ca_bundle_needs_one_valid_certificate_and_a_client_chain_its_first(
     chain.write_bytes(old.cert.read_bytes() + files.ca.read_bytes())
     with pytest.raises(ConfigurationError, match="expired on 2026-10-27"):
         check_certificate_file(str(chain), "S", NOW)
+
+
+def test_a_client_certificate_and_its_key(tmp_path: Path) -> None:
+    import ssl
+
+    mine = make_certificates(tmp_path / "a", now=datetime.now(UTC))
+    other = make_certificates(tmp_path / "b", now=datetime.now(UTC))
+    # a combined certificate-and-key file needs no key file (ssl's load_cert_chain takes it)
+    combined = tmp_path / "combined.pem"
+    combined.write_bytes(mine.cert.read_bytes() + mine.key.read_bytes())
+    ok = KafkaSettings(security_protocol="SSL", ssl_cafile=str(mine.ca), ssl_certfile=str(combined))
+    assert isinstance(ok.client_kwargs()["ssl_context"], ssl.SSLContext)
+    # a key that is not the certificate's own names both settings
+    wrong = KafkaSettings(
+        security_protocol="SSL", ssl_certfile=str(mine.cert), ssl_keyfile=str(other.key)
+    )
+    with pytest.raises(
+        ConfigurationError,
+        match=r"^PRICELAB_KAFKA__SSL_CERTFILE and PRICELAB_KAFKA__SSL_KEYFILE do not make a pair",
+    ):
+        wrong.client_kwargs()
+    lone_key = Settings(
+        redis=RedisSettings(url="rediss://127.0.0.1:1/0", tls_key_file=str(mine.key))
+    )
+    with pytest.raises(ConfigurationError, match="TLS_KEY_FILE is set without .*TLS_CERT_FILE"):
+        make_redis(lone_key)
+
+
+def test_an_unparsable_block_in_a_bundle_does_not_spoil_the_rest(files, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    bundle = tmp_path / "bundle.pem"
+    junk = b"-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n"
+    bundle.write_bytes(junk + files.ca.read_bytes())
+    check_certificate_file(str(bundle), "S", NOW, bundle=True)
+
+
+def test_a_verification_failure_names_what_to_fix() -> None:
+    import ssl
+
+    from streams.errors import _tls_sentence
+
+    def failure(code: int, said: str) -> ssl.SSLCertVerificationError:
+        exc = ssl.SSLCertVerificationError(1, said)
+        exc.verify_code, exc.verify_message = code, said
+        return exc
+
+    args = ("the Kafka broker", "h:1", "CA_SETTING", "PROTO_SETTING", "ADDRESS_SETTING")
+    said = _tls_sentence(args[0], args[1], failure(62, "IP address mismatch"), *args[2:])
+    assert "check ADDRESS_SETTING" in said and "CA_SETTING" not in said
+    said = _tls_sentence(args[0], args[1], failure(10, "certificate has expired"), *args[2:])
+    assert "renew it on the server" in said and "CA_SETTING" not in said
+    said = _tls_sentence(args[0], args[1], failure(20, "unable to get local issuer"), *args[2:])
+    assert "check CA_SETTING" in said
