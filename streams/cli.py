@@ -23,6 +23,7 @@ import functools
 import importlib
 import json
 import logging
+import shlex
 import signal
 import sys
 import threading
@@ -118,7 +119,9 @@ def up(
         if stack.tls_files is not None:
             typer.echo(f"ca     {stack.tls_files.ca}")
         typer.echo("topics " + ", ".join(settings.topics.all()))
-        typer.echo("export " + " ".join(f"{k}={v}" for k, v in stack.client_env().items()))
+        typer.echo(
+            "export " + " ".join(f"{k}={shlex.quote(v)}" for k, v in stack.client_env().items())
+        )
         typer.echo("Ctrl-C stops both.")
         stop.wait()
     finally:

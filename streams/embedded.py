@@ -215,6 +215,15 @@ class EmbeddedStack:
         )
 
     def start(self) -> EmbeddedStack:
+        """Start both (and stunnel with ``tls``); on any failure stop what started and remove
+        the temporary directory before the error goes on."""
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> EmbeddedStack:
         if self.workdir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="pricelab-stack-")
             self.workdir = Path(self._tmp.name)
@@ -264,14 +273,10 @@ class EmbeddedStack:
         self.redis = ManagedProcess(
             "redis", self._redis_args(), self.host, self.redis_port, self.workdir / "redis.log"
         )
-        try:
-            self.redis.start()
-            self.broker.start()
-            if self.tls_proxy is not None:
-                self.tls_proxy.start()
-        except Exception:
-            self.stop()
-            raise
+        self.redis.start()
+        self.broker.start()
+        if self.tls_proxy is not None:
+            self.tls_proxy.start()
         return self
 
     def _stunnel_conf(self) -> Path:

@@ -8,6 +8,7 @@ certificates come from the organisation's own CA (docs/operations.md).
 from __future__ import annotations
 
 import ipaddress
+import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -56,6 +57,8 @@ def make_certificates(
     """Write ``ca.pem``, ``server.pem`` and ``server.key`` (mode 0600) under ``directory``:
     a CA and a server certificate for ``hosts``, both valid from ``now`` minus a minute for
     ``valid_for`` (a negative ``valid_for`` makes expired ones, for tests)."""
+    if not hosts:
+        raise ValueError("make_certificates needs at least one host name or address")
     directory.mkdir(parents=True, exist_ok=True)
     start, end = now - timedelta(minutes=1), now + valid_for
     if end <= start:  # expired: valid for one minute, long ago
@@ -111,6 +114,9 @@ def make_certificates(
     files = TlsFiles(directory / "ca.pem", directory / "server.pem", directory / "server.key")
     files.ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     files.cert.write_bytes(server.public_bytes(serialization.Encoding.PEM))
-    files.key.touch(mode=0o600)
-    files.key.write_bytes(_key_pem(server_key))
+    # the key is readable by its owner only, also when a reused directory already holds one
+    fd = os.open(files.key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(_key_pem(server_key))
     return files

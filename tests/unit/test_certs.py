@@ -168,3 +168,15 @@ def test_a_verification_failure_names_what_to_fix() -> None:
     assert "renew it on the server" in said and "CA_SETTING" not in said
     said = _tls_sentence(args[0], args[1], failure(20, "unable to get local issuer"), *args[2:])
     assert "check CA_SETTING" in said
+
+
+def test_the_throw_away_key_is_the_owners_only_also_in_a_reused_directory(tmp_path: Path) -> None:
+    import stat
+
+    (tmp_path / "server.key").write_text("old")
+    (tmp_path / "server.key").chmod(0o644)
+    files = make_certificates(tmp_path, now=NOW)
+    assert stat.S_IMODE(files.key.stat().st_mode) == 0o600
+    check_key_file(str(files.key), "K")
+    with pytest.raises(ValueError, match="at least one host"):
+        make_certificates(tmp_path, now=NOW, hosts=())
