@@ -5,10 +5,12 @@ sentence naming the setting, instead of an SSL error deep in a client library's 
 
 from __future__ import annotations
 
+import functools
 import re
 import warnings
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from controller.errors import ConfigurationError
 
@@ -21,23 +23,11 @@ def check_certificate_file(path: str, setting: str, now: datetime, *, bundle: bo
     one valid certificate will do, since a system bundle may carry an expired root beside
     the live ones; otherwise (a client certificate and its chain) the first, the client's own,
     must be valid."""
-    from cryptography import x509
-
     file = Path(path)
     if not file.is_file():
         raise ConfigurationError(f"{setting}: {path}: no such file")
-    data = file.read_bytes()
-    certs = []
-    # block by block: a bundle's odd certificate (a root with a negative serial number, which
-    # cryptography warns about and may one day refuse) does not spoil the others, and no
-    # library warning reaches the user's terminal
-    for block in _PEM_CERT.findall(data):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            try:
-                certs.append(x509.load_pem_x509_certificate(block))
-            except ValueError:
-                continue
+    stat = file.stat()
+    certs = _certificates(str(file), stat.st_mtime_ns, stat.st_size)
     if not certs:
         raise ConfigurationError(
             f"{setting}: {path} is not a certificate (no PEM 'BEGIN CERTIFICATE' block that parses)"
@@ -47,6 +37,27 @@ def check_certificate_file(path: str, setting: str, now: datetime, *, bundle: bo
     if all(faults):
         which = "" if len(checked) == 1 else f" (and the other {len(checked) - 1} as well)"
         raise ConfigurationError(f"{setting}: {path}: {faults[0]}{which}")
+
+
+@functools.lru_cache(maxsize=32)
+def _certificates(path: str, mtime_ns: int, size: int) -> tuple[Any, ...]:
+    """The certificates a PEM file holds, read once per version of the file (the settings
+    check their files whenever a client is built).
+
+    Block by block: a bundle's odd certificate (a root with a negative serial number, which
+    cryptography warns about and may one day refuse) does not spoil the others, and no
+    library warning reaches the user's terminal."""
+    from cryptography import x509
+
+    certs = []
+    for block in _PEM_CERT.findall(Path(path).read_bytes()):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                certs.append(x509.load_pem_x509_certificate(block))
+            except ValueError:
+                continue
+    return tuple(certs)
 
 
 def _fault(cert: object, now: datetime) -> str | None:

@@ -164,13 +164,21 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def pricelab(settings: Settings, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     """The installed entry point, as an operator runs it, configured by the environment."""
+    return run_pricelab(cli_env(settings), *args, timeout=timeout)
+
+
+def run_pricelab(
+    env: dict[str, str], *args: str, timeout: float = 120
+) -> subprocess.CompletedProcess:
+    """The installed entry point with exactly this environment (a test that changes one
+    setting of :func:`cli_env`'s, or removes one)."""
     return subprocess.run(
         [sys.executable, "-m", "streams.cli", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
         cwd=ROOT,
-        env=cli_env(settings),
+        env=env,
     )
 
 

@@ -14,7 +14,6 @@ What a security review asks of the wire, from the users' seats:
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,13 +31,12 @@ from controller.settings import Settings
 from streams.embedded import EmbeddedStack, tansu_binary
 from streams.livesim import DriverConfig
 from streams.tls import make_certificates
-from tests.integration.conftest import cli_env, make_settings
+from tests.integration.conftest import cli_env, make_settings, run_pricelab
 from tests.integration.live import drive, live_run
 
 pytestmark = pytest.mark.integration
 
 DAYS = 4
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -49,17 +47,6 @@ def tls_stack() -> Iterator[EmbeddedStack]:
 
 def tls_settings(stack: EmbeddedStack, **overrides: Any) -> Settings:
     return stack.client_settings(make_settings(stack, **overrides))
-
-
-def run_cli(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "streams.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=ROOT,
-        env=env,
-    )
 
 
 def one_sentence(proc: subprocess.CompletedProcess) -> str:
@@ -161,15 +148,15 @@ async def test_plaintext_clients_are_refused(tls_stack: EmbeddedStack) -> None:
 
     # the CLI names the setting to change, once for each server
     env = cli_env(settings) | {"PRICELAB_KAFKA__SECURITY_PROTOCOL": "PLAINTEXT"}
-    said = one_sentence(run_cli(env, "topics", "--timeout", "5"))
+    said = one_sentence(run_pricelab(env, "topics", "--timeout", "5"))
     assert "speaks TLS" in said and "PRICELAB_KAFKA__SECURITY_PROTOCOL" in said, said
     url = settings.redis.url.get_secret_value().replace("rediss://", "redis://")
     env = cli_env(settings) | {"PRICELAB_REDIS__URL": url}
     # TLS files beside a redis:// URL are a contradiction, named as such
-    said = one_sentence(run_cli(env, "experiment", "list"))
+    said = one_sentence(run_pricelab(env, "experiment", "list"))
     assert "PRICELAB_REDIS__TLS_CA_FILE is set but PRICELAB_REDIS__URL" in said, said
     del env["PRICELAB_REDIS__TLS_CA_FILE"]
-    said = one_sentence(run_cli(env, "experiment", "list"))
+    said = one_sentence(run_pricelab(env, "experiment", "list"))
     assert "speaks TLS" in said and "rediss://" in said, said
 
 
@@ -179,21 +166,21 @@ async def test_a_wrong_ca_is_one_sentence_naming_the_setting(
     settings = tls_settings(tls_stack)
     other = make_certificates(tmp_path / "other", now=datetime.now(UTC))
     env = cli_env(settings) | {"PRICELAB_KAFKA__SSL_CAFILE": str(other.ca)}
-    said = one_sentence(run_cli(env, "topics", "--timeout", "5"))
+    said = one_sentence(run_pricelab(env, "topics", "--timeout", "5"))
     assert "failed TLS verification" in said and "PRICELAB_KAFKA__SSL_CAFILE" in said, said
     assert "certificate" in said  # OpenSSL's reason, e.g. "unable to get local issuer ..."
 
     env = cli_env(settings) | {"PRICELAB_REDIS__TLS_CA_FILE": str(other.ca)}
-    said = one_sentence(run_cli(env, "experiment", "list"))
+    said = one_sentence(run_pricelab(env, "experiment", "list"))
     assert "failed TLS verification" in said and "PRICELAB_REDIS__TLS_CA_FILE" in said, said
 
     # a worker meets it at start: exit 2 with the same sentence, before faust starts
     env = cli_env(settings) | {"PRICELAB_KAFKA__SSL_CAFILE": str(other.ca)}
-    said = one_sentence(run_cli(env, "worker", "--role", "controller"))
+    said = one_sentence(run_pricelab(env, "worker", "--role", "controller"))
     assert "PRICELAB_KAFKA__SSL_CAFILE" in said, said
 
     # and the right CA works, for the same command
-    ok = run_cli(cli_env(settings), "experiment", "list")
+    ok = run_pricelab(cli_env(settings), "experiment", "list")
     assert ok.returncode == 0, ok.stderr
 
 
@@ -206,7 +193,7 @@ async def test_a_file_that_is_not_a_certificate_or_has_expired_is_one_sentence(
     # the server's own key, given where a CA certificate belongs
     assert tls_stack.tls_files is not None
     env = cli_env(settings) | {setting: str(tls_stack.tls_files.key)}
-    said = one_sentence(run_cli(env, *command))
+    said = one_sentence(run_pricelab(env, *command))
     assert said == f"error: {setting}: {tls_stack.tls_files.key} is not a certificate " + (
         "(no PEM 'BEGIN CERTIFICATE' block that parses)"
     ), said
@@ -215,7 +202,7 @@ async def test_a_file_that_is_not_a_certificate_or_has_expired_is_one_sentence(
         tmp_path / "expired", now=datetime.now(UTC), valid_for=timedelta(days=-30)
     )
     env = cli_env(settings) | {setting: str(expired.ca)}
-    said = one_sentence(run_cli(env, *command))
+    said = one_sentence(run_pricelab(env, *command))
     assert said.startswith(f"error: {setting}: {expired.ca}: the certificate CN="), said
     assert " expired on " in said, said
 
@@ -272,12 +259,12 @@ async def test_a_tls_client_against_plaintext_servers_is_one_sentence(
         "PRICELAB_KAFKA__SECURITY_PROTOCOL": "SSL",
         "PRICELAB_KAFKA__SSL_CAFILE": str(tls_stack.tls_files.ca),
     }
-    said = one_sentence(run_cli(env, "topics", "--timeout", "5"))
+    said = one_sentence(run_pricelab(env, "topics", "--timeout", "5"))
     assert "never answered the TLS handshake" in said, said
     assert "PRICELAB_KAFKA__SECURITY_PROTOCOL" in said, said
     env = cli_env(plain) | {
         "PRICELAB_REDIS__URL": plain.redis.url.get_secret_value().replace("redis://", "rediss://"),
         "PRICELAB_REDIS__TLS_CA_FILE": str(tls_stack.tls_files.ca),
     }
-    said = one_sentence(run_cli(env, "experiment", "list"))
+    said = one_sentence(run_pricelab(env, "experiment", "list"))
     assert "TLS handshake" in said and "PRICELAB_REDIS__URL" in said, said

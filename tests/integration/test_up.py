@@ -17,6 +17,19 @@ from aiokafka.admin import AIOKafkaAdminClient
 pytestmark = pytest.mark.integration
 
 
+def _printed(proc: subprocess.Popen, *keys: str) -> dict[str, str]:
+    """What ``pricelab up`` printed, by each line's first word, once ``keys`` have been."""
+    lines: dict[str, str] = {}
+    deadline = time.monotonic() + 60
+    while not all(k in lines for k in keys):
+        assert time.monotonic() < deadline, lines
+        line = proc.stdout.readline()  # type: ignore[union-attr]
+        assert line, f"pricelab up exited: {proc.poll()}"
+        key, _, value = line.strip().partition(" ")
+        lines[key] = value.strip()
+    return lines
+
+
 def _stop_up(proc: subprocess.Popen) -> None:
     """Stop ``pricelab up`` as an operator would (SIGTERM, which stops its children), and on a
     failed test kill whatever children are left: they run in sessions of their own and would
@@ -46,14 +59,7 @@ def test_up_starts_both_creates_topics_and_stops_on_sigterm():
         text=True,
     )
     try:
-        lines: dict[str, str] = {}
-        deadline = time.monotonic() + 60
-        while "redis" not in lines or "topics" not in lines:
-            assert time.monotonic() < deadline, lines
-            line = proc.stdout.readline()  # type: ignore[union-attr]
-            assert line, f"pricelab up exited: {proc.poll()}"
-            key, _, value = line.strip().partition(" ")
-            lines[key] = value.strip()
+        lines = _printed(proc, "redis", "topics")
         kafka = lines["kafka"]
         host, port = kafka.split(":")
         assert host == "127.0.0.1"
@@ -111,14 +117,7 @@ def test_up_tls_prints_client_settings_that_work_and_serves_no_plaintext():
         text=True,
     )
     try:
-        lines: dict[str, str] = {}
-        deadline = time.monotonic() + 60
-        while "export" not in lines:
-            assert time.monotonic() < deadline, lines
-            line = proc.stdout.readline()  # type: ignore[union-attr]
-            assert line, f"pricelab up --tls exited: {proc.poll()}"
-            key, _, value = line.strip().partition(" ")
-            lines[key] = value.strip()
+        lines = _printed(proc, "export")
         assert lines["redis"].startswith("rediss://127.0.0.1:")
         env = dict(item.split("=", 1) for item in shlex.split(lines["export"]))
         assert env["PRICELAB_KAFKA__SECURITY_PROTOCOL"] == "SSL"
