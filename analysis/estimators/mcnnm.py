@@ -68,17 +68,28 @@ def singular_value_threshold(Z: np.ndarray, thr: np.ndarray) -> np.ndarray:
     Uses the eigendecomposition of the smaller Gram matrix (Z'Z or ZZ'), about ten times faster
     than a full SVD here; singular values far below the threshold lose relative precision, but
     they are set to zero anyway.
+
+    A problem whose Gram matrix has Frobenius norm below thr^2 has every singular value below
+    the threshold (the Frobenius norm bounds the largest eigenvalue), so its result is zero
+    without an eigendecomposition: the same numbers, and on TROP's tuning grid a third of the
+    problems (the large penalties) skip the step that takes three quarters of the time.
     """
     K, N, T = Z.shape
     small_cols = T <= N
     G = np.swapaxes(Z, 1, 2) @ Z if small_cols else Z @ np.swapaxes(Z, 1, 2)
-    ev, V = np.linalg.eigh(G)
+    t = np.broadcast_to(np.asarray(thr, dtype=float).reshape(-1), (K,))
+    live = np.sqrt((G**2).sum(axis=(1, 2))) >= t**2 * (1.0 - 1e-9)
+    out = np.zeros_like(Z)
+    if not live.any():
+        return out
+    Gl, Zl, tl = (G, Z, t) if live.all() else (G[live], Z[live], t[live])
+    ev, V = np.linalg.eigh(Gl)
     s = np.sqrt(np.maximum(ev, 0.0))
-    t = np.asarray(thr, dtype=float).reshape(K, 1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        f = np.where(s > t, (s - t) / np.where(s > 0, s, 1.0), 0.0)
+        f = np.where(s > tl[:, None], (s - tl[:, None]) / np.where(s > 0, s, 1.0), 0.0)
     P = (V * f[:, None, :]) @ np.swapaxes(V, 1, 2)
-    return Z @ P if small_cols else P @ Z
+    out[live] = Zl @ P if small_cols else P @ Zl
+    return out
 
 
 def fit_fe_lowrank(

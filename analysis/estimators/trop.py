@@ -130,7 +130,7 @@ def relaxed_refit(
     p = r_max + 1
     sw, sw2 = w.sum(axis=2), (w**2).sum(axis=2)
     n_eff = np.where(sw2 > 0, sw**2 / np.maximum(sw2, 1e-300), 0.0)
-    gram = np.einsum("kit,ktp,ktq->kipq", w, X, X)
+    gram = np.einsum("kit,ktp,ktq->kipq", w, X, X, optimize=True)
     # collinearity of [1, V] on the unit's weighted cells: smallest eigenvalue of the Gram
     # matrix scaled to unit diagonal (the padding as identity)
     pad = np.zeros((K, 1, p), bool)
@@ -151,20 +151,21 @@ def relaxed_refit(
     # (Schur complement), leaving a T x T system for the period effects
     fm = free[..., :, None] & free[..., None, :]
     A = np.where(fm, gram, 0.0) + np.eye(p) * ~free[..., None, :]  # fixed dims solve to 0
-    Bm = np.einsum("kit,ktp->kipt", w, X) * free[..., None]
-    c = np.einsum("kit,ktp->kip", w * target, X) * free
+    Bm = w[:, :, None, :] * np.swapaxes(X, 1, 2)[:, None] * free[..., None]
+    c = ((w * target) @ X) * free
     D = w.sum(axis=1)
     Ainv = np.linalg.inv(A)
     AiB = Ainv @ Bm
-    S = np.einsum("kipt,kipu->ktu", Bm, AiB)
+    flat = (K, N * p, T)  # sums over (unit, coefficient) as one matrix product
+    S = np.swapaxes(Bm.reshape(flat), 1, 2) @ AiB.reshape(flat)
     S = D[:, :, None] * np.eye(T) - S
     Aic = (Ainv @ c[..., None])[..., 0]
-    rhs = (w * target).sum(axis=1) - np.einsum("kipt,kip->kt", Bm, Aic)
+    rhs = (w * target).sum(axis=1) - (Aic.reshape(K, 1, N * p) @ Bm.reshape(flat))[:, 0]
     # S is singular: a constant moves between a and b, and when every unit's loadings are free
     # a shift b + V g moves into the loadings (G_i - g); the fitted values are the same for
     # every solution, so take the minimum-norm one (periods without weight get b = 0)
     b_new = (np.linalg.pinv(S, rcond=1e-10, hermitian=True) @ rhs[..., None])[..., 0]
-    theta = (Ainv @ (c - np.einsum("kipt,kt->kip", Bm, b_new))[..., None])[..., 0]
+    theta = (Ainv @ (c - (Bm @ b_new[:, None, :, None])[..., 0])[..., None])[..., 0]
     load = np.where(ok[..., None], theta[..., 1:], G0)
     refit = ranks > 0
     a = np.where(refit[:, None], theta[..., 0], a)
