@@ -57,8 +57,9 @@ _TINY = 1e-12
 
 def _settled(fit: np.ndarray, fit_old: np.ndarray, tol: float) -> bool:
     """True when every problem's fit moved by less than ``tol`` relative to its size."""
-    delta = np.sqrt(((fit - fit_old) ** 2).sum(axis=(1, 2)))
-    scale = np.sqrt((fit**2).sum(axis=(1, 2))) + 1e-8
+    d = fit - fit_old
+    delta = np.sqrt(np.einsum("kit,kit->k", d, d))
+    scale = np.sqrt(np.einsum("kit,kit->k", fit, fit)) + 1e-8
     return bool(np.all(delta / scale < tol))
 
 
@@ -101,6 +102,7 @@ def fit_fe_lowrank(
     max_iter: int = 500,
     tol: float = 1e-6,
     limit_blas: bool = True,
+    fe_sweeps: int = 1,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Weighted two-way effects + nuclear-norm-penalised low rank; see ``_fit_fe_lowrank``.
 
@@ -110,9 +112,13 @@ def fit_fe_lowrank(
     on Proposition 99).
     """
     if not limit_blas:
-        return _fit_fe_lowrank(Y, weight, penalty, L0=L0, max_iter=max_iter, tol=tol)
+        return _fit_fe_lowrank(
+            Y, weight, penalty, L0=L0, max_iter=max_iter, tol=tol, fe_sweeps=fe_sweeps
+        )
     with threadpool_limits(limits=1, user_api="blas"):
-        return _fit_fe_lowrank(Y, weight, penalty, L0=L0, max_iter=max_iter, tol=tol)
+        return _fit_fe_lowrank(
+            Y, weight, penalty, L0=L0, max_iter=max_iter, tol=tol, fe_sweeps=fe_sweeps
+        )
 
 
 def _fit_fe_lowrank(
@@ -123,6 +129,7 @@ def _fit_fe_lowrank(
     L0: np.ndarray | None = None,
     max_iter: int = 500,
     tol: float = 1e-6,
+    fe_sweeps: int = 1,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Weighted two-way effects + nuclear-norm-penalised low rank, batched over problems.
 
@@ -132,7 +139,11 @@ def _fit_fe_lowrank(
     weighted two-way fixed effects). Proximal-gradient (soft-impute) steps with step 1/2, which
     is valid because weights are at most 1, accelerated with FISTA momentum and adaptive
     restart (plain soft-impute needs thousands of steps at small penalties); fixed effects by
-    one alternating weighted-mean sweep per step. ``Y`` may be 2-D (shared by all problems) or 3-D; returns ``(a, b, L, iterations)``.
+    ``fe_sweeps`` alternating weighted-mean sweeps per step (the extra sweeps cost two small
+    matrix products each: the low-rank part's weighted sums are taken once a step; with
+    strongly varying weights they save more solver steps, each an eigendecomposition, than
+    they cost). ``Y`` may be 2-D (shared by all problems) or 3-D; returns
+    ``(a, b, L, iterations)``.
     """
     weight = np.asarray(weight, dtype=float)
     if weight.ndim == 2:
@@ -151,21 +162,29 @@ def _fit_fe_lowrank(
     fit_old = np.zeros((K, N, T))
     M = L.copy()  # extrapolated point (FISTA momentum, Beck & Teboulle 2009)
     mom = np.ones(K)
+    # the sweeps' weighted sums, split so that each step makes few passes over (K, N, T):
+    # sum_t w (Y - M - b) = sum_t wY - sum_t wM - (w b), the last a matrix product
+    wY = weight * Yb
+    wY_row, wY_col = wY.sum(axis=2), wY.sum(axis=1)
+    off = 1.0 - weight
     it = 0
     for it in range(1, max_iter + 1):  # noqa: B007
-        R = Yb - M
-        a = np.where(row_ok, ((R - b[:, None, :]) * weight).sum(axis=2) / row_w, 0.0)
-        b = np.where(col_ok, ((R - a[:, :, None]) * weight).sum(axis=1) / col_w, 0.0)
+        wM = weight * M
+        r_row, r_col = wY_row - wM.sum(axis=2), wY_col - wM.sum(axis=1)
+        for _ in range(fe_sweeps):
+            a = np.where(row_ok, (r_row - (weight @ b[:, :, None])[..., 0]) / row_w, 0.0)
+            b = np.where(col_ok, (r_col - (a[:, None, :] @ weight)[:, 0]) / col_w, 0.0)
         if low_rank:
-            E = Yb - a[:, :, None] - b[:, None, :]
-            Z = weight * E + (1.0 - weight) * M
+            # w (Y - a - b) + (1 - w) M
+            Z = wY - weight * (a[:, :, None] + b[:, None, :]) + off * M
             L_new = singular_value_threshold(Z, thr)  # type: ignore[arg-type]
             # adaptive restart (O'Donoghue & Candes 2015): drop momentum when it points uphill
-            uphill = ((M - L_new) * (L_new - L)).sum(axis=(1, 2)) > 0
+            step = L_new - L
+            uphill = np.einsum("kit,kit->k", M - L_new, step) > 0
             mom = np.where(uphill, 1.0, mom)
             mom_new = (1.0 + np.sqrt(1.0 + 4.0 * mom**2)) / 2.0
             beta = np.where(uphill, 0.0, (mom - 1.0) / mom_new)
-            M = L_new + beta[:, None, None] * (L_new - L)
+            M = L_new + beta[:, None, None] * step
             L, mom = L_new, mom_new
         fit = a[:, :, None] + b[:, None, :] + L
         converged = _settled(fit, fit_old, tol)

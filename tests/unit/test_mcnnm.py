@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
 import pytest
 
 from analysis.errors import InferenceError, PanelError
 from analysis.estimators.mcnnm import (
     MCNNMEstimator,
     eigenvalue_ratio_rank,
+    fit_fe_lowrank,
     fit_fe_rank,
+    singular_value_threshold,
     truncate_rank,
 )
 from analysis.estimators.registry import make
 from analysis.panel import Panel
+
+DATA = Path(__file__).resolve().parents[1] / "data"
 
 
 def factor_panel(
@@ -102,6 +109,66 @@ def test_truncate_rank_matches_svd_truncation() -> None:
         expected = (U[:, :3] * s[:3]) @ Vt[:3]
         np.testing.assert_allclose(truncate_rank(Z[None], 3)[0], expected, atol=1e-10)
     assert not truncate_rank(Z[None], 0).any()
+
+
+def test_singular_value_threshold_skips_only_problems_with_nothing_above_the_threshold(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # a batch of 6: three matrices whose every singular value is below the threshold (scaled
+    # down) and three with some above; the result is the soft threshold of a full SVD for all
+    # of them, and only the three with something to keep reach the eigendecomposition
+    rng = np.random.default_rng(5)
+    sizes: list[int] = []
+    real_eigh = np.linalg.eigh
+
+    def counting_eigh(G: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        sizes.append(len(G))
+        return real_eigh(G)  # type: ignore[no-any-return]
+
+    scale = np.array([0.05, 3.0, 0.05, 3.0, 0.05, 3.0])[:, None, None]
+    for shape in [(9, 6), (6, 9)]:
+        Z = rng.normal(size=(6, *shape)) * scale
+        sizes.clear()
+        with monkeypatch.context() as m:
+            m.setattr(np.linalg, "eigh", counting_eigh)
+            got = singular_value_threshold(Z, np.full(6, 2.0))
+        assert sizes == [3]
+        for k in range(6):
+            U, s, Vt = np.linalg.svd(Z[k], full_matrices=False)
+            expected = (U * np.maximum(s - 2.0, 0.0)) @ Vt
+            np.testing.assert_allclose(got[k], expected, atol=1e-10)
+        assert not got[[0, 2, 4]].any() and all(np.abs(got[k]).max() > 0.1 for k in (1, 3, 5))
+
+
+def test_more_effect_sweeps_per_step_reach_the_minimum_in_fewer_steps() -> None:
+    # TROP's weights at a point of its default grid on Proposition 99 (unit rate 2 per median
+    # distance, time rate 1, penalty 20.4): each problem a control state whose post-1988 cells
+    # are hidden, weighted by its distance to the others and by time from a post period. The
+    # unit and period effects then move slowly under one alternating sweep a step, so the
+    # solver (same tolerance) takes more steps and stops farther from the minimum than with 4
+    df = pd.read_csv(DATA / "california_prop99.csv", sep=";")
+    p = Panel.from_long(df, unit="State", time="Year", outcome="PacksPerCapita", treated="treated")
+    Y, obs = p.Y, ~p.W
+    N, T = Y.shape
+    d = np.sqrt(((Y[:, None, :19] - Y[None, :, :19]) ** 2).mean(axis=2))
+    med = np.median(d[~np.eye(N, dtype=bool)])
+    K = 12
+    w = np.repeat(obs[None].astype(float), K, axis=0)
+    for k in range(K):
+        w[k, k, 19:] = 0.0
+        w[k] *= np.exp(-1.0 * np.abs(np.arange(T) - (19 + k)))[None, :]
+        w[k] *= np.exp(-2.0 / med * d[k])[:, None]
+
+    def fitted(sweeps: int, tol: float) -> tuple[np.ndarray, int]:
+        pen = np.full(K, 20.4)
+        a, b, L, steps = fit_fe_lowrank(Y, w, pen, max_iter=50000, tol=tol, fe_sweeps=sweeps)
+        return a[:, :, None] + b[:, None, :] + L, steps
+
+    best, _ = fitted(4, 1e-12)
+    one, steps_one = fitted(1, 1e-4)
+    four, steps_four = fitted(4, 1e-4)
+    assert steps_four < 0.7 * steps_one, (steps_four, steps_one)
+    assert np.abs(four - best).max() < np.abs(one - best).max()
 
 
 def test_rank_refit_recovers_missing_block_of_noise_free_factor_panel() -> None:
