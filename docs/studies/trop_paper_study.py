@@ -1,0 +1,430 @@
+"""TROP against its own paper (issue #27): the semi-synthetic design behind Table 1 of Athey,
+Imbens, Qu & Viviano, "Triply robust panel estimators" (arXiv 2508.21536), random assignment,
+with pricelab's estimators at their defaults.
+
+The design, as the authors' replication code builds it (github.com/zhaonanq/TROP-Estimator,
+read at the fork xyang23/TROP-Estimator@356641e2, ``notebookes/utils.py``; written here from
+its description, not copied):
+
+- the real outcome matrix (units x years) is divided by its standard deviation and then
+  de-meaned (Germany: log GDP first);
+- its rank-4 truncated SVD L is the systematic part (two-way effects plus interactions); the
+  residual E = Y - L gives the noise: a pooled AR(2) fitted to E by least squares without an
+  intercept, its autocorrelation matrix over the T years scaled so that its Frobenius norm is
+  that of E'E / N;
+- each replication draws every unit's noise path from N(0, that covariance), Y = L + noise,
+  assigns 10 units at random (uniformly, without replacement) to treatment in the last 10
+  years, and adds no effect: every estimate is an error, and RMSE = sqrt(mean(estimate^2));
+- the table normalises each estimator's RMSE by TROP's.
+
+Each replication's seed is (``--seed``, replication), so a run can be split and resumed:
+``run`` appends one row per replication and estimator to ``--out`` (TSV: panel, rep,
+estimator, estimate, seconds, and TROP's tuned lambdas). ``summary`` prints RMSEs, ratios to
+TROP with a bootstrap interval over replications, beside the paper's row (Smoking) and the
+RMSEs saved in the authors' notebooks; ``--render`` writes the table between the
+``<!-- trop-paper -->`` markers of docs/analysis-advanced.md.
+
+    python docs/studies/trop_paper_study.py run --panel smoking --reps 0:200 --out docs/figures/trop-paper.tsv
+    python docs/studies/trop_paper_study.py run --panel basque --reps 0:100 --out docs/figures/trop-paper.tsv
+    python docs/studies/trop_paper_study.py summary docs/figures/trop-paper.tsv --render
+
+``--estimators`` restricts a run (e.g. ``trop`` only, or ``trop-paper-lambdas``: TROP at the
+rates the authors tuned for the panel, converted to pricelab's parametrisation, no tuning;
+see ``paper_rates``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import re
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from analysis.estimators.registry import make  # noqa: E402
+from analysis.estimators.trop import TROPEstimator  # noqa: E402
+from analysis.panel import Panel  # noqa: E402
+
+DATA = ROOT / "tests" / "data"
+DOC = ROOT / "docs" / "analysis-advanced.md"
+MARK = "trop-paper"
+RANK = 4
+N_TREATED = 10
+N_POST = 10
+
+# panel: (file, unit column, time column, outcome column, log outcome)
+PANELS: dict[str, tuple[str, str, str, str, bool]] = {
+    "smoking": ("california_prop99.csv", "State", "Year", "PacksPerCapita", False),
+    "basque": ("basque_gdpcap.csv", "region", "year", "gdpcap", False),
+    "germany": ("germany_gdp.csv", "country", "year", "gdp", True),
+}
+ESTIMATORS = ("trop", "sdid", "sc", "did", "mc", "difp")
+# Table 1 of the paper, random assignment, RMSE / TROP's (quoted in issue #27; the other panels'
+# rows are not in the sources this study could read)
+PAPER: dict[str, dict[str, float]] = {
+    "smoking": {"trop": 1.00, "sdid": 1.22, "sc": 1.48, "did": 2.16, "mc": 1.14, "difp": 1.45},
+}
+# RMSEs saved in the authors' notebooks "TROP_<panel> (Table 2).ipynb" (1,000 replications; 100
+# for Basque), same order as ESTIMATORS
+NOTEBOOK: dict[str, tuple[float, ...]] = {
+    "smoking": (0.2301, 0.2834, 0.3701, 0.5066, 0.2787, 0.3153),
+    "basque": (0.0883, 0.1390, 0.2346, 0.3289, 0.1394, 0.1394),
+    "germany": (0.0538, 0.0805, 0.1025, 0.1475, 0.0729, 0.0952),
+}
+# the lambdas (unit, time, nn) the authors tuned for each panel's random-assignment row
+AUTHORS_LAMBDAS: dict[str, tuple[float, float, float]] = {
+    "smoking": (0.4, 0.3, 0.0265),
+    "basque": (1.2, 0.3, 0.005),
+    "germany": (0.6, 0.2, 0.015),
+}
+
+
+def real_matrix(panel: str) -> np.ndarray:
+    """The panel's outcome as a units x years matrix, standardised as the paper's code does."""
+    file, unit, year, outcome, log = PANELS[panel]
+    df = pd.read_csv(DATA / file, sep=";")
+    Y = df.pivot(index=unit, columns=year, values=outcome).to_numpy(dtype=float)
+    if log:
+        Y = np.log(Y)
+    Y = Y / Y.std()
+    return Y - Y.mean()
+
+
+def ar2(E: np.ndarray) -> tuple[float, float]:
+    """Pooled AR(2) coefficients of the rows of E, least squares, no intercept."""
+    x1, x2, y = E[:, 1:-1].ravel(), E[:, :-2].ravel(), E[:, 2:].ravel()
+    A = np.array([[x1 @ x1, x1 @ x2], [x1 @ x2, x2 @ x2]])
+    phi = np.linalg.solve(A, np.array([x1 @ y, x2 @ y]))
+    return float(phi[0]), float(phi[1])
+
+
+def noise_covariance(E: np.ndarray) -> np.ndarray:
+    """The AR(2) autocorrelation over the T periods, scaled to E's Frobenius norm of E'E / N."""
+    N, T = E.shape
+    phi1, phi2 = ar2(E)
+    rho = np.empty(T)
+    rho[0] = 1.0
+    if T > 1:
+        rho[1] = phi1 / (1.0 - phi2)
+    for t in range(2, T):
+        rho[t] = phi1 * rho[t - 1] + phi2 * rho[t - 2]
+    C = rho[np.abs(np.subtract.outer(np.arange(T), np.arange(T)))]
+    return C * (np.linalg.norm(E.T @ E / N) / np.linalg.norm(C))
+
+
+def components(panel: str) -> tuple[np.ndarray, np.ndarray]:
+    """(L, noise covariance): the rank-4 systematic part and the AR(2) noise of the panel."""
+    Y = real_matrix(panel)
+    U, s, Vt = np.linalg.svd(Y, full_matrices=False)
+    L = (U[:, :RANK] * s[:RANK]) @ Vt[:RANK]
+    return L, noise_covariance(Y - L)
+
+
+def draw(L: np.ndarray, cov: np.ndarray, rng: np.random.Generator) -> Panel:
+    """One replication: L + AR(2) noise, 10 random units treated in the last 10 periods, no
+    effect."""
+    N, T = L.shape
+    noise = rng.multivariate_normal(np.zeros(T), cov, size=N, method="eigh")
+    W = np.zeros((N, T), bool)
+    W[rng.choice(N, size=N_TREATED, replace=False), T - N_POST :] = True
+    return Panel(
+        Y=L + noise, W=W, units=np.arange(N), times=np.arange(T), blackout=np.zeros((N, T), bool)
+    )
+
+
+def paper_rates(panel: str, Y: np.ndarray) -> dict[str, float]:
+    """The authors' tuned (unit, time, nn) for the panel in pricelab's TROP parametrisation.
+
+    Their weights multiply the residuals inside the square, so a cell's weight is
+    exp(-2 lambda d): pricelab's rates are twice theirs. Their unit distance is on the
+    standardised outcome (as here) and pricelab's lambda_unit is per median pairwise distance,
+    so it is multiplied by that median. Their nuclear-norm penalty multiplies an unnormalised
+    sum of squares, pricelab's is a fraction of 2 sigma_1 of the two-way residual: converted
+    through that reference. Their time distance is from the middle of the treated block and
+    their fit has one common effect for the block (``TROP_TWFE_average``); pricelab fits each
+    treated cell with time weights from its own period, so the conversion matches the rates,
+    not the estimator.
+    """
+    lu, lt, nn = AUTHORS_LAMBDAS[panel]
+    N = Y.shape[0]
+    d = np.sqrt(((Y[:, None, :] - Y[None, :, :]) ** 2).mean(axis=2))
+    med = float(np.median(d[~np.eye(N, dtype=bool)]))
+    resid = Y - Y.mean(axis=1, keepdims=True) - Y.mean(axis=0, keepdims=True) + Y.mean()
+    ref = 2.0 * float(np.linalg.norm(resid, 2))
+    return {"lambda_unit": 2 * lu * med, "lambda_time": 2 * lt, "lambda_nn": nn / ref}
+
+
+def authors_trop(
+    Y: np.ndarray,
+    W: np.ndarray,
+    lambda_unit: float,
+    lambda_time: float,
+    lambda_nn: float,
+    *,
+    max_iter: int = 20000,
+    tol: float = 1e-10,
+) -> float:
+    """The replication code's TROP (``TROP_TWFE_average``), re-implemented from its definition
+    to check this study's design against the authors' saved RMSEs: one weighted fit over all
+    cells, treated included, of Y = mu + a_i + b_t + L + tau W with a single tau for the block,
+
+        min sum_it delta_it^2 (Y - mu - a - b - L - tau W)_it^2 + lambda_nn ||L||_*,
+        delta_it = exp(-lambda_unit d_i) exp(-lambda_time |t - (T - P/2)|),
+
+    d_i the RMS gap between unit i and the treated units' average path over the P-period
+    pre-period, P the treated periods; ``lambda_nn = inf``: no L. Solved by proximal gradient
+    (FISTA) on L with the effects and tau solved in sweeps at each step, to ``tol``; the
+    authors use cvxpy's default solver, which stops at about 1e-8.
+    """
+    N, T = Y.shape
+    post = W.any(axis=0)
+    P = int(post.sum())
+    avg = Y[W.any(axis=1)].mean(axis=0)
+    d = np.sqrt(((Y - avg)[:, ~post] ** 2).mean(axis=1))
+    dt = np.abs(np.arange(T) - (T - P / 2))
+    om = (np.exp(-lambda_unit * d)[:, None] * np.exp(-lambda_time * dt)[None, :]) ** 2
+    scale = om.max()
+    om = om / scale  # weights at most 1: the step 1/2 is valid; the penalty scales with them
+    thr = (lambda_nn / scale) / 2.0 if math.isfinite(lambda_nn) else None
+    Wf = W.astype(float)
+    a, b, tau = np.zeros(N), np.zeros(T), 0.0
+    L = np.zeros((N, T))
+    M, mom = L.copy(), 1.0
+    row, col, wtr = om.sum(axis=1), om.sum(axis=0), (om * Wf).sum()
+    prev = math.nan
+    for _ in range(max_iter):
+        R = Y - M
+        for _ in range(4):
+            a = (om * (R - b[None] - tau * Wf)).sum(axis=1) / row
+            b = (om * (R - a[:, None] - tau * Wf)).sum(axis=0) / col
+            tau = float((om * Wf * (R - a[:, None] - b[None])).sum() / wtr)
+        if thr is None:  # weighted least squares only: the sweeps until tau settles
+            if abs(tau - prev) < tol:
+                break
+            prev = tau
+            continue
+        Z = M + om * (Y - a[:, None] - b[None] - tau * Wf - M)
+        U, sv, Vt = np.linalg.svd(Z, full_matrices=False)
+        L_new = (U * np.maximum(sv - thr, 0.0)) @ Vt
+        if ((M - L_new) * (L_new - L)).sum() > 0:  # adaptive restart
+            mom = 1.0
+        mom_new = (1.0 + math.sqrt(1.0 + 4.0 * mom**2)) / 2.0
+        step = L_new - L
+        M = L_new + ((mom - 1.0) / mom_new) * step
+        done = np.sqrt((step**2).sum()) <= tol * (np.sqrt((L_new**2).sum()) + 1e-8)
+        L, mom = L_new, mom_new
+        if done:
+            break
+    return tau
+
+
+def fit_one(name: str, panel: Panel, data: str) -> tuple[float, dict[str, Any]]:
+    if name in ("trop-authors", "mc-authors"):
+        lu, lt, nn = AUTHORS_LAMBDAS[data]
+        if name == "mc-authors":
+            lu, lt = 0.0, 0.0
+        return authors_trop(panel.Y, panel.W, lu, lt, nn), {}
+    if name == "trop":
+        res = TROPEstimator(se="none", threads=1).fit(panel).result_
+        keys = ("lambda_time", "lambda_unit", "lambda_nn")
+        return res.effect, {k: res.details[k] for k in keys}
+    if name == "trop-paper-lambdas":
+        rates = paper_rates(data, panel.Y)
+        res = TROPEstimator(se="none", threads=1, **rates).fit(panel).result_
+        return res.effect, rates
+    return make(name, se="none").fit(panel).result_.effect, {}
+
+
+def one_replication(args: tuple[str, int, int, tuple[str, ...]]) -> list[dict[str, Any]]:
+    data, seed, rep, names = args
+    L, cov = components(data)
+    panel = draw(L, cov, np.random.default_rng([seed, rep]))
+    rows = []
+    for name in names:
+        t0 = time.perf_counter()
+        est, extra = fit_one(name, panel, data)
+        rows.append(
+            {
+                "panel": data,
+                "rep": rep,
+                "estimator": name,
+                "estimate": est,
+                "seconds": round(time.perf_counter() - t0, 2),
+                **{k: extra.get(k, "") for k in ("lambda_time", "lambda_unit", "lambda_nn")},
+            }
+        )
+    return rows
+
+
+FIELDS = (
+    "panel",
+    "rep",
+    "estimator",
+    "estimate",
+    "seconds",
+    "lambda_time",
+    "lambda_unit",
+    "lambda_nn",
+)
+
+
+def run(args: argparse.Namespace) -> None:
+    a, b = (int(x) for x in args.reps.split(":"))
+    names = tuple(args.estimators.split(",")) if args.estimators else ESTIMATORS
+    out = Path(args.out)
+    done: set[tuple[str, int, str]] = set()
+    if out.exists():
+        prev = pd.read_csv(out, sep="\t")
+        done = set(zip(prev.panel, prev.rep, prev.estimator, strict=True))
+    todo = [r for r in range(a, b) if any((args.panel, r, n) not in done for n in names)]
+    new_file = not out.exists()
+    with out.open("a", newline="") as fh:
+        w = csv.DictWriter(fh, FIELDS, delimiter="\t")
+        if new_file:
+            w.writeheader()
+        jobs = [(args.panel, args.seed, r, names) for r in todo]
+        with ProcessPoolExecutor(args.workers) as pool:
+            for rows in pool.map(one_replication, jobs):
+                for row in rows:
+                    if (row["panel"], row["rep"], row["estimator"]) not in done:
+                        w.writerow(row)
+                fh.flush()
+                print(
+                    " ".join(f"{r['estimator']}={r['estimate']:+.3f}" for r in rows),
+                    f"rep {rows[0]['rep']}",
+                    flush=True,
+                )
+
+
+def summarise(df: pd.DataFrame, boot: int = 2000) -> pd.DataFrame:
+    """Per panel and estimator: replications, RMSE, bias, RMSE / TROP's with a 95% bootstrap
+    interval over replications (paired: the same replications for both)."""
+    rows = []
+    rng = np.random.default_rng(0)
+    for data, g in df.groupby("panel", sort=False):
+        wide = g.pivot(index="rep", columns="estimator", values="estimate").dropna()
+        n = len(wide)
+        idx = rng.integers(0, n, size=(boot, n))
+        trop = wide["trop"].to_numpy() if "trop" in wide else None
+        for name in wide.columns:
+            e = wide[name].to_numpy()
+            rmse = math.sqrt(float(np.mean(e**2)))
+            row: dict[str, Any] = {
+                "panel": data,
+                "estimator": name,
+                "reps": n,
+                "rmse": rmse,
+                "bias": float(e.mean()),
+            }
+            if trop is not None:
+                ratio = np.sqrt((e[idx] ** 2).mean(axis=1) / (trop[idx] ** 2).mean(axis=1))
+                row["ratio"] = rmse / math.sqrt(float(np.mean(trop**2)))
+                row["lo"], row["hi"] = np.quantile(ratio, [0.025, 0.975])
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def render(s: pd.DataFrame) -> str:
+    order = [*ESTIMATORS, "trop-paper-lambdas"]
+    lines = []
+    for data, g in s.groupby("panel", sort=False):
+        g = g.set_index("estimator")
+        names = [n for n in order if n in g.index]
+        reps = int(g["reps"].min())
+        lines.append(
+            f"**{data.capitalize()}** ({reps} replications; RMSE / TROP's, 95% bootstrap "
+            "interval over replications)\n"
+        )
+        lines.append("| | " + " | ".join(names) + " |")
+        lines.append("|---|" + "---|" * len(names))
+        lines.append(
+            "| pricelab, RMSE | " + " | ".join(f"{g.loc[n, 'rmse']:.4f}" for n in names) + " |"
+        )
+        lines.append(
+            "| pricelab, / TROP | "
+            + " | ".join(
+                f"{g.loc[n, 'ratio']:.2f} ({g.loc[n, 'lo']:.2f}-{g.loc[n, 'hi']:.2f})"
+                for n in names
+            )
+            + " |"
+        )
+        if data in NOTEBOOK:
+            nb = dict(zip(ESTIMATORS, NOTEBOOK[data], strict=True))
+            lines.append(
+                "| authors' notebook, RMSE | "
+                + " | ".join(f"{nb[n]:.4f}" if n in nb else "" for n in names)
+                + " |"
+            )
+            lines.append(
+                "| authors' notebook, / TROP | "
+                + " | ".join(f"{nb[n] / nb['trop']:.2f}" if n in nb else "" for n in names)
+                + " |"
+            )
+        if data in PAPER:
+            lines.append(
+                "| paper, Table 1 | "
+                + " | ".join(f"{PAPER[data][n]:.2f}" if n in PAPER[data] else "" for n in names)
+                + " |"
+            )
+        ranked = g.loc[[n for n in ESTIMATORS if n in g.index], "rmse"].sort_values()
+        lines.append(f"\npricelab's order: {' < '.join(ranked.index)}\n")
+    return "\n".join(lines)
+
+
+def summary(args: argparse.Namespace) -> None:
+    df = pd.read_csv(args.tsv, sep="\t")
+    s = summarise(df)
+    with pd.option_context("display.width", 160, "display.max_columns", 20):
+        print(s.to_string(index=False, float_format=lambda x: f"{x:.4f}"))
+    text = render(s)
+    print(text)
+    tuned = df[df.estimator == "trop"]
+    if len(tuned):
+        print("TROP's tuned (time, unit, nn), most frequent:")
+        print(
+            tuned.groupby(["panel", "lambda_time", "lambda_unit", "lambda_nn"])
+            .size()
+            .sort_values(ascending=False)
+            .head(12)
+            .to_string()
+        )
+    if args.render:
+        doc = DOC.read_text()
+        pat = re.compile(rf"(<!-- {MARK} -->\n).*?(<!-- /{MARK} -->)", re.S)
+        if not pat.search(doc):
+            raise SystemExit(f"no <!-- {MARK} --> markers in {DOC}")
+        DOC.write_text(pat.sub(lambda m: m.group(1) + text + "\n" + m.group(2), doc))
+        print(f"wrote the table into {DOC}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run")
+    r.add_argument("--panel", choices=sorted(PANELS), required=True)
+    r.add_argument("--reps", default="0:200", help="replications A:B")
+    r.add_argument("--seed", type=int, default=2508)
+    r.add_argument("--workers", type=int, default=2)
+    r.add_argument("--estimators", default="", help="comma-separated; default: the six")
+    r.add_argument("--out", required=True)
+    s = sub.add_parser("summary")
+    s.add_argument("tsv")
+    s.add_argument("--render", action="store_true")
+    args = ap.parse_args()
+    run(args) if args.cmd == "run" else summary(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""The semi-synthetic design of TROP's paper (docs/studies/trop_paper_study.py): its pieces
+against known answers, and the panels shipped for it."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.estimators.registry import make
+from analysis.panel import Panel
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "docs" / "studies"))
+
+import trop_paper_study as study  # noqa: E402
+
+
+def test_ar2_recovers_known_coefficients_of_a_simulated_panel() -> None:
+    rng = np.random.default_rng(0)
+    N, T, phi1, phi2 = 200, 60, 0.5, -0.2
+    E = np.zeros((N, T + 50))
+    eps = rng.normal(size=E.shape)
+    for t in range(2, E.shape[1]):
+        E[:, t] = phi1 * E[:, t - 1] + phi2 * E[:, t - 2] + eps[:, t]
+    got = study.ar2(E[:, 50:])
+    assert got == pytest.approx((phi1, phi2), abs=0.02)
+
+
+def test_noise_covariance_is_the_ar2_autocorrelation_scaled_to_the_residual() -> None:
+    rng = np.random.default_rng(1)
+    E = rng.normal(size=(30, 20)).cumsum(axis=1) * 0.1
+    phi1, phi2 = study.ar2(E)
+    C = study.noise_covariance(E)
+    R = C / C[0, 0]
+    # Yule-Walker: rho_1 = phi1 / (1 - phi2), rho_k = phi1 rho_{k-1} + phi2 rho_{k-2}
+    assert R[0, 1] == pytest.approx(phi1 / (1 - phi2))
+    assert R[0, 3] == pytest.approx(phi1 * R[0, 2] + phi2 * R[0, 1])
+    assert np.allclose(np.diag(R), 1.0) and np.allclose(C, C.T)
+    assert np.linalg.norm(C) == pytest.approx(np.linalg.norm(E.T @ E / E.shape[0]))
+
+
+def test_a_replication_treats_ten_random_units_in_the_last_ten_periods() -> None:
+    L, cov = study.components("smoking")
+    assert L.shape == (39, 31) and np.linalg.matrix_rank(L) == 4
+    picked = set()
+    for r in range(5):
+        p = study.draw(L, cov, np.random.default_rng([1, r]))
+        units = np.flatnonzero(p.W.any(axis=1))
+        assert len(units) == 10
+        assert (p.W[units][:, -10:]).all() and not p.W[:, :-10].any()
+        picked.add(tuple(units))
+    assert len(picked) == 5  # a new draw each replication
+    # the same seed gives the same replication
+    a = study.draw(L, cov, np.random.default_rng([1, 0]))
+    b = study.draw(L, cov, np.random.default_rng([1, 0]))
+    assert np.array_equal(a.Y, b.Y) and np.array_equal(a.W, b.W)
+
+
+def test_noise_of_the_draws_has_the_design_covariance() -> None:
+    L, cov = study.components("smoking")
+    rng = np.random.default_rng(2)
+    noise = np.concatenate([study.draw(L, cov, rng).Y - L for _ in range(200)])
+    emp = np.cov(noise, rowvar=False)
+    # 7,800 rows: the variance and the lag-1 covariance within a few percent of the design's
+    assert np.diag(emp).mean() == pytest.approx(np.diag(cov).mean(), rel=0.05)
+    assert np.diag(emp, 1).mean() == pytest.approx(np.diag(cov, 1).mean(), rel=0.08)
+
+
+def test_authors_trop_without_weights_or_low_rank_is_two_way_fixed_effects() -> None:
+    # all rates 0 and no nuclear norm: one unweighted fit of Y = a + b + tau W is the two-way
+    # fixed-effects regression, which for a block design is the DID estimate
+    L, cov = study.components("basque")
+    p = study.draw(L, cov, np.random.default_rng(3))
+    did = make("did", se="none").fit(p).result_.effect
+    assert study.authors_trop(p.Y, p.W, 0.0, 0.0, np.inf) == pytest.approx(did, abs=1e-8)
+
+
+def test_authors_trop_recovers_an_effect_added_to_the_treated_block() -> None:
+    L, cov = study.components("smoking")
+    p = study.draw(L, cov, np.random.default_rng(4))
+    base = study.authors_trop(p.Y, p.W, *study.AUTHORS_LAMBDAS["smoking"])
+    shifted = Panel(Y=p.Y + 0.7 * p.W, W=p.W, units=p.units, times=p.times, blackout=p.blackout)
+    moved = study.authors_trop(shifted.Y, shifted.W, *study.AUTHORS_LAMBDAS["smoking"])
+    assert moved - base == pytest.approx(0.7, abs=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("file", "unit", "time", "shape", "treated_unit", "start"),
+    [
+        ("basque_gdpcap.csv", "region", "year", (18, 43), "Basque Country (Pais Vasco)", 1970),
+        ("germany_gdp.csv", "country", "year", (17, 44), "West Germany", 1990),
+    ],
+)
+def test_shipped_panels_are_balanced_with_one_treated_unit(
+    file: str, unit: str, time: str, shape: tuple[int, int], treated_unit: str, start: int
+) -> None:
+    df = pd.read_csv(ROOT / "tests" / "data" / file, sep=";")
+    assert (df[unit].nunique(), df[time].nunique()) == shape
+    assert len(df) == shape[0] * shape[1] and not df.isna().any().any()
+    tr = df[df.treated == 1]
+    assert set(tr[unit]) == {treated_unit} and tr[time].min() == start
+    assert tr[time].max() == df[time].max()
