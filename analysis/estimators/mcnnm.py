@@ -79,7 +79,8 @@ def singular_value_threshold(Z: np.ndarray, thr: np.ndarray) -> np.ndarray:
     small_cols = T <= N
     G = np.swapaxes(Z, 1, 2) @ Z if small_cols else Z @ np.swapaxes(Z, 1, 2)
     t = np.broadcast_to(np.asarray(thr, dtype=float).reshape(-1), (K,))
-    live = np.sqrt((G**2).sum(axis=(1, 2))) >= t**2 * (1.0 - 1e-9)
+    # not "norm >= thr^2": a NaN norm stays live, and eigh refuses it as it always did
+    live = ~(np.sqrt((G**2).sum(axis=(1, 2))) < t**2 * (1.0 - 1e-9))
     out = np.zeros_like(Z)
     if not live.any():
         return out
@@ -139,12 +140,14 @@ def _fit_fe_lowrank(
     weighted two-way fixed effects). Proximal-gradient (soft-impute) steps with step 1/2, which
     is valid because weights are at most 1, accelerated with FISTA momentum and adaptive
     restart (plain soft-impute needs thousands of steps at small penalties); fixed effects by
-    ``fe_sweeps`` alternating weighted-mean sweeps per step (the extra sweeps cost two small
-    matrix products each: the low-rank part's weighted sums are taken once a step; with
-    strongly varying weights they save more solver steps, each an eigendecomposition, than
-    they cost). ``Y`` may be 2-D (shared by all problems) or 3-D; returns
+    ``fe_sweeps`` alternating weighted-mean sweeps per step (an extra sweep is two
+    matrix-vector products over the weights, no eigendecomposition: the low-rank part's
+    weighted sums are taken once a step; with strongly varying weights they save more solver
+    steps than they cost). ``Y`` may be 2-D (shared by all problems) or 3-D; returns
     ``(a, b, L, iterations)``.
     """
+    if fe_sweeps < 1:
+        raise ValueError(f"fe_sweeps must be at least 1, not {fe_sweeps!r}.")
     weight = np.asarray(weight, dtype=float)
     if weight.ndim == 2:
         weight = weight[None]

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import math
 import re
 import sys
@@ -52,12 +53,13 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from analysis.estimators.registry import make  # noqa: E402
-from analysis.estimators.trop import TROPEstimator  # noqa: E402
+from analysis.estimators.trop import TROPEstimator, reference_scales  # noqa: E402
 from analysis.panel import Panel  # noqa: E402
 
 DATA = ROOT / "tests" / "data"
 DOC = ROOT / "docs" / "analysis-advanced.md"
 MARK = "trop-paper"
+TUNED = ROOT / "docs" / "figures" / "trop-paper-dgp-tuned.json"
 RANK = 4
 N_TREATED = 10
 N_POST = 10
@@ -109,7 +111,8 @@ def ar2(E: np.ndarray) -> tuple[float, float]:
 
 
 def noise_covariance(E: np.ndarray) -> np.ndarray:
-    """The AR(2) autocorrelation over the T periods, scaled to E's Frobenius norm of E'E / N."""
+    """The AR(2) autocorrelation matrix over the T periods, scaled so that its Frobenius norm
+    equals that of E'E / N."""
     N, T = E.shape
     phi1, phi2 = ar2(E)
     rho = np.empty(T)
@@ -142,25 +145,22 @@ def draw(L: np.ndarray, cov: np.ndarray, rng: np.random.Generator) -> Panel:
     )
 
 
-def paper_rates(panel: str, Y: np.ndarray) -> dict[str, float]:
+def paper_rates(panel: str, p: Panel) -> dict[str, float]:
     """The authors' tuned (unit, time, nn) for the panel in pricelab's TROP parametrisation.
 
     Their weights multiply the residuals inside the square, so a cell's weight is
     exp(-2 lambda d): pricelab's rates are twice theirs. Their unit distance is on the
     standardised outcome (as here) and pricelab's lambda_unit is per median pairwise distance,
-    so it is multiplied by that median. Their nuclear-norm penalty multiplies an unnormalised
-    sum of squares, pricelab's is a fraction of 2 sigma_1 of the two-way residual: converted
-    through that reference. Their time distance is from the middle of the treated block and
-    their fit has one common effect for the block (``TROP_TWFE_average``); pricelab fits each
-    treated cell with time weights from its own period, so the conversion matches the rates,
-    not the estimator.
+    so it is multiplied by that median; their nuclear-norm penalty multiplies an unnormalised
+    sum of squares as pricelab's does, and pricelab's lambda_nn is a fraction of its
+    reference penalty. Both scales are the estimator's own (``trop.reference_scales`` on the
+    untreated cells). Their time distance is from the middle of the treated block and their
+    fit has one common effect for the block (``authors_trop``); pricelab fits each treated
+    cell with time weights from its own period, so the conversion matches the rates, not the
+    estimator.
     """
     lu, lt, nn = AUTHORS_LAMBDAS[panel]
-    N = Y.shape[0]
-    d = np.sqrt(((Y[:, None, :] - Y[None, :, :]) ** 2).mean(axis=2))
-    med = float(np.median(d[~np.eye(N, dtype=bool)]))
-    resid = Y - Y.mean(axis=1, keepdims=True) - Y.mean(axis=0, keepdims=True) + Y.mean()
-    ref = 2.0 * float(np.linalg.norm(resid, 2))
+    med, ref = reference_scales(p.Y, ~p.W)
     return {"lambda_unit": 2 * lu * med, "lambda_time": 2 * lt, "lambda_nn": nn / ref}
 
 
@@ -181,10 +181,11 @@ def authors_trop(
         min sum_it delta_it^2 (Y - mu - a - b - L - tau W)_it^2 + lambda_nn ||L||_*,
         delta_it = exp(-lambda_unit d_i) exp(-lambda_time |t - (T - P/2)|),
 
-    d_i the RMS gap between unit i and the treated units' average path over the P-period
-    pre-period, P the treated periods; ``lambda_nn = inf``: no L. Solved by proximal gradient
-    (FISTA) on L with the effects and tau solved in sweeps at each step, to ``tol``; the
-    authors use cvxpy's default solver, which stops at about 1e-8.
+    d_i the RMS gap between unit i and the treated units' average path over the T - P
+    pre-periods, P the treated periods; ``lambda_nn = inf``: no L. Solved by proximal
+    gradient (FISTA) on L with the effects and tau updated in sweeps at each step, until both
+    L's step and tau's change are below ``tol`` relative to their size; the authors use
+    cvxpy's default solver.
     """
     N, T = Y.shape
     post = W.any(axis=0)
@@ -202,16 +203,17 @@ def authors_trop(
     M, mom = L.copy(), 1.0
     row, col, wtr = om.sum(axis=1), om.sum(axis=0), (om * Wf).sum()
     prev = math.nan
-    for _ in range(max_iter):
+    for it in range(max_iter):
         R = Y - M
         for _ in range(4):
             a = (om * (R - b[None] - tau * Wf)).sum(axis=1) / row
             b = (om * (R - a[:, None] - tau * Wf)).sum(axis=0) / col
             tau = float((om * Wf * (R - a[:, None] - b[None])).sum() / wtr)
+        tau_settled = abs(tau - prev) < tol * (abs(tau) + 1e-8)
+        prev = tau
         if thr is None:  # weighted least squares only: the sweeps until tau settles
-            if abs(tau - prev) < tol:
+            if tau_settled and it >= 10:
                 break
-            prev = tau
             continue
         Z = M + om * (Y - a[:, None] - b[None] - tau * Wf - M)
         U, sv, Vt = np.linalg.svd(Z, full_matrices=False)
@@ -221,9 +223,10 @@ def authors_trop(
         mom_new = (1.0 + math.sqrt(1.0 + 4.0 * mom**2)) / 2.0
         step = L_new - L
         M = L_new + ((mom - 1.0) / mom_new) * step
-        done = np.sqrt((step**2).sum()) <= tol * (np.sqrt((L_new**2).sum()) + 1e-8)
+        L_settled = np.sqrt((step**2).sum()) <= tol * (np.sqrt((L_new**2).sum()) + 1e-8)
         L, mom = L_new, mom_new
-        if done:
+        # both: L can sit at 0 (a large penalty) while the effects and tau still move
+        if L_settled and tau_settled and it >= 10:
             break
     return tau
 
@@ -238,8 +241,14 @@ def fit_one(name: str, panel: Panel, data: str) -> tuple[float, dict[str, Any]]:
         res = TROPEstimator(se="none", threads=1).fit(panel).result_
         keys = ("lambda_time", "lambda_unit", "lambda_nn")
         return res.effect, {k: res.details[k] for k in keys}
+    if name == "trop-dgp-tuned":
+        tuned = json.loads(TUNED.read_text())[data]
+        keys = ("lambda_time", "lambda_unit", "lambda_nn")
+        rates = {k: float(tuned[k]) for k in keys}
+        res = TROPEstimator(se="none", threads=1, **rates).fit(panel).result_
+        return res.effect, rates
     if name == "trop-paper-lambdas":
-        rates = paper_rates(data, panel.Y)
+        rates = paper_rates(data, panel)
         res = TROPEstimator(se="none", threads=1, **rates).fit(panel).result_
         return res.effect, rates
     return make(name, se="none").fit(panel).result_.effect, {}
@@ -304,6 +313,61 @@ def run(args: argparse.Namespace) -> None:
                     f"rep {rows[0]['rep']}",
                     flush=True,
                 )
+
+
+def _design_error(args: tuple[str, int, int, tuple[float, float, float]]) -> float:
+    """One tuning trial: an independent draw of the evaluated design itself (10 random units
+    treated in the last 10 periods, no effect; seeds apart from the replications'), TROP at
+    the given (time, unit, nn) without tuning; the estimate is the error."""
+    data, seed, trial, (lt, lu, nn) = args
+    L, cov = components(data)
+    panel = draw(L, cov, np.random.default_rng([seed, 1_000_000 + trial]))
+    est = TROPEstimator(lambda_time=lt, lambda_unit=lu, lambda_nn=nn, se="none", threads=1)
+    return est.fit(panel).result_.effect
+
+
+def tune_dgp(args: argparse.Namespace) -> None:
+    """Tuning on the data-generating process, as the authors' code does (their trials put
+    one placebo unit on the panel's controls; here each trial is a draw of the evaluated
+    design itself): every point of pricelab's default grid is scored by the RMSE over
+    ``--trials`` independent draws, and the best point is kept for every replication
+    (estimator ``trop-dgp-tuned``). An analyst with one panel has no such draws: this
+    measures what tuning on the panel alone costs, it is not a method to use."""
+    base = TROPEstimator()
+    grid = [
+        (float(lt), float(lu), float(nn))
+        for lt in base.lambda_time_grid
+        for lu in base.lambda_unit_grid
+        for nn in base.lambda_nn_grid
+    ]
+    jobs = [(args.panel, args.seed, t, g) for g in grid for t in range(args.trials)]
+    with ProcessPoolExecutor(args.workers) as pool:
+        errs = np.array(list(pool.map(one_trial_chunk, _chunks(jobs, 64)))).reshape(-1)
+    rmse = np.sqrt((errs.reshape(len(grid), args.trials) ** 2).mean(axis=1))
+    best = int(np.argmin(rmse))
+    lt, lu, nn = grid[best]
+    out = json.loads(TUNED.read_text()) if TUNED.exists() else {}
+    out[args.panel] = {
+        "lambda_time": lt,
+        "lambda_unit": lu,
+        "lambda_nn": nn,
+        "rmse": float(rmse[best]),
+        "trials": args.trials,
+        "grid": [[*g, float(r)] for g, r in zip(grid, rmse, strict=True)],
+    }
+    TUNED.write_text(json.dumps(out, indent=1) + "\n")
+    order = np.argsort(rmse)[:5]
+    for i in order:
+        print(grid[i], f"{rmse[i]:.4f}")
+    print(f"kept {grid[best]} for {args.panel} in {TUNED}")
+
+
+def _chunks(jobs: list[Any], size: int) -> list[list[Any]]:
+    return [jobs[i : i + size] for i in range(0, len(jobs), size)]
+
+
+def one_trial_chunk(jobs: list[tuple[str, int, int, tuple[float, float, float]]]) -> list[float]:
+    return [_design_error(j) for j in jobs]
 
 
 def summarise(df: pd.DataFrame, boot: int = 2000) -> pd.DataFrame:
@@ -419,11 +483,16 @@ def main() -> None:
     r.add_argument("--workers", type=int, default=2)
     r.add_argument("--estimators", default="", help="comma-separated; default: the six")
     r.add_argument("--out", required=True)
+    t = sub.add_parser("tune-dgp")
+    t.add_argument("--panel", choices=sorted(PANELS), required=True)
+    t.add_argument("--trials", type=int, default=30)
+    t.add_argument("--seed", type=int, default=2508)
+    t.add_argument("--workers", type=int, default=2)
     s = sub.add_parser("summary")
     s.add_argument("tsv")
     s.add_argument("--render", action="store_true")
     args = ap.parse_args()
-    run(args) if args.cmd == "run" else summary(args)
+    {"run": run, "tune-dgp": tune_dgp, "summary": summary}[args.cmd](args)
 
 
 if __name__ == "__main__":

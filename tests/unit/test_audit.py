@@ -48,7 +48,9 @@ def test_stop_pause_and_freeze_need_a_reason_resume_does_not() -> None:
     )
     assert command_refusal(_cmd(kind="resume", experiment="e", actor="a")) is None
     freeze = {"start": "2026-01-01T00:00:00Z", "end": "2026-01-02T00:00:00Z"}
-    assert "needs a reason" in (command_refusal(_cmd(kind="freeze", freeze=freeze, actor="a")) or "")
+    assert "needs a reason" in (
+        command_refusal(_cmd(kind="freeze", freeze=freeze, actor="a")) or ""
+    )
     given = freeze | {"reason": "stock-take"}
     assert command_refusal(_cmd(kind="freeze", freeze=given, actor="a")) is None
     # the actor comes first: a command from nobody is refused whatever it says

@@ -279,7 +279,9 @@ def test_the_switchback_carryover_study_writes_its_table_between_the_markers(tmp
     import sys
     from pathlib import Path
 
-    script = Path(__file__).resolve().parents[2] / "docs" / "studies" / "switchback_carryover_study.py"
+    script = (
+        Path(__file__).resolve().parents[2] / "docs" / "studies" / "switchback_carryover_study.py"
+    )
     doc = tmp_path / "doc.md"
     doc.write_text(
         "before\n<!-- switchback-carryover -->\nold\n<!-- /switchback-carryover -->\nafter\n"

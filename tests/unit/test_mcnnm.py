@@ -111,12 +111,25 @@ def test_truncate_rank_matches_svd_truncation() -> None:
     assert not truncate_rank(Z[None], 0).any()
 
 
+def _threshold_without_skip(Z: np.ndarray, thr: float) -> np.ndarray:
+    """The thresholding before the skip: every problem through the eigendecomposition."""
+    G = np.swapaxes(Z, 1, 2) @ Z if Z.shape[2] <= Z.shape[1] else Z @ np.swapaxes(Z, 1, 2)
+    ev, V = np.linalg.eigh(G)
+    s = np.sqrt(np.maximum(ev, 0.0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f = np.where(s > thr, (s - thr) / np.where(s > 0, s, 1.0), 0.0)
+    P = (V * f[:, None, :]) @ np.swapaxes(V, 1, 2)
+    return Z @ P if Z.shape[2] <= Z.shape[1] else P @ Z
+
+
 def test_singular_value_threshold_skips_only_problems_with_nothing_above_the_threshold(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # a batch of 6: three matrices whose every singular value is below the threshold (scaled
-    # down) and three with some above; the result is the soft threshold of a full SVD for all
-    # of them, and only the three with something to keep reach the eigendecomposition
+    # a batch of 7: three matrices whose every singular value is far below the threshold
+    # (scaled down), three with some above, and one on the bound's blind side: two equal
+    # singular values just under the threshold, so ||Z'Z||_F = sqrt(2) s^2 passes thr^2 and it
+    # goes through the eigendecomposition, to come out zero. The result equals the
+    # thresholding without the skip bit for bit, and the skipped ones never reach eigh.
     rng = np.random.default_rng(5)
     sizes: list[int] = []
     real_eigh = np.linalg.eigh
@@ -128,16 +141,28 @@ def test_singular_value_threshold_skips_only_problems_with_nothing_above_the_thr
     scale = np.array([0.05, 3.0, 0.05, 3.0, 0.05, 3.0])[:, None, None]
     for shape in [(9, 6), (6, 9)]:
         Z = rng.normal(size=(6, *shape)) * scale
+        two = np.zeros(shape)
+        two[0, 0] = two[1, 1] = 1.9  # singular values 1.9, 1.9 against a threshold of 2
+        Z = np.concatenate([Z, two[None]])
         sizes.clear()
         with monkeypatch.context() as m:
             m.setattr(np.linalg, "eigh", counting_eigh)
-            got = singular_value_threshold(Z, np.full(6, 2.0))
-        assert sizes == [3]
-        for k in range(6):
+            got = singular_value_threshold(Z, np.full(7, 2.0))
+        assert sizes == [4]
+        assert np.array_equal(got, _threshold_without_skip(Z, 2.0))
+        for k in range(7):
             U, s, Vt = np.linalg.svd(Z[k], full_matrices=False)
             expected = (U * np.maximum(s - 2.0, 0.0)) @ Vt
             np.testing.assert_allclose(got[k], expected, atol=1e-10)
-        assert not got[[0, 2, 4]].any() and all(np.abs(got[k]).max() > 0.1 for k in (1, 3, 5))
+        assert not got[[0, 2, 4, 6]].any()
+        assert all(np.abs(got[k]).max() > 0.1 for k in (1, 3, 5))
+
+
+def test_singular_value_threshold_still_refuses_non_finite_input() -> None:
+    Z = np.ones((2, 4, 3))
+    Z[1, 0, 0] = np.nan
+    with pytest.raises(np.linalg.LinAlgError):
+        singular_value_threshold(Z, np.full(2, 100.0))
 
 
 def test_more_effect_sweeps_per_step_reach_the_minimum_in_fewer_steps() -> None:
@@ -165,10 +190,14 @@ def test_more_effect_sweeps_per_step_reach_the_minimum_in_fewer_steps() -> None:
         return a[:, :, None] + b[:, None, :] + L, steps
 
     best, _ = fitted(4, 1e-12)
+    best_one, _ = fitted(1, 1e-12)
+    assert np.abs(best - best_one).max() < 1e-6  # one minimum, reached either way
     one, steps_one = fitted(1, 1e-4)
     four, steps_four = fitted(4, 1e-4)
     assert steps_four < 0.7 * steps_one, (steps_four, steps_one)
     assert np.abs(four - best).max() < np.abs(one - best).max()
+    with pytest.raises(ValueError, match="fe_sweeps"):
+        fit_fe_lowrank(Y, w, 1.0, fe_sweeps=0)
 
 
 def test_rank_refit_recovers_missing_block_of_noise_free_factor_panel() -> None:

@@ -79,6 +79,47 @@ def test_authors_trop_without_weights_or_low_rank_is_two_way_fixed_effects() -> 
     assert study.authors_trop(p.Y, p.W, 0.0, 0.0, np.inf) == pytest.approx(did, abs=1e-8)
 
 
+def test_authors_trop_without_low_rank_is_the_weighted_regression() -> None:
+    # rates > 0, no nuclear norm: the weighted least squares of Y on unit and period dummies
+    # and W, weights delta^2 as the replication code defines them (distance to the treated
+    # units' average path over the pre-periods, time from the middle of the treated block)
+    L, cov = study.components("basque")
+    p = study.draw(L, cov, np.random.default_rng(6))
+    Y, W = p.Y, p.W
+    N, T = Y.shape
+    lu, lt = 1.2, 0.3
+    post = W.any(axis=0)
+    avg = Y[W.any(axis=1)].mean(axis=0)
+    d = np.sqrt(((Y - avg)[:, ~post] ** 2).mean(axis=1))
+    dt = np.abs(np.arange(T) - (T - post.sum() / 2))
+    w = (np.exp(-lu * d)[:, None] * np.exp(-lt * dt)[None, :]).ravel() ** 2
+    X = np.column_stack(
+        [
+            np.kron(np.eye(N), np.ones((T, 1))),
+            np.kron(np.ones((N, 1)), np.eye(T))[:, 1:],
+            W.ravel().astype(float),
+        ]
+    )
+    coef = np.linalg.lstsq(X * np.sqrt(w)[:, None], Y.ravel() * np.sqrt(w), rcond=None)[0]
+    assert study.authors_trop(Y, W, lu, lt, np.inf) == pytest.approx(coef[-1], abs=1e-7)
+    # a penalty so large that L stays 0 is the same fit (the solver must not stop because
+    # L does not move while tau still does)
+    assert study.authors_trop(Y, W, lu, lt, 1e6) == pytest.approx(coef[-1], abs=1e-7)
+
+
+def test_paper_rates_are_the_authors_rates_in_pricelabs_units() -> None:
+    # the converted rates, given to the estimator, come back on the outcome scale as twice
+    # the authors' (their weights enter squared) and the penalty as theirs
+    L, cov = study.components("smoking")
+    p = study.draw(L, cov, np.random.default_rng(7))
+    rates = study.paper_rates("smoking", p)
+    res = study.TROPEstimator(se="none", **rates).fit(p).result_
+    lu, lt, nn = study.AUTHORS_LAMBDAS["smoking"]
+    assert res.details["lambda_unit_raw"] == pytest.approx(2 * lu)
+    assert res.details["lambda_time"] == pytest.approx(2 * lt)
+    assert res.details["lambda_nn_raw"] == pytest.approx(nn)
+
+
 def test_authors_trop_recovers_an_effect_added_to_the_treated_block() -> None:
     L, cov = study.components("smoking")
     p = study.draw(L, cov, np.random.default_rng(4))
