@@ -295,13 +295,14 @@ def run(args: argparse.Namespace) -> None:
     if out.exists():
         prev = pd.read_csv(out, sep="\t")
         done = set(zip(prev.panel, prev.rep, prev.estimator, strict=True))
-    todo = [r for r in range(a, b) if any((args.panel, r, n) not in done for n in names)]
+    # each replication fits only the estimators it has no row for yet
+    todo = {r: tuple(n for n in names if (args.panel, r, n) not in done) for r in range(a, b)}
     new_file = not out.exists()
     with out.open("a", newline="") as fh:
         w = csv.DictWriter(fh, FIELDS, delimiter="\t")
         if new_file:
             w.writeheader()
-        jobs = [(args.panel, args.seed, r, names) for r in todo]
+        jobs = [(args.panel, args.seed, r, todo[r]) for r in todo if todo[r]]
         with ProcessPoolExecutor(args.workers) as pool:
             for rows in pool.map(one_replication, jobs):
                 for row in rows:
