@@ -145,3 +145,25 @@ def test_shipped_panels_are_balanced_with_one_treated_unit(
     tr = df[df.treated == 1]
     assert set(tr[unit]) == {treated_unit} and tr[time].min() == start
     assert tr[time].max() == df[time].max()
+
+
+def test_mc_keeps_the_convex_estimate_when_its_rank_refit_has_no_minimum() -> None:
+    # a Basque replication (10 of 18 regions treated in the last 10 years): the rank-1 least
+    # squares keeps improving while the treated block's imputation runs off, so the refit
+    # never settles; MC-NNM reports its convex estimate instead of the run-off one
+    from analysis.estimators.mcnnm import REFIT_MAX_ITER, MCNNMEstimator, fit_fe_rank
+
+    L, cov = study.components("basque")
+    p = study.draw(L, cov, np.random.default_rng([2508, 13]))
+    obs = ~p.W
+    taus = []
+    for iters in (200, 2000):
+        a, b, L1, n = fit_fe_rank(p.Y, obs, 1, max_iter=iters, tol=1e-12)
+        assert n == iters  # not settled
+        taus.append(float((p.Y - a[0][:, None] - b[0][None, :] - L1[0])[p.W].mean()))
+    assert abs(taus[1]) > abs(taus[0]) + 0.5  # running off
+    res = MCNNMEstimator(se="none").fit(p).result_
+    assert res.details["refit_settled"] is False
+    assert res.details["refit_iterations"] == REFIT_MAX_ITER
+    assert res.effect == res.details["effect_convex"]
+    assert abs(res.effect) < 0.2
