@@ -15,7 +15,7 @@ its description, not copied):
 - each replication draws every unit's noise path from N(0, that covariance), Y = L + noise,
   assigns 10 units at random (uniformly, without replacement) to treatment in the last 10
   years, and adds no effect: every estimate is an error, and RMSE = sqrt(mean(estimate^2));
-- the table normalises each estimator's RMSE by TROP's.
+- the table normalises each estimator's RMSE by TROP's (pricelab's, and the replication's).
 
 Each replication's seed is (``--seed``, replication), so a run can be split and resumed:
 ``run`` appends one row per replication and estimator to ``--out`` (TSV: panel, rep,
@@ -24,13 +24,23 @@ TROP with a bootstrap interval over replications, beside the paper's row (Smokin
 RMSEs saved in the authors' notebooks; ``--render`` writes the table between the
 ``<!-- trop-paper -->`` markers of docs/analysis-advanced.md.
 
-    python docs/studies/trop_paper_study.py run --panel smoking --reps 0:200 --out docs/figures/trop-paper.tsv
-    python docs/studies/trop_paper_study.py run --panel basque --reps 0:100 --out docs/figures/trop-paper.tsv
-    python docs/studies/trop_paper_study.py summary docs/figures/trop-paper.tsv --render
+    E=trop,sdid,sc,did,mc,difp,trop-paper-lambdas,trop-authors,mc-authors
+    T=docs/figures/trop-paper.tsv
+    python docs/studies/trop_paper_study.py run --panel smoking --reps 0:200 --estimators $E --out $T
+    python docs/studies/trop_paper_study.py run --panel basque --reps 0:100 --estimators $E --out $T
+    python docs/studies/trop_paper_study.py run --panel germany --reps 0:100 --estimators $E --out $T
+    python docs/studies/trop_paper_study.py tune-dgp --panel smoking   # and basque, germany
+    python docs/studies/trop_paper_study.py run --panel smoking --reps 0:200 --estimators trop-dgp-tuned --out $T
+    python docs/studies/trop_paper_study.py heterogeneous --panel smoking --reps 100
+    python docs/studies/trop_paper_study.py summary $T --render
 
-``--estimators`` restricts a run (e.g. ``trop`` only, or ``trop-paper-lambdas``: TROP at the
-rates the authors tuned for the panel, converted to pricelab's parametrisation, no tuning;
-see ``paper_rates``).
+Estimators beside the registry's six (``--estimators``, comma-separated): ``trop-authors``
+and ``mc-authors`` (``authors_trop``: the replication code's TROP and MC, re-implemented, at
+the authors' tuned lambdas), ``trop-paper-lambdas`` (pricelab's TROP at those lambdas
+converted, ``paper_rates``) and ``trop-dgp-tuned`` (pricelab's TROP at the grid point
+``tune-dgp`` kept). ``heterogeneous``: the design with an effect rising over the treated
+periods, the replication's TROP against pricelab's. 2026-11-25: about 25 minutes on 2 cores
+for everything above.
 """
 
 from __future__ import annotations
@@ -371,78 +381,89 @@ def one_trial_chunk(jobs: list[tuple[str, int, int, tuple[float, float, float]]]
     return [_design_error(j) for j in jobs]
 
 
+#: the rows of the rendered table: (estimator, what it is); the paper's and the notebook's
+#: columns go on the rows of the replication's own estimators
+ROWS = (
+    ("trop-authors", "the replication code's TROP, re-implemented, at the authors' tuned lambdas"),
+    ("trop", "**pricelab TROP, defaults** (tuned on the replication's panel alone)"),
+    ("trop-dgp-tuned", "pricelab TROP at the grid point best over 30 draws of the design"),
+    ("trop-paper-lambdas", "pricelab TROP at the authors' lambdas, converted"),
+    ("sdid", "pricelab SDID"),
+    ("sc", "pricelab SC"),
+    ("did", "pricelab DID"),
+    ("mc-authors", "the replication code's MC (its TROP at lambda_unit = lambda_time = 0)"),
+    ("mc", "pricelab MC-NNM, defaults"),
+    ("difp", "pricelab DIFP"),
+)
+#: which of the paper's / notebook's columns (named as in ESTIMATORS) each row matches
+PAPER_COLUMN = {"trop-authors": "trop", "sdid": "sdid", "sc": "sc", "did": "did"}
+PAPER_COLUMN |= {"mc-authors": "mc", "difp": "difp"}
+
+
 def summarise(df: pd.DataFrame, boot: int = 2000) -> pd.DataFrame:
-    """Per panel and estimator: replications, RMSE, bias, RMSE / TROP's with a 95% bootstrap
-    interval over replications (paired: the same replications for both)."""
+    """Per panel and estimator: replications, RMSE, bias, and the RMSE over pricelab's TROP's
+    (``ratio``) and over the replication's TROP's (``ratio_authors``), each with a 95%
+    bootstrap interval over replications (paired: the same replications for both)."""
     rows = []
     rng = np.random.default_rng(0)
     for data, g in df.groupby("panel", sort=False):
         wide = g.pivot(index="rep", columns="estimator", values="estimate").dropna()
         n = len(wide)
         idx = rng.integers(0, n, size=(boot, n))
-        trop = wide["trop"].to_numpy() if "trop" in wide else None
         for name in wide.columns:
             e = wide[name].to_numpy()
-            rmse = math.sqrt(float(np.mean(e**2)))
             row: dict[str, Any] = {
                 "panel": data,
                 "estimator": name,
                 "reps": n,
-                "rmse": rmse,
+                "rmse": math.sqrt(float(np.mean(e**2))),
                 "bias": float(e.mean()),
             }
-            if trop is not None:
-                ratio = np.sqrt((e[idx] ** 2).mean(axis=1) / (trop[idx] ** 2).mean(axis=1))
-                row["ratio"] = rmse / math.sqrt(float(np.mean(trop**2)))
-                row["lo"], row["hi"] = np.quantile(ratio, [0.025, 0.975])
+            for ref, key in (("trop", "ratio"), ("trop-authors", "ratio_authors")):
+                if ref not in wide:
+                    continue
+                r = wide[ref].to_numpy()
+                draws = np.sqrt((e[idx] ** 2).mean(axis=1) / (r[idx] ** 2).mean(axis=1))
+                row[key] = row["rmse"] / math.sqrt(float(np.mean(r**2)))
+                row[f"{key}_lo"], row[f"{key}_hi"] = np.quantile(draws, [0.025, 0.975])
             rows.append(row)
     return pd.DataFrame(rows)
 
 
+def _ratio(g: pd.DataFrame, name: str, key: str) -> str:
+    if key not in g.columns or pd.isna(g.loc[name, key]):
+        return ""
+    return f"{g.loc[name, key]:.2f} ({g.loc[name, key + '_lo']:.2f}-{g.loc[name, key + '_hi']:.2f})"
+
+
 def render(s: pd.DataFrame) -> str:
-    order = [*ESTIMATORS, "trop-paper-lambdas"]
     lines = []
     for data, g in s.groupby("panel", sort=False):
         g = g.set_index("estimator")
-        names = [n for n in order if n in g.index]
         reps = int(g["reps"].min())
+        nb = dict(zip(ESTIMATORS, NOTEBOOK.get(data, ()), strict=False))
+        paper = PAPER.get(data, {})
         lines.append(
-            f"**{data.capitalize()}** ({reps} replications; RMSE / TROP's, 95% bootstrap "
-            "interval over replications)\n"
-        )
-        lines.append("| | " + " | ".join(names) + " |")
-        lines.append("|---|" + "---|" * len(names))
-        lines.append(
-            "| pricelab, RMSE | " + " | ".join(f"{g.loc[n, 'rmse']:.4f}" for n in names) + " |"
+            f"**{data.capitalize()}** ({reps} replications; ratios of RMSEs with 95% bootstrap "
+            "intervals over replications)\n"
         )
         lines.append(
-            "| pricelab, / TROP | "
-            + " | ".join(
-                f"{g.loc[n, 'ratio']:.2f} ({g.loc[n, 'lo']:.2f}-{g.loc[n, 'hi']:.2f})"
-                for n in names
-            )
-            + " |"
+            "| estimator | RMSE | / pricelab TROP | / replication's TROP "
+            "| authors' notebook | paper, Table 1 |"
         )
-        if data in NOTEBOOK:
-            nb = dict(zip(ESTIMATORS, NOTEBOOK[data], strict=True))
+        lines.append("|---|---|---|---|---|---|")
+        for name, what in ROWS:
+            if name not in g.index:
+                continue
+            col = PAPER_COLUMN.get(name)
+            nb_txt = f"{nb[col] / nb['trop']:.2f}" if col and col in nb else ""
+            pa_txt = f"{paper[col]:.2f}" if col and col in paper else ""
             lines.append(
-                "| authors' notebook, RMSE | "
-                + " | ".join(f"{nb[n]:.4f}" if n in nb else "" for n in names)
-                + " |"
-            )
-            lines.append(
-                "| authors' notebook, / TROP | "
-                + " | ".join(f"{nb[n] / nb['trop']:.2f}" if n in nb else "" for n in names)
-                + " |"
-            )
-        if data in PAPER:
-            lines.append(
-                "| paper, Table 1 | "
-                + " | ".join(f"{PAPER[data][n]:.2f}" if n in PAPER[data] else "" for n in names)
-                + " |"
+                f"| {what} | {g.loc[name, 'rmse']:.4f} | {_ratio(g, name, 'ratio')} "
+                f"| {_ratio(g, name, 'ratio_authors')} | {nb_txt} | {pa_txt} |"
             )
         ranked = g.loc[[n for n in ESTIMATORS if n in g.index], "rmse"].sort_values()
-        lines.append(f"\npricelab's order: {' < '.join(ranked.index)}\n")
+        lines.append(f"\npricelab's six at their defaults, by RMSE: {' < '.join(ranked.index)}\n")
     return "\n".join(lines)
 
 
@@ -472,6 +493,34 @@ def summary(args: argparse.Namespace) -> None:
         print(f"wrote the table into {DOC}")
 
 
+def heterogeneous(args: argparse.Namespace) -> None:
+    """The same design with an effect that varies over the treated periods: 0.1, 0.2, ..., 1.0
+    in the 10 treated periods (in units of the panel's SD; the average effect on the treated
+    cells, the estimand, is 0.55). Bias and RMSE against 0.55 of the replication's TROP (one
+    tau for the block, weights peaked at the block's middle) and of pricelab's TROP at the
+    grid point ``tune-dgp`` kept (each treated cell imputed on its own), same replications."""
+    L, cov = components(args.panel)
+    tuned = json.loads(TUNED.read_text())[args.panel]
+    rates = {k: float(tuned[k]) for k in ("lambda_time", "lambda_unit", "lambda_nn")}
+    ramp = np.linspace(0.1, 1.0, N_POST)
+    errs: dict[str, list[float]] = {"trop-authors": [], "trop-dgp-tuned": []}
+    for r in range(args.reps):
+        p = draw(L, cov, np.random.default_rng([args.seed, 2_000_000 + r]))
+        Y = p.Y.copy()
+        Y[:, -N_POST:] += p.W[:, -N_POST:] * ramp[None, :]
+        q = Panel(Y=Y, W=p.W, units=p.units, times=p.times, blackout=p.blackout)
+        truth = float(ramp.mean())
+        errs["trop-authors"].append(authors_trop(Y, p.W, *AUTHORS_LAMBDAS[args.panel]) - truth)
+        est = TROPEstimator(se="none", threads=1, **rates).fit(q).result_.effect
+        errs["trop-dgp-tuned"].append(est - truth)
+    for name, e in errs.items():
+        a = np.asarray(e)
+        print(
+            f"{args.panel} {name}: bias {a.mean():+.4f} (MC se {a.std(ddof=1) / math.sqrt(len(a)):.4f})"
+            f"  RMSE {math.sqrt(float(np.mean(a**2))):.4f}  over {len(a)} replications"
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -489,11 +538,16 @@ def main() -> None:
     t.add_argument("--trials", type=int, default=30)
     t.add_argument("--seed", type=int, default=2508)
     t.add_argument("--workers", type=int, default=2)
+    h = sub.add_parser("heterogeneous")
+    h.add_argument("--panel", choices=sorted(PANELS), required=True)
+    h.add_argument("--reps", type=int, default=100)
+    h.add_argument("--seed", type=int, default=2508)
     s = sub.add_parser("summary")
     s.add_argument("tsv")
     s.add_argument("--render", action="store_true")
     args = ap.parse_args()
-    {"run": run, "tune-dgp": tune_dgp, "summary": summary}[args.cmd](args)
+    commands = {"run": run, "tune-dgp": tune_dgp, "heterogeneous": heterogeneous}
+    (commands | {"summary": summary})[args.cmd](args)
 
 
 if __name__ == "__main__":
