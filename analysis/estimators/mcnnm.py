@@ -50,6 +50,8 @@ unit takes the treated unit's path).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from threadpoolctl import threadpool_limits
 
@@ -405,20 +407,24 @@ class MCNNMEstimator(PanelEstimator):
         self.debias = debias
         self.seed = seed
 
-    def _effect(self, lam: float, rank: int | None) -> EffectFn:
-        """tau(Y, W, usable) at a fixed penalty (convex) or a fixed rank (refit)."""
+    def _effect(self, lam: float, rank: int | None, dropped: list[int]) -> EffectFn:
+        """tau(Y, W, usable) at a fixed penalty (convex) or a fixed rank (refit); a replicate
+        whose refit does not settle takes the convex fit instead, as the full sample does
+        (counted in ``dropped``)."""
 
         def effect(Y: np.ndarray, W: np.ndarray, usable: np.ndarray, rows: np.ndarray) -> float:
             obs = usable & ~W
             treated = usable & W
-            if rank is None:
-                a, b, L, _ = fit_fe_lowrank(
-                    Y, obs.astype(float), lam * obs.sum(), max_iter=self.max_iter, tol=self.tol
-                )
-                Y0 = a[0][:, None] + b[0][None, :] + L[0]
-            else:
-                a1, b1, L1, _ = fit_fe_rank(Y, obs, rank)
-                Y0 = a1[0][:, None] + b1[0][None, :] + L1[0]
+            if rank is not None:
+                a1, b1, L1, n = fit_fe_rank(Y, obs, rank, max_iter=REFIT_MAX_ITER)
+                if n < REFIT_MAX_ITER:
+                    Y0 = a1[0][:, None] + b1[0][None, :] + L1[0]
+                    return float((Y - Y0)[treated].mean())
+                dropped.append(1)
+            a, b, L, _ = fit_fe_lowrank(
+                Y, obs.astype(float), lam * obs.sum(), max_iter=self.max_iter, tol=self.tol
+            )
+            Y0 = a[0][:, None] + b[0][None, :] + L[0]
             return float((Y - Y0)[treated].mean())
 
         return effect
@@ -453,17 +459,19 @@ class MCNNMEstimator(PanelEstimator):
         tau_convex = float((Y - Y0)[treated].mean())
         convex_rank = numerical_rank(L[0])
         rank: int | None = None
-        tau, n_refit_iter, refit_settled = tau_convex, 0, True
+        tau, n_refit_iter, refit_settled, tau_refit = tau_convex, 0, True, math.nan
         if self.debias:
             rank = refit_rank(Y, obs, a[0], b[0], L[0])
             a1, b1, L1, n_refit_iter = fit_fe_rank(Y, obs, rank, max_iter=REFIT_MAX_ITER)
             refit_settled = n_refit_iter < REFIT_MAX_ITER
+            tau_refit = float((Y - a1[0][:, None] - b1[0][None, :] - L1[0])[treated].mean())
             if refit_settled:
-                tau = float((Y - a1[0][:, None] - b1[0][None, :] - L1[0])[treated].mean())
+                tau = tau_refit
             else:
                 # no least-squares minimum to refit to: the convex estimate and its SE stand
                 rank = None
-        effect = self._effect(lam, rank)
+        dropped: list[int] = []
+        effect = self._effect(lam, rank, dropped)
         se, df, draw_info = resampled_se(
             method, effect, Y, W, usable, n_boot=self.n_boot, n_placebo=self.n_placebo, rng=rng
         )
@@ -482,11 +490,13 @@ class MCNNMEstimator(PanelEstimator):
                 "cv_mse": None if cv_mse is None else cv_mse.tolist(),
                 "rank": convex_rank if rank is None else rank,
                 "convex_rank": convex_rank,
-                "debiased": bool(self.debias),
+                "debiased": bool(self.debias and refit_settled),
                 "effect_convex": tau_convex,
                 "iterations": n_iter,
                 "refit_iterations": n_refit_iter,
                 "refit_settled": refit_settled,
+                "effect_refit": tau_refit,  # where the refit stopped, reported or not
+                "replicate_refits_dropped": len(dropped),
                 **draw_info,
             },
         )

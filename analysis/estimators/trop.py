@@ -383,9 +383,9 @@ class TROPEstimator(PanelEstimator):
         fewer solver iterations. ``False`` starts every grid point from zero (the exact path
         the benchmark compares it with: benchmarks/bench_estimators_advanced.py).
     threads : threads that solve independent chunks of fits (BLAS itself stays on one
-        thread); the estimate does not depend on it. With warm tuning, 2 (default) take
-        Proposition 99's fit with its SE from 15.1 s (exact path) to 9.4 s on an idle 2-core
-        machine (benchmarks/README.md).
+        thread); the estimate does not depend on it. Warm tuning and 2 threads (the defaults)
+        take Proposition 99's fit with its SE from the exact path's 15.1 s (no warm start, 1
+        thread) to 9.4 s on a 2-core machine (benchmarks/README.md).
     n_boot : bootstrap replicates; n_placebo for one treated unit.
     max_iter, tol : solver cap and relative-change tolerance of each weighted fit. 1e-4 moved
         effects by at most 5e-4 and SEs by at most 1% of their size against 1e-5 on the study

@@ -32,6 +32,7 @@ RMSEs saved in the authors' notebooks; ``--render`` writes the table between the
     python docs/studies/trop_paper_study.py tune-dgp --panel smoking   # and basque, germany
     python docs/studies/trop_paper_study.py run --panel smoking --reps 0:200 --estimators trop-dgp-tuned --out $T
     python docs/studies/trop_paper_study.py heterogeneous --panel smoking --reps 100
+    python docs/studies/trop_paper_study.py mc-refits --panel basque --reps 100
     python docs/studies/trop_paper_study.py summary $T --render
 
 Estimators beside the registry's six (``--estimators``, comma-separated): ``trop-authors``
@@ -496,29 +497,61 @@ def summary(args: argparse.Namespace) -> None:
 def heterogeneous(args: argparse.Namespace) -> None:
     """The same design with an effect that varies over the treated periods: 0.1, 0.2, ..., 1.0
     in the 10 treated periods (in units of the panel's SD; the average effect on the treated
-    cells, the estimand, is 0.55). Bias and RMSE against 0.55 of the replication's TROP (one
-    tau for the block, weights peaked at the block's middle) and of pricelab's TROP at the
-    grid point ``tune-dgp`` kept (each treated cell imputed on its own), same replications."""
+    cells, the estimand, is 0.55). Bias and RMSE against 0.55, same replications, of the
+    replication's TROP (one tau for the block) as tuned, without its low-rank term, and
+    without weights or low-rank term (two-way fixed effects), and of pricelab's TROP at the
+    grid point ``tune-dgp`` kept (each treated cell imputed on its own)."""
     L, cov = components(args.panel)
     tuned = json.loads(TUNED.read_text())[args.panel]
     rates = {k: float(tuned[k]) for k in ("lambda_time", "lambda_unit", "lambda_nn")}
+    lu, lt, nn = AUTHORS_LAMBDAS[args.panel]
     ramp = np.linspace(0.1, 1.0, N_POST)
-    errs: dict[str, list[float]] = {"trop-authors": [], "trop-dgp-tuned": []}
+    truth = float(ramp.mean())
+    fits = {
+        "trop-authors": lambda Y, W: authors_trop(Y, W, lu, lt, nn),
+        "trop-authors, no low rank": lambda Y, W: authors_trop(Y, W, lu, lt, math.inf),
+        "trop-authors, no weights, no low rank": lambda Y, W: authors_trop(
+            Y, W, 0.0, 0.0, math.inf
+        ),
+    }
+    errs: dict[str, list[float]] = {k: [] for k in [*fits, "trop-dgp-tuned"]}
     for r in range(args.reps):
         p = draw(L, cov, np.random.default_rng([args.seed, 2_000_000 + r]))
         Y = p.Y.copy()
         Y[:, -N_POST:] += p.W[:, -N_POST:] * ramp[None, :]
+        for name, fit in fits.items():
+            errs[name].append(fit(Y, p.W) - truth)
         q = Panel(Y=Y, W=p.W, units=p.units, times=p.times, blackout=p.blackout)
-        truth = float(ramp.mean())
-        errs["trop-authors"].append(authors_trop(Y, p.W, *AUTHORS_LAMBDAS[args.panel]) - truth)
         est = TROPEstimator(se="none", threads=1, **rates).fit(q).result_.effect
         errs["trop-dgp-tuned"].append(est - truth)
     for name, e in errs.items():
         a = np.asarray(e)
+        mcse = a.std(ddof=1) / math.sqrt(len(a))
+        rmse = math.sqrt(float(np.mean(a**2)))
         print(
-            f"{args.panel} {name}: bias {a.mean():+.4f} (MC se {a.std(ddof=1) / math.sqrt(len(a)):.4f})"
-            f"  RMSE {math.sqrt(float(np.mean(a**2))):.4f}  over {len(a)} replications"
+            f"{args.panel} {name}: bias {a.mean():+.4f} (MC se {mcse:.4f})  RMSE {rmse:.4f}"
+            f"  over {len(a)} replications"
         )
+
+
+def mc_refits(args: argparse.Namespace) -> None:
+    """pricelab's MC-NNM on each replication of ``--panel``: how often its rank refit did not
+    settle (``details['refit_settled']``), and the RMSE of the reported estimate against that
+    of the refit where it stopped (what was reported before the refit could be dropped)."""
+    L, cov = components(args.panel)
+    reported, refit, dropped = [], [], 0
+    for r in range(args.reps):
+        p = draw(L, cov, np.random.default_rng([args.seed, r]))
+        d = make("mc", se="none").fit(p).result_
+        reported.append(d.effect)
+        refit.append(d.details["effect_refit"])
+        dropped += not d.details["refit_settled"]
+    rm = math.sqrt(float(np.mean(np.square(reported))))
+    rf = math.sqrt(float(np.mean(np.square(refit))))
+    print(
+        f"{args.panel}: refit not settled in {dropped} of {args.reps} replications; "
+        f"RMSE reported {rm:.4f}, of the refit where it stopped {rf:.4f}"
+    )
 
 
 def main() -> None:
@@ -542,11 +575,16 @@ def main() -> None:
     h.add_argument("--panel", choices=sorted(PANELS), required=True)
     h.add_argument("--reps", type=int, default=100)
     h.add_argument("--seed", type=int, default=2508)
+    m = sub.add_parser("mc-refits")
+    m.add_argument("--panel", choices=sorted(PANELS), required=True)
+    m.add_argument("--reps", type=int, default=100)
+    m.add_argument("--seed", type=int, default=2508)
     s = sub.add_parser("summary")
     s.add_argument("tsv")
     s.add_argument("--render", action="store_true")
     args = ap.parse_args()
     commands = {"run": run, "tune-dgp": tune_dgp, "heterogeneous": heterogeneous}
+    commands["mc-refits"] = mc_refits
     (commands | {"summary": summary})[args.cmd](args)
 
 
