@@ -27,6 +27,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pandas as pd
+from pydantic import TypeAdapter
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -40,9 +41,8 @@ ESTIMATORS = ("did", "sdid", "sdid:bootstrap", "sdid:jackknife")
 
 
 def period_of(text: str) -> timedelta:
-    if text == "P1D":
-        return timedelta(days=1)
-    return timedelta(hours=int(text.removeprefix("PT").removesuffix("H")))
+    """An ISO 8601 duration (P1D, PT4H), parsed as specs and the CLI parse it."""
+    return TypeAdapter(timedelta).validate_python(text)
 
 
 def run(args: argparse.Namespace) -> None:

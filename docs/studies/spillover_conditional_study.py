@@ -36,10 +36,8 @@ sys.path.insert(0, str(ROOT / "docs" / "studies"))
 
 import spillover_worker_study as worker_study  # noqa: E402
 
-from analysis.panel import Panel  # noqa: E402
-from analysis.pricing_dgp import planted_substitute_graph, simulate_spillover_outcomes  # noqa: E402
+from analysis.pricing_dgp import planted_substitute_graph  # noqa: E402
 from analysis.worker import AnalysisWorker  # noqa: E402
-from controller.designs import design_matrices  # noqa: E402
 from controller.panel_source import experiment_info  # noqa: E402
 from controller.spec import ExperimentSpec  # noqa: E402
 
@@ -66,21 +64,8 @@ def one_world(world: int, draws: int) -> list[tuple[float, float, float, float]]
             substitutes=tuple((a, b, 1.0) for a, b in graph.edges()),
             products=tuple(nodes),
         )
-        m = design_matrices(spec, nodes)
-        Y = np.empty(m.treated.shape)
-        for t in range(worker_study.PERIODS):
-            # the noise is the world's: seeded by world and period, not by the design draw
-            Y[:, t] = simulate_spillover_outcomes(
-                graph, m.treated[:, t], nodes=nodes, base=level, seed=world * 1000 + t
-            )
-        panel = Panel(
-            Y=Y,
-            W=m.treated,
-            units=np.array(nodes),
-            times=np.arange(worker_study.PERIODS),
-            blackout=m.blackout,
-            probability=m.probability,
-        )
+        # the noise is the world's: seeded by world and period, not by the design draw
+        panel = worker_study.spillover_panel(spec, graph, nodes, level, noise_seed=world)
         worker = AnalysisWorker(source=None, sink=None, clock=None, seed=world)  # type: ignore[arg-type]
         published = {
             r.method: r for r in worker._spillover(experiment_info(spec, "running"), panel)

@@ -76,6 +76,28 @@ def _unscaled_residuals() -> Iterator[None]:
         spillover._leverage_adjusted = saved  # type: ignore[assignment]
 
 
+def spillover_panel(
+    spec: ExperimentSpec, graph: Any, nodes: list[str], level: np.ndarray, *, noise_seed: int
+) -> Panel:
+    """The panel a spillover experiment ``spec`` yields on ``graph``: its design's assignment
+    (``design_matrices``) and each period's outcomes from ``simulate_spillover_outcomes``,
+    products at base level ``level``, period t's noise seeded by ``noise_seed * 1000 + t``."""
+    m = design_matrices(spec, nodes)
+    Y = np.empty(m.treated.shape)
+    for t in range(PERIODS):
+        Y[:, t] = simulate_spillover_outcomes(
+            graph, m.treated[:, t], nodes=nodes, base=level, seed=noise_seed * 1000 + t
+        )
+    return Panel(
+        Y=Y,
+        W=m.treated,
+        units=np.array(nodes),
+        times=np.arange(PERIODS),
+        blackout=m.blackout,
+        probability=m.probability,
+    )
+
+
 def one_run(design: str, seed: int) -> list[dict[str, Any]]:
     if design == ABLATION:
         with _unscaled_residuals():
@@ -112,22 +134,8 @@ def one_run(design: str, seed: int) -> list[dict[str, Any]]:
             clusters={c: tuple(m) for c, m in cats.items()},
             time_bound={"start_period": PERIODS // 2},
         )
-    m = design_matrices(spec, nodes)
-    rng = np.random.default_rng([seed, 1])
-    level = rng.normal(20.0, 3.0, size=len(nodes))
-    Y = np.empty(m.treated.shape)
-    for t in range(PERIODS):
-        Y[:, t] = simulate_spillover_outcomes(
-            graph, m.treated[:, t], nodes=nodes, base=level, seed=seed * 1000 + t
-        )
-    panel = Panel(
-        Y=Y,
-        W=m.treated,
-        units=np.array(nodes),
-        times=np.arange(PERIODS),
-        blackout=m.blackout,
-        probability=m.probability,
-    )
+    level = np.random.default_rng([seed, 1]).normal(20.0, 3.0, size=len(nodes))
+    panel = spillover_panel(spec, graph, nodes, level, noise_seed=seed)
     worker = AnalysisWorker(source=None, sink=None, clock=None, seed=seed)  # type: ignore[arg-type]
     info = experiment_info(spec, "running")
     label = design

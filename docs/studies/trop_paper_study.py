@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import json
 import math
 import re
@@ -136,8 +137,10 @@ def noise_covariance(E: np.ndarray) -> np.ndarray:
     return C * (np.linalg.norm(E.T @ E / N) / np.linalg.norm(C))
 
 
+@functools.cache
 def components(panel: str) -> tuple[np.ndarray, np.ndarray]:
-    """(L, noise covariance): the rank-4 systematic part and the AR(2) noise of the panel."""
+    """(L, noise covariance): the rank-4 systematic part and the AR(2) noise of the panel;
+    computed once per process (read-only: ``draw`` does not change them)."""
     Y = real_matrix(panel)
     U, s, Vt = np.linalg.svd(Y, full_matrices=False)
     L = (U[:, :RANK] * s[:RANK]) @ Vt[:RANK]

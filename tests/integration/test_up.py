@@ -93,6 +93,20 @@ def test_up_starts_both_creates_topics_and_stops_on_sigterm():
         _stop_up(proc)
 
 
+#: ``pricelab up --tls`` on free ports
+UP_TLS = [
+    sys.executable,
+    "-m",
+    "streams.cli",
+    "up",
+    "--tls",
+    "--kafka-port",
+    "0",
+    "--redis-port",
+    "0",
+]
+
+
 def test_up_tls_prints_client_settings_that_work_and_serves_no_plaintext():
     """``pricelab up --tls``: what it prints is all a client needs; the CLI with exactly those
     settings creates the topics over TLS, and stops the three children on SIGTERM."""
@@ -101,17 +115,7 @@ def test_up_tls_prints_client_settings_that_work_and_serves_no_plaintext():
     from pathlib import Path
 
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streams.cli",
-            "up",
-            "--tls",
-            "--kafka-port",
-            "0",
-            "--redis-port",
-            "0",
-        ],
+        UP_TLS,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -168,17 +172,7 @@ def test_up_tls_without_stunnel_is_one_sentence(tmp_path):
     """A machine without stunnel: ``up --tls`` names the package to install, exit 2 (it looks
     for stunnel before it starts anything)."""
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "streams.cli",
-            "up",
-            "--tls",
-            "--kafka-port",
-            "0",
-            "--redis-port",
-            "0",
-        ],
+        UP_TLS,
         capture_output=True,
         text=True,
         timeout=60,
