@@ -105,6 +105,9 @@ class CompareConfig:
     designs: tuple[str, ...] = field(default_factory=design_names)
     runs: int = 100
     seed: int = 0
+    #: the first run's index: runs ``first_run .. first_run + runs - 1``, each on the same demand
+    #: path and design draw whatever the range (a study can continue another's runs)
+    first_run: int = 0
     days: int = 28
     #: every experiment's period (whole hours, PT1H to P1D): days x (a day / period) periods
     period: timedelta = timedelta(days=1)
@@ -314,6 +317,8 @@ def check_config(cfg: CompareConfig) -> None:
         raise LabError("no design to compare")
     if cfg.runs < 2:
         raise LabError("runs must be at least 2 (an SD needs two runs)")
+    if cfg.first_run < 0:
+        raise LabError("first_run must be 0 or more")
     if cfg.days < 4:
         raise LabError("days must be at least 4")
     if cfg.jobs < 1:
@@ -327,7 +332,7 @@ def run_comparison(cfg: CompareConfig) -> pd.DataFrame:
     check_config(cfg)
     # products and graph do not depend on the demand path: one clustering for every run
     classes = market_classes(Market(cfg.market, seed=cfg.seed), cfg.cluster_max_size)
-    runs = list(range(cfg.runs))
+    runs = list(range(cfg.first_run, cfg.first_run + cfg.runs))
     if cfg.jobs <= 1:
         rows = _run_chunk((cfg, runs, classes))
     else:
