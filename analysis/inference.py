@@ -76,6 +76,13 @@ ALIASES = {
 }
 
 
+#: ``se`` for the default method with the bootstrap where the default is the jackknife: the
+#: weights re-estimated in every replicate where the jackknife would hold them fixed (the
+#: time-bound design asks it of sdid below a day; docs/validation.md), the placebo where the
+#: controls can spare the placebo-treated units (one treated unit, or N0 >= 2 N1)
+AUTO_BOOTSTRAP = "auto_bootstrap"
+
+
 def canonical_method(se: str | None, allowed: tuple[str, ...] = BLOCK_METHODS) -> str | None:
     """Resolve aliases; ``None`` stays ``None`` (the estimator's default)."""
     if se is None:
@@ -381,7 +388,11 @@ def block_standard_error(
     """
     N, T = Y.shape
     N1, T1 = N - N0, T - T0
-    method = canonical_method(se) or default_block_method(N0, N1)
+    if se is not None and se.lower() == AUTO_BOOTSTRAP:
+        method = default_block_method(N0, N1)
+        method = "bootstrap" if method == "jackknife" else method
+    else:
+        method = canonical_method(se) or default_block_method(N0, N1)
     check_block_method(method, N0, N1, T0, T1)
     rng = seeded_rng(seed)
     df: float | None = None
@@ -405,6 +416,7 @@ def block_standard_error(
 
 __all__ = [
     "ALIASES",
+    "AUTO_BOOTSTRAP",
     "BLOCK_METHODS",
     "VarianceSplit",
     "Refit",

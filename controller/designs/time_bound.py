@@ -35,18 +35,20 @@ SDID_BOOTSTRAP_BELOW = timedelta(days=1)
 
 
 def sdid_plan(spec: ExperimentSpec) -> EstimatorPlan:
-    """sdid with the unit bootstrap as its variance at sub-daily periods, its default otherwise.
+    """sdid asked for the bootstrap in place of the jackknife at sub-daily periods.
 
     With half the products treated sdid's default variance is the jackknife, which holds the
     unit and time weights at their full-sample values (Arkhangelsky et al. 2021, Algorithm 3).
-    On the validation market it covered at daily periods (0.960 over 400 runs) and fell short
-    at PT4H (0.915, mean SE / SD 0.91); the bootstrap, which re-estimates the weights in every
-    replicate (Algorithm 2), covered at both (0.965, 0.953; docs/studies/sdid_subdaily_study.py).
-    It costs a weight fit per replicate (200), so daily experiments keep the jackknife, which
-    was calibrated there. Like any bootstrap it needs two treated and two control products.
+    On the validation market it covered at daily periods and fell short at PT4H; the bootstrap,
+    which re-estimates the weights in every replicate (Algorithm 2), covered at both
+    (docs/validation.md). ``auto_bootstrap`` (analysis.inference) keeps the placebo where the
+    default picks it (one treated product, or at least twice as many controls as treated):
+    the bootstrap is invalid with one treated product, and was not validated there. It costs
+    a weight fit per replicate (200), so daily experiments keep the jackknife, which was
+    calibrated there.
     """
     if spec.period < SDID_BOOTSTRAP_BELOW:
-        return EstimatorPlan("sdid", {"se": "bootstrap"})
+        return EstimatorPlan("sdid", {"se": "auto_bootstrap"})
     return EstimatorPlan("sdid")
 
 

@@ -81,13 +81,17 @@ def main() -> None:
     sub = ap.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run")
     r.add_argument("--runs", type=int, default=400)
-    r.add_argument("--periods", default="P1D,PT4H")
+    r.add_argument("--periods", default="P1D,PT4H", help=f"comma-separated, of {', '.join(DAYS)}")
     r.add_argument("--estimators", default=",".join(ESTIMATORS))
     r.add_argument("--jobs", type=int, default=2)
     r.add_argument("--out", type=Path)
     s = sub.add_parser("summary")
     s.add_argument("csv", type=Path)
     args = ap.parse_args()
+    if args.cmd == "run":
+        for text in args.periods.split(","):
+            if text not in DAYS:
+                ap.error(f"--periods: {text!r} is not one of {', '.join(DAYS)}")
     if os.environ.get("PYTHONHASHSEED") != "0":  # as validation_study: the same classes
         os.execve(sys.executable, [sys.executable, *sys.argv], os.environ | {"PYTHONHASHSEED": "0"})
     if args.cmd == "run":

@@ -197,8 +197,11 @@ CONTINUED = "validation-spillover-continued.csv"
 
 
 def _runs_of(job: tuple[str, list[int]]) -> list[dict[str, Any]]:
+    from threadpoolctl import threadpool_limits
+
     design, seeds = job
-    return [row for seed in seeds for row in one_run(design, seed)]
+    with threadpool_limits(1):  # one BLAS thread per process: the processes share the cores
+        return [row for seed in seeds for row in one_run(design, seed)]
 
 
 def continued(design: str, runs: int, jobs: int, figdir: Path) -> pd.DataFrame:
@@ -230,11 +233,16 @@ def main() -> None:
         "--continue-to",
         type=int,
         default=None,
-        help="run only random days, runs 0 to this (the table's seeds and more), into "
-        f"figures/{CONTINUED}",
+        help="run only random days, runs 0 to this minus 1 (the table's seeds and more), "
+        f"into figures/{CONTINUED}",
     )
     ap.add_argument("--jobs", type=int, default=1, help="processes for --continue-to")
     args = ap.parse_args()
+    args.out = args.out.resolve()
+    if args.continue_to is not None and args.continue_to < args.runs:
+        ap.error(f"--continue-to must be at least --runs ({args.runs}): it continues those runs")
+    if args.jobs < 1:
+        ap.error("--jobs must be at least 1")
     if os.environ.get("PYTHONHASHSEED") != "0":  # Louvain classes depend on string hashing
         os.execve(sys.executable, [sys.executable, *sys.argv], os.environ | {"PYTHONHASHSEED": "0"})
     if args.continue_to is not None:

@@ -302,14 +302,23 @@ def main() -> None:
     off = off_target_pairs(main_tab, published_main(main_tab)) + off_target_pairs(sub_tab)
     factor = 2 if args.quick else CONTINUE_FACTOR
     cont_tabs = []
-    for label in dict.fromkeys(d for d, _ in off):
+    labels = list(dict.fromkeys(d for d, _ in off))
+    # CI's quick run: at 3 runs every pair is off the target; one design shows the path
+    for label in labels[:1] if args.quick else labels:
         cfg, first = tables_runs[label]
         more, _ = timed(
             f"continued {label}",
             replace(cfg, runs=(factor - 1) * runs, first_run=runs),
         )
         both = pd.concat([first[first["estimator"].isin(more["estimator"])], more])
-        cont_tabs.append(summarise(both).assign(design=label))
+        cont_tabs.append(
+            summarise(both).assign(
+                design=label,
+                first_run=int(both["run"].min()),
+                last_run=int(both["run"].max()),
+                distinct_runs=both["run"].nunique(),
+            )
+        )
     cont_tab = pd.concat(cont_tabs, ignore_index=True) if cont_tabs else pd.DataFrame()
 
     elapsed = time.perf_counter() - t_start
@@ -361,10 +370,13 @@ def load_results(figdir: Path) -> dict[str, object]:
     results["market"] = MarketConfig.model_validate(results["market"])
     for key in _TABLES:
         path = figdir / f"validation-{key}.csv"
-        if key == "cont_tab" and (not path.exists() or path.stat().st_size <= 1):
-            results[key] = pd.DataFrame()  # no pair was off the target
+        try:
+            df = pd.read_csv(path, keep_default_na=False, na_values=[""])
+        except (FileNotFoundError, pd.errors.EmptyDataError):
+            if key != "cont_tab":
+                raise
+            results[key] = pd.DataFrame()  # no pair was off the target (or saved before)
             continue
-        df = pd.read_csv(path, keep_default_na=False, na_values=[""])
         if "primary" in df.columns:
             df["primary"] = df["primary"].astype(bool)
         if "first_error" in df.columns:
@@ -795,11 +807,13 @@ def _spillover_continued(figdir: Path, table: pd.DataFrame) -> str:
     runs = rows["seed"].nunique()
     first = int(table.loc[("random-days", "direct"), "runs"])
     lines = []
+    cover: dict[str, float] = {}
     for contrast, g in rows.groupby("contrast", sort=False):
         ok = g[g["published"].astype(bool)]
         err = ok["effect"] - ok["truth"]
         cov = ok["covered"].astype(bool)
-        head = ok[ok["seed"] < ok["seed"].min() + first]
+        cover[str(contrast)] = float(cov.mean())
+        head = ok[ok["seed"] < rows["seed"].min() + first]
         same = abs(
             head["covered"].astype(bool).mean() - table.loc[("random-days", contrast), "coverage"]
         )
@@ -808,15 +822,25 @@ def _spillover_continued(figdir: Path, table: pd.DataFrame) -> str:
             f"| {ok['se'].mean():.3f} | {err.std(ddof=1):.3f} | {ok['se'].mean() / err.std(ddof=1):.2f} "
             f"| {cov.mean():.3f} | {math.sqrt(cov.mean() * (1 - cov.mean()) / len(ok)):.3f} |"
         )
-        if same > 1e-9:
-            raise SystemExit(
-                f"{path.name}: its first {first} runs of {contrast} do not reproduce the table's"
+        if len(head) < int(table.loc[("random-days", contrast), "published"]) or same > 1e-9:
+            print(
+                f"warning: {path.name} left out of validation.md: its first {first} runs of "
+                f"{contrast} do not reproduce the table's (rerun --continue-to)",
+                file=sys.stderr,
             )
+            return ""
     minutes = float(rows["minutes"].iloc[0])
+    low = [c for c, v in cover.items() if not 0.93 <= v <= 0.97]
+    verdict = (
+        "Over these runs every contrast covers within 93-97%: the table's figures at the "
+        "band's edge were chance in its first runs."
+        if not low
+        else f"Over these runs {', '.join(low)} still cover outside 93-97%: not chance alone."
+    )
     return f"""
 Continued (`spillover_worker_study.py --continue-to {runs}`, {minutes:.0f} minutes): random
 days' runs from the table's first seed on, {runs} in all; the first {first} reproduce the table's
-coverage exactly (the rendering checks it).
+coverage exactly (the rendering checks it). {verdict}
 
 | contrast | runs | bias +- MC SE | mean SE | empirical SD | SE / SD | coverage | MC SE |
 |---|---|---|---|---|---|---|---|
@@ -1030,14 +1054,14 @@ def _off_target(
                 line += (
                     f". Continued to {int(c.runs)} runs: coverage {float(c.coverage):.3f}, "
                     f"bias {float(c.bias):+.3f} +- {float(c.bias_mcse):.3f}, mean SE / SD "
-                    f"{float(c.mean_se) / float(c.emp_sd):.2f}; "
+                    f"{float(c.se_ratio):.2f}; "
                     + (f"still off ({', '.join(still)})" if still else "in the target")
                 )
             out.append(line + ".")
     return "\n".join(out) or "- none: every published pair is in the band, its bias within 2 MC SE."
 
 
-def _sub_daily_section(k: dict[str, object]) -> str:
+def _sub_daily_section(k: dict[str, object], figdir: Path) -> str:
     """The sub-daily table: the designs at periods shorter than a day."""
     sub = k.get("sub_tab")
     if not isinstance(sub, pd.DataFrame) or sub.empty:
@@ -1059,8 +1083,8 @@ start date. The design label carries the period. The true effect is per product-
 Off the target (93-97% coverage, bias within 2 MC SE) here:
 
 {_off_target(sub, continued=k.get("cont_tab"))}
-{_sdid_subdaily_cause()}
-{_continued_section(k)}"""
+{_sdid_subdaily_cause(sub)}
+{_continued_section(k)}{_conservative_se_cause(k, figdir)}"""
 
 
 def _continued_section(k: dict[str, object]) -> str:
@@ -1070,11 +1094,22 @@ def _continued_section(k: dict[str, object]) -> str:
         return ""
     runs = int(k["runs"])  # type: ignore[call-overload]
     factor = int(k.get("continue_factor", CONTINUE_FACTOR))  # type: ignore[call-overload]
+    mcse = math.sqrt(0.95 * 0.05 / runs)
+    # chance that a calibrated pair's coverage over `runs` falls outside 93-97% (normal approx.)
+    z = 0.02 / mcse
+    p_out = 2.0 * 0.5 * math.erfc(z / math.sqrt(2.0))
+    main_tab, sub = k.get("main_tab"), k.get("sub_tab")
+    pairs = 0
+    if isinstance(main_tab, pd.DataFrame):
+        pairs += len(published_main(main_tab))
+    if isinstance(sub, pd.DataFrame):
+        pairs += len(sub)
     return f"""
 ### The pairs off the target, continued
 
-At {runs} runs a coverage has a Monte Carlo SE of about 1.1 points, so among this many
-published pairs a few fall outside 93-97% by chance alone. For each design with a published pair
+At {runs} runs a calibrated interval's coverage has a Monte Carlo SE of {100 * mcse:.1f} points
+and falls outside 93-97% with probability {p_out:.1%}, so among the {pairs} published pairs of
+the tables above about {pairs * p_out:.1f} would by chance alone. For each design with a published pair
 off the target above, the study continues that design's runs to {factor * runs}: run r
 is run r of the tables above (the same demand path and design draw), so the first {runs} of
 these are theirs, and the continuation keeps them. Only those designs are continued (the full
@@ -1086,36 +1121,61 @@ pair inside the band at {runs} runs is not checked further.
 Off the target after {factor * runs} runs:
 
 {_off_target(cont)}
-{_conservative_se_cause(k)}"""
+"""
 
 
 CONSERVATIVE_SE = "conservative-se.csv"  # docs/studies/conservative_se_study.py's table
 
 
-def _conservative_se_cause(k: dict[str, object]) -> str:
+def _conservative_se_cause(k: dict[str, object], figdir: Path) -> str:
     """Why the crossover's and the cluster design's clustered SEs run large, from the saved
-    arms of docs/studies/conservative_se_study.py."""
-    path = ROOT / "docs" / "figures" / CONSERVATIVE_SE
+    arms of docs/studies/conservative_se_study.py (every statement computed from them)."""
+    path = figdir / CONSERVATIVE_SE
     if not path.exists():
         return ""
     tab = pd.read_csv(path)
     tab = tab.assign(case=tab["design"] + " " + tab["period"])
+    cl, xo, equal = "cluster PT4H", "crossover P1D", "equal lifts and levels"
 
-    def get(case: str, arm: str, est: str, col: str) -> float:
-        row = tab[(tab["case"] == case) & (tab["arm"] == arm) & (tab["estimator"] == est)]
-        return float(row[col].iloc[0])
+    def row(case: str, arm: str, est: str) -> pd.Series | None:
+        hit = tab[(tab["case"] == case) & (tab["arm"] == arm) & (tab["estimator"] == est)]
+        return hit.iloc[0] if len(hit) else None
 
-    cl, xo = "cluster PT4H", "crossover P1D"
-    equal = "equal lifts and levels"
-    xo_arms = tab[(tab["case"] == xo) & (tab["estimator"] == "crossover")]
-    sub = k.get("sub_tab")
+    cl_def, cl_eq, xo_def = (
+        row(cl, "defaults", "fe"),
+        row(cl, equal, "fe"),
+        row(xo, "defaults", "crossover"),
+    )
+    if cl_def is None or cl_eq is None or xo_def is None:
+        return ""
+    # the defaults arm must be the tables' own runs
+    checks = []
+    main_tab, sub = k.get("main_tab"), k.get("sub_tab")
+    for t, design, est, r in (
+        (main_tab, "crossover", "crossover", xo_def),
+        (sub, cl, "fe", cl_def),
+    ):
+        if isinstance(t, pd.DataFrame) and not t.empty:
+            own = t[(t["design"] == design) & (t["estimator"] == est)]
+            if len(own) and int(own["runs"].iloc[0]) == int(r["runs"]):
+                checks.append(abs(float(own["coverage"].iloc[0]) - float(r["coverage"])) < 1e-9)
+    reproduced = (
+        "its defaults arm reproduces the tables' rows exactly"
+        if checks and all(checks)
+        else "its defaults arm does not reproduce the tables' rows: rerun it"
+    )
+    xo_arms = tab[(tab["case"] == xo) & (tab["estimator"] == "crossover")].set_index("arm")
+    excess = float(xo_def["se_ratio"]) - 1.0
+    best_arm = str(xo_arms["se_ratio"].idxmin())
+    removed = (excess - (float(xo_arms["se_ratio"].min()) - 1.0)) / excess if excess > 0 else 0.0
     width = ""
     if isinstance(sub, pd.DataFrame) and not sub.empty:
-        se = sub[sub["design"] == cl].set_index("estimator")["mean_se"]
+        se = sub[sub["design"] == cl].set_index("estimator")
         if {"fe", "dm"} <= set(se.index):
+            dm_cov = float(se.loc["dm", "coverage"])
             width = (
-                f" (the cluster design's `dm`, which covers, is {float(se['dm'] / se['fe']):.1f}"
-                " times as wide at PT4H)"
+                f" (the cluster design's `dm`, coverage {dm_cov:.3f} at PT4H, is "
+                f"{float(se.loc['dm', 'mean_se'] / se.loc['fe', 'mean_se']):.1f} times as wide)"
             )
     cols = [
         ("case", "design", "s"),
@@ -1130,28 +1190,25 @@ def _conservative_se_cause(k: dict[str, object]) -> str:
     return f"""
 **Why the crossover's and the cluster design's clustered SEs run large**
 (`docs/studies/conservative_se_study.py`: the same runs with one part of the market switched off
-at a time; `docs/figures/{CONSERVATIVE_SE}`). In both designs every product (crossover) or
-class (the cluster switchback) is in both arms, so with half its periods treated its
-contribution to the estimate is about its own effect, whichever periods are treated. The
-products' effects differ (elasticities and their modifiers, and the levels, since the effect on
-units is level x lift), and a clustered SE counts that spread as noise: the Neyman term of a
-finite-population design, which the data cannot identify (no product is seen in both arms in
-the same period), so the SE is conservative by it. On the cluster design at PT4H it is the
-whole excess: with equal lifts and levels `fe`'s SE / SD is
-{get(cl, equal, "fe", "se_ratio"):.2f} (defaults {get(cl, "defaults", "fe", "se_ratio"):.2f})
-and its coverage {get(cl, equal, "fe", "coverage"):.3f} (defaults
-{get(cl, "defaults", "fe", "coverage"):.3f}). On the crossover it is a part, as is the
-category shock, which the design randomises within: `crossover`'s SE / SD is
-{get(xo, "defaults", "crossover", "se_ratio"):.2f} at the defaults and
-{xo_arms["se_ratio"].min():.2f}-{xo_arms["se_ratio"].max():.2f} over the arms, no arm
-removing most of the excess; the rest has no established cause.
+at a time, the daily crossover and the cluster design at PT4H; `docs/figures/{CONSERVATIVE_SE}`;
+{reproduced}). In both designs every product (crossover) or class (the cluster switchback)
+is in both arms, so with about half its periods treated its contribution to the estimate is
+about its own effect, whichever periods are treated. The products' effects differ
+(elasticities and their modifiers, and the levels, since the effect on units is level x lift),
+and a clustered SE counts that spread as noise: the Neyman term of a finite-population design,
+which the data cannot identify (no product is seen in both arms in the same period), so the SE
+is conservative by it. On the cluster design at PT4H, with equal lifts and levels `fe`'s SE / SD
+is {float(cl_eq["se_ratio"]):.2f} (defaults {float(cl_def["se_ratio"]):.2f}) and its coverage
+{float(cl_eq["coverage"]):.3f} (defaults {float(cl_def["coverage"]):.3f}): that spread is the
+excess there. On the crossover, `crossover`'s SE / SD is {float(xo_def["se_ratio"]):.2f} at
+the defaults; the arm that lowers it most ({best_arm}) removes {removed:.0%} of the excess
+over 1, and the rest has no established cause.
 
 {_md_table(tab, cols)}
 
 Both estimators stay published: their intervals err on the safe side, and what would bring
 them to 95% is a variance that models each product's effect, no longer the design's own
-clustered one, or a wider estimator{width}. Where a pair stays above the band after the
-continuation, that is the cost.
+clustered one, or a wider estimator{width}.
 """
 
 
@@ -1159,7 +1216,7 @@ continuation, that is the cost.
 SDID_SUBDAILY = {"P1D": "sdid-subdaily-p1d.csv", "PT4H": "sdid-subdaily-pt4h.csv"}
 
 
-def _sdid_subdaily_cause() -> str:
+def _sdid_subdaily_cause(sub: pd.DataFrame | None = None) -> str:
     """Why sdid under-covers on time-bound PT4H: its default variance (the jackknife, weights
     held fixed) against the bootstrap (weights re-estimated), from the saved study runs."""
     figdir = ROOT / "docs" / "figures"
@@ -1172,7 +1229,7 @@ def _sdid_subdaily_cause() -> str:
         # the plain `sdid` rows ran with the default of their day: label them by the method
         # they used, and drop them where that method also ran by name on the same runs
         plain = runs["estimator"] == "sdid"
-        methods = runs.loc[plain, "se_method"].unique()
+        methods = runs.loc[plain, "se_method"].dropna().unique()
         if len(methods) == 1:
             named = f"sdid:{methods[0]}"
             if named in set(runs["estimator"]):
@@ -1180,6 +1237,8 @@ def _sdid_subdaily_cause() -> str:
             else:
                 runs = runs.assign(estimator=runs["estimator"].where(~plain, named))
         tab = summarise(runs)
+        if period == "PT4H":
+            study_se = {str(r.estimator): float(r.mean_se) for r in tab.itertuples()}
         for r in tab.itertuples():
             if str(r.estimator).startswith(("sdid", "did")):
                 se_sd = float(r.mean_se) / float(r.emp_sd)
@@ -1188,6 +1247,22 @@ def _sdid_subdaily_cause() -> str:
                     f"| {float(r.emp_sd):.3f} | {se_sd:.2f} | {float(r.coverage):.3f} |"
                 )
     table = "\n".join(rows)
+    table_is = ""
+    if sub is not None and not sub.empty:
+        own = sub[(sub["design"] == "time-bound PT4H") & (sub["estimator"] == "sdid")]
+        if len(own):
+            se = float(own["mean_se"].iloc[0])
+            which = [
+                m
+                for m in ("bootstrap", "jackknife")
+                if abs(study_se.get(f"sdid:{m}", -1) - se) < 1e-9
+            ]
+            table_is = (
+                f"The sub-daily table's `sdid` row is the {which[0]} (its mean SE is this study's "
+                f"`sdid:{which[0]}` row's on the same runs)."
+                if which
+                else ""
+            )
     return f"""
 **Why `sdid` under-covered at PT4H, and the fix** (`docs/studies/sdid_subdaily_study.py`: the
 same runs of the time-bound design, this study's market and seed, with each variance method;
@@ -1206,10 +1281,10 @@ was not run:
 |---|---|---|---|---|---|---|
 {table}
 
-The worker now publishes `sdid` with the bootstrap at periods shorter than a day
-(`controller.designs.time_bound.sdid_plan`) and keeps the jackknife at daily periods, where
-it was calibrated and costs one weight fit instead of 200; the sub-daily table above is the
-rerun with that plan.
+The worker now publishes `sdid` with the bootstrap at periods shorter than a day where its
+default would be the jackknife (`controller.designs.time_bound.sdid_plan`), and keeps the
+jackknife at daily periods, where it was calibrated and costs one weight fit instead of 200.
+{table_is}
 """
 
 
@@ -1388,7 +1463,7 @@ the live worker publishes). `dm` on the time-bound design is the post-period dif
 it compares only the randomised cells, so the pre-period, where nobody could be treated, is left
 out.
 
-{_sub_daily_section(k)}
+{_sub_daily_section(k, path.parent / "figures")}
 ## Why the magnitudes differ from the article
 
 Two different noise sources drive the two sides of the comparison.

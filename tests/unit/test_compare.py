@@ -201,11 +201,13 @@ def test_validation_study_quick_regenerates_the_report(tmp_path) -> None:  # typ
     for claim in ("random days cut the SE", "crossover with blackout", "clustering cuts spillover"):
         assert claim in md
     assert "## A/A calibration" in md and "Quick run" in md
-    # at 3 runs some published pair is off the target: its design's runs go on to 6, the first
-    # 3 of them the table's own
+    # at 3 runs some published pair is off the target: one design's runs (quick) go on to 6,
+    # runs 0-5, the first 3 the table's own, none twice
     cont = pd.read_csv(tmp_path / "figures" / "validation-cont_tab.csv")
     assert "### The pairs off the target, continued" in md
-    assert len(cont) > 0 and set(cont["runs"]) == {6}
+    assert cont["design"].nunique() == 1
+    assert set(cont["runs"]) == {6} and set(cont["distinct_runs"]) == {6}
+    assert set(cont["first_run"]) == {0} and set(cont["last_run"]) == {5}
     assert "Continued to 6 runs" in md
     for name in ("validation-designs-errors.png", "validation-aa-coverage_power.png"):
         assert (tmp_path / "figures" / name).read_bytes()[:4] == b"\x89PNG"
@@ -323,3 +325,19 @@ def test_the_switchback_carryover_study_writes_its_table_between_the_markers(tmp
     rows = [line for line in text.splitlines() if line.startswith("| P")]
     assert len(rows) == 9
     assert {r.split("|")[4].strip() for r in rows} == {"`ht`", "`hajek`", "`dm`"}
+
+
+def test_sub_daily_sdid_keeps_the_placebo_where_the_default_has_it() -> None:
+    """A PT4H time-bound experiment with a quarter of the products treated: sdid's plan asks for
+    the bootstrap only in place of the jackknife, so it keeps the placebo (and publishes)."""
+    from datetime import timedelta
+
+    from controller.designs.time_bound import sdid_plan
+    from lab.compare import EstimatorChoice
+
+    market = Market(SMALL, seed=1)
+    spec = make_spec("time-bound", market, days=4, seed=3, period=timedelta(hours=4))
+    spec = spec.model_copy(update={"allocation": 0.25})
+    panel = run_spec(spec, market).panel
+    row = fit_choice(EstimatorChoice(sdid_plan(spec)), panel)
+    assert row["se_method"] == "placebo" and math.isfinite(row["se"])

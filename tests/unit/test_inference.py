@@ -218,3 +218,22 @@ def test_did_placebo_interval_covers_under_random_assignment() -> None:
         hits += lo <= 1.0 <= hi
     # 200 draws: binomial sd 1.5 points around 95
     assert 0.90 <= hits / n <= 0.99
+
+
+@pytest.mark.parametrize(
+    ("n_units", "n_treated", "expected"),
+    [
+        (30, 14, "bootstrap"),  # where the default is the jackknife: the bootstrap
+        (30, 10, "placebo"),  # twice as many controls as treated: the default's placebo
+        (30, 1, "placebo"),  # one treated unit, where the bootstrap is invalid
+    ],
+)
+def test_auto_bootstrap_replaces_only_the_jackknife(
+    n_units: int, n_treated: int, expected: str
+) -> None:
+    """What the time-bound design asks of sdid below a day (controller.designs.time_bound)."""
+    p = factor_panel(7, n_units=n_units, n_treated=n_treated)
+    auto = SyntheticDID(se="auto_bootstrap", seed=3, replications=20).fit(p).result
+    assert auto.se_method == expected
+    named = SyntheticDID(se=expected, seed=3, replications=20).fit(p).result
+    assert auto.se == named.se and auto.df == named.df
