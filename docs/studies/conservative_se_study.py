@@ -23,10 +23,12 @@ excess brings the mean SE down to the empirical SD (coverage to about 95%).
 
 Writes docs/figures/conservative-se.csv, which validation_study.py renders into validation.md.
 
-Result (2026-11-25, 6 minutes on 2 cores): the spread of the products' effects is the cause on
-the cluster design (`fe` at PT4H: SE / SD 1.11 at the defaults, 0.98 with equal lifts and
-levels, coverage 0.973 -> 0.932); on the crossover design each term explains a little and
-neither most (1.06 at the defaults, 1.05 with the shock off, 1.04 with equal lifts).
+Result (2026-11-25, docs/figures/conservative-se.csv; 9 minutes, 1 job beside another study): the
+spread of the products' lifts is the cause on the cluster design (`fe` at PT4H: SE / SD 1.11
+at the defaults, 0.99 with equal lifts, 0.98 with equal lifts and levels; coverage 0.973 ->
+0.943 -> 0.933); on the crossover each term explains a little and none most (`crossover`: 1.06
+at the defaults, 1.05 with the shock off, 1.04 with equal lifts, 1.06 with equal lifts and
+levels, whose count noise differs).
 """
 
 from __future__ import annotations
@@ -58,7 +60,8 @@ EQUAL_LIFT: dict[str, object] = {
     "elasticity_modifiers": {},
     "effect_modifiers": {},
 }
-#: ... and every product's mean level the same, so the per-product effect is one number
+#: ... and every product's mean level the same (the effect still moves with each product's
+#: trend, noise and undercuts, which the design does not hold equal)
 EQUAL_LEVELS: dict[str, object] = {"mean_units_min": 35.0, "mean_units_max": 35.0}
 ARMS: dict[str, dict[str, object]] = {
     "defaults": {},

@@ -1135,7 +1135,7 @@ def _conservative_se_cause(k: dict[str, object], figdir: Path) -> str:
         return ""
     tab = pd.read_csv(path)
     tab = tab.assign(case=tab["design"] + " " + tab["period"])
-    cl, xo, equal = "cluster PT4H", "crossover P1D", "equal lifts and levels"
+    cl, xo, equal = "cluster PT4H", "crossover P1D", "equal lifts"
 
     def row(case: str, arm: str, est: str) -> pd.Series | None:
         hit = tab[(tab["case"] == case) & (tab["arm"] == arm) & (tab["estimator"] == est)]
@@ -1197,10 +1197,10 @@ about its own effect, whichever periods are treated. The products' effects diffe
 (elasticities and their modifiers, and the levels, since the effect on units is level x lift),
 and a clustered SE counts that spread as noise: the Neyman term of a finite-population design,
 which the data cannot identify (no product is seen in both arms in the same period), so the SE
-is conservative by it. On the cluster design at PT4H, with equal lifts and levels `fe`'s SE / SD
-is {float(cl_eq["se_ratio"]):.2f} (defaults {float(cl_def["se_ratio"]):.2f}) and its coverage
-{float(cl_eq["coverage"]):.3f} (defaults {float(cl_def["coverage"]):.3f}): that spread is the
-excess there. On the crossover, `crossover`'s SE / SD is {float(xo_def["se_ratio"]):.2f} at
+is conservative by it. On the cluster design at PT4H, with every product's lift equal `fe`'s
+SE / SD is {float(cl_eq["se_ratio"]):.2f} (defaults {float(cl_def["se_ratio"]):.2f}) and its
+coverage {float(cl_eq["coverage"]):.3f} (defaults {float(cl_def["coverage"]):.3f}): the
+spread of the lifts is the excess there. On the crossover, `crossover`'s SE / SD is {float(xo_def["se_ratio"]):.2f} at
 the defaults; the arm that lowers it most ({best_arm}) removes {removed:.0%} of the excess
 over 1, and the rest has no established cause.
 
