@@ -11,7 +11,15 @@ the median is printed with the ratio reference/ours and the difference of the es
 ``--placebo`` also times a 200-draw placebo SE for sdid once (ours only: the reference would
 take about 200 times its point-estimate time).
 
+``--subdaily`` instead times what the time-bound design's sub-daily `sdid` costs the analysis
+worker: on the simulated market's time-bound experiment at PT4H over 14 days (84 periods, half
+of each category treated from the middle; ``--products`` of them), `sdid` with the variance it
+publishes there (``se="auto_bootstrap"``: 200 bootstrap replicates, each re-estimating the
+weights) against the daily default (the jackknife, weights held fixed), interleaved in one
+process, medians and their ratio.
+
     .venv/bin/python benchmarks/bench_estimators_core.py [--repeat 3] [--placebo]
+    .venv/bin/python benchmarks/bench_estimators_core.py --subdaily [--products 200,1000]
 """
 
 from __future__ import annotations
@@ -54,7 +62,12 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--placebo", action="store_true")
     ap.add_argument("--placebo-repeat", type=int, default=1)
+    ap.add_argument("--subdaily", action="store_true", help="time sdid's sub-daily variance")
+    ap.add_argument("--products", default="200,1000", help="market sizes for --subdaily")
     args = ap.parse_args()
+    if args.subdaily:
+        subdaily(args.repeat, [int(n) for n in args.products.split(",")])
+        return
 
     panel = factor_panel(0, n_units=N, n_periods=T, n_treated=N1, n_pre=T0, tau=1.0)
     Y = panel.sorted_for_block().Y
@@ -107,6 +120,42 @@ def main() -> None:
             lambda: make("sdid", se="placebo", seed=1).fit(panel).result.se, args.placebo_repeat
         )
         print(f"sdid with 200-draw placebo SE: {t:.2f} s (se {v:.4f})")
+
+
+def subdaily(repeat: int, sizes: list[int]) -> None:
+    """sdid at PT4H: the bootstrap the time-bound design publishes against the jackknife."""
+    from datetime import timedelta
+
+    from lab.compare import make_spec
+    from lab.config import MarketConfig
+    from lab.market import Market
+    from lab.simulate import run_spec
+
+    print(f"time-bound at PT4H, 14 days (84 periods); medians of {repeat}, interleaved")
+    print("| products | jackknife (s) | auto_bootstrap (s) | ratio | SE jackknife | SE bootstrap |")
+    print("|---|---|---|---|---|---|")
+    for n in sizes:
+        market = Market(MarketConfig(n_products=n), seed=0, demand_seed=1)
+        spec = make_spec("time-bound", market, days=14, seed=2, period=timedelta(hours=4))
+        panel = run_spec(spec, market).panel
+        from analysis.panel import Panel
+
+        p = Panel.from_long(
+            panel, unit="unit", time="period", outcome="units", treated="treated",
+            blackout="blackout", probability="probability",
+        )  # fmt: skip
+        times: dict[str, list[float]] = {"jackknife": [], "auto_bootstrap": []}
+        ses: dict[str, float] = {}
+        for _ in range(repeat):
+            for se in times:
+                t = time.perf_counter()
+                ses[se] = make("sdid", se=se, seed=0).fit(p).result.se
+                times[se].append(time.perf_counter() - t)
+        jk, bs = (statistics.median(times[k]) for k in ("jackknife", "auto_bootstrap"))
+        print(
+            f"| {n} | {jk:.2f} | {bs:.2f} | {bs / jk:.0f} | {ses['jackknife']:.4f} "
+            f"| {ses['auto_bootstrap']:.4f} |"
+        )
 
 
 if __name__ == "__main__":
