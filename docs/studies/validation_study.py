@@ -1215,10 +1215,38 @@ over 1, and the rest has no established cause.
 
 {_md_table(tab, cols)}
 
-Both estimators stay published: their intervals err on the safe side, and what would bring
-them to 95% is a variance that models each product's effect, no longer the design's own
-clustered one, or a wider estimator{width}.
+Both estimators stay published: their intervals err on the safe side{width}.{_cluster_fe_candidate(figdir)}
 """
+
+
+def _cluster_fe_candidate(figdir: Path) -> str:
+    """docs/studies/cluster_fe_variance_study.py's candidate variance for the cluster fe."""
+    path = figdir / "cluster-fe-variance.csv"
+    if not path.exists():
+        return ""
+    t = pd.read_csv(path).set_index(["period", "variance"])
+    pub, cand = "fe (published: class clusters)", "class x period clusters"
+    try:
+        rows = {p: (t.loc[(p, pub)], t.loc[(p, cand)]) for p in ("P1D", "PT4H")}
+    except KeyError:
+        return ""
+    figs = "; ".join(
+        f"{p}: SE / SD {float(c['se_ratio']):.2f}, coverage {float(c['coverage']):.3f} "
+        f"(published {float(a['se_ratio']):.2f}, {float(a['coverage']):.3f})"
+        for p, (a, c) in rows.items()
+    )
+    n = int(rows["PT4H"][1]["runs"])
+    return f"""
+
+A candidate for the cluster design (`docs/studies/cluster_fe_variance_study.py`, the same
+first {n} runs; `docs/figures/cluster-fe-variance.csv`): the design draws the classes' arms
+afresh every period, independently of the other periods, so `fe`'s influence can be clustered by class x period instead of
+by class, which dilutes the classes' own effects across their periods instead of counting each
+class's effect as one draw. {figs}. Removing each class's own effect from the residuals first
+changes it little (the file's third variance). It is not published yet: it gives up the class
+clusters' robustness to outcomes correlated over a class's periods given the assignment, the
+relative form's control mean needs its own treatment, and the live study would have to be
+rerun with it."""
 
 
 #: docs/studies/sdid_subdaily_study.py's saved runs, one file per period
