@@ -130,7 +130,10 @@ def analyze(
     ] = None,
     se: Annotated[
         str | None,
-        typer.Option(help="Variance method: placebo, jackknife, bootstrap, time_placebo, ..."),
+        typer.Option(
+            help="Variance method: placebo, jackknife, bootstrap, auto_bootstrap, "
+            "time_placebo, ..."
+        ),
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Seed for placebo/bootstrap draws.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,

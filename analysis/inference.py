@@ -89,7 +89,10 @@ def canonical_method(se: str | None, allowed: tuple[str, ...] = BLOCK_METHODS) -
         return None
     name = ALIASES.get(se.lower(), se.lower())
     if name not in allowed:
-        known = ", ".join(sorted(set(allowed) | {a for a, t in ALIASES.items() if t in allowed}))
+        extra = {AUTO_BOOTSTRAP} if {"bootstrap", "jackknife"} <= set(allowed) else set()
+        known = ", ".join(
+            sorted(set(allowed) | {a for a, t in ALIASES.items() if t in allowed} | extra)
+        )
         raise ValueError(f"Unknown variance method {se!r}; choose one of: {known}.")
     return name
 

@@ -16,7 +16,7 @@ worker: on the simulated market's time-bound experiment at PT4H over 14 days (84
 of each category treated from the middle; ``--products`` of them), `sdid` with the variance it
 publishes there (``se="auto_bootstrap"``: 200 bootstrap replicates, each re-estimating the
 weights) against the daily default (the jackknife, weights held fixed), interleaved in one
-process, medians and their ratio.
+process (after a warm-up, alternating the order), medians and their ratio.
 
     .venv/bin/python benchmarks/bench_estimators_core.py [--repeat 3] [--placebo]
     .venv/bin/python benchmarks/bench_estimators_core.py --subdaily [--products 200,1000]
@@ -146,8 +146,13 @@ def subdaily(repeat: int, sizes: list[int]) -> None:
         )  # fmt: skip
         times: dict[str, list[float]] = {"jackknife": [], "auto_bootstrap": []}
         ses: dict[str, float] = {}
-        for _ in range(repeat):
-            for se in times:
+        expect = {"jackknife": "jackknife", "auto_bootstrap": "bootstrap"}
+        for se in times:  # warm-up (imports, first-call costs), not timed
+            method = make("sdid", se=se, seed=0).fit(p).result.se_method
+            if method != expect[se]:
+                raise SystemExit(f"{se} ran {method!r} on this panel, not {expect[se]!r}")
+        for i in range(repeat):
+            for se in list(times)[:: 1 if i % 2 == 0 else -1]:  # alternate the order
                 t = time.perf_counter()
                 ses[se] = make("sdid", se=se, seed=0).fit(p).result.se
                 times[se].append(time.perf_counter() - t)

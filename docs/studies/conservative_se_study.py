@@ -8,12 +8,12 @@ cancels from the estimate:
 1. **The category shock.** The crossover example randomises half of *each category* to each
    sequence, so a category's daily shock (the market's ``category_shock_sd``) falls equally on
    both arms.
-2. **The spread of the products' own effects** (the Neyman term). In these designs every product
-   (or class) is in both arms, and with half the periods treated its contribution to the
-   estimate is about its own effect whichever periods are treated; the effects differ between
-   products (elasticities, their modifiers, and the products' levels, since the effect on units
-   is level x lift), and a clustered SE counts that spread as noise. A finite-population design
-   cannot identify the term: no product is seen under both arms in the same period.
+2. **The spread of the products' own effects.** In these designs every product (or class) is
+   in both arms, and with about half its periods treated its contribution to the estimate is
+   about its own effect whichever periods are treated: the design holds the products, and so
+   the spread of their effects, fixed. A product- or class-clustered SE treats each product's
+   contribution as one random draw and counts that spread (elasticities, their modifiers, and
+   the products' levels, since the effect on units is level x lift) as sampling noise.
 
 Test: the same runs (validation_study's market, seed, days and periods) with the category shock
 off, with every product's lift equal, and with lifts and levels equal. A term that explains the
@@ -26,7 +26,7 @@ Writes docs/figures/conservative-se.csv, which validation_study.py renders into 
 Result (2026-11-25, docs/figures/conservative-se.csv; 9 minutes, 1 job beside another study): the
 spread of the products' lifts is the cause on the cluster design (`fe` at PT4H: SE / SD 1.11
 at the defaults, 0.99 with equal lifts, 0.98 with equal lifts and levels; coverage 0.973 ->
-0.943 -> 0.933); on the crossover each term explains a little and none most (`crossover`: 1.06
+0.943 -> 0.932); on the crossover each term explains a little and none most (`crossover`: 1.06
 at the defaults, 1.05 with the shock off, 1.04 with equal lifts, 1.06 with equal lifts and
 levels, whose count noise differs).
 """

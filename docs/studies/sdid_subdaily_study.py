@@ -1,6 +1,6 @@
 """Why `sdid` under-covers on the time-bound design at 4-hour periods (issue #27).
 
-docs/validation.md's sub-daily table has `sdid` on time-bound PT4H at coverage 0.915 with mean
+docs/validation.md's sub-daily table had `sdid` on time-bound PT4H at coverage 0.915 with mean
 SE / SD 0.91 over 400 runs, where the daily design covers (0.960). This runs the time-bound
 design on validation_study's market and seed at each ``--periods`` (same runs, same products),
 fitting `sdid` with each variance method the estimator offers beside `did`, and prints
