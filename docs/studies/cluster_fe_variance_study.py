@@ -21,10 +21,11 @@ intervals (1,400 or 4,200 clusters; the published `fe` uses t on its 49 classes'
 Writes docs/figures/cluster-fe-variance.csv (a row per period length and variance).
 
 Result (2026-11-25, 7 minutes, one process beside another study): the published rows reproduce
-validation.md's (P1D 0.970, PT4H 0.973); class x period clusters give SE / SD 0.95 and 0.97,
-coverage 0.940 and 0.945; removing the classes' own effects first changes the SE by under 1%.
-So the class clusters' excess is the classes' effects counted once per class; class x period
-clusters count them once per class-period, where they are small next to the noise.
+validation.md's (P1D 0.970, PT4H 0.973); class x period clusters with CR1's factor give SE / SD
+0.975 and 0.978, coverage 0.950 and 0.948; removing the classes' own effects first lowers the
+SE by under 1% more. So the class clusters' excess is the classes' own effects counted once per
+class; class x period clusters count them once per class-period, where they are small next to
+the noise.
 """
 
 from __future__ import annotations

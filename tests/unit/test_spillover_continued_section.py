@@ -66,5 +66,5 @@ def test_continued_runs_still_outside_the_band_say_so(tmp_path: Path) -> None:
     covered = [i % 10 != 0 for i in range(100)]  # 0.90 throughout: 0.05 > 2 MC SE at 80 runs
     _rows(covered).to_csv(tmp_path / "validation-spillover-continued.csv", index=False)
     text, settled = mod._spillover_continued(tmp_path, _table(0.90, 20))
-    assert settled is False and "direct cover further than 2 MC SE from 95%" in text
+    assert settled is False and "`direct` covers 0.900, outside 93-97%" in text
 
