@@ -42,8 +42,8 @@ def sdid_plan(spec: ExperimentSpec) -> EstimatorPlan:
     On the validation market it covered at daily periods and fell short at PT4H; the bootstrap,
     which re-estimates the weights in every replicate (Algorithm 2), covered at both
     (docs/validation.md). ``auto_bootstrap`` (analysis.inference) keeps the placebo where the
-    default picks it (one treated product, or at least twice as many controls as treated):
-    the bootstrap is invalid with one treated product, and was not validated there. It costs
+    default picks it (one treated product, where the bootstrap is invalid, or at least twice as
+    many controls as treated, where it was not validated). It costs
     a weight fit per replicate (200), so daily experiments keep the jackknife, which was
     calibrated there.
     """
