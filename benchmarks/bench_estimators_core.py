@@ -128,6 +128,7 @@ def subdaily(repeat: int, sizes: list[int]) -> None:
     from datetime import timedelta
 
     from analysis.estimators import synth as synth_module
+    from analysis.worker import panel_from_cells
     from lab.compare import make_spec
     from lab.config import MarketConfig
     from lab.market import Market
@@ -139,13 +140,7 @@ def subdaily(repeat: int, sizes: list[int]) -> None:
     for n in sizes:
         market = Market(MarketConfig(n_products=n), seed=0, demand_seed=1)
         spec = make_spec("time-bound", market, days=14, seed=2, period=timedelta(hours=4))
-        panel = run_spec(spec, market).panel
-        from analysis.panel import Panel
-
-        p = Panel.from_long(
-            panel, unit="unit", time="period", outcome="units", treated="treated",
-            blackout="blackout", probability="probability",
-        )  # fmt: skip
+        p = panel_from_cells(run_spec(spec, market).panel, "units", unit="unit")
         times: dict[str, list[float]] = {"jackknife": [], "auto_bootstrap": []}
         ses: dict[str, float] = {}
         expect = {"jackknife": "jackknife", "auto_bootstrap": "bootstrap"}

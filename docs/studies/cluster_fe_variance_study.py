@@ -46,6 +46,7 @@ sys.path.insert(0, str(ROOT))
 
 from analysis.estimators.crossover import two_way_demean  # noqa: E402
 from analysis.panel import Panel  # noqa: E402
+from analysis.worker import panel_from_cells  # noqa: E402
 from core.ports import EstimatorPlan  # noqa: E402
 from lab.compare import EstimatorChoice, _run_seed, fit_choice, make_spec, market_classes  # noqa: E402
 from lab.config import MarketConfig  # noqa: E402
@@ -97,6 +98,8 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=400)
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
+    if args.runs < 2:
+        ap.error("--runs must be at least 2 (an SD needs two runs)")
     if os.environ.get("PYTHONHASHSEED") != "0":  # as validation_study: the same classes
         os.execve(sys.executable, [sys.executable, *sys.argv], os.environ | {"PYTHONHASHSEED": "0"})
     market_cfg = MarketConfig()
@@ -114,11 +117,7 @@ def main() -> None:
             published = fit_choice(
                 EstimatorChoice(EstimatorPlan("fe", {"cluster": "class"})), sim.panel, seed=run
             )
-            panel = Panel.from_long(
-                sim.panel, unit="unit", time="period", outcome="units", treated="treated",
-                blackout="blackout", probability="probability", group="class",
-            )  # fmt: skip
-            v = variances(panel)
+            v = variances(panel_from_cells(sim.panel, "units", unit="unit"))
             if abs(v["tau"] - published["effect"]) > 1e-9:
                 raise SystemExit(f"run {run}: the panel is not the one fe fitted")
             truth = sim.metric_truth("units")
@@ -137,8 +136,13 @@ def main() -> None:
     df = pd.DataFrame(rows)
     out = (
         df.groupby(["period", "variance"], sort=False)
-        .agg(runs=("run", "size"), mean_se=("se", "mean"), emp_sd=("error", "std"),
-             bias=("error", "mean"), coverage=("covered", "mean"))  # fmt: skip
+        .agg(
+            runs=("run", "size"),
+            mean_se=("se", "mean"),
+            emp_sd=("error", "std"),
+            bias=("error", "mean"),
+            coverage=("covered", "mean"),
+        )  # fmt: skip
         .reset_index()
     )
     out["se_ratio"] = out["mean_se"] / out["emp_sd"]

@@ -77,6 +77,8 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
+    if args.runs < 2:
+        ap.error("--runs must be at least 2 (an SD needs two runs)")
     if os.environ.get("PYTHONHASHSEED") != "0":  # as validation_study (the cluster classes)
         os.execve(sys.executable, [sys.executable, *sys.argv], os.environ | {"PYTHONHASHSEED": "0"})
     parts = []

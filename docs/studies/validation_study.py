@@ -1161,6 +1161,19 @@ Off the target after {factor * runs} runs:
 CONSERVATIVE_SE = "conservative-se.csv"  # docs/studies/conservative_se_study.py's table
 
 
+def _reproduces(
+    tab: object, design: str, estimator: str, row: pd.Series, cols: tuple[str, ...]
+) -> bool | None:
+    """Whether a study's saved ``row`` is the table's own (design, estimator) row, the same
+    runs giving the same ``cols``; None when the table has no such row over as many runs."""
+    if not isinstance(tab, pd.DataFrame) or tab.empty:
+        return None
+    own = tab[(tab["design"] == design) & (tab["estimator"] == estimator)]
+    if not len(own) or int(own["runs"].iloc[0]) != int(row["runs"]):
+        return None
+    return all(abs(float(own[c].iloc[0]) - float(row[c])) < 1e-9 for c in cols)
+
+
 def _conservative_se_cause(k: dict[str, object], figdir: Path) -> str:
     """Why the crossover's and the cluster design's clustered SEs run large, from the saved
     arms of docs/studies/conservative_se_study.py (every statement computed from them)."""
@@ -1183,19 +1196,16 @@ def _conservative_se_cause(k: dict[str, object], figdir: Path) -> str:
     if cl_def is None or cl_eq is None or xo_def is None:
         return ""
     # the defaults arm must be the tables' own runs
-    checks = []
     main_tab, sub = k.get("main_tab"), k.get("sub_tab")
-    for t, design, est, r in (
-        (main_tab, "crossover", "crossover", xo_def),
-        (sub, cl, "fe", cl_def),
-    ):
-        if isinstance(t, pd.DataFrame) and not t.empty:
-            own = t[(t["design"] == design) & (t["estimator"] == est)]
-            if len(own) and int(own["runs"].iloc[0]) == int(r["runs"]):
-                checks.append(
-                    abs(float(own["coverage"].iloc[0]) - float(r["coverage"])) < 1e-9
-                    and abs(float(own["mean_se"].iloc[0]) - float(r["mean_se"])) < 1e-9
-                )
+    both = ("coverage", "mean_se")
+    checks = [
+        c
+        for c in (
+            _reproduces(main_tab, "crossover", "crossover", xo_def, both),
+            _reproduces(sub, cl, "fe", cl_def, both),
+        )
+        if c is not None
+    ]
     reproduced = (
         "its defaults arm reproduces the tables' rows exactly"
         if checks and all(checks)
@@ -1276,18 +1286,14 @@ def _cluster_fe_candidate(figdir: Path, k: dict[str, object]) -> str:
     change = max(abs(float(e["mean_se"]) / float(c["mean_se"]) - 1.0) for _, c, e in rows.values())
     n = int(rows["PT4H"][1]["runs"])
     # its published rows must be the tables' own runs (same mean SE to rounding)
-    same = []
-    for tab_key, design, period in (
-        ("main_tab", "cluster", "P1D"),
-        ("sub_tab", "cluster PT4H", "PT4H"),
-    ):
-        tab = k.get(tab_key)
-        if isinstance(tab, pd.DataFrame) and not tab.empty:
-            own = tab[(tab["design"] == design) & (tab["estimator"] == "fe")]
-            if len(own) and int(own["runs"].iloc[0]) == n:
-                same.append(
-                    abs(float(own["mean_se"].iloc[0]) - float(rows[period][0]["mean_se"])) < 1e-9
-                )
+    same = [
+        c
+        for c in (
+            _reproduces(k.get("main_tab"), "cluster", "fe", rows["P1D"][0], ("mean_se",)),
+            _reproduces(k.get("sub_tab"), "cluster PT4H", "fe", rows["PT4H"][0], ("mean_se",)),
+        )
+        if c is not None
+    ]
     runs_are = (
         f"the tables' first {n} runs: its published rows equal theirs"
         if same and all(same)

@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
 
 import pandas as pd
 
+from tests.unit._scripts import load_script
+
 ROOT = Path(__file__).resolve().parents[2]
 FIGURES = ROOT / "docs" / "figures"
 
 
 def _study():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location(
-        "validation_study", ROOT / "docs" / "studies" / "validation_study.py"
-    )
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(ROOT / "docs" / "studies" / "validation_study.py", "validation_study")
 
 
 def _aa_row() -> pd.DataFrame:

@@ -3,22 +3,19 @@ cases, without atheris: CI keeps the harness working; the fuzzing itself runs at
 
 from __future__ import annotations
 
-import importlib.util
 import random
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
+from tests.unit._scripts import load_script
+
 _PATH = Path(__file__).resolve().parents[2] / "scripts" / "fuzz_atheris.py"
 
 
 def _harness() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("fuzz_atheris", _PATH)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(_PATH, "fuzz_atheris")
 
 
 H = _harness()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from types import ModuleType
 
@@ -11,17 +10,14 @@ import pytest
 
 from analysis.estimators.registry import make
 from tests.unit._panel_dgp import factor_panel
+from tests.unit._scripts import load_script
 
 STUDY = Path(__file__).resolve().parents[2] / "docs" / "studies" / "panel_core_study.py"
 
 
 @pytest.fixture(scope="module")
 def study() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("panel_core_study", STUDY)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(STUDY, "panel_core_study")
 
 
 @pytest.fixture(scope="module")

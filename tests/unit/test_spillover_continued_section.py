@@ -3,23 +3,18 @@ first runs are the table's own, and says whether the coverage is in the band ove
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from tests.unit._scripts import load_script
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _study():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location(
-        "validation_study", ROOT / "docs" / "studies" / "validation_study.py"
-    )
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(ROOT / "docs" / "studies" / "validation_study.py", "validation_study")
 
 
 def _rows(covered: list[bool]) -> pd.DataFrame:
@@ -67,4 +62,3 @@ def test_continued_runs_still_outside_the_band_say_so(tmp_path: Path) -> None:
     _rows(covered).to_csv(tmp_path / "validation-spillover-continued.csv", index=False)
     text, settled = mod._spillover_continued(tmp_path, _table(0.90, 20))
     assert settled is False and "`direct` covers 0.900, outside 93-97%" in text
-
