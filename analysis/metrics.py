@@ -144,8 +144,12 @@ def _price_within(plan: EstimatorPlan, units: Panel, revenue: Panel) -> Estimate
     product mix, most of the pooled ratio's noise when prices differ tenfold) does not move
     it; its estimand is the pooled ratio's when every product has the same number of cells.
     SE: per cluster (product, or class) influence ``(rbar - P ubar) / mean ubar`` of each
-    arm's ratio, G/(G-1), Student t on G - 1."""
+    arm's ratio, G/(G-1), Student t on G - 1. A plan clustered by class x period (the
+    cluster switchback's ``fe``) clusters the price by class: its influences are per product,
+    and a split of them into periods is not validated."""
     cluster = dict(plan.params).get("cluster", "unit")
+    if cluster == "class_period":
+        cluster = "class"
     if cluster not in ("unit", "class"):
         raise NotEstimable(
             f"the price paid within products clusters by unit or class, not {cluster}"

@@ -122,12 +122,25 @@ class _WithinFit:
 
 
 def _within_fit(
-    panel: Panel, use: np.ndarray, labels: np.ndarray, G: int, with_se: bool, no_contrast: str
+    panel: Panel,
+    use: np.ndarray,
+    labels: np.ndarray,
+    G: int,
+    with_se: bool,
+    no_contrast: str,
+    *,
+    nested: bool = True,
 ) -> _WithinFit:
     """The two-way fixed-effects coefficient on W over the cells in ``use``, its clustered
-    SE (``labels``: each used cell's cluster, row-major; G/(G-1), t on G - 1), and the arm
-    means with their covariance from the clusters' influence on ``tau`` and on the control
-    mean ``m0`` (``mean_treated = m0 + tau``), for the relative form (analysis.ratio)."""
+    SE (``labels``: each used cell's cluster, row-major; t on G - 1), and the arm means with
+    their covariance from the clusters' influence on ``tau`` and on the control mean ``m0``
+    (``mean_treated = m0 + tau``), for the relative form (analysis.ratio).
+
+    CR1's factor: G/(G-1) when the product effects are nested in the clusters (``nested``:
+    products, or classes of products); otherwise also the regression's (n-1)/(n-k), with k
+    the product and period effects and tau, which clusters that cut across products do not
+    absorb (Cameron & Miller 2015, "A practitioner's guide to cluster-robust inference",
+    section VI)."""
     c_cells = ~panel.W & use
     Y = np.where(use, panel.Y, 0.0)
     wt = two_way_demean(panel.W.astype(float), use)
@@ -150,6 +163,14 @@ def _within_fit(
     psi = np.bincount(labels, weights=wt[use] * e, minlength=G) / sww
     phi = np.bincount(labels, weights=np.where(c_cells[use], Y[use] - m0, 0.0), minlength=G) / n0
     f = G / (G - 1)
+    if not nested:
+        n, k = int(use.sum()), int(use.any(axis=1).sum() + use.any(axis=0).sum())
+        if n <= k:
+            raise InferenceError(
+                f"Clusters across products need more cells than product and period effects; "
+                f"there are {n} cells and {k} effects."
+            )
+        f *= (n - 1) / (n - k)
     v_tau, v_0, c_t0 = f * psi @ psi, f * phi @ phi, f * psi @ phi
     df = float(G - 1)
     # (var m1, var m0, cov(m1, m0)) with m1 = m0 + tau, as analysis.ratio reads them
@@ -204,7 +225,7 @@ class DifferenceInMeansEstimator(PanelEstimator):
             raise ValueError(f"cluster must be {names}, not {self.cluster!r}.")
         if self.se not in (None, "cluster", "none"):
             raise InferenceError(f"{self.name} supports se='cluster' or 'none', not {self.se!r}.")
-        if self.cluster == "class" and panel.groups is None:
+        if self.cluster in ("class", "class_period") and panel.groups is None:
             raise PanelError(
                 "Clustering by class needs each unit's class: give the panel a class column."
             )
@@ -220,6 +241,12 @@ class DifferenceInMeansEstimator(PanelEstimator):
             assert panel.groups is not None
             _, codes = np.unique(panel.groups, return_inverse=True)
             per_unit = codes.ravel()
+        if self.cluster == "class_period":
+            # a class in a period: numbered in order of first used cell (row-major)
+            cell = (per_unit[:, None] * T + np.arange(T)[None, :])[use]
+            present_cell = np.zeros(int(per_unit.max() + 1) * T, dtype=bool)
+            present_cell[cell] = True
+            return (np.cumsum(present_cell) - 1)[cell]
         # clusters with a used cell, numbered in order: a rank per unit, then per cell (O(cells);
         # np.unique over the cells sorted them, ~0.3 s at 9M cells)
         present = np.zeros(int(per_unit.max()) + 1, dtype=bool)
@@ -336,7 +363,19 @@ class WithinProductEstimator(DifferenceInMeansEstimator):
     With p = 1/2 in every cell the regression weights each product by the within-product
     variance of its arm, ``n_iT n_iC / n_i``, equal in expectation, so the estimand is the
     difference in means' (validated against the simulator's truth: docs/relative-effects.md).
-    SE: cluster-robust by unit or class (Liang-Zeger, G/(G-1)) with Student t on G - 1 df.
+    SE: cluster-robust (Liang-Zeger, CR1) with Student t on G - 1 df, by ``cluster``:
+
+    - "unit" (default) or "class": G/(G-1); products are nested in the clusters.
+    - "class_period": each class in each period its own cluster, for a cluster switchback
+      that draws every class's arm afresh each period, independently of the other periods.
+      Under that design the cross-period terms of the estimate's variance vanish, so
+      class x period clusters are what the assignment makes independent. Class clusters also
+      count each class's own effect, fixed by the design, as sampling noise once per class:
+      on the simulated cluster switchback their SE was 1.07-1.12 times the estimate's spread
+      (coverage 0.970-0.973), class x period clusters' 0.97-0.98
+      (docs/studies/cluster_fe_variance_study.py). The factor adds the regression's
+      (n-1)/(n-k), since these clusters do not absorb the product effects.
+
     For the relative form the arm means' covariance comes from the clusters' influence on
     ``tau`` and on the control mean ``m0`` (``mean_treated = m0 + tau``).
     """
@@ -349,7 +388,7 @@ class WithinProductEstimator(DifferenceInMeansEstimator):
         super().__init__(cluster=cluster, correction="cr1", se=se, seed=seed)
 
     def _fit(self, panel: Panel) -> EstimateResult:
-        self._check(panel, ("unit", "class"))
+        self._check(panel, ("unit", "class", "class_period"))
         use = self._compared(panel, "The within-product difference")
         t_cells, c_cells = panel.W & use, ~panel.W & use
         n1, n0 = int(t_cells.sum()), int(c_cells.sum())
@@ -367,6 +406,7 @@ class WithinProductEstimator(DifferenceInMeansEstimator):
             self.se != "none",
             "No product is in both arms among the usable cells: the design does not "
             "randomise within products, so there is no within-product difference.",
+            nested=self.cluster != "class_period",
         )
         return EstimateResult(
             method=self.name,

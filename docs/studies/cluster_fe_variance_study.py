@@ -1,4 +1,5 @@
-"""A candidate variance for `fe` on the cluster switchback (issue #27; not what the worker publishes).
+"""The variance of `fe` on the cluster switchback: class x period clusters (published since
+issue #27) against the class clusters published before.
 
 docs/validation.md: on the cluster design at PT4H `fe`'s class-clustered SE is 1.11-1.12 times
 its estimate's SD (coverage 0.973 over 2,000 runs), and docs/studies/conservative_se_study.py
@@ -12,9 +13,11 @@ clusters by class x period:
 (``wt``, ``yt``: W and Y two-way demeaned over the randomised cells as `fe` does; ``tau_g`` the
 class's own coefficient; ``c`` CR1's factor, C/(C-1) (n-1)/(n-k) for C class-periods, n cells
 and k parameters: the product and period effects, which class x period clusters do not nest,
-and the effects). Beside it: `fe` as published, and class x period clusters without removing
-the classes' effects. Same runs as validation_study (its market, seeds and classes); normal
-intervals (1,400 or 4,200 clusters; the published `fe` uses t on its 49 classes' df).
+and the effects). Beside it: `fe` with class clusters (published before), and class x period
+clusters without removing the classes' effects, which the worker now publishes
+(``WithinProductEstimator(cluster="class_period")``; the script checks that its SE is this
+formula's). Same runs as validation_study (its market, seeds and classes); normal intervals
+here (1,400 or 4,200 clusters), the published `fe` uses t on its class-periods' df.
 
     PYTHONHASHSEED=0 .venv/bin/python docs/studies/cluster_fe_variance_study.py --runs 400
 
@@ -47,6 +50,7 @@ sys.path.insert(0, str(ROOT))
 from analysis.estimators.crossover import two_way_demean  # noqa: E402
 from analysis.panel import Panel  # noqa: E402
 from analysis.worker import panel_from_cells  # noqa: E402
+from controller.designs import get_design  # noqa: E402
 from core.ports import EstimatorPlan  # noqa: E402
 from lab.compare import EstimatorChoice, _run_seed, fit_choice, make_spec, market_classes  # noqa: E402
 from lab.config import MarketConfig  # noqa: E402
@@ -114,18 +118,22 @@ def main() -> None:
                 seed=_run_seed(SEED + 1, run), classes=classes,
             )  # fmt: skip
             sim = run_spec(spec, market)
-            published = fit_choice(
+            before = fit_choice(
                 EstimatorChoice(EstimatorPlan("fe", {"cluster": "class"})), sim.panel, seed=run
             )
+            (plan,) = [p for p in get_design("cluster").estimators(spec) if p.name == "fe"]
+            published = fit_choice(EstimatorChoice(plan), sim.panel, seed=run)
             v = variances(panel_from_cells(sim.panel, "units", unit="unit"))
-            if abs(v["tau"] - published["effect"]) > 1e-9:
+            if abs(v["tau"] - before["effect"]) > 1e-9:
                 raise SystemExit(f"run {run}: the panel is not the one fe fitted")
+            if abs(published["se"] / v["se_class_period"] - 1.0) > 1e-9:
+                raise SystemExit(f"run {run}: the published fe's SE is not class x period CR1")
             truth = sim.metric_truth("units")
             for label, se, covered in (
-                ("fe (published: class clusters)", published["se"],
+                ("fe, class clusters (published before)", before["se"],
+                 before["ci_low"] <= truth <= before["ci_high"]),
+                ("fe, class x period clusters (published)", published["se"],
                  published["ci_low"] <= truth <= published["ci_high"]),
-                ("class x period clusters", v["se_class_period"],
-                 abs(v["tau"] - truth) <= z * v["se_class_period"]),
                 ("class effects removed, class x period clusters", v["se_class_effects"],
                  abs(v["tau"] - truth) <= z * v["se_class_effects"]),
             ):  # fmt: skip

@@ -95,17 +95,23 @@ async def test_every_published_interval_is_effect_plus_minus_q_se(stack) -> None
     assert checked.get(("dm", True), 0) > 0 and checked.get(("crossover", True), 0) > 0
     assert checked.get(("fe", True), 0) > 0 and checked.get(("elasticity", True), 0) > 0
     assert checked.get(("ht", False), 0) > 0 and checked.get(("relative", True), 0) > 0
-    # the cluster design's estimators cluster by class (the elasticity compares products)
+    # the cluster design's estimators cluster by class, fe's by class x period, the draws
+    # the switchback makes independently (the elasticity compares products; fe's price
+    # paid, a ratio of products' arm means, by class)
     cl = runs[2]
     n_classes = len(cl.spec.clusters)
     per_cell = [e for e in cl.estimates if e["metric"] != "elasticity"]
-    assert {e["se_method"] for e in per_cell} == {"cluster_class"}
-    # dm: CR2's Satterthwaite df (at most the number of classes), not CR1's exact G - 1;
-    # fe: CR1, G - 1
     dms = [e for e in per_cell if e["estimator"] == "dm"]
+    fes = [e for e in per_cell if e["estimator"] == "fe" and e["metric"] != "price"]
+    fe_price = [e for e in per_cell if e["estimator"] == "fe" and e["metric"] == "price"]
+    assert {e["se_method"] for e in dms} == {"cluster_class"}
+    assert {e["se_method"] for e in fes} == {"cluster_class_period"}
+    assert {e["se_method"] for e in fe_price} == {"cluster_class"}
+    # dm: CR2's Satterthwaite df (at most the number of classes), not CR1's exact G - 1;
+    # fe: CR1 on its class-periods (more than the classes), its price on the classes
     assert dms and all(0 < e["df"] <= n_classes and e["df"] != n_classes - 1 for e in dms)
-    fes = [e for e in per_cell if e["estimator"] == "fe"]
-    assert fes and all(e["df"] == n_classes - 1 for e in fes)
+    assert fes and all(e["df"] > n_classes and e["df"] == int(e["df"]) for e in fes)
+    assert fe_price and all(e["df"] == n_classes - 1 for e in fe_price)
 
 
 async def test_a_killed_and_restarted_analysis_worker_continues_the_same_sequences(stack) -> None:  # type: ignore[no-untyped-def]

@@ -150,7 +150,8 @@ def test_every_registered_design_is_compared_with_its_own_estimators() -> None:
         assert sorted(set(g["estimator"])) == sorted(plans)
         assert g.loc[g["primary"], "estimator"].iloc[0] == plans[0]
     cluster = runs[runs["design"] == "cluster"]
-    assert set(cluster["se_method"]) == {"cluster_class"}
+    se_methods = cluster.groupby("estimator")["se_method"].agg(set).to_dict()
+    assert se_methods == {"dm": {"cluster_class"}, "fe": {"cluster_class_period"}}
 
 
 def test_cli_writes_table_csv_and_plots(tmp_path) -> None:  # type: ignore[no-untyped-def]
