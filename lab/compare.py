@@ -98,8 +98,9 @@ def parse_estimator(text: str) -> EstimatorChoice:
 
 @dataclass(frozen=True)
 class CompareConfig:
-    """What to compare. ``estimators`` maps a design to the estimator names it runs instead of
-    its own default estimators; ``extra_estimators`` to names run after its defaults."""
+    """What to compare. ``estimators`` maps a design to the estimators it runs instead of its
+    own default estimators (names, or choices with their own parameters); ``extra_estimators``
+    to names run after its defaults."""
 
     market: MarketConfig = field(default_factory=MarketConfig)
     designs: tuple[str, ...] = field(default_factory=design_names)
@@ -112,7 +113,7 @@ class CompareConfig:
     #: every experiment's period (whole hours, PT1H to P1D): days x (a day / period) periods
     period: timedelta = timedelta(days=1)
     allocation: float = 0.5
-    estimators: Mapping[str, tuple[str, ...]] | None = None
+    estimators: Mapping[str, tuple[str | EstimatorChoice, ...]] | None = None
     extra_estimators: Mapping[str, tuple[str, ...]] | None = None
     cluster_max_size: int = 12
     jobs: int = 1
@@ -123,7 +124,7 @@ class CompareConfig:
     def estimators_for(self, design: str, spec: ExperimentSpec) -> list[EstimatorChoice]:
         names = (self.estimators or {}).get(design)
         if names:
-            return [parse_estimator(n) for n in names]
+            return [n if isinstance(n, EstimatorChoice) else parse_estimator(n) for n in names]
         own = [EstimatorChoice(p) for p in get_design(design).estimators(spec)]
         labels = {c.label for c in own}
         extra = [parse_estimator(n) for n in (self.extra_estimators or {}).get(design, ())]
