@@ -130,6 +130,7 @@ def _within_fit(
     no_contrast: str,
     *,
     nested: bool = True,
+    df: float | None = None,
 ) -> _WithinFit:
     """The two-way fixed-effects coefficient on W over the cells in ``use``, its clustered
     SE (``labels``: each used cell's cluster, row-major; t on G - 1), and the arm means with
@@ -140,7 +141,7 @@ def _within_fit(
     products, or classes of products); otherwise also the regression's (n-1)/(n-k), with k
     the product and period effects and tau, which clusters that cut across products do not
     absorb (Cameron & Miller 2015, "A practitioner's guide to cluster-robust inference",
-    section VI)."""
+    section VI). ``df``: the t reference's degrees of freedom when not G - 1."""
     c_cells = ~panel.W & use
     Y = np.where(use, panel.Y, 0.0)
     wt = two_way_demean(panel.W.astype(float), use)
@@ -172,7 +173,7 @@ def _within_fit(
             )
         f *= (n - 1) / (n - k)
     v_tau, v_0, c_t0 = f * psi @ psi, f * phi @ phi, f * psi @ phi
-    df = float(G - 1)
+    df = float(G - 1) if df is None else df
     # (var m1, var m0, cov(m1, m0)) with m1 = m0 + tau, as analysis.ratio reads them
     details["mean_covariance"] = (float(v_tau + v_0 + 2.0 * c_t0), float(v_0), float(c_t0 + v_0))
     details["df_ratio"] = df
@@ -242,7 +243,7 @@ class DifferenceInMeansEstimator(PanelEstimator):
             _, codes = np.unique(panel.groups, return_inverse=True)
             per_unit = codes.ravel()
         if self.cluster == "class_period":
-            # a class in a period: numbered in order of first used cell (row-major)
+            # a class in a period: numbered by class, then period, over those with a used cell
             cell = (per_unit[:, None] * T + np.arange(T)[None, :])[use]
             present_cell = np.zeros(int(per_unit.max() + 1) * T, dtype=bool)
             present_cell[cell] = True
@@ -374,7 +375,12 @@ class WithinProductEstimator(DifferenceInMeansEstimator):
       on the simulated cluster switchback their SE was 1.07-1.12 times the estimate's spread
       (coverage 0.970-0.973), class x period clusters' 0.97-0.98
       (docs/studies/cluster_fe_variance_study.py). The factor adds the regression's
-      (n-1)/(n-k), since these clusters do not absorb the product effects.
+      (n-1)/(n-k), since these clusters do not absorb the product effects. The t reference
+      takes min(C, K (T - 1)) - 1 degrees of freedom for C class-periods of K classes over T
+      periods: the product effects tie each class's periods together (with two periods its
+      two clusters' terms are equal, and the df is the class clusters' K - 1). Assumes no
+      carryover past the washout: an effect that outlasts it ties a class's periods together
+      again, and class clusters would be the safe choice.
 
     For the relative form the arm means' covariance comes from the clusters' influence on
     ``tau`` and on the control mean ``m0`` (``mean_treated = m0 + tau``).
@@ -407,6 +413,7 @@ class WithinProductEstimator(DifferenceInMeansEstimator):
             "No product is in both arms among the usable cells: the design does not "
             "randomise within products, so there is no within-product difference.",
             nested=self.cluster != "class_period",
+            df=self._class_period_df(panel, use, G) if self.cluster == "class_period" else None,
         )
         return EstimateResult(
             method=self.name,
@@ -419,6 +426,15 @@ class WithinProductEstimator(DifferenceInMeansEstimator):
             df=fit.df,
             details=fit.details,
         )
+
+
+    @staticmethod
+    def _class_period_df(panel: Panel, use: np.ndarray, G: int) -> float:
+        """min(C, K (T - 1)) - 1 for C = G class-periods of K classes over T periods."""
+        assert panel.groups is not None
+        n_classes = np.unique(panel.groups[use.any(axis=1)]).size
+        n_periods = int(use.any(axis=0).sum())
+        return float(max(min(G, n_classes * (n_periods - 1)) - 1, 1))
 
 
 def cr1_variance(

@@ -102,7 +102,8 @@ class Cluster(Design):
         """Clustered by class (the randomisation unit). Redrawn every period, each product is
         in both arms: the within-product difference first (docs/relative-effects.md), its SE
         clustered by class x period, the draws the design makes independently (class
-        clusters overstated it by 7-12%: docs/validation.md)."""
+        clusters overstated it by 7-12%: docs/validation.md); valid while nothing carries
+        over past the washout."""
         dm = EstimatorPlan("dm", {"cluster": "class"})
         fe = EstimatorPlan("fe", {"cluster": "class_period"})
         return (fe, dm) if _switchback(spec) else (dm,)

@@ -1283,7 +1283,11 @@ def _cluster_fe_published(figdir: Path, k: dict[str, object]) -> str:
     try:
         rows = {p: (t.loc[(p, before)], t.loc[(p, pub)], t.loc[(p, third)]) for p in ("P1D", "PT4H")}
     except KeyError:
-        return ""
+        return (
+            "\n\nThe cluster design's `fe` is clustered by class x period; its study's saved rows "
+            "(`docs/figures/cluster-fe-variance.csv`) are from an older "
+            "`docs/studies/cluster_fe_variance_study.py`: rerun it."
+        )
     figs = "; ".join(
         f"{p}: SE / SD {float(c['se_ratio']):.2f}, coverage {float(c['coverage']):.3f} "
         f"(class clusters {float(a['se_ratio']):.2f}, {float(a['coverage']):.3f})"
@@ -1310,12 +1314,15 @@ def _cluster_fe_published(figdir: Path, k: dict[str, object]) -> str:
 **The cluster design's `fe`: class x period clusters** (`docs/studies/cluster_fe_variance_study.py`,
 {runs_are}; `docs/figures/cluster-fe-variance.csv`). The design draws the classes' arms afresh
 every period, independently of the other periods, so the worker clusters `fe`'s SE by class x
-period (CR1 with the regression's finite-sample factor, t on the class-periods' df): each
+period (CR1 with the regression's finite-sample factor; t on the class-periods' df less one
+per class, which the product effects take): each
 class's own effect counts once per class-period, where it is small next to the noise, instead of
 once per class. {figs}. Removing each class's own effect from the residuals first would change
 the mean SE by {change:.1%}. What it assumes: the interval is for the effect over the
 experiment's own cells, with the classes' arms drawn independently each period (the design's
-randomisation, whatever the outcomes' serial correlation: tests/unit/test_within_product.py);
+randomisation, whatever the outcomes' serial correlation: tests/unit/test_within_product.py)
+and nothing carried over past the washout (an effect that outlasts it ties a class's periods
+together again, and class clusters are the safe choice);
 where the classes' own effects spread as widely as the noise it is conservative too (Neyman's
 term). The price paid within products keeps class clusters (its influences are per product)."""
 

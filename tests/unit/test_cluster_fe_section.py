@@ -36,16 +36,17 @@ def test_it_reports_both_variances_and_that_the_published_rows_are_the_tables(
     study = load_script(ROOT / "docs" / "studies" / "validation_study.py", "validation_study")
     figdir = _figdir(tmp_path)
     same = {"main_tab": _tab("cluster", 0.98 * 0.30), "sub_tab": _tab("cluster PT4H", 0.98 * 0.05)}
-    text = study._cluster_fe_published(figdir, same)
+    text = " ".join(study._cluster_fe_published(figdir, same).split())
     assert "its published rows equal theirs" in text
     assert "PT4H: SE / SD 0.98, coverage 0.949 (class clusters 1.10, 0.972)" in text
-    assert "would change\nthe mean SE by 2.0%" in text
+    assert "would change the mean SE by 2.0%" in text
     # the tables' fe is another estimator (the class clusters): not claimed as the same runs
     other = {"main_tab": _tab("cluster", 1.10 * 0.30), "sub_tab": _tab("cluster PT4H", 0.055)}
     assert "400 runs, not checked against the tables'" in study._cluster_fe_published(figdir, other)
-    # the study's old labels (the candidate, before it was published) render nothing
+    # the study's old labels (the candidate, before it was published): a request to rerun it
     old = pd.read_csv(figdir / "cluster-fe-variance.csv").replace(
         {BEFORE: "fe (published: class clusters)"}
     )
     old.to_csv(figdir / "cluster-fe-variance.csv", index=False)
-    assert study._cluster_fe_published(figdir, same) == ""
+    stale = " ".join(study._cluster_fe_published(figdir, same).split())
+    assert stale.endswith("are from an older `docs/studies/cluster_fe_variance_study.py`: rerun it.")

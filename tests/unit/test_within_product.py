@@ -96,8 +96,14 @@ def test_class_period_se_is_a_dense_ols_sandwich_with_cr1_factor() -> None:
     V = G / (G - 1) * (n - 1) / (n - k) * bread @ (scores.T @ scores) @ bread
     assert fit.effect == pytest.approx(beta[0], abs=1e-9)
     assert fit.se == pytest.approx(float(np.sqrt(V[0, 0])), rel=1e-8)
-    assert fit.df == G - 1 == 5 * T - 1
+    # the t reference: one class-period per class goes to the product effects
+    assert G == 5 * T and fit.df == 5 * (T - 1) - 1
     assert fit.se_method == "cluster_class_period"
+    # with two periods a class's two clusters carry the same terms: the class clusters' df
+    two = Panel(**(vars(drawn) | {"Y": drawn.Y[:, :2], "W": drawn.W[:, :2],
+                                  "times": drawn.times[:2], "blackout": blackout[:, :2] & False,
+                                  "probability": drawn.probability[:, :2]}))  # fmt: skip
+    assert registry.make("fe", cluster="class_period").fit(two).result.df == 5 - 1
 
 
 def _coverage(lift_sd: float, runs: int = 200) -> tuple[float, float, float, float]:
