@@ -149,7 +149,7 @@ def variance_decomposition(cfg: MarketConfig, seeds: int = 20) -> dict[str, floa
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="tiny run counts (CI)")
-    ap.add_argument("--runs", type=int, default=None, help="runs per design (default 100, quick 3)")
+    ap.add_argument("--runs", type=int, default=None, help="runs per design (default 400, quick 3)")
     ap.add_argument(
         "--slow-runs",
         type=int,
@@ -173,7 +173,7 @@ def main() -> None:
         print(f"wrote {args.out / 'validation.md'} from saved tables")
         return
     t_start = time.perf_counter()
-    runs = args.runs or (3 if args.quick else 100)
+    runs = args.runs or (3 if args.quick else 400)
     slow_runs = 2 if args.quick else args.slow_runs
     sens_runs = max(3, runs // 4)
     figdir = args.out / "figures"
