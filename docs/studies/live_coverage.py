@@ -1,6 +1,6 @@
 """Live coverage: seeded experiments of every design through real worker processes.
 
-    .venv/bin/python docs/studies/live_coverage.py                 # the study (about 30 min)
+    .venv/bin/python docs/studies/live_coverage.py                 # the study (about 50 min)
     .venv/bin/python docs/studies/live_coverage.py --quick --out /tmp/lc   # a smoke run
 
 What runs: the embedded stack (Tansu and redis-server), and for each batch a controller worker
@@ -308,10 +308,10 @@ def by_metric(table: pd.DataFrame) -> list[dict[str, Any]]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="one small batch (smoke test)")
-    ap.add_argument("--batches", type=int, default=10)
-    ap.add_argument("--copies", type=int, default=3, help="experiments of each design per batch")
-    ap.add_argument("--products", type=int, default=50)
-    ap.add_argument("--days", type=int, default=21)
+    ap.add_argument("--batches", type=int, default=17)
+    ap.add_argument("--copies", type=int, default=6, help="experiments of each design per batch")
+    ap.add_argument("--products", type=int, default=40)
+    ap.add_argument("--days", type=int, default=14)
     ap.add_argument("--hourly-batches", type=int, default=6, help="batches of hourly experiments")
     ap.add_argument("--hourly-copies", type=int, default=4, help="of each hourly design a batch")
     ap.add_argument("--hourly-days", type=int, default=2, help="days of the hourly experiments")
