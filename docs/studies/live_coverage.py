@@ -305,6 +305,15 @@ def by_metric(table: pd.DataFrame) -> list[dict[str, Any]]:
     return out
 
 
+def plan_texts(run: LiveRun) -> list[str]:
+    """The estimators the run's design asks the worker for, each with its parameters (e.g.
+    ``fe {"cluster": "class_period"}``): saved, so that a render can tell what was measured."""
+    return [
+        f"{p.label} {json.dumps(dict(p.params), sort_keys=True)}"
+        for p in get_design(run.spec.design).estimators(run.spec)
+    ]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="one small batch (smoke test)")
@@ -332,6 +341,7 @@ def main() -> None:
     stack = EmbeddedStack().start()
     rows: list[dict[str, Any]] = []
     batches: list[dict[str, Any]] = []
+    plans: dict[str, list[str]] = {}  # what each design asked the worker to fit, with params
     try:
         for b in range(args.batches):
             runs = make_runs(b, designs, args.copies, args.products, args.days)
@@ -340,6 +350,7 @@ def main() -> None:
             batches.append(info)
             for run in runs:
                 rows += run_rows(run, b, bool(info["killed"]))
+                plans.setdefault(run.spec.design, plan_texts(run))
             print(
                 f"[batch {b + 1}/{args.batches}] {len(runs)} experiments in {info['seconds']:.0f}s"
                 + (f", analysis worker killed at period {kill_at}" if kill_at is not None else ""),
@@ -401,6 +412,7 @@ def main() -> None:
         "units_mismatch": [m for b in batches for m in b["units_mismatch"]],
         "kills_confirmed": sum(1 for b in batches if b["killed"]),
         "by_metric": by_metric(table),
+        "plans": plans,
     }
     (figdir / "live-coverage.json").write_text(json.dumps(result, indent=1, default=float))
     print(summary.to_string(index=False))

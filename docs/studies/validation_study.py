@@ -672,6 +672,13 @@ def _live_section(figdir: Path) -> str:
             )
     cs_ok = r["cs_ever_missed_all"] <= 0.05
     quick = "\n> **Quick run**: a smoke test, not the study's numbers.\n" if r.get("quick") else ""
+    if "plans" not in r:  # a run from before the study saved the plans it measured
+        quick += (
+            "\n> **Measured before the cluster design's `fe` was clustered by class x period**: "
+            "its `fe` rows below are the class-clustered SE's (the offline tables measure the "
+            "new one; `docs/studies/cluster_fe_variance_study.py`). Rerun "
+            "`docs/studies/live_coverage.py` to measure what the worker publishes now.\n"
+        )
     lost = r.get("units_mismatch") or []
     hourly = r.get("hourly") or {}
     sub_daily = (

@@ -1,0 +1,28 @@
+"""validation.md's live section says when its saved run predates the cluster design's class x
+period `fe` (the run saved no record of the plans it measured), and not once it has one."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from tests.unit._scripts import load_script
+
+ROOT = Path(__file__).resolve().parents[2]
+FIGURES = ROOT / "docs" / "figures"
+CAVEAT = "Measured before the cluster design's `fe` was clustered by class x period"
+
+
+def test_a_run_without_its_plans_is_flagged_and_one_with_them_is_not(tmp_path: Path) -> None:
+    study = load_script(ROOT / "docs" / "studies" / "validation_study.py", "validation_study")
+    for name in ("live-coverage.csv", "live-coverage-runs.csv", "live-coverage.json"):
+        shutil.copy(FIGURES / name, tmp_path / name)
+    saved = json.loads((tmp_path / "live-coverage.json").read_text())
+    saved.pop("plans", None)
+    (tmp_path / "live-coverage.json").write_text(json.dumps(saved))
+    assert CAVEAT in study._live_section(tmp_path)
+    saved["plans"] = {"cluster": ['fe {"cluster": "class_period"}', 'dm {"cluster": "class"}']}
+    (tmp_path / "live-coverage.json").write_text(json.dumps(saved))
+    text = study._live_section(tmp_path)
+    assert CAVEAT not in text and "## Live coverage: what the running worker publishes" in text
