@@ -23,12 +23,13 @@ here (1,400 or 4,200 clusters), the published `fe` uses t on its class-periods' 
 
 Writes docs/figures/cluster-fe-variance.csv (a row per period length and variance).
 
-Result (2026-11-25, 7 minutes, one process beside another study): the published rows reproduce
-validation.md's (P1D 0.970, PT4H 0.973); class x period clusters with CR1's factor give SE / SD
-0.975 and 0.978, coverage 0.950 and 0.948; removing the classes' own effects first lowers the
-SE by under 1% more. So the class clusters' excess is the classes' own effects counted once per
-class; class x period clusters count them once per class-period, where they are small next to
-the noise.
+Result (2026-11-25, 3.4 minutes beside another study): the class-clustered rows reproduce the
+tables' earlier ones (P1D 0.970, SE / SD 1.07; PT4H 0.973, 1.11); the published class x period
+clusters (CR1's factor, t on min(C, K(T-1)) - 1 df) give SE / SD 0.975 and 0.978, coverage
+0.950 and 0.948; removing the classes' own effects first lowers the SE by 2.3% (P1D) and 0.7%
+(PT4H) more. So the class clusters' excess is the classes' own effects counted once per class;
+class x period clusters count them once per class-period, where they are small next to the
+noise.
 """
 
 from __future__ import annotations
