@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 from analysis.confseq import ConfidenceSequence  # noqa: E402
 from analysis.errors import AnalysisError  # noqa: E402
 from analysis.worker import fit_metric, metric_panels, sequence_target  # noqa: E402
-from core.ports import EstimatorPlan  # noqa: E402
+from controller.designs import get_design  # noqa: E402
 from lab.compare import make_spec, market_classes  # noqa: E402
 from lab.config import MarketConfig  # noqa: E402
 from lab.market import Market  # noqa: E402
@@ -43,9 +43,12 @@ def looks_of(design: str, estimator: str, seed: int) -> list[tuple[float, float,
     cfg = MarketConfig(n_products=40, start_date=date(2026, 3, 2), timezone="Europe/Berlin")
     market = Market(cfg, seed=seed)
     classes = market_classes(market) if design == "cluster" else None
-    sim = run_spec(make_spec(design, market, days=T, seed=seed, classes=classes), market)
+    spec = make_spec(design, market, days=T, seed=seed, classes=classes)
+    sim = run_spec(spec, market)
     df = sim.panel.rename(columns={"unit": "product"})
-    plan = EstimatorPlan(estimator, {"cluster": "class" if design == "cluster" else "unit"})
+    # the plan the worker fits for this design (its clustering: by product for the triggered
+    # design, by class x period for the cluster switchback's fe, by class for its dm)
+    (plan,) = [p for p in get_design(design).estimators(spec) if p.name == estimator]
     out = []
     for k in range(2, T + 1):
         part = df[df["period"] < k]
