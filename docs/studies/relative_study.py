@@ -135,6 +135,9 @@ def metric_rows(design: str, runs: int, products: int = 200, days: int = 28) -> 
         panels = metric_panels(long)
         plans = get_design(design).estimators(sim.spec)
         level = dict(plans[0].params).get("cluster", "unit") if plans else "unit"
+        # the pooled baseline clusters at the design's randomisation unit: a class x period
+        # fe's classes (the cluster design's own dm), else the primary's level
+        level = {"class_period": "class"}.get(level, level)
         dm = EstimatorPlan("dm", {"cluster": level if level in ("unit", "class") else "unit"})
         for metric in METRICS:
             base = _fit(dm, panels, metric)
