@@ -5,8 +5,9 @@
 
 What runs: the embedded stack (Tansu and redis-server), and for each batch a controller worker
 and an analysis worker as separate processes, as in production. A batch is a set of
-experiments that share one calendar (every design, twice), each on its own simulated market of
-its own products; :class:`streams.livesim.LiveDriver` drives them in lock-step: flips read from
+experiments that share one calendar (every design, ``--copies`` times), each on its own
+simulated market of its own products; :class:`streams.livesim.LiveDriver` drives them in
+lock-step: flips read from
 the assignment topic, sales (and competitor prices for the triggered design) sent to the
 broker, and one look of the analysis worker per period, recorded from the estimates topic. In
 every other batch the analysis worker is killed with SIGKILL at a seeded period and restarted.
@@ -309,7 +310,7 @@ def plan_texts(run: LiveRun) -> list[str]:
     """The estimators the run's design asks the worker for, each with its parameters (e.g.
     ``fe {"cluster": "class_period"}``): saved, so that a render can tell what was measured."""
     return [
-        f"{p.label} {json.dumps(dict(p.params), sort_keys=True)}"
+        f"{p.label} {json.dumps(dict(p.params), sort_keys=True, default=str)}"
         for p in get_design(run.spec.design).estimators(run.spec)
     ]
 

@@ -594,6 +594,16 @@ def _has_sequence(rows: pd.DataFrame) -> pd.Series:
     return (rows["metric"] != "elasticity") & ~no_relative
 
 
+#: what the cluster design's fe is published as, in live_coverage.plan_texts' form
+CLUSTER_FE_PLAN = 'fe {"cluster": "class_period"}'
+
+
+def _live_measured_class_period(r: dict[str, Any]) -> bool:
+    """Whether a saved live run measured the cluster design's fe as published now (runs from
+    before live_coverage saved its plans did not)."""
+    return CLUSTER_FE_PLAN in (r.get("plans") or {}).get("cluster", [])
+
+
 def _live_section(figdir: Path) -> str:
     """The live coverage study's figures (docs/studies/live_coverage.py), when it has run."""
     summary_path, result_path = figdir / "live-coverage.csv", figdir / "live-coverage.json"
@@ -672,7 +682,7 @@ def _live_section(figdir: Path) -> str:
             )
     cs_ok = r["cs_ever_missed_all"] <= 0.05
     quick = "\n> **Quick run**: a smoke test, not the study's numbers.\n" if r.get("quick") else ""
-    if "plans" not in r:  # a run from before the study saved the plans it measured
+    if not _live_measured_class_period(r):
         quick += (
             "\n> **Measured before the cluster design's `fe` was clustered by class x period**: "
             "its `fe` rows below are the class-clustered SE's (the offline tables measure the "
@@ -1012,6 +1022,12 @@ the interference that can flip a price test's sign. {status}
             parts.append(_spillover_conditional(figdir, float(new["mean_se"] / new["emp_sd"])))
     trig = _live_row(figdir, "triggered", "dm")
     cl_fe, cl_dm = _live_row(figdir, "cluster", "fe"), _live_row(figdir, "cluster", "dm")
+    live_json = figdir / "live-coverage.json"
+    fe_then = (
+        ""
+        if live_json.exists() and _live_measured_class_period(json.loads(live_json.read_text()))
+        else " (class-clustered, as published when the live study ran)"
+    )
     if trig and cl_fe and cl_dm:
         trig_verdict = (
             "The bias is within 2 MC SE of zero: the earlier +1.71 was chance."
@@ -1025,7 +1041,7 @@ The issue saw a bias of +1.71 (about 2 MC SE over 30 runs) for the live triggere
 confidence sequences that missed in 10% of 30 cluster runs. The live study above, rerun with more
 experiments: triggered `dm` on units, {trig["n"]} experiments, bias {trig["bias"]:+.3f} +-
 {trig["mcse"]:.3f} ({abs(trig["bias"]) / trig["mcse"]:.1f} MC SE), coverage
-{trig["coverage"]:.3f}. Cluster sequences that ever missed: `fe` {cl_fe["cs_missed"]:.1%} of
+{trig["coverage"]:.3f}. Cluster sequences that ever missed: `fe`{fe_then} {cl_fe["cs_missed"]:.1%} of
 {cl_fe["n"]}, `dm` {cl_dm["cs_missed"]:.1%} of {cl_dm["n"]}. {trig_verdict} The sequences
 had a cause as well, fixed before this rerun: the normal-mixture boundary assumed a normal
 studentised estimate while the SE rests on a handful of clusters (t with few df);

@@ -22,7 +22,14 @@ def test_a_run_without_its_plans_is_flagged_and_one_with_them_is_not(tmp_path: P
     saved.pop("plans", None)
     (tmp_path / "live-coverage.json").write_text(json.dumps(saved))
     assert CAVEAT in study._live_section(tmp_path)
-    saved["plans"] = {"cluster": ['fe {"cluster": "class_period"}', 'dm {"cluster": "class"}']}
+    # plans saved, but the cluster fe's the class clusters of before: still flagged
+    saved["plans"] = {"cluster": ['fe {"cluster": "class"}', 'dm {"cluster": "class"}']}
+    (tmp_path / "live-coverage.json").write_text(json.dumps(saved))
+    assert CAVEAT in study._live_section(tmp_path)
+    # what live_coverage saves for a cluster experiment now
+    live = load_script(ROOT / "docs" / "studies" / "live_coverage.py", "live_coverage")
+    saved["plans"] = {"cluster": live.plan_texts(live.make_runs(0, ["cluster"], 1, 20, 8)[0])}
+    assert saved["plans"]["cluster"] == ['fe {"cluster": "class_period"}', 'dm {"cluster": "class"}']
     (tmp_path / "live-coverage.json").write_text(json.dumps(saved))
     text = study._live_section(tmp_path)
     assert CAVEAT not in text and "## Live coverage: what the running worker publishes" in text
