@@ -685,8 +685,8 @@ def _live_section(figdir: Path) -> str:
     if not _live_measured_class_period(r):
         quick += (
             "\n> **Measured before the cluster design's `fe` was clustered by class x period**: "
-            "its `fe` rows below are the class-clustered SE's (the offline tables measure the "
-            "new one; `docs/studies/cluster_fe_variance_study.py`). Rerun "
+            "its `fe` rows below are the class-clustered SE's "
+            "(`docs/studies/cluster_fe_variance_study.py` measures the new one offline). Rerun "
             "`docs/studies/live_coverage.py` to measure what the worker publishes now.\n"
         )
     lost = r.get("units_mismatch") or []
@@ -1327,9 +1327,20 @@ def _cluster_fe_published(figdir: Path, k: dict[str, object]) -> str:
         )
         if c is not None
     ]
+    before_same = [
+        c
+        for c in (
+            _reproduces(k.get("main_tab"), "cluster", "fe", rows["P1D"][0], ("mean_se",)),
+            _reproduces(k.get("sub_tab"), "cluster PT4H", "fe", rows["PT4H"][0], ("mean_se",)),
+        )
+        if c is not None
+    ]
     runs_are = (
         f"the tables' first {n} runs: its published rows equal theirs"
         if same and all(same)
+        else f"{n} runs; the tables' cluster `fe` rows above are its class-clustered rows, "
+        "measured before this change: rerun `docs/studies/validation_study.py`"
+        if before_same and all(before_same)
         else f"{n} runs, not checked against the tables'"
     )
     return f"""
