@@ -1319,28 +1319,27 @@ def _cluster_fe_published(figdir: Path, k: dict[str, object]) -> str:
     change = max(abs(float(e["mean_se"]) / float(c["mean_se"]) - 1.0) for _, c, e in rows.values())
     n = int(rows["PT4H"][1]["runs"])
     # its published rows must be the tables' own runs and estimator (same coverage and SE)
-    same = [
-        c
-        for c in (
-            _reproduces(k.get("main_tab"), "cluster", "fe", rows["P1D"][1], ("mean_se",)),
-            _reproduces(k.get("sub_tab"), "cluster PT4H", "fe", rows["PT4H"][1], ("mean_se",)),
-        )
-        if c is not None
-    ]
-    before_same = [
-        c
-        for c in (
-            _reproduces(k.get("main_tab"), "cluster", "fe", rows["P1D"][0], ("mean_se",)),
-            _reproduces(k.get("sub_tab"), "cluster PT4H", "fe", rows["PT4H"][0], ("mean_se",)),
-        )
-        if c is not None
-    ]
+    def tables_are(which: int) -> bool:
+        """Whether the tables' cluster fe rows (P1D, PT4H) are the study's rows ``which``
+        (0 before, 1 published), where the tables have them over as many runs."""
+        checks = [
+            c
+            for c in (
+                _reproduces(k.get("main_tab"), "cluster", "fe", rows["P1D"][which], ("mean_se",)),
+                _reproduces(
+                    k.get("sub_tab"), "cluster PT4H", "fe", rows["PT4H"][which], ("mean_se",)
+                ),
+            )
+            if c is not None
+        ]
+        return bool(checks) and all(checks)
+
     runs_are = (
         f"the tables' first {n} runs: its published rows equal theirs"
-        if same and all(same)
+        if tables_are(1)
         else f"{n} runs; the tables' cluster `fe` rows above are its class-clustered rows, "
         "measured before this change: rerun `docs/studies/validation_study.py`"
-        if before_same and all(before_same)
+        if tables_are(0)
         else f"{n} runs, not checked against the tables'"
     )
     return f"""
