@@ -12,7 +12,6 @@ import re
 import ssl
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 from core.errors import PricelabError
 
@@ -261,8 +260,9 @@ async def kafka_tls_failure(settings: Settings) -> str | None:
     """Why a connection to the first broker fails at TLS, as one sentence naming the setting;
     None when it is not TLS that fails."""
     k = settings.kafka
-    server = k.bootstrap_servers.split(",")[0]
+    server = k.bootstrap_servers.split(",")[0].strip()
     host, _, port = server.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")  # an IPv6 address is bracketed: [::1]:9093
     if not host or not port.isdigit():
         return None
     if k.security_protocol in ("SSL", "SASL_SSL"):
@@ -290,21 +290,32 @@ async def kafka_tls_failure(settings: Settings) -> str | None:
 async def redis_tls_failure(settings: Settings) -> str | None:
     """Why a connection to Redis fails at TLS, as one sentence naming the setting; None when
     it is not TLS that fails."""
+    from redis.asyncio.connection import RedisSSLContext, parse_url
+
     r = settings.redis
     url = r.url.get_secret_value()
+    scheme, sep, rest = url.partition("://")
     try:
-        parts = urlsplit(url)
-        host, port = parts.hostname, parts.port or 6379
+        # the client's own reading of the URL: host (IPv6 unbracketed), port and the query's
+        # ssl_cert_reqs / ssl_check_hostname, which the probe must honour as the client does
+        given = parse_url(f"{scheme.removesuffix('+cluster')}{sep}{rest}")
     except ValueError:
         return None
+    host, port = given.get("host"), int(given.get("port") or 6379)
     if not host:
         return None
     where = redis_address(url)
-    if parts.scheme.startswith("rediss"):
-        ctx = ssl.create_default_context(cafile=r.tls_ca_file)  # redis-py checks names too
-        if r.tls_cert_file:
-            with contextlib.suppress(ssl.SSLError, OSError):  # checked before: a courtesy here
-                ctx.load_cert_chain(r.tls_cert_file, r.tls_key_file)
+    if scheme.startswith("rediss"):
+        try:
+            ctx = RedisSSLContext(  # what redis-py's SSLConnection builds, with its defaults
+                keyfile=r.tls_key_file,
+                certfile=r.tls_cert_file,
+                cert_reqs=str(given.get("ssl_cert_reqs", "required")),
+                ca_certs=r.tls_ca_file,
+                check_hostname=bool(given.get("ssl_check_hostname", True)),
+            ).get()
+        except (ssl.SSLError, OSError, ValueError):  # files checked before: a courtesy here
+            return None
         exc = await _handshake(host, port, ctx)
         if exc is None:
             return None
@@ -319,6 +330,6 @@ async def redis_tls_failure(settings: Settings) -> str | None:
     if await _speaks_tls(host, port):
         return (
             f"Redis at {where} speaks TLS and PRICELAB_REDIS__URL starts with "
-            f"{parts.scheme}://: use rediss:// and set PRICELAB_REDIS__TLS_CA_FILE"
+            f"{scheme}://: use rediss:// and set PRICELAB_REDIS__TLS_CA_FILE"
         )
     return None
