@@ -915,6 +915,25 @@ draws' own noise alone gives {d["world_bias_sd_from_draws"]:.3f}: a between-worl
 {d["between_share"]:.0%} of the variance. Over all {n} fits: bias {d["bias"]:+.3f} +-
 {d["bias_mcse"]:.3f}, mean SE / SD {d["se_over_total_sd"]:.2f}, coverage {d["coverage"]:.3f}
 (MC SE {d["coverage_mcse"]:.3f}). {verdict}
+{_conditional_contrasts(d)}"""
+
+
+def _conditional_contrasts(d: dict) -> str:
+    """The conditional study's table over every contrast, when the run recorded them all."""
+    if "contrasts" not in d:
+        return ""
+    rows = "\n".join(
+        f"| {name} | {c['se_over_within_sd']:.2f} | {c['between_share']:.0%} | "
+        f"{c['bias']:+.3f} +- {c['bias_mcse']:.3f} | {c['se_over_total_sd']:.2f} | "
+        f"{c['coverage']:.3f} |"
+        for name, c in d["contrasts"].items()
+    )
+    return f"""
+Every contrast the worker publishes, on the same {d["worlds"] * d["draws"]} fits:
+
+| contrast | SE / SD within a world | between-world part | bias +- MC SE | SE / SD | coverage |
+|---|---|---|---|---|---|
+{rows}
 """
 
 
@@ -1304,7 +1323,9 @@ def _cluster_fe_published(figdir: Path, k: dict[str, object]) -> str:
     before, pub = "fe, class clusters (published before)", "fe, class x period clusters (published)"
     third = "class effects removed, class x period clusters"
     try:
-        rows = {p: (t.loc[(p, before)], t.loc[(p, pub)], t.loc[(p, third)]) for p in ("P1D", "PT4H")}
+        rows = {
+            p: (t.loc[(p, before)], t.loc[(p, pub)], t.loc[(p, third)]) for p in ("P1D", "PT4H")
+        }
     except KeyError:
         return (
             "\n\nThe cluster design's `fe` is clustered by class x period; its study's saved rows "
@@ -1318,6 +1339,7 @@ def _cluster_fe_published(figdir: Path, k: dict[str, object]) -> str:
     )
     change = max(abs(float(e["mean_se"]) / float(c["mean_se"]) - 1.0) for _, c, e in rows.values())
     n = int(rows["PT4H"][1]["runs"])
+
     # its published rows must be the tables' own runs and estimator (same coverage and SE)
     def tables_are(which: int) -> bool:
         """Whether the tables' cluster fe rows (P1D, PT4H) are the study's rows ``which``

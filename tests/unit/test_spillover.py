@@ -273,3 +273,15 @@ def test_the_conditional_spillover_study_runs_the_workers_path_and_writes_its_fi
     assert (d["worlds"], d["draws"]) == (2, 3)
     assert d["within_sd"] > 0 and d["mean_se"] > 0  # the redraws move the estimate
     assert 0.0 <= d["between_share"] <= 1.0 and 0.0 <= d["coverage"] <= 1.0
+    # every published contrast is recorded; direct stays on top
+    assert set(d["contrasts"]) == {"direct", "spillover_control:any", "spillover_treated:any"}
+    assert d["contrasts"]["direct"]["bias"] == d["bias"]
+    for name, c in d["contrasts"].items():
+        assert c["within_sd"] > 0 and c["mean_se"] > 0, name
+    # and the rendered finding carries a row per contrast
+    sys.path.insert(0, str(root / "docs" / "studies"))
+    import validation_study
+
+    text = validation_study._spillover_conditional(tmp_path / "figures", 0.9)
+    for name, c in d["contrasts"].items():
+        assert f"| {name} | {c['se_over_within_sd']:.2f} |" in text, text
