@@ -869,7 +869,7 @@ def _spillover_continued(figdir: Path, table: pd.DataFrame) -> tuple[str, bool |
     if off:
         said.append(
             f"{'; '.join(off)}, further than 2 MC SE from 95%: a shortfall of its own, not "
-            "chance alone, with no established cause"
+            "chance alone (taken apart below)"
         )
     verdict = (
         f"Over the {later_runs} later runs, which were not chosen for looking off, "
@@ -934,6 +934,51 @@ Every contrast the worker publishes, on the same {d["worlds"] * d["draws"]} fits
 | contrast | SE / SD within a world | between-world part | bias +- MC SE | SE / SD | coverage |
 |---|---|---|---|---|---|
 {rows}
+{_hajek_conditional_bias(d)}"""
+
+
+def _hajek_conditional_bias(d: dict) -> str:
+    """Where the part the SE cannot see comes from: the exact-probability Hajek runs."""
+    h = d.get("hajek")
+    if h is None or "contrasts" not in d:
+        return ""
+    c = h["contrasts"]
+    ctrl, direct, trt = (
+        c["spillover_control:any"],
+        c["direct"],
+        c["spillover_treated:any"],
+    )
+    largest = max(c, key=lambda k: c[k]["between_share"])
+    within = d["contrasts"]["spillover_control:any"]["se_over_within_sd"]
+    predicted = within * math.sqrt(1.0 - ctrl["between_share"])
+    verdict = (
+        "This is the cause of spillover_control:any's shortfall: the SE measures the "
+        "design's spread in each period correctly, and the part it misses is a bias that "
+        "every period of an experiment shares."
+        if largest == "spillover_control:any"
+        else "The contrast with the largest shared part is not spillover_control:any: the "
+        "cause of its shortfall is not established."
+    )
+    return f"""
+Where the part the SE cannot see comes from (the same script's exact part, {h["minutes"] * 60:.0f}
+s): {h["worlds"]} worlds, each with its graph and its products' levels fixed, the coins and the
+noise drawn {h["draws"]} times; one period, the Hajek means with the exact exposure
+probabilities of independent coins and the worker's trimming. A world's mean error is the
+estimator's bias given that world: a ratio of weighted sums is biased at order 1/n, and the
+weights are large where an exposure is rare (a control product with d neighbours has no
+treated one with probability 0.5^(d+1)). Its SD over the worlds is
+{ctrl["world_bias_sd"]:.3f} for spillover_control:any, against {direct["world_bias_sd"]:.3f}
+for direct and {trt["world_bias_sd"]:.3f} for spillover_treated:any (one period's own SD:
+{ctrl["period_sd"]:.2f}, {direct["period_sd"]:.2f} and {trt["period_sd"]:.2f}). The levels are
+the same in every period of an experiment, so over {h["periods"]} periods this bias does not
+shrink while the design's own noise does: it is {ctrl["between_share"]:.1%} of a
+{h["periods"]}-period estimate's variance for spillover_control:any, against
+{direct["between_share"]:.1%} and {trt["between_share"]:.1%}, and the per-period design
+bootstrap, which holds the world fixed, cannot see it. With the SE at {within:.2f} of the SD
+within a world, that predicts SE / SD {predicted:.2f} for spillover_control:any over the worlds.
+{verdict} It is not fixed here; the remedy to try next is to weight outcomes with each
+product's own level removed (a pre-period baseline), so that what the weights multiply no
+longer carries the levels.
 """
 
 

@@ -265,6 +265,7 @@ def test_the_conditional_spillover_study_runs_the_workers_path_and_writes_its_fi
             sys.executable,
             str(root / "docs" / "studies" / "spillover_conditional_study.py"),
             "--worlds", "2", "--draws", "3", "--jobs", "1", "--out", str(tmp_path),
+            "--hajek-worlds", "3", "--hajek-draws", "400",
         ],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
@@ -278,6 +279,12 @@ def test_the_conditional_spillover_study_runs_the_workers_path_and_writes_its_fi
     assert d["contrasts"]["direct"]["bias"] == d["bias"]
     for name, c in d["contrasts"].items():
         assert c["within_sd"] > 0 and c["mean_se"] > 0, name
+    # the exact-probability part: a world's Hajek bias is nonzero (a ratio estimator's)
+    h = d["hajek"]
+    assert (h["worlds"], h["draws"]) == (3, 400)
+    assert set(h["contrasts"]) == set(d["contrasts"])
+    for name, c in h["contrasts"].items():
+        assert c["period_sd"] > 0 and 0.0 <= c["between_share"] < 1.0, name
     # and the rendered finding carries a row per contrast
     sys.path.insert(0, str(root / "docs" / "studies"))
     import validation_study
@@ -285,3 +292,4 @@ def test_the_conditional_spillover_study_runs_the_workers_path_and_writes_its_fi
     text = validation_study._spillover_conditional(tmp_path / "figures", 0.9)
     for name, c in d["contrasts"].items():
         assert f"| {name} | {c['se_over_within_sd']:.2f} |" in text, text
+    assert f"{h['contrasts']['direct']['world_bias_sd']:.3f}\nfor direct" in text, text
