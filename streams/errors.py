@@ -290,32 +290,38 @@ async def kafka_tls_failure(settings: Settings) -> str | None:
 async def redis_tls_failure(settings: Settings) -> str | None:
     """Why a connection to Redis fails at TLS, as one sentence naming the setting; None when
     it is not TLS that fails."""
+    import inspect
+
     from redis.asyncio.connection import RedisSSLContext, parse_url
+    from redis.exceptions import RedisError
+
+    from controller.store.base import client_url
 
     r = settings.redis
     url = r.url.get_secret_value()
-    scheme, sep, rest = url.partition("://")
     try:
-        # the client's own reading of the URL: host (IPv6 unbracketed), port and the query's
-        # ssl_cert_reqs / ssl_check_hostname, which the probe must honour as the client does
-        given = parse_url(f"{scheme.removesuffix('+cluster')}{sep}{rest}")
-    except ValueError:
+        # the client's own reading of its URL (make_redis's): host (IPv6 unbracketed), port
+        # and the query's ssl_* options, which redis-py puts before the settings' files
+        given = parse_url(client_url(settings))
+    except (ValueError, RedisError):
         return None
     host, port = given.get("host"), int(given.get("port") or 6379)
     if not host:
         return None
     where = redis_address(url)
+    scheme = url.split("://", 1)[0].lower()
     if scheme.startswith("rediss"):
+        # what redis-py's SSLConnection builds: its defaults, the settings' files, the URL's
+        # own ssl_* options over them
+        options: dict[str, object] = {"cert_reqs": "required", "check_hostname": True}
+        options |= {"ca_certs": r.tls_ca_file, "certfile": r.tls_cert_file}
+        options["keyfile"] = r.tls_key_file
+        options |= {k.removeprefix("ssl_"): v for k, v in given.items() if k.startswith("ssl_")}
+        known = inspect.signature(RedisSSLContext).parameters
         try:
-            ctx = RedisSSLContext(  # what redis-py's SSLConnection builds, with its defaults
-                keyfile=r.tls_key_file,
-                certfile=r.tls_cert_file,
-                cert_reqs=str(given.get("ssl_cert_reqs", "required")),
-                ca_certs=r.tls_ca_file,
-                check_hostname=bool(given.get("ssl_check_hostname", True)),
-            ).get()
-        except (ssl.SSLError, OSError, ValueError):  # files checked before: a courtesy here
-            return None
+            ctx = RedisSSLContext(**{k: v for k, v in options.items() if k in known}).get()  # type: ignore[arg-type]
+        except (ssl.SSLError, OSError, ValueError, TypeError, RedisError):
+            return None  # the files were checked before, the flag is the client's to refuse
         exc = await _handshake(host, port, ctx)
         if exc is None:
             return None

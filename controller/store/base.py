@@ -75,12 +75,20 @@ def make_redis(settings: Settings) -> Any:
         kw["ssl_certfile"] = r.tls_cert_file
         kw["ssl_keyfile"] = r.tls_key_file
     if r.is_cluster:
-        scheme, rest = url.split("://", 1)
-        # a cluster has one database; the path of a copied single-node URL is dropped
-        return RedisCluster.from_url(
-            f"{scheme.removesuffix('+cluster')}://{rest.split('/', 1)[0]}", **kw
-        )
+        return RedisCluster.from_url(client_url(settings), **kw)
     return Redis.from_url(url, **kw)
+
+
+def client_url(settings: Settings) -> str:
+    """The URL :func:`make_redis` hands redis-py: the configured one, or for a cluster its
+    first node without the ``+cluster`` suffix and without path or query (a cluster has one
+    database; the path of a copied single-node URL is dropped)."""
+    r = settings.redis
+    url = r.url.get_secret_value()
+    if not r.is_cluster:
+        return url
+    scheme, rest = url.split("://", 1)
+    return f"{scheme.removesuffix('+cluster')}://{rest.split('/', 1)[0].split('?', 1)[0]}"
 
 
 def to_ms(t: datetime) -> int:

@@ -74,9 +74,21 @@ async def test_a_redis_url_that_turns_verification_off_is_not_blamed_on_the_ca(
         redis=RedisSettings(url=f"{url}?ssl_cert_reqs=none", tls_ca_file=str(wrong_ca))
     )
     assert await redis_tls_failure(unverified) is None
-    # a cluster URL is read the same way
+    # an upper-case scheme is TLS too, as it is to redis-py
+    upper = Settings(redis=RedisSettings(url=f"REDISS://[::1]:{port}/0", tls_ca_file=str(wrong_ca)))
+    said = await redis_tls_failure(upper)
+    assert said is not None and "failed TLS verification" in said, said
+    # a flag redis-py refuses is not diagnosed, and does not escape as an exception
+    refused = Settings(
+        redis=RedisSettings(url=f"{url}?ssl_cert_reqs=NONE", tls_ca_file=str(wrong_ca))
+    )
+    assert await redis_tls_failure(refused) is None
+    # a cluster URL is read as make_redis hands it to redis-py: the first node, without path
+    # or query, so a query that turns verification off does not reach the client, nor the probe
     cluster = Settings(
-        redis=RedisSettings(url=f"rediss+cluster://[::1]:{port}", tls_ca_file=str(wrong_ca))
+        redis=RedisSettings(
+            url=f"rediss+cluster://[::1]:{port}/0?ssl_cert_reqs=none", tls_ca_file=str(wrong_ca)
+        )
     )
     said = await redis_tls_failure(cluster)
     assert said is not None and "failed TLS verification" in said, said
