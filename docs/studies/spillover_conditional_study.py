@@ -21,6 +21,7 @@ puts it into docs/validation.md (finding 3).
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import math
 import sys
@@ -37,7 +38,8 @@ sys.path.insert(0, str(ROOT / "docs" / "studies"))
 
 import spillover_worker_study as worker_study  # noqa: E402
 
-from analysis.pricing_dgp import planted_substitute_graph  # noqa: E402
+from analysis.pricing_dgp import planted_substitute_graph, simulate_spillover_outcomes  # noqa: E402
+from analysis.spillover import design_spillover  # noqa: E402
 from analysis.worker import AnalysisWorker  # noqa: E402
 from controller.panel_source import experiment_info  # noqa: E402
 from controller.spec import ExperimentSpec  # noqa: E402
@@ -81,6 +83,13 @@ def one_world(world: int, draws: int) -> dict[str, list[Fit]]:
     return out
 
 
+def share_mcse(spread: float, worlds: int, total: float) -> float:
+    """MC SE of a between-world share: the worlds' mean errors' sample variance ``spread``
+    over ``worlds`` worlds has SE about spread * sqrt(2 / (worlds - 1)); the share divides
+    it by the ``total`` variance."""
+    return spread * math.sqrt(2.0 / (worlds - 1)) / total
+
+
 def summarise(res: list[list[Fit]], truth: float) -> dict[str, float]:
     E = np.array([[x[0] for x in w] for w in res])
     SE = np.array([[x[1] for x in w] for w in res])
@@ -104,6 +113,7 @@ def summarise(res: list[list[Fit]], truth: float) -> dict[str, float]:
         "world_bias_sd": bias_sd,
         "world_bias_sd_from_draws": mc_part,
         "between_share": between_var / (between_var + within_var),
+        "between_share_mcse": share_mcse(bias_sd**2, n_w, between_var + within_var),
         "total_sd": float(E.std(ddof=1)),
         "se_over_total_sd": float(SE.mean() / E.std(ddof=1)),
         "coverage": cov,
@@ -111,9 +121,18 @@ def summarise(res: list[list[Fit]], truth: float) -> dict[str, float]:
     }
 
 
-#: each exposure's effect in the planted outcomes (simulate_spillover_outcomes' defaults), in
-#: ExposureMapping's order: (C, none), (C, any), (T, none), (T, any)
-EXPOSURE_EFFECTS = np.array([0.0, -1.0, 2.0, 1.5])
+#: each exposure's effect in the planted outcomes (simulate_spillover_outcomes' defaults, which
+#: the worker study's panels use), in ExposureMapping's order: (C, none), (C, any), (T, none),
+#: (T, any)
+_PLANTED = inspect.signature(simulate_spillover_outcomes).parameters
+EXPOSURE_EFFECTS = np.array(
+    [
+        0.0,
+        _PLANTED["spill_control"].default,
+        _PLANTED["direct"].default,
+        _PLANTED["direct"].default + _PLANTED["spill_treated"].default,
+    ]
+)
 #: each contrast's exposures (k, reference) in that order
 CONTRAST_EXPOSURES = {
     "direct": (2, 0),
@@ -122,11 +141,18 @@ CONTRAST_EXPOSURES = {
 }
 
 
-def hajek_world(world: int, draws: int) -> dict[str, np.ndarray]:
-    """One world's Hajek error per contrast and design draw, in one period, with the exact
-    exposure probabilities of random days' independent coins (no Monte Carlo in the weights)
-    and the worker's trimming: the world's products, levels and graph fixed, the coins and
-    the outcome noise drawn afresh ``draws`` times."""
+#: the design draws the worker's Monte-Carlo exposure probabilities rest on (design_spillover)
+WORKER_PROBABILITY_DRAWS = inspect.signature(design_spillover).parameters["n_draws"].default
+
+
+def hajek_world(world: int, draws: int, estimates: int = 40) -> dict[str, np.ndarray]:
+    """One world's Hajek error per contrast and design draw, in one period: the world's
+    products, levels and graph fixed, the coins and the outcome noise drawn afresh ``draws``
+    times, with the worker's trimming (min_probability 0.02). Row 0 weights by the exact
+    exposure probabilities of random days' independent coins; row 1 by Monte-Carlo
+    frequencies over ``WORKER_PROBABILITY_DRAWS`` design draws, as the worker estimates them
+    afresh in each period (``estimates`` such estimates, each used for an equal share of the
+    draws)."""
     from analysis.spillover import (
         ExposureMapping,
         _hajek,
@@ -139,18 +165,30 @@ def hajek_world(world: int, draws: int) -> dict[str, np.ndarray]:
     n = len(nodes)
     level = np.random.default_rng([world, 1]).normal(20.0, 3.0, size=n)
     mapping = ExposureMapping()
-    pi = bernoulli_exposure_probabilities(graph, nodes=nodes, mapping=mapping).to_numpy()
-    usable = pi >= 0.02  # the worker's min_probability
-    inv = np.divide(1.0, pi, out=np.zeros_like(pi), where=pi > 0)
+    exact = bernoulli_exposure_probabilities(graph, nodes=nodes, mapping=mapping).to_numpy()
     A, deg = adjacency(graph, nodes)
     rng = np.random.default_rng([world, 2])
     E = mapping.exposures(A, deg, rng.uniform(size=(draws, n)) < 0.5)
     Y = level[None, :] + EXPOSURE_EFFECTS[E] + rng.normal(0.0, 1.0, size=(draws, n))
-    out = {}
-    for c, (k, ref) in CONTRAST_EXPOSURES.items():
-        ok = usable[:, k] & usable[:, ref]
-        est = _hajek(Y, E, k, inv[:, k], ok) - _hajek(Y, E, ref, inv[:, ref], ok)
-        out[c] = est - (EXPOSURE_EFFECTS[k] - EXPOSURE_EFFECTS[ref])
+    K = exact.shape[1]
+    shares = np.array_split(np.arange(draws), estimates)
+    monte_carlo = []
+    for _ in shares:
+        Ed = mapping.exposures(
+            A, deg, rng.uniform(size=(WORKER_PROBABILITY_DRAWS, n)) < 0.5
+        )  # one period's estimate
+        monte_carlo.append(np.stack([(Ed == k).mean(axis=0) for k in range(K)], axis=1))
+    out = {c: np.full((2, draws), np.nan) for c in CONTRAST_EXPOSURES}
+    for row, pis in enumerate(([exact] * len(shares), monte_carlo)):
+        for idx, pi in zip(shares, pis, strict=True):
+            usable = pi >= 0.02  # the worker's min_probability
+            inv = np.divide(1.0, pi, out=np.zeros_like(pi), where=pi > 0)
+            for c, (k, ref) in CONTRAST_EXPOSURES.items():
+                ok = usable[:, k] & usable[:, ref]
+                est = _hajek(Y[idx], E[idx], k, inv[:, k], ok) - _hajek(
+                    Y[idx], E[idx], ref, inv[:, ref], ok
+                )
+                out[c][row, idx] = est - (EXPOSURE_EFFECTS[k] - EXPOSURE_EFFECTS[ref])
     return out
 
 
@@ -162,13 +200,16 @@ def summarise_hajek(res: list[np.ndarray], periods: int) -> dict[str, float]:
     draws = np.isfinite(M).sum(axis=1)
     within = float(np.nanmean(np.nanvar(M, axis=1, ddof=1)))
     world_bias = np.nanmean(M, axis=1)
-    between = max(float(np.var(world_bias, ddof=1)) - within / float(draws.mean()), 0.0)
+    spread = float(np.var(world_bias, ddof=1))
+    between = max(spread - within / float(draws.mean()), 0.0)
+    total = between + within / periods
     return {
         "bias": float(np.nanmean(M)),
         "bias_mcse": float(np.std(world_bias, ddof=1) / math.sqrt(len(res))),
         "world_bias_sd": math.sqrt(between),
         "period_sd": math.sqrt(within),
-        "between_share": between / (between + within / periods),
+        "between_share": between / total,
+        "between_share_mcse": share_mcse(spread, len(res), total),
         "missing": int(np.isnan(M).sum()),
     }
 
@@ -195,6 +236,10 @@ def main() -> None:
         hajek_minutes = (time.perf_counter() - t0) / 60
         if args.hajek_only:
             out = json.loads(path.read_text())
+            for c in out.get("contrasts", {}).values():  # saved before the MC SE was
+                spread, noise = c["world_bias_sd"] ** 2, c["world_bias_sd_from_draws"] ** 2
+                total = c["within_sd"] ** 2 + max(spread - noise, 0.0)
+                c.setdefault("between_share_mcse", share_mcse(spread, c["worlds"], total))
         else:
             worlds = range(FIRST_WORLD, FIRST_WORLD + args.worlds)
             res = list(pool.map(one_world, worlds, [args.draws] * args.worlds))
@@ -208,9 +253,13 @@ def main() -> None:
         "worlds": args.hajek_worlds,
         "draws": args.hajek_draws,
         "periods": worker_study.PERIODS,
+        "probability_draws": WORKER_PROBABILITY_DRAWS,
         "minutes": hajek_minutes,
         "contrasts": {
-            c: summarise_hajek([w[c] for w in exact], worker_study.PERIODS)
+            c: {
+                kind: summarise_hajek([w[c][row] for w in exact], worker_study.PERIODS)
+                for row, kind in enumerate(("exact", "monte_carlo"))
+            }
             for c in CONTRAST_EXPOSURES
         },
     }

@@ -250,10 +250,12 @@ def test_the_design_bootstrap_variance_is_the_exact_design_variance_with_small_g
 
 def test_the_conditional_spillover_study_runs_the_workers_path_and_writes_its_figures(
     tmp_path,  # type: ignore[no-untyped-def]
+    monkeypatch,  # type: ignore[no-untyped-def]
 ) -> None:
     # finding 3's study (docs/validation.md): a world's outcomes fixed, the design redrawn; a
     # tiny run that the script still works and that its draws differ within a world
     import json
+    import shutil
     import subprocess
     import sys
     from pathlib import Path
@@ -273,23 +275,73 @@ def test_the_conditional_spillover_study_runs_the_workers_path_and_writes_its_fi
     d = json.loads((tmp_path / "figures" / "spillover-random-days-conditional.json").read_text())
     assert (d["worlds"], d["draws"]) == (2, 3)
     assert d["within_sd"] > 0 and d["mean_se"] > 0  # the redraws move the estimate
-    assert 0.0 <= d["between_share"] <= 1.0 and 0.0 <= d["coverage"] <= 1.0
-    # every published contrast is recorded; direct stays on top
+    # every published contrast is recorded, each moved by the redraws
     assert set(d["contrasts"]) == {"direct", "spillover_control:any", "spillover_treated:any"}
-    assert d["contrasts"]["direct"]["bias"] == d["bias"]
     for name, c in d["contrasts"].items():
         assert c["within_sd"] > 0 and c["mean_se"] > 0, name
-    # the exact-probability part: a world's Hajek bias is nonzero (a ratio estimator's)
+    # the exact-probability part, with exact and with the worker's Monte-Carlo weights
     h = d["hajek"]
     assert (h["worlds"], h["draws"]) == (3, 400)
     assert set(h["contrasts"]) == set(d["contrasts"])
     for name, c in h["contrasts"].items():
-        assert c["period_sd"] > 0 and 0.0 <= c["between_share"] < 1.0, name
-    # and the rendered finding carries a row per contrast
-    sys.path.insert(0, str(root / "docs" / "studies"))
+        assert set(c) == {"exact", "monte_carlo"}, name
+        # Monte-Carlo weights differ from the exact ones, so the errors do too
+        assert c["exact"]["period_sd"] > 0 and c["exact"] != c["monte_carlo"], name
+    # and the rendered finding carries a row per contrast and the exact part's figures
+    figures = root / "docs" / "figures"
+    shutil.copy(figures / "validation-spillover-continued.csv", tmp_path / "figures")
+    monkeypatch.syspath_prepend(str(root / "docs" / "studies"))
     import validation_study
 
     text = validation_study._spillover_conditional(tmp_path / "figures", 0.9)
     for name, c in d["contrasts"].items():
         assert f"| {name} | {c['se_over_within_sd']:.2f} |" in text, text
-    assert f"{h['contrasts']['direct']['world_bias_sd']:.3f}\nfor direct" in text, text
+    direct = h["contrasts"]["direct"]["exact"]["world_bias_sd"]
+    assert f"{direct:.3f}\nfor direct" in text, text
+
+
+def test_the_conditional_studys_exposures_are_the_planted_outcomes_contrasts() -> None:
+    """The exact part's exposure effects and contrasts are read from the simulator and the
+    mapping, and each contrast's difference is the worker study's truth."""
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    sys.path.insert(0, str(root / "docs" / "studies"))
+    try:
+        import spillover_conditional_study as study
+    finally:
+        sys.path.remove(str(root / "docs" / "studies"))
+    assert ExposureMapping().names == ["C:none", "C:any", "T:none", "T:any"]
+    for name, (k, ref) in study.CONTRAST_EXPOSURES.items():
+        effect = study.EXPOSURE_EFFECTS[k] - study.EXPOSURE_EFFECTS[ref]
+        assert effect == study.TRUTHS[name], name
+    assert study.TRUTHS == {
+        "direct": 2.0,
+        "spillover_control:any": -1.0,
+        "spillover_treated:any": -0.5,
+    }
+
+
+def test_the_between_world_share_recovers_a_planted_world_bias() -> None:
+    """summarise_hajek on synthetic errors: each world's bias drawn with SD 0.1, the draws'
+    noise SD 1.7: the between-world SD net of noise and the share over 10 periods come back."""
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    sys.path.insert(0, str(root / "docs" / "studies"))
+    try:
+        import spillover_conditional_study as study
+    finally:
+        sys.path.remove(str(root / "docs" / "studies"))
+    rng = np.random.default_rng(7)
+    worlds = [rng.normal(rng.normal(0.0, 0.1), 1.7, size=4000) for _ in range(400)]
+    out = study.summarise_hajek(worlds, periods=10)
+    expected_share = 0.01 / (0.01 + 1.7**2 / 10)  # 0.0334
+    assert out["world_bias_sd"] == pytest.approx(0.1, abs=0.015)
+    assert out["period_sd"] == pytest.approx(1.7, rel=0.01)
+    assert out["between_share"] == pytest.approx(expected_share, abs=2 * out["between_share_mcse"])
+    # no world bias: the share is the noise's only, near zero
+    flat = study.summarise_hajek([rng.normal(0.0, 1.7, 4000) for _ in range(400)], periods=10)
+    assert flat["between_share"] < 0.005
