@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -55,6 +54,7 @@ from controller.designs import get_design  # noqa: E402
 from core.ports import EstimatorPlan  # noqa: E402
 from lab.compare import EstimatorChoice, _run_seed, fit_choice, make_spec, market_classes  # noqa: E402
 from lab.config import MarketConfig  # noqa: E402
+from lab.hashseed import pin_hash_seed  # noqa: E402
 from lab.market import Market  # noqa: E402
 from lab.simulate import run_spec  # noqa: E402
 
@@ -105,8 +105,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.runs < 2:
         ap.error("--runs must be at least 2 (an SD needs two runs)")
-    if os.environ.get("PYTHONHASHSEED") != "0":  # as validation_study: the same classes
-        os.execve(sys.executable, [sys.executable, *sys.argv], os.environ | {"PYTHONHASHSEED": "0"})
+    pin_hash_seed()  # the cluster design's classes depend on string hashing
     market_cfg = MarketConfig()
     classes = market_classes(Market(market_cfg, seed=SEED), 12)
     z = float(stats.norm.ppf(0.975))

@@ -37,7 +37,6 @@ levels, whose count noise differs).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -50,6 +49,7 @@ sys.path.insert(0, str(ROOT))
 from core.ports import EstimatorPlan  # noqa: E402
 from lab.compare import CompareConfig, EstimatorChoice, run_comparison, summarise  # noqa: E402
 from lab.config import MarketConfig  # noqa: E402
+from lab.hashseed import pin_hash_seed  # noqa: E402
 
 SEED = 0  # validation_study's
 OUT = ROOT / "docs" / "figures" / "conservative-se.csv"
@@ -89,8 +89,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.runs < 2:
         ap.error("--runs must be at least 2 (an SD needs two runs)")
-    if os.environ.get("PYTHONHASHSEED") != "0":  # as validation_study (the cluster classes)
-        os.execve(sys.executable, [sys.executable, *sys.argv], os.environ | {"PYTHONHASHSEED": "0"})
+    pin_hash_seed()  # the cluster design's classes depend on string hashing
     parts = []
     for design, period, days in CASES:
         for arm, overrides in ARMS.items():

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import re
 import sys
 import time
@@ -32,6 +31,7 @@ from analysis.worker import fit_metric, metric_panels, sequence_target  # noqa: 
 from controller.designs import get_design  # noqa: E402
 from lab.compare import make_spec, market_classes  # noqa: E402
 from lab.config import MarketConfig  # noqa: E402
+from lab.hashseed import pin_hash_seed  # noqa: E402
 from lab.market import Market  # noqa: E402
 from lab.simulate import run_spec  # noqa: E402
 
@@ -75,10 +75,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=100)
     args = ap.parse_args()
-    if os.environ.get("PYTHONHASHSEED") != "0":
-        # the cluster design's classes come from a Louvain partition whose order depends on
-        # string hashing; fix it so that the same command gives the same figures
-        os.execve(sys.executable, [sys.executable, *sys.argv], os.environ | {"PYTHONHASHSEED": "0"})
+    pin_hash_seed()  # the cluster design's classes depend on string hashing
     t0 = time.time()
     rows = []
     for design, estimator in CASES:

@@ -29,7 +29,6 @@ import argparse
 import asyncio
 import json
 import math
-import os
 import platform
 import sys
 import time
@@ -50,6 +49,7 @@ from controller.settings import Settings  # noqa: E402
 from controller.store import Store, make_redis  # noqa: E402
 from lab.compare import make_spec, market_classes  # noqa: E402
 from lab.config import MarketConfig  # noqa: E402
+from lab.hashseed import pin_hash_seed  # noqa: E402
 from lab.market import Market  # noqa: E402
 from streams.embedded import EmbeddedStack  # noqa: E402
 from streams.kafka import ensure_topics  # noqa: E402
@@ -327,10 +327,7 @@ def main() -> None:
     ap.add_argument("--hourly-days", type=int, default=2, help="days of the hourly experiments")
     ap.add_argument("--out", type=Path, default=ROOT / "docs")
     args = ap.parse_args()
-    if os.environ.get("PYTHONHASHSEED") != "0":
-        # the cluster design's classes come from a Louvain partition whose order depends on
-        # string hashing; fix it so that a seed gives the same experiments every time
-        os.execve(sys.executable, [sys.executable, *sys.argv], os.environ | {"PYTHONHASHSEED": "0"})
+    pin_hash_seed()  # the cluster design's classes depend on string hashing
     if args.quick:
         args.batches, args.copies, args.products, args.days = 2, 1, 20, 8
         args.hourly_batches, args.hourly_copies, args.hourly_days = 1, 1, 2  # the DST night

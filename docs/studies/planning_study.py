@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 import time
 from datetime import datetime, timedelta
@@ -43,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 from controller.spec import ExperimentSpec  # noqa: E402
 from lab.compare import CompareConfig, make_spec, market_classes, run_comparison  # noqa: E402
 from lab.config import MarketConfig  # noqa: E402
+from lab.hashseed import pin_hash_seed  # noqa: E402
 from lab.market import Market  # noqa: E402
 from lab.plan import PlanConfig, default_jobs, read_history, run_plan  # noqa: E402
 from lab.simulate import market_facts  # noqa: E402
@@ -384,10 +384,7 @@ def main() -> None:
     ap.add_argument("--aa-sims", type=int, default=1000)
     ap.add_argument("--only-markdown", action="store_true", help="Rewrite planning.md from CSVs.")
     args = ap.parse_args()
-    if os.environ.get("PYTHONHASHSEED") != "0":
-        # the cluster design's classes come from a Louvain partition whose order depends on
-        # string hashing; fix it so that the same command gives the same figures
-        os.execve(sys.executable, [sys.executable, *sys.argv], os.environ | {"PYTHONHASHSEED": "0"})
+    pin_hash_seed()  # the cluster design's classes depend on string hashing
     FIG.mkdir(parents=True, exist_ok=True)
     paths = [FIG / f"planning-{n}.csv" for n in ("calibration", "type1-mde", "example")]
     if not args.only_markdown:

@@ -22,8 +22,6 @@
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
 from pathlib import Path
 
@@ -41,6 +39,7 @@ from controller.designs import get_design
 from core.ports import EstimatorPlan
 from lab.compare import elasticity_experiment, make_spec, market_classes
 from lab.config import MarketConfig
+from lab.hashseed import pin_hash_seed
 from lab.market import Market
 from lab.simulate import run_spec
 
@@ -214,10 +213,7 @@ def main() -> None:
     ap.add_argument("--metric-runs", type=int, default=200, help="runs per design but random days")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "relative-effects.md")
     args = ap.parse_args()
-    if os.environ.get("PYTHONHASHSEED") != "0":
-        # the cluster design's classes come from a Louvain partition whose order depends on
-        # string hashing; fix it so that the same command gives the same figures
-        os.execve(sys.executable, [sys.executable, *sys.argv], os.environ | {"PYTHONHASHSEED": "0"})
+    pin_hash_seed()  # the cluster design's classes depend on string hashing
     t0 = time.time()
     rel = relative_rows(args.seeds)
     ela = elasticity_rows(args.seeds)

@@ -20,7 +20,6 @@ validation.md's own. validation_study.py renders the saved files into validation
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from dataclasses import replace
 from datetime import timedelta
@@ -34,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from lab.compare import CompareConfig, run_comparison, summarise  # noqa: E402
 from lab.config import MarketConfig  # noqa: E402
+from lab.hashseed import pin_hash_seed  # noqa: E402
 
 SEED = 0  # validation_study's
 DAYS = {"P1D": 28, "PT4H": 14, "PT2H": 14, "PT1H": 7}  # validation_study's sub-daily days
@@ -92,8 +92,7 @@ def main() -> None:
         for text in args.periods.split(","):
             if text not in DAYS:
                 ap.error(f"--periods: {text!r} is not one of {', '.join(DAYS)}")
-    if os.environ.get("PYTHONHASHSEED") != "0":  # as validation_study: the same classes
-        os.execve(sys.executable, [sys.executable, *sys.argv], os.environ | {"PYTHONHASHSEED": "0"})
+    pin_hash_seed()  # the cluster design's classes depend on string hashing
     if args.cmd == "run":
         run(args)
     else:

@@ -35,7 +35,6 @@ import argparse
 import contextlib
 import dataclasses
 import math
-import os
 import subprocess
 import sys
 import time
@@ -58,6 +57,7 @@ from analysis.worker import AnalysisWorker  # noqa: E402
 from controller.designs import design_matrices  # noqa: E402
 from controller.panel_source import experiment_info  # noqa: E402
 from controller.spec import ExperimentSpec  # noqa: E402
+from lab.hashseed import pin_hash_seed  # noqa: E402
 
 TRUTH = {"direct": 2.0, "spillover_control:any": -1.0, "spillover_treated:any": -0.5}
 DESIGNS = ("random-days", "cluster", "time-bound")
@@ -243,8 +243,7 @@ def main() -> None:
         ap.error(f"--continue-to must be at least --runs ({args.runs}): it continues those runs")
     if args.jobs < 1:
         ap.error("--jobs must be at least 1")
-    if os.environ.get("PYTHONHASHSEED") != "0":  # Louvain classes depend on string hashing
-        os.execve(sys.executable, [sys.executable, *sys.argv], os.environ | {"PYTHONHASHSEED": "0"})
+    pin_hash_seed()  # the cluster design's classes depend on string hashing
     if args.continue_to is not None:
         print(continued("random-days", args.continue_to, args.jobs, args.out / "figures"))
         if args.out == ROOT / "docs":

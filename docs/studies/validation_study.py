@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import platform
 import sys
 import time
@@ -41,6 +40,7 @@ from lab.compare import (  # noqa: E402
     summarise,
 )
 from lab.config import MarketConfig  # noqa: E402
+from lab.hashseed import pin_hash_seed  # noqa: E402
 from lab.market import Market  # noqa: E402
 
 SEED = 0
@@ -164,10 +164,7 @@ def main() -> None:
         help="rewrite validation.md from the saved tables (figures/validation-*.csv, .json)",
     )
     args = ap.parse_args()
-    if os.environ.get("PYTHONHASHSEED") != "0":
-        # analysis.clustering's Louvain partition depends on string hashing; fix it so that the
-        # cluster design's classes (and every number below) are the same on every run
-        os.execve(sys.executable, [sys.executable, *sys.argv], os.environ | {"PYTHONHASHSEED": "0"})
+    pin_hash_seed()  # the cluster design's classes depend on string hashing
     if args.render_only:
         write_markdown(args.out / "validation.md", **load_results(args.out / "figures"))
         print(f"wrote {args.out / 'validation.md'} from saved tables")

@@ -1,0 +1,17 @@
+"""Fixed string hashing for the studies' scripts.
+
+analysis.clustering's Louvain partition depends on the order of string hashes, so the cluster
+design's classes, and every figure computed from them, change between processes unless
+``PYTHONHASHSEED`` is fixed. A study calls :func:`pin_hash_seed` after parsing its arguments.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def pin_hash_seed() -> None:
+    """Re-execute the running script with ``PYTHONHASHSEED=0`` unless it is already set so."""
+    if os.environ.get("PYTHONHASHSEED") != "0":
+        os.execve(sys.executable, [sys.executable, *sys.argv], os.environ | {"PYTHONHASHSEED": "0"})
