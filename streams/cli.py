@@ -507,7 +507,9 @@ def estimates(
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")] = False,
     idle: Annotated[
         float,
-        typer.Option(min=0.1, help="Seconds without a new message that count as the end."),
+        typer.Option(
+            min=0.1, help="Seconds of fetch answers without a new message that count as the end."
+        ),
     ] = 2.0,
 ) -> None:
     """The latest estimate of each estimator (and each segment the spec names) of EXPERIMENT,

@@ -1,14 +1,16 @@
 """``pricelab estimates EXPERIMENT [--follow]``: the latest estimates, read from the topic.
 
 The estimates topic is read from the beginning until every partition has caught up: it has
-delivered a message stamped at or after the moment reading began, or it has delivered nothing
-for ``idle`` seconds. It does not stop at the partitions' end offsets, because the embedded
-broker (Tansu) reports a high watermark that lags the data after batched writes
-(docs/broker.md): a reader that stops there misses the last messages. And it does not wait for
-the whole topic to fall quiet, because a running analysis worker publishes every cycle: a reader
-that waits for silence never returns while the experiment runs. (The stamps are the
-producers' clocks: a producer whose clock runs behind the reader's makes its partitions stop
-on the idle rule instead, and one whose clock runs ahead may end a partition a little early.)
+delivered a message stamped at or after the moment reading began, or the broker has answered
+its fetches for ``idle`` seconds without delivering anything new (timed on the broker's
+answers, so a broker slow to answer delays the reader rather than cutting it short). It does
+not stop at the partitions' end offsets, because the embedded broker (Tansu) reports a high
+watermark that lags the data after batched writes (docs/broker.md): a reader that stops there
+misses the last messages. And it does not wait for the whole topic to fall quiet, because a
+running analysis worker publishes every cycle: a reader that waits for silence never returns
+while the experiment runs. (The stamps are the producers' clocks: a producer whose clock runs
+behind the reader's makes its partitions stop on the idle rule instead, and one whose clock
+runs ahead may end a partition a little early.)
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from controller.clock import Clock, WallClock
 from controller.settings import Settings
 from core.ports import metric_name
-from streams.errors import services_answer
+from streams.errors import ServiceUnavailable, services_answer
 
 #: what ``pricelab estimates`` opens on Kafka (``TopicSettings`` fields; no consumer group):
 #: streams/kafka_acl.py
@@ -86,8 +88,8 @@ async def all_estimates(
     stop: asyncio.Event | None = None,
 ) -> list[dict[str, Any]]:
     """Every estimate message of ``experiment`` so far: read until each partition has caught
-    up with the moment reading began, or has been quiet for ``idle`` seconds (see the module
-    docstring for why neither the end offsets nor silence of the whole topic will do).
+    up with the moment reading began, or the broker has answered its fetches for ``idle``
+    seconds without a new message (see the module docstring for why neither the end offsets nor silence of the whole topic will do).
 
     With ``then``: it gets what was read and may return an ``emit`` callback; the same
     consumer then goes on from where it stopped and hands every new estimate to ``emit``
@@ -101,7 +103,9 @@ async def all_estimates(
         consumer = await _consumer(settings)
         out: list[dict[str, Any]] = []
         try:
-            await _read_until_caught_up(consumer, experiment, idle, out)
+            await _read_until_caught_up(
+                consumer, experiment, idle, out, broker=str(settings.kafka.bootstrap_servers)
+            )
             emit = then(out) if then is not None else None
             while emit is not None and not (stop is not None and stop.is_set()):
                 for doc in _docs(await consumer.getmany(timeout_ms=500), experiment):
@@ -118,23 +122,48 @@ async def _read_until_caught_up(
     idle: float,
     out: list[dict[str, Any]],
     clock: Clock | None = None,
+    stall: float | None = None,
+    broker: str = "",
 ) -> None:
+    """Read into ``out`` until every assigned partition has caught up (module docstring).
+
+    "Quiet" is measured on the broker's answers, not on the reader's waits: a partition ends
+    on the idle rule when the broker has answered its fetches for ``idle`` seconds after the
+    last message it delivered (aiokafka stamps each partition's fetch answers:
+    ``last_poll_timestamp``). A broker too busy to answer therefore delays the reader instead
+    of cutting it short; one that answers no fetch of a pending partition for ``stall``
+    seconds (default: ten times ``idle``, at least 30 s) is a service that does not answer.
+    """
     began_ms = (clock or WallClock()).now().timestamp() * 1000.0
+    idle_ms = idle * 1000.0
+    stall_s = max(30.0, 10.0 * idle) if stall is None else stall
     pending = set(consumer.assignment())
-    heard: dict[Any, float] = {}  # the idle clock starts with the first fetch's answer
+    quiet_since: dict[Any, float] = {}  # the broker's stamp of the answer that last had data
+    answered: dict[Any, float] = {}
+    progress = time.monotonic()
     while pending:
         batch = await consumer.getmany(timeout_ms=int(min(idle, 0.5) * 1000))
         out.extend(_docs(batch, experiment))
-        now = time.monotonic()
-        for tp in pending:
-            heard.setdefault(tp, now)
-        for tp, records in batch.items():
-            if not records:
-                continue
-            heard[tp] = now
-            if max(r.timestamp for r in records) >= began_ms:
+        for tp in list(pending):
+            stamp = consumer.last_poll_timestamp(tp)
+            if stamp is None:
+                continue  # no answer from the broker for this partition yet
+            if stamp != answered.get(tp):
+                answered[tp], progress = stamp, time.monotonic()
+            records = batch.get(tp)
+            if records:
+                quiet_since[tp] = stamp
+                if max(r.timestamp for r in records) >= began_ms:
+                    pending.discard(tp)
+                    continue
+            quiet_since.setdefault(tp, stamp)
+            if stamp - quiet_since[tp] >= idle_ms:
                 pending.discard(tp)
-        pending = {tp for tp in pending if now - heard[tp] < idle}
+        if pending and time.monotonic() - progress > stall_s:
+            raise ServiceUnavailable(
+                f"the Kafka broker{' at ' + broker if broker else ''} answered no fetch of the "
+                f"estimates topic for {stall_s:.0f} s"
+            )
 
 
 def _docs(batch: dict[Any, list[Any]], experiment: str) -> list[dict[str, Any]]:

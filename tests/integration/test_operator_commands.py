@@ -235,3 +235,65 @@ def test_a_worker_that_cannot_reach_redis_names_the_setting_and_exits_2(stack) -
         lines = (r.stdout + r.stderr).strip().splitlines()
         assert len(lines) == 1 and "PRICELAB_REDIS__URL" in lines[0], lines
         assert f"127.0.0.1:{dead}" in lines[0]
+
+
+class _CountingConsumer:
+    """A real aiokafka consumer whose ``getmany`` calls are counted (the reader's waits)."""
+
+    def __init__(self, consumer: Any) -> None:
+        self.consumer, self.waits = consumer, 0
+
+    async def getmany(self, *args: Any, **kwargs: Any) -> Any:
+        self.waits += 1
+        return await self.consumer.getmany(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.consumer, name)
+
+
+async def test_estimates_reader_waits_for_fetch_answers_not_for_its_own_timeouts(
+    settings,
+) -> None:
+    """On a loaded machine the broker can take longer than ``--idle`` to answer a fetch; the
+    reader once counted its own empty waits as the partition being quiet and returned without
+    the latest estimates (the demo's report then showed an early look: CI, 2026-11-25). It
+    must end a partition only after the broker has answered for ``idle`` seconds with
+    nothing new; fetching is held back here by pausing the partitions on a real consumer."""
+    from streams.errors import ServiceUnavailable
+    from streams.estimates_cli import _consumer, _read_until_caught_up
+
+    pub = JsonPublisher(settings)
+    await pub.start()
+    try:
+        for i in range(20):
+            await pub.send(settings.topics.estimates, _estimate(float(i), "held"), "held")
+        await pub.flush()
+    finally:
+        await pub.stop()
+
+    consumer = await _consumer(settings)
+    try:
+        parts = consumer.assignment()
+        consumer.pause(*parts)
+        spy = _CountingConsumer(consumer)
+        out: list[dict[str, Any]] = []
+        reader = asyncio.create_task(_read_until_caught_up(spy, "held", 1.0, out, stall=60))
+        # 0.5 s per empty wait: eight waits are four times the idle second
+        await wait_until(lambda: spy.waits >= 8 or reader.done(), 60, "eight empty waits")
+        assert not reader.done(), f"returned with {len(out)} of 20 while no fetch was answered"
+        assert out == []  # the pause held: nothing was delivered
+        consumer.resume(*parts)
+        await asyncio.wait_for(reader, 60)
+        assert sorted(d["effect"] for d in out) == [float(i) for i in range(20)]
+
+        # a broker that answers no fetch for `stall` seconds is said to, in one sentence
+        consumer.pause(*parts)
+        await consumer.seek_to_beginning(*parts)
+        spy.waits, again = 0, []
+        with pytest.raises(ServiceUnavailable, match=r"answered no fetch of the estimates topic"):
+            await asyncio.wait_for(
+                _read_until_caught_up(spy, "held", 1.0, again, stall=2, broker="b:1"), 60
+            )
+        assert spy.waits >= 4 and again == []
+    finally:
+        await consumer.stop()
