@@ -120,7 +120,10 @@ async def live_report(
     if est.empty:
         d = normalise_panel(df)
         plans = design_plans(the_design, d, info["spec"])
-        est = replay_estimates(d, experiment=experiment, design=the_design, estimators=plans)
+        # the replay runs the analysis worker, which runs its own event loop: not on this one
+        est = await asyncio.to_thread(
+            replay_estimates, d, experiment=experiment, design=the_design, estimators=plans
+        )
         note += " Running estimates replayed with the analysis worker's estimators."
     page = build_report(
         df,

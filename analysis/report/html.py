@@ -114,7 +114,13 @@ def _latest(estimates: pd.DataFrame) -> pd.DataFrame:
     e = e.assign(metric=_metrics(e))
     at = "as_of" if "as_of" in e.columns else "n_periods"
     last = e[e[at] == e.groupby("metric")[at].transform("max")]
-    return last.drop_duplicates(["metric", "estimator"], keep="last")
+    # a look can be published more than once (a worker cycle again at the same as_of, one cut
+    # short by a shutdown, a reader that stopped mid-cycle): each estimator's latest values,
+    # in the order the estimators were first published at that look, so that the first per
+    # metric stays the design's primary
+    key = ["metric", "estimator"]
+    first = last.drop_duplicates(key, keep="first")[key]
+    return first.merge(last.drop_duplicates(key, keep="last"), on=key, how="left")
 
 
 def scorecard_section(

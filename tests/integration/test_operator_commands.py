@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from streams.kafka import JsonPublisher
+from streams.kafka import JsonPublisher, ensure_topics
 from streams.schemas import EstimateMessage
 from tests.integration.conftest import cli_env, make_settings, pricelab, wait_until
 from tests.integration.live import drive, live_run
@@ -109,6 +109,32 @@ async def test_estimates_and_panel_export_show_what_the_worker_analysed(stack, t
     assert got["n_periods"] == dm["n_periods"]
     assert got["effect"] == pytest.approx(dm["effect"], rel=1e-9, abs=1e-12)
     assert got["se"] == pytest.approx(dm["se"], rel=1e-9, abs=1e-12)
+
+    # the analyst report of the live experiment (what `pricelab demo --report` writes): its
+    # scorecard is the worker's final look, a relative bar per metric
+    from streams.report_cli import live_report
+
+    page = (await live_report(settings, run.id, tmp_path / "live")).read_text()
+    final = max(e["as_of"] for e in run.estimates)
+    primary = {}
+    for e in run.estimates:
+        if e["as_of"] == final and e.get("segment") is None:
+            primary.setdefault(e["metric"], e)
+    assert page.count("<svg") == 4, page[page.index("Scorecard") :][:2000]
+    for metric in ("units", "revenue", "profit", "price"):
+        assert f"<td>{metric}</td><td>{primary[metric]['effect']:+.3f}</td>" in page, metric
+    assert "replayed" not in page
+    # with nothing on its estimates topic (retention, a new topic) the report replays the
+    # worker's estimators on the panel: it once crashed here (asyncio.run inside the loop)
+    empty = settings.model_copy(
+        update={"topics": settings.topics.model_copy(update={"estimates": f"{run.id}-none"})}
+    )
+    await ensure_topics(empty)
+    replayed = (await live_report(empty, run.id, tmp_path / "replayed")).read_text()
+    assert "Running estimates replayed with the analysis worker" in replayed
+    assert replayed.count("<svg") == 4, replayed[replayed.index("Scorecard") :][:2000]
+    for metric in ("units", "revenue", "profit", "price"):  # the same panel, the same estimators
+        assert f"<td>{metric}</td><td>{primary[metric]['effect']:+.3f}</td>" in replayed, metric
 
 
 def _estimate(effect: float, experiment: str = "fol") -> EstimateMessage:
