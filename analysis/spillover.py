@@ -457,6 +457,44 @@ def panel_spillover(
 
 
 # ---------------------------------------------------------------------------------- live designs
+def past_baselines(
+    Y: np.ndarray, usable: np.ndarray, exposure: np.ndarray, effects: np.ndarray
+) -> np.ndarray:
+    """Each product's level from its usable cells before period ``t`` (the columns of ``Y``):
+    the mean of its outcomes net of the exposure effects ``effects`` (one per exposure code,
+    relative to (C, none)) at the exposures it had (``exposure``: codes, same shape as ``Y``).
+    NaN for a product with no such cell."""
+    ok = np.asarray(usable, dtype=bool)
+    net = np.where(ok, Y - effects[exposure], 0.0)
+    n = ok.sum(axis=1)
+    return np.divide(net.sum(axis=1), n, out=np.full(len(n), np.nan), where=n > 0)
+
+
+def _mean_effects(seen: list[np.ndarray], k: int) -> np.ndarray:
+    """The mean of the periods' exposure effects, each over the periods that estimated it
+    (0 where none did)."""
+    if not seen:
+        return np.zeros(k)
+    m = np.stack(seen)
+    n = np.isfinite(m).sum(axis=0)
+    return np.divide(np.nansum(m, axis=0), n, out=np.zeros(k), where=n > 0)
+
+
+def _relative_to_reference(effects: pd.DataFrame, mapping: ExposureMapping) -> np.ndarray:
+    """One period's contrasts as exposure effects relative to (C, none), in code order; NaN
+    where the period did not estimate one."""
+    out = np.full(len(mapping.names), np.nan)
+    e = effects["effect"]
+    out[mapping.code("C", "none")] = 0.0
+    out[mapping.code("T", "none")] = e.get("direct", np.nan)
+    for lv in mapping.level_names[1:]:
+        out[mapping.code("C", lv)] = e.get(f"spillover_control:{lv}", np.nan)
+        out[mapping.code("T", lv)] = e.get("direct", np.nan) + e.get(
+            f"spillover_treated:{lv}", np.nan
+        )
+    return out
+
+
 #: Redraws a live design: ``sample(seed, units, periods)`` -> units x periods bool arms
 #: (``core.ports.AssignmentSampler``; the controller's ``design_sampler``).
 Sampler = Callable[[int, list[str], list[int]], Any]
@@ -517,24 +555,38 @@ def design_spillover(
         return spill.to_results(metric)
     if how != "per-period":
         raise SpilloverError(f"unknown spillover kind {how!r}; expected 'block' or 'per-period'")
-    per_period = []
+    mapping = ExposureMapping()
+    A, deg = adjacency(graph, units)
+    exposure = mapping.exposures(A, deg, np.asarray(panel.W, dtype=bool).T).T  # N x T codes
+    per_period: list[pd.DataFrame] = []
+    seen: list[np.ndarray] = []
     for t in range(panel.n_periods):
         ok = panel.usable[:, t]
         if ok.sum() < 4 or ok.sum() < panel.n_units:  # a period needs every product
             continue
+        # each product's level from the periods before, net of the exposure effects they
+        # estimated: fixed before this period's draw, so the periods' errors stay uncorrelated
+        effects = _mean_effects(seen, len(mapping.names))
+        level = past_baselines(panel.Y[:, :t], panel.usable[:, :t], exposure[:, :t], effects)
+        has_history = bool(np.isfinite(level).all())
         res = estimate_spillover(
             graph,
             panel.W[:, t],
-            panel.Y[:, t],
+            panel.Y[:, t] - (level if has_history else 0.0),
             design_at(int(panel.times[t])),
             nodes=units,
+            mapping=mapping,
             n_draws=n_draws,
             n_variance_draws=n_variance_draws,
             seed=seed + t,
         )
-        per_period.append(res.effects)
+        seen.append(_relative_to_reference(res.effects, mapping))
+        if has_history:  # a period without every product's history only informs the levels
+            per_period.append(res.effects)
     if not per_period:
-        raise SpilloverError("no period has every product usable; nothing to estimate yet")
+        raise SpilloverError(
+            "no period after the first has every product usable; nothing to estimate yet"
+        )
     stacked = pd.concat(per_period, keys=range(len(per_period)))
     g = stacked.groupby(level=1)
     eff, var, n_units = (

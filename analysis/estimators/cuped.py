@@ -98,7 +98,9 @@ def shrunk_baseline(
     info["k"] = k
     if not np.isfinite(k):
         return np.full(len(n), grand), info
-    return (s + k * grand) / (n + k), info
+    # k = 0 (no spread within products) keeps each product's own mean; one with no baseline
+    # cell then has none, and takes the grand mean
+    return np.divide(s + k * grand, n + k, out=np.full(len(n), grand), where=n + k > 0), info
 
 
 def _varies_without_any_one(x: np.ndarray, labels: np.ndarray) -> bool:

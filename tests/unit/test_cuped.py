@@ -3,6 +3,8 @@ covariance it reports."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -116,6 +118,18 @@ def test_shrinkage_follows_how_much_history_a_product_has() -> None:
     assert x[0] == pytest.approx((8.0 + 2 * grand) / 6)
     assert x[1] == pytest.approx((10.0 + 2 * grand) / 3)
     assert x[2] == pytest.approx(grand)  # no history: the grand mean
+
+
+def test_no_within_product_spread_keeps_own_means_and_gives_the_rest_the_grand_mean() -> None:
+    # every product's baseline cells equal (zero sales, say): k = 0, no shrinkage; a product
+    # without baseline cells once got 0 / 0 (NaN, with a RuntimeWarning) instead of the grand mean
+    Y = np.array([[0.0, 0.0, 5.0], [3.0, 3.0, 1.0], [7.0, 7.0, 7.0]])
+    base = np.array([[True, True, False], [True, True, False], [False, False, False]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        x, info = shrunk_baseline(Y, base)
+    assert info["within_variance"] == 0.0 and info["k"] == 0.0
+    assert x.tolist() == [0.0, 3.0, 1.5]
 
 
 def test_empirical_bayes_shrinkage_tracks_the_levels_share_of_the_noise() -> None:
