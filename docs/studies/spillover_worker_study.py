@@ -1,6 +1,6 @@
 """Coverage of the spillover estimates the live analysis worker publishes.
 
-    .venv/bin/python docs/studies/spillover_worker_study.py [--runs 400] [--out docs]
+    .venv/bin/python docs/studies/spillover_worker_study.py [--runs 400] [--jobs 2] [--out docs]
 
 For experiments that carry a substitutes graph the worker publishes, next to its design's
 estimators, direct and spillover effects (``AnalysisWorker._spillover``): exposure-probability
@@ -20,8 +20,11 @@ from the middle period; and the cluster design with the graph's Louvain classes 
 products), redrawn every period - whose spillover estimates the worker withholds: its row runs
 the per-period path anyway, to show why. Designs whose periods share draws (crossover, the
 optimal switchback with carryover, triggered) get no spillover estimate from the worker, so
-they are not here. A last row runs random days again with the design bootstrap's residuals
-unscaled, as the worker did before their leverage correction, to show what the correction does.
+they are not here. The last rows run random days again, on the same seeds, with one part of
+the worker's path undone each (``ABLATIONS``): the design bootstrap's residuals unscaled (before
+their leverage correction); raw outcomes in every period (before each product's level was
+netted out); and each product's plain past mean as its level, not net of the exposure effects
+of its past periods.
 
 Writes docs/figures/validation-spillover-worker.csv and regenerates docs/validation.md from the
 saved tables. ``--continue-to 2000 --jobs 2`` runs random days alone, the published design whose
@@ -38,7 +41,7 @@ import math
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -61,21 +64,38 @@ from lab.hashseed import pin_hash_seed  # noqa: E402
 
 TRUTH = {"direct": 2.0, "spillover_control:any": -1.0, "spillover_treated:any": -0.5}
 DESIGNS = ("random-days", "cluster", "time-bound")
-#: the ablation: random days again with the design bootstrap's residuals unscaled (as before the
-#: leverage correction, ``analysis.spillover._leverage_adjusted``), to show what the correction does
-ABLATION = "random-days (residuals unscaled)"
 PERIODS = 10
 
 
 @contextlib.contextmanager
-def _unscaled_residuals() -> Iterator[None]:
-    """The study's ablation only: the design bootstrap imputes raw residuals."""
-    saved = spillover._leverage_adjusted
-    spillover._leverage_adjusted = lambda resid, *_: resid  # type: ignore[assignment]
+def _patched(name: str, replacement: Any) -> Iterator[None]:
+    """The study's ablations only: one function of analysis.spillover replaced for a run."""
+    saved = getattr(spillover, name)
+    setattr(spillover, name, replacement)
     try:
         yield
     finally:
-        spillover._leverage_adjusted = saved  # type: ignore[assignment]
+        setattr(spillover, name, saved)
+
+
+#: ablations, each random days again (same seeds) with one part of the worker's path undone,
+#: to show what that part does
+ABLATIONS: dict[str, Callable[[], contextlib.AbstractContextManager[None]]] = {
+    # the design bootstrap's residuals unscaled (before their leverage correction,
+    # ``analysis.spillover._leverage_adjusted``)
+    "random-days (residuals unscaled)": lambda: _patched(
+        "_leverage_adjusted", lambda resid, *_: resid
+    ),
+    # raw outcomes in every period: the worker's path before each product's level was netted
+    # out (``analysis.spillover.past_baselines``)
+    "random-days (raw outcomes)": lambda: _patched(
+        "past_baselines", lambda Y, *_: np.zeros(len(Y))
+    ),
+    # each product's plain past mean, not net of the exposure effects of its past periods
+    "random-days (past mean, not net of effects)": lambda: _patched(
+        "_mean_effects", lambda seen, k: np.zeros(k)
+    ),
+}
 
 
 def spillover_panel(
@@ -101,10 +121,10 @@ def spillover_panel(
 
 
 def one_run(design: str, seed: int) -> list[dict[str, Any]]:
-    if design == ABLATION:
-        with _unscaled_residuals():
+    if design in ABLATIONS:
+        with ABLATIONS[design]():
             rows = one_run("random-days", seed)
-        return [r | {"design": ABLATION} for r in rows]
+        return [r | {"design": design} for r in rows]
     graph, category = planted_substitute_graph(3, category_size=(25, 35), seed=seed)
     nodes = sorted(graph.nodes)
     start = datetime(2026, 6, 1, tzinfo=UTC)
@@ -204,19 +224,25 @@ def _runs_of(job: tuple[str, list[int]]) -> list[dict[str, Any]]:
         return [row for seed in seeds for row in one_run(design, seed)]
 
 
+def _runs(design: str, seeds: list[int], jobs: int) -> list[dict[str, Any]]:
+    """``design``'s runs at ``seeds`` over ``jobs`` processes, in seed order (each run is
+    seeded by its own seed: any number of processes gives the figures one gives)."""
+    parts = [(design, seeds[j::jobs]) for j in range(jobs)]
+    if jobs == 1:
+        return _runs_of(parts[0])
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(jobs) as pool:
+        rows = [r for part in pool.map(_runs_of, parts) for r in part]
+    order = {seed: i for i, seed in enumerate(seeds)}
+    return sorted(rows, key=lambda r: order[r["seed"]])
+
+
 def continued(design: str, runs: int, jobs: int, figdir: Path) -> pd.DataFrame:
     """``design``'s runs 0..runs-1 (the table's first ones and more, same seeds), every row
     kept in ``figdir / CONTINUED``; its summary."""
     t0 = time.monotonic()
-    seeds = [500 + r for r in range(runs)]
-    parts = [(design, seeds[j::jobs]) for j in range(jobs)]
-    if jobs == 1:
-        rows = _runs_of(parts[0])
-    else:
-        from concurrent.futures import ProcessPoolExecutor
-
-        with ProcessPoolExecutor(jobs) as pool:
-            rows = [r for part in pool.map(_runs_of, parts) for r in part]
+    rows = _runs(design, [500 + r for r in range(runs)], jobs)
     df = pd.DataFrame(rows).sort_values(["seed", "contrast"], kind="stable")
     minutes = (time.monotonic() - t0) / 60
     figdir.mkdir(parents=True, exist_ok=True)
@@ -236,7 +262,7 @@ def main() -> None:
         help="run only random days, runs 0 to this minus 1 (the table's seeds and more), "
         f"into figures/{CONTINUED}",
     )
-    ap.add_argument("--jobs", type=int, default=1, help="processes for --continue-to")
+    ap.add_argument("--jobs", type=int, default=1, help="processes to run the seeds on")
     args = ap.parse_args()
     args.out = args.out.resolve()
     if args.continue_to is not None and args.continue_to < args.runs:
@@ -254,10 +280,9 @@ def main() -> None:
         return
     t0 = time.monotonic()
     rows = []
-    for design in (*DESIGNS, ABLATION):
+    for design in (*DESIGNS, *ABLATIONS):
         t = time.monotonic()
-        for seed in range(args.runs):
-            rows += one_run(design, 500 + seed)
+        rows += _runs(design, [500 + seed for seed in range(args.runs)], args.jobs)
         print(f"[{design}] {args.runs} runs in {time.monotonic() - t:.0f}s", flush=True)
     table = summarise(pd.DataFrame(rows))
     table.attrs["minutes"] = (time.monotonic() - t0) / 60
