@@ -457,42 +457,43 @@ def panel_spillover(
 
 
 # ---------------------------------------------------------------------------------- live designs
-def past_baselines(
-    Y: np.ndarray, usable: np.ndarray, exposure: np.ndarray, effects: np.ndarray
+def past_levels(
+    Y: np.ndarray, usable: np.ndarray, exposure: np.ndarray, n_codes: int
 ) -> np.ndarray:
-    """Each product's level from its usable cells before period ``t`` (the columns of ``Y``):
-    the mean of its outcomes net of the exposure effects ``effects`` (one per exposure code,
-    relative to (C, none)) at the exposures it had (``exposure``: codes, same shape as ``Y``).
-    NaN for a product with no such cell."""
+    """Each product's level before each period (N x T; NaN where it has no earlier usable
+    cell): its mean outcome over its usable cells before period t, net of the exposure effects
+    at the exposures it had there. The effects (relative to code 0, (C, none)) are the
+    within-product least-squares fit on those same earlier cells, so the level of a product
+    cancels exactly from ``Y[:, t] - level[:, t]``; where the earlier cells cannot identify an
+    effect (one period: no product has varied yet) it counts as 0. Built from running sums, so
+    every period costs the same however long the experiment."""
     ok = np.asarray(usable, dtype=bool)
-    net = np.where(ok, Y - effects[exposure], 0.0)
-    n = ok.sum(axis=1)
-    return np.divide(net.sum(axis=1), n, out=np.full(len(n), np.nan), where=n > 0)
+    N, T = ok.shape
+    k = n_codes - 1
+    D = (exposure[:, :, None] == np.arange(1, n_codes)[None, None, :]) & ok[:, :, None]
+    D = D.astype(float)  # N x T x k dummies of the usable cells
+    y = np.where(ok, Y, 0.0)
 
+    def before(x: np.ndarray) -> np.ndarray:  # sums over the periods before each period
+        c = np.cumsum(x, axis=1)
+        return np.concatenate([np.zeros_like(c[:, :1]), c[:, :-1]], axis=1)
 
-def _mean_effects(seen: list[np.ndarray], k: int) -> np.ndarray:
-    """The mean of the periods' exposure effects, each over the periods that estimated it
-    (0 where none did)."""
-    if not seen:
-        return np.zeros(k)
-    m = np.stack(seen)
-    n = np.isfinite(m).sum(axis=0)
-    return np.divide(np.nansum(m, axis=0), n, out=np.zeros(k), where=n > 0)
-
-
-def _relative_to_reference(effects: pd.DataFrame, mapping: ExposureMapping) -> np.ndarray:
-    """One period's contrasts as exposure effects relative to (C, none), in code order; NaN
-    where the period did not estimate one."""
-    out = np.full(len(mapping.names), np.nan)
-    e = effects["effect"]
-    out[mapping.code("C", "none")] = 0.0
-    out[mapping.code("T", "none")] = e.get("direct", np.nan)
-    for lv in mapping.level_names[1:]:
-        out[mapping.code("C", lv)] = e.get(f"spillover_control:{lv}", np.nan)
-        out[mapping.code("T", lv)] = e.get("direct", np.nan) + e.get(
-            f"spillover_treated:{lv}", np.nan
-        )
-    return out
+    n = before(ok.astype(float))  # N x T
+    sy = before(y)
+    sd = before(D)  # N x T x k
+    sdd = before(D[:, :, :, None] * D[:, :, None, :])  # N x T x k x k
+    sdy = before(D * y[:, :, None])
+    has = n > 0
+    inv_n = np.divide(1.0, n, out=np.zeros_like(n), where=has)
+    # within-product normal equations, summed over products: X'X and X'y of the demeaned cells
+    xx = (sdd - sd[:, :, :, None] * sd[:, :, None, :] * inv_n[:, :, None, None]).sum(axis=0)
+    xy = (sdy - sd * (sy * inv_n)[:, :, None]).sum(axis=0)
+    beta = np.zeros((T, k))
+    for t in range(T):
+        if np.abs(xx[t]).max(initial=0.0) > 0:
+            beta[t] = np.linalg.lstsq(xx[t], xy[t], rcond=1e-10)[0]
+    level = (sy - np.einsum("ntk,tk->nt", sd, beta)) * inv_n
+    return np.where(has, level, np.nan)
 
 
 #: Redraws a live design: ``sample(seed, units, periods)`` -> units x periods bool arms
@@ -518,8 +519,14 @@ def design_spillover(
     ``how`` is the design's answer (``Design.spillover``): ``"block"`` (time-bound) runs
     :func:`panel_spillover` on detrended first differences; ``"per-period"`` (random days,
     designs that redraw every unit every period) runs one cross-sectional Hajek IPW estimate per
-    period whose every product is usable, averages the contrasts over periods and, the periods'
-    draws being independent, adds their design variances: se = sqrt(sum se_t^2) / T. None
+    period whose every product is usable, on the period's outcomes net of each product's level
+    (:func:`past_levels`: its mean over the periods before, net of the exposure effects fitted
+    within products on those periods; the first period, with no history, is not estimated),
+    averages the contrasts over periods and adds their design variances: se = sqrt(sum
+    se_t^2) / T. The level is fixed before a period's draw and the periods' draws are
+    independent, so the periods' errors are martingale differences and their variances add.
+    Raw outcomes carried the products' levels, the same in every period, into a Hajek bias
+    that averaging over periods could not shrink (docs/validation.md, finding 3). None
     (designs whose periods share draws: crossover, optimal switchback with carryover,
     triggered; and the cluster design, whose measured SEs were half the spread) raises
     :class:`SpilloverError`: their joint variance over periods is not implemented.
@@ -558,21 +565,18 @@ def design_spillover(
     mapping = ExposureMapping()
     A, deg = adjacency(graph, units)
     exposure = mapping.exposures(A, deg, np.asarray(panel.W, dtype=bool).T).T  # N x T codes
-    per_period: list[pd.DataFrame] = []
-    seen: list[np.ndarray] = []
+    levels = past_levels(panel.Y, panel.usable, exposure, len(mapping.names))
+    per_period = []
     for t in range(panel.n_periods):
         ok = panel.usable[:, t]
         if ok.sum() < 4 or ok.sum() < panel.n_units:  # a period needs every product
             continue
-        # each product's level from the periods before, net of the exposure effects they
-        # estimated: fixed before this period's draw, so the periods' errors stay uncorrelated
-        effects = _mean_effects(seen, len(mapping.names))
-        level = past_baselines(panel.Y[:, :t], panel.usable[:, :t], exposure[:, :t], effects)
-        has_history = bool(np.isfinite(level).all())
+        if not np.isfinite(levels[:, t]).all():  # ... and every product's history
+            continue
         res = estimate_spillover(
             graph,
             panel.W[:, t],
-            panel.Y[:, t] - (level if has_history else 0.0),
+            panel.Y[:, t] - levels[:, t],
             design_at(int(panel.times[t])),
             nodes=units,
             mapping=mapping,
@@ -580,9 +584,7 @@ def design_spillover(
             n_variance_draws=n_variance_draws,
             seed=seed + t,
         )
-        seen.append(_relative_to_reference(res.effects, mapping))
-        if has_history:  # a period without every product's history only informs the levels
-            per_period.append(res.effects)
+        per_period.append(res.effects)
     if not per_period:
         raise SpilloverError(
             "no period after the first has every product usable; nothing to estimate yet"

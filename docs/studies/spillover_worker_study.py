@@ -78,6 +78,8 @@ def _patched(name: str, replacement: Any) -> Iterator[None]:
         setattr(spillover, name, saved)
 
 
+_PAST_LEVELS = spillover.past_levels
+
 #: ablations, each random days again (same seeds) with one part of the worker's path undone,
 #: to show what that part does
 ABLATIONS: dict[str, Callable[[], contextlib.AbstractContextManager[None]]] = {
@@ -87,13 +89,11 @@ ABLATIONS: dict[str, Callable[[], contextlib.AbstractContextManager[None]]] = {
         "_leverage_adjusted", lambda resid, *_: resid
     ),
     # raw outcomes in every period: the worker's path before each product's level was netted
-    # out (``analysis.spillover.past_baselines``)
-    "random-days (raw outcomes)": lambda: _patched(
-        "past_baselines", lambda Y, *_: np.zeros(len(Y))
-    ),
-    # each product's plain past mean, not net of the exposure effects of its past periods
+    # out (``analysis.spillover.past_levels``); reproduces that estimator exactly
+    "random-days (raw outcomes)": lambda: _patched("past_levels", lambda Y, *_: np.zeros(Y.shape)),
+    # each product's plain past mean as its level, not net of the exposure effects it had
     "random-days (past mean, not net of effects)": lambda: _patched(
-        "_mean_effects", lambda seen, k: np.zeros(k)
+        "past_levels", lambda Y, ok, exposure, n: _PAST_LEVELS(Y, ok, np.zeros_like(exposure), n)
     ),
 }
 
