@@ -255,7 +255,6 @@ def test_the_conditional_spillover_study_runs_the_workers_path_and_writes_its_fi
     # finding 3's study (docs/validation.md): a world's outcomes fixed, the design redrawn; a
     # tiny run that the script still works and that its draws differ within a world
     import json
-    import shutil
     import subprocess
     import sys
     from pathlib import Path
@@ -288,16 +287,20 @@ def test_the_conditional_spillover_study_runs_the_workers_path_and_writes_its_fi
         # Monte-Carlo weights differ from the exact ones, so the errors do too
         assert c["exact"]["period_sd"] > 0 and c["exact"] != c["monte_carlo"], name
     # and the rendered finding carries a row per contrast and the exact part's figures
-    figures = root / "docs" / "figures"
-    shutil.copy(figures / "validation-spillover-continued.csv", tmp_path / "figures")
+    import pandas as pd
+
     monkeypatch.syspath_prepend(str(root / "docs" / "studies"))
     import validation_study
 
-    text = validation_study._spillover_conditional(tmp_path / "figures", 0.9)
+    text = validation_study._spillover_conditional(tmp_path / "figures")
     for name, c in d["contrasts"].items():
         assert f"| {name} | {c['se_over_within_sd']:.2f} |" in text, text
+    raw = pd.Series({"mean_se": 0.9, "emp_sd": 1.0})  # an SE that missed 19% of the variance
+    exact = validation_study._hajek_shared_bias(tmp_path / "figures", raw)
     direct = h["contrasts"]["direct"]["exact"]["world_bias_sd"]
-    assert f"{direct:.3f}\nfor direct" in text, text
+    assert f"{direct:.3f} for direct" in " ".join(exact.split()), exact
+    share = h["contrasts"]["spillover_control:any"]["exact"]["between_share"]
+    assert f"about {share / 0.19:.0%} of the variance the raw SE missed" in " ".join(exact.split())
 
 
 def test_the_conditional_studys_exposures_are_the_planted_outcomes_contrasts() -> None:
@@ -345,3 +348,85 @@ def test_the_between_world_share_recovers_a_planted_world_bias() -> None:
     # no world bias: the share is the noise's only, near zero
     flat = study.summarise_hajek([rng.normal(0.0, 1.7, 4000) for _ in range(400)], periods=10)
     assert flat["between_share"] < 0.005
+
+
+def test_past_levels_by_hand() -> None:
+    """Two products, one exposure besides (C, none): the level before each period is the mean
+    of the earlier cells net of the effect fitted within products on them."""
+    from analysis.spillover import past_levels
+
+    Y = np.array([[10.0, 14.0, 11.0], [5.0, 2.0, 6.0]])
+    exposure = np.array([[0, 1, 0], [1, 0, 1]])
+    levels = past_levels(Y, np.ones_like(Y, dtype=bool), exposure, 2)
+    assert np.isnan(levels[:, 0]).all()  # no history before the first period
+    # one earlier cell each: no product has varied, the effect is not identified (0)
+    assert levels[:, 1].tolist() == [10.0, 5.0]
+    # demeaned cells: A (-2, +2) at dummies (-.5, +.5), B (+1.5, -1.5) at (+.5, -.5): the fit
+    # is 3.5; A's level (24 - 3.5) / 2, B's (7 - 3.5) / 2
+    assert levels[:, 2] == pytest.approx([10.25, 1.75])
+    # a cell that is not usable is not history
+    usable = np.ones_like(Y, dtype=bool)
+    usable[0, 0] = False
+    held = past_levels(Y, usable, exposure, 2)
+    assert np.isnan(held[0, 1]) and held[1, 1] == 5.0
+    # before period 2, only B has varied: (+1.5, -1.5) at (+.5, -.5) fits 3; A has one cell
+    assert held[:, 2] == pytest.approx([14.0 - 3.0, (7.0 - 3.0) / 2])
+
+
+def _random_days_spillover(Y: np.ndarray, W: np.ndarray, G: nx.Graph, nodes: list[str]) -> dict:
+    from analysis.panel import Panel
+    from analysis.spillover import design_spillover
+
+    def sampler(seed: int, units: list[str], periods: list[int]) -> np.ndarray:
+        return np.random.default_rng(seed).uniform(size=(len(units), len(periods))) < 0.5
+
+    panel = Panel(
+        Y=Y,
+        W=W,
+        units=np.array(nodes),
+        times=np.arange(Y.shape[1]),
+        blackout=np.zeros(Y.shape, dtype=bool),
+        probability=np.full(Y.shape, 0.5),
+    )
+    out = design_spillover(panel, G, "per-period", sampler, n_draws=200, n_variance_draws=60)
+    return {r.method: (r.effect, r.se, r.n_periods) for r in out}
+
+
+def test_random_days_spillover_does_not_see_the_products_levels() -> None:
+    """Finding 3's cause, and its fix: on raw outcomes each period's Hajek means carry the
+    products' levels, the same in every period, so what they add does not average out; netted
+    of each product's level from its earlier periods, the estimate and its SE do not move when
+    the levels do."""
+    from analysis import spillover
+
+    G, _ = planted_substitute_graph(2, category_size=(20, 25), seed=3)
+    nodes = sorted(G.nodes)
+    rng = np.random.default_rng(4)
+    W = rng.uniform(size=(len(nodes), 6)) < 0.5
+    Y = np.column_stack(
+        [
+            simulate_spillover_outcomes(G, W[:, t], nodes=nodes, base=np.zeros(len(nodes)), seed=t)
+            for t in range(6)
+        ]
+    )
+    shift = rng.normal(0.0, 30.0, size=(len(nodes), 1))  # products' levels, spread 30
+    flat, spread = (
+        _random_days_spillover(Y, W, G, nodes),
+        _random_days_spillover(Y + shift, W, G, nodes),
+    )
+    assert set(flat) >= {"spillover_ipw:direct", "spillover_ipw:spillover_control:any"}
+    for name, (effect, se, n_periods) in flat.items():
+        assert n_periods == 5  # the first period has no history
+        assert spread[name][0] == pytest.approx(effect, abs=1e-8), name
+        assert spread[name][1] == pytest.approx(se, rel=1e-8), name
+    # the path before the fix, raw outcomes in every period: the levels move it
+    saved = spillover.past_levels
+    spillover.past_levels = lambda Y, *_: np.zeros(Y.shape)  # type: ignore[assignment]
+    try:
+        raw_flat = _random_days_spillover(Y, W, G, nodes)
+        raw_spread = _random_days_spillover(Y + shift, W, G, nodes)
+    finally:
+        spillover.past_levels = saved  # type: ignore[assignment]
+    moved = abs(raw_spread["spillover_ipw:direct"][0] - raw_flat["spillover_ipw:direct"][0])
+    assert moved > 5 * flat["spillover_ipw:direct"][1], (moved, flat)
+    assert raw_flat["spillover_ipw:direct"][2] == 6

@@ -62,3 +62,37 @@ def test_continued_runs_still_outside_the_band_say_so(tmp_path: Path) -> None:
     _rows(covered).to_csv(tmp_path / "validation-spillover-continued.csv", index=False)
     text, settled = mod._spillover_continued(tmp_path, _table(0.90, 20))
     assert settled is False and "`direct` covers 0.900, outside 93-97%" in text
+
+
+def _worker_table(coverage: dict[str, float], bias: float = 0.0) -> pd.DataFrame:
+    """The spillover worker study's finding-3 rows: the worker's path and its ablations."""
+    rows = []
+    for design in (
+        "random-days",
+        "random-days (raw outcomes)",
+        "random-days (past mean, not net of effects)",
+        "random-days (residuals unscaled)",
+    ):
+        for contrast in ("direct", "spillover_control:any", "spillover_treated:any"):
+            rows.append(
+                {"design": design, "contrast": contrast, "runs": 400, "published": 400,
+                 "bias": bias, "mean_se": 0.25, "emp_sd": 0.26,
+                 "coverage": coverage.get(f"{design}/{contrast}", 0.95)}
+            )  # fmt: skip
+    return pd.DataFrame(rows).set_index(["design", "contrast"])
+
+
+def test_finding_3_says_whether_every_contrast_is_on_target(tmp_path: Path) -> None:
+    mod = _study()
+    text = mod._finding_3(tmp_path, _worker_table({}))
+    assert "every contrast on target" in text.splitlines()[0]
+    assert "| random-days (raw outcomes) | direct | +0.000 +- 0.013 | 0.250 |" in text
+    # a contrast outside 93-97% is named, in the heading and the verdict
+    text = mod._finding_3(tmp_path, _worker_table({"random-days/spillover_control:any": 0.925}))
+    assert "spillover_control:any still off the target" in text.splitlines()[0]
+    assert "an open item" in text
+    # a bias beyond 2 MC SE (0.26 / sqrt(400) = 0.013) is off the target too
+    assert "still off the target" in mod._finding_3(tmp_path, _worker_table({}, bias=0.03))
+    # a table from before the ablations: one sentence asking for the rerun
+    old = _worker_table({}).drop(index="random-days (past mean, not net of effects)", level=0)
+    assert "Rerun `docs/studies/spillover_worker_study.py`" in mod._finding_3(tmp_path, old)
