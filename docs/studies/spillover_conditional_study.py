@@ -10,9 +10,13 @@ on, which that study does not use). In each world the random-days design is redr
 (``AnalysisWorker._spillover``) fits each; every contrast it publishes is recorded (direct,
 spillover_control:any, spillover_treated:any). Within a world the spread of the estimate is the
 design's alone, the variance the published SE estimates; across worlds, the worlds' mean
-errors (the estimator's conditional bias) would add a part the SE does not see, the same in
-every period of a world, which averaging over periods cannot shrink: the suspected cause of
-the SE's shortfall (mean SE / SD 0.89 in the 400-run study).
+errors (the estimator's conditional bias) add a part the SE does not see, the same in every
+period of a world, which averaging over periods cannot shrink.
+
+The exact part (``hajek_world``) measures that part for one period of raw outcomes, with the
+exact exposure probabilities (and with the worker's Monte-Carlo ones): the cause of the SE's
+shortfall on raw outcomes, before the worker netted each product's level out of its outcomes
+(``analysis.spillover.past_levels``).
 
 Writes docs/figures/spillover-random-days-conditional.json; validation_study.py --render-only
 puts it into docs/validation.md (finding 3).

@@ -783,6 +783,8 @@ experiment that gives a substitutes graph the worker publishes `spillover_ipw` w
 Interference is why this matters: where treated products take sales from their control
 substitutes, a comparison of the arms counts that as effect, and Johari, Page and Weintraub
 (arXiv 2310.17165) show that in price tests it can flip the sign of the profit estimate.
+The rows in brackets are random days again, on the same seeds, with one part of the worker's
+path undone each (finding 3 above says what each shows).
 
 {_md_table(t, SPILL_WORKER_COLS)}
 """
