@@ -481,19 +481,54 @@ def past_levels(
     n = before(ok.astype(float))  # N x T
     sy = before(y)
     sd = before(D)  # N x T x k
-    sdd = before(D[:, :, :, None] * D[:, :, None, :])  # N x T x k x k
-    sdy = before(D * y[:, :, None])
     has = n > 0
     inv_n = np.divide(1.0, n, out=np.zeros_like(n), where=has)
-    # within-product normal equations, summed over products: X'X and X'y of the demeaned cells
-    xx = (sdd - sd[:, :, :, None] * sd[:, :, None, :] * inv_n[:, :, None, None]).sum(axis=0)
-    xy = (sdy - sd * (sy * inv_n)[:, :, None]).sum(axis=0)
+    # within-product normal equations, summed over products (no N x T x k x k array): X'X and
+    # X'y of the earlier cells, each product's own means removed
+    dd = np.cumsum(np.einsum("ntk,ntl->tkl", D, D), axis=0)
+    dd = np.concatenate([np.zeros_like(dd[:1]), dd[:-1]])
+    xx = dd - np.einsum("ntk,ntl,nt->tkl", sd, sd, inv_n)
+    xy = np.cumsum(np.einsum("ntk,nt->tk", D, y), axis=0)
+    xy = np.concatenate([np.zeros_like(xy[:1]), xy[:-1]]) - np.einsum("ntk,nt->tk", sd, sy * inv_n)
     beta = np.zeros((T, k))
     for t in range(T):
-        if np.abs(xx[t]).max(initial=0.0) > 0:
-            beta[t] = np.linalg.lstsq(xx[t], xy[t], rcond=1e-10)[0]
+        # the directions the earlier cells identify: eigenvalues above rounding (the sums are
+        # of 0/1 dummies, so their scale is the count of dummy cells); the others count as 0
+        w, V = np.linalg.eigh(xx[t])
+        keep = w > 1e-9 * max(1.0, float(np.trace(dd[t])))
+        if keep.any():
+            Vk = V[:, keep]
+            beta[t] = Vk @ ((Vk.T @ xy[t]) / w[keep])
     level = (sy - np.einsum("ntk,tk->nt", sd, beta)) * inv_n
     return np.where(has, level, np.nan)
+
+
+def average_periods(per_period: list[pd.DataFrame], metric: str) -> list[EstimateResult]:
+    """The per-period contrasts averaged over periods, their design variances added: each
+    contrast over the periods that estimated it with a finite SE (effect = their mean, se =
+    sqrt(sum se_t^2) / their number, n_periods = their number)."""
+    stacked = pd.concat(per_period, keys=range(len(per_period)))
+    # a contrast counts the periods that estimated it with a variance, in its mean and its SE
+    stacked = stacked[np.isfinite(stacked["effect"]) & np.isfinite(stacked["se"])]
+    g = stacked.groupby(level=1)
+    eff, var, n_units = (
+        g["effect"].mean(),
+        g["se"].apply(lambda s: float((s**2).sum())),
+        g["n_units"].mean(),
+    )
+    return [
+        EstimateResult(
+            method="naive_difference" if name == "naive" else f"spillover_ipw:{name}",
+            effect=float(eff[name]),
+            se=math.sqrt(var[name]) / g.size()[name],
+            n_units=int(round(n_units[name])),
+            n_periods=int(g.size()[name]),
+            se_method="design_bootstrap",
+            metric=metric,
+        )
+        for name in eff.index
+        if math.isfinite(eff[name]) and math.isfinite(var[name])
+    ]
 
 
 #: Redraws a live design: ``sample(seed, units, periods)`` -> units x periods bool arms
@@ -589,23 +624,4 @@ def design_spillover(
         raise SpilloverError(
             "no period after the first has every product usable; nothing to estimate yet"
         )
-    stacked = pd.concat(per_period, keys=range(len(per_period)))
-    g = stacked.groupby(level=1)
-    eff, var, n_units = (
-        g["effect"].mean(),
-        g["se"].apply(lambda s: float((s**2).sum())),
-        g["n_units"].mean(),
-    )
-    return [
-        EstimateResult(
-            method="naive_difference" if name == "naive" else f"spillover_ipw:{name}",
-            effect=float(eff[name]),
-            se=math.sqrt(var[name]) / g.size()[name],
-            n_units=int(round(n_units[name])),
-            n_periods=int(g.size()[name]),
-            se_method="design_bootstrap",
-            metric=metric,
-        )
-        for name in eff.index
-        if math.isfinite(eff[name]) and math.isfinite(var[name])
-    ]
+    return average_periods(per_period, metric)

@@ -145,6 +145,9 @@ CONTRAST_EXPOSURES = {
 }
 
 
+#: what the worker-path figures were measured on (validation_study renders only these)
+WORKER_PATH = "levels netted out (analysis.spillover.past_levels)"
+
 #: the design draws the worker's Monte-Carlo exposure probabilities rest on (design_spillover)
 WORKER_PROBABILITY_DRAWS = inspect.signature(design_spillover).parameters["n_draws"].default
 
@@ -251,6 +254,7 @@ def main() -> None:
             contrasts = {c: summarise([w[c] for w in res], t) for c, t in TRUTHS.items()}
             out = contrasts["direct"] | {
                 "contrasts": contrasts,
+                "path": WORKER_PATH,
                 "minutes": (time.perf_counter() - t0) / 60 - hajek_minutes,
             }
     out["hajek"] = {

@@ -1037,6 +1037,11 @@ def _spillover_conditional(figdir: Path) -> str:
     d = json.loads(path.read_text())
     if "contrasts" not in d:
         return ""
+    if d.get("path") != "levels netted out (analysis.spillover.past_levels)":
+        return (
+            "\nThe worker-path part of `docs/studies/spillover_conditional_study.py` was measured "
+            "on raw outcomes, before the levels were netted out: rerun it.\n"
+        )
     rows = "\n".join(
         f"| {name} | {c['se_over_within_sd']:.2f} | {c['between_share']:.0%} +- "
         f"{c['between_share_mcse']:.0%} | {c['bias']:+.3f} +- {c['bias_mcse']:.3f} | "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import networkx as nx
 import numpy as np
 import pytest
@@ -430,3 +432,30 @@ def test_random_days_spillover_does_not_see_the_products_levels() -> None:
     moved = abs(raw_spread["spillover_ipw:direct"][0] - raw_flat["spillover_ipw:direct"][0])
     assert moved > 5 * flat["spillover_ipw:direct"][1], (moved, flat)
     assert raw_flat["spillover_ipw:direct"][2] == 6
+
+
+def test_periods_without_a_contrast_are_not_counted_in_its_mean_or_se() -> None:
+    """A period whose contrast had no overlap (NaN), or no variance, is left out of that
+    contrast: it once lowered the SE by counting in the divisor (sqrt(sum se^2) / T)."""
+    import pandas as pd
+
+    from analysis.spillover import average_periods
+
+    def period(direct: tuple[float, float], control: tuple[float, float]) -> pd.DataFrame:
+        return pd.DataFrame(
+            {"effect": [direct[0], control[0]], "se": [direct[1], control[1]], "n_units": 40},
+            index=["direct", "spillover_control:any"],
+        )
+
+    nan = float("nan")
+    out = average_periods(
+        [period((2.0, 0.3), (-1.0, 0.4)), period((nan, nan), (-2.0, 0.4)),
+         period((4.0, 0.4), (-3.0, nan))],
+        "units",
+    )  # fmt: skip
+    got = {r.method: r for r in out}
+    direct, control = got["spillover_ipw:direct"], got["spillover_ipw:spillover_control:any"]
+    assert (direct.effect, direct.n_periods) == (3.0, 2)
+    assert direct.se == pytest.approx(math.sqrt(0.3**2 + 0.4**2) / 2)
+    assert (control.effect, control.n_periods) == (-1.5, 2)
+    assert control.se == pytest.approx(math.sqrt(0.4**2 + 0.4**2) / 2)
