@@ -559,7 +559,8 @@ def design_spillover(
     within products on those periods; the first period, with no history, is not estimated),
     averages the contrasts over periods and adds their design variances: se = sqrt(sum
     se_t^2) / T. The level is fixed before a period's draw and the periods' draws are
-    independent, so the periods' errors are martingale differences and their variances add.
+    independent, so the periods' errors are martingale differences, up to the Hajek means'
+    own bias of order 1/n, and their variances add.
     Raw outcomes carried the products' levels, the same in every period, into a Hajek bias
     that averaging over periods could not shrink (docs/validation.md, finding 3). None
     (designs whose periods share draws: crossover, optimal switchback with carryover,

@@ -103,9 +103,10 @@ async def all_estimates(
         consumer = await _consumer(settings)
         out: list[dict[str, Any]] = []
         try:
-            await _read_until_caught_up(
-                consumer, experiment, idle, out, broker=str(settings.kafka.bootstrap_servers)
-            )
+            if consumer.partitions_for_topic(settings.topics.estimates):
+                await _read_until_caught_up(
+                    consumer, experiment, idle, out, broker=str(settings.kafka.bootstrap_servers)
+                )  # else no such topic yet: nothing published, and no leader would answer
             emit = then(out) if then is not None else None
             while emit is not None and not (stop is not None and stop.is_set()):
                 for doc in _docs(await consumer.getmany(timeout_ms=500), experiment):
@@ -129,36 +130,44 @@ async def _read_until_caught_up(
 
     "Quiet" is measured on the broker's answers, not on the reader's waits: a partition ends
     on the idle rule when the broker has answered its fetches for ``idle`` seconds after the
-    last message it delivered (aiokafka stamps each partition's fetch answers:
-    ``last_poll_timestamp``). A broker too busy to answer therefore delays the reader instead
-    of cutting it short; one that answers no fetch of a pending partition for ``stall``
-    seconds (default: ten times ``idle``, at least 30 s) is a service that does not answer.
+    last message it delivered. aiokafka marks each partition's fetch answers
+    (``last_poll_timestamp``, the client's clock when one arrived); the mark is read *before*
+    each ``getmany``, which hands over every record that answer brought, so a partition never
+    ends on an answer whose records are still in the client's buffer; the seconds are timed on
+    the monotonic clock when a new mark is seen. A broker too busy to answer therefore delays
+    the reader instead of cutting it short; one that answers no fetch of a pending partition
+    for ``stall`` seconds (default: ten times ``idle``, at least 30 s) is a service that does
+    not answer.
     """
     began_ms = (clock or WallClock()).now().timestamp() * 1000.0
-    idle_ms = idle * 1000.0
     stall_s = max(30.0, 10.0 * idle) if stall is None else stall
     pending = set(consumer.assignment())
-    quiet_since: dict[Any, float] = {}  # the broker's stamp of the answer that last had data
-    answered: dict[Any, float] = {}
+    mark: dict[Any, int] = {}  # the last answer mark seen per partition
+    quiet_since: dict[Any, float] = {}  # monotonic: the last records, or the first answer
     progress = time.monotonic()
     while pending:
+        answered = set()
+        seen_at = time.monotonic()
+        for tp in pending:
+            m = consumer.last_poll_timestamp(tp)
+            if m is not None and m != mark.get(tp):
+                mark[tp] = m
+                answered.add(tp)
+        if answered:
+            progress = seen_at
         batch = await consumer.getmany(timeout_ms=int(min(idle, 0.5) * 1000))
         out.extend(_docs(batch, experiment))
+        now = time.monotonic()
         for tp in list(pending):
-            stamp = consumer.last_poll_timestamp(tp)
-            if stamp is None:
-                continue  # no answer from the broker for this partition yet
-            if stamp != answered.get(tp):
-                answered[tp], progress = stamp, time.monotonic()
             records = batch.get(tp)
             if records:
-                quiet_since[tp] = stamp
+                quiet_since[tp] = now
                 if max(r.timestamp for r in records) >= began_ms:
                     pending.discard(tp)
-                    continue
-            quiet_since.setdefault(tp, stamp)
-            if stamp - quiet_since[tp] >= idle_ms:
-                pending.discard(tp)
+            elif tp in answered:  # a new answer, seen before this getmany: nothing more
+                quiet_since.setdefault(tp, seen_at)
+                if seen_at - quiet_since[tp] >= idle:
+                    pending.discard(tp)
         if pending and time.monotonic() - progress > stall_s:
             raise ServiceUnavailable(
                 f"the Kafka broker{' at ' + broker if broker else ''} answered no fetch of the "

@@ -323,3 +323,21 @@ async def test_estimates_reader_waits_for_fetch_answers_not_for_its_own_timeouts
         assert spy.waits >= 4 and again == []
     finally:
         await consumer.stop()
+
+
+async def test_estimates_of_a_topic_that_does_not_exist_yet_are_none(settings) -> None:
+    """No estimates topic yet (no worker has published): nothing, and one sentence from the
+    command. The embedded broker answers fetches of a topic it has not created, so here this
+    held before the reader checked the topic's partitions too; that check is for Apache Kafka
+    with topic auto-creation off (docker-compose.yml), where no leader would ever answer and
+    the stall rule would blame the broker after 30 s."""
+    from streams.estimates_cli import all_estimates
+
+    missing = settings.model_copy(
+        update={"topics": settings.topics.model_copy(update={"estimates": "never-created"})}
+    )
+    # the stall rule would raise after 30 s: well inside that, it returns an empty list
+    assert await asyncio.wait_for(all_estimates(missing, "x", idle=1.0), 20) == []
+    shown = await asyncio.to_thread(pricelab, missing, "estimates", "x", "--idle", "1")
+    assert shown.returncode != 0 and "no estimate of x on never-created yet" in shown.stderr
+    assert "Traceback" not in shown.stderr
