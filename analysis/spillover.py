@@ -564,7 +564,7 @@ def design_spillover(
     Raw outcomes carried the products' levels, the same in every period, into a Hajek bias
     that averaging over periods could not shrink (docs/validation.md, finding 3). None
     (designs whose periods share draws: crossover, optimal switchback with carryover,
-    triggered; and the cluster design, whose measured SEs were half the spread) raises
+    triggered; and the cluster design, whose measured SEs fall short of the spread) raises
     :class:`SpilloverError`: their joint variance over periods is not implemented.
     ``sampler`` redraws the live design for the exposure probabilities and the variance;
     ``panel.times`` are the design's period indices.
@@ -572,7 +572,7 @@ def design_spillover(
     if how is None:
         raise SpilloverError(
             f"the {design} design gives no valid spillover variance (its periods share draws "
-            "or, for the cluster design, its design-bootstrap SE was measured at half the spread)"
+            "or, for the cluster design, its design-bootstrap SE was measured short of the spread)"
         )
     units = [str(u) for u in panel.units]
     missing = [u for u in units if u not in graph]

@@ -89,7 +89,7 @@ ABLATIONS: dict[str, Callable[[], contextlib.AbstractContextManager[None]]] = {
         "_leverage_adjusted", lambda resid, *_: resid
     ),
     # raw outcomes in every period: the worker's path before each product's level was netted
-    # out (``analysis.spillover.past_levels``); reproduces that estimator exactly
+    # out (``analysis.spillover.past_levels``)
     "random-days (raw outcomes)": lambda: _patched("past_levels", lambda Y, *_: np.zeros(Y.shape)),
     # each product's plain past mean as its level, not net of the exposure effects it had
     "random-days (past mean, not net of effects)": lambda: _patched(
