@@ -281,8 +281,9 @@ def _leverage_adjusted(
     on all 70 assignments of an 8-product design it gave 0.85 of the exact design variance
     (tests/unit/test_spillover.py). In docs/validation.md's spillover study (about 9 of 90
     products at (treated, no treated neighbour) a period) the correction is small: the random
-    days' direct-effect SE rose by about 1%, and most of that SE's shortfall against the
-    estimates' spread (0.89) has another cause, not established (docs/validation.md).
+    days' direct-effect SE rose by about 1% (0.264 to 0.267, against a spread of 0.268 with
+    the products' levels netted out; the shortfall measured on raw outcomes, 0.89, is finding 3
+    of docs/validation.md).
 
     Each residual is divided by the square root of its factor (HC2's leverage correction for a
     weighted mean), which makes its square unbiased for s^2; the n scaled residuals are then
@@ -557,11 +558,11 @@ def design_spillover(
     period whose every product is usable, on the period's outcomes net of each product's level
     (:func:`past_levels`: its mean over the periods before, net of the exposure effects fitted
     within products on those periods; the first period, with no history, is not estimated),
-    averages the contrasts over periods and adds their design variances: se = sqrt(sum
-    se_t^2) / T. The level is fixed before a period's draw and the periods' draws are
-    independent, so the periods' errors are martingale differences, up to the Hajek means'
-    own bias of order 1/n, and their variances add.
-    Raw outcomes carried the products' levels, the same in every period, into a Hajek bias
+    averages each contrast over the periods that estimated it with a finite SE and adds their
+    design variances: se = sqrt(sum se_t^2) / (their number) (:func:`average_periods`). The
+    level is fixed before a period's draw and the periods' draws are independent, so the
+    periods' errors are martingale differences, up to the Hajek means' own bias of order 1/n,
+    and their variances add. Raw outcomes carried the products' levels, the same in every period, into a Hajek bias
     that averaging over periods could not shrink (docs/validation.md, finding 3). None
     (designs whose periods share draws: crossover, optimal switchback with carryover,
     triggered; and the cluster design, whose measured SEs fall short of the spread) raises

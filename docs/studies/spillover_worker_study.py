@@ -27,9 +27,9 @@ netted out); and each product's plain past mean as its level, not net of the exp
 of its past periods.
 
 Writes docs/figures/validation-spillover-worker.csv and regenerates docs/validation.md from the
-saved tables. ``--continue-to 2000 --jobs 2`` runs random days alone, the published design whose
-coverage sat at the band's edge, from the table's first seed on to 2,000 runs (docs/figures/
-validation-spillover-continued.csv; about 30 minutes on 2 cores), to tell chance from a defect.
+saved tables. ``--continue-to 2000 --jobs 2`` runs random days alone from the table's first
+seed on to 2,000 runs (docs/figures/validation-spillover-continued.csv; about 30 minutes on 2
+cores), to tell chance from a defect where a 400-run row sits at the band's edge.
 """
 
 from __future__ import annotations

@@ -96,3 +96,27 @@ def test_finding_3_says_whether_every_contrast_is_on_target(tmp_path: Path) -> N
     # a table from before the ablations: one sentence asking for the rerun
     old = _worker_table({}).drop(index="random-days (past mean, not net of effects)", level=0)
     assert "Rerun `docs/studies/spillover_worker_study.py`" in mod._finding_3(tmp_path, old)
+
+
+def test_finding_3_heading_names_what_the_conditional_study_still_finds(tmp_path: Path) -> None:
+    import json
+
+    mod = _study()
+    contrast = {"bias": 0.03, "bias_mcse": 0.01, "se_over_total_sd": 0.94, "total_sd": 0.25,
+                "mean_se": 0.235, "coverage": 0.935, "se_over_within_sd": 0.95,
+                "between_share": 0.02, "between_share_mcse": 0.02}  # fmt: skip
+    doc = {"path": mod.CONDITIONAL_PATH, "worlds": 30, "draws": 20, "minutes": 1.0,
+           "contrasts": {"direct": contrast}}  # fmt: skip
+    (tmp_path / "spillover-random-days-conditional.json").write_text(json.dumps(doc))
+    head = mod._finding_3(tmp_path, _worker_table({})).splitlines()[0]
+    assert head.endswith(
+        "open in the conditional study: direct bias +0.030 +- 0.010, direct SE 0.94 of its spread"
+    )
+    # the coverage a bias of 0.12 SD and an SE at 0.94 of the spread leave: 93.3%
+    assert "covering direct 93.3% (measured 93.5%)" in mod._conditional_bias_said(doc)
+    # measured on another path: not named, and the worker-path part asks for a rerun
+    (tmp_path / "spillover-random-days-conditional.json").write_text(
+        json.dumps(doc | {"path": "raw outcomes"})
+    )
+    assert "conditional study" not in mod._finding_3(tmp_path, _worker_table({})).splitlines()[0]
+    assert "rerun it" in mod._spillover_conditional(tmp_path)
