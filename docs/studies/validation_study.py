@@ -912,9 +912,20 @@ RD_UNSCALED = "random-days (residuals unscaled)"
 SPILL_CONTRASTS = ("direct", "spillover_control:any", "spillover_treated:any")
 
 
+def _conditional_figures(figdir: Path) -> dict | None:
+    """docs/studies/spillover_conditional_study.py's figures, if it has run."""
+    path = figdir / "spillover-random-days-conditional.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _bias_mcse(r: pd.Series) -> float:
+    """A worker-study row's bias MC SE: its SD over the runs that published."""
+    return float(r["emp_sd"] / math.sqrt(r["published"]))
+
+
 def _on_target(r: pd.Series) -> bool:
     """Coverage in 93-97% and the bias within 2 MC SE of zero (issue #27's target)."""
-    mcse = r["emp_sd"] / math.sqrt(r["published"])
+    mcse = _bias_mcse(r)
     return bool(0.93 <= r["coverage"] <= 0.97 and abs(r["bias"]) <= 2.0 * mcse)
 
 
@@ -923,7 +934,7 @@ def _spill_rows(t: pd.DataFrame, designs: tuple[str, ...]) -> str:
     for design in designs:
         for c in SPILL_CONTRASTS:
             r = t.loc[(design, c)]
-            mcse = r["emp_sd"] / math.sqrt(r["published"])
+            mcse = _bias_mcse(r)
             lines.append(
                 f"| {design} | {c} | {r['bias']:+.3f} +- {mcse:.3f} | {r['mean_se']:.3f} | "
                 f"{r['emp_sd']:.3f} | {r['mean_se'] / r['emp_sd']:.2f} | {r['coverage']:.3f} |"
@@ -977,7 +988,7 @@ def _finding_3(figdir: Path, t: pd.DataFrame) -> str:
     past_off = []
     for c in SPILL_CONTRASTS:
         r = t.loc[(RD_PAST, c)]
-        mcse = r["emp_sd"] / math.sqrt(r["published"])
+        mcse = _bias_mcse(r)
         if abs(r["bias"]) > 2.0 * mcse:
             past_off.append(f"{c} is off by {r['bias']:+.3f} +- {mcse:.3f}")
     past_said = (
@@ -1038,11 +1049,8 @@ def _missed(row: pd.Series) -> tuple[float, float, float]:
 def _conditional_open(figdir: Path) -> str:
     """What the conditional study of the present path still finds off: biases beyond 2 MC SE
     and SEs below 0.97 of the spread ("" when nothing, or not run on this path)."""
-    path = figdir / "spillover-random-days-conditional.json"
-    if not path.exists():
-        return ""
-    d = json.loads(path.read_text())
-    if d.get("path") != CONDITIONAL_PATH or "contrasts" not in d:
+    d = _conditional_figures(figdir)
+    if d is None or d.get("path") != CONDITIONAL_PATH or "contrasts" not in d:
         return ""
     said = []
     for name, c in d["contrasts"].items():
@@ -1056,8 +1064,8 @@ def _conditional_open(figdir: Path) -> str:
 def _hajek_shared_bias(figdir: Path, raw_ctrl: pd.Series, raw_dir: pd.Series) -> str:
     """The conditional study's exact part: how much of a raw-outcome estimate's variance is
     the bias its periods share, against what the raw SE missed in the worker study."""
-    path = figdir / "spillover-random-days-conditional.json"
-    if not path.exists() or "hajek" not in (d := json.loads(path.read_text())):
+    d = _conditional_figures(figdir)
+    if d is None or "hajek" not in d:
         return ""
     h = d["hajek"]
     ex = {k: v["exact"] for k, v in h["contrasts"].items()}
@@ -1106,11 +1114,8 @@ instead, {h["probability_draws"]} design draws afresh each period:
 def _spillover_conditional(figdir: Path) -> str:
     """The conditional study's worker-path part: within a world, the SE against the design's
     own spread; across worlds, what the SE cannot see."""
-    path = figdir / "spillover-random-days-conditional.json"
-    if not path.exists():
-        return ""
-    d = json.loads(path.read_text())
-    if "contrasts" not in d:
+    d = _conditional_figures(figdir)
+    if d is None or "contrasts" not in d:
         return ""
     if d.get("path") != CONDITIONAL_PATH:
         return (
