@@ -96,8 +96,9 @@ async def _read_live(
 
 
 async def _live_estimates(settings: Settings, experiment: str, idle: float = 2.0) -> pd.DataFrame:
-    """Every estimate message of ``experiment`` on the estimates topic so far (read until idle:
-    the embedded broker's end offsets lag its data, docs/broker.md)."""
+    """Every message of ``experiment`` on the estimates topic so far, estimates and verdicts
+    (``analysis.report.split_verdicts`` tells them apart; read until idle: the embedded
+    broker's end offsets lag its data, docs/broker.md)."""
     from streams.estimates_cli import all_estimates
 
     return pd.DataFrame(await all_estimates(settings, experiment, idle))
@@ -112,12 +113,12 @@ async def live_report(
     truths: dict[str, tuple[float, float]] | None = None,
 ) -> Path:
     """Build the report of a live experiment from Redis and the estimates topic."""
-    from analysis.report import build_report, normalise_panel, replay_estimates
+    from analysis.report import build_report, normalise_panel, replay_estimates, split_verdicts
 
     df, the_design, info = await _live_panel(settings, experiment)
     est = await _live_estimates(settings, experiment)
     note = f"Built from the live state (status {info['status']})."
-    if est.empty:
+    if split_verdicts(est)[0].empty:
         d = normalise_panel(df)
         plans = design_plans(the_design, d, info["spec"])
         # the replay runs the analysis worker, which runs its own event loop: not on this one
@@ -163,7 +164,7 @@ def report(
     ] = False,
 ) -> None:
     """Write the analyst report (assignment heatmap, running estimates, pre-period fit, balance)."""
-    from analysis.report import build_report, normalise_panel, replay_estimates
+    from analysis.report import build_report, normalise_panel, replay_estimates, split_verdicts
 
     spec = None
     if panel is not None:
@@ -197,7 +198,7 @@ def report(
     if df.empty:
         typer.echo(f"no completed periods for {experiment} yet", err=True)
         raise typer.Exit(1)
-    if est is None or est.empty:
+    if est is None or split_verdicts(est)[0].empty:  # verdicts alone are no running estimates
         d = normalise_panel(df)
         plans = design_plans(the_design, d, spec)
         est = replay_estimates(d, experiment=experiment, design=the_design, estimators=plans)

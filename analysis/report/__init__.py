@@ -41,6 +41,7 @@ from analysis.report.stats import (
     pre_period_fits,
     replay_estimates,
     sample_ratio_check,
+    split_verdicts,
     to_panel,
 )
 
@@ -61,5 +62,6 @@ __all__ = [
     "replay_estimates",
     "running_estimates_figure",
     "sample_ratio_check",
+    "split_verdicts",
     "to_panel",
 ]

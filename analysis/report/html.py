@@ -25,6 +25,7 @@ from analysis.report.stats import (
     normalise_panel,
     pre_period_fits,
     sample_ratio_check,
+    split_verdicts,
     to_panel,
 )
 from core.ports import metric_name
@@ -108,7 +109,7 @@ def _metrics(estimates: pd.DataFrame) -> pd.Series:
 
 def _latest(estimates: pd.DataFrame) -> pd.DataFrame:
     """The whole experiment's latest look of every (metric, estimator), in publishing order."""
-    e = estimates
+    e, _ = split_verdicts(estimates)  # a verdict names a metric and estimator: not an estimate
     if "segment" in e.columns:
         e = e[e["segment"].fillna("").astype(str) == ""]
     e = e.assign(metric=_metrics(e))
@@ -244,7 +245,8 @@ def build_report(
         f"{int(d['treated'].sum())} treated cells, {n_black} blackout cells. {html.escape(source_note)}</p>"
     )
 
-    if estimates is not None and len(estimates):
+    estimates, _verdicts = split_verdicts(estimates)
+    if len(estimates):
         card, _ = scorecard_section(estimates, truths)
         if card:
             sections.append(card)

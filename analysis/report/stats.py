@@ -58,6 +58,29 @@ def normalise_panel(df: pd.DataFrame, outcome: str = "units") -> pd.DataFrame:
     return d.sort_values(["product", "period"], kind="stable").reset_index(drop=True)
 
 
+def split_verdicts(messages: pd.DataFrame | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The estimates topic's messages of one experiment, split into estimates and verdicts.
+
+    A verdict (``"kind": "verdict"``, published by the analysis worker at each look) carries
+    ``estimator``, ``metric`` and ``effect`` like an estimate but is none: read as one it would
+    pass for the decision metric's estimate. Estimates have no ``kind`` or ``"estimate"``;
+    a kind this reader does not know is left out of both. Columns that only verdicts fill
+    are dropped from the estimates, so they keep the shape they had before verdicts existed.
+    """
+    if messages is None or messages.empty:
+        return pd.DataFrame(), pd.DataFrame()
+    if "kind" not in messages.columns:
+        return messages, messages.iloc[0:0]
+    kind = messages["kind"].astype(object).where(messages["kind"].notna(), "estimate")
+    estimates, verdicts = messages[kind == "estimate"], messages[kind == "verdict"]
+    verdict_only = [
+        c
+        for c in messages.columns
+        if c == "kind" or (estimates[c].isna().all() and verdicts[c].notna().any())
+    ]
+    return estimates.drop(columns=verdict_only), verdicts.dropna(axis=1, how="all")
+
+
 def _matrix(df: pd.DataFrame, col: str, fill: Any = 0) -> pd.DataFrame:
     return df.pivot(index="product", columns="period", values=col).fillna(fill)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import pandas as pd
 
 from analysis.report.html import scorecard_section
+from analysis.report.stats import split_verdicts
 
 ESTIMATORS = ("fe", "dm", "ht")
 
@@ -58,3 +59,53 @@ def test_a_republished_look_shows_its_latest_values() -> None:
     again = [dict(m, effect=float(m["effect"]) + 0.5) for m in _cycle(2, ("units",))]  # type: ignore[arg-type]
     card, _ = scorecard_section(pd.DataFrame(_cycle(2, ("units",)) + again))
     assert "<td>units</td><td>+0.700</td>" in card  # fe's second message: 0.2 + 0.5
+
+
+def _verdict(look: int) -> dict[str, object]:
+    """A verdict message as the analysis worker publishes it (docs/contracts: kind verdict)."""
+    return {
+        "v": 2,
+        "kind": "verdict",
+        "experiment": "exp",
+        "as_of": f"2026-06-0{look}T23:59:59Z",
+        "verdict": "do_not_ship",
+        "metric": "profit",
+        "estimator": "fe",
+        "rule": "ship when ... lies wholly above 0%",
+        "reason": "profit -7.8% [-10.9%, -4.6%] lies wholly below 0%",
+        "relative_effect": -0.078,
+        "relative_cs_low": -0.109,
+        "relative_cs_high": -0.046,
+        "effect": -58.0,
+        "cs_low": -80.1,
+        "cs_high": -35.9,
+        "guardrails": [{"metric": "units", "max_drop_pct": 2.0, "status": "ok"}],
+        "mde_pct": 2.0,
+        "more_days": None,
+        "more_days_note": None,
+        "n_units": 200,
+        "n_periods": 28,
+    }
+
+
+def test_a_verdict_on_the_topic_is_not_read_as_an_estimate() -> None:
+    # the verdict names profit and fe and carries an effect of -58: read as an estimate it
+    # would be profit's primary at the latest look, with no 95% interval
+    plain, _ = scorecard_section(pd.DataFrame(_cycle(1) + _cycle(2)))
+    mixed = _cycle(1) + [_verdict(1)] + _cycle(2) + [_verdict(2)]
+    card, reading = scorecard_section(pd.DataFrame(mixed))
+    assert card == plain
+    assert "-58.000" not in card and reading.startswith("units +2.0%")
+
+
+def test_split_verdicts_routes_each_kind() -> None:
+    tagged = [dict(m, kind="estimate") for m in _cycle(1, ("units",))]
+    frame = pd.DataFrame(_cycle(1, ("profit",)) + tagged + [_verdict(1), {"kind": "future"}])
+    estimates, verdicts = split_verdicts(frame)
+    assert len(estimates) == 6 and len(verdicts) == 1
+    assert verdicts.iloc[0]["verdict"] == "do_not_ship"
+    # the columns only verdicts fill are gone: the estimates look as they did before verdicts
+    assert not {"kind", "verdict", "rule", "reason", "guardrails"} & set(estimates.columns)
+    assert "effect" in estimates.columns and "ci_low" in estimates.columns
+    only_estimates, none = split_verdicts(pd.DataFrame(_cycle(1)))
+    assert len(only_estimates) == 6 and none.empty
