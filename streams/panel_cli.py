@@ -9,18 +9,28 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
+
 from controller.errors import StoreError
+from controller.panel_labels import label
 from controller.panel_source import RedisPanelSource
 from controller.periods import n_periods
 from controller.settings import Settings
-from controller.store import Store, make_redis
+from controller.store import ExperimentState, Store, make_redis
 from controller.store.clock import SharedSimulatedClock
 from streams.errors import OPERATOR, services_answer
 from streams.runtime import make_clock
 
 
-async def export_panel(settings: Settings, experiment: str, out: Path) -> tuple[int, int]:
-    """Write the panel; returns (cells, completed periods)."""
+async def read_panel(settings: Settings, experiment: str) -> pd.DataFrame:
+    """The panel the analysis worker analyses, with the columns that place each cell
+    (``controller.panel_labels``: ``period_start`` in the experiment's time zone, the spec's
+    ``segment``); :func:`export_panel` writes it, ``pricelab.panel`` returns it."""
+    df, _ = await _read(settings, experiment)
+    return df
+
+
+async def _read(settings: Settings, experiment: str) -> tuple[pd.DataFrame, ExperimentState]:
     redis = make_redis(settings)
     try:
         async with services_answer(
@@ -35,6 +45,12 @@ async def export_panel(settings: Settings, experiment: str, out: Path) -> tuple[
             df = await RedisPanelSource(store, clock).panel(experiment, clock.now())
     finally:
         await redis.aclose()
+    return label(df, state.spec), state
+
+
+async def export_panel(settings: Settings, experiment: str, out: Path) -> tuple[int, int]:
+    """Write the panel; returns (cells, completed periods)."""
+    df, state = await _read(settings, experiment)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix.lower() == ".parquet":
         df.to_parquet(out, index=False)

@@ -1,5 +1,6 @@
 """The package boundaries of STYLE.md and docs/architecture.md, enforced.
 
+    pricelab/   the notebook API, a facade over the CLI's readers and fits: may use everything
     lab/        the tools layer (simulator, compare-designs): may use controller and analysis
     streams/    the edge: may use everything below it
     controller/ the experiment domain       analysis/ pure estimators and the worker's logic
@@ -20,7 +21,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("core", "controller", "analysis", "lab", "streams")
+PACKAGES = ("core", "controller", "analysis", "lab", "streams", "pricelab")
 CLIENTS = {"faust", "aiokafka", "redis", "kafka", "confluent_kafka"}
 
 #: package -> the pricelab packages it may import
@@ -30,6 +31,7 @@ ALLOWED: dict[str, set[str]] = {
     "analysis": {"core"},
     "lab": {"core", "controller", "analysis"},
     "streams": {"core", "controller", "analysis", "lab"},
+    "pricelab": {"core", "controller", "analysis", "lab", "streams"},
 }
 
 
@@ -100,6 +102,20 @@ def test_analysis_and_core_import_no_kafka_or_redis_client() -> None:
             if bad:
                 offenders[name] = sorted(bad)
     assert offenders == {}
+
+
+def test_the_notebook_api_is_a_facade() -> None:
+    """pricelab/ reads through the CLI's own readers: it opens no Kafka or Redis client, and
+    nothing of pricelab imports it."""
+    offenders = {
+        name: sorted({m.split(".")[0] for m in _imported(path)} & CLIENTS)
+        for name, path in MODULES.items()
+        if name.split(".")[0] == "pricelab"
+    }
+    assert {k: v for k, v in offenders.items() if v} == {}
+    assert "pricelab.api" in MODULES
+    users = {n for n, targets in GRAPH.items() for t in targets if t.split(".")[0] == "pricelab"}
+    assert {u for u in users if u.split(".")[0] != "pricelab"} == set()
 
 
 def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:

@@ -1,0 +1,211 @@
+"""The notebook API: what the CLI reads and fits, as pandas objects.
+
+A thin facade over the same code as the commands: the estimates topic is read by
+``pricelab estimates``'s reader (``streams.estimates_cli``), the panel by ``pricelab panel
+export``'s (``streams.panel_cli``), and :func:`analyze` fits as ``pricelab analyze`` does.
+Settings are the CLI's (the ``PRICELAB_`` environment variables), overridden by the
+arguments; every function also runs inside a notebook's event loop (``pricelab._sync``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import click
+import pandas as pd
+from pydantic import SecretStr, ValidationError
+
+from analysis.cli import build_estimator
+from analysis.errors import AnalysisError
+from analysis.panel import Panel
+from analysis.results import EstimateResult
+from controller.errors import ConfigurationError
+from controller.settings import KafkaSettings, RedisSettings, Settings, load_settings
+from core.errors import PricelabError
+from pricelab._sync import run
+from streams.estimates_cli import all_estimates, latest_of
+from streams.panel_cli import read_panel
+
+
+class NotPublished(PricelabError):
+    """Nothing of the experiment on the estimates topic: an unknown id, or no look yet."""
+
+
+#: the columns an estimates frame starts with (the rest follow in the message's order)
+_LEAD = ("experiment", "as_of", "metric", "estimator", "segment")
+
+
+def settings(*, bootstrap_servers: str | None = None, redis_url: str | None = None) -> Settings:
+    """The CLI's settings (``PRICELAB_`` environment variables), with the broker and the
+    Redis URL replaced where given; a bad value raises ``ConfigurationError``.
+    Example: ``pricelab.settings(bootstrap_servers="127.0.0.1:9092")``.
+    """
+    base = load_settings()
+    update: dict[str, Any] = {}
+    if bootstrap_servers is not None:
+        kafka = base.kafka.model_dump() | {"bootstrap_servers": bootstrap_servers}
+        update["kafka"] = _valid(KafkaSettings, kafka, "bootstrap_servers")
+    if redis_url is not None:
+        redis = base.redis.model_dump() | {"url": SecretStr(redis_url)}
+        update["redis"] = _valid(RedisSettings, redis, "redis_url")
+    return base.model_copy(update=update) if update else base
+
+
+def _valid(model: Any, values: dict[str, Any], argument: str) -> Any:
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        msg = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
+        raise ConfigurationError(f"{argument}: {msg}") from None
+
+
+def _settings(
+    given: Settings | None, bootstrap_servers: str | None, redis_url: str | None
+) -> Settings:
+    if given is None:
+        return settings(bootstrap_servers=bootstrap_servers, redis_url=redis_url)
+    if bootstrap_servers is None and redis_url is None:
+        return given
+    raise ConfigurationError("give either settings or bootstrap_servers/redis_url, not both")
+
+
+def _messages(
+    experiment: str, config: Settings, idle: float
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The experiment's messages on the estimates topic: (estimates, verdicts), each in the
+    order published. A verdict carries ``kind: verdict``; an estimate has no ``kind``."""
+    docs = run(lambda: all_estimates(config, experiment, idle))
+    verdicts = [d for d in docs if d.get("kind") == "verdict"]
+    return [d for d in docs if d.get("kind") is None], verdicts
+
+
+def estimates(
+    experiment: str,
+    *,
+    latest: bool = False,
+    bootstrap_servers: str | None = None,
+    settings: Settings | None = None,
+    idle: float = 2.0,
+) -> pd.DataFrame:
+    """The estimates of ``experiment`` on the estimates topic, one row per message, as
+    ``pricelab estimates --json`` prints them (verdicts are not estimates: see
+    :func:`verdict`).
+
+    ``latest``: only the latest of each metric, estimator and segment, in the table's order
+    (overall first, then each segment; units, revenue, profit, price, elasticity). Without
+    it, every look in publication order: the running estimates. ``as_of`` is a UTC
+    timestamp. The topic is read until every partition has caught up with the moment of the
+    call (``idle``: seconds of broker answers without news that also end a partition).
+
+    Raises ``NotPublished`` when the topic holds no estimate of ``experiment`` (a wrong id,
+    or the analysis worker has not looked yet) and ``ServiceUnavailable`` when the broker
+    does not answer, each with one sentence.
+    Example: ``pricelab.estimates("walkthrough", latest=True)[["metric", "estimator",
+    "effect"]]``.
+    """
+    config = _settings(settings, bootstrap_servers, None)
+    docs, _ = _messages(experiment, config, idle)
+    if not docs:
+        raise NotPublished(
+            f"no estimate of experiment {experiment!r} on {config.topics.estimates} yet: "
+            "check the id (pricelab experiment list) or wait for the analysis worker's first look"
+        )
+    rows = list(latest_of(docs).values()) if latest else docs
+    frame = pd.DataFrame.from_records(rows)
+    lead = [c for c in _LEAD if c in frame.columns]
+    frame = frame[lead + [c for c in frame.columns if c not in lead]]
+    frame["as_of"] = pd.to_datetime(frame["as_of"], utc=True, format="ISO8601")
+    return frame
+
+
+def verdict(
+    experiment: str,
+    *,
+    bootstrap_servers: str | None = None,
+    settings: Settings | None = None,
+    idle: float = 2.0,
+) -> pd.Series | None:
+    """The latest verdict the analysis worker published for ``experiment`` (``verdict``:
+    ship, do_not_ship or keep_running; the decision metric, the rule and the reason, the
+    relative effect and its confidence sequence, guardrails, ``more_days``), as a Series
+    named by the experiment; None when no verdict has been published yet.
+    Example: ``pricelab.verdict("walkthrough")["verdict"]``.
+    """
+    config = _settings(settings, bootstrap_servers, None)
+    _, verdicts = _messages(experiment, config, idle)
+    if not verdicts:
+        return None
+    last = dict(verdicts[-1])
+    last.pop("kind", None)
+    return pd.Series(last, name=experiment, dtype=object)
+
+
+def panel(
+    experiment: str,
+    *,
+    redis_url: str | None = None,
+    settings: Settings | None = None,
+) -> pd.DataFrame:
+    """The panel the analysis worker analyses for ``experiment``, as ``pricelab panel
+    export`` writes it: one row per product and completed period, with ``product``,
+    ``period``, ``period_start`` (in the experiment's time zone), ``segment`` when the spec
+    names segments, the outcomes (units, revenue, profit when the spec gives unit costs,
+    price), ``treated``, ``probability`` and ``blackout``.
+
+    Raises ``StoreError`` for an unknown experiment and ``ServiceUnavailable`` when Redis does
+    not answer, each with one sentence.
+    Example: ``df = pricelab.panel("walkthrough")``.
+    """
+    config = _settings(settings, None, redis_url)
+    return run(lambda: read_panel(config, experiment))
+
+
+def analyze(
+    df: pd.DataFrame,
+    outcome: str = "units",
+    *,
+    method: str = "fe",
+    unit: str = "product",
+    time: str = "period",
+    treated: str = "treated",
+    probability: str | None = "probability",
+    blackout: str | None = "blackout",
+    covariates: Sequence[str] = (),
+    se: str | None = None,
+    seed: int | None = None,
+) -> EstimateResult:
+    """Fit ``method`` to ``outcome`` of a long panel, as ``pricelab analyze`` does, and return
+    the result object: ``effect``, ``se``, ``df``, ``conf_int(alpha)``, ``pvalue()``,
+    ``summary_frame(alpha)`` and ``relative(alpha)`` (the effect relative to the control mean,
+    with its Fieller interval).
+
+    The defaults read a panel of :func:`panel` or ``pricelab simulate --out``: ``product`` x
+    ``period`` cells, ``treated``, and ``probability`` and ``blackout`` where the table has
+    them (None: not used). Methods are ``pricelab analyze``'s (fe, dm, ht, did, sdid, ...);
+    ``se`` and ``seed`` go to the estimator. A panel or method that cannot be fitted raises
+    ``AnalysisError`` with one sentence.
+    Example: ``pricelab.analyze(df, "revenue", method="fe").summary_frame()``.
+    """
+    try:
+        fit = Panel.from_long(
+            df,
+            unit=unit,
+            time=time,
+            outcome=outcome,
+            treated=treated,
+            probability=probability if probability in df.columns else None,
+            blackout=blackout if blackout in df.columns else None,
+            covariates=list(covariates),
+        )
+        result = build_estimator(method, se, seed).fit(fit).result
+    except PricelabError:
+        raise
+    except click.BadParameter as exc:  # build_estimator's refusal of se
+        raise AnalysisError(exc.message.replace("--se", "se")) from None
+    except ValueError as exc:
+        said = str(exc).strip()
+        raise AnalysisError(said.splitlines()[0] if said else type(exc).__name__) from None
+    if not isinstance(result, EstimateResult):
+        raise AnalysisError(f"method {method!r} gives no single estimate; use its own API")
+    return result
