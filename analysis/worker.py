@@ -36,6 +36,15 @@ from analysis.inference import bh_adjust
 from analysis.metrics import PRICE_ESTIMATORS, fit_price, metrics_of, negative_margins
 from analysis.panel import Panel
 from analysis.results import EstimateResult, NotIdentified, published_fields
+from analysis.verdict import (
+    GuardrailReading,
+    Verdict,
+    decide,
+    decision_metric,
+    decode_decision,
+    encode_decision,
+    period_days,
+)
 from core.ports import (
     ClockLike,
     EstimateSink,
@@ -44,6 +53,7 @@ from core.ports import (
     GuardrailSink,
     PanelSource,
     SequenceTuningStore,
+    VerdictSink,
 )
 
 log = logging.getLogger("pricelab.analysis")
@@ -102,6 +112,9 @@ class InMemorySequenceTuning:
     async def fix(self, experiment: str, key: str, target_se: float) -> float:
         return self.targets.setdefault((experiment, key), target_se)
 
+    async def recall(self, experiment: str, key: str) -> float | None:
+        return self.targets.get((experiment, key))
+
 
 def panel_from_cells(
     df: pd.DataFrame, outcome: str = "units", *, unit: str = "product", time: str = "period"
@@ -141,6 +154,11 @@ def _plans(info: ExperimentInfo) -> Sequence[EstimatorPlan]:
     return info.estimators or DEFAULT_PLANS
 
 
+def _planned(info: ExperimentInfo, result: EstimateResult) -> int:
+    """The experiment's planned length in periods (the spec's, else the look's)."""
+    return info.planned_periods or int(info.params.get("n_periods") or result.n_periods)
+
+
 @dataclass
 class AnalysisWorker:
     source: PanelSource
@@ -148,6 +166,7 @@ class AnalysisWorker:
     clock: ClockLike
     observer: WorkerObserver = field(default_factory=_NullObserver)
     guardrails: GuardrailSink | None = None
+    verdicts: VerdictSink | None = None
     tuning: SequenceTuningStore = field(default_factory=InMemorySequenceTuning)
     estimators_for: Callable[[ExperimentInfo], Sequence[EstimatorPlan | str]] = _plans
     alpha: float = 0.05
@@ -164,15 +183,25 @@ class AnalysisWorker:
         expected at the planned horizon, and kept in the tuning store: the guarantee needs it
         fixed, and a restarted or second worker must continue the same sequence.
         """
-        if not (math.isfinite(result.se) and result.se > 0):
+        cs = await self._sequence(info, result, key)
+        if cs is None:
             return None
-        planned = info.planned_periods or int(info.params.get("n_periods") or result.n_periods)
-        proposed = sequence_target(result.se, result.n_periods, planned)
-        target = await self.tuning.fix(info.id, key, proposed)
-        cs = ConfidenceSequence(target_se=target, alpha=self.alpha, intersect=False)
         # at the estimate's own reference: its t where the SE rests on few clusters
         r = float(cs.radius(result.se, result.df))
         return (result.effect - r, result.effect + r)
+
+    async def _sequence(
+        self, info: ExperimentInfo, result: EstimateResult, key: str
+    ) -> ConfidenceSequence | None:
+        """The sequence ``key`` of the experiment, its mixture fixed at its first look."""
+        if not (math.isfinite(result.se) and result.se > 0):
+            return None
+        target = await self.tuning.fix(info.id, key, self._proposed_target(info, result))
+        return ConfidenceSequence(target_se=target, alpha=self.alpha, intersect=False)
+
+    @staticmethod
+    def _proposed_target(info: ExperimentInfo, result: EstimateResult) -> float:
+        return sequence_target(result.se, result.n_periods, _planned(info, result))
 
     async def run_once(self) -> list[tuple[str, EstimateResult | ElasticityResult | NotIdentified]]:
         """Estimate every experiment with data once; publish each estimate. Returns them."""
@@ -180,6 +209,7 @@ class AnalysisWorker:
         as_of = self.clock.now()
         t_cycle = time.perf_counter()
         published: list[tuple[str, EstimateResult | ElasticityResult | NotIdentified]] = []
+        verdicts = 0
         for info in await self.source.experiments():
             df = await self.source.panel(info.id, as_of)
             if df.empty or df["period"].nunique() < self.min_periods:
@@ -191,11 +221,13 @@ class AnalysisWorker:
                 continue
             panel = panels["units"]
             self._warn_margins(info, df)
+            primaries: dict[str, tuple[EstimateResult, tuple[float, float] | None]] = {}
             for metric in metrics_of(df.columns):
                 for result, cs in await self._estimates(info, metric, panels):
                     await self.sink.publish(info.id, result, as_of, cs)
                     self.observer.published(info.id, _series(result.method, metric), as_of)
                     published.append((info.id, result))
+                    primaries.setdefault(metric, (result, cs))
                 for result, cs in await self._segments(info, df, metric):
                     await self.sink.publish(info.id, result, as_of, cs)
                     # its own series: a segment must not keep the whole experiment's age fresh
@@ -213,10 +245,63 @@ class AnalysisWorker:
                 await self.sink.publish(info.id, spill, as_of, None)
                 self.observer.published(info.id, spill.method, as_of)
                 published.append((info.id, spill))
+            readings = await self._guardrail_readings(info, df)
             if info.status == "running" and self.guardrails is not None:
-                await self._check_guardrails(info, df)
-        self.observer.cycle_done(as_of, time.perf_counter() - t_cycle, len(published))
+                await self._check_guardrails(info, readings)
+            if self.verdicts is None:
+                continue
+            verdict = await self._verdict(info, primaries, [r for r, _ in readings])
+            if verdict is not None:
+                await self.verdicts.publish_verdict(info.id, verdict.to_dict(), as_of)
+                self.observer.published(info.id, "verdict", as_of)
+                verdicts += 1
+        # the messages of the cycle, verdicts included (a driver waits for all of them)
+        self.observer.cycle_done(as_of, time.perf_counter() - t_cycle, len(published) + verdicts)
         return published
+
+    async def _verdict(
+        self,
+        info: ExperimentInfo,
+        primaries: dict[str, tuple[EstimateResult, tuple[float, float] | None]],
+        guardrails: list[GuardrailReading],
+    ) -> Verdict | None:
+        """The look's verdict on the decision metric (analysis.verdict), from its primary
+        estimate as published (the design's first estimator of it) and the guardrails.
+
+        The first decisive verdict is kept in the tuning store (first writer wins), so a later
+        look, a restarted worker or a second one repeats it: acting on the first decisive
+        look is what the sequences' guarantee covers."""
+        metric = decision_metric(info.params)
+        if metric not in primaries:
+            log.info("experiment %s: no verdict yet: no estimate of %s", info.id, metric)
+            return None
+        result, cs = primaries[metric]
+        fields = published_fields(result, cs, self.alpha)
+        key = f"verdict:{metric}"
+        decided, at = decode_decision(await self.tuning.recall(info.id, key))
+        seq = await self._sequence(info, result, _series(result.method, metric))
+        verdict = decide(
+            metric=metric,
+            fields=fields,
+            guardrails=guardrails,
+            alpha=self.alpha,
+            decided=decided,
+            decided_at=at,
+            mde_pct=info.params.get("mde_pct"),
+            planned_periods=_planned(info, result),
+            days_per_period=period_days(info.params),
+            radius=None if seq is None else seq.radius,
+        )
+        if decided is None and verdict.verdict != "keep_running":
+            # first writer wins: a second worker deciding at the same look keeps one answer
+            code = await self.tuning.fix(
+                info.id, key, encode_decision(verdict.verdict, verdict.n_periods)
+            )
+            kept, kept_at = decode_decision(code)
+            if kept != verdict.verdict:
+                return await self._verdict(info, primaries, guardrails)
+            verdict = replace(verdict, decided_at=kept_at)
+        return verdict
 
     def _warn_margins(self, info: ExperimentInfo, df: pd.DataFrame) -> None:
         """One sentence, once per experiment, when products sell below their unit cost: allowed
@@ -375,44 +460,72 @@ class AnalysisWorker:
         self.observer.estimated(info.id, "spillover_ipw", time.perf_counter() - t0, True)
         return results
 
-    async def _check_guardrails(self, info: ExperimentInfo, df: pd.DataFrame) -> None:
-        """Trip a guardrail when the anytime-valid set of the relative effect on its metric
-        lies wholly below -max_drop_pct. The set is Fieller's at the confidence sequence's
-        multiplier (analysis.ratio): it carries the control mean's own uncertainty and its
-        covariance with the treated mean, not a point baseline's division."""
-        assert self.guardrails is not None
+    async def _guardrail_readings(
+        self, info: ExperimentInfo, df: pd.DataFrame
+    ) -> list[tuple[GuardrailReading, EstimateResult | None]]:
+        """Each guardrail of the spec at this look: the anytime-valid set of the relative
+        effect on its metric, Fieller's at the confidence sequence's multiplier
+        (analysis.ratio): it carries the control mean's own uncertainty and its covariance with
+        the treated mean, not a point baseline's division. A guardrail that cannot be read yet
+        has no set and a note (its status is then ``open``)."""
+        out: list[tuple[GuardrailReading, EstimateResult | None]] = []
         for g in info.params.get("guardrails") or ():
             metric, limit = g["metric"], float(g["max_drop_pct"])
             try:
                 res = fit_metric(_guardrail_plan(info), metric_panels(df), metric, self.seed)
             except (AnalysisError, ValueError, KeyError) as exc:
                 log.info("experiment %s: guardrail on %s not checked: %s", info.id, metric, exc)
+                out.append((GuardrailReading(metric, limit, note=str(exc)), None))
                 continue
             cs = await self._confidence_sequence(info, res, f"guardrail:{metric}")
             if cs is None:
                 log.info(
                     "experiment %s: guardrail on %s not checked: no finite SE", info.id, metric
                 )
+                out.append((GuardrailReading(metric, limit, note="no finite SE yet"), res))
                 continue
             rel = published_fields(res, cs)
-            upper = rel.get("relative_cs_high")
-            if upper is None:  # no bounded relative set (a loss in control, a noisy mean)
+            if rel.get("relative_cs_high") is None:
+                # no bounded relative set (a loss in control, a noisy mean)
                 log.info(
                     "experiment %s: guardrail on %s not checked: %s",
                     info.id,
                     metric,
                     rel.get("relative_note"),
                 )
+            reading = GuardrailReading(
+                metric,
+                limit,
+                relative_effect=rel.get("relative_effect"),
+                relative_cs_low=rel.get("relative_cs_low"),
+                relative_cs_high=rel.get("relative_cs_high"),
+                note=rel.get("relative_note"),
+            )
+            out.append((reading, res))
+        return out
+
+    async def _check_guardrails(
+        self,
+        info: ExperimentInfo,
+        readings: list[tuple[GuardrailReading, EstimateResult | None]],
+    ) -> None:
+        """Trip the first guardrail whose anytime-valid relative set lies wholly below
+        -max_drop_pct (:attr:`GuardrailReading.status` ``breached``): the experiment stops."""
+        assert self.guardrails is not None
+        for reading, res in readings:
+            if reading.status != "breached" or res is None:
                 continue
-            if not 100.0 * upper < -limit:
-                continue
+            metric, limit = reading.metric, reading.max_drop_pct
+            assert reading.relative_effect is not None and reading.relative_cs_low is not None
+            upper = reading.relative_cs_high
+            assert upper is not None
             detail = {
                 "metric": metric,
                 "max_drop_pct": limit,
                 "effect": res.effect,
-                "control_mean": rel["control_mean"],
-                "relative_effect_pct": 100.0 * rel["relative_effect"],
-                "cs_relative_pct": [100.0 * rel["relative_cs_low"], 100.0 * upper],
+                "control_mean": res.relative(self.alpha).get("control_mean"),
+                "relative_effect_pct": 100.0 * reading.relative_effect,
+                "cs_relative_pct": [100.0 * reading.relative_cs_low, 100.0 * upper],
                 "n_periods": res.n_periods,
             }
             log.warning("experiment %s: guardrail on %s tripped: %s", info.id, metric, detail)

@@ -327,3 +327,6 @@ class RedisSequenceTuning:
 
     async def fix(self, experiment: str, key: str, target_se: float) -> float:
         return await self.store.fix_sequence_target(experiment, key, target_se)
+
+    async def recall(self, experiment: str, key: str) -> float | None:
+        return await self.store.sequence_target(experiment, key)

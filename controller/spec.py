@@ -150,6 +150,11 @@ class ExperimentSpec(BaseModel):
     )
     treatment_policy: str = Field(min_length=1)
     control_policy: str = Field(min_length=1)
+    price_ratio: float | None = Field(
+        default=None,
+        description="The treatment's price relative to control's (1.10: a 10% rise; 0.95: a "
+        "5% cut): the price change that `pricelab simulate` and `compare-designs` model.",
+    )
     start: datetime
     end: datetime
     timezone: str = "UTC"
@@ -162,7 +167,25 @@ class ExperimentSpec(BaseModel):
     crossover: CrossoverSettings | None = None
     cluster: ClusterSettings | None = None
     optimal_switchback: OptimalSwitchbackSettings | None = None
-    guardrails: tuple[Guardrail, ...] = ()
+    guardrails: tuple[Guardrail, ...] = Field(
+        default=(),
+        description="Metrics the decision must not hurt, e.g. [{metric: units, max_drop_pct: "
+        "2}]: a breach stops the experiment and makes the verdict 'do not ship'; 'ship' needs "
+        "each shown to hold (docs/decision.md).",
+    )
+    decision_metric: Literal["units", "revenue", "profit"] | None = Field(
+        default=None,
+        description="The metric the verdict (ship, do not ship, keep running) hangs on; by "
+        "default profit when every product has a unit cost, else revenue (docs/decision.md).",
+    )
+    mde_pct: float | None = Field(
+        default=None,
+        gt=0,
+        lt=100,
+        description="The smallest relative effect on the decision metric worth detecting, in "
+        "percent (e.g. the MDE `pricelab plan` reports): a 'keep running' verdict then says "
+        "how many more days reach 80% power at it.",
+    )
     substitutes: tuple[tuple[str, str, float], ...] = Field(
         default=(),
         description="Substitutable-items graph among the experiment's products as (a, b, weight) "
@@ -235,6 +258,20 @@ class ExperimentSpec(BaseModel):
             raise ValueError("must be strictly between 0 and 1")
         return v
 
+    @field_validator("price_ratio", mode="before")
+    @classmethod
+    def _price_ratio_ok(cls, v: Any) -> Any:
+        # a ratio, not a flag or a percentage: refuse what float() would read as something else
+        if v is None:
+            return v
+        ok = isinstance(v, numbers.Real) and not isinstance(v, bool)
+        if not ok or not (math.isfinite(v) and v > 0):
+            raise ValueError(
+                f"must be a finite number above 0, the treatment's price over control's "
+                f"(1.10 for a 10% rise, 0.95 for a 5% cut), not {v!r}"
+            )
+        return float(v)
+
     @field_validator("period")
     @classmethod
     def _period_ok(cls, v: timedelta) -> timedelta:
@@ -281,6 +318,10 @@ class ExperimentSpec(BaseModel):
             self._check_costs(set(units))
         if any(g.metric == "profit" for g in self.guardrails) and not self.costs_all_products():
             raise SpecError("guardrails", "a profit guardrail needs unit_costs for every product")
+        if self.decision_metric == "profit" and not self.costs_all_products():
+            raise SpecError(
+                "decision_metric", "profit needs unit_costs for every product of the experiment"
+            )
         if self.treatment_policy == self.control_policy:
             raise SpecError("treatment_policy", "must differ from control_policy")
         self._check_design_settings()

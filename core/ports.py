@@ -5,7 +5,8 @@ module. It receives:
 
 - a :class:`PanelSource`: the experiments to analyse, as :class:`ExperimentInfo`, and each
   one's long cell table (implemented over Redis in ``controller/panel_source.py``);
-- an :class:`EstimateSink` and a :class:`GuardrailSink` (Kafka, in ``streams/sinks.py``);
+- an :class:`EstimateSink`, a :class:`VerdictSink` and a :class:`GuardrailSink` (Kafka, in
+  ``streams/sinks.py``);
 - a :class:`SequenceTuningStore`, where each confidence sequence's mixture is fixed at its
   first look (Redis, in ``controller/panel_source.py``), so that a restarted or second worker
   continues the same sequence.
@@ -115,6 +116,15 @@ class EstimateSink(Protocol):
     ) -> None: ...
 
 
+class VerdictSink(Protocol):
+    async def publish_verdict(
+        self, experiment: str, verdict: Mapping[str, Any], as_of: datetime
+    ) -> None:
+        """The verdict of one look (``analysis.verdict.Verdict.to_dict()``), on the estimates
+        topic as its own message (``kind: verdict``)."""
+        ...
+
+
 class GuardrailSink(Protocol):
     async def trip(self, experiment: str, metric: str, detail: dict[str, Any]) -> None: ...
 
@@ -123,6 +133,11 @@ class SequenceTuningStore(Protocol):
     async def fix(self, experiment: str, key: str, target_se: float) -> float:
         """The target SE of ``experiment``'s sequence ``key``: the one stored at its first look,
         or ``target_se``, stored now, when there is none (the first writer wins)."""
+        ...
+
+    async def recall(self, experiment: str, key: str) -> float | None:
+        """The value stored under ``key`` (by :meth:`fix`), or None: read, never written.
+        The worker keeps an experiment's first decisive verdict this way."""
         ...
 
 

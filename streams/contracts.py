@@ -37,6 +37,7 @@ from streams.schemas import (
     EstimateMessage,
     ExperimentEvent,
     Sale,
+    VerdictMessage,
 )
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -54,6 +55,16 @@ class TopicContract:
     producer: str
     consumers: str
     summary: str
+    #: further message kinds on the same topic, as (name suffix, model, summary): each has its
+    #: own schema file ``<topic>-<suffix>.schema.json``, and a message is valid when it is
+    #: valid as exactly one kind (the estimates topic's verdicts)
+    also: tuple[tuple[str, type[BaseModel], str], ...] = ()
+
+    def kinds(self) -> list[tuple[str, type[BaseModel], str]]:
+        """(schema file stem, model, summary) of every message kind on the topic."""
+        return [(slug(self.field), self.model, self.summary)] + [
+            (f"{slug(self.field)}-{suffix}", model, summary) for suffix, model, summary in self.also
+        ]
 
 
 TOPICS: tuple[TopicContract, ...] = (
@@ -83,6 +94,9 @@ TOPICS: tuple[TopicContract, ...] = (
         "estimates", EstimateMessage, "experiment id", "analysis worker",
         "analysts, dashboards, warehouse loaders",
         "Running estimates: one per metric, estimator and segment at every look.",
+        also=(("verdict", VerdictMessage,
+               "The verdict of each look (kind: verdict): ship, do_not_ship or keep_running "
+               "on the decision metric (docs/decision.md)."),),
     ),
     TopicContract(
         "experiment_events", ExperimentEvent, "experiment id", "controller",
@@ -102,12 +116,22 @@ def slug(field: str) -> str:
 def json_schema(contract: TopicContract) -> dict[str, Any]:
     """The message's JSON Schema (draft 2020-12): what a valid message is (pydantic's
     validation schema of the wire model)."""
-    schema = contract.model.model_json_schema(mode="validation")
-    return {
-        "$schema": SCHEMA_DIALECT,
-        "$id": f"{ID_BASE}{slug(contract.field)}.schema.json",
-        **schema,
-    }
+    return model_schema(contract.model, slug(contract.field))
+
+
+def model_schema(model: type[BaseModel], stem: str) -> dict[str, Any]:
+    """A wire model's JSON Schema, identified as ``<stem>.schema.json``."""
+    schema = model.model_json_schema(mode="validation")
+    return {"$schema": SCHEMA_DIALECT, "$id": f"{ID_BASE}{stem}.schema.json", **schema}
+
+
+def topic_schema(contract: TopicContract) -> dict[str, Any]:
+    """What a message on the topic must be: its one kind's schema, or exactly one of its
+    kinds' (``oneOf``) where the topic carries several."""
+    kinds = [model_schema(model, stem) for stem, model, _ in contract.kinds()]
+    if len(kinds) == 1:
+        return kinds[0]
+    return {"$schema": SCHEMA_DIALECT, "oneOf": kinds}
 
 
 #: the topics whose messages the embedded broker validates against their contracts: what
@@ -125,7 +149,7 @@ def broker_schemas(settings: Settings) -> dict[str, dict[str, Any]]:
     return {
         f"{getattr(settings.topics, f)}.json": {
             "type": "object",
-            "properties": {"value": json_schema(by_field[f])},
+            "properties": {"value": topic_schema(by_field[f])},
         }
         for f in BROKER_VALIDATED
     }
@@ -146,24 +170,27 @@ def asyncapi(settings: Settings) -> dict[str, Any]:
     for c in TOPICS:
         topic = getattr(settings.topics, c.field)
         cfg = configs[topic]
-        name = c.model.__name__
-        messages[name] = {
-            "name": name,
-            "title": name,
-            "summary": c.summary,
-            "contentType": "application/json",
-            "payload": {"$ref": f"./{slug(c.field)}.schema.json"},
-            "bindings": {
-                "kafka": {
-                    "key": {"type": "string", "description": c.key},
-                    "bindingVersion": "0.5.0",
-                }
-            },
-        }
+        names = []
+        for stem, model, summary in c.kinds():
+            name = model.__name__
+            names.append(name)
+            messages[name] = {
+                "name": name,
+                "title": name,
+                "summary": summary,
+                "contentType": "application/json",
+                "payload": {"$ref": f"./{stem}.schema.json"},
+                "bindings": {
+                    "kafka": {
+                        "key": {"type": "string", "description": c.key},
+                        "bindingVersion": "0.5.0",
+                    }
+                },
+            }
         channels[c.field] = {
             "address": topic,
             "description": f"{c.summary} Written by {c.producer}; read by {c.consumers}.",
-            "messages": {name: {"$ref": f"#/components/messages/{name}"}},
+            "messages": {name: {"$ref": f"#/components/messages/{name}"} for name in names},
             "bindings": {
                 "kafka": {
                     "topic": topic,
@@ -201,15 +228,18 @@ def asyncapi(settings: Settings) -> dict[str, Any]:
 def render(settings: Settings) -> dict[str, str]:
     """file name (under docs/contracts) -> its text, for every generated contract file."""
     files = {
-        f"{slug(c.field)}.schema.json": json.dumps(json_schema(c), indent=2, sort_keys=True) + "\n"
+        f"{stem}.schema.json": json.dumps(model_schema(model, stem), indent=2, sort_keys=True)
+        + "\n"
         for c in TOPICS
+        for stem, model, _ in c.kinds()
     }
     files["asyncapi.yaml"] = yaml.safe_dump(asyncapi(settings), sort_keys=False, width=100)
     return files
 
 
-def frozen_name(c: TopicContract, schema: Mapping[str, Any]) -> str:
-    return f"frozen/{slug(c.field)}.v{version_of(schema)}.schema.json"
+def frozen_name(c: TopicContract | str, schema: Mapping[str, Any]) -> str:
+    stem = slug(c.field) if isinstance(c, TopicContract) else c
+    return f"frozen/{stem}.v{version_of(schema)}.schema.json"
 
 
 def write(out: Path, settings: Settings) -> list[Path]:
@@ -220,9 +250,9 @@ def write(out: Path, settings: Settings) -> list[Path]:
     for name, text in render(settings).items():
         (out / name).write_text(text)
         written.append(out / name)
-    for c in TOPICS:
-        schema = json_schema(c)
-        frozen = out / frozen_name(c, schema)
+    for stem, model in ((stem, model) for c in TOPICS for stem, model, _ in c.kinds()):
+        schema = model_schema(model, stem)
+        frozen = out / frozen_name(stem, schema)
         if not frozen.exists():
             frozen.write_text(json.dumps(schema, indent=2, sort_keys=True) + "\n")
             written.append(frozen)

@@ -113,6 +113,7 @@ class Runtime:
             self.clock,
             self.metrics,
             guardrails=KafkaGuardrailSink(self.publisher, settings, self.clock.now),
+            verdicts=self.estimate_sink,
             tuning=RedisSequenceTuning(self.store),
         )
 

@@ -244,6 +244,63 @@ class EstimateMessage(_Wire):
         return self
 
 
+#: the metrics a verdict may hang on (analysis.verdict.DECISION_METRICS)
+DecisionMetric = Literal["units", "revenue", "profit"]
+
+
+class GuardrailStatus(_Wire):
+    """One guardrail at a verdict's look: the relative effect on its metric and its
+    anytime-valid set (fractions), against the largest tolerated drop (percent).
+    ``status``: ``breached`` (the set lies wholly below ``-max_drop_pct``), ``ok`` (wholly
+    above it) or ``open``; ``note`` says why a set is missing."""
+
+    metric: DecisionMetric
+    max_drop_pct: float
+    status: Literal["ok", "breached", "open"]
+    relative_effect: float | None = None
+    relative_cs_low: float | None = None
+    relative_cs_high: float | None = None
+    note: str | None = None
+
+
+class VerdictMessage(_Wire):
+    """The verdict of one look, on the estimates topic beside the estimates (``kind:
+    verdict`` tells them apart; an estimate has no ``kind``), keyed by experiment.
+
+    ``verdict`` is ``ship``, ``do_not_ship`` or ``keep_running`` on the decision ``metric``
+    by the ``rule`` (one sentence; docs/decision.md), from the primary ``estimator``'s
+    anytime-valid confidence sequence (``cs_low``/``cs_high``, and relative to the control
+    mean) and the ``guardrails``. ``reason`` says why, in one sentence. ``decided_at``: the
+    periods seen at the first decisive look, which later looks repeat. For ``keep_running``,
+    ``more_days`` is the number of days still needed for 80% power at ``mde_pct``, or null
+    with ``more_days_note`` saying why.
+    """
+
+    v: Literal[1] = 1
+    kind: Literal["verdict"] = "verdict"
+    experiment: Ident
+    as_of: Instant
+    verdict: Literal["ship", "do_not_ship", "keep_running"]
+    metric: DecisionMetric
+    estimator: str
+    rule: str
+    reason: str
+    effect: float
+    cs_low: float | None = None
+    cs_high: float | None = None
+    relative_effect: float | None = None
+    relative_cs_low: float | None = None
+    relative_cs_high: float | None = None
+    alpha: float = 0.05
+    n_units: int
+    n_periods: int
+    guardrails: list[GuardrailStatus] = Field(default_factory=list)
+    mde_pct: float | None = None
+    more_days: float | None = Field(default=None, ge=0)
+    more_days_note: str | None = None
+    decided_at: int | None = None
+
+
 class CommandKind(StrEnum):
     CREATE = "create"
     STOP = "stop"

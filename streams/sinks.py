@@ -7,7 +7,7 @@ import math
 import os
 import socket
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from functools import partial
@@ -27,6 +27,7 @@ from streams.schemas import (
     DeadLetter,
     EstimateMessage,
     ExperimentEvent,
+    VerdictMessage,
     all_plain_ids,
 )
 
@@ -142,6 +143,23 @@ class KafkaEstimateSink:
         msg = EstimateMessage(experiment=experiment, as_of=as_of, **fields)
         await self.publisher.send(self.topic, msg, experiment)
         await self.publisher.flush()
+
+    async def publish_verdict(
+        self, experiment: str, verdict: Mapping[str, Any], as_of: datetime
+    ) -> None:
+        """The look's verdict as its own message on the estimates topic (``kind: verdict``)."""
+        fields = {k: _finite_or_none(v) for k, v in verdict.items()}
+        fields["guardrails"] = [
+            {k: _finite_or_none(v) for k, v in g.items()} for g in verdict.get("guardrails", ())
+        ]
+        msg = VerdictMessage(experiment=experiment, as_of=as_of, **fields)
+        await self.publisher.send(self.topic, msg, experiment)
+        await self.publisher.flush()
+
+
+def _finite_or_none(value: Any) -> Any:
+    """NaN and infinities are not JSON numbers."""
+    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 class DeadLetterSink:

@@ -325,3 +325,8 @@ class PanelStore(RedisStore):
         pipe.hget(name, key)
         _, stored = await pipe.execute()
         return float(stored)
+
+    async def sequence_target(self, exp_id: str, key: str) -> float | None:
+        """The value stored under the experiment's sequence ``key``, or None (read only)."""
+        stored = await self.redis.hget(f"{self.exp(exp_id)}:cs", key)
+        return None if stored is None else float(stored)

@@ -130,3 +130,28 @@ async def test_an_input_topic_takes_anything_for_the_controller_to_dead_letter(
     answers = await _produce(settings, topic, [b'{"not": "a sale"}', b"not json"])
     assert answers == [None, None]
     assert await _raw(settings, topic, expect=2) == [b'{"not": "a sale"}', b"not json"]
+
+
+async def test_the_estimates_topic_stores_a_verdict_and_refuses_a_broken_one(
+    settings: Settings,
+) -> None:
+    """The estimates topic carries two kinds (its value schema is oneOf estimate, verdict):
+    the broker stores a verdict as the worker's sink encodes it, and refuses one with a word
+    that is not a verdict or an estimate's field mixed in."""
+    from streams.schemas import VerdictMessage
+
+    verdict = VerdictMessage(
+        experiment="e1", as_of=AT, verdict="keep_running", metric="profit", estimator="fe",
+        rule="ship when ...", reason="profit +1.0% [-2.0%, +4.0%] still includes 0",
+        effect=3.0, cs_low=-6.0, cs_high=12.0, n_units=40, n_periods=7, mde_pct=2.0,
+        more_days=9.0, guardrails=[{"metric": "units", "max_drop_pct": 2.0, "status": "ok"}],
+    ).model_dump_json().encode()  # fmt: skip
+    doc = json.loads(verdict)
+    launch = json.dumps(doc | {"verdict": "launch"}).encode()
+    mixed = json.dumps(doc | {"se": 0.5}).encode()
+    topic = settings.topics.estimates
+    estimate = _valid("estimates")
+    answers = await _produce(settings, topic, [verdict, launch, mixed, estimate])
+    assert answers[0] is None and answers[3] is None, answers
+    assert all(a is not None and a.startswith("UnknownError") for a in answers[1:3]), answers
+    assert await _raw(settings, topic, expect=2) == [verdict, estimate]

@@ -20,7 +20,6 @@ from streams.contracts import (
     frozen_name,
     json_schema,
     render,
-    slug,
     version_of,
 )
 from streams.kafka import topic_configs
@@ -115,11 +114,13 @@ def test_the_asyncapi_document_names_every_topic_with_its_key_schema_and_cleanup
         topic = getattr(settings.topics, c.field)
         binding = ch["bindings"]["kafka"]["topicConfiguration"]
         assert binding["cleanup.policy"] == [configs[topic]["cleanup.policy"]]
-        (ref,) = ch["messages"].values()
-        msg = doc["components"]["messages"][ref["$ref"].rsplit("/", 1)[1]]
-        payload = CONTRACTS / msg["payload"]["$ref"]
-        assert payload.name == f"{slug(c.field)}.schema.json" and payload.exists()
-        assert msg["bindings"]["kafka"]["key"]["description"] == c.key
+        refs = list(ch["messages"].values())
+        assert len(refs) == len(c.kinds())
+        for ref, (stem, _, _) in zip(refs, c.kinds(), strict=True):
+            msg = doc["components"]["messages"][ref["$ref"].rsplit("/", 1)[1]]
+            payload = CONTRACTS / msg["payload"]["$ref"]
+            assert payload.name == f"{stem}.schema.json" and payload.exists()
+            assert msg["bindings"]["kafka"]["key"]["description"] == c.key
         op = doc["operations"]
         assert any(o["channel"]["$ref"] == f"#/channels/{c.field}" for o in op.values())
     assert doc["channels"]["assignments"]["bindings"]["kafka"]["topicConfiguration"][
@@ -144,4 +145,48 @@ def test_the_broker_validates_the_output_topics_with_their_contracts_under_their
         slug = name.removesuffix(".json").split(".", 1)[1]
         assert set(doc["properties"]) == {"value"}
         on_disk = json.loads((ROOT / "docs" / "contracts" / f"{slug}.schema.json").read_text())
-        assert doc["properties"]["value"] == on_disk
+        value = doc["properties"]["value"]
+        if slug == "estimates":  # estimates and verdicts: exactly one of the two
+            verdict = (ROOT / "docs" / "contracts" / "estimates-verdict.schema.json").read_text()
+            assert value["oneOf"] == [on_disk, json.loads(verdict)]
+        else:
+            assert value == on_disk
+
+
+def _verdict(**over: object) -> dict[str, object]:
+    from streams.schemas import VerdictMessage
+
+    fields: dict[str, object] = {
+        "experiment": "e1", "as_of": datetime(2026, 1, 1, tzinfo=UTC), "verdict": "keep_running",
+        "metric": "profit", "estimator": "fe", "rule": "r", "reason": "profit +1.0% [-2.0%, +4.0%]",
+        "effect": 3.0, "cs_low": -6.0, "cs_high": 12.0, "n_units": 40, "n_periods": 7,
+        "guardrails": [{"metric": "units", "max_drop_pct": 2.0, "status": "open"}],
+        "mde_pct": 2.0, "more_days": 9.0,
+    }  # fmt: skip
+    return json.loads(VerdictMessage(**(fields | over)).model_dump_json())  # type: ignore[arg-type]
+
+
+def test_the_estimates_topic_takes_a_verdict_or_an_estimate_and_nothing_in_between() -> None:
+    """The broker's schema of the estimates topic (oneOf its two kinds) accepts a verdict as
+    the worker publishes it and an estimate, and refuses a verdict with an unknown word, a
+    negative ``more_days``, or an estimate's field mixed in."""
+    from streams.contracts import topic_schema
+
+    (estimates,) = [c for c in TOPICS if c.field == "estimates"]
+    topic = jsonschema.Draft202012Validator(topic_schema(estimates))
+    verdict = _verdict()
+    topic.validate(verdict)
+    assert verdict["kind"] == "verdict"
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    result = EstimateResult("fe", 1.5, 0.4, n_units=10, n_periods=5, metric="profit")
+    fields = published_fields(result, None)
+    keep = {k: v for k, v in fields.items() if k in EstimateMessage.model_fields}
+    topic.validate(json.loads(EstimateMessage(experiment="e1", as_of=at, **keep).model_dump_json()))
+    for bad in (
+        verdict | {"verdict": "launch"},
+        verdict | {"more_days": -1.0},
+        verdict | {"se": 0.4},
+        {k: v for k, v in verdict.items() if k != "reason"},
+    ):
+        with pytest.raises(jsonschema.ValidationError):
+            topic.validate(bad)

@@ -1,0 +1,366 @@
+"""The verdict: ship, do not ship, or keep running, on the experiment's decision metric.
+
+An experiment is run to take a decision, and the decision hangs on one metric: profit where
+every product's unit cost is known, else revenue (the spec's ``decision_metric`` overrides).
+Guardrails (the spec's ``guardrails``: e.g. units not below -2%) are metrics the decision must
+not hurt beyond a tolerated drop.
+
+The rule (docs/decision.md), applied at every look of the analysis worker:
+
+- **do not ship** when the decision metric's anytime-valid confidence sequence lies wholly
+  below 0, or a guardrail is *breached*: its relative sequence lies wholly below
+  ``-max_drop_pct``;
+- **ship** when the decision metric's sequence lies wholly above 0 and every guardrail is
+  *cleared*: its relative sequence lies wholly above ``-max_drop_pct`` (non-inferiority shown);
+- otherwise **keep running**, with ``more_days``: the days still needed for 80% power at the
+  planned minimum detectable effect (``mde_pct``), from the SE measured so far.
+
+The sequences are the ones the worker publishes (Howard et al. 2021 normal mixture,
+analysis/confseq.py): they hold at every look simultaneously, so looking every day and
+acting on the first decisive look keeps the error rate. The first decisive look is final:
+the worker keeps it (``decided_at``) and repeats it at later looks, with the figures of each.
+
+Error rates. With no effect on the decision metric, ``ship`` or ``do not ship`` on it at any
+look needs its sequence to exclude the truth: at most ``alpha`` (two-sided) over the whole
+experiment. Each guardrail can add a false ``do not ship`` only when its sequence lies wholly
+below ``-max_drop_pct`` while its truth is above it: at most ``alpha / 2`` each (one-sided), and
+far less when the truth sits well above the limit. docs/decision.md measures both.
+
+Power. With information growing like the number of periods (SE ~ 1/sqrt(periods), the same
+assumption the sequence's tuning makes), the sequence at ``n`` periods excludes 0 with
+probability about ``Phi(|delta| / se_n - r(se_n) / se_n)``, ``r`` its radius: the normal
+approximation the planner uses for its MDE, with the sequence's multiplier in place of the
+fixed-horizon quantile (:func:`power_at`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import timedelta
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import TypeAdapter, ValidationError
+from scipy import stats
+
+VerdictWord = Literal["ship", "do_not_ship", "keep_running"]
+VERDICTS: tuple[VerdictWord, ...] = ("ship", "do_not_ship", "keep_running")
+#: the metrics a decision may hang on
+DECISION_METRICS = ("units", "revenue", "profit")
+#: the power ``more_days`` plans for
+TARGET_POWER = 0.8
+#: the longest extension ``more_days`` looks for, in multiples of the planned length
+_HORIZON_FACTOR = 20
+
+_DURATION = TypeAdapter(timedelta)
+
+
+def decision_metric(params: Mapping[str, Any]) -> str:
+    """The spec's decision metric: ``decision_metric`` when given, else profit when every
+    product has a unit cost, else revenue."""
+    given = params.get("decision_metric")
+    if given:
+        return str(given)
+    costs = params.get("unit_costs") or {}
+    products = list(params.get("products") or ()) or [
+        p for members in (params.get("clusters") or {}).values() for p in members
+    ]
+    return "profit" if costs and len(costs) == len(products) else "revenue"
+
+
+def period_days(params: Mapping[str, Any]) -> float:
+    """The spec's period in days (its ``period`` as the spec's JSON gives it; a day when
+    absent or unreadable)."""
+    raw = params.get("period")
+    if raw is None:
+        return 1.0
+    try:
+        return _DURATION.validate_python(raw).total_seconds() / 86400.0
+    except ValidationError:
+        return 1.0
+
+
+@dataclass(frozen=True)
+class GuardrailReading:
+    """One guardrail at one look: the relative effect on its metric and its anytime-valid set
+    (fractions), against the largest tolerated drop (percent)."""
+
+    metric: str
+    max_drop_pct: float
+    relative_effect: float | None = None
+    relative_cs_low: float | None = None
+    relative_cs_high: float | None = None
+    note: str | None = None  # why the set is missing, when it is
+
+    @property
+    def status(self) -> Literal["ok", "breached", "open"]:
+        """``breached``: the set lies wholly below the limit; ``ok``: wholly above it (shown
+        not to drop more than tolerated); ``open``: neither yet (or no bounded set)."""
+        limit = -self.max_drop_pct / 100.0
+        if self.relative_cs_high is not None and self.relative_cs_high < limit:
+            return "breached"
+        if self.relative_cs_low is not None and self.relative_cs_low > limit:
+            return "ok"
+        return "open"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"status": self.status}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The verdict at one look, with what it rests on (the estimates topic's verdict message)."""
+
+    verdict: VerdictWord
+    metric: str
+    estimator: str
+    rule: str
+    reason: str
+    effect: float
+    cs_low: float | None
+    cs_high: float | None
+    relative_effect: float | None
+    relative_cs_low: float | None
+    relative_cs_high: float | None
+    n_units: int
+    n_periods: int
+    alpha: float = 0.05
+    guardrails: tuple[GuardrailReading, ...] = ()
+    mde_pct: float | None = None
+    more_days: float | None = None
+    more_days_note: str | None = None
+    decided_at: int | None = None  # periods seen at the first decisive look
+    extra: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out.pop("extra")
+        out["guardrails"] = [g.to_dict() for g in self.guardrails]
+        return out
+
+
+def rule_text(metric: str, alpha: float, guardrails: Sequence[GuardrailReading]) -> str:
+    """The rule, in one sentence naming the metric, the level and the guardrails."""
+    level = f"{1 - alpha:.0%} anytime-valid confidence sequence"
+    limits = ", ".join(f"{g.metric} not below -{g.max_drop_pct:g}%" for g in guardrails)
+    guard = f" and every guardrail ({limits}) is shown to hold" if guardrails else ""
+    breach = " or a guardrail is breached" if guardrails else ""
+    return (
+        f"ship when the {level} of {metric}'s effect lies wholly above 0{guard}; do not ship "
+        f"when it lies wholly below 0{breach}; otherwise keep running"
+    )
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100.0 * x:+.1f}%"
+
+
+def _describe(
+    metric: str,
+    effect: float,
+    cs: tuple[float | None, float | None],
+    rel: tuple[float | None, float | None, float | None],
+) -> str:
+    if rel[0] is not None and rel[1] is not None and rel[2] is not None:
+        return f"{metric} {_pct(rel[0])} [{_pct(rel[1])}, {_pct(rel[2])}]"
+    lo, hi = cs
+    if lo is None or hi is None:
+        return f"{metric} {effect:+.4g} (no sequence)"
+    return f"{metric} {effect:+.4g} [{lo:+.4g}, {hi:+.4g}]"
+
+
+def look_verdict(
+    cs_low: float | None, cs_high: float | None, guardrails: Sequence[GuardrailReading]
+) -> VerdictWord:
+    """The rule at one look, on the decision metric's sequence and the guardrails."""
+    if any(g.status == "breached" for g in guardrails):
+        return "do_not_ship"
+    if cs_high is not None and cs_high < 0:
+        return "do_not_ship"
+    if cs_low is not None and cs_low > 0 and all(g.status == "ok" for g in guardrails):
+        return "ship"
+    return "keep_running"
+
+
+def power_at(
+    effect: float, se: np.ndarray | float, radius: Callable[[np.ndarray], np.ndarray]
+) -> np.ndarray:
+    """Probability that a sequence of radius ``radius(se)`` around an estimate
+    ~ N(effect, se^2) excludes 0 (the far side's share is negligible and left out)."""
+    se = np.asarray(se, dtype=float)
+    return np.asarray(stats.norm.cdf((abs(effect) - radius(se)) / se))
+
+
+def periods_for_power(
+    effect: float,
+    se: float,
+    n_periods: int,
+    radius: Callable[[np.ndarray], np.ndarray],
+    *,
+    power: float = TARGET_POWER,
+    max_periods: int,
+) -> int | None:
+    """The fewest periods ``n >= n_periods`` at which the sequence reaches ``power`` against
+    ``effect``, projecting the SE as ``se * sqrt(n_periods / n)``; None when not by
+    ``max_periods``."""
+    if not (math.isfinite(effect) and effect != 0 and math.isfinite(se) and se > 0):
+        return None
+    n = np.arange(n_periods, max(max_periods, n_periods) + 1, dtype=float)
+    reached = np.nonzero(power_at(effect, se * np.sqrt(n_periods / n), radius) >= power)[0]
+    return int(n[reached[0]]) if reached.size else None
+
+
+def more_days(
+    *,
+    mde_pct: float | None,
+    control_mean: float | None,
+    se: float,
+    n_periods: int,
+    planned_periods: int,
+    days_per_period: float,
+    radius: Callable[[np.ndarray], np.ndarray],
+) -> tuple[float | None, str | None]:
+    """(days still needed for 80% power at the MDE, None) or (None, why not)."""
+    if mde_pct is None:
+        return None, (
+            "the spec gives no mde_pct (the effect `pricelab plan` says the experiment can "
+            "detect), so the days still needed are not computed"
+        )
+    if control_mean is None or not math.isfinite(control_mean) or control_mean == 0:
+        return None, "no control mean yet to turn the MDE into an effect"
+    if not (math.isfinite(se) and se > 0):
+        return None, "no finite standard error yet"
+    effect = abs(mde_pct / 100.0 * control_mean)
+    cap = _HORIZON_FACTOR * max(planned_periods, n_periods)
+    n = periods_for_power(effect, se, n_periods, radius, max_periods=cap)
+    if n is None:
+        return None, (
+            f"80% power at the MDE of {mde_pct:g}% is not reached within {cap} periods at the "
+            "noise measured so far"
+        )
+    return (n - n_periods) * days_per_period, None
+
+
+def decide(
+    *,
+    metric: str,
+    fields: Mapping[str, Any],
+    guardrails: Sequence[GuardrailReading] = (),
+    alpha: float = 0.05,
+    decided_at: int | None = None,
+    decided: VerdictWord | None = None,
+    mde_pct: float | None = None,
+    planned_periods: int = 0,
+    days_per_period: float = 1.0,
+    radius: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> Verdict:
+    """The verdict at one look.
+
+    ``fields`` is the decision estimate as the estimates topic publishes it
+    (:func:`analysis.results.published_fields`: effect, se, cs_low/high, control_mean and the
+    relative form). ``decided``/``decided_at``: an earlier look's decisive verdict, which is
+    kept. ``radius`` is the decision sequence's radius as a function of the SE (for
+    ``more_days``; None: not computed).
+    """
+    effect = float(fields["effect"])
+    cs = (fields.get("cs_low"), fields.get("cs_high"))
+    rel = (
+        fields.get("relative_effect"),
+        fields.get("relative_cs_low"),
+        fields.get("relative_cs_high"),
+    )
+    n_periods = int(fields["n_periods"])
+    now = look_verdict(cs[0], cs[1], guardrails)
+    figure = _describe(metric, effect, cs, rel)
+    breached = [g for g in guardrails if g.status == "breached"]
+    open_ = [g for g in guardrails if g.status == "open"]
+    at: int | None
+    if decided is not None and decided != "keep_running":
+        verdict: VerdictWord = decided
+        at = decided_at if decided_at is not None else n_periods
+        reason = (
+            f"decided after {at} periods and kept (the first decisive look is final); "
+            f"now {figure}"
+        )
+    else:
+        verdict, at = now, (n_periods if now != "keep_running" else None)
+        if breached:
+            g = breached[0]
+            reason = (
+                f"guardrail {g.metric} breached: {_pct(g.relative_effect)} "
+                f"[{_pct(g.relative_cs_low)}, {_pct(g.relative_cs_high)}] lies wholly below "
+                f"-{g.max_drop_pct:g}%"
+            )
+        elif now == "do_not_ship":
+            reason = f"{figure} lies wholly below 0"
+        elif now == "ship":
+            reason = f"{figure} lies wholly above 0" + (
+                ", and every guardrail holds" if guardrails else ""
+            )
+        elif cs[0] is not None and cs[0] > 0 and open_:
+            names = ", ".join(f"{g.metric} (not below -{g.max_drop_pct:g}%)" for g in open_)
+            reason = f"{figure} lies above 0, but not yet shown: {names}"
+        elif cs[0] is None:
+            reason = f"{figure}: no confidence sequence yet"
+        else:
+            reason = f"{figure} still includes 0"
+    days, note = None, None
+    if verdict == "keep_running":
+        if cs[0] is not None and cs[0] > 0:
+            note = "the decision metric is up; the verdict waits for the guardrails to be shown"
+        elif radius is None:
+            note = "no confidence sequence yet"
+        else:
+            days, note = more_days(
+                mde_pct=mde_pct,
+                control_mean=fields.get("control_mean"),
+                se=float(fields.get("se") or math.nan),
+                n_periods=n_periods,
+                planned_periods=planned_periods,
+                days_per_period=days_per_period,
+                radius=radius,
+            )
+            if days == 0:
+                note = (
+                    f"80% power at the MDE of {mde_pct:g}% is reached: an effect that large would "
+                    "most likely have shown; the effect is likely smaller, and keeping control "
+                    "is the default"
+                )
+    return Verdict(
+        verdict=verdict,
+        metric=metric,
+        estimator=str(fields["estimator"]),
+        rule=rule_text(metric, alpha, guardrails),
+        reason=reason,
+        effect=effect,
+        cs_low=cs[0],
+        cs_high=cs[1],
+        relative_effect=rel[0],
+        relative_cs_low=rel[1],
+        relative_cs_high=rel[2],
+        n_units=int(fields["n_units"]),
+        n_periods=n_periods,
+        alpha=alpha,
+        guardrails=tuple(guardrails),
+        mde_pct=mde_pct,
+        more_days=days,
+        more_days_note=note,
+        decided_at=at,
+    )
+
+
+def encode_decision(verdict: VerdictWord, n_periods: int) -> float:
+    """A decisive verdict and its look as one number (the tuning store keeps floats):
+    +n for ship after n periods, -n for do not ship."""
+    if verdict == "keep_running":
+        raise ValueError("only a decisive verdict is kept")
+    return float(n_periods if verdict == "ship" else -n_periods)
+
+
+def decode_decision(code: float | None) -> tuple[VerdictWord | None, int | None]:
+    """The inverse of :func:`encode_decision` (None: nothing decided yet)."""
+    if code is None or not math.isfinite(code) or code == 0:
+        return None, None
+    return ("ship" if code > 0 else "do_not_ship"), int(abs(code))

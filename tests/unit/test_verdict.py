@@ -1,0 +1,283 @@
+"""The verdict (analysis/verdict.py) and the analysis worker's verdict messages."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from analysis.verdict import (
+    GuardrailReading,
+    decide,
+    decision_metric,
+    decode_decision,
+    encode_decision,
+    look_verdict,
+    period_days,
+    periods_for_power,
+)
+from analysis.worker import AnalysisWorker, ExperimentInfo, InMemorySequenceTuning
+from controller.clock import ManualClock
+from streams.schemas import VerdictMessage
+
+
+def _g(lo: float | None, hi: float | None, drop: float = 2.0) -> GuardrailReading:
+    mid = None if lo is None or hi is None else (lo + hi) / 2
+    return GuardrailReading("units", drop, mid, lo, hi)
+
+
+@pytest.mark.parametrize(
+    ("cs", "guards", "word"),
+    [
+        ((0.5, 2.0), [], "ship"),
+        ((-2.0, -0.5), [], "do_not_ship"),
+        ((-0.5, 2.0), [], "keep_running"),
+        ((None, None), [], "keep_running"),
+        # up, and units shown not to drop more than 2%
+        ((0.5, 2.0), [_g(-0.01, 0.03)], "ship"),
+        # up, but units may still drop more than 2%: not yet
+        ((0.5, 2.0), [_g(-0.05, 0.01)], "keep_running"),
+        # a breached guardrail decides, whatever the decision metric says
+        ((0.5, 2.0), [_g(-0.09, -0.03)], "do_not_ship"),
+        ((-0.5, 2.0), [_g(-0.09, -0.03)], "do_not_ship"),
+        # no bounded relative set for the guardrail: open
+        ((0.5, 2.0), [_g(None, None)], "keep_running"),
+    ],
+)
+def test_the_rule_at_one_look(cs, guards, word):
+    assert look_verdict(cs[0], cs[1], guards) == word
+
+
+def test_a_guardrail_is_breached_only_when_its_whole_set_lies_below_the_limit():
+    assert _g(-0.05, -0.021).status == "breached"
+    assert _g(-0.05, -0.019).status == "open"
+    assert _g(-0.019, 0.01).status == "ok"
+    assert _g(None, None).status == "open"
+
+
+def test_the_decision_metric_is_profit_with_every_cost_else_revenue_unless_named():
+    assert decision_metric({"products": ["a", "b"], "unit_costs": {"a": 1, "b": 2}}) == "profit"
+    assert decision_metric({"products": ["a", "b"], "unit_costs": {"a": 1}}) == "revenue"
+    assert decision_metric({"products": ["a"]}) == "revenue"
+    assert decision_metric({"clusters": {"c": ["a"]}, "unit_costs": {"a": 1}}) == "profit"
+    assert decision_metric({"products": ["a"], "decision_metric": "units"}) == "units"
+
+
+def test_the_period_in_days_from_the_spec_json():
+    assert period_days({"period": "P1D"}) == 1.0
+    assert period_days({"period": "PT4H"}) == pytest.approx(4 / 24)
+    assert period_days({}) == 1.0
+
+
+def test_periods_for_power_with_a_fixed_multiplier_is_the_textbook_sample_size():
+    """With radius q * se, power is Phi(delta/se_n - q); solving for 80% gives
+    n = n0 ((q + z_0.8) se0 / delta)^2, rounded up (worked by hand, not by the code)."""
+    q, se0, n0, delta = 2.5, 1.0, 7, 1.2
+    need = n0 * ((q + stats.norm.ppf(0.8)) * se0 / delta) ** 2  # 7 * (3.3416/1.2)^2 = 54.28
+    assert 54 < need < 55
+    got = periods_for_power(delta, se0, n0, lambda se: q * se, max_periods=1000)
+    assert got == 55
+    # not reachable within the cap: None
+    assert periods_for_power(delta, se0, n0, lambda se: q * se, max_periods=40) is None
+    # already powered: the look itself
+    assert periods_for_power(10.0, se0, n0, lambda se: q * se, max_periods=100) == n0
+
+
+def _fields(effect: float, se: float, q: float = 2.5, n_periods: int = 7, cm: float = 100.0):
+    return {
+        "estimator": "fe",
+        "effect": effect,
+        "se": se,
+        "cs_low": effect - q * se,
+        "cs_high": effect + q * se,
+        "control_mean": cm,
+        "relative_effect": effect / cm,
+        "relative_cs_low": (effect - q * se) / cm,
+        "relative_cs_high": (effect + q * se) / cm,
+        "n_units": 40,
+        "n_periods": n_periods,
+    }
+
+
+def test_keep_running_says_how_many_more_days_reach_80pct_power_at_the_mde():
+    # MDE 2% of a control mean of 100 = 2.0; se 1.0 after 7 daily periods; q = 2.5:
+    # n = 7 (3.3416 / 2)^2 = 19.54 -> 20 periods, 13 more days (4-hour periods: 13/6 days)
+    v = decide(
+        metric="profit",
+        fields=_fields(1.0, 1.0),
+        mde_pct=2.0,
+        planned_periods=14,
+        radius=lambda se: 2.5 * se,
+    )
+    assert v.verdict == "keep_running" and v.more_days == 13.0 and v.more_days_note is None
+    assert "still includes 0" in v.reason
+    v4h = decide(
+        metric="profit",
+        fields=_fields(1.0, 1.0),
+        mde_pct=2.0,
+        planned_periods=14,
+        days_per_period=4 / 24,
+        radius=lambda se: 2.5 * se,
+    )
+    assert v4h.more_days == pytest.approx(13 * 4 / 24)
+    # no MDE in the spec: no number, and a sentence that says what to give
+    none = decide(metric="profit", fields=_fields(1.0, 1.0), radius=lambda se: 2.5 * se)
+    assert none.more_days is None and "mde_pct" in (none.more_days_note or "")
+
+
+def test_a_decisive_look_names_its_figures_and_an_earlier_decision_is_kept():
+    v = decide(metric="profit", fields=_fields(-8.0, 1.0), radius=lambda se: 2.5 * se)
+    assert v.verdict == "do_not_ship" and v.decided_at == 7 and v.more_days is None
+    assert v.reason == "profit -8.0% [-10.5%, -5.5%] lies wholly below 0"
+    # a later look whose set includes 0 again repeats the first decisive verdict
+    later = decide(
+        metric="profit",
+        fields=_fields(-1.0, 1.0, n_periods=9),
+        decided="do_not_ship",
+        decided_at=7,
+        radius=lambda se: 2.5 * se,
+    )
+    assert later.verdict == "do_not_ship" and later.decided_at == 7
+    assert "decided after 7 periods" in later.reason
+    assert decode_decision(encode_decision("ship", 12)) == ("ship", 12)
+    assert decode_decision(encode_decision("do_not_ship", 3)) == ("do_not_ship", 3)
+    assert decode_decision(None) == (None, None)
+
+
+def test_the_message_carries_the_verdict_as_the_contract_says():
+    v = decide(
+        metric="profit",
+        fields=_fields(5.0, 1.0),
+        guardrails=[_g(-0.01, 0.04)],
+        radius=lambda se: 2.5 * se,
+    )
+    assert v.verdict == "ship"
+    msg = VerdictMessage(experiment="e1", as_of=datetime(2026, 1, 1, tzinfo=UTC), **v.to_dict())
+    doc = msg.model_dump(mode="json")
+    assert doc["kind"] == "verdict" and doc["guardrails"][0]["status"] == "ok"
+    assert "units not below -2%" in doc["rule"]
+
+
+# ------------------------------------------------------------------ the worker's verdicts
+def _cells(effect_pct: float, t: int, n: int = 60, seed: int = 0) -> pd.DataFrame:
+    """Random days with revenue and profit (unit cost 4 at a price of 10): a treated cell's
+    units change by ``effect_pct`` percent, at the same price."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        base = rng.uniform(20, 60)
+        for k in range(t):
+            treated = int(rng.random() < 0.5)
+            units = float(rng.poisson(base * (1 + effect_pct / 100 * treated)))
+            rows.append(
+                {
+                    "product": f"p{i}",
+                    "period": k,
+                    "units": units,
+                    "revenue": 10.0 * units,
+                    "profit": 6.0 * units,
+                    "treated": treated,
+                    "probability": 0.5,
+                    "blackout": False,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+class _Source:
+    def __init__(self, df: pd.DataFrame, params: dict):
+        self.df = df
+        self.info = ExperimentInfo("e1", "random-days", "running", params, planned_periods=20)
+
+    async def experiments(self):
+        return [self.info]
+
+    async def panel(self, exp_id, as_of):
+        return self.df
+
+
+class _Sink:
+    def __init__(self):
+        self.estimates = []
+        self.verdicts = []
+
+    async def publish(self, experiment, result, as_of, cs):
+        self.estimates.append((result, cs))
+
+    async def publish_verdict(self, experiment, verdict, as_of):
+        self.verdicts.append(verdict)
+
+
+def _params(**over):
+    products = [f"p{i}" for i in range(60)]
+    return {
+        "products": products,
+        "unit_costs": dict.fromkeys(products, 4.0),
+        "period": "P1D",
+        "n_periods": 20,
+    } | over
+
+
+async def _look(df, params, tuning=None):
+    sink = _Sink()
+    w = AnalysisWorker(
+        _Source(df, params),
+        sink,
+        ManualClock(datetime(2026, 1, 1, tzinfo=UTC)),
+        verdicts=sink,
+        tuning=tuning or InMemorySequenceTuning(),
+    )
+    await w.run_once()
+    return sink
+
+
+async def test_the_worker_publishes_one_verdict_per_look_on_profit_from_its_primary_estimate():
+    sink = await _look(_cells(20.0, t=20), _params())
+    (v,) = sink.verdicts
+    assert v["metric"] == "profit" and v["verdict"] == "ship"
+    # it rests on the profit estimate the worker published first, with its sequence
+    primary, cs = next((r, cs) for r, cs in sink.estimates if r.metric == "profit")
+    assert v["estimator"] == primary.method and (v["cs_low"], v["cs_high"]) == cs
+    assert v["cs_low"] > 0
+    VerdictMessage(experiment="e1", as_of=datetime(2026, 1, 1, tzinfo=UTC), **v)
+
+
+async def test_no_effect_keeps_running_with_the_days_to_power_and_a_harm_is_do_not_ship():
+    sink = await _look(_cells(0.0, t=6, seed=3), _params(mde_pct=2.0))
+    (v,) = sink.verdicts
+    assert v["verdict"] == "keep_running"
+    assert v["more_days"] is not None and v["more_days"] > 0
+    sink = await _look(_cells(-25.0, t=8, seed=4), _params())
+    assert sink.verdicts[0]["verdict"] == "do_not_ship"
+
+
+async def test_a_units_guardrail_holds_back_a_profit_ship_until_it_is_shown():
+    """A price rise: profit up, units down 3%; with units not allowed below -2% the verdict
+    is do not ship once the units' set lies below -2%, never ship."""
+    df = _cells(-3.0, t=20, n=200, seed=5)
+    treated = df["treated"] == 1
+    df.loc[treated, "revenue"] = 13.0 * df.loc[treated, "units"]
+    df.loc[treated, "profit"] = 9.0 * df.loc[treated, "units"]
+    sink = await _look(df, _params(guardrails=[{"metric": "units", "max_drop_pct": 2.0}]))
+    (v,) = sink.verdicts
+    assert v["guardrails"][0]["metric"] == "units"
+    assert v["verdict"] != "ship"
+    assert v["guardrails"][0]["status"] in ("open", "breached")
+    loose = await _look(df, _params(guardrails=[{"metric": "units", "max_drop_pct": 10.0}]))
+    assert loose.verdicts[0]["verdict"] == "ship"
+    assert loose.verdicts[0]["guardrails"][0]["status"] == "ok"
+
+
+async def test_the_first_decisive_verdict_is_kept_by_a_second_worker_sharing_the_store():
+    tuning = InMemorySequenceTuning()
+    first = await _look(_cells(-25.0, t=8, seed=4), _params(), tuning)
+    assert first.verdicts[0]["verdict"] == "do_not_ship"
+    # a later look on data that no longer decides (no effect) repeats the decision
+    later = await _look(_cells(0.0, t=12, seed=9), _params(), tuning)
+    (v,) = later.verdicts
+    assert v["verdict"] == "do_not_ship" and v["decided_at"] == 8
+    assert math.isfinite(v["effect"])
