@@ -40,14 +40,54 @@ from analysis.estimators import registry
 from analysis.inference import bh_adjust
 from analysis.panel import Panel
 from analysis.ratio import relative_fields
+from analysis.table_input import (
+    check_decimal_commas,
+    decimal_commas_to_numbers,
+    looks_like_dates,
+    read_dates,
+)
 from core.ports import ExperimentInfo
 
 _SEPARATORS = (";", ",", "\t", "|")
 
+#: the options of every command that reads an analyst's table (analyze, plan, graph build)
+SepOption = Annotated[
+    str | None, typer.Option("--sep", help="CSV separator, e.g. ';' (default: detect).")
+]
+DecimalOption = Annotated[
+    str,
+    typer.Option(
+        "--decimal",
+        help="Decimal mark of the CSV's numbers: '.' (default) or ',' (169,83); with ',' the "
+        "separator is usually ';' (detected, or --sep ';').",
+    ),
+]
+DayfirstOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--dayfirst/--monthfirst",
+        help="Read dates such as 03/04/2025 day first (3 April) or month first (March 4). "
+        "Needed only when the data does not settle it (no day above 12); never guessed.",
+        show_default=False,
+    ),
+]
+DateFormatOption = Annotated[
+    str | None,
+    typer.Option(
+        "--date-format",
+        help="strftime format of the dates, e.g. %d/%m/%Y or %m/%d/%y (default: ISO dates, or "
+        "day/month dates whose order the data or --dayfirst/--monthfirst settles).",
+    ),
+]
 
-def read_table(path: Path, sep: str | None = None, text: tuple[str, ...] = ()) -> pd.DataFrame:
+
+def read_table(
+    path: Path, sep: str | None = None, text: tuple[str, ...] = (), decimal: str = "."
+) -> pd.DataFrame:
     """Read a long panel from CSV (separator detected) or Parquet; ``text`` columns are read
-    as strings (ids such as ``0001`` keep their zeros)."""
+    as strings (ids such as ``0001`` keep their zeros); ``decimal`` is the CSV's decimal mark."""
+    if decimal not in (".", ","):
+        raise AnalysisError(f"--decimal must be '.' or ',', not {decimal!r}.")
     if not path.exists():
         raise FileNotFoundError(2, "no such file", str(path))
     if path.suffix.lower() in (".parquet", ".pq"):
@@ -60,7 +100,59 @@ def read_table(path: Path, sep: str | None = None, text: tuple[str, ...] = ()) -
         with path.open(encoding="utf-8") as fh:
             header = fh.readline()
         sep = max(_SEPARATORS, key=header.count) if any(c in header for c in _SEPARATORS) else ","
-    return pd.read_csv(path, sep=sep, dtype=dict.fromkeys(text, str) or None)
+    dtype = dict.fromkeys(text, str) or None
+    if decimal == "," and sep == ",":  # quoted "169,83" in a comma-separated file
+        return decimal_commas_to_numbers(pd.read_csv(path, sep=sep, dtype=dtype), text)
+    return pd.read_csv(path, sep=sep, decimal=decimal, dtype=dtype)
+
+
+def analyze_methods() -> list[str]:
+    """Every ``--method``: the registry's estimators and the two that analyze fits itself."""
+    return sorted({*registry.methods(), "elasticity", "spillover"})
+
+
+#: the column that carries a constant ``--probability`` (not a name a panel would use)
+_CONSTANT_PROBABILITY = "__probability__"
+
+
+def _with_probability(df: pd.DataFrame, probability: str | None) -> tuple[pd.DataFrame, str | None]:
+    """``--probability``: a column of ``df``, or one number in (0, 1) for every cell (added as a
+    column); an AnalysisError saying what to type for anything else."""
+    if probability is None or probability in df.columns:
+        return df, probability
+    try:
+        value = float(probability)
+    except ValueError:
+        raise AnalysisError(
+            f"--probability {probability!r} is not a column of the panel (its columns are "
+            f"{', '.join(map(str, df.columns))}) nor a number; pass a column name or one "
+            "probability for every cell, e.g. --probability 0.5."
+        ) from None
+    if not 0.0 < value < 1.0:
+        raise AnalysisError(
+            f"--probability {probability} must be strictly between 0 and 1 (the design's "
+            "probability that a cell is treated), or a column name."
+        )
+    return df.assign(**{_CONSTANT_PROBABILITY: value}), _CONSTANT_PROBABILITY
+
+
+def with_dates(
+    df: pd.DataFrame, time: str, dayfirst: bool | None, date_format: str | None
+) -> pd.DataFrame:
+    """``df`` with its period column as timestamps when it holds dates written as numbers in
+    an order other than year first (03/04/2025, which would sort as text), or when
+    ``date_format`` is given; ISO dates and other labels stay as they are (they sort right)."""
+    if time not in df.columns:
+        return df
+    col = df[time]
+    if date_format is None and not (looks_like_dates(col) and not _iso_like(col)):
+        return df
+    return df.assign(**{time: read_dates(col, time, dayfirst=dayfirst,
+                                         date_format=date_format, utc=False)})  # fmt: skip
+
+
+def _iso_like(col: pd.Series) -> bool:
+    return bool(col.dropna().astype(str).str.match(r"^\s*\d{4}-\d{2}-\d{2}").all())
 
 
 def build_estimator(method: str, se: str | None, seed: int | None) -> Any:
@@ -123,7 +215,12 @@ def analyze(
     time: Annotated[str, typer.Option(help="Period column.")],
     treated: Annotated[str, typer.Option(help="0/1 treatment column.")],
     method: Annotated[
-        str, typer.Option(help="Estimator id, e.g. dm, ht, did, sc, difp, sdid, mc, elasticity.")
+        str,
+        typer.Option(
+            help="Estimator: "
+            + ", ".join(analyze_methods())
+            + " (elasticity and spillover take their own options, below)."
+        ),
     ],
     outcome: Annotated[
         str | None, typer.Option(help="Outcome column (not with --method elasticity).")
@@ -141,8 +238,17 @@ def analyze(
         str | None, typer.Option(help="Comma-separated unit covariate columns.")
     ] = None,
     blackout: Annotated[str | None, typer.Option(help="0/1 blackout column.")] = None,
-    probability: Annotated[str | None, typer.Option(help="Design probability column.")] = None,
-    sep: Annotated[str | None, typer.Option(help="CSV separator (default: detect).")] = None,
+    probability: Annotated[
+        str | None,
+        typer.Option(
+            help="The design's probability that a cell is treated: a column, or one number "
+            "strictly between 0 and 1 for every cell (e.g. 0.5); --method ht and hajek need it."
+        ),
+    ] = None,
+    sep: SepOption = None,
+    decimal: DecimalOption = ".",
+    dayfirst: DayfirstOption = None,
+    date_format: DateFormatOption = None,
     alpha: Annotated[float, typer.Option(help="1 - confidence level.")] = 0.05,
     graph: Annotated[
         Path | None,
@@ -202,9 +308,17 @@ def analyze(
             )
         if unit_effects is not None and by is not None:
             raise AnalysisError("--unit-effects does not take --by; filter the panel instead.")
+        if method not in analyze_methods():
+            raise AnalysisError(
+                f"Unknown method {method!r}; choose one of {', '.join(analyze_methods())}."
+            )
         # the spillover design and graph name products as text: read the unit column as text
-        df = read_table(panel_path, sep, (unit,) if method == "spillover" else ())
+        df = read_table(panel_path, sep, (unit,) if method == "spillover" else (), decimal)
         covs = [c.strip() for c in covariates.split(",") if c.strip()] if covariates else []
+        numeric = (outcome, treated, units_col, revenue_col, *covs)
+        check_decimal_commas(df, (*numeric, probability if probability in df.columns else None))
+        df, probability = _with_probability(df, probability)
+        df = with_dates(df, time, dayfirst, date_format)
         if method == "elasticity":
             rows = elasticity_rows(df, unit, time, treated, blackout, probability, units_col,
                                    revenue_col, outcome, by, alpha)  # fmt: skip
@@ -524,4 +638,4 @@ def register(app: typer.Typer, spec_info: Callable[[Path], ExperimentInfo] | Non
     app.command("analyze")(analyze)
 
 
-__all__ = ["analyze", "build_estimator", "read_table", "register"]
+__all__ = ["analyze", "analyze_methods", "build_estimator", "read_table", "register", "with_dates"]

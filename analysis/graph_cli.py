@@ -11,10 +11,19 @@ import json
 from pathlib import Path
 from typing import Annotated
 
-import pandas as pd
 import typer
 
+from analysis.cli import (
+    DateFormatOption,
+    DayfirstOption,
+    DecimalOption,
+    SepOption,
+    read_table,
+    with_dates,
+)
+from analysis.errors import AnalysisError
 from analysis.graph import GraphError, build_graph, format_summary, load_graph, save_graph, summary
+from analysis.table_input import check_decimal_commas
 
 
 def register(app: typer.Typer) -> None:
@@ -35,15 +44,21 @@ def register(app: typer.Typer) -> None:
         category: Annotated[
             str, typer.Option(help="Category column (candidate pairs).")
         ] = "category",
+        sep: SepOption = None,
+        decimal: DecimalOption = ".",
+        dayfirst: DayfirstOption = None,
+        date_format: DateFormatOption = None,
     ) -> None:
         """Test within-category pairs for cross-price effects and keep the BH survivors."""
         try:
-            df = pd.read_csv(history, dtype={product: str, category: str})
+            df = read_table(history, sep, (product, category), decimal)
+            check_decimal_commas(df, (price, units))
+            df = with_dates(df, date, dayfirst, date_format)
             G = build_graph(
                 df, alpha=alpha, product=product, date=date, price=price, units=units,
                 category=category,
             )  # fmt: skip
-        except (OSError, GraphError) as exc:
+        except (OSError, GraphError, AnalysisError) as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from exc
         save_graph(G, out)

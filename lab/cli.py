@@ -13,6 +13,7 @@ from typing import Annotated, NoReturn
 
 import typer
 
+from analysis.cli import DateFormatOption, DayfirstOption, DecimalOption, SepOption
 from controller import design_registry
 from controller.errors import SpecError
 from controller.spec import load_spec_file
@@ -356,7 +357,10 @@ def plan_command(
     jobs: Annotated[
         int | None, typer.Option("--jobs", help="Worker processes (default: the CPUs).")
     ] = None,
-    sep: Annotated[str | None, typer.Option(help="CSV separator (default: detect).")] = None,
+    sep: SepOption = None,
+    decimal: DecimalOption = ".",
+    dayfirst: DayfirstOption = None,
+    date_format: DateFormatOption = None,
 ) -> None:
     """Plan experiments on past outcomes: for each spec, duration and default estimator, the
     type-I error, the power at --effect, the MDE (80% power at 5%) and the mean SE, simulated
@@ -365,6 +369,7 @@ def plan_command(
     import sys
 
     from analysis.cli import read_table
+    from analysis.table_input import check_decimal_commas
     from lab.plan import (
         PlanConfig,
         as_json_rows,
@@ -396,9 +401,12 @@ def plan_command(
     names = [n for n, _ in loaded]
     loaded = [(n if names.count(n) == 1 else f"{n}#{i + 1}", s) for i, (n, s) in enumerate(loaded)]
     try:
-        table_in = read_table(history, sep)
+        table_in = read_table(history, sep, decimal=decimal)
+        check_decimal_commas(table_in, [outcome])
     except OSError as exc:
         _fail(f"cannot read history {history}: {exc.strerror or exc}")
+    except PricelabError as exc:
+        _fail(f"history {history}: {str(exc).splitlines()[0]}")
     except (ValueError, ImportError) as exc:
         _fail(f"cannot read history {history}: {str(exc).splitlines()[0]}")
     tty = sys.stderr.isatty()
@@ -410,7 +418,9 @@ def plan_command(
 
     t0 = time.perf_counter()
     try:
-        hist = read_history(table_in, unit, time_col, outcome)
+        hist = read_history(
+            table_in, unit, time_col, outcome, dayfirst=dayfirst, date_format=date_format
+        )
         for _, spec in loaded:
             check_period(hist, spec, time_col)
         runs, table, notes = run_plan(loaded, hist, cfg, progress)

@@ -51,7 +51,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from analysis.errors import PanelError
 from analysis.panel import Panel
+from analysis.table_input import read_dates
 from analysis.worker import fit_plan
 from controller.designs import design_matrices, design_of
 from controller.errors import SpecError
@@ -81,11 +83,20 @@ class History:
         return int(self.Y.shape[1])
 
 
-def read_history(df: pd.DataFrame, unit: str, time: str, outcome: str) -> History:
+def read_history(
+    df: pd.DataFrame,
+    unit: str,
+    time: str,
+    outcome: str,
+    *,
+    dayfirst: bool | None = None,
+    date_format: str | None = None,
+) -> History:
     """A long table of past outcomes (one row per unit and period) as a :class:`History`.
 
     LabError (one sentence) for a missing column, a non-numeric outcome, a repeated unit and
-    period, or fewer than two units or periods. Missing unit-periods are kept as NaN; a
+    period, dates whose day/month order neither the data nor ``dayfirst``/``date_format``
+    settles, or fewer than two units or periods. Missing unit-periods are kept as NaN; a
     simulation excludes those cells (as blacked out).
     """
     missing = [c for c in (unit, time, outcome) if c not in df.columns]
@@ -105,7 +116,7 @@ def read_history(df: pd.DataFrame, unit: str, time: str, outcome: str) -> Histor
     if df[unit].isna().any() or df[time].isna().any():
         col = unit if df[unit].isna().any() else time
         raise LabError(f"column {col!r} has blank values; every row needs a unit and a period")
-    times = _periods(df[time], time)
+    times = _periods(df[time], time, dayfirst, date_format)
     frame = pd.DataFrame({"u": df[unit].astype(str), "t": times, "y": y.astype(float)})
     dup = frame.duplicated(["u", "t"])
     if dup.any():
@@ -126,19 +137,21 @@ def read_history(df: pd.DataFrame, unit: str, time: str, outcome: str) -> Histor
     )
 
 
-def _periods(col: pd.Series, name: str) -> pd.Series:
-    """Period labels that sort in time order: whole numbers, or dates (parsed, not text)."""
-    if pd.api.types.is_numeric_dtype(col):
+def _periods(
+    col: pd.Series, name: str, dayfirst: bool | None = None, date_format: str | None = None
+) -> pd.Series:
+    """Period labels that sort in time order: whole numbers, or dates (parsed, not text; a
+    day/month order is never guessed: :func:`analysis.table_input.read_dates`)."""
+    if pd.api.types.is_numeric_dtype(col) and date_format is None:
         if not np.all(np.mod(col.to_numpy(dtype=float), 1) == 0):
             raise LabError(f"time column {name!r} must hold whole period numbers or dates")
         return col.astype(np.int64)
+    if pd.api.types.is_datetime64_any_dtype(col):  # a Parquet history's timestamps
+        return pd.to_datetime(col, utc=True)
     try:
-        return pd.to_datetime(col, utc=True, format="mixed")
-    except (ValueError, TypeError):
-        first = col.iloc[0]
-        raise LabError(
-            f"time column {name!r} must hold period numbers or dates, not values like {first!r}"
-        ) from None
+        return read_dates(col, name, dayfirst=dayfirst, date_format=date_format)
+    except PanelError as exc:
+        raise LabError(str(exc).rstrip(".")) from None
 
 
 def _full_range(labels: pd.Index) -> pd.Index:

@@ -189,7 +189,8 @@ class SwitchbackHTEstimator(PanelEstimator):
         else:
             raise PanelError(
                 "The HT switchback estimator needs the design's assignment probabilities: "
-                "give the panel a probability column or pass probability=0.5."
+                "give the panel a probability column, or one probability for every cell "
+                "(pricelab analyze --probability 0.5; probability=0.5 in Python)."
             )
         block = _blocks(points)
         n_blocks = int(block.max()) + 1

@@ -1,0 +1,196 @@
+"""What an analyst's own table means: its dates and its decimal commas, read without guessing.
+
+:func:`read_dates` turns a column of period labels written as dates into timestamps. ISO and
+other year-first dates (2025-03-14, 2025/03/14) are unambiguous. A day and a month written as
+numbers (03/04/2025) are read day-first or month-first only when the data settles it (a first
+field above 12 proves day-first, a second one month-first) or the user says so (``--dayfirst``,
+``--monthfirst``, ``--date-format``); otherwise one sentence names those options. Nothing is
+guessed: a silently misread date puts the days of one fortnight across ten months.
+
+:func:`check_decimal_commas` finds a numeric column written with decimal commas (``169,83``)
+and says to pass ``--decimal ,``; pandas' ``read_csv(decimal=",")`` then reads it.
+
+Every refusal is a :class:`~analysis.errors.PanelError` with one sentence.
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+
+from analysis.errors import PanelError
+
+#: day and month as numbers, then a four-digit year, then anything (a time of day)
+_DAY_MONTH = re.compile(r"^\s*(\d{1,2})([/.\-])(\d{1,2})\2(\d{4})(?!\d)(.*)$")
+#: year first: 2025-03-14, 2025/03/14 (a time of day may follow)
+_YEAR_FIRST = re.compile(r"^\s*\d{4}([/.\-])\d{1,2}\1\d{1,2}(?!\d)")
+#: a date written with numbers only (no month name), in some order: 03/03/25, 3.3.2025
+_NUMBERS_ONLY = re.compile(r"^\s*\d{1,4}[/.\-]\d{1,2}[/.\-]\d{1,4}(?!\d)")
+#: a decimal comma, with or without thousands dots: 169,83  -1.234,5
+_DECIMAL_COMMA = re.compile(r"^\s*[-+]?(\d{1,3}(\.\d{3})+|\d+),\d+\s*$")
+
+DATE_OPTIONS = "--dayfirst or --monthfirst (or --date-format FORMAT, e.g. %d/%m/%Y)"
+
+
+def looks_like_dates(col: pd.Series) -> bool:
+    """Whether a text column's labels are dates written with numbers (03/03/2025, 2025-03-03)."""
+    if pd.api.types.is_numeric_dtype(col) or pd.api.types.is_datetime64_any_dtype(col):
+        return False
+    values = pd.Series(pd.unique(col.dropna())).astype(str)
+    return bool(len(values)) and bool(values.str.match(_NUMBERS_ONLY).all())
+
+
+def read_dates(
+    col: pd.Series,
+    name: str,
+    *,
+    dayfirst: bool | None = None,
+    date_format: str | None = None,
+    utc: bool = True,
+) -> pd.Series:
+    """The column's labels as timestamps (UTC when ``utc``), each distinct label parsed once.
+
+    ``date_format`` (strftime codes) reads every label that way; ``dayfirst`` settles the
+    order of a day and a month written as numbers. Without either, that order must follow
+    from the data, or a :class:`PanelError` names the options that settle it.
+    """
+    codes, uniques = pd.factorize(col)
+    text = pd.Series(np.asarray(uniques, dtype=object)).astype(str)
+    if date_format is not None:
+        parsed = pd.to_datetime(text, format=date_format, utc=utc, errors="coerce")
+        if parsed.isna().any():
+            bad = text[parsed.isna()].iloc[0]
+            raise PanelError(
+                f"time column {name!r} holds {bad!r}, which does not match --date-format "
+                f"{date_format!r}."
+            )
+    else:
+        parsed = _parse(text, name, dayfirst, utc)
+    values = parsed.to_numpy()[codes]
+    out = pd.Series(values, index=col.index, name=col.name)
+    out[codes < 0] = pd.NaT
+    return pd.to_datetime(out, utc=utc) if utc else out
+
+
+def _parse(text: pd.Series, name: str, dayfirst: bool | None, utc: bool) -> pd.Series:
+    parts = text.str.extract(_DAY_MONTH)
+    day_month = parts[0].notna()
+    if day_month.all():
+        first, second = parts[0].astype(int), parts[2].astype(int)
+        if _day_first(first, second, text, name, dayfirst):
+            day, month = first, second
+        else:
+            day, month = second, first
+        iso = parts[3] + "-" + month.map("{:02d}".format) + "-" + day.map("{:02d}".format)
+        return _to_datetime(iso + parts[4].str.rstrip(), text, name, utc)
+    if day_month.any():
+        other = text[~day_month].iloc[0]
+        raise PanelError(
+            f"time column {name!r} writes dates in more than one way (e.g. "
+            f"{text[day_month].iloc[0]!r} and {other!r}); write them one way or pass "
+            "--date-format FORMAT."
+        )
+    if text.str.match(_YEAR_FIRST).all():
+        return _to_datetime(text, text, name, utc)
+    numbers = text[text.str.match(_NUMBERS_ONLY)]
+    if len(numbers):  # 03/03/25: which field is the year, and which the day?
+        raise PanelError(
+            f"time column {name!r} holds dates like {numbers.iloc[0]!r} whose order of day, "
+            "month and year is not settled; pass --date-format FORMAT (e.g. %d/%m/%y)."
+        )
+    return _to_datetime(text, text, name, utc)  # month names: 3 March 2025, Mar 3 2025
+
+
+def _day_first(
+    first: pd.Series, second: pd.Series, text: pd.Series, name: str, dayfirst: bool | None
+) -> bool:
+    """Whether ``first`` holds the days: from the data (a field above 12 is not a month), or
+    from ``dayfirst`` when the data allows both; a PanelError when neither settles it."""
+    beyond_first, beyond_second = first > 12, second > 12
+    if beyond_first.any() and beyond_second.any():
+        bad = text[beyond_second].iloc[0] if beyond_first.any() else text[beyond_first].iloc[0]
+        raise PanelError(
+            f"time column {name!r} holds {bad!r}, which is not a date in the order of its other "
+            "values (a day above 12 comes first in some and second in others)."
+        )
+    if dayfirst is True and beyond_second.any():
+        bad = text[beyond_second].iloc[0]
+        raise PanelError(
+            f"time column {name!r} holds {bad!r}, which is not day-first (its second number is "
+            "above 12); drop --dayfirst."
+        )
+    if dayfirst is False and beyond_first.any():
+        bad = text[beyond_first].iloc[0]
+        raise PanelError(
+            f"time column {name!r} holds {bad!r}, which is not month-first (its first number is "
+            "above 12); drop --monthfirst."
+        )
+    if dayfirst is not None:
+        return dayfirst
+    if beyond_first.any():
+        return True
+    if beyond_second.any():
+        return False
+    example = text[first != second].iloc[0] if (first != second).any() else text.iloc[0]
+    a, b, year = (int(x) for x in _DAY_MONTH.match(example).group(1, 3, 4))  # type: ignore[union-attr]
+    raise PanelError(
+        f"time column {name!r} holds dates like {example!r}, which read as {a} "
+        f"{calendar.month_name[b]} {year} (day first) or {b} {calendar.month_name[a]} {year} "
+        f"(month first); pass {DATE_OPTIONS}."
+    )
+
+
+def _to_datetime(values: pd.Series, text: pd.Series, name: str, utc: bool) -> pd.Series:
+    parsed = pd.to_datetime(values, format="mixed", utc=utc, errors="coerce")
+    if parsed.isna().any():
+        bad = text[parsed.isna().to_numpy()].iloc[0]
+        raise PanelError(
+            f"time column {name!r} must hold period numbers or dates, not values like {bad!r}."
+        )
+    return parsed
+
+
+def check_decimal_commas(df: pd.DataFrame, columns: Iterable[str | None]) -> None:
+    """A PanelError naming ``--decimal ,`` when a column meant to be numeric holds text such
+    as ``169,83``; other problems are left to the reader that needs the numbers."""
+    for column in dict.fromkeys(c for c in columns if c is not None and c in df.columns):
+        values = df[column]
+        if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+            continue
+        text = pd.Series(pd.unique(values.dropna())).astype(str)
+        comma = text[text.str.match(_DECIMAL_COMMA)]
+        if len(comma):
+            raise PanelError(
+                f"column {column!r} holds values like {comma.iloc[0]!r}, which looks like "
+                "decimal commas: pass --decimal ,"
+            )
+
+
+def decimal_commas_to_numbers(df: pd.DataFrame, keep: Iterable[str] = ()) -> pd.DataFrame:
+    """``df`` with every text column whose values are all numbers with a decimal comma (or
+    whole numbers) as floats, except the ``keep`` columns; for a comma-separated file whose
+    decimals are quoted ("169,83"), which ``read_csv(decimal=",")`` cannot split."""
+    out = df.copy()
+    for column in out.columns:
+        values = out[column]
+        if column in keep or pd.api.types.is_numeric_dtype(values):
+            continue
+        text = values.dropna().astype(str)
+        whole = text.str.match(r"^\s*[-+]?\d+\s*$")
+        if len(text) and (text.str.match(_DECIMAL_COMMA) | whole).all() and not whole.all():
+            number = text.str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
+            out[column] = pd.to_numeric(number).reindex(values.index)
+    return out
+
+
+__all__ = [
+    "DATE_OPTIONS",
+    "check_decimal_commas",
+    "decimal_commas_to_numbers",
+    "looks_like_dates",
+    "read_dates",
+]
