@@ -148,25 +148,48 @@ class ExperimentSpec(BaseModel):
     clusters: dict[str, tuple[str, ...]] = Field(
         default_factory=dict, description="Product classes assigned together (cluster design)."
     )
-    treatment_policy: str = Field(min_length=1)
-    control_policy: str = Field(min_length=1)
+    treatment_policy: str = Field(
+        min_length=1, description="Pricing policy of treated products (the pricing system's name)."
+    )
+    control_policy: str = Field(
+        min_length=1, description="Pricing policy of control products (usually today's)."
+    )
     price_ratio: float | None = Field(
         default=None,
         description="The treatment's price relative to control's (1.10: a 10% rise; 0.95: a "
         "5% cut): the price change that `pricelab simulate` and `compare-designs` model.",
     )
-    start: datetime
-    end: datetime
-    timezone: str = "UTC"
-    period: timedelta = timedelta(days=1)
+    start: datetime = Field(
+        description="When the experiment starts, ISO 8601, e.g. 2026-03-23T00:00:00+01:00."
+    )
+    end: datetime = Field(description="When the experiment ends, written like start.")
+    timezone: str = Field(
+        default="UTC", description="IANA time zone of the periods' calendar, e.g. Europe/Berlin."
+    )
+    period: timedelta = Field(
+        default=timedelta(days=1), description="Length of a period, ISO 8601: P1D or hours (PT6H)."
+    )
     allocation: float = Field(default=0.5, description="Share of units (or periods) treated.")
-    seed: int = 0
-    washout: timedelta = timedelta(0)
-    time_bound: TimeBoundSettings | None = None
-    triggered: TriggerRule | None = None
-    crossover: CrossoverSettings | None = None
-    cluster: ClusterSettings | None = None
-    optimal_switchback: OptimalSwitchbackSettings | None = None
+    seed: int = Field(default=0, description="Seed of the design's draws (same seed, same arms).")
+    washout: timedelta = Field(
+        default=timedelta(0),
+        description="Time after each switch whose sales are discarded, ISO 8601 (e.g. PT2H).",
+    )
+    time_bound: TimeBoundSettings | None = Field(
+        default=None, description="Settings of the time-bound design (docs/designs.md)."
+    )
+    triggered: TriggerRule | None = Field(
+        default=None, description="The triggered design's rule (docs/designs.md)."
+    )
+    crossover: CrossoverSettings | None = Field(
+        default=None, description="Settings of the crossover design (docs/designs.md)."
+    )
+    cluster: ClusterSettings | None = Field(
+        default=None, description="Settings of the cluster design (docs/designs.md)."
+    )
+    optimal_switchback: OptimalSwitchbackSettings | None = Field(
+        default=None, description="Settings of the optimal switchback design (docs/designs.md)."
+    )
     guardrails: tuple[Guardrail, ...] = Field(
         default=(),
         description="Metrics the decision must not hurt, e.g. [{metric: units, max_drop_pct: "
