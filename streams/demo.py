@@ -32,6 +32,7 @@ from controller.spec import ExperimentSpec
 from controller.store import Store, make_redis
 from lab.market import Market, MarketConfig
 from streams.embedded import EmbeddedStack
+from streams.estimates_cli import render_verdict
 from streams.kafka import ensure_topics
 from streams.launcher import WorkerProcess
 from streams.livesim import (
@@ -42,6 +43,7 @@ from streams.livesim import (
     primary_estimate,
     print_looks,
     scorecard,
+    verdict_at,
 )
 
 
@@ -132,6 +134,8 @@ def demo_spec(cfg: DemoConfig, market: Market) -> ExperimentSpec:
         seed=cfg.seed,
         # the market's costs: profit is estimated (a spec without them gets no profit)
         unit_costs=dict(zip(market.product_ids, market.unit_cost.tolist(), strict=True)),
+        # the verdict's keep running says the days still needed for 80% power at this effect
+        mde_pct=5.0,
     )
 
 
@@ -192,6 +196,12 @@ async def _drive(
         if final is None:
             say("ERROR: no final estimate published", always=True)
             return False
+        verdict = verdict_at(run, cfg.days)
+        say("", always=True)
+        if verdict is None:
+            say("ERROR: no verdict published at the last look", always=True)
+            return False
+        say(render_verdict(verdict), always=True)
         covered = _report(say, final, run.truth())
         say("", always=True)
         say(

@@ -1,4 +1,5 @@
-"""``pricelab estimates EXPERIMENT [--follow]``: the latest estimates, read from the topic.
+"""``pricelab estimates EXPERIMENT [--follow]``: the latest verdict and estimates, read from the
+topic (a verdict is a message of its own there: ``kind: verdict``).
 
 The estimates topic is read from the beginning until every partition has caught up: it has
 delivered a message stamped at or after the moment reading began, or the broker has answered
@@ -188,12 +189,72 @@ def _docs(batch: dict[Any, list[Any]], experiment: str) -> list[dict[str, Any]]:
 _METRIC_ORDER = {m: i for i, m in enumerate(("units", "revenue", "profit", "price", "elasticity"))}
 
 
+def is_verdict(doc: dict[str, Any]) -> bool:
+    """Whether a message of the estimates topic is a verdict (``kind: verdict``) rather
+    than an estimate."""
+    return doc.get("kind") == "verdict"
+
+
+def latest_verdict(docs: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The last verdict message among ``docs`` (None: none published yet)."""
+    return next((d for d in reversed(docs) if is_verdict(d)), None)
+
+
+_WORDS = {"ship": "SHIP", "do_not_ship": "DO NOT SHIP", "keep_running": "KEEP RUNNING"}
+
+
+def _pct(x: Any) -> str:
+    return "-" if x is None else f"{100.0 * x:+.1f}%"
+
+
+def render_verdict(doc: dict[str, Any]) -> str:
+    """A verdict message as the lines an operator reads first: the word and its reason, the
+    decision metric's anytime-valid figures, each guardrail, and the rule."""
+    word = _WORDS.get(str(doc.get("verdict")), str(doc.get("verdict")))
+    head = f"VERDICT after {doc.get('n_periods')} periods (as of {doc.get('as_of')}): {word}"
+    if doc.get("verdict") == "keep_running":
+        if doc.get("more_days") is not None:
+            days = float(doc["more_days"])
+            head += (
+                f" - inconclusive: about {math.ceil(days)} more days needed for 80% power at "
+                f"the MDE of {doc.get('mde_pct'):g}%"
+                if days > 0
+                else " - inconclusive"
+            )
+        else:
+            head += " - inconclusive"
+    lines = [head, f"  {doc.get('reason')}"]
+    if doc.get("more_days_note"):
+        lines.append(f"  {doc['more_days_note']}")
+    rel = doc.get("relative_effect")
+    figures = (
+        f"{_pct(rel)} [{_pct(doc.get('relative_cs_low'))}, {_pct(doc.get('relative_cs_high'))}]"
+        if rel is not None
+        else f"{doc.get('effect'):+.4g} [{_cell(doc.get('cs_low'), '{:+.4g}')}, "
+        f"{_cell(doc.get('cs_high'), '{:+.4g}')}]"
+    )
+    lines.append(
+        f"  decision metric {doc.get('metric')} ({doc.get('estimator')}): {figures}, "
+        f"{1 - float(doc.get('alpha') or 0.05):.0%} anytime-valid"
+    )
+    for g in doc.get("guardrails") or ():
+        lines.append(
+            f"  guardrail {g['metric']} not below -{g['max_drop_pct']:g}%: "
+            f"{_pct(g.get('relative_effect'))} [{_pct(g.get('relative_cs_low'))}, "
+            f"{_pct(g.get('relative_cs_high'))}] {g.get('status')}"
+        )
+    lines.append(f"  rule: {doc.get('rule')}")
+    return "\n".join(lines)
+
+
 def latest_of(docs: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[str, Any]]:
     """(metric, estimator, segment) -> its latest estimate message (segment "" for the whole
-    experiment): the overall estimates first, then each segment's; within them by metric."""
+    experiment): the overall estimates first, then each segment's; within them by metric.
+    Verdicts are not estimates (:func:`latest_verdict`)."""
     latest = {
         (metric_name(doc.get("metric")), doc["estimator"], doc.get("segment") or ""): doc
         for doc in docs
+        if not is_verdict(doc)
     }
     return dict(
         sorted(

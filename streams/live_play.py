@@ -23,7 +23,15 @@ from controller.store import Store, make_redis
 from lab.market import MarketConfig
 from lab.simulate import market_for_spec
 from streams.errors import ServiceUnavailable, services_answer
-from streams.livesim import DriverConfig, LiveDriver, LiveRun, print_looks, scorecard
+from streams.estimates_cli import render_verdict
+from streams.livesim import (
+    DriverConfig,
+    LiveDriver,
+    LiveRun,
+    print_looks,
+    scorecard,
+    verdict_at,
+)
 
 
 @dataclass
@@ -116,4 +124,10 @@ def summary(run: LiveRun, periods: int | None) -> list[str]:
     # the last look: a running experiment's last period played is in force, not complete
     looks = [int(e["_look"]) for e in run.estimates if e.get("_look") is not None]
     last = min(done, max(looks, default=done))
-    return [f"scorecard after {last} periods:", *scorecard(run, last)[0]]
+    verdict = verdict_at(run, last)
+    first = (
+        render_verdict(verdict).splitlines()
+        if verdict is not None
+        else [f"no verdict published after {last} periods"]
+    )
+    return [*first, "", f"scorecard after {last} periods:", *scorecard(run, last)[0]]

@@ -74,6 +74,7 @@ class LiveRun:
     units_sent: int = 0
     events_sent: int = 0
     estimates: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    verdicts: list[dict[str, Any]] = field(default_factory=list, repr=False)
     expected_triggers: TriggerTracker | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -231,8 +232,12 @@ class LiveDriver:
                         self._assigned[key] = (int(doc["seq"]), doc)
 
     def _estimate(self, doc: dict[str, Any]) -> None:
+        """An estimate or a verdict (``kind: verdict``): counted towards its cycle's messages
+        and kept on its run, each in its own list."""
         as_of = datetime.fromisoformat(doc["as_of"]).timestamp()
-        key = (doc["experiment"], doc.get("metric"), doc["estimator"], doc.get("segment") or "")
+        verdict = doc.get("kind") == "verdict"
+        kind = "verdict" if verdict else doc.get("metric")
+        key = (doc["experiment"], kind, doc["estimator"], doc.get("segment") or "")
         self._looks.setdefault(as_of, set()).add(key)
         run = self._runs.get(doc["experiment"])
         if run is None:
@@ -240,7 +245,7 @@ class LiveDriver:
         # an estimate belongs to a look only when it was computed as of the look's instant;
         # cycles that ran between looks (the clock at a period start) saw other panels
         doc["_look"] = self._instants.get(as_of)
-        run.estimates.append(doc)
+        (run.verdicts if verdict else run.estimates).append(doc)
 
     async def _until(
         self,
@@ -545,7 +550,14 @@ async def wait_healthy(workers: Sequence[WorkerProcess]) -> None:
 
 def print_looks(say: Callable[[str], None], run: LiveRun, printed: set[tuple[str, int]]) -> None:
     """Say every estimate of units of ``run`` published at a look and not said yet
-    (``printed``); the other metrics are in the final :func:`scorecard`."""
+    (``printed``), and each look's verdict in one line; the other metrics are in the final
+    :func:`scorecard`."""
+    for v in run.verdicts:
+        look = v.get("_look")
+        if look is None or ("verdict", look) in printed:
+            continue
+        printed.add(("verdict", int(look)))
+        say(f"   verdict after {look:>2} periods: {verdict_line(v)}")
     for name in sorted({e["estimator"] for e in run.estimates if metric_of(e) == "units"}):
         for look, e in run.looks(name).items():
             if (name, look) in printed:
@@ -564,6 +576,30 @@ def print_looks(say: Callable[[str], None], run: LiveRun, printed: set[tuple[str
                 f"{'day' if run.daily else 'period'} "
                 f"(se {e['se']:.2f}, 95% CI [{e['ci_low']:+.2f}, {e['ci_high']:+.2f}]){cs}"
             )
+
+
+def verdict_line(v: dict[str, Any]) -> str:
+    """A verdict in one line: the word, the decision metric's relative figures, and for keep
+    running the days still needed."""
+    word = str(v["verdict"]).replace("_", " ")
+    rel = v.get("relative_effect")
+    fig = (
+        f"{v['metric']} {rel:+.1%} [{v['relative_cs_low']:+.1%}, {v['relative_cs_high']:+.1%}] "
+        "anytime-valid"
+        if rel is not None and v.get("relative_cs_low") is not None
+        else f"{v['metric']} {v['effect']:+.3g}"
+    )
+    tail = ""
+    if v["verdict"] == "keep_running" and v.get("more_days"):
+        tail = f"; about {math.ceil(v['more_days'])} more days for 80% power at {v['mde_pct']:g}%"
+    elif v.get("decided_at") is not None and v["decided_at"] != v.get("n_periods"):
+        tail = f"; decided after {v['decided_at']} periods"
+    return f"{word} ({fig}{tail})"
+
+
+def verdict_at(run: LiveRun, look: int) -> dict[str, Any] | None:
+    """The verdict the worker published at ``look`` (the last one as of its instant)."""
+    return next((v for v in reversed(run.verdicts) if v.get("_look") == look), None)
 
 
 def metric_of(doc: dict[str, Any]) -> str:
