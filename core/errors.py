@@ -13,6 +13,7 @@
     │   ├── ConvergenceError             an iterative solver did not converge
     │   └── analysis.spillover.SpilloverError (ValueError)  inconsistent spillover inputs
     ├── lab.errors.LabError (ValueError) a simulation or comparison cannot run as asked
+    │   └── TooManyFailedFits            more of a plan's or comparison's fits failed than tolerated
     └── streams.errors.ServiceUnavailable  a broker or Redis that does not answer
 
 Each package defines its leaves; the CLI catches this root in one place and prints its

@@ -16,7 +16,7 @@ import typer
 from analysis.cli import DateFormatOption, DayfirstOption, DecimalOption, SepOption
 from controller import design_registry
 from controller.errors import SpecError
-from controller.spec import load_spec_file
+from controller.spec import ExperimentSpec, load_spec_file
 from core.errors import PricelabError
 from lab.compare import (
     CompareConfig,
@@ -29,7 +29,9 @@ from lab.compare import (
     write_outputs,
 )
 from lab.config import MarketConfig
+from lab.failed_fits import MAX_FAILED_SHARE
 from lab.market import Market
+from lab.price import ModelledPrice, describe, modelled_price
 from lab.simulate import market_for_spec, run_spec, write_events, write_panel
 
 
@@ -42,12 +44,38 @@ def _market_config(path: Path | None, products: int | None = None) -> MarketConf
     try:
         cfg = MarketConfig.from_file(path) if path is not None else MarketConfig()
         if products is not None:
-            cfg = MarketConfig.model_validate(cfg.model_dump() | {"n_products": products})
+            cfg = MarketConfig.model_validate(
+                cfg.model_dump(exclude_unset=True) | {"n_products": products}
+            )
     except OSError as exc:
         _fail(f"cannot read market config {path}: {exc.strerror or exc}")
     except ValueError as exc:
         _fail(_first_line(exc))
     return cfg
+
+
+#: ``--price-change`` of simulate and compare-designs
+_PRICE_CHANGE_HELP = (
+    "The treatment's price change relative to control's: 0.10 for a 10% rise, -0.05 for a 5% "
+    "cut (default: the spec's price_ratio - 1, else the market config's price_change, else the "
+    "simulator's -0.05, said on the first line). A spec or market config naming a different "
+    "change is refused, not overridden."
+)
+
+
+def _modelled_price(
+    cfg: MarketConfig, option: float | None, spec: ExperimentSpec | None = None
+) -> ModelledPrice:
+    try:
+        return modelled_price(cfg, option=option, spec=spec)
+    except PricelabError as exc:
+        _fail(str(exc))
+
+
+def _say_assumption(price: ModelledPrice) -> None:
+    """The assumed price change, as the command's first line (stderr), when nobody named it."""
+    if price.assumption is not None:
+        typer.echo(f"note: {price.assumption}", err=True)
 
 
 def _first_line(exc: Exception) -> str:
@@ -100,6 +128,9 @@ def simulate_command(
         Path | None, typer.Option("--config", help="Market config (.yaml/.yml/.json).")
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Market seed (and spec seed).")] = 0,
+    price_change: Annotated[
+        float | None, typer.Option("--price-change", help=_PRICE_CHANGE_HELP)
+    ] = None,
     events: Annotated[
         Path | None, typer.Option("--events", help="Directory for event JSONL files.")
     ] = None,
@@ -128,14 +159,15 @@ def simulate_command(
     if seed < 0:
         _fail(f"--seed must be a non-negative whole number, not {seed}")
     if live:
-        _simulate_live(spec_path, days, config, seed, analysis_metrics, out)
+        _simulate_live(spec_path, days, config, seed, analysis_metrics, out, price_change)
         return
     if out is None:
         _fail("--out is required (or --live, to play the market into the running stack)")
     try:
         if spec_path is not None:
             spec = load_spec_file(spec_path)
-            market = market_for_spec(spec, _market_config(config), seed)
+            price = _modelled_price(_market_config(config), price_change, spec)
+            market = market_for_spec(spec, price.market, seed)
         else:
             if design not in design_registry.names():
                 _fail(
@@ -146,7 +178,8 @@ def simulate_command(
                 _fail(f"--days must be at least 4, not {days}")
             if not 0.0 < allocation < 1.0:
                 _fail(f"--allocation must be strictly between 0 and 1, not {allocation}")
-            market = Market(_market_config(config), seed=seed)
+            price = _modelled_price(_market_config(config), price_change)
+            market = Market(price.market, seed=seed)
             spec = make_spec(design, market, days=days, seed=seed, allocation=allocation)
         sim = run_spec(spec, market)
         write_panel(sim.panel, out)
@@ -162,10 +195,12 @@ def simulate_command(
     cell = "day" if spec.period == timedelta(days=1) else "period"
     trig = f", {len(sim.triggers)} products triggered" if spec.triggered is not None else ""
     truth = (
-        f"true effect {sim.truth:.3f} units per product-{cell} over the analysed cells"
+        f"true effect {sim.truth:.3f} units per product-{cell} over the analysed cells, at a "
+        f"treatment price {describe(market.cfg.price_change)}"
         if sim.matrices.analysed.any()
         else "no cell was randomised, so there is no effect to estimate"
     )
+    _say_assumption(price)
     typer.echo(
         f"wrote {len(sim.panel)} product-{cell}s ({n_units} products x {n_periods} {cell}s of "
         f"{_iso(spec.period)}, design {spec.design}{trig}) to {out}; {truth}"
@@ -179,6 +214,7 @@ def _simulate_live(
     seed: int,
     analysis_metrics: str,
     out: Path | None,
+    price_change: float | None = None,
 ) -> None:
     if spec_path is None:
         _fail("--live needs --spec: the experiment to create and play")
@@ -189,11 +225,12 @@ def _simulate_live(
         _fail("--live is not available in this build (no streams layer)")
     try:
         spec = load_spec_file(spec_path)
+        price = _modelled_price(_market_config(config), price_change, spec)
         lines = live(
             spec,
             seed=seed,
             periods=days,
-            market=_market_config(config),
+            market=price.market,
             analysis_metrics=analysis_metrics,
         )
     except SpecError as exc:
@@ -202,6 +239,7 @@ def _simulate_live(
         _fail(f"{exc.filename or spec_path}: {exc.strerror or exc}")
     except PricelabError as exc:
         _fail(str(exc))
+    _say_assumption(price)
     for line in lines:
         typer.echo(line)
 
@@ -236,6 +274,9 @@ def compare_designs(
     ] = None,
     jobs: Annotated[int, typer.Option(help="Worker processes.")] = 1,
     out: Annotated[Path | None, typer.Option(help="Directory for CSVs and PNG plots.")] = None,
+    price_change: Annotated[
+        float | None, typer.Option("--price-change", help=_PRICE_CHANGE_HELP)
+    ] = None,
     metrics: Annotated[
         str,
         typer.Option(
@@ -246,8 +287,10 @@ def compare_designs(
 ) -> None:
     """Simulate RUNS experiments of each design on one market, each analysed with the
     design's own estimators; report bias, SE, RMSE, coverage, power and each design's SE
-    reduction relative to time-bound, for each metric."""
-    cfg_market = _market_config(market, products)
+    reduction relative to time-bound, for each metric. Exits 2 instead when more than
+    {share} of a design's and estimator's fits fail."""
+    price = _modelled_price(_market_config(market, products), price_change)
+    cfg_market = price.market
     chosen = tuple(d.strip() for d in designs.split(",") if d.strip())
     wanted = tuple(m.strip() for m in metrics.split(",") if m.strip())
     unknown = [m for m in wanted if m not in ("units", "revenue", "profit", "price")]
@@ -271,9 +314,10 @@ def compare_designs(
         if seed < 0:
             _fail(f"--seed must be a non-negative whole number, not {seed}")
         rows = run_comparison(cfg)
+        table = summarise(rows)
     except PricelabError as exc:
         _fail(str(exc))
-    table = summarise(rows)
+    _say_assumption(price)
     typer.echo(format_table(table))
     typer.echo(f"{runs} runs x {len(chosen)} designs in {time.perf_counter() - t0:.1f}s")
     if out is not None:
@@ -364,7 +408,9 @@ def plan_command(
 ) -> None:
     """Plan experiments on past outcomes: for each spec, duration and default estimator, the
     type-I error, the power at --effect, the MDE (80% power at 5%) and the mean SE, simulated
-    with the live designs and estimators."""
+    with the live designs and estimators. It models an effect on the history's outcomes, not a
+    price: a spec's price_ratio is not used (give the effect you expect at that price as
+    --effect). Exits 2 instead when more than {share} of one row's fits fail."""
     import json
     import sys
 
@@ -430,7 +476,7 @@ def plan_command(
         _fail(str(exc))
     if tty:
         sys.stderr.write("\n")
-    for note in notes:
+    for note in _price_notes(loaded) + notes:
         typer.echo(f"note: {note}", err=True)
     if as_json:
         typer.echo(json.dumps(as_json_rows(table)))
@@ -444,6 +490,21 @@ def plan_command(
             _fail(f"cannot write to {out}: {exc.strerror or exc}")
         for p in paths:
             typer.echo(f"wrote {p}", err=as_json)
+
+
+def _price_notes(specs: list[tuple[str, ExperimentSpec]]) -> list[str]:
+    """plan models an effect on past outcomes, not a price: say so for every spec naming one."""
+    return [
+        f"{name}: plan does not model prices, so price_ratio {spec.price_ratio:g} (a treatment "
+        f"price {describe(spec.price_ratio - 1.0)}) is not used: the MDE and the power at "
+        "--effect are for an effect on the history's outcomes, whatever price causes it"
+        for name, spec in specs
+        if spec.price_ratio is not None
+    ]
+
+
+for _command in (compare_designs, plan_command):  # the tolerated share of failed fits, once
+    _command.__doc__ = (_command.__doc__ or "").replace("{share}", f"{MAX_FAILED_SHARE:.0%}")
 
 
 #: ``simulate --live``, wired in by the CLI's composition root (``register(app, live=...)``):

@@ -54,6 +54,7 @@ from controller.spec import ExperimentSpec
 from core.ports import EstimatorPlan
 from lab.config import MarketConfig
 from lab.errors import LabError
+from lab.failed_fits import check_failed_fits
 from lab.market import Market
 from lab.simulate import market_facts, run_spec
 
@@ -352,20 +353,27 @@ def run_comparison(cfg: CompareConfig) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------- summary
-def summarise(runs: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
+def summarise(
+    runs: pd.DataFrame, alpha: float = 0.05, *, check_failures: bool = True
+) -> pd.DataFrame:
     """Bias, SEs, RMSE, coverage and power per design and estimator, plus SE reductions;
-    per metric when the runs measured several (each against its own baseline)."""
+    per metric when the runs measured several (each against its own baseline).
+    TooManyFailedFits when more than :data:`lab.failed_fits.MAX_FAILED_SHARE` of a design's
+    and estimator's runs failed (unless ``check_failures`` is off: the figures of the runs
+    that fitted, e.g. to inspect them)."""
     if "metric" in runs.columns and runs["metric"].nunique() > 1:
         parts = [
-            _summarise_one(g.drop(columns="metric"), alpha).assign(metric=m)
+            _summarise_one(g.drop(columns="metric"), alpha, check_failures, str(m)).assign(metric=m)
             for m, g in runs.groupby("metric", sort=False)
         ]
         table = pd.concat(parts, ignore_index=True)
         return table[["metric", *[c for c in table.columns if c != "metric"]]]
-    return _summarise_one(runs, alpha)
+    return _summarise_one(runs, alpha, check_failures)
 
 
-def _summarise_one(runs: pd.DataFrame, alpha: float) -> pd.DataFrame:
+def _summarise_one(
+    runs: pd.DataFrame, alpha: float, check_failures: bool = True, metric: str = ""
+) -> pd.DataFrame:
     out = []
     for (design, est), g in runs.groupby(["design", "estimator"], sort=False):
         ok = g[np.isfinite(g["effect"])]
@@ -376,6 +384,13 @@ def _summarise_one(runs: pd.DataFrame, alpha: float) -> pd.DataFrame:
             finite_ci["truth"] <= finite_ci["ci_high"]
         )
         errors = g.loc[g["error"] != "", "error"]
+        if check_failures:
+            check_failed_fits(
+                f"design {design!r} with estimator {est}" + (f" on {metric}" if metric else ""),
+                len(g) - n,
+                len(g),
+                str(errors.iloc[0]) if len(errors) else "a non-finite estimate",
+            )
         out.append(
             {
                 "design": design,

@@ -61,6 +61,7 @@ from controller.periods import n_periods
 from controller.spec import ExperimentSpec, load_spec
 from core.ports import EstimatorPlan
 from lab.errors import LabError
+from lab.failed_fits import check_failed_fits
 
 ALPHA = 0.05
 TARGET_POWER = 0.8
@@ -204,12 +205,22 @@ def plan_units(spec: ExperimentSpec, history: History) -> tuple[dict[str, Any], 
     listed = spec.all_products()
     present = [p for p in listed if p in known]
     if not present:
+        none_in = (
+            f"none of experiment {spec.id}'s {len(listed)} products is in the history (which "
+            f"has {len(known)} products, e.g. {', '.join(history.units[:2])})"
+        )
         if spec.clusters:
             raise LabError(
-                f"none of experiment {spec.id!r}'s products is in the history, and its design "
-                "groups products into classes that the history does not give; name the "
-                "history's units in the spec"
+                f"{none_in}, and its design groups products into classes that the history "
+                "does not give; name the history's products in the spec"
             )
+        try:  # the spec on the history's products (it may hold its own products' data)
+            load_spec(spec.model_dump(mode="python") | {"products": history.units})
+        except SpecError as exc:
+            raise LabError(
+                f"{none_in}, so its {exc.field} cannot be planned on the history's products; "
+                "give the history of the spec's products, or a spec of the history's"
+            ) from None
         note = (
             f"none of the spec's {len(listed)} products is in the history: planning on all "
             f"{len(known)} units of the history"
@@ -446,7 +457,9 @@ def _fit_arrays(
 
 
 def summarise(sims: pd.DataFrame, effect: float | None) -> pd.DataFrame:
-    """One row per spec, duration and estimator: type1, power, mde, se (and failures)."""
+    """One row per spec, duration and estimator: type1, power, mde, se (and failures).
+    TooManyFailedFits when more than :data:`lab.failed_fits.MAX_FAILED_SHARE` of a row's
+    fits failed."""
     out = []
     keys = ["spec", "design", "duration", "estimator"]
     for key, g in sims.groupby(keys, sort=False):
@@ -464,6 +477,13 @@ def summarise(sims: pd.DataFrame, effect: float | None) -> pd.DataFrame:
             if len(ok) < len(g)
             else "",
         }
+        check_failed_fits(
+            f"spec {row['spec']!r} ({row['design']}) with estimator {row['estimator']} at "
+            f"{row['duration']} periods",
+            row["failed"],
+            row["sims"],
+            row["first_error"],
+        )
         out.append(row)
     return pd.DataFrame(out)
 

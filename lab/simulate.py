@@ -130,7 +130,9 @@ def market_for_spec(
 ) -> Market:
     """A market whose products are the spec's products (in spec order), whose days are the
     spec's periods (same calendar and time zone), seeded by ``seed``. A trigger rule's named
-    competitors are the market's first competitors."""
+    competitors are the market's first competitors. Its treatment is the spec's price change
+    (``price_ratio - 1``) when the spec gives ``price_ratio``, else ``cfg.price_change``
+    (:func:`lab.price.modelled_price` settles which, and refuses two that disagree)."""
     check_periods(spec)
     units = spec.all_products()
     start = spec.start.astimezone(spec.zone).date()
@@ -146,6 +148,7 @@ def market_for_spec(
                 "start_date": start,
                 "timezone": spec.timezone,
             }
+            | ({} if spec.price_ratio is None else {"price_change": spec.price_ratio - 1.0})
         )
     except ValueError as exc:
         raise LabError(f"the market cannot hold experiment {spec.id!r}: {exc}") from None

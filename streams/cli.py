@@ -512,20 +512,38 @@ def estimates(
         ),
     ] = 2.0,
 ) -> None:
-    """The latest estimate of each estimator (and each segment the spec names) of EXPERIMENT,
-    read from the estimates topic."""
-    from streams.estimates_cli import all_estimates, latest_of, render
+    """The latest verdict (ship, do not ship, keep running), then the latest estimate of each
+    estimator (and each segment the spec names) of EXPERIMENT, read from the estimates topic.
+    With --json, JSON lines: the verdict's first (``kind: verdict``)."""
+    from streams.estimates_cli import (
+        all_estimates,
+        is_verdict,
+        latest_of,
+        latest_verdict,
+        render,
+        render_verdict,
+    )
 
     settings = _settings()
 
+    def one(doc: dict[str, Any]) -> str:
+        if is_verdict(doc) and not as_json:
+            return render_verdict(doc)
+        return render([doc], as_json)
+
     def shown(docs: list[dict[str, Any]]) -> Callable[[dict[str, Any]], None] | None:
         latest = latest_of(docs)
-        if not latest and not follow:
+        verdict = latest_verdict(docs)
+        if not latest and verdict is None and not follow:
             typer.echo(f"no estimate of {experiment} on {settings.topics.estimates} yet", err=True)
             raise typer.Exit(1)
+        if verdict is not None:
+            typer.echo(render([verdict], True) if as_json else render_verdict(verdict) + "\n")
+        elif latest and not as_json:
+            typer.echo("no verdict published yet (the analysis worker publishes one per look)\n")
         if latest:
             typer.echo(render(list(latest.values()), as_json))
-        return (lambda e: typer.echo(render([e], as_json))) if follow else None
+        return (lambda e: typer.echo(one(e))) if follow else None
 
     async def run() -> None:
         stop = asyncio.Event()

@@ -84,7 +84,9 @@ def test_summary_arithmetic_on_known_runs() -> None:
                 }
             )
     rows.append(rows[-1] | {"run": 2, "effect": math.nan, "error": "PanelError: boom"})
-    t = summarise(pd.DataFrame(rows)).set_index(["design", "estimator"])
+    # one of random-days' three runs failed: above the tolerated share, so its figures are
+    # read with the check off (tests/unit/test_failed_fits.py tests the refusal)
+    t = summarise(pd.DataFrame(rows), check_failures=False).set_index(["design", "estimator"])
     tb, rd = t.loc[("time-bound", "did:jackknife")], t.loc[("random-days", "dm")]
     assert tb["bias"] == pytest.approx(0.0)
     assert tb["emp_sd"] == pytest.approx(math.sqrt(2.0))

@@ -1,0 +1,107 @@
+"""The price change the simulator models, and where it comes from.
+
+The market's treatment is a relative price change (``MarketConfig.price_change``: -0.05 is a 5%
+cut). A command that simulates (``pricelab simulate``, ``compare-designs``) takes it from, in
+this order of places, the first that names it:
+
+1. ``--price-change`` on the command line;
+2. the spec's ``price_ratio`` (the treatment's price over control's: ``price_change =
+   price_ratio - 1``);
+3. ``price_change`` written in the market config file.
+
+Two places that name different changes are refused in one sentence, never settled silently.
+When none names it, the market's default (a 5% cut) is modelled and the command's first line
+says so (:attr:`ModelledPrice.assumption`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from controller.spec import ExperimentSpec
+from lab.config import MarketConfig
+from lab.errors import LabError
+
+#: two changes closer than this are the same change (a ratio written 1.1 against a change 0.1)
+_SAME = 1e-9
+
+
+def describe(change: float) -> str:
+    """``-0.05`` as "5% below control's", ``0.1`` as "10% above control's"."""
+    if change == 0:
+        return "the same as control's"
+    way = "below" if change < 0 else "above"
+    return f"{abs(change) * 100:.4g}% {way} control's"
+
+
+@dataclass(frozen=True)
+class ModelledPrice:
+    """The market config that carries the modelled price change, and the line to show first
+    when nobody named the change (None otherwise)."""
+
+    market: MarketConfig
+    assumption: str | None
+
+    @property
+    def change(self) -> float:
+        return self.market.price_change
+
+
+def check_option(change: float | None) -> None:
+    """LabError unless ``--price-change`` is a change the market models (above -1, at most 1)."""
+    if change is None:
+        return
+    if not math.isfinite(change) or not -1.0 < change <= 1.0:
+        raise LabError(
+            f"--price-change must be a relative change above -1 and at most 1 (0.10 for a 10% "
+            f"rise, -0.05 for a 5% cut), not {change:g}"
+        )
+
+
+def modelled_price(
+    market: MarketConfig,
+    *,
+    option: float | None = None,
+    spec: ExperimentSpec | None = None,
+) -> ModelledPrice:
+    """The price change to simulate (see the module docstring); LabError when two places name
+    different changes, or the change is one the market cannot model."""
+    check_option(option)
+    named: list[tuple[str, float]] = []
+    if option is not None:
+        named.append((f"--price-change {option:g}", option))
+    if spec is not None and spec.price_ratio is not None:
+        named.append((f"the spec's price_ratio {spec.price_ratio:g}", spec.price_ratio - 1.0))
+    if "price_change" in market.model_fields_set:
+        named.append(
+            (f"the market config's price_change {market.price_change:g}", market.price_change)
+        )
+    if not named:
+        default = market.price_change
+        return ModelledPrice(
+            market,
+            f"assuming the treatment's price is {describe(default)} (the simulator's default "
+            f"price_change {default:g}); give "
+            + ("price_ratio in the spec or " if spec is not None else "")
+            + "--price-change to model another",
+        )
+    (first, change), *others = named
+    for other, value in others:
+        if abs(value - change) > _SAME:
+            raise LabError(
+                f"{first} (a price {describe(change)}) disagrees with {other} (a price "
+                f"{describe(value)}); give the change in one place"
+            )
+    if not -1.0 < change <= 1.0:
+        raise LabError(
+            f"{first} is a price {describe(change)}, beyond what the simulator models (a change "
+            "above -100% and at most +100%)"
+        )
+    try:
+        cfg = MarketConfig.model_validate(
+            market.model_dump(exclude_unset=True) | {"price_change": change}
+        )
+    except ValueError as exc:  # the config was valid; only the change is new
+        raise LabError(f"{first}: {str(exc).splitlines()[0]}") from None
+    return ModelledPrice(cfg, None)
