@@ -242,7 +242,7 @@ def analyze(
         str | None,
         typer.Option(
             help="The design's probability that a cell is treated: a column, or one number "
-            "strictly between 0 and 1 for every cell (e.g. 0.5); --method ht and hajek need it."
+            "strictly between 0 and 1 for every cell (e.g. 0.5); ht, hajek and cuped need it."
         ),
     ] = None,
     sep: SepOption = None,

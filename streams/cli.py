@@ -703,10 +703,29 @@ _CORE = frozenset(
 )
 
 
+_help_polished = False
+
+
+def _polish_help() -> None:
+    """Every help in whole sentences, and ``experiment create``'s listing the spec's fields
+    (:mod:`streams.help_text`); done once, when help may be shown."""
+    global _help_polished
+    if _help_polished:
+        return
+    _help_polished = True
+    from streams.help_text import create_help, whole_sentences
+
+    for command in experiment_app.registered_commands:
+        if command.name == "create":
+            command.help = create_help(command.callback.__doc__ or "")  # type: ignore[union-attr]
+    whole_sentences(_app)
+
+
 def __getattr__(name: str) -> Any:
     """``streams.cli.app``: the whole app, every plugin's commands registered."""
     if name == "app":
         _load_plugins()
+        _polish_help()
         return _app
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
@@ -745,6 +764,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     first = next((a for a in args if not a.startswith("-")), None)
     if first not in _CORE or "--help" in args[:1]:
         _load_plugins()  # an offline tool, or the whole help
+    if not args or "--help" in args:
+        _polish_help()
     try:
         code = _app(args=args, standalone_mode=False)
     except _ABORTS:
