@@ -4,8 +4,9 @@ Live: the panel is read from Redis through the analysis worker's own PanelSource
 (controller.panel_source.RedisPanelSource) and the running estimates are read from the
 estimates topic (from the beginning, filtered by experiment). Offline: ``--panel FILE`` (CSV or
 Parquet, the worker's cell table or a simulator panel) and, optionally, ``--estimates FILE``
-(JSON lines of estimate messages); without estimates the worker's computation is replayed on
-the panel (analysis.report.replay_estimates). Figures and HTML come from analysis/report.py.
+(JSON lines of estimate and verdict messages); without estimates the worker's computation is
+replayed on the panel (analysis.report.replay_estimates), verdicts included when the spec is
+known. The page (one self-contained HTML file) comes from analysis/report.
 Register with ``streams.report_cli.register(app)``.
 """
 
@@ -95,6 +96,16 @@ async def _read_live(
     return df, spec.design, {"status": state.status, "spec": spec}
 
 
+def _with_unit_costs(df: pd.DataFrame, spec: ExperimentSpec | None) -> pd.DataFrame:
+    """The spec's unit costs as the panel's ``unit_cost`` column: a product characteristic
+    fixed before assignment, which the balance check compares between the arms (the live
+    panel carries no other)."""
+    if spec is None or df.empty or not spec.unit_costs or "unit_cost" in df.columns:
+        return df
+    key = "product" if "product" in df.columns else "unit"
+    return df.assign(unit_cost=df[key].astype(str).map(spec.unit_costs).astype(float))
+
+
 async def _live_estimates(settings: Settings, experiment: str, idle: float = 2.0) -> pd.DataFrame:
     """Every message of ``experiment`` on the estimates topic so far, estimates and verdicts
     (``analysis.report.split_verdicts`` tells them apart; read until idle: the embedded
@@ -123,11 +134,12 @@ async def live_report(
         plans = design_plans(the_design, d, info["spec"])
         # the replay runs the analysis worker, which runs its own event loop: not on this one
         est = await asyncio.to_thread(
-            replay_estimates, d, experiment=experiment, design=the_design, estimators=plans
-        )
+            replay_estimates, d, experiment=experiment, design=the_design, estimators=plans,
+            params=info["spec"].model_dump(mode="json"),
+        )  # fmt: skip
         note += " Running estimates replayed with the analysis worker's estimators."
     page = build_report(
-        df,
+        _with_unit_costs(df, info["spec"]),
         est,
         title=f"pricelab report: {experiment}",
         design=the_design,
@@ -140,7 +152,13 @@ async def live_report(
 
 def report(
     experiment: Annotated[str, typer.Argument(help="Experiment id.")],
-    out: Annotated[Path, typer.Option(help="Directory for index.html and the PNG figures.")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            help="Where the page goes: a directory (its index.html) or a file ending in .html. "
+            "One self-contained file, figures inline."
+        ),
+    ],
     panel: Annotated[
         Path | None,
         typer.Option(help="Offline: a panel file (CSV/Parquet) instead of the live Redis state."),
@@ -160,10 +178,12 @@ def report(
         float | None, typer.Option(help="A known true effect to draw (simulations).")
     ] = None,
     embed: Annotated[
-        bool, typer.Option(help="Put the figures into the page as data URIs.")
-    ] = False,
+        bool,
+        typer.Option(help="Accepted for old scripts: the figures are always inline.", hidden=True),
+    ] = True,
 ) -> None:
-    """Write the analyst report (assignment heatmap, running estimates, pre-period fit, balance)."""
+    """Write the analyst report: the verdict, the scorecard, every metric's running estimates,
+    the assignment heatmap, the pre-period fit and the balance checks, as one HTML file."""
     from analysis.report import build_report, normalise_panel, replay_estimates, split_verdicts
 
     spec = None
@@ -187,6 +207,12 @@ def report(
         if "experiment" in df.columns:
             df = df[df["experiment"] == experiment]
         note = f"Built offline from {panel.name}."
+        verdict_note = (
+            "No verdict: the report was built offline from a panel file, and a verdict needs "
+            "the experiment's spec (--spec: the worker is replayed with it) or the worker's "
+            "own messages (--estimates)."
+        )
+        df = _with_unit_costs(df, spec)
     elif spec_path is not None or design is not None:
         _fail("--design and --spec describe an offline --panel; a live report reads its spec")
     else:
@@ -195,13 +221,18 @@ def report(
         spec = info["spec"]
         est = asyncio.run(_live_estimates(settings, experiment))
         note = f"Built from the live state (status {info['status']})."
+        verdict_note = None
+        df = _with_unit_costs(df, spec)
     if df.empty:
         typer.echo(f"no completed periods for {experiment} yet", err=True)
         raise typer.Exit(1)
     if est is None or split_verdicts(est)[0].empty:  # verdicts alone are no running estimates
         d = normalise_panel(df)
         plans = design_plans(the_design, d, spec)
-        est = replay_estimates(d, experiment=experiment, design=the_design, estimators=plans)
+        params = None if spec is None else spec.model_dump(mode="json")
+        est = replay_estimates(
+            d, experiment=experiment, design=the_design, estimators=plans, params=params
+        )
         note += " Running estimates replayed with the analysis worker's estimators."
     page = build_report(
         df,
@@ -210,7 +241,7 @@ def report(
         design=the_design,
         truth=truth,
         source_note=note,
-        embed=embed,
+        verdict_note=verdict_note,
     )
     index = page.write(out)
     typer.echo(f"wrote {index}")

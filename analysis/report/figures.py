@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import matplotlib
 
@@ -16,7 +16,9 @@ import pandas as pd  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Patch, Rectangle  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from analysis.metrics import EFFECT_UNITS  # noqa: E402
 from analysis.report.stats import PreFit, _matrix  # noqa: E402
 
 TREATMENT_RED = "#d62728"
@@ -55,7 +57,8 @@ def assignment_heatmap(df: pd.DataFrame, *, max_products: int = 120) -> Figure:
     periods = _matrix(df, "treated").columns.to_numpy()
     state = np.where(W == 1, 2, np.where(P == 0, 1, 0))  # 0 control, 1 outside window, 2 treated
     n, T = state.shape
-    fig, ax = plt.subplots(figsize=(min(14, 3 + 0.32 * T), min(16, 1.8 + 0.12 * n)))
+    width = min(14, 3 + 0.32 * T)
+    fig, ax = plt.subplots(figsize=(width, min(16, 1.8 + 0.12 * n)), layout="constrained")
     cmap = ListedColormap(["white", PENDING_GREY, TREATMENT_RED])
     ax.imshow(state, cmap=cmap, vmin=0, vmax=2, aspect="auto", interpolation="nearest")
     for i in range(n):  # one hatched rectangle per run of blackout cells
@@ -88,50 +91,84 @@ def assignment_heatmap(df: pd.DataFrame, *, max_products: int = 120) -> Figure:
     if len(shown) < len(order):
         title += f" ({len(shown)} of {len(order)} products shown)"
     ax.set_title(title)
-    ax.legend(
+    # below the axes in space the layout reserves for it (an axes legend anchored under the
+    # axes overlapped the period label and, four columns wide, ran off a narrow figure at
+    # both ends); two columns when four would not fit
+    fig.legend(
         handles=[
             Patch(fc=TREATMENT_RED, ec="0.4", label="treatment"),
             Patch(fc="white", ec="0.4", label="control"),
             Patch(fc=PENDING_GREY, ec="0.4", label="outside window (P = 0)"),
             Patch(fc="white", ec="0.25", hatch="///", label="blackout (data discarded)"),
         ],
-        loc="upper center",
-        bbox_to_anchor=(0.5, -0.06),
-        ncol=4,
+        loc="outside lower center",
+        ncol=4 if width >= 7.5 else 2,
         fontsize=8,
         frameon=False,
     )
-    fig.tight_layout()
     return fig
 
 
-def running_estimates_figure(estimates: pd.DataFrame, truth: float | None = None) -> Figure:
-    """Each estimator's running estimate with its 95% interval and confidence sequence.
+def running_estimates_figure(
+    estimates: pd.DataFrame, truths: Mapping[str, float] | None = None
+) -> Figure:
+    """Every metric's running estimates: one row of panels per metric (in ``metrics``'
+    order: units, revenue, profit, price), one panel per estimator that measures it, each with
+    its 95% interval at every look and its anytime-valid confidence sequence.
 
-    ``estimates`` has one row per published estimate: estimator, n_periods, effect, ci_low,
-    ci_high and optionally cs_low, cs_high. The x axis is the number of periods analysed.
+    ``estimates`` has one row per published estimate: metric (none: units), estimator,
+    n_periods, effect, ci_low, ci_high and optionally cs_low, cs_high. The x axis is the
+    number of periods analysed. ``truths``: a metric's true effect, drawn where known.
     """
-    names = list(dict.fromkeys(estimates["estimator"]))
+    metric = estimates["metric"] if "metric" in estimates.columns else None
+    e_all = estimates.assign(metric="units" if metric is None else metric.fillna("units"))
+    metrics = [m for m in EFFECT_UNITS if m in set(e_all["metric"])]
+    names = {m: list(dict.fromkeys(e_all.loc[e_all["metric"] == m, "estimator"])) for m in metrics}
+    cols = max(len(v) for v in names.values())
     fig, axes = plt.subplots(
-        len(names), 1, figsize=(8, 2.6 * max(1, len(names))), sharex=True, squeeze=False
-    )
-    for ax, name in zip(axes[:, 0], names, strict=True):
-        e = estimates[estimates["estimator"] == name].sort_values("n_periods")
-        e = e.drop_duplicates("n_periods", keep="last")
-        x = e["n_periods"].to_numpy(float)
-        ax.fill_between(x, e["ci_low"], e["ci_high"], alpha=0.25, label="95% interval")
-        if "cs_low" in e and e["cs_low"].notna().any():
-            ax.plot(x, e["cs_low"], "--", color="tab:purple", lw=1, label="confidence sequence")
-            ax.plot(x, e["cs_high"], "--", color="tab:purple", lw=1)
-        ax.plot(x, e["effect"], "o-", ms=3, color="tab:blue", label="estimate")
-        ax.axhline(0, color="k", lw=0.7)
-        if truth is not None and math.isfinite(truth):
-            ax.axhline(truth, color="tab:green", lw=1, ls=":", label="true effect (simulation)")
-        ax.set_ylabel(name)
-        ax.legend(fontsize=7, loc="upper right")
-    axes[-1, 0].set_xlabel("periods analysed")
-    fig.suptitle("Running estimates (effect on units per product-period)")
-    fig.tight_layout()
+        len(metrics), cols, figsize=(3.9 * cols, 2.5 * len(metrics)), squeeze=False,
+        sharex=True, layout="constrained",
+    )  # fmt: skip
+    for row, m in enumerate(metrics):
+        for col in range(cols):
+            ax = axes[row, col]
+            if col >= len(names[m]):
+                ax.set_axis_off()
+                continue
+            name = names[m][col]
+            e = e_all[(e_all["metric"] == m) & (e_all["estimator"] == name)]
+            e = e.sort_values("n_periods", kind="stable").drop_duplicates("n_periods", keep="last")
+            x = e["n_periods"].to_numpy(float)
+            ax.fill_between(
+                x, e["ci_low"].astype(float), e["ci_high"].astype(float), alpha=0.25,
+                color="tab:blue", lw=0, label="95% interval (one look)",
+            )  # fmt: skip
+            if "cs_low" in e and e["cs_low"].notna().any():
+                ax.plot(x, e["cs_low"], "--", color="tab:purple", lw=1,
+                        label="confidence sequence (every look)")  # fmt: skip
+                ax.plot(x, e["cs_high"], "--", color="tab:purple", lw=1)
+            ax.plot(x, e["effect"], "o-", ms=3, color="tab:blue", label="estimate")
+            ax.axhline(0, color="k", lw=0.7)
+            truth = (truths or {}).get(m)
+            if truth is not None and math.isfinite(truth):
+                ax.axhline(truth, color="tab:green", lw=1, ls=":", label="true effect (simulation)")
+            ax.set_title(f"{m}: {name}", fontsize=9, loc="left")
+            ax.tick_params(labelsize=7)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            if col == 0:
+                ax.set_ylabel(EFFECT_UNITS[m], fontsize=8)
+            if row == len(metrics) - 1:
+                ax.set_xlabel("periods analysed", fontsize=8)
+    handles, labels = {}, []
+    for ax in axes.ravel():  # one legend for the figure: every kind of line once
+        for h, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            if label not in handles:
+                handles[label] = h
+                labels.append(label)
+    fig.legend(
+        [handles[label] for label in labels], labels, loc="outside upper center",
+        ncol=min(4, len(labels)), fontsize=8, frameon=False,
+    )  # fmt: skip
     return fig
 
 
@@ -152,7 +189,10 @@ def pre_period_figure(fits: Sequence[PreFit]) -> Figure:
 
 def balance_figure(df: pd.DataFrame, balance: pd.DataFrame) -> Figure:
     """Treated share per period with the design probability, and covariate SMDs."""
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 3.4))
+    if len(balance):
+        fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 3.4))
+    else:  # no covariate to draw: the sample ratio alone
+        fig, a1 = plt.subplots(figsize=(6.5, 3.4))
     d = df[~df["blackout"]]
     per = d.groupby("period").agg(
         share=("treated", "mean"), p=("probability", "mean"), n=("treated", "size")
@@ -176,16 +216,14 @@ def balance_figure(df: pd.DataFrame, balance: pd.DataFrame) -> Figure:
         for v in (-0.1, 0.1):
             a2.axvline(v, color="0.5", ls="--", lw=0.7)
         a2.set_xlabel("standardised mean difference (treated - control)")
-    else:
-        a2.text(0.5, 0.5, "no covariates in the panel", ha="center", va="center")
-        a2.set_axis_off()
-    a2.set_title("Covariate balance (|SMD| < 0.1 dashed)", fontsize=9)
+        a2.set_title("Covariate balance (|SMD| < 0.1 dashed)", fontsize=9)
     fig.tight_layout()
     return fig
 
 
 def _png(fig: Figure) -> bytes:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
+    # the saved area grows to every artist drawn (a legend or label never cut at the edge)
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight", pad_inches=0.15)
     plt.close(fig)
     return buf.getvalue()

@@ -1,4 +1,4 @@
-"""The report page: one HTML file with its PNG figures next to it (or embedded)."""
+"""The report page: one self-contained HTML file, its PNG figures inline as data URIs."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -21,6 +22,7 @@ from analysis.report.figures import (
     running_estimates_figure,
 )
 from analysis.report.stats import (
+    COVARIATE_CANDIDATES,
     covariate_balance,
     normalise_panel,
     pre_period_fits,
@@ -28,24 +30,27 @@ from analysis.report.stats import (
     split_verdicts,
     to_panel,
 )
+from analysis.report.verdict import CSS as VERDICT_CSS
+from analysis.report.verdict import verdict_section
 from core.ports import metric_name
 
 
 # --------------------------------------------------------------------------- page
 @dataclass(frozen=True)
 class Report:
-    """The report's content: figures (name -> PNG bytes) and the HTML page referencing them."""
+    """The report: one self-contained HTML page, its figures inline as PNG data URIs (it can
+    be mailed or served alone); ``figures`` keeps each figure's PNG (name -> bytes)."""
 
     html: str
     figures: dict[str, bytes]
 
-    def write(self, out_dir: Path) -> Path:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for name, data in self.figures.items():
-            (out_dir / name).write_bytes(data)
-        index = out_dir / "index.html"
-        index.write_text(self.html, encoding="utf-8")
-        return index
+    def write(self, out: Path) -> Path:
+        """Write the page to ``out`` when it names an ``.html`` file, else to
+        ``out/index.html``; nothing else is written. Returns the page's path."""
+        page = out if out.suffix.lower() in (".html", ".htm") else out / "index.html"
+        page.parent.mkdir(parents=True, exist_ok=True)
+        page.write_text(self.html, encoding="utf-8")
+        return page
 
 
 def _table(df: pd.DataFrame, cols: Sequence[tuple[str, str, str]]) -> str:
@@ -197,13 +202,49 @@ def scorecard_section(
     table = f'<table class="scorecard"><tr>{head}</tr>{"".join(rows)}</table>'
     return (
         "<h2>Scorecard</h2>"
-        + f'<p class="reading">{html.escape(line)}</p>'
+        + (f'<p class="reading">{html.escape(line)}</p>' if line else "")
         + table
         + '<p class="note">Primary estimate of each metric at the latest look (the design\'s '
         "first estimator that measures it). Relative: the effect over the control mean, with "
         "Fieller's interval, which carries the control mean's own uncertainty; the bars share "
         "one scale, zero marked.</p>",
         line,
+    )
+
+
+def _running_section(estimates: pd.DataFrame, truths: Mapping[str, float], img: Any) -> str:
+    """Every metric's running estimates: the latest look of each (metric, estimator) as a
+    table, and the figure of every look with its interval and confidence sequence."""
+    if estimates.empty:
+        return "<h2>Running estimates</h2><p class='note'>No estimates published yet.</p>"
+    order = {m: i for i, m in enumerate(EFFECT_UNITS)}
+    latest = (
+        estimates.sort_values("n_periods", kind="stable")
+        .groupby(["metric", "estimator"], sort=False)
+        .tail(1)
+        .sort_values("metric", key=lambda m: m.map(order), kind="stable")
+    )
+    return (
+        "<h2>Running estimates</h2>"
+        + _table(
+            latest,
+            [
+                ("metric", "metric", ""),
+                ("estimator", "estimator", ""),
+                ("n_periods", "periods", ""),
+                ("effect", "effect", "+.3f"),
+                ("se", "SE", ".3f"),
+                ("ci_low", "95% low", "+.3f"),
+                ("ci_high", "95% high", "+.3f"),
+                ("cs_low", "CS low", "+.3f"),
+                ("cs_high", "CS high", "+.3f"),
+            ],
+        )
+        + '<p class="note">Every metric the experiment publishes, each estimator in its own '
+        "panel, effect per product-period (price: the average price paid). Shaded: the 95% "
+        "interval at each look (valid for one look). Dashed: the anytime-valid confidence "
+        "sequence, valid at every look simultaneously.</p>"
+        + img("running_estimates.png", "running estimates of every metric")
     )
 
 
@@ -217,17 +258,19 @@ def build_report(
     truths: Mapping[str, tuple[float, float]] | None = None,
     outcome: str = "units",
     source_note: str = "",
-    embed: bool = False,
+    verdict_note: str | None = None,
     seed: int = 0,
 ) -> Report:
-    """Figures and the HTML page for one experiment.
+    """Figures and the self-contained HTML page for one experiment.
 
-    ``estimates``: running estimates (estimator, n_periods, effect, se, ci_low, ci_high,
-    cs_low, cs_high); None or empty gives a page without the running-estimate figure.
-    ``embed`` puts the PNGs into the page as data URIs (one self-contained file).
-    The page opens with the decision scorecard (:func:`scorecard_section`; ``truths``: per
-    metric the true absolute and relative effect, where a simulation knows them); the running
-    estimates below it are those of ``outcome``.
+    ``estimates``: the estimates topic's messages of the experiment, verdicts included
+    (estimator, metric, n_periods, effect, se, ci_low, ci_high, cs_low, cs_high); None or
+    empty gives a page without running estimates. The page opens with the latest verdict
+    (:mod:`analysis.report.verdict`; none: ``verdict_note`` says why), then the decision
+    scorecard (:func:`scorecard_section`; ``truths``: per metric the true absolute and
+    relative effect, where a simulation knows them), then every metric's running estimates
+    (``truth``: units' true effect when ``truths`` does not give it). ``outcome`` is the
+    metric of the pre-period fit and the balance checks.
     """
     d = normalise_panel(df, outcome)
     figs: dict[str, bytes] = {}
@@ -235,8 +278,7 @@ def build_report(
 
     def img(name: str, alt: str) -> str:
         data_uri = "data:image/png;base64," + base64.b64encode(figs[name]).decode()
-        src = data_uri if embed else name
-        return f'<img src="{src}" alt="{html.escape(alt)}" onerror="this.dataset.broken=1">'
+        return f'<img src="{data_uri}" alt="{html.escape(alt)}" data-figure="{name}">'
 
     n_prod, n_per = d["product"].nunique(), d["period"].nunique()
     n_black = int(d["blackout"].sum())
@@ -245,51 +287,31 @@ def build_report(
         f"{int(d['treated'].sum())} treated cells, {n_black} blackout cells. {html.escape(source_note)}</p>"
     )
 
-    estimates, _verdicts = split_verdicts(estimates)
+    estimates, verdicts = split_verdicts(estimates)
+    sections.append(verdict_section(verdicts, verdict_note))
+    segments = None
     if len(estimates):
         card, _ = scorecard_section(estimates, truths)
         if card:
             sections.append(card)
-        estimates = estimates[_metrics(estimates) == outcome]
+        estimates = estimates.assign(metric=_metrics(estimates))
+        estimates = estimates[estimates["metric"].isin(list(EFFECT_UNITS))]
         if "identified" in estimates.columns:  # said not identified (spillover): no number
             estimates = estimates[estimates["identified"].astype(object).ne(False)]
+        if "segment" in estimates.columns:
+            # segment estimates (spec-named segments) get their own table, not the running lines
+            tagged = estimates["segment"].fillna("").astype(str) != ""
+            segments, estimates = estimates[tagged], estimates[~tagged]
+    true_effects = {m: t[0] for m, t in (truths or {}).items()}
+    if truth is not None:
+        true_effects.setdefault("units", truth)
+    if len(estimates):
+        figs["running_estimates.png"] = _png(running_estimates_figure(estimates, true_effects))
+    sections.append(_running_section(estimates, true_effects, img))
 
     figs["assignment.png"] = _png(assignment_heatmap(d))
     sections.append("<h2>Assignment</h2>" + img("assignment.png", "assignment heatmap"))
 
-    segments = None
-    if estimates is not None and "segment" in estimates.columns:
-        # segment estimates (spec-named segments) get their own table, not the running lines
-        tagged = estimates["segment"].fillna("").astype(str) != ""
-        segments, estimates = estimates[tagged], estimates[~tagged]
-    if estimates is not None and len(estimates):
-        figs["running_estimates.png"] = _png(running_estimates_figure(estimates, truth))
-        latest = (
-            estimates.sort_values("n_periods", kind="stable")
-            .groupby("estimator", sort=False)
-            .tail(1)
-        )
-        sections.append(
-            "<h2>Running estimates</h2>"
-            + _table(
-                latest,
-                [
-                    ("estimator", "estimator", ""),
-                    ("n_periods", "periods", ""),
-                    ("effect", "effect", "+.3f"),
-                    ("se", "SE", ".3f"),
-                    ("ci_low", "95% low", "+.3f"),
-                    ("ci_high", "95% high", "+.3f"),
-                    ("cs_low", "CS low", "+.3f"),
-                    ("cs_high", "CS high", "+.3f"),
-                ],
-            )
-            + '<p class="note">Shaded: 95% interval at each look (valid for one look). Dashed: the '
-            "anytime-valid confidence sequence, valid at every look simultaneously.</p>"
-            + img("running_estimates.png", "running estimates")
-        )
-    else:
-        sections.append("<h2>Running estimates</h2><p class='note'>No estimates published yet.</p>")
     if segments is not None and len(segments):
         # the latest look's rows only: its p (BH) was adjusted across those very segments
         at = "as_of" if "as_of" in segments.columns else "n_periods"
@@ -341,8 +363,9 @@ def build_report(
         )
     else:
         sections.append(
-            "<h2>Pre-period fit</h2><p class='note'>The design has no common pre-period "
-            "(not a block design), so synthetic-control estimators do not apply.</p>"
+            "<h2>Pre-period fit</h2><p class='note'>No pre-period fit: synthetic-control "
+            "estimators need a common pre-period and no blackout cells (a block design without "
+            "washout), and this panel is not one.</p>"
         )
 
     srm = sample_ratio_check(d)
@@ -358,10 +381,17 @@ def build_report(
             f"{srm.expected_share:.3f}; binomial test p = {srm.pvalue:.3g}"
             f"{' - investigate the assignment pipeline' if srm.pvalue < 0.001 else ''}.</p>"
         )
-    sections.append(
-        "<h2>Balance and sample ratio</h2>"
-        + srm_html
-        + _table(
+    if bal.empty:
+        # the covariates are product characteristics (a simulator panel's; the live report
+        # adds the spec's unit costs) and the pre-period outcome: a panel with neither has
+        # nothing to compare, and an empty table would look like a broken one
+        bal_html = (
+            "<p class='note'>No covariate balance: the panel carries no product "
+            f"characteristics ({', '.join(COVARIATE_CANDIDATES)}) and the design has no "
+            "pre-period.</p>"
+        )
+    else:
+        bal_html = _table(
             bal,
             [
                 ("covariate", "covariate", ""),
@@ -370,14 +400,15 @@ def build_report(
                 ("smd", "SMD", "+.3f"),
             ],
         )
-        + img("balance.png", "balance")
+    sections.append(
+        "<h2>Balance and sample ratio</h2>" + srm_html + bal_html + img("balance.png", "balance")
     )
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>{_CSS}</style></head>
-<body><h1>{html.escape(title)}</h1>{head}
-{"".join(sections)}
-<p class="note">pricelab report; figures are PNG files next to this page.</p>
+<style>{_CSS}{VERDICT_CSS}</style></head>
+<body><h1>{html.escape(title)}</h1>{sections[0]}{head}
+{"".join(sections[1:])}
+<p class="note">pricelab report: one self-contained page, its figures inline.</p>
 </body></html>
 """
-    return Report(page, {} if embed else figs)
+    return Report(page, figs)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,7 +22,11 @@ from core.ports import EstimatorPlan, ExperimentInfo, PublishedEstimate
 
 SYNTH_ESTIMATORS: tuple[str, ...] = ("sc", "difp", "sdid")
 
-COVARIATE_CANDIDATES: tuple[str, ...] = ("base_price", "width", "battery", "rating", "weight")
+#: product characteristics fixed before assignment (a simulator panel carries all; the live
+#: report adds the spec's unit costs as ``unit_cost``)
+COVARIATE_CANDIDATES: tuple[str, ...] = (
+    "base_price", "unit_cost", "width", "battery", "rating", "weight",
+)  # fmt: skip
 
 
 # --------------------------------------------------------------------------- inputs
@@ -254,6 +258,13 @@ class _ListSink:
         row = published_fields(result, cs)  # what the estimates topic would carry
         self.rows.append(row | {"experiment": experiment, "as_of": as_of})
 
+    async def publish_verdict(
+        self, experiment: str, verdict: Mapping[str, Any], as_of: datetime
+    ) -> None:
+        self.rows.append(
+            dict(verdict) | {"kind": "verdict", "experiment": experiment, "as_of": as_of}
+        )
+
 
 @dataclass
 class _StepClock:
@@ -274,13 +285,17 @@ def replay_estimates(
     estimators: Sequence[EstimatorPlan | str],
     start: datetime | None = None,
     seed: int = 0,
+    params: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
     """Running estimates of a finished panel, computed the way the analysis worker does.
 
     The real :class:`analysis.worker.AnalysisWorker` runs once after each period, on the
     periods completed so far, with ``estimators`` (the design's own, which the caller gets from
     the design) and its confidence sequence tuned at the first look to the planned horizon.
-    Returns the messages it would have published.
+    ``params``: the experiment's spec as the worker is told it (its JSON form: decision
+    metric, guardrails, MDE, unit costs, period); with them the worker also decides a verdict
+    at each look, as it does live. Returns the messages it would have published, verdicts
+    (``kind: verdict``) included.
     """
     from analysis.worker import AnalysisWorker
 
@@ -290,14 +305,15 @@ def replay_estimates(
     d = d.assign(period=d["period"].map(remap))
     plans = tuple(EstimatorPlan(e) if isinstance(e, str) else e for e in estimators)
     info = ExperimentInfo(
-        experiment, design, "running", {"n_periods": len(periods)}, estimators=plans,
-        planned_periods=len(periods),
+        experiment, design, "running", {**(params or {}), "n_periods": len(periods)},
+        estimators=plans, planned_periods=len(periods),
     )  # fmt: skip
     source = _ReplaySource(d, info)
     sink = _ListSink()
     t0 = start or datetime(2026, 1, 1, tzinfo=UTC)
     clock = _StepClock(t0)
-    worker = AnalysisWorker(source=source, sink=sink, clock=clock, seed=seed)
+    verdicts = sink if params is not None else None  # no spec: no decision metric to decide on
+    worker = AnalysisWorker(source=source, sink=sink, clock=clock, seed=seed, verdicts=verdicts)
     for k in range(2, len(periods) + 1):
         source.k = k
         clock.t = t0 + timedelta(days=k)

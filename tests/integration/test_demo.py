@@ -61,5 +61,7 @@ def test_small_demo_accounts_for_every_sale_and_covers_the_truth(tmp_path):
     # one self-contained page: its figures are inline, no file beside it
     assert page.count('src="data:image/png;base64,') >= 2
     assert [p.name for p in report.iterdir()] == ["index.html"]
+    # and it opens with the worker's latest verdict
+    assert page.index('id="verdict"') < page.index("Scorecard") and "No verdict" not in page
     # the workers and the embedded stack were stopped
     assert "stopped workers and stack" in out

@@ -1,4 +1,5 @@
-"""The analyst report renders in headless Chromium with no broken image."""
+"""The analyst report renders in headless Chromium as one self-contained page: the verdict on
+top, no broken image, the heatmap legend inside its figure, and a screenshot with ink."""
 
 from __future__ import annotations
 
@@ -26,19 +27,79 @@ FLAGS = [
     "--run-all-compositor-stages-before-draw",
     "--virtual-time-budget=10000",
 ]
-# writes the image check into the DOM once everything has loaded
+# writes the image check into the DOM once everything has loaded: every image decoded and
+# drawn at a non-zero size; the verdict band's box; and, read back through a canvas, whether
+# the heatmap has ink on its outermost pixels (a legend or label cut off at the figure's edge)
+# and in its bottom tenth (where its legend belongs)
 CHECK = """<script>
 window.addEventListener('load', function () {
   var imgs = Array.prototype.slice.call(document.images);
-  var bad = imgs.filter(function (i) { return !(i.complete && i.naturalWidth > 0); });
+  var bad = imgs.filter(function (i) {
+    var r = i.getBoundingClientRect();
+    return !(i.complete && i.naturalWidth > 0 && r.width > 0 && r.height > 0);
+  });
+  var out = [(imgs.length > 0 && bad.length === 0)
+    ? 'IMAGES-OK ' + imgs.length
+    : 'IMAGES-BROKEN ' + bad.map(function (i) { return i.dataset.figure; }).join(',')];
+  var v = document.getElementById('verdict');
+  if (v) {
+    var r = v.getBoundingClientRect();
+    out.push('VERDICT ' + Math.round(r.top) + ' ' + Math.round(r.bottom));
+  }
+  var heat = document.querySelector('img[data-figure="assignment.png"]');
+  if (heat && heat.naturalWidth > 0) {
+    var c = document.createElement('canvas');
+    c.width = heat.naturalWidth; c.height = heat.naturalHeight;
+    var g = c.getContext('2d');
+    g.drawImage(heat, 0, 0);
+    var d = g.getImageData(0, 0, c.width, c.height).data;
+    var ink = function (x, y) {
+      var k = 4 * (y * c.width + x);
+      return d[k] < 200 || d[k + 1] < 200 || d[k + 2] < 200;
+    };
+    var edge = 0, bottom = 0;
+    for (var y = 0; y < c.height; y++) {
+      for (var x = 0; x < c.width; x++) {
+        var outer = x < 2 || y < 2 || x >= c.width - 2 || y >= c.height - 2;
+        if (outer && ink(x, y)) edge++;
+        if (y >= 0.9 * c.height && ink(x, y)) bottom++;
+      }
+    }
+    out.push('HEATMAP edge-ink ' + edge + ' legend-ink ' + bottom);
+  }
   var m = document.createElement('div');
   m.id = 'img-check';
-  m.textContent = (imgs.length > 0 && bad.length === 0)
-    ? 'IMAGES-OK ' + imgs.length
-    : 'IMAGES-BROKEN ' + bad.map(function (i) { return i.getAttribute('src').slice(0, 40); }).join(',');
+  m.textContent = out.join(' | ');
   document.body.appendChild(m);
 });
 </script>"""
+
+VERDICT = {
+    "v": 1,
+    "kind": "verdict",
+    "experiment": "exp",
+    "as_of": "2026-01-09T00:00:00+00:00",
+    "verdict": "keep_running",
+    "metric": "profit",
+    "estimator": "did",
+    "rule": "ship when the 95% anytime-valid confidence sequence of profit's relative effect "
+    "lies wholly above 0% and no guardrail is breached; do not ship when it lies wholly below "
+    "0% or a guardrail is breached; otherwise keep running",
+    "reason": "profit +1.2% [-3.0%, +5.1%] includes 0%",
+    "relative_effect": 0.012,
+    "relative_cs_low": -0.03,
+    "relative_cs_high": 0.051,
+    "effect": 0.4,
+    "cs_low": -1.0,
+    "cs_high": 1.7,
+    "guardrails": [{"metric": "units", "max_drop_pct": 2.0, "relative_effect": 0.1,
+                    "relative_cs_low": 0.02, "relative_cs_high": 0.18, "status": "ok"}],
+    "mde_pct": 2.0,
+    "more_days": 12.5,
+    "more_days_note": None,
+    "n_units": 16,
+    "n_periods": 8,
+}  # fmt: skip
 
 
 def _panel() -> pd.DataFrame:
@@ -49,11 +110,14 @@ def _panel() -> pd.DataFrame:
     B = np.zeros((n, T), bool)
     B[:, 4] = True
     Y = rng.uniform(20, 40, n)[:, None] + rng.normal(0, 2, (n, T)) + 3 * W
+    price = np.where(W, 9.5, 10.0)
     return pd.DataFrame(
         {
             "product": np.repeat([f"p{i:02d}" for i in range(n)], T),
             "period": np.tile(np.arange(T), n),
             "units": Y.ravel(),
+            "revenue": (Y * price).ravel(),
+            "profit": (Y * (price - 7.0)).ravel(),
             "treated": W.ravel().astype(int),
             "probability": np.tile(np.where(np.arange(T) >= 4, 0.5, 0.0), n),
             "blackout": B.ravel(),
@@ -81,39 +145,102 @@ def chromium() -> str:
     return CHROMIUM
 
 
-def test_report_renders_without_broken_images(chromium: str, tmp_path: Path) -> None:
+def _check_line(dom: str) -> str:
+    at = dom.index('<div id="img-check">') + len('<div id="img-check">')
+    return dom[at:].split("<")[0]
+
+
+def _screenshot(chromium: str, page: Path, tmp: Path, size: tuple[int, int]) -> np.ndarray:
+    """The page as Chromium paints it, one pixel a CSS pixel: an H x W x 3 array of 0..255."""
+    from PIL import Image
+
+    shot = tmp / "shot.png"
+    subprocess.run(
+        [chromium, *FLAGS[:8], f"--user-data-dir={tmp / 'profile2'}", f"--screenshot={shot}",
+         f"--window-size={size[0]},{size[1]}", "--force-device-scale-factor=1",
+         "--hide-scrollbars", page.as_uri()],
+        capture_output=True, timeout=120, check=True,
+    )  # fmt: skip
+    assert shot.read_bytes()[:4] == b"\x89PNG"
+    return np.asarray(Image.open(shot).convert("RGB"), dtype=int)
+
+
+def test_report_renders_as_one_page_verdict_on_top(chromium: str, tmp_path: Path) -> None:
+    """Chromium lays the report out from its single file: every figure decodes and is drawn,
+    the verdict band sits at the top and is painted in its colour, the heatmap's legend lies
+    inside its figure, and the screenshot is no blank page."""
     df = _panel()
     est = replay_estimates(df, experiment="exp", design="time-bound", estimators=["did"])
-    report = build_report(df, est, title="chromium check", design="time-bound")
+    assert set(est["metric"]) >= {"units", "revenue", "profit"}
+    messages = pd.concat([est, pd.DataFrame([VERDICT])], ignore_index=True)
+    report = build_report(df, messages, title="chromium check", design="time-bound")
     index = report.write(tmp_path / "rep")
+    assert [p.name for p in index.parent.iterdir()] == ["index.html"]  # nothing beside it
     index.write_text(index.read_text().replace("</body>", CHECK + "</body>"))
     dom = _dump_dom(index, tmp_path)
-    assert "chromium check" in dom
-    assert f"IMAGES-OK {len(report.figures)}" in dom, dom[-600:]
-    shot = tmp_path / "shot.png"
-    subprocess.run(
-        [
-            chromium,
-            *FLAGS[:8],
-            f"--user-data-dir={tmp_path / 'profile2'}",
-            f"--screenshot={shot}",
-            "--window-size=1400,2400",
-            index.as_uri(),
-        ],
-        capture_output=True,
-        timeout=120,
-        check=True,
-    )
-    assert shot.read_bytes()[:4] == b"\x89PNG"
+    assert "chromium check" in dom and "Inconclusive: about 13 more days needed" in dom
+    line = _check_line(dom)
+    parts = dict(p.split(" ", 1) for p in line.split(" | "))
+    assert parts["IMAGES-OK"] == str(len(report.figures)), line
+    top, bottom = (int(v) for v in parts["VERDICT"].split())
+    assert top < 120 and bottom - top > 80, line  # right under the title, and drawn
+    edge, legend = (int(v) for v in parts["HEATMAP"].split()[1::2])
+    assert edge == 0, line  # nothing runs off the figure's edge
+    assert legend > 200, line  # the legend is drawn at the figure's foot
+    # every metric's running estimates are on the page
+    running = dom.split("<h2>Running estimates</h2>")[1].split("</table>")[0]
+    for metric in ("units", "revenue", "profit"):
+        assert f"<td>{metric}</td><td>did</td>" in running
+    width, height = 1400, 2400
+    shot = _screenshot(chromium, index, tmp_path, (width, height))
+    assert shot.shape == (height, width, 3)
+    ink = (shot < 200).any(axis=2)
+    assert 0.03 < ink.mean() < 0.9, ink.mean()  # neither blank nor one colour
+    band = shot[top:bottom]
+    # keep running's amber: the band's left border (#9a6700) and its word
+    amber = (np.abs(band - np.array([0x9A, 0x67, 0x00])) < 40).all(axis=2)
+    assert amber.sum() > 500, amber.sum()
+    assert ink[top:bottom].mean() > 0.02  # the band carries text
 
 
 def test_the_check_catches_a_broken_image(chromium: str, tmp_path: Path) -> None:
     df = _panel()
     report = build_report(df, None, title="broken", design="time-bound")
     index = report.write(tmp_path / "rep")
-    (tmp_path / "rep" / "balance.png").unlink()
-    index.write_text(index.read_text().replace("</body>", CHECK + "</body>"))
-    assert "IMAGES-BROKEN balance.png" in _dump_dom(index, tmp_path)
+    page = index.read_text()
+    # the balance figure's data replaced by bytes that are no PNG
+    at = page.index('data-figure="balance.png"')
+    src = page.rindex('src="data:image/png;base64,', 0, at) + len('src="data:image/png;base64,')
+    page = page[:src] + "bm90IGEgcG5n" + page[page.index('"', src) :]
+    index.write_text(page.replace("</body>", CHECK + "</body>"))
+    assert "IMAGES-BROKEN balance.png" in _check_line(_dump_dom(index, tmp_path))
+
+
+def test_a_legend_cut_off_at_the_edge_is_caught(chromium: str, tmp_path: Path) -> None:
+    """The heatmap check sees ink on a figure's edge: a figure whose legend runs off it (as
+    the heatmap's did before its legend moved into the layout) is reported."""
+    import base64
+    import io
+
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.imshow(np.eye(4))
+    ax.legend(handles=[plt.Rectangle((0, 0), 1, 1, label="a label far too long " * 3)],
+              loc="upper center", bbox_to_anchor=(0.5, -0.06), ncol=4)  # fmt: skip
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    cut = base64.b64encode(buf.getvalue()).decode()
+    report = build_report(_panel(), None, title="cut", design="time-bound")
+    index = report.write(tmp_path / "rep")
+    page = index.read_text()
+    at = page.index('data-figure="assignment.png"')
+    src = page.rindex('src="data:image/png;base64,', 0, at) + len('src="data:image/png;base64,')
+    page = page[:src] + cut + page[page.index('"', src) :]
+    index.write_text(page.replace("</body>", CHECK + "</body>"))
+    line = _check_line(_dump_dom(index, tmp_path))
+    assert int(line.split("HEATMAP edge-ink ")[1].split()[0]) > 0, line
 
 
 def test_report_from_the_live_state(stack: EmbeddedStack, tmp_path: Path) -> None:
@@ -131,6 +258,7 @@ def test_report_from_the_live_state(stack: EmbeddedStack, tmp_path: Path) -> Non
     from controller.store.keys import clock as clock_key
     from streams.cli import app
     from streams.kafka import JsonPublisher, ensure_topics
+    from streams.schemas import VerdictMessage
     from streams.sinks import KafkaEstimateSink
     from tests.integration.conftest import make_settings
 
@@ -166,6 +294,17 @@ def test_report_from_the_live_state(stack: EmbeddedStack, tmp_path: Path) -> Non
                 "dm", effect=1.0 + n, se=0.5, n_units=8, n_periods=n, metric="units"
             )
             await sink.publish(exp, res, start + timedelta(days=n), (n - 1.0, n + 3.0))
+        # verdicts as the analysis worker publishes them (kind: verdict), this experiment's
+        # and another's: the report shows its own latest and never reads one as an estimate
+        for exp, word in ((spec.id, "do_not_ship"), ("other", "ship")):
+            verdict = VerdictMessage(
+                experiment=exp, as_of=start + timedelta(days=4), verdict=word, metric="units",
+                estimator="dm", rule="ship when ...",
+                reason="units -40.0% [-50.0%, -30.0%] lies wholly below 0%",
+                effect=-9.0, cs_low=-11.0, cs_high=-7.0, relative_effect=-0.4,
+                relative_cs_low=-0.5, relative_cs_high=-0.3, n_units=8, n_periods=4,
+            )  # fmt: skip
+            await pub.send(settings.topics.estimates, verdict, exp)
         await pub.stop()
 
     asyncio.run(setup())
@@ -177,7 +316,13 @@ def test_report_from_the_live_state(stack: EmbeddedStack, tmp_path: Path) -> Non
     assert "live state" in html and "8 products x 3 periods" in html
     assert "+5.000" in html  # the last published dm estimate (n_periods 4) of this experiment
     assert "+1.000" not in html.split("Running estimates")[1].split("<img")[0]
-    assert (out / "running_estimates.png").exists()
+    assert [p.name for p in out.iterdir()] == ["index.html"]
+    assert 'data-figure="running_estimates.png"' in html
+    # the verdict published on the topic leads the page; the other experiment's does not
+    band = html.split('id="verdict">')[1].split("</section>")[0]
+    assert html.index('id="verdict"') < html.index("<h2>Scorecard</h2>")
+    assert '<p class="word">Do not ship</p>' in band
+    assert "units -40.0% [-50.0%, -30.0%] lies wholly below 0%" in band
 
 
 def test_plan_page_renders_its_table_and_power_curves(chromium: str, tmp_path: Path) -> None:

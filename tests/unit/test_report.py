@@ -1,5 +1,5 @@
 """Analyst report: figures show what the panel says, checks flag what they should, the page
-references every figure it ships, and the running estimates are the worker's."""
+carries every figure inline, and the running estimates are the worker's."""
 
 from __future__ import annotations
 
@@ -126,19 +126,31 @@ def test_replay_runs_the_worker_after_every_period() -> None:
     assert last["cs_low"] < last["ci_low"] and last["cs_high"] > last["ci_high"]
 
 
-def test_page_references_every_figure(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_the_page_is_one_file_with_every_figure_inline(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import base64
+    import re
+
     df = _switchback()
     est = replay_estimates(df, experiment="x", design="random-days", estimators=["dm"])
     report = build_report(df, est, title="t <&>", design="random-days")
-    index = report.write(tmp_path)
+    index = report.write(tmp_path / "rep")
+    assert index == tmp_path / "rep" / "index.html"
+    assert sorted(p.name for p in (tmp_path / "rep").iterdir()) == ["index.html"]
     html = index.read_text()
     assert "t &lt;&amp;&gt;" in html
-    for name in report.figures:
-        assert f'src="{name}"' in html
-        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
     assert {"assignment.png", "running_estimates.png", "balance.png"} <= set(report.figures)
-    embedded = build_report(df, est, title="t", design="random-days", embed=True)
-    assert embedded.figures == {} and embedded.html.count('src="data:image/png;base64,') == 3
+    srcs = re.findall(r'<img src="([^"]*)"', html)
+    assert len(srcs) == len(report.figures)
+    inline = [
+        base64.b64decode(s.split(",", 1)[1]) for s in srcs if s.startswith("data:image/png;base64,")
+    ]
+    assert len(inline) == len(srcs)  # nothing refers to a file next to the page
+    assert sorted(inline) == sorted(report.figures.values())
+    assert all(png[:4] == b"\x89PNG" for png in inline)
+    # --out FILE.html: the page goes there, alone
+    page = report.write(tmp_path / "mail" / "exp.html")
+    assert page == tmp_path / "mail" / "exp.html" and page.read_text() == html
+    assert [p.name for p in (tmp_path / "mail").iterdir()] == ["exp.html"]
 
 
 def test_report_cli_offline(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -150,7 +162,15 @@ def test_report_cli_offline(tmp_path) -> None:  # type: ignore[no-untyped-def]
     args = ["report", "exp-1", "--out", str(out), "--panel", str(panel), "--design", "random-days"]
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
-    assert (out / "index.html").exists() and (out / "running_estimates.png").exists()
+    assert [p.name for p in out.iterdir()] == ["index.html"]
+    html = (out / "index.html").read_text()
+    # an offline report has no verdict and says why, in the verdict's place at the top
+    assert html.index('id="verdict"') < html.index("<h2>Scorecard</h2>")
+    assert "built offline from a panel file" in html
+    # --out FILE.html and the old --embed flag (figures are inline anyway)
+    res = CliRunner().invoke(app, [*args[:3], str(tmp_path / "one.html"), *args[4:], "--embed"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "one.html").read_text().count('src="data:image/png;base64,') == 3
 
 
 def test_segment_estimates_get_their_own_table_not_the_running_lines() -> None:
@@ -168,3 +188,29 @@ def test_segment_estimates_get_their_own_table_not_the_running_lines() -> None:
     running = html.split("Running estimates")[1].split("Segments")[0]
     assert "+77.000" not in running and f"{est.iloc[-1]['effect']:+.3f}" in running
     assert "Segments" not in build_report(df, est, title="t", design="random-days").html
+
+
+def test_report_cli_offline_with_the_spec_replays_the_verdict(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """With the experiment's spec the replayed worker decides at each look as it does live:
+    the page opens with its verdict on the spec's decision metric."""
+    from streams.cli import app
+
+    df = _switchback(40, 8)
+    panel = tmp_path / "panel.csv"
+    df.to_csv(panel, index=False)
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        "id: exp-1\ndesign: random-days\nproducts: ["
+        + ", ".join(sorted(df["product"].unique()))
+        + "]\ntreatment_policy: a\ncontrol_policy: b\ndecision_metric: units\n"
+        "start: 2026-03-02T00:00:00+00:00\nend: 2026-03-10T00:00:00+00:00\n"
+    )
+    out = tmp_path / "exp.html"
+    args = ["report", "exp-1", "--out", str(out), "--panel", str(panel), "--spec", str(spec)]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    html = out.read_text()
+    band = html.split('<section class="verdict', 1)[1].split("</section>")[0]
+    # +3 units on a level of 20-50 at every treated cell: decisive after 8 periods
+    assert '<p class="word">Ship</p>' in band, band
+    assert "Decision metric <b>units</b>" in band and "Rule: ship when" in band

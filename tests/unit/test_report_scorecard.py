@@ -64,7 +64,7 @@ def test_a_republished_look_shows_its_latest_values() -> None:
 def _verdict(look: int) -> dict[str, object]:
     """A verdict message as the analysis worker publishes it (docs/contracts: kind verdict)."""
     return {
-        "v": 2,
+        "v": 1,
         "kind": "verdict",
         "experiment": "exp",
         "as_of": f"2026-06-0{look}T23:59:59Z",

@@ -1,0 +1,143 @@
+"""The report's first section: the latest verdict the analysis worker published.
+
+A verdict is its own message on the estimates topic (``"kind": "verdict"``): ship, do not
+ship or keep running on the decision metric, the rule that decided it, the guardrails, and for
+keep running the days still needed. This module only shows it; the rule lives with the worker.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import numbers
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+
+#: the verdict's word and the band's colour
+WORDS: dict[str, tuple[str, str]] = {
+    "ship": ("Ship", "ship"),
+    "do_not_ship": ("Do not ship", "stop"),
+    "keep_running": ("Keep running", "wait"),
+}
+
+CSS = """
+.verdict{margin:8px 0 18px;padding:12px 16px;border-left:8px solid #6e7781;background:#f6f8fa}
+.verdict.ship{border-color:#1a7f37;background:#eef8f0}.verdict.stop{border-color:#b42318;background:#fdf0ef}
+.verdict.wait{border-color:#9a6700;background:#fff8e5}
+.verdict .word{font-size:28px;font-weight:bold;margin:0 0 4px}
+.verdict.ship .word{color:#1a7f37}.verdict.stop .word{color:#b42318}.verdict.wait .word{color:#9a6700}
+.verdict p{margin:4px 0}.verdict .reason{font-size:16px}.verdict .rule{color:#555;font-size:13px}
+.verdict table{background:#fff}
+"""
+
+
+def latest_verdict(verdicts: pd.DataFrame) -> dict[str, Any] | None:
+    """The verdict of the latest look (the last published of that look), or None."""
+    if verdicts is None or verdicts.empty:
+        return None
+    if "as_of" in verdicts.columns:
+        at = pd.to_datetime(verdicts["as_of"], utc=True, errors="coerce")
+        verdicts = verdicts[at == at.max()] if at.notna().any() else verdicts
+    row = verdicts.iloc[-1]
+    return {k: v for k, v in row.items() if not _missing(v)}
+
+
+def _missing(v: object) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def _num(v: object) -> float | None:
+    if isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(float(v)):
+        return float(v)
+    return None
+
+
+def _rel(point: object, lo: object, hi: object) -> str:
+    p, a, b = _num(point), _num(lo), _num(hi)
+    if p is None:
+        return "-"
+    interval = f" [{a:+.1%}, {b:+.1%}]" if a is not None and b is not None else ""
+    return f"{p:+.1%}{interval}"
+
+
+def _more_days(v: Mapping[str, Any]) -> str:
+    days = _num(v.get("more_days"))
+    if days is not None:
+        return f"Inconclusive: about {math.ceil(days)} more days needed (80% power at the MDE)."
+    note = v.get("more_days_note")
+    return f"Inconclusive: {note}" if note else "Inconclusive: the days still needed are unknown."
+
+
+def _guardrails(rows: object) -> str:
+    if not isinstance(rows, list | tuple) or not rows:
+        return ""
+    body = []
+    for g in rows:
+        if not isinstance(g, Mapping):
+            continue
+        drop = _num(g.get("max_drop_pct"))
+        limit = f"not below {-drop:+.1f}%" if drop is not None else "-"
+        status = str(g.get("status", "-"))
+        cls = ' class="warn"' if status == "breached" else ""
+        cells = (
+            str(g.get("metric", "-")),
+            limit,
+            _rel(g.get("relative_effect"), g.get("relative_cs_low"), g.get("relative_cs_high")),
+        )
+        body.append(
+            "<tr>"
+            + "".join(f"<td>{html.escape(c)}</td>" for c in cells)
+            + f"<td{cls}>{html.escape(status)}</td></tr>"
+        )
+    if not body:
+        return ""
+    head = "".join(
+        f"<th>{h}</th>" for h in ("guardrail", "limit", "relative effect [sequence]", "status")
+    )
+    return f'<table class="guardrails"><tr>{head}</tr>{"".join(body)}</table>'
+
+
+def verdict_section(verdicts: pd.DataFrame, missing_note: str | None = None) -> str:
+    """The verdict band: the word, the decision metric and estimator, this look's reason, the
+    relative effect with its anytime-valid sequence, the guardrails, the rule; for keep
+    running the days still needed. With no verdict: ``missing_note``, or that none has been
+    published yet."""
+    v = latest_verdict(verdicts)
+    if v is None:
+        note = missing_note or (
+            "No verdict published yet: the analysis worker publishes one at each look."
+        )
+        return (
+            '<section class="verdict" id="verdict"><p class="word">No verdict</p>'
+            f"<p>{html.escape(note)}</p></section>"
+        )
+    kind = str(v.get("verdict", ""))
+    word, cls = WORDS.get(kind, (kind or "Unknown verdict", ""))
+    metric, estimator = str(v.get("metric", "-")), str(v.get("estimator", "-"))
+    parts = [
+        f'<section class="verdict {cls}" id="verdict">',
+        f'<p class="word">{html.escape(word)}</p>',
+        f"<p>Decision metric <b>{html.escape(metric)}</b> (estimator {html.escape(estimator)}): "
+        f"relative effect {html.escape(_rel(v.get('relative_effect'), v.get('relative_cs_low'), v.get('relative_cs_high')))}"
+        " (95% anytime-valid confidence sequence).</p>",
+    ]
+    if v.get("reason"):
+        parts.append(f'<p class="reason">{html.escape(str(v["reason"]))}</p>')
+    if kind == "keep_running":
+        parts.append(f'<p class="more"><b>{html.escape(_more_days(v))}</b></p>')
+    parts.append(_guardrails(v.get("guardrails")))
+    look = []
+    if v.get("as_of") is not None:
+        look.append(f"as of {v['as_of']}")
+    if _num(v.get("n_units")) is not None and _num(v.get("n_periods")) is not None:
+        look.append(f"{int(v['n_units'])} products x {int(v['n_periods'])} periods")
+    if _num(v.get("mde_pct")) is not None:
+        look.append(f"planned MDE {float(v['mde_pct']):.1f}%")
+    if look:
+        parts.append(f'<p class="rule">{html.escape("; ".join(look))}.</p>')
+    if v.get("rule"):
+        parts.append(f'<p class="rule">Rule: {html.escape(str(v["rule"]))}</p>')
+    parts.append("</section>")
+    return "".join(parts)
