@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 from controller.spec import ExperimentSpec  # noqa: E402
 from lab.compare import CompareConfig, make_spec, market_classes, run_comparison  # noqa: E402
 from lab.config import MarketConfig  # noqa: E402
+from lab.failed_fits import MAX_FAILED_SHARE  # noqa: E402
 from lab.hashseed import pin_hash_seed  # noqa: E402
 from lab.market import Market  # noqa: E402
 from lab.plan import PlanConfig, default_jobs, read_history, run_plan  # noqa: E402
@@ -263,7 +264,9 @@ def write_markdown(cal: pd.DataFrame, aa: pd.DataFrame, ex: pd.DataFrame) -> Non
         "analyst's own history with the designs and estimators that run live:",
         "",
         "- the units are the spec's products found in the history (all of the history's units",
-        "  when the spec names none of them, which `plan` says);",
+        "  when the spec names none of them, which `plan` says; a spec with data of its own",
+        "  products, such as `unit_costs`, is then refused in one sentence: none of its",
+        "  products is in the history);",
         "- each simulation places the experiment at a random start inside the history and draws",
         "  its assignment with the controller's code under a fresh seed (arms, probabilities and",
         "  whole-period blackouts, as `pricelab schedule` shows them);",
@@ -283,6 +286,26 @@ def write_markdown(cal: pd.DataFrame, aa: pd.DataFrame, ex: pd.DataFrame) -> Non
         "sales history does not hold. A washout shorter than a period scales every cell by the",
         "share of the period the live panel counts (the outcome after the washout); the",
         "thinning noise of dropping those sales is not modelled.",
+        "",
+        "`plan` models an effect on the history's outcomes, not a price: a spec's `price_ratio`",
+        "is not used, and `plan` says so on its first line (stderr). Give the effect you expect",
+        "at that price as `--effect` (e.g. `--relative --effect -0.17` for a 10% rise at an",
+        "elasticity of -2). It does not turn a price into an effect with the simulator's demand",
+        "model: the simulator's elasticities are made up, not your products'.",
+        "",
+        "A fit that raises is counted, not fatal, but when more than"
+        f" {MAX_FAILED_SHARE:.0%} (`lab.failed_fits.MAX_FAILED_SHARE`) of one spec's,",
+        "duration's and estimator's fits fail, `plan` prints no table: it exits 2 with one",
+        "sentence naming them, how many failed and the first failure's reason. Fewer failures",
+        "are listed below the table. A history of 14 days a month apart (the issue's day-first",
+        "dates as they were read month-first: most periods empty) gives:",
+        "",
+        "```",
+        "error: 197 of 200 fits of spec 'myspec' (random-days) with estimator fe at 7 periods"
+        " failed, more than the 5% tolerated, so its figures are not shown; the first failed"
+        " with PanelError: The within-product difference needs both treated and control cells"
+        " among the usable, randomised cells.",
+        "```",
         "",
         "All figures below: the simulator's market of 200 products (lab.market; product levels,",
         "trends, weekly profile, AR(1) and negative-binomial noise), a 180-day history under the",

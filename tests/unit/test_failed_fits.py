@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from controller.spec import load_spec
+from controller.spec import ExperimentSpec, load_spec
 from lab.compare import summarise
 from lab.errors import LabError, TooManyFailedFits
 from lab.failed_fits import MAX_FAILED_SHARE
@@ -25,7 +25,7 @@ UNITS = tuple(f"u{i:02d}" for i in range(20))
 START = datetime(2026, 3, 2, tzinfo=UTC)
 
 
-def _spec(days: int = 7) -> object:
+def _spec(days: int = 7) -> ExperimentSpec:
     return load_spec(
         {
             "id": "myspec",
@@ -69,7 +69,7 @@ def test_plan_on_the_command_line_exits_2_without_a_table(
         columns=["sku", "day", "units"],
     )
     history.to_csv(tmp_path / "h.csv", index=False)
-    (tmp_path / "myspec.json").write_text(_spec().model_dump_json())  # type: ignore[attr-defined]
+    (tmp_path / "myspec.json").write_text(_spec().model_dump_json())
     argv = ["plan", str(tmp_path / "myspec.json"), "--history", str(tmp_path / "h.csv")]
     argv += ["--unit", "sku", "--time", "day", "--outcome", "units", "--sims", "20", "--jobs", "1"]
     with pytest.raises(SystemExit) as done:
@@ -142,7 +142,7 @@ def test_plan_names_the_history_s_products_not_the_spec_s_unit_costs(
 def test_a_spec_without_its_own_products_data_is_still_planned_on_the_history() -> None:
     rng = np.random.default_rng(3)
     history = History(rng.normal(10.0, 2.0, (len(UNITS), 30)), UNITS, tuple(range(30)))
-    spec = _spec().model_copy(update={"products": ("ghost-1", "ghost-2")})  # type: ignore[attr-defined]
+    spec = _spec().model_copy(update={"products": ("ghost-1", "ghost-2")})
     _, table, notes = run_plan([("s", spec)], history, PlanConfig(sims=10))
     assert (table["n_units"] == len(UNITS)).all()
     assert notes == ["s: none of the spec's 2 products is in the history: planning on all 20 "
