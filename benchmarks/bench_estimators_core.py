@@ -140,7 +140,7 @@ def subdaily(repeat: int, sizes: list[int]) -> None:
     for n in sizes:
         market = Market(MarketConfig(n_products=n), seed=0, demand_seed=1)
         spec = make_spec("time-bound", market, days=14, seed=2, period=timedelta(hours=4))
-        p = panel_from_cells(run_spec(spec, market).panel, "units", unit="unit")
+        p = panel_from_cells(run_spec(spec, market).panel, "units")
         times: dict[str, list[float]] = {"jackknife": [], "auto_bootstrap": []}
         ses: dict[str, float] = {}
         expect = {"jackknife": "jackknife", "auto_bootstrap": "bootstrap"}

@@ -210,16 +210,17 @@ def fit_choice(
     if outcome == "price":  # a ratio metric: the worker's own fit (analysis.metrics)
         if choice.level == "class":
             raise LabError("the price paid is not estimated on the class x day panel")
-        panels = metric_panels(df.rename(columns={"unit": "product"}))
+        panels = metric_panels(df)
         return _row_of(fit_metric(choice.plan, panels, "price"))
     if choice.level == "class":
         if "class" not in df.columns:
             raise LabError(f"{choice.label} needs product classes; this design has none")
         data = class_panel(df, outcome)
+    unit = "unit" if choice.level == "class" else "product"  # a class panel's unit: the class
     if choice.plan.name in NEEDS_COVARIATES:
         panel = Panel.from_long(
             data,
-            unit="unit",
+            unit=unit,
             time="period",
             outcome=outcome,
             treated="treated",
@@ -228,7 +229,7 @@ def fit_choice(
             covariates=[c for c in COVARIATES if c in data.columns],
         )
     else:
-        panel = panel_from_cells(data, outcome, unit="unit")
+        panel = panel_from_cells(data, outcome, unit=unit)
     return _row_of(fit_plan(choice.plan, panel, seed))
 
 
@@ -604,7 +605,7 @@ def elasticity_experiment(
     m = Market(MarketConfig(n_products=n_products, **market), seed=seed)
     sim = run_spec(make_spec("random-days", m, days=days, seed=seed), m)
     kw: dict[str, Any] = dict(
-        unit="unit", time="period", treated="treated", blackout="blackout",
+        unit="product", time="period", treated="treated", blackout="blackout",
         probability="probability",
     )  # fmt: skip
     return ElasticityExperiment(

@@ -37,6 +37,7 @@ from controller.designs import (
     design_matrices,
     design_of,
 )
+from controller.panel_labels import label
 from controller.periods import n_periods, period_bounds
 from controller.spec import ExperimentSpec
 from controller.triggers import TriggerTracker
@@ -254,28 +255,29 @@ def run_spec(spec: ExperimentSpec, market: Market) -> SimulatedExperiment:
 
 
 def _panel(spec: ExperimentSpec, raw: pd.DataFrame, m: DesignMatrices, days: int) -> pd.DataFrame:
-    """The market's long panel (product-major in market order, like the matrices) in the
-    simulator's columns."""
-    df = raw.rename(columns={"product": "unit", "day": "period"})
+    """The market's long panel (product-major in market order, like the matrices): the live
+    panel's columns (``product``, ``period``, ``period_start`` in the experiment's time zone,
+    the spec's ``segment``: controller.panel_labels), then the simulator's own (the market's
+    ``category``, truths, characteristics)."""
+    df = raw.rename(columns={"day": "period"})
     treated = m.treated.ravel()
     front: dict[str, Any] = {
-        "unit": df["unit"],
+        "product": df["product"],
         "period": df["period"],
-        "date": df["date"],
         "arm": np.where(treated, "treatment", "control"),
         "treated": treated.astype(int),
         "probability": m.probability.ravel(),
         "blackout": m.blackout.ravel().astype(int),
     }
     if spec.clusters:
-        front["class"] = df["unit"].map(spec.class_of)
+        front["class"] = df["product"].map(spec.class_of)
     out = pd.DataFrame(front)
-    rest = df.drop(columns=["unit", "period", "date", "treated"])
+    rest = df.drop(columns=["product", "period", "date", "treated"])
     if spec.costs_all_products():  # profit as the live panel has it: with the spec's costs
-        cost = df["unit"].map(spec.unit_costs).to_numpy(dtype=float)
+        cost = df["product"].map(spec.unit_costs).to_numpy(dtype=float)
         at = rest.columns.get_loc("revenue") + 1
         rest.insert(at, "profit", rest["revenue"].to_numpy() - rest["units"].to_numpy() * cost)
-    return pd.concat([out, rest], axis=1)
+    return label(pd.concat([out, rest], axis=1), spec)
 
 
 def write_panel(panel: pd.DataFrame, out: Path) -> None:

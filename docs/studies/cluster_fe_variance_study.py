@@ -123,7 +123,7 @@ def main() -> None:
             )
             (plan,) = [p for p in get_design("cluster").estimators(spec) if p.name == "fe"]
             published = fit_choice(EstimatorChoice(plan), sim.panel, seed=run)
-            v = variances(panel_from_cells(sim.panel, "units", unit="unit"))
+            v = variances(panel_from_cells(sim.panel, "units"))
             if abs(v["tau"] - before["effect"]) > 1e-9:
                 raise SystemExit(f"run {run}: the panel is not the one fe fitted")
             if abs(published["se"] / v["se_class_period"] - 1.0) > 1e-9:

@@ -46,7 +46,7 @@ def looks_of(design: str, estimator: str, seed: int) -> list[tuple[float, float,
     classes = market_classes(market) if design == "cluster" else None
     spec = make_spec(design, market, days=T, seed=seed, classes=classes)
     sim = run_spec(spec, market)
-    df = sim.panel.rename(columns={"unit": "product"})
+    df = sim.panel
     # the plan the worker fits for this design (its clustering: by product for the triggered
     # design, by class x period for the cluster switchback's fe, by class for its dm)
     (plan,) = [p for p in get_design(design).estimators(spec) if p.name == estimator]

@@ -130,7 +130,7 @@ def metric_rows(design: str, runs: int, products: int = 200, days: int = 28) -> 
         market = Market(MarketConfig(n_products=products), seed=0, demand_seed=5000 + r)
         classes = market_classes(market, 10) if design == "cluster" else None
         sim = run_spec(make_spec(design, market, days=days, seed=r, classes=classes), market)
-        long = sim.panel.rename(columns={"unit": "product"})
+        long = sim.panel
         panels = metric_panels(long)
         plans = get_design(design).estimators(sim.spec)
         level = dict(plans[0].params).get("cluster", "unit") if plans else "unit"

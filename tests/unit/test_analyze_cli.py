@@ -188,7 +188,7 @@ def _simulated_panel(tmp_path: Path, seed: int = 3) -> Path:
     return out
 
 
-SIM = ["--unit", "unit", "--time", "period", "--treated", "treated", "--blackout", "blackout",
+SIM = ["--unit", "product", "--time", "period", "--treated", "treated", "--blackout", "blackout",
        "--probability", "probability"]  # fmt: skip
 
 

@@ -113,8 +113,9 @@ def test_simulate_runs_a_registered_design_as_scheduled(toy: Path, tmp_path: Pat
     _run(["simulate", "--spec", str(toy), "--out", str(out)])
     panel = pd.read_csv(out)
     sched = pd.DataFrame(list(csv.DictReader(io.StringIO(_run(["schedule", str(toy), "--csv"])))))
+    sched = sched.rename(columns={"unit": "product"})  # the schedule's unit is a product
     sched["period"] = sched["period"].astype(int)
-    both = panel.merge(sched, on=["unit", "period"], suffixes=("", "_s"), validate="one_to_one")
+    both = panel.merge(sched, on=["product", "period"], suffixes=("", "_s"), validate="one_to_one")
     assert len(both) == len(panel) == 8 * 14
     assert (both["arm"] == both["arm_s"]).all()
 
@@ -135,7 +136,7 @@ async def test_the_analysis_worker_publishes_a_registered_designs_estimators(
     spec = load_spec_file(toy)
     out = tmp_path / "p.csv"
     _run(["simulate", "--spec", str(toy), "--out", str(out)])
-    cells = pd.read_csv(out).rename(columns={"unit": "product"})
+    cells = pd.read_csv(out)
     info = experiment_info(spec, "running")
     assert [p.label for p in info.estimators] == ["dm"]
 

@@ -163,7 +163,7 @@ def test_an_hourly_experiment_recovers_its_effect() -> None:
         market = type(market)(market.cfg, seed=7, demand_seed=100 + seed,
                               product_ids=market.product_ids)  # fmt: skip
         sim = run_spec(spec, market)
-        panels = metric_panels(sim.panel.rename(columns={"unit": "product"}))
+        panels = metric_panels(sim.panel)
         est = fit_metric(EstimatorPlan("fe", {"cluster": "unit"}), panels, "units")
         truth = sim.metric_truth("units")
         lo, hi = est.conf_int()

@@ -98,7 +98,8 @@ def test_simulated_panel_agrees_with_the_schedule_row_for_row(tmp_path: Path, de
         assert len(fired) > 0  # the example's undercuts fire in the simulated market
         args += [arg for p, k in fired.itertuples(index=False) for arg in ("--trigger", f"{p}={k}")]
     sched = pd.DataFrame(list(csv.DictReader(io.StringIO(_invoke(args)))))
-    key = ["unit", "period"]
+    key = ["product", "period"]
+    sched = sched.rename(columns={"unit": "product"})  # the schedule's unit is a product
     sched["period"] = sched["period"].astype(int)
     spec_obj = load_spec_file(spec)
     # the schedule skips a period the spring-forward night empties (an hour that does not

@@ -33,7 +33,7 @@ def test_the_spring_gap_hour_and_later_points_do_not_stop_the_estimate(which: in
     spec, sim = _hourly(1)
     plan = get_design("optimal-switchback").estimators(spec)[which]
     assert plan.name == ("hajek", "ht")[which] and plan.params["point_periods"]
-    df = sim.panel.rename(columns={"unit": "product"})
+    df = sim.panel
     gap = [k for k in range(48) if is_empty(spec, k)]
     assert gap == [26]
     whole = fit_metric(plan, metric_panels(df), "units")
@@ -50,7 +50,7 @@ def test_the_spring_gap_hour_and_later_points_do_not_stop_the_estimate(which: in
 def test_periods_and_positions_agree_where_every_period_is_there() -> None:
     market = Market(MarketConfig(n_products=30), seed=2)
     spec = make_spec("optimal-switchback", market, days=28, seed=4)
-    panels = metric_panels(run_spec(spec, market).panel.rename(columns={"unit": "product"}))
+    panels = metric_panels(run_spec(spec, market).panel)
     for plan in get_design("optimal-switchback").estimators(spec):
         by_period = fit_metric(plan, panels, "units")
         params = {k: v for k, v in plan.params.items() if k != "point_periods"}
@@ -62,7 +62,7 @@ def test_an_hourly_switchback_over_the_spring_night_covers() -> None:
     hits, runs = {"hajek": 0, "ht": 0}, 60
     for seed in range(runs):
         spec, sim = _hourly(100 + seed)
-        panels = metric_panels(sim.panel.rename(columns={"unit": "product"}))
+        panels = metric_panels(sim.panel)
         for plan in get_design("optimal-switchback").estimators(spec):
             lo, hi = fit_metric(plan, panels, "units").conf_int()
             hits[plan.name] += lo <= sim.metric_truth("units") <= hi
