@@ -57,7 +57,7 @@ def _market_config(path: Path | None, products: int | None = None) -> MarketConf
 #: ``--price-change`` of simulate and compare-designs
 _PRICE_CHANGE_HELP = (
     "The treatment's price change relative to control's: 0.10 for a 10% rise, -0.05 for a 5% "
-    "cut (default: the spec's price_ratio - 1, else the market config's price_change, else the "
+    "cut (default: a --spec's price_ratio - 1, else the market config's price_change, else the "
     "simulator's -0.05, said on the first line). A spec or market config naming a different "
     "change is refused, not overridden."
 )
