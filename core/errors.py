@@ -14,6 +14,8 @@
     │   └── analysis.spillover.SpilloverError (ValueError)  inconsistent spillover inputs
     ├── lab.errors.LabError (ValueError) a simulation or comparison cannot run as asked
     │   └── TooManyFailedFits            more of a plan's or comparison's fits failed than tolerated
+    ├── pricelab.api.NotPublished        the notebook API found nothing of an experiment on the
+    │                                    estimates topic (an unknown id, or no look yet)
     └── streams.errors.ServiceUnavailable  a broker or Redis that does not answer
 
 Each package defines its leaves; the CLI catches this root in one place and prints its
