@@ -153,3 +153,24 @@ def test_a_spec_without_its_own_products_data_is_still_planned_on_the_history() 
             history,
             PlanConfig(sims=10),
         )
+
+
+def test_compare_designs_exits_2_without_a_table_when_an_estimator_cannot_fit(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """sdid needs a block design, which random days never is: every fit fails."""
+    argv = ["compare-designs", "--products", "12", "--runs", "2", "--days", "7"]
+    argv += ["--designs", "random-days", "--estimators", "sdid"]
+    with pytest.raises(SystemExit) as done:
+        main(argv)
+    out, err = capsys.readouterr()
+    assert done.value.code == 2 and out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert (
+        lines[0].startswith(
+            "error: 2 of 2 fits of design 'random-days' with estimator sdid failed, more than the 5% "
+            "tolerated"
+        )
+        and "the first failed with PanelError: This estimator needs a block design" in lines[0]
+    )
