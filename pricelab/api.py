@@ -24,7 +24,7 @@ from controller.errors import ConfigurationError
 from controller.settings import KafkaSettings, RedisSettings, Settings, load_settings
 from core.errors import PricelabError
 from pricelab._sync import run
-from streams.estimates_cli import all_estimates, latest_of
+from streams.estimates_cli import all_estimates, is_verdict, latest_of, latest_verdict
 from streams.panel_cli import read_panel
 
 
@@ -70,14 +70,10 @@ def _settings(
     raise ConfigurationError("give either settings or bootstrap_servers/redis_url, not both")
 
 
-def _messages(
-    experiment: str, config: Settings, idle: float
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The experiment's messages on the estimates topic: (estimates, verdicts), each in the
-    order published. A verdict carries ``kind: verdict``; an estimate has no ``kind``."""
-    docs = run(lambda: all_estimates(config, experiment, idle))
-    verdicts = [d for d in docs if d.get("kind") == "verdict"]
-    return [d for d in docs if d.get("kind") is None], verdicts
+def _messages(experiment: str, config: Settings, idle: float) -> list[dict[str, Any]]:
+    """The experiment's messages on the estimates topic (estimates and verdicts), in the
+    order published."""
+    return run(lambda: all_estimates(config, experiment, idle))
 
 
 def estimates(
@@ -105,7 +101,7 @@ def estimates(
     "effect"]]``.
     """
     config = _settings(settings, bootstrap_servers, None)
-    docs, _ = _messages(experiment, config, idle)
+    docs = [d for d in _messages(experiment, config, idle) if not is_verdict(d)]
     if not docs:
         raise NotPublished(
             f"no estimate of experiment {experiment!r} on {config.topics.estimates} yet: "
@@ -133,10 +129,10 @@ def verdict(
     Example: ``pricelab.verdict("walkthrough")["verdict"]``.
     """
     config = _settings(settings, bootstrap_servers, None)
-    _, verdicts = _messages(experiment, config, idle)
-    if not verdicts:
+    found = latest_verdict(_messages(experiment, config, idle))
+    if found is None:
         return None
-    last = dict(verdicts[-1])
+    last = dict(found)
     last.pop("kind", None)
     return pd.Series(last, name=experiment, dtype=object)
 
