@@ -24,7 +24,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol
@@ -355,6 +355,15 @@ class Flipper:
                 missed = k - prev - 1
                 lateness = (now - boundary).total_seconds()
         announced = _announcement(outcome, reason)
+        flips_event = event.kind is Kind.FLIP and announced is None and outcome.publish
+        # the places of the decision's records in the audit trail, in the order _announce
+        # publishes them, taken before the decision is seen: the announcement's is kept with
+        # the decision, so that a redo repeats it
+        n = bool(missed) + bool(backfilled) + flips_event + (announced is not None)
+        first = await self.store.next_trail(n) - n + 1 if n else 0
+        orders = iter(range(first, first + n))
+        if announced is not None:
+            announced = announced[0], announced[1] | {"order": first + n - 1}
         seq = await self.store.decide(
             spec.id,
             self.owner,
@@ -378,10 +387,10 @@ class Flipper:
             records = in_force(spec, design, after.mode, mine)
             await self.sink.publish_assignments(records, seq, after.mode)
         flipped: dict[str, object] | None = None
-        if event.kind is Kind.FLIP and announced is None and outcome.publish:
+        if flips_event:
             flipped = {"period": after.period, "seq": seq, "mode": after.mode}
         await self._announce(
-            spec.id, announced, now, missed, backfilled, before, after, flipped
+            spec.id, announced, now, missed, backfilled, before, after, flipped, orders
         )
         if outcome.publish:
             await self.store.mark_published(spec.id, seq)
@@ -402,10 +411,12 @@ class Flipper:
         backfilled: int,
         before: lifecycle.State,
         after: lifecycle.State,
-        flipped: dict[str, object] | None = None,
+        flipped: dict[str, object] | None,
+        orders: Iterator[int],
     ) -> None:
         """The experiment's events of one decision, each naming this worker (the audit trail:
-        a decision the clock made is this worker's, a command's is also under its actor)."""
+        a decision the clock made is this worker's, a command's is also under its actor), and
+        each with its place in the trail (``orders``, taken before the decision)."""
         by: dict[str, object] = {"worker": self.owner}
         if missed:
             log.warning("experiment %s caught up over %d missed flip(s)", exp_id, missed)
@@ -413,7 +424,13 @@ class Flipper:
                 exp_id,
                 "missed_flips",
                 now,
-                {"missed": missed, "from_period": before.period, "to_period": after.period, **by},
+                {
+                    "missed": missed,
+                    "from_period": before.period,
+                    "to_period": after.period,
+                    "order": next(orders),
+                    **by,
+                },
             )
         if backfilled:
             await self.sink.publish_event(
@@ -424,10 +441,12 @@ class Flipper:
                     "periods": backfilled,
                     "from_period": before.period + 1,
                     "to_period": after.period,
+                    "order": next(orders),
                     **by,
                 },
             )
         if flipped is not None:
+            flipped = flipped | {"order": next(orders)}
             await self.sink.publish_event(exp_id, "flipped", now, flipped | by)
         if announced is not None:
             await self.sink.publish_event(exp_id, announced[0], now, announced[1] | by)
@@ -446,12 +465,19 @@ class Flipper:
                 await self._tick()  # a repeat (a redelivered command): it exists as asked
                 return await self._reply(spec.id, "created")
             lifecycle.check_create(spec.id, spec.start, spec.end, now, backfill)
+            # its place in the trail before another worker can see it (and start it)
+            order = await self.store.next_trail()
             await self.store.create_experiment(spec, now, lease_ms=self._lease_ms)
             await self.sink.publish_event(
                 spec.id,
                 "created",
                 now,
-                {"products": len(spec.all_products()), "backfill": backfill, "worker": self.owner},
+                {
+                    "products": len(spec.all_products()),
+                    "backfill": backfill,
+                    "worker": self.owner,
+                    "order": order,
+                },
             )
             await self._tick()
             return await self._reply(spec.id)
@@ -480,6 +506,11 @@ class Flipper:
 
             turn = await self._turn(exp_id, choose, wait=True, reason=reason, until=kind)
             return await self._reply(exp_id, turn[1].already if turn else None)
+
+    async def trail_order(self) -> int:
+        """A place in the audit trail, for a command's record: taken when the command is
+        received, so that it comes before everything the command causes."""
+        return await self.store.next_trail()
 
     async def _known(self, exp_id: str) -> ExperimentState:
         if exp_id not in await self.store.experiment_ids():

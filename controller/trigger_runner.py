@@ -321,7 +321,10 @@ class TriggerRunner:
     ) -> None:
         exp_id = spec.id
         now = self.clock.now()
-        for f in fires:  # events first, unflushed: the assignments' flush carries both
+        # their places in the audit trail, taken in the experiment's turn (one call a batch)
+        order = await self.store.next_trail(len(fires)) - len(fires) + 1 if fires else 0
+        # events first, unflushed: the assignments' flush carries both
+        for i, f in enumerate(fires):
             await self.sink.publish_event(
                 exp_id,
                 "triggered",
@@ -332,6 +335,7 @@ class TriggerRunner:
                     "competitor": f.competitor,
                     "fired_at": f.fired_at.isoformat(),
                     "worker": owner,
+                    "order": order + i,
                 },
                 flush=False,
             )

@@ -16,7 +16,9 @@
     │   └── TooManyFailedFits            more of a plan's or comparison's fits failed than tolerated
     ├── pricelab.api.NotPublished        the notebook API found nothing of an experiment on the
     │                                    estimates topic (an unknown id, or no look yet)
-    └── streams.errors.ServiceUnavailable  a broker or Redis that does not answer
+    ├── streams.errors.ServiceUnavailable  a broker or Redis that does not answer
+    └── streams.errors.NoCompletedPeriod  a live panel (export, report) with no completed
+                                         period yet on the stack's clock
 
 Each package defines its leaves; the CLI catches this root in one place and prints its
 sentence with exit status 2. Control-flow signals (not errors) live next to their users and

@@ -288,11 +288,14 @@ async def preflight(settings: Settings, roles: Iterable[str] = ()) -> None:
     :class:`streams.errors.ServiceUnavailable` naming the one that does not and the setting
     to fix (a worker then exits 2 with that one line, instead of faust's traceback). Then
     check that Redis lets the user run every read the ``roles`` need (a missing one raises
-    :class:`streams.errors.PermissionDenied` naming it and the role, exit 2)."""
+    :class:`streams.errors.PermissionDenied` naming it and the role, exit 2). A controller
+    then records the clock it runs on, which the CLI follows (streams.stack_clock)."""
     from aiokafka import AIOKafkaClient
 
     from controller.store import make_redis
     from controller.store.acl import missing_permission
+    from controller.store.clock import record_clock_mode
+    from controller.store.keys import clock_mode as clock_mode_key
     from streams.errors import (
         PermissionDenied,
         ServiceUnavailable,
@@ -341,6 +344,8 @@ async def preflight(settings: Settings, roles: Iterable[str] = ()) -> None:
                 if missing is not None:
                     user = settings.redis.username
                     raise PermissionDenied(permission_sentence(role, user, missing, ""))
+            if "controller" in roles:  # the stack's clock, which the CLI follows
+                await record_clock_mode(r, clock_mode_key(settings.key_prefix), settings.clock)
         finally:
             await r.aclose()
 

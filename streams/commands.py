@@ -14,17 +14,15 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from controller.blackout import freezes_of, load_freeze
-from controller.clock import WallClock
 from controller.designs import DesignContext, assign
-from controller.errors import CommandRefused, StoreError
+from controller.errors import CommandRefused
 from controller.flipper import freeze_view, in_force_one
 from controller.settings import Settings
 from controller.store import ExperimentState, Store, make_redis
-from controller.store.clock import SharedSimulatedClock
-from controller.store.keys import clock as clock_key
 from streams.errors import OPERATOR, services_answer
 from streams.kafka import JsonPublisher
 from streams.schemas import Command
+from streams.stack_clock import stack_clock
 
 #: what ``pricelab experiment <command>`` opens on Kafka (``TopicSettings`` fields): it writes
 #: the command and reads its reply, without a consumer group (tests/unit/test_kafka_acl.py
@@ -132,20 +130,13 @@ def _with_store(settings: Settings, fn):  # type: ignore[no-untyped-def]
 
 
 async def _now(settings: Settings, store: Store) -> datetime:
-    """The controller's time as an operator's command reads it (simulated: from Redis)."""
-    if settings.clock != "simulated":
-        return WallClock().now()
-    clock = SharedSimulatedClock(store.redis, clock_key(settings.key_prefix))
-    await clock.sync()
-    if not clock.ready:
-        raise StoreError("the simulated clock has not been set yet (PRICELAB_CLOCK=simulated)")
-    return clock.now()
+    """The controller's time as an operator's command reads it: on the clock the stack
+    records that it runs on (simulated: from Redis), streams.stack_clock."""
+    return (await stack_clock(settings, store)).now()
 
 
 def read_now(settings: Settings) -> datetime:
     """The controller's time: the wall clock, or the simulated clock in Redis."""
-    if settings.clock != "simulated":
-        return WallClock().now()
     return _with_store(settings, lambda store: _now(settings, store))  # type: ignore[no-any-return]
 
 

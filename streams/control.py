@@ -108,6 +108,8 @@ class CommandHandler:
             await self.dlq.publisher.flush()
             self.metrics.commands.labels("unknown", "rejected").inc()
             return None
+        # its place in the audit trail, taken on receipt: before everything it causes
+        order = await self.flipper.trail_order() if self.events_topic is not None else None
         refusal = command_refusal(cmd, self.actors)
         if refusal is not None:
             reply = CommandReply(
@@ -124,19 +126,22 @@ class CommandHandler:
                     command_id=cmd.command_id, ok=False, experiment=cmd.experiment, error=str(exc)
                 )
         self.metrics.commands.labels(cmd.kind.value, "ok" if reply.ok else "refused").inc()
-        await self._trail(cmd, reply)
+        await self._trail(cmd, reply, order)
         await self.publisher.send(self.reply_topic, reply, cmd.command_id)
         await self.publisher.flush()
         return reply
 
-    async def _trail(self, cmd: Command, reply: CommandReply) -> None:
+    async def _trail(self, cmd: Command, reply: CommandReply, order: int | None) -> None:
         """One ``command`` record per experiment the command names, accepted or refused, before
-        the reply: an operator who has the reply can find it in the trail."""
+        the reply: an operator who has the reply can find it in the trail. ``order``: its
+        place in the trail, taken when the command was received."""
         if self.events_topic is None:
             return
         await self.clock.sync()
         now = self.clock.now()
         for experiment, detail in trail_records(cmd, reply):
+            if order is not None:
+                detail = detail | {"order": order}
             event = ExperimentEvent(experiment=experiment, kind="command", at=now, detail=detail)
             await self.publisher.send(self.events_topic, event, experiment)
 

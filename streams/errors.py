@@ -34,6 +34,11 @@ class TlsFailure(PricelabError):
     does not mend it."""
 
 
+class NoCompletedPeriod(PricelabError):
+    """A live experiment has no completed period yet as of the stack's clock: nothing to
+    export or report; the message says the time, the clock and when the first one ends."""
+
+
 #: the role the CLI's Redis reads run as
 OPERATOR = ("operator",)
 

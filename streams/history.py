@@ -3,9 +3,12 @@
 ``pricelab experiment history EXP`` reads every partition of the topic from its first record
 to the end offsets taken when it starts (no consumer group: nothing is committed), keeps the
 records of EXP and the fleet-wide ones (``streams.control.FLEET``: a freeze of every
-experiment, an unfreeze), drops at-least-once repeats and orders them in time. The topic is
-retained for ``kafka.record_retention`` (docs/operations.md): where older records have expired
-the trail says where it starts.
+experiment, an unfreeze), drops at-least-once repeats and puts them in the order things
+happened: by each record's place in the trail (``detail.order``, one counter in Redis), not by
+its timestamp, which ties when a simulated clock stands still or two workers decide within a
+millisecond, nor by partition (an experiment's records and ``_all``'s are on different
+ones). The topic is retained for ``kafka.record_retention`` (docs/operations.md): where older
+records have expired the trail says where it starts.
 """
 
 from __future__ import annotations
@@ -50,17 +53,56 @@ def _identity(doc: dict[str, Any]) -> tuple[Any, ...] | None:
     return None
 
 
+def _order(doc: dict[str, Any]) -> int | None:
+    """The record's place in the trail (``detail.order``), if the controller gave it one."""
+    order = (doc.get("detail") or {}).get("order")
+    return order if isinstance(order, int) and not isinstance(order, bool) else None
+
+
+def in_order(docs: list[tuple[int, int, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Records in the order things happened: by their place in the trail, which the
+    controller takes from one counter in Redis before each decision is seen and when each
+    command is received (so a command comes before its effects, whatever the clock says and
+    whichever worker decided). A record without one (written before the trail was numbered,
+    or by the analysis worker: a guardrail trip) goes before the first numbered record that
+    is later in time, or of the same instant and after it on its partition; such records keep
+    time, then topic, order among themselves."""
+    numbered = sorted(
+        ((n, p, o, doc) for p, o, doc in docs if (n := _order(doc)) is not None),
+        key=lambda d: d[0],
+    )
+    at = [str(doc.get("at", "")) for _, _, _, doc in numbered]
+
+    def place(p: int, o: int, doc: dict[str, Any]) -> int:
+        t = str(doc.get("at", ""))
+        for j, (_, pj, oj, _) in enumerate(numbered):
+            if at[j] > t or (at[j] == t and pj == p and oj > o):
+                return j
+        return len(numbered)
+
+    plain = sorted(
+        (place(p, o, doc), str(doc.get("at", "")), p, o, doc)
+        for p, o, doc in docs
+        if _order(doc) is None
+    )
+    out: list[dict[str, Any]] = []
+    i = 0
+    for j, (_, _, _, doc) in enumerate(numbered):
+        while i < len(plain) and plain[i][0] <= j:
+            out.append(plain[i][4])
+            i += 1
+        out.append(doc)
+    out.extend(d[4] for d in plain[i:])
+    return out
+
+
 def assemble(experiment: str, docs: list[tuple[int, int, dict[str, Any]]]) -> Trail:
     """The trail of ``experiment`` from (partition, offset, record) triples: its own records
-    and the fleet's, each fact once, in time order (then topic order)."""
+    and the fleet's, each fact once, in the order things happened (:func:`in_order`)."""
     trail = Trail(experiment)
     seen: set[tuple[Any, ...]] = set()
-    mine = [
-        (doc.get("at", ""), p, o, doc)
-        for p, o, doc in docs
-        if doc.get("experiment") in (experiment, FLEET)
-    ]
-    for _, _, _, doc in sorted(mine, key=lambda x: (str(x[0]), x[1], x[2])):
+    mine = [d for d in docs if d[2].get("experiment") in (experiment, FLEET)]
+    for doc in in_order(mine):
         key = _identity(doc)
         if key is not None:
             if key in seen:

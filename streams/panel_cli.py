@@ -1,8 +1,10 @@
 """``pricelab panel export EXPERIMENT --out FILE``: the panel the analysis worker analyses.
 
 Read through the worker's own panel source (``controller.panel_source.RedisPanelSource``),
-as of the configured clock, so the file holds exactly the completed periods, outcomes, arms,
-probabilities and blackouts the live estimates were computed from.
+as of the stack's clock (the one its controller records: streams.stack_clock), so the file
+holds exactly the completed periods, outcomes, arms, probabilities and blackouts the live
+estimates were computed from. No completed period yet is one sentence (NoCompletedPeriod,
+exit 2), never an empty file.
 """
 
 from __future__ import annotations
@@ -11,15 +13,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from controller.errors import StoreError
+from controller.clock import Clock
 from controller.panel_labels import label
 from controller.panel_source import RedisPanelSource
-from controller.periods import n_periods
+from controller.periods import n_periods, period_bounds
 from controller.settings import Settings
 from controller.store import ExperimentState, Store, make_redis
-from controller.store.clock import SharedSimulatedClock
-from streams.errors import OPERATOR, services_answer
-from streams.runtime import make_clock
+from streams.errors import OPERATOR, NoCompletedPeriod, services_answer
+from streams.stack_clock import describe, stack_clock
 
 
 async def read_panel(settings: Settings, experiment: str) -> pd.DataFrame:
@@ -37,15 +38,27 @@ async def _read(settings: Settings, experiment: str) -> tuple[pd.DataFrame, Expe
             redis_url=settings.redis.url.get_secret_value(), acl=(settings, OPERATOR)
         ):
             store = Store(redis, settings.key_prefix)
-            clock = make_clock(settings, store)
-            await clock.sync()
-            if isinstance(clock, SharedSimulatedClock) and not clock.ready:
-                raise StoreError("the simulated clock has not been set: no period is complete")
+            clock = await stack_clock(settings, store)
             state = await store.get_experiment(experiment)
             df = await RedisPanelSource(store, clock).panel(experiment, clock.now())
     finally:
         await redis.aclose()
+    if df.empty:
+        raise NoCompletedPeriod(no_completed_period(state, clock))
     return label(df, state.spec), state
+
+
+def no_completed_period(state: ExperimentState, clock: Clock) -> str:
+    """Why a live experiment's panel is empty, in one sentence: the time on the stack's
+    clock, in the experiment's time zone, and when its first period ends (or that the
+    controller has closed none although it has ended)."""
+    spec = state.spec
+    now = clock.now().astimezone(spec.zone).isoformat()
+    first_end = period_bounds(spec, 0)[1]
+    head = f"experiment {spec.id!r} has no completed period as of {now} on {describe(clock)}"
+    if clock.now() < first_end:
+        return f"{head}: its first period ends at {first_end.astimezone(spec.zone).isoformat()}"
+    return f"{head} (status {state.status}): the controller has not closed its first period yet"
 
 
 async def export_panel(settings: Settings, experiment: str, out: Path) -> tuple[int, int]:

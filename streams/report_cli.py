@@ -84,14 +84,17 @@ async def _read_live(
 ) -> tuple[pd.DataFrame, str, dict[str, Any]]:
     from controller.panel_source import RedisPanelSource
     from controller.store import Store
-    from streams.runtime import make_clock
+    from streams.errors import NoCompletedPeriod
+    from streams.panel_cli import no_completed_period
+    from streams.stack_clock import stack_clock
 
     store = Store(redis, settings.key_prefix)
-    clock = make_clock(settings, store)
+    clock = await stack_clock(settings, store)  # the stack's, whatever this shell's
     source = RedisPanelSource(store, clock)
-    await clock.sync()
     state = await store.get_experiment(experiment)
     df = await source.panel(experiment, clock.now())
+    if df.empty:
+        raise NoCompletedPeriod(no_completed_period(state, clock))
     spec = state.spec
     return df, spec.design, {"status": state.status, "spec": spec}
 

@@ -24,6 +24,9 @@ Catalog ``{pl}:...`` (one slot):
     {pl}:freezes:cancelled        hash freeze id -> the freeze as it was cancelled
     {pl}:version                  bumped on every experiment or freeze change (cache invalidation)
     {pl}:clock                    simulated time in ms (clock mode 'simulated')
+    {pl}:clock-mode               the controller's clock, 'wall' or 'simulated' (set at its
+                                  start; the CLI follows it)
+    {pl}:trail                    counter: each audit-trail record's place ('order')
 
 Experiment ``pl:exp:{<id>}:...`` (the slot of its id; ``e`` below):
 

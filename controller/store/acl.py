@@ -124,11 +124,11 @@ class Role:
         return out
 
 
-# reads every role makes: the experiments, their specs and states, the clock, the pauses,
-# freezes and trigger periods laid over what is in force
+# reads every role makes: the experiments, their specs and states, the clock (and which one
+# the controller runs on), the pauses, freezes and trigger periods laid over what is in force
 _COMMON: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("SMEMBERS", ("index",)),
-    ("GET", ("spec", "clock")),
+    ("GET", ("spec", "clock", "clock_mode")),
     ("HGETALL", ("state", "windows", "freezes", "triggers")),
 )
 # reads of the panel: compacted periods, live sums and records (hscan_text.lua)
@@ -168,7 +168,8 @@ ROLES: tuple[Role, ...] = (
             ("HSET", ("holders", "windows", "freezes", "cancelled_freezes", "records")),
             ("HSETNX", ("freezes",)),
             ("HDEL", ("freezes",)),
-            ("INCRBY", ("version",)),  # redis-py's incr
+            ("INCRBY", ("version", "trail")),  # redis-py's incr
+            ("SET", ("clock_mode",)),  # at start: the clock it runs on, which the CLI follows
             ("HINCRBY", ("records_version",)),
         ),
     ),

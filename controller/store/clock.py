@@ -37,3 +37,23 @@ class SharedSimulatedClock:
         ms = int(t.timestamp() * 1000)
         await self._set(keys=[self._key], args=[ms])
         self._now = datetime.fromtimestamp(ms / 1000.0, UTC)
+
+
+#: the clock modes a controller records (controller.settings.Settings.clock)
+CLOCK_MODES = ("wall", "simulated")
+
+
+async def record_clock_mode(redis: Redis, key: str, mode: str) -> None:
+    """Say which clock the stack runs on: a controller worker writes it at start."""
+    if mode not in CLOCK_MODES:
+        raise ValueError(f"clock mode {mode!r} is not one of {CLOCK_MODES}")
+    await redis.set(key, mode)
+
+
+async def recorded_clock_mode(redis: Redis, key: str) -> str | None:
+    """The clock the stack's controller recorded at start; None when none has (yet)."""
+    raw = await redis.get(key)
+    if raw is None:
+        return None
+    mode = raw.decode() if isinstance(raw, bytes) else str(raw)
+    return mode if mode in CLOCK_MODES else None

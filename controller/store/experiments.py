@@ -326,6 +326,12 @@ class ExperimentStore(RedisStore):
     async def version(self) -> int:
         return int(await self.redis.get(self.cat("version")) or 0)
 
+    async def next_trail(self, n: int = 1) -> int:
+        """Take ``n`` places in the audit trail; returns the last. One counter over every
+        experiment, moved atomically: its records keep the order they were decided in, also
+        when the clock stands still or several workers decide (streams/history.py)."""
+        return int(await self.redis.incr(self.cat("trail"), n))
+
     async def experiment_of(self, product: str) -> str | None:
         """The running (or paused) experiment holding the product, if any."""
         claim = _text(await self.redis.get(keys.product(self.p, product)))

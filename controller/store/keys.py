@@ -4,9 +4,11 @@ Two kinds of keys, each kind in one hash slot per owner, so that every Lua scrip
 MULTI touches one slot and runs unchanged on one Redis or on a cluster:
 
 - the catalog, tagged with the prefix: ``{pl}:exp:index``, ``{pl}:version``, ``{pl}:freezes``,
-  ``{pl}:clock``, ``{pl}:product:<product>`` (claims), ``{pl}:creating:<id>`` (creation
-  leases), ``{pl}:holders`` (each experiment's status and claim gen, which the claim scripts
-  read) and ``{pl}:fence`` (a counter that orders creations). Small, and written rarely.
+  ``{pl}:clock``, ``{pl}:clock-mode`` (the controller's clock, wall or simulated, which the
+  CLI follows), ``{pl}:trail`` (the audit trail's order), ``{pl}:product:<product>``
+  (claims), ``{pl}:creating:<id>`` (creation leases), ``{pl}:holders`` (each experiment's
+  status and claim gen, which the claim scripts read) and ``{pl}:fence`` (a counter that
+  orders creations). Small, and written rarely.
 - each experiment's keys, tagged with its id: ``pl:exp:{<id>}:state``, ``...:sums:<k>``,
   ``...:seen:<k>:<b>`` and the rest. Everything the sales path, a flip and the analysis
   worker touch for one experiment is in its slot, so experiments spread over the nodes.
@@ -24,10 +26,12 @@ __all__ = [
     "catalog",
     "check_prefix",
     "clock",
+    "clock_mode",
     "creating",
     "experiment",
     "pattern",
     "product",
+    "trail",
 ]
 
 
@@ -56,6 +60,17 @@ def clock(prefix: str) -> str:
     return catalog(prefix, "clock")
 
 
+def clock_mode(prefix: str) -> str:
+    """The clock the controller workers run on (``wall`` or ``simulated``), recorded at start
+    so that the CLI asks the stack instead of guessing (streams.stack_clock)."""
+    return catalog(prefix, "clock-mode")
+
+
+def trail(prefix: str) -> str:
+    """The audit trail's counter: each record's place in it, across experiments."""
+    return catalog(prefix, "trail")
+
+
 #: every catalog key by name: what follows ``{<prefix>}:`` (``*``: one per product or id)
 CATALOG_KEYS: dict[str, str] = {
     "index": "exp:index",
@@ -65,6 +80,8 @@ CATALOG_KEYS: dict[str, str] = {
     "cancelled_freezes": "freezes:cancelled",
     "version": "version",
     "clock": "clock",
+    "clock_mode": "clock-mode",
+    "trail": "trail",
     "claims": product("", "*").removeprefix(catalog("", "")),
     "creating": creating("", "*").removeprefix(catalog("", "")),
 }

@@ -113,3 +113,37 @@ def test_the_history_is_one_experiments_and_the_fleets_in_time_order_each_fact_o
     trail.log_start = {0: 0, 1: 57}
     assert "older records have expired (the topic now starts at p1@57)" in render(trail)
     assert render(assemble("ghost", docs)).startswith("no record of experiment 'ghost'")
+
+
+def test_the_history_follows_the_trails_order_when_the_clock_ties() -> None:
+    """Every record at one instant (a clock that stands still), the experiment's on partition
+    1 and the fleet's on partition 0, each effect written before its command's record: the
+    places the controller numbered them with give the order; a record without one (the
+    analysis worker's guardrail trip) goes before the first numbered record of a later
+    instant, or of its instant and after it on its partition."""
+    t = "2026-12-14T00:00:00+00:00"
+    docs = [
+        (0, 0, _rec(FLEET, "command", t, command_id="u", command="unfreeze", order=9)),
+        (1, 0, _rec("e", "created", t, order=2)),
+        (1, 1, _rec("e", "command", t, command_id="c", command="create", order=1)),
+        (1, 2, _rec("e", "started", t, period=0, order=3)),
+        (1, 3, _rec("e", "paused", t, order=5)),
+        (1, 4, _rec("e", "command", t, command_id="p", command="pause", order=4)),
+        (1, 5, _rec("e", "frozen", t, order=8)),
+        (0, 1, _rec(FLEET, "command", t, command_id="f", command="freeze", order=7)),
+        (1, 6, _rec("e", "unfrozen", t, order=10)),
+        (1, 7, _rec("e", "guardrail_tripped", t, metric="profit")),
+        (1, 8, _rec("e", "command", t, command_id="s", command="stop", order=12)),
+        (1, 9, _rec("e", "stopped", t, order=13)),
+        # an earlier instant's record without a place: by time, before all of these
+        (1, 10, _rec("e", "command", "2026-12-13T23:00:00+00:00", command_id="old")),
+    ]
+    got = [(r["kind"], r["detail"].get("command")) for r in assemble("e", docs).records]
+    assert got == [
+        ("command", None),  # the old, unnumbered record
+        ("command", "create"), ("created", None), ("started", None),
+        ("command", "pause"), ("paused", None),
+        ("command", "freeze"), ("frozen", None),
+        ("command", "unfreeze"), ("unfrozen", None),
+        ("guardrail_tripped", None), ("command", "stop"), ("stopped", None),
+    ]  # fmt: skip

@@ -86,6 +86,10 @@ class _Store:
     async def end_turn(self, exp_id: str, owner: str) -> None:
         return None
 
+    async def next_trail(self, n: int = 1) -> int:
+        self.trail = getattr(self, "trail", 0) + n
+        return self.trail
+
     async def save_trigger_state(
         self,
         exp_id: str,
