@@ -115,6 +115,14 @@ class ConfidenceSequence:
         return lo, hi
 
 
+def horizon_multiplier(alpha: float = 0.05, df: float | None = None) -> float:
+    """The sequence's radius over the SE at the SE it was tuned to, where it is narrowest:
+    the multiplier a look at the planned horizon applies (about 3.04 at alpha 0.05 for the
+    normal, against a fixed-horizon 1.96). With ``df``, at that Student t reference, as
+    :meth:`ConfidenceSequence.radius`. The planner's verdict power and MDE use it."""
+    return float(ConfidenceSequence(target_se=1.0, alpha=alpha).radius(1.0, df))
+
+
 def confidence_sequence(
     estimates: Sequence[float] | np.ndarray,
     ses: Sequence[float] | np.ndarray,

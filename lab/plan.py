@@ -51,6 +51,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from analysis.confseq import horizon_multiplier
 from analysis.errors import PanelError
 from analysis.panel import Panel
 from analysis.table_input import read_dates
@@ -356,11 +357,17 @@ def simulate_once(
             continue
         # estimates, SEs and responses in outcome units per whole period (the analysis window's
         # share undone), like --effect
+        q_seq = horizon_multiplier(ALPHA, r0.df)
         row |= {
             "effect0": r0.effect / share,
             "se0": r0.se / share,
             "q0": q,
+            "q_seq0": q_seq,
             "reject0": bool(abs(r0.effect) > q * r0.se),
+            # the verdict's test: the anytime-valid sequence at its planned horizon
+            "verdict1": bool(abs(r1.effect) > horizon_multiplier(ALPHA, r1.df) * r1.se)
+            if setting.effect != 0
+            else bool(abs(r0.effect) > q_seq * r0.se),
             "effect1": r1.effect / share,
             "se1": r1.se / share,
             "reject1": bool(abs(r1.effect) > _quantile(r1.df) * r1.se)
@@ -448,10 +455,12 @@ def power_curve(
 
 
 def _fit_arrays(
-    g: pd.DataFrame,
+    g: pd.DataFrame, quantile: str = "q0"
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(A/A estimates, their SEs, critical values, responses to a unit effect, SE slopes)."""
-    cols = ("effect0", "se0", "q0", "response", "se_slope")
+    """(A/A estimates, their SEs, critical values, responses to a unit effect, SE slopes);
+    ``quantile="q_seq0"``: the verdict's, the anytime-valid sequence's multiplier at the
+    planned horizon (:func:`analysis.confseq.horizon_multiplier`)."""
+    cols = ("effect0", "se0", quantile, "response", "se_slope")
     a, s, q, b, d = (g[c].to_numpy(dtype=float) for c in cols)
     return a, s, q, b, d
 
@@ -472,6 +481,12 @@ def summarise(sims: pd.DataFrame, effect: float | None) -> pd.DataFrame:
             "type1": float(ok["reject0"].mean()) if len(ok) else math.nan,
             "power": float(ok["reject1"].mean()) if (len(ok) and effect is not None) else None,
             "mde": mde(*_fit_arrays(ok)) if len(ok) else math.nan,
+            # the verdict (docs/decision.md) decides on the anytime-valid sequence: its power
+            # at the effect, and its MDE, at the sequence's multiplier at the horizon
+            "verdict_power": float(ok["verdict1"].mean())
+            if (len(ok) and effect is not None)
+            else None,
+            "verdict_mde": mde(*_fit_arrays(ok, "q_seq0")) if len(ok) else math.nan,
             "se": float(ok["se0"].mean()) if len(ok) else math.nan,
             "first_error": str(g.loc[g["error"] != "", "error"].iloc[0])
             if len(ok) < len(g)
@@ -634,10 +649,13 @@ def run_plan(
             raise
         pool.shutdown(wait=True)
     sims = pd.DataFrame(rows)
-    cols = ("effect0", "se0", "q0", "reject0", "effect1", "se1", "reject1", "response", "se_slope")
+    cols = (
+        "effect0", "se0", "q0", "q_seq0", "reject0", "effect1", "se1", "reject1", "verdict1",
+        "response", "se_slope",
+    )  # fmt: skip
     for col in cols:
         if col not in sims:  # every fit failed
-            sims[col] = False if col.startswith("reject") else math.nan
+            sims[col] = False if col.startswith(("reject", "verdict")) else math.nan
     if "error" not in sims:
         sims["error"] = ""
     sims["error"] = sims["error"].fillna("")
@@ -663,6 +681,8 @@ JSON_KEYS = (
     "type1",
     "power",
     "mde",
+    "verdict_power",
+    "verdict_mde",
     "se",
 )
 
@@ -694,6 +714,8 @@ COLUMNS = (
     ("type1", "{:.3f}"),
     ("power", "{:.3f}"),
     ("mde", "{:.4g}"),
+    ("verdict_power", "{:.3f}"),
+    ("verdict_mde", "{:.4g}"),
     ("se", "{:.4g}"),
 )
 
@@ -715,7 +737,9 @@ def format_table(table: pd.DataFrame, effect: float | None, relative: bool) -> s
     at = "" if effect is None else f"; power: at an effect of {effect:g}"
     lines.append(
         f"type1: rejections at 5% with no effect; mde: smallest effect with 80% power at 5% "
-        f"({unit}){at}; se: mean standard error"
+        f"({unit}){at}; verdict_power, verdict_mde: the same for the verdict, which decides "
+        "on the anytime-valid sequence at the planned end (docs/decision.md); se: mean "
+        "standard error"
     )
     for r in table.to_dict("records"):
         if r["failed"]:

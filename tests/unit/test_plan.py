@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from controller.designs import design_matrices
 from controller.spec import ExperimentSpec
@@ -28,6 +29,7 @@ from lab.plan import (
     plan_spec_at,
     read_history,
     run_plan,
+    summarise,
 )
 from streams.cli import main
 
@@ -197,16 +199,37 @@ def test_json_has_exactly_the_documented_keys(tmp_path, capsys) -> None:
     assert done.value.code == 0
     rows = json.loads(capsys.readouterr().out)
     keys = ("spec", "design", "duration", "estimator", "n_units", "sims", "type1", "power")
-    assert [tuple(r) for r in rows] == [(*keys, "mde", "se")] * 6 and (
-        *keys,
-        "mde",
-        "se",
-    ) == JSON_KEYS
+    full = (*keys, "mde", "verdict_power", "verdict_mde", "se")
+    assert [tuple(r) for r in rows] == [full] * 6 and full == JSON_KEYS
+    assert all(r["verdict_mde"] > r["mde"] for r in rows)
     assert [(r["duration"], r["estimator"]) for r in rows] == [
         (7, "fe"), (7, "dm"), (7, "ht"), (14, "fe"), (14, "dm"), (14, "ht")
     ]  # fmt: skip
     assert all(r["power"] is None and r["sims"] == 20 and r["n_units"] == N for r in rows)
     assert {r["spec"] for r in rows} == {"rd"} and {r["design"] for r in rows} == {"random-days"}
+
+
+def test_the_verdicts_mde_uses_the_sequences_multiplier_at_the_horizon() -> None:
+    """A/A estimates spread N(0, 1) with SE 1 and a unit response: the fixed-horizon MDE is
+    1.96 + z_0.8 = 2.80, and the verdict's, at the sequence's multiplier at its horizon
+    (3.035 for alpha 0.05: the normal mixture's narrowest radius over the SE), 3.035 + 0.84 =
+    3.88; both with the far side's share (below 1e-5) left out."""
+    n = 20_000
+    a = stats.norm.ppf((np.arange(n) + 0.5) / n)
+    sims = pd.DataFrame(
+        {
+            "spec": "s", "design": "random-days", "duration": 14, "estimator": "dm",
+            "n_units": 100, "error": "", "effect0": a, "se0": 1.0, "q0": 1.959964,
+            "q_seq0": 3.035122, "reject0": np.abs(a) > 1.959964, "effect1": a + 1.0,
+            "se1": 1.0, "reject1": False, "verdict1": np.abs(a + 1.0) > 3.035122,
+            "response": 1.0, "se_slope": 0.0,
+        }
+    )  # fmt: skip
+    (row,) = summarise(sims, 1.0).to_dict("records")
+    assert row["mde"] == pytest.approx(1.959964 + 0.841621, abs=2e-3)
+    assert row["verdict_mde"] == pytest.approx(3.035122 + 0.841621, abs=2e-3)
+    # at an effect of 1, the verdict's power: P(|N(1, 1)| > 3.035) = Phi(-2.035) + Phi(-4.035)
+    assert row["verdict_power"] == pytest.approx(0.02093 + 0.00003, abs=5e-4)
 
 
 def _one(history: pd.DataFrame, spec: ExperimentSpec, **cfg: object) -> pd.DataFrame:

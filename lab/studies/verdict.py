@@ -1,0 +1,240 @@
+"""The verdict's error rates and power, through the analysis worker's own path (issue #39).
+
+    .venv/bin/python -m lab.studies.verdict [--runs 400] [--jobs 2] [--designs ...]
+
+For each design, ``--runs`` experiments on fresh demand paths of the simulated market
+(lab.market), each assigned by the controller's own draw (lab.simulate.run_spec) and analysed
+look by look by :class:`analysis.worker.AnalysisWorker` itself: every look is one
+``run_once`` on the cells of the periods complete by then, with the experiment as the live
+panel source describes it (:func:`controller.panel_source.experiment_info`), one sequence-
+tuning store across the looks (the mixture fixed at the first look, the first decisive verdict
+kept, as Redis keeps them live) and the verdicts captured from the worker's verdict port. Only
+the Kafka and Redis clients are left out.
+
+Two worlds per design:
+
+- **A/A**: no price change. The verdict should say ship or do not ship at some look in at most
+  5% of experiments (the sequences' guarantee is 5% for the decision metric).
+- **Effect**: the treatment raises the price by ``--rise`` (a 3% rise raises profit on the
+  default market: margins are thin next to the price). The share that says *ship* by the
+  planned end is compared with the power that the planner predicts for the verdict
+  (``lab.plan``'s ``verdict_power``) on a history of the same market at the market's true
+  relative profit effect: the planner's figure comes from its own simulations on that history,
+  the realised share from the worker on fresh paths.
+
+Writes docs/figures/verdict-study.csv (one row per experiment) and
+docs/figures/verdict-study.json (the summary table that docs/decision.md shows).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analysis.worker import AnalysisWorker, InMemorySequenceTuning
+from controller.clock import ManualClock
+from controller.panel_source import experiment_info
+from controller.periods import n_periods
+from core.ports import ExperimentInfo
+from lab.compare import design_names, make_spec, market_classes
+from lab.config import MarketConfig
+from lab.market import Market
+from lab.simulate import run_spec
+
+ROOT = Path(__file__).resolve().parents[2]
+FIGURES = ROOT / "docs" / "figures"
+#: the columns of a cell table the live panel source hands the worker
+_CELLS = ("product", "period", "units", "revenue", "profit", "treated", "probability", "blackout")
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    products: int = 100
+    days: int = 28
+    runs: int = 400
+    seed: int = 0
+    rise: float = 0.03
+    mde_pct: float = 5.0
+
+
+class _Source:
+    def __init__(self, info: ExperimentInfo) -> None:
+        self.info = info
+        self.cells = pd.DataFrame()
+
+    async def experiments(self) -> list[ExperimentInfo]:
+        return [self.info]
+
+    async def panel(self, exp_id: str, as_of: datetime) -> pd.DataFrame:
+        return self.cells
+
+
+class _Sink:
+    def __init__(self) -> None:
+        self.verdicts: list[dict[str, Any]] = []
+
+    async def publish(self, *args: Any) -> None:
+        return None
+
+    async def publish_verdict(self, experiment: str, verdict: Any, as_of: datetime) -> None:
+        self.verdicts.append(dict(verdict))
+
+
+def run_seed(seed: int, run: int) -> int:
+    """A run's demand path and design seed (distinct per run, reproducible)."""
+    return (seed * 1_000_003 + 7919 * (run + 1)) % (2**31 - 1)
+
+
+def market(cfg: StudyConfig, price_change: float, run: int) -> Market:
+    """The default market on ``cfg.products`` products, the treatment changing the price by
+    ``price_change`` and nothing else (no lift beyond the price's: the effect modifiers off),
+    so that with no price change there is no effect at all."""
+    return Market(
+        MarketConfig(n_products=cfg.products, price_change=price_change, effect_modifiers={}),
+        seed=cfg.seed,
+        demand_seed=run_seed(cfg.seed, run),
+    )
+
+
+async def _looks(info: ExperimentInfo, cells: pd.DataFrame, periods: int) -> list[dict[str, Any]]:
+    source, sink = _Source(info), _Sink()
+    worker = AnalysisWorker(
+        source,
+        sink,
+        ManualClock(datetime(2026, 1, 1, tzinfo=UTC)),
+        verdicts=sink,
+        tuning=InMemorySequenceTuning(),
+    )
+    for n in range(worker.min_periods, periods + 1):
+        source.cells = cells[cells["period"] < n]
+        await worker.run_once()
+    return sink.verdicts
+
+
+def run_one(cfg: StudyConfig, design: str, world: str, run: int) -> dict[str, Any]:
+    """One experiment of ``design`` in ``world`` (``aa`` or ``effect``), analysed look by look
+    by the worker; its verdicts summarised in one row."""
+    change = 0.0 if world == "aa" else cfg.rise
+    m = market(cfg, change, run)
+    classes = market_classes(m) if design == "cluster" else None
+    spec = make_spec(design, m, days=cfg.days, seed=run_seed(cfg.seed + 1, run), classes=classes)
+    spec = spec.model_copy(update={"mde_pct": cfg.mde_pct, "price_ratio": 1.0 + change})
+    sim = run_spec(spec, m)
+    cells = sim.panel[[c for c in _CELLS if c in sim.panel.columns] + (
+        ["class"] if "class" in sim.panel.columns else []
+    )]
+    info = experiment_info(spec, "running", sim.triggers)
+    t0 = time.perf_counter()
+    verdicts = asyncio.run(_looks(info, cells, n_periods(spec)))
+    words = [v["verdict"] for v in verdicts]
+    first = next((v for v in verdicts if v["verdict"] != "keep_running"), None)
+    last = verdicts[-1] if verdicts else None
+    return {
+        "design": design,
+        "world": world,
+        "run": run,
+        "looks": len(verdicts),
+        "estimator": last["estimator"] if last else "",
+        "ever_ship": "ship" in words,
+        "ever_do_not_ship": "do_not_ship" in words,
+        "decided_at": first["n_periods"] if first else math.nan,
+        "final": last["verdict"] if last else "",
+        "final_more_days": (last or {}).get("more_days"),
+        "truth_relative": sim.metric_truth("profit", relative=True),
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+def _chunk(args: tuple[StudyConfig, str, str, list[int]]) -> list[dict[str, Any]]:
+    from threadpoolctl import threadpool_limits
+
+    cfg, design, world, runs = args
+    with threadpool_limits(1):
+        return [run_one(cfg, design, world, r) for r in runs]
+
+
+def run_study(
+    cfg: StudyConfig, designs: Sequence[str], worlds: Sequence[str], jobs: int
+) -> pd.DataFrame:
+    tasks = [
+        (cfg, d, w, list(range(start, min(start + 10, cfg.runs))))
+        for d in designs
+        for w in worlds
+        for start in range(0, cfg.runs, 10)
+    ]
+    if jobs <= 1:
+        rows = [row for t in tasks for row in _chunk(t)]
+    else:
+        with ProcessPoolExecutor(jobs) as pool:
+            rows = [row for chunk in pool.map(_chunk, tasks) for row in chunk]
+    return pd.DataFrame(rows)
+
+
+def mc_se(p: float, n: int) -> float:
+    return math.sqrt(max(p * (1 - p), 1e-12) / n) if n else math.nan
+
+
+def summarise(rows: pd.DataFrame) -> list[dict[str, Any]]:
+    out = []
+    for (design, world), g in rows.groupby(["design", "world"], sort=False):
+        n = len(g)
+        decided = g["ever_ship"] | g["ever_do_not_ship"]
+        row: dict[str, Any] = {
+            "design": design,
+            "world": world,
+            "runs": n,
+            "estimator": g["estimator"].mode().iloc[0] if n else "",
+            "ever_decided": float(decided.mean()),
+            "ever_decided_mc_se": mc_se(float(decided.mean()), n),
+            "ship": float(g["ever_ship"].mean()),
+            "ship_mc_se": mc_se(float(g["ever_ship"].mean()), n),
+            "do_not_ship": float(g["ever_do_not_ship"].mean()),
+            "median_decided_at": float(np.nanmedian(g["decided_at"])) if decided.any() else None,
+            "truth_relative": float(g["truth_relative"].mean()),
+        }
+        out.append(row)
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m lab.studies.verdict", description=__doc__)
+    ap.add_argument("--runs", type=int, default=StudyConfig.runs)
+    ap.add_argument("--products", type=int, default=StudyConfig.products)
+    ap.add_argument("--days", type=int, default=StudyConfig.days)
+    ap.add_argument("--rise", type=float, default=StudyConfig.rise)
+    ap.add_argument("--designs", nargs="*", default=list(design_names()))
+    ap.add_argument("--worlds", nargs="*", default=["aa", "effect"])
+    ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--out", type=Path, default=FIGURES)
+    args = ap.parse_args(argv)
+    cfg = replace(
+        StudyConfig(), runs=args.runs, products=args.products, days=args.days, rise=args.rise
+    )
+    t0 = time.perf_counter()
+    rows = run_study(cfg, args.designs, args.worlds, args.jobs)
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows.to_csv(args.out / "verdict-study.csv", index=False)
+    summary = {
+        "config": cfg.__dict__,
+        "minutes": (time.perf_counter() - t0) / 60,
+        "rows": summarise(rows),
+    }
+    (args.out / "verdict-study.json").write_text(json.dumps(summary, indent=2) + "\n")
+    for r in summary["rows"]:
+        print(json.dumps(r))
+
+
+if __name__ == "__main__":
+    main()
