@@ -229,7 +229,8 @@ def read_assignment(settings: Settings, product: str) -> dict[str, Any] | None:
             return view | {
                 "status": None,
                 "policy": None,
-                "reason": f"not started: nothing is in force before {st.spec.start.isoformat()}",
+                "reason": "not started: nothing is in force before "
+                + st.spec.start.astimezone(st.spec.zone).isoformat(),
             }
         freezes = freezes_of(await store.freezes())
         now = await _now(settings, store)
@@ -237,19 +238,25 @@ def read_assignment(settings: Settings, product: str) -> dict[str, Any] | None:
         if st.spec.triggered is not None:
             ctx = DesignContext(triggers=await store.triggers(exp))
         a = in_force_one(st.spec, assign(st.spec, product, lc.period, ctx), lc.mode, freezes)
+        zone = st.spec.zone  # times as the experiment's calendar reads them, with the offset
+        until = a.blackout_until.astimezone(zone) if a.blackout_until else None
         return view | {
             "status": lc.mode,
             "seq": st.seq,
             "period": lc.period,
-            "period_start": a.period_start.isoformat(),
-            "period_end": a.period_end.isoformat(),
+            "timezone": st.spec.timezone,
+            "period_start": a.period_start.astimezone(zone).isoformat(),
+            "period_end": a.period_end.astimezone(zone).isoformat(),
             "arm": a.arm.value,
             "policy": a.policy,
             "probability": a.probability,
-            "blackout_until": a.blackout_until.isoformat() if a.blackout_until else None,
+            "blackout_until": until.isoformat() if until else None,
             "blackout_reason": a.blackout_reason,
             "reason": _reason(
-                lc.mode, a, [f for f in freezes if f.applies_to(exp) and f.covers(now)]
+                lc.mode,
+                a,
+                [f for f in freezes if f.applies_to(exp) and f.covers(now)],
+                until,
             ),
         }
 
@@ -265,8 +272,9 @@ async def _last_experiment_of(store: Store, product: str) -> str | None:
     return None if best is None else best[1]
 
 
-def _reason(mode: str, a: Any, frozen_by: list[Any]) -> str:
-    """Why the product is on its policy, in a few words an operator can act on."""
+def _reason(mode: str, a: Any, frozen_by: list[Any], until: datetime | None) -> str:
+    """Why the product is on its policy, in a few words an operator can act on (``until``:
+    the blackout's end in the experiment's time zone)."""
     if mode == "paused":
         return "paused: the control policy, data excluded"
     if mode in ("stopped", "ended"):
@@ -274,9 +282,9 @@ def _reason(mode: str, a: Any, frozen_by: list[Any]) -> str:
     if mode == "frozen":
         ids = ", ".join(f.id + (f" ({f.reason})" if f.reason else "") for f in frozen_by)
         return "frozen: the control policy" + (f", by freeze {ids}" if ids else "")
-    if a.blackout_until is not None:
+    if until is not None:
         return (
-            f"{a.blackout_reason or 'blackout'} until {a.blackout_until.isoformat()}, "
+            f"{a.blackout_reason or 'blackout'} until {until.isoformat()}, "
             f"then the {a.arm.value} arm"
         )
     return f"the {a.arm.value} arm of period {a.period}"

@@ -111,19 +111,23 @@ class CommandHandler:
         # its place in the audit trail, taken on receipt: before everything it causes
         order = await self.flipper.trail_order() if self.events_topic is not None else None
         refusal = command_refusal(cmd, self.actors)
+        named = experiment_named(cmd)
         if refusal is not None:
             reply = CommandReply(
-                command_id=cmd.command_id, ok=False, experiment=cmd.experiment, error=refusal
+                command_id=cmd.command_id, ok=False, experiment=named, error=refusal
             )
         else:
             try:
                 detail = await self._apply(cmd)
                 reply = CommandReply(
-                    command_id=cmd.command_id, ok=True, experiment=cmd.experiment, detail=detail
+                    command_id=cmd.command_id,
+                    ok=True,
+                    experiment=experiment_named(cmd, detail),
+                    detail=detail,
                 )
             except (SpecError, ConflictError, StoreError, CommandRefused, ValueError) as exc:
                 reply = CommandReply(
-                    command_id=cmd.command_id, ok=False, experiment=cmd.experiment, error=str(exc)
+                    command_id=cmd.command_id, ok=False, experiment=named, error=str(exc)
                 )
         self.metrics.commands.labels(cmd.kind.value, "ok" if reply.ok else "refused").inc()
         await self._trail(cmd, reply, order)
@@ -170,6 +174,28 @@ class CommandHandler:
 #: where a command that names no single experiment is recorded (a freeze of every experiment,
 #: an unfreeze): ``pricelab experiment history`` shows these with every experiment's own
 FLEET = "_all"
+
+
+def experiment_named(cmd: Command, detail: dict[str, object] | None = None) -> str | None:
+    """The experiment a command's reply names: the one it names (a create: its spec's id; a
+    freeze or an unfreeze: the one experiment the freeze covers); several, comma-separated;
+    a freeze of every experiment: FLEET. None when it names none (an unfreeze of a freeze
+    that does not exist)."""
+    if cmd.experiment:
+        return cmd.experiment
+    if cmd.kind is CommandKind.CREATE:
+        spec_id = (cmd.spec or {}).get("id")
+        return spec_id if isinstance(spec_id, str) else None
+    freeze = cmd.freeze or {}
+    if cmd.kind is CommandKind.UNFREEZE:
+        view = (detail or {}).get("freeze")
+        freeze = view if isinstance(view, dict) else {}
+    scope = freeze.get("experiments")
+    if scope == "all":
+        return FLEET
+    if isinstance(scope, list) and scope:
+        return ",".join(str(x) for x in scope)
+    return None
 
 
 def command_refusal(cmd: Command, actors: str = "") -> str | None:

@@ -94,6 +94,24 @@ def _event(raw: str | None) -> tuple[str, dict[str, Any]] | None:
     return None if doc is None else (str(doc[0]), dict(doc[1]))
 
 
+#: an experiment's state as the overlap sentence says it
+_PHASE_WORDS = {
+    "created": "created (its start is ahead)",
+    "stopped": "stopped (its products are being released)",
+    "ended": "ended (its products are being released)",
+}
+
+
+class _Overlap(ConflictError):
+    """A claim found a product held live by another experiment (``kind``: running, which
+    also covers created and paused, or creating); turned into the sentence once the refused
+    creation is undone (ExperimentStore._overlap)."""
+
+    def __init__(self, product: str, holder: str, kind: str) -> None:
+        self.product, self.holder, self.kind = product, holder, kind
+        super().__init__(f"product {product!r} is in experiment {holder!r}")
+
+
 class ExperimentStore(RedisStore):
     """Experiments, claims, windows and freezes."""
 
@@ -165,7 +183,7 @@ class ExperimentStore(RedisStore):
                 raise StoreError(
                     f"creating {spec.id!r}: lease lost (no progress for {lease_ms} ms)"
                 )
-        except BaseException:
+        except BaseException as exc:
             try:
                 end = await self._script("create_abort")(
                     keys=[marker, holders], args=[spec.id, gen]
@@ -179,6 +197,8 @@ class ExperimentStore(RedisStore):
                     await self._unclaim(f"{spec.id}|{gen}", claims[:sent], chunk)
             except Exception:  # Redis gone: the claims die with the lease anyway
                 log.warning("could not release the claims of aborted creation %s", spec.id)
+            if isinstance(exc, _Overlap):
+                raise ConflictError(await self._overlap(spec, exc)) from None
             raise
         self._specs[spec.id] = spec  # what a reader would parse back from the stored JSON
         try:
@@ -186,22 +206,43 @@ class ExperimentStore(RedisStore):
         except UNAVAILABLE:  # created and committed: the next flip tick opens it (reconcile)
             log.warning("experiment %s is created; the next flip tick will open it", spec.id)
 
+    async def _overlap(self, spec: ExperimentSpec, conflict: _Overlap) -> str:
+        """The sentence for a creation refused over products another experiment holds: that
+        experiment's real state, how many of the spec's products it holds, a few of them."""
+        if conflict.kind != "running":
+            return (
+                f"product {conflict.product!r} is being claimed by experiment "
+                f"{conflict.holder!r}, whose creation is in progress; a product can be in at "
+                "most one experiment that has not stopped or ended"
+            )
+        try:
+            held = await self.get_experiment(conflict.holder)
+        except StoreError:  # gone meanwhile: say what the claim said
+            common, phase = [conflict.product], "live"
+        else:
+            common = sorted(set(spec.all_products()) & set(held.spec.all_products()))
+            common = common or [conflict.product]
+            phase = _PHASE_WORDS.get(held.phase, held.phase)
+            if held.shows_frozen:
+                phase += " and frozen"
+        n, shown = len(common), ", ".join(repr(p) for p in common[:3])
+        which = (
+            f"product {shown} is"
+            if n == 1
+            else f"{n} of its products ({shown}{', ...' if n > 3 else ''}) are"
+        )
+        return (
+            f"{which} already in experiment {conflict.holder!r}, which is {phase}; a product "
+            "can be in at most one experiment that has not stopped or ended"
+        )
+
     @staticmethod
     def _claimed(
         res: list[Any], exp_id: str, products: list[str], start: int, lease_ms: int
     ) -> None:
         """Raise unless a chunk of claims (products from ``start`` on) went through."""
         if res[0] == "conflict":
-            product, holder, kind = products[start + int(res[1]) - 1], res[2], res[3]
-            where = (
-                f"already in running experiment {holder!r}"
-                if kind == "running"
-                else f"being claimed by experiment {holder!r}, whose creation is in progress"
-            )
-            raise ConflictError(
-                f"product {product!r} is {where}; a product can be in at most one running "
-                "experiment"
-            )
+            raise _Overlap(products[start + int(res[1]) - 1], str(res[2]), str(res[3]))
         if res[0] != "ok":
             raise StoreError(f"creating {exp_id!r}: lease lost (no progress for {lease_ms} ms)")
 

@@ -181,6 +181,7 @@ def test_the_lifecycle_from_the_operators_and_the_pricing_systems_seats(
 
         created = ok("experiment", "create", str(good), "--timeout", "60")
         assert created["ok"] and created["detail"]["state"] == "created"
+        assert created["experiment"] == "cli-exp"
         assert ok("experiment", "show", "cli-exp")["state"] == "created"
         asyncio.run(set_clock(START + timedelta(hours=3)))
         deadline = time.monotonic() + 30
@@ -221,6 +222,7 @@ def test_the_lifecycle_from_the_operators_and_the_pricing_systems_seats(
             "--end", (START + timedelta(days=1)).isoformat(), "--reason", "stock-take",
         )  # fmt: skip
         view = frozen["detail"]["freeze"]
+        assert frozen["experiment"] == "cli-exp"  # the reply names what it froze
         assert view["id"] == "hold" and view["now"] == "in force"
         assert datetime.fromisoformat(view["end"]) == START + timedelta(days=1)
         held = ok("assignments", "s3")

@@ -50,6 +50,32 @@ async def _owners(store: Store, products: list[str]) -> dict[str, str | None]:
     return {p: await store.experiment_of(p) for p in products}
 
 
+async def test_an_overlap_says_the_holders_state_and_how_many_products_overlap(settings) -> None:
+    """The walkthrough's spec created twice under two ids: every one of its 40 products is
+    in the first, which has not started. The refusal says so: its real state, the count and
+    the first few products, not one of them as if it were the only one."""
+    redis = _redis(settings)
+    store = Store(redis, settings.key_prefix)
+    try:
+        products = [f"P{i:04d}" for i in range(1, 41)]
+        await store.create_experiment(_spec("walk1", products), T0)
+        with pytest.raises(ConflictError) as refused:
+            await store.create_experiment(_spec("walk2", [*products, "Q0001"]), T0, chunk=7)
+        assert str(refused.value) == (
+            "40 of its products ('P0001', 'P0002', 'P0003', ...) are already in experiment "
+            "'walk1', which is created (its start is ahead); a product can be in at most one "
+            "experiment that has not stopped or ended"
+        )
+        assert await store.experiment_of("Q0001") is None  # what it claimed is released
+        await redis.hset(f"{keys.experiment(settings.key_prefix, 'walk1')}:state",
+                         mapping={"status": "paused", "flipped_period": 2})  # fmt: skip
+        with pytest.raises(ConflictError, match=r"^2 of its products \('P0039', 'P0040'\) are "
+                           r"already in experiment 'walk1', which is paused;"):  # fmt: skip
+            await store.create_experiment(_spec("walk3", ["P0039", "P0040", "Q0002"]), T0)
+    finally:
+        await redis.aclose()
+
+
 async def test_an_overlapping_creation_is_refused_and_frees_what_it_claimed(settings) -> None:
     redis = _redis(settings)
     store = Store(redis, settings.key_prefix)
@@ -61,7 +87,10 @@ async def test_an_overlapping_creation_is_refused_and_frees_what_it_claimed(sett
             await store.create_experiment(_spec("A", ["z"]), T0)
         # sorted, b0..b5 come before the contested product: they are claimed, then released
         other = [f"b{i}" for i in range(6)] + ["zz-shared"]
-        with pytest.raises(ConflictError, match="'zz-shared' is already in running experiment 'A'"):
+        with pytest.raises(
+            ConflictError,
+            match=r"^product 'zz-shared' is already in experiment 'A', which is created \(its start is ahead\);",
+        ):
             await store.create_experiment(_spec("B", other), T0, chunk=2)
         assert await store.experiment_ids() == ["A"]
         for p in other[:6]:
@@ -218,7 +247,10 @@ async def test_claims_written_before_gens_still_count(settings) -> None:
         )
         await redis.mset({keys.product(p, "o1"): "old", keys.product(p, "o2"): "old"})
         assert await store.experiment_of("o2") == "old"
-        with pytest.raises(ConflictError, match="'o2' is already in running experiment 'old'"):
+        with pytest.raises(
+            ConflictError,
+            match=r"^product 'o2' is already in experiment 'old', which is created \(",
+        ):
             await store.create_experiment(_spec("new", ["n1", "o2"]), T0)
         await store.set_status("old", "ended")
         assert await store.release_products("old") == 2
@@ -273,7 +305,10 @@ async def test_the_cross_slot_steps_a_dead_process_left_half_done_are_finished(s
         # died between a stop's two steps: the state says ended, the catalog still running,
         # so the products still count as claimed
         await redis.hset(state, "status", "ended")
-        with pytest.raises(ConflictError, match="'h1' is already in running experiment 'half'"):
+        with pytest.raises(
+            ConflictError,
+            match=r"^product 'h1' is already in experiment 'half', which is ended \(its products are being released\)",
+        ):
             await store.create_experiment(_spec("next", ["h1"]), T0)
         version = await store.version()
         assert await store.reconcile(await store.experiments()) == 1

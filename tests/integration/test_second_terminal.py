@@ -9,6 +9,7 @@ why; an explicit ``PRICELAB_CLOCK`` that contradicts the stack is one sentence, 
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -49,7 +50,13 @@ def _spec(exp_id: str, products: list[str], start: str, end: str, zone: str) -> 
 
 #: the experiment's calendar lies years after today's wall clock: on the wall clock none of
 #: its periods has begun; on the stack's simulated clock two are complete
-SPEC = _spec("second", PRODUCTS, "2031-03-03T00:00:00+00:00", "2031-03-08T00:00:00+00:00", "UTC")
+SPEC = _spec(
+    "second",
+    PRODUCTS,
+    "2031-03-03T00:00:00+01:00",
+    "2031-03-08T00:00:00+01:00",
+    "Europe/Berlin",
+)
 
 
 async def _play(settings: Settings, periods: int) -> datetime:
@@ -129,6 +136,18 @@ async def test_a_shell_without_pricelab_clock_reads_the_stacks_clock(stack, tmp_
     assert two.stdout.replace(str(b), str(a)) == one.stdout
     assert b.read_bytes() == a.read_bytes()
 
+    # the assignment in force, from either shell: period 2 (the clock stands in it), its
+    # times in the experiment's time zone, with their offset
+    shown = [run_pricelab(env, "assignments", "st01") for env in (first, second)]
+    assert [s.returncode for s in shown] == [0, 0], shown[1].stderr
+    assert shown[0].stdout == shown[1].stdout
+    doc = json.loads(shown[1].stdout)
+    assert (doc["status"], doc["period"], doc["timezone"]) == ("running", 2, "Europe/Berlin")
+    assert (doc["period_start"], doc["period_end"]) == (
+        "2031-03-05T00:00:00+01:00",
+        "2031-03-06T00:00:00+01:00",
+    )
+
     # the report of the live experiment, from the second shell too
     page = run_pricelab(second, "report", SPEC.id, "--out", str(tmp_path / "report"))
     assert page.returncode == 0, page.stderr
@@ -162,12 +181,12 @@ async def test_a_shell_without_pricelab_clock_reads_the_stacks_clock(stack, tmp_
         empty = run_pricelab(env, "panel", "export", "later", "--out", str(tmp_path / "l.csv"))
         assert empty.returncode == 2, empty.stdout + empty.stderr
         said = _one_sentence(empty.stderr)
-        # the stack's time (2 ms before the end of period 2, 2031-03-06 00:00 UTC) in the
-        # experiment's zone, on which clock, and when its first period ends
-        assert stood == datetime(2031, 3, 5, 23, 59, 59, 998000, tzinfo=UTC)
+        # the stack's time (2 ms before the end of period 2, 2031-03-06 00:00 in Berlin) in
+        # the experiment's zone, on which clock, and when its first period ends
+        assert stood == datetime(2031, 3, 5, 22, 59, 59, 998000, tzinfo=UTC)
         assert said == (
             "error: experiment 'later' has no completed period as of "
-            "2031-03-06T00:59:59.998000+01:00 on the stack's simulated clock: its first period "
+            "2031-03-05T23:59:59.998000+01:00 on the stack's simulated clock: its first period "
             "ends at 2031-04-08T00:00:00+02:00"
         )
         assert not (tmp_path / "l.csv").exists() and empty.stdout == ""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from streams.control import FLEET, command_refusal, trail_records
+from streams.control import FLEET, command_refusal, experiment_named, trail_records
 from streams.history import assemble, render
 from streams.schemas import Command, CommandReply, actor_refusal
 
@@ -79,6 +79,23 @@ def test_each_command_is_recorded_under_the_experiments_it_names() -> None:
     # a create whose spec id is not an id: under the fleet, saying what it named
     bad = trail_records(_cmd(kind="create", spec={"id": "no spaces allowed"}, actor="a"), refused)
     assert bad[0][0] == FLEET and bad[0][1]["named"] == ["no spaces allowed"]
+
+
+def test_a_reply_names_the_experiment_its_command_is_about() -> None:
+    """The reply's ``experiment``: a freeze of one experiment names it (it said null), a
+    create its spec's id, an unfreeze the scope of the freeze it cancelled."""
+    one = {"experiments": ["walkthrough"], "reason": "holidays", "start": "x", "end": "y"}
+    assert experiment_named(_cmd(kind="freeze", freeze=one, actor="a")) == "walkthrough"
+    two = one | {"experiments": ["a", "b"]}
+    assert experiment_named(_cmd(kind="freeze", freeze=two, actor="a")) == "a,b"
+    every = one | {"experiments": "all"}
+    assert experiment_named(_cmd(kind="freeze", freeze=every, actor="a")) == FLEET
+    create = _cmd(kind="create", spec={"id": "walk2"}, actor="a")
+    assert experiment_named(create) == "walk2"
+    un = _cmd(kind="unfreeze", freeze_id="holidays", actor="a")
+    assert experiment_named(un, {"freeze": {"id": "holidays", "experiments": ["w"]}}) == "w"
+    assert experiment_named(un) is None  # refused: there was no such freeze
+    assert experiment_named(_cmd(kind="pause", experiment="w", actor="a", reason="r")) == "w"
 
 
 def _rec(exp: str, kind: str, at: str, **detail: object) -> dict[str, object]:
