@@ -210,8 +210,10 @@ def balance_figure(df: pd.DataFrame, balance: pd.DataFrame) -> Figure:
     a1.legend(fontsize=7)
     if len(balance):
         y = np.arange(len(balance))
-        a2.barh(y, balance["smd"], color="tab:blue")
+        a2.barh(y, balance["smd"], height=0.5, color="tab:blue")
         a2.set_yticks(y, balance["covariate"], fontsize=8)
+        a2.set_ylim(-0.75, len(balance) - 0.25)
+        a2.xaxis.set_major_locator(MaxNLocator(5))
         a2.axvline(0, color="k", lw=0.7)
         for v in (-0.1, 0.1):
             a2.axvline(v, color="0.5", ls="--", lw=0.7)

@@ -207,7 +207,8 @@ def scorecard_section(
         + '<p class="note">Primary estimate of each metric at the latest look (the design\'s '
         "first estimator that measures it). Relative: the effect over the control mean, with "
         "Fieller's interval, which carries the control mean's own uncertainty; the bars share "
-        "one scale, zero marked.</p>",
+        "one scale, zero marked. These 95% intervals hold for one look; the verdict rests on "
+        "the wider anytime-valid confidence sequence, which holds at every look.</p>",
         line,
     )
 

@@ -38,7 +38,9 @@ def latest_verdict(verdicts: pd.DataFrame) -> dict[str, Any] | None:
     if verdicts is None or verdicts.empty:
         return None
     if "as_of" in verdicts.columns:
-        at = pd.to_datetime(verdicts["as_of"], utc=True, errors="coerce")
+        # ISO 8601 of any precision: inferred from the first value, a format turns the
+        # others (the worker's whole seconds beside a period end's microseconds) into NaT
+        at = pd.to_datetime(verdicts["as_of"], utc=True, errors="coerce", format="ISO8601")
         verdicts = verdicts[at == at.max()] if at.notna().any() else verdicts
     row = verdicts.iloc[-1]
     return {k: v for k, v in row.items() if not _missing(v)}
@@ -130,7 +132,8 @@ def verdict_section(verdicts: pd.DataFrame, missing_note: str | None = None) -> 
     parts.append(_guardrails(v.get("guardrails")))
     look = []
     if v.get("as_of") is not None:
-        look.append(f"as of {v['as_of']}")
+        at = pd.to_datetime(v["as_of"], utc=True, errors="coerce", format="ISO8601")
+        look.append(f"as of {v['as_of'] if pd.isna(at) else at.strftime('%Y-%m-%d %H:%M UTC')}")
     if _num(v.get("n_units")) is not None and _num(v.get("n_periods")) is not None:
         look.append(f"{int(v['n_units'])} products x {int(v['n_periods'])} periods")
     if _num(v.get("mde_pct")) is not None:

@@ -7,8 +7,10 @@ The experiment is the demo's (streams/demo.py): a random-days switchback with a 
 washout, Europe/Berlin days from 2026-03-16, seed 7, on the simulator's market. The panel is
 produced by the simulator under the assignment that controller.designs draws for that spec,
 and the running estimates by the real analysis worker (analysis.worker.AnalysisWorker) run
-once after each day on the days completed so far (analysis.report.replay_estimates). The page
-is rendered by headless Chromium into docs/report-screenshot.png.
+once after each day on the days completed so far (analysis.report.replay_estimates), verdicts
+included (the spec plans for a 5% MDE, as the demo's). The page is one self-contained HTML
+file (docs/report-demo/index.html), rendered by headless Chromium into
+docs/report-screenshot.png.
 """
 
 from __future__ import annotations
@@ -18,12 +20,15 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from analysis.report import build_report, replay_estimates  # noqa: E402
 from controller.designs import get_design  # noqa: E402
@@ -47,7 +52,7 @@ CHROMIUM_FLAGS = [
 def demo_panel(products: int, days: int, seed: int = 7) -> SimulatedExperiment:
     zone = "Europe/Berlin"
     market = Market(
-        MarketConfig(n_products=products, timezone=zone, start_date="2026-03-16"), seed=seed
+        MarketConfig(n_products=products, timezone=zone, start_date=date(2026, 3, 16)), seed=seed
     )
     start = datetime(2026, 3, 16, tzinfo=ZoneInfo(zone))
     spec = ExperimentSpec(
@@ -62,11 +67,14 @@ def demo_panel(products: int, days: int, seed: int = 7) -> SimulatedExperiment:
         washout=timedelta(hours=2),
         seed=seed,
         unit_costs=dict(zip(market.product_ids, market.unit_cost.tolist(), strict=True)),
+        mde_pct=5.0,  # as the demo plans (streams/demo.py)
     )
     return run_spec(spec, market)
 
 
-def screenshot(index: Path, png: Path, size: str = "1400,2400") -> None:
+def screenshot(index: Path, png: Path, size: str = "1400,6000") -> None:
+    """The whole page as Chromium paints it: a window taller than the page, cut below the
+    page's last ink."""
     chromium = shutil.which("chromium") or "/usr/bin/chromium"
     with tempfile.TemporaryDirectory() as profile:
         subprocess.run(
@@ -76,12 +84,16 @@ def screenshot(index: Path, png: Path, size: str = "1400,2400") -> None:
                 f"--user-data-dir={profile}",
                 f"--screenshot={png}",
                 f"--window-size={size}",
+                "--force-device-scale-factor=1",
                 index.resolve().as_uri(),
             ],
             check=True,
             capture_output=True,
             timeout=120,
         )
+    image = Image.open(png).convert("RGB")
+    ink = np.flatnonzero((np.asarray(image) < 200).any(axis=(1, 2)))
+    image.crop((0, 0, image.width, min(image.height, int(ink.max()) + 24))).save(png)
 
 
 def live(out: Path, png: Path) -> None:
@@ -115,7 +127,10 @@ def main() -> None:
     sim = demo_panel(args.products, args.days)
     spec, df = sim.spec, sim.panel
     plans = get_design(spec.design).estimators(spec)
-    est = replay_estimates(df, experiment=spec.id, design=spec.design, estimators=plans)
+    est = replay_estimates(
+        df, experiment=spec.id, design=spec.design, estimators=plans,
+        params=spec.model_dump(mode="json"), start=spec.start,
+    )  # fmt: skip
     truths = {
         m: (sim.metric_truth(m), sim.metric_truth(m, relative=True))
         for m in ("units", "revenue", "profit", "price")
@@ -129,7 +144,7 @@ def main() -> None:
         truth=sim.truth,
         truths=truths,
         source_note="Built offline: simulator panel under the demo's design; running estimates "
-        "by the analysis worker replayed day by day.",
+        "and verdicts by the analysis worker replayed day by day.",
     )
     index = report.write(args.out)
     print(f"wrote {index}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -194,7 +195,7 @@ def test_report_renders_as_one_page_verdict_on_top(chromium: str, tmp_path: Path
     width, height = 1400, 2400
     shot = _screenshot(chromium, index, tmp_path, (width, height))
     assert shot.shape == (height, width, 3)
-    ink = (shot < 200).any(axis=2)
+    ink = np.asarray((shot < 200).any(axis=2))
     assert 0.03 < ink.mean() < 0.9, ink.mean()  # neither blank nor one colour
     band = shot[top:bottom]
     # keep running's amber: the band's left border (#9a6700) and its word
@@ -296,7 +297,11 @@ def test_report_from_the_live_state(stack: EmbeddedStack, tmp_path: Path) -> Non
             await sink.publish(exp, res, start + timedelta(days=n), (n - 1.0, n + 3.0))
         # verdicts as the analysis worker publishes them (kind: verdict), this experiment's
         # and another's: the report shows its own latest and never reads one as an estimate
-        for exp, word in ((spec.id, "do_not_ship"), ("other", "ship")):
+        words: list[tuple[str, Literal["do_not_ship", "ship"]]] = [
+            (spec.id, "do_not_ship"),
+            ("other", "ship"),
+        ]
+        for exp, word in words:
             verdict = VerdictMessage(
                 experiment=exp, as_of=start + timedelta(days=4), verdict=word, metric="units",
                 estimator="dm", rule="ship when ...",

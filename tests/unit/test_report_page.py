@@ -150,6 +150,18 @@ def test_the_latest_look_decides_and_a_breached_guardrail_is_marked() -> None:
     assert '<td class="warn">breached</td>' in band
 
 
+def test_the_latest_verdict_is_found_whatever_the_timestamps_precision() -> None:
+    # as the demo's topic had them: a period end with microseconds, then a look at whole
+    # seconds (a format inferred from the first turned the second into NaT: 27 periods shown)
+    early = _verdict(as_of="2026-04-11T21:59:59.999000Z", n_periods=27, verdict="keep_running")
+    late = _verdict(as_of="2026-04-12T22:02:00Z", n_periods=28)
+    band = _verdict_band(_page(_estimates() + [early, late]))
+    assert '<p class="word">Do not ship</p>' in band
+    assert "as of 2026-04-12 22:02 UTC; 200 products x 28 periods" in band
+    replayed = _verdict(as_of=pd.Timestamp("2026-03-09", tz="UTC"))  # the replay's datetimes
+    assert "as of 2026-03-09 00:00 UTC" in _verdict_band(_page(_estimates() + [replayed]))
+
+
 @pytest.mark.parametrize("note", [None, "offline: no verdicts here"])
 def test_no_verdict_yet_is_said_not_failed(note: str | None) -> None:
     band = _verdict_band(_page(_estimates(), verdict_note=note))
