@@ -149,8 +149,9 @@ def panel(
     names segments, the outcomes (units, revenue, profit when the spec gives unit costs,
     price), ``treated``, ``probability`` and ``blackout``.
 
-    Raises ``StoreError`` for an unknown experiment and ``ServiceUnavailable`` when Redis does
-    not answer, each with one sentence.
+    Read as of the stack's clock (the one its controller runs on), as the CLI reads it.
+    Raises ``StoreError`` for an unknown experiment, ``NoCompletedPeriod`` before its first
+    period ends and ``ServiceUnavailable`` when Redis does not answer, each with one sentence.
     Example: ``df = pricelab.panel("walkthrough")``.
     """
     config = _settings(settings, None, redis_url)
