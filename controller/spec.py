@@ -12,7 +12,7 @@ import math
 import numbers
 import re
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal, Self
@@ -30,6 +30,7 @@ from pydantic import (
 )
 
 from controller import design_registry
+from controller.durations import parse_duration
 from controller.errors import SpecError
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -256,12 +257,38 @@ class ExperimentSpec(BaseModel):
             raise ValueError(f"{v!r} is not an IANA time zone (e.g. 'Europe/Berlin')") from None
         return v
 
+    @model_validator(mode="before")
+    @classmethod
+    def _local_times(cls, data: Any) -> Any:
+        """A start or end written without a UTC offset (a date, ``2026-12-07``, or a local
+        date-time) is read in the spec's time zone: a date is its midnight there."""
+        if not isinstance(data, Mapping):
+            return data
+        try:
+            zone = ZoneInfo(str(data.get("timezone", "UTC")))
+        except (ZoneInfoNotFoundError, ValueError):
+            return data  # the timezone field's own validator says what is wrong with it
+        out = dict(data)
+        for name in ("start", "end"):
+            if name in out:
+                out[name] = _in_zone(out[name], zone)
+        return out
+
     @field_validator("start", "end")
     @classmethod
     def _aware(cls, v: datetime) -> datetime:
         if v.tzinfo is None or v.utcoffset() is None:
-            raise ValueError("must carry a UTC offset, e.g. 2026-11-23T00:00:00+01:00")
+            raise ValueError(
+                "must carry a UTC offset (e.g. 2026-11-23T00:00:00+01:00) unless the spec's "
+                "timezone is a valid IANA name to read it in"
+            )
         return v
+
+    @field_validator("period", "washout", mode="before")
+    @classmethod
+    def _duration(cls, v: Any) -> Any:
+        # ISO 8601 (PT2H) or a short form (2h, 30m, 1d); else one sentence naming both
+        return parse_duration(v)
 
     @field_validator("seed", mode="before")
     @classmethod
@@ -476,6 +503,24 @@ class ExperimentSpec(BaseModel):
 
     def to_json(self) -> str:
         return self.model_dump_json()
+
+
+def _in_zone(value: Any, zone: ZoneInfo) -> Any:
+    """``value`` made aware in ``zone`` when it is a date or a date-time without an offset
+    (as YAML gives them, or as ISO text); anything else as it is, for the field to judge."""
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.strip())
+        except ValueError:
+            return value
+        if parsed.tzinfo is not None:
+            return value
+        value = parsed
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=zone) if value.tzinfo is None else value
+    if isinstance(value, date):
+        return datetime.combine(value, time(0), tzinfo=zone)
+    return value
 
 
 def load_spec(data: dict[str, Any] | str | bytes) -> ExperimentSpec:

@@ -28,19 +28,15 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import click
 import typer
-from pydantic import TypeAdapter
 
 from controller.settings import Settings, load_settings
 from core.errors import PricelabError
-
-#: ISO 8601 durations (P3D, PT2H), as the settings parse them
-_DURATION: TypeAdapter[timedelta] = TypeAdapter(timedelta)
 
 _app = typer.Typer(
     name="pricelab",
@@ -307,14 +303,19 @@ for _kind in ("pause", "resume", "stop"):
 
 def _instant(text: str, option: str, now: Callable[[], datetime]) -> datetime:
     """An ISO 8601 date-time with a UTC offset, or one relative to the controller's clock:
-    ``now``, ``+P3D``, ``-PT2H`` (``now`` is read only when asked for)."""
+    ``now``, ``+P3D``, ``-PT2H``, ``+3d``, ``-2h`` (``now`` is read only when asked for)."""
+    from controller.durations import DURATION_FORMS, parse_duration
+
     if text == "now" or text[:1] in "+-":
         if text == "now":
             return now()
         try:
-            delta = _DURATION.validate_python(text[1:])
-        except ValueError:  # pydantic's ValidationError is one
-            _fail(f"{option}: {text!r} is not now, +DURATION or -DURATION (e.g. +P3D, -PT2H)")
+            delta = parse_duration(text[1:])
+        except ValueError:
+            _fail(
+                f"{option}: {text!r} is not now, +DURATION or -DURATION, the duration in "
+                f"{DURATION_FORMS} (e.g. +P3D, +3d, -2h)"
+            )
         return now() + (delta if text[0] == "+" else -delta)
     try:
         ts = datetime.fromisoformat(text)
@@ -331,7 +332,7 @@ def experiment_freeze(
         str,
         typer.Option(
             help="Start: ISO 8601 with a UTC offset, or relative to the controller's clock: "
-            "now, +PT2H, -P1D."
+            "now, +PT2H, -P1D (or +2h, -1d)."
         ),
     ],
     end: Annotated[
