@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from analysis.report.html import scorecard_section
+from analysis.report.scorecard import scorecard_section
 from analysis.report.stats import split_verdicts
 
 ESTIMATORS = ("fe", "dm", "ht")
