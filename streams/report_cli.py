@@ -214,6 +214,9 @@ def report(
             "No verdict: the report was built offline from a panel file, and a verdict needs "
             "the experiment's spec (--spec: the worker is replayed with it) or the worker's "
             "own messages (--estimates)."
+            if spec is None or estimates is not None
+            else "No verdict: the analysis worker, replayed with the spec, decided none on "
+            "this panel (it needs an estimate of the spec's decision metric)."
         )
         df = _with_unit_costs(df, spec)
     elif spec_path is not None or design is not None:

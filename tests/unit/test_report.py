@@ -26,7 +26,7 @@ def _panel(
 ) -> pd.DataFrame:
     n, T = W.shape
     rng = np.random.default_rng(seed)
-    level = rng.uniform(20, 50, n)
+    level = np.asarray(rng.uniform(20, 50, size=n))
     Y = level[:, None] + rng.normal(0, 2, (n, T)) + 3.0 * W
     return pd.DataFrame(
         {
@@ -214,3 +214,36 @@ def test_report_cli_offline_with_the_spec_replays_the_verdict(tmp_path) -> None:
     # +3 units on a level of 20-50 at every treated cell: decisive after 8 periods
     assert '<p class="word">Ship</p>' in band, band
     assert "Decision metric <b>units</b>" in band and "Rule: ship when" in band
+
+
+def test_report_cli_offline_shows_a_verdict_from_the_estimates_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """--estimates takes the topic's messages as JSON lines, verdicts among them."""
+    import json
+
+    from streams.cli import app
+
+    df = _switchback()
+    panel = tmp_path / "panel.csv"
+    df.to_csv(panel, index=False)
+    est = replay_estimates(df, experiment="exp-1", design="random-days", estimators=["dm"])
+    lines = [r.to_json(date_format="iso") for _, r in est.iterrows()]
+    verdict = {
+        "v": 1, "kind": "verdict", "experiment": "exp-1", "as_of": "2026-01-09T00:00:00Z",
+        "verdict": "keep_running", "metric": "units", "estimator": "dm", "rule": "the rule",
+        "reason": "units +9.0% [-1.0%, +19.0%] still includes 0", "effect": 3.0,
+        "relative_effect": 0.09, "relative_cs_low": -0.01, "relative_cs_high": 0.19,
+        "n_units": 20, "n_periods": 8, "guardrails": [], "more_days": 3.2,
+    }  # fmt: skip
+    messages = tmp_path / "est.jsonl"
+    messages.write_text("\n".join([*lines, json.dumps(verdict)]) + "\n")
+    out = tmp_path / "rep.html"
+    args = ["report", "exp-1", "--out", str(out), "--panel", str(panel), "--design",
+            "random-days", "--estimates", str(messages)]  # fmt: skip
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    html = out.read_text()
+    band = html.split('<section class="verdict', 1)[1].split("</section>")[0]
+    assert '<p class="word">Keep running</p>' in band
+    assert "Inconclusive: about 4 more days needed" in band and "still includes 0" in band
+    # the verdict is no estimate: the scorecard's units row is dm's last estimate
+    assert f"<td>units</td><td>{est.iloc[-1]['effect']:+.3f}</td>" in html
