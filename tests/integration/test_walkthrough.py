@@ -123,6 +123,9 @@ def test_the_readme_walkthrough_runs_as_written(tmp_path: Path) -> None:
     assert "relative_ci_low" in output_of("pricelab analyze live.csv")
     cells = re.search(r"wrote (\d+) cells", output_of("pricelab panel export"))
     assert cells and int(cells.group(1)) == 40 * 6
+    # the second terminal, without PRICELAB_CLOCK: the same cells, on the stack's clock
+    second = output_of("env -u PRICELAB_CLOCK pricelab panel export")
+    assert "wrote 240 cells (6 completed periods)" in second, second
     index = tmp_path / "report" / "index.html"
     assert index.is_file() and "walkthrough" in index.read_text()
     assert '"status": "paused"' in output_of("pricelab assignments P0001", 1)
@@ -137,6 +140,20 @@ def test_the_readme_walkthrough_runs_as_written(tmp_path: Path) -> None:
     assert "stop accepted" in trail and "reason: walkthrough done" in trail
     assert "resume REFUSED: experiment 'walkthrough' was stopped" in trail
     assert re.search(r"^\S+\s+(started|flipped)\s+worker ", trail, re.M), trail
+    # in the order things happened (the clock stood still through them): each command
+    # before the decision it caused
+    lines = trail.splitlines()[1:]
+
+    def where(step: str) -> int:
+        """The first line of a command (``pause accepted``) or of a decision (``paused``)."""
+        if " " in step:
+            return next(i for i, ln in enumerate(lines) if f" {step}" in ln)
+        return next(i for i, ln in enumerate(lines) if ln.split()[1] == step)
+
+    steps = ["pause accepted", "paused", "resume accepted", "resumed", "freeze accepted",
+             "frozen", "unfreeze accepted", "unfrozen", "stop accepted", "stopped"]  # fmt: skip
+    at = [where(step) for step in steps]
+    assert at == sorted(at), trail
     # the roles' Redis users, hashed passwords only, and their Kafka grants
     users = (tmp_path / "users.acl").read_text().splitlines()
     assert [u.split()[1] for u in users] == [
