@@ -194,7 +194,8 @@ class Metrics:
         )
         self.analysis_last_cycle_estimates = Gauge(
             "pricelab_analysis_last_cycle_estimates",
-            "Estimates the last analysis cycle published",
+            "Messages the last analysis cycle published on the estimates topic "
+            "(estimates and verdicts)",
             registry=r,
         )
         self.guardrail_trips = Counter(

@@ -15,8 +15,8 @@ Two worlds per design:
 
 - **A/A**: no price change. The verdict should say ship or do not ship at some look in at most
   5% of experiments (the sequences' guarantee is 5% for the decision metric).
-- **Effect**: the treatment raises the price by ``--rise`` (a 3% rise raises profit on the
-  default market: margins are thin next to the price). The share that says *ship* by the
+- **Effect**: the treatment raises the price by ``--rise`` (a 5% rise raises profit by about
+  5% on the default market: units fall by about 9%, but each sells at a wider margin). The share that says *ship* by the
   planned end is compared with the power that the planner predicts for the verdict
   (``lab.plan``'s ``verdict_power``) on a history of the same market at the market's true
   relative profit effect: the planner's figure comes from its own simulations on that history,
@@ -50,7 +50,9 @@ from controller.periods import n_periods
 from core.ports import ExperimentInfo
 from lab.compare import design_names, make_spec, market_classes
 from lab.config import MarketConfig
+from lab.errors import LabError
 from lab.market import Market
+from lab.plan import PlanConfig, read_history, run_plan
 from lab.simulate import run_spec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,7 +67,7 @@ class StudyConfig:
     days: int = 28
     runs: int = 400
     seed: int = 0
-    rise: float = 0.03
+    rise: float = 0.05
     mde_pct: float = 5.0
 
 
@@ -132,9 +134,10 @@ def run_one(cfg: StudyConfig, design: str, world: str, run: int) -> dict[str, An
     spec = make_spec(design, m, days=cfg.days, seed=run_seed(cfg.seed + 1, run), classes=classes)
     spec = spec.model_copy(update={"mde_pct": cfg.mde_pct, "price_ratio": 1.0 + change})
     sim = run_spec(spec, m)
-    cells = sim.panel[[c for c in _CELLS if c in sim.panel.columns] + (
-        ["class"] if "class" in sim.panel.columns else []
-    )]
+    cells = sim.panel[
+        [c for c in _CELLS if c in sim.panel.columns]
+        + (["class"] if "class" in sim.panel.columns else [])
+    ]
     info = experiment_info(spec, "running", sim.triggers)
     t0 = time.perf_counter()
     verdicts = asyncio.run(_looks(info, cells, n_periods(spec)))
@@ -182,6 +185,39 @@ def run_study(
     return pd.DataFrame(rows)
 
 
+def planned_power(
+    cfg: StudyConfig, design: str, truth_relative: float, sims: int, jobs: int
+) -> tuple[str, float, float, str]:
+    """What ``pricelab plan`` predicts for ``design``'s verdict at the market's true relative
+    profit effect: (estimator, verdict power, verdict MDE relative, note). The history is the
+    same market's profit, with no treatment, over three times the experiment's days, on a
+    demand path no run of the study uses; the plan's simulations place the experiment inside
+    it and add the effect to each treated cell's own profit (``--relative``)."""
+    m = market(cfg, 0.0, run=1_000_000)
+    history_spec = make_spec("random-days", m, days=3 * cfg.days, seed=1)
+    hist = run_spec(history_spec, m).panel
+    history = read_history(hist, "product", "period", "profit")
+    classes = market_classes(m) if design == "cluster" else None
+    spec = make_spec(design, m, days=cfg.days, seed=run_seed(cfg.seed + 1, 0), classes=classes)
+    try:
+        _, table, _ = run_plan(
+            [(design, spec)],
+            history,
+            PlanConfig(
+                effect=truth_relative,
+                relative=True,
+                durations=(n_periods(spec),),
+                sims=sims,
+                seed=cfg.seed,
+                jobs=jobs,
+            ),
+        )
+    except LabError as exc:
+        return "", math.nan, math.nan, str(exc)
+    first = table.iloc[0]  # the design's primary estimator: the one the worker decides on
+    return str(first["estimator"]), float(first["verdict_power"]), float(first["verdict_mde"]), ""
+
+
 def mc_se(p: float, n: int) -> float:
     return math.sqrt(max(p * (1 - p), 1e-12) / n) if n else math.nan
 
@@ -208,17 +244,74 @@ def summarise(rows: pd.DataFrame) -> list[dict[str, Any]]:
     return out
 
 
+RENDER_BEGIN = "<!-- verdict-study:begin -->"
+RENDER_END = "<!-- verdict-study:end -->"
+
+
+def _pct(x: float | None, se: float | None = None) -> str:
+    if x is None or not math.isfinite(x):
+        return "-"
+    return f"{100 * x:.1f}%" + ("" if se is None else f" +- {100 * se:.1f}")
+
+
+def render(summary: dict[str, Any]) -> str:
+    """The table of docs/decision.md from the study's saved summary."""
+    cfg = summary["config"]
+    rows = summary["rows"]
+    aa = {r["design"]: r for r in rows if r["world"] == "aa"}
+    eff = {r["design"]: r for r in rows if r["world"] == "effect"}
+    lines = [
+        f"{cfg['runs']} experiments per design and world, {cfg['products']} products over "
+        f"{cfg['days']} days on the default market; effect world: a {100 * cfg['rise']:g}% price "
+        f"rise; {summary['minutes']:.0f} minutes. A/A: the share that ever said ship or do not "
+        "ship (target at most 5%). Effect: the share that said ship by the planned end, beside "
+        "the verdict power `pricelab plan` predicts on a history of the same market at the true "
+        "effect (+- one Monte Carlo SE).",
+        "",
+        "| design | estimator | A/A: ever decided | effect: true profit change | ships by the "
+        "end | plan's verdict power | gap in MC SE |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for design in aa:
+        a, e = aa[design], eff.get(design, {})
+        planned = e.get("plan_verdict_power")
+        gap = "-"
+        if planned is not None and math.isfinite(planned) and e.get("ship_mc_se"):
+            se = math.hypot(e["ship_mc_se"], e.get("plan_mc_se") or 0.0)
+            gap = f"{(e['ship'] - planned) / se:+.1f}"
+        lines.append(
+            f"| {design} | {a['estimator']} | {_pct(a['ever_decided'], a['ever_decided_mc_se'])}"
+            f" | {_pct(e.get('truth_relative'))} | {_pct(e.get('ship'), e.get('ship_mc_se'))} | "
+            f"{_pct(planned, e.get('plan_mc_se')) if planned is not None else '-'} | {gap} |"
+        )
+    notes = [f"- {e['design']}: {e['plan_note']}" for e in eff.values() if e.get("plan_note")]
+    return "\n".join(lines + ([""] + notes if notes else []))
+
+
+def write_render(summary: dict[str, Any], page: Path) -> None:
+    text = page.read_text()
+    i, j = text.index(RENDER_BEGIN) + len(RENDER_BEGIN), text.index(RENDER_END)
+    page.write_text(text[:i] + "\n" + render(summary) + "\n" + text[j:])
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m lab.studies.verdict", description=__doc__)
     ap.add_argument("--runs", type=int, default=StudyConfig.runs)
     ap.add_argument("--products", type=int, default=StudyConfig.products)
     ap.add_argument("--days", type=int, default=StudyConfig.days)
     ap.add_argument("--rise", type=float, default=StudyConfig.rise)
+    ap.add_argument("--plan-sims", type=int, default=400)
     ap.add_argument("--designs", nargs="*", default=list(design_names()))
     ap.add_argument("--worlds", nargs="*", default=["aa", "effect"])
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--out", type=Path, default=FIGURES)
+    ap.add_argument("--page", type=Path, default=ROOT / "docs" / "decision.md")
+    ap.add_argument("--render-only", action="store_true", help="Render the saved summary.")
     args = ap.parse_args(argv)
+    saved = args.out / "verdict-study.json"
+    if args.render_only:
+        write_render(json.loads(saved.read_text()), args.page)
+        return
     cfg = replace(
         StudyConfig(), runs=args.runs, products=args.products, days=args.days, rise=args.rise
     )
@@ -226,13 +319,28 @@ def main(argv: Sequence[str] | None = None) -> None:
     rows = run_study(cfg, args.designs, args.worlds, args.jobs)
     args.out.mkdir(parents=True, exist_ok=True)
     rows.to_csv(args.out / "verdict-study.csv", index=False)
+    table = summarise(rows)
+    for row in table:
+        if row["world"] != "effect":
+            continue
+        est, power, mde_rel, note = planned_power(
+            cfg, row["design"], row["truth_relative"], args.plan_sims, args.jobs
+        )
+        row |= {
+            "plan_estimator": est,
+            "plan_verdict_power": power,
+            "plan_mc_se": mc_se(power, args.plan_sims) if math.isfinite(power) else None,
+            "plan_verdict_mde": mde_rel,
+            "plan_note": note,
+        }
     summary = {
         "config": cfg.__dict__,
         "minutes": (time.perf_counter() - t0) / 60,
-        "rows": summarise(rows),
+        "rows": table,
     }
-    (args.out / "verdict-study.json").write_text(json.dumps(summary, indent=2) + "\n")
-    for r in summary["rows"]:
+    saved.write_text(json.dumps(summary, indent=2) + "\n")
+    write_render(summary, args.page)
+    for r in table:
         print(json.dumps(r))
 
 
