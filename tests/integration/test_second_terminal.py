@@ -190,6 +190,40 @@ async def test_a_shell_without_pricelab_clock_reads_the_stacks_clock(stack, tmp_
             "ends at 2031-04-08T00:00:00+02:00"
         )
         assert not (tmp_path / "l.csv").exists() and empty.stdout == ""
+    # the live report says the same, and exits 2 (it said "no completed periods", exit 1)
+    report = run_pricelab(second, "report", "later", "--out", str(tmp_path / "lr"))
+    assert report.returncode == 2, report.stdout + report.stderr
+    assert _one_sentence(report.stderr) == said
     unknown = run_pricelab(second, "panel", "export", "ghost", "--out", str(tmp_path / "g.csv"))
     assert unknown.returncode == 2
     assert "no experiment 'ghost'" in _one_sentence(unknown.stderr)
+
+
+async def test_the_clock_a_command_reads(settings: Settings) -> None:
+    """stack_clock on real Redis: with no record the settings decide (a stack whose controller
+    has not started since the upgrade); with one, the record, unless PRICELAB_CLOCK was given
+    and says otherwise."""
+    from controller.clock import WallClock
+    from controller.errors import ConfigurationError
+    from controller.store.clock import record_clock_mode
+    from controller.store.keys import clock_mode
+    from streams.stack_clock import stack_clock
+
+    unset = Settings(**settings.model_dump(exclude={"clock"}))  # as a shell without it
+    assert "clock" not in unset.model_fields_set and unset.clock == "wall"
+    redis = make_redis(settings)
+    try:
+        store = Store(redis, settings.key_prefix)
+        assert isinstance(await stack_clock(unset, store), WallClock)  # no record: wall
+        at = datetime(2031, 1, 1, 12, tzinfo=UTC)
+        await SharedSimulatedClock(redis, clock_key(settings.key_prefix)).set(at)
+        await record_clock_mode(redis, clock_mode(settings.key_prefix), "simulated")
+        assert (await stack_clock(unset, store)).now() == at
+        assert (await stack_clock(settings, store)).now() == at  # explicit and the same
+        wall = settings.model_copy(update={"clock": "wall"})
+        with pytest.raises(ConfigurationError, match="^PRICELAB_CLOCK=wall contradicts"):
+            await stack_clock(wall, store)
+        await record_clock_mode(redis, clock_mode(settings.key_prefix), "wall")
+        assert isinstance(await stack_clock(unset, store), WallClock)
+    finally:
+        await redis.aclose()
