@@ -54,7 +54,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from analysis.errors import InferenceError
-from analysis.estimators.base import seeded_rng
+from analysis.seeding import seeded_rng
 
 #: re-estimate on a stack (B x N x T) of control-first, pre-first matrices -> B estimates;
 #: the last two arguments are warm starts for the unit (B x n0) and time (B x t0) weights, or None

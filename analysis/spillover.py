@@ -52,9 +52,9 @@ import scipy.sparse as sp
 from scipy import stats
 
 from analysis.errors import AnalysisError
-from analysis.estimators.base import seeded_rng
 from analysis.panel import Panel
 from analysis.results import EstimateResult
+from analysis.seeding import seeded_rng
 
 #: A design draws one assignment vector (True = treated) over the graph's products.
 Design = Callable[[np.random.Generator], np.ndarray]

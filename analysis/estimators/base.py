@@ -15,7 +15,8 @@ Keyword convention (used by ``pricelab analyze`` and the analysis worker): every
 - ``seed`` seeds every random draw the estimator makes (placebo/bootstrap replications,
   cross-validation folds), so the same seed gives the same result; ``None`` means
   ``DEFAULT_SEED`` (0, the analysis worker's default seed too), so the same input gives the same
-  result on every run (``seeded_rng``). A point estimate should not depend on a draw at all
+  result on every run (``seeded_rng``; both live in :mod:`analysis.seeding`, below the
+  estimators and :mod:`analysis.inference`). A point estimate should not depend on a draw at all
   where that is possible (TROP tunes on a fixed set of placebo units); MC-NNM's
   cross-validation folds and hpte's forests are drawn, so their estimates depend on the seed.
 
@@ -28,18 +29,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import ClassVar, Self
 
-import numpy as np
-
 from analysis.panel import Panel
 from analysis.results import EstimateResult
+from analysis.seeding import DEFAULT_SEED, seeded_rng
 
-#: the seed of an estimator given ``seed=None`` (the analysis worker also defaults to 0)
-DEFAULT_SEED = 0
-
-
-def seeded_rng(seed: int | None) -> np.random.Generator:
-    """The generator of an estimator's random draws: ``seed``, or ``DEFAULT_SEED`` if None."""
-    return np.random.default_rng(DEFAULT_SEED if seed is None else seed)
+#: the seed convention, named here too for estimators written outside pricelab
+__all__ = ["DEFAULT_SEED", "PanelEstimator", "seeded_rng"]
 
 
 class PanelEstimator(ABC):

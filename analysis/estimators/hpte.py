@@ -86,9 +86,10 @@ import pandas as pd
 from sklearn.ensemble import RandomForestRegressor, RandomTreesEmbedding
 
 from analysis.errors import InferenceError, PanelError
-from analysis.estimators.base import PanelEstimator, seeded_rng
+from analysis.estimators.base import PanelEstimator
 from analysis.panel import Panel
 from analysis.results import EstimateResult
+from analysis.seeding import seeded_rng
 
 Matching = Literal["supervised", "unsupervised", "none"]
 

@@ -57,9 +57,10 @@ from threadpoolctl import threadpool_limits
 
 from analysis.errors import PanelError
 from analysis.estimators._resampling import METHODS, EffectFn, resampled_se, resolve_method
-from analysis.estimators.base import PanelEstimator, seeded_rng
+from analysis.estimators.base import PanelEstimator
 from analysis.panel import Panel
 from analysis.results import EstimateResult
+from analysis.seeding import seeded_rng
 
 _TINY = 1e-12
 #: the rank refit's iteration cap: a refit still moving there has no least-squares minimum to

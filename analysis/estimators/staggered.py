@@ -31,10 +31,11 @@ from __future__ import annotations
 import numpy as np
 
 from analysis.errors import InferenceError, PanelError
-from analysis.estimators.base import PanelEstimator, seeded_rng
+from analysis.estimators.base import PanelEstimator
 from analysis.estimators.crossover import two_way_demean
 from analysis.panel import Panel
 from analysis.results import EstimateResult
+from analysis.seeding import seeded_rng
 
 
 def adoption_periods(panel: Panel) -> np.ndarray:

@@ -36,9 +36,10 @@ from dataclasses import replace
 import numpy as np
 
 from analysis.errors import InferenceError, PanelError
-from analysis.estimators.base import PanelEstimator, seeded_rng
+from analysis.estimators.base import PanelEstimator
 from analysis.panel import Panel
 from analysis.results import EstimateResult
+from analysis.seeding import seeded_rng
 
 #: cells per chunk of units in the fit (a chunk's ~20 N x T temporaries: ~160 MB at most)
 _CHUNK_CELLS = 1 << 20

@@ -68,10 +68,11 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from analysis.estimators._resampling import resampled_se, resolve_method
-from analysis.estimators.base import PanelEstimator, seeded_rng
+from analysis.estimators.base import PanelEstimator
 from analysis.estimators.mcnnm import _check_support, eigenvalue_ratio_rank, fit_fe_lowrank
 from analysis.panel import Panel
 from analysis.results import EstimateResult
+from analysis.seeding import seeded_rng
 
 
 @dataclass(frozen=True)
@@ -401,7 +402,7 @@ class TROPEstimator(PanelEstimator):
         "time_placebo" (alias "unit_conditional"; see ``_resampling.time_placebo_effects``),
         "two_way" (bootstrap + the shared period part, ``_resampling.period_component``),
         "none".
-    seed : seeds the bootstrap / placebo draws of the SE (``None``: ``base.DEFAULT_SEED``).
+    seed : seeds the bootstrap / placebo draws of the SE (``None``: ``analysis.seeding.DEFAULT_SEED``).
     """
 
     name = "trop"

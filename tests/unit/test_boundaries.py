@@ -9,6 +9,11 @@
 
 Every import counts, also one inside a function or under ``TYPE_CHECKING``: a deferred import
 still ties the two modules together.
+
+Inside every package too, its members (modules and sub-packages, a sub-package standing for
+everything below it) import one way: ``analysis.inference`` importing ``analysis.estimators.base``
+while ``analysis.estimators._resampling`` imports ``analysis.inference`` is a near-cycle, though
+no two modules import each other.
 """
 
 from __future__ import annotations
@@ -35,11 +40,11 @@ ALLOWED: dict[str, set[str]] = {
 }
 
 
-def _modules() -> dict[str, Path]:
+def _modules(root: Path = ROOT, packages: tuple[str, ...] = PACKAGES) -> dict[str, Path]:
     out = {}
-    for pkg in PACKAGES:
-        for path in (ROOT / pkg).rglob("*.py"):
-            parts = path.relative_to(ROOT).with_suffix("").parts
+    for pkg in packages:
+        for path in (root / pkg).rglob("*.py"):
+            parts = path.relative_to(root).with_suffix("").parts
             name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
             out[name] = path
     return out
@@ -59,19 +64,23 @@ def _imported(path: Path) -> Iterator[str]:
             yield from (f"{node.module}.{a.name}" for a in node.names)
 
 
-def _pricelab_edges(name: str) -> set[str]:
-    """The pricelab modules that module ``name`` imports (a name that is a module's attribute
-    counts as its module)."""
+def _edges(name: str, modules: dict[str, Path]) -> set[str]:
+    """The modules of ``modules`` that module ``name`` imports (a name that is a module's
+    attribute counts as its module)."""
     out = set()
-    for target in _imported(MODULES[name]):
-        while target and target not in MODULES:
+    for target in _imported(modules[name]):
+        while target and target not in modules:
             target = target.rpartition(".")[0]
         if target and target != name:
             out.add(target)
     return out
 
 
-GRAPH = {name: _pricelab_edges(name) for name in MODULES}
+def _graph(modules: dict[str, Path]) -> dict[str, set[str]]:
+    return {name: _edges(name, modules) for name in modules}
+
+
+GRAPH = _graph(MODULES)
 
 
 @pytest.mark.parametrize("package", PACKAGES)
@@ -161,6 +170,68 @@ def test_no_import_cycles() -> None:
 
 def test_the_cycle_check_finds_a_cycle() -> None:
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def _member(package: str, name: str) -> str | None:
+    """The member of ``package`` (a module or sub-package directly inside it) that holds module
+    ``name``; None for the package itself and for modules outside it."""
+    prefix = f"{package}." if package else ""
+    if not name.startswith(prefix) or name == package:
+        return None
+    return prefix + name[len(prefix) :].split(".")[0]
+
+
+def _near_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Cycles among the members of each package (and among the top-level packages): a member
+    imports another when any module in it imports any module in the other."""
+    packages = {""} | {n.rpartition(".")[0] for n in graph if "." in n}
+    out = []
+    for package in sorted(packages):
+        members: dict[str, set[str]] = {}
+        for source, targets in graph.items():
+            a = _member(package, source)
+            if a is None:
+                continue
+            for target in targets:
+                b = _member(package, target)
+                if b is not None and b != a:
+                    members.setdefault(a, set()).add(b)
+        out += _cycles(members)
+    return out
+
+
+def test_no_near_cycles_inside_packages() -> None:
+    assert _near_cycles(GRAPH) == []
+
+
+def test_the_near_cycle_check_finds_a_planted_one(tmp_path: Path) -> None:
+    """The shape analysis/ had: ``pkg.low`` imports a module of ``pkg.sub``, and a module of
+    ``pkg.sub`` imports ``pkg.low`` inside a function; no two modules import each other."""
+    files = {
+        "pkg/__init__.py": "",
+        "pkg/low.py": "from pkg.sub.base import helper\n",
+        "pkg/sub/__init__.py": "",
+        "pkg/sub/base.py": "def helper() -> None: ...\n",
+        "pkg/sub/user.py": "def f() -> None:\n    from pkg import low\n",
+        "pkg/sub/deep/__init__.py": "",
+        "pkg/sub/deep/a.py": "import pkg.sub.deep.b\n",
+        "pkg/sub/deep/b.py": "import pkg.sub.deep.c\n",
+        "pkg/sub/deep/c.py": "from pkg.sub.deep import a\n",
+        "other/__init__.py": "",
+        "other/top.py": "import pkg.low\n",
+    }
+    for rel, text in files.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    graph = _graph(_modules(tmp_path, ("pkg", "other")))
+    assert _cycles(graph) == [["pkg.sub.deep.a", "pkg.sub.deep.b", "pkg.sub.deep.c"]]
+    assert _near_cycles(graph) == [
+        ["pkg.low", "pkg.sub"],
+        ["pkg.sub.deep.a", "pkg.sub.deep.b", "pkg.sub.deep.c"],
+    ]
+    (tmp_path / "pkg/sub/user.py").write_text("def f() -> None: ...\n")
+    (tmp_path / "pkg/sub/deep/c.py").write_text("")
+    assert _near_cycles(_graph(_modules(tmp_path, ("pkg", "other")))) == []
 
 
 def test_only_the_wall_clock_reads_the_system_time() -> None:
