@@ -165,12 +165,7 @@ def build_estimator(method: str, se: str | None, seed: int | None) -> Any:
     if params:
         # resolve the factory first so we can look at its signature
         try:
-            factory = registry._FACTORIES.get(method)
-            if factory is None and method in registry._MODULES:
-                import importlib
-
-                importlib.import_module(registry._MODULES[method])
-                factory = registry._FACTORIES.get(method)
+            factory = registry.factory(method)
         except ImportError:
             factory = None
         if factory is not None:

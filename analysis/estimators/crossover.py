@@ -427,7 +427,6 @@ class WithinProductEstimator(DifferenceInMeansEstimator):
             details=fit.details,
         )
 
-
     @staticmethod
     def _class_period_df(panel: Panel, use: np.ndarray, G: int) -> float:
         """min(C, K (T - 1)) - 1 for C = G class-periods of K classes over T periods."""
@@ -523,14 +522,3 @@ def cr2_mean_covariance(
         tr_b2 += 2 * ab**2
         dfs.append(float(tr_b**2 / tr_b2) if tr_b2 > 0 else float(G - 1))
     return cov, dfs
-
-
-def _register() -> None:
-    from analysis.estimators.registry import register
-
-    register("crossover", CrossoverEstimator, __name__)
-    register("dm", DifferenceInMeansEstimator, __name__)
-    register("fe", WithinProductEstimator, __name__)
-
-
-_register()

@@ -193,12 +193,3 @@ class RegressionAdjustedEstimator(DifferenceInMeansEstimator):
             design,
             labels,
         )
-
-
-def _register() -> None:
-    from analysis.estimators.registry import register
-
-    register("cuped", RegressionAdjustedEstimator, __name__)
-
-
-_register()

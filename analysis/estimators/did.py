@@ -24,7 +24,6 @@ import numpy as np
 from analysis import inference
 from analysis.errors import ConvergenceError, InferenceError, PanelError
 from analysis.estimators.base import PanelEstimator
-from analysis.estimators.registry import register
 from analysis.panel import Panel
 from analysis.results import EstimateResult
 
@@ -176,7 +175,5 @@ class DIDEstimator(PanelEstimator):
             },
         )
 
-
-register("did", DIDEstimator)
 
 __all__ = ["DIDEstimator", "block_did", "two_way_within", "twfe"]

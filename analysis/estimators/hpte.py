@@ -644,14 +644,3 @@ class HPTEEstimator(PanelEstimator):
             matched, _ = _matched_controls(forests, fd, c_rows, t_rows)
             out[r] = float((fd[t_rows] - matched).mean())
         return out
-
-
-# registry: the `declare("hpte", ...)` line lives in registry.py; registering here makes the
-# class available as soon as the module is imported.
-def _register() -> None:
-    from analysis.estimators.registry import register
-
-    register("hpte", HPTEEstimator, module=__name__)
-
-
-_register()

@@ -501,12 +501,3 @@ class MCNNMEstimator(PanelEstimator):
                 **draw_info,
             },
         )
-
-
-def _register() -> None:
-    from analysis.estimators.registry import register
-
-    register("mc", MCNNMEstimator, __name__)
-
-
-_register()

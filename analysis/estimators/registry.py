@@ -1,63 +1,114 @@
 """Method id -> estimator factory, used by `pricelab analyze` and the analysis worker.
 
-Each estimator module registers itself here with ``register("did", DIDEstimator)``; the
-registry imports the modules lazily so that a broken optional estimator does not break others.
+The built-in methods are the table of :func:`factory`: one import per method, made when the
+method is first asked for, so that a command imports only the estimators it runs and a broken
+optional estimator breaks only its own methods. An estimator written outside pricelab is made
+available with ``register("name", MyEstimator)`` when its module is imported.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from typing import Any
 
 from analysis.estimators.base import PanelEstimator
 
+#: the built-in methods, each a row of :func:`factory`
+BUILTIN = (
+    "did",
+    "sc",
+    "difp",
+    "sdid",
+    "hpte",
+    "mc",
+    "trop",
+    "ht",
+    "hajek",
+    "crossover",
+    "dm",
+    "fe",
+    "staggered",
+    "cuped",
+)
+
 _FACTORIES: dict[str, Callable[..., PanelEstimator]] = {}
 
-# module that defines each method; filled as estimators land
-_MODULES: dict[str, str] = {}
 
-
-def register(name: str, factory: Callable[..., PanelEstimator], module: str | None = None) -> None:
+def register(name: str, factory: Callable[..., PanelEstimator]) -> None:
+    """Make ``factory`` the estimator of method ``name`` (it replaces a built-in one)."""
     _FACTORIES[name] = factory
-    if module is not None:
-        _MODULES[name] = module
 
 
-def declare(name: str, module: str) -> None:
-    """Say which module defines ``name`` without importing it yet."""
-    _MODULES[name] = module
+def factory(name: str) -> Callable[..., PanelEstimator] | None:
+    """The estimator of method ``name``, or None for an unknown name."""
+    if name in _FACTORIES:
+        return _FACTORIES[name]
+    match name:
+        case "did":
+            from analysis.estimators.did import DIDEstimator
+
+            return DIDEstimator
+        case "sc":
+            from analysis.estimators.synth import SyntheticControl
+
+            return SyntheticControl
+        case "difp":
+            from analysis.estimators.synth import SyntheticControlIntercept
+
+            return SyntheticControlIntercept
+        case "sdid":
+            from analysis.estimators.synth import SyntheticDID
+
+            return SyntheticDID
+        case "hpte":
+            from analysis.estimators.hpte import HPTEEstimator
+
+            return HPTEEstimator
+        case "mc":
+            from analysis.estimators.mcnnm import MCNNMEstimator
+
+            return MCNNMEstimator
+        case "trop":
+            from analysis.estimators.trop import TROPEstimator
+
+            return TROPEstimator
+        case "ht":
+            from analysis.estimators.switchback import SwitchbackHTEstimator
+
+            return SwitchbackHTEstimator
+        case "hajek":
+            from analysis.estimators.switchback import SwitchbackHajekEstimator
+
+            return SwitchbackHajekEstimator
+        case "crossover":
+            from analysis.estimators.crossover import CrossoverEstimator
+
+            return CrossoverEstimator
+        case "dm":
+            from analysis.estimators.crossover import DifferenceInMeansEstimator
+
+            return DifferenceInMeansEstimator
+        case "fe":
+            from analysis.estimators.crossover import WithinProductEstimator
+
+            return WithinProductEstimator
+        case "staggered":
+            from analysis.estimators.staggered import StaggeredDIDEstimator
+
+            return StaggeredDIDEstimator
+        case "cuped":
+            from analysis.estimators.cuped import RegressionAdjustedEstimator
+
+            return RegressionAdjustedEstimator
+    return None
 
 
 def make(name: str, **params: Any) -> PanelEstimator:
-    if name not in _FACTORIES and name in _MODULES:
-        importlib.import_module(_MODULES[name])
-    if name not in _FACTORIES:
-        known = ", ".join(sorted(set(_FACTORIES) | set(_MODULES)))
-        raise ValueError(f"Unknown method {name!r}; known methods: {known}.")
-    return _FACTORIES[name](**params)
+    make_one = factory(name)
+    if make_one is None:
+        raise ValueError(f"Unknown method {name!r}; known methods: {', '.join(methods())}.")
+    return make_one(**params)
 
 
 def methods() -> list[str]:
-    return sorted(set(_FACTORIES) | set(_MODULES))
-
-
-def _declare_builtin() -> None:
-    """Built-in methods, imported on first use (one line per estimator module)."""
-    declare("did", "analysis.estimators.did")
-    declare("sc", "analysis.estimators.synth")
-    declare("difp", "analysis.estimators.synth")
-    declare("sdid", "analysis.estimators.synth")
-    declare("hpte", "analysis.estimators.hpte")
-    declare("mc", "analysis.estimators.mcnnm")
-    declare("trop", "analysis.estimators.trop")
-    declare("ht", "analysis.estimators.switchback")
-    declare("hajek", "analysis.estimators.switchback")
-    declare("crossover", "analysis.estimators.crossover")
-    declare("dm", "analysis.estimators.crossover")
-    declare("fe", "analysis.estimators.crossover")
-    declare("staggered", "analysis.estimators.staggered")
-    declare("cuped", "analysis.estimators.cuped")
-
-
-_declare_builtin()
+    return sorted(set(_FACTORIES) | set(BUILTIN))

@@ -167,12 +167,3 @@ class StaggeredDIDEstimator(PanelEstimator):
                 "n_boot": int(draws.size),
             },
         )
-
-
-def _register() -> None:
-    from analysis.estimators.registry import register
-
-    register("staggered", StaggeredDIDEstimator, __name__)
-
-
-_register()

@@ -456,13 +456,3 @@ class SwitchbackHajekEstimator(SwitchbackHTEstimator):
             df=df,
             details=details,
         )
-
-
-def _register() -> None:
-    from analysis.estimators.registry import register
-
-    register("ht", SwitchbackHTEstimator, __name__)
-    register("hajek", SwitchbackHajekEstimator, __name__)
-
-
-_register()

@@ -42,7 +42,6 @@ import numpy as np
 from analysis import inference
 from analysis.errors import PanelError
 from analysis.estimators.base import PanelEstimator
-from analysis.estimators.registry import register
 from analysis.panel import Panel
 from analysis.results import EstimateResult
 
@@ -594,10 +593,6 @@ class SyntheticControlIntercept(_SyntheticFamily):
     name = "difp"
     spec = SynthSpec(omega="fit_intercept", lam="uniform", eta_omega=1e-6)
 
-
-register("sdid", SyntheticDID)
-register("sc", SyntheticControl)
-register("difp", SyntheticControlIntercept)
 
 __all__ = [
     "SyntheticDID",

@@ -669,12 +669,3 @@ class TROPEstimator(PanelEstimator):
                 **draw_info,
             },
         )
-
-
-def _register() -> None:
-    from analysis.estimators.registry import register
-
-    register("trop", TROPEstimator, __name__)
-
-
-_register()
