@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import importlib
 import json
 import logging
 import shlex
@@ -638,15 +637,6 @@ def _reply(reply: dict[str, object]) -> None:
 
 
 # ---------------------------------------------------------------------- offline tools
-_PLUGINS = (
-    "analysis.cli",
-    "lab.cli",
-    "analysis.graph_cli",
-    "controller.schedule_cli",
-    "streams.report_cli",
-)
-
-
 def _spec_info(path: Path) -> Any:
     """A spec file as the analysis worker is told of it (for ``analyze --method spillover``)."""
     from controller.panel_source import experiment_info
@@ -674,17 +664,17 @@ def _load_plugins() -> None:
     if _plugins_loaded:
         return
     _plugins_loaded = True
-    for mod in _PLUGINS:
-        try:
-            if mod == "analysis.cli":
-                importlib.import_module(mod).register(_app, spec_info=_spec_info)
-            elif mod == "lab.cli":
-                importlib.import_module(mod).register(_app, live=_play_live)
-            else:
-                importlib.import_module(mod).register(_app)
-        except ModuleNotFoundError as exc:
-            if exc.name != mod:
-                raise
+    from analysis import cli as analysis_cli
+    from analysis import graph_cli
+    from controller import schedule_cli
+    from lab import cli as lab_cli
+    from streams import report_cli
+
+    analysis_cli.register(_app, spec_info=_spec_info)
+    lab_cli.register(_app, live=_play_live)
+    graph_cli.register(_app)
+    schedule_cli.register(_app)
+    report_cli.register(_app)
 
 
 #: the commands defined here: they run without the plugins
