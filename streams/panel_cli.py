@@ -58,7 +58,7 @@ def no_completed_period(state: ExperimentState, clock: Clock) -> str:
     head = f"experiment {spec.id!r} has no completed period as of {now} on {describe(clock)}"
     if clock.now() < first_end:
         return f"{head}: its first period ends at {first_end.astimezone(spec.zone).isoformat()}"
-    return f"{head} (status {state.status}): the controller has not closed its first period yet"
+    return f"{head} ({state.phase}): the controller has not closed its first period yet"
 
 
 async def export_panel(settings: Settings, experiment: str, out: Path) -> tuple[int, int]:
