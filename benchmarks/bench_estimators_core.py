@@ -1,6 +1,6 @@
 """Time the core panel estimators on 1,000 units x 100 periods, against a reference if installed.
 
-Panel: the factor-model DGP of tests/unit/_panel_dgp.py with 1,000 units (20 treated) and 100
+Panel: the factor-model DGP of analysis.pricing_dgp.factor_panel with 1,000 units (20 treated) and 100
 periods (80 pre), seed 0. Timed: the point estimate (``se="none"``) of did, sc, difp and sdid
 through the public estimator API (panel validation and sorting included), and, in the same
 process, the same computation on the sorted outcome matrix (``fit_block``, no panel checks),
@@ -44,7 +44,7 @@ from analysis.estimators.synth import (  # noqa: E402
     SyntheticDID,
     fit_block,
 )
-from tests.unit._panel_dgp import factor_panel  # noqa: E402
+from analysis.pricing_dgp import factor_panel  # noqa: E402
 
 N, T, N1, T0 = 1000, 100, 20, 80
 

@@ -56,6 +56,7 @@ from lab.config import MarketConfig
 from lab.errors import LabError
 from lab.failed_fits import check_failed_fits
 from lab.market import Market
+from lab.seeds import run_seed
 from lab.simulate import market_facts, run_spec
 
 #: Product characteristics passed to estimators that match on them.
@@ -246,15 +247,15 @@ def _row_of(res: EstimateResult) -> dict[str, Any]:
     }
 
 
-def _run_seed(seed: int, run: int) -> int:
-    return (seed * 1_000_003 + 7919 * (run + 1)) % (2**31 - 1)
+#: the private name the unported docs/studies scripts still import (lab.seeds.run_seed)
+_run_seed = run_seed
 
 
 def simulate_run(
     cfg: CompareConfig, run: int, classes: Mapping[str, tuple[str, ...]] | None = None
 ) -> list[dict[str, Any]]:
     """One run: every design on one fresh demand path; one row per design and estimator."""
-    market = Market(cfg.market, seed=cfg.seed, demand_seed=_run_seed(cfg.seed, run))
+    market = Market(cfg.market, seed=cfg.seed, demand_seed=run_seed(cfg.seed, run))
     if classes is None:
         classes = market_classes(market, cfg.cluster_max_size)
     rows: list[dict[str, Any]] = []
@@ -264,7 +265,7 @@ def simulate_run(
             market,
             days=cfg.days,
             period=cfg.period,
-            seed=_run_seed(cfg.seed + 1, run),
+            seed=run_seed(cfg.seed + 1, run),
             allocation=cfg.allocation,
             classes=classes,
         )

@@ -57,7 +57,7 @@ doi:10.1057/s11369-023-00303-9 (summarised in the Amazon Science article of the 
    (:func:`fit_variance_function`, ``a, b >= 0``) and ``se_i = sqrt(a + b s_i^2)``; ``b`` near 1
    says the noise model is right, ``b > 1`` absorbs day-to-day correlation it misses. Scaling
    everything by ``s_i`` (``a = 0``) or by nothing (``b = 0``) are the special cases;
-   docs/pricing-methods.md measures all three (docs/studies/hpte_unit_effects_study.py): the
+   docs/pricing-methods.md measures all three (``python -m lab.studies hpte-unit-effects``): the
    first under-covers quiet products, the second noisy ones. A product whose pre-period leaves
    no residual degree of freedom gets the unscaled ``sqrt(mean r_j^2)``. The variance is an
    average over characteristics: where the untreated deviation changes fast with X, the

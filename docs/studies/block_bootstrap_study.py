@@ -1,6 +1,6 @@
 """Coverage of the block estimators' bootstrap (``se="bootstrap"``) over seeded panels.
 
-The panel is ``tests/unit/_panel_dgp.factor_panel(seed)``: 30 units x 20 periods, 3 treated
+The panel is ``analysis.pricing_dgp.factor_panel(seed)``: 30 units x 20 periods, 3 treated
 from period 15, rank-2 random-walk factors, N(0, 1) noise, tau = 1 (the random scenario of
 ``panel_core_study.py``). For each seed, ``make(method, se="bootstrap", seed=s,
 replications=R)`` through the public API; prints bias, sd, mean SE, coverage of the reported
@@ -21,7 +21,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from analysis.estimators.registry import make  # noqa: E402
-from tests.unit._panel_dgp import factor_panel  # noqa: E402
+from analysis.pricing_dgp import factor_panel  # noqa: E402
 
 TAU = 1.0
 

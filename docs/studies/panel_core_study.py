@@ -1,6 +1,6 @@
 """Simulation study for the core panel estimators (did, sc, difp, sdid): bias, RMSE, coverage.
 
-DGP (tests/unit/_panel_dgp.py): Y_it(0) = alpha_i + beta_t + L_i'F_t + eps_it, rank 2 random-walk
+DGP (analysis.pricing_dgp.factor_panel): Y_it(0) = alpha_i + beta_t + L_i'F_t + eps_it, rank 2 random-walk
 factors, N = 30 units, T = 20 periods, 3 treated units from period 15, effect tau = 1,
 eps ~ N(0, 1). Scenarios: ``random`` (treated units drawn at random: every estimator is unbiased)
 and ``confounded`` (treated units are those loading most on the first factor: parallel trends
@@ -58,7 +58,7 @@ from analysis.estimators.synth import (  # noqa: E402
     fit_block_batch,
     noise_level,
 )
-from tests.unit._panel_dgp import factor_panel  # noqa: E402
+from analysis.pricing_dgp import factor_panel  # noqa: E402
 
 TAU = 1.0
 N, T, N1, T0 = 30, 20, 3, 15

@@ -54,7 +54,7 @@ from advanced_study import factor_block  # noqa: E402
 
 from analysis.estimators.trop import TROPEstimator  # noqa: E402
 from analysis.panel import Panel  # noqa: E402
-from tests.unit._panel_dgp import factor_panel  # noqa: E402
+from analysis.pricing_dgp import factor_panel  # noqa: E402
 
 TAU = 1.0
 

@@ -1,0 +1,25 @@
+"""Every study the runner knows, by name: an explicit table, so readers and tools can follow it
+(adding a study is one import and one entry)."""
+
+from __future__ import annotations
+
+from lab.errors import LabError
+from lab.studies import dm_timebound, hpte_unit_effects, ht_random_days
+from lab.studies.harness import Study
+
+STUDIES: dict[str, Study] = {
+    s.name: s
+    for s in (
+        dm_timebound.STUDY,
+        hpte_unit_effects.STUDY,
+        ht_random_days.STUDY,
+    )
+}
+
+
+def get(name: str) -> Study:
+    """The study called ``name``; LabError naming the known ones otherwise."""
+    try:
+        return STUDIES[name]
+    except KeyError:
+        raise LabError(f"no study {name!r}; the studies are {', '.join(STUDIES)}") from None

@@ -1,0 +1,81 @@
+"""Every figure on a page a study renders comes from the study's saved results: rendering from
+docs/figures gives the committed page, and each number in the rendered text is a value the
+template printed from those results, or one of the few figures the template's own prose states
+(listed here, so that a new one is a decision)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from lab.studies.catalog import STUDIES
+from lab.studies.harness import ROOT, Study, context, load_results
+from lab.studies.render import markers, render_text, rendered_page, template_source
+
+PAGED = [s for s in STUDIES.values() if s.page is not None]
+NUMBER = re.compile(r"(?<![\w.^])\d+(?:[.,]\d+)*")
+#: figures typed in a template's prose: section numbers, the study's declared parameters (noise
+#: sd 5, log-sd 1.2, effect sd 1.5, AR(1) 0.3 and its variance factor (1 + 0.3) / (1 - 0.3) =
+#: 1.86, 400 products, about 100 controls, "lag 0", "a = 0"), 95% intervals, the 20-seed check,
+#: and the earlier figures (0.915-0.93 over runs 100-400) a finding quotes
+TEMPLATE_FIGURES = {
+    "hpte_unit_effects.md.j2": {"0", "0.3", "1", "1.2", "1.5", "1.86", "100", "2", "20", "400",
+                                "5", "95"},
+    "ht_random_days.md.j2": {"0", "0.915", "0.93", "1", "100", "400", "95"},
+    "dm_timebound.md.j2": {"2"},
+}  # fmt: skip
+
+
+def _numbers(text: str) -> set[str]:
+    return set(NUMBER.findall(text))
+
+
+def _template_figures(name: str) -> set[str]:
+    prose = re.sub(r"\{\{.*?\}\}|\{%.*?%\}|<!--.*?-->", " ", template_source(name), flags=re.S)
+    return _numbers(prose)
+
+
+def test_every_paged_study_is_checked() -> None:
+    assert {s.page.template for s in PAGED if s.page} == set(TEMPLATE_FIGURES)
+
+
+@pytest.mark.parametrize("study", PAGED, ids=lambda s: s.name)
+def test_the_committed_page_is_the_render_of_the_saved_results(study: Study) -> None:
+    assert study.page is not None
+    doc = ROOT / study.page.doc
+    page = rendered_page(
+        doc, study.page.template, study.page.section, context(study, load_results(study))
+    )
+    assert page == doc.read_text(), (
+        f"{study.page.doc} differs from its render from docs/figures/{study.results}: "
+        f"run `python -m lab.studies {study.name} --render-only`"
+    )
+
+
+@pytest.mark.parametrize("study", PAGED, ids=lambda s: s.name)
+def test_every_number_on_the_page_comes_from_the_saved_results(study: Study) -> None:
+    assert study.page is not None
+    printed: list[str] = []
+    text = render_text(study.page.template, context(study, load_results(study)), printed)
+    prose = _template_figures(study.page.template)
+    assert prose == TEMPLATE_FIGURES[study.page.template]
+    from_results = set().union(*(_numbers(p) for p in printed))
+    unexplained = _numbers(re.sub(r"<!--.*?-->", " ", text)) - prose - from_results
+    assert not unexplained
+    # and the section on the committed page is that text
+    start, end = markers(study.page.section or study.name)
+    committed = (ROOT / study.page.doc).read_text()
+    if study.page.section:
+        committed = committed[committed.index(start) : committed.index(end) + len(end)]
+    assert committed.rstrip("\n") == text.rstrip("\n")
+
+
+def test_validation_md_shows_the_ported_studies_sections() -> None:
+    # docs/studies/validation_study.py composes the page around the studies' own sections
+    page = (ROOT / "docs" / "validation.md").read_text()
+    for name in ("ht-random-days", "dm-timebound"):
+        start, end = markers(name)
+        assert page.index(start) < page.index(end)
+    assert Path(ROOT / "lab" / "studies" / "templates").is_dir()
