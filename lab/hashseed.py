@@ -11,7 +11,9 @@ import os
 import sys
 
 
-def pin_hash_seed() -> None:
-    """Re-execute the running script with ``PYTHONHASHSEED=0`` unless it is already set so."""
+def pin_hash_seed(args: list[str] | None = None) -> None:
+    """Re-execute the running script (or ``python ARGS``, e.g. ``-m lab.studies NAME``) with
+    ``PYTHONHASHSEED=0`` unless it is already set so."""
     if os.environ.get("PYTHONHASHSEED") != "0":
-        os.execve(sys.executable, [sys.executable, *sys.argv], os.environ | {"PYTHONHASHSEED": "0"})
+        argv = [sys.executable, *(sys.argv if args is None else args)]
+        os.execve(sys.executable, argv, os.environ | {"PYTHONHASHSEED": "0"})

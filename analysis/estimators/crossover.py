@@ -374,7 +374,7 @@ class WithinProductEstimator(DifferenceInMeansEstimator):
       count each class's own effect, fixed by the design, as sampling noise once per class:
       on the simulated cluster switchback their SE was 1.07-1.12 times the estimate's spread
       (coverage 0.970-0.973), class x period clusters' 0.97-0.98
-      (docs/studies/cluster_fe_variance_study.py). The factor adds the regression's
+      (``python -m lab.studies cluster-fe-variance``). The factor adds the regression's
       (n-1)/(n-k), since these clusters do not absorb the product effects. The t reference
       takes min(C, K (T - 1)) - 1 degrees of freedom for C class-periods of K classes over T
       periods: the product effects tie each class's periods together (with two periods its

@@ -685,7 +685,7 @@ def _live_section(figdir: Path) -> str:
         quick += (
             "\n> **Measured before the cluster design's `fe` was clustered by class x period**: "
             "its `fe` rows below are the class-clustered SE's "
-            "(`docs/studies/cluster_fe_variance_study.py` measures the new one offline). Rerun "
+            "(`python -m lab.studies cluster-fe-variance` measures the new one offline). Rerun "
             "`docs/studies/live_coverage.py` to measure what the worker publishes now.\n"
         )
     lost = r.get("units_mismatch") or []
@@ -1355,7 +1355,7 @@ Off the target after {factor * runs} runs:
 """
 
 
-CONSERVATIVE_SE = "conservative-se.csv"  # docs/studies/conservative_se_study.py's table
+CONSERVATIVE_SE = "conservative-se.csv"  # lab/studies/conservative_se.py's table
 
 
 def _reproduces(
@@ -1373,7 +1373,7 @@ def _reproduces(
 
 def _conservative_se_cause(k: dict[str, object], figdir: Path) -> str:
     """Why the crossover's and the cluster design's clustered SEs run large, from the saved
-    arms of docs/studies/conservative_se_study.py (every statement computed from them)."""
+    arms of lab/studies/conservative_se.py (every statement computed from them)."""
     path = figdir / CONSERVATIVE_SE
     if not path.exists():
         return ""
@@ -1448,7 +1448,7 @@ def _conservative_se_cause(k: dict[str, object], figdir: Path) -> str:
     ]
     return f"""
 **Why the crossover's and the cluster design's clustered SEs ran large**
-(`docs/studies/conservative_se_study.py`: the same runs with one part of the market switched off
+(`python -m lab.studies conservative-se`: the same runs with one part of the market switched off
 at a time, the daily crossover and the cluster design at PT4H, whose estimators it clusters by
 class as the worker published them before; `docs/figures/{CONSERVATIVE_SE}`; {reproduced}). In both designs every product (crossover) or class (the cluster switchback)
 is in both arms, so with about half its periods treated its contribution to the estimate is
@@ -1469,7 +1469,7 @@ design's `dm` stays clustered by class{width}.{_cluster_fe_published(figdir, k)}
 
 
 def _cluster_fe_published(figdir: Path, k: dict[str, object]) -> str:
-    """docs/studies/cluster_fe_variance_study.py: the cluster fe's class x period variance,
+    """lab/studies/cluster_fe_variance.py: the cluster fe's class x period variance,
     published, against the class clusters published before."""
     path = figdir / "cluster-fe-variance.csv"
     if not path.exists():
@@ -1485,7 +1485,7 @@ def _cluster_fe_published(figdir: Path, k: dict[str, object]) -> str:
         return (
             "\n\nThe cluster design's `fe` is clustered by class x period; its study's saved rows "
             "(`docs/figures/cluster-fe-variance.csv`) are from an older "
-            "`docs/studies/cluster_fe_variance_study.py`: rerun it."
+            "`python -m lab.studies cluster-fe-variance`: rerun it."
         )
     figs = "; ".join(
         f"{p}: SE / SD {float(c['se_ratio']):.2f}, coverage {float(c['coverage']):.3f} "
@@ -1521,7 +1521,7 @@ def _cluster_fe_published(figdir: Path, k: dict[str, object]) -> str:
     )
     return f"""
 
-**The cluster design's `fe`: class x period clusters** (`docs/studies/cluster_fe_variance_study.py`,
+**The cluster design's `fe`: class x period clusters** (`python -m lab.studies cluster-fe-variance`,
 {runs_are}; `docs/figures/cluster-fe-variance.csv`). The design draws the classes' arms afresh
 every period, independently of the other periods, so the worker clusters `fe`'s SE by class x
 period (CR1 with the regression's finite-sample factor; t on the class-periods' df less one

@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from lab.errors import LabError
+from lab.hashseed import pin_hash_seed
 from lab.studies import catalog
 from lab.studies.harness import load_results, render, run_study
 
@@ -43,6 +44,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         study = catalog.get(args.name)
+        if study.hash_seed and not args.render_only and argv is None:
+            pin_hash_seed(["-m", "lab.studies", *(sys.argv[1:] if argv is None else argv)])
         options = dict(kv.split("=", 1) for kv in args.set)
         study = study.with_options(args.runs, **{k: _value(v) for k, v in options.items()})
         if args.render_only:

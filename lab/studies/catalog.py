@@ -4,12 +4,20 @@
 from __future__ import annotations
 
 from lab.errors import LabError
-from lab.studies import dm_timebound, hpte_unit_effects, ht_random_days
+from lab.studies import (
+    cluster_fe_variance,
+    conservative_se,
+    dm_timebound,
+    hpte_unit_effects,
+    ht_random_days,
+)
 from lab.studies.harness import Study
 
 STUDIES: dict[str, Study] = {
     s.name: s
     for s in (
+        cluster_fe_variance.STUDY,
+        conservative_se.STUDY,
         dm_timebound.STUDY,
         hpte_unit_effects.STUDY,
         ht_random_days.STUDY,

@@ -96,6 +96,9 @@ class Study:
     context: Callable[[Results], dict[str, Any]] | None = None
     #: runs per job task; studies whose runs are short raise it to save the pool's overhead
     chunk: int = 1
+    #: the figures depend on string hashing (the cluster design's Louvain classes): the runner
+    #: runs the study with PYTHONHASHSEED=0 (lab.hashseed)
+    hash_seed: bool = False
 
     def runs_of(self, case: Case) -> int:
         """A case's runs: its own ``runs`` if it declares them (a number, e.g. a fixed number of

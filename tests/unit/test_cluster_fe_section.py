@@ -52,4 +52,4 @@ def test_it_reports_both_variances_and_that_the_published_rows_are_the_tables(
     )
     old.to_csv(figdir / "cluster-fe-variance.csv", index=False)
     stale = " ".join(study._cluster_fe_published(figdir, same).split())
-    assert stale.endswith("are from an older `docs/studies/cluster_fe_variance_study.py`: rerun it.")
+    assert stale.endswith("are from an older `python -m lab.studies cluster-fe-variance`: rerun it.")
