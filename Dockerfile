@@ -7,6 +7,7 @@ COPY controller ./controller
 COPY analysis ./analysis
 COPY lab ./lab
 COPY streams ./streams
+COPY pricelab ./pricelab
 RUN pip install --no-cache-dir . && useradd --system --uid 10001 pricelab
 USER pricelab
 ENTRYPOINT ["pricelab"]

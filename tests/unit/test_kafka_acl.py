@@ -25,6 +25,7 @@ from analysis.results import EstimateResult
 from controller.designs import Assignment
 from controller.settings import Settings, TopicSettings
 from controller.spec import Arm
+from controller.store.experiments import ExperimentStore
 from streams.app import build_app
 from streams.cli import main
 from streams.handlers import RawEvent
@@ -168,6 +169,14 @@ class RecordingPublisher(JsonPublisher):
 def recording(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     RecordingPublisher.written = []
     monkeypatch.setattr(runtime_module, "JsonPublisher", RecordingPublisher)
+    # a command takes its place in the audit trail from Redis on receipt; no Redis here: the
+    # test is about the topics a role writes
+    places = iter(range(1, 1_000))
+
+    async def next_trail(self: Any, n: int = 1) -> int:
+        return next(places)
+
+    monkeypatch.setattr(ExperimentStore, "next_trail", next_trail)
     return RecordingPublisher.written
 
 
