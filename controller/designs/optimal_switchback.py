@@ -107,7 +107,7 @@ class OptimalSwitchback(Design):
         # means for the relative form and the price paid); HT beside it, exactly unbiased with
         # a conservative bound. Not a plain difference in means: under the carryover the
         # design guards against it counts the other arm's carryover (docs/analysis-advanced.md,
-        # switchback_carryover_study.py)
+        # lab/studies/switchback_carryover.py)
         return (EstimatorPlan("hajek", design), EstimatorPlan("ht", dict(design)))
 
     def example_spec(self, base: Mapping[str, Any], market: MarketFacts) -> ExperimentSpec:

@@ -7,9 +7,12 @@ from lab.errors import LabError
 from lab.studies import (
     cluster_fe_variance,
     conservative_se,
+    cs,
     dm_timebound,
     hpte_unit_effects,
     ht_random_days,
+    sdid_subdaily,
+    switchback_carryover,
 )
 from lab.studies.harness import Study
 
@@ -18,9 +21,13 @@ STUDIES: dict[str, Study] = {
     for s in (
         cluster_fe_variance.STUDY,
         conservative_se.STUDY,
+        cs.STUDY,
         dm_timebound.STUDY,
         hpte_unit_effects.STUDY,
         ht_random_days.STUDY,
+        sdid_subdaily.P1D,
+        sdid_subdaily.PT4H,
+        switchback_carryover.STUDY,
     )
 }
 

@@ -19,7 +19,7 @@ cancels from the estimate:
    the products' levels, since the effect on units is level x lift) as sampling noise.
 
 Cases: the same runs (validation_study's market, seed, days and periods; a run is
-:func:`lab.compare.simulate_run`'s) in each arm: the defaults, the category shock off, every
+:func:`lab.compare.simulate_run`'s, declared with :func:`lab.studies.comparison.case`) in each arm: the defaults, the category shock off, every
 product's lift equal, and lifts and levels equal. A term that explains the excess brings the
 mean SE down to the empirical SD (coverage to about 95%).
 
@@ -31,31 +31,15 @@ docs/validation.md.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from datetime import timedelta
-from functools import lru_cache
-from typing import Any
-
 import pandas as pd
 
 from core.ports import EstimatorPlan
-from lab.compare import CompareConfig, EstimatorChoice, market_classes, simulate_run, summarise
-from lab.config import MarketConfig
-from lab.market import Market
-from lab.studies.harness import Case, Row, Run, Study
+from lab.compare import EstimatorChoice
+from lab.studies.comparison import case, run_one, summarise_cases
+from lab.studies.harness import Run, Study
 
-SEED = 0  # validation_study's
-#: (design, period, days) as validation_study runs them
-DESIGNS = {
-    "crossover": (timedelta(days=1), 28),
-    "cluster": (timedelta(hours=4), 14),
-}
-#: the estimators each design runs: its own (None), or the cluster design's as published before
-#: class x period clusters (both clustered by class)
-ESTIMATORS: dict[str, tuple[str | EstimatorChoice, ...] | None] = {
-    "crossover": None,
-    "cluster": tuple(EstimatorChoice(EstimatorPlan(n, {"cluster": "class"})) for n in ("fe", "dm")),
-}
+#: the cluster design's estimators as published before class x period clusters (by class)
+BY_CLASS = tuple(EstimatorChoice(EstimatorPlan(n, {"cluster": "class"})) for n in ("fe", "dm"))
 #: every product's log-lift the same (no idiosyncratic elasticity, no modifiers) ...
 EQUAL_LIFT: dict[str, object] = {
     "elasticity_sd": 0.0,
@@ -71,61 +55,24 @@ ARMS: dict[str, dict[str, object]] = {
     "equal lifts": EQUAL_LIFT,
     "equal lifts and levels": EQUAL_LIFT | EQUAL_LEVELS,
 }
+#: the designs as validation_study runs them (seed 0), the crossover with its own estimators
+CASES = tuple(case("crossover", market=market, arm=arm) for arm, market in ARMS.items()) + tuple(
+    case("cluster", period="PT4H", days=14, market=market, estimators=BY_CLASS, arm=arm)
+    for arm, market in ARMS.items()
+)
+COLUMNS = ["design", "period", "arm", "estimator", "runs", "bias", "bias_mcse", "mean_se",
+           "emp_sd", "se_ratio", "coverage"]  # fmt: skip
 
 
-def _iso(period: timedelta) -> str:
-    return "P1D" if period == timedelta(days=1) else f"PT{period.seconds // 3600}H"
-
-
-def config(design: str, arm: str, runs: int) -> CompareConfig:
-    period, days = DESIGNS[design]
-    own = ESTIMATORS[design]
-    return CompareConfig(
-        market=MarketConfig.model_validate(ARMS[arm]),
-        designs=(design,),
-        estimators=None if own is None else {design: own},
-        runs=runs,
-        seed=SEED,
-        days=days,
-        period=period,
-    )
-
-
-@lru_cache(maxsize=8)
-def _classes(design: str, arm: str) -> dict[str, tuple[str, ...]]:
-    # as lab.compare.run_comparison: one clustering of the arm's market for every run
-    cfg = config(design, arm, 2)
-    return market_classes(Market(cfg.market, seed=cfg.seed), cfg.cluster_max_size)
-
-
-def run_one(case: Case, run: int, settings: Mapping[str, Any]) -> list[Row]:
-    cfg = config(case["design"], case["arm"], int(settings["runs"]))
-    return simulate_run(cfg, run, _classes(case["design"], case["arm"]))
-
-
-def summarise_case(rows: pd.DataFrame, design: str, arm: str) -> pd.DataFrame:
-    tab = summarise(rows.drop(columns=["arm"]))
-    tab = tab.assign(
-        period=_iso(DESIGNS[design][0]), arm=arm, se_ratio=tab["mean_se"] / tab["emp_sd"]
-    )
-    cols = ["design", "period", "arm", "estimator", "runs", "bias", "bias_mcse"]
-    return tab[[*cols, "mean_se", "emp_sd", "se_ratio", "coverage"]]
-
-
-def summarise_all(rows: pd.DataFrame, run: Run) -> pd.DataFrame:
-    parts = [
-        summarise_case(rows[(rows["design"] == d) & (rows["arm"] == a)], d, a)
-        for d in DESIGNS
-        for a in ARMS
-    ]
-    return pd.concat(parts, ignore_index=True)
+def summarise(rows: pd.DataFrame, run: Run) -> pd.DataFrame:
+    return summarise_cases(CASES, rows)[COLUMNS]
 
 
 STUDY = Study(
     name="conservative-se",
-    cases=tuple({"design": d, "arm": a} for d in DESIGNS for a in ARMS),
+    cases=CASES,
     run_one=run_one,
-    summarise=summarise_all,
+    summarise=summarise,
     results="conservative-se.csv",
     runs=400,
     hash_seed=True,  # the cluster design's classes depend on string hashing

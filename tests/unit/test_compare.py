@@ -307,22 +307,18 @@ def test_a_period_the_market_cannot_lay_is_one_sentence(period: str) -> None:
 
 
 def test_the_switchback_carryover_study_writes_its_table_between_the_markers(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    import subprocess
-    import sys
-    from pathlib import Path
+    from lab.studies import switchback_carryover
+    from lab.studies.harness import run_study
 
-    script = (
-        Path(__file__).resolve().parents[2] / "docs" / "studies" / "switchback_carryover_study.py"
-    )
-    doc = tmp_path / "doc.md"
+    doc = tmp_path / "docs" / "analysis-advanced.md"
+    doc.parent.mkdir()
     doc.write_text(
-        "before\n<!-- switchback-carryover -->\nold\n<!-- /switchback-carryover -->\nafter\n"
+        "before\n<!-- switchback-carryover:start -->\nold\n<!-- switchback-carryover:end -->\n"
+        "after\n"
     )
-    res = subprocess.run(
-        [sys.executable, str(script), "--runs", "2", "--jobs", "1", "--out", str(doc)],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert res.returncode == 0, res.stderr[-2000:]
+    study = switchback_carryover.STUDY.with_options(runs=2)
+    run_study(study, figures=tmp_path / "figures", root=tmp_path)
+    assert (tmp_path / "figures" / "switchback-carryover.csv").exists()
     text = doc.read_text()
     assert text.startswith("before\n") and text.endswith("after\n") and "old" not in text
     rows = [line for line in text.splitlines() if line.startswith("| P")]

@@ -12,7 +12,9 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from lab.compare import run_comparison, summarise
 from lab.errors import LabError
+from lab.studies import comparison
 from lab.studies.__main__ import main
 from lab.studies.harness import (
     Case,
@@ -189,3 +191,33 @@ def test_the_saved_toy_json_round_trips(tmp_path: Path) -> None:
                   options=TOY.options)  # fmt: skip
     run_study(study, figures=tmp_path, root=tmp_path)
     assert json.loads((tmp_path / "toy.json").read_text()) == {"n": 6}
+
+
+# --------------------------------------------------------------------------- comparison cases
+SMALL = {"n_products": 20, "n_categories": 2}
+ROWS = (
+    comparison.case("random-days", market=SMALL, estimators=("ht", "dm"), world="small"),
+    comparison.case("time-bound", market=SMALL, world="small"),
+)
+
+
+def small_summary(rows: pd.DataFrame, run: Run) -> pd.DataFrame:
+    return comparison.summarise_cases(ROWS, rows)
+
+
+def test_a_coverage_row_is_one_case_line() -> None:
+    study = Study("rows", ROWS, comparison.run_one, small_summary, "rows.csv", runs=3)
+    rows, meta = run_rows(study, jobs=1)
+    table = study.summarise(rows, meta)
+    assert table[["design", "estimator"]].values.tolist() == [
+        ["random-days", "ht"], ["random-days", "dm"],
+        ["time-bound", "did"], ["time-bound", "sdid"], ["time-bound", "cuped"],
+    ]  # fmt: skip
+    assert set(table["world"]) == {"small"} and set(table["period"]) == {"P1D"}
+    assert (table["runs"] == 3).all()
+    # the comparison's own figures for the same runs (lab.compare.run_comparison)
+    cfg = comparison.config(ROWS[0], runs=3)
+    direct = summarise(run_comparison(cfg))
+    pd.testing.assert_frame_equal(
+        table.iloc[:2].drop(columns=["period", "world"]).reset_index(drop=True), direct
+    )

@@ -19,12 +19,15 @@ NUMBER = re.compile(r"(?<![\w.^])\d+(?:[.,]\d+)*")
 #: figures typed in a template's prose: section numbers, the study's declared parameters (noise
 #: sd 5, log-sd 1.2, effect sd 1.5, AR(1) 0.3 and its variance factor (1 + 0.3) / (1 - 0.3) =
 #: 1.86, 400 products, about 100 controls, "lag 0", "a = 0"), 95% intervals, the 20-seed check,
-#: and the earlier figures (0.915-0.93 over runs 100-400) a finding quotes
+#: and the earlier figures (0.915-0.93 over runs 100-400) a finding quotes; the switchback's
+#: order max(1, m) and carryover weights 0.5^lag; the sequences' 40 products x 14 days
 TEMPLATE_FIGURES = {
     "hpte_unit_effects.md.j2": {"0", "0.3", "1", "1.2", "1.5", "1.86", "100", "2", "20", "400",
                                 "5", "95"},
     "ht_random_days.md.j2": {"0", "0.915", "0.93", "1", "100", "400", "95"},
     "dm_timebound.md.j2": {"2"},
+    "switchback_carryover.md.j2": {"0.5", "1"},
+    "cs.md.j2": {"14", "40"},
 }  # fmt: skip
 
 
