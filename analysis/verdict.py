@@ -36,9 +36,9 @@ fixed-horizon quantile (:func:`power_at`).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import numpy as np
@@ -229,7 +229,7 @@ def more_days(
             "detect), so the days still needed are not computed"
         )
     if control_mean is None or not math.isfinite(control_mean) or control_mean == 0:
-        return None, "no control mean yet to turn the MDE into an effect"
+        return None, "no control mean to turn the MDE into an effect"
     if not (math.isfinite(se) and se > 0):
         return None, "no finite standard error yet"
     effect = abs(mde_pct / 100.0 * control_mean)
@@ -252,6 +252,7 @@ def decide(
     decided_at: int | None = None,
     decided: VerdictWord | None = None,
     mde_pct: float | None = None,
+    baseline: float | None = None,
     planned_periods: int = 0,
     days_per_period: float = 1.0,
     radius: Callable[[np.ndarray], np.ndarray] | None = None,
@@ -261,8 +262,11 @@ def decide(
     ``fields`` is the decision estimate as the estimates topic publishes it
     (:func:`analysis.results.published_fields`: effect, se, cs_low/high, control_mean and the
     relative form). ``decided``/``decided_at``: an earlier look's decisive verdict, which is
-    kept. ``radius`` is the decision sequence's radius as a function of the SE (for
-    ``more_days``; None: not computed).
+    kept, except that a guardrail breached after a *ship* turns it into *do not ship* (the
+    safe side: the breach also stops the experiment). ``radius`` is the decision sequence's
+    radius as a function of the SE (for ``more_days``; None: not computed). ``baseline``: the
+    metric's mean over the control cells, which turns ``mde_pct`` into an effect when the
+    estimate has no control mean of its own (a difference in differences).
     """
     effect = float(fields["effect"])
     cs = (fields.get("cs_low"), fields.get("cs_high"))
@@ -277,12 +281,21 @@ def decide(
     breached = [g for g in guardrails if g.status == "breached"]
     open_ = [g for g in guardrails if g.status == "open"]
     at: int | None
-    if decided is not None and decided != "keep_running":
-        verdict: VerdictWord = decided
+    if decided == "ship" and breached:
+        g = breached[0]
+        verdict: VerdictWord = "do_not_ship"
+        at = n_periods
+        reason = (
+            f"guardrail {g.metric} breached after ship was decided "
+            f"({decided_at if decided_at is not None else '?'} periods): "
+            f"{_pct(g.relative_effect)} [{_pct(g.relative_cs_low)}, {_pct(g.relative_cs_high)}] "
+            f"lies wholly below -{g.max_drop_pct:g}%"
+        )
+    elif decided is not None and decided != "keep_running":
+        verdict = decided
         at = decided_at if decided_at is not None else n_periods
         reason = (
-            f"decided after {at} periods and kept (the first decisive look is final); "
-            f"now {figure}"
+            f"decided after {at} periods and kept (the first decisive look is final); now {figure}"
         )
     else:
         verdict, at = now, (n_periods if now != "keep_running" else None)
@@ -315,7 +328,9 @@ def decide(
         else:
             days, note = more_days(
                 mde_pct=mde_pct,
-                control_mean=fields.get("control_mean"),
+                control_mean=fields.get("control_mean")
+                if fields.get("control_mean") is not None
+                else baseline,
                 se=float(fields.get("se") or math.nan),
                 n_periods=n_periods,
                 planned_periods=planned_periods,
@@ -349,6 +364,27 @@ def decide(
         more_days_note=note,
         decided_at=at,
     )
+
+
+def _instant(value: Any) -> datetime | None:
+    try:
+        at = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
+def latest(verdicts: Iterable[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """The verdict of the latest look among ``verdicts`` (by ``as_of``; of one look, the last
+    given), or None: what every reader shows (``pricelab estimates``, the report, the notebook
+    API), whatever order two workers' messages arrived in."""
+    best: tuple[datetime, int] | None = None
+    out: dict[str, Any] | None = None
+    for i, v in enumerate(verdicts):
+        at = _instant(v.get("as_of")) or datetime.min.replace(tzinfo=UTC)
+        if best is None or (at, i) >= best:
+            best, out = (at, i), dict(v)
+    return out
 
 
 def encode_decision(verdict: VerdictWord, n_periods: int) -> float:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Protocol
@@ -154,6 +154,21 @@ def _plans(info: ExperimentInfo) -> Sequence[EstimatorPlan]:
     return info.estimators or DEFAULT_PLANS
 
 
+def _plan_of(item: EstimatorPlan | str) -> EstimatorPlan:
+    return EstimatorPlan(item) if isinstance(item, str) else item
+
+
+def _control_baseline(df: pd.DataFrame) -> dict[str, float]:
+    """Each metric's mean over the analysed control cells (what a relative MDE is a share
+    of, for an estimate without a control mean of its own)."""
+    control = df[(df["treated"] == 0) & ~df["blackout"].astype(bool)]
+    return {
+        m: float(control[m].mean())
+        for m in ("units", "revenue", "profit")
+        if m in control.columns and len(control)
+    }
+
+
 def _planned(info: ExperimentInfo, result: EstimateResult) -> int:
     """The experiment's planned length in periods (the spec's, else the look's)."""
     return info.planned_periods or int(info.params.get("n_periods") or result.n_periods)
@@ -221,13 +236,17 @@ class AnalysisWorker:
                 continue
             panel = panels["units"]
             self._warn_margins(info, df)
+            # the verdict rests on one sequence: the design's first estimator's (a look where
+            # it cannot be fitted has no verdict, rather than one from another sequence)
+            first = _plan_of(next(iter(self.estimators_for(info)), DEFAULT_PLANS[0])).label
             primaries: dict[str, tuple[EstimateResult, tuple[float, float] | None]] = {}
             for metric in metrics_of(df.columns):
                 for result, cs in await self._estimates(info, metric, panels):
                     await self.sink.publish(info.id, result, as_of, cs)
                     self.observer.published(info.id, _series(result.method, metric), as_of)
                     published.append((info.id, result))
-                    primaries.setdefault(metric, (result, cs))
+                    if result.method == first:
+                        primaries[metric] = (result, cs)
                 for result, cs in await self._segments(info, df, metric):
                     await self.sink.publish(info.id, result, as_of, cs)
                     # its own series: a segment must not keep the whole experiment's age fresh
@@ -250,7 +269,9 @@ class AnalysisWorker:
                 await self._check_guardrails(info, readings)
             if self.verdicts is None:
                 continue
-            verdict = await self._verdict(info, primaries, [r for r, _ in readings])
+            verdict = await self._verdict(
+                info, primaries, [r for r, _ in readings], _control_baseline(df)
+            )
             if verdict is not None:
                 await self.verdicts.publish_verdict(info.id, verdict.to_dict(), as_of)
                 self.observer.published(info.id, "verdict", as_of)
@@ -264,22 +285,29 @@ class AnalysisWorker:
         info: ExperimentInfo,
         primaries: dict[str, tuple[EstimateResult, tuple[float, float] | None]],
         guardrails: list[GuardrailReading],
+        baselines: Mapping[str, float] | None = None,
     ) -> Verdict | None:
-        """The look's verdict on the decision metric (analysis.verdict), from its primary
-        estimate as published (the design's first estimator of it) and the guardrails.
+        """The look's verdict on the decision metric (analysis.verdict), from the design's
+        first estimator of it as published, with its sequence, and the guardrails.
 
         The first decisive verdict is kept in the tuning store (first writer wins), so a later
         look, a restarted worker or a second one repeats it: acting on the first decisive
-        look is what the sequences' guarantee covers."""
+        look is what the sequences' guarantee covers. A guardrail breached after a *ship*
+        overrules it once, to *do not ship*, kept the same way."""
         metric = decision_metric(info.params)
         if metric not in primaries:
-            log.info("experiment %s: no verdict yet: no estimate of %s", info.id, metric)
+            log.info("experiment %s: no verdict at this look: no estimate of %s", info.id, metric)
             return None
         result, cs = primaries[metric]
         fields = published_fields(result, cs, self.alpha)
-        key = f"verdict:{metric}"
+        key, overruled = f"verdict:{metric}", f"verdict:{metric}:overruled"
         decided, at = decode_decision(await self.tuning.recall(info.id, key))
+        if decided == "ship":
+            later = await self.tuning.recall(info.id, overruled)
+            if later is not None:
+                decided, at = "do_not_ship", int(later)
         seq = await self._sequence(info, result, _series(result.method, metric))
+        df = result.df
         verdict = decide(
             metric=metric,
             fields=fields,
@@ -288,19 +316,24 @@ class AnalysisWorker:
             decided=decided,
             decided_at=at,
             mde_pct=info.params.get("mde_pct"),
+            baseline=(baselines or {}).get(metric),
             planned_periods=_planned(info, result),
             days_per_period=period_days(info.params),
-            radius=None if seq is None else seq.radius,
+            # the sequence at the estimate's own reference, as published (t with few clusters)
+            radius=None if seq is None else (lambda se: seq.radius(se, df)),
         )
+        # first writer wins: a second worker deciding at the same look keeps one answer
         if decided is None and verdict.verdict != "keep_running":
-            # first writer wins: a second worker deciding at the same look keeps one answer
-            code = await self.tuning.fix(
-                info.id, key, encode_decision(verdict.verdict, verdict.n_periods)
-            )
-            kept, kept_at = decode_decision(code)
-            if kept != verdict.verdict:
-                return await self._verdict(info, primaries, guardrails)
-            verdict = replace(verdict, decided_at=kept_at)
+            code = encode_decision(verdict.verdict, verdict.n_periods)
+            kept = decode_decision(await self.tuning.fix(info.id, key, code))
+        elif decided == "ship" and verdict.verdict == "do_not_ship":
+            at_breach = float(verdict.n_periods)
+            kept = ("do_not_ship", int(await self.tuning.fix(info.id, overruled, at_breach)))
+        else:
+            return verdict
+        if kept != (verdict.verdict, verdict.decided_at):
+            # another worker decided first (or earlier): say its decision, kept
+            return await self._verdict(info, primaries, guardrails, baselines)
         return verdict
 
     def _warn_margins(self, info: ExperimentInfo, df: pd.DataFrame) -> None:

@@ -15,6 +15,8 @@ from typing import Any
 
 import pandas as pd
 
+from analysis.verdict import latest
+
 #: the verdict's word and the band's colour
 WORDS: dict[str, tuple[str, str]] = {
     "ship": ("Ship", "ship"),
@@ -34,16 +36,12 @@ CSS = """
 
 
 def latest_verdict(verdicts: pd.DataFrame) -> dict[str, Any] | None:
-    """The verdict of the latest look (the last published of that look), or None."""
+    """The verdict of the latest look (the last published of that look), or None: the rule
+    every reader follows (:func:`analysis.verdict.latest`)."""
     if verdicts is None or verdicts.empty:
         return None
-    if "as_of" in verdicts.columns:
-        # ISO 8601 of any precision: inferred from the first value, a format turns the
-        # others (the worker's whole seconds beside a period end's microseconds) into NaT
-        at = pd.to_datetime(verdicts["as_of"], utc=True, errors="coerce", format="ISO8601")
-        verdicts = verdicts[at == at.max()] if at.notna().any() else verdicts
-    row = verdicts.iloc[-1]
-    return {k: v for k, v in row.items() if not _missing(v)}
+    row = latest(verdicts.to_dict("records"))
+    return None if row is None else {k: v for k, v in row.items() if not _missing(v)}
 
 
 def _missing(v: object) -> bool:
@@ -66,10 +64,26 @@ def _rel(point: object, lo: object, hi: object) -> str:
 
 def _more_days(v: Mapping[str, Any]) -> str:
     days = _num(v.get("more_days"))
-    if days is not None:
-        return f"Inconclusive: about {math.ceil(days)} more days needed (80% power at the MDE)."
     note = v.get("more_days_note")
-    return f"Inconclusive: {note}" if note else "Inconclusive: the days still needed are unknown."
+    if days is not None and days > 0:
+        return f"Inconclusive: about {math.ceil(days)} more days needed (80% power at the MDE)."
+    if note:  # also when 80% power is already reached (more_days 0): the note says so
+        return f"Inconclusive: {note}"
+    return "Inconclusive: the days still needed are unknown."
+
+
+def _figures(v: Mapping[str, Any]) -> str:
+    """The figures the verdict rests on: the relative effect with its anytime-valid set, or
+    (an estimate without a relative form, e.g. a difference in differences) the absolute
+    effect and its sequence."""
+    if _num(v.get("relative_effect")) is not None:
+        rel = _rel(v.get("relative_effect"), v.get("relative_cs_low"), v.get("relative_cs_high"))
+        return f"relative effect {rel}"
+    effect, lo, hi = _num(v.get("effect")), _num(v.get("cs_low")), _num(v.get("cs_high"))
+    if effect is None:
+        return "effect -"
+    interval = f" [{lo:+.4g}, {hi:+.4g}]" if lo is not None and hi is not None else ""
+    return f"effect {effect:+.4g}{interval}"
 
 
 def _guardrails(rows: object) -> str:
@@ -122,8 +136,8 @@ def verdict_section(verdicts: pd.DataFrame, missing_note: str | None = None) -> 
         f'<section class="verdict {cls}" id="verdict">',
         f'<p class="word">{html.escape(word)}</p>',
         f"<p>Decision metric <b>{html.escape(metric)}</b> (estimator {html.escape(estimator)}): "
-        f"relative effect {html.escape(_rel(v.get('relative_effect'), v.get('relative_cs_low'), v.get('relative_cs_high')))}"
-        " (95% anytime-valid confidence sequence).</p>",
+        f"{html.escape(_figures(v))} ({1 - (_num(v.get('alpha')) or 0.05):.0%} anytime-valid "
+        "confidence sequence).</p>",
     ]
     if v.get("reason"):
         parts.append(f'<p class="reason">{html.escape(str(v["reason"]))}</p>')

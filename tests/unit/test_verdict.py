@@ -13,6 +13,7 @@ from scipy import stats
 from analysis.verdict import (
     GuardrailReading,
     decide,
+    latest,
     decision_metric,
     decode_decision,
     encode_decision,
@@ -22,7 +23,8 @@ from analysis.verdict import (
 )
 from analysis.worker import AnalysisWorker, ExperimentInfo, InMemorySequenceTuning
 from controller.clock import ManualClock
-from streams.schemas import VerdictMessage
+from core.ports import EstimatorPlan
+from streams.worker.schemas import VerdictMessage
 
 
 def _g(lo: float | None, hi: float | None, drop: float = 2.0) -> GuardrailReading:
@@ -247,7 +249,7 @@ async def test_the_worker_publishes_one_verdict_per_look_on_profit_from_its_prim
 
 
 async def test_no_effect_keeps_running_with_the_days_to_power_and_a_harm_is_do_not_ship():
-    sink = await _look(_cells(0.0, t=6, seed=3), _params(mde_pct=2.0))
+    sink = await _look(_cells(0.0, t=6, seed=3), _params(mde_pct=5.0))
     (v,) = sink.verdicts
     assert v["verdict"] == "keep_running"
     assert v["more_days"] is not None and v["more_days"] > 0
@@ -255,21 +257,98 @@ async def test_no_effect_keeps_running_with_the_days_to_power_and_a_harm_is_do_n
     assert sink.verdicts[0]["verdict"] == "do_not_ship"
 
 
-async def test_a_units_guardrail_holds_back_a_profit_ship_until_it_is_shown():
-    """A price rise: profit up, units down 3%; with units not allowed below -2% the verdict
-    is do not ship once the units' set lies below -2%, never ship."""
-    df = _cells(-3.0, t=20, n=200, seed=5)
+def _rise(units_pct: float, n: int, seed: int) -> pd.DataFrame:
+    """A price rise from 10 to 13 (unit cost 4): profit per unit 6 -> 9, units down
+    ``units_pct`` percent."""
+    df = _cells(units_pct, t=20, n=n, seed=seed)
     treated = df["treated"] == 1
     df.loc[treated, "revenue"] = 13.0 * df.loc[treated, "units"]
     df.loc[treated, "profit"] = 9.0 * df.loc[treated, "units"]
+    return df
+
+
+async def test_a_units_guardrail_decides_against_a_profit_ship_when_it_is_breached():
+    """Profit up 38%, units down 10%: with units not allowed below -2% the units' set lies
+    wholly below -2% (breached): do not ship; allowed down to -20%, it is shown to hold: ship."""
+    df = _rise(-10.0, n=200, seed=5)
     sink = await _look(df, _params(guardrails=[{"metric": "units", "max_drop_pct": 2.0}]))
     (v,) = sink.verdicts
-    assert v["guardrails"][0]["metric"] == "units"
-    assert v["verdict"] != "ship"
-    assert v["guardrails"][0]["status"] in ("open", "breached")
-    loose = await _look(df, _params(guardrails=[{"metric": "units", "max_drop_pct": 10.0}]))
+    assert v["verdict"] == "do_not_ship" and v["guardrails"][0]["status"] == "breached"
+    assert v["reason"].startswith("guardrail units breached")
+    assert v["relative_cs_low"] > 0  # profit alone would have shipped
+    loose = await _look(df, _params(guardrails=[{"metric": "units", "max_drop_pct": 20.0}]))
     assert loose.verdicts[0]["verdict"] == "ship"
     assert loose.verdicts[0]["guardrails"][0]["status"] == "ok"
+
+
+async def test_an_open_guardrail_holds_back_a_ship_and_says_so():
+    """Units down 2% on 60 products: the units' set straddles -2% (open); profit is up, but
+    the verdict keeps running and says what it waits for."""
+    df = _rise(-2.0, n=60, seed=6)
+    sink = await _look(df, _params(guardrails=[{"metric": "units", "max_drop_pct": 2.0}]))
+    (v,) = sink.verdicts
+    g = v["guardrails"][0]
+    assert g["relative_cs_low"] < -0.02 < g["relative_cs_high"] and g["status"] == "open"
+    assert v["relative_cs_low"] > 0 and v["verdict"] == "keep_running"
+    assert "not yet shown: units" in v["reason"]
+    assert v["more_days"] is None and "guardrails" in v["more_days_note"]
+
+
+def test_a_guardrail_breached_after_ship_overrules_it():
+    breach = GuardrailReading("units", 2.0, -0.06, -0.09, -0.03)
+    v = decide(
+        metric="profit",
+        fields=_fields(5.0, 1.0, n_periods=12),
+        guardrails=[breach],
+        decided="ship",
+        decided_at=8,
+        radius=lambda se: 2.5 * se,
+    )
+    assert v.verdict == "do_not_ship" and v.decided_at == 12
+    assert v.reason.startswith("guardrail units breached after ship was decided (8 periods)")
+
+
+async def test_more_days_uses_the_sequence_at_the_estimates_own_t_reference():
+    """A design clustered on 5 classes: the estimate's df is 4, and its published sequence is
+    the t(4) one. ``more_days`` must plan with that sequence: at least
+    n0 ((q + z_0.8) se / delta)^2 periods in all, with q the t(4) quantile of the normal
+    mixture's narrowest tail (3.035 on the normal): the plain normal multiplier would need
+    far fewer."""
+    df = _cells(0.0, t=6, n=60, seed=3)
+    df["class"] = df["product"].map(lambda p: f"c{int(p[1:]) % 5}")
+    params = _params(mde_pct=20.0)
+    source = _Source(df, params)
+    source.info = ExperimentInfo(
+        "e1",
+        "cluster",
+        "running",
+        params,
+        estimators=(EstimatorPlan("dm", {"cluster": "class"}),),
+        planned_periods=20,
+    )
+    sink = _Sink()
+    worker = AnalysisWorker(
+        source, sink, ManualClock(datetime(2026, 1, 1, tzinfo=UTC)), verdicts=sink
+    )
+    await worker.run_once()
+    (v,) = sink.verdicts
+    primary = next(r for r, _ in sink.estimates if r.metric == "profit")
+    assert primary.df == pytest.approx(4.0, abs=0.01)
+    delta = 0.20 * df.loc[df["treated"] == 0, "profit"].mean()
+    q_t = stats.t.isf(stats.norm.sf(3.035122), primary.df)  # about 7.1
+    at_least = 5 * ((q_t + stats.norm.ppf(0.8)) * primary.se / delta) ** 2 - 5
+    plain = 5 * ((3.035122 + stats.norm.ppf(0.8)) * primary.se / delta) ** 2 - 5
+    assert plain < 0.5 * at_least
+    assert v["more_days"] is not None and v["more_days"] >= at_least - 1
+
+
+def test_the_latest_verdict_is_the_latest_look_whatever_the_order_read():
+    a = {"as_of": "2026-03-02T00:00:00+00:00", "verdict": "keep_running"}
+    b = {"as_of": "2026-03-03T00:00:00Z", "verdict": "ship"}
+    c = {"as_of": "2026-03-01T00:00:00.500000+00:00", "verdict": "keep_running"}
+    assert latest([a, b, c]) == b and latest([b, a]) == b and latest([]) is None
+    # two messages of one look: the last given
+    assert latest([b, b | {"verdict": "do_not_ship"}])["verdict"] == "do_not_ship"
 
 
 async def test_the_first_decisive_verdict_is_kept_by_a_second_worker_sharing_the_store():

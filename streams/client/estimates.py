@@ -1,0 +1,291 @@
+"""``pricelab estimates EXPERIMENT [--follow]``: the latest verdict and estimates, read from the
+topic (a verdict is a message of its own there: ``kind: verdict``).
+
+The estimates topic is read from the beginning until every partition has caught up: it has
+delivered a message stamped at or after the moment reading began, or the broker has answered
+its fetches for ``idle`` seconds without delivering anything new (timed on the broker's
+answers, so a broker slow to answer delays the reader rather than cutting it short). It does
+not stop at the partitions' end offsets, because the embedded broker (Tansu) reports a high
+watermark that lags the data after batched writes (docs/broker.md): a reader that stops there
+misses the last messages. And it does not wait for the whole topic to fall quiet, because a
+running analysis worker publishes every cycle: a reader that waits for silence never returns
+while the experiment runs. (The stamps are the producers' clocks: a producer whose clock runs
+behind the reader's makes its partitions stop on the idle rule instead, and one whose clock
+runs ahead may end a partition a little early.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from analysis.verdict import latest
+from controller.clock import Clock, WallClock
+from controller.settings import Settings
+from core.ports import metric_name
+from streams.errors import ServiceUnavailable, services_answer
+
+#: what ``pricelab estimates`` opens on Kafka (``TopicSettings`` fields; no consumer group):
+#: streams/cli/kafka_acl.py
+KAFKA_READS = ("estimates",)
+KAFKA_WRITES: tuple[str, ...] = ()
+
+COLUMNS = (
+    ("metric", "{}"),
+    ("estimator", "{}"),
+    ("as_of", "{}"),
+    ("n_periods", "{}"),
+    ("effect", "{:+.4g}"),
+    ("se", "{:.4g}"),
+    ("df", "{:.4g}"),
+    ("ci_low", "{:+.4g}"),
+    ("ci_high", "{:+.4g}"),
+    ("cs_low", "{:+.4g}"),
+    ("cs_high", "{:+.4g}"),
+    ("pvalue", "{:.3g}"),
+    ("control_mean", "{:.4g}"),
+    ("relative_effect", "{:+.2%}"),
+    ("relative_ci_low", "{:+.2%}"),
+    ("relative_ci_high", "{:+.2%}"),
+)
+
+
+async def _consumer(settings: Settings) -> AIOKafkaConsumer:
+    consumer = AIOKafkaConsumer(**settings.kafka.client_kwargs(), enable_auto_commit=False)  # type: ignore[arg-type]
+    try:
+        await consumer.start()
+        topic = settings.topics.estimates
+        await consumer._client.force_metadata_update()  # noqa: SLF001 - an unsubscribed topic
+        parts = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or {0})]
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+    except BaseException:
+        await consumer.stop()
+        raise
+    return consumer
+
+
+def _mine(record: Any, experiment: str) -> dict[str, Any] | None:
+    try:
+        doc = json.loads(record.value)
+    except ValueError:
+        return None
+    if isinstance(doc, dict) and doc.get("experiment") == experiment and "estimator" in doc:
+        return doc
+    return None
+
+
+async def all_estimates(
+    settings: Settings,
+    experiment: str,
+    idle: float = 2.0,
+    then: Callable[[list[dict[str, Any]]], Callable[[dict[str, Any]], None] | None] | None = None,
+    stop: asyncio.Event | None = None,
+) -> list[dict[str, Any]]:
+    """Every estimate message of ``experiment`` so far: read until each partition has caught
+    up with the moment reading began, or the broker has answered its fetches for ``idle``
+    seconds without a new message (see the module docstring for why neither the end offsets nor silence of the whole topic will do).
+
+    With ``then``: it gets what was read and may return an ``emit`` callback; the same
+    consumer then goes on from where it stopped and hands every new estimate to ``emit``
+    until ``stop`` is set (``--follow``; checked at least once a second). Going on from the
+    last message read, rather than seeking to the end offsets, means no estimate is shown
+    twice or skipped.
+    """
+    async with services_answer(
+        bootstrap_servers=settings.kafka.bootstrap_servers, settings=settings
+    ):
+        consumer = await _consumer(settings)
+        out: list[dict[str, Any]] = []
+        try:
+            if consumer.partitions_for_topic(settings.topics.estimates):
+                await _read_until_caught_up(
+                    consumer, experiment, idle, out, broker=str(settings.kafka.bootstrap_servers)
+                )  # else no such topic yet: nothing published, and no leader would answer
+            emit = then(out) if then is not None else None
+            while emit is not None and not (stop is not None and stop.is_set()):
+                for doc in _docs(await consumer.getmany(timeout_ms=500), experiment):
+                    emit(doc)
+            return out
+        finally:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(consumer.stop(), 10)
+
+
+async def _read_until_caught_up(
+    consumer: AIOKafkaConsumer,
+    experiment: str,
+    idle: float,
+    out: list[dict[str, Any]],
+    clock: Clock | None = None,
+    stall: float | None = None,
+    broker: str = "",
+) -> None:
+    """Read into ``out`` until every assigned partition has caught up (module docstring).
+
+    "Quiet" is measured on the broker's answers, not on the reader's waits: a partition ends
+    on the idle rule when the broker has answered its fetches for ``idle`` seconds after the
+    last message it delivered. aiokafka marks each partition's fetch answers
+    (``last_poll_timestamp``, the client's clock when one arrived); the mark is read *before*
+    each ``getmany``, which hands over every record that answer brought, so a partition never
+    ends on an answer whose records are still in the client's buffer; the seconds are timed on
+    the monotonic clock when a new mark is seen. A broker too busy to answer therefore delays
+    the reader instead of cutting it short; one that answers no fetch of a pending partition
+    for ``stall`` seconds (default: ten times ``idle``, at least 30 s) is a service that does
+    not answer.
+    """
+    began_ms = (clock or WallClock()).now().timestamp() * 1000.0
+    stall_s = max(30.0, 10.0 * idle) if stall is None else stall
+    pending = set(consumer.assignment())
+    mark: dict[Any, int] = {}  # the last answer mark seen per partition
+    quiet_since: dict[Any, float] = {}  # monotonic: the last records, or the first answer
+    progress = time.monotonic()
+    while pending:
+        answered = set()
+        seen_at = time.monotonic()
+        for tp in pending:
+            m = consumer.last_poll_timestamp(tp)
+            if m is not None and m != mark.get(tp):
+                mark[tp] = m
+                answered.add(tp)
+        if answered:
+            progress = seen_at
+        batch = await consumer.getmany(timeout_ms=int(min(idle, 0.5) * 1000))
+        out.extend(_docs(batch, experiment))
+        now = time.monotonic()
+        for tp in list(pending):
+            records = batch.get(tp)
+            if records:
+                quiet_since[tp] = now
+                if max(r.timestamp for r in records) >= began_ms:
+                    pending.discard(tp)
+            elif tp in answered:  # a new answer, seen before this getmany: nothing more
+                quiet_since.setdefault(tp, seen_at)
+                if seen_at - quiet_since[tp] >= idle:
+                    pending.discard(tp)
+        if pending and time.monotonic() - progress > stall_s:
+            raise ServiceUnavailable(
+                f"the Kafka broker{' at ' + broker if broker else ''} answered no fetch of the "
+                f"estimates topic for {stall_s:.0f} s"
+            )
+
+
+def _docs(batch: dict[Any, list[Any]], experiment: str) -> list[dict[str, Any]]:
+    return [
+        doc
+        for records in batch.values()
+        for r in records
+        if (doc := _mine(r, experiment)) is not None
+    ]
+
+
+#: the order metrics are shown in (a v1 message, before metrics, measured units)
+_METRIC_ORDER = {m: i for i, m in enumerate(("units", "revenue", "profit", "price", "elasticity"))}
+
+
+def is_verdict(doc: dict[str, Any]) -> bool:
+    """Whether a message of the estimates topic is a verdict (``kind: verdict``) rather
+    than an estimate."""
+    return doc.get("kind") == "verdict"
+
+
+def latest_verdict(docs: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The verdict of the latest look among ``docs`` (None: none published yet): the one
+    rule every reader follows (:func:`analysis.verdict.latest`)."""
+    return latest([d for d in docs if is_verdict(d)])
+
+
+_WORDS = {"ship": "SHIP", "do_not_ship": "DO NOT SHIP", "keep_running": "KEEP RUNNING"}
+
+
+def _pct(x: Any) -> str:
+    return "-" if x is None else f"{100.0 * x:+.1f}%"
+
+
+def render_verdict(doc: dict[str, Any]) -> str:
+    """A verdict message as the lines an operator reads first: the word and its reason, the
+    decision metric's anytime-valid figures, each guardrail, and the rule."""
+    word = _WORDS.get(str(doc.get("verdict")), str(doc.get("verdict")))
+    head = f"VERDICT after {doc.get('n_periods')} periods (as of {doc.get('as_of')}): {word}"
+    if doc.get("verdict") == "keep_running":
+        if doc.get("more_days") is not None:
+            days = float(doc["more_days"])
+            head += (
+                f" - inconclusive: about {math.ceil(days)} more days needed for 80% power at "
+                f"the MDE of {doc.get('mde_pct'):g}%"
+                if days > 0
+                else " - inconclusive"
+            )
+        else:
+            head += " - inconclusive"
+    lines = [head, f"  {doc.get('reason')}"]
+    if doc.get("more_days_note"):
+        lines.append(f"  {doc['more_days_note']}")
+    rel = doc.get("relative_effect")
+    figures = (
+        f"{_pct(rel)} [{_pct(doc.get('relative_cs_low'))}, {_pct(doc.get('relative_cs_high'))}]"
+        if rel is not None
+        else f"{doc.get('effect'):+.4g} [{_cell(doc.get('cs_low'), '{:+.4g}')}, "
+        f"{_cell(doc.get('cs_high'), '{:+.4g}')}]"
+    )
+    lines.append(
+        f"  decision metric {doc.get('metric')} ({doc.get('estimator')}): {figures}, "
+        f"{1 - float(doc.get('alpha') or 0.05):.0%} anytime-valid"
+    )
+    for g in doc.get("guardrails") or ():
+        lines.append(
+            f"  guardrail {g['metric']} not below -{g['max_drop_pct']:g}%: "
+            f"{_pct(g.get('relative_effect'))} [{_pct(g.get('relative_cs_low'))}, "
+            f"{_pct(g.get('relative_cs_high'))}] {g.get('status')}"
+        )
+    lines.append(f"  rule: {doc.get('rule')}")
+    return "\n".join(lines)
+
+
+def latest_of(docs: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """(metric, estimator, segment) -> its latest estimate message (segment "" for the whole
+    experiment): the overall estimates first, then each segment's; within them by metric.
+    Verdicts are not estimates (:func:`latest_verdict`)."""
+    latest = {
+        (metric_name(doc.get("metric")), doc["estimator"], doc.get("segment") or ""): doc
+        for doc in docs
+        if not is_verdict(doc)
+    }
+    return dict(
+        sorted(
+            latest.items(),
+            key=lambda kv: (kv[0][2] != "", kv[0][2], _METRIC_ORDER.get(kv[0][0], 9)),
+        )
+    )
+
+
+def _cell(value: Any, fmt: str) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    if fmt != "{}" and isinstance(value, int | float):
+        return fmt.format(value)
+    return str(value)
+
+
+def render(rows: list[dict[str, Any]], as_json: bool = False) -> str:
+    """A table of estimates (or JSON lines); with segment columns when any row has one."""
+    if as_json:
+        return "\n".join(json.dumps(r) for r in rows)
+    columns: tuple[tuple[str, str], ...] = COLUMNS
+    if any(r.get("segment") for r in rows):
+        columns = (("segment", "{}"), *COLUMNS, ("pvalue_bh", "{:.3g}"))
+    if any(r.get("identified") is False for r in rows):
+        columns = (*columns, ("note", "{}"))
+    table = [[name for name, _ in columns]]
+    table += [[_cell(r.get(name), fmt) for name, fmt in columns] for r in rows]
+    width = [max(len(row[i]) for row in table) for i in range(len(columns))]
+    return "\n".join(
+        "  ".join(c.rjust(w) for c, w in zip(row, width, strict=True)) for row in table
+    )
