@@ -247,10 +247,6 @@ def _row_of(res: EstimateResult) -> dict[str, Any]:
     }
 
 
-#: the private name the unported docs/studies scripts still import (lab.seeds.run_seed)
-_run_seed = run_seed
-
-
 def simulate_run(
     cfg: CompareConfig, run: int, classes: Mapping[str, tuple[str, ...]] | None = None
 ) -> list[dict[str, Any]]:

@@ -12,13 +12,9 @@ interval (Student t with the bootstrap's Welch-Satterthwaite df) and of a normal
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from analysis.estimators.registry import make  # noqa: E402
 from analysis.pricing_dgp import factor_panel  # noqa: E402

@@ -4,8 +4,8 @@
     .venv/bin/python docs/studies/difp_aa_study.py --runs 30   # quicker, noisier
 
 Rebuilds the A/A time-bound panels of docs/studies/validation_study.py exactly (default market
-with AA_OVERRIDES, products seed 0; run r: demand seed ``_run_seed(0, r)``, design seed
-``_run_seed(1, r)``; 28 days, treated from day 14; the estimates of runs 0-99 equal the study's),
+with AA_OVERRIDES, products seed 0; run r: demand seed ``run_seed(0, r)``, design seed
+``run_seed(1, r)``; 28 days, treated from day 14; the estimates of runs 0-99 equal the study's),
 then tests one hypothesis at a time:
 
 1. reproduction: difp, sc, sdid, did on those panels;
@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -36,7 +35,6 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
 
 from scipy.optimize import minimize  # noqa: E402
 
@@ -50,9 +48,10 @@ from analysis.estimators.synth import (  # noqa: E402
 )
 from controller.designs import design_matrices  # noqa: E402
 from controller.spec import TimeBoundSettings  # noqa: E402
-from lab.compare import AA_OVERRIDES, _run_seed, make_spec  # noqa: E402
+from lab.compare import AA_OVERRIDES, make_spec  # noqa: E402
 from lab.config import MarketConfig  # noqa: E402
 from lab.market import Market  # noqa: E402
+from lab.seeds import run_seed  # noqa: E402
 
 DIFP = SyntheticControlIntercept.spec
 POST = 14
@@ -70,8 +69,8 @@ def panels(runs: int, pre: int, overrides: dict[str, Any] | None = None) -> dict
     Ys, Ws, Es = [], [], []
     m = Market(cfg, seed=0)
     for run in range(runs):
-        m = Market(cfg, seed=0, demand_seed=_run_seed(0, run))
-        spec = make_spec("time-bound", m, days=pre + POST, seed=_run_seed(1, run))
+        m = Market(cfg, seed=0, demand_seed=run_seed(0, run))
+        spec = make_spec("time-bound", m, days=pre + POST, seed=run_seed(1, run))
         spec = spec.model_copy(update={"time_bound": TimeBoundSettings(start_period=pre)})
         W = design_matrices(spec, list(m.product_ids)).treated
         df = m.simulate_panel(W)

@@ -40,14 +40,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 from scipy import stats
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from analysis import inference  # noqa: E402
 from analysis.estimators.synth import (  # noqa: E402

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 import time
 from datetime import datetime, timedelta
 from datetime import time as dtime
@@ -37,7 +36,6 @@ import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
 
 from controller.spec import ExperimentSpec  # noqa: E402
 from lab.compare import CompareConfig, make_spec, market_classes, run_comparison  # noqa: E402

@@ -50,7 +50,6 @@ import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
 
 from analysis import spillover  # noqa: E402
 from analysis.clustering import cluster_graph  # noqa: E402

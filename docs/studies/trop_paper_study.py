@@ -52,7 +52,6 @@ import functools
 import json
 import math
 import re
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -62,7 +61,6 @@ import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
 
 from analysis.estimators.registry import make  # noqa: E402
 from analysis.estimators.trop import TROPEstimator, reference_scales  # noqa: E402

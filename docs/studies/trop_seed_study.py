@@ -19,15 +19,12 @@ point of the grid, to see how far apart the points the tuning chooses between ar
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from analysis.estimators.trop import TROPEstimator  # noqa: E402
 from analysis.panel import Panel  # noqa: E402

@@ -27,7 +27,6 @@ import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
 
 from analysis.clustering import cluster_graph  # noqa: E402
 from lab.compare import (  # noqa: E402
