@@ -43,6 +43,7 @@ from lab.hashseed import pin_hash_seed  # noqa: E402
 from lab.market import Market  # noqa: E402
 from lab.studies import dm_timebound, ht_random_days  # noqa: E402
 from lab.studies.harness import fragment  # noqa: E402
+from lab.studies.render import render_text  # noqa: E402
 
 SEED = 0
 DAYS = 28
@@ -1404,67 +1405,44 @@ def _conservative_se_cause(k: dict[str, object], figdir: Path) -> str:
         )
         if c is not None
     ]
-    reproduced = (
-        "its defaults arm reproduces the tables' runs exactly"
-        if checks and all(checks)
-        else "its defaults arm does not reproduce the tables' rows: rerun it"
-    )
     xo_arms = tab[(tab["case"] == xo) & (tab["estimator"] == "crossover")].set_index("arm")
     excess = float(xo_def["se_ratio"]) - 1.0
-    best_arm = str(xo_arms["se_ratio"].idxmin())
-    removed = (excess - (float(xo_arms["se_ratio"].min()) - 1.0)) / excess if excess > 0 else 0.0
-    eq_ratio = float(cl_eq["se_ratio"])
-    measured = (
-        f"On the cluster design at PT4H, with every product's lift equal, `fe`'s class-clustered "
-        f"SE / SD is "
-        f"{eq_ratio:.2f} (defaults {float(cl_def['se_ratio']):.2f}) and its coverage "
-        f"{float(cl_eq['coverage']):.3f} (defaults {float(cl_def['coverage']):.3f})"
-    )
-    cluster_verdict = measured + (
-        ": the spread of the lifts is the excess there."
-        if abs(eq_ratio - 1.0) <= 0.03
-        else ", so the spread of the lifts is not all of the excess there."
-    )
-    width = ""
+    dm_width = None
     if isinstance(sub, pd.DataFrame) and not sub.empty:
         se = sub[sub["design"] == cl].set_index("estimator")
         if {"fe", "dm"} <= set(se.index):
-            dm_cov = float(se.loc["dm", "coverage"])
-            width = (
-                f" (coverage {dm_cov:.3f} at PT4H; its intervals are "
-                f"{float(se.loc['dm', 'mean_se'] / se.loc['fe', 'mean_se']):.1f} times as wide "
-                f"as `fe`'s)"
-            )
-    cols = [
-        ("case", "design", "s"),
-        ("arm", "market", "s"),
-        ("estimator", "estimator", "s"),
-        ("runs", "runs", "d"),
-        ("mean_se", "mean SE", ".3f"),
-        ("emp_sd", "empirical SD", ".3f"),
-        ("se_ratio", "SE / SD", ".2f"),
-        ("coverage", "coverage", ".3f"),
-    ]
-    return f"""
-**Why the crossover's and the cluster design's clustered SEs ran large**
-(`python -m lab.studies conservative-se`: the same runs with one part of the market switched off
-at a time, the daily crossover and the cluster design at PT4H, whose estimators it clusters by
-class as the worker published them before; `docs/figures/{CONSERVATIVE_SE}`; {reproduced}). In both designs every product (crossover) or class (the cluster switchback)
-is in both arms, so with about half its periods treated its contribution to the estimate is
-about its own effect, whichever periods are treated: the design holds the units, and so the
-spread of their own effects, fixed. A product- or class-clustered SE treats each unit's
-contribution as one random draw and counts that spread (elasticities and their modifiers, and
-the levels, since the effect on units is level x lift) as sampling noise. {cluster_verdict}
-On the crossover this is a hypothesis that the arms support only in part: `crossover`'s SE /
-SD is {float(xo_def["se_ratio"]):.2f} at the defaults; the arm that lowers it most
-({best_arm}) removes {removed:.0%} of the excess over 1, and the rest has no established
-cause.
+            dm_width = {
+                "coverage": float(se.loc["dm", "coverage"]),
+                "ratio": float(se.loc["dm", "mean_se"] / se.loc["fe", "mean_se"]),
+            }
+    context = {
+        "reproduced": bool(checks) and all(checks),
+        "cl_def": cl_def.to_dict(),
+        "cl_eq": cl_eq.to_dict(),
+        "xo_def": xo_def.to_dict(),
+        "lifts_explain": abs(float(cl_eq["se_ratio"]) - 1.0) <= 0.03,
+        "best_arm": str(xo_arms["se_ratio"].idxmin()),
+        "removed": (excess - (float(xo_arms["se_ratio"].min()) - 1.0)) / excess
+        if excess > 0
+        else 0.0,
+        "rows": tab.to_dict("records"),
+        "cols": [
+            ("case", "design", "s"),
+            ("arm", "market", "s"),
+            ("estimator", "estimator", "s"),
+            ("runs", "runs", "d"),
+            ("mean_se", "mean SE", ".3f"),
+            ("emp_sd", "empirical SD", ".3f"),
+            ("se_ratio", "SE / SD", ".2f"),
+            ("coverage", "coverage", ".3f"),
+        ],
+        "dm_width": dm_width,
+        "cluster_fe": _cluster_fe_published(figdir, k),
+    }
+    return render_text("validation/conservative_se.md.j2", context)
 
-{_md_table(tab, cols)}
 
-The crossover's estimators stay published: their intervals err on the safe side. The cluster
-design's `dm` stays clustered by class{width}.{_cluster_fe_published(figdir, k)}
-"""
+CLUSTER_FE = "validation/cluster_fe_published.md.j2"
 
 
 def _cluster_fe_published(figdir: Path, k: dict[str, object]) -> str:
@@ -1481,16 +1459,7 @@ def _cluster_fe_published(figdir: Path, k: dict[str, object]) -> str:
             p: (t.loc[(p, before)], t.loc[(p, pub)], t.loc[(p, third)]) for p in ("P1D", "PT4H")
         }
     except KeyError:
-        return (
-            "\n\nThe cluster design's `fe` is clustered by class x period; its study's saved rows "
-            "(`docs/figures/cluster-fe-variance.csv`) are from an older "
-            "`python -m lab.studies cluster-fe-variance`: rerun it."
-        )
-    figs = "; ".join(
-        f"{p}: SE / SD {float(c['se_ratio']):.2f}, coverage {float(c['coverage']):.3f} "
-        f"(class clusters {float(a['se_ratio']):.2f}, {float(a['coverage']):.3f})"
-        for p, (a, c, _) in rows.items()
-    )
+        return "\n\n" + render_text(CLUSTER_FE, {"stale": True}).rstrip("\n")
     change = max(abs(float(e["mean_se"]) / float(c["mean_se"]) - 1.0) for _, c, e in rows.values())
     n = int(rows["PT4H"][1]["runs"])
 
@@ -1510,30 +1479,17 @@ def _cluster_fe_published(figdir: Path, k: dict[str, object]) -> str:
         ]
         return bool(checks) and all(checks)
 
-    runs_are = (
-        f"the tables' first {n} runs: its published rows equal theirs"
-        if tables_are(1)
-        else f"{n} runs; the tables' cluster `fe` rows above are its class-clustered rows, "
-        "measured before this change: rerun `docs/studies/validation_study.py`"
-        if tables_are(0)
-        else f"{n} runs, not checked against the tables'"
-    )
-    return f"""
-
-**The cluster design's `fe`: class x period clusters** (`python -m lab.studies cluster-fe-variance`,
-{runs_are}; `docs/figures/cluster-fe-variance.csv`). The design draws the classes' arms afresh
-every period, independently of the other periods, so the worker clusters `fe`'s SE by class x
-period (CR1 with the regression's finite-sample factor; t on the class-periods' df less one
-per class, which the product effects take): each
-class's own effect counts once per class-period, where it is small next to the noise, instead of
-once per class. {figs}. Removing each class's own effect from the residuals first would change
-the mean SE by {change:.1%}. What it assumes: the interval is for the effect over the
-experiment's own cells, with the classes' arms drawn independently each period (the design's
-randomisation, whatever the outcomes' serial correlation: tests/unit/test_within_product.py)
-and nothing carried over past the washout (an effect that outlasts it ties a class's periods
-together again, and class clusters are the safe choice);
-where the classes' own effects spread as widely as the noise it is conservative too (Neyman's
-term). The price paid within products keeps class clusters (its influences are per product)."""
+    context = {
+        "stale": False,
+        "n": n,
+        "runs_are": "published" if tables_are(1) else "before" if tables_are(0) else "unchecked",
+        "periods": [
+            {"period": p, "before": a.to_dict(), "published": c.to_dict()}
+            for p, (a, c, _) in rows.items()
+        ],
+        "change": change,
+    }
+    return "\n\n" + render_text(CLUSTER_FE, context).rstrip("\n")
 
 
 #: lab/studies/sdid_subdaily.py's saved runs, one file per period

@@ -1,14 +1,16 @@
 """Pages from templates: a study's prose is a Jinja2 template under
 ``lab/studies/templates/`` filled from its saved results, never an f-string in Python.
 
-Filters for figures: ``pct`` (0.953 -> ``95.3%``), ``num`` (a format spec: ``x | num('+.2f')``)
-and ``thousands`` (19447 -> ``19,447``). ``render_text(..., trace=[])`` records every value the
+Filters for figures: ``pct`` (0.953 -> ``95.3%``), ``num`` (a format spec: ``x | num('+.2f')``),
+``thousands`` (19447 -> ``19,447``) and ``cell`` (a table cell, ``-`` when missing); the macro
+``table(rows, cols)`` of ``macros.md.j2`` lays out a Markdown table. ``render_text(..., trace=[])`` records every value the
 template printed, so a test can tell that each number on a page is either the template's own
 text or a value from the saved results.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,16 @@ def pct(x: float, digits: int = 1) -> str:
 def num(x: float, spec: str = ".2f") -> str:
     """``x`` in a format spec: ``num(0.0328, '+.2f')`` is ``+0.03``."""
     return format(x, spec)
+
+
+def cell(x: Any, spec: str = ".3f") -> str:
+    """A table cell: text as it is (``spec`` "s"), a count ("d"), a number in ``spec``, and
+    ``-`` for a missing or infinite number."""
+    if spec == "s":
+        return str(x)
+    if not (isinstance(x, float | int) and math.isfinite(x)):
+        return "-"
+    return format(int(x), "d") if spec == "d" else format(x, spec)
 
 
 def thousands(x: float) -> str:
@@ -51,7 +63,7 @@ def environment(trace: list[str] | None = None) -> Environment:
         autoescape=False,  # Markdown, not HTML
         finalize=finalize,
     )
-    env.filters.update(pct=pct, num=num, thousands=thousands)
+    env.filters.update(pct=pct, num=num, thousands=thousands, cell=cell)
     return env
 
 

@@ -82,3 +82,34 @@ def test_validation_md_shows_the_ported_studies_sections() -> None:
         start, end = markers(name)
         assert page.index(start) < page.index(end)
     assert Path(ROOT / "lab" / "studies" / "templates").is_dir()
+
+
+#: validation.md's sections that docs/studies/validation_study.py renders from the ported
+#: studies' saved tables, and the figures their templates' prose states (the SE's excess
+#: "over 1")
+VALIDATION_TEMPLATES = {
+    "validation/conservative_se.md.j2": {"1"},
+    "validation/cluster_fe_published.md.j2": set(),
+}
+
+
+def test_validation_sections_come_from_the_saved_tables(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lab.studies import render
+    from tests.unit._scripts import load_script
+
+    study = load_script(ROOT / "docs" / "studies" / "validation_study.py", "validation_study")
+    printed: dict[str, list[str]] = {}
+
+    def traced(name: str, context: dict[str, object], trace: list[str] | None = None) -> str:
+        return render.render_text(name, context, printed.setdefault(name, []))
+
+    monkeypatch.setattr(study, "render_text", traced)
+    figdir = ROOT / "docs" / "figures"
+    text = study._conservative_se_cause(study.load_results(figdir), figdir)
+    assert text.strip() and text.strip() in (ROOT / "docs" / "validation.md").read_text()
+    assert set(printed) == set(VALIDATION_TEMPLATES)
+    for name, figures in VALIDATION_TEMPLATES.items():
+        assert _template_figures(name) == figures
+    from_results = set().union(*(_numbers(p) for out in printed.values() for p in out))
+    prose = set().union(*VALIDATION_TEMPLATES.values())
+    assert not _numbers(text) - prose - from_results
