@@ -1500,7 +1500,7 @@ def _sdid_subdaily_cause(sub: pd.DataFrame | None = None) -> str:
     """Why sdid under-covers on time-bound PT4H: its default variance (the jackknife, weights
     held fixed) against the bootstrap (weights re-estimated), from the saved study runs."""
     figdir = ROOT / "docs" / "figures"
-    rows = []
+    rows: list[dict[str, Any]] = []
     for period, name in SDID_SUBDAILY.items():
         path = figdir / name
         if not path.exists():
@@ -1519,15 +1519,14 @@ def _sdid_subdaily_cause(sub: pd.DataFrame | None = None) -> str:
         tab = summarise(runs)
         if period == "PT4H":
             study_se = {str(r.estimator): float(r.mean_se) for r in tab.itertuples()}
-        for r in tab.itertuples():
-            if str(r.estimator).startswith(("sdid", "did")):
-                se_sd = float(r.mean_se) / float(r.emp_sd)
-                rows.append(
-                    f"| {period} | `{r.estimator}` | {int(r.runs)} | {float(r.mean_se):.3f} "
-                    f"| {float(r.emp_sd):.3f} | {se_sd:.2f} | {float(r.coverage):.3f} |"
-                )
-    table = "\n".join(rows)
-    table_is = ""
+        rows += [
+            {"period": period, "estimator": str(r.estimator), "runs": int(r.runs),
+             "mean_se": float(r.mean_se), "emp_sd": float(r.emp_sd),
+             "se_sd": float(r.mean_se) / float(r.emp_sd), "coverage": float(r.coverage)}
+            for r in tab.itertuples()
+            if str(r.estimator).startswith(("sdid", "did"))
+        ]  # fmt: skip
+    table_is = None
     if sub is not None and not sub.empty:
         own = sub[(sub["design"] == "time-bound PT4H") & (sub["estimator"] == "sdid")]
         if len(own):
@@ -1537,35 +1536,8 @@ def _sdid_subdaily_cause(sub: pd.DataFrame | None = None) -> str:
                 for m in ("bootstrap", "jackknife")
                 if abs(study_se.get(f"sdid:{m}", -1) - se) < 1e-9
             ]
-            table_is = (
-                f"The sub-daily table's `sdid` row is the {which[0]} (its mean SE is this study's "
-                f"`sdid:{which[0]}` row's on the same runs)."
-                if which
-                else ""
-            )
-    return f"""
-**Why `sdid` under-covered at PT4H, and the fix** (`python -m lab.studies sdid-subdaily-pt4h` and `-p1d`: the
-same runs of the time-bound design, this study's market and seed, with each variance method;
-`docs/figures/sdid-subdaily-*.csv`). With half the products treated, `sdid`'s default
-variance is the jackknife (`analysis.inference.default_block_method`: the placebo needs twice
-as many controls as treated units), and the jackknife holds the unit and time weights at
-their full-sample values (Arkhangelsky et al. 2021, Algorithm 3), so the variability of the
-estimated weights is left out. The bootstrap re-estimates the weights in every replicate
-(Algorithm 2). On the same runs it covers at both periods; the jackknife covers daily and
-falls short at PT4H (42 pre-periods with the intraday profile, against 14 days), where `did`,
-whose jackknife has no weights to hold, covers. That the weights' variability is what the
-jackknife misses is the reading of this contrast; a bootstrap with the weights held fixed
-was not run:
-
-| period | estimator | runs | mean SE | empirical SD | SE / SD | coverage |
-|---|---|---|---|---|---|---|
-{table}
-
-The worker now publishes `sdid` with the bootstrap at periods shorter than a day where its
-default would be the jackknife (`controller.designs.time_bound.sdid_plan`), and keeps the
-jackknife at daily periods, where it was calibrated and costs one weight fit instead of 200.
-{table_is}
-"""
+            table_is = which[0] if which else None
+    return render_text("validation/sdid_subdaily.md.j2", {"rows": rows, "table_is": table_is})
 
 
 def write_markdown(path: Path, **k: object) -> None:

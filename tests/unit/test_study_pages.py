@@ -86,10 +86,12 @@ def test_validation_md_shows_the_ported_studies_sections() -> None:
 
 #: validation.md's sections that docs/studies/validation_study.py renders from the ported
 #: studies' saved tables, and the figures their templates' prose states (the SE's excess
-#: "over 1")
+#: "over 1"; sdid's paper, its algorithms 2 and 3, 42 pre-periods against 14 days, and the
+#: bootstrap's 200 weight fits)
 VALIDATION_TEMPLATES = {
     "validation/conservative_se.md.j2": {"1"},
     "validation/cluster_fe_published.md.j2": set(),
+    "validation/sdid_subdaily.md.j2": {"14", "2", "200", "2021", "3", "42"},
 }
 
 
@@ -105,8 +107,15 @@ def test_validation_sections_come_from_the_saved_tables(monkeypatch: pytest.Monk
 
     monkeypatch.setattr(study, "render_text", traced)
     figdir = ROOT / "docs" / "figures"
-    text = study._conservative_se_cause(study.load_results(figdir), figdir)
-    assert text.strip() and text.strip() in (ROOT / "docs" / "validation.md").read_text()
+    saved = study.load_results(figdir)
+    page = (ROOT / "docs" / "validation.md").read_text()
+    text = ""
+    for section in (
+        study._conservative_se_cause(saved, figdir),
+        study._sdid_subdaily_cause(saved["sub_tab"]),
+    ):
+        assert section.strip() and section.strip() in page
+        text += section
     assert set(printed) == set(VALIDATION_TEMPLATES)
     for name, figures in VALIDATION_TEMPLATES.items():
         assert _template_figures(name) == figures
