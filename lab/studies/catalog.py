@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from lab.errors import LabError
 from lab.studies import (
+    block_bootstrap,
     cluster_fe_variance,
     conservative_se,
     cs,
@@ -19,6 +20,7 @@ from lab.studies.harness import Study
 STUDIES: dict[str, Study] = {
     s.name: s
     for s in (
+        block_bootstrap.STUDY,
         cluster_fe_variance.STUDY,
         conservative_se.STUDY,
         cs.STUDY,

@@ -28,6 +28,7 @@ TEMPLATE_FIGURES = {
     "dm_timebound.md.j2": {"2"},
     "switchback_carryover.md.j2": {"0.5", "1"},
     "cs.md.j2": {"14", "40"},
+    "block_bootstrap.md.j2": {"3"},  # about 3 treated values; |z| > 3
 }  # fmt: skip
 
 
