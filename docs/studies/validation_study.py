@@ -414,86 +414,17 @@ def _difp_section(figdir: Path) -> str:
     if not path.exists():
         return ""
     d = json.loads(path.read_text())
-    rep, imp, rr = d["reproduction"], d["implementation"], d["rerandomisation"]
-    mech, rem = d["mechanism"], d["remedies"]
-
-    def f(s: dict[str, float], spec: str = "+.3f") -> str:
-        return f"{s['mean']:{spec}} +- {s['mcse']:.3f}"
-
-    level = mech["lvl_tr"]["mean"]
-    return f"""
-### Why `difp` is biased on the time-bound design
-
-Measured by `docs/studies/difp_aa_study.py` ({d["seconds"] / 60:.1f} minutes) on the A/A
-time-bound panels of this section, rebuilt with the same seeds (products seed {SEED}, run r's
-demand and design seeds as above; runs 0-{d["runs"] - 1}, {d["runs"]} runs; 14 pre-period days,
-{d["post_days"]} post-period days, about 100 controls and 100 treated products). Figures are a
-mean over runs +- its Monte-Carlo SE, in units per product-day unless said otherwise. On these
-panels `difp` gives {f(rep["difp"])} (`sc` {f(rep["sc"])}, `sdid` {f(rep["sdid"])}, `did`
-{f(rep["did"])}), the table's numbers run by run.
-
-**Cause.** DIFP's unit weights fit the de-meaned pre-period path of the treated mean with about
-100 control paths of 14 days and a vanishing ridge (1e-6 sigma). Many weight vectors fit it
-exactly (median pre-period fit MSE {imp["fit_mse_over_sigma2_ours_median"]:.0e} sigma^2), so the
-solver decides which controls are used. Frank-Wolfe (as in the R package synthdid, which
-pricelab follows) moves weight towards the controls whose de-meaned pre-period path is most
-variable, and the sparsify step keeps {imp["nonzero_weights_ours"]:.0f} of them on average: the
-weighted SD of their day-to-day changes in the pre-period is {mech["var_pre_w"]["mean"]:.1f},
-against {mech["var_pre_co"]["mean"]:.1f} for all controls.
-On sales counts, a product that is variable in the pre-period is one whose pre-period mean is
-high: count noise is right-skewed (negative-binomial mixing, demand spikes), and its variance
-grows with the product's current demand. The chosen controls therefore sit above their own
-expected demand in the pre-period. Their weighted pre-period count noise is
-{f(mech["noise_pre_w"])}, against {f(mech["noise_pre_tr"])} for the treated mean. In the
-post-period they fall back, so the synthetic control's post-minus-pre change is too low and the
-estimate too high. (Their post-period count noise, {f(mech["noise_post_w"])}, has expectation 0:
-it is drawn independently of the pre-period, so this part is chance in these paths. The
-re-randomisation below, which averages over assignments, puts the bias at
-{f(rr["mean_over_assignments"])}.) This is regression to the mean, caused by choosing controls on pre-period
-noise. It is a property of DIFP on this design (short pre-period, many more controls than
-pre-periods, count outcome); pricelab's implementation is not at fault.
-
-Evidence, one hypothesis at a time:
-
-- **Not the implementation.** These panels have no blackout cells and the block structure (14
-  pre-periods) is read correctly. The same objective solved exactly by an independent QP solver
-  (SLSQP, dense weights: {imp["nonzero_weights_exact"]:.0f} nonzero) gives {f(imp["exact_qp"])}.
-  Our Frank-Wolfe without the sparsify step gives {f(imp["no_sparsify"])}. Spreading the weights
-  shrinks the bias but does not remove it; synthdid's solver path (Frank-Wolfe then sparsify,
-  the procedure behind the published Prop 99 DIFP of -11.1) makes it larger.
-- **Not a chance imbalance of the assignments.** Keep the outcomes of runs
-  0-{rr["panels"] - 1} fixed and redraw the stratified assignment (half of each category)
-  {rr["draws"]} times per panel (seed {rr["seed"]}). The mean over assignments is
-  {f(rr["mean_over_assignments"])}, positive in {rr["positive_panels"]} of {rr["panels"]} panels
-  (`did`: {f(rr["did_mean_over_assignments"])}). Swapping the treated and control labels does not
-  flip the sign: tau + tau(labels swapped) averages {f(rr["tau_plus_swapped"])} (positive in
-  {rr["swapped_positive_panels"]} of {rr["panels"]} panels), where `did` gives exactly 0. The
-  estimator is not assignment-unbiased on this panel: whichever group plays the control, its
-  weights go to products that were high in the pre-period.
-- **The selected controls.** Split with difp's own weights, the estimate is
-  {f(mech["tau_noise"])} from count noise (Y - E[Y], the simulator's expected demand E[Y]) and
-  {f(mech["tau_expected"])} from expected demand. The weighted controls are the bigger sellers
-  (level {mech["lvl_w"]["mean"]:.1f} against {level:.1f} for the treated mean). The intercept
-  absorbs the level, but a bigger seller's count noise is larger, so it is more often chosen.
-- **Skew of the noise.** Mirroring the count noise (E[Y] - (Y - E[Y]): same variance, opposite
-  skew) turns the estimate into {f(mech["mirrored"])}. Random signs (symmetric noise) give
-  {f(mech["signflip"])}, and E[Y] alone gives {f(mech["expected_only"])}.
-- **Mean-variance link of counts.** With Poisson counts and no spikes the bias stays
-  ({f(rem["poisson"])}), now mostly through expected demand ({f(rem["poisson_expected"])};
-  count noise {f(rem["poisson_noise"])}). Poisson variance rises with demand, so the products
-  whose AR(1) demand deviation is high during the pre-period are the variable ones, and they are
-  chosen. Their demand then reverts.
-- **It vanishes with more pre-periods or on logs.** With 28 pre-period days, `difp` gives
-  {f(rem["T0=28"])} (`did` {f(rem["T0=28 did"])}); with 56 days, {f(rem["T0=56"])}. On log(1 + Y)
-  it gives {f(mech["log1p"], "+.4f")} log points ({mech["log1p"]["mean"]:+.1%}), against
-  {rep["difp"]["mean"] / level:+.1%} of the mean product level for the estimate on units. With SDID's ridge on the unit weights it gives {f(rem["ridge of sdid"])},
-  and with a ridge of 0.1 sigma {f(rem["ridge 0.1 sigma"])}.
-
-**What to use instead.** For the time-bound design with two weeks of pre-period, use the
-design's own estimators: `sdid` ({f(rep["sdid"])} here; its default variance is the jackknife on
-a half-and-half split, calibrated in the table) or `did`. Use `difp` only with a longer pre-period (28 days and more measured unbiased
-here) or on log sales. The estimates above are reported as measured; nothing was tuned.
-"""
+    context = {
+        "d": d,
+        "rep": d["reproduction"],
+        "imp": d["implementation"],
+        "rr": d["rerandomisation"],
+        "mech": d["mechanism"],
+        "rem": d["remedies"],
+        "level": d["mechanism"]["lvl_tr"]["mean"],
+        "SEED": SEED,
+    }
+    return render_text("validation/difp_aa.md.j2", context)
 
 
 def _findings(aa_tab: pd.DataFrame, main_tab: pd.DataFrame, figdir: Path | None = None) -> str:

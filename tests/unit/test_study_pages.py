@@ -88,8 +88,11 @@ def test_validation_md_shows_the_ported_studies_sections() -> None:
 #: validation.md's sections that docs/studies/validation_study.py renders from the ported
 #: studies' saved tables, and the figures their templates' prose states (the SE's excess
 #: "over 1"; sdid's paper, its algorithms 2 and 3, 42 pre-periods against 14 days, and the
-#: bootstrap's 200 weight fits)
+#: bootstrap's 200 weight fits; difp's design: 14 pre-period days, about 100 controls, 28 and
+#: 56 days, ridges of 1e-6 and 0.1 sigma, runs from 0, "did gives exactly 0", and the published
+#: Prop 99 DIFP of -11.1)
 VALIDATION_TEMPLATES = {
+    "validation/difp_aa.md.j2": {"0", "0.1", "1", "100", "11.1", "14", "28", "56", "6", "99"},
     "validation/conservative_se.md.j2": {"1"},
     "validation/cluster_fe_published.md.j2": set(),
     "validation/sdid_subdaily.md.j2": {"14", "2", "200", "2021", "3", "42"},
@@ -114,6 +117,7 @@ def test_validation_sections_come_from_the_saved_tables(monkeypatch: pytest.Monk
     for section in (
         study._conservative_se_cause(saved, figdir),
         study._sdid_subdaily_cause(saved["sub_tab"]),
+        study._difp_section(figdir),
     ):
         assert section.strip() and section.strip() in page
         text += section
