@@ -17,7 +17,7 @@ from pydantic import SecretStr
 
 from controller.settings import KafkaSettings, RedisSettings, Settings, TopicSettings
 from controller.spec import ExperimentSpec, load_spec
-from streams.embedded import EmbeddedStack
+from streams.live.embedded import EmbeddedStack
 
 START = datetime(2026, 6, 1, tzinfo=UTC)
 NOW = START + timedelta(hours=12)

@@ -41,9 +41,9 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import START, bench_settings, experiment, median_report  # noqa: E402
-from streams.embedded import EmbeddedStack  # noqa: E402
-from streams.kafka import ensure_topics  # noqa: E402
-from streams.runtime import Runtime  # noqa: E402
+from streams.live.embedded import EmbeddedStack  # noqa: E402
+from streams.worker.kafka import ensure_topics  # noqa: E402
+from streams.worker.runtime import Runtime  # noqa: E402
 
 
 def redis_benchmark_set(stack: EmbeddedStack, n: int) -> tuple[float, str]:

@@ -8,7 +8,7 @@ Per run (fresh topics and key prefix), the same N sales on a 2-partition topic a
 2. the in-process sales path: aiokafka batches -> ``SalesHandler.handle`` (decode, validate,
    dedupe, arm lookup, blackout check, panel update in Redis), batches of ``sales_batch_size``;
 3. a real ``pricelab worker --role controller`` process (its sales consumer,
-   ``streams.consumer.BatchConsumer``), measured by the Redis totals over time, from the
+   ``streams.worker.consumer.BatchConsumer``), measured by the Redis totals over time, from the
    first counted sale to the last (group join excluded). Its peak RSS is sampled with psutil,
    and the CPU time (user + system) of the worker and redis-server over the same interval,
    per event, next to the raw consumer's: a figure that the machine's other load moves less.
@@ -47,11 +47,11 @@ from benchmarks._common import (  # noqa: E402
     start_experiment,
 )
 from controller.settings import Settings  # noqa: E402
-from streams.embedded import EmbeddedStack  # noqa: E402
-from streams.handlers import RawEvent  # noqa: E402
-from streams.kafka import ensure_topics  # noqa: E402
-from streams.launcher import WorkerProcess  # noqa: E402
-from streams.runtime import Runtime  # noqa: E402
+from streams.live.embedded import EmbeddedStack  # noqa: E402
+from streams.live.launcher import WorkerProcess  # noqa: E402
+from streams.worker.handlers import RawEvent  # noqa: E402
+from streams.worker.kafka import ensure_topics  # noqa: E402
+from streams.worker.runtime import Runtime  # noqa: E402
 
 N_PRODUCTS = 2000
 

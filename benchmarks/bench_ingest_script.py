@@ -40,13 +40,13 @@ from controller.designs import period_assignments  # noqa: E402
 from controller.sales import SalesIngestor  # noqa: E402
 from controller.settings import Settings  # noqa: E402
 from controller.store import Store, lua  # noqa: E402
-from streams.embedded import (  # noqa: E402
+from streams.live.embedded import (  # noqa: E402
     EmbeddedStackError,
     ManagedProcess,
     free_port,
     redis_binary,
 )
-from streams.sale_decoder import decode_sale  # noqa: E402
+from streams.worker.sale_decoder import decode_sale  # noqa: E402
 
 N_PRODUCTS = 2000
 BATCH = 2000

@@ -18,7 +18,7 @@ For each size it prints:
 - that process's peak RSS (``ru_maxrss``).
 
 The cycle process gets the environment an analysis worker is started with
-(``streams.launcher.role_env``: glibc malloc settings), unless ``--malloc-defaults``.
+(``streams.live.launcher.role_env``: glibc malloc settings), unless ``--malloc-defaults``.
 
 The cells are filled with realistic sums (Poisson units, revenue at a price, orders, head
 units), packed as the ingest script's BITFIELDs leave them; no broker is needed. Usage:
@@ -58,8 +58,8 @@ from controller.settings import load_settings  # noqa: E402
 from controller.spec import ExperimentSpec  # noqa: E402
 from controller.store import SaleRow, Store, make_redis  # noqa: E402
 from controller.store.columns import pack_sums  # noqa: E402
-from streams.embedded import ManagedProcess, free_port, redis_binary  # noqa: E402
-from streams.launcher import role_env  # noqa: E402
+from streams.live.embedded import ManagedProcess, free_port, redis_binary  # noqa: E402
+from streams.live.launcher import role_env  # noqa: E402
 
 START = datetime(2026, 1, 5, tzinfo=UTC)
 EXP = "scale"
@@ -323,7 +323,7 @@ def main() -> None:
         "--malloc-defaults",
         action="store_true",
         help="Run the cycle with glibc's malloc defaults, not the analysis worker's settings "
-        "(streams.launcher.role_env).",
+        "(streams.live.launcher.role_env).",
     )
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]

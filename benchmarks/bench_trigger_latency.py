@@ -55,11 +55,11 @@ from benchmarks._common import (  # noqa: E402
 from controller.store import Store, make_redis  # noqa: E402
 from controller.store.clock import SharedSimulatedClock  # noqa: E402
 from controller.store.keys import clock as clock_key
-from streams.app import COMPETITOR_WINDOW  # noqa: E402
-from streams.commands import send_command_async  # noqa: E402
-from streams.embedded import EmbeddedStack  # noqa: E402
-from streams.kafka import ensure_topics  # noqa: E402
-from streams.launcher import WorkerProcess  # noqa: E402
+from streams.client.commands import send_command_async  # noqa: E402
+from streams.live.embedded import EmbeddedStack  # noqa: E402
+from streams.live.launcher import WorkerProcess  # noqa: E402
+from streams.worker.app import COMPETITOR_WINDOW  # noqa: E402
+from streams.worker.kafka import ensure_topics  # noqa: E402
 
 T0 = datetime(2026, 6, 3, 12, tzinfo=UTC)
 #: the relays fetch with the worker's competitor consumer's fetch window

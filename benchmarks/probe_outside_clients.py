@@ -24,7 +24,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from confluent_kafka import Consumer, TopicPartition, libversion
 
-from streams.embedded import EmbeddedStack
+from streams.live.embedded import EmbeddedStack
 
 TUNED = {"session.timeout.ms": 10_000, "heartbeat.interval.ms": 1_000}
 

@@ -6,7 +6,7 @@ module. It receives:
 - a :class:`PanelSource`: the experiments to analyse, as :class:`ExperimentInfo`, and each
   one's long cell table (implemented over Redis in ``controller/panel_source.py``);
 - an :class:`EstimateSink`, a :class:`VerdictSink` and a :class:`GuardrailSink` (Kafka, in
-  ``streams/sinks.py``);
+  ``streams/worker/sinks.py``);
 - a :class:`SequenceTuningStore`, where each confidence sequence's mixture is fixed at its
   first look (Redis, in ``controller/panel_source.py``), so that a restarted or second worker
   continues the same sequence.

@@ -4,9 +4,9 @@ Usage: .venv/bin/python scripts/fuzz_atheris.py [libFuzzer options] [CORPUS_DIR 
 e.g.   .venv/bin/python scripts/fuzz_atheris.py -max_total_time=300 .fuzz/atheris-corpus
 (scripts/fuzz_nightly.py --atheris SECONDS runs it with a kept corpus and a dictionary.)
 
-Every input is given, as bytes, to the sales decoder (``streams.sale_decoder.decode_sale``,
+Every input is given, as bytes, to the sales decoder (``streams.worker.sale_decoder.decode_sale``,
 msgspec fast path + pydantic fallback) and to the pydantic decoders of sales, competitor
-prices and commands (``streams.schemas.decode``). :func:`check` holds the invariants of the
+prices and commands (``streams.worker.schemas.decode``). :func:`check` holds the invariants of the
 hypothesis tests (tests/unit/test_fuzz_decoders.py, tests/unit/test_sale_decoder.py):
 
 - a decoder returns a valid event or raises DecodeError with a reason from a closed set;
@@ -125,8 +125,8 @@ DICTIONARY = [
 
 
 def _decoders() -> tuple[Any, ...]:
-    from streams.sale_decoder import decode_sale
-    from streams.schemas import Command, CompetitorPrice, DecodeError, Sale, decode
+    from streams.worker.sale_decoder import decode_sale
+    from streams.worker.schemas import Command, CompetitorPrice, DecodeError, Sale, decode
 
     return decode_sale, decode, Sale, CompetitorPrice, Command, DecodeError
 

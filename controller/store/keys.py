@@ -62,7 +62,7 @@ def clock(prefix: str) -> str:
 
 def clock_mode(prefix: str) -> str:
     """The clock the controller workers run on (``wall`` or ``simulated``), recorded at start
-    so that the CLI asks the stack instead of guessing (streams.stack_clock)."""
+    so that the CLI asks the stack instead of guessing (streams.client.stack_clock)."""
     return catalog(prefix, "clock-mode")
 
 

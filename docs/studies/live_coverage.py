@@ -6,7 +6,7 @@
 What runs: the embedded stack (Tansu and redis-server), and for each batch a controller worker
 and an analysis worker as separate processes, as in production. A batch is a set of
 experiments that share one calendar (every design, ``--copies`` times), each on its own
-simulated market of its own products; :class:`streams.livesim.LiveDriver` drives them in
+simulated market of its own products; :class:`streams.live.driver.LiveDriver` drives them in
 lock-step: flips read from
 the assignment topic, sales (and competitor prices for the triggered design) sent to the
 broker, and one look of the analysis worker per period, recorded from the estimates topic. In
@@ -14,7 +14,7 @@ every other batch the analysis worker is killed with SIGKILL at a seeded period 
 
 Nothing here re-implements a design or an estimator: what is measured is what the live worker
 published. The truth of a look is the market's true effect over the cells the experiment had
-analysed by then, scaled to the analysis window (see streams/livesim.py).
+analysed by then, scaled to the analysis window (see streams/live/driver.py).
 
 Reported per design and published estimator: the coverage of the final 95% interval, mean SE
 against the empirical SD of the final errors, and the share of runs whose anytime-valid
@@ -51,10 +51,10 @@ from lab.compare import make_spec, market_classes  # noqa: E402
 from lab.config import MarketConfig  # noqa: E402
 from lab.hashseed import pin_hash_seed  # noqa: E402
 from lab.market import Market  # noqa: E402
-from streams.embedded import EmbeddedStack  # noqa: E402
-from streams.kafka import ensure_topics  # noqa: E402
-from streams.launcher import WorkerProcess  # noqa: E402
-from streams.livesim import LiveDriver, LiveRun, lockstep_settings, metric_of  # noqa: E402
+from streams.live.driver import LiveDriver, LiveRun, lockstep_settings, metric_of  # noqa: E402
+from streams.live.embedded import EmbeddedStack  # noqa: E402
+from streams.live.launcher import WorkerProcess  # noqa: E402
+from streams.worker.kafka import ensure_topics  # noqa: E402
 
 START = date(2026, 3, 2)  # a Monday
 TIMEZONE = "Europe/Berlin"

@@ -3,7 +3,7 @@
     .venv/bin/python docs/studies/report_screenshot.py [--out DIR] [--products 60] [--days 14]
     .venv/bin/python docs/studies/report_screenshot.py --live   # the demo's live report
 
-The experiment is the demo's (streams/demo.py): a random-days switchback with a 2-hour
+The experiment is the demo's (streams/live/demo.py): a random-days switchback with a 2-hour
 washout, Europe/Berlin days from 2026-03-16, seed 7, on the simulator's market. The panel is
 produced by the simulator under the assignment that controller.designs draws for that spec,
 and the running estimates by the real analysis worker (analysis.worker.AnalysisWorker) run
@@ -67,7 +67,7 @@ def demo_panel(products: int, days: int, seed: int = 7) -> SimulatedExperiment:
         washout=timedelta(hours=2),
         seed=seed,
         unit_costs=dict(zip(market.product_ids, market.unit_cost.tolist(), strict=True)),
-        mde_pct=5.0,  # as the demo plans (streams/demo.py)
+        mde_pct=5.0,  # as the demo plans (streams/live/demo.py)
     )
     return run_spec(spec, market)
 

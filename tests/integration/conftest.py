@@ -23,8 +23,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import SecretStr
 
 from controller.settings import KafkaSettings, RedisSettings, Settings, TopicSettings
-from streams.embedded import EmbeddedStack
-from streams.kafka import ensure_topics
+from streams.live.embedded import EmbeddedStack
+from streams.worker.kafka import ensure_topics
 
 pytestmark = pytest.mark.integration
 
@@ -190,7 +190,7 @@ def cli_env(settings: Settings) -> dict[str, str]:
 
 @pytest.fixture
 async def runtime(settings: Settings) -> AsyncIterator[Any]:
-    from streams.runtime import Runtime
+    from streams.worker.runtime import Runtime
 
     rt = Runtime(settings)
     await rt.ensure_started()

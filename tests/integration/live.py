@@ -1,5 +1,5 @@
 """Live runs through real worker processes: a controller and an analysis worker on the
-embedded stack, driven period by period by ``streams.livesim.LiveDriver``."""
+embedded stack, driven period by period by ``streams.live.driver.LiveDriver``."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typing import Any
 from controller.store import Store, keys, make_redis
 from lab.compare import make_spec
 from lab.market import Market, MarketConfig
-from streams.launcher import WorkerProcess
-from streams.livesim import DriverConfig, LiveDriver, LiveRun, lockstep_settings
+from streams.live.driver import DriverConfig, LiveDriver, LiveRun, lockstep_settings
+from streams.live.launcher import WorkerProcess
 
 
 def _market(n: int, seed: int, prefix: str) -> Market:
@@ -30,7 +30,7 @@ async def drive(
     settings: Any, runs: list[LiveRun], cfg: DriverConfig | None = None, **hooks: Any
 ) -> dict[str, Any]:
     """Run ``runs`` through a controller and an analysis worker; returns the workers used."""
-    from streams.kafka import ensure_topics
+    from streams.worker.kafka import ensure_topics
 
     await ensure_topics(settings)
     settings = lockstep_settings(settings)

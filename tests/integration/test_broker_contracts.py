@@ -21,10 +21,10 @@ from aiokafka.errors import KafkaError
 from controller.designs import Assignment
 from controller.settings import Settings
 from controller.spec import Arm
-from streams.contracts import BROKER_VALIDATED
-from streams.embedded import EmbeddedStack
-from streams.schemas import CommandReply, EstimateMessage, ExperimentEvent
-from streams.sinks import assignment_message
+from streams.live.embedded import EmbeddedStack
+from streams.worker.contracts import BROKER_VALIDATED
+from streams.worker.schemas import CommandReply, EstimateMessage, ExperimentEvent
+from streams.worker.sinks import assignment_message
 
 AT = datetime(2026, 3, 2, tzinfo=UTC)
 
@@ -138,7 +138,7 @@ async def test_the_estimates_topic_stores_a_verdict_and_refuses_a_broken_one(
     """The estimates topic carries two kinds (its value schema is oneOf estimate, verdict):
     the broker stores a verdict as the worker's sink encodes it, and refuses one with a word
     that is not a verdict or an estimate's field mixed in."""
-    from streams.schemas import VerdictMessage
+    from streams.worker.schemas import VerdictMessage
 
     verdict = VerdictMessage(
         experiment="e1", as_of=AT, verdict="keep_running", metric="profit", estimator="fe",

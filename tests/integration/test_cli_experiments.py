@@ -32,10 +32,10 @@ from controller.store import make_redis
 from controller.store.clock import SharedSimulatedClock
 from controller.store.keys import clock as clock_key
 from streams.cli import main
-from streams.kafka import ensure_topics
-from streams.launcher import WorkerProcess
-from streams.schemas import ExperimentEvent
-from streams.sinks import assignment_message
+from streams.live.launcher import WorkerProcess
+from streams.worker.kafka import ensure_topics
+from streams.worker.schemas import ExperimentEvent
+from streams.worker.sinks import assignment_message
 from tests.integration.conftest import make_settings
 
 pytestmark = pytest.mark.integration

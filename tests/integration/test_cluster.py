@@ -1,5 +1,5 @@
 """pricelab on a real Redis Cluster: three masters on loopback from the embedded redis-server
-binary (``streams.embedded.LocalRedisCluster``), selected by a ``redis+cluster://`` URL.
+binary (``streams.live.embedded.LocalRedisCluster``), selected by a ``redis+cluster://`` URL.
 
 Two experiments whose keys hash to different masters (and the catalog to the third) run
 through a real controller worker and analysis worker, driven period by period: sales with
@@ -22,9 +22,9 @@ from redis.crc import key_slot
 import controller.store.keys as keys
 from controller.settings import RedisSettings
 from controller.store import Store
-from streams.embedded import EmbeddedStack, LocalRedisCluster
-from streams.launcher import WorkerProcess, metric_value
-from streams.livesim import DriverConfig, LiveDriver
+from streams.live.driver import DriverConfig, LiveDriver
+from streams.live.embedded import EmbeddedStack, LocalRedisCluster
+from streams.live.launcher import WorkerProcess, metric_value
 from tests.integration.conftest import make_settings, wait_until
 from tests.integration.live import drive, live_run
 

@@ -15,9 +15,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from controller.store import Store, make_redis
 from controller.store.clock import SharedSimulatedClock
 from controller.store.keys import clock as clock_key
-from streams.commands import send_command_async
-from streams.kafka import JsonPublisher
-from streams.launcher import WorkerProcess, metric_value
+from streams.client.commands import send_command_async
+from streams.live.launcher import WorkerProcess, metric_value
+from streams.worker.kafka import JsonPublisher
 from tests.integration.conftest import command_ok, read_topic, wait_until
 
 pytestmark = pytest.mark.integration

@@ -25,13 +25,13 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from controller.settings import KafkaSettings, Settings
 from controller.spec import ExperimentSpec, load_spec
-from streams.app import group_ids
-from streams.commands import send_command_async
-from streams.embedded import EmbeddedStack
-from streams.handlers import EXIT_UNSAFE_TO_ACK
-from streams.kafka import ensure_topics
-from streams.launcher import WorkerProcess, metric_value
-from streams.runtime import Runtime
+from streams.client.commands import send_command_async
+from streams.live.embedded import EmbeddedStack
+from streams.live.launcher import WorkerProcess, metric_value
+from streams.worker.app import group_ids
+from streams.worker.handlers import EXIT_UNSAFE_TO_ACK
+from streams.worker.kafka import ensure_topics
+from streams.worker.runtime import Runtime
 from tests.integration.conftest import (
     command_ok,
     committed_offsets,

@@ -23,8 +23,8 @@ from controller.settings import Settings
 from controller.store import Store, make_redis
 from controller.store.clock import SharedSimulatedClock
 from controller.store.keys import clock as clock_key
-from streams.kafka import ensure_topics
-from streams.launcher import WorkerProcess, http_ok
+from streams.live.launcher import WorkerProcess, http_ok
+from streams.worker.kafka import ensure_topics
 from tests.integration.conftest import cli_env, make_settings, run_pricelab, wait_until
 
 pytestmark = pytest.mark.integration

@@ -54,8 +54,8 @@ from controller.periods import period_index
 from controller.settings import Settings
 from controller.spec import ExperimentSpec, load_spec
 from controller.store import Store
-from streams.commands import read_summary
-from streams.sinks import assignment_message
+from streams.client.commands import read_summary
+from streams.worker.sinks import assignment_message
 
 pytestmark = pytest.mark.integration
 

@@ -13,8 +13,8 @@ import pytest
 from scipy import stats
 
 from controller.store import Store
-from streams.launcher import ANALYSIS_GLIBC_TUNABLES
-from streams.livesim import LiveDriver, LiveRun
+from streams.live.driver import LiveDriver, LiveRun
+from streams.live.launcher import ANALYSIS_GLIBC_TUNABLES
 from tests.integration.conftest import make_settings
 from tests.integration.live import drive as _drive
 from tests.integration.live import live_run as _run
@@ -35,7 +35,7 @@ async def test_every_published_interval_is_effect_plus_minus_q_se(stack) -> None
     ]
     used = await _drive(settings, runs)
     # the analysis worker runs with the malloc settings its cycles were measured with
-    # (streams/launcher.py); the controller with glibc's defaults. /proc shows the variable as
+    # (streams/live/launcher.py); the controller with glibc's defaults. /proc shows the variable as
     # glibc left it after parsing (it rewrites the value in place, up to the first ':')
     tunables = used["environ"]["analysis"][b"GLIBC_TUNABLES"]
     assert tunables and ANALYSIS_GLIBC_TUNABLES.encode().startswith(tunables), tunables

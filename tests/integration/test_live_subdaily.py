@@ -14,7 +14,7 @@ from controller.designs import design_matrices
 from controller.periods import is_empty, n_periods
 from lab.compare import make_spec
 from lab.market import Market, MarketConfig
-from streams.livesim import LiveRun
+from streams.live.driver import LiveRun
 from tests.integration.conftest import make_settings
 from tests.integration.live import drive
 

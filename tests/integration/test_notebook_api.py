@@ -24,8 +24,8 @@ import pricelab
 from controller.errors import StoreError
 from controller.settings import KafkaSettings, RedisSettings, Settings, TopicSettings
 from streams.errors import ServiceUnavailable
-from streams.kafka import ensure_topics
-from streams.livesim import LiveRun
+from streams.live.driver import LiveRun
+from streams.worker.kafka import ensure_topics
 from tests.integration.conftest import cli_env, make_settings
 from tests.integration.live import drive, live_run
 

@@ -3,7 +3,7 @@
 
 The estimates come from a real analysis worker (a live run on the embedded stack); what the
 commands print is compared with what an independent reader of the topic saw
-(``streams.livesim.LiveDriver``), and the exported panel, analysed offline, must give the
+(``streams.live.driver.LiveDriver``), and the exported panel, analysed offline, must give the
 estimate the worker published from it.
 """
 
@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from streams.kafka import JsonPublisher, ensure_topics
-from streams.schemas import EstimateMessage
+from streams.worker.kafka import JsonPublisher, ensure_topics
+from streams.worker.schemas import EstimateMessage
 from tests.integration.conftest import cli_env, make_settings, pricelab, wait_until
 from tests.integration.live import drive, live_run
 
@@ -112,7 +112,7 @@ async def test_estimates_and_panel_export_show_what_the_worker_analysed(stack, t
 
     # the analyst report of the live experiment (what `pricelab demo --report` writes): its
     # scorecard is the worker's final look, a relative bar per metric
-    from streams.report_cli import live_report
+    from streams.client.report import live_report
 
     page = (await live_report(settings, run.id, tmp_path / "live")).read_text()
     final = max(e["as_of"] for e in run.estimates)
@@ -285,8 +285,8 @@ async def test_estimates_reader_waits_for_fetch_answers_not_for_its_own_timeouts
     the latest estimates (the demo's report then showed an early look: CI, 2026-11-25). It
     must end a partition only after the broker has answered for ``idle`` seconds with
     nothing new; fetching is held back here by pausing the partitions on a real consumer."""
+    from streams.client.estimates import _consumer, _read_until_caught_up
     from streams.errors import ServiceUnavailable
-    from streams.estimates_cli import _consumer, _read_until_caught_up
 
     pub = JsonPublisher(settings)
     await pub.start()
@@ -331,7 +331,7 @@ async def test_estimates_of_a_topic_that_does_not_exist_yet_are_none(settings) -
     held before the reader checked the topic's partitions too; that check is for Apache Kafka
     with topic auto-creation off (docker-compose.yml), where no leader would ever answer and
     the stall rule would blame the broker after 30 s."""
-    from streams.estimates_cli import all_estimates
+    from streams.client.estimates import all_estimates
 
     missing = settings.model_copy(
         update={"topics": settings.topics.model_copy(update={"estimates": "never-created"})}

@@ -26,8 +26,8 @@ from controller.settings import Settings
 from controller.store import Store, make_redis
 from controller.store.clock import SharedSimulatedClock
 from controller.store.keys import clock as clock_key
-from streams.commands import send_command_async
-from streams.launcher import WorkerProcess
+from streams.client.commands import send_command_async
+from streams.live.launcher import WorkerProcess
 from tests.integration.conftest import command_ok, wait_until
 
 pytestmark = pytest.mark.integration

@@ -31,10 +31,10 @@ from controller.settings import RedisSettings, Settings
 from controller.spec import load_spec
 from controller.store import Store, keys
 from controller.store.clock import SharedSimulatedClock
-from streams.embedded import EmbeddedStack, ManagedProcess, free_port
-from streams.handlers import RawEvent
-from streams.kafka import ensure_topics
-from streams.runtime import Runtime
+from streams.live.embedded import EmbeddedStack, ManagedProcess, free_port
+from streams.worker.handlers import RawEvent
+from streams.worker.kafka import ensure_topics
+from streams.worker.runtime import Runtime
 from tests.integration.conftest import make_settings, pricelab
 from tests.integration.test_sales_path import sale
 

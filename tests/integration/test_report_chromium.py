@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from analysis.report import build_report, replay_estimates
-from streams.embedded import EmbeddedStack
+from streams.live.embedded import EmbeddedStack
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = [
@@ -258,9 +258,9 @@ def test_report_from_the_live_state(stack: EmbeddedStack, tmp_path: Path) -> Non
     from controller.store.clock import SharedSimulatedClock
     from controller.store.keys import clock as clock_key
     from streams.cli import app
-    from streams.kafka import JsonPublisher, ensure_topics
-    from streams.schemas import VerdictMessage
-    from streams.sinks import KafkaEstimateSink
+    from streams.worker.kafka import JsonPublisher, ensure_topics
+    from streams.worker.schemas import VerdictMessage
+    from streams.worker.sinks import KafkaEstimateSink
     from tests.integration.conftest import make_settings
 
     settings = make_settings(stack)

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from controller.spec import load_spec
-from streams.handlers import RawEvent
+from streams.worker.handlers import RawEvent
 from tests.integration.conftest import read_topic
 
 pytestmark = pytest.mark.integration
@@ -133,7 +133,7 @@ async def test_sales_in_a_paused_window_are_excluded(runtime):
 async def test_the_clock_check_reads_redis_only_until_the_clock_is_set(runtime, settings):
     """The sales path asks before every batch whether the simulated clock is set; once it is,
     the answer comes without a Redis read (a read would wait behind the script in flight)."""
-    from streams.runtime import Runtime
+    from streams.worker.runtime import Runtime
 
     async def gets() -> int:
         stats = await runtime.redis.info("commandstats")

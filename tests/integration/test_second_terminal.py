@@ -21,10 +21,10 @@ from controller.spec import ExperimentSpec, load_spec
 from controller.store import Store, make_redis
 from controller.store.clock import SharedSimulatedClock
 from controller.store.keys import clock as clock_key
-from streams.commands import send_command_async
-from streams.kafka import JsonPublisher, ensure_topics
-from streams.launcher import WorkerProcess
-from streams.schemas import Sale
+from streams.client.commands import send_command_async
+from streams.live.launcher import WorkerProcess
+from streams.worker.kafka import JsonPublisher, ensure_topics
+from streams.worker.schemas import Sale
 from tests.integration.conftest import cli_env, command_ok, make_settings, run_pricelab, wait_until
 
 pytestmark = pytest.mark.integration
@@ -207,7 +207,7 @@ async def test_the_clock_a_command_reads(settings: Settings) -> None:
     from controller.errors import ConfigurationError
     from controller.store.clock import record_clock_mode
     from controller.store.keys import clock_mode
-    from streams.stack_clock import stack_clock
+    from streams.client.stack_clock import stack_clock
 
     unset = Settings(**settings.model_dump(exclude={"clock"}))  # as a shell without it
     assert "clock" not in unset.model_fields_set and unset.clock == "wall"

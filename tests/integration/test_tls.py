@@ -1,6 +1,6 @@
 """TLS on real servers: redis-server 7 serving TLS itself, the embedded broker behind stunnel
 (Tansu 0.6 serves no TLS: the last test pins why), a throw-away CA from ``pricelab up --tls``'s
-own code (streams/tls.py).
+own code (streams/net/tls.py).
 
 What a security review asks of the wire, from the users' seats:
 - the live path (create, flips, sales, estimates) runs through real worker processes over TLS
@@ -28,9 +28,9 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from controller.settings import Settings
-from streams.embedded import EmbeddedStack, tansu_binary
-from streams.livesim import DriverConfig
-from streams.tls import make_certificates
+from streams.live.driver import DriverConfig
+from streams.live.embedded import EmbeddedStack, tansu_binary
+from streams.net.tls import make_certificates
 from tests.integration.conftest import cli_env, make_settings, run_pricelab
 from tests.integration.live import drive, live_run
 

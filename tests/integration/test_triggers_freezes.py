@@ -13,10 +13,10 @@ from controller.spec import ExperimentSpec, load_spec
 from controller.store import Store, make_redis
 from controller.store.clock import SharedSimulatedClock
 from controller.store.keys import clock as clock_key
-from streams.commands import send_command_async
-from streams.handlers import RawEvent
-from streams.kafka import JsonPublisher
-from streams.launcher import WorkerProcess
+from streams.client.commands import send_command_async
+from streams.live.launcher import WorkerProcess
+from streams.worker.handlers import RawEvent
+from streams.worker.kafka import JsonPublisher
 from tests.integration.conftest import command_ok, read_topic, wait_until
 
 pytestmark = pytest.mark.integration
@@ -204,7 +204,7 @@ async def test_a_start_triggered_under_a_freeze_is_announced_on_control(settings
     holds it on control (status frozen), as the flip at the boundary will: a pricing system
     that applies the announcement at the boundary never charges the treatment price during
     the freeze."""
-    from streams.runtime import Runtime
+    from streams.worker.runtime import Runtime
 
     settings = settings.model_copy(update={"trigger_watermark_lag": timedelta(hours=2)})
     rt = Runtime(settings)

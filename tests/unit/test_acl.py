@@ -15,7 +15,7 @@ import controller.store.keys as keys
 from controller.settings import Settings
 from controller.store.acl import ROLES, acl_lines, script_commands, script_declarations
 from streams.cli import main
-from streams.logging import secret_values
+from streams.worker.logging import secret_values
 
 LUA = resources.files("controller.store").joinpath("lua")
 SCRIPTS = sorted(Path(str(f)).stem for f in LUA.iterdir() if str(f).endswith(".lua"))

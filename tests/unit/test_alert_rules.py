@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from streams.metrics import Metrics
+from streams.worker.metrics import Metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "deploy/prometheus/alerts.yml"

@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 from controller.settings import Settings
-from streams.app import build_app
+from streams.worker.app import build_app
 
 
 def test_faust_data_directory_is_outside_the_working_directory(tmp_path, monkeypatch) -> None:
@@ -32,7 +32,7 @@ def test_a_quiet_worker_does_not_log_at_debug_for_a_spinner() -> None:
     so that every library's debug call built a record; the worker runs without it."""
     import logging
 
-    from streams.app import faust_worker
+    from streams.worker.app import faust_worker
 
     settings = Settings(app_id="spinner-check", log_level="WARNING")
     app, _ = build_app(settings, {"controller"})

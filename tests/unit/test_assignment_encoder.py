@@ -12,8 +12,8 @@ from pydantic import ValidationError
 
 from controller.designs import assign_period, forced_control, period_assignments
 from controller.spec import load_spec
-from streams.schemas import AssignmentEncoder, encode
-from streams.sinks import _message_for, assignment_message, template_key
+from streams.worker.schemas import AssignmentEncoder, encode
+from streams.worker.sinks import _message_for, assignment_message, template_key
 
 START = datetime(2026, 6, 1, tzinfo=UTC)
 
@@ -66,8 +66,8 @@ async def test_the_same_period_published_again_carries_its_new_seq_and_status():
     # regression: the sink's template cache was keyed without seq and status, so a resume
     # republished period k's running messages with the seq of the first ones (1 after 2)
     from controller.settings import Settings
-    from streams.metrics import Metrics
-    from streams.sinks import KafkaAssignmentSink
+    from streams.worker.metrics import Metrics
+    from streams.worker.sinks import KafkaAssignmentSink
 
     spec = _spec()
     pub = _Capture()
@@ -130,7 +130,7 @@ def test_template_cache_is_bounded():
 
 def test_whole_period_encoders_write_the_model_bytes_for_every_product():
     from controller.designs import PeriodAssignments, period_assignments
-    from streams.schemas import all_plain_ids
+    from streams.worker.schemas import all_plain_ids
 
     spec = _spec()
     enc = AssignmentEncoder()
@@ -174,7 +174,7 @@ def test_whole_period_encoders_write_the_model_bytes_for_every_product():
     ],
 )
 def test_plain_id_check_over_a_whole_list_agrees_with_the_model(products, plain):
-    from streams.schemas import all_plain_ids
+    from streams.worker.schemas import all_plain_ids
 
     assert all_plain_ids(products) is plain
     spec_ok = []

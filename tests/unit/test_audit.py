@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from streams.control import FLEET, command_refusal, experiment_named, trail_records
-from streams.history import assemble, render
-from streams.schemas import Command, CommandReply, actor_refusal
+from streams.client.history import assemble, render
+from streams.worker.control import FLEET, command_refusal, experiment_named, trail_records
+from streams.worker.schemas import Command, CommandReply, actor_refusal
 
 
 def _cmd(**kw: object) -> Command:

@@ -13,8 +13,8 @@ import pytest
 from aiokafka import TopicPartition
 
 from controller.settings import Settings
-from streams.consumer import BatchConsumer
-from streams.handlers import EXIT_UNSAFE_TO_ACK, RawEvent
+from streams.worker.consumer import BatchConsumer
+from streams.worker.handlers import EXIT_UNSAFE_TO_ACK, RawEvent
 
 TP0, TP1 = TopicPartition("sales", 0), TopicPartition("sales", 1)
 

@@ -2,7 +2,8 @@
 
     pricelab/   the notebook API, a facade over the CLI's readers and fits: may use everything
     lab/        the tools layer (simulator, compare-designs): may use controller and analysis
-    streams/    the edge: may use everything below it
+    streams/    the edge: may use everything below it; inside, its members import down only:
+                cli/ > live/ > client/ > worker/ > errors > net/ (STREAMS_LAYERS)
     controller/ the experiment domain       analysis/ pure estimators and the worker's logic
                         \\                   /
     core/       the error root and the analysis worker's ports: imports nothing of pricelab
@@ -38,6 +39,17 @@ ALLOWED: dict[str, set[str]] = {
     "streams": {"core", "controller", "analysis", "lab"},
     "pricelab": {"core", "controller", "analysis", "lab", "streams"},
 }
+
+#: streams' members, bottom up: each imports only those before it. The CLI may use the
+#: simulation, the clients and the worker; the worker never reaches up to a client or the CLI.
+STREAMS_LAYERS = (
+    "streams.net",  # TLS: certificates, probes
+    "streams.errors",  # the edge's errors
+    "streams.worker",  # the running worker: app, handlers, sinks, wire schemas
+    "streams.client",  # what an operator sends to the stack and reads back
+    "streams.live",  # the live simulation: embedded stack, launcher, driver, demo
+    "streams.cli",  # the pricelab command line
+)
 
 
 def _modules(root: Path = ROOT, packages: tuple[str, ...] = PACKAGES) -> dict[str, Path]:
@@ -202,6 +214,21 @@ def _near_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_no_near_cycles_inside_packages() -> None:
     assert _near_cycles(GRAPH) == []
+
+
+def test_streams_members_import_down_only() -> None:
+    rank = {m: i for i, m in enumerate(STREAMS_LAYERS)}
+    members = {_member("streams", n) for n in GRAPH} - {None}
+    assert members <= set(rank), f"place {sorted(members - set(rank))} in STREAMS_LAYERS"
+    offenders = {}
+    for name, targets in GRAPH.items():
+        a = _member("streams", name)
+        if a is None:
+            continue
+        up = sorted(t for t in targets if (b := _member("streams", t)) and rank[b] > rank[a])
+        if up:
+            offenders[name] = up
+    assert offenders == {}
 
 
 def test_the_near_cycle_check_finds_a_planted_one(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from controller.certs import check_certificate_file, check_key_file
 from controller.errors import ConfigurationError
 from controller.settings import KafkaSettings, RedisSettings, Settings
 from controller.store import make_redis
-from streams.tls import make_certificates
+from streams.net.tls import make_certificates
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 

@@ -242,8 +242,8 @@ def test_the_worker_image_holds_every_package_it_installs() -> None:
 
 def test_the_analysis_worker_gets_the_launchers_malloc_settings() -> None:
     """Compose starts the analysis worker with the glibc malloc settings the embedded launcher
-    gives it (one value, here and in streams/launcher.py); the controller keeps the defaults."""
-    from streams.launcher import ANALYSIS_GLIBC_TUNABLES, role_env
+    gives it (one value, here and in streams/live/launcher.py); the controller keeps the defaults."""
+    from streams.live.launcher import ANALYSIS_GLIBC_TUNABLES, role_env
 
     services = _services()
     assert services["analysis"]["environment"]["GLIBC_TUNABLES"] == ANALYSIS_GLIBC_TUNABLES

@@ -5,8 +5,8 @@ from __future__ import annotations
 from aiokafka import TopicPartition
 from prometheus_client import CollectorRegistry
 
-from streams.kafka import consumer_lag
-from streams.metrics import Metrics
+from streams.worker.kafka import consumer_lag
+from streams.worker.metrics import Metrics
 
 
 class _FaustLikeConsumer:

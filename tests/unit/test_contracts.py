@@ -14,7 +14,7 @@ from analysis.elasticity import within_product_elasticity
 from analysis.results import EstimateResult, published_fields
 from controller.settings import Settings, TopicSettings
 from lab.compare import elasticity_experiment
-from streams.contracts import (
+from streams.worker.contracts import (
     TOPICS,
     breaking_changes,
     frozen_name,
@@ -22,8 +22,8 @@ from streams.contracts import (
     render,
     version_of,
 )
-from streams.kafka import topic_configs
-from streams.schemas import AssignmentMessage, EstimateMessage
+from streams.worker.kafka import topic_configs
+from streams.worker.schemas import AssignmentMessage, EstimateMessage
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTRACTS = ROOT / "docs" / "contracts"
@@ -130,10 +130,10 @@ def test_the_asyncapi_document_names_every_topic_with_its_key_schema_and_cleanup
 
 
 def test_the_broker_validates_the_output_topics_with_their_contracts_under_their_names() -> None:
-    """Tansu's registry files (streams.contracts.broker_schemas): one per output topic, named
+    """Tansu's registry files (streams.worker.contracts.broker_schemas): one per output topic, named
     after the topic as the settings name it, whose value schema is the topic's contract as in
     docs/contracts; none for an input topic, and no key schema (the keys are plain ids)."""
-    from streams.contracts import broker_schemas
+    from streams.worker.contracts import broker_schemas
 
     settings = Settings(topics=TopicSettings(assignments="shop7.assignments"))
     docs = broker_schemas(settings)
@@ -154,7 +154,7 @@ def test_the_broker_validates_the_output_topics_with_their_contracts_under_their
 
 
 def _verdict(**over: object) -> dict[str, object]:
-    from streams.schemas import VerdictMessage
+    from streams.worker.schemas import VerdictMessage
 
     fields: dict[str, object] = {
         "experiment": "e1", "as_of": datetime(2026, 1, 1, tzinfo=UTC), "verdict": "keep_running",
@@ -170,7 +170,7 @@ def test_the_estimates_topic_takes_a_verdict_or_an_estimate_and_nothing_in_betwe
     """The broker's schema of the estimates topic (oneOf its two kinds) accepts a verdict as
     the worker publishes it and an estimate, and refuses a verdict with an unknown word, a
     negative ``more_days``, or an estimate's field mixed in."""
-    from streams.contracts import topic_schema
+    from streams.worker.contracts import topic_schema
 
     (estimates,) = [c for c in TOPICS if c.field == "estimates"]
     topic = jsonschema.Draft202012Validator(topic_schema(estimates))

@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 from prometheus_client import CollectorRegistry
 
-from streams.metrics import Metrics
+from streams.worker.metrics import Metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "pricelab.json"

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
+from streams.client.estimates import _read_until_caught_up
 from streams.errors import ServiceUnavailable
-from streams.estimates_cli import _read_until_caught_up
 
 
 class ScriptedConsumer:

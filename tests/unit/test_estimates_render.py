@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streams.estimates_cli import latest_of, render
+from streams.client.estimates import latest_of, render
 
 
 def _doc(

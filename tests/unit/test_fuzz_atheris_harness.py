@@ -50,8 +50,8 @@ def test_the_harness_check_holds(raw: bytes) -> None:
 
 def test_the_check_catches_a_disagreement(monkeypatch: pytest.MonkeyPatch) -> None:
     # a fast path that rejects what pydantic accepts must fail the check
-    import streams.sale_decoder as sd
-    from streams.schemas import DecodeError
+    import streams.worker.sale_decoder as sd
+    from streams.worker.schemas import DecodeError
 
     def reject(raw: bytes) -> None:
         raise DecodeError("invalid_field", "no")

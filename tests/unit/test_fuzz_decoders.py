@@ -24,9 +24,9 @@ from prometheus_client import CollectorRegistry
 from controller.clock import ManualClock
 from controller.sales import SalesIngestor
 from controller.settings import Settings
-from streams.handlers import RawEvent, SalesHandler
-from streams.metrics import Metrics
-from streams.schemas import (
+from streams.worker.handlers import RawEvent, SalesHandler
+from streams.worker.metrics import Metrics
+from streams.worker.schemas import (
     MAX_EVENT_BYTES,
     Command,
     CompetitorPrice,

@@ -10,7 +10,7 @@ import yaml
 
 from controller.spec import ExperimentSpec, load_spec
 from streams.cli import main
-from streams.help_text import EXAMPLE_SPEC, reflow
+from streams.cli.help_text import EXAMPLE_SPEC, reflow
 
 PAGES = [
     [],

@@ -1,5 +1,5 @@
 """`pricelab acl --kafka`: each role's topics and groups as kafka-acls.sh commands, generated
-from the topics the roles open (streams/kafka_acl.py), and the table in docs/operations.md.
+from the topics the roles open (streams/cli/kafka_acl.py), and the table in docs/operations.md.
 
 Kafka's authoriser itself cannot be exercised here (the embedded broker has none); what is
 checked is that the table is the code's: the workers' reads and groups are read off the apps
@@ -20,17 +20,14 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-import streams.runtime as runtime_module
+import streams.worker.runtime as runtime_module
 from analysis.results import EstimateResult
 from controller.designs import Assignment
 from controller.settings import Settings, TopicSettings
 from controller.spec import Arm
 from controller.store.experiments import ExperimentStore
-from streams.app import build_app
 from streams.cli import main
-from streams.handlers import RawEvent
-from streams.kafka import JsonPublisher, UndeclaredTopic
-from streams.kafka_acl import (
+from streams.cli.kafka_acl import (
     DOC_END,
     DOC_START,
     doc_block,
@@ -38,7 +35,10 @@ from streams.kafka_acl import (
     kafka_roles,
     operator_modules,
 )
-from streams.runtime import WRITES, Runtime
+from streams.worker.app import build_app
+from streams.worker.handlers import RawEvent
+from streams.worker.kafka import JsonPublisher, UndeclaredTopic
+from streams.worker.runtime import WRITES, Runtime
 
 ROOT = Path(__file__).resolve().parents[2]
 OPERATIONS = ROOT / "docs" / "operations.md"
@@ -55,7 +55,7 @@ def test_the_table_in_operations_md_is_the_generated_one() -> None:
     start = text.index(DOC_START)
     end = text.index(DOC_END) + len(DOC_END)
     assert text[start:end] == doc_block(Settings.model_construct()), (
-        "regenerate: python -m streams.kafka_acl docs/operations.md"
+        "regenerate: python -m streams.cli.kafka_acl docs/operations.md"
     )
 
 
@@ -266,13 +266,13 @@ def test_the_operator_is_granted_what_its_modules_declare_and_no_group() -> None
 
 #: the modules that open Kafka and are not in the table, and why
 NOT_ROLES = {
-    "streams/livesim.py": "the lab's driver (demo, simulate --live): plays the outside world",
-    "streams/demo.py": "the demo: creates the topics on its own embedded broker",
-    "streams/cli.py": "`up` and `topics` create the topics: the admin role",
-    "streams/kafka.py": "the clients themselves",
-    "streams/consumer.py": "the workers' batch consumers (read off the built app)",
-    "streams/app.py": "the worker (read off the built app)",
-    "streams/runtime.py": "the worker's publisher (WRITES)",
+    "streams/live/driver.py": "the lab's driver (demo, simulate --live): plays the outside world",
+    "streams/live/demo.py": "the demo: creates the topics on its own embedded broker",
+    "streams/cli/entry.py": "`up` and `topics` create the topics: the admin role",
+    "streams/worker/kafka.py": "the clients themselves",
+    "streams/worker/consumer.py": "the workers' batch consumers (read off the built app)",
+    "streams/worker/app.py": "the worker (read off the built app)",
+    "streams/worker/runtime.py": "the worker's publisher (WRITES)",
 }
 OPENS = ("AIOKafkaConsumer(", "AIOKafkaProducer(", "AIOKafkaAdminClient(", "JsonPublisher(",
          "AIOKafkaClient(", "ensure_topics(", "ensure_and_describe_topics(")  # fmt: skip
@@ -281,7 +281,7 @@ OPENS = ("AIOKafkaConsumer(", "AIOKafkaProducer(", "AIOKafkaAdminClient(", "Json
 def test_every_module_that_opens_kafka_is_a_role_in_the_table_or_said_not_to_be() -> None:
     declared = {str(Path(inspect.getfile(m)).relative_to(ROOT)) for m in operator_modules()}
     opening = set()
-    for path in [*ROOT.glob("streams/*.py"), *ROOT.glob("controller/**/*.py"),
+    for path in [*ROOT.glob("streams/**/*.py"), *ROOT.glob("controller/**/*.py"),
                  *ROOT.glob("analysis/**/*.py"), *ROOT.glob("lab/*.py")]:  # fmt: skip
         if any(o in path.read_text() for o in OPENS):
             opening.add(str(path.relative_to(ROOT)))

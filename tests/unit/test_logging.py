@@ -10,7 +10,7 @@ import logging.config
 from pydantic import SecretStr
 
 from controller.settings import KafkaSettings, RedisSettings, Settings
-from streams.logging import JsonFormatter, redact, secret_values, worker_logging_config
+from streams.worker.logging import JsonFormatter, redact, secret_values, worker_logging_config
 
 SASL_PW = "sasl-Pa55word-xyz"
 URL_PW = "url-pw-9f8e7d"

@@ -19,8 +19,8 @@ from analysis.worker import AnalysisWorker, fit_metric, metric_panels
 from controller.settings import Settings
 from core.ports import EstimatorPlan, ExperimentInfo
 from lab.compare import elasticity_experiment
-from streams.schemas import EstimateMessage, Metric
-from streams.sinks import KafkaEstimateSink
+from streams.worker.schemas import EstimateMessage, Metric
+from streams.worker.sinks import KafkaEstimateSink
 from tests.unit.test_worker import ManualClock
 
 

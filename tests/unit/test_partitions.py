@@ -6,7 +6,7 @@ from aiokafka.partitioner import DefaultPartitioner, murmur2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.kafka import murmur2_many, partitions_of
+from streams.worker.kafka import murmur2_many, partitions_of
 
 
 @settings(max_examples=200, deadline=None)

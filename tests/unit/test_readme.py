@@ -37,7 +37,7 @@ def test_every_pricelab_command_in_the_readme_exists():
 
 
 def test_every_metric_in_the_readme_catalogue_is_exported():
-    from streams.metrics import Metrics
+    from streams.worker.metrics import Metrics
 
     exported = {m.name for m in Metrics().registry.collect()}
     catalogued = set(re.findall(r"^\| `(pricelab_[a-z_]+)` \|", README, flags=re.M))
@@ -50,7 +50,7 @@ def test_every_metric_in_the_readme_catalogue_is_exported():
 
 
 def test_every_exported_metric_is_in_the_readme_catalogue():
-    from streams.metrics import Metrics
+    from streams.worker.metrics import Metrics
 
     catalogued = set(re.findall(r"^\| `(pricelab_[a-z_]+)` \|", README, flags=re.M))
     names = {m.name for m in Metrics().registry.collect()}

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streams.sale_decoder import DecodedSale, decode_sale
-from streams.schemas import MAX_EVENT_BYTES, DecodeError, Sale, decode
+from streams.worker.sale_decoder import DecodedSale, decode_sale
+from streams.worker.schemas import MAX_EVENT_BYTES, DecodeError, Sale, decode
 
 EXAMPLES = int(os.environ.get("PRICELAB_FUZZ_EXAMPLES", "300"))
 FUZZ = settings(

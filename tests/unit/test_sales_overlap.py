@@ -20,7 +20,7 @@ from controller.settings import Settings
 from controller.spec import load_spec
 from controller.store import SalesBlock
 from controller.store.experiments import ExperimentState
-from streams.sale_decoder import DecodedSale
+from streams.worker.sale_decoder import DecodedSale
 
 START = datetime(2026, 6, 1, tzinfo=UTC)
 SPEC = load_spec(

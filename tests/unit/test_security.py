@@ -13,7 +13,7 @@ from pydantic import SecretStr
 
 from controller.settings import KafkaSettings, RedisSettings, Settings
 from controller.store import make_redis
-from streams.app import faust_credentials
+from streams.worker.app import faust_credentials
 
 
 @pytest.fixture(scope="module")

@@ -64,7 +64,7 @@ def test_to_env_round_trips(monkeypatch):
 
 
 def test_readiness_waits_for_every_group_and_forgives_a_short_rebalance():
-    from streams.readiness import Readiness
+    from streams.worker.readiness import Readiness
 
     t = [0.0]
     r = Readiness(grace=30.0, now=lambda: t[0])

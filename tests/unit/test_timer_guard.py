@@ -8,8 +8,8 @@ import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoPermissionError, ResponseError
 
-from streams.handlers import EXIT_PERMISSION, EXIT_TIMER_FAILED, RedisOutageTolerated
-from streams.metrics import Metrics
+from streams.worker.handlers import EXIT_PERMISSION, EXIT_TIMER_FAILED, RedisOutageTolerated
+from streams.worker.metrics import Metrics
 
 
 async def _run(exc: BaseException, exits: list[int], metrics: Metrics) -> None:

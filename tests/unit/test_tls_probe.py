@@ -21,7 +21,7 @@ import pytest
 
 from controller.settings import KafkaSettings, RedisSettings, Settings
 from streams.errors import kafka_tls_failure, redis_tls_failure
-from streams.tls import make_certificates
+from streams.net.tls import make_certificates
 
 
 @pytest.fixture

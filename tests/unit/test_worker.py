@@ -13,7 +13,7 @@ from analysis.worker import AnalysisWorker, ExperimentInfo
 from controller.clock import ManualClock
 from controller.designs import design_of, design_sampler
 from controller.spec import ExperimentSpec
-from streams.schemas import EstimateMessage
+from streams.worker.schemas import EstimateMessage
 
 
 def _cells(

@@ -25,18 +25,18 @@ import faust
 import mode
 
 from controller.settings import Settings
-from streams.consumer import BatchConsumer
-from streams.handlers import (
+from streams.worker.consumer import BatchConsumer
+from streams.worker.handlers import (
     Event,
     RawEvent,
     RedisOutageTolerated,
     with_redis_retry,
 )
-from streams.kafka import consumer_lag
-from streams.logging import worker_logging_config
-from streams.metrics import Metrics
-from streams.readiness import Readiness
-from streams.runtime import Runtime
+from streams.worker.kafka import consumer_lag
+from streams.worker.logging import worker_logging_config
+from streams.worker.metrics import Metrics
+from streams.worker.readiness import Readiness
+from streams.worker.runtime import Runtime
 
 log = logging.getLogger("pricelab.app")
 
@@ -152,7 +152,7 @@ def build_app(
             faust_group.on_revoked()
 
         # sales bypass faust's per-event stream machinery: a plain aiokafka consumer hands whole
-        # fetched batches to the handler and commits after the Redis write (streams/consumer.py)
+        # fetched batches to the handler and commits after the Redis write (streams/worker/consumer.py)
         async def _sales_batch(batch: list[Event]) -> None:
             while not await with_redis_retry(
                 rt.clock_ready, "clock", on_retry=rt.sales.note_redis_retry
@@ -289,7 +289,7 @@ async def preflight(settings: Settings, roles: Iterable[str] = ()) -> None:
     to fix (a worker then exits 2 with that one line, instead of faust's traceback). Then
     check that Redis lets the user run every read the ``roles`` need (a missing one raises
     :class:`streams.errors.PermissionDenied` naming it and the role, exit 2). A controller
-    then records the clock it runs on, which the CLI follows (streams.stack_clock)."""
+    then records the clock it runs on, which the CLI follows (streams.client.stack_clock)."""
     from aiokafka import AIOKafkaClient
 
     from controller.store import make_redis

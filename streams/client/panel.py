@@ -1,7 +1,7 @@
 """``pricelab panel export EXPERIMENT --out FILE``: the panel the analysis worker analyses.
 
 Read through the worker's own panel source (``controller.panel_source.RedisPanelSource``),
-as of the stack's clock (the one its controller records: streams.stack_clock), so the file
+as of the stack's clock (the one its controller records: streams.client.stack_clock), so the file
 holds exactly the completed periods, outcomes, arms, probabilities and blackouts the live
 estimates were computed from. No completed period yet is one sentence (NoCompletedPeriod,
 exit 2), never an empty file.
@@ -19,8 +19,8 @@ from controller.panel_source import RedisPanelSource
 from controller.periods import n_periods, period_bounds
 from controller.settings import Settings
 from controller.store import ExperimentState, Store, make_redis
+from streams.client.stack_clock import describe, stack_clock
 from streams.errors import OPERATOR, NoCompletedPeriod, services_answer
-from streams.stack_clock import describe, stack_clock
 
 
 async def read_panel(settings: Settings, experiment: str) -> pd.DataFrame:

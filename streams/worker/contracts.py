@@ -3,8 +3,8 @@
 Pricing systems and warehouse loaders read pricelab's topics with software of their own; the
 contracts under ``docs/contracts/`` are what they code against, in the Kafka ecosystem's
 conventions (Schema Registry loads JSON Schema; AsyncAPI describes the channels). Both are
-generated from the wire models (``streams/schemas.py``) and the topic table
-(``streams.kafka.topic_configs``) by ``pricelab contracts --out docs/contracts``; nothing is
+generated from the wire models (``streams/worker/schemas.py``) and the topic table
+(``streams.worker.kafka.topic_configs``) by ``pricelab contracts --out docs/contracts``; nothing is
 written by hand, and ``tests/unit/test_contracts.py`` fails when a model changes and the files
 are not regenerated.
 
@@ -27,8 +27,8 @@ import yaml
 from pydantic import BaseModel
 
 from controller.settings import Settings
-from streams.kafka import topic_configs
-from streams.schemas import (
+from streams.worker.kafka import topic_configs
+from streams.worker.schemas import (
     AssignmentMessage,
     Command,
     CommandReply,
@@ -215,8 +215,8 @@ def asyncapi(settings: Settings) -> dict[str, Any]:
         "info": {
             "title": "pricelab",
             "version": "1",
-            "description": "pricelab's Kafka topics, generated from streams/schemas.py and "
-            "streams.kafka.topic_configs by `pricelab contracts`. Topic names are the defaults "
+            "description": "pricelab's Kafka topics, generated from streams/worker/schemas.py and "
+            "streams.worker.kafka.topic_configs by `pricelab contracts`. Topic names are the defaults "
             "(PRICELAB_TOPICS__*); payloads are the JSON Schemas next to this file.",
         },
         "channels": channels,

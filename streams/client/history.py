@@ -2,7 +2,7 @@
 
 ``pricelab experiment history EXP`` reads every partition of the topic from its first record
 to the end offsets taken when it starts (no consumer group: nothing is committed), keeps the
-records of EXP and the fleet-wide ones (``streams.control.FLEET``: a freeze of every
+records of EXP and the fleet-wide ones (``streams.worker.control.FLEET``: a freeze of every
 experiment, an unfreeze), drops at-least-once repeats and puts them in the order things
 happened: by each record's place in the trail (``detail.order``, one counter in Redis), not by
 its timestamp, which ties when a simulated clock stands still or two workers decide within a
@@ -21,11 +21,11 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from controller.settings import Settings
-from streams.control import FLEET
 from streams.errors import services_answer
+from streams.worker.control import FLEET
 
 #: what ``pricelab experiment history`` opens on Kafka (``TopicSettings`` fields; no consumer
-#: group): streams/kafka_acl.py
+#: group): streams/cli/kafka_acl.py
 KAFKA_READS = ("experiment_events",)
 KAFKA_WRITES: tuple[str, ...] = ()
 

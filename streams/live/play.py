@@ -2,7 +2,7 @@
 
 The workers an operator started (``pricelab worker``, with ``PRICELAB_CLOCK=simulated``) run
 the experiment; this process plays the rest of the world through
-:class:`streams.livesim.LiveDriver`, as the demo does with workers of its own: it creates the
+:class:`streams.live.driver.LiveDriver`, as the demo does with workers of its own: it creates the
 experiment through the commands topic, moves the shared simulated clock period by period,
 reads the assignments as a pricing system would, sends the market's sales, and prints the
 estimates the analysis worker publishes at each period's end. It stops after ``periods``
@@ -22,9 +22,9 @@ from controller.spec import ExperimentSpec
 from controller.store import Store, make_redis
 from lab.market import MarketConfig
 from lab.simulate import market_for_spec
+from streams.client.estimates import render_verdict
 from streams.errors import ServiceUnavailable, services_answer
-from streams.estimates_cli import render_verdict
-from streams.livesim import (
+from streams.live.driver import (
     DriverConfig,
     LiveDriver,
     LiveRun,

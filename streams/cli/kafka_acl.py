@@ -1,10 +1,10 @@
 """Least privilege on Kafka: each role's topics and consumer groups, as ``kafka-acls.sh`` commands.
 
 Nothing here is a list of topics. A worker role's reads and consumer groups are read off the
-worker the role really builds (``streams.app.build_app``): the topics of its faust agents,
+worker the role really builds (``streams.worker.app.build_app``): the topics of its faust agents,
 faust's own leader topic (``<group>-__assignor-__leader``, which faust creates at its first
 start and subscribes to) and the topics and groups of its batch consumers. Its writes are
-``streams.runtime.WRITES``, which its publisher enforces (a write elsewhere raises
+``streams.worker.runtime.WRITES``, which its publisher enforces (a write elsewhere raises
 ``UndeclaredTopic``). The operator CLI's reads and writes are the ``KAFKA_READS`` and
 ``KAFKA_WRITES`` of the modules that open Kafka for it (checked against the topics each module
 names by tests/unit/test_kafka_acl.py). Topic creation (``pricelab topics``) is a role of its
@@ -73,8 +73,8 @@ class KafkaRole:
 
 def worker_role(settings: Settings, role: str) -> KafkaRole:
     """A worker role (``controller`` or ``analysis``) as the worker builds it."""
-    from streams.app import build_app
-    from streams.runtime import WRITES
+    from streams.worker.app import build_app
+    from streams.worker.runtime import WRITES
 
     app, rt = build_app(settings, {role})
     reads: set[str] = set()
@@ -103,11 +103,11 @@ def worker_role(settings: Settings, role: str) -> KafkaRole:
 def operator_modules() -> list[ModuleType]:
     """The modules that open Kafka for the operator's CLI, each declaring ``KAFKA_READS`` and
     ``KAFKA_WRITES``: ``experiment <command>``, ``experiment history``, ``estimates``."""
-    import streams.commands
-    import streams.estimates_cli
-    import streams.history
+    import streams.client.commands
+    import streams.client.estimates
+    import streams.client.history
 
-    return [streams.commands, streams.history, streams.estimates_cli]
+    return [streams.client.commands, streams.client.history, streams.client.estimates]
 
 
 def operator_role(settings: Settings) -> KafkaRole:
@@ -125,8 +125,8 @@ def operator_role(settings: Settings) -> KafkaRole:
 
 
 def admin_role(settings: Settings) -> KafkaRole:
-    """``pricelab topics``: creates the topics that are missing (streams.kafka.topic_configs)."""
-    from streams.kafka import topic_configs
+    """``pricelab topics``: creates the topics that are missing (streams.worker.kafka.topic_configs)."""
+    from streams.worker.kafka import topic_configs
 
     return KafkaRole(
         "admin", "pricelab topics", (), (), (), tuple(sorted(topic_configs(settings)))
@@ -174,7 +174,7 @@ def kafka_acl_table(settings: Settings) -> list[str]:
 
 
 #: the markers of the generated block in docs/operations.md
-#: (regenerate with ``python -m streams.kafka_acl docs/operations.md``)
+#: (regenerate with ``python -m streams.cli.kafka_acl docs/operations.md``)
 DOC_START = "<!-- kafka-acl -->"
 DOC_END = "<!-- /kafka-acl -->"
 

@@ -12,7 +12,7 @@ partition is in Redis, whichever batch finished first. Batches are independent i
 (sums, and a dedupe marker set atomically per event), so their order there does not matter.
 
 - a handler that raises (a bug; Redis outages are retried inside it) makes the process exit
-  with :data:`~streams.handlers.EXIT_UNSAFE_TO_ACK`, nothing committed;
+  with :data:`~streams.worker.handlers.EXIT_UNSAFE_TO_ACK`, nothing committed;
 - a rebalance waits for the batches in flight and their commits before the partitions are
   given up (``on_partitions_revoked``); records fetched for a partition lost meanwhile are
   dropped unhandled (the new owner reads them from the committed offset);
@@ -41,8 +41,8 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
 from controller.settings import Settings
-from streams.handlers import EXIT_UNSAFE_TO_ACK, Event, exit_on_permission, hard_exit
-from streams.readiness import GroupMembership
+from streams.worker.handlers import EXIT_UNSAFE_TO_ACK, Event, exit_on_permission, hard_exit
+from streams.worker.readiness import GroupMembership
 
 log = logging.getLogger("pricelab.consumer")
 

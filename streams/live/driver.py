@@ -52,9 +52,9 @@ from controller.triggers import TriggerTracker
 from core.ports import metric_name
 from lab.market import Market, in_force
 from lab.simulate import competitor_rng, experiment_slots
-from streams.commands import send_command_async
-from streams.kafka import JsonPublisher
-from streams.launcher import WorkerProcess, metric_value
+from streams.client.commands import send_command_async
+from streams.live.launcher import WorkerProcess, metric_value
+from streams.worker.kafka import JsonPublisher
 
 Say = Callable[[str], None]
 
@@ -163,7 +163,7 @@ class DriverConfig:
 
 class Watched(Protocol):
     """A worker the driver watches: a process it started (``WorkerProcess``) or one it did
-    not (``streams.live_play.RemoteWorker``)."""
+    not (``streams.live.play.RemoteWorker``)."""
 
     def check_alive(self) -> None: ...
 

@@ -3,7 +3,7 @@
 What runs: the embedded broker and Redis (or the configured ones), a controller worker and
 an analysis worker as separate processes, exactly as in production, with the clock in
 'simulated' mode. This process plays the rest of the world through
-:class:`streams.livesim.LiveDriver`: it drives simulated time, acts as the pricing system
+:class:`streams.live.driver.LiveDriver`: it drives simulated time, acts as the pricing system
 (reads the assignment topic, prices accordingly), generates the market's sales under those
 prices, sends them to the sales topic (plus a few malformed and duplicated events, to show the
 dead-letter path and dedupe), and prints the running estimates the analysis worker publishes.
@@ -31,11 +31,8 @@ from controller.settings import Settings
 from controller.spec import ExperimentSpec
 from controller.store import Store, make_redis
 from lab.market import Market, MarketConfig
-from streams.embedded import EmbeddedStack
-from streams.estimates_cli import render_verdict
-from streams.kafka import ensure_topics
-from streams.launcher import WorkerProcess
-from streams.livesim import (
+from streams.client.estimates import render_verdict
+from streams.live.driver import (
     DriverConfig,
     LiveDriver,
     LiveRun,
@@ -45,6 +42,9 @@ from streams.livesim import (
     scorecard,
     verdict_at,
 )
+from streams.live.embedded import EmbeddedStack
+from streams.live.launcher import WorkerProcess
+from streams.worker.kafka import ensure_topics
 
 
 @dataclass(frozen=True)
@@ -212,7 +212,7 @@ async def _drive(
         for line in lines:
             say("  " + line, always=True)
         if cfg.report_dir:
-            from streams.report_cli import live_report
+            from streams.client.report import live_report
 
             index = await live_report(
                 settings,

@@ -17,11 +17,11 @@ from controller.store import Store, make_redis
 from controller.store.clock import SharedSimulatedClock
 from controller.store.keys import clock as clock_key
 from controller.trigger_runner import TriggerRunner
-from streams.control import CommandHandler, CompetitorHandler
-from streams.handlers import SalesHandler
-from streams.kafka import JsonPublisher
-from streams.metrics import Metrics
-from streams.sinks import (
+from streams.worker.control import CommandHandler, CompetitorHandler
+from streams.worker.handlers import SalesHandler
+from streams.worker.kafka import JsonPublisher
+from streams.worker.metrics import Metrics
+from streams.worker.sinks import (
     DeadLetterSink,
     KafkaAssignmentSink,
     KafkaEstimateSink,
@@ -29,7 +29,7 @@ from streams.sinks import (
 )
 
 if TYPE_CHECKING:
-    from streams.consumer import BatchConsumer
+    from streams.worker.consumer import BatchConsumer
 
 log = logging.getLogger("pricelab.runtime")
 
@@ -37,7 +37,7 @@ log = logging.getLogger("pricelab.runtime")
 #: assignments, command replies, audit events and dead letters; the analysis worker its
 #: estimates and, when a guardrail trips, a stop command and its event. A role's publisher
 #: refuses any other topic, and its Kafka ACLs are generated from these
-#: (``pricelab acl --kafka``, streams/kafka_acl.py)
+#: (``pricelab acl --kafka``, streams/cli/kafka_acl.py)
 WRITES: dict[str, tuple[str, ...]] = {
     "controller": ("assignments", "command_replies", "experiment_events", "dead_letter"),
     "analysis": ("estimates", "commands", "experiment_events"),
@@ -62,7 +62,7 @@ class Runtime:
         self.settings = settings
         #: the worker roles it serves (None: both); its publisher writes only their topics
         self.roles = frozenset(WRITES if roles is None else roles)
-        #: the batch consumers the worker's app runs (streams/app.py), with their topics
+        #: the batch consumers the worker's app runs (streams/worker/app.py), with their topics
         self.consumers: list[BatchConsumer] = []
         self.metrics = metrics or Metrics(now=lambda: self.clock.now())
         self._started = False

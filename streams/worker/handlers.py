@@ -17,10 +17,10 @@ from typing import NamedTuple, Protocol, TypeVar
 from controller.clock import Clock
 from controller.sales import SaleLike, SalesIngestor
 from controller.store.base import UNAVAILABLE
-from streams.metrics import Metrics
-from streams.sale_decoder import decode_sale
-from streams.schemas import DecodeError
-from streams.sinks import DeadLetterSink
+from streams.worker.metrics import Metrics
+from streams.worker.sale_decoder import decode_sale
+from streams.worker.schemas import DecodeError
+from streams.worker.sinks import DeadLetterSink
 
 log = logging.getLogger("pricelab.streams")
 

@@ -1,7 +1,7 @@
 """The clock of the running stack, as a command that needs "now" reads it (the CLI).
 
 The controller worker records at start which clock it runs on (``{pl}:clock-mode``, written
-by streams.app.preflight), so a second shell without ``PRICELAB_CLOCK`` gets the stack's
+by streams.worker.app.preflight), so a second shell without ``PRICELAB_CLOCK`` gets the stack's
 simulated time instead of the wall's, and the same answers as the first shell.
 """
 

@@ -7,7 +7,7 @@ Parquet, the worker's cell table or a simulator panel) and, optionally, ``--esti
 (JSON lines of estimate and verdict messages); without estimates the worker's computation is
 replayed on the panel (analysis.report.replay_estimates), verdicts included when the spec is
 known. The page (one self-contained HTML file) comes from analysis/report.
-Register with ``streams.report_cli.register(app)``.
+Register with ``streams.client.report.register(app)``.
 """
 
 from __future__ import annotations
@@ -84,9 +84,9 @@ async def _read_live(
 ) -> tuple[pd.DataFrame, str, dict[str, Any]]:
     from controller.panel_source import RedisPanelSource
     from controller.store import Store
+    from streams.client.panel import no_completed_period
+    from streams.client.stack_clock import stack_clock
     from streams.errors import NoCompletedPeriod
-    from streams.panel_cli import no_completed_period
-    from streams.stack_clock import stack_clock
 
     store = Store(redis, settings.key_prefix)
     clock = await stack_clock(settings, store)  # the stack's, whatever this shell's
@@ -113,7 +113,7 @@ async def _live_estimates(settings: Settings, experiment: str, idle: float = 2.0
     """Every message of ``experiment`` on the estimates topic so far, estimates and verdicts
     (``analysis.report.split_verdicts`` tells them apart; read until idle: the embedded
     broker's end offsets lag its data, docs/broker.md)."""
-    from streams.estimates_cli import all_estimates
+    from streams.client.estimates import all_estimates
 
     return pd.DataFrame(await all_estimates(settings, experiment, idle))
 

@@ -67,8 +67,8 @@ _AS = Annotated[
 def _actor(given: str | None, settings: Any) -> str:
     """The command's actor: ``--as``, else PRICELAB_ACTOR, else user@host; one sentence and exit
     2 when it is malformed or not one of the configured actors."""
-    from streams.commands import default_actor
-    from streams.schemas import actor_refusal
+    from streams.client.commands import default_actor
+    from streams.worker.schemas import actor_refusal
 
     actor = given if given is not None else default_actor()
     refusal = actor_refusal(actor, settings.actors)
@@ -97,8 +97,8 @@ def up(
     ] = False,
 ) -> None:
     """Start the embedded Kafka-protocol broker and Redis until Ctrl-C or SIGTERM."""
-    from streams.embedded import EmbeddedStack
-    from streams.kafka import ensure_topics
+    from streams.live.embedded import EmbeddedStack
+    from streams.worker.kafka import ensure_topics
 
     stack = EmbeddedStack(host=host, kafka_port=kafka_port, redis_port=redis_port, tls=tls)
     stack.start()
@@ -132,7 +132,7 @@ def topics(
     assignments, retention for the rest (PRICELAB_KAFKA__EVENT_RETENTION, __RECORD_RETENTION).
     Idempotent: run it before the workers, again whenever you like."""
     from streams.errors import services_answer
-    from streams.kafka import ensure_and_describe_topics, topic_configs
+    from streams.worker.kafka import ensure_and_describe_topics, topic_configs
 
     settings = _settings()
     if timeout <= 0:
@@ -170,7 +170,7 @@ def worker(
     role: Annotated[list[str], typer.Option(help="controller and/or analysis")] = ["controller"],  # noqa: B006
 ) -> None:
     """Run a faust worker for the given roles (graceful shutdown on SIGTERM)."""
-    from streams.app import run_worker
+    from streams.worker.app import run_worker
 
     bad = set(role) - {"controller", "analysis"}
     if bad:
@@ -194,7 +194,7 @@ def demo(
     ] = None,
 ) -> None:
     """Run a 28-day switchback on a simulated market through the live pipeline."""
-    from streams.demo import DemoConfig, run_demo
+    from streams.live.demo import DemoConfig, run_demo
 
     ok = run_demo(
         _settings(),
@@ -234,7 +234,7 @@ def experiment_create(
     settings = _settings()
     actor = _actor(as_, settings)
     from controller.spec import load_spec, load_spec_file
-    from streams.commands import send_command
+    from streams.client.commands import send_command
 
     parsed = load_spec_file(spec)
     if graph is not None:
@@ -268,7 +268,7 @@ def _control(kind: str):  # type: ignore[no-untyped-def]
         ] = 60.0,
         as_: _AS = None,
     ) -> None:
-        from streams.commands import send_command
+        from streams.client.commands import send_command
 
         settings = _settings()
         actor = _actor(as_, settings)
@@ -356,7 +356,7 @@ def experiment_freeze(
     import hashlib
 
     from controller.blackout import load_freeze
-    from streams.commands import read_now, send_command
+    from streams.client.commands import read_now, send_command
 
     settings = _settings()
     actor = _actor(as_, settings)
@@ -391,7 +391,7 @@ def experiment_unfreeze(
 ) -> None:
     """Cancel a freeze: one ahead is removed, one in force ends now (a washout follows the
     return to the design), one that is over is refused."""
-    from streams.commands import send_command
+    from streams.client.commands import send_command
 
     settings = _settings()
     actor = _actor(as_, settings)
@@ -417,7 +417,7 @@ def experiment_history(
     refused, by whom, why) and every decision the controller took (flips, missed flips,
     freezes, guardrail trips: by which worker), read from the experiment-events topic as far
     as its retention keeps them."""
-    from streams.history import read_trail, render
+    from streams.client.history import read_trail, render
 
     trail = asyncio.run(read_trail(_settings(), experiment, timeout))
     if as_json:
@@ -446,7 +446,7 @@ def experiment_freezes(
 ) -> None:
     """List operator freezes: id, window, scope, reason, and whether each is ahead, in force
     or over by the controller's clock."""
-    from streams.commands import read_freezes
+    from streams.client.commands import read_freezes
 
     views = read_freezes(_settings(), experiment)
     if as_json:
@@ -467,7 +467,7 @@ def experiment_freezes(
 def experiment_list() -> None:
     """List experiments: state (created, running, paused, stopped, ended; +frozen), the
     period in force and the seq of the decision in force."""
-    from streams.commands import read_experiments
+    from streams.client.commands import read_experiments
 
     for st in read_experiments(_settings()):
         state = st["state"] + ("+frozen" if st["frozen"] and st["state"] == "running" else "")
@@ -480,7 +480,7 @@ def experiment_list() -> None:
 @experiment_app.command("show")
 def experiment_show(experiment: Annotated[str, typer.Argument(help="Experiment id.")]) -> None:
     """Show one experiment's state and spec as JSON."""
-    from streams.commands import read_experiment
+    from streams.client.commands import read_experiment
 
     typer.echo(json.dumps(read_experiment(_settings(), experiment), indent=2, default=str))
 
@@ -489,7 +489,7 @@ def experiment_show(experiment: Annotated[str, typer.Argument(help="Experiment i
 def assignments(product: Annotated[str, typer.Argument(help="Product id.")]) -> None:
     """The message in force for PRODUCT: its experiment's state, the status and policy a
     pricing system applies, why (paused, frozen, washout until ..., stopped), and its seq."""
-    from streams.commands import read_assignment
+    from streams.client.commands import read_assignment
 
     doc = read_assignment(_settings(), product)
     if doc is None:
@@ -515,7 +515,7 @@ def estimates(
     """The latest verdict (ship, do not ship, keep running), then the latest estimate of each
     estimator (and each segment the spec names) of EXPERIMENT, read from the estimates topic.
     With --json, JSON lines: the verdict's first (``kind: verdict``)."""
-    from streams.estimates_cli import (
+    from streams.client.estimates import (
         all_estimates,
         is_verdict,
         latest_of,
@@ -564,7 +564,7 @@ def contracts(
 ) -> None:
     """Write the message contracts: a JSON Schema per topic and the AsyncAPI 3 document,
     generated from the wire models (a version's first schema is kept under frozen/)."""
-    from streams.contracts import write
+    from streams.worker.contracts import write
 
     for path in write(out, _settings()):
         typer.echo(f"wrote {path}")
@@ -584,13 +584,13 @@ def acl(
     operator), generated from the store's key names and its scripts' declared keys; each
     password is read from PRICELAB_ACL_PASSWORD_<ROLE> and written as its SHA-256. With
     --kafka: each role's topics and consumer groups as kafka-acls.sh commands, generated from
-    the topics the workers and the CLI open (streams/kafka_acl.py)."""
+    the topics the workers and the CLI open (streams/cli/kafka_acl.py)."""
     from controller.errors import ConfigurationError
     from controller.store.acl import ROLES, acl_lines
 
     settings = _settings()
     if kafka:
-        from streams.kafka_acl import kafka_acl_commands
+        from streams.cli.kafka_acl import kafka_acl_commands
 
         for line in kafka_acl_commands(settings):
             typer.echo(line)
@@ -614,7 +614,7 @@ def panel_export(
 ) -> None:
     """Write exactly the panel the analysis worker analyses (completed periods), ready for
     `pricelab analyze`."""
-    from streams.panel_cli import export_panel
+    from streams.client.panel import export_panel
 
     settings = _settings()
     if out.suffix.lower() not in (".csv", ".parquet"):
@@ -647,7 +647,7 @@ def _spec_info(path: Path) -> Any:
 
 def _play_live(spec: Any, **kw: Any) -> list[str]:
     """``pricelab simulate --live`` (lab.cli): play the market into the running stack."""
-    from streams.live_play import play, summary
+    from streams.live.play import play, summary
 
     run = asyncio.run(play(_settings(), spec, **kw))
     return summary(run, kw.get("periods"))
@@ -668,7 +668,7 @@ def _load_plugins() -> None:
     from analysis import graph_cli
     from controller import schedule_cli
     from lab import cli as lab_cli
-    from streams import report_cli
+    from streams.client import report as report_cli
 
     analysis_cli.register(_app, spec_info=_spec_info)
     lab_cli.register(_app, live=_play_live)
@@ -699,12 +699,12 @@ _help_polished = False
 
 def _polish_help() -> None:
     """Every help in whole sentences, and ``experiment create``'s listing the spec's fields
-    (:mod:`streams.help_text`); done once, when help may be shown."""
+    (:mod:`streams.cli.help_text`); done once, when help may be shown."""
     global _help_polished
     if _help_polished:
         return
     _help_polished = True
-    from streams.help_text import create_help, whole_sentences
+    from streams.cli.help_text import create_help, whole_sentences
 
     for command in experiment_app.registered_commands:
         if command.name == "create":

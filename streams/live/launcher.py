@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from controller.settings import Settings
-from streams.embedded import free_port
+from streams.live.embedded import free_port
 
 #: glibc malloc settings for an analysis worker (set at exec: ``mallopt`` caps the mmap
 #: threshold at 32 MB). A cycle allocates ~1 GB of short-lived numpy arrays of ~70 MB each at

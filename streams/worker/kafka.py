@@ -105,7 +105,7 @@ class JsonPublisher:
     """Publishes pydantic messages as JSON; ``flush()`` waits until the broker has them all.
 
     ``topics``: the only topics it may write (a role's declared writes, which its Kafka ACLs
-    are generated from: streams/kafka_acl.py); None for any (drivers, tests, benchmarks).
+    are generated from: streams/cli/kafka_acl.py); None for any (drivers, tests, benchmarks).
     """
 
     def __init__(

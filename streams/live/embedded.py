@@ -28,7 +28,7 @@ from controller.errors import EmbeddedStackError
 
 if TYPE_CHECKING:
     from controller.settings import Settings
-    from streams.tls import TlsFiles
+    from streams.net.tls import TlsFiles
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -168,7 +168,7 @@ class EmbeddedStack:
     #: the broker validates what is written to pricelab's output topics against their
     #: contracts (Tansu's ``--schema-registry``): see :meth:`register_contracts`
     validate_outputs: bool = True
-    #: TLS on both (``pricelab up --tls``): a throw-away CA (streams/tls.py); redis-server 7
+    #: TLS on both (``pricelab up --tls``): a throw-away CA (streams/net/tls.py); redis-server 7
     #: serves TLS itself, the broker through stunnel (Tansu 0.6 cannot: docs/broker.md)
     tls: bool = False
     broker: ManagedProcess | None = field(default=None, init=False)
@@ -235,7 +235,7 @@ class EmbeddedStack:
         if self.tls:
             # clients reach the broker through stunnel's TLS port, which the broker
             # advertises; the broker itself listens in plaintext on loopback only
-            from streams.tls import make_certificates
+            from streams.net.tls import make_certificates
 
             stunnel = stunnel_binary()
             self.tls_files = make_certificates(
@@ -322,7 +322,7 @@ class EmbeddedStack:
         does not validate)."""
         if not self.validate_outputs:
             return []
-        from streams.contracts import broker_schemas
+        from streams.worker.contracts import broker_schemas
 
         written = []
         for name, doc in broker_schemas(settings).items():

@@ -17,9 +17,9 @@ from analysis.results import published_fields
 from controller.designs import Assignment, PeriodAssignments
 from controller.settings import Settings
 from core.ports import PublishedEstimate
-from streams.kafka import JsonPublisher
-from streams.metrics import Metrics
-from streams.schemas import (
+from streams.worker.kafka import JsonPublisher
+from streams.worker.metrics import Metrics
+from streams.worker.schemas import (
     AssignmentEncoder,
     AssignmentMessage,
     Command,

@@ -19,14 +19,14 @@ from controller.errors import CommandRefused
 from controller.flipper import freeze_view, in_force_one
 from controller.settings import Settings
 from controller.store import ExperimentState, Store, make_redis
+from streams.client.stack_clock import stack_clock
 from streams.errors import OPERATOR, services_answer
-from streams.kafka import JsonPublisher
-from streams.schemas import Command
-from streams.stack_clock import stack_clock
+from streams.worker.kafka import JsonPublisher
+from streams.worker.schemas import Command
 
 #: what ``pricelab experiment <command>`` opens on Kafka (``TopicSettings`` fields): it writes
 #: the command and reads its reply, without a consumer group (tests/unit/test_kafka_acl.py
-#: checks these against the topics this module names; streams/kafka_acl.py makes the
+#: checks these against the topics this module names; streams/cli/kafka_acl.py makes the
 #: operator's Kafka ACLs of them)
 KAFKA_READS = ("command_replies",)
 KAFKA_WRITES = ("commands",)
@@ -131,7 +131,7 @@ def _with_store(settings: Settings, fn):  # type: ignore[no-untyped-def]
 
 async def _now(settings: Settings, store: Store) -> datetime:
     """The controller's time as an operator's command reads it: on the clock the stack
-    records that it runs on (simulated: from Redis), streams.stack_clock."""
+    records that it runs on (simulated: from Redis), streams.client.stack_clock."""
     return (await stack_clock(settings, store)).now()
 
 

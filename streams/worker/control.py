@@ -13,10 +13,10 @@ from controller.errors import CommandRefused, ConflictError, SpecError, StoreErr
 from controller.flipper import Flipper
 from controller.lifecycle import Kind
 from controller.spec import load_spec
-from streams.handlers import Event
-from streams.kafka import JsonPublisher
-from streams.metrics import Metrics
-from streams.schemas import (
+from streams.worker.handlers import Event
+from streams.worker.kafka import JsonPublisher
+from streams.worker.metrics import Metrics
+from streams.worker.schemas import (
     REASON_REQUIRED,
     Command,
     CommandKind,
@@ -28,7 +28,7 @@ from streams.schemas import (
     decode,
     is_ident,
 )
-from streams.sinks import DeadLetterSink
+from streams.worker.sinks import DeadLetterSink
 
 log = logging.getLogger("pricelab.streams")
 

@@ -3,11 +3,11 @@
 pydantic's ``Sale.model_validate_json`` costs about as much per event as the raw consumer's
 whole per-event budget, and was the largest share of the worker's ingest time. msgspec
 validates the common shape of a sale about ten times faster. It accepts a strict subset of
-what :class:`streams.schemas.Sale` accepts (canonical RFC 3339 timestamps with at most six
+what :class:`streams.worker.schemas.Sale` accepts (canonical RFC 3339 timestamps with at most six
 fractional digits, JSON integers for ``units``, no lax string-to-number coercion), with the
 same values; anything it does not accept, and any accepted sale that fails a rule checked
-after decoding, is decoded again by pydantic, whose :func:`streams.schemas.decode` then
-either accepts it or raises the usual :class:`~streams.schemas.DecodeError` with its reason.
+after decoding, is decoded again by pydantic, whose :func:`streams.worker.schemas.decode` then
+either accepts it or raises the usual :class:`~streams.worker.schemas.DecodeError` with its reason.
 So reasons, messages and accepted values are pydantic's; a differential fuzz test
 (tests/unit/test_sale_decoder.py) holds the two paths to that.
 """
@@ -21,9 +21,9 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from streams.schemas import MAX_EVENT_BYTES, Sale, decode
+from streams.worker.schemas import MAX_EVENT_BYTES, Sale, decode
 
-# The wire rules of streams.schemas for the shapes this fast path takes, as one pattern over
+# The wire rules of streams.worker.schemas for the shapes this fast path takes, as one pattern over
 # "event_id|product|occurred_at" ('|' is in neither an id nor a timestamp): one regex call per
 # sale, where a msgspec pattern per field cost more than the whole decode. Timestamps: RFC 3339
 # with an offset and at most six fractional digits, which datetime.fromisoformat reads exactly

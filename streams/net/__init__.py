@@ -1,0 +1,1 @@
+"""Network and TLS: the throw-away certificate authority (tls)."""
