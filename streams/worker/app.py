@@ -300,9 +300,9 @@ async def preflight(settings: Settings, roles: Iterable[str] = ()) -> None:
         PermissionDenied,
         ServiceUnavailable,
         permission_sentence,
-        redis_address,
         services_answer,
     )
+    from streams.net.probe import redis_address
 
     roles = tuple(sorted(roles))
 

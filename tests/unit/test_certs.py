@@ -154,7 +154,7 @@ def test_an_unparsable_block_in_a_bundle_does_not_spoil_the_rest(files, tmp_path
 def test_a_verification_failure_names_what_to_fix() -> None:
     import ssl
 
-    from streams.errors import _tls_sentence
+    from streams.net.probe import _tls_sentence
 
     def failure(code: int, said: str) -> ssl.SSLCertVerificationError:
         exc = ssl.SSLCertVerificationError(1, said)

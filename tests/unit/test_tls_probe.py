@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from controller.settings import KafkaSettings, RedisSettings, Settings
-from streams.errors import kafka_tls_failure, redis_tls_failure
+from streams.net.probe import kafka_tls_failure, redis_tls_failure
 from streams.net.tls import make_certificates
 
 
