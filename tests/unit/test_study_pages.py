@@ -127,3 +127,17 @@ def test_validation_sections_come_from_the_saved_tables(monkeypatch: pytest.Monk
     from_results = set().union(*(_numbers(p) for out in printed.values() for p in out))
     prose = set().union(*VALIDATION_TEMPLATES.values())
     assert not _numbers(text) - prose - from_results
+
+
+def test_validation_md_is_the_render_of_the_saved_tables(tmp_path: Path) -> None:
+    from tests.unit._scripts import load_script
+
+    study = load_script(ROOT / "docs" / "studies" / "validation_study.py", "validation_study")
+    figures = ROOT / "docs" / "figures"
+    (tmp_path / "figures").symlink_to(figures)
+    study.write_markdown(tmp_path / "validation.md", **study.load_results(figures))
+    committed = (ROOT / "docs" / "validation.md").read_text()
+    assert (tmp_path / "validation.md").read_text() == committed, (
+        "docs/validation.md differs from its render from docs/figures: run "
+        "`docs/studies/validation_study.py --render-only`"
+    )
