@@ -26,7 +26,7 @@ from __future__ import annotations
 import inspect
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -149,6 +149,23 @@ def with_dates(
         return df
     return df.assign(**{time: read_dates(col, time, dayfirst=dayfirst,
                                          date_format=date_format, utc=False)})  # fmt: skip
+
+
+def prepare_table(
+    df: pd.DataFrame,
+    time: str,
+    numeric: Iterable[str | None],
+    probability: str | None,
+    dayfirst: bool | None,
+    date_format: str | None,
+) -> tuple[pd.DataFrame, str | None]:
+    """What ``analyze`` (the command and ``pricelab.analyze``) does to an analyst's table before
+    fitting it: decimal commas in the ``numeric`` columns (and a probability column) refused,
+    ``probability`` as a column (a number in (0, 1) becomes one), and the period column's dates
+    read without guessing (:func:`with_dates`); returns the table and its probability column."""
+    check_decimal_commas(df, (*numeric, probability if probability in df.columns else None))
+    df, probability = _with_probability(df, probability)
+    return with_dates(df, time, dayfirst, date_format), probability
 
 
 def _iso_like(col: pd.Series) -> bool:
@@ -311,9 +328,7 @@ def analyze(
         df = read_table(panel_path, sep, (unit,) if method == "spillover" else (), decimal)
         covs = [c.strip() for c in covariates.split(",") if c.strip()] if covariates else []
         numeric = (outcome, treated, units_col, revenue_col, *covs)
-        check_decimal_commas(df, (*numeric, probability if probability in df.columns else None))
-        df, probability = _with_probability(df, probability)
-        df = with_dates(df, time, dayfirst, date_format)
+        df, probability = prepare_table(df, time, numeric, probability, dayfirst, date_format)
         if method == "elasticity":
             rows = elasticity_rows(df, unit, time, treated, blackout, probability, units_col,
                                    revenue_col, outcome, by, alpha)  # fmt: skip
@@ -633,4 +648,12 @@ def register(app: typer.Typer, spec_info: Callable[[Path], ExperimentInfo] | Non
     app.command("analyze")(analyze)
 
 
-__all__ = ["analyze", "analyze_methods", "build_estimator", "read_table", "register", "with_dates"]
+__all__ = [
+    "analyze",
+    "analyze_methods",
+    "build_estimator",
+    "prepare_table",
+    "read_table",
+    "register",
+    "with_dates",
+]

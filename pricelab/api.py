@@ -1,14 +1,15 @@
 """The notebook API: what the CLI reads and fits, as pandas objects.
 
 A thin facade over the same code as the commands: the estimates topic is read by
-``pricelab estimates``'s reader (``streams.estimates_cli``), the panel by ``pricelab panel
-export``'s (``streams.panel_cli``), and :func:`analyze` fits as ``pricelab analyze`` does.
+``pricelab estimates``'s reader (``streams.client.estimates``), the panel by ``pricelab panel
+export``'s (``streams.client.panel``), and :func:`analyze` fits as ``pricelab analyze`` does.
 Settings are the CLI's (the ``PRICELAB_`` environment variables), overridden by the
 arguments; every function also runs inside a notebook's event loop (``pricelab._sync``).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,7 +17,7 @@ import click
 import pandas as pd
 from pydantic import SecretStr, ValidationError
 
-from analysis.cli import build_estimator
+from analysis.cli import build_estimator, prepare_table
 from analysis.errors import AnalysisError
 from analysis.panel import Panel
 from analysis.results import EstimateResult
@@ -24,8 +25,8 @@ from controller.errors import ConfigurationError
 from controller.settings import KafkaSettings, RedisSettings, Settings, load_settings
 from core.errors import PricelabError
 from pricelab._sync import run
-from streams.estimates_cli import all_estimates, is_verdict, latest_of, latest_verdict
-from streams.panel_cli import read_panel
+from streams.client.estimates import all_estimates, is_verdict, latest_of, latest_verdict
+from streams.client.panel import read_panel
 
 
 class NotPublished(PricelabError):
@@ -166,11 +167,13 @@ def analyze(
     unit: str = "product",
     time: str = "period",
     treated: str = "treated",
-    probability: str | None = "probability",
+    probability: str | float | None = "probability",
     blackout: str | None = "blackout",
     covariates: Sequence[str] = (),
     se: str | None = None,
     seed: int | None = None,
+    dayfirst: bool | None = None,
+    date_format: str | None = None,
 ) -> EstimateResult:
     """Fit ``method`` to ``outcome`` of a long panel, as ``pricelab analyze`` does, and return
     the result object: ``effect``, ``se``, ``df``, ``conf_int(alpha)``, ``pvalue()``,
@@ -179,30 +182,74 @@ def analyze(
 
     The defaults read a panel of :func:`panel` or ``pricelab simulate --out``: ``product`` x
     ``period`` cells, ``treated``, and ``probability`` and ``blackout`` where the table has
-    them (None: not used). Methods are ``pricelab analyze``'s (fe, dm, ht, did, sdid, ...);
-    ``se`` and ``seed`` go to the estimator. A panel or method that cannot be fitted raises
-    ``AnalysisError`` with one sentence.
+    them (None: not used). ``probability`` may also be another column, or one number in (0, 1)
+    for every cell (``probability=0.5``); a name that is not a column is refused.
+
+    The table is read as the command reads its file: a period column of dates written with
+    numbers day and month (03/04/2025) is ordered as dates, never as text, and an order the
+    data does not settle is refused unless ``dayfirst`` (True: 3 April, False: March 4) or
+    ``date_format`` (e.g. ``"%d/%m/%Y"``) says it, as ``--dayfirst``/``--date-format`` do; a
+    numeric column written with decimal commas (``"169,83"``) is refused too (read the file
+    with ``pandas.read_csv(..., decimal=",")``). Methods are ``pricelab analyze``'s (fe, dm,
+    ht, did, sdid, ...); ``se`` and ``seed`` go to the estimator. A panel or method that
+    cannot be fitted raises ``AnalysisError`` with one sentence.
     Example: ``pricelab.analyze(df, "revenue", method="fe").summary_frame()``.
     """
+    if probability == "probability" and probability not in df.columns:
+        probability = None  # the default: used where the table has it
     try:
-        fit = Panel.from_long(
+        table, column = prepare_table(
             df,
+            time,
+            (outcome, treated, *covariates),
+            None if probability is None else str(probability),
+            dayfirst,
+            date_format,
+        )
+        fit = Panel.from_long(
+            table,
             unit=unit,
             time=time,
             outcome=outcome,
             treated=treated,
-            probability=probability if probability in df.columns else None,
-            blackout=blackout if blackout in df.columns else None,
+            probability=column,
+            blackout=blackout if blackout in table.columns else None,
             covariates=list(covariates),
         )
         result = build_estimator(method, se, seed).fit(fit).result
+    except AnalysisError as exc:  # the command's sentences, with its options as arguments
+        said = _as_arguments(str(exc))
+        if said == str(exc):
+            raise
+        raise type(exc)(said) from None
     except PricelabError:
         raise
     except click.BadParameter as exc:  # build_estimator's refusal of se
-        raise AnalysisError(exc.message.replace("--se", "se")) from None
+        raise AnalysisError(_as_arguments(exc.message)) from None
     except ValueError as exc:
-        said = str(exc).strip()
+        said = _as_arguments(str(exc).strip())
         raise AnalysisError(said.splitlines()[0] if said else type(exc).__name__) from None
     if not isinstance(result, EstimateResult):
         raise AnalysisError(f"method {method!r} gives no single estimate; use its own API")
     return result
+
+
+#: the command's options, in the sentences :func:`analyze` shares with it, as its arguments
+#: (an option in a whole command line, ``pricelab analyze --probability 0.5``, stays)
+_ARGUMENTS = tuple(
+    (re.compile(r"(?<!analyze )" + option), argument)
+    for option, argument in (
+        (r"--probability ", "probability="),
+        (r"--dayfirst\b", "dayfirst=True"),
+        (r"--monthfirst\b", "dayfirst=False"),
+        (r"--date-format ", "date_format="),
+        (r"--decimal ,", "decimal=',' to pandas.read_csv"),
+        (r"--se\b", "se"),
+    )
+)
+
+
+def _as_arguments(message: str) -> str:
+    for option, argument in _ARGUMENTS:
+        message = option.sub(argument, message)
+    return message

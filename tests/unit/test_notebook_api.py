@@ -128,3 +128,98 @@ def test_a_bad_override_is_one_sentence_naming_the_argument() -> None:
 def test_settings_and_an_override_together_are_refused() -> None:
     with pytest.raises(ConfigurationError, match="not both"):
         pricelab.estimates("x", settings=pricelab.settings(), bootstrap_servers="h:1")
+
+
+def _dated_panel() -> pd.DataFrame:
+    """Products a, b in control; c, d treated from the third day on (+3 each). The days are
+    written day-first, 11/01/2025 .. 02/02/2025, no day above 12: as text, February's two
+    days would sort before January's."""
+    days = ["11/01/2025", "12/01/2025", "01/02/2025", "02/02/2025"]
+    bumps = {("a", 1): 0.5, ("c", 0): 0.5, ("d", 3): 0.5}
+    rows = [
+        {
+            "product": u,
+            "date": day,
+            "period": t,
+            "units": level + t + 3.0 * (u in "cd" and t >= 2) + bumps.get((u, t), 0.0),
+            "treated": int(u in "cd" and t >= 2),
+        }
+        for u, level in {"a": 10.0, "b": 20.0, "c": 30.0, "d": 40.0}.items()
+        for t, day in enumerate(days)
+    ]
+    return pd.DataFrame(rows)
+
+
+def _one_sentence(refused: pytest.ExceptionInfo[pricelab.PricelabError]) -> str:
+    message = str(refused.value)
+    assert message and "\n" not in message
+    assert "--" not in message  # a notebook user has keyword arguments, not CLI options
+    return message
+
+
+def test_day_month_dates_the_data_does_not_settle_are_refused_naming_the_arguments() -> None:
+    with pytest.raises(pricelab.PricelabError) as refused:
+        pricelab.analyze(_dated_panel(), method="did", time="date")
+    message = _one_sentence(refused)
+    assert "'11/01/2025'" in message or "'12/01/2025'" in message
+    assert "dayfirst=True" in message and "date_format=" in message
+
+
+def test_day_month_dates_are_read_as_the_arguments_say() -> None:
+    by_number = pricelab.analyze(_dated_panel(), method="did", time="period")
+    for settled in ({"dayfirst": True}, {"date_format": "%d/%m/%Y"}):
+        by_date = pricelab.analyze(_dated_panel(), method="did", time="date", **settled)
+        assert by_date.effect == pytest.approx(by_number.effect)
+        assert by_date.se == pytest.approx(by_number.se)
+
+
+def test_a_day_that_contradicts_dayfirst_is_one_sentence() -> None:
+    df = _dated_panel().replace({"date": {"02/02/2025": "02/13/2025"}})
+    with pytest.raises(pricelab.PricelabError) as refused:
+        pricelab.analyze(df, method="did", time="date", dayfirst=True)
+    assert "'02/13/2025'" in _one_sentence(refused)
+
+
+def test_decimal_commas_are_named() -> None:
+    df = _panel().assign(units=["1,0", "3,0", "4,5", "2,0", "5,0", "7,0"])
+    with pytest.raises(pricelab.PricelabError) as refused:
+        pricelab.analyze(df, method="fe")
+    message = _one_sentence(refused)
+    assert "'1,0'" in message and "decimal=','" in message
+
+
+def test_probability_may_be_one_number_for_every_cell() -> None:
+    with_column = pricelab.analyze(_panel(), method="ht")  # its probability column: 0.5
+    bare = _panel().drop(columns=["probability"])
+    constant = pricelab.analyze(bare, method="ht", probability=0.5)
+    assert constant.effect == pytest.approx(with_column.effect)
+    assert constant.se == pytest.approx(with_column.se)
+    assert pricelab.analyze(bare, method="ht", probability="0.5").effect == constant.effect
+
+
+def test_the_ht_refusal_names_an_argument_that_works() -> None:
+    bare = _panel().drop(columns=["probability"])
+    with pytest.raises(pricelab.PricelabError) as refused:
+        pricelab.analyze(bare, method="ht")
+    assert "probability=0.5 in Python" in str(refused.value)
+    assert pricelab.analyze(bare, method="ht", probability=0.5).effect == pytest.approx(
+        pricelab.analyze(_panel(), method="ht").effect
+    )
+
+
+@pytest.mark.parametrize(
+    ("probability", "said"),
+    [
+        ("probabilty", "probability='probabilty' is not a column of the panel (its columns are "
+                       "product, period, period_start, units, treated, blackout)"),
+        (1.5, "probability=1.5 must be strictly between 0 and 1"),
+        (0.0, "probability=0.0 must be strictly between 0 and 1"),
+    ],
+)  # fmt: skip
+def test_a_probability_that_is_neither_a_column_nor_a_share_is_refused(
+    probability: str | float, said: str
+) -> None:
+    bare = _panel().drop(columns=["probability"])
+    with pytest.raises(pricelab.PricelabError) as refused:
+        pricelab.analyze(bare, method="fe", probability=probability)  # type: ignore[arg-type]
+    assert _one_sentence(refused).startswith(said)
