@@ -465,14 +465,24 @@ def _fit_arrays(
     return a, s, q, b, d
 
 
+def fitted(sims: pd.DataFrame, effect: float | None) -> pd.Series:
+    """The simulations whose fits raised nothing and returned finite numbers: the A/A estimate
+    and SE, and the estimate and SE with the effect when one is given. Any other is a failed
+    fit, as :func:`lab.compare.summarise` counts them."""
+    cols = ["effect0", "se0"] + (["effect1", "se1"] if effect is not None else [])
+    finite = np.isfinite(sims[cols].to_numpy(dtype=float)).all(axis=1)
+    return (sims["error"] == "") & finite
+
+
 def summarise(sims: pd.DataFrame, effect: float | None) -> pd.DataFrame:
     """One row per spec, duration and estimator: type1, power, mde, se (and failures).
     TooManyFailedFits when more than :data:`lab.failed_fits.MAX_FAILED_SHARE` of a row's
-    fits failed."""
+    fits failed (raised, or returned a non-finite estimate or SE)."""
     out = []
     keys = ["spec", "design", "duration", "estimator"]
     for key, g in sims.groupby(keys, sort=False):
-        ok = g[g["error"] == ""]
+        good = fitted(g, effect)
+        ok, failed = g[good], g[~good]
         row = dict(zip(keys, key, strict=True))
         row |= {
             "n_units": int(g["n_units"].iloc[0]),
@@ -488,8 +498,8 @@ def summarise(sims: pd.DataFrame, effect: float | None) -> pd.DataFrame:
             else None,
             "verdict_mde": mde(*_fit_arrays(ok, "q_seq0")) if len(ok) else math.nan,
             "se": float(ok["se0"].mean()) if len(ok) else math.nan,
-            "first_error": str(g.loc[g["error"] != "", "error"].iloc[0])
-            if len(ok) < len(g)
+            "first_error": (str(failed["error"].iloc[0]) or "a non-finite estimate")
+            if len(failed)
             else "",
         }
         check_failed_fits(
@@ -790,7 +800,7 @@ def write_outputs(
                 (sims["spec"] == name)
                 & (sims["duration"] == r["duration"])
                 & (sims["estimator"] == r["estimator"])
-                & (sims["error"] == "")
+                & fitted(sims, effect)
             ]
             a, s0, q0, b, d = _fit_arrays(g)
             curve = power_curve(a, s0, q0, b, grid, d)

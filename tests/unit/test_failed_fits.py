@@ -6,6 +6,7 @@ and ``plan`` names the right cause when the history holds none of the spec's pro
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,6 +14,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from analysis.estimators import registry
+from analysis.estimators.crossover import WithinProductEstimator
+from analysis.panel import Panel
+from analysis.results import EstimateResult
 from controller.spec import ExperimentSpec, load_spec
 from lab.compare import summarise
 from lab.errors import LabError, TooManyFailedFits
@@ -174,3 +179,58 @@ def test_compare_designs_exits_2_without_a_table_when_an_estimator_cannot_fit(
         )
         and "the first failed with PanelError: This estimator needs a block design" in lines[0]
     )
+
+
+class _NaNMostly(WithinProductEstimator):
+    """fe that returns a NaN estimate for three seeds in four: a fit that 'succeeds' with no
+    number, which plan must count as failed."""
+
+    what = "effect"
+
+    def _fit(self, panel: Panel) -> EstimateResult:
+        result = super()._fit(panel)
+        if (self.seed or 0) % 4 == 0:
+            return result
+        return replace(result, **{self.what: math.nan})
+
+
+class _NaNSEMostly(_NaNMostly):
+    what = "se"
+
+
+@pytest.mark.parametrize("estimator", [_NaNMostly, _NaNSEMostly])
+def test_plan_counts_a_fit_returning_nan_as_failed(
+    estimator: type[_NaNMostly], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(registry, "_FACTORIES", {})
+    registry.register("fe", estimator)
+    rng = np.random.default_rng(4)
+    history = History(rng.normal(10.0, 2.0, (len(UNITS), 40)), UNITS, tuple(range(40)))
+    with pytest.raises(TooManyFailedFits) as err:
+        run_plan([("myspec", _spec())], history, PlanConfig(sims=40, seed=0))
+    said = str(err.value)
+    assert "fits of spec 'myspec' (random-days) with estimator fe at 7 periods failed" in said
+    assert said.endswith("the first failed with a non-finite estimate") and "\n" not in said
+
+
+def test_plan_on_the_command_line_exits_2_when_fits_return_nan(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(registry, "_FACTORIES", {})
+    registry.register("fe", _NaNMostly)
+    rng = np.random.default_rng(5)
+    history = pd.DataFrame(
+        [(u, d, rng.normal(10.0, 2.0)) for u in UNITS for d in range(40)],
+        columns=["sku", "day", "units"],
+    )
+    history.to_csv(tmp_path / "h.csv", index=False)
+    (tmp_path / "myspec.json").write_text(_spec().model_dump_json())
+    argv = ["plan", str(tmp_path / "myspec.json"), "--history", str(tmp_path / "h.csv")]
+    argv += ["--unit", "sku", "--time", "day", "--outcome", "units", "--sims", "20", "--jobs", "1"]
+    with pytest.raises(SystemExit) as done:
+        main(argv)
+    out, err = capsys.readouterr()
+    assert done.value.code == 2 and out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert "with estimator fe at 7 periods failed" in err and "non-finite estimate" in err
