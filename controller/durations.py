@@ -4,6 +4,9 @@ number and a unit (``2h``, ``30m``, ``1d``, ``90 minutes``, ``1h30m``).
 One reader for the spec's ``period`` and ``washout`` (controller.spec) and the CLI's relative
 times (``experiment freeze --end +P3D`` or ``+3d``). A text that is neither is one sentence
 naming both forms, never pydantic's '"day" identifier in duration not correctly formatted'.
+An ``M`` that reads as minutes or as months (``2M``; ``P2M``, months in ISO 8601, which
+pydantic would count as 60 days) is refused in one sentence naming ``2min`` and ``PT2M``;
+``m`` alone (``30m``) and ``PT2M`` are minutes.
 """
 
 from __future__ import annotations
@@ -28,6 +31,19 @@ for _names, _unit in (
 ):
     for _name in _names:
         _UNITS[_name] = _unit
+
+#: minutes to some readers, months to others: an M before the T of an ISO 8601 duration
+#: (P2M, p2m, P1MT2H), or an upper-case M after a number in the short form (2M, 1h30M)
+_ISO_MONTHS = re.compile(r"[pP][^tT]*[mM]")
+_SHORT_M = re.compile(r"\d\s*M(?![A-Za-z])")
+
+
+def _minutes_or_months(text: str) -> bool:
+    text = text.strip()
+    if text.startswith(("p", "P")):
+        return _ISO_MONTHS.match(text) is not None
+    return _SHORT_M.search(text) is not None
+
 
 _PART = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([a-z]+)\s*", re.ASCII)
 _ISO: TypeAdapter[timedelta] = TypeAdapter(timedelta)
@@ -55,6 +71,11 @@ def parse_duration(value: object) -> timedelta:
     if isinstance(value, timedelta):
         return value
     if isinstance(value, str):
+        if _minutes_or_months(value):
+            raise ValueError(
+                f"{value!r} reads as minutes or as months: write minutes as 2min or PT2M "
+                "(a month as days, e.g. P30D)"
+            )
         short = _short(value)
         if short is not None:
             return short

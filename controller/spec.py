@@ -12,7 +12,7 @@ import math
 import numbers
 import re
 from collections.abc import Mapping, Sequence
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal, Self
@@ -261,7 +261,8 @@ class ExperimentSpec(BaseModel):
     @classmethod
     def _local_times(cls, data: Any) -> Any:
         """A start or end written without a UTC offset (a date, ``2026-12-07``, or a local
-        date-time) is read in the spec's time zone: a date is its midnight there."""
+        date-time) is read in the spec's time zone: a date is its midnight there. A wall time
+        that a clock change skips or repeats there is refused, naming the offset to write."""
         if not isinstance(data, Mapping):
             return data
         try:
@@ -271,7 +272,7 @@ class ExperimentSpec(BaseModel):
         out = dict(data)
         for name in ("start", "end"):
             if name in out:
-                out[name] = _in_zone(out[name], zone)
+                out[name] = _in_zone(out[name], zone, name)
         return out
 
     @field_validator("start", "end")
@@ -505,9 +506,12 @@ class ExperimentSpec(BaseModel):
         return self.model_dump_json()
 
 
-def _in_zone(value: Any, zone: ZoneInfo) -> Any:
+def _in_zone(value: Any, zone: ZoneInfo, name: str) -> Any:
     """``value`` made aware in ``zone`` when it is a date or a date-time without an offset
-    (as YAML gives them, or as ISO text); anything else as it is, for the field to judge."""
+    (as YAML gives them, or as ISO text); anything else as it is, for the field to judge.
+    A SpecError naming ``name`` when that wall time does not exist in ``zone`` or exists
+    twice (a daylight-saving change): which instant was meant is not guessed."""
+    shown = value.strip() if isinstance(value, str) else None
     if isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value.strip())
@@ -517,10 +521,37 @@ def _in_zone(value: Any, zone: ZoneInfo) -> Any:
             return value
         value = parsed
     if isinstance(value, datetime):
-        return value.replace(tzinfo=zone) if value.tzinfo is None else value
-    if isinstance(value, date):
-        return datetime.combine(value, time(0), tzinfo=zone)
-    return value
+        if value.tzinfo is not None:
+            return value
+        local = value
+    elif isinstance(value, date):
+        local = datetime.combine(value, time(0))
+    else:
+        return value
+    _refuse_clock_change(local, zone, name, shown or value.isoformat())
+    return local.replace(tzinfo=zone)
+
+
+def _refuse_clock_change(local: datetime, zone: ZoneInfo, name: str, shown: str) -> None:
+    """A SpecError when the wall time ``local`` is skipped or repeated by a clock change in
+    ``zone``: the two readings of the wall time (``fold``) then have different offsets."""
+    first, second = local.replace(tzinfo=zone, fold=0), local.replace(tzinfo=zone, fold=1)
+    if first.utcoffset() == second.utcoffset():
+        return
+    if first.astimezone(UTC).astimezone(zone).replace(tzinfo=None) != local:
+        after = first.astimezone(zone)
+        raise SpecError(
+            name,
+            f"{shown!r} does not exist in {zone.key} (a clock change skips it); write the "
+            f"instant with its UTC offset, e.g. {first.isoformat()} ({after:%H:%M} local "
+            "after the change)",
+        )
+    raise SpecError(
+        name,
+        f"{shown!r} happens twice in {zone.key} (the clocks go back over it); write which "
+        f"with its UTC offset: {first.isoformat()} (the first) or {second.isoformat()} "
+        "(the second)",
+    )
 
 
 def load_spec(data: dict[str, Any] | str | bytes) -> ExperimentSpec:

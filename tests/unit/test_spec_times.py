@@ -13,7 +13,7 @@ import pytest
 from controller.durations import parse_duration
 from controller.errors import SpecError
 from controller.spec import load_spec, load_spec_file
-from streams.cli import _instant
+from streams.cli.entry import _instant
 
 BASE = {"id": "w", "products": ["a", "b"], "treatment_policy": "t", "control_policy": "c"}
 
@@ -82,3 +82,77 @@ def test_a_freeze_end_takes_the_short_form_too() -> None:
     assert _instant("+3d", "--end", lambda: now) == now + timedelta(days=3)
     assert _instant("+P3D", "--end", lambda: now) == now + timedelta(days=3)
     assert _instant("-2h", "--start", lambda: now) == now - timedelta(hours=2)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "why", "write"),
+    [
+        # the clocks jump from 02:00 to 03:00: 02:30 never happens in Berlin that night
+        ("start", "2026-03-29T02:30", "does not exist in Europe/Berlin",
+         "2026-03-29T02:30:00+01:00"),
+        # the clocks go back from 03:00 to 02:00: 02:30 happens twice, at +02:00 and +01:00
+        ("end", "2026-10-25T02:30:00", "happens twice in Europe/Berlin",
+         "2026-10-25T02:30:00+01:00"),
+    ],
+)  # fmt: skip
+def test_a_local_time_at_a_dst_change_is_refused_naming_the_offset_to_write(
+    field: str, value: str, why: str, write: str, tmp_path: Path
+) -> None:
+    times = {"start": "2026-03-01", "end": "2026-11-30"} | {field: value}
+    with pytest.raises(SpecError) as refused:
+        load_spec(BASE | {"timezone": "Europe/Berlin"} | times)
+    said = str(refused.value)
+    assert said.startswith(f"{field}: {value!r} {why}") and "\n" not in said
+    assert write in said
+    # YAML's naive date-time reads the same way
+    path = tmp_path / "spec.yaml"
+    path.write_text(
+        "id: w\nproducts: [a, b]\ntreatment_policy: t\ncontrol_policy: c\n"
+        f"timezone: Europe/Berlin\nstart: {times['start']}\nend: {times['end']}\n"
+    )
+    with pytest.raises(SpecError) as refused:
+        load_spec_file(path)
+    assert str(refused.value).startswith(f"{field}: ") and write in str(refused.value)
+    # with the offset written the instant is the one the user chose
+    spec = load_spec(BASE | {"timezone": "Europe/Berlin"} | times | {field: write})
+    assert getattr(spec, field) == datetime.fromisoformat(write)
+
+
+def test_a_date_whose_midnight_a_dst_change_skips_is_refused() -> None:
+    # Santiago moves its clocks at midnight: 6 September 2026 starts at 01:00
+    with pytest.raises(SpecError) as refused:
+        load_spec(BASE | {"timezone": "America/Santiago", "start": "2026-09-06",
+                          "end": "2026-09-20"})  # fmt: skip
+    said = str(refused.value)
+    assert said.startswith("start: '2026-09-06' does not exist in America/Santiago")
+    assert "-04:00" in said and "\n" not in said
+
+
+def test_the_hours_either_side_of_a_dst_change_are_read_as_before() -> None:
+    spring = load_spec(BASE | {"timezone": "Europe/Berlin", "start": "2026-03-29T01:30",
+                               "end": "2026-03-29T03:30"})  # fmt: skip
+    assert spring.start == datetime(2026, 3, 29, 0, 30, tzinfo=UTC)
+    assert spring.end == datetime(2026, 3, 29, 1, 30, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("text", ["2M", "1h30M", "2 M", "P2M", "p2m", "P1MT2H"])
+def test_an_m_that_reads_as_minutes_or_months_is_refused(text: str) -> None:
+    with pytest.raises(ValueError) as refused:
+        parse_duration(text)
+    said = str(refused.value)
+    assert said.startswith(f"{text!r} ") and "\n" not in said
+    assert "2min" in said and "PT2M" in said
+
+
+@pytest.mark.parametrize(
+    ("text", "minutes"), [("2m", 2), ("2min", 2), ("2MIN", 2), ("PT2M", 2), ("pt2m", 2),
+                          ("2 Minutes", 2), ("P1DT30M", 1470)],
+)  # fmt: skip
+def test_minutes_written_plainly_still_read(text: str, minutes: int) -> None:
+    assert parse_duration(text) == timedelta(minutes=minutes)
+
+
+def test_a_spec_refuses_an_ambiguous_m_naming_the_field() -> None:
+    with pytest.raises(SpecError) as refused:
+        load_spec(BASE | {"start": "2026-12-07", "end": "2027-01-04", "washout": "30M"})
+    assert str(refused.value).startswith("washout: '30M' ")
