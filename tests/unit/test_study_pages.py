@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from lab.studies.catalog import STUDIES
@@ -140,4 +141,18 @@ def test_validation_md_is_the_render_of_the_saved_tables(tmp_path: Path) -> None
     assert (tmp_path / "validation.md").read_text() == committed, (
         "docs/validation.md differs from its render from docs/figures: run "
         "`docs/studies/validation_study.py --render-only`"
+    )
+
+
+def test_planning_md_is_the_render_of_the_saved_tables() -> None:
+    from tests.unit._scripts import load_script
+
+    study = load_script(ROOT / "docs" / "studies" / "planning_study.py", "planning_study")
+    saved = (
+        pd.read_csv(ROOT / "docs" / "figures" / f"planning-{n}.csv")
+        for n in ("calibration", "type1-mde", "example")
+    )
+    assert study.markdown(*saved) == (ROOT / "docs" / "planning.md").read_text(), (
+        "docs/planning.md differs from its render from docs/figures/planning-*.csv: run "
+        "`docs/studies/planning_study.py --only-markdown`"
     )
