@@ -119,6 +119,12 @@ class Study:
                 f"study {self.name} has no option {', '.join(unknown)}; "
                 f"it has {', '.join(self.options) or 'none'}"
             )
+        if runs is not None and all("runs" in c for c in self.cases):
+            own = sorted({str(c["runs"]) for c in self.cases if isinstance(c["runs"], str)})
+            raise LabError(
+                f"study {self.name} sets its runs per case"
+                + (f": change {', '.join(own)} with --set" if own else "")
+            )
         return replace(
             self, runs=self.runs if runs is None else runs, options={**self.options, **options}
         )

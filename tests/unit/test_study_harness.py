@@ -221,3 +221,11 @@ def test_a_coverage_row_is_one_case_line() -> None:
     pd.testing.assert_frame_equal(
         table.iloc[:2].drop(columns=["period", "world"]).reset_index(drop=True), direct
     )
+
+
+def test_runs_of_a_study_whose_cases_set_their_own_are_refused() -> None:
+    study = Study("own", ({"world": "a", "shift": 0, "runs": "extra"},), toy_run, toy_summary, "own.csv",
+                  options={"extra": 2, "scale": 1})  # fmt: skip
+    with pytest.raises(LabError, match="sets its runs per case: change extra with --set"):
+        study.with_options(runs=5)
+    assert [r for r in run_rows(study.with_options(extra=3))[0]["run"]] == [0, 1, 2]
