@@ -12,6 +12,7 @@ from lab.studies import (
     dm_timebound,
     hpte_unit_effects,
     ht_random_days,
+    relative_effects,
     sdid_subdaily,
     switchback_carryover,
 )
@@ -27,6 +28,7 @@ STUDIES: dict[str, Study] = {
         dm_timebound.STUDY,
         hpte_unit_effects.STUDY,
         ht_random_days.STUDY,
+        relative_effects.STUDY,
         sdid_subdaily.P1D,
         sdid_subdaily.PT4H,
         switchback_carryover.STUDY,
