@@ -40,12 +40,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if not args.name:
         for name, study in catalog.STUDIES.items():
-            print(f"{name:24} {study.runs:5} runs x {len(study.cases)} cases -> {study.results}")
+            own = ", ".join(f"{k}={v}" for k, v in study.options.items())
+            print(
+                f"{name:22} {len(study.cases):2} cases, {study.runs:4} runs"
+                f"{f' ({own})' if own else ''} -> docs/figures/{study.results}"
+            )
         return 0
     try:
         study = catalog.get(args.name)
         if study.hash_seed and not args.render_only and argv is None:
-            pin_hash_seed(["-m", "lab.studies", *(sys.argv[1:] if argv is None else argv)])
+            pin_hash_seed(["-m", "lab.studies", *sys.argv[1:]])
+        bad = [kv for kv in args.set if "=" not in kv]
+        if bad:
+            raise LabError(f"--set takes KEY=VALUE, not {bad[0]!r}")
         options = dict(kv.split("=", 1) for kv in args.set)
         study = study.with_options(args.runs, **{k: _value(v) for k, v in options.items()})
         if args.render_only:

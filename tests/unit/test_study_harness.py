@@ -169,6 +169,8 @@ def test_the_runner_lists_studies_and_refuses_an_unknown_one(
     assert err.startswith("error: no study 'no-such-study'; the studies are ")
     assert main(["dm-timebound", "--set", "paths=3"]) == 2
     assert "has no option paths" in capsys.readouterr().err
+    assert main(["ht-random-days", "--set", "paths"]) == 2
+    assert capsys.readouterr().err == "error: --set takes KEY=VALUE, not 'paths'\n"
 
 
 def test_templates_print_values_and_the_trace_records_them() -> None:
