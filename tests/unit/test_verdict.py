@@ -13,10 +13,10 @@ from scipy import stats
 from analysis.verdict import (
     GuardrailReading,
     decide,
-    latest,
     decision_metric,
     decode_decision,
     encode_decision,
+    latest,
     look_verdict,
     period_days,
     periods_for_power,
