@@ -25,47 +25,23 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
 from controller import lifecycle
-from controller.blackout import Freeze, apply_freezes, freezes_of, load_freeze
+from controller.blackout import Freeze, freezes_of, load_freeze
 from controller.clock import Clock
-from controller.designs import (
-    Assignment,
-    DesignContext,
-    PeriodAssignments,
-    forced_control,
-    period_assignments,
-)
+from controller.designs import DesignContext, period_assignments
 from controller.errors import CommandRefused, ConflictError, StoreError
-from controller.lifecycle import Event, Kind, Outcome, Phase
+from controller.in_force import AssignmentSink, freeze_view, in_force, period_records
+from controller.lifecycle import Event, Kind, Outcome, Phase, Window
 from controller.periods import period_index, period_start
 from controller.settings import Settings
 from controller.spec import ExperimentSpec
 from controller.store import ExperimentState, Store, to_ms
 
 log = logging.getLogger("pricelab.controller")
-
-#: the reason each non-running mode gives its forced control blackout
-_FORCED = {"frozen": "freeze", "paused": "paused", "stopped": "stopped", "ended": "ended"}
-
-
-class AssignmentSink(Protocol):
-    async def publish_assignments(
-        self, assignments: Sequence[Assignment], seq: int, status: str
-    ) -> None: ...
-
-    async def publish_event(
-        self,
-        experiment: str,
-        kind: str,
-        at: datetime,
-        detail: dict[str, object],
-        *,
-        flush: bool = True,
-    ) -> None: ...
 
 
 class FlipObserver(Protocol):
@@ -98,28 +74,6 @@ class _NullObserver:
 
     def next_boundary(self, experiment: str, at: datetime | None) -> None:
         return None
-
-
-def in_force_one(
-    spec: ExperimentSpec, a: Assignment, mode: str, freezes: Sequence[Freeze]
-) -> Assignment:
-    """The message of one product's design assignment ``a`` in ``mode`` (the ``status`` a
-    pricing system reads). Running: the design's policy, with the operator freezes laid over
-    the blackouts (a freeze that covered the period's start and is over by now still blacks
-    out its data, but no longer sets the policy: running means no freeze is in force); any
-    other mode: the control policy, in blackout for the whole period."""
-    a = apply_freezes(spec, a, freezes)
-    if mode == "running":
-        return replace(a, policy=a.design_policy or a.policy)
-    return forced_control(spec, a, _FORCED[mode])
-
-
-def in_force(
-    spec: ExperimentSpec, design: PeriodAssignments, mode: str, freezes: Sequence[Freeze]
-) -> PeriodAssignments:
-    """Every product's message of a decision: the period's design assignments ``design``
-    (``period_assignments``) in ``mode`` (:func:`in_force_one`, once per distinct one)."""
-    return design.map(lambda a: in_force_one(spec, a, mode, freezes))
 
 
 @dataclass(frozen=True)
@@ -177,8 +131,8 @@ class Flipper:
             states = await self.store.experiments()
         done = 0
         for state in states:
-            if state.status == "creating":
-                continue
+            if state.lifecycle.phase is Phase.CREATING:
+                continue  # nothing is visible of it until it is opened (store.reconcile)
             spec = state.spec
             due = _due(state, now, freezes)
             if due is not None or state.seq > state.published:
@@ -189,8 +143,8 @@ class Flipper:
                     # command whose tick this is): logged, tried again on the next tick
                     log.error("experiment %s: tick failed: %s", spec.id, exc)
                     continue
-                if turn is not None and turn[1].already is None:
-                    done += turn[0].kind is Kind.FLIP
+                if turn is not None:
+                    done += turn[1].flip
                 state = await self.store.get_experiment(spec.id)
             self._report_next(state, now)
         return done
@@ -238,11 +192,12 @@ class Flipper:
         wait: bool,
         reason: str | None = None,
         until: Kind | None = None,
-    ) -> tuple[Event, Outcome] | None:
+    ) -> tuple[Event, Outcome, int] | None:
         """In the experiment's turn: redo a pending decision, then decide
         ``choose(state, now, freezes)`` and carry it out, with the clock and the freezes read
         once the turn is held. With ``until``, go on choosing until an event of that kind is
-        decided (a command first carries out what the clock has made due). None: busy
+        decided (a command first carries out what the clock has made due). Returns the last
+        event, its outcome and the sequence number in force after it; None: busy
         (wait=False) or nothing to decide. The turn is renewed while it is held."""
         if not await self._take(exp_id, wait):
             return None
@@ -253,8 +208,6 @@ class Flipper:
                 now = self.clock.now()
                 freezes = await self._freezes()
                 state = await self.store.get_experiment(exp_id)
-                if state.status == "creating":
-                    raise ConflictError(f"experiment {exp_id!r} is still being created")
                 if state.seq > state.published:
                     await self._redo(state, now)
                     continue
@@ -263,12 +216,13 @@ class Flipper:
                     return None
                 outcome = lifecycle.decide(exp_id, state.lifecycle, event)
                 if outcome.already is not None:
-                    return event, outcome
+                    return event, outcome, state.seq
                 why = reason if until is None or event.kind is until else None
-                if not await self._carry_out(state, event, outcome, now, freezes, why):
+                seq = await self._carry_out(state, event, outcome, now, freezes, why)
+                if seq is None:
                     continue  # the state moved under us (the turn lapsed): read it again
                 if until is None or event.kind is until:
-                    return event, outcome
+                    return event, outcome, seq
             raise StoreError(f"experiment {exp_id!r}: its state kept moving during a decision")
         finally:
             renew.cancel()
@@ -314,38 +268,33 @@ class Flipper:
         now: datetime,
         freezes: list[Freeze],
         reason: str | None,
-    ) -> bool:
-        """Do what the outcome says; False when the state moved before the decision."""
+    ) -> int | None:
+        """Carry the outcome's effects out; returns the sequence number in force after it,
+        None when the state moved before the decision (nothing was decided)."""
         spec = state.spec
         before, after = outcome.before, outcome.after
         t0 = time.perf_counter()
         ctx = await self._context(spec)
         # before the decision: sales are excluded from the instant the policy changes (a
         # crash in between leaves more excluded, never less)
-        if event.kind in (Kind.PAUSE, Kind.STOP):
+        if outcome.window is Window.OPEN:
             await self.store.open_window(
                 spec.id, f"{after.phase.value}-{uuid.uuid4().hex[:8]}", now, reason or event.kind
             )
         n_records = 0
         mine = [f for f in freezes if f.applies_to(spec.id)]
-        rewrite = event.kind is Kind.FLIP or (
-            event.kind in (Kind.RESUME, Kind.FREEZE_ON, Kind.FREEZE_OFF)
-            and after.phase is Phase.RUNNING
-        )
+        rewrite = outcome.rewrite
         # the period's design assignments, drawn once for the records and the messages
         design = None
-        if after.period >= 0 and (rewrite or outcome.publish):
+        if rewrite is not None or (outcome.publish and after.period >= 0):
             design = period_assignments(spec, after.period, ctx)
-        if rewrite and design is not None:
-            # the period's records, which the sales path routes by: the design's (with the
-            # freezes) while running, the control policy while paused
-            records = design.map(lambda a: apply_freezes(spec, a, mine))
-            if after.phase is Phase.PAUSED:
-                records = records.map(lambda a: forced_control(spec, a, "paused"))
-            n_records = await self.store.write_assignments(spec.id, after.period, records)
+        if rewrite is not None and design is not None:
+            # the period's records, which the sales path routes by
+            written = period_records(spec, design, rewrite, mine)
+            n_records = await self.store.write_assignments(spec.id, after.period, written)
         flips = missed = backfilled = 0
         lateness = 0.0
-        if event.kind is Kind.FLIP:
+        if outcome.flip:
             flips = 1
             k, prev = after.period, max(before.period, -1)
             boundary = period_start(spec, k)
@@ -355,7 +304,7 @@ class Flipper:
                 missed = k - prev - 1
                 lateness = (now - boundary).total_seconds()
         announced = _announcement(outcome, reason)
-        flips_event = event.kind is Kind.FLIP and announced is None and outcome.publish
+        flips_event = outcome.flip and announced is None and outcome.publish
         # the places of the decision's records in the audit trail, in the order _announce
         # publishes them, taken before the decision is seen: the announcement's is kept with
         # the decision, so that a redo repeats it
@@ -377,8 +326,8 @@ class Flipper:
             event=announced,
         )
         if seq < 0:
-            return False
-        if event.kind is Kind.RESUME:  # after the decision: a crash before leaves it closed
+            return None
+        if outcome.window is Window.CLOSE:  # after the decision: a crash before leaves it
             await self.store.close_windows(spec.id, now)
         if lifecycle.stored_status(after.phase) != state.status:
             await self.store.sync_holder(spec.id)
@@ -396,11 +345,11 @@ class Flipper:
             await self.store.mark_published(spec.id, seq)
         if outcome.release:  # after the publish: the claims already died with the status
             await self.store.release_products(spec.id)
-        if event.kind is Kind.FLIP:
+        if outcome.flip:
             self.observer.flipped(
                 spec.id, n_records, time.perf_counter() - t0, missed, lateness, backfilled
             )
-        return True
+        return seq or state.seq  # 0: it published nothing, the decision in force stays
 
     async def _announce(
         self,
@@ -504,18 +453,23 @@ class Flipper:
                 # state in force now, not on the one the last tick left
                 return _due(state, now, freezes) or Event(kind)
 
+            # the state is read once, in the turn; the reply is what the command left
             turn = await self._turn(exp_id, choose, wait=True, reason=reason, until=kind)
-            return await self._reply(exp_id, turn[1].already if turn else None)
+            assert turn is not None  # a command waits for the turn and always has an event
+            _, outcome, seq = turn
+            after = outcome.after
+            return Reply(
+                exp_id, after.phase.value, after.shows_frozen, outcome.already, seq or None
+            )
 
     async def trail_order(self) -> int:
         """A place in the audit trail, for a command's record: taken when the command is
         received, so that it comes before everything the command causes."""
         return await self.store.next_trail()
 
-    async def _known(self, exp_id: str) -> ExperimentState:
+    async def _known(self, exp_id: str) -> None:
         if exp_id not in await self.store.experiment_ids():
             raise CommandRefused(f"there is no experiment {exp_id!r}")
-        return await self.store.get_experiment(exp_id)
 
     async def _reply(self, exp_id: str, already: str | None = None) -> Reply:
         st = await self.store.get_experiment(exp_id)
@@ -541,7 +495,7 @@ class Flipper:
                 freeze.start,
                 freeze.end,
                 None if freeze.experiments == "all" else freeze.experiments,
-                {k: s.lifecycle for k, s in states.items() if s.status != "creating"},
+                {k: s.lifecycle for k, s in states.items()},
                 now,
             )
             if freeze.id in {d["id"] for d in await self.store.cancelled_freezes()}:
@@ -594,22 +548,6 @@ class Flipper:
             return freeze_view(freeze, now) | {"now": "cancelled", "cancelled": True}
 
 
-def freeze_view(freeze: Freeze, now: datetime) -> dict[str, Any]:
-    """A freeze as an operator is shown it: id, window, scope, reason, and whether it is
-    ahead, in force or over at ``now``."""
-    when = "ahead" if now < freeze.start else ("in force" if now < freeze.end else "over")
-    return {
-        "id": freeze.id,
-        "start": freeze.start.isoformat(),
-        "end": freeze.end.isoformat(),
-        "experiments": freeze.experiments
-        if freeze.experiments == "all"
-        else list(freeze.experiments),
-        "reason": freeze.reason,
-        "now": when,
-    }
-
-
 def _announcement(outcome: Outcome, reason: str | None) -> tuple[str, dict[str, object]] | None:
     """The experiment event a decision announces, with its detail (kept with the decision, so
     that a redo announces it again)."""
@@ -629,7 +567,7 @@ def _due(state: ExperimentState, now: datetime, freezes: Sequence[Freeze]) -> Ev
     period in force now, or a freeze beginning or ending."""
     lc = state.lifecycle
     spec = state.spec
-    if lc.final:
+    if not lc.clocked:
         return None
     if now >= spec.end:
         return Event(Kind.END)
@@ -644,4 +582,4 @@ def _due(state: ExperimentState, now: datetime, freezes: Sequence[Freeze]) -> Ev
     return None
 
 
-__all__ = ["Flipper", "Reply", "freeze_view", "in_force", "in_force_one"]
+__all__ = ["Flipper", "Reply"]

@@ -6,6 +6,8 @@ included), the end of the experiment, and an operator freeze beginning or ending
 
 States (:class:`Phase`), with *frozen* an overlay on them:
 
+- ``creating``: its products are being claimed; nothing else happens to it (a command is
+  refused, the clock waits) until the creation is committed and opened;
 - ``created``: accepted, no period in force yet (the start is ahead);
 - ``running``: the design's assignments are in force (``frozen``: an operator freeze holds
   every product on the control policy);
@@ -13,9 +15,11 @@ States (:class:`Phase`), with *frozen* an overlay on them:
 - ``stopped`` and ``ended``: final. Nothing takes an experiment out of them.
 
 :data:`RULES` is the whole table: (phase, event) -> the next phase, the event to announce,
-whether the products are released, or a repeat (``already``: nothing happens, the reply says
-so) or a refusal (one sentence). A pair missing from the table is a bug, and
-``tests/unit/test_lifecycle.py`` checks that the table is complete.
+what the decision does beside it (its *effects*: an exclusion window opened or closed, the
+period's assignment records rewritten with the design's or the control policy, the products
+released), or a repeat (``already``: nothing happens, the reply says so) or a refusal (one
+sentence). A pair missing from the table is a bug, and ``tests/unit/test_lifecycle.py``
+checks that the table is complete.
 
 What a pricing system must do is the *mode* of a state: the ``status`` on the assignments
 topic (``running``, ``frozen``, ``paused``, ``stopped``, ``ended``) and the period in force.
@@ -23,7 +27,7 @@ An outcome *publishes*, with a new sequence number, exactly when it changes one 
 (:attr:`Outcome.publish`); see "The assignment contract" in docs/operations.md.
 
 Pure: the flipper reads the state from the store, asks :func:`decide`, and carries the
-outcome out (controller/flipper.py).
+outcome's effects out (controller/flipper.py); it decides nothing itself.
 """
 
 from __future__ import annotations
@@ -33,15 +37,17 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 
+from controller import status
 from controller.errors import CommandRefused
 
 
 class Phase(StrEnum):
-    CREATED = "created"
-    RUNNING = "running"
-    PAUSED = "paused"
-    STOPPED = "stopped"
-    ENDED = "ended"
+    CREATING = status.CREATING
+    CREATED = "created"  # stored as 'running' (stored_status)
+    RUNNING = status.RUNNING
+    PAUSED = status.PAUSED
+    STOPPED = status.STOPPED
+    ENDED = status.ENDED
 
 
 FINAL = frozenset({Phase.STOPPED, Phase.ENDED})
@@ -61,6 +67,15 @@ class Kind(StrEnum):
 
 #: the commands an operator sends (the rest come from the clock)
 COMMANDS = frozenset({Kind.PAUSE, Kind.RESUME, Kind.STOP})
+
+#: the commands an operator must say why for (``reason``, kept in the audit trail)
+NEEDS_REASON = frozenset({"pause", "stop", "freeze"})
+
+
+def reason_missing(command: str, reason: object) -> bool:
+    """A ``command`` that needs a reason came without one (none, or only blanks): the CLI
+    refuses it before sending, the controller on receipt (another producer may send it)."""
+    return command in NEEDS_REASON and not (isinstance(reason, str) and reason.strip())
 
 
 @dataclass(frozen=True)
@@ -84,12 +99,24 @@ class State:
         if self.period < 0:
             return None
         if self.phase is Phase.RUNNING:
-            return "frozen" if self.frozen else "running"
+            return status.FROZEN if self.frozen else status.RUNNING
         return self.phase.value
 
     @property
     def final(self) -> bool:
         return self.phase in FINAL
+
+    @property
+    def shows_frozen(self) -> bool:
+        """The freeze overlay as an operator is shown it: it counts while a period is in
+        force and the experiment is running or paused."""
+        return self.frozen and self.period >= 0 and self.phase in (Phase.RUNNING, Phase.PAUSED)
+
+    @property
+    def clocked(self) -> bool:
+        """The clock's events (a flip, the end, a freeze) can change it: it is neither being
+        created nor final."""
+        return self.phase is not Phase.CREATING and not self.final
 
 
 @dataclass(frozen=True)
@@ -99,13 +126,31 @@ class Event:
     frozen: bool | None = None  # FLIP: whether a freeze covers the experiment at the flip
 
 
+class Window(StrEnum):
+    """What a decision does to the experiment's exclusion windows (sales in one are excluded)."""
+
+    OPEN = "open"  # before the decision: excluded from now on (a crash between errs to more)
+    CLOSE = "close"  # after the decision: every open window ends now
+
+
+class Records(StrEnum):
+    """The policy the period's assignment records (which the sales path routes by) are
+    rewritten with: the design's with the freezes laid over it, or the control policy."""
+
+    DESIGN = "design"
+    CONTROL = "control"  # paused: control, its data excluded
+
+
 @dataclass(frozen=True)
 class Rule:
-    """One cell of the table. ``to`` None: the phase stays."""
+    """One cell of the table: the next phase (``to`` None: the phase stays), the event it
+    announces and its effects; or a repeat or a refusal."""
 
     to: Phase | None = None
     announce: str | None = None  # the experiment-event kind
     release: bool = False  # the products are released (stop, end)
+    window: Window | None = None
+    records: Records | None = None  # the period in force's records are rewritten so
     already: str | None = None  # a repeat: nothing happens; the reply says "already <this>"
     refuse: str | None = None  # a refusal: "<experiment> <this>"
 
@@ -113,30 +158,45 @@ class Rule:
 _FINAL_STOPPED = "was stopped; a stopped experiment is final"
 _FINAL_ENDED = "has ended; an ended experiment is final"
 _QUIET = Rule(already="final")  # the clock has nothing to do with a final experiment
+_BEING_CREATED = Rule(refuse="is still being created")
+_WAITS = Rule(already="being created")  # the clock waits until it is opened
+_PAUSE = Rule(Phase.PAUSED, "paused", window=Window.OPEN)
+_STOP = Rule(Phase.STOPPED, "stopped", release=True, window=Window.OPEN)
+_END = Rule(Phase.ENDED, "ended", release=True)
 
 RULES: Mapping[tuple[Phase, Kind], Rule] = {
+    # creating: its products are being claimed; nothing is visible yet
+    (Phase.CREATING, Kind.PAUSE): _BEING_CREATED,
+    (Phase.CREATING, Kind.RESUME): _BEING_CREATED,
+    (Phase.CREATING, Kind.STOP): _BEING_CREATED,
+    (Phase.CREATING, Kind.FLIP): _WAITS,
+    (Phase.CREATING, Kind.END): _WAITS,
+    (Phase.CREATING, Kind.FREEZE_ON): _WAITS,
+    (Phase.CREATING, Kind.FREEZE_OFF): _WAITS,
     # created: nothing is in force yet
-    (Phase.CREATED, Kind.PAUSE): Rule(Phase.PAUSED, "paused"),
+    (Phase.CREATED, Kind.PAUSE): _PAUSE,
     (Phase.CREATED, Kind.RESUME): Rule(already="not paused"),
-    (Phase.CREATED, Kind.STOP): Rule(Phase.STOPPED, "stopped", release=True),
-    (Phase.CREATED, Kind.FLIP): Rule(Phase.RUNNING, "started"),
-    (Phase.CREATED, Kind.END): Rule(Phase.ENDED, "ended", release=True),
+    (Phase.CREATED, Kind.STOP): _STOP,
+    (Phase.CREATED, Kind.FLIP): Rule(Phase.RUNNING, "started", records=Records.DESIGN),
+    (Phase.CREATED, Kind.END): _END,
     (Phase.CREATED, Kind.FREEZE_ON): Rule(announce="frozen"),
     (Phase.CREATED, Kind.FREEZE_OFF): Rule(announce="unfrozen"),
     # running (frozen or not)
-    (Phase.RUNNING, Kind.PAUSE): Rule(Phase.PAUSED, "paused"),
+    (Phase.RUNNING, Kind.PAUSE): _PAUSE,
     (Phase.RUNNING, Kind.RESUME): Rule(already="running"),
-    (Phase.RUNNING, Kind.STOP): Rule(Phase.STOPPED, "stopped", release=True),
-    (Phase.RUNNING, Kind.FLIP): Rule(),
-    (Phase.RUNNING, Kind.END): Rule(Phase.ENDED, "ended", release=True),
-    (Phase.RUNNING, Kind.FREEZE_ON): Rule(announce="frozen"),
-    (Phase.RUNNING, Kind.FREEZE_OFF): Rule(announce="unfrozen"),
+    (Phase.RUNNING, Kind.STOP): _STOP,
+    (Phase.RUNNING, Kind.FLIP): Rule(records=Records.DESIGN),
+    (Phase.RUNNING, Kind.END): _END,
+    (Phase.RUNNING, Kind.FREEZE_ON): Rule(announce="frozen", records=Records.DESIGN),
+    (Phase.RUNNING, Kind.FREEZE_OFF): Rule(announce="unfrozen", records=Records.DESIGN),
     # paused: on control whatever the clock does, until resumed or stopped
     (Phase.PAUSED, Kind.PAUSE): Rule(already="paused"),
-    (Phase.PAUSED, Kind.RESUME): Rule(Phase.RUNNING, "resumed"),
-    (Phase.PAUSED, Kind.STOP): Rule(Phase.STOPPED, "stopped", release=True),
-    (Phase.PAUSED, Kind.FLIP): Rule(),
-    (Phase.PAUSED, Kind.END): Rule(Phase.ENDED, "ended", release=True),
+    (Phase.PAUSED, Kind.RESUME): Rule(
+        Phase.RUNNING, "resumed", window=Window.CLOSE, records=Records.DESIGN
+    ),
+    (Phase.PAUSED, Kind.STOP): _STOP,
+    (Phase.PAUSED, Kind.FLIP): Rule(records=Records.CONTROL),
+    (Phase.PAUSED, Kind.END): _END,
     (Phase.PAUSED, Kind.FREEZE_ON): Rule(),
     (Phase.PAUSED, Kind.FREEZE_OFF): Rule(),
     # final
@@ -159,13 +219,16 @@ RULES: Mapping[tuple[Phase, Kind], Rule] = {
 
 @dataclass(frozen=True)
 class Outcome:
-    """What an event does to an experiment."""
+    """What an event does to an experiment: the state after it, the event it announces, and
+    its effects (:class:`Rule`), which the flipper carries out as they are."""
 
     before: State
     after: State
     announce: str | None = None
     release: bool = False
     already: str | None = None  # set: nothing changed
+    window: Window | None = None
+    records: Records | None = None
 
     @property
     def publish(self) -> bool:
@@ -173,6 +236,18 @@ class Outcome:
         if self.already is not None or self.after.mode is None:
             return False
         return (self.after.mode, self.after.period) != (self.before.mode, self.before.period)
+
+    @property
+    def flip(self) -> bool:
+        """The period in force moved on: a flip (counted, with the boundaries it missed or
+        backfilled, and announced as ``flipped`` when the decision announces nothing else)."""
+        return self.already is None and self.after.period > self.before.period
+
+    @property
+    def rewrite(self) -> Records | None:
+        """The policy the records of the period in force are rewritten with, if any (there
+        are none to write before the first period)."""
+        return self.records if self.after.period >= 0 else None
 
 
 def decide(experiment: str, state: State, event: Event) -> Outcome:
@@ -205,23 +280,21 @@ def decide(experiment: str, state: State, event: Event) -> Outcome:
         announce = "started"  # the first period in force, paused or not
     if event.kind in (Kind.FREEZE_ON, Kind.FREEZE_OFF) and state.phase is Phase.PAUSED:
         announce = None  # the overlay moves under the pause: nothing a reader sees changes
-    return Outcome(state, after, announce, rule.release)
+    return Outcome(state, after, announce, rule.release, window=rule.window, records=rule.records)
 
 
 # ------------------------------------------------------------------ the store's words
-def state_of(status: str, frozen: bool, period: int) -> State:
+def state_of(stored: str, frozen: bool, period: int) -> State:
     """The lifecycle state of a stored experiment (the store keeps 'running' for 'created')."""
-    try:
-        phase = Phase(status)
-    except ValueError:
-        raise CommandRefused(f"an experiment in state {status!r} takes no command") from None
-    return State(phase, frozen, period)
+    if stored not in status.STORED:
+        raise CommandRefused(f"an experiment in state {stored!r} takes no command")
+    return State(Phase(stored), frozen, period)
 
 
 def stored_status(phase: Phase) -> str:
     """The status the store keeps: 'created' is kept as 'running' (product claims, the
     trigger and sales scripts read 'running' as "not paused, not final")."""
-    return Phase.RUNNING.value if phase is Phase.CREATED else phase.value
+    return status.RUNNING if phase is Phase.CREATED else phase.value
 
 
 # ------------------------------------------------------------------ checks of commands
@@ -260,7 +333,7 @@ def check_freeze(
         )
     for exp in experiments or ():
         st = states.get(exp)
-        if st is None:
+        if st is None or st.phase is Phase.CREATING:  # nothing of it is visible yet
             raise CommandRefused(
                 f"freeze {freeze_id!r} names experiment {exp!r}, which does not exist"
             )
@@ -282,8 +355,8 @@ def table_markdown() -> str:
             rule = RULES[(phase, kind)]
             if rule.refuse is not None:
                 cells.append("refused")
-            elif rule.already is not None:
-                cells.append("—" if rule.already == "final" else f"already {rule.already}")
+            elif rule.already is not None:  # the clock's: nothing to do
+                cells.append("—" if kind not in COMMANDS else f"already {rule.already}")
             else:
                 to = rule.to.value if rule.to is not None else phase.value
                 if phase is Phase.PAUSED and kind is Kind.RESUME:
@@ -291,4 +364,29 @@ def table_markdown() -> str:
                 overlay = {Kind.FREEZE_ON: " +frozen", Kind.FREEZE_OFF: " -frozen"}
                 cells.append(to + overlay.get(kind, "") + (", released" if rule.release else ""))
         rows.append(f"| **{phase.value}** | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def effects_markdown() -> str:
+    """What each decision of :data:`RULES` does beside moving the state, as the Markdown table
+    docs/operations.md shows (a test keeps them equal)."""
+    kinds = list(Kind)
+    head = "| state \\ event | " + " | ".join(k.value for k in kinds) + " |"
+    rows = [head, "|---|" + "---|" * len(kinds)]
+    for phase in Phase:
+        cells = []
+        for kind in kinds:
+            rule = RULES[(phase, kind)]
+            does = []
+            if rule.window is Window.OPEN:
+                does.append("window opens first")
+            if rule.records is not None:
+                does.append(f"records: {rule.records.value}")
+            if rule.window is Window.CLOSE:
+                does.append("windows close after")
+            if rule.release:
+                does.append("products released")
+            cells.append(", ".join(does))
+        if any(cells):
+            rows.append(f"| **{phase.value}** | " + " | ".join(cells) + " |")
     return "\n".join(rows)

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from controller import status as status_word
 from controller.clock import Clock
 from controller.designs import DesignContext, design_of, design_sampler
 from controller.errors import StoreError
@@ -42,6 +43,9 @@ from controller.store.columns import (
     records_of,
 )
 from core.ports import ExperimentInfo
+
+#: an experiment whose periods can have data: opened (running, paused) or final
+_OPENED = frozenset(status_word.STORED) - {status_word.CREATING}
 
 log = logging.getLogger("pricelab.panel")
 
@@ -159,7 +163,7 @@ class RedisPanelSource:
         await self.clock.sync()
         out: list[ExperimentInfo] = []
         for st in await self.store.experiments():
-            if st.status in ("running", "paused", "ended", "stopped") and st.flipped_period >= 0:
+            if st.status in _OPENED and st.flipped_period >= 0:
                 spec = st.spec
                 uses_triggers = design_of(spec).uses_triggers
                 triggers = await self.store.triggers(spec.id) if uses_triggers else {}
@@ -214,7 +218,7 @@ class RedisPanelSource:
         done = min(period_index(spec, now), n_periods(spec))  # periods strictly before now's
         done = max(
             0,
-            min(done, state.flipped_period + (1 if state.status in ("ended", "stopped") else 0)),
+            min(done, state.flipped_period + (1 if state.status in status_word.FINAL else 0)),
         )
         compacted = await self._compact(state, done, now)
         known = self._known_of(spec)

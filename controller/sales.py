@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from controller import status as status_word
 from controller.clock import Clock
 from controller.periods import n_periods, period_start
 from controller.settings import Settings
@@ -75,7 +76,7 @@ def _status_windows(docs: list[dict[str, object]], status: str) -> list[_Window]
     window covers the same sales either way: excluded).
     """
     open_starts = [int(d["start_ms"]) for d in docs if d["end_ms"] is None]  # type: ignore[call-overload]
-    stop_start = max(open_starts) if status == "stopped" and open_starts else None
+    stop_start = max(open_starts) if status == status_word.STOPPED and open_starts else None
     out = []
     for d in docs:
         start = int(d["start_ms"])  # type: ignore[call-overload]

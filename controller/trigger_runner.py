@@ -21,10 +21,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from controller import status
 from controller.blackout import freezes_of
 from controller.clock import Clock
 from controller.designs import Assignment, DesignContext, TriggerPlan, assign_products
-from controller.flipper import AssignmentSink, in_force_one
+from controller.in_force import AssignmentSink, in_force_one, mode_at
 from controller.spec import ExperimentSpec
 from controller.store import Store
 from controller.triggers import TriggerFire, TriggerTracker
@@ -41,7 +42,7 @@ class PriceEvent(Protocol):
 
 
 class TriggerObserver(Protocol):
-    """Where a batch's time goes (streams.metrics.Metrics implements it).
+    """Where a batch's time goes (streams.worker.metrics.Metrics implements it).
 
     Stages, in seconds: ``turn_wait`` (handed over -> its turn taken: batches before it, the
     timer, a routes reload; measured once per experiment the batch touches, from the hand-over),
@@ -96,7 +97,7 @@ class TriggerRunner:
         if force or v != self._routes_version:
             routes: dict[str, str] = {}
             for st in await self.store.experiments():
-                if st.status == "running" and st.spec.triggered is not None:
+                if st.status == status.RUNNING and st.spec.triggered is not None:
                     self._specs[st.spec.id] = st.spec
                     for p in st.spec.all_products():
                         routes[p] = st.spec.id
@@ -345,8 +346,7 @@ class TriggerRunner:
         freezes = freezes_of(await self.store.freezes())
         by_mode: dict[str, list[Assignment]] = defaultdict(list)
         for a in out:
-            frozen = any(f.applies_to(exp_id) and f.covers(a.period_start) for f in freezes)
-            mode = "frozen" if frozen else "running"
+            mode = mode_at(exp_id, a.period_start, freezes)
             by_mode[mode].append(in_force_one(spec, a, mode, freezes))
         for mode, assignments in sorted(by_mode.items()):
             await self.sink.publish_assignments(assignments, seq, mode)

@@ -31,6 +31,7 @@ from datetime import datetime
 from typing import Any
 
 import controller.store.keys as keys
+from controller import status as status_word
 from controller.errors import ConflictError, StoreError
 from controller.lifecycle import State, state_of
 from controller.spec import ExperimentSpec, load_spec
@@ -72,20 +73,17 @@ class ExperimentState:
 
     @property
     def shows_frozen(self) -> bool:
-        """The freeze overlay as an operator is shown it: it counts while a period is in
-        force and the experiment is running or paused."""
-        return self.frozen and self.flipped_period >= 0 and self.status in ("running", "paused")
+        """The freeze overlay as an operator is shown it (controller.lifecycle.State)."""
+        return self.lifecycle.shows_frozen
 
     @property
     def lifecycle(self) -> State:
-        """The lifecycle state (controller.lifecycle); raises CommandRefused while creating."""
+        """The lifecycle state (controller.lifecycle)."""
         return state_of(self.status, self.frozen, self.flipped_period)
 
     @property
     def phase(self) -> str:
-        """What an operator is shown: created, running, paused, stopped, ended (or creating)."""
-        if self.status == "creating":
-            return "creating"
+        """What an operator is shown: creating, created, running, paused, stopped, ended."""
         return self.lifecycle.phase.value
 
 
@@ -209,7 +207,7 @@ class ExperimentStore(RedisStore):
     async def _overlap(self, spec: ExperimentSpec, conflict: _Overlap) -> str:
         """The sentence for a creation refused over products another experiment holds: that
         experiment's real state, how many of the spec's products it holds, a few of them."""
-        if conflict.kind != "running":
+        if conflict.kind != status_word.RUNNING:
             return (
                 f"product {conflict.product!r} is being claimed by experiment "
                 f"{conflict.holder!r}, whose creation is in progress; a product can be in at "
@@ -330,7 +328,7 @@ class ExperimentStore(RedisStore):
         fixed = 0
         for st in states:
             base = self.exp(st.spec.id)
-            if st.status == "creating":
+            if st.status == status_word.CREATING:
                 gen = _text(await self.redis.hget(f"{base}:state", "claim")) or ""
                 fixed += int(await self._open(st.spec.id, gen))
                 continue
@@ -370,7 +368,7 @@ class ExperimentStore(RedisStore):
     async def next_trail(self, n: int = 1) -> int:
         """Take ``n`` places in the audit trail; returns the last. One counter over every
         experiment, moved atomically: its records keep the order they were decided in, also
-        when the clock stands still or several workers decide (streams/history.py)."""
+        when the clock stands still or several workers decide (streams/client/history.py)."""
         return int(await self.redis.incr(self.cat("trail"), n))
 
     async def experiment_of(self, product: str) -> str | None:
@@ -381,7 +379,7 @@ class ExperimentStore(RedisStore):
         exp_id, _, gen = claim.partition("|")
         held = _text(await self.redis.hget(self.cat("holders"), exp_id))
         status, _, held_gen = (held or "").partition("|")
-        if held is None or status in ("stopped", "ended") or held_gen != gen:
+        if held is None or status in status_word.FINAL or held_gen != gen:
             return None  # a creation in progress or abandoned, or a stale key
         return exp_id
 

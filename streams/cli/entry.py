@@ -256,8 +256,6 @@ def experiment_create(
 
 
 def _control(kind: str):  # type: ignore[no-untyped-def]
-    needs = kind in ("pause", "stop")
-
     def cmd(
         experiment: Annotated[str, typer.Argument(help="Experiment id.")],
         reason: Annotated[
@@ -272,7 +270,9 @@ def _control(kind: str):  # type: ignore[no-untyped-def]
 
         settings = _settings()
         actor = _actor(as_, settings)
-        if needs and not reason.strip():
+        from controller.lifecycle import reason_missing
+
+        if reason_missing(kind, reason):
             _fail(f"a {kind} needs --reason: why, for the experiment's audit trail")
         _reply(
             send_command(
@@ -356,11 +356,12 @@ def experiment_freeze(
     import hashlib
 
     from controller.blackout import load_freeze
+    from controller.lifecycle import reason_missing
     from streams.client.commands import read_now, send_command
 
     settings = _settings()
     actor = _actor(as_, settings)
-    if not reason.strip():
+    if reason_missing("freeze", reason):
         _fail("a freeze needs --reason: why, for the experiment's audit trail")
     # the controller's clock, read once, and only if a relative time needs it
     now = functools.cache(lambda: read_now(settings))

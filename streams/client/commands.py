@@ -13,10 +13,9 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from controller.blackout import freezes_of, load_freeze
-from controller.designs import DesignContext, assign
+from controller import in_force
+from controller.blackout import load_freeze
 from controller.errors import CommandRefused
-from controller.flipper import freeze_view, in_force_one
 from controller.settings import Settings
 from controller.store import ExperimentState, Store, make_redis
 from streams.client.stack_clock import stack_clock
@@ -197,7 +196,7 @@ def read_freezes(settings: Settings, exp_id: str | None = None) -> list[dict[str
                 continue
             f = load_freeze(doc["freeze"])
             if exp_id is None or f.applies_to(exp_id):
-                view = freeze_view(f, now)
+                view = in_force.freeze_view(f, now)
                 out.append(view | {"now": "cancelled"} if fid in cancelled else view)
         return sorted(out, key=lambda v: (v["start"], v["id"]))
 
@@ -205,89 +204,13 @@ def read_freezes(settings: Settings, exp_id: str | None = None) -> list[dict[str
 
 
 def read_assignment(settings: Settings, product: str) -> dict[str, Any] | None:
-    """The message in force for ``product``: what a pricing system that keeps the highest
-    ``seq`` holds, from the experiment holding the product (or, once none does, the last
-    one that held it), with its reason and seq; None when no experiment ever had it."""
+    """The message in force for ``product`` (controller.in_force.read_assignment), with the
+    time on the stack's clock; None when no experiment ever had it."""
 
     async def fn(store: Store) -> dict[str, Any] | None:
-        exp = await store.experiment_of(product)
-        if exp is None:
-            exp = await _last_experiment_of(store, product)
-            if exp is None:
-                return None
-        st = await store.get_experiment(exp)
-        view: dict[str, Any] = {
-            "experiment": exp,
-            "product": product,
-            "state": st.phase,
-            "frozen": st.shows_frozen,
-        }
-        if st.status == "creating":
-            return view | {"status": None, "policy": None, "reason": "being created"}
-        lc = st.lifecycle
-        if lc.mode is None:
-            return view | {
-                "status": None,
-                "policy": None,
-                "reason": "not started: nothing is in force before "
-                + st.spec.start.astimezone(st.spec.zone).isoformat(),
-            }
-        freezes = freezes_of(await store.freezes())
-        now = await _now(settings, store)
-        ctx = None
-        if st.spec.triggered is not None:
-            ctx = DesignContext(triggers=await store.triggers(exp))
-        a = in_force_one(st.spec, assign(st.spec, product, lc.period, ctx), lc.mode, freezes)
-        zone = st.spec.zone  # times as the experiment's calendar reads them, with the offset
-        until = a.blackout_until.astimezone(zone) if a.blackout_until else None
-        return view | {
-            "status": lc.mode,
-            "seq": st.seq,
-            "period": lc.period,
-            "timezone": st.spec.timezone,
-            "period_start": a.period_start.astimezone(zone).isoformat(),
-            "period_end": a.period_end.astimezone(zone).isoformat(),
-            "arm": a.arm.value,
-            "policy": a.policy,
-            "probability": a.probability,
-            "blackout_until": until.isoformat() if until else None,
-            "blackout_reason": a.blackout_reason,
-            "reason": _reason(
-                lc.mode,
-                a,
-                [f for f in freezes if f.applies_to(exp) and f.covers(now)],
-                until,
-            ),
-        }
+        return await in_force.read_assignment(store, product, lambda: _now(settings, store))
 
     return _with_store(settings, fn)  # type: ignore[no-any-return]
-
-
-async def _last_experiment_of(store: Store, product: str) -> str | None:
-    """The most recently created experiment whose products include ``product``."""
-    best: tuple[int, str] | None = None
-    for st in await store.experiments():
-        if product in st.spec.units() and (best is None or st.created_ms > best[0]):
-            best = (st.created_ms, st.spec.id)
-    return None if best is None else best[1]
-
-
-def _reason(mode: str, a: Any, frozen_by: list[Any], until: datetime | None) -> str:
-    """Why the product is on its policy, in a few words an operator can act on (``until``:
-    the blackout's end in the experiment's time zone)."""
-    if mode == "paused":
-        return "paused: the control policy, data excluded"
-    if mode in ("stopped", "ended"):
-        return f"{mode}: the control policy; the product is released"
-    if mode == "frozen":
-        ids = ", ".join(f.id + (f" ({f.reason})" if f.reason else "") for f in frozen_by)
-        return "frozen: the control policy" + (f", by freeze {ids}" if ids else "")
-    if until is not None:
-        return (
-            f"{a.blackout_reason or 'blackout'} until {until.isoformat()}, "
-            f"then the {a.arm.value} arm"
-        )
-    return f"the {a.arm.value} arm of period {a.period}"
 
 
 __all__ = [

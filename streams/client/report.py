@@ -82,6 +82,7 @@ async def _live_panel(
 async def _read_live(
     redis: Any, settings: Settings, experiment: str
 ) -> tuple[pd.DataFrame, str, dict[str, Any]]:
+    from controller.in_force import status_in_force
     from controller.panel_source import RedisPanelSource
     from controller.store import Store
     from streams.client.panel import no_completed_period
@@ -96,7 +97,7 @@ async def _read_live(
     if df.empty:
         raise NoCompletedPeriod(no_completed_period(state, clock))
     spec = state.spec
-    return df, spec.design, {"status": state.status, "spec": spec}
+    return df, spec.design, {"status": status_in_force(state), "spec": spec}
 
 
 def _with_unit_costs(df: pd.DataFrame, spec: ExperimentSpec | None) -> pd.DataFrame:

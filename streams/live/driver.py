@@ -42,6 +42,7 @@ import numpy as np
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from analysis.metrics import EFFECT_UNITS
+from controller import status
 from controller.periods import n_periods, period_bounds
 from controller.settings import Settings
 from controller.spec import ExperimentSpec
@@ -335,7 +336,7 @@ class LiveDriver:
     async def _ended(self, runs: Sequence[LiveRun]) -> bool:
         """Every experiment marked ended: its last period is complete for the analysis."""
         for run in runs:
-            if (await self.store.get_experiment(run.id)).status != "ended":
+            if (await self.store.get_experiment(run.id)).status != status.ENDED:
                 return False
         return True
 

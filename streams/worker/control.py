@@ -11,13 +11,12 @@ from collections.abc import Sequence
 from controller.clock import Clock
 from controller.errors import CommandRefused, ConflictError, SpecError, StoreError
 from controller.flipper import Flipper
-from controller.lifecycle import Kind
+from controller.lifecycle import Kind, reason_missing
 from controller.spec import load_spec
 from streams.worker.handlers import Event
 from streams.worker.kafka import JsonPublisher
 from streams.worker.metrics import Metrics
 from streams.worker.schemas import (
-    REASON_REQUIRED,
     Command,
     CommandKind,
     CommandReply,
@@ -205,10 +204,8 @@ def command_refusal(cmd: Command, actors: str = "") -> str | None:
     if refusal is not None:
         return refusal
     kind = cmd.kind.value
-    if kind in REASON_REQUIRED:
-        given = cmd.reason or (cmd.freeze or {}).get("reason")
-        if not (isinstance(given, str) and given.strip()):
-            return f"a {kind} command needs a reason (kept in the experiment's audit trail)"
+    if reason_missing(kind, cmd.reason or (cmd.freeze or {}).get("reason")):
+        return f"a {kind} command needs a reason (kept in the experiment's audit trail)"
     return None
 
 

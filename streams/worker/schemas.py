@@ -54,6 +54,7 @@ def is_ident(v: str) -> bool:
     """Whether ``v`` is a valid id (experiment, product, command)."""
     return bool(_ID_RE.fullmatch(v))
 
+
 #: an actor: a name, or name@host, of letters, digits and ``_ . - + @ : /`` (no spaces)
 _ACTOR_RE = re.compile(r"[A-Za-z0-9_.\-+:/]{1,100}(@[A-Za-z0-9_.\-]{1,155})?")
 
@@ -92,8 +93,6 @@ def actor_refusal(actor: str | None, allowed: str = "") -> str | None:
     return None
 
 
-#: commands that change what customers are charged need a reason in the audit trail
-REASON_REQUIRED = ("stop", "pause", "freeze")
 Instant = Annotated[datetime, AfterValidator(_aware)]
 PositiveFinite = Annotated[float, AfterValidator(_finite_pos)]
 

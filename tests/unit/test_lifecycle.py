@@ -14,10 +14,13 @@ from controller.lifecycle import (
     Event,
     Kind,
     Phase,
+    Records,
     State,
+    Window,
     check_create,
     check_freeze,
     decide,
+    reason_missing,
     state_of,
     stored_status,
 )
@@ -108,8 +111,50 @@ def test_created_is_running_before_any_period_is_in_force() -> None:
     assert state_of("running", False, -1).phase is Phase.CREATED
     assert state_of("running", False, 0).phase is Phase.RUNNING
     assert stored_status(Phase.CREATED) == "running"
-    with pytest.raises(CommandRefused, match="creating"):
-        state_of("creating", False, -1)
+
+
+def test_creating_is_a_state_that_refuses_commands_and_that_the_clock_waits_for() -> None:
+    creating = state_of("creating", False, -1)
+    assert creating.phase is Phase.CREATING and stored_status(Phase.CREATING) == "creating"
+    assert not creating.clocked and creating.mode is None
+    for kind in COMMANDS:
+        with pytest.raises(CommandRefused, match="is still being created"):
+            decide("x", creating, Event(kind))
+    for kind in set(Kind) - COMMANDS:
+        out = decide("x", creating, Event(kind, period=0, frozen=False))
+        assert out.after == creating and not out.publish and out.already is not None
+    with pytest.raises(CommandRefused, match="takes no command"):
+        state_of("halted", False, -1)
+
+
+def test_each_rule_carries_its_effects() -> None:
+    """What a decision does beside moving the state is the table's, not the flipper's: a
+    pause or a stop opens an exclusion window first, a resume closes it after, and the
+    period's records are rewritten by a flip, a resume and a freeze moving under a running
+    experiment (with the control policy while paused)."""
+    for state in (CREATED, RUNNING, PAUSED):
+        stop = decide("x", state, Event(Kind.STOP))
+        assert stop.window is Window.OPEN and stop.release and stop.records is None
+    for state in (CREATED, RUNNING):
+        assert decide("x", state, Event(Kind.PAUSE)).window is Window.OPEN
+    resumed = decide("x", PAUSED, Event(Kind.RESUME))
+    assert resumed.window is Window.CLOSE and resumed.rewrite is Records.DESIGN
+    assert decide("x", State(Phase.PAUSED), Event(Kind.RESUME)).rewrite is None  # no period
+    flip = Event(Kind.FLIP, period=4, frozen=False)
+    assert decide("x", RUNNING, flip).rewrite is Records.DESIGN and decide("x", RUNNING, flip).flip
+    assert decide("x", PAUSED, flip).rewrite is Records.CONTROL
+    assert decide("x", CREATED, flip).rewrite is Records.DESIGN
+    assert decide("x", RUNNING, Event(Kind.FREEZE_ON)).rewrite is Records.DESIGN
+    assert decide("x", CREATED, Event(Kind.FREEZE_ON)).rewrite is None
+    assert decide("x", PAUSED, Event(Kind.FREEZE_ON)).rewrite is None
+    end = decide("x", RUNNING, Event(Kind.END))
+    assert end.release and end.window is None and end.rewrite is None and not end.flip
+
+
+def test_the_reason_rule_is_one_predicate() -> None:
+    assert reason_missing("pause", None) and reason_missing("stop", "  ")
+    assert reason_missing("freeze", "") and not reason_missing("freeze", "stock-take")
+    assert not reason_missing("resume", None) and not reason_missing("unfreeze", None)
 
 
 def test_a_start_before_now_needs_a_backfill_and_an_end_before_now_is_refused() -> None:
@@ -137,10 +182,11 @@ def test_a_freeze_must_reach_the_future_and_name_live_experiments() -> None:
 def test_the_runbook_shows_the_table_as_the_code_has_it() -> None:
     from pathlib import Path
 
-    from controller.lifecycle import table_markdown
+    from controller.lifecycle import effects_markdown, table_markdown
 
     doc = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
     assert table_markdown() in doc
+    assert effects_markdown() in doc
 
 
 def test_a_backfill_is_counted_apart_from_missed_and_late_flips() -> None:
@@ -148,7 +194,7 @@ def test_a_backfill_is_counted_apart_from_missed_and_late_flips() -> None:
     PricelabMissedFlips and PricelabLateFlip alert on."""
     from prometheus_client import CollectorRegistry
 
-    from streams.metrics import Metrics
+    from streams.worker.metrics import Metrics
 
     m = Metrics(registry=CollectorRegistry())
 
