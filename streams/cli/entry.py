@@ -468,10 +468,11 @@ def experiment_freezes(
 def experiment_list() -> None:
     """List experiments: state (created, running, paused, stopped, ended; +frozen), the
     period in force and the seq of the decision in force."""
+    from controller import status
     from streams.client.commands import read_experiments
 
     for st in read_experiments(_settings()):
-        state = st["state"] + ("+frozen" if st["frozen"] and st["state"] == "running" else "")
+        state = st["state"] + ("+frozen" if st["frozen"] and st["state"] == status.RUNNING else "")
         typer.echo(
             f"{st['id']:<24} {st['design']:<20} {state:<15} period {st['period']:>4}  "
             f"seq {st['seq']:>4}  products {st['products']}"
@@ -640,10 +641,11 @@ def _reply(reply: dict[str, object]) -> None:
 # ---------------------------------------------------------------------- offline tools
 def _spec_info(path: Path) -> Any:
     """A spec file as the analysis worker is told of it (for ``analyze --method spillover``)."""
+    from controller import status
     from controller.panel_source import experiment_info
     from controller.spec import load_spec_file
 
-    return experiment_info(load_spec_file(path), "ended")
+    return experiment_info(load_spec_file(path), status.ENDED)
 
 
 def _play_live(spec: Any, **kw: Any) -> list[str]:
