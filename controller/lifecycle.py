@@ -32,7 +32,7 @@ outcome's effects out (controller/flipper.py); it decides nothing itself.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
@@ -344,49 +344,50 @@ def check_freeze(
             )
 
 
-def table_markdown() -> str:
-    """:data:`RULES` as the Markdown table docs/operations.md shows (a test keeps them equal)."""
+def _markdown(cell: Callable[[Phase, Kind, Rule], str], *, every_phase: bool) -> str:
+    """:data:`RULES` as a Markdown table, phases by events, one ``cell`` a rule (a phase whose
+    cells are all empty is left out unless ``every_phase``)."""
     kinds = list(Kind)
     head = "| state \\ event | " + " | ".join(k.value for k in kinds) + " |"
     rows = [head, "|---|" + "---|" * len(kinds)]
     for phase in Phase:
-        cells = []
-        for kind in kinds:
-            rule = RULES[(phase, kind)]
-            if rule.refuse is not None:
-                cells.append("refused")
-            elif rule.already is not None:  # the clock's: nothing to do
-                cells.append("—" if kind not in COMMANDS else f"already {rule.already}")
-            else:
-                to = rule.to.value if rule.to is not None else phase.value
-                if phase is Phase.PAUSED and kind is Kind.RESUME:
-                    to = "running (created before the start)"
-                overlay = {Kind.FREEZE_ON: " +frozen", Kind.FREEZE_OFF: " -frozen"}
-                cells.append(to + overlay.get(kind, "") + (", released" if rule.release else ""))
-        rows.append(f"| **{phase.value}** | " + " | ".join(cells) + " |")
+        cells = [cell(phase, kind, RULES[(phase, kind)]) for kind in kinds]
+        if every_phase or any(cells):
+            rows.append(f"| **{phase.value}** | " + " | ".join(cells) + " |")
     return "\n".join(rows)
+
+
+def _moves(phase: Phase, kind: Kind, rule: Rule) -> str:
+    if rule.refuse is not None:
+        return "refused"
+    if rule.already is not None:  # the clock's: nothing to do
+        return "—" if kind not in COMMANDS else f"already {rule.already}"
+    to = rule.to.value if rule.to is not None else phase.value
+    if phase is Phase.PAUSED and kind is Kind.RESUME:
+        to = "running (created before the start)"
+    overlay = {Kind.FREEZE_ON: " +frozen", Kind.FREEZE_OFF: " -frozen"}
+    return to + overlay.get(kind, "") + (", released" if rule.release else "")
+
+
+def _effects(phase: Phase, kind: Kind, rule: Rule) -> str:
+    does = []
+    if rule.window is Window.OPEN:
+        does.append("window opens first")
+    if rule.records is not None:
+        does.append(f"records: {rule.records.value}")
+    if rule.window is Window.CLOSE:
+        does.append("windows close after")
+    if rule.release:
+        does.append("products released")
+    return ", ".join(does)
+
+
+def table_markdown() -> str:
+    """:data:`RULES` as the Markdown table docs/operations.md shows (a test keeps them equal)."""
+    return _markdown(_moves, every_phase=True)
 
 
 def effects_markdown() -> str:
     """What each decision of :data:`RULES` does beside moving the state, as the Markdown table
     docs/operations.md shows (a test keeps them equal)."""
-    kinds = list(Kind)
-    head = "| state \\ event | " + " | ".join(k.value for k in kinds) + " |"
-    rows = [head, "|---|" + "---|" * len(kinds)]
-    for phase in Phase:
-        cells = []
-        for kind in kinds:
-            rule = RULES[(phase, kind)]
-            does = []
-            if rule.window is Window.OPEN:
-                does.append("window opens first")
-            if rule.records is not None:
-                does.append(f"records: {rule.records.value}")
-            if rule.window is Window.CLOSE:
-                does.append("windows close after")
-            if rule.release:
-                does.append("products released")
-            cells.append(", ".join(does))
-        if any(cells):
-            rows.append(f"| **{phase.value}** | " + " | ".join(cells) + " |")
-    return "\n".join(rows)
+    return _markdown(_effects, every_phase=False)
