@@ -1,4 +1,16 @@
-"""The ``pricelab`` command line (streams.cli.entry).
+"""The ``pricelab`` command line: one module per command group.
+
+entry       the app: the groups below registered in help's order, the offline tools' plugins
+            (analysis, lab, schedule, graph, report), ``main`` (one sentence and exit 2 per
+            refusal)
+stack       up, topics, worker, demo
+experiment  experiment create/pause/resume/stop/freeze/unfreeze/history/freezes/list/show,
+            assignments
+estimates   estimates
+panel       panel export
+deploy      contracts, acl (kafka_acl: the roles' Kafka ACLs)
+common      what the groups share: --as, a refusal, the worker's reply
+help_text   help in whole sentences
 
 ``main`` and ``app`` stay importable from here: ``streams.cli:main`` is the console script that
 installed environments and images call (pyproject ``[project.scripts]``), and

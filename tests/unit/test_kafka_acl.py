@@ -268,7 +268,7 @@ def test_the_operator_is_granted_what_its_modules_declare_and_no_group() -> None
 NOT_ROLES = {
     "streams/live/driver.py": "the lab's driver (demo, simulate --live): plays the outside world",
     "streams/live/demo.py": "the demo: creates the topics on its own embedded broker",
-    "streams/cli/entry.py": "`up` and `topics` create the topics: the admin role",
+    "streams/cli/stack.py": "`up` and `topics` create the topics: the admin role",
     "streams/worker/kafka.py": "the clients themselves",
     "streams/worker/consumer.py": "the workers' batch consumers (read off the built app)",
     "streams/worker/app.py": "the worker (read off the built app)",

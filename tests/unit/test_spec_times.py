@@ -13,7 +13,7 @@ import pytest
 from controller.durations import parse_duration
 from controller.errors import SpecError
 from controller.spec import load_spec, load_spec_file
-from streams.cli.entry import _instant
+from streams.cli.experiment import _instant
 
 BASE = {"id": "w", "products": ["a", "b"], "treatment_policy": "t", "control_policy": "c"}
 

@@ -1,0 +1,73 @@
+"""``pricelab estimates EXPERIMENT``: the latest verdict and estimates, from the estimates topic."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import typer
+
+from controller.settings import load_settings
+
+
+def estimates(
+    experiment: Annotated[str, typer.Argument(help="Experiment id.")],
+    follow: Annotated[
+        bool, typer.Option("--follow", help="Keep printing new estimates until Ctrl-C.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")] = False,
+    idle: Annotated[
+        float,
+        typer.Option(
+            min=0.1, help="Seconds of fetch answers without a new message that count as the end."
+        ),
+    ] = 2.0,
+) -> None:
+    """The latest verdict (ship, do not ship, keep running), then the latest estimate of each
+    estimator (and each segment the spec names) of EXPERIMENT, read from the estimates topic.
+    With --json, JSON lines: the verdict's first (``kind: verdict``)."""
+    from streams.client.estimates import (
+        all_estimates,
+        is_verdict,
+        latest_of,
+        latest_verdict,
+        render,
+        render_verdict,
+    )
+
+    settings = load_settings()
+
+    def one(doc: dict[str, Any]) -> str:
+        if is_verdict(doc) and not as_json:
+            return render_verdict(doc)
+        return render([doc], as_json)
+
+    def shown(docs: list[dict[str, Any]]) -> Callable[[dict[str, Any]], None] | None:
+        latest = latest_of(docs)
+        verdict = latest_verdict(docs)
+        if not latest and verdict is None and not follow:
+            typer.echo(f"no estimate of {experiment} on {settings.topics.estimates} yet", err=True)
+            raise typer.Exit(1)
+        if verdict is not None:
+            typer.echo(render([verdict], True) if as_json else render_verdict(verdict) + "\n")
+        elif latest and not as_json:
+            typer.echo("no verdict published yet (the analysis worker publishes one per look)\n")
+        if latest:
+            typer.echo(render(list(latest.values()), as_json))
+        return (lambda e: typer.echo(one(e))) if follow else None
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        if follow:  # Ctrl-C or SIGTERM ends a --follow quietly, with the consumer closed
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+        await all_estimates(settings, experiment, idle, then=shown, stop=stop)
+
+    asyncio.run(run())
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(estimates)

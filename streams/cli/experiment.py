@@ -1,0 +1,313 @@
+"""``pricelab experiment ...`` (create, pause, resume, stop, freeze, unfreeze, history, freezes,
+list, show) and ``pricelab assignments PRODUCT``: an operator's commands, sent through the
+commands topic, and the views of what they did."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from controller.settings import load_settings
+from streams.cli.common import ActorOption, command_actor, fail, show_reply
+
+experiment_app = typer.Typer(help="Create and steer experiments (through the commands topic).")
+
+
+@experiment_app.command("create")
+def experiment_create(
+    spec: Annotated[Path, typer.Argument(help="Experiment spec, YAML or JSON.")],
+    graph: Annotated[
+        Path | None,
+        typer.Option(help="Substitutes graph (pricelab graph build); enables spillover estimates."),
+    ] = None,
+    backfill: Annotated[
+        bool,
+        typer.Option(
+            "--backfill",
+            help="Accept a start before now: the experiment begins in the period in force, and "
+            "the boundaries before are recorded as a backfill (not as missed or late flips).",
+        ),
+    ] = False,
+    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait for the reply.")] = 60.0,
+    as_: ActorOption = None,
+) -> None:
+    """Validate SPEC (YAML/JSON) locally, then send a create command and wait for the reply.
+    A start before now is refused unless --backfill is given."""
+    settings = load_settings()
+    actor = command_actor(as_, settings)
+    from controller.spec import load_spec, load_spec_file
+    from streams.client.commands import send_command
+
+    parsed = load_spec_file(spec)
+    if graph is not None:
+        from analysis.graph import load_graph
+
+        g = load_graph(graph)
+        mine = set(parsed.all_products())
+        edges = [
+            (str(a), str(b), float(d.get("weight", 1.0)))
+            for a, b, d in g.edges(data=True)
+            if str(a) in mine and str(b) in mine
+        ]
+        parsed = load_spec(parsed.model_dump(mode="json") | {"substitutes": edges})
+        typer.echo(f"embedded {len(edges)} substitute edges among the experiment's products")
+    doc = parsed.model_dump(mode="json")
+    show_reply(
+        send_command(settings, "create", spec=doc, backfill=backfill, timeout=timeout, actor=actor)
+    )
+
+
+def _control(kind: str):  # type: ignore[no-untyped-def]
+    def cmd(
+        experiment: Annotated[str, typer.Argument(help="Experiment id.")],
+        reason: Annotated[
+            str, typer.Option(help="Why (kept in the audit trail; required to pause or stop).")
+        ] = "",
+        timeout: Annotated[
+            float, typer.Option(min=0.1, help="Seconds to wait for the reply.")
+        ] = 60.0,
+        as_: ActorOption = None,
+    ) -> None:
+        from streams.client.commands import send_command
+
+        settings = load_settings()
+        actor = command_actor(as_, settings)
+        from controller.lifecycle import reason_missing
+
+        if reason_missing(kind, reason):
+            fail(f"a {kind} needs --reason: why, for the experiment's audit trail")
+        show_reply(
+            send_command(
+                settings,
+                kind,
+                experiment=experiment,
+                reason=reason.strip() or None,
+                timeout=timeout,
+                actor=actor,
+            )
+        )
+
+    cmd.__doc__ = {
+        "pause": "Pause an experiment (kill switch): every product back to the control policy "
+        "at once, its data excluded, until resumed. Pausing a paused experiment does nothing.",
+        "resume": "Resume a paused experiment: the design's assignments for the period in "
+        "force (or a freeze's control policy) take over again.",
+        "stop": "Stop an experiment for good (kill switch): every product back to the control "
+        "policy and released. Stopped is final.",
+    }[kind]
+    return cmd
+
+
+for _kind in ("pause", "resume", "stop"):
+    experiment_app.command(_kind)(_control(_kind))
+
+
+def _instant(text: str, option: str, now: Callable[[], datetime]) -> datetime:
+    """An ISO 8601 date-time with a UTC offset, or one relative to the controller's clock:
+    ``now``, ``+P3D``, ``-PT2H``, ``+3d``, ``-2h`` (``now`` is read only when asked for)."""
+    from controller.durations import DURATION_FORMS, parse_duration
+
+    if text == "now" or text[:1] in "+-":
+        if text == "now":
+            return now()
+        try:
+            delta = parse_duration(text[1:])
+        except ValueError:
+            fail(
+                f"{option}: {text!r} is not now, +DURATION or -DURATION, the duration in "
+                f"{DURATION_FORMS} (e.g. +P3D, +3d, -2h)"
+            )
+        return now() + (delta if text[0] == "+" else -delta)
+    try:
+        ts = datetime.fromisoformat(text)
+    except ValueError:
+        fail(f"{option}: {text!r} is not an ISO 8601 date-time (e.g. 2026-12-24T00:00:00+01:00)")
+    if ts.tzinfo is None or ts.utcoffset() is None:
+        fail(f"{option}: {text!r} needs a UTC offset (e.g. 2026-12-24T00:00:00+01:00)")
+    return ts
+
+
+@experiment_app.command("freeze")
+def experiment_freeze(
+    start: Annotated[
+        str,
+        typer.Option(
+            help="Start: ISO 8601 with a UTC offset, or relative to the controller's clock: "
+            "now, +PT2H, -P1D (or +2h, -1d)."
+        ),
+    ],
+    end: Annotated[
+        str, typer.Option(help="End: ISO 8601 with a UTC offset, or now, +P3D ... (as --start).")
+    ],
+    experiment: Annotated[
+        list[str] | None,
+        typer.Option(help="An experiment to freeze (repeatable); every experiment when absent."),
+    ] = None,
+    reason: Annotated[
+        str,
+        typer.Option(help="Why (required: shown in blackout explanations and the audit trail)."),
+    ] = "",
+    freeze_id: Annotated[
+        str | None, typer.Option("--id", help="Freeze id (default: a new one).")
+    ] = None,
+    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait for the reply.")] = 60.0,
+    as_: ActorOption = None,
+) -> None:
+    """Freeze prices: from START to END every product of the experiments runs the control
+    policy and its data is blacked out (a washout follows the return to the design)."""
+    import hashlib
+
+    from controller.blackout import load_freeze
+    from controller.lifecycle import reason_missing
+    from streams.client.commands import read_now, send_command
+
+    settings = load_settings()
+    actor = command_actor(as_, settings)
+    if reason_missing("freeze", reason):
+        fail("a freeze needs --reason: why, for the experiment's audit trail")
+    # the controller's clock, read once, and only if a relative time needs it
+    now = functools.cache(lambda: read_now(settings))
+    t0, t1 = _instant(start, "--start", now), _instant(end, "--end", now)
+    doc: dict[str, Any] = {
+        # by default the id follows from the freeze itself: the same command resent after a
+        # timeout is the same freeze (done once), not a second one
+        "id": freeze_id
+        or "freeze-"
+        + hashlib.sha256(
+            json.dumps([t0.isoformat(), t1.isoformat(), sorted(experiment or []), reason]).encode()
+        ).hexdigest()[:8],
+        "start": t0.isoformat(),
+        "end": t1.isoformat(),
+        "experiments": list(experiment) if experiment else "all",
+        "reason": reason,
+    }
+    load_freeze(doc)  # refused here, naming the field, before anything is sent
+    show_reply(send_command(settings, "freeze", freeze=doc, timeout=timeout, actor=actor))
+
+
+@experiment_app.command("unfreeze")
+def experiment_unfreeze(
+    freeze_id: Annotated[str, typer.Argument(help="Freeze id (pricelab experiment freezes).")],
+    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait for the reply.")] = 60.0,
+    reason: Annotated[str, typer.Option(help="Why (kept in the audit trail).")] = "",
+    as_: ActorOption = None,
+) -> None:
+    """Cancel a freeze: one ahead is removed, one in force ends now (a washout follows the
+    return to the design), one that is over is refused."""
+    from streams.client.commands import send_command
+
+    settings = load_settings()
+    actor = command_actor(as_, settings)
+    show_reply(
+        send_command(
+            settings,
+            "unfreeze",
+            freeze_id=freeze_id,
+            timeout=timeout,
+            actor=actor,
+            reason=reason.strip() or None,
+        )
+    )
+
+
+@experiment_app.command("history")
+def experiment_history(
+    experiment: Annotated[str, typer.Argument(help="Experiment id.")],
+    as_json: Annotated[bool, typer.Option("--json", help="The records as JSON.")] = False,
+    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to read the topic for.")] = 30.0,
+) -> None:
+    """The experiment's audit trail in time order: every command it was sent (accepted or
+    refused, by whom, why) and every decision the controller took (flips, missed flips,
+    freezes, guardrail trips: by which worker), read from the experiment-events topic as far
+    as its retention keeps them."""
+    from streams.client.history import read_trail, render
+
+    trail = asyncio.run(read_trail(load_settings(), experiment, timeout))
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "experiment": experiment,
+                    "log_start": {str(k): v for k, v in trail.log_start.items()},
+                    "expired": trail.expired,
+                    "repeats": trail.repeats,
+                    "records": trail.records,
+                },
+                indent=2,
+            )
+        )
+    else:
+        typer.echo(render(trail))
+
+
+@experiment_app.command("freezes")
+def experiment_freezes(
+    experiment: Annotated[
+        str | None, typer.Argument(help="Only the freezes that apply to this experiment.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table.")] = False,
+) -> None:
+    """List operator freezes: id, window, scope, reason, and whether each is ahead, in force
+    or over by the controller's clock."""
+    from streams.client.commands import read_freezes
+
+    views = read_freezes(load_settings(), experiment)
+    if as_json:
+        typer.echo(json.dumps(views, indent=2))
+        return
+    if not views:
+        typer.echo("no freezes" + (f" apply to {experiment}" if experiment else ""))
+        return
+    for v in views:
+        scope = v["experiments"] if v["experiments"] == "all" else ",".join(v["experiments"])
+        typer.echo(
+            f"{v['id']:<20} {v['now']:<9} {v['start']} .. {v['end']}  {scope}"
+            + (f"  ({v['reason']})" if v["reason"] else "")
+        )
+
+
+@experiment_app.command("list")
+def experiment_list() -> None:
+    """List experiments: state (created, running, paused, stopped, ended; +frozen), the
+    period in force and the seq of the decision in force."""
+    from controller import status
+    from streams.client.commands import read_experiments
+
+    for st in read_experiments(load_settings()):
+        state = st["state"] + ("+frozen" if st["frozen"] and st["state"] == status.RUNNING else "")
+        typer.echo(
+            f"{st['id']:<24} {st['design']:<20} {state:<15} period {st['period']:>4}  "
+            f"seq {st['seq']:>4}  products {st['products']}"
+        )
+
+
+@experiment_app.command("show")
+def experiment_show(experiment: Annotated[str, typer.Argument(help="Experiment id.")]) -> None:
+    """Show one experiment's state and spec as JSON."""
+    from streams.client.commands import read_experiment
+
+    typer.echo(json.dumps(read_experiment(load_settings(), experiment), indent=2, default=str))
+
+
+def assignments(product: Annotated[str, typer.Argument(help="Product id.")]) -> None:
+    """The message in force for PRODUCT: its experiment's state, the status and policy a
+    pricing system applies, why (paused, frozen, washout until ..., stopped), and its seq."""
+    from streams.client.commands import read_assignment
+
+    doc = read_assignment(load_settings(), product)
+    if doc is None:
+        typer.echo(f"{product} is in no experiment")
+        raise typer.Exit(1)
+    typer.echo(json.dumps(doc, indent=2, default=str))
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(assignments)
+    app.add_typer(experiment_app, name="experiment")

@@ -1,0 +1,38 @@
+"""``pricelab panel export``: the panel the analysis worker analyses, as CSV or Parquet."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from controller.settings import load_settings
+from streams.cli.common import fail
+
+panel_app = typer.Typer(help="The sales panel the analysis worker analyses.")
+
+
+@panel_app.command("export")
+def panel_export(
+    experiment: Annotated[str, typer.Argument(help="Experiment id.")],
+    out: Annotated[Path, typer.Option("--out", help="File to write: .csv or .parquet.")],
+) -> None:
+    """Write exactly the panel the analysis worker analyses (completed periods), ready for
+    `pricelab analyze`."""
+    from streams.client.panel import export_panel
+
+    settings = load_settings()
+    if out.suffix.lower() not in (".csv", ".parquet"):
+        fail(f"--out must end in .csv or .parquet, not {out.name!r}")
+    n, periods = asyncio.run(export_panel(settings, experiment, out))
+    typer.echo(f"wrote {n} cells ({periods} completed periods) of {experiment} to {out}")
+    typer.echo(
+        f"analyse it: pricelab analyze {out} --unit product --time period --outcome units "
+        "--treated treated --probability probability --blackout blackout --method dm"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(panel_app, name="panel")
