@@ -9,7 +9,8 @@
     core/       the error root and the analysis worker's ports: imports nothing of pricelab
 
 Every import counts, also one inside a function or under ``TYPE_CHECKING``: a deferred import
-still ties the two modules together.
+still ties the two modules together. The graph is read by ``lab/import_graph.py``, which the map
+at the top of docs/architecture.md is drawn from too (tests/unit/test_architecture_map.py).
 
 Inside every package too, its members (modules and sub-packages, a sub-package standing for
 everything below it) import one way: ``analysis.inference`` importing ``analysis.estimators.base``
@@ -21,13 +22,12 @@ from __future__ import annotations
 
 import ast
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("core", "controller", "analysis", "lab", "streams", "pricelab")
+from lab.import_graph import PACKAGES, ROOT, graph, imported, member, modules
+
 CLIENTS = {"faust", "aiokafka", "redis", "kafka", "confluent_kafka"}
 
 #: package -> the pricelab packages it may import
@@ -52,47 +52,8 @@ STREAMS_LAYERS = (
 )
 
 
-def _modules(root: Path = ROOT, packages: tuple[str, ...] = PACKAGES) -> dict[str, Path]:
-    out = {}
-    for pkg in packages:
-        for path in (root / pkg).rglob("*.py"):
-            parts = path.relative_to(root).with_suffix("").parts
-            name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-            out[name] = path
-    return out
-
-
-MODULES = _modules()
-
-
-def _imported(path: Path) -> Iterator[str]:
-    """Every module name an import statement of ``path`` names (absolute imports only)."""
-    tree = ast.parse(path.read_text())
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            yield from (a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            yield node.module
-            yield from (f"{node.module}.{a.name}" for a in node.names)
-
-
-def _edges(name: str, modules: dict[str, Path]) -> set[str]:
-    """The modules of ``modules`` that module ``name`` imports (a name that is a module's
-    attribute counts as its module)."""
-    out = set()
-    for target in _imported(modules[name]):
-        while target and target not in modules:
-            target = target.rpartition(".")[0]
-        if target and target != name:
-            out.add(target)
-    return out
-
-
-def _graph(modules: dict[str, Path]) -> dict[str, set[str]]:
-    return {name: _edges(name, modules) for name in modules}
-
-
-GRAPH = _graph(MODULES)
+MODULES = modules()
+GRAPH = graph(MODULES)
 
 
 @pytest.mark.parametrize("package", PACKAGES)
@@ -119,7 +80,7 @@ def test_analysis_and_core_import_no_kafka_or_redis_client() -> None:
     offenders = {}
     for name, path in MODULES.items():
         if name.split(".")[0] in ("analysis", "core", "lab"):
-            bad = {m.split(".")[0] for m in _imported(path)} & CLIENTS
+            bad = {m.split(".")[0] for m in imported(path)} & CLIENTS
             if bad:
                 offenders[name] = sorted(bad)
     assert offenders == {}
@@ -129,7 +90,7 @@ def test_the_notebook_api_is_a_facade() -> None:
     """pricelab/ reads through the CLI's own readers: it opens no Kafka or Redis client, and
     nothing of pricelab imports it."""
     offenders = {
-        name: sorted({m.split(".")[0] for m in _imported(path)} & CLIENTS)
+        name: sorted({m.split(".")[0] for m in imported(path)} & CLIENTS)
         for name, path in MODULES.items()
         if name.split(".")[0] == "pricelab"
     }
@@ -184,15 +145,6 @@ def test_the_cycle_check_finds_a_cycle() -> None:
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
 
-def _member(package: str, name: str) -> str | None:
-    """The member of ``package`` (a module or sub-package directly inside it) that holds module
-    ``name``; None for the package itself and for modules outside it."""
-    prefix = f"{package}." if package else ""
-    if not name.startswith(prefix) or name == package:
-        return None
-    return prefix + name[len(prefix) :].split(".")[0]
-
-
 def _near_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     """Cycles among the members of each package (and among the top-level packages): a member
     imports another when any module in it imports any module in the other."""
@@ -201,11 +153,11 @@ def _near_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     for package in sorted(packages):
         members: dict[str, set[str]] = {}
         for source, targets in graph.items():
-            a = _member(package, source)
+            a = member(package, source)
             if a is None:
                 continue
             for target in targets:
-                b = _member(package, target)
+                b = member(package, target)
                 if b is not None and b != a:
                     members.setdefault(a, set()).add(b)
         out += _cycles(members)
@@ -218,14 +170,14 @@ def test_no_near_cycles_inside_packages() -> None:
 
 def test_streams_members_import_down_only() -> None:
     rank = {m: i for i, m in enumerate(STREAMS_LAYERS)}
-    members = {_member("streams", n) for n in GRAPH} - {None}
+    members = {member("streams", n) for n in GRAPH} - {None}
     assert members <= set(rank), f"place {sorted(members - set(rank))} in STREAMS_LAYERS"
     offenders = {}
     for name, targets in GRAPH.items():
-        a = _member("streams", name)
+        a = member("streams", name)
         if a is None:
             continue
-        up = sorted(t for t in targets if (b := _member("streams", t)) and rank[b] > rank[a])
+        up = sorted(t for t in targets if (b := member("streams", t)) and rank[b] > rank[a])
         if up:
             offenders[name] = up
     assert offenders == {}
@@ -250,15 +202,15 @@ def test_the_near_cycle_check_finds_a_planted_one(tmp_path: Path) -> None:
     for rel, text in files.items():
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text(text)
-    graph = _graph(_modules(tmp_path, ("pkg", "other")))
-    assert _cycles(graph) == [["pkg.sub.deep.a", "pkg.sub.deep.b", "pkg.sub.deep.c"]]
-    assert _near_cycles(graph) == [
+    planted = graph(modules(tmp_path, ("pkg", "other")))
+    assert _cycles(planted) == [["pkg.sub.deep.a", "pkg.sub.deep.b", "pkg.sub.deep.c"]]
+    assert _near_cycles(planted) == [
         ["pkg.low", "pkg.sub"],
         ["pkg.sub.deep.a", "pkg.sub.deep.b", "pkg.sub.deep.c"],
     ]
     (tmp_path / "pkg/sub/user.py").write_text("def f() -> None: ...\n")
     (tmp_path / "pkg/sub/deep/c.py").write_text("")
-    assert _near_cycles(_graph(_modules(tmp_path, ("pkg", "other")))) == []
+    assert _near_cycles(graph(modules(tmp_path, ("pkg", "other")))) == []
 
 
 def test_only_the_wall_clock_reads_the_system_time() -> None:
@@ -276,7 +228,7 @@ def test_only_the_store_modules_touch_redis() -> None:
     store = ROOT / "controller" / "store"
     offenders = []
     for path in (ROOT / "controller").rglob("*.py"):
-        uses = "redis" in {m.split(".")[0] for m in _imported(path)}
+        uses = "redis" in {m.split(".")[0] for m in imported(path)}
         if uses and store not in path.parents:
             offenders.append(path.name)
     assert offenders == []
