@@ -193,6 +193,47 @@ def power_at(
     return np.asarray(stats.norm.cdf((abs(effect) - radius(se)) / se))
 
 
+def any_look_power(
+    effect: float,
+    se: float,
+    periods: int,
+    *,
+    df: float | None = None,
+    alpha: float = 0.05,
+    first_look: int = 2,
+    draws: int = 200,
+    rng: np.random.Generator | None = None,
+) -> float:
+    """The share of paths on which the verdict decides at some look, given the estimate
+    ``effect`` and its ``se`` at the planned end of ``periods`` periods.
+
+    The running estimate times its information, ``X(I) = I * estimate``, is taken as Brownian
+    motion in the information ``I = 1 / se^2``, which grows like the periods seen (the
+    assumption the sequence's tuning makes). Given where it ends, ``X(I_T) = effect / se^2``,
+    its path is a Brownian bridge whatever the true effect, so the earlier looks are drawn as
+    bridges to the end the planner simulated. At look ``t`` the estimate is ``X(I_t) / I_t``
+    with SE ``se * sqrt(periods / t)``, and the verdict decides when the sequence (tuned to the
+    end's SE, at the ``df`` reference) excludes 0. The end look alone is the fixed-horizon
+    criterion (``horizon_multiplier``); every look before it can only add."""
+    from analysis.confseq import ConfidenceSequence
+
+    if not (math.isfinite(effect) and math.isfinite(se) and se > 0) or periods < first_look:
+        return math.nan
+    rng = rng if rng is not None else np.random.default_rng(0)
+    looks = np.arange(first_look, periods + 1, dtype=float)
+    info_end = 1.0 / se**2
+    info = info_end * looks / periods
+    end = effect * info_end
+    # a Brownian bridge from 0 to `end` over [0, I_T], sampled at the looks in order
+    steps = np.diff(np.concatenate([[0.0], info]))
+    walk = np.cumsum(rng.standard_normal((draws, len(looks))) * np.sqrt(steps), axis=1)
+    bridge = walk - (info / info_end)[None, :] * walk[:, -1:] + (info / info_end)[None, :] * end
+    estimate = bridge / info[None, :]
+    radius = ConfidenceSequence(target_se=se, alpha=alpha).radius(se * np.sqrt(periods / looks), df)
+    decided = (np.abs(estimate) > np.asarray(radius)[None, :]).any(axis=1)
+    return float(decided.mean())
+
+
 def periods_for_power(
     effect: float,
     se: float,

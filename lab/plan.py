@@ -55,6 +55,7 @@ from analysis.confseq import horizon_multiplier
 from analysis.errors import PanelError
 from analysis.panel import Panel
 from analysis.table_input import read_dates
+from analysis.verdict import any_look_power
 from analysis.worker import fit_plan
 from controller.designs import design_matrices, design_of
 from controller.errors import SpecError
@@ -370,6 +371,7 @@ def simulate_once(
             else bool(abs(r0.effect) > q_seq * r0.se),
             "effect1": r1.effect / share,
             "se1": r1.se / share,
+            "df1": math.nan if r1.df is None else float(r1.df),
             "reject1": bool(abs(r1.effect) > _quantile(r1.df) * r1.se)
             if setting.effect != 0
             else bool(abs(r0.effect) > q * r0.se),
@@ -474,6 +476,26 @@ def fitted(sims: pd.DataFrame, effect: float | None) -> pd.Series:
     return (sims["error"] == "") & finite
 
 
+def verdict_power(ok: pd.DataFrame, periods: int) -> float:
+    """The verdict's power at the effect: the share of simulations in which it decides at
+    some look (:func:`analysis.verdict.any_look_power`: the looks before the end drawn as
+    Brownian bridges to the end each simulation reached). At the end alone it would be the
+    ``verdict1`` share; the live worker looks every period, and acting on its first decisive
+    look is what the sequence allows."""
+    rng = np.random.default_rng(zlib.crc32(f"verdict-power:{periods}".encode()))
+    shares = [
+        any_look_power(e, s, periods, df=None if not math.isfinite(d) else d, rng=rng)
+        for e, s, d in zip(
+            ok["effect1"].to_numpy(dtype=float),
+            ok["se1"].to_numpy(dtype=float),
+            ok["df1"].to_numpy(dtype=float) if "df1" in ok else np.full(len(ok), math.nan),
+            strict=True,
+        )
+    ]
+    finite = [x for x in shares if math.isfinite(x)]
+    return float(sum(finite) / len(ok)) if len(ok) else math.nan
+
+
 def summarise(sims: pd.DataFrame, effect: float | None) -> pd.DataFrame:
     """One row per spec, duration and estimator: type1, power, mde, se (and failures).
     TooManyFailedFits when more than :data:`lab.failed_fits.MAX_FAILED_SHARE` of a row's
@@ -493,7 +515,7 @@ def summarise(sims: pd.DataFrame, effect: float | None) -> pd.DataFrame:
             "mde": mde(*_fit_arrays(ok)) if len(ok) else math.nan,
             # the verdict (docs/decision.md) decides on the anytime-valid sequence: its power
             # at the effect, and its MDE, at the sequence's multiplier at the horizon
-            "verdict_power": float(ok["verdict1"].mean())
+            "verdict_power": verdict_power(ok, int(row["duration"]))
             if (len(ok) and effect is not None)
             else None,
             "verdict_mde": mde(*_fit_arrays(ok, "q_seq0")) if len(ok) else math.nan,
@@ -660,7 +682,8 @@ def run_plan(
         pool.shutdown(wait=True)
     sims = pd.DataFrame(rows)
     cols = (
-        "effect0", "se0", "q0", "q_seq0", "reject0", "effect1", "se1", "reject1", "verdict1",
+        "effect0", "se0", "q0", "q_seq0", "reject0", "effect1", "se1", "df1", "reject1",
+        "verdict1",
         "response", "se_slope",
     )  # fmt: skip
     for col in cols:

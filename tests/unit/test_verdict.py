@@ -12,6 +12,7 @@ from scipy import stats
 
 from analysis.verdict import (
     GuardrailReading,
+    any_look_power,
     decide,
     decision_metric,
     decode_decision,
@@ -360,3 +361,26 @@ async def test_the_first_decisive_verdict_is_kept_by_a_second_worker_sharing_the
     (v,) = later.verdicts
     assert v["verdict"] == "do_not_ship" and v["decided_at"] == 8
     assert math.isfinite(v["effect"])
+
+
+def test_any_look_power_at_the_end_alone_is_the_horizon_criterion():
+    """With one look (the end), the path is its end: decided iff |effect| exceeds the
+    sequence's radius at its own target, 3.035 SE."""
+    assert any_look_power(3.1, 1.0, 28, first_look=28) == 1.0
+    assert any_look_power(-3.1, 1.0, 28, first_look=28) == 1.0
+    assert any_look_power(3.0, 1.0, 28, first_look=28) == 0.0
+
+
+def test_any_look_power_keeps_the_error_rate_and_adds_to_the_end_alone():
+    """Ends drawn as the planner's simulations give them: with no effect (ends ~ N(0, 1)) the
+    verdict decides at some look in at most alpha = 5% (the sequence's guarantee); with an
+    effect of 3 SE at the end, more often than at the end alone (P(|N(3, 1)| > 3.035) = 0.486)."""
+    rng = np.random.default_rng(1)
+    ends = rng.standard_normal(2000)
+    aa = np.mean([any_look_power(x, 1.0, 28, draws=50, rng=rng) for x in ends])
+    assert aa <= 0.05
+    ends = rng.standard_normal(2000) + 3.0
+    end_alone = np.mean(np.abs(ends) > 3.035122)
+    assert end_alone == pytest.approx(0.486, abs=0.03)
+    power = np.mean([any_look_power(x, 1.0, 28, draws=50, rng=rng) for x in ends])
+    assert power > end_alone + 0.05
