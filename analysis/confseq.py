@@ -28,6 +28,7 @@ expect at the horizon you care about most).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -115,6 +116,7 @@ class ConfidenceSequence:
         return lo, hi
 
 
+@functools.lru_cache(maxsize=1024)
 def horizon_multiplier(alpha: float = 0.05, df: float | None = None) -> float:
     """The sequence's radius over the SE at the SE it was tuned to, where it is narrowest:
     the multiplier a look at the planned horizon applies (about 3.04 at alpha 0.05 for the
