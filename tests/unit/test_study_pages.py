@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from lab.studies.catalog import STUDIES
-from lab.studies.harness import ROOT, Study, context, load_results, results_path, run_rows
+from lab.studies.harness import ROOT, Study, context, load_results, run_rows
 from lab.studies.render import markers, render_text, rendered_page, template_source
 
 PAGED = [s for s in STUDIES.values() if s.page is not None]
@@ -46,16 +46,6 @@ TEMPLATE_FIGURES = {
     # at 70%, the 25% target, "coverage above 0.97", g >= 1
     "relative_effects.md.j2": {"0.97", "1", "2", "200", "25", "28", "5", "70", "95"},
 }
-#: ported studies whose first run on the harness (tens of minutes) has not been made: their
-#: page still shows the former script's figures, and no saved file backs them yet
-AWAITING_FIRST_RUN = {"relative-effects"}
-
-
-def _saved(study: Study) -> None:
-    if study.name in AWAITING_FIRST_RUN and not results_path(study).exists():
-        pytest.skip(f"run `python -m lab.studies {study.name}` to save its results")  # fmt: skip
-
-
 def _numbers(text: str) -> set[str]:
     return set(NUMBER.findall(text))
 
@@ -72,7 +62,6 @@ def test_every_paged_study_is_checked() -> None:
 @pytest.mark.parametrize("study", PAGED, ids=lambda s: s.name)
 def test_the_committed_page_is_the_render_of_the_saved_results(study: Study) -> None:
     assert study.page is not None
-    _saved(study)
     doc = ROOT / study.page.doc
     page = rendered_page(
         doc, study.page.template, study.page.section, context(study, load_results(study))
@@ -86,7 +75,6 @@ def test_the_committed_page_is_the_render_of_the_saved_results(study: Study) -> 
 @pytest.mark.parametrize("study", PAGED, ids=lambda s: s.name)
 def test_every_number_on_the_page_comes_from_the_saved_results(study: Study) -> None:
     assert study.page is not None
-    _saved(study)
     printed: list[str] = []
     text = render_text(study.page.template, context(study, load_results(study)), printed)
     prose = _template_figures(study.page.template)
@@ -184,8 +172,8 @@ def test_planning_md_is_the_render_of_the_saved_tables() -> None:
 
 
 def test_relative_effects_renders_its_page_from_a_small_run() -> None:
-    # the study's first full run is still to be made (AWAITING_FIRST_RUN): its template is
-    # checked on one seed per case, every table there and every number a printed result
+    # the template on one seed per case too: every table there and every number a printed
+    # result
     from lab.studies import relative_effects as rel
 
     study = rel.STUDY.with_options(seeds=1, metric_runs=1)
