@@ -214,7 +214,12 @@ def any_look_power(
     bridges to the end the planner simulated. At look ``t`` the estimate is ``X(I_t) / I_t``
     with SE ``se * sqrt(periods / t)``, and the verdict decides when the sequence (tuned to the
     end's SE, at the ``df`` reference) excludes 0. The end look alone is the fixed-horizon
-    criterion (``horizon_multiplier``); every look before it can only add."""
+    criterion (``horizon_multiplier``); every look before it can only add.
+
+    Two assumptions can make it optimistic: the end's ``df`` at every look (live, an
+    estimator whose ``df`` grows with the periods seen, such as ``hajek``'s blocks or
+    ``did``'s placebo periods, has wider early looks), and the sequence tuned to the end's SE
+    (live, it is tuned at the first look to that look's SE projected to the end)."""
     from analysis.confseq import ConfidenceSequence
 
     if not (math.isfinite(effect) and math.isfinite(se) and se > 0) or periods < first_look:
@@ -292,6 +297,7 @@ def decide(
     alpha: float = 0.05,
     decided_at: int | None = None,
     decided: VerdictWord | None = None,
+    overruled_at: int | None = None,
     mde_pct: float | None = None,
     baseline: float | None = None,
     planned_periods: int = 0,
@@ -303,8 +309,9 @@ def decide(
     ``fields`` is the decision estimate as the estimates topic publishes it
     (:func:`analysis.results.published_fields`: effect, se, cs_low/high, control_mean and the
     relative form). ``decided``/``decided_at``: an earlier look's decisive verdict, which is
-    kept, except that a guardrail breached after a *ship* turns it into *do not ship* (the
-    safe side: the breach also stops the experiment). ``radius`` is the decision sequence's
+    kept, except that a guardrail breached at a later look than a *ship* turns it into *do not
+    ship* (the safe side: the breach also stops the experiment); ``overruled_at``: the look at
+    which that happened, kept like the decision. ``radius`` is the decision sequence's
     radius as a function of the SE (for ``more_days``; None: not computed). ``baseline``: the
     metric's mean over the control cells, which turns ``mde_pct`` into an effect when the
     estimate has no control mean of its own (a difference in differences).
@@ -322,9 +329,17 @@ def decide(
     breached = [g for g in guardrails if g.status == "breached"]
     open_ = [g for g in guardrails if g.status == "open"]
     at: int | None
-    if decided == "ship" and breached:
-        g = breached[0]
+    if decided == "ship" and overruled_at is not None:
         verdict: VerdictWord = "do_not_ship"
+        at = overruled_at
+        reason = (
+            f"a guardrail was breached after {overruled_at} periods, after ship had been "
+            f"decided ({decided_at if decided_at is not None else '?'} periods): do not ship, "
+            f"kept; now {figure}"
+        )
+    elif decided == "ship" and breached and n_periods > (decided_at or 0):
+        g = breached[0]
+        verdict = "do_not_ship"
         at = n_periods
         reason = (
             f"guardrail {g.metric} breached after ship was decided "

@@ -286,6 +286,7 @@ class AnalysisWorker:
         primaries: dict[str, tuple[EstimateResult, tuple[float, float] | None]],
         guardrails: list[GuardrailReading],
         baselines: Mapping[str, float] | None = None,
+        retry: bool = True,
     ) -> Verdict | None:
         """The look's verdict on the decision metric (analysis.verdict), from the design's
         first estimator of it as published, with its sequence, and the guardrails.
@@ -302,10 +303,11 @@ class AnalysisWorker:
         fields = published_fields(result, cs, self.alpha)
         key, overruled = f"verdict:{metric}", f"verdict:{metric}:overruled"
         decided, at = decode_decision(await self.tuning.recall(info.id, key))
+        overruled_at: int | None = None
         if decided == "ship":
             later = await self.tuning.recall(info.id, overruled)
-            if later is not None:
-                decided, at = "do_not_ship", int(later)
+            if later is not None and math.isfinite(later):
+                overruled_at = int(later)
         seq = await self._sequence(info, result, _series(result.method, metric))
         df = result.df
         verdict = decide(
@@ -315,6 +317,7 @@ class AnalysisWorker:
             alpha=self.alpha,
             decided=decided,
             decided_at=at,
+            overruled_at=overruled_at,
             mde_pct=info.params.get("mde_pct"),
             baseline=(baselines or {}).get(metric),
             planned_periods=_planned(info, result),
@@ -326,14 +329,15 @@ class AnalysisWorker:
         if decided is None and verdict.verdict != "keep_running":
             code = encode_decision(verdict.verdict, verdict.n_periods)
             kept = decode_decision(await self.tuning.fix(info.id, key, code))
-        elif decided == "ship" and verdict.verdict == "do_not_ship":
-            at_breach = float(verdict.n_periods)
-            kept = ("do_not_ship", int(await self.tuning.fix(info.id, overruled, at_breach)))
+        elif decided == "ship" and overruled_at is None and verdict.verdict == "do_not_ship":
+            stored = await self.tuning.fix(info.id, overruled, float(verdict.n_periods))
+            kept = ("do_not_ship", int(stored) if math.isfinite(stored) else None)
         else:
             return verdict
-        if kept != (verdict.verdict, verdict.decided_at):
-            # another worker decided first (or earlier): say its decision, kept
-            return await self._verdict(info, primaries, guardrails, baselines)
+        if kept != (verdict.verdict, verdict.decided_at) and retry:
+            # another worker decided first (or earlier): say its decision, kept (once: a
+            # stored value that cannot be read back must not loop)
+            return await self._verdict(info, primaries, guardrails, baselines, retry=False)
         return verdict
 
     def _warn_margins(self, info: ExperimentInfo, df: pd.DataFrame) -> None:

@@ -220,6 +220,7 @@ def planned_power(
     first = table.iloc[0]  # the design's primary estimator: the one the worker decides on
     at_end = sims_of[sims_of["estimator"] == first["estimator"]]["verdict1"]
     return {
+        "plan_sims": sims,
         "plan_estimator": str(first["estimator"]),
         "plan_verdict_power": float(first["verdict_power"]),
         "plan_verdict_power_end_only": float(at_end.mean()),
@@ -312,7 +313,8 @@ def render(summary: dict[str, Any]) -> str:
         n = cfg["runs"]
         planned, p_se = e.get("plan_verdict_power"), e.get("plan_mc_se")
         end_plan = e.get("plan_verdict_power_end_only")
-        end_plan_se = mc_se(end_plan, n) if end_plan is not None else None
+        plan_sims = int(e.get("plan_sims") or n)
+        end_plan_se = mc_se(end_plan, plan_sims) if end_plan is not None else None
         end_w, end_w_se = e.get("worker_ship_end_only"), e.get("worker_ship_end_only_mc_se")
         lines.append(
             f"| {design} | {a['estimator']} | {_pct(a['ever_decided'], a['ever_decided_mc_se'])}"
@@ -345,6 +347,26 @@ def render(summary: dict[str, Any]) -> str:
         else "- Effect: the plan's verdict power matches the share that shipped within 2 MC SE "
         f"except for {', '.join(off)}"
     )
+    short = []
+    for design, e in eff.items():
+        end_plan = e.get("plan_verdict_power_end_only")
+        if end_plan is None or not math.isfinite(end_plan):
+            continue
+        se = math.hypot(e["ship_mc_se"], mc_se(end_plan, int(e.get("plan_sims") or cfg["runs"])))
+        if (e["ship"] - end_plan) / se > 2:
+            short.append(f"{design} ({(e['ship'] - end_plan) / se:+.1f})")
+    if short:
+        lines.append(
+            "- The plan's power at the end alone falls short of the share that shipped by more "
+            f"than 2 MC SE for {', '.join(short)}: the looks before the end add power."
+        )
+    mdes = [
+        f"{d} {_pct(e['plan_verdict_mde'])}"
+        for d, e in eff.items()
+        if e.get("plan_verdict_mde") is not None and math.isfinite(e["plan_verdict_mde"])
+    ]
+    if mdes:
+        lines.append(f"- The plan's verdict MDE (relative profit change): {', '.join(mdes)}.")
     notes = [f"- {e['design']}: {e['plan_note']}" for e in eff.values() if e.get("plan_note")]
     return "\n".join(lines + notes)
 

@@ -232,7 +232,7 @@ def render_verdict(doc: dict[str, Any]) -> str:
     figures = (
         f"{_pct(rel)} [{_pct(doc.get('relative_cs_low'))}, {_pct(doc.get('relative_cs_high'))}]"
         if rel is not None
-        else f"{doc.get('effect'):+.4g} [{_cell(doc.get('cs_low'), '{:+.4g}')}, "
+        else f"{_cell(doc.get('effect'), '{:+.4g}')} [{_cell(doc.get('cs_low'), '{:+.4g}')}, "
         f"{_cell(doc.get('cs_high'), '{:+.4g}')}]"
     )
     lines.append(

@@ -258,10 +258,10 @@ async def test_no_effect_keeps_running_with_the_days_to_power_and_a_harm_is_do_n
     assert sink.verdicts[0]["verdict"] == "do_not_ship"
 
 
-def _rise(units_pct: float, n: int, seed: int) -> pd.DataFrame:
+def _rise(units_pct: float, n: int, seed: int, t: int = 20) -> pd.DataFrame:
     """A price rise from 10 to 13 (unit cost 4): profit per unit 6 -> 9, units down
     ``units_pct`` percent."""
-    df = _cells(units_pct, t=20, n=n, seed=seed)
+    df = _cells(units_pct, t=t, n=n, seed=seed)
     treated = df["treated"] == 1
     df.loc[treated, "revenue"] = 13.0 * df.loc[treated, "units"]
     df.loc[treated, "profit"] = 9.0 * df.loc[treated, "units"]
@@ -384,3 +384,57 @@ def test_any_look_power_keeps_the_error_rate_and_adds_to_the_end_alone():
     assert end_alone == pytest.approx(0.486, abs=0.03)
     power = np.mean([any_look_power(x, 1.0, 28, draws=50, rng=rng) for x in ends])
     assert power > end_alone + 0.05
+
+
+def test_any_look_power_equals_whole_paths_simulated_directly():
+    """An independent reference: whole drifted paths X(I) = theta I + W(I) at the looks (no
+    bridge), decided when |X(I_t) / I_t| exceeds the sequence's radius at SE 1/sqrt(I_t). The
+    bridges to ends drawn from the paths' own end distribution must give the same share."""
+    from analysis.confseq import ConfidenceSequence
+
+    rng = np.random.default_rng(7)
+    periods, se_end, n = 28, 1.0, 20_000
+    looks = np.arange(2, periods + 1, dtype=float)
+    info = looks / periods / se_end**2
+    radius = ConfidenceSequence(target_se=se_end).radius(se_end * np.sqrt(periods / looks))
+    for theta in (1.0, 2.0):
+        steps = np.diff(np.concatenate([[0.0], info]))
+        x = np.cumsum(rng.standard_normal((n, len(looks))) * np.sqrt(steps), axis=1)
+        x += theta * info[None, :]
+        direct = float((np.abs(x / info[None, :]) > radius[None, :]).any(axis=1).mean())
+        ends = theta + se_end * rng.standard_normal(4000)
+        bridged = float(
+            np.mean([any_look_power(e, se_end, periods, draws=20, rng=rng) for e in ends])
+        )
+        mc = np.sqrt(direct * (1 - direct) / n) + np.sqrt(direct * (1 - direct) / 4000)
+        assert bridged == pytest.approx(direct, abs=4 * mc), (theta, direct, bridged)
+
+
+async def test_a_later_breach_overrules_a_kept_ship_once_and_says_so():
+    """Worker level: a ship decided at one look, then a look whose units guardrail is
+    breached: do not ship, kept; a later look without the breach repeats it with the reason
+    naming the breach, not a 'first decisive look'."""
+    tuning = InMemorySequenceTuning()
+    guard = [{"metric": "units", "max_drop_pct": 2.0}]
+    ship = await _look(_rise(5.0, n=200, seed=5, t=10), _params(guardrails=guard), tuning)
+    assert ship.verdicts[0]["verdict"] == "ship"
+    breach = await _look(_rise(-10.0, n=200, seed=8, t=15), _params(guardrails=guard), tuning)
+    (v,) = breach.verdicts
+    assert v["verdict"] == "do_not_ship" and v["reason"].startswith("guardrail units breached")
+    assert v["decided_at"] == 15
+    calm = await _look(_rise(5.0, n=200, seed=9, t=20), _params(guardrails=guard), tuning)
+    (w,) = calm.verdicts
+    assert w["verdict"] == "do_not_ship" and w["decided_at"] == 15
+    assert w["reason"].startswith("a guardrail was breached after 15 periods")
+
+
+async def test_an_unreadable_kept_decision_does_not_loop():
+    """A store whose first-writer-wins answer cannot be read back (NaN) gives the look's own
+    verdict after one retry, never a RecursionError that would stop every experiment."""
+
+    class Broken(InMemorySequenceTuning):
+        async def fix(self, experiment: str, key: str, target_se: float) -> float:
+            return float("nan") if key.startswith("verdict:") else target_se
+
+    sink = await _look(_cells(-25.0, t=8, seed=4), _params(), Broken())
+    assert sink.verdicts[0]["verdict"] == "do_not_ship"
