@@ -264,8 +264,11 @@ class AnalysisWorker:
                 await self.sink.publish(info.id, spill, as_of, None)
                 self.observer.published(info.id, spill.method, as_of)
                 published.append((info.id, spill))
+            trips = info.status == "running" and self.guardrails is not None
+            if not trips and self.verdicts is None:
+                continue  # nothing would read the guardrails (an offline replay)
             readings = await self._guardrail_readings(info, df)
-            if info.status == "running" and self.guardrails is not None:
+            if trips:
                 await self._check_guardrails(info, readings)
             if self.verdicts is None:
                 continue

@@ -53,7 +53,7 @@ from lab.config import MarketConfig
 from lab.errors import LabError
 from lab.market import Market
 from lab.plan import PlanConfig, read_history, run_plan
-from lab.simulate import run_spec
+from lab.simulate import SimulatedExperiment, run_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 FIGURES = ROOT / "docs" / "figures"
@@ -127,20 +127,26 @@ async def _looks(
     return sink.verdicts
 
 
-def run_one(cfg: StudyConfig, design: str, world: str, run: int) -> dict[str, Any]:
-    """One experiment of ``design`` in ``world`` (``aa`` or ``effect``), analysed look by look
-    by the worker; its verdicts summarised in one row."""
-    change = 0.0 if world == "aa" else cfg.rise
+def experiment(
+    cfg: StudyConfig, design: str, change: float, run: int
+) -> tuple[SimulatedExperiment, pd.DataFrame, ExperimentInfo]:
+    """Run ``run`` of ``design`` with the price changed by ``change``: the simulated
+    experiment, the cell table the live panel source would hand the worker, and the
+    experiment as that source describes it."""
     m = market(cfg, change, run)
     classes = market_classes(m) if design == "cluster" else None
     spec = make_spec(design, m, days=cfg.days, seed=run_seed(cfg.seed + 1, run), classes=classes)
     spec = spec.model_copy(update={"mde_pct": cfg.mde_pct, "price_ratio": 1.0 + change})
     sim = run_spec(spec, m)
-    cells = sim.panel[
-        [c for c in _CELLS if c in sim.panel.columns]
-        + (["class"] if "class" in sim.panel.columns else [])
-    ]
-    info = experiment_info(spec, "running", sim.triggers)
+    cells = sim.panel[[c for c in (*_CELLS, "class") if c in sim.panel.columns]]
+    return sim, cells, experiment_info(spec, "running", sim.triggers)
+
+
+def run_one(cfg: StudyConfig, design: str, world: str, run: int) -> dict[str, Any]:
+    """One experiment of ``design`` in ``world`` (``aa`` or ``effect``), analysed look by look
+    by the worker; its verdicts summarised in one row."""
+    sim, cells, info = experiment(cfg, design, 0.0 if world == "aa" else cfg.rise, run)
+    spec = sim.spec
     t0 = time.perf_counter()
     verdicts = asyncio.run(_looks(info, cells, n_periods(spec)))
     words = [v["verdict"] for v in verdicts]
@@ -233,15 +239,9 @@ def end_only_ship(cfg: StudyConfig, design: str, run: int) -> bool:
     """Whether the worker's verdict is *ship* when it looks once, at the planned end (its
     sequence then tuned to the end's own SE): the planner's end-alone criterion, on the
     worker's path, for the same experiment as ``run_one(cfg, design, "effect", run)``."""
-    m = market(cfg, cfg.rise, run)
-    classes = market_classes(m) if design == "cluster" else None
-    spec = make_spec(design, m, days=cfg.days, seed=run_seed(cfg.seed + 1, run), classes=classes)
-    spec = spec.model_copy(update={"mde_pct": cfg.mde_pct, "price_ratio": 1.0 + cfg.rise})
-    sim = run_spec(spec, m)
-    keep = [c for c in (*_CELLS, "class") if c in sim.panel.columns]
-    info = experiment_info(spec, "running", sim.triggers)
-    periods = n_periods(spec)
-    verdicts = asyncio.run(_looks(info, sim.panel[keep], periods, first=periods))
+    sim, cells, info = experiment(cfg, design, cfg.rise, run)
+    periods = n_periods(sim.spec)
+    verdicts = asyncio.run(_looks(info, cells, periods, first=periods))
     return bool(verdicts) and verdicts[-1]["verdict"] == "ship"
 
 

@@ -135,11 +135,11 @@ class KafkaEstimateSink:
         as_of: datetime,
         cs: tuple[float, float] | None,
     ) -> None:
-        fields = published_fields(result, cs)
-        fields = {k: v for k, v in fields.items() if k in _ESTIMATE_FIELDS}
-        for key, value in fields.items():  # NaN and infinities are not JSON numbers
-            if isinstance(value, float) and not math.isfinite(value):
-                fields[key] = None
+        fields = {
+            k: _finite_or_none(v)
+            for k, v in published_fields(result, cs).items()
+            if k in _ESTIMATE_FIELDS
+        }
         msg = EstimateMessage(experiment=experiment, as_of=as_of, **fields)
         await self.publisher.send(self.topic, msg, experiment)
         await self.publisher.flush()
