@@ -16,6 +16,8 @@ Small, explicit models whose truth is known, used by tests, docs/studies and ben
   effects (analysis.ratio).
 - :func:`factor_panel`: a factor-model panel with a block of treated units, for the core panel
   estimators (DID, SC, SDID, TROP) and their studies.
+- :func:`factor_block`: stationary rank-2 factors with the treated units selected on their
+  loadings, the advanced estimators' (MC-NNM, TROP) study DGP.
 """
 
 from __future__ import annotations
@@ -373,3 +375,24 @@ def factor_panel(
         times=np.arange(T),
         blackout=np.zeros((N, T), dtype=bool),
     )
+
+
+def factor_block(seed: int, N: int = 30, T: int = 20, n_tr: int = 8, t0: int = 14) -> Panel:
+    """Rank-2 factor model + unit and time effects, block adoption, tau = 1.
+
+    Treated units load more on the first factor (selection on loadings), so two-way fixed
+    effects alone is biased; the factors are stationary.
+    """
+    rng = np.random.default_rng(seed)
+    load = rng.normal(size=(N, 2))
+    load[:n_tr, 0] += 1.0
+    fac = rng.normal(size=(T, 2))
+    Y = (
+        load @ fac.T
+        + rng.normal(size=(N, 1))
+        + np.linspace(0, 2, T)[None]
+        + 0.5 * rng.normal(size=(N, T))
+    )
+    W = np.zeros((N, T), bool)
+    W[:n_tr, t0:] = True
+    return Panel(Y=Y + W, W=W, units=np.arange(N), times=np.arange(T), blackout=np.zeros_like(W))
