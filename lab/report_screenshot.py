@@ -1,7 +1,7 @@
 """Build the analyst report of a demo-like experiment offline and screenshot it.
 
-    .venv/bin/python docs/studies/report_screenshot.py [--out DIR] [--products 60] [--days 14]
-    .venv/bin/python docs/studies/report_screenshot.py --live   # the demo's live report
+    .venv/bin/python -m lab.report_screenshot [--out DIR] [--products 60] [--days 14]
+    .venv/bin/python -m lab.report_screenshot --live   # the demo's live report
 
 The experiment is the demo's (streams/live/demo.py): a random-days switchback with a 2-hour
 washout, Europe/Berlin days from 2026-03-16, seed 7, on the simulator's market. The panel is
@@ -24,17 +24,16 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+import numpy as np
+from PIL import Image
 
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
+from analysis.report import build_report, replay_estimates
+from controller.designs import get_design
+from controller.spec import ExperimentSpec
+from lab.market import Market, MarketConfig
+from lab.simulate import SimulatedExperiment, run_spec
 
-from analysis.report import build_report, replay_estimates  # noqa: E402
-from controller.designs import get_design  # noqa: E402
-from controller.spec import ExperimentSpec  # noqa: E402
-from lab.market import Market, MarketConfig  # noqa: E402
-from lab.simulate import SimulatedExperiment, run_spec  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 CHROMIUM_FLAGS = [
     "--headless",
@@ -109,8 +108,8 @@ def live(out: Path, png: Path) -> None:
     print(f"wrote {png}")
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m lab.report_screenshot", description=__doc__)
     ap.add_argument(
         "--live",
         action="store_true",
@@ -120,7 +119,7 @@ def main() -> None:
     ap.add_argument("--products", type=int, default=60)
     ap.add_argument("--days", type=int, default=14)
     ap.add_argument("--screenshot", type=Path, default=ROOT / "docs" / "report-screenshot.png")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     if args.live:
         live(ROOT / "docs" / "report-demo-live", ROOT / "docs" / "report-demo-live.png")
         return
