@@ -45,6 +45,7 @@ from analysis.verdict import (
     encode_decision,
     period_days,
 )
+from core import status
 from core.ports import (
     ClockLike,
     EstimateSink,
@@ -258,13 +259,13 @@ class AnalysisWorker:
                 await self.sink.publish(info.id, elasticity, as_of, None)
                 self.observer.published(info.id, _series(elasticity.method, "elasticity"), as_of)
                 published.append((info.id, elasticity))
-            for spill in self._spillover(info, panel):
+            for spill in self.spillover_estimates(info, panel):
                 if isinstance(spill, EstimateResult) and not math.isfinite(spill.effect):
                     continue
                 await self.sink.publish(info.id, spill, as_of, None)
                 self.observer.published(info.id, spill.method, as_of)
                 published.append((info.id, spill))
-            trips = info.status == "running" and self.guardrails is not None
+            trips = info.status == status.RUNNING and self.guardrails is not None
             if not trips and self.verdicts is None:
                 continue  # nothing would read the guardrails (an offline replay)
             readings = await self._guardrail_readings(info, df)
@@ -449,7 +450,7 @@ class AnalysisWorker:
         self.observer.estimated(info.id, "elasticity", time.perf_counter() - t0, True)
         return result
 
-    def _spillover(
+    def spillover_estimates(
         self, info: ExperimentInfo, panel: Panel
     ) -> Sequence[EstimateResult | NotIdentified]:
         """Spillover-adjusted estimates for experiments that carry a substitutes graph, by

@@ -14,7 +14,6 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any, Protocol
 
-from controller import status
 from controller.blackout import Freeze, apply_freezes, freezes_of
 from controller.designs import (
     Assignment,
@@ -26,6 +25,7 @@ from controller.designs import (
 from controller.lifecycle import Phase, Records
 from controller.spec import ExperimentSpec
 from controller.store import ExperimentState, Store
+from core import status
 
 
 class AssignmentSink(Protocol):

@@ -37,8 +37,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 
-from controller import status
 from controller.errors import CommandRefused
+from core import status
 
 
 class Phase(StrEnum):

@@ -27,7 +27,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from controller import status as status_word
 from controller.clock import Clock
 from controller.designs import DesignContext, design_of, design_sampler
 from controller.errors import StoreError
@@ -42,6 +41,7 @@ from controller.store.columns import (
     from_live,
     records_of,
 )
+from core import status as status_word
 from core.ports import ExperimentInfo
 
 #: an experiment whose periods can have data: opened (running, paused) or final

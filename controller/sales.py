@@ -22,12 +22,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from controller import status as status_word
 from controller.clock import Clock
 from controller.periods import n_periods, period_start
 from controller.settings import Settings
 from controller.spec import ExperimentSpec
 from controller.store import SalesBlock, Store, to_ms
+from core import status as status_word
 
 
 class SaleLike(Protocol):

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from controller import status
 from controller.blackout import freezes_of
 from controller.clock import Clock
 from controller.designs import Assignment, DesignContext, TriggerPlan, assign_products
@@ -29,6 +28,7 @@ from controller.in_force import AssignmentSink, in_force_one, mode_at
 from controller.spec import ExperimentSpec
 from controller.store import Store
 from controller.triggers import TriggerFire, TriggerTracker
+from core import status
 
 #: a batch's fires in one experiment, and their publish (to await after the turn) if any fired
 _Applied = tuple[list[TriggerFire], Coroutine[Any, Any, None] | None]

@@ -70,7 +70,7 @@ class ExperimentInfo:
 
     id: str
     design: str
-    status: str
+    status: str  # one of core.status.STORED
     params: dict[str, Any] = field(default_factory=dict)
     estimators: tuple[EstimatorPlan, ...] = ()
     planned_periods: int = 0

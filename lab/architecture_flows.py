@@ -242,7 +242,7 @@ CONCEPTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("what is in force for a product", ("controller/in_force.py",)),
     (
         "status words (shared with the Lua scripts)",
-        ("controller/status.py", "controller/store/lua/"),
+        ("core/status.py", "controller/store/lua/"),
     ),
     (
         "the panel: cells in Redis, read back, validated",

@@ -18,6 +18,7 @@ from analysis.errors import AnalysisError
 from analysis.estimators import registry
 from analysis.panel import Panel
 from analysis.results import published_fields
+from core import status
 from core.ports import EstimatorPlan, ExperimentInfo, PublishedEstimate
 
 SYNTH_ESTIMATORS: tuple[str, ...] = ("sc", "difp", "sdid")
@@ -305,7 +306,7 @@ def replay_estimates(
     d = d.assign(period=d["period"].map(remap))
     plans = tuple(EstimatorPlan(e) if isinstance(e, str) else e for e in estimators)
     info = ExperimentInfo(
-        experiment, design, "running", {**(params or {}), "n_periods": len(periods)},
+        experiment, design, status.RUNNING, {**(params or {}), "n_periods": len(periods)},
         estimators=plans, planned_periods=len(periods),
     )  # fmt: skip
     source = _ReplaySource(d, info)

@@ -31,12 +31,12 @@ from datetime import datetime
 from typing import Any
 
 import controller.store.keys as keys
-from controller import status as status_word
 from controller.errors import ConflictError, StoreError
 from controller.lifecycle import State, state_of
 from controller.spec import ExperimentSpec, load_spec
 from controller.store.base import UNAVAILABLE, RedisStore, _text, lua, to_ms
 from controller.store.resp import packed_evalsha
+from core import status as status_word
 
 log = logging.getLogger("pricelab.store")
 

@@ -50,9 +50,9 @@ for _group in (stack, experiment, estimates, deploy, panel):
 # ---------------------------------------------------------------------- offline tools
 def _spec_info(path: Path) -> Any:
     """A spec file as the analysis worker is told of it (for ``analyze --method spillover``)."""
-    from controller import status
     from controller.panel_source import experiment_info
     from controller.spec import load_spec_file
+    from core import status
 
     return experiment_info(load_spec_file(path), status.ENDED)
 

@@ -277,7 +277,7 @@ def experiment_freezes(
 def experiment_list() -> None:
     """List experiments: state (created, running, paused, stopped, ended; +frozen), the
     period in force and the seq of the decision in force."""
-    from controller import status
+    from core import status
     from streams.client.commands import read_experiments
 
     for st in read_experiments(load_settings()):

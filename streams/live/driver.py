@@ -42,7 +42,6 @@ import numpy as np
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from analysis.metrics import EFFECT_UNITS
-from controller import status
 from controller.periods import n_periods, period_bounds
 from controller.settings import Settings
 from controller.spec import ExperimentSpec
@@ -50,6 +49,7 @@ from controller.store import Store
 from controller.store.clock import SharedSimulatedClock
 from controller.store.keys import clock as clock_key
 from controller.triggers import TriggerTracker
+from core import status
 from core.ports import metric_name
 from lab.market import Market, in_force
 from lab.simulate import competitor_rng, experiment_slots

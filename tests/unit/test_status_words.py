@@ -1,5 +1,5 @@
 """The Lua scripts and the Python side share one list of stored status words
-(controller/status.py): every status word a script writes or compares is one of its
+(core/status.py): every status word a script writes or compares is one of its
 constants, the scripts' "final" is its FINAL, and a script naming a word the Python side does
 not define fails the check."""
 
@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 
 import controller.store
-from controller import status
+from core import status
 
 LUA = Path(controller.store.__file__).parent / "lua"
 
@@ -49,10 +49,10 @@ def status_words(lua_dir: Path) -> dict[str, set[str]]:
 
 
 def problems(lua_dir: Path) -> list[str]:
-    """Every disagreement between the scripts in ``lua_dir`` and controller/status.py."""
+    """Every disagreement between the scripts in ``lua_dir`` and core/status.py."""
     found = status_words(lua_dir)
     out = [
-        f"{name} names the status {word!r}, which controller/status.py does not define"
+        f"{name} names the status {word!r}, which core/status.py does not define"
         for name, words in found.items()
         for word in sorted(words - set(status.STORED))
     ]
@@ -82,7 +82,7 @@ def test_a_script_naming_a_word_the_python_side_does_not_define_fails(tmp_path: 
     assert "st[1] ~= 'running'" in code
     script.write_text(code.replace("st[1] ~= 'running'", "st[1] ~= 'halted'"))
     assert problems(lua) == [
-        "trigger_save.lua names the status 'halted', which controller/status.py does not define"
+        "trigger_save.lua names the status 'halted', which core/status.py does not define"
     ]
     # a final word the Python side does not know: named, and holds.lua's final differs
     holds = lua / "holds.lua"
