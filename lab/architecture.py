@@ -82,9 +82,9 @@ BAND_PURPOSES = {
     ),
     "controller.spec": (
         "domain",
-        "specs, periods, lifecycle, status words, triggers, settings, clock",
+        "specs, periods, lifecycle, triggers, settings, clock",
     ),
-    "core.ports": ("root", "the error root and the ports"),
+    "core.ports": ("root", "the error root, the ports and the status words"),
 }
 
 
