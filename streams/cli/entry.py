@@ -80,13 +80,13 @@ def _load_plugins() -> None:
     from analysis import graph_cli
     from controller import schedule_cli
     from lab import cli as lab_cli
-    from streams.client import report as report_cli
+    from streams.cli.report import register as register_report
 
     analysis_cli.register(_app, spec_info=_spec_info)
     lab_cli.register(_app, live=_play_live)
     graph_cli.register(_app)
     schedule_cli.register(_app)
-    report_cli.register(_app)
+    register_report(_app)
 
 
 #: the commands defined here: they run without the plugins

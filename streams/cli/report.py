@@ -1,0 +1,130 @@
+"""``pricelab report EXPERIMENT --out DIR``: the analyst report of one experiment, live (Redis and
+the estimates topic) or offline (``--panel FILE``, ``--estimates FILE``); what it reads and how
+is streams/client/report.py. Register with ``streams.cli.report.register(app)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+
+from controller.settings import load_settings
+from streams.client.report import (
+    design_plans,
+    live_estimates,
+    live_panel,
+    read_table,
+    with_unit_costs,
+)
+
+
+def _fail(message: str) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def report(
+    experiment: Annotated[str, typer.Argument(help="Experiment id.")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            help="Where the page goes: a directory (its index.html) or a file ending in .html. "
+            "One self-contained file, figures inline."
+        ),
+    ],
+    panel: Annotated[
+        Path | None,
+        typer.Option(help="Offline: a panel file (CSV/Parquet) instead of the live Redis state."),
+    ] = None,
+    estimates: Annotated[
+        Path | None, typer.Option(help="Offline: estimate messages as JSON lines.")
+    ] = None,
+    design: Annotated[
+        str | None,
+        typer.Option(help="Offline: the panel's design (picks the replayed estimators)."),
+    ] = None,
+    spec_path: Annotated[
+        Path | None,
+        typer.Option("--spec", help="Offline: the experiment's spec (gives its design)."),
+    ] = None,
+    truth: Annotated[
+        float | None, typer.Option(help="A known true effect to draw (simulations).")
+    ] = None,
+    embed: Annotated[
+        bool,
+        typer.Option(help="Accepted for old scripts: the figures are always inline.", hidden=True),
+    ] = True,
+) -> None:
+    """Write the analyst report: the verdict, the scorecard, every metric's running estimates,
+    the assignment heatmap, the pre-period fit and the balance checks, as one HTML file."""
+    from analysis.report import build_report, normalise_panel, replay_estimates, split_verdicts
+
+    spec = None
+    if panel is not None:
+        from controller import design_registry
+        from controller.spec import load_spec_file
+
+        if spec_path is not None:
+            spec = load_spec_file(spec_path)
+            if design is not None and design != spec.design:
+                _fail(f"--design {design} contradicts the spec's design {spec.design}")
+        the_design = spec.design if spec is not None else design
+        if the_design is None:
+            _fail("an offline report needs the panel's design: give --design or --spec")
+        if the_design not in design_registry.names():
+            _fail(
+                f"unknown design {the_design!r}; choose from {', '.join(design_registry.names())}"
+            )
+        df = read_table(panel)
+        est = read_table(estimates) if estimates is not None else None
+        if "experiment" in df.columns:
+            df = df[df["experiment"] == experiment]
+        note = f"Built offline from {panel.name}."
+        verdict_note = (
+            "No verdict: the report was built offline from a panel file, and a verdict needs "
+            "the experiment's spec (--spec: the worker is replayed with it) or the worker's "
+            "own messages (--estimates)."
+            if spec is None or estimates is not None
+            else "No verdict: the analysis worker, replayed with the spec, decided none on "
+            "this panel (it needs an estimate of the spec's decision metric)."
+        )
+        df = with_unit_costs(df, spec)
+    elif spec_path is not None or design is not None:
+        _fail("--design and --spec describe an offline --panel; a live report reads its spec")
+    else:
+        settings = load_settings()
+        df, the_design, info = asyncio.run(live_panel(settings, experiment))
+        spec = info["spec"]
+        est = asyncio.run(live_estimates(settings, experiment))
+        note = f"Built from the live state (status {info['status']})."
+        verdict_note = None
+        df = with_unit_costs(df, spec)
+    if df.empty:
+        typer.echo(f"no completed periods for {experiment} yet", err=True)
+        raise typer.Exit(1)
+    if est is None or split_verdicts(est)[0].empty:  # verdicts alone are no running estimates
+        d = normalise_panel(df)
+        plans = design_plans(the_design, d, spec)
+        params = None if spec is None else spec.model_dump(mode="json")
+        est = replay_estimates(
+            d, experiment=experiment, design=the_design, estimators=plans, params=params
+        )
+        note += " Running estimates replayed with the analysis worker's estimators."
+    page = build_report(
+        df,
+        est,
+        title=f"pricelab report: {experiment}",
+        design=the_design,
+        truth=truth,
+        source_note=note,
+        verdict_note=verdict_note,
+    )
+    index = page.write(out)
+    typer.echo(f"wrote {index}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("report")(report)
