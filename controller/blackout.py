@@ -28,14 +28,13 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     field_validator,
     model_validator,
 )
 
 from controller.designs import Assignment, Blackout, Window
 from controller.errors import SpecError
-from controller.spec import Arm, ExperimentSpec, spec_error
+from controller.spec import Arm, ExperimentSpec, load_model
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _TICK = timedelta(microseconds=1)
@@ -85,12 +84,7 @@ class Freeze(BaseModel):
 
 def load_freeze(data: dict[str, Any] | str | bytes) -> Freeze:
     """Validate a freeze given as a mapping or JSON; raise SpecError naming the field."""
-    try:
-        if isinstance(data, str | bytes):
-            return Freeze.model_validate_json(data)
-        return Freeze.model_validate(data)
-    except ValidationError as exc:
-        raise spec_error(exc) from None
+    return load_model(Freeze, data)
 
 
 def freezes_of(docs: Iterable[dict[str, Any]]) -> list[Freeze]:

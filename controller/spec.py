@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Any, Literal, Self, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -35,6 +35,7 @@ from controller.errors import SpecError
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _SEED = re.compile(r"[+-]?[0-9]+", re.ASCII)
+_M = TypeVar("_M", bound=BaseModel)
 
 
 class Arm(StrEnum):
@@ -556,10 +557,16 @@ def _refuse_clock_change(local: datetime, zone: ZoneInfo, name: str, shown: str)
 
 def load_spec(data: dict[str, Any] | str | bytes) -> ExperimentSpec:
     """Validate a spec given as a mapping or JSON text; raise SpecError naming the field."""
+    return load_model(ExperimentSpec, data)
+
+
+def load_model(model: type[_M], data: dict[str, Any] | str | bytes) -> _M:
+    """Validate ``model`` (a spec, a freeze) given as a mapping or JSON text; raise SpecError
+    naming the field."""
     try:
         if isinstance(data, str | bytes):
-            return ExperimentSpec.model_validate_json(data)
-        return ExperimentSpec.model_validate(data)
+            return model.model_validate_json(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         raise spec_error(exc) from None
 
