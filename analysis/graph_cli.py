@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Annotated
 
+import networkx as nx
 import typer
 
 from analysis.cli import (
@@ -24,6 +25,15 @@ from analysis.cli import (
 from analysis.errors import AnalysisError
 from analysis.graph import GraphError, build_graph, format_summary, load_graph, save_graph, summary
 from analysis.table_input import check_decimal_commas
+
+
+def _load_or_exit(graph: Path) -> nx.Graph:
+    """The graph ``graph build`` wrote, or the error on stderr and exit status 2."""
+    try:
+        return load_graph(graph)
+    except GraphError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
 
 
 def register(app: typer.Typer) -> None:
@@ -72,11 +82,7 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     ) -> None:
         """Degree statistics, strongest edges and clusters (if `graph cluster` stored them)."""
-        try:
-            G = load_graph(graph)
-        except GraphError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2) from exc
+        G = _load_or_exit(graph)
         s = summary(G, top=top)
         typer.echo(json.dumps(s, indent=2) if as_json else format_summary(s))
 
@@ -93,11 +99,7 @@ def register(app: typer.Typer) -> None:
         """Partition the graph into dense product classes for a cluster-randomised design."""
         from analysis.clustering import cluster_graph
 
-        try:
-            G = load_graph(graph)
-        except GraphError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2) from exc
+        G = _load_or_exit(graph)
         res = cluster_graph(G, resolution=resolution, max_size=max_size, seed=seed)
         out.write_text(json.dumps({str(k): v for k, v in res.clusters.items()}))
         for cid, members in res.clusters.items():
