@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 
 from controller.settings import load_settings
+from streams.cli.common import fail
 from streams.client.report import (
     design_plans,
     live_estimates,
@@ -19,11 +20,6 @@ from streams.client.report import (
     read_table,
     with_unit_costs,
 )
-
-
-def _fail(message: str) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(2)
 
 
 def report(
@@ -70,14 +66,12 @@ def report(
         if spec_path is not None:
             spec = load_spec_file(spec_path)
             if design is not None and design != spec.design:
-                _fail(f"--design {design} contradicts the spec's design {spec.design}")
+                fail(f"--design {design} contradicts the spec's design {spec.design}")
         the_design = spec.design if spec is not None else design
         if the_design is None:
-            _fail("an offline report needs the panel's design: give --design or --spec")
+            fail("an offline report needs the panel's design: give --design or --spec")
         if the_design not in design_registry.names():
-            _fail(
-                f"unknown design {the_design!r}; choose from {', '.join(design_registry.names())}"
-            )
+            fail(f"unknown design {the_design!r}; choose from {', '.join(design_registry.names())}")
         df = read_table(panel)
         est = read_table(estimates) if estimates is not None else None
         if "experiment" in df.columns:
@@ -93,7 +87,7 @@ def report(
         )
         df = with_unit_costs(df, spec)
     elif spec_path is not None or design is not None:
-        _fail("--design and --spec describe an offline --panel; a live report reads its spec")
+        fail("--design and --spec describe an offline --panel; a live report reads its spec")
     else:
         settings = load_settings()
         df, the_design, info = asyncio.run(live_panel(settings, experiment))
