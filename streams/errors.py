@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from core.errors import PricelabError
@@ -114,24 +114,34 @@ async def services_answer(
         raise await permission_denied(exc, acl) from None
     except (KafkaConnectionError, NoBrokersAvailable, KafkaTimeoutError) as exc:
         where = bootstrap_servers or "the configured brokers"
-        if tls_settings is not None:
-            failure = await kafka_tls_failure(tls_settings)
-            if failure is not None:
-                raise TlsFailure(failure) from None
-        raise ServiceUnavailable(
+        raise await _unanswered(
+            tls_settings,
+            kafka_tls_failure,
             f"the Kafka broker at {where} does not answer ({type(exc).__name__}); "
-            "set PRICELAB_KAFKA__BOOTSTRAP_SERVERS or start it (pricelab up)"
+            "set PRICELAB_KAFKA__BOOTSTRAP_SERVERS or start it (pricelab up)",
         ) from None
     except redis_down as exc:
         where = redis_address(redis_url) if redis_url else "the configured Redis"
-        if tls_settings is not None:
-            failure = await redis_tls_failure(tls_settings)
-            if failure is not None:
-                raise TlsFailure(failure) from None
-        raise ServiceUnavailable(
+        raise await _unanswered(
+            tls_settings,
+            redis_tls_failure,
             f"Redis at {where} does not answer ({type(exc).__name__}); "
-            "set PRICELAB_REDIS__URL or start it (pricelab up)"
+            "set PRICELAB_REDIS__URL or start it (pricelab up)",
         ) from None
+
+
+async def _unanswered(
+    tls_settings: Settings | None,
+    tls_failure: Callable[[Settings], Awaitable[str | None]],
+    sentence: str,
+) -> TlsFailure | ServiceUnavailable:
+    """What a service that does not answer raises: :class:`TlsFailure` when, with TLS settings,
+    ``tls_failure``'s handshake names why; else :class:`ServiceUnavailable` saying ``sentence``."""
+    if tls_settings is not None:
+        failure = await tls_failure(tls_settings)
+        if failure is not None:
+            return TlsFailure(failure)
+    return ServiceUnavailable(sentence)
 
 
 async def permission_denied(
