@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from tests.unit._scripts import load_script
+from lab.studies import validation_page as vp
 
 ROOT = Path(__file__).resolve().parents[2]
 BEFORE = "fe, class clusters (published before)"
@@ -34,10 +34,12 @@ def _tab(design: str, mean_se: float) -> pd.DataFrame:
 def test_it_reports_both_variances_and_that_the_published_rows_are_the_tables(
     tmp_path: Path,
 ) -> None:
-    study = load_script(ROOT / "docs" / "studies" / "validation_study.py", "validation_study")
+    def render(tables: dict[str, pd.DataFrame]) -> str:
+        return vp.section("cluster_fe_published.md.j2", vp.cluster_fe_published(figdir, tables))
+
     figdir = _figdir(tmp_path)
     same = {"main_tab": _tab("cluster", 0.98 * 0.30), "sub_tab": _tab("cluster PT4H", 0.97 * 0.05)}
-    text = " ".join(study._cluster_fe_published(figdir, same).split())
+    text = " ".join(render(same).split())
     assert "its published rows equal theirs" in text
     assert "P1D: SE / SD 0.98, coverage 0.949 (class clusters 1.10, 0.972)" in text
     assert "PT4H: SE / SD 0.97, coverage 0.939 (class clusters 1.09, 0.962)" in text
@@ -45,11 +47,13 @@ def test_it_reports_both_variances_and_that_the_published_rows_are_the_tables(
     assert "would change the mean SE by 2.1%" in text
     # the tables' fe is another estimator (the class clusters): not claimed as the same runs
     other = {"main_tab": _tab("cluster", 1.10 * 0.30), "sub_tab": _tab("cluster PT4H", 0.055)}
-    assert "400 runs, not checked against the tables'" in study._cluster_fe_published(figdir, other)
+    assert "400 runs, not checked against the tables'" in render(other)
     # the study's old labels (the candidate, before it was published): a request to rerun it
     old = pd.read_csv(figdir / "cluster-fe-variance.csv").replace(
         {BEFORE: "fe (published: class clusters)"}
     )
     old.to_csv(figdir / "cluster-fe-variance.csv", index=False)
-    stale = " ".join(study._cluster_fe_published(figdir, same).split())
-    assert stale.endswith("are from an older `python -m lab.studies cluster-fe-variance`: rerun it.")
+    stale = " ".join(render(same).split())
+    assert stale.endswith(
+        "are from an older `python -m lab.studies cluster-fe-variance`: rerun it."
+    )

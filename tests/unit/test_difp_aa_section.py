@@ -8,14 +8,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from tests.unit._scripts import load_script
+from lab.studies import validation_page as vp
 
 ROOT = Path(__file__).resolve().parents[2]
 FIGURES = ROOT / "docs" / "figures"
-
-
-def _study():  # type: ignore[no-untyped-def]
-    return load_script(ROOT / "docs" / "studies" / "validation_study.py", "validation_study")
 
 
 def _aa_row() -> pd.DataFrame:
@@ -37,7 +33,7 @@ def _aa_row() -> pd.DataFrame:
 def test_section_renders_the_saved_figures(tmp_path: Path) -> None:
     shutil.copy(FIGURES / "validation-difp_aa.json", tmp_path)
     saved = json.loads((tmp_path / "validation-difp_aa.json").read_text())
-    text = _study()._difp_section(tmp_path)
+    text = vp.rendered("difp_aa.md.j2", vp.difp(tmp_path))
     assert text.startswith("\n### Why `difp` is biased on the time-bound design")
     assert f"{saved['reproduction']['difp']['mean']:+.3f}" in text
     assert f"{saved['rerandomisation']['tau_plus_swapped']['mean']:+.3f}" in text
@@ -45,10 +41,13 @@ def test_section_renders_the_saved_figures(tmp_path: Path) -> None:
 
 
 def test_finding_names_the_cause_only_when_the_study_ran(tmp_path: Path) -> None:
-    study = _study()
     main = pd.DataFrame(columns=["design", "estimator"])
-    without = study._findings(_aa_row(), main, tmp_path)
-    assert "cause not established" in without and study._difp_section(tmp_path) == ""
+
+    def findings() -> str:
+        return vp.section("findings.md.j2", vp.findings(_aa_row(), main, tmp_path))
+
+    without = findings()
+    assert "cause not established" in without and vp.difp(tmp_path) is None
     shutil.copy(FIGURES / "validation-difp_aa.json", tmp_path)
-    with_study = study._findings(_aa_row(), main, tmp_path)
+    with_study = findings()
     assert "cause not established" not in with_study and "regression to the mean" in with_study

@@ -7,6 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
+from lab.studies import validation_page as vp
 from tests.unit._scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -15,21 +16,26 @@ CAVEAT = "Measured before the cluster design's `fe` was clustered by class x per
 
 
 def test_a_run_without_its_plans_is_flagged_and_one_with_them_is_not(tmp_path: Path) -> None:
-    study = load_script(ROOT / "docs" / "studies" / "validation_study.py", "validation_study")
+    def live_section(figures: Path) -> str:
+        return vp.section("live_section.md.j2", vp.live(figures))
+
     for name in ("live-coverage.csv", "live-coverage-runs.csv", "live-coverage.json"):
         shutil.copy(FIGURES / name, tmp_path / name)
     saved = json.loads((tmp_path / "live-coverage.json").read_text())
     saved.pop("plans", None)
     (tmp_path / "live-coverage.json").write_text(json.dumps(saved))
-    assert CAVEAT in study._live_section(tmp_path)
+    assert CAVEAT in live_section(tmp_path)
     # plans saved, but the cluster fe's the class clusters of before: still flagged
     saved["plans"] = {"cluster": ['fe {"cluster": "class"}', 'dm {"cluster": "class"}']}
     (tmp_path / "live-coverage.json").write_text(json.dumps(saved))
-    assert CAVEAT in study._live_section(tmp_path)
+    assert CAVEAT in live_section(tmp_path)
     # what live_coverage saves for a cluster experiment now
     live = load_script(ROOT / "docs" / "studies" / "live_coverage.py", "live_coverage")
     saved["plans"] = {"cluster": live.plan_texts(live.make_runs(0, ["cluster"], 1, 20, 8)[0])}
-    assert saved["plans"]["cluster"] == ['fe {"cluster": "class_period"}', 'dm {"cluster": "class"}']
+    assert saved["plans"]["cluster"] == [
+        'fe {"cluster": "class_period"}',
+        'dm {"cluster": "class"}',
+    ]
     (tmp_path / "live-coverage.json").write_text(json.dumps(saved))
-    text = study._live_section(tmp_path)
+    text = live_section(tmp_path)
     assert CAVEAT not in text and "## Live coverage: what the running worker publishes" in text
