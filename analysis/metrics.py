@@ -88,20 +88,33 @@ def fit_price(plan: EstimatorPlan, units: Panel, revenue: Panel, seed: int = 0) 
     u_t, u_c = U[t].sum(), U[c].sum()
     if t.sum() == 0 or c.sum() == 0:
         raise PanelError("the price paid needs usable, randomised cells in both arms")
-    if u_c <= 0 or u_t <= 0:
-        arm = "control" if u_c <= 0 else "treatment"
-        raise PanelError(f"no unit was sold in the {arm} arm: the average price paid is undefined")
+    _check_sold(u_t, u_c)
     p_t, p_c = float(R[t].sum() / u_t), float(R[c].sum() / u_c)
     mean_u_t, mean_u_c = u_t / t.sum(), u_c / c.sum()
     z = np.where(t, (R - p_t * U) / mean_u_t, np.where(c, (R - p_c * U) / mean_u_c, 0.0))
     fit = registry.make(plan.name, seed=seed, **dict(plan.params)).fit(units.with_outcome(z)).result
+    return _as_price(fit, plan, p_t, p_c, "mean units")
+
+
+def _check_sold(u_t: float, u_c: float) -> None:
+    """Refuse arms in which no unit was sold: their average price paid is undefined."""
+    if u_c <= 0 or u_t <= 0:
+        arm = "control" if u_c <= 0 else "treatment"
+        raise PanelError(f"no unit was sold in the {arm} arm: the average price paid is undefined")
+
+
+def _as_price(
+    fit: EstimateResult, plan: EstimatorPlan, p_t: float, p_c: float, means: str
+) -> EstimateResult:
+    """The fit of the delta method's linearised outcome as the difference in the price paid,
+    ``p_t - p_c``; ``means``: what each arm's units are divided by (its details say)."""
     details = dict(fit.details) | {
         "mean_treated": p_t,
         "mean_control": p_c,
         # the linearised arm means are zero, so the CR2 df dm computed for the ratio's pivot
         # was at a meaningless ratio: Fieller takes the difference's df instead
         "df_ratio": fit.df,
-        "linearised": "delta method: z = (revenue - P_arm units) / mean units of the arm",
+        "linearised": f"delta method: z = (revenue - P_arm units) / {means} of the arm",
     }
     return replace(fit, method=plan.label, effect=p_t - p_c, metric="price", details=details)
 
@@ -118,22 +131,14 @@ def _price_windows(
     make = registry.make(plan.name, seed=seed, **dict(plan.params))
     u, r = make.fit(units).result.details, make.fit(revenue).result.details
     u_t, u_c = float(u["mean_treated"]), float(u["mean_control"])
-    if u_c <= 0 or u_t <= 0:
-        arm = "control" if u_c <= 0 else "treatment"
-        raise PanelError(f"no unit was sold in the {arm} arm: the average price paid is undefined")
+    _check_sold(u_t, u_c)
     p_t, p_c = float(r["mean_treated"]) / u_t, float(r["mean_control"]) / u_c
     U = np.where(units.usable, units.Y, 0.0)
     R = np.where(units.usable, revenue.Y, 0.0)
     # a cell counts only in a window of its own current arm, so W picks the arm's linearisation
     z = np.where(units.W, (R - p_t * U) / u_t, (R - p_c * U) / u_c)
     fit = make.fit(units.with_outcome(z)).result
-    details = dict(fit.details) | {
-        "mean_treated": p_t,
-        "mean_control": p_c,
-        "df_ratio": fit.df,
-        "linearised": "delta method: z = (revenue - P_arm units) / Hajek mean units of the arm",
-    }
-    return replace(fit, method=plan.label, effect=p_t - p_c, metric="price", details=details)
+    return _as_price(fit, plan, p_t, p_c, "Hajek mean units")
 
 
 def _price_within(plan: EstimatorPlan, units: Panel, revenue: Panel) -> EstimateResult:
@@ -164,9 +169,7 @@ def _price_within(plan: EstimatorPlan, units: Panel, revenue: Panel) -> Estimate
     u_t, u_c = (U * t).sum(axis=1)[ok] / n_t[ok], (U * c).sum(axis=1)[ok] / n_c[ok]
     r_t, r_c = (R * t).sum(axis=1)[ok] / n_t[ok], (R * c).sum(axis=1)[ok] / n_c[ok]
     b_t, b_c = float(u_t.mean()), float(u_c.mean())
-    if b_t <= 0 or b_c <= 0:
-        arm = "control" if b_c <= 0 else "treatment"
-        raise PanelError(f"no unit was sold in the {arm} arm: the average price paid is undefined")
+    _check_sold(b_t, b_c)
     p_t, p_c = float(r_t.mean() / b_t), float(r_c.mean() / b_c)
     n = int(ok.sum())
     psi_t, psi_c = (r_t - p_t * u_t) / (b_t * n), (r_c - p_c * u_c) / (b_c * n)
