@@ -1,4 +1,5 @@
-"""Shared set-up for the streaming benchmarks: an embedded stack, an experiment, and sales."""
+"""Shared set-up for the streaming benchmarks (an embedded stack, an experiment, and sales) and
+the benchmarks' medians."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import asyncio
 import json
 import random
 import statistics
+import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -130,6 +132,16 @@ async def sample_rss(rss: PeakRss, stop: asyncio.Event, every: float = 0.05) -> 
     while not stop.is_set():
         rss.sample()
         await asyncio.sleep(every)
+
+
+def median_time(fn: Callable[[], float], repeat: int) -> tuple[float, float]:
+    """The median wall time of ``repeat`` calls of ``fn``, and the value of the last."""
+    times, value = [], float("nan")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        value = fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times), value
 
 
 def median_report(

@@ -12,30 +12,27 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from analysis.estimators.crossover import CrossoverEstimator, DifferenceInMeansEstimator
-from analysis.estimators.mcnnm import MCNNMEstimator
-from analysis.estimators.staggered import StaggeredDIDEstimator
-from analysis.estimators.switchback import SwitchbackHTEstimator
-from analysis.estimators.trop import TROPEstimator
-from analysis.panel import Panel
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from analysis.estimators.crossover import (  # noqa: E402
+    CrossoverEstimator,
+    DifferenceInMeansEstimator,
+)
+from analysis.estimators.mcnnm import MCNNMEstimator  # noqa: E402
+from analysis.estimators.staggered import StaggeredDIDEstimator  # noqa: E402
+from analysis.estimators.switchback import SwitchbackHTEstimator  # noqa: E402
+from analysis.estimators.trop import TROPEstimator  # noqa: E402
+from analysis.panel import Panel  # noqa: E402
+from benchmarks._common import median_time  # noqa: E402
 
 N, T = 1000, 100
-
-
-def timed(fn: Callable[[], float], repeat: int) -> tuple[float, float]:
-    secs, val = [], float("nan")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        val = fn()
-        secs.append(time.perf_counter() - t0)
-    return statistics.median(secs), val
 
 
 def report(name: str, secs: float, val: float, extra: str = "") -> None:
@@ -93,17 +90,17 @@ def ours(rng: np.random.Generator, r: int) -> None:
     print(f"--- {N} units x {T} periods, median of {r} run(s)")
 
     block = factor_panel(rng, block_W(N, T, 100, 90))
-    s, v = timed(lambda: MCNNMEstimator(seed=0, se="none").fit(block).result_.effect, r)
+    s, v = median_time(lambda: MCNNMEstimator(seed=0, se="none").fit(block).result_.effect, r)
     report("mc: 5-fold CV over 10 lambdas, no SE", s, v)
-    s1, v = timed(lambda: MCNNMEstimator(seed=0, n_boot=5).fit(block).result_.effect, 1)
+    s1, v = median_time(lambda: MCNNMEstimator(seed=0, n_boot=5).fit(block).result_.effect, 1)
     report("mc: + 5 bootstrap replicates", s1, v, f"(~{(s1 - s) / 5:.2f} s per replicate)")
 
     switch = factor_panel(rng, rng.random((N, T)) < 0.5, prob=0.5)
-    s, v = timed(lambda: SwitchbackHTEstimator(0).fit(switch).result_.effect, r)
+    s, v = median_time(lambda: SwitchbackHTEstimator(0).fit(switch).result_.effect, r)
     report("ht p=0 random days, conservative bound", s, v)
-    s, v = timed(lambda: SwitchbackHTEstimator(2).fit(switch).result_.effect, r)
+    s, v = median_time(lambda: SwitchbackHTEstimator(2).fit(switch).result_.effect, r)
     report("ht p=2 random days, conservative bound", s, v)
-    s, v = timed(
+    s, v = median_time(
         lambda: (
             SwitchbackHTEstimator(0, se="randomization", n_draws=200, seed=0)
             .fit(switch)
@@ -112,7 +109,7 @@ def ours(rng: np.random.Generator, r: int) -> None:
         1,
     )
     report("ht p=0 + randomisation test (200 draws)", s, v)
-    s, v = timed(lambda: DifferenceInMeansEstimator().fit(switch).result_.effect, r)
+    s, v = median_time(lambda: DifferenceInMeansEstimator().fit(switch).result_.effect, r)
     report("dm random days, unit-clustered", s, v)
 
     W = np.zeros((N, T), bool)
@@ -122,31 +119,35 @@ def ours(rng: np.random.Generator, r: int) -> None:
     B[:, :7] = True
     B[:, 50:57] = True
     cross = Panel(Y=factor_panel(rng, W).Y, W=W, units=np.arange(N), times=np.arange(T), blackout=B)
-    s, v = timed(lambda: CrossoverEstimator().fit(cross).result_.effect, r)
+    s, v = median_time(lambda: CrossoverEstimator().fit(cross).result_.effect, r)
     report("crossover with washout", s, v)
 
     start = rng.choice([20, 40, 60, 80, T], size=N)
     stag = factor_panel(rng, np.arange(T)[None] >= start[:, None])
-    s_cs, v = timed(lambda: StaggeredDIDEstimator(seed=0).fit(stag).result_.effect, r)
+    s_cs, v = median_time(lambda: StaggeredDIDEstimator(seed=0).fit(stag).result_.effect, r)
     report("staggered (Callaway-Sant'Anna, 200 bootstrap)", s_cs, v)
-    s_cs0, v = timed(lambda: StaggeredDIDEstimator(se="none").fit(stag).result_.effect, r)
+    s_cs0, v = median_time(lambda: StaggeredDIDEstimator(se="none").fit(stag).result_.effect, r)
     report("staggered, point estimate only", s_cs0, v)
 
     # TROP: per-treated-cell fits; cost depends on how many cells share a weight pattern
-    s, v = timed(
+    s, v = median_time(
         lambda: TROPEstimator(0.0, 0.0, float("inf"), se="none").fit(block).result_.effect, r
     )
     report("trop (0,0,inf) = TWFE, 1000 treated cells", s, v)
-    s, v = timed(
+    s, v = median_time(
         lambda: TROPEstimator(0.1, 0.0, float("inf"), se="none").fit(block).result_.effect, 1
     )
     report("trop time weights only: 10 fits", s, v)
-    s, v = timed(lambda: TROPEstimator(0.1, 0.0, 0.03, se="none").fit(block).result_.effect, 1)
+    s, v = median_time(
+        lambda: TROPEstimator(0.1, 0.0, 0.03, se="none").fit(block).result_.effect, 1
+    )
     report("trop time weights + low rank: 10 fits", s, v)
     small = factor_panel(rng, block_W(N, T, 5, 98))  # 10 treated cells
-    s, v = timed(lambda: TROPEstimator(0.1, 1.0, 0.03, se="none").fit(small).result_.effect, 1)
+    s, v = median_time(
+        lambda: TROPEstimator(0.1, 1.0, 0.03, se="none").fit(small).result_.effect, 1
+    )
     report("trop full weights + low rank, 10 treated cells", s, v, f"({s / 10:.2f} s per cell)")
-    s, v = timed(
+    s, v = median_time(
         lambda: TROPEstimator(0.1, 1.0, 0.03, se="none", relax=True).fit(small).result_.effect, 1
     )
     report("trop same, relax=True (loadings refit)", s, v, f"({s / 10:.2f} s per cell)")
@@ -213,7 +214,7 @@ def trop_tuned(rng: np.random.Generator) -> None:
             ("placebo, coordinate, convex", before),
             ("loo, coordinate, convex", {"tuning": "loo", **before}),
         ):
-            s, v = timed(
+            s, v = median_time(
                 lambda p=p, kw=kw: TROPEstimator(seed=0, se="none", **kw).fit(p).result_.effect,
                 1,
             )
@@ -233,7 +234,7 @@ def reference(rng: np.random.Generator, r: int, stag: Panel, start: np.ndarray) 
     cs = diff_diff.CallawaySantAnna(control_group="not_yet_treated", estimation_method="reg")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        s_ref, v_ref = timed(
+        s_ref, v_ref = median_time(
             lambda: float(
                 cs.fit(
                     long, outcome="outcome", unit="unit", time="time", first_treat="first_treat"
@@ -241,7 +242,7 @@ def reference(rng: np.random.Generator, r: int, stag: Panel, start: np.ndarray) 
             ),
             r,
         )
-    s_cs0, v_cs = timed(lambda: StaggeredDIDEstimator(se="none").fit(stag).result_.effect, r)
+    s_cs0, v_cs = median_time(lambda: StaggeredDIDEstimator(se="none").fit(stag).result_.effect, r)
     report("ours staggered, point estimate only", s_cs0, v_cs)
     report(
         "diff-diff CallawaySantAnna (not-yet, reg, no bootstrap)",
@@ -260,7 +261,7 @@ def reference(rng: np.random.Generator, r: int, stag: Panel, start: np.ndarray) 
         ref = diff_diff.TROP(method="local", n_bootstrap=2, seed=0, **grid)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            s_ref, v_ref = timed(
+            s_ref, v_ref = median_time(
                 lambda df=df, ref=ref: float(
                     ref.fit(
                         df, outcome="outcome", treatment="treated", unit="unit", time="time"
@@ -269,7 +270,7 @@ def reference(rng: np.random.Generator, r: int, stag: Panel, start: np.ndarray) 
                 1,
             )
         ours = TROPEstimator(0.1, 0.5, float("inf"), se="none")
-        s_o, v_o = timed(lambda p=p, ours=ours: ours.fit(p).result_.effect, 1)
+        s_o, v_o = median_time(lambda p=p, ours=ours: ours.fit(p).result_.effect, 1)
         report(f"diff-diff TROP local fixed (0.1,0.5,inf) {n}x{t}", s_ref, v_ref)
         report(
             f"ours  TROP fixed (0.1, 0.5/median dist, inf) {n}x{t}",

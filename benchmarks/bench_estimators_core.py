@@ -45,17 +45,9 @@ from analysis.estimators.synth import (  # noqa: E402
     fit_block,
 )
 from analysis.pricing_dgp import factor_panel  # noqa: E402
+from benchmarks._common import median_time  # noqa: E402
 
 N, T, N1, T0 = 1000, 100, 20, 80
-
-
-def _median_time(fn: Callable[[], float], repeat: int) -> tuple[float, float]:
-    times, value = [], float("nan")
-    for _ in range(repeat):
-        t = time.perf_counter()
-        value = fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times), value
 
 
 def main() -> None:
@@ -104,12 +96,12 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|---|")
     for name in ("did", "sc", "difp", "sdid"):
-        ours_t, ours_v = _median_time(
+        ours_t, ours_v = median_time(
             lambda name=name: make(name, se="none").fit(panel).result.effect, args.repeat
         )
-        core_t, _ = _median_time(core[name], args.repeat)
+        core_t, _ = median_time(core[name], args.repeat)
         if name in reference:
-            ref_t, ref_v = _median_time(reference[name], args.repeat)
+            ref_t, ref_v = median_time(reference[name], args.repeat)
             print(
                 f"| {name} | {ours_t:.4f} | {core_t:.4f} | {ref_t:.4f} | "
                 f"{ref_t / core_t:.1f} | {ours_v:.4f} | {abs(ours_v - ref_v):.1e} |"
@@ -117,7 +109,7 @@ def main() -> None:
         else:
             print(f"| {name} | {ours_t:.4f} | {core_t:.4f} | - | - | {ours_v:.4f} | - |")
     if args.placebo:
-        t, v = _median_time(
+        t, v = median_time(
             lambda: make("sdid", se="placebo", seed=1).fit(panel).result.se, args.placebo_repeat
         )
         print(f"sdid with 200-draw placebo SE: {t:.2f} s (se {v:.4f})")
