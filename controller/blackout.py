@@ -18,7 +18,6 @@ one (a bad freeze raises SpecError naming the field, like a bad spec).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -34,9 +33,8 @@ from pydantic import (
 
 from controller.designs import Assignment, Blackout, Window
 from controller.errors import SpecError
-from controller.spec import Arm, ExperimentSpec, load_model
+from controller.spec import Arm, ExperimentSpec, check_id, load_model
 
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _TICK = timedelta(microseconds=1)
 
 
@@ -56,9 +54,7 @@ class Freeze(BaseModel):
     @field_validator("id")
     @classmethod
     def _id_ok(cls, v: str) -> str:
-        if not _ID.match(v):
-            raise ValueError("must be 1-64 letters, digits, '_', '.' or '-', starting alphanumeric")
-        return v
+        return check_id(v)
 
     @field_validator("start", "end")
     @classmethod

@@ -38,6 +38,13 @@ _SEED = re.compile(r"[+-]?[0-9]+", re.ASCII)
 _M = TypeVar("_M", bound=BaseModel)
 
 
+def check_id(v: str) -> str:
+    """An experiment's or a freeze's id: ``v``, or ValueError (a validator's) saying the rule."""
+    if not _ID.match(v):
+        raise ValueError("must be 1-64 letters, digits, '_', '.' or '-', starting alphanumeric")
+    return v
+
+
 class Arm(StrEnum):
     TREATMENT = "treatment"
     CONTROL = "control"
@@ -236,9 +243,7 @@ class ExperimentSpec(BaseModel):
     @field_validator("id")
     @classmethod
     def _id_ok(cls, v: str) -> str:
-        if not _ID.match(v):
-            raise ValueError("must be 1-64 letters, digits, '_', '.' or '-', starting alphanumeric")
-        return v
+        return check_id(v)
 
     @field_validator("design")
     @classmethod
