@@ -17,7 +17,7 @@ import gc
 import logging
 import ssl
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import cast
 
@@ -209,24 +209,19 @@ def build_app(
             async for event in stream.events():
                 await rt.commands.handle(_raw(event))
 
+        async def _flip() -> None:
+            await rt.triggers.advance()
+            await rt.flipper.tick()
+
         @app.timer(interval=settings.tick_interval, name="period-flip")
         async def flip_timer() -> None:
-            await rt.ensure_started()
-            user = settings.redis.username
-            async with RedisOutageTolerated("period flip", rt.metrics, role="controller", user=user):
-                if await rt.clock_ready():
-                    await rt.triggers.advance()
-                    await rt.flipper.tick()
+            await _timer_step(rt, settings, "period flip", "controller", _flip)
 
     if "analysis" in roles:
 
         @app.timer(interval=settings.analysis_interval, name="analysis")
         async def analysis_timer() -> None:
-            await rt.ensure_started()
-            user = settings.redis.username
-            async with RedisOutageTolerated("analysis", rt.metrics, role="analysis", user=user):
-                if await rt.clock_ready():
-                    await rt.analysis.run_once()
+            await _timer_step(rt, settings, "analysis", "analysis", lambda: rt.analysis.run_once())
 
     return app, rt
 
@@ -245,6 +240,18 @@ class _ConsumerService(mode.Service):
 
     async def on_stop(self) -> None:
         await self.consumer.stop()
+
+
+async def _timer_step(
+    rt: Runtime, settings: Settings, what: str, role: str, step: Callable[[], Awaitable[object]]
+) -> None:
+    """A timer's body: once the runtime has started and the clock is ready, ``step``; a Redis
+    outage skips the tick (:class:`RedisOutageTolerated`, naming the role's Redis user)."""
+    await rt.ensure_started()
+    user = settings.redis.username
+    async with RedisOutageTolerated(what, rt.metrics, role=role, user=user):
+        if await rt.clock_ready():
+            await step()
 
 
 def _raw(event: faust.EventT) -> RawEvent:
