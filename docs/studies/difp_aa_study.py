@@ -3,7 +3,7 @@
     .venv/bin/python docs/studies/difp_aa_study.py             # 100 runs, about 3 minutes
     .venv/bin/python docs/studies/difp_aa_study.py --runs 30   # quicker, noisier
 
-Rebuilds the A/A time-bound panels of docs/studies/validation_study.py exactly (default market
+Rebuilds the A/A time-bound panels of lab/studies/validation.py exactly (default market
 with AA_OVERRIDES, products seed 0; run r: demand seed ``run_seed(0, r)``, design seed
 ``run_seed(1, r)``; 28 days, treated from day 14; the estimates of runs 0-99 equal the study's),
 then tests one hypothesis at a time:
@@ -19,7 +19,7 @@ then tests one hypothesis at a time:
 5. remedies: log outcome, longer pre-period (T0 = 28, 56), the ridge of SDID, Poisson counts.
 
 Prints every figure and writes them to docs/figures/validation-difp_aa.json, which
-validation_study.py renders into the A/A section of docs/validation.md.
+lab/studies/validation.py renders into the A/A section of docs/validation.md.
 """
 
 from __future__ import annotations

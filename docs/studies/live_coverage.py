@@ -20,7 +20,7 @@ Reported per design and published estimator: the coverage of the final 95% inter
 against the empirical SD of the final errors, and the share of runs whose anytime-valid
 confidence sequence excluded the truth at any look. The figures are saved under
 docs/figures/live-coverage-* and docs/validation.md is regenerated from every saved table
-(validation_study.py --render-only).
+(lab.studies.validation.render_page).
 """
 
 from __future__ import annotations
@@ -416,16 +416,9 @@ def main() -> None:
     print(summary.to_string(index=False))
     print(json.dumps({k: v for k, v in result.items() if k != "batches"}, indent=1, default=float))
     if args.out == ROOT / "docs":
-        import subprocess
+        from lab.studies.validation import render_page
 
-        subprocess.run(
-            [
-                sys.executable,
-                str(ROOT / "docs" / "studies" / "validation_study.py"),
-                "--render-only",
-            ],
-            check=True,
-        )
+        render_page()
 
 
 if __name__ == "__main__":

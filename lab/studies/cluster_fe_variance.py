@@ -16,13 +16,13 @@ and k parameters: the product and period effects, which class x period clusters 
 and the effects). Beside it: `fe` with class clusters (published before), and class x period
 clusters without removing the classes' effects, which the worker now publishes
 (``WithinProductEstimator(cluster="class_period")``; each run checks that its SE is this
-formula's). Same runs as validation_study (its market, seeds and classes); normal intervals
+formula's). Same runs as the validation study (its market, seeds and classes); normal intervals
 here (1,400 or 4,200 clusters), the published `fe` uses t on its class-periods' df.
 
     .venv/bin/python -m lab.studies cluster-fe-variance [--runs 400]
 
 Saves docs/figures/cluster-fe-variance.csv (a row per period length and variance), which
-docs/studies/validation_study.py renders into docs/validation.md.
+lab/studies/validation.py renders into docs/validation.md.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ from lab.market import Market
 from lab.simulate import run_spec
 from lab.studies.harness import Case, Row, Run, Study, run_seed
 
-SEED = 0  # validation_study's
+SEED = 0  # the validation study's
 PERIODS = {"P1D": (timedelta(days=1), 28), "PT4H": (timedelta(hours=4), 14)}
 Z = float(stats.norm.ppf(0.975))
 

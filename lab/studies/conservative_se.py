@@ -18,14 +18,14 @@ cancels from the estimate:
    contribution as one random draw and counts that spread (elasticities, their modifiers, and
    the products' levels, since the effect on units is level x lift) as sampling noise.
 
-Cases: the same runs (validation_study's market, seed, days and periods; a run is
+Cases: the same runs (the validation study's market, seed, days and periods; a run is
 :func:`lab.compare.simulate_run`'s, declared with :func:`lab.studies.comparison.case`) in each arm: the defaults, the category shock off, every
 product's lift equal, and lifts and levels equal. A term that explains the excess brings the
 mean SE down to the empirical SD (coverage to about 95%).
 
     .venv/bin/python -m lab.studies conservative-se [--runs 400] [--jobs 2]
 
-Saves docs/figures/conservative-se.csv, which docs/studies/validation_study.py renders into
+Saves docs/figures/conservative-se.csv, which lab/studies/validation.py renders into
 docs/validation.md.
 """
 
@@ -55,7 +55,7 @@ ARMS: dict[str, dict[str, object]] = {
     "equal lifts": EQUAL_LIFT,
     "equal lifts and levels": EQUAL_LIFT | EQUAL_LEVELS,
 }
-#: the designs as validation_study runs them (seed 0), the crossover with its own estimators
+#: the designs as the validation study runs them (seed 0), the crossover with its own estimators
 CASES = tuple(case("crossover", market=market, arm=arm) for arm, market in ARMS.items()) + tuple(
     case("cluster", period="PT4H", days=14, market=market, estimators=BY_CLASS, arm=arm)
     for arm, market in ARMS.items()

@@ -10,7 +10,7 @@ part (:func:`lab.compare.design_imbalance`: the difference in means of each prod
 expected control units, no outcome noise) on the validation study's own design seeds (case
 ``study``: run r's market and design seed as the comparison draws them) and on 4,000 fresh
 draws on run 0's market (case ``fresh``), and saves docs/figures/validation-dm-timebound.json,
-which docs/studies/validation_study.py reads into the A/A findings.
+which lab/studies/validation.py reads into the A/A findings.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from lab.market import Market
 from lab.simulate import run_spec
 from lab.studies.harness import Case, Page, Run, Study, mean_mcse, run_seed
 
-SEED, DAYS, FRESH = 0, 28, 4000  # validation_study.py's SEED and DAYS
+SEED, DAYS, FRESH = 0, 28, 4000  # the validation study's SEED and DAYS
 CFG = MarketConfig(price_change=0.0)
 
 
@@ -45,7 +45,7 @@ def _first_market() -> tuple[Market, np.ndarray]:
 
 
 def run_one(case: Case, run: int, settings: Mapping[str, Any]) -> dict[str, Any]:
-    if case["part"] == "study":  # validation_study.py's run r: its demand path and design seed
+    if case["part"] == "study":  # the validation study's run r: its demand path and design seed
         m = Market(CFG, seed=SEED, demand_seed=run_seed(SEED, run))
         seeds = [run_seed(SEED + 1, run)]
         y0 = expected_control(m)
@@ -78,7 +78,7 @@ STUDY = Study(
     run_one=run_one,
     summarise=summarise,
     results="validation-dm-timebound.json",
-    runs=400,  # validation_study.py's --runs
+    runs=400,  # the validation study's runs
     chunk=50,
     page=Page("docs/validation.md", "dm_timebound.md.j2", section="dm-timebound"),
 )

@@ -17,7 +17,7 @@ the design's own estimator plan and panel):
    assignments of the design's own keyed coins per path. The target is then the sample's own
    effect ``mean(Y1 - Y0)``, and the variance bound is the design variance it bounds.
 
-Saves docs/figures/ht-random-days.json, which docs/studies/validation_study.py renders into
+Saves docs/figures/ht-random-days.json, which lab/studies/validation.py renders into
 docs/validation.md ("The four open findings"). ``--set products=20`` runs a smaller market.
 """
 

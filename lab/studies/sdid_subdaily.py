@@ -2,14 +2,14 @@
 
 docs/validation.md's sub-daily table had `sdid` on time-bound PT4H at coverage 0.915 with mean
 SE / SD 0.91 over 400 runs, where the daily design covers (0.960). Two studies run the
-time-bound design on validation_study's market and seed (same runs, same products), fitting
+time-bound design on the validation study's market and seed (same runs, same products), fitting
 `sdid` with each variance method the estimator offers beside `did`, and save every run:
 
     .venv/bin/python -m lab.studies sdid-subdaily-pt4h [--runs 400] [--jobs 2]   # 9 minutes
     .venv/bin/python -m lab.studies sdid-subdaily-p1d  [--runs 400] [--jobs 2]   # 11 minutes
 
 (docs/figures/sdid-subdaily-pt4h.csv and -p1d.csv; the daily `did` and jackknife rows are
-validation.md's own.) docs/studies/validation_study.py renders them into docs/validation.md.
+validation.md's own.) lab/studies/validation.py renders them into docs/validation.md.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ PT4H = Study(
     run_one=run_one,
     summarise=save_runs,
     results="sdid-subdaily-pt4h.csv",
-    hash_seed=True,  # validation_study's runs: its classes are string-hashed
+    hash_seed=True,  # the validation study's runs: its classes are string-hashed
 )  # fmt: skip
 P1D = Study(
     name="sdid-subdaily-p1d",

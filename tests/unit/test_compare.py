@@ -188,32 +188,29 @@ def test_cli_writes_table_csv_and_plots(tmp_path) -> None:  # type: ignore[no-un
 
 
 def test_validation_study_quick_regenerates_the_report(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    import subprocess
-    import sys
     from pathlib import Path
 
-    script = Path(__file__).resolve().parents[2] / "docs" / "studies" / "validation_study.py"
-    res = subprocess.run(
-        [sys.executable, str(script), "--quick", "--jobs", "1", "--out", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert res.returncode == 0, res.stderr[-3000:]
-    md = (tmp_path / "validation.md").read_text()
+    from lab.studies import validation
+    from lab.studies.harness import run_study
+
+    # CI's version (the page's "Reproduce" line): 40 products, 3 runs, no slow estimators
+    study = validation.STUDY.with_options(3, quick=True, sens_runs=3, slow_runs=0)
+    figures = Path(tmp_path) / "docs" / "figures"
+    run_study(study, figures=figures, root=Path(tmp_path))
+    md = (Path(tmp_path) / "docs" / "validation.md").read_text()
     for claim in ("random days cut the SE", "crossover with blackout", "clustering cuts spillover"):
         assert claim in md
     assert "## A/A calibration" in md and "Quick run" in md
     # at 3 runs some published pair is off the target: one design's runs (quick) go on to 6,
     # runs 0-5, the first 3 the table's own, none twice
-    cont = pd.read_csv(tmp_path / "figures" / "validation-cont_tab.csv")
+    cont = pd.read_csv(figures / "validation-cont_tab.csv")
     assert "### The pairs off the target, continued" in md
     assert cont["design"].nunique() == 1
     assert set(cont["runs"]) == {6} and set(cont["distinct_runs"]) == {6}
     assert set(cont["first_run"]) == {0} and set(cont["last_run"]) == {5}
     assert "Continued to 6 runs" in md
     for name in ("validation-designs-errors.png", "validation-aa-coverage_power.png"):
-        assert (tmp_path / "figures" / name).read_bytes()[:4] == b"\x89PNG"
+        assert (figures / name).read_bytes()[:4] == b"\x89PNG"
 
 
 def test_variance_method_after_a_colon() -> None:
@@ -281,7 +278,7 @@ def test_designs_compare_at_four_hour_periods() -> None:
 
 
 def test_a_comparison_continued_from_a_later_run_repeats_those_runs() -> None:
-    """validation_study continues off-target designs from run 400: run r must be the same
+    """The validation study continues off-target designs from run 400: run r must be the same
     demand path and design draw whether it is run inside the first range or after it."""
     cfg = CompareConfig(market=SMALL, runs=4, days=6, designs=("random-days", "crossover"))
     whole = run_comparison(cfg)

@@ -16,7 +16,7 @@ def test_the_validation_draws_are_imbalanced_and_the_design_is_not() -> None:
     market = Market(MarketConfig(price_change=0.0), seed=0, demand_seed=run_seed(0, 0))
     sim = run_spec(make_spec("time-bound", market, days=28), market)
     y0 = sim.panel["y0_expected"].to_numpy(dtype=float).reshape(market.cfg.n_products, 28)
-    # validation_study.py's 100 design seeds: their arms differ in expected sales by chance
+    # the validation study's 100 design seeds: their arms differ in expected sales by chance
     study = design_imbalance(market, "time-bound", [run_seed(1, r) for r in range(100)], y0)
     assert study.mean() > 2.5 * study.std(ddof=1) / 10
     # fresh draws of the same design: no difference in expectation
