@@ -257,7 +257,7 @@ def _contrasts(mapping: ExposureMapping) -> list[tuple[str, int, int]]:
     return out
 
 
-def _hajek(
+def hajek_means(
     y: np.ndarray, exp: np.ndarray, k: int, inv_pi: np.ndarray, ok: np.ndarray
 ) -> np.ndarray:
     """Hajek mean of exposure k over products ``ok``, for each row of ``exp`` (draws x products)."""
@@ -267,7 +267,7 @@ def _hajek(
     return np.divide(num, den, out=np.full(den.shape, np.nan), where=den > 0)
 
 
-def _leverage_adjusted(
+def leverage_adjusted(
     resid: np.ndarray, e_obs: np.ndarray, inv_pi: np.ndarray, usable: np.ndarray
 ) -> np.ndarray:
     """Residuals from the Hajek means, scaled back to the spread of the deviations they estimate.
@@ -359,11 +359,9 @@ def estimate_spillover(
     contrasts = _contrasts(mapping)
     E1 = e_obs[None, :]
     # fitted exposure means over every product with overlap, for residuals
-    mu_all = np.array([_hajek(y, E1, k, inv_pi[:, k], usable[:, k])[0] for k in range(K)])
+    mu_all = np.array([hajek_means(y, E1, k, inv_pi[:, k], usable[:, k])[0] for k in range(K)])
     fallback = np.nanmean(mu_all) if np.isfinite(mu_all).any() else y.mean()
-    resid = _leverage_adjusted(
-        y - np.nan_to_num(mu_all, nan=fallback)[e_obs], e_obs, inv_pi, usable
-    )
+    resid = leverage_adjusted(y - np.nan_to_num(mu_all, nan=fallback)[e_obs], e_obs, inv_pi, usable)
 
     rows: dict[str, dict[str, float]] = {}
     overlap: dict[str, int] = {}
@@ -374,14 +372,16 @@ def estimate_spillover(
     for name, k, ref in contrasts:
         ok = usable[:, k] & usable[:, ref]
         overlap[name] = int(ok.sum())
-        mk = _hajek(y, E1, k, inv_pi[:, k], ok)[0]
-        ml = _hajek(y, E1, ref, inv_pi[:, ref], ok)[0]
+        mk = hajek_means(y, E1, k, inv_pi[:, k], ok)[0]
+        ml = hajek_means(y, E1, ref, inv_pi[:, ref], ok)[0]
         est = mk - ml
         se = np.nan
         if np.isfinite(est):
             # imputed science table under the fitted model, then redraw the design
             yv = np.where(Ev == k, mk, np.where(Ev == ref, ml, 0.0)) + resid[None, :]
-            draws = _hajek(yv, Ev, k, inv_pi[:, k], ok) - _hajek(yv, Ev, ref, inv_pi[:, ref], ok)
+            draws = hajek_means(yv, Ev, k, inv_pi[:, k], ok) - hajek_means(
+                yv, Ev, ref, inv_pi[:, ref], ok
+            )
             if np.isfinite(draws).sum() >= 2:
                 se = float(np.nanstd(draws, ddof=1))
         rows[name] = {"effect": est, "se": se, "n_units": overlap[name]}

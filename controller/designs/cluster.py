@@ -88,7 +88,7 @@ class Cluster(Design):
     def spillover(self, spec: ExperimentSpec) -> str | None:
         """None: under class randomisation the per-period exposure weighting's design-bootstrap
         SE falls short of the estimates' spread (2026-11-25, 400 runs of
-        docs/studies/spillover_worker_study.py: direct SE 0.84 of the spread, covered 90%; it
+        lab/studies/spillover_worker.py: direct SE 0.84 of the spread, covered 90%; it
         was half the spread, 80%, before each product's level was netted out and before a
         period without the contrast stopped counting in the SE), so nothing is published."""
         return None

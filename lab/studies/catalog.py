@@ -14,6 +14,8 @@ from lab.studies import (
     ht_random_days,
     relative_effects,
     sdid_subdaily,
+    spillover_conditional,
+    spillover_worker,
     switchback_carryover,
 )
 from lab.studies.harness import Study
@@ -31,6 +33,9 @@ STUDIES: dict[str, Study] = {
         relative_effects.STUDY,
         sdid_subdaily.P1D,
         sdid_subdaily.PT4H,
+        spillover_conditional.STUDY,
+        spillover_worker.STUDY,
+        spillover_worker.CONTINUED,
         switchback_carryover.STUDY,
     )
 }

@@ -201,18 +201,18 @@ def test_exact_bernoulli_probabilities_agree_with_monte_carlo(world) -> None:
 
 
 def test_residuals_are_scaled_by_their_leverage_in_the_hajek_mean() -> None:
-    from analysis.spillover import _leverage_adjusted
+    from analysis.spillover import leverage_adjusted
 
     # one group of 4 equal weights: factor 1 - 2/4 + 4/16 = 3/4; a singleton keeps its
     # residual; then every residual times sqrt((5 - 1) / 5)
     resid = np.array([1.0, -1.0, 2.0, -2.0, 0.0])
     e_obs = np.array([0, 0, 0, 0, 1])
     inv_pi = np.full((5, 2), 2.0)
-    out = _leverage_adjusted(resid, e_obs, inv_pi, np.ones((5, 2), bool))
+    out = leverage_adjusted(resid, e_obs, inv_pi, np.ones((5, 2), bool))
     np.testing.assert_allclose(out[:4], resid[:4] / np.sqrt(0.75) * np.sqrt(0.8))
     assert out[4] == 0.0
     # weights 1, 1, 2: h = 1/4, 1/4, 1/2, sum h^2 = 3/8
-    out = _leverage_adjusted(
+    out = leverage_adjusted(
         np.array([1.0, 1.0, 1.0]), np.zeros(3, int), np.array([[1.0], [1.0], [2.0]]),
         np.ones((3, 1), bool),
     )  # fmt: skip
@@ -252,27 +252,18 @@ def test_the_design_bootstrap_variance_is_the_exact_design_variance_with_small_g
 
 def test_the_conditional_spillover_study_runs_the_workers_path_and_writes_its_figures(
     tmp_path,  # type: ignore[no-untyped-def]
-    monkeypatch,  # type: ignore[no-untyped-def]
 ) -> None:
     # finding 3's study (docs/validation.md): a world's outcomes fixed, the design redrawn; a
-    # tiny run that the script still works and that its draws differ within a world
+    # tiny run that the study still works and that its draws differ within a world
     import json
-    import subprocess
-    import sys
-    from pathlib import Path
 
-    root = Path(__file__).resolve().parents[2]
-    (tmp_path / "figures").mkdir()
-    res = subprocess.run(
-        [
-            sys.executable,
-            str(root / "docs" / "studies" / "spillover_conditional_study.py"),
-            "--worlds", "2", "--draws", "3", "--jobs", "1", "--out", str(tmp_path),
-            "--hajek-worlds", "3", "--hajek-draws", "400",
-        ],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert res.returncode == 0, res.stderr[-2000:]
+    from lab.studies import spillover_conditional
+    from lab.studies.harness import run_study
+
+    study = spillover_conditional.STUDY.with_options(
+        worlds=2, draws=3, hajek_worlds=3, hajek_draws=400
+    )
+    run_study(study, figures=tmp_path / "figures", root=tmp_path)
     d = json.loads((tmp_path / "figures" / "spillover-random-days-conditional.json").read_text())
     assert (d["worlds"], d["draws"]) == (2, 3)
     assert d["within_sd"] > 0 and d["mean_se"] > 0  # the redraws move the estimate
@@ -291,15 +282,15 @@ def test_the_conditional_spillover_study_runs_the_workers_path_and_writes_its_fi
     # and the rendered finding carries a row per contrast and the exact part's figures
     import pandas as pd
 
-    monkeypatch.syspath_prepend(str(root / "docs" / "studies"))
-    import validation_study
+    from lab.studies import validation_page as vp
 
-    text = validation_study._spillover_conditional(tmp_path / "figures")
+    figures = tmp_path / "figures"
+    text = vp.section("spillover_conditional.md.j2", vp.spillover_conditional(figures))
     for name, c in d["contrasts"].items():
         assert f"| {name} | {c['se_over_within_sd']:.2f} |" in text, text
     # an SE that missed 19% of the variance, over 400 runs: +- 2 * 0.81 / sqrt(798) = 6%
     raw = pd.Series({"mean_se": 0.9, "emp_sd": 1.0, "published": 400})
-    exact = validation_study._hajek_shared_bias(tmp_path / "figures", raw, raw)
+    exact = vp.section("hajek_shared_bias.md.j2", vp.hajek_shared_bias(figures, raw, raw))
     direct = h["contrasts"]["direct"]["exact"]["world_bias_sd"]
     assert f"{direct:.3f} for direct" in " ".join(exact.split()), exact
     share = h["contrasts"]["spillover_control:any"]["exact"]["between_share"]
@@ -314,15 +305,8 @@ def test_the_conditional_spillover_study_runs_the_workers_path_and_writes_its_fi
 def test_the_conditional_studys_exposures_are_the_planted_outcomes_contrasts() -> None:
     """The exact part's exposure effects and contrasts are read from the simulator and the
     mapping, and each contrast's difference is the worker study's truth."""
-    import sys
-    from pathlib import Path
+    from lab.studies import spillover_conditional as study
 
-    root = Path(__file__).resolve().parents[2]
-    sys.path.insert(0, str(root / "docs" / "studies"))
-    try:
-        import spillover_conditional_study as study
-    finally:
-        sys.path.remove(str(root / "docs" / "studies"))
     assert ExposureMapping().names == ["C:none", "C:any", "T:none", "T:any"]
     for name, (k, ref) in study.CONTRAST_EXPOSURES.items():
         effect = study.EXPOSURE_EFFECTS[k] - study.EXPOSURE_EFFECTS[ref]
@@ -337,24 +321,22 @@ def test_the_conditional_studys_exposures_are_the_planted_outcomes_contrasts() -
 def test_the_between_world_share_recovers_a_planted_world_bias() -> None:
     """summarise_hajek on synthetic errors: each world's bias drawn with SD 0.1, the draws'
     noise SD 1.7: the between-world SD net of noise and the share over 10 periods come back."""
-    import sys
-    from pathlib import Path
+    import pandas as pd
 
-    root = Path(__file__).resolve().parents[2]
-    sys.path.insert(0, str(root / "docs" / "studies"))
-    try:
-        import spillover_conditional_study as study
-    finally:
-        sys.path.remove(str(root / "docs" / "studies"))
+    from lab.studies import spillover_conditional as study
+
     rng = np.random.default_rng(7)
     worlds = [rng.normal(rng.normal(0.0, 0.1), 1.7, size=4000) for _ in range(400)]
-    out = study.summarise_hajek(worlds, periods=10)
+    out = study.summarise_hajek(pd.DataFrame([study.world_stats(w) for w in worlds]), periods=10)
     expected_share = 0.01 / (0.01 + 1.7**2 / 10)  # 0.0334
     assert out["world_bias_sd"] == pytest.approx(0.1, abs=0.015)
     assert out["period_sd"] == pytest.approx(1.7, rel=0.01)
     assert out["between_share"] == pytest.approx(expected_share, abs=2 * out["between_share_mcse"])
     # no world bias: the share is the noise's only, near zero
-    flat = study.summarise_hajek([rng.normal(0.0, 1.7, 4000) for _ in range(400)], periods=10)
+    flat = study.summarise_hajek(
+        pd.DataFrame([study.world_stats(rng.normal(0.0, 1.7, 4000)) for _ in range(400)]),
+        periods=10,
+    )
     assert flat["between_share"] < 0.005
 
 

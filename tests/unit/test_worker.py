@@ -226,7 +226,7 @@ def test_each_design_says_how_its_spillover_may_be_estimated():
     }
     # periods drawn afresh: per period; one assignment after a pre-period: block; shared
     # draws (crossover, carryover, trigger windows): none
-    # the cluster design withholds it: measured SEs short of the spread (spillover_worker_study)
+    # the cluster design withholds it: measured SEs short of the spread (lab.studies.spillover_worker)
     assert mode == {
         "random-days": "per-period",
         "cluster": None,
