@@ -6,7 +6,7 @@ each; :func:`grid` builds their cartesian product), a function computing one run
 one case, the number of runs and the seed, a function summarising the rows into the saved
 table, and the page its template renders into. The harness runs every case's runs (in a
 process pool of ``jobs`` with single-threaded BLAS, the rows in the same order whatever the
-jobs), saves the table under docs/figures (CSV or JSON), and renders the page from that file
+jobs), saves the table under docs/figures (CSV, TSV or JSON), and renders the page from that file
 alone, so every figure in ``docs/`` points back to a file a study wrote.
 
     python -m lab.studies NAME [--runs N] [--jobs J] [--render-only] [--set key=value]
@@ -40,7 +40,7 @@ FIGURES = ROOT / "docs" / "figures"
 
 Case: TypeAlias = Mapping[str, Any]
 Row: TypeAlias = dict[str, Any]
-#: what a study saves: a table (CSV) or a JSON-able mapping
+#: what a study saves: a table (CSV or TSV) or a JSON-able mapping
 Results: TypeAlias = pd.DataFrame | dict[str, Any]
 
 
@@ -62,6 +62,9 @@ class Run:
     seed: int
     options: Mapping[str, Any]
     seconds: tuple[float, ...]
+    #: the worker processes, and the wall-clock seconds of every stage's runs
+    jobs: int = 1
+    wall_seconds: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -79,7 +82,7 @@ class Page:
 class Study:
     """A validation study, declared. ``run_one(case, run, settings)`` computes run ``run`` of
     ``case`` (a row, or several); ``summarise(rows, run)`` turns every row into what is saved
-    as ``docs/figures/RESULTS`` (``.csv`` for a table, ``.json`` for a mapping); ``context``
+    as ``docs/figures/RESULTS`` (``.csv`` or ``.tsv`` for a table, ``.json`` for a mapping); ``context``
     turns the saved results into the template's variables (default: a saved mapping's keys, a
     saved table as ``results``).
     ``options`` are the study's own knobs, each overridable from the command line."""
@@ -103,6 +106,15 @@ class Study:
     #: page (e.g. docs/validation.md): re-renders that page, after the results are saved in
     #: docs/figures and on ``--render-only``
     refresh: Callable[[], object] | None = None
+    #: a second stage whose cases depend on the first's rows (e.g. continuing the cases found
+    #: off the target): ``follow_up(rows, run)`` gives the study to run next, or None; its rows
+    #: are appended to the first's and its cases' seconds to theirs
+    follow_up: Callable[[pd.DataFrame, Run], Study | None] | None = None
+    #: a study whose results are several files (tables, plots) writes them itself,
+    #: ``save(results, figures)`` (the path of ``results``, its index), and reads them back,
+    #: ``load(figures)``; the page is then rendered from what ``load`` reads
+    save: Callable[[Results, Path], Path] | None = None
+    load: Callable[[Path], Results] | None = None
 
     def runs_of(self, case: Case) -> int:
         """A case's runs: its own ``runs`` if it declares them (a number, e.g. a fixed number of
@@ -236,6 +248,7 @@ def run_rows(study: Study, jobs: int = 1) -> tuple[pd.DataFrame, Run]:
         raise LabError("runs must be at least 1")
     if jobs < 1:
         raise LabError("jobs must be at least 1")
+    t0 = time.perf_counter()
     tasks = _tasks(study)
     if jobs == 1:
         done = _work((study, tasks))
@@ -250,8 +263,15 @@ def run_rows(study: Study, jobs: int = 1) -> tuple[pd.DataFrame, Run]:
         seconds[case_index] += took
         case = study.cases[case_index]
         rows += [{**case, "run": run, **r} for r in got]
-    meta = Run(study.runs, study.seed, dict(study.options), tuple(seconds))
-    return pd.DataFrame(rows), meta
+    frame = pd.DataFrame(rows)
+    meta = Run(study.runs, study.seed, dict(study.options), tuple(seconds), jobs)
+    nxt = study.follow_up(frame, meta) if study.follow_up else None
+    if nxt is not None:
+        more, then = run_rows(nxt, jobs)
+        frame = pd.concat([frame, more], ignore_index=True)
+        seconds += list(then.seconds)
+    wall = time.perf_counter() - t0
+    return frame, replace(meta, seconds=tuple(seconds), wall_seconds=wall)
 
 
 def results_path(study: Study, figures: Path = FIGURES) -> Path:
@@ -260,12 +280,14 @@ def results_path(study: Study, figures: Path = FIGURES) -> Path:
 
 def save_results(study: Study, results: Results, figures: Path = FIGURES) -> Path:
     """Write the study's results where its page is rendered from."""
+    if study.save is not None:
+        return study.save(results, figures)
     path = results_path(study, figures)
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".json":
         path.write_text(json.dumps(results, indent=1) + "\n")
     elif isinstance(results, pd.DataFrame):
-        results.to_csv(path, index=False)
+        results.to_csv(path, index=False, sep="\t" if path.suffix == ".tsv" else ",")
     else:
         raise LabError(f"{study.name}: a mapping is saved as .json, not {path.name}")
     return path
@@ -276,10 +298,12 @@ def load_results(study: Study, figures: Path = FIGURES) -> Results:
     path = results_path(study, figures)
     if not path.exists():
         raise LabError(f"{path} does not exist: run `python -m lab.studies {study.name}` first")
+    if study.load is not None:
+        return study.load(figures)
     if path.suffix == ".json":
         loaded: dict[str, Any] = json.loads(path.read_text())
         return loaded
-    return pd.read_csv(path)
+    return pd.read_csv(path, sep="\t" if path.suffix == ".tsv" else ",")
 
 
 def context(study: Study, results: Results) -> dict[str, Any]:
@@ -323,5 +347,6 @@ def run_study(
     if save:
         save_results(study, results, figures)
         if study.page is not None or figures == FIGURES:  # a refresh reads docs/figures
-            render(study, results, root)
+            # a study that loads its own files renders from them, as --render-only does
+            render(study, load_results(study, figures) if study.load else results, root)
     return results

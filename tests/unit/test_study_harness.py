@@ -215,6 +215,81 @@ def test_the_saved_toy_json_round_trips(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "toy.json").read_text()) == {"n": 6}
 
 
+def test_a_saved_tsv_table_round_trips_with_tabs(tmp_path: Path) -> None:
+    # a table named .tsv is saved and read back tab-separated (text with commas stays whole)
+    table = pd.DataFrame({"label": ["a, b", "c"], "x": [1.5, float("nan")]})
+    study = Study("toy", TOY.cases, toy_run, lambda rows, run: table, "toy.tsv", 4,
+                  options=TOY.options)  # fmt: skip
+    run_study(study, figures=tmp_path, root=tmp_path)
+    assert (tmp_path / "toy.tsv").read_text().splitlines()[:2] == ["label\tx", "a, b\t1.5"]
+    pd.testing.assert_frame_equal(load_results(study, tmp_path), table)
+
+
+def toy_follow_up(rows: pd.DataFrame, run: Run) -> Study | None:
+    # a second stage for the worlds whose mean is odd: 2 more runs each, from run `runs` on
+    means = rows.groupby("world", sort=False)["effect"].mean()
+    odd = [w for w, m in means.items() if int(m) % 2]
+    cases = tuple({"world": w, "shift": 0, "stage": 2, "first": run.runs} for w in odd)
+    more = Study("toy-more", cases, toy_run, toy_summary, "unused.csv", 2, options={"scale": 1})
+    return more if odd else None
+
+
+def test_a_follow_up_stage_runs_on_the_first_stages_rows() -> None:
+    # runs 0-2 give 9, 8, 7: world "odd" (shift 1) has mean 9 and is continued by 2 runs,
+    # world "even" (mean 8) is not
+    cases = ({"world": "odd", "shift": 1}, {"world": "even", "shift": 0})
+    study = Study("toy", cases, toy_run, toy_summary, "toy.csv", 3, options={"scale": 1},
+                  follow_up=toy_follow_up)  # fmt: skip
+    rows, meta = run_rows(study)
+    assert rows[["world", "run"]].values.tolist()[:6] == [
+        ["odd", 0], ["odd", 1], ["odd", 2], ["even", 0], ["even", 1], ["even", 2],
+    ]  # fmt: skip
+    more = rows[rows["stage"] == 2]
+    assert more[["world", "run", "first"]].values.tolist() == [["odd", 0, 3], ["odd", 1, 3]]
+    assert len(meta.seconds) == 3 and meta.jobs == 1 and meta.wall_seconds >= sum(meta.seconds)
+
+
+def toy_save(results: Any, figures: Path) -> Path:
+    (figures / "toy-a.csv").write_text(results["a"].to_csv(index=False))
+    (figures / "toy.json").write_text(json.dumps({"n": results["n"]}))
+    return figures / "toy.json"
+
+
+def toy_load(figures: Path) -> dict[str, Any]:
+    return {
+        "a": pd.read_csv(figures / "toy-a.csv"),
+        **json.loads((figures / "toy.json").read_text()),
+    }
+
+
+def test_a_study_saves_and_loads_its_own_files_and_renders_from_what_it_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def summary(rows: pd.DataFrame, run: Run) -> dict[str, Any]:
+        return {"a": toy_summary(rows, run), "n": len(rows), "not saved": object()}
+
+    (tmp_path / "page.md").write_text("")
+    study = Study(
+        "toy", TOY.cases, toy_run, summary, "toy.json", 4, options=TOY.options,
+        page=Page("page.md", "toy_page.md.j2"), save=toy_save, load=toy_load,
+        context=lambda r: {"results": r},
+    )  # fmt: skip
+    import lab.studies.harness as harness
+
+    rendered: list[Any] = []
+    monkeypatch.setattr(
+        harness, "render_page", lambda doc, template, section, ctx: rendered.append(ctx["results"])
+    )
+    run_study(study, figures=tmp_path, root=tmp_path)
+    loaded = load_results(study, tmp_path)
+    assert isinstance(loaded, dict) and loaded["n"] == 6 and "not saved" not in loaded
+    assert loaded["a"].to_dict("records") == [
+        {"world": "aa", "effect": 7.5},
+        {"world": "effect", "effect": 108.5},
+    ]
+    assert len(rendered) == 1 and "not saved" not in rendered[0]  # rendered from the files
+
+
 # --------------------------------------------------------------------------- comparison cases
 SMALL = {"n_products": 20, "n_categories": 2}
 ROWS = (
