@@ -319,6 +319,17 @@ class Market:
         return self.cfg.spillover
 
     @property
+    def category_codes(self) -> np.ndarray:
+        """Each product's category, as an index into :attr:`categories`."""
+        return self._category_codes
+
+    @property
+    def base_levels(self) -> np.ndarray:
+        """Each product's base level of expected units a day (the exp of its log level, before
+        trend, seasonality and shocks)."""
+        return np.exp(self._log_level)
+
+    @property
     def carryover_order(self) -> int:
         return self.cfg.carryover_order
 
