@@ -225,7 +225,7 @@ def off_target(
     continued: pd.DataFrame | None = None,
 ) -> list[dict[str, Any]]:
     """The published pairs outside the 93-97% coverage band or with a bias beyond 2 MC SE,
-    with the figures over the runs continued when there are (off_target.md.j2's lines)."""
+    with the figures over the runs continued when there are (macros.md.j2's off_target)."""
     more = {}
     if continued is not None and not continued.empty:
         more = {(str(r.design), str(r.estimator)): r for r in continued.itertuples()}
@@ -258,10 +258,6 @@ def off_target(
                 }
             )
     return out
-
-
-def off_target_text(lines: list[dict[str, Any]], trace: list[str] | None = None) -> str:
-    return section("off_target.md.j2", {"lines": lines}, trace).rstrip("\n")
 
 
 # --------------------------------------------------------------------------- sections
@@ -314,7 +310,7 @@ def findings(aa_tab: pd.DataFrame, main_tab: pd.DataFrame, figures: Path | None)
 
 
 def difp(figures: Path) -> dict[str, Any] | None:
-    """The A/A subsection on difp's bias, from docs/studies/difp_aa_study.py's figures."""
+    """The A/A subsection on difp's bias, from lab/studies/difp_aa.py's figures."""
     path = figures / DIFP_AA
     if not path.exists():
         return None
@@ -435,7 +431,7 @@ def on_target(r: Mapping[str, Any]) -> bool:
 
 
 def spillover_worker(figures: Path) -> dict[str, Any]:
-    """docs/studies/spillover_worker_study.py's table; ``ran`` False when it has not run."""
+    """lab/studies/spillover_worker.py's table; ``ran`` False when it has not run."""
     path = figures / SPILL_WORKER
     if not path.exists():
         return {"ran": False}
@@ -460,7 +456,7 @@ def spillover_worker(figures: Path) -> dict[str, Any]:
 
 
 def spillover_continued(figures: Path, table: pd.DataFrame) -> dict[str, Any] | None:
-    """Finding 3's random-days runs continued (spillover_worker_study.py --continue-to): the
+    """Finding 3's random-days runs continued (python -m lab.studies spillover-continued): the
     paragraph's figures and ``settled``, whether the direct effect covers within 2 MC SE of
     95% over the runs after the table's (None: not run, or its first runs are not the
     table's)."""
@@ -513,7 +509,7 @@ def spillover_continued(figures: Path, table: pd.DataFrame) -> dict[str, Any] | 
 
 
 def conditional_figures(figures: Path) -> dict[str, Any] | None:
-    """docs/studies/spillover_conditional_study.py's figures, if it has run."""
+    """lab/studies/spillover_conditional.py's figures, if it has run."""
     path = figures / CONDITIONAL
     return json.loads(path.read_text()) if path.exists() else None
 

@@ -1,4 +1,4 @@
-"""The validation report renders the difp A/A study's saved figures (docs/studies/difp_aa_study.py)."""
+"""The validation report renders the difp A/A study's saved figures (python -m lab.studies difp-aa)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""validation.md's finding 3 renders spillover_worker_study's continued runs only when their
+"""validation.md's finding 3 renders the spillover-continued study's runs only when their
 first runs are the table's own, and says whether the coverage is in the band over all of them."""
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ def test_finding_3_says_whether_every_contrast_is_on_target(tmp_path: Path) -> N
     assert "still off the target" in vp.finding_3_text(tmp_path, _worker_table({}, bias=0.03))
     # a table from before the ablations: one sentence asking for the rerun
     old = _worker_table({}).drop(index="random-days (past mean, not net of effects)", level=0)
-    assert "Rerun `docs/studies/spillover_worker_study.py`" in vp.finding_3_text(tmp_path, old)
+    assert "Rerun `python -m lab.studies spillover-worker`" in vp.finding_3_text(tmp_path, old)
 
 
 def test_finding_3_heading_names_what_the_conditional_study_still_finds(tmp_path: Path) -> None:
