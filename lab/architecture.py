@@ -45,7 +45,7 @@ PACKAGE_PURPOSES = {
 #: sub-package -> its purpose
 SUBPACKAGE_PURPOSES = {
     "streams.cli": "the `pricelab` command line, one module per command group",
-    "streams.live": "the live simulation: embedded stack, worker launcher, lock-step driver, demo",
+    "streams.live": "the live simulation: embedded stack, worker launcher, lock-step driver, demo, coverage study",
     "streams.client": "what an operator sends to the running stack and reads back",
     "streams.worker": "the running worker: faust app, consumers, handlers, sinks, wire schemas, metrics",
     "streams.net": "TLS certificates and network probes",

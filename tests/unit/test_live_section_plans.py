@@ -8,7 +8,6 @@ import shutil
 from pathlib import Path
 
 from lab.studies import validation_page as vp
-from tests.unit._scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 FIGURES = ROOT / "docs" / "figures"
@@ -29,8 +28,9 @@ def test_a_run_without_its_plans_is_flagged_and_one_with_them_is_not(tmp_path: P
     saved["plans"] = {"cluster": ['fe {"cluster": "class"}', 'dm {"cluster": "class"}']}
     (tmp_path / "live-coverage.json").write_text(json.dumps(saved))
     assert CAVEAT in live_section(tmp_path)
-    # what live_coverage saves for a cluster experiment now
-    live = load_script(ROOT / "docs" / "studies" / "live_coverage.py", "live_coverage")
+    # what the live coverage study (streams.live.coverage) saves for a cluster experiment now
+    from streams.live import coverage as live
+
     saved["plans"] = {"cluster": live.plan_texts(live.make_runs(0, ["cluster"], 1, 20, 8)[0])}
     assert saved["plans"]["cluster"] == [
         'fe {"cluster": "class_period"}',

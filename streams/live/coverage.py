@@ -1,7 +1,18 @@
 """Live coverage: seeded experiments of every design through real worker processes.
 
-    .venv/bin/python docs/studies/live_coverage.py                 # the study (about 50 min)
-    .venv/bin/python docs/studies/live_coverage.py --quick --out /tmp/lc   # a smoke run
+    .venv/bin/python -m streams.live.coverage                  # the study (about 75 min)
+    .venv/bin/python -m streams.live.coverage --quick --out /tmp/lc   # a smoke run
+
+Not a :class:`lab.studies.harness.Study`: the harness runs independent (case, run) pairs in a
+pool of processes, each a function of its seed; here the unit is a *batch*, a set of
+experiments driven together in lock-step through one controller and one analysis worker
+process on the one embedded broker and Redis the whole study shares, with a kill of the
+analysis worker drawn for every other batch from one stream (seed 20261123) over the batches.
+So this module runs its batches itself, one after another, and takes its statistics from the
+harness (:func:`~lab.studies.harness.coverage`, :func:`~lab.studies.harness.mean_mcse`). It
+lives in ``streams.live``, beside the driver and the embedded stack it runs, not in
+``lab.studies``: the tools layer may not import the edge (tests/unit/test_boundaries.py), and
+the edge may use the tools.
 
 What runs: the embedded stack (Tansu and redis-server), and for each batch a controller worker
 and an analysis worker as separate processes, as in production. A batch is a set of
@@ -19,8 +30,7 @@ analysed by then, scaled to the analysis window (see streams/live/driver.py).
 Reported per design and published estimator: the coverage of the final 95% interval, mean SE
 against the empirical SD of the final errors, and the share of runs whose anytime-valid
 confidence sequence excluded the truth at any look. The figures are saved under
-docs/figures/live-coverage-* and docs/validation.md is regenerated from every saved table
-(lab.studies.validation.render_page).
+docs/figures/live-coverage-* and docs/validation.md is re-rendered from every saved table.
 """
 
 from __future__ import annotations
@@ -39,22 +49,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-
-from controller import design_registry  # noqa: E402
-from controller.designs import get_design  # noqa: E402
-from controller.periods import is_empty  # noqa: E402
-from controller.settings import Settings  # noqa: E402
-from controller.store import Store, make_redis  # noqa: E402
-from lab.compare import make_spec, market_classes  # noqa: E402
-from lab.config import MarketConfig  # noqa: E402
-from lab.hashseed import pin_hash_seed  # noqa: E402
-from lab.market import Market  # noqa: E402
-from streams.live.driver import LiveDriver, LiveRun, lockstep_settings, metric_of  # noqa: E402
-from streams.live.embedded import EmbeddedStack  # noqa: E402
-from streams.live.launcher import WorkerProcess  # noqa: E402
-from streams.worker.kafka import ensure_topics  # noqa: E402
+from controller import design_registry
+from controller.designs import get_design
+from controller.periods import is_empty
+from controller.settings import Settings
+from controller.store import Store, make_redis
+from lab.compare import make_spec, market_classes
+from lab.config import MarketConfig
+from lab.hashseed import pin_hash_seed
+from lab.market import Market
+from lab.studies.harness import FIGURES, coverage, mean_mcse
+from lab.studies.spillover_worker import refresh_validation
+from streams.live.driver import LiveDriver, LiveRun, lockstep_settings, metric_of
+from streams.live.embedded import EmbeddedStack
+from streams.live.launcher import WorkerProcess
+from streams.worker.kafka import ensure_topics
 
 START = date(2026, 3, 2)  # a Monday
 TIMEZONE = "Europe/Berlin"
@@ -214,7 +223,7 @@ def _row(
         "ci_high": hi if bounded else np.nan,
         # no bounded interval (Fieller's g >= 1; an elasticity not identified): said, not scored
         "unbounded": bool(final) and not bounded,
-        "covered": bool(lo <= truth <= hi) if bounded else None,
+        "covered": bool(lo <= truth <= hi) if lo is not None and hi is not None else None,
         "cs_looks": sequenced,
         "cs_looks_missed": misses,
         # no sequence at any look (the elasticity; no relative one for ht, did, sdid): not scored
@@ -223,7 +232,7 @@ def _row(
     }
 
 
-def run_rows(run: LiveRun, batch: int, restarted: bool) -> list[dict[str, Any]]:
+def experiment_rows(run: LiveRun, batch: int, restarted: bool) -> list[dict[str, Any]]:
     rows = []
     order = [p.label for p in get_design(run.spec.design).estimators(run.spec)]
     for metric in METRICS:
@@ -239,17 +248,10 @@ def run_rows(run: LiveRun, batch: int, restarted: bool) -> list[dict[str, Any]]:
     return rows
 
 
-def _share(flags: pd.Series) -> float:
+def share(flags: pd.Series) -> float:
     """The share of True among the rows that were scored (None: no sequence, not scored)."""
     scored = pd.to_numeric(flags, errors="coerce").dropna()
-    return float(scored.mean()) if len(scored) else math.nan
-
-
-def _mcse(hits: pd.Series) -> float:
-    """Monte-Carlo SE of a share."""
-    n = len(hits)
-    p = float(hits.mean()) if n else math.nan
-    return math.sqrt(p * (1 - p) / n) if n > 1 else math.nan
+    return coverage(scored.astype(bool))[0]
 
 
 def summarise(rows: pd.DataFrame) -> pd.DataFrame:
@@ -259,6 +261,7 @@ def summarise(rows: pd.DataFrame) -> pd.DataFrame:
         ok = g[g["covered"].notna()]
         err = ok["effect"] - ok["truth"]
         n = len(ok)
+        cov, cov_mcse = coverage(ok["covered"].astype(bool))
         out.append(
             {
                 "design": design,
@@ -268,12 +271,12 @@ def summarise(rows: pd.DataFrame) -> pd.DataFrame:
                 "runs": len(g),
                 "unbounded": int(g["unbounded"].sum()),
                 "final": n,
-                "coverage": float(ok["covered"].astype(bool).mean()) if n else math.nan,
-                "coverage_mcse": _mcse(ok["covered"].astype(bool)),
-                "bias": float(err.mean()) if n else math.nan,
+                "coverage": cov,
+                "coverage_mcse": cov_mcse if n > 1 else math.nan,
+                "bias": mean_mcse(err)[0],
                 "mean_se": float(ok["se"].mean()) if n else math.nan,
                 "emp_sd": float(err.std(ddof=1)) if n > 1 else math.nan,
-                "cs_ever_missed": _share(g["cs_ever_missed"]),
+                "cs_ever_missed": share(g["cs_ever_missed"]),
                 "restarted": int(g["restarted"].sum()),
                 "primary": bool(g["primary"].any()),
             }
@@ -292,15 +295,13 @@ def by_metric(table: pd.DataFrame) -> list[dict[str, Any]]:
                 "metric": metric,
                 "form": form,
                 "experiments": int(g["experiment"].nunique()),
-                "coverage_all": float(fin["covered"].astype(bool).mean()) if len(fin) else math.nan,
+                "coverage_all": coverage(fin["covered"].astype(bool))[0],
                 "intervals_all": int(len(fin)),
-                "coverage_primary": float(prim["covered"].astype(bool).mean())
-                if len(prim)
-                else math.nan,
+                "coverage_primary": coverage(prim["covered"].astype(bool))[0],
                 "intervals_primary": int(len(prim)),
                 "unbounded": int(g["unbounded"].sum()),
-                "cs_ever_missed_all": _share(g["cs_ever_missed"]),
-                "cs_ever_missed_primary": _share(g.loc[g["primary"], "cs_ever_missed"]),
+                "cs_ever_missed_all": share(g["cs_ever_missed"]),
+                "cs_ever_missed_primary": share(g.loc[g["primary"], "cs_ever_missed"]),
             }
         )
     return out
@@ -325,9 +326,10 @@ def main() -> None:
     ap.add_argument("--hourly-batches", type=int, default=6, help="batches of hourly experiments")
     ap.add_argument("--hourly-copies", type=int, default=4, help="of each hourly design a batch")
     ap.add_argument("--hourly-days", type=int, default=2, help="days of the hourly experiments")
-    ap.add_argument("--out", type=Path, default=ROOT / "docs")
+    ap.add_argument("--out", type=Path, default=FIGURES.parent, help="docs: its figures/")
     args = ap.parse_args()
-    pin_hash_seed()  # the cluster design's classes depend on string hashing
+    # the cluster design's classes depend on string hashing
+    pin_hash_seed(["-m", "streams.live.coverage", *sys.argv[1:]])
     if args.quick:
         args.batches, args.copies, args.products, args.days = 2, 1, 20, 8
         args.hourly_batches, args.hourly_copies, args.hourly_days = 1, 1, 2  # the DST night
@@ -347,7 +349,7 @@ def main() -> None:
             info = asyncio.run(run_batch(stack, b, runs, kill_at))
             batches.append(info)
             for run in runs:
-                rows += run_rows(run, b, bool(info["killed"]))
+                rows += experiment_rows(run, b, bool(info["killed"]))
                 plans.setdefault(run.spec.design, plan_texts(run))
             print(
                 f"[batch {b + 1}/{args.batches}] {len(runs)} experiments in {info['seconds']:.0f}s"
@@ -365,7 +367,7 @@ def main() -> None:
             info = asyncio.run(run_batch(stack, b, runs, kill_at))
             batches.append(info | {"hourly": True})
             for run in runs:
-                rows += run_rows(run, b, bool(info["killed"]))
+                rows += experiment_rows(run, b, bool(info["killed"]))
             print(
                 f"[hourly batch {h + 1}/{args.hourly_batches}] {len(runs)} experiments in "
                 f"{info['seconds']:.0f}s"
@@ -400,12 +402,12 @@ def main() -> None:
             ),
         },
         "elapsed_minutes": elapsed / 60,
-        "coverage_all": float(finals["covered"].astype(bool).mean()),
+        "coverage_all": coverage(finals["covered"].astype(bool))[0],
         "intervals_all": int(len(finals)),
-        "coverage_primary": float(prim["covered"].astype(bool).mean()),
+        "coverage_primary": coverage(prim["covered"].astype(bool))[0],
         "intervals_primary": int(len(prim)),
-        "cs_ever_missed_all": _share(table["cs_ever_missed"]),
-        "cs_ever_missed_primary": _share(table.loc[table["primary"], "cs_ever_missed"]),
+        "cs_ever_missed_all": share(table["cs_ever_missed"]),
+        "cs_ever_missed_primary": share(table.loc[table["primary"], "cs_ever_missed"]),
         "machine": f"{platform.machine()}, Python {platform.python_version()}",
         "units_mismatch": [m for b in batches for m in b["units_mismatch"]],
         "kills_confirmed": sum(1 for b in batches if b["killed"]),
@@ -415,10 +417,8 @@ def main() -> None:
     (figdir / "live-coverage.json").write_text(json.dumps(result, indent=1, default=float))
     print(summary.to_string(index=False))
     print(json.dumps({k: v for k, v in result.items() if k != "batches"}, indent=1, default=float))
-    if args.out == ROOT / "docs":
-        from lab.studies.validation import render_page
-
-        render_page()
+    if args.out.resolve() == FIGURES.parent:
+        refresh_validation()
 
 
 if __name__ == "__main__":
