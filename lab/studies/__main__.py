@@ -57,7 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         study = study.with_options(args.runs, **{k: _value(v) for k, v in options.items()})
         if args.render_only:
             page = render(study, load_results(study))
-            print(f"rendered {page}" if page else f"{study.name} has no page")
+            own = "has no page" + (" (refreshed the page it feeds)" if study.refresh else "")
+            print(f"rendered {page}" if page else f"{study.name} {own}")
             return 0
         results = run_study(study, jobs=args.jobs, save=not args.dry_run)
     except LabError as exc:
