@@ -18,6 +18,7 @@ from lab.studies import (
     spillover_conditional,
     spillover_worker,
     switchback_carryover,
+    trop_paper,
 )
 from lab.studies.harness import Study
 
@@ -39,6 +40,10 @@ STUDIES: dict[str, Study] = {
         spillover_worker.STUDY,
         spillover_worker.CONTINUED,
         switchback_carryover.STUDY,
+        trop_paper.STUDY,
+        trop_paper.TUNE,
+        trop_paper.HETEROGENEOUS_STUDY,
+        trop_paper.MC_REFITS,
     )
 }
 

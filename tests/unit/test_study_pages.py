@@ -45,6 +45,10 @@ TEMPLATE_FIGURES = {
     # 95% intervals, a 5% price cut, elasticities about -2, 200 products x 28 days, unit costs
     # at 70%, the 25% target, "coverage above 0.97", g >= 1
     "relative_effects.md.j2": {"0.97", "1", "2", "200", "25", "28", "5", "70", "95"},
+    # TROP's paper: its Table 1, 95% bootstrap intervals
+    "trop_paper.md.j2": {"1", "95"},
+    "trop_paper_heterogeneous.md.j2": set(),
+    "trop_paper_mc_refits.md.j2": set(),
 }
 def _numbers(text: str) -> set[str]:
     return set(NUMBER.findall(text))

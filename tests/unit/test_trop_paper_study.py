@@ -1,9 +1,8 @@
-"""The semi-synthetic design of TROP's paper (docs/studies/trop_paper_study.py): its pieces
-against known answers, and the panels shipped for it."""
+"""The semi-synthetic design of TROP's paper (lab/studies/trop_paper.py): its pieces against
+known answers, and the panels shipped for it."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,11 +11,9 @@ import pytest
 
 from analysis.estimators.registry import make
 from analysis.panel import Panel
+from lab.studies import trop_paper as study
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "docs" / "studies"))
-
-import trop_paper_study as study  # noqa: E402
 
 
 def test_ar2_recovers_known_coefficients_of_a_simulated_panel() -> None:
