@@ -186,7 +186,7 @@ def _spread(m: int, n: int) -> np.ndarray:
     return (np.arange(n) * m) // n if m > 0 else np.zeros(0, dtype=int)
 
 
-def _pair_stats(Y: np.ndarray, obs: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def pair_stats(Y: np.ndarray, obs: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Sum of squared gaps and count of common untreated periods, rows x all units."""
     Y0 = np.where(obs, Y, 0.0)
     Of = obs.astype(float)
@@ -201,7 +201,7 @@ def reference_scales(Y: np.ndarray, obs: np.ndarray) -> tuple[float, float]:
     distance between units (``lambda_unit`` is per this distance) and the reference penalty
     2 sigma_1 of the unweighted two-way residual (``lambda_nn`` is a fraction of it)."""
     N = Y.shape[0]
-    S, n = _pair_stats(Y, obs, np.arange(N))
+    S, n = pair_stats(Y, obs, np.arange(N))
     with np.errstate(invalid="ignore", divide="ignore"):
         d = np.sqrt(S / n)
     off = ~np.eye(N, dtype=bool) & (n > 0)
@@ -252,7 +252,7 @@ def trop_predict(
     N, T = Y.shape
     row_ids = np.arange(N) if rows is None else np.asarray(rows)
     rows, inv = np.unique(ti, return_inverse=True)
-    S, n = _pair_stats(Y, obs, rows)
+    S, n = pair_stats(Y, obs, rows)
     periods = np.arange(T)
     use_unit = rates.unit > 0
     use_time = rates.time > 0

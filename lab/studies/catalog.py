@@ -18,6 +18,7 @@ from lab.studies import (
     spillover_conditional,
     spillover_worker,
     switchback_carryover,
+    trop,
     trop_paper,
 )
 from lab.studies.harness import Study
@@ -44,6 +45,12 @@ STUDIES: dict[str, Study] = {
         trop_paper.TUNE,
         trop_paper.HETEROGENEOUS_STUDY,
         trop_paper.MC_REFITS,
+        *trop.VARIANTS,
+        trop.DECOMPOSE,
+        trop.REFIT,
+        trop.COVERAGE,
+        trop.COVERAGE_CORE,
+        trop.COVERAGE_CORE_RELAX,
     )
 }
 

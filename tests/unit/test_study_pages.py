@@ -45,6 +45,11 @@ TEMPLATE_FIGURES = {
     # 95% intervals, a 5% price cut, elasticities about -2, 200 products x 28 days, unit costs
     # at 70%, the 25% target, "coverage above 0.97", g >= 1
     "relative_effects.md.j2": {"0.97", "1", "2", "200", "25", "28", "5", "70", "95"},
+    # TROP's coverage tables: tau = 1, bootstrap 100, the unit placebo's 50 draws, TWFE's
+    # (0, 0, inf)
+    "trop_coverage.md.j2": {"0", "1", "100"},
+    "trop_coverage_core.md.j2": {"1", "100", "50"},
+    "trop_coverage_core_relax.md.j2": set(),
     # TROP's paper: its Table 1, 95% bootstrap intervals
     "trop_paper.md.j2": {"1", "95"},
     "trop_paper_heterogeneous.md.j2": set(),
