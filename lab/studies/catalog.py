@@ -20,6 +20,7 @@ from lab.studies import (
     switchback_carryover,
     trop,
     trop_paper,
+    trop_seed,
 )
 from lab.studies.harness import Study
 
@@ -51,6 +52,7 @@ STUDIES: dict[str, Study] = {
         trop.COVERAGE,
         trop.COVERAGE_CORE,
         trop.COVERAGE_CORE_RELAX,
+        trop_seed.STUDY,
     )
 }
 

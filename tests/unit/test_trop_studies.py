@@ -41,3 +41,21 @@ def test_summary_of_a_saved_run() -> None:
     assert s["seeds"] == 500 and s["low_rank"]["seeds"] + s["no_low_rank"]["seeds"] == 500
     assert round(s["coverage"], 3) == 0.888 and round(s["twfe_rmse"], 3) == 0.583
 
+
+def test_the_seed_study_summarises_seeds_and_runs_without_one() -> None:
+    from lab.studies import trop_seed
+    from lab.studies.harness import Run
+
+    fit = {"se_method": "placebo", "lambda_time": 0.0, "lambda_unit": 0.0, "lambda_nn": 0.1,
+           "seconds": 1.0}  # fmt: skip
+    rows = pd.DataFrame(
+        [{"part": "seed", "run": r, "seed": s, "effect": e, "se": 9.0, **fit}
+         for r, (s, e) in enumerate([(0, -13.0), (1, -14.0), (None, -13.5), (None, -13.5)])]
+        + [{"part": "n-tune", "run": 0, "n_tune": 38, "effect": -20.0, "se": 9.1, **fit}]
+        + [{"part": "grid", "run": 0, "rank": 1, "lambda_time": 0.0, "lambda_unit": 0.0,
+            "lambda_nn": 0.1, "loss": 49.1, "effect": -13.0, "chosen": True}]
+    )  # fmt: skip
+    out = trop_seed.summarise(rows, Run(1, 0, {}, (1.0, 1.0, 1.0)))
+    assert [r["seed"] for r in out["seeds"]] == [0, 1, None, None]
+    assert out["effect_spread"] == 1.0 and out["se_spread"] == 0.0 and out["unseeded_agree"]
+    assert out["n_tune"][0]["n_tune"] == 38 and out["grid"][0]["rank"] == 1
