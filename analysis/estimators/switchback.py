@@ -12,7 +12,7 @@ keeping the treatment on versus off. Estimator: a period contributes Y_it / pi1_
 last p+1 assignments are all treated and -Y_it / pi0_it when all are control, with pi the
 design probability of that event (a product of the coins of the randomisation blocks the
 window spans). Unbiased for p >= m under the design; biased when p < m because the window
-misses assignments that still move the outcome (shown in docs/studies/advanced_study.py).
+misses assignments that still move the outcome (shown by `python -m lab.studies advanced`).
 
 Inference, both design-based (the outcomes are fixed, the assignment is random):
 
