@@ -38,7 +38,7 @@ doi:10.1057/s11369-023-00303-9 (summarised in the Amazon Science article of the 
    cost by the number of replicates; the split rules are either outcome-free (unsupervised) or
    learned on the other half (honest), so conditional on them the estimate is a smooth
    function of product-level means, which is what the product bootstrap resamples. The
-   coverage study in docs/studies/pricing_methods_study.py checks that this is enough.
+   coverage study in lab/studies/pricing_methods.py checks that this is enough.
 
 5. **Per-product standard errors** (``details["unit_effects"]`` columns ``se``, ``ci_low``,
    ``ci_high``; normal 95% intervals). The error of product i's effect is
