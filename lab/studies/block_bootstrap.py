@@ -4,7 +4,7 @@
 
 Run s is ``analysis.pricing_dgp.factor_panel(s)``: 30 units x 20 periods, 3 treated from period
 15, rank-2 random-walk factors, N(0, 1) noise, tau = 1 (the random scenario of
-docs/studies/panel_core_study.py), fitted by ``make(method, se="bootstrap", seed=s,
+lab/studies/panel_core.py), fitted by ``make(method, se="bootstrap", seed=s,
 replications=reps)`` through the public API. Saves docs/figures/block-bootstrap.csv: per method
 the bias with its MC SE, the SD, the mean SE, the median df, the coverage of the reported
 interval (Student t with the bootstrap's Welch-Satterthwaite df, with its MC SE) and of a normal

@@ -13,6 +13,7 @@ from lab.studies import (
     dm_timebound,
     hpte_unit_effects,
     ht_random_days,
+    panel_core,
     relative_effects,
     sdid_subdaily,
     spillover_conditional,
@@ -53,6 +54,8 @@ STUDIES: dict[str, Study] = {
         trop.COVERAGE_CORE,
         trop.COVERAGE_CORE_RELAX,
         trop_seed.STUDY,
+        panel_core.STUDY,
+        panel_core.CONFOUNDED,
     )
 }
 

@@ -50,6 +50,8 @@ TEMPLATE_FIGURES = {
     "trop_coverage.md.j2": {"0", "1", "100"},
     "trop_coverage_core.md.j2": {"1", "100", "50"},
     "trop_coverage_core_relax.md.j2": set(),
+    "panel_core.md.j2": set(),
+    "panel_core_confounded.md.j2": set(),
     # TROP's paper: its Table 1, 95% bootstrap intervals
     "trop_paper.md.j2": {"1", "95"},
     "trop_paper_heterogeneous.md.j2": set(),
