@@ -417,22 +417,48 @@ def mde(
     SE per unit of effect, measured between its two fits (0: the SE does not move). A
     simulation whose numbers are not finite counts and never rejects, as in ``type1`` and
     ``power``. Each simulation changes state only where one side of the inequality meets the
-    other, so the share is checked just after every such point."""
+    other (at most twice), so the share is checked just after every such point."""
     d = np.zeros_like(se0) if se_slope is None else se_slope
     valid = np.isfinite(effect0) & np.isfinite(se0) & np.isfinite(response) & np.isfinite(d)
     if not valid.any():
         return math.nan
     a, s, b, dv, qv = effect0[valid], se0[valid], response[valid], d[valid], q[valid]
     with np.errstate(divide="ignore", invalid="ignore"):
-        cuts = np.concatenate([[0.0], (qv * s - a) / (b - qv * dv), (-qv * s - a) / (b + qv * dv)])
-    cuts = np.unique(cuts[np.isfinite(cuts) & (cuts >= 0)])
-    just_after = cuts + np.maximum(np.abs(cuts) * 1e-9, 1e-12)
-    shares = power_curve(effect0, se0, q, response, just_after, d)
+        own = np.stack([(qv * s - a) / (b - qv * dv), (-qv * s - a) / (b + qv * dv)], axis=1)
+    own = np.where(np.isfinite(own) & (own > 0), own, np.inf)
+    own.sort(axis=1)  # each simulation's (at most two) points of change, in order
+
+    def rejects(e: np.ndarray) -> np.ndarray:
+        """Whether each simulation rejects just after its own effect ``e``."""
+        e = e + np.maximum(np.abs(e) * 1e-9, 1e-12)
+        with np.errstate(invalid="ignore"):
+            return np.abs(a + e * b) > qv * np.maximum(s + e * dv, 0.0)
+
+    # a sweep over the points of change (n log n; checking every point against every
+    # simulation was n^2 in time and memory): the share just after 0, then each point adds
+    # its simulation's change of state there
+    state = [rejects(np.zeros_like(a))]
+    cuts, steps = [], []
+    for k in (0, 1):
+        at = own[:, k]
+        live = np.isfinite(at)
+        now = rejects(np.where(live, at, 0.0)) & live | state[-1] & ~live
+        cuts.append(at[live])
+        steps.append(now[live].astype(int) - state[-1][live].astype(int))
+        state.append(now)
+    cut = np.concatenate(cuts)
+    step = np.concatenate(steps)
+    order = np.argsort(cut, kind="stable")
+    points, first = np.unique(cut[order], return_index=True)
+    totals = np.add.reduceat(step[order], first) if len(order) else np.array([], dtype=int)
+    n = len(effect0)
+    points = np.concatenate([[0.0], points])
+    shares = (state[0].sum() + np.concatenate([[0], np.cumsum(totals)])) / n
     # the effect from which the power stays at or above the target (an SE growing faster
     # than the estimate can make it dip again)
     stays = np.minimum.accumulate(shares[::-1])[::-1]
     reached = np.nonzero(stays >= TARGET_POWER)[0]
-    return float(cuts[reached[0]]) if reached.size else math.nan
+    return float(points[reached[0]]) if reached.size else math.nan
 
 
 def power_curve(

@@ -150,6 +150,52 @@ def test_the_mde_is_where_the_share_of_rejections_reaches_80_percent() -> None:
     assert mde(a, np.ones(5), np.full(5, 2.0), np.full(5, 0.5)) == pytest.approx(6.0)
 
 
+def _scan_mde(a, s, q, b, d) -> float:
+    """The MDE by brute force: the share of rejections just after every point where some
+    simulation's |a + e b| meets q (s + e d), each checked against every simulation."""
+    n = len(a)
+    ok = np.isfinite(a) & np.isfinite(b) & np.isfinite(d) & np.isfinite(s)
+    points = {0.0}
+    for i in np.nonzero(ok)[0]:
+        for sign in (1, -1):
+            den = b[i] - sign * q[i] * d[i]
+            if den != 0:
+                e = (sign * q[i] * s[i] - a[i]) / den
+                if e >= 0:
+                    points.add(float(e))
+    best = math.nan
+    for e in sorted(points, reverse=True):  # the last point from which the share stays >= 0.8
+        x = e + max(abs(e) * 1e-9, 1e-12)
+        rejects = sum(
+            bool(ok[i] and abs(a[i] + x * b[i]) > q[i] * max(s[i] + x * d[i], 0.0))
+            for i in range(n)
+        )
+        if rejects / n < 0.8:
+            break
+        best = e
+    return best
+
+
+def test_the_mde_equals_a_scan_of_every_point_where_a_simulation_changes() -> None:
+    # random simulations: responses of either sign, SEs that grow or shrink with the effect,
+    # unequal critical values, a non-finite estimate, ties
+    rng = np.random.default_rng(7)
+    for trial in range(300):
+        n = int(rng.integers(1, 40))
+        a = rng.normal(0, 1, n)
+        if trial % 5 == 0:
+            a = np.round(a, 1)
+        if trial % 7 == 0:
+            a[0] = np.nan
+        s = np.abs(rng.normal(1, 0.3, n))
+        q = rng.uniform(1.5, 3.5, n)
+        b = rng.choice([1.0, 0.5, -0.3, 2.0], n)
+        d = rng.normal(0, 0.3, n) if trial % 2 else np.zeros(n)
+        want = _scan_mde(a, s, q, b, d)
+        got = mde(a, s, q, b, d)
+        assert (math.isnan(want) and math.isnan(got)) or got == pytest.approx(want, rel=1e-9)
+
+
 def test_the_history_must_be_long_enough_and_named_columns_must_exist() -> None:
     history = read_history(_history(), "sku", "day", "units")
     with pytest.raises(LabError, match="60 periods, too few for a duration of 61"):
