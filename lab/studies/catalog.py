@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from lab.errors import LabError
 from lab.studies import (
+    advanced,
     block_bootstrap,
     cluster_fe_variance,
     conservative_se,
@@ -14,20 +15,26 @@ from lab.studies import (
     hpte_unit_effects,
     ht_random_days,
     panel_core,
+    planning,
+    pricing_methods,
     relative_effects,
     sdid_subdaily,
+    simulator_truth,
     spillover_conditional,
     spillover_worker,
     switchback_carryover,
     trop,
     trop_paper,
     trop_seed,
+    validation,
 )
 from lab.studies.harness import Study
 
 STUDIES: dict[str, Study] = {
     s.name: s
     for s in (
+        advanced.STUDY,
+        advanced.MC,
         block_bootstrap.STUDY,
         cluster_fe_variance.STUDY,
         conservative_se.STUDY,
@@ -36,9 +43,16 @@ STUDIES: dict[str, Study] = {
         dm_timebound.STUDY,
         hpte_unit_effects.STUDY,
         ht_random_days.STUDY,
+        panel_core.STUDY,
+        panel_core.CONFOUNDED,
+        planning.STUDY,
+        pricing_methods.GRAPH,
+        pricing_methods.HPTE,
+        pricing_methods.SPILLOVER,
         relative_effects.STUDY,
         sdid_subdaily.P1D,
         sdid_subdaily.PT4H,
+        simulator_truth.STUDY,
         spillover_conditional.STUDY,
         spillover_worker.STUDY,
         spillover_worker.CONTINUED,
@@ -47,15 +61,14 @@ STUDIES: dict[str, Study] = {
         trop_paper.TUNE,
         trop_paper.HETEROGENEOUS_STUDY,
         trop_paper.MC_REFITS,
+        trop_seed.STUDY,
+        validation.STUDY,
         *trop.VARIANTS,
         trop.DECOMPOSE,
         trop.REFIT,
         trop.COVERAGE,
         trop.COVERAGE_CORE,
         trop.COVERAGE_CORE_RELAX,
-        trop_seed.STUDY,
-        panel_core.STUDY,
-        panel_core.CONFOUNDED,
     )
 }
 
