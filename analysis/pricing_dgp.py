@@ -1,6 +1,6 @@
 """Seeded data generators for the Pricing Labs methods (HPTE, graph, spillover, clusters).
 
-Small, explicit models whose truth is known, used by tests, docs/studies and benchmarks:
+Small, explicit models whose truth is known, used by tests, the validation studies (lab/studies/) and benchmarks:
 
 - :func:`simulate_hpte_panel`: products with heterogeneous levels, linear trends, weekly
   seasonality, a post-period demand shock that depends on product characteristics, gross

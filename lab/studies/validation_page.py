@@ -342,7 +342,7 @@ def live_measured_class_period(r: Mapping[str, Any]) -> bool:
 
 
 def live(figures: Path) -> dict[str, Any]:
-    """The live coverage study's figures (docs/studies/live_coverage.py); ``ran`` False when
+    """The live coverage study's figures (python -m streams.live.coverage); ``ran`` False when
     it has not run."""
     summary_path, result_path = figures / LIVE_SUMMARY, figures / LIVE_RESULT
     if not (summary_path.exists() and result_path.exists()):
