@@ -22,7 +22,7 @@ Student t on G - 1 degrees of freedom. When the first stage is not distinguishab
 (Fieller's g >= 1: the price did not measurably change), the elasticity is not identified and
 no interval is given. Products with no units in an arm (the log is undefined) are left out
 and counted. Coverage against the market simulator's true elasticities:
-tests/unit/test_elasticity.py.
+tests/unit/analysis/test_elasticity.py.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ exists: when the denominator is not distinguishable from zero at the level asked
 ``q`` is the caller's: Student t with the covariance's degrees of freedom for a fixed-sample
 interval, the confidence sequence's radius over the SE for an anytime-valid one.
 
-Coverage is validated, not assumed: tests/unit/test_ratio.py (seeded simulations over many
+Coverage is validated, not assumed: tests/unit/analysis/test_ratio.py (seeded simulations over many
 seeds, next to the naive interval that divides by a point baseline).
 """
 

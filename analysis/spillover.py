@@ -279,7 +279,7 @@ def leverage_adjusted(
     (``w = 1/pi``), a deviation of variance s^2 leaves a residual of expected square
     ``s^2 (1 - 2 h_i + sum_j h_j^2)``, so the unscaled bootstrap understates the variance:
     on all 70 assignments of an 8-product design it gave 0.85 of the exact design variance
-    (tests/unit/test_spillover.py). In docs/validation.md's spillover study (about 9 of 90
+    (tests/unit/analysis/test_spillover.py). In docs/validation.md's spillover study (about 9 of 90
     products at (treated, no treated neighbour) a period) the correction is small: the random
     days' direct-effect SE rose by about 1% (0.264 to 0.267, against a spread of 0.268 with
     the products' levels netted out; the shortfall measured on raw outcomes, 0.89, is finding 3

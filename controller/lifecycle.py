@@ -18,7 +18,7 @@ States (:class:`Phase`), with *frozen* an overlay on them:
 what the decision does beside it (its *effects*: an exclusion window opened or closed, the
 period's assignment records rewritten with the design's or the control policy, the products
 released), or a repeat (``already``: nothing happens, the reply says so) or a refusal (one
-sentence). A pair missing from the table is a bug, and ``tests/unit/test_lifecycle.py``
+sentence). A pair missing from the table is a bug, and ``tests/unit/controller/test_lifecycle.py``
 checks that the table is complete.
 
 What a pricing system must do is the *mode* of a state: the ``status`` on the assignments

@@ -2,7 +2,7 @@
 
 The store keeps one of :data:`STORED` in ``exp:{id}:state`` field ``status`` and in the
 catalog's holders hash (``status|gen``); the Lua scripts in ``controller/store/lua/`` compare
-and write the same words, and ``tests/unit/test_status_words.py`` checks that every status
+and write the same words, and ``tests/unit/core/test_status_words.py`` checks that every status
 word a script names is one of these (and that the scripts' "final" is :data:`FINAL`). An
 assignment message's ``status`` is one of :data:`MODES` (docs/operations.md, "The
 assignment contract").

@@ -3,7 +3,7 @@
 The layers, their arrows and their order are computed from the import graph
 (:mod:`lab.import_graph`). Written by hand is what a reader cannot compute: each layer's
 purpose (here), the two data flows and where each concept lives (:mod:`lab.architecture_flows`).
-tests/unit/test_architecture_map.py checks that the committed map is this one, that every arrow
+tests/unit/project/test_architecture_map.py checks that the committed map is this one, that every arrow
 is a real import and every import between layers is drawn, and that every name and link of the
 flows is in the code.
 
@@ -203,7 +203,7 @@ def render(g: dict[str, set[str]] | None = None) -> str:
         "## The map",
         "",
         "Drawn from the code's imports by `.venv/bin/python -m lab.architecture`, which rewrites "
-        "this section; `tests/unit/test_architecture_map.py` fails when it is stale, when an arrow "
+        "this section; `tests/unit/project/test_architecture_map.py` fails when it is stale, when an arrow "
         "is not a real import or a real import between layers is not drawn.",
         "",
         "### Packages, top to bottom",

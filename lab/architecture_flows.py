@@ -3,7 +3,7 @@
 What a reader cannot compute from the imports: each step names the module and the functions a
 sale or a command passes through, and the checks that tie it to the step before (an import, a
 port the two sides share, a string in the code: a topic, a Redis key, a wiring line).
-tests/unit/test_architecture_map.py holds every name and check against the code;
+tests/unit/project/test_architecture_map.py holds every name and check against the code;
 :mod:`lab.architecture` renders them.
 """
 

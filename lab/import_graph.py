@@ -1,7 +1,7 @@
 """pricelab's import graph, read from the source with ``ast``: which module imports which.
 
 One reading for the two places that need it: the boundary checks
-(tests/unit/test_boundaries.py) and the map at the top of docs/architecture.md
+(tests/unit/project/test_boundaries.py) and the map at the top of docs/architecture.md
 (:mod:`lab.architecture`). Every import counts, also one inside a function or under
 ``TYPE_CHECKING``: a deferred import still ties the two modules together. Only absolute imports
 are read; the boundary checks refuse relative ones.

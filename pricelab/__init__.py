@@ -14,7 +14,7 @@ Redis can be given per call (``bootstrap_servers=``, ``redis_url=``) or as a who
 ``settings=pricelab.settings(...)``. Inside Jupyter's event loop the readers run on a worker
 thread. Every refusal is a :class:`PricelabError` whose message is one sentence.
 
-This package sits above every other (tests/unit/test_boundaries.py): nothing in pricelab
+This package sits above every other (tests/unit/project/test_boundaries.py): nothing in pricelab
 imports it.
 """
 

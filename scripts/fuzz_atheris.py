@@ -7,7 +7,7 @@ e.g.   .venv/bin/python scripts/fuzz_atheris.py -max_total_time=300 .fuzz/atheri
 Every input is given, as bytes, to the sales decoder (``streams.worker.sale_decoder.decode_sale``,
 msgspec fast path + pydantic fallback) and to the pydantic decoders of sales, competitor
 prices and commands (``streams.worker.schemas.decode``). :func:`check` holds the invariants of the
-hypothesis tests (tests/unit/test_fuzz_decoders.py, tests/unit/test_sale_decoder.py):
+hypothesis tests (tests/unit/streams/worker/test_fuzz_decoders.py, tests/unit/streams/worker/test_sale_decoder.py):
 
 - a decoder returns a valid event or raises DecodeError with a reason from a closed set;
   any other exception is a crash;

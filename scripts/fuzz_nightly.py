@@ -5,7 +5,7 @@ The atheris stage is coverage-guided fuzzing of the same decoders (scripts/fuzz_
 Usage: .venv/bin/python scripts/fuzz_nightly.py [--examples 20000] [--atheris SECONDS]
        [-- extra pytest args]
 
-Runs tests/unit/test_fuzz_decoders.py with PRICELAB_FUZZ_EXAMPLES set (CI uses 150) and
+Runs tests/unit/streams/worker/test_fuzz_decoders.py with PRICELAB_FUZZ_EXAMPLES set (CI uses 150) and
 hypothesis' example database kept in .hypothesis/ so that any failure found at night is
 replayed first by the next CI run on the same machine (``--examples 0`` skips this stage).
 ``--atheris SECONDS`` then runs scripts/fuzz_atheris.py for that long, with its corpus kept in

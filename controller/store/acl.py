@@ -5,7 +5,7 @@ the commands it runs and, for each command, the keys it runs it on, with Redis 7
 write key permissions (``%R~``, ``%W~``). The keys are the patterns of ``keys.pattern`` (so a
 key renamed there is renamed here); a Lua script says which command it runs on which keys in
 ``--! acl COMMAND key...`` lines at its top (checked against its ``redis.call`` lines by
-tests/unit/test_acl.py), and a role lists the scripts it runs and its direct commands below.
+tests/unit/controller/store/test_acl.py), and a role lists the scripts it runs and its direct commands below.
 
 One selector per keyed command, ``(+hset %W~a %W~b)``: Redis allows a command when one
 selector allows the command and all its keys, so a role that may ``DEL`` a key (the analysis

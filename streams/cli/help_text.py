@@ -16,7 +16,7 @@ from typing import Any
 import typer
 from rich.markup import escape
 
-#: a spec that `pricelab experiment create` accepts (tests/unit/test_help.py validates it)
+#: a spec that `pricelab experiment create` accepts (tests/unit/streams/cli/test_help.py validates it)
 EXAMPLE_SPEC = """\
 id: shoes-test
 design: random-days

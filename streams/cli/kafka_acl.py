@@ -7,7 +7,7 @@ start and subscribes to) and the topics and groups of its batch consumers. Its w
 ``streams.worker.runtime.WRITES``, which its publisher enforces (a write elsewhere raises
 ``UndeclaredTopic``). The operator CLI's reads and writes are the ``KAFKA_READS`` and
 ``KAFKA_WRITES`` of the modules that open Kafka for it (checked against the topics each module
-names by tests/unit/test_kafka_acl.py). Topic creation (``pricelab topics``) is a role of its
+names by tests/unit/streams/cli/test_kafka_acl.py). Topic creation (``pricelab topics``) is a role of its
 own, for the deployment; no worker creates a pricelab topic.
 
 Operations, as Apache Kafka's authoriser checks them: a consumer needs ``Read`` on the topic

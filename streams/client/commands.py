@@ -24,7 +24,7 @@ from streams.worker.kafka import JsonPublisher
 from streams.worker.schemas import Command
 
 #: what ``pricelab experiment <command>`` opens on Kafka (``TopicSettings`` fields): it writes
-#: the command and reads its reply, without a consumer group (tests/unit/test_kafka_acl.py
+#: the command and reads its reply, without a consumer group (tests/unit/streams/cli/test_kafka_acl.py
 #: checks these against the topics this module names; streams/cli/kafka_acl.py makes the
 #: operator's Kafka ACLs of them)
 KAFKA_READS = ("command_replies",)

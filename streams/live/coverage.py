@@ -11,7 +11,7 @@ analysis worker drawn for every other batch from one stream (seed 20261123) over
 So this module runs its batches itself, one after another, and takes its statistics from the
 harness (:func:`~lab.studies.harness.coverage`, :func:`~lab.studies.harness.mean_mcse`). It
 lives in ``streams.live``, beside the driver and the embedded stack it runs, not in
-``lab.studies``: the tools layer may not import the edge (tests/unit/test_boundaries.py), and
+``lab.studies``: the tools layer may not import the edge (tests/unit/project/test_boundaries.py), and
 the edge may use the tools.
 
 What runs: the embedded stack (Tansu and redis-server), and for each batch a controller worker

@@ -5,7 +5,7 @@ contracts under ``docs/contracts/`` are what they code against, in the Kafka eco
 conventions (Schema Registry loads JSON Schema; AsyncAPI describes the channels). Both are
 generated from the wire models (``streams/worker/schemas.py``) and the topic table
 (``streams.worker.kafka.topic_configs``) by ``pricelab contracts --out docs/contracts``; nothing is
-written by hand, and ``tests/unit/test_contracts.py`` fails when a model changes and the files
+written by hand, and ``tests/unit/streams/worker/test_contracts.py`` fails when a model changes and the files
 are not regenerated.
 
 Versions: every message carries ``v``. A change that could break a reader - a field removed

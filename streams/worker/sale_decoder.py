@@ -9,7 +9,7 @@ same values; anything it does not accept, and any accepted sale that fails a rul
 after decoding, is decoded again by pydantic, whose :func:`streams.worker.schemas.decode` then
 either accepts it or raises the usual :class:`~streams.worker.schemas.DecodeError` with its reason.
 So reasons, messages and accepted values are pydantic's; a differential fuzz test
-(tests/unit/test_sale_decoder.py) holds the two paths to that.
+(tests/unit/streams/worker/test_sale_decoder.py) holds the two paths to that.
 """
 
 from __future__ import annotations

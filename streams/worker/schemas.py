@@ -431,7 +431,7 @@ class AssignmentEncoder:
     One flip publishes up to millions of messages that differ only in the product (and the
     arm). The message is validated and serialised once per distinct rest-of-message; each
     product is spliced into that template. Products that are not plain ids (nothing to
-    escape) take the full path. tests/unit/test_assignment_encoder.py checks byte equality
+    escape) take the full path. tests/unit/streams/worker/test_assignment_encoder.py checks byte equality
     with the model's own JSON.
     """
 

@@ -1,0 +1,378 @@
+"""The analysis worker's logic with a plain in-memory panel source (pure code, no clients)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.results import published_fields
+from analysis.worker import AnalysisWorker, ExperimentInfo
+from controller.clock import ManualClock
+from controller.designs import design_of, design_sampler
+from controller.spec import ExperimentSpec
+from streams.worker.schemas import EstimateMessage
+
+
+def _cells(
+    effect_pct: float, n: int = 60, t: int = 20, seed: int = 0, price_cut: float = 0.05
+) -> pd.DataFrame:
+    """Random days: units change by effect_pct when treated, whose price is price_cut lower."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        base = rng.uniform(20, 60)
+        price = rng.uniform(5, 20)
+        for k in range(t):
+            treated = int(rng.random() < 0.5)
+            units = rng.poisson(base * (1 + effect_pct / 100 * treated))
+            rows.append(
+                {
+                    "product": f"p{i}",
+                    "period": k,
+                    "units": float(units),
+                    "revenue": price * (1 - price_cut * treated) * units,
+                    "treated": treated,
+                    "probability": 0.5,
+                    "blackout": False,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+class Source:
+    def __init__(self, df: pd.DataFrame, guardrails=()):
+        self.df = df
+        self.info = ExperimentInfo(
+            "e1", "random-days", "running", {"n_periods": 20, "guardrails": list(guardrails)}
+        )
+
+    async def experiments(self):
+        return [self.info]
+
+    async def panel(self, exp_id, as_of):
+        return self.df
+
+
+class Sink:
+    def __init__(self):
+        self.published = []
+        self.trips = []
+
+    async def publish(self, experiment, result, as_of, cs):
+        self.published.append((experiment, result, as_of, cs))
+
+    async def trip(self, experiment, metric, detail):
+        self.trips.append((experiment, metric, detail))
+
+
+def _worker(df, guardrails=()):
+    sink = Sink()
+    w = AnalysisWorker(
+        Source(df, guardrails), sink, ManualClock(datetime(2026, 1, 1, tzinfo=UTC)), guardrails=sink
+    )
+    return w, sink
+
+
+async def test_run_once_publishes_the_design_estimators_with_a_wider_confidence_sequence():
+    w, sink = _worker(_cells(10.0))
+    out = await w.run_once()
+    methods = {r.method for _, r in out}
+    assert "dm" in methods
+    for _, r, _, cs in sink.published:
+        if r.metric == "elasticity":  # Fieller's interval at a fixed look, no sequence
+            assert cs is None
+            continue
+        lo, hi = r.conf_int(0.05)
+        assert cs is not None and cs[0] < lo and cs[1] > hi  # anytime-valid costs width
+
+
+async def test_guardrail_trips_on_a_large_harm_and_not_on_no_effect():
+    w, sink = _worker(_cells(-30.0, seed=1), guardrails=[{"metric": "revenue", "max_drop_pct": 5}])
+    await w.run_once()
+    assert [(e, m) for e, m, _ in sink.trips] == [("e1", "revenue")]
+    assert sink.trips[0][2]["relative_effect_pct"] < -20
+
+    w, sink = _worker(
+        _cells(0.0, seed=2, price_cut=0.0), guardrails=[{"metric": "revenue", "max_drop_pct": 5}]
+    )
+    await w.run_once()
+    assert sink.trips == []
+
+
+async def test_no_spillover_estimate_where_the_design_gives_none():
+    df, edges = _spillover_cells(n_pairs=20, t=4)
+    source = Source(df)
+    info = _random_days_info(sorted(df["product"].unique()), 4, substitutes=edges)
+    source.info = ExperimentInfo(
+        info.id,
+        "crossover",
+        "running",
+        info.params,
+        estimators=info.estimators,
+        periods_share_draws=True,
+        spillover=None,
+        sampler=info.sampler,
+    )
+    w = AnalysisWorker(source, Sink(), ManualClock(datetime(2026, 1, 1, tzinfo=UTC)))
+    out = await w.run_once()
+    methods = {r.method for _, r in out}
+    assert "dm" in methods and "spillover_ipw" in methods
+    # said on the topic, with no number: the message a pricing analyst's reader gets
+    (said,) = [r for _, r in out if r.method == "spillover_ipw"]
+    msg = EstimateMessage(
+        experiment="exp",
+        as_of=datetime(2026, 1, 1, tzinfo=UTC),
+        **{
+            k: v
+            for k, v in published_fields(said, None).items()
+            if k in EstimateMessage.model_fields
+        },
+    )
+    assert msg.identified is False and msg.effect is None and msg.ci_low is None
+    assert msg.note is not None and "not identified for the crossover design" in msg.note
+
+
+async def test_too_few_periods_publishes_nothing():
+    df = _cells(5.0, t=1)
+    w, sink = _worker(df)
+    assert await w.run_once() == []
+
+
+def _spillover_cells(
+    n_pairs: int = 150, t: int = 12, direct: float = 5.0, spill: float = 3.0, seed: int = 4
+):
+    """Products in substitute pairs; a treated partner adds ``spill`` to a product's units."""
+    rng = np.random.default_rng(seed)
+    n = 2 * n_pairs
+    base = rng.uniform(20, 40, size=n)
+    rows = []
+    for k in range(t):
+        w = rng.random(n) < 0.5
+        partner = np.arange(n) ^ 1
+        y = base + direct * w + spill * w[partner] + rng.normal(0, 2, size=n)
+        for i in range(n):
+            rows.append(
+                {
+                    "product": f"p{i:04d}",
+                    "period": k,
+                    "units": float(y[i]),
+                    "revenue": float(y[i]),
+                    "treated": int(w[i]),
+                    "probability": 0.5,
+                    "blackout": False,
+                }
+            )
+    edges = [(f"p{2 * j:04d}", f"p{2 * j + 1:04d}", 1.0) for j in range(n_pairs)]
+    return pd.DataFrame(rows), edges
+
+
+def _random_days_info(products: list[str], periods: int, **params) -> ExperimentInfo:
+    """The info the Redis panel source gives a random-days experiment: the design's own
+    estimators and a sampler of the live design."""
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    spec = ExperimentSpec(
+        id="e1",
+        products=tuple(products),
+        treatment_policy="t",
+        control_policy="c",
+        start=start,
+        end=start + timedelta(days=periods),
+    )
+    design = design_of(spec)
+    return ExperimentInfo(
+        "e1",
+        spec.design,
+        "running",
+        {"n_periods": periods, **params},
+        estimators=design.estimators(spec),
+        planned_periods=periods,
+        periods_share_draws=design.periods_share_draws(spec),
+        spillover=design.spillover(spec),
+        sampler=design_sampler(spec),
+    )
+
+
+async def test_experiments_with_a_graph_get_spillover_estimates_next_to_the_naive_ones():
+    df, edges = _spillover_cells()
+    source = Source(df)
+    source.info = _random_days_info(sorted(df["product"].unique()), 12, substitutes=edges)
+    sink = Sink()
+    w = AnalysisWorker(source, sink, ManualClock(datetime(2026, 1, 1, tzinfo=UTC)))
+    out = {r.method: r for _, r in await w.run_once()}
+    direct = out["spillover_ipw:direct"]
+    spill = out["spillover_ipw:spillover_control:any"]
+    lo, hi = direct.conf_int()
+    assert lo <= 5.0 <= hi
+    lo, hi = spill.conf_int()
+    assert lo <= 3.0 <= hi
+    # the naive difference in means sees only the direct effect: it misses the spillover
+    # that a market-wide price change (everyone treated: 5 + 3) would realise
+    assert out["dm"].conf_int()[1] < 5.0 + 3.0 - 2.0
+
+
+def test_each_design_says_how_its_spillover_may_be_estimated():
+    from pathlib import Path
+
+    from controller.panel_source import experiment_info
+    from controller.spec import load_spec_file
+
+    examples = Path(__file__).resolve().parents[3] / "docs" / "examples"
+    mode = {
+        p.stem: experiment_info(load_spec_file(p), "running").spillover
+        for p in examples.glob("*.yaml")
+    }
+    # periods drawn afresh: per period; one assignment after a pre-period: block; shared
+    # draws (crossover, carryover, trigger windows): none
+    # the cluster design withholds it: measured SEs short of the spread (lab.studies.spillover_worker)
+    assert mode == {
+        "random-days": "per-period",
+        "cluster": None,
+        "time-bound": "block",
+        "crossover": None,
+        "optimal-switchback": None,
+        "triggered": None,
+    }
+    spec = load_spec_file(examples / "time-bound.yaml")
+    no_pre = spec.model_copy(
+        update={"time_bound": spec.time_bound.model_copy(update={"start_period": 0})}
+    )
+    assert experiment_info(no_pre, "running").spillover is None
+
+
+async def test_a_triggered_panel_that_looks_like_a_block_gets_no_spillover_number():
+    # every product triggered at the same period: the panel has a block's shape, but the
+    # design's windows share draws, so the worker must not publish spillover estimates
+    from controller.designs import DesignContext, design_matrices
+    from controller.panel_source import experiment_info
+    from controller.spec import load_spec
+
+    start = datetime(2026, 6, 1, tzinfo=UTC)
+    products = [f"q{i:03d}" for i in range(40)]
+    spec = load_spec(
+        {
+            "id": "trig",
+            "design": "triggered",
+            "products": products,
+            "treatment_policy": "t",
+            "control_policy": "c",
+            "start": start.isoformat(),
+            "end": (start + timedelta(days=8)).isoformat(),
+            "triggered": {"undercut_pct": 5, "window_periods": 8},
+            "substitutes": [(products[i], products[i + 1], 1.0) for i in range(0, 40, 2)],
+        }
+    )
+    triggers = dict.fromkeys(products, 3)
+    m = design_matrices(spec, products, DesignContext(triggers=triggers))
+    rng = np.random.default_rng(0)
+    rows = [
+        {
+            "product": p,
+            "period": k,
+            "units": float(rng.poisson(20)),
+            "revenue": 1.0,
+            "treated": int(m.treated[i, k]),
+            "probability": m.probability[i, k],
+            "blackout": False,
+        }
+        for i, p in enumerate(products)
+        for k in range(8)
+    ]
+    source = Source(pd.DataFrame(rows))
+    source.info = experiment_info(spec, "running", triggers)
+    out = await AnalysisWorker(source, Sink(), ManualClock(start + timedelta(days=9))).run_once()
+    from analysis.worker import panel_from_cells
+
+    assert panel_from_cells(pd.DataFrame(rows)).is_block  # the shape that misled the old rule
+    methods = {r.method for _, r in out}
+    spill = [r for _, r in out if r.method.startswith("spillover")]
+    assert "dm" in methods and spill
+    # no number: only that it is not identified, and why
+    assert all(r.to_dict()["identified"] is False and r.to_dict()["effect"] is None for r in spill)
+    assert "triggered design: its periods share one draw" in spill[0].to_dict()["reason"]
+
+
+async def test_segments_named_by_the_spec_get_their_own_estimates_and_adjusted_pvalues():
+    # products p0-p29 react by +30%, p30-p59 not at all: the worker must tell them apart
+    hit = _cells(30.0, seed=3)
+    flat = _cells(0.0, seed=4)
+    hit = hit[hit["product"].isin([f"p{i}" for i in range(30)])]
+    flat = flat[~flat["product"].isin([f"p{i}" for i in range(30)])]
+    reacting = [f"p{i}" for i in range(29)]  # p29 is a segment of its own
+    df = pd.concat([hit, flat], ignore_index=True)
+    w, sink = _worker(df)
+    w.source.info = ExperimentInfo(  # type: ignore[attr-defined]
+        "e1",
+        "random-days",
+        "running",
+        {
+            "n_periods": 20,
+            "segments": {
+                "reacts": reacting,
+                "flat": [f"p{i}" for i in range(30, 60)],
+                "tiny": ["p29"],  # one product: not estimable, left out of the adjustment
+            },
+        },
+    )
+    seen: list[str] = []
+
+    class Observer:
+        def estimated(self, *a: object) -> None: ...
+
+        def published(self, experiment: str, estimator: str, as_of: object) -> None:
+            seen.append(estimator)
+
+        def guardrail_tripped(self, *a: object) -> None: ...
+
+        def cycle_done(self, *a: object) -> None: ...
+
+    w.observer = Observer()
+    await w.run_once()
+    # the metrics see each segment as its own series: "dm" stays the whole experiment's
+    assert {"dm", "dm@reacts", "dm@flat"} <= set(seen) and seen.count("dm") == 1
+    by_segment = {
+        r.segment: (r, cs) for _, r, _, cs in sink.published if r.segment and r.metric == "units"
+    }
+    assert {(r.segment, r.metric) for _, r, _, _ in sink.published if r.segment} == {
+        (s, m) for s in ("reacts", "flat") for m in ("units", "revenue", "price")
+    }
+    assert set(by_segment) == {"reacts", "flat"}
+    reacts, flat_ = by_segment["reacts"][0], by_segment["flat"][0]
+    base = df[df["treated"] == 0].groupby("product")["units"].mean()
+    expected_gain = 0.30 * base[reacting].mean()
+    assert abs(reacts.effect - expected_gain) < 3 * reacts.se
+    assert abs(flat_.effect) < 3 * flat_.se
+    assert reacts.n_units == 29 and flat_.n_units == 30
+    # BH over two tests: the larger p-value stays, the smaller becomes min(2 p, larger)
+    assert reacts.pvalue() < flat_.pvalue()
+    small, large = reacts.pvalue(), flat_.pvalue()
+    assert reacts.pvalue_bh == pytest.approx(min(2 * small, large), rel=1e-12)
+    assert flat_.pvalue_bh == pytest.approx(large, rel=1e-12)
+    # each segment keeps its own anytime-valid sequence, wider than its fixed interval
+    for r, cs in by_segment.values():
+        lo, hi = r.conf_int(0.05)
+        assert cs is not None and cs[0] < lo and cs[1] > hi
+    # the whole experiment's estimates are still published, untagged
+    assert any(r.segment is None and r.method == "dm" for _, r, _, _ in sink.published)
+    assert reacts.to_dict()["segment"] == "reacts"
+    overall = next(r for _, r, _, _ in sink.published if r.segment is None)
+    assert "segment" not in overall.to_dict() and "pvalue_bh" not in overall.to_dict()
+
+
+def test_guardrails_compare_the_switchback_over_its_carryover_windows() -> None:
+    """The optimal switchback publishes no dm (under carryover it counts the other arm's): its
+    guardrails use the design's own Hajek windows; other designs their dm."""
+    from pathlib import Path
+
+    from analysis.worker import _guardrail_plan
+    from controller.panel_source import experiment_info
+    from controller.spec import load_spec_file
+
+    examples = Path(__file__).resolve().parents[3] / "docs" / "examples"
+    osb = experiment_info(load_spec_file(examples / "optimal-switchback.yaml"), "running")
+    plan = _guardrail_plan(osb)
+    assert plan.name == "hajek" and plan.params["p"] >= 1 and plan.params["point_periods"]
+    rd = experiment_info(load_spec_file(examples / "random-days.yaml"), "running")
+    assert _guardrail_plan(rd).name == "dm"
