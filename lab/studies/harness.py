@@ -12,7 +12,8 @@ alone, so every figure in ``docs/`` points back to a file a study wrote.
     python -m lab.studies NAME [--runs N] [--jobs J] [--render-only] [--set key=value]
 
 The statistics every study reports (bias with its Monte-Carlo SE, SE over SD, coverage with its
-Monte-Carlo SE) are :func:`mean_mcse`, :func:`coverage` and :func:`error_summary`; a run's
+Monte-Carlo SE) are :func:`mean_mcse`, :func:`coverage`, :func:`error_summary` and
+:func:`interval_summary`; a run's
 seed is :func:`run_seed`.
 """
 
@@ -177,6 +178,25 @@ def coverage_clustered(covered: Iterable[bool], cluster: Iterable[Any]) -> tuple
     m = len(g)
     var = np.sum(np.square(g["sum"] - p * g["size"])) / g["size"].sum() ** 2 * m / max(m - 1, 1)
     return float(p), float(np.sqrt(var))
+
+
+def interval_summary(
+    effect: Iterable[float], truth: Iterable[float], se: Iterable[float], covered: Iterable[bool]
+) -> dict[str, float]:
+    """For runs whose interval's coverage was scored where it was made (``covered``): bias,
+    mean SE, the empirical SD of the error and the coverage with its Monte-Carlo SE (NaN where
+    one run or none leaves it undefined)."""
+    err = np.asarray(list(effect), dtype=float) - np.asarray(list(truth), dtype=float)
+    s = np.asarray(list(se), dtype=float)
+    n = len(err)
+    cov, cov_mcse = coverage(covered)
+    return {
+        "bias": float(err.mean()) if n else math.nan,
+        "mean_se": float(s.mean()) if n else math.nan,
+        "emp_sd": float(err.std(ddof=1)) if n > 1 else math.nan,
+        "coverage": cov,
+        "coverage_mcse": cov_mcse if n > 1 else math.nan,
+    }
 
 
 def error_summary(

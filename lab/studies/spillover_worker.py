@@ -55,7 +55,7 @@ from analysis.worker import AnalysisWorker
 from controller.designs import design_matrices
 from controller.panel_source import experiment_info
 from controller.spec import ClusterMode, ClusterSettings, ExperimentSpec, TimeBoundSettings
-from lab.studies.harness import Case, Row, Run, Study, coverage
+from lab.studies.harness import Case, Row, Run, Study, interval_summary
 
 TRUTH = {"direct": 2.0, "spillover_control:any": -1.0, "spillover_treated:any": -0.5}
 DESIGNS = ("random-days", "cluster", "time-bound")
@@ -197,21 +197,14 @@ def table(rows: pd.DataFrame) -> pd.DataFrame:
     out = []
     for (design, contrast), g in rows.groupby(["design", "contrast"], sort=False):
         ok = g[g["published"]]
-        err = ok["effect"] - ok["truth"]
-        n = len(ok)
-        cov, cov_mcse = coverage(ok["covered"].astype(bool))
         out.append(
             {
                 "design": design,
                 "contrast": contrast,
                 "runs": len(g),
-                "published": n,
+                "published": len(ok),
                 "truth": float(g["truth"].iloc[0]),
-                "bias": float(err.mean()) if n else math.nan,
-                "mean_se": float(ok["se"].mean()) if n else math.nan,
-                "emp_sd": float(err.std(ddof=1)) if n > 1 else math.nan,
-                "coverage": cov,
-                "coverage_mcse": cov_mcse if n > 1 else math.nan,
+                **interval_summary(ok["effect"], ok["truth"], ok["se"], ok["covered"].astype(bool)),
             }
         )
     return pd.DataFrame(out)

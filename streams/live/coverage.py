@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import platform
 import sys
 import time
@@ -58,7 +57,7 @@ from lab.compare import make_spec, market_classes
 from lab.config import MarketConfig
 from lab.hashseed import pin_hash_seed
 from lab.market import Market
-from lab.studies.harness import FIGURES, coverage, mean_mcse
+from lab.studies.harness import FIGURES, coverage, interval_summary
 from lab.studies.spillover_worker import refresh_validation
 from streams.live.driver import LiveDriver, LiveRun, lockstep_settings, metric_of
 from streams.live.embedded import EmbeddedStack
@@ -259,9 +258,7 @@ def summarise(rows: pd.DataFrame) -> pd.DataFrame:
     keys = ["design", "metric", "form", "estimator"]
     for (design, metric, form, est), g in rows.groupby(keys, sort=True):
         ok = g[g["covered"].notna()]
-        err = ok["effect"] - ok["truth"]
-        n = len(ok)
-        cov, cov_mcse = coverage(ok["covered"].astype(bool))
+        fig = interval_summary(ok["effect"], ok["truth"], ok["se"], ok["covered"].astype(bool))
         out.append(
             {
                 "design": design,
@@ -270,12 +267,12 @@ def summarise(rows: pd.DataFrame) -> pd.DataFrame:
                 "estimator": est,
                 "runs": len(g),
                 "unbounded": int(g["unbounded"].sum()),
-                "final": n,
-                "coverage": cov,
-                "coverage_mcse": cov_mcse if n > 1 else math.nan,
-                "bias": mean_mcse(err)[0],
-                "mean_se": float(ok["se"].mean()) if n else math.nan,
-                "emp_sd": float(err.std(ddof=1)) if n > 1 else math.nan,
+                "final": len(ok),
+                "coverage": fig["coverage"],
+                "coverage_mcse": fig["coverage_mcse"],
+                "bias": fig["bias"],
+                "mean_se": fig["mean_se"],
+                "emp_sd": fig["emp_sd"],
                 "cs_ever_missed": share(g["cs_ever_missed"]),
                 "restarted": int(g["restarted"].sum()),
                 "primary": bool(g["primary"].any()),

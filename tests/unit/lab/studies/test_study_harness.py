@@ -25,6 +25,7 @@ from lab.studies.harness import (
     coverage_clustered,
     error_summary,
     grid,
+    interval_summary,
     load_results,
     mean_mcse,
     run_rows,
@@ -76,6 +77,20 @@ def test_error_summary_against_hand_figures() -> None:
     assert s["rmse"] == pytest.approx(math.sqrt(2 / 3))
     # intervals +-1.96 SE: 1 +- 1.96 and 3 +- 1.96 cover 2, 2 +- 0.196 does too
     assert s["coverage"] == 1.0
+
+
+def test_interval_summary_against_hand_figures() -> None:
+    # errors 1, -1, 3: bias 1, SD 2; SEs 1, 2, 3; two of three intervals covered
+    s = interval_summary([3.0, 1.0, 5.0], [2.0, 2.0, 2.0], [1.0, 2.0, 3.0], [True, True, False])
+    assert s["bias"] == pytest.approx(1.0)
+    assert s["emp_sd"] == pytest.approx(2.0)
+    assert s["mean_se"] == pytest.approx(2.0)
+    assert s["coverage"] == pytest.approx(2 / 3)
+    assert s["coverage_mcse"] == pytest.approx(math.sqrt(2 / 9 / 3))
+    one = interval_summary([3.0], [2.0], [1.0], [True])
+    assert one["bias"] == 1.0 and math.isnan(one["emp_sd"]) and math.isnan(one["coverage_mcse"])
+    none = interval_summary([], [], [], [])
+    assert all(math.isnan(v) for v in none.values())
 
 
 def test_grid_is_the_cartesian_product_last_fastest() -> None:
