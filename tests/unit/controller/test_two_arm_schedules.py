@@ -101,39 +101,56 @@ def _variants(design: str, base: dict[str, Any]) -> Iterator[tuple[str, Experime
     example = get_design(design).example_spec(base, MARKET)
     yield "example", example
     if design == "cluster":
-        yield "fixed", example.model_copy(update={"cluster": ClusterSettings(mode=ClusterMode.FIXED)})
+        yield (
+            "fixed",
+            example.model_copy(update={"cluster": ClusterSettings(mode=ClusterMode.FIXED)}),
+        )
     elif design == "optimal-switchback":
         for m in (0, 1, 4):
-            yield f"m{m}", ExperimentSpec(
-                **base,
-                products=PRODUCTS,
-                optimal_switchback=OptimalSwitchbackSettings(carryover_order=m),
+            yield (
+                f"m{m}",
+                ExperimentSpec(
+                    **base,
+                    products=PRODUCTS,
+                    optimal_switchback=OptimalSwitchbackSettings(carryover_order=m),
+                ),
             )
     elif design == "time-bound":
-        yield "start0", ExperimentSpec(
-            **base, products=PRODUCTS, time_bound=TimeBoundSettings(start_period=0)
+        yield (
+            "start0",
+            ExperimentSpec(**base, products=PRODUCTS, time_bound=TimeBoundSettings(start_period=0)),
         )
     elif design == "triggered":
         rule = example.triggered
         assert rule is not None
-        yield "matched", ExperimentSpec(
-            **base,
-            clusters=dict(MARKET.classes),
-            triggered=rule.model_copy(update={"matched_control": True}),
+        yield (
+            "matched",
+            ExperimentSpec(
+                **base,
+                clusters=dict(MARKET.classes),
+                triggered=rule.model_copy(update={"matched_control": True}),
+            ),
         )
-        yield "short", ExperimentSpec(
-            **base,
-            products=PRODUCTS,
-            triggered=TriggerRule(undercut_pct=5.0, window_periods=2),
+        yield (
+            "short",
+            ExperimentSpec(
+                **base,
+                products=PRODUCTS,
+                triggered=TriggerRule(undercut_pct=5.0, window_periods=2),
+            ),
         )
     elif design == "crossover":
-        yield "phases4", ExperimentSpec(
-            **base,
-            clusters=dict(MARKET.classes),
-            crossover=CrossoverSettings(phase_periods=4, blackout_periods=1),
+        yield (
+            "phases4",
+            ExperimentSpec(
+                **base,
+                clusters=dict(MARKET.classes),
+                crossover=CrossoverSettings(phase_periods=4, blackout_periods=1),
+            ),
         )
-        yield "noblackout", ExperimentSpec(
-            **base, products=PRODUCTS, crossover=CrossoverSettings(phase_periods=3)
+        yield (
+            "noblackout",
+            ExperimentSpec(**base, products=PRODUCTS, crossover=CrossoverSettings(phase_periods=3)),
         )
 
 
@@ -164,7 +181,9 @@ def full_draw(spec: ExperimentSpec) -> str:
     h = hashlib.sha256()
     h.update(spec.to_json().encode())
     for a in schedule(spec, ctx):
-        blackouts = ";".join(f"{_t(b.start)},{_t(b.end)},{b.reason},{b.policy}" for b in a.blackouts)
+        blackouts = ";".join(
+            f"{_t(b.start)},{_t(b.end)},{b.reason},{b.policy}" for b in a.blackouts
+        )
         h.update(
             f"{a.product}|{a.period}|{a.arm.value}|{a.probability!r}|{a.policy}|"
             f"{a.window.value}|{a.matched_to}|{_t(a.blackout_until)}|{a.blackout_reason}|"
