@@ -110,12 +110,12 @@ def apply_freezes(
     )
     if not spans and not any(f.covers(ps - _TICK) for f in mine):
         return a
-    control = spec.control_policy
+    control = spec.control_arm.policy
     added: list[Blackout] = []
     for s, e in spans:
         ids = ",".join(sorted(f.id for f in mine if f.start < e and f.end > s))
         added.append(Blackout(s, e, "freeze", policy=control, source=ids))
-    # returning from control to a treatment policy is a switch: washout after each freeze
+    # returning from control to any other arm's policy is a switch: washout after each freeze
     if spec.washout and a.policy != control:
         ends = [e for _, e in spans if e < pe]
         if any(f.covers(ps - _TICK) for f in mine) and not any(s == ps for s, _ in spans):

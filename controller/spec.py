@@ -24,8 +24,10 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    SerializerFunctionWrapHandler,
     ValidationError,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -46,12 +48,41 @@ def check_id(v: str) -> str:
 
 
 class Arm(StrEnum):
+    """An arm's role: the control arm, or one of the others (all "treatment")."""
+
     TREATMENT = "treatment"
     CONTROL = "control"
 
 
+#: how many arms a spec may have
+MIN_ARMS, MAX_ARMS = 2, 8
+#: the shorthand for two arms: the fields an ``arms:`` list replaces
+SHORTHAND = ("treatment_policy", "control_policy", "allocation", "price_ratio")
+#: how far the allocations of an ``arms:`` list may sum from 1 (float spelling: 0.1 + 0.2)
+ALLOCATION_SUM_TOLERANCE = 1e-9
+
+
 class _Settings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ArmSpec(_Settings):
+    """One arm of an experiment: its name, the policy the pricing system applies, its share."""
+
+    name: str = Field(description="The arm's name: letters, digits, '_', '.', '-'; at most 64.")
+    policy: str = Field(min_length=1, description="The pricing policy the arm's products run.")
+    price_ratio: float | None = Field(
+        default=None,
+        description="The arm's price relative to the control arm's (0.95: a 5% cut); give it "
+        "on every arm or on none; the control's is 1.",
+    )
+    allocation: float = Field(description="Share of units (or periods) in this arm, in (0, 1).")
+    control: bool = Field(default=False, description="True on exactly one arm: the control.")
+
+    @field_validator("name")
+    @classmethod
+    def _name_ok(cls, v: str) -> str:
+        return check_id(v)
 
 
 class TimeBoundSettings(_Settings):
@@ -157,11 +188,21 @@ class ExperimentSpec(BaseModel):
     clusters: dict[str, tuple[str, ...]] = Field(
         default_factory=dict, description="Product classes assigned together (cluster design)."
     )
-    treatment_policy: str = Field(
-        min_length=1, description="Pricing policy of treated products (the pricing system's name)."
+    treatment_policy: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Pricing policy of treated products (the pricing system's name); with "
+        "control_policy, allocation and price_ratio, the shorthand for two arms.",
     )
-    control_policy: str = Field(
-        min_length=1, description="Pricing policy of control products (usually today's)."
+    control_policy: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Pricing policy of control products (usually today's).",
+    )
+    arms: tuple[ArmSpec, ...] = Field(
+        default=(),
+        description="2 to 8 arms, each {name, policy, allocation, price_ratio (optional), "
+        "control (true on one)}, in place of the two-arm shorthand (docs/designs.md).",
     )
     price_ratio: float | None = Field(
         default=None,
@@ -379,10 +420,105 @@ class ExperimentSpec(BaseModel):
             raise SpecError(
                 "decision_metric", "profit needs unit_costs for every product of the experiment"
             )
-        if self.treatment_policy == self.control_policy:
-            raise SpecError("treatment_policy", "must differ from control_policy")
+        self._check_arms()
         self._check_design_settings()
         return self
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # a shorthand spec dumps exactly as before arms existed (stored specs are compared by
+        # their JSON, and older workers refuse an unknown key); an arms spec without the
+        # shorthand's fields, which it fills in only as views
+        out: dict[str, Any] = handler(self)
+        if self.arms:
+            for name in SHORTHAND:
+                out.pop(name, None)
+        else:
+            out.pop("arms", None)
+        return out
+
+    def _check_arms(self) -> None:
+        """The arm list's rules, one SpecError sentence each; a two-arm ``arms:`` list fills
+        the shorthand's fields (treatment = the other arm) so two-arm readers see its values,
+        a longer one sets ``allocation`` to P(not control) and leaves the policies None."""
+        if not self.arms:
+            if self.treatment_policy is None:
+                raise SpecError("treatment_policy", "is required (or give an arms: list)")
+            if self.control_policy is None:
+                raise SpecError("control_policy", "is required (or give an arms: list)")
+            if self.treatment_policy == self.control_policy:
+                raise SpecError("treatment_policy", "must differ from control_policy")
+            return
+        given = [
+            f for f in SHORTHAND if f in self.model_fields_set and getattr(self, f) is not None
+        ]
+        if given:
+            raise SpecError(
+                "arms",
+                f"give either arms or the two-arm shorthand ({', '.join(SHORTHAND)}), not "
+                f"both; {given[0]} is given too",
+            )
+        arms = self.arms
+        k = len(arms)
+        if not MIN_ARMS <= k <= MAX_ARMS:
+            raise SpecError("arms", f"must list {MIN_ARMS} to {MAX_ARMS} arms, not {k}")
+        for what, values in (
+            ("name", [a.name for a in arms]),
+            ("policy", [a.policy for a in arms]),
+        ):
+            dup = sorted({v for v in values if values.count(v) > 1})
+            if dup:
+                raise SpecError("arms", f"each arm needs its own {what}; repeated: {dup[:3]}")
+        controls = [a.name for a in arms if a.control]
+        if len(controls) != 1:
+            found = "none is" if not controls else f"{len(controls)} are ({', '.join(controls)})"
+            raise SpecError("arms", f"exactly one arm must have control: true; {found}")
+        for a in arms:
+            if not 0.0 < a.allocation < 1.0:
+                raise SpecError(
+                    "arms",
+                    f"arm {a.name!r} has allocation {a.allocation!r}; each allocation must be "
+                    "strictly between 0 and 1",
+                )
+        total = math.fsum(a.allocation for a in arms)
+        if abs(total - 1.0) > ALLOCATION_SUM_TOLERANCE:
+            raise SpecError("arms", f"the allocations sum to {total:.6g}, not 1")
+        ratios = [a.price_ratio for a in arms]
+        if any(r is not None for r in ratios):
+            missing = [a.name for a in arms if a.price_ratio is None]
+            if missing:
+                raise SpecError(
+                    "arms",
+                    f"give price_ratio on every arm or on none; {missing[0]!r} has none",
+                )
+            for a in arms:
+                r = a.price_ratio
+                assert r is not None
+                if not (math.isfinite(r) and r > 0):
+                    raise SpecError(
+                        "arms",
+                        f"arm {a.name!r} has price_ratio {r!r}; a price ratio must be a finite "
+                        "number above 0",
+                    )
+            control = next(a for a in arms if a.control)
+            if control.price_ratio != 1.0:
+                raise SpecError(
+                    "arms",
+                    f"the control arm {control.name!r} has price_ratio {control.price_ratio!r}; "
+                    "prices are relative to control's, so its ratio must be 1",
+                )
+        control = next(a for a in arms if a.control)
+        others = [a for a in arms if not a.control]
+        fill: dict[str, Any] = {"allocation": 1.0 - control.allocation}
+        if k == 2:
+            fill |= {
+                "treatment_policy": others[0].policy,
+                "control_policy": control.policy,
+                "allocation": others[0].allocation,
+                "price_ratio": others[0].price_ratio,
+            }
+        for name, value in fill.items():
+            object.__setattr__(self, name, value)
 
     def _check_costs(self, known: set[str]) -> None:
         stray = sorted(set(self.unit_costs) - known)[:3]
@@ -505,8 +641,86 @@ class ExperimentSpec(BaseModel):
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 
-    def policy(self, arm: Arm | str) -> str:
-        return self.treatment_policy if Arm(arm) == Arm.TREATMENT else self.control_policy
+    def arm_list(self) -> tuple[ArmSpec, ...]:
+        """The experiment's arms in draw order: the ``arms:`` list, or the shorthand's two,
+        [treatment, control] (memoised)."""
+        memo = self._memo
+        arms: tuple[ArmSpec, ...] | None = memo.get("arms")
+        if arms is None:
+            if self.arms:
+                arms = self.arms
+            else:
+                assert self.treatment_policy is not None and self.control_policy is not None
+                a, r = self.allocation, self.price_ratio
+                arms = (
+                    ArmSpec(
+                        name="treatment", policy=self.treatment_policy, price_ratio=r, allocation=a
+                    ),
+                    ArmSpec(
+                        name="control",
+                        policy=self.control_policy,
+                        price_ratio=None if r is None else 1.0,
+                        allocation=1.0 - a,
+                        control=True,
+                    ),
+                )
+            memo["arms"] = arms
+        return arms
+
+    @property
+    def n_arms(self) -> int:
+        return len(self.arm_list())
+
+    @property
+    def control_index(self) -> int:
+        """The control arm's place in :meth:`arm_list` (1 for the shorthand)."""
+        memo = self._memo
+        i: int | None = memo.get("control_index")
+        if i is None:
+            i = memo["control_index"] = next(j for j, a in enumerate(self.arm_list()) if a.control)
+        return i
+
+    def allocations(self) -> tuple[float, ...]:
+        """Each arm's allocation, in :meth:`arm_list` order (the shorthand: a, 1 - a)."""
+        memo = self._memo
+        alloc: tuple[float, ...] | None = memo.get("allocations")
+        if alloc is None:
+            alloc = memo["allocations"] = tuple(a.allocation for a in self.arm_list())
+        return alloc
+
+    def role(self, index: int) -> Arm:
+        """The role of arm ``index``: CONTROL for the control arm, TREATMENT for any other."""
+        return Arm.CONTROL if index == self.control_index else Arm.TREATMENT
+
+    def index_of(self, arm: Arm | str | int) -> int:
+        """An arm's index: an int as it is; a role of a two-arm spec (TREATMENT: the one arm
+        that is not control); with more arms a role names no single arm (ValueError)."""
+        if not isinstance(arm, str):
+            if not 0 <= arm < self.n_arms:
+                raise ValueError(f"arm index {arm} outside 0..{self.n_arms - 1}")
+            return int(arm)
+        role = Arm(arm)
+        if role == Arm.CONTROL:
+            return self.control_index
+        if self.n_arms != 2:
+            raise ValueError(
+                f"'treatment' names no single arm of the {self.n_arms}-arm experiment {self.id!r}"
+            )
+        return 1 - self.control_index
+
+    def policy(self, arm: Arm | str | int) -> str:
+        """The policy of an arm, given by index or (two arms) by role."""
+        return self.arm_list()[self.index_of(arm)].policy
+
+    @property
+    def control_arm(self) -> ArmSpec:
+        return self.arm_list()[self.control_index]
+
+    def two_arm_only(self, what: str) -> None:
+        """A SpecError naming ``arms`` when the spec has more than two arms: ``what`` (a
+        command, the live path) reads experiments as treatment against control only."""
+        if self.n_arms > 2:
+            raise SpecError("arms", f"{self.n_arms}-arm experiments {what}")
 
     def to_json(self) -> str:
         return self.model_dump_json()

@@ -7,8 +7,9 @@ Everything that asks "who gets what, when" calls this module: the flip
 
 Blackouts at the start of a period:
 
-- washout: a product whose arm differs from its arm in the previous period, that enters the
-  experiment (period 0) or whose window opens (both arms) is in blackout for ``spec.washout``;
+- washout: a product whose arm differs from its arm in the previous period (any change of
+  arm, also between two arms that are not control), that enters the experiment (period 0) or
+  whose window opens (every arm) is in blackout for ``spec.washout``;
 - design blackout: a period the design blacks out whole (crossover phase starts).
 
 Operator freezes are applied on top by :mod:`controller.blackout`.
@@ -23,7 +24,7 @@ from typing import overload
 
 import numpy as np
 
-from controller.designs.base import Design, DesignContext, Draw, Window, design_of
+from controller.designs.base import Design, DesignContext, Draw, Window, arm_index, design_of
 from controller.periods import is_empty, n_periods, period_bounds, previous_period
 from controller.spec import Arm, ExperimentSpec
 
@@ -105,7 +106,7 @@ def _check_unit(spec: ExperimentSpec, product: str) -> None:
 
 
 def draw(spec: ExperimentSpec, product: str, k: int, context: DesignContext | None = None) -> Draw:
-    """Arm, P(treatment) and window state of ``product`` in period ``k``."""
+    """Arm, P(not control) and window state of ``product`` in period ``k``."""
     _check_unit(spec, product)
     return design_of(spec).draw(spec, product, k, context or DesignContext())
 
@@ -113,7 +114,8 @@ def draw(spec: ExperimentSpec, product: str, k: int, context: DesignContext | No
 def arm(
     spec: ExperimentSpec, product: str, k: int, context: DesignContext | None = None
 ) -> tuple[Arm, float]:
-    """Arm in force and P(treatment) for ``product`` in period ``k`` (0 <= k < n_periods)."""
+    """Arm (its role) in force and P(not control) for ``product`` in period ``k``
+    (0 <= k < n_periods)."""
     d = draw(spec, product, k, context)
     return d.arm, d.probability
 
@@ -123,10 +125,11 @@ def path_probability(
     product: str,
     k: int,
     lag: int,
-    target: Arm | str,
+    target: Arm | str | int,
     context: DesignContext | None = None,
 ) -> float:
-    """P(product's arms in periods k-lag..k are all ``target``) under the design.
+    """P(product's arms in periods k-lag..k are all ``target``) under the design: an arm's
+    index in the spec's arm list, or (two arms) its role.
 
     This is the weight denominator of the Horvitz-Thompson lag-p estimator of Bojinov,
     Simchi-Levi & Zhao (2023). For triggered designs it is conditional on the trigger
@@ -135,7 +138,7 @@ def path_probability(
     if lag < 0 or k - lag < 0:
         raise ValueError(f"the window {k - lag}..{k} must lie inside the experiment")
     return design_of(spec).path_probability(
-        spec, product, range(k - lag, k + 1), Arm(target), context or DesignContext()
+        spec, product, range(k - lag, k + 1), spec.index_of(target), context or DesignContext()
     )
 
 
@@ -162,7 +165,7 @@ class _PeriodFacts:
             return d, True
         prev = self.design.draw(spec, product, self.prev, ctx)
         opened = prev.window == Window.PENDING and d.window != Window.PENDING
-        return d, prev.arm != d.arm or opened
+        return d, arm_index(spec, prev) != arm_index(spec, d) or opened
 
     def build(self, product: str, d: Draw, switched: bool) -> Assignment:
         spec, start, end = self.spec, self.start, self.end
@@ -179,7 +182,7 @@ class _PeriodFacts:
             period=self.k,
             arm=d.arm,
             probability=d.probability,
-            policy=spec.policy(d.arm),
+            policy=spec.policy(arm_index(spec, d)),
             period_start=start,
             period_end=end,
             blackout_until=blackout_until,
@@ -200,16 +203,16 @@ class _PeriodFacts:
         if self.prev is None:
             return np.ones(n, dtype=bool)
         prev_codes, prev_draws = self.design.period_draws(self.spec, products, self.prev, self.ctx)
-        treated, pending = _facts(draws)
-        prev_treated, prev_pending = _facts(prev_draws)
+        index, pending = _facts(self.spec, draws)
+        prev_index, prev_pending = _facts(self.spec, prev_draws)
         opened = prev_pending[prev_codes] & ~pending[codes]
-        return np.asarray((treated[codes] != prev_treated[prev_codes]) | opened)
+        return np.asarray((index[codes] != prev_index[prev_codes]) | opened)
 
 
-def _facts(draws: Sequence[Draw]) -> tuple[np.ndarray, np.ndarray]:
-    """(treated, pending) of each distinct draw."""
+def _facts(spec: ExperimentSpec, draws: Sequence[Draw]) -> tuple[np.ndarray, np.ndarray]:
+    """(arm index, pending) of each distinct draw."""
     return (
-        np.array([d.arm == Arm.TREATMENT for d in draws], dtype=bool),
+        np.array([arm_index(spec, d) for d in draws], dtype=np.int64),
         np.array([d.window == Window.PENDING for d in draws], dtype=bool),
     )
 
@@ -301,11 +304,12 @@ def period_assignments(
 
 def forced_control(spec: ExperimentSpec, a: Assignment, reason: str) -> Assignment:
     """``a`` on the control policy and in blackout for its whole period (pause, stop, end)."""
-    whole = Blackout(a.period_start, a.period_end, reason, policy=spec.control_policy)
+    control = spec.control_arm.policy
+    whole = Blackout(a.period_start, a.period_end, reason, policy=control)
     return replace(
         a,
         arm=Arm.CONTROL,
-        policy=spec.control_policy,
+        policy=control,
         design_policy=None,
         blackout_until=a.period_end,
         blackout_reason=reason,
@@ -376,7 +380,10 @@ def design_matrices(
     periods: Sequence[int] | None = None,
 ) -> DesignMatrices:
     """The assignment of ``periods`` (default: every period of ``spec``; empty DST-gap periods
-    are all control and blacked out) for ``units`` (default: every product, in spec order)."""
+    are all control and blacked out) for ``units`` (default: every product, in spec order).
+    Two arms only: ``treated`` is one arm against control (a SpecError naming ``arms``
+    otherwise, never a k-arm experiment read as two arms)."""
+    spec.two_arm_only("have no treated/control design matrices yet (issue #41)")
     ctx = context or DesignContext()
     products = spec.all_products()
     rows = list(products if units is None else units)

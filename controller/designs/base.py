@@ -3,11 +3,12 @@
 A design is one module: a subclass of :class:`Design` registered with
 :func:`controller.design_registry.register`. It answers, for an experiment spec:
 
-- ``draw``: the arm, P(treatment) and window state of one unit in one period;
+- ``draw``: the arm (its index in the spec's arm list and its role), P(not control) and
+  window state of one unit in one period;
 - ``period_draws``: the same for every product of a period at once (the flip's vectorised
   path; the default asks ``draw`` product by product);
-- ``path_probability``: P(a unit's arms in periods k-lag..k are all one arm), the weight
-  denominator of the Horvitz-Thompson switchback estimator;
+- ``path_probability``: P(a unit's arms in periods k-lag..k are all one arm, given by its
+  index), the weight denominator of the Horvitz-Thompson switchback estimator;
 - ``phase_blackout``: whether a whole period is blacked out by the design itself;
 - ``estimators``: its default estimators, primary first, with the level they cluster at;
 - ``periods_share_draws``: whether one draw fixes a unit's arm in several periods;
@@ -23,15 +24,22 @@ Randomisation is deterministic: a keyed hash of (seed, experiment, unit, period 
 gives each draw, so any process, at any time, recomputes the same schedule (flips are
 idempotent, catch-up after downtime needs no stored RNG state, and ``pricelab schedule``
 shows exactly what will run).
+
+Arms: a spec has 2 to 8 arms (``ExperimentSpec.arm_list``; the two-arm shorthand is
+[treatment, control]). Every design draws an arm index from the shared draws below: a keyed
+categorical draw by allocation (:func:`categorical`) or a k-way complete randomisation
+within strata (:func:`complete_split`). With two arms both are bit for bit the coin and
+the share that two-arm experiments always drew (``u < allocation`` is arm 0, treatment).
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 import struct
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar, cast
@@ -86,12 +94,40 @@ class Window(StrEnum):
 
 @dataclass(frozen=True)
 class Draw:
-    """What a design says about one cell: arm, P(treatment) and window state."""
+    """What a design says about one cell: arm, P(not control) and window state.
+
+    ``arm`` is the arm's role (CONTROL iff it is the control arm); ``index`` its place in the
+    spec's arm list. A draw made without an index (a two-arm design written before arms had
+    one) names its arm by role: :func:`arm_index` resolves it against the spec. ``probability``
+    is P(the cell is not in the control arm) under the design (two arms: P(treatment)).
+    """
 
     arm: Arm
     probability: float
     window: Window = Window.RANDOMISED
     matched_to: str | None = None
+    index: int | None = None
+
+
+def arm_draw(
+    spec: ExperimentSpec,
+    index: int,
+    probability: float,
+    window: Window = Window.RANDOMISED,
+    matched_to: str | None = None,
+) -> Draw:
+    """The draw of arm ``index`` of ``spec`` (its role from the spec)."""
+    return Draw(spec.role(index), probability, window, matched_to, index)
+
+
+def control_draw(spec: ExperimentSpec, window: Window, matched_to: str | None = None) -> Draw:
+    """A cell on the control arm outside the randomised comparison (probability 0)."""
+    return arm_draw(spec, spec.control_index, 0.0, window, matched_to)
+
+
+def arm_index(spec: ExperimentSpec, d: Draw) -> int:
+    """The index of a draw's arm: its own, else the arm its role names (two arms only)."""
+    return d.index if d.index is not None else spec.index_of(d.arm)
 
 
 @dataclass(frozen=True)
@@ -157,7 +193,7 @@ class Design(ABC):
     # ------------------------------------------------------------------ randomisation
     @abstractmethod
     def draw(self, spec: ExperimentSpec, product: str, k: int, ctx: DesignContext) -> Draw:
-        """Arm, P(treatment) and window state of ``product`` in period ``k``."""
+        """Arm, P(not control) and window state of ``product`` in period ``k``."""
 
     def period_draws(
         self, spec: ExperimentSpec, products: Sequence[str], k: int, ctx: DesignContext
@@ -184,10 +220,11 @@ class Design(ABC):
         spec: ExperimentSpec,
         product: str,
         window: range,
-        target: Arm,
+        target: int,
         ctx: DesignContext,
     ) -> float:
-        """P(product's arms in every period of ``window`` are ``target``) under the design."""
+        """P(product's arm in every period of ``window`` is arm ``target`` (an index into the
+        spec's arm list)) under the design."""
 
     def phase_blackout(self, spec: ExperimentSpec, k: int) -> bool:
         """True when the design blacks out the whole of period k for every unit."""
@@ -246,34 +283,136 @@ def design_of(spec: ExperimentSpec) -> Design:
 
 
 # ----------------------------------------------------------------------------- shared draws
+def cumulative(shares: Sequence[float]) -> tuple[float, ...]:
+    """Cumulative shares, summed left to right (the first is the first share exactly)."""
+    return tuple(itertools.accumulate(shares))
+
+
+def _cum_allocations(spec: ExperimentSpec) -> tuple[float, ...]:
+    memo = spec._memo
+    cum: tuple[float, ...] | None = memo.get("cum-allocations")
+    if cum is None:
+        cum = memo["cum-allocations"] = cumulative(spec.allocations())
+    return cum
+
+
+def pick(cum: Sequence[float], u: float) -> int:
+    """The first category i with ``u < cum[i]`` (the last one when rounding leaves u above
+    every boundary): a U[0, 1) draw made categorical."""
+    for i, c in enumerate(cum[:-1]):
+        if u < c:
+            return i
+    return len(cum) - 1
+
+
+def pick_many(cum: Sequence[float], u: np.ndarray) -> np.ndarray:
+    """:func:`pick` of every element of ``u``, as int64 indices."""
+    return np.searchsorted(np.asarray(cum[:-1]), u, side="right").astype(np.int64)
+
+
+def categorical(spec: ExperimentSpec, *key: object) -> int:
+    """A keyed draw of an arm index with P(arm i) = its allocation (``u < cumsum(alloc)``).
+
+    Two arms: arm 0 (treatment) iff ``u < allocation``, the coin of :func:`bernoulli`.
+    """
+    return pick(_cum_allocations(spec), uniform(spec.seed, spec.id, *key))
+
+
+def categorical_many(
+    spec: ExperimentSpec,
+    units: Sequence[str],
+    suffix: Sequence[object] = (),
+    prefix: Sequence[object] = (),
+) -> np.ndarray:
+    """``categorical(spec, *prefix, u, *suffix)`` for every ``u`` in ``units``, bit for bit."""
+    head = (spec.seed, spec.id, *prefix)
+    return pick_many(_cum_allocations(spec), uniforms(head, units, suffix))
+
+
 def bernoulli(spec: ExperimentSpec, *key: object) -> Arm:
-    """A keyed coin with P(treatment) = ``spec.allocation``."""
-    return Arm.TREATMENT if uniform(spec.seed, spec.id, *key) < spec.allocation else Arm.CONTROL
+    """The role of :func:`categorical`'s arm (two arms: P(treatment) = ``spec.allocation``)."""
+    return spec.role(categorical(spec, *key))
+
+
+def complete_split(
+    spec: ExperimentSpec,
+    strata: Mapping[str, tuple[str, ...]],
+    salt: str,
+    shares: Sequence[float],
+) -> dict[str, int]:
+    """Complete randomisation of each stratum into ``len(shares)`` groups, with systematic
+    randomised rounding: unit -> its group's index.
+
+    The units of a stratum of n are ranked by their own keyed draw, one keyed U is drawn for
+    the stratum, and the unit at rank r joins the first group g with ``r + U < n * c_g``
+    (``c`` the cumulative shares). So each group holds ``ceil(n c_g - U) - ceil(n c_{g-1}
+    - U)`` units, within 1 of ``n * share_g``, and ``r + U`` is uniform on [0, n): every
+    unit is in group g with probability exactly ``share_g``. With two groups the first takes
+    ``floor(a n)`` units plus one with probability ``frac(a n)``: the two-arm share.
+    """
+    key = ("split", salt, tuple(shares))
+    memo = spec._memo
+    if key in memo:
+        return memo[key]  # type: ignore[no-any-return]
+    cum = cumulative(shares)
+    out: dict[str, int] = {}
+    for name, units in strata.items():
+        n = len(units)
+        u = uniform(spec.seed, spec.id, salt, name, "round")
+        # the number of ranks in groups 0..g: floor(x) + 1{U < frac(x)} = ceil(x - U), x = n c_g
+        ends = []
+        for c in cum[:-1]:
+            x = c * n
+            ends.append(min(n, math.floor(x) + (1 if u < x % 1 else 0)))
+        ends.append(n)
+        ranked = sorted(units, key=lambda v: (uniform(spec.seed, spec.id, salt, v), v))
+        g = 0
+        for r, unit in enumerate(ranked):
+            while r >= ends[g]:
+                g += 1
+            out[unit] = g
+    memo[key] = out
+    return out
+
+
+def complete_arms(
+    spec: ExperimentSpec, strata: Mapping[str, tuple[str, ...]], salt: str
+) -> dict[str, int]:
+    """Complete randomisation of each stratum into the spec's arms by allocation: unit ->
+    arm index (see :func:`complete_split`)."""
+    return complete_split(spec, strata, salt, spec.allocations())
 
 
 def complete_share(
     spec: ExperimentSpec, strata: Mapping[str, tuple[str, ...]], salt: str
 ) -> frozenset[str]:
-    """Complete randomisation within each stratum, with randomised rounding.
-
-    A stratum of n units treats floor(a*n) units, plus one more with probability
-    frac(a*n); the units are ranked by their own keyed draw. Every unit's marginal
-    probability is therefore exactly ``a = spec.allocation``, and each stratum's share is
-    within 1/n of it.
-    """
+    """The units that :func:`complete_arms` puts in an arm other than control (two arms:
+    the treated share, floor(a n) units plus one with probability frac(a n))."""
     key = ("share", salt)
     memo = spec._memo
     if key in memo:
         return memo[key]  # type: ignore[no-any-return]
-    chosen: set[str] = set()
-    for name, units in strata.items():
-        x = spec.allocation * len(units)
-        m = math.floor(x) + (1 if uniform(spec.seed, spec.id, salt, name, "round") < x % 1 else 0)
-        ranked = sorted(units, key=lambda u: (uniform(spec.seed, spec.id, salt, u), u))
-        chosen.update(ranked[:m])
-    result = frozenset(chosen)
+    control = spec.control_index
+    result = frozenset(u for u, i in complete_arms(spec, strata, salt).items() if i != control)
     memo[key] = result
     return result
+
+
+def split_codes(
+    spec: ExperimentSpec, products: Sequence[str], groups: Mapping[str, int], salt: str
+) -> np.ndarray:
+    """Each product's group in ``groups``, as an int64 array; the array for all the spec's
+    products is kept with the spec (a flip maps a million products once)."""
+    whole = len(products) == len(spec.all_products()) and list(products) == spec.all_products()
+    key = ("split-codes", salt)
+    if whole:
+        cached = spec._memo.get(key)
+        if cached is not None:
+            return cached  # type: ignore[no-any-return]
+    codes = np.fromiter((groups[p] for p in products), dtype=np.int64, count=len(products))
+    if whole:
+        spec._memo[key] = codes
+    return codes
 
 
 def member_draws(
@@ -287,7 +426,23 @@ def member_draws(
     return (~mask).astype(np.int64), [inside, outside]
 
 
-def fixed_path(p_first: float, first: Sequence[Arm], second: Sequence[Arm], target: Arm) -> float:
+def arm_draws(
+    spec: ExperimentSpec, index: np.ndarray, probability: float
+) -> tuple[np.ndarray, list[Draw]]:
+    """``Design.period_draws`` from each product's arm index: codes into one draw per arm,
+    the control arm's first (codes ``(index - control) mod k``: with two arms, the order of
+    [control, treatment] that two-arm flips always had)."""
+    k, control = spec.n_arms, spec.control_index
+    draws = [arm_draw(spec, (c + control) % k, probability) for c in range(k)]
+    codes = index - control if control else index
+    if control:
+        codes %= k
+    return codes, draws
+
+
+def fixed_path(
+    p_first: float, first: Sequence[Arm | int], second: Sequence[Arm | int], target: Arm | int
+) -> float:
     """P(all arms in the window == target) for a design with one coin per unit: with
     probability ``p_first`` the unit follows ``first``, else ``second``."""
     return p_first * all(a == target for a in first) + (1 - p_first) * all(
@@ -295,6 +450,27 @@ def fixed_path(p_first: float, first: Sequence[Arm], second: Sequence[Arm], targ
     )
 
 
-def p_arm(spec: ExperimentSpec, target: Arm) -> float:
-    """P(one coin of the design gives ``target``)."""
-    return spec.allocation if target == Arm.TREATMENT else 1.0 - spec.allocation
+def group_path(shares: Sequence[float], paths: Sequence[Sequence[int]], target: int) -> float:
+    """P(all arms in the window are arm ``target``) for a unit that follows path g (its arms
+    over the window) with probability ``shares[g]``."""
+    # summed in group order from 0.0: with two groups exactly fixed_path's a*x + (1-a)*y
+    total = 0.0
+    for share, path in zip(shares, paths, strict=True):
+        total += share * all(a == target for a in path)
+    return total
+
+
+def p_arm(spec: ExperimentSpec, target: Arm | int) -> float:
+    """P(one draw of the design gives arm ``target``): its allocation (a role names an arm of a
+    two-arm spec)."""
+    return spec.allocations()[spec.index_of(target)]
+
+
+def arm_paths(
+    spec: ExperimentSpec, window: range, inside: Callable[[int], bool], target: int
+) -> float:
+    """P(all arms in ``window`` are ``target``) for a unit that draws one arm by allocation
+    and holds it in the periods where ``inside`` is true, the control arm elsewhere."""
+    control = spec.control_index
+    paths = [[i if inside(s) else control for s in window] for i in range(spec.n_arms)]
+    return group_path(spec.allocations(), paths, target)

@@ -2,8 +2,9 @@
 
 Classes are the spec's ``clusters`` (e.g. communities of the substitutes graph, from
 ``pricelab graph cluster``), so substitutes sit in the same arm and less of the treatment
-leaks into the control arm through substitution. Mode ``switchback`` redraws every class every
-period; mode ``fixed`` draws the allocated share of classes once (complete randomisation).
+leaks into the control arm through substitution. Mode ``switchback`` redraws every class's arm
+every period (by allocation); mode ``fixed`` splits the classes among the arms once (complete
+randomisation by allocation).
 The class is the randomisation unit, so the difference in means clusters its SE by class.
 """
 
@@ -19,15 +20,16 @@ from controller.designs.base import (
     DesignContext,
     Draw,
     MarketFacts,
-    bernoulli,
-    complete_share,
-    fixed_path,
+    arm_draw,
+    arm_draws,
+    categorical,
+    categorical_many,
+    complete_arms,
     p_arm,
     register,
-    uniforms,
 )
 from controller.errors import SpecError
-from controller.spec import Arm, ClusterMode, ClusterSettings, ExperimentSpec
+from controller.spec import ClusterMode, ClusterSettings, ExperimentSpec
 from core.ports import EstimatorPlan
 
 
@@ -49,38 +51,33 @@ class Cluster(Design):
     def draw(self, spec: ExperimentSpec, product: str, k: int, ctx: DesignContext) -> Draw:
         cls = spec.class_of(product)
         if _switchback(spec):
-            return Draw(bernoulli(spec, "class", cls, k), spec.allocation)
-        treated = cls in complete_share(spec, {"": tuple(spec.clusters)}, "cluster")
-        return Draw(Arm.TREATMENT if treated else Arm.CONTROL, spec.allocation)
+            return arm_draw(spec, categorical(spec, "class", cls, k), spec.allocation)
+        index = complete_arms(spec, {"": tuple(spec.clusters)}, "cluster")[cls or ""]
+        return arm_draw(spec, index, spec.allocation)
 
     def period_draws(
         self, spec: ExperimentSpec, products: Sequence[str], k: int, ctx: DesignContext
     ) -> tuple[np.ndarray, list[Draw]]:
-        """One keyed coin per class (switchback) or the fixed share of classes, mapped to the
+        """One keyed draw per class (switchback) or the fixed split of classes, mapped to the
         products: bit for bit the per-product draws, with one hash per class."""
         classes = list(spec.clusters)
         if _switchback(spec):
-            coins = uniforms((spec.seed, spec.id, "class"), classes, (k,)) < spec.allocation
-            treated_class = dict(zip(classes, coins.tolist(), strict=True))
+            drawn = categorical_many(spec, classes, (k,), prefix=("class",))
+            arm_of = dict(zip(classes, drawn.tolist(), strict=True))
         else:
-            chosen = complete_share(spec, {"": tuple(classes)}, "cluster")
-            treated_class = {c: c in chosen for c in classes}
+            arm_of = complete_arms(spec, {"": tuple(classes)}, "cluster")
         class_of = spec.class_map()
-        treated = np.fromiter(
-            (treated_class[class_of.get(p, "")] for p in products),
-            dtype=np.bool_,
-            count=len(products),
+        index = np.fromiter(
+            (arm_of[class_of.get(p, "")] for p in products), dtype=np.int64, count=len(products)
         )
-        a = spec.allocation
-        return treated.astype(np.int64), [Draw(Arm.CONTROL, a), Draw(Arm.TREATMENT, a)]
+        return arm_draws(spec, index, spec.allocation)
 
     def path_probability(
-        self, spec: ExperimentSpec, product: str, window: range, target: Arm, ctx: DesignContext
+        self, spec: ExperimentSpec, product: str, window: range, target: int, ctx: DesignContext
     ) -> float:
-        if _switchback(spec):
-            return float(p_arm(spec, target) ** len(window))
-        n = len(window)
-        return fixed_path(spec.allocation, [Arm.TREATMENT] * n, [Arm.CONTROL] * n, target)
+        # switchback: a draw per period; fixed: one draw for the whole experiment
+        draws = len(window) if _switchback(spec) else 1
+        return float(p_arm(spec, target) ** draws)
 
     def periods_share_draws(self, spec: ExperimentSpec) -> bool:
         return not _switchback(spec)

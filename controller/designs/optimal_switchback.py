@@ -1,7 +1,7 @@
 """Optimal switchback (Bojinov, Simchi-Levi & Zhao, "Design and analysis of switchback
 experiments", Management Science 69(7), 2023) for carryover order m.
 
-Each product redraws its arm only at the design's randomisation points: for T = n*m periods
+Each product redraws its arm (by allocation, among all the arms) only at the design's randomisation points: for T = n*m periods
 (n >= 4) the points are periods 1, 2m+1, 3m+1, ..., (n-2)m+1 (1-based), i.e. blocks of m periods
 except the first and the last, which are 2m long; this minimises the worst-case risk of the
 Horvitz-Thompson lag-m estimator when outcomes depend on at most m past periods. With m = 0
@@ -22,14 +22,15 @@ from controller.designs.base import (
     DesignContext,
     Draw,
     MarketFacts,
-    bernoulli,
+    arm_draw,
+    categorical,
     p_arm,
     register,
 )
-from controller.designs.random_days import coin_draws, keyed_treated
+from controller.designs.random_days import coin_draws, keyed_arms
 from controller.errors import SpecError
 from controller.periods import n_periods
-from controller.spec import Arm, ExperimentSpec, OptimalSwitchbackSettings
+from controller.spec import ExperimentSpec, OptimalSwitchbackSettings
 from core.ports import EstimatorPlan
 
 
@@ -80,17 +81,17 @@ class OptimalSwitchback(Design):
             )
 
     def draw(self, spec: ExperimentSpec, product: str, k: int, ctx: DesignContext) -> Draw:
-        return Draw(bernoulli(spec, product, "osb", block(spec, k)), spec.allocation)
+        return arm_draw(spec, categorical(spec, product, "osb", block(spec, k)), spec.allocation)
 
     def period_draws(
         self, spec: ExperimentSpec, products: Sequence[str], k: int, ctx: DesignContext
     ) -> tuple[np.ndarray, list[Draw]]:
         if list(products) != spec.all_products():
             return super().period_draws(spec, products, k, ctx)
-        return coin_draws(spec, keyed_treated(spec, products, ("osb", block(spec, k))))
+        return coin_draws(spec, keyed_arms(spec, products, ("osb", block(spec, k))))
 
     def path_probability(
-        self, spec: ExperimentSpec, product: str, window: range, target: Arm, ctx: DesignContext
+        self, spec: ExperimentSpec, product: str, window: range, target: int, ctx: DesignContext
     ) -> float:
         blocks = len({block(spec, s) for s in window})
         return float(p_arm(spec, target) ** blocks)

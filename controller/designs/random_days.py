@@ -1,4 +1,4 @@
-"""Random days: every product-period is an independent coin with P(treatment) = allocation.
+"""Random days: every product-period independently draws an arm with P(arm) = its allocation.
 
 The switchback of the origin article: each product is redrawn every period, so each product is
 compared with itself on other days. Analysed by the difference in means with a product-clustered
@@ -18,52 +18,53 @@ from controller.designs.base import (
     DesignContext,
     Draw,
     MarketFacts,
+    arm_draw,
+    arm_draws,
+    categorical,
+    categorical_many,
     p_arm,
     register,
-    uniform,
-    uniforms,
 )
-from controller.spec import Arm, ExperimentSpec
+from controller.spec import ExperimentSpec
 from core.ports import EstimatorPlan
 
 
-def keyed_treated(
+def keyed_arms(
     spec: ExperimentSpec, products: Sequence[str], suffix: tuple[object, ...]
 ) -> np.ndarray:
-    """``uniform(seed, id, product, *suffix) < allocation`` for every product, bit for bit the
-    scalar draws; the last periods' arrays are kept with the spec (the next flip's previous
-    period, for the washout, is this flip's period)."""
-    cache: dict[tuple[object, ...], np.ndarray] = spec._memo.setdefault("treated", {})
-    treated = cache.get(suffix)
-    if treated is None or len(treated) != len(products):
-        treated = uniforms((spec.seed, spec.id), products, suffix) < spec.allocation
+    """``categorical(spec, product, *suffix)`` for every product, bit for bit the scalar
+    draws; the last periods' arrays are kept with the spec (the next flip's previous period,
+    for the washout, is this flip's period)."""
+    cache: dict[tuple[object, ...], np.ndarray] = spec._memo.setdefault("arm-codes", {})
+    arms = cache.get(suffix)
+    if arms is None or len(arms) != len(products):
+        arms = categorical_many(spec, products, suffix)
         if len(cache) >= 3:
             del cache[next(iter(cache))]
-        cache[suffix] = treated
-    return treated
+        cache[suffix] = arms
+    return arms
 
 
-def coin_draws(spec: ExperimentSpec, treated: np.ndarray) -> tuple[np.ndarray, list[Draw]]:
-    a = spec.allocation
-    return treated.astype(np.int64), [Draw(Arm.CONTROL, a), Draw(Arm.TREATMENT, a)]
+def coin_draws(spec: ExperimentSpec, arms: np.ndarray) -> tuple[np.ndarray, list[Draw]]:
+    """Whole-period draws from each product's drawn arm (P(not control) in every cell)."""
+    return arm_draws(spec, arms, spec.allocation)
 
 
 class RandomDays(Design):
     name = "random-days"
 
     def draw(self, spec: ExperimentSpec, product: str, k: int, ctx: DesignContext) -> Draw:
-        u = uniform(spec.seed, spec.id, product, k)
-        return Draw(Arm.TREATMENT if u < spec.allocation else Arm.CONTROL, spec.allocation)
+        return arm_draw(spec, categorical(spec, product, k), spec.allocation)
 
     def period_draws(
         self, spec: ExperimentSpec, products: Sequence[str], k: int, ctx: DesignContext
     ) -> tuple[np.ndarray, list[Draw]]:
         if list(products) != spec.all_products():
             return super().period_draws(spec, products, k, ctx)
-        return coin_draws(spec, keyed_treated(spec, products, (k,)))
+        return coin_draws(spec, keyed_arms(spec, products, (k,)))
 
     def path_probability(
-        self, spec: ExperimentSpec, product: str, window: range, target: Arm, ctx: DesignContext
+        self, spec: ExperimentSpec, product: str, window: range, target: int, ctx: DesignContext
     ) -> float:
         return float(p_arm(spec, target) ** len(window))
 

@@ -1,7 +1,7 @@
 """Time-bound: a fixed random share of each stratum is treated from ``start_period`` on.
 
-Half of each product class (or of all products) is drawn once, by complete randomisation
-within the class, and stays in its arm; the periods before ``start_period`` are a pre-period in
+Each product class (or all products) is split among the arms once, by complete randomisation
+within the class by allocation, and each product stays in its arm; the periods before ``start_period`` are a pre-period in
 which every product runs the control policy. A block design: analysed by difference in
 differences and synthetic difference in differences.
 """
@@ -20,14 +20,17 @@ from controller.designs.base import (
     Draw,
     MarketFacts,
     Window,
-    complete_share,
-    fixed_path,
+    arm_draw,
+    arm_paths,
+    complete_arms,
+    control_draw,
     member_draws,
     register,
+    split_codes,
 )
 from controller.errors import SpecError
 from controller.periods import n_periods
-from controller.spec import Arm, ExperimentSpec, TimeBoundSettings
+from controller.spec import ExperimentSpec, TimeBoundSettings
 from core.ports import EstimatorPlan
 
 #: periods shorter than this get sdid's bootstrap variance (see :func:`sdid_plan`)
@@ -70,29 +73,29 @@ class TimeBound(Design):
     def draw(self, spec: ExperimentSpec, product: str, k: int, ctx: DesignContext) -> Draw:
         assert spec.time_bound is not None
         if k < spec.time_bound.start_period:
-            return Draw(Arm.CONTROL, 0.0, Window.PENDING)
-        treated = product in complete_share(spec, spec.strata(), "time-bound")
-        return Draw(Arm.TREATMENT if treated else Arm.CONTROL, spec.allocation)
+            return control_draw(spec, Window.PENDING)
+        index = complete_arms(spec, spec.strata(), "time-bound")[product]
+        return arm_draw(spec, index, spec.allocation)
 
     def period_draws(
         self, spec: ExperimentSpec, products: Sequence[str], k: int, ctx: DesignContext
     ) -> tuple[np.ndarray, list[Draw]]:
-        """The treated share, drawn once, mapped to the products (the scalar draws)."""
+        """The split into arms, drawn once, mapped to the products (the scalar draws)."""
         assert spec.time_bound is not None
-        pending = Draw(Arm.CONTROL, 0.0, Window.PENDING)
         if k < spec.time_bound.start_period:
+            pending = control_draw(spec, Window.PENDING)
             return member_draws(products, frozenset(), pending, pending)
-        treated = complete_share(spec, spec.strata(), "time-bound")
+        arms = complete_arms(spec, spec.strata(), "time-bound")
         a = spec.allocation
-        return member_draws(products, treated, Draw(Arm.TREATMENT, a), Draw(Arm.CONTROL, a))
+        codes = split_codes(spec, products, arms, "time-bound")
+        return codes, [arm_draw(spec, i, a) for i in range(spec.n_arms)]
 
     def path_probability(
-        self, spec: ExperimentSpec, product: str, window: range, target: Arm, ctx: DesignContext
+        self, spec: ExperimentSpec, product: str, window: range, target: int, ctx: DesignContext
     ) -> float:
         assert spec.time_bound is not None
         s0 = spec.time_bound.start_period
-        if_treated = [Arm.TREATMENT if s >= s0 else Arm.CONTROL for s in window]
-        return fixed_path(spec.allocation, if_treated, [Arm.CONTROL] * len(window), target)
+        return arm_paths(spec, window, lambda s: s >= s0, target)
 
     def periods_share_draws(self, spec: ExperimentSpec) -> bool:
         return True

@@ -2,9 +2,9 @@
 
 When the spec's :class:`~controller.spec.TriggerRule` fires for a product (see
 :mod:`controller.triggers`), its window opens at the next period boundary and lasts
-``window_periods``; its arm is drawn at the trigger with P(treatment) = ``allocation``.
+``window_periods``; its arm is drawn at the trigger, P(arm) = its allocation.
 Before its window a product is ``PENDING`` and after it ``ENDED`` (control policy, probability
-0). With ``matched_control``, a treated product's window also holds a not-yet-triggered product
+0). With ``matched_control``, a window on an arm other than control also holds a not-yet-triggered product
 of its class in control (``MATCHED``, probability 0).
 
 Only the randomised windows are an experiment: the difference in means over the cells with a
@@ -27,8 +27,10 @@ from controller.designs.base import (
     Draw,
     MarketFacts,
     Window,
-    bernoulli,
-    fixed_path,
+    arm_draw,
+    arm_paths,
+    categorical,
+    control_draw,
     register,
     uniform,
 )
@@ -40,10 +42,20 @@ from core.ports import EstimatorPlan
 
 @dataclass(frozen=True)
 class TriggerWindow:
+    """A product's window: its first period, its arm (role, and index into the spec's arm
+    list) and whether it is randomised or a matched control."""
+
     start: int
     arm: Arm
     kind: Window
     matched_to: str | None = None
+    index: int = -1
+
+
+def _window(
+    spec: ExperimentSpec, start: int, index: int, kind: Window, matched_to: str | None = None
+) -> TriggerWindow:
+    return TriggerWindow(start, spec.role(index), kind, matched_to, index)
 
 
 def trigger_plan(spec: ExperimentSpec, triggers: Mapping[str, int]) -> dict[str, TriggerWindow]:
@@ -65,9 +77,9 @@ def trigger_plan(spec: ExperimentSpec, triggers: Mapping[str, int]) -> dict[str,
     for t, p in sorted((t, p) for p, t in triggers.items() if p in units and 0 <= t < t_max):
         if p in plan:
             continue
-        a = bernoulli(spec, p, "trigger", t)
-        plan[p] = TriggerWindow(t, a, Window.RANDOMISED)
-        if a == Arm.TREATMENT and spec.triggered.matched_control:
+        a = categorical(spec, p, "trigger", t)
+        plan[p] = _window(spec, t, a, Window.RANDOMISED)
+        if a != spec.control_index and spec.triggered.matched_control:
             cls = spec.class_of(p)
             free = [
                 q
@@ -76,7 +88,7 @@ def trigger_plan(spec: ExperimentSpec, triggers: Mapping[str, int]) -> dict[str,
             ]
             if free:
                 q = min(free, key=lambda q: (uniform(spec.seed, spec.id, "match", p, t, q), q))
-                plan[q] = TriggerWindow(t, Arm.CONTROL, Window.MATCHED, matched_to=p)
+                plan[q] = _window(spec, t, spec.control_index, Window.MATCHED, matched_to=p)
     return plan
 
 
@@ -104,7 +116,7 @@ class TriggerPlan:
         self._matching = rule.matched_control and bool(spec.clusters)
         # class -> its members' valid triggers as sorted (period, product)
         self._keys: dict[str, list[tuple[int, str]]] = {}
-        self._arms: dict[tuple[str, int], Arm] = {}
+        self._arms: dict[tuple[str, int], int] = {}
         self._ranks: dict[tuple[str, int], list[str]] = {}
         if triggers:
             self.update(triggers)
@@ -123,10 +135,10 @@ class TriggerPlan:
         new._keys = {c: list(k) for c, k in self._keys.items()}
         return new
 
-    def _arm(self, p: str, t: int) -> Arm:
+    def _arm(self, p: str, t: int) -> int:
         a = self._arms.get((p, t))
         if a is None:
-            a = self._arms[(p, t)] = bernoulli(self.spec, p, "trigger", t)
+            a = self._arms[(p, t)] = categorical(self.spec, p, "trigger", t)
         return a
 
     def _valid(self, p: str, t: int | None) -> bool:
@@ -154,7 +166,7 @@ class TriggerPlan:
             cls = class_of(p) if self._matching else None
             if cls is None:  # nobody else depends on it
                 if self._valid(p, t):
-                    self.windows[p] = TriggerWindow(t, self._arm(p, t), Window.RANDOMISED)
+                    self.windows[p] = _window(self.spec, t, self._arm(p, t), Window.RANDOMISED)
                 else:
                     self.windows.pop(p, None)
                 continue
@@ -180,22 +192,24 @@ class TriggerPlan:
                 if w.kind == Window.MATCHED:
                     matches.pop(w.matched_to or "", None)
         triggers, t_max = self.triggers, self._t_max
+        control = self.spec.control_index
         keys = self._keys.get(cls, [])
         for t, p in keys[bisect.bisect_left(keys, (k0, "")) :]:
             if p in windows:
                 continue
             a = self._arm(p, t)
-            windows[p] = TriggerWindow(t, a, Window.RANDOMISED)
-            if a != Arm.TREATMENT:
+            windows[p] = _window(self.spec, t, a, Window.RANDOMISED)
+            if a == control:
                 continue
             for q in self._ranking(p, t, members):
                 if q not in windows and triggers.get(q, t_max) > t:
-                    windows[q] = TriggerWindow(t, Arm.CONTROL, Window.MATCHED, matched_to=p)
+                    windows[q] = _window(self.spec, t, control, Window.MATCHED, matched_to=p)
                     matches[p] = q
                     break
 
     def _ranking(self, p: str, t: int, members: tuple[str, ...]) -> list[str]:
-        """Classmates in match order for a treatment window of ``p`` opening at ``t``."""
+        """Classmates in match order for a window of ``p`` (on an arm other than control)
+        opening at ``t``."""
         r = self._ranks.get((p, t))
         if r is None:
             spec = self.spec
@@ -249,24 +263,23 @@ class Triggered(Design):
         assert spec.triggered is not None
         w = plan_of(spec, ctx).windows.get(product)
         if w is None or k < w.start:
-            return Draw(Arm.CONTROL, 0.0, Window.PENDING)
+            return control_draw(spec, Window.PENDING)
         if k >= w.start + spec.triggered.window_periods:
-            return Draw(Arm.CONTROL, 0.0, Window.ENDED)
+            return control_draw(spec, Window.ENDED)
         p = spec.allocation if w.kind == Window.RANDOMISED else 0.0
-        return Draw(w.arm, p, w.kind, w.matched_to)
+        return arm_draw(spec, w.index, p, w.kind, w.matched_to)
 
     def path_probability(
-        self, spec: ExperimentSpec, product: str, window: range, target: Arm, ctx: DesignContext
+        self, spec: ExperimentSpec, product: str, window: range, target: int, ctx: DesignContext
     ) -> float:
-        """Conditional on the trigger periods (and matches) in ``ctx``: one coin at the trigger;
-        outside its window the product is control."""
+        """Conditional on the trigger periods (and matches) in ``ctx``: one draw at the
+        trigger; outside its window the product is control."""
         assert spec.triggered is not None
         w = plan_of(spec, ctx).windows.get(product)
         if w is None or w.kind != Window.RANDOMISED:
-            return float(target == Arm.CONTROL)
-        length = spec.triggered.window_periods
-        if_t = [Arm.TREATMENT if w.start <= s < w.start + length else Arm.CONTROL for s in window]
-        return fixed_path(spec.allocation, if_t, [Arm.CONTROL] * len(window), target)
+            return float(target == spec.control_index)
+        start, length = w.start, spec.triggered.window_periods
+        return arm_paths(spec, window, lambda s: start <= s < start + length, target)
 
     def periods_share_draws(self, spec: ExperimentSpec) -> bool:
         return True

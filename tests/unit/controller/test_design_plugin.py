@@ -47,11 +47,11 @@ class Alternating(Design):
         return Draw(arm, 1.0 - spec.allocation if flip else spec.allocation)
 
     def path_probability(
-        self, spec: ExperimentSpec, product: str, window: range, target: Arm, ctx: DesignContext
+        self, spec: ExperimentSpec, product: str, window: range, target: int, ctx: DesignContext
     ) -> float:
         starts_t = [Arm.TREATMENT if s % 2 == 0 else Arm.CONTROL for s in window]
         starts_c = [Arm.CONTROL if a == Arm.TREATMENT else Arm.TREATMENT for a in starts_t]
-        return fixed_path(spec.allocation, starts_t, starts_c, target)
+        return fixed_path(spec.allocation, starts_t, starts_c, spec.role(target))
 
     def periods_share_draws(self, spec: ExperimentSpec) -> bool:
         return True
