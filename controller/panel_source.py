@@ -54,7 +54,9 @@ def experiment_info(
     spec: ExperimentSpec, status: str, triggers: Mapping[str, int] | None = None
 ) -> ExperimentInfo:
     """What the analysis worker is told of an experiment: its design's own estimators, whether
-    its periods share draws, and a sampler of its design (with the experiment's triggers)."""
+    its periods share draws, and a sampler of its design (with the experiment's triggers).
+    Two arms only: the analysis reads treatment against control (issue #41)."""
+    spec.two_arm_only("cannot be analysed yet (the analysis compares one arm with control)")
     design = design_of(spec)
     return ExperimentInfo(
         id=spec.id,

@@ -1,7 +1,9 @@
 """``pricelab schedule SPEC``: the planned assignment of every unit and period, without a broker.
 
 Analysts review a design before launch: for each unit (product) and period it prints the
-period's bounds (in the experiment's time zone), the arm, P(treatment), the policy, the window
+period's bounds (in the experiment's time zone), the arm (its role; for a spec with ``arms:``
+also the arm's name and, where the arms give one, its price_ratio), P(not control), the
+policy, the window
 state, any blackout at the period start (its end and reason) and ``blackout`` (1 when the
 blackout covers the whole period, so the cell's data is discarded - the analysis panel's and
 ``pricelab simulate``'s ``blackout`` column). A readable table by default,
@@ -109,10 +111,24 @@ def planned(
     ]
 
 
+def columns(spec: ExperimentSpec) -> tuple[str, ...]:
+    """The CSV columns for ``spec``: a two-arm shorthand spec's are :data:`COLUMNS` (its arm
+    is named by its role); ``arms:`` adds the arm's name after ``arm``, and its price_ratio
+    when the arms give one."""
+    if not spec.arms:
+        return COLUMNS
+    extra = ("arm_name",) if spec.arms[0].price_ratio is None else ("arm_name", "price_ratio")
+    at = COLUMNS.index("arm") + 1
+    return COLUMNS[:at] + extra + COLUMNS[at:]
+
+
 def rows(spec: ExperimentSpec, assignments: list[Assignment]) -> list[dict[str, str]]:
     zone = spec.zone
+    # policies are unique per arm, so a cell's policy names its arm
+    arm_of = {a.policy: a for a in spec.arm_list()}
     out = []
     for a in assignments:
+        arm = arm_of[a.design_policy or a.policy]
         out.append(
             {
                 "unit": a.product,
@@ -121,6 +137,8 @@ def rows(spec: ExperimentSpec, assignments: list[Assignment]) -> list[dict[str, 
                 "period_start": a.period_start.astimezone(zone).isoformat(),
                 "period_end": a.period_end.astimezone(zone).isoformat(),
                 "arm": a.arm.value,
+                "arm_name": arm.name,
+                "price_ratio": "" if arm.price_ratio is None else f"{arm.price_ratio:g}",
                 "probability": f"{a.probability:.6g}",
                 "policy": a.policy,
                 "window": a.window.value,
@@ -135,7 +153,7 @@ def rows(spec: ExperimentSpec, assignments: list[Assignment]) -> list[dict[str, 
 
 
 def render_table(spec: ExperimentSpec, table: list[dict[str, str]]) -> str:
-    cols = [c for c in COLUMNS if c != "class" or spec.clusters]
+    cols = [c for c in columns(spec) if c != "class" or spec.clusters]
     width = {c: max([len(c)] + [len(r[c]) for r in table]) for c in cols}
     lines = ["  ".join(c.ljust(width[c]) for c in cols).rstrip()]
     lines.append("  ".join("-" * width[c] for c in cols))
@@ -185,7 +203,9 @@ def schedule_command(
     context = DesignContext(triggers=_parse_triggers(spec, trigger or []))
     table = rows(spec, planned(spec, t0, t1, context))
     if as_csv:
-        writer = csv.DictWriter(sys.stdout, fieldnames=list(COLUMNS), lineterminator="\n")
+        writer = csv.DictWriter(
+            sys.stdout, fieldnames=list(columns(spec)), lineterminator="\n", extrasaction="ignore"
+        )
         writer.writeheader()
         writer.writerows(table)
     else:

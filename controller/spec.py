@@ -58,6 +58,8 @@ class Arm(StrEnum):
 MIN_ARMS, MAX_ARMS = 2, 8
 #: the shorthand for two arms: the fields an ``arms:`` list replaces
 SHORTHAND = ("treatment_policy", "control_policy", "allocation", "price_ratio")
+#: why the live path refuses an experiment of more than two arms (issue #41, slice S2 lifts it)
+LIVE_REFUSAL = "cannot run live yet; pricelab schedule shows their draws"
 #: how far the allocations of an ``arms:`` list may sum from 1 (float spelling: 0.1 + 0.2)
 ALLOCATION_SUM_TOLERANCE = 1e-9
 
@@ -787,7 +789,22 @@ def load_model(model: type[_M], data: dict[str, Any] | str | bytes) -> _M:
             return model.model_validate_json(data)
         return model.model_validate(data)
     except ValidationError as exc:
-        raise spec_error(exc) from None
+        raise spec_error(exc, _absent_required(model, data)) from None
+
+
+def _absent_required(model: type[BaseModel], data: Any) -> list[str]:
+    """The shorthand's policies absent from a spec without ``arms`` (required then, though
+    the model cannot say so field by field): to name them beside a misspelt field."""
+    if model is not ExperimentSpec:
+        return []
+    if isinstance(data, str | bytes):
+        try:
+            data = json.loads(data)
+        except ValueError:
+            return []
+    if not isinstance(data, Mapping) or data.get("arms"):
+        return []
+    return [f for f in ("treatment_policy", "control_policy") if data.get(f) is None]
 
 
 def load_spec_file(path: str | Path) -> ExperimentSpec:
@@ -813,14 +830,16 @@ def load_spec_file(path: str | Path) -> ExperimentSpec:
     return load_spec(raw)
 
 
-def spec_error(exc: ValidationError) -> SpecError:
+def spec_error(exc: ValidationError, absent: Sequence[str] = ()) -> SpecError:
     """The first validation failure as a SpecError naming its field. A required field that is
-    missing beside an unknown one (a misspelling: ``treatmnt_policy``) names both."""
+    missing beside an unknown one (a misspelling: ``treatmnt_policy``) names both; ``absent``:
+    fields required by a rule across fields (a spec's policies, without ``arms``)."""
     errors = exc.errors()
     missing = [e for e in errors if e["type"] == "missing"]
     unknown = [e for e in errors if e["type"] == "extra_forbidden"]
-    if missing and unknown:
-        need = ".".join(str(x) for x in missing[0]["loc"])
+    if unknown and (missing or absent):
+        # the policies come before every other required field, as they did when required
+        need = absent[0] if absent else ".".join(str(x) for x in missing[0]["loc"])
         extra = ", ".join(repr(".".join(str(x) for x in e["loc"])) for e in unknown)
         return SpecError(
             need,

@@ -32,7 +32,13 @@ from lab.config import MarketConfig
 from lab.failed_fits import MAX_FAILED_SHARE
 from lab.market import Market
 from lab.price import ModelledPrice, describe, modelled_price
-from lab.simulate import market_for_spec, run_spec, write_events, write_panel
+from lab.simulate import (
+    SIMULATE_REFUSAL,
+    market_for_spec,
+    run_spec,
+    write_events,
+    write_panel,
+)
 
 
 def _fail(message: str) -> NoReturn:
@@ -166,6 +172,7 @@ def simulate_command(
     try:
         if spec_path is not None:
             spec = load_spec_file(spec_path)
+            spec.two_arm_only(SIMULATE_REFUSAL)
             price = _modelled_price(_market_config(config), price_change, spec)
             market = market_for_spec(spec, price.market, seed)
         else:
@@ -225,6 +232,7 @@ def _simulate_live(
         _fail("--live is not available in this build (no streams layer)")
     try:
         spec = load_spec_file(spec_path)
+        spec.two_arm_only(SIMULATE_REFUSAL)
         price = _modelled_price(_market_config(config), price_change, spec)
         lines = live(
             spec,
@@ -417,6 +425,7 @@ def plan_command(
     from analysis.cli import read_table
     from analysis.table_input import check_decimal_commas
     from lab.plan import (
+        PLAN_REFUSAL,
         PlanConfig,
         as_json_rows,
         check_period,
@@ -440,6 +449,7 @@ def plan_command(
     for path in specs:
         try:
             loaded.append((path.stem, load_spec_file(path)))
+            loaded[-1][1].two_arm_only(PLAN_REFUSAL)
         except SpecError as exc:
             _fail(f"{path}: {exc}")
         except OSError as exc:

@@ -71,6 +71,12 @@ _Z_POWER = float(stats.norm.ppf(TARGET_POWER))
 #: the effect a simulation adds when no --effect is given and its A/A SE is not usable
 _UNIT_EFFECT = {False: 1.0, True: 0.1}
 
+#: why the planner refuses an experiment of more than two arms (issue #41, slice S5)
+PLAN_REFUSAL = (
+    "cannot be planned yet (the planner powers one comparison with control); "
+    "pricelab schedule shows their draws"
+)
+
 
 # --------------------------------------------------------------------------- history
 @dataclass(frozen=True)
@@ -673,6 +679,8 @@ def run_plan(
     progress: Progress | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     """Every simulation (one row per simulation and estimator), the summary, and notes."""
+    for _, spec in specs:
+        spec.two_arm_only(PLAN_REFUSAL)
     jobs, notes = make_jobs(specs, history, cfg)
     total = sum(len(j.starts) for j in jobs)
     done = 0

@@ -51,6 +51,12 @@ _S_SALES, _S_COMPETITORS = 101, 102
 _DAY = timedelta(days=1)
 _HOUR = timedelta(hours=1)
 
+#: why the simulator refuses an experiment of more than two arms (issue #41, slice S5)
+SIMULATE_REFUSAL = (
+    "cannot be simulated yet (the market models one treatment price against control); "
+    "pricelab schedule shows their draws"
+)
+
 
 @dataclass(frozen=True)
 class SimulatedExperiment:
@@ -133,7 +139,9 @@ def market_for_spec(
     spec's periods (same calendar and time zone), seeded by ``seed``. A trigger rule's named
     competitors are the market's first competitors. Its treatment is the spec's price change
     (``price_ratio - 1``) when the spec gives ``price_ratio``, else ``cfg.price_change``
-    (:func:`lab.price.modelled_price` settles which, and refuses two that disagree)."""
+    (:func:`lab.price.modelled_price` settles which, and refuses two that disagree). Two arms
+    only (a SpecError naming ``arms`` otherwise: the market models one treatment price)."""
+    spec.two_arm_only(SIMULATE_REFUSAL)
     check_periods(spec)
     units = spec.all_products()
     start = spec.start.astimezone(spec.zone).date()
@@ -217,6 +225,7 @@ def simulated_triggers(spec: ExperimentSpec, market: Market) -> dict[str, int]:
 
 def run_spec(spec: ExperimentSpec, market: Market) -> SimulatedExperiment:
     """Run ``spec`` on ``market`` (whose products are the spec's): assignment, outcomes, panel."""
+    spec.two_arm_only(SIMULATE_REFUSAL)
     slots = experiment_slots(spec, market)
     days = len(slots)
     units = list(market.product_ids)

@@ -65,6 +65,7 @@ def report(
 
         if spec_path is not None:
             spec = load_spec_file(spec_path)
+            spec.two_arm_only("cannot be reported yet (the report compares one arm with control)")
             if design is not None and design != spec.design:
                 fail(f"--design {design} contradicts the spec's design {spec.design}")
         the_design = spec.design if spec is not None else design
