@@ -193,18 +193,21 @@ class ExperimentSpec(BaseModel):
     treatment_policy: str | None = Field(
         default=None,
         min_length=1,
-        description="Pricing policy of treated products (the pricing system's name); with "
-        "control_policy, allocation and price_ratio, the shorthand for two arms.",
+        description="Pricing policy of treated products (the pricing system's name); required "
+        "unless arms is given: with control_policy, allocation and price_ratio, the shorthand "
+        "for two arms.",
     )
     control_policy: str | None = Field(
         default=None,
         min_length=1,
-        description="Pricing policy of control products (usually today's).",
+        description="Pricing policy of control products (usually today's); required unless "
+        "arms is given.",
     )
     arms: tuple[ArmSpec, ...] = Field(
         default=(),
         description="2 to 8 arms, each {name, policy, allocation, price_ratio (optional), "
-        "control (true on one)}, in place of the two-arm shorthand (docs/designs.md).",
+        "control (true on one)}, in place of the two-arm shorthand (docs/designs.md); more "
+        "than two are shown by `pricelab schedule` but cannot run live yet.",
     )
     price_ratio: float | None = Field(
         default=None,

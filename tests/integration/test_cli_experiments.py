@@ -27,11 +27,12 @@ from confluent_kafka import Consumer, TopicPartition
 
 from controller.designs import Assignment
 from controller.settings import Settings
-from controller.spec import Arm
+from controller.spec import Arm, load_spec
 from controller.store import make_redis
 from controller.store.clock import SharedSimulatedClock
 from controller.store.keys import clock as clock_key
 from streams.cli import main
+from streams.client.commands import send_command
 from streams.live.launcher import WorkerProcess
 from streams.worker.kafka import ensure_topics
 from streams.worker.schemas import ExperimentEvent
@@ -48,6 +49,18 @@ PRODUCTS = ["s1", "s2", "s3", "s4"]
 #: keeps the topic's contract: the broker validates the output topics, and refuses a
 #: tombstone (no value) there (docs/broker.md)
 END_KEY = b"end-of-test"
+LADDER_PRODUCTS = ["k1", "k2", "k3"]
+LADDER_ARMS = [
+    {
+        "name": "list",
+        "policy": "list-ladder",
+        "price_ratio": 1.0,
+        "allocation": 0.4,
+        "control": True,
+    },
+    {"name": "p95", "policy": "price-95", "price_ratio": 0.95, "allocation": 0.3},
+    {"name": "p105", "policy": "price-105", "price_ratio": 1.05, "allocation": 0.3},
+]
 
 sys.path.insert(0, str(ROOT / "docs" / "examples"))
 from pricing_system import PolicyBook  # noqa: E402
@@ -171,9 +184,27 @@ def test_the_lifecycle_from_the_operators_and_the_pricing_systems_seats(
     past.write_text(yaml.safe_dump(_spec("past-exp", START - timedelta(days=2))))
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(_spec("bad", START) | {"allocation": 2}))
+    # three arms (issue #41): refused until the assignment contract carries the arm
+    ladder_doc = {k: v for k, v in _spec("ladder", START).items() if not k.endswith("_policy")}
+    ladder_doc |= {"products": LADDER_PRODUCTS, "arms": LADDER_ARMS}
+    ladder = tmp_path / "ladder.yaml"
+    ladder.write_text(yaml.safe_dump(ladder_doc))
+    bad_arms = tmp_path / "bad-arms.yaml"
+    bad_arms.write_text(yaml.safe_dump(ladder_doc | {"arms": LADDER_ARMS[:2]}))
     w = WorkerProcess(settings).start()
     try:
         assert "allocation" in refused("experiment", "create", str(bad))
+        # a k-arm spec: one sentence, exit 2, nothing sent; a bad arm list names the field
+        err = refused("experiment", "create", str(ladder))
+        assert "arms: 3-arm experiments cannot run live yet; pricelab schedule shows" in err
+        assert "arms: the allocations sum to 0.7, not 1" in refused(
+            "experiment", "create", str(bad_arms)
+        )
+        # a client that skips the CLI's check is refused by the controller itself
+        doc = load_spec(ladder_doc).model_dump(mode="json")
+        reply = send_command(settings, "create", spec=doc, timeout=60)
+        assert reply["ok"] is False and "3-arm experiments cannot run live yet" in reply["error"]
+        assert "ladder" not in cli("experiment", "list")[1]
         # a start before now is refused, naming the way out; nothing is created
         err = refused("experiment", "create", str(past), "--timeout", "60")
         assert "before now" in err and "--backfill" in err
@@ -267,8 +298,11 @@ def test_the_lifecycle_from_the_operators_and_the_pricing_systems_seats(
             book.apply(m)
         kept = book.current[("cli-exp", product)]
         assert (kept["status"], kept["policy"], kept["seq"]) == ("stopped", "list", final["seq"])
+    # nothing of the refused three-arm experiment reached a topic
+    assert not [m for m in msgs if m["experiment"] == "ladder" or m["product"] in LADDER_PRODUCTS]
     # what happened, once each: the repeated pause, resume and stop announced nothing more
     events = read_with_librdkafka(settings, topics.experiment_events)
+    assert {e["kind"] for e in events if e.get("experiment") == "ladder"} <= {"command"}
     kinds = [e["kind"] for e in events if e.get("experiment") == "cli-exp"]
     changes = [k for k in kinds if k not in ("command", "flipped")]
     assert changes == ["created", "started", "paused", "resumed", "frozen", "unfrozen", "stopped"]

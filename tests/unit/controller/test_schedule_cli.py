@@ -105,3 +105,49 @@ def test_a_bad_spec_is_refused_with_the_field(app: typer.Typer, tmp_path: Path) 
 def test_a_missing_file_is_an_error(app: typer.Typer, tmp_path: Path) -> None:
     code, _, err = run(app, str(tmp_path / "nope.yaml"))
     assert code == 2 and "nope.yaml" in err
+
+
+LADDER = """
+id: ladder
+products: [a, b, c, d, e, f]
+arms:
+  - {name: list, policy: list-price, price_ratio: 1.0, allocation: 0.4, control: true}
+  - {name: p95, policy: price-95, price_ratio: 0.95, allocation: 0.3}
+  - {name: p105, policy: price-105, price_ratio: 1.05, allocation: 0.3}
+start: 2026-05-04
+end: 2026-05-11
+washout: PT2H
+seed: 3
+"""
+
+
+def test_a_three_arm_schedule_names_each_cells_arm(app: typer.Typer, tmp_path: Path) -> None:
+    path = tmp_path / "ladder.yaml"
+    path.write_text(LADDER)
+    code, out, _ = run(app, str(path), "--csv")
+    assert code == 0
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert list(rows[0])[5:9] == ["arm", "arm_name", "price_ratio", "probability"]
+    arms = {"list": ("list-price", "1", "control"), "p95": ("price-95", "0.95", "treatment"),
+            "p105": ("price-105", "1.05", "treatment")}  # fmt: skip
+    assert {r["arm_name"] for r in rows} == set(arms)  # 42 cells: every arm drawn
+    for r in rows:
+        policy, ratio, role = arms[r["arm_name"]]
+        assert (r["policy"], r["price_ratio"], r["arm"]) == (policy, ratio, role)
+        assert r["probability"] == "0.6"  # P(not control)
+    table = run(app, str(path))[1].splitlines()
+    assert table[0].split()[:6] == ["unit", "period", "period_start", "period_end", "arm",
+                                    "arm_name"]  # fmt: skip
+    assert any(" p105 " in line and " price-105 " in line for line in table[2:])
+
+
+def test_arm_names_without_price_ratios(app: typer.Typer, tmp_path: Path) -> None:
+    text = "\n".join(line.replace("price_ratio: ", "x: ").replace(", x: 1.0", "")
+                     .replace(", x: 0.95", "").replace(", x: 1.05", "")
+                     for line in LADDER.splitlines())  # fmt: skip
+    path = tmp_path / "models.yaml"
+    path.write_text(text)
+    code, out, _ = run(app, str(path), "--csv")
+    assert code == 0, out
+    header = out.splitlines()[0].split(",")
+    assert "arm_name" in header and "price_ratio" not in header

@@ -1,0 +1,77 @@
+"""Until the simulator, the planner and the analysis model k arms (issue #41, slices S3-S5),
+every tool that reads an experiment as treatment against control refuses one of more than two
+arms in one sentence (exit 2), never reading it silently as two arms."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from controller.errors import SpecError
+from controller.panel_source import experiment_info
+from controller.spec import load_spec_file
+from streams.cli import app
+
+LADDER = """
+id: ladder
+products: [a, b, c, d, e, f]
+arms:
+  - {name: list, policy: list-price, price_ratio: 1.0, allocation: 0.4, control: true}
+  - {name: p95, policy: price-95, price_ratio: 0.95, allocation: 0.3}
+  - {name: p105, policy: price-105, price_ratio: 1.05, allocation: 0.3}
+start: 2026-05-04
+end: 2026-06-01
+seed: 3
+"""
+
+
+@pytest.fixture
+def ladder(tmp_path: Path) -> Path:
+    path = tmp_path / "ladder.yaml"
+    path.write_text(LADDER)
+    return path
+
+
+def refused(args: list[str]) -> str:
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 2, res.output
+    assert "Traceback" not in res.output and len(res.output.strip().splitlines()) == 1
+    return res.output
+
+
+def test_simulate_refuses_three_arms(ladder: Path, tmp_path: Path) -> None:
+    out = refused(["simulate", "--spec", str(ladder), "--out", str(tmp_path / "p.csv")])
+    assert "arms: 3-arm experiments cannot be simulated yet" in out
+    assert not (tmp_path / "p.csv").exists()
+
+
+def test_simulate_live_refuses_three_arms_before_any_stack(ladder: Path) -> None:
+    out = refused(["simulate", "--live", "--spec", str(ladder)])
+    assert "arms: 3-arm experiments cannot be simulated yet" in out
+
+
+def test_plan_refuses_three_arms(ladder: Path, tmp_path: Path) -> None:
+    history = tmp_path / "h.csv"
+    history.write_text("product,date,units\na,2026-01-01,1\n")
+    args = ["plan", str(ladder), "--history", str(history), "--unit", "product"]
+    out = refused([*args, "--time", "date", "--outcome", "units", "--sims", "20", "--jobs", "1"])
+    assert "arms: 3-arm experiments cannot be planned yet" in out
+
+
+def test_the_analysis_is_not_told_of_three_arms(ladder: Path) -> None:
+    with pytest.raises(SpecError, match="^arms: 3-arm experiments cannot be analysed yet"):
+        experiment_info(load_spec_file(ladder), "running")
+
+
+def test_a_two_arm_list_is_simulated_like_the_shorthand(tmp_path: Path) -> None:
+    two = LADDER.replace(
+        "  - {name: p105, policy: price-105, price_ratio: 1.05, allocation: 0.3}\n", ""
+    ).replace("allocation: 0.4, control", "allocation: 0.7, control")
+    (tmp_path / "two.yaml").write_text(two)
+    res = CliRunner().invoke(
+        app, ["simulate", "--spec", str(tmp_path / "two.yaml"), "--out", str(tmp_path / "p.csv")]
+    )
+    assert res.exit_code == 0, res.output
+    assert "treatment price 5% below control's" in res.output
