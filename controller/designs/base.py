@@ -307,6 +307,8 @@ def pick(cum: Sequence[float], u: float) -> int:
 
 def pick_many(cum: Sequence[float], u: np.ndarray) -> np.ndarray:
     """:func:`pick` of every element of ``u``, as int64 indices."""
+    if len(cum) == 2:  # one comparison, as two-arm flips always made
+        return (u >= cum[0]).astype(np.int64)
     return np.searchsorted(np.asarray(cum[:-1]), u, side="right").astype(np.int64)
 
 
@@ -434,9 +436,12 @@ def arm_draws(
     [control, treatment] that two-arm flips always had)."""
     k, control = spec.n_arms, spec.control_index
     draws = [arm_draw(spec, (c + control) % k, probability) for c in range(k)]
-    codes = index - control if control else index
-    if control:
-        codes %= k
+    if not control:
+        return index, draws
+    if k == 2:
+        return index ^ 1, draws
+    codes = index - control
+    codes %= k
     return codes, draws
 
 
