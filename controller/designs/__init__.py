@@ -1,6 +1,7 @@
 """Experiment designs: one module per design behind one :class:`Design` interface.
 
-``base`` defines the interface and the keyed draws; ``assignments`` builds assignments, whole
+``base`` defines the interface and the keyed draws (one categorical draw and one complete
+randomisation, for 2 to 8 arms); ``assignments`` builds assignments, whole
 periods and design matrices from any design; each other module is one design and registers
 itself (:mod:`controller.design_registry`). See docs/designs.md.
 """
@@ -28,8 +29,13 @@ from controller.designs.base import (
     Draw,
     MarketFacts,
     Window,
+    arm_draw,
+    arm_index,
     bernoulli,
+    categorical,
+    complete_arms,
     complete_share,
+    complete_split,
     design_of,
     fixed_path,
     get_design,
@@ -38,6 +44,7 @@ from controller.designs.base import (
     uniform,
     uniforms,
 )
+from controller.designs.crossover import williams
 from controller.designs.optimal_switchback import randomisation_points
 from controller.designs.triggered import TriggerPlan, TriggerWindow, plan_of, trigger_plan
 
@@ -54,11 +61,16 @@ __all__ = [
     "TriggerWindow",
     "Window",
     "arm",
+    "arm_draw",
+    "arm_index",
     "assign",
     "assign_period",
     "assign_products",
     "bernoulli",
+    "categorical",
+    "complete_arms",
     "complete_share",
+    "complete_split",
     "design_matrices",
     "design_sampler",
     "design_of",
@@ -76,4 +88,5 @@ __all__ = [
     "trigger_plan",
     "uniform",
     "uniforms",
+    "williams",
 ]
