@@ -32,19 +32,38 @@ from pydantic import (
 )
 
 from controller import design_registry
+from controller.arms import (
+    ALLOCATION_SUM_TOLERANCE,
+    LIVE_REFUSAL,
+    MAX_ARMS,
+    MIN_ARMS,
+    SHORTHAND,
+    ArmSpec,
+    check_arms,
+)
 from controller.durations import parse_duration
 from controller.errors import SpecError
+from controller.ids import check_id
 
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _SEED = re.compile(r"[+-]?[0-9]+", re.ASCII)
 _M = TypeVar("_M", bound=BaseModel)
 
 
-def check_id(v: str) -> str:
-    """An experiment's or a freeze's id: ``v``, or ValueError (a validator's) saying the rule."""
-    if not _ID.match(v):
-        raise ValueError("must be 1-64 letters, digits, '_', '.' or '-', starting alphanumeric")
-    return v
+__all__ = [
+    "ALLOCATION_SUM_TOLERANCE",
+    "LIVE_REFUSAL",
+    "MAX_ARMS",
+    "MIN_ARMS",
+    "SHORTHAND",
+    "Arm",
+    "ArmSpec",
+    "ExperimentSpec",
+    "check_id",
+    "load_model",
+    "load_spec",
+    "load_spec_file",
+    "spec_error",
+]
 
 
 class Arm(StrEnum):
@@ -54,37 +73,8 @@ class Arm(StrEnum):
     CONTROL = "control"
 
 
-#: how many arms a spec may have
-MIN_ARMS, MAX_ARMS = 2, 8
-#: the shorthand for two arms: the fields an ``arms:`` list replaces
-SHORTHAND = ("treatment_policy", "control_policy", "allocation", "price_ratio")
-#: why the live path refuses an experiment of more than two arms (issue #41, slice S2 lifts it)
-LIVE_REFUSAL = "cannot run live yet; pricelab schedule shows their draws"
-#: how far the allocations of an ``arms:`` list may sum from 1 (float spelling: 0.1 + 0.2)
-ALLOCATION_SUM_TOLERANCE = 1e-9
-
-
 class _Settings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class ArmSpec(_Settings):
-    """One arm of an experiment: its name, the policy the pricing system applies, its share."""
-
-    name: str = Field(description="The arm's name: letters, digits, '_', '.', '-'; at most 64.")
-    policy: str = Field(min_length=1, description="The pricing policy the arm's products run.")
-    price_ratio: float | None = Field(
-        default=None,
-        description="The arm's price relative to the control arm's (0.95: a 5% cut); give it "
-        "on every arm or on none; the control's is 1.",
-    )
-    allocation: float = Field(description="Share of units (or periods) in this arm, in (0, 1).")
-    control: bool = Field(default=False, description="True on exactly one arm: the control.")
-
-    @field_validator("name")
-    @classmethod
-    def _name_ok(cls, v: str) -> str:
-        return check_id(v)
 
 
 class TimeBoundSettings(_Settings):
@@ -464,54 +454,8 @@ class ExperimentSpec(BaseModel):
                 f"both; {given[0]} is given too",
             )
         arms = self.arms
+        check_arms(arms)
         k = len(arms)
-        if not MIN_ARMS <= k <= MAX_ARMS:
-            raise SpecError("arms", f"must list {MIN_ARMS} to {MAX_ARMS} arms, not {k}")
-        for what, values in (
-            ("name", [a.name for a in arms]),
-            ("policy", [a.policy for a in arms]),
-        ):
-            dup = sorted({v for v in values if values.count(v) > 1})
-            if dup:
-                raise SpecError("arms", f"each arm needs its own {what}; repeated: {dup[:3]}")
-        controls = [a.name for a in arms if a.control]
-        if len(controls) != 1:
-            found = "none is" if not controls else f"{len(controls)} are ({', '.join(controls)})"
-            raise SpecError("arms", f"exactly one arm must have control: true; {found}")
-        for a in arms:
-            if not 0.0 < a.allocation < 1.0:
-                raise SpecError(
-                    "arms",
-                    f"arm {a.name!r} has allocation {a.allocation!r}; each allocation must be "
-                    "strictly between 0 and 1",
-                )
-        total = math.fsum(a.allocation for a in arms)
-        if abs(total - 1.0) > ALLOCATION_SUM_TOLERANCE:
-            raise SpecError("arms", f"the allocations sum to {total:.6g}, not 1")
-        ratios = [a.price_ratio for a in arms]
-        if any(r is not None for r in ratios):
-            missing = [a.name for a in arms if a.price_ratio is None]
-            if missing:
-                raise SpecError(
-                    "arms",
-                    f"give price_ratio on every arm or on none; {missing[0]!r} has none",
-                )
-            for a in arms:
-                r = a.price_ratio
-                assert r is not None
-                if not (math.isfinite(r) and r > 0):
-                    raise SpecError(
-                        "arms",
-                        f"arm {a.name!r} has price_ratio {r!r}; a price ratio must be a finite "
-                        "number above 0",
-                    )
-            control = next(a for a in arms if a.control)
-            if control.price_ratio != 1.0:
-                raise SpecError(
-                    "arms",
-                    f"the control arm {control.name!r} has price_ratio {control.price_ratio!r}; "
-                    "prices are relative to control's, so its ratio must be 1",
-                )
         control = next(a for a in arms if a.control)
         others = [a for a in arms if not a.control]
         fill: dict[str, Any] = {"allocation": 1.0 - control.allocation}
