@@ -6,6 +6,8 @@
         [--by COL]
     pricelab analyze PANEL ... --method spillover --graph GRAPH.json --spec SPEC
     pricelab analyze PANEL ... --method hpte --covariates COL,COL --unit-effects FILE.csv
+    pricelab analyze PANEL --unit COL --time COL --outcome COL --arm COL --control NAME
+        --method {dm,fe,did,...} [--json]
 
 Methods come from :mod:`analysis.estimators.registry`, so every registered estimator works.
 ``--se``/``--seed`` are passed to the estimator (the contract in
@@ -13,6 +15,10 @@ Methods come from :mod:`analysis.estimators.registry`, so every registered estim
 gets them only if its signature has them). The CSV separator is detected from the header line
 (``;``, ``,``, tab or ``|``) unless ``--sep`` is given.
 
+``--arm COL --control NAME`` (in place of ``--treated``) compares every other arm of the
+column with the control (:mod:`analysis.arms`): one row per arm with its own interval and one
+that holds for all the comparisons at once (Dunnett-type for ``dm``, else Bonferroni), and
+Holm's adjusted p-values.
 ``--by COL`` gives one estimate per segment with Benjamini-Hochberg adjusted p-values.
 ``--method spillover`` prints the direct and spillover effects (and the naive difference) of
 a panel drawn by a live design, by the function the analysis worker publishes them with: the
@@ -27,6 +33,7 @@ import inspect
 import json
 import math
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -34,6 +41,18 @@ import numpy as np
 import pandas as pd
 import typer
 
+from analysis.arms import (
+    BLACKOUT,
+    JOINT_METHODS,
+    TREATED,
+    Arms,
+    Simultaneous,
+    dm_correlation,
+    holm_adjust,
+    pair_frame,
+    read_arms,
+    simultaneous,
+)
 from analysis.elasticity import within_product_elasticity
 from analysis.errors import AnalysisError
 from analysis.estimators import registry
@@ -225,7 +244,6 @@ def analyze(
     panel_path: Annotated[Path, typer.Argument(help="Long panel: .csv or .parquet.")],
     unit: Annotated[str, typer.Option(help="Unit column.")],
     time: Annotated[str, typer.Option(help="Period column.")],
-    treated: Annotated[str, typer.Option(help="0/1 treatment column.")],
     method: Annotated[
         str,
         typer.Option(
@@ -237,11 +255,24 @@ def analyze(
     outcome: Annotated[
         str | None, typer.Option(help="Outcome column (not with --method elasticity).")
     ] = None,
+    treated: Annotated[
+        str | None, typer.Option(help="0/1 treatment column (two arms; or --arm).")
+    ] = None,
+    arm: Annotated[
+        str | None,
+        typer.Option(
+            "--arm",
+            help="With k arms: the column naming each cell's arm; every arm is compared with "
+            "--control, with simultaneous intervals for the k - 1 comparisons.",
+        ),
+    ] = None,
+    control: Annotated[
+        str | None, typer.Option("--control", help="With --arm: the control arm's name.")
+    ] = None,
     se: Annotated[
         str | None,
         typer.Option(
-            help="Variance method: placebo, jackknife, bootstrap, auto_bootstrap, "
-            "time_placebo, ..."
+            help="Variance method: placebo, jackknife, bootstrap, auto_bootstrap, time_placebo, ..."
         ),
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Seed for placebo/bootstrap draws.")] = None,
@@ -324,12 +355,15 @@ def analyze(
             raise AnalysisError(
                 f"Unknown method {method!r}; choose one of {', '.join(analyze_methods())}."
             )
+        check_arm_options(treated, arm, control, method, probability, by, graph)
         # the spillover design and graph name products as text: read the unit column as text
-        df = read_table(panel_path, sep, (unit,) if method == "spillover" else (), decimal)
+        text = ((unit,) if method == "spillover" else ()) + ((arm,) if arm else ())
+        df = read_table(panel_path, sep, text, decimal)
         covs = [c.strip() for c in covariates.split(",") if c.strip()] if covariates else []
         numeric = (outcome, treated, units_col, revenue_col, *covs)
         df, probability = prepare_table(df, time, numeric, probability, dayfirst, date_format)
         if method == "elasticity":
+            assert treated is not None  # check_arm_options: --arm does not take elasticity
             rows = elasticity_rows(df, unit, time, treated, blackout, probability, units_col,
                                    revenue_col, outcome, by, alpha)  # fmt: skip
             _print_rows(rows, _ELASTICITY_COLUMNS[0 if by else 1 :], as_json)
@@ -346,6 +380,12 @@ def analyze(
             raise AnalysisError("--outcome is required (except with --method elasticity).")
         if units_col is not None or revenue_col is not None:
             raise AnalysisError("--units and --revenue go with --method elasticity.")
+        if arm is not None and control is not None:
+            compared = compare_arms(df, arm, control, method, se, seed, alpha, unit, time,
+                                    outcome, blackout, covs)  # fmt: skip
+            _print_arms(compared, alpha, as_json)
+            return
+        assert treated is not None
         long = long_kw(unit, time, outcome, treated, blackout, probability, covs)
         if method == "spillover" or graph is not None:
             if by is not None:
@@ -381,6 +421,133 @@ def analyze(
 #: wired in by the CLI's composition root (``register(app, spec_info=...)``), since analysis/
 #: does not import the controller.
 _WIRING: dict[str, Callable[[Path], ExperimentInfo]] = {}
+
+
+#: methods that need the design's per-cell probability of treatment, which a pair of arms out
+#: of k does not have in an analyst's table
+_NEEDS_PROBABILITY = ("ht", "hajek", "cuped")
+
+
+def check_arm_options(
+    treated: str | None,
+    arm: str | None,
+    control: str | None,
+    method: str,
+    probability: str | None,
+    by: str | None,
+    graph: Path | None,
+) -> None:
+    """Two arms (``--treated``) or k (``--arm`` with ``--control``), and what k arms do not
+    take yet; one sentence each."""
+    if (treated is None) == (arm is None):
+        raise AnalysisError(
+            "give --treated COL (two arms) or --arm COL with --control NAME (k arms), "
+            "not both or neither."
+        )
+    if arm is None:
+        if control is not None:
+            raise AnalysisError("--control names the control arm of --arm; give --arm COL.")
+        return
+    if control is None:
+        raise AnalysisError("--arm needs --control NAME: the arm every other is compared with.")
+    if method in ("elasticity", "spillover") or graph is not None:
+        raise AnalysisError(f"--arm does not take --method {method} yet.")
+    if by is not None:
+        raise AnalysisError("--arm does not take --by yet: filter the panel per segment.")
+    if probability is not None or method in _NEEDS_PROBABILITY:
+        raise AnalysisError(
+            f"--arm compares each arm with the control on the pair's cells; "
+            f"{'--probability' if probability is not None else f'--method {method}'} needs "
+            "each cell's design probability for that pair, which --arm does not take yet."
+        )
+
+
+@dataclass(frozen=True)
+class ArmComparison:
+    """Every non-control arm against the control: the pair fits and their simultaneous
+    intervals."""
+
+    arms: Arms
+    results: tuple[Any, ...]
+    simultaneous: Simultaneous
+    pvalues_holm: tuple[float, ...]
+
+
+def compare_arms(
+    df: pd.DataFrame,
+    arm_col: str,
+    control: str,
+    method: str,
+    se: str | None,
+    seed: int | None,
+    alpha: float,
+    unit: str,
+    time: str,
+    outcome: str,
+    blackout: str | None,
+    covs: list[str],
+) -> ArmComparison:
+    """Fit ``method`` on each arm's pair with the control (:func:`analysis.arms.pair_frame`)
+    and give the k - 1 results simultaneous intervals (:func:`analysis.arms.simultaneous`)."""
+    arms = read_arms(df, arm_col, control)
+    results = []
+    for name in arms.others:
+        pair = pair_frame(df, arms, name, blackout)
+        long = long_kw(unit, time, outcome, TREATED, BLACKOUT, None, covs)
+        try:
+            results.append(
+                build_estimator(method, se, seed).fit(Panel.from_long(pair, **long)).result
+            )
+        except (AnalysisError, ValueError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise AnalysisError(f"arm {name!r} against {control!r}: {first}") from None
+    corr = (
+        dm_correlation(df, arms, unit, outcome, blackout)
+        if method in JOINT_METHODS and se in (None, "cluster")
+        else None
+    )
+    sim = simultaneous(results, alpha, corr)
+    holm = holm_adjust([r.pvalue() for r in results])
+    return ArmComparison(arms, tuple(results), sim, tuple(holm))
+
+
+def arm_rows(compared: ArmComparison, alpha: float) -> list[dict[str, Any]]:
+    """One row per non-control arm: today's two-arm row with its relative form, the arm's
+    name, its simultaneous interval and Holm's adjusted p-value."""
+    rows = []
+    for name, result, (lo, hi), holm in zip(
+        compared.arms.others,
+        compared.results,
+        compared.simultaneous.intervals,
+        compared.pvalues_holm,
+        strict=True,
+    ):
+        row = {"arm": name} | result.to_dict(alpha) | relative_fields(result, alpha)
+        rows.append(row | {"sim_ci_low": lo, "sim_ci_high": hi, "pvalue_holm": holm})
+    return rows
+
+
+def _print_arms(compared: ArmComparison, alpha: float, as_json: bool) -> None:
+    rows = arm_rows(compared, alpha)
+    sim = compared.simultaneous
+    if as_json:
+        doc = {
+            "control": compared.arms.control,
+            "arm_column": compared.arms.column,
+            "alpha": alpha,
+            "simultaneous": sim.method,
+            "simultaneous_critical_value": sim.critical_value,
+            "arms": [{k: _json_safe(v) for k, v in r.items()} for r in rows],
+        }
+        typer.echo(json.dumps(doc))
+        return
+    cols = ("arm", "effect", "se", "ci_low", "ci_high", "sim_ci_low", "sim_ci_high", "pvalue",
+            "pvalue_holm", "relative_effect", "n_cells")  # fmt: skip
+    _print_rows(rows, cols, False)
+    typer.echo(
+        f"against control {compared.arms.control!r}; sim_ci: {1 - alpha:.0%} for the "
+        f"{len(rows)} comparisons at once ({sim.method})"
+    )
 
 
 def offline_spillover(

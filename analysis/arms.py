@@ -1,0 +1,200 @@
+"""Experiments with k arms on a panel: each non-control arm against the control, with intervals
+that hold for the k - 1 comparisons at once.
+
+A panel's arm column names every cell's arm. Comparing arm ``j`` with the control fits the
+ordinary two-arm estimator on the *pair*: the same panel with ``treated = (arm == j)`` and every
+cell of a third arm blacked out (:func:`pair_frame`), so the estimator sees exactly the cells of
+the two arms it compares, on the panel's full grid of products and periods.
+
+Simultaneous intervals (:func:`simultaneous`) widen each comparison's interval from its own
+critical value to one that covers all k - 1 effects together with probability 1 - alpha:
+
+- ``dunnett-t`` / ``dunnett-normal``: the k - 1 comparisons share the control's cells, so their
+  estimates are correlated (about 0.5 with equal arms). Where the joint distribution is
+  available - the difference in means, whose estimates are sums over product clusters - the
+  critical value is the (1 - alpha) quantile of max_j |T_j| for T multivariate t (df the
+  smallest of the comparisons' own) or normal with the comparisons' correlation, estimated from
+  each product's influence on every comparison (:func:`dm_correlation`). This is Dunnett's
+  (1955) construction with a cluster-robust correlation in place of the equal-variance one.
+- ``bonferroni``: otherwise, each interval at level 1 - alpha / (k - 1), which holds whatever
+  the correlation.
+
+Each comparison's interval keeps its own SE; only the critical value is shared. Holm's adjusted
+p-values (:func:`holm_adjust`) go beside them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import optimize, stats
+
+from analysis.errors import AnalysisError
+
+#: the fixed seed of the multivariate cdf's quasi-Monte-Carlo integration: the same panel gives
+#: the same critical value
+_CDF_SEED = 20261126
+#: methods whose comparisons' joint distribution :func:`dm_correlation` gives
+JOINT_METHODS = frozenset({"dm"})
+
+
+@dataclass(frozen=True)
+class Arms:
+    """The arms of a panel's arm column: the control's name and the others, in sorted order."""
+
+    column: str
+    control: str
+    others: tuple[str, ...]
+
+
+def read_arms(df: pd.DataFrame, column: str, control: str) -> Arms:
+    """The arms named in ``column``; one sentence when the column, the control or a second arm
+    is missing."""
+    if column not in df.columns:
+        raise AnalysisError(f"--arm {column!r} is not a column of the panel.")
+    names = df[column].dropna().astype(str)
+    present = sorted(set(names))
+    if control not in present:
+        raise AnalysisError(
+            f"--control {control!r} is not an arm of column {column!r} "
+            f"(its arms: {', '.join(present) or 'none'})."
+        )
+    others = tuple(a for a in present if a != control)
+    if not others:
+        raise AnalysisError(
+            f"column {column!r} has only the control arm {control!r}: nothing to compare."
+        )
+    return Arms(column, control, others)
+
+
+#: the columns :func:`pair_frame` adds (names a panel would not use)
+TREATED, BLACKOUT = "_pair_treated", "_pair_blackout"
+
+
+def pair_frame(df: pd.DataFrame, arms: Arms, arm: str, blackout: str | None) -> pd.DataFrame:
+    """The panel for ``arm`` against the control: ``TREATED`` is 1 on ``arm``'s cells, 0 on
+    the control's; the cells of every other arm (and of the given ``blackout``) are blacked out
+    (``BLACKOUT`` = 1). One sentence when ``arm`` has no cell outside a blackout."""
+    names = df[arms.column].astype(str)
+    other = ~names.isin((arm, arms.control)) | df[arms.column].isna()
+    out = df.assign(**{TREATED: (names == arm).astype(int)})
+    off = other if blackout is None else other | (df[blackout].fillna(0).astype(float) != 0)
+    out[BLACKOUT] = off.astype(int)
+    for name in (arm, arms.control):
+        if not ((names == name) & ~off).any():
+            raise AnalysisError(f"arm {name!r} has no usable cells (outside blackouts).")
+    return out
+
+
+def dm_correlation(
+    df: pd.DataFrame, arms: Arms, unit: str, outcome: str, blackout: str | None
+) -> np.ndarray:
+    """The correlation of the k - 1 differences in means (each arm's cell mean minus the
+    control's), clustered by product: each product's influence on comparison j is the sum of
+    its arm-j cells' deviations from the arm-j mean over n_j, minus the same for its control
+    cells; the covariance of comparisons j and l is the sum over products of their
+    influences' product (the sandwich whose diagonal is the CR0 variance)."""
+    names = df[arms.column].astype(str)
+    y = df[outcome].astype(float)
+    keep = y.notna() & df[arms.column].notna()
+    if blackout is not None:
+        keep &= df[blackout].fillna(0).astype(float) == 0
+    names, y, units = names[keep], y[keep], df.loc[keep, unit]
+    codes, _ = pd.factorize(units)
+    G = int(codes.max()) + 1 if len(codes) else 0
+
+    def influence(name: str) -> np.ndarray:
+        on = (names == name).to_numpy()
+        dev = np.where(on, y.to_numpy() - y[on].mean(), 0.0) / on.sum()
+        return np.bincount(codes, weights=dev, minlength=G)
+
+    control = influence(arms.control)
+    psi = np.stack([influence(a) - control for a in arms.others])
+    cov = psi @ psi.T
+    sd = np.sqrt(np.diag(cov))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = cov / np.outer(sd, sd)
+    np.fill_diagonal(corr, 1.0)
+    return corr
+
+
+def max_abs_quantile(corr: np.ndarray, df: float | None, alpha: float) -> float:
+    """The q with P(max_j |T_j| <= q) = 1 - alpha, for T multivariate t with ``df`` degrees
+    of freedom (normal when ``df`` is None or infinite) and correlation ``corr``: Dunnett's
+    two-sided critical value. It lies between the one-comparison quantile and Bonferroni's."""
+    m = corr.shape[0]
+    t = stats.norm if df is None or not math.isfinite(df) else stats.t(df)
+    low, high = float(t.ppf(1 - alpha / 2)), float(t.ppf(1 - alpha / (2 * m)))
+    if m == 1:
+        return low
+    if df is None or not math.isfinite(df):
+        dist = stats.multivariate_normal(
+            mean=np.zeros(m), cov=corr, allow_singular=True, seed=_CDF_SEED
+        )
+    else:
+        dist = stats.multivariate_t(
+            loc=np.zeros(m), shape=corr, df=df, allow_singular=True, seed=_CDF_SEED
+        )
+
+    def gap(q: float) -> float:
+        x = np.full(m, q)
+        inside = dist.cdf(x, lower_limit=-x)
+        return float(inside) - (1 - alpha)
+
+    if gap(high) <= 0:  # the integration's error at Bonferroni's bound: take the bound
+        return high
+    if gap(low) >= 0:
+        return low
+    return float(optimize.brentq(gap, low, high, xtol=1e-4))
+
+
+def holm_adjust(pvalues: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values (NaN stays NaN and does not count)."""
+    p = np.asarray(pvalues, dtype=float)
+    ok = np.flatnonzero(np.isfinite(p))
+    out = np.full(len(p), math.nan)
+    m = len(ok)
+    order = ok[np.argsort(p[ok], kind="stable")]
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        out[i] = running
+    return out.tolist()
+
+
+@dataclass(frozen=True)
+class Simultaneous:
+    """Each comparison's simultaneous interval, the shared critical value (None for Bonferroni,
+    whose critical value is each comparison's own at alpha / (k - 1)) and the method's name."""
+
+    intervals: tuple[tuple[float, float], ...]
+    method: str
+    critical_value: float | None
+
+
+def simultaneous(
+    results: Sequence[object], alpha: float, corr: np.ndarray | None = None
+) -> Simultaneous:
+    """Intervals for ``results`` (one per non-control arm, each with ``effect``, ``se``,
+    ``df`` and ``conf_int``) that cover every effect at once with probability 1 - alpha:
+    Dunnett-type with ``corr`` (the comparisons' correlation), else Bonferroni."""
+    m = len(results)
+    if corr is None or m == 1 or not np.isfinite(corr).all():
+        return Simultaneous(
+            tuple(r.conf_int(alpha / m) for r in results),  # type: ignore[attr-defined]
+            "bonferroni",
+            None,
+        )
+    dfs = [r.df for r in results]  # type: ignore[attr-defined]
+    finite = [d for d in dfs if d is not None and math.isfinite(d)]
+    df = min(finite) if len(finite) == m else None
+    q = max_abs_quantile(corr, df, alpha)
+    intervals = []
+    for r in results:
+        e, s = float(r.effect), float(r.se)  # type: ignore[attr-defined]
+        intervals.append((e - q * s, e + q * s) if math.isfinite(s) else (-math.inf, math.inf))
+    return Simultaneous(tuple(intervals), "dunnett-t" if df else "dunnett-normal", q)
