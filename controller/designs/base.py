@@ -130,6 +130,13 @@ def arm_index(spec: ExperimentSpec, d: Draw) -> int:
     return d.index if d.index is not None else spec.index_of(d.arm)
 
 
+#: why spillover is not identified with more than two arms (every design)
+K_ARM_SPILLOVER_NOTE = (
+    "the spillover exposures are defined for one treated arm against control; with more than "
+    "two arms no exposure variance has been derived, so no valid interval exists"
+)
+
+
 @dataclass(frozen=True)
 class DesignContext:
     """Run-time facts a design may need beyond the spec (e.g. trigger times from events).
@@ -238,12 +245,17 @@ class Design(ABC):
         """How spillover may be estimated: ``"per-period"`` (each period an independent draw:
         per-period estimates whose design variances add), ``"block"`` (one assignment from a
         common start, after a pre-period), or None (periods share draws: the per-period
-        variances cannot be added: the worker says so, with :meth:`spillover_note`)."""
+        variances cannot be added: the worker says so, with :meth:`spillover_note`; or more
+        than two arms: see :data:`K_ARM_SPILLOVER_NOTE`)."""
+        if spec.n_arms > 2:
+            return None
         return None if self.periods_share_draws(spec) else "per-period"
 
     def spillover_note(self, spec: ExperimentSpec) -> str | None:
         """Why spillover is not identified for ``spec`` (None where :meth:`spillover` says how
         it is): the reason the estimates topic gives an analyst."""
+        if spec.n_arms > 2:
+            return K_ARM_SPILLOVER_NOTE
         if self.spillover(spec) is not None:
             return None
         return (

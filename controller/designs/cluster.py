@@ -91,6 +91,8 @@ class Cluster(Design):
         return None
 
     def spillover_note(self, spec: ExperimentSpec) -> str | None:
+        if spec.n_arms > 2:
+            return super().spillover_note(spec)
         return (
             "under class randomisation the exposure weighting's design-bootstrap SE falls short "
             "of the estimates' spread (docs/validation.md: the direct effect's 95% interval "

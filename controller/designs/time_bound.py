@@ -102,6 +102,8 @@ class TimeBound(Design):
 
     def spillover(self, spec: ExperimentSpec) -> str | None:
         assert spec.time_bound is not None
+        if spec.n_arms > 2:
+            return super().spillover(spec)
         return "block" if spec.time_bound.start_period > 0 else None
 
     def estimators(self, spec: ExperimentSpec) -> tuple[EstimatorPlan, ...]:

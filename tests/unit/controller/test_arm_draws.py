@@ -341,6 +341,16 @@ def test_a_switch_between_two_arms_that_are_not_control_opens_the_washout() -> N
     assert seen > 20  # there were switches between the two arms that are not control
 
 
+@pytest.mark.parametrize("name", list(DESIGNS))
+def test_spillover_is_not_identified_with_more_than_two_arms(name: str) -> None:
+    alloc = (1 / 3,) * 3 if name == "crossover" else THREE
+    spec = design_spec(name, alloc, 0, seed=0)
+    design = get_design(spec.design)
+    assert design.spillover(spec) is None
+    note = design.spillover_note(spec)
+    assert note is not None and "more than two arms" in note
+
+
 def test_design_matrices_refuse_more_than_two_arms() -> None:
     with pytest.raises(SpecError, match="^arms: 3-arm experiments have no treated/control"):
         design_matrices(k_spec("random-days"))
