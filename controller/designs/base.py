@@ -79,7 +79,7 @@ class Window(StrEnum):
     """Where a cell stands relative to its unit's randomised window.
 
     A cell whose arm was drawn by the design is ``RANDOMISED`` and its probability is the
-    design P(treatment). A cell outside the unit's randomised window (time-bound periods before
+    design P(not control) (two arms: P(treatment)). A cell outside the unit's randomised window (time-bound periods before
     ``start_period``, triggered products before their trigger or after their window) is
     ``PENDING`` or ``ENDED``: it runs the control policy, its probability is 0 and it is not
     part of any randomised comparison. A product held in control as the matched control of
