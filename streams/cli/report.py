@@ -75,8 +75,12 @@ def report(
             fail(f"unknown design {the_design!r}; choose from {', '.join(design_registry.names())}")
         df = read_table(panel)
         est = read_table(estimates) if estimates is not None else None
-        if "experiment" in df.columns:
+        named = sorted(map(str, set(df["experiment"]))) if "experiment" in df.columns else None
+        if named is not None:
             df = df[df["experiment"] == experiment]
+        if df.empty:  # a file with no cells of this experiment: the file or the id is wrong
+            also = f" (its experiments: {', '.join(named)})" if named else ""
+            fail(f"{panel} has no cells of experiment {experiment!r}{also}")
         note = f"Built offline from {panel.name}."
         verdict_note = (
             "No verdict: the report was built offline from a panel file, and a verdict needs "

@@ -247,3 +247,21 @@ def test_report_cli_offline_shows_a_verdict_from_the_estimates_file(tmp_path) ->
     assert "Inconclusive: about 4 more days needed" in band and "still includes 0" in band
     # the verdict is no estimate: the scorecard's units row is dm's last estimate
     assert f"<td>units</td><td>{est.iloc[-1]['effect']:+.3f}</td>" in html
+
+
+def test_an_offline_panel_without_the_experiments_cells_is_one_sentence(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from streams.cli import app
+
+    panel = tmp_path / "panel.csv"
+    _switchback().assign(experiment="exp-1").to_csv(panel, index=False)
+    header = tmp_path / "header.csv"
+    header.write_text(panel.read_text().splitlines()[0] + "\n")
+    for path, said in (
+        (panel, f"{panel} has no cells of experiment 'exp-2' (its experiments: exp-1)"),
+        (header, f"{header} has no cells of experiment 'exp-2'"),
+    ):
+        args = ["report", "exp-2", "--out", str(tmp_path / "r"), "--panel", str(path)]
+        res = CliRunner().invoke(app, [*args, "--design", "random-days"])
+        assert res.exit_code == 2, res.output
+        assert res.output.strip() == f"error: {said}"
+        assert not (tmp_path / "r").exists()
