@@ -189,6 +189,7 @@ class AnalysisWorker:
     seed: int = 0
     min_periods: int = 2
     _margins_told: set[str] = field(default_factory=set, repr=False)
+    _arms_told: set[str] = field(default_factory=set, repr=False)
 
     async def _confidence_sequence(
         self, info: ExperimentInfo, result: EstimateResult, key: str
@@ -227,6 +228,9 @@ class AnalysisWorker:
         published: list[tuple[str, EstimateResult | ElasticityResult | NotIdentified]] = []
         verdicts = 0
         for info in await self.source.experiments():
+            if info.arms > 2:
+                self._skip_arms(info)
+                continue
             df = await self.source.panel(info.id, as_of)
             if df.empty or df["period"].nunique() < self.min_periods:
                 continue
@@ -343,6 +347,19 @@ class AnalysisWorker:
             # stored value that cannot be read back must not loop)
             return await self._verdict(info, primaries, guardrails, baselines, retry=False)
         return verdict
+
+    def _skip_arms(self, info: ExperimentInfo) -> None:
+        """An experiment of more than two arms gets no estimate, verdict or guardrail check
+        until per-arm estimates exist (issue #41): rather nothing than treatment against
+        control read off one of its arms. Said once per experiment, not every cycle."""
+        if info.id not in self._arms_told:
+            self._arms_told.add(info.id)
+            log.info(
+                "experiment %s: %d arms: no estimates, verdict or guardrail checks are "
+                "published for it (the worker compares two arms only; issue #41)",
+                info.id,
+                info.arms,
+            )
 
     def _warn_margins(self, info: ExperimentInfo, df: pd.DataFrame) -> None:
         """One sentence, once per experiment, when products sell below their unit cost: allowed

@@ -21,8 +21,12 @@ from controller.ids import check_id
 MIN_ARMS, MAX_ARMS = 2, 8
 #: the shorthand for two arms: the fields an ``arms:`` list replaces
 SHORTHAND = ("treatment_policy", "control_policy", "allocation", "price_ratio")
-#: why the live path refuses an experiment of more than two arms (issue #41, slice S2 lifts it)
-LIVE_REFUSAL = "cannot run live yet; pricelab schedule shows their draws"
+#: why the live path refuses guardrails on an experiment of more than two arms: the analysis
+#: worker publishes no estimate for one yet (issue #41), so nothing would ever check them
+LIVE_GUARDRAILS = (
+    "are not checked on {k}-arm experiments yet (the analysis worker compares two arms "
+    "only); remove them to run the experiment"
+)
 #: how far the allocations of an ``arms:`` list may sum from 1 (float spelling: 0.1 + 0.2)
 ALLOCATION_SUM_TOLERANCE = 1e-9
 

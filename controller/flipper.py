@@ -38,7 +38,7 @@ from controller.in_force import AssignmentSink, freeze_view, in_force, period_re
 from controller.lifecycle import Event, Kind, Outcome, Phase, Window
 from controller.periods import period_index, period_start
 from controller.settings import Settings
-from controller.spec import LIVE_REFUSAL, ExperimentSpec
+from controller.spec import ExperimentSpec
 from controller.store import ExperimentState, Store, to_ms
 
 log = logging.getLogger("pricelab.controller")
@@ -404,9 +404,9 @@ class Flipper:
     async def create(self, spec: ExperimentSpec, *, backfill: bool = False) -> Reply:
         """Create an experiment (claim its products); refused if it starts before now
         without ``backfill``, or has ended."""
-        # nothing with more than two arms reaches a topic before the assignment contract
-        # carries the arm (issue #41): refused before anything is stored or published
-        spec.two_arm_only(LIVE_REFUSAL)
+        # refused before anything is stored or published (guardrails on more than two arms,
+        # which nothing would check yet)
+        spec.check_live()
         async with self._local:
             await self.clock.sync()
             now = self.clock.now()

@@ -128,7 +128,8 @@ def product_view(
     ctx: DesignContext | None,
 ) -> dict[str, Any]:
     """The message in force for ``product`` of experiment ``st`` as an operator is shown it:
-    the experiment's state, the status and policy, its seq and period, and why. ``now`` and
+    the experiment's state, the status, arm and policy (an ``arms:`` spec's arm by name, with
+    its price ratio where the spec gives one), its seq and period, and why. ``now`` and
     ``ctx`` (the triggers of a triggered design) are needed once a period is in force."""
     exp = st.spec.id
     lc = st.lifecycle
@@ -159,7 +160,9 @@ def product_view(
         "period_start": a.period_start.astimezone(zone).isoformat(),
         "period_end": a.period_end.astimezone(zone).isoformat(),
         "arm": a.arm.value,
+        **({"arm_name": a.arm_name} if a.arm_name is not None else {}),
         "policy": a.policy,
+        **({"price_ratio": a.price_ratio} if a.price_ratio is not None else {}),
         "probability": a.probability,
         "blackout_until": until.isoformat() if until else None,
         "blackout_reason": a.blackout_reason,
@@ -211,12 +214,10 @@ def _reason(mode: str, a: Assignment, frozen_by: list[Freeze], until: datetime |
     if mode == status.FROZEN:
         ids = ", ".join(f.id + (f" ({f.reason})" if f.reason else "") for f in frozen_by)
         return "frozen: the control policy" + (f", by freeze {ids}" if ids else "")
+    arm = a.arm_name or a.arm.value  # an arms: spec's arm by its name
     if until is not None:
-        return (
-            f"{a.blackout_reason or 'blackout'} until {until.isoformat()}, "
-            f"then the {a.arm.value} arm"
-        )
-    return f"the {a.arm.value} arm of period {a.period}"
+        return f"{a.blackout_reason or 'blackout'} until {until.isoformat()}, then the {arm} arm"
+    return f"the {arm} arm of period {a.period}"
 
 
 __all__ = [

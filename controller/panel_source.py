@@ -9,7 +9,8 @@ day for every product; a cell is
 whole period was blacked out; ``class`` is the product's class when the spec groups products.
 ``revenue`` is summed from the sales; ``price`` is revenue over units (NaN in a cell without a
 sale) and ``profit`` is revenue - units x the spec's unit cost, present only when the spec
-gives every product a cost.
+gives every product a cost. ``treated`` is 1 for every arm but control; a spec with ``arms:``
+adds ``arm``, each cell's arm by name (a two-arm shorthand spec's panel has no such column).
 
 The experiment info carries the design's own estimators (``Design.estimators``), whether its
 periods share draws, and a sampler of the design (``design_sampler``), so the worker estimates
@@ -54,10 +55,15 @@ def experiment_info(
     spec: ExperimentSpec, status: str, triggers: Mapping[str, int] | None = None
 ) -> ExperimentInfo:
     """What the analysis worker is told of an experiment: its design's own estimators, whether
-    its periods share draws, and a sampler of its design (with the experiment's triggers).
-    Two arms only: the analysis reads treatment against control (issue #41)."""
-    spec.two_arm_only("cannot be analysed yet (the analysis compares one arm with control)")
+    its periods share draws, a sampler of its design (with the experiment's triggers) and how
+    many arms it has. An experiment of more than two arms has no sampler (the design matrices
+    are treatment against control): the worker publishes nothing for it yet (issue #41)."""
     design = design_of(spec)
+    sampler = (
+        design_sampler(spec, DesignContext(triggers=dict(triggers or {})))
+        if spec.n_arms == 2
+        else None
+    )
     return ExperimentInfo(
         id=spec.id,
         design=spec.design,
@@ -68,7 +74,8 @@ def experiment_info(
         periods_share_draws=design.periods_share_draws(spec),
         spillover=design.spillover(spec),
         spillover_note=design.spillover_note(spec),
-        sampler=design_sampler(spec, DesignContext(triggers=dict(triggers or {}))),
+        sampler=sampler,
+        arms=spec.n_arms,
     )
 
 
@@ -80,6 +87,7 @@ _BUFFERS = {
     "orders": np.float64,
     "head_units": np.float64,
     "treated": np.int64,
+    "arm": np.int8,  # the arm's index in the spec's arm list (a column only for arms: specs)
     "probability": np.float64,
     "whole": np.bool_,  # the record blacks out the whole period (its analysis window)
     "reason": np.int32,  # code into _Known.reasons
@@ -115,14 +123,19 @@ class _Known:
 
     def write(self, k: int, cols: PeriodColumns, at: int) -> int:
         """Period k's rows (products with a record, in order) from row ``at``; the row after."""
-        end_ms = to_ms(period_bounds(self.spec, k)[1])
+        spec = self.spec
+        end_ms = to_ms(period_bounds(spec, k)[1])
+        control = spec.control_index
         treated: list[int] = []
+        index: list[int] = []
         prob: list[float] = []
         whole: list[bool] = []
         reason: list[int] = []
         for rec in cols.templates:
             arm, p, bu, why = decode_record(rec)
-            treated.append(int(arm.value == "treatment"))
+            i = spec.index_of(arm)
+            index.append(i)
+            treated.append(int(i != control))  # any arm but control (two arms: treatment)
             prob.append(p)
             whole.append(bu is not None and to_ms(bu) >= end_ms)
             reason.append(self.reasons.setdefault(why or "", len(self.reasons)))
@@ -142,6 +155,7 @@ class _Known:
             b[name][at:stop] = per_product[rows]
         for name, per_record in (
             ("treated", treated),
+            ("arm", index),
             ("probability", prob),
             ("whole", whole),
             ("reason", reason),
@@ -279,10 +293,12 @@ class RedisPanelSource:
 
 def _frame(known: _Known, end: int, done: int, spans: list[tuple[int, int | None]]) -> pd.DataFrame:
     """The panel's rows (period-major, products sorted within a period): views of the
-    buffers' first ``end`` rows, valid until the next call for the experiment. Product, class
-    and blackout reason are categoricals over the experiment's own labels (codes, not
-    millions of strings); a cell is blackout when its record says so or an exclusion window
-    overlaps its period's analysis window."""
+    buffers' first ``end`` rows, valid until the next call for the experiment. Product, class,
+    blackout reason and (for a spec with ``arms:``) ``arm``, the cell's arm by name, are
+    categoricals over the experiment's own labels (codes, not millions of strings); a cell is
+    blackout when its record says so or an exclusion window overlaps its period's analysis
+    window. ``treated`` is 1 for any arm but control; a two-arm shorthand spec's panel has
+    no ``arm`` column (its arm is ``treated``), as before specs had ``arms:``."""
     if end == 0:
         return pd.DataFrame()
     spec, b = known.spec, known.buf
@@ -299,6 +315,15 @@ def _frame(known: _Known, end: int, done: int, spans: list[tuple[int, int | None
         "period": period,
         "period_start": pd.DatetimeIndex(starts)[period],
         **{c: b[c][:end] for c in _AS_IS},
+        **(
+            {
+                "arm": pd.Categorical.from_codes(
+                    b["arm"][:end], dtype=pd.CategoricalDtype([a.name for a in spec.arm_list()])
+                )
+            }
+            if spec.arms
+            else {}
+        ),
         "blackout": b["whole"][:end] | np.array(hit, dtype=bool)[period],
         "blackout_reason": pd.Categorical.from_codes(
             b["reason"][:end],

@@ -34,7 +34,7 @@ from pydantic import (
 from controller import design_registry
 from controller.arms import (
     ALLOCATION_SUM_TOLERANCE,
-    LIVE_REFUSAL,
+    LIVE_GUARDRAILS,
     MAX_ARMS,
     MIN_ARMS,
     SHORTHAND,
@@ -51,7 +51,7 @@ _M = TypeVar("_M", bound=BaseModel)
 
 __all__ = [
     "ALLOCATION_SUM_TOLERANCE",
-    "LIVE_REFUSAL",
+    "LIVE_GUARDRAILS",
     "MAX_ARMS",
     "MIN_ARMS",
     "SHORTHAND",
@@ -197,7 +197,7 @@ class ExperimentSpec(BaseModel):
         default=(),
         description="2 to 8 arms, each {name, policy, allocation, price_ratio (optional), "
         "control (true on one)}, in place of the two-arm shorthand (docs/designs.md); more "
-        "than two are shown by `pricelab schedule` but cannot run live yet.",
+        "than two run live without estimates or guardrails yet.",
     )
     price_ratio: float | None = Field(
         default=None,
@@ -670,6 +670,13 @@ class ExperimentSpec(BaseModel):
         command, the live path) reads experiments as treatment against control only."""
         if self.n_arms > 2:
             raise SpecError("arms", f"{self.n_arms}-arm experiments {what}")
+
+    def check_live(self) -> None:
+        """What the live path (``experiment create``, the controller's create) refuses of a
+        valid spec, one SpecError sentence: guardrails on more than two arms, which nothing
+        would check (the analysis worker publishes nothing for such an experiment yet)."""
+        if self.n_arms > 2 and self.guardrails:
+            raise SpecError("guardrails", LIVE_GUARDRAILS.format(k=self.n_arms))
 
     def to_json(self) -> str:
         return self.model_dump_json()

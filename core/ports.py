@@ -65,7 +65,8 @@ class ExperimentInfo:
     draw of the design fixes arms in several periods (crossover, time-bound, ...);
     ``spillover`` how the design lets spillover be estimated (``"per-period"``, ``"block"``
     or None: not at all, and ``spillover_note`` says why); ``sampler`` redraws the design
-    (None when the source cannot).
+    (None when the source cannot); ``arms`` is how many arms the experiment has (the worker
+    estimates two-arm experiments only, treatment against control: issue #41).
     """
 
     id: str
@@ -78,6 +79,7 @@ class ExperimentInfo:
     spillover: str | None = None
     spillover_note: str | None = None  # why not, where ``spillover`` is None
     sampler: AssignmentSampler | None = field(default=None, compare=False, repr=False)
+    arms: int = 2
 
 
 class PublishedEstimate(Protocol):

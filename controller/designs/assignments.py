@@ -60,6 +60,13 @@ class Assignment:
     blackouts: tuple[Blackout, ...] = ()
     # the design's policy when ``policy`` was overridden at the period start (by a freeze)
     design_policy: str | None = None
+    # the arm's place in the spec's arm list (None only where an Assignment is made by hand)
+    index: int | None = None
+    # the arm's name and price ratio, given only for a spec with ``arms:`` (a two-arm
+    # shorthand spec names its arm by its role, ``arm``, as it always has): the design's arm,
+    # or the control arm once a pause, stop, end or freeze in force puts control on it
+    arm_name: str | None = None
+    price_ratio: float | None = None
 
     @property
     def in_blackout_at_start(self) -> bool:
@@ -176,13 +183,15 @@ class _PeriodFacts:
             blackouts.append(Blackout(start, self.washout_end, "washout"))
         blackout_until = max((b.end for b in blackouts), default=None)
         reason = blackouts[0].reason if blackouts else None
+        index = arm_index(spec, d)
+        named = spec.arm_list()[index] if spec.arms else None
         return Assignment(
             experiment=spec.id,
             product=product,
             period=self.k,
             arm=d.arm,
             probability=d.probability,
-            policy=spec.policy(arm_index(spec, d)),
+            policy=spec.policy(index),
             period_start=start,
             period_end=end,
             blackout_until=blackout_until,
@@ -190,6 +199,9 @@ class _PeriodFacts:
             window=d.window,
             matched_to=d.matched_to,
             blackouts=tuple(blackouts),
+            index=index,
+            arm_name=None if named is None else named.name,
+            price_ratio=None if named is None else named.price_ratio,
         )
 
     def assign(self, product: str) -> Assignment:
@@ -303,13 +315,19 @@ def period_assignments(
 
 
 def forced_control(spec: ExperimentSpec, a: Assignment, reason: str) -> Assignment:
-    """``a`` on the control policy and in blackout for its whole period (pause, stop, end)."""
-    control = spec.control_arm.policy
+    """``a`` on the control arm's policy and in blackout for its whole period (pause, stop,
+    end, a freeze in force): the control arm's name and price ratio too, for an ``arms:``
+    spec."""
+    arm = spec.control_arm
+    control = arm.policy
     whole = Blackout(a.period_start, a.period_end, reason, policy=control)
     return replace(
         a,
         arm=Arm.CONTROL,
         policy=control,
+        index=spec.control_index,
+        arm_name=arm.name if spec.arms else None,
+        price_ratio=arm.price_ratio if spec.arms else None,
         design_policy=None,
         blackout_until=a.period_end,
         blackout_reason=reason,

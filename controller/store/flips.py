@@ -17,15 +17,24 @@ from controller.store.resp import packed_hsets
 
 
 def encode_record(a: Assignment) -> str:
-    arm = "T" if a.arm == Arm.TREATMENT else "C"
+    """The record the sales path routes by: ``ARM|P|BLACKOUT_UNTIL_MS|REASON``. ARM is ``T``
+    or ``C`` (the role) for a two-arm shorthand spec, exactly as before specs had ``arms:``,
+    and the arm's index in the spec's list (``0``..``7``) for an ``arms:`` spec (an
+    assignment with an ``arm_name``). The Lua ingest reads only the last two fields."""
+    if a.arm_name is not None and a.index is not None:
+        arm = str(a.index)
+    else:
+        arm = "T" if a.arm == Arm.TREATMENT else "C"
     bu = "" if a.blackout_until is None else str(to_ms(a.blackout_until))
     return f"{arm}|{a.probability:.6g}|{bu}|{a.blackout_reason or ''}"
 
 
-def decode_record(rec: str) -> tuple[Arm, float, datetime | None, str | None]:
+def decode_record(rec: str) -> tuple[Arm | int, float, datetime | None, str | None]:
+    """(arm, P, blackout until, reason) of a record: the arm is a role (``T``/``C``) or an
+    index into the spec's arm list (``ExperimentSpec.index_of`` takes either)."""
     arm, prob, bu, why = rec.split("|", 3)
     return (
-        Arm.TREATMENT if arm == "T" else Arm.CONTROL,
+        int(arm) if arm.isdigit() else Arm.TREATMENT if arm == "T" else Arm.CONTROL,
         float(prob),
         None if bu == "" else from_ms(bu),
         why or None,

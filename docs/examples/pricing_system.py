@@ -11,9 +11,16 @@ period (its ``period_start`` is ahead) and takes over at that instant, unless a 
 in order; the ``seq`` check also drops a redone decision's republished copies (same ``seq``,
 same content) and anything older a rebalance replays.
 
-Every change of the policy in force is printed as one JSON line on stdout; the integration
-tests (tests/integration/test_outside_clients.py, test_cli_experiments.py) read those lines
-and compare the final view with the controller's own.
+A pricing system applies ``policy``. An experiment whose spec lists ``arms:`` (more than two
+arms: a price ladder, several models) also names the arm: ``arm_name`` and, where the spec
+gives one, ``price_ratio`` (the arm's price over the control arm's); ``arm`` is the role,
+``control`` or ``treatment``. Two-arm experiments' messages carry neither key.
+
+Every change of the policy in force is printed as one JSON line on stdout (the whole
+message: ``policy``, and ``arm_name`` where there is one), and a short line for people on
+stderr (``experiment product: policy (arm_name) seq N status``); the integration tests
+(tests/integration/test_outside_clients.py, test_cli_experiments.py) read the JSON lines and
+compare the final view with the controller's own.
 
 Settings that matter against the embedded broker (docs/broker.md):
 
@@ -88,6 +95,19 @@ def _start(msg: dict[str, Any]) -> datetime:
     return datetime.fromisoformat(msg["period_start"])
 
 
+def show(msg: dict[str, Any]) -> None:
+    """One change of the policy in force: the message as JSON on stdout, and for people the
+    policy with its arm's name (where the experiment names its arms) on stderr."""
+    print(json.dumps(msg, sort_keys=True), flush=True)
+    arm = f" ({msg['arm_name']})" if msg.get("arm_name") else ""
+    print(
+        f"{msg['experiment']} {msg['product']}: {msg['policy']}{arm} seq {msg['seq']} "
+        f"{msg['status']}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 3:
         print("usage: pricing_system.py BOOTSTRAP TOPIC GROUP", file=sys.stderr)
@@ -107,7 +127,7 @@ def main(argv: list[str]) -> int:
         while not stop:
             msg = consumer.poll(0.2)
             for begun in book.due(datetime.now(UTC)):
-                print(json.dumps(begun, sort_keys=True), flush=True)
+                show(begun)
             if msg is None:
                 continue
             err = msg.error()
@@ -125,7 +145,7 @@ def main(argv: list[str]) -> int:
                 print(json.dumps({"error": "not JSON", "offset": msg.offset()}), flush=True)
                 continue
             if book.apply(assignment, datetime.now(UTC)):
-                print(json.dumps(assignment, sort_keys=True), flush=True)
+                show(assignment)
     finally:
         consumer.close()  # leaves the group at once instead of after the session timeout
     return 0

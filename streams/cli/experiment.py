@@ -42,11 +42,11 @@ def experiment_create(
     A start before now is refused unless --backfill is given."""
     settings = load_settings()
     actor = command_actor(as_, settings)
-    from controller.spec import LIVE_REFUSAL, load_spec, load_spec_file
+    from controller.spec import load_spec, load_spec_file
     from streams.client.commands import send_command
 
     parsed = load_spec_file(spec)
-    parsed.two_arm_only(LIVE_REFUSAL)  # the controller refuses it too; nothing is sent
+    parsed.check_live()  # the controller refuses it too; nothing is sent
     if graph is not None:
         from analysis.graph import load_graph
 

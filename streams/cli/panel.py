@@ -26,11 +26,17 @@ def panel_export(
     settings = load_settings()
     if out.suffix.lower() not in (".csv", ".parquet"):
         fail(f"--out must end in .csv or .parquet, not {out.name!r}")
-    n, periods = asyncio.run(export_panel(settings, experiment, out))
+    n, periods, spec = asyncio.run(export_panel(settings, experiment, out))
     typer.echo(f"wrote {n} cells ({periods} completed periods) of {experiment} to {out}")
+    # an arms: spec's panel names each cell's arm: every arm against the control's
+    arms = (
+        f"--arm arm --control {spec.control_arm.name}"
+        if spec.arms
+        else "--treated treated --probability probability"
+    )
     typer.echo(
         f"analyse it: pricelab analyze {out} --unit product --time period --outcome units "
-        "--treated treated --probability probability --blackout blackout --method dm"
+        f"{arms} --blackout blackout --method dm"
     )
 
 

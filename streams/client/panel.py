@@ -18,6 +18,7 @@ from controller.panel_labels import label
 from controller.panel_source import RedisPanelSource
 from controller.periods import n_periods, period_bounds
 from controller.settings import Settings
+from controller.spec import ExperimentSpec
 from controller.store import ExperimentState, Store, make_redis
 from streams.client.stack_clock import describe, stack_clock
 from streams.errors import OPERATOR, NoCompletedPeriod, services_answer
@@ -61,8 +62,12 @@ def no_completed_period(state: ExperimentState, clock: Clock) -> str:
     return f"{head} ({state.phase}): the controller has not closed its first period yet"
 
 
-async def export_panel(settings: Settings, experiment: str, out: Path) -> tuple[int, int]:
-    """Write the panel; returns (cells, completed periods)."""
+async def export_panel(
+    settings: Settings, experiment: str, out: Path
+) -> tuple[int, int, ExperimentSpec]:
+    """Write the panel; returns (cells, completed periods, the experiment's spec). A spec
+    with ``arms:`` gives the panel an ``arm`` column, each cell's arm by name (``treated``
+    is 1 for every arm but control); a two-arm shorthand spec's has no such column."""
     df, state = await _read(settings, experiment)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix.lower() == ".parquet":
@@ -71,4 +76,4 @@ async def export_panel(settings: Settings, experiment: str, out: Path) -> tuple[
         df.to_csv(out, index=False)
     periods = int(df["period"].nunique()) if len(df) else 0
     assert periods <= n_periods(state.spec)
-    return len(df), periods
+    return len(df), periods, state.spec

@@ -18,8 +18,10 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     ValidationError,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -156,12 +158,29 @@ class AssignmentMessage(_Wire):
     - ``status`` says why: ``running`` (the design's arm), ``frozen`` (an operator freeze:
       control), ``paused`` (control), ``stopped`` and ``ended`` (control; the product is
       released).
+
+    ``arm`` is the arm's role. An experiment whose spec lists ``arms:`` (2 to 8 arms) also
+    names the arm whose policy is ``policy`` in ``arm_name``, and its ``price_ratio`` (the
+    price relative to the control arm's) where the spec gives one; a two-arm shorthand
+    spec's messages carry neither key, byte for byte as before arms existed.
     """
 
     experiment: Ident
     product: Ident
-    arm: ArmName
+    arm: ArmName = Field(
+        description="The arm's role: 'control' for the control arm, 'treatment' for any other."
+    )
+    arm_name: Ident | None = Field(
+        default=None,
+        description="The arm's name in the spec's arms: list (absent for a two-arm shorthand "
+        "spec); the control arm's while paused, frozen, stopped or ended.",
+    )
     policy: str
+    price_ratio: PositiveFinite | None = Field(
+        default=None,
+        description="The arm's price relative to the control arm's, where the spec's arms: "
+        "list gives one (absent otherwise).",
+    )
     probability: float
     period: int
     period_start: Instant
@@ -171,6 +190,20 @@ class AssignmentMessage(_Wire):
     blackout_reason: str | None = None
     seq: int = Field(ge=0)
     status: Literal["running", "paused", "stopped", "ended", "frozen"] = "running"
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # the arms: fields are left out when absent, so a two-arm topic is byte-for-byte the
+        # same as before they existed
+        out: dict[str, Any] = handler(self)
+        for name in _ARMS_ONLY:
+            if out.get(name, 0) is None:
+                del out[name]
+        return out
+
+
+#: the assignment message's keys that only an ``arms:`` spec's messages carry
+_ARMS_ONLY = ("arm_name", "price_ratio")
 
 
 #: what an estimate measures (analysis.metrics.ALL_METRICS: a test keeps the two equal)

@@ -37,7 +37,9 @@ def assignment_message(a: Assignment, seq: int, status: str) -> AssignmentMessag
         experiment=a.experiment,
         product=a.product,
         arm=a.arm.value,  # type: ignore[arg-type]
+        arm_name=a.arm_name,
         policy=a.policy,
+        price_ratio=a.price_ratio,
         probability=a.probability,
         period=a.period,
         period_start=a.period_start,
@@ -59,8 +61,8 @@ def template_key(a: Assignment, seq: int, status: str) -> tuple[Any, ...]:
     decision must never serve another: keyed without ``seq`` and ``status``, a resume once
     went out with the seq and status of the running message before the pause."""
     return (
-        a.experiment, a.arm, a.policy, a.probability, a.period, a.period_start,
-        a.period_end, a.blackout_until, a.blackout_reason, seq, status,
+        a.experiment, a.arm, a.arm_name, a.policy, a.price_ratio, a.probability, a.period,
+        a.period_start, a.period_end, a.blackout_until, a.blackout_reason, seq, status,
     )  # fmt: skip
 
 

@@ -155,3 +155,24 @@ async def test_the_estimates_topic_stores_a_verdict_and_refuses_a_broken_one(
     assert answers[0] is None and answers[3] is None, answers
     assert all(a is not None and a.startswith("UnknownError") for a in answers[1:3]), answers
     assert await _raw(settings, topic, expect=2) == [verdict, estimate]
+
+
+async def test_the_assignments_topic_stores_an_arm_name_and_refuses_a_broken_one(
+    settings: Settings,
+) -> None:
+    """A three-arm experiment's messages (issue #41) carry ``arm_name`` and ``price_ratio``:
+    the broker stores one as the controller's sink encodes it, and refuses a price ratio that
+    is not a number or a key the contract does not name."""
+    a = Assignment(
+        "e1", "P1", 0, Arm.TREATMENT, 0.6, "price-95", AT, AT, index=1, arm_name="p95",
+        price_ratio=0.95,
+    )  # fmt: skip
+    named = assignment_message(a, 1, "running").model_dump_json().encode()
+    doc = json.loads(named)
+    assert (doc["arm_name"], doc["price_ratio"]) == ("p95", 0.95)
+    bad_ratio = json.dumps(doc | {"price_ratio": "cheap"}).encode()
+    stray = json.dumps(doc | {"arm_index": 1}).encode()
+    answers = await _produce(settings, settings.topics.assignments, [named, bad_ratio, stray])
+    assert answers[0] is None, answers
+    assert all(x is not None and x.startswith("UnknownError") for x in answers[1:]), answers
+    assert await _raw(settings, settings.topics.assignments, expect=1) == [named]

@@ -184,9 +184,14 @@ def test_the_lifecycle_from_the_operators_and_the_pricing_systems_seats(
     past.write_text(yaml.safe_dump(_spec("past-exp", START - timedelta(days=2))))
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(_spec("bad", START) | {"allocation": 2}))
-    # three arms (issue #41): refused until the assignment contract carries the arm
+    # three arms with a guardrail (issue #41): refused while nothing would check it (the
+    # analysis worker publishes nothing for more than two arms yet)
     ladder_doc = {k: v for k, v in _spec("ladder", START).items() if not k.endswith("_policy")}
-    ladder_doc |= {"products": LADDER_PRODUCTS, "arms": LADDER_ARMS}
+    ladder_doc |= {
+        "products": LADDER_PRODUCTS,
+        "arms": LADDER_ARMS,
+        "guardrails": [{"metric": "revenue", "max_drop_pct": 10}],
+    }
     ladder = tmp_path / "ladder.yaml"
     ladder.write_text(yaml.safe_dump(ladder_doc))
     bad_arms = tmp_path / "bad-arms.yaml"
@@ -194,16 +199,18 @@ def test_the_lifecycle_from_the_operators_and_the_pricing_systems_seats(
     w = WorkerProcess(settings).start()
     try:
         assert "allocation" in refused("experiment", "create", str(bad))
-        # a k-arm spec: one sentence, exit 2, nothing sent; a bad arm list names the field
+        # a k-arm spec with guardrails: one sentence, exit 2, nothing sent; a bad arm list
+        # names the field
         err = refused("experiment", "create", str(ladder))
-        assert "arms: 3-arm experiments cannot run live yet; pricelab schedule shows" in err
+        assert "guardrails: are not checked on 3-arm experiments yet" in err
         assert "arms: the allocations sum to 0.7, not 1" in refused(
             "experiment", "create", str(bad_arms)
         )
         # a client that skips the CLI's check is refused by the controller itself
         doc = load_spec(ladder_doc).model_dump(mode="json")
         reply = send_command(settings, "create", spec=doc, timeout=60)
-        assert reply["ok"] is False and "3-arm experiments cannot run live yet" in reply["error"]
+        assert reply["ok"] is False
+        assert "are not checked on 3-arm experiments yet" in reply["error"]
         assert "ladder" not in cli("experiment", "list")[1]
         # a start before now is refused, naming the way out; nothing is created
         err = refused("experiment", "create", str(past), "--timeout", "60")

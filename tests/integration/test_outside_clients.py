@@ -5,6 +5,12 @@ the assignments of a real controller worker on the embedded broker, as a consume
 must end with every product's current assignment: the arm and policy the controller recorded
 for the period in force, at the experiment's latest sequence number. A second pricing system
 that joins only after the flips, with a fresh group, must reach the same view from the topic.
+
+A three-arm experiment (a spec with ``arms:``, issue #41) is read by the same client through
+a pause, a resume, a freeze and a stop: every arm's policy while running, the control arm's
+otherwise, each message naming its arm and price ratio, ``seq`` strictly rising per product.
+Its exported panel names each cell's arm, and ``pricelab analyze --arm arm --control NAME``
+compares every arm with the control on it.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 
 from controller.settings import Settings
@@ -28,7 +35,8 @@ from controller.store.clock import SharedSimulatedClock
 from controller.store.keys import clock as clock_key
 from streams.client.commands import send_command_async
 from streams.live.launcher import WorkerProcess
-from tests.integration.conftest import command_ok, wait_until
+from streams.worker.kafka import JsonPublisher
+from tests.integration.conftest import command_ok, pricelab, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -58,10 +66,22 @@ class PricingSystem:
         self.started = time.monotonic()
         self.first_at: float | None = None
         self.view: dict[tuple[str, str], dict[str, Any]] = {}
+        # every policy change it printed, per (experiment, product), in order
+        self.history: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self.errors: list[str] = []
         self._lock = threading.Lock()
+        # its lines for people (stderr), drained so that a full pipe never blocks it
+        self.said: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
+        self._talker = threading.Thread(target=self._listen, daemon=True)
+        self._talker.start()
+
+    def _listen(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            with self._lock:
+                self.said.append(line.rstrip("\n"))
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
@@ -73,7 +93,9 @@ class PricingSystem:
                 if "error" in msg:
                     self.errors.append(msg["error"])
                 else:
-                    self.view[(msg["experiment"], msg["product"])] = msg
+                    key = (msg["experiment"], msg["product"])
+                    self.view[key] = msg
+                    self.history.setdefault(key, []).append(msg)
 
     def snapshot(self) -> dict[tuple[str, str], dict[str, Any]]:
         with self._lock:
@@ -88,6 +110,7 @@ class PricingSystem:
             self.proc.kill()
             code = self.proc.wait()
         self._reader.join(5)
+        self._talker.join(5)
         return code
 
 
@@ -160,3 +183,190 @@ async def test_a_librdkafka_pricing_system_ends_with_every_current_assignment(se
             worker.stop()
         await redis.aclose()
     assert codes == [0] * len(codes), "a pricing system did not close cleanly on SIGTERM"
+
+
+#: the three-arm experiment: a price ladder around the list price (the control)
+LADDER = [
+    {"name": "list", "policy": "list-price", "price_ratio": 1.0, "allocation": 0.4,
+     "control": True},
+    {"name": "p95", "policy": "price-95", "price_ratio": 0.95, "allocation": 0.3},
+    {"name": "p105", "policy": "price-105", "price_ratio": 1.05, "allocation": 0.3},
+]  # fmt: skip
+ARM_OF = {a["policy"]: a for a in LADDER}
+#: units a product sells per period on each arm, above its own base
+LIFT = {"list": 0, "p95": 3, "p105": -2}
+
+
+def _ladder_spec(exp_id: str) -> dict[str, Any]:
+    doc = {k: v for k, v in _spec(exp_id).items() if not k.endswith("_policy")}
+    return doc | {"arms": LADDER}
+
+
+def _sale(exp_id: str, product: str, k: int, arm: dict[str, Any], at: datetime) -> bytes:
+    units = 5 + PRODUCTS.index(product) % 7 + k + LIFT[arm["name"]]
+    price = round(10 * arm["price_ratio"], 2)
+    return json.dumps(
+        {
+            "v": 1,
+            "event_id": f"{exp_id}-{product}-{k}",
+            "product": product,
+            "units": units,
+            "revenue": round(units * price, 2),
+            "unit_price": price,
+            "occurred_at": at.isoformat(),
+        }
+    ).encode()
+
+
+async def test_a_librdkafka_pricing_system_follows_a_three_arm_experiment(
+    settings, tmp_path
+) -> None:
+    exp = "ladder"
+    redis = make_redis(settings)
+    store = Store(redis, settings.key_prefix)
+    clock = SharedSimulatedClock(redis, clock_key(settings.key_prefix))
+    await clock.set(START + timedelta(hours=1))
+    worker: WorkerProcess | None = None
+    client: PricingSystem | None = None
+    pub = JsonPublisher(settings)
+    await pub.start()
+    code = None
+    try:
+        worker = WorkerProcess(settings).start()
+        client = PricingSystem(settings, f"{settings.app_id}-pricing-ladder")
+        command_ok(
+            await send_command_async(
+                settings, "create", timeout=60, backfill=True, spec=_ladder_spec(exp)
+            )
+        )
+
+        async def flipped(k: int) -> bool:
+            return (await store.get_experiment(exp)).published_through(k)
+
+        async def sell(k: int) -> None:
+            """One sale per product in period k, its units by the arm the controller recorded."""
+            records = await store.assignment_records(exp, k)
+            assert sorted(records) == PRODUCTS
+            at = START + timedelta(days=k, minutes=30)
+            for p, rec in records.items():
+                arm = LADDER[int(rec.split("|", 1)[0])]  # an arms: spec records the arm's index
+                await pub.send(settings.topics.sales, _sale(exp, p, k, arm, at), p)
+            await pub.flush()
+
+        async def counted(n: int) -> bool:
+            t = await store.totals(exp)
+            return sum(v for k, v in t.items() if k.startswith("events:")) >= n
+
+        await wait_until(lambda: flipped(0), 30, "the first flip")
+        await sell(0)
+        for day in (1, 2):
+            await clock.set(START + timedelta(days=day, hours=1))
+            await wait_until(lambda d=day: flipped(d), 30, f"flip {day}")
+            if day == 1:
+                await sell(1)
+        await wait_until(lambda: counted(2 * len(PRODUCTS)), 40, "the sales counted")
+
+        async def settled(status: str) -> dict[str, dict[str, Any]]:
+            """Once the client holds every product's message of the experiment's latest
+            decision (``status``), its view by product."""
+            seq = (await store.get_experiment(exp)).seq
+
+            def done() -> bool:
+                view = client.snapshot()
+                return all(
+                    (m := view.get((exp, p))) is not None
+                    and m["seq"] == seq
+                    and m["status"] == status
+                    for p in PRODUCTS
+                )
+
+            await wait_until(done, 60, f"the pricing system to read the {status} messages")
+            return {p: client.snapshot()[(exp, p)] for p in PRODUCTS}
+
+        def named(view: dict[str, dict[str, Any]]) -> set[str]:
+            """The policies in force; each message names its arm, its role and price ratio."""
+            for m in view.values():
+                arm = ARM_OF[m["policy"]]
+                assert m["arm_name"] == arm["name"]
+                assert m["price_ratio"] == arm["price_ratio"]
+                assert m["arm"] == ("control" if arm.get("control") else "treatment")
+            return {m["policy"] for m in view.values()}
+
+        running = await settled("running")
+        # what the controller recorded for the period in force is what the client holds
+        records = await store.assignment_records(exp, 2)
+        assert {p: LADDER[int(r[0])]["policy"] for p, r in records.items()} == {
+            p: m["policy"] for p, m in running.items()
+        }
+        assert named(running) == {"list-price", "price-95", "price-105"}
+        phases = [running]
+        for kind, fields, status in (
+            ("pause", {"experiment": exp, "reason": "price check"}, "paused"),
+            ("resume", {"experiment": exp}, "running"),
+            (
+                "freeze",
+                {
+                    "freeze": {
+                        "id": "stock-take",
+                        "start": (START + timedelta(days=2)).isoformat(),
+                        "end": (START + timedelta(days=2, hours=12)).isoformat(),
+                        "experiments": [exp],
+                        "reason": "stock-take",
+                    }
+                },
+                "frozen",
+            ),
+            ("stop", {"experiment": exp, "reason": "done"}, "stopped"),
+        ):
+            command_ok(await send_command_async(settings, kind, timeout=60, **fields))
+            view = await settled(status)
+            want = (
+                {"list-price", "price-95", "price-105"} if status == "running" else {"list-price"}
+            )
+            assert named(view) == want, status
+            phases.append(view)
+        for p in PRODUCTS:
+            seqs = [view[p]["seq"] for view in phases]
+            assert seqs == sorted(set(seqs)), (p, seqs)  # strictly rising through the phases
+            printed = [m["seq"] for m in client.history[(exp, p)]]
+            assert printed == sorted(set(printed)), (p, printed)
+        assert client.errors == []
+        # its lines for people name each policy's arm
+        first = running[PRODUCTS[0]]
+        line = (
+            f"{exp} {PRODUCTS[0]}: {first['policy']} ({first['arm_name']}) seq {first['seq']} "
+            "running"
+        )
+        assert line in client.said, client.said[:5]
+
+        # the panel the worker would analyse names each cell's arm; analysed offline, every
+        # arm against the control
+        out = tmp_path / "ladder.csv"
+        exported = pricelab(settings, "panel", "export", exp, "--out", str(out))
+        assert exported.returncode == 0, exported.stderr
+        hint = exported.stdout.splitlines()[-1]
+        assert "--arm arm --control list" in hint, hint
+        panel = pd.read_csv(out)
+        assert set(panel["arm"]) == {"list", "p95", "p105"}
+        assert (panel["treated"] == (panel["arm"] != "list").astype(int)).all()
+        usable = panel[~panel["blackout"]]
+        assert sorted(usable["period"].unique()) == [0, 1]  # period 2: paused, then stopped
+        assert usable["units"].sum() == sum(
+            5 + i % 7 + k for i in range(len(PRODUCTS)) for k in (0, 1)
+        ) + sum(LIFT[a] for a in usable["arm"])
+        command = hint.split("pricelab ", 1)[1].split()
+        offline = pricelab(settings, *command, "--json")
+        assert offline.returncode == 0, offline.stderr
+        got = json.loads(offline.stdout)
+        assert got["control"] == "list"
+        by_arm = {a["arm"]: a for a in got["arms"]}
+        assert set(by_arm) == {"p95", "p105"}
+        assert by_arm["p95"]["effect"] > 0 > by_arm["p105"]["effect"]
+    finally:
+        await pub.stop()
+        if client is not None:
+            code = client.stop()
+        if worker is not None:
+            worker.stop()
+        await redis.aclose()
+    assert code == 0, "the pricing system did not close cleanly on SIGTERM"

@@ -376,3 +376,36 @@ def test_guardrails_compare_the_switchback_over_its_carryover_windows() -> None:
     assert plan.name == "hajek" and plan.params["p"] >= 1 and plan.params["point_periods"]
     rd = experiment_info(load_spec_file(examples / "random-days.yaml"), "running")
     assert _guardrail_plan(rd).name == "dm"
+
+
+async def test_a_three_arm_experiment_gets_nothing_published_and_one_log_line(caplog):
+    """Until per-arm estimates exist (issue #41) the worker publishes no estimate, verdict or
+    guardrail trip for an experiment of more than two arms (its cells would be read as
+    treatment against control), and says so once, not every cycle."""
+    import logging
+
+    df = _cells(-30.0, seed=1)
+    source = Source(df, guardrails=[{"metric": "revenue", "max_drop_pct": 5}])
+    source.info = ExperimentInfo("e3", "random-days", "running", source.info.params, arms=3)
+
+    class Verdicts:
+        def __init__(self):
+            self.published = []
+
+        async def publish_verdict(self, experiment, verdict, as_of):
+            self.published.append(experiment)
+
+    sink, verdicts = Sink(), Verdicts()
+    w = AnalysisWorker(
+        source,
+        sink,
+        ManualClock(datetime(2026, 1, 1, tzinfo=UTC)),
+        guardrails=sink,
+        verdicts=verdicts,
+    )
+    with caplog.at_level(logging.INFO, logger="pricelab"):
+        assert await w.run_once() == []
+        assert await w.run_once() == []
+    assert sink.published == [] and sink.trips == [] and verdicts.published == []
+    said = [r.getMessage() for r in caplog.records if "e3" in r.getMessage()]
+    assert len(said) == 1 and "3 arms: no estimates, verdict or guardrail checks" in said[0]

@@ -1,6 +1,7 @@
 """Until the simulator, the planner and the analysis model k arms (issue #41, slices S3-S5),
 every tool that reads an experiment as treatment against control refuses one of more than two
-arms in one sentence (exit 2), never reading it silently as two arms."""
+arms in one sentence (exit 2), never reading it silently as two arms. The live path runs them
+(slice S2), but refuses guardrails on them: nothing would check them yet."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typer.testing import CliRunner
 
 from controller.errors import SpecError
 from controller.panel_source import experiment_info
-from controller.spec import load_spec_file
+from controller.spec import Guardrail, load_spec_file
 from streams.cli import app
 
 LADDER = """
@@ -60,9 +61,19 @@ def test_plan_refuses_three_arms(ladder: Path, tmp_path: Path) -> None:
     assert "arms: 3-arm experiments cannot be planned yet" in out
 
 
-def test_the_analysis_is_not_told_of_three_arms(ladder: Path) -> None:
-    with pytest.raises(SpecError, match="^arms: 3-arm experiments cannot be analysed yet"):
-        experiment_info(load_spec_file(ladder), "running")
+def test_the_analysis_is_told_of_three_arms_without_a_sampler(ladder: Path) -> None:
+    # the worker publishes nothing for it (analysis/worker.py, _skip_arms); no sampler reads
+    # it as treatment against control
+    info = experiment_info(load_spec_file(ladder), "running")
+    assert info.arms == 3 and info.sampler is None and info.spillover is None
+
+
+def test_the_live_path_refuses_guardrails_on_three_arms(ladder: Path) -> None:
+    spec = load_spec_file(ladder)
+    spec.check_live()  # three arms run live
+    guarded = spec.model_copy(update={"guardrails": (Guardrail(max_drop_pct=5),)})
+    with pytest.raises(SpecError, match="^guardrails: are not checked on 3-arm experiments yet"):
+        guarded.check_live()
 
 
 def test_a_two_arm_list_is_simulated_like_the_shorthand(tmp_path: Path) -> None:
