@@ -14,7 +14,8 @@ pricing system by the highest-seq rule. After every step:
 - per product, ``seq`` never falls in publish order, and a repeated ``seq`` repeats the same
   message (a redo after a death);
 - what a pricing system ends with per product is what the model has in force: the status,
-  the period and the policy (the design's arm while running; control otherwise);
+  the period and the policy (the design's arm while running; control otherwise), and for a
+  three-arm experiment (``arms:``, created at random beside two-arm ones) the arm's name;
 - no decision is left unpublished; sales are excluded (an open window) exactly while paused;
   a live experiment holds its products and a final one does not.
 
@@ -34,7 +35,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -46,7 +47,7 @@ from hypothesis.stateful import (
 from redis.asyncio import Redis
 
 from controller.clock import ManualClock
-from controller.designs import Assignment, arm
+from controller.designs import Assignment, arm_index, draw
 from controller.errors import CommandRefused
 from controller.flipper import Flipper
 from controller.lifecycle import Kind
@@ -58,6 +59,13 @@ from streams.client.commands import read_summary
 from streams.worker.sinks import assignment_message
 
 pytestmark = pytest.mark.integration
+
+#: a three-arm experiment's arms: control keeps the shorthand's control policy
+THREE_ARMS = [
+    {"name": "list", "policy": "list", "allocation": 0.4, "control": True},
+    {"name": "promo", "policy": "promo", "allocation": 0.3},
+    {"name": "deep", "policy": "deep-promo", "allocation": 0.3},
+]
 
 T0 = datetime(2026, 11, 30, tzinfo=UTC)
 PERIOD = timedelta(hours=6)
@@ -256,7 +264,7 @@ class LifecycleMachine(RuleBasedStateMachine):
 
     @initialize(start_h=st.integers(0, 30), days=st.integers(1, 3))
     def first(self, start_h: int, days: int) -> None:
-        self.create(start_h, days, backfill=False, w=0, die=None)
+        self.create(start_h, days, backfill=False, w=0, die=None, three=False)
 
     @rule(
         start_h=st.integers(-40, 48),
@@ -264,18 +272,26 @@ class LifecycleMachine(RuleBasedStateMachine):
         backfill=st.booleans(),
         w=workers,
         die=deaths,
+        three=st.booleans(),
     )
-    def create(self, start_h: int, days: int, backfill: bool, w: int, die: int | None) -> None:
+    def create(
+        self, start_h: int, days: int, backfill: bool, w: int, die: int | None, three: bool
+    ) -> None:
         exp_id = f"e{self.n}"
         self.n += 1
         start = self.now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=start_h)
+        # the two-arm shorthand, or three arms (issue #41) with the same control policy
+        policies: dict[str, Any] = (
+            {"arms": THREE_ARMS}
+            if three
+            else {"treatment_policy": "promo", "control_policy": "list"}
+        )
         spec = load_spec(
             {
                 "id": exp_id,
                 "design": "random-days",
                 "products": [f"{exp_id}-p{i}" for i in range(5)],
-                "treatment_policy": "promo",
-                "control_policy": "list",
+                **policies,
                 "start": start.isoformat(),
                 "end": (start + timedelta(days=days)).isoformat(),
                 "timezone": "UTC",
@@ -295,6 +311,7 @@ class LifecycleMachine(RuleBasedStateMachine):
             assert "--backfill" in self._refused(w, die, step)
             return
         self._run(w, die, step)
+        event(f"created: {spec.n_arms} arms")  # --hypothesis-show-statistics counts them
         self.world.exps[exp_id] = Exp(spec)
         self._clock_moved()
 
@@ -456,9 +473,12 @@ class LifecycleMachine(RuleBasedStateMachine):
                 held = max(log, key=lambda m: m["seq"])  # the highest-seq rule
                 policy = "list"
                 if mode == "running":
-                    policy = e.spec.policy(arm(e.spec, product, e.period)[0])
+                    policy = e.spec.policy(arm_index(e.spec, draw(e.spec, product, e.period)))
                 got = (held["status"], held["period"], held["policy"])
                 assert got == (mode, e.period, policy), product
+                # an arms: spec's message names the arm of its policy; a shorthand's does not
+                names = {a.policy: a.name for a in e.spec.arms}
+                assert held.get("arm_name") == names.get(policy), (product, held)
 
 
 def test_random_lifecycles_keep_the_contract(stack) -> None:
