@@ -228,10 +228,11 @@ class AnalysisWorker:
         published: list[tuple[str, EstimateResult | ElasticityResult | NotIdentified]] = []
         verdicts = 0
         for info in await self.source.experiments():
+            # read even when nothing is estimated from it: reading compacts its closed periods
+            df = await self.source.panel(info.id, as_of)
             if info.arms > 2:
                 self._skip_arms(info)
                 continue
-            df = await self.source.panel(info.id, as_of)
             if df.empty or df["period"].nunique() < self.min_periods:
                 continue
             try:

@@ -385,7 +385,16 @@ async def test_a_three_arm_experiment_gets_nothing_published_and_one_log_line(ca
     import logging
 
     df = _cells(-30.0, seed=1)
-    source = Source(df, guardrails=[{"metric": "revenue", "max_drop_pct": 5}])
+
+    class Counted(Source):
+        reads = 0
+
+        async def panel(self, exp_id, as_of):
+            # still read every cycle: reading is what compacts its closed periods
+            self.reads += 1
+            return self.df
+
+    source = Counted(df, guardrails=[{"metric": "revenue", "max_drop_pct": 5}])
     source.info = ExperimentInfo("e3", "random-days", "running", source.info.params, arms=3)
 
     class Verdicts:
@@ -407,5 +416,6 @@ async def test_a_three_arm_experiment_gets_nothing_published_and_one_log_line(ca
         assert await w.run_once() == []
         assert await w.run_once() == []
     assert sink.published == [] and sink.trips == [] and verdicts.published == []
+    assert source.reads == 2
     said = [r.getMessage() for r in caplog.records if "e3" in r.getMessage()]
     assert len(said) == 1 and "3 arms: no estimates, verdict or guardrail checks" in said[0]
