@@ -33,13 +33,22 @@ PRODUCTS = [f"p{i:02d}" for i in range(20)] + ["crlf\r\ninside", "pipe|d", "Ã¼nÃ
 HOUR = timedelta(hours=1)
 
 
-def _spec() -> Any:
+#: three arms (issue #41): the records keep each arm's index, the panel names it
+THREE_ARMS = {
+    "arms": [
+        {"name": "old", "policy": "old", "allocation": 0.4, "control": True},
+        {"name": "new", "policy": "new", "allocation": 0.3},
+        {"name": "newer", "policy": "newer", "allocation": 0.3},
+    ]
+}
+
+
+def _spec(exp_id: str = "cmp", arms: dict[str, Any] | None = None) -> Any:
     return load_spec(
         {
-            "id": "cmp",
+            "id": exp_id,
             "products": PRODUCTS,
-            "treatment_policy": "new",
-            "control_policy": "old",
+            **(arms or {"treatment_policy": "new", "control_policy": "old"}),
             "start": START.isoformat(),
             "end": (START + timedelta(hours=8)).isoformat(),
             "timezone": "UTC",
@@ -78,10 +87,12 @@ def _sale(i: int, product: str, k: int, minute: int, units: int, spec: Any) -> S
     )
 
 
-async def _filled(store: Store) -> tuple[Any, dict[tuple[int, str], int], list[SaleRow]]:
+async def _filled(
+    store: Store, spec: Any = None
+) -> tuple[Any, dict[tuple[int, str], int], list[SaleRow]]:
     """Periods 0-4 flipped (4 in progress) and sales in periods 0-3, sellable ones only; the
     units of the sales counted ('ok': past the head and any washout) by (period, product)."""
-    spec = _spec()
+    spec = spec or _spec()
     await store.create_experiment(spec, START)
     for k in range(5):
         await store.write_assignments(spec.id, k, period_assignments(spec, k))
@@ -138,6 +149,24 @@ async def test_compacted_periods_read_as_the_live_ones_and_refuse_late_sales(sto
     assert await store.totals(spec.id) == totals
     again = await source.panel(spec.id, now)
     pd.testing.assert_frame_equal(again, live)
+
+
+async def test_a_three_arm_experiments_cells_keep_their_arm_through_the_compaction(store) -> None:
+    spec, want, _ = await _filled(store, _spec("cmp3", THREE_ARMS))
+    now = START + timedelta(hours=4, minutes=30)
+    live = (await RedisPanelSource(store, ManualClock(now)).panel(spec.id, now)).copy()
+    assert _units(live) == want
+    # each cell's arm by name, as the flip drew it; treated is every arm but control
+    drawn = {(k, a.product): a.arm_name for k in range(4) for a in period_assignments(spec, k)}
+    assert {
+        (int(k), p): str(a) for k, p, a in zip(live.period, live["product"], live.arm, strict=True)
+    } == drawn
+    assert set(live.arm) == {"old", "new", "newer"}
+    assert (live.treated == (live.arm != "old").astype(int)).all()
+    source = RedisPanelSource(store, ManualClock(now), lateness=HOUR)
+    compacted = (await source.panel(spec.id, now)).copy()
+    assert (await store.get_experiment(spec.id)).compacted == 3
+    pd.testing.assert_frame_equal(compacted, live)
 
 
 async def test_a_cycle_reads_only_what_is_new(store) -> None:
