@@ -34,6 +34,7 @@ import pandas as pd
 from scipy import optimize, stats
 
 from analysis.errors import AnalysisError
+from analysis.panel import blackout_flags
 
 #: the fixed seed of the multivariate cdf's quasi-Monte-Carlo integration: the same panel gives
 #: the same critical value
@@ -44,14 +45,16 @@ JOINT_METHODS = frozenset({"dm"})
 
 @dataclass(frozen=True)
 class Arms:
-    """The arms of a panel's arm column: the control's name and the others, in sorted order."""
+    """The arms of a panel's arm column (``unit`` names its products): the control's name and
+    the others, in sorted order."""
 
     column: str
     control: str
     others: tuple[str, ...]
+    unit: str
 
 
-def read_arms(df: pd.DataFrame, column: str, control: str) -> Arms:
+def read_arms(df: pd.DataFrame, column: str, control: str, unit: str) -> Arms:
     """The arms named in ``column``; one sentence when the column, the control or a second arm
     is missing."""
     if column not in df.columns:
@@ -68,53 +71,69 @@ def read_arms(df: pd.DataFrame, column: str, control: str) -> Arms:
         raise AnalysisError(
             f"column {column!r} has only the control arm {control!r}: nothing to compare."
         )
-    return Arms(column, control, others)
+    return Arms(column, control, others, unit)
 
 
 #: the columns :func:`pair_frame` adds (names a panel would not use)
 TREATED, BLACKOUT = "_pair_treated", "_pair_blackout"
 
 
-def pair_frame(df: pd.DataFrame, arms: Arms, arm: str, blackout: str | None) -> pd.DataFrame:
-    """The panel for ``arm`` against the control: ``TREATED`` is 1 on ``arm``'s cells, 0 on
-    the control's; the cells of every other arm (and of the given ``blackout``) are blacked out
-    (``BLACKOUT`` = 1). One sentence when ``arm`` has no cell outside a blackout."""
-    names = df[arms.column].astype(str)
-    other = ~names.isin((arm, arms.control)) | df[arms.column].isna()
-    out = df.assign(**{TREATED: (names == arm).astype(int)})
-    off = other if blackout is None else other | (df[blackout].fillna(0).astype(float) != 0)
-    out[BLACKOUT] = off.astype(int)
+def pair_frame(
+    df: pd.DataFrame, arms: Arms, arm: str, blackout: str | None
+) -> tuple[pd.DataFrame, bool]:
+    """The panel for ``arm`` against the control, and whether it has blacked-out cells:
+    ``TREATED`` is 1 on ``arm``'s cells, 0 on the control's. A product that the design put in a
+    third arm (it has cells of another arm and none of ``arm``: time-bound, triggered and
+    cluster designs draw per product) is left out whole, as in a two-arm experiment of these
+    two arms; the third arms' cells of the other products (random days, switchbacks) are
+    blacked out (``BLACKOUT`` = 1), with the given ``blackout``. One sentence when an arm has no
+    usable cell. (A design probability column goes to the pair's panel as it is: the
+    estimators that compare randomised cells only, as ``dm`` does, read it there.)"""
+    names = df[arms.column].astype(str).where(df[arms.column].notna(), "")
+    off = pd.Series(False, index=df.index) if blackout is None else blackout_flags(df, blackout)
+    third = ~names.isin((arm, arms.control))
+    unit = arms.unit
+    has_arm = (names == arm).groupby(df[unit]).transform("any")
+    has_third = third.groupby(df[unit]).transform("any")
+    keep = has_arm | ~has_third
+    out = df.loc[keep].assign(**{TREATED: (names[keep] == arm).astype(int)})
+    dark = (third | off)[keep]
+    out[BLACKOUT] = dark.astype(int)
     for name in (arm, arms.control):
-        if not ((names == name) & ~off).any():
+        if not ((names[keep] == name) & ~dark).any():
             raise AnalysisError(f"arm {name!r} has no usable cells (outside blackouts).")
-    return out
+    return out, bool(dark.any())
 
 
 def dm_correlation(
-    df: pd.DataFrame, arms: Arms, unit: str, outcome: str, blackout: str | None
+    df: pd.DataFrame, arms: Arms, outcome: str, blackout: str | None, probability: str | None = None
 ) -> np.ndarray:
-    """The correlation of the k - 1 differences in means (each arm's cell mean minus the
-    control's), clustered by product: each product's influence on comparison j is the sum of
-    its arm-j cells' deviations from the arm-j mean over n_j, minus the same for its control
-    cells; the covariance of comparisons j and l is the sum over products of their
-    influences' product (the sandwich whose diagonal is the CR0 variance)."""
-    names = df[arms.column].astype(str)
-    y = df[outcome].astype(float)
-    keep = y.notna() & df[arms.column].notna()
-    if blackout is not None:
-        keep &= df[blackout].fillna(0).astype(float) == 0
-    names, y, units = names[keep], y[keep], df.loc[keep, unit]
-    codes, _ = pd.factorize(units)
-    G = int(codes.max()) + 1 if len(codes) else 0
-
-    def influence(name: str) -> np.ndarray:
-        on = (names == name).to_numpy()
-        dev = np.where(on, y.to_numpy() - y[on].mean(), 0.0) / on.sum()
-        return np.bincount(codes, weights=dev, minlength=G)
-
-    control = influence(arms.control)
-    psi = np.stack([influence(a) - control for a in arms.others])
-    cov = psi @ psi.T
+    """The correlation of the k - 1 differences in means, each over its own pair's cells
+    (:func:`pair_frame`; with ``probability``, the randomised ones, those strictly between 0
+    and 1, as ``dm`` compares), clustered by product: a product's influence on comparison j is the
+    sum of its arm-j cells' deviations from the pair's arm-j mean over their count, minus the
+    same for its control cells in that pair (0 for a product the pair leaves out); the
+    covariance of comparisons j and l is the sum over products of their influences' product
+    (the sandwich whose diagonal is the CR0 variance)."""
+    units, index = np.unique(df[arms.unit].astype(str), return_inverse=True)
+    where = pd.Series(index, index=df.index)
+    psi = []
+    for name in arms.others:
+        pair, _ = pair_frame(df, arms, name, blackout)
+        y = pd.to_numeric(pair[outcome], errors="coerce")
+        use = (pair[BLACKOUT] == 0) & y.notna()
+        if probability is not None:
+            p = pd.to_numeric(pair[probability], errors="coerce")
+            use &= (p > 0) & (p < 1)
+        use = use.to_numpy()
+        y_u, codes = y.to_numpy(dtype=float)[use], where[pair.index].to_numpy()[use]
+        on = pair[TREATED].to_numpy()[use] == 1
+        part = np.zeros(len(units))
+        for side, sign in ((on, 1.0), (~on, -1.0)):
+            dev = np.where(side, y_u - y_u[side].mean(), 0.0) / side.sum()
+            part += sign * np.bincount(codes, weights=dev, minlength=len(units))
+        psi.append(part)
+    cov = np.stack(psi) @ np.stack(psi).T
     sd = np.sqrt(np.diag(cov))
     with np.errstate(invalid="ignore", divide="ignore"):
         corr = cov / np.outer(sd, sd)

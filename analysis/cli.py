@@ -382,7 +382,7 @@ def analyze(
             raise AnalysisError("--units and --revenue go with --method elasticity.")
         if arm is not None and control is not None:
             compared = compare_arms(df, arm, control, method, se, seed, alpha, unit, time,
-                                    outcome, blackout, covs)  # fmt: skip
+                                    outcome, blackout, covs, probability)  # fmt: skip
             _print_arms(compared, alpha, as_json)
             return
         assert treated is not None
@@ -454,11 +454,11 @@ def check_arm_options(
         raise AnalysisError(f"--arm does not take --method {method} yet.")
     if by is not None:
         raise AnalysisError("--arm does not take --by yet: filter the panel per segment.")
-    if probability is not None or method in _NEEDS_PROBABILITY:
+    if method in _NEEDS_PROBABILITY:
         raise AnalysisError(
-            f"--arm compares each arm with the control on the pair's cells; "
-            f"{'--probability' if probability is not None else f'--method {method}'} needs "
-            "each cell's design probability for that pair, which --arm does not take yet."
+            f"--arm compares each arm with the control on the pair's cells; --method {method} "
+            "needs each cell's design probability for that pair, which --arm does not take "
+            "yet (with --arm, --probability only marks the cells the design randomised)."
         )
 
 
@@ -486,23 +486,24 @@ def compare_arms(
     outcome: str,
     blackout: str | None,
     covs: list[str],
+    probability: str | None = None,
 ) -> ArmComparison:
-    """Fit ``method`` on each arm's pair with the control (:func:`analysis.arms.pair_frame`)
-    and give the k - 1 results simultaneous intervals (:func:`analysis.arms.simultaneous`)."""
-    arms = read_arms(df, arm_col, control)
+    """Fit ``method`` on each arm's pair with the control (:func:`analysis.arms.pair_frame`;
+    with ``probability``, only the cells the design randomised) and give the k - 1 results
+    simultaneous intervals (:func:`analysis.arms.simultaneous`)."""
+    arms = read_arms(df, arm_col, control, unit)
     results = []
     for name in arms.others:
-        pair = pair_frame(df, arms, name, blackout)
-        long = long_kw(unit, time, outcome, TREATED, BLACKOUT, None, covs)
+        pair, dark = pair_frame(df, arms, name, blackout)
+        long = long_kw(unit, time, outcome, TREATED, BLACKOUT if dark else None, probability, covs)
         try:
-            results.append(
-                build_estimator(method, se, seed).fit(Panel.from_long(pair, **long)).result
-            )
+            panel = Panel.from_long(pair, **long)
+            results.append(build_estimator(method, se, seed).fit(panel).result)
         except (AnalysisError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise AnalysisError(f"arm {name!r} against {control!r}: {first}") from None
     corr = (
-        dm_correlation(df, arms, unit, outcome, blackout)
+        dm_correlation(df, arms, outcome, blackout, probability)
         if method in JOINT_METHODS and se in (None, "cluster")
         else None
     )

@@ -25,6 +25,21 @@ import pandas as pd
 from analysis.errors import PanelError
 
 
+def blackout_flags(df: pd.DataFrame, column: str) -> pd.Series:
+    """A blackout column as booleans: 0/1 or true/false in every row; anything else (an empty
+    cell, a word) is one sentence, not a guess."""
+    col = df[column]
+    if pd.api.types.is_bool_dtype(col):
+        return col.astype(bool)
+    v = pd.to_numeric(col, errors="coerce")
+    if not v.isin((0, 1)).all():
+        bad = col[~v.isin((0, 1))].iloc[0]
+        raise PanelError(
+            f"Blackout column {column!r} must be 0/1 (or boolean) in every row; it has {bad!r}."
+        )
+    return v.astype(bool)
+
+
 @dataclass(frozen=True, eq=False)
 class Panel:
     Y: np.ndarray
@@ -141,7 +156,7 @@ class Panel:
         Y = grid(y.to_numpy(dtype=float), float)
         W = grid(w == 1.0, bool)
         if blackout is not None:
-            B = grid(df[blackout].astype(bool).to_numpy(), bool)
+            B = grid(blackout_flags(df, blackout).to_numpy(), bool)
         else:
             B = np.zeros((N, T), dtype=bool)
         P = None

@@ -90,7 +90,7 @@ def test_the_comparisons_share_the_control_so_their_correlation_is_about_a_half(
     # equal arms, cells independent across products: Cov(a - c, b - c) = Var(c), so the
     # correlation is Var(c) / (Var(a) + Var(c)) = 1/2
     df = panel(0, dict.fromkeys(ARMS, 0.0), n=400, days=20)
-    corr = dm_correlation(df, read_arms(df, "arm", "control"), "product", "units", None)
+    corr = dm_correlation(df, read_arms(df, "arm", "control", "product"), "units", None)
     assert corr.shape == (2, 2)
     assert corr[0, 1] == pytest.approx(0.5, abs=0.06)
 
@@ -210,3 +210,66 @@ def test_methods_that_need_design_probabilities_and_empty_arms_are_refused(
     empty = CliRunner().invoke(app, [*args, "dm", "--blackout", "off"])
     assert empty.exit_code == 2
     assert "arm 'up' has no usable cells" in empty.output
+
+
+def time_bound(seed: int) -> pd.DataFrame:
+    """Three arms drawn per product (a time-bound design): days 0-9 every product runs the
+    control's policy (not randomised: probability 0), from day 10 each product its arm
+    (probability 2/3 of not being control); a common trend of 0.5 a day, product levels."""
+    rng = np.random.default_rng(seed)
+    n, days = 60, 20
+    arm_of = rng.permutation(np.repeat(ARMS, n // 3))
+    post = np.arange(days) >= 10
+    arm = np.where(post[None, :], arm_of[:, None], "control")
+    effect = np.vectorize({"control": 0.0, "down": 1.0, "up": 2.0}.get)(arm)
+    y = rng.lognormal(2, 0.4, n)[:, None] + 0.5 * np.arange(days) + effect
+    return pd.DataFrame(
+        {
+            "product": np.repeat([f"P{i:03d}" for i in range(n)], days),
+            "day": np.tile(np.arange(days), n),
+            "arm": arm.ravel(),
+            "p": np.tile(np.where(post, 2 / 3, 0.0), n),
+            "units": (y + rng.normal(0, 1, (n, days))).ravel(),
+        }
+    )
+
+
+@pytest.mark.parametrize("method", ["dm", "did", "sdid"])
+def test_per_product_arms_are_the_two_arm_experiment_of_their_products(method: str) -> None:
+    # a product the design put in a third arm is not part of the pair (left out whole, not
+    # blacked out after its start), and --probability keeps the comparison to the cells the
+    # design randomised: each arm's row is the two-arm fit on its products and the control's
+    from analysis.estimators.registry import make
+    from analysis.panel import Panel
+
+    df = time_bound(5)
+    got = compare_arms(df, "arm", "control", method, None, None, 0.05, "product", "day",
+                       "units", None, [], "p")  # fmt: skip
+    for name, result in zip(got.arms.others, got.results, strict=True):
+        products = df.loc[df["arm"] == name, "product"].unique()
+        controls = set(df["product"]) - set(df.loc[df["arm"] != "control", "product"])
+        two = df[df["product"].isin([*products, *controls])]
+        two = two.assign(treated=(two["arm"] == name).astype(int))
+        panel = Panel.from_long(two, unit="product", time="day", outcome="units",
+                                treated="treated", probability="p")  # fmt: skip
+        want = make(method).fit(panel).result
+        assert result.effect == pytest.approx(want.effect, rel=1e-12)
+        assert result.se == pytest.approx(want.se, rel=1e-12)
+        assert result.df == want.df
+    if method != "dm":  # the pre-period's control cells are not mistaken for the control arm
+        assert [r.effect for r in got.results] == pytest.approx([1.0, 2.0], abs=0.5)
+
+
+def test_a_blackout_column_is_read_one_way_on_both_paths(app: typer.Typer, tmp_path: Path) -> None:
+    df = panel(1, dict.fromkeys(ARMS, 0.0))
+    df["treated"] = (df["arm"] == "down").astype(int)
+    df["off"] = 0.0
+    df.loc[3, "off"] = np.nan  # an empty cell is neither 0 nor 1: said, not guessed
+    path = tmp_path / "k3.csv"
+    df.to_csv(path, index=False)
+    for extra in (["--treated", "treated"], ["--arm", "arm", "--control", "control"]):
+        res = CliRunner().invoke(
+            app, ["analyze", str(path), *COLS, "--method", "dm", "--blackout", "off", *extra]
+        )
+        assert res.exit_code == 2, res.output
+        assert "Blackout column 'off' must be 0/1 (or boolean) in every row" in res.output
