@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -86,3 +87,28 @@ def test_a_two_arm_list_is_simulated_like_the_shorthand(tmp_path: Path) -> None:
     )
     assert res.exit_code == 0, res.output
     assert "treatment price 5% below control's" in res.output
+    # listed as [treatment, control], the shorthand's order, it draws the shorthand's cells
+    first = two.replace(
+        "  - {name: list, policy: list-price, price_ratio: 1.0, allocation: 0.7, control: true}\n",
+        "",
+    ).replace(
+        "allocation: 0.3}\n",
+        "allocation: 0.3}\n"
+        "  - {name: list, policy: list-price, price_ratio: 1.0, allocation: 0.7, control: true}\n",
+    )
+    short = (
+        "\n".join(line for line in LADDER.splitlines() if not line.startswith(("arms:", "  - ")))
+        + "\ntreatment_policy: price-95\ncontrol_policy: list-price\nallocation: 0.3\n"
+    )
+    short += "price_ratio: 0.95\n"
+    panels = {}
+    for name, text in (("first", first), ("short", short)):
+        (tmp_path / f"{name}.yaml").write_text(text)
+        out = tmp_path / f"{name}.csv"
+        res = CliRunner().invoke(
+            app, ["simulate", "--spec", str(tmp_path / f"{name}.yaml"), "--out", str(out)]
+        )
+        assert res.exit_code == 0, res.output
+        panels[name] = pd.read_csv(out)
+    assert panels["first"]["treated"].sum() > 0
+    assert panels["first"]["treated"].tolist() == panels["short"]["treated"].tolist()
