@@ -183,7 +183,8 @@ def analyze(
     The defaults read a panel of :func:`panel` or ``pricelab simulate --out``: ``product`` x
     ``period`` cells, ``treated``, and ``probability`` and ``blackout`` where the table has
     them (None: not used). ``probability`` may also be another column, or one number in (0, 1)
-    for every cell (``probability=0.5``); a name that is not a column is refused.
+    for every cell (``probability=0.5``); a name that is not a column is refused, for
+    ``probability`` and ``blackout`` alike.
 
     The table is read as the command reads its file: a period column of dates written with
     numbers day and month (03/04/2025) is ordered as dates, never as text, and an order the
@@ -197,6 +198,8 @@ def analyze(
     """
     if probability == "probability" and probability not in df.columns:
         probability = None  # the default: used where the table has it
+    if blackout == "blackout" and blackout not in df.columns:
+        blackout = None  # likewise; another name that is not a column is refused
     try:
         table, column = prepare_table(
             df,
@@ -213,7 +216,7 @@ def analyze(
             outcome=outcome,
             treated=treated,
             probability=column,
-            blackout=blackout if blackout in table.columns else None,
+            blackout=blackout,
             covariates=list(covariates),
         )
         result = build_estimator(method, se, seed).fit(fit).result

@@ -5,6 +5,7 @@ against the real broker and Redis in tests/integration/test_notebook_api.py."""
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 
 import pandas as pd
@@ -223,3 +224,12 @@ def test_a_probability_that_is_neither_a_column_nor_a_share_is_refused(
     with pytest.raises(pricelab.PricelabError) as refused:
         pricelab.analyze(bare, method="fe", probability=probability)  # type: ignore[arg-type]
     assert _one_sentence(refused).startswith(said)
+
+
+def test_a_blackout_column_that_is_not_there_is_refused_not_ignored() -> None:
+    with pytest.raises(pricelab.PricelabError) as refused:
+        pricelab.analyze(_panel(), method="fe", blackout="washout")
+    assert "'washout'" in _one_sentence(refused)
+    # the default name is used where the table has it, and left out where it has not
+    plain = pricelab.analyze(_panel().drop(columns=["blackout"], errors="ignore"), method="fe")
+    assert math.isfinite(plain.effect)
