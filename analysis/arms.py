@@ -26,8 +26,9 @@ p-values (:func:`holm_adjust`) go beside them.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -217,3 +218,53 @@ def simultaneous(
         e, s = float(r.effect), float(r.se)  # type: ignore[attr-defined]
         intervals.append((e - q * s, e + q * s) if math.isfinite(s) else (-math.inf, math.inf))
     return Simultaneous(tuple(intervals), "dunnett-t" if df else "dunnett-normal", q)
+
+
+#: methods that fit a pair of arms as a two-arm panel (the CLI's ``--arm`` and the worker);
+#: ht, hajek and cuped need each cell's design probability of the pair's arm, which neither an
+#: analyst's table nor the worker's cells give per arm yet
+PAIR_METHODS = frozenset({"dm", "fe", "did", "sdid"})
+NEEDS_PROBABILITY = frozenset({"ht", "hajek", "cuped"})
+
+
+def not_on_pairs(method: str) -> str:
+    """Why ``method`` gives no estimate of one arm against the control (one sentence)."""
+    if method in NEEDS_PROBABILITY:
+        return (
+            f"{method} is not identified per arm yet: it needs each cell's design probability "
+            "of the pair's arm, and the panel gives P(not control) only (issue #41)"
+        )
+    return f"{method} is not estimated per arm of a k-arm experiment yet (issue #41)"
+
+
+@dataclass(frozen=True)
+class ArmComparison:
+    """Every non-control arm against the control: the pair fits and their simultaneous
+    intervals."""
+
+    arms: Arms
+    results: tuple[Any, ...]
+    simultaneous: Simultaneous
+    pvalues_holm: tuple[float, ...]
+
+
+def compare_pairs(
+    arms: Arms,
+    fit: Callable[[str], Any],
+    alpha: float,
+    corr: Callable[[], np.ndarray | None] = lambda: None,
+) -> ArmComparison:
+    """``fit(arm)`` (the estimate of that arm against the control on their pair's cells) for
+    every non-control arm, with the k - 1 results' simultaneous intervals (Dunnett-type with
+    the correlation ``corr()`` gives, else Bonferroni) and Holm's p-values. One sentence naming
+    the arm when a fit fails."""
+    results = []
+    for name in arms.others:
+        try:
+            results.append(fit(name))
+        except (AnalysisError, ValueError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise AnalysisError(f"arm {name!r} against {arms.control!r}: {first}") from None
+    sim = simultaneous(results, alpha, corr())
+    holm = holm_adjust([r.pvalue() for r in results])
+    return ArmComparison(arms, tuple(results), sim, tuple(holm))

@@ -33,7 +33,6 @@ import inspect
 import json
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -44,14 +43,13 @@ import typer
 from analysis.arms import (
     BLACKOUT,
     JOINT_METHODS,
+    NEEDS_PROBABILITY,
     TREATED,
-    Arms,
-    Simultaneous,
+    ArmComparison,
+    compare_pairs,
     dm_correlation,
-    holm_adjust,
     pair_frame,
     read_arms,
-    simultaneous,
 )
 from analysis.elasticity import within_product_elasticity
 from analysis.errors import AnalysisError
@@ -423,11 +421,6 @@ def analyze(
 _WIRING: dict[str, Callable[[Path], ExperimentInfo]] = {}
 
 
-#: methods that need the design's per-cell probability of treatment, which a pair of arms out
-#: of k does not have in an analyst's table
-_NEEDS_PROBABILITY = ("ht", "hajek", "cuped")
-
-
 def check_arm_options(
     treated: str | None,
     arm: str | None,
@@ -454,23 +447,12 @@ def check_arm_options(
         raise AnalysisError(f"--arm does not take --method {method} yet.")
     if by is not None:
         raise AnalysisError("--arm does not take --by yet: filter the panel per segment.")
-    if method in _NEEDS_PROBABILITY:
+    if method in NEEDS_PROBABILITY:
         raise AnalysisError(
             f"--arm compares each arm with the control on the pair's cells; --method {method} "
             "needs each cell's design probability for that pair, which --arm does not take "
             "yet (with --arm, --probability only marks the cells the design randomised)."
         )
-
-
-@dataclass(frozen=True)
-class ArmComparison:
-    """Every non-control arm against the control: the pair fits and their simultaneous
-    intervals."""
-
-    arms: Arms
-    results: tuple[Any, ...]
-    simultaneous: Simultaneous
-    pvalues_holm: tuple[float, ...]
 
 
 def compare_arms(
@@ -490,26 +472,21 @@ def compare_arms(
 ) -> ArmComparison:
     """Fit ``method`` on each arm's pair with the control (:func:`analysis.arms.pair_frame`;
     with ``probability``, only the cells the design randomised) and give the k - 1 results
-    simultaneous intervals (:func:`analysis.arms.simultaneous`)."""
+    simultaneous intervals (:func:`analysis.arms.compare_pairs`, as the analysis worker does)."""
     arms = read_arms(df, arm_col, control, unit)
-    results = []
-    for name in arms.others:
-        pair, dark = pair_frame(df, arms, name, blackout)
+    pairs = {name: pair_frame(df, arms, name, blackout) for name in arms.others}
+
+    def fit(name: str) -> Any:
+        pair, dark = pairs[name]
         long = long_kw(unit, time, outcome, TREATED, BLACKOUT if dark else None, probability, covs)
-        try:
-            panel = Panel.from_long(pair, **long)
-            results.append(build_estimator(method, se, seed).fit(panel).result)
-        except (AnalysisError, ValueError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise AnalysisError(f"arm {name!r} against {control!r}: {first}") from None
-    corr = (
-        dm_correlation(df, arms, outcome, blackout, probability)
-        if method in JOINT_METHODS and se in (None, "cluster")
-        else None
-    )
-    sim = simultaneous(results, alpha, corr)
-    holm = holm_adjust([r.pvalue() for r in results])
-    return ArmComparison(arms, tuple(results), sim, tuple(holm))
+        return build_estimator(method, se, seed).fit(Panel.from_long(pair, **long)).result
+
+    def corr() -> np.ndarray | None:
+        if method in JOINT_METHODS and se in (None, "cluster"):
+            return dm_correlation(df, arms, outcome, blackout, probability)
+        return None
+
+    return compare_pairs(arms, fit, alpha, corr)
 
 
 def arm_rows(compared: ArmComparison, alpha: float) -> list[dict[str, Any]]:

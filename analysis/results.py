@@ -34,7 +34,10 @@ class EstimateResult:
     ``details`` carries estimator-specific diagnostics (weights, per-unit effects, lambdas).
     ``segment`` names the product segment the estimate is restricted to (None: all products);
     ``pvalue_bh`` is then its Benjamini-Hochberg adjusted p-value across the segments
-    estimated together.
+    estimated together. ``arm`` names the arm compared with the control in an experiment of
+    more than two arms (None: treatment against control), with ``sim_ci``, its interval that
+    holds for the k - 1 comparisons at once, and ``sim_method`` saying how
+    (``analysis.arms.simultaneous``).
     """
 
     method: str
@@ -49,6 +52,9 @@ class EstimateResult:
     pvalue_randomization: float | None = None
     segment: str | None = None
     pvalue_bh: float | None = None
+    arm: str | None = None
+    sim_ci: tuple[float, float] | None = None
+    sim_method: str | None = None
     details: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -118,6 +124,10 @@ class EstimateResult:
         segment: dict[str, Any] = {} if self.segment is None else {"segment": self.segment}
         if self.segment is not None:
             segment["pvalue_bh"] = math.nan if self.pvalue_bh is None else self.pvalue_bh
+        if self.arm is not None:  # only k-arm estimates have these keys
+            sim = self.sim_ci or (math.nan, math.nan)
+            segment |= {"arm": self.arm, "sim_ci_low": sim[0], "sim_ci_high": sim[1]}
+            segment["sim_method"] = self.sim_method
         return segment | {
             "method": self.method,
             "metric": self.metric,
@@ -155,6 +165,7 @@ class NotIdentified:
     n_units: int
     n_periods: int
     metric: str = "units"
+    arm: str | None = None  # the arm compared with the control (k arms)
 
     @property
     def effect(self) -> float:
@@ -165,7 +176,8 @@ class NotIdentified:
         return math.nan
 
     def to_dict(self, alpha: float = 0.05) -> dict[str, Any]:
-        return {
+        arm: dict[str, Any] = {} if self.arm is None else {"arm": self.arm}
+        return arm | {
             "metric": self.metric,
             "method": self.method,
             "effect": None,

@@ -13,6 +13,11 @@ its reference distribution (``df``), a 95% interval and an anytime-valid confide
 (analysts inspect running estimates repeatedly); the sequence's mixture is fixed at the first
 look and kept in the ``SequenceTuningStore``, so a restarted or second worker continues the
 same sequence.
+
+An experiment of more than two arms gets one estimate per (metric, estimator, non-control arm),
+each arm fitted against the control on the pair's cells with the k - 1 comparisons'
+simultaneous interval (``analysis.arms``, the code ``pricelab analyze --arm`` runs), and no
+sequence, verdict or guardrail check yet (issue #41).
 """
 
 from __future__ import annotations
@@ -26,8 +31,21 @@ from datetime import datetime
 from typing import Protocol
 
 import networkx as nx
+import numpy as np
 import pandas as pd
 
+from analysis.arms import (
+    BLACKOUT,
+    JOINT_METHODS,
+    PAIR_METHODS,
+    TREATED,
+    Arms,
+    compare_pairs,
+    dm_correlation,
+    not_on_pairs,
+    pair_frame,
+    read_arms,
+)
 from analysis.confseq import ConfidenceSequence
 from analysis.elasticity import ElasticityResult, within_product_elasticity
 from analysis.errors import AnalysisError, NotEstimable
@@ -230,10 +248,17 @@ class AnalysisWorker:
         for info in await self.source.experiments():
             # read even when nothing is estimated from it: reading compacts its closed periods
             df = await self.source.panel(info.id, as_of)
-            if info.arms > 2:
-                self._skip_arms(info)
-                continue
             if df.empty or df["period"].nunique() < self.min_periods:
+                if info.arms > 2:
+                    self._tell_arms(info)
+                continue
+            if info.arms > 2:
+                self._tell_arms(info)
+                for result in await self._arm_estimates(info, df):
+                    await self.sink.publish(info.id, result, as_of, None)
+                    series = _series(f"{result.method}@arm:{result.arm}", result.metric)
+                    self.observer.published(info.id, series, as_of)
+                    published.append((info.id, result))
                 continue
             try:
                 panels = metric_panels(df)
@@ -349,18 +374,77 @@ class AnalysisWorker:
             return await self._verdict(info, primaries, guardrails, baselines, retry=False)
         return verdict
 
-    def _skip_arms(self, info: ExperimentInfo) -> None:
-        """An experiment of more than two arms gets no estimate, verdict or guardrail check
-        until per-arm estimates exist (issue #41): rather nothing than treatment against
-        control read off one of its arms. Said once per experiment, not every cycle."""
+    def _tell_arms(self, info: ExperimentInfo) -> None:
+        """What an experiment of more than two arms gets (issue #41), said once per
+        experiment, not every cycle."""
         if info.id not in self._arms_told:
             self._arms_told.add(info.id)
             log.info(
-                "experiment %s: %d arms: no estimates, verdict or guardrail checks are "
-                "published for it (the worker compares two arms only; issue #41)",
+                "experiment %s: %d arms: each arm is estimated against the control with "
+                "simultaneous intervals; no verdict, guardrail check, anytime-valid sequence, "
+                "segment, elasticity or spillover estimate is published for it yet (issue #41)",
                 info.id,
                 info.arms,
             )
+
+    async def _arm_estimates(
+        self, info: ExperimentInfo, df: pd.DataFrame
+    ) -> list[EstimateResult | NotIdentified]:
+        """Each planned estimator of each metric, for every non-control arm against the
+        control, on the pair's cells (:func:`analysis.arms.pair_frame`: a third arm's cells
+        blacked out, a product the design put in a third arm left out), with the k - 1
+        comparisons' simultaneous intervals (:func:`analysis.arms.compare_pairs`, as ``pricelab
+        analyze --arm`` gives them). An estimator that does not work on a pair (it needs the
+        design probability per arm) is published as not identified, with the reason."""
+        try:
+            arms = read_arms(df, "arm", _control_arm(info, df), "product")
+            pairs = {name: metric_panels(_pair_cells(df, arms, name)) for name in arms.others}
+        except (AnalysisError, ValueError, KeyError) as exc:
+            log.warning("experiment %s: arms not estimable yet: %s", info.id, exc)
+            return []
+        units = pairs[arms.others[0]]["units"]
+        out: list[EstimateResult | NotIdentified] = []
+        for metric in metrics_of(df.columns):
+            for item in self.estimators_for(info):
+                plan = _plan_of(item)
+                if plan.name not in PAIR_METHODS:
+                    why = not_on_pairs(plan.name)
+                    n_u, n_t = units.n_units, units.n_periods
+                    for name in arms.others:
+                        out.append(NotIdentified(plan.label, why, n_u, n_t, metric, arm=name))
+                    continue
+                label = _series(plan.label, metric)
+                t0 = time.perf_counter()
+
+                def fit(name: str, plan: EstimatorPlan = plan, metric: str = metric) -> object:
+                    return fit_metric(plan, pairs[name], metric, self.seed)
+
+                def corr(plan: EstimatorPlan = plan, metric: str = metric) -> np.ndarray | None:
+                    joint = plan.name in JOINT_METHODS and plan.cluster in (None, "unit")
+                    if not joint or metric not in df.columns:
+                        return None  # the price paid is a linearisation: Bonferroni
+                    return dm_correlation(df, arms, metric, "blackout", "probability")
+
+                try:
+                    compared = compare_pairs(arms, fit, self.alpha, corr)
+                except NotEstimable:
+                    continue
+                except (AnalysisError, ValueError) as exc:
+                    self.observer.estimated(info.id, label, time.perf_counter() - t0, False)
+                    log.info("experiment %s: %s not applicable: %s", info.id, label, exc)
+                    continue
+                self.observer.estimated(info.id, label, time.perf_counter() - t0, True)
+                for name, result, sim in zip(
+                    arms.others,
+                    compared.results,
+                    compared.simultaneous.intervals,
+                    strict=True,
+                ):
+                    if not math.isfinite(result.effect):
+                        continue
+                    sim_method = compared.simultaneous.method
+                    out.append(replace(result, arm=name, sim_ci=sim, sim_method=sim_method))
+        return out
 
     def _warn_margins(self, info: ExperimentInfo, df: pd.DataFrame) -> None:
         """One sentence, once per experiment, when products sell below their unit cost: allowed
@@ -612,6 +696,27 @@ def fit_metric(
     if metric == "price":
         return fit_price(plan, panels["units"], panels["revenue"], seed)
     return fit_plan(plan, panels[metric], seed, metric=metric)
+
+
+def _control_arm(info: ExperimentInfo, df: pd.DataFrame) -> str:
+    """The control arm's name: the spec's arm marked ``control`` (else the arm of the cells
+    that are not treated)."""
+    for arm in info.params.get("arms") or ():
+        if arm.get("control"):
+            return str(arm["name"])
+    names = set(df.loc[df["treated"] == 0, "arm"].dropna().astype(str))
+    if len(names) != 1:
+        raise AnalysisError(f"no single control arm among the cells' arms ({sorted(names)})")
+    return names.pop()
+
+
+def _pair_cells(df: pd.DataFrame, arms: Arms, arm: str) -> pd.DataFrame:
+    """The cell table of ``arm`` against the control (:func:`analysis.arms.pair_frame`):
+    ``treated`` is 1 on the arm's cells, and a third arm's cells are blacked out."""
+    pair, _ = pair_frame(df, arms, arm, "blackout")
+    pair["treated"] = pair[TREATED]
+    pair["blackout"] = pair[BLACKOUT].astype(bool)
+    return pair.drop(columns=[TREATED, BLACKOUT, arms.column])
 
 
 def _series(label: str, metric: str) -> str:

@@ -22,7 +22,7 @@ MIN_ARMS, MAX_ARMS = 2, 8
 #: the shorthand for two arms: the fields an ``arms:`` list replaces
 SHORTHAND = ("treatment_policy", "control_policy", "allocation", "price_ratio")
 #: why the live path refuses guardrails on an experiment of more than two arms: the analysis
-#: worker publishes no estimate for one yet (issue #41), so nothing would ever check them
+#: worker checks no guardrail of one yet (issue #41), so nothing would ever check them
 LIVE_GUARDRAILS = (
     "are not checked on {k}-arm experiments yet (the analysis worker compares two arms "
     "only); remove them to run the experiment"

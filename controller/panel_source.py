@@ -57,7 +57,9 @@ def experiment_info(
     """What the analysis worker is told of an experiment: its design's own estimators, whether
     its periods share draws, a sampler of its design (with the experiment's triggers) and how
     many arms it has. An experiment of more than two arms has no sampler (the design matrices
-    are treatment against control): the worker publishes nothing for it yet (issue #41)."""
+    are treatment against control): the worker estimates each arm against the control on
+    the pair's cells, and publishes no verdict, guardrail check or spillover for it yet
+    (issue #41)."""
     design = design_of(spec)
     sampler = (
         design_sampler(spec, DesignContext(triggers=dict(triggers or {})))

@@ -674,7 +674,8 @@ class ExperimentSpec(BaseModel):
     def check_live(self) -> None:
         """What the live path (``experiment create``, the controller's create) refuses of a
         valid spec, one SpecError sentence: guardrails on more than two arms, which nothing
-        would check (the analysis worker publishes nothing for such an experiment yet)."""
+        would check (the analysis worker publishes per-arm estimates for such an experiment but
+        no guardrail check yet)."""
         if self.n_arms > 2 and self.guardrails:
             raise SpecError("guardrails", LIVE_GUARDRAILS.format(k=self.n_arms))
 

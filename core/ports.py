@@ -65,8 +65,9 @@ class ExperimentInfo:
     draw of the design fixes arms in several periods (crossover, time-bound, ...);
     ``spillover`` how the design lets spillover be estimated (``"per-period"``, ``"block"``
     or None: not at all, and ``spillover_note`` says why); ``sampler`` redraws the design
-    (None when the source cannot); ``arms`` is how many arms the experiment has (the worker
-    estimates two-arm experiments only, treatment against control: issue #41).
+    (None when the source cannot); ``arms`` is how many arms the experiment has (with more
+    than two, the worker estimates each arm against the control and publishes no verdict or
+    guardrail check yet: issue #41).
     """
 
     id: str

@@ -266,6 +266,23 @@ class EstimateMessage(_Wire):
     relative_cs_low: float | None = None
     relative_cs_high: float | None = None
     relative_note: str | None = None
+    # an experiment of more than two arms: one estimate per arm against the control
+    arm: Ident | None = Field(
+        default=None,
+        description="The arm compared with the control, by its name in the spec's arms: list "
+        "(absent for a two-arm experiment: treatment against control).",
+    )
+    sim_ci_low: float | None = Field(
+        default=None,
+        description="With arm: the interval that covers the k - 1 arms' effects at once with "
+        "probability 1 - alpha (null without a finite SE; absent for two arms).",
+    )
+    sim_ci_high: float | None = Field(default=None, description="With arm: see sim_ci_low.")
+    sim_method: Literal["dunnett-t", "dunnett-normal", "bonferroni"] | None = Field(
+        default=None,
+        description="With arm: how the simultaneous interval was made: Dunnett-type from the "
+        "comparisons' joint distribution (t or normal), or Bonferroni at alpha / (k - 1).",
+    )
 
     @model_validator(mode="after")
     def _identified_has_numbers(self) -> EstimateMessage:
@@ -274,6 +291,20 @@ class EstimateMessage(_Wire):
         if not self.identified and (self.note is None or self.effect is not None):
             raise ValueError("an estimate that is not identified has a note and no effect")
         return self
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # the k-arm fields are left out of a two-arm estimate (no arm), so a two-arm topic is
+        # byte-for-byte the same as before they existed
+        out: dict[str, Any] = handler(self)
+        if out.get("arm") is None:
+            for name in _ESTIMATE_ARMS_ONLY:
+                out.pop(name, None)
+        return out
+
+
+#: the estimate message's keys that only a k-arm experiment's estimates carry
+_ESTIMATE_ARMS_ONLY = ("arm", "sim_ci_low", "sim_ci_high", "sim_method")
 
 
 #: the metrics a verdict may hang on (analysis.verdict.DECISION_METRICS)

@@ -185,7 +185,7 @@ def test_the_lifecycle_from_the_operators_and_the_pricing_systems_seats(
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(_spec("bad", START) | {"allocation": 2}))
     # three arms with a guardrail (issue #41): refused while nothing would check it (the
-    # analysis worker publishes nothing for more than two arms yet)
+    # analysis worker checks no guardrail of more than two arms yet)
     ladder_doc = {k: v for k, v in _spec("ladder", START).items() if not k.endswith("_policy")}
     ladder_doc |= {
         "products": LADDER_PRODUCTS,

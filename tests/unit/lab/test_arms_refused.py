@@ -63,7 +63,7 @@ def test_plan_refuses_three_arms(ladder: Path, tmp_path: Path) -> None:
 
 
 def test_the_analysis_is_told_of_three_arms_without_a_sampler(ladder: Path) -> None:
-    # the worker publishes nothing for it (analysis/worker.py, _skip_arms); no sampler reads
+    # the worker fits each arm's pair (analysis/worker.py, _arm_estimates); no sampler reads
     # it as treatment against control
     info = experiment_info(load_spec_file(ladder), "running")
     assert info.arms == 3 and info.sampler is None and info.spillover is None
