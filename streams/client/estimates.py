@@ -249,19 +249,25 @@ def render_verdict(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def latest_of(docs: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[str, Any]]:
-    """(metric, estimator, segment) -> its latest estimate message (segment "" for the whole
-    experiment): the overall estimates first, then each segment's; within them by metric.
-    Verdicts are not estimates (:func:`latest_verdict`)."""
+def latest_of(docs: list[dict[str, Any]]) -> dict[tuple[str, str, str, str], dict[str, Any]]:
+    """(metric, estimator, segment, arm) -> its latest estimate message (segment "" for the
+    whole experiment; arm "" for treatment against control, else the arm a k-arm experiment's
+    estimate compares with the control): the overall estimates first, then each segment's;
+    within them by metric, then arm. Verdicts are not estimates (:func:`latest_verdict`)."""
     latest = {
-        (metric_name(doc.get("metric")), doc["estimator"], doc.get("segment") or ""): doc
+        (
+            metric_name(doc.get("metric")),
+            doc["estimator"],
+            doc.get("segment") or "",
+            doc.get("arm") or "",
+        ): doc
         for doc in docs
         if not is_verdict(doc)
     }
     return dict(
         sorted(
             latest.items(),
-            key=lambda kv: (kv[0][2] != "", kv[0][2], _METRIC_ORDER.get(kv[0][0], 9)),
+            key=lambda kv: (kv[0][2] != "", kv[0][2], _METRIC_ORDER.get(kv[0][0], 9), kv[0][3]),
         )
     )
 
@@ -275,12 +281,16 @@ def _cell(value: Any, fmt: str) -> str:
 
 
 def render(rows: list[dict[str, Any]], as_json: bool = False) -> str:
-    """A table of estimates (or JSON lines); with segment columns when any row has one."""
+    """A table of estimates (or JSON lines); with segment columns when any row has one, and
+    the arm and its simultaneous interval when any row has an arm."""
     if as_json:
         return "\n".join(json.dumps(r) for r in rows)
     columns: tuple[tuple[str, str], ...] = COLUMNS
     if any(r.get("segment") for r in rows):
         columns = (("segment", "{}"), *COLUMNS, ("pvalue_bh", "{:.3g}"))
+    if any(r.get("arm") for r in rows):  # a k-arm experiment: each arm against the control
+        sim = (("sim_ci_low", "{:+.4g}"), ("sim_ci_high", "{:+.4g}"), ("sim_method", "{}"))
+        columns = (("arm", "{}"), *columns, *sim)
     if any(r.get("identified") is False for r in rows):
         columns = (*columns, ("note", "{}"))
     table = [[name for name, _ in columns]]

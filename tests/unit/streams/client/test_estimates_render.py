@@ -26,10 +26,10 @@ def test_segments_do_not_overwrite_the_whole_experiments_estimate() -> None:
     ]
     latest = latest_of(docs)
     assert [(k, d["effect"]) for k, d in latest.items()] == [
-        (("units", "dm", ""), 1.5),  # a v1 message without a metric measured units
-        (("units", "ht", ""), 2.0),
-        (("units", "dm", "bags"), 7.0),
-        (("units", "dm", "shoes"), 5.0),
+        (("units", "dm", "", ""), 1.5),  # a v1 message without a metric measured units
+        (("units", "ht", "", ""), 2.0),
+        (("units", "dm", "bags", ""), 7.0),
+        (("units", "dm", "shoes", ""), 5.0),
     ]
     lines = render(list(latest.values())).splitlines()
     assert lines[0].split()[0] == "segment" and lines[0].split()[-1] == "pvalue_bh"
@@ -62,3 +62,22 @@ def test_one_row_per_metric_and_estimator_in_the_metrics_order() -> None:
         "not identified: the price did not change"
     )
     assert lines[-1].split()[2] == "-"  # no effect
+
+
+def test_a_k_arm_experiment_shows_every_arm_with_its_simultaneous_interval() -> None:
+    sim = {"sim_ci_low": 0.5, "sim_ci_high": 3.5, "sim_method": "dunnett-t"}
+    docs = [
+        _doc("dm", 2.0) | {"arm": "p95"} | sim,
+        _doc("dm", -1.0) | {"arm": "p105"} | sim,
+        _doc("dm", 2.5) | {"arm": "p95"} | sim,  # a later look
+    ]
+    latest = latest_of(docs)
+    assert [(k, d["effect"]) for k, d in latest.items()] == [
+        (("units", "dm", "", "p105"), -1.0),
+        (("units", "dm", "", "p95"), 2.5),
+    ]
+    lines = render(list(latest.values())).splitlines()
+    header = lines[0].split()
+    assert header[0] == "arm" and header[-3:] == ["sim_ci_low", "sim_ci_high", "sim_method"]
+    assert lines[2].split()[0] == "p95" and lines[2].split()[-1] == "dunnett-t"
+    assert "arm" not in render([_doc("dm", 1.0)]).splitlines()[0].split()
