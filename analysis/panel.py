@@ -29,13 +29,13 @@ def blackout_flags(df: pd.DataFrame, column: str) -> pd.Series:
     """A blackout column as booleans: 0/1 or true/false in every row; anything else (an empty
     cell, a word) is one sentence, not a guess."""
     col = df[column]
-    if pd.api.types.is_bool_dtype(col):
-        return col.astype(bool)
-    v = pd.to_numeric(col, errors="coerce")
-    if not v.isin((0, 1)).all():
-        bad = col[~v.isin((0, 1))].iloc[0]
+    v = col if pd.api.types.is_bool_dtype(col) else pd.to_numeric(col, errors="coerce")
+    ok = v.isin((0, 1)) & v.notna()
+    if not ok.all():
+        bad = col[~ok].iloc[0]
+        shown = "an empty cell" if pd.isna(bad) else repr(bad.item() if hasattr(bad, "item") else bad)
         raise PanelError(
-            f"Blackout column {column!r} must be 0/1 (or boolean) in every row; it has {bad!r}."
+            f"Blackout column {column!r} must be 0/1 (or boolean) in every row; it has {shown}."
         )
     return v.astype(bool)
 

@@ -148,7 +148,9 @@ def panel(
     export`` writes it: one row per product and completed period, with ``product``,
     ``period``, ``period_start`` (in the experiment's time zone), ``segment`` when the spec
     names segments, the outcomes (units, revenue, profit when the spec gives unit costs,
-    price), ``treated``, ``probability`` and ``blackout``.
+    price), ``treated``, ``probability`` and ``blackout``; for a spec that lists ``arms:``,
+    ``arm``, each cell's arm by name (``treated`` is then 1 for every arm but control:
+    :func:`analyze` refuses to lump more than two arms together that way).
 
     Read as of the stack's clock (the one its controller runs on), as the CLI reads it.
     Raises ``StoreError`` for an unknown experiment, ``NoCompletedPeriod`` before its first
@@ -200,6 +202,13 @@ def analyze(
         probability = None  # the default: used where the table has it
     if blackout == "blackout" and blackout not in df.columns:
         blackout = None  # likewise; another name that is not a column is refused
+    if treated == "treated" and "arm" in df.columns and df["arm"].nunique() > 2:
+        arms = ", ".join(sorted(map(str, df["arm"].dropna().unique())))
+        raise AnalysisError(
+            f"the table has {df['arm'].nunique()} arms ({arms}), and its 'treated' column lumps "
+            "every arm but control together: compare them with `pricelab analyze FILE --arm arm "
+            "--control NAME`, or name a 0/1 column of two arms as treated="
+        )
     try:
         table, column = prepare_table(
             df,

@@ -28,15 +28,13 @@ def panel_export(
         fail(f"--out must end in .csv or .parquet, not {out.name!r}")
     n, periods, spec = asyncio.run(export_panel(settings, experiment, out))
     typer.echo(f"wrote {n} cells ({periods} completed periods) of {experiment} to {out}")
-    # an arms: spec's panel names each cell's arm: every arm against the control's
-    arms = (
-        f"--arm arm --control {spec.control_arm.name}"
-        if spec.arms
-        else "--treated treated --probability probability"
-    )
+    # an arms: spec's panel names each cell's arm: every arm against the control's; the
+    # probability marks the cells the design randomised (a pre-period runs the control's
+    # policy without being the control arm's draw)
+    arms = f"--arm arm --control {spec.control_arm.name}" if spec.arms else "--treated treated"
     typer.echo(
         f"analyse it: pricelab analyze {out} --unit product --time period --outcome units "
-        f"{arms} --blackout blackout --method dm"
+        f"{arms} --probability probability --blackout blackout --method dm"
     )
 
 

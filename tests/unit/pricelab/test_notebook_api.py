@@ -233,3 +233,15 @@ def test_a_blackout_column_that_is_not_there_is_refused_not_ignored() -> None:
     # the default name is used where the table has it, and left out where it has not
     plain = pricelab.analyze(_panel().drop(columns=["blackout"], errors="ignore"), method="fe")
     assert math.isfinite(plain.effect)
+
+
+def test_more_than_two_arms_are_not_lumped_into_treated() -> None:
+    three = _panel().assign(arm=["list", "p95", "p105", "list", "list", "p95"])
+    with pytest.raises(pricelab.PricelabError) as refused:
+        pricelab.analyze(three, method="fe")
+    assert "the table has 3 arms (list, p105, p95)" in str(refused.value)
+    two = three.assign(arm=["list", "p95", "p95", "list", "list", "p95"])
+    assert pricelab.analyze(two, method="fe").effect == pytest.approx(2.0)
+    # naming a 0/1 column of two arms is the analyst's call
+    chosen = three.assign(p95=[0, 1, 0, 0, 0, 1])
+    assert math.isfinite(pricelab.analyze(chosen, method="dm", treated="p95").effect)
