@@ -22,6 +22,13 @@ from controller.settings import Settings
 from controller.spec import ExperimentSpec
 from streams.errors import OPERATOR, services_answer
 
+#: why a report refuses more than two arms (it compares one arm with control; the per-arm
+#: estimates are on the estimates topic)
+REPORT_ARMS = (
+    "cannot be reported yet (the report compares one arm with control): read the per-arm "
+    "estimates with `pricelab estimates`, or the export with `pricelab analyze --arm`"
+)
+
 
 def read_table(path: Path) -> pd.DataFrame:
     if path.suffix == ".parquet":
@@ -125,6 +132,7 @@ async def live_report(
     from analysis.report import build_report, normalise_panel, replay_estimates, split_verdicts
 
     df, the_design, info = await live_panel(settings, experiment)
+    info["spec"].two_arm_only(REPORT_ARMS)
     est = await live_estimates(settings, experiment)
     note = f"Built from the live state (status {info['status']})."
     if split_verdicts(est)[0].empty:

@@ -265,3 +265,22 @@ def test_an_offline_panel_without_the_experiments_cells_is_one_sentence(tmp_path
         assert res.exit_code == 2, res.output
         assert res.output.strip() == f"error: {said}"
         assert not (tmp_path / "r").exists()
+
+
+def test_an_offline_panel_of_three_arms_is_refused_not_pooled(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from streams.cli import app
+
+    df = _switchback()
+    arms = np.where(df["treated"] == 1, np.where(df.index % 2 == 0, "p95", "p105"), "list")
+    panel = tmp_path / "panel.csv"
+    df.assign(arm=arms).to_csv(panel, index=False)
+    out = tmp_path / "r"
+    args = ["report", "exp-1", "--out", str(out), "--panel", str(panel), "--design", "random-days"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 2, res.output
+    assert res.output.startswith(f"error: {panel} has 3 arms in its arm column: 3-arm")
+    assert "pricelab estimates" in res.output and not out.exists()
+    # two arms named in the column report as before
+    two = tmp_path / "two.csv"
+    df.assign(arm=np.where(df["treated"] == 1, "p95", "list")).to_csv(two, index=False)
+    assert CliRunner().invoke(app, [*args[:5], str(two), *args[6:]]).exit_code == 0
