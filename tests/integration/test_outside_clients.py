@@ -10,11 +10,14 @@ A three-arm experiment (a spec with ``arms:``, issue #41) is read by the same cl
 a pause, a resume, a freeze and a stop: every arm's policy while running, the control arm's
 otherwise, each message naming its arm and price ratio, ``seq`` strictly rising per product.
 Its exported panel names each cell's arm, and ``pricelab analyze --arm arm --control NAME``
-compares every arm with the control on it.
+compares every arm with the control on it. A librdkafka consumer of the estimates topic reads
+the analysis worker's estimate of every (metric, estimator, arm) against the control, each
+naming its arm, with the simultaneous interval beside its own.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -218,6 +221,38 @@ def _sale(exp_id: str, product: str, k: int, arm: dict[str, Any], at: datetime) 
     ).encode()
 
 
+def _arm_estimates(settings: Settings, exp: str, want: int, timeout: float) -> list[dict]:
+    """The estimate messages of ``exp`` on the estimates topic, read from the beginning by a
+    librdkafka consumer (a fresh group), until one look has ``want`` of them."""
+    from confluent_kafka import Consumer
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka.bootstrap_servers,
+            "group.id": f"{settings.app_id}-estimates-{exp}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe([settings.topics.estimates])
+    looks: dict[str, list[dict]] = {}
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is None or msg.error() is not None:
+                continue
+            doc = json.loads(msg.value())
+            if doc.get("experiment") == exp:
+                looks.setdefault(doc.get("as_of", ""), []).append(doc)
+                if len(looks[doc.get("as_of", "")]) >= want:
+                    return looks[doc["as_of"]]
+    finally:
+        consumer.close()
+    got = sorted(map(len, looks.values()))
+    raise AssertionError(f"no look of {want} estimates of {exp}: {got}")
+
+
 async def test_a_librdkafka_pricing_system_follows_a_three_arm_experiment(
     settings, tmp_path
 ) -> None:
@@ -227,6 +262,7 @@ async def test_a_librdkafka_pricing_system_follows_a_three_arm_experiment(
     clock = SharedSimulatedClock(redis, clock_key(settings.key_prefix))
     await clock.set(START + timedelta(hours=1))
     worker: WorkerProcess | None = None
+    analysis: WorkerProcess | None = None
     client: PricingSystem | None = None
     pub = JsonPublisher(settings)
     await pub.start()
@@ -265,6 +301,34 @@ async def test_a_librdkafka_pricing_system_follows_a_three_arm_experiment(
             if day == 1:
                 await sell(1)
         await wait_until(lambda: counted(2 * len(PRODUCTS)), 40, "the sales counted")
+
+        # the analysis worker's estimates of periods 0 and 1 (started once their sales are
+        # counted, so that its first look has them all), read by librdkafka: every (metric,
+        # estimator, arm) against the control once per look (random days: fe, dm, ht of units,
+        # revenue and the price paid), ht not identified per arm
+        quick = settings.model_copy(update={"analysis_interval": 0.5})
+        analysis = WorkerProcess(quick, ("analysis",)).start()
+        loop = asyncio.get_running_loop()
+        look = await loop.run_in_executor(None, _arm_estimates, settings, exp, 18, 90.0)
+        keys = sorted((d["metric"], d["estimator"], d["arm"]) for d in look)
+        assert keys == sorted(
+            (m, e, a)
+            for m in ("units", "revenue", "price")
+            for e in ("fe", "dm", "ht")
+            for a in ("p95", "p105")
+        )
+        for d in look:
+            assert d["cs_low"] is None  # no anytime-valid sequence for k arms yet
+            if d["estimator"] == "ht":
+                assert d["identified"] is False and "design probability" in d["note"]
+                continue
+            assert d["sim_ci_low"] <= d["ci_low"] <= d["ci_high"] <= d["sim_ci_high"], d
+            if d["se"] > 0:  # (the price paid here is exact: 10 x the arm's ratio, SE 0)
+                assert d["sim_ci_low"] < d["ci_low"] and d["ci_high"] < d["sim_ci_high"], d
+            dunnett = d["estimator"] == "dm" and d["metric"] != "price"
+            assert d["sim_method"] == ("dunnett-t" if dunnett else "bonferroni"), d
+        dm = {d["arm"]: d for d in look if (d["estimator"], d["metric"]) == ("dm", "units")}
+        assert dm["p95"]["effect"] > 0 > dm["p105"]["effect"]
 
         async def settled(status: str) -> dict[str, dict[str, Any]]:
             """Once the client holds every product's message of the experiment's latest
@@ -368,5 +432,7 @@ async def test_a_librdkafka_pricing_system_follows_a_three_arm_experiment(
             code = client.stop()
         if worker is not None:
             worker.stop()
+        if analysis is not None:
+            analysis.stop()
         await redis.aclose()
     assert code == 0, "the pricing system did not close cleanly on SIGTERM"
