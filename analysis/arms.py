@@ -86,19 +86,21 @@ def pair_frame(
     ``TREATED`` is 1 on ``arm``'s cells, 0 on the control's. A product that the design put in a
     third arm (it has cells of another arm and none of ``arm``: time-bound, triggered and
     cluster designs draw per product) is left out whole, as in a two-arm experiment of these
-    two arms; the third arms' cells of the other products (random days, switchbacks) are
-    blacked out (``BLACKOUT`` = 1), with the given ``blackout``. One sentence when an arm has no
+    two arms (in a per-cell design, a product that by chance never drew ``arm``: the draw
+    alone decides it, not the outcomes); the third arms' cells of the other products (random
+    days, switchbacks) and cells with no arm are blacked out (``BLACKOUT`` = 1), with the given ``blackout``. One sentence when an arm has no
     usable cell. (A design probability column goes to the pair's panel as it is: the
     estimators that compare randomised cells only, as ``dm`` does, read it there.)"""
     names = df[arms.column].astype(str).where(df[arms.column].notna(), "")
     off = pd.Series(False, index=df.index) if blackout is None else blackout_flags(df, blackout)
-    third = ~names.isin((arm, arms.control))
+    blank = df[arms.column].isna()  # a cell with no arm: blacked out, names no third arm
+    third = ~names.isin((arm, arms.control)) & ~blank
     unit = arms.unit
     has_arm = (names == arm).groupby(df[unit]).transform("any")
     has_third = third.groupby(df[unit]).transform("any")
     keep = has_arm | ~has_third
     out = df.loc[keep].assign(**{TREATED: (names[keep] == arm).astype(int)})
-    dark = (third | off)[keep]
+    dark = (third | blank | off)[keep]
     out[BLACKOUT] = dark.astype(int)
     for name in (arm, arms.control):
         if not ((names[keep] == name) & ~dark).any():

@@ -24,8 +24,8 @@ SHORTHAND = ("treatment_policy", "control_policy", "allocation", "price_ratio")
 #: why the live path refuses guardrails on an experiment of more than two arms: the analysis
 #: worker checks no guardrail of one yet (issue #41), so nothing would ever check them
 LIVE_GUARDRAILS = (
-    "are not checked on {k}-arm experiments yet (the analysis worker compares two arms "
-    "only); remove them to run the experiment"
+    "are not checked on {k}-arm experiments yet (the analysis worker reads no guardrail "
+    "of more than two arms); remove them to run the experiment"
 )
 #: how far the allocations of an ``arms:`` list may sum from 1 (float spelling: 0.1 + 0.2)
 ALLOCATION_SUM_TOLERANCE = 1e-9

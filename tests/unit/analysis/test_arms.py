@@ -273,3 +273,18 @@ def test_a_blackout_column_is_read_one_way_on_both_paths(app: typer.Typer, tmp_p
         )
         assert res.exit_code == 2, res.output
         assert "Blackout column 'off' must be 0/1 (or boolean) in every row" in res.output
+
+
+def test_a_cell_with_no_arm_is_blacked_out_and_names_no_third_arm() -> None:
+    df = time_bound(5)
+    controls = set(df["product"]) - set(df.loc[df["arm"] != "control", "product"])
+    blank = df["product"].isin(sorted(controls)[:3]) & (df["day"] == 0)
+    gap = df.assign(arm=df["arm"].where(~blank))  # an analyst's file with empty pre-period cells
+    got = compare_arms(gap, "arm", "control", "did", None, None, 0.05, "product", "day",
+                       "units", None, [])  # fmt: skip
+    # the three control products stay in every pair, their empty cells blacked out
+    whole = compare_arms(gap.assign(off=blank.astype(int), arm=df["arm"]), "arm", "control",
+                         "did", None, None, 0.05, "product", "day", "units", "off", [])  # fmt: skip
+    for r, w in zip(got.results, whole.results, strict=True):
+        assert r.effect == pytest.approx(w.effect, rel=1e-12)
+        assert r.n_units == w.n_units
