@@ -26,7 +26,7 @@ p-values (:func:`holm_adjust`) go beside them.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,7 +109,12 @@ def pair_frame(
 
 
 def dm_correlation(
-    df: pd.DataFrame, arms: Arms, outcome: str, blackout: str | None, probability: str | None = None
+    df: pd.DataFrame,
+    arms: Arms,
+    outcome: str,
+    blackout: str | None,
+    probability: str | None = None,
+    frames: Mapping[str, pd.DataFrame] | None = None,
 ) -> np.ndarray:
     """The correlation of the k - 1 differences in means, each over its own pair's cells
     (:func:`pair_frame`; with ``probability``, the randomised ones, those strictly between 0
@@ -117,12 +122,13 @@ def dm_correlation(
     sum of its arm-j cells' deviations from the pair's arm-j mean over their count, minus the
     same for its control cells in that pair (0 for a product the pair leaves out); the
     covariance of comparisons j and l is the sum over products of their influences' product
-    (the sandwich whose diagonal is the CR0 variance)."""
+    (the sandwich whose diagonal is the CR0 variance). ``frames``: the pairs' frames, when the
+    caller has them already (each arm's :func:`pair_frame` of ``df`` with ``blackout``)."""
     units, index = np.unique(df[arms.unit].astype(str), return_inverse=True)
     where = pd.Series(index, index=df.index)
     psi = []
     for name in arms.others:
-        pair, _ = pair_frame(df, arms, name, blackout)
+        pair = pair_frame(df, arms, name, blackout)[0] if frames is None else frames[name]
         y = pd.to_numeric(pair[outcome], errors="coerce")
         use = (pair[BLACKOUT] == 0) & y.notna()
         if probability is not None:

@@ -28,7 +28,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Protocol
+from functools import partial
+from typing import Protocol, TypeVar
 
 import networkx as nx
 import numpy as np
@@ -76,6 +77,7 @@ from core.ports import (
 )
 
 log = logging.getLogger("pricelab.analysis")
+T = TypeVar("T")
 
 #: estimators of an experiment whose source names none
 DEFAULT_PLANS: tuple[EstimatorPlan, ...] = (EstimatorPlan("dm"),)
@@ -398,7 +400,8 @@ class AnalysisWorker:
         design probability per arm) is published as not identified, with the reason."""
         try:
             arms = read_arms(df, "arm", _control_arm(info, df), "product")
-            pairs = {name: metric_panels(_pair_cells(df, arms, name)) for name in arms.others}
+            frames = {name: pair_frame(df, arms, name, "blackout")[0] for name in arms.others}
+            pairs = {name: metric_panels(_pair_cells(f, arms)) for name, f in frames.items()}
         except (AnalysisError, ValueError, KeyError) as exc:
             log.warning("experiment %s: arms not estimable yet: %s", info.id, exc)
             return []
@@ -413,8 +416,6 @@ class AnalysisWorker:
                     for name in arms.others:
                         out.append(NotIdentified(plan.label, why, n_u, n_t, metric, arm=name))
                     continue
-                label = _series(plan.label, metric)
-                t0 = time.perf_counter()
 
                 def fit(name: str, plan: EstimatorPlan = plan, metric: str = metric) -> object:
                     return fit_metric(plan, pairs[name], metric, self.seed)
@@ -423,17 +424,15 @@ class AnalysisWorker:
                     joint = plan.name in JOINT_METHODS and plan.cluster in (None, "unit")
                     if not joint or metric not in df.columns:
                         return None  # the price paid is a linearisation: Bonferroni
-                    return dm_correlation(df, arms, metric, "blackout", "probability")
+                    return dm_correlation(df, arms, metric, "blackout", "probability", frames)
 
-                try:
-                    compared = compare_pairs(arms, fit, self.alpha, corr)
-                except NotEstimable:
+                compared = self._timed(
+                    info,
+                    _series(plan.label, metric),
+                    partial(compare_pairs, arms, fit, self.alpha, corr),
+                )
+                if compared is None:
                     continue
-                except (AnalysisError, ValueError) as exc:
-                    self.observer.estimated(info.id, label, time.perf_counter() - t0, False)
-                    log.info("experiment %s: %s not applicable: %s", info.id, label, exc)
-                    continue
-                self.observer.estimated(info.id, label, time.perf_counter() - t0, True)
                 for name, result, sim in zip(
                     arms.others,
                     compared.results,
@@ -445,6 +444,21 @@ class AnalysisWorker:
                     sim_method = compared.simultaneous.method
                     out.append(replace(result, arm=name, sim_ci=sim, sim_method=sim_method))
         return out
+
+    def _timed(self, info: ExperimentInfo, label: str, fit: Callable[[], T]) -> T | None:
+        """``fit()``, timed for the observer; None when it is not estimable (said nowhere) or
+        not applicable (logged, and counted as a failed fit)."""
+        t0 = time.perf_counter()
+        try:
+            done = fit()
+        except NotEstimable:
+            return None
+        except (AnalysisError, ValueError) as exc:
+            self.observer.estimated(info.id, label, time.perf_counter() - t0, False)
+            log.info("experiment %s: %s not applicable: %s", info.id, label, exc)
+            return None
+        self.observer.estimated(info.id, label, time.perf_counter() - t0, True)
+        return done
 
     def _warn_margins(self, info: ExperimentInfo, df: pd.DataFrame) -> None:
         """One sentence, once per experiment, when products sell below their unit cost: allowed
@@ -470,17 +484,10 @@ class AnalysisWorker:
         for item in self.estimators_for(info):
             plan = EstimatorPlan(item) if isinstance(item, str) else item
             label = _series(plan.label, metric)
-            t0 = time.perf_counter()
-            try:
-                result = fit_metric(plan, panels, metric, self.seed)
-            except NotEstimable:
-                continue
-            except (AnalysisError, ValueError) as exc:
-                self.observer.estimated(info.id, label, time.perf_counter() - t0, False)
-                log.info("experiment %s: %s not applicable: %s", info.id, label, exc)
-                continue
-            self.observer.estimated(info.id, label, time.perf_counter() - t0, True)
-            if not math.isfinite(result.effect):
+            result = self._timed(
+                info, label, partial(fit_metric, plan, panels, metric, self.seed)
+            )
+            if result is None or not math.isfinite(result.effect):
                 continue
             out.append((result, await self._confidence_sequence(info, result, label)))
         return out
@@ -710,13 +717,12 @@ def _control_arm(info: ExperimentInfo, df: pd.DataFrame) -> str:
     return names.pop()
 
 
-def _pair_cells(df: pd.DataFrame, arms: Arms, arm: str) -> pd.DataFrame:
-    """The cell table of ``arm`` against the control (:func:`analysis.arms.pair_frame`):
-    ``treated`` is 1 on the arm's cells, and a third arm's cells are blacked out."""
-    pair, _ = pair_frame(df, arms, arm, "blackout")
-    pair["treated"] = pair[TREATED]
-    pair["blackout"] = pair[BLACKOUT].astype(bool)
-    return pair.drop(columns=[TREATED, BLACKOUT, arms.column])
+def _pair_cells(pair: pd.DataFrame, arms: Arms) -> pd.DataFrame:
+    """The cell table of a pair (:func:`analysis.arms.pair_frame`'s frame): ``treated`` is 1
+    on the arm's cells, and a third arm's cells are blacked out."""
+    return pair.assign(treated=pair[TREATED], blackout=pair[BLACKOUT].astype(bool)).drop(
+        columns=[TREATED, BLACKOUT, arms.column]
+    )
 
 
 def _series(label: str, metric: str) -> str:
