@@ -98,6 +98,14 @@ DateFormatOption = Annotated[
 ]
 
 
+class NoSuchFile(FileNotFoundError):
+    """A table that is not there, said as a sentence (``PATH: no such file``) wherever the
+    error is printed, not as ``[Errno 2] ...``."""
+
+    def __str__(self) -> str:
+        return f"{self.filename}: {self.strerror}"
+
+
 def read_table(
     path: Path, sep: str | None = None, text: tuple[str, ...] = (), decimal: str = "."
 ) -> pd.DataFrame:
@@ -106,7 +114,7 @@ def read_table(
     if decimal not in (".", ","):
         raise AnalysisError(f"--decimal must be '.' or ',', not {decimal!r}.")
     if not path.exists():
-        raise FileNotFoundError(2, "no such file", str(path))
+        raise NoSuchFile(2, "no such file", str(path))
     if path.suffix.lower() in (".parquet", ".pq"):
         df = pd.read_parquet(path)
         for col in text:
@@ -473,6 +481,10 @@ def compare_arms(
     """Fit ``method`` on each arm's pair with the control (:func:`analysis.arms.pair_frame`;
     with ``probability``, only the cells the design randomised) and give the k - 1 results
     simultaneous intervals (:func:`analysis.arms.compare_pairs`, as the analysis worker does)."""
+    named = [unit, time, outcome, blackout, probability, *covs]
+    missing = [c for c in named if c is not None and c not in df.columns]
+    if missing:  # said of the analyst's table, before any pair adds its own columns
+        raise AnalysisError(f"Column(s) {missing} not found; the table has {list(df.columns)}.")
     arms = read_arms(df, arm_col, control, unit)
     pairs = {name: pair_frame(df, arms, name, blackout) for name in arms.others}
 
@@ -483,7 +495,8 @@ def compare_arms(
 
     def corr() -> np.ndarray | None:
         if method in JOINT_METHODS and se in (None, "cluster"):
-            return dm_correlation(df, arms, outcome, blackout, probability)
+            frames = {name: frame for name, (frame, _) in pairs.items()}
+            return dm_correlation(df, arms, outcome, blackout, probability, frames)
         return None
 
     return compare_pairs(arms, fit, alpha, corr)

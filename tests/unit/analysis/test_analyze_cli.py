@@ -227,3 +227,10 @@ def test_elasticity_from_units_and_revenue(app: typer.Typer, tmp_path: Path) -> 
     by = CliRunner().invoke(app, [*args, "--by", "category", "--json"])
     assert by.exit_code == 0, by.output
     assert len(by.stdout.splitlines()) == 8
+
+
+def test_a_missing_panel_file_is_one_sentence(app: typer.Typer, tmp_path: Path) -> None:
+    gone = tmp_path / "gone.csv"
+    res = CliRunner().invoke(app, ["analyze", str(gone), *COLS, "--method", "did"])
+    assert res.exit_code == 2
+    assert res.output.strip() == f"error: {gone}: no such file"

@@ -288,3 +288,16 @@ def test_a_cell_with_no_arm_is_blacked_out_and_names_no_third_arm() -> None:
     for r, w in zip(got.results, whole.results, strict=True):
         assert r.effect == pytest.approx(w.effect, rel=1e-12)
         assert r.n_units == w.n_units
+
+
+def test_a_missing_column_is_named_against_the_analysts_table(
+    app: typer.Typer, tmp_path: Path
+) -> None:
+    path = tmp_path / "k3.csv"
+    panel(1, dict.fromkeys(ARMS, 0.0)).to_csv(path, index=False)
+    args = ["analyze", str(path), "--unit", "product", "--time", "day", "--outcome", "unitz"]
+    res = CliRunner().invoke(app, [*args, "--arm", "arm", "--control", "control", "--method", "dm"])
+    assert res.exit_code == 2
+    assert res.output.strip() == (
+        "error: Column(s) ['unitz'] not found; the table has ['product', 'day', 'arm', 'units']."
+    )
