@@ -138,7 +138,25 @@ def within_product_elasticity(
     nt, nc = n_t[ok].astype(float), n_c[ok].astype(float)
     dq = np.log(u_t[ok] / nt) - np.log(u_c[ok] / nc)
     dp = np.log(r_t[ok] / u_t[ok]) - np.log(r_c[ok] / u_c[ok])
-    w = nt * nc / (nt + nc)
+    n_periods = int(use[ok].any(axis=0).sum())
+    return pooled_wald(nt * nc / (nt + nc), dq, dp, alpha, n_dropped, n_periods)
+
+
+def pooled_wald(
+    w: np.ndarray,
+    dq: np.ndarray,
+    dp: np.ndarray,
+    alpha: float = 0.05,
+    n_dropped: int = 0,
+    n_periods: int = 0,
+) -> ElasticityResult:
+    """The pooled Wald ratio ``sum(w dq) / sum(w dp)`` over products (``w`` each product's
+    weight, ``dq``/``dp`` its change in log units and log price paid per unit of the
+    instrument), with Fieller's interval from the products' cluster-robust covariance and
+    Student t on G - 1 degrees of freedom. Two arms: ``w = n_T n_C / (n_T + n_C)`` and the
+    arms' differences; k prices (analysis.demand): each product's slopes on the log price
+    ratio."""
+    G = len(w)
     sw = float(w.sum())
     num, den = float(w @ dq) / sw, float(w @ dp) / sw
     sn, sd = w * (dq - num) / sw, w * (dp - den) / sw
@@ -149,5 +167,4 @@ def within_product_elasticity(
     value = num / den if den != 0.0 else math.nan
     var = f * float((sn - value * sd) @ (sn - value * sd)) if den != 0.0 else math.nan
     se = math.sqrt(var) / abs(den) if den != 0.0 else math.nan
-    n_periods = int(use[ok].any(axis=0).sum())
     return ElasticityResult(value, interval, df, num, den, G, n_dropped, alpha, se, n_periods)

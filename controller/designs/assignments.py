@@ -359,9 +359,11 @@ Sampler = Callable[[int, Sequence[str], Sequence[int]], np.ndarray]
 class DesignMatrices:
     """An experiment's whole assignment as unit x period matrices (rows in ``units`` order).
 
-    ``treated``: the arm in force; ``probability``: the design P(treatment); ``blackout``: the
-    cell's data is discarded (the whole period is blacked out); ``washout``: the period starts
-    with a washout. The same draws as the flip: :func:`period_assignments` period by period.
+    ``treated``: an arm other than control in force; ``probability``: the design P(not
+    control); ``blackout``: the cell's data is discarded (the whole period is blacked out);
+    ``washout``: the period starts with a washout; ``arm``: the index in the spec's arm list of
+    the arm in force (two arms: 0 treatment, 1 control). The same draws as the flip:
+    :func:`period_assignments` period by period.
     """
 
     units: tuple[str, ...]
@@ -369,6 +371,7 @@ class DesignMatrices:
     probability: np.ndarray
     blackout: np.ndarray
     washout: np.ndarray
+    arm: np.ndarray
 
     @property
     def analysed(self) -> np.ndarray:
@@ -399,9 +402,7 @@ def design_matrices(
 ) -> DesignMatrices:
     """The assignment of ``periods`` (default: every period of ``spec``; empty DST-gap periods
     are all control and blacked out) for ``units`` (default: every product, in spec order).
-    Two arms only: ``treated`` is one arm against control (a SpecError naming ``arms``
-    otherwise, never a k-arm experiment read as two arms)."""
-    spec.two_arm_only("have no treated/control design matrices yet (issue #41)")
+    With k arms, ``arm`` says which arm and ``treated`` that it is not the control."""
     ctx = context or DesignContext()
     products = spec.all_products()
     rows = list(products if units is None else units)
@@ -416,6 +417,7 @@ def design_matrices(
     P = np.zeros(shape)
     B = np.zeros(shape, dtype=bool)
     S = np.zeros(shape, dtype=bool)
+    A = np.full(shape, spec.control_index, dtype=np.int8)
     for j, k in enumerate(ks):
         if is_empty(spec, k):
             B[:, j] = True
@@ -423,10 +425,11 @@ def design_matrices(
         pa = period_assignments(spec, k, ctx)
         codes = np.asarray(pa.codes, dtype=np.int64)[pick]
         t = pa.templates
-        W[:, j] = np.array([a.arm == Arm.TREATMENT for a in t], dtype=bool)[codes]
+        A[:, j] = np.array([a.index for a in t], dtype=np.int8)[codes]
+        W[:, j] = A[:, j] != spec.control_index
         P[:, j] = np.array([a.probability for a in t])[codes]
         B[:, j] = np.array([a.excluded for a in t], dtype=bool)[codes]
         S[:, j] = np.array(
             [any(b.reason == "washout" for b in a.blackouts) for a in t], dtype=bool
         )[codes]
-    return DesignMatrices(tuple(rows), W, P, B, S)
+    return DesignMatrices(tuple(rows), W, P, B, S, A)

@@ -351,6 +351,19 @@ def test_spillover_is_not_identified_with_more_than_two_arms(name: str) -> None:
     assert note is not None and "more than two arms" in note
 
 
-def test_design_matrices_refuse_more_than_two_arms() -> None:
-    with pytest.raises(SpecError, match="^arms: 3-arm experiments have no treated/control"):
-        design_matrices(k_spec("random-days"))
+@pytest.mark.parametrize("name", list(DESIGNS))
+def test_the_design_matrices_of_k_arms_are_the_flips_draws(name: str) -> None:
+    # the simulator and the planner read k arms from the design matrices: each cell's arm is
+    # the one the flip assigns, ``treated`` is "not the control", the probability the flip's
+    alloc = (0.25,) * 4 if name == "crossover" else FOUR
+    spec = design_spec(name, alloc, 3, seed=7)
+    ctx = context(spec)
+    m = design_matrices(spec, context=ctx)
+    seen = set()
+    for k in range(n_periods(spec)):
+        pa = period_assignments(spec, k, ctx)
+        assert m.arm[:, k].tolist() == indices(spec, k, ctx).tolist()
+        assert m.treated[:, k].tolist() == [a.index != 3 for a in pa]
+        assert m.probability[:, k].tolist() == [a.probability for a in pa]
+        seen |= set(m.arm[:, k][m.analysed[:, k]].tolist())
+    assert len(seen) > 2  # more than two arms in the analysed cells (seed 7)

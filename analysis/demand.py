@@ -1,0 +1,478 @@
+"""The demand curve that arms at several prices trace, and the price that maximises profit.
+
+A price ladder gives each arm a listed price ``r_a`` relative to the control's (``r = 1``).
+From the arms' usable cells, summed per product and arm (:class:`ArmTotals`):
+
+**The elasticity** is the within-product instrumental-variable slope of log units on log price
+paid, with the arm's log listed ratio ``z_a = log r_a`` as the instrument. Per product ``i``,
+with ``n_ia`` cells, ``q_ia = log(units / n)`` and ``p_ia = log(revenue / units)`` (the price
+paid) in each arm it has sales in, the n-weighted slopes on ``z`` are
+
+    bq_i = sum_a n_ia (z_a - zbar_i) q_ia / w_i,   bp_i = (the same with p),
+    w_i  = sum_a n_ia (z_a - zbar_i)^2,            zbar_i = n-weighted mean of z,
+
+and ``elasticity = sum_i w_i bq_i / sum_i w_i bp_i``, with Fieller's interval from the
+products' cluster-robust covariance (:func:`analysis.elasticity.pooled_wald`). With two arms
+this *is* the two-arm estimator (analysis.elasticity): ``w_i`` becomes ``n_T n_C / (n_T + n_C)``
+times the squared log ratio and the slopes the arms' differences over the log ratio, which
+cancels. Products seen in fewer than two arms (a design that assigns whole products to one arm:
+time-bound, triggered, cluster) give no within-product slope: the elasticity needs a design
+that varies each product's price (random days, switchbacks, crossover).
+
+**Curvature** asks whether one elasticity fits every price: the within-product (product fixed
+effects, n-weighted) regression of ``q`` on ``z`` and ``z^2``, with a product-clustered (CR1)
+variance and Student t on G - 1 degrees of freedom; ``curvature_pvalue`` tests the ``z^2``
+coefficient. It needs three prices. It stays valid when products differ in elasticity (each
+product's own curve is then still linear in log price).
+
+**The profit curve**: at a listed ratio ``r`` applied to every product, expected profit per
+product-period is ``Pi(r) = r^eps (r R0 - C0)``, with ``R0`` and ``C0`` the control arm's
+revenue and cost of goods per product-period. The recommended ratio maximises it over the
+tested range ``[min r_a, max r_a]``: the stationary point ``r = eps C0 / ((1 + eps) R0)`` when
+``eps < -1`` and it lies inside, else an end of the range. At an end, ``at_range_edge`` is set:
+the best price may lie outside what was tested.
+
+**Uncertainty of the recommendation: a product-cluster bootstrap** (Poisson(1) weights per
+product, B = 999, percentile intervals). Not the delta method: the argmax has no derivative
+where the range clamps it, and near ``eps = -1`` the ratio ``eps / (1 + eps)`` is so skewed
+that a symmetric interval misleads. Poisson weights (Hanley & MacGibbon 2006; Chamandy et al.
+2012) rather than a multinomial resample because each product's weight is drawn on its own, so
+products stream through in chunks and memory does not grow with their number. The same
+replicates give the intervals of the arms' points and of the profit change at the optimum;
+``optimal_price_ratio_bias`` is the replicates' mean minus the estimate, ``p_edge`` their share
+at an end of the range.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from analysis.elasticity import ElasticityResult, pooled_wald
+from analysis.errors import AnalysisError
+
+#: bootstrap replicates and their fixed seed (the same panel gives the same interval)
+BOOTSTRAP_REPLICATES = 999
+BOOTSTRAP_SEED = 20261126
+#: products per chunk of bootstrap weights (B x chunk float64: 999 x 4096 is 33 MB)
+_CHUNK = 4096
+#: points on the published curves
+CURVE_POINTS = 101
+
+
+@dataclass(frozen=True)
+class ArmTotals:
+    """An experiment's usable cells summed per product (rows) and arm (columns); column 0 is
+    the control. ``cost`` is the cost of goods (units times unit cost), None without costs."""
+
+    names: tuple[str, ...]
+    ratios: np.ndarray
+    n: np.ndarray
+    units: np.ndarray
+    revenue: np.ndarray
+    cost: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        k = len(self.names)
+        shape = self.n.shape
+        if self.ratios.shape != (k,) or len(shape) != 2 or shape[1] != k:
+            raise AnalysisError(f"{k} arms need {k} price ratios and {k} columns of totals.")
+        if self.units.shape != shape or self.revenue.shape != shape:
+            raise AnalysisError("units and revenue need one total per product and arm.")
+        if self.cost is not None and self.cost.shape != shape:
+            raise AnalysisError("cost needs one total per product and arm.")
+        if not (np.isfinite(self.ratios).all() and (self.ratios > 0).all()):
+            raise AnalysisError("every arm's price ratio must be a positive number.")
+        if self.ratios[0] != 1.0:
+            raise AnalysisError(
+                f"the control arm {self.names[0]!r} has price ratio {self.ratios[0]:g}; "
+                "prices are relative to the control's, so its ratio is 1."
+            )
+
+    @property
+    def k(self) -> int:
+        return len(self.names)
+
+
+@dataclass(frozen=True)
+class ArmPoint:
+    """One arm on the curves: its listed ratio; the price paid and units relative to control,
+    each a ratio of the two arms' totals over the products seen in both, every product
+    weighted ``n_a n_c / (n_a + n_c)`` in both (so the arms' product mixes are the same); and
+    revenue and profit per product-period, pooled over the arm's cells."""
+
+    arm: str
+    price_ratio: float
+    price_paid_ratio: float
+    units_ratio: float
+    units_ratio_ci: tuple[float, float]
+    revenue_per_cell: float
+    revenue_per_cell_ci: tuple[float, float]
+    profit_per_cell: float | None
+    profit_per_cell_ci: tuple[float, float] | None
+    n_cells: int
+
+    def to_dict(self) -> dict[str, Any]:
+        pr = self.profit_per_cell_ci
+        return {
+            "arm": self.arm,
+            "price_ratio": self.price_ratio,
+            "price_paid_ratio": self.price_paid_ratio,
+            "units_ratio": self.units_ratio,
+            "units_ratio_ci_low": self.units_ratio_ci[0],
+            "units_ratio_ci_high": self.units_ratio_ci[1],
+            "revenue_per_cell": self.revenue_per_cell,
+            "revenue_per_cell_ci_low": self.revenue_per_cell_ci[0],
+            "revenue_per_cell_ci_high": self.revenue_per_cell_ci[1],
+            "profit_per_cell": self.profit_per_cell,
+            "profit_per_cell_ci_low": None if pr is None else pr[0],
+            "profit_per_cell_ci_high": None if pr is None else pr[1],
+            "n_cells": self.n_cells,
+        }
+
+
+@dataclass(frozen=True)
+class DemandResult:
+    """The demand and profit curves of a price ladder and the recommended price."""
+
+    elasticity: ElasticityResult
+    curvature: float | None
+    curvature_se: float | None
+    curvature_pvalue: float | None
+    points: tuple[ArmPoint, ...]
+    control_revenue: float  # R0: revenue per product-period in the control arm
+    control_cost: float | None  # C0: cost of goods per product-period in the control arm
+    range: tuple[float, float]
+    optimal_price_ratio: float | None
+    optimal_price_ratio_ci: tuple[float, float] | None
+    optimal_price_ratio_bias: float | None
+    at_range_edge: bool | None
+    p_edge: float | None
+    profit_change: float | None
+    profit_change_ci: tuple[float, float] | None
+    relative_profit_change: float | None
+    replicates: int
+    alpha: float
+    notes: tuple[str, ...] = field(default=())
+
+    def curve(self) -> list[dict[str, Any]]:
+        """The fitted curves on a grid over the tested range: units relative to control,
+        revenue and (with costs) profit per product-period."""
+        eps = self.elasticity.elasticity
+        lo, hi = self.range
+        out = []
+        for r in np.linspace(lo, hi, CURVE_POINTS):
+            units = float(r**eps) if math.isfinite(eps) else None
+            row = {
+                "price_ratio": float(r),
+                "units_ratio": units,
+                "revenue": None if units is None else units * r * self.control_revenue,
+                "profit": None,
+            }
+            if units is not None and self.control_cost is not None:
+                row["profit"] = units * (r * self.control_revenue - self.control_cost)
+            out.append(row)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        e = self.elasticity
+        ok = e.identified
+        ci = self.optimal_price_ratio_ci
+        pc = self.profit_change_ci
+        return {
+            "method": "demand",
+            "elasticity": e.elasticity if ok else None,
+            "elasticity_ci_low": e.interval.low,
+            "elasticity_ci_high": e.interval.high,
+            "elasticity_se": e.se if ok else None,
+            "elasticity_df": e.df,
+            "elasticity_identified": ok,
+            "curvature": self.curvature,
+            "curvature_se": self.curvature_se,
+            "curvature_pvalue": self.curvature_pvalue,
+            "price_ratio_low": self.range[0],
+            "price_ratio_high": self.range[1],
+            "control_revenue_per_cell": self.control_revenue,
+            "control_cost_per_cell": self.control_cost,
+            "optimal_price_ratio": self.optimal_price_ratio,
+            "optimal_price_ratio_ci_low": None if ci is None else ci[0],
+            "optimal_price_ratio_ci_high": None if ci is None else ci[1],
+            "optimal_price_ratio_bias": self.optimal_price_ratio_bias,
+            "at_range_edge": self.at_range_edge,
+            "p_edge": self.p_edge,
+            "profit_change_at_optimum": self.profit_change,
+            "profit_change_at_optimum_ci_low": None if pc is None else pc[0],
+            "profit_change_at_optimum_ci_high": None if pc is None else pc[1],
+            "relative_profit_change_at_optimum": self.relative_profit_change,
+            "interval_method": f"product_poisson_bootstrap_percentile_{self.replicates}",
+            "alpha": self.alpha,
+            "n_units": e.n_products,
+            "n_dropped": e.n_dropped,
+            "points": [p.to_dict() for p in self.points],
+            "curve": self.curve(),
+            "notes": list(self.notes),
+        }
+
+
+def profit(r: Any, eps: Any, revenue: Any, cost: Any) -> Any:
+    """``Pi(r) = r^eps (r R0 - C0)``: expected profit per product-period at listed ratio r."""
+    return np.power(r, eps) * (r * revenue - cost)
+
+
+def optimal_ratio(eps: Any, revenue: Any, cost: Any, lo: float, hi: float) -> np.ndarray:
+    """The ratio in ``[lo, hi]`` that maximises :func:`profit` (vectorised over its first
+    three arguments): the better of the range's ends and the stationary point when it is a
+    maximum inside the range."""
+    eps, revenue, cost = np.broadcast_arrays(
+        np.asarray(eps, float), np.asarray(revenue, float), np.asarray(cost, float)
+    )
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        stationary = eps * cost / ((1.0 + eps) * revenue)
+        inside = (eps < -1.0) & (cost > 0) & (revenue > 0) & (stationary > lo) & (stationary < hi)
+        cands = np.stack([np.full(eps.shape, lo), np.full(eps.shape, hi), stationary])
+        value = profit(cands, eps, revenue, cost)
+    value[2] = np.where(inside, value[2], -np.inf)
+    value = np.where(np.isfinite(value) | (value == -np.inf), value, -np.inf)
+    return np.take_along_axis(cands, np.argmax(value, axis=0)[None], axis=0)[0]
+
+
+@dataclass(frozen=True)
+class _Within:
+    """Each product's within-product logs and slopes."""
+
+    N: np.ndarray  # (G, k) cells of the product-arms kept (sales and revenue > 0)
+    q: np.ndarray  # log units per cell (0 where not kept)
+    p: np.ndarray  # log price paid (0 where not kept)
+    w: np.ndarray  # (G,) sum_a N (z - zbar)^2: 0 without two prices
+    bq: np.ndarray
+    bp: np.ndarray
+    n_dropped: int
+
+
+def _within(t: ArmTotals) -> _Within:
+    z = np.log(t.ratios)
+    keep = (t.n > 0) & (t.units > 0) & (t.revenue > 0)
+    N = np.where(keep, t.n, 0).astype(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = np.where(keep, np.log(t.units / np.where(keep, t.n, 1)), 0.0)
+        p = np.where(keep, np.log(t.revenue / np.where(keep, t.units, 1)), 0.0)
+
+    def centred(cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """cells x (z - zbar) and the weights sum cells (z - zbar)^2, per product"""
+        tot = cells.sum(axis=1)
+        zbar = (cells @ z) / np.where(tot > 0, tot, 1.0)
+        dz = z[None, :] - zbar[:, None]
+        w = (cells * dz**2).sum(axis=1)
+        return cells * dz, np.where(w > 1e-12, w, 0.0)
+
+    d, w = centred(N)
+    safe = np.where(w > 0, w, 1.0)
+    bq, bp = (d * q).sum(axis=1) / safe, (d * p).sum(axis=1) / safe
+    had = centred(t.n.astype(float))[1] > 0  # cells at two prices, before the dropping
+    return _Within(N, q, p, w, bq, bp, int((had & (w == 0)).sum()))
+
+
+def _curvature(t: ArmTotals, x: _Within) -> tuple[float, float, float] | None:
+    """(coefficient, SE, p-value) of ``z^2`` in the within-product regression of log units on
+    ``z`` and ``z^2`` (see the module), or None with fewer than three prices sold at."""
+    z = np.log(t.ratios)
+    if len(np.unique(z[(x.N > 0).any(axis=0)])) < 3:
+        return None
+    rows = x.w > 0
+    N, q = x.N[rows], x.q[rows]
+    tot = N.sum(axis=1, keepdims=True)
+
+    def demean(v: np.ndarray) -> np.ndarray:
+        return v - (N * v).sum(axis=1, keepdims=True) / tot
+
+    X = np.stack([demean(np.broadcast_to(z, N.shape)), demean(np.broadcast_to(z**2, N.shape))], -1)
+    y = demean(q)
+    A = np.einsum("ga,gai,gaj->ij", N, X, X)
+    if np.linalg.cond(A) > 1e12:
+        return None
+    beta = np.linalg.solve(A, np.einsum("ga,gai,ga->i", N, X, y))
+    e = np.where(N > 0, y - X @ beta, 0.0)
+    s = np.einsum("ga,gai,ga->gi", N, X, e)
+    G = len(s)
+    Ainv = np.linalg.inv(A)
+    V = G / (G - 1) * Ainv @ (s.T @ s) @ Ainv
+    se = math.sqrt(V[1, 1])
+    pvalue = 2.0 * float(stats.t.sf(abs(beta[1]) / se, G - 1)) if se > 0 else math.nan
+    return float(beta[1]), se, pvalue
+
+
+def fit_demand(
+    t: ArmTotals,
+    alpha: float = 0.05,
+    replicates: int = BOOTSTRAP_REPLICATES,
+    seed: int = BOOTSTRAP_SEED,
+) -> DemandResult:
+    """The demand and profit curves and the recommended price of a ladder (see the module);
+    one sentence when the panel cannot give them."""
+    distinct = np.unique(t.ratios)
+    if len(distinct) < 2:
+        raise AnalysisError("the demand curve needs arms at two prices at least; all are at one.")
+    x = _within(t)
+    rows = x.w > 0
+    if rows.sum() < 2:
+        raise AnalysisError(
+            "the demand curve compares each product's own sales at two or more prices; "
+            f"{int(rows.sum())} product(s) sold at two prices (a design that puts each "
+            "product in one arm cannot give it)."
+        )
+    n_periods = 0
+    elasticity = pooled_wald(x.w[rows], x.bq[rows], x.bp[rows], alpha, x.n_dropped, n_periods)
+    curv = _curvature(t, x)
+    notes: list[str] = []
+    if curv is None:
+        notes.append("the curvature test needs three prices; one elasticity is assumed.")
+    elif curv[2] < alpha:
+        notes.append(
+            f"one elasticity does not fit every price (curvature p = {curv[2]:.3g}): the "
+            "recommendation rests on a log-log curve the data reject."
+        )
+
+    k, c = t.k, 0
+    cost = t.cost
+    # every statistic below is a ratio of sums over products: one column per sum, so a
+    # bootstrap replicate is one weighted column sum (Poisson weights per product)
+    cols: dict[str, np.ndarray] = {
+        "wq": np.where(rows, x.w * x.bq, 0.0),
+        "wp": np.where(rows, x.w * x.bp, 0.0),
+        "n_c": t.n[:, c].astype(float),
+        "rev_c": t.revenue[:, c].astype(float),
+    }
+    if cost is not None:
+        cols["cost_c"] = cost[:, c].astype(float)
+    per_cell = np.divide(t.units, t.n, out=np.zeros(t.n.shape), where=t.n > 0)
+    for a in range(k):
+        # arm a against control on the same products, each weighted as a difference of two
+        # means is (n_a n_c / (n_a + n_c)): the arms' product mixes balanced, no log of a mean
+        both = (t.n[:, a] > 0) & (t.n[:, c] > 0)
+        na, nc = t.n[:, a].astype(float), t.n[:, c].astype(float)
+        wa = np.where(both, na * nc / np.maximum(na + nc, 1.0), 0.0)
+        cols[f"u{a}_a"] = wa * per_cell[:, a]
+        cols[f"u{a}_c"] = wa * per_cell[:, c]
+        # the price paid: its log change within product (a price is all but fixed per cell,
+        # so no log-of-a-mean bias), where both arms sold
+        sold = (x.N[:, a] > 0) & (x.N[:, c] > 0)
+        cols[f"w{a}"] = np.where(sold, wa, 0.0)
+        cols[f"dp{a}"] = np.where(sold, wa * (x.p[:, a] - x.p[:, c]), 0.0)
+        cols[f"n{a}"] = t.n[:, a].astype(float)
+        cols[f"rev{a}"] = t.revenue[:, a].astype(float)
+        if cost is not None:
+            cols[f"pro{a}"] = (t.revenue[:, a] - cost[:, a]).astype(float)
+    names = list(cols)
+    M = np.column_stack([cols[nm] for nm in names])
+    full = dict(zip(names, M.sum(axis=0), strict=True))
+    boot = dict(zip(names, _poisson_sums(M, replicates, seed).T, strict=True))
+
+    def ratio(s: dict[str, Any], num: str, den: str) -> Any:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.divide(s[num], s[den])
+
+    def interval(draws: np.ndarray) -> tuple[float, float]:
+        ok = draws[np.isfinite(draws)]
+        if len(ok) == 0:
+            return (math.nan, math.nan)
+        lo, hi = np.quantile(ok, [alpha / 2.0, 1.0 - alpha / 2.0])
+        return float(lo), float(hi)
+
+    points = []
+    for a in range(k):
+        if a == c:
+            units, units_ci, paid = 1.0, (1.0, 1.0), 1.0
+        else:
+            units = float(ratio(full, f"u{a}_a", f"u{a}_c"))
+            units_ci = interval(ratio(boot, f"u{a}_a", f"u{a}_c"))
+            paid = float(np.exp(ratio(full, f"dp{a}", f"w{a}")))
+        prof = float(ratio(full, f"pro{a}", f"n{a}")) if cost is not None else None
+        points.append(
+            ArmPoint(
+                arm=t.names[a],
+                price_ratio=float(t.ratios[a]),
+                price_paid_ratio=paid,
+                units_ratio=units,
+                units_ratio_ci=units_ci,
+                revenue_per_cell=float(ratio(full, f"rev{a}", f"n{a}")),
+                revenue_per_cell_ci=interval(ratio(boot, f"rev{a}", f"n{a}")),
+                profit_per_cell=prof,
+                profit_per_cell_ci=None
+                if cost is None
+                else interval(ratio(boot, f"pro{a}", f"n{a}")),
+                n_cells=int(full[f"n{a}"]),
+            )
+        )
+
+    lo, hi = float(distinct[0]), float(distinct[-1])
+    R0 = float(ratio(full, "rev_c", "n_c"))
+    rec: dict[str, Any] = {
+        "optimal_price_ratio": None,
+        "optimal_price_ratio_ci": None,
+        "optimal_price_ratio_bias": None,
+        "at_range_edge": None,
+        "p_edge": None,
+        "profit_change": None,
+        "profit_change_ci": None,
+        "relative_profit_change": None,
+    }
+    C0: float | None = None
+    if cost is None:
+        notes.append("no unit costs: no profit curve and no recommended price.")
+    elif not elasticity.identified:
+        C0 = float(ratio(full, "cost_c", "n_c"))
+        notes.append("the elasticity is not identified: no recommended price.")
+    else:
+        C0 = float(ratio(full, "cost_c", "n_c"))
+        eps = elasticity.elasticity
+        r_star = float(optimal_ratio(eps, R0, C0, lo, hi))
+        eps_b = ratio(boot, "wq", "wp")
+        R_b, C_b = ratio(boot, "rev_c", "n_c"), ratio(boot, "cost_c", "n_c")
+        r_b = optimal_ratio(eps_b, R_b, C_b, lo, hi)
+        change = float(profit(r_star, eps, R0, C0) - (R0 - C0))
+        change_b = profit(r_b, eps_b, R_b, C_b) - (R_b - C_b)
+        edge = r_star in (lo, hi)
+        rec = {
+            "optimal_price_ratio": r_star,
+            "optimal_price_ratio_ci": interval(r_b),
+            "optimal_price_ratio_bias": float(np.nanmean(r_b) - r_star),
+            "at_range_edge": edge,
+            "p_edge": float(np.mean((r_b == lo) | (r_b == hi))),
+            "profit_change": change,
+            "profit_change_ci": interval(change_b),
+            "relative_profit_change": change / (R0 - C0) if R0 - C0 > 0 else None,
+        }
+        if edge:
+            notes.append(
+                f"profit is highest at the {'top' if r_star == hi else 'bottom'} of the tested "
+                f"range ({r_star:g}): the best price may lie outside what was tested."
+            )
+    return DemandResult(
+        elasticity=elasticity,
+        curvature=None if curv is None else curv[0],
+        curvature_se=None if curv is None else curv[1],
+        curvature_pvalue=None if curv is None else curv[2],
+        points=tuple(points),
+        control_revenue=R0,
+        control_cost=C0,
+        range=(lo, hi),
+        replicates=replicates,
+        alpha=alpha,
+        notes=tuple(notes),
+        **rec,
+    )
+
+
+def _poisson_sums(M: np.ndarray, replicates: int, seed: int) -> np.ndarray:
+    """(replicates, columns): each replicate's sum of ``M``'s rows with a Poisson(1) weight
+    per row, drawn a chunk of rows at a time (the same seed gives the same sums)."""
+    rng = np.random.default_rng(seed)
+    out = np.zeros((replicates, M.shape[1]))
+    for start in range(0, len(M), _CHUNK):
+        block = M[start : start + _CHUNK]
+        out += rng.poisson(1.0, size=(replicates, len(block))).astype(float) @ block
+    return out
