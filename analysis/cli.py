@@ -8,6 +8,8 @@
     pricelab analyze PANEL ... --method hpte --covariates COL,COL --unit-effects FILE.csv
     pricelab analyze PANEL --unit COL --time COL --outcome COL --arm COL --control NAME
         --method {dm,fe,did,...} [--json]
+    pricelab analyze PANEL --unit COL --time COL --arm COL --control NAME --method demand
+        --units COL --revenue COL [--cost COL] [--price-ratio COL] [--json]
 
 Methods come from :mod:`analysis.estimators.registry`, so every registered estimator works.
 ``--se``/``--seed`` are passed to the estimator (the contract in
@@ -18,7 +20,10 @@ gets them only if its signature has them). The CSV separator is detected from th
 ``--arm COL --control NAME`` (in place of ``--treated``) compares every other arm of the
 column with the control (:mod:`analysis.arms`): one row per arm with its own interval and one
 that holds for all the comparisons at once (Dunnett-type for ``dm``, else Bonferroni), and
-Holm's adjusted p-values.
+Holm's adjusted p-values. ``--method demand`` turns arms at several listed prices (each
+arm's ``--price-ratio``, default column ``price_ratio``) into the demand curve, its
+elasticity and curvature test, and with ``--cost`` (each row's unit cost) the profit curve and
+the price that maximises profit, with a product-bootstrap interval (:mod:`analysis.demand`).
 ``--by COL`` gives one estimate per segment with Benjamini-Hochberg adjusted p-values.
 ``--method spillover`` prints the direct and spillover effects (and the naive difference) of
 a panel drawn by a live design, by the function the analysis worker publishes them with: the
@@ -51,6 +56,7 @@ from analysis.arms import (
     pair_frame,
     read_arms,
 )
+from analysis.demand import DemandResult, arm_totals, fit_demand
 from analysis.elasticity import within_product_elasticity
 from analysis.errors import AnalysisError
 from analysis.estimators import registry
@@ -133,7 +139,7 @@ def read_table(
 
 def analyze_methods() -> list[str]:
     """Every ``--method``: the registry's estimators and the two that analyze fits itself."""
-    return sorted({*registry.methods(), "elasticity", "spillover"})
+    return sorted({*registry.methods(), "demand", "elasticity", "spillover"})
 
 
 #: the column that carries a constant ``--probability`` (not a name a panel would use)
@@ -255,7 +261,7 @@ def analyze(
         typer.Option(
             help="Estimator: "
             + ", ".join(analyze_methods())
-            + " (elasticity and spillover take their own options, below)."
+            + " (demand, elasticity and spillover take their own options, below)."
         ),
     ],
     outcome: Annotated[
@@ -329,11 +335,27 @@ def analyze(
     ] = False,
     units_col: Annotated[
         str | None,
-        typer.Option("--units", help="With --method elasticity: the units column."),
+        typer.Option("--units", help="With --method elasticity or demand: the units column."),
     ] = None,
     revenue_col: Annotated[
         str | None,
-        typer.Option("--revenue", help="With --method elasticity: the revenue column."),
+        typer.Option("--revenue", help="With --method elasticity or demand: the revenue column."),
+    ] = None,
+    cost_col: Annotated[
+        str | None,
+        typer.Option(
+            "--cost",
+            help="With --method demand: each row's unit cost; gives the profit curve and the "
+            "price that maximises profit.",
+        ),
+    ] = None,
+    ratio_col: Annotated[
+        str | None,
+        typer.Option(
+            "--price-ratio",
+            help="With --method demand: the column of each arm's listed price relative to the "
+            "control's (default: price_ratio, as pricelab's panels name it).",
+        ),
     ] = None,
     unit_effects: Annotated[
         Path | None,
@@ -366,8 +388,23 @@ def analyze(
         text = ((unit,) if method == "spillover" else ()) + ((arm,) if arm else ())
         df = read_table(panel_path, sep, text, decimal)
         covs = [c.strip() for c in covariates.split(",") if c.strip()] if covariates else []
-        numeric = (outcome, treated, units_col, revenue_col, *covs)
+        numeric = (outcome, treated, units_col, revenue_col, cost_col, ratio_col, *covs)
         df, probability = prepare_table(df, time, numeric, probability, dayfirst, date_format)
+        if method != "demand" and (cost_col is not None or ratio_col is not None):
+            raise AnalysisError("--cost and --price-ratio go with --method demand.")
+        if method == "demand":
+            assert arm is not None and control is not None  # check_arm_options
+            if outcome is not None or units_col is None or revenue_col is None:
+                raise AnalysisError(
+                    "--method demand takes --units COL and --revenue COL (not --outcome)."
+                )
+            result = fit_demand(
+                arm_totals(df, read_arms(df, arm, control, unit), units_col, revenue_col,
+                           ratio_col or "price_ratio", cost_col, blackout, probability),
+                alpha,
+            )  # fmt: skip
+            _print_demand(result, arm, control, as_json)
+            return
         if method == "elasticity":
             assert treated is not None  # check_arm_options: --arm does not take elasticity
             rows = elasticity_rows(df, unit, time, treated, blackout, probability, units_col,
@@ -440,6 +477,10 @@ def check_arm_options(
 ) -> None:
     """Two arms (``--treated``) or k (``--arm`` with ``--control``), and what k arms do not
     take yet; one sentence each."""
+    if method == "demand" and arm is None:
+        raise AnalysisError(
+            "--method demand reads the arms' prices: give --arm COL with --control NAME."
+        )
     if (treated is None) == (arm is None):
         raise AnalysisError(
             "give --treated COL (two arms) or --arm COL with --control NAME (k arms), "
@@ -451,6 +492,10 @@ def check_arm_options(
         return
     if control is None:
         raise AnalysisError("--arm needs --control NAME: the arm every other is compared with.")
+    if method == "demand":
+        if by is not None:
+            raise AnalysisError("--method demand does not take --by: filter the panel per segment.")
+        return
     if method in ("elasticity", "spillover") or graph is not None:
         raise AnalysisError(f"--arm does not take --method {method} yet.")
     if by is not None:
@@ -539,6 +584,45 @@ def _print_arms(compared: ArmComparison, alpha: float, as_json: bool) -> None:
         f"against control {compared.arms.control!r}; sim_ci: {1 - alpha:.0%} for the "
         f"{len(rows)} comparisons at once ({sim.method})"
     )
+
+
+def _print_demand(result: DemandResult, arm: str, control: str, as_json: bool) -> None:
+    """``--method demand``: one JSON object, or the points, the fit and the recommendation."""
+    doc = result.to_dict()
+    if as_json:
+        doc = {"arm_column": arm, "control": control} | doc
+        typer.echo(json.dumps(_json_tree(doc)))
+        return
+    cols = ("arm", "price_ratio", "price_paid_ratio", "units_ratio", "units_ratio_ci_low",
+            "units_ratio_ci_high", "revenue_per_cell", "profit_per_cell", "n_cells")  # fmt: skip
+    _print_rows(doc["points"], cols, False)
+
+    def num(v: Any) -> str:
+        return "-" if v is None else f"{v:.4g}"
+
+    typer.echo(
+        f"elasticity {num(doc['elasticity'])} [{num(doc['elasticity_ci_low'])}, "
+        f"{num(doc['elasticity_ci_high'])}]; curvature p = {num(doc['curvature_pvalue'])}"
+    )
+    if doc["optimal_price_ratio"] is not None:
+        edge = " (at the edge of the tested range)" if doc["at_range_edge"] else ""
+        typer.echo(
+            f"profit-maximising price ratio {num(doc['optimal_price_ratio'])} "
+            f"[{num(doc['optimal_price_ratio_ci_low'])}, "
+            f"{num(doc['optimal_price_ratio_ci_high'])}]{edge}; profit change there "
+            f"{num(doc['profit_change_at_optimum'])} per product-period"
+        )
+    for note in doc["notes"]:
+        typer.echo(f"! {note}")
+
+
+def _json_tree(v: Any) -> Any:
+    """``v`` with every non-finite float as null, through lists and dicts."""
+    if isinstance(v, dict):
+        return {k: _json_tree(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_json_tree(x) for x in v]
+    return _json_safe(v)
 
 
 def offline_spillover(

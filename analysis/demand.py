@@ -50,10 +50,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from scipy import stats
 
+from analysis.arms import Arms
 from analysis.elasticity import ElasticityResult, pooled_wald
 from analysis.errors import AnalysisError
+from analysis.panel import blackout_flags
 
 #: bootstrap replicates and their fixed seed (the same panel gives the same interval)
 BOOTSTRAP_REPLICATES = 999
@@ -456,7 +459,7 @@ def fit_demand(
         curvature=None if curv is None else curv[0],
         curvature_se=None if curv is None else curv[1],
         curvature_pvalue=None if curv is None else curv[2],
-        points=tuple(points),
+        points=tuple(sorted(points, key=lambda pt: pt.price_ratio)),
         control_revenue=R0,
         control_cost=C0,
         range=(lo, hi),
@@ -465,6 +468,74 @@ def fit_demand(
         notes=tuple(notes),
         **rec,
     )
+
+
+def arm_totals(
+    df: pd.DataFrame,
+    arms: Arms,
+    units: str,
+    revenue: str,
+    ratio: str,
+    cost: str | None = None,
+    blackout: str | None = None,
+    probability: str | None = None,
+) -> ArmTotals:
+    """A long panel's usable cells (an arm named, not blacked out and, with ``probability``,
+    randomised: strictly between 0 and 1) summed per product and arm, the control first;
+    ``ratio`` is each cell's listed price ratio (one per arm), ``cost`` each cell's unit cost
+    (cost of goods = units x unit cost). One sentence for a missing column, an arm with two
+    ratios or none, or a missing number in a usable cell."""
+    named = [arms.unit, units, revenue, ratio, cost, blackout, probability]
+    missing = [c for c in named if c is not None and c not in df.columns]
+    if missing:
+        raise AnalysisError(f"Column(s) {missing} not found; the table has {list(df.columns)}.")
+    use = df[arms.column].notna()
+    if blackout is not None:
+        use &= ~blackout_flags(df, blackout)
+    if probability is not None:
+        p = pd.to_numeric(df[probability], errors="coerce")
+        use &= (p > 0) & (p < 1)
+    cells = df.loc[use]
+    numbers = [units, revenue, ratio] + ([cost] if cost is not None else [])
+    for col in numbers:
+        values = pd.to_numeric(cells[col], errors="coerce")
+        bad = int(values.isna().sum())
+        if bad:
+            raise AnalysisError(
+                f"column {col!r} has {bad} missing or non-numeric value(s) in usable cells."
+            )
+    order = (arms.control, *arms.others)
+    names = cells[arms.column].astype(str)
+    ratios = []
+    for name in order:
+        seen = pd.to_numeric(cells.loc[names == name, ratio]).unique()
+        if len(seen) != 1:
+            raise AnalysisError(
+                f"arm {name!r} has {len(seen)} values of {ratio!r} in its usable cells; "
+                "the demand curve needs one listed price ratio per arm."
+            )
+        ratios.append(float(seen[0]))
+    frame = pd.DataFrame(
+        {
+            "unit": cells[arms.unit].to_numpy(),
+            "arm": pd.Categorical(names, categories=order),
+            "n": 1.0,
+            "units": pd.to_numeric(cells[units]).to_numpy(dtype=float),
+            "revenue": pd.to_numeric(cells[revenue]).to_numpy(dtype=float),
+        }
+    )
+    if cost is not None:
+        frame["cost"] = frame["units"] * pd.to_numeric(cells[cost]).to_numpy(dtype=float)
+    sums = frame.groupby(["unit", "arm"], observed=False, sort=True).sum()
+    k = len(order)
+
+    def grid(col: str) -> np.ndarray:
+        return sums[col].to_numpy(dtype=float).reshape(-1, k)
+
+    return ArmTotals(
+        order, np.array(ratios), grid("n"), grid("units"), grid("revenue"),
+        grid("cost") if cost is not None else None,
+    )  # fmt: skip
 
 
 def _poisson_sums(M: np.ndarray, replicates: int, seed: int) -> np.ndarray:
