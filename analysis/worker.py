@@ -48,6 +48,7 @@ from analysis.arms import (
     read_arms,
 )
 from analysis.confseq import ConfidenceSequence
+from analysis.demand import DemandResult, arm_totals, fit_demand
 from analysis.elasticity import ElasticityResult, within_product_elasticity
 from analysis.errors import AnalysisError, NotEstimable
 from analysis.estimators import registry
@@ -67,6 +68,7 @@ from analysis.verdict import (
 from core import status
 from core.ports import (
     ClockLike,
+    DemandSink,
     EstimateSink,
     EstimatorPlan,
     ExperimentInfo,
@@ -203,6 +205,8 @@ class AnalysisWorker:
     observer: WorkerObserver = field(default_factory=_NullObserver)
     guardrails: GuardrailSink | None = None
     verdicts: VerdictSink | None = None
+    #: where a price ladder's demand curve goes (kind: demand); None publishes none
+    demand: DemandSink | None = None
     tuning: SequenceTuningStore = field(default_factory=InMemorySequenceTuning)
     estimators_for: Callable[[ExperimentInfo], Sequence[EstimatorPlan | str]] = _plans
     alpha: float = 0.05
@@ -246,7 +250,7 @@ class AnalysisWorker:
         as_of = self.clock.now()
         t_cycle = time.perf_counter()
         published: list[tuple[str, EstimateResult | ElasticityResult | NotIdentified]] = []
-        verdicts = 0
+        verdicts = 0  # and the other messages of their own kind (demand curves)
         for info in await self.source.experiments():
             # read even when nothing is estimated from it: reading compacts its closed periods
             df = await self.source.panel(info.id, as_of)
@@ -261,6 +265,11 @@ class AnalysisWorker:
                     series = _series(f"{result.method}@arm:{result.arm}", result.metric)
                     self.observer.published(info.id, series, as_of)
                     published.append((info.id, result))
+                curve = self._demand(info, df) if self.demand is not None else None
+                if curve is not None and self.demand is not None:
+                    await self.demand.publish_demand(info.id, curve.to_dict(), as_of)
+                    self.observer.published(info.id, "demand", as_of)
+                    verdicts += 1
                 continue
             try:
                 panels = metric_panels(df)
@@ -445,6 +454,31 @@ class AnalysisWorker:
                     out.append(replace(result, arm=name, sim_ci=sim, sim_method=sim_method))
         return out
 
+    def _demand(self, info: ExperimentInfo, df: pd.DataFrame) -> DemandResult | None:
+        """The demand and profit curves of an experiment whose arms are a price ladder (every
+        arm has a price ratio, three prices or more; analysis.demand), as ``pricelab analyze
+        --method demand`` fits them: the usable, randomised cells per product and arm, the
+        cost of goods from profit (revenue - profit). None for other experiments, or when the
+        panel cannot give the curve yet (logged)."""
+        ratios = {str(a["name"]): a.get("price_ratio") for a in info.params.get("arms") or ()}
+        if any(r is None for r in ratios.values()) or len(set(ratios.values())) < 3:
+            return None
+        cells = df.assign(price_ratio=df["arm"].astype(str).map(ratios).astype(float))
+        cost = None
+        if "profit" in cells.columns:
+            units = cells["units"].to_numpy(dtype=float)
+            goods = (cells["revenue"] - cells["profit"]).to_numpy(dtype=float)
+            each = np.divide(goods, units, out=np.zeros(len(cells)), where=units > 0)
+            cells, cost = cells.assign(_unit_cost=each), "_unit_cost"
+
+        def fit() -> DemandResult:
+            arms = read_arms(cells, "arm", _control_arm(info, df), "product")
+            totals = arm_totals(cells, arms, "units", "revenue", "price_ratio", cost,
+                                "blackout", "probability")  # fmt: skip
+            return fit_demand(totals, self.alpha)
+
+        return self._timed(info, "demand", fit)
+
     def _timed(self, info: ExperimentInfo, label: str, fit: Callable[[], T]) -> T | None:
         """``fit()``, timed for the observer; None when it is not estimable (said nowhere) or
         not applicable (logged, and counted as a failed fit)."""
@@ -484,9 +518,7 @@ class AnalysisWorker:
         for item in self.estimators_for(info):
             plan = EstimatorPlan(item) if isinstance(item, str) else item
             label = _series(plan.label, metric)
-            result = self._timed(
-                info, label, partial(fit_metric, plan, panels, metric, self.seed)
-            )
+            result = self._timed(info, label, partial(fit_metric, plan, panels, metric, self.seed))
             if result is None or not math.isfinite(result.effect):
                 continue
             out.append((result, await self._confidence_sequence(info, result, label)))

@@ -128,6 +128,16 @@ class VerdictSink(Protocol):
         ...
 
 
+class DemandSink(Protocol):
+    async def publish_demand(
+        self, experiment: str, demand: Mapping[str, Any], as_of: datetime
+    ) -> None:
+        """A price ladder's demand and profit curves and recommended price
+        (``analysis.demand.DemandResult.to_dict()``), on the estimates topic as its own
+        message (``kind: demand``)."""
+        ...
+
+
 class GuardrailSink(Protocol):
     async def trip(self, experiment: str, metric: str, detail: dict[str, Any]) -> None: ...
 

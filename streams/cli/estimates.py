@@ -27,13 +27,17 @@ def estimates(
 ) -> None:
     """The latest verdict (ship, do not ship, keep running), then the latest estimate of each
     estimator (and each segment the spec names) of EXPERIMENT, read from the estimates topic.
-    With --json, JSON lines: the verdict's first (``kind: verdict``)."""
+    A price ladder's demand curve and recommended price follow (``kind: demand``).
+    With --json, JSON lines: the verdict's first (``kind: verdict``), the demand curve's last."""
     from streams.client.estimates import (
         all_estimates,
+        is_demand,
         is_verdict,
+        latest_demand,
         latest_of,
         latest_verdict,
         render,
+        render_demand,
         render_verdict,
     )
 
@@ -42,6 +46,8 @@ def estimates(
     def one(doc: dict[str, Any]) -> str:
         if is_verdict(doc) and not as_json:
             return render_verdict(doc)
+        if is_demand(doc) and not as_json:
+            return render_demand(doc)
         return render([doc], as_json)
 
     def shown(docs: list[dict[str, Any]]) -> Callable[[dict[str, Any]], None] | None:
@@ -56,6 +62,9 @@ def estimates(
             typer.echo("no verdict published yet (the analysis worker publishes one per look)\n")
         if latest:
             typer.echo(render(list(latest.values()), as_json))
+        demand = latest_demand(docs)
+        if demand is not None:
+            typer.echo(render([demand], True) if as_json else "\n" + render_demand(demand))
         return (lambda e: typer.echo(one(e))) if follow else None
 
     async def run() -> None:

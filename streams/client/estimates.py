@@ -196,6 +196,49 @@ def is_verdict(doc: dict[str, Any]) -> bool:
     return doc.get("kind") == "verdict"
 
 
+def is_demand(doc: dict[str, Any]) -> bool:
+    """Whether a message of the estimates topic is a price ladder's demand curve (``kind:
+    demand``)."""
+    return doc.get("kind") == "demand"
+
+
+def latest_demand(docs: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The demand curve of the latest look among ``docs`` (None: none published)."""
+    return latest([d for d in docs if is_demand(d)])
+
+
+def render_demand(doc: dict[str, Any]) -> str:
+    """A demand message as an analyst reads it: each arm's point, the elasticity and the
+    curvature test, and the recommended price with its interval (and the edge flag)."""
+
+    def num(v: Any, fmt: str = "{:.4g}") -> str:
+        return _cell(v, fmt)
+
+    lines = [f"DEMAND CURVE (as of {doc.get('as_of')}), {doc.get('n_units')} products"]
+    lines.append(
+        f"  elasticity {num(doc.get('elasticity'), '{:+.3f}')} "
+        f"[{num(doc.get('elasticity_ci_low'), '{:+.3f}')}, "
+        f"{num(doc.get('elasticity_ci_high'), '{:+.3f}')}]; curvature p = "
+        f"{num(doc.get('curvature_pvalue'), '{:.3g}')}"
+    )
+    for p in doc.get("points") or ():
+        lines.append(
+            f"  {p['arm']:>12}  price x{p['price_ratio']:.3f}  units x{num(p.get('units_ratio'))} "
+            f"[{num(p.get('units_ratio_ci_low'))}, {num(p.get('units_ratio_ci_high'))}]  "
+            f"profit/cell {num(p.get('profit_per_cell'))}"
+        )
+    if doc.get("optimal_price_ratio") is not None:
+        edge = " - AT THE EDGE of the tested range" if doc.get("at_range_edge") else ""
+        lines.append(
+            f"  profit-maximising price x{doc['optimal_price_ratio']:.3f} "
+            f"[{num(doc.get('optimal_price_ratio_ci_low'), '{:.3f}')}, "
+            f"{num(doc.get('optimal_price_ratio_ci_high'), '{:.3f}')}]{edge}; profit change "
+            f"{num(doc.get('profit_change_at_optimum'), '{:+.4g}')} per product-period"
+        )
+    lines += [f"  ! {n}" for n in doc.get("notes") or ()]
+    return "\n".join(lines)
+
+
 def latest_verdict(docs: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The verdict of the latest look among ``docs`` (None: none published yet): the one
     rule every reader follows (:func:`analysis.verdict.latest`)."""
@@ -253,7 +296,8 @@ def latest_of(docs: list[dict[str, Any]]) -> dict[tuple[str, str, str, str], dic
     """(metric, estimator, segment, arm) -> its latest estimate message (segment "" for the
     whole experiment; arm "" for treatment against control, else the arm a k-arm experiment's
     estimate compares with the control): the overall estimates first, then each segment's;
-    within them by metric, then arm. Verdicts are not estimates (:func:`latest_verdict`)."""
+    within them by metric, then arm. Verdicts and demand curves are not estimates
+    (:func:`latest_verdict`, :func:`latest_demand`)."""
     latest = {
         (
             metric_name(doc.get("metric")),
@@ -262,7 +306,7 @@ def latest_of(docs: list[dict[str, Any]]) -> dict[tuple[str, str, str, str], dic
             doc.get("arm") or "",
         ): doc
         for doc in docs
-        if not is_verdict(doc)
+        if not is_verdict(doc) and not is_demand(doc)
     }
     return dict(
         sorted(

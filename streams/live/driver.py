@@ -76,6 +76,8 @@ class LiveRun:
     events_sent: int = 0
     estimates: list[dict[str, Any]] = field(default_factory=list, repr=False)
     verdicts: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    #: a price ladder's demand curves (kind: demand), one per look
+    demands: list[dict[str, Any]] = field(default_factory=list, repr=False)
     expected_triggers: TriggerTracker | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -191,7 +193,7 @@ class LiveDriver:
         self.cfg = cfg or DriverConfig()
         self.say = say or (lambda _msg: None)
         self._assigned: dict[tuple[str, int, str], tuple[int, dict[str, Any]]] = {}
-        self._looks: dict[float, set[tuple[str, str | None, str, str]]] = {}
+        self._looks: dict[float, set[tuple[str, str | None, str, str, str]]] = {}
         self._instants: dict[float, int] = {}  # look instant -> periods complete at it
         self._runs: dict[str, LiveRun] = {}
         self.wall: dict[str, float] = {}
@@ -233,12 +235,13 @@ class LiveDriver:
                         self._assigned[key] = (int(doc["seq"]), doc)
 
     def _estimate(self, doc: dict[str, Any]) -> None:
-        """An estimate or a verdict (``kind: verdict``): counted towards its cycle's messages
-        and kept on its run, each in its own list."""
+        """An estimate, a verdict (``kind: verdict``) or a demand curve (``kind: demand``):
+        counted towards its cycle's messages and kept on its run, each in its own list."""
         as_of = datetime.fromisoformat(doc["as_of"]).timestamp()
-        verdict = doc.get("kind") == "verdict"
-        kind = "verdict" if verdict else doc.get("metric")
-        key = (doc["experiment"], kind, doc["estimator"], doc.get("segment") or "")
+        kind = doc.get("kind") or doc.get("metric")
+        # one key per message of a cycle: a k-arm experiment's estimates differ by arm
+        key = (doc["experiment"], kind, doc["estimator"], doc.get("segment") or "",
+               doc.get("arm") or "")  # fmt: skip
         self._looks.setdefault(as_of, set()).add(key)
         run = self._runs.get(doc["experiment"])
         if run is None:
@@ -246,7 +249,8 @@ class LiveDriver:
         # an estimate belongs to a look only when it was computed as of the look's instant;
         # cycles that ran between looks (the clock at a period start) saw other panels
         doc["_look"] = self._instants.get(as_of)
-        (run.verdicts if verdict else run.estimates).append(doc)
+        lists = {"verdict": run.verdicts, "demand": run.demands}
+        lists.get(str(doc.get("kind")), run.estimates).append(doc)
 
     async def _until(
         self,

@@ -34,6 +34,7 @@ from streams.worker.schemas import (
     CommandReply,
     CompetitorPrice,
     DeadLetter,
+    DemandMessage,
     EstimateMessage,
     ExperimentEvent,
     Sale,
@@ -96,7 +97,10 @@ TOPICS: tuple[TopicContract, ...] = (
         "Running estimates: one per metric, estimator and segment at every look.",
         also=(("verdict", VerdictMessage,
                "The verdict of each look (kind: verdict): ship, do_not_ship or keep_running "
-               "on the decision metric (docs/decision.md)."),),
+               "on the decision metric (docs/decision.md)."),
+              ("demand", DemandMessage,
+               "A price ladder's demand and profit curves and the profit-maximising price "
+               "(kind: demand; docs/pricing-methods.md).")),
     ),
     TopicContract(
         "experiment_events", ExperimentEvent, "experiment id", "controller",

@@ -114,6 +114,7 @@ class Runtime:
             self.metrics,
             guardrails=KafkaGuardrailSink(self.publisher, settings, self.clock.now),
             verdicts=self.estimate_sink,
+            demand=self.estimate_sink,
             tuning=RedisSequenceTuning(self.store),
         )
 

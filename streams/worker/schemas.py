@@ -364,6 +364,85 @@ class VerdictMessage(_Wire):
     decided_at: int | None = None
 
 
+class DemandPoint(_Wire):
+    """One arm of a price ladder on the curves (analysis.demand.ArmPoint)."""
+
+    arm: Ident
+    price_ratio: float
+    price_paid_ratio: float | None = None
+    units_ratio: float | None = None
+    units_ratio_ci_low: float | None = None
+    units_ratio_ci_high: float | None = None
+    revenue_per_cell: float | None = None
+    revenue_per_cell_ci_low: float | None = None
+    revenue_per_cell_ci_high: float | None = None
+    profit_per_cell: float | None = None
+    profit_per_cell_ci_low: float | None = None
+    profit_per_cell_ci_high: float | None = None
+    n_cells: int
+
+
+class CurvePoint(_Wire):
+    """The fitted curves at one listed price ratio."""
+
+    price_ratio: float
+    units_ratio: float | None = None
+    revenue: float | None = None
+    profit: float | None = None
+
+
+class DemandMessage(_Wire):
+    """The demand and profit curves of an experiment whose arms are a price ladder (three
+    prices or more), and the price that maximises profit, on the estimates topic beside the
+    estimates (``kind: demand``), keyed by experiment (analysis.demand; docs/pricing-methods.md).
+
+    ``elasticity`` is the within-product log-log slope of units on the price paid, with
+    Fieller's interval; ``curvature_pvalue`` tests whether one elasticity fits every price.
+    With unit costs, ``optimal_price_ratio`` (relative to the control's price) maximises
+    expected profit per product-period within ``price_ratio_low``..``price_ratio_high``, with
+    a product-bootstrap interval (``interval_method``); ``at_range_edge`` says it is an end of
+    the tested range (the best price may lie outside it), ``p_edge`` how often a bootstrap
+    replicate's was. ``points`` holds each arm, ``curve`` the fitted curves; ``notes`` say
+    what the fit rests on. Without costs, the recommendation fields are null.
+    """
+
+    v: Literal[1] = 1
+    kind: Literal["demand"] = "demand"
+    experiment: Ident
+    as_of: Instant
+    estimator: Literal["demand"] = "demand"
+    elasticity: float | None = None
+    elasticity_ci_low: float | None = None
+    elasticity_ci_high: float | None = None
+    elasticity_se: float | None = None
+    elasticity_df: float | None = None
+    elasticity_identified: bool
+    curvature: float | None = None
+    curvature_se: float | None = None
+    curvature_pvalue: float | None = None
+    price_ratio_low: float
+    price_ratio_high: float
+    control_revenue_per_cell: float | None = None
+    control_cost_per_cell: float | None = None
+    optimal_price_ratio: float | None = None
+    optimal_price_ratio_ci_low: float | None = None
+    optimal_price_ratio_ci_high: float | None = None
+    optimal_price_ratio_bias: float | None = None
+    at_range_edge: bool | None = None
+    p_edge: float | None = None
+    profit_change_at_optimum: float | None = None
+    profit_change_at_optimum_ci_low: float | None = None
+    profit_change_at_optimum_ci_high: float | None = None
+    relative_profit_change_at_optimum: float | None = None
+    interval_method: str
+    alpha: float = 0.05
+    n_units: int
+    n_dropped: int = 0
+    points: list[DemandPoint]
+    curve: list[CurvePoint]
+    notes: list[str] = Field(default_factory=list)
+
+
 class CommandKind(StrEnum):
     CREATE = "create"
     STOP = "stop"

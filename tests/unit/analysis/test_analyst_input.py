@@ -263,7 +263,7 @@ def test_probability_is_a_constant_or_a_column_and_the_error_says_what_to_type(
 def test_every_method_is_in_the_help_and_in_the_unknown_method_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    every = {*registry.methods(), "elasticity", "spillover"}
+    every = {*registry.methods(), "demand", "elasticity", "spillover"}
     assert {"fe", "dm", "ht", "elasticity"} <= every
     code, out, _ = _run(["analyze", "--help"], capsys)
     assert code == 0

@@ -191,6 +191,101 @@ async def test_a_three_arm_experiment_publishes_every_arm_against_the_control(ca
     assert math.isclose(alone.se, dm["p95"].se, rel_tol=1e-9)
 
 
+LADDER = [
+    {"name": "list", "policy": "pol-list", "allocation": 0.25, "price_ratio": 1.0, "control": True},
+    {"name": "p90", "policy": "pol-p90", "allocation": 0.25, "price_ratio": 0.90},
+    {"name": "p95", "policy": "pol-p95", "allocation": 0.25, "price_ratio": 0.95},
+    {"name": "p105", "policy": "pol-p105", "allocation": 0.25, "price_ratio": 1.05},
+]
+
+
+def _ladder_cells(n: int = 80, t: int = 24, seed: int = 3) -> pd.DataFrame:
+    """Random days over LADDER as the live panel has them: units Poisson with elasticity -2,
+    the price paid the list price times the arm's ratio, profit at a unit cost of 48% of list
+    price; the first two periods a washout (blacked out)."""
+    rng = np.random.default_rng(seed)
+    ratio = {a["name"]: a["price_ratio"] for a in LADDER}
+    names = list(ratio)
+    rows = []
+    for i in range(n):
+        mu, price = rng.uniform(2, 30), rng.uniform(5, 50)
+        for k in range(t):
+            arm = names[int(rng.integers(len(names)))]
+            units = float(rng.poisson(mu * ratio[arm] ** -2.0))
+            revenue = round(price * ratio[arm], 2) * units
+            rows.append(
+                {"product": f"p{i}", "period": k, "units": units, "revenue": revenue,
+                 "profit": revenue - 0.48 * price * units, "treated": int(arm != "list"),
+                 "probability": 0.75, "blackout": k < 2, "arm": arm}
+            )  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+class DemandSink(Sink):
+    def __init__(self):
+        super().__init__()
+        self.demands = []
+
+    async def publish_demand(self, experiment, demand, as_of):
+        self.demands.append((experiment, demand, as_of))
+
+
+async def test_a_price_ladder_publishes_its_demand_curve_as_analyze_fits_it(tmp_path):
+    import typer
+    from typer.testing import CliRunner
+
+    from analysis.cli import register
+    from streams.worker.schemas import DemandMessage
+
+    df = _ladder_cells()
+    sink = DemandSink()
+    w = AnalysisWorker(Source(df, _info(_spec(LADDER))), sink, ManualClock(AS_OF), demand=sink)
+    await w.run_once()
+    ((exp, doc, as_of),) = sink.demands
+    assert exp == "e1" and as_of == AS_OF
+    msg = DemandMessage(experiment=exp, as_of=as_of, **{k: v for k, v in doc.items()
+                                                         if k != "method"})  # fmt: skip
+    assert msg.kind == "demand" and len(msg.points) == 4 and len(msg.curve) == 101
+    assert [p.arm for p in msg.points] == ["p90", "p95", "list", "p105"]
+    # the same figures as an analyst's `pricelab analyze --method demand` on the exported
+    # cells (unit cost = (revenue - profit) / units there; the washout blacked out)
+    path = tmp_path / "cells.csv"
+    df.assign(unit_cost=(df["revenue"] - df["profit"]) / df["units"].where(df["units"] > 0),
+              price_ratio=df["arm"].map({a["name"]: a["price_ratio"] for a in LADDER}),
+              blackout=df["blackout"].astype(int)).fillna({"unit_cost": 0.0}).to_csv(
+        path, index=False)  # fmt: skip
+    app = typer.Typer()
+    register(app)
+    app.command()(lambda: None)
+    args = ["analyze", str(path), "--unit", "product", "--time", "period", "--method", "demand",
+            "--arm", "arm", "--control", "list", "--units", "units", "--revenue", "revenue",
+            "--cost", "unit_cost", "--blackout", "blackout", "--probability", "probability",
+            "--json"]  # fmt: skip
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    offline = json.loads(res.output)
+    for key in ("elasticity", "elasticity_ci_low", "optimal_price_ratio",
+                "optimal_price_ratio_ci_low", "optimal_price_ratio_ci_high",
+                "profit_change_at_optimum", "curvature_pvalue"):  # fmt: skip
+        assert doc[key] == offline[key] or math.isclose(doc[key], offline[key], rel_tol=1e-9)
+    assert -2.5 < doc["elasticity"] < -1.5
+    assert doc["n_units"] == 80
+
+
+async def test_arms_without_three_prices_publish_no_demand_curve():
+    # a 4-arm experiment of policies with no price ratios, and three arms at two prices
+    plain = [{k: v for k, v in a.items() if k != "price_ratio"} for a in LADDER]
+    two = [LADDER[0] | {"allocation": 0.34}, LADDER[1] | {"allocation": 0.33},
+           LADDER[2] | {"allocation": 0.33, "price_ratio": 0.90}]  # fmt: skip
+    df = _ladder_cells(n=20, t=6)
+    three = df.assign(arm=df["arm"].replace({"p105": "list"}))
+    for arms, cells in ((plain, df), (two, three)):
+        sink = DemandSink()
+        info = _info(_spec(arms))
+        await AnalysisWorker(Source(cells, info), sink, ManualClock(AS_OF), demand=sink).run_once()
+        assert sink.demands == [] and sink.published  # the per-arm estimates, no curve
+
+
 if __name__ == "__main__":
     import asyncio
 

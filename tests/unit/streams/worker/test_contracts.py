@@ -146,9 +146,12 @@ def test_the_broker_validates_the_output_topics_with_their_contracts_under_their
         assert set(doc["properties"]) == {"value"}
         on_disk = json.loads((ROOT / "docs" / "contracts" / f"{slug}.schema.json").read_text())
         value = doc["properties"]["value"]
-        if slug == "estimates":  # estimates and verdicts: exactly one of the two
-            verdict = (ROOT / "docs" / "contracts" / "estimates-verdict.schema.json").read_text()
-            assert value["oneOf"] == [on_disk, json.loads(verdict)]
+        if slug == "estimates":  # estimates, verdicts, demand curves: exactly one of them
+            kinds = [
+                json.loads((ROOT / "docs" / "contracts" / f"estimates-{k}.schema.json").read_text())
+                for k in ("verdict", "demand")
+            ]
+            assert value["oneOf"] == [on_disk, *kinds]
         else:
             assert value == on_disk
 
@@ -188,5 +191,47 @@ def test_the_estimates_topic_takes_a_verdict_or_an_estimate_and_nothing_in_betwe
         verdict | {"se": 0.4},
         {k: v for k, v in verdict.items() if k != "reason"},
     ):
+        with pytest.raises(jsonschema.ValidationError):
+            topic.validate(bad)
+
+
+async def test_a_demand_curve_as_the_sink_writes_it_is_valid_on_the_estimates_topic() -> None:
+    """The Kafka sink's ``kind: demand`` message of a fitted ladder (analysis.demand) is valid
+    as exactly one kind of the estimates topic; one with an estimate's field or without its
+    points is not."""
+    import numpy as np
+
+    from analysis.demand import ArmTotals, fit_demand
+    from streams.worker.contracts import topic_schema
+    from streams.worker.sinks import KafkaEstimateSink
+
+    class Capture:
+        def __init__(self) -> None:
+            self.sent: list[tuple[str, object, str]] = []
+
+        async def send(self, topic: str, msg: object, key: str) -> None:
+            self.sent.append((topic, msg, key))
+
+        async def flush(self) -> None:
+            pass
+
+    rng = np.random.default_rng(0)
+    ratios = np.array([1.0, 0.9, 0.95, 1.05])
+    n = rng.integers(3, 9, (30, 4)).astype(float)
+    units = rng.poisson(n * 5.0 * ratios**-2.0).astype(float)
+    revenue = units * 10.0 * ratios
+    doc = fit_demand(ArmTotals(("list", "p90", "p95", "p105"), ratios, n, units, revenue,
+                               units * 4.8)).to_dict()  # fmt: skip
+    capture = Capture()
+    sink = KafkaEstimateSink(capture, Settings())  # type: ignore[arg-type]
+    await sink.publish_demand("e1", doc, datetime(2026, 1, 1, tzinfo=UTC))
+    ((topic_name, msg, key),) = capture.sent
+    assert (topic_name, key) == (Settings().topics.estimates, "e1")
+    wire = json.loads(msg.model_dump_json())  # type: ignore[attr-defined]
+    (estimates,) = [c for c in TOPICS if c.field == "estimates"]
+    topic = jsonschema.Draft202012Validator(topic_schema(estimates))
+    topic.validate(wire)
+    assert wire["kind"] == "demand" and wire["optimal_price_ratio"] == doc["optimal_price_ratio"]
+    for bad in (wire | {"se": 0.4}, {k: v for k, v in wire.items() if k != "points"}):
         with pytest.raises(jsonschema.ValidationError):
             topic.validate(bad)
