@@ -9,7 +9,7 @@
     pricelab analyze PANEL --unit COL --time COL --outcome COL --arm COL --control NAME
         --method {dm,fe,did,...} [--json]
     pricelab analyze PANEL --unit COL --time COL --arm COL --control NAME --method demand
-        --units COL --revenue COL [--cost COL] [--price-ratio COL] [--json]
+        --units COL --revenue COL [--cost COL | --profit COL] [--price-ratio COL] [--json]
 
 Methods come from :mod:`analysis.estimators.registry`, so every registered estimator works.
 ``--se``/``--seed`` are passed to the estimator (the contract in
@@ -349,6 +349,14 @@ def analyze(
             "price that maximises profit.",
         ),
     ] = None,
+    profit_col: Annotated[
+        str | None,
+        typer.Option(
+            "--profit",
+            help="With --method demand, in place of --cost: the profit column (cost of goods = "
+            "revenue - profit), as pricelab's panels have it.",
+        ),
+    ] = None,
     ratio_col: Annotated[
         str | None,
         typer.Option(
@@ -388,10 +396,11 @@ def analyze(
         text = ((unit,) if method == "spillover" else ()) + ((arm,) if arm else ())
         df = read_table(panel_path, sep, text, decimal)
         covs = [c.strip() for c in covariates.split(",") if c.strip()] if covariates else []
-        numeric = (outcome, treated, units_col, revenue_col, cost_col, ratio_col, *covs)
+        numeric = (outcome, treated, units_col, revenue_col, cost_col, profit_col, ratio_col,
+                   *covs)  # fmt: skip
         df, probability = prepare_table(df, time, numeric, probability, dayfirst, date_format)
-        if method != "demand" and (cost_col is not None or ratio_col is not None):
-            raise AnalysisError("--cost and --price-ratio go with --method demand.")
+        if method != "demand" and (cost_col or ratio_col or profit_col) is not None:
+            raise AnalysisError("--cost, --profit and --price-ratio go with --method demand.")
         if method == "demand":
             assert arm is not None and control is not None  # check_arm_options
             if outcome is not None or units_col is None or revenue_col is None:
@@ -400,7 +409,8 @@ def analyze(
                 )
             result = fit_demand(
                 arm_totals(df, read_arms(df, arm, control, unit), units_col, revenue_col,
-                           ratio_col or "price_ratio", cost_col, blackout, probability),
+                           ratio_col or "price_ratio", cost_col, blackout, probability,
+                           profit_col),
                 alpha,
             )  # fmt: skip
             _print_demand(result, arm, control, as_json)

@@ -479,13 +479,17 @@ def arm_totals(
     cost: str | None = None,
     blackout: str | None = None,
     probability: str | None = None,
+    profit: str | None = None,
 ) -> ArmTotals:
     """A long panel's usable cells (an arm named, not blacked out and, with ``probability``,
     randomised: strictly between 0 and 1) summed per product and arm, the control first;
-    ``ratio`` is each cell's listed price ratio (one per arm), ``cost`` each cell's unit cost
-    (cost of goods = units x unit cost). One sentence for a missing column, an arm with two
-    ratios or none, or a missing number in a usable cell."""
-    named = [arms.unit, units, revenue, ratio, cost, blackout, probability]
+    ``ratio`` is each cell's listed price ratio (one per arm); the cost of goods comes from
+    ``cost``, each cell's unit cost (units x unit cost), or from ``profit`` (revenue -
+    profit, as pricelab's panels have it), not both. One sentence for a missing column, an
+    arm with two ratios or none, or a missing number in a usable cell."""
+    if cost is not None and profit is not None:
+        raise AnalysisError("give the unit cost (--cost) or the profit (--profit), not both.")
+    named = [arms.unit, units, revenue, ratio, cost, profit, blackout, probability]
     missing = [c for c in named if c is not None and c not in df.columns]
     if missing:
         raise AnalysisError(f"Column(s) {missing} not found; the table has {list(df.columns)}.")
@@ -496,7 +500,7 @@ def arm_totals(
         p = pd.to_numeric(df[probability], errors="coerce")
         use &= (p > 0) & (p < 1)
     cells = df.loc[use]
-    numbers = [units, revenue, ratio] + ([cost] if cost is not None else [])
+    numbers = [units, revenue, ratio] + [c for c in (cost, profit) if c is not None]
     for col in numbers:
         values = pd.to_numeric(cells[col], errors="coerce")
         bad = int(values.isna().sum())
@@ -526,6 +530,8 @@ def arm_totals(
     )
     if cost is not None:
         frame["cost"] = frame["units"] * pd.to_numeric(cells[cost]).to_numpy(dtype=float)
+    elif profit is not None:
+        frame["cost"] = frame["revenue"] - pd.to_numeric(cells[profit]).to_numpy(dtype=float)
     sums = frame.groupby(["unit", "arm"], observed=False, sort=True).sum()
     k = len(order)
 
@@ -534,7 +540,7 @@ def arm_totals(
 
     return ArmTotals(
         order, np.array(ratios), grid("n"), grid("units"), grid("revenue"),
-        grid("cost") if cost is not None else None,
+        grid("cost") if "cost" in frame.columns else None,
     )  # fmt: skip
 
 

@@ -457,24 +457,19 @@ class AnalysisWorker:
     def _demand(self, info: ExperimentInfo, df: pd.DataFrame) -> DemandResult | None:
         """The demand and profit curves of an experiment whose arms are a price ladder (every
         arm has a price ratio, three prices or more; analysis.demand), as ``pricelab analyze
-        --method demand`` fits them: the usable, randomised cells per product and arm, the
-        cost of goods from profit (revenue - profit). None for other experiments, or when the
+        --method demand --profit profit`` fits them: the usable, randomised cells per
+        product and arm, the cost of goods from profit (revenue - profit). None for other experiments, or when the
         panel cannot give the curve yet (logged)."""
         ratios = {str(a["name"]): a.get("price_ratio") for a in info.params.get("arms") or ()}
         if any(r is None for r in ratios.values()) or len(set(ratios.values())) < 3:
             return None
         cells = df.assign(price_ratio=df["arm"].astype(str).map(ratios).astype(float))
-        cost = None
-        if "profit" in cells.columns:
-            units = cells["units"].to_numpy(dtype=float)
-            goods = (cells["revenue"] - cells["profit"]).to_numpy(dtype=float)
-            each = np.divide(goods, units, out=np.zeros(len(cells)), where=units > 0)
-            cells, cost = cells.assign(_unit_cost=each), "_unit_cost"
+        profit = "profit" if "profit" in cells.columns else None
 
         def fit() -> DemandResult:
             arms = read_arms(cells, "arm", _control_arm(info, df), "product")
-            totals = arm_totals(cells, arms, "units", "revenue", "price_ratio", cost,
-                                "blackout", "probability")  # fmt: skip
+            totals = arm_totals(cells, arms, "units", "revenue", "price_ratio", None,
+                                "blackout", "probability", profit)  # fmt: skip
             return fit_demand(totals, self.alpha)
 
         return self._timed(info, "demand", fit)

@@ -300,7 +300,8 @@ def _frame(known: _Known, end: int, done: int, spans: list[tuple[int, int | None
     categoricals over the experiment's own labels (codes, not millions of strings); a cell is
     blackout when its record says so or an exclusion window overlaps its period's analysis
     window. ``treated`` is 1 for any arm but control; a two-arm shorthand spec's panel has
-    no ``arm`` column (its arm is ``treated``), as before specs had ``arms:``."""
+    no ``arm`` column (its arm is ``treated``), as before specs had ``arms:``; a spec whose
+    arms give price ratios adds ``price_ratio``, the cell's arm's listed price ratio."""
     if end == 0:
         return pd.DataFrame()
     spec, b = known.spec, known.buf
@@ -324,6 +325,15 @@ def _frame(known: _Known, end: int, done: int, spans: list[tuple[int, int | None
                 )
             }
             if spec.arms
+            else {}
+        ),
+        **(
+            {
+                "price_ratio": np.array([a.price_ratio for a in spec.arm_list()], dtype=float)[
+                    b["arm"][:end]
+                ]
+            }
+            if spec.arms and spec.arm_list()[0].price_ratio is not None
             else {}
         ),
         "blackout": b["whole"][:end] | np.array(hit, dtype=bool)[period],

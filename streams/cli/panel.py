@@ -36,6 +36,14 @@ def panel_export(
         f"analyse it: pricelab analyze {out} --unit product --time period --outcome units "
         f"{arms} --probability probability --blackout blackout --method dm"
     )
+    ratios = {a.price_ratio for a in spec.arm_list()} if spec.arms else set()
+    if None not in ratios and len(ratios) >= 3:  # a price ladder: its demand curve
+        cost = " --profit profit" if spec.costs_all_products() else ""
+        typer.echo(
+            f"its demand curve: pricelab analyze {out} --unit product --time period {arms} "
+            f"--probability probability --blackout blackout --method demand --units units "
+            f"--revenue revenue{cost}"
+        )
 
 
 def register(app: typer.Typer) -> None:

@@ -188,21 +188,26 @@ async def test_a_librdkafka_pricing_system_ends_with_every_current_assignment(se
     assert codes == [0] * len(codes), "a pricing system did not close cleanly on SIGTERM"
 
 
-#: the three-arm experiment: a price ladder around the list price (the control)
+#: the k-arm experiment: a four-price ladder around the list price (the control)
 LADDER = [
     {"name": "list", "policy": "list-price", "price_ratio": 1.0, "allocation": 0.4,
      "control": True},
-    {"name": "p95", "policy": "price-95", "price_ratio": 0.95, "allocation": 0.3},
-    {"name": "p105", "policy": "price-105", "price_ratio": 1.05, "allocation": 0.3},
+    {"name": "p90", "policy": "price-90", "price_ratio": 0.90, "allocation": 0.2},
+    {"name": "p95", "policy": "price-95", "price_ratio": 0.95, "allocation": 0.2},
+    {"name": "p105", "policy": "price-105", "price_ratio": 1.05, "allocation": 0.2},
 ]  # fmt: skip
 ARM_OF = {a["policy"]: a for a in LADDER}
+OTHERS = ("p90", "p95", "p105")
+POLICIES = {a["policy"] for a in LADDER}
 #: units a product sells per period on each arm, above its own base
-LIFT = {"list": 0, "p95": 3, "p105": -2}
+LIFT = {"list": 0, "p90": 5, "p95": 3, "p105": -2}
+#: every product's unit cost (its list price is 10): the panel has profit
+UNIT_COST = 6.0
 
 
 def _ladder_spec(exp_id: str) -> dict[str, Any]:
     doc = {k: v for k, v in _spec(exp_id).items() if not k.endswith("_policy")}
-    return doc | {"arms": LADDER}
+    return doc | {"arms": LADDER, "unit_costs": {p: UNIT_COST for p in PRODUCTS}}
 
 
 def _sale(exp_id: str, product: str, k: int, arm: dict[str, Any], at: datetime) -> bytes:
@@ -222,8 +227,9 @@ def _sale(exp_id: str, product: str, k: int, arm: dict[str, Any], at: datetime) 
 
 
 def _arm_estimates(settings: Settings, exp: str, want: int, timeout: float) -> list[dict]:
-    """The estimate messages of ``exp`` on the estimates topic, read from the beginning by a
-    librdkafka consumer (a fresh group), until one look has ``want`` of them."""
+    """The messages of ``exp`` on the estimates topic (estimates and the demand curve), read
+    from the beginning by a librdkafka consumer (a fresh group), until one look has ``want``
+    of them."""
     from confluent_kafka import Consumer
 
     consumer = Consumer(
@@ -253,9 +259,7 @@ def _arm_estimates(settings: Settings, exp: str, want: int, timeout: float) -> l
     raise AssertionError(f"no look of {want} estimates of {exp}: {got}")
 
 
-async def test_a_librdkafka_pricing_system_follows_a_three_arm_experiment(
-    settings, tmp_path
-) -> None:
+async def test_a_librdkafka_pricing_system_follows_a_four_price_ladder(settings, tmp_path) -> None:
     exp = "ladder"
     redis = make_redis(settings)
     store = Store(redis, settings.key_prefix)
@@ -309,13 +313,15 @@ async def test_a_librdkafka_pricing_system_follows_a_three_arm_experiment(
         quick = settings.model_copy(update={"analysis_interval": 0.5})
         analysis = WorkerProcess(quick, ("analysis",)).start()
         loop = asyncio.get_running_loop()
-        look = await loop.run_in_executor(None, _arm_estimates, settings, exp, 18, 90.0)
+        # every (metric, estimator, arm) of the look, and its demand curve
+        metrics = ("units", "revenue", "profit", "price")
+        want = len(metrics) * 3 * len(OTHERS) + 1
+        messages = await loop.run_in_executor(None, _arm_estimates, settings, exp, want, 120.0)
+        (demand,) = [d for d in messages if d.get("kind") == "demand"]
+        look = [d for d in messages if d.get("kind") is None]
         keys = sorted((d["metric"], d["estimator"], d["arm"]) for d in look)
         assert keys == sorted(
-            (m, e, a)
-            for m in ("units", "revenue", "price")
-            for e in ("fe", "dm", "ht")
-            for a in ("p95", "p105")
+            (m, e, a) for m in metrics for e in ("fe", "dm", "ht") for a in OTHERS
         )
         for d in look:
             assert d["cs_low"] is None  # no anytime-valid sequence for k arms yet
@@ -327,6 +333,15 @@ async def test_a_librdkafka_pricing_system_follows_a_three_arm_experiment(
                 assert d["sim_ci_low"] < d["ci_low"] and d["ci_high"] < d["sim_ci_high"], d
             dunnett = d["estimator"] == "dm" and d["metric"] != "price"
             assert d["sim_method"] == ("dunnett-t" if dunnett else "bonferroni"), d
+        # the ladder's demand curve and recommended price, as the pricing team reads them
+        assert demand["as_of"] == look[0]["as_of"] and demand["estimator"] == "demand"
+        assert [p["arm"] for p in demand["points"]] == ["p90", "p95", "list", "p105"]
+        assert [p["price_ratio"] for p in demand["points"]] == [0.9, 0.95, 1.0, 1.05]
+        assert demand["elasticity"] < 0 and len(demand["curve"]) == 101
+        low, best, high = (demand[f"optimal_price_ratio{s}"] for s in ("_ci_low", "", "_ci_high"))
+        assert 0.9 <= low <= best <= high <= 1.05
+        assert isinstance(demand["at_range_edge"], bool)
+        assert demand["control_cost_per_cell"] > 0  # the costs reached the worker as profit
         dm = {d["arm"]: d for d in look if (d["estimator"], d["metric"]) == ("dm", "units")}
         assert dm["p95"]["effect"] > 0 > dm["p105"]["effect"]
 
@@ -362,7 +377,7 @@ async def test_a_librdkafka_pricing_system_follows_a_three_arm_experiment(
         assert {p: LADDER[int(r[0])]["policy"] for p, r in records.items()} == {
             p: m["policy"] for p, m in running.items()
         }
-        assert named(running) == {"list-price", "price-95", "price-105"}
+        assert named(running) == POLICIES
         phases = [running]
         for kind, fields, status in (
             ("pause", {"experiment": exp, "reason": "price check"}, "paused"),
@@ -384,10 +399,7 @@ async def test_a_librdkafka_pricing_system_follows_a_three_arm_experiment(
         ):
             command_ok(await send_command_async(settings, kind, timeout=60, **fields))
             view = await settled(status)
-            want = (
-                {"list-price", "price-95", "price-105"} if status == "running" else {"list-price"}
-            )
-            assert named(view) == want, status
+            assert named(view) == (POLICIES if status == "running" else {"list-price"}), status
             phases.append(view)
         for p in PRODUCTS:
             seqs = [view[p]["seq"] for view in phases]
@@ -408,11 +420,14 @@ async def test_a_librdkafka_pricing_system_follows_a_three_arm_experiment(
         out = tmp_path / "ladder.csv"
         exported = pricelab(settings, "panel", "export", exp, "--out", str(out))
         assert exported.returncode == 0, exported.stderr
-        hint = exported.stdout.splitlines()[-1]
+        lines = exported.stdout.splitlines()
+        (hint,) = [line for line in lines if line.startswith("analyse it:")]
         assert "--arm arm --control list" in hint, hint
         panel = pd.read_csv(out)
-        assert set(panel["arm"]) == {"list", "p95", "p105"}
+        assert set(panel["arm"]) == set(ARM_OF[p]["name"] for p in POLICIES)
         assert (panel["treated"] == (panel["arm"] != "list").astype(int)).all()
+        ratio = {a["name"]: a["price_ratio"] for a in LADDER}
+        assert (panel["price_ratio"] == panel["arm"].map(ratio)).all()
         usable = panel[~panel["blackout"]]
         assert sorted(usable["period"].unique()) == [0, 1]  # period 2: paused, then stopped
         assert usable["units"].sum() == sum(
@@ -424,8 +439,17 @@ async def test_a_librdkafka_pricing_system_follows_a_three_arm_experiment(
         got = json.loads(offline.stdout)
         assert got["control"] == "list"
         by_arm = {a["arm"]: a for a in got["arms"]}
-        assert set(by_arm) == {"p95", "p105"}
+        assert set(by_arm) == set(OTHERS)
         assert by_arm["p95"]["effect"] > 0 > by_arm["p105"]["effect"]
+        # the export's demand command gives the figures the worker published
+        (curve,) = [line for line in lines if line.startswith("its demand curve:")]
+        offline = pricelab(settings, *curve.split("pricelab ", 1)[1].split(), "--json")
+        assert offline.returncode == 0, offline.stderr
+        mine = json.loads(offline.stdout)
+        for key in ("elasticity", "elasticity_ci_low", "elasticity_ci_high",
+                    "optimal_price_ratio", "optimal_price_ratio_ci_low",
+                    "optimal_price_ratio_ci_high", "at_range_edge", "profit_change_at_optimum"):  # fmt: skip
+            assert mine[key] == pytest.approx(demand[key], rel=1e-9), key
     finally:
         await pub.stop()
         if client is not None:

@@ -166,4 +166,4 @@ def test_demand_without_arms_or_with_two_arm_options_is_one_sentence(
     args = ["analyze", str(path), "--unit", "product", "--time", "day", "--method", "dm",
             "--outcome", "units", "--treated", "treated", "--cost", "unit_cost"]  # fmt: skip
     res = CliRunner().invoke(app, args)
-    assert res.exit_code == 2 and "--cost and --price-ratio go with --method demand" in res.output
+    assert res.exit_code == 2 and "--cost, --profit and --price-ratio go with" in res.output
