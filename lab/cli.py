@@ -5,6 +5,7 @@ Every refusal is one sentence on stderr with exit status 2.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -31,13 +32,20 @@ from lab.compare import (
 from lab.config import MarketConfig
 from lab.failed_fits import MAX_FAILED_SHARE
 from lab.market import Market
-from lab.price import ModelledPrice, describe, modelled_price
+from lab.price import ModelledPrice, describe, ladder_ratios, modelled_price
 from lab.simulate import (
-    SIMULATE_REFUSAL,
+    SimulatedExperiment,
     market_for_spec,
     run_spec,
     write_events,
     write_panel,
+)
+
+#: why ``simulate --live`` refuses an experiment of more than two arms: the live driver plays
+#: one treatment price against control (the offline simulator runs price ladders)
+LIVE_REFUSAL = (
+    "cannot be played live yet (simulate --live plays one treatment price against control); "
+    "pricelab simulate --spec SPEC --out FILE simulates a price ladder offline"
 )
 
 
@@ -65,7 +73,8 @@ _PRICE_CHANGE_HELP = (
     "The treatment's price change relative to control's: 0.10 for a 10% rise, -0.05 for a 5% "
     "cut (default: a --spec's price_ratio - 1, else the market config's price_change, else the "
     "simulator's -0.05, said on the first line). A spec or market config naming a different "
-    "change is refused, not overridden."
+    "change is refused, not overridden, and so is any change beside a spec whose arms list "
+    "their own prices (a price ladder)."
 )
 
 
@@ -161,7 +170,9 @@ def simulate_command(
 ) -> None:
     """Simulate a seeded market under an experiment and write the long panel with the truth:
     unit, period, arm, probability, blackout (the same as `pricelab schedule SPEC --csv`),
-    outcomes and true effects. With --live, play it into the running stack instead."""
+    outcomes and true effects. A spec whose arms: list more than two arms, each with a
+    price_ratio, runs as a price ladder (each arm at its price; the panel names the arm and
+    its price_ratio). With --live, play it into the running stack instead."""
     if seed < 0:
         _fail(f"--seed must be a non-negative whole number, not {seed}")
     if live:
@@ -172,7 +183,7 @@ def simulate_command(
     try:
         if spec_path is not None:
             spec = load_spec_file(spec_path)
-            spec.two_arm_only(SIMULATE_REFUSAL)
+            ladder_ratios(spec)  # a ladder whose arms list no prices: refused, naming arms
             price = _modelled_price(_market_config(config), price_change, spec)
             market = market_for_spec(spec, price.market, seed)
         else:
@@ -201,17 +212,42 @@ def simulate_command(
     n_units, n_periods = sim.matrices.treated.shape
     cell = "day" if spec.period == timedelta(days=1) else "period"
     trig = f", {len(sim.triggers)} products triggered" if spec.triggered is not None else ""
-    truth = (
-        f"true effect {sim.truth:.3f} units per product-{cell} over the analysed cells, at a "
-        f"treatment price {describe(market.cfg.price_change)}"
-        if sim.matrices.analysed.any()
-        else "no cell was randomised, so there is no effect to estimate"
-    )
+    if not sim.matrices.analysed.any():
+        truth = "no cell was randomised, so there is no effect to estimate"
+    elif sim.ratios is not None:
+        truth = _ladder_truth(sim, cell)
+    else:
+        truth = (
+            f"true effect {sim.truth:.3f} units per product-{cell} over the analysed cells, at a "
+            f"treatment price {describe(market.cfg.price_change)}"
+        )
     _say_assumption(price)
     typer.echo(
         f"wrote {len(sim.panel)} product-{cell}s ({n_units} products x {n_periods} {cell}s of "
         f"{_iso(spec.period)}, design {spec.design}{trig}) to {out}; {truth}"
     )
+
+
+def _ladder_truth(sim: SimulatedExperiment, cell: str) -> str:
+    """A price ladder's truths: each arm's effect on units against control, and the
+    profit-maximising listed ratio when the spec gives every product a unit cost."""
+    spec = sim.spec
+    control = spec.control_arm.name
+    parts = []
+    for a in spec.arm_list():
+        if a.control:
+            continue
+        effect = sim.metric_truth("units", arm=a.name)
+        rel = sim.metric_truth("units", relative=True, arm=a.name)
+        parts.append(f"{a.name} (ratio {a.price_ratio:g}) {effect:+.3f} ({rel:+.1%})")
+    text = (
+        f"true effect on units per product-{cell} against {control} over the analysed cells: "
+        + ", ".join(parts)
+    )
+    best = sim.optimal_ratio_truth()
+    if math.isfinite(best):  # the spec gives every product a unit cost
+        text += f"; true profit-maximising listed ratio {best:.3f}"
+    return text
 
 
 def _simulate_live(
@@ -232,7 +268,7 @@ def _simulate_live(
         _fail("--live is not available in this build (no streams layer)")
     try:
         spec = load_spec_file(spec_path)
-        spec.two_arm_only(SIMULATE_REFUSAL)
+        spec.two_arm_only(LIVE_REFUSAL)
         price = _modelled_price(_market_config(config), price_change, spec)
         lines = live(
             spec,

@@ -1,4 +1,5 @@
-"""A seeded market of products whose daily demand responds to a price-change treatment.
+"""A seeded market of products whose daily demand responds to a price-change treatment, or
+to a ladder of listed prices (one price ratio per arm).
 
 The simulator is the ground truth for pricelab's designs and estimators: everything that an
 estimator is supposed to recover (the per-product lag-m effect, the spillover parameter, the
@@ -29,6 +30,19 @@ Ground truth reported per product-day:
   effect of the price policy). It equals ``direct_effect`` without spillover; with spillover it
   adds the substitutes' effect, which is what a market-wide price change would realise.
 
+Price ladders (:meth:`Market.run_slots` with ``ratios``): each cell's listed price is
+``base_i * r_it`` (``r = 1``: control's price), and the treatment term above becomes
+
+    log mu_it  = log mu0_it + elasticity_i * sum_{l=0..m} decay**l * log r_{i,t-l}
+                 + spillover * s_it,        s_it = share of i's substitutes with r != 1 today
+
+A price ratio is the only treatment then: a market with non-zero ``effect_modifiers`` refuses
+ratios (a lift that is not the price's has no per-arm meaning). A ladder cell's
+``direct_effect`` and ``true_effect`` are the lag-m contrasts of *its own* arm (its ratio
+today) against control, defined as above with ``log r`` in place of ``W`` (0 in a control
+cell); :meth:`Market.ratio_log_lift` gives the global contrast of any ratio, and
+:meth:`Market.optimal_ratio` the profit-maximising one.
+
 The switchback framework with carryover of order m follows Bojinov, Simchi-Levi & Zhao,
 "Design and analysis of switchback experiments", Management Science (2023).
 """
@@ -45,7 +59,7 @@ from zoneinfo import ZoneInfo
 import networkx as nx
 import numpy as np
 import pandas as pd
-from scipy import sparse, special
+from scipy import optimize, sparse, special
 
 from lab.config import CHARACTERISTICS, MarketConfig
 
@@ -118,10 +132,10 @@ class DayOutcome:
     units: np.ndarray  # int, realised units sold
     price: np.ndarray  # float, price in force today
     revenue: np.ndarray  # float, units * price
-    treated: np.ndarray  # bool, arm in force today
+    treated: np.ndarray  # bool, arm in force today (a ladder: a price other than control's)
     expected_units: np.ndarray  # E[Y | the given arms history]
     expected_units_control: np.ndarray  # E[Y | never treated]
-    true_effect: np.ndarray  # lag-m effect, all products switched together
+    true_effect: np.ndarray  # lag-m effect, all products switched together (a ladder: own arm's)
     direct_effect: np.ndarray  # lag-m effect of the product alone (substitutes in control)
     outlier: np.ndarray  # bool, a demand spike was added today
     substitutes_treated_share: np.ndarray  # share of the product's substitutes treated today
@@ -532,9 +546,12 @@ class Market:
         return float(np.mean([self.effects(d)[1].mean() for d in self._days(day, days)]))
 
     # ------------------------------------------------------------------ decision metrics
-    def arm_prices(self) -> tuple[np.ndarray, np.ndarray]:
-        """Each product's price in the control arm and in the treatment arm (as charged)."""
+    def arm_prices(self, ratio: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Each product's price in the control arm and in the treatment arm (as charged):
+        ``price_change``'s, or the arm listed at ``ratio`` times control's."""
         base = self._base_price
+        if ratio is not None:
+            return base, np.round(base * ratio, 2)
         return base, np.round(base * (1.0 + self.cfg.price_change), 2)
 
     def metric_truth(
@@ -546,10 +563,13 @@ class Market:
         unit_cost: np.ndarray | None = None,
         *,
         relative: bool = False,
+        ratio: float | None = None,
     ) -> float:
         """The true effect on ``metric`` over ``cells`` (a products x periods mask, products
         in market order), given each cell's expected control units and effect on units (both
-        as counted: scaled to the analysis window); with ``relative``, over the control mean.
+        as counted: scaled to the analysis window); with ``relative``, over the control mean;
+        ``ratio``: the treatment is the arm listed at that price ratio (p_T its price,
+        :meth:`arm_prices`), else ``price_change``'s.
 
         units: ``te``; revenue: ``p_T (y0 + te) - p_C y0``; profit: ``(p_T - c)(y0 + te) -
         (p_C - c) y0`` with ``unit_cost`` c (NaN without one); the price paid, a ratio of
@@ -560,7 +580,7 @@ class Market:
             return float("nan")
         y0, te = control_units[cells], effect_units[cells]
         rows = np.broadcast_to(np.arange(cells.shape[0])[:, None], cells.shape)[cells]
-        price_c, price_t = self.arm_prices()
+        price_c, price_t = self.arm_prices(ratio)
         p_c, p_t = price_c[rows], price_t[rows]
         if metric == "price":
             control = float(p_c @ y0 / y0.sum())
@@ -658,14 +678,24 @@ class Market:
             substitutes_treated_share=exposure,
         )
 
-    def period_outcomes(self, slot: PeriodSlot, arms_history: Any) -> DayOutcome:
+    def period_outcomes(
+        self, slot: PeriodSlot, arms_history: Any, ratio_history: Any = None
+    ) -> DayOutcome:
         """Draw period ``slot`` given the arms in force in periods ``0..slot.index`` (last
         column = this period), as :meth:`day_outcomes` draws a day: the period's expected
         demand is its share (``slot.mass``) of its day's, carryover counts periods, and its
         count noise has a stream of its own. A daily grid (one period a day) is the daily
         model itself: the same draws as :meth:`day_outcomes`. The outcome's ``day`` is the
-        period's index."""
+        period's index.
+
+        ``ratio_history`` (floats, ``arms_history``'s shape): the listed price ratio in force
+        in each cell, 1 at control's price; demand then follows the ratios (module
+        docstring), the price is ``round(base * ratio, 2)``, ``treated`` is a ratio other
+        than 1 and the effects are the cell's own arm's against control. Without it, the
+        one treatment of ``price_change``, draw for draw as before ladders existed."""
         H = self._arms(slot.index, arms_history)
+        if ratio_history is not None:
+            return self._ladder_period(slot, H, ratio_history)
         cfg = self.cfg
         today = H[:, -1]
         depth = min(cfg.carryover_order + 1, H.shape[1])
@@ -675,18 +705,7 @@ class Market:
             log_mu0 = self._log_mu0(slot.day) + np.log(slot.mass)
         mu0 = np.exp(log_mu0)
         mu = np.exp(log_mu0 + self.treatment_log_lift * dose + cfg.spillover * exposure)
-        if slot.per_day == 1:
-            rng = self._rng(_S_COUNTS, slot.day)
-        else:
-            rng = np.random.default_rng(
-                [SEED_TAG, self.demand_seed, _S_COUNTS, slot.day, slot.per_day, slot.slot]
-            )
-        mix, u_units, spike, spike_mean, u_spike = self._count_noise(slot.day, mu0, rng)
-        if slot.mass > 0:
-            units = poisson_quantile(u_units, mu * mix).astype(np.int64)
-            units += np.where(spike, poisson_quantile(u_spike, spike_mean), 0).astype(np.int64)
-        else:  # an hourly period in the spring-forward gap: no hour, no sale
-            units = np.zeros(cfg.n_products, dtype=np.int64)
+        units, spike = self._period_counts(slot, mu0, mu)
         price = np.round(self._base_price * (1.0 + cfg.price_change * today), 2)
         lag_sum = float(self._carry_weights.sum())
         direct = mu0 * np.expm1(self.treatment_log_lift * lag_sum)
@@ -707,19 +726,172 @@ class Market:
             substitutes_treated_share=exposure,
         )
 
-    def run_slots(self, W: Any, slots: Sequence[PeriodSlot]) -> list[DayOutcome]:
+    def _period_counts(
+        self, slot: PeriodSlot, mu0: np.ndarray, mu: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """A period's units given its expected demand ``mu`` (and untreated ``mu0``, the
+        spikes' scale), from the period's own count-noise stream; and where a spike fell."""
+        if slot.per_day == 1:
+            rng = self._rng(_S_COUNTS, slot.day)
+        else:
+            rng = np.random.default_rng(
+                [SEED_TAG, self.demand_seed, _S_COUNTS, slot.day, slot.per_day, slot.slot]
+            )
+        mix, u_units, spike, spike_mean, u_spike = self._count_noise(slot.day, mu0, rng)
+        if slot.mass > 0:
+            units = poisson_quantile(u_units, mu * mix).astype(np.int64)
+            units += np.where(spike, poisson_quantile(u_spike, spike_mean), 0).astype(np.int64)
+        else:  # an hourly period in the spring-forward gap: no hour, no sale
+            units = np.zeros(self.cfg.n_products, dtype=np.int64)
+        return units, spike
+
+    def run_slots(
+        self, W: Any, slots: Sequence[PeriodSlot], ratios: Any = None
+    ) -> list[DayOutcome]:
         """Period outcomes under ``W`` (N x len(slots) bool), periods before the first as
         control for carryover (:meth:`period_outcomes`). Carryover counts the periods that were
         in force: an hour the spring-forward night skips (a slot with no time) never ran, so
-        its column is no lag of the hour after it, whose previous period is the hour before."""
+        its column is no lag of the hour after it, whose previous period is the hour before.
+
+        ``ratios`` (N x len(slots) floats): a price ladder, each cell's listed price ratio (1:
+        control's price; a cell off control's price must be in ``W``); demand, prices and
+        effects then follow the ratios (:meth:`period_outcomes`)."""
         Wa = np.asarray(W, dtype=bool)
         n = self.cfg.n_products
         if Wa.shape != (n, len(slots)):
             raise ValueError(f"W must be a (n_products={n}, {len(slots)}) array; got {Wa.shape}")
         m = self.cfg.carryover_order
-        return [
-            self.period_outcomes(s, Wa[:, in_force(slots, t, m)]) for t, s in enumerate(slots)
-        ]
+        if ratios is None:
+            return [
+                self.period_outcomes(s, Wa[:, in_force(slots, t, m)]) for t, s in enumerate(slots)
+            ]
+        R = self._ratios(ratios, Wa)
+        out = []
+        for t, s in enumerate(slots):
+            cols = in_force(slots, t, m)
+            out.append(self.period_outcomes(s, Wa[:, cols], R[:, cols]))
+        return out
+
+    # ------------------------------------------------------------------ price ladders
+    def check_price_only(self) -> None:
+        """ValueError unless a price ratio is the market's only treatment (no effect
+        modifiers): a ladder's arms differ by their prices alone."""
+        if any(v != 0 for v in self.cfg.effect_modifiers.values()):
+            raise ValueError(
+                "a market with effect_modifiers cannot run a price ladder: their lift is not a "
+                "price's, so it has no meaning per arm; set effect_modifiers to {} in the "
+                "market config"
+            )
+
+    def _ratios(self, ratios: Any, W: np.ndarray) -> np.ndarray:
+        self.check_price_only()
+        R = np.asarray(ratios, dtype=float)
+        if R.shape != W.shape:
+            raise ValueError(f"ratios must have W's shape {W.shape}; got {R.shape}")
+        return R
+
+    def ratio_log_lift(self, ratio: float, *, spillover: bool = True) -> np.ndarray:
+        """Each product's log-multiplier of expected units in the lag-m contrast of listed
+        price ratio ``ratio`` against control: ``elasticity_i * log(ratio) * sum_l decay**l``,
+        plus ``spillover`` where the product has substitutes and ``ratio != 1`` when every
+        product is switched together (``spillover=False``: the product alone)."""
+        lag_sum = float(self._carry_weights.sum())
+        lift = self.elasticity * (np.log(ratio) * lag_sum)
+        if spillover and ratio != 1.0:
+            lift = lift + self.cfg.spillover * self._has_substitutes
+        return np.asarray(lift, dtype=float)
+
+    def untreated_means(self, slots: Sequence[PeriodSlot]) -> np.ndarray:
+        """E[units | never treated] of every product (rows) and period ``slots`` (columns)
+        without the spike's share: ``mu0``, to which the treatment's multiplier applies."""
+        cols = []
+        for s in slots:
+            with np.errstate(divide="ignore"):
+                cols.append(np.exp(self._log_mu0(s.day) + np.log(s.mass)))
+        return np.column_stack(cols)
+
+    def expected_profit(self, ratio: float, exposure: np.ndarray, unit_cost: np.ndarray) -> float:
+        """Expected profit when every product is listed at ``ratio`` times its base price,
+        ``sum_i (ratio * base_i - c_i) * exposure_i * (exp(lift_i(ratio)) + spike factor)``
+        with the global lift (:meth:`ratio_log_lift`), ``exposure_i`` the sum of the
+        product's ``mu0`` over the cells counted; prices unrounded (a smooth curve in the
+        ratio)."""
+        lift = self.ratio_log_lift(ratio)
+        margin = ratio * self._base_price - unit_cost
+        return float(margin @ (exposure * (np.exp(lift) + self._outlier_mean_factor())))
+
+    def optimal_ratio(
+        self, exposure: np.ndarray, unit_cost: np.ndarray, low: float, high: float
+    ) -> float:
+        """The listed price ratio in ``[low, high]`` maximising :meth:`expected_profit`: the
+        best of a 201-point grid refined by bounded Brent between its neighbours, the two
+        ends and, with spillover (a step at ratio 1), ratio 1 itself."""
+        if not 0 < low <= high:
+            raise ValueError(f"need 0 < low <= high; got {low}, {high}")
+
+        def profit(r: float) -> float:
+            return self.expected_profit(float(r), exposure, unit_cost)
+
+        grid = np.linspace(low, high, 201)
+        values = np.array([profit(r) for r in grid])
+        j = int(np.argmax(values))
+        candidates = [float(low), float(high), float(grid[j])]
+        a, b = float(grid[max(j - 1, 0)]), float(grid[min(j + 1, len(grid) - 1)])
+        if b > a:
+            res = optimize.minimize_scalar(
+                lambda r: -profit(r), bounds=(a, b), method="bounded", options={"xatol": 1e-10}
+            )
+            candidates.append(float(res.x))
+        if self.cfg.spillover != 0 and low <= 1.0 <= high:
+            candidates.append(1.0)
+        return max(candidates, key=profit)
+
+    def _ladder_period(self, slot: PeriodSlot, H: np.ndarray, ratio_history: Any) -> DayOutcome:
+        """:meth:`period_outcomes` of a price ladder: the same latent demand and count noise,
+        the ratios' lift in place of the one treatment's."""
+        self.check_price_only()
+        R = np.asarray(ratio_history, dtype=float)
+        if R.ndim == 1:
+            R = R[:, None]
+        if R.shape != H.shape:
+            raise ValueError(
+                f"ratio_history must have arms_history's shape {H.shape}; got {R.shape}"
+            )
+        if not (np.isfinite(R).all() and (R > 0).all()):
+            raise ValueError("price ratios must be finite and above 0 (1: control's price)")
+        if ((R != 1.0) & ~H).any():
+            raise ValueError(
+                "a cell priced off control's (ratio != 1) must be treated in arms_history"
+            )
+        cfg = self.cfg
+        today = R[:, -1]
+        priced = today != 1.0
+        depth = min(cfg.carryover_order + 1, R.shape[1])
+        dose = np.log(R[:, ::-1][:, :depth]) @ self._carry_weights[:depth]
+        exposure = self._share @ priced.astype(float)
+        with np.errstate(divide="ignore"):
+            log_mu0 = self._log_mu0(slot.day) + np.log(slot.mass)
+        mu0 = np.exp(log_mu0)
+        mu = np.exp(log_mu0 + self.elasticity * dose + cfg.spillover * exposure)
+        units, spike = self._period_counts(slot, mu0, mu)
+        price = np.round(self._base_price * today, 2)
+        lag_sum = float(self._carry_weights.sum())
+        own = self.elasticity * (np.log(today) * lag_sum)  # each cell's own arm, held m lags
+        direct = mu0 * np.expm1(own)
+        total = mu0 * np.expm1(own + cfg.spillover * (self._has_substitutes & priced))
+        return DayOutcome(
+            day=int(slot.index),
+            units=units,
+            price=price,
+            revenue=units * price,
+            treated=priced,
+            expected_units=mu + mu0 * self._outlier_mean_factor(),
+            expected_units_control=mu0 * (1.0 + self._outlier_mean_factor()),
+            true_effect=total,
+            direct_effect=direct,
+            outlier=spike & (slot.mass > 0),
+            substitutes_treated_share=exposure,
+        )
 
     def run(self, W: Any, start_day: int = 0) -> list[DayOutcome]:
         """Day outcomes for days ``start_day .. start_day + T - 1`` under ``W`` (N x T bool).

@@ -12,6 +12,10 @@ this order of places, the first that names it:
 Two places that name different changes are refused in one sentence, never settled silently.
 When none names it, the market's default (a 5% cut) is modelled and the command's first line
 says so (:attr:`ModelledPrice.assumption`).
+
+A price ladder (an ``arms:`` list of more than two arms) lists each arm's price in the spec
+(:func:`ladder_ratios`); the market then runs those prices and no single change, so a
+``--price-change`` or a market config's ``price_change`` beside it is refused in one sentence.
 """
 
 from __future__ import annotations
@@ -19,6 +23,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
+from controller.errors import SpecError
 from controller.spec import ExperimentSpec
 from lab.config import MarketConfig
 from lab.errors import LabError
@@ -48,6 +55,23 @@ class ModelledPrice:
         return self.market.price_change
 
 
+#: why the simulator refuses a ladder whose arms list no prices
+NO_RATIOS = "the simulator models prices only: give every arm a price_ratio"
+
+
+def ladder_ratios(spec: ExperimentSpec) -> np.ndarray | None:
+    """Each arm's listed price ratio in the spec's arm order when ``spec`` is a price ladder
+    (more than two arms), None for two arms (one treatment price: ``price_change``); a
+    SpecError naming ``arms`` for a ladder whose arms give no price_ratio."""
+    arms = spec.arm_list()
+    if len(arms) <= 2:
+        return None
+    ratios = [a.price_ratio for a in arms]
+    if any(r is None for r in ratios):
+        raise SpecError("arms", NO_RATIOS)
+    return np.array(ratios, dtype=float)
+
+
 def check_option(change: float | None) -> None:
     """LabError unless ``--price-change`` is a change the market models (above -1, at most 1)."""
     if change is None:
@@ -68,6 +92,8 @@ def modelled_price(
     """The price change to simulate (see the module docstring); LabError when two places name
     different changes, or the change is one the market cannot model."""
     check_option(option)
+    if spec is not None and ladder_ratios(spec) is not None:
+        return _ladder_price(market, option, spec)
     named: list[tuple[str, float]] = []
     if option is not None:
         named.append((f"--price-change {option:g}", option))
@@ -105,3 +131,21 @@ def modelled_price(
     except ValueError as exc:  # the config was valid; only the change is new
         raise LabError(f"{first}: {str(exc).splitlines()[0]}") from None
     return ModelledPrice(cfg, None)
+
+
+def _ladder_price(
+    market: MarketConfig, option: float | None, spec: ExperimentSpec
+) -> ModelledPrice:
+    """A ladder's prices are its arms': refuse a single change named beside them."""
+    listed = f"the arms of {spec.id!r} list their own prices (price_ratio)"
+    if option is not None:
+        raise LabError(
+            f"--price-change {option:g} names one treatment price but {listed}; give the "
+            "prices in the spec only"
+        )
+    if "price_change" in market.model_fields_set:
+        raise LabError(
+            f"the market config's price_change {market.price_change:g} names one treatment "
+            f"price but {listed}; remove price_change from the market config"
+        )
+    return ModelledPrice(market, None)

@@ -16,6 +16,15 @@ period's data is discarded), ``class`` (when the spec groups products), the outc
 count the analysis window, as the live panel does (the sales after each period's
 washout-length head; ``head_units`` holds the rest), and the truth the experiment reports
 (:attr:`SimulatedExperiment.truth`) is scaled to that window.
+
+A price ladder (``arms:``, more than two arms, each with a ``price_ratio``) runs on the market
+as its prices (:meth:`lab.market.Market.run_slots` with each cell's listed ratio): the panel's
+``arm`` is the arm's name, ``price_ratio`` (right after it) its listed ratio, ``treated`` 1 for
+any arm but control and ``probability`` P(not control); its ``true_effect`` and
+``direct_effect`` are each cell's own arm's against control (0 in a control cell), and the
+truths are per arm (:meth:`SimulatedExperiment.metric_truth` with ``arm``,
+:meth:`SimulatedExperiment.optimal_ratio_truth`). A two-arm ``arms:`` list keeps the one
+treatment price (its arms' names in ``arm``, its ratios in ``price_ratio``).
 """
 
 from __future__ import annotations
@@ -43,19 +52,14 @@ from controller.spec import ExperimentSpec
 from controller.triggers import TriggerTracker
 from lab.config import MarketConfig
 from lab.errors import LabError
-from lab.market import SEED_TAG, Market, PeriodSlot
+from lab.market import SEED_TAG, DayOutcome, Market, PeriodSlot
+from lab.price import ladder_ratios
 
 # Stream keys of the event generators (sale and competitor event timing), apart from the
 # market's own streams.
 _S_SALES, _S_COMPETITORS = 101, 102
 _DAY = timedelta(days=1)
 _HOUR = timedelta(hours=1)
-
-#: why the simulator refuses an experiment of more than two arms (issue #41, slice S5)
-SIMULATE_REFUSAL = (
-    "cannot be simulated yet (the market models one treatment price against control); "
-    "pricelab schedule shows their draws"
-)
 
 
 @dataclass(frozen=True)
@@ -78,13 +82,28 @@ class SimulatedExperiment:
         return float(x[cells].mean())
 
     @property
+    def ratios(self) -> np.ndarray | None:
+        """A price ladder's listed ratio of each arm (spec arm order); None for two arms."""
+        return ladder_ratios(self.spec)
+
+    def _one_truth(self) -> None:
+        if self.ratios is not None:
+            raise LabError(
+                f"the {self.spec.n_arms}-arm experiment {self.spec.id!r} has a truth per arm: "
+                "ask metric_truth(metric, arm=NAME)"
+            )
+
+    @property
     def truth(self) -> float:
         """The estimand: the market's true (global) effect averaged over the analysed cells
-        (randomised, not blacked out), in the analysis window as the live panel counts it."""
+        (randomised, not blacked out), in the analysis window as the live panel counts it.
+        Two arms only (a ladder's truths are per arm: :meth:`metric_truth`)."""
+        self._one_truth()
         return self._mean("true_effect")
 
     @property
     def truth_direct(self) -> float:
+        self._one_truth()
         return self._mean("direct_effect")
 
     def unit_costs(self) -> np.ndarray | None:
@@ -92,22 +111,88 @@ class SimulatedExperiment:
         costs = self.spec.costs_of(self.market.product_ids)
         return None if costs is None else np.array(costs)
 
-    def metric_truth(self, metric: str, relative: bool = False) -> float:
+    def _grid(self, column: str) -> np.ndarray:
+        """A panel column as products x periods, scaled to the analysis window."""
+        x = self.panel[column].to_numpy(dtype=float).reshape(self.matrices.analysed.shape)
+        return x * self.window_share[None, :]
+
+    def _arm(self, arm: str | None) -> int:
+        """The index of the arm ``arm`` names (a ladder needs one; two arms: the treatment)."""
+        arms = self.spec.arm_list()
+        names = [a.name for a in arms]
+        control = self.spec.control_index
+        if arm is None:
+            if len(arms) > 2:
+                raise LabError(
+                    f"the {len(arms)}-arm experiment {self.spec.id!r} has a truth per arm: "
+                    f"name one of {', '.join(n for i, n in enumerate(names) if i != control)}"
+                )
+            return 1 - control
+        if arm not in names or names.index(arm) == control:
+            others = ", ".join(n for i, n in enumerate(names) if i != control)
+            what = "is the control" if arm in names else "is no arm of it"
+            raise LabError(
+                f"arm {arm!r} {what} of experiment {self.spec.id!r}; name one of {others}"
+            )
+        return names.index(arm)
+
+    def _untreated_means(self) -> np.ndarray:
+        """``mu0`` (E[units | never treated] without the spike share) of every cell, scaled
+        to the analysis window."""
+        slots = experiment_slots(self.spec, self.market)
+        return self.market.untreated_means(slots) * self.window_share[None, :]
+
+    def metric_truth(self, metric: str, relative: bool = False, arm: str | None = None) -> float:
         """The true effect on ``metric`` over the analysed cells (as :attr:`truth` for units;
         :meth:`lab.market.Market.metric_truth`), or the elasticity the within-product
-        estimator identifies."""
+        estimator identifies.
+
+        A price ladder's truth is per arm: ``arm`` (a name, required) against control over
+        every analysed cell (all arms', as the two-arm truth averages over all analysed
+        cells): each cell's expected control units and the arm's lag-m global effect
+        ``mu0 * expm1(elasticity_i * log(r_a) * sum_l decay**l + spillover * has_substitutes)``
+        (:meth:`lab.market.Market.ratio_log_lift`), at the arm's price
+        ``round(base * r_a, 2)``. Two arms: ``arm`` may name the treatment arm."""
         cells = self.matrices.analysed
+        index = self._arm(arm)
+        ratios = self.ratios
+        if ratios is None:
+            if metric == "elasticity":
+                return self.market.elasticity_truth(cells, self.matrices.treated)
+            return self.market.metric_truth(
+                cells, self._grid("y0_expected"), self._grid("true_effect"), metric,
+                self.unit_costs(), relative=relative,
+            )  # fmt: skip
         if metric == "elasticity":
-            return self.market.elasticity_truth(cells, self.matrices.treated)
-
-        def grid(column: str) -> np.ndarray:
-            x = self.panel[column].to_numpy(dtype=float).reshape(cells.shape)
-            return x * self.window_share[None, :]
-
+            raise LabError("the simulator gives no elasticity truth for a price ladder yet")
+        ratio = float(ratios[index])
+        lift = self.market.ratio_log_lift(ratio)
+        effect = self._untreated_means() * np.expm1(lift)[:, None]
         return self.market.metric_truth(
-            cells, grid("y0_expected"), grid("true_effect"), metric, self.unit_costs(),
-            relative=relative,
+            cells, self._grid("y0_expected"), effect, metric, self.unit_costs(),
+            relative=relative, ratio=ratio,
         )  # fmt: skip
+
+    def optimal_ratio_truth(self) -> float:
+        """The listed price ratio, between the ladder's lowest and highest, that maximises
+        the true expected profit per product-period over the analysed cells when every
+        product is listed at it: ``sum_cells (r * base_i - c_i) * mu0 * (exp(elasticity_i *
+        log r * sum_l decay**l + spillover * has_substitutes * [r != 1]) + spike factor)``,
+        in the analysis window, with the spec's unit costs c (NaN without them) and prices
+        unrounded (``r * base_i``: the curve is smooth in r).
+        :meth:`lab.market.Market.optimal_ratio` finds it."""
+        ratios = self.ratios
+        if ratios is None:
+            raise LabError(
+                "optimal_ratio_truth needs a price ladder: an arms: list of more than two arms, "
+                "each with a price_ratio"
+            )
+        cost = self.unit_costs()
+        cells = self.matrices.analysed
+        if cost is None or not cells.any():
+            return float("nan")
+        exposure = np.where(cells, self._untreated_means(), 0.0).sum(axis=1)
+        return self.market.optimal_ratio(exposure, cost, float(ratios.min()), float(ratios.max()))
 
 
 def check_periods(spec: ExperimentSpec) -> int:
@@ -139,9 +224,18 @@ def market_for_spec(
     spec's periods (same calendar and time zone), seeded by ``seed``. A trigger rule's named
     competitors are the market's first competitors. Its treatment is the spec's price change
     (``price_ratio - 1``) when the spec gives ``price_ratio``, else ``cfg.price_change``
-    (:func:`lab.price.modelled_price` settles which, and refuses two that disagree). Two arms
-    only (a SpecError naming ``arms`` otherwise: the market models one treatment price)."""
-    spec.two_arm_only(SIMULATE_REFUSAL)
+    (:func:`lab.price.modelled_price` settles which, and refuses two that disagree).
+
+    A price ladder (more than two arms) sets no price change: its arms' prices are run
+    (:func:`run_spec`). Its market has no effect modifiers (a lift that is not a price's
+    means nothing per arm): the default ones are dropped, ones the config sets are refused
+    (LabError); a ladder whose arms give no price_ratio is a SpecError naming ``arms``."""
+    ladder = ladder_ratios(spec) is not None
+    if ladder and "effect_modifiers" in cfg.model_fields_set and any(cfg.effect_modifiers.values()):
+        raise LabError(
+            f"the market config's effect_modifiers cannot run with the price ladder of "
+            f"{spec.id!r}: their lift is not a price's, so it has no meaning per arm; remove them"
+        )
     check_periods(spec)
     units = spec.all_products()
     start = spec.start.astimezone(spec.zone).date()
@@ -157,7 +251,9 @@ def market_for_spec(
                 "start_date": start,
                 "timezone": spec.timezone,
             }
+            # a ladder fills no price_ratio (its arms hold theirs): it sets no price change
             | ({} if spec.price_ratio is None else {"price_change": spec.price_ratio - 1.0})
+            | ({"effect_modifiers": {}} if ladder else {})
         )
     except ValueError as exc:
         raise LabError(f"the market cannot hold experiment {spec.id!r}: {exc}") from None
@@ -224,8 +320,15 @@ def simulated_triggers(spec: ExperimentSpec, market: Market) -> dict[str, int]:
 
 
 def run_spec(spec: ExperimentSpec, market: Market) -> SimulatedExperiment:
-    """Run ``spec`` on ``market`` (whose products are the spec's): assignment, outcomes, panel."""
-    spec.two_arm_only(SIMULATE_REFUSAL)
+    """Run ``spec`` on ``market`` (whose products are the spec's): assignment, outcomes, panel.
+    A price ladder's cells are priced at their arms' listed ratios (``ratios[matrices.arm]``,
+    :meth:`lab.market.Market.run_slots`); its market must have no effect modifiers."""
+    ratios = ladder_ratios(spec)
+    if ratios is not None:
+        try:
+            market.check_price_only()
+        except ValueError as exc:
+            raise LabError(str(exc)) from None
     slots = experiment_slots(spec, market)
     days = len(slots)
     units = list(market.product_ids)
@@ -234,7 +337,7 @@ def run_spec(spec: ExperimentSpec, market: Market) -> SimulatedExperiment:
     design = design_of(spec)
     triggers = simulated_triggers(spec, market) if design.uses_triggers else {}
     matrices = design_matrices(spec, units, DesignContext(triggers=triggers))
-    outcomes = market.run_slots(matrices.treated, slots)
+    outcomes = _outcomes(spec, market, matrices, slots)
     raw = market.panel_from_outcomes(outcomes, [market.date(s.day) for s in slots])
     share = np.ones(days)
     if spec.washout:
@@ -263,17 +366,35 @@ def run_spec(spec: ExperimentSpec, market: Market) -> SimulatedExperiment:
     return SimulatedExperiment(spec, market, matrices, triggers, panel, share)
 
 
+def _outcomes(
+    spec: ExperimentSpec, market: Market, m: DesignMatrices, slots: list[PeriodSlot]
+) -> list[DayOutcome]:
+    """The market's period outcomes under the spec's assignment (a ladder: its prices)."""
+    ratios = ladder_ratios(spec)
+    if ratios is None:
+        return market.run_slots(m.treated, slots)
+    return market.run_slots(m.treated, slots, ratios=ratios[m.arm])
+
+
 def _panel(spec: ExperimentSpec, raw: pd.DataFrame, m: DesignMatrices, days: int) -> pd.DataFrame:
     """The market's long panel (product-major in market order, like the matrices): the live
     panel's columns (``product``, ``period``, ``period_start`` in the experiment's time zone,
     the spec's ``segment``: controller.panel_labels), then the simulator's own (the market's
-    ``category``, truths, characteristics)."""
+    ``category``, truths, characteristics). ``arm`` is treatment/control for the two-arm
+    shorthand, the arm's name for an ``arms:`` list, followed by its ``price_ratio`` when the
+    arms list one."""
     df = raw.rename(columns={"day": "period"})
     treated = m.treated.ravel()
-    front: dict[str, Any] = {
-        "product": df["product"],
-        "period": df["period"],
-        "arm": np.where(treated, "treatment", "control"),
+    front: dict[str, Any] = {"product": df["product"], "period": df["period"]}
+    if spec.arms:
+        arms = spec.arm_list()
+        front["arm"] = np.array([a.name for a in arms], dtype=object)[m.arm.ravel()]
+        if arms[0].price_ratio is not None:
+            listed = np.array([a.price_ratio for a in arms], dtype=float)
+            front["price_ratio"] = listed[m.arm.ravel()]
+    else:
+        front["arm"] = np.where(treated, "treatment", "control")
+    front |= {
         "treated": treated.astype(int),
         "probability": m.probability.ravel(),
         "blackout": m.blackout.ravel().astype(int),
@@ -311,7 +432,7 @@ def write_events(sim: SimulatedExperiment, events_dir: Path) -> None:
     market, spec = sim.market, sim.spec
     events_dir.mkdir(parents=True, exist_ok=True)
     slots = experiment_slots(spec, market)
-    outcomes = market.run_slots(sim.matrices.treated, slots)
+    outcomes = _outcomes(spec, market, sim.matrices, slots)
     undercuts = []
     with (
         (events_dir / "sales.jsonl").open("w") as sales,

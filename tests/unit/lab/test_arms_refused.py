@@ -1,7 +1,8 @@
-"""Until the simulator, the planner and the analysis model k arms (issue #41, slices S3-S5),
-every tool that reads an experiment as treatment against control refuses one of more than two
-arms in one sentence (exit 2), never reading it silently as two arms. The live path runs them
-(slice S2), but refuses guardrails on them: nothing would check them yet."""
+"""Until the planner and the live simulation model k arms (issue #41), every tool that reads an
+experiment as treatment against control refuses one of more than two arms in one sentence
+(exit 2), never reading it silently as two arms. The offline simulator runs a price ladder
+(tests/unit/lab/test_market_ladder.py). The live path runs them (slice S2), but refuses
+guardrails on them: nothing would check them yet."""
 
 from __future__ import annotations
 
@@ -43,15 +44,17 @@ def refused(args: list[str]) -> str:
     return res.output
 
 
-def test_simulate_refuses_three_arms(ladder: Path, tmp_path: Path) -> None:
-    out = refused(["simulate", "--spec", str(ladder), "--out", str(tmp_path / "p.csv")])
-    assert "arms: 3-arm experiments cannot be simulated yet" in out
-    assert not (tmp_path / "p.csv").exists()
+def test_simulate_runs_three_arms_as_a_price_ladder(ladder: Path, tmp_path: Path) -> None:
+    res = CliRunner().invoke(
+        app, ["simulate", "--spec", str(ladder), "--out", str(tmp_path / "p.csv")]
+    )
+    assert res.exit_code == 0, res.output
+    assert set(pd.read_csv(tmp_path / "p.csv")["arm"]) == {"list", "p95", "p105"}
 
 
 def test_simulate_live_refuses_three_arms_before_any_stack(ladder: Path) -> None:
     out = refused(["simulate", "--live", "--spec", str(ladder)])
-    assert "arms: 3-arm experiments cannot be simulated yet" in out
+    assert "arms: 3-arm experiments cannot be played live yet" in out
 
 
 def test_plan_refuses_three_arms(ladder: Path, tmp_path: Path) -> None:
@@ -112,3 +115,10 @@ def test_a_two_arm_list_is_simulated_like_the_shorthand(tmp_path: Path) -> None:
         panels[name] = pd.read_csv(out)
     assert panels["first"]["treated"].sum() > 0
     assert panels["first"]["treated"].tolist() == panels["short"]["treated"].tolist()
+    # the same market and outcomes; the list's panel names its arms and their listed prices
+    first, short = panels["first"], panels["short"]
+    assert (first["arm"] == short["arm"].map({"treatment": "p95", "control": "list"})).all()
+    assert (first["price_ratio"] == first["arm"].map({"p95": 0.95, "list": 1.0})).all()
+    pd.testing.assert_frame_equal(
+        first.drop(columns=["arm", "price_ratio"]), short.drop(columns="arm")
+    )
