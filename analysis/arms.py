@@ -27,19 +27,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, stats
+from scipy import stats
 
-from analysis.errors import AnalysisError
+from analysis.best import BestRow, hsu_mcb, joint_cdf, quantile_root
+from analysis.errors import AnalysisError, InferenceError
 from analysis.panel import blackout_flags
 
-#: the fixed seed of the multivariate cdf's quasi-Monte-Carlo integration: the same panel gives
-#: the same critical value
-_CDF_SEED = 20261126
 #: methods whose comparisons' joint distribution :func:`dm_correlation` gives
 JOINT_METHODS = frozenset({"dm"})
 
@@ -159,25 +158,12 @@ def max_abs_quantile(corr: np.ndarray, df: float | None, alpha: float) -> float:
     low, high = float(t.ppf(1 - alpha / 2)), float(t.ppf(1 - alpha / (2 * m)))
     if m == 1:
         return low
-    if df is None or not math.isfinite(df):
-        dist = stats.multivariate_normal(
-            mean=np.zeros(m), cov=corr, allow_singular=True, seed=_CDF_SEED
-        )
-    else:
-        dist = stats.multivariate_t(
-            loc=np.zeros(m), shape=corr, df=df, allow_singular=True, seed=_CDF_SEED
-        )
 
     def gap(q: float) -> float:
         x = np.full(m, q)
-        inside = dist.cdf(x, lower_limit=-x)
-        return float(inside) - (1 - alpha)
+        return joint_cdf(corr, df, x, -x) - (1 - alpha)
 
-    if gap(high) <= 0:  # the integration's error at Bonferroni's bound: take the bound
-        return high
-    if gap(low) >= 0:
-        return low
-    return float(optimize.brentq(gap, low, high, xtol=1e-4))
+    return quantile_root(gap, low, high)
 
 
 def holm_adjust(pvalues: Sequence[float]) -> list[float]:
@@ -254,6 +240,21 @@ class ArmComparison:
     results: tuple[Any, ...]
     simultaneous: Simultaneous
     pvalues_holm: tuple[float, ...]
+    #: the comparisons' correlation (None: not known) and the level, for :attr:`best`
+    corr: np.ndarray | None = field(default=None, repr=False, compare=False)
+    alpha: float = 0.05
+
+    @cached_property
+    def best(self) -> tuple[BestRow, ...] | None:
+        """Hsu's MCB for every arm, the control first (analysis.best), where the comparisons'
+        joint distribution is known (as for the Dunnett-type intervals); None otherwise.
+        Computed when first read (a critical value per arm)."""
+        return best_of(self.arms, self.results, self.corr, self.alpha)
+
+    @property
+    def best_set(self) -> tuple[str, ...] | None:
+        """The arms MCB cannot rule out as the best (None without MCB)."""
+        return None if self.best is None else tuple(b.arm for b in self.best if b.in_best_set)
 
 
 def compare_pairs(
@@ -273,6 +274,28 @@ def compare_pairs(
         except (AnalysisError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise AnalysisError(f"arm {name!r} against {arms.control!r}: {first}") from None
-    sim = simultaneous(results, alpha, corr())
+    joint = corr()
+    sim = simultaneous(results, alpha, joint)
     holm = holm_adjust([r.pvalue() for r in results])
-    return ArmComparison(arms, tuple(results), sim, tuple(holm))
+    return ArmComparison(arms, tuple(results), sim, tuple(holm), joint, alpha)
+
+
+def best_of(
+    arms: Arms, results: Sequence[Any], corr: np.ndarray | None, alpha: float
+) -> tuple[BestRow, ...] | None:
+    """Hsu's constrained MCB (analysis.best) of every arm, the control first, from the
+    comparisons' estimates, SEs and joint correlation (None without a correlation or a
+    finite, positive SE for every arm: no joint distribution, no MCB)."""
+    if corr is None or not np.isfinite(corr).all():
+        return None
+    se = np.array([float(r.se) for r in results])
+    if not (np.isfinite(se).all() and (se > 0).all()):
+        return None
+    dfs = [r.df for r in results]
+    df = min(dfs) if all(d is not None and math.isfinite(d) for d in dfs) else None
+    cov = corr * np.outer(se, se)
+    names = (arms.control, *arms.others)
+    try:
+        return tuple(hsu_mcb(names, [float(r.effect) for r in results], cov, df, alpha))
+    except InferenceError:
+        return None

@@ -584,6 +584,14 @@ def _print_arms(compared: ArmComparison, alpha: float, as_json: bool) -> None:
             "simultaneous": sim.method,
             "simultaneous_critical_value": sim.critical_value,
             "arms": [{k: _json_safe(v) for k, v in r.items()} for r in rows],
+            # which arm is best (higher is better): Hsu's MCB where the joint distribution is
+            # known, every arm (the control first) with its interval for its effect minus the
+            # best of the others
+            "best_method": None if compared.best is None else "hsu-mcb",
+            "best": None
+            if compared.best is None
+            else [{k: _json_safe(v) for k, v in b.to_dict().items()} for b in compared.best],
+            "best_set": None if compared.best_set is None else list(compared.best_set),
         }
         typer.echo(json.dumps(doc))
         return
@@ -594,6 +602,11 @@ def _print_arms(compared: ArmComparison, alpha: float, as_json: bool) -> None:
         f"against control {compared.arms.control!r}; sim_ci: {1 - alpha:.0%} for the "
         f"{len(rows)} comparisons at once ({sim.method})"
     )
+    if compared.best_set is not None:
+        typer.echo(
+            f"best (Hsu's MCB, {1 - alpha:.0%}, higher is better): cannot be ruled out: "
+            f"{', '.join(compared.best_set)}"
+        )
 
 
 def _print_demand(result: DemandResult, arm: str, control: str, as_json: bool) -> None:

@@ -37,7 +37,10 @@ class EstimateResult:
     estimated together. ``arm`` names the arm compared with the control in an experiment of
     more than two arms (None: treatment against control), with ``sim_ci``, its interval that
     holds for the k - 1 comparisons at once, and ``sim_method`` saying how
-    (``analysis.arms.simultaneous``).
+    (``analysis.arms.simultaneous``); ``cs_split`` is then how many comparisons the
+    anytime-valid sequence's error is split over (each at alpha / cs_split), ``mcb`` the
+    arm's Hsu MCB interval for its effect minus the best other arm's (control included) and
+    ``best_set`` the arms MCB cannot rule out as the best (analysis.best), where known.
     """
 
     method: str
@@ -55,6 +58,9 @@ class EstimateResult:
     arm: str | None = None
     sim_ci: tuple[float, float] | None = None
     sim_method: str | None = None
+    cs_split: int | None = None
+    mcb: tuple[float, float] | None = None
+    best_set: tuple[str, ...] | None = None
     details: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -128,6 +134,11 @@ class EstimateResult:
             sim = self.sim_ci or (math.nan, math.nan)
             segment |= {"arm": self.arm, "sim_ci_low": sim[0], "sim_ci_high": sim[1]}
             segment["sim_method"] = self.sim_method
+            segment["cs_split"] = self.cs_split
+            if self.mcb is not None:
+                segment |= {"mcb_low": self.mcb[0], "mcb_high": self.mcb[1]}
+                segment["in_best_set"] = self.mcb[1] > 0
+                segment["best_set"] = list(self.best_set or ())
         return segment | {
             "method": self.method,
             "metric": self.metric,

@@ -12,6 +12,9 @@ import numpy as np
 
 #: the seed of an estimator given ``seed=None`` (the analysis worker also defaults to 0)
 DEFAULT_SEED = 0
+#: the fixed seed of the multivariate normal/t cdf's quasi-Monte-Carlo integration (the
+#: simultaneous intervals' and MCB's critical values): the same panel gives the same value
+CDF_SEED = 20261126
 
 
 def seeded_rng(seed: int | None) -> np.random.Generator:

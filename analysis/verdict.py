@@ -133,11 +133,20 @@ class Verdict:
     more_days_note: str | None = None
     decided_at: int | None = None  # periods seen at the first decisive look
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
+    #: k arms: the arm whose figures the verdict gives (the arm to ship, else the leading
+    #: one) and every arm's sequence against the control (None for two arms)
+    arm: str | None = None
+    arms: tuple[dict[str, Any], ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out.pop("extra")
         out["guardrails"] = [g.to_dict() for g in self.guardrails]
+        if self.arm is None:  # a two-arm verdict: the message it always was
+            out.pop("arm")
+            out.pop("arms")
+        else:
+            out["arms"] = [dict(a) for a in self.arms or ()]
         return out
 
 
@@ -419,6 +428,185 @@ def decide(
         more_days=days,
         more_days_note=note,
         decided_at=at,
+    )
+
+
+def arm_look(
+    cs: Mapping[str, tuple[float | None, float | None]],
+    effects: Mapping[str, float] | None = None,
+    at_end: bool = False,
+) -> tuple[VerdictWord, str | None]:
+    """The k-arm rule at one look, on each non-control arm's sequence against the control
+    (simultaneous: each at alpha / (k - 1)):
+
+    - **ship** arm X when X's sequence lies wholly above 0 and above every other arm's
+      sequence: X beats the control and every other arm;
+    - at the planned end (``at_end``), **ship** the arm with the highest ``effects`` among
+      those whose sequence lies wholly above 0: it beats the control, though it is not shown
+      to beat every other arm (the verdict's reason says which it is not shown to beat);
+    - **do not ship** (keep control) when every arm's sequence lies wholly below 0;
+    - otherwise keep running.
+
+    Returns the word and the arm to ship (None unless ship)."""
+    for x, (low, _) in cs.items():
+        if low is None or low <= 0:
+            continue
+        if all(hi is not None and low > hi for y, (_, hi) in cs.items() if y != x):
+            return "ship", x
+    above = [a for a, (low, _) in cs.items() if low is not None and low > 0]
+    if at_end and above:
+        return "ship", max(above, key=lambda a: (effects or {}).get(a, 0.0))
+    if cs and all(hi is not None and hi < 0 for _, hi in cs.values()):
+        return "do_not_ship", None
+    return "keep_running", None
+
+
+def arm_rule_text(metric: str, alpha: float, k: int) -> str:
+    """The k-arm rule in one sentence."""
+    level = (
+        f"{1 - alpha:.0%} anytime-valid confidence sequences ({k - 1} arms against control, "
+        f"each at {alpha / (k - 1):.3g})"
+    )
+    return (
+        f"ship an arm when its {metric} sequence lies wholly above 0 and above every other "
+        f"arm's, or, at the planned end, the leading arm among those above 0; keep control when "
+        f"every arm's lies wholly below 0; otherwise keep running ({level})"
+    )
+
+
+def decide_arms(
+    *,
+    metric: str,
+    fields: Mapping[str, Mapping[str, Any]],
+    alpha: float = 0.05,
+    decided: VerdictWord | None = None,
+    decided_at: int | None = None,
+    decided_arm: str | None = None,
+    mde_pct: float | None = None,
+    baseline: float | None = None,
+    planned_periods: int = 0,
+    days_per_period: float = 1.0,
+    radius: Mapping[str, Callable[[np.ndarray], np.ndarray]] | None = None,
+    periods_seen: int | None = None,
+) -> Verdict:
+    """The verdict at one look of an experiment of k arms (:func:`arm_look`).
+
+    ``fields``: each non-control arm's decision estimate as published (its sequence at
+    alpha / (k - 1), so that the k - 1 sequences hold together with probability 1 - alpha).
+    ``decided``/``decided_at``/``decided_arm``: an earlier look's decisive verdict, kept.
+    ``radius``: each arm's sequence radius as a function of the SE (for ``more_days``).
+
+    ``planned_periods``: the planned length, at which (``periods_seen``, the look's complete
+    periods, blacked-out ones included; default the estimates' periods) the leading arm that
+    beats the control is shipped even when it is not shown to beat every other arm.
+
+    Error rates: with every sequence covering its arm's effect (probability at least 1 -
+    alpha over the whole experiment), a ship names an arm that beats the control (and,
+    before the planned end, every other arm too), and keep-control means no arm beats the
+    control: a wrong decisive verdict needs a sequence that misses, so it has probability
+    at most alpha. At the planned end the shipped arm may not be the best one; its reason
+    says which arms it is not shown to beat."""
+    if not fields:
+        raise ValueError("a k-arm verdict needs at least one arm's estimate")
+    cs = {a: (f.get("cs_low"), f.get("cs_high")) for a, f in fields.items()}
+    effects = {a: float(f["effect"]) for a, f in fields.items()}
+    if periods_seen is None:
+        periods_seen = max(int(f["n_periods"]) for f in fields.values())
+    at_end = planned_periods > 0 and periods_seen >= planned_periods
+    now, winner = arm_look(cs, effects, at_end)
+    leader = winner or max(fields, key=lambda a: float(fields[a]["effect"]))
+    k = len(fields) + 1
+
+    def figure(a: str) -> str:
+        f = fields[a]
+        rel = (f.get("relative_effect"), f.get("relative_cs_low"), f.get("relative_cs_high"))
+        return f"arm {a}: " + _describe(metric, float(f["effect"]), cs[a], rel)
+
+    at: int | None
+    n_periods = int(fields[leader]["n_periods"])
+    if decided is not None and decided != "keep_running":
+        verdict = decided
+        at = decided_at if decided_at is not None else n_periods
+        named = decided_arm if decided == "ship" and decided_arm in fields else leader
+        reason = f"decided after {at} periods and kept (the first decisive look is final); now {figure(named)}"
+    else:
+        verdict, at, named = now, (n_periods if now != "keep_running" else None), leader
+        others = [a for a in fields if a != leader]
+        unbeaten = [
+            a
+            for a in fields
+            if a != leader and not (cs[a][1] is not None and (cs[leader][0] or 0) > cs[a][1])
+        ]
+        if now == "ship" and not unbeaten:
+            reason = f"{figure(leader)} lies wholly above 0 and above every other arm's sequence"
+        elif now == "ship":
+            reason = (
+                f"the planned {planned_periods} periods are done and {figure(leader)} lies "
+                f"wholly above 0, the leading arm that does; it is not shown to beat arm(s) "
+                f"{', '.join(sorted(unbeaten))}"
+            )
+        elif now == "do_not_ship":
+            reason = f"every arm's {metric} lies wholly below 0; the best, {figure(leader)}"
+        elif cs[leader][0] is None:
+            reason = f"{figure(leader)}: no confidence sequence yet"
+        elif cs[leader][0] > 0:
+            runner = max(others, key=lambda a: cs[a][1] if cs[a][1] is not None else math.inf)
+            reason = (
+                f"{figure(leader)} lies above 0, but not yet above arm {runner}'s sequence "
+                f"(which reaches {cs[runner][1]:+.4g})"
+                if cs[runner][1] is not None
+                else f"{figure(leader)} lies above 0, but not yet above every other arm's"
+            )
+        else:
+            reason = f"no arm is shown better than control yet; the leading {figure(leader)}"
+    f = fields[named]
+    days, note = None, None
+    if verdict == "keep_running":
+        r = None if radius is None else radius.get(named)
+        if cs[named][0] is not None and cs[named][0] > 0:
+            note = (
+                f"arm {named} beats control; the verdict waits until it is shown to beat the "
+                "other arms too"
+            )
+        elif r is None:
+            note = "no confidence sequence yet"
+        else:
+            days, note = more_days(
+                mde_pct=mde_pct,
+                control_mean=f.get("control_mean")
+                if f.get("control_mean") is not None
+                else baseline,
+                se=float(f.get("se") or math.nan),
+                n_periods=n_periods,
+                planned_periods=planned_periods,
+                days_per_period=days_per_period,
+                radius=r,
+            )
+            if note is None:
+                note = f"for the leading arm, {named}, against control"
+    keys = ("effect", "cs_low", "cs_high", "relative_effect", "relative_cs_low", "relative_cs_high")
+    arms = tuple({"arm": a} | {key: fields[a].get(key) for key in keys} for a in sorted(fields))
+    return Verdict(
+        verdict=verdict,
+        metric=metric,
+        estimator=str(f["estimator"]),
+        rule=arm_rule_text(metric, alpha, k),
+        reason=reason,
+        effect=float(f["effect"]),
+        cs_low=cs[named][0],
+        cs_high=cs[named][1],
+        relative_effect=f.get("relative_effect"),
+        relative_cs_low=f.get("relative_cs_low"),
+        relative_cs_high=f.get("relative_cs_high"),
+        n_units=int(f["n_units"]),
+        n_periods=n_periods,
+        alpha=alpha,
+        mde_pct=mde_pct,
+        more_days=days,
+        more_days_note=note,
+        decided_at=at,
+        arm=named,
+        arms=arms,
     )
 
 

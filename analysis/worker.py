@@ -57,9 +57,11 @@ from analysis.metrics import PRICE_ESTIMATORS, fit_price, metrics_of, negative_m
 from analysis.panel import Panel
 from analysis.results import EstimateResult, NotIdentified, published_fields
 from analysis.verdict import (
+    DECISION_METRICS,
     GuardrailReading,
     Verdict,
     decide,
+    decide_arms,
     decision_metric,
     decode_decision,
     encode_decision,
@@ -232,13 +234,15 @@ class AnalysisWorker:
         return (result.effect - r, result.effect + r)
 
     async def _sequence(
-        self, info: ExperimentInfo, result: EstimateResult, key: str
+        self, info: ExperimentInfo, result: EstimateResult, key: str, split: int = 1
     ) -> ConfidenceSequence | None:
-        """The sequence ``key`` of the experiment, its mixture fixed at its first look."""
+        """The sequence ``key`` of the experiment, its mixture fixed at its first look; with
+        ``split`` comparisons (a k-arm experiment's k - 1 arms), at alpha / split each, so
+        that they hold together (Bonferroni: valid whatever their dependence)."""
         if not (math.isfinite(result.se) and result.se > 0):
             return None
         target = await self.tuning.fix(info.id, key, self._proposed_target(info, result))
-        return ConfidenceSequence(target_se=target, alpha=self.alpha, intersect=False)
+        return ConfidenceSequence(target_se=target, alpha=self.alpha / split, intersect=False)
 
     @staticmethod
     def _proposed_target(info: ExperimentInfo, result: EstimateResult) -> float:
@@ -260,11 +264,31 @@ class AnalysisWorker:
                 continue
             if info.arms > 2:
                 self._tell_arms(info)
+                split = info.arms - 1
+                first = _plan_of(next(iter(self.estimators_for(info)), DEFAULT_PLANS[0])).label
+                decision: dict[str, EstimateResult] = {}
                 for result in await self._arm_estimates(info, df):
-                    await self.sink.publish(info.id, result, as_of, None)
+                    cs = None
+                    if isinstance(result, EstimateResult):
+                        result = replace(result, cs_split=split)
+                        key = _series(f"{result.method}@arm:{result.arm}", result.metric)
+                        seq = await self._sequence(info, result, key, split)
+                        if seq is not None:
+                            r = float(seq.radius(result.se, result.df))
+                            cs = (result.effect - r, result.effect + r)
+                        if result.method == first and result.metric == decision_metric(info.params):
+                            decision[str(result.arm)] = result
+                    await self.sink.publish(info.id, result, as_of, cs)
                     series = _series(f"{result.method}@arm:{result.arm}", result.metric)
                     self.observer.published(info.id, series, as_of)
                     published.append((info.id, result))
+                if self.verdicts is not None and decision:
+                    verdict = await self._arm_verdict(
+                        info, decision, _control_baseline(df), int(df["period"].nunique())
+                    )
+                    await self.verdicts.publish_verdict(info.id, verdict.to_dict(), as_of)
+                    self.observer.published(info.id, "verdict", as_of)
+                    verdicts += 1
                 curve = self._demand(info, df) if self.demand is not None else None
                 if curve is not None and self.demand is not None:
                     await self.demand.publish_demand(info.id, curve.to_dict(), as_of)
@@ -385,6 +409,65 @@ class AnalysisWorker:
             return await self._verdict(info, primaries, guardrails, baselines, retry=False)
         return verdict
 
+    async def _arm_verdict(
+        self,
+        info: ExperimentInfo,
+        decision: Mapping[str, EstimateResult],
+        baselines: Mapping[str, float] | None = None,
+        periods_seen: int | None = None,
+    ) -> Verdict:
+        """The look's verdict of a k-arm experiment (analysis.verdict.decide_arms) on each
+        arm's decision estimate of the design's first estimator, with its sequence at alpha /
+        (k - 1). The first decisive verdict, and the arm it ships, are kept in the tuning store
+        as the two-arm verdict is (first writer wins): later looks and other workers repeat
+        it."""
+        metric = decision_metric(info.params)
+        split = info.arms - 1
+        fields, radius = {}, {}
+        for arm, result in decision.items():
+            key = _series(f"{result.method}@arm:{arm}", metric)
+            seq = await self._sequence(info, result, key, split)
+            cs = None
+            if seq is not None:
+                r = float(seq.radius(result.se, result.df))
+                cs = (result.effect - r, result.effect + r)
+                radius[arm] = partial(_radius_at, seq, result.df)
+            fields[arm] = published_fields(result, cs, self.alpha)
+        names = [str(a["name"]) for a in info.params.get("arms") or ()]
+        key, arm_key = f"verdict:{metric}", f"verdict:{metric}:arm"
+        decided, at = decode_decision(await self.tuning.recall(info.id, key))
+        stored_arm = await self.tuning.recall(info.id, arm_key)
+        decided_arm = _arm_named(names, stored_arm)
+        any_result = next(iter(decision.values()))
+
+        def verdict_now() -> Verdict:
+            return decide_arms(
+                metric=metric,
+                fields=fields,
+                alpha=self.alpha,
+                decided=decided,
+                decided_at=at,
+                decided_arm=decided_arm,
+                mde_pct=info.params.get("mde_pct"),
+                baseline=(baselines or {}).get(metric),
+                planned_periods=_planned(info, any_result),
+                days_per_period=period_days(info.params),
+                radius=radius,
+                periods_seen=periods_seen,
+            )
+
+        verdict = verdict_now()
+        if decided is None and verdict.verdict != "keep_running":
+            # first writer wins: the arm first (a ship names one), then the decision
+            if verdict.verdict == "ship" and verdict.arm in names:
+                decided_arm = _arm_named(
+                    names, await self.tuning.fix(info.id, arm_key, float(names.index(verdict.arm)))
+                )
+            code = encode_decision(verdict.verdict, verdict.n_periods)
+            decided, at = decode_decision(await self.tuning.fix(info.id, key, code))
+            verdict = verdict_now()
+        return verdict
+
     def _tell_arms(self, info: ExperimentInfo) -> None:
         """What an experiment of more than two arms gets (issue #41), said once per
         experiment, not every cycle."""
@@ -392,8 +475,9 @@ class AnalysisWorker:
             self._arms_told.add(info.id)
             log.info(
                 "experiment %s: %d arms: each arm is estimated against the control with "
-                "simultaneous intervals; no verdict, guardrail check, anytime-valid sequence, "
-                "segment, elasticity or spillover estimate is published for it yet (issue #41)",
+                "simultaneous intervals and anytime-valid sequences at alpha / (k - 1), and "
+                "the verdict names an arm; no guardrail check, segment or spillover estimate "
+                "is published for it yet (issue #41)",
                 info.id,
                 info.arms,
             )
@@ -451,7 +535,20 @@ class AnalysisWorker:
                     if not math.isfinite(result.effect):
                         continue
                     sim_method = compared.simultaneous.method
-                    out.append(replace(result, arm=name, sim_ci=sim, sim_method=sim_method))
+                    best = {b.arm: b for b in compared.best or ()}
+                    mcb, best_set = None, None
+                    if name in best and metric in DECISION_METRICS:  # higher is better
+                        mcb, best_set = (best[name].mcb_low, best[name].mcb_high), compared.best_set
+                    out.append(
+                        replace(
+                            result,
+                            arm=name,
+                            sim_ci=sim,
+                            sim_method=sim_method,
+                            mcb=mcb,
+                            best_set=best_set,
+                        )  # fmt: skip
+                    )
         return out
 
     def _demand(self, info: ExperimentInfo, df: pd.DataFrame) -> DemandResult | None:
@@ -730,6 +827,18 @@ def fit_metric(
     if metric == "price":
         return fit_price(plan, panels["units"], panels["revenue"], seed)
     return fit_plan(plan, panels[metric], seed, metric=metric)
+
+
+def _radius_at(seq: ConfidenceSequence, df: float | None, se: np.ndarray) -> np.ndarray:
+    """A sequence's radius at SE ``se``, at its estimate's own reference (t with ``df``)."""
+    return np.asarray(seq.radius(se, df))
+
+
+def _arm_named(names: Sequence[str], code: float | None) -> str | None:
+    """The arm the tuning store keeps by its index in the spec's arms (None: none kept)."""
+    if code is None or not math.isfinite(code) or not 0 <= int(code) < len(names):
+        return None
+    return names[int(code)]
 
 
 def _control_arm(info: ExperimentInfo, df: pd.DataFrame) -> str:

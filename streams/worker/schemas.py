@@ -283,6 +283,27 @@ class EstimateMessage(_Wire):
         description="With arm: how the simultaneous interval was made: Dunnett-type from the "
         "comparisons' joint distribution (t or normal), or Bonferroni at alpha / (k - 1).",
     )
+    mcb_low: float | None = Field(
+        default=None,
+        description="With arm, on units, revenue and profit where the comparisons' joint "
+        "distribution is known: Hsu's MCB interval for this arm's effect minus the best "
+        "other arm's (the control included; higher is better).",
+    )
+    mcb_high: float | None = Field(default=None, description="With arm: see mcb_low.")
+    in_best_set: bool | None = Field(
+        default=None, description="With mcb: mcb_high > 0, the arm may be the best."
+    )
+    best_set: list[Ident] | None = Field(
+        default=None,
+        description="With mcb: every arm (the control included) that MCB cannot rule out as "
+        "the best.",
+    )
+    cs_split: int | None = Field(
+        default=None,
+        ge=1,
+        description="With arm: the anytime-valid sequence (cs_low/high) is at level alpha / "
+        "cs_split (k - 1 comparisons), so that the k - 1 arms' sequences hold together.",
+    )
 
     @model_validator(mode="after")
     def _identified_has_numbers(self) -> EstimateMessage:
@@ -304,7 +325,10 @@ class EstimateMessage(_Wire):
 
 
 #: the estimate message's keys that only a k-arm experiment's estimates carry
-_ESTIMATE_ARMS_ONLY = ("arm", "sim_ci_low", "sim_ci_high", "sim_method")
+_ESTIMATE_ARMS_ONLY = (
+    "arm", "sim_ci_low", "sim_ci_high", "sim_method", "cs_split", "mcb_low", "mcb_high",
+    "in_best_set", "best_set",
+)  # fmt: skip
 
 
 #: the metrics a verdict may hang on (analysis.verdict.DECISION_METRICS)
@@ -324,6 +348,19 @@ class GuardrailStatus(_Wire):
     relative_cs_low: float | None = None
     relative_cs_high: float | None = None
     note: str | None = None
+
+
+class ArmSequence(_Wire):
+    """One arm of a k-arm verdict: its decision-metric effect against the control and its
+    anytime-valid sequence (at alpha / (k - 1)), absolute and relative."""
+
+    arm: Ident
+    effect: float
+    cs_low: float | None = None
+    cs_high: float | None = None
+    relative_effect: float | None = None
+    relative_cs_low: float | None = None
+    relative_cs_high: float | None = None
 
 
 class VerdictMessage(_Wire):
@@ -362,6 +399,25 @@ class VerdictMessage(_Wire):
     more_days: float | None = Field(default=None, ge=0)
     more_days_note: str | None = None
     decided_at: int | None = None
+    arm: Ident | None = Field(
+        default=None,
+        description="k arms: the arm the verdict names (to ship; else the leading arm, whose "
+        "figures the message gives); absent for two arms.",
+    )
+    arms: list[ArmSequence] | None = Field(
+        default=None,
+        description="k arms: every non-control arm's sequence against the control; absent "
+        "for two arms.",
+    )
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # a two-arm verdict has no arm: the message it was before k arms
+        out: dict[str, Any] = handler(self)
+        if out.get("arm") is None:
+            out.pop("arm", None)
+            out.pop("arms", None)
+        return out
 
 
 class DemandPoint(_Wire):

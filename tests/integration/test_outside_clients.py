@@ -315,24 +315,33 @@ async def test_a_librdkafka_pricing_system_follows_a_four_price_ladder(settings,
         loop = asyncio.get_running_loop()
         # every (metric, estimator, arm) of the look, and its demand curve
         metrics = ("units", "revenue", "profit", "price")
-        want = len(metrics) * 3 * len(OTHERS) + 1
+        want = len(metrics) * 3 * len(OTHERS) + 2
         messages = await loop.run_in_executor(None, _arm_estimates, settings, exp, want, 120.0)
         (demand,) = [d for d in messages if d.get("kind") == "demand"]
+        (verdict,) = [d for d in messages if d.get("kind") == "verdict"]
         look = [d for d in messages if d.get("kind") is None]
         keys = sorted((d["metric"], d["estimator"], d["arm"]) for d in look)
         assert keys == sorted(
             (m, e, a) for m in metrics for e in ("fe", "dm", "ht") for a in OTHERS
         )
         for d in look:
-            assert d["cs_low"] is None  # no anytime-valid sequence for k arms yet
             if d["estimator"] == "ht":
                 assert d["identified"] is False and "design probability" in d["note"]
+                assert d["cs_low"] is None
                 continue
+            assert d["cs_split"] == len(OTHERS)  # each arm's sequence at alpha / 3
+            if d["se"] > 0:
+                assert d["cs_low"] < d["ci_low"] and d["ci_high"] < d["cs_high"], d
             assert d["sim_ci_low"] <= d["ci_low"] <= d["ci_high"] <= d["sim_ci_high"], d
             if d["se"] > 0:  # (the price paid here is exact: 10 x the arm's ratio, SE 0)
                 assert d["sim_ci_low"] < d["ci_low"] and d["ci_high"] < d["sim_ci_high"], d
             dunnett = d["estimator"] == "dm" and d["metric"] != "price"
             assert d["sim_method"] == ("dunnett-t" if dunnett else "bonferroni"), d
+        # the verdict on profit (every product has a unit cost) names an arm: the one it
+        # ships, or the leading one whose figures it gives, with every arm's sequence
+        assert verdict["metric"] == "profit" and verdict["arm"] in OTHERS
+        assert verdict["verdict"] in ("ship", "do_not_ship", "keep_running")
+        assert {a["arm"] for a in verdict["arms"]} == set(OTHERS)
         # the ladder's demand curve and recommended price, as the pricing team reads them
         assert demand["as_of"] == look[0]["as_of"] and demand["estimator"] == "demand"
         assert [p["arm"] for p in demand["points"]] == ["p90", "p95", "list", "p105"]

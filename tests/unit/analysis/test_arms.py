@@ -155,6 +155,28 @@ def test_analyze_arm_json_has_one_object_per_arm(app: typer.Typer, tmp_path: Pat
     assert "(bonferroni)" in text.output.splitlines()[-1]
 
 
+def test_analyze_arm_says_which_arm_is_best_with_hsus_mcb(app: typer.Typer, tmp_path: Path) -> None:
+    # "down" +3 (a large effect against noise of about 1.5 per cell), "up" 0: MCB rules out
+    # the control and "up" as the best; with fe (no joint distribution) there is no MCB
+    path = tmp_path / "k3.csv"
+    panel(2, {"control": 0.0, "down": 3.0, "up": 0.0}).to_csv(path, index=False)
+    args = ["analyze", str(path), *COLS, "--arm", "arm", "--control", "control", "--method"]
+    res = CliRunner().invoke(app, [*args, "dm", "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.output)
+    assert doc["best_method"] == "hsu-mcb" and doc["best_set"] == ["down"]
+    best = {b["arm"]: b for b in doc["best"]}
+    assert [b["arm"] for b in doc["best"]] == ["control", "down", "up"]
+    assert best["down"]["mcb_low"] == 0.0 and best["down"]["mcb_high"] > 0
+    for name in ("control", "up"):
+        assert best[name]["mcb_high"] == 0.0 and best[name]["mcb_low"] < 0
+        assert best[name]["in_best_set"] is False
+    text = CliRunner().invoke(app, [*args, "dm"])
+    assert "cannot be ruled out: down" in text.output
+    fe = json.loads(CliRunner().invoke(app, [*args, "fe", "--json"]).output)
+    assert fe["best"] is None and fe["best_method"] is None
+
+
 def test_arm_on_two_arms_is_the_treated_analysis(app: typer.Typer, tmp_path: Path) -> None:
     df = panel(2, {"control": 0.0, "down": 0.5, "up": 0.0})
     df = df.replace({"arm": {"up": "control"}})  # two arms: "up" shifted nothing

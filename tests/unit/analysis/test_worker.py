@@ -378,11 +378,11 @@ def test_guardrails_compare_the_switchback_over_its_carryover_windows() -> None:
     assert _guardrail_plan(rd).name == "dm"
 
 
-async def test_a_three_arm_experiment_gets_per_arm_estimates_only_and_one_log_line(caplog):
+async def test_a_three_arm_experiment_gets_per_arm_estimates_a_verdict_and_one_log_line(caplog):
     """A k-arm experiment gets one estimate per arm against the control
-    (tests/unit/analysis/test_worker_arms.py) and no verdict or guardrail trip yet (issue #41:
-    a harm that would trip a two-arm experiment's guardrail trips nothing here), said once,
-    not every cycle."""
+    (tests/unit/analysis/test_worker_arms.py) and a verdict per look, but no guardrail trip
+    yet (issue #41: a harm that would trip a two-arm experiment's guardrail trips nothing
+    here; the controller refuses guardrails on k arms), said once, not every cycle."""
     import logging
 
     df = _cells(-30.0, seed=1)
@@ -419,7 +419,7 @@ async def test_a_three_arm_experiment_gets_per_arm_estimates_only_and_one_log_li
         first = await w.run_once()
         assert len(await w.run_once()) == len(first) > 0
     assert {r.arm for _, r in first} == {"t1", "t2"}
-    assert sink.trips == [] and verdicts.published == []
+    assert sink.trips == [] and verdicts.published == ["e3", "e3"]
     assert source.reads == 2
     said = [r.getMessage() for r in caplog.records if "e3" in r.getMessage()]
-    assert len(said) == 1 and "no verdict, guardrail check, anytime-valid sequence" in said[0]
+    assert len(said) == 1 and "no guardrail check" in said[0]

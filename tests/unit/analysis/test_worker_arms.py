@@ -152,7 +152,7 @@ async def test_a_three_arm_experiment_publishes_every_arm_against_the_control(ca
         out = await w.run_once()
         await w.run_once()
     said = [r.getMessage() for r in caplog.records if "e1" in r.getMessage()]
-    assert len(said) == 1 and "no verdict, guardrail check, anytime-valid sequence" in said[0]
+    assert len(said) == 1 and "anytime-valid sequences at alpha / (k - 1)" in said[0]
     assert len(out) == len(sink.published) // 2
     metrics = ("units", "revenue", "price")
     keys = [(r.metric, r.method, r.arm) for _, r in out]
@@ -161,12 +161,17 @@ async def test_a_three_arm_experiment_publishes_every_arm_against_the_control(ca
     assert sorted(keys) == sorted(want) and len(keys) == 3 * len(plans) * 2
     docs = [json.loads(wire(e, r, cs)) for e, r, _, cs in sink.published[: len(out)]]
     for (_, r), doc in zip(out, docs, strict=True):
-        assert doc["arm"] == r.arm and doc["cs_low"] is None  # no sequence for k arms yet
+        assert doc["arm"] == r.arm
         if r.method in ("ht", "hajek", "cuped"):
             assert doc["identified"] is False and doc["effect"] is None
             assert "design probability" in doc["note"] and doc["sim_method"] is None
+            assert doc["cs_low"] is None
             continue
         assert doc["identified"] is True
+        # each arm's anytime-valid sequence is at alpha / 2: wider than its fixed interval
+        assert doc["cs_split"] == 2
+        if doc["se"] > 0:
+            assert doc["cs_low"] < doc["ci_low"] and doc["ci_high"] < doc["cs_high"]
         expect = "dunnett-t" if r.method == "dm" and r.metric != "price" else "bonferroni"
         if r.method == "dm" and r.metric != "price" and r.df is None:
             expect = "dunnett-normal"
@@ -175,6 +180,13 @@ async def test_a_three_arm_experiment_publishes_every_arm_against_the_control(ca
         lo, hi = doc["sim_ci_low"], doc["sim_ci_high"]
         assert lo < doc["ci_low"] < doc["effect"] < doc["ci_high"] < hi
         assert math.isclose(hi - doc["effect"], doc["effect"] - lo, rel_tol=1e-9)
+        # which arm is best, by Hsu's MCB, on dm's units and revenue (not the price paid)
+        if r.method == "dm" and r.metric in ("units", "revenue"):
+            assert doc["mcb_low"] <= 0 <= doc["mcb_high"] or doc["mcb_low"] == 0
+            assert doc["in_best_set"] == (doc["mcb_high"] > 0)
+            assert "p90" in doc["best_set"]
+        else:
+            assert "mcb_low" not in doc or doc["mcb_low"] is None
     # the arms' effects on units are where the panel put them (+10% and +20% of about 40)
     dm = {r.arm: r for _, r in out if r.method == "dm" and r.metric == "units"}
     assert 1 < dm["p95"].effect < dm["p90"].effect
@@ -284,6 +296,45 @@ async def test_arms_without_three_prices_publish_no_demand_curve():
         info = _info(_spec(arms))
         await AnalysisWorker(Source(cells, info), sink, ManualClock(AS_OF), demand=sink).run_once()
         assert sink.demands == [] and sink.published  # the per-arm estimates, no curve
+
+
+async def test_a_ladder_gets_a_verdict_that_names_an_arm_and_keeps_it():
+    """Revenue (the decision metric without unit costs) rises as the price falls (elasticity
+    -2): the verdict ships an arm, by name, as a VerdictMessage; a second worker sharing the
+    tuning store repeats the decision and its arm on a panel that no longer supports it."""
+    from analysis.worker import InMemorySequenceTuning
+    from streams.worker.schemas import VerdictMessage
+
+    class Verdicts:
+        def __init__(self):
+            self.published = []
+
+        async def publish_verdict(self, experiment, verdict, as_of):
+            self.published.append(verdict)
+
+    spec = _spec(LADDER, periods=24, n=80)
+    info = _info(spec, periods=24)
+    df = _ladder_cells().drop(columns="profit")
+    tuning, verdicts = InMemorySequenceTuning(), Verdicts()
+    w = AnalysisWorker(Source(df, info), Sink(), ManualClock(AS_OF), verdicts=verdicts,
+                       tuning=tuning)  # fmt: skip
+    await w.run_once()
+    (v,) = verdicts.published
+    assert v["metric"] == "revenue" and v["verdict"] == "ship" and v["arm"] == "p90", v["reason"]
+    assert {a["arm"] for a in v["arms"]} == {"p90", "p95", "p105"}
+    best = max(v["arms"], key=lambda a: a["effect"])
+    assert best["arm"] == "p90" and v["cs_low"] > 0
+    VerdictMessage(experiment="e1", as_of=AS_OF, **v)
+    # the same experiment, its revenue now flat: the first decisive look stays final
+    flat = df.assign(revenue=df["units"] * 10.0 / df["arm"].map({"list": 1.0, "p90": 0.9,
+                                                                    "p95": 0.95, "p105": 1.05}))  # fmt: skip
+    again = Verdicts()
+    w2 = AnalysisWorker(Source(flat, info), Sink(), ManualClock(AS_OF), verdicts=again,
+                        tuning=tuning)  # fmt: skip
+    await w2.run_once()
+    (kept,) = again.published
+    assert (kept["verdict"], kept["arm"], kept["decided_at"]) == ("ship", "p90", v["decided_at"])
+    assert "kept" in kept["reason"]
 
 
 if __name__ == "__main__":
