@@ -218,7 +218,7 @@ class AnalysisWorker:
     _arms_told: set[str] = field(default_factory=set, repr=False)
 
     async def _confidence_sequence(
-        self, info: ExperimentInfo, result: EstimateResult, key: str
+        self, info: ExperimentInfo, result: EstimateResult, key: str, split: int = 1
     ) -> tuple[float, float] | None:
         """Anytime-valid interval (Howard et al. 2021 normal mixture; analysis/confseq.py).
 
@@ -226,7 +226,7 @@ class AnalysisWorker:
         expected at the planned horizon, and kept in the tuning store: the guarantee needs it
         fixed, and a restarted or second worker must continue the same sequence.
         """
-        cs = await self._sequence(info, result, key)
+        cs = await self._sequence(info, result, key, split)
         if cs is None:
             return None
         # at the estimate's own reference: its t where the SE rests on few clusters
@@ -266,20 +266,17 @@ class AnalysisWorker:
                 self._tell_arms(info)
                 split = info.arms - 1
                 first = _plan_of(next(iter(self.estimators_for(info)), DEFAULT_PLANS[0])).label
-                decision: dict[str, EstimateResult] = {}
+                decision: dict[str, tuple[EstimateResult, tuple[float, float] | None]] = {}
                 for result in await self._arm_estimates(info, df):
+                    series = _series(f"{result.method}@arm:{result.arm}", result.metric)
                     cs = None
                     if isinstance(result, EstimateResult):
                         result = replace(result, cs_split=split)
-                        key = _series(f"{result.method}@arm:{result.arm}", result.metric)
-                        seq = await self._sequence(info, result, key, split)
-                        if seq is not None:
-                            r = float(seq.radius(result.se, result.df))
-                            cs = (result.effect - r, result.effect + r)
-                        if result.method == first and result.metric == decision_metric(info.params):
-                            decision[str(result.arm)] = result
+                        cs = await self._confidence_sequence(info, result, series, split)
+                        metric = decision_metric(info.params)
+                        if result.method == first and result.metric == metric:
+                            decision[str(result.arm)] = (result, cs)
                     await self.sink.publish(info.id, result, as_of, cs)
-                    series = _series(f"{result.method}@arm:{result.arm}", result.metric)
                     self.observer.published(info.id, series, as_of)
                     published.append((info.id, result))
                 if self.verdicts is not None and decision:
@@ -412,7 +409,7 @@ class AnalysisWorker:
     async def _arm_verdict(
         self,
         info: ExperimentInfo,
-        decision: Mapping[str, EstimateResult],
+        decision: Mapping[str, tuple[EstimateResult, tuple[float, float] | None]],
         baselines: Mapping[str, float] | None = None,
         periods_seen: int | None = None,
     ) -> Verdict:
@@ -424,13 +421,11 @@ class AnalysisWorker:
         metric = decision_metric(info.params)
         split = info.arms - 1
         fields, radius = {}, {}
-        for arm, result in decision.items():
+        for arm, (result, cs) in decision.items():
+            # the arm's sequence as published, for the days still needed
             key = _series(f"{result.method}@arm:{arm}", metric)
             seq = await self._sequence(info, result, key, split)
-            cs = None
             if seq is not None:
-                r = float(seq.radius(result.se, result.df))
-                cs = (result.effect - r, result.effect + r)
                 radius[arm] = partial(_radius_at, seq, result.df)
             fields[arm] = published_fields(result, cs, self.alpha)
         names = [str(a["name"]) for a in info.params.get("arms") or ()]
@@ -438,7 +433,7 @@ class AnalysisWorker:
         decided, at = decode_decision(await self.tuning.recall(info.id, key))
         stored_arm = await self.tuning.recall(info.id, arm_key)
         decided_arm = _arm_named(names, stored_arm)
-        any_result = next(iter(decision.values()))
+        any_result = next(iter(decision.values()))[0]
 
         def verdict_now() -> Verdict:
             return decide_arms(
