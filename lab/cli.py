@@ -41,11 +41,13 @@ from lab.simulate import (
     write_panel,
 )
 
-#: why ``simulate --live`` refuses an experiment of more than two arms: the live driver plays
-#: one treatment price against control (the offline simulator runs price ladders)
+#: why ``simulate --live`` refuses an experiment of more than two arms: its summary reads one
+#: treatment against control (the live driver plays ladders for ``demo --ladder``; the
+#: offline simulator runs them)
 LIVE_REFUSAL = (
     "cannot be played live yet (simulate --live plays one treatment price against control); "
-    "pricelab simulate --spec SPEC --out FILE simulates a price ladder offline"
+    "pricelab simulate --spec SPEC --out FILE simulates a price ladder offline, and pricelab "
+    "demo --ladder plays one live"
 )
 
 

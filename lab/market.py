@@ -846,6 +846,42 @@ class Market:
             candidates.append(1.0)
         return max(candidates, key=profit)
 
+    def arm_metric_truth(
+        self,
+        cells: np.ndarray,
+        control_units: np.ndarray,
+        untreated: np.ndarray,
+        metric: str,
+        unit_cost: np.ndarray | None,
+        *,
+        ratio: float,
+        relative: bool = False,
+    ) -> float:
+        """The true effect on ``metric`` of the arm listed at ``ratio`` against control over
+        ``cells`` (products x periods): each cell's expected control units ``control_units``
+        and the arm's global lag-m effect ``untreated * expm1(ratio_log_lift(ratio))``
+        (``untreated``: ``mu0``, :meth:`untreated_means`), both as counted, at the arm's price
+        (:meth:`metric_truth` with ``ratio``)."""
+        effect = untreated * np.expm1(self.ratio_log_lift(ratio))[:, None]
+        return self.metric_truth(
+            cells, control_units, effect, metric, unit_cost, relative=relative, ratio=ratio
+        )
+
+    def cells_optimal_ratio(
+        self,
+        cells: np.ndarray,
+        untreated: np.ndarray,
+        unit_cost: np.ndarray | None,
+        low: float,
+        high: float,
+    ) -> float:
+        """:meth:`optimal_ratio` with each product's exposure the sum of its ``untreated``
+        means (``mu0`` as counted) over ``cells``; NaN without unit costs or cells."""
+        if unit_cost is None or not cells.any():
+            return float("nan")
+        exposure = np.where(cells, untreated, 0.0).sum(axis=1)
+        return self.optimal_ratio(exposure, unit_cost, low, high)
+
     def _ladder_period(self, slot: PeriodSlot, H: np.ndarray, ratio_history: Any) -> DayOutcome:
         """:meth:`period_outcomes` of a price ladder: the same latent demand and count noise,
         the ratios' lift in place of the one treatment's."""

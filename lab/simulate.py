@@ -165,12 +165,9 @@ class SimulatedExperiment:
             )  # fmt: skip
         if metric == "elasticity":
             raise LabError("the simulator gives no elasticity truth for a price ladder yet")
-        ratio = float(ratios[index])
-        lift = self.market.ratio_log_lift(ratio)
-        effect = self._untreated_means() * np.expm1(lift)[:, None]
-        return self.market.metric_truth(
-            cells, self._grid("y0_expected"), effect, metric, self.unit_costs(),
-            relative=relative, ratio=ratio,
+        return self.market.arm_metric_truth(
+            cells, self._grid("y0_expected"), self._untreated_means(), metric,
+            self.unit_costs(), ratio=float(ratios[index]), relative=relative,
         )  # fmt: skip
 
     def optimal_ratio_truth(self) -> float:
@@ -187,12 +184,10 @@ class SimulatedExperiment:
                 "optimal_ratio_truth needs a price ladder: an arms: list of more than two arms, "
                 "each with a price_ratio"
             )
-        cost = self.unit_costs()
-        cells = self.matrices.analysed
-        if cost is None or not cells.any():
-            return float("nan")
-        exposure = np.where(cells, self._untreated_means(), 0.0).sum(axis=1)
-        return self.market.optimal_ratio(exposure, cost, float(ratios.min()), float(ratios.max()))
+        return self.market.cells_optimal_ratio(
+            self.matrices.analysed, self._untreated_means(), self.unit_costs(),
+            float(ratios.min()), float(ratios.max()),
+        )  # fmt: skip
 
 
 def check_periods(spec: ExperimentSpec) -> int:

@@ -123,10 +123,26 @@ def demo(
     report: Annotated[
         Path | None, typer.Option(help="Also write the analyst report of the run to this folder.")
     ] = None,
+    ladder: Annotated[
+        bool,
+        typer.Option(
+            "--ladder",
+            help="Run a four-price ladder instead (list price; 0.90, 0.95, 1.05 of it): the "
+            "verdict's arm, a per-arm scorecard, the demand and profit curves and the "
+            "recommended price against the true optimum. Exit 1 unless the simultaneous "
+            "intervals of the decision metric cover every arm's true effect.",
+        ),
+    ] = False,
 ) -> None:
-    """Run a 28-day switchback on a simulated market through the live pipeline."""
+    """Run a 28-day switchback on a simulated market through the live pipeline (--ladder: a
+    four-price ladder). Exit 1 when the final interval misses the market's truth."""
     from streams.live.demo import DemoConfig, run_demo
 
+    if ladder and report is not None:
+        fail(
+            "--report cannot be written with --ladder (the analyst report compares one arm "
+            "with control); drop --report, or read the ladder's estimates as the demo prints them"
+        )
     ok = run_demo(
         load_settings(),
         DemoConfig(
@@ -136,6 +152,7 @@ def demo(
             external=external,
             quiet=quiet,
             report_dir=None if report is None else str(report),
+            ladder=ladder,
         ),
     )
     raise typer.Exit(0 if ok else 1)

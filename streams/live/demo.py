@@ -12,6 +12,9 @@ The estimand: the effect of the treatment policy on units sold per product-day, 
 the analysis window of each period (after the washout-length head; see docs/architecture.md).
 The market's true effect is per whole day, so the truth printed is scaled by the expected share
 of a day's sales that falls in the analysis window (from the market's intraday profile).
+
+With ``ladder`` (``pricelab demo --ladder``) the experiment is a four-price ladder instead, on
+a market whose only treatment is the price (:mod:`streams.live.ladder` says what it prints).
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
+
+import numpy as np
 
 from controller.periods import period_bounds
 from controller.settings import Settings
@@ -43,6 +48,12 @@ from streams.live.driver import (
     verdict_at,
 )
 from streams.live.embedded import EmbeddedStack
+from streams.live.ladder import (
+    LADDER_ARMS,
+    LADDER_COST_SHARE,
+    print_ladder_looks,
+    report_ladder,
+)
 from streams.live.launcher import WorkerProcess
 from streams.worker.kafka import ensure_topics
 
@@ -61,6 +72,8 @@ class DemoConfig:
     malformed_per_day: int = 3
     duplicates_per_day: int = 20
     report_dir: str | None = None
+    #: a four-price ladder (streams.live.ladder) instead of the two-arm switchback
+    ladder: bool = False
 
 
 class Say:
@@ -118,15 +131,39 @@ def run_demo(settings: Settings, cfg: DemoConfig) -> bool:
         )
 
 
+def demo_market(cfg: DemoConfig) -> Market:
+    """The demo's market; a ladder's has the price as its only treatment (no effect
+    modifiers) and unit costs at :data:`LADDER_COST_SHARE` of the list price."""
+    ladder: dict[str, Any] = (
+        {"effect_modifiers": {}, "unit_cost_share": LADDER_COST_SHARE} if cfg.ladder else {}
+    )
+    return Market(
+        MarketConfig(
+            n_products=cfg.products,
+            timezone=cfg.timezone,
+            start_date=date.fromisoformat(cfg.start_date),  # weekdays line up with the calendar
+            **ladder,
+        ),
+        seed=cfg.seed,
+    )
+
+
 def demo_spec(cfg: DemoConfig, market: Market) -> ExperimentSpec:
     zone = ZoneInfo(cfg.timezone)
     start = datetime.fromisoformat(cfg.start_date + "T00:00:00")
+    arms: dict[str, Any] = (
+        {"id": f"demo-ladder-{cfg.seed}", "arms": LADDER_ARMS}
+        if cfg.ladder
+        else {
+            "id": f"demo-{cfg.seed}",  # the same seed gives the same assignments and sales
+            "treatment_policy": "price-minus-5pct",
+            "control_policy": "list-price",
+        }
+    )
     return ExperimentSpec(
-        id=f"demo-{cfg.seed}",  # the same seed gives the same assignments and sales
+        **arms,
         design="random-days",
         products=tuple(market.product_ids),
-        treatment_policy="price-minus-5pct",
-        control_policy="list-price",
         start=start.replace(tzinfo=zone),
         end=(start + timedelta(days=cfg.days)).replace(tzinfo=zone),
         timezone=cfg.timezone,
@@ -144,14 +181,7 @@ async def _drive(
 ) -> bool:
     redis = make_redis(settings)
     store = Store(redis, settings.key_prefix)
-    market = Market(
-        MarketConfig(
-            n_products=cfg.products,
-            timezone=cfg.timezone,
-            start_date=date.fromisoformat(cfg.start_date),  # weekdays line up with the calendar
-        ),
-        seed=cfg.seed,
-    )
+    market = demo_market(cfg)
     spec = demo_spec(cfg, market)
     run = LiveRun(spec, market, sales_seed=cfg.seed + 1)
     driver_cfg = DriverConfig(
@@ -162,25 +192,38 @@ async def _drive(
     async def each_day(d: int) -> None:
         p_start, p_end = period_bounds(spec, d)
         hours = (p_end - p_start).total_seconds() / 3600
-        say(
-            f"day {d + 1:>2}/{cfg.days} {p_start.astimezone(spec.zone):%a %Y-%m-%d} ({hours:.0f}h): "
-            f"{int(run.arms[:, d].sum())} of {cfg.products} treated, sales sent"
+        day = (
+            f"day {d + 1:>2}/{cfg.days} {p_start.astimezone(spec.zone):%a %Y-%m-%d} ({hours:.0f}h)"
         )
+        if cfg.ladder:
+            counts = np.bincount(run.arm_index[:, d], minlength=spec.n_arms)
+            arms = ", ".join(f"{a.name} {n}" for a, n in zip(spec.arm_list(), counts, strict=True))
+            say(f"{day}: products by arm {arms}; sales sent")
+            print_ladder_looks(say, run, printed)
+            return
+        say(f"{day}: {int(run.arms[:, d].sum())} of {cfg.products} treated, sales sent")
         print_looks(say, run, printed)
 
     try:
         async with LiveDriver(
             settings, store, [workers["controller"]], workers["analysis"], driver_cfg
         ) as driver:
+            what = (
+                "a price ladder of "
+                + ", ".join(f"{a.name} x{a.price_ratio:g}" for a in spec.arm_list())
+                + f" (control {spec.control_arm.name}) on random days"
+                if cfg.ladder
+                else "random days"
+            )
             say(
-                f"creating experiment {spec.id}: random days, {cfg.products} products, "
+                f"creating experiment {spec.id}: {what}, {cfg.products} products, "
                 f"{cfg.days} days from {cfg.start_date} ({cfg.timezone}), washout {cfg.washout_hours}h"
             )
             await driver.create([run])
             t0 = time.monotonic()
             await driver.run([run], after_look=each_day)
             elapsed = time.monotonic() - t0
-        print_looks(say, run, printed)
+        (print_ladder_looks if cfg.ladder else print_looks)(say, run, printed)
         sent = run.events_sent + cfg.days * (cfg.duplicates_per_day + cfg.malformed_per_day)
         say(
             f"pipeline absorbed {sent} events ({run.units_sent} units) in {elapsed:.1f}s of wall "
@@ -192,6 +235,9 @@ async def _drive(
         if counted != run.units_sent:
             say(f"ERROR: {counted} units in Redis, {run.units_sent} sent", always=True)
             return False
+        if cfg.ladder:
+            say(f"every unit sent was counted in Redis: {counted} units", always=True)
+            return report_ladder(say, run, cfg.days)
         final = primary_estimate(run, "units", cfg.days)
         if final is None:
             say("ERROR: no final estimate published", always=True)

@@ -23,6 +23,12 @@ The truth of a look is the market's true (global) effect averaged over the cells
 experiment analysed so far (randomised, not blacked out), each scaled by the share of its
 day's expected sales that fall in the analysis window (the live panel counts sales after the
 washout-length head of every period).
+
+A price ladder (a spec of more than two arms, each with a ``price_ratio``) is played as its
+prices: the driver records each cell's arm and listed ratio from the assignment message and
+draws the market's period under the ratios in force; its truths are per arm
+(:meth:`LiveRun.arm_truth`) and the true profit-maximising ratio
+(:meth:`LiveRun.optimal_ratio_truth`).
 """
 
 from __future__ import annotations
@@ -51,7 +57,8 @@ from controller.store.keys import clock as clock_key
 from controller.triggers import TriggerTracker
 from core import status
 from core.ports import metric_name
-from lab.market import Market, in_force
+from lab.market import DayOutcome, Market, in_force
+from lab.price import ladder_ratios
 from lab.simulate import competitor_rng, experiment_slots
 from streams.client.commands import send_command_async
 from streams.live.launcher import WorkerProcess, metric_value
@@ -67,7 +74,12 @@ class LiveRun:
     spec: ExperimentSpec
     market: Market
     sales_seed: int = 0
+    #: each cell treated (any arm but control)
     arms: np.ndarray = field(init=False, repr=False)
+    #: each cell's arm, its index in the spec's arm list
+    arm_index: np.ndarray = field(init=False, repr=False)
+    #: a price ladder's listed ratio of each cell (1: control's price); None for two arms
+    ratios: np.ndarray | None = field(init=False, repr=False)
     analysed: np.ndarray = field(init=False, repr=False)
     true_effect: np.ndarray = field(init=False, repr=False)
     control_units: np.ndarray = field(init=False, repr=False)  # E[units | never treated]
@@ -84,6 +96,13 @@ class LiveRun:
         n, t = len(self.market.product_ids), n_periods(self.spec)
         self.index = {p: i for i, p in enumerate(self.market.product_ids)}
         self.arms = np.zeros((n, t), dtype=bool)
+        self.arm_index = np.full((n, t), self.spec.control_index)
+        #: a price ladder's listed ratio of each arm (spec order); None for two arms
+        self.ladder = ladder_ratios(self.spec)
+        self.ratios = None
+        if self.ladder is not None:
+            self.market.check_price_only()
+            self.ratios = np.ones((n, t))
         self.analysed = np.zeros((n, t), dtype=bool)
         self.true_effect = np.zeros((n, t))
         self.control_units = np.zeros((n, t))
@@ -104,6 +123,31 @@ class LiveRun:
     def id(self) -> str:
         return self.spec.id
 
+    def record(self, d: int, product: str, msg: dict[str, Any], p_end: datetime) -> None:
+        """Cell (``product``, period ``d``) as its assignment message puts it in force: treated
+        or not, its arm, a ladder's listed ratio, and whether the analysis uses it (randomised,
+        not blacked out for the whole period ending at ``p_end``)."""
+        i = self.index[product]
+        self.arms[i, d] = msg["arm"] == "treatment"
+        self.arm_index[i, d] = assigned_arm(self.spec, msg)
+        if self.ratios is not None:
+            self.ratios[i, d] = listed_ratio(self.spec, msg)
+        until = msg.get("blackout_until")
+        whole = until is not None and datetime.fromisoformat(until) >= p_end
+        prob = float(msg["probability"])
+        self.analysed[i, d] = 0.0 < prob < 1.0 and not whole
+
+    def draw_period(self, d: int) -> DayOutcome:
+        """The market's period ``d`` under the arms recorded in force (a ladder: at their
+        listed ratios, :meth:`lab.market.Market.period_outcomes` with ``ratio_history``); its
+        true effect and expected control units are kept."""
+        cols = in_force(self.slots, d, self.market.cfg.carryover_order)
+        ratios = None if self.ratios is None else self.ratios[:, cols]
+        out = self.market.period_outcomes(self.slots[d], self.arms[:, cols], ratios)
+        self.true_effect[:, d] = out.true_effect
+        self.control_units[:, d] = out.expected_units_control
+        return out
+
     def truth(
         self, periods: int | None = None, metric: str = "units", relative: bool = False
     ) -> float:
@@ -111,7 +155,13 @@ class LiveRun:
         the absolute effect, or with ``relative`` the effect over the control mean, over the
         cells the experiment analysed, each scaled to its analysis window
         (:meth:`lab.market.Market.metric_truth`; the elasticity:
-        :meth:`lab.market.Market.elasticity_truth`)."""
+        :meth:`lab.market.Market.elasticity_truth`). Two arms: a ladder's truths are per arm
+        (:meth:`arm_truth`)."""
+        if self.ladder is not None:
+            raise ValueError(
+                f"the {self.spec.n_arms}-arm experiment {self.id!r} has a truth per arm: "
+                "ask arm_truth(arm, ...)"
+            )
         k = self.arms.shape[1] if periods is None else periods
         cells = self.analysed[:, :k]
         if metric == "elasticity":
@@ -124,6 +174,46 @@ class LiveRun:
             metric,
             self.unit_cost,
             relative=relative,
+        )
+
+    def _ladder_cells(self, periods: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A ladder's analysed cells of the first ``periods`` periods, their expected control
+        units and untreated means ``mu0``, both scaled to the analysis window."""
+        if self.ladder is None:
+            raise ValueError(f"experiment {self.id!r} is no price ladder")
+        k = self.arms.shape[1] if periods is None else periods
+        share = self.window_share[None, :k]
+        untreated = self.market.untreated_means(self.slots[:k]) * share
+        return self.analysed[:, :k], self.control_units[:, :k] * share, untreated
+
+    def arm_truth(
+        self, arm: str, periods: int | None = None, metric: str = "units", relative: bool = False
+    ) -> float:
+        """A price ladder's estimand for ``arm`` (a name, not the control) against control
+        on ``metric`` over the first ``periods`` periods: over every analysed cell (all arms'),
+        the arm's global effect at its listed price, scaled to the analysis window
+        (:meth:`lab.market.Market.arm_metric_truth`, as
+        :meth:`lab.simulate.SimulatedExperiment.metric_truth` with ``arm``)."""
+        names = [a.name for a in self.spec.arm_list()]
+        if arm not in names or names.index(arm) == self.spec.control_index:
+            raise ValueError(f"{arm!r} is no treatment arm of {self.id!r}")
+        cells, control, untreated = self._ladder_cells(periods)
+        assert self.ladder is not None
+        return self.market.arm_metric_truth(
+            cells, control, untreated, metric, self.unit_cost,
+            ratio=float(self.ladder[names.index(arm)]), relative=relative,
+        )  # fmt: skip
+
+    def optimal_ratio_truth(self, periods: int | None = None) -> float:
+        """The listed ratio between the ladder's lowest and highest that maximises the true
+        expected profit over the analysed cells of the first ``periods`` periods, every
+        product listed at it, with the spec's unit costs (NaN without them;
+        :meth:`lab.market.Market.cells_optimal_ratio`, as
+        :meth:`lab.simulate.SimulatedExperiment.optimal_ratio_truth`)."""
+        cells, _, untreated = self._ladder_cells(periods)
+        assert self.ladder is not None
+        return self.market.cells_optimal_ratio(
+            cells, untreated, self.unit_cost, float(self.ladder.min()), float(self.ladder.max())
         )
 
     def truths(self, periods: int | None = None) -> dict[str, tuple[float, float]]:
@@ -348,13 +438,8 @@ class LiveDriver:
         return all((run.id, d, p) in self._assigned for run in runs for p in run.index)
 
     def _record_period(self, run: LiveRun, d: int, p_start: datetime, p_end: datetime) -> None:
-        for product, i in run.index.items():
-            msg = self._assigned[(run.id, d, product)][1]
-            run.arms[i, d] = msg["arm"] == "treatment"
-            until = msg.get("blackout_until")
-            whole = until is not None and datetime.fromisoformat(until) >= p_end
-            prob = float(msg["probability"])
-            run.analysed[i, d] = 0.0 < prob < 1.0 and not whole
+        for product in run.index:
+            run.record(d, product, self._assigned[(run.id, d, product)][1], p_end)
         slot = run.slots[d]
         profile = None if run.daily else slot.hour_weights  # a day: 24 equal slices, as ever
         run.window_share[d] = run.market.window_share(p_start, p_end, run.spec.washout, profile)
@@ -387,10 +472,7 @@ class LiveDriver:
                         topics.competitor_prices, _price_bytes(e), e["product"]
                     )
                 run.expected_triggers.advance(p_end - timedelta(milliseconds=2))
-            m = market.cfg.carryover_order
-            out = market.period_outcomes(run.slots[d], run.arms[:, in_force(run.slots, d, m)])
-            run.true_effect[:, d] = out.true_effect
-            run.control_units[:, d] = out.expected_units_control
+            out = run.draw_period(d)
             profile = None if run.daily else run.slots[d].hour_weights
             events = market.sale_events(d, p_start, p_end, out, run.rng, profile)
             for e in events:
@@ -474,6 +556,29 @@ class LiveDriver:
         await loop.run_in_executor(None, new.start)
         self.replace_analysis(new)
         return new, code
+
+
+def assigned_arm(spec: ExperimentSpec, msg: dict[str, Any]) -> int:
+    """The index in ``spec``'s arm list of the arm an assignment message puts in force: its
+    ``arm_name`` (an ``arms:`` spec's messages name it), else its role (two arms)."""
+    name = msg.get("arm_name")
+    if name is None:
+        return spec.index_of(str(msg["arm"]))
+    names = [a.name for a in spec.arm_list()]
+    if name not in names:
+        raise ValueError(f"assignment of {msg.get('product')!r} names arm {name!r}, not in {names}")
+    return names.index(name)
+
+
+def listed_ratio(spec: ExperimentSpec, msg: dict[str, Any]) -> float:
+    """The listed price ratio an assignment message puts in force (1: control's price): its
+    ``price_ratio``, as a pricing system reads it, else the spec's ratio of the arm it names."""
+    ratio = msg.get("price_ratio")
+    if ratio is None:
+        ratio = spec.arm_list()[assigned_arm(spec, msg)].price_ratio
+    if ratio is None:
+        raise ValueError(f"assignment of {msg.get('product')!r} gives no price ratio")
+    return float(ratio)
 
 
 def lockstep_settings(settings: Settings) -> Settings:
@@ -584,8 +689,8 @@ def print_looks(say: Callable[[str], None], run: LiveRun, printed: set[tuple[str
 
 
 def verdict_line(v: dict[str, Any]) -> str:
-    """A verdict in one line: the word, the decision metric's relative figures, and for keep
-    running the days still needed."""
+    """A verdict in one line: the word, the decision metric's relative figures (k arms: of
+    the arm it names), and for keep running the days still needed."""
     word = str(v["verdict"]).replace("_", " ")
     rel = v.get("relative_effect")
     fig = (
@@ -594,6 +699,8 @@ def verdict_line(v: dict[str, Any]) -> str:
         if rel is not None and v.get("relative_cs_low") is not None
         else f"{v['metric']} {v['effect']:+.3g}"
     )
+    if v.get("arm") is not None:  # k arms: the figures are the named arm's
+        fig = f"arm {v['arm']}: {fig}"
     tail = ""
     if v["verdict"] == "keep_running" and v.get("more_days"):
         tail = f"; about {math.ceil(v['more_days'])} more days for 80% power at {v['mde_pct']:g}%"

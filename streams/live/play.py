@@ -67,6 +67,11 @@ async def play(
             "--live drives simulated time: run the workers and this command with "
             "PRICELAB_CLOCK=simulated"
         )
+    # the scorecard reads treatment against control: a ladder's truths are per arm
+    spec.two_arm_only(
+        "cannot be played by simulate --live yet (it reads one treatment against control); "
+        "pricelab demo --ladder plays a price ladder live"
+    )
     total = n_periods(spec)
     if periods is not None and not 1 <= periods <= total:
         raise ConfigurationError(f"--days must be 1..{total} (the periods of {spec.id!r})")
