@@ -523,20 +523,25 @@ def decide_arms(
         return f"arm {a}: " + _describe(metric, float(f["effect"]), cs[a], rel)
 
     at: int | None
+    verdict: VerdictWord
+    named: str = leader
     n_periods = int(fields[leader]["n_periods"])
     if decided is not None and decided != "keep_running":
         verdict = decided
         at = decided_at if decided_at is not None else n_periods
-        named = decided_arm if decided == "ship" and decided_arm in fields else leader
+        if decided == "ship" and decided_arm is not None and decided_arm in fields:
+            named = decided_arm
         reason = f"decided after {at} periods and kept (the first decisive look is final); now {figure(named)}"
     else:
-        verdict, at, named = now, (n_periods if now != "keep_running" else None), leader
+        verdict, at = now, (n_periods if now != "keep_running" else None)
         others = [a for a in fields if a != leader]
-        unbeaten = [
-            a
-            for a in fields
-            if a != leader and not (cs[a][1] is not None and (cs[leader][0] or 0) > cs[a][1])
-        ]
+        lead_low = cs[leader][0]
+
+        def beaten(a: str) -> bool:
+            high = cs[a][1]
+            return high is not None and lead_low is not None and lead_low > high
+
+        unbeaten = [a for a in others if not beaten(a)]
         if now == "ship" and not unbeaten:
             reason = f"{figure(leader)} lies wholly above 0 and above every other arm's sequence"
         elif now == "ship":
@@ -547,14 +552,19 @@ def decide_arms(
             )
         elif now == "do_not_ship":
             reason = f"every arm's {metric} lies wholly below 0; the best, {figure(leader)}"
-        elif cs[leader][0] is None:
+        elif lead_low is None:
             reason = f"{figure(leader)}: no confidence sequence yet"
-        elif cs[leader][0] > 0:
-            runner = max(others, key=lambda a: cs[a][1] if cs[a][1] is not None else math.inf)
+        elif lead_low > 0:
+
+            def reach(a: str) -> float:
+                high = cs[a][1]
+                return math.inf if high is None else float(high)
+
+            runner = max(others, key=reach)
             reason = (
                 f"{figure(leader)} lies above 0, but not yet above arm {runner}'s sequence "
-                f"(which reaches {cs[runner][1]:+.4g})"
-                if cs[runner][1] is not None
+                f"(which reaches {reach(runner):+.4g})"
+                if math.isfinite(reach(runner))
                 else f"{figure(leader)} lies above 0, but not yet above every other arm's"
             )
         else:
@@ -563,7 +573,8 @@ def decide_arms(
     days, note = None, None
     if verdict == "keep_running":
         r = None if radius is None else radius.get(named)
-        if cs[named][0] is not None and cs[named][0] > 0:
+        named_low = cs[named][0]
+        if named_low is not None and named_low > 0:
             note = (
                 f"arm {named} beats control; the verdict waits until it is shown to beat the "
                 "other arms too"

@@ -280,10 +280,10 @@ class AnalysisWorker:
                     self.observer.published(info.id, series, as_of)
                     published.append((info.id, result))
                 if self.verdicts is not None and decision:
-                    verdict = await self._arm_verdict(
+                    named = await self._arm_verdict(
                         info, decision, _control_baseline(df), int(df["period"].nunique())
                     )
-                    await self.verdicts.publish_verdict(info.id, verdict.to_dict(), as_of)
+                    await self.verdicts.publish_verdict(info.id, named.to_dict(), as_of)
                     self.observer.published(info.id, "verdict", as_of)
                     verdicts += 1
                 curve = self._demand(info, df) if self.demand is not None else None
