@@ -410,7 +410,7 @@ def analyze(
             result = fit_demand(
                 arm_totals(df, read_arms(df, arm, control, unit), units_col, revenue_col,
                            ratio_col or "price_ratio", cost_col, blackout, probability,
-                           profit_col),
+                           profit_col, time),
                 alpha,
             )  # fmt: skip
             _print_demand(result, arm, control, as_json)

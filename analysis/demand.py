@@ -240,7 +240,10 @@ def optimal_ratio(eps: Any, revenue: Any, cost: Any, lo: float, hi: float) -> np
         value = profit(cands, eps, revenue, cost)
     value[2] = np.where(inside, value[2], -np.inf)
     value = np.where(np.isfinite(value) | (value == -np.inf), value, -np.inf)
-    return np.take_along_axis(cands, np.argmax(value, axis=0)[None], axis=0)[0]
+    best = np.take_along_axis(cands, np.argmax(value, axis=0)[None], axis=0)[0]
+    # no ratio without its inputs (a bootstrap replicate that drew no product of an arm)
+    known = np.isfinite(eps) & np.isfinite(revenue) & np.isfinite(cost)
+    return np.where(known, best, np.nan)
 
 
 @dataclass(frozen=True)
@@ -316,6 +319,14 @@ def fit_demand(
 ) -> DemandResult:
     """The demand and profit curves and the recommended price of a ladder (see the module);
     one sentence when the panel cannot give them."""
+    sold = t.units.sum(axis=0)
+    none = [name for name, u, r in zip(t.names, sold, t.revenue.sum(axis=0), strict=True)
+            if not (u > 0 and r > 0)]  # fmt: skip
+    if none:
+        raise AnalysisError(
+            f"arm {none[0]!r} sold nothing in its usable cells: its price gives no point on "
+            "the demand curve."
+        )
     distinct = np.unique(t.ratios)
     if len(distinct) < 2:
         raise AnalysisError("the demand curve needs arms at two prices at least; all are at one.")
@@ -444,7 +455,7 @@ def fit_demand(
             "optimal_price_ratio_ci": interval(r_b),
             "optimal_price_ratio_bias": float(np.nanmean(r_b) - r_star),
             "at_range_edge": edge,
-            "p_edge": float(np.mean((r_b == lo) | (r_b == hi))),
+            "p_edge": float(np.mean((r_b[np.isfinite(r_b)] == lo) | (r_b[np.isfinite(r_b)] == hi))),
             "profit_change": change,
             "profit_change_ci": interval(change_b),
             "relative_profit_change": change / (R0 - C0) if R0 - C0 > 0 else None,
@@ -480,19 +491,31 @@ def arm_totals(
     blackout: str | None = None,
     probability: str | None = None,
     profit: str | None = None,
+    time: str | None = None,
 ) -> ArmTotals:
     """A long panel's usable cells (an arm named, not blacked out and, with ``probability``,
     randomised: strictly between 0 and 1) summed per product and arm, the control first;
     ``ratio`` is each cell's listed price ratio (one per arm); the cost of goods comes from
     ``cost``, each cell's unit cost (units x unit cost), or from ``profit`` (revenue -
-    profit, as pricelab's panels have it), not both. One sentence for a missing column, an
-    arm with two ratios or none, or a missing number in a usable cell."""
+    profit, as pricelab's panels have it), not both. One sentence for a missing column, a
+    product twice in one ``time`` period, an arm with no usable cell or with two ratios, or a
+    missing, infinite or negative number (units, revenue, unit cost, cost of goods) in a usable
+    cell."""
     if cost is not None and profit is not None:
         raise AnalysisError("give the unit cost (--cost) or the profit (--profit), not both.")
-    named = [arms.unit, units, revenue, ratio, cost, profit, blackout, probability]
+    named = [arms.unit, time, units, revenue, ratio, cost, profit, blackout, probability]
     missing = [c for c in named if c is not None and c not in df.columns]
     if missing:
         raise AnalysisError(f"Column(s) {missing} not found; the table has {list(df.columns)}.")
+    if time is not None:
+        twice = df.duplicated([arms.unit, time], keep=False)
+        if twice.any():
+            first = df.loc[twice].iloc[0]
+            raise AnalysisError(
+                f"Unit {str(first[arms.unit])!r} appears more than once at {time} "
+                f"{first[time]}; "
+                "a panel has one row per unit and period."
+            )
     use = df[arms.column].notna()
     if blackout is not None:
         use &= ~blackout_flags(df, blackout)
@@ -502,16 +525,33 @@ def arm_totals(
     cells = df.loc[use]
     numbers = [units, revenue, ratio] + [c for c in (cost, profit) if c is not None]
     for col in numbers:
-        values = pd.to_numeric(cells[col], errors="coerce")
-        bad = int(values.isna().sum())
+        values = pd.to_numeric(cells[col], errors="coerce").to_numpy(dtype=float)
+        bad = int((~np.isfinite(values)).sum())
         if bad:
             raise AnalysisError(
-                f"column {col!r} has {bad} missing or non-numeric value(s) in usable cells."
+                f"column {col!r} has {bad} missing, infinite or non-numeric value(s) in usable "
+                "cells."
+            )
+        negative = int((values < 0).sum()) if col in (units, revenue, cost) else 0
+        if negative:
+            raise AnalysisError(f"column {col!r} has {negative} negative value(s) in usable cells.")
+    if profit is not None:
+        goods = pd.to_numeric(cells[revenue]) - pd.to_numeric(cells[profit])
+        above = int((goods < -1e-9 * (1 + pd.to_numeric(cells[revenue]).abs())).sum())
+        if above:
+            raise AnalysisError(
+                f"column {profit!r} is above revenue in {above} usable cell(s): a negative "
+                "cost of goods."
             )
     order = (arms.control, *arms.others)
     names = cells[arms.column].astype(str)
     ratios = []
     for name in order:
+        if not (names == name).any():
+            raise AnalysisError(
+                f"arm {name!r} has no usable cells (outside blackouts"
+                + (", among those the design randomised)." if probability else ").")
+            )
         seen = pd.to_numeric(cells.loc[names == name, ratio]).unique()
         if len(seen) != 1:
             raise AnalysisError(

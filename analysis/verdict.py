@@ -529,7 +529,9 @@ def decide_arms(
     if decided is not None and decided != "keep_running":
         verdict = decided
         at = decided_at if decided_at is not None else n_periods
-        if decided == "ship" and decided_arm is not None and decided_arm in fields:
+        if decided == "ship":
+            if decided_arm is None or decided_arm not in fields:
+                raise ValueError(f"the kept ship names arm {decided_arm!r}, not one of this look's")
             named = decided_arm
         reason = f"decided after {at} periods and kept (the first decisive look is final); now {figure(named)}"
     else:
@@ -648,6 +650,30 @@ def encode_decision(verdict: VerdictWord, n_periods: int) -> float:
     if verdict == "keep_running":
         raise ValueError("only a decisive verdict is kept")
     return float(n_periods if verdict == "ship" else -n_periods)
+
+
+#: the fraction of a kept k-arm *ship* that names its arm: code = n + (index + 1) / 64, exact
+#: in binary floating point for the 8 arms a spec may have, so the decision and its arm are one
+#: value, written once (first writer wins), and :func:`decode_decision` reads its n as ever
+_ARM_FRACTION = 64
+
+
+def encode_arm_decision(verdict: VerdictWord, n_periods: int, index: int | None) -> float:
+    """:func:`encode_decision` with the shipped arm's index in the spec's arms (k arms)."""
+    code = encode_decision(verdict, n_periods)
+    if verdict != "ship" or index is None:
+        return code
+    if not 0 <= index < _ARM_FRACTION - 1:
+        raise ValueError(f"arm index {index} out of range")
+    return code + (index + 1) / _ARM_FRACTION
+
+
+def decode_arm(code: float | None) -> int | None:
+    """The arm index a kept k-arm *ship* names (None: none, or not a ship)."""
+    if code is None or not math.isfinite(code) or code <= 0:
+        return None
+    step = round((code - math.floor(code)) * _ARM_FRACTION)
+    return step - 1 if step > 0 else None
 
 
 def decode_decision(code: float | None) -> tuple[VerdictWord | None, int | None]:

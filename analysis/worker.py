@@ -63,7 +63,9 @@ from analysis.verdict import (
     decide,
     decide_arms,
     decision_metric,
+    decode_arm,
     decode_decision,
+    encode_arm_decision,
     encode_decision,
     period_days,
 )
@@ -265,7 +267,9 @@ class AnalysisWorker:
             if info.arms > 2:
                 self._tell_arms(info)
                 split = info.arms - 1
-                first = _plan_of(next(iter(self.estimators_for(info)), DEFAULT_PLANS[0])).label
+                # the verdict's estimator: the design's first that is fitted per arm
+                plans = [_plan_of(p) for p in self.estimators_for(info)] or list(DEFAULT_PLANS)
+                first = next((p.label for p in plans if p.name in PAIR_METHODS), None)
                 decision: dict[str, tuple[EstimateResult, tuple[float, float] | None]] = {}
                 for result in await self._arm_estimates(info, df):
                     series = _series(f"{result.method}@arm:{result.arm}", result.metric)
@@ -279,13 +283,14 @@ class AnalysisWorker:
                     await self.sink.publish(info.id, result, as_of, cs)
                     self.observer.published(info.id, series, as_of)
                     published.append((info.id, result))
-                if self.verdicts is not None and decision:
+                if self.verdicts is not None and first is not None:
                     named = await self._arm_verdict(
                         info, decision, _control_baseline(df), int(df["period"].nunique())
                     )
-                    await self.verdicts.publish_verdict(info.id, named.to_dict(), as_of)
-                    self.observer.published(info.id, "verdict", as_of)
-                    verdicts += 1
+                    if named is not None:
+                        await self.verdicts.publish_verdict(info.id, named.to_dict(), as_of)
+                        self.observer.published(info.id, "verdict", as_of)
+                        verdicts += 1
                 curve = self._demand(info, df) if self.demand is not None else None
                 if curve is not None and self.demand is not None:
                     await self.demand.publish_demand(info.id, curve.to_dict(), as_of)
@@ -412,14 +417,26 @@ class AnalysisWorker:
         decision: Mapping[str, tuple[EstimateResult, tuple[float, float] | None]],
         baselines: Mapping[str, float] | None = None,
         periods_seen: int | None = None,
-    ) -> Verdict:
+    ) -> Verdict | None:
         """The look's verdict of a k-arm experiment (analysis.verdict.decide_arms) on each
-        arm's decision estimate of the design's first estimator, with its sequence at alpha /
-        (k - 1). The first decisive verdict, and the arm it ships, are kept in the tuning store
-        as the two-arm verdict is (first writer wins): later looks and other workers repeat
-        it."""
+        arm's decision estimate of the design's first estimator fitted per arm, with its
+        sequence at alpha / (k - 1); None (logged) when an arm has no such estimate at this
+        look: the rule needs every arm. The first decisive verdict and the arm it ships are one
+        value in the tuning store (analysis.verdict.encode_arm_decision), first writer wins:
+        later looks and other workers repeat it."""
         metric = decision_metric(info.params)
         split = info.arms - 1
+        arms = info.params.get("arms") or ()
+        names = [str(a["name"]) for a in arms]
+        missing = [
+            str(a["name"]) for a in arms if not a.get("control") and a["name"] not in decision
+        ]
+        if missing or not decision:
+            log.info(
+                "experiment %s: no verdict at this look: no %s estimate of arm(s) %s",
+                info.id, metric, ", ".join(missing) or "any",
+            )  # fmt: skip
+            return None
         fields, radius = {}, {}
         for arm, (result, cs) in decision.items():
             # the arm's sequence as published, for the days still needed
@@ -428,11 +445,13 @@ class AnalysisWorker:
             if seq is not None:
                 radius[arm] = partial(_radius_at, seq, result.df)
             fields[arm] = published_fields(result, cs, self.alpha)
-        names = [str(a["name"]) for a in info.params.get("arms") or ()]
-        key, arm_key = f"verdict:{metric}", f"verdict:{metric}:arm"
-        decided, at = decode_decision(await self.tuning.recall(info.id, key))
-        stored_arm = await self.tuning.recall(info.id, arm_key)
-        decided_arm = _arm_named(names, stored_arm)
+        key = f"verdict:{metric}"
+        code = await self.tuning.recall(info.id, key)
+        decided, at = decode_decision(code)
+        decided_arm = _arm_named(names, decode_arm(code))
+        if decided == "ship" and decided_arm is None:
+            log.warning("experiment %s: the kept ship names no arm of the spec", info.id)
+            return None
         any_result = next(iter(decision.values()))[0]
 
         def verdict_now() -> Verdict:
@@ -453,14 +472,15 @@ class AnalysisWorker:
 
         verdict = verdict_now()
         if decided is None and verdict.verdict != "keep_running":
-            # first writer wins: the arm first (a ship names one), then the decision
-            if verdict.verdict == "ship" and verdict.arm in names:
-                decided_arm = _arm_named(
-                    names, await self.tuning.fix(info.id, arm_key, float(names.index(verdict.arm)))
-                )
-            code = encode_decision(verdict.verdict, verdict.n_periods)
-            decided, at = decode_decision(await self.tuning.fix(info.id, key, code))
-            verdict = verdict_now()
+            index = names.index(verdict.arm) if verdict.verdict == "ship" and verdict.arm else None
+            mine = encode_arm_decision(verdict.verdict, verdict.n_periods, index)
+            kept = await self.tuning.fix(info.id, key, mine)
+            if kept != mine:  # another worker decided first: say its decision, kept
+                decided, at = decode_decision(kept)
+                decided_arm = _arm_named(names, decode_arm(kept))
+                if decided == "ship" and decided_arm is None:
+                    return None
+                verdict = verdict_now()
         return verdict
 
     def _tell_arms(self, info: ExperimentInfo) -> None:
@@ -468,13 +488,22 @@ class AnalysisWorker:
         experiment, not every cycle."""
         if info.id not in self._arms_told:
             self._arms_told.add(info.id)
+            plans = [_plan_of(p) for p in self.estimators_for(info)] or list(DEFAULT_PLANS)
+            first = next((p.label for p in plans if p.name in PAIR_METHODS), None)
+            verdict = (
+                f"the verdict names an arm (from {first})"
+                if first is not None
+                else "no verdict: none of the design's estimators "
+                f"({', '.join(p.label for p in plans)}) is fitted per arm yet"
+            )
             log.info(
                 "experiment %s: %d arms: each arm is estimated against the control with "
-                "simultaneous intervals and anytime-valid sequences at alpha / (k - 1), and "
-                "the verdict names an arm; no guardrail check, segment or spillover estimate "
-                "is published for it yet (issue #41)",
+                "simultaneous intervals and anytime-valid sequences at alpha / (k - 1); %s; no "
+                "guardrail check, segment or spillover estimate is published for it yet "
+                "(issue #41)",
                 info.id,
                 info.arms,
+                verdict,
             )
 
     async def _arm_estimates(
@@ -561,7 +590,7 @@ class AnalysisWorker:
         def fit() -> DemandResult:
             arms = read_arms(cells, "arm", _control_arm(info, df), "product")
             totals = arm_totals(cells, arms, "units", "revenue", "price_ratio", None,
-                                "blackout", "probability", profit)  # fmt: skip
+                                "blackout", "probability", profit, "period")  # fmt: skip
             return fit_demand(totals, self.alpha)
 
         return self._timed(info, "demand", fit)

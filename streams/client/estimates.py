@@ -256,6 +256,8 @@ def render_verdict(doc: dict[str, Any]) -> str:
     """A verdict message as the lines an operator reads first: the word and its reason, the
     decision metric's anytime-valid figures, each guardrail, and the rule."""
     word = _WORDS.get(str(doc.get("verdict")), str(doc.get("verdict")))
+    if doc.get("verdict") == "ship" and doc.get("arm"):  # k arms: which one
+        word += f" arm {doc['arm']}"
     head = f"VERDICT after {doc.get('n_periods')} periods (as of {doc.get('as_of')}): {word}"
     if doc.get("verdict") == "keep_running":
         if doc.get("more_days") is not None:

@@ -164,7 +164,8 @@ def test_two_prices_give_the_curve_without_a_curvature_test() -> None:
 def test_what_the_panel_cannot_give_is_one_sentence() -> None:
     t = ladder(6)
     one = np.zeros_like(t.n)
-    one[:, 0] = t.n.sum(axis=1)  # every product in the control arm only
+    rows = np.arange(len(one))
+    one[rows, rows % 4] = t.n.sum(axis=1)  # every product in one arm (a per-product design)
     with pytest.raises(AnalysisError, match="0 product\\(s\\) sold at two prices"):
         fit_demand(ArmTotals(t.names, t.ratios, one, one * 3, one * 30.0))
     with pytest.raises(AnalysisError, match="its ratio is 1"):
@@ -172,6 +173,16 @@ def test_what_the_panel_cannot_give_is_one_sentence() -> None:
     with pytest.raises(AnalysisError, match="two prices at least"):
         fit_demand(ArmTotals(("a", "b"), np.array([1.0, 1.0]), t.n[:, :2], t.units[:, :2],
                              t.revenue[:, :2]))  # fmt: skip
+
+
+def test_a_replicate_without_an_arms_products_gives_no_optimum() -> None:
+    # a bootstrap replicate that drew no product of an arm has no elasticity or control
+    # mean: no ratio (it was taken for the bottom of the range, and counted in p_edge)
+    got = optimal_ratio(np.array([np.nan, -2.0, -2.0]), np.array([1.0, np.nan, 1.0]),
+                        np.array([0.5, 0.5, 0.5]), 0.9, 1.05)  # fmt: skip
+    assert np.isnan(got[0]) and np.isnan(got[1]) and got[2] == pytest.approx(1.0)
+    res = fit_demand(ladder(1, products=3))  # about e^-3 of replicates miss a product
+    assert 0 <= res.p_edge <= 1 and np.isfinite(res.optimal_price_ratio_ci).all()
 
 
 def test_the_same_panel_gives_the_same_interval() -> None:

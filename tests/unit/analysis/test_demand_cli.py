@@ -134,7 +134,14 @@ def test_blacked_out_and_unrandomised_cells_are_left_out(app: typer.Typer, tmp_p
         ("none", ("--outcome", "units"), "--method demand takes --units COL and --revenue COL"),
         ("none", ("--by", "arm"), "--method demand does not take --by"),
         ("none", ("--price-ratio", "nope"), "Column(s) ['nope'] not found"),
-        ("blank_units", (), "column 'units' has 1 missing or non-numeric value(s)"),
+        ("blank_units", (), "column 'units' has 1 missing, infinite or non-numeric value(s)"),
+        ("inf_cost", ("--cost", "unit_cost"), "column 'unit_cost' has 1 missing, infinite"),
+        ("negative_cost", ("--cost", "unit_cost"), "column 'unit_cost' has 12 negative value(s)"),
+        ("profit_above", ("--profit", "profit"), "column 'profit' is above revenue in"),
+        ("duplicate", (), "Unit 'P000' appears more than once at day 0"),
+        ("control_sold_nothing", (), "arm 'list' sold nothing in its usable cells"),
+        ("arm_sold_nothing", (), "arm 'p90' sold nothing in its usable cells"),
+        ("control_dark", ("--blackout", "off"), "arm 'list' has no usable cells"),
     ],
 )
 def test_what_it_cannot_read_is_one_sentence(
@@ -148,6 +155,20 @@ def test_what_it_cannot_read_is_one_sentence(
     elif change == "blank_units":
         df["units"] = df["units"].astype(float)
         df.loc[5, "units"] = np.nan
+    elif change == "inf_cost":
+        df.loc[5, "unit_cost"] = np.inf
+    elif change == "negative_cost":
+        df.loc[df["product"] == "P001", "unit_cost"] *= -1
+    elif change == "profit_above":
+        df["profit"] = df["revenue"] - df["units"] * df["unit_cost"]
+        df.loc[df["units"] > 0, "profit"] += 1e6
+    elif change == "duplicate":
+        df = pd.concat([df.iloc[:1], df])
+    elif change in ("control_sold_nothing", "arm_sold_nothing"):
+        name = "list" if change == "control_sold_nothing" else "p90"
+        df.loc[df["arm"] == name, ["units", "revenue"]] = 0
+    elif change == "control_dark":
+        df["off"] = (df["arm"] == "list").astype(int)
     path = tmp_path / "p.csv"
     df.to_csv(path, index=False)
     code, out = run(app, path, *DEMAND, *extra)

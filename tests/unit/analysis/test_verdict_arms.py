@@ -166,9 +166,33 @@ def test_the_planned_end_ships_the_leading_arm_above_control_and_says_what_it_do
     assert early.verdict == "keep_running"
 
 
-@pytest.mark.parametrize("k", [3, 4])
-def test_the_split_is_what_the_worker_uses(k: int) -> None:
-    # the per-arm sequence at alpha / (k - 1) is wider than the two-arm one at alpha
-    one = ConfidenceSequence(target_se=1.0, alpha=0.05, intersect=False).radius(1.0)
-    split = ConfidenceSequence(target_se=1.0, alpha=0.05 / (k - 1), intersect=False).radius(1.0)
-    assert split > one
+def test_a_kept_ship_and_its_arm_are_one_value() -> None:
+    # the decision and the arm it ships are written together (first writer wins): no other
+    # worker can pair this look's decision with another look's arm
+    from analysis.verdict import decode_arm, decode_decision, encode_arm_decision
+
+    for index in range(8):
+        code = encode_arm_decision("ship", 17, index)
+        assert decode_decision(code) == ("ship", 17) and decode_arm(code) == index
+    assert decode_arm(encode_arm_decision("do_not_ship", 9, None)) is None
+    assert decode_decision(encode_arm_decision("do_not_ship", 9, None)) == ("do_not_ship", 9)
+    assert decode_arm(17.0) is None  # a two-arm ship: no arm
+
+
+def test_a_kept_ship_is_never_given_to_another_arm() -> None:
+    now = {"p90": _fields(1.0, -1.0, 3.0, 9), "p105": _fields(0.5, -0.5, 2.5, 9)}
+    with pytest.raises(ValueError, match="names arm 'p95'"):
+        decide_arms(metric="profit", fields=now, decided="ship", decided_at=7, decided_arm="p95")
+    with pytest.raises(ValueError, match="names arm None"):
+        decide_arms(metric="profit", fields=now, decided="ship", decided_at=7)
+
+
+def test_an_operator_reads_which_arm_to_ship_on_the_first_line() -> None:
+    from streams.client.estimates import render_verdict
+
+    v = decide_arms(
+        metric="profit",
+        fields={"p95": _fields(3.0, 1.0, 5.0), "p105": _fields(-1.0, -3.0, 0.5)},
+    )
+    first = render_verdict(v.to_dict() | {"as_of": "2026-01-08T00:00:00+00:00"}).splitlines()[0]
+    assert first.endswith("SHIP arm p95")

@@ -11,9 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
+from analysis.confseq import ConfidenceSequence
 from analysis.results import published_fields
-from analysis.worker import AnalysisWorker, ExperimentInfo
+from analysis.worker import AnalysisWorker, ExperimentInfo, InMemorySequenceTuning, _series
 from controller.clock import ManualClock
 from controller.designs import design_of
 from controller.spec import ExperimentSpec
@@ -146,13 +148,14 @@ async def test_a_three_arm_experiment_publishes_every_arm_against_the_control(ca
     assert info.arms == 3
     plans = [p.label for p in info.estimators]
     assert {"dm", "fe"} <= set(plans)
-    sink = Sink()
-    w = AnalysisWorker(Source(df, info), sink, ManualClock(AS_OF))
+    sink, tuning = Sink(), InMemorySequenceTuning()
+    w = AnalysisWorker(Source(df, info), sink, ManualClock(AS_OF), tuning=tuning)
     with caplog.at_level(logging.INFO, logger="pricelab"):
         out = await w.run_once()
         await w.run_once()
     said = [r.getMessage() for r in caplog.records if "e1" in r.getMessage()]
     assert len(said) == 1 and "anytime-valid sequences at alpha / (k - 1)" in said[0]
+    assert "the verdict names an arm (from fe)" in said[0]
     assert len(out) == len(sink.published) // 2
     metrics = ("units", "revenue", "price")
     keys = [(r.metric, r.method, r.arm) for _, r in out]
@@ -168,10 +171,15 @@ async def test_a_three_arm_experiment_publishes_every_arm_against_the_control(ca
             assert doc["cs_low"] is None
             continue
         assert doc["identified"] is True
-        # each arm's anytime-valid sequence is at alpha / 2: wider than its fixed interval
+        # each arm's anytime-valid sequence is at alpha / 2: the radius of the sequence the
+        # worker tuned (its target SE in the tuning store) at level 0.025, not 0.05
         assert doc["cs_split"] == 2
         if doc["se"] > 0:
-            assert doc["cs_low"] < doc["ci_low"] and doc["ci_high"] < doc["cs_high"]
+            target = tuning.targets[("e1", _series(f"{r.method}@arm:{r.arm}", r.metric))]
+            split = ConfidenceSequence(target_se=target, alpha=0.025).radius(r.se, r.df)
+            whole = ConfidenceSequence(target_se=target, alpha=0.05).radius(r.se, r.df)
+            assert doc["cs_high"] - doc["effect"] == pytest.approx(float(split), rel=1e-9)
+            assert float(split) > float(whole) * 1.05
         expect = "dunnett-t" if r.method == "dm" and r.metric != "price" else "bonferroni"
         if r.method == "dm" and r.metric != "price" and r.df is None:
             expect = "dunnett-normal"
@@ -180,11 +188,14 @@ async def test_a_three_arm_experiment_publishes_every_arm_against_the_control(ca
         lo, hi = doc["sim_ci_low"], doc["sim_ci_high"]
         assert lo < doc["ci_low"] < doc["effect"] < doc["ci_high"] < hi
         assert math.isclose(hi - doc["effect"], doc["effect"] - lo, rel_tol=1e-9)
-        # which arm is best, by Hsu's MCB, on dm's units and revenue (not the price paid)
+        # which arm is best, by Hsu's MCB, on dm's units and revenue (not the price paid):
+        # p90 (+20%) is shown best, ahead of p95 (+10%) by about 4 units of about 40
         if r.method == "dm" and r.metric in ("units", "revenue"):
-            assert doc["mcb_low"] <= 0 <= doc["mcb_high"] or doc["mcb_low"] == 0
-            assert doc["in_best_set"] == (doc["mcb_high"] > 0)
-            assert "p90" in doc["best_set"]
+            assert doc["best_set"] == ["p90"]
+            if r.arm == "p90":
+                assert doc["mcb_low"] == 0.0 and doc["mcb_high"] > 0 and doc["in_best_set"]
+            else:
+                assert doc["mcb_high"] == 0.0 and doc["mcb_low"] < 0 and not doc["in_best_set"]
         else:
             assert "mcb_low" not in doc or doc["mcb_low"] is None
     # the arms' effects on units are where the panel put them (+10% and +20% of about 40)
@@ -302,7 +313,6 @@ async def test_a_ladder_gets_a_verdict_that_names_an_arm_and_keeps_it():
     """Revenue (the decision metric without unit costs) rises as the price falls (elasticity
     -2): the verdict ships an arm, by name, as a VerdictMessage; a second worker sharing the
     tuning store repeats the decision and its arm on a panel that no longer supports it."""
-    from analysis.worker import InMemorySequenceTuning
     from streams.worker.schemas import VerdictMessage
 
     class Verdicts:
@@ -321,6 +331,8 @@ async def test_a_ladder_gets_a_verdict_that_names_an_arm_and_keeps_it():
     await w.run_once()
     (v,) = verdicts.published
     assert v["metric"] == "revenue" and v["verdict"] == "ship" and v["arm"] == "p90", v["reason"]
+    # the deciding look says why (the planned end: p90 is above 0 but not shown above p95)
+    assert "kept" not in v["reason"] and "not shown to beat arm(s) p95" in v["reason"]
     assert {a["arm"] for a in v["arms"]} == {"p90", "p95", "p105"}
     best = max(v["arms"], key=lambda a: a["effect"])
     assert best["arm"] == "p90" and v["cs_low"] > 0
@@ -335,6 +347,40 @@ async def test_a_ladder_gets_a_verdict_that_names_an_arm_and_keeps_it():
     (kept,) = again.published
     assert (kept["verdict"], kept["arm"], kept["decided_at"]) == ("ship", "p90", v["decided_at"])
     assert "kept" in kept["reason"]
+
+
+async def test_the_verdict_uses_the_first_estimator_fitted_per_arm_or_says_there_is_none(caplog):
+    """A crossover's first estimator (crossover) is not fitted per arm: its verdict rests on
+    the next, dm; an optimal switchback's (hajek, ht) has none, and the log says so once."""
+    import logging
+
+    class Verdicts:
+        def __init__(self):
+            self.published = []
+
+        async def publish_verdict(self, experiment, verdict, as_of):
+            self.published.append(verdict)
+
+    df = _ladder_cells(n=40, t=12).drop(columns="profit")
+    for design, kw, want in (
+        ("crossover", {"crossover": {"phase_periods": 3, "blackout_periods": 1}}, "dm"),
+        ("optimal-switchback", {"optimal_switchback": {"carryover_order": 1}}, None),
+    ):
+        spec = _spec(LADDER, periods=12, n=40).model_copy(update={"design": design})
+        spec = type(spec).model_validate(spec.model_dump() | kw)
+        info = _info(spec, periods=12)
+        verdicts = Verdicts()
+        w = AnalysisWorker(Source(df, info), Sink(), ManualClock(AS_OF), verdicts=verdicts)
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="pricelab"):
+            await w.run_once()
+        said = " ".join(r.getMessage() for r in caplog.records)
+        if want is None:
+            assert verdicts.published == []
+            assert "no verdict: none of the design's estimators" in said
+        else:
+            (v,) = verdicts.published
+            assert v["estimator"] == want and v["arm"] in ("p90", "p95", "p105")
 
 
 if __name__ == "__main__":
