@@ -26,11 +26,18 @@ coefficient. It needs three prices. It stays valid when products differ in elast
 product's own curve is then still linear in log price).
 
 **The profit curve**: at a listed ratio ``r`` applied to every product, expected profit per
-product-period is ``Pi(r) = r^eps (r R0 - C0)``, with ``R0`` and ``C0`` the control arm's
-revenue and cost of goods per product-period. The recommended ratio maximises it over the
-tested range ``[min r_a, max r_a]``: the stationary point ``r = eps C0 / ((1 + eps) R0)`` when
-``eps < -1`` and it lies inside, else an end of the range. At an end, ``at_range_edge`` is set:
-the best price may lie outside what was tested.
+product-period is ``Pi(r) = R0 r^(1 + e_R) - C0 r^e_C``, with ``R0`` and ``C0`` the control
+arm's revenue and cost of goods per product-period, and ``e_R``, ``e_C`` the *aggregate*
+elasticities of revenue and of cost of goods: through the origin, the log of each arm's
+product-balanced total over the control's (revenue net of the price itself) on the log ratio,
+the arms weighted by their cells. Profit sums over products, so the products that sell more
+weigh more in it: with one within-product elasticity (which weighs the products alike) in
+their place, the recommendation was off by +0.048 in a market whose big sellers were more
+elastic than the average product (docs/ladder-validation.md). With one elasticity for every
+product, ``e_R = e_C = eps`` and ``Pi(r) = r^eps (r R0 - C0)``. The recommended ratio
+maximises ``Pi`` over the tested range ``[min r_a, max r_a]``: the stationary point
+``r^(1 + e_R - e_C) = e_C C0 / ((1 + e_R) R0)`` where it lies inside, else an end of the
+range. At an end, ``at_range_edge`` is set: the best price may lie outside what was tested.
 
 **Uncertainty of the recommendation: a product-cluster bootstrap** (Poisson(1) weights per
 product, B = 999, percentile intervals). Not the delta method: the argmax has no derivative
@@ -158,26 +165,29 @@ class DemandResult:
     profit_change: float | None
     profit_change_ci: tuple[float, float] | None
     relative_profit_change: float | None
+    #: the profit curve's aggregate elasticities of revenue and of cost of goods
+    profit_elasticities: tuple[float, float] | None
     replicates: int
     alpha: float
     notes: tuple[str, ...] = field(default=())
 
     def curve(self) -> list[dict[str, Any]]:
-        """The fitted curves on a grid over the tested range: units relative to control,
-        revenue and (with costs) profit per product-period."""
+        """The fitted curves on a grid over the tested range: units relative to control (the
+        within-product elasticity), and revenue and (with costs) profit per product-period (the
+        profit curve's aggregate elasticities; without costs, revenue by the elasticity)."""
         eps = self.elasticity.elasticity
         lo, hi = self.range
         out = []
         for r in np.linspace(lo, hi, CURVE_POINTS):
             units = float(r**eps) if math.isfinite(eps) else None
-            row = {
-                "price_ratio": float(r),
-                "units_ratio": units,
-                "revenue": None if units is None else units * r * self.control_revenue,
-                "profit": None,
-            }
-            if units is not None and self.control_cost is not None:
-                row["profit"] = units * (r * self.control_revenue - self.control_cost)
+            row: dict[str, Any] = {"price_ratio": float(r), "units_ratio": units}
+            if self.profit_elasticities is not None and self.control_cost is not None:
+                e_r, e_g = self.profit_elasticities
+                row["revenue"] = float(self.control_revenue * r ** (1.0 + e_r))
+                row["profit"] = float(profit(r, e_r, self.control_revenue, self.control_cost, e_g))
+            else:
+                row["revenue"] = None if units is None else units * r * self.control_revenue
+                row["profit"] = None
             out.append(row)
         return out
 
@@ -186,6 +196,7 @@ class DemandResult:
         ok = e.identified
         ci = self.optimal_price_ratio_ci
         pc = self.profit_change_ci
+        pe = self.profit_elasticities
         return {
             "method": "demand",
             "elasticity": e.elasticity if ok else None,
@@ -199,6 +210,8 @@ class DemandResult:
             "curvature_pvalue": self.curvature_pvalue,
             "price_ratio_low": self.range[0],
             "price_ratio_high": self.range[1],
+            "revenue_elasticity": None if pe is None else pe[0],
+            "cost_elasticity": None if pe is None else pe[1],
             "control_revenue_per_cell": self.control_revenue,
             "control_cost_per_cell": self.control_cost,
             "optimal_price_ratio": self.optimal_price_ratio,
@@ -221,28 +234,38 @@ class DemandResult:
         }
 
 
-def profit(r: Any, eps: Any, revenue: Any, cost: Any) -> Any:
-    """``Pi(r) = r^eps (r R0 - C0)``: expected profit per product-period at listed ratio r."""
-    return np.power(r, eps) * (r * revenue - cost)
+def profit(r: Any, eps: Any, revenue: Any, cost: Any, eps_cost: Any = None) -> Any:
+    """``Pi(r) = R0 r^(1 + eps) - C0 r^eps_cost``: expected profit per product-period at listed
+    ratio r, revenue and cost of goods each following its own power of r (one elasticity for
+    both, ``eps_cost`` None: ``r^eps (r R0 - C0)``)."""
+    eps_c = eps if eps_cost is None else eps_cost
+    return revenue * np.power(r, 1.0 + np.asarray(eps)) - cost * np.power(r, eps_c)
 
 
-def optimal_ratio(eps: Any, revenue: Any, cost: Any, lo: float, hi: float) -> np.ndarray:
-    """The ratio in ``[lo, hi]`` that maximises :func:`profit` (vectorised over its first
-    three arguments): the better of the range's ends and the stationary point when it is a
-    maximum inside the range."""
-    eps, revenue, cost = np.broadcast_arrays(
-        np.asarray(eps, float), np.asarray(revenue, float), np.asarray(cost, float)
-    )
+def optimal_ratio(
+    eps: Any, revenue: Any, cost: Any, lo: float, hi: float, eps_cost: Any = None
+) -> np.ndarray:
+    """The ratio in ``[lo, hi]`` that maximises :func:`profit` (vectorised over its array
+    arguments): the best of the range's ends and the stationary point, ``r^(1 + eps -
+    eps_cost) = eps_cost C0 / ((1 + eps) R0)``, where it lies inside. (Profit has at most one
+    stationary point in r > 0, so these are all the candidates.)"""
+    eps_c = eps if eps_cost is None else eps_cost
+    eps, revenue, cost, eps_c = np.broadcast_arrays(
+        np.asarray(eps, float), np.asarray(revenue, float), np.asarray(cost, float),
+        np.asarray(eps_c, float),
+    )  # fmt: skip
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        stationary = eps * cost / ((1.0 + eps) * revenue)
-        inside = (eps < -1.0) & (cost > 0) & (revenue > 0) & (stationary > lo) & (stationary < hi)
+        base = eps_c * cost / ((1.0 + eps) * revenue)
+        power = 1.0 + eps - eps_c
+        stationary = np.where((base > 0) & (power != 0), np.power(base, 1.0 / power), np.nan)
+        inside = np.isfinite(stationary) & (stationary > lo) & (stationary < hi)
         cands = np.stack([np.full(eps.shape, lo), np.full(eps.shape, hi), stationary])
-        value = profit(cands, eps, revenue, cost)
+        value = profit(cands, eps, revenue, cost, eps_c)
     value[2] = np.where(inside, value[2], -np.inf)
     value = np.where(np.isfinite(value) | (value == -np.inf), value, -np.inf)
     best = np.take_along_axis(cands, np.argmax(value, axis=0)[None], axis=0)[0]
     # no ratio without its inputs (a bootstrap replicate that drew no product of an arm)
-    known = np.isfinite(eps) & np.isfinite(revenue) & np.isfinite(cost)
+    known = np.isfinite(eps) & np.isfinite(revenue) & np.isfinite(cost) & np.isfinite(eps_c)
     return np.where(known, best, np.nan)
 
 
@@ -362,7 +385,12 @@ def fit_demand(
     }
     if cost is not None:
         cols["cost_c"] = cost[:, c].astype(float)
-    per_cell = np.divide(t.units, t.n, out=np.zeros(t.n.shape), where=t.n > 0)
+
+    def mean_cell(tot: np.ndarray) -> np.ndarray:
+        return np.divide(tot, t.n, out=np.zeros(t.n.shape), where=t.n > 0)
+
+    per_cell, revenue_cell = mean_cell(t.units), mean_cell(t.revenue)
+    cost_cell = None if cost is None else mean_cell(cost)
     for a in range(k):
         # arm a against control on the same products, each weighted as a difference of two
         # means is (n_a n_c / (n_a + n_c)): the arms' product mixes balanced, no log of a mean
@@ -371,6 +399,12 @@ def fit_demand(
         wa = np.where(both, na * nc / np.maximum(na + nc, 1.0), 0.0)
         cols[f"u{a}_a"] = wa * per_cell[:, a]
         cols[f"u{a}_c"] = wa * per_cell[:, c]
+        # the same for revenue and cost of goods: the profit curve's aggregate response
+        cols[f"R{a}_a"] = wa * revenue_cell[:, a]
+        cols[f"R{a}_c"] = wa * revenue_cell[:, c]
+        if cost_cell is not None:
+            cols[f"G{a}_a"] = wa * cost_cell[:, a]
+            cols[f"G{a}_c"] = wa * cost_cell[:, c]
         # the price paid: its log change within product (a price is all but fixed per cell,
         # so no log-of-a-mean bias), where both arms sold
         sold = (x.N[:, a] > 0) & (x.N[:, c] > 0)
@@ -435,6 +469,7 @@ def fit_demand(
         "relative_profit_change": None,
     }
     C0: float | None = None
+    profit_curve: tuple[float, float] | None = None
     if cost is None:
         notes.append("no unit costs: no profit curve and no recommended price.")
     elif not elasticity.identified:
@@ -442,13 +477,29 @@ def fit_demand(
         notes.append("the elasticity is not identified: no recommended price.")
     else:
         C0 = float(ratio(full, "cost_c", "n_c"))
-        eps = elasticity.elasticity
-        r_star = float(optimal_ratio(eps, R0, C0, lo, hi))
-        eps_b = ratio(boot, "wq", "wp")
+        z = np.log(t.ratios)
+
+        def slopes(S: dict[str, Any]) -> tuple[Any, Any]:
+            """The aggregate elasticities of revenue and of cost of goods: through the origin,
+            the log of each arm's product-balanced total over the control's (revenue net of
+            the price itself) on the log ratio, the arms weighted by their cells."""
+            num_r = num_g = den = 0.0
+            with np.errstate(divide="ignore", invalid="ignore"):
+                for a in range(1, k):
+                    weight = S[f"n{a}"] * z[a]
+                    num_r = num_r + weight * (np.log(ratio(S, f"R{a}_a", f"R{a}_c")) - z[a])
+                    num_g = num_g + weight * np.log(ratio(S, f"G{a}_a", f"G{a}_c"))
+                    den = den + weight * z[a]
+                return np.divide(num_r, den), np.divide(num_g, den)
+
+        eps_r, eps_g = (float(v) for v in slopes(full))
+        r_star = float(optimal_ratio(eps_r, R0, C0, lo, hi, eps_g))
+        eps_rb, eps_gb = slopes(boot)
         R_b, C_b = ratio(boot, "rev_c", "n_c"), ratio(boot, "cost_c", "n_c")
-        r_b = optimal_ratio(eps_b, R_b, C_b, lo, hi)
-        change = float(profit(r_star, eps, R0, C0) - (R0 - C0))
-        change_b = profit(r_b, eps_b, R_b, C_b) - (R_b - C_b)
+        r_b = optimal_ratio(eps_rb, R_b, C_b, lo, hi, eps_gb)
+        change = float(profit(r_star, eps_r, R0, C0, eps_g) - (R0 - C0))
+        change_b = profit(r_b, eps_rb, R_b, C_b, eps_gb) - (R_b - C_b)
+        profit_curve = (eps_r, eps_g)
         edge = r_star in (lo, hi)
         rec = {
             "optimal_price_ratio": r_star,
@@ -474,6 +525,7 @@ def fit_demand(
         control_revenue=R0,
         control_cost=C0,
         range=(lo, hi),
+        profit_elasticities=profit_curve,
         replicates=replicates,
         alpha=alpha,
         notes=tuple(notes),

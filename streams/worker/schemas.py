@@ -478,6 +478,8 @@ class DemandMessage(_Wire):
     curvature_pvalue: float | None = None
     price_ratio_low: float
     price_ratio_high: float
+    revenue_elasticity: float | None = None
+    cost_elasticity: float | None = None
     control_revenue_per_cell: float | None = None
     control_cost_per_cell: float | None = None
     optimal_price_ratio: float | None = None

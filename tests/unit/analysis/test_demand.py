@@ -104,6 +104,44 @@ def test_a_homogeneous_ladder_recovers_the_known_optimum_with_nominal_coverage()
     assert abs(np.mean(errors)) < 3 * np.std(errors) / math.sqrt(runs)
 
 
+def test_in_one_market_whose_big_sellers_are_more_elastic_it_finds_the_true_optimum() -> None:
+    """One market (fixed products) where elasticity falls with a product's sales: the big
+    sellers are more elastic than the average product. Profit sums over products, so its
+    optimum follows the big sellers; the within-product elasticity weighs products alike and
+    put the optimum too high (ladder study: +0.048). The profit curve's aggregate
+    elasticities recover it: over 200 demand draws, the interval covers the true optimum
+    (a fine grid of the market's own profit sum) within the Monte Carlo band of 95%, and the
+    bias is within 3 MC SE (measured: 94.0%, bias -0.0016 +- 0.0021 around a true 0.978; the
+    one-elasticity curve's optimum, +0.035)."""
+    world = np.random.default_rng(1000)
+    products, periods = 200, 40
+    base = world.uniform(5.0, 50.0, products)
+    mu = np.exp(world.uniform(0.0, np.log(30.0), products))
+    e = -2.0 - 0.15 * (np.log(mu) - np.log(mu).mean()) + 0.1 * world.normal(size=products)
+    cost = 0.52 * base
+    grid = np.linspace(0.9, 1.05, 15001)
+    true_profit = ((grid[:, None] * base - cost) * mu * grid[:, None] ** e).sum(axis=1)
+    truth = float(grid[np.argmax(true_profit)])
+    # the big sellers pull it to 0.978, below the average product's 1.035
+    assert 0.97 < truth < 0.99
+    runs, hits, errors = 200, 0, []
+    for seed in range(runs):
+        rng = np.random.default_rng(seed)
+        arm = rng.integers(0, 4, (products, periods))
+        r = LADDER[arm]
+        units = rng.poisson(mu[:, None] * r ** e[:, None])
+        onehot = arm[..., None] == np.arange(4)
+        n = onehot.sum(axis=1)
+        u = (units[..., None] * onehot).sum(axis=1)
+        rev = ((units * base[:, None] * r)[..., None] * onehot).sum(axis=1)
+        res = fit_demand(ArmTotals(NAMES, LADDER, n, u, rev, u * cost[:, None]), replicates=499)
+        lo, hi = res.optimal_price_ratio_ci
+        hits += lo <= truth <= hi
+        errors.append(res.optimal_price_ratio - truth)
+    assert 0.91 <= hits / runs <= 0.99, hits / runs
+    assert abs(np.mean(errors)) < 3 * np.std(errors) / math.sqrt(runs), np.mean(errors)
+
+
 def test_profit_rising_across_the_ladder_is_flagged_at_the_edge() -> None:
     # costs 70% of list price: the optimum 2 x 0.7 = 1.4 lies above the ladder's top, 1.05
     res = fit_demand(ladder(1, cost_share=0.7))
