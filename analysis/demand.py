@@ -33,7 +33,8 @@ product-balanced total over the control's (revenue net of the price itself) on t
 the arms weighted by their cells. Profit sums over products, so the products that sell more
 weigh more in it: with one within-product elasticity (which weighs the products alike) in
 their place, the recommendation was off by +0.048 in a market whose big sellers were more
-elastic than the average product (docs/ladder-validation.md). With one elasticity for every
+elastic than the average product (the ladder validation study of issue #41, and
+tests/unit/analysis/test_demand.py). With one elasticity for every
 product, ``e_R = e_C = eps`` and ``Pi(r) = r^eps (r R0 - C0)``. The recommended ratio
 maximises ``Pi`` over the tested range ``[min r_a, max r_a]``: the stationary point
 ``r^(1 + e_R - e_C) = e_C C0 / ((1 + e_R) R0)`` where it lies inside, else an end of the
