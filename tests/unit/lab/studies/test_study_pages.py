@@ -37,6 +37,9 @@ TEMPLATE_FIGURES = {
         "95",
     },
     "ht_random_days.md.j2": {"0", "0.915", "0.93", "1", "100", "400", "95"},
+    # issue #41 part 7, the worlds cost-48 and cost-70, products seed 0, the one-elasticity
+    # curve's optimum kappa e / (1 + e), sdid's jackknife (Arkhangelsky et al. 2021, Algorithm 3)
+    "ladder.md.j2": {"0", "1", "2021", "3", "41", "48", "7", "70"},
     "dm_timebound.md.j2": {"2"},
     "switchback_carryover.md.j2": {"0.5", "1"},
     "cs.md.j2": {"14", "40"},
