@@ -614,7 +614,7 @@ def _print_demand(result: DemandResult, arm: str, control: str, as_json: bool) -
     doc = result.to_dict()
     if as_json:
         doc = {"arm_column": arm, "control": control} | doc
-        typer.echo(json.dumps(_json_tree(doc)))
+        typer.echo(json.dumps(doc))
         return
     cols = ("arm", "price_ratio", "price_paid_ratio", "units_ratio", "units_ratio_ci_low",
             "units_ratio_ci_high", "revenue_per_cell", "profit_per_cell", "n_cells")  # fmt: skip
@@ -637,15 +637,6 @@ def _print_demand(result: DemandResult, arm: str, control: str, as_json: bool) -
         )
     for note in doc["notes"]:
         typer.echo(f"! {note}")
-
-
-def _json_tree(v: Any) -> Any:
-    """``v`` with every non-finite float as null, through lists and dicts."""
-    if isinstance(v, dict):
-        return {k: _json_tree(x) for k, x in v.items()}
-    if isinstance(v, list | tuple):
-        return [_json_tree(x) for x in v]
-    return _json_safe(v)
 
 
 def offline_spillover(

@@ -193,46 +193,64 @@ class DemandResult:
         return out
 
     def to_dict(self) -> dict[str, Any]:
+        """The result as ``analyze --json`` prints it and the demand message carries it: JSON
+        values (no NaN: a figure that does not exist is None)."""
         e = self.elasticity
         ok = e.identified
         ci = self.optimal_price_ratio_ci
         pc = self.profit_change_ci
         pe = self.profit_elasticities
-        return {
-            "method": "demand",
-            "elasticity": e.elasticity if ok else None,
-            "elasticity_ci_low": e.interval.low,
-            "elasticity_ci_high": e.interval.high,
-            "elasticity_se": e.se if ok else None,
-            "elasticity_df": e.df,
-            "elasticity_identified": ok,
-            "curvature": self.curvature,
-            "curvature_se": self.curvature_se,
-            "curvature_pvalue": self.curvature_pvalue,
-            "price_ratio_low": self.range[0],
-            "price_ratio_high": self.range[1],
-            "revenue_elasticity": None if pe is None else pe[0],
-            "cost_elasticity": None if pe is None else pe[1],
-            "control_revenue_per_cell": self.control_revenue,
-            "control_cost_per_cell": self.control_cost,
-            "optimal_price_ratio": self.optimal_price_ratio,
-            "optimal_price_ratio_ci_low": None if ci is None else ci[0],
-            "optimal_price_ratio_ci_high": None if ci is None else ci[1],
-            "optimal_price_ratio_bias": self.optimal_price_ratio_bias,
-            "at_range_edge": self.at_range_edge,
-            "p_edge": self.p_edge,
-            "profit_change_at_optimum": self.profit_change,
-            "profit_change_at_optimum_ci_low": None if pc is None else pc[0],
-            "profit_change_at_optimum_ci_high": None if pc is None else pc[1],
-            "relative_profit_change_at_optimum": self.relative_profit_change,
-            "interval_method": f"product_poisson_bootstrap_percentile_{self.replicates}",
-            "alpha": self.alpha,
-            "n_units": e.n_products,
-            "n_dropped": e.n_dropped,
-            "points": [p.to_dict() for p in self.points],
-            "curve": self.curve(),
-            "notes": list(self.notes),
-        }
+        return _json_ready(
+            {
+                "method": "demand",
+                "elasticity": e.elasticity if ok else None,
+                "elasticity_ci_low": e.interval.low,
+                "elasticity_ci_high": e.interval.high,
+                "elasticity_se": e.se if ok else None,
+                "elasticity_df": e.df,
+                "elasticity_identified": ok,
+                "curvature": self.curvature,
+                "curvature_se": self.curvature_se,
+                "curvature_pvalue": self.curvature_pvalue,
+                "price_ratio_low": self.range[0],
+                "price_ratio_high": self.range[1],
+                "revenue_elasticity": None if pe is None else pe[0],
+                "cost_elasticity": None if pe is None else pe[1],
+                "control_revenue_per_cell": self.control_revenue,
+                "control_cost_per_cell": self.control_cost,
+                "optimal_price_ratio": self.optimal_price_ratio,
+                "optimal_price_ratio_ci_low": None if ci is None else ci[0],
+                "optimal_price_ratio_ci_high": None if ci is None else ci[1],
+                "optimal_price_ratio_bias": self.optimal_price_ratio_bias,
+                "at_range_edge": self.at_range_edge,
+                "p_edge": self.p_edge,
+                "profit_change_at_optimum": self.profit_change,
+                "profit_change_at_optimum_ci_low": None if pc is None else pc[0],
+                "profit_change_at_optimum_ci_high": None if pc is None else pc[1],
+                "relative_profit_change_at_optimum": self.relative_profit_change,
+                "interval_method": f"product_poisson_bootstrap_percentile_{self.replicates}",
+                "alpha": self.alpha,
+                "n_units": e.n_products,
+                "n_dropped": e.n_dropped,
+                "points": [p.to_dict() for p in self.points],
+                "curve": self.curve(),
+                "notes": list(self.notes),
+            }
+        )
+
+
+def _json_ready(value: Any) -> Any:
+    """``value`` as JSON holds it, through dicts and lists: a non-finite number as None (JSON
+    has no NaN), a numpy scalar as the Python one."""
+    if isinstance(value, dict):
+        return {k: _json_ready(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_ready(v) for v in value]
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def profit(r: Any, eps: Any, revenue: Any, cost: Any, eps_cost: Any = None) -> Any:

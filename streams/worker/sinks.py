@@ -164,19 +164,10 @@ class KafkaEstimateSink:
     ) -> None:
         """A price ladder's curves and recommendation (``analysis.demand.DemandResult
         .to_dict()``) as its own message on the estimates topic (``kind: demand``)."""
-        fields = {k: _finite_tree(v) for k, v in demand.items() if k != "method"}
+        fields = {k: v for k, v in demand.items() if k != "method"}  # JSON values already
         msg = DemandMessage(experiment=experiment, as_of=as_of, **fields)
         await self.publisher.send(self.topic, msg, experiment)
         await self.publisher.flush()
-
-
-def _finite_tree(value: Any) -> Any:
-    """:func:`_finite_or_none` through lists and dicts."""
-    if isinstance(value, dict):
-        return {k: _finite_tree(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite_tree(v) for v in value]
-    return _finite_or_none(value)
 
 
 def _finite_or_none(value: Any) -> Any:
