@@ -99,40 +99,90 @@ def one_sided_quantile(corr: np.ndarray, df: float | None, alpha: float) -> floa
     if m == 1:
         return low
 
-    def gap(d: float) -> float:
-        return joint_cdf(corr, df, np.full(m, d)) - (1 - alpha)
+    def gap(d: float, points: int = FULL_POINTS) -> float:
+        return joint_cdf(corr, df, np.full(m, d), points=points) - (1 - alpha)
 
-    return quantile_root(gap, low, high)
+    return quantile_root(gap, low, high, coarse=lambda d: gap(d, COARSE_POINTS))
+
+
+#: the multivariate t cdf's quasi-Monte Carlo points per dimension: scipy's default (1,000)
+#: leaves an error of about 4e-5 in the probability, 4e-4 in a critical value; 4,000, about
+#: 5e-6 (measured at m = 6). :data:`COARSE_POINTS` (about 1e-4 in the probability, 1e-3 in a
+#: critical value) only locates a root that full-precision evaluations then settle
+FULL_POINTS = 4000
+COARSE_POINTS = 300
 
 
 def joint_cdf(
-    corr: np.ndarray, df: float | None, upper: np.ndarray, lower: np.ndarray | None = None
+    corr: np.ndarray,
+    df: float | None,
+    upper: np.ndarray,
+    lower: np.ndarray | None = None,
+    points: int = FULL_POINTS,
 ) -> float:
     """P(lower <= T <= upper) for T multivariate t with ``df`` degrees of freedom (normal when
-    ``df`` is None or infinite) and correlation ``corr``. Each call integrates with a fresh
-    generator seeded :data:`analysis.seeding.CDF_SEED`, so that it is a function of its
-    arguments: a root finder that sees the same point give two values can fail (a frozen
-    distribution's own generator advances from call to call)."""
+    ``df`` is None or infinite) and correlation ``corr``, ``points`` quasi-Monte Carlo points a
+    dimension for the t (the normal's integration stops at scipy's own error bound). Each call
+    integrates with a fresh generator seeded :data:`analysis.seeding.CDF_SEED`, so that it is a
+    function of its arguments: a root finder that sees the same point give two values can fail
+    (a frozen distribution's own generator advances from call to call)."""
     m = corr.shape[0]
     rng = np.random.default_rng(CDF_SEED)
     if df is None or not math.isfinite(df):
         mvn = stats.multivariate_normal(mean=np.zeros(m), cov=corr, allow_singular=True)
         return float(mvn.cdf(upper, lower_limit=lower, rng=rng))
     mvt = stats.multivariate_t(loc=np.zeros(m), shape=corr, df=df, allow_singular=True)
-    # scipy's default (1,000 points a dimension) leaves an error of about 4e-5 in the
-    # probability, 4e-4 in a critical value; 4,000 a dimension, about 5e-6 (measured at m = 6)
-    return float(mvt.cdf(upper, lower_limit=lower, random_state=rng, maxpts=4000 * m))
+    return float(mvt.cdf(upper, lower_limit=lower, random_state=rng, maxpts=points * m))
 
 
-def quantile_root(gap: Callable[[float], float], low: float, high: float) -> float:
+def quantile_root(
+    gap: Callable[[float], float],
+    low: float,
+    high: float,
+    coarse: Callable[[float], float] | None = None,
+) -> float:
     """The root of an increasing ``gap`` between the one-comparison quantile ``low`` and
     Bonferroni's ``high``, to 1e-4: ``high`` when the integration's error leaves none below it
-    (the conservative end), ``low`` when the comparisons are perfectly correlated."""
+    (the conservative end), ``low`` when the comparisons are perfectly correlated.
+
+    With ``coarse`` (the same gap from a cheaper, less precise integration) the root is first
+    located on ``coarse`` to 1e-3, then settled by secant steps on ``gap`` until a step is below
+    1e-4 (each step's slope from the last two full evaluations); should those not settle within
+    four evaluations, or leave the bracket, Brent's method on ``gap`` decides, as without
+    ``coarse``. Two or three full evaluations in place of Brent's seven or eight: most of a
+    k-arm look's time in the worker (:mod:`analysis.arms`, :func:`hsu_mcb`)."""
+    if coarse is not None:
+        settled = _settle(gap, coarse, low, high)
+        if settled is not None:
+            return settled
     if gap(high) <= 0:
         return high
     if gap(low) >= 0:
         return low
     return float(optimize.brentq(gap, low, high, xtol=1e-4))
+
+
+def _settle(
+    gap: Callable[[float], float], coarse: Callable[[float], float], low: float, high: float
+) -> float | None:
+    """:func:`quantile_root`'s coarse-then-secant path; None when it does not settle (an end
+    of the bracket is the root, or the steps leave it), for Brent's method to decide."""
+    if not coarse(low) < 0 < coarse(high):
+        return None
+    x0 = float(optimize.brentq(coarse, low, high, xtol=1e-3))
+    h = 2e-3
+    x1 = x0 + h
+    g0, g1 = gap(x0), gap(x1)
+    for _ in range(4):
+        if g1 == g0:
+            return None
+        x2 = x1 - g1 * (x1 - x0) / (g1 - g0)
+        if not low < x2 < high:
+            return None
+        if abs(x2 - x1) < 1e-4:
+            return x2
+        x0, g0, x1, g1 = x1, g1, x2, gap(x2)
+    return None
 
 
 @lru_cache(maxsize=512)
@@ -209,26 +259,39 @@ def hsu_mcb(
             f"arms {names[i]!r} and {names[j]!r}: their difference has no variance."
         )
     s = np.sqrt(np.maximum(var, 0.0))
-    crit = np.empty(k)
-    for i in range(k):
-        others = [j for j in range(k) if j != i]
-        # Cov(est_j - est_i, est_l - est_i) for the k - 1 comparisons with i as the reference
-        a = np.eye(k)[others] - np.eye(k)[i]
-        c = a @ v @ a.T
-        sd = np.sqrt(np.diag(c))
-        corr = np.round(c / np.outer(sd, sd), _CORR_DECIMALS)
-        np.fill_diagonal(corr, 1.0)
-        crit[i] = _cached_quantile(tuple(corr.ravel().tolist()), k - 1, df, alpha)
     diff = est[:, None] - est[None, :]  # est_i - est_j
-    upper = np.empty(k)
-    for i in range(k):
-        upper[i] = max(0.0, min(diff[i, j] + crit[i] * s[i, j] for j in range(k) if j != i))
+    m = k - 1
+    ref = _reference(df)
+    # every critical value lies in [one comparison's, Bonferroni's] (one_sided_quantile), so an
+    # arm whose upper bound is 0 even at Bonferroni's needs none: each is computed only where
+    # a bound depends on it (the same intervals as computing all k; a look with a clear leader
+    # computes one or two)
+    bonferroni = float(ref.ppf(1 - alpha / m))
+    crit: dict[int, float] = {}
+
+    def critical(i: int) -> float:
+        if i not in crit:
+            others = [j for j in range(k) if j != i]
+            # Cov(est_j - est_i, est_l - est_i) for the k - 1 comparisons, i the reference
+            a = np.eye(k)[others] - np.eye(k)[i]
+            c = a @ v @ a.T
+            sd = np.sqrt(np.diag(c))
+            corr = np.round(c / np.outer(sd, sd), _CORR_DECIMALS)
+            np.fill_diagonal(corr, 1.0)
+            crit[i] = _cached_quantile(tuple(corr.ravel().tolist()), m, df, alpha)
+        return crit[i]
+
+    def upper_at(i: int, d: float) -> float:
+        return max(0.0, min(diff[i, j] + d * s[i, j] for j in range(k) if j != i))
+
+    upper = np.array([upper_at(i, critical(i)) if upper_at(i, bonferroni) > 0 else 0.0
+                      for i in range(k)])  # fmt: skip
     best = [i for i in range(k) if upper[i] > 0]
     rows = []
     for i in range(k):
         if best == [i]:
             lower = 0.0
         else:
-            lower = min([0.0] + [diff[i, j] - crit[j] * s[i, j] for j in best if j != i])
+            lower = min([0.0] + [diff[i, j] - critical(j) * s[i, j] for j in best if j != i])
         rows.append(BestRow(str(names[i]), float(lower), float(upper[i]), bool(upper[i] > 0)))
     return rows

@@ -249,3 +249,40 @@ def test_all_k_intervals_hold_together_at_the_nominal_level(world: str) -> None:
         assert cover <= 0.95 + 3 * mcse
     else:
         assert cover <= 0.999
+
+
+def _eager_mcb(est: np.ndarray, sigma: np.ndarray, df: float | None) -> list[tuple[float, float]]:
+    """The module docstring's formulas with every reference arm's critical value computed (the
+    form hsu_mcb skips when a bound cannot depend on it): the reference for the lazy path."""
+    k = len(est) + 1
+    e = np.concatenate([[0.0], est])
+    v = np.zeros((k, k))
+    v[1:, 1:] = sigma
+    var = np.diag(v)[:, None] + np.diag(v)[None, :] - 2 * v
+    s = np.sqrt(var)
+    d = []
+    for i in range(k):
+        a = np.delete(np.eye(k), i, axis=0) - np.eye(k)[i]
+        c = a @ v @ a.T
+        d.append(one_sided_quantile(c / np.sqrt(np.outer(np.diag(c), np.diag(c))), df, 0.05))
+    up = [max(0.0, min(e[i] - e[j] + d[i] * s[i, j] for j in range(k) if j != i)) for i in range(k)]
+    g = [i for i in range(k) if up[i] > 0]
+    low = [0.0 if g == [i] else min([0.0] + [e[i] - e[j] - d[j] * s[i, j] for j in g if j != i])
+           for i in range(k)]  # fmt: skip
+    return list(zip(low, up, strict=True))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_skipping_critical_values_no_bound_needs_changes_no_interval(seed: int) -> None:
+    # hsu_mcb computes a reference arm's critical value only when Bonferroni's would leave the
+    # arm's upper bound above 0; on leads from tied to clear, with normal and t references, its
+    # intervals are the eager formulas' to the root finder's tolerance
+    rng = np.random.default_rng(seed)
+    raw = rng.normal(size=(4, 4))
+    sigma = (raw @ raw.T + 4 * np.eye(4)) * 0.01
+    est = rng.normal(scale=[0.05, 0.3, 1.0][seed % 3], size=4)
+    df = None if seed % 2 else 40.0
+    rows = hsu_mcb(["c", "a1", "a2", "a3", "a4"], est, sigma, df)
+    for row, (low, high) in zip(rows, _eager_mcb(est, sigma, df), strict=True):
+        assert row.mcb_low == pytest.approx(low, abs=2e-4)
+        assert row.mcb_high == pytest.approx(high, abs=2e-4)
