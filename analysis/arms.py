@@ -214,11 +214,13 @@ def simultaneous(
     return Simultaneous(tuple(intervals), "dunnett-t" if df else "dunnett-normal", q)
 
 
-#: methods that fit a pair of arms as a two-arm panel (the CLI's ``--arm`` and the worker);
-#: ht, hajek and cuped need each cell's design probability of the pair's arm, which neither an
+#: methods that fit a pair of arms as a two-arm panel (the CLI's ``--arm`` and the worker).
+#: ``cuped`` reads the design probability only to tell the randomised cells (0 < P < 1) from a
+#: product's baseline before it, and P(not control) tells them apart as P(the pair's arm) would.
+#: ht and hajek weigh each cell by its design probability of the pair's arm, which neither an
 #: analyst's table nor the worker's cells give per arm yet
-PAIR_METHODS = frozenset({"dm", "fe", "did", "sdid"})
-NEEDS_PROBABILITY = frozenset({"ht", "hajek", "cuped"})
+PAIR_METHODS = frozenset({"dm", "fe", "did", "sdid", "cuped"})
+NEEDS_PROBABILITY = frozenset({"ht", "hajek"})
 
 
 def not_on_pairs(method: str) -> str:
