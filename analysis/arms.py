@@ -90,21 +90,41 @@ def pair_frame(
     days, switchbacks) and cells with no arm are blacked out (``BLACKOUT`` = 1), with the given ``blackout``. One sentence when an arm has no
     usable cell. (A design probability column goes to the pair's panel as it is: the
     estimators that compare randomised cells only, as ``dm`` does, read it there.)"""
-    names = df[arms.column].astype(str).where(df[arms.column].notna(), "")
-    off = pd.Series(False, index=df.index) if blackout is None else blackout_flags(df, blackout)
-    blank = df[arms.column].isna()  # a cell with no arm: blacked out, names no third arm
-    third = ~names.isin((arm, arms.control)) & ~blank
-    unit = arms.unit
-    has_arm = (names == arm).groupby(df[unit]).transform("any")
-    has_third = third.groupby(df[unit]).transform("any")
-    keep = has_arm | ~has_third
-    out = df.loc[keep].assign(**{TREATED: (names[keep] == arm).astype(int)})
-    dark = (third | blank | off)[keep]
+    names = df[arms.column].astype(str).where(df[arms.column].notna(), "").to_numpy()
+    off = np.zeros(len(df), dtype=bool) if blackout is None else blackout_flags(df, blackout)
+    blank = df[arms.column].isna().to_numpy()  # a cell with no arm: blacked out, no third arm
+    units = pd.factorize(df[arms.unit], use_na_sentinel=False)[0]
+    keep, on, third = pair_cells(names, units, arm, arms.control, blank)
+    out = df.loc[keep].assign(**{TREATED: on[keep].astype(int)})
+    dark = (third | blank | np.asarray(off, dtype=bool))[keep]
     out[BLACKOUT] = dark.astype(int)
     for name in (arm, arms.control):
         if not ((names[keep] == name) & ~dark).any():
             raise AnalysisError(f"arm {name!r} has no usable cells (outside blackouts).")
     return out, bool(dark.any())
+
+
+def pair_cells(
+    names: np.ndarray,
+    units: np.ndarray,
+    arm: Any,
+    control: Any,
+    blank: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The pair of ``arm`` and ``control`` over cells that name their arm (``names``: names, or
+    the arms' indices in a design's matrix) and their unit (``units``: codes from 0): the cells
+    kept, ``arm``'s cells, and the third arms' cells. A unit with cells of a third arm and none
+    of ``arm`` is left out whole; ``blank`` marks cells that name no arm, which are no third
+    arm's. The one rule of :func:`pair_frame` (a long table) and the planner (lab.plan, a
+    design's units x periods matrices)."""
+    on = np.asarray(names == arm, dtype=bool)
+    third = ~on & np.asarray(names != control, dtype=bool)
+    if blank is not None:
+        third &= ~blank
+    n = int(units.max()) + 1 if len(units) else 0
+    has_arm = np.bincount(units, weights=on, minlength=n) > 0
+    has_third = np.bincount(units, weights=third, minlength=n) > 0
+    return (has_arm | ~has_third)[units], on, third
 
 
 def dm_correlation(
@@ -136,11 +156,26 @@ def dm_correlation(
         use = use.to_numpy()
         y_u, codes = y.to_numpy(dtype=float)[use], where[pair.index].to_numpy()[use]
         on = pair[TREATED].to_numpy()[use] == 1
-        part = np.zeros(len(units))
-        for side, sign in ((on, 1.0), (~on, -1.0)):
-            dev = np.where(side, y_u - y_u[side].mean(), 0.0) / side.sum()
-            part += sign * np.bincount(codes, weights=dev, minlength=len(units))
-        psi.append(part)
+        psi.append(dm_influence(y_u, codes, on, len(units)))
+    return influence_correlation(psi)
+
+
+def dm_influence(y: np.ndarray, units: np.ndarray, on: np.ndarray, n_units: int) -> np.ndarray:
+    """Each unit's influence on one difference in means over the cells ``y`` (their units'
+    codes ``units``; ``on`` the arm's cells, the others the control's): the sum of its arm
+    cells' deviations from the arm's mean over their count, minus the same for its control
+    cells (0 for a unit with no cell)."""
+    part = np.zeros(n_units)
+    for side, sign in ((on, 1.0), (~on, -1.0)):
+        dev = np.where(side, y - y[side].mean(), 0.0) / side.sum()
+        part += sign * np.bincount(units, weights=dev, minlength=n_units)
+    return part
+
+
+def influence_correlation(psi: Sequence[np.ndarray]) -> np.ndarray:
+    """The correlation of estimates whose influences per cluster are ``psi`` (one array each):
+    their covariance is the sum over clusters of the influences' products (the sandwich whose
+    diagonal is the CR0 variance); 1 on the diagonal, NaN where an estimate has no variance."""
     cov = np.stack(psi) @ np.stack(psi).T
     sd = np.sqrt(np.diag(cov))
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -463,7 +463,6 @@ def plan_command(
     from analysis.cli import read_table
     from analysis.table_input import check_decimal_commas
     from lab.plan import (
-        PLAN_REFUSAL,
         PlanConfig,
         as_json_rows,
         check_period,
@@ -487,7 +486,6 @@ def plan_command(
     for path in specs:
         try:
             loaded.append((path.stem, load_spec_file(path)))
-            loaded[-1][1].two_arm_only(PLAN_REFUSAL)
         except SpecError as exc:
             _fail(f"{path}: {exc}")
         except OSError as exc:
@@ -541,14 +539,26 @@ def plan_command(
 
 
 def _price_notes(specs: list[tuple[str, ExperimentSpec]]) -> list[str]:
-    """plan models an effect on past outcomes, not a price: say so for every spec naming one."""
-    return [
-        f"{name}: plan does not model prices, so price_ratio {spec.price_ratio:g} (a treatment "
-        f"price {describe(spec.price_ratio - 1.0)}) is not used: the MDE and the power at "
-        "--effect are for an effect on the history's outcomes, whatever price causes it"
-        for name, spec in specs
-        if spec.price_ratio is not None
-    ]
+    """plan models an effect on past outcomes, not a price: say so for every spec naming one
+    (a ladder names one per arm)."""
+    notes = []
+    for name, spec in specs:
+        arms = spec.arm_list()
+        if spec.n_arms > 2 and any(a.price_ratio is not None for a in arms):
+            listed = ", ".join(f"{a.name} {a.price_ratio:g}" for a in arms if not a.control)
+            notes.append(
+                f"{name}: plan does not model prices, so the arms' price_ratio ({listed}) are "
+                "not used: each arm's MDE and power at --effect are for an effect of that arm "
+                "on the history's outcomes, --effect added to every arm but the control"
+            )
+        elif spec.price_ratio is not None:
+            notes.append(
+                f"{name}: plan does not model prices, so price_ratio {spec.price_ratio:g} (a "
+                f"treatment price {describe(spec.price_ratio - 1.0)}) is not used: the MDE and "
+                "the power at --effect are for an effect on the history's outcomes, whatever "
+                "price causes it"
+            )
+    return notes
 
 
 for _command in (compare_designs, plan_command):  # the tolerated share of failed fits, once

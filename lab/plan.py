@@ -29,6 +29,20 @@ move, like dm's; HT's variance bound grows with the outcome), and the MDE is whe
 share reaches 80% and stays there; ``docs/planning.md`` checks it by planning again at it
 (power 0.8 +- 0.05).
 
+An experiment of k > 2 arms (a price ladder, or several policies) is planned per comparison,
+each non-control arm against the control, as the analysis worker estimates it
+(:func:`analysis.arms.compare_pairs` on each pair's cells: a third arm's cells blacked out, a
+product the design put in a third arm left out), with the effect added to every arm but the
+control. A comparison rejects when its simultaneous interval excludes 0, the interval the worker
+publishes as ``sim_ci``: Dunnett-type for the difference in means clustered by product (the
+comparisons' correlation from each simulation's own cells), Bonferroni (alpha / (k - 1))
+otherwise; so its type-I error, power and MDE are those of that interval, and ``type1_family``
+is the share of A/A simulations in which any comparison rejects. The verdict's columns are at
+each arm's anytime-valid sequence at alpha / (k - 1), as the worker's (``cs_split``). The
+design's estimators that are not fitted per arm (not in :data:`analysis.arms.PAIR_METHODS`:
+those that weigh cells by their probability of the pair's arm, and the crossover's own) are
+left out, with the worker's reason as a note.
+
 A washout (always shorter than a period) is not in a period-level history: the live panel
 counts each period's sales after the washout, which the planner models as the share
 1 - washout/period of every cell's outcome and effect, assuming sales spread evenly over the
@@ -51,6 +65,17 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from analysis.arms import (
+    JOINT_METHODS,
+    PAIR_METHODS,
+    ArmComparison,
+    Arms,
+    compare_pairs,
+    dm_influence,
+    influence_correlation,
+    not_on_pairs,
+    pair_cells,
+)
 from analysis.confseq import horizon_multiplier
 from analysis.errors import PanelError
 from analysis.panel import Panel
@@ -70,12 +95,6 @@ TARGET_POWER = 0.8
 _Z_POWER = float(stats.norm.ppf(TARGET_POWER))
 #: the effect a simulation adds when no --effect is given and its A/A SE is not usable
 _UNIT_EFFECT = {False: 1.0, True: 0.1}
-
-#: why the planner refuses an experiment of more than two arms (issue #41, slice S5)
-PLAN_REFUSAL = (
-    "cannot be planned yet (the planner powers one comparison with control); "
-    "pricelab schedule shows their draws"
-)
 
 
 # --------------------------------------------------------------------------- history
@@ -304,6 +323,36 @@ def effect_pattern(W: np.ndarray, carryover: int) -> np.ndarray:
 
 
 @dataclass(frozen=True)
+class Comparisons:
+    """The k - 1 comparisons of an experiment of k > 2 arms: each arm but the control against
+    the control, in the spec's arm order."""
+
+    names: tuple[str, ...]  # every arm, in the spec's order (its index in DesignMatrices.arm)
+    control: int
+
+    @property
+    def others(self) -> tuple[int, ...]:
+        return tuple(i for i in range(len(self.names)) if i != self.control)
+
+    @property
+    def split(self) -> int:
+        """How many comparisons alpha is split over (the worker's ``cs_split``)."""
+        return len(self.names) - 1
+
+    def arms(self) -> Arms:
+        others = tuple(self.names[i] for i in self.others)
+        return Arms("arm", self.names[self.control], others, "product")
+
+
+def comparisons_of(spec: ExperimentSpec) -> Comparisons | None:
+    """The comparisons of an experiment of more than two arms (None for two arms: one
+    comparison, planned as treatment against control)."""
+    if spec.n_arms <= 2:
+        return None
+    return Comparisons(tuple(a.name for a in spec.arm_list()), spec.control_index)
+
+
+@dataclass(frozen=True)
 class SimSetting:
     """What every simulation of one (spec, duration) shares."""
 
@@ -313,6 +362,8 @@ class SimSetting:
     relative: bool
     carryover: int
     window_share: float
+    #: k > 2 arms: the comparisons planned (None: treatment against control)
+    comparisons: Comparisons | None = None
 
 
 def _panel(Y: np.ndarray, m: Any, groups: np.ndarray | None, missing: np.ndarray) -> Panel:
@@ -344,6 +395,8 @@ def simulate_once(
     if spec.clusters:
         cmap = spec.class_map()
         groups = np.array([cmap[u] for u in p.units])
+    if setting.comparisons is not None:
+        return _simulate_arms(setting, m, Y, missing, tau, groups, start, seed)
     aa = _panel(Y, m, groups, missing)
     share = setting.window_share
     treated_y = Y[m.treated & ~m.blackout & ~missing]
@@ -354,40 +407,196 @@ def simulate_once(
             r0 = fit_plan(plan, aa, seed)
             q = _quantile(r0.df)
             e1 = _second_effect(setting, r0.se / share, q, treated_y)
-            # the effect in outcome units per whole period (scaled to the analysis window like
-            # the outcome), or a share of each cell's own outcome
-            added = e1 * tau * Y if setting.relative else e1 * share * tau
-            r1 = fit_plan(plan, _panel(Y + added, m, groups, missing), seed)
+            r1 = fit_plan(plan, _panel(Y + _added(setting, e1, tau, Y), m, groups, missing), seed)
         except Exception as exc:  # noqa: BLE001 - a failing fit is counted, not fatal
             row["error"] = f"{type(exc).__name__}: {exc}"[:300]
             rows.append(row)
             continue
-        # estimates, SEs and responses in outcome units per whole period (the analysis window's
-        # share undone), like --effect
-        q_seq = horizon_multiplier(ALPHA, r0.df)
-        row |= {
-            "effect0": r0.effect / share,
-            "se0": r0.se / share,
-            "q0": q,
-            "q_seq0": q_seq,
-            "reject0": bool(abs(r0.effect) > q * r0.se),
-            # the verdict's test: the anytime-valid sequence at its planned horizon
-            "verdict1": bool(abs(r1.effect) > horizon_multiplier(ALPHA, r1.df) * r1.se)
-            if setting.effect != 0
-            else bool(abs(r0.effect) > q_seq * r0.se),
-            "effect1": r1.effect / share,
-            "se1": r1.se / share,
-            "df1": math.nan if r1.df is None else float(r1.df),
-            "reject1": bool(abs(r1.effect) > _quantile(r1.df) * r1.se)
-            if setting.effect != 0
-            else bool(abs(r0.effect) > q * r0.se),
-            "response": (r1.effect - r0.effect) / e1 / share,
-            # how the SE moves with the effect (HT's variance bound grows with the outcome)
-            "se_slope": (r1.se - r0.se) / e1 / share,
-            "error": "",
-        }
-        rows.append(row)
+        rows.append(row | _fit_row(setting, r0, r1, e1, q, _quantile(r1.df), ALPHA))
     return rows
+
+
+def _added(setting: SimSetting, e: float, tau: np.ndarray, Y: np.ndarray) -> np.ndarray:
+    """The effect ``e`` as added to every cell: in outcome units per whole period (scaled to
+    the analysis window like the outcome), or a share of each cell's own outcome."""
+    return e * tau * Y if setting.relative else e * setting.window_share * tau
+
+
+def _fit_row(
+    setting: SimSetting, r0: Any, r1: Any, e1: float, q0: float, q1: float, seq_alpha: float
+) -> dict[str, Any]:
+    """One simulation's figures of one comparison: the A/A fit ``r0`` and the fit ``r1`` with
+    the effect ``e1``, their tests at the critical values ``q0`` and ``q1``, and the verdict's
+    at the sequence of level ``seq_alpha``. Estimates, SEs and responses in outcome units per
+    whole period (the analysis window's share undone), like --effect."""
+    share = setting.window_share
+    q_seq = horizon_multiplier(seq_alpha, r0.df)
+    return {
+        "effect0": r0.effect / share,
+        "se0": r0.se / share,
+        "q0": q0,
+        "q_seq0": q_seq,
+        "reject0": bool(abs(r0.effect) > q0 * r0.se),
+        # the verdict's test: the anytime-valid sequence at its planned horizon
+        "verdict1": bool(abs(r1.effect) > horizon_multiplier(seq_alpha, r1.df) * r1.se)
+        if setting.effect != 0
+        else bool(abs(r0.effect) > q_seq * r0.se),
+        "effect1": r1.effect / share,
+        "se1": r1.se / share,
+        "df1": math.nan if r1.df is None else float(r1.df),
+        "reject1": bool(abs(r1.effect) > q1 * r1.se)
+        if setting.effect != 0
+        else bool(abs(r0.effect) > q0 * r0.se),
+        "response": (r1.effect - r0.effect) / e1 / share,
+        # how the SE moves with the effect (HT's variance bound grows with the outcome)
+        "se_slope": (r1.se - r0.se) / e1 / share,
+        "error": "",
+    }
+
+
+# --------------------------------------------------------------------------- k arms
+def _simulate_arms(
+    setting: SimSetting,
+    m: Any,
+    Y: np.ndarray,
+    missing: np.ndarray,
+    tau: np.ndarray,
+    groups: np.ndarray | None,
+    start: int,
+    seed: int,
+) -> list[dict[str, Any]]:
+    """One placement and draw of an experiment of k > 2 arms: every estimator fitted per arm
+    against the control on the pair's cells (:func:`pair_matrices`), the k - 1 fits given their
+    simultaneous critical values by :func:`analysis.arms.compare_pairs`, as the worker does."""
+    comp = setting.comparisons
+    assert comp is not None
+    arms = comp.arms()
+    share = setting.window_share
+    pairs = {
+        name: pair_matrices(m.arm, a, comp.control)
+        for name, a in zip(arms.others, comp.others, strict=True)
+    }
+    off = m.blackout | missing
+
+    def panel(name: str, Yx: np.ndarray) -> Panel:
+        return pair_panel(m, pairs[name], Yx, off, groups)
+
+    def corr(plan: EstimatorPlan, Yx: np.ndarray) -> Callable[[], np.ndarray | None]:
+        # as the worker: the joint distribution of the differences in means clustered by
+        # product (analysis.arms.dm_correlation); any other estimator's intervals: Bonferroni
+        if plan.name not in JOINT_METHODS or plan.cluster not in (None, "unit"):
+            return lambda: None
+        return lambda: pair_correlation(pairs, arms.others, Yx, off, m.probability)
+
+    aa = {name: panel(name, Y) for name in arms.others}
+    treated_y = {name: Y[on & ~off] for name, (_, on, _) in pairs.items()}
+    world: dict[str, Panel] = {}  # with --effect: one world, every arm's effect the same
+    if setting.effect:
+        Y1 = Y + _added(setting, setting.effect, tau, Y)
+        world = {name: panel(name, Y1) for name in arms.others}
+
+    def fits(plan: EstimatorPlan, panels: Mapping[str, Panel]) -> Callable[[str], Any]:
+        return lambda name: fit_plan(plan, panels[name], seed)
+
+    rows: list[dict[str, Any]] = []
+    for plan in setting.plans:
+        base = {"estimator": plan.label, "start": start, "seed": seed, "split": comp.split}
+        try:
+            c0 = compare_pairs(arms, fits(plan, aa), ALPHA, corr(plan, Y))
+            q0 = critical_values(c0)
+            e1 = {
+                name: _second_effect(setting, r.se / share, q, treated_y[name])
+                for name, r, q in zip(arms.others, c0.results, q0, strict=True)
+            }
+            if setting.effect:
+                c1 = compare_pairs(arms, fits(plan, world), ALPHA, corr(plan, Y1))
+                r1, q1 = c1.results, critical_values(c1)
+            else:  # each arm near its own MDE; no power is reported, so no joint test
+                r1 = tuple(
+                    fit_plan(plan, panel(name, Y + _added(setting, e1[name], tau, Y)), seed)
+                    for name in arms.others
+                )
+                q1 = q0
+        except Exception as exc:  # noqa: BLE001 - a failing fit is counted, not fatal
+            error = f"{type(exc).__name__}: {exc}"[:300]
+            rows += [base | {"arm": name, "error": error} for name in arms.others]
+            continue
+        for j, name in enumerate(arms.others):
+            row = base | {"arm": name, "sim_method": c0.simultaneous.method}
+            fit = _fit_row(
+                setting, c0.results[j], r1[j], e1[name], q0[j], q1[j], ALPHA / comp.split
+            )
+            rows.append(row | fit)
+    return rows
+
+
+def pair_matrices(
+    arm: np.ndarray, a: int, control: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Arm ``a`` against ``control`` on a design's units x periods matrix of arm indices, by
+    the rule :func:`analysis.arms.pair_frame` applies to a long table
+    (:func:`analysis.arms.pair_cells`): (the units kept, arm ``a``'s cells, the third arms'
+    cells). A unit the design put in a third arm and never in ``a`` is left out whole; the
+    third arms' cells of the others are blacked out."""
+    n, t = arm.shape
+    keep, on, third = pair_cells(arm.ravel(), np.repeat(np.arange(n), t), a, control)
+    rows = np.asarray(keep.reshape(n, t).any(axis=1), dtype=bool)
+    return rows, on.reshape(n, t), third.reshape(n, t)
+
+
+def pair_panel(
+    m: Any,
+    cells: tuple[np.ndarray, np.ndarray, np.ndarray],
+    Y: np.ndarray,
+    off: np.ndarray,
+    groups: np.ndarray | None = None,
+) -> Panel:
+    """The panel of one pair (:func:`pair_matrices`) of the draw ``m`` with outcomes ``Y``: the
+    units kept, treated on the arm's cells, blacked out where ``off`` or a third arm's, the
+    design probability as it is (as the worker's pair panel has it)."""
+    rows, on, dark = cells
+    blackout = (off | dark)[rows]
+    return Panel(
+        Y=np.where(blackout, np.nan, Y[rows]),
+        W=on[rows],
+        units=np.asarray(m.units)[rows],
+        times=np.arange(Y.shape[1]),
+        blackout=blackout,
+        probability=m.probability[rows],
+        groups=None if groups is None else groups[rows],
+    )
+
+
+def pair_correlation(
+    pairs: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+    order: Sequence[str],
+    Y: np.ndarray,
+    off: np.ndarray,
+    probability: np.ndarray,
+) -> np.ndarray:
+    """The correlation of the k - 1 differences in means, each over its pair's randomised
+    usable cells, clustered by unit: :func:`analysis.arms.dm_correlation` on matrices."""
+    n = Y.shape[0]
+    randomised = ~off & (probability > 0) & (probability < 1)
+    psi = []
+    for name in order:
+        rows, on, dark = pairs[name]
+        use = rows[:, None] & randomised & ~dark
+        psi.append(dm_influence(Y[use], np.nonzero(use)[0], on[use], n))
+    return influence_correlation(psi)
+
+
+def critical_values(compared: ArmComparison) -> list[float]:
+    """Each comparison's simultaneous critical value: Dunnett's, shared, or (Bonferroni) the one
+    of its own interval at alpha / (k - 1), read off the interval the worker publishes."""
+    sim = compared.simultaneous
+    if sim.critical_value is not None:
+        return [float(sim.critical_value)] * len(compared.results)
+    out = []
+    for (lo, hi), r in zip(sim.intervals, compared.results, strict=True):
+        se = float(r.se)
+        out.append((hi - lo) / (2.0 * se) if math.isfinite(se) and se > 0 else math.nan)
+    return out
 
 
 def _second_effect(setting: SimSetting, se: float, q: float, treated_y: np.ndarray) -> float:
@@ -508,7 +717,7 @@ def fitted(sims: pd.DataFrame, effect: float | None) -> pd.Series:
     return (sims["error"] == "") & finite
 
 
-def verdict_power(ok: pd.DataFrame, periods: int) -> float:
+def verdict_power(ok: pd.DataFrame, periods: int, alpha: float = ALPHA) -> float:
     """The verdict's power at the effect: the share of simulations in which it decides at
     some look (:func:`analysis.verdict.any_look_power`: the looks before the end drawn as
     Brownian bridges to the end each simulation reached). At the end alone it would be the
@@ -516,7 +725,7 @@ def verdict_power(ok: pd.DataFrame, periods: int) -> float:
     look is what the sequence allows."""
     rng = np.random.default_rng(zlib.crc32(f"verdict-power:{periods}".encode()))
     shares = [
-        any_look_power(e, s, periods, df=None if not math.isfinite(d) else d, rng=rng)
+        any_look_power(e, s, periods, df=None if not math.isfinite(d) else d, alpha=alpha, rng=rng)
         for e, s, d in zip(
             ok["effect1"].to_numpy(dtype=float),
             ok["se1"].to_numpy(dtype=float),
@@ -534,10 +743,15 @@ def summarise(sims: pd.DataFrame, effect: float | None) -> pd.DataFrame:
     fits failed (raised, or returned a non-finite estimate or SE)."""
     out = []
     keys = ["spec", "design", "duration", "estimator"]
+    per_arm = "arm" in sims.columns
+    if per_arm:  # k arms: one row per comparison ("" for a two-arm spec beside a ladder)
+        sims = sims.assign(arm=sims["arm"].fillna(""))
+        keys.append("arm")
     for key, g in sims.groupby(keys, sort=False):
         good = fitted(g, effect)
         ok, failed = g[good], g[~good]
         row = dict(zip(keys, key, strict=True))
+        split = int(g["split"].iloc[0]) if per_arm and row["arm"] else 1
         row |= {
             "n_units": int(g["n_units"].iloc[0]),
             "sims": len(g),
@@ -547,7 +761,7 @@ def summarise(sims: pd.DataFrame, effect: float | None) -> pd.DataFrame:
             "mde": mde(*_fit_arrays(ok)) if len(ok) else math.nan,
             # the verdict (docs/decision.md) decides on the anytime-valid sequence: its power
             # at the effect, and its MDE, at the sequence's multiplier at the horizon
-            "verdict_power": verdict_power(ok, int(row["duration"]))
+            "verdict_power": verdict_power(ok, int(row["duration"]), ALPHA / split)
             if (len(ok) and effect is not None)
             else None,
             "verdict_mde": mde(*_fit_arrays(ok, "q_seq0")) if len(ok) else math.nan,
@@ -556,15 +770,37 @@ def summarise(sims: pd.DataFrame, effect: float | None) -> pd.DataFrame:
             if len(failed)
             else "",
         }
+        if per_arm and row["arm"]:
+            row |= _family(sims, row, effect, split)
         check_failed_fits(
-            f"spec {row['spec']!r} ({row['design']}) with estimator {row['estimator']} at "
-            f"{row['duration']} periods",
+            f"spec {row['spec']!r} ({row['design']}) with estimator {row['estimator']}"
+            + (f" for arm {row['arm']}" if per_arm and row["arm"] else "")
+            + f" at {row['duration']} periods",
             row["failed"],
             row["sims"],
             row["first_error"],
         )
         out.append(row)
     return pd.DataFrame(out)
+
+
+def _family(
+    sims: pd.DataFrame, row: Mapping[str, Any], effect: float | None, split: int
+) -> dict[str, Any]:
+    """What one comparison's row of a k-arm plan shares with the others of its estimator: the
+    family-wise type-I error (the share of A/A simulations, all of whose comparisons fitted, in
+    which any comparison rejects), the simultaneous intervals' method and ``cs_split``."""
+    keys = ("spec", "design", "duration", "estimator")
+    g = sims[np.logical_and.reduce([sims[k] == row[k] for k in keys])]
+    good = g.assign(ok=fitted(g, effect))
+    whole = good.groupby("sim")["ok"].all()
+    rejected = good.groupby("sim")["reject0"].any()[whole]
+    methods = g.loc[good["ok"], "sim_method"].dropna()
+    return {
+        "type1_family": float(rejected.mean()) if len(rejected) else math.nan,
+        "sim_method": str(methods.mode().iloc[0]) if len(methods) else "",
+        "cs_split": split,
+    }
 
 
 # --------------------------------------------------------------------------- the run
@@ -620,13 +856,18 @@ def make_jobs(
             if planned.note and f"{name}: {planned.note}" not in notes:
                 notes.append(f"{name}: {planned.note}")
             washout_share = 1.0 - min(spec.washout / spec.period, 1.0) if spec.washout else 1.0
+            plans = tuple(design_of(planned.spec).estimators(planned.spec))
+            comparisons = comparisons_of(planned.spec)
+            if comparisons is not None:
+                plans = arm_plans(name, planned.spec, plans, notes)
             setting = SimSetting(
                 planned,
-                tuple(design_of(planned.spec).estimators(planned.spec)),
+                plans,
                 cfg.effect,
                 cfg.relative,
                 cfg.carryover,
                 washout_share,
+                comparisons,
             )
             # keyed by the spec's name, so one spec's simulations do not depend on the others
             rng = np.random.default_rng([cfg.seed, zlib.crc32(name.encode()), d])
@@ -634,6 +875,28 @@ def make_jobs(
             seeds = rng.integers(0, 2**31 - 1, size=cfg.sims)
             jobs.append(Job(name, setting, starts, seeds))
     return jobs, notes
+
+
+def arm_plans(
+    name: str, spec: ExperimentSpec, plans: Sequence[EstimatorPlan], notes: list[str]
+) -> tuple[EstimatorPlan, ...]:
+    """The design's estimators that the worker fits per arm (analysis.arms.PAIR_METHODS); each
+    other one is noted once with the reason the worker gives, and a spec left with none is a
+    LabError."""
+    fitted = tuple(p for p in plans if p.name in PAIR_METHODS)
+    for p in plans:
+        if p.name not in PAIR_METHODS:
+            note = f"{name}: {not_on_pairs(p.name)}; the planner leaves it out"
+            if note not in notes:
+                notes.append(note)
+    if not fitted:
+        raise LabError(
+            f"the {spec.n_arms}-arm experiment {spec.id!r} ({spec.design}) cannot be planned: "
+            f"none of its design's estimators ({', '.join(p.label for p in plans)}) is fitted "
+            "per arm against the control yet (the analysis worker publishes them as not "
+            "identified)"
+        )
+    return fitted
 
 
 _WORKER_HISTORY: np.ndarray | None = None
@@ -679,8 +942,6 @@ def run_plan(
     progress: Progress | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     """Every simulation (one row per simulation and estimator), the summary, and notes."""
-    for _, spec in specs:
-        spec.two_arm_only(PLAN_REFUSAL)
     jobs, notes = make_jobs(specs, history, cfg)
     total = sum(len(j.starts) for j in jobs)
     done = 0
@@ -754,12 +1015,17 @@ JSON_KEYS = (
 )
 
 
+#: the keys a comparison of a k-arm plan adds to :data:`JSON_KEYS` (a two-arm row has none)
+ARM_JSON_KEYS = ("arm", "type1_family", "sim_method", "cs_split")
+
+
 def as_json_rows(table: pd.DataFrame) -> list[dict[str, Any]]:
-    """The summary as the JSON objects ``--json`` prints (exactly :data:`JSON_KEYS`)."""
+    """The summary as the JSON objects ``--json`` prints (exactly :data:`JSON_KEYS`, and for a
+    comparison of a k-arm plan :data:`ARM_JSON_KEYS` too)."""
     out = []
     for r in table.to_dict("records"):
         doc = {}
-        for k in JSON_KEYS:
+        for k in JSON_KEYS + (ARM_JSON_KEYS if r.get("arm") else ()):
             v = r[k]
             if isinstance(v, float) and not math.isfinite(v):
                 v = None
@@ -787,18 +1053,34 @@ COLUMNS = (
 )
 
 
+def columns_of(table: pd.DataFrame) -> tuple[tuple[str, str], ...]:
+    """The columns shown: :data:`COLUMNS`, and for a plan with k > 2 arms each comparison's
+    arm, the family-wise type-I error and the simultaneous intervals' method."""
+    if "arm" not in table.columns:
+        return COLUMNS
+    out: list[tuple[str, str]] = []
+    for name, fmt in COLUMNS:
+        out.append((name, fmt))
+        if name == "estimator":
+            out.append(("arm", "{}"))
+        elif name == "type1":
+            out.append(("type1_family", "{:.3f}"))
+    return (*out, ("sim_method", "{}"))
+
+
 def _cell(v: Any, fmt: str) -> str:
     """One summary value as the table and the page show it ("-" when there is none)."""
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+    if v is None or v == "" or (isinstance(v, float) and not math.isfinite(v)):
         return "-"
     return str(int(v)) if fmt == "{:d}" else fmt.format(v)
 
 
 def format_table(table: pd.DataFrame, effect: float | None, relative: bool) -> str:
     """The summary as a fixed-width text table, with a legend."""
-    cells = [[name for name, _ in COLUMNS]]
-    cells += [[_cell(r[n], f) for n, f in COLUMNS] for r in table.to_dict("records")]
-    width = [max(len(c[i]) for c in cells) for i in range(len(COLUMNS))]
+    columns = columns_of(table)
+    cells = [[name for name, _ in columns]]
+    cells += [[_cell(r.get(n), f) for n, f in columns] for r in table.to_dict("records")]
+    width = [max(len(c[i]) for c in cells) for i in range(len(columns))]
     lines = ["  ".join(c.rjust(w) for c, w in zip(row, width, strict=True)) for row in cells]
     unit = "share of the outcome" if relative else "outcome units per unit and period"
     at = "" if effect is None else f"; power: at an effect of {effect:g}"
@@ -808,13 +1090,27 @@ def format_table(table: pd.DataFrame, effect: float | None, relative: bool) -> s
         "on the anytime-valid sequence at the planned end (docs/decision.md); se: mean "
         "standard error"
     )
+    if "arm" in table.columns:
+        lines.append(ARM_LEGEND)
     for r in table.to_dict("records"):
         if r["failed"]:
+            arm = f" for arm {r['arm']}" if r.get("arm") else ""
             lines.append(
-                f"! {r['spec']} {r['estimator']} at {r['duration']}: {r['failed']} of "
+                f"! {r['spec']} {r['estimator']}{arm} at {r['duration']}: {r['failed']} of "
                 f"{r['sims']} fits failed, e.g. {r['first_error']}"
             )
     return "\n".join(lines)
+
+
+#: the legend's line for a plan with k > 2 arms
+ARM_LEGEND = (
+    "arm: that arm against the control, on the pair's cells, as the analysis worker estimates "
+    "it; type1, power and mde at the simultaneous interval the worker publishes (sim_method: "
+    "dunnett-t or dunnett-normal, Dunnett's critical value of the k - 1 comparisons, or "
+    "bonferroni, each at 5% / (k - 1)); type1_family: A/A simulations in which any arm "
+    "rejects; verdict_power, verdict_mde: at each arm's sequence at 5% / (k - 1), as the "
+    'k-arm verdict decides (docs/decision.md, "k arms")'
+)
 
 
 def curve_grid(table: pd.DataFrame) -> np.ndarray:
@@ -859,9 +1155,12 @@ def write_outputs(
                 & (sims["estimator"] == r["estimator"])
                 & fitted(sims, effect)
             ]
+            arm = f", {r['arm']}" if r.get("arm") else ""
+            if arm:
+                g = g[g["arm"] == r["arm"]]
             a, s0, q0, b, d = _fit_arrays(g)
             curve = power_curve(a, s0, q0, b, grid, d)
-            (line,) = ax.plot(grid, curve, label=f"{r['estimator']}, {r['duration']} periods")
+            (line,) = ax.plot(grid, curve, label=f"{r['estimator']}{arm}, {r['duration']} periods")
             if math.isfinite(r["mde"]):
                 ax.axvline(r["mde"], color=line.get_color(), lw=0.7, ls=":")
         ax.axhline(TARGET_POWER, color="k", lw=0.7, ls="--")
@@ -875,9 +1174,12 @@ def write_outputs(
     fig.savefig(paths[2], dpi=110)
     plt.close(fig)
 
-    head = "".join(f"<th>{html.escape(n)}</th>" for n, _ in COLUMNS)
+    columns = columns_of(table)
+    head = "".join(f"<th>{html.escape(n)}</th>" for n, _ in columns)
     body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(_cell(r[n], f))}</td>" for n, f in COLUMNS) + "</tr>"
+        "<tr>"
+        + "".join(f"<td>{html.escape(_cell(r.get(n), f))}</td>" for n, f in columns)
+        + "</tr>"
         for r in table.to_dict("records")
     )
     unit = "share of the outcome" if relative else "outcome units per unit and period"

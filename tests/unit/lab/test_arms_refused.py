@@ -1,13 +1,15 @@
-"""Until the planner and the live simulation model k arms (issue #41), every tool that reads an
-experiment as treatment against control refuses one of more than two arms in one sentence
-(exit 2), never reading it silently as two arms. The offline simulator runs a price ladder
-(tests/unit/lab/test_market_ladder.py). The live path runs them (slice S2), but refuses
-guardrails on them: nothing would check them yet."""
+"""Until the live simulation models k arms (issue #41), every tool that reads an experiment as
+treatment against control refuses one of more than two arms in one sentence (exit 2), never
+reading it silently as two arms. The offline simulator runs a price ladder
+(tests/unit/lab/test_market_ladder.py) and the planner plans one comparison per arm
+(tests/unit/lab/test_plan_arms.py). The live path runs them (slice S2), but refuses guardrails
+on them: nothing would check them yet."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -57,12 +59,30 @@ def test_simulate_live_refuses_three_arms_before_any_stack(ladder: Path) -> None
     assert "arms: 3-arm experiments cannot be played live yet" in out
 
 
-def test_plan_refuses_three_arms(ladder: Path, tmp_path: Path) -> None:
+def test_plan_plans_three_arms(ladder: Path, tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    days = pd.date_range("2026-01-01", periods=60, freq="D").strftime("%Y-%m-%d")
+    products = list("abcdef")
     history = tmp_path / "h.csv"
-    history.write_text("product,date,units\na,2026-01-01,1\n")
+    pd.DataFrame(
+        {
+            "product": np.repeat(products, len(days)),
+            "date": np.tile(days, len(products)),
+            "units": rng.poisson(10, len(products) * len(days)),
+        }
+    ).to_csv(history, index=False)
     args = ["plan", str(ladder), "--history", str(history), "--unit", "product"]
-    out = refused([*args, "--time", "date", "--outcome", "units", "--sims", "20", "--jobs", "1"])
-    assert "arms: 3-arm experiments cannot be planned yet" in out
+    res = CliRunner().invoke(
+        app, [*args, "--time", "date", "--outcome", "units", "--sims", "20", "--jobs", "1"]
+    )
+    assert res.exit_code == 0, res.output
+    rows = [line.split() for line in res.stdout.splitlines()[1:5]]
+    assert [(r[3], r[4]) for r in rows] == [
+        ("fe", "p95"),
+        ("fe", "p105"),
+        ("dm", "p95"),
+        ("dm", "p105"),
+    ]
 
 
 def test_the_analysis_is_told_of_three_arms_without_a_sampler(ladder: Path) -> None:
