@@ -180,7 +180,7 @@ class DemandResult:
         lo, hi = self.range
         out = []
         for r in np.linspace(lo, hi, CURVE_POINTS):
-            units = float(r**eps) if math.isfinite(eps) else None
+            units = float(units_ratio(r, eps)) if math.isfinite(eps) else None
             row: dict[str, Any] = {"price_ratio": float(r), "units_ratio": units}
             if self.profit_elasticities is not None and self.control_cost is not None:
                 e_r, e_g = self.profit_elasticities
@@ -251,6 +251,20 @@ def _json_ready(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+def units_ratio(r: Any, eps: Any) -> Any:
+    """The demand curve: units relative to the control's at listed ratio ``r``, ``r^eps``."""
+    return np.power(r, eps)
+
+
+def units_ratio_band(r: Any, low: float, high: float) -> tuple[np.ndarray, np.ndarray]:
+    """The demand curve's pointwise band at ratios ``r`` from the elasticity's interval
+    ``[low, high]``: ``r^eps`` is monotone in ``eps`` at each ``r``, so the band's ends are
+    ``r^low`` and ``r^high`` (which of them is the lower turns at ``r = 1``, where the band
+    is the point 1). It carries the elasticity's uncertainty only, not the control's level."""
+    a, b = units_ratio(np.asarray(r, float), low), units_ratio(np.asarray(r, float), high)
+    return np.minimum(a, b), np.maximum(a, b)
 
 
 def profit(r: Any, eps: Any, revenue: Any, cost: Any, eps_cost: Any = None) -> Any:

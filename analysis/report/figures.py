@@ -40,11 +40,18 @@ def _product_order(df: pd.DataFrame) -> list[str]:
 
 
 # --------------------------------------------------------------------------- figures
-def assignment_heatmap(df: pd.DataFrame, *, max_products: int = 120) -> Figure:
+#: the colours of a k-arm experiment's arms other than control, in the page's order
+ARM_COLOURS = ("#d62728", "#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2")
+
+
+def assignment_heatmap(
+    df: pd.DataFrame, *, max_products: int = 120, arms: Sequence[str] = ()
+) -> Figure:
     """Products x periods: treatment red, control white, out-of-window grey, blackouts hatched.
 
     With more than ``max_products`` products an evenly spaced subset is drawn (said in the
-    title) so that rows stay readable.
+    title) so that rows stay readable. ``arms``: a k-arm experiment's arms other than the
+    control (the panel's ``arm`` column names each cell's), each in its own colour.
     """
     order = _product_order(df)
     shown = order
@@ -56,11 +63,22 @@ def assignment_heatmap(df: pd.DataFrame, *, max_products: int = 120) -> Figure:
     B = _matrix(df, "blackout", False).reindex(shown).to_numpy(dtype=bool)
     periods = _matrix(df, "treated").columns.to_numpy()
     state = np.where(W == 1, 2, np.where(P == 0, 1, 0))  # 0 control, 1 outside window, 2 treated
+    colours = ["white", PENDING_GREY, TREATMENT_RED]
+    treated = [Patch(fc=TREATMENT_RED, ec="0.4", label="treatment")]
+    if arms:  # each arm but control its own colour: 2 + its place in ``arms``
+        cells = df.assign(arm=df["arm"].astype(object))  # a category column has no fill
+        named = _matrix(cells, "arm", "").reindex(shown).astype(str).to_numpy()
+        code = np.select([named == a for a in arms], np.arange(2, 2 + len(arms)), 0)
+        state = np.where(W == 1, code, state)
+        colours = ["white", PENDING_GREY, *ARM_COLOURS[: len(arms)]]
+        treated = [Patch(fc=c, ec="0.4", label=a) for a, c in zip(arms, ARM_COLOURS, strict=False)]
     n, T = state.shape
     width = min(14, 3 + 0.32 * T)
     fig, ax = plt.subplots(figsize=(width, min(16, 1.8 + 0.12 * n)), layout="constrained")
-    cmap = ListedColormap(["white", PENDING_GREY, TREATMENT_RED])
-    ax.imshow(state, cmap=cmap, vmin=0, vmax=2, aspect="auto", interpolation="nearest")
+    cmap = ListedColormap(colours)
+    ax.imshow(
+        state, cmap=cmap, vmin=0, vmax=len(colours) - 1, aspect="auto", interpolation="nearest"
+    )
     for i in range(n):  # one hatched rectangle per run of blackout cells
         t = 0
         while t < T:
@@ -94,15 +112,16 @@ def assignment_heatmap(df: pd.DataFrame, *, max_products: int = 120) -> Figure:
     # below the axes in space the layout reserves for it (an axes legend anchored under the
     # axes overlapped the period label and, four columns wide, ran off a narrow figure at
     # both ends); two columns when four would not fit
+    handles = [
+        *treated,
+        Patch(fc="white", ec="0.4", label="control"),
+        Patch(fc=PENDING_GREY, ec="0.4", label="outside window (P = 0)"),
+        Patch(fc="white", ec="0.25", hatch="///", label="blackout (data discarded)"),
+    ]
     fig.legend(
-        handles=[
-            Patch(fc=TREATMENT_RED, ec="0.4", label="treatment"),
-            Patch(fc="white", ec="0.4", label="control"),
-            Patch(fc=PENDING_GREY, ec="0.4", label="outside window (P = 0)"),
-            Patch(fc="white", ec="0.25", hatch="///", label="blackout (data discarded)"),
-        ],
+        handles=handles,
         loc="outside lower center",
-        ncol=4 if width >= 7.5 else 2,
+        ncol=2 if width < 7.5 else 4 if not arms else len(handles) if width >= 11 else 3,
         fontsize=8,
         frameon=False,
     )
@@ -110,7 +129,11 @@ def assignment_heatmap(df: pd.DataFrame, *, max_products: int = 120) -> Figure:
 
 
 def running_estimates_figure(
-    estimates: pd.DataFrame, truths: Mapping[str, float] | None = None
+    estimates: pd.DataFrame,
+    truths: Mapping[str, float] | None = None,
+    *,
+    arms: Sequence[str] = (),
+    arm_truths: Mapping[tuple[str, str], float] | None = None,
 ) -> Figure:
     """Every metric's running estimates: one row of panels per metric (in ``metrics``'
     order: units, revenue, profit, price), one panel per estimator that measures it, each with
@@ -119,11 +142,18 @@ def running_estimates_figure(
     ``estimates`` has one row per published estimate: metric (none: units), estimator,
     n_periods, effect, ci_low, ci_high and optionally cs_low, cs_high. The x axis is the
     number of periods analysed. ``truths``: a metric's true effect, drawn where known.
+
+    ``arms`` (a k-arm experiment's, other than control, with an ``arm`` column): one panel
+    per arm against the control instead, by the estimator the rows give (the caller keeps
+    each metric's primary); ``arm_truths`` per (metric, arm).
     """
     metric = estimates["metric"] if "metric" in estimates.columns else None
     e_all = estimates.assign(metric="units" if metric is None else metric.fillna("units"))
     metrics = [m for m in EFFECT_UNITS if m in set(e_all["metric"])]
-    names = {m: list(dict.fromkeys(e_all.loc[e_all["metric"] == m, "estimator"])) for m in metrics}
+    by = "arm" if arms else "estimator"
+    names = {m: list(dict.fromkeys(e_all.loc[e_all["metric"] == m, by])) for m in metrics}
+    if arms:
+        names = {m: [a for a in arms if a in v] for m, v in names.items()}
     cols = max(len(v) for v in names.values())
     fig, axes = plt.subplots(
         len(metrics), cols, figsize=(3.9 * cols, 2.5 * len(metrics)), squeeze=False,
@@ -136,7 +166,7 @@ def running_estimates_figure(
                 ax.set_axis_off()
                 continue
             name = names[m][col]
-            e = e_all[(e_all["metric"] == m) & (e_all["estimator"] == name)]
+            e = e_all[(e_all["metric"] == m) & (e_all[by] == name)]
             e = e.sort_values("n_periods", kind="stable").drop_duplicates("n_periods", keep="last")
             x = e["n_periods"].to_numpy(float)
             ax.fill_between(
@@ -149,10 +179,13 @@ def running_estimates_figure(
                 ax.plot(x, e["cs_high"], "--", color="tab:purple", lw=1)
             ax.plot(x, e["effect"], "o-", ms=3, color="tab:blue", label="estimate")
             ax.axhline(0, color="k", lw=0.7)
-            truth = (truths or {}).get(m)
+            truth = (arm_truths or {}).get((m, name)) if arms else (truths or {}).get(m)
             if truth is not None and math.isfinite(truth):
                 ax.axhline(truth, color="tab:green", lw=1, ls=":", label="true effect (simulation)")
-            ax.set_title(f"{m}: {name}", fontsize=9, loc="left")
+            title = f"{m}: {name}"
+            if arms:
+                title += f" vs control ({', '.join(dict.fromkeys(e['estimator']))})"
+            ax.set_title(title, fontsize=9, loc="left")
             ax.tick_params(labelsize=7)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             if col == 0:

@@ -14,6 +14,10 @@ import pandas as pd
 
 from analysis.errors import AnalysisError
 from analysis.metrics import EFFECT_UNITS
+from analysis.report.arm_scorecard import CSS as ARM_CARD_CSS
+from analysis.report.arm_scorecard import arm_order, arm_scorecard_section, primary_estimators
+from analysis.report.curves import CSS as CURVES_CSS
+from analysis.report.curves import curves_section, latest_demand
 from analysis.report.figures import (
     _png,
     assignment_heatmap,
@@ -21,7 +25,7 @@ from analysis.report.figures import (
     pre_period_figure,
     running_estimates_figure,
 )
-from analysis.report.scorecard import message_metrics, scorecard_section
+from analysis.report.scorecard import has_arms, message_metrics, scorecard_section
 from analysis.report.stats import (
     COVARIATE_CANDIDATES,
     covariate_balance,
@@ -31,11 +35,20 @@ from analysis.report.stats import (
     split_verdicts,
     to_panel,
 )
+from analysis.report.verdict import ARMS_CSS, latest_verdict, verdict_section
 from analysis.report.verdict import CSS as VERDICT_CSS
-from analysis.report.verdict import verdict_section
 
 
 # --------------------------------------------------------------------------- page
+def _control_arm(d: pd.DataFrame) -> str | None:
+    """The control arm's name in a k-arm panel: the arm of its untreated cells (None when
+    the panel names no arm, or more than one such)."""
+    if "arm" not in d.columns:
+        return None
+    names = d.loc[d["treated"] == 0, "arm"].dropna().astype(str).unique()
+    return str(names[0]) if len(names) == 1 else None
+
+
 @dataclass(frozen=True)
 class Report:
     """The report: one self-contained HTML page, its figures inline as PNG data URIs (it can
@@ -83,38 +96,64 @@ p.reading{font-size:15px;background:#f6f8fa;padding:8px 12px;border-left:4px sol
 """
 
 
-def _running_section(estimates: pd.DataFrame, truths: Mapping[str, float], img: Any) -> str:
+def _running_section(
+    estimates: pd.DataFrame, truths: Mapping[str, float], img: Any, arms: Sequence[str] = ()
+) -> str:
     """Every metric's running estimates: the latest look of each (metric, estimator) as a
-    table, and the figure of every look with its interval and confidence sequence."""
+    table, and the figure of every look with its interval and confidence sequence; with
+    ``arms``, of each arm against the control."""
     if estimates.empty:
         return "<h2>Running estimates</h2><p class='note'>No estimates published yet.</p>"
     order = {m: i for i, m in enumerate(EFFECT_UNITS)}
+    key = ["metric", "estimator", "arm"] if arms else ["metric", "estimator"]
     latest = (
         estimates.sort_values("n_periods", kind="stable")
-        .groupby(["metric", "estimator"], sort=False)
+        .groupby(key, sort=False, dropna=False)
         .tail(1)
         .sort_values("metric", key=lambda m: m.map(order), kind="stable")
     )
-    return (
-        "<h2>Running estimates</h2>"
-        + _table(
-            latest,
-            [
-                ("metric", "metric", ""),
-                ("estimator", "estimator", ""),
-                ("n_periods", "periods", ""),
-                ("effect", "effect", "+.3f"),
-                ("se", "SE", ".3f"),
-                ("ci_low", "95% low", "+.3f"),
-                ("ci_high", "95% high", "+.3f"),
-                ("cs_low", "CS low", "+.3f"),
-                ("cs_high", "CS high", "+.3f"),
-            ],
+    if arms:  # each estimator's arms in the page's order; periods whole (demand rows had none)
+        at = {a: i for i, a in enumerate(arms)}
+        rank = latest["arm"].map(lambda a: at.get(str(a), len(at)))
+        first = latest["estimator"].map(
+            {e: i for i, e in enumerate(dict.fromkeys(latest["estimator"]))}
         )
-        + '<p class="note">Every metric the experiment publishes, each estimator in its own '
+        latest = latest.assign(_m=latest["metric"].map(order), _e=first, _a=rank).sort_values(
+            ["_m", "_e", "_a"], kind="stable"
+        )
+        latest["n_periods"] = latest["n_periods"].astype(int)
+    cols = [
+        ("metric", "metric", ""),
+        ("estimator", "estimator", ""),
+        ("n_periods", "periods", ""),
+        ("effect", "effect", "+.3f"),
+        ("se", "SE", ".3f"),
+        ("ci_low", "95% low", "+.3f"),
+        ("ci_high", "95% high", "+.3f"),
+        ("cs_low", "CS low", "+.3f"),
+        ("cs_high", "CS high", "+.3f"),
+    ]
+    note = (
+        '<p class="note">Every metric the experiment publishes, each estimator in its own '
         "panel, effect per product-period (price: the average price paid). Shaded: the 95% "
         "interval at each look (valid for one look). Dashed: the anytime-valid confidence "
         "sequence, valid at every look simultaneously.</p>"
+    )
+    if arms:
+        cols[2:2] = [("arm", "arm", "")]
+        cols[-2:-2] = [("sim_ci_low", "sim. low", "+.3f"), ("sim_ci_high", "sim. high", "+.3f")]
+        note = (
+            '<p class="note">Every metric the experiment publishes, each arm against the '
+            "control; the figure draws each metric's primary estimator, an arm a panel, effect "
+            "per product-period (price: the average price paid). Shaded: the 95% interval at "
+            "each look (valid for one look and one arm). Dashed: the anytime-valid confidence "
+            "sequence, valid at every look, each at alpha / (k - 1) so that the arms' hold "
+            "together. sim.: the interval simultaneous over the arms at the latest look.</p>"
+        )
+    return (
+        "<h2>Running estimates</h2>"
+        + _table(latest, cols)
+        + note
         + img("running_estimates.png", "running estimates of every metric")
     )
 
@@ -131,6 +170,8 @@ def build_report(
     source_note: str = "",
     verdict_note: str | None = None,
     seed: int = 0,
+    arm_truths: Mapping[tuple[str, str], tuple[float, float]] | None = None,
+    true_optimum: float | None = None,
 ) -> Report:
     """Figures and the self-contained HTML page for one experiment.
 
@@ -142,6 +183,13 @@ def build_report(
     relative effect, where a simulation knows them), then every metric's running estimates
     (``truth``: units' true effect when ``truths`` does not give it). ``outcome`` is the
     metric of the pre-period fit and the balance checks.
+
+    An experiment of more than two arms (its estimates name their ``arm``) gets the per-arm
+    scorecard (:mod:`analysis.report.arm_scorecard`; ``arm_truths``: per (metric, arm) the
+    true absolute and relative effect), its running estimates an arm a panel and its heatmap
+    an arm a colour; a price ladder's demand message (``kind: demand``) adds the demand and
+    profit curves with the recommended price (:mod:`analysis.report.curves`;
+    ``true_optimum``: the true profit-maximising ratio, where a simulation knows it).
     """
     d = normalise_panel(df, outcome)
     figs: dict[str, bytes] = {}
@@ -158,11 +206,27 @@ def build_report(
         f"{int(d['treated'].sum())} treated cells, {n_black} blackout cells. {html.escape(source_note)}</p>"
     )
 
+    demand = latest_demand(estimates)
     estimates, verdicts = split_verdicts(estimates)
     sections.append(verdict_section(verdicts, verdict_note))
+    k_arm = has_arms(estimates)
+    control, arms = None, []
+    if k_arm:
+        control = _control_arm(d)
+        v = latest_verdict(verdicts)
+        priced = [str(p["arm"]) for p in (demand or {}).get("points") or ()]
+        listed = [str(a["arm"]) for a in (v or {}).get("arms") or () if isinstance(a, Mapping)]
+        arms = arm_order(estimates, priced or listed)
+        names = ", ".join([f"{control} (control)"] * (control is not None) + arms)
+        head = head.replace("</p>", f" Arms: {html.escape(names)}.</p>", 1)
     segments = None
     if len(estimates):
-        card, _ = scorecard_section(estimates, truths)
+        if k_arm:
+            card, _ = arm_scorecard_section(
+                estimates, control=control, order=arms, truths=arm_truths
+            )
+        else:
+            card, _ = scorecard_section(estimates, truths)
         if card:
             sections.append(card)
         estimates = estimates.assign(metric=message_metrics(estimates))
@@ -173,14 +237,29 @@ def build_report(
             # segment estimates (spec-named segments) get their own table, not the running lines
             tagged = estimates["segment"].fillna("").astype(str) != ""
             segments, estimates = estimates[tagged], estimates[~tagged]
+    if demand is not None:
+        sections.append(curves_section(demand, true_optimum))
+    elif k_arm and "price_ratio" in d.columns and d["price_ratio"].nunique() >= 3:
+        sections.append(
+            "<h2>Demand and profit curves</h2><p class='note'>No demand curve among the "
+            "estimates: the analysis worker publishes one at each look of a price ladder "
+            "whose spec gives every arm a price_ratio (offline: give --spec).</p>"
+        )
     true_effects = {m: t[0] for m, t in (truths or {}).items()}
     if truth is not None:
         true_effects.setdefault("units", truth)
     if len(estimates):
-        figs["running_estimates.png"] = _png(running_estimates_figure(estimates, true_effects))
-    sections.append(_running_section(estimates, true_effects, img))
+        if k_arm:
+            primary = primary_estimators(estimates)
+            drawn = estimates[estimates["estimator"] == estimates["metric"].map(primary)]
+            arm_true = {k: t[0] for k, t in (arm_truths or {}).items()}
+            fig = running_estimates_figure(drawn, arms=arms, arm_truths=arm_true)
+        else:
+            fig = running_estimates_figure(estimates, true_effects)
+        figs["running_estimates.png"] = _png(fig)
+    sections.append(_running_section(estimates, true_effects, img, arms=arms))
 
-    figs["assignment.png"] = _png(assignment_heatmap(d))
+    figs["assignment.png"] = _png(assignment_heatmap(d, arms=arms))
     sections.append("<h2>Assignment</h2>" + img("assignment.png", "assignment heatmap"))
 
     if segments is not None and len(segments):
@@ -252,6 +331,12 @@ def build_report(
             f"{srm.expected_share:.3f}; binomial test p = {srm.pvalue:.3g}"
             f"{' - investigate the assignment pipeline' if srm.pvalue < 0.001 else ''}.</p>"
         )
+        if k_arm:
+            srm_html += (
+                "<p class='note'>With more than two arms, treated is any arm but the control "
+                f"{html.escape(control or '')}, against the design's probability of not being "
+                "in control; the balance compares the same two groups.</p>"
+            )
     if bal.empty:
         # the covariates are product characteristics (a simulator panel's; the live report
         # adds the spec's unit costs) and the pre-period outcome: a panel with neither has
@@ -276,7 +361,7 @@ def build_report(
     )
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>{_CSS}{VERDICT_CSS}</style></head>
+<style>{_CSS}{VERDICT_CSS}{ARMS_CSS + ARM_CARD_CSS + CURVES_CSS if k_arm else ""}</style></head>
 <body><h1>{html.escape(title)}</h1>{sections[0]}{head}
 {"".join(sections[1:])}
 <p class="note">pricelab report: one self-contained page, its figures inline.</p>

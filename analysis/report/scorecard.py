@@ -44,8 +44,15 @@ def message_metrics(estimates: pd.DataFrame) -> pd.Series:
     return estimates["metric"].map(lambda m: metric_name(None if pd.isna(m) else m))
 
 
+def has_arms(estimates: pd.DataFrame) -> bool:
+    """Whether the estimates are a k-arm experiment's: each names the arm it compares with
+    the control (a two-arm experiment's name none)."""
+    return "arm" in estimates.columns and bool(estimates["arm"].notna().any())
+
+
 def _latest(estimates: pd.DataFrame) -> pd.DataFrame:
-    """The whole experiment's latest look of every (metric, estimator), in publishing order."""
+    """The whole experiment's latest look of every (metric, estimator), and of every arm
+    when the estimates name arms, in publishing order."""
     e, _ = split_verdicts(estimates)  # a verdict names a metric and estimator: not an estimate
     if "segment" in e.columns:
         e = e[e["segment"].fillna("").astype(str) == ""]
@@ -56,7 +63,7 @@ def _latest(estimates: pd.DataFrame) -> pd.DataFrame:
     # short by a shutdown, a reader that stopped mid-cycle): each estimator's latest values,
     # in the order the estimators were first published at that look, so that the first per
     # metric stays the design's primary
-    key = ["metric", "estimator"]
+    key = ["metric", "estimator"] + (["arm"] if has_arms(last) else [])
     first = last.drop_duplicates(key, keep="first")[key]
     return first.merge(last.drop_duplicates(key, keep="last"), on=key, how="left")
 

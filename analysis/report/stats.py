@@ -266,6 +266,16 @@ class _ListSink:
             dict(verdict) | {"kind": "verdict", "experiment": experiment, "as_of": as_of}
         )
 
+    async def publish_demand(
+        self, experiment: str, demand: Mapping[str, Any], as_of: datetime
+    ) -> None:
+        # as the Kafka sink publishes it: the result's fields, method named as estimator
+        fields = {k: v for k, v in demand.items() if k != "method"}
+        self.rows.append(
+            fields
+            | {"kind": "demand", "estimator": "demand", "experiment": experiment, "as_of": as_of}
+        )
+
 
 @dataclass
 class _StepClock:
@@ -297,6 +307,10 @@ def replay_estimates(
     metric, guardrails, MDE, unit costs, period); with them the worker also decides a verdict
     at each look, as it does live. Returns the messages it would have published, verdicts
     (``kind: verdict``) included.
+
+    A panel of more than two arms (the spec's ``arms``, else the panel's ``arm`` column) is
+    replayed as the worker runs it live: each arm against the control, and for a price ladder
+    the demand curve at each look (``kind: demand``).
     """
     from analysis.worker import AnalysisWorker
 
@@ -305,16 +319,20 @@ def replay_estimates(
     remap = {p: i for i, p in enumerate(periods)}
     d = d.assign(period=d["period"].map(remap))
     plans = tuple(EstimatorPlan(e) if isinstance(e, str) else e for e in estimators)
+    named = len((params or {}).get("arms") or ())
     info = ExperimentInfo(
         experiment, design, status.RUNNING, {**(params or {}), "n_periods": len(periods)},
         estimators=plans, planned_periods=len(periods),
+        arms=named or (int(d["arm"].nunique()) if "arm" in d.columns else 2),
     )  # fmt: skip
     source = _ReplaySource(d, info)
     sink = _ListSink()
     t0 = start or datetime(2026, 1, 1, tzinfo=UTC)
     clock = _StepClock(t0)
     verdicts = sink if params is not None else None  # no spec: no decision metric to decide on
-    worker = AnalysisWorker(source=source, sink=sink, clock=clock, seed=seed, verdicts=verdicts)
+    worker = AnalysisWorker(
+        source=source, sink=sink, clock=clock, seed=seed, verdicts=verdicts, demand=sink
+    )
     for k in range(2, len(periods) + 1):
         source.k = k
         clock.t = t0 + timedelta(days=k)

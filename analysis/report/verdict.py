@@ -33,6 +33,8 @@ CSS = """
 .verdict p{margin:4px 0}.verdict .reason{font-size:16px}.verdict .rule{color:#555;font-size:13px}
 .verdict table{background:#fff}
 """
+#: a k-arm verdict's arms table (only on a k-arm page: a two-arm page is as it was)
+ARMS_CSS = ".verdict tr.named td{font-weight:bold}\n"
 
 
 def latest_verdict(verdicts: pd.DataFrame) -> dict[str, Any] | None:
@@ -115,6 +117,35 @@ def _guardrails(rows: object) -> str:
     return f'<table class="guardrails"><tr>{head}</tr>{"".join(body)}</table>'
 
 
+def _arms(rows: object, named: object) -> str:
+    """A k-arm verdict's every arm: its decision-metric sequence against the control, the
+    named arm marked."""
+    if not isinstance(rows, list | tuple) or not rows:
+        return ""
+    body = []
+    for a in rows:
+        if not isinstance(a, Mapping):
+            continue
+        mark = "named" if a.get("arm") == named else ""
+        rel = _rel(a.get("relative_effect"), a.get("relative_cs_low"), a.get("relative_cs_high"))
+        effect, lo, hi = _num(a.get("effect")), _num(a.get("cs_low")), _num(a.get("cs_high"))
+        absolute = "-" if effect is None else f"{effect:+.4g}"
+        if effect is not None and lo is not None and hi is not None:
+            absolute += f" [{lo:+.4g}, {hi:+.4g}]"
+        cells = (str(a.get("arm", "-")), rel, absolute, mark)
+        cls = ' class="named"' if mark else ""
+        body.append(
+            f'<tr{cls} data-arm="{html.escape(cells[0])}">'
+            + "".join(f"<td>{html.escape(c)}</td>" for c in cells)
+            + "</tr>"
+        )
+    head = "".join(
+        f"<th>{h}</th>"
+        for h in ("arm", "relative effect [sequence]", "effect [sequence]", "the verdict")
+    )
+    return f'<table class="arms"><tr>{head}</tr>{"".join(body)}</table>'
+
+
 def verdict_section(verdicts: pd.DataFrame, missing_note: str | None = None) -> str:
     """The verdict band: the word, the decision metric and estimator, this look's reason, the
     relative effect with its anytime-valid sequence, the guardrails, the rule; for keep
@@ -132,15 +163,20 @@ def verdict_section(verdicts: pd.DataFrame, missing_note: str | None = None) -> 
     kind = str(v.get("verdict", ""))
     word, cls = WORDS.get(kind, (kind or "Unknown verdict", ""))
     metric, estimator = str(v.get("metric", "-")), str(v.get("estimator", "-"))
+    arm = v.get("arm")  # k arms: the arm the verdict names
+    if arm is not None and kind == "ship":
+        word = f"{word} {arm}"
+    whose = "" if arm is None else f", {'shipped' if kind == 'ship' else 'leading'} arm {arm}"
     parts = [
         f'<section class="verdict {cls}" id="verdict">',
         f'<p class="word">{html.escape(word)}</p>',
-        f"<p>Decision metric <b>{html.escape(metric)}</b> (estimator {html.escape(estimator)}): "
-        f"{html.escape(_figures(v))} ({1 - (_num(v.get('alpha')) or 0.05):.0%} anytime-valid "
-        "confidence sequence).</p>",
+        f"<p>Decision metric <b>{html.escape(metric)}</b> (estimator {html.escape(estimator)})"
+        f"{html.escape(whose)}: {html.escape(_figures(v))} "
+        f"({1 - (_num(v.get('alpha')) or 0.05):.0%} anytime-valid confidence sequence).</p>",
     ]
     if v.get("reason"):
         parts.append(f'<p class="reason">{html.escape(str(v["reason"]))}</p>')
+    parts.append(_arms(v.get("arms"), arm))
     if kind == "keep_running":
         parts.append(f'<p class="more"><b>{html.escape(_more_days(v))}</b></p>')
     parts.append(_guardrails(v.get("guardrails")))

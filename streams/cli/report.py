@@ -14,7 +14,6 @@ import typer
 from controller.settings import load_settings
 from streams.cli.common import fail
 from streams.client.report import (
-    REPORT_ARMS,
     design_plans,
     live_estimates,
     live_panel,
@@ -55,8 +54,10 @@ def report(
         typer.Option(help="Accepted for old scripts: the figures are always inline.", hidden=True),
     ] = True,
 ) -> None:
-    """Write the analyst report: the verdict, the scorecard, every metric's running estimates,
-    the assignment heatmap, the pre-period fit and the balance checks, as one HTML file."""
+    """Write the analyst report: the verdict, the scorecard (with more than two arms, each
+    arm against control), a price ladder's demand and profit curves with the recommended price,
+    every metric's running estimates, the assignment heatmap, the pre-period fit and the
+    balance checks, as one HTML file."""
     from analysis.report import build_report, normalise_panel, replay_estimates, split_verdicts
 
     spec = None
@@ -66,7 +67,6 @@ def report(
 
         if spec_path is not None:
             spec = load_spec_file(spec_path)
-            spec.two_arm_only(REPORT_ARMS)
             if design is not None and design != spec.design:
                 fail(f"--design {design} contradicts the spec's design {spec.design}")
         the_design = spec.design if spec is not None else design
@@ -75,9 +75,6 @@ def report(
         if the_design not in design_registry.names():
             fail(f"unknown design {the_design!r}; choose from {', '.join(design_registry.names())}")
         df = read_table(panel)
-        k = df["arm"].nunique() if "arm" in df.columns else 2
-        if k > 2:
-            fail(f"{panel} has {k} arms in its arm column: {k}-arm experiments {REPORT_ARMS}")
         est = read_table(estimates) if estimates is not None else None
         named = sorted(map(str, set(df["experiment"]))) if "experiment" in df.columns else None
         if named is not None:
@@ -101,7 +98,6 @@ def report(
         settings = load_settings()
         df, the_design, info = asyncio.run(live_panel(settings, experiment))
         spec = info["spec"]
-        spec.two_arm_only(REPORT_ARMS)
         est = asyncio.run(live_estimates(settings, experiment))
         note = f"Built from the live state (status {info['status']})."
         verdict_note = None

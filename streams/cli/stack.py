@@ -138,11 +138,6 @@ def demo(
     four-price ladder). Exit 1 when the final interval misses the market's truth."""
     from streams.live.demo import DemoConfig, run_demo
 
-    if ladder and report is not None:
-        fail(
-            "--report cannot be written with --ladder (the analyst report compares one arm "
-            "with control); drop --report, or read the ladder's estimates as the demo prints them"
-        )
     ok = run_demo(
         load_settings(),
         DemoConfig(

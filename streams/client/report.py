@@ -22,13 +22,6 @@ from controller.settings import Settings
 from controller.spec import ExperimentSpec
 from streams.errors import OPERATOR, services_answer
 
-#: why a report refuses more than two arms (it compares one arm with control; the per-arm
-#: estimates are on the estimates topic)
-REPORT_ARMS = (
-    "cannot be reported yet (the report compares one arm with control): read the per-arm "
-    "estimates with `pricelab estimates`, or the export with `pricelab analyze --arm`"
-)
-
 
 def read_table(path: Path) -> pd.DataFrame:
     if path.suffix == ".parquet":
@@ -127,12 +120,14 @@ async def live_report(
     *,
     truth: float | None = None,
     truths: dict[str, tuple[float, float]] | None = None,
+    arm_truths: dict[tuple[str, str], tuple[float, float]] | None = None,
+    true_optimum: float | None = None,
 ) -> Path:
-    """Build the report of a live experiment from Redis and the estimates topic."""
+    """Build the report of a live experiment from Redis and the estimates topic (``truths``,
+    ``arm_truths``, ``true_optimum``: what a simulation knows, :func:`build_report`)."""
     from analysis.report import build_report, normalise_panel, replay_estimates, split_verdicts
 
     df, the_design, info = await live_panel(settings, experiment)
-    info["spec"].two_arm_only(REPORT_ARMS)
     est = await live_estimates(settings, experiment)
     note = f"Built from the live state (status {info['status']})."
     if split_verdicts(est)[0].empty:
@@ -152,5 +147,7 @@ async def live_report(
         truth=truth,
         truths=truths,
         source_note=note,
+        arm_truths=arm_truths,
+        true_optimum=true_optimum,
     )
     return Path(page.write(out))

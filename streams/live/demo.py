@@ -51,6 +51,7 @@ from streams.live.embedded import EmbeddedStack
 from streams.live.ladder import (
     LADDER_ARMS,
     LADDER_COST_SHARE,
+    ladder_truths,
     print_ladder_looks,
     report_ladder,
 )
@@ -237,7 +238,14 @@ async def _drive(
             return False
         if cfg.ladder:
             say(f"every unit sent was counted in Redis: {counted} units", always=True)
-            return report_ladder(say, run, cfg.days)
+            covered = report_ladder(say, run, cfg.days)
+            if cfg.report_dir:
+                await _write_report(
+                    say, settings, spec.id, cfg.report_dir,
+                    arm_truths=ladder_truths(run, cfg.days),
+                    true_optimum=run.optimal_ratio_truth(cfg.days),
+                )  # fmt: skip
+            return covered
         final = primary_estimate(run, "units", cfg.days)
         if final is None:
             say("ERROR: no final estimate published", always=True)
@@ -258,19 +266,24 @@ async def _drive(
         for line in lines:
             say("  " + line, always=True)
         if cfg.report_dir:
-            from streams.client.report import live_report
-
-            index = await live_report(
-                settings,
-                spec.id,
-                Path(cfg.report_dir),
-                truth=run.truth(),
-                truths=run.truths(cfg.days),
-            )
-            say(f"analyst report of the live experiment: {index}", always=True)
+            await _write_report(
+                say, settings, spec.id, cfg.report_dir,
+                truth=run.truth(), truths=run.truths(cfg.days),
+            )  # fmt: skip
         return covered
     finally:
         await redis.aclose()
+
+
+async def _write_report(
+    say: Say, settings: Settings, experiment: str, out: str, **truths: Any
+) -> None:
+    """The analyst report of the live experiment (``pricelab report``'s page), with the
+    truths the simulated market knows."""
+    from streams.client.report import live_report
+
+    index = await live_report(settings, experiment, Path(out), **truths)
+    say(f"analyst report of the live experiment: {index}", always=True)
 
 
 def _report(say: Say, final: dict[str, Any], truth: float) -> bool:

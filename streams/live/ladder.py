@@ -188,6 +188,19 @@ def arm_scorecard(run: LiveRun, look: int) -> tuple[list[str], dict[tuple[str, s
     return lines + best_lines, sim_covered
 
 
+def ladder_truths(run: LiveRun, look: int) -> dict[tuple[str, str], tuple[float, float]]:
+    """Per (metric, arm) the market's true absolute and relative effect of the arm against
+    control at ``look``, for the metrics the scorecard compares and the price paid (where the
+    market knows it): what the analyst report draws beside the estimates."""
+    out: dict[tuple[str, str], tuple[float, float]] = {}
+    for metric in (*ARM_METRICS, "price"):
+        for arm in treatment_arms(run):
+            t = run.arm_truth(arm, look, metric)
+            if math.isfinite(t):
+                out[(metric, arm)] = (t, run.arm_truth(arm, look, metric, relative=True))
+    return out
+
+
 def true_best(truths: dict[str, float], control: str) -> str:
     """The arm with the highest true effect against control, or the control when none is
     above 0."""

@@ -6,18 +6,31 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+
+from tests.integration.chromium import (
+    LADDER_CHECK,
+    assert_ladder_page,
+    ladder_view,
+    open_page,
+    require_chromium,
+)
 
 pytestmark = pytest.mark.integration
 
 ARMS = ("p90", "p95", "p105")
 
 
-def test_a_small_ladder_demo_names_an_arm_scores_each_and_recommends_a_price() -> None:
+def test_a_small_ladder_demo_names_an_arm_scores_each_and_recommends_a_price(
+    tmp_path: Path,
+) -> None:
+    require_chromium()
+    report = tmp_path / "report"
     proc = subprocess.run(
         [sys.executable, "-m", "streams.cli", "demo", "--ladder",
-         "--products", "40", "--days", "6", "--seed", "3"],
+         "--products", "40", "--days", "6", "--seed", "3", "--report", str(report)],
         capture_output=True,
         text=True,
         timeout=240,
@@ -67,3 +80,23 @@ def test_a_small_ladder_demo_names_an_arm_scores_each_and_recommends_a_price() -
     # the exit status: the decision metric's simultaneous intervals cover every arm's truth
     assert "the simultaneous intervals of profit COVER every arm's true effect" in rec
     assert "stopped workers and stack" in out
+    # the analyst report of the live run, as Chromium shows it: what the text said, drawn
+    index = report / "index.html"
+    assert f"analyst report of the live experiment: {index}" in out
+    dom, console = open_page(index, tmp_path, LADDER_CHECK)
+    assert console == [], console
+    view = ladder_view(dom)
+    assert_ladder_page(view, ["p90", "p95", "p105"], "list")
+    band = dom.split('id="verdict">')[1].split("</section>")[0]
+    assert re.search(rf"(leading|shipped) arm {named.group(1)}:", band), band[:600]
+    said = re.search(r"RECOMMENDED PRICE (x\d\.\d{3}) of list, 95% interval (\[[\d., ]+\])", rec)
+    assert said is not None
+    assert (
+        f"Recommended price: {said.group(1)} of the control's {said.group(2)}"
+        in (view["recommendation"])
+    )
+    # each arm's truth beside its estimate, as the text scorecard gives it
+    for row in rows:
+        metric, arm, truth = row[0], row[1], row[7]
+        cells = dom.split(f'<tr data-metric="{metric}" data-arm="{arm}">')[1].split("</tr>")[0]
+        assert f"<td>{truth} (" in cells, (metric, arm, cells)

@@ -3,7 +3,6 @@ top, no broken image, the heatmap legend inside its figure, and a screenshot wit
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Literal
@@ -14,20 +13,16 @@ import pytest
 
 from analysis.report import build_report, replay_estimates
 from streams.live.embedded import EmbeddedStack
+from tests.integration.chromium import (
+    CHROMIUM,
+    FLAGS,
+    LADDER_CHECK,
+    assert_ladder_page,
+    ladder_view,
+    open_page,
+    require_chromium,
+)
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--run-all-compositor-stages-before-draw",
-    "--virtual-time-budget=10000",
-]
 # writes the image check into the DOM once everything has loaded: every image decoded and
 # drawn at a non-zero size; the verdict band's box; and, read back through a canvas, whether
 # the heatmap has ink on its outermost pixels (a legend or label cut off at the figure's edge)
@@ -139,11 +134,7 @@ def _dump_dom(page: Path, tmp: Path) -> str:
 
 @pytest.fixture(scope="module")
 def chromium() -> str:
-    # an outside client this suite relies on: missing, the test fails (never skips)
-    assert Path(CHROMIUM).exists(), (
-        "chromium is not installed: apt-get install -y chromium (./run test does it as root)"
-    )
-    return CHROMIUM
+    return require_chromium()
 
 
 def _check_line(dom: str) -> str:
@@ -431,3 +422,67 @@ def test_the_scorecard_leads_the_page_with_a_bar_per_metric(chromium: str, tmp_p
     )  # +25%; margin halved
     assert colours["elasticity"] == "-", line  # no relative bar: it is a ratio already
     assert line.endswith("ORDER true"), line
+
+
+def test_a_ladder_report_draws_each_arm_and_the_recommended_price(
+    chromium: str, tmp_path: Path
+) -> None:
+    """The report of a price ladder (the demo's, simulated and replayed through the analysis
+    worker with its spec), as Chromium lays it out: the verdict naming an arm on top, each
+    arm's rows in the scorecard, both curves with every arm's point labelled, the demand
+    curve's band, the recommended price inside its interval and the true optimum, and no
+    console error."""
+    from lab.simulate import run_spec
+    from streams.live.demo import DemoConfig, demo_market, demo_spec
+    from streams.live.ladder import ARM_METRICS
+
+    cfg = DemoConfig(products=40, days=8, seed=3, ladder=True)
+    market = demo_market(cfg)
+    spec = demo_spec(cfg, market)
+    sim = run_spec(spec, market)
+    est = replay_estimates(
+        sim.panel, experiment=spec.id, design=spec.design, estimators=["fe", "dm"],
+        params=spec.model_dump(mode="json"), start=spec.start,
+    )  # fmt: skip
+    arms = ["p90", "p95", "p105"]
+    truths = {
+        (m, a): (sim.metric_truth(m, arm=a), sim.metric_truth(m, relative=True, arm=a))
+        for m in ARM_METRICS
+        for a in arms
+    }
+    optimum = sim.optimal_ratio_truth()
+    report = build_report(
+        sim.panel, est, title="ladder", design=spec.design, arm_truths=truths,
+        true_optimum=optimum,
+    )  # fmt: skip
+    index = report.write(tmp_path / "rep")
+    dom, console = open_page(index, tmp_path, LADDER_CHECK)
+    assert console == [], console
+    view = ladder_view(dom)
+    assert_ladder_page(view, arms, "list")
+    assert view["images"] == len(report.figures)
+    verdict = est[est["kind"] == "verdict"].iloc[-1]
+    assert verdict["arm"] in arms
+    words = {"ship": f"Ship {verdict['arm']}", "keep_running": "Keep running",
+             "do_not_ship": "Do not ship"}  # fmt: skip
+    assert view["word"] == words[verdict["verdict"]]
+    profit = view["curves"]["profit"]
+    assert profit["truth"]["ratio"] == pytest.approx(optimum, abs=1e-5)
+    # the true optimum's line sits where its ratio lies between the tested prices
+    at = {p["arm"]: p["dot"][0] + p["dot"][2] / 2 for p in profit["points"]}
+    x = profit["truth"]["line"][0]
+    assert (at["p95"] < x < at["list"]) == (0.95 < optimum < 1.0)
+    demand = est[est["kind"] == "demand"].iloc[-1]
+    assert (profit["edge"] is not None) == bool(demand["at_range_edge"])
+    # the page's figures are the demand message's: the recommendation and its interval
+    lo, hi = demand["optimal_price_ratio_ci_low"], demand["optimal_price_ratio_ci_high"]
+    assert profit["recommended"]["text"] == (
+        f"recommended x{demand['optimal_price_ratio']:.3f} [{lo:.3f}, {hi:.3f}]"
+    )
+
+
+def test_the_console_check_catches_an_error(chromium: str, tmp_path: Path) -> None:
+    page = tmp_path / "err.html"
+    page.write_text("<html><body><p>x</p></body></html>")
+    _, console = open_page(page, tmp_path, "<script>console.error('planted')</script>")
+    assert len(console) == 1 and "planted" in console[0], console

@@ -199,8 +199,6 @@ CASES: list[tuple[str, list[str], str]] = [
                              "random-days"], "units"),
     ("report-no-redis", ["report", "x", "--out", "{out}"], "Redis at"),
     ("demo-products", ["demo", "--products", "1"], "--products"),
-    ("demo-ladder-report", ["demo", "--ladder", "--report", "{out}"],
-     "--report cannot be written with --ladder"),
     ("plan-missing-spec", ["plan", "nope.yaml", "--history", "{panel}", "--unit", "product",
                            "--time", "period", "--outcome", "units"], "nope.yaml"),
     ("plan-missing-history", ["plan", "{plan_spec}", "--history", "nope.csv", "--unit", "product",

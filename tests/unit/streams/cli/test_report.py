@@ -267,20 +267,51 @@ def test_an_offline_panel_without_the_experiments_cells_is_one_sentence(tmp_path
         assert not (tmp_path / "r").exists()
 
 
-def test_an_offline_panel_of_three_arms_is_refused_not_pooled(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from streams.cli import app
+def test_an_offline_ladder_reports_each_arm_and_the_curves_analyze_gives(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`pricelab report --panel` of a price ladder (the demo's, simulated): with its spec, the
+    worker is replayed as it runs live, each arm against the control, the verdict naming an
+    arm and the curves, whose recommended price is `pricelab analyze --method demand`'s on the
+    same file; with --design alone, each arm still (never pooled as one treatment), and the
+    page says why there is no curve."""
+    import json
+    import re
 
-    df = _switchback()
-    arms = np.where(df["treated"] == 1, np.where(df.index % 2 == 0, "p95", "p105"), "list")
-    panel = tmp_path / "panel.csv"
-    df.assign(arm=arms).to_csv(panel, index=False)
+    from lab.simulate import run_spec
+    from streams.cli import app
+    from streams.live.demo import DemoConfig, demo_market, demo_spec
+
+    cfg = DemoConfig(products=24, days=6, seed=3, ladder=True)
+    market = demo_market(cfg)
+    spec = demo_spec(cfg, market)
+    panel, spec_file = tmp_path / "ladder.csv", tmp_path / "ladder.json"
+    run_spec(spec, market).panel.to_csv(panel, index=False)
+    spec_file.write_text(spec.model_dump_json())
     out = tmp_path / "r"
-    args = ["report", "exp-1", "--out", str(out), "--panel", str(panel), "--design", "random-days"]
-    res = CliRunner().invoke(app, args)
-    assert res.exit_code == 2, res.output
-    assert res.output.startswith(f"error: {panel} has 3 arms in its arm column: 3-arm")
-    assert "pricelab estimates" in res.output and not out.exists()
-    # two arms named in the column report as before
-    two = tmp_path / "two.csv"
-    df.assign(arm=np.where(df["treated"] == 1, "p95", "list")).to_csv(two, index=False)
-    assert CliRunner().invoke(app, [*args[:5], str(two), *args[6:]]).exit_code == 0
+    args = ["report", spec.id, "--out", str(out), "--panel", str(panel)]
+    res = CliRunner().invoke(app, [*args, "--spec", str(spec_file)])
+    assert res.exit_code == 0, res.output
+    html = (out / "index.html").read_text()
+    for arm in ("p90", "p95", "p105"):
+        assert f'<tr data-metric="profit" data-arm="{arm}">' in html
+    assert re.search(r"(leading|shipped) arm p(90|95|105):", html)
+    analyze = CliRunner().invoke(
+        app,
+        ["analyze", str(panel), "--unit", "product", "--time", "period", "--arm", "arm",
+         "--control", "list", "--probability", "probability", "--blackout", "blackout",
+         "--method", "demand", "--units", "units", "--revenue", "revenue", "--profit",
+         "profit", "--json"],
+    )  # fmt: skip
+    assert analyze.exit_code == 0, analyze.output
+    curve = json.loads(analyze.output)
+    best = curve["optimal_price_ratio"]
+    lo, hi = curve["optimal_price_ratio_ci_low"], curve["optimal_price_ratio_ci_high"]
+    assert f"Recommended price: <b>x{best:.3f}</b> of the control's [{lo:.3f}, {hi:.3f}]" in html
+    assert f'<g class="recommended" data-price-ratio="{best:g}">' in html
+    # without the spec: each arm against the panel's control, and no curve, said why
+    res = CliRunner().invoke(app, [*args, "--design", "random-days"])
+    assert res.exit_code == 0, res.output
+    html = (out / "index.html").read_text()
+    for arm in ("p90", "p95", "p105"):
+        assert f'<tr data-metric="units" data-arm="{arm}">' in html
+    assert "<tr><td>units</td>" not in html.split("<h2>Running estimates</h2>")[0]
+    assert "No demand curve among the estimates" in html and "give --spec" in html
