@@ -646,37 +646,11 @@ class Market:
         last ``m + 1`` columns matter for carryover of order m.
         """
         self._check_day(day)
-        H = self._arms(day, arms_history)
-        cfg = self.cfg
-        today = H[:, -1]
-        depth = min(cfg.carryover_order + 1, H.shape[1])
-        dose = H[:, ::-1][:, :depth].astype(float) @ self._carry_weights[:depth]
-        exposure = self._share @ today.astype(float)
-        log_mu0 = self._log_mu0(day)
-        mu0 = np.exp(log_mu0)
-        mu = np.exp(log_mu0 + self.treatment_log_lift * dose + cfg.spillover * exposure)
-
-        mix, u_units, spike, spike_mean, u_spike = self._count_noise(day, mu0)
-        # Inverse-CDF draws from per-cell uniforms: a cell's count depends only on its own mean,
-        # so potential outcomes are fixed given the seed and monotone in the treatment.
-        units = poisson_quantile(u_units, mu * mix).astype(np.int64)
-        units += np.where(spike, poisson_quantile(u_spike, spike_mean), 0).astype(np.int64)
-
-        price = np.round(self._base_price * (1.0 + cfg.price_change * today), 2)
-        y0, direct, total = self.effects(day)
-        return DayOutcome(
-            day=int(day),
-            units=units,
-            price=price,
-            revenue=units * price,
-            treated=today.copy(),
-            expected_units=mu + mu0 * self._outlier_mean_factor(),
-            expected_units_control=y0,
-            true_effect=total,
-            direct_effect=direct,
-            outlier=spike,
-            substitutes_treated_share=exposure,
-        )
+        start, end = self.day_window(day)
+        # a day is the daily grid's period: mass 1, the day's own count-noise stream (the
+        # same draws as :meth:`period_outcomes` on a daily grid, the same code)
+        slot = PeriodSlot(day, day, 0, 1, start, end, self.hourly_profile(day), 1.0)
+        return self.period_outcomes(slot, arms_history)
 
     def period_outcomes(
         self, slot: PeriodSlot, arms_history: Any, ratio_history: Any = None
@@ -694,24 +668,32 @@ class Market:
         than 1 and the effects are the cell's own arm's against control. Without it, the
         one treatment of ``price_change``, draw for draw as before ladders existed."""
         H = self._arms(slot.index, arms_history)
-        if ratio_history is not None:
-            return self._ladder_period(slot, H, ratio_history)
         cfg = self.cfg
-        today = H[:, -1]
+        lag_sum = float(self._carry_weights.sum())
+        if ratio_history is None:
+            today = H[:, -1]
+            history = H.astype(float)  # each cell's dose: 1 treated, 0 not
+            lift = self.treatment_log_lift  # one treatment: every product's lift per dose
+            price = np.round(self._base_price * (1.0 + cfg.price_change * today), 2)
+            # the global contrast: every product treated, every substitute too
+            own = self.treatment_log_lift * lag_sum
+            spill = self._has_substitutes
+        else:
+            R = self._ladder_ratios(H, ratio_history)
+            today = R[:, -1] != 1.0
+            history = np.log(R)  # each cell's dose: its log listed ratio
+            lift = self.elasticity
+            price = np.round(self._base_price * R[:, -1], 2)
+            own = self.elasticity * (np.log(R[:, -1]) * lag_sum)  # its own arm, held m lags
+            spill = self._has_substitutes & today
         depth = min(cfg.carryover_order + 1, H.shape[1])
-        dose = H[:, ::-1][:, :depth].astype(float) @ self._carry_weights[:depth]
+        dose = history[:, ::-1][:, :depth] @ self._carry_weights[:depth]
         exposure = self._share @ today.astype(float)
         with np.errstate(divide="ignore"):
             log_mu0 = self._log_mu0(slot.day) + np.log(slot.mass)
         mu0 = np.exp(log_mu0)
-        mu = np.exp(log_mu0 + self.treatment_log_lift * dose + cfg.spillover * exposure)
+        mu = np.exp(log_mu0 + lift * dose + cfg.spillover * exposure)
         units, spike = self._period_counts(slot, mu0, mu)
-        price = np.round(self._base_price * (1.0 + cfg.price_change * today), 2)
-        lag_sum = float(self._carry_weights.sum())
-        direct = mu0 * np.expm1(self.treatment_log_lift * lag_sum)
-        total = mu0 * np.expm1(
-            self.treatment_log_lift * lag_sum + self.cfg.spillover * self._has_substitutes
-        )
         return DayOutcome(
             day=int(slot.index),
             units=units,
@@ -720,8 +702,8 @@ class Market:
             treated=today.copy(),
             expected_units=mu + mu0 * self._outlier_mean_factor(),
             expected_units_control=mu0 * (1.0 + self._outlier_mean_factor()),
-            true_effect=total,
-            direct_effect=direct,
+            true_effect=mu0 * np.expm1(own + cfg.spillover * spill),
+            direct_effect=mu0 * np.expm1(own),
             outlier=spike & (slot.mass > 0),
             substitutes_treated_share=exposure,
         )
@@ -882,9 +864,9 @@ class Market:
         exposure = np.where(cells, untreated, 0.0).sum(axis=1)
         return self.optimal_ratio(exposure, unit_cost, low, high)
 
-    def _ladder_period(self, slot: PeriodSlot, H: np.ndarray, ratio_history: Any) -> DayOutcome:
-        """:meth:`period_outcomes` of a price ladder: the same latent demand and count noise,
-        the ratios' lift in place of the one treatment's."""
+    def _ladder_ratios(self, H: np.ndarray, ratio_history: Any) -> np.ndarray:
+        """A ladder's listed ratios in force (``H``'s shape, 1: control's price), checked
+        against the arms in force ``H``."""
         self.check_price_only()
         R = np.asarray(ratio_history, dtype=float)
         if R.ndim == 1:
@@ -899,35 +881,7 @@ class Market:
             raise ValueError(
                 "a cell priced off control's (ratio != 1) must be treated in arms_history"
             )
-        cfg = self.cfg
-        today = R[:, -1]
-        priced = today != 1.0
-        depth = min(cfg.carryover_order + 1, R.shape[1])
-        dose = np.log(R[:, ::-1][:, :depth]) @ self._carry_weights[:depth]
-        exposure = self._share @ priced.astype(float)
-        with np.errstate(divide="ignore"):
-            log_mu0 = self._log_mu0(slot.day) + np.log(slot.mass)
-        mu0 = np.exp(log_mu0)
-        mu = np.exp(log_mu0 + self.elasticity * dose + cfg.spillover * exposure)
-        units, spike = self._period_counts(slot, mu0, mu)
-        price = np.round(self._base_price * today, 2)
-        lag_sum = float(self._carry_weights.sum())
-        own = self.elasticity * (np.log(today) * lag_sum)  # each cell's own arm, held m lags
-        direct = mu0 * np.expm1(own)
-        total = mu0 * np.expm1(own + cfg.spillover * (self._has_substitutes & priced))
-        return DayOutcome(
-            day=int(slot.index),
-            units=units,
-            price=price,
-            revenue=units * price,
-            treated=priced,
-            expected_units=mu + mu0 * self._outlier_mean_factor(),
-            expected_units_control=mu0 * (1.0 + self._outlier_mean_factor()),
-            true_effect=total,
-            direct_effect=direct,
-            outlier=spike & (slot.mass > 0),
-            substitutes_treated_share=exposure,
-        )
+        return R
 
     def run(self, W: Any, start_day: int = 0) -> list[DayOutcome]:
         """Day outcomes for days ``start_day .. start_day + T - 1`` under ``W`` (N x T bool).
