@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import html
 import math
-import numbers
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +22,7 @@ import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
 from analysis.demand import units_ratio_band
-from analysis.verdict import latest
+from analysis.report.verdict import _num, latest_verdict
 
 CSS = """
 .curves{display:flex;flex-wrap:wrap;gap:16px}.curves figure{margin:0}
@@ -40,23 +39,11 @@ FIT, POINT, RECOMMENDED, TRUTH, EDGE = "#1f77b4", "#222222", "#b35900", "#2ca02c
 
 def latest_demand(messages: pd.DataFrame | None) -> dict[str, Any] | None:
     """The demand curve of the latest look among the estimates topic's messages (``kind:
-    demand``; the look rule every reader follows, :func:`analysis.verdict.latest`), its
-    missing fields dropped; None when none was published."""
+    demand``; the look rule every reader follows, as for verdicts), its missing fields
+    dropped; None when none was published."""
     if messages is None or messages.empty or "kind" not in messages.columns:
         return None
-    rows = messages[messages["kind"] == "demand"]
-    row = latest(rows.to_dict("records"))
-    return None if row is None else {k: v for k, v in row.items() if not _missing(v)}
-
-
-def _missing(v: object) -> bool:
-    return v is None or (isinstance(v, float) and math.isnan(v))
-
-
-def _num(v: object) -> float | None:
-    if isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(float(v)):
-        return float(v)
-    return None
+    return latest_verdict(messages[messages["kind"] == "demand"])
 
 
 @dataclass(frozen=True)
@@ -169,6 +156,28 @@ def _point(frame: _Frame, arm: str, x: float, y: float, lo: float | None, hi: fl
     return "".join(parts)
 
 
+def _values(points: Sequence[Mapping[str, Any]], key: str) -> list[float | None]:
+    """Each arm's ``key`` and its interval's ends (a figure's range covers them)."""
+    return [_num(p.get(k)) for p in points for k in (key, f"{key}_ci_low", f"{key}_ci_high")]
+
+
+def _arm_points(
+    frame: _Frame, points: Sequence[Mapping[str, Any]], key: str, what: str, fmt: str
+) -> list[str]:
+    """Every arm's point of ``key`` with its interval, labelled, the control hollow."""
+    control = _control(points)
+    out = []
+    for p in points:
+        arm, x = str(p["arm"]), float(p["price_ratio"])
+        y = _num(p.get(key))
+        if y is None:
+            continue
+        lo, hi = _num(p.get(f"{key}_ci_low")), _num(p.get(f"{key}_ci_high"))
+        tip = f"{arm}: price x{x:.3f}, {what} {y:{fmt}}{_interval(lo, hi, fmt)}"
+        out.append(_point(frame, arm, x, y, lo, hi, arm == control, tip))
+    return out
+
+
 def _svg(kind: str, frame: _Frame, label: str, body: str) -> str:
     return (
         f'<svg class="curve" id="{kind}-curve" width="{frame.width}" height="{frame.height}" '
@@ -187,7 +196,6 @@ def demand_svg(demand: Mapping[str, Any]) -> str:
     its interval; the fitted elasticity's curve ``r^eps`` and its band (the elasticity's
     interval)."""
     points = _points(demand)
-    control = _control(points)
     curve = [c for c in demand.get("curve") or () if _num(c.get("units_ratio")) is not None]
     xs = np.array([c["price_ratio"] for c in curve], float)
     fit = np.array([c["units_ratio"] for c in curve], float)
@@ -198,9 +206,11 @@ def demand_svg(demand: Mapping[str, Any]) -> str:
         else None
     )
     x_all = [p["price_ratio"] for p in points] + list(xs)
-    y_all = [_num(p.get(k)) for p in points for k in ("units_ratio", "units_ratio_ci_low",
-                                                       "units_ratio_ci_high")]  # fmt: skip
-    y_all += list(fit) + ([] if band is None else list(band[0]) + list(band[1]))
+    y_all = (
+        _values(points, "units_ratio")
+        + list(fit)
+        + ([] if band is None else list(band[0]) + list(band[1]))
+    )
     frame = _Frame(_padded(x_all, 0.06), _padded([*y_all, 1.0]))
     body = [frame.axes("listed price relative to the control's", "units relative to the control's")]
     if band is not None:
@@ -212,14 +222,7 @@ def demand_svg(demand: Mapping[str, Any]) -> str:
         body.append(
             f'<path class="fit" d="{frame.path(xs, fit)}" fill="none" stroke="{FIT}" stroke-width="2"/>'
         )
-    for p in points:
-        arm, x = str(p["arm"]), float(p["price_ratio"])
-        y = _num(p.get("units_ratio"))
-        if y is None:
-            continue
-        lo, hi = _num(p.get("units_ratio_ci_low")), _num(p.get("units_ratio_ci_high"))
-        tip = f"{arm}: price x{x:.3f}, units x{y:.3f}{_interval(lo, hi, '.3f')}"
-        body.append(_point(frame, arm, x, y, lo, hi, arm == control, tip))
+    body += _arm_points(frame, points, "units_ratio", "units ratio", ".3f")
     eps = _num(demand.get("elasticity"))
     label = "Demand curve" + ("" if eps is None else f": elasticity {eps:+.2f}")
     return _svg("demand", frame, label, "".join(body))
@@ -234,7 +237,6 @@ def profit_svg(demand: Mapping[str, Any], true_optimum: float | None = None) -> 
     if not curve:
         return None
     points = _points(demand)
-    control = _control(points)
     xs = np.array([c["price_ratio"] for c in curve], float)
     ys = np.array([c["profit"] for c in curve], float)
     best = _num(demand.get("optimal_price_ratio"))
@@ -243,8 +245,7 @@ def profit_svg(demand: Mapping[str, Any], true_optimum: float | None = None) -> 
         _num(demand.get("optimal_price_ratio_ci_high")),
     )
     truth = _num(true_optimum)
-    y_all = list(ys) + [_num(p.get(k)) for p in points for k in ("profit_per_cell",
-                        "profit_per_cell_ci_low", "profit_per_cell_ci_high")]  # fmt: skip
+    y_all = list(ys) + _values(points, "profit_per_cell")
     x_all = [*xs, *(p["price_ratio"] for p in points), best, lo_r, hi_r, truth]
     frame = _Frame(_padded(x_all, 0.06), _padded(y_all, 0.12))
     body = [frame.axes("listed price relative to the control's", "profit per product-period")]
@@ -266,16 +267,7 @@ def profit_svg(demand: Mapping[str, Any], true_optimum: float | None = None) -> 
             f'x2="{x:.1f}" y2="{y1}" stroke="{TRUTH}" stroke-width="1.5" stroke-dasharray="2 3"/>'
             f'<text x="{x + 4:.1f}" y="{y1 - 6}" fill="{TRUTH}">true optimum x{truth:.3f}</text></g>'
         )
-    for p in points:
-        arm, x = str(p["arm"]), float(p["price_ratio"])
-        y = _num(p.get("profit_per_cell"))
-        if y is None:
-            continue
-        lo, hi = _num(p.get("profit_per_cell_ci_low")), _num(p.get("profit_per_cell_ci_high"))
-        tip = (
-            f"{arm}: price x{x:.3f}, profit {y:,.2f} per product-period{_interval(lo, hi, ',.2f')}"
-        )
-        body.append(_point(frame, arm, x, y, lo, hi, arm == control, tip))
+    body += _arm_points(frame, points, "profit_per_cell", "profit per product-period", ",.2f")
     if best is not None:
         x = frame.px(best)
         right = x > (frame.left + frame.width - frame.right) / 2 + 60

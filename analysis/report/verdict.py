@@ -39,7 +39,8 @@ ARMS_CSS = ".verdict tr.named td{font-weight:bold}\n"
 
 def latest_verdict(verdicts: pd.DataFrame) -> dict[str, Any] | None:
     """The verdict of the latest look (the last published of that look), or None: the rule
-    every reader follows (:func:`analysis.verdict.latest`)."""
+    every reader follows (:func:`analysis.verdict.latest`), its missing fields dropped; the
+    same for any one kind of message of the estimates topic (a demand curve's)."""
     if verdicts is None or verdicts.empty:
         return None
     row = latest(verdicts.to_dict("records"))

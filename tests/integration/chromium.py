@@ -10,16 +10,13 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from lab.report_screenshot import CHROMIUM_FLAGS
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+#: the docs' screenshots' flags (lab.report_screenshot) but its hidden scrollbars, and a
+#: page laid out and drawn completely before it is read
 FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
+    *(f for f in CHROMIUM_FLAGS if f != "--hide-scrollbars"),
     "--run-all-compositor-stages-before-draw",
     "--virtual-time-budget=10000",
 ]

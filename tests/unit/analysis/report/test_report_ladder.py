@@ -187,19 +187,14 @@ def _demand(**over: Any) -> dict[str, Any]:
          "profit": float(100.0 * r**-1.0 - 48.0 * r**-2.0)}
         for r in ratios
     ]  # fmt: skip
+    # arm, listed ratio, units ratio and its interval, profit per product-period (+-5)
+    table = (("p90", 0.9, 1.25, 1.18, 1.31, 50.0), ("p95", 0.95, 1.10, 1.04, 1.17, 53.0),
+             ("list", 1.0, 1.0, 1.0, 1.0, 52.0), ("p105", 1.05, 0.90, 0.84, 0.97, 51.0))  # fmt: skip
     points = [
-        {"arm": "p90", "price_ratio": 0.9, "units_ratio": 1.25, "units_ratio_ci_low": 1.18,
-         "units_ratio_ci_high": 1.31, "profit_per_cell": 50.0, "profit_per_cell_ci_low": 45.0,
-         "profit_per_cell_ci_high": 55.0, "n_cells": 80},
-        {"arm": "p95", "price_ratio": 0.95, "units_ratio": 1.10, "units_ratio_ci_low": 1.04,
-         "units_ratio_ci_high": 1.17, "profit_per_cell": 53.0, "profit_per_cell_ci_low": 48.0,
-         "profit_per_cell_ci_high": 58.0, "n_cells": 80},
-        {"arm": "list", "price_ratio": 1.0, "units_ratio": 1.0, "units_ratio_ci_low": 1.0,
-         "units_ratio_ci_high": 1.0, "profit_per_cell": 52.0, "profit_per_cell_ci_low": 47.0,
-         "profit_per_cell_ci_high": 57.0, "n_cells": 80},
-        {"arm": "p105", "price_ratio": 1.05, "units_ratio": 0.90, "units_ratio_ci_low": 0.84,
-         "units_ratio_ci_high": 0.97, "profit_per_cell": 51.0, "profit_per_cell_ci_low": 46.0,
-         "profit_per_cell_ci_high": 56.0, "n_cells": 80},
+        {"arm": arm, "price_ratio": r, "units_ratio": u, "units_ratio_ci_low": lo,
+         "units_ratio_ci_high": hi, "profit_per_cell": pr, "profit_per_cell_ci_low": pr - 5,
+         "profit_per_cell_ci_high": pr + 5, "n_cells": 80}
+        for arm, r, u, lo, hi, pr in table
     ]  # fmt: skip
     return {
         "kind": "demand", "as_of": "2026-01-10T00:00:00+00:00", "n_units": 40,
