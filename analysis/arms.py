@@ -38,9 +38,17 @@ from scipy import stats
 from analysis.best import COARSE_POINTS, FULL_POINTS, BestRow, hsu_mcb, joint_cdf, quantile_root
 from analysis.errors import AnalysisError, InferenceError
 from analysis.panel import blackout_flags
+from core.ports import EstimatorPlan
 
 #: methods whose comparisons' joint distribution :func:`dm_correlation` gives
 JOINT_METHODS = frozenset({"dm"})
+
+
+def joint_plan(plan: EstimatorPlan) -> bool:
+    """Whether a design's estimator ``plan`` has comparisons whose joint distribution
+    :func:`dm_correlation` gives (the difference in means clustered by product), so that the
+    worker's simultaneous intervals for it are Dunnett-type (Bonferroni otherwise)."""
+    return plan.name in JOINT_METHODS and plan.cluster in (None, "unit")
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,10 @@ from controller.spec import ExperimentSpec, load_spec_file
 from core.errors import PricelabError
 from lab.compare import (
     CompareConfig,
+    check_ladder,
     design_names,
     format_table,
+    ladder_notes,
     make_spec,
     parse_estimators,
     run_comparison,
@@ -32,7 +34,13 @@ from lab.compare import (
 from lab.config import MarketConfig
 from lab.failed_fits import MAX_FAILED_SHARE
 from lab.market import Market
-from lab.price import ModelledPrice, describe, ladder_ratios, modelled_price
+from lab.price import (
+    ModelledPrice,
+    describe,
+    ladder_ratios,
+    modelled_price,
+    one_price_refused,
+)
 from lab.simulate import (
     SimulatedExperiment,
     market_for_spec,
@@ -330,13 +338,35 @@ def compare_designs(
             "market's unit cost) and price (the average price paid)."
         ),
     ] = "units",
+    ladder: Annotated[
+        str | None,
+        typer.Option(
+            "--ladder",
+            help="A price ladder instead of one treatment price: the listed price ratios of the "
+            "arms beside the list price (the control), e.g. 0.90,0.95,1.05 (2 to 7 of them), "
+            "each arm an equal share; every design's example runs those arms, and each arm is "
+            "reported against the list price with its simultaneous interval.",
+        ),
+    ] = None,
 ) -> None:
     """Simulate RUNS experiments of each design on one market, each analysed with the
     design's own estimators; report bias, SE, RMSE, coverage, power and each design's SE
-    reduction relative to time-bound, for each metric. Exits 2 instead when more than
-    {share} of a design's and estimator's fits fail."""
-    price = _modelled_price(_market_config(market, products), price_change)
-    cfg_market = price.market
+    reduction relative to time-bound, for each metric; with --ladder, each arm of a price
+    ladder against the list price (the estimators the analysis worker fits per arm).
+    Exits 2 instead when more than {share} of a design's and estimator's fits fail."""
+    ratios = _ladder(ladder)
+    if ratios is not None:
+        try:
+            listed = "--ladder lists the arms' prices"
+            cfg_market = one_price_refused(
+                _market_config(market, products), price_change, listed, "--ladder"
+            )
+        except PricelabError as exc:
+            _fail(str(exc))
+        price = ModelledPrice(cfg_market, None)
+    else:
+        price = _modelled_price(_market_config(market, products), price_change)
+        cfg_market = price.market
     chosen = tuple(d.strip() for d in designs.split(",") if d.strip())
     wanted = tuple(m.strip() for m in metrics.split(",") if m.strip())
     unknown = [m for m in wanted if m not in ("units", "revenue", "profit", "price")]
@@ -354,6 +384,7 @@ def compare_designs(
         estimators=parse_estimators(estimators or [], chosen),
         jobs=jobs,
         metrics=wanted,
+        ladder=ratios,
     )
     t0 = time.perf_counter()
     try:
@@ -361,9 +392,12 @@ def compare_designs(
             _fail(f"--seed must be a non-negative whole number, not {seed}")
         rows = run_comparison(cfg)
         table = summarise(rows)
+        notes = ladder_notes(cfg)
     except PricelabError as exc:
         _fail(str(exc))
     _say_assumption(price)
+    for note in notes:
+        typer.echo(f"note: {note}", err=True)
     typer.echo(format_table(table))
     typer.echo(f"{runs} runs x {len(chosen)} designs in {time.perf_counter() - t0:.1f}s")
     if out is not None:
@@ -373,6 +407,23 @@ def compare_designs(
             _fail(f"cannot write to {out}: {exc.strerror or exc}")
         for p in paths:
             typer.echo(f"wrote {p}")
+
+
+def _ladder(text: str | None) -> tuple[float, ...] | None:
+    """``--ladder`` as price ratios, or one sentence and exit 2."""
+    if text is None:
+        return None
+    try:
+        ratios = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        _fail(
+            f"--ladder must be price ratios separated by commas, such as 0.90,0.95,1.05, not {text!r}"
+        )
+    try:
+        check_ladder(ratios)
+    except PricelabError as exc:
+        _fail(f"--ladder: {exc}")
+    return ratios
 
 
 def _period(text: str) -> timedelta:

@@ -66,13 +66,13 @@ import pandas as pd
 from scipy import stats
 
 from analysis.arms import (
-    JOINT_METHODS,
     PAIR_METHODS,
     ArmComparison,
     Arms,
     compare_pairs,
     dm_influence,
     influence_correlation,
+    joint_plan,
     not_on_pairs,
     pair_cells,
 )
@@ -484,7 +484,7 @@ def _simulate_arms(
     def corr(plan: EstimatorPlan, Yx: np.ndarray) -> Callable[[], np.ndarray | None]:
         # as the worker: the joint distribution of the differences in means clustered by
         # product (analysis.arms.dm_correlation); any other estimator's intervals: Bonferroni
-        if plan.name not in JOINT_METHODS or plan.cluster not in (None, "unit"):
+        if not joint_plan(plan):
             return lambda: None
         return lambda: pair_correlation(pairs, arms.others, Yx, off, m.probability)
 

@@ -138,14 +138,37 @@ def _ladder_price(
 ) -> ModelledPrice:
     """A ladder's prices are its arms': refuse a single change named beside them."""
     listed = f"the arms of {spec.id!r} list their own prices (price_ratio)"
+    return ModelledPrice(one_price_refused(market, option, listed, "the spec"), None)
+
+
+def one_price_refused(
+    market: MarketConfig, option: float | None, listed: str, where: str
+) -> MarketConfig:
+    """``market`` unchanged, or a LabError when one treatment price is named (``option``, or the
+    market config's ``price_change``) beside a ladder's own prices (``listed`` says where they
+    are, ``where`` is the place to give them)."""
     if option is not None:
         raise LabError(
             f"--price-change {option:g} names one treatment price but {listed}; give the "
-            "prices in the spec only"
+            f"prices in {where} only"
         )
     if "price_change" in market.model_fields_set:
         raise LabError(
             f"the market config's price_change {market.price_change:g} names one treatment "
             f"price but {listed}; remove price_change from the market config"
         )
-    return ModelledPrice(market, None)
+    return market
+
+
+def ladder_market(market: MarketConfig, what: str) -> MarketConfig:
+    """The market a price ladder (``what``) runs on: no effect modifiers, since a lift that is
+    not a price's means nothing per arm. The default ones are dropped; ones the config sets are
+    refused (LabError)."""
+    if "effect_modifiers" in market.model_fields_set and any(market.effect_modifiers.values()):
+        raise LabError(
+            f"the market config's effect_modifiers cannot run with {what}: their lift is not a "
+            "price's, so it has no meaning per arm; remove them"
+        )
+    return MarketConfig.model_validate(
+        market.model_dump(exclude_unset=True) | {"effect_modifiers": {}}
+    )

@@ -53,7 +53,7 @@ from controller.triggers import TriggerTracker
 from lab.config import MarketConfig
 from lab.errors import LabError
 from lab.market import SEED_TAG, DayOutcome, Market, PeriodSlot
-from lab.price import ladder_ratios
+from lab.price import ladder_market, ladder_ratios
 
 # Stream keys of the event generators (sale and competitor event timing), apart from the
 # market's own streams.
@@ -226,11 +226,8 @@ def market_for_spec(
     means nothing per arm): the default ones are dropped, ones the config sets are refused
     (LabError); a ladder whose arms give no price_ratio is a SpecError naming ``arms``."""
     ladder = ladder_ratios(spec) is not None
-    if ladder and "effect_modifiers" in cfg.model_fields_set and any(cfg.effect_modifiers.values()):
-        raise LabError(
-            f"the market config's effect_modifiers cannot run with the price ladder of "
-            f"{spec.id!r}: their lift is not a price's, so it has no meaning per arm; remove them"
-        )
+    if ladder:
+        ladder_market(cfg, f"the price ladder of {spec.id!r}")  # refuses configured modifiers
     check_periods(spec)
     units = spec.all_products()
     start = spec.start.astimezone(spec.zone).date()

@@ -166,8 +166,9 @@ class Crossover(Design):
 
     def example_spec(self, base: Mapping[str, Any], market: MarketFacts) -> ExperimentSpec:
         """Groups (half of each category) swap at the middle day; the first third of each phase
-        is a blackout (the article's 3-week phases with a 1-week blackout, scaled)."""
-        length = market.days // 2
+        is a blackout (the article's 3-week phases with a 1-week blackout, scaled). With k > 2
+        ``arms`` in ``base``, k phases, one per arm of the Williams design."""
+        length = market.days // max(len(base.get("arms") or ()), 2)
         return ExperimentSpec(
             **base,
             clusters=dict(market.categories),
