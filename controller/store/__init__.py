@@ -43,7 +43,8 @@ Experiment ``pl:exp:{<id>}:...`` (the slot of its id; ``e`` below):
     e:turn             the experiment's turn: the owner deciding now, a lease (PX)
     e:sums:{k}         string: period k's cell sums, four big-endian int64 per product at
                        its position among the sorted products (units, revenue in millionths,
-                       orders, head units; BITFIELD INCRBY), until k is compacted
+                       orders, head units; GETRANGE + SETRANGE per product a batch
+                       sold), until k is compacted
     e:col:{k}          closed period k compacted: records and cells as arrays over the sorted
                        products (``columns``; ~22 bytes a product before zlib)
     e:seen:{k}:{b}     dedupe: set of 52-bit event-id digests of period k, bucket b (intsets

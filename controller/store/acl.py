@@ -42,6 +42,7 @@ __all__ = [
 #: (``COMMAND INFO``: ACCESS needs read, INSERT/UPDATE/DELETE need write)
 ACCESS: dict[str, str] = {
     "GET": "R",
+    "GETRANGE": "R",
     "MGET": "R",
     "HGET": "R",
     "HMGET": "R",
@@ -52,6 +53,7 @@ ACCESS: dict[str, str] = {
     "EXISTS": "R",
     "EVALSHA_RO": "R",
     "SET": "W",
+    "SETRANGE": "W",
     "MSET": "W",
     "DEL": "W",
     "HSET": "W",

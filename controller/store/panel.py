@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import struct
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -90,45 +91,78 @@ class PackedSales(NamedTuple):
     positions in the batch of the sales its answer lists, in the answer's order)."""
 
     n: int
-    parts: tuple[tuple[str, list[str], list[int]], ...]
+    parts: tuple[tuple[str, list[bytes], list[int]], ...]
 
 
-def _pack(blocks: Sequence[SalesBlock]) -> tuple[list[str], list[int]]:
+#: the ingest script's binary arguments (``lua/ingest.lua``, big-endian): a block's head, one
+#: of its products, and one sale (member, bucket hash, product, ts_ms, units, revenue in
+#: millionths, reason)
+_HEAD = struct.Struct(">qqqI")
+_PRODUCT = struct.Struct(">IH")
+_SALE = struct.Struct(">qIIqIqB")
+
+
+def _pack(blocks: Sequence[SalesBlock]) -> tuple[list[bytes], list[int]]:
     """One experiment's blocks as the script's arguments (see ``lua/ingest.lua``): per block a
-    head with its distinct products and a line per sale; and the sales' positions in the order
-    the script answers them. A block keeps its sales in batch order, so of two copies of a
-    sale in one batch the first is counted, as when each is its own batch."""
+    head with its distinct products and reasons, and a fixed-width record per sale; and the
+    sales' positions in the order the script answers them. A block keeps its sales in batch
+    order, so of two copies of a sale in one batch the first is counted, as when each is its
+    own batch."""
     sha1 = hashlib.sha1
-    args: list[str] = []
+    from_bytes = int.from_bytes
+    product_head, sale = _PRODUCT.pack, _SALE.pack
+    args: list[bytes] = []
     answer_order: list[int] = []
     for block in blocks:
         positions: dict[str, int] = {}
-        products: list[str] = [f"{block.period}|{block.head_end_ms}|{max(1, int(block.keep_s))}\n"]
-        lines: list[str] = []
-        for _, event_id, product, code, ts_ms, units, revenue, pre in block.sales:
-            # the script sums revenue in whole millionths (exact below 2**53 in Lua's doubles)
-            if code < 0 or not 0 <= revenue <= MAX_REVENUE:  # NaN too
-                raise StoreError(
-                    "a sale's product code is negative or its revenue is outside "
-                    f"0..{MAX_REVENUE:g}"
+        reasons: dict[str, int] = {}
+        products: list[bytes] = []
+        records: list[bytes] = []
+        try:
+            for _, event_id, product, code, ts_ms, units, revenue, pre in block.sales:
+                # the script sums revenue in whole millionths (exact below 2**53 in Lua's doubles)
+                if code < 0 or not 0 <= revenue <= MAX_REVENUE:  # NaN too
+                    raise StoreError(
+                        "a sale's product code is negative or its revenue is outside "
+                        f"0..{MAX_REVENUE:g}"
+                    )
+                p = positions.get(product)
+                if p is None:
+                    name = product.encode()
+                    p = positions[product] = len(positions) + 1  # Lua counts from 1
+                    products.append(product_head(code, len(name)) + name)
+                why = 0
+                if pre:
+                    why = reasons.get(pre, 0)
+                    if not why:
+                        why = reasons[pre] = len(reasons) + 1
+                x = from_bytes(sha1(event_id.encode()).digest()[:11], "big")  # dedupe_digest
+                records.append(
+                    sale(
+                        x >> 36,
+                        (x >> 4) & 0xFFFFFFFF,
+                        p,
+                        ts_ms,
+                        units,
+                        round(revenue * REVENUE_SCALE),
+                        why,
+                    )
                 )
-            p = positions.get(product)
-            if p is None:
-                if "|" in product or "\n" in product:
-                    raise StoreError("products cannot hold '|' or newlines")
-                p = positions[product] = len(positions) + 1  # Lua counts from 1
-                products.append(f"{code}|{product}\n")
-            x = int.from_bytes(sha1(event_id.encode()).digest()[:11], "big")  # dedupe_digest
-            lines.append(
-                f"{x >> 36}|{(x >> 4) & 0xFFFFFFFF}|{p}|{ts_ms}|{units}|"
-                f"{round(revenue * REVENUE_SCALE)}|{pre}\n"
-            )
-        text = "".join(lines)
-        # a '|' or newline inside a reason would shift the fields
-        if text.count("\n") != len(lines) or text.count("|") != 6 * len(lines):
-            raise StoreError("reasons cannot hold '|' or newlines")
-        args += ["".join(products), text]
-        answer_order += [sale[0] for sale in block.sales]
+            if any("," in r for r in reasons):  # the answer is comma-separated statuses
+                raise StoreError("reasons cannot hold ','")
+            texts = [r.encode() for r in reasons]
+            head = [
+                _HEAD.pack(
+                    block.period, block.head_end_ms, max(1, int(block.keep_s)), len(products)
+                ),
+                *products,
+                struct.pack(">B", len(texts)),
+                *(struct.pack(">H", len(t)) + t for t in texts),
+            ]
+        except struct.error as exc:  # a field past its width: never a wire-valid sale
+            raise StoreError(f"a sale cannot be packed for the ingest script ({exc})") from exc
+        args += [b"".join(head), b"".join(records)]
+        answer_order += [row[0] for row in block.sales]
     return args, answer_order
 
 
@@ -178,7 +212,7 @@ class PanelStore(RedisStore):
                 out[i] = status
         return out
 
-    async def _ingest_one(self, exp_id: str, args: list[str]) -> list[str]:
+    async def _ingest_one(self, exp_id: str, args: list[bytes]) -> list[str]:
         base = self.exp(exp_id)
         got = await self._script("ingest")(keys=[f"{base}:state"], args=[base, *args])
         return str(got).split(",")

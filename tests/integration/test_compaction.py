@@ -262,8 +262,8 @@ async def test_a_period_that_outgrows_its_sets_grows_in_generations(store) -> No
 
 
 async def test_one_batch_over_many_products_sums_every_cell(store) -> None:
-    """A batch's cell increments go out in BITFIELD calls of at most 400 products: 1,000
-    products' sales in one batch, several per product, read back cell by cell."""
+    """A batch adds to every cell it sold (each read and written back once): 1,000 products'
+    sales in one batch, several per product, read back cell by cell."""
     spec = load_spec(
         {
             "id": "wide",
