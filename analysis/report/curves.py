@@ -375,8 +375,10 @@ def curves_section(demand: Mapping[str, Any], true_optimum: float | None = None)
     )
     profit = profit_svg(demand, true_optimum)
     profit_fig = (
-        f"<figure>{profit}<figcaption>Profit per product-period: the fitted curve, each "
-        "arm's own with its 95% interval, and the recommended price with its interval (shaded)"
+        f"<figure>{profit}<figcaption>Profit per product-period: the fitted curve (the "
+        "products balanced across the arms), each arm's own pooled over its cells with its "
+        "95% interval (its own mix of products: the interval carries their spread), and the "
+        "recommended price with its interval (shaded)"
         + ("; dotted: the true optimum (simulation)" if _num(true_optimum) is not None else "")
         + ".</figcaption></figure>"
         if profit is not None

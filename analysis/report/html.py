@@ -35,7 +35,7 @@ from analysis.report.stats import (
     split_verdicts,
     to_panel,
 )
-from analysis.report.verdict import ARMS_CSS, latest_verdict, verdict_section
+from analysis.report.verdict import ARMS_CSS, verdict_section
 from analysis.report.verdict import CSS as VERDICT_CSS
 
 
@@ -208,17 +208,15 @@ def build_report(
 
     demand = latest_demand(estimates)
     estimates, verdicts = split_verdicts(estimates)
-    sections.append(verdict_section(verdicts, verdict_note))
     k_arm = has_arms(estimates)
     control, arms = None, []
-    if k_arm:
+    if k_arm:  # the arms in price order on a ladder, else as published
         control = _control_arm(d)
-        v = latest_verdict(verdicts)
         priced = [str(p["arm"]) for p in (demand or {}).get("points") or ()]
-        listed = [str(a["arm"]) for a in (v or {}).get("arms") or () if isinstance(a, Mapping)]
-        arms = arm_order(estimates, priced or listed)
+        arms = arm_order(estimates, priced)
         names = ", ".join([f"{control} (control)"] * (control is not None) + arms)
         head = head.replace("</p>", f" Arms: {html.escape(names)}.</p>", 1)
+    sections.append(verdict_section(verdicts, verdict_note, arms))
     segments = None
     if len(estimates):
         if k_arm:

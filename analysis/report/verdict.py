@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 import math
 import numbers
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -118,15 +118,15 @@ def _guardrails(rows: object) -> str:
     return f'<table class="guardrails"><tr>{head}</tr>{"".join(body)}</table>'
 
 
-def _arms(rows: object, named: object) -> str:
+def _arms(rows: object, named: object, order: Sequence[str] = ()) -> str:
     """A k-arm verdict's every arm: its decision-metric sequence against the control, the
-    named arm marked."""
+    named arm marked; the arms of ``order`` first, in its order."""
     if not isinstance(rows, list | tuple) or not rows:
         return ""
+    rank = {a: i for i, a in enumerate(order)}
+    arms = [a for a in rows if isinstance(a, Mapping)]
     body = []
-    for a in rows:
-        if not isinstance(a, Mapping):
-            continue
+    for a in sorted(arms, key=lambda a: rank.get(str(a.get("arm")), len(rank))):
         mark = "named" if a.get("arm") == named else ""
         rel = _rel(a.get("relative_effect"), a.get("relative_cs_low"), a.get("relative_cs_high"))
         effect, lo, hi = _num(a.get("effect")), _num(a.get("cs_low")), _num(a.get("cs_high"))
@@ -147,11 +147,14 @@ def _arms(rows: object, named: object) -> str:
     return f'<table class="arms"><tr>{head}</tr>{"".join(body)}</table>'
 
 
-def verdict_section(verdicts: pd.DataFrame, missing_note: str | None = None) -> str:
+def verdict_section(
+    verdicts: pd.DataFrame, missing_note: str | None = None, order: Sequence[str] = ()
+) -> str:
     """The verdict band: the word, the decision metric and estimator, this look's reason, the
     relative effect with its anytime-valid sequence, the guardrails, the rule; for keep
     running the days still needed. With no verdict: ``missing_note``, or that none has been
-    published yet."""
+    published yet. A k-arm verdict names its arm and lists every arm's sequence (``order``:
+    the arms' order on the page)."""
     v = latest_verdict(verdicts)
     if v is None:
         note = missing_note or (
@@ -177,7 +180,7 @@ def verdict_section(verdicts: pd.DataFrame, missing_note: str | None = None) -> 
     ]
     if v.get("reason"):
         parts.append(f'<p class="reason">{html.escape(str(v["reason"]))}</p>')
-    parts.append(_arms(v.get("arms"), arm))
+    parts.append(_arms(v.get("arms"), arm, order))
     if kind == "keep_running":
         parts.append(f'<p class="more"><b>{html.escape(_more_days(v))}</b></p>')
     parts.append(_guardrails(v.get("guardrails")))
