@@ -2,6 +2,7 @@
 
     .venv/bin/python -m lab.report_screenshot [--out DIR] [--products 60] [--days 14]
     .venv/bin/python -m lab.report_screenshot --live   # the demo's live report
+    .venv/bin/python -m lab.report_screenshot --ladder # the live report of demo --ladder
 
 The experiment is the demo's (streams/live/demo.py): a random-days switchback with a 2-hour
 washout, Europe/Berlin days from 2026-03-16, seed 7, on the simulator's market. The panel is
@@ -95,11 +96,12 @@ def screenshot(index: Path, png: Path, size: str = "1400,6000") -> None:
     image.crop((0, 0, image.width, min(image.height, int(ink.max()) + 24))).save(png)
 
 
-def live(out: Path, png: Path) -> None:
+def live(out: Path, png: Path, *demo: str) -> None:
     """The demo's own live report (``pricelab demo --report``: the real stack, workers and
-    estimates topic) and its screenshot."""
+    estimates topic; ``demo``: more of the demo's options, e.g. ``--ladder``) and its
+    screenshot."""
     subprocess.run(
-        [sys.executable, "-m", "streams.cli", "demo", "--quiet", "--report", str(out)],
+        [sys.executable, "-m", "streams.cli", "demo", *demo, "--quiet", "--report", str(out)],
         check=True,
         cwd=ROOT,
         timeout=600,
@@ -115,6 +117,12 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="instead: run the demo with --report into docs/report-demo-live and screenshot it",
     )
+    ap.add_argument(
+        "--ladder",
+        action="store_true",
+        help="instead: run the demo --ladder with --report into docs/report-demo-ladder and "
+        "screenshot it",
+    )
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "report-demo")
     ap.add_argument("--products", type=int, default=60)
     ap.add_argument("--days", type=int, default=14)
@@ -122,6 +130,10 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     if args.live:
         live(ROOT / "docs" / "report-demo-live", ROOT / "docs" / "report-demo-live.png")
+        return
+    if args.ladder:
+        docs = ROOT / "docs"
+        live(docs / "report-demo-ladder", docs / "report-demo-ladder.png", "--ladder")
         return
     sim = demo_panel(args.products, args.days)
     spec, df = sim.spec, sim.panel
