@@ -109,6 +109,10 @@ def test_the_replay_runs_the_worker_on_every_arm_and_the_ladder(replayed) -> Non
     assert len(verdicts) == 5 and set(verdicts["arm"]) <= set(ARMS)
     bare = replay_estimates(df, experiment="ladder", design="random-days", estimators=["dm"])
     assert "kind" not in bare.columns and set(bare["arm"]) == set(ARMS)
+    # arms without prices (three models against the current one, say): each arm, no curve
+    page = build_report(df, bare, title="k arms", design="random-days").html
+    assert '<tr data-metric="units" data-arm="p95">' in page and "Which arm is best" in page
+    assert "Demand and profit curves" not in page
 
 
 def test_the_scorecard_shows_each_arm_against_control(replayed, page) -> None:  # type: ignore[no-untyped-def]
