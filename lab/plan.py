@@ -1031,7 +1031,7 @@ def as_json_rows(table: pd.DataFrame) -> list[dict[str, Any]]:
                 v = None
             elif hasattr(v, "item"):
                 v = v.item()
-            doc[k] = v
+            doc[k] = int(v) if k == "cs_split" and v is not None else v  # a float beside NaN
         out.append(doc)
     return out
 

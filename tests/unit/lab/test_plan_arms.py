@@ -16,6 +16,7 @@ import json
 import math
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -32,6 +33,7 @@ from lab.plan import (
     ARM_JSON_KEYS,
     JSON_KEYS,
     PlanConfig,
+    as_json_rows,
     pair_correlation,
     pair_matrices,
     pair_panel,
@@ -95,25 +97,30 @@ def planned() -> tuple[pd.DataFrame, pd.DataFrame]:
     return sims, table
 
 
+def _long(spec: ExperimentSpec, m: Any, y: np.ndarray) -> pd.DataFrame:
+    """The long table an analyst's panel would be of the draw ``m`` with outcomes ``y``."""
+    names = np.array([a.name for a in spec.arm_list()], dtype=object)
+    return pd.DataFrame(
+        {
+            "product": np.repeat(UNITS, DAYS),
+            "period": np.tile(np.arange(DAYS), N),
+            "units": y.ravel(),
+            "arm": names[m.arm.ravel()],
+            "blackout": m.blackout.ravel().astype(int),
+            "probability": m.probability.ravel(),
+        }
+    )
+
+
 def _realised(estimator: str, runs: int, seed: int = 11) -> dict[str, float]:
     """Each arm's share of fresh experiments whose simultaneous interval excludes 0."""
     spec = _spec()
-    names = np.array([a.name for a in spec.arm_list()], dtype=object)
     rng = np.random.default_rng(seed)
     hits = dict.fromkeys(OTHERS, 0)
     for run in range(runs):
         m = design_matrices(spec.model_copy(update={"seed": 1000 + run}), UNITS)
         y = rng.normal(MU, SIGMA, (N, DAYS)) + EFFECT * m.treated
-        df = pd.DataFrame(
-            {
-                "product": np.repeat(UNITS, DAYS),
-                "period": np.tile(np.arange(DAYS), N),
-                "units": y.ravel(),
-                "arm": names[m.arm.ravel()],
-                "blackout": m.blackout.ravel().astype(int),
-                "probability": m.probability.ravel(),
-            }
-        )
+        df = _long(spec, m, y)
         compared = compare_arms(
             df, "arm", "list", estimator, None, 0, 0.05, "product", "period", "units",
             "blackout", [], "probability",
@@ -180,16 +187,7 @@ def test_the_planners_pairs_are_the_analysts(design: str) -> None:
     m = design_matrices(spec, UNITS)
     y = np.random.default_rng(2).normal(MU, SIGMA, m.arm.shape)
     names = np.array([a.name for a in spec.arm_list()], dtype=object)
-    df = pd.DataFrame(
-        {
-            "product": np.repeat(UNITS, DAYS),
-            "period": np.tile(np.arange(DAYS), N),
-            "units": y.ravel(),
-            "arm": names[m.arm.ravel()],
-            "blackout": m.blackout.ravel().astype(int),
-            "probability": m.probability.ravel(),
-        }
-    )
+    df = _long(spec, m, y)
     off = m.blackout.astype(bool)
     pairs = {names[a]: pair_matrices(m.arm, a, 0) for a in (1, 2, 3)}
     for method in ("dm", "did" if design == "time-bound" else "fe"):
@@ -286,6 +284,9 @@ def test_a_two_arm_spec_beside_a_ladder_keeps_its_rows(capsys) -> None:
     )
     assert list(table.loc[table["spec"] == "two", "arm"]) == ["", "", ""]  # fe, dm, ht
     assert list(table.loc[table["spec"] == "ladder", "arm"]) == list(OTHERS) * 2
+    rows = as_json_rows(table)
+    assert [list(r) for r in rows[:3]] == [list(JSON_KEYS)] * 3  # the two-arm rows' keys
+    assert all(r["cs_split"] == 3 and isinstance(r["cs_split"], int) for r in rows[3:])
 
 
 def test_triggered_ladders_are_refused_as_triggered_designs_are() -> None:
