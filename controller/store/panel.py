@@ -51,7 +51,8 @@ class SaleRow(NamedTuple):
 def dedupe_digest(event_id: str) -> tuple[int, int]:
     """(member, bucket hash) of a sale's dedupe marker: the first 52 bits of its id's SHA-1 and
     the 32 after them (13 and 8 hex digits); ``ingest.lua`` files the member in set
-    ``bucket hash % buckets``. ``_pack`` inlines it (the hot path)."""
+    ``bucket hash % buckets``. The script computes them from the digest's first 11 bytes
+    (``SALE_RECORD``)."""
     x = int.from_bytes(hashlib.sha1(event_id.encode()).digest()[:11], "big")
     return x >> 36, (x >> 4) & 0xFFFFFFFF
 
@@ -71,18 +72,124 @@ def dedupe_generation(b0: int, n: int) -> int:
 MAX_REVENUE = 1e9
 
 
-class SalesBlock(NamedTuple):
-    """One experiment's sales of one period in a batch, as the ingestor routes them, for
-    :meth:`PanelStore.pack_blocks`. ``sales`` holds a plain tuple per sale (built per event:
-    no named tuple, whose ``__new__`` cost ~0.3 us a sale): (its position in the batch, event
-    id, product, the product's code, ts_ms, units, revenue, pre_reason). ``head_end_ms``: the
-    end of the period's head; ``keep_s``: how long to remember the ids (seconds)."""
+#: the ingest script's binary arguments (``lua/ingest.lua``, big-endian): a block's head, one
+#: of its products, and one sale - the first 11 bytes of its id's SHA-1 (the script takes the
+#: dedupe member and bucket hash from them, see :func:`dedupe_digest`), its product's place
+#: in the block, ts_ms, units, revenue in millionths, reason (0: none, else its place)
+_HEAD = struct.Struct(">qqqI")
+_PRODUCT = struct.Struct(">IH")
+SALE_RECORD = struct.Struct(">11sIqIqB")
 
-    experiment: str
-    period: int
-    head_end_ms: int
-    keep_s: int
-    sales: list[tuple[int, str, str, int, int, int, float, str]]
+
+def product_entry(code: int, product: str) -> bytes:
+    """A product as a block's head lists it: its code (its position among the experiment's
+    sorted products, where its cell sums are) and its name. The ingestor makes them once per
+    catalog, not once per block (~0.35 us a product)."""
+    name = product.encode()
+    try:
+        return _PRODUCT.pack(code, len(name)) + name
+    except struct.error as exc:
+        raise StoreError(f"product {product[:80]!r} cannot be packed ({exc})") from exc
+
+
+class SalesBlock:
+    """One experiment's sales of one period in a batch, packed for ``lua/ingest.lua`` as they
+    are added (one record each, in batch order: of two copies of a sale in one batch the first
+    is counted, as when each is its own batch). ``head_end_ms``: the end of the period's head;
+    ``keep_s``: how long to remember the ids (seconds)."""
+
+    __slots__ = (
+        "experiment",
+        "period",
+        "head_end_ms",
+        "keep_s",
+        "positions",
+        "records",
+        "products",
+        "entries",
+        "reasons",
+    )
+
+    def __init__(self, experiment: str, period: int, head_end_ms: int, keep_s: int) -> None:
+        self.experiment = experiment
+        self.period = period
+        self.head_end_ms = head_end_ms
+        self.keep_s = keep_s
+        #: each sale's position in the batch, and its record, in block order
+        self.positions: list[int] = []
+        self.records: list[bytes] = []
+        #: product -> its 1-based place in the block; ``entries``: their
+        #: :func:`product_entry`, in that order
+        self.products: dict[str, int] = {}
+        self.entries: list[bytes] = []
+        #: reason -> its 1-based place
+        self.reasons: dict[str, int] = {}
+
+    def add(
+        self,
+        position: int,
+        event_id: str,
+        product: str,
+        code: int,
+        ts_ms: int,
+        units: int,
+        revenue: float,
+        reason: str = "",
+    ) -> None:
+        """Add a sale; ``code`` is the product's position among the experiment's sorted
+        products (its cell sums). Raises StoreError for a sale the script cannot carry.
+        ``SalesIngestor._route`` inlines this (the hot path; a test holds the two to the same
+        bytes)."""
+        # the script sums revenue in whole millionths (exact below 2**53 in Lua's doubles)
+        if code < 0 or not 0 <= revenue <= MAX_REVENUE:  # NaN too
+            raise StoreError(
+                f"a sale's product code is negative or its revenue is outside 0..{MAX_REVENUE:g}"
+            )
+        p = self.products.get(product)
+        if p is None:
+            p = self.products[product] = len(self.entries) + 1  # Lua counts from 1
+            self.entries.append(product_entry(code, product))
+        why = self.reasons.setdefault(reason, len(self.reasons) + 1) if reason else 0
+        digest = hashlib.sha1(event_id.encode()).digest()
+        try:
+            record = SALE_RECORD.pack(digest, p, ts_ms, units, round(revenue * REVENUE_SCALE), why)
+        except struct.error as exc:  # a field past its width: never a wire-valid sale
+            raise StoreError(f"a sale cannot be packed for the ingest script ({exc})") from exc
+        self.records.append(record)
+        self.positions.append(position)
+
+    def head(self) -> bytes:
+        """The block's head argument: its period, head end, keep time, products and reasons."""
+        if any("," in r for r in self.reasons):  # the answer is comma-separated statuses
+            raise StoreError("reasons cannot hold ','")
+        keep_s = max(1, int(self.keep_s))
+        parts = [_HEAD.pack(self.period, self.head_end_ms, keep_s, len(self.entries))]
+        parts += self.entries
+        try:
+            parts.append(struct.pack(">B", len(self.reasons)))
+            for reason in self.reasons:
+                text = reason.encode()
+                parts += [struct.pack(">H", len(text)), text]
+        except struct.error as exc:
+            raise StoreError(f"a block cannot be packed for the ingest script ({exc})") from exc
+        return b"".join(parts)
+
+    def rows(self) -> list[tuple[int, int, int, str, int, int, int, int, str]]:
+        """The block's sales as the script reads them: (position in the batch, dedupe member,
+        bucket hash, product, its code, ts_ms, units, revenue in millionths, reason)."""
+        products = list(self.products)
+        codes = [_PRODUCT.unpack_from(e)[0] for e in self.entries]
+        reasons = ["", *self.reasons]
+        out = []
+        for position, record in zip(self.positions, self.records, strict=True):
+            digest, p, ts_ms, units, micros, why = SALE_RECORD.unpack(record)
+            x = int.from_bytes(digest, "big")
+            member, bucket = x >> 36, (x >> 4) & 0xFFFFFFFF
+            out.append(
+                (position, member, bucket, products[p - 1], codes[p - 1], ts_ms, units, micros,
+                 reasons[why])
+            )  # fmt: skip
+        return out
 
 
 class PackedSales(NamedTuple):
@@ -92,78 +199,6 @@ class PackedSales(NamedTuple):
 
     n: int
     parts: tuple[tuple[str, list[bytes], list[int]], ...]
-
-
-#: the ingest script's binary arguments (``lua/ingest.lua``, big-endian): a block's head, one
-#: of its products, and one sale (member, bucket hash, product, ts_ms, units, revenue in
-#: millionths, reason)
-_HEAD = struct.Struct(">qqqI")
-_PRODUCT = struct.Struct(">IH")
-_SALE = struct.Struct(">qIIqIqB")
-
-
-def _pack(blocks: Sequence[SalesBlock]) -> tuple[list[bytes], list[int]]:
-    """One experiment's blocks as the script's arguments (see ``lua/ingest.lua``): per block a
-    head with its distinct products and reasons, and a fixed-width record per sale; and the
-    sales' positions in the order the script answers them. A block keeps its sales in batch
-    order, so of two copies of a sale in one batch the first is counted, as when each is its
-    own batch."""
-    sha1 = hashlib.sha1
-    from_bytes = int.from_bytes
-    product_head, sale = _PRODUCT.pack, _SALE.pack
-    args: list[bytes] = []
-    answer_order: list[int] = []
-    for block in blocks:
-        positions: dict[str, int] = {}
-        reasons: dict[str, int] = {}
-        products: list[bytes] = []
-        records: list[bytes] = []
-        try:
-            for _, event_id, product, code, ts_ms, units, revenue, pre in block.sales:
-                # the script sums revenue in whole millionths (exact below 2**53 in Lua's doubles)
-                if code < 0 or not 0 <= revenue <= MAX_REVENUE:  # NaN too
-                    raise StoreError(
-                        "a sale's product code is negative or its revenue is outside "
-                        f"0..{MAX_REVENUE:g}"
-                    )
-                p = positions.get(product)
-                if p is None:
-                    name = product.encode()
-                    p = positions[product] = len(positions) + 1  # Lua counts from 1
-                    products.append(product_head(code, len(name)) + name)
-                why = 0
-                if pre:
-                    why = reasons.get(pre, 0)
-                    if not why:
-                        why = reasons[pre] = len(reasons) + 1
-                x = from_bytes(sha1(event_id.encode()).digest()[:11], "big")  # dedupe_digest
-                records.append(
-                    sale(
-                        x >> 36,
-                        (x >> 4) & 0xFFFFFFFF,
-                        p,
-                        ts_ms,
-                        units,
-                        round(revenue * REVENUE_SCALE),
-                        why,
-                    )
-                )
-            if any("," in r for r in reasons):  # the answer is comma-separated statuses
-                raise StoreError("reasons cannot hold ','")
-            texts = [r.encode() for r in reasons]
-            head = [
-                _HEAD.pack(
-                    block.period, block.head_end_ms, max(1, int(block.keep_s)), len(products)
-                ),
-                *products,
-                struct.pack(">B", len(texts)),
-                *(struct.pack(">H", len(t)) + t for t in texts),
-            ]
-        except struct.error as exc:  # a field past its width: never a wire-valid sale
-            raise StoreError(f"a sale cannot be packed for the ingest script ({exc})") from exc
-        args += [b"".join(head), b"".join(records)]
-        answer_order += [row[0] for row in block.sales]
-    return args, answer_order
 
 
 class PanelStore(RedisStore):
@@ -182,23 +217,26 @@ class PanelStore(RedisStore):
         for i, r in enumerate(rows):
             b = blocks.get((r.experiment, r.period))
             if b is None:
-                b = SalesBlock(r.experiment, r.period, r.head_end_ms, r.keep_s, [])
+                b = blocks[(r.experiment, r.period)] = SalesBlock(
+                    r.experiment, r.period, r.head_end_ms, r.keep_s
+                )
             elif r.head_end_ms != b.head_end_ms:
                 raise StoreError(f"the sales of period {r.period} disagree on the end of its head")
-            blocks[(r.experiment, r.period)] = b._replace(keep_s=max(b.keep_s, r.keep_s))
-            b.sales.append(
-                (i, r.event_id, r.product, r.code, r.ts_ms, r.units, r.revenue, r.pre_reason)
-            )
+            b.keep_s = max(b.keep_s, r.keep_s)
+            b.add(i, r.event_id, r.product, r.code, r.ts_ms, r.units, r.revenue, r.pre_reason)
         return self.pack_blocks(list(blocks.values()), len(rows))
 
     def pack_blocks(self, blocks: Sequence[SalesBlock], n: int) -> PackedSales:
         """A batch of ``n`` positions as the ingest script reads it (CPU only: a caller packs
-        the next batch while Redis runs the previous one). Raises StoreError for a sale it
-        cannot carry."""
-        by_exp: dict[str, list[SalesBlock]] = {}
+        the next batch while Redis runs the previous one): per experiment, two arguments per
+        block (its head, its records) and the positions its answer lists. Raises StoreError
+        for a block it cannot carry."""
+        parts: dict[str, tuple[list[bytes], list[int]]] = {}
         for b in blocks:
-            by_exp.setdefault(b.experiment, []).append(b)
-        return PackedSales(n, tuple((exp, *_pack(bs)) for exp, bs in by_exp.items()))
+            args, order = parts.setdefault(b.experiment, ([], []))
+            args += [b.head(), b"".join(b.records)]
+            order += b.positions
+        return PackedSales(n, tuple((exp, args, order) for exp, (args, order) in parts.items()))
 
     async def ingest_packed(self, batch: PackedSales) -> list[str]:
         """Apply a packed batch (:meth:`ingest`): a status per position ('' where no sale

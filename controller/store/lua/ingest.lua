@@ -21,12 +21,12 @@
 -- KEYS: the experiment's state; ARGV: the base of its keys, then per block
 --   a head: '>i8i8i8I4' k, head_end_ms, keep_s, number of products, then per product
 --     '>I4Hc0' its code and name, then '>B' number of reasons and per reason '>Hc0' its text
---   its sales, '>i8I4I4i8I4i8B' each: member, bucket, product, ts_ms, units,
---     revenue_micros, reason (0 for none, else its 1-based place among the head's reasons)
--- (product: the 1-based position in the block's products; code: the product's position
--- among the experiment's sorted products; member, bucket: the event id's dedupe digest,
--- computed by the client, see Dedupe; revenue in millionths, a whole number). The answer is
--- each sale's status, comma-separated, in block order.
+--   its sales, '>c11I4i8I4i8B' each: digest, product, ts_ms, units, revenue_micros, reason
+--     (0 for none, else its 1-based place among the head's reasons)
+-- (digest: the first 11 bytes of the event id's SHA-1, see Dedupe; product: the 1-based
+-- position in the block's products; code: the product's position among the experiment's
+-- sorted products; revenue in millionths, a whole number). The answer is each sale's status,
+-- comma-separated, in block order.
 -- Cells: period k's sums are one string, {base}:sums:{k}, four big-endian signed 64-bit
 -- integers per product code c at #(4c) units, #(4c+1) revenue in millionths, #(4c+2) orders,
 -- #(4c+3) head units (a product never sold reads zero): 32 bytes a product, read with one
@@ -40,9 +40,9 @@
 -- sale counted before the close (a batch retried after a partial failure) is a 'dup' while
 -- the period's markers last.
 -- Dedupe: the event id's SHA-1 gives a 52-bit member (its first 13 hex digits) and a 32-bit
--- bucket hash (the next 8), both computed by the client (the worker hashes; this script
--- would spend ~15% of its time on it), the member a set holds as its decimal text; period k's
--- markers are integer sets
+-- bucket hash (the next 8); the worker hashes (this script would spend ~15% of its time on
+-- it) and sends the digest's first 11 bytes, a set holds the member as its decimal text;
+-- period k's markers are integer sets
 -- {base}:seen:{k}:{bucket hash % buckets} (intset encoding, 8 bytes a member while a set holds
 -- at most 512), kept keep_s seconds (until the period closes, plus a margin). A period's bucket
 -- count is fixed at its first sale, for ~200 a set of the sales remembered in the period
@@ -154,9 +154,13 @@ for i = 2, #ARGV, 2 do
   local sales = ARGV[i + 1]
   local pos, size = 1, #sales
   while pos <= size do
-    local m, h, p, t, u, rv, why
-    m, h, p, t, u, rv, why, pos = sunpack('>i8I4I4i8I4i8B', sales, pos)
-    local member = fmt('%d', m)  -- the set holds the decimal text (an intset's integer)
+    -- the id's digest as 4 + 4 + 3 bytes a, b, c: the member is its first 52 bits, the bucket
+    -- hash the 32 after them (Store's dedupe_digest); exact in doubles
+    local a, b, c, p, t, u, rv, why
+    a, b, c, p, t, u, rv, why, pos = sunpack('>I4I4I3I4i8I4i8B', sales, pos)
+    local low = b % 4096
+    local member = fmt('%d', a * 1048576 + (b - low) / 4096)  -- a set holds its decimal text
+    local h = low * 1048576 + (c - c % 16) / 16
     if per.late then
       out[#out+1] = per.gens and held(per, per.top, h, member) and 'dup' or 'late'
     else

@@ -20,6 +20,7 @@ from controller.settings import Settings
 from controller.spec import load_spec
 from controller.store import SalesBlock
 from controller.store.experiments import ExperimentState
+from controller.store.panel import dedupe_digest
 from streams.worker.sale_decoder import DecodedSale
 
 START = datetime(2026, 6, 1, tzinfo=UTC)
@@ -40,7 +41,8 @@ SPEC = load_spec(
 
 
 class _Sent(NamedTuple):
-    """A sale as the ingestor hands it to the store (``SalesBlock.sales``)."""
+    """A sale as the ingestor hands it to the store (``SalesBlock.rows``), its id named by
+    its dedupe member."""
 
     position: int
     event_id: str
@@ -48,8 +50,12 @@ class _Sent(NamedTuple):
     code: int
     ts_ms: int
     units: int
-    revenue: float
+    revenue_micros: int
     pre_reason: str
+
+
+#: the ids of the sales below, by dedupe member (a block carries the digest, not the id)
+_IDS = {dedupe_digest(f"s{i}")[0]: f"s{i}" for i in range(100)}
 
 
 class _OneAtATime:
@@ -92,7 +98,11 @@ class _OneAtATime:
         return [self.pause] if self.pause else []
 
     def pack_blocks(self, blocks: list[SalesBlock], n: int) -> tuple[int, list[_Sent]]:
-        return n, [_Sent(*sale) for b in blocks for sale in b.sales]
+        return n, [
+            _Sent(pos, _IDS[member], product, code, ts, units, micros, reason)
+            for b in blocks
+            for pos, member, _, product, code, ts, units, micros, reason in b.rows()
+        ]
 
     async def ingest_packed(self, packed: tuple[int, list[_Sent]]) -> list[str]:
         n, rows = packed
