@@ -83,6 +83,11 @@ class KafkaSettings(BaseModel):
     event_retention: timedelta = timedelta(days=7)
     #: retention of the record topics (estimates, experiment events, dead letters)
     record_retention: timedelta = timedelta(days=90)
+    #: how pricelab's producers compress what they write (Kafka's ``compression.type``): a
+    #: flip's million near-identical assignment messages shrink ~60x with zstd, which the
+    #: producer, the wire and the broker then handle instead of ~300 MB (benchmarks/README.md).
+    #: Readers need the codec: every maintained Kafka client reads zstd (Kafka >= 2.1)
+    compression_type: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "zstd"
 
     @field_validator("bootstrap_servers")
     @classmethod
@@ -95,6 +100,11 @@ class KafkaSettings(BaseModel):
             if sep and (not host or not port.isdigit() or not 0 < int(port) < 65536):
                 raise ValueError(f"{server!r} is not host:port with a port from 1 to 65535")
         return ",".join(servers)
+
+    @property
+    def producer_compression(self) -> str | None:
+        """``compression_type`` as aiokafka's producer takes it (None: none)."""
+        return None if self.compression_type == "none" else self.compression_type
 
     def client_kwargs(self) -> dict[str, object]:
         """Keyword arguments for aiokafka clients (security options passed through)."""
@@ -195,6 +205,11 @@ class Settings(BaseSettings):
     app_id: str = "pricelab"
 
     clock: Literal["wall", "simulated"] = "wall"
+    #: the embedded broker (``pricelab up``, the demo) refuses a message on an output topic
+    #: that breaks its contract (Tansu's schema registry, docs/broker.md). It costs the broker
+    #: ~12 us of CPU a message (a 1M-product flip: 16.5 s instead of 4.5 s), which Apache
+    #: Kafka does not pay, so it is off by default; the integration tests turn it on
+    embedded_contract_checks: bool = False
 
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9464

@@ -34,14 +34,22 @@ def up(
     from streams.live.embedded import EmbeddedStack
     from streams.worker.kafka import ensure_topics
 
-    stack = EmbeddedStack(host=host, kafka_port=kafka_port, redis_port=redis_port, tls=tls)
+    configured = load_settings()
+    stack = EmbeddedStack(
+        host=host,
+        kafka_port=kafka_port,
+        redis_port=redis_port,
+        tls=tls,
+        validate_outputs=configured.embedded_contract_checks,
+    )
     stack.start()
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     try:
-        settings = stack.client_settings(load_settings())
-        stack.register_contracts(settings)  # the broker validates the output topics
+        settings = stack.client_settings(configured)
+        # with PRICELAB_EMBEDDED_CONTRACT_CHECKS the broker validates the output topics
+        stack.register_contracts(settings)
         asyncio.run(ensure_topics(settings))
         typer.echo(f"kafka  {stack.bootstrap_servers}")
         typer.echo(f"redis  {stack.redis_url}")

@@ -91,7 +91,7 @@ def run_demo(settings: Settings, cfg: DemoConfig) -> bool:
     say = Say(cfg.quiet)
     stack = None
     if not cfg.external:
-        stack = EmbeddedStack().start()
+        stack = EmbeddedStack(validate_outputs=settings.embedded_contract_checks).start()
         say(f"embedded stack up: kafka {stack.bootstrap_servers}, redis {stack.redis_url}")
         settings = settings.model_copy(
             update={
@@ -113,7 +113,7 @@ def run_demo(settings: Settings, cfg: DemoConfig) -> bool:
     }
     try:
         if stack is not None:
-            stack.register_contracts(settings)  # the broker validates the output topics
+            stack.register_contracts(settings)  # validated with PRICELAB_EMBEDDED_CONTRACT_CHECKS
         asyncio.run(ensure_topics(settings))
         for role, w in workers.items():
             w.launch()

@@ -166,8 +166,9 @@ class EmbeddedStack:
     workdir: Path | None = None
     redis_aof: bool = False
     #: the broker validates what is written to pricelab's output topics against their
-    #: contracts (Tansu's ``--schema-registry``): see :meth:`register_contracts`
-    validate_outputs: bool = True
+    #: contracts (Tansu's ``--schema-registry``; ``PRICELAB_EMBEDDED_CONTRACT_CHECKS``): see
+    #: :meth:`register_contracts`. Off by default: it costs the broker ~12 us a message
+    validate_outputs: bool = False
     #: TLS on both (``pricelab up --tls``): a throw-away CA (streams/net/tls.py); redis-server 7
     #: serves TLS itself, the broker through stunnel (Tansu 0.6 cannot: docs/broker.md)
     tls: bool = False

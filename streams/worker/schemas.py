@@ -660,6 +660,14 @@ class AssignmentEncoder:
             tpl = self._templates[key] = (head + b'"product":"', b'"' + tail)
         return tpl[0] + product.encode() + tpl[1]
 
+    def template_for(
+        self, message: Callable[[str], AssignmentMessage], key: tuple[Any, ...]
+    ) -> tuple[bytes, bytes] | None:
+        """The template's (head, tail): a plain id ``p`` is encoded ``head + p + tail``; None
+        when the message cannot be split around its product."""
+        self.encode(message, key, "p")  # builds the template (or finds it unsplittable)
+        return self._templates.get(key)
+
     def encoder_for(
         self,
         message: Callable[[str], AssignmentMessage],
@@ -670,8 +678,7 @@ class AssignmentEncoder:
         """``encode`` with ``message`` and ``key`` fixed, for many products of one template:
         a plain id is spliced in directly, without looking the template up each time.
         ``plain_ids``: the caller checked every product with :func:`all_plain_ids`."""
-        self.encode(message, key, "p")  # builds the template (or finds it unsplittable)
-        tpl = self._templates.get(key)
+        tpl = self.template_for(message, key)
         if tpl is None:
             return lambda product: self.encode(message, key, product)
         head, tail = tpl

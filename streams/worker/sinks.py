@@ -102,8 +102,18 @@ class KafkaAssignmentSink:
                 yield a.product, enc(msg, key, a.product)
 
         if isinstance(assignments, PeriodAssignments):
-            await self.publisher.prime_partitions(topic, assignments.products)
-        await self.publisher.send_keyed_many(topic, items())
+            templates = [self._encoder.template_for(*message(t)) for t in assignments.templates]
+            whole = [t for t in templates if t is not None]
+            if len(whole) == len(templates) and all_plain_ids(assignments.products):
+                # a whole period of plain ids: built a record batch at a time
+                await self.publisher.send_templated(
+                    topic, assignments.products, assignments.codes, whole
+                )
+            else:
+                await self.publisher.prime_partitions(topic, assignments.products)
+                await self.publisher.send_keyed_many(topic, items())
+        else:
+            await self.publisher.send_keyed_many(topic, items())
         await self.publisher.flush()
         self.metrics.assignments_published.labels(status).inc(len(assignments))
 

@@ -29,9 +29,19 @@ from streams.worker.kafka import ensure_topics
 pytestmark = pytest.mark.integration
 
 
+@pytest.fixture(scope="session", autouse=True)
+def contract_checks() -> Iterator[None]:
+    """Every stack the tests start checks what pricelab writes against its contracts: the
+    session's broker, and ``pricelab up`` and the demo in child processes (they read
+    PRICELAB_EMBEDDED_CONTRACT_CHECKS, off by default for its cost: docs/broker.md)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PRICELAB_EMBEDDED_CONTRACT_CHECKS", "true")
+        yield
+
+
 @pytest.fixture(scope="session")
 def stack() -> Iterator[EmbeddedStack]:
-    s = EmbeddedStack().start()
+    s = EmbeddedStack(validate_outputs=True).start()
     try:
         yield s
     finally:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,6 +24,7 @@ from controller.settings import Settings
 from controller.spec import Arm
 from streams.live.embedded import EmbeddedStack
 from streams.worker.contracts import BROKER_VALIDATED
+from streams.worker.kafka import JsonPublisher
 from streams.worker.schemas import CommandReply, EstimateMessage, ExperimentEvent
 from streams.worker.sinks import assignment_message
 
@@ -176,3 +178,39 @@ async def test_the_assignments_topic_stores_an_arm_name_and_refuses_a_broken_one
     assert answers[0] is None, answers
     assert all(x is not None and x.startswith("UnknownError") for x in answers[1:]), answers
     assert await _raw(settings, settings.topics.assignments, expect=1) == [named]
+
+
+async def test_a_flips_built_zstd_batches_are_checked_record_by_record(
+    settings: Settings,
+) -> None:
+    """A flip's publisher hands the broker zstd batches it built a run of records at a time
+    (``JsonPublisher.send_templated``, streams/worker/record_batch.py): the broker decompresses
+    them and checks every record, stores batches of valid assignments, and refuses a batch
+    whose records break the contract."""
+    topic = settings.topics.assignments
+    a = Assignment("e1", "P-HERE", 0, Arm.TREATMENT, 0.5, "cut", AT, AT)
+    head, _, tail = (
+        assignment_message(a, 1, "running").model_dump_json().encode().partition(b"P-HERE")
+    )
+    assert b'"seq":1,' in tail
+    broken = (head, tail.replace(b'"seq":1,', b'"seq":"one",'))
+    products = [f"P{i}" for i in range(3000)]
+    pub = JsonPublisher(settings)
+    await pub.start()
+    try:
+        assert settings.kafka.compression_type == "zstd"
+        assert await pub.send_templated(topic, products, [0] * 3000, [(head, tail)]) == 3000
+        await pub.flush()
+        await pub.send_templated(topic, ["X1", "X2"], [0, 1], [broken, broken])
+        with pytest.raises(KafkaError):
+            await pub.flush()
+        last = assignment_message(replace(a, product="P-LAST"), 2, "running")
+        await pub.send(topic, last, "P-LAST")
+        await pub.flush()
+    finally:
+        await pub.stop()
+    stored = await _raw(settings, topic, expect=3001)
+    assert len(stored) == 3001
+    assert set(stored) == {head + p.encode() + tail for p in products} | {
+        last.model_dump_json().encode()
+    }

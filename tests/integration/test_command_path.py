@@ -5,7 +5,8 @@ Measured, not read off a diagram: an operator's ``pricelab experiment pause`` ru
 process (``streams.cli.entry.main``, in a thread, as the console script runs it), and a
 controller's command handler (``Runtime.commands``, the object the worker's ``commands`` agent
 hands each record to) consumes the real commands topic and publishes on the real assignments
-topic. Each ``JsonPublisher.send`` (and ``send_keyed_many``, the assignments' batch) records pricelab's modules on its call stack, outermost
+topic. Each ``JsonPublisher.send`` (and ``send_keyed_many`` and ``send_templated``, the
+assignments' batches) records pricelab's modules on its call stack, outermost
 first: the operator's stack when the command is sent, the controller's when the pause's
 assignments are sent. The path is those two stacks joined by the commands topic and the
 worker's agent (``streams/worker/app.py``, whose faust agent this test stands in for). Helpers
@@ -95,6 +96,7 @@ async def test_a_pause_reaches_its_assignments_through_fewer_than_13_modules(
 
     stacks: dict[str, list[str]] = {}
     send, send_keyed_many = JsonPublisher.send, JsonPublisher.send_keyed_many
+    send_templated = JsonPublisher.send_templated
 
     async def traced(self: JsonPublisher, topic: str, *args: Any, **kwargs: Any) -> Any:
         stacks.setdefault(topic, stack_modules(sys._getframe(1)) + [PUBLISHER])
@@ -104,8 +106,13 @@ async def test_a_pause_reaches_its_assignments_through_fewer_than_13_modules(
         stacks.setdefault(topic, stack_modules(sys._getframe(1)) + [PUBLISHER])
         return await send_keyed_many(self, topic, *args, **kwargs)
 
+    async def traced_templated(self: JsonPublisher, topic: str, *args: Any, **kw: Any) -> Any:
+        stacks.setdefault(topic, stack_modules(sys._getframe(1)) + [PUBLISHER])
+        return await send_templated(self, topic, *args, **kw)
+
     monkeypatch.setattr(JsonPublisher, "send", traced)
     monkeypatch.setattr(JsonPublisher, "send_keyed_many", traced_many)
+    monkeypatch.setattr(JsonPublisher, "send_templated", traced_templated)
     for key, value in cli_env(settings).items():
         monkeypatch.setenv(key, value)
 

@@ -231,7 +231,7 @@ async def _metric_at_least(w: WorkerProcess, name: str, n: float, **labels: str)
 
 async def test_shutdown_during_redis_outage_exits_without_acking():
     """Redis down, worker retrying a batch, SIGTERM: it must exit hard (75), not ack."""
-    with EmbeddedStack(redis_aof=True) as stack:
+    with EmbeddedStack(redis_aof=True, validate_outputs=True) as stack:
         settings = make_settings(stack)
         await ensure_topics(settings)
         rt = Runtime(settings)
@@ -280,7 +280,7 @@ async def test_redis_restart_with_aof_while_events_flow():
     """kill -9 Redis (AOF, fsync always) mid-stream, then kill -9 the worker while Redis is
     still down, so an unwritten batch is in flight. Nothing may be lost (the offsets of the
     unwritten batch were never committed) and nothing doubled (dedupe survives in the AOF)."""
-    with EmbeddedStack(redis_aof=True) as stack:
+    with EmbeddedStack(redis_aof=True, validate_outputs=True) as stack:
         settings = make_settings(stack)
         await ensure_topics(settings)
         rt = Runtime(settings)
@@ -348,7 +348,7 @@ async def test_two_workers_rebalance_mid_stream(ready, settings):
 async def test_broker_restart_workers_reconnect():
     """Tansu keeps data in memory only: a restarted broker has no topics, offsets or groups.
     The honest claim is that a worker reconnects and consumes the recreated topics."""
-    with EmbeddedStack() as stack:
+    with EmbeddedStack(validate_outputs=True) as stack:
         settings = make_settings(stack)
         await ensure_topics(settings)
         rt = Runtime(settings)

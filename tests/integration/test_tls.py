@@ -41,7 +41,7 @@ DAYS = 4
 
 @pytest.fixture(scope="module")
 def tls_stack() -> Iterator[EmbeddedStack]:
-    with EmbeddedStack(tls=True) as s:
+    with EmbeddedStack(tls=True, validate_outputs=True) as s:
         yield s
 
 

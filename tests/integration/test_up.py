@@ -93,6 +93,46 @@ def test_up_starts_both_creates_topics_and_stops_on_sigterm():
         _stop_up(proc)
 
 
+@pytest.mark.parametrize("checks", [True, False])
+def test_up_checks_the_output_contracts_when_the_setting_says_so(checks: bool) -> None:
+    """PRICELAB_EMBEDDED_CONTRACT_CHECKS: with it the broker refuses an assignment that is
+    not one (here: not JSON); without it (the default) the broker stores it, as Apache Kafka
+    would, and pays nothing per message."""
+    import os
+
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.errors import KafkaError
+
+    env = os.environ | {"PRICELAB_EMBEDDED_CONTRACT_CHECKS": str(checks).lower()}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streams.cli", "up", "--kafka-port", "0", "--redis-port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    try:
+        kafka = _printed(proc, "kafka", "topics")["kafka"]
+
+        async def produce() -> str | None:
+            producer = AIOKafkaProducer(bootstrap_servers=kafka, acks="all")
+            await producer.start()
+            try:
+                await producer.send_and_wait("pricelab.assignments", b"not json", key=b"P1")
+                return None
+            except KafkaError as exc:
+                return type(exc).__name__
+            finally:
+                await producer.stop()
+
+        answer = asyncio.run(produce())
+        assert (answer is not None) is checks, answer
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+    finally:
+        _stop_up(proc)
+
+
 #: ``pricelab up --tls`` on free ports
 UP_TLS = [
     sys.executable,

@@ -74,6 +74,8 @@ def test_the_readme_walkthrough_runs_as_written(tmp_path: Path) -> None:
         script += [f"echo '@@cmd {i}'", bare, f'echo "@@rc $? {i}"']
     env = {k: v for k, v in os.environ.items() if not k.startswith("PRICELAB_")}
     env.pop("VIRTUAL_ENV", None)
+    # the block as written, but its `pricelab up` checks every output message's contract
+    env["PRICELAB_EMBEDDED_CONTRACT_CHECKS"] = "true"
     proc = subprocess.run(
         ["bash", "-c", "\n".join(script)],
         cwd=tmp_path,

@@ -161,6 +161,11 @@ class RecordingPublisher(JsonPublisher):
         RecordingPublisher.written.append(topic)
         return len(list(items))
 
+    async def send_templated(self, topic: str, keys: Any, codes: Any, templates: Any) -> int:
+        self._check(topic)
+        RecordingPublisher.written.append(topic)
+        return len(keys)
+
     async def flush(self) -> None:
         pass
 

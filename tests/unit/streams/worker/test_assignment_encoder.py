@@ -58,6 +58,13 @@ class _Capture:
         self.sent += got
         return len(got)
 
+    async def send_templated(self, topic: str, keys, codes, templates) -> int:  # type: ignore[no-untyped-def]
+        # the values the publisher's batches carry (tests/unit/streams/worker/test_record_batch.py)
+        values = [
+            templates[c][0] + k.encode() + templates[c][1] for k, c in zip(keys, codes, strict=True)
+        ]
+        return await self.send_keyed_many(topic, list(zip(keys, values, strict=True)))
+
     async def flush(self) -> None:
         return None
 
