@@ -139,11 +139,18 @@ class FlipStore(RedisStore):
         await self.redis.hincrby(versions, f"w:{k}", 1)
         async with self._connection(key) as conn:
             commands = packed_hsets(key, pairs, chunk)
+            sent: list[int] = []  # the fields of each command sent and not yet answered
             while group := list(islice(commands, 20)):  # 20 commands per round trip
                 await conn.send_packed_command([cmd for cmd, _ in group], check_health=False)
-                for _, fields in group:
+                # the previous group's answers once this one is sent: Redis inserts a group
+                # while this process packs the next (1M fields: ~0.4 s of packing hidden)
+                for fields in sent:
                     await conn.read_response()
                     n += fields
+                sent = [fields for _, fields in group]
+            for fields in sent:
+                await conn.read_response()
+                n += fields
         await self.redis.hincrby(versions, f"d:{k}", 1)
         return n
 
