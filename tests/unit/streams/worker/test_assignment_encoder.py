@@ -94,6 +94,30 @@ async def test_the_same_period_published_again_carries_its_new_seq_and_status():
         assert {(d["seq"], d["status"]) for d in docs} == {(seq, status)}
 
 
+async def test_a_period_whose_products_changed_is_checked_again_for_plain_ids():
+    # the sink remembers that the last whole period's products were all plain ids: another
+    # list with one that is not must take the model's path (and its refusal), not a template
+    from controller.designs import PeriodAssignments
+    from controller.settings import Settings
+    from streams.worker.metrics import Metrics
+    from streams.worker.sinks import KafkaAssignmentSink
+
+    spec = _spec()
+    pub = _Capture()
+    sink = KafkaAssignmentSink(pub, Settings(), Metrics())  # type: ignore[arg-type]
+    whole = period_assignments(spec, 2)
+    await sink.publish_assignments(whole, 1, "running")
+    assert len(pub.sent) == len(whole)
+    odd = PeriodAssignments([*whole.products[:-1], "with space"], whole.codes, whole.templates)
+    with pytest.raises(ValidationError):
+        await sink.publish_assignments(odd, 2, "running")
+    pub.sent.clear()
+    await sink.publish_assignments(whole, 3, "running")
+    assert [raw for _, raw in pub.sent] == [
+        encode(assignment_message(a, 3, "running")) for a in whole
+    ]
+
+
 def test_same_bytes_as_the_model_across_periods_statuses_and_blackouts():
     spec = _spec()
     enc = AssignmentEncoder()
