@@ -133,6 +133,10 @@ local function period(k)
   return per
 end
 local sunpack, spack, fmt = struct.unpack, struct.pack, string.format
+local nout = 0
+-- an arm record's parse, by its text: a period's records are a few distinct texts (one per
+-- arm and blackout), and Lua keeps one copy of each, so most products' are parsed already
+local parsed = {}
 for i = 2, #ARGV, 2 do
   local head = ARGV[i]
   local k, head_end, ttl, nprod, at = sunpack('>i8i8i8I4', head)
@@ -142,8 +146,8 @@ for i = 2, #ARGV, 2 do
   local nreasons
   nreasons, at = sunpack('>B', head, at)
   for j = 1, nreasons do reasons[j], at = sunpack('>Hc0', head, at) end
-  -- arm records, read once per block: raw[p] is the text or false; recs[p] its parse
-  local raw, recs = {}, {}
+  -- arm records, read once per block: raw[p] is the text or false
+  local raw = {}
   if not per.late then
     local key = base..':a:'..k
     for j = 1, #prods, 1000 do
@@ -161,21 +165,20 @@ for i = 2, #ARGV, 2 do
     local low = b % 4096
     local member = fmt('%d', a * 1048576 + (b - low) / 4096)  -- a set holds its decimal text
     local h = low * 1048576 + (c - c % 16) / 16
+    nout = nout + 1
     if per.late then
-      out[#out+1] = per.gens and held(per, per.top, h, member) and 'dup' or 'late'
+      out[nout] = per.gens and held(per, per.top, h, member) and 'dup' or 'late'
     else
       local status = why > 0 and reasons[why] or ''
       if status == '' then
-        local rec = recs[p]
-        if rec == nil then
-          local text = raw[p]
-          if text then
+        local text, rec = raw[p], false
+        if text then
+          rec = parsed[text]
+          if rec == nil then
             local _, bu, reason = string.match(text, '^([^|]*)|[^|]*|([^|]*)|(.*)$')
             rec = {tonumber(bu) or false, reason}
-          else
-            rec = false
+            parsed[text] = rec
           end
-          recs[p] = rec
         end
         if not rec then
           status = 'unassigned'
@@ -192,8 +195,12 @@ for i = 2, #ARGV, 2 do
       if per.n0 + per.fresh >= per.cap and can_grow(per) then add_generation(per) end
       -- older generations first: a sale they hold is a 'dup'
       local fresh = 0
-      if per.top == 0 or not held(per, per.top - 1, h, member) then
-        local set = set_in(per.gens[per.top], h)
+      local top = per.top
+      if top == 0 or not held(per, top - 1, h, member) then
+        local gen = per.gens[top]  -- set_in(gen, h), inlined
+        local bucket = h % gen.buckets
+        local set = gen.sets[bucket]
+        if not set then set = gen.prefix..bucket; gen.sets[bucket] = set end
         fresh = redis.call('SADD', set, member)
         if (expire[set] or 0) < ttl then expire[set] = ttl end
       end
@@ -219,9 +226,9 @@ for i = 2, #ARGV, 2 do
         e.units[status] = (e.units[status] or 0) + u
         e.events[status] = (e.events[status] or 0) + 1
         per.fresh = per.fresh + 1
-        out[#out+1] = status
+        out[nout] = status
       else
-        out[#out+1] = 'dup'
+        out[nout] = 'dup'
       end
     end
   end
