@@ -37,6 +37,7 @@ from lab.market import Market
 from lab.price import (
     ModelledPrice,
     describe,
+    ladder_market,
     ladder_ratios,
     modelled_price,
     one_price_refused,
@@ -47,15 +48,6 @@ from lab.simulate import (
     run_spec,
     write_events,
     write_panel,
-)
-
-#: why ``simulate --live`` refuses an experiment of more than two arms: its summary reads one
-#: treatment against control (the live driver plays ladders for ``demo --ladder``; the
-#: offline simulator runs them)
-LIVE_REFUSAL = (
-    "cannot be played live yet (simulate --live plays one treatment price against control); "
-    "pricelab simulate --spec SPEC --out FILE simulates a price ladder offline, and pricelab "
-    "demo --ladder plays one live"
 )
 
 
@@ -278,8 +270,10 @@ def _simulate_live(
         _fail("--live is not available in this build (no streams layer)")
     try:
         spec = load_spec_file(spec_path)
-        spec.two_arm_only(LIVE_REFUSAL)
         price = _modelled_price(_market_config(config), price_change, spec)
+        if ladder_ratios(spec) is not None:  # more than two arms: prices, else refused
+            # refused here, before the stack is asked (the live player builds this market)
+            ladder_market(price.market, f"the price ladder of {spec.id!r}")
         lines = live(
             spec,
             seed=seed,

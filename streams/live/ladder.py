@@ -280,6 +280,37 @@ def recommendation(demand: dict[str, Any], true_optimum: float) -> tuple[list[st
     ], covered
 
 
+def ladder_summary(run: LiveRun, look: int) -> list[str]:
+    """What ``pricelab simulate --live`` says of a ladder after ``look`` periods, each part
+    where the worker has published it so far: the verdict with every arm's sequence, the
+    per-arm scorecard beside the market's truths, and the demand curve with the recommended
+    price against the true optimum (:func:`report_ladder` says the same at a demo's end, and
+    calls a missing part an error)."""
+    verdict = verdict_at(run, look)
+    lines = [f"no verdict published after {look} periods"]
+    if verdict is not None:
+        lines = render_verdict(verdict).splitlines()
+        if verdict.get("arm") is not None:
+            lines += arm_sequences(verdict, treatment_arms(run))
+    control = run.spec.control_arm.name
+    rows, _ = arm_scorecard(run, look)
+    lines += [
+        "",
+        f"per-arm scorecard after {look} periods, each arm against {control} (95% intervals; "
+        "simultaneous over the arms; truth from the simulated market):",
+        *("  " + row for row in rows),
+    ]
+    demand = demand_at(run, look)
+    if demand is None:
+        return [*lines, "", f"no demand curve published after {look} periods"]
+    return [
+        *lines,
+        "",
+        render_demand(demand),
+        *recommendation(demand, run.optimal_ratio_truth(look))[0],
+    ]
+
+
 def report_ladder(say: Callable[..., None], run: LiveRun, look: int) -> bool:
     """Say the end of a ladder run at ``look``: the verdict (it names an arm) with every
     arm's sequence, the per-arm scorecard, the demand and profit curves and the recommended

@@ -5,7 +5,9 @@ the experiment; this process plays the rest of the world through
 :class:`streams.live.driver.LiveDriver`, as the demo does with workers of its own: it creates the
 experiment through the commands topic, moves the shared simulated clock period by period,
 reads the assignments as a pricing system would, sends the market's sales, and prints the
-estimates the analysis worker publishes at each period's end. It stops after ``periods``
+estimates the analysis worker publishes at each period's end (a price ladder's: each arm
+against the control, the verdict naming an arm and the recommended price; streams.live.ladder).
+It stops after ``periods``
 periods with the experiment still running, so that the operator's commands (pause, freeze,
 stop ...), ``estimates``, ``panel export`` and ``report`` act on a live experiment.
 """
@@ -21,6 +23,7 @@ from controller.settings import Settings
 from controller.spec import ExperimentSpec
 from controller.store import Store, make_redis
 from lab.market import MarketConfig
+from lab.price import ladder_ratios
 from lab.simulate import market_for_spec
 from streams.client.estimates import render_verdict
 from streams.errors import ServiceUnavailable, services_answer
@@ -32,6 +35,7 @@ from streams.live.driver import (
     scorecard,
     verdict_at,
 )
+from streams.live.ladder import ladder_summary, print_ladder_looks
 
 
 @dataclass
@@ -67,11 +71,7 @@ async def play(
             "--live drives simulated time: run the workers and this command with "
             "PRICELAB_CLOCK=simulated"
         )
-    # the scorecard reads treatment against control: a ladder's truths are per arm
-    spec.two_arm_only(
-        "cannot be played by simulate --live yet (it reads one treatment against control); "
-        "pricelab demo --ladder plays a price ladder live"
-    )
+    ladder = ladder_ratios(spec) is not None  # more than two arms: prices, else a SpecError
     total = n_periods(spec)
     if periods is not None and not 1 <= periods <= total:
         raise ConfigurationError(f"--days must be 1..{total} (the periods of {spec.id!r})")
@@ -89,9 +89,10 @@ async def play(
         treated = int(run.arms[:, d].sum())
         say(
             f"period {d + 1:>3}/{periods or total} {p_start.astimezone(spec.zone):%a %Y-%m-%d %H:%M}: "
-            f"{treated} of {len(spec.all_products())} treated, sales sent"
+            f"{treated} of {len(spec.all_products())} "
+            f"{'off the control price' if ladder else 'treated'}, sales sent"
         )
-        print_looks(say, run, printed)
+        (print_ladder_looks if ladder else print_looks)(say, run, printed)
 
     try:
         async with services_answer(
@@ -118,17 +119,20 @@ async def play(
         raise ConfigurationError(str(exc)) from None
     finally:
         await redis.aclose()
-    print_looks(say, run, printed)
+    (print_ladder_looks if ladder else print_looks)(say, run, printed)
     return run
 
 
 def summary(run: LiveRun, periods: int | None) -> list[str]:
     """The scorecard at the last look (every metric, absolute and relative, the elasticity)
-    beside the truth the market knows."""
+    beside the truth the market knows; a price ladder's, each arm against control with the
+    demand curve's recommended price (:func:`streams.live.ladder.ladder_summary`)."""
     done = periods if periods is not None else n_periods(run.spec)
     # the last look: a running experiment's last period played is in force, not complete
     looks = [int(e["_look"]) for e in run.estimates if e.get("_look") is not None]
     last = min(done, max(looks, default=done))
+    if ladder_ratios(run.spec) is not None:
+        return ladder_summary(run, last)
     verdict = verdict_at(run, last)
     first = (
         render_verdict(verdict).splitlines()

@@ -1,9 +1,9 @@
-"""Until the live simulation models k arms (issue #41), every tool that reads an experiment as
-treatment against control refuses one of more than two arms in one sentence (exit 2), never
-reading it silently as two arms. The offline simulator runs a price ladder
-(tests/unit/lab/test_market_ladder.py) and the planner plans one comparison per arm
-(tests/unit/lab/test_plan_arms.py). The live path runs them (slice S2), but refuses guardrails
-on them: nothing would check them yet."""
+"""k-arm experiments in the tools that simulate and plan them: the offline simulator and
+``simulate --live`` run a price ladder (tests/unit/lab/test_market_ladder.py,
+tests/integration/test_simulate_live_ladder.py) and refuse arms without prices in one sentence
+(exit 2), and the planner plans one comparison per arm (tests/unit/lab/test_plan_arms.py).
+The live path runs them (slice S2), but refuses guardrails on them: nothing would check them
+yet."""
 
 from __future__ import annotations
 
@@ -54,9 +54,15 @@ def test_simulate_runs_three_arms_as_a_price_ladder(ladder: Path, tmp_path: Path
     assert set(pd.read_csv(tmp_path / "p.csv")["arm"]) == {"list", "p95", "p105"}
 
 
-def test_simulate_live_refuses_three_arms_before_any_stack(ladder: Path) -> None:
-    out = refused(["simulate", "--live", "--spec", str(ladder)])
-    assert "arms: 3-arm experiments cannot be played live yet" in out
+def test_simulate_live_refuses_three_arms_without_prices_before_any_stack(
+    ladder: Path, tmp_path: Path
+) -> None:
+    # simulate --live plays a price ladder (tests/integration/test_simulate_live_ladder.py);
+    # arms the market cannot price are refused, naming the field, before any stack is asked
+    plain = tmp_path / "plain.yaml"
+    plain.write_text(LADDER.replace(", price_ratio: 1.05", ""))
+    out = refused(["simulate", "--live", "--spec", str(plain)])
+    assert "arms: give price_ratio on every arm or on none; 'p105' has none" in out
 
 
 def test_plan_plans_three_arms(ladder: Path, tmp_path: Path) -> None:

@@ -301,9 +301,13 @@ def test_simulate_writes_a_ladders_arms_and_prices(tmp_path: Path) -> None:
             ["--config", "price.yaml"],
             "the market config's price_change 0.05 names one treatment price",
         ),
-        (lambda t: t, ["--live"], "arms: 4-arm experiments cannot be played live yet"),
+        (
+            lambda t: t,
+            ["--live", "--config", "modifiers.yaml"],
+            "the market config's effect_modifiers cannot run with the price ladder",
+        ),
     ],
-    ids=["no-ratios", "price-change", "effect-modifiers", "config-price-change", "live"],
+    ids=["no-ratios", "price-change", "effect-modifiers", "config-price-change", "live-modifiers"],
 )
 def test_what_a_ladder_cannot_be_simulated_with_is_one_sentence(
     tmp_path: Path, edit: Any, extra: list[str], says: str
