@@ -136,9 +136,11 @@ class RoutingTable:
         return None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Verdict:
-    """What happened to one sale; ``dead_letter`` verdicts carry the reason."""
+    """What happened to one sale; ``dead_letter`` verdicts carry the reason. One instance per
+    status (``_verdict``), compared and hashed by identity: a batch's verdicts are counted in
+    C (``Counter``), not by a generated ``__hash__`` per sale."""
 
     status: str
     dead_letter: bool = False
@@ -219,11 +221,15 @@ class SalesIngestor:
                 statuses = await self.store.ingest_packed(packed)
             finally:
                 self._in_flight -= 1
-            for i, st in enumerate(statuses):
-                if st:
-                    verdicts[i] = _verdict(st)
-            break
-        return [v if v is not None else _verdict("unknown") for v in verdicts]
+            # a verdict per distinct status, then one pass (a call per sale cost ~0.1 us)
+            applied = {st: _verdict(st) for st in set(statuses) if st}
+            unknown = _verdict("unknown")
+            return [
+                applied[st] if st else v or unknown
+                for st, v in zip(statuses, verdicts, strict=True)
+            ]
+        unknown = _verdict("unknown")
+        return [v or unknown for v in verdicts]
 
     def _route(self, sales: Sequence[SaleLike]) -> tuple[list[Verdict | None], list[SalesBlock]]:
         """Each sale's verdict where routing decides it (late, future, not in an experiment),

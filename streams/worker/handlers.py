@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from typing import NamedTuple, Protocol, TypeVar
 
@@ -49,6 +50,7 @@ def exit_on_permission(
         exit(EXIT_PERMISSION)
         return True
     return False
+
 
 EXCLUDED = {"washout", "paused", "stopped", "freeze", "unassigned", "ended"}
 
@@ -185,14 +187,19 @@ class SalesHandler:
             for ev, err in bad:
                 await self._dead(ev, err.reason, str(err))
                 counts[err.reason] = counts.get(err.reason, 0) + 1
-            for ev, sale, v in zip(origin, sales, verdicts, strict=True):
-                counts[v.status] = counts.get(v.status, 0) + 1
-                if v.dead_letter:
-                    await self._dead(
-                        ev,
-                        v.status,
-                        f"sale {sale.event_id} at {sale.occurred_at.isoformat()}: {v.status}",
-                    )
+            # verdicts are one object per status: counted in C, then walked only for the
+            # dead letters (a batch usually has none)
+            tally = Counter(verdicts)
+            for v, n in tally.items():
+                counts[v.status] = counts.get(v.status, 0) + n
+            if any(v.dead_letter for v in tally):
+                for ev, sale, v in zip(origin, sales, verdicts, strict=True):
+                    if v.dead_letter:
+                        await self._dead(
+                            ev,
+                            v.status,
+                            f"sale {sale.event_id} at {sale.occurred_at.isoformat()}: {v.status}",
+                        )
             for status, n in counts.items():
                 self.metrics.sales.labels(status).inc(n)
                 if status in EXCLUDED:
