@@ -26,12 +26,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from analysis.errors import NotEstimable, PanelError
 from analysis.estimators import registry
+from analysis.estimators.sums import MeansPartial
 from analysis.panel import Panel
 from analysis.results import EstimateResult
 from core.ports import EstimatorPlan
@@ -81,19 +83,39 @@ def fit_price(plan: EstimatorPlan, units: Panel, revenue: Panel, seed: int = 0) 
         )
     if revenue.shape != units.shape:
         raise PanelError(f"revenue has shape {revenue.shape}; units has {units.shape}")
-    use = units.randomised
-    t, c = use & units.W, use & ~units.W
-    U = np.where(use, units.Y, 0.0)
-    R = np.where(use, revenue.Y, 0.0)
-    u_t, u_c = U[t].sum(), U[c].sum()
-    if t.sum() == 0 or c.sum() == 0:
-        raise PanelError("the price paid needs usable, randomised cells in both arms")
+    est: Any = registry.make(plan.name, seed=seed, **dict(plan.params))
+    return price_from_parts(plan, est, est.partial(units), est.partial(revenue))
+
+
+def price_from_parts(
+    plan: EstimatorPlan, est: Any, units: MeansPartial, revenue: MeansPartial
+) -> EstimateResult:
+    """The price paid by ``dm`` (pooled) or ``hajek`` (over the lag-p windows) from the
+    estimator's partial statistics of the units and the revenue of the same cells (merged
+    over every chunk of products, or of the whole panel: ``analysis.estimators.sums``).
+
+    Each arm's price is its (weighted) revenue over its (weighted) units, ``P_a = R_a / U_a``;
+    the linearised outcome ``z = (revenue - P_a units) / mean units of arm a`` is linear in
+    the cells, so its per-cluster sums are the same combination of the units' and revenue's,
+    ``(s_R - P_a s_U) / mean_U``, over the same weights: the estimator's ``finish`` of them is
+    its fit of ``z`` (clustered as the plan clusters)."""
+    su, sr = units.sums, revenue.sums
+    if len(su.keys) != len(sr.keys) or not np.array_equal(su.keys, sr.keys):
+        raise PanelError("the units' and the revenue's sums are not over the same clusters")
+    if plan.name == "dm":
+        n1, n0 = su.totals
+        if n1 == 0 or n0 == 0:
+            raise PanelError("the price paid needs usable, randomised cells in both arms")
+    else:
+        est.finish(units)  # its own refusal when an arm has no window yet
+    u_t, u_c = su.means()
     _check_sold(u_t, u_c)
-    p_t, p_c = float(R[t].sum() / u_t), float(R[c].sum() / u_c)
-    mean_u_t, mean_u_c = u_t / t.sum(), u_c / c.sum()
-    z = np.where(t, (R - p_t * U) / mean_u_t, np.where(c, (R - p_c * U) / mean_u_c, 0.0))
-    fit = registry.make(plan.name, seed=seed, **dict(plan.params)).fit(units.with_outcome(z)).result
-    return _as_price(fit, plan, p_t, p_c, "mean units")
+    p_t = float(sr.s1.sum() / su.s1.sum())
+    p_c = float(sr.s0.sum() / su.s0.sum())
+    z = su.outcome((sr.s1 - p_t * su.s1) / u_t, (sr.s0 - p_c * su.s0) / u_c)
+    fit = est.finish(replace(units, sums=z))
+    means = "mean units" if plan.name == "dm" else "Hajek mean units"
+    return _as_price(fit, plan, p_t, p_c, means)
 
 
 def _check_sold(u_t: float, u_c: float) -> None:
@@ -125,20 +147,12 @@ def _price_windows(
     """The price paid over a switchback's lag-p windows (the ``hajek`` plan): each arm's price
     is its window-weighted revenue over its window-weighted units (the ratio of the two Hajek
     means, same weights), linearised as ``dm``'s pooled price is, and the linearised outcome
-    fitted by the same plan, so the SE is clustered by unit over the same windows."""
+    fitted by the same plan, so the SE is clustered by unit over the same windows
+    (:func:`price_from_parts`)."""
     if revenue.shape != units.shape:
         raise PanelError(f"revenue has shape {revenue.shape}; units has {units.shape}")
-    make = registry.make(plan.name, seed=seed, **dict(plan.params))
-    u, r = make.fit(units).result.details, make.fit(revenue).result.details
-    u_t, u_c = float(u["mean_treated"]), float(u["mean_control"])
-    _check_sold(u_t, u_c)
-    p_t, p_c = float(r["mean_treated"]) / u_t, float(r["mean_control"]) / u_c
-    U = np.where(units.usable, units.Y, 0.0)
-    R = np.where(units.usable, revenue.Y, 0.0)
-    # a cell counts only in a window of its own current arm, so W picks the arm's linearisation
-    z = np.where(units.W, (R - p_t * U) / u_t, (R - p_c * U) / u_c)
-    fit = make.fit(units.with_outcome(z)).result
-    return _as_price(fit, plan, p_t, p_c, "Hajek mean units")
+    est: Any = registry.make(plan.name, seed=seed, **dict(plan.params))
+    return price_from_parts(plan, est, est.partial(units), est.partial(revenue))
 
 
 def _price_within(plan: EstimatorPlan, units: Panel, revenue: Panel) -> EstimateResult:

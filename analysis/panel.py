@@ -8,7 +8,8 @@ A ``Panel`` holds everything an estimator may use:
 - ``probability`` (N x T float or None): design probability that W = 1, when the design knows it;
 - ``covariates`` (DataFrame indexed by unit, or None);
 - ``groups`` (N labels or None): each unit's class, for estimators that cluster by class;
-- ``units`` and ``times``: the labels of rows and columns, times sorted ascending.
+- ``units`` and ``times``: the labels of rows and columns, times sorted ascending;
+- ``part``: a chunk of a larger panel (``analysis.estimators.sums``), which may be 1 x 1.
 
 Build it from a long DataFrame with :meth:`Panel.from_long`. Every problem is a
 ``PanelError`` with a sentence the user can act on.
@@ -50,6 +51,11 @@ class Panel:
     probability: np.ndarray | None = None
     covariates: pd.DataFrame | None = None
     groups: np.ndarray | None = None
+    #: a part of a panel (some of its products or periods, read in chunks: issue #42), from
+    #: which an estimator computes its partial statistics; the whole panel's 2 x 2 minimum is
+    #: not a part's (one product, one new period), and the estimators check what they need
+    #: when the parts are merged
+    part: bool = False
 
     def __post_init__(self) -> None:
         Y = np.asarray(self.Y, dtype=float)
@@ -71,7 +77,7 @@ class Panel:
                 f"{len(self.units)} unit labels and {len(self.times)} period labels "
                 f"do not match a {N}x{T} outcome matrix."
             )
-        if N < 2 or T < 2:
+        if (N < 2 or T < 2) and not (self.part and N and T):
             raise PanelError(f"A panel needs at least 2 units and 2 periods; got {N}x{T}.")
         bad = ~np.isfinite(Y) & ~B
         if bad.any():

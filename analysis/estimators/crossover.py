@@ -28,13 +28,18 @@ for its Student t reference (``cr2_variance``), or CR1 with G - 1 (``correction=
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from analysis.errors import InferenceError, PanelError
 from analysis.estimators.base import PanelEstimator
+from analysis.estimators.sums import (
+    ArmSums,
+    MeansPartial,
+    cr1_from_clusters,
+    cr2_from_clusters,
+)
 from analysis.inference import cluster_covariance
 from analysis.panel import Panel
 from analysis.results import EstimateResult
@@ -266,14 +271,102 @@ class DifferenceInMeansEstimator(PanelEstimator):
         return use
 
     def _fit(self, panel: Panel) -> EstimateResult:
+        return self.finish(self.partial(panel))
+
+    # ------------------------------------------------------------------ in parts
+    def chunkable(self) -> str | None:
+        """None when the estimate can be fitted from parts of the panel (chunks of products,
+        merged by :meth:`~analysis.estimators.sums.MeansPartial.merge_units`); else why not."""
+        if self.cluster not in ("unit", "class"):
+            return f"its clusters ({self.cluster}) are not products or classes of products"
+        return None
+
+    def period_additive(self) -> bool:
+        """Parts split by periods add up: every cell counts on its own."""
+        return True
+
+    def partial(self, panel: Panel, periods: np.ndarray | None = None) -> MeansPartial:
+        """The sufficient statistics of a part of the panel (some of its products, or some
+        of its periods): per cluster, each arm's usable, randomised cells and their outcome
+        sum (``analysis.estimators.sums``). ``periods`` is unused (no period is dropped)."""
         self._check(panel, ("unit", "class", "cell"))
-        use = self._compared(panel, "Difference in means")
-        t_cells, c_cells = panel.W & use, ~panel.W & use
+        use = panel.randomised
+        t, c = panel.W & use, ~panel.W & use
         Y = np.where(use, panel.Y, 0.0)
-        m1, m0 = float(Y[t_cells].mean()), float(Y[c_cells].mean())
-        treated = panel.W[use]
-        resid = np.where(treated, Y[use] - m1, Y[use] - m0)
-        return self._result(panel, use, m1, m0, resid, {})
+        if self.cluster == "cell":  # each used cell its own cluster, row-major as Y[use]
+            w = panel.W[use]
+            y = Y[use]
+            sums = ArmSums(
+                np.arange(len(y)), w.astype(float), (~w).astype(float), np.where(w, y, 0.0),
+                np.where(w, 0.0, y),
+            )  # fmt: skip
+        else:
+            n1, n0 = t.sum(axis=1), c.sum(axis=1)
+            s1, s0 = np.where(t, Y, 0.0).sum(axis=1), np.where(c, Y, 0.0).sum(axis=1)
+            if self.cluster == "unit":
+                keys = np.asarray(panel.units)
+            else:
+                assert panel.groups is not None
+                keys = np.asarray(panel.groups)
+            sums = ArmSums.of(keys, n1, n0, s1, s0)
+        return MeansPartial(
+            sums,
+            units=np.sort(np.asarray(panel.units)[use.any(axis=1)]),
+            periods=np.sort(np.asarray(panel.times)[use.any(axis=0)]),
+            cells=int(use.sum()),
+            settings=(self.name, self.cluster, self.correction, self.se),
+            period_additive=True,
+        )
+
+    def finish(self, part: MeansPartial) -> EstimateResult:
+        """The estimate from the merged partials of the whole panel: ``m1 - m0`` with the
+        clustered covariance of the two means (CR2 with its Satterthwaite df, or CR1)."""
+        sums = part.sums
+        n1, n0 = sums.totals
+        if n1 == 0 or n0 == 0:
+            raise PanelError(
+                "Difference in means needs both treated and control cells among the usable, "
+                "randomised cells."
+            )
+        m1, m0 = sums.means()
+        G = sums.G
+        se = float("nan")
+        df: float | None = None
+        details: dict[str, object] = {}
+        if self.se != "none":
+            if G < 2:
+                raise InferenceError(
+                    f"A clustered SE needs at least 2 clusters; the {self.cluster} level has {G}."
+                )
+            # the arm means' covariance: the difference's variance, and the ratio's
+            # (analysis.ratio: Fieller, with the df of the pivot m1 - R m0 at R = m1 / m0)
+            ratio = m1 / m0 if m0 != 0.0 else 1.0
+            if self.correction == "cr1":
+                cov, df = sums.cr1()
+                df_ratio = df
+            else:
+                cov, (df, df_ratio) = sums.cr2(self.cluster, ((1.0, -1.0), (1.0, -ratio)))
+            se = float(np.sqrt(max(cov[0] + cov[1] - 2.0 * cov[2], 0.0)))
+            details["mean_covariance"] = cov
+            details["df_ratio"] = df_ratio
+        return EstimateResult(
+            method=self.name,
+            effect=m1 - m0,
+            se=se,
+            n_units=len(part.units),
+            n_periods=len(part.periods),
+            se_method=f"cluster_{self.cluster}" if self.se != "none" else "none",
+            n_cells=part.cells,
+            df=df,
+            details=details
+            | {
+                "mean_treated": m1,
+                "mean_control": m0,
+                "n_treated_cells": int(n1),
+                "n_clusters": G,
+                "correction": self.correction,
+            },
+        )
 
     def _result(
         self,
@@ -283,20 +376,18 @@ class DifferenceInMeansEstimator(PanelEstimator):
         m0: float,
         resid: np.ndarray,
         extra: dict[str, object],
-        design: np.ndarray | None = None,
-        labels: np.ndarray | None = None,
+        design: np.ndarray,
+        labels: np.ndarray,
     ) -> EstimateResult:
-        """The estimate ``m1 - m0`` of two arm means over the cells in ``use``, with the
-        clustered covariance of the means from each used cell's residual (row-major, as
-        ``Y[use]``): the difference in means' own, or, given the regression's ``design``
-        (one row per used cell; its first two coefficients are the arm means), a
-        regression-adjusted one's (:func:`analysis.inference.cluster_covariance`); ``labels``:
-        each used cell's cluster, when the caller has them already."""
+        """The estimate ``m1 - m0`` of two arm means of a regression over the cells in
+        ``use`` (``cuped``), with the clustered covariance of the means from each used cell's
+        residual (row-major, as ``Y[use]``) and the regression's ``design`` (one row per used
+        cell; its first two coefficients are the arm means;
+        :func:`analysis.inference.cluster_covariance`); ``labels``: each used cell's cluster.
+        The difference in means' own is :meth:`finish`, from its sufficient statistics."""
         t_cells = panel.W & use
         n1, n0 = int(t_cells.sum()), int((~panel.W & use).sum())
         tau = m1 - m0
-        if labels is None:
-            labels = self._cluster_labels(panel, use)
         G = int(labels.max()) + 1 if labels.size else 0
         se = float("nan")
         df: float | None = None
@@ -306,27 +397,18 @@ class DifferenceInMeansEstimator(PanelEstimator):
                 raise InferenceError(
                     f"A clustered SE needs at least 2 clusters; the {self.cluster} level has {G}."
                 )
-            treated = panel.W[use]
             # the arm means' covariance: the difference's variance, and the ratio's
             # (analysis.ratio: Fieller, with the df of the pivot m1 - R m0 at R = m1 / m0)
             ratio = m1 / m0 if m0 != 0.0 else 1.0
-            if design is not None:
-                cov, (df, df_ratio) = cluster_covariance(
-                    design,
-                    resid,
-                    labels,
-                    G,
-                    self.correction,
-                    self.cluster,
-                    ((1.0, -1.0), (1.0, -ratio)),
-                )
-            elif self.correction == "cr1":
-                cov, df = cr1_mean_covariance(labels, treated, resid, G)
-                df_ratio = df
-            else:
-                cov, (df, df_ratio) = cr2_mean_covariance(
-                    labels, treated, resid, G, self.cluster, ((1.0, -1.0), (1.0, -ratio))
-                )
+            cov, (df, df_ratio) = cluster_covariance(
+                design,
+                resid,
+                labels,
+                G,
+                self.correction,
+                self.cluster,
+                ((1.0, -1.0), (1.0, -ratio)),
+            )
             se = float(np.sqrt(max(cov[0] + cov[1] - 2.0 * cov[2], 0.0)))
             details["mean_covariance"] = cov
             details["df_ratio"] = df_ratio
@@ -454,8 +536,7 @@ def cr1_mean_covariance(
     n1, n0 = int(treated.sum()), int((~treated).sum())
     p1 = np.bincount(labels, weights=np.where(treated, resid / n1, 0.0), minlength=G)
     p0 = np.bincount(labels, weights=np.where(treated, 0.0, resid / n0), minlength=G)
-    f = G / (G - 1)
-    return (f * float(p1 @ p1), f * float(p0 @ p0), f * float(p1 @ p0)), float(G - 1)
+    return cr1_from_clusters(p1, p0)
 
 
 def cr2_variance(
@@ -495,30 +576,8 @@ def cr2_mean_covariance(
     q_g the cluster's adjusted contrast vector; B is diagonal minus two rank-one terms, so
     both traces are sums over clusters.
     """
-    n1, n0 = int(treated.sum()), int((~treated).sum())
     n1g = np.bincount(labels, weights=treated.astype(float), minlength=G)
     n0g = np.bincount(labels, weights=(~treated).astype(float), minlength=G)
-    if (n1g > 0).sum() < 2 or (n0g > 0).sum() < 2:
-        raise InferenceError(
-            f"The bias-reduced clustered SE needs treated cells in at least two {level}s and "
-            f"control cells in at least two; there are {int((n1g > 0).sum())} and "
-            f"{int((n0g > 0).sum())}. Use correction='cr1' or more {level}s."
-        )
-    s1 = 1.0 / np.sqrt(1.0 - n1g / n1)
-    s0 = 1.0 / np.sqrt(1.0 - n0g / n0)
     e1 = np.bincount(labels, weights=np.where(treated, resid, 0.0), minlength=G)
     e0 = np.bincount(labels, weights=np.where(treated, 0.0, resid), minlength=G)
-    p1 = s1 * e1 / n1
-    p0 = s0 * e0 / n0
-    cov = (float(p1 @ p1), float(p0 @ p0), float(p1 @ p0))
-    dfs = []
-    for w1, w0 in contrasts:
-        d = w1**2 * s1**2 * n1g / n1**2 + w0**2 * s0**2 * n0g / n0**2
-        a = w1 * s1 * n1g / n1 / math.sqrt(n1)
-        b = w0 * s0 * n0g / n0 / math.sqrt(n0)
-        aa, bb, ab = float(a @ a), float(b @ b), float(a @ b)
-        tr_b = float(d.sum()) - aa - bb
-        tr_b2 = float((d**2).sum()) - 2 * float(d @ a**2) - 2 * float(d @ b**2) + aa**2 + bb**2
-        tr_b2 += 2 * ab**2
-        dfs.append(float(tr_b**2 / tr_b2) if tr_b2 > 0 else float(G - 1))
-    return cov, dfs
+    return cr2_from_clusters(n1g, n0g, e1, e0, level, contrasts)

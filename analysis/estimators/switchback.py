@@ -37,6 +37,7 @@ import numpy as np
 
 from analysis.errors import InferenceError, PanelError
 from analysis.estimators.base import PanelEstimator
+from analysis.estimators.sums import ArmSums, MeansPartial, SumPartial
 from analysis.panel import Panel
 from analysis.results import EstimateResult
 from analysis.seeding import seeded_rng
@@ -136,16 +137,19 @@ class SwitchbackHTEstimator(PanelEstimator):
         self.seed = seed
 
     # ------------------------------------------------------------------ design
-    def _by_period(self, panel: Panel) -> tuple[Panel, np.ndarray | None]:
-        """With ``point_periods``: the panel without its periods that hold no usable cell, and
-        the points as positions in it (see the class docstring)."""
+    def _by_period(
+        self, panel: Panel, periods: np.ndarray | None = None
+    ) -> tuple[Panel, np.ndarray | None]:
+        """With ``point_periods``: the panel without its periods that hold no usable cell (or,
+        given ``periods``, without those not in it: a part of the panel keeps the periods the
+        whole keeps), and the points as positions in it (see the class docstring)."""
         rp = self.randomization_points
         if not self.point_periods or rp is None:
             return panel, None if rp is None else np.asarray(rp)
         labels = np.asarray(rp)
         if labels.ndim != 1:
             raise PanelError("point_periods needs randomization_points as a list of periods.")
-        keep = panel.usable.any(axis=0)
+        keep = panel.usable.any(axis=0) if periods is None else np.isin(panel.times, periods)
         times = np.asarray(panel.times)[keep]
         try:
             pos = np.searchsorted(times, labels, side="left")
@@ -223,14 +227,16 @@ class SwitchbackHTEstimator(PanelEstimator):
     # ------------------------------------------------------------------ fit
     _SE: tuple[str, ...] = ("clt", "randomization", "none")
 
-    def _prepare(self, panel: Panel) -> tuple[Panel, int, np.ndarray, np.ndarray]:
+    def _prepare(
+        self, panel: Panel, periods: np.ndarray | None = None
+    ) -> tuple[Panel, int, np.ndarray, np.ndarray]:
         """The checks and the design both forms share: (panel by period, p, points, q)."""
         if self.se not in (None, *self._SE):
             names = ", ".join(f"se={m!r}" for m in self._SE)
             raise InferenceError(
                 f"The {self.name} switchback estimator supports {names}, not {self.se!r}."
             )
-        panel, rp = self._by_period(panel)
+        panel, rp = self._by_period(panel, periods)
         T = panel.shape[1]
         p = int(self.p)
         if p < 0 or p >= T:
@@ -238,8 +244,34 @@ class SwitchbackHTEstimator(PanelEstimator):
         points, q = self._design(panel, rp)
         return panel, p, points, q
 
-    def _fit(self, panel: Panel) -> EstimateResult:
-        panel, p, points, q = self._prepare(panel)
+    # ------------------------------------------------------------------ in parts
+    def period_additive(self) -> bool:
+        """Whether parts split by periods add up: lag 0 and a draw every period (random days),
+        where every cell is its own window and block."""
+        return int(self.p) == 0 and self.randomization_points is None
+
+    def chunkable(self) -> str | None:
+        """None when the estimate can be fitted from chunks of products (units are independent:
+        their sums and variance bounds add up); else why not."""
+        if self.se == "randomization":
+            return "its randomisation test redraws the whole panel's assignments"
+        rp = self.randomization_points
+        if rp is not None and np.asarray(rp).ndim == 2:
+            return "its randomisation points are given per unit"
+        return None
+
+    def _settings(self) -> tuple[object, ...]:
+        rp = self.randomization_points
+        points = None if rp is None else tuple(np.asarray(rp).ravel().tolist())
+        return (self.name, int(self.p), points, self.point_periods, self.probability, self.se)
+
+    def partial(self, panel: Panel, periods: np.ndarray | None = None) -> SumPartial:
+        """The sufficient statistics of some of the panel's units (or, where
+        :meth:`period_additive`, some of its periods): the contributions' and the variance
+        bound's sums. ``periods``: the periods the whole panel keeps (``point_periods``)."""
+        return self._partial(*self._prepare(panel, periods))
+
+    def _partial(self, panel: Panel, p: int, points: np.ndarray, q: np.ndarray) -> SumPartial:
         N, T = panel.shape
         # units are independent (their contributions and their variance bounds add up), so
         # the sums run over chunks of units: the N x T temporaries stay small (a 100,000 x 90
@@ -258,46 +290,59 @@ class SwitchbackHTEstimator(PanelEstimator):
             n += int(keep.sum())
             n1 += int((A1 & keep).sum())
             n0 += int((A0 & keep).sum())
-        if n == 0:
+        return SumPartial(
+            x_sum, bound, n, n1, n0, N, np.asarray(panel.times), self._settings(),
+            self.period_additive(),
+        )  # fmt: skip
+
+    def finish(self, part: SumPartial) -> EstimateResult:
+        """The estimate from the merged partials of the whole panel."""
+        p = int(self.p)
+        if part.n == 0:
             raise PanelError("No usable period after the first p periods.")
         # a path with no all-treated (or all-control) window still gives the HT value (its
         # missing side contributes 0); refusing it would break unbiasedness over the design
-        tau = x_sum / n
-        var = bound / n**2
-        se = float(np.sqrt(max(var, 0.0)))
+        tau = part.x_sum / part.n
+        var = part.bound / part.n**2
         method = self.se or "clt"
-        pval = None
-        null_sd = None
-        if method == "randomization":
-            usable = panel.usable
-            Y = np.where(usable, panel.Y, 0.0)
-            keep = usable[:, p:]
-            draws = self._null_draws(panel, points, q, Y, keep, n, p)
-            # the observed statistic summed as the draws are (whole panel, not by chunks), so
-            # a draw of the observed path ties with it exactly
-            _, _, _, _, pi1, pi0 = _window_probs(_blocks(points), q, p)
-            observed = float(_ht_contributions(Y, panel.W, pi1, pi0, p)[0][keep].sum() / n)
-            pval = float((1 + np.sum(np.abs(draws) >= abs(observed) - 1e-12)) / (1 + len(draws)))
-            null_sd = float(np.std(draws, ddof=1))
-        if method == "none":
-            se = float("nan")
+        se = float(np.sqrt(max(var, 0.0))) if method != "none" else float("nan")
         return EstimateResult(
             method=self.name,
             effect=tau,
             se=se,
-            n_units=N,
-            n_periods=T - p,
+            n_units=part.all_units,
+            n_periods=len(part.seen) - p,
             se_method=method,
-            n_cells=n,
-            pvalue_randomization=pval,
+            n_cells=part.n,
             details={
                 "p": p,
-                "n_all_treated_windows": n1,
-                "n_all_control_windows": n0,
-                "randomization_null_sd": null_sd,
-                "n_draws": self.n_draws if method == "randomization" else 0,
+                "n_all_treated_windows": part.n1,
+                "n_all_control_windows": part.n0,
+                "randomization_null_sd": None,
+                "n_draws": 0,
             },
         )
+
+    def _fit(self, panel: Panel) -> EstimateResult:
+        panel, p, points, q = self._prepare(panel)
+        result = self.finish(self._partial(panel, p, points, q))
+        if (self.se or "clt") != "randomization":
+            return result
+        n = int(result.n_cells or 0)
+        usable = panel.usable
+        Y = np.where(usable, panel.Y, 0.0)
+        keep = usable[:, p:]
+        draws = self._null_draws(panel, points, q, Y, keep, n, p)
+        # the observed statistic summed as the draws are (whole panel, not by chunks), so
+        # a draw of the observed path ties with it exactly
+        _, _, _, _, pi1, pi0 = _window_probs(_blocks(points), q, p)
+        observed = float(_ht_contributions(Y, panel.W, pi1, pi0, p)[0][keep].sum() / n)
+        pval = float((1 + np.sum(np.abs(draws) >= abs(observed) - 1e-12)) / (1 + len(draws)))
+        details = dict(result.details) | {
+            "randomization_null_sd": float(np.std(draws, ddof=1)),
+            "n_draws": self.n_draws,
+        }
+        return replace(result, pvalue_randomization=pval, details=details)
 
     @staticmethod
     def _variance_bound(
@@ -398,10 +443,11 @@ class SwitchbackHajekEstimator(SwitchbackHTEstimator):
     name = "hajek"
     _SE: tuple[str, ...] = ("cluster", "none")
 
-    def _fit(self, panel: Panel) -> EstimateResult:
-        panel, p, points, q = self._prepare(panel)
+    def partial(self, panel: Panel, periods: np.ndarray | None = None) -> MeansPartial:  # type: ignore[override]
+        """Per unit: the weight and weighted outcome of each arm's windows (one pass, in
+        chunks of units), as :class:`~analysis.estimators.sums.ArmSums` keyed by unit."""
+        panel, p, points, q = self._prepare(panel, periods)
         N, T = panel.shape
-        # per unit: weight and weighted outcome of each arm's windows (one pass, in chunks)
         a1, b1, a0, b0 = (np.zeros(N) for _ in range(4))
         n = 0
         rows = max(1, _CHUNK_CELLS // T)
@@ -418,25 +464,36 @@ class SwitchbackHajekEstimator(SwitchbackHTEstimator):
             b1[s], b0[s] = w1.sum(axis=1), w0.sum(axis=1)
             a1[s], a0[s] = (w1 * Y).sum(axis=1), (w0 * Y).sum(axis=1)
             n += int(((A1 | A0) & keep).sum())
-        S1, S0 = float(b1.sum()), float(b0.sum())
+        times = np.asarray(panel.times)
+        return MeansPartial(
+            ArmSums.of(np.asarray(panel.units), b1, b0, a1, a0),
+            units=np.empty(0),
+            periods=times,
+            cells=n,
+            settings=self._settings(),
+            period_additive=self.period_additive(),
+            all_units=N,
+            seen=times,
+        )
+
+    def finish(self, part: MeansPartial) -> EstimateResult:  # type: ignore[override]
+        """The weighted means' difference from the merged partials, clustered by unit."""
+        p = int(self.p)
+        sums = part.sums
+        S1, S0 = sums.totals
         if S1 <= 0.0 or S0 <= 0.0:
             raise PanelError(
                 f"No unit was {'treated' if S1 <= 0.0 else 'in control'} over a whole window of "
                 f"{p + 1} period(s) yet; the Hajek estimate needs both arms."
             )
-        m1, m0 = float(a1.sum()) / S1, float(a0.sum()) / S0
-        psi1, psi0 = (a1 - m1 * b1) / S1, (a0 - m0 * b0) / S0
-        contributes = (b1 > 0) | (b0 > 0)
-        G = int(contributes.sum())
+        m1, m0 = sums.means()
+        G = sums.G
         se, df = float("nan"), None
         cov = (float("nan"),) * 3
         if G >= 2 and self.se != "none":
-            c = G / (G - 1)
-            v11, v00 = c * float(psi1 @ psi1), c * float(psi0 @ psi0)
-            v10 = c * float(psi1 @ psi0)
-            cov = (v11, v00, v10)
+            cov, df = sums.cr1()
+            v11, v00, v10 = cov
             se = float(np.sqrt(max(v11 + v00 - 2.0 * v10, 0.0)))
-            df = float(G - 1)
         details: dict[str, object] = {
             "p": p,
             "clusters": G,
@@ -445,14 +502,18 @@ class SwitchbackHajekEstimator(SwitchbackHTEstimator):
         }
         if df is not None:
             details["mean_covariance"] = cov
+        assert part.seen is not None
         return EstimateResult(
             method=self.name,
             effect=m1 - m0,
             se=se,
-            n_units=N,
-            n_periods=T - p,
+            n_units=part.all_units,
+            n_periods=len(part.seen) - p,
             se_method="none" if self.se == "none" else "cluster",
-            n_cells=n,
+            n_cells=part.cells,
             df=df,
             details=details,
         )
+
+    def _fit(self, panel: Panel) -> EstimateResult:
+        return self.finish(self.partial(panel))
