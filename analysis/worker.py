@@ -14,6 +14,13 @@ its reference distribution (``df``), a 95% interval and an anytime-valid confide
 look and kept in the ``SequenceTuningStore``, so a restarted or second worker continues the
 same sequence.
 
+An experiment of more products than ``chunking.above`` is read in chunks of products
+(``analysis.chunked``, issue #42): the estimators that are sums over products (``dm``, ``ht``,
+``hajek``, and the price paid by ``dm`` and ``hajek``) are published from the merged partial
+statistics of every product, exactly what one piece gives; every other estimator, the
+elasticity, segments and checks run as below on the long rows of a seeded sample of
+``chunking.sample`` products (their ``n_units`` says so), and spillover is not identified.
+
 An experiment of more than two arms gets one estimate per (metric, estimator, non-control arm),
 each arm fitted against the control on the pair's cells with the k - 1 comparisons'
 simultaneous interval (``analysis.arms``, the code ``pricelab analyze --arm`` runs), and no
@@ -47,10 +54,11 @@ from analysis.arms import (
     pair_frame,
     read_arms,
 )
+from analysis.chunked import ChunkedLooks, Chunking, Population, sample_positions
 from analysis.confseq import ConfidenceSequence
 from analysis.demand import DemandResult, arm_totals, fit_demand
 from analysis.elasticity import ElasticityResult, within_product_elasticity
-from analysis.errors import AnalysisError, NotEstimable
+from analysis.errors import AnalysisError, NotEstimable, PanelError
 from analysis.estimators import registry
 from analysis.inference import bh_adjust
 from analysis.metrics import PRICE_ESTIMATORS, fit_price, metrics_of, negative_margins
@@ -71,6 +79,7 @@ from analysis.verdict import (
 )
 from core import status
 from core.ports import (
+    ChunkedPanelSource,
     ClockLike,
     DemandSink,
     EstimateSink,
@@ -212,12 +221,18 @@ class AnalysisWorker:
     #: where a price ladder's demand curve goes (kind: demand); None publishes none
     demand: DemandSink | None = None
     tuning: SequenceTuningStore = field(default_factory=InMemorySequenceTuning)
+    #: above how many products an experiment is read in chunks (analysis.chunked)
+    chunking: Chunking = field(default_factory=Chunking)
     estimators_for: Callable[[ExperimentInfo], Sequence[EstimatorPlan | str]] = _plans
     alpha: float = 0.05
     seed: int = 0
     min_periods: int = 2
     _margins_told: set[str] = field(default_factory=set, repr=False)
+    _looks: ChunkedLooks = field(init=False, repr=False)
     _arms_told: set[str] = field(default_factory=set, repr=False)
+
+    def __post_init__(self) -> None:
+        self._looks = ChunkedLooks(self.chunking, self.seed)
 
     async def _confidence_sequence(
         self, info: ExperimentInfo, result: EstimateResult, key: str, split: int = 1
@@ -257,13 +272,29 @@ class AnalysisWorker:
         t_cycle = time.perf_counter()
         published: list[tuple[str, EstimateResult | ElasticityResult | NotIdentified]] = []
         verdicts = 0  # and the other messages of their own kind (demand curves)
-        for info in await self.source.experiments():
-            # read even when nothing is estimated from it: reading compacts its closed periods
-            df = await self.source.panel(info.id, as_of)
-            if df.empty or df["period"].nunique() < self.min_periods:
-                if info.arms > 2:
-                    self._tell_arms(info)
-                continue
+        infos = await self.source.experiments()
+        self._looks.forget({i.id for i in infos})
+        for info in infos:
+            population: Population | None = None
+            if self._chunked(info):
+                try:
+                    look = await self._population(info, as_of)
+                except AnalysisError as exc:
+                    log.warning("experiment %s: panel not usable yet: %s", info.id, exc)
+                    continue
+                if look is None:
+                    if info.arms > 2:
+                        self._tell_arms(info)
+                    continue
+                population, df = look
+            else:
+                # read even when nothing is estimated from it: reading compacts its closed
+                # periods
+                df = await self.source.panel(info.id, as_of)
+                if df.empty or df["period"].nunique() < self.min_periods:
+                    if info.arms > 2:
+                        self._tell_arms(info)
+                    continue
             if info.arms > 2:
                 self._tell_arms(info)
                 split = info.arms - 1
@@ -284,8 +315,9 @@ class AnalysisWorker:
                     self.observer.published(info.id, series, as_of)
                     published.append((info.id, result))
                 if self.verdicts is not None and first is not None:
+                    baseline = _control_baseline(df) if population is None else population.baseline
                     named = await self._arm_verdict(
-                        info, decision, _control_baseline(df), int(df["period"].nunique())
+                        info, decision, baseline, int(df["period"].nunique())
                     )
                     if named is not None:
                         await self.verdicts.publish_verdict(info.id, named.to_dict(), as_of)
@@ -297,19 +329,22 @@ class AnalysisWorker:
                     self.observer.published(info.id, "demand", as_of)
                     verdicts += 1
                 continue
+            sample = self._sample(info, df, population)
             try:
-                panels = metric_panels(df)
+                panels = metric_panels(sample) if sample is not None else None
             except AnalysisError as exc:
                 log.warning("experiment %s: panel not usable yet: %s", info.id, exc)
-                continue
-            panel = panels["units"]
+                if population is None:
+                    continue
+                panels = None
             self._warn_margins(info, df)
             # the verdict rests on one sequence: the design's first estimator's (a look where
             # it cannot be fitted has no verdict, rather than one from another sequence)
             first = _plan_of(next(iter(self.estimators_for(info)), DEFAULT_PLANS[0])).label
             primaries: dict[str, tuple[EstimateResult, tuple[float, float] | None]] = {}
-            for metric in metrics_of(df.columns):
-                for result, cs in await self._estimates(info, metric, panels):
+            metrics = metrics_of(df.columns) if population is None else population.metrics
+            for metric in metrics:
+                for result, cs in await self._estimates(info, metric, panels, population):
                     await self.sink.publish(info.id, result, as_of, cs)
                     self.observer.published(info.id, _series(result.method, metric), as_of)
                     published.append((info.id, result))
@@ -321,12 +356,17 @@ class AnalysisWorker:
                     series = _series(f"{result.method}@{result.segment}", metric)
                     self.observer.published(info.id, series, as_of)
                     published.append((info.id, result))
-            elasticity = self._elasticity(info, panels)
+            elasticity = self._elasticity(info, panels) if panels is not None else None
             if elasticity is not None:
                 await self.sink.publish(info.id, elasticity, as_of, None)
                 self.observer.published(info.id, _series(elasticity.method, "elasticity"), as_of)
                 published.append((info.id, elasticity))
-            for spill in self.spillover_estimates(info, panel):
+            spills: Sequence[EstimateResult | NotIdentified] = ()
+            if population is not None:
+                spills = _spillover_too_large(info, population, self.chunking.above)
+            elif panels is not None:
+                spills = self.spillover_estimates(info, panels["units"])
+            for spill in spills:
                 if isinstance(spill, EstimateResult) and not math.isfinite(spill.effect):
                     continue
                 await self.sink.publish(info.id, spill, as_of, None)
@@ -335,14 +375,13 @@ class AnalysisWorker:
             trips = info.status == status.RUNNING and self.guardrails is not None
             if not trips and self.verdicts is None:
                 continue  # nothing would read the guardrails (an offline replay)
-            readings = await self._guardrail_readings(info, df)
+            readings = await self._guardrail_readings(info, sample, population)
             if trips:
                 await self._check_guardrails(info, readings)
             if self.verdicts is None:
                 continue
-            verdict = await self._verdict(
-                info, primaries, [r for r, _ in readings], _control_baseline(df)
-            )
+            baseline = _control_baseline(df) if population is None else population.baseline
+            verdict = await self._verdict(info, primaries, [r for r, _ in readings], baseline)
             if verdict is not None:
                 await self.verdicts.publish_verdict(info.id, verdict.to_dict(), as_of)
                 self.observer.published(info.id, "verdict", as_of)
@@ -595,6 +634,63 @@ class AnalysisWorker:
 
         return self._timed(info, "demand", fit)
 
+    def _chunked(self, info: ExperimentInfo) -> bool:
+        """Whether the experiment is read in chunks: more products than ``chunking.above``,
+        and a source that reads chunks."""
+        return (
+            info.n_products is not None
+            and info.n_products > self.chunking.above
+            and isinstance(self.source, ChunkedPanelSource)
+        )
+
+    async def _population(
+        self, info: ExperimentInfo, as_of: datetime
+    ) -> tuple[Population, pd.DataFrame] | None:
+        """An experiment read in chunks (analysis.chunked): the chunked estimators' results
+        on every product, and the long rows of the sample and the segments' products."""
+        plans = [_plan_of(p) for p in self.estimators_for(info)] if info.arms == 2 else []
+        segments: Mapping[str, Sequence[str]] = info.params.get("segments") or {}
+        members = sorted({p for ps in segments.values() for p in ps})
+        look = await self._looks.look(self.source, info.id, as_of, plans, members, self.min_periods)
+        if look is not None:
+            for (label, metric), seconds in look[0].seconds.items():
+                ok = not isinstance(look[0].results.get((label, metric)), Exception)
+                self.observer.estimated(info.id, _series(label, metric), seconds, ok)
+        return look
+
+    def _chunked_result(
+        self, info: ExperimentInfo, population: Population, plan: EstimatorPlan, metric: str
+    ) -> EstimateResult | None:
+        """A chunked estimate, as :meth:`_timed` gives a fitted one: None when it is not
+        estimable (said nowhere) or not applicable (logged)."""
+        got = population.results[(plan.label, metric)]
+        if isinstance(got, NotEstimable):
+            return None
+        if isinstance(got, Exception):
+            log.info(
+                "experiment %s: %s not applicable: %s", info.id, _series(plan.label, metric), got
+            )
+            return None
+        return got
+
+    def _sample(
+        self, info: ExperimentInfo, df: pd.DataFrame, population: Population | None
+    ) -> pd.DataFrame | None:
+        """The cells the estimators that are not sums over products are fitted on: the whole
+        experiment's, or, read in chunks, its sample's (``df`` also holds the segments'
+        products); None when there are too few."""
+        if population is None:
+            return df
+        if df.empty:
+            return None
+        sampled = sample_positions(population.n_products, self.chunking.sample, info.id, self.seed)
+        if len(sampled) < population.n_products:
+            codes = df["product"].cat.codes.to_numpy()
+            df = df[np.isin(codes, sampled)]
+        if df["product"].nunique() < 2 or df["period"].nunique() < self.min_periods:
+            return None
+        return df
+
     def _timed(self, info: ExperimentInfo, label: str, fit: Callable[[], T]) -> T | None:
         """``fit()``, timed for the observer; None when it is not estimable (said nowhere) or
         not applicable (logged, and counted as a failed fit)."""
@@ -627,14 +723,26 @@ class AnalysisWorker:
             )
 
     async def _estimates(
-        self, info: ExperimentInfo, metric: str, panels: dict[str, Panel]
+        self,
+        info: ExperimentInfo,
+        metric: str,
+        panels: dict[str, Panel] | None,
+        population: Population | None = None,
     ) -> list[tuple[EstimateResult, tuple[float, float] | None]]:
-        """Every planned estimator of one metric, each with its confidence sequence."""
+        """Every planned estimator of one metric, each with its confidence sequence: from the
+        chunks' sums where the experiment was read in chunks and the estimator is a sum over
+        products, else fitted on ``panels`` (the experiment's, or its sample's)."""
         out = []
         for item in self.estimators_for(info):
             plan = EstimatorPlan(item) if isinstance(item, str) else item
             label = _series(plan.label, metric)
-            result = self._timed(info, label, partial(fit_metric, plan, panels, metric, self.seed))
+            if population is not None and (plan.label, metric) in population.results:
+                result = self._chunked_result(info, population, plan, metric)
+            elif panels is None:
+                continue
+            else:
+                fit = partial(fit_metric, plan, panels, metric, self.seed)
+                result = self._timed(info, label, fit)
             if result is None or not math.isfinite(result.effect):
                 continue
             out.append((result, await self._confidence_sequence(info, result, label)))
@@ -759,7 +867,10 @@ class AnalysisWorker:
         return results
 
     async def _guardrail_readings(
-        self, info: ExperimentInfo, df: pd.DataFrame
+        self,
+        info: ExperimentInfo,
+        df: pd.DataFrame | None,
+        population: Population | None = None,
     ) -> list[tuple[GuardrailReading, EstimateResult | None]]:
         """Each guardrail of the spec at this look: the anytime-valid set of the relative
         effect on its metric, Fieller's at the confidence sequence's multiplier
@@ -769,8 +880,17 @@ class AnalysisWorker:
         out: list[tuple[GuardrailReading, EstimateResult | None]] = []
         for g in info.params.get("guardrails") or ():
             metric, limit = g["metric"], float(g["max_drop_pct"])
+            plan = _guardrail_plan(info)
             try:
-                res = fit_metric(_guardrail_plan(info), metric_panels(df), metric, self.seed)
+                if population is not None and (plan.label, metric) in population.results:
+                    got = population.results[(plan.label, metric)]
+                    if isinstance(got, Exception):
+                        raise got
+                    res = got
+                elif df is None:
+                    raise PanelError("no sampled cells to check it on")
+                else:
+                    res = fit_metric(plan, metric_panels(df), metric, self.seed)
             except (AnalysisError, ValueError, KeyError) as exc:
                 log.info("experiment %s: guardrail on %s not checked: %s", info.id, metric, exc)
                 out.append((GuardrailReading(metric, limit, note=str(exc)), None))
@@ -830,6 +950,26 @@ class AnalysisWorker:
             await self.guardrails.trip(info.id, metric, detail)
             self.observer.guardrail_tripped(info.id, metric)
             return
+
+
+def _spillover_too_large(
+    info: ExperimentInfo, population: Population, above: int
+) -> list[NotIdentified]:
+    """Spillover of an experiment read in chunks: not estimated (it needs the whole
+    substitutes graph and every product's exposure in memory), said on the topic when the
+    spec gives a substitutes graph."""
+    if not info.params.get("substitutes"):
+        return []
+    return [
+        NotIdentified(
+            "spillover_ipw",
+            f"spillover is not estimated for an experiment of {population.n_products} "
+            f"products, above the analysis worker's chunked_above ({above}): it needs the whole "
+            "substitutes graph and every product's exposure in one process (issue #42)",
+            population.n_products,
+            population.n_periods,
+        )
+    ]
 
 
 def metric_panels(df: pd.DataFrame) -> dict[str, Panel]:

@@ -20,7 +20,7 @@ what the design was validated with and never decides by design name.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -37,13 +37,14 @@ from controller.store import ExperimentState, Store, decode_record, to_ms
 from controller.store.columns import (
     NO_RECORD,
     ColumnsError,
+    Header,
     PeriodColumns,
     PeriodRecords,
     from_live,
     records_of,
 )
 from core import status as status_word
-from core.ports import ExperimentInfo
+from core.ports import CellGrid, ExperimentInfo, GridLayout
 
 #: an experiment whose periods can have data: opened (running, paused) or final
 _OPENED = frozenset(status_word.STORED) - {status_word.CREATING}
@@ -78,6 +79,7 @@ def experiment_info(
         spillover_note=design.spillover_note(spec),
         sampler=sampler,
         arms=spec.n_arms,
+        n_products=len(spec.all_products()),
     )
 
 
@@ -96,22 +98,47 @@ _BUFFERS = {
 }
 
 
+@dataclass(frozen=True)
+class _RecordFields:
+    """A period's distinct records decoded, one entry per template: the arm's index in the
+    spec, treated (any arm but control), the design probability, whether the record blacks
+    out the whole period (its analysis window), and the blackout reason's code."""
+
+    arm: np.ndarray
+    treated: np.ndarray
+    probability: np.ndarray
+    whole: np.ndarray
+    reason: np.ndarray
+
+
 @dataclass
 class _Known:
-    """What a panel source has read of one experiment: its products, and the rows of its
-    compacted periods, kept at the front of column buffers sized for the whole experiment;
-    open periods are written after them on every call."""
+    """What a panel source has read of one experiment: its products, and (for the whole
+    panel) the rows of its compacted periods, kept at the front of column buffers sized for
+    the whole experiment, allocated at the first write; open periods are written after them
+    on every call. A source that reads the experiment in chunks allocates none."""
 
     spec: ExperimentSpec
     products: pd.Index  # sorted: the order of every period's columns
     classes: pd.Categorical | None  # each product's class, when the spec groups products
     costs: np.ndarray | None  # each product's unit cost, when the spec gives every product one
-    buf: dict[str, np.ndarray]
+    buf: dict[str, np.ndarray] = field(default_factory=dict)
     reasons: dict[str, int] = field(default_factory=dict)
     kept: int = 0  # compacted periods in the buffers
     kept_rows: int = 0
     #: records of periods not yet kept, with the stable records_version they were read at
     records: dict[int, tuple[tuple[int, int], PeriodRecords]] = field(default_factory=dict)
+    #: compacted periods' headers (they never change), for reads of chunks of products
+    headers: dict[int, Header] = field(default_factory=dict)
+    _product_dtype: pd.CategoricalDtype | None = None
+
+    @property
+    def product_dtype(self) -> pd.CategoricalDtype:
+        """The ``product`` column's categories, made once (a million labels are checked for
+        uniqueness each time one is made: ~0.2 s)."""
+        if self._product_dtype is None:
+            self._product_dtype = pd.CategoricalDtype(self.products)
+        return self._product_dtype
 
     @classmethod
     def of(cls, spec: ExperimentSpec) -> _Known:
@@ -119,12 +146,18 @@ class _Known:
         classes = pd.Categorical([spec.class_of(p) for p in products]) if spec.clusters else None
         listed = spec.costs_of(list(products))
         costs = None if listed is None else np.array(listed, dtype=np.float64)
-        size = len(products) * n_periods(spec)
-        buf: dict[str, np.ndarray] = {c: np.empty(size, t) for c, t in _BUFFERS.items()}
-        return cls(spec, products, classes, costs, buf)
+        return cls(spec, products, classes, costs)
 
-    def write(self, k: int, cols: PeriodColumns, at: int) -> int:
-        """Period k's rows (products with a record, in order) from row ``at``; the row after."""
+    def rows_for(self, size: int) -> _Known:
+        """A holder of ``size`` rows of this experiment's cells (a chunk's long rows), sharing
+        its products, classes, costs and blackout reasons."""
+        rows = _Known(self.spec, self.products, self.classes, self.costs, reasons=self.reasons)
+        rows._product_dtype = self.product_dtype
+        rows.buf = {c: np.empty(size, t) for c, t in _BUFFERS.items()}
+        return rows
+
+    def fields(self, k: int, templates: tuple[str, ...]) -> _RecordFields:
+        """Period k's distinct records decoded (the same for every chunk of the period)."""
         spec = self.spec
         end_ms = to_ms(period_bounds(spec, k)[1])
         control = spec.control_index
@@ -133,7 +166,7 @@ class _Known:
         prob: list[float] = []
         whole: list[bool] = []
         reason: list[int] = []
-        for rec in cols.templates:
+        for rec in templates:
             arm, p, bu, why = decode_record(rec)
             i = spec.index_of(arm)
             index.append(i)
@@ -141,13 +174,29 @@ class _Known:
             prob.append(p)
             whole.append(bu is not None and to_ms(bu) >= end_ms)
             reason.append(self.reasons.setdefault(why or "", len(self.reasons)))
+        return _RecordFields(
+            np.asarray(index, dtype=np.int8),
+            np.asarray(treated, dtype=np.int64),
+            np.asarray(prob, dtype=np.float64),
+            np.asarray(whole, dtype=np.bool_),
+            np.asarray(reason, dtype=np.int32),
+        )
+
+    def write(self, k: int, cols: PeriodColumns, at: int, index: np.ndarray | None = None) -> int:
+        """Period k's rows (products with a record, in order) from row ``at``; the row after.
+        ``index``: each of the columns' products' position among the experiment's (when they
+        are some of them: a chunk's)."""
+        fields = self.fields(k, cols.templates)
         rows = np.flatnonzero(cols.codes != NO_RECORD)
         codes = cols.codes[rows].astype(np.intp)
         stop = at + len(rows)
+        if not self.buf:
+            size = len(self.products) * n_periods(self.spec)
+            self.buf = {c: np.empty(size, t) for c, t in _BUFFERS.items()}
         if stop > len(self.buf["period"]):  # more rows than planned (cannot happen today)
             self.buf = {c: np.resize(b, max(stop, 2 * len(b))) for c, b in self.buf.items()}
         b = self.buf
-        b["product"][at:stop] = rows
+        b["product"][at:stop] = rows if index is None else index[rows]
         b["period"][at:stop] = k
         for name, per_product in zip(
             ("units", "revenue", "orders", "head_units"),
@@ -156,13 +205,13 @@ class _Known:
         ):
             b[name][at:stop] = per_product[rows]
         for name, per_record in (
-            ("treated", treated),
-            ("arm", index),
-            ("probability", prob),
-            ("whole", whole),
-            ("reason", reason),
+            ("treated", fields.treated),
+            ("arm", fields.arm),
+            ("probability", fields.probability),
+            ("whole", fields.whole),
+            ("reason", fields.reason),
         ):
-            b[name][at:stop] = np.asarray(per_record)[codes]
+            b[name][at:stop] = per_record[codes]
         return stop
 
 
@@ -233,11 +282,7 @@ class RedisPanelSource:
         """The experiment's rows in the buffers: (kept state, rows, periods done); None when
         another worker compacted a period while it was read live (its hashes may have gone)."""
         spec, exp_id = state.spec, state.spec.id
-        done = min(period_index(spec, now), n_periods(spec))  # periods strictly before now's
-        done = max(
-            0,
-            min(done, state.flipped_period + (1 if state.status in status_word.FINAL else 0)),
-        )
+        done = _done(state, now)
         compacted = await self._compact(state, done, now)
         known = self._known_of(spec)
         upto = min(compacted, done)
@@ -274,9 +319,72 @@ class RedisPanelSource:
             known.records[k] = (version, records)
         return records
 
-    async def _with_windows(
-        self, state: ExperimentState, known: _Known, end: int, done: int
-    ) -> pd.DataFrame:
+    # ------------------------------------------------------------------ in chunks (#42)
+    async def layout(self, exp_id: str, as_of: datetime) -> GridLayout | None:
+        """What a read of the experiment in chunks as of ``as_of`` covers: the periods done,
+        how many of them are compacted (after compacting those whose sales window closed) and
+        the exclusion windows' blackout of each. Nothing of the cells is read or kept."""
+        state = await self.store.get_experiment(exp_id)
+        spec = state.spec
+        done = _done(state, as_of)
+        if done == 0:
+            return None
+        compacted = await self._compact(state, done, as_of)
+        known = self._known_of(spec)
+        final = min(compacted, done)
+        for k in list(known.records):
+            if k < final:
+                del known.records[k]
+        spans = await self._spans(state)
+        hits = tuple(_hits(spec, done, spans))
+        return GridLayout(
+            exp_id, known.products, done, final, hits, token=_Read(spec, compacted, spans)
+        )
+
+    async def unchanged(self, layout: GridLayout) -> bool:
+        read: _Read = layout.token
+        if layout.final >= layout.done:  # nothing was read live
+            return True
+        return (await self.store.get_experiment(layout.experiment)).compacted == read.compacted
+
+    async def grids(
+        self, layout: GridLayout, size: int, first: int = 0, keep: np.ndarray | None = None
+    ) -> AsyncIterator[CellGrid]:
+        """Products ``[a, a + size)`` over periods ``first .. done - 1``, chunk after chunk: a
+        compacted period's blocks of those products and an open period's sums of them, each
+        read with one GETRANGE; nothing of a chunk is kept after it (the compacted periods'
+        headers and the open periods' records are)."""
+        read: _Read = layout.token
+        spec, exp_id = read.spec, layout.experiment
+        known = self._known_of(spec)
+        closed = list(range(first, layout.final))
+        live = list(range(max(first, layout.final), layout.done))
+        missing = [k for k in closed if k not in known.headers]
+        for at in range(0, len(missing), 256):
+            ks = missing[at : at + 256]
+            known.headers.update(zip(ks, await self.store.period_headers(exp_id, ks), strict=True))
+        records = [await self._records(known, exp_id, k) for k in live]
+        n = len(known.products)
+        keep = np.empty(0, dtype=np.intp) if keep is None else np.asarray(keep, dtype=np.intp)
+        for a in range(0, n, size):
+            b = min(n, a + size)
+            cols: list[tuple[int, PeriodColumns]] = []
+            for at in range(0, len(closed), _FETCH):
+                ks = closed[at : at + _FETCH]
+                got = await self.store.compacted_span(
+                    exp_id, [(k, known.headers[k]) for k in ks], a, b
+                )
+                cols.extend(zip(ks, got, strict=True))
+            sums = await self.store.live_sums_span(exp_id, live, a, b)
+            for k, rec, raw in zip(live, records, sums, strict=True):
+                part = PeriodRecords(rec.templates, rec.codes[a:b])
+                cols.append((k, from_live(known.products[a:b], part, raw or None)))
+            sel = keep[(keep >= a) & (keep < b)] - a
+            yield _grid(known, layout, a, b, cols, sel, read.spans)
+
+    async def _spans(self, state: ExperimentState) -> list[tuple[int, int | None]]:
+        """The exclusion windows over the experiment (pauses, stops, its freezes and their
+        washouts), as (start ms, end ms or None)."""
         exp_id, spec = state.spec.id, state.spec
         windows = await self.store.windows(exp_id)
         freezes = [
@@ -287,10 +395,14 @@ class RedisPanelSource:
         # returning from a freeze to the design's policy is a switch: its washout is excluded
         # too (blackout.apply_freezes), so a freeze blacks out every cell it or its washout touch
         washout_ms = int(spec.washout.total_seconds() * 1000)
-        spans = [(w["start_ms"], w["end_ms"]) for w in windows] + [
+        return [(w["start_ms"], w["end_ms"]) for w in windows] + [
             (f["start_ms"], f["end_ms"] + washout_ms) for f in freezes
         ]
-        return _frame(known, end, done, spans)
+
+    async def _with_windows(
+        self, state: ExperimentState, known: _Known, end: int, done: int
+    ) -> pd.DataFrame:
+        return _frame(known, end, done, await self._spans(state))
 
 
 def _frame(known: _Known, end: int, done: int, spans: list[tuple[int, int | None]]) -> pd.DataFrame:
@@ -305,16 +417,12 @@ def _frame(known: _Known, end: int, done: int, spans: list[tuple[int, int | None
     if end == 0:
         return pd.DataFrame()
     spec, b = known.spec, known.buf
-    starts, hit = [], []
-    for k in range(done):
-        start, stop = period_bounds(spec, k)
-        starts.append(start)
-        tail_start, end_ms = to_ms(start + spec.washout), to_ms(stop)
-        hit.append(any(s < end_ms and (e is None or e > tail_start) for s, e in spans))
+    starts = [period_bounds(spec, k)[0] for k in range(done)]
+    hit = _hits(spec, done, spans)
     period = b["period"][:end]
     codes = b["product"][:end]
     data: dict[str, Any] = {
-        "product": pd.Categorical.from_codes(codes, dtype=pd.CategoricalDtype(known.products)),
+        "product": pd.Categorical.from_codes(codes, dtype=known.product_dtype),
         "period": period,
         "period_start": pd.DatetimeIndex(starts)[period],
         **{c: b[c][:end] for c in _AS_IS},
@@ -353,6 +461,93 @@ def _frame(known: _Known, end: int, done: int, spans: list[tuple[int, int | None
             known.classes.codes[codes], dtype=known.classes.dtype
         )
     return pd.DataFrame(data, copy=False)
+
+
+def _done(state: ExperimentState, now: datetime) -> int:
+    """The periods of the experiment complete at ``now``: strictly before now's, and flipped
+    (a final experiment's last flipped period too)."""
+    spec = state.spec
+    done = min(period_index(spec, now), n_periods(spec))
+    return max(0, min(done, state.flipped_period + (1 if state.status in status_word.FINAL else 0)))
+
+
+def _hits(spec: ExperimentSpec, done: int, spans: list[tuple[int, int | None]]) -> list[bool]:
+    """Per period done: whether an exclusion window overlaps its analysis window."""
+    out = []
+    for k in range(done):
+        start, stop = period_bounds(spec, k)
+        tail_start, end_ms = to_ms(start + spec.washout), to_ms(stop)
+        out.append(any(s < end_ms and (e is None or e > tail_start) for s, e in spans))
+    return out
+
+
+@dataclass(frozen=True)
+class _Read:
+    """A read in chunks' own state (``GridLayout.token``): the spec, the compacted count it
+    saw, the exclusion windows."""
+
+    spec: ExperimentSpec
+    compacted: int
+    spans: list[tuple[int, int | None]]
+
+
+def _grid(
+    known: _Known,
+    layout: GridLayout,
+    a: int,
+    b: int,
+    cols: list[tuple[int, PeriodColumns]],
+    sel: np.ndarray,
+    spans: list[tuple[int, int | None]],
+) -> CellGrid:
+    """Products ``[a, b)`` over the periods of ``cols`` as matrices (``CellGrid``), built as
+    the long table's rows are (:meth:`_Known.write`: the same records decoded, the same
+    blackout), with the long rows of products ``a + sel``."""
+    m, t = b - a, len(cols)
+    units = np.zeros((t, m))
+    revenue = np.zeros((t, m))
+    treated = np.zeros((t, m), dtype=np.bool_)
+    probability = np.zeros((t, m))
+    blackout = np.ones((t, m), dtype=np.bool_)
+    recorded = np.zeros((t, m), dtype=np.bool_)
+    rows = known.rows_for(len(sel) * t) if len(sel) else None
+    at = 0
+    for j, (k, c) in enumerate(cols):
+        fields = known.fields(k, c.templates)
+        codes = c.codes.astype(np.intp)
+        has = codes != NO_RECORD
+        code = np.where(has, codes, 0)
+        units[j] = c.units
+        revenue[j] = c.revenue
+        recorded[j] = has
+        if len(c.templates):
+            treated[j] = fields.treated[code].astype(np.bool_) & has
+            probability[j] = fields.probability[code]
+            blackout[j] = fields.whole[code] | layout.hits[k] | ~has
+        if rows is not None:
+            part = PeriodColumns(
+                c.templates, c.codes[sel], c.units[sel], c.revenue[sel], c.orders[sel], c.head[sel]
+            )
+            at = rows.write(k, part, at, a + sel)
+    values = {"units": units.T.copy(), "revenue": revenue.T.copy()}
+    if known.costs is not None:
+        values["profit"] = values["revenue"] - values["units"] * known.costs[a:b, None]
+    classes = None
+    if known.classes is not None:
+        classes = np.asarray(known.classes[a:b].astype(str))
+    return CellGrid(
+        a,
+        b,
+        np.asarray(known.products[a:b], dtype=str),
+        np.array([k for k, _ in cols], dtype=np.int64),
+        values,
+        treated.T.copy(),
+        probability.T.copy(),
+        blackout.T.copy(),
+        recorded.T.copy(),
+        classes,
+        None if rows is None else _frame(rows, at, layout.done, spans),
+    )
 
 
 #: compacted periods fetched per round trip (100,000 products: ~2 MB each, uncompressed)

@@ -189,6 +189,25 @@ class TopicSettings(BaseModel):
         return list(self.model_dump().values())
 
 
+class AnalysisSettings(BaseModel):
+    """How the analysis worker reads an experiment too large to hold whole (issue #42,
+    ``analysis.chunked``; docs/operations.md, "Experiments of many products")."""
+
+    model_config = ConfigDict(frozen=True)
+
+    #: an experiment of more products than this is read in chunks of products: its
+    #: estimators that are sums over products (dm, ht, hajek) from every product's sums,
+    #: every other one on a seeded sample (at 100,000 products x 90 days the whole panel
+    #: took 1.55 GB: benchmarks/README.md)
+    chunked_above: int = Field(default=100_000, ge=0)
+    #: products read at a time (a multiple of the compacted periods' 65,536-product blocks
+    #: reads each block once); one chunk's matrices are ~40 bytes a product-period
+    chunk_products: int = Field(default=65_536, ge=1)
+    #: products of the seeded sample on which the estimators that are not sums over
+    #: products (fe, cuped, the synthetic controls, ...) and the elasticity are fitted
+    sample_products: int = Field(default=20_000, ge=0)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="PRICELAB_", env_nested_delimiter="__", frozen=True, extra="ignore"
@@ -220,6 +239,7 @@ class Settings(BaseSettings):
     tick_interval: float = 1.0
     #: how often the analysis worker publishes estimates (seconds of wall time)
     analysis_interval: float = 60.0
+    analysis: AnalysisSettings = AnalysisSettings()
     #: a sale later than this (by the controller clock) goes to the dead-letter topic
     allowed_lateness: timedelta = timedelta(days=2)
     #: a sale further in the future than this is rejected as clock skew

@@ -19,10 +19,10 @@ estimators that need the design's distribution (spillover exposure probabilities
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:  # typing only: the ports are data and protocols, no numerical code
     import numpy as np
@@ -81,6 +81,9 @@ class ExperimentInfo:
     spillover_note: str | None = None  # why not, where ``spillover`` is None
     sampler: AssignmentSampler | None = field(default=None, compare=False, repr=False)
     arms: int = 2
+    #: how many products the experiment has (None: not known; the worker reads its cells
+    #: whole). Above the worker's ``chunked_above`` it reads them in chunks (issue #42)
+    n_products: int | None = None
 
 
 class PublishedEstimate(Protocol):
@@ -106,6 +109,75 @@ class PanelSource(Protocol):
 
     async def panel(self, exp_id: str, as_of: datetime) -> pd.DataFrame:
         """The cells of the periods complete as of ``as_of`` (the cycle's one clock reading)."""
+        ...
+
+
+@dataclass(frozen=True)
+class GridLayout:
+    """What one read of an experiment's cells in chunks covers (:class:`ChunkedPanelSource`):
+    its ``products`` (sorted: a chunk is a range of them), the ``done`` periods complete as
+    of the read, the first ``final`` of which are compacted (their cells never change again),
+    and ``hits``, per done period, whether an exclusion window (pause, freeze) blacks it out
+    (a new window can black out a compacted period: a reader that kept sums of it starts
+    afresh)."""
+
+    experiment: str
+    products: Sequence[str]
+    done: int
+    final: int
+    hits: tuple[bool, ...]
+    #: the source's own (opaque) state of the read
+    token: Any = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class CellGrid:
+    """Products ``[start, stop)`` of an experiment over ``periods`` as product x period
+    matrices: the per-cell metrics (``values``: units, revenue, and profit where the spec
+    gives every product a cost), the arm in force (``treated``: any arm but control), the
+    design probability, ``blackout`` as the long cell table has it, ``recorded`` (the cell
+    has an assignment record: the long table has a row for it), each product's class (None
+    when the spec has none), and ``rows``: the long cell table's rows of the products asked
+    for (``keep``), in :meth:`PanelSource.panel`'s columns."""
+
+    start: int
+    stop: int
+    products: np.ndarray
+    periods: np.ndarray
+    values: Mapping[str, np.ndarray]
+    treated: np.ndarray
+    probability: np.ndarray
+    blackout: np.ndarray
+    recorded: np.ndarray
+    classes: np.ndarray | None
+    rows: pd.DataFrame | None = None
+
+
+@runtime_checkable
+class ChunkedPanelSource(PanelSource, Protocol):
+    """A panel source that reads an experiment's cells in chunks of products, for the
+    experiments too large to hold whole (issue #42)."""
+
+    async def layout(self, exp_id: str, as_of: datetime) -> GridLayout | None:
+        """What a read as of ``as_of`` covers (it compacts what has closed first, as
+        :meth:`PanelSource.panel` does); None when the experiment has no cells to read."""
+        ...
+
+    def grids(
+        self,
+        layout: GridLayout,
+        size: int,
+        first: int = 0,
+        keep: np.ndarray | None = None,
+    ) -> AsyncIterator[CellGrid]:
+        """The experiment's products in chunks of ``size``, in order, over periods
+        ``first .. layout.done - 1``; ``keep``: the sorted positions of the products whose
+        long rows each chunk carries (``CellGrid.rows``)."""
+        ...
+
+    async def unchanged(self, layout: GridLayout) -> bool:
+        """Whether the cells read under ``layout`` are still what it describes (no open
+        period was compacted meanwhile by another worker: its sums may have been read gone)."""
         ...
 
 

@@ -46,7 +46,9 @@ Experiment ``pl:exp:{<id>}:...`` (the slot of its id; ``e`` below):
                        orders, head units; GETRANGE + SETRANGE per product a batch
                        sold), until k is compacted
     e:col:{k}          closed period k compacted: records and cells as arrays over the sorted
-                       products (``columns``; ~22 bytes a product before zlib)
+                       products (``columns``; ~22 bytes a product before zlib), in blocks of
+                       65,536 products compressed each on its own, so that a chunk of
+                       products is read with GETRANGE (``chunks``)
     e:seen:{k}:{b}     dedupe: set of 52-bit event-id digests of period k, bucket b (intsets
                        of ~200), kept until k closes plus a margin; a period that outgrows
                        them grows e:seen:{k}:g{g}:{b}, generation g of 4**g times the sets
@@ -66,6 +68,7 @@ from __future__ import annotations
 from typing import Any
 
 from controller.store.base import RedisStore, from_ms, lua, make_redis, to_ms
+from controller.store.chunks import ChunkStore
 from controller.store.experiments import ExperimentState, ExperimentStore
 from controller.store.flips import FlipStore, decode_record, encode_record
 from controller.store.panel import PanelStore, SaleRow, SalesBlock
@@ -90,7 +93,7 @@ __all__ = [
 ]
 
 
-class Store(ExperimentStore, FlipStore, TriggerStore, PanelStore):
+class Store(ExperimentStore, FlipStore, TriggerStore, PanelStore, ChunkStore):
     """Every aggregate's store on one client (one key prefix), for a worker that needs them all."""
 
     def __init__(self, redis: Any, prefix: str = "pl") -> None:

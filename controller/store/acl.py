@@ -136,6 +136,8 @@ _COMMON: tuple[tuple[str, tuple[str, ...]], ...] = (
 # reads of the panel: compacted periods, live sums and records (hscan_text.lua)
 _PANEL: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("GET", ("columns", "sums")),
+    # chunks of products: a compacted period's header and blocks, an open one's sums (chunks.py)
+    ("GETRANGE", ("columns", "sums")),
     ("HMGET", ("records_version",)),
 )
 
@@ -208,6 +210,7 @@ ROLES: tuple[Role, ...] = (
 #: the keyed reads a probe may run on a key that does not exist, with their extra arguments
 READ_PROBES: dict[str, tuple[str, ...]] = {
     "GET": (),
+    "GETRANGE": ("0", "0"),
     "MGET": (),
     "HGET": ("f",),
     "HMGET": ("f",),

@@ -10,8 +10,13 @@ products: a record code per product (an index into the period's distinct record 
 Uncompressed that is 22 bytes a product (uint16 + 3 x int32 + float64); zlib (level 1) takes
 it further where cells are empty or repeat.
 
-Layout: ``PLC1``, a 4-byte little-endian header length, the JSON header (``n``, ``templates``,
-the dtype of each array), then the zlib-compressed arrays in header order. Pure: no I/O.
+Layout (``PLC2``): the magic, a 4-byte little-endian header length, the JSON header (``n``,
+``templates``, the dtype of each array, ``block`` and each block's compressed length), then
+the blocks: block j holds products ``[j * block, (j + 1) * block)``, its arrays' slices in
+header order, compressed on its own. A reader of some products (the analysis worker's chunks,
+issue #42) reads the header and then only the bytes of their blocks (``GETRANGE``):
+:func:`read_header`, :meth:`Header.span`, :func:`decode_span`. ``PLC1`` (before blocks: one
+compressed body) is still read, whole. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -28,7 +33,11 @@ import numpy as np
 if TYPE_CHECKING:  # pandas is imported where it is used: an operator's command does without
     import pandas as pd
 
-MAGIC = b"PLC1"
+MAGIC = b"PLC2"
+#: the layout before blocks (one compressed body), still read
+MAGIC_V1 = b"PLC1"
+#: products per compressed block (a 65,536-product block is ~1.4 MB before compression)
+BLOCK = 1 << 16
 NO_RECORD = 0xFFFF
 #: the cell sums, in storage order: units, revenue, orders, head units
 FIELDS = ("u", "r", "n", "h")
@@ -171,47 +180,125 @@ def _int_array(a: np.ndarray) -> np.ndarray:
     return as_int.astype(np.int32)
 
 
-def encode(cols: PeriodColumns) -> bytes:
-    arrays = [
+def _arrays(cols: PeriodColumns) -> list[tuple[str, np.ndarray]]:
+    return [
         ("codes", cols.codes.astype(np.uint16)),
         ("u", _int_array(cols.units)),
         ("r", cols.revenue.astype(np.float64)),
         ("n", _int_array(cols.orders)),
         ("h", _int_array(cols.head)),
     ]
+
+
+def encode(cols: PeriodColumns, block: int = BLOCK) -> bytes:
+    """The stored form of a period (``PLC2``: blocks of ``block`` products)."""
+    arrays = [(name, a.astype(a.dtype.newbyteorder("<"), copy=False)) for name, a in _arrays(cols)]
+    bodies = []
+    for start in range(0, max(cols.n, 1), block):
+        stop = min(cols.n, start + block)
+        raw = b"".join(a[start:stop].tobytes() for _, a in arrays)
+        bodies.append(zlib.compress(raw, 1))
     header = json.dumps(
         {
             "n": cols.n,
             "templates": list(cols.templates),
-            "arrays": [[name, a.dtype.newbyteorder("<").str] for name, a in arrays],
+            "arrays": [[name, a.dtype.str] for name, a in arrays],
+            "block": block,
+            "blocks": [len(b) for b in bodies],
         },
         separators=(",", ":"),
     ).encode()
-    body = b"".join(a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes() for _, a in arrays)
-    return MAGIC + struct.pack("<I", len(header)) + header + zlib.compress(body, 1)
+    return MAGIC + struct.pack("<I", len(header)) + header + b"".join(bodies)
+
+
+@dataclass(frozen=True)
+class Header:
+    """A stored period's header: where each block's bytes are (``offsets``, from the blob's
+    start; one more than blocks) and what they hold."""
+
+    n: int
+    templates: tuple[str, ...]
+    dtypes: tuple[tuple[str, np.dtype], ...]
+    block: int
+    offsets: tuple[int, ...]
+
+    def span(self, start: int, stop: int) -> tuple[int, int]:
+        """The byte range ``[first, last)`` of the blocks that hold products
+        ``[start, stop)``."""
+        j0 = min(start // self.block, len(self.offsets) - 2)
+        j1 = max(j0 + 1, min(-(-stop // self.block), len(self.offsets) - 1))
+        return self.offsets[j0], self.offsets[j1]
+
+
+def read_header(head: bytes) -> Header | int:
+    """The header of a stored period from its first bytes, or how many bytes it needs when
+    ``head`` is shorter. A ``PLC1`` period is one block of all its products."""
+    if len(head) < 8:
+        return 8
+    if head[:4] not in (MAGIC, MAGIC_V1):
+        raise ColumnsError("not a compacted period (bad magic)")
+    (hlen,) = struct.unpack("<I", head[4:8])
+    if len(head) < 8 + hlen:
+        return 8 + hlen
+    try:
+        h = json.loads(head[8 : 8 + hlen])
+    except ValueError as e:
+        raise ColumnsError(f"a compacted period's header is corrupt: {e}") from None
+    n = int(h["n"])
+    blocks = h.get("blocks")
+    if blocks is None:  # PLC1: the body runs to the end of the blob; its length is not known
+        blocks, block = [-1], max(n, 1)
+    else:
+        block = int(h["block"])
+    offsets = [8 + hlen]
+    for length in blocks:
+        offsets.append(offsets[-1] + int(length))
+    return Header(
+        n,
+        tuple(h["templates"]),
+        tuple((name, np.dtype(dt)) for name, dt in h["arrays"]),
+        block,
+        tuple(offsets),
+    )
+
+
+def decode_span(header: Header, data: bytes | memoryview, start: int, stop: int) -> PeriodColumns:
+    """Products ``[start, stop)`` of a stored period from the bytes of their blocks
+    (``data``: the blob's bytes ``header.span(start, stop)``; for ``PLC1``, from the body's
+    start to the blob's end)."""
+    first = header.span(start, stop)[0]
+    j0 = header.offsets.index(first)
+    parts: dict[str, list[np.ndarray]] = {name: [] for name, _ in header.dtypes}
+    at_block = 0
+    j = j0
+    lo = j0 * header.block
+    while at_block < len(data):
+        length = header.offsets[j + 1] - header.offsets[j]
+        chunk = data[at_block:] if length < 0 else data[at_block : at_block + length]
+        at_block += len(chunk)
+        try:
+            body = zlib.decompress(chunk)
+        except zlib.error as e:
+            raise ColumnsError(f"a compacted period is corrupt: {e}") from None
+        m = min(header.block, header.n - j * header.block)
+        at = 0
+        for name, dt in header.dtypes:
+            parts[name].append(np.frombuffer(body, dtype=dt, count=m, offset=at))
+            at += m * dt.itemsize
+        if at != len(body):
+            raise ColumnsError("a compacted period's arrays do not add up to its length")
+        j += 1
+    out = {
+        name: (p[0] if len(p) == 1 else np.concatenate(p))[start - lo : stop - lo]
+        for name, p in parts.items()
+    }
+    # the stored dtypes (int32 counts), read-only views of the decompressed body: a cache of
+    # decoded periods costs what the compacted form does
+    return PeriodColumns(header.templates, out["codes"], out["u"], out["r"], out["n"], out["h"])
 
 
 def decode(blob: bytes) -> PeriodColumns:
-    if blob[:4] != MAGIC:
-        raise ColumnsError("not a compacted period (bad magic)")
-    (hlen,) = struct.unpack("<I", blob[4:8])
-    try:
-        header = json.loads(blob[8 : 8 + hlen])
-        body = zlib.decompress(blob[8 + hlen :])
-    except (ValueError, zlib.error) as e:
-        raise ColumnsError(f"a compacted period is corrupt: {e}") from None
-    n = int(header["n"])
-    out: dict[str, np.ndarray] = {}
-    at = 0
-    for name, dtype in header["arrays"]:
-        dt = np.dtype(dtype)
-        size = n * dt.itemsize
-        out[name] = np.frombuffer(body, dtype=dt, count=n, offset=at)
-        at += size
-    if at != len(body):
-        raise ColumnsError("a compacted period's arrays do not add up to its length")
-    # the stored dtypes (int32 counts), read-only views of the decompressed body: a cache of
-    # decoded periods costs what the compacted form does
-    return PeriodColumns(
-        tuple(header["templates"]), out["codes"], out["u"], out["r"], out["n"], out["h"]
-    )
+    header = read_header(blob)
+    if isinstance(header, int):
+        raise ColumnsError("a compacted period is shorter than its header")
+    return decode_span(header, memoryview(blob)[header.offsets[0] :], 0, header.n)

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from analysis.chunked import Chunking
 from analysis.worker import AnalysisWorker
 from controller.clock import Clock, WallClock
 from controller.flipper import Flipper
@@ -116,6 +117,11 @@ class Runtime:
             verdicts=self.estimate_sink,
             demand=self.estimate_sink,
             tuning=RedisSequenceTuning(self.store),
+            chunking=Chunking(
+                settings.analysis.chunked_above,
+                settings.analysis.chunk_products,
+                settings.analysis.sample_products,
+            ),
         )
 
     async def ensure_started(self) -> Runtime:

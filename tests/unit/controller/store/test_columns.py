@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import struct
 import zlib
 
@@ -10,12 +11,15 @@ import pandas as pd
 import pytest
 
 from controller.store.columns import (
+    MAGIC_V1,
     NO_RECORD,
     ColumnsError,
     decode,
+    decode_span,
     encode,
     from_live,
     pack_sums,
+    read_header,
 )
 
 PRODUCTS = ["a", "b|x", "c", "e", "ünï"]
@@ -65,7 +69,13 @@ def test_the_stored_form_is_at_most_22_bytes_a_product_before_compression() -> N
     live = sums(*((u, r, 1, 0) for u, r in zip(units.tolist(), micros.tolist(), strict=True)))
     blob = encode(from_live(index, records, live))
     (hlen,) = struct.unpack("<I", blob[4:8])
-    assert len(zlib.decompress(blob[8 + hlen :])) == 22 * n  # uint16 + 3 x int32 + float64
+    header = json.loads(blob[8 : 8 + hlen])
+    body, at = b"", 8 + hlen
+    for length in header["blocks"]:  # each block of products compressed on its own
+        body += zlib.decompress(blob[at : at + length])
+        at += length
+    assert at == len(blob) and len(header["blocks"]) == 2  # 65,536 + 34,464 products
+    assert len(body) == 22 * n  # uint16 + 3 x int32 + float64
     assert len(blob) < 22 * n
     got = decode(blob)
     assert got.units.tolist() == units.tolist()
@@ -109,3 +119,72 @@ def test_a_corrupt_blob_is_named() -> None:
         decode(b"XXXX" + blob[4:])
     with pytest.raises(ColumnsError, match="corrupt"):
         decode(blob[:-5])
+
+
+def _period(n: int, seed: int = 3) -> tuple[pd.Index, dict[str, str], bytes]:
+    rng = np.random.default_rng(seed)
+    products = pd.Index([f"P{i:05d}" for i in range(n)])
+    records = {p: ("T|0.5||" if rng.random() < 0.5 else "C|0.5||") for p in products[::3]}
+    units = rng.poisson(4.0, n)
+    live = sums(*((int(u), int(u) * 2_500_000, 1, 0) for u in units))
+    return products, records, live
+
+
+@pytest.mark.parametrize(("start", "stop"), [(0, 10), (7, 8), (9, 31), (16, 32), (30, 53), (0, 53)])
+def test_a_span_of_products_is_read_from_its_blocks_alone(start: int, stop: int) -> None:
+    """Issue #42: the products [start, stop) of a stored period come from the bytes of the
+    blocks that hold them (what a GETRANGE of ``Header.span`` returns), equal to the whole
+    period's decode sliced - across block edges, within one block, the last short block."""
+    products, records, live = _period(53)
+    blob = encode(from_live(products, records, live), block=16)
+    whole = decode(blob)
+    header = read_header(blob[:4096])
+    assert not isinstance(header, int) and header.block == 16 and len(header.offsets) == 5
+    first, last = header.span(start, stop)
+    assert first >= header.offsets[0] and last <= len(blob)
+    if (start, stop) == (16, 32):  # exactly one block: its bytes only
+        assert (first, last) == (header.offsets[1], header.offsets[2])
+    got = decode_span(header, blob[first:last], start, stop)
+    assert got.templates == whole.templates
+    for name in ("codes", "units", "revenue", "orders", "head"):
+        assert getattr(got, name).tolist() == getattr(whole, name)[start:stop].tolist(), name
+
+
+def test_a_header_longer_than_the_first_read_says_how_many_bytes_it_needs() -> None:
+    products, records, live = _period(20)
+    blob = encode(from_live(products, records, live), block=8)
+    (hlen,) = struct.unpack("<I", blob[4:8])
+    assert read_header(blob[:3]) == 8
+    assert read_header(blob[:10]) == 8 + hlen
+    header = read_header(blob[: 8 + hlen])
+    assert not isinstance(header, int) and header.n == 20
+
+
+def test_a_period_stored_before_blocks_is_still_read_whole_and_in_spans() -> None:
+    """A ``PLC1`` period (one compressed body, as stored before issue #42) decodes as before,
+    and its span is the whole body, to the blob's end."""
+    products, records, live = _period(20)
+    cols = from_live(products, records, live)
+    arrays = [
+        ("codes", cols.codes.astype("<u2")),
+        ("u", cols.units.astype("<i4")),
+        ("r", cols.revenue.astype("<f8")),
+        ("n", cols.orders.astype("<i4")),
+        ("h", cols.head.astype("<i4")),
+    ]
+    head = json.dumps(
+        {
+            "n": 20,
+            "templates": list(cols.templates),
+            "arrays": [[k, a.dtype.str] for k, a in arrays],
+        }
+    ).encode()
+    body = zlib.compress(b"".join(a.tobytes() for _, a in arrays), 1)
+    old = MAGIC_V1 + struct.pack("<I", len(head)) + head + body
+    assert decode(old).units.tolist() == cols.units.tolist()
+    header = read_header(old)
+    assert not isinstance(header, int)
+    first, last = header.span(5, 9)
+    assert first == 8 + len(head) and last < first  # "to the end": GETRANGE first -1
+    got = decode_span(header, old[first:], 5, 9)
+    assert got.units.tolist() == cols.units[5:9].tolist()

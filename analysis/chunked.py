@@ -1,0 +1,382 @@
+"""An experiment too large to hold whole, estimated chunk by chunk (issue #42).
+
+Above ``Chunking.above`` products the analysis worker does not read an experiment as one long
+cell table. It reads it in chunks of products (``core.ports.ChunkedPanelSource``) as product x
+period matrices (:func:`grid_panels`), and for every estimator that is a sum over products
+(:data:`CHUNKED`: ``dm``, ``ht``, ``hajek``; and the price paid by ``dm`` and ``hajek``) it
+adds up the estimator's own partial statistics (``analysis.estimators.sums``): the published
+estimate is the estimator's ``finish`` of the merged partials, the code ``fit`` runs in one
+piece. Peak memory is one chunk's matrices plus O(products) vectors of sums.
+
+Where the estimator's partials add up over periods too (``period_additive``: ``dm``; ``ht``
+and ``hajek`` with lag 0 and a draw every period), each chunk's sums over the compacted
+periods are kept between looks, and a look reads only the periods not compacted when the
+sums were kept: the cycle after a new period reads that period and the open ones.
+
+Every other estimator (``fe``, ``cuped``, ``crossover``, the synthetic controls, ``mc``,
+``trop``; the elasticity) and the checks that need cells (segments, negative margins) run
+as on a small experiment, on the long cell rows of a seeded uniform sample of
+``Chunking.sample`` products (all of them when there are fewer), read in the same pass. Their
+estimates say so by their ``n_units``. Spillover, which needs the whole substitutes graph,
+is published as not identified.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analysis.errors import AnalysisError, NotEstimable, PanelError
+from analysis.estimators import registry
+from analysis.estimators.sums import MeansPartial, Partial
+from analysis.metrics import price_from_parts
+from analysis.panel import Panel
+from analysis.results import EstimateResult
+from core.ports import CellGrid, EstimatorPlan
+
+#: the estimators fitted from chunks of products (when their settings allow: ``chunkable``)
+CHUNKED = ("dm", "ht", "hajek")
+#: per-cell metrics a grid may carry, in the order they are published
+_CELL_METRICS = ("units", "revenue", "profit")
+
+
+@dataclass(frozen=True)
+class Chunking:
+    """When and how the worker reads an experiment in chunks: above ``above`` products,
+    ``products`` at a time, with a seeded sample of ``sample`` products for the estimators
+    that are not sums over products (``controller.settings.AnalysisSettings``)."""
+
+    above: int = 100_000
+    products: int = 65_536
+    sample: int = 20_000
+
+
+def chunk_estimator(plan: EstimatorPlan, seed: int) -> tuple[Any, str | None]:
+    """The plan's estimator when it is fitted from chunks, else (None, why not)."""
+    if plan.name not in CHUNKED:
+        return None, f"{plan.label} is not a sum over products"
+    est: Any = registry.make(plan.name, seed=seed, **dict(plan.params))
+    why = est.chunkable()
+    return (est, None) if why is None else (None, why)
+
+
+def grid_panels(grid: CellGrid, periods: slice = slice(None)) -> dict[str, Panel]:
+    """A chunk's panels of each per-cell metric over ``periods`` of its columns: the cells
+    :func:`analysis.worker.metric_panels` makes of the same rows of the long table."""
+    cols = (slice(None), periods)
+    if not grid.recorded[cols].all():
+        i, t = np.argwhere(~grid.recorded[cols])[0]
+        raise PanelError(
+            f"The panel is unbalanced: product {grid.products[i]!r} has no assignment record "
+            f"at period {grid.periods[periods][t]!r}."
+        )
+    units = Panel(
+        Y=grid.values["units"][cols],
+        W=grid.treated[cols],
+        units=grid.products,
+        times=grid.periods[periods],
+        blackout=grid.blackout[cols],
+        probability=grid.probability[cols],
+        groups=grid.classes,
+        part=True,
+    )
+    out = {"units": units}
+    for metric in _CELL_METRICS[1:]:
+        if metric in grid.values:
+            out[metric] = units.with_outcome(grid.values[metric][cols])
+    return out
+
+
+def metrics_of_grid(grid_values: Sequence[str]) -> tuple[str, ...]:
+    """The metrics published from a grid's values (``analysis.metrics.metrics_of``'s order)."""
+    out = [m for m in _CELL_METRICS if m in grid_values]
+    if "revenue" in grid_values:
+        out.append("price")
+    return tuple(out)
+
+
+def control_sums(panels: Mapping[str, Panel]) -> dict[str, tuple[float, int]]:
+    """Each metric's sum and count over the control cells not in blackout (what
+    ``analysis.worker._control_baseline`` averages over the long table)."""
+    units = panels["units"]
+    control = ~units.W & ~units.blackout
+    count = int(control.sum())
+    return {m: (float(p.Y[control].sum()), count) for m, p in panels.items()}
+
+
+def sample_positions(n: int, size: int, experiment: str, seed: int) -> np.ndarray:
+    """The sorted positions of a seeded uniform sample of ``size`` of ``n`` products (all of
+    them when ``size >= n``): the same on every look and every worker."""
+    if size >= n:
+        return np.arange(n, dtype=np.intp)
+    rng = np.random.default_rng((seed, zlib.crc32(experiment.encode())))
+    return np.sort(rng.choice(n, size=size, replace=False)).astype(np.intp)
+
+
+Key = tuple[str, str]  # (estimator label, metric)
+
+
+@dataclass
+class ChunkSums:
+    """One chunk's partials of every (estimator, metric) and its control sums over some
+    periods; an entry is the exception its partial raised where it could not be computed."""
+
+    parts: dict[Key, Partial | Exception] = field(default_factory=dict)
+    control: dict[str, tuple[float, int]] = field(default_factory=dict)
+
+    def merge(self, other: ChunkSums, axis: str) -> ChunkSums:
+        """Both merged, ``axis`` "units" (other products) or "periods" (other periods)."""
+        out = ChunkSums()
+        for key in self.parts.keys() | other.parts.keys():
+            a, b = self.parts.get(key), other.parts.get(key)
+            if a is None or b is None:
+                out.parts[key] = a if b is None else b  # type: ignore[assignment]
+            elif isinstance(a, Exception):
+                out.parts[key] = a
+            elif isinstance(b, Exception):
+                out.parts[key] = b
+            else:
+                try:
+                    out.parts[key] = a.merge_units(b) if axis == "units" else a.merge_periods(b)
+                except AnalysisError as exc:
+                    out.parts[key] = exc
+        for m in self.control.keys() | other.control.keys():
+            s0, c0 = self.control.get(m, (0.0, 0))
+            s1, c1 = other.control.get(m, (0.0, 0))
+            out.control[m] = (s0 + s1, c0 + c1)
+        return out
+
+
+def chunk_sums(
+    fitted: Sequence[tuple[EstimatorPlan, Any]],
+    panels: Mapping[str, Panel],
+    timer: Callable[[Key, float], None] | None = None,
+) -> ChunkSums:
+    """The partials of every chunked (plan, metric) on one part's panels."""
+    import time
+
+    out = ChunkSums(control=control_sums(panels))
+    for plan, est in fitted:
+        for metric, panel in panels.items():
+            key = (plan.label, metric)
+            t0 = time.perf_counter()
+            try:
+                out.parts[key] = est.partial(panel)
+            except (AnalysisError, ValueError) as exc:
+                out.parts[key] = exc
+            if timer is not None:
+                timer(key, time.perf_counter() - t0)
+    return out
+
+
+def finish_all(
+    fitted: Sequence[tuple[EstimatorPlan, Any]], total: ChunkSums, metrics: Sequence[str]
+) -> dict[Key, EstimateResult | Exception]:
+    """Each (plan, metric)'s estimate from the merged partials of every chunk (the price paid
+    from the units' and revenue's, for ``dm`` and ``hajek``), or the exception that stopped
+    it (:class:`~analysis.errors.NotEstimable` where the metric has no such estimate)."""
+    out: dict[Key, EstimateResult | Exception] = {}
+    for plan, est in fitted:
+        for metric in metrics:
+            key = (plan.label, metric)
+            try:
+                if metric == "price":
+                    out[key] = _price(plan, est, total)
+                    continue
+                part = total.parts.get(key)
+                if part is None:
+                    continue
+                if isinstance(part, Exception):
+                    raise part
+                result = est.finish(part)
+                if result.method != plan.label:
+                    result = _relabel(result, plan.label)
+                out[key] = _with_metric(result, metric)
+            except (AnalysisError, ValueError) as exc:
+                out[key] = exc
+    return out
+
+
+def _price(plan: EstimatorPlan, est: Any, total: ChunkSums) -> EstimateResult:
+    pu, pr = total.parts.get((plan.label, "units")), total.parts.get((plan.label, "revenue"))
+    for part in (pu, pr):
+        if isinstance(part, Exception):
+            raise part
+    if not isinstance(pu, MeansPartial) or not isinstance(pr, MeansPartial):
+        raise NotEstimable(
+            f"the price paid is estimated by the difference in means or within products, "
+            f"not by {plan.label}"
+        )
+    return price_from_parts(plan, est, pu, pr)
+
+
+def _relabel(result: EstimateResult, label: str) -> EstimateResult:
+    from dataclasses import replace
+
+    return replace(result, method=label)
+
+
+def _with_metric(result: EstimateResult, metric: str) -> EstimateResult:
+    from dataclasses import replace
+
+    return replace(result, metric=metric)
+
+
+def concat_rows(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """The long rows of the chunks, one table (the product and arm categories are the
+    experiment's own in every chunk, so they stay categorical)."""
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return pd.DataFrame()
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True, copy=False)
+
+
+@dataclass(frozen=True)
+class Population:
+    """One look at an experiment read in chunks: the chunked estimators' results (or the
+    exception that stopped each) for every product, the seconds spent on each, each metric's
+    control mean (``analysis.worker._control_baseline``'s), the metrics, and the size."""
+
+    results: dict[Key, EstimateResult | Exception]
+    seconds: dict[Key, float]
+    baseline: dict[str, float]
+    metrics: tuple[str, ...]
+    n_products: int
+    n_periods: int
+
+
+@dataclass
+class _Kept:
+    """What is kept of an experiment between looks: each chunk's sums over the compacted
+    periods ``[0, final)``, the exclusion windows' blackout they were summed under, and the
+    kept products' long rows of those periods."""
+
+    signature: tuple[object, ...]
+    final: int = 0
+    hits: tuple[bool, ...] = ()
+    chunks: dict[int, ChunkSums] = field(default_factory=dict)
+    rows: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+
+@dataclass
+class ChunkedLooks:
+    """The looks at the experiments read in chunks, with what each keeps between looks."""
+
+    chunking: Chunking
+    seed: int = 0
+    _kept: dict[str, _Kept] = field(default_factory=dict, repr=False)
+
+    def forget(self, keep: set[str]) -> None:
+        """Let go of the experiments not in ``keep`` (no longer analysed)."""
+        for gone in set(self._kept) - keep:
+            del self._kept[gone]
+
+    async def look(
+        self,
+        source: Any,
+        experiment: str,
+        as_of: Any,
+        plans: Sequence[EstimatorPlan],
+        members: Sequence[str] = (),
+        min_periods: int = 2,
+    ) -> tuple[Population, pd.DataFrame] | None:
+        """The chunked estimates of ``plans`` (those that are sums over products) on every
+        product as of ``as_of``, and the long rows of the sample and of ``members`` (the
+        segments' products); None when fewer than ``min_periods`` periods are done. A read
+        that another worker's compaction overtook is read again (once)."""
+        for _ in range(2):
+            layout = await source.layout(experiment, as_of)
+            if layout is None or layout.done < min_periods:
+                return None
+            got = await self._read(source, layout, plans, members)
+            if await source.unchanged(layout):
+                return got
+            self._kept.pop(experiment, None)
+        raise AnalysisError("its open periods were compacted by another worker while read")
+
+    async def _read(
+        self, source: Any, layout: Any, plans: Sequence[EstimatorPlan], members: Sequence[str]
+    ) -> tuple[Population, pd.DataFrame]:
+        import time
+
+        fitted = [
+            (plan, est)
+            for plan in plans
+            for est in (chunk_estimator(plan, self.seed)[0],)
+            if est is not None
+        ]
+        additive = all(est.period_additive() for _, est in fitted)
+        products = pd.Index(layout.products)
+        n = len(products)
+        keep = sample_positions(n, self.chunking.sample, layout.experiment, self.seed)
+        if members:
+            where = products.get_indexer(list(members))
+            keep = np.union1d(keep, where[where >= 0]).astype(np.intp)
+        signature = (
+            tuple((p.label, p.name, repr(sorted(p.params.items()))) for p, _ in fitted),
+            self.chunking.products,
+            n,
+            zlib.crc32(keep.tobytes()),
+        )
+        kept = self._kept.get(layout.experiment)
+        if (
+            kept is None
+            or not additive
+            or kept.signature != signature
+            or layout.final < kept.final
+            or layout.hits[: kept.final] != kept.hits[: kept.final]
+        ):
+            kept = _Kept(signature)
+        first = kept.final
+        seconds: dict[Key, float] = {}
+
+        def timer(key: Key, s: float) -> None:
+            seconds[key] = seconds.get(key, 0.0) + s
+
+        chunks: dict[int, ChunkSums] = {}
+        total: ChunkSums | None = None
+        closed_rows, live_rows = [kept.rows], []
+        metrics: tuple[str, ...] = ()
+        async for grid in source.grids(layout, self.chunking.products, first, keep):
+            metrics = metrics_of_grid(list(grid.values))
+            split = layout.final - first  # the grid's columns compacted since the sums kept
+            if additive:
+                closed = (
+                    chunk_sums(fitted, grid_panels(grid, slice(0, split)), timer)
+                    if split > 0
+                    else ChunkSums()
+                )
+                live = (
+                    chunk_sums(fitted, grid_panels(grid, slice(split, None)), timer)
+                    if split < len(grid.periods)
+                    else ChunkSums()
+                )
+                before = kept.chunks.get(grid.start)
+                chunks[grid.start] = closed if before is None else before.merge(closed, "periods")
+                mine = chunks[grid.start].merge(live, "periods")
+            else:
+                mine = chunk_sums(fitted, grid_panels(grid), timer)
+            total = mine if total is None else total.merge(mine, "units")
+            if grid.rows is not None and len(grid.rows):
+                compacted = grid.rows["period"].to_numpy() < layout.final
+                closed_rows.append(grid.rows[compacted])
+                live_rows.append(grid.rows[~compacted])
+        assert total is not None
+        t0 = time.perf_counter()
+        results = finish_all(fitted, total, metrics)
+        for key in results:
+            timer(key, (time.perf_counter() - t0) / max(len(results), 1))
+        if additive:
+            kept.chunks, kept.final, kept.hits = chunks, layout.final, layout.hits
+            kept.rows = concat_rows(closed_rows)
+            self._kept[layout.experiment] = kept
+        baseline = {m: s / c for m, (s, c) in total.control.items() if c}
+        population = Population(results, seconds, baseline, metrics, n, layout.done)
+        return population, concat_rows(
+            [kept.rows, *live_rows] if additive else closed_rows[1:] + live_rows
+        )
