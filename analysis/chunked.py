@@ -106,7 +106,7 @@ def control_sums(panels: Mapping[str, Panel]) -> dict[str, tuple[float, int]]:
     units = panels["units"]
     control = ~units.W & ~units.blackout
     count = int(control.sum())
-    return {m: (float(p.Y[control].sum()), count) for m, p in panels.items()}
+    return {m: (float(np.sum(p.Y, where=control)), count) for m, p in panels.items()}
 
 
 def sample_positions(n: int, size: int, experiment: str, seed: int) -> np.ndarray:

@@ -529,7 +529,9 @@ def _grid(
                 c.templates, c.codes[sel], c.units[sel], c.revenue[sel], c.orders[sel], c.head[sel]
             )
             at = rows.write(k, part, at, a + sel)
-    values = {"units": units.T.copy(), "revenue": revenue.T.copy()}
+    # product x period views of the period-major buffers (column-major: a period's column,
+    # and a run of periods, is contiguous; no copy)
+    values = {"units": units.T, "revenue": revenue.T}
     if known.costs is not None:
         values["profit"] = values["revenue"] - values["units"] * known.costs[a:b, None]
     classes = None
@@ -541,10 +543,10 @@ def _grid(
         np.asarray(known.products[a:b], dtype=str),
         np.array([k for k, _ in cols], dtype=np.int64),
         values,
-        treated.T.copy(),
-        probability.T.copy(),
-        blackout.T.copy(),
-        recorded.T.copy(),
+        treated.T,
+        probability.T,
+        blackout.T,
+        recorded.T,
         classes,
         None if rows is None else _frame(rows, at, layout.done, spans),
     )

@@ -197,25 +197,19 @@ class SwitchbackHTEstimator(PanelEstimator):
                 "give the panel a probability column, or one probability for every cell "
                 "(pricelab analyze --probability 0.5; probability=0.5 in Python)."
             )
+        if rp is None:  # a draw every period: each period is its own block, its coin P
+            return points, self._coins(panel, P, points)
         block = _blocks(points)
         n_blocks = int(block.max()) + 1
         q = np.full((N, n_blocks), 0.5)
         # probability of each block's coin, read at the block's first period
         rows, cols = np.nonzero(points)
-        coin = P[rows, cols]
-        if np.any((coin <= 0.0) | (coin >= 1.0)):
-            k = int(np.argmax((coin <= 0.0) | (coin >= 1.0)))
-            raise PanelError(
-                f"Unit {panel.units[rows[k]]!r} has assignment probability {coin[k]} at "
-                f"randomisation period {panel.times[cols[k]]!r}; the HT estimator needs "
-                "0 < P(W=1) < 1 at every randomisation point (drop deterministic units)."
-            )
+        coin = self._coins(panel, P, points)[rows, cols]
         q[rows, block[rows, cols]] = coin
         # units with fewer blocks: pad with 0.5 (never used by their windows)
         W = panel.W
-        inconsistent = np.zeros(N, dtype=bool)
-        for k in range(1, T):  # the assignment must stay constant between points
-            inconsistent |= ~points[:, k] & (W[:, k] != W[:, k - 1])
+        # the assignment must stay constant between points
+        inconsistent = (~points[:, 1:] & (W[:, 1:] != W[:, :-1])).any(axis=1)
         if inconsistent.any():
             i = int(np.argmax(inconsistent))
             raise PanelError(
@@ -223,6 +217,20 @@ class SwitchbackHTEstimator(PanelEstimator):
                 "the randomization_points do not match the assignment."
             )
         return points, q
+
+    @staticmethod
+    def _coins(panel: Panel, P: np.ndarray, points: np.ndarray) -> np.ndarray:
+        """``P``, refused where a randomisation point's coin is not strictly between 0 and 1
+        (the first such cell in row-major order is named)."""
+        bad = points & ((P <= 0.0) | (P >= 1.0))
+        if bad.any():
+            i, t = np.argwhere(bad)[0]
+            raise PanelError(
+                f"Unit {panel.units[i]!r} has assignment probability {P[i, t]} at "
+                f"randomisation period {panel.times[t]!r}; the HT estimator needs "
+                "0 < P(W=1) < 1 at every randomisation point (drop deterministic units)."
+            )
+        return P
 
     # ------------------------------------------------------------------ fit
     _SE: tuple[str, ...] = ("clt", "randomization", "none")
@@ -272,6 +280,8 @@ class SwitchbackHTEstimator(PanelEstimator):
         return self._partial(*self._prepare(panel, periods))
 
     def _partial(self, panel: Panel, p: int, points: np.ndarray, q: np.ndarray) -> SumPartial:
+        if p == 0 and self.randomization_points is None:
+            return self._partial_cells(panel, q)
         N, T = panel.shape
         # units are independent (their contributions and their variance bounds add up), so
         # the sums run over chunks of units: the N x T temporaries stay small (a 100,000 x 90
@@ -293,6 +303,23 @@ class SwitchbackHTEstimator(PanelEstimator):
         return SumPartial(
             x_sum, bound, n, n1, n0, N, np.asarray(panel.times), self._settings(),
             self.period_additive(),
+        )  # fmt: skip
+
+    def _partial_cells(self, panel: Panel, q: np.ndarray) -> SumPartial:
+        """Lag 0 and a draw every period (random days): every cell is its own window and
+        block, so its contribution is ``+-Y / pi`` of its arm's probability, and the bound's
+        terms of a cell, ``(Y / pi)^2 (1 - pi)`` for itself and ``Y^2 / pi`` for its half-square
+        cross terms, add up to ``(Y / pi)^2``: what the windows' general sums give, without
+        their N x T temporaries (equal to 1e-12: tests/unit/analysis/estimators/test_sums.py)."""
+        N, T = panel.shape
+        keep, W = panel.usable, panel.W
+        pi = np.where(W, q, 1.0 - q)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = np.where(keep, panel.Y / pi, 0.0)
+        n, n1 = int(keep.sum()), int((keep & W).sum())
+        return SumPartial(
+            float(np.where(W, z, -z).sum()), float(np.einsum("ij,ij->", z, z)), n, n1, n - n1,
+            N, np.asarray(panel.times), self._settings(), self.period_additive(),
         )  # fmt: skip
 
     def finish(self, part: SumPartial) -> EstimateResult:

@@ -231,3 +231,20 @@ def test_an_arm_without_cells_is_refused_after_the_merge() -> None:
     part = est.partial(panel_of(c, rows=slice(0, 5), part=True))
     with pytest.raises(PanelError, match="both treated and control"):
         est.finish(part)
+
+
+@pytest.mark.parametrize("name", ["ht", "hajek"])
+def test_a_draw_every_period_gives_what_the_windows_sums_give(name) -> None:
+    """ht at lag 0 drawn every period sums each cell on its own (``_partial_cells``); the same
+    design given as explicit points (every period) takes the windows' general sums."""
+    c = cells(seed=9)
+    c["probability"][:] = np.random.default_rng(9).uniform(0.2, 0.8, size=(N, T))
+    fast = make(name, p=0).fit(panel_of(c)).result_
+    general = make(name, p=0, randomization_points=tuple(range(T))).fit(panel_of(c)).result_
+    assert fast.effect == pytest.approx(general.effect, rel=1e-12)
+    assert fast.se == pytest.approx(general.se, rel=1e-12)
+    assert (fast.n_cells, fast.n_units, fast.n_periods) == (
+        general.n_cells,
+        general.n_units,
+        general.n_periods,
+    )
