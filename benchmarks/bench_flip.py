@@ -169,6 +169,14 @@ class RedisProbe:
         return float(worst), float(p99), int(busy)
 
 
+def _cpu_seconds(stack: EmbeddedStack) -> tuple[float, float, float]:
+    """CPU seconds (user + system) so far of this process, redis-server and the broker."""
+    assert stack.redis is not None and stack.broker is not None
+    procs = [psutil.Process(), *(psutil.Process(p.proc.pid) for p in (stack.redis, stack.broker))]
+    times = [p.cpu_times() for p in procs]
+    return times[0].user + times[0].system, *(t.user + t.system for t in times[1:])  # type: ignore[return-value]
+
+
 async def _slowest_command_ms(rt: Runtime) -> float:
     """The longest command Redis logged since the last reset (SLOWLOG, >= 1 ms)."""
     log = await rt.redis.slowlog_get(1_000_000)
@@ -221,7 +229,9 @@ async def one_flip(
         _, create = await _watched(rt, stack.redis_url, rt.flipper.create(spec, backfill=True))
         stages = _Stages(rt)
         await rt.clock.set(START + spec.period + timedelta(seconds=1))  # type: ignore[attr-defined]
+        cpu0 = _cpu_seconds(stack)
         flips, flip = await _watched(rt, stack.redis_url, rt.flipper.tick())
+        cpu = [b - a for a, b in zip(cpu0, _cpu_seconds(stack), strict=True)]
         assert flips == 1, flips
         state = await rt.store.get_experiment(spec.id)
         assert state.flipped_period == 1
@@ -242,6 +252,9 @@ async def one_flip(
             "flip_cmd_max_ms": flip["cmd_max_ms"],
             "flip_busy_replies": flip["busy_replies"],
             "rss_mb": psutil.Process().memory_info().rss / 2**20,
+            "flip_cpu_self_s": cpu[0],
+            "flip_cpu_redis_s": cpu[1],
+            "flip_cpu_broker_s": cpu[2],
         }
 
 
@@ -310,6 +323,9 @@ def main() -> None:
     )
     print(median_report("flip + publish (s)", [r["flip_s"] for r in runs], f2))
     for k in ("design_s", "write_s", "publish_s", "create_s"):
+        print(median_report(f"  {k}", [r[k] for r in runs], f2))
+    print("CPU seconds spent during the flip (less bound to the machine's load than its time):")
+    for k in ("flip_cpu_self_s", "flip_cpu_redis_s", "flip_cpu_broker_s"):
         print(median_report(f"  {k}", [r[k] for r in runs], f2))
     print("another client's slowest PING (ms) and Redis's longest command (SLOWLOG, ms):")
     for k in (
