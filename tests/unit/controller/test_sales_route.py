@@ -130,3 +130,8 @@ async def test_a_revenue_the_script_cannot_sum_exactly_is_refused() -> None:
         ingestor._route([DecodedSale("x", "h1", 1, 2e9, 2e9, at)])
     with pytest.raises(StoreError, match="revenue is outside"):
         SalesBlock("hourly", 25, 0, 1).add(0, "x", "h1", 1, to_ms(at), 1, float("nan"))
+
+
+def test_a_product_the_audit_keys_cannot_name_is_refused() -> None:
+    with pytest.raises(StoreError, match="cannot hold"):
+        SalesBlock("hourly", 0, 0, 1).add(0, "x", "a|b", 1, 0, 1, 1.0)
