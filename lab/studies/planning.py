@@ -311,7 +311,19 @@ def context(results: Results) -> dict[str, Any]:
         "math": math,
         "int": int,
         "len": len,
+        # section 5, the k-arm plan's own study (lab.studies.planning_arms), as it last ran
+        "arms_section": arms_section(),
     }
+
+
+def arms_section() -> str:
+    """Section 5 of the page: the k-arm study's rendered section, or its empty markers while it
+    has saved nothing."""
+    from lab.studies import planning_arms
+    from lab.studies.harness import fragment
+    from lab.studies.render import markers
+
+    return fragment(planning_arms.STUDY) or "\n".join(markers("planning-arms"))
 
 
 STUDY = Study(

@@ -62,8 +62,9 @@ TEMPLATE_FIGURES = {
     # 80% power at 5% (1.96 SE; the sequence's 3.04, about 1.4 times), 95% of the time, a 10%
     # rise at an elasticity of -2 (0.17), the study's 200 products, 180-day history, 28-day
     # experiments, 14/28/56 days, sections 1-4, 2 MC SEs, the target 0.8 +- 0.05
-    # and bench_plan's 5,000 products
+    # and bench_plan's 5,000 products; a k-arm sequence that leaves 0, at 5% / (k - 1)
     "planning.md.j2": {
+        "0",
         "0.05",
         "0.17",
         "0.8",
@@ -88,6 +89,9 @@ TEMPLATE_FIGURES = {
         "80",
         "95",
     },
+    # the k-arm plan's study: 28-day experiments, a simultaneous interval that excludes 0, its
+    # 95% intervals and the 5% target, section 1's |diff| / mc_se, --jobs 2
+    "planning_arms.md.j2": {"0", "1", "2", "28", "5", "95"},
     # the simulated history: 20 categories of 20-60 products, groups of 3-8 substitutes, cross
     # elasticities 0.3-0.8; precision near 1 - FDR
     "graph_recovery.md.j2": {"0.3", "0.8", "1", "20", "3", "60", "8"},
