@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis.best import COARSE_POINTS, FULL_POINTS, BestRow, hsu_mcb, joint_cdf, quantile_root
+from analysis.best import FULL_POINTS, BestRow, coarse_gap, hsu_mcb, joint_cdf, quantile_root
 from analysis.errors import AnalysisError, InferenceError
 from analysis.panel import blackout_flags
 from core.ports import EstimatorPlan
@@ -206,7 +206,7 @@ def max_abs_quantile(corr: np.ndarray, df: float | None, alpha: float) -> float:
         x = np.full(m, q)
         return joint_cdf(corr, df, x, -x, points=points) - (1 - alpha)
 
-    return quantile_root(gap, low, high, coarse=lambda q: gap(q, COARSE_POINTS))
+    return quantile_root(gap, low, high, coarse=coarse_gap(gap, df))
 
 
 def holm_adjust(pvalues: Sequence[float]) -> list[float]:

@@ -102,7 +102,7 @@ def one_sided_quantile(corr: np.ndarray, df: float | None, alpha: float) -> floa
     def gap(d: float, points: int = FULL_POINTS) -> float:
         return joint_cdf(corr, df, np.full(m, d), points=points) - (1 - alpha)
 
-    return quantile_root(gap, low, high, coarse=lambda d: gap(d, COARSE_POINTS))
+    return quantile_root(gap, low, high, coarse=coarse_gap(gap, df))
 
 
 #: the multivariate t cdf's quasi-Monte Carlo points per dimension: scipy's default (1,000)
@@ -160,6 +160,18 @@ def quantile_root(
     if gap(low) >= 0:
         return low
     return float(optimize.brentq(gap, low, high, xtol=1e-4))
+
+
+def coarse_gap(
+    gap: Callable[[float, int], float], df: float | None
+) -> Callable[[float], float] | None:
+    """``gap`` at :data:`COARSE_POINTS`, for :func:`quantile_root`'s first stage: for the t
+    only. The normal's integration stops at scipy's own error bound, so its gap is no
+    smoother with fewer points asked for, and secant steps on it can stray by more than the
+    tolerance (measured at m = 5): the normal keeps Brent's method."""
+    if df is None or not math.isfinite(df):
+        return None
+    return lambda d: gap(d, COARSE_POINTS)
 
 
 def _settle(

@@ -286,3 +286,31 @@ def test_skipping_critical_values_no_bound_needs_changes_no_interval(seed: int) 
     for row, (low, high) in zip(rows, _eager_mcb(est, sigma, df), strict=True):
         assert row.mcb_low == pytest.approx(low, abs=2e-4)
         assert row.mcb_high == pytest.approx(high, abs=2e-4)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_coarse_then_secant_root_is_brents_within_the_tolerance(seed: int) -> None:
+    # quantile_root with a coarse gap (300 QMC points a dimension, then secant steps on the
+    # full 4,000; the t only, as coarse_gap gives it) against Brent's method on the full gap
+    # alone, the path it replaced: the one-sided (MCB) and two-sided (Dunnett) critical values
+    # agree within the 1e-4 tolerance
+    from analysis.best import COARSE_POINTS, joint_cdf, quantile_root
+
+    rng = np.random.default_rng(seed)
+    m = 2 + seed % 3
+    raw = rng.normal(size=(m, m + 2))
+    c = raw @ raw.T
+    corr = c / np.sqrt(np.outer(np.diag(c), np.diag(c)))
+    df = (8.0, 40.0)[seed % 2]
+    ref = stats.t(df)
+    for two_sided in (False, True):
+        a = 0.05 / 2 if two_sided else 0.05
+        low, high = float(ref.ppf(1 - a)), float(ref.ppf(1 - a / m))
+
+        def gap(d: float, points: int = 4000, two_sided: bool = two_sided) -> float:
+            x = np.full(m, d)
+            return joint_cdf(corr, df, x, -x if two_sided else None, points=points) - 0.95
+
+        brent = quantile_root(gap, low, high)
+        settled = quantile_root(gap, low, high, coarse=lambda d: gap(d, COARSE_POINTS))
+        assert settled == pytest.approx(brent, abs=1e-4), (two_sided, m, df)
