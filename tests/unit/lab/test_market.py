@@ -357,3 +357,40 @@ def test_panel_is_accepted_by_the_analysis_panel_type() -> None:
     panel = Panel.from_long(long, unit="product", time="day", outcome="units", treated="treated")
     assert panel.Y.shape == (12, 7)
     assert list(panel.units) == m.product_ids
+
+
+#: SHA-256 of every field of every outcome below, from the code before period_outcomes drew
+#: the one treatment, the price ladder and day_outcomes through one path (commit b4c29b8): the
+#: merge (e383c4b) promised the same draws, bit for bit
+DRAWS_BEFORE_MERGE = "eb859f805ac3175985df217c60217b8518001185e2a5f541020de98d0753c93f"
+
+
+def test_one_period_draw_keeps_every_draw_of_before_the_merge() -> None:
+    import hashlib
+
+    fields = ("units", "price", "revenue", "treated", "expected_units", "expected_units_control",
+              "true_effect", "direct_effect", "outlier", "substitutes_treated_share")  # fmt: skip
+    h = hashlib.sha256()
+
+    def add(outcomes: list) -> None:
+        for o in outcomes:
+            for f in fields:
+                h.update(np.ascontiguousarray(getattr(o, f)).tobytes())
+
+    for carry in (0, 2):
+        m = Market(MarketConfig(n_products=60, carryover_order=carry), seed=3)
+        add(m.run(np.random.default_rng(1).random((60, 20)) < 0.5))  # day_outcomes
+        m = Market(MarketConfig(n_products=60, carryover_order=carry, effect_modifiers={}), seed=3)
+        R = np.random.default_rng(2).choice([1.0, 0.9, 0.95, 1.05], size=(60, 20))
+        add(m.run_slots(R != 1.0, m.slots([m.day_window(d) for d in range(20)], 1), ratios=R))
+    m = Market(MarketConfig(n_products=30, carryover_order=2, effect_modifiers={}), seed=5)
+    bounds = []
+    for d in range(3):
+        a, _ = m.day_window(d)
+        bounds += [
+            (a + dt.timedelta(hours=6 * i), a + dt.timedelta(hours=6 * i + 6)) for i in range(4)
+        ]
+    R = np.random.default_rng(4).choice([1.0, 0.9, 1.1], size=(30, 12))
+    add(m.run_slots(R != 1.0, m.slots(bounds, 4), ratios=R))
+    add(m.run_slots(R != 1.0, m.slots(bounds, 4)))
+    assert h.hexdigest() == DRAWS_BEFORE_MERGE
