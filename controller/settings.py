@@ -226,7 +226,7 @@ class Settings(BaseSettings):
     clock: Literal["wall", "simulated"] = "wall"
     #: the embedded broker (``pricelab up``, the demo) refuses a message on an output topic
     #: that breaks its contract (Tansu's schema registry, docs/broker.md). It costs the broker
-    #: ~12 us of CPU a message (a 1M-product flip: 16.5 s instead of 4.5 s), which Apache
+    #: ~12 us of CPU a message (docs/broker.md has the measurement), which Apache
     #: Kafka does not pay, so it is off by default; the integration tests turn it on
     embedded_contract_checks: bool = False
 
