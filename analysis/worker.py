@@ -297,6 +297,13 @@ class AnalysisWorker:
                     continue
             if info.arms > 2:
                 self._tell_arms(info)
+                # read in chunks, the arms are fitted on the uniform sample alone: ``df`` also
+                # holds every segment's products, which would weigh them more
+                if population is not None:
+                    sampled = self._sample(info, df, population)
+                    if sampled is None:
+                        continue
+                    df = sampled
                 split = info.arms - 1
                 # the verdict's estimator: the design's first that is fitted per arm
                 plans = [_plan_of(p) for p in self.estimators_for(info)] or list(DEFAULT_PLANS)
