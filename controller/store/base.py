@@ -153,7 +153,8 @@ class RedisStore:
             # COMMAND table refuses it before sending ("doesn't exist in Redis commands")
             said = str(e).lower()
             unknown = "unknown command" in said or "doesn't exist" in said
-            if self._has_ro is not None or not unknown:
+            # (a concurrent call may have found this out first: _has_ro False already)
+            if self._has_ro is True or not unknown:
                 raise
             self._has_ro = False
             return await script(keys=keys, args=args)

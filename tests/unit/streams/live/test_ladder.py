@@ -179,10 +179,14 @@ def test_a_market_with_effect_modifiers_cannot_play_a_ladder() -> None:
         LiveRun(spec, market)
 
 
-def test_simulate_live_refuses_a_ladder_in_one_sentence() -> None:
+def test_simulate_live_refuses_arms_without_prices_in_one_sentence() -> None:
+    # a ladder is played (tests/integration/test_simulate_live_ladder.py); three arms that
+    # give no price (three policies) are refused, naming arms, before any stack is asked
+    doc = ladder_spec().model_dump(mode="json")
+    doc["arms"] = [{k: v for k, v in a.items() if k != "price_ratio"} for a in doc["arms"]]
     settings = Settings(clock="simulated")
-    with pytest.raises(SpecError, match="pricelab demo --ladder plays a price ladder live"):
-        asyncio.run(play(settings, ladder_spec(), seed=0, periods=None, analysis_metrics="-"))
+    with pytest.raises(SpecError, match="the simulator models prices only"):
+        asyncio.run(play(settings, load_spec(doc), seed=0, periods=None, analysis_metrics="-"))
 
 
 def test_the_demo_ladders_true_optimum_lies_inside_its_range() -> None:
