@@ -18,7 +18,7 @@ from lab.studies.render import render_text
 PER_ARM = {
     "random-days": ({"fe", "dm"}, {"ht"}),
     "crossover": ({"dm"}, {"crossover"}),
-    "time-bound": ({"did", "sdid"}, {"cuped"}),
+    "time-bound": ({"did", "sdid", "cuped"}, set()),
     "optimal-switchback": (set(), {"hajek", "ht"}),
 }
 
@@ -91,9 +91,10 @@ def test_the_summary_renders_the_page(dry) -> None:
         (r["world"], r["markets"], r["check"], r["design"], r["metric"], r["estimator"])
         for r in results["families"]
     }
-    # cost-48: random days 2 estimators, crossover 1, time-bound 2; cost-70 and a market per
-    # run: random days and crossover; time-bound with more products 2; sdid's bootstrap: units
-    assert len(families) == (2 + 1 + 2 + 2 + 1 + 2 + 1 + 2) * len(ladder.METRICS) + 1
+    # cost-48: random days 2 estimators, crossover 1, time-bound 3 (cuped per arm since
+    # aeeb3cb); cost-70 and a market per run: random days and crossover; time-bound with more
+    # products 3; sdid's bootstrap: units
+    assert len(families) == (2 + 1 + 3 + 2 + 1 + 2 + 1 + 3) * len(ladder.METRICS) + 1
     assert all(r["runs"] == 2 for r in results["families"])
     curves = {
         (r["world"], r["markets"], r["check"], r["design"]): r["published"]
