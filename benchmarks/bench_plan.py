@@ -12,8 +12,15 @@ and analysed by OLS clustered by product, which is what pricelab's random-days `
 is timed over fewer simulations (``--ce-sims``); the ratio compares seconds per simulation of
 one design with one estimator.
 
+With ``--ladder``, each run also plans a four-arm random-days ladder (list price and three
+prices, a quarter of the cells each) on the same history: fe and dm for each of the three arms
+against the control, with the simultaneous critical values (issue #41), timed apart from the
+four designs. With ``--cpu-sims N``, the CPU seconds of each design's plan (and the ladder's)
+in this process alone (``jobs=1``, N simulations, seed 0): on a shared machine wall time is
+mostly the other jobs' load, CPU time much less so.
+
 Usage: .venv/bin/python benchmarks/bench_plan.py [--products 5000] [--days 180] [--sims 200]
-       [--runs 3] [--ce-sims 20]
+       [--runs 3] [--ce-sims 20] [--ladder] [--cpu-sims 30]
 Target: <= 60 s per run of the four designs.
 """
 
@@ -92,6 +99,26 @@ def specs(units: tuple[str, ...]) -> list[tuple[str, ExperimentSpec]]:
     ]
 
 
+def ladder(units: tuple[str, ...]) -> ExperimentSpec:
+    """A four-arm random-days price ladder on ``units``."""
+    arms = [
+        {"name": "list", "policy": "list", "price_ratio": 1.0, "allocation": 0.25, "control": True},
+        *(
+            {"name": f"p{round(r * 100)}", "policy": f"p{r}", "price_ratio": r, "allocation": 0.25}
+            for r in (0.90, 0.95, 1.05)
+        ),
+    ]
+    return ExperimentSpec(
+        id="ladder",
+        design="random-days",
+        products=units,
+        arms=arms,
+        start=START,
+        end=START + timedelta(days=DAYS),
+        seed=1,
+    )
+
+
 def cluster_experiments_seconds_per_sim(h: History, sims: int) -> float | None:
     try:
         from cluster_experiments import PowerAnalysis
@@ -129,6 +156,8 @@ def main() -> None:
     ap.add_argument("--sims", type=int, default=200)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--ce-sims", type=int, default=20)
+    ap.add_argument("--ladder", action="store_true", help="also time a four-arm ladder")
+    ap.add_argument("--cpu-sims", type=int, default=0, help="CPU seconds, one process")
     args = ap.parse_args()
 
     h = history(args.products, args.days)
@@ -142,6 +171,7 @@ def main() -> None:
     per_design: dict[str, list[float]] = {name: [] for name, _ in planned}
     rd_per_sim: list[float] = []
     ce: list[float] = []
+    ladder_seconds: list[float] = []
     for run in range(args.runs):
         t_run = time.perf_counter()
         for name, spec in planned:
@@ -166,9 +196,29 @@ def main() -> None:
         if got is not None:
             ce.append(got)
         print(f"run {run + 1}: {totals[-1]:.1f} s for the four designs")
+        if args.ladder:
+            t0 = time.perf_counter()
+            _, table, _ = run_plan(
+                [("ladder", ladder(h.units))], h, PlanConfig(sims=args.sims, seed=run, jobs=jobs)
+            )
+            ladder_seconds.append(time.perf_counter() - t0)
+            if run == 0:
+                for r in table.itertuples():
+                    print(
+                        f"  {'ladder':>18} {r.estimator:>4} {r.arm:>4}: type1 {r.type1:.3f}  "
+                        f"family {r.type1_family:.3f}  mde {r.mde:.3f}  se {r.se:.4f}  "
+                        f"{r.sim_method}"
+                    )
+            print(f"run {run + 1}: {ladder_seconds[-1]:.1f} s for the four-arm ladder")
     print(median_report("four designs, seconds", totals, "{:.1f}".format))
     for name, values in per_design.items():
         print(median_report(f"  {name}, seconds", values, "{:.1f}".format))
+    if ladder_seconds:
+        print(
+            median_report(
+                "  four-arm ladder (fe, dm x 3 arms), seconds", ladder_seconds, "{:.1f}".format
+            )
+        )
     print(
         median_report(
             "random days (dm and ht, both fits), one process, seconds per simulation",
@@ -186,6 +236,13 @@ def main() -> None:
     else:
         print("cluster-experiments is not installed: pip install cluster-experiments==0.31.0")
     print(f"target: <= 60 s for the four designs; median {statistics.median(totals):.1f} s")
+    if args.cpu_sims:
+        timed = planned + ([("ladder", ladder(h.units))] if args.ladder else [])
+        for name, spec in timed:
+            t0 = time.process_time()
+            run_plan([(name, spec)], h, PlanConfig(sims=args.cpu_sims, seed=0, jobs=1))
+            print(f"CPU seconds, one process, {args.cpu_sims} simulations: {name} "
+                  f"{time.process_time() - t0:.2f}")  # fmt: skip
 
 
 if __name__ == "__main__":
