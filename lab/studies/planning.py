@@ -46,25 +46,17 @@ from lab.market import Market
 from lab.plan import PlanConfig, read_history, run_plan
 from lab.simulate import market_facts
 from lab.studies.harness import Case, Page, Results, Row, Run, Study
+from lab.studies.planning_market import (
+    DAYS,
+    HISTORIES,
+    HISTORY_DAYS,
+    SEED,
+    history_of,
+    market_config,
+)
 
 DESIGNS = ("random-days", "crossover", "optimal-switchback", "time-bound", "cluster")
-HISTORY_DAYS = 180
-DAYS = 28
-SEED = 7
 PRICE_CHANGES = (-0.01, -0.02)
-#: 28-day histories (demand draws of their own) the calibration plans on
-HISTORIES = 10
-
-
-def market_config(price_change: float = -0.05) -> MarketConfig:
-    return MarketConfig(n_products=200, price_change=price_change)
-
-
-def history_of(cfg: MarketConfig, days: int = HISTORY_DAYS, draw: int = 0) -> pd.DataFrame:
-    """The market under the control policy, on a demand draw no realised run uses."""
-    market = Market(cfg, seed=SEED, demand_seed=10_000 + SEED + draw)
-    W = np.zeros((cfg.n_products, days), dtype=bool)
-    return market.simulate_panel(W)[["product", "day", "units"]]
 
 
 def specs_for(

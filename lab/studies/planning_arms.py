@@ -43,7 +43,7 @@ from lab.market import Market
 from lab.plan import PlanConfig, read_history, run_plan
 from lab.price import ladder_market
 from lab.studies.harness import Page, Results, Row, Run, Study
-from lab.studies.planning import DAYS, HISTORIES, SEED, history_of
+from lab.studies.planning_market import DAYS, HISTORIES, SEED, history_of
 
 #: the ladder's listed price ratios beside the list price (the control)
 LADDER = (0.98, 0.99, 1.01)
