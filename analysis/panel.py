@@ -34,7 +34,9 @@ def blackout_flags(df: pd.DataFrame, column: str) -> pd.Series:
     ok = v.isin((0, 1)) & v.notna()
     if not ok.all():
         bad = col[~ok].iloc[0]
-        shown = "an empty cell" if pd.isna(bad) else repr(bad.item() if hasattr(bad, "item") else bad)
+        shown = (
+            "an empty cell" if pd.isna(bad) else repr(bad.item() if hasattr(bad, "item") else bad)
+        )
         raise PanelError(
             f"Blackout column {column!r} must be 0/1 (or boolean) in every row; it has {shown}."
         )
@@ -59,8 +61,8 @@ class Panel:
 
     def __post_init__(self) -> None:
         Y = np.asarray(self.Y, dtype=float)
-        W = np.asarray(self.W).astype(bool)
-        B = np.asarray(self.blackout).astype(bool)
+        W = np.asarray(self.W, dtype=bool)  # no copy of a boolean matrix
+        B = np.asarray(self.blackout, dtype=bool)
         object.__setattr__(self, "Y", Y)
         object.__setattr__(self, "W", W)
         object.__setattr__(self, "blackout", B)

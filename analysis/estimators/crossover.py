@@ -292,26 +292,29 @@ class DifferenceInMeansEstimator(PanelEstimator):
         self._check(panel, ("unit", "class", "cell"))
         use = panel.randomised
         t, c = panel.W & use, ~panel.W & use
-        Y = np.where(use, panel.Y, 0.0)
         if self.cluster == "cell":  # each used cell its own cluster, row-major as Y[use]
             w = panel.W[use]
-            y = Y[use]
+            y = panel.Y[use]
             sums = ArmSums(
                 np.arange(len(y)), w.astype(float), (~w).astype(float), np.where(w, y, 0.0),
                 np.where(w, 0.0, y),
             )  # fmt: skip
         else:
             n1, n0 = t.sum(axis=1), c.sum(axis=1)
-            s1, s0 = np.where(t, Y, 0.0).sum(axis=1), np.where(c, Y, 0.0).sum(axis=1)
+            # the outcome is read where used only (it may be NaN in a blackout cell)
+            s1 = np.sum(panel.Y, axis=1, where=t)
+            s0 = np.sum(panel.Y, axis=1, where=c)
             if self.cluster == "unit":
                 keys = np.asarray(panel.units)
             else:
                 assert panel.groups is not None
                 keys = np.asarray(panel.groups)
             sums = ArmSums.of(keys, n1, n0, s1, s0)
+        used = use.any(axis=1)
         return MeansPartial(
             sums,
-            units=np.sort(np.asarray(panel.units)[use.any(axis=1)]),
+            # with products as the clusters, the units used are the clusters present
+            units=None if self.cluster == "unit" else np.sort(np.asarray(panel.units)[used]),
             periods=np.sort(np.asarray(panel.times)[use.any(axis=0)]),
             cells=int(use.sum()),
             settings=(self.name, self.cluster, self.correction, self.se),
@@ -353,7 +356,7 @@ class DifferenceInMeansEstimator(PanelEstimator):
             method=self.name,
             effect=m1 - m0,
             se=se,
-            n_units=len(part.units),
+            n_units=G if part.units is None else len(part.units),
             n_periods=len(part.periods),
             se_method=f"cluster_{self.cluster}" if self.se != "none" else "none",
             n_cells=part.cells,

@@ -49,6 +49,10 @@ class Partial(Protocol):
     def merge_periods(self, other: Self) -> Self: ...
 
 
+def _union_of(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
+    return None if a is None or b is None else _union(a, b)
+
+
 def _union(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     if len(a) and len(b) and a[-1] < b[0]:  # ordered, disjoint parts (chunks in order)
         return np.concatenate([a, b])
@@ -122,6 +126,24 @@ class ArmSums:
             np.concatenate([self.n0, other.n0]),
             np.concatenate([self.s1, other.s1]),
             np.concatenate([self.s0, other.s0]),
+        )
+
+    @classmethod
+    def concat(cls, parts: list[ArmSums]) -> ArmSums:
+        """The merge of parts over ordered, disjoint clusters (chunks of products in order),
+        in one copy; any other parts are merged pairwise."""
+        if len(parts) == 1:
+            return parts[0]
+        ordered = all(
+            len(a.keys) and len(b.keys) and a.keys[-1] < b.keys[0]
+            for a, b in zip(parts[:-1], parts[1:], strict=True)
+        )
+        if not ordered:
+            half = len(parts) // 2
+            return cls.concat(parts[:half]).merge(cls.concat(parts[half:]))
+        return cls(
+            np.concatenate([p.keys for p in parts]),
+            *(np.concatenate([getattr(p, f) for p in parts]) for f in ("n1", "n0", "s1", "s0")),
         )
 
     @property
@@ -235,7 +257,8 @@ class MeansPartial:
     share (the estimator's parameters, and a windowed estimator's periods)."""
 
     sums: ArmSums
-    units: np.ndarray
+    #: the units with a used cell, where the clusters are not the units (None: they are)
+    units: np.ndarray | None
     periods: np.ndarray
     cells: int
     settings: tuple[object, ...]
@@ -262,7 +285,7 @@ class MeansPartial:
             )
         return MeansPartial(
             self.sums.merge(other.sums),
-            _union(self.units, other.units),
+            _union_of(self.units, other.units),
             _union(self.periods, other.periods),
             self.cells + other.cells,
             self.settings,
@@ -280,7 +303,7 @@ class MeansPartial:
             seen = _union(self.seen, other.seen)
         return MeansPartial(
             self.sums.merge(other.sums),
-            _union(self.units, other.units),
+            _union_of(self.units, other.units),
             _union(self.periods, other.periods),
             self.cells + other.cells,
             self.settings,

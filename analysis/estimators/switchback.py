@@ -170,8 +170,8 @@ class SwitchbackHTEstimator(PanelEstimator):
     def _design(self, panel: Panel, rp: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(points N x T bool, coin probability per block N x n_blocks)."""
         N, T = panel.shape
-        if rp is None:
-            points = np.ones((N, T), dtype=bool)
+        if rp is None:  # a draw every period
+            points = np.broadcast_to(np.True_, (N, T))
         else:
             arr = np.asarray(rp)
             if arr.ndim == 2:
@@ -184,7 +184,7 @@ class SwitchbackHTEstimator(PanelEstimator):
                     raise PanelError(f"randomization_points must lie in 0..{T - 1}.")
                 points = np.zeros((N, T), dtype=bool)
                 points[:, idx] = True
-        points[:, 0] = True
+            points[:, 0] = True
         if panel.probability is not None:
             P = panel.probability
         elif self.probability is not None:
@@ -198,7 +198,7 @@ class SwitchbackHTEstimator(PanelEstimator):
                 "(pricelab analyze --probability 0.5; probability=0.5 in Python)."
             )
         if rp is None:  # a draw every period: each period is its own block, its coin P
-            return points, self._coins(panel, P, points)
+            return points, self._coins(panel, P, None)
         block = _blocks(points)
         n_blocks = int(block.max()) + 1
         q = np.full((N, n_blocks), 0.5)
@@ -219,10 +219,13 @@ class SwitchbackHTEstimator(PanelEstimator):
         return points, q
 
     @staticmethod
-    def _coins(panel: Panel, P: np.ndarray, points: np.ndarray) -> np.ndarray:
-        """``P``, refused where a randomisation point's coin is not strictly between 0 and 1
-        (the first such cell in row-major order is named)."""
-        bad = points & ((P <= 0.0) | (P >= 1.0))
+    def _coins(panel: Panel, P: np.ndarray, points: np.ndarray | None) -> np.ndarray:
+        """``P``, refused where a randomisation point's coin (every cell's, without
+        ``points``) is not strictly between 0 and 1 (the first such cell in row-major order is
+        named)."""
+        bad = (P <= 0.0) | (P >= 1.0)
+        if points is not None:
+            bad &= points
         if bad.any():
             i, t = np.argwhere(bad)[0]
             raise PanelError(
@@ -313,12 +316,13 @@ class SwitchbackHTEstimator(PanelEstimator):
         their N x T temporaries (equal to 1e-12: tests/unit/analysis/estimators/test_sums.py)."""
         N, T = panel.shape
         keep, W = panel.usable, panel.W
-        pi = np.where(W, q, 1.0 - q)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            z = np.where(keep, panel.Y / pi, 0.0)
+        pi = np.subtract(1.0, q, where=~W, out=np.array(q, dtype=float))  # each cell's arm's
+        z = np.zeros(panel.shape)
+        np.divide(panel.Y, pi, out=z, where=keep)
+        x_sum = float(np.sum(z, where=W)) - float(np.sum(z, where=~W))
         n, n1 = int(keep.sum()), int((keep & W).sum())
         return SumPartial(
-            float(np.where(W, z, -z).sum()), float(np.einsum("ij,ij->", z, z)), n, n1, n - n1,
+            x_sum, float(np.einsum("ij,ij->", z, z)), n, n1, n - n1,
             N, np.asarray(panel.times), self._settings(), self.period_additive(),
         )  # fmt: skip
 
@@ -494,7 +498,7 @@ class SwitchbackHajekEstimator(SwitchbackHTEstimator):
         times = np.asarray(panel.times)
         return MeansPartial(
             ArmSums.of(np.asarray(panel.units), b1, b0, a1, a0),
-            units=np.empty(0),
+            units=None,
             periods=times,
             cells=n,
             settings=self._settings(),
