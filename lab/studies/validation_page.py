@@ -27,6 +27,7 @@ from lab.compare import BASELINE_DESIGN, summarise
 from lab.config import MarketConfig
 from lab.studies import dm_timebound, ht_random_days
 from lab.studies.harness import fragment
+from lab.studies.live_arms_page import live_arms
 from lab.studies.render import render_text
 
 SEED = 0
@@ -1020,6 +1021,7 @@ def page_context(
         "failures": records(aa_tab[aa_tab["failed"] > 0]),
         "findings": section("findings.md.j2", findings(aa_tab, main_tab, figures), trace).rstrip("\n"),
         "live_section": section("live_section.md.j2", lv, trace),
+        "live_arms_section": section("live_arms_section.md.j2", live_arms(figures), trace),
         "spill_worker_section": section("spillover_worker_section.md.j2", sw, trace),
         "sub_daily_section": sub_daily_text(results, figures, trace),
         "difp_section": rendered("difp_aa.md.j2", difp(figures), trace),

@@ -1,6 +1,8 @@
 """Live coverage: seeded experiments of every design through real worker processes.
 
-    .venv/bin/python -m streams.live.coverage                  # the study (about 75 min)
+    .venv/bin/python -m streams.live.coverage                  # the study: both parts below
+    .venv/bin/python -m streams.live.coverage --only two-arm   # two arms (about 75 min)
+    .venv/bin/python -m streams.live.coverage --only arms      # three-arm price ladders
     .venv/bin/python -m streams.live.coverage --quick --out /tmp/lc   # a smoke run
 
 Not a :class:`lab.studies.harness.Study`: the harness runs independent (case, run) pairs in a
@@ -31,6 +33,12 @@ Reported per design and published estimator: the coverage of the final 95% inter
 against the empirical SD of the final errors, and the share of runs whose anytime-valid
 confidence sequence excluded the truth at any look. The figures are saved under
 docs/figures/live-coverage-* and docs/validation.md is re-rendered from every saved table.
+
+The three-arm price ladders (:mod:`streams.live.coverage_arms`: what they are and how each arm,
+both arms together and the recommended price are scored) run in batches of their own through
+the same :func:`run_batch`, with kills drawn from their own stream, so that ``--only arms``
+runs them alone with the kills of the full study; their figures are
+docs/figures/live-coverage-arms*.
 """
 
 from __future__ import annotations
@@ -59,6 +67,8 @@ from lab.hashseed import pin_hash_seed
 from lab.market import Market
 from lab.studies.harness import FIGURES, coverage, interval_summary
 from lab.studies.spillover_worker import refresh_validation
+from streams.live import coverage_arms as arms
+from streams.live import coverage_arms_tables as arm_tables
 from streams.live.driver import LiveDriver, LiveRun, lockstep_settings, metric_of
 from streams.live.embedded import EmbeddedStack
 from streams.live.launcher import WorkerProcess
@@ -71,6 +81,10 @@ TIMEZONE = "Europe/Berlin"
 #: market's carryover in periods (the optimal switchback's example takes it as its order)
 HOURLY_START = date(2026, 3, 28)
 HOURLY = (("random-days", 0), ("optimal-switchback", 2))
+#: the three-arm ladders (streams.live.coverage_arms): batches, ladders of each design in a
+#: batch, products (a third in each arm: 20 a comparison's side, as the two-arm batches'
+#: 40 products in two halves) and days
+ARM_BATCHES, ARM_COPIES, ARM_PRODUCTS, ARM_DAYS = 8, 3, 60, 14
 
 
 def design_label(run: LiveRun) -> str:
@@ -124,8 +138,12 @@ def make_runs(
 
 
 async def run_batch(
-    stack: EmbeddedStack, batch: int, runs: list[LiveRun], kill_at: int | None
+    stack: EmbeddedStack, batch: int, runs: list[LiveRun], kill_at: int | None, prefix: str = "lc"
 ) -> dict[str, Any]:
+    """Drive ``runs`` through a controller and an analysis worker of their own (keys and topics
+    under ``{prefix}{batch}``), the analysis worker killed with SIGKILL and restarted before
+    look ``kill_at``; what happened (the kill confirmed by exit status -9, any unit sent and
+    not counted in Redis, the waits)."""
     base = Settings()
     settings = lockstep_settings(base).model_copy(
         update={
@@ -133,9 +151,9 @@ async def run_batch(
                 update={"bootstrap_servers": stack.bootstrap_servers, "partitions": 2}
             ),
             "redis": base.redis.model_copy(update={"url": type(base.redis.url)(stack.redis_url)}),
-            "key_prefix": f"lc{batch}",
+            "key_prefix": f"{prefix}{batch}",
             "topics": base.topics.model_copy(
-                update={k: f"lc{batch}.{v}" for k, v in base.topics.model_dump().items()}
+                update={k: f"{prefix}{batch}.{v}" for k, v in base.topics.model_dump().items()}
             ),
             "log_level": "WARNING",
         }
@@ -313,66 +331,46 @@ def plan_texts(run: LiveRun) -> list[str]:
     ]
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="one small batch (smoke test)")
-    ap.add_argument("--batches", type=int, default=17)
-    ap.add_argument("--copies", type=int, default=6, help="experiments of each design per batch")
-    ap.add_argument("--products", type=int, default=40)
-    ap.add_argument("--days", type=int, default=14)
-    ap.add_argument("--hourly-batches", type=int, default=6, help="batches of hourly experiments")
-    ap.add_argument("--hourly-copies", type=int, default=4, help="of each hourly design a batch")
-    ap.add_argument("--hourly-days", type=int, default=2, help="days of the hourly experiments")
-    ap.add_argument("--out", type=Path, default=FIGURES.parent, help="docs: its figures/")
-    args = ap.parse_args()
-    # the cluster design's classes depend on string hashing
-    pin_hash_seed(["-m", "streams.live.coverage", *sys.argv[1:]])
-    if args.quick:
-        args.batches, args.copies, args.products, args.days = 2, 1, 20, 8
-        args.hourly_batches, args.hourly_copies, args.hourly_days = 1, 1, 2  # the DST night
+def two_arm_study(stack: EmbeddedStack, args: argparse.Namespace, figdir: Path) -> None:
+    """The two-arm batches (every design, daily and hourly): live-coverage{,-runs}.csv and
+    live-coverage.json."""
     designs = design_registry.names()[:6]
-    figdir = args.out / "figures"
-    figdir.mkdir(parents=True, exist_ok=True)
     t_start = time.monotonic()
     rng = np.random.default_rng(20261123)
-    stack = EmbeddedStack().start()
     rows: list[dict[str, Any]] = []
     batches: list[dict[str, Any]] = []
     plans: dict[str, list[str]] = {}  # what each design asked the worker to fit, with params
-    try:
-        for b in range(args.batches):
-            runs = make_runs(b, designs, args.copies, args.products, args.days)
-            kill_at = int(rng.integers(3, args.days - 2)) if b % 2 == 1 else None
-            info = asyncio.run(run_batch(stack, b, runs, kill_at))
-            batches.append(info)
-            for run in runs:
-                rows += experiment_rows(run, b, bool(info["killed"]))
-                plans.setdefault(run.spec.design, plan_texts(run))
-            print(
-                f"[batch {b + 1}/{args.batches}] {len(runs)} experiments in {info['seconds']:.0f}s"
-                + (f", analysis worker killed at period {kill_at}" if kill_at is not None else ""),
-                flush=True,
-            )
-        hourly_periods = 24 * args.hourly_days
-        for h in range(args.hourly_batches):
-            b = args.batches + h  # its own keys and topics
-            runs = make_hourly_runs(h, args.hourly_copies, args.products, args.hourly_days)
-            # a kill at a look that happens: not the hour the spring-forward night skips
-            kill_at = int(rng.integers(3, hourly_periods - 2)) if h % 2 == 1 else None
-            if kill_at is not None and is_empty(runs[0].spec, kill_at):
-                kill_at += 1
-            info = asyncio.run(run_batch(stack, b, runs, kill_at))
-            batches.append(info | {"hourly": True})
-            for run in runs:
-                rows += experiment_rows(run, b, bool(info["killed"]))
-            print(
-                f"[hourly batch {h + 1}/{args.hourly_batches}] {len(runs)} experiments in "
-                f"{info['seconds']:.0f}s"
-                + (f", analysis worker killed at period {kill_at}" if kill_at is not None else ""),
-                flush=True,
-            )
-    finally:
-        stack.stop()
+    for b in range(args.batches):
+        runs = make_runs(b, designs, args.copies, args.products, args.days)
+        kill_at = int(rng.integers(3, args.days - 2)) if b % 2 == 1 else None
+        info = asyncio.run(run_batch(stack, b, runs, kill_at))
+        batches.append(info)
+        for run in runs:
+            rows += experiment_rows(run, b, bool(info["killed"]))
+            plans.setdefault(run.spec.design, plan_texts(run))
+        print(
+            f"[batch {b + 1}/{args.batches}] {len(runs)} experiments in {info['seconds']:.0f}s"
+            + (f", analysis worker killed at period {kill_at}" if kill_at is not None else ""),
+            flush=True,
+        )
+    hourly_periods = 24 * args.hourly_days
+    for h in range(args.hourly_batches):
+        b = args.batches + h  # its own keys and topics
+        runs = make_hourly_runs(h, args.hourly_copies, args.products, args.hourly_days)
+        # a kill at a look that happens: not the hour the spring-forward night skips
+        kill_at = int(rng.integers(3, hourly_periods - 2)) if h % 2 == 1 else None
+        if kill_at is not None and is_empty(runs[0].spec, kill_at):
+            kill_at += 1
+        info = asyncio.run(run_batch(stack, b, runs, kill_at))
+        batches.append(info | {"hourly": True})
+        for run in runs:
+            rows += experiment_rows(run, b, bool(info["killed"]))
+        print(
+            f"[hourly batch {h + 1}/{args.hourly_batches}] {len(runs)} experiments in "
+            f"{info['seconds']:.0f}s"
+            + (f", analysis worker killed at period {kill_at}" if kill_at is not None else ""),
+            flush=True,
+        )
     elapsed = time.monotonic() - t_start
     table = pd.DataFrame(rows)
     summary = summarise(table)
@@ -414,6 +412,109 @@ def main() -> None:
     (figdir / "live-coverage.json").write_text(json.dumps(result, indent=1, default=float))
     print(summary.to_string(index=False))
     print(json.dumps({k: v for k, v in result.items() if k != "batches"}, indent=1, default=float))
+
+
+def arms_study(stack: EmbeddedStack, args: argparse.Namespace, figdir: Path) -> None:
+    """The three-arm ladders' batches (streams.live.coverage_arms): live-coverage-arms{,-runs}.csv
+    and live-coverage-arms.json."""
+    t_start = time.monotonic()
+    rng = np.random.default_rng(arms.KILL_SEED)
+    rows: list[dict[str, Any]] = []
+    demand: list[dict[str, Any]] = []
+    looks: list[dict[str, Any]] = []
+    batches: list[dict[str, Any]] = []
+    plans: dict[str, list[str]] = {}
+    for b in range(args.arm_batches):
+        runs = arms.make_arm_runs(
+            b, arms.ARM_DESIGNS, args.arm_copies, args.arm_products, args.arm_days
+        )
+        kill_at = arms.kill_look(rng, b, args.arm_days)
+        info = asyncio.run(run_batch(stack, b, runs, kill_at, prefix="lca"))
+        batches.append(info)
+        for run in runs:
+            rows += arms.arm_rows(run, b, bool(info["killed"]))
+            demand.append(arms.demand_row(run, b, bool(info["killed"])))
+            looks += arms.look_rows(run)
+            plans.setdefault(run.spec.design, plan_texts(run))
+        print(
+            f"[ladder batch {b + 1}/{args.arm_batches}] {len(runs)} three-arm experiments in "
+            f"{info['seconds']:.0f}s"
+            + (f", analysis worker killed at period {kill_at}" if kill_at is not None else ""),
+            flush=True,
+        )
+    table, dem = pd.DataFrame(rows), pd.DataFrame(demand)
+    summary, result = arm_tables.arms_result(
+        table,
+        dem,
+        pd.DataFrame(looks),
+        batches,
+        {
+            "quick": args.quick,
+            "batches_run": args.arm_batches,
+            "copies": args.arm_copies,
+            "products": args.arm_products,
+            "days": args.arm_days,
+            "crossover": arms.crossover_phases(args.arm_days),
+            "experiments_run": len(dem),
+            "elapsed_minutes": (time.monotonic() - t_start) / 60,
+            "machine": f"{platform.machine()}, Python {platform.python_version()}",
+            "plans": plans,
+        },
+    )
+    table.to_csv(figdir / "live-coverage-arms-runs.csv", index=False)
+    summary.to_csv(figdir / "live-coverage-arms.csv", index=False)
+    (figdir / "live-coverage-arms.json").write_text(json.dumps(result, indent=1, default=float))
+    print(summary.to_string(index=False))
+    print(
+        json.dumps(
+            {k: v for k, v in result.items() if k not in ("batches", "demand_runs")},
+            indent=1,
+            default=float,
+        )
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="small batches (a smoke test)")
+    ap.add_argument(
+        "--only",
+        choices=("two-arm", "arms"),
+        help="run only the two-arm batches, or only the three-arm ladders' (default: both)",
+    )
+    ap.add_argument("--batches", type=int, default=17)
+    ap.add_argument("--copies", type=int, default=6, help="experiments of each design per batch")
+    ap.add_argument("--products", type=int, default=40)
+    ap.add_argument("--days", type=int, default=14)
+    ap.add_argument("--hourly-batches", type=int, default=6, help="batches of hourly experiments")
+    ap.add_argument("--hourly-copies", type=int, default=4, help="of each hourly design a batch")
+    ap.add_argument("--hourly-days", type=int, default=2, help="days of the hourly experiments")
+    ap.add_argument("--arm-batches", type=int, default=ARM_BATCHES, help="batches of ladders")
+    ap.add_argument(
+        "--arm-copies", type=int, default=ARM_COPIES, help="ladders of each design per batch"
+    )
+    ap.add_argument(
+        "--arm-products", type=int, default=ARM_PRODUCTS, help="products of each ladder"
+    )
+    ap.add_argument("--arm-days", type=int, default=ARM_DAYS, help="days of each ladder")
+    ap.add_argument("--out", type=Path, default=FIGURES.parent, help="docs: its figures/")
+    args = ap.parse_args()
+    # the cluster design's classes depend on string hashing
+    pin_hash_seed(["-m", "streams.live.coverage", *sys.argv[1:]])
+    if args.quick:
+        args.batches, args.copies, args.products, args.days = 2, 1, 20, 8
+        args.hourly_batches, args.hourly_copies, args.hourly_days = 1, 1, 2  # the DST night
+        args.arm_batches, args.arm_copies, args.arm_products, args.arm_days = 2, 1, 30, 9
+    figdir = args.out / "figures"
+    figdir.mkdir(parents=True, exist_ok=True)
+    stack = EmbeddedStack().start()
+    try:
+        if args.only in (None, "two-arm"):
+            two_arm_study(stack, args, figdir)
+        if args.only in (None, "arms"):
+            arms_study(stack, args, figdir)
+    finally:
+        stack.stop()
     if args.out.resolve() == FIGURES.parent:
         refresh_validation()
 

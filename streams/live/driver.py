@@ -230,17 +230,22 @@ class LiveRun:
         return out
 
     def looks(
-        self, estimator: str, segment: str | None = None, metric: str = "units"
+        self,
+        estimator: str,
+        segment: str | None = None,
+        metric: str = "units",
+        arm: str | None = None,
     ) -> dict[int, dict[str, Any]]:
         """period count -> the estimate of ``estimator`` of ``metric`` (on the whole
-        experiment, or on one ``segment``) published at that look (the last one published as
-        of each look's instant)."""
+        experiment, or on one ``segment``; of a k-arm experiment, of ``arm`` against control)
+        published at that look (the last one published as of each look's instant)."""
         out: dict[int, dict[str, Any]] = {}
         for e in self.estimates:
             if (
                 e["estimator"] == estimator
                 and metric_of(e) == metric
                 and e.get("segment") == segment
+                and e.get("arm") == arm
                 and e.get("_look") is not None
             ):
                 out[int(e["_look"])] = e

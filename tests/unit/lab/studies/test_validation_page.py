@@ -36,6 +36,7 @@ TEMPLATE_FIGURES = {
     "findings.md.j2": {"0", "1", "14", "100"},
     "hajek_shared_bias.md.j2": {"2"},
     "live_section.md.j2": {"00", "0.95", "2", "02", "5", "24", "93", "95", "97"},
+    "live_arms_section.md.j2": {"0.95", "2", "5", "93", "95", "97"},
     "macros.md.j2": {"2"},
     "open_findings.md.j2": {"1.71", "2", "4", "10", "27", "30"},
     "page.md.j2": {"0", "0.05", "0.10", "0.20", "0.5", "0.90", "1", "2", "3", "5", "7", "10",
@@ -96,6 +97,7 @@ def test_the_page_renders_before_the_studies_it_quotes_have_run(tmp_path: Path) 
     page = validation.render_page(figures).read_text()
     assert page.startswith("# Validation: the origin article's claims on a pricelab market")
     assert "## Live coverage\n\nNot run yet" in page
+    assert "## Live coverage: three-arm price ladders\n\nNot run yet" in page
     assert "## Spillover estimates the worker publishes\n\nNot run yet" in page
     assert "The four findings of issue #27" not in page
     assert "cause not established here" in page  # difp's A/A bias, its study not run
