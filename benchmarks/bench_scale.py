@@ -13,9 +13,21 @@ For each size it prints:
 - bytes per remembered sale: ``--sales`` sales through the real ingest script into cells that
   already exist, so the growth is the dedupe markers (by ``INFO``, and the dedupe sets alone
   by ``MEMORY USAGE``, for the first live period and the one after it);
-- the analysis cycle: read (panel source) and estimate (``dm`` + ``ht``), in a fresh process;
-- the cycle after one new period arrives (its records and cells written, the clock moved on);
+- the analysis cycle: read (panel source) and estimate (``dm`` + ``ht`` on units, revenue and
+  the price paid: what the worker publishes for the two), in a fresh process, by one of two
+  paths: ``whole``, the long cell table and its panels (``RedisPanelSource.panel``,
+  ``analysis.worker.metric_panels``, ``fit_metric``), and ``chunked``, the worker's path for
+  an experiment above ``PRICELAB_ANALYSIS__CHUNKED_ABOVE`` products (``analysis.chunked``:
+  chunks of 65,536 products, the estimators' partial sums, the rows of a 20,000-product
+  sample read beside them); the chunked path's read and estimate are interleaved, and its
+  "estimate" is the time inside the estimators' partials and finishes;
+- the cycle after one new period arrives (its records and cells written, the clock moved on;
+  the chunked path keeps each chunk's sums over the compacted periods between the two);
 - that process's peak RSS (``ru_maxrss``).
+
+Each path of a size runs on its own fill of Redis (the cycle after a new period moves the
+state on), the whole path up to ``--whole-max`` products, the chunked one from
+``--chunked-min``.
 
 The cycle process gets the environment an analysis worker is started with
 (``streams.live.launcher.role_env``: glibc malloc settings), unless ``--malloc-defaults``.
@@ -24,17 +36,19 @@ The cells are filled with realistic sums (Poisson units, revenue at a price, ord
 units), packed as the ingest script's BITFIELDs leave them; no broker is needed. Usage:
 
     .venv/bin/python benchmarks/bench_scale.py [--sizes 10000,50000,100000] [--days 90]
-        [--sales 200000] [--cycle-max N]
+        [--sales 200000] [--cycle-max N] [--whole-max 100000] [--chunked-min 100000]
 
 Targets (issue #17, at 100,000 x 90, for the new layout): closed periods <= 24 B per
 product-day, dedupe <= 24 B per remembered sale, full cycle <= 15 s, cycle after one new
-period <= 3 s, analysis worker RSS <= 2 GB.
+period <= 3 s, analysis worker RSS <= 2 GB. Issue #42, at 1,000,000 x 90 (chunked): peak RSS
+<= 3 GB, full cycle <= 30 s, cycle after one new period <= 5 s.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import math
 import multiprocessing as mp
 import os
@@ -201,15 +215,33 @@ async def sets_bytes(store: Store, k: int) -> int:
     return total
 
 
-def cycle_child(url: str, n: int, days: int, out: Any, profile: bool = False) -> None:
+#: the estimators the cycle fits (what the bench has always timed), and their metrics
+PLANS = (("dm", {"cluster": "unit"}), ("ht", {"p": 0}))
+METRICS = ("units", "revenue", "price")
+
+
+def cycle_child(
+    url: str, n: int, days: int, out: Any, profile: bool = False, path: str = "whole"
+) -> None:
     """One analysis cycle as of the end of ``days`` periods, then one after a new period, in
-    this (fresh) process; sends timings and the process's peak RSS."""
+    this (fresh) process, by ``path``; sends timings and the process's peak RSS."""
     from redis.exceptions import TimeoutError as RedisTimeout
 
-    from analysis.worker import fit_plan, panel_from_cells
+    from analysis.chunked import ChunkedLooks, Chunking
+    from analysis.errors import NotEstimable
+    from analysis.worker import fit_metric, metric_panels
     from controller.clock import ManualClock
     from controller.panel_source import RedisPanelSource
     from core.ports import EstimatorPlan
+
+    plans = [EstimatorPlan(name, params) for name, params in PLANS]
+
+    def whole(df: pd.DataFrame) -> None:
+        panels = metric_panels(df)
+        for plan in plans:
+            for metric in METRICS:
+                with contextlib.suppress(NotEstimable):  # ht has no price paid
+                    fit_metric(plan, panels, metric)
 
     async def run() -> dict[str, float]:
         redis = worker_redis(url)  # the worker's client: its 120 s read timeout
@@ -217,6 +249,7 @@ def cycle_child(url: str, n: int, days: int, out: Any, profile: bool = False) ->
         spec = spec_for(n, days)
         clock = ManualClock(START + timedelta(days=days, minutes=1))
         source = RedisPanelSource(store, clock, lateness=timedelta(days=2))
+        looks = ChunkedLooks(Chunking(above=0))  # the settings' defaults: chunks, sample
         res: dict[str, float] = {}
         try:
             for tag in ("full", "new"):
@@ -226,20 +259,30 @@ def cycle_child(url: str, n: int, days: int, out: Any, profile: bool = False) ->
                     clock.set(START + timedelta(days=days + 1, minutes=1))
                 t0 = time.perf_counter()
                 try:
-                    df = await source.panel(EXP, clock.now())
+                    if path == "whole":
+                        df = await source.panel(EXP, clock.now())
+                        t1 = time.perf_counter()
+                        whole(df)
+                        cells = float(len(df))
+                        del df
+                        estimate = time.perf_counter() - t1
+                    else:
+                        look = await looks.look(source, EXP, clock.now(), plans)
+                        assert look is not None
+                        population, _ = look
+                        bad = [k for k, r in population.results.items() if isinstance(r, Exception)]
+                        assert bad == [("ht", "price")], bad  # ht has no price paid
+                        estimate = sum(population.seconds.values())
+                        cells = float(population.n_products * population.n_periods)
+                        del look, population
                 except RedisTimeout:  # the worker's client gives up: the cycle fails
                     res[f"{tag}_read_s"] = math.inf
                     res[f"{tag}_estimate_s"] = math.nan
                     res["timeout_s"] = time.perf_counter() - t0
                     break
-                t1 = time.perf_counter()
-                panel = panel_from_cells(df)
-                for name in ("dm", "ht"):
-                    fit_plan(EstimatorPlan(name), panel)
-                t2 = time.perf_counter()
-                res[f"{tag}_read_s"], res[f"{tag}_estimate_s"] = t1 - t0, t2 - t1
-                res[f"{tag}_cells"] = float(len(df))
-                del df, panel
+                total = time.perf_counter() - t0
+                res[f"{tag}_read_s"], res[f"{tag}_estimate_s"] = total - estimate, estimate
+                res[f"{tag}_cells"] = cells
         finally:
             await redis.aclose()
         res["peak_rss_b"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024.0
@@ -265,6 +308,7 @@ def measure(
     cycle: bool = True,
     profile: bool = False,
     worker_env: dict[str, str] | None = None,
+    path: str = "whole",
 ) -> dict[str, float]:
     res = asyncio.run(fill(url, n, days, sales))
     if not cycle:
@@ -274,7 +318,7 @@ def measure(
         )
     ctx = mp.get_context("spawn")
     q: Any = ctx.Queue()
-    proc = ctx.Process(target=cycle_child, args=(url, n, days, q, profile))
+    proc = ctx.Process(target=cycle_child, args=(url, n, days, q, profile, path))
     saved = dict(os.environ)
     os.environ.update(worker_env or {})  # read by glibc when the child execs
     try:
@@ -318,6 +362,20 @@ def main() -> None:
         help="Time the analysis cycle only up to this many products (today's layout reads "
         "every cell field on every cycle: ~20 us each through redis-py, minutes at 100k x 90).",
     )
+    ap.add_argument(
+        "--whole-max",
+        type=int,
+        default=100_000,
+        help="Time the whole-panel cycle up to this many products (at 1,000,000 x 90 it would "
+        "hold ~15 GB).",
+    )
+    ap.add_argument(
+        "--chunked-min",
+        type=int,
+        default=100_000,
+        help="Time the chunked cycle (the worker's path above chunked_above) from this many "
+        "products.",
+    )
     ap.add_argument("--profile", action="store_true", help="cProfile the cycles (to stderr)")
     ap.add_argument(
         "--malloc-defaults",
@@ -347,26 +405,30 @@ def main() -> None:
                 f"{args.days} days; {args.sales:,} sales per live period"
             )
             head = (
-                "| products | closed B/product-day | live B/product-day | B/remembered sale "
+                "| products | path | closed B/product-day | live B/product-day | B/remembered sale "
                 "by INFO, steady (first period) | dedupe sets alone, steady / first period "
                 "| compaction s/period | full cycle read + estimate (s) "
                 "| after one new period (s) | peak RSS |"
             )
             print(head)
-            print("|" + "---|" * 9)
+            print("|" + "---|" * 10)
             for n in sizes:
-                r = measure(
-                    url, n, args.days, args.sales, n <= args.cycle_max, args.profile, worker_env
-                )
-                closed = n * r["closed_periods"]
-                print(
-                    f"| {n:,} | {r['closed_b'] / closed:.1f} | {r['live_b'] / n:.0f}"
-                    f" | {r['sales_b'] / args.sales:.1f} ({r['sales_first_b'] / args.sales:.1f})"
-                    f" | {r['sets_b'] / args.sales:.1f} / {r['sets_first_b'] / args.sales:.1f}"
-                    f" | {r['compact_s']:.2f} | {cycle(r, 'full')} | {cycle(r, 'new')}"
-                    f" | {rss(r['peak_rss_b'])} |",
-                    flush=True,
-                )
+                paths = [p for p, ok in (("whole", n <= args.whole_max),
+                                         ("chunked", n >= args.chunked_min)) if ok]  # fmt: skip
+                for path in paths or ["whole"]:
+                    r = measure(
+                        url, n, args.days, args.sales, n <= args.cycle_max and bool(paths),
+                        args.profile, worker_env, path,
+                    )  # fmt: skip
+                    closed = n * r["closed_periods"]
+                    print(
+                        f"| {n:,} | {path} | {r['closed_b'] / closed:.1f} | {r['live_b'] / n:.0f}"
+                        f" | {r['sales_b'] / args.sales:.1f} ({r['sales_first_b'] / args.sales:.1f})"
+                        f" | {r['sets_b'] / args.sales:.1f} / {r['sets_first_b'] / args.sales:.1f}"
+                        f" | {r['compact_s']:.2f} | {cycle(r, 'full')} | {cycle(r, 'new')}"
+                        f" | {rss(r['peak_rss_b'])} |",
+                        flush=True,
+                    )
         finally:
             server.stop()
 

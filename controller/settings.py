@@ -201,7 +201,7 @@ class AnalysisSettings(BaseModel):
     #: took 1.55 GB: benchmarks/README.md)
     chunked_above: int = Field(default=100_000, ge=0)
     #: products read at a time (a multiple of the compacted periods' 65,536-product blocks
-    #: reads each block once); one chunk's matrices are ~40 bytes a product-period
+    #: reads each block once); one chunk's matrices are ~30 bytes a product-period
     chunk_products: int = Field(default=65_536, ge=1)
     #: products of the seeded sample on which the estimators that are not sums over
     #: products (fe, cuped, the synthetic controls, ...) and the elasticity are fitted
