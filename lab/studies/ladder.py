@@ -25,8 +25,12 @@ Worlds: unit costs at 48% of the base price (elasticities about -2: the optimum 
 ladder, about 0.96 on average over markets) and at 70% (the optimum above the top of the
 ladder: the edge flag's rate). Designs: random days (cell level), a four-phase crossover,
 time-bound (products never change arm: no demand curve) and an optimal switchback (whose
-estimators are not identified per arm: its demand curve only). Two checks of time-bound's
-``sdid`` (``check``): four times the products, and units by sdid with the bootstrap variance.
+estimators are not identified per arm: its demand curve only). Time-bound's ``sdid`` is planned
+with the bootstrap variance on a ladder (:func:`controller.designs.time_bound.sdid_plan`); two
+checks (``check``) keep the jackknife it was planned with before, which this study found short:
+``sdid-jackknife``, sdid alone with the jackknife on the same runs, and ``products-x4``, the
+design's estimators with sdid's jackknife on four times the products. Each run keeps the CPU
+seconds of the worker's look and of its ``sdid`` fits.
 
 The recommended price's profit curve (analysis.demand) uses the aggregate elasticities of
 revenue and of cost of goods, which weigh products by what they sell, as the true optimum
@@ -43,6 +47,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -52,6 +57,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from analysis.estimators.synth import SyntheticDID
 from analysis.results import NotIdentified, published_fields
 from analysis.worker import AnalysisWorker
 from controller.clock import ManualClock
@@ -94,11 +100,13 @@ DEMAND = ("elasticity", "elasticity_se", "elasticity_ci_low", "elasticity_ci_hig
           "optimal_price_ratio_bias", "at_range_edge", "p_edge", "curvature_pvalue",
           "revenue_elasticity", "cost_elasticity")  # fmt: skip
 
-#: the time-bound checks of sdid's intervals: the study's products times CHECK_SCALE
-#: (``products-x4``), and units only with sdid's variance by the bootstrap, which re-estimates
-#: its weights in every replicate, in place of the design's jackknife (``sdid-bootstrap``)
+#: the time-bound checks of sdid's variance: sdid with its jackknife (the unit and time weights
+#: held at their full-sample values), which time-bound planned on a ladder before the study
+#: found it short, in place of the design's bootstrap (which re-estimates the weights in every
+#: replicate): sdid alone on the same runs (``sdid-jackknife``), and every estimator the design
+#: plans on the study's products times CHECK_SCALE (``products-x4``)
 CHECK_SCALE = 4
-SDID_BOOTSTRAP = EstimatorPlan("sdid", {"se": "bootstrap"})
+SDID_JACKKNIFE = EstimatorPlan("sdid", {"se": "jackknife"})
 #: the cases; ``check`` is ``none`` but in the time-bound checks
 CASES: tuple[Case, ...] = (
     *grid(world=("cost-48",), markets=("one",), check=("none",),
@@ -106,7 +114,7 @@ CASES: tuple[Case, ...] = (
     *grid(world=("cost-70",), markets=("one",), check=("none",), design=("random-days", "crossover")),
     *grid(world=("cost-48",), markets=("per-run",), check=("none",),
           design=("random-days", "crossover", "optimal-switchback")),
-    *grid(world=("cost-48",), markets=("one",), check=("products-x4", "sdid-bootstrap"),
+    *grid(world=("cost-48",), markets=("one",), check=("sdid-jackknife", "products-x4"),
           design=("time-bound",)),
 )  # fmt: skip
 #: how many Monte-Carlo SEs from a target a figure may be and still be called chance
@@ -230,27 +238,70 @@ def _worker_log() -> Iterator[_Said]:
         log.setLevel(level)
 
 
-def analyse(sim: SimulatedExperiment, plan: EstimatorPlan | None = None) -> tuple[_Sink, list[str]]:
-    """One look of the analysis worker at the whole experiment: what it published, and what it
-    logged. With ``plan``, the worker estimates units by that plan alone in place of the
-    design's own estimators (a check)."""
+class _Timer:
+    """The worker's observer, keeping each fit's CPU seconds: those spent since the previous fit
+    ended (or since the timer was made), so that what the worker does between two fits counts
+    with the second. A k-arm look fits each estimator of each metric once for all its arms."""
+
+    def __init__(self) -> None:
+        self.cpu: dict[str, float] = {}
+        self.fitted: set[str] = set()  # not those the worker found not applicable
+        self._last = time.process_time()
+
+    def estimated(self, experiment: str, estimator: str, seconds: float, ok: bool) -> None:
+        now = time.process_time()
+        self.cpu[estimator] = self.cpu.get(estimator, 0.0) + now - self._last
+        self._last = now
+        if ok:
+            self.fitted.add(estimator)
+
+    def published(self, experiment: str, estimator: str, as_of: datetime) -> None:
+        return None
+
+    def guardrail_tripped(self, experiment: str, metric: str) -> None:
+        return None
+
+    def cycle_done(self, as_of: datetime, seconds: float, published: int) -> None:
+        return None
+
+    def of(self, estimator: str) -> tuple[float, int]:
+        """The CPU seconds of ``estimator``'s fits (every metric, all arms at once), and how
+        many metrics it was fitted on."""
+        mine = [k for k in self.cpu if k.split(":")[0] == estimator]
+        return sum(self.cpu[k] for k in mine), len(self.fitted.intersection(mine))
+
+
+def check_plans(check: str, info: ExperimentInfo) -> list[EstimatorPlan] | None:
+    """What the worker estimates in a time-bound check in place of the design's own estimators
+    (None: the design's own): the design's plan with sdid's jackknife (``products-x4``), or
+    sdid with the jackknife alone (``sdid-jackknife``)."""
+    if check == "none":
+        return None
+    before = [SDID_JACKKNIFE if p.name == "sdid" else p for p in info.estimators]
+    return [p for p in before if p.name == "sdid"] if check == "sdid-jackknife" else before
+
+
+def analyse(sim: SimulatedExperiment, check: str = "none") -> tuple[_Sink, list[str], _Timer]:
+    """One look of the analysis worker at the whole experiment: what it published, what it
+    logged, and the CPU seconds of its fits (``look``: the whole look's). In a check the worker
+    estimates by :func:`check_plans` in place of the design's own estimators."""
     info = experiment_info(sim.spec, "running", sim.triggers)
-    sink = _Sink()
-    cells = live_cells(sim)
-    if plan is None:
-        worker = AnalysisWorker(
-            _Source(info, cells), sink, ManualClock(datetime(2026, 7, 1, tzinfo=UTC)), demand=sink
-        )
-    else:
-        worker = AnalysisWorker(
-            _Source(info, cells.drop(columns=["revenue", "profit", "price"])),
-            sink,
-            ManualClock(datetime(2026, 7, 1, tzinfo=UTC)),
-            estimators_for=lambda _: [plan],
-        )
+    plans = check_plans(check, info)
+    sink, timer = _Sink(), _Timer()
+    worker = AnalysisWorker(
+        _Source(info, live_cells(sim)),
+        sink,
+        ManualClock(datetime(2026, 7, 1, tzinfo=UTC)),
+        observer=timer,
+        demand=sink,
+    )
+    if plans is not None:
+        worker.estimators_for = lambda _: plans
     with _worker_log() as said:
+        t0 = time.process_time()
         asyncio.run(worker.run_once())
-    return sink, said.lines
+        timer.cpu["look"] = time.process_time() - t0
+    return sink, said.lines, timer
 
 
 def one_curve_optimum(sim: SimulatedExperiment) -> dict[str, float]:
@@ -289,9 +340,10 @@ def _num(x: Any) -> float:
 def run_one(case: Case, run: int, settings: Mapping[str, Any]) -> list[Row]:
     """One experiment analysed by the worker: a row per published per-arm estimate of units,
     revenue and profit (kind ``arm``), per estimator the worker says is not identified per arm
-    (``not_identified``), and one for the demand curve (``demand``)."""
+    (``not_identified``), and one for the demand curve and the look's CPU seconds
+    (``demand``)."""
     sim = experiment(case, run, settings)
-    sink, said = analyse(sim, SDID_BOOTSTRAP if case["check"] == "sdid-bootstrap" else None)
+    sink, said, timer = analyse(sim, case["check"])
     rows: list[Row] = []
     missing: dict[str, str] = {}
     for result in sink.estimates:
@@ -306,7 +358,8 @@ def run_one(case: Case, run: int, settings: Mapping[str, Any]) -> list[Row]:
         s_lo, s_hi = f["sim_ci_low"], f["sim_ci_high"]
         rows.append(
             {"kind": "arm", "metric": result.metric, "estimator": f["estimator"],
-             "arm": result.arm, "effect": result.effect, "se": result.se, "truth": truth,
+             "arm": result.arm, "effect": result.effect, "se": result.se,
+             "se_method": f["se_method"], "truth": truth,
              "error": result.effect - truth,
              "ci_low": lo, "ci_high": hi, "covered": bool(lo <= truth <= hi),
              "sim_low": s_lo, "sim_high": s_hi, "sim_covered": bool(s_lo <= truth <= s_hi),
@@ -316,7 +369,9 @@ def run_one(case: Case, run: int, settings: Mapping[str, Any]) -> list[Row]:
         {"kind": "not_identified", "estimator": m, "reason": why} for m, why in missing.items()
     ]
     optimum = sim.optimal_ratio_truth()
-    demand: Row = {"kind": "demand", "optimum": optimum, "published": bool(sink.demand)}
+    sdid_cpu, sdid_fits = timer.of("sdid")
+    demand: Row = {"kind": "demand", "optimum": optimum, "published": bool(sink.demand),
+                   "look_cpu": timer.cpu["look"], "sdid_cpu": sdid_cpu, "sdid_fits": sdid_fits}  # fmt: skip
     demand |= one_curve_optimum(sim)
     if sink.demand:
         (doc,) = sink.demand
@@ -341,7 +396,8 @@ def _arm_table(arms: pd.DataFrame) -> list[dict[str, Any]]:
             | {k: s[k] for k in ("runs", "bias", "bias_mcse", "mean_se", "emp_sd", "se_ratio",
                                  "coverage", "coverage_mcse")}
             | {"truth": float(g["truth"].mean()), "sim_coverage": sim, "sim_coverage_mcse": sim_mcse,
-               "sim_method": str(g["sim_method"].mode().iloc[0])}
+               "sim_method": str(g["sim_method"].mode().iloc[0]),
+               "se_method": str(g["se_method"].mode().iloc[0])}
         )  # fmt: skip
     # as published, each estimator's arms in ladder order
     first: dict[tuple[str, ...], int] = {}
@@ -366,6 +422,7 @@ def _family_table(arms: pd.DataFrame) -> list[dict[str, Any]]:
             | {"runs": int(complete.sum()), "family": fam, "family_mcse": fam_mcse,
                "own_family": own_fam, "own_family_mcse": own_mcse,
                "sim_method": str(g["sim_method"].mode().iloc[0]),
+               "se_method": str(g["se_method"].mode().iloc[0]),
                "lowest": min(coverages.values()), "highest": max(coverages.values()),
                **{f"coverage_{arm}": c for arm, c in coverages.items()}}
         )  # fmt: skip
@@ -386,6 +443,9 @@ def _demand_table(demand: pd.DataFrame) -> list[dict[str, Any]]:
             "elasticity_products": float(g["elasticity_products"].mean()),
             "elasticity_revenue": float(g["elasticity_revenue"].mean()),
             "one_curve_optimum": float(g["one_curve_optimum"].mean()),
+            # the worker's look, in CPU seconds: the whole look's, and its sdid fits'
+            "look_cpu": float(g["look_cpu"].mean()), "sdid_cpu": float(g["sdid_cpu"].mean()),
+            "sdid_fits": int(g["sdid_fits"].max()),
         }  # fmt: skip
         reasons = g["reason"].dropna() if "reason" in g else pd.Series(dtype=str)
         row["reason"] = str(reasons.iloc[0]) if len(reasons) else ""
@@ -455,6 +515,7 @@ def summarise(rows: pd.DataFrame, run: Run) -> dict[str, Any]:
         "seconds_per_run": sum(run.seconds) / max(1, len(demand)),
         "ratios": RATIOS,
         "allocation": 1 / len(RATIOS),
+        "sdid_replications": SyntheticDID().replications,
         "worlds": WORLDS,
         "elasticity_mean": MarketConfig().elasticity_mean,
         "elasticity_sd": MarketConfig().elasticity_sd,
@@ -521,31 +582,50 @@ def context(results: Results) -> dict[str, Any]:
         if r["design"] == "time-bound" and r["world"] == "cost-48" and r["markets"] == "one":
             checks.setdefault((r["metric"], r["estimator"], r["arm"]), {})[r["check"]] = r
 
-    def spread(estimator: str, check: str, key: str, metric: str | None = None) -> list[float]:
-        values = [v[check][key] for k, v in checks.items()
-                  if k[1] == estimator and check in v and metric in (None, k[0])]  # fmt: skip
+    def spread(estimator: str, check: str, key: str) -> list[float]:
+        values = [v[check][key] for k, v in checks.items() if k[1] == estimator and check in v]
         return [min(values), max(values)] if values else [math.nan, math.nan]
 
-    def family(estimator: str, check: str) -> dict[str, Any] | None:
+    def family(metric: str, check: str) -> dict[str, Any] | None:
         return next((r for r in families if r["design"] == "time-bound" and r["check"] == check
-                     and r["estimator"] == estimator and r["metric"] == "units"), None)  # fmt: skip
+                     and r["estimator"] == "sdid" and r["metric"] == metric), None)  # fmt: skip
+
+    def look(check: str) -> dict[str, Any] | None:
+        """A time-bound look's CPU seconds in ``check``, with its products and the estimators
+        it fits per arm."""
+        fitted = dict.fromkeys(r["estimator"] for r in results["arms"]
+                               if r["design"] == "time-bound" and r["check"] == check)  # fmt: skip
+        scale = CHECK_SCALE if check == "products-x4" else 1
+        return next((r | {"products": results["products"] * scale, "estimators": list(fitted)}
+                     for r in demand if r["design"] == "time-bound" and r["check"] == check), None)  # fmt: skip
 
     return {
         **results,
         # the ranges of time-bound's SE / SD and coverage by estimator and check
         "tb": {
             f"{e}_{check}_{key}".replace("-", "_"): spread(e, check, key)
-            for e in ("did", "sdid")
-            for check in ("none", "products-x4")
-            for key in ("se_ratio", "coverage")
-        }
-        | {
-            f"sdid_units_{check}_{key}".replace("-", "_"): spread("sdid", check, key, "units")
-            for check in ("none", "sdid-bootstrap")
+            for e, check in (
+                ("did", "none"),
+                ("did", "products-x4"),
+                ("sdid", "none"),
+                ("sdid", "sdid-jackknife"),
+                ("sdid", "products-x4"),
+            )
             for key in ("se_ratio", "coverage")
         },
-        "sdid_family": family("sdid", "none"),
-        "sdid_boot_family": family("sdid", "sdid-bootstrap"),
+        # sdid's family-wise coverage per metric: as planned (the bootstrap), the jackknife on
+        # the same runs, and the jackknife on four times the products
+        "sdid_families": [
+            {
+                "metric": m,
+                "planned": family(m, "none"),
+                "jackknife": family(m, "sdid-jackknife"),
+                "large": family(m, "products-x4"),
+            }
+            for m in METRICS
+        ],
+        # a time-bound look's CPU seconds, as planned and in the checks
+        "looks": {check: look(check) for check in ("none", "sdid-jackknife", "products-x4")},
         "arms48": inside,
         "families48": [r for r in families if main(r)],
         # cost-70 shares cost-48's markets and draws: only profit differs
@@ -567,7 +647,7 @@ def context(results: Results) -> dict[str, Any]:
                 * (CHECK_SCALE if r["check"] == "products-x4" else 1)
             }
             for r in demand
-            if r["published"] < r["runs"] and r["check"] != "sdid-bootstrap"
+            if r["published"] < r["runs"] and r["check"] != "sdid-jackknife"
         ],
         "demand70": [r for r in demand if r["world"] == "cost-70" and "coverage" in r],
         "top70": all(
@@ -579,8 +659,8 @@ def context(results: Results) -> dict[str, Any]:
                 "estimator": k[1],
                 "arm": k[2],
                 "planned": v["none"],
+                "jackknife": v.get("sdid-jackknife"),
                 "large": v.get("products-x4"),
-                "boot": v.get("sdid-bootstrap"),
             }
             for k, v in checks.items()
             if "none" in v
@@ -590,8 +670,9 @@ def context(results: Results) -> dict[str, Any]:
         "missed_beyond": [r for r in missed if not r["chance"]],
         "comparisons": len(inside),
         "expected_outside": len(inside) * outside,
-        "families_missed": [r for r in families if not r["met"]],
-        "families_beyond": [r for r in families if not r["chance"]],
+        # as planned, and in the checks of the jackknife the design no longer plans
+        "families_missed": [r for r in families if not r["met"] and r["check"] == "none"],
+        "checks_missed": [r for r in families if not r["met"] and r["check"] != "none"],
         "chance_mcse": CHANCE_MCSE,
         "minutes": results["seconds"] / 60,
         "wall_minutes": results["wall_seconds"] / 60,

@@ -34,8 +34,8 @@ def test_each_run_scores_every_arm_of_every_identified_estimator(dry) -> None:
     for (_, _, check, design, _), g in rows.groupby(cases):
         identified, missing = PER_ARM[design]
         metrics = ladder.METRICS
-        if check == "sdid-bootstrap":  # units by sdid with the bootstrap alone
-            identified, missing, metrics = {"sdid"}, set(), ("units",)
+        if check == "sdid-jackknife":  # sdid alone, with the jackknife
+            identified, missing = {"sdid"}, set()
         arms = g[g["kind"] == "arm"]
         assert set(arms["estimator"]) == identified
         assert set(arms["metric"]) <= set(metrics)
@@ -45,6 +45,17 @@ def test_each_run_scores_every_arm_of_every_identified_estimator(dry) -> None:
         assert set(g.loc[g["kind"] == "not_identified", "estimator"]) == missing
         assert (g["kind"] == "demand").sum() == 1
     arms = rows[rows["kind"] == "arm"]
+    # a ladder's time-bound sdid by the bootstrap as planned, by the jackknife in the checks
+    # (the estimates the same on the same runs: only their SE differs)
+    sdid = arms[arms["estimator"] == "sdid"]
+    assert set(sdid.loc[sdid["check"] == "none", "se_method"]) == {"bootstrap"}
+    assert set(sdid.loc[sdid["check"] != "none", "se_method"]) == {"jackknife"}
+    key = ["run", "metric", "arm"]
+    planned = sdid[sdid["check"] == "none"].set_index(key).sort_index()
+    jackknife = sdid[sdid["check"] == "sdid-jackknife"].set_index(key).sort_index()
+    assert np.allclose(planned["effect"], jackknife["effect"])
+    assert not np.allclose(planned["se"], jackknife["se"])
+    assert set(arms.loc[arms["estimator"] == "did", "se_method"]) == {"jackknife"}
     assert np.isfinite(arms[["effect", "se", "truth", "ci_low", "ci_high"]].to_numpy()).all()
     assert np.isfinite(arms[["sim_low", "sim_high"]].to_numpy()).all()
     assert (arms["sim_low"] <= arms["ci_low"]).all() and (arms["ci_high"] <= arms["sim_high"]).all()
@@ -71,7 +82,7 @@ def test_the_true_optimum_is_inside_the_ladder_at_48_and_its_top_at_70(dry) -> N
 
 def test_the_worker_publishes_a_demand_curve_where_products_see_several_prices(dry) -> None:
     rows, _ = dry
-    demand = rows[(rows["kind"] == "demand") & (rows["check"] != "sdid-bootstrap")]
+    demand = rows[rows["kind"] == "demand"]
     for design, g in demand.groupby("design"):
         if design == "time-bound":  # each product stays in one arm: no within-product slope
             assert not g["published"].astype(bool).any()
@@ -91,18 +102,26 @@ def test_the_summary_renders_the_page(dry) -> None:
         (r["world"], r["markets"], r["check"], r["design"], r["metric"], r["estimator"])
         for r in results["families"]
     }
-    # cost-48: random days 2 estimators, crossover 1, time-bound 3 (cuped per arm since
-    # aeeb3cb); cost-70 and a market per run: random days and crossover; time-bound with more
-    # products 3; sdid's bootstrap: units
-    assert len(families) == (2 + 1 + 3 + 2 + 1 + 2 + 1 + 3) * len(ladder.METRICS) + 1
+    # cost-48: random days 2 estimators, crossover 1, time-bound 3; cost-70 and a market per
+    # run: random days and crossover; sdid's jackknife 1; time-bound with more products 3
+    assert len(families) == (2 + 1 + 3 + 2 + 1 + 2 + 1 + 1 + 3) * len(ladder.METRICS)
     assert all(r["runs"] == 2 for r in results["families"])
     curves = {
         (r["world"], r["markets"], r["check"], r["design"]): r["published"]
         for r in results["demand"]
     }
-    for check in ("none", "products-x4", "sdid-bootstrap"):
+    looks = {}
+    for check in ("none", "sdid-jackknife", "products-x4"):
         assert curves.pop(("cost-48", "one", check, "time-bound")) == 0
+        (looks[check],) = (
+            r for r in results["demand"] if r["design"] == "time-bound" and r["check"] == check
+        )
     assert set(curves.values()) == {2}
+    # a look fits sdid once per metric, all arms at once; the bootstrap's refits cost more
+    # than the jackknife on the same cells
+    assert {r["sdid_fits"] for r in looks.values()} == {len(ladder.METRICS)}
+    assert looks["none"]["sdid_cpu"] > looks["sdid-jackknife"]["sdid_cpu"] > 0
+    assert looks["none"]["look_cpu"] >= looks["none"]["sdid_cpu"]
     text = render_text("ladder.md.j2", context(ladder.STUDY, results))
-    assert "| time-bound | units | sdid |" in text and "two or more prices" in text
+    assert "| time-bound | units | sdid | bootstrap |" in text and "two or more prices" in text
     assert math.isfinite(results["seconds_per_run"])
