@@ -1,0 +1,1112 @@
+"""Soak under faults (issue #42, item 5): the whole stack for a while, with faults, then checks.
+
+    .venv/bin/python -m benchmarks.soak --minutes 20 --seed 1 --out /tmp/soak --save
+    .venv/bin/python -m benchmarks.soak --render      # docs/operations.md from docs/figures/soak.json
+
+What runs: the embedded stack (Tansu and redis-server with an append-only file, fsync always),
+3 controller workers and 2 analysis workers (``streams.live.launcher``), and a real Prometheus
+scraping the five workers with ``deploy/prometheus/alerts.yml`` loaded. The soak plays the
+rest of the world:
+
+- **the clock**: the shared simulated clock moves at ``--speed`` simulated seconds per wall
+  second (2,016 by default: four weeks in 20 minutes) from a Monday at least a week after
+  today, so that the rules which compare a timestamp with Prometheus's ``time()`` see a clock
+  ahead of the wall's. It stands still while Redis is paused or restarting (the clock lives
+  in Redis) and while the broker restarts (see below);
+- **10 experiments** of six designs, periods of 1, 4, 6 and 24 hours, two of them price
+  ladders of four arms, each on its own simulated market, created through the commands topic;
+- **a steady sales stream** at ``--capacity-share`` (0.5) of the ingest capacity measured at
+  the start with ``bench_ingest.worker_rate`` (one controller worker, a burst of sales), up to
+  ``--max-rate``; each sale is stamped with the simulated time; a share are sent twice, and
+  junk (undecodable, or NaN prices) goes to the dead-letter topic;
+- **one fault every** ``--fault-every`` seconds, drawn by the seed: kill -9 of a controller or
+  an analysis worker (restarted on the same ports, as a supervisor would), kill -9 and restart
+  of Redis (it comes back from its AOF), a broker restart, or Redis paused with SIGSTOP for
+  ``--pause`` seconds. Each fault is checked to have happened: the killed pid is gone with
+  status -9, Redis answers PING again with the clock it had, the broker's port closed and
+  opened again, a paused Redis did not answer and then did. A worker that exits on its own
+  (a sales batch it could not write while Redis was down: exit status 75) is restarted too
+  and counted.
+
+The embedded broker keeps its data in memory (docs/broker.md): a restart loses every topic.
+So before the broker goes down the soak stops its clock and its stream until every sale sent
+is counted in Redis and every flip is read from the topic; sales made while it is down wait
+in the source and are sent once the topics are back. With Apache Kafka none of that would
+be needed; what is measured is pricelab's recovery, not Tansu's storage.
+
+At the end (the pure checks are :mod:`benchmarks.soak_checks`): every sale counted exactly
+once; no ``seq`` went backwards on the assignments topic (read with confluent-kafka, an outside
+client); every boundary passed flipped exactly once; an estimate of every experiment after
+each fault; worker RSS flat (the slope per worker slot); and the alerts that fired against
+the ones the faults' measured durations call for. ``--save`` writes docs/figures/soak.json
+and ``--render`` puts its figures into docs/operations.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import os
+import platform
+import random
+import signal
+import socket
+import subprocess
+import threading
+import time
+import urllib.parse
+import urllib.request
+from collections import defaultdict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psutil
+import yaml
+from redis.exceptions import RedisError
+
+from benchmarks import soak_checks as checks
+from controller.periods import is_empty, last_period, period_index, period_start
+from controller.settings import Settings
+from controller.spec import ExperimentSpec
+from controller.store import Store, make_redis
+from controller.store.clock import SharedSimulatedClock
+from controller.store.keys import clock as clock_key
+from lab.compare import make_spec, market_classes
+from lab.config import MarketConfig
+from lab.market import Market
+from streams.client.commands import send_command_async
+from streams.live.embedded import EmbeddedStack, free_port
+from streams.live.launcher import WorkerProcess, http_ok, metric_value
+from streams.worker.kafka import JsonPublisher, ensure_topics
+
+ROOT = Path(__file__).resolve().parents[1]
+FIGURE = ROOT / "docs" / "figures" / "soak.json"
+ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
+TIMEZONE = "Europe/Berlin"
+#: (design, period in hours, a price ladder's listed ratios or None for two arms)
+EXPERIMENTS: tuple[tuple[str, int, tuple[float, ...] | None], ...] = (
+    ("random-days", 24, None),
+    ("time-bound", 24, None),
+    ("crossover", 24, None),
+    ("cluster", 24, None),
+    ("random-days", 6, None),
+    ("time-bound", 4, None),
+    ("optimal-switchback", 1, None),
+    ("random-days", 1, None),
+    ("random-days", 24, (0.9, 0.95, 1.05)),
+    ("time-bound", 6, (0.9, 0.95, 1.05)),
+)
+
+
+@dataclass
+class SoakConfig:
+    minutes: float = 20.0
+    seed: int = 1
+    out: Path = Path("/tmp/pricelab-soak")
+    speed: float = 2016.0  # simulated seconds per wall second
+    products: int = 30
+    rate: float | None = None  # sales/s; None: capacity_share of the measured capacity
+    capacity_share: float = 0.5
+    max_rate: float = 1000.0
+    capacity_sales: int = 30_000
+    duplicate_share: float = 0.02
+    junk_per_second: float = 0.5
+    fault_every: float = 180.0
+    warmup: float = 60.0
+    pause: float = 20.0
+    kinds: tuple[str, ...] | None = None  # a fixed order of faults (the short form)
+    controllers: int = 3
+    analysts: int = 2
+    analysis_interval: float = 2.0
+    settle_timeout: float = 240.0
+
+
+# ---------------------------------------------------------------------------- the world
+def sim_start(today: date) -> datetime:
+    """Midnight (the experiments' zone) of the first Monday at least 7 days after ``today``."""
+    from zoneinfo import ZoneInfo
+
+    d = today + timedelta(days=7)
+    d += timedelta(days=(7 - d.weekday()) % 7)
+    return datetime(d.year, d.month, d.day, tzinfo=ZoneInfo(TIMEZONE))
+
+
+def make_specs(cfg: SoakConfig, start: datetime) -> list[ExperimentSpec]:
+    days = math.ceil(cfg.minutes * 60 * cfg.speed / 86400) + 7
+    specs = []
+    for i, (design, hours, ladder) in enumerate(EXPERIMENTS):
+        seed = 1000 * cfg.seed + i
+        mcfg = MarketConfig(
+            n_products=cfg.products,
+            start_date=start.date(),
+            timezone=TIMEZONE,
+            carryover_order=2 if design == "optimal-switchback" else 0,
+        )
+        ids = [f"s{i}-{j:03d}" for j in range(cfg.products)]
+        market = Market(mcfg, seed=seed, product_ids=ids)
+        classes = market_classes(market) if design == "cluster" else None
+        spec = make_spec(
+            design, market, days=days, seed=seed, classes=classes,
+            period=timedelta(hours=hours), ladder=ladder,
+        )  # fmt: skip
+        tag = f"{design}-pt{hours}h" + ("-ladder" if ladder else "")
+        specs.append(spec.model_copy(update={"id": f"soak{i}-{tag}"}))
+    return specs
+
+
+def soak_settings(stack: EmbeddedStack, cfg: SoakConfig) -> Settings:
+    base = Settings()
+    topics = {k: f"soak.{v}" for k, v in base.topics.model_dump().items()}
+    return stack.client_settings(base).model_copy(
+        update={
+            "kafka": stack.client_settings(base).kafka.model_copy(update={"partitions": 6}),
+            "topics": base.topics.model_copy(update=topics),
+            "key_prefix": "soak",
+            "app_id": "soak",
+            "clock": "simulated",
+            "tick_interval": 0.1,
+            "analysis_interval": cfg.analysis_interval,
+            "log_level": "WARNING",
+        }
+    )
+
+
+# ---------------------------------------------------------------------------- the stream
+class SalesSource:
+    """The sales stream: distinct sales at ``rate`` per second, each stamped with the clock's
+    time, a share sent twice and junk beside them. It remembers what it sent per experiment
+    (distinct events and units), which is what Redis must count."""
+
+    def __init__(self, settings: Settings, specs: list[ExperimentSpec], cfg: SoakConfig) -> None:
+        self.settings = settings
+        self.cfg = cfg
+        self.rng = random.Random(cfg.seed)
+        self.products = [(s.id, p) for s in specs for p in s.products]
+        self.sent: dict[str, list[int]] = {s.id: [0, 0] for s in specs}
+        self.recent: deque[tuple[bytes, str]] = deque(maxlen=5000)
+        self.duplicates = self.junk = self.distinct = 0
+        self.held: list[tuple[bytes, str | None]] = []  # made while the broker is down
+        self.flowing = asyncio.Event()
+        self.flowing.set()
+        self.broker_up = True
+        self.publisher: JsonPublisher | None = None
+
+    async def open(self) -> None:
+        self.publisher = JsonPublisher(self.settings, linger_ms=20)
+        await self.publisher.start()
+
+    async def close(self) -> None:
+        if self.publisher is not None:
+            await self.publisher.stop()
+            self.publisher = None
+
+    def _sale(self, now: datetime) -> tuple[bytes, str]:
+        exp, product = self.rng.choice(self.products)
+        units = self.rng.randint(1, 4)
+        price = self.rng.randint(20, 400) / 4  # multiples of 0.25: exact sums
+        n = self.distinct
+        self.distinct += 1
+        self.sent[exp][0] += 1
+        self.sent[exp][1] += units
+        body = {
+            "v": 1,
+            "event_id": f"soak{self.cfg.seed}-{n}",
+            "product": product,
+            "units": units,
+            "revenue": units * price,
+            "unit_price": price,
+            "occurred_at": now.astimezone(UTC).isoformat(),
+        }
+        return json.dumps(body).encode(), product
+
+    def _junk(self, now: datetime) -> bytes:
+        self.junk += 1
+        if self.junk % 2:
+            return b'{"v": 1, "event_id": "x", "product": "s0-000", "units": -3'
+        return json.dumps(
+            {"v": 1, "event_id": f"junk-{self.junk}", "product": "s0-000", "units": 2,
+             "revenue": 10.0, "unit_price": "NaN", "occurred_at": now.isoformat()}
+        ).encode()  # fmt: skip
+
+    async def _send(self, payload: bytes, key: str | None) -> None:
+        if not self.broker_up or self.publisher is None:
+            self.held.append((payload, key))
+            return
+        await self.publisher.send(self.settings.topics.sales, payload, key)
+
+    async def run(self, rate: float, now: Callable[[], datetime], stop: asyncio.Event) -> None:
+        made = 0.0
+        junk_due = 0.0
+        last = time.monotonic()
+        while not stop.is_set():
+            await self.flowing.wait()
+            await asyncio.sleep(0.05)
+            t = time.monotonic()
+            dt, last = min(t - last, 0.5), t
+            if not self.flowing.is_set():
+                continue
+            made += rate * dt
+            junk_due += self.cfg.junk_per_second * dt
+            at = now()
+            while made >= 1:
+                made -= 1
+                payload, key = self._sale(at)
+                await self._send(payload, key)
+                self.recent.append((payload, key))
+                if self.rng.random() < self.cfg.duplicate_share:
+                    dup, dkey = self.rng.choice(self.recent)
+                    self.duplicates += 1
+                    await self._send(dup, dkey)
+            while junk_due >= 1:
+                junk_due -= 1
+                await self._send(self._junk(at), None)
+            if self.publisher is not None and self.broker_up:
+                await self.publisher.flush()
+
+    async def release_held(self) -> int:
+        held, self.held = self.held, []
+        for payload, key in held:
+            await self._send(payload, key)
+        if self.publisher is not None:
+            await self.publisher.flush()
+        return len(held)
+
+
+# ---------------------------------------------------------------------------- the reader
+class TopicReader:
+    """An outside client (confluent-kafka, librdkafka) reading the assignments and estimates
+    topics from their beginning in a thread: every assignment in the order its partition
+    delivered it, and per experiment the wall times at which estimates arrived."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.assignments: list[dict[str, Any]] = []
+        self.estimates: dict[str, list[float]] = defaultdict(list)
+        #: per experiment and estimator (as pricelab_estimate_age_seconds is labelled)
+        self.by_estimator: dict[str, list[float]] = defaultdict(list)
+        #: when each (experiment, period)'s first assignment was read
+        self.first_seen: dict[tuple[str, int], float] = {}
+        self.dead_letters = 0
+        self.lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(30)
+            self._thread = None
+
+    def _loop(self) -> None:
+        from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+        t = self.settings.topics
+        consumer = Consumer(
+            {
+                "bootstrap.servers": self.settings.kafka.bootstrap_servers,
+                "group.id": "soak-reader",
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+            }
+        )
+        parts = [
+            TopicPartition(topic, p, OFFSET_BEGINNING)
+            for topic in (t.assignments, t.estimates, t.dead_letter)
+            for p in range(self.settings.kafka.partitions)
+        ]
+        consumer.assign(parts)
+        try:
+            while not self._stop.is_set():
+                msg = consumer.poll(0.2)
+                if msg is None or msg.error() is not None:
+                    continue
+                value = msg.value()
+                if value is None:
+                    continue
+                now = time.monotonic()
+                with self.lock:
+                    if msg.topic() == t.dead_letter:
+                        self.dead_letters += 1
+                        continue
+                    doc = json.loads(value)
+                    if msg.topic() == t.assignments and "seq" in doc:
+                        self.assignments.append(
+                            {k: doc[k] for k in ("experiment", "product", "period", "seq")}
+                        )
+                        self.first_seen.setdefault((doc["experiment"], int(doc["period"])), now)
+                    elif msg.topic() == t.estimates and "experiment" in doc:
+                        self.estimates[doc["experiment"]].append(now)
+                        key = f"{doc['experiment']}|{doc.get('estimator')}"
+                        self.by_estimator[key].append(now)
+        finally:
+            consumer.close()
+
+    def flipped(self) -> dict[str, dict[int, int]]:
+        """experiment -> period -> how many of its messages were read."""
+        out: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+        with self.lock:
+            for m in self.assignments:
+                out[m["experiment"]][int(m["period"])] += 1
+        return out
+
+
+# ---------------------------------------------------------------------------- the soak
+@dataclass
+class Slot:
+    name: str
+    role: str
+    worker: WorkerProcess
+    starts: int = 1
+    own_exits: list[int] = field(default_factory=list)  # exit statuses nobody caused
+
+
+class Soak:
+    def __init__(self, cfg: SoakConfig) -> None:
+        self.cfg = cfg
+        self.cfg.out.mkdir(parents=True, exist_ok=True)
+        self.stack = EmbeddedStack(redis_aof=True, workdir=cfg.out / "stack")
+        self.slots: list[Slot] = []
+        self.prometheus: subprocess.Popen[bytes] | None = None
+        self.prom_port = 0
+        self.t0 = time.monotonic()
+        self.frozen = asyncio.Event()  # set: the clock stands still
+        self.sim = datetime.now(UTC)
+        self.faults: list[dict[str, Any]] = []
+        self.rss: list[tuple[str, int, float, int]] = []
+        self.health: list[tuple[float, dict[str, tuple[bool, bool]]]] = []
+        self.clock_history: list[tuple[float, float]] = []  # (wall since t0, simulated epoch)
+        self.supervising = True
+        self.missed: list[str] = []  # waits that ran out of time
+        self.progress: Callable[[], str] = lambda: ""
+
+    # ------------------------------------------------------------------ processes
+    def _launch(self, settings: Settings, name: str, role: str) -> Slot:
+        w = WorkerProcess(settings, (role,), log=self.cfg.out / f"{name}.log")
+        return Slot(name, role, w.launch())
+
+    def _relaunch(self, slot: Slot) -> None:
+        old = slot.worker
+        new = WorkerProcess(old.settings, old.roles, env=old.env, log=old.log)
+        new.web_port, new.metrics_port = old.web_port, old.metrics_port  # same target
+        slot.worker = new.launch()
+        slot.starts += 1
+
+    def _start_prometheus(self) -> None:
+        d = self.cfg.out / "prometheus"
+        d.mkdir(exist_ok=True)
+        jobs = defaultdict(list)
+        for s in self.slots:
+            jobs[f"pricelab-{s.role}"].append(f"127.0.0.1:{s.worker.metrics_port}")
+        conf = {
+            "global": {"scrape_interval": "2s", "evaluation_interval": "2s"},
+            "rule_files": [str(ALERTS)],
+            "scrape_configs": [
+                {"job_name": job, "static_configs": [{"targets": targets}]}
+                for job, targets in jobs.items()
+            ],
+        }
+        (d / "prometheus.yml").write_text(yaml.safe_dump(conf))
+        self.prom_port = free_port()
+        log = (d / "prometheus.log").open("ab")
+        self.prometheus = subprocess.Popen(
+            ["prometheus", f"--config.file={d / 'prometheus.yml'}",
+             f"--storage.tsdb.path={d / 'data'}",
+             f"--web.listen-address=127.0.0.1:{self.prom_port}", "--log.level=warn"],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        log.close()
+        deadline = time.monotonic() + 60
+        while not http_ok(self.prom_port, "/-/ready"):
+            if self.prometheus.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(
+                    "prometheus did not start: " + (d / "prometheus.log").read_text()[-2000:]
+                )
+            time.sleep(0.2)
+
+    def prom_query(self, query: str) -> list[dict[str, Any]]:
+        url = f"http://127.0.0.1:{self.prom_port}/api/v1/query?" + urllib.parse.urlencode(
+            {"query": query}
+        )
+        with urllib.request.urlopen(url, timeout=10) as r:  # noqa: S310 - loopback
+            return list(json.loads(r.read())["data"]["result"])
+
+    def prom_rules(self) -> list[dict[str, Any]]:
+        url = f"http://127.0.0.1:{self.prom_port}/api/v1/rules"
+        with urllib.request.urlopen(url, timeout=10) as r:  # noqa: S310 - loopback
+            return [rule for g in json.loads(r.read())["data"]["groups"] for rule in g["rules"]]
+
+    def stop_all(self) -> None:
+        self.supervising = False
+        for s in self.slots:
+            with contextlib.suppress(Exception):
+                s.worker.stop()
+        if self.prometheus is not None and self.prometheus.poll() is None:
+            self.prometheus.terminate()
+            try:
+                self.prometheus.wait(15)
+            except subprocess.TimeoutExpired:
+                self.prometheus.kill()
+                self.prometheus.wait(5)
+        # a paused Redis would not stop on SIGTERM
+        if self.stack.redis is not None and self.stack.redis.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.stack.redis.proc.pid, signal.SIGCONT)
+        self.stack.stop()
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.t0
+
+    # ------------------------------------------------------------------ background tasks
+    async def clock_task(self, clock: SharedSimulatedClock, stop: asyncio.Event) -> None:
+        last = time.monotonic()
+        while not stop.is_set():
+            await asyncio.sleep(0.1)
+            t = time.monotonic()
+            dt, last = min(t - last, 0.3), t
+            if self.frozen.is_set():
+                continue
+            nxt = self.sim + timedelta(seconds=dt * self.cfg.speed)
+            try:
+                await asyncio.wait_for(clock.set(nxt), 2.0)
+            except (OSError, TimeoutError, RedisError):
+                continue  # Redis away: the clock waits for it
+            self.sim = nxt
+            self.clock_history.append((self.elapsed(), nxt.timestamp()))
+
+    async def monitor_task(self, stop: asyncio.Event) -> None:
+        """Every second: each worker's /ready and whether its metrics port answers; every five
+        seconds its RSS. A worker that exited by itself is restarted (a supervisor's job)."""
+        loop = asyncio.get_running_loop()
+        n = 0
+        while not stop.is_set():
+            await asyncio.sleep(1.0)
+            n += 1
+            now = self.elapsed()
+            state: dict[str, tuple[bool, bool]] = {}
+            for s in self.slots:
+                w = s.worker
+                if self.supervising and w.proc is not None and w.proc.poll() is not None:
+                    code = w.proc.returncode
+                    if code != -9 or not self._killed_by_us(w.pid):
+                        s.own_exits.append(int(code))
+                        await loop.run_in_executor(None, self._relaunch, s)
+                    continue
+                up = await loop.run_in_executor(None, _port_open, w.metrics_port)
+                ready = await loop.run_in_executor(None, http_ok, w.web_port, "/ready")
+                state[s.name] = (up, ready)
+                if n % 5 == 0 and w.alive():
+                    with contextlib.suppress(psutil.Error):
+                        self.rss.append(
+                            (s.name, w.pid, now, psutil.Process(w.pid).memory_info().rss)
+                        )
+            self.health.append((now, state))
+            if n % 60 == 0:
+                print(f"[{now:7.1f}s] {self.sim.isoformat()[:16]} {self.progress()}", flush=True)
+
+    def _killed_by_us(self, pid: int) -> bool:
+        return any(f.get("pid") == pid for f in self.faults)
+
+    # ------------------------------------------------------------------ faults
+    async def inject(self, kind: str, ctx: dict[str, Any]) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        rng: random.Random = ctx["rng"]
+        rec: dict[str, Any] = {"kind": kind, "began": self.elapsed(), "sim": self.sim.isoformat()}
+        if kind.startswith("kill9-"):
+            role = kind.removeprefix("kill9-")
+            slot = rng.choice([s for s in self.slots if s.role == role])
+            pid = slot.worker.pid
+            rec |= {"slot": slot.name, "pid": pid}
+            self.faults.append(rec)  # before the kill: the supervisor must not count it
+            await loop.run_in_executor(None, slot.worker.kill9)
+            code = slot.worker.proc.returncode if slot.worker.proc else None
+            rec["verified"] = code == -9 and not psutil.pid_exists(pid)
+            rec["detail"] = f"pid {pid} exit status {code}"
+            await loop.run_in_executor(None, self._relaunch, slot)
+            await loop.run_in_executor(None, slot.worker.wait_healthy)
+        elif kind == "redis-restart":
+            self.frozen.set()
+            assert self.stack.redis is not None and self.stack.redis.proc is not None
+            old = self.stack.redis.proc.pid
+            before = await ctx["redis"].get(ctx["clock_key"])
+            await loop.run_in_executor(None, lambda: self.stack.restart_redis(kill=True))
+            new = self.stack.redis.proc.pid
+            after = await _retry(lambda: ctx["redis"].get(ctx["clock_key"]))
+            pong = await _retry(lambda: ctx["redis"].ping())
+            rec["verified"] = (
+                bool(pong) and new != old and not psutil.pid_exists(old) and after == before
+            )
+            rec["detail"] = f"pid {old} -> {new}; clock kept: {after == before}"
+            self.frozen.clear()
+        elif kind == "redis-pause":
+            self.frozen.set()
+            assert self.stack.redis is not None and self.stack.redis.proc is not None
+            pid = self.stack.redis.proc.pid
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                silent = not await loop.run_in_executor(
+                    None, _redis_pings, self.stack.redis_port, 1.0
+                )
+                await asyncio.sleep(self.cfg.pause)  # the fault itself: its length
+            finally:
+                os.kill(pid, signal.SIGCONT)
+            back = await loop.run_in_executor(None, _redis_pings, self.stack.redis_port, 10.0)
+            rec["verified"] = silent and back
+            rec["detail"] = (
+                f"pid {pid} stopped {self.cfg.pause:g}s; silent {silent}, answered after {back}"
+            )
+            self.frozen.clear()
+        elif kind == "broker-restart":
+            rec |= await self._broker_restart(ctx)
+        else:
+            raise ValueError(kind)
+        rec["repaired"] = self.elapsed()
+        if rec not in self.faults:
+            self.faults.append(rec)
+        print(f"[{rec['repaired']:7.1f}s] {kind}: {rec['detail']} (verified {rec['verified']})",
+              flush=True)  # fmt: skip
+        return rec
+
+    async def _broker_restart(self, ctx: dict[str, Any]) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        source: SalesSource = ctx["source"]
+        reader: TopicReader = ctx["reader"]
+        store: Store = ctx["store"]
+        self.frozen.set()
+        source.flowing.clear()
+        await source.publisher.flush() if source.publisher else None
+        t_q = time.monotonic()
+        await _until(
+            lambda: _all_counted(store, source),
+            self.cfg.settle_timeout,
+            "sales counted before the broker restart",
+            self.missed,
+        )
+        await _until(
+            lambda: _flips_read(store, reader, ctx["specs"]),
+            self.cfg.settle_timeout,
+            "flips read before the broker restart",
+            self.missed,
+        )
+        quiesce = time.monotonic() - t_q
+        source.broker_up = False
+        source.flowing.set()
+        await source.close()
+        reader.stop()
+        broker = self.stack.broker
+        assert broker is not None
+        await loop.run_in_executor(None, broker.stop)
+        closed = not _port_open(self.stack.kafka_port)
+        await loop.run_in_executor(None, broker.start)
+        opened = _port_open(self.stack.kafka_port)
+        await ensure_topics(ctx["settings"])
+        await source.open()
+        source.broker_up = True
+        held = await source.release_held()
+        reader.start()
+        self.frozen.clear()
+        return {
+            "verified": closed and opened,
+            "detail": f"port closed {closed}, open again {opened}; quiesced {quiesce:.1f}s, "
+                      f"{held} messages held while down",
+        }  # fmt: skip
+
+    # ------------------------------------------------------------------ the run
+    async def run(self) -> dict[str, Any]:
+        cfg = self.cfg
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self.stack.start)
+        capacity = None
+        if cfg.rate is None:
+            capacity = await measure_capacity(self.stack, cfg.capacity_sales)
+            target = cfg.capacity_share * capacity
+        else:
+            target = cfg.rate
+        rate = min(target, cfg.max_rate)
+        settings = soak_settings(self.stack, cfg)
+        await ensure_topics(settings)
+        redis = make_redis(settings)
+        store = Store(redis, settings.key_prefix)
+        ckey = clock_key(settings.key_prefix)
+        clock = SharedSimulatedClock(redis, ckey)
+        start = sim_start(datetime.now(UTC).date())
+        specs = make_specs(cfg, start)
+        self.sim = start - timedelta(hours=1)
+        await clock.set(self.sim)
+        for i in range(cfg.controllers):
+            self.slots.append(self._launch(settings, f"controller-{i}", "controller"))
+        for i in range(cfg.analysts):
+            self.slots.append(self._launch(settings, f"analysis-{i}", "analysis"))
+        await loop.run_in_executor(None, lambda: [s.worker.wait_healthy() for s in self.slots])
+        await loop.run_in_executor(None, self._start_prometheus)
+        for spec in specs:
+            reply = await send_command_async(settings, "create", timeout=90.0,
+                                             spec=spec.model_dump(mode="json"))  # fmt: skip
+            if not reply.get("ok"):
+                raise RuntimeError(f"create {spec.id} refused: {reply.get('error')}")
+        self.sim = start
+        await clock.set(start)
+        reader = TopicReader(settings)
+        reader.start()
+        source = SalesSource(settings, specs, cfg)
+        await source.open()
+        self.progress = lambda: (
+            f"{source.distinct:,} sales sent, {len(reader.assignments):,} assignments and "
+            f"{sum(map(len, reader.estimates.values())):,} estimates read"
+        )
+        stop = asyncio.Event()
+        self.t0 = time.monotonic()
+        seconds = cfg.minutes * 60
+        schedule = checks.fault_schedule(cfg.seed, seconds, cfg.fault_every, cfg.warmup, cfg.kinds)
+        ctx = {"rng": random.Random(cfg.seed + 1), "redis": redis, "clock_key": ckey,
+               "source": source, "reader": reader, "store": store, "specs": specs,
+               "settings": settings}  # fmt: skip
+        tasks = [
+            asyncio.create_task(self.clock_task(clock, stop)),
+            asyncio.create_task(self.monitor_task(stop)),
+            asyncio.create_task(source.run(rate, lambda: self.sim, stop)),
+        ]
+        print(f"soak: {len(specs)} experiments, {rate:.0f} sales/s, {len(schedule)} faults, "
+              f"{seconds:.0f}s, clock x{cfg.speed:g} from {start.isoformat()}", flush=True)  # fmt: skip
+        try:
+            for f in schedule:
+                await _sleep_until(self.t0 + f.at, tasks)
+                await self.inject(f.kind, ctx)
+            await _sleep_until(self.t0 + seconds, tasks)
+            # the end: no more sales or time; everything sent must be counted, every flip read
+            source.flowing.clear()
+            self.frozen.set()
+            if source.publisher is not None:
+                await source.publisher.flush()
+            t_end = self.elapsed()
+            await _until(
+                lambda: _all_counted(store, source),
+                cfg.settle_timeout,
+                "every sale counted",
+                self.missed,
+            )
+            await _until(
+                lambda: _lag_zero(self.slots, settings),
+                cfg.settle_timeout,
+                "no sales lag",
+                self.missed,
+            )
+            await _until(
+                lambda: _flips_read(store, reader, specs),
+                cfg.settle_timeout,
+                "every flip read",
+                self.missed,
+            )
+            if self.faults:
+                last = self.faults[-1]
+                await _until(lambda: _estimated_since(reader, self.t0 + last["began"], self.t0 + last["repaired"]),
+                             cfg.settle_timeout, "estimates after the last fault", self.missed)  # fmt: skip
+            stop.set()
+            for t in tasks:
+                t.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.gather(*tasks)
+            report = await self.report(store, reader, source, specs, settings, t_end,
+                                       {"rate": rate, "target": target, "capacity": capacity,
+                                        "start": start})  # fmt: skip
+        finally:
+            stop.set()
+            for t in tasks:
+                t.cancel()
+            reader.stop()
+            await source.close()
+            await redis.aclose()
+        return report
+
+    async def report(
+        self, store: Store, reader: TopicReader, source: SalesSource, specs: list[ExperimentSpec],
+        settings: Settings, t_end: float, rates: dict[str, Any],
+    ) -> dict[str, Any]:  # fmt: skip
+        cfg = self.cfg
+        totals = {s.id: await store.totals(s.id) for s in specs}
+        sent = {e: (v[0], v[1]) for e, v in source.sent.items()}
+        with reader.lock:
+            msgs = list(reader.assignments)
+            received = {k: [t - self.t0 for t in v] for k, v in reader.estimates.items()}
+        periods = {}
+        state = {}
+        for s in specs:
+            st = await store.get_experiment(s.id)
+            state[s.id] = {"flipped_period": st.flipped_period, "missed_flips": st.missed_flips,
+                           "status": st.status}  # fmt: skip
+            k_now = min(period_index(s, self.sim), last_period(s))
+            periods[s.id] = [k for k in range(k_now + 1) if not is_empty(s, k)]
+        by_id = {s.id: s for s in specs}
+        count = checks.count_problems(sent, totals)
+        seq = checks.seq_regressions(msgs)
+        flips = checks.flip_problems(msgs, {s.id: list(s.products) for s in specs}, periods)
+        flips += [f"{e}: at period {v['flipped_period']}, the clock is in {periods[e][-1]}"
+                  for e, v in state.items() if v["flipped_period"] != periods[e][-1]]  # fmt: skip
+        resumed = checks.resumed_after(self.faults, {s.id: received.get(s.id, []) for s in specs})
+        slopes = checks.rss_slopes(self.rss)
+        rss = checks.rss_problems(slopes)
+        with reader.lock:
+            flip_times = [
+                (period_start(by_id[e], k).timestamp(), t - self.t0)
+                for (e, k), t in reader.first_seen.items()
+                if k >= 1 and e in by_id
+            ]
+            stale = {k: [t - self.t0 for t in v] for k, v in reader.by_estimator.items()}
+        alerts = self._alerts(state, flip_times, stale)
+        verified = [f"{f['kind']} at {f['began']:.0f}s not verified: {f['detail']}"
+                    for f in self.faults if not f["verified"]]  # fmt: skip
+        problems = {
+            "faults_verified": verified,
+            "waits_in_time": self.missed,
+            "every_sale_counted_once": count,
+            "no_seq_backwards": [str(r) for r in seq[:20]],
+            "every_boundary_flipped_once": flips[:50],
+            "estimates_resumed": [
+                f"{r['kind']}: no estimate after it for {r['without']}"
+                for r in resumed
+                if r["seconds"] is None
+            ],  # fmt: skip
+            "rss_flat": rss,
+            "alerts_as_expected": alerts["problems"],
+        }
+        return {
+            "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in cfg.__dict__.items()},
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+            "load_at_end": os.getloadavg(),
+            "wall_seconds": t_end,
+            "simulated": {
+                "start": rates["start"].isoformat(),
+                "end": self.sim.isoformat(),
+                "days": (self.sim - rates["start"]).total_seconds() / 86400,
+            },  # fmt: skip
+            "experiments": [
+                {
+                    "id": s.id,
+                    "design": s.design,
+                    "period_hours": s.period / timedelta(hours=1),
+                    "arms": s.n_arms,
+                    "products": len(s.products),
+                    "boundaries": len(periods[s.id]),
+                }
+                for s in specs
+            ],  # fmt: skip
+            "rate": {
+                "capacity_per_s": rates["capacity"],
+                "target_per_s": rates["target"],
+                "run_per_s": rates["rate"],
+                "distinct": source.distinct,
+                "achieved_per_s": source.distinct / t_end,
+                "duplicates": source.duplicates,
+                "junk": source.junk,
+                "dead_letters_read": reader.dead_letters,
+            },  # fmt: skip
+            "assignments_read": len(msgs),
+            "estimates_read": {s.id: len(received.get(s.id, [])) for s in specs},
+            "faults": self.faults,
+            "resumed": resumed,
+            "own_exits": {s.name: s.own_exits for s in self.slots if s.own_exits},
+            "rss": slopes,
+            "alerts": alerts,
+            "problems": problems,
+            "passed": {k: not v for k, v in problems.items()},
+        }
+
+    def _alerts(
+        self, state: dict[str, dict[str, Any]], flips: list[tuple[float, float]],
+        stale: dict[str, list[float]],
+    ) -> dict[str, Any]:  # fmt: skip
+        waits = checks.rule_waits(yaml.safe_load(ALERTS.read_text()))
+        times = [t for t, _ in self.health]
+        names = [s.name for s in self.slots]
+
+        def held(pred: Callable[[dict[str, tuple[bool, bool]]], bool]) -> float:
+            return checks.longest_run(times, [pred(st) for _, st in self.health], 1.0)
+
+        role = {s.name: s.role for s in self.slots}
+        history = checks.ClockHistory(self.clock_history)
+        measured = {
+            "PricelabControllerDown": held(lambda st: not any(
+                st.get(n, (False, False))[0] for n in names if role[n] == "controller")),
+            "PricelabAnalysisDown": held(lambda st: not any(
+                st.get(n, (False, False))[0] for n in names if role[n] == "analysis")),
+            "PricelabWorkerNotReady": max((held(_not_ready(n)) for n in names), default=0.0),
+            "PricelabMissedFlips": float(sum(v["missed_flips"] for v in state.values())),
+            "PricelabLateFlip": checks.late_flip_held(flips, history, times[-1] if times else 0.0),
+            "PricelabEstimateStale": checks.stale_estimate_held(stale, history, times[-1] if times else 0.0),
+        }  # fmt: skip
+        expected = checks.expected_alerts(waits, measured, slack=10.0)
+        window = f"{int(self.elapsed()) + 60}s"
+        fired = {r["metric"]["alertname"] for r in self.prom_query(
+            f'max_over_time(ALERTS{{alertstate="firing"}}[{window}])')}  # fmt: skip
+        pending = {r["metric"]["alertname"] for r in self.prom_query(
+            f'max_over_time(ALERTS{{alertstate="pending"}}[{window}])')}  # fmt: skip
+        rules = self.prom_rules()
+        targets = self.prom_query(f"count_over_time(up[{window}])")
+        return {
+            "rules_loaded": len(rules),
+            "rules_unhealthy": [r["name"] for r in rules if r.get("health") != "ok"],
+            "targets_scraped": len(targets),
+            "measured": measured,
+            "expected": sorted(k for k, v in expected.items() if v),
+            "fired": sorted(fired),
+            "pending_seen": sorted(pending),
+            "problems": checks.alert_problems(expected, fired)
+            + (
+                [f"Prometheus loaded {len(rules)} rules, alerts.yml has {len(waits)}"]
+                if len(rules) != len(waits)
+                else []
+            ),  # fmt: skip
+        }
+
+
+# ---------------------------------------------------------------------------- helpers
+async def measure_capacity(stack: EmbeddedStack, n: int) -> float:
+    """Sales per second one controller worker ingests from a backlog (bench_ingest's own
+    measure, on this stack, its own topics and keys)."""
+    from benchmarks._common import bench_settings, produce, sale_payloads
+    from benchmarks.bench_ingest import N_PRODUCTS, worker_rate
+
+    settings = bench_settings(stack)
+    await ensure_topics(settings)
+    await produce(settings, settings.topics.sales, sale_payloads(n, N_PRODUCTS))
+    assert stack.redis is not None and stack.redis.proc is not None
+    assert stack.broker is not None and stack.broker.proc is not None
+    rate, _, _ = await worker_rate(settings, n, stack.redis.proc.pid, stack.broker.proc.pid)
+    return rate
+
+
+def _not_ready(name: str) -> Callable[[dict[str, tuple[bool, bool]]], bool]:
+    return lambda st: not st.get(name, (False, False))[1]
+
+
+def _port_open(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+        return True
+    return False
+
+
+def _redis_pings(port: int, within: float) -> bool:
+    """Whether Redis answers PING within ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+                s.settimeout(max(0.1, deadline - time.monotonic()))
+                s.sendall(b"PING\r\n")
+                if s.recv(16).startswith(b"+PONG"):
+                    return True
+        except OSError:
+            pass
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
+
+
+async def _retry(fn: Callable[[], Any], within: float = 30.0) -> Any:
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            return await fn()
+        except (OSError, RedisError):
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+
+
+async def _until(
+    pred: Callable[[], Any], timeout: float, what: str, missed: list[str] | None = None
+) -> bool:
+    """Wait until ``pred`` holds; past ``timeout``, raise, or with ``missed`` note ``what``
+    there and go on (the checks then say what it left undone)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if await pred():
+                return True
+        except (OSError, RedisError):
+            pass
+        if time.monotonic() > deadline:
+            if missed is None:
+                raise TimeoutError(f"soak: {what} not within {timeout:.0f}s")
+            missed.append(f"{what}: not within {timeout:.0f}s")
+            print(f"soak: {what} not within {timeout:.0f}s", flush=True)
+            return False
+        await asyncio.sleep(0.25)
+
+
+async def _sleep_until(t: float, tasks: list[asyncio.Task[Any]]) -> None:
+    while time.monotonic() < t:
+        for task in tasks:
+            if task.done() and task.exception() is not None:
+                raise RuntimeError("a soak task failed") from task.exception()
+        await asyncio.sleep(min(0.5, max(0.0, t - time.monotonic())))
+
+
+async def _all_counted(store: Store, source: SalesSource) -> bool:
+    for exp, (events, _) in source.sent.items():
+        totals = await store.totals(exp)
+        if sum(v for k, v in totals.items() if k.startswith("events:")) < events:
+            return False
+    return not source.held
+
+
+async def _flips_read(store: Store, reader: TopicReader, specs: list[ExperimentSpec]) -> bool:
+    seen = reader.flipped()
+    for s in specs:
+        st = await store.get_experiment(s.id)
+        if not st.published_through(st.flipped_period):
+            return False
+        if seen.get(s.id, {}).get(st.flipped_period, 0) < len(s.products):
+            return False
+    return True
+
+
+async def _lag_zero(slots: list[Slot], settings: Settings) -> bool:
+    for s in slots:
+        if s.role != "controller":
+            continue
+        text = await asyncio.get_running_loop().run_in_executor(None, s.worker.metrics)
+        if metric_value(text, "pricelab_consumer_lag", topic=settings.topics.sales) > 0:
+            return False
+    return True
+
+
+async def _estimated_since(reader: TopicReader, began: float, t: float) -> bool:
+    """Every experiment estimated before ``began`` has an estimate received since ``t``."""
+    with reader.lock:
+        return all(any(x >= t for x in v) for v in reader.estimates.values() if min(v) < began)
+
+
+def run_soak(cfg: SoakConfig) -> dict[str, Any]:
+    soak = Soak(cfg)
+    try:
+        return asyncio.run(soak.run())
+    finally:
+        soak.stop_all()
+
+
+# ---------------------------------------------------------------------------- the docs
+BEGIN, END = "<!-- soak:begin (benchmarks/soak.py --render) -->", "<!-- soak:end -->"
+
+
+def render(report: dict[str, Any]) -> str:
+    """The figures of a saved soak as the section's body in docs/operations.md."""
+    c, r = report["config"], report["rate"]
+    lines = [
+        BEGIN,
+        f"Last saved run: `.venv/bin/python -m benchmarks.soak --minutes {c['minutes']:g} "
+        f"--seed {c['seed']} --save` ({report['machine']}; load {report['load_at_end'][0]:.1f} at its end).",
+        "",
+        f"- **{report['wall_seconds'] / 60:.1f} minutes** of wall time, **{report['simulated']['days']:.1f} "
+        f"simulated days** ({report['simulated']['start'][:10]} on), {len(report['experiments'])} experiments "
+        f"({', '.join(sorted({e['design'] for e in report['experiments']}))}; periods of "
+        f"{', '.join(f'{h:g}' for h in sorted({e['period_hours'] for e in report['experiments']}))} hours; "
+        f"{sum(e['arms'] > 2 for e in report['experiments'])} with more than two arms), "
+        f"{sum(e['boundaries'] for e in report['experiments']):,} boundaries.",
+        f"- Sales: {r['distinct']:,} distinct at {r['achieved_per_s']:,.0f}/s"
+        + (f" (ingest capacity measured at the start {r['capacity_per_s']:,.0f}/s; "
+           f"{c['capacity_share']:g} of it is {r['target_per_s']:,.0f}/s"
+           + (f", capped at {c['max_rate']:,.0f}/s" if r["run_per_s"] < r["target_per_s"] else "")
+           + ")" if r["capacity_per_s"] else "")
+        + f", {r['duplicates']:,} sent twice, {r['junk']:,} junk ({r['dead_letters_read']:,} dead letters read).",
+        f"- {len(report['faults'])} faults: "
+        + "; ".join(f"{f['kind']} at {f['began']:.0f} s ({'verified' if f['verified'] else 'NOT verified'})"
+                    for f in report["faults"]) + ".",
+        "",
+        "| check | result |",
+        "|---|---|",
+    ]  # fmt: skip
+    names = {
+        "faults_verified": "every fault happened (pid gone, PING again, port closed and open)",
+        "waits_in_time": "every wait of the soak ended in time (settling, quiesce)",
+        "every_sale_counted_once": "every sale counted exactly once",
+        "no_seq_backwards": "no `seq` went backwards on the assignments topic",
+        "every_boundary_flipped_once": "every boundary flipped exactly once",
+        "estimates_resumed": "estimates of every experiment after each fault",
+        "rss_flat": "worker RSS flat",
+        "alerts_as_expected": "alerts fired as the faults call for",
+    }
+    for key, label in names.items():
+        probs = report["problems"][key]
+        lines.append(
+            f"| {label} | {'**pass**' if not probs else 'FAIL: ' + '; '.join(probs)[:300]} |"
+        )
+    waits = [
+        f"{x['kind']} {x['seconds']:.0f} s" for x in report["resumed"] if x["seconds"] is not None
+    ]
+    lines += [
+        "",
+        "Estimates after each fault (until every experiment had one): " + ", ".join(waits) + ".",
+        "",
+    ]
+    lines += ["| worker slot | RSS slope (MB/min) | median RSS (MB) | growth over the run | processes |",
+              "|---|---|---|---|---|"]  # fmt: skip
+    for slot, s in sorted(report["rss"].items()):
+        lines.append(f"| {slot} | {s['mb_per_min']:+.2f} | {s['median_mb']:.0f} | "
+                     f"{s['growth_share']:+.1%} | {s['processes']} |")  # fmt: skip
+    a = report["alerts"]
+    lines += [
+        "",
+        f"Alerts (a real Prometheus, {a['rules_loaded']} rules of alerts.yml, {a['targets_scraped']} "
+        f"targets scraped every 2 s): expected {', '.join(a['expected']) or 'none'}; fired "
+        f"{', '.join(a['fired']) or 'none'}; went pending and cleared: {', '.join(a['pending_seen']) or 'none'}. "
+        "Longest stretches measured by the soak itself: "
+        + ", ".join(f"{k} {v:g}" for k, v in a["measured"].items()) + ".",
+        END,
+    ]  # fmt: skip
+    return "\n".join(lines)
+
+
+def render_into(doc: Path, report: dict[str, Any]) -> None:
+    text = doc.read_text()
+    if BEGIN not in text or END not in text:
+        raise SystemExit(f"{doc} has no soak section markers ({BEGIN} ... {END})")
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    doc.write_text(head + render(report) + tail)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--minutes", type=float, default=20.0)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--out", type=Path, default=Path("/tmp/pricelab-soak"))
+    ap.add_argument("--speed", type=float, default=2016.0, help="simulated s per wall s")
+    ap.add_argument(
+        "--rate", type=float, help="sales/s (default: a share of the measured capacity)"
+    )
+    ap.add_argument("--capacity-share", type=float, default=0.5)
+    ap.add_argument("--max-rate", type=float, default=1000.0)
+    ap.add_argument("--fault-every", type=float, default=180.0, help="seconds between faults")
+    ap.add_argument("--pause", type=float, default=20.0, help="seconds Redis stays stopped")
+    ap.add_argument("--save", action="store_true", help=f"write {FIGURE.relative_to(ROOT)}")
+    ap.add_argument("--render", action="store_true", help="docs/operations.md from the saved JSON")
+    args = ap.parse_args()
+    if args.render:
+        render_into(ROOT / "docs" / "operations.md", json.loads(FIGURE.read_text()))
+        return
+    cfg = SoakConfig(minutes=args.minutes, seed=args.seed, out=args.out, speed=args.speed,
+                     rate=args.rate, capacity_share=args.capacity_share, max_rate=args.max_rate,
+                     fault_every=args.fault_every, pause=args.pause)  # fmt: skip
+    report = run_soak(cfg)
+    text = json.dumps(report, indent=1, default=str)
+    (args.out / "soak.json").write_text(text)
+    if args.save:
+        FIGURE.write_text(text)
+    print(json.dumps({"passed": report["passed"], "problems": report["problems"],
+                      "rss": report["rss"], "alerts": report["alerts"]}, indent=1, default=str))  # fmt: skip
+    raise SystemExit(0 if all(report["passed"].values()) else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""The soak's short form (benchmarks/soak.py; issue #42, item 5): the whole stack for a few
+minutes with one fault of each kind, and every one of the soak's checks.
+
+3 controller and 2 analysis workers, a real Prometheus with deploy/prometheus/alerts.yml, 10
+experiments of mixed designs and periods (two price ladders), a steady sales stream with
+duplicates and junk, and in this order: kill -9 of a controller, a Redis restart from its
+AOF, kill -9 of an analysis worker, a broker restart and Redis paused with SIGSTOP. The soak
+waits on conditions with deadlines; the only timed things are the faults' own schedule and
+the pause's length, which are the faults themselves.
+"""
+
+from __future__ import annotations
+
+import psutil
+import pytest
+
+from benchmarks.soak import Soak, SoakConfig
+from benchmarks.soak_checks import FAULT_KINDS
+
+pytestmark = pytest.mark.integration
+
+KINDS = ("kill9-controller", "redis-restart", "kill9-analysis", "broker-restart", "redis-pause")
+
+
+@pytest.mark.timeout(900)
+async def test_soak_short_form(tmp_path):
+    cfg = SoakConfig(
+        minutes=3.4,
+        seed=7,
+        out=tmp_path,
+        products=20,
+        rate=150.0,
+        fault_every=30.0,
+        warmup=25.0,
+        pause=6.0,
+        kinds=KINDS,
+        settle_timeout=180.0,
+    )
+    soak = Soak(cfg)
+    pids: list[int] = []
+    try:
+        report = await soak.run()
+    finally:
+        pids = [p.proc.pid for p in (soak.stack.broker, soak.stack.redis) if p and p.proc]
+        pids += [s.worker.pid for s in soak.slots if s.worker.proc is not None]
+        pids += [soak.prometheus.pid] if soak.prometheus is not None else []
+        soak.stop_all()
+    # every process the soak started is gone
+    assert pids and not [p for p in pids if psutil.pid_exists(p)]
+
+    # the faults happened, each checked: one of each kind, in order
+    assert [f["kind"] for f in report["faults"]] == list(KINDS)
+    assert set(KINDS) == set(FAULT_KINDS)
+    assert all(f["verified"] for f in report["faults"]), report["faults"]
+
+    # what the soak did is real: sales with duplicates and junk, flips read, estimates read
+    rate = report["rate"]
+    assert rate["distinct"] > 10_000 and rate["duplicates"] > 0 and rate["junk"] > 0
+    assert rate["dead_letters_read"] > 0
+    assert report["assignments_read"] > 1000
+    assert sum(e["boundaries"] for e in report["experiments"]) > 100
+    assert len(report["experiments"]) == 10
+    assert sum(e["arms"] > 2 for e in report["experiments"]) == 2
+    assert report["simulated"]["days"] > 3
+    # every fault was followed by estimates of the experiments estimated before it
+    assert all(r["experiments"] > 0 and r["seconds"] is not None for r in report["resumed"])
+    # Prometheus evaluated every rule of alerts.yml over the five workers
+    alerts = report["alerts"]
+    assert alerts["rules_loaded"] == 11 and alerts["rules_unhealthy"] == []
+    assert alerts["targets_scraped"] == 5
+    # RSS was sampled for every worker slot
+    assert set(report["rss"]) == {f"controller-{i}" for i in range(3)} | {
+        f"analysis-{i}" for i in range(2)
+    }
+
+    # the soak's assertions: each one's problems, empty
+    assert report["problems"] == {k: [] for k in report["problems"]}, report["problems"]
+    assert all(report["passed"].values())

@@ -1,0 +1,144 @@
+"""The soak's checks and statistics (benchmarks/soak_checks.py) on made-up records: each
+check passes what it must and names what it must not."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+
+from benchmarks import soak_checks as c
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def test_fault_schedule_is_seeded_spaced_and_ends_before_the_run():
+    a = c.fault_schedule(5, 1200, 180, 60)
+    assert a == c.fault_schedule(5, 1200, 180, 60)
+    assert a != c.fault_schedule(6, 1200, 180, 60)
+    assert len(a) == 6 and set(f.kind for f in a[:5]) == set(c.FAULT_KINDS)
+    assert all(60 <= f.at <= 1200 - 180 * 0.8 for f in a)
+    assert all(b.at - x.at > 180 * 0.5 for x, b in zip(a, a[1:], strict=False))
+    fixed = c.fault_schedule(1, 200, 30, 25, kinds=("redis-pause", "kill9-controller"))
+    assert [f.kind for f in fixed] == ["redis-pause", "kill9-controller"] * 2 + ["redis-pause"]
+
+
+def test_seq_regressions_allow_repeats_and_name_a_step_back():
+    msgs = [
+        {"experiment": "e", "product": "p", "period": 0, "seq": 1},
+        {"experiment": "e", "product": "q", "period": 0, "seq": 1},
+        {"experiment": "e", "product": "p", "period": 1, "seq": 2},
+        {"experiment": "e", "product": "p", "period": 1, "seq": 2},  # a flip redone
+        {"experiment": "f", "product": "p", "period": 0, "seq": 1},  # another experiment
+    ]
+    assert c.seq_regressions(msgs) == []
+    back = [*msgs, {"experiment": "e", "product": "p", "period": 0, "seq": 1}]
+    assert c.seq_regressions(back) == [{"experiment": "e", "product": "p", "seq": 1, "after": 2}]
+
+
+def test_flip_problems_each_boundary_once_with_every_product():
+    def m(k: int, p: str, seq: int) -> dict[str, object]:
+        return {"experiment": "e", "product": p, "period": k, "seq": seq}
+
+    ok = [m(0, "a", 1), m(0, "b", 1), m(1, "a", 2), m(1, "b", 2), m(1, "a", 2)]
+    products = {"e": ["a", "b"]}
+    assert c.flip_problems(ok, products, {"e": [0, 1]}) == []
+    assert c.flip_problems(ok, products, {"e": [0, 1, 2]}) == ["e period 2: never flipped"]
+    twice = [*ok, m(1, "a", 3), m(1, "b", 3)]
+    assert c.flip_problems(twice, products, {"e": [0, 1]}) == [
+        "e period 1: flipped 2 times (seq [2, 3])"
+    ]
+    short = [m(0, "a", 1), m(0, "b", 1), m(1, "a", 2)]
+    assert c.flip_problems(short, products, {"e": [0, 1]}) == [
+        "e period 1: 1 products without an assignment"
+    ]
+
+
+def test_count_problems_every_status_counts_duplicates_do_not():
+    totals = {"e": {"events:ok": 7, "units:ok": 14, "events:washout": 3, "units:washout": 4}}
+    assert c.count_problems({"e": (10, 18)}, totals) == []
+    assert c.count_problems({"e": (11, 20)}, totals) == [
+        "e: sent 11 sales (20 units), counted 10 (18)"
+    ]
+    assert c.count_problems({"f": (1, 1)}, totals) == ["f: sent 1 sales (1 units), counted 0 (0)"]
+
+
+def test_rss_slope_ignores_restarts_and_measures_a_leak():
+    mb = 2**20
+    flat = [("w", 1, t, 200 * mb) for t in range(0, 600, 5)]
+    # a restart drops to 150 MB and stays: no trend
+    flat += [("w", 2, t, 150 * mb) for t in range(600, 1200, 5)]
+    s = c.rss_slopes(flat)["w"]
+    assert abs(s["mb_per_min"]) < 1e-9 and s["processes"] == 2
+    assert c.rss_problems({"w": s}) == []
+    leak = [("x", 1, t, int((100 + t / 60 * 2) * mb)) for t in range(0, 1200, 5)]  # 2 MB/min
+    x = c.rss_slopes(leak)["x"]
+    assert x["mb_per_min"] == pytest.approx(2.0, rel=1e-3)
+    assert x["growth_share"] == pytest.approx(2.0 * 1195 / 60 / x["median_mb"], rel=1e-3)
+    assert c.rss_problems({"x": x})[0].startswith("x: RSS grows +2.00 MB/min")
+    lone = c.rss_slopes([("y", 1, 0.0, mb)])["y"]
+    assert math.isnan(lone["mb_per_min"]) and c.rss_problems({"y": lone})
+
+
+def test_resumed_after_waits_only_for_experiments_estimated_before():
+    faults = [{"kind": "redis-pause", "began": 10.0, "repaired": 20.0}]
+    received = {"a": [1.0, 25.0], "b": [5.0, 22.0], "late": [30.0]}
+    assert c.resumed_after(faults, received) == [
+        {"kind": "redis-pause", "seconds": 5.0, "without": [], "experiments": 2}
+    ]
+    stopped = {"a": [1.0, 25.0], "b": [5.0, 12.0]}
+    assert c.resumed_after(faults, stopped)[0] == {
+        "kind": "redis-pause", "seconds": None, "without": ["b"], "experiments": 2,
+    }  # fmt: skip
+
+
+def test_rule_waits_read_alerts_yml():
+    waits = c.rule_waits(yaml.safe_load((ROOT / "deploy/prometheus/alerts.yml").read_text()))
+    assert waits["PricelabControllerDown"] == 120
+    assert waits["PricelabAnalysisDown"] == 600
+    assert waits["PricelabMissedFlips"] == 0
+    assert set(c.MEASURED) <= set(waits)
+    with pytest.raises(ValueError):
+        c.duration_seconds("1d")
+
+
+def test_expected_alerts_and_their_problems():
+    waits = {"Down": 120.0, "Missed": 0.0, "Other": 300.0}
+    exp = c.expected_alerts(waits, {"Down": 20.0, "Missed": 2.0}, slack=10)
+    assert exp == {"Down": False, "Missed": True, "Other": False}
+    assert c.expected_alerts(waits, {"Down": 131.0}, slack=10)["Down"]
+    assert c.alert_problems(exp, {"Missed"}) == []
+    assert c.alert_problems(exp, set()) == [
+        "Missed: its condition held past its 'for:', and it did not fire"
+    ]
+    assert c.alert_problems(exp, {"Missed", "Down", "Nope"}) == [
+        "Down: fired, and no fault held its condition past its 'for:'",
+        "Nope: fired, and is no rule of alerts.yml",
+    ]
+
+
+def test_longest_run():
+    assert c.longest_run([0, 1, 2, 3, 4], [True, True, False, True, False], 1.0) == 2.0
+    assert c.longest_run([0, 1], [False, False], 1.0) == 0.0
+
+
+def test_clock_time_rules_measured_in_clock_seconds():
+    # the clock runs 100 x the wall from 0; it stands still from wall 50 to 60
+    hist = [(float(t), 100.0 * min(t, 50) + 100.0 * max(0, t - 60)) for t in range(0, 200)]
+    h = c.ClockHistory(hist)
+    assert h.at(55.5) == 5000.0 and h.at(-1) == 0.0
+    # flips read 0.5 wall s after their boundary: 50 clock s late, under 60
+    flips = [(100.0 * t, t + 0.5) for t in range(1, 40)]
+    assert c.late_flip_held(flips, h, 45) == 0.0
+    # read 1 s late: 100 clock s, over 60 from the first flip read on
+    late = [(100.0 * t, t + 1.0) for t in range(1, 40)]
+    assert c.late_flip_held(late, h, 45) == pytest.approx(44.0)
+    # estimates every 10 wall s (1,000 clock s): never 3 clock hours old
+    est = {"e|dm": [float(t) for t in range(0, 200, 10)]}
+    assert c.stale_estimate_held(est, h, 199) == 0.0
+    # none after wall 20 (clock 2,000): stale once the clock passes 12,800, which with the
+    # 10 s stop is after wall 138; from 139 to the end
+    gone = {"e|dm": [0.0, 10.0, 20.0]}
+    assert c.stale_estimate_held(gone, h, 199) == pytest.approx(199 - 139 + 1)
