@@ -29,6 +29,7 @@ for its Student t reference (``cr2_variance``), or CR1 with G - 1 (``correction=
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -136,6 +137,7 @@ def _within_fit(
     *,
     nested: bool = True,
     df: float | None = None,
+    cluster_params: int | None = None,
 ) -> _WithinFit:
     """The two-way fixed-effects coefficient on W over the cells in ``use``, its clustered
     SE (``labels``: each used cell's cluster, row-major; t on G - 1), and the arm means with
@@ -146,7 +148,8 @@ def _within_fit(
     products, or classes of products); otherwise also the regression's (n-1)/(n-k), with k
     the product and period effects and tau, which clusters that cut across products do not
     absorb (Cameron & Miller 2015, "A practitioner's guide to cluster-robust inference",
-    section VI). ``df``: the t reference's degrees of freedom when not G - 1."""
+    section VI); or, given ``cluster_params`` (the effects fitted at the clusters' own level),
+    G / (G - cluster_params). ``df``: the t reference's degrees of freedom when not G - 1."""
     c_cells = ~panel.W & use
     Y = np.where(use, panel.Y, 0.0)
     wt = two_way_demean(panel.W.astype(float), use)
@@ -169,7 +172,14 @@ def _within_fit(
     psi = np.bincount(labels, weights=wt[use] * e, minlength=G) / sww
     phi = np.bincount(labels, weights=np.where(c_cells[use], Y[use] - m0, 0.0), minlength=G) / n0
     f = G / (G - 1)
-    if not nested:
+    if cluster_params is not None:
+        if cluster_params >= G:
+            raise InferenceError(
+                f"A clustered SE needs more clusters than the effects fitted at their level; "
+                f"there are {G} clusters and {cluster_params} effects."
+            )
+        f = G / (G - cluster_params)
+    elif not nested:
         n, k = int(use.sum()), int(use.any(axis=1).sum() + use.any(axis=0).sum())
         if n <= k:
             raise InferenceError(
@@ -459,13 +469,13 @@ class WithinProductEstimator(DifferenceInMeansEstimator):
       count each class's own effect, fixed by the design, as sampling noise once per class:
       on the simulated cluster switchback their SE was 1.07-1.12 times the estimate's spread
       (coverage 0.970-0.973), class x period clusters' 0.97-0.98
-      (``python -m lab.studies cluster-fe-variance``). The factor adds the regression's
-      (n-1)/(n-k), since these clusters do not absorb the product effects. The t reference
-      takes min(C, K (T - 1)) - 1 degrees of freedom for C class-periods of K classes over T
-      periods: the product effects tie each class's periods together (with two periods its
-      two clusters' terms are equal, and the df is the class clusters' K - 1). Assumes no
-      carryover past the washout: an effect that outlasts it ties a class's periods together
-      again, and class clusters would be the safe choice.
+      (``python -m lab.studies cluster-fe-variance``). These clusters do not absorb the
+      class and period effects, which tie each class's periods together: with C
+      class-periods of K classes over T periods CR1's factor is C / (C - K - T) and the t
+      reference takes C - K - T degrees of freedom, those of the class-periods' regression
+      (:meth:`_class_period_dof`). Assumes no carryover past the washout: an effect that
+      outlasts it ties a class's periods together again, and class clusters would be the
+      safe choice.
 
     For the relative form the arm means' covariance comes from the clusters' influence on
     ``tau`` and on the control mean ``m0`` (``mean_treated = m0 + tau``).
@@ -498,7 +508,11 @@ class WithinProductEstimator(DifferenceInMeansEstimator):
             "No product is in both arms among the usable cells: the design does not "
             "randomise within products, so there is no within-product difference.",
             nested=self.cluster != "class_period",
-            df=self._class_period_df(panel, use, G) if self.cluster == "class_period" else None,
+            **(
+                self._class_period_dof(panel, use, G)
+                if self.cluster == "class_period" and self.se != "none"
+                else {}
+            ),
         )
         return EstimateResult(
             method=self.name,
@@ -513,12 +527,37 @@ class WithinProductEstimator(DifferenceInMeansEstimator):
         )
 
     @staticmethod
-    def _class_period_df(panel: Panel, use: np.ndarray, G: int) -> float:
-        """min(C, K (T - 1)) - 1 for C = G class-periods of K classes over T periods."""
+    def _class_period_dof(panel: Panel, use: np.ndarray, G: int) -> dict[str, Any]:
+        """CR1's factor and the t reference for C = G class x period clusters: the effects
+        fitted at the clusters' level are p = K + T (the K classes' and T periods' effects
+        and ``tau``, with products nested in classes), so the factor is C / (C - p) and the
+        df C - p, as for a regression of the class-periods' cells on them with each
+        class-period its own observation (HC1 there).
+
+        The treatment varies by class-period, so the leverage of the fit sits at that level:
+        the regression's own (n - 1) / (n - k) over cells, used before, left the SE short
+        where the clusters are few next to the effects (a ladder's arm at its first looks:
+        about a third of the classes each period). Fewer than two classes seen in both arms
+        among the compared cells: no SE (:class:`InferenceError`); the estimate would rest
+        on one class's switches, like a single treated cluster. Figures:
+        ``python -m lab.studies cluster-fe-arms`` (docs/validation.md)."""
         assert panel.groups is not None
-        n_classes = np.unique(panel.groups[use.any(axis=1)]).size
-        n_periods = int(use.any(axis=0).sum())
-        return float(max(min(G, n_classes * (n_periods - 1)) - 1, 1))
+        used = use.any(axis=1)
+        codes = np.unique(panel.groups, return_inverse=True)[1].reshape(-1)
+        n_codes = int(codes.max()) + 1 if codes.size else 0
+        in_t = np.bincount(codes[used & (panel.W & use).any(axis=1)], minlength=n_codes) > 0
+        in_c = np.bincount(codes[used & (~panel.W & use).any(axis=1)], minlength=n_codes) > 0
+        switching = int((in_t & in_c).sum())
+        if switching == 0:  # no contrast at all: _within_fit says so
+            return {}
+        if switching < 2:
+            raise InferenceError(
+                "A class x period clustered SE needs at least 2 classes seen in both arms; "
+                "1 is among the compared cells."
+            )
+        p = int(np.bincount(codes[used], minlength=n_codes).astype(bool).sum())
+        p += int(use.any(axis=0).sum())
+        return {"cluster_params": p, "df": float(G - p) if p < G else None}
 
 
 def cr1_variance(

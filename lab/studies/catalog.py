@@ -7,6 +7,7 @@ from lab.errors import LabError
 from lab.studies import (
     advanced,
     block_bootstrap,
+    cluster_fe_arms,
     cluster_fe_variance,
     conservative_se,
     cs,
@@ -38,6 +39,7 @@ STUDIES: dict[str, Study] = {
         advanced.STUDY,
         advanced.MC,
         block_bootstrap.STUDY,
+        cluster_fe_arms.STUDY,
         cluster_fe_variance.STUDY,
         conservative_se.STUDY,
         cs.STUDY,

@@ -11,9 +11,8 @@ class x period:
     psi_gt = sum_{i in g} wt_it (yt_it - tau_g wt_it) / sum wt^2,   V = c * sum_gt psi_gt^2
 
 (``wt``, ``yt``: W and Y two-way demeaned over the randomised cells as `fe` does; ``tau_g`` the
-class's own coefficient; ``c`` CR1's factor, C/(C-1) (n-1)/(n-k) for C class-periods, n cells
-and k parameters: the product and period effects, which class x period clusters do not nest,
-and the effects). Beside it: `fe` with class clusters (published before), and class x period
+class's own coefficient; ``c`` CR1's factor, C/(C-p) for C class-periods and p the effects fitted at their level:
+the class and period effects, which class x period clusters do not nest, and the effects). Beside it: `fe` with class clusters (published before), and class x period
 clusters without removing the classes' effects, which the worker now publishes
 (``WithinProductEstimator(cluster="class_period")``; each run checks that its SE is this
 formula's). Same runs as the validation study (its market, seeds and classes); normal intervals
@@ -70,22 +69,26 @@ def variances(panel: Panel) -> dict[str, float]:
         np.bincount(g, weights=(wt**2).sum(axis=1), minlength=G), 1e-300
     )
     cell = (g[:, None] * T + np.arange(T)[None, :])[use]
-    n_cells, n_clusters = int(use.sum()), int(np.unique(cell).size)
-    n_units, n_periods = int(use.any(axis=1).sum()), int(use.any(axis=0).sum())
+    n_clusters = int(np.unique(cell).size)
+    n_periods = int(use.any(axis=0).sum())
 
     def clustered(resid: np.ndarray, params: int) -> float:
-        """CR1: the clusters' G/(G-1) and the regression's (n-1)/(n-k); the product and
-        period effects are not nested in class x period clusters, so k counts them."""
+        """CR1 over C class x period clusters with C / (C - p), p the effects fitted at the
+        clusters' own level (the class and period effects and tau): the class and period
+        effects are not nested in these clusters (HC1 on the class-periods)."""
         psi = np.bincount(cell, weights=(wt * resid)[use], minlength=G * T) / sww
-        f = n_clusters / (n_clusters - 1) * (n_cells - 1) / (n_cells - params)
+        f = n_clusters / (n_clusters - params)
         return float(f * psi @ psi)
 
-    k = n_units + n_periods  # unit and period effects (one of them redundant) and tau
+    n_classes = int(np.unique(g[use.any(axis=1)]).size)
+    k = n_classes + n_periods  # class and period effects (one of them redundant) and tau
     return {
         "tau": tau,
         "se_class_period": math.sqrt(clustered(yt - tau * wt, k)),
-        # each class's own effect replaces tau: G - 1 more parameters
-        "se_class_effects": math.sqrt(clustered(yt - tau_g[g][:, None] * wt, k + G - 1)),
+        # each class's own effect replaces tau: n_classes - 1 more effects at their level
+        "se_class_effects": math.sqrt(
+            clustered(yt - tau_g[g][:, None] * wt, k + n_classes - 1)
+        ),
     }
 
 

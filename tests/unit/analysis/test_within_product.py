@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.errors import PanelError
+from analysis.errors import InferenceError, PanelError
 from analysis.estimators import registry
 from analysis.panel import Panel
 from analysis.pricing_dgp import simulate_relative_panel
@@ -71,7 +71,8 @@ def _cluster_switchback(
 
 def test_class_period_se_is_a_dense_ols_sandwich_with_cr1_factor() -> None:
     """Reference: OLS on explicit product and period dummies, the sandwich summed over class x
-    period clusters, times G/(G-1) (n-1)/(n-k), as Stata's CR1 with effects not nested."""
+    period clusters, times G / (G - p) with p the rank of the class-periods' own design (W,
+    class and period dummies: HC1 on the class-periods), t on G - p."""
     rng = np.random.default_rng(3)
     classes = np.repeat(np.arange(5), 3)  # 5 classes of 3 products
     N, T = classes.size, 8
@@ -92,18 +93,66 @@ def test_class_period_se_is_a_dense_ols_sandwich_with_cr1_factor() -> None:
     bread = np.linalg.pinv(X.T @ X)
     cluster = (classes[:, None] * T + np.arange(T)[None, :]).ravel()[keep]
     scores = np.array([X[cluster == c].T @ e[cluster == c] for c in np.unique(cluster)])
-    G, n, k = len(scores), X.shape[0], np.linalg.matrix_rank(X)
-    V = G / (G - 1) * (n - 1) / (n - k) * bread @ (scores.T @ scores) @ bread
+    G = len(scores)
+    p = _class_period_rank(panel.W[::3], np.ones((5, T), dtype=bool))
+    assert p == 5 + T  # W, 5 classes, T - 1 periods beyond the first
+    V = G / (G - p) * bread @ (scores.T @ scores) @ bread
     assert fit.effect == pytest.approx(beta[0], abs=1e-9)
     assert fit.se == pytest.approx(float(np.sqrt(V[0, 0])), rel=1e-8)
-    # the t reference: one class-period per class goes to the product effects
-    assert G == 5 * T and fit.df == 5 * (T - 1) - 1
+    assert G == 5 * T and fit.df == G - p
     assert fit.se_method == "cluster_class_period"
-    # with two periods a class's two clusters carry the same terms: the class clusters' df
+    # two periods: 10 class-periods, 5 + 2 effects at their level, 3 df
     two = Panel(**(vars(drawn) | {"Y": drawn.Y[:, :2], "W": drawn.W[:, :2],
                                   "times": drawn.times[:2], "blackout": blackout[:, :2] & False,
                                   "probability": drawn.probability[:, :2]}))  # fmt: skip
-    assert registry.make("fe", cluster="class_period").fit(two).result.df == 5 - 1
+    switching = int((drawn.W[::3, 0] != drawn.W[::3, 1]).sum())
+    assert switching >= 2  # the seed's draw: the SE is estimable
+    assert registry.make("fe", cluster="class_period").fit(two).result.df == 10 - 7
+
+
+def _class_period_rank(W: np.ndarray, present: np.ndarray) -> int:
+    """The rank of the class-periods' design: W, a dummy per class and per period (K x T)."""
+    K, T = W.shape
+    rows = [
+        np.concatenate([[float(W[c, t])], np.eye(K)[c], np.eye(T)[t]])
+        for c in range(K)
+        for t in range(T)
+        if present[c, t]
+    ]
+    return int(np.linalg.matrix_rank(np.array(rows)))
+
+
+def test_class_period_se_refuses_one_switching_class_and_too_few_class_periods() -> None:
+    """An estimate resting on one class's switches has no class x period SE; nor have
+    class-periods no more than the effects at their level (a ladder's first looks)."""
+    classes = np.repeat(np.arange(4), 2)
+    N, T = classes.size, 3
+    rng = np.random.default_rng(5)
+    y0 = rng.normal(10.0, 3.0, (N, 1)) + rng.normal(0.0, 1.0, (N, T))
+    by_class = np.array(
+        [[1, 0, 0], [0, 0, 0], [1, 1, 1], [0, 0, 0]], dtype=bool
+    )  # class 0 alone switches
+    one = Panel(
+        Y=y0 + by_class[classes], W=by_class[classes], units=np.arange(N), times=np.arange(T),
+        blackout=np.zeros((N, T), dtype=bool), probability=np.full((N, T), 0.5),
+        groups=classes.astype(str),
+    )  # fmt: skip
+    with pytest.raises(InferenceError, match="at least 2 classes seen in both arms"):
+        registry.make("fe", cluster="class_period").fit(one)
+    # two switching classes over two periods: 4 class-periods, 2 + 2 effects at their level
+    two_classes = np.repeat(np.arange(2), 2)
+    W = np.array([[1, 0], [0, 1]], dtype=bool)[two_classes]
+    few = Panel(
+        Y=y0[:4, :2] + W, W=W, units=np.arange(4), times=np.arange(2),
+        blackout=np.zeros((4, 2), dtype=bool), probability=np.full((4, 2), 0.5),
+        groups=two_classes.astype(str),
+    )  # fmt: skip
+    with pytest.raises(InferenceError, match="4 clusters and 4 effects"):
+        registry.make("fe", cluster="class_period").fit(few)
+    # the estimate itself stays: without an SE it is still the within-product difference
+    assert np.isfinite(
+        registry.make("fe", cluster="class_period", se="none").fit(few).result.effect
+    )
 
 
 def _coverage(lift_sd: float, runs: int = 200) -> tuple[float, float, float, float]:

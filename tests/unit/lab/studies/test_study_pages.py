@@ -41,6 +41,8 @@ TEMPLATE_FIGURES = {
     # curve's optimum kappa e / (1 + e), sdid's jackknife (Arkhangelsky et al. 2021, Algorithm 3)
     "ladder.md.j2": {"0", "1", "2021", "3", "41", "48", "7", "70"},
     "dm_timebound.md.j2": {"2"},
+    # 95% intervals, |z| beyond 1.96, the (n - 1) / (n - k) factor and its df, commit 128b2fa
+    "cluster_fe_arms.md.j2": {"1", "1.96", "128", "95"},
     "switchback_carryover.md.j2": {"0.5", "1"},
     "cs.md.j2": {"14", "40"},
     "block_bootstrap.md.j2": {"3"},  # about 3 treated values; |z| > 3
