@@ -534,12 +534,13 @@ def fit_demand(
         change_b = profit(r_b, eps_rb, R_b, C_b, eps_gb) - (R_b - C_b)
         profit_curve = (eps_r, eps_g)
         edge = r_star in (lo, hi)
+        drawn = r_b[np.isfinite(r_b)]  # none where every replicate's curve is undefined
         rec = {
             "optimal_price_ratio": r_star,
             "optimal_price_ratio_ci": interval(r_b),
-            "optimal_price_ratio_bias": float(np.nanmean(r_b) - r_star),
+            "optimal_price_ratio_bias": float(drawn.mean() - r_star) if drawn.size else math.nan,
             "at_range_edge": edge,
-            "p_edge": float(np.mean((r_b[np.isfinite(r_b)] == lo) | (r_b[np.isfinite(r_b)] == hi))),
+            "p_edge": float(np.mean((drawn == lo) | (drawn == hi))) if drawn.size else math.nan,
             "profit_change": change,
             "profit_change_ci": interval(change_b),
             "relative_profit_change": change / (R0 - C0) if R0 - C0 > 0 else None,
