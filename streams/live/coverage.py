@@ -69,7 +69,13 @@ from lab.studies.harness import FIGURES, coverage, interval_summary
 from lab.studies.spillover_worker import refresh_validation
 from streams.live import coverage_arms as arms
 from streams.live import coverage_arms_tables as arm_tables
-from streams.live.driver import LiveDriver, LiveRun, lockstep_settings, metric_of
+from streams.live.driver import (
+    DriverConfig,
+    LiveDriver,
+    LiveRun,
+    lockstep_settings,
+    metric_of,
+)
 from streams.live.embedded import EmbeddedStack
 from streams.live.launcher import WorkerProcess
 from streams.worker.kafka import ensure_topics
@@ -138,12 +144,18 @@ def make_runs(
 
 
 async def run_batch(
-    stack: EmbeddedStack, batch: int, runs: list[LiveRun], kill_at: int | None, prefix: str = "lc"
+    stack: EmbeddedStack,
+    batch: int,
+    runs: list[LiveRun],
+    kill_at: int | None,
+    prefix: str = "lc",
+    timeout: float = DriverConfig.timeout,
 ) -> dict[str, Any]:
     """Drive ``runs`` through a controller and an analysis worker of their own (keys and topics
     under ``{prefix}{batch}``), the analysis worker killed with SIGKILL and restarted before
     look ``kill_at``; what happened (the kill confirmed by exit status -9, any unit sent and
-    not counted in Redis, the waits)."""
+    not counted in Redis, the waits). ``timeout``: the seconds any one wait (a flip, a look)
+    may take."""
     base = Settings()
     settings = lockstep_settings(base).model_copy(
         update={
@@ -168,7 +180,9 @@ async def run_batch(
         controller.wait_healthy()
         analysis[0].wait_healthy()
         store = Store(redis, settings.key_prefix)
-        async with LiveDriver(settings, store, [controller], analysis[0]) as driver:
+        async with LiveDriver(
+            settings, store, [controller], analysis[0], cfg=DriverConfig(timeout=timeout)
+        ) as driver:
 
             async def restart(d: int) -> None:
                 if d != kill_at:
@@ -429,7 +443,9 @@ def arms_study(stack: EmbeddedStack, args: argparse.Namespace, figdir: Path) -> 
             b, arms.ARM_DESIGNS, args.arm_copies, args.arm_products, args.arm_days
         )
         kill_at = arms.kill_look(rng, b, args.arm_days)
-        info = asyncio.run(run_batch(stack, b, runs, kill_at, prefix="lca"))
+        info = asyncio.run(
+            run_batch(stack, b, runs, kill_at, prefix="lca", timeout=args.look_timeout)
+        )
         batches.append(info)
         for run in runs:
             rows += arms.arm_rows(run, b, bool(info["killed"]))
@@ -498,6 +514,12 @@ def main() -> None:
     )
     ap.add_argument("--arm-days", type=int, default=ARM_DAYS, help="days of each ladder")
     ap.add_argument("--out", type=Path, default=FIGURES.parent, help="docs: its figures/")
+    ap.add_argument(
+        "--look-timeout",
+        type=float,
+        default=DriverConfig.timeout,
+        help="seconds a ladder's look (or flip) may take before the study stops",
+    )
     args = ap.parse_args()
     # the cluster design's classes depend on string hashing
     pin_hash_seed(["-m", "streams.live.coverage", *sys.argv[1:]])
