@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -52,6 +54,48 @@ def _without_comment(cmd: str) -> str:
     return re.split(r"\s+#", cmd, maxsplit=1)[0].strip()
 
 
+def _run_in_own_group(
+    argv: list[str], cwd: Path, env: dict[str, str], timeout: float
+) -> subprocess.CompletedProcess[str]:
+    """``argv`` in a process group of its own, its output captured; whatever way it ends (done,
+    timed out, or the test interrupted), every process left in the group (the README's
+    background stack and workers) is stopped: SIGTERM, so that `pricelab up` stops the broker
+    and Redis it started, then SIGKILL for any still there after 20 s. The script's own EXIT
+    trap does this when bash exits normally; a timeout kills bash before its trap runs."""
+    proc = subprocess.Popen(
+        argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        out, err = proc.communicate(timeout=timeout)
+        return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+    finally:
+        _stop_group(proc)
+
+
+def _stop_group(proc: subprocess.Popen[str]) -> None:
+    """SIGTERM to the group, SIGKILL to whatever is left after 20 s; bash reaped."""
+    for sig, grace in ((signal.SIGTERM, 20.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            proc.poll()  # reap bash: a zombie still counts as in the group
+            try:
+                os.killpg(proc.pid, 0)  # anyone left in the group?
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)  # polling a condition with a deadline, not synchronisation
+        else:
+            continue
+        break
+    if proc.poll() is None:
+        proc.kill()
+    proc.communicate()
+
+
 def test_the_readme_walkthrough_runs_as_written(tmp_path: Path) -> None:
     busy = []
     for port in PORTS:
@@ -76,14 +120,7 @@ def test_the_readme_walkthrough_runs_as_written(tmp_path: Path) -> None:
     env.pop("VIRTUAL_ENV", None)
     # the block as written, but its `pricelab up` checks every output message's contract
     env["PRICELAB_EMBEDDED_CONTRACT_CHECKS"] = "true"
-    proc = subprocess.run(
-        ["bash", "-c", "\n".join(script)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=540,
-    )
+    proc = _run_in_own_group(["bash", "-c", "\n".join(script)], tmp_path, env, timeout=540)
     out: dict[int, str] = {}
     codes: dict[int, int] = {}
     current: int | None = None
@@ -92,8 +129,8 @@ def test_the_readme_walkthrough_runs_as_written(tmp_path: Path) -> None:
             current = int(line.split()[1])
             out[current] = ""
         elif line.startswith("@@rc "):
-            _, rc, i = line.split()
-            codes[int(i)] = int(rc)
+            _, rc, cmd_no = line.split()
+            codes[int(cmd_no)] = int(rc)
         elif current is not None:
             out[current] += line + "\n"
     logs = "".join(f"\n--- {p.name}\n{p.read_text()[-2000:]}" for p in tmp_path.glob("bg-*.log"))
@@ -168,3 +205,16 @@ def test_the_readme_walkthrough_runs_as_written(tmp_path: Path) -> None:
     assert "tablets" in output_of("pricelab analyze panel.csv", 1) or "segment" in output_of(
         "pricelab analyze panel.csv", 1
     )
+
+
+def test_a_timed_out_walkthrough_leaves_no_process_behind(tmp_path: Path) -> None:
+    """The stack the README starts in the background must not outlive a walkthrough that
+    timed out: bash is killed before its EXIT trap runs, so the group is stopped for it."""
+    pidfile = tmp_path / "bg.pid"
+    script = f"sleep 300 & echo $! > {pidfile}; wait"
+    with pytest.raises(subprocess.TimeoutExpired):
+        _run_in_own_group(["bash", "-c", script], tmp_path, dict(os.environ), timeout=2)
+    pid = int(pidfile.read_text())
+    status = Path(f"/proc/{pid}/status")
+    # gone, or a zombie its new parent has not reaped yet: either way no longer running
+    assert not status.exists() or "\nState:\tZ" in status.read_text()
