@@ -55,11 +55,10 @@ import random
 import signal
 import socket
 import subprocess
-import threading
 import time
 import urllib.parse
 import urllib.request
-from collections import defaultdict, deque
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -71,6 +70,8 @@ import yaml
 from redis.exceptions import RedisError
 
 from benchmarks import soak_checks as checks
+from benchmarks.soak_render import render_into
+from benchmarks.soak_world import SalesSource, TopicReader
 from controller.periods import is_empty, last_period, period_index, period_start
 from controller.settings import Settings
 from controller.spec import ExperimentSpec
@@ -83,7 +84,7 @@ from lab.market import Market
 from streams.client.commands import send_command_async
 from streams.live.embedded import EmbeddedStack, free_port
 from streams.live.launcher import WorkerProcess, http_ok, metric_value
-from streams.worker.kafka import JsonPublisher, ensure_topics
+from streams.worker.kafka import ensure_topics
 
 ROOT = Path(__file__).resolve().parents[1]
 FIGURE = ROOT / "docs" / "figures" / "soak.json"
@@ -175,190 +176,6 @@ def soak_settings(stack: EmbeddedStack, cfg: SoakConfig) -> Settings:
             "log_level": "WARNING",
         }
     )
-
-
-# ---------------------------------------------------------------------------- the stream
-class SalesSource:
-    """The sales stream: distinct sales at ``rate`` per second, each stamped with the clock's
-    time, a share sent twice and junk beside them. It remembers what it sent per experiment
-    (distinct events and units), which is what Redis must count."""
-
-    def __init__(self, settings: Settings, specs: list[ExperimentSpec], cfg: SoakConfig) -> None:
-        self.settings = settings
-        self.cfg = cfg
-        self.rng = random.Random(cfg.seed)
-        self.products = [(s.id, p) for s in specs for p in s.products]
-        self.sent: dict[str, list[int]] = {s.id: [0, 0] for s in specs}
-        self.recent: deque[tuple[bytes, str]] = deque(maxlen=5000)
-        self.duplicates = self.junk = self.distinct = 0
-        self.held: list[tuple[bytes, str | None]] = []  # made while the broker is down
-        self.flowing = asyncio.Event()
-        self.flowing.set()
-        self.broker_up = True
-        self.publisher: JsonPublisher | None = None
-
-    async def open(self) -> None:
-        self.publisher = JsonPublisher(self.settings, linger_ms=20)
-        await self.publisher.start()
-
-    async def close(self) -> None:
-        if self.publisher is not None:
-            await self.publisher.stop()
-            self.publisher = None
-
-    def _sale(self, now: datetime) -> tuple[bytes, str]:
-        exp, product = self.rng.choice(self.products)
-        units = self.rng.randint(1, 4)
-        price = self.rng.randint(20, 400) / 4  # multiples of 0.25: exact sums
-        n = self.distinct
-        self.distinct += 1
-        self.sent[exp][0] += 1
-        self.sent[exp][1] += units
-        body = {
-            "v": 1,
-            "event_id": f"soak{self.cfg.seed}-{n}",
-            "product": product,
-            "units": units,
-            "revenue": units * price,
-            "unit_price": price,
-            "occurred_at": now.astimezone(UTC).isoformat(),
-        }
-        return json.dumps(body).encode(), product
-
-    def _junk(self, now: datetime) -> bytes:
-        self.junk += 1
-        if self.junk % 2:
-            return b'{"v": 1, "event_id": "x", "product": "s0-000", "units": -3'
-        return json.dumps(
-            {"v": 1, "event_id": f"junk-{self.junk}", "product": "s0-000", "units": 2,
-             "revenue": 10.0, "unit_price": "NaN", "occurred_at": now.isoformat()}
-        ).encode()  # fmt: skip
-
-    async def _send(self, payload: bytes, key: str | None) -> None:
-        if not self.broker_up or self.publisher is None:
-            self.held.append((payload, key))
-            return
-        await self.publisher.send(self.settings.topics.sales, payload, key)
-
-    async def run(self, rate: float, now: Callable[[], datetime], stop: asyncio.Event) -> None:
-        made = 0.0
-        junk_due = 0.0
-        last = time.monotonic()
-        while not stop.is_set():
-            await self.flowing.wait()
-            await asyncio.sleep(0.05)
-            t = time.monotonic()
-            dt, last = min(t - last, 0.5), t
-            if not self.flowing.is_set():
-                continue
-            made += rate * dt
-            junk_due += self.cfg.junk_per_second * dt
-            at = now()
-            while made >= 1:
-                made -= 1
-                payload, key = self._sale(at)
-                await self._send(payload, key)
-                self.recent.append((payload, key))
-                if self.rng.random() < self.cfg.duplicate_share:
-                    dup, dkey = self.rng.choice(self.recent)
-                    self.duplicates += 1
-                    await self._send(dup, dkey)
-            while junk_due >= 1:
-                junk_due -= 1
-                await self._send(self._junk(at), None)
-            if self.publisher is not None and self.broker_up:
-                await self.publisher.flush()
-
-    async def release_held(self) -> int:
-        held, self.held = self.held, []
-        for payload, key in held:
-            await self._send(payload, key)
-        if self.publisher is not None:
-            await self.publisher.flush()
-        return len(held)
-
-
-# ---------------------------------------------------------------------------- the reader
-class TopicReader:
-    """An outside client (confluent-kafka, librdkafka) reading the assignments and estimates
-    topics from their beginning in a thread: every assignment in the order its partition
-    delivered it, and per experiment the wall times at which estimates arrived."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.assignments: list[dict[str, Any]] = []
-        self.estimates: dict[str, list[float]] = defaultdict(list)
-        #: per experiment and estimator (as pricelab_estimate_age_seconds is labelled)
-        self.by_estimator: dict[str, list[float]] = defaultdict(list)
-        #: when each (experiment, period)'s first assignment was read
-        self.first_seen: dict[tuple[str, int], float] = {}
-        self.dead_letters = 0
-        self.lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(30)
-            self._thread = None
-
-    def _loop(self) -> None:
-        from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-
-        t = self.settings.topics
-        consumer = Consumer(
-            {
-                "bootstrap.servers": self.settings.kafka.bootstrap_servers,
-                "group.id": "soak-reader",
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",
-            }
-        )
-        parts = [
-            TopicPartition(topic, p, OFFSET_BEGINNING)
-            for topic in (t.assignments, t.estimates, t.dead_letter)
-            for p in range(self.settings.kafka.partitions)
-        ]
-        consumer.assign(parts)
-        try:
-            while not self._stop.is_set():
-                msg = consumer.poll(0.2)
-                if msg is None or msg.error() is not None:
-                    continue
-                value = msg.value()
-                if value is None:
-                    continue
-                now = time.monotonic()
-                with self.lock:
-                    if msg.topic() == t.dead_letter:
-                        self.dead_letters += 1
-                        continue
-                    doc = json.loads(value)
-                    if msg.topic() == t.assignments and "seq" in doc:
-                        self.assignments.append(
-                            {k: doc[k] for k in ("experiment", "product", "period", "seq")}
-                        )
-                        self.first_seen.setdefault((doc["experiment"], int(doc["period"])), now)
-                    elif msg.topic() == t.estimates and "experiment" in doc:
-                        self.estimates[doc["experiment"]].append(now)
-                        key = f"{doc['experiment']}|{doc.get('estimator')}"
-                        self.by_estimator[key].append(now)
-        finally:
-            consumer.close()
-
-    def flipped(self) -> dict[str, dict[int, int]]:
-        """experiment -> period -> how many of its messages were read."""
-        out: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
-        with self.lock:
-            for m in self.assignments:
-                out[m["experiment"]][int(m["period"])] += 1
-        return out
 
 
 # ---------------------------------------------------------------------------- the soak
@@ -658,7 +475,7 @@ class Soak:
         await clock.set(start)
         reader = TopicReader(settings)
         reader.start()
-        source = SalesSource(settings, specs, cfg)
+        source = SalesSource(settings, specs, cfg.seed, cfg.duplicate_share, cfg.junk_per_second)
         await source.open()
         self.progress = lambda: (
             f"{source.distinct:,} sales sent, {len(reader.assignments):,} assignments and "
@@ -816,6 +633,15 @@ class Soak:
             "resumed": resumed,
             "own_exits": {s.name: s.own_exits for s in self.slots if s.own_exits},
             "rss": slopes,
+            # the samples behind the slopes, per slot: [seconds, pid, MB]
+            "rss_samples": {
+                slot: [
+                    [round(t, 1), pid, round(rss / 2**20, 1)]
+                    for n, pid, t, rss in self.rss
+                    if n == slot
+                ]
+                for slot in sorted({n for n, _, _, _ in self.rss})
+            },
             "alerts": alerts,
             "problems": problems,
             "passed": {k: not v for k, v in problems.items()},
@@ -993,87 +819,6 @@ def run_soak(cfg: SoakConfig) -> dict[str, Any]:
         return asyncio.run(soak.run())
     finally:
         soak.stop_all()
-
-
-# ---------------------------------------------------------------------------- the docs
-BEGIN, END = "<!-- soak:begin (benchmarks/soak.py --render) -->", "<!-- soak:end -->"
-
-
-def render(report: dict[str, Any]) -> str:
-    """The figures of a saved soak as the section's body in docs/operations.md."""
-    c, r = report["config"], report["rate"]
-    lines = [
-        BEGIN,
-        f"Last saved run: `.venv/bin/python -m benchmarks.soak --minutes {c['minutes']:g} "
-        f"--seed {c['seed']} --save` ({report['machine']}; load {report['load_at_end'][0]:.1f} at its end).",
-        "",
-        f"- **{report['wall_seconds'] / 60:.1f} minutes** of wall time, **{report['simulated']['days']:.1f} "
-        f"simulated days** ({report['simulated']['start'][:10]} on), {len(report['experiments'])} experiments "
-        f"({', '.join(sorted({e['design'] for e in report['experiments']}))}; periods of "
-        f"{', '.join(f'{h:g}' for h in sorted({e['period_hours'] for e in report['experiments']}))} hours; "
-        f"{sum(e['arms'] > 2 for e in report['experiments'])} with more than two arms), "
-        f"{sum(e['boundaries'] for e in report['experiments']):,} boundaries.",
-        f"- Sales: {r['distinct']:,} distinct at {r['achieved_per_s']:,.0f}/s"
-        + (f" (ingest capacity measured at the start {r['capacity_per_s']:,.0f}/s; "
-           f"{c['capacity_share']:g} of it is {r['target_per_s']:,.0f}/s"
-           + (f", capped at {c['max_rate']:,.0f}/s" if r["run_per_s"] < r["target_per_s"] else "")
-           + ")" if r["capacity_per_s"] else "")
-        + f", {r['duplicates']:,} sent twice, {r['junk']:,} junk ({r['dead_letters_read']:,} dead letters read).",
-        f"- {len(report['faults'])} faults: "
-        + "; ".join(f"{f['kind']} at {f['began']:.0f} s ({'verified' if f['verified'] else 'NOT verified'})"
-                    for f in report["faults"]) + ".",
-        "",
-        "| check | result |",
-        "|---|---|",
-    ]  # fmt: skip
-    names = {
-        "faults_verified": "every fault happened (pid gone, PING again, port closed and open)",
-        "waits_in_time": "every wait of the soak ended in time (settling, quiesce)",
-        "every_sale_counted_once": "every sale counted exactly once",
-        "no_seq_backwards": "no `seq` went backwards on the assignments topic",
-        "every_boundary_flipped_once": "every boundary flipped exactly once",
-        "estimates_resumed": "estimates of every experiment after each fault",
-        "rss_flat": "worker RSS flat",
-        "alerts_as_expected": "alerts fired as the faults call for",
-    }
-    for key, label in names.items():
-        probs = report["problems"][key]
-        lines.append(
-            f"| {label} | {'**pass**' if not probs else 'FAIL: ' + '; '.join(probs)[:300]} |"
-        )
-    waits = [
-        f"{x['kind']} {x['seconds']:.0f} s" for x in report["resumed"] if x["seconds"] is not None
-    ]
-    lines += [
-        "",
-        "Estimates after each fault (until every experiment had one): " + ", ".join(waits) + ".",
-        "",
-    ]
-    lines += ["| worker slot | RSS slope (MB/min) | median RSS (MB) | growth over the run | processes |",
-              "|---|---|---|---|---|"]  # fmt: skip
-    for slot, s in sorted(report["rss"].items()):
-        lines.append(f"| {slot} | {s['mb_per_min']:+.2f} | {s['median_mb']:.0f} | "
-                     f"{s['growth_share']:+.1%} | {s['processes']} |")  # fmt: skip
-    a = report["alerts"]
-    lines += [
-        "",
-        f"Alerts (a real Prometheus, {a['rules_loaded']} rules of alerts.yml, {a['targets_scraped']} "
-        f"targets scraped every 2 s): expected {', '.join(a['expected']) or 'none'}; fired "
-        f"{', '.join(a['fired']) or 'none'}; went pending and cleared: {', '.join(a['pending_seen']) or 'none'}. "
-        "Longest stretches measured by the soak itself: "
-        + ", ".join(f"{k} {v:g}" for k, v in a["measured"].items()) + ".",
-        END,
-    ]  # fmt: skip
-    return "\n".join(lines)
-
-
-def render_into(doc: Path, report: dict[str, Any]) -> None:
-    text = doc.read_text()
-    if BEGIN not in text or END not in text:
-        raise SystemExit(f"{doc} has no soak section markers ({BEGIN} ... {END})")
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    doc.write_text(head + render(report) + tail)
 
 
 def main() -> None:

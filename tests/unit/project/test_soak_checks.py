@@ -142,3 +142,81 @@ def test_clock_time_rules_measured_in_clock_seconds():
     # 10 s stop is after wall 138; from 139 to the end
     gone = {"e|dm": [0.0, 10.0, 20.0]}
     assert c.stale_estimate_held(gone, h, 199) == pytest.approx(199 - 139 + 1)
+
+
+def _report(problems: dict[str, list[str]]) -> dict[str, object]:
+    return {
+        "config": {"minutes": 20.0, "seed": 1, "capacity_share": 0.5, "max_rate": 1000.0},
+        "machine": "x86_64, 2 cores, Python 3.11.7",
+        "load_at_end": [4.5, 4.0, 3.9],
+        "wall_seconds": 1200.0,
+        "simulated": {"start": "2026-12-07T00:00:00+01:00", "days": 28.0},
+        "experiments": [
+            {"design": "random-days", "period_hours": 24.0, "arms": 2, "boundaries": 28},
+            {"design": "time-bound", "period_hours": 6.0, "arms": 4, "boundaries": 112},
+        ],
+        "rate": {
+            "capacity_per_s": 30000.0,
+            "target_per_s": 15000.0,
+            "run_per_s": 1000.0,
+            "distinct": 1_200_000,
+            "achieved_per_s": 1000.0,
+            "duplicates": 24000,
+            "junk": 600,
+            "dead_letters_read": 600,
+        },  # fmt: skip
+        "faults": [{"kind": "redis-pause", "began": 61.0, "verified": True}],
+        "resumed": [{"kind": "redis-pause", "seconds": 2.5}],
+        "rss": {
+            "controller-0": {
+                "mb_per_min": 0.1,
+                "median_mb": 230.0,
+                "growth_share": 0.01,
+                "processes": 2,
+            }
+        },  # fmt: skip
+        "alerts": {
+            "rules_loaded": 11,
+            "targets_scraped": 5,
+            "expected": ["PricelabLateFlip"],
+            "fired": ["PricelabLateFlip"],
+            "pending_seen": ["PricelabWorkerNotReady"],
+            "measured": {"PricelabLateFlip": 900.0},
+        },  # fmt: skip
+        "problems": problems,
+    }
+
+
+def test_render_writes_the_figures_between_the_markers(tmp_path):
+    from benchmarks.soak_render import BEGIN, END, render, render_into
+
+    ok = {"every_sale_counted_once": [], "rss_flat": []}
+    text = render(_report(ok))
+    assert text.startswith(BEGIN) and text.endswith(END)
+    assert "**20.0 minutes** of wall time, **28.0 simulated days**" in text
+    assert "capped at 1,000/s" in text and "15,000/s" in text
+    assert "| every sale counted exactly once | **pass** |" in text
+    assert "| controller-0 | +0.10 | 230 | +1.0% | 2 |" in text
+    assert "expected PricelabLateFlip; fired PricelabLateFlip" in text
+    bad = render(_report({"every_sale_counted_once": ["e: sent 3 sales (5 units), counted 2 (4)"]}))
+    assert "| every sale counted exactly once | FAIL: e: sent 3 sales" in bad
+    doc = tmp_path / "ops.md"
+    doc.write_text(f"# head\n\n{BEGIN}\nold\n{END}\n\n# tail\n")
+    render_into(doc, _report(ok))
+    out = doc.read_text()
+    assert out.startswith("# head\n\n") and out.endswith("\n\n# tail\n") and "old" not in out
+    unmarked = tmp_path / "unmarked.md"
+    unmarked.write_text("# no markers\n")
+    with pytest.raises(SystemExit):
+        render_into(unmarked, _report(ok))
+
+
+def test_the_soak_section_of_operations_md_is_the_render_of_the_saved_run():
+    import json
+
+    from benchmarks.soak_render import BEGIN, END, render
+
+    doc = (ROOT / "docs" / "operations.md").read_text()
+    saved = json.loads((ROOT / "docs" / "figures" / "soak.json").read_text())
+    section = BEGIN + doc.split(BEGIN, 1)[1].split(END, 1)[0] + END
+    assert section == render(saved), "regenerate: python -m benchmarks.soak --render"
