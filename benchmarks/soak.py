@@ -13,7 +13,7 @@ rest of the world:
   today, so that the rules which compare a timestamp with Prometheus's ``time()`` see a clock
   ahead of the wall's. It stands still while Redis is paused or restarting (the clock lives
   in Redis) and while the broker restarts (see below);
-- **10 experiments** of six designs, periods of 1, 4, 6 and 24 hours, two of them price
+- **10 experiments** of five designs, periods of 1, 4, 6 and 24 hours, two of them price
   ladders of four arms, each on its own simulated market, created through the commands topic;
 - **a steady sales stream** at ``--capacity-share`` (0.5) of the ingest capacity measured at
   the start with ``bench_ingest.worker_rate`` (one controller worker, a burst of sales), up to
@@ -401,7 +401,8 @@ class Soak:
         store: Store = ctx["store"]
         self.frozen.set()
         source.flowing.clear()
-        await source.publisher.flush() if source.publisher else None
+        if source.publisher is not None:
+            await source.publisher.flush()
         t_q = time.monotonic()
         await _until(
             lambda: _all_counted(store, source),
