@@ -174,6 +174,50 @@ def chunk_sums(
     return out
 
 
+def merge_in_order(parts: Sequence[ChunkSums]) -> ChunkSums:
+    """The chunks' sums (in chunk order) merged pairwise, in a fixed tree: the same floating-
+    point additions whichever worker computed which chunk (a running total would also copy the
+    first chunks' sums once per chunk)."""
+    mine = list(parts) or [ChunkSums()]
+    while len(mine) > 1:
+        mine = [
+            mine[i].merge(mine[i + 1], "units") if i + 1 < len(mine) else mine[i]
+            for i in range(0, len(mine), 2)
+        ]
+    return mine[0]
+
+
+def look_plan(
+    chunking: Chunking,
+    seed: int,
+    layout: Any,
+    plans: Sequence[EstimatorPlan],
+    members: Sequence[str],
+) -> tuple[list[tuple[EstimatorPlan, Any]], np.ndarray, tuple[object, ...]]:
+    """A look's chunked estimators, the sorted positions of the products whose long rows it
+    keeps (the sample and ``members``), and the signature of both (what sums kept between
+    looks, or computed by other workers, must share)."""
+    fitted = [
+        (plan, est)
+        for plan in plans
+        for est in (chunk_estimator(plan, seed)[0],)
+        if est is not None
+    ]
+    products = pd.Index(layout.products)
+    n = len(products)
+    keep = sample_positions(n, chunking.sample, layout.experiment, seed)
+    if members:
+        where = products.get_indexer(list(members))
+        keep = np.union1d(keep, where[where >= 0]).astype(np.intp)
+    signature = (
+        tuple((p.label, p.name, repr(sorted(p.params.items()))) for p, _ in fitted),
+        chunking.products,
+        n,
+        zlib.crc32(keep.tobytes()),
+    )
+    return fitted, keep, signature
+
+
 def finish_all(
     fitted: Sequence[tuple[EstimatorPlan, Any]], total: ChunkSums, metrics: Sequence[str]
 ) -> dict[Key, EstimateResult | Exception]:
@@ -317,25 +361,9 @@ class ChunkedLooks:
     ) -> tuple[Population, pd.DataFrame]:
         import time
 
-        fitted = [
-            (plan, est)
-            for plan in plans
-            for est in (chunk_estimator(plan, self.seed)[0],)
-            if est is not None
-        ]
+        fitted, keep, signature = look_plan(self.chunking, self.seed, layout, plans, members)
         additive = all(est.period_additive() for _, est in fitted)
-        products = pd.Index(layout.products)
-        n = len(products)
-        keep = sample_positions(n, self.chunking.sample, layout.experiment, self.seed)
-        if members:
-            where = products.get_indexer(list(members))
-            keep = np.union1d(keep, where[where >= 0]).astype(np.intp)
-        signature = (
-            tuple((p.label, p.name, repr(sorted(p.params.items()))) for p, _ in fitted),
-            self.chunking.products,
-            n,
-            zlib.crc32(keep.tobytes()),
-        )
+        n = len(layout.products)
         kept = self._kept.get(layout.experiment)
         if (
             kept is None
@@ -378,13 +406,7 @@ class ChunkedLooks:
                 compacted = grid.rows["period"].to_numpy() < layout.final
                 closed_rows.append(grid.rows[compacted])
                 live_rows.append(grid.rows[~compacted])
-        # merged pairwise (a running total would copy the first chunks' sums once per chunk)
-        while len(mine) > 1:
-            mine = [
-                mine[i].merge(mine[i + 1], "units") if i + 1 < len(mine) else mine[i]
-                for i in range(0, len(mine), 2)
-            ]
-        (total,) = mine
+        total = merge_in_order(mine)
         t0 = time.perf_counter()
         results = finish_all(fitted, total, metrics)
         for key in results:

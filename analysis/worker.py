@@ -64,6 +64,7 @@ from analysis.inference import bh_adjust
 from analysis.metrics import PRICE_ESTIMATORS, fit_price, metrics_of, negative_margins
 from analysis.panel import Panel
 from analysis.results import EstimateResult, NotIdentified, published_fields
+from analysis.sharded import ShardedLooks
 from analysis.verdict import (
     DECISION_METRICS,
     GuardrailReading,
@@ -87,7 +88,9 @@ from core.ports import (
     ExperimentInfo,
     GuardrailSink,
     PanelSource,
+    PartialStore,
     SequenceTuningStore,
+    ShardOwnership,
     VerdictSink,
 )
 
@@ -227,12 +230,25 @@ class AnalysisWorker:
     alpha: float = 0.05
     seed: int = 0
     min_periods: int = 2
+    #: one experiment's analysis spread over the workers of a group (analysis.sharded): the
+    #: shards this worker owns and where the chunks' parts of a look go; None: it analyses
+    #: every experiment alone
+    shards: ShardOwnership | None = None
+    partials: PartialStore | None = None
+    #: seconds the worker that merges a look waits for the others' parts before it computes
+    #: the missing ones itself
+    shard_wait: float = 60.0
     _margins_told: set[str] = field(default_factory=set, repr=False)
     _looks: ChunkedLooks = field(init=False, repr=False)
+    _sharded: ShardedLooks | None = field(init=False, repr=False, default=None)
     _arms_told: set[str] = field(default_factory=set, repr=False)
 
     def __post_init__(self) -> None:
         self._looks = ChunkedLooks(self.chunking, self.seed)
+        if self.shards is not None and self.partials is not None:
+            self._sharded = ShardedLooks(
+                self.chunking, self.shards, self.partials, self.seed, wait=self.shard_wait
+            )
 
     async def _confidence_sequence(
         self, info: ExperimentInfo, result: EstimateResult, key: str, split: int = 1
@@ -288,6 +304,8 @@ class AnalysisWorker:
                     continue
                 population, df = look
             else:
+                if self._sharded is not None and not self._sharded.merges(info.id):
+                    continue  # another worker of the group analyses it
                 # read even when nothing is estimated from it: reading compacts its closed
                 # periods
                 df = await self.source.panel(info.id, as_of)
@@ -658,7 +676,8 @@ class AnalysisWorker:
         plans = [_plan_of(p) for p in self.estimators_for(info)] if info.arms == 2 else []
         segments: Mapping[str, Sequence[str]] = info.params.get("segments") or {}
         members = sorted({p for ps in segments.values() for p in ps})
-        look = await self._looks.look(self.source, info.id, as_of, plans, members, self.min_periods)
+        looks = self._looks if self._sharded is None else self._sharded
+        look = await looks.look(self.source, info.id, as_of, plans, members, self.min_periods)
         if look is not None:
             for (label, metric), seconds in look[0].seconds.items():
                 ok = not isinstance(look[0].results.get((label, metric)), Exception)

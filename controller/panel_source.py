@@ -20,7 +20,7 @@ what the design was validated with and never decides by design name.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -348,12 +348,18 @@ class RedisPanelSource:
         return (await self.store.get_experiment(layout.experiment)).compacted == read.compacted
 
     async def grids(
-        self, layout: GridLayout, size: int, first: int = 0, keep: np.ndarray | None = None
+        self,
+        layout: GridLayout,
+        size: int,
+        first: int = 0,
+        keep: np.ndarray | None = None,
+        only: Collection[int] | None = None,
     ) -> AsyncIterator[CellGrid]:
-        """Products ``[a, a + size)`` over periods ``first .. done - 1``, chunk after chunk: a
-        compacted period's blocks of those products and an open period's sums of them, each
-        read with one GETRANGE; nothing of a chunk is kept after it (the compacted periods'
-        headers and the open periods' records are)."""
+        """Products ``[a, a + size)`` over periods ``first .. done - 1``, chunk after chunk
+        (those of ``only``, by index, when given): a compacted period's blocks of those
+        products and an open period's sums of them, each read with one GETRANGE; nothing of a
+        chunk is kept after it (the compacted periods' headers and the open periods' records
+        are)."""
         read: _Read = layout.token
         spec, exp_id = read.spec, layout.experiment
         known = self._known_of(spec)
@@ -366,7 +372,10 @@ class RedisPanelSource:
         records = [await self._records(known, exp_id, k) for k in live]
         n = len(known.products)
         keep = np.empty(0, dtype=np.intp) if keep is None else np.asarray(keep, dtype=np.intp)
+        wanted = None if only is None else set(only)
         for a in range(0, n, size):
+            if wanted is not None and a // size not in wanted:
+                continue
             b = min(n, a + size)
             cols: list[tuple[int, PeriodColumns]] = []
             for at in range(0, len(closed), _FETCH):
@@ -557,6 +566,22 @@ _FETCH = 16
 
 #: the buffers that are panel columns as they stand
 _AS_IS = ("units", "revenue", "orders", "head_units", "treated", "probability")
+
+
+@dataclass
+class RedisPartialStore:
+    """Each chunk's part of a look, for the worker that merges the look (``analysis.sharded``):
+    one string per chunk under the experiment's hash tag, gone after ``ttl_ms`` (a look's parts
+    are read within seconds; an abandoned one must not stay)."""
+
+    store: Store
+    ttl_ms: int = 600_000
+
+    async def put(self, experiment: str, look: str, chunk: int, blob: bytes) -> None:
+        await self.store.put_partial(experiment, look, chunk, blob, self.ttl_ms)
+
+    async def get(self, experiment: str, look: str, chunks: Sequence[int]) -> list[bytes | None]:
+        return await self.store.partials(experiment, look, chunks)
 
 
 @dataclass

@@ -206,6 +206,14 @@ class AnalysisSettings(BaseModel):
     #: products of the seeded sample on which the estimators that are not sums over
     #: products (fe, cuped, the synthetic controls, ...) and the elasticity are fitted
     sample_products: int = Field(default=20_000, ge=0)
+    #: one experiment's chunks spread over the analysis workers (analysis.sharded): the
+    #: partitions of the shard topic whose consumer group assigns them (0: off, each worker
+    #: analyses every experiment alone). Choose at least the number of analysis workers
+    #: (a worker beyond it owns no shard); fixed once the topic exists
+    shards: int = Field(default=0, ge=0)
+    #: seconds the worker that merges a look waits for the other workers' chunks before it
+    #: computes the missing ones itself
+    shard_wait_s: float = Field(default=60.0, gt=0)
 
 
 class Settings(BaseSettings):

@@ -19,7 +19,7 @@ estimators that need the design's distribution (spillover exposure probabilities
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -169,10 +169,12 @@ class ChunkedPanelSource(PanelSource, Protocol):
         size: int,
         first: int = 0,
         keep: np.ndarray | None = None,
+        only: Collection[int] | None = None,
     ) -> AsyncIterator[CellGrid]:
         """The experiment's products in chunks of ``size``, in order, over periods
         ``first .. layout.done - 1``; ``keep``: the sorted positions of the products whose
-        long rows each chunk carries (``CellGrid.rows``)."""
+        long rows each chunk carries (``CellGrid.rows``); ``only``: the chunks to read, by
+        index (chunk ``i`` is products ``[i * size, (i + 1) * size)``; None: every one)."""
         ...
 
     async def unchanged(self, layout: GridLayout) -> bool:
@@ -212,6 +214,36 @@ class DemandSink(Protocol):
 
 class GuardrailSink(Protocol):
     async def trip(self, experiment: str, metric: str, detail: dict[str, Any]) -> None: ...
+
+
+class ShardOwnership(Protocol):
+    """Which shards of the experiments' chunks this analysis worker computes, when one
+    experiment's analysis is spread over several workers (``analysis.sharded``): the
+    partitions of a shard topic that the workers' consumer group assigns it
+    (``streams/worker/shards.py``). Chunk ``c`` is shard ``c mod partitions``."""
+
+    @property
+    def partitions(self) -> int: ...
+
+    def owned(self) -> frozenset[int] | None:
+        """The shards assigned to this worker now; None while it is not in the group (joining,
+        or in a rebalance)."""
+        ...
+
+    def generation(self) -> int:
+        """A number that changes at every assignment (a rebalance)."""
+        ...
+
+
+class PartialStore(Protocol):
+    """Where the workers of one experiment leave each chunk's partial sums of a look for the
+    worker that merges them (Redis, with a time to live: ``controller/panel_source.py``)."""
+
+    async def put(self, experiment: str, look: str, chunk: int, blob: bytes) -> None: ...
+
+    async def get(self, experiment: str, look: str, chunks: Sequence[int]) -> list[bytes | None]:
+        """Each chunk's blob of the look, None where none is stored (yet, or any more)."""
+        ...
 
 
 class SequenceTuningStore(Protocol):

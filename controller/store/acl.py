@@ -188,6 +188,9 @@ ROLES: tuple[Role, ...] = (
             ("EXISTS", ("old_cells",)),  # a period of the layout before packed sums
             ("HGET", ("sequence_targets",)),
             ("HSETNX", ("sequence_targets",)),
+            # one experiment's analysis over several workers: each chunk's part of a look
+            ("SET", ("partials",)),
+            ("MGET", ("partials",)),
         ),
     ),
     Role(

@@ -92,3 +92,19 @@ class ChunkStore(RedisStore):
                 **{NEVER_DECODE: True},
             )
         return [bytes(b or b"") for b in await pipe.execute()]
+
+    async def put_partial(
+        self, exp_id: str, look: str, chunk: int, blob: bytes, ttl_ms: int
+    ) -> None:
+        """One chunk's part of a look (``analysis.sharded``), kept ``ttl_ms``."""
+        await self.redis.set(f"{self.exp(exp_id)}:part:{look}:{chunk}", blob, px=ttl_ms)
+
+    async def partials(self, exp_id: str, look: str, chunks: Sequence[int]) -> list[bytes | None]:
+        """The chunks' parts of a look stored by :meth:`put_partial` (None: not there)."""
+        if not chunks:
+            return []
+        base = self.exp(exp_id)
+        got = await self.redis.execute_command(
+            "MGET", *(f"{base}:part:{look}:{c}" for c in chunks), **{NEVER_DECODE: True}
+        )
+        return [None if b is None else bytes(b) for b in got]

@@ -106,6 +106,8 @@ EXPERIMENT_KEYS: dict[str, str] = {
     "triggers": "triggers",
     "sequence_targets": "cs",
     "old_cells": "cells:*",
+    # each chunk's part of a look, for the analysis worker that merges it (analysis.sharded)
+    "partials": "part:*",
 }
 
 

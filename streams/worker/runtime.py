@@ -11,7 +11,7 @@ from analysis.chunked import Chunking
 from analysis.worker import AnalysisWorker
 from controller.clock import Clock, WallClock
 from controller.flipper import Flipper
-from controller.panel_source import RedisPanelSource, RedisSequenceTuning
+from controller.panel_source import RedisPanelSource, RedisPartialStore, RedisSequenceTuning
 from controller.sales import SalesIngestor
 from controller.settings import Settings
 from controller.store import Store, make_redis
@@ -31,6 +31,7 @@ from streams.worker.sinks import (
 
 if TYPE_CHECKING:
     from streams.worker.consumer import BatchConsumer
+    from streams.worker.shards import KafkaShardMembership
 
 log = logging.getLogger("pricelab.runtime")
 
@@ -108,6 +109,11 @@ class Runtime:
             actors=settings.actors,
         )
         self.estimate_sink = KafkaEstimateSink(self.publisher, settings)
+        self.shards: KafkaShardMembership | None = None
+        if settings.analysis.shards and "analysis" in self.roles:
+            from streams.worker.shards import KafkaShardMembership
+
+            self.shards = KafkaShardMembership(settings)
         self.analysis = AnalysisWorker(
             RedisPanelSource(self.store, self.clock, settings.allowed_lateness),
             self.estimate_sink,
@@ -122,6 +128,9 @@ class Runtime:
                 settings.analysis.chunk_products,
                 settings.analysis.sample_products,
             ),
+            shards=self.shards,
+            partials=RedisPartialStore(self.store) if self.shards is not None else None,
+            shard_wait=settings.analysis.shard_wait_s,
         )
 
     async def ensure_started(self) -> Runtime:
@@ -131,6 +140,8 @@ class Runtime:
             if not self._started:
                 self._build()
                 await self.publisher.start()
+                if self.shards is not None:
+                    self.shards.start()
                 self._started = True
         return self
 
@@ -146,6 +157,8 @@ class Runtime:
 
     async def stop(self) -> None:
         if self._started:
+            if self.shards is not None:
+                await self.shards.stop()
             await self.publisher.stop()
             await self.redis.aclose()
             self._started = False

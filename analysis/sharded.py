@@ -1,0 +1,224 @@
+"""One experiment's chunked analysis spread over several analysis workers (issue #42).
+
+The workers split an experiment's chunks of products (``analysis.chunked``) by the partitions
+of a shard topic that their Kafka consumer group assigns them (``core.ports.ShardOwnership``,
+``streams/worker/shards.py``): chunk ``c`` is shard ``(c + m + 1) mod P``, ``m`` the merging
+shard (below). Kafka's group coordination decides who computes what, and moves the shards of
+a worker that died or left to the others; nothing here schedules.
+
+At a look, each worker computes its shards' chunks (their partial sums and the long rows of
+their sampled products), and each one but the merging worker stores each chunk's part in
+Redis under the look (the layout's periods and exclusion windows and the estimators'
+signature), with a time to live (``core.ports.PartialStore``, ``analysis.shard_codec``: plain
+bytes, never pickle). One worker merges: the owner of the experiment's merging shard
+(``crc32(id) mod P``, so experiments' merges spread over the workers; it also gets the smaller
+share of the chunks). It waits for every chunk's part of the look, up to a deadline; at the
+deadline, or when the group rebalanced meanwhile, it computes the chunks still missing itself,
+so a dead worker never holds up an experiment's estimates. Then it merges every chunk's
+partials in chunk order with the same pairwise tree as one worker does
+(:func:`analysis.chunked.merge_in_order`) and publishes: only the merging worker publishes, so
+an estimate is never published twice by the workers of one look.
+
+Not kept between looks here (unlike one worker's :class:`analysis.chunked.ChunkedLooks`): each
+look reads its chunks' every period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import math
+import time
+import zlib
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analysis.chunked import (
+    Chunking,
+    ChunkSums,
+    Key,
+    Population,
+    chunk_sums,
+    concat_rows,
+    finish_all,
+    grid_panels,
+    look_plan,
+    merge_in_order,
+    metrics_of_grid,
+)
+from analysis.errors import AnalysisError
+from analysis.shard_codec import BadPartial, ChunkPart, decode_part, encode_part
+from core.ports import EstimatorPlan, PartialStore, ShardOwnership
+
+log = logging.getLogger("pricelab.analysis.sharded")
+
+
+def shard_of(chunk: int, partitions: int, merging: int = -1) -> int:
+    """The shard of chunk ``chunk``: ``(chunk + merging + 1) mod partitions``, the chunks dealt
+    out round the shards from the one after the merging shard, so that the worker that also
+    merges gets the smaller share when they do not divide evenly."""
+    return (chunk + merging + 1) % partitions
+
+
+def chunks_of(
+    n_chunks: int, partitions: int, owned: Collection[int], merging: int = -1
+) -> list[int]:
+    """The chunks (by index) of the shards ``owned`` (:func:`shard_of`)."""
+    return [c for c in range(n_chunks) if shard_of(c, partitions, merging) in owned]
+
+
+def merging_shard(experiment: str, partitions: int) -> int:
+    """The shard whose owner merges and publishes the experiment's looks."""
+    return zlib.crc32(experiment.encode()) % partitions
+
+
+def look_id(layout: Any, signature: tuple[object, ...]) -> str:
+    """What identifies one look across the workers: the periods done and compacted, the
+    exclusion windows over them and the estimators' signature (:func:`look_plan`)."""
+    what = repr((signature, layout.done, layout.final, tuple(layout.hits)))
+    return hashlib.sha256(what.encode()).hexdigest()[:20]
+
+
+@dataclass
+class ShardedLooks:
+    """The looks at the experiments read in chunks, spread over the workers of a group."""
+
+    chunking: Chunking
+    ownership: ShardOwnership
+    store: PartialStore
+    seed: int = 0
+    #: seconds the merging worker waits for the other workers' parts of a look
+    wait: float = 60.0
+    #: seconds between its reads of the parts still missing
+    every: float = 0.05
+
+    def merges(self, experiment: str) -> bool:
+        """Whether this worker merges and publishes ``experiment`` now (for an experiment not
+        read in chunks: whether it analyses it)."""
+        owned = self.ownership.owned()
+        return owned is not None and merging_shard(experiment, self.ownership.partitions) in owned
+
+    async def look(
+        self,
+        source: Any,
+        experiment: str,
+        as_of: Any,
+        plans: Sequence[EstimatorPlan],
+        members: Sequence[str] = (),
+        min_periods: int = 2,
+    ) -> tuple[Population, pd.DataFrame] | None:
+        """This worker's shards of the look computed and stored; for the merging worker, the
+        look's estimates on every product and the long rows of the sample and of
+        ``members`` (as :meth:`analysis.chunked.ChunkedLooks.look`); None for the others, when
+        the worker is in no group yet, or when fewer than ``min_periods`` periods are done."""
+        owned = self.ownership.owned()
+        if not owned:
+            return None
+        partitions, generation = self.ownership.partitions, self.ownership.generation()
+        layout = await source.layout(experiment, as_of)
+        if layout is None or layout.done < min_periods:
+            return None
+        fitted, keep, signature = look_plan(self.chunking, self.seed, layout, plans, members)
+        look = look_id(layout, signature)
+        n = len(layout.products)
+        n_chunks = math.ceil(n / self.chunking.products)
+        seconds: dict[Key, float] = {}
+
+        def timer(key: Key, s: float) -> None:
+            seconds[key] = seconds.get(key, 0.0) + s
+
+        parts: dict[int, ChunkPart] = {}
+        merging = merging_shard(experiment, partitions)
+        mine = chunks_of(n_chunks, partitions, owned, merging)
+        async for c, part in self._compute(source, layout, fitted, keep, mine, timer):
+            if merging in owned:
+                parts[c] = part  # its own parts stay here: only the others' go through Redis
+            else:
+                await self.store.put(experiment, look, c, encode_part(part))
+        if not await source.unchanged(layout):
+            raise AnalysisError("its open periods were compacted by another worker while read")
+        if merging not in owned:
+            return None
+        dtype: list[pd.CategoricalDtype] = []
+
+        def product() -> pd.CategoricalDtype:  # one dtype for every chunk's rows (concat_rows)
+            if not dtype:
+                own = next((p.rows for p in parts.values() if p.rows is not None), None)
+                dtype.append(
+                    own["product"].dtype
+                    if own is not None and "product" in own
+                    else pd.CategoricalDtype(pd.Index(layout.products))
+                )
+            return dtype[0]
+
+        missing = [c for c in range(n_chunks) if c not in parts]
+        deadline = time.monotonic() + self.wait
+        while missing:
+            for c, blob in zip(
+                missing, await self.store.get(experiment, look, missing), strict=True
+            ):
+                if blob is None:
+                    continue
+                try:
+                    parts[c] = decode_part(blob, product)
+                except BadPartial as exc:
+                    log.warning("experiment %s: chunk %d's stored part: %s", experiment, c, exc)
+            missing = [c for c in missing if c not in parts]
+            if not missing:
+                break
+            if time.monotonic() >= deadline or self.ownership.generation() != generation:
+                log.info(
+                    "experiment %s: computing %d chunk(s) no other worker stored (%s)",
+                    experiment,
+                    len(missing),
+                    "the group rebalanced" if time.monotonic() < deadline else "deadline",
+                )
+                async for c, part in self._compute(source, layout, fitted, keep, missing, timer):
+                    parts[c] = part
+                if not await source.unchanged(layout):
+                    raise AnalysisError(
+                        "its open periods were compacted by another worker while read"
+                    )
+                break
+            await asyncio.sleep(self.every)
+        owned = self.ownership.owned()
+        if not owned or merging not in owned:
+            return None  # another worker merges the experiment since the rebalance
+        ordered = [parts[c] for c in range(n_chunks)]
+        total = merge_in_order([p.sums for p in ordered])
+        metrics = metrics_of_grid(list(total.control))
+        t0 = time.perf_counter()
+        results = finish_all(fitted, total, metrics)
+        for key in results:
+            timer(key, (time.perf_counter() - t0) / max(len(results), 1))
+        closed, live = [], []
+        for p in ordered:
+            if p.rows is not None and len(p.rows):
+                compacted = p.rows["period"].to_numpy() < layout.final
+                closed.append(p.rows[compacted])
+                live.append(p.rows[~compacted])
+        baseline = {m: s / c for m, (s, c) in total.control.items() if c}
+        population = Population(results, seconds, baseline, metrics, n, layout.done)
+        return population, concat_rows(closed + live)
+
+    async def _compute(
+        self,
+        source: Any,
+        layout: Any,
+        fitted: list[tuple[EstimatorPlan, Any]],
+        keep: np.ndarray,
+        chunks: list[int],
+        timer: Callable[[Key, float], None],
+    ) -> AsyncIterator[tuple[int, ChunkPart]]:
+        """Each of ``chunks``' part of the look, in chunk order."""
+        if not chunks:
+            return
+        size = self.chunking.products
+        async for grid in source.grids(layout, size, 0, keep, only=chunks):
+            sums: ChunkSums = chunk_sums(fitted, grid_panels(grid), timer)
+            yield grid.start // size, ChunkPart(sums, grid.rows)

@@ -1,0 +1,135 @@
+"""Which shards of one experiment's chunks this analysis worker computes: the partitions of a
+shard topic assigned to it by Kafka's consumer-group coordination (issue #42,
+``analysis.sharded``).
+
+The analysis workers of a deployment join one consumer group (``<app_id>-analysis-shards``)
+on one topic (``<app_id>.analysis-shards``, ``PRICELAB_ANALYSIS__SHARDS`` partitions, created
+when missing). No message is ever written to it: the group's assignment of its partitions is
+the only thing used. A worker that joins, leaves or dies (its session times out: 10 s) makes
+the group rebalance and the broker's assignor hands its shards to the others; a worker beyond
+the partitions' count owns none and waits as a standby.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from controller.settings import Settings
+
+log = logging.getLogger("pricelab.worker.shards")
+
+
+def shard_topic(settings: Settings) -> str:
+    return f"{settings.app_id}.analysis-shards"
+
+
+def shard_group(settings: Settings) -> str:
+    return f"{settings.app_id}-analysis-shards"
+
+
+class KafkaShardMembership:
+    """This worker's shards (``core.ports.ShardOwnership``), as its consumer group assigns them."""
+
+    def __init__(self, settings: Settings, partitions: int | None = None) -> None:
+        self.settings = settings
+        self.topic = shard_topic(settings)
+        self.group = shard_group(settings)
+        self._partitions = partitions or settings.analysis.shards
+        self._owned: frozenset[int] | None = None
+        self._generation = 0
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def partitions(self) -> int:
+        return self._partitions
+
+    def owned(self) -> frozenset[int] | None:
+        return self._owned
+
+    def generation(self) -> int:
+        return self._generation
+
+    def start(self) -> None:
+        """Join the group in the background (retrying while the broker is away)."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="analysis shards")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._consumer is not None:
+            with contextlib.suppress(KafkaError):
+                await self._consumer.stop()  # leaves the group: the others rebalance at once
+            self._consumer = None
+        self._owned = None
+
+    async def _ensure_topic(self) -> None:
+        kafka = self.settings.kafka
+        admin = AIOKafkaAdminClient(**kafka.client_kwargs())  # type: ignore[arg-type]
+        try:
+            await asyncio.wait_for(admin.start(), 30)
+            if self.topic not in set(await admin.list_topics()):
+                topic = NewTopic(self.topic, self._partitions, kafka.replication_factor)
+                with contextlib.suppress(TopicAlreadyExistsError):
+                    await asyncio.wait_for(admin.create_topics([topic]), 30)
+        finally:
+            await admin.close()
+
+    async def _run(self) -> None:
+        delay = 0.5
+        while self._consumer is None:
+            try:
+                await self._ensure_topic()
+                consumer = AIOKafkaConsumer(
+                    **self.settings.kafka.client_kwargs(),  # type: ignore[arg-type]
+                    group_id=self.group,
+                    enable_auto_commit=False,
+                    session_timeout_ms=10_000,
+                    rebalance_timeout_ms=10_000,
+                    heartbeat_interval_ms=1_000,
+                )
+                await consumer.start()
+            except (KafkaError, OSError, TimeoutError) as exc:
+                log.warning("cannot join the analysis shards' group (%s); retrying", exc)
+                await asyncio.sleep(delay)
+                delay = min(5.0, delay * 2)
+                continue
+            self._consumer = consumer
+            consumer.subscribe([self.topic], listener=_Listener(self))
+        while True:  # polls keep the member alive and let rebalances complete
+            try:
+                await self._consumer.getmany(timeout_ms=1_000)
+            except KafkaError as exc:
+                log.warning("analysis shards' group: %s", exc)
+                await asyncio.sleep(1.0)
+
+    def _assigned(self, assigned: set[TopicPartition]) -> None:
+        consumer = self._consumer
+        known = consumer.partitions_for_topic(self.topic) if consumer is not None else None
+        if known:
+            self._partitions = len(known)
+        self._owned = frozenset(tp.partition for tp in assigned if tp.topic == self.topic)
+        self._generation += 1
+        log.info("analysis shards owned: %s of %d", sorted(self._owned), self._partitions)
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, membership: KafkaShardMembership) -> None:
+        self.membership = membership
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        self.membership._owned = None
+        self.membership._generation += 1
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self.membership._assigned(assigned)

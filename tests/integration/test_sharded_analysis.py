@@ -1,0 +1,227 @@
+"""One experiment's chunked analysis spread over two analysis workers (issue #42,
+``analysis.sharded``), on the real broker and redis-server: the workers join one Kafka consumer
+group on the shard topic, its assignment splits the chunks, the parts meet in Redis, and the
+worker that merges publishes what one worker alone publishes (to 1e-9), each message once. A
+worker killed while it holds shards does not stop the other from publishing a complete look."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from analysis.chunked import Chunking
+from analysis.sharded import chunks_of, merging_shard
+from analysis.worker import AnalysisWorker, InMemorySequenceTuning
+from controller.clock import ManualClock
+from controller.panel_source import RedisPanelSource, RedisPartialStore
+from controller.settings import AnalysisSettings, Settings
+from controller.store import Store
+from streams.worker.shards import KafkaShardMembership
+from tests.integration.conftest import ROOT, cli_env, make_settings, wait_until
+from tests.integration.test_chunked_analysis import (
+    ALL,
+    HOUR,
+    START,
+    Sink,
+    _period,
+    _same,
+    _spec,
+    _worker,
+)
+
+pytestmark = pytest.mark.integration
+
+CHUNKS = Chunking(above=0, products=5, sample=ALL)  # 25 products: 5 chunks over 4 shards
+
+
+@pytest.fixture
+async def sharded(stack: Any) -> AsyncIterator[tuple[Settings, Store]]:
+    from redis.asyncio import Redis
+
+    settings = make_settings(stack, analysis=AnalysisSettings(shards=4))
+    redis = Redis.from_url(settings.redis.url.get_secret_value(), decode_responses=True)
+    try:
+        yield settings, Store(redis, settings.key_prefix)
+    finally:
+        await redis.aclose()
+
+
+def _sharded_worker(
+    store: Store, clock: ManualClock, shards: KafkaShardMembership, wait: float = 60.0
+) -> tuple[AnalysisWorker, Sink]:
+    sink = Sink()
+    worker = AnalysisWorker(
+        RedisPanelSource(store, clock, lateness=HOUR),
+        sink,
+        clock,
+        verdicts=sink,
+        tuning=InMemorySequenceTuning(),
+        chunking=CHUNKS,
+        shards=shards,
+        partials=RedisPartialStore(store),
+        shard_wait=wait,
+    )
+    return worker, sink
+
+
+def _split(*members: KafkaShardMembership) -> bool:
+    """Every member owns some shards, and together each shard exactly once."""
+    owned = [m.owned() for m in members]
+    if any(not o for o in owned):
+        return False
+    together = sorted(s for o in owned for s in o or ())
+    return together == list(range(members[0].partitions))
+
+
+async def test_two_workers_publish_what_one_publishes(sharded: tuple[Settings, Store]) -> None:
+    settings, store = sharded
+    spec = _spec("sharded")
+    await store.create_experiment(spec, START)
+    for k in range(7):
+        await _period(store, spec, k)
+    await _period(store, spec, 7, sold=False)
+    clock = ManualClock(START + timedelta(hours=7, minutes=5))
+    a, b = KafkaShardMembership(settings), KafkaShardMembership(settings)
+    a.start(), b.start()
+    try:
+        await wait_until(lambda: _split(a, b), 60, "the group to split the shards over both")
+        assert a.partitions == b.partitions == 4
+        one, one_sink = _worker(store, clock, CHUNKS)
+        wa, sa = _sharded_worker(store, clock, a)
+        wb, sb = _sharded_worker(store, clock, b)
+        for step in ("first look", "after one new period"):
+            if step != "first look":
+                await _period(store, spec, 7, flip=False)
+                await _period(store, spec, 8, sold=False)
+                clock.set(START + timedelta(hours=8, minutes=5))
+            for s in (one_sink, sa, sb):
+                s.messages.clear(), s.verdicts.clear()
+            await one.run_once()
+            await asyncio.gather(wa.run_once(), wb.run_once())
+            merger, other = (sa, sb) if wa._sharded and wa._sharded.merges(spec.id) else (sb, sa)
+            # only the worker that merges publishes: each message once
+            assert other.messages == {} and other.verdicts == []
+            assert {("dm", "units", None, None), ("ht", "revenue", None, None),
+                    ("fe", "units", None, None), ("fe", "revenue", "first", None)
+                    } <= one_sink.messages.keys()  # fmt: skip
+            assert merger.messages.keys() == one_sink.messages.keys(), step
+            for key, fields in one_sink.messages.items():
+                _same(merger.messages[key], fields, f"{step} {key}")
+            assert len(merger.verdicts) == len(one_sink.verdicts) == 1
+            _same(merger.verdicts[0], one_sink.verdicts[0], f"{step} verdict")
+        # the other worker computed its shards' chunks: their parts (only theirs) are in Redis
+        other_owned = (b if merger is sa else a).owned() or frozenset()
+        assert other_owned
+        stored = {
+            int(k.rsplit(":", 1)[1])
+            async for k in store.redis.scan_iter(f"{store.exp(spec.id)}:part:*")
+        }
+        assert stored == set(chunks_of(5, 4, other_owned, merging_shard(spec.id, 4)))
+    finally:
+        await a.stop()
+        await b.stop()
+
+
+_CHILD = """
+import asyncio, os
+from datetime import datetime, timedelta
+from analysis.chunked import Chunking
+from analysis.sharded import chunks_of, merging_shard
+from analysis.worker import AnalysisWorker
+from controller.clock import ManualClock
+from controller.panel_source import RedisPanelSource, RedisPartialStore
+from controller.settings import load_settings
+from controller.store import Store, make_redis
+from streams.worker.shards import KafkaShardMembership
+
+
+class Drop:
+    async def publish(self, *args):
+        pass
+
+    async def publish_verdict(self, *args):
+        pass
+
+
+async def main():
+    settings = load_settings()
+    store = Store(make_redis(settings), settings.key_prefix)
+    clock = ManualClock(datetime.fromisoformat(os.environ["SHARD_TEST_AS_OF"]))
+    shards = KafkaShardMembership(settings)
+    shards.start()
+    worker = AnalysisWorker(
+        RedisPanelSource(store, clock, lateness=timedelta(hours=1)), Drop(), clock,
+        verdicts=Drop(), chunking=Chunking(above=0, products=5, sample=10**9),
+        shards=shards, partials=RedisPartialStore(store), shard_wait=60.0,
+    )
+    while True:
+        await worker.run_once()
+        await asyncio.sleep(0.05)
+
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("merger", ["survivor", "dead"])
+async def test_a_worker_killed_while_holding_shards_does_not_stop_the_look(
+    sharded: tuple[Settings, Store], merger: str
+) -> None:
+    """The other worker joins the group and takes shards, then dies (SIGKILL) before it stored
+    any part of the look. The survivor publishes the complete look: when it merges the
+    experiment, after its wait for the missing parts runs out (it computes them itself); when
+    the dead worker held the merging shard, once the group gave it every shard (the dead one's
+    session timed out)."""
+    settings, store = sharded
+    as_of = START + timedelta(hours=7, minutes=5)
+    clock = ManualClock(as_of)
+    mine = KafkaShardMembership(settings)
+    mine.start()
+    env = cli_env(settings) | {"SHARD_TEST_AS_OF": as_of.isoformat()}
+    child = subprocess.Popen([sys.executable, "-c", _CHILD], cwd=ROOT, env=env)
+    try:
+        await wait_until(
+            lambda: child.poll() is None and bool(mine.owned()) and mine.owned() != set(range(4)),
+            90,
+            "both workers to be in the group, each with shards",
+        )
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(10)
+        owned = mine.owned() or frozenset()
+        exp_id = next(
+            e
+            for e in (f"killed{i}" for i in range(100))
+            if (merging_shard(e, 4) in owned) == (merger == "survivor")
+        )
+        spec = _spec(exp_id)
+        await store.create_experiment(spec, START)
+        # the look's cells arrive after it died: none of its parts exists
+        for k in range(7):
+            await _period(store, spec, k)
+        await _period(store, spec, 7, sold=False)
+        one, one_sink = _worker(store, clock, CHUNKS)
+        await one.run_once()
+        survivor, sink = _sharded_worker(store, clock, mine, wait=3.0)
+
+        async def published() -> bool:
+            await survivor.run_once()
+            return bool(sink.messages)
+
+        await wait_until(published, 90, "the survivor to publish a look", every=0.2)
+        assert sink.messages.keys() == one_sink.messages.keys()
+        for key, fields in one_sink.messages.items():
+            _same(sink.messages[key], fields, str(key))
+        assert len(sink.verdicts) == 1
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(10)
+        await mine.stop()

@@ -1,0 +1,224 @@
+"""The pure parts of one experiment's analysis over several workers (analysis.sharded): which
+worker computes which chunk, the chunk's part as bytes and back bit for bit, and the merge of
+parts computed apart into what one worker's merge gives."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.chunked import (
+    ChunkSums,
+    chunk_estimator,
+    chunk_sums,
+    finish_all,
+    grid_panels,
+    merge_in_order,
+)
+from analysis.errors import NotEstimable, PanelError
+from analysis.estimators.sums import MeansPartial, PartsMismatch, SumPartial
+from analysis.shard_codec import BadPartial, ChunkPart, decode_part, encode_part
+from analysis.sharded import chunks_of, look_id, merging_shard
+from core.ports import CellGrid, EstimatorPlan, GridLayout
+
+N, T = 23, 9
+PRODUCTS = np.array(sorted(f"p{i:03d}" for i in range(N)), dtype=object)
+PLANS = (
+    EstimatorPlan("dm", {"cluster": "unit"}),
+    EstimatorPlan("ht", {"p": 0}),
+    EstimatorPlan("hajek", {"p": 0}),
+)
+DTYPE = pd.CategoricalDtype(PRODUCTS)
+
+
+def _world(seed: int = 1) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    treated = rng.random((N, T)) < 0.5
+    units = rng.poisson(5.0 * (1 + 0.2 * treated)).astype(float)
+    blackout = rng.random((N, T)) < 0.1
+    return {
+        "treated": treated,
+        "units": units,
+        "revenue": units * (9.5 + rng.random((N, T))),
+        "blackout": blackout,
+    }
+
+
+def _grid(w: dict[str, np.ndarray], a: int, b: int) -> CellGrid:
+    rows = pd.DataFrame(
+        {
+            "product": pd.Categorical.from_codes(np.repeat(np.arange(a, b), T), dtype=DTYPE),
+            "period": np.tile(np.arange(T), b - a),
+            "period_start": pd.DatetimeIndex(
+                pd.date_range("2026-06-01", periods=T, freq="h", tz="Europe/Berlin")
+            )[np.tile(np.arange(T), b - a)],
+            "units": w["units"][a:b].ravel(),
+            "treated": w["treated"][a:b].ravel().astype(np.int8),
+            "blackout": w["blackout"][a:b].ravel(),
+            "blackout_reason": pd.Categorical(
+                np.where(w["blackout"][a:b].ravel(), "washout", ""), categories=["", "washout"]
+            ),
+        }
+    )
+    return CellGrid(
+        start=a,
+        stop=b,
+        products=PRODUCTS[a:b],
+        periods=np.arange(T),
+        values={"units": w["units"][a:b], "revenue": w["revenue"][a:b]},
+        treated=w["treated"][a:b],
+        probability=np.full((b - a, T), 0.5),
+        blackout=w["blackout"][a:b],
+        recorded=np.ones((b - a, T), dtype=bool),
+        classes=None,
+        rows=rows,
+    )
+
+
+def _fitted() -> list[tuple[EstimatorPlan, object]]:
+    out = []
+    for plan in PLANS:
+        est, why = chunk_estimator(plan, seed=0)
+        assert est is not None, why
+        out.append((plan, est))
+    return out
+
+
+def _parts(w: dict[str, np.ndarray], size: int) -> list[ChunkPart]:
+    fitted = _fitted()
+    out = []
+    for a in range(0, N, size):
+        grid = _grid(w, a, min(N, a + size))
+        out.append(ChunkPart(chunk_sums(fitted, grid_panels(grid)), grid.rows))
+    return out
+
+
+def _bits_equal(a: object, b: object) -> None:
+    if isinstance(a, np.ndarray):
+        assert isinstance(b, np.ndarray) and a.dtype == b.dtype and a.shape == b.shape
+        assert a.tobytes() == b.tobytes() if a.dtype != object else a.tolist() == b.tolist()
+    elif isinstance(a, MeansPartial | SumPartial):
+        assert type(a) is type(b)
+        for f in a.__dataclass_fields__:
+            _bits_equal(getattr(a, f), getattr(b, f))
+    elif hasattr(a, "__dataclass_fields__"):  # ArmSums
+        for f in a.__dataclass_fields__:
+            _bits_equal(getattr(a, f), getattr(b, f))
+    elif isinstance(a, float):
+        assert isinstance(b, float) and np.float64(a).tobytes() == np.float64(b).tobytes()
+    else:
+        assert type(a) is type(b) and a == b, (a, b)
+
+
+@pytest.mark.parametrize(("n_chunks", "partitions"), [(16, 2), (16, 4), (5, 8), (1, 3), (7, 3)])
+def test_each_chunk_is_computed_by_exactly_one_owner(n_chunks: int, partitions: int) -> None:
+    owners = [chunks_of(n_chunks, partitions, {s}) for s in range(partitions)]
+    assert sorted(c for cs in owners for c in cs) == list(range(n_chunks))
+    # two workers of a group splitting the shards between them
+    half = set(range(0, partitions, 2))
+    both = chunks_of(n_chunks, partitions, half) + chunks_of(
+        n_chunks, partitions, set(range(partitions)) - half
+    )
+    assert sorted(both) == list(range(n_chunks))
+    assert 0 <= merging_shard("exp-1", partitions) < partitions
+    assert merging_shard("exp-1", partitions) == merging_shard("exp-1", partitions)
+    # dealt from the shard after the merging one: the merging worker's share is the smallest
+    for m in range(partitions):
+        shares = [len(chunks_of(n_chunks, partitions, {s}, m)) for s in range(partitions)]
+        assert sum(shares) == n_chunks
+        assert shares[m] == min(shares) and max(shares) - min(shares) <= 1
+
+
+def test_a_part_goes_through_bytes_bit_for_bit() -> None:
+    (part,) = _parts(_world(), N)
+    part.sums.parts[("dm", "price")] = NotEstimable("no price by this one")
+    part.sums.parts[("x", "units")] = PartsMismatch("parts that do not fit")
+    back = decode_part(encode_part(part), lambda: DTYPE)
+    assert back.sums.parts.keys() == part.sums.parts.keys()
+    for key, p in part.sums.parts.items():
+        q = back.sums.parts[key]
+        if isinstance(p, Exception):
+            assert type(q) is type(p) and str(q) == str(p)
+        else:
+            _bits_equal(p, q)
+    assert back.sums.control.keys() == part.sums.control.keys()
+    for m, (s, c) in part.sums.control.items():
+        _bits_equal(s, back.sums.control[m][0])
+        assert back.sums.control[m][1] == c
+    assert part.rows is not None and back.rows is not None
+    pd.testing.assert_frame_equal(back.rows, part.rows)
+    assert back.rows["product"].dtype is DTYPE  # one dtype: the rows concatenate by codes
+
+
+def test_a_blob_of_another_kind_is_refused() -> None:
+    (part,) = _parts(_world(), N)
+    blob = encode_part(part)
+    with pytest.raises(BadPartial):
+        decode_part(b"\x80\x04pickle", lambda: DTYPE)
+    with pytest.raises(BadPartial):
+        decode_part(blob[:-8], lambda: DTYPE)
+
+
+@pytest.mark.parametrize("size", [1, 4, 7])
+def test_parts_from_several_workers_merge_into_one_workers_figures(size: int) -> None:
+    """Chunks computed by two "workers" (by shard), sent as bytes, merged in chunk order: the
+    same bits as the merge of one worker's chunks, and the estimates of the whole panel's
+    single part to 1e-9."""
+    w = _world()
+    parts = _parts(w, size)
+    one = merge_in_order([p.sums for p in parts])
+    n_chunks, partitions = len(parts), 2
+    received: dict[int, ChunkSums] = {}
+    for shard in (1, 0):  # whoever finishes first
+        for c in chunks_of(n_chunks, partitions, {shard}, merging=0):
+            received[c] = decode_part(encode_part(parts[c]), lambda: DTYPE).sums
+    merged = merge_in_order([received[c] for c in range(n_chunks)])
+    for key, p in one.parts.items():
+        _bits_equal(p, merged.parts[key])
+    fitted = _fitted()
+    metrics = ("units", "revenue", "price")
+    got = finish_all(fitted, merged, metrics)
+    (whole,) = _parts(w, N)
+    want = finish_all(fitted, whole.sums, metrics)
+    assert got.keys() == want.keys()
+    for key, r in want.items():
+        if isinstance(r, Exception):
+            assert type(got[key]) is type(r)
+            continue
+        g = got[key]
+        assert not isinstance(g, Exception)
+        for f in ("effect", "se", "df"):
+            if getattr(r, f) is None:
+                assert getattr(g, f) is None
+            else:
+                assert getattr(g, f) == pytest.approx(getattr(r, f), rel=1e-9, abs=1e-12), (key, f)
+
+
+def test_the_merge_order_is_fixed() -> None:
+    """The pairwise tree over chunks in order: ((0 1)(2 3))(4), not a running total."""
+    parts = _parts(_world(), 5)
+    assert len(parts) == 5
+    s = [p.sums for p in parts]
+    tree = s[0].merge(s[1], "units").merge(s[2].merge(s[3], "units"), "units").merge(s[4], "units")
+    for key, p in merge_in_order(s).parts.items():
+        _bits_equal(p, tree.parts[key])
+
+
+def test_a_look_is_named_by_its_periods_windows_and_estimators() -> None:
+    layout = GridLayout("e", tuple(PRODUCTS), done=9, final=7, hits=(False,) * 9)
+    same = GridLayout("e", tuple(PRODUCTS), done=9, final=7, hits=(False,) * 9)
+    assert look_id(layout, ("dm",)) == look_id(same, ("dm",))
+    assert look_id(layout, ("dm",)) != look_id(layout, ("ht",))
+    later = GridLayout("e", tuple(PRODUCTS), done=10, final=8, hits=(False,) * 10)
+    assert look_id(layout, ("dm",)) != look_id(later, ("dm",))
+    paused = GridLayout("e", tuple(PRODUCTS), done=9, final=7, hits=(True,) + (False,) * 8)
+    assert look_id(layout, ("dm",)) != look_id(paused, ("dm",))
+
+
+def test_an_unbalanced_chunk_is_an_error_not_a_part() -> None:
+    w = _world()
+    grid = _grid(w, 0, 4)
+    grid.recorded[1, 2] = False
+    with pytest.raises(PanelError):
+        grid_panels(grid)
