@@ -32,16 +32,28 @@ state on), the whole path up to ``--whole-max`` products, the chunked one from
 The cycle process gets the environment an analysis worker is started with
 (``streams.live.launcher.role_env``: glibc malloc settings), unless ``--malloc-defaults``.
 
+``--workers N`` (N > 1) times instead one experiment's full cycle spread over N analysis
+workers (``analysis.sharded``): N fresh processes join one consumer group on the shard topic of
+an embedded broker (``streams.worker.shards``, N partitions), and once the group has split the
+partitions over them all, each computes its chunks and the merging one merges; the cycle is
+the time until the last of them ends its look. One worker alone (the unsharded chunked path,
+the same chunks) runs in the same run on the same fill, alternated, ``--reps`` times each;
+medians, and each process's CPU seconds (on a machine shared with other jobs the wall time
+measures the share of the cores the processes got as much as the work).
+
 The cells are filled with realistic sums (Poisson units, revenue at a price, orders, head
-units), packed as the ingest script's BITFIELDs leave them; no broker is needed. Usage:
+units), packed as the ingest script's BITFIELDs leave them; no broker is needed but for
+``--workers``. Usage:
 
     .venv/bin/python benchmarks/bench_scale.py [--sizes 10000,50000,100000] [--days 90]
         [--sales 200000] [--cycle-max N] [--whole-max 100000] [--chunked-min 100000]
+        [--workers 2 --reps 3 --chunk-products 65536]
 
 Targets (issue #17, at 100,000 x 90, for the new layout): closed periods <= 24 B per
 product-day, dedupe <= 24 B per remembered sale, full cycle <= 15 s, cycle after one new
 period <= 3 s, analysis worker RSS <= 2 GB. Issue #42, at 1,000,000 x 90 (chunked): peak RSS
-<= 3 GB, full cycle <= 30 s, cycle after one new period <= 5 s.
+<= 3 GB, full cycle <= 30 s, cycle after one new period <= 5 s; two workers on one experiment
+finish a full cycle in <= 0.7 of one worker's time.
 """
 
 from __future__ import annotations
@@ -221,10 +233,18 @@ METRICS = ("units", "revenue", "price")
 
 
 def cycle_child(
-    url: str, n: int, days: int, out: Any, profile: bool = False, path: str = "whole"
+    url: str,
+    n: int,
+    days: int,
+    out: Any,
+    profile: bool = False,
+    path: str = "whole",
+    chunk: int = 65_536,
+    steps: tuple[str, ...] = ("full", "new"),
 ) -> None:
-    """One analysis cycle as of the end of ``days`` periods, then one after a new period, in
-    this (fresh) process, by ``path``; sends timings and the process's peak RSS."""
+    """One analysis cycle as of the end of ``days`` periods, then (``steps``) one after a new
+    period, in this (fresh) process, by ``path`` (chunks of ``chunk`` products); sends timings
+    and the process's peak RSS."""
     from redis.exceptions import TimeoutError as RedisTimeout
 
     from analysis.chunked import ChunkedLooks, Chunking
@@ -249,15 +269,15 @@ def cycle_child(
         spec = spec_for(n, days)
         clock = ManualClock(START + timedelta(days=days, minutes=1))
         source = RedisPanelSource(store, clock, lateness=timedelta(days=2))
-        looks = ChunkedLooks(Chunking(above=0))  # the settings' defaults: chunks, sample
+        looks = ChunkedLooks(Chunking(above=0, products=chunk))  # default sample
         res: dict[str, float] = {}
         try:
-            for tag in ("full", "new"):
+            for tag in steps:
                 if tag == "new":  # one more period arrives (untimed), the clock moves on
                     await add_cells(store, spec, days, np.random.default_rng(0))
                     await flip(store, spec, days + 1)
                     clock.set(START + timedelta(days=days + 1, minutes=1))
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 try:
                     if path == "whole":
                         df = await source.panel(EXP, clock.now())
@@ -281,6 +301,7 @@ def cycle_child(
                     res["timeout_s"] = time.perf_counter() - t0
                     break
                 total = time.perf_counter() - t0
+                res[f"{tag}_cpu_s"] = time.process_time() - c0
                 res[f"{tag}_read_s"], res[f"{tag}_estimate_s"] = total - estimate, estimate
                 res[f"{tag}_cells"] = cells
         finally:
@@ -298,6 +319,207 @@ def cycle_child(
     res = prof.runcall(asyncio.run, run())
     pstats.Stats(prof, stream=sys.stderr).sort_stats("cumulative").print_stats(40)
     out.put(res)
+
+
+def shard_child(
+    url: str,
+    bootstrap: str,
+    app_id: str,
+    partitions: int,
+    n: int,
+    days: int,
+    chunk: int,
+    status: Any,
+    go: Any,
+    out: Any,
+) -> None:
+    """One of the workers of a sharded full cycle (``analysis.sharded``): joins the shard
+    topic's consumer group (``streams.worker.shards``, real group coordination on the broker),
+    reports its shards until ``go``, then computes its part of the look; the worker that merges
+    also waits for the others' parts, merges and finishes. Sends its time from ``go`` to the
+    end of its look, whether it merged, and its peak RSS."""
+
+    async def run() -> dict[str, float]:
+        from analysis.chunked import Chunking
+        from analysis.sharded import ShardedLooks
+        from controller.clock import ManualClock
+        from controller.panel_source import RedisPanelSource, RedisPartialStore
+        from core.ports import EstimatorPlan
+        from streams.worker.shards import KafkaShardMembership
+
+        os.environ.update(
+            {
+                "PRICELAB_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
+                "PRICELAB_APP_ID": app_id,
+                "PRICELAB_ANALYSIS__SHARDS": str(partitions),
+            }
+        )
+        redis = worker_redis(url)
+        settings = load_settings()
+        store = Store(redis)
+        clock = ManualClock(START + timedelta(days=days, minutes=1))
+        source = RedisPanelSource(store, clock, lateness=timedelta(days=2))
+        shards = KafkaShardMembership(settings)
+        shards.start()
+        looks = ShardedLooks(
+            Chunking(above=0, products=chunk), shards, RedisPartialStore(store), wait=600.0
+        )
+        plans = [EstimatorPlan(name, params) for name, params in PLANS]
+        try:
+            while not go.is_set():
+                status.put((os.getpid(), shards.generation(), sorted(shards.owned() or ())))
+                await asyncio.sleep(0.2)
+            t0, c0 = time.perf_counter(), time.process_time()
+            look = await looks.look(source, EXP, clock.now(), plans)
+            elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
+            if look is not None:
+                bad = [k for k, r in look[0].results.items() if isinstance(r, Exception)]
+                assert bad == [("ht", "price")], bad
+        finally:
+            await shards.stop()
+            await redis.aclose()
+        return {
+            "seconds": elapsed,
+            "cpu_s": cpu,
+            "merged": float(look is not None),
+            "peak_rss_b": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024.0,
+        }
+
+    out.put(asyncio.run(run()))
+
+
+def sharded_cycle(
+    url: str,
+    bootstrap: str,
+    workers: int,
+    n: int,
+    days: int,
+    chunk: int,
+    rep: int,
+    worker_env: dict[str, str],
+) -> list[dict[str, float]]:
+    """One full cycle of ``workers`` processes on one experiment (their own consumer group
+    per run), timed from the moment the group has split the shards over all of them."""
+    ctx = mp.get_context("spawn")
+    status, out, go = ctx.Queue(), ctx.Queue(), ctx.Event()
+    app_id = f"scale{os.getpid()}r{rep}"
+    procs = [
+        ctx.Process(
+            target=shard_child,
+            args=(url, bootstrap, app_id, workers, n, days, chunk, status, go, out),
+        )
+        for _ in range(workers)
+    ]
+    saved = dict(os.environ)
+    os.environ.update(worker_env)
+    try:
+        for proc in procs:
+            proc.start()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    latest: dict[int, tuple[int, list[int]]] = {}
+    deadline = time.monotonic() + 120
+    try:
+        while True:  # until every worker owns shards and together each exactly once
+            pid, generation, owned = status.get(timeout=120)
+            latest[pid] = (generation, owned)
+            split = sorted(s for _, o in latest.values() for s in o)
+            owned = [o for _, o in latest.values()]
+            if len(latest) == workers and all(owned) and split == list(range(workers)):
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the group did not split the shards: {latest}")
+        go.set()
+        got = []
+        while len(got) < workers:
+            try:
+                got.append(out.get(timeout=1.0))
+            except queue.Empty:
+                if any(not p.is_alive() and p.exitcode for p in procs):
+                    raise RuntimeError("a shard worker died") from None
+        return got
+    finally:
+        for proc in procs:
+            proc.join(30)
+            if proc.is_alive():
+                proc.kill()
+
+
+async def _drop_parts(url: str) -> None:
+    """Every stored part of a look (a run must not find the previous run's)."""
+    redis = worker_redis(url)
+    try:
+        keys = [k async for k in redis.scan_iter(f"{Store(redis).exp(EXP)}:part:*", count=1000)]
+        if keys:
+            await redis.delete(*keys)
+    finally:
+        await redis.aclose()
+
+
+def compare_workers(args: argparse.Namespace, url: str, worker_env: dict[str, str]) -> None:
+    """``--workers N``: for each size, one fill; then ``--reps`` pairs of full cycles, one
+    worker alone (the unsharded chunked path) and N workers on the experiment, alternated;
+    medians."""
+    from streams.live.embedded import EmbeddedStack
+
+    stack = EmbeddedStack().start()  # the broker whose consumer group assigns the shards
+    try:
+        print(
+            f"| products x {args.days} d | chunk | one worker full cycle (s), runs | "
+            f"{args.workers} workers full cycle (s), runs | ratio (median) | "
+            "CPU s: one worker / the merging worker / each other (medians) | "
+            "peak RSS one / each of N |"
+        )
+        print("|---|---|---|---|---|---|---|")
+        for n in [int(x) for x in args.sizes.split(",")]:
+            asyncio.run(fill(url, n, args.days, args.sales))
+            one, many, rss_one, rss_many = [], [], 0.0, 0.0
+            cpu_one: list[float] = []
+            cpu_merge: list[float] = []
+            cpu_other: list[float] = []
+            for rep in range(args.reps):
+                ctx = mp.get_context("spawn")
+                q: Any = ctx.Queue()
+                proc = ctx.Process(
+                    target=cycle_child,
+                    args=(url, n, args.days, q, False, "chunked", args.chunk_products, ("full",)),
+                )
+                saved = dict(os.environ)
+                os.environ.update(worker_env)
+                try:
+                    proc.start()
+                finally:
+                    os.environ.clear()
+                    os.environ.update(saved)
+                r = q.get(timeout=3600)
+                proc.join()
+                one.append(r["full_read_s"] + r["full_estimate_s"])
+                cpu_one.append(r["full_cpu_s"])
+                rss_one = max(rss_one, r["peak_rss_b"])
+                asyncio.run(_drop_parts(url))
+                got = sharded_cycle(
+                    url, stack.bootstrap_servers, args.workers, n, args.days,
+                    args.chunk_products, rep, worker_env,
+                )  # fmt: skip
+                assert sum(g["merged"] for g in got) == 1, got
+                many.append(max(g["seconds"] for g in got))
+                cpu_merge.extend(g["cpu_s"] for g in got if g["merged"])
+                cpu_other.extend(g["cpu_s"] for g in got if not g["merged"])
+                rss_many = max(rss_many, *(g["peak_rss_b"] for g in got))
+                print(f"  run {rep + 1}: one {one[-1]:.2f} s ({cpu_one[-1]:.2f} CPU), "
+                      f"{args.workers} workers {many[-1]:.2f} s ({cpu_merge[-1]:.2f} CPU merging), "
+                      f"load {os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
+            m1, mn = float(np.median(one)), float(np.median(many))
+            print(
+                f"| {n:,} | {args.chunk_products:,} | {m1:.2f} ({', '.join(f'{x:.2f}' for x in one)})"
+                f" | {mn:.2f} ({', '.join(f'{x:.2f}' for x in many)}) | {mn / m1:.2f}"
+                f" | {np.median(cpu_one):.2f} / {np.median(cpu_merge):.2f}"
+                f" / {np.median(cpu_other):.2f} | {rss(rss_one)} / {rss(rss_many)} |",
+                flush=True,
+            )
+    finally:
+        stack.stop()
 
 
 def measure(
@@ -376,6 +598,21 @@ def main() -> None:
         help="Time the chunked cycle (the worker's path above chunked_above) from this many "
         "products.",
     )
+    ap.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="With N > 1: time a full cycle of N analysis workers sharing the experiment "
+        "(analysis.sharded, a consumer group on an embedded broker) against one worker alone, "
+        "on one fill per size, --reps times each (medians).",
+    )
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument(
+        "--chunk-products",
+        type=int,
+        default=65_536,
+        help="Products per chunk in --workers mode (the settings' default: 65,536).",
+    )
     ap.add_argument("--profile", action="store_true", help="cProfile the cycles (to stderr)")
     ap.add_argument(
         "--malloc-defaults",
@@ -400,6 +637,11 @@ def main() -> None:
             url = f"redis://127.0.0.1:{port}/0"
             worker_env = {} if args.malloc_defaults else role_env(("analysis",), os.environ)
             print(f"cycle process environment beyond the parent's: {worker_env or 'none'}")
+            if args.workers > 1:
+                print(f"load average at start: {os.getloadavg()}")
+                compare_workers(args, url, worker_env)
+                print(f"load average at end: {os.getloadavg()}")
+                return
             print(
                 f"layout: closed periods compacted to columns, open ones packed sums + record hashes; "
                 f"{args.days} days; {args.sales:,} sales per live period"
