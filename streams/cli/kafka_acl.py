@@ -89,6 +89,14 @@ def worker_role(settings: Settings, role: str) -> KafkaRole:
     for consumer in rt.consumers:
         reads.add(consumer.topic)
         groups.add(consumer.group_id)
+    if role == "analysis" and settings.analysis.shards:
+        # one experiment over several analysis workers: the shard topic's group (and the
+        # first worker creates the topic: streams/worker/shards.py)
+        from streams.worker.shards import shard_group, shard_topic
+
+        reads.add(shard_topic(settings))
+        creates.add(shard_topic(settings))
+        groups.add(shard_group(settings))
     writes = {getattr(settings.topics, name) for name in WRITES[role]}
     return KafkaRole(
         role,

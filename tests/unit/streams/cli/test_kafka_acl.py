@@ -279,6 +279,7 @@ NOT_ROLES = {
     "streams/worker/consumer.py": "the workers' batch consumers (read off the built app)",
     "streams/worker/app.py": "the worker (read off the built app)",
     "streams/worker/runtime.py": "the worker's publisher (WRITES)",
+    "streams/worker/shards.py": "the analysis workers' shard group (worker_role, when it is on)",
 }
 OPENS = ("AIOKafkaConsumer(", "AIOKafkaProducer(", "AIOKafkaAdminClient(", "JsonPublisher(",
          "AIOKafkaClient(", "ensure_topics(", "ensure_and_describe_topics(")  # fmt: skip
