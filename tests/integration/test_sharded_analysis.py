@@ -225,3 +225,31 @@ async def test_a_worker_killed_while_holding_shards_does_not_stop_the_look(
             child.kill()
             child.wait(10)
         await mine.stop()
+
+
+async def test_the_worker_runtime_joins_the_shard_group_when_sharding_is_on(
+    stack: Any,
+) -> None:
+    """``PRICELAB_ANALYSIS__SHARDS`` reaches the analysis worker as the worker builds it: its
+    runtime joins the group and, alone in it, owns every shard; stopped, it leaves."""
+    from streams.worker.kafka import ensure_topics
+    from streams.worker.runtime import Runtime
+
+    settings = make_settings(stack, analysis=AnalysisSettings(shards=3))
+    await ensure_topics(settings)
+    rt = Runtime(settings, roles={"analysis"})
+    await rt.ensure_started()
+    try:
+        assert rt.shards is not None and rt.analysis._sharded is not None
+        shards = rt.shards
+        await wait_until(lambda: shards.owned() == {0, 1, 2}, 60, "the runtime to own every shard")
+        assert shards.partitions == 3
+    finally:
+        await rt.stop()
+    assert rt.shards.owned() is None
+    off = Runtime(make_settings(stack), roles={"analysis"})
+    await off.ensure_started()
+    try:
+        assert off.shards is None and off.analysis._sharded is None
+    finally:
+        await off.stop()
