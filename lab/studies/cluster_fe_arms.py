@@ -44,7 +44,7 @@ from lab.studies.harness import (
     run_seed,
 )
 from lab.studies.ladder import analyse
-from streams.live.coverage_arms import ladder_market, ladder_spec
+from lab.studies.live_ladder import ladder_market, ladder_spec
 
 SEED = 5_000_000  # not the live study's seeds (900,000 + ...): fresh experiments
 PRODUCTS = 60  # the live study's

@@ -66,6 +66,7 @@ from lab.config import MarketConfig
 from lab.hashseed import pin_hash_seed
 from lab.market import Market
 from lab.studies.harness import FIGURES, coverage, interval_summary
+from lab.studies.live_ladder import crossover_phases
 from lab.studies.spillover_worker import refresh_validation
 from streams.live import coverage_arms as arms
 from streams.live import coverage_arms_tables as arm_tables
@@ -470,7 +471,7 @@ def arms_study(stack: EmbeddedStack, args: argparse.Namespace, figdir: Path) -> 
             "copies": args.arm_copies,
             "products": args.arm_products,
             "days": args.arm_days,
-            "crossover": arms.crossover_phases(args.arm_days),
+            "crossover": crossover_phases(args.arm_days),
             "experiments_run": len(dem),
             "elapsed_minutes": (time.monotonic() - t_start) / 60,
             "machine": f"{platform.machine()}, Python {platform.python_version()}",

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from lab.studies.harness import coverage, interval_summary, mean_mcse
-from streams.live.coverage_arms import COST_SHARE, LADDER, WORLD
+from lab.studies.live_ladder import COST_SHARE, LADDER, WORLD
 
 #: the issue's targets
 TARGETS = {"coverage": (0.93, 0.97), "family": 0.95, "cs_joint": 0.05, "optimum": (0.93, 0.97)}

@@ -16,6 +16,7 @@ from analysis.arms import PAIR_METHODS
 from controller import design_registry
 from controller.designs import get_design
 from lab.price import ladder_ratios
+from lab.studies import live_ladder
 from streams.live import coverage_arms as ca
 from streams.live import coverage_arms_tables as tables
 from streams.live.driver import LiveRun
@@ -142,8 +143,8 @@ def test_the_recommended_price_against_the_true_optimum() -> None:
 def test_the_ladders_are_the_designs_fitted_per_arm_on_valid_three_arm_specs() -> None:
     fitted = []
     for design in design_registry.names():
-        market = ca.ladder_market(24, 5, "t-")
-        spec = ca.ladder_spec(design, market, 14, 5)
+        market = live_ladder.ladder_market(24, 5, "t-")
+        spec = live_ladder.ladder_spec(design, market, 14, 5)
         plans = get_design(design).estimators(spec)
         if any(p.name in PAIR_METHODS for p in plans):
             fitted.append(design)
@@ -151,9 +152,9 @@ def test_the_ladders_are_the_designs_fitted_per_arm_on_valid_three_arm_specs() -
         assert spec.costs_of(market.product_ids) is not None  # profit is estimated
     assert sorted(fitted) == sorted(ca.ARM_DESIGNS)
     # three phases of a third of the days, in the study's and the quick run's lengths
-    assert ca.crossover_phases(14) == {"phase_periods": 4, "blackout_periods": 1}
+    assert live_ladder.crossover_phases(14) == {"phase_periods": 4, "blackout_periods": 1}
     for days in (9, 14):
-        spec = ca.ladder_spec("crossover", ca.ladder_market(24, 5, "t-"), days, 5)
+        spec = live_ladder.ladder_spec("crossover", live_ladder.ladder_market(24, 5, "t-"), days, 5)
         assert spec.crossover is not None and spec.crossover.phase_periods == days // 3
 
 
@@ -171,8 +172,8 @@ def test_a_numerically_zero_se_is_told_from_the_arms_others() -> None:
 
 
 def test_what_an_arm_rests_on_is_counted_from_its_analysed_cells() -> None:
-    market = ca.ladder_market(6, 5, "r-")
-    spec = ca.ladder_spec("cluster", market, 14, 5, {"a": ("r-000", "r-001", "r-002"),
+    market = live_ladder.ladder_market(6, 5, "r-")
+    spec = live_ladder.ladder_spec("cluster", market, 14, 5, {"a": ("r-000", "r-001", "r-002"),
                                                     "b": ("r-003", "r-004", "r-005")})  # fmt: skip
     run = LiveRun(spec, market)
     run.arm_index[:] = spec.control_index
@@ -184,7 +185,7 @@ def test_what_an_arm_rests_on_is_counted_from_its_analysed_cells() -> None:
     assert ca.reach(run, "p95", 1) == {"products": 3, "class_periods": 1}
     assert ca.reach(run, "p95", 3) == {"products": 6, "class_periods": 3}
     assert ca.reach(run, "p90", 3) == {"products": 0, "class_periods": 0}
-    other = LiveRun(ca.ladder_spec("random-days", market, 14, 5), market)
+    other = LiveRun(live_ladder.ladder_spec("random-days", market, 14, 5), market)
     assert ca.reach(other, "p95", 3)["class_periods"] is None
 
 
