@@ -59,6 +59,11 @@ ARMS = [
 ]
 OTHERS = ("p90", "p95", "p105")
 EFFECT = 0.5  # powers about 0.7, 0.55 and 0.35 for dm
+#: the planner's 400 simulations are a module fixture (about 40 s at load 4) that the first
+#: test using it pays in its own time: at load 15 (a clean-clone CI beside other sessions'
+#: studies) that test passed pytest's 300 s; a limit against hangs, not a speed check
+pytestmark = pytest.mark.timeout(900)
+
 SIMS = 400
 
 
