@@ -264,9 +264,18 @@ def decode_part(blob: bytes, product: Callable[[], pd.CategoricalDtype]) -> Chun
     except ValueError as exc:
         raise BadPartial(f"a stored partial's header does not parse: {exc}") from None
     r = _Reader(memoryview(blob)[8 + n :])
-    sums = ChunkSums(
-        parts={(str(lab), str(m)): _unpartial(r, d) for lab, m, d in head["parts"]},
-        control={m: (float(s), int(c)) for m, (s, c) in head["control"].items()},
-    )
-    rows = None if head["rows"] is None else _unrows(r, head["rows"], product)
+    try:
+        if not isinstance(head, dict) or not isinstance(head.get("parts"), list):
+            raise TypeError("its header is not a part's")
+        sums = ChunkSums(
+            parts={(str(lab), str(m)): _unpartial(r, d) for lab, m, d in head["parts"]},
+            control={m: (float(s), int(c)) for m, (s, c) in head["control"].items()},
+        )
+        rows = None if head["rows"] is None else _unrows(r, head["rows"], product)
+    except BadPartial:
+        raise
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, struct.error) as exc:
+        # a header of the right magic but not this version's layout (another version's
+        # worker, or damage): one part refused, never the whole cycle
+        raise BadPartial(f"a stored partial does not decode: {type(exc).__name__}: {exc}") from None
     return ChunkPart(sums, rows)

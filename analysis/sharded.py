@@ -136,13 +136,13 @@ class ShardedLooks:
         merging = merging_shard(experiment, partitions)
         mine = chunks_of(n_chunks, partitions, owned, merging)
         async for c, part in self._compute(source, layout, fitted, keep, mine, timer):
-            if merging in owned:
-                parts[c] = part  # its own parts stay here: only the others' go through Redis
-            else:
-                await self.store.put(experiment, look, c, encode_part(part))
+            parts[c] = part  # the merging worker's stay here: only the others' go through Redis
         if not await source.unchanged(layout):
+            # before any part is stored: a part read across a compaction is never offered
             raise AnalysisError("its open periods were compacted by another worker while read")
         if merging not in owned:
+            for c, part in parts.items():
+                await self.store.put(experiment, look, c, encode_part(part))
             return None
         dtype: list[pd.CategoricalDtype] = []
 
@@ -186,6 +186,9 @@ class ShardedLooks:
                     )
                 break
             await asyncio.sleep(self.every)
+        if not await source.unchanged(layout):
+            # the others' parts were read since this worker's own check: as of the same layout
+            raise AnalysisError("its open periods were compacted by another worker while read")
         owned = self.ownership.owned()
         if not owned or merging not in owned:
             return None  # another worker merges the experiment since the rebalance

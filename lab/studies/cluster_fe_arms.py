@@ -5,8 +5,9 @@ The live ladders (docs/validation.md, "Live coverage: three-arm price ladders") 
 cluster design's per-arm `fe` sequences excluding their truths in 38-46% of experiments: with
 three arms an arm holds about a third of the classes each period, and at the first looks its
 SE was far too small (at some, numerically zero). This study runs the live study's three-arm
-cluster ladder (``streams.live.coverage_arms``: its market, classes and spec, 60 products) on
-fresh seeds, over ``days`` days, and analyses each through the analysis worker's ``run_once``
+cluster ladder (``lab.studies.live_ladder``, as ``streams.live.coverage_arms`` runs it: its
+market, classes and spec, 60 products) on fresh seeds, over ``days`` days, and analyses each
+through the analysis worker's ``run_once``
 (as ``lab.studies.ladder`` does): every per-arm `fe` and `dm` estimate of units and revenue is
 scored against the simulator's per-arm truth. An experiment of ``days`` days is a look after
 ``days`` periods.

@@ -4,6 +4,9 @@ parts computed apart into what one worker's merge gives."""
 
 from __future__ import annotations
 
+import json
+import struct
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -222,3 +225,28 @@ def test_an_unbalanced_chunk_is_an_error_not_a_part() -> None:
     grid.recorded[1, 2] = False
     with pytest.raises(PanelError):
         grid_panels(grid)
+
+
+def _with_header(head: object, body: bytes = b"") -> bytes:
+    header = json.dumps(head).encode()
+    return b"PLS1" + struct.pack(">I", len(header)) + header + body
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        {},  # no parts
+        {"parts": 5, "control": {}, "rows": None},  # parts not a list
+        [1, 2, 3],  # not an object
+        {"parts": [["dm", "units", {"kind": "nope"}]], "control": {}, "rows": None},
+        {"parts": [], "control": {"units": ["x", 1]}, "rows": None},  # a sum not a number
+        {"parts": [], "control": {}, "rows": {"columns": 3}},  # rows of another layout
+    ],
+    ids=["empty", "parts-not-list", "list", "unknown-part", "bad-control", "bad-rows"],
+)
+def test_a_header_of_the_right_magic_but_another_layout_is_refused(head: object) -> None:
+    """Another version's worker (or damage) writes a header this one cannot read: the part
+    is refused as BadPartial (the merging worker computes that chunk itself), never an error
+    that would stop the worker's cycle for every experiment."""
+    with pytest.raises(BadPartial):
+        decode_part(_with_header(head), lambda: DTYPE)
