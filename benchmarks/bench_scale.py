@@ -572,6 +572,22 @@ def rss(b: float) -> str:
     return "-" if math.isnan(b) else f"{b / 2**30:.2f} GB"
 
 
+def scratch_redis(tmp: str) -> tuple[ManagedProcess, str]:
+    """A redis-server of its own on a free loopback port, no persistence, its files in
+    ``tmp``: started, with its URL (the caller stops it)."""
+    port = free_port("127.0.0.1")
+    server = ManagedProcess(
+        "redis",
+        [str(redis_binary()), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--dir", tmp],
+        "127.0.0.1",
+        port,
+        Path(tmp) / "redis.log",
+    )  # fmt: skip
+    server.start()
+    return server, f"redis://127.0.0.1:{port}/0"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="10000,50000,100000")
@@ -623,18 +639,8 @@ def main() -> None:
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     with tempfile.TemporaryDirectory(prefix="pricelab-scale-") as tmp:
-        port = free_port("127.0.0.1")
-        server = ManagedProcess(
-            "redis",
-            [str(redis_binary()), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", tmp],
-            "127.0.0.1",
-            port,
-            Path(tmp) / "redis.log",
-        )  # fmt: skip
-        server.start()
+        server, url = scratch_redis(tmp)
         try:
-            url = f"redis://127.0.0.1:{port}/0"
             worker_env = {} if args.malloc_defaults else role_env(("analysis",), os.environ)
             print(f"cycle process environment beyond the parent's: {worker_env or 'none'}")
             if args.workers > 1:

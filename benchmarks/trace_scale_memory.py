@@ -26,8 +26,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_scale as scale  # noqa: E402
 
-from streams.live.embedded import ManagedProcess, free_port, redis_binary  # noqa: E402
-
 
 def _mb(b: float) -> str:
     return f"{b / 2**20:8.1f} MB"
@@ -83,18 +81,8 @@ def main() -> None:
     ap.add_argument("--days", type=int, default=90)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="pricelab-trace-") as tmp:
-        port = free_port("127.0.0.1")
-        server = ManagedProcess(
-            "redis",
-            [str(redis_binary()), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", tmp],
-            "127.0.0.1",
-            port,
-            Path(tmp) / "redis.log",
-        )  # fmt: skip
-        server.start()
+        server, url = scale.scratch_redis(tmp)
         try:
-            url = f"redis://127.0.0.1:{port}/0"
             asyncio.run(scale.fill(url, args.products, args.days, 1000))
             asyncio.run(trace(url, args.days))
         finally:
