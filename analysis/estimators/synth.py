@@ -26,8 +26,9 @@ most 100 iterations whose weights below max/4 are zeroed and the rest renormalis
 "sparsify" step of the R package ``synthdid``). These are the defaults behind the published
 Prop 99 numbers; see docs/analysis-core.md.
 
-Each step costs O(rows + cols): the gradient uses the Gram matrix A'A (when it fits in memory)
-updated along the chosen vertex, so SDID on 1,000 x 100 takes milliseconds, not seconds.
+Each step costs O(cols): the gradient is updated along the chosen vertex with that vertex's
+Gram column, computed once, in a compiled loop (``fw_kernel``), so SDID on 1,000 x 100 takes
+milliseconds, not seconds.
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ from analysis.estimators.base import PanelEstimator
 from analysis.panel import Panel
 from analysis.results import EstimateResult
 
-#: Gram matrices above this many entries are not formed; the gradient is then A'(Ax - b).
+#: the compiled solver (``fw_kernel``) keeps the Gram columns of the vertices it chooses, at
+#: most this many entries (32 MB): all n of them up to 2,000 columns
 _GRAM_MAX_ENTRIES = 4_000_000
 
 
@@ -87,12 +89,12 @@ def simplex_least_squares_batch(
     min_decrease: float | np.ndarray,
     max_iter: int,
 ) -> np.ndarray:
-    """:func:`simplex_least_squares` for a stack of B problems (A: B x m x n, b: B x m) at once.
+    """:func:`simplex_least_squares` for a stack of B problems (A: B x m x n, b: B x m).
 
     Frank-Wolfe with exact line search on the half-gradient ``A'(Ax - b) + eta x``
-    (eta = m zeta^2). The gradient is carried along the chosen vertex through the Gram matrix,
-    and the line-search quantities and the objective decrease are exact scalar updates, so one
-    iteration is a handful of O(B n) array operations. Problems stop independently.
+    (eta = m zeta^2), compiled (``fw_kernel``). The gradient is carried along the chosen vertex
+    through the Gram columns, and the line-search quantities and the objective decrease are
+    exact scalar updates, so one iteration is a few O(n) passes. Problems stop independently.
     ``zeta`` and ``min_decrease`` may be scalars or one value per problem.
     """
     A = np.asarray(A, dtype=float)
@@ -107,142 +109,15 @@ def simplex_least_squares_batch(
         x0 = np.full((B, n), 1.0 / n)
     if n == 1:
         return np.ones((B, 1))
-    if n * n > _GRAM_MAX_ENTRIES:
-        return np.stack(
-            [
-                _fw_direct(A[k], b[k], float(zetas[k]), x0[k], float(decs[k]), max_iter)
-                for k in range(B)
-            ]
-        )
-    if B == 1:
-        return _fw_gram_single(A[0], b[0], float(zetas[0]), x0[0], float(decs[0]), max_iter)[None]
-    chunk = max(1, _GRAM_MAX_ENTRIES // (n * n))
-    out = np.empty((B, n))
-    for lo in range(0, B, chunk):
-        hi = min(B, lo + chunk)
-        out[lo:hi] = _fw_gram(A[lo:hi], b[lo:hi], zetas[lo:hi], x0[lo:hi], decs[lo:hi], max_iter)
-    return out
+    from analysis.estimators.fw_kernel import simplex_fw
 
-
-def _fw_gram(
-    A: np.ndarray,
-    b: np.ndarray,
-    zeta: np.ndarray,
-    x0: np.ndarray,
-    min_decrease: np.ndarray,
-    max_iter: int,
-) -> np.ndarray:
-    B, m, n = A.shape
-    eta = m * zeta**2  # one per problem
-    G = np.einsum("bmi,bmj->bij", A, A)
-    Atb = np.einsum("bmi,bm->bi", A, b)
-    H = G + eta[:, None, None] * np.eye(n)  # the half-gradient is H x - A'b
-    Gdiag = np.einsum("bii->bi", G)
-    rows = np.arange(B)
-    x = np.array(x0, dtype=float, copy=True)
-    g = np.einsum("bij,bj->bi", H, x) - Atb
-    xx = np.einsum("bi,bi->b", x, x)
-    xAtb = np.einsum("bi,bi->b", x, Atb)
-    active = np.ones(B, dtype=bool)
-    threshold = min_decrease**2
-    for it in range(max_iter):
-        if it and it % 2048 == 0:  # refresh the carried gradient against rounding drift
-            g = np.einsum("bij,bj->bi", H, x) - Atb
-        i = np.argmin(g, axis=1)
-        gi = g[rows, i]
-        gx = np.einsum("bi,bi->b", g, x)
-        gd = gi - gx  # g . (e_i - x)
-        xi = x[rows, i]
-        dd = 1.0 - 2.0 * xi + xx  # ||e_i - x||^2
-        # ||A_i - A x||^2 from Gram quantities: G_ii - 2 (Gx)_i + x'Gx
-        Gx_i = gi - eta * xi + Atb[rows, i]
-        xGx = gx - eta * xx + xAtb
-        derr2 = np.maximum(Gdiag[rows, i] - 2.0 * Gx_i + xGx, 0.0)
-        denom = derr2 + eta * dd
-        with np.errstate(divide="ignore", invalid="ignore"):
-            step = np.where(denom > 0.0, -gd / denom, 0.0)
-        step = np.clip(step, 0.0, 1.0)
-        step[~active] = 0.0
-        decrease = -(2.0 * step * gd + step**2 * denom) / m
-        keep = 1.0 - step
-        x *= keep[:, None]
-        x[rows, i] += step
-        xx = keep**2 * xx + 2.0 * step * keep * xi + step**2
-        xAtb = keep * xAtb + step * Atb[rows, i]
-        g *= keep[:, None]
-        g += step[:, None] * (H[rows, i, :] - Atb)
-        if it >= 1:
-            active &= decrease > threshold
-            if not active.any():
-                break
-    return x
-
-
-def _fw_gram_single(
-    A: np.ndarray, b: np.ndarray, zeta: float, x0: np.ndarray, min_decrease: float, max_iter: int
-) -> np.ndarray:
-    """One problem of :func:`_fw_gram` with scalar bookkeeping in Python floats (fewer calls)."""
-    m, n = A.shape
-    eta = m * zeta**2
-    G = A.T @ A
-    Atb = A.T @ b
-    H = G + eta * np.eye(n)
-    Hm = H - Atb[None, :]  # row i: H[i] - A'b, the gradient at vertex e_i
-    Gdiag = np.diag(G).copy()
-    x = np.array(x0, dtype=float, copy=True)
-    g = H @ x - Atb
-    xx = float(x @ x)
-    xAtb = float(x @ Atb)
-    threshold = min_decrease**2
-    for it in range(max_iter):
-        if it and it % 2048 == 0:
-            g = H @ x - Atb
-        i = int(np.argmin(g))
-        gi = float(g[i])
-        gx = float(g @ x)
-        gd = gi - gx
-        xi = float(x[i])
-        atb_i = float(Atb[i])
-        dd = 1.0 - 2.0 * xi + xx
-        derr2 = max(float(Gdiag[i]) - 2.0 * (gi - eta * xi + atb_i) + (gx - eta * xx + xAtb), 0.0)
-        denom = derr2 + eta * dd
-        step = min(1.0, max(0.0, -gd / denom)) if denom > 0.0 else 0.0
-        keep = 1.0 - step
-        if step > 0.0:
-            x *= keep
-            x[i] += step
-            g *= keep
-            g += step * Hm[i]
-            xx = keep * keep * xx + 2.0 * step * keep * xi + step * step
-            xAtb = keep * xAtb + step * atb_i
-        if it >= 1 and -(2.0 * step * gd + step * step * denom) / m <= threshold:
-            break
-    return x
-
-
-def _fw_direct(
-    A: np.ndarray, b: np.ndarray, zeta: float, x0: np.ndarray, min_decrease: float, max_iter: int
-) -> np.ndarray:
-    """Same iteration without a Gram matrix (for very many columns)."""
-    m, n = A.shape
-    eta = m * zeta**2
-    x = np.array(x0, dtype=float, copy=True)
-    Ax = A @ x
-    threshold = min_decrease**2
-    for it in range(max_iter):
-        g = A.T @ (Ax - b) + eta * x
-        i = int(np.argmin(g))
-        gd = float(g[i] - g @ x)
-        d_err = A[:, i] - Ax
-        dd = 1.0 - 2.0 * x[i] + float(x @ x)
-        denom = float(d_err @ d_err) + eta * dd
-        step = min(1.0, max(0.0, -gd / denom)) if denom > 0.0 else 0.0
-        x *= 1.0 - step
-        x[i] += step
-        Ax += step * d_err
-        if it >= 1 and -(2.0 * step * gd + step**2 * denom) / m <= threshold:
-            break
-    return x
+    cols = min(n, max(1, _GRAM_MAX_ENTRIES // n))
+    return np.stack(
+        [
+            simplex_fw(A[k], b[k], float(zetas[k]), x0[k], float(decs[k]), max_iter, cols)
+            for k in range(B)
+        ]
+    )
 
 
 def sparsify(w: np.ndarray) -> np.ndarray:

@@ -1,0 +1,101 @@
+"""The compiled Frank-Wolfe solver against a plain transcription of synthdid's ``fw.step`` loop
+and against an independent QP solver."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.optimize import minimize
+
+from analysis.estimators.fw_kernel import simplex_fw
+from analysis.estimators.synth import simplex_least_squares_batch
+
+
+def synthdid_loop(
+    A: np.ndarray, b: np.ndarray, zeta: float, x: np.ndarray, min_decrease: float, max_iter: int
+) -> np.ndarray:
+    """synthdid's fw.step iterated, the gradient recomputed from A every step."""
+    m = A.shape[0]
+    eta = m * zeta**2
+    x = x.copy()
+    for t in range(max_iter):
+        Ax = A @ x
+        half_grad = A.T @ (Ax - b) + eta * x
+        i = int(np.argmin(half_grad))
+        d_x = -x.copy()
+        d_x[i] += 1.0
+        d_err = A[:, i] - Ax
+        step = -(half_grad @ d_x) / (d_err @ d_err + eta * (d_x @ d_x))
+        step = min(1.0, max(0.0, step))
+        before = zeta**2 * (x @ x) + ((Ax - b) @ (Ax - b)) / m
+        x = x + step * d_x
+        after = zeta**2 * (x @ x) + ((A @ x - b) @ (A @ x - b)) / m
+        if t >= 1 and before - after <= min_decrease**2:
+            break
+    return x
+
+
+def problem(seed: int, m: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    A = rng.gamma(1.5, 4.0, n)[None, :] + rng.normal(0.0, 2.0, (m, n))
+    b = A[:, : max(1, n // 10)].mean(axis=1) + rng.normal(0.0, 0.5, m)
+    return A - A.mean(axis=0), b - b.mean()
+
+
+@pytest.mark.parametrize(("m", "n", "max_cols"), [(14, 40, 40), (6, 300, 300), (14, 300, 2)])
+def test_the_kernel_follows_synthdids_iteration(m: int, n: int, max_cols: int) -> None:
+    for seed in range(3):
+        A, b = problem(seed, m, n)
+        x0 = np.full(n, 1.0 / n)
+        want = synthdid_loop(A, b, 0.3, x0, 1e-6, 400)
+        got = simplex_fw(A, b, 0.3, x0, 1e-6, 400, max_cols)
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-10)
+
+
+def test_a_column_cap_does_not_change_the_weights() -> None:
+    A, b = problem(7, 10, 500)
+    x0 = np.full(500, 1.0 / 500)
+    whole = simplex_fw(A, b, 0.5, x0, 1e-8, 5000, 500)
+    for cap in (1, 17):
+        np.testing.assert_array_equal(simplex_fw(A, b, 0.5, x0, 1e-8, 5000, cap), whole)
+
+
+def test_converged_weights_reach_the_qp_optimum() -> None:
+    A, b = problem(3, 12, 30)
+    zeta = 0.4
+    m, n = A.shape
+
+    def objective(x: np.ndarray) -> float:
+        r = A @ x - b
+        return float(zeta**2 * (x @ x) + (r @ r) / m)
+
+    qp = minimize(
+        objective,
+        np.full(n, 1.0 / n),
+        method="SLSQP",
+        bounds=[(0.0, 1.0)] * n,
+        constraints=[{"type": "eq", "fun": lambda x: x.sum() - 1.0}],
+        options={"ftol": 1e-14, "maxiter": 1000},
+    )
+    assert qp.success
+    # plain Frank-Wolfe closes its gap like 1/t; a million steps of n = 30 take a few ms
+    got = simplex_fw(A, b, zeta, np.full(n, 1.0 / n), 0.0, 1_000_000, n)
+    assert got.min() >= 0.0
+    assert got.sum() == pytest.approx(1.0, abs=1e-12)
+    grad = 2.0 * (A.T @ (A @ got - b) / m + zeta**2 * got)
+    gap = float(grad @ got - grad.min())  # Frank-Wolfe's certificate: f(x) - f* <= gap
+    assert gap < 2e-5
+    assert qp.fun - 1e-12 <= objective(got) <= qp.fun + gap
+
+
+def test_each_problem_of_a_batch_is_solved_on_its_own() -> None:
+    pairs = [problem(s, 8, 60) for s in range(4)]
+    A = np.stack([p[0] for p in pairs])
+    b = np.stack([p[1] for p in pairs])
+    zetas = np.array([0.1, 0.3, 0.5, 1.0])
+    batch = simplex_least_squares_batch(
+        A, b, zetas, intercept=False, min_decrease=1e-6, max_iter=3000
+    )
+    for k in range(4):
+        alone = simplex_fw(A[k], b[k], zetas[k], np.full(60, 1.0 / 60), 1e-6, 3000, 60)
+        np.testing.assert_array_equal(batch[k], alone)
