@@ -114,6 +114,11 @@ class Runtime:
             from streams.worker.shards import KafkaShardMembership
 
             self.shards = KafkaShardMembership(settings)
+        if "analysis" in self.roles:
+            # the synthetic family's compiled solver, loaded before the first look (~0.5 s)
+            from analysis.estimators.fw_kernel import warm
+
+            warm()
         self.analysis = AnalysisWorker(
             RedisPanelSource(self.store, self.clock, settings.allowed_lateness),
             self.estimate_sink,

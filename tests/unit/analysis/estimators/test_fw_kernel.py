@@ -3,6 +3,10 @@ and against an independent QP solver."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from scipy.optimize import minimize
@@ -99,3 +103,18 @@ def test_each_problem_of_a_batch_is_solved_on_its_own() -> None:
     for k in range(4):
         alone = simplex_fw(A[k], b[k], zetas[k], np.full(60, 1.0 / 60), 1e-6, 3000, 60)
         np.testing.assert_array_equal(batch[k], alone)
+
+
+def test_warm_leaves_the_solver_compiled_in_a_fresh_process() -> None:
+    code = (
+        "from analysis.estimators.fw_kernel import fw_lazy_gram, warm\n"
+        "assert not fw_lazy_gram.signatures\n"
+        "warm()\n"
+        "print(len(fw_lazy_gram.signatures))\n"
+    )
+    root = Path(__file__).resolve().parents[4]
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "1"  # one specialisation, loaded or compiled, before any look
