@@ -157,20 +157,30 @@ def chunk_sums(
     panels: Mapping[str, Panel],
     timer: Callable[[Key, float], None] | None = None,
 ) -> ChunkSums:
-    """The partials of every chunked (plan, metric) on one part's panels."""
+    """The partials of every chunked (plan, metric) on one part's panels: an estimator's
+    metrics at once where it shares their masks (``partials``), the seconds split evenly."""
     import time
 
     out = ChunkSums(control=control_sums(panels))
     for plan, est in fitted:
-        for metric, panel in panels.items():
+        t0 = time.perf_counter()
+        got = est.partials(panels) if hasattr(est, "partials") else _each(est, panels)
+        seconds = (time.perf_counter() - t0) / max(len(panels), 1)
+        for metric in panels:
             key = (plan.label, metric)
-            t0 = time.perf_counter()
-            try:
-                out.parts[key] = est.partial(panel)
-            except (AnalysisError, ValueError) as exc:
-                out.parts[key] = exc
+            out.parts[key] = got[metric]
             if timer is not None:
-                timer(key, time.perf_counter() - t0)
+                timer(key, seconds)
+    return out
+
+
+def _each(est: Any, panels: Mapping[str, Panel]) -> dict[str, Partial | Exception]:
+    out: dict[str, Partial | Exception] = {}
+    for metric, panel in panels.items():
+        try:
+            out[metric] = est.partial(panel)
+        except (AnalysisError, ValueError) as exc:
+            out[metric] = exc
     return out
 
 
@@ -345,14 +355,22 @@ class ChunkedLooks:
         """The chunked estimates of ``plans`` (those that are sums over products) on every
         product as of ``as_of``, and the long rows of the sample and of ``members`` (the
         segments' products); None when fewer than ``min_periods`` periods are done. A read
-        that another worker's compaction overtook is read again (once)."""
+        that another worker's compaction overtook is read again (once), also when it stopped
+        on an error (its open periods' records are read chunk by chunk)."""
         for _ in range(2):
             layout = await source.layout(experiment, as_of)
             if layout is None or layout.done < min_periods:
                 return None
-            got = await self._read(source, layout, plans, members)
-            if await source.unchanged(layout):
-                return got
+            try:
+                got = await self._read(source, layout, plans, members)
+            except AnalysisError:
+                # an open period compacted mid-read has no records left for the chunks read
+                # after it (unbalanced): read again, as any read that compaction overtook
+                if await source.unchanged(layout):
+                    raise
+            else:
+                if await source.unchanged(layout):
+                    return got
             self._kept.pop(experiment, None)
         raise AnalysisError("its open periods were compacted by another worker while read")
 

@@ -135,8 +135,12 @@ class ShardedLooks:
         parts: dict[int, ChunkPart] = {}
         merging = merging_shard(experiment, partitions)
         mine = chunks_of(n_chunks, partitions, owned, merging)
-        async for c, part in self._compute(source, layout, fitted, keep, mine, timer):
-            parts[c] = part  # the merging worker's stay here: only the others' go through Redis
+        try:
+            async for c, part in self._compute(source, layout, fitted, keep, mine, timer):
+                parts[c] = part  # the merging worker's stay here: only the others' go through Redis
+        except AnalysisError as exc:  # e.g. a chunk read after a compaction dropped its records
+            await _overtaken(source, layout, exc)
+            raise
         if not await source.unchanged(layout):
             # before any part is stored: a part read across a compaction is never offered
             raise AnalysisError("its open periods were compacted by another worker while read")
@@ -178,8 +182,14 @@ class ShardedLooks:
                     len(missing),
                     "the group rebalanced" if time.monotonic() < deadline else "deadline",
                 )
-                async for c, part in self._compute(source, layout, fitted, keep, missing, timer):
-                    parts[c] = part
+                try:
+                    async for c, part in self._compute(
+                        source, layout, fitted, keep, missing, timer
+                    ):
+                        parts[c] = part
+                except AnalysisError as exc:
+                    await _overtaken(source, layout, exc)
+                    raise
                 if not await source.unchanged(layout):
                     raise AnalysisError(
                         "its open periods were compacted by another worker while read"
@@ -225,3 +235,10 @@ class ShardedLooks:
         async for grid in source.grids(layout, size, 0, keep, only=chunks):
             sums: ChunkSums = chunk_sums(fitted, grid_panels(grid), timer)
             yield grid.start // size, ChunkPart(sums, grid.rows)
+
+
+async def _overtaken(source: Any, layout: Any, exc: AnalysisError) -> None:
+    """Say so when ``exc`` stopped a read that another worker's compaction overtook (an open
+    period's records gone for the chunks read after it), as a read that ended does."""
+    if not await source.unchanged(layout):
+        raise AnalysisError("its open periods were compacted by another worker while read") from exc

@@ -19,6 +19,7 @@ what the design was validated with and never decides by design name.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from controller.errors import StoreError
 from controller.periods import n_periods, period_bounds, period_index
 from controller.spec import ExperimentSpec
 from controller.store import ExperimentState, Store, decode_record, to_ms
+from controller.store.chunks import ProductNames, RecordsSpan
 from controller.store.columns import (
     NO_RECORD,
     ColumnsError,
@@ -130,6 +132,13 @@ class _Known:
     records: dict[int, tuple[tuple[int, int], PeriodRecords]] = field(default_factory=dict)
     #: compacted periods' headers (they never change), for reads of chunks of products
     headers: dict[int, Header] = field(default_factory=dict)
+    #: open periods' records of chunks of products ``(start, stop)``, read at a stable
+    #: records_version, until every chunk of the period is read (then in ``records``)
+    spans: dict[int, tuple[tuple[int, int], dict[tuple[int, int], RecordsSpan]]] = field(
+        default_factory=dict
+    )
+    #: chunks' product names as the records script takes them (made once: ~0.1 s a million)
+    names: dict[tuple[int, int], ProductNames] = field(default_factory=dict)
     _product_dtype: pd.CategoricalDtype | None = None
 
     @property
@@ -297,6 +306,9 @@ class RedisPanelSource:
         for k in list(known.records):
             if k < known.kept:
                 del known.records[k]
+        for k in list(known.spans):
+            if k < known.kept:
+                del known.spans[k]
         for k in range(upto, done):  # done, not yet closed: live sums, read every call
             records = await self._records(known, exp_id, k)
             sums = await self.store.live_sums(exp_id, k)
@@ -335,6 +347,9 @@ class RedisPanelSource:
         for k in list(known.records):
             if k < final:
                 del known.records[k]
+        for k in list(known.spans):
+            if k < final:
+                del known.spans[k]
         spans = await self._spans(state)
         hits = tuple(_hits(spec, done, spans))
         return GridLayout(
@@ -357,9 +372,10 @@ class RedisPanelSource:
     ) -> AsyncIterator[CellGrid]:
         """Products ``[a, a + size)`` over periods ``first .. done - 1``, chunk after chunk
         (those of ``only``, by index, when given): a compacted period's blocks of those
-        products and an open period's sums of them, each read with one GETRANGE; nothing of a
-        chunk is kept after it (the compacted periods' headers and the open periods' records
-        are)."""
+        products and an open period's sums of them, each read with one GETRANGE, and its
+        records of them (the next chunk's read while this one is estimated); nothing of a
+        chunk's cells is kept after it (the compacted periods' headers and the open periods'
+        records, while stable, are)."""
         read: _Read = layout.token
         spec, exp_id = read.spec, layout.experiment
         known = self._known_of(spec)
@@ -369,27 +385,43 @@ class RedisPanelSource:
         for at in range(0, len(missing), 256):
             ks = missing[at : at + 256]
             known.headers.update(zip(ks, await self.store.period_headers(exp_id, ks), strict=True))
-        records = [await self._records(known, exp_id, k) for k in live]
         n = len(known.products)
         keep = np.empty(0, dtype=np.intp) if keep is None else np.asarray(keep, dtype=np.intp)
         wanted = None if only is None else set(only)
-        for a in range(0, n, size):
-            if wanted is not None and a // size not in wanted:
-                continue
-            b = min(n, a + size)
-            cols: list[tuple[int, PeriodColumns]] = []
-            for at in range(0, len(closed), _FETCH):
-                ks = closed[at : at + _FETCH]
-                got = await self.store.compacted_span(
-                    exp_id, [(k, known.headers[k]) for k in ks], a, b
+        bounds = [
+            (a, min(n, a + size))
+            for a in range(0, n, size)
+            if wanted is None or a // size in wanted
+        ]
+        records = await _ChunkRecords.start(self.store, known, exp_id, live)
+        ahead = asyncio.ensure_future(records.of(*bounds[0])) if bounds else None
+        try:
+            for i, (a, b) in enumerate(bounds):
+                cols: list[tuple[int, PeriodColumns]] = []
+                for at in range(0, len(closed), _FETCH):
+                    ks = closed[at : at + _FETCH]
+                    got = await self.store.compacted_span(
+                        exp_id, [(k, known.headers[k]) for k in ks], a, b
+                    )
+                    cols.extend(zip(ks, got, strict=True))
+                sums = await self.store.live_sums_span(exp_id, live, a, b)
+                assert ahead is not None
+                parts = await ahead
+                ahead = (
+                    asyncio.ensure_future(records.of(*bounds[i + 1]))
+                    if i + 1 < len(bounds)
+                    else None
                 )
-                cols.extend(zip(ks, got, strict=True))
-            sums = await self.store.live_sums_span(exp_id, live, a, b)
-            for k, rec, raw in zip(live, records, sums, strict=True):
-                part = PeriodRecords(rec.templates, rec.codes[a:b])
-                cols.append((k, from_live(known.products[a:b], part, raw or None)))
-            sel = keep[(keep >= a) & (keep < b)] - a
-            yield _grid(known, layout, a, b, cols, sel, read.spans)
+                for k, raw in zip(live, sums, strict=True):
+                    cols.append((k, from_live(known.products[a:b], parts[k], raw or None)))
+                sel = keep[(keep >= a) & (keep < b)] - a
+                yield _grid(known, layout, a, b, cols, sel, read.spans)
+        finally:
+            if ahead is not None and not ahead.done():
+                ahead.cancel()
+            elif ahead is not None and not ahead.cancelled():
+                ahead.exception()  # retrieved: the read that raised it ended first
+        await records.keep()
 
     async def _spans(self, state: ExperimentState) -> list[tuple[int, int | None]]:
         """The exclusion windows over the experiment (pauses, stops, its freezes and their
@@ -498,6 +530,110 @@ class _Read:
     spec: ExperimentSpec
     compacted: int
     spans: list[tuple[int, int | None]]
+
+
+@dataclass
+class _ChunkRecords:
+    """The open periods' records as one read in chunks gets them (:meth:`RedisPanelSource.grids`):
+    a period's whole records kept at its current records_version, else each chunk's kept at it,
+    else read for the chunk, in its order (``ChunkStore.live_records_span``). At the end of a
+    read that stayed stable, each period's chunks are kept, and once they cover every product,
+    joined into the period's records (which compaction reuses, as it does the whole read's)."""
+
+    store: Store
+    known: _Known
+    experiment: str
+    versions: dict[int, tuple[int, int]]
+    whole: dict[int, PeriodRecords]
+    #: per period not kept whole: the chunks' records this read got
+    got: dict[int, dict[tuple[int, int], RecordsSpan]]
+
+    @classmethod
+    async def start(
+        cls, store: Store, known: _Known, experiment: str, live: Sequence[int]
+    ) -> _ChunkRecords:
+        versions = {k: await store.records_version(experiment, k) for k in live}
+        whole: dict[int, PeriodRecords] = {}
+        for k, version in versions.items():
+            hit = known.records.get(k)
+            if hit is not None and hit[0] == version and version[0] == version[1]:
+                whole[k] = hit[1]
+            kept = known.spans.get(k)
+            if kept is not None and kept[0] != version:
+                del known.spans[k]
+        got: dict[int, dict[tuple[int, int], RecordsSpan]] = {k: {} for k in live if k not in whole}
+        return cls(store, known, experiment, versions, whole, got)
+
+    async def of(self, a: int, b: int) -> dict[int, PeriodRecords]:
+        """Each open period's records of products ``[a, b)``."""
+        out = {k: PeriodRecords(r.templates, r.codes[a:b]) for k, r in self.whole.items()}
+        todo = []
+        for k, spans in self.got.items():
+            kept = self.known.spans.get(k)
+            span = None if kept is None else kept[1].get((a, b))
+            if span is None:
+                todo.append(k)
+            else:
+                out[k], spans[(a, b)] = span.records, span
+        if todo:
+            names = self.known.names.get((a, b))
+            if names is None:
+                names = self.known.names[(a, b)] = ProductNames.of(self.known.products[a:b])
+            read = await self.store.live_records_span(self.experiment, todo, names)
+            for k, span in zip(todo, read, strict=True):
+                out[k], self.got[k][(a, b)] = span.records, span
+        return out
+
+    async def keep(self) -> None:
+        """Keep what this read got of each period whose records stayed stable throughout it.
+        A period whose hash holds more records than its products' (read whole) is refused as
+        :func:`~controller.store.columns.records_of` refuses it: a record of another product
+        would be dropped silently."""
+        n = len(self.known.products)
+        for k, spans in self.got.items():
+            version = self.versions[k]
+            if version[0] != version[1] or (
+                await self.store.records_version(self.experiment, k) != version
+            ):
+                self.known.spans.pop(k, None)
+                continue
+            kept = self.known.spans.setdefault(k, (version, {}))[1]
+            kept.update(spans)
+            ordered = sorted(kept.items())
+            at = 0
+            for (a, b), _ in ordered:
+                if a != at:
+                    break
+                at = b
+            if at != n:  # not every chunk read yet (or chunks of two sizes)
+                continue
+            held = {span.held for _, span in ordered}
+            found = sum(span.found for _, span in ordered)
+            if len(held) == 1 and (h := held.pop()) > found:
+                raise ColumnsError(
+                    f"period {k}'s records name {h - found} product(s) not in the experiment"
+                )
+            self.known.records[k] = (version, _joined([span.records for _, span in ordered]))
+            del self.known.spans[k]
+
+
+def _joined(parts: Sequence[PeriodRecords]) -> PeriodRecords:
+    """Consecutive products' records, one period's (their distinct texts in order of first use)."""
+    index: dict[str, int] = {}
+    codes = []
+    for r in parts:
+        # a chunk's codes into the joined texts; its NO_RECORD (past its texts) stays one
+        remap = np.array(
+            [index.setdefault(t, len(index)) for t in r.templates] + [NO_RECORD], dtype=np.uint16
+        )
+        local = r.codes.astype(np.intp)
+        local[local == NO_RECORD] = len(r.templates)
+        codes.append(remap[local])
+    if len(index) >= NO_RECORD:
+        raise ColumnsError(f"more than {NO_RECORD - 1} distinct records in one period")
+    return PeriodRecords(
+        tuple(index), np.concatenate(codes) if codes else np.empty(0, dtype=np.uint16)
+    )
 
 
 def _grid(

@@ -47,6 +47,7 @@ ACCESS: dict[str, str] = {
     "HGET": "R",
     "HMGET": "R",
     "HGETALL": "R",
+    "HLEN": "R",
     "HSCAN": "R",
     "SMEMBERS": "R",
     "SISMEMBER": "R",
@@ -133,7 +134,8 @@ _COMMON: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("GET", ("spec", "clock", "clock_mode")),
     ("HGETALL", ("state", "windows", "freezes", "triggers")),
 )
-# reads of the panel: compacted periods, live sums and records (hscan_text.lua)
+# reads of the panel: compacted periods, live sums and records (hscan_text.lua; in chunks of
+# products, hmget_text.lua)
 _PANEL: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("GET", ("columns", "sums")),
     # chunks of products: a compacted period's header and blocks, an open one's sums (chunks.py)
@@ -181,7 +183,8 @@ ROLES: tuple[Role, ...] = (
         "analysis",
         "PRICELAB_ACL_PASSWORD_ANALYSIS",
         scripts=("close_period", "store_period"),
-        read_only_scripts=("hscan_text",),
+        # hmget_text: an open period's records of a chunk of products (store/chunks.py)
+        read_only_scripts=("hscan_text", "hmget_text"),
         direct=(
             *_COMMON,
             *_PANEL,
@@ -218,6 +221,7 @@ READ_PROBES: dict[str, tuple[str, ...]] = {
     "HGET": ("f",),
     "HMGET": ("f",),
     "HGETALL": (),
+    "HLEN": (),
     "HSCAN": ("0",),
     "SMEMBERS": (),
     "SISMEMBER": ("m",),

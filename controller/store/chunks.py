@@ -4,30 +4,74 @@ A compacted period is stored in blocks of products (``columns``, ``PLC2``): its 
 where each block's bytes are, so the products ``[start, stop)`` of many periods are read with
 one ``GETRANGE`` each, in one round trip, after their headers (which never change and are
 read once). An open period's cell sums are fixed-width (32 bytes a product), so its chunk is
-one ``GETRANGE`` too. Nothing here holds more than the chunk asked for.
+one ``GETRANGE`` too, and its records are the chunk's fields of the period's records hash, in
+the chunk's order (``lua/hmget_text.lua``: no read of the whole hash, and no lookup of each
+product in an index). Nothing here holds more than the chunk asked for.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from redis.client import NEVER_DECODE
 
 from controller.errors import StoreError
 from controller.store.base import RedisStore
 from controller.store.columns import (
+    NO_RECORD,
     SUMS_DTYPE,
     SUMS_PER_PRODUCT,
     Header,
     PeriodColumns,
+    PeriodRecords,
     decode_span,
     read_header,
+    records_in_order,
 )
 
 #: the bytes read first of a stored period: its header, whole, unless it names thousands of
 #: distinct records
 _HEAD = 4096
 _SUMS_BYTES = SUMS_PER_PRODUCT * SUMS_DTYPE.itemsize
+#: products per call of the records script: no call holds Redis for long (~15 ms)
+_RECORDS_STEP = 16_384
+
+
+@dataclass(frozen=True)
+class ProductNames:
+    """Some products, in order, as the records script (``lua/hmget_text.lua``) takes them: in
+    steps of at most ``_RECORDS_STEP``, each (its size, its arguments: the names joined by
+    newlines, or one by one where a name holds a newline). Made once per chunk and kept by the
+    caller: joining a million names takes ~0.1 s."""
+
+    count: int
+    steps: tuple[tuple[int, tuple[str, ...]], ...]
+
+    @classmethod
+    def of(cls, products: Sequence[str]) -> ProductNames:
+        steps = []
+        for at in range(0, len(products), _RECORDS_STEP):
+            part = [str(p) for p in products[at : at + _RECORDS_STEP]]
+            joined = "\n".join(part)
+            one = all(part) and joined.count("\n") == len(part) - 1
+            steps.append((len(part), ("\n", joined) if one else ("", *part)))
+        return cls(len(products), tuple(steps))
+
+
+@dataclass(frozen=True)
+class RecordsSpan:
+    """Some products' records of an open period (:class:`ProductNames` order), with ``held``,
+    the records in the period's hash when they were read (-1 when it moved between the steps
+    of the read): more than the experiment's products found is a record of another product."""
+
+    records: PeriodRecords
+    held: int
+
+    @property
+    def found(self) -> int:
+        return int((self.records.codes != NO_RECORD).sum())
 
 
 class ChunkStore(RedisStore):
@@ -73,6 +117,32 @@ class ChunkStore(RedisStore):
             decode_span(header, got, start, stop)
             for (_, header), got in zip(periods, data, strict=True)
         ]
+
+    async def live_records_span(
+        self, exp_id: str, ks: Sequence[int], names: ProductNames
+    ) -> list[RecordsSpan]:
+        """The records of products ``names`` in open periods ``ks``, in their order; a period's
+        steps run concurrently (each a read-only script: a read-only ACL user may)."""
+        base = self.exp(exp_id)
+        out = []
+        for k in ks:
+            steps = await asyncio.gather(
+                *(self._records_step(f"{base}:a:{k}", size, args) for size, args in names.steps)
+            )
+            held = {h for h, _ in steps}
+            values = [v for _, vs in steps for v in vs]
+            out.append(RecordsSpan(records_in_order(values), held.pop() if len(held) == 1 else -1))
+        return out
+
+    async def _records_step(
+        self, key: str, size: int, args: tuple[str, ...]
+    ) -> tuple[int, list[str]]:
+        held, text = await self._read_only("hmget_text", [key], ["text", *args])
+        values = text.split("\n")
+        if len(values) != size:  # a record held a newline: its values one by one
+            held, got = await self._read_only("hmget_text", [key], ["array", *args])
+            values = ["" if v is None else v for v in got]
+        return int(held), values
 
     async def live_sums_span(
         self, exp_id: str, ks: Sequence[int], start: int, stop: int

@@ -120,6 +120,25 @@ def records_of(products: pd.Index, records: Mapping[str, str]) -> PeriodRecords:
     return PeriodRecords(tuple(str(t) for t in templates), codes)
 
 
+def records_in_order(values: Sequence[str]) -> PeriodRecords:
+    """Some products' records in their order (``""`` where a product has none), as
+    :class:`PeriodRecords` over those products: no lookup of each product in an index (a
+    chunk's records as ``chunks.ChunkStore.live_records_span`` reads them)."""
+    codes = np.full(len(values), NO_RECORD, dtype=np.uint16)
+    if not len(values):
+        return PeriodRecords((), codes)
+    import pandas as pd
+
+    found, uniques = pd.factorize(np.asarray(values, dtype=object))
+    texts = [str(t) for t in uniques]
+    templates = tuple(t for t in texts if t)
+    if len(templates) >= NO_RECORD:
+        raise ColumnsError(f"more than {NO_RECORD - 1} distinct records in one period")
+    remap = np.full(len(texts), NO_RECORD, dtype=np.uint16)
+    remap[[i for i, t in enumerate(texts) if t]] = np.arange(len(templates), dtype=np.uint16)
+    return PeriodRecords(templates, remap[found])
+
+
 def from_live(
     products: pd.Index, records: Mapping[str, str] | PeriodRecords, sums: bytes | None
 ) -> PeriodColumns:

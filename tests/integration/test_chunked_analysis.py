@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from redis.asyncio import Redis
 
-from analysis.chunked import Chunking
+from analysis.chunked import ChunkedLooks, Chunking
 from analysis.results import published_fields
 from analysis.worker import AnalysisWorker, InMemorySequenceTuning
 from controller.clock import ManualClock
@@ -22,7 +22,17 @@ from controller.designs import period_assignments
 from controller.panel_source import RedisPanelSource
 from controller.spec import load_spec
 from controller.store import Store
-from controller.store.columns import decode, encode, from_live, pack_sums, records_of
+from controller.store.chunks import ProductNames
+from controller.store.columns import (
+    NO_RECORD,
+    ColumnsError,
+    decode,
+    encode,
+    from_live,
+    pack_sums,
+    records_of,
+)
+from core.ports import EstimatorPlan
 from tests.integration.conftest import make_settings
 
 pytestmark = pytest.mark.integration
@@ -243,3 +253,82 @@ async def test_a_period_stored_in_blocks_is_read_by_ranges(store: Store) -> None
         assert got.codes.tolist() == whole.codes[start:stop].tolist()
     (tail,) = await store.live_sums_span(spec.id, [0], 23, 25)
     assert len(tail) == 2 * 32
+
+
+async def _calls(store: Store, command: str) -> int:
+    stats = await store.redis.info("commandstats")
+    return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
+
+
+async def test_open_periods_records_are_read_by_chunks_kept_while_stable_and_reused(
+    store: Store,
+) -> None:
+    """The chunked read takes each chunk's records of an open period in the chunk's order
+    (HMGET in the read-only script; no HSCAN of the whole hash), keeps them once every chunk
+    was read at a stable records version (the next look reads none), and the compaction of
+    that period reuses them (no HSCAN either)."""
+    spec = _spec("byrecords")
+    await store.create_experiment(spec, START)
+    for k in range(6):
+        await _period(store, spec, k)
+    await _period(store, spec, 6, sold=False)
+    clock = ManualClock(START + timedelta(hours=6, minutes=5))  # 0-4 closed; 5 open
+    source = RedisPanelSource(store, clock, lateness=HOUR)
+    looks = ChunkedLooks(Chunking(above=0, products=5, sample=ALL))
+    plans = [EstimatorPlan("dm", {"cluster": "unit"}), EstimatorPlan("ht", {"p": 0})]
+    await source.layout(spec.id, clock.now())  # compacts 0-4 (never read: each hash whole)
+    hscan, hmget = await _calls(store, "hscan"), await _calls(store, "hmget")
+    first = await looks.look(source, spec.id, clock.now(), plans)
+    assert first is not None
+    assert await _calls(store, "hscan") == hscan
+    # period 5's 5 chunks, and its records version read before and after them (HMGET too)
+    assert await _calls(store, "hmget") - hmget == 5 + 2
+    hmget = await _calls(store, "hmget")
+    again = await looks.look(source, spec.id, clock.now(), plans)
+    assert again is not None and await _calls(store, "hmget") - hmget == 1  # the version only
+    for key, result in first[0].results.items():
+        other = again[0].results[key]
+        if isinstance(result, Exception):
+            assert type(other) is type(result)
+        else:
+            assert (other.effect, other.se) == (result.effect, result.se)
+    # period 5 closes: compacted from the records kept, equal to the hash read whole
+    records = await store.live_records(spec.id, 5)
+    clock.set(START + timedelta(hours=7, minutes=5))
+    await _period(store, spec, 6, flip=False)
+    await _period(store, spec, 7, sold=False)
+    hscan = await _calls(store, "hscan")
+    assert await looks.look(source, spec.id, clock.now(), plans) is not None
+    assert (await store.get_experiment(spec.id)).compacted == 6
+    assert await _calls(store, "hscan") == hscan
+    (cols,) = await store.compacted_periods(spec.id, [5])
+    assert cols.records(sorted(spec.all_products())) == records
+
+
+async def test_records_with_newlines_and_of_other_products(store: Store) -> None:
+    """A product name or a record that holds a newline is read one by one, in the products'
+    order; a record of a product outside the experiment stops the chunked look with the
+    sentence ``records_of`` says, as the whole read did."""
+    spec = _spec("odd")
+    await store.create_experiment(spec, START)
+    key = f"{store.exp(spec.id)}:a:9"
+    await store.redis.hset(key, mapping={"a\nb": "T|0.5||", "c": "C|0.5||why\nnot", "e": "x"})
+    (span,) = await store.live_records_span(spec.id, [9], ProductNames.of(["a\nb", "c", "d"]))
+    codes = span.records.codes.tolist()
+    assert [span.records.templates[c] for c in codes[:2]] == ["T|0.5||", "C|0.5||why\nnot"]
+    assert codes[2] == NO_RECORD and span.held == 3 and span.found == 2
+    (plain,) = await store.live_records_span(spec.id, [9], ProductNames.of(["e", "d", "c"]))
+    assert [plain.records.templates[c] for c in plain.records.codes[[0, 2]]] == [
+        "x",
+        "C|0.5||why\nnot",
+    ]
+
+    for k in range(3):
+        await _period(store, spec, k)
+    await _period(store, spec, 3, sold=False)
+    await store.redis.hset(f"{store.exp(spec.id)}:a:2", "zz", "T|0.5||")  # not a product
+    clock = ManualClock(START + timedelta(hours=3, minutes=5))
+    source = RedisPanelSource(store, clock)  # no lateness: periods 0-2 stay open
+    looks = ChunkedLooks(Chunking(above=0, products=7, sample=ALL))
+    with pytest.raises(ColumnsError, match="not in the experiment"):
+        await looks.look(source, spec.id, clock.now(), [EstimatorPlan("dm", {})])

@@ -30,7 +30,9 @@ from controller.designs import period_assignments
 from controller.settings import RedisSettings, Settings
 from controller.spec import load_spec
 from controller.store import Store, keys
+from controller.store.chunks import ProductNames
 from controller.store.clock import SharedSimulatedClock
+from controller.store.columns import NO_RECORD
 from streams.live.embedded import EmbeddedStack, ManagedProcess, free_port
 from streams.worker.handlers import RawEvent
 from streams.worker.kafka import ensure_topics
@@ -202,6 +204,16 @@ async def test_each_role_runs_its_path_under_its_acl_user_and_nothing_more(
         assert await driver.hlen(f"{keys.experiment(p, spec.id)}:cs") > 0
         panel = await analysis.analysis.source.panel(spec.id, clock.now())
         assert int(panel["units"].sum()) == 4 * 2 + 2 * 3
+        # an experiment read in chunks: an open period's records of some products, in their
+        # order, by a read-only script (EVALSHA_RO: HMGET and HLEN of the records hash)
+        e2 = f"{keys.experiment(p, spec.id)}:a:2"
+        (span,) = await analysis.store.live_records_span(
+            spec.id, [2], ProductNames.of(["D", "A", "Z"])
+        )
+        held = await driver.hgetall(e2)
+        texts = [None if c == NO_RECORD else span.records.templates[c] for c in span.records.codes]
+        assert texts == [held["D"], held["A"], None]
+        assert span.held == len(held) == 4
 
         # the operator: the CLI's read-only views
         operator = _role(base, port, "operator")
