@@ -28,6 +28,7 @@ for its Student t reference (``cr2_variance``), or CR1 with G - 1 (``correction=
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +41,7 @@ from analysis.estimators.sums import (
     MeansPartial,
     cr1_from_clusters,
     cr2_from_clusters,
+    partials_sharing,
 )
 from analysis.inference import cluster_covariance
 from analysis.panel import Panel
@@ -195,6 +197,25 @@ def _within_fit(
     return _WithinFit(tau, float(np.sqrt(v_tau)), df, details)
 
 
+@dataclass(frozen=True)
+class _ArmCells:
+    """What the difference in means' partial makes of a part's cells before its outcome: the
+    usable, randomised cells, each arm's, and per cluster each arm's count (by cell: the
+    used cells' treatment instead); the units (when not the clusters) and periods used, and
+    the cells."""
+
+    use: np.ndarray
+    t: np.ndarray
+    c: np.ndarray
+    n1: np.ndarray | None
+    n0: np.ndarray | None
+    w: np.ndarray | None
+    keys: np.ndarray | None
+    units: np.ndarray | None
+    periods: np.ndarray
+    count: int
+
+
 class DifferenceInMeansEstimator(PanelEstimator):
     """Treated minus control mean over the randomised cells, with a clustered SE.
 
@@ -299,34 +320,52 @@ class DifferenceInMeansEstimator(PanelEstimator):
         """The sufficient statistics of a part of the panel (some of its products, or some
         of its periods): per cluster, each arm's usable, randomised cells and their outcome
         sum (``analysis.estimators.sums``). ``periods`` is unused (no period is dropped)."""
+        return self._partial_with(self._cells(panel), panel)
+
+    def partials(self, panels: Mapping[str, Panel]) -> dict[str, MeansPartial | Exception]:
+        """:meth:`partial` of each of one part's metrics (``panels``), the cells each arm
+        compares and their counts made once (``analysis.estimators.sums.partials_sharing``)."""
+        return partials_sharing(self._cells, self._partial_with, panels)
+
+    def _cells(self, panel: Panel) -> _ArmCells:
         self._check(panel, ("unit", "class", "cell"))
         use = panel.randomised
         t, c = panel.W & use, ~panel.W & use
+        used = use.any(axis=1)
+        # with products as the clusters, the units used are the clusters present
+        units = None if self.cluster == "unit" else np.sort(np.asarray(panel.units)[used])
+        periods = np.sort(np.asarray(panel.times)[use.any(axis=0)])
+        count = int(use.sum())
         if self.cluster == "cell":  # each used cell its own cluster, row-major as Y[use]
-            w = panel.W[use]
+            return _ArmCells(use, t, c, None, None, panel.W[use], None, units, periods, count)
+        if self.cluster == "unit":
+            keys = np.asarray(panel.units)
+        else:
+            assert panel.groups is not None
+            keys = np.asarray(panel.groups)
+        n1, n0 = t.sum(axis=1), c.sum(axis=1)
+        return _ArmCells(use, t, c, n1, n0, None, keys, units, periods, count)
+
+    def _partial_with(self, cells: _ArmCells, panel: Panel) -> MeansPartial:
+        use = cells.use
+        if cells.w is not None:  # by cell
+            w = cells.w
             y = panel.Y[use]
             sums = ArmSums(
                 np.arange(len(y)), w.astype(float), (~w).astype(float), np.where(w, y, 0.0),
                 np.where(w, 0.0, y),
             )  # fmt: skip
         else:
-            n1, n0 = t.sum(axis=1), c.sum(axis=1)
+            assert cells.n1 is not None and cells.n0 is not None and cells.keys is not None
             # the outcome is read where used only (it may be NaN in a blackout cell)
-            s1 = np.sum(panel.Y, axis=1, where=t)
-            s0 = np.sum(panel.Y, axis=1, where=c)
-            if self.cluster == "unit":
-                keys = np.asarray(panel.units)
-            else:
-                assert panel.groups is not None
-                keys = np.asarray(panel.groups)
-            sums = ArmSums.of(keys, n1, n0, s1, s0)
-        used = use.any(axis=1)
+            s1 = np.sum(panel.Y, axis=1, where=cells.t)
+            s0 = np.sum(panel.Y, axis=1, where=cells.c)
+            sums = ArmSums.of(cells.keys, cells.n1, cells.n0, s1, s0)
         return MeansPartial(
             sums,
-            # with products as the clusters, the units used are the clusters present
-            units=None if self.cluster == "unit" else np.sort(np.asarray(panel.units)[used]),
-            periods=np.sort(np.asarray(panel.times)[use.any(axis=0)]),
-            cells=int(use.sum()),
+            units=cells.units,
+            periods=cells.periods,
+            cells=cells.count,
             settings=(self.name, self.cluster, self.correction, self.se),
             period_additive=True,
         )

@@ -29,12 +29,16 @@ four float vectors per (estimator, metric) when products are the clusters.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Protocol, Self
+from typing import TYPE_CHECKING, Protocol, Self, TypeVar
 
 import numpy as np
 
 from analysis.errors import AnalysisError, InferenceError
+
+if TYPE_CHECKING:
+    from analysis.panel import Panel
 
 
 class PartsMismatch(AnalysisError):
@@ -47,6 +51,54 @@ class Partial(Protocol):
     def merge_units(self, other: Self) -> Self: ...
 
     def merge_periods(self, other: Self) -> Self: ...
+
+
+S = TypeVar("S")
+P = TypeVar("P")
+
+
+def same_cells(panels: Mapping[str, Panel]) -> bool:
+    """Whether ``panels`` are one panel's cells with other outcomes (``Panel.with_outcome``:
+    one experiment's metrics), so that the masks made of their treatment, blackout and
+    probabilities are the same: the same arrays, not equal ones."""
+    first = next(iter(panels.values()), None)
+    return first is not None and all(
+        p.W is first.W
+        and p.blackout is first.blackout
+        and p.probability is first.probability
+        and p.units is first.units
+        and p.times is first.times
+        and p.groups is first.groups
+        for p in panels.values()
+    )
+
+
+def partials_sharing(
+    shared_of: Callable[[Panel], S],
+    partial_with: Callable[[S, Panel], P],
+    panels: Mapping[str, Panel],
+) -> dict[str, P | Exception]:
+    """Each panel's partial, ``partial_with(shared_of(panel), panel)``, with what does not
+    depend on the outcome (``shared_of``: the masks, the counts) made once when the panels
+    share their cells (:func:`same_cells`), else once per panel: the same numbers, in the same
+    operations, as each panel's own partial. An entry is the exception its partial raised
+    (an error of the shared part is every panel's)."""
+    out: dict[str, P | Exception] = {}
+    shared: S | Exception | None = None
+    share = same_cells(panels)
+    for metric, panel in panels.items():
+        try:
+            if shared is None or not share:
+                try:
+                    shared = shared_of(panel)
+                except (AnalysisError, ValueError) as exc:
+                    shared = exc
+            if isinstance(shared, Exception):
+                raise shared
+            out[metric] = partial_with(shared, panel)
+        except (AnalysisError, ValueError) as exc:
+            out[metric] = exc
+    return out
 
 
 def _union_of(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:

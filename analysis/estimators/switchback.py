@@ -30,14 +30,20 @@ paper's minimax-optimal points; the analysis worker receives them with the desig
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from analysis.errors import InferenceError, PanelError
+from analysis.errors import AnalysisError, InferenceError, PanelError
 from analysis.estimators.base import PanelEstimator
-from analysis.estimators.sums import ArmSums, MeansPartial, SumPartial
+from analysis.estimators.sums import (
+    ArmSums,
+    MeansPartial,
+    SumPartial,
+    partials_sharing,
+    same_cells,
+)
 from analysis.panel import Panel
 from analysis.results import EstimateResult
 from analysis.seeding import seeded_rng
@@ -93,6 +99,19 @@ def _ht_contributions(
     with np.errstate(divide="ignore", invalid="ignore"):
         x = np.where(A1, Yt / pi1, 0.0) - np.where(A0, Yt / pi0, 0.0)
     return x, A1, A0
+
+
+@dataclass(frozen=True)
+class _HTCells:
+    """What the HT sum's partial over cells (lag 0, a draw every period) makes of a part before
+    its outcome: the usable cells, each arm's cells, each cell's arm probability, the counts."""
+
+    keep: np.ndarray
+    W: np.ndarray
+    not_w: np.ndarray
+    pi: np.ndarray
+    n: int
+    n1: int
 
 
 class SwitchbackHTEstimator(PanelEstimator):
@@ -308,19 +327,41 @@ class SwitchbackHTEstimator(PanelEstimator):
             self.period_additive(),
         )  # fmt: skip
 
+    def partials(self, panels: Mapping[str, Panel]) -> dict[str, SumPartial | Exception]:
+        """:meth:`partial` of each of one part's metrics (``panels``); with lag 0 and a draw
+        every period, each cell's arm probability and the counts made once
+        (``analysis.estimators.sums.partials_sharing``)."""
+        if not self.period_additive():  # the windows' sums: each metric's own
+            return partials_sharing(
+                lambda panel: None, lambda _, panel: self.partial(panel), panels
+            )
+        return partials_sharing(self._cells_of, self._cells_partial, panels)
+
+    def _cells_of(self, panel: Panel) -> _HTCells:
+        panel, _, _, q = self._prepare(panel)
+        return self._cells(panel, q)
+
+    @staticmethod
+    def _cells(panel: Panel, q: np.ndarray) -> _HTCells:
+        keep, W = panel.usable, panel.W
+        not_w = ~W
+        pi = np.subtract(1.0, q, where=not_w, out=np.array(q, dtype=float))  # each cell's arm's
+        return _HTCells(keep, W, not_w, pi, int(keep.sum()), int((keep & W).sum()))
+
     def _partial_cells(self, panel: Panel, q: np.ndarray) -> SumPartial:
         """Lag 0 and a draw every period (random days): every cell is its own window and
         block, so its contribution is ``+-Y / pi`` of its arm's probability, and the bound's
         terms of a cell, ``(Y / pi)^2 (1 - pi)`` for itself and ``Y^2 / pi`` for its half-square
         cross terms, add up to ``(Y / pi)^2``: what the windows' general sums give, without
         their N x T temporaries (equal to 1e-12: tests/unit/analysis/estimators/test_sums.py)."""
+        return self._cells_partial(self._cells(panel, q), panel)
+
+    def _cells_partial(self, cells: _HTCells, panel: Panel) -> SumPartial:
         N, T = panel.shape
-        keep, W = panel.usable, panel.W
-        pi = np.subtract(1.0, q, where=~W, out=np.array(q, dtype=float))  # each cell's arm's
         z = np.zeros(panel.shape)
-        np.divide(panel.Y, pi, out=z, where=keep)
-        x_sum = float(np.sum(z, where=W)) - float(np.sum(z, where=~W))
-        n, n1 = int(keep.sum()), int((keep & W).sum())
+        np.divide(panel.Y, cells.pi, out=z, where=cells.keep)
+        x_sum = float(np.sum(z, where=cells.W)) - float(np.sum(z, where=cells.not_w))
+        n, n1 = cells.n, cells.n1
         return SumPartial(
             x_sum, float(np.einsum("ij,ij->", z, z)), n, n1, n - n1,
             N, np.asarray(panel.times), self._settings(), self.period_additive(),
@@ -477,9 +518,31 @@ class SwitchbackHajekEstimator(SwitchbackHTEstimator):
     def partial(self, panel: Panel, periods: np.ndarray | None = None) -> MeansPartial:  # type: ignore[override]
         """Per unit: the weight and weighted outcome of each arm's windows (one pass, in
         chunks of units), as :class:`~analysis.estimators.sums.ArmSums` keyed by unit."""
-        panel, p, points, q = self._prepare(panel, periods)
+        prepared = self._prepare(panel, periods)
+        return self._weighted(prepared, [prepared[0].Y])[0]
+
+    def partials(self, panels: Mapping[str, Panel]) -> dict[str, MeansPartial | Exception]:  # type: ignore[override]
+        """:meth:`partial` of each of one part's metrics (``panels``), the windows and their
+        weights made once (every period kept: without ``randomization_points``)."""
+        first = next(iter(panels.values()), None)
+        if first is None or self.randomization_points is not None or not same_cells(panels):
+            return partials_sharing(lambda _: None, lambda _, panel: self.partial(panel), panels)
+        try:
+            prepared = self._prepare(first)
+        except (AnalysisError, ValueError) as exc:
+            return dict.fromkeys(panels, exc)
+        got = self._weighted(prepared, [p.Y for p in panels.values()])
+        return dict(zip(panels, got, strict=True))
+
+    def _weighted(
+        self, prepared: tuple[Panel, int, np.ndarray, np.ndarray], outcomes: Sequence[np.ndarray]
+    ) -> list[MeansPartial]:
+        """Each outcome's partial on the prepared panel's windows (the weights made once)."""
+        panel, p, points, q = prepared
         N, T = panel.shape
-        a1, b1, a0, b0 = (np.zeros(N) for _ in range(4))
+        b1, b0 = np.zeros(N), np.zeros(N)
+        a1 = [np.zeros(N) for _ in outcomes]
+        a0 = [np.zeros(N) for _ in outcomes]
         n = 0
         rows = max(1, _CHUNK_CELLS // T)
         for a in range(0, N, rows):
@@ -487,25 +550,29 @@ class SwitchbackHajekEstimator(SwitchbackHTEstimator):
             _, _, _, _, pi1, pi0 = _window_probs(_blocks(points[s]), q[s], p)
             usable = panel.usable[s]
             keep = usable[:, p:]
-            Y = np.where(usable, panel.Y[s], 0.0)[:, p:]
             A1, A0 = _all_equal_windows(panel.W[s], p)
             with np.errstate(divide="ignore", invalid="ignore"):
                 w1 = np.where(A1 & keep, 1.0 / pi1, 0.0)
                 w0 = np.where(A0 & keep, 1.0 / pi0, 0.0)
             b1[s], b0[s] = w1.sum(axis=1), w0.sum(axis=1)
-            a1[s], a0[s] = (w1 * Y).sum(axis=1), (w0 * Y).sum(axis=1)
+            for Yall, s1, s0 in zip(outcomes, a1, a0, strict=True):
+                Y = np.where(usable, Yall[s], 0.0)[:, p:]
+                s1[s], s0[s] = (w1 * Y).sum(axis=1), (w0 * Y).sum(axis=1)
             n += int(((A1 | A0) & keep).sum())
         times = np.asarray(panel.times)
-        return MeansPartial(
-            ArmSums.of(np.asarray(panel.units), b1, b0, a1, a0),
-            units=None,
-            periods=times,
-            cells=n,
-            settings=self._settings(),
-            period_additive=self.period_additive(),
-            all_units=N,
-            seen=times,
-        )
+        return [
+            MeansPartial(
+                ArmSums.of(np.asarray(panel.units), b1, b0, s1, s0),
+                units=None,
+                periods=times,
+                cells=n,
+                settings=self._settings(),
+                period_additive=self.period_additive(),
+                all_units=N,
+                seen=times,
+            )
+            for s1, s0 in zip(a1, a0, strict=True)
+        ]
 
     def finish(self, part: MeansPartial) -> EstimateResult:  # type: ignore[override]
         """The weighted means' difference from the merged partials, clustered by unit."""

@@ -5,6 +5,7 @@ merge into the estimate the one-piece fit publishes, to 1e-9, in any grouping.""
 from __future__ import annotations
 
 import math
+import re
 from functools import reduce
 
 import numpy as np
@@ -248,3 +249,89 @@ def test_a_draw_every_period_gives_what_the_windows_sums_give(name) -> None:
         general.n_units,
         general.n_periods,
     )
+
+
+def _identical(a, b, where: str = "") -> None:
+    """The same partial, bit for bit: every field, arrays by their bytes."""
+    import dataclasses
+
+    if dataclasses.is_dataclass(a):
+        assert type(a) is type(b), where
+        for f in dataclasses.fields(a):
+            _identical(getattr(a, f.name), getattr(b, f.name), f"{where}.{f.name}")
+    elif isinstance(a, np.ndarray):
+        assert isinstance(b, np.ndarray) and a.dtype == b.dtype and a.shape == b.shape, where
+        if a.dtype.kind in "fiub":
+            assert a.tobytes() == b.tobytes(), where
+        else:
+            assert a.tolist() == b.tolist(), where
+    elif isinstance(a, float):
+        assert np.float64(a).tobytes() == np.float64(b).tobytes(), where
+    else:
+        assert a == b, where
+
+
+SHARED = [
+    *PLANS,
+    EstimatorPlan("dm", {"cluster": "cell"}),
+    EstimatorPlan("ht", {"p": 1}),
+    EstimatorPlan("hajek", {"p": 1}),
+]
+
+
+@pytest.mark.parametrize("plan", SHARED, ids=lambda p: f"{p.name}-{sorted(p.params.items())}")
+@pytest.mark.parametrize("rows", [slice(None), slice(3, 17)])
+def test_the_metrics_partials_at_once_are_each_metrics_own(plan, rows) -> None:
+    """``partials`` of one part's metrics (the chunked worker's units, revenue and profit panels,
+    ``Panel.with_outcome``: their masks made once) is, bit for bit, each metric's ``partial``."""
+    c = cells(seed=11, fixed=plan.name == "dm")
+    est = make(plan.name, **plan.params)
+    units = panel_of(c, rows=rows, part=True)
+    panels = {
+        "units": units,
+        "revenue": units.with_outcome(c["revenue"][rows]),
+        "profit": units.with_outcome(c["revenue"][rows] - 2.0 * c["units"][rows]),
+    }
+    got = est.partials(panels)
+    assert list(got) == list(panels)
+    for metric, panel in panels.items():
+        _identical(got[metric], est.partial(panel), f"{plan.name}/{metric}")
+
+
+@pytest.mark.parametrize("name", ["ht", "hajek"])
+def test_the_metrics_partials_at_once_over_windows_and_points(name) -> None:
+    pts = list(optimal_switchback_points(T, 2))
+    c = cells(seed=5, points=pts)
+    c["blackout"][:, 4] = True
+    est = make(name, p=2, randomization_points=tuple(pts), point_periods=True)
+    units = panel_of(c, part=True)
+    panels = {"units": units, "revenue": units.with_outcome(c["revenue"])}
+    got = est.partials(panels)
+    for metric, panel in panels.items():
+        _identical(got[metric], est.partial(panel), f"{name}/{metric}")
+
+
+@pytest.mark.parametrize("name", ["dm", "ht", "hajek"])
+def test_an_error_of_the_shared_masks_is_every_metrics_and_panels_apart_are_each_own(
+    name,
+) -> None:
+    """A design probability of 1 the switchback estimators refuse: the same error for every
+    metric, as each metric's own partial raises it; panels that do not share their cells (a
+    different treatment) are each computed on their own."""
+    c = cells(seed=3)
+    c["probability"][2, 5] = 1.0
+    units = panel_of(c, part=True)
+    est = make(name)
+    got = est.partials({"units": units, "revenue": units.with_outcome(c["revenue"])})
+    if name == "dm":  # the difference in means leaves the cell out
+        _identical(got["units"], est.partial(units))
+    else:
+        for metric in ("units", "revenue"):
+            assert isinstance(got[metric], PanelError), metric
+            with pytest.raises(PanelError, match=re.escape(str(got[metric]))):
+                est.partial(units)
+    fine = panel_of(cells(seed=3), part=True)
+    apart = {"units": fine, "flipped": fine.with_treatment(~fine.W)}
+    got = est.partials(apart)
+    for metric, panel in apart.items():
+        _identical(got[metric], est.partial(panel), metric)
