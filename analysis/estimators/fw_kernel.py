@@ -17,7 +17,7 @@ rounding drift.
 Imported only where a solve needs it: numba's import and the first compilation (kept in
 ``__pycache__`` where it is writable) cost about a second, and the process ~110 MB more RSS,
 of which ~75 MB are LLVM's library pages (shared between processes) and ~33 MB private. The
-analysis worker loads it at its start (:func:`warm`), so neither the second nor the memory
+analysis worker loads it at its start (``analysis.worker.load_solvers``), so neither the second nor the memory
 step falls on a look.
 """
 

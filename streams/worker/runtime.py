@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from analysis.chunked import Chunking
-from analysis.worker import AnalysisWorker
+from analysis.worker import AnalysisWorker, load_solvers
 from controller.clock import Clock, WallClock
 from controller.flipper import Flipper
 from controller.panel_source import RedisPanelSource, RedisPartialStore, RedisSequenceTuning
@@ -115,10 +115,7 @@ class Runtime:
 
             self.shards = KafkaShardMembership(settings)
         if "analysis" in self.roles:
-            # the synthetic family's compiled solver, loaded before the first look (~0.5 s)
-            from analysis.estimators.fw_kernel import warm
-
-            warm()
+            load_solvers()  # before the first look (~0.5 s)
         self.analysis = AnalysisWorker(
             RedisPanelSource(self.store, self.clock, settings.allowed_lateness),
             self.estimate_sink,
