@@ -373,7 +373,7 @@ class RedisPanelSource:
         """Products ``[a, a + size)`` over periods ``first .. done - 1``, chunk after chunk
         (those of ``only``, by index, when given): a compacted period's blocks of those
         products and an open period's sums of them, each read with one GETRANGE, and its
-        records of them (the next chunk's read while this one is estimated); nothing of a
+        records of them (the next chunk's requested before this one is yielded); nothing of a
         chunk's cells is kept after it (the compacted periods' headers and the open periods'
         records, while stable, are)."""
         read: _Read = layout.token
