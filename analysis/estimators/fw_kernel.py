@@ -7,18 +7,22 @@ n-vectors, ~20 us at n = 2,500 whatever the arithmetic, and ``pricelab plan`` sp
 time-bound simulation there (issue #42 item 4). Compiled, an iteration is a few passes over n
 floats.
 
-The gradient is carried along the chosen vertex, as :func:`analysis.estimators.synth._fw_gram_single`
-carries it, but the Gram columns it needs are computed when a vertex is first chosen and kept
-(at most ``max_cols`` of them; a vertex chosen beyond that is recomputed each time): the
-n x n Gram matrix is never formed. The same iteration, line search and stopping rule as
-synthdid's ``fw.step``; the gradient is refreshed from A every 2,048 iterations against
-rounding drift.
+The gradient is carried along the chosen vertex (as the numpy loops it replaced carried it
+through a whole Gram matrix), but the Gram columns it needs are computed when a vertex is first
+chosen and kept (at most ``max_cols`` of them; a vertex chosen beyond that is recomputed each
+time): the n x n Gram matrix is never formed. The same iteration, line search and stopping
+rule as synthdid's ``fw.step``; the gradient is refreshed from A every 2,048 iterations
+against rounding drift. Each row of A and b is centred first: the residuals Ax - b are the
+same for weights that sum to 1, and the line search's Gram identities do not cancel on data
+with a large common level.
 
-Imported only where a solve needs it: numba's import and the first compilation (kept in
-``__pycache__`` where it is writable) cost about a second, and the process ~110 MB more RSS,
-of which ~75 MB are LLVM's library pages (shared between processes) and ~33 MB private. The
-analysis worker loads it at its start (``analysis.worker.load_solvers``), so neither the second nor the memory
-step falls on a look.
+Imported only where a solve needs it. numba's import and the first compilation cost about a
+second, and the process ~110 MB more RSS, of which ~75 MB are LLVM's library pages (shared
+between processes) and ~33 MB private (~53 MB where it compiles). The compiled code is kept in
+numba's cache: ``__pycache__`` beside this file where writable, else ``~/.cache/numba`` or
+``NUMBA_CACHE_DIR`` (the Docker image sets one); with none writable, each process compiles.
+The analysis worker loads it at its start (``analysis.worker.load_solvers``), so neither the
+second nor the memory step falls on a look.
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ def _fw_lazy_gram(
         for k in range(m):
             s += At[j, k] * b[k]
         atb[j] = s
-    x = x0.copy()
+    x = x0  # simplex_fw passes a fresh copy
     slot = np.full(n, -1, dtype=np.int64)
     store = np.empty((max(max_cols, 1), n))
     used = 0
@@ -138,21 +142,26 @@ def simplex_fw(
     """Frank-Wolfe for ``min zeta^2 ||x||^2 + ||A x - b||^2 / m`` on the simplex from ``x0``;
     stops when a step lowers the objective by at most ``min_decrease**2``, or after
     ``max_iter`` steps. Keeps at most ``max_cols`` Gram columns (n floats each)."""
-    m = A.shape[0]
-    At = np.ascontiguousarray(np.asarray(A, dtype=float).T)
+    A = np.asarray(A, dtype=np.float64)
+    if A.ndim != 2:
+        raise ValueError(f"A must be m x n, not of shape {A.shape}.")
+    m, n = A.shape
+    b = np.array(b, dtype=np.float64, order="C")  # fresh, writable: one compiled signature
+    x0 = np.array(x0, dtype=np.float64, order="C")
+    if b.shape != (m,) or x0.shape != (n,):
+        raise ValueError(
+            f"b must have {m} entries and x0 {n} (A is {m} x {n}); got {b.shape} and {x0.shape}."
+        )
+    # the objective's residuals Ax - b do not change when a constant per row is taken from A
+    # and b (the weights sum to 1); centred, the Gram identities of the line search do not
+    # cancel on data with a large common level
+    level = A.mean(axis=1)
+    At = np.array((A - level[:, None]).T, order="C")
     return fw_lazy_gram(  # type: ignore[no-any-return]
-        At,
-        np.ascontiguousarray(b, dtype=float),
-        float(m * zeta**2),
-        np.ascontiguousarray(x0, dtype=float),
-        float(min_decrease**2),
-        int(max_iter),
-        int(max_cols),
+        At, b - level, float(m * zeta**2), x0, float(min_decrease**2), int(max_iter), int(max_cols)
     )
 
 
 def warm() -> None:
     """Load (or compile) the solver now: one solve of a two-column problem."""
-    simplex_fw(
-        np.array([[1.0, 0.0], [0.0, 1.0]]), np.array([1.0, 0.0]), 0.1, np.full(2, 0.5), 0.0, 2, 2
-    )
+    simplex_fw(np.eye(2), np.array([1.0, 0.0]), 0.1, np.full(2, 0.5), 0.0, 2, 2)

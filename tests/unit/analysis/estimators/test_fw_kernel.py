@@ -101,15 +101,46 @@ def test_each_problem_of_a_batch_is_solved_on_its_own() -> None:
         A, b, zetas, intercept=False, min_decrease=1e-6, max_iter=3000
     )
     for k in range(4):
-        alone = simplex_fw(A[k], b[k], zetas[k], np.full(60, 1.0 / 60), 1e-6, 3000, 60)
-        np.testing.assert_array_equal(batch[k], alone)
+        alone = synthdid_loop(A[k], b[k], zetas[k], np.full(60, 1.0 / 60), 1e-6, 3000)
+        np.testing.assert_allclose(batch[k], alone, rtol=0, atol=1e-9)
 
 
-def test_warm_leaves_the_solver_compiled_in_a_fresh_process() -> None:
+def test_past_the_gradient_refresh_the_kernel_still_follows_synthdid() -> None:
+    A, b = problem(11, 14, 200)
+    x0 = np.full(200, 1.0 / 200)
+    want = synthdid_loop(A, b, 0.2, x0, 0.0, 6000)  # three refreshes of the carried gradient
+    np.testing.assert_allclose(simplex_fw(A, b, 0.2, x0, 0.0, 6000, 200), want, atol=1e-9)
+
+
+def test_a_large_common_level_does_not_change_the_weights() -> None:
+    # no intercept (sc's unit weights): every cell 1e5 or 1e7 higher, the same residuals
+    A, b = problem(5, 14, 2100)
+    x0 = np.full(2100, 1.0 / 2100)
+    base = simplex_fw(A, b, 0.3, x0, 1e-7, 10_000, 1900)
+    for level in (1e5, 1e7):
+        shifted = simplex_fw(A + level, b + level, 0.3, x0, 1e-7, 10_000, 1900)
+        np.testing.assert_allclose(shifted, base, rtol=0, atol=1e-6)
+
+
+def test_inputs_of_the_wrong_shape_are_refused() -> None:
+    A, b = problem(1, 6, 50)
+    with pytest.raises(ValueError, match="x0 50"):
+        simplex_fw(A, b, 0.3, np.full(30, 1 / 30), 1e-6, 100, 50)
+    with pytest.raises(ValueError, match="b must have 6"):
+        simplex_fw(A, b[:4], 0.3, np.full(50, 1 / 50), 1e-6, 100, 50)
+
+
+def test_warm_leaves_the_solver_compiled_for_the_estimators_inputs() -> None:
+    # in a fresh process: warm() compiles, and a placebo SE's read-only starting weights (a
+    # broadcast array) reuse that signature instead of compiling another during a look
     code = (
-        "from analysis.estimators.fw_kernel import fw_lazy_gram, warm\n"
+        "import numpy as np\n"
+        "from analysis.estimators.fw_kernel import fw_lazy_gram, simplex_fw, warm\n"
         "assert not fw_lazy_gram.signatures\n"
         "warm()\n"
+        "A = np.arange(12.0).reshape(3, 4) ** 1.5\n"
+        "x0 = np.broadcast_to(np.full(4, 0.25), (2, 4))[0]\n"
+        "simplex_fw(A, np.broadcast_to(A[:, 0], (3,)), 0.1, x0, 1e-9, 50, 4)\n"
         "print(len(fw_lazy_gram.signatures))\n"
     )
     root = Path(__file__).resolve().parents[4]
@@ -117,4 +148,4 @@ def test_warm_leaves_the_solver_compiled_in_a_fresh_process() -> None:
         [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120
     )
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "1"  # one specialisation, loaded or compiled, before any look
+    assert out.stdout.strip() == "1"
