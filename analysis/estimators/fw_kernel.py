@@ -146,8 +146,8 @@ def simplex_fw(
     if A.ndim != 2:
         raise ValueError(f"A must be m x n, not of shape {A.shape}.")
     m, n = A.shape
-    b = np.array(b, dtype=np.float64, order="C")  # fresh, writable: one compiled signature
-    x0 = np.array(x0, dtype=np.float64, order="C")
+    b = np.asarray(b, dtype=np.float64)  # centred below: a fresh, writable C array
+    x0 = np.array(x0, dtype=np.float64, order="C")  # fresh, writable: one compiled signature
     if b.shape != (m,) or x0.shape != (n,):
         raise ValueError(
             f"b must have {m} entries and x0 {n} (A is {m} x {n}); got {b.shape} and {x0.shape}."
