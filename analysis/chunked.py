@@ -351,10 +351,13 @@ class ChunkedLooks:
         plans: Sequence[EstimatorPlan],
         members: Sequence[str] = (),
         min_periods: int = 2,
+        tick: int | None = None,
     ) -> tuple[Population, pd.DataFrame] | None:
         """The chunked estimates of ``plans`` (those that are sums over products) on every
         product as of ``as_of``, and the long rows of the sample and of ``members`` (the
-        segments' products); None when fewer than ``min_periods`` periods are done. A read
+        segments' products); None when fewer than ``min_periods`` periods are done
+        (``tick``, the round of looks, matters only to a look spread over workers:
+        :meth:`analysis.sharded.ShardedLooks.look`). A read
         that another worker's compaction overtook is read again (once), also when it stopped
         on an error (its open periods' records are read chunk by chunk)."""
         for _ in range(2):

@@ -8,16 +8,21 @@ a worker that died or left to the others; nothing here schedules.
 
 At a look, each worker computes its shards' chunks (their partial sums and the long rows of
 their sampled products), and each one but the merging worker stores each chunk's part in
-Redis under the look (the layout's periods and exclusion windows and the estimators'
-signature), with a time to live (``core.ports.PartialStore``, ``analysis.shard_codec``: plain
+Redis under the look (its round, the layout's periods and exclusion windows and the
+estimators' signature), with a time to live (``core.ports.PartialStore``, ``analysis.shard_codec``: plain
 bytes, never pickle). One worker merges: the owner of the experiment's merging shard
 (``crc32(id) mod P``, so experiments' merges spread over the workers; it also gets the smaller
-share of the chunks). It waits for every chunk's part of the look, up to a deadline; at the
+share of the chunks). The workers start each round of looks together
+(``streams.worker.shards.aligned_ticks``), so it waits for parts computed beside its own, of
+the same round only: a part read a round earlier, whose open periods lack the sales since, is
+never merged. It waits up to a deadline that counts from the round's last progress; at the
 deadline, or when the group rebalanced meanwhile, it computes the chunks still missing itself,
 so a dead worker never holds up an experiment's estimates. Then it merges every chunk's
 partials in chunk order with the same pairwise tree as one worker does
-(:func:`analysis.chunked.merge_in_order`) and publishes: only the merging worker publishes, so
-an estimate is never published twice by the workers of one look.
+(:func:`analysis.chunked.merge_in_order`) and publishes: only the merging worker publishes, and
+it checks before each message that it still is that worker
+(``analysis.worker.AnalysisWorker._still_merging``), so an estimate is not published twice by
+the workers of one look.
 
 Not kept between looks here (unlike one worker's :class:`analysis.chunked.ChunkedLooks`): each
 look reads its chunks' every period.
@@ -32,7 +37,7 @@ import math
 import time
 import zlib
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -77,10 +82,13 @@ def merging_shard(experiment: str, partitions: int) -> int:
     return zlib.crc32(experiment.encode()) % partitions
 
 
-def look_id(layout: Any, signature: tuple[object, ...]) -> str:
-    """What identifies one look across the workers: the periods done and compacted, the
-    exclusion windows over them and the estimators' signature (:func:`look_plan`)."""
-    what = repr((signature, layout.done, layout.final, tuple(layout.hits)))
+def look_id(layout: Any, signature: tuple[object, ...], tick: int | None = None) -> str:
+    """What identifies one look across the workers: the round of looks it belongs to
+    (``tick``: the workers start each round together, :func:`aligned_ticks`), the periods done
+    and compacted, the exclusion windows over them and the estimators' signature
+    (:func:`look_plan`). The round keeps a part read at an earlier round, whose open periods
+    hold fewer sales, out of a later round's merge."""
+    what = repr((signature, layout.done, layout.final, tuple(layout.hits), tick))
     return hashlib.sha256(what.encode()).hexdigest()[:20]
 
 
@@ -96,12 +104,33 @@ class ShardedLooks:
     wait: float = 60.0
     #: seconds between its reads of the parts still missing
     every: float = 0.05
+    #: the round of looks under way and when a part of it last came in (:meth:`_deadline_of`)
+    _round: tuple[int, float] | None = field(default=None, init=False, repr=False)
 
     def merges(self, experiment: str) -> bool:
         """Whether this worker merges and publishes ``experiment`` now (for an experiment not
         read in chunks: whether it analyses it)."""
         owned = self.ownership.owned()
         return owned is not None and merging_shard(experiment, self.ownership.partitions) in owned
+
+    def _deadline_of(self, tick: int | None) -> float:
+        """When the merging worker stops waiting for the others' parts: ``wait`` seconds
+        after the round's last progress (its first wait, or the last part that came in), the
+        same for every experiment of round ``tick``: a worker that died holds up a round by
+        ``wait`` once, not ``wait`` per experiment, while a live one that stores its parts one
+        experiment after another keeps the wait going. For a look outside any round,
+        ``wait`` from now."""
+        now = time.monotonic()
+        if tick is None:
+            return now + self.wait
+        if self._round is None or self._round[0] != tick:
+            self._round = (tick, now)
+        return self._round[1] + self.wait
+
+    def _progress(self, tick: int | None) -> None:
+        """A part of round ``tick`` came in: the round's wait starts again."""
+        if tick is not None:
+            self._round = (tick, time.monotonic())
 
     async def look(
         self,
@@ -111,11 +140,15 @@ class ShardedLooks:
         plans: Sequence[EstimatorPlan],
         members: Sequence[str] = (),
         min_periods: int = 2,
+        tick: int | None = None,
     ) -> tuple[Population, pd.DataFrame] | None:
         """This worker's shards of the look computed and stored; for the merging worker, the
         look's estimates on every product and the long rows of the sample and of
         ``members`` (as :meth:`analysis.chunked.ChunkedLooks.look`); None for the others, when
-        the worker is in no group yet, or when fewer than ``min_periods`` periods are done."""
+        the worker is in no group yet, or when fewer than ``min_periods`` periods are done.
+        ``tick``: the round of looks (:func:`aligned_ticks`); parts of another round are
+        never merged. A caller that looks outside rounds (None) names a look by its layout
+        alone, and may merge a part read at an earlier call of the same periods."""
         owned = self.ownership.owned()
         if not owned:
             return None
@@ -124,7 +157,7 @@ class ShardedLooks:
         if layout is None or layout.done < min_periods:
             return None
         fitted, keep, signature = look_plan(self.chunking, self.seed, layout, plans, members)
-        look = look_id(layout, signature)
+        look = look_id(layout, signature, tick)
         n = len(layout.products)
         n_chunks = math.ceil(n / self.chunking.products)
         seconds: dict[Key, float] = {}
@@ -161,7 +194,7 @@ class ShardedLooks:
             return dtype[0]
 
         missing = [c for c in range(n_chunks) if c not in parts]
-        deadline = time.monotonic() + self.wait
+        deadline = self._deadline_of(tick) if missing else 0.0
         while missing:
             for c, blob in zip(
                 missing, await self.store.get(experiment, look, missing), strict=True
@@ -172,6 +205,9 @@ class ShardedLooks:
                     parts[c] = decode_part(blob, product)
                 except BadPartial as exc:
                     log.warning("experiment %s: chunk %d's stored part: %s", experiment, c, exc)
+            if any(c in parts for c in missing):
+                self._progress(tick)
+                deadline = self._deadline_of(tick) if tick is not None else deadline
             missing = [c for c in missing if c not in parts]
             if not missing:
                 break

@@ -127,6 +127,11 @@ class WorkerObserver(Protocol):
         ...
 
 
+class _Superseded(Exception):
+    """This worker lost the merge of an experiment's look to another worker of its group
+    during the look (:meth:`AnalysisWorker._still_merging`)."""
+
+
 class _NullObserver:
     def estimated(self, experiment: str, estimator: str, seconds: float, ok: bool) -> None:
         return None
@@ -289,8 +294,12 @@ class AnalysisWorker:
     def _proposed_target(info: ExperimentInfo, result: EstimateResult) -> float:
         return sequence_target(result.se, result.n_periods, _planned(info, result))
 
-    async def run_once(self) -> list[tuple[str, EstimateResult | ElasticityResult | NotIdentified]]:
-        """Estimate every experiment with data once; publish each estimate. Returns them."""
+    async def run_once(
+        self, tick: int | None = None
+    ) -> list[tuple[str, EstimateResult | ElasticityResult | NotIdentified]]:
+        """Estimate every experiment with data once; publish each estimate. Returns them.
+        ``tick``: the round of looks this cycle belongs to, when the workers of a group
+        share experiments (:func:`streams.worker.shards.aligned_ticks`)."""
         await self.clock.sync()
         as_of = self.clock.now()
         t_cycle = time.perf_counter()
@@ -299,129 +308,157 @@ class AnalysisWorker:
         infos = await self.source.experiments()
         self._looks.forget({i.id for i in infos})
         for info in infos:
-            population: Population | None = None
-            if self._chunked(info):
-                try:
-                    look = await self._population(info, as_of)
-                except AnalysisError as exc:
-                    log.warning("experiment %s: panel not usable yet: %s", info.id, exc)
-                    continue
-                if look is None:
-                    if info.arms > 2:
-                        self._tell_arms(info)
-                    continue
-                population, df = look
-            else:
-                if self._sharded is not None and not self._sharded.merges(info.id):
-                    continue  # another worker of the group analyses it
-                # read even when nothing is estimated from it: reading compacts its closed
-                # periods
-                df = await self.source.panel(info.id, as_of)
-                if df.empty or df["period"].nunique() < self.min_periods:
-                    if info.arms > 2:
-                        self._tell_arms(info)
-                    continue
-            if info.arms > 2:
-                self._tell_arms(info)
-                # read in chunks, the arms are fitted on the uniform sample alone: ``df`` also
-                # holds every segment's products, which would weigh them more
-                if population is not None:
-                    sampled = self._sample(info, df, population)
-                    if sampled is None:
-                        continue
-                    df = sampled
-                split = info.arms - 1
-                # the verdict's estimator: the design's first that is fitted per arm
-                plans = [_plan_of(p) for p in self.estimators_for(info)] or list(DEFAULT_PLANS)
-                first = next((p.label for p in plans if p.name in PAIR_METHODS), None)
-                decision: dict[str, tuple[EstimateResult, tuple[float, float] | None]] = {}
-                for result in await self._arm_estimates(info, df):
-                    series = _series(f"{result.method}@arm:{result.arm}", result.metric)
-                    cs = None
-                    if isinstance(result, EstimateResult):
-                        result = replace(result, cs_split=split)
-                        cs = await self._confidence_sequence(info, result, series, split)
-                        metric = decision_metric(info.params)
-                        if result.method == first and result.metric == metric:
-                            decision[str(result.arm)] = (result, cs)
-                    await self.sink.publish(info.id, result, as_of, cs)
-                    self.observer.published(info.id, series, as_of)
-                    published.append((info.id, result))
-                if self.verdicts is not None and first is not None:
-                    baseline = _control_baseline(df) if population is None else population.baseline
-                    named = await self._arm_verdict(
-                        info, decision, baseline, int(df["period"].nunique())
-                    )
-                    if named is not None:
-                        await self.verdicts.publish_verdict(info.id, named.to_dict(), as_of)
-                        self.observer.published(info.id, "verdict", as_of)
-                        verdicts += 1
-                curve = self._demand(info, df) if self.demand is not None else None
-                if curve is not None and self.demand is not None:
-                    await self.demand.publish_demand(info.id, curve.to_dict(), as_of)
-                    self.observer.published(info.id, "demand", as_of)
-                    verdicts += 1
-                continue
-            sample = self._sample(info, df, population)
             try:
-                panels = metric_panels(sample) if sample is not None else None
-            except AnalysisError as exc:
-                log.warning("experiment %s: panel not usable yet: %s", info.id, exc)
-                if population is None:
-                    continue
-                panels = None
-            self._warn_margins(info, df)
-            # the verdict rests on one sequence: the design's first estimator's (a look where
-            # it cannot be fitted has no verdict, rather than one from another sequence)
-            first = _plan_of(next(iter(self.estimators_for(info)), DEFAULT_PLANS[0])).label
-            primaries: dict[str, tuple[EstimateResult, tuple[float, float] | None]] = {}
-            metrics = metrics_of(df.columns) if population is None else population.metrics
-            for metric in metrics:
-                for result, cs in await self._estimates(info, metric, panels, population):
-                    await self.sink.publish(info.id, result, as_of, cs)
-                    self.observer.published(info.id, _series(result.method, metric), as_of)
-                    published.append((info.id, result))
-                    if result.method == first:
-                        primaries[metric] = (result, cs)
-                for result, cs in await self._segments(info, df, metric):
-                    await self.sink.publish(info.id, result, as_of, cs)
-                    # its own series: a segment must not keep the whole experiment's age fresh
-                    series = _series(f"{result.method}@{result.segment}", metric)
-                    self.observer.published(info.id, series, as_of)
-                    published.append((info.id, result))
-            elasticity = self._elasticity(info, panels) if panels is not None else None
-            if elasticity is not None:
-                await self.sink.publish(info.id, elasticity, as_of, None)
-                self.observer.published(info.id, _series(elasticity.method, "elasticity"), as_of)
-                published.append((info.id, elasticity))
-            spills: Sequence[EstimateResult | NotIdentified] = ()
-            if population is not None:
-                spills = _spillover_too_large(info, population, self.chunking.above)
-            elif panels is not None:
-                spills = self.spillover_estimates(info, panels["units"])
-            for spill in spills:
-                if isinstance(spill, EstimateResult) and not math.isfinite(spill.effect):
-                    continue
-                await self.sink.publish(info.id, spill, as_of, None)
-                self.observer.published(info.id, spill.method, as_of)
-                published.append((info.id, spill))
-            trips = info.status == status.RUNNING and self.guardrails is not None
-            if not trips and self.verdicts is None:
-                continue  # nothing would read the guardrails (an offline replay)
-            readings = await self._guardrail_readings(info, sample, population)
-            if trips:
-                await self._check_guardrails(info, readings)
-            if self.verdicts is None:
-                continue
-            baseline = _control_baseline(df) if population is None else population.baseline
-            verdict = await self._verdict(info, primaries, [r for r, _ in readings], baseline)
-            if verdict is not None:
-                await self.verdicts.publish_verdict(info.id, verdict.to_dict(), as_of)
-                self.observer.published(info.id, "verdict", as_of)
-                verdicts += 1
+                verdicts += await self._look_at(info, as_of, tick, published)
+            except _Superseded:
+                log.info(
+                    "experiment %s: this worker no longer merges it (the group rebalanced "
+                    "during its look): the worker that does publishes the look",
+                    info.id,
+                )
         # the messages of the cycle, verdicts included (a driver waits for all of them)
         self.observer.cycle_done(as_of, time.perf_counter() - t_cycle, len(published) + verdicts)
         return published
+
+    async def _look_at(
+        self,
+        info: ExperimentInfo,
+        as_of: datetime,
+        tick: int | None,
+        published: list[tuple[str, EstimateResult | ElasticityResult | NotIdentified]],
+    ) -> int:
+        """One experiment's look at ``as_of``: its estimates published (and appended to
+        ``published``); returns how many verdicts and demand curves it published."""
+        verdicts = 0
+        population: Population | None = None
+        if self._chunked(info):
+            try:
+                look = await self._population(info, as_of, tick)
+            except AnalysisError as exc:
+                log.warning("experiment %s: panel not usable yet: %s", info.id, exc)
+                return verdicts
+            if look is None:
+                if info.arms > 2:
+                    self._tell_arms(info)
+                return verdicts
+            population, df = look
+        else:
+            if self._sharded is not None and not self._sharded.merges(info.id):
+                return verdicts  # another worker of the group analyses it
+            # read even when nothing is estimated from it: reading compacts its closed
+            # periods
+            df = await self.source.panel(info.id, as_of)
+            if df.empty or df["period"].nunique() < self.min_periods:
+                if info.arms > 2:
+                    self._tell_arms(info)
+                return verdicts
+        if info.arms > 2:
+            self._tell_arms(info)
+            # read in chunks, the arms are fitted on the uniform sample alone: ``df`` also
+            # holds every segment's products, which would weigh them more
+            if population is not None:
+                sampled = self._sample(info, df, population)
+                if sampled is None:
+                    return verdicts
+                df = sampled
+            split = info.arms - 1
+            # the verdict's estimator: the design's first that is fitted per arm
+            plans = [_plan_of(p) for p in self.estimators_for(info)] or list(DEFAULT_PLANS)
+            first = next((p.label for p in plans if p.name in PAIR_METHODS), None)
+            decision: dict[str, tuple[EstimateResult, tuple[float, float] | None]] = {}
+            for result in await self._arm_estimates(info, df):
+                series = _series(f"{result.method}@arm:{result.arm}", result.metric)
+                cs = None
+                if isinstance(result, EstimateResult):
+                    result = replace(result, cs_split=split)
+                    cs = await self._confidence_sequence(info, result, series, split)
+                    metric = decision_metric(info.params)
+                    if result.method == first and result.metric == metric:
+                        decision[str(result.arm)] = (result, cs)
+                self._still_merging(info)
+                await self.sink.publish(info.id, result, as_of, cs)
+                self.observer.published(info.id, series, as_of)
+                published.append((info.id, result))
+            if self.verdicts is not None and first is not None:
+                baseline = _control_baseline(df) if population is None else population.baseline
+                named = await self._arm_verdict(
+                    info, decision, baseline, int(df["period"].nunique())
+                )
+                if named is not None:
+                    self._still_merging(info)
+                    await self.verdicts.publish_verdict(info.id, named.to_dict(), as_of)
+                    self.observer.published(info.id, "verdict", as_of)
+                    verdicts += 1
+            curve = self._demand(info, df) if self.demand is not None else None
+            if curve is not None and self.demand is not None:
+                self._still_merging(info)
+                await self.demand.publish_demand(info.id, curve.to_dict(), as_of)
+                self.observer.published(info.id, "demand", as_of)
+                verdicts += 1
+            return verdicts
+        sample = self._sample(info, df, population)
+        try:
+            panels = metric_panels(sample) if sample is not None else None
+        except AnalysisError as exc:
+            log.warning("experiment %s: panel not usable yet: %s", info.id, exc)
+            if population is None:
+                return verdicts
+            panels = None
+        self._warn_margins(info, df)
+        # the verdict rests on one sequence: the design's first estimator's (a look where
+        # it cannot be fitted has no verdict, rather than one from another sequence)
+        first = _plan_of(next(iter(self.estimators_for(info)), DEFAULT_PLANS[0])).label
+        primaries: dict[str, tuple[EstimateResult, tuple[float, float] | None]] = {}
+        metrics = metrics_of(df.columns) if population is None else population.metrics
+        for metric in metrics:
+            for result, cs in await self._estimates(info, metric, panels, population):
+                self._still_merging(info)
+                await self.sink.publish(info.id, result, as_of, cs)
+                self.observer.published(info.id, _series(result.method, metric), as_of)
+                published.append((info.id, result))
+                if result.method == first:
+                    primaries[metric] = (result, cs)
+            for result, cs in await self._segments(info, df, metric):
+                self._still_merging(info)
+                await self.sink.publish(info.id, result, as_of, cs)
+                # its own series: a segment must not keep the whole experiment's age fresh
+                series = _series(f"{result.method}@{result.segment}", metric)
+                self.observer.published(info.id, series, as_of)
+                published.append((info.id, result))
+        elasticity = self._elasticity(info, panels) if panels is not None else None
+        if elasticity is not None:
+            self._still_merging(info)
+            await self.sink.publish(info.id, elasticity, as_of, None)
+            self.observer.published(info.id, _series(elasticity.method, "elasticity"), as_of)
+            published.append((info.id, elasticity))
+        spills: Sequence[EstimateResult | NotIdentified] = ()
+        if population is not None:
+            spills = _spillover_too_large(info, population, self.chunking.above)
+        elif panels is not None:
+            spills = self.spillover_estimates(info, panels["units"])
+        for spill in spills:
+            if isinstance(spill, EstimateResult) and not math.isfinite(spill.effect):
+                continue
+            self._still_merging(info)
+            await self.sink.publish(info.id, spill, as_of, None)
+            self.observer.published(info.id, spill.method, as_of)
+            published.append((info.id, spill))
+        trips = info.status == status.RUNNING and self.guardrails is not None
+        if not trips and self.verdicts is None:
+            return verdicts  # nothing would read the guardrails (an offline replay)
+        readings = await self._guardrail_readings(info, sample, population)
+        if trips:
+            await self._check_guardrails(info, readings)
+        if self.verdicts is None:
+            return verdicts
+        baseline = _control_baseline(df) if population is None else population.baseline
+        verdict = await self._verdict(info, primaries, [r for r, _ in readings], baseline)
+        if verdict is not None:
+            self._still_merging(info)
+            await self.verdicts.publish_verdict(info.id, verdict.to_dict(), as_of)
+            self.observer.published(info.id, "verdict", as_of)
+            verdicts += 1
+        return verdicts
 
     async def _verdict(
         self,
@@ -676,8 +713,17 @@ class AnalysisWorker:
             and isinstance(self.source, ChunkedPanelSource)
         )
 
+    def _still_merging(self, info: ExperimentInfo) -> None:
+        """Raises :class:`_Superseded` when the experiment's looks are spread over a group and
+        this worker no longer merges it: checked before each message, so a worker that lost
+        the merge during a long look stops publishing it (its successor publishes the look).
+        A message already handed to the producer when the group moved is not called back:
+        the successor's look of the same experiment follows it on the topic."""
+        if self._sharded is not None and not self._sharded.merges(info.id):
+            raise _Superseded(info.id)
+
     async def _population(
-        self, info: ExperimentInfo, as_of: datetime
+        self, info: ExperimentInfo, as_of: datetime, tick: int | None = None
     ) -> tuple[Population, pd.DataFrame] | None:
         """An experiment read in chunks (analysis.chunked): the chunked estimators' results
         on every product, and the long rows of the sample and the segments' products."""
@@ -685,7 +731,9 @@ class AnalysisWorker:
         segments: Mapping[str, Sequence[str]] = info.params.get("segments") or {}
         members = sorted({p for ps in segments.values() for p in ps})
         looks = self._looks if self._sharded is None else self._sharded
-        look = await looks.look(self.source, info.id, as_of, plans, members, self.min_periods)
+        look = await looks.look(
+            self.source, info.id, as_of, plans, members, self.min_periods, tick=tick
+        )
         if look is not None:
             for (label, metric), seconds in look[0].seconds.items():
                 ok = not isinstance(look[0].results.get((label, metric)), Exception)
@@ -981,6 +1029,7 @@ class AnalysisWorker:
                 "n_periods": res.n_periods,
             }
             log.warning("experiment %s: guardrail on %s tripped: %s", info.id, metric, detail)
+            self._still_merging(info)
             await self.guardrails.trip(info.id, metric, detail)
             self.observer.guardrail_tripped(info.id, metric)
             return

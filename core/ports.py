@@ -220,7 +220,7 @@ class ShardOwnership(Protocol):
     """Which shards of the experiments' chunks this analysis worker computes, when one
     experiment's analysis is spread over several workers (``analysis.sharded``): the
     partitions of a shard topic that the workers' consumer group assigns it
-    (``streams/worker/shards.py``). Chunk ``c`` is shard ``c mod partitions``."""
+    (``streams/worker/shards.py``). Which chunks a shard holds: ``analysis.sharded.shard_of``."""
 
     @property
     def partitions(self) -> int: ...

@@ -13,6 +13,7 @@ Redis; a redelivered sale is deduplicated by its event id.
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
 import ssl
@@ -37,6 +38,7 @@ from streams.worker.logging import worker_logging_config
 from streams.worker.metrics import Metrics
 from streams.worker.readiness import Readiness
 from streams.worker.runtime import Runtime
+from streams.worker.shards import aligned_ticks
 
 log = logging.getLogger("pricelab.app")
 
@@ -217,7 +219,16 @@ def build_app(
         async def flip_timer() -> None:
             await _timer_step(rt, settings, "period flip", "controller", _flip)
 
-    if "analysis" in roles:
+    if "analysis" in roles and settings.analysis.shards > 0:
+        # the workers of the group look in rounds that start together (their parts meet)
+
+        @app.task
+        async def analysis_rounds() -> None:
+            async for tick in aligned_ticks(settings.analysis_interval):
+                step = functools.partial(rt.analysis.run_once, tick)
+                await _timer_step(rt, settings, "analysis", "analysis", step)
+
+    elif "analysis" in roles:
 
         @app.timer(interval=settings.analysis_interval, name="analysis")
         async def analysis_timer() -> None:

@@ -8,6 +8,11 @@ when missing). No message is ever written to it: the group's assignment of its p
 the only thing used. A worker that joins, leaves or dies (its session times out: 10 s) makes
 the group rebalance and the broker's assignor hands its shards to the others; a worker beyond
 the partitions' count owns none and waits as a standby.
+
+The workers look in rounds (:func:`aligned_ticks`): round n starts at n times the analysis
+interval on the wall clock, on every worker at once, and names the parts of its looks, so that
+the worker that merges a look waits only for the others' reads of the same round and never
+merges a part read a round earlier.
 """
 
 from __future__ import annotations
@@ -15,6 +20,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -31,6 +39,28 @@ def shard_topic(settings: Settings) -> str:
 
 def shard_group(settings: Settings) -> str:
     return f"{settings.app_id}-analysis-shards"
+
+
+async def aligned_ticks(
+    interval: float,
+    wall: Callable[[], float] = time.time,
+    sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+) -> AsyncIterator[int]:
+    """The rounds of looks of a group's analysis workers: round n starts when the wall clock
+    (``wall``, UNIX seconds) reaches ``n * interval``, the same instant on every worker whose
+    clock is set by NTP, whenever each started. Yields n at its start. A round whose looks ran
+    past the next start skips the rounds it missed; a round never comes twice."""
+    if not interval > 0:
+        raise ValueError(f"the analysis interval must be above 0 s, not {interval}")
+    last: int | None = None
+    while True:
+        now = wall()
+        n = math.floor(now / interval) + 1
+        if last is not None:
+            n = max(n, last + 1)
+        await sleep(max(0.0, n * interval - now))
+        last = n
+        yield n
 
 
 class KafkaShardMembership:

@@ -2,7 +2,8 @@
 ``analysis.sharded``), on the real broker and redis-server: the workers join one Kafka consumer
 group on the shard topic, its assignment splits the chunks, the parts meet in Redis, and the
 worker that merges publishes what one worker alone publishes (to 1e-9), each message once. A
-worker killed while it holds shards does not stop the other from publishing a complete look."""
+worker killed while it holds shards does not stop the other from publishing a complete look,
+and a part read at an earlier round of looks is never merged into a later one."""
 
 from __future__ import annotations
 
@@ -125,6 +126,55 @@ async def test_two_workers_publish_what_one_publishes(sharded: tuple[Settings, S
             async for k in store.redis.scan_iter(f"{store.exp(spec.id)}:part:*")
         }
         assert stored == set(chunks_of(5, 4, other_owned, merging_shard(spec.id, 4)))
+    finally:
+        await a.stop()
+        await b.stop()
+
+
+async def test_a_part_read_at_an_earlier_round_is_not_merged(
+    sharded: tuple[Settings, Store],
+) -> None:
+    """Issue #42's sharding defect (1): the other worker's parts of round 1 are still in Redis
+    when late sales of the open period arrive; at round 2 the merging worker looks alone (the
+    other has not read round 2 yet). It must not merge the round-1 parts, whose open period
+    lacks those sales: it waits for round 2's, then computes the missing chunks itself, and
+    publishes what one worker publishes on the sales of round 2."""
+    settings, store = sharded
+    spec = _spec("stale")
+    await store.create_experiment(spec, START)
+    for k in range(7):
+        await _period(store, spec, k)
+    await _period(store, spec, 7, sold=False)  # flipped; its sales come in late
+    await _period(store, spec, 8, sold=False)
+    clock = ManualClock(START + timedelta(hours=8, minutes=5))  # period 7 done, still open
+    a, b = KafkaShardMembership(settings), KafkaShardMembership(settings)
+    a.start(), b.start()
+    try:
+        await wait_until(lambda: _split(a, b), 60, "the group to split the shards over both")
+        one, one_sink = _worker(store, clock, CHUNKS)
+        wa, sa = _sharded_worker(store, clock, a, wait=2.0)
+        wb, sb = _sharded_worker(store, clock, b, wait=2.0)
+        await one.run_once()
+        await asyncio.gather(wa.run_once(1), wb.run_once(1))
+        merging, sink, other = (wa, sa, b) if sa.messages else (wb, sb, a)
+        first = dict(one_sink.messages)
+        for key, fields in first.items():
+            _same(sink.messages[key], fields, f"round 1 {key}")
+        stale = {
+            int(k.rsplit(":", 1)[1])
+            async for k in store.redis.scan_iter(f"{store.exp(spec.id)}:part:*")
+        }
+        assert stale == set(chunks_of(5, 4, other.owned() or (), merging_shard(spec.id, 4)))
+        await _period(store, spec, 7, flip=False)  # the open period's late sales
+        for s in (one_sink, sink):
+            s.messages.clear(), s.verdicts.clear()
+        await one.run_once()
+        late = one_sink.messages[("dm", "units", None, None)]
+        assert late["effect"] != first[("dm", "units", None, None)]["effect"]
+        await merging.run_once(2)
+        assert sink.messages.keys() == one_sink.messages.keys()
+        for key, fields in one_sink.messages.items():
+            _same(sink.messages[key], fields, f"round 2 {key}")
     finally:
         await a.stop()
         await b.stop()

@@ -208,7 +208,7 @@ def test_the_merge_order_is_fixed() -> None:
         _bits_equal(p, tree.parts[key])
 
 
-def test_a_look_is_named_by_its_periods_windows_and_estimators() -> None:
+def test_a_look_is_named_by_its_round_periods_windows_and_estimators() -> None:
     layout = GridLayout("e", tuple(PRODUCTS), done=9, final=7, hits=(False,) * 9)
     same = GridLayout("e", tuple(PRODUCTS), done=9, final=7, hits=(False,) * 9)
     assert look_id(layout, ("dm",)) == look_id(same, ("dm",))
@@ -217,6 +217,10 @@ def test_a_look_is_named_by_its_periods_windows_and_estimators() -> None:
     assert look_id(layout, ("dm",)) != look_id(later, ("dm",))
     paused = GridLayout("e", tuple(PRODUCTS), done=9, final=7, hits=(True,) + (False,) * 8)
     assert look_id(layout, ("dm",)) != look_id(paused, ("dm",))
+    # the same periods a round later: the open periods may hold more sales, another look
+    assert look_id(layout, ("dm",), 41) == look_id(same, ("dm",), 41)
+    assert look_id(layout, ("dm",), 41) != look_id(layout, ("dm",), 42)
+    assert look_id(layout, ("dm",), 41) != look_id(layout, ("dm",))
 
 
 def test_an_unbalanced_chunk_is_an_error_not_a_part() -> None:

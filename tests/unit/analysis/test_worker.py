@@ -423,3 +423,65 @@ async def test_a_three_arm_experiment_gets_per_arm_estimates_a_verdict_and_one_l
     assert source.reads == 2
     said = [r.getMessage() for r in caplog.records if "e3" in r.getMessage()]
     assert len(said) == 1 and "no guardrail check" in said[0]
+
+
+class _Group:
+    """The worker's shards in a group of workers (``core.ports.ShardOwnership``), which a test
+    moves: ``lose()`` is a rebalance that gives every shard to another worker."""
+
+    partitions = 2
+
+    def __init__(self) -> None:
+        self._owned: frozenset[int] | None = frozenset({0, 1})
+        self._generation = 1
+
+    def owned(self) -> frozenset[int] | None:
+        return self._owned
+
+    def generation(self) -> int:
+        return self._generation
+
+    def lose(self) -> None:
+        self._owned, self._generation = frozenset(), self._generation + 1
+
+
+class _NoParts:
+    async def put(self, experiment, look, chunk, blob):
+        raise AssertionError("an experiment below the chunked size stores no part")
+
+    async def get(self, experiment, look, chunks):
+        raise AssertionError("an experiment below the chunked size reads no part")
+
+
+async def test_a_worker_that_loses_the_merge_during_a_look_stops_publishing_it(caplog):
+    """Sharding on: the group rebalances after the look's first message went out (the sink
+    moves the shards away as it takes it). The worker publishes nothing more of that look:
+    the worker that merges the experiment now publishes it."""
+    group = _Group()
+
+    class Moving(Sink):
+        async def publish(self, experiment, result, as_of, cs):
+            await super().publish(experiment, result, as_of, cs)
+            group.lose()
+
+    alone, every = _worker(_cells(10.0))
+    await alone.run_once()
+    assert len(every.published) > 3  # what one look publishes, unsharded
+    sink = Moving()
+    w = AnalysisWorker(
+        Source(_cells(10.0)), sink, ManualClock(datetime(2026, 1, 1, tzinfo=UTC)),
+        guardrails=sink, shards=group, partials=_NoParts(),
+    )  # fmt: skip
+    assert w._sharded is not None and w._sharded.merges("e1")
+    with caplog.at_level("INFO", logger="pricelab.analysis"):
+        out = await w.run_once()
+    assert len(sink.published) == 1 and len(out) == 1
+    assert "no longer merges it" in caplog.text
+    # while it stays in charge, it publishes the whole look
+    kept = Sink()
+    w = AnalysisWorker(
+        Source(_cells(10.0)), kept, ManualClock(datetime(2026, 1, 1, tzinfo=UTC)),
+        guardrails=kept, shards=_Group(), partials=_NoParts(),
+    )  # fmt: skip
+    await w.run_once()
+    assert len(kept.published) == len(every.published)
