@@ -13,8 +13,14 @@ rest of the world:
   today, so that the rules which compare a timestamp with Prometheus's ``time()`` see a clock
   ahead of the wall's. It stands still while Redis is paused or restarting (the clock lives
   in Redis) and while the broker restarts (see below);
-- **10 experiments** of five designs, periods of 1, 4, 6 and 24 hours, two of them price
+- **10 experiments** of six designs, periods of 1, 4, 6, 12 and 24 hours, two of them price
   ladders of four arms, each on its own simulated market, created through the commands topic;
+  one is triggered (a 10% undercut sustained for 60 minutes opens a product's window of
+  :data:`TRIGGER_WINDOW` periods);
+- **a competitor-price stream** for the triggered experiment
+  (:class:`benchmarks.soak_world.CompetitorSource`), stamped with the simulated time: a
+  known third of its products see an undercut that meets the rule, a sixth one too short, a
+  sixth one too shallow;
 - **a steady sales stream** at ``--capacity-share`` (0.5) of the ingest capacity measured at
   the start with ``bench_ingest.worker_rate`` (one controller worker, a burst of sales), up to
   ``--max-rate``; each sale is stamped with the simulated time; a share are sent twice, and
@@ -29,16 +35,19 @@ rest of the world:
   and counted.
 
 The embedded broker keeps its data in memory (docs/broker.md): a restart loses every topic.
-So before the broker goes down the soak stops its clock and its stream until every sale sent
-is counted in Redis and every flip is read from the topic; sales made while it is down wait
-in the source and are sent once the topics are back. With Apache Kafka none of that would
+So before the broker goes down the soak stops its clock and its streams until every sale sent
+is counted in Redis, every competitor price is applied to the trigger state and every flip is
+read from the topic; events made while it is down wait in their source and are sent once the
+topics are back. With Apache Kafka none of that would
 be needed; what is measured is pricelab's recovery, not Tansu's storage.
 
 At the end (the pure checks are :mod:`benchmarks.soak_checks`): every sale counted exactly
 once; no ``seq`` went backwards on the assignments topic (read with confluent-kafka, an outside
 client); every boundary passed flipped exactly once; an estimate of every experiment after
-each fault; worker RSS flat (the slope per worker slot); and the alerts that fired against
-the ones the faults' measured durations call for. ``--save`` writes docs/figures/soak.json
+each fault; worker RSS flat (the slope per worker slot); the triggers as the rule says
+(each product whose undercut met it announced once and in its window for its periods, no
+other product ever triggered, Redis's trigger periods the rule's); and the alerts that
+fired against the ones the faults' measured durations call for. ``--save`` writes docs/figures/soak.json
 and ``--render`` puts its figures into docs/operations.md.
 """
 
@@ -71,7 +80,7 @@ from redis.exceptions import RedisError
 
 from benchmarks import soak_checks as checks
 from benchmarks.soak_render import render_into
-from benchmarks.soak_world import SalesSource, TopicReader
+from benchmarks.soak_world import CompetitorSource, SalesSource, TopicReader
 from controller.periods import is_empty, last_period, period_index, period_start
 from controller.settings import Settings
 from controller.spec import ExperimentSpec
@@ -99,10 +108,18 @@ EXPERIMENTS: tuple[tuple[str, int, tuple[float, ...] | None], ...] = (
     ("random-days", 6, None),
     ("time-bound", 4, None),
     ("optimal-switchback", 1, None),
-    ("random-days", 1, None),
+    ("triggered", 12, None),
     ("random-days", 24, (0.9, 0.95, 1.05)),
     ("time-bound", 6, (0.9, 0.95, 1.05)),
 )
+
+#: the triggered experiment's window, in periods (of 12 hours: 2 days, so that the short form
+#: sees windows open and end)
+TRIGGER_WINDOW = 4
+#: the trigger rule's watermark lag, in wall seconds of the soak's clock: competitor events
+#: delayed by a fault (a consumer group's 10 s session timeout after a kill -9, a broker
+#: restart) must not arrive stale. The default 5 minutes is 0.15 s of wall time at 2,016x.
+TRIGGER_LAG_WALL = 60.0
 
 
 @dataclass
@@ -157,7 +174,12 @@ def make_specs(cfg: SoakConfig, start: datetime) -> list[ExperimentSpec]:
             period=timedelta(hours=hours), ladder=ladder,
         )  # fmt: skip
         tag = f"{design}-pt{hours}h" + ("-ladder" if ladder else "")
-        specs.append(spec.model_copy(update={"id": f"soak{i}-{tag}"}))
+        update: dict[str, Any] = {"id": f"soak{i}-{tag}"}
+        if spec.triggered is not None:
+            update["triggered"] = spec.triggered.model_copy(
+                update={"window_periods": TRIGGER_WINDOW}
+            )
+        specs.append(spec.model_copy(update=update))
     return specs
 
 
@@ -173,6 +195,7 @@ def soak_settings(stack: EmbeddedStack, cfg: SoakConfig) -> Settings:
             "clock": "simulated",
             "tick_interval": 0.1,
             "analysis_interval": cfg.analysis_interval,
+            "trigger_watermark_lag": timedelta(seconds=TRIGGER_LAG_WALL * cfg.speed),
             "log_level": "WARNING",
         }
     )
@@ -397,17 +420,24 @@ class Soak:
     async def _broker_restart(self, ctx: dict[str, Any]) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
         source: SalesSource = ctx["source"]
+        prices: CompetitorSource = ctx["prices"]
         reader: TopicReader = ctx["reader"]
         store: Store = ctx["store"]
         self.frozen.set()
-        source.flowing.clear()
-        if source.publisher is not None:
-            await source.publisher.flush()
+        for src in (source, prices):
+            src.flowing.clear()
+            await src.flush()
         t_q = time.monotonic()
         await _until(
             lambda: _all_counted(store, source),
             self.cfg.settle_timeout,
             "sales counted before the broker restart",
+            self.missed,
+        )
+        await _until(
+            lambda: _prices_applied(store, prices),
+            self.cfg.settle_timeout,
+            "competitor prices applied before the broker restart",
             self.missed,
         )
         await _until(
@@ -417,9 +447,10 @@ class Soak:
             self.missed,
         )
         quiesce = time.monotonic() - t_q
-        source.broker_up = False
-        source.flowing.set()
-        await source.close()
+        for src in (source, prices):
+            src.broker_up = False
+            src.flowing.set()
+            await src.close()
         reader.stop()
         broker = self.stack.broker
         assert broker is not None
@@ -428,9 +459,11 @@ class Soak:
         await loop.run_in_executor(None, broker.start)
         opened = _port_open(self.stack.kafka_port)
         await ensure_topics(ctx["settings"])
-        await source.open()
-        source.broker_up = True
-        held = await source.release_held()
+        held = 0
+        for src in (source, prices):
+            await src.open()
+            src.broker_up = True
+            held += await src.release_held()
         reader.start()
         self.frozen.clear()
         return {
@@ -478,6 +511,12 @@ class Soak:
         reader.start()
         source = SalesSource(settings, specs, cfg.seed, cfg.duplicate_share, cfg.junk_per_second)
         await source.open()
+        # undercuts begin in the first half of the run's clock, so that their windows open
+        # (and the short form's end) before it stops
+        tspec = next(s for s in specs if s.triggered is not None)
+        half = timedelta(seconds=cfg.minutes * 60 * cfg.speed / 2)
+        prices = CompetitorSource(settings, tspec, cfg.seed, start + half)
+        await prices.open()
         self.progress = lambda: (
             f"{source.distinct:,} sales sent, {len(reader.assignments):,} assignments and "
             f"{sum(map(len, reader.estimates.values())):,} estimates read"
@@ -487,12 +526,13 @@ class Soak:
         seconds = cfg.minutes * 60
         schedule = checks.fault_schedule(cfg.seed, seconds, cfg.fault_every, cfg.warmup, cfg.kinds)
         ctx = {"rng": random.Random(cfg.seed + 1), "redis": redis, "clock_key": ckey,
-               "source": source, "reader": reader, "store": store, "specs": specs,
-               "settings": settings}  # fmt: skip
+               "source": source, "prices": prices, "reader": reader, "store": store,
+               "specs": specs, "settings": settings}  # fmt: skip
         tasks = [
             asyncio.create_task(self.clock_task(clock, stop)),
             asyncio.create_task(self.monitor_task(stop)),
             asyncio.create_task(source.run(rate, lambda: self.sim, stop)),
+            asyncio.create_task(prices.run(lambda: self.sim, stop)),
         ]
         print(f"soak: {len(specs)} experiments, {rate:.0f} sales/s, {len(schedule)} faults, "
               f"{seconds:.0f}s, clock x{cfg.speed:g} from {start.isoformat()}", flush=True)  # fmt: skip
@@ -502,10 +542,11 @@ class Soak:
                 await self.inject(f.kind, ctx)
             await _sleep_until(self.t0 + seconds, tasks)
             # the end: no more sales or time; everything sent must be counted, every flip read
-            source.flowing.clear()
+            for src in (source, prices):
+                src.flowing.clear()
             self.frozen.set()
-            if source.publisher is not None:
-                await source.publisher.flush()
+            for src in (source, prices):
+                await src.flush()
             t_end = self.elapsed()
             await _until(
                 lambda: _all_counted(store, source),
@@ -517,6 +558,12 @@ class Soak:
                 lambda: _lag_zero(self.slots, settings),
                 cfg.settle_timeout,
                 "no sales lag",
+                self.missed,
+            )
+            await _until(
+                lambda: _prices_applied(store, prices),
+                cfg.settle_timeout,
+                "every competitor price applied",
                 self.missed,
             )
             await _until(
@@ -534,7 +581,7 @@ class Soak:
                 t.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.gather(*tasks)
-            report = await self.report(store, reader, source, specs, settings, t_end,
+            report = await self.report(store, reader, source, prices, specs, t_end,
                                        {"rate": rate, "target": target, "capacity": capacity,
                                         "start": start})  # fmt: skip
         finally:
@@ -543,12 +590,13 @@ class Soak:
                 t.cancel()
             reader.stop()
             await source.close()
+            await prices.close()
             await redis.aclose()
         return report
 
     async def report(
-        self, store: Store, reader: TopicReader, source: SalesSource, specs: list[ExperimentSpec],
-        settings: Settings, t_end: float, rates: dict[str, Any],
+        self, store: Store, reader: TopicReader, source: SalesSource, prices: CompetitorSource,
+        specs: list[ExperimentSpec], t_end: float, rates: dict[str, Any],
     ) -> dict[str, Any]:  # fmt: skip
         cfg = self.cfg
         totals = {s.id: await store.totals(s.id) for s in specs}
@@ -565,21 +613,27 @@ class Soak:
             k_now = min(period_index(s, self.sim), last_period(s))
             periods[s.id] = [k for k in range(k_now + 1) if not is_empty(s, k)]
         by_id = {s.id: s for s in specs}
+        products = {s.id: list(s.products) for s in specs}
+        triggered = [s.id for s in specs if s.triggered is not None]
         count = checks.count_problems(sent, totals)
         seq = checks.seq_regressions(msgs)
-        flips = checks.flip_problems(msgs, {s.id: list(s.products) for s in specs}, periods)
+        flips = checks.flip_problems(msgs, products, periods, triggered)
+        triggers = await self._triggers(store, msgs, prices, periods[prices.spec.id])
         flips += [f"{e}: at period {v['flipped_period']}, the clock is in {periods[e][-1]}"
                   for e, v in state.items() if v["flipped_period"] != periods[e][-1]]  # fmt: skip
         resumed = checks.resumed_after(self.faults, {s.id: received.get(s.id, []) for s in specs})
         slopes = checks.rss_slopes(self.rss)
         rss = checks.rss_problems(slopes)
+        announced = checks.announcements(msgs, products, triggered)
+        first_flip: dict[tuple[str, int], float] = {}
         with reader.lock:
-            flip_times = [
-                (period_start(by_id[e], k).timestamp(), t - self.t0)
-                for (e, k), t in reader.first_seen.items()
-                if k >= 1 and e in by_id
-            ]
+            for (e, k, sq), t in reader.first_seen.items():
+                if k >= 1 and e in by_id and (e, k, sq) not in announced:
+                    first_flip[(e, k)] = min(first_flip.get((e, k), t), t)
             stale = {k: [t - self.t0 for t in v] for k, v in reader.by_estimator.items()}
+        flip_times = [
+            (period_start(by_id[e], k).timestamp(), t - self.t0) for (e, k), t in first_flip.items()
+        ]
         alerts = self._alerts(state, flip_times, stale)
         verified = [f"{f['kind']} at {f['began']:.0f}s not verified: {f['detail']}"
                     for f in self.faults if not f["verified"]]  # fmt: skip
@@ -595,6 +649,7 @@ class Soak:
                 if r["seconds"] is None
             ],  # fmt: skip
             "rss_flat": rss,
+            "triggers_as_the_rule_says": triggers.pop("problems")[:50],
             "alerts_as_expected": alerts["problems"],
         }
         return {
@@ -629,6 +684,7 @@ class Soak:
                 "dead_letters_read": reader.dead_letters,
             },  # fmt: skip
             "assignments_read": len(msgs),
+            "triggers": triggers,
             "estimates_read": {s.id: len(received.get(s.id, [])) for s in specs},
             "faults": self.faults,
             "resumed": resumed,
@@ -646,6 +702,42 @@ class Soak:
             "alerts": alerts,
             "problems": problems,
             "passed": {k: not v for k, v in problems.items()},
+        }
+
+    async def _triggers(
+        self, store: Store, msgs: list[dict[str, Any]], prices: CompetitorSource,
+        periods: list[int],
+    ) -> dict[str, Any]:  # fmt: skip
+        """The triggered experiment's check (:func:`checks.trigger_problems`): the fires the
+        rule calls for on the undercuts sent, against the assignments read and Redis."""
+        spec = prices.spec
+        rule = spec.triggered
+        assert rule is not None
+        sent = {u.product: (u.depth_pct, u.since, u.last) for u in prices.undercuts.values()
+                if u.since is not None and u.last is not None}  # fmt: skip
+        fire_at = checks.rule_fires(sent, rule.undercut_pct, rule.sustained_minutes)
+        fires = {p: period_index(spec, t) + 1 for p, t in fire_at.items()}
+        # a fire whose window opens after the clock stopped: its announcement may or may
+        # not be out, and no window is in force yet
+        unjudged = sorted(p for p, k in fires.items() if not periods or k > periods[-1])
+        _, state = await store.trigger_state(spec.id)
+        recorded = {p: int(f["period"]) for p, f in (state or {}).get("fired", {}).items()}
+        problems = checks.trigger_problems(
+            msgs, spec.id, list(spec.products), fires, periods, rule.window_periods,
+            recorded=recorded, unjudged=unjudged,
+        )  # fmt: skip
+        kinds = defaultdict(list)
+        for u in prices.undercuts.values():
+            kinds[u.kind if u.since is not None else f"{u.kind} (not begun)"].append(u.product)
+        return {
+            "experiment": spec.id,
+            "competitor_events": len(prices.sent),
+            "undercuts": {k: len(v) for k, v in sorted(kinds.items())},
+            "fires_due": len(fires) - len(unjudged),
+            "unjudged": unjudged,
+            "recorded": len(recorded),
+            "stale": (state or {}).get("stale", 0),
+            "problems": problems,
         }
 
     def _alerts(
@@ -785,6 +877,25 @@ async def _all_counted(store: Store, source: SalesSource) -> bool:
         if sum(v for k, v in totals.items() if k.startswith("events:")) < events:
             return False
     return not source.held
+
+
+async def _prices_applied(store: Store, prices: CompetitorSource) -> bool:
+    """Every competitor price sent is in the trigger state: each product it named has fired,
+    or its state's last event is the last one sent for it."""
+    if prices.held:
+        return False
+    if not prices.last_stamp:
+        return True
+    _, state = await store.trigger_state(prices.spec.id)
+    if state is None:
+        return False
+    for product, stamp in prices.last_stamp.items():
+        if product in state["fired"]:
+            continue
+        last = (state["products"].get(product) or {}).get("last_at")
+        if last is None or datetime.fromisoformat(last) < stamp:
+            return False
+    return True
 
 
 async def _flips_read(store: Store, reader: TopicReader, specs: list[ExperimentSpec]) -> bool:

@@ -5,7 +5,10 @@ what it saw, so each check is tested on its own (tests/unit/project/test_soak_ch
 What each check takes:
 
 - messages read from the assignments topic, in the order one partition delivered them (a
-  product's messages share its partition): ``{"experiment", "product", "period", "seq"}``;
+  product's messages share its partition): ``{"experiment", "product", "period", "seq"}``,
+  and ``probability`` (the design's P(not control)) for the triggered experiment's checks;
+- the undercuts the competitor-price source sent for the triggered experiment (first and last
+  stamp, depth) and the trigger periods Redis recorded;
 - what the soak sent and what Redis counted, per experiment (events and units);
 - RSS samples ``(slot, pid, seconds, bytes)`` of every worker process;
 - the faults with the wall times at which they began and were repaired, and the estimates
@@ -20,8 +23,9 @@ import bisect
 import math
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -87,17 +91,46 @@ def seq_regressions(messages: Iterable[Mapping[str, Any]]) -> list[dict[str, Any
     return out
 
 
+def announcements(
+    messages: Iterable[Mapping[str, Any]],
+    products: Mapping[str, Sequence[str]],
+    triggered: Collection[str],
+) -> set[tuple[str, int, int]]:
+    """The (experiment, period, seq) under which a trigger fire announced windows: in a
+    triggered experiment a fire publishes its products' first window period under a seq of
+    its own, ahead of that period's flip (the assignment contract), naming only the products
+    it fired, each with the randomised window's design probability (above 0). A seq of a
+    period that names every product is that period's flip. (A matched control's announcement
+    has probability 0: it would count as a flip; the soak's rule has no matched controls.)"""
+    named: dict[tuple[str, int, int], set[str]] = defaultdict(set)
+    positive: dict[tuple[str, int, int], bool] = {}
+    for m in messages:
+        exp = str(m["experiment"])
+        if exp not in triggered:
+            continue
+        key = (exp, int(m["period"]), int(m["seq"]))
+        named[key].add(str(m["product"]))
+        positive[key] = positive.get(key, True) and float(m.get("probability") or 0.0) > 0
+    return {k for k, ps in named.items() if positive[k] and not set(products[k[0]]) <= ps}
+
+
 def flip_problems(
     messages: Iterable[Mapping[str, Any]],
     products: Mapping[str, Sequence[str]],
     periods: Mapping[str, Sequence[int]],
+    triggered: Collection[str] = (),
 ) -> list[str]:
     """Each boundary (experiment, period) in ``periods`` must have been flipped exactly once:
     its messages carry one ``seq`` (a redone flip repeats it) and name every product of the
-    experiment. A sentence per boundary that was not."""
+    experiment. In the ``triggered`` experiments, a fire's announcement (:func:`announcements`)
+    is no flip. A sentence per boundary that was not."""
+    messages = list(messages)
+    announced = announcements(messages, products, triggered) if triggered else set()
     seqs: dict[tuple[str, int], set[int]] = defaultdict(set)
     seen: dict[tuple[str, int], set[str]] = defaultdict(set)
     for m in messages:
+        if announced and (str(m["experiment"]), int(m["period"]), int(m["seq"])) in announced:
+            continue
         key = (str(m["experiment"]), int(m["period"]))
         seqs[key].add(int(m["seq"]))
         seen[key].add(str(m["product"]))
@@ -130,6 +163,101 @@ def count_problems(
         got_u = sum(v for k, v in t.items() if k.startswith("units:"))
         if (got_e, got_u) != (events, units):
             out.append(f"{exp}: sent {events} sales ({units} units), counted {got_e} ({got_u})")
+    return out
+
+
+# ---------------------------------------------------------------------------- triggers
+def rule_fires(
+    undercuts: Mapping[str, tuple[float, datetime, datetime]],
+    undercut_pct: float,
+    sustained_minutes: float,
+) -> dict[str, datetime]:
+    """The products whose undercut, as sent, meets a trigger rule, and the instant it fires.
+    ``undercuts``: per product, its depth (percent below our reference price), the stamp of
+    its first event and of the last event sent while it held (the one that ended it
+    included: an event at or after the fire instant reports the fire before it changes
+    anything). It meets the rule when at least ``undercut_pct`` deep and that last event is
+    at least ``sustained_minutes`` after the first; it fires at first + sustained."""
+    sustain = timedelta(minutes=sustained_minutes)
+    return {
+        p: since + sustain
+        for p, (depth, since, last) in undercuts.items()
+        if depth >= undercut_pct and last - since >= sustain
+    }
+
+
+def trigger_problems(
+    messages: Iterable[Mapping[str, Any]],
+    experiment: str,
+    products: Sequence[str],
+    fires: Mapping[str, int],
+    periods: Sequence[int],
+    window_periods: int,
+    recorded: Mapping[str, int] | None = None,
+    unjudged: Collection[str] = (),
+) -> list[str]:
+    """One triggered experiment's triggers as a pricing system reading the assignments topic
+    sees them. ``messages``: the topic's (with ``probability``; other experiments' are
+    passed over); ``fires``: product ->
+    the period the rule opens its window in (:func:`rule_fires`, the next period), for the
+    products whose undercut met the rule; ``periods``: the boundaries the clock passed.
+
+    A product in ``fires`` must have been announced once: one seq (a copy repeats it), for
+    its trigger period; and the message in force (the highest seq) must be its randomised
+    window's (probability above 0) in exactly the passed periods of its window, trigger
+    period through ``window_periods`` on, and pending or ended (0) in every other. Any other
+    product must never have been triggered: no announcement and no message with a
+    probability above 0. ``recorded``: the trigger periods the controller saved in Redis,
+    which must be the rule's. ``unjudged``: products left out (a fire whose window opens
+    after the clock stopped)."""
+    msgs = [m for m in messages if str(m["experiment"]) == experiment]
+    everyone = list(products)
+    announced = announcements(msgs, {experiment: everyone}, {experiment})
+    ann: dict[str, set[tuple[int, int]]] = defaultdict(set)
+    in_force: dict[tuple[str, int], tuple[int, float]] = {}
+    positive: dict[str, set[int]] = defaultdict(set)
+    for m in msgs:
+        p, k, seq = str(m["product"]), int(m["period"]), int(m["seq"])
+        prob = float(m.get("probability") or 0.0)
+        if (experiment, k, seq) in announced:
+            ann[p].add((k, seq))
+        if prob > 0:
+            positive[p].add(k)
+        if (p, k) not in in_force or seq > in_force[(p, k)][0]:
+            in_force[(p, k)] = (seq, prob)
+    passed = set(periods)
+    out = []
+    for p in everyone:
+        if p in unjudged:
+            continue
+        window = sorted(k for k in passed if in_force.get((p, k), (0, 0.0))[1] > 0)
+        name = f"{experiment} {p}"
+        if p in fires:
+            k0 = fires[p]
+            seqs = sorted({seq for _, seq in ann[p]})
+            ks = sorted({k for k, _ in ann[p]})
+            if not seqs:
+                out.append(f"{name}: its undercut met the rule (window from period {k0}), "
+                           "and no trigger was announced")  # fmt: skip
+            elif len(seqs) > 1 or ks != [k0]:
+                out.append(f"{name}: triggered {len(seqs)} times (periods {ks}, seq {seqs}); "
+                           f"the rule calls for once, period {k0}")  # fmt: skip
+            want = sorted(k for k in passed if k0 <= k < k0 + window_periods)
+            if window != want:
+                out.append(f"{name}: its window in force in periods {window}, "
+                           f"the rule calls for {want}")  # fmt: skip
+        elif ann[p] or positive[p]:
+            out.append(f"{name}: triggered (window periods {sorted(positive[p])}, "
+                       f"{len(ann[p])} announcements), its undercut did not meet the rule")  # fmt: skip
+    if recorded is not None:
+        want_rec = {p: k for p, k in fires.items() if p not in unjudged}
+        got = {p: k for p, k in recorded.items() if p not in unjudged}
+        if got != want_rec:
+            extra = sorted(set(got) - set(want_rec))
+            missing = sorted(set(want_rec) - set(got))
+            moved = sorted(p for p in set(got) & set(want_rec) if got[p] != want_rec[p])
+            out.append(f"Redis recorded triggers {len(got)}, the rule {len(want_rec)}: "
+                       f"not due {extra}, missing {missing}, other period {moved}")  # fmt: skip
     return out
 
 

@@ -32,6 +32,7 @@ def render(report: dict[str, Any]) -> str:
            + (f", capped at {c['max_rate']:,.0f}/s" if r["run_per_s"] < r["target_per_s"] else "")
            + ")" if r["capacity_per_s"] else "")
         + f", {r['duplicates']:,} sent twice, {r['junk']:,} junk ({r['dead_letters_read']:,} dead letters read).",
+        *_triggers(report),
         f"- {len(report['faults'])} faults: "
         + "; ".join(f"{f['kind']} at {f['began']:.0f} s ({'verified' if f['verified'] else 'NOT verified'})"
                     for f in report["faults"]) + ".",
@@ -47,6 +48,7 @@ def render(report: dict[str, Any]) -> str:
         "every_boundary_flipped_once": "every boundary flipped exactly once",
         "estimates_resumed": "after each fault, an estimate of every experiment estimated before it",
         "rss_flat": "worker RSS flat",
+        "triggers_as_the_rule_says": "every undercut that met the trigger rule opened its product's window once; no other did",
         "alerts_as_expected": "the alerts that fired are the ones called for",
     }
     for key, label in names.items():
@@ -80,6 +82,20 @@ def render(report: dict[str, Any]) -> str:
         END,
     ]  # fmt: skip
     return "\n".join(lines)
+
+
+def _triggers(report: dict[str, Any]) -> list[str]:
+    """The triggered experiment's line (a report saved before it ran has none)."""
+    t = report.get("triggers")
+    if not t:
+        return []
+    kinds = ", ".join(f"{n} {k}" for k, n in t["undercuts"].items())
+    return [
+        f"- Triggers ({t['experiment']}): {t['competitor_events']:,} competitor prices sent; "
+        f"undercuts {kinds}; {t['fires_due']} fires due with their window begun "
+        f"({len(t['unjudged'])} more after the clock stopped), {t['recorded']} recorded in "
+        f"Redis, {t['stale']} events stale."
+    ]
 
 
 def render_into(doc: Path, report: dict[str, Any]) -> None:

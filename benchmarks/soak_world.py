@@ -1,46 +1,34 @@
 """The soak's outside world (benchmarks/soak.py): the sales source that feeds the sales topic,
-and the outside client that reads the assignments and estimates topics."""
+the competitor-price source that feeds the triggered experiment's rule, and the outside client
+that reads the assignments and estimates topics."""
 
 from __future__ import annotations
 
 import asyncio
+import heapq
 import json
 import random
 import threading
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from controller.periods import period_index, period_start
 from controller.settings import Settings
 from controller.spec import ExperimentSpec
 from streams.worker.kafka import JsonPublisher
 
 
-# ---------------------------------------------------------------------------- the stream
-class SalesSource:
-    """The sales stream: distinct sales at ``rate`` per second, each stamped with the clock's
-    time, a share sent twice and junk beside them. It remembers what it sent per experiment
-    (distinct events and units), which is what Redis must count."""
+class _HoldingPublisher:
+    """A producer of one topic that holds what it makes while the broker is down (the soak
+    restarts the embedded broker, whose topics are lost) and sends it once they are back."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        specs: list[ExperimentSpec],
-        seed: int,
-        duplicate_share: float,
-        junk_per_second: float,
-    ) -> None:
+    def __init__(self, settings: Settings, topic: str) -> None:
         self.settings = settings
-        self.seed = seed
-        self.duplicate_share = duplicate_share
-        self.junk_per_second = junk_per_second
-        self.rng = random.Random(seed)
-        self.products = [(s.id, p) for s in specs for p in s.products]
-        self.sent: dict[str, list[int]] = {s.id: [0, 0] for s in specs}
-        self.recent: deque[tuple[bytes, str]] = deque(maxlen=5000)
-        self.duplicates = self.junk = self.distinct = 0
+        self.topic = topic
         self.held: list[tuple[bytes, str | None]] = []  # made while the broker is down
         self.flowing = asyncio.Event()
         self.flowing.set()
@@ -55,6 +43,48 @@ class SalesSource:
         if self.publisher is not None:
             await self.publisher.stop()
             self.publisher = None
+
+    async def flush(self) -> None:
+        if self.publisher is not None and self.broker_up:
+            await self.publisher.flush()
+
+    async def _send(self, payload: bytes, key: str | None) -> None:
+        if not self.broker_up or self.publisher is None:
+            self.held.append((payload, key))
+            return
+        await self.publisher.send(self.topic, payload, key)
+
+    async def release_held(self) -> int:
+        held, self.held = self.held, []
+        for payload, key in held:
+            await self._send(payload, key)
+        await self.flush()
+        return len(held)
+
+
+# ---------------------------------------------------------------------------- the stream
+class SalesSource(_HoldingPublisher):
+    """The sales stream: distinct sales at ``rate`` per second, each stamped with the clock's
+    time, a share sent twice and junk beside them. It remembers what it sent per experiment
+    (distinct events and units), which is what Redis must count."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        specs: list[ExperimentSpec],
+        seed: int,
+        duplicate_share: float,
+        junk_per_second: float,
+    ) -> None:
+        super().__init__(settings, settings.topics.sales)
+        self.seed = seed
+        self.duplicate_share = duplicate_share
+        self.junk_per_second = junk_per_second
+        self.rng = random.Random(seed)
+        self.products = [(s.id, p) for s in specs for p in s.products]
+        self.sent: dict[str, list[int]] = {s.id: [0, 0] for s in specs}
+        self.recent: deque[tuple[bytes, str]] = deque(maxlen=5000)
+        self.duplicates = self.junk = self.distinct = 0
 
     def _sale(self, now: datetime) -> tuple[bytes, str]:
         exp, product = self.rng.choice(self.products)
@@ -84,12 +114,6 @@ class SalesSource:
              "revenue": 10.0, "unit_price": "NaN", "occurred_at": now.isoformat()}
         ).encode()  # fmt: skip
 
-    async def _send(self, payload: bytes, key: str | None) -> None:
-        if not self.broker_up or self.publisher is None:
-            self.held.append((payload, key))
-            return
-        await self.publisher.send(self.settings.topics.sales, payload, key)
-
     async def run(self, rate: float, now: Callable[[], datetime], stop: asyncio.Event) -> None:
         made = 0.0
         junk_due = 0.0
@@ -116,16 +140,136 @@ class SalesSource:
             while junk_due >= 1:
                 junk_due -= 1
                 await self._send(self._junk(at), None)
-            if self.publisher is not None and self.broker_up:
-                await self.publisher.flush()
+            await self.flush()
 
-    async def release_held(self) -> int:
-        held, self.held = self.held, []
-        for payload, key in held:
-            await self._send(payload, key)
-        if self.publisher is not None:
-            await self.publisher.flush()
-        return len(held)
+
+# ---------------------------------------------------------------------------- competitors
+#: a competitor priced a little above our reference price all along, and one that undercuts
+STEADY, CUTTER = "acme", "bolt"
+#: the undercuts the competitor source makes: (depth, percent below our reference price;
+#: minutes it lasts). Against the soak's rule (10% for 60 minutes) the first fires, the
+#: second is too short and the third too shallow; the margins are wide enough that the
+#: clock's steps (a few simulated minutes) cannot move one across the rule.
+UNDERCUTS = {"meets": (15.0, 180.0), "short": (15.0, 20.0), "shallow": (5.0, 180.0)}
+
+
+@dataclass
+class Undercut:
+    """One product's undercut by :data:`CUTTER`, as planned and as sent."""
+
+    product: str
+    kind: str  # a key of UNDERCUTS
+    depth_pct: float
+    begin: datetime  # planned
+    minutes: float  # planned
+    since: datetime | None = None  # stamp of its first event (the undercut began)
+    last: datetime | None = None  # stamp of the last event sent while it held (its end's too)
+    ended: bool = False
+
+
+class CompetitorSource(_HoldingPublisher):
+    """Competitor prices for the triggered experiment's products, each event stamped with the
+    clock's time when it is sent: :data:`STEADY` states a price 4% above our reference price
+    for every product at the start and every ``steady_every``; :data:`CUTTER` undercuts a
+    known set of products (:data:`UNDERCUTS`: a third meet the rule, a sixth too short, a
+    sixth too shallow; the rest see no undercut), restating its price every ``restate`` while
+    an undercut lasts and going back above ours at its end. Undercuts begin 1 to 3 hours
+    into a period drawn between the experiment's second period and ``until``, so that one
+    which fires does so well before the boundary that opens its window.
+
+    It remembers what it sent: every event, each product's last stamp, and each undercut's
+    first and last stamps (:attr:`undercuts`), from which the rule's fires follow."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        spec: ExperimentSpec,
+        seed: int,
+        until: datetime,
+        restate: timedelta = timedelta(minutes=15),
+        steady_every: timedelta = timedelta(hours=6),
+    ) -> None:
+        super().__init__(settings, settings.topics.competitor_prices)
+        rule = spec.triggered
+        if rule is None:
+            raise ValueError(f"experiment {spec.id!r} has no trigger rule")
+        self.spec = spec
+        self.references = {p: rule.reference_prices[p] for p in spec.products}
+        rng = random.Random(seed)
+        products = sorted(self.references)
+        rng.shuffle(products)
+        n = len(products)
+        kinds = ["meets"] * (n // 3) + ["short"] * (n // 6) + ["shallow"] * (n // 6)
+        last_k = max(1, period_index(spec, until))
+        self.undercuts: dict[str, Undercut] = {}
+        for product, kind in zip(products, kinds, strict=False):
+            depth, minutes = UNDERCUTS[kind]
+            k = rng.randint(1, last_k)
+            begin = period_start(spec, k) + timedelta(minutes=rng.uniform(60, 180))
+            self.undercuts[product] = Undercut(product, kind, depth, begin, minutes)
+        # (instant, order, product, competitor, price, what): what is "start", "hold", "end"
+        # of an undercut or "" for the steady competitor; order keeps a product's steps in
+        # the order planned when they fall due together
+        self._steps: list[tuple[datetime, int, str, str, float, str]] = []
+        self.restate = restate
+        self.steady_every = steady_every
+        self._next_steady = spec.start
+        for u in self.undercuts.values():
+            cut = round(self.references[u.product] * (1 - u.depth_pct / 100), 4)
+            end = u.begin + timedelta(minutes=u.minutes)
+            self._plan(u.begin, u.product, cut, "start")
+            t = u.begin + restate
+            while t < end:
+                self._plan(t, u.product, cut, "hold")
+                t += restate
+            self._plan(end, u.product, round(self.references[u.product] * 1.06, 4), "end")
+        self.sent: list[tuple[str, str, float, datetime]] = []
+        self.last_stamp: dict[str, datetime] = {}
+
+    def _plan(self, at: datetime, product: str, price: float, what: str) -> None:
+        heapq.heappush(self._steps, (at, len(self._steps), product, CUTTER, price, what))
+
+    def due(self, at: datetime) -> list[tuple[bytes, str]]:
+        """The events due by ``at`` (the clock's time), stamped ``at``, in the order planned."""
+        out: list[tuple[bytes, str]] = []
+        while self._next_steady <= at:
+            for product in sorted(self.references):
+                out.append(
+                    self._event(product, STEADY, round(self.references[product] * 1.04, 4), "", at)
+                )
+            self._next_steady += self.steady_every
+        while self._steps and self._steps[0][0] <= at:
+            _, _, product, competitor, price, what = heapq.heappop(self._steps)
+            out.append(self._event(product, competitor, price, what, at))
+        return out
+
+    def _event(
+        self, product: str, competitor: str, price: float, what: str, at: datetime
+    ) -> tuple[bytes, str]:
+        u = self.undercuts.get(product)
+        if u is not None and what == "start":
+            u.since = at
+        if u is not None and u.since is not None and not u.ended:
+            u.last = at  # an event while it holds (its end's included: it reports a fire due)
+        if what == "end" and u is not None:
+            u.ended = True
+        self.sent.append((product, competitor, price, at))
+        self.last_stamp[product] = at
+        body = {"v": 1, "product": product, "competitor": competitor, "price": price,
+                "observed_at": at.astimezone(UTC).isoformat()}  # fmt: skip
+        return json.dumps(body).encode(), product
+
+    async def run(self, now: Callable[[], datetime], stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await self.flowing.wait()
+            await asyncio.sleep(0.05)
+            if not self.flowing.is_set():
+                continue
+            events = self.due(now())
+            for payload, key in events:
+                await self._send(payload, key)
+            if events:
+                await self.flush()
 
 
 # ---------------------------------------------------------------------------- the reader
@@ -140,8 +284,9 @@ class TopicReader:
         self.estimates: dict[str, list[float]] = defaultdict(list)
         #: per experiment and estimator (as pricelab_estimate_age_seconds is labelled)
         self.by_estimator: dict[str, list[float]] = defaultdict(list)
-        #: when each (experiment, period)'s first assignment was read
-        self.first_seen: dict[tuple[str, int], float] = {}
+        #: when each (experiment, period, seq)'s first assignment was read (a trigger fire
+        #: announces a period under a seq of its own, ahead of the period's flip)
+        self.first_seen: dict[tuple[str, int, int], float] = {}
         self.dead_letters = 0
         self.lock = threading.Lock()
         self._stop = threading.Event()
@@ -192,9 +337,13 @@ class TopicReader:
                     doc = json.loads(value)
                     if msg.topic() == t.assignments and "seq" in doc:
                         self.assignments.append(
-                            {k: doc[k] for k in ("experiment", "product", "period", "seq")}
+                            {
+                                k: doc[k]
+                                for k in ("experiment", "product", "period", "seq", "probability")
+                            }
                         )
-                        self.first_seen.setdefault((doc["experiment"], int(doc["period"])), now)
+                        key3 = (doc["experiment"], int(doc["period"]), int(doc["seq"]))
+                        self.first_seen.setdefault(key3, now)
                     elif msg.topic() == t.estimates and "experiment" in doc:
                         self.estimates[doc["experiment"]].append(now)
                         key = f"{doc['experiment']}|{doc.get('estimator')}"
@@ -203,9 +352,12 @@ class TopicReader:
             consumer.close()
 
     def flipped(self) -> dict[str, dict[int, int]]:
-        """experiment -> period -> how many of its messages were read."""
-        out: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+        """experiment -> period -> how many distinct products its messages named."""
+        named: dict[tuple[str, int], set[str]] = defaultdict(set)
         with self.lock:
             for m in self.assignments:
-                out[m["experiment"]][int(m["period"])] += 1
+                named[(m["experiment"], int(m["period"]))].add(m["product"])
+        out: dict[str, dict[int, int]] = defaultdict(dict)
+        for (exp, k), products in named.items():
+            out[exp][k] = len(products)
         return out

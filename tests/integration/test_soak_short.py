@@ -2,8 +2,10 @@
 minutes with one fault of each kind, and every one of the soak's checks.
 
 3 controller and 2 analysis workers, a real Prometheus with deploy/prometheus/alerts.yml, 10
-experiments of mixed designs and periods (two price ladders), a steady sales stream with
-duplicates and junk, and in this order: kill -9 of a controller, a Redis restart from its
+experiments of mixed designs and periods (two price ladders, one triggered), a steady sales
+stream with duplicates and junk, a competitor-price stream whose undercuts meet the trigger
+rule for a known set of products (and fall short of it, too short or too shallow, for
+others), and in this order: kill -9 of a controller, a Redis restart from its
 AOF, kill -9 of an analysis worker, a broker restart and Redis paused with SIGSTOP. The soak
 waits on conditions with deadlines; the only timed things are the faults' own schedule and
 the pause's length, which are the faults themselves. Every check of the soak must pass but
@@ -62,9 +64,22 @@ async def test_soak_short_form(tmp_path):
     assert sum(e["boundaries"] for e in report["experiments"]) > 100
     assert len(report["experiments"]) == 10
     assert sum(e["arms"] > 2 for e in report["experiments"]) == 2
+    assert [e["design"] for e in report["experiments"]].count("triggered") == 1
     assert report["simulated"]["days"] > 3
     # every fault was followed by estimates of the experiments estimated before it
     assert all(r["experiments"] > 0 and r["seconds"] is not None for r in report["resumed"])
+    # the triggered experiment: every kind of undercut was sent, and the windows the rule
+    # opens were judged (trigger_problems, asserted with the other checks below): at least
+    # 4 of its 6 "meets" products fired with their window begun before the clock stopped
+    t = report["triggers"]
+    assert t["competitor_events"] > 100
+    assert {k: t["undercuts"].get(k) for k in ("meets", "short", "shallow")} == {
+        "meets": 6,
+        "short": 3,
+        "shallow": 3,
+    }
+    assert t["fires_due"] >= 4 and t["recorded"] >= t["fires_due"]
+    assert "triggers_as_the_rule_says" in report["problems"]
     # Prometheus evaluated every rule of alerts.yml over the five workers
     alerts = report["alerts"]
     assert alerts["rules_loaded"] == 11 and alerts["rules_unhealthy"] == []

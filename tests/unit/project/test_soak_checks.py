@@ -4,6 +4,7 @@ check passes what it must and names what it must not."""
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -220,3 +221,97 @@ def test_the_soak_section_of_operations_md_is_the_render_of_the_saved_run():
     saved = json.loads((ROOT / "docs" / "figures" / "soak.json").read_text())
     section = BEGIN + doc.split(BEGIN, 1)[1].split(END, 1)[0] + END
     assert section == render(saved), "regenerate: python -m benchmarks.soak --render"
+
+
+# ---------------------------------------------------------------------------- triggers
+def _msg(k: int, p: str, seq: int, prob: float = 0.0, exp: str = "t") -> dict[str, object]:
+    return {"experiment": exp, "product": p, "period": k, "seq": seq, "probability": prob}
+
+
+def _triggered_topic() -> list[dict[str, object]]:
+    """Products a, b, c; a fires during period 1 (window periods 2-3), announced under seq 3
+    ahead of period 2's flip (seq 4); b and c never fire."""
+    out = []
+    for k, seq in ((0, 1), (1, 2)):
+        out += [_msg(k, p, seq) for p in "abc"]
+    out.append(_msg(2, "a", 3, 0.5))  # the fire's announcement
+    for k, seq in ((2, 4), (3, 5), (4, 6)):
+        out += [_msg(k, "a", seq, 0.5 if k < 4 else 0.0), _msg(k, "b", seq), _msg(k, "c", seq)]
+    return out
+
+
+def test_announcements_are_no_flips_in_a_triggered_experiment():
+    msgs = _triggered_topic()
+    products = {"t": ["a", "b", "c"]}
+    assert c.announcements(msgs, products, ["t"]) == {("t", 2, 3)}
+    assert c.flip_problems(msgs, products, {"t": [0, 1, 2, 3, 4]}, triggered=["t"]) == []
+    # not declared triggered: the announcement is a second seq of period 2
+    assert c.flip_problems(msgs, products, {"t": [0, 1, 2, 3, 4]}) == [
+        "t period 2: flipped 2 times (seq [3, 4])"
+    ]
+    # a flip done twice is still one, triggered or not
+    twice = [*msgs, *(_msg(3, p, 7, 0.5 if p == "a" else 0.0) for p in "abc")]
+    assert c.flip_problems(twice, products, {"t": [0, 1, 2, 3, 4]}, triggered=["t"]) == [
+        "t period 3: flipped 2 times (seq [5, 7])"
+    ]
+    # a partial flip (a pending product at probability 0) is no announcement
+    partial = [*msgs, _msg(4, "b", 8)]
+    assert c.flip_problems(partial, products, {"t": [0, 1, 2, 3, 4]}, triggered=["t"]) == [
+        "t period 4: flipped 2 times (seq [6, 8])"
+    ]
+
+
+def test_rule_fires_needs_the_depth_and_an_event_past_the_duration():
+    t0 = datetime(2026, 12, 7, 3, tzinfo=UTC)
+    h = timedelta(hours=1)
+    sent = {
+        "meets": (15.0, t0, t0 + 3 * h),
+        "exactly": (10.0, t0, t0 + h),  # 10% for 60 minutes: the rule's own bounds
+        "short": (15.0, t0, t0 + timedelta(minutes=20)),
+        "shallow": (5.0, t0, t0 + 3 * h),
+    }
+    assert c.rule_fires(sent, 10.0, 60.0) == {"meets": t0 + h, "exactly": t0 + h}
+
+
+def test_trigger_problems_pass_the_rule_and_name_each_way_to_break_it():
+    msgs = _triggered_topic()
+    args = ("t", ["a", "b", "c"])
+    kw = {"periods": [0, 1, 2, 3, 4], "window_periods": 2}
+    assert c.trigger_problems(msgs, *args, {"a": 2}, recorded={"a": 2}, **kw) == []
+    # other experiments' messages are passed over
+    other = [*msgs, _msg(2, "b", 9, 0.5, exp="u")]
+    assert c.trigger_problems(other, *args, {"a": 2}, **kw) == []
+    # a product whose undercut met the rule and never triggered
+    assert c.trigger_problems(msgs, *args, {"a": 2, "b": 3}, **kw) == [
+        "t b: its undercut met the rule (window from period 3), and no trigger was announced",
+        "t b: its window in force in periods [], the rule calls for [3, 4]",
+    ]
+    # triggered twice: a second announcement (another seq) of the same product
+    again = [*msgs, _msg(3, "a", 9, 0.5)]
+    assert c.trigger_problems(again, *args, {"a": 2}, **kw) == [
+        "t a: triggered 2 times (periods [2, 3], seq [3, 9]); the rule calls for once, period 2"
+    ]
+    # a copy of the announcement (a publish redone) is the same trigger
+    assert c.trigger_problems([*msgs, _msg(2, "a", 3, 0.5)], *args, {"a": 2}, **kw) == []
+    # a product that triggered though its undercut did not meet the rule
+    wrong = [*msgs, _msg(3, "c", 10, 0.5)]
+    assert c.trigger_problems(wrong, *args, {"a": 2}, **kw) == [
+        "t c: triggered (window periods [3], 1 announcements), its undercut did not meet the rule"
+    ]
+    # the window in force too short: period 3's flip left a pending
+    short = [m for m in msgs if not (m["period"] == 3 and m["product"] == "a")]
+    short.append(_msg(3, "a", 5, 0.0))
+    assert c.trigger_problems(short, *args, {"a": 2}, **kw) == [
+        "t a: its window in force in periods [2], the rule calls for [2, 3]"
+    ]
+    # announced for another period than the rule's
+    assert c.trigger_problems(msgs, *args, {"a": 1}, **kw) == [
+        "t a: triggered 1 times (periods [2], seq [3]); the rule calls for once, period 1",
+        "t a: its window in force in periods [2, 3], the rule calls for [1, 2]",
+    ]
+    # Redis recorded what the rule does not call for
+    assert c.trigger_problems(msgs, *args, {"a": 2}, recorded={"a": 2, "b": 4}, **kw) == [
+        "Redis recorded triggers 2, the rule 1: not due ['b'], missing [], other period []"
+    ]
+    # an unjudged product is left out
+    assert c.trigger_problems(msgs, *args, {"a": 2, "b": 5}, unjudged=["b"], **kw) == []
