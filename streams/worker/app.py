@@ -225,7 +225,8 @@ def build_app(
         @app.task
         async def analysis_rounds() -> None:
             async for tick in aligned_ticks(settings.analysis_interval):
-                step = functools.partial(rt.analysis.run_once, tick)
+                # rt.analysis exists once the runtime has started (inside the step)
+                step = functools.partial(_run_round, rt, tick)
                 await _timer_step(rt, settings, "analysis", "analysis", step)
 
     elif "analysis" in roles:
@@ -263,6 +264,10 @@ async def _timer_step(
     async with RedisOutageTolerated(what, rt.metrics, role=role, user=user):
         if await rt.clock_ready():
             await step()
+
+
+async def _run_round(rt: Runtime, tick: int) -> None:
+    await rt.analysis.run_once(tick)
 
 
 def _raw(event: faust.EventT) -> RawEvent:

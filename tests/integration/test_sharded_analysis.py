@@ -8,12 +8,17 @@ and a part read at an earlier round of looks is never merged into a later one.""
 from __future__ import annotations
 
 import asyncio
+import json
+import math
 import os
+import re
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -178,6 +183,115 @@ async def test_a_part_read_at_an_earlier_round_is_not_merged(
     finally:
         await a.stop()
         await b.stop()
+
+
+def _owned_in_log(log: Path) -> frozenset[int] | None:
+    """The shards a worker process last said it owns (its log's "analysis shards owned")."""
+    found = re.findall(r"analysis shards owned: \[([\d, ]*)\] of \d+", log.read_text("utf-8"))
+    return frozenset(int(x) for x in found[-1].split(",") if x.strip()) if found else None
+
+
+def _estimates_by_round(settings: Settings, exp: str, interval: float, rounds: int) -> list[Any]:
+    """The experiment's estimates on the topic, read by librdkafka from the beginning, each as
+    (round, its JSON), until ``rounds`` rounds are seen (a round: the message's timestamp over
+    the interval, floored)."""
+    from confluent_kafka import Consumer
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka.bootstrap_servers,
+            "group.id": f"{settings.app_id}-rounds",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe([settings.topics.estimates])
+    got: list[Any] = []
+    deadline = time.monotonic() + 150
+    try:
+        while time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is None or msg.error() is not None:
+                continue
+            doc = json.loads(msg.value())
+            if doc.get("experiment") != exp or doc.get("kind") is not None:
+                continue
+            got.append((math.floor(msg.timestamp()[1] / 1000 / interval), doc))
+            if len({r for r, _ in got}) > rounds:  # the last round read in full
+                return got
+    finally:
+        consumer.close()
+    raise AssertionError(f"fewer than {rounds} rounds of estimates of {exp}: {len(got)} messages")
+
+
+async def test_two_worker_processes_publish_each_series_once_a_round(stack: Any) -> None:
+    """Two analysis workers as an operator runs them (``pricelab worker``, the analysis role,
+    ``PRICELAB_ANALYSIS__SHARDS=4``) share one experiment read in chunks. A pricing analyst's
+    own client (librdkafka) reads each series of the look at most once a round (round n: the
+    wall clock's n-th interval), every one with the figures one worker computes alone; the
+    other worker's parts are in Redis: it computed its chunks."""
+    from redis.asyncio import Redis
+
+    from controller.store.clock import SharedSimulatedClock
+    from controller.store.keys import clock as clock_key
+    from streams.live.launcher import WorkerProcess
+    from streams.worker.kafka import ensure_topics
+
+    interval = 4.0
+    settings = make_settings(
+        stack,
+        analysis=AnalysisSettings(
+            shards=4, chunked_above=0, chunk_products=5, sample_products=ALL, shard_wait_s=3.0
+        ),
+        analysis_interval=interval,
+    )
+    await ensure_topics(settings)
+    redis = Redis.from_url(settings.redis.url.get_secret_value(), decode_responses=True)
+    store = Store(redis, settings.key_prefix)
+    as_of = START + timedelta(hours=7, minutes=5)
+    await SharedSimulatedClock(redis, clock_key(settings.key_prefix)).set(as_of)
+    workers = [WorkerProcess(settings, ("analysis",)) for _ in range(2)]
+    try:
+        for w in workers:
+            w.start()
+
+        def split() -> bool:
+            owned = [_owned_in_log(w.log) for w in workers]
+            if any(not o for o in owned):
+                return False
+            together = sorted(s for o in owned for s in o or ())
+            return together == [0, 1, 2, 3]
+
+        # the experiment appears once the group has split the shards over both
+        await wait_until(split, 120, "the two worker processes to split the shards")
+        spec = _spec("rounds")
+        await store.create_experiment(spec, START)
+        for k in range(7):
+            await _period(store, spec, k)
+        await _period(store, spec, 7, sold=False)
+        one, one_sink = _worker(store, ManualClock(as_of), CHUNKS)
+        await one.run_once()
+        loop = asyncio.get_running_loop()
+        got = await loop.run_in_executor(None, _estimates_by_round, settings, spec.id, interval, 2)
+        for w in workers:
+            w.check_alive()  # both took part throughout: no rebalance moved the merge
+        parts = [k async for k in redis.scan_iter(f"{store.exp(spec.id)}:part:*")]
+    finally:
+        for w in workers:
+            w.stop()
+        await redis.aclose()
+    series: dict[tuple[Any, ...], list[int]] = {}
+    for rnd, doc in got:
+        key = (doc["estimator"], doc["metric"], doc.get("segment"), doc.get("arm"))
+        series.setdefault(key, []).append(rnd)
+        want = one_sink.messages[key]
+        for field in ("effect", "se", "ci_low", "ci_high"):
+            _same(doc[field], want[field], f"{key} {field}")
+    assert series.keys() == one_sink.messages.keys()
+    for key, rounds in series.items():
+        assert len(rounds) == len(set(rounds)), f"{key} published twice in a round: {rounds}"
+    assert len({r for r, _ in got}) >= 2
+    assert parts, "the worker that does not merge stored no part: it computed nothing"
 
 
 _CHILD = """
