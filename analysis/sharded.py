@@ -15,8 +15,9 @@ bytes, never pickle). One worker merges: the owner of the experiment's merging s
 share of the chunks). The workers start each round of looks together
 (``streams.worker.shards.aligned_ticks``), so it waits for parts computed beside its own, of
 the same round only: a part read a round earlier, whose open periods lack the sales since, is
-never merged. It waits up to a deadline that counts from the round's last progress; at the
-deadline, or when the group rebalanced meanwhile, it computes the chunks still missing itself,
+never merged. It waits up to ``wait`` seconds of waiting a round, counted only while it waits
+and renewed by each part that comes in (:class:`WaitBudget`); when that runs out, or when the
+group rebalanced meanwhile, it computes the chunks still missing itself,
 so a dead worker never holds up an experiment's estimates. Then it merges every chunk's
 partials in chunk order with the same pairwise tree as one worker does
 (:func:`analysis.chunked.merge_in_order`) and publishes: only the merging worker publishes, and
@@ -93,6 +94,37 @@ def look_id(layout: Any, signature: tuple[object, ...], tick: int | None = None)
 
 
 @dataclass
+class WaitBudget:
+    """How long the merging worker may still wait for the other workers' parts in one round of
+    looks: ``wait`` seconds of waiting, counted only while it waits (not while it computes or
+    publishes), and ``wait`` again whenever a part comes in. A worker that died costs a round
+    ``wait`` once, not once per experiment; a live one that stores its parts experiment after
+    experiment never runs the budget out. A look outside any round (``tick`` None) has a
+    budget of its own."""
+
+    wait: float
+    _round: int | None = field(default=None, init=False, repr=False)
+    _left: float = field(default=0.0, init=False, repr=False)
+
+    def start(self, tick: int | None) -> None:
+        """A look of round ``tick`` begins: a new round (or no round) has the whole ``wait``;
+        a later look of the same round keeps what is left."""
+        if tick is None or tick != self._round:
+            self._round, self._left = tick, self.wait
+
+    def left(self) -> float:
+        return self._left
+
+    def waited(self, seconds: float) -> None:
+        """``seconds`` were spent waiting with no part coming in."""
+        self._left = max(0.0, self._left - seconds)
+
+    def progress(self) -> None:
+        """A part came in: the whole ``wait`` again."""
+        self._left = self.wait
+
+
+@dataclass
 class ShardedLooks:
     """The looks at the experiments read in chunks, spread over the workers of a group."""
 
@@ -104,33 +136,17 @@ class ShardedLooks:
     wait: float = 60.0
     #: seconds between its reads of the parts still missing
     every: float = 0.05
-    #: the round of looks under way and when a part of it last came in (:meth:`_deadline_of`)
-    _round: tuple[int, float] | None = field(default=None, init=False, repr=False)
+    #: how long the merging worker may still wait in the round under way (:class:`WaitBudget`)
+    _budget: WaitBudget = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._budget = WaitBudget(self.wait)
 
     def merges(self, experiment: str) -> bool:
         """Whether this worker merges and publishes ``experiment`` now (for an experiment not
         read in chunks: whether it analyses it)."""
         owned = self.ownership.owned()
         return owned is not None and merging_shard(experiment, self.ownership.partitions) in owned
-
-    def _deadline_of(self, tick: int | None) -> float:
-        """When the merging worker stops waiting for the others' parts: ``wait`` seconds
-        after the round's last progress (its first wait, or the last part that came in), the
-        same for every experiment of round ``tick``: a worker that died holds up a round by
-        ``wait`` once, not ``wait`` per experiment, while a live one that stores its parts one
-        experiment after another keeps the wait going. For a look outside any round,
-        ``wait`` from now."""
-        now = time.monotonic()
-        if tick is None:
-            return now + self.wait
-        if self._round is None or self._round[0] != tick:
-            self._round = (tick, now)
-        return self._round[1] + self.wait
-
-    def _progress(self, tick: int | None) -> None:
-        """A part of round ``tick`` came in: the round's wait starts again."""
-        if tick is not None:
-            self._round = (tick, time.monotonic())
 
     async def look(
         self,
@@ -194,8 +210,10 @@ class ShardedLooks:
             return dtype[0]
 
         missing = [c for c in range(n_chunks) if c not in parts]
-        deadline = self._deadline_of(tick) if missing else 0.0
+        budget = self._budget
+        budget.start(tick)
         while missing:
+            t0 = time.monotonic()
             for c, blob in zip(
                 missing, await self.store.get(experiment, look, missing), strict=True
             ):
@@ -205,18 +223,19 @@ class ShardedLooks:
                     parts[c] = decode_part(blob, product)
                 except BadPartial as exc:
                     log.warning("experiment %s: chunk %d's stored part: %s", experiment, c, exc)
-            if any(c in parts for c in missing):
-                self._progress(tick)
-                deadline = self._deadline_of(tick) if tick is not None else deadline
+            came = any(c in parts for c in missing)
+            if came:
+                budget.progress()
             missing = [c for c in missing if c not in parts]
             if not missing:
                 break
-            if time.monotonic() >= deadline or self.ownership.generation() != generation:
+            rebalanced = self.ownership.generation() != generation
+            if budget.left() <= 0 or rebalanced:
                 log.info(
                     "experiment %s: computing %d chunk(s) no other worker stored (%s)",
                     experiment,
                     len(missing),
-                    "the group rebalanced" if time.monotonic() < deadline else "deadline",
+                    "the group rebalanced" if rebalanced else "waited the round's wait out",
                 )
                 try:
                     async for c, part in self._compute(
@@ -232,6 +251,8 @@ class ShardedLooks:
                     )
                 break
             await asyncio.sleep(self.every)
+            if not came:
+                budget.waited(time.monotonic() - t0)
         if not await source.unchanged(layout):
             # the others' parts were read since this worker's own check: as of the same layout
             raise AnalysisError("its open periods were compacted by another worker while read")

@@ -129,7 +129,12 @@ class WorkerObserver(Protocol):
 
 class _Superseded(Exception):
     """This worker lost the merge of an experiment's look to another worker of its group
-    during the look (:meth:`AnalysisWorker._still_merging`)."""
+    during the look (:meth:`AnalysisWorker._still_merging`); ``told``: the verdicts and demand
+    curves it had published of that look."""
+
+    def __init__(self, experiment: str, told: int = 0) -> None:
+        super().__init__(experiment)
+        self.told = told
 
 
 class _NullObserver:
@@ -310,10 +315,11 @@ class AnalysisWorker:
         for info in infos:
             try:
                 verdicts += await self._look_at(info, as_of, tick, published)
-            except _Superseded:
+            except _Superseded as lost:
+                verdicts += lost.told
                 log.info(
                     "experiment %s: this worker no longer merges it (the group rebalanced "
-                    "during its look): the worker that does publishes the look",
+                    "during its look): the worker that does publishes its next round's look",
                     info.id,
                 )
         # the messages of the cycle, verdicts included (a driver waits for all of them)
@@ -375,7 +381,7 @@ class AnalysisWorker:
                     metric = decision_metric(info.params)
                     if result.method == first and result.metric == metric:
                         decision[str(result.arm)] = (result, cs)
-                self._still_merging(info)
+                self._still_merging(info, verdicts)
                 await self.sink.publish(info.id, result, as_of, cs)
                 self.observer.published(info.id, series, as_of)
                 published.append((info.id, result))
@@ -385,13 +391,13 @@ class AnalysisWorker:
                     info, decision, baseline, int(df["period"].nunique())
                 )
                 if named is not None:
-                    self._still_merging(info)
+                    self._still_merging(info, verdicts)
                     await self.verdicts.publish_verdict(info.id, named.to_dict(), as_of)
                     self.observer.published(info.id, "verdict", as_of)
                     verdicts += 1
             curve = self._demand(info, df) if self.demand is not None else None
             if curve is not None and self.demand is not None:
-                self._still_merging(info)
+                self._still_merging(info, verdicts)
                 await self.demand.publish_demand(info.id, curve.to_dict(), as_of)
                 self.observer.published(info.id, "demand", as_of)
                 verdicts += 1
@@ -412,14 +418,14 @@ class AnalysisWorker:
         metrics = metrics_of(df.columns) if population is None else population.metrics
         for metric in metrics:
             for result, cs in await self._estimates(info, metric, panels, population):
-                self._still_merging(info)
+                self._still_merging(info, verdicts)
                 await self.sink.publish(info.id, result, as_of, cs)
                 self.observer.published(info.id, _series(result.method, metric), as_of)
                 published.append((info.id, result))
                 if result.method == first:
                     primaries[metric] = (result, cs)
             for result, cs in await self._segments(info, df, metric):
-                self._still_merging(info)
+                self._still_merging(info, verdicts)
                 await self.sink.publish(info.id, result, as_of, cs)
                 # its own series: a segment must not keep the whole experiment's age fresh
                 series = _series(f"{result.method}@{result.segment}", metric)
@@ -427,7 +433,7 @@ class AnalysisWorker:
                 published.append((info.id, result))
         elasticity = self._elasticity(info, panels) if panels is not None else None
         if elasticity is not None:
-            self._still_merging(info)
+            self._still_merging(info, verdicts)
             await self.sink.publish(info.id, elasticity, as_of, None)
             self.observer.published(info.id, _series(elasticity.method, "elasticity"), as_of)
             published.append((info.id, elasticity))
@@ -439,7 +445,7 @@ class AnalysisWorker:
         for spill in spills:
             if isinstance(spill, EstimateResult) and not math.isfinite(spill.effect):
                 continue
-            self._still_merging(info)
+            self._still_merging(info, verdicts)
             await self.sink.publish(info.id, spill, as_of, None)
             self.observer.published(info.id, spill.method, as_of)
             published.append((info.id, spill))
@@ -454,7 +460,7 @@ class AnalysisWorker:
         baseline = _control_baseline(df) if population is None else population.baseline
         verdict = await self._verdict(info, primaries, [r for r, _ in readings], baseline)
         if verdict is not None:
-            self._still_merging(info)
+            self._still_merging(info, verdicts)
             await self.verdicts.publish_verdict(info.id, verdict.to_dict(), as_of)
             self.observer.published(info.id, "verdict", as_of)
             verdicts += 1
@@ -713,14 +719,16 @@ class AnalysisWorker:
             and isinstance(self.source, ChunkedPanelSource)
         )
 
-    def _still_merging(self, info: ExperimentInfo) -> None:
+    def _still_merging(self, info: ExperimentInfo, told: int = 0) -> None:
         """Raises :class:`_Superseded` when the experiment's looks are spread over a group and
         this worker no longer merges it: checked before each message, so a worker that lost
-        the merge during a long look stops publishing it (its successor publishes the look).
-        A message already handed to the producer when the group moved is not called back:
-        the successor's look of the same experiment follows it on the topic."""
+        the merge during a long look stops publishing it (its successor publishes the next
+        round's look: in this round it has usually looked already, as a worker that does not
+        merge). Any rebalance counts, also one that gives the same shards back. A message
+        already handed to the producer when the group moved is not called back: the
+        successor's look of the same experiment follows it on the topic."""
         if self._sharded is not None and not self._sharded.merges(info.id):
-            raise _Superseded(info.id)
+            raise _Superseded(info.id, told)
 
     async def _population(
         self, info: ExperimentInfo, as_of: datetime, tick: int | None = None
@@ -1028,8 +1036,8 @@ class AnalysisWorker:
                 "cs_relative_pct": [100.0 * reading.relative_cs_low, 100.0 * upper],
                 "n_periods": res.n_periods,
             }
-            log.warning("experiment %s: guardrail on %s tripped: %s", info.id, metric, detail)
             self._still_merging(info)
+            log.warning("experiment %s: guardrail on %s tripped: %s", info.id, metric, detail)
             await self.guardrails.trip(info.id, metric, detail)
             self.observer.guardrail_tripped(info.id, metric)
             return

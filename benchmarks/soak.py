@@ -194,6 +194,11 @@ def soak_settings(stack: EmbeddedStack, cfg: SoakConfig) -> Settings:
             "app_id": "soak",
             "clock": "simulated",
             "tick_interval": 0.1,
+            # the flip's lease in wall seconds, scaled to the clock: the default 30 s is 17
+            # clock hours here, so a controller killed while it held a turn kept an hourly
+            # experiment from flipping for 15 boundaries (the 2026-11-26 run); 1 s is 34 clock
+            # minutes, less than the shortest period
+            "flip_lease": timedelta(seconds=1),
             "analysis_interval": cfg.analysis_interval,
             "trigger_watermark_lag": timedelta(seconds=TRIGGER_LAG_WALL * cfg.speed),
             "log_level": "WARNING",

@@ -264,6 +264,9 @@ class Metrics:
                 self.next_flip_due.remove(experiment)
             return
         self.next_flip_due.labels(experiment).set(at.timestamp())
+        # the missed flips' series at 0 from the experiment's first tick on: a later catch-up
+        # is then an increase that PricelabMissedFlips's increase() sees
+        self.missed_flips.labels(experiment)
 
     # WorkerObserver
     def estimated(self, experiment: str, estimator: str, seconds: float, ok: bool) -> None:

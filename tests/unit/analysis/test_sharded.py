@@ -22,7 +22,7 @@ from analysis.chunked import (
 from analysis.errors import NotEstimable, PanelError
 from analysis.estimators.sums import MeansPartial, PartsMismatch, SumPartial
 from analysis.shard_codec import BadPartial, ChunkPart, decode_part, encode_part
-from analysis.sharded import chunks_of, look_id, merging_shard
+from analysis.sharded import WaitBudget, chunks_of, look_id, merging_shard
 from core.ports import CellGrid, EstimatorPlan, GridLayout
 
 N, T = 23, 9
@@ -254,3 +254,30 @@ def test_a_header_of_the_right_magic_but_another_layout_is_refused(head: object)
     that would stop the worker's cycle for every experiment."""
     with pytest.raises(BadPartial):
         decode_part(_with_header(head), lambda: DTYPE)
+
+
+def test_the_wait_for_parts_counts_only_waiting_and_is_renewed_by_each_part() -> None:
+    budget = WaitBudget(60.0)
+    budget.start(7)
+    budget.waited(5.0)
+    budget.progress()  # a part came in after 5 s of waiting
+    assert budget.left() == 60.0
+    # the merging worker computes and publishes for 80 s: none of it is waiting
+    budget.start(7)  # the round's next experiment
+    assert budget.left() == 60.0
+    # a worker that died: its first missing part uses the round's wait up ...
+    budget.waited(45.0)
+    budget.waited(20.0)
+    assert budget.left() == 0.0
+    # ... and the round's later experiments do not wait for it again
+    budget.start(7)
+    assert budget.left() == 0.0
+    # the next round waits afresh; a look outside rounds has a budget of its own each time
+    budget.start(8)
+    assert budget.left() == 60.0
+    budget.waited(60.0)
+    budget.start(None)
+    assert budget.left() == 60.0
+    budget.waited(60.0)
+    budget.start(None)
+    assert budget.left() == 60.0
