@@ -61,6 +61,7 @@ import math
 import os
 import platform
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -220,6 +221,11 @@ class Soak:
     def __init__(self, cfg: SoakConfig) -> None:
         self.cfg = cfg
         self.cfg.out.mkdir(parents=True, exist_ok=True)
+        # a run's own Redis and Prometheus: the last run's append-only file would be loaded
+        # (its experiments already flipped past this run's clock: no flip, nothing read) and
+        # its time series scraped again
+        for old in ("stack", "prometheus"):
+            shutil.rmtree(cfg.out / old, ignore_errors=True)
         self.stack = EmbeddedStack(redis_aof=True, workdir=cfg.out / "stack")
         self.slots: list[Slot] = []
         self.prometheus: subprocess.Popen[bytes] | None = None
