@@ -113,6 +113,24 @@ async def read_topic(
         await consumer.stop()
 
 
+def outside_reader(settings: Settings, topic: str, group: str) -> Any:
+    """A librdkafka consumer (confluent-kafka, as a pricing system's own software) of
+    ``topic`` from its beginning, in the fresh consumer group ``group``, committing nothing.
+    The caller closes it."""
+    from confluent_kafka import Consumer
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka.bootstrap_servers,
+            "group.id": group,
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe([topic])
+    return consumer
+
+
 async def wait_until(
     pred: Callable[[], Any],
     timeout: float = 30.0,

@@ -39,7 +39,7 @@ from controller.store.keys import clock as clock_key
 from streams.client.commands import send_command_async
 from streams.live.launcher import WorkerProcess
 from streams.worker.kafka import JsonPublisher
-from tests.integration.conftest import command_ok, pricelab, wait_until
+from tests.integration.conftest import command_ok, outside_reader, pricelab, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -230,17 +230,8 @@ def _arm_estimates(settings: Settings, exp: str, want: int, timeout: float) -> l
     """The messages of ``exp`` on the estimates topic (estimates and the demand curve), read
     from the beginning by a librdkafka consumer (a fresh group), until one look has ``want``
     of them."""
-    from confluent_kafka import Consumer
-
-    consumer = Consumer(
-        {
-            "bootstrap.servers": settings.kafka.bootstrap_servers,
-            "group.id": f"{settings.app_id}-estimates-{exp}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
-    )
-    consumer.subscribe([settings.topics.estimates])
+    group = f"{settings.app_id}-estimates-{exp}"
+    consumer = outside_reader(settings, settings.topics.estimates, group)
     looks: dict[str, list[dict]] = {}
     deadline = time.monotonic() + timeout
     try:

@@ -31,7 +31,7 @@ from controller.panel_source import RedisPanelSource, RedisPartialStore
 from controller.settings import AnalysisSettings, Settings
 from controller.store import Store
 from streams.worker.shards import KafkaShardMembership
-from tests.integration.conftest import ROOT, cli_env, make_settings, wait_until
+from tests.integration.conftest import ROOT, cli_env, make_settings, outside_reader, wait_until
 from tests.integration.test_chunked_analysis import (
     ALL,
     HOUR,
@@ -195,17 +195,7 @@ def _estimates_by_round(settings: Settings, exp: str, interval: float, rounds: i
     """The experiment's estimates on the topic, read by librdkafka from the beginning, each as
     (round, its JSON), until ``rounds`` rounds are seen (a round: the message's timestamp over
     the interval, floored)."""
-    from confluent_kafka import Consumer
-
-    consumer = Consumer(
-        {
-            "bootstrap.servers": settings.kafka.bootstrap_servers,
-            "group.id": f"{settings.app_id}-rounds",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
-    )
-    consumer.subscribe([settings.topics.estimates])
+    consumer = outside_reader(settings, settings.topics.estimates, f"{settings.app_id}-rounds")
     got: list[Any] = []
     deadline = time.monotonic() + 150
     try:
