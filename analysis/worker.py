@@ -126,6 +126,12 @@ class WorkerObserver(Protocol):
         ``published`` estimates went out."""
         ...
 
+    def reporting(self, experiments: frozenset[str]) -> None:
+        """The experiments whose estimates this worker publishes as of this cycle (every one
+        it looked at; with sharding on, the ones it merges): what it told of any other is no
+        longer its to report (another worker of the group publishes it, or it is gone)."""
+        ...
+
 
 class _Superseded(Exception):
     """This worker lost the merge of an experiment's look to another worker of its group
@@ -148,6 +154,9 @@ class _NullObserver:
         return None
 
     def cycle_done(self, as_of: datetime, seconds: float, published: int) -> None:
+        return None
+
+    def reporting(self, experiments: frozenset[str]) -> None:
         return None
 
 
@@ -260,6 +269,8 @@ class AnalysisWorker:
     _looks: ChunkedLooks = field(init=False, repr=False)
     _sharded: ShardedLooks | None = field(init=False, repr=False, default=None)
     _arms_told: set[str] = field(default_factory=set, repr=False)
+    #: why an experiment's arms were last not estimable, said once until it changes
+    _arms_not_yet: dict[str, str] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self._looks = ChunkedLooks(self.chunking, self.seed)
@@ -322,6 +333,10 @@ class AnalysisWorker:
                     "during its look): the worker that does publishes its next round's look",
                     info.id,
                 )
+        sharded = self._sharded
+        self.observer.reporting(
+            frozenset(i.id for i in infos if sharded is None or sharded.merges(i.id))
+        )
         # the messages of the cycle, verdicts included (a driver waits for all of them)
         self.observer.cycle_done(as_of, time.perf_counter() - t_cycle, len(published) + verdicts)
         return published
@@ -635,8 +650,13 @@ class AnalysisWorker:
             frames = {name: pair_frame(df, arms, name, "blackout")[0] for name in arms.others}
             pairs = {name: metric_panels(_pair_cells(f, arms)) for name, f in frames.items()}
         except (AnalysisError, ValueError, KeyError) as exc:
-            log.warning("experiment %s: arms not estimable yet: %s", info.id, exc)
+            # said once, not at every look (a time-bound ladder has only its control arm
+            # for its first half)
+            if self._arms_not_yet.get(info.id) != str(exc):
+                self._arms_not_yet[info.id] = str(exc)
+                log.warning("experiment %s: arms not estimable yet: %s", info.id, exc)
             return []
+        self._arms_not_yet.pop(info.id, None)
         units = pairs[arms.others[0]]["units"]
         out: list[EstimateResult | NotIdentified] = []
         for metric in metrics_of(df.columns):

@@ -264,6 +264,9 @@ class _Timer:
     def cycle_done(self, as_of: datetime, seconds: float, published: int) -> None:
         return None
 
+    def reporting(self, experiments: frozenset[str]) -> None:
+        return None
+
     def of(self, estimator: str) -> tuple[float, int]:
         """The CPU seconds of ``estimator``'s fits (every metric, all arms at once), and how
         many metrics it was fitted on."""

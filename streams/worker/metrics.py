@@ -16,7 +16,8 @@ The catalogue (also in README.md):
     pricelab_commands_total{kind,outcome}                 operator commands handled
     pricelab_estimator_runtime_seconds{estimator}         time to fit one estimator
     pricelab_estimates_published_total{estimator}         estimates published
-    pricelab_estimate_age_seconds{experiment,estimator}   clock time since the last estimate
+    pricelab_estimate_age_seconds{experiment,estimator}   clock time since the last estimate, of
+                                                          the experiments this worker publishes
     pricelab_guardrail_trips_total{experiment,metric}     guardrails that stopped an experiment
     pricelab_consumer_lag{topic}                          events on the broker not yet processed
                                                           and committed by this worker (gauge)
@@ -72,7 +73,7 @@ class _EstimateAge(Collector):
                 now = self._now()
             except RuntimeError:  # simulated clock not set yet
                 now = max(self.last.values())
-            for (exp, est), t in self.last.items():
+            for (exp, est), t in list(self.last.items()):  # the loop's thread adds to it
                 g.add_metric([exp, est], max(0.0, (now - t).total_seconds()))
         yield g
 
@@ -278,6 +279,12 @@ class Metrics:
 
     def guardrail_tripped(self, experiment: str, metric: str) -> None:
         self.guardrail_trips.labels(experiment, metric).inc()
+
+    def reporting(self, experiments: frozenset[str]) -> None:
+        # an experiment now merged by another worker of the group: this worker's last
+        # estimate of it would age, and PricelabEstimateStale fire, while the other publishes
+        age = self._age
+        age.last = {k: t for k, t in age.last.items() if k[0] in experiments}
 
     def cycle_done(self, as_of: datetime, seconds: float, published: int) -> None:
         self.analysis_cycles.inc()

@@ -328,6 +328,8 @@ async def test_segments_named_by_the_spec_get_their_own_estimates_and_adjusted_p
 
         def cycle_done(self, *a: object) -> None: ...
 
+        def reporting(self, *a: object) -> None: ...
+
     w.observer = Observer()
     await w.run_once()
     # the metrics see each segment as its own series: "dm" stays the whole experiment's
@@ -485,3 +487,70 @@ async def test_a_worker_that_loses_the_merge_during_a_look_stops_publishing_it(c
     )  # fmt: skip
     await w.run_once()
     assert len(kept.published) == len(every.published)
+
+
+async def test_the_worker_reports_only_the_experiments_it_publishes():
+    """With sharding on, an experiment another worker of the group merges is not this
+    worker's to report: the worker says so after its cycle, and its metrics drop the estimate
+    age they kept of it (else that age grows and PricelabEstimateStale fires while the other
+    worker publishes). Unsharded, every experiment it looked at is its own."""
+
+    class Told:
+        def __init__(self) -> None:
+            self.said: list[frozenset[str]] = []
+
+        def estimated(self, *a: object) -> None: ...
+
+        def published(self, *a: object) -> None: ...
+
+        def guardrail_tripped(self, *a: object) -> None: ...
+
+        def cycle_done(self, *a: object) -> None: ...
+
+        def reporting(self, experiments: frozenset[str]) -> None:
+            self.said.append(experiments)
+
+    alone, _ = _worker(_cells(10.0))
+    alone.observer = told = Told()
+    await alone.run_once()
+    assert told.said == [frozenset({"e1"})]
+    group = _Group()
+    w = AnalysisWorker(
+        Source(_cells(10.0)), Sink(), ManualClock(datetime(2026, 1, 1, tzinfo=UTC)),
+        shards=group, partials=_NoParts(),
+    )  # fmt: skip
+    w.observer = told = Told()
+    await w.run_once()
+    group.lose()  # the group gives its shards, the merge of e1 with them, to another worker
+    await w.run_once()
+    assert told.said == [frozenset({"e1"}), frozenset()]
+
+
+async def test_arms_not_estimable_yet_are_said_once_until_the_reason_changes(caplog):
+    """A time-bound ladder has only its control arm for its first half: the worker says why
+    its arms are not estimable once, not at every look, and again once they are and stop
+    being."""
+    import logging
+
+    df = _cells(-30.0, seed=1)
+    df["arm"] = "c"  # every cell in the control arm: nothing to compare
+    source = Source(df)
+    source.info = ExperimentInfo("e3", "time-bound", "running", source.info.params, arms=3)
+    w = AnalysisWorker(source, Sink(), ManualClock(datetime(2026, 1, 1, tzinfo=UTC)))
+
+    def said() -> int:
+        return sum("arms not estimable yet" in r.getMessage() for r in caplog.records)
+
+    with caplog.at_level(logging.WARNING, logger="pricelab"):
+        for _ in range(3):
+            await w.run_once()
+        assert said() == 1
+        rng = np.random.default_rng(3)
+        both = _cells(-30.0, seed=1)
+        both["arm"] = np.where(both["treated"] == 1, rng.choice(["t1", "t2"], size=len(both)), "c")
+        source.df = both
+        assert await w.run_once()  # the arms are estimable now: nothing said
+        assert said() == 1
+        source.df = df
+        await w.run_once()
+        assert said() == 2
