@@ -4,7 +4,8 @@ shard topic assigned to it by Kafka's consumer-group coordination (issue #42,
 
 The analysis workers of a deployment join one consumer group (``<app_id>-analysis-shards``)
 on one topic (``<app_id>.analysis-shards``, ``PRICELAB_ANALYSIS__SHARDS`` partitions, created
-when missing). No message is ever written to it: the group's assignment of its partitions is
+when missing, and again by the members when a broker that keeps topics in memory restarts
+without it). No message is ever written to it: the group's assignment of its partitions is
 the only thing used. A worker that joins, leaves or dies (its session times out: 10 s) makes
 the group rebalance and the broker's assignor hands its shards to the others; a worker beyond
 the partitions' count owns none and waits as a standby.
@@ -75,6 +76,7 @@ class KafkaShardMembership:
         self._generation = 0
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
+        self._topic_gone = False
 
     @property
     def partitions(self) -> int:
@@ -127,6 +129,8 @@ class KafkaShardMembership:
                     session_timeout_ms=10_000,
                     rebalance_timeout_ms=10_000,
                     heartbeat_interval_ms=1_000,
+                    # a recreated topic is seen within seconds, not the default 5 minutes
+                    metadata_max_age_ms=5_000,
                 )
                 await consumer.start()
             except (KafkaError, OSError, TimeoutError) as exc:
@@ -138,8 +142,13 @@ class KafkaShardMembership:
             consumer.subscribe([self.topic], listener=_Listener(self))
         while True:  # polls keep the member alive and let rebalances complete
             try:
+                if self._topic_gone:
+                    # a broker that keeps topics in memory restarted: nobody else creates it
+                    await self._ensure_topic()
+                    self._topic_gone = False
+                    log.warning("the analysis shards' topic was gone; created it again")
                 await self._consumer.getmany(timeout_ms=1_000)
-            except KafkaError as exc:
+            except (KafkaError, OSError, TimeoutError) as exc:
                 log.warning("analysis shards' group: %s", exc)
                 await asyncio.sleep(1.0)
 
@@ -148,6 +157,8 @@ class KafkaShardMembership:
         known = consumer.partitions_for_topic(self.topic) if consumer is not None else None
         if known:
             self._partitions = len(known)
+        else:
+            self._topic_gone = True
         self._owned = frozenset(tp.partition for tp in assigned if tp.topic == self.topic)
         self._generation += 1
         log.info("analysis shards owned: %s of %d", sorted(self._owned), self._partitions)

@@ -407,3 +407,43 @@ async def test_the_worker_runtime_joins_the_shard_group_when_sharding_is_on(
         assert off.shards is None and off.analysis._sharded is None
     finally:
         await off.stop()
+
+
+async def test_the_shards_are_split_again_after_a_broker_restart() -> None:
+    """The embedded broker keeps its topics in memory (docs/broker.md): a restarted broker has
+    no shard topic and no group. The members notice, recreate the topic with its partitions
+    and split the shards again, with nobody creating pricelab's topics for them."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from streams.live.embedded import EmbeddedStack
+    from streams.worker.shards import shard_topic
+
+    async def topics(settings: Settings) -> set[str]:
+        admin = AIOKafkaAdminClient(**settings.kafka.client_kwargs())
+        await admin.start()
+        try:
+            return set(await admin.list_topics())
+        finally:
+            await admin.close()
+
+    with EmbeddedStack() as stack:
+        settings = make_settings(stack, analysis=AnalysisSettings(shards=4))
+        a, b = KafkaShardMembership(settings), KafkaShardMembership(settings)
+        a.start(), b.start()
+        try:
+            await wait_until(lambda: _split(a, b), 60, "the group to split the shards over both")
+            assert shard_topic(settings) in await topics(settings)
+            pid = stack.broker.proc.pid
+            before = (a.generation(), b.generation())
+            await asyncio.get_running_loop().run_in_executor(None, stack.restart_broker)
+            assert stack.broker.proc.pid != pid  # the fault happened: a new broker process
+            await wait_until(
+                lambda: a.generation() > before[0] and b.generation() > before[1] and _split(a, b),
+                120,
+                "the shards to be split over both members again after the restart",
+            )
+            assert a.partitions == b.partitions == 4
+            assert shard_topic(settings) in await topics(settings)
+        finally:
+            await a.stop()
+            await b.stop()
