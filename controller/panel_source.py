@@ -15,6 +15,9 @@ adds ``arm``, each cell's arm by name (a two-arm shorthand spec's panel has no s
 The experiment info carries the design's own estimators (``Design.estimators``), whether its
 periods share draws, and a sampler of the design (``design_sampler``), so the worker estimates
 what the design was validated with and never decides by design name.
+
+The long cell table is built in :mod:`controller.panel_cells`; a read in chunks of products
+(:meth:`RedisPanelSource.grids`) in :mod:`controller.panel_chunks`.
 """
 
 from __future__ import annotations
@@ -24,7 +27,6 @@ import logging
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -32,14 +34,13 @@ import pandas as pd
 from controller.clock import Clock
 from controller.designs import DesignContext, design_of, design_sampler
 from controller.errors import StoreError
+from controller.panel_cells import _frame, _hits, _Known
+from controller.panel_chunks import _ChunkRecords, _grid, _Read
 from controller.periods import n_periods, period_bounds, period_index
 from controller.spec import ExperimentSpec
-from controller.store import ExperimentState, Store, decode_record, to_ms
-from controller.store.chunks import ProductNames, RecordsSpan
+from controller.store import ExperimentState, Store
 from controller.store.columns import (
-    NO_RECORD,
     ColumnsError,
-    Header,
     PeriodColumns,
     PeriodRecords,
     from_live,
@@ -83,145 +84,6 @@ def experiment_info(
         arms=spec.n_arms,
         n_products=len(spec.all_products()),
     )
-
-
-_BUFFERS = {
-    "product": np.int32,  # code into the sorted products
-    "period": np.int64,
-    "units": np.float64,
-    "revenue": np.float64,
-    "orders": np.float64,
-    "head_units": np.float64,
-    "treated": np.int64,
-    "arm": np.int8,  # the arm's index in the spec's arm list (a column only for arms: specs)
-    "probability": np.float64,
-    "whole": np.bool_,  # the record blacks out the whole period (its analysis window)
-    "reason": np.int32,  # code into _Known.reasons
-}
-
-
-@dataclass(frozen=True)
-class _RecordFields:
-    """A period's distinct records decoded, one entry per template: the arm's index in the
-    spec, treated (any arm but control), the design probability, whether the record blacks
-    out the whole period (its analysis window), and the blackout reason's code."""
-
-    arm: np.ndarray
-    treated: np.ndarray
-    probability: np.ndarray
-    whole: np.ndarray
-    reason: np.ndarray
-
-
-@dataclass
-class _Known:
-    """What a panel source has read of one experiment: its products, and (for the whole
-    panel) the rows of its compacted periods, kept at the front of column buffers sized for
-    the whole experiment, allocated at the first write; open periods are written after them
-    on every call. A source that reads the experiment in chunks allocates none."""
-
-    spec: ExperimentSpec
-    products: pd.Index  # sorted: the order of every period's columns
-    classes: pd.Categorical | None  # each product's class, when the spec groups products
-    costs: np.ndarray | None  # each product's unit cost, when the spec gives every product one
-    buf: dict[str, np.ndarray] = field(default_factory=dict)
-    reasons: dict[str, int] = field(default_factory=dict)
-    kept: int = 0  # compacted periods in the buffers
-    kept_rows: int = 0
-    #: records of periods not yet kept, with the stable records_version they were read at
-    records: dict[int, tuple[tuple[int, int], PeriodRecords]] = field(default_factory=dict)
-    #: compacted periods' headers (they never change), for reads of chunks of products
-    headers: dict[int, Header] = field(default_factory=dict)
-    #: open periods' records of chunks of products ``(start, stop)``, read at a stable
-    #: records_version, until every chunk of the period is read (then in ``records``)
-    spans: dict[int, tuple[tuple[int, int], dict[tuple[int, int], RecordsSpan]]] = field(
-        default_factory=dict
-    )
-    #: chunks' product names as the records script takes them (made once: ~0.1 s a million)
-    names: dict[tuple[int, int], ProductNames] = field(default_factory=dict)
-    _product_dtype: pd.CategoricalDtype | None = None
-
-    @property
-    def product_dtype(self) -> pd.CategoricalDtype:
-        """The ``product`` column's categories, made once (a million labels are checked for
-        uniqueness each time one is made: ~0.2 s)."""
-        if self._product_dtype is None:
-            self._product_dtype = pd.CategoricalDtype(self.products)
-        return self._product_dtype
-
-    @classmethod
-    def of(cls, spec: ExperimentSpec) -> _Known:
-        products = pd.Index(sorted(spec.all_products()), dtype=object)
-        classes = pd.Categorical([spec.class_of(p) for p in products]) if spec.clusters else None
-        listed = spec.costs_of(list(products))
-        costs = None if listed is None else np.array(listed, dtype=np.float64)
-        return cls(spec, products, classes, costs)
-
-    def rows_for(self, size: int) -> _Known:
-        """A holder of ``size`` rows of this experiment's cells (a chunk's long rows), sharing
-        its products, classes, costs and blackout reasons."""
-        rows = _Known(self.spec, self.products, self.classes, self.costs, reasons=self.reasons)
-        rows._product_dtype = self.product_dtype
-        rows.buf = {c: np.empty(size, t) for c, t in _BUFFERS.items()}
-        return rows
-
-    def fields(self, k: int, templates: tuple[str, ...]) -> _RecordFields:
-        """Period k's distinct records decoded (the same for every chunk of the period)."""
-        spec = self.spec
-        end_ms = to_ms(period_bounds(spec, k)[1])
-        control = spec.control_index
-        treated: list[int] = []
-        index: list[int] = []
-        prob: list[float] = []
-        whole: list[bool] = []
-        reason: list[int] = []
-        for rec in templates:
-            arm, p, bu, why = decode_record(rec)
-            i = spec.index_of(arm)
-            index.append(i)
-            treated.append(int(i != control))  # any arm but control (two arms: treatment)
-            prob.append(p)
-            whole.append(bu is not None and to_ms(bu) >= end_ms)
-            reason.append(self.reasons.setdefault(why or "", len(self.reasons)))
-        return _RecordFields(
-            np.asarray(index, dtype=np.int8),
-            np.asarray(treated, dtype=np.int64),
-            np.asarray(prob, dtype=np.float64),
-            np.asarray(whole, dtype=np.bool_),
-            np.asarray(reason, dtype=np.int32),
-        )
-
-    def write(self, k: int, cols: PeriodColumns, at: int, index: np.ndarray | None = None) -> int:
-        """Period k's rows (products with a record, in order) from row ``at``; the row after.
-        ``index``: each of the columns' products' position among the experiment's (when they
-        are some of them: a chunk's)."""
-        fields = self.fields(k, cols.templates)
-        rows = np.flatnonzero(cols.codes != NO_RECORD)
-        codes = cols.codes[rows].astype(np.intp)
-        stop = at + len(rows)
-        if not self.buf:
-            size = len(self.products) * n_periods(self.spec)
-            self.buf = {c: np.empty(size, t) for c, t in _BUFFERS.items()}
-        if stop > len(self.buf["period"]):  # more rows than planned (cannot happen today)
-            self.buf = {c: np.resize(b, max(stop, 2 * len(b))) for c, b in self.buf.items()}
-        b = self.buf
-        b["product"][at:stop] = rows if index is None else index[rows]
-        b["period"][at:stop] = k
-        for name, per_product in zip(
-            ("units", "revenue", "orders", "head_units"),
-            (cols.units, cols.revenue, cols.orders, cols.head),
-            strict=True,
-        ):
-            b[name][at:stop] = per_product[rows]
-        for name, per_record in (
-            ("treated", fields.treated),
-            ("arm", fields.arm),
-            ("probability", fields.probability),
-            ("whole", fields.whole),
-            ("reason", fields.reason),
-        ):
-            b[name][at:stop] = per_record[codes]
-        return stop
 
 
 @dataclass
@@ -446,64 +308,6 @@ class RedisPanelSource:
         return _frame(known, end, done, await self._spans(state))
 
 
-def _frame(known: _Known, end: int, done: int, spans: list[tuple[int, int | None]]) -> pd.DataFrame:
-    """The panel's rows (period-major, products sorted within a period): views of the
-    buffers' first ``end`` rows, valid until the next call for the experiment. Product, class,
-    blackout reason and (for a spec with ``arms:``) ``arm``, the cell's arm by name, are
-    categoricals over the experiment's own labels (codes, not millions of strings); a cell is
-    blackout when its record says so or an exclusion window overlaps its period's analysis
-    window. ``treated`` is 1 for any arm but control; a two-arm shorthand spec's panel has
-    no ``arm`` column (its arm is ``treated``), as before specs had ``arms:``; a spec whose
-    arms give price ratios adds ``price_ratio``, the cell's arm's listed price ratio."""
-    if end == 0:
-        return pd.DataFrame()
-    spec, b = known.spec, known.buf
-    starts = [period_bounds(spec, k)[0] for k in range(done)]
-    hit = _hits(spec, done, spans)
-    period = b["period"][:end]
-    codes = b["product"][:end]
-    data: dict[str, Any] = {
-        "product": pd.Categorical.from_codes(codes, dtype=known.product_dtype),
-        "period": period,
-        "period_start": pd.DatetimeIndex(starts)[period],
-        **{c: b[c][:end] for c in _AS_IS},
-        **(
-            {
-                "arm": pd.Categorical.from_codes(
-                    b["arm"][:end], dtype=pd.CategoricalDtype([a.name for a in spec.arm_list()])
-                )
-            }
-            if spec.arms
-            else {}
-        ),
-        **(
-            {
-                "price_ratio": np.array([a.price_ratio for a in spec.arm_list()], dtype=float)[
-                    b["arm"][:end]
-                ]
-            }
-            if spec.arms and spec.arm_list()[0].price_ratio is not None
-            else {}
-        ),
-        "blackout": b["whole"][:end] | np.array(hit, dtype=bool)[period],
-        "blackout_reason": pd.Categorical.from_codes(
-            b["reason"][:end],
-            dtype=pd.CategoricalDtype(pd.Index(list(known.reasons), dtype=object)),
-        ),
-    }
-    units, revenue = data["units"], data["revenue"]
-    # the decision metrics (analysis.metrics): the average price paid (no sale: no price), and
-    # profit when the spec gives every product a unit cost (never from a made-up cost)
-    data["price"] = np.divide(revenue, units, out=np.full(end, np.nan), where=units > 0)
-    if known.costs is not None:
-        data["profit"] = revenue - units * known.costs[codes]
-    if known.classes is not None:
-        data["class"] = pd.Categorical.from_codes(
-            known.classes.codes[codes], dtype=known.classes.dtype
-        )
-    return pd.DataFrame(data, copy=False)
-
-
 def _done(state: ExperimentState, now: datetime) -> int:
     """The periods of the experiment complete at ``now``: strictly before now's, and flipped
     (a final experiment's last flipped period too)."""
@@ -512,196 +316,8 @@ def _done(state: ExperimentState, now: datetime) -> int:
     return max(0, min(done, state.flipped_period + (1 if state.status in status_word.FINAL else 0)))
 
 
-def _hits(spec: ExperimentSpec, done: int, spans: list[tuple[int, int | None]]) -> list[bool]:
-    """Per period done: whether an exclusion window overlaps its analysis window."""
-    out = []
-    for k in range(done):
-        start, stop = period_bounds(spec, k)
-        tail_start, end_ms = to_ms(start + spec.washout), to_ms(stop)
-        out.append(any(s < end_ms and (e is None or e > tail_start) for s, e in spans))
-    return out
-
-
-@dataclass(frozen=True)
-class _Read:
-    """A read in chunks' own state (``GridLayout.token``): the spec, the compacted count it
-    saw, the exclusion windows."""
-
-    spec: ExperimentSpec
-    compacted: int
-    spans: list[tuple[int, int | None]]
-
-
-@dataclass
-class _ChunkRecords:
-    """The open periods' records as one read in chunks gets them (:meth:`RedisPanelSource.grids`):
-    a period's whole records kept at its current records_version, else each chunk's kept at it,
-    else read for the chunk, in its order (``ChunkStore.live_records_span``). At the end of a
-    read that stayed stable, each period's chunks are kept, and once they cover every product,
-    joined into the period's records (which compaction reuses, as it does the whole read's)."""
-
-    store: Store
-    known: _Known
-    experiment: str
-    versions: dict[int, tuple[int, int]]
-    whole: dict[int, PeriodRecords]
-    #: per period not kept whole: the chunks' records this read got
-    got: dict[int, dict[tuple[int, int], RecordsSpan]]
-
-    @classmethod
-    async def start(
-        cls, store: Store, known: _Known, experiment: str, live: Sequence[int]
-    ) -> _ChunkRecords:
-        versions = {k: await store.records_version(experiment, k) for k in live}
-        whole: dict[int, PeriodRecords] = {}
-        for k, version in versions.items():
-            hit = known.records.get(k)
-            if hit is not None and hit[0] == version and version[0] == version[1]:
-                whole[k] = hit[1]
-            kept = known.spans.get(k)
-            if kept is not None and kept[0] != version:
-                del known.spans[k]
-        got: dict[int, dict[tuple[int, int], RecordsSpan]] = {k: {} for k in live if k not in whole}
-        return cls(store, known, experiment, versions, whole, got)
-
-    async def of(self, a: int, b: int) -> dict[int, PeriodRecords]:
-        """Each open period's records of products ``[a, b)``."""
-        out = {k: PeriodRecords(r.templates, r.codes[a:b]) for k, r in self.whole.items()}
-        todo = []
-        for k, spans in self.got.items():
-            kept = self.known.spans.get(k)
-            span = None if kept is None else kept[1].get((a, b))
-            if span is None:
-                todo.append(k)
-            else:
-                out[k], spans[(a, b)] = span.records, span
-        if todo:
-            names = self.known.names.get((a, b))
-            if names is None:
-                names = self.known.names[(a, b)] = ProductNames.of(self.known.products[a:b])
-            read = await self.store.live_records_span(self.experiment, todo, names)
-            for k, span in zip(todo, read, strict=True):
-                out[k], self.got[k][(a, b)] = span.records, span
-        return out
-
-    async def keep(self) -> None:
-        """Keep what this read got of each period whose records stayed stable throughout it.
-        A period whose hash holds more records than its products' (read whole) is refused as
-        :func:`~controller.store.columns.records_of` refuses it: a record of another product
-        would be dropped silently."""
-        n = len(self.known.products)
-        for k, spans in self.got.items():
-            version = self.versions[k]
-            if version[0] != version[1] or (
-                await self.store.records_version(self.experiment, k) != version
-            ):
-                self.known.spans.pop(k, None)
-                continue
-            kept = self.known.spans.setdefault(k, (version, {}))[1]
-            kept.update(spans)
-            ordered = sorted(kept.items())
-            at = 0
-            for (a, b), _ in ordered:
-                if a != at:
-                    break
-                at = b
-            if at != n:  # not every chunk read yet (or chunks of two sizes)
-                continue
-            held = {span.held for _, span in ordered}
-            found = sum(span.found for _, span in ordered)
-            if len(held) == 1 and (h := held.pop()) > found:
-                raise ColumnsError(
-                    f"period {k}'s records name {h - found} product(s) not in the experiment"
-                )
-            self.known.records[k] = (version, _joined([span.records for _, span in ordered]))
-            del self.known.spans[k]
-
-
-def _joined(parts: Sequence[PeriodRecords]) -> PeriodRecords:
-    """Consecutive products' records, one period's (their distinct texts in order of first use)."""
-    index: dict[str, int] = {}
-    codes = []
-    for r in parts:
-        # a chunk's codes into the joined texts; its NO_RECORD (past its texts) stays one
-        remap = np.array(
-            [index.setdefault(t, len(index)) for t in r.templates] + [NO_RECORD], dtype=np.uint16
-        )
-        local = r.codes.astype(np.intp)
-        local[local == NO_RECORD] = len(r.templates)
-        codes.append(remap[local])
-    if len(index) >= NO_RECORD:
-        raise ColumnsError(f"more than {NO_RECORD - 1} distinct records in one period")
-    return PeriodRecords(
-        tuple(index), np.concatenate(codes) if codes else np.empty(0, dtype=np.uint16)
-    )
-
-
-def _grid(
-    known: _Known,
-    layout: GridLayout,
-    a: int,
-    b: int,
-    cols: list[tuple[int, PeriodColumns]],
-    sel: np.ndarray,
-    spans: list[tuple[int, int | None]],
-) -> CellGrid:
-    """Products ``[a, b)`` over the periods of ``cols`` as matrices (``CellGrid``), built as
-    the long table's rows are (:meth:`_Known.write`: the same records decoded, the same
-    blackout), with the long rows of products ``a + sel``."""
-    m, t = b - a, len(cols)
-    units = np.zeros((t, m))
-    revenue = np.zeros((t, m))
-    treated = np.zeros((t, m), dtype=np.bool_)
-    probability = np.zeros((t, m))
-    blackout = np.ones((t, m), dtype=np.bool_)
-    recorded = np.zeros((t, m), dtype=np.bool_)
-    rows = known.rows_for(len(sel) * t) if len(sel) else None
-    at = 0
-    for j, (k, c) in enumerate(cols):
-        fields = known.fields(k, c.templates)
-        codes = c.codes.astype(np.intp)
-        has = codes != NO_RECORD
-        code = np.where(has, codes, 0)
-        units[j] = c.units
-        revenue[j] = c.revenue
-        recorded[j] = has
-        if len(c.templates):
-            treated[j] = fields.treated[code].astype(np.bool_) & has
-            probability[j] = fields.probability[code]
-            blackout[j] = fields.whole[code] | layout.hits[k] | ~has
-        if rows is not None:
-            part = PeriodColumns(
-                c.templates, c.codes[sel], c.units[sel], c.revenue[sel], c.orders[sel], c.head[sel]
-            )
-            at = rows.write(k, part, at, a + sel)
-    # product x period views of the period-major buffers (column-major: a period's column,
-    # and a run of periods, is contiguous; no copy)
-    values = {"units": units.T, "revenue": revenue.T}
-    if known.costs is not None:
-        values["profit"] = values["revenue"] - values["units"] * known.costs[a:b, None]
-    classes = None
-    if known.classes is not None:
-        classes = np.asarray(known.classes[a:b].astype(str))
-    return CellGrid(
-        a,
-        b,
-        np.asarray(known.products[a:b], dtype=str),
-        np.array([k for k, _ in cols], dtype=np.int64),
-        values,
-        treated.T,
-        probability.T,
-        blackout.T,
-        recorded.T,
-        classes,
-        None if rows is None else _frame(rows, at, layout.done, spans),
-    )
-
-
 #: compacted periods fetched per round trip (100,000 products: ~2 MB each, uncompressed)
 _FETCH = 16
-
-#: the buffers that are panel columns as they stand
-_AS_IS = ("units", "revenue", "orders", "head_units", "treated", "probability")
 
 
 @dataclass
