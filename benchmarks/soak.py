@@ -5,7 +5,10 @@
 
 What runs: the embedded stack (Tansu and redis-server with an append-only file, fsync always),
 3 controller workers and 2 analysis workers (``streams.live.launcher``), and a real Prometheus
-scraping the five workers with ``deploy/prometheus/alerts.yml`` loaded. The soak plays the
+scraping the five workers with ``deploy/prometheus/alerts.yml`` loaded. The analysis workers
+share every experiment's look (``--shards``, 2 by default; ``analysis.sharded``): each
+experiment is read in chunks of ``--chunk-products`` products, split between the two by
+their consumer group on the shard topic, and merged by one. The soak plays the
 rest of the world:
 
 - **the clock**: the shared simulated clock moves at ``--speed`` simulated seconds per wall
@@ -83,7 +86,7 @@ from benchmarks import soak_checks as checks
 from benchmarks.soak_render import render_into
 from benchmarks.soak_world import CompetitorSource, SalesSource, TopicReader
 from controller.periods import is_empty, last_period, period_index, period_start
-from controller.settings import Settings
+from controller.settings import AnalysisSettings, Settings
 from controller.spec import ExperimentSpec
 from controller.store import Store, make_redis
 from controller.store.clock import SharedSimulatedClock
@@ -144,6 +147,14 @@ class SoakConfig:
     analysts: int = 2
     analysis_interval: float = 2.0
     settle_timeout: float = 240.0
+    #: one experiment's look over both analysis workers (analysis.sharded): the shard topic's
+    #: partitions (0: off, each analysis worker analyses every experiment alone), and the
+    #: chunks of products its looks are read in (an experiment of more products is chunked)
+    shards: int = 2
+    chunk_products: int = 8
+    #: wall seconds the merging worker waits for another's chunks (the default 60 s is for
+    #: a look of a million products)
+    shard_wait: float = 10.0
 
 
 # ---------------------------------------------------------------------------- the world
@@ -201,9 +212,21 @@ def soak_settings(stack: EmbeddedStack, cfg: SoakConfig) -> Settings:
             # minutes, less than the shortest period
             "flip_lease": timedelta(seconds=1),
             "analysis_interval": cfg.analysis_interval,
+            "analysis": _analysis(cfg),
             "trigger_watermark_lag": timedelta(seconds=TRIGGER_LAG_WALL * cfg.speed),
             "log_level": "WARNING",
         }
+    )
+
+
+def _analysis(cfg: SoakConfig) -> AnalysisSettings:
+    if not cfg.shards:
+        return AnalysisSettings()
+    return AnalysisSettings(
+        shards=cfg.shards,
+        chunked_above=cfg.chunk_products,
+        chunk_products=cfg.chunk_products,
+        shard_wait_s=cfg.shard_wait,
     )
 
 
@@ -646,6 +669,7 @@ class Soak:
             (period_start(by_id[e], k).timestamp(), t - self.t0) for (e, k), t in first_flip.items()
         ]
         alerts = self._alerts(state, flip_times, stale)
+        sharding = await self._sharding(store, specs)
         verified = [f"{f['kind']} at {f['began']:.0f}s not verified: {f['detail']}"
                     for f in self.faults if not f["verified"]]  # fmt: skip
         problems = {
@@ -662,6 +686,7 @@ class Soak:
             "rss_flat": rss,
             "triggers_as_the_rule_says": triggers.pop("problems")[:50],
             "alerts_as_expected": alerts["problems"],
+            "analysis_shared": sharding.pop("problems"),
         }
         return {
             "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in cfg.__dict__.items()},
@@ -711,9 +736,36 @@ class Soak:
                 for slot in sorted({n for n, _, _, _ in self.rss})
             },
             "alerts": alerts,
+            "sharding": sharding,
             "problems": problems,
             "passed": {k: not v for k, v in problems.items()},
         }
+
+    async def _sharding(self, store: Store, specs: list[ExperimentSpec]) -> dict[str, Any]:
+        """With sharding on, that the analysis workers shared the looks: the chunks' parts
+        left in Redis by a worker for another to merge (kept 10 minutes), and the estimates
+        each analysis worker published since its last start (each merges the experiments of
+        the shards it owns)."""
+        if not self.cfg.shards:
+            return {"shards": 0, "problems": []}
+        parts = 0
+        for s in specs:
+            async for _ in store.redis.scan_iter(match=f"{store.exp(s.id)}:part:*", count=1000):
+                parts += 1
+        published: dict[str, float | None] = {}
+        for slot in self.slots:
+            if slot.role == "analysis":
+                try:
+                    text = slot.worker.metrics()
+                except OSError:
+                    published[slot.name] = None
+                else:
+                    published[slot.name] = metric_value(text, "pricelab_estimates_published_total")
+        problems = [] if parts else ["no chunk's part in Redis: no look spread over the workers"]
+        problems += [f"{n} published no estimate since its last start"
+                     for n, v in published.items() if not v]  # fmt: skip
+        return {"shards": self.cfg.shards, "chunk_products": self.cfg.chunk_products,
+                "parts_in_redis": parts, "published_by": published, "problems": problems}  # fmt: skip
 
     async def _triggers(
         self, store: Store, msgs: list[dict[str, Any]], prices: CompetitorSource,
@@ -957,6 +1009,8 @@ def main() -> None:
     ap.add_argument("--max-rate", type=float, default=1000.0)
     ap.add_argument("--fault-every", type=float, default=180.0, help="seconds between faults")
     ap.add_argument("--pause", type=float, default=20.0, help="seconds Redis stays stopped")
+    ap.add_argument("--shards", type=int, default=2, help="the shard topic's partitions (0: off)")
+    ap.add_argument("--chunk-products", type=int, default=8, help="products of a chunk")
     ap.add_argument("--save", action="store_true", help=f"write {FIGURE.relative_to(ROOT)}")
     ap.add_argument("--render", action="store_true", help="docs/operations.md from the saved JSON")
     args = ap.parse_args()
@@ -965,7 +1019,8 @@ def main() -> None:
         return
     cfg = SoakConfig(minutes=args.minutes, seed=args.seed, out=args.out, speed=args.speed,
                      rate=args.rate, capacity_share=args.capacity_share, max_rate=args.max_rate,
-                     fault_every=args.fault_every, pause=args.pause)  # fmt: skip
+                     fault_every=args.fault_every, pause=args.pause, shards=args.shards,
+                     chunk_products=args.chunk_products)  # fmt: skip
     report = run_soak(cfg)
     text = json.dumps(report, indent=1, default=str)
     (args.out / "soak.json").write_text(text)

@@ -33,6 +33,7 @@ def render(report: dict[str, Any]) -> str:
            + ")" if r["capacity_per_s"] else "")
         + f", {r['duplicates']:,} sent twice, {r['junk']:,} junk ({r['dead_letters_read']:,} dead letters read).",
         *_triggers(report),
+        *_sharding(report),
         f"- {len(report['faults'])} faults: "
         + "; ".join(f"{f['kind']} at {f['began']:.0f} s ({'verified' if f['verified'] else 'NOT verified'})"
                     for f in report["faults"]) + ".",
@@ -50,6 +51,7 @@ def render(report: dict[str, Any]) -> str:
         "rss_flat": "worker RSS flat",
         "triggers_as_the_rule_says": "every undercut that met the trigger rule opened its product's window once; no other did",
         "alerts_as_expected": "the alerts that fired are the ones called for",
+        "analysis_shared": "both analysis workers shared the looks (parts in Redis, estimates from each)",
     }
     for key, label in names.items():
         if key not in report["problems"]:
@@ -95,6 +97,20 @@ def _triggers(report: dict[str, Any]) -> list[str]:
         f"undercuts {kinds}; {t['fires_due']} fires due with their window begun "
         f"({len(t['unjudged'])} more after the clock stopped), {t['recorded']} recorded in "
         f"Redis, {t['stale']} events stale."
+    ]
+
+
+def _sharding(report: dict[str, Any]) -> list[str]:
+    """How the analysis workers shared the looks (a report saved before it ran has none)."""
+    sh = report.get("sharding")
+    if not sh or not sh["shards"]:
+        return []
+    by = ", ".join(f"{n} {v:,.0f}" if v is not None else f"{n} not answering"
+                   for n, v in sorted(sh["published_by"].items()))  # fmt: skip
+    return [
+        f"- Analysis sharded: {sh['shards']} shards, chunks of {sh['chunk_products']} products "
+        f"(every experiment's look spread over both analysis workers); {sh['parts_in_redis']} "
+        f"parts in Redis at the end; estimates published since each worker's last start: {by}."
     ]
 
 

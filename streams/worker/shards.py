@@ -4,8 +4,9 @@ shard topic assigned to it by Kafka's consumer-group coordination (issue #42,
 
 The analysis workers of a deployment join one consumer group (``<app_id>-analysis-shards``)
 on one topic (``<app_id>.analysis-shards``, ``PRICELAB_ANALYSIS__SHARDS`` partitions, created
-when missing, and again by the members when a broker that keeps topics in memory restarts
-without it). No message is ever written to it: the group's assignment of its partitions is
+when missing; after a restart of a broker that keeps topics in memory, made again by the
+members or by the broker itself at their metadata request, with its default count, which the
+members then use). No message is ever written to it: the group's assignment of its partitions is
 the only thing used. A worker that joins, leaves or dies (its session times out: 10 s) makes
 the group rebalance and the broker's assignor hands its shards to the others; a worker beyond
 the partitions' count owns none and waits as a standby.
@@ -156,6 +157,9 @@ class KafkaShardMembership:
         consumer = self._consumer
         known = consumer.partitions_for_topic(self.topic) if consumer is not None else None
         if known:
+            # the topic's own count: a broker that lost the topic may have made it again by
+            # itself (aiokafka's metadata requests allow it) with its default count; every
+            # member reads the same count at the rebalance, so they map chunks alike
             self._partitions = len(known)
         else:
             self._topic_gone = True

@@ -411,8 +411,11 @@ async def test_the_worker_runtime_joins_the_shard_group_when_sharding_is_on(
 
 async def test_the_shards_are_split_again_after_a_broker_restart() -> None:
     """The embedded broker keeps its topics in memory (docs/broker.md): a restarted broker has
-    no shard topic and no group. The members notice, recreate the topic with its partitions
-    and split the shards again, with nobody creating pricelab's topics for them."""
+    no shard topic and no group. The topic comes back within seconds with nobody creating
+    pricelab's topics (the members make it, or the broker does by itself at their metadata
+    request, with its default count of partitions: the 20-minute soak found 4 for 2 shards),
+    and the members split its partitions again, each once. Without the members' 5-second
+    metadata refresh the topic stays gone for up to 5 minutes."""
     from aiokafka.admin import AIOKafkaAdminClient
 
     from streams.live.embedded import EmbeddedStack
@@ -427,12 +430,13 @@ async def test_the_shards_are_split_again_after_a_broker_restart() -> None:
             await admin.close()
 
     with EmbeddedStack() as stack:
-        settings = make_settings(stack, analysis=AnalysisSettings(shards=4))
+        settings = make_settings(stack, analysis=AnalysisSettings(shards=3))
         a, b = KafkaShardMembership(settings), KafkaShardMembership(settings)
         a.start(), b.start()
         try:
             await wait_until(lambda: _split(a, b), 60, "the group to split the shards over both")
             assert shard_topic(settings) in await topics(settings)
+            assert a.partitions == b.partitions == 3
             pid = stack.broker.proc.pid
             before = (a.generation(), b.generation())
             await asyncio.get_running_loop().run_in_executor(None, stack.restart_broker)
@@ -442,7 +446,7 @@ async def test_the_shards_are_split_again_after_a_broker_restart() -> None:
                 120,
                 "the shards to be split over both members again after the restart",
             )
-            assert a.partitions == b.partitions == 4
+            assert a.partitions == b.partitions >= 1  # the count the topic has now
             assert shard_topic(settings) in await topics(settings)
         finally:
             await a.stop()
