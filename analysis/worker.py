@@ -323,6 +323,8 @@ class AnalysisWorker:
         verdicts = 0  # and the other messages of their own kind (demand curves)
         infos = await self.source.experiments()
         self._looks.forget({i.id for i in infos})
+        for gone in set(self._arms_not_yet) - {i.id for i in infos}:
+            del self._arms_not_yet[gone]
         for info in infos:
             try:
                 verdicts += await self._look_at(info, as_of, tick, published)
@@ -334,9 +336,12 @@ class AnalysisWorker:
                     info.id,
                 )
         sharded = self._sharded
-        self.observer.reporting(
-            frozenset(i.id for i in infos if sharded is None or sharded.merges(i.id))
-        )
+        if sharded is None or sharded.ownership.owned() is not None:
+            # not while out of the group (joining, rebalancing, broker away): what it told
+            # stays, and ages, until it knows which experiments are its own
+            self.observer.reporting(
+                frozenset(i.id for i in infos if sharded is None or sharded.merges(i.id))
+            )
         # the messages of the cycle, verdicts included (a driver waits for all of them)
         self.observer.cycle_done(as_of, time.perf_counter() - t_cycle, len(published) + verdicts)
         return published

@@ -47,7 +47,8 @@ be needed; what is measured is pricelab's recovery, not Tansu's storage.
 At the end (the pure checks are :mod:`benchmarks.soak_checks`): every sale counted exactly
 once; no ``seq`` went backwards on the assignments topic (read with confluent-kafka, an outside
 client); every boundary passed flipped exactly once; an estimate of every experiment after
-each fault; worker RSS flat (the slope per worker slot); the triggers as the rule says
+each fault; with sharding on, that both analysis workers shared the looks; worker RSS flat (the
+slope per worker slot); the triggers as the rule says
 (each product whose undercut met it announced once and in its window for its periods, no
 other product ever triggered, Redis's trigger periods the rule's); and the alerts that
 fired against the ones the faults' measured durations call for. ``--save`` writes docs/figures/soak.json
@@ -212,21 +213,23 @@ def soak_settings(stack: EmbeddedStack, cfg: SoakConfig) -> Settings:
             # minutes, less than the shortest period
             "flip_lease": timedelta(seconds=1),
             "analysis_interval": cfg.analysis_interval,
-            "analysis": _analysis(cfg),
+            "analysis": _analysis(base.analysis, cfg),
             "trigger_watermark_lag": timedelta(seconds=TRIGGER_LAG_WALL * cfg.speed),
             "log_level": "WARNING",
         }
     )
 
 
-def _analysis(cfg: SoakConfig) -> AnalysisSettings:
+def _analysis(base: AnalysisSettings, cfg: SoakConfig) -> AnalysisSettings:
     if not cfg.shards:
-        return AnalysisSettings()
-    return AnalysisSettings(
-        shards=cfg.shards,
-        chunked_above=cfg.chunk_products,
-        chunk_products=cfg.chunk_products,
-        shard_wait_s=cfg.shard_wait,
+        return base
+    return base.model_copy(
+        update={
+            "shards": cfg.shards,
+            "chunked_above": cfg.chunk_products,
+            "chunk_products": cfg.chunk_products,
+            "shard_wait_s": cfg.shard_wait,
+        }
     )
 
 
@@ -647,7 +650,7 @@ class Soak:
             k_now = min(period_index(s, self.sim), last_period(s))
             periods[s.id] = [k for k in range(k_now + 1) if not is_empty(s, k)]
         by_id = {s.id: s for s in specs}
-        products = {s.id: list(s.products) for s in specs}
+        products = {s.id: s.all_products() for s in specs}
         triggered = [s.id for s in specs if s.triggered is not None]
         count = checks.count_problems(sent, totals)
         seq = checks.seq_regressions(msgs)
@@ -704,7 +707,7 @@ class Soak:
                     "design": s.design,
                     "period_hours": s.period / timedelta(hours=1),
                     "arms": s.n_arms,
-                    "products": len(s.products),
+                    "products": len(s.all_products()),
                     "boundaries": len(periods[s.id]),
                 }
                 for s in specs
@@ -967,7 +970,7 @@ async def _flips_read(store: Store, reader: TopicReader, specs: list[ExperimentS
         st = await store.get_experiment(s.id)
         if not st.published_through(st.flipped_period):
             return False
-        if seen.get(s.id, {}).get(st.flipped_period, 0) < len(s.products):
+        if seen.get(s.id, {}).get(st.flipped_period, 0) < len(s.all_products()):
             return False
     return True
 

@@ -109,7 +109,7 @@ def _sharding(report: dict[str, Any]) -> list[str]:
                    for n, v in sorted(sh["published_by"].items()))  # fmt: skip
     return [
         f"- Analysis sharded: {sh['shards']} shards, chunks of {sh['chunk_products']} products "
-        f"(every experiment's look spread over both analysis workers); {sh['parts_in_redis']} "
+        f"(every experiment's look spread over both analysis workers); {sh['parts_in_redis']:,} "
         f"parts in Redis at the end; estimates published since each worker's last start: {by}."
     ]
 

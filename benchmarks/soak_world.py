@@ -81,7 +81,8 @@ class SalesSource(_HoldingPublisher):
         self.duplicate_share = duplicate_share
         self.junk_per_second = junk_per_second
         self.rng = random.Random(seed)
-        self.products = [(s.id, p) for s in specs for p in s.products]
+        # a clustered spec keeps its products in its clusters
+        self.products = [(s.id, p) for s in specs for p in s.all_products()]
         self.sent: dict[str, list[int]] = {s.id: [0, 0] for s in specs}
         self.recent: deque[tuple[bytes, str]] = deque(maxlen=5000)
         self.duplicates = self.junk = self.distinct = 0

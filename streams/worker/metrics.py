@@ -58,7 +58,11 @@ _SLOW = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
 
 class _EstimateAge(Collector):
-    def __init__(self, now: Callable[[], datetime]) -> None:
+    """The age of each estimate series; ``now`` None: the newest estimate is now. The loop's
+    thread adds to ``last`` and replaces it (``Metrics.reporting``) while the HTTP server's
+    thread collects: a collect reads one snapshot of it."""
+
+    def __init__(self, now: Callable[[], datetime] | None) -> None:
         self._now = now
         self.last: dict[tuple[str, str], datetime] = {}
 
@@ -68,12 +72,14 @@ class _EstimateAge(Collector):
             "Clock time since the last estimate was published",
             labels=["experiment", "estimator"],
         )
-        if self.last:
+        last = list(self.last.items())  # one snapshot (see the class)
+        if last:
+            newest = max(t for _, t in last)
             try:
-                now = self._now()
+                now = newest if self._now is None else self._now()
             except RuntimeError:  # simulated clock not set yet
-                now = max(self.last.values())
-            for (exp, est), t in list(self.last.items()):  # the loop's thread adds to it
+                now = newest
+            for (exp, est), t in last:
                 g.add_metric([exp, est], max(0.0, (now - t).total_seconds()))
         yield g
 
@@ -237,7 +243,7 @@ class Metrics:
             buckets=_TRIGGER,
             registry=r,
         )
-        self._age = _EstimateAge(now or (lambda: max(self._age.last.values())))
+        self._age = _EstimateAge(now)
         r.register(self._age)
 
     # FlipObserver

@@ -158,8 +158,10 @@ class KafkaShardMembership:
         known = consumer.partitions_for_topic(self.topic) if consumer is not None else None
         if known:
             # the topic's own count: a broker that lost the topic may have made it again by
-            # itself (aiokafka's metadata requests allow it) with its default count; every
-            # member reads the same count at the rebalance, so they map chunks alike
+            # itself (aiokafka's metadata requests allow it) with its default count. Each
+            # member reads its own cached metadata (refreshed every 5 s): just after the topic
+            # is made again, one may still map chunks by the old count, and for a round an
+            # experiment may be merged by two workers or by none
             self._partitions = len(known)
         else:
             self._topic_gone = True

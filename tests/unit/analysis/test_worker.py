@@ -524,6 +524,11 @@ async def test_the_worker_reports_only_the_experiments_it_publishes():
     group.lose()  # the group gives its shards, the merge of e1 with them, to another worker
     await w.run_once()
     assert told.said == [frozenset({"e1"}), frozenset()]
+    # out of the group (a rebalance, the broker away), it cannot tell which experiments are
+    # its own: it says nothing, and the ages it exports stay (and grow, for the alert)
+    group._owned = None
+    await w.run_once()
+    assert told.said == [frozenset({"e1"}), frozenset()]
 
 
 async def test_arms_not_estimable_yet_are_said_once_until_the_reason_changes(caplog):
