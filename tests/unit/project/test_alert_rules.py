@@ -94,28 +94,3 @@ def test_a_wrong_expectation_fails_promtool(tmp_path):
         [_promtool(), "test", "rules", str(broken)], capture_output=True, text=True
     )
     assert out.returncode != 0 and "FAILED" in out.stdout + out.stderr
-
-
-def test_the_estimate_age_is_kept_only_of_the_experiments_a_worker_publishes():
-    """PricelabEstimateStale reads the oldest estimate age by experiment over every worker: a
-    worker that no longer publishes an experiment (another worker of the group merges it now)
-    must stop exporting its age, which would otherwise grow and fire the alert."""
-    from datetime import UTC, datetime, timedelta
-
-    from prometheus_client import CollectorRegistry
-
-    now = datetime(2026, 12, 7, 12, tzinfo=UTC)
-    m = Metrics(registry=CollectorRegistry(), now=lambda: now)
-
-    def age(exp: str) -> float | None:
-        return m.registry.get_sample_value(
-            "pricelab_estimate_age_seconds", {"experiment": exp, "estimator": "dm"}
-        )
-
-    m.published("a", "dm", now - timedelta(hours=4))
-    m.published("b", "dm", now - timedelta(minutes=5))
-    assert age("a") == 4 * 3600 and age("b") == 300
-    m.reporting(frozenset({"b"}))
-    assert age("a") is None and age("b") == 300
-    m.reporting(frozenset())
-    assert age("b") is None

@@ -4,6 +4,8 @@ workers' rounds of looks start together on the wall clock."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from controller.settings import AnalysisSettings, Settings
@@ -82,3 +84,50 @@ async def test_a_round_that_ran_long_skips_the_rounds_it_missed_and_none_comes_t
 async def test_an_interval_of_zero_is_refused() -> None:
     with pytest.raises(ValueError, match="above 0 s"):
         await anext(aiter(aligned_ticks(0.0)))
+
+
+async def test_a_member_assigned_a_topic_it_cannot_see_makes_the_topic_again() -> None:
+    """After a restart of a broker that keeps topics in memory the group can assign a member
+    nothing of a topic its metadata no longer has: the member owns no shard and, at its next
+    poll, makes the topic again (the broker may also make it by itself, TopicAlreadyExists is
+    then ignored)."""
+    from aiokafka import TopicPartition
+
+    s = Settings(app_id="gone", clock="wall", analysis=AnalysisSettings(shards=2))
+    m = KafkaShardMembership(s)
+    made: list[str] = []
+
+    class Consumer:
+        def __init__(self, known: set[int] | None) -> None:
+            self.known = known
+
+        def partitions_for_topic(self, topic: str) -> set[int] | None:
+            return self.known
+
+    async def ensure() -> None:
+        made.append(m.topic)
+
+    m._ensure_topic = ensure  # type: ignore[method-assign]
+    m._consumer = Consumer({0, 1})  # type: ignore[assignment]
+    m._assigned({TopicPartition(m.topic, 1)})
+    assert m.owned() == {1} and not m._topic_gone
+    m._consumer = Consumer(None)  # type: ignore[assignment]
+    m._assigned(set())
+    assert m.owned() == frozenset() and m._topic_gone and m.partitions == 2
+    # the poll loop (_run, with the consumer it made) makes the topic before its next poll
+
+    class Polled:
+        def __init__(self) -> None:
+            self.polls = 0
+
+        async def getmany(self, timeout_ms: int) -> dict[object, object]:
+            self.polls += 1
+            if self.polls == 2:
+                raise asyncio.CancelledError
+            return {}
+
+    polled = Polled()
+    m._consumer = polled  # type: ignore[assignment]
+    with pytest.raises(asyncio.CancelledError):
+        await m._run()
+    assert made == [m.topic] and not m._topic_gone
