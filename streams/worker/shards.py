@@ -144,7 +144,9 @@ class KafkaShardMembership:
         while True:  # polls keep the member alive and let rebalances complete
             try:
                 if self._topic_gone:
-                    # a broker that keeps topics in memory restarted: nobody else creates it
+                    # a broker that keeps topics in memory restarted without it, and
+                    # pricelab's ensure_topics does not know it (the broker may also make it
+                    # by itself: TopicAlreadyExists is then ignored)
                     await self._ensure_topic()
                     self._topic_gone = False
                     log.warning("the analysis shards' topic was gone; created it again")
