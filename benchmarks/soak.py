@@ -1017,6 +1017,8 @@ def main() -> None:
     ap.add_argument("--save", action="store_true", help=f"write {FIGURE.relative_to(ROOT)}")
     ap.add_argument("--render", action="store_true", help="docs/operations.md from the saved JSON")
     args = ap.parse_args()
+    if args.shards < 0 or args.chunk_products < 1:
+        ap.error("--shards must be 0 or more and --chunk-products 1 or more")
     if args.render:
         render_into(ROOT / "docs" / "operations.md", json.loads(FIGURE.read_text()))
         return
