@@ -642,6 +642,15 @@ class AssignmentEncoder:
         self._templates: dict[tuple[Any, ...], tuple[bytes, bytes]] = {}
         self._max = max_templates
 
+    def __len__(self) -> int:
+        """The templates held."""
+        return len(self._templates)
+
+    def clear(self) -> None:
+        """Forget every template (a caller whose keys are never met again, such as a publish
+        whose keys hold its period and seq, clears after it)."""
+        self._templates.clear()
+
     def encode(
         self, message: Callable[[str], AssignmentMessage], key: tuple[Any, ...], product: str
     ) -> bytes:

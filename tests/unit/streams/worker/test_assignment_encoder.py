@@ -94,6 +94,32 @@ async def test_the_same_period_published_again_carries_its_new_seq_and_status():
         assert {(d["seq"], d["status"]) for d in docs} == {(seq, status)}
 
 
+async def test_the_sink_holds_no_template_between_publishes():
+    """A template's key holds its period and seq, so no later publish meets it: the sink
+    forgets them after each publish (kept, they filled a controller's memory up to the
+    encoder's bound over a soak), whichever path the publish took or if it failed."""
+    from controller.designs import PeriodAssignments
+    from controller.settings import Settings
+    from streams.worker.metrics import Metrics
+    from streams.worker.sinks import KafkaAssignmentSink
+
+    spec = _spec()
+    pub = _Capture()
+    sink = KafkaAssignmentSink(pub, Settings(), Metrics())  # type: ignore[arg-type]
+    for k in range(6):
+        whole = period_assignments(spec, k)
+        await sink.publish_assignments(whole, k + 1, "running")  # the record-batch path
+        assert len(sink._encoder) == 0
+        await sink.publish_assignments(list(whole)[:7], k + 1, "running")  # one by one
+        assert len(sink._encoder) == 0
+    assert len(pub.sent) == 6 * (len(spec.all_products()) + 7)
+    whole = period_assignments(spec, 2)
+    odd = PeriodAssignments([*whole.products[:-1], "with space"], whole.codes, whole.templates)
+    with pytest.raises(ValidationError):
+        await sink.publish_assignments(odd, 9, "running")  # the model's path, refused
+    assert len(sink._encoder) == 0
+
+
 async def test_a_period_whose_products_changed_is_checked_again_for_plain_ids():
     # the sink remembers that the last whole period's products were all plain ids: another
     # list with one that is not must take the model's path (and its refusal), not a template
