@@ -29,6 +29,9 @@ The catalogue (also in README.md):
     pricelab_trigger_fire_latency_seconds                 from a batch handed to the trigger
                                                           runner to its fires' assignments
                                                           acknowledged by the brokers
+    pricelab_malloc_bytes{state}                          glibc malloc's bytes in use and freed
+                                                          but kept (streams/worker/memory.py)
+    pricelab_python_blocks                                memory blocks the interpreter holds
 """
 
 from __future__ import annotations
@@ -47,6 +50,8 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from streams.worker.memory import MemoryCollector
 
 _FAST = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 #: trigger stages take 0.1-100 ms; finer than _FAST where the 50 ms target is judged
@@ -92,8 +97,10 @@ class Metrics:
     ) -> None:
         r = self.registry = registry or CollectorRegistry()
         if registry is None:
-            # process_start_time_seconds, memory and CPU: on-call's standard process metrics
+            # process_start_time_seconds, memory and CPU: on-call's standard process metrics;
+            # and the live memory behind the RSS (streams/worker/memory.py)
             ProcessCollector(registry=r)
+            r.register(MemoryCollector())
         self.events_consumed = Counter(
             "pricelab_events_consumed", "Events read from a topic", ["topic"], registry=r
         )

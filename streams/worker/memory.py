@@ -1,0 +1,86 @@
+"""What a worker's memory holds, beyond its RSS: the live memory that a leak would grow.
+
+An analysis worker keeps the memory it frees (``GLIBC_TUNABLES``, ``streams.live.launcher``),
+so its RSS is the highest a look has needed since it started, not what it holds now: RSS
+steps up after a look larger than any before (a takeover, a catch-up after a fault) and never
+down. Two gauges tell a leak from such a peak, read at each scrape:
+
+    pricelab_malloc_bytes{state}       glibc malloc: "in_use", the bytes handed out and not
+                                       freed (numpy and pandas buffers, native libraries);
+                                       "free", the bytes freed and kept for reuse
+    pricelab_python_blocks             the memory blocks the interpreter holds (its objects)
+
+A leak raises the troughs of both between looks; a peak raises ``free`` and leaves them. On
+a C library without ``mallinfo2`` (musl, glibc before 2.33) the malloc gauge is not exported.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import sys
+from collections.abc import Callable, Iterator
+
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )  # fmt: skip
+    ]
+
+
+def _mallinfo2() -> Callable[[], _MallInfo2] | None:
+    try:
+        f = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallinfo2
+    except (OSError, AttributeError):
+        return None
+    f.restype = _MallInfo2
+    f.argtypes = []
+    return f  # type: ignore[no-any-return]
+
+
+def malloc_bytes(read: Callable[[], _MallInfo2] | None) -> tuple[int, int] | None:
+    """(in use, freed and kept) bytes of glibc's malloc, or None without ``mallinfo2``. In
+    use counts the chunks handed out of the arenas and the blocks mapped on their own."""
+    if read is None:
+        return None
+    m = read()
+    return int(m.uordblks + m.hblkhd), int(m.fordblks)
+
+
+class MemoryCollector(Collector):
+    """The two gauges of the module's docstring, read at each collect."""
+
+    def __init__(self) -> None:
+        self._read = _mallinfo2()
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        got = malloc_bytes(self._read)
+        if got is not None:
+            g = GaugeMetricFamily(
+                "pricelab_malloc_bytes",
+                "glibc malloc's bytes in use (state=in_use) and freed but kept (state=free)",
+                labels=["state"],
+            )
+            g.add_metric(["in_use"], got[0])
+            g.add_metric(["free"], got[1])
+            yield g
+        yield GaugeMetricFamily(
+            "pricelab_python_blocks",
+            "Memory blocks the interpreter holds (sys.getallocatedblocks)",
+            value=sys.getallocatedblocks(),
+        )
