@@ -75,9 +75,8 @@ class KafkaAssignmentSink:
         self.topics = settings.topics
         self.metrics = metrics
         # one template per (arm, blackout, ...) instead of a pydantic model per product; for
-        # one publish only: a key holds the period and seq, so no later publish meets it (kept
-        # until the encoder's bound of 4,096, the templates were a controller's growing RSS
-        # in the soak: ~45 blocks each, 184,000 blocks freed at once when they were cleared)
+        # one publish only: a key holds the period and seq, so no later publish meets it (they
+        # were kept up to the encoder's bound of 4,096, memory nothing would read again)
         self._encoder = AssignmentEncoder()
         #: the last whole period's products and whether all are plain ids: a flip publishes
         #: the same products every period (the check is ~0.1 s for 1M, the comparison ~5 ms)
