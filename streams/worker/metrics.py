@@ -32,6 +32,8 @@ The catalogue (also in README.md):
     pricelab_malloc_bytes{state}                          glibc malloc's bytes in use and freed
                                                           but kept (streams/worker/memory.py)
     pricelab_python_blocks                                memory blocks the interpreter holds
+    pricelab_gc_full_duration_seconds                     time of one full garbage collection
+                                                          (every 60 s; the loop waits for it)
 """
 
 from __future__ import annotations
@@ -248,6 +250,12 @@ class Metrics:
             "From a competitor batch handed to the trigger runner to its fires' assignments "
             "acknowledged by the brokers (one observation per fire)",
             buckets=_TRIGGER,
+            registry=r,
+        )
+        self.gc_full_seconds = Histogram(
+            "pricelab_gc_full_duration_seconds",
+            "Time of one full garbage collection (every 60 s; the event loop waits for it)",
+            buckets=_FAST,
             registry=r,
         )
         self._age = _EstimateAge(now)

@@ -51,3 +51,37 @@ def test_a_workers_metrics_carry_the_live_memory_beside_the_rss():
     assert metric_value(text, "process_resident_memory_bytes") > 0
     assert metric_value(text, "pricelab_malloc_bytes", state="in_use") > 0
     assert metric_value(text, "pricelab_python_blocks") > 0
+
+
+def test_a_full_collection_frees_the_cycles_the_workers_thresholds_leave():
+    """With the worker's thresholds (tune_gc) cyclic garbage that reached the oldest
+    generation stays until 100 million allocations; collect_cycles frees it."""
+    import gc
+    import weakref
+
+    from streams.worker.app import collect_cycles
+
+    class Node:
+        pass
+
+    old = gc.get_threshold()
+    try:
+        gc.collect()
+        gc.set_threshold(50_000, 20, 100)
+        held, refs = [], []
+        for _ in range(2_000):
+            a, b = Node(), Node()
+            a.other, b.other = b, a  # a cycle, like a transport and its bound methods
+            held.append(a)
+            refs.append(weakref.ref(a))
+        del a, b
+        gc.collect(1)  # alive (a connection in use) through the young generations'
+        gc.collect(1)  # collections: moved to the oldest
+        held.clear()  # now garbage (the connection closed), in the oldest generation
+        gc.collect(1)  # the young generations' collections do not see it
+        assert sum(r() is not None for r in refs) == 2_000
+        seconds = collect_cycles()
+        assert sum(r() is not None for r in refs) == 0
+        assert 0.0 <= seconds < 5.0
+    finally:
+        gc.set_threshold(*old)
