@@ -47,8 +47,9 @@ be needed; what is measured is pricelab's recovery, not Tansu's storage.
 At the end (the pure checks are :mod:`benchmarks.soak_checks`): every sale counted exactly
 once; no ``seq`` went backwards on the assignments topic (read with confluent-kafka, an outside
 client); every boundary passed flipped exactly once; an estimate of every experiment after
-each fault; with sharding on, that both analysis workers shared the looks; worker RSS flat (the
-slope per worker slot); the triggers as the rule says
+each fault; with sharding on, that both analysis workers shared the looks; the controllers' RSS
+and every worker's live memory flat (the slope per worker slot; an analysis worker's RSS keeps
+its largest look's peak, so it is reported only); the triggers as the rule says
 (each product whose undercut met it announced once and in its window for its periods, no
 other product ever triggered, Redis's trigger periods the rule's); and the alerts that
 fired against the ones the faults' measured durations call for. ``--save`` writes docs/figures/soak.json
@@ -81,6 +82,8 @@ from typing import Any
 
 import psutil
 import yaml
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
 
 from benchmarks import soak_checks as checks
@@ -99,10 +102,12 @@ from streams.client.commands import send_command_async
 from streams.live.embedded import EmbeddedStack, free_port
 from streams.live.launcher import WorkerProcess, http_ok, metric_value
 from streams.worker.kafka import ensure_topics
+from streams.worker.shards import shard_topic
 
 ROOT = Path(__file__).resolve().parents[1]
 FIGURE = ROOT / "docs" / "figures" / "soak.json"
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
+MEMTRACE = ROOT / "benchmarks" / "memtrace"
 TIMEZONE = "Europe/Berlin"
 #: (design, period in hours, a price ladder's listed ratios or None for two arms)
 EXPERIMENTS: tuple[tuple[str, int, tuple[float, ...] | None], ...] = (
@@ -156,6 +161,9 @@ class SoakConfig:
     #: wall seconds the merging worker waits for another's chunks (the default 60 s is for
     #: a look of a million products)
     shard_wait: float = 10.0
+    #: a diagnostic: every worker runs with benchmarks/memtrace on its PYTHONPATH, which
+    #: writes what its memory is made of into ``out``/memtrace-<slot>.jsonl every 10 s
+    trace_memory: bool = False
 
 
 # ---------------------------------------------------------------------------- the world
@@ -261,6 +269,9 @@ class Soak:
         self.sim = datetime.now(UTC)
         self.faults: list[dict[str, Any]] = []
         self.rss: list[tuple[str, int, float, int]] = []
+        #: the live memory behind the RSS (streams/worker/memory.py), sampled with it:
+        #: (slot, pid, seconds, malloc bytes in use, malloc bytes freed and kept, blocks)
+        self.live: list[tuple[str, int, float, float, float, float]] = []
         self.health: list[tuple[float, dict[str, tuple[bool, bool]]]] = []
         self.clock_history: list[tuple[float, float]] = []  # (wall since t0, simulated epoch)
         self.supervising = True
@@ -269,7 +280,11 @@ class Soak:
 
     # ------------------------------------------------------------------ processes
     def _launch(self, settings: Settings, name: str, role: str) -> Slot:
-        w = WorkerProcess(settings, (role,), log=self.cfg.out / f"{name}.log")
+        env = {}
+        if self.cfg.trace_memory:
+            env = {"PYTHONPATH": str(MEMTRACE), "PRICELAB_MEMTRACE_OUT": str(self.cfg.out / f"memtrace-{name}.jsonl")}  # fmt: skip
+            (self.cfg.out / f"memtrace-{name}.jsonl").unlink(missing_ok=True)
+        w = WorkerProcess(settings, (role,), env=env, log=self.cfg.out / f"{name}.log")
         return Slot(name, role, w.launch())
 
     def _relaunch(self, slot: Slot) -> None:
@@ -387,6 +402,12 @@ class Soak:
                         self.rss.append(
                             (s.name, w.pid, now, psutil.Process(w.pid).memory_info().rss)
                         )
+                    with contextlib.suppress(OSError):
+                        text = await loop.run_in_executor(None, w.metrics)
+                        self.live.append((s.name, w.pid, now,
+                            metric_value(text, "pricelab_malloc_bytes", state="in_use"),
+                            metric_value(text, "pricelab_malloc_bytes", state="free"),
+                            metric_value(text, "pricelab_python_blocks")))  # fmt: skip
             self.health.append((now, state))
             if n % 60 == 0:
                 print(f"[{now:7.1f}s] {self.sim.isoformat()[:16]} {self.progress()}", flush=True)
@@ -465,23 +486,27 @@ class Soak:
             src.flowing.clear()
             await src.flush()
         t_q = time.monotonic()
+        pending: list[str] = []
         await _until(
-            lambda: _all_counted(store, source),
+            lambda: _all_counted(store, source, pending),
             self.cfg.settle_timeout,
             "sales counted before the broker restart",
             self.missed,
+            pending,
         )
         await _until(
-            lambda: _prices_applied(store, prices),
+            lambda: _prices_applied(store, prices, pending),
             self.cfg.settle_timeout,
             "competitor prices applied before the broker restart",
             self.missed,
+            pending,
         )
         await _until(
-            lambda: _flips_read(store, reader, ctx["specs"]),
+            lambda: _flips_read(store, reader, ctx["specs"], pending),
             self.cfg.settle_timeout,
             "flips read before the broker restart",
             self.missed,
+            pending,
         )
         quiesce = time.monotonic() - t_q
         for src in (source, prices):
@@ -585,11 +610,13 @@ class Soak:
             for src in (source, prices):
                 await src.flush()
             t_end = self.elapsed()
+            pending: list[str] = []
             await _until(
-                lambda: _all_counted(store, source),
+                lambda: _all_counted(store, source, pending),
                 cfg.settle_timeout,
                 "every sale counted",
                 self.missed,
+                pending,
             )
             await _until(
                 lambda: _lag_zero(self.slots, settings),
@@ -598,16 +625,18 @@ class Soak:
                 self.missed,
             )
             await _until(
-                lambda: _prices_applied(store, prices),
+                lambda: _prices_applied(store, prices, pending),
                 cfg.settle_timeout,
                 "every competitor price applied",
                 self.missed,
+                pending,
             )
             await _until(
-                lambda: _flips_read(store, reader, specs),
+                lambda: _flips_read(store, reader, specs, pending),
                 cfg.settle_timeout,
                 "every flip read",
                 self.missed,
+                pending,
             )
             if self.faults:
                 last = self.faults[-1]
@@ -620,7 +649,7 @@ class Soak:
                 await asyncio.gather(*tasks)
             report = await self.report(store, reader, source, prices, specs, t_end,
                                        {"rate": rate, "target": target, "capacity": capacity,
-                                        "start": start})  # fmt: skip
+                                        "start": start}, settings)  # fmt: skip
         finally:
             stop.set()
             for t in tasks:
@@ -633,7 +662,7 @@ class Soak:
 
     async def report(
         self, store: Store, reader: TopicReader, source: SalesSource, prices: CompetitorSource,
-        specs: list[ExperimentSpec], t_end: float, rates: dict[str, Any],
+        specs: list[ExperimentSpec], t_end: float, rates: dict[str, Any], settings: Settings,
     ) -> dict[str, Any]:  # fmt: skip
         cfg = self.cfg
         totals = {s.id: await store.totals(s.id) for s in specs}
@@ -660,7 +689,12 @@ class Soak:
                   for e, v in state.items() if v["flipped_period"] != periods[e][-1]]  # fmt: skip
         resumed = checks.resumed_after(self.faults, {s.id: received.get(s.id, []) for s in specs})
         slopes = checks.rss_slopes(self.rss)
-        rss = checks.rss_problems(slopes)
+        # an analysis worker keeps what it frees (GLIBC_TUNABLES): its RSS is the largest
+        # look's peak so far, judged by its live memory below, and only reported here
+        rss = checks.rss_problems(
+            {k: v for k, v in slopes.items() if not k.startswith("analysis-")}
+        )
+        live = self._live_memory()
         announced = checks.announcements(msgs, products, triggered)
         first_flip: dict[tuple[str, int], float] = {}
         with reader.lock:
@@ -672,7 +706,7 @@ class Soak:
             (period_start(by_id[e], k).timestamp(), t - self.t0) for (e, k), t in first_flip.items()
         ]
         alerts = self._alerts(state, flip_times, stale)
-        sharding = await self._sharding(store, specs)
+        sharding = await self._sharding(store, specs, settings)
         verified = [f"{f['kind']} at {f['began']:.0f}s not verified: {f['detail']}"
                     for f in self.faults if not f["verified"]]  # fmt: skip
         problems = {
@@ -687,6 +721,7 @@ class Soak:
                 if r["seconds"] is None
             ],  # fmt: skip
             "rss_flat": rss,
+            "live_memory_flat": live.pop("problems"),
             "triggers_as_the_rule_says": triggers.pop("problems")[:50],
             "alerts_as_expected": alerts["problems"],
             "analysis_shared": sharding.pop("problems"),
@@ -725,6 +760,10 @@ class Soak:
             "assignments_read": len(msgs),
             "triggers": triggers,
             "estimates_read": {s.id: len(received.get(s.id, [])) for s in specs},
+            # all experiments' estimates read in each wall minute of the run
+            "estimates_per_minute": checks.per_minute(
+                [t for s in specs for t in received.get(s.id, [])], t_end
+            ),
             "faults": self.faults,
             "resumed": resumed,
             "own_exits": {s.name: s.own_exits for s in self.slots if s.own_exits},
@@ -738,19 +777,63 @@ class Soak:
                 ]
                 for slot in sorted({n for n, _, _, _ in self.rss})
             },
+            "live_memory": live,
             "alerts": alerts,
             "sharding": sharding,
             "problems": problems,
             "passed": {k: not v for k, v in problems.items()},
         }
 
-    async def _sharding(self, store: Store, specs: list[ExperimentSpec]) -> dict[str, Any]:
+    def _live_memory(self) -> dict[str, Any]:
+        """The live memory's trend per worker slot: the troughs (each minute's lowest value,
+        between looks) of malloc's bytes in use and of the interpreter's blocks, with
+        :func:`checks.slopes` after a minute of warm-up; a leak raises them, a peak does not.
+        Also the largest bytes malloc held (in use and kept): an analysis worker's heap."""
+        in_use = checks.troughs([(n, p, t, u) for n, p, t, u, _, _ in self.live])
+        blocks = checks.troughs([(n, p, t, b) for n, p, t, _, _, b in self.live])
+        mb = checks.slopes(in_use, settle=60.0, scale=2**20)
+        kb = checks.slopes(blocks, settle=60.0, scale=1000.0)
+        problems = checks.growth_problems(mb, "malloc in use (troughs)", "MB")
+        problems += checks.growth_problems(kb, "interpreter blocks (troughs)", "k blocks")
+        heap: dict[str, float] = {}
+        for n, _, _, u, f, _ in self.live:
+            heap[n] = max(heap.get(n, 0.0), (u + f) / 2**20)
+        # the full collections each worker ran since its last start, and their mean seconds
+        gc_full: dict[str, list[float] | None] = {}
+        for slot in self.slots:
+            try:
+                text = slot.worker.metrics()
+            except OSError:
+                gc_full[slot.name] = None
+                continue
+            n = metric_value(text, "pricelab_gc_full_duration_seconds_count")
+            total = metric_value(text, "pricelab_gc_full_duration_seconds_sum")
+            gc_full[slot.name] = [n, total / n if n else math.nan]
+        return {"malloc_in_use_mb": mb, "python_kblocks": kb, "malloc_held_max_mb": heap,
+                "gc_full": gc_full, "problems": problems}  # fmt: skip
+
+    async def _sharding(
+        self, store: Store, specs: list[ExperimentSpec], settings: Settings
+    ) -> dict[str, Any]:
         """With sharding on, that the analysis workers shared the looks: the chunks' parts
         left in Redis by a worker for another to merge (kept 10 minutes), and the estimates
         each analysis worker published since its last start (each merges the experiments of
-        the shards it owns)."""
+        the shards it owns). Also the shard topic's partitions at the end, as the broker
+        describes it (after a broker restart it may have made the topic again by itself,
+        with its own default count; docs/operations.md)."""
         if not self.cfg.shards:
             return {"shards": 0, "problems": []}
+        topic = shard_topic(settings)
+        try:
+            admin = AIOKafkaAdminClient(**settings.kafka.client_kwargs())  # type: ignore[arg-type]
+            await admin.start()
+            try:
+                described = await admin.describe_topics([topic])
+            finally:
+                await admin.close()
+            topic_partitions: int | None = len(described[0]["partitions"])
+        except (KafkaError, IndexError, KeyError):
+            topic_partitions = None
         parts = 0
         for s in specs:
             async for _ in store.redis.scan_iter(match=f"{store.exp(s.id)}:part:*", count=1000):
@@ -768,7 +851,7 @@ class Soak:
         problems += [f"{n} published no estimate since its last start"
                      for n, v in published.items() if not v]  # fmt: skip
         return {"shards": self.cfg.shards, "chunk_products": self.cfg.chunk_products,
-                "parts_in_redis": parts, "published_by": published, "problems": problems}  # fmt: skip
+                "topic_partitions": topic_partitions, "parts_in_redis": parts, "published_by": published, "problems": problems}  # fmt: skip
 
     async def _triggers(
         self, store: Store, msgs: list[dict[str, Any]], prices: CompetitorSource,
@@ -909,10 +992,15 @@ async def _retry(fn: Callable[[], Any], within: float = 30.0) -> Any:
 
 
 async def _until(
-    pred: Callable[[], Any], timeout: float, what: str, missed: list[str] | None = None
+    pred: Callable[[], Any],
+    timeout: float,
+    what: str,
+    missed: list[str] | None = None,
+    pending: list[str] | None = None,
 ) -> bool:
     """Wait until ``pred`` holds; past ``timeout``, raise, or with ``missed`` note ``what``
-    there and go on (the checks then say what it left undone)."""
+    there and go on (the checks then say what it left undone). ``pending``: where ``pred``
+    says what it still waits for, named in the note."""
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -921,10 +1009,11 @@ async def _until(
         except (OSError, RedisError):
             pass
         if time.monotonic() > deadline:
+            why = f" (waiting for {'; '.join(pending[:5])})" if pending else ""
             if missed is None:
-                raise TimeoutError(f"soak: {what} not within {timeout:.0f}s")
-            missed.append(f"{what}: not within {timeout:.0f}s")
-            print(f"soak: {what} not within {timeout:.0f}s", flush=True)
+                raise TimeoutError(f"soak: {what} not within {timeout:.0f}s{why}")
+            missed.append(f"{what}: not within {timeout:.0f}s{why}")
+            print(f"soak: {what} not within {timeout:.0f}s{why}", flush=True)
             return False
         await asyncio.sleep(0.25)
 
@@ -937,42 +1026,55 @@ async def _sleep_until(t: float, tasks: list[asyncio.Task[Any]]) -> None:
         await asyncio.sleep(min(0.5, max(0.0, t - time.monotonic())))
 
 
-async def _all_counted(store: Store, source: SalesSource) -> bool:
+async def _all_counted(store: Store, source: SalesSource, pending: list[str]) -> bool:
+    pending.clear()
     for exp, (events, _) in source.sent.items():
         totals = await store.totals(exp)
-        if sum(v for k, v in totals.items() if k.startswith("events:")) < events:
-            return False
-    return not source.held
+        counted = sum(v for k, v in totals.items() if k.startswith("events:"))
+        if counted < events:
+            pending.append(f"{exp}: {counted:,} of {events:,} sales counted")
+    if source.held:
+        pending.append(f"{len(source.held)} sales held back to send")
+    return not pending
 
 
-async def _prices_applied(store: Store, prices: CompetitorSource) -> bool:
+async def _prices_applied(store: Store, prices: CompetitorSource, pending: list[str]) -> bool:
     """Every competitor price sent is in the trigger state: each product it named has fired,
     or its state's last event is the last one sent for it."""
+    pending.clear()
     if prices.held:
+        pending.append(f"{len(prices.held)} competitor prices held back to send")
         return False
     if not prices.last_stamp:
         return True
     _, state = await store.trigger_state(prices.spec.id)
     if state is None:
+        pending.append("no trigger state in Redis")
         return False
     for product, stamp in prices.last_stamp.items():
         if product in state["fired"]:
             continue
         last = (state["products"].get(product) or {}).get("last_at")
         if last is None or datetime.fromisoformat(last) < stamp:
-            return False
-    return True
+            pending.append(f"{product}: last applied {last}, last sent {stamp.isoformat()}")
+    return not pending
 
 
-async def _flips_read(store: Store, reader: TopicReader, specs: list[ExperimentSpec]) -> bool:
+async def _flips_read(
+    store: Store, reader: TopicReader, specs: list[ExperimentSpec], pending: list[str]
+) -> bool:
+    pending.clear()
     seen = reader.flipped()
     for s in specs:
         st = await store.get_experiment(s.id)
         if not st.published_through(st.flipped_period):
-            return False
-        if seen.get(s.id, {}).get(st.flipped_period, 0) < len(s.all_products()):
-            return False
-    return True
+            pending.append(f"{s.id}: period {st.flipped_period} not published through")
+            continue
+        got = seen.get(s.id, {}).get(st.flipped_period, 0)
+        if got < len(s.all_products()):
+            pending.append(f"{s.id}: {got} of {len(s.all_products())} assignments of period "
+                           f"{st.flipped_period} read")  # fmt: skip
+    return not pending
 
 
 async def _lag_zero(slots: list[Slot], settings: Settings) -> bool:
@@ -1014,6 +1116,9 @@ def main() -> None:
     ap.add_argument("--pause", type=float, default=20.0, help="seconds Redis stays stopped")
     ap.add_argument("--shards", type=int, default=2, help="the shard topic's partitions (0: off)")
     ap.add_argument("--chunk-products", type=int, default=8, help="products of a chunk")
+    ap.add_argument("--trace-memory", action="store_true",
+                    help="write what each worker's memory is made of into "
+                    "OUT/memtrace-<slot>.jsonl every 10 s (benchmarks/memtrace)")  # fmt: skip
     ap.add_argument("--save", action="store_true", help=f"write {FIGURE.relative_to(ROOT)}")
     ap.add_argument("--render", action="store_true", help="docs/operations.md from the saved JSON")
     args = ap.parse_args()
@@ -1025,7 +1130,7 @@ def main() -> None:
     cfg = SoakConfig(minutes=args.minutes, seed=args.seed, out=args.out, speed=args.speed,
                      rate=args.rate, capacity_share=args.capacity_share, max_rate=args.max_rate,
                      fault_every=args.fault_every, pause=args.pause, shards=args.shards,
-                     chunk_products=args.chunk_products)  # fmt: skip
+                     chunk_products=args.chunk_products, trace_memory=args.trace_memory)  # fmt: skip
     report = run_soak(cfg)
     text = json.dumps(report, indent=1, default=str)
     (args.out / "soak.json").write_text(text)

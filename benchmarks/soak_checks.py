@@ -262,46 +262,94 @@ def trigger_problems(
 
 
 # ---------------------------------------------------------------------------- memory
-def rss_slopes(
-    samples: Sequence[tuple[str, int, float, int]], settle: float = 30.0
+def slopes(
+    samples: Sequence[tuple[str, int, float, float]], settle: float = 30.0, scale: float = 1.0
 ) -> dict[str, dict[str, float]]:
-    """Per worker slot (a slot keeps its role across restarts), the slope of RSS over time in
-    MB per minute: least squares with one intercept per process (a restarted process starts
-    lower, which is no trend), over each process's samples after its first ``settle``
-    seconds. Also the slot's median RSS and the growth the slope implies over the samples'
-    span, as a share of that median."""
-    by_slot: dict[str, list[tuple[int, float, int]]] = defaultdict(list)
-    for slot, pid, t, rss in samples:
-        by_slot[slot].append((pid, t, rss))
+    """Per worker slot (a slot keeps its role across restarts), the slope over time of a
+    measure sampled as ``(slot, pid, seconds, value)``, in ``value / scale`` per minute: least
+    squares with one intercept per process (a restarted process starts lower, which is no
+    trend), over each process's samples after its first ``settle`` seconds. Also the slot's
+    median and largest value, and the growth the slope implies over the samples' span, as a
+    share of that median."""
+    by_slot: dict[str, list[tuple[int, float, float]]] = defaultdict(list)
+    for slot, pid, t, v in samples:
+        by_slot[slot].append((pid, t, v))
     out = {}
     for slot, rows in by_slot.items():
         first: dict[int, float] = {}
         for pid, t, _ in rows:
             first[pid] = min(first.get(pid, t), t)
-        kept = [(pid, t, rss) for pid, t, rss in rows if t - first[pid] >= settle]
+        kept = [(pid, t, v) for pid, t, v in rows if t - first[pid] >= settle]
         xs, ys = [], []
         for pid in {p for p, _, _ in kept}:
             tt = np.array([t for p, t, _ in kept if p == pid])
-            rr = np.array([r for p, _, r in kept if p == pid], dtype=float) / 2**20
+            vv = np.array([v for p, _, v in kept if p == pid], dtype=float) / scale
             if len(tt) < 2:
                 continue
             xs.append(tt - tt.mean())  # within each process: its own intercept
-            ys.append(rr - rr.mean())
+            ys.append(vv - vv.mean())
         x = np.concatenate(xs) if xs else np.zeros(0)
         y = np.concatenate(ys) if ys else np.zeros(0)
         denom = float((x * x).sum())
         slope = float((x * y).sum() / denom) * 60 if denom > 0 else math.nan
-        all_rss = np.array([r for _, _, r in rows], dtype=float) / 2**20
+        values = np.array([v for _, _, v in rows], dtype=float) / scale
         span = (max(t for _, t, _ in rows) - min(t for _, t, _ in rows)) / 60
-        median = float(np.median(all_rss)) if len(all_rss) else math.nan
+        median = float(np.median(values)) if len(values) else math.nan
         out[slot] = {
-            "mb_per_min": slope,
-            "median_mb": median,
-            "max_mb": float(all_rss.max()) if len(all_rss) else math.nan,
+            "per_min": slope,
+            "median": median,
+            "max": float(values.max()) if len(values) else math.nan,
             "processes": len(first),
             "samples": len(kept),
             "growth_share": slope * span / median if median and math.isfinite(slope) else math.nan,
         }
+    return out
+
+
+def rss_slopes(
+    samples: Sequence[tuple[str, int, float, int]], settle: float = 30.0
+) -> dict[str, dict[str, float]]:
+    """:func:`slopes` of RSS samples in bytes, in MB (``mb_per_min``, ``median_mb``,
+    ``max_mb``)."""
+    out = {}
+    for slot, s in slopes(samples, settle, 2**20).items():
+        out[slot] = {"mb_per_min": s["per_min"], "median_mb": s["median"], "max_mb": s["max"],
+                     "processes": s["processes"], "samples": s["samples"],
+                     "growth_share": s["growth_share"]}  # fmt: skip
+    return out
+
+
+def troughs(
+    samples: Sequence[tuple[str, int, float, float]], window: float = 60.0
+) -> list[tuple[str, int, float, float]]:
+    """Each process's lowest value in each ``window`` seconds of its life (from its first
+    sample), at the window's start: live memory between looks, without the looks' peaks."""
+    first: dict[tuple[str, int], float] = {}
+    for slot, pid, t, _ in samples:
+        first[(slot, pid)] = min(first.get((slot, pid), t), t)
+    low: dict[tuple[str, int, int], float] = {}
+    for slot, pid, t, v in samples:
+        k = (slot, pid, int((t - first[(slot, pid)]) // window))
+        low[k] = min(low.get(k, v), v)
+    return [(slot, pid, first[(slot, pid)] + w * window, v) for (slot, pid, w), v in sorted(low.items())]  # fmt: skip
+
+
+def growth_problems(
+    found: Mapping[str, Mapping[str, float]], what: str, unit: str, max_share: float = 0.10
+) -> list[str]:
+    """A measure is flat when the growth its slope implies over the run stays within
+    ``max_share`` of the slot's median (no slope measured is a problem too: nothing was
+    sampled)."""
+    out = []
+    for slot, s in found.items():
+        g = s["growth_share"]
+        if not math.isfinite(g):
+            out.append(f"{slot}: no trend of its {what} could be measured ({s['samples']} samples)")
+        elif g > max_share:
+            out.append(
+                f"{slot}: {what} rose {s['per_min']:+,.2f} {unit}/min, {g:.0%} of its median "
+                f"{s['median']:,.0f} {unit} over the run (more than {max_share:.0%})"
+            )
     return out
 
 
@@ -342,6 +390,17 @@ def resumed_after(
         done = None if missing else max((w for w in waits.values() if w is not None), default=0.0)
         out.append({"kind": f["kind"], "seconds": done, "without": missing,
                     "experiments": len(waits)})  # fmt: skip
+    return out
+
+
+def per_minute(times: Iterable[float], end: float) -> list[int]:
+    """How many of ``times`` (seconds since the run began) fall in each whole minute of the
+    run up to ``end``; a time at or past ``end`` (the settling at the end) counts in the last."""
+    n = max(1, math.ceil(end / 60))
+    out = [0] * n
+    for t in times:
+        if t >= 0:
+            out[min(int(t // 60), n - 1)] += 1
     return out
 
 

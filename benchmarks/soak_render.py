@@ -48,11 +48,14 @@ def render(report: dict[str, Any]) -> str:
         "no_seq_backwards": "no `seq` went backwards on the assignments topic",
         "every_boundary_flipped_once": "every boundary flipped exactly once",
         "estimates_resumed": "after each fault, an estimate of every experiment estimated before it",
-        "rss_flat": "worker RSS flat",
+        "rss_flat": "controller RSS flat (an analysis worker's RSS keeps its largest look's peak: reported below, its live memory judged)",
+        "live_memory_flat": "every worker's live memory flat: malloc bytes in use and interpreter blocks between looks",
         "triggers_as_the_rule_says": "every undercut that met the trigger rule opened its product's window once; no other did",
         "alerts_as_expected": "the alerts that fired are the ones called for",
         "analysis_shared": "both analysis workers shared the looks (parts in Redis, estimates from each)",
     }
+    if "live_memory_flat" not in report["problems"]:  # saved before the live memory was judged
+        names["rss_flat"] = "worker RSS flat"
     for key, label in names.items():
         if key not in report["problems"]:
             continue
@@ -68,11 +71,46 @@ def render(report: dict[str, Any]) -> str:
         "Estimates after each fault (until every experiment had one): " + ", ".join(waits) + ".",
         "",
     ]
-    lines += ["| worker slot | RSS slope (MB/min) | median RSS (MB) | growth over the run | processes |",
-              "|---|---|---|---|---|"]  # fmt: skip
-    for slot, s in sorted(report["rss"].items()):
-        lines.append(f"| {slot} | {s['mb_per_min']:+.2f} | {s['median_mb']:.0f} | "
-                     f"{s['growth_share']:+.1%} | {s['processes']} |")  # fmt: skip
+    live = report.get("live_memory")
+    if live is None:  # a report saved before the live memory was sampled
+        lines += ["| worker slot | RSS slope (MB/min) | median RSS (MB) | growth over the run | processes |",
+                  "|---|---|---|---|---|"]  # fmt: skip
+        for slot, s in sorted(report["rss"].items()):
+            lines.append(f"| {slot} | {s['mb_per_min']:+.2f} | {s['median_mb']:.0f} | "
+                         f"{s['growth_share']:+.1%} | {s['processes']} |")  # fmt: skip
+    else:
+        lines += ["Memory per worker slot (slopes per minute fitted with one intercept per process; "
+                  "growth: what the slope implies over the run, as a share of the median; live "
+                  "memory: each minute's trough, between looks):",
+                  "",
+                  "| worker slot | processes | RSS (MB) median, max | RSS slope, growth | malloc in use (MB) median, slope, growth | malloc held at most (MB) | interpreter blocks (thousands) median, slope, growth |",
+                  "|---|---|---|---|---|---|---|"]  # fmt: skip
+        for slot, s in sorted(report["rss"].items()):
+            m = live["malloc_in_use_mb"].get(slot)
+            b = live["python_kblocks"].get(slot)
+            held = live["malloc_held_max_mb"].get(slot)
+            cells = [
+                slot,
+                str(s["processes"]),
+                f"{s['median_mb']:.0f}, {s['max_mb']:.0f}",
+                f"{s['mb_per_min']:+.2f} MB, {s['growth_share']:+.1%}",
+                f"{m['median']:.0f}, {m['per_min']:+.2f} MB, {m['growth_share']:+.1%}" if m else "not sampled",
+                f"{held:.0f}" if held is not None else "not sampled",
+                f"{b['median']:,.0f}, {b['per_min']:+,.1f}, {b['growth_share']:+.1%}" if b else "not sampled",
+            ]  # fmt: skip
+            lines.append("| " + " | ".join(cells) + " |")
+        gcs = live.get("gc_full") or {}
+        done = [f"{n} {v[0]:.0f}" + (f" ({v[1] * 1000:.0f} ms each)" if v[0] else "")
+                for n, v in sorted(gcs.items()) if v]  # fmt: skip
+        if done:
+            lines += ["", "Full garbage collections (every 60 s) since each worker's last start, and their mean time: "
+                      + ", ".join(done) + "."]  # fmt: skip
+    per_min = report.get("estimates_per_minute")
+    if per_min:
+        lines += [
+            "",
+            "Estimates read per wall minute: " + ", ".join(f"{n:,}" for n in per_min) + ".",
+        ]
     a = report["alerts"]
     lines += [
         "",
@@ -110,7 +148,13 @@ def _sharding(report: dict[str, Any]) -> list[str]:
     return [
         f"- Analysis sharded: {sh['shards']} shards, chunks of {sh['chunk_products']} products "
         f"(every experiment's look spread over both analysis workers); {sh['parts_in_redis']:,} "
-        f"parts in Redis at the end; estimates published since each worker's last start: {by}."
+        f"parts in Redis at the end; estimates published since each worker's last start: {by}"
+        + (
+            f"; the shard topic had {sh['topic_partitions']} partitions at the end"
+            if sh.get("topic_partitions") is not None
+            else ""
+        )
+        + "."
     ]
 
 

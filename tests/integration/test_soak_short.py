@@ -8,8 +8,7 @@ rule for a known set of products (and fall short of it, too short or too shallow
 others), and in this order: kill -9 of a controller, a Redis restart from its
 AOF, kill -9 of an analysis worker, a broker restart and Redis paused with SIGSTOP. The soak
 waits on conditions with deadlines; the only timed things are the faults' own schedule and
-the pause's length, which are the faults themselves. Every check of the soak must pass but
-one, the analysis workers' RSS, which 3 minutes cannot judge (see the assertion).
+the pause's length, which are the faults themselves. Every check of the soak must pass.
 """
 
 from __future__ import annotations
@@ -94,15 +93,14 @@ async def test_soak_short_form(tmp_path):
         f"analysis-{i}" for i in range(2)
     }
 
-    # the soak's assertions: each one's problems, empty; but the analysis workers' RSS
-    problems = dict(report["problems"])
-    rss = problems.pop("rss_flat")
-    assert problems == {k: [] for k in problems}, problems
-    # RSS: the controllers' is flat. The analysis workers' is not judged here: in 3 minutes
-    # their warm-up (estimators imported and first fitted as periods accrue) is most of the
-    # run; the 20-minute soak judges it (docs/operations.md, "Soak under faults"). Here only
-    # that it was measured for both.
-    assert not [p for p in rss if not p.startswith("analysis-")], rss
-    for slot in ("analysis-0", "analysis-1"):
-        assert report["rss"][slot]["samples"] >= 5
-        assert report["rss"][slot]["mb_per_min"] == report["rss"][slot]["mb_per_min"]  # not NaN
+    # the soak's assertions: each one's problems, empty (the controllers' RSS and every
+    # worker's live memory included; an analysis worker's RSS is reported, not judged: it
+    # keeps its largest look's peak)
+    assert report["problems"] == {k: [] for k in report["problems"]}, report["problems"]
+    assert "live_memory_flat" in report["problems"] and "rss_flat" in report["problems"]
+    # the live memory was sampled for every worker slot, and each worker that lived a
+    # minute ran its full garbage collection
+    live = report["live_memory"]
+    assert set(live["malloc_in_use_mb"]) == set(live["python_kblocks"]) == set(report["rss"])
+    assert all(s["samples"] >= 2 for s in live["python_kblocks"].values()), live
+    assert [n for n, v in live["gc_full"].items() if not v or v[0] < 1] == [], live["gc_full"]

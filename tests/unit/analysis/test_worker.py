@@ -489,29 +489,32 @@ async def test_a_worker_that_loses_the_merge_during_a_look_stops_publishing_it(c
     assert len(kept.published) == len(every.published)
 
 
+class _Told:
+    """A worker's observer that keeps what the worker said it reports."""
+
+    def __init__(self) -> None:
+        self.said: list[frozenset[str]] = []
+
+    def estimated(self, *a: object) -> None: ...
+
+    def published(self, *a: object) -> None: ...
+
+    def guardrail_tripped(self, *a: object) -> None: ...
+
+    def cycle_done(self, *a: object) -> None: ...
+
+    def reporting(self, experiments: frozenset[str]) -> None:
+        self.said.append(experiments)
+
+
 async def test_the_worker_reports_only_the_experiments_it_publishes():
     """With sharding on, an experiment another worker of the group merges is not this
     worker's to report: the worker says so after its cycle, and its metrics drop the estimate
     age they kept of it (else that age grows and PricelabEstimateStale fires while the other
     worker publishes). Unsharded, every experiment it looked at is its own."""
 
-    class Told:
-        def __init__(self) -> None:
-            self.said: list[frozenset[str]] = []
-
-        def estimated(self, *a: object) -> None: ...
-
-        def published(self, *a: object) -> None: ...
-
-        def guardrail_tripped(self, *a: object) -> None: ...
-
-        def cycle_done(self, *a: object) -> None: ...
-
-        def reporting(self, experiments: frozenset[str]) -> None:
-            self.said.append(experiments)
-
     alone, _ = _worker(_cells(10.0))
-    alone.observer = told = Told()
+    alone.observer = told = _Told()
     await alone.run_once()
     assert told.said == [frozenset({"e1"})]
     group = _Group()
@@ -519,7 +522,7 @@ async def test_the_worker_reports_only_the_experiments_it_publishes():
         Source(_cells(10.0)), Sink(), ManualClock(datetime(2026, 1, 1, tzinfo=UTC)),
         shards=group, partials=_NoParts(),
     )  # fmt: skip
-    w.observer = told = Told()
+    w.observer = told = _Told()
     await w.run_once()
     group.lose()  # the group gives its shards, the merge of e1 with them, to another worker
     await w.run_once()
@@ -529,6 +532,37 @@ async def test_the_worker_reports_only_the_experiments_it_publishes():
     group._owned = None
     await w.run_once()
     assert told.said == [frozenset({"e1"}), frozenset()]
+
+
+async def test_two_workers_of_a_split_group_report_each_the_experiments_it_publishes():
+    """Two experiments, two workers, each owning one of the group's two shards: each worker
+    reports exactly the experiments whose estimates it published, and between them every
+    experiment once."""
+    from analysis.sharded import merging_shard
+
+    ids = ["e1"] + [f"e{i}" for i in range(2, 50)]
+    other = next(i for i in ids[1:] if merging_shard(i, 2) != merging_shard("e1", 2))
+
+    class Two(Source):
+        async def experiments(self):
+            return [self.info, ExperimentInfo(other, "random-days", "running", self.info.params)]
+
+    told: list[frozenset[str]] = []
+    for shard in (0, 1):
+        group = _Group()
+        group._owned = frozenset({shard})
+        sink = Sink()
+        w = AnalysisWorker(
+            Two(_cells(10.0)), sink, ManualClock(datetime(2026, 1, 1, tzinfo=UTC)),
+            shards=group, partials=_NoParts(),
+        )  # fmt: skip
+        w.observer = obs = _Told()
+        await w.run_once()
+        assert len(obs.said) == 1
+        assert obs.said[0] == {e for e, *_ in sink.published}
+        told.append(obs.said[0])
+    assert len(told[0]) == len(told[1]) == 1
+    assert told[0] | told[1] == {"e1", other}
 
 
 async def test_arms_not_estimable_yet_are_said_once_until_the_reason_changes(caplog):

@@ -83,6 +83,30 @@ def test_rss_slope_ignores_restarts_and_measures_a_leak():
     assert math.isnan(lone["mb_per_min"]) and c.rss_problems({"y": lone})
 
 
+def test_troughs_keep_each_minutes_lowest_value_per_process():
+    # a look every 10 s lifts the value by 50 for one sample; between looks it is 100, then
+    # (second process, from 130 s) 80: the troughs are 100 and 80, at each minute's start
+    rows = [("w", 1, float(t), 150.0 if t % 10 == 5 else 100.0) for t in range(0, 120, 5)]
+    rows += [("w", 2, float(t), 130.0 if t % 10 == 5 else 80.0) for t in range(130, 250, 5)]
+    assert c.troughs(rows) == [
+        ("w", 1, 0.0, 100.0), ("w", 1, 60.0, 100.0), ("w", 2, 130.0, 80.0), ("w", 2, 190.0, 80.0),
+    ]  # fmt: skip
+
+
+def test_growth_problems_judge_troughs_not_peaks():
+    # peaks rising every minute (a peak kept: RSS) over flat troughs: no growth; a trough
+    # that rises 1,000 blocks a minute over a median of ~10,000: 19 minutes, ~190%
+    peaks = [("a", 1, float(t), 100.0 + (50.0 + t / 60 if t % 10 == 5 else 0)) for t in range(0, 1200, 5)]  # fmt: skip
+    flat = c.slopes(c.troughs(peaks))
+    assert abs(flat["a"]["per_min"]) < 1e-9 and c.growth_problems(flat, "live memory", "MB") == []
+    rising = [("b", 1, float(t), 1000.0 + 1000.0 * t / 60) for t in range(0, 1200, 5)]
+    grew = c.slopes(c.troughs(rising))
+    assert grew["b"]["per_min"] == pytest.approx(1000.0, rel=1e-6)
+    (p,) = c.growth_problems(grew, "interpreter blocks", "blocks")
+    assert p.startswith("b: interpreter blocks rose +1,000.00 blocks/min")
+    assert c.growth_problems(c.slopes([("y", 1, 0.0, 1.0)]), "x", "u")[0].startswith("y: no trend")
+
+
 def test_resumed_after_waits_only_for_experiments_estimated_before():
     faults = [{"kind": "redis-pause", "began": 10.0, "repaired": 20.0}]
     received = {"a": [1.0, 25.0], "b": [5.0, 22.0], "late": [30.0]}
@@ -315,3 +339,10 @@ def test_trigger_problems_pass_the_rule_and_name_each_way_to_break_it():
     ]
     # an unjudged product is left out
     assert c.trigger_problems(msgs, *args, {"a": 2, "b": 5}, unjudged=["b"], **kw) == []
+
+
+def test_per_minute_counts_each_whole_minute_and_the_settling_in_the_last():
+    # 0 and 59.9 in the first minute, 60 in the second; 130 and 400 (after the end at 125 s)
+    # in the last, the third; a negative time (before the run) nowhere
+    assert c.per_minute([0.0, 59.9, 60.0, 130.0, 400.0, -1.0], 125.0) == [2, 1, 2]
+    assert c.per_minute([], 10.0) == [0]

@@ -1,0 +1,140 @@
+"""A soak diagnostic (``benchmarks/soak.py --trace-memory``): what a worker's memory is made of
+as it runs, to tell a leak from a warm-up.
+
+Put this directory first on a worker's ``PYTHONPATH`` and Python imports this module as the
+interpreter starts, before the worker imports anything. A daemon thread then appends one JSON
+line every ``PRICELAB_MEMTRACE_EVERY`` seconds (10) to ``PRICELAB_MEMTRACE_OUT``:
+
+- ``t``: seconds since the process started; ``rss``, ``anon``, ``file``: VmRSS, RssAnon and
+  RssFile from /proc/self/status (file-backed pages are shared libraries and mapped files);
+- ``malloc_in_use`` and ``malloc_free``: glibc's ``mallinfo2``, the bytes malloc has handed
+  out and the bytes freed but kept (with the analysis worker's ``trim_threshold`` it keeps
+  all of them);
+- ``blocks``: ``sys.getallocatedblocks()``, the memory blocks the interpreter holds (objects
+  in pymalloc's arenas, which are mapped outside malloc, and its larger blocks);
+- with ``PRICELAB_MEMTRACE_FILES=1``, ``traced`` (the bytes ``tracemalloc`` sees) and, every
+  30th line, ``grew``: the 15 source files whose traced memory grew most since the first
+  such line. A snapshot holds the interpreter for a second or more, long enough for a
+  controller to lose a lease: the soak is then no longer the soak;
+- with ``PRICELAB_MEMTRACE_TYPES=1``, every 30th line, ``types``: the 15 types whose live
+  objects (those the garbage collector tracks) grew most in number since the first such
+  line, with their counts then and now; frames are also counted by the function they run
+  (``frame@file:function``), which names what a growing number of tracebacks keeps. A census holds the interpreter for about half a
+  second.
+
+All of it is cheap but the tracing: a few system calls and a walk of malloc's arenas.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import json
+import os
+import sys
+import threading
+import time
+import tracemalloc
+import types
+from typing import Any
+
+_OUT = os.environ.get("PRICELAB_MEMTRACE_OUT")
+
+
+class _MallInfo2(ctypes.Structure):
+    _NAMES = "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost"
+    _fields_ = [(name, ctypes.c_size_t) for name in _NAMES.split()]  # noqa: SIM905
+
+
+def _mallinfo() -> tuple[int, int] | None:
+    try:
+        f = ctypes.CDLL("libc.so.6").mallinfo2
+    except (OSError, AttributeError):
+        return None
+    f.restype = _MallInfo2
+    m = f()
+    return int(m.uordblks + m.hblkhd), int(m.fordblks)
+
+
+def _status() -> dict[str, int]:
+    out = {}
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            key, _, rest = line.partition(":")
+            if key in ("VmRSS", "RssAnon", "RssFile"):
+                out[key] = int(rest.split()[0]) * 1024
+    return out
+
+
+def _census() -> dict[str, int]:
+    """Live objects by type; frames (kept alive by a traceback or a coroutine) also by where
+    they run, as ``frame@file:function``."""
+    out: dict[str, int] = {}
+    for o in gc.get_objects():
+        t = type(o)
+        key = f"{getattr(t, '__module__', '?')}.{t.__qualname__}"
+        out[key] = out.get(key, 0) + 1
+        if t is types.FrameType:
+            code = o.f_code
+            where = f"frame@{code.co_filename.rsplit('/', 2)[-1]}:{code.co_qualname}"
+            out[where] = out.get(where, 0) + 1
+    return out
+
+
+_FIRST_CENSUS: dict[str, int] = {}
+
+
+def _sample(t0: float, n: int, first: tracemalloc.Snapshot | None) -> tuple[dict, Any]:
+    st = _status()
+    mi = _mallinfo()
+    row: dict[str, Any] = {
+        "pid": os.getpid(),
+        "t": round(time.monotonic() - t0, 1),
+        "rss": st.get("VmRSS"),
+        "anon": st.get("RssAnon"),
+        "file": st.get("RssFile"),
+        "malloc_in_use": mi[0] if mi else None,
+        "malloc_free": mi[1] if mi else None,
+        "blocks": sys.getallocatedblocks(),
+    }
+    if tracemalloc.is_tracing():
+        row["traced"] = tracemalloc.get_traced_memory()[0]
+        if n % 30 == 0:
+            snap = tracemalloc.take_snapshot()
+            if first is None:
+                first = snap
+            diff = snap.compare_to(first, "filename")
+            row["grew"] = [
+                [d.traceback[0].filename, d.size_diff, d.count_diff]
+                for d in sorted(diff, key=lambda d: -d.size_diff)[:15]
+            ]
+    if os.environ.get("PRICELAB_MEMTRACE_TYPES") == "1" and n % 30 == 0:
+        now = _census()
+        if not _FIRST_CENSUS:
+            _FIRST_CENSUS.update(now)
+        grew = sorted(now, key=lambda k: _FIRST_CENSUS.get(k, 0) - now[k])[:15]
+        row["types"] = [[k, _FIRST_CENSUS.get(k, 0), now[k]] for k in grew]
+    return row, first
+
+
+def _run(path: str, every: float) -> None:
+    t0 = time.monotonic()
+    first = None
+    n = 0
+    while True:
+        time.sleep(every)  # a sampling interval, not synchronisation
+        n += 1
+        row, first = _sample(t0, n, first)
+        with open(path, "a") as fh:
+            fh.write(json.dumps(row) + "\n")
+
+
+if _OUT:
+    if os.environ.get("PRICELAB_MEMTRACE_FILES") == "1":
+        tracemalloc.start(1)
+    threading.Thread(
+        target=_run,
+        args=(_OUT, float(os.environ.get("PRICELAB_MEMTRACE_EVERY", "10"))),
+        name="memtrace",
+        daemon=True,
+    ).start()
