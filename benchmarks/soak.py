@@ -270,8 +270,9 @@ class Soak:
         self.faults: list[dict[str, Any]] = []
         self.rss: list[tuple[str, int, float, int]] = []
         #: the live memory behind the RSS (streams/worker/memory.py), sampled with it:
-        #: (slot, pid, seconds, malloc bytes in use, malloc bytes freed and kept, blocks)
-        self.live: list[tuple[str, int, float, float, float, float]] = []
+        #: (slot, pid, seconds, malloc bytes in use, malloc bytes freed and kept, blocks); the
+        #: malloc figures None where the worker does not export them (no mallinfo2)
+        self.live: list[tuple[str, int, float, float | None, float | None, float]] = []
         self.health: list[tuple[float, dict[str, tuple[bool, bool]]]] = []
         self.clock_history: list[tuple[float, float]] = []  # (wall since t0, simulated epoch)
         self.supervising = True
@@ -282,7 +283,8 @@ class Soak:
     def _launch(self, settings: Settings, name: str, role: str) -> Slot:
         env = {}
         if self.cfg.trace_memory:
-            env = {"PYTHONPATH": str(MEMTRACE), "PRICELAB_MEMTRACE_OUT": str(self.cfg.out / f"memtrace-{name}.jsonl")}  # fmt: skip
+            path = os.pathsep.join(filter(None, [str(MEMTRACE), os.environ.get("PYTHONPATH")]))
+            env = {"PYTHONPATH": path, "PRICELAB_MEMTRACE_OUT": str(self.cfg.out / f"memtrace-{name}.jsonl")}  # fmt: skip
             (self.cfg.out / f"memtrace-{name}.jsonl").unlink(missing_ok=True)
         w = WorkerProcess(settings, (role,), env=env, log=self.cfg.out / f"{name}.log")
         return Slot(name, role, w.launch())
@@ -378,7 +380,9 @@ class Soak:
 
     async def monitor_task(self, stop: asyncio.Event) -> None:
         """Every second: each worker's /ready and whether its metrics port answers; every five
-        seconds its RSS. A worker that exited by itself is restarted (a supervisor's job)."""
+        seconds its RSS and its live memory (its metrics' ``pricelab_malloc_bytes`` and
+        ``pricelab_python_blocks``). A worker that exited by itself is restarted (a
+        supervisor's job)."""
         loop = asyncio.get_running_loop()
         n = 0
         while not stop.is_set():
@@ -404,10 +408,7 @@ class Soak:
                         )
                     with contextlib.suppress(OSError):
                         text = await loop.run_in_executor(None, w.metrics)
-                        self.live.append((s.name, w.pid, now,
-                            metric_value(text, "pricelab_malloc_bytes", state="in_use"),
-                            metric_value(text, "pricelab_malloc_bytes", state="free"),
-                            metric_value(text, "pricelab_python_blocks")))  # fmt: skip
+                        self.live.append((s.name, w.pid, now, *_live_gauges(text)))
             self.health.append((now, state))
             if n % 60 == 0:
                 print(f"[{now:7.1f}s] {self.sim.isoformat()[:16]} {self.progress()}", flush=True)
@@ -619,10 +620,11 @@ class Soak:
                 pending,
             )
             await _until(
-                lambda: _lag_zero(self.slots, settings),
+                lambda: _lag_zero(self.slots, settings, pending),
                 cfg.settle_timeout,
                 "no sales lag",
                 self.missed,
+                pending,
             )
             await _until(
                 lambda: _prices_applied(store, prices, pending),
@@ -691,10 +693,9 @@ class Soak:
         slopes = checks.rss_slopes(self.rss)
         # an analysis worker keeps what it frees (GLIBC_TUNABLES): its RSS is the largest
         # look's peak so far, judged by its live memory below, and only reported here
-        rss = checks.rss_problems(
-            {k: v for k, v in slopes.items() if not k.startswith("analysis-")}
-        )
-        live = self._live_memory()
+        analysts = {s.name for s in self.slots if s.role == "analysis"}
+        rss = checks.rss_problems({k: v for k, v in slopes.items() if k not in analysts})
+        live = await self._live_memory()
         announced = checks.announcements(msgs, products, triggered)
         first_flip: dict[tuple[str, int], float] = {}
         with reader.lock:
@@ -778,18 +779,32 @@ class Soak:
                 for slot in sorted({n for n, _, _, _ in self.rss})
             },
             "live_memory": live,
+            # the samples behind it, per slot: [seconds, pid, malloc MB in use or None, k blocks]
+            "live_samples": {
+                slot: [
+                    [
+                        round(t, 1),
+                        pid,
+                        None if u is None else round(u / 2**20, 2),
+                        round(b / 1000, 1),
+                    ]
+                    for n, pid, t, u, _, b in self.live
+                    if n == slot
+                ]
+                for slot in sorted({n for n, *_ in self.live})
+            },
             "alerts": alerts,
             "sharding": sharding,
             "problems": problems,
             "passed": {k: not v for k, v in problems.items()},
         }
 
-    def _live_memory(self) -> dict[str, Any]:
+    async def _live_memory(self) -> dict[str, Any]:
         """The live memory's trend per worker slot: the troughs (each minute's lowest value,
         between looks) of malloc's bytes in use and of the interpreter's blocks, with
         :func:`checks.slopes` after a minute of warm-up; a leak raises them, a peak does not.
         Also the largest bytes malloc held (in use and kept): an analysis worker's heap."""
-        in_use = checks.troughs([(n, p, t, u) for n, p, t, u, _, _ in self.live])
+        in_use = checks.troughs([(n, p, t, u) for n, p, t, u, _, _ in self.live if u is not None])
         blocks = checks.troughs([(n, p, t, b) for n, p, t, _, _, b in self.live])
         mb = checks.slopes(in_use, settle=60.0, scale=2**20)
         kb = checks.slopes(blocks, settle=60.0, scale=1000.0)
@@ -797,18 +812,20 @@ class Soak:
         problems += checks.growth_problems(kb, "interpreter blocks (troughs)", "k blocks")
         heap: dict[str, float] = {}
         for n, _, _, u, f, _ in self.live:
-            heap[n] = max(heap.get(n, 0.0), (u + f) / 2**20)
+            if u is not None and f is not None:
+                heap[n] = max(heap.get(n, 0.0), (u + f) / 2**20)
         # the full collections each worker ran since its last start, and their mean seconds
+        loop = asyncio.get_running_loop()
         gc_full: dict[str, list[float] | None] = {}
         for slot in self.slots:
             try:
-                text = slot.worker.metrics()
+                text = await loop.run_in_executor(None, slot.worker.metrics)
             except OSError:
                 gc_full[slot.name] = None
                 continue
-            n = metric_value(text, "pricelab_gc_full_duration_seconds_count")
+            runs = metric_value(text, "pricelab_gc_full_duration_seconds_count")
             total = metric_value(text, "pricelab_gc_full_duration_seconds_sum")
-            gc_full[slot.name] = [n, total / n if n else math.nan]
+            gc_full[slot.name] = [runs, total / runs if runs else math.nan]
         return {"malloc_in_use_mb": mb, "python_kblocks": kb, "malloc_held_max_mb": heap,
                 "gc_full": gc_full, "problems": problems}  # fmt: skip
 
@@ -823,17 +840,7 @@ class Soak:
         with its own default count; docs/operations.md)."""
         if not self.cfg.shards:
             return {"shards": 0, "problems": []}
-        topic = shard_topic(settings)
-        try:
-            admin = AIOKafkaAdminClient(**settings.kafka.client_kwargs())  # type: ignore[arg-type]
-            await admin.start()
-            try:
-                described = await admin.describe_topics([topic])
-            finally:
-                await admin.close()
-            topic_partitions: int | None = len(described[0]["partitions"])
-        except (KafkaError, IndexError, KeyError):
-            topic_partitions = None
+        topic_partitions = await _partitions(settings, shard_topic(settings))
         parts = 0
         for s in specs:
             async for _ in store.redis.scan_iter(match=f"{store.exp(s.id)}:part:*", count=1000):
@@ -920,11 +927,24 @@ class Soak:
             f'max_over_time(ALERTS{{alertstate="pending"}}[{window}])')}  # fmt: skip
         rules = self.prom_rules()
         targets = self.prom_query(f"count_over_time(up[{window}])")
+        # PricelabEstimateStale as the soak saw it, per (experiment, estimator): the five that
+        # were stale longest (wall seconds), beside the largest age any worker exported of them
+        until = times[-1] if times else 0.0
+        longest = sorted(((checks.stale_estimate_held({k: v}, history, until), k)
+                          for k, v in stale.items()), reverse=True)[:5]  # fmt: skip
+        exported = {
+            f"{r['metric'].get('experiment')}|{r['metric'].get('estimator')}": float(r["value"][1])
+            for r in self.prom_query(f"max by (experiment, estimator) (max_over_time(pricelab_estimate_age_seconds[{window}]))")
+        }  # fmt: skip
+        stale_keys = [{"key": k, "held": held_s, "estimates": len(stale[k]),
+                       "last_read": max(stale[k]) if stale[k] else None,
+                       "max_age_exported": exported.get(k)} for held_s, k in longest]  # fmt: skip
         return {
             "rules_loaded": len(rules),
             "rules_unhealthy": [r["name"] for r in rules if r.get("health") != "ok"],
             "targets_scraped": len(targets),
             "measured": measured,
+            "stale_longest": stale_keys,
             "expected": sorted(k for k, v in expected.items() if v),
             "fired": sorted(fired),
             "pending_seen": sorted(pending),
@@ -1006,8 +1026,9 @@ async def _until(
         try:
             if await pred():
                 return True
-        except (OSError, RedisError):
-            pass
+        except (OSError, RedisError) as exc:
+            if pending is not None:  # what it said before failing part-way is not the state
+                pending[:] = [f"the last check failed: {type(exc).__name__}"]
         if time.monotonic() > deadline:
             why = f" (waiting for {'; '.join(pending[:5])})" if pending else ""
             if missed is None:
@@ -1024,6 +1045,37 @@ async def _sleep_until(t: float, tasks: list[asyncio.Task[Any]]) -> None:
             if task.done() and task.exception() is not None:
                 raise RuntimeError("a soak task failed") from task.exception()
         await asyncio.sleep(min(0.5, max(0.0, t - time.monotonic())))
+
+
+def _live_gauges(text: str) -> tuple[float | None, float | None, float]:
+    """A worker's live memory from its metrics' text: malloc's bytes in use and freed but
+    kept (None when it does not export them), and the interpreter's blocks."""
+    blocks = metric_value(text, "pricelab_python_blocks")
+    if "pricelab_malloc_bytes{" not in text:
+        return None, None, blocks
+    return (
+        metric_value(text, "pricelab_malloc_bytes", state="in_use"),
+        metric_value(text, "pricelab_malloc_bytes", state="free"),
+        blocks,
+    )
+
+
+async def _partitions(settings: Settings, topic: str) -> int | None:
+    """The topic's partitions as the broker describes it, or None when it has no such topic
+    or does not answer within 30 s. Listed first: a metadata request naming a missing topic
+    may make the broker create it (auto-creation), which this must not cause."""
+    admin = AIOKafkaAdminClient(**settings.kafka.client_kwargs())  # type: ignore[arg-type]
+    try:
+        await asyncio.wait_for(admin.start(), 30)
+        if topic not in set(await asyncio.wait_for(admin.list_topics(), 30)):
+            return None
+        described = await asyncio.wait_for(admin.describe_topics([topic]), 30)
+        ok = [d for d in described if d.get("topic") == topic and not d.get("error_code")]
+        return len(ok[0]["partitions"]) if ok else None
+    except (KafkaError, TimeoutError, OSError):
+        return None
+    finally:
+        await admin.close()
 
 
 async def _all_counted(store: Store, source: SalesSource, pending: list[str]) -> bool:
@@ -1077,14 +1129,16 @@ async def _flips_read(
     return not pending
 
 
-async def _lag_zero(slots: list[Slot], settings: Settings) -> bool:
+async def _lag_zero(slots: list[Slot], settings: Settings, pending: list[str]) -> bool:
+    pending.clear()
     for s in slots:
         if s.role != "controller":
             continue
         text = await asyncio.get_running_loop().run_in_executor(None, s.worker.metrics)
-        if metric_value(text, "pricelab_consumer_lag", topic=settings.topics.sales) > 0:
-            return False
-    return True
+        lag = metric_value(text, "pricelab_consumer_lag", topic=settings.topics.sales)
+        if lag > 0:
+            pending.append(f"{s.name}: sales lag {lag:,.0f}")
+    return not pending
 
 
 async def _estimated_since(reader: TopicReader, began: float, t: float) -> bool:

@@ -320,22 +320,34 @@ def rss_slopes(
 
 
 def troughs(
-    samples: Sequence[tuple[str, int, float, float]], window: float = 60.0
+    samples: Sequence[tuple[str, int, float, float]], window: float = 60.0, cover: float = 0.9
 ) -> list[tuple[str, int, float, float]]:
     """Each process's lowest value in each ``window`` seconds of its life (from its first
-    sample), at the window's start: live memory between looks, without the looks' peaks."""
+    sample), at the window's start: live memory between looks, without the looks' peaks. A
+    window whose samples span less than ``cover`` of it (the last one of a process that was
+    killed or outlived by the run) is left out: its lowest value may be a look's."""
     first: dict[tuple[str, int], float] = {}
     for slot, pid, t, _ in samples:
         first[(slot, pid)] = min(first.get((slot, pid), t), t)
     low: dict[tuple[str, int, int], float] = {}
+    last: dict[tuple[str, int, int], float] = {}
     for slot, pid, t, v in samples:
-        k = (slot, pid, int((t - first[(slot, pid)]) // window))
+        since = t - first[(slot, pid)]
+        k = (slot, pid, int(since // window))
         low[k] = min(low.get(k, v), v)
-    return [(slot, pid, first[(slot, pid)] + w * window, v) for (slot, pid, w), v in sorted(low.items())]  # fmt: skip
+        last[k] = max(last.get(k, 0.0), since - k[2] * window)
+    return [
+        (slot, pid, first[(slot, pid)] + w * window, v)
+        for (slot, pid, w), v in sorted(low.items())
+        if last[(slot, pid, w)] >= cover * window - 1e-9
+    ]
 
 
 def growth_problems(
-    found: Mapping[str, Mapping[str, float]], what: str, unit: str, max_share: float = 0.10
+    found: Mapping[str, Mapping[str, float]],
+    what: str,
+    unit: str,
+    max_share: float = 0.10,
 ) -> list[str]:
     """A measure is flat when the growth its slope implies over the run stays within
     ``max_share`` of the slot's median (no slope measured is a problem too: nothing was
@@ -344,7 +356,8 @@ def growth_problems(
     for slot, s in found.items():
         g = s["growth_share"]
         if not math.isfinite(g):
-            out.append(f"{slot}: no trend of its {what} could be measured ({s['samples']} samples)")
+            out.append(f"{slot}: no trend of its {what} could be measured (no process with two "
+                       "samples to fit)")  # fmt: skip
         elif g > max_share:
             out.append(
                 f"{slot}: {what} rose {s['per_min']:+,.2f} {unit}/min, {g:.0%} of its median "

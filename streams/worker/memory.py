@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import sys
 from collections.abc import Callable, Iterator
+from typing import Literal
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -43,7 +45,9 @@ class _MallInfo2(ctypes.Structure):
     ]
 
 
-def _mallinfo2() -> Callable[[], _MallInfo2] | None:
+@functools.cache
+def libc_mallinfo2() -> Callable[[], _MallInfo2] | None:
+    """glibc's ``mallinfo2`` (once per process), or None where the C library lacks it."""
     try:
         f = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallinfo2
     except (OSError, AttributeError):
@@ -63,10 +67,11 @@ def malloc_bytes(read: Callable[[], _MallInfo2] | None) -> tuple[int, int] | Non
 
 
 class MemoryCollector(Collector):
-    """The two gauges of the module's docstring, read at each collect."""
+    """The two gauges of the module's docstring, read at each collect. ``read``: what reads
+    malloc's figures (glibc's ``mallinfo2`` by default; None: not exported)."""
 
-    def __init__(self) -> None:
-        self._read = _mallinfo2()
+    def __init__(self, read: Callable[[], _MallInfo2] | None | Literal["libc"] = "libc") -> None:
+        self._read = libc_mallinfo2() if read == "libc" else read
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         got = malloc_bytes(self._read)

@@ -93,6 +93,16 @@ def test_troughs_keep_each_minutes_lowest_value_per_process():
     ]  # fmt: skip
 
 
+def test_a_window_the_samples_do_not_cover_gives_no_trough():
+    # flat at 100 between looks; the process is killed 5 s into its sixth minute, its one
+    # sample there inside a look (200): that window is left out, so no growth is seen
+    rows = [("w", 1, float(t), 100.0) for t in range(0, 300, 5)] + [("w", 1, 305.0, 200.0)]
+    assert c.troughs(rows) == [("w", 1, 60.0 * k, 100.0) for k in range(5)]
+    assert c.growth_problems(c.slopes(c.troughs(rows)), "live memory", "MB") == []
+    # kept, it would have read as growth: the reason for leaving it out
+    assert c.growth_problems(c.slopes(c.troughs(rows, cover=0.0)), "live memory", "MB")
+
+
 def test_growth_problems_judge_troughs_not_peaks():
     # peaks rising every minute (a peak kept: RSS) over flat troughs: no growth; a trough
     # that rises 1,000 blocks a minute over a median of ~10,000: 19 minutes, ~190%
@@ -234,6 +244,40 @@ def test_render_writes_the_figures_between_the_markers(tmp_path):
     unmarked.write_text("# no markers\n")
     with pytest.raises(SystemExit):
         render_into(unmarked, _report(ok))
+
+
+def test_render_of_a_report_with_live_memory():
+    """A report that judged the live memory: the memory table with its columns, the full
+    collections, estimates per minute and the shard topic's partitions; the RSS check's label
+    says it judges the controllers only."""
+    from benchmarks.soak_render import render
+
+    report = _report({"rss_flat": [], "live_memory_flat": [], "analysis_shared": []})
+    report["rss"] = {
+        "analysis-0": {"mb_per_min": 3.1, "median_mb": 363.0, "max_mb": 386.0,
+                       "growth_share": 0.17, "processes": 2},
+        "controller-0": {"mb_per_min": 0.1, "median_mb": 230.0, "max_mb": 236.0,
+                         "growth_share": 0.01, "processes": 1},
+    }  # fmt: skip
+    report["live_memory"] = {
+        "malloc_in_use_mb": {"analysis-0": {"median": 72.0, "per_min": 0.05, "growth_share": 0.01}},
+        "python_kblocks": {
+            "analysis-0": {"median": 1120.0, "per_min": -0.5, "growth_share": -0.009},
+            "controller-0": {"median": 900.0, "per_min": 0.25, "growth_share": 0.0056},
+        },
+        "malloc_held_max_mb": {"analysis-0": 98.4},
+        "gc_full": {"analysis-0": [9, 0.0123], "controller-0": [0, float("nan")], "x": None},
+    }  # fmt: skip
+    report["estimates_per_minute"] = [488, 1111, 0]
+    report["sharding"] = {"shards": 2, "chunk_products": 8, "parts_in_redis": 690,
+                          "published_by": {"analysis-0": 5.0}, "topic_partitions": 4}  # fmt: skip
+    text = render(report)
+    assert "| controller RSS flat (an analysis worker's RSS keeps" in text
+    assert "| analysis-0 | 2 | 363, 386 | +3.10 MB, +17.0% | 72, +0.05 MB, +1.0% | 98 | 1,120, -0.5, -0.9% |" in text  # fmt: skip
+    assert "| controller-0 | 1 | 230, 236 | +0.10 MB, +1.0% | not sampled | not sampled | 900, +0.2, +0.6% |" in text  # fmt: skip
+    assert "analysis-0 9 (12 ms each), controller-0 0." in text
+    assert "Estimates read per wall minute: 488, 1,111, 0." in text
+    assert "the shard topic had 4 partitions at the end." in text
 
 
 def test_the_soak_section_of_operations_md_is_the_render_of_the_saved_run():

@@ -37,8 +37,7 @@ def test_malloc_in_use_follows_a_buffer_and_blocks_follow_objects():
 
 def test_without_mallinfo2_only_the_interpreter_blocks_are_exported():
     assert malloc_bytes(None) is None
-    c = MemoryCollector()
-    c._read = None  # a C library without mallinfo2
+    c = MemoryCollector(read=None)  # a C library without mallinfo2
     r = CollectorRegistry()
     r.register(c)
     text = generate_latest(r).decode()
@@ -59,7 +58,7 @@ def test_a_full_collection_frees_the_cycles_the_workers_thresholds_leave():
     import gc
     import weakref
 
-    from streams.worker.app import collect_cycles
+    from streams.worker.app import collect_cycles, tune_gc
 
     class Node:
         pass
@@ -67,7 +66,7 @@ def test_a_full_collection_frees_the_cycles_the_workers_thresholds_leave():
     old = gc.get_threshold()
     try:
         gc.collect()
-        gc.set_threshold(50_000, 20, 100)
+        tune_gc()  # the worker's thresholds (and its start-up objects frozen)
         held, refs = [], []
         for _ in range(2_000):
             a, b = Node(), Node()
@@ -84,4 +83,5 @@ def test_a_full_collection_frees_the_cycles_the_workers_thresholds_leave():
         assert sum(r() is not None for r in refs) == 0
         assert 0.0 <= seconds < 5.0
     finally:
+        gc.unfreeze()
         gc.set_threshold(*old)
