@@ -540,22 +540,23 @@ def stale_estimate_held(
     until: float,
     threshold: float = 3 * 3600.0,
 ) -> float:
-    """The longest stretch (wall seconds) over which PricelabEstimateStale's condition held as
-    the soak saw it: some (experiment, estimator) published once had no estimate for more
-    than ``threshold`` *clock* seconds. ``receipts``: per key, the wall times its estimates
+    """The longest stretch (wall seconds) over which PricelabEstimateStale's condition held
+    for one series as the soak saw it: an (experiment, estimator) published once had no
+    estimate for more than ``threshold`` *clock* seconds. Per series, as the rule's ``for:``
+    counts (``max by (experiment, estimator)``): two series stale one after the other are two
+    short stretches, not one long one. ``receipts``: per key, the wall times its estimates
     were read."""
-    times, flags = [], []
-    keyed = [sorted(v) for v in receipts.values() if v]
-    t = 0.0
-    while t <= until:
-        now = history.at(t)
-        stale = False
-        for v in keyed:
-            i = bisect.bisect_right(v, t)
-            if i and now - history.at(v[i - 1]) > threshold:
-                stale = True
-                break
-        flags.append(stale)
-        times.append(t)
-        t += 1.0
-    return longest_run(times, flags, 1.0)
+    longest = 0.0
+    for v in receipts.values():
+        if not v:
+            continue
+        keyed = sorted(v)
+        times, flags = [], []
+        t = 0.0
+        while t <= until:
+            i = bisect.bisect_right(keyed, t)
+            flags.append(bool(i) and history.at(t) - history.at(keyed[i - 1]) > threshold)
+            times.append(t)
+            t += 1.0
+        longest = max(longest, longest_run(times, flags, 1.0))
+    return longest

@@ -119,9 +119,27 @@ def render(report: dict[str, Any]) -> str:
         f"{', '.join(a['fired']) or 'none'}; went pending at some point: {', '.join(a['pending_seen']) or 'none'}. "
         "How long each measured condition held, as the soak saw it (wall seconds; missed flips: a count): "
         + ", ".join(f"{k} {v:.0f}" for k, v in a["measured"].items()) + ".",
+        *_stale(a),
         END,
     ]  # fmt: skip
     return "\n".join(lines)
+
+
+def _stale(alerts: dict[str, Any]) -> list[str]:
+    """The series stale longest, one by one (a report saved before they were named has none)."""
+    rows = alerts.get("stale_longest")
+    if not rows:
+        return []
+    told = "; ".join(
+        f"{r['key'].replace('|', ' ')} {r['held']:.0f} s" + (
+            f" (largest age a worker exported {r['max_age_exported'] / 3600:.1f} clock hours)"
+            if r.get("max_age_exported") is not None else " (no worker exported its age)")
+        for r in rows
+    )  # fmt: skip
+    return [
+        "",
+        f"Series stale longest (wall seconds over 3 clock hours, one series at a time): {told}.",
+    ]
 
 
 def _triggers(report: dict[str, Any]) -> list[str]:
