@@ -320,12 +320,12 @@ def rss_slopes(
 
 
 def troughs(
-    samples: Sequence[tuple[str, int, float, float]], window: float = 60.0, cover: float = 0.9
+    samples: Sequence[tuple[str, int, float, float]], window: float = 60.0, cover: float = 0.75
 ) -> list[tuple[str, int, float, float]]:
     """Each process's lowest value in each ``window`` seconds of its life (from its first
     sample), at the window's start: live memory between looks, without the looks' peaks. A
-    window whose samples span less than ``cover`` of it (the last one of a process that was
-    killed or outlived by the run) is left out: its lowest value may be a look's."""
+    process's last window, when its samples span less than ``cover`` of it (the process was
+    killed or the run ended), is left out: its lowest value may be a look's."""
     first: dict[tuple[str, int], float] = {}
     for slot, pid, t, _ in samples:
         first[(slot, pid)] = min(first.get((slot, pid), t), t)
@@ -336,10 +336,13 @@ def troughs(
         k = (slot, pid, int(since // window))
         low[k] = min(low.get(k, v), v)
         last[k] = max(last.get(k, 0.0), since - k[2] * window)
+    final: dict[tuple[str, int], int] = {}
+    for slot, pid, w in low:
+        final[(slot, pid)] = max(final.get((slot, pid), w), w)
     return [
         (slot, pid, first[(slot, pid)] + w * window, v)
         for (slot, pid, w), v in sorted(low.items())
-        if last[(slot, pid, w)] >= cover * window - 1e-9
+        if w < final[(slot, pid)] or last[(slot, pid, w)] >= cover * window - 1e-9
     ]
 
 

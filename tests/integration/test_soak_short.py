@@ -104,7 +104,10 @@ async def test_soak_short_form(tmp_path):
     live = problems.pop("live_memory_flat")
     assert problems == {k: [] for k in problems}, problems
     assert "rss_flat" in problems
-    assert not [p for p in live if not p.startswith("analysis-")], live
+    # a controller's live memory did not grow; one killed early, or sampled slowly on a loaded
+    # machine, may have too few whole minutes to fit a trend at all, which is no growth
+    grew = [p for p in live if "could be measured" not in p]
+    assert not [p for p in grew if not p.startswith("analysis-")], live
     # the live memory was sampled for every worker slot, and each worker never restarted (it
     # lived the whole run, over 3 minutes) ran its full garbage collection every minute
     mem = report["live_memory"]

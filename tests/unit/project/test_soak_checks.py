@@ -177,13 +177,13 @@ def test_clock_time_rules_measured_in_clock_seconds():
     # 10 s stop is after wall 138; from 139 to the end
     gone = {"e|dm": [0.0, 10.0, 20.0]}
     assert c.stale_estimate_held(gone, h, 199) == pytest.approx(199 - 139 + 1)
-    # two series read every 216 wall s, 108 s apart, on a clock at 100 x: each is stale (over
-    # 3 clock hours, 108 wall s, since its last read) for the 107 s before its next read, and
-    # from 109 s on one of them always is; the rule's for: counts each series on its own, so
-    # the longest stretch is one series' 107 s, not the ~490 s of "some series stale"
+    # two series read every 216 wall s, on a clock at 100 x: each is stale (over 3 clock
+    # hours, 108 wall s, since its last read) for the 107 s before its next read; b's reads
+    # are 100 s after a's, so their stale stretches overlap and chain: "some series stale"
+    # holds ~207 s at a time, each series 107 s, which is what the rule's for: counts
     flat = c.ClockHistory([(float(t), 100.0 * t) for t in range(0, 600)])
     a = [0.0, 216.0, 432.0]
-    b = [108.0, 324.0, 540.0]
+    b = [100.0, 316.0, 532.0]
     assert c.stale_estimate_held({"e|a": a, "e|b": b}, flat, 599) == pytest.approx(107.0, abs=1)
 
 
