@@ -27,7 +27,6 @@ All of it is cheap but the tracing: a few system calls and a walk of malloc's ar
 
 from __future__ import annotations
 
-import ctypes
 import gc
 import json
 import os
@@ -41,19 +40,11 @@ from typing import Any
 _OUT = os.environ.get("PRICELAB_MEMTRACE_OUT")
 
 
-class _MallInfo2(ctypes.Structure):
-    _NAMES = "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost"
-    _fields_ = [(name, ctypes.c_size_t) for name in _NAMES.split()]  # noqa: SIM905
-
-
 def _mallinfo() -> tuple[int, int] | None:
-    try:
-        f = ctypes.CDLL("libc.so.6").mallinfo2
-    except (OSError, AttributeError):
-        return None
-    f.restype = _MallInfo2
-    m = f()
-    return int(m.uordblks + m.hblkhd), int(m.fordblks)
+    # imported in the sampling thread, after start-up: the worker's own reading of malloc
+    from streams.worker.memory import libc_mallinfo2, malloc_bytes
+
+    return malloc_bytes(libc_mallinfo2())
 
 
 def _status() -> dict[str, int]:
