@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from pathlib import Path
 
 import networkx as nx
 import numpy as np
@@ -359,23 +360,24 @@ def test_panel_is_accepted_by_the_analysis_panel_type() -> None:
     assert list(panel.units) == m.product_ids
 
 
-#: SHA-256 of every field of every outcome below, from the code before period_outcomes drew
-#: the one treatment, the price ladder and day_outcomes through one path (commit b4c29b8): the
-#: merge (e383c4b) promised the same draws, bit for bit
-DRAWS_BEFORE_MERGE = "eb859f805ac3175985df217c60217b8518001185e2a5f541020de98d0753c93f"
+#: every field of every outcome of :func:`_merge_draws`, drawn by the code before
+#: period_outcomes drew the one treatment, the price ladder and day_outcomes through one path
+#: (dd8828b, the parent of the merge e383c4b, which promised the same draws). Recorded by
+#: running this module's ``_merge_draws`` with that commit's ``lab`` first on the path:
+#: ``PYTHONPATH=<checkout of dd8828b> python tests/unit/lab/test_market.py``
+DRAWS_BEFORE_MERGE = Path(__file__).with_name("draws_before_merge.npz")
+DRAW_FIELDS = ("units", "price", "revenue", "treated", "expected_units", "expected_units_control",
+               "true_effect", "direct_effect", "outlier", "substitutes_treated_share")  # fmt: skip
 
 
-def test_one_period_draw_keeps_every_draw_of_before_the_merge() -> None:
-    import hashlib
-
-    fields = ("units", "price", "revenue", "treated", "expected_units", "expected_units_control",
-              "true_effect", "direct_effect", "outlier", "substitutes_treated_share")  # fmt: skip
-    h = hashlib.sha256()
+def _merge_draws() -> dict[str, np.ndarray]:
+    """Each field of every outcome of the merge's cases, concatenated in order."""
+    drawn: dict[str, list[np.ndarray]] = {f: [] for f in DRAW_FIELDS}
 
     def add(outcomes: list) -> None:
         for o in outcomes:
-            for f in fields:
-                h.update(np.ascontiguousarray(getattr(o, f)).tobytes())
+            for f in DRAW_FIELDS:
+                drawn[f].append(np.ravel(np.asarray(getattr(o, f))))
 
     for carry in (0, 2):
         m = Market(MarketConfig(n_products=60, carryover_order=carry), seed=3)
@@ -393,4 +395,27 @@ def test_one_period_draw_keeps_every_draw_of_before_the_merge() -> None:
     R = np.random.default_rng(4).choice([1.0, 0.9, 1.1], size=(30, 12))
     add(m.run_slots(R != 1.0, m.slots(bounds, 4), ratios=R))
     add(m.run_slots(R != 1.0, m.slots(bounds, 4)))
-    assert h.hexdigest() == DRAWS_BEFORE_MERGE
+    return {f: np.concatenate(v) for f, v in drawn.items()}
+
+
+def test_one_period_draw_keeps_every_draw_of_before_the_merge() -> None:
+    """The same draws: every count and flag equal, every float to 1e-12 of the recorded one.
+
+    Not byte for byte: a SHA-256 of the bytes, recorded on a machine with AVX-512, failed on an
+    AVX2-only one with the old code as well as the new (numpy's float64 exp and log have
+    AVX-512 kernels; the last bits differ). A different draw moves values by far more than that."""
+    with np.load(DRAWS_BEFORE_MERGE) as recorded:
+        before = {f: recorded[f] for f in recorded.files}
+    now = _merge_draws()
+    assert set(now) == set(before) == set(DRAW_FIELDS)
+    for f in DRAW_FIELDS:
+        assert now[f].dtype == before[f].dtype, f
+        assert now[f].shape == before[f].shape, f
+        if np.issubdtype(before[f].dtype, np.floating):
+            np.testing.assert_allclose(now[f], before[f], rtol=1e-12, atol=1e-12, err_msg=f)
+        else:
+            np.testing.assert_array_equal(now[f], before[f], err_msg=f)
+
+
+if __name__ == "__main__":
+    np.savez_compressed(DRAWS_BEFORE_MERGE, **_merge_draws())
