@@ -409,6 +409,18 @@ def resumed_after(
     return out
 
 
+def exit_problems(own_exits: Mapping[str, Sequence[Sequence[float]]]) -> list[str]:
+    """A worker that exited by itself, nobody having killed it: ``own_exits`` is each slot's
+    ``[seconds, exit status]``. Every outage the soak causes is one a worker must ride out
+    (Redis and Kafka are retried until they answer), so any such exit is a problem, even one
+    that lost nothing (status 75: a batch left unacknowledged, read again after the restart)."""
+    return [
+        f"{slot} exited by itself with status {int(code)} at {t:.0f}s"
+        for slot, exits in sorted(own_exits.items())
+        for t, code in exits
+    ]
+
+
 def per_minute(times: Iterable[float], end: float) -> list[int]:
     """How many of ``times`` (seconds since the run began) fall in each whole minute of the
     run up to ``end``; a time at or past ``end`` (the settling at the end) counts in the last."""

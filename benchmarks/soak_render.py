@@ -53,6 +53,7 @@ def render(report: dict[str, Any]) -> str:
         "triggers_as_the_rule_says": "every undercut that met the trigger rule opened its product's window once; no other did",
         "alerts_as_expected": "the alerts that fired are the ones called for",
         "analysis_shared": "both analysis workers shared the looks (parts in Redis, estimates from each)",
+        "no_exit_nobody_caused": "no worker exited by itself (each outage ridden out)",
     }
     if "live_memory_flat" not in report["problems"]:  # saved before the live memory was judged
         names["rss_flat"] = "worker RSS flat"

@@ -14,12 +14,14 @@ docs/operations.md); the flip at that boundary publishes it again with a later s
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import defaultdict
-from collections.abc import Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from functools import partial
+from typing import Any, Protocol, TypeVar
 
 from controller.blackout import freezes_of
 from controller.clock import Clock
@@ -27,11 +29,16 @@ from controller.designs import Assignment, DesignContext, TriggerPlan, assign_pr
 from controller.in_force import AssignmentSink, in_force_one, mode_at
 from controller.spec import ExperimentSpec
 from controller.store import Store
+from controller.store.base import UNAVAILABLE
 from controller.triggers import TriggerFire, TriggerTracker
 from core import status
 
 #: a batch's fires in one experiment, and their publish (to await after the turn) if any fired
 _Applied = tuple[list[TriggerFire], Coroutine[Any, Any, None] | None]
+
+log = logging.getLogger("pricelab.controller")
+
+T = TypeVar("T")
 
 
 class PriceEvent(Protocol):
@@ -57,12 +64,19 @@ class TriggerObserver(Protocol):
         """``n`` fires published ``seconds`` after their batch was handed over."""
         ...
 
+    def trigger_redis_retry(self) -> None:
+        """A batch's Redis call failed (Redis down, restarting or loading) and is tried again."""
+        ...
+
 
 class _NullObserver:
     def trigger_stage(self, stage: str, seconds: float) -> None:
         return None
 
     def trigger_fired(self, seconds: float, n: int) -> None:
+        return None
+
+    def trigger_redis_retry(self) -> None:
         return None
 
 
@@ -130,9 +144,32 @@ class TriggerRunner:
             fires += got
         return fires
 
+    async def _redis(self, op: Callable[[], Awaitable[T]], what: str) -> T:
+        """``op()`` until Redis answers, backing off from 50 ms to 5 s, in the batch's turn.
+
+        A Redis restart, failover or AOF load is transient: a batch that raised would make
+        the worker exit unacknowledged (the consumer's rule) and every controller restart.
+        Retried here, in the order lock, no later batch overtakes it. A retried save is safe:
+        a failed call drops this worker's copy (``_run_locked``), so the retry reads the state
+        again, and a save that went through before its reply was lost bumped the version, so
+        the retry applies its events to the saved state, where a fired product does not fire
+        twice. Its announcement is then the boundary flip's, as after a crash."""
+        delay = 0.05
+        while True:
+            try:
+                return await op()
+            except UNAVAILABLE as exc:
+                log.warning(
+                    "redis unavailable during %s (%s: %s); retrying in %.2fs",
+                    what, type(exc).__name__, exc, delay,
+                )  # fmt: skip
+                self.observer.trigger_redis_retry()
+                await asyncio.sleep(delay)
+                delay = min(5.0, delay * 2)
+
     async def _apply(self, events: Sequence[PriceEvent], handed_over: float) -> list[_Applied]:
         if self._routes_version < 0:
-            await self._load_routes()
+            await self._redis(self._load_routes, "the trigger routes read")
         todo = list(events)
         out: list[_Applied] = []
         while todo:
@@ -143,17 +180,25 @@ class TriggerRunner:
                     by_exp[exp].append(e)
             applied: set[int] = set()  # ids of the events applied in this pass
             for exp, evs in by_exp.items():
-                got = await self._run(exp, evs, advance=False, handed_over=handed_over)
+                got = await self._redis(
+                    partial(self._run, exp, evs, advance=False, handed_over=handed_over),
+                    f"the trigger save of {exp}",
+                )
                 if got is None:  # it no longer runs: route what is left again
-                    await self._load_routes(force=True)
+                    await self._redis(
+                        lambda: self._load_routes(force=True), "the trigger routes read"
+                    )
                     break
                 out.append(got)
                 applied.update(id(e) for e in evs)
             else:
                 # what is left routed nowhere: done, unless the experiments changed
-                if len(applied) == len(todo) or await self.store.version() == self._routes_version:
+                if len(applied) == len(todo) or (
+                    await self._redis(self.store.version, "the experiments version read")
+                    == self._routes_version
+                ):
                     break
-                await self._load_routes()
+                await self._redis(self._load_routes, "the trigger routes read")
             todo = [e for e in todo if id(e) not in applied]
         return out
 

@@ -323,6 +323,9 @@ class Metrics:
         for _ in range(n):
             h.observe(seconds)
 
+    def trigger_redis_retry(self) -> None:
+        self.redis_retries.labels("competitor prices").inc()
+
     def lag(self, by_topic: dict[str, int]) -> None:
         for topic, n in by_topic.items():
             self.consumer_lag.labels(topic).set(n)

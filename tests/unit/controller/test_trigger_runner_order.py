@@ -10,6 +10,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+from redis.exceptions import BusyLoadingError
+from redis.exceptions import ConnectionError as RedisConnectionError
+
 from controller.clock import ManualClock
 from controller.designs import Assignment
 from controller.spec import ExperimentSpec, load_spec
@@ -210,5 +214,79 @@ def test_the_observer_sees_where_a_batch_spends_its_time() -> None:
         before = len(seen.stages)
         await runner.advance()
         assert [name for name, _ in seen.stages[before:]] == ["timer_turn"]
+
+    asyncio.run(main())
+
+
+class _Flaky(_Store):
+    """Redis goes away under the first batch: its first state read finds Redis loading its
+    AOF, its first save loses the connection (before the write: nothing saved)."""
+
+    def __init__(self, spec: ExperimentSpec) -> None:
+        super().__init__(spec)
+        self.slow_first = False
+        self.faults = [BusyLoadingError("Redis is loading the dataset in memory")]
+        self.save_faults = [RedisConnectionError("Connection lost")]
+        self.raised: list[str] = []
+
+    async def trigger_state(self, exp_id: str) -> tuple[int, dict[str, Any] | None]:
+        if self.faults:
+            self.raised.append(type(self.faults[0]).__name__)
+            raise self.faults.pop()
+        return await super().trigger_state(exp_id)
+
+    async def save_trigger_state(self, *args: Any, **kwargs: Any) -> tuple[int | None, int | None]:
+        if self.save_faults:
+            self.raised.append(type(self.save_faults[0]).__name__)
+            raise self.save_faults.pop()
+        return await super().save_trigger_state(*args, **kwargs)
+
+
+class _Retries(_Stages):
+    def __init__(self) -> None:
+        super().__init__()
+        self.retries = 0
+
+    def trigger_redis_retry(self) -> None:
+        self.retries += 1
+
+
+def test_a_redis_outage_under_a_batch_is_retried_in_its_turn() -> None:
+    """The soak's Redis restart made a controller exit (status 75) when a competitor batch met
+    it: the batch raised, where sales batches retry. Now the batch retries in its turn, and
+    the batch queued behind it does not overtake it."""
+
+    async def main() -> None:
+        spec = _spec()
+        store = _Flaky(spec)
+        sink = _Sink(store.log)
+        sink.release.set()
+        seen = _Retries()
+        runner = TriggerRunner(store, sink, ManualClock(T0), observer=seen)  # type: ignore[arg-type]
+        first = asyncio.ensure_future(runner.on_prices([_Price("a", "x", 80.0, T0)]))
+        second = asyncio.ensure_future(
+            runner.on_prices(
+                [_Price("a", "x", 80.0, T0 + timedelta(seconds=1)), _Price("b", "x", 99.0, T0)]
+            )
+        )
+        assert await first == []
+        assert [f.product for f in await second] == ["a"]
+        # both faults happened, each was retried, and the batches saved in call order
+        assert store.raised == ["BusyLoadingError", "ConnectionError"]
+        assert seen.retries == 2
+        assert store.log == ["save a", "save a,b", "publish 1 a", "published 1"]
+        assert runner._cache["trig"][1].stale == 0
+
+    asyncio.run(main())
+
+
+def test_an_error_that_is_not_an_outage_still_raises() -> None:
+    async def main() -> None:
+        spec = _spec()
+        store = _Flaky(spec)
+        store.faults = [ValueError("a bug")]
+        runner = TriggerRunner(store, _Sink(store.log), ManualClock(T0))  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="a bug"):
+            await runner.on_prices([_Price("a", "x", 80.0, T0)])
 
     asyncio.run(main())

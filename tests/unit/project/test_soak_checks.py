@@ -398,3 +398,14 @@ def test_per_minute_counts_each_whole_minute_and_the_settling_in_the_last():
     # in the last, the third; a negative time (before the run) nowhere
     assert c.per_minute([0.0, 59.9, 60.0, 130.0, 400.0, -1.0], 125.0) == [2, 1, 2]
     assert c.per_minute([], 10.0) == [0]
+
+
+def test_every_exit_nobody_caused_is_a_problem_named_with_its_slot_status_and_time():
+    assert c.exit_problems({}) == []
+    assert c.exit_problems(
+        {"controller-0": [[476.4, 75]], "analysis-1": [[90.0, 70], [95.2, 1]]}
+    ) == [
+        "analysis-1 exited by itself with status 70 at 90s",
+        "analysis-1 exited by itself with status 1 at 95s",
+        "controller-0 exited by itself with status 75 at 476s",
+    ]
