@@ -93,6 +93,7 @@ from core.ports import (
     ShardOwnership,
     VerdictSink,
 )
+from core.series import arm_label, segment_label, series
 
 log = logging.getLogger("pricelab.analysis")
 T = TypeVar("T")
@@ -393,7 +394,7 @@ class AnalysisWorker:
             first = next((p.label for p in plans if p.name in PAIR_METHODS), None)
             decision: dict[str, tuple[EstimateResult, tuple[float, float] | None]] = {}
             for result in await self._arm_estimates(info, df):
-                series = _series(f"{result.method}@arm:{result.arm}", result.metric)
+                series = _series(arm_label(result.method, str(result.arm)), result.metric)
                 cs = None
                 if isinstance(result, EstimateResult):
                     result = replace(result, cs_split=split)
@@ -448,7 +449,7 @@ class AnalysisWorker:
                 self._still_merging(info, verdicts)
                 await self.sink.publish(info.id, result, as_of, cs)
                 # its own series: a segment must not keep the whole experiment's age fresh
-                series = _series(f"{result.method}@{result.segment}", metric)
+                series = _series(segment_label(result.method, str(result.segment)), metric)
                 self.observer.published(info.id, series, as_of)
                 published.append((info.id, result))
         elasticity = self._elasticity(info, panels) if panels is not None else None
@@ -575,7 +576,7 @@ class AnalysisWorker:
         fields, radius = {}, {}
         for arm, (result, cs) in decision.items():
             # the arm's sequence as published, for the days still needed
-            key = _series(f"{result.method}@arm:{arm}", metric)
+            key = _series(arm_label(result.method, str(arm)), metric)
             seq = await self._sequence(info, result, key, split)
             if seq is not None:
                 radius[arm] = partial(_radius_at, seq, result.df)
@@ -1141,10 +1142,8 @@ def _pair_cells(pair: pd.DataFrame, arms: Arms) -> pd.DataFrame:
     )
 
 
-def _series(label: str, metric: str) -> str:
-    """An estimate's series (confidence-sequence key, freshness label): the estimator's
-    label for units, as before there were metrics, else ``label:metric``."""
-    return label if metric == "units" else f"{label}:{metric}"
+#: an estimate's series (confidence-sequence key, freshness label): core.series
+_series = series
 
 
 def _guardrail_plan(info: ExperimentInfo) -> EstimatorPlan:

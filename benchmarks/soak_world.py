@@ -19,6 +19,7 @@ from typing import Any
 from controller.periods import period_index, period_start
 from controller.settings import Settings
 from controller.spec import ExperimentSpec
+from core.series import series_of_message
 from streams.worker.kafka import JsonPublisher
 
 
@@ -347,7 +348,9 @@ class TopicReader:
                         self.first_seen.setdefault(key3, now)
                     elif msg.topic() == t.estimates and "experiment" in doc:
                         self.estimates[doc["experiment"]].append(now)
-                        key = f"{doc['experiment']}|{doc.get('estimator')}"
+                        # the series the worker exports an age of (one estimator, metric,
+                        # arm or segment), which PricelabEstimateStale watches
+                        key = f"{doc['experiment']}|{series_of_message(doc)}"
                         self.by_estimator[key].append(now)
         finally:
             consumer.close()

@@ -425,3 +425,48 @@ if __name__ == "__main__":
     import asyncio
 
     FIXTURE.write_text(json.dumps(asyncio.run(_two_arm_messages()), indent=1) + "\n")
+
+
+class _Series:
+    """Records the series the worker says it published (what its metrics export ages of)."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def estimated(self, experiment, estimator, seconds, ok):
+        return None
+
+    def published(self, experiment, estimator, as_of):
+        self.names.append(estimator)
+
+    def guardrail_tripped(self, experiment, metric):
+        return None
+
+    def reporting(self, experiments):
+        return None
+
+    def cycle_done(self, as_of, seconds, published):
+        return None
+
+
+@pytest.mark.parametrize("arms", [None, THREE], ids=["two arms", "three arms"])
+async def test_a_reader_of_the_topic_names_each_estimate_by_the_series_the_worker_exports(arms):
+    """The soak judged PricelabEstimateStale by experiment and estimator, merging metrics and
+    arms, while the worker exports an age per series (``wald_within_product:elasticity``,
+    ``dm@arm:p90:revenue``): no exported age ever matched some of its series."""
+    from core.series import series_of_message
+
+    effects = {"c": 0.0, "t": 10.0} if arms is None else {"list": 0.0, "p95": 10.0, "p90": 20.0}
+    df = _cells(effects)
+    if arms is None:
+        df = df.drop(columns="arm")
+    sink, seen = Sink(), _Series()
+    w = AnalysisWorker(Source(df, _info(_spec(arms))), sink, ManualClock(AS_OF), observer=seen)
+    await w.run_once()
+    read = [series_of_message(json.loads(wire(e, r, cs))) for e, r, _, cs in sink.published]
+    assert read == seen.names
+    assert len(set(read)) == len(read)  # one message per series in a look
+    if arms is None:
+        assert "wald_within_product:elasticity" in read and "fe:revenue" in read and "fe" in read
+    else:
+        assert {"dm@arm:p90", "dm@arm:p95:revenue"} <= set(read)
