@@ -931,8 +931,9 @@ class Soak:
             f'max_over_time(ALERTS{{alertstate="pending"}}[{window}])')}  # fmt: skip
         rules = self.prom_rules()
         targets = self.prom_query(f"count_over_time(up[{window}])")
-        # PricelabEstimateStale as the soak saw it, per series (the worker's: estimator, metric, arm or segment): the five that
-        # were stale longest (wall seconds), beside the largest age any worker exported of them
+        # PricelabEstimateStale as the soak saw it, per series (the worker's: estimator, metric,
+        # arm or segment): the five that were stale longest (wall seconds), beside the largest
+        # age any worker exported of them
         until = times[-1] if times else 0.0
         longest = sorted(((checks.stale_estimate_held({k: v}, history, until), k)
                           for k, v in stale.items()), reverse=True)[:5]  # fmt: skip
