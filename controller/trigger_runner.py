@@ -135,25 +135,42 @@ class TriggerRunner:
             applied = await self._apply(events, handed_over)
         fires: list[TriggerFire] = []
         for got, publish in applied:
-            if publish is not None:
-                t = time.perf_counter()
-                await publish
-                done = time.perf_counter()
-                self.observer.trigger_stage("publish", done - t)
-                self.observer.trigger_fired(done - handed_over, len(got))
+            await self._announce_now(got, publish, handed_over)
             fires += got
         return fires
 
-    async def _redis(self, op: Callable[[], Awaitable[T]], what: str) -> T:
-        """``op()`` until Redis answers, backing off from 50 ms to 5 s, in the batch's turn.
+    async def _announce_now(
+        self,
+        fires: list[TriggerFire],
+        publish: Coroutine[Any, Any, None] | None,
+        handed_over: float,
+    ) -> None:
+        if publish is None:
+            return
+        t = time.perf_counter()
+        await publish
+        done = time.perf_counter()
+        self.observer.trigger_stage("publish", done - t)
+        self.observer.trigger_fired(done - handed_over, len(fires))
+
+    async def _redis(
+        self,
+        op: Callable[[], Awaitable[T]],
+        what: str,
+        before_retry: Callable[[], Awaitable[None]] | None = None,
+    ) -> T:
+        """``op()`` until Redis answers, backing off from 50 ms to 5 s.
 
         A Redis restart, failover or AOF load is transient: a batch that raised would make
-        the worker exit unacknowledged (the consumer's rule) and every controller restart.
-        Retried here, in the order lock, no later batch overtakes it. A retried save is safe:
-        a failed call drops this worker's copy (``_run_locked``), so the retry reads the state
-        again, and a save that went through before its reply was lost bumped the version, so
-        the retry applies its events to the saved state, where a fired product does not fire
-        twice. Its announcement is then the boundary flip's, as after a crash."""
+        the worker exit unacknowledged (the consumer's rule), so one Redis restart could
+        restart every controller. In a batch's turn it is retried in the order lock, so no
+        later batch overtakes it. A retried save is safe: a failed call drops this worker's
+        copy (``_run_locked``), so the retry reads the state again; a save that went through
+        before its reply was lost bumped the version, so the retry applies its events to the
+        saved state, where a fired product does not fire twice (its announcement is then the
+        boundary flip's, as after a crash; an event of the batch older than one saved counts
+        as stale once more, as after a crash's redelivery). ``before_retry`` runs once,
+        before the first wait."""
         delay = 0.05
         while True:
             try:
@@ -164,8 +181,52 @@ class TriggerRunner:
                     what, type(exc).__name__, exc, delay,
                 )  # fmt: skip
                 self.observer.trigger_redis_retry()
+                if before_retry is not None:
+                    await before_retry()
+                    before_retry = None
                 await asyncio.sleep(delay)
                 delay = min(5.0, delay * 2)
+
+    def _owner(self) -> str:
+        """A new owner id for the experiment's turn: one per batch and experiment."""
+        self._batches += 1
+        return f"triggers-{id(self):x}-{self._batches}"
+
+    async def _run_retried(
+        self,
+        exp_id: str,
+        events: Sequence[PriceEvent],
+        handed_over: float,
+        out: list[_Applied],
+    ) -> _Applied | None:
+        """One experiment's part of a batch, retried while Redis does not answer.
+
+        Every attempt saves under the same owner, so a save that took the turn before its
+        reply was lost holds it for this batch, not for an owner nobody will end; if the last
+        attempt announces nothing, the turn is given back. Before the first wait the
+        announcements of the experiments already saved go out (``out``): held back behind a
+        long outage, their turns' leases could run out and a later decision's ``seq`` reach
+        the topic before theirs."""
+        owner = self._owner()
+        attempts = 0
+
+        async def attempt() -> _Applied | None:
+            nonlocal attempts
+            attempts += 1
+            # the turn's wait is the batch's: measured on the first attempt only
+            first = handed_over if attempts == 1 else None
+            return await self._run(exp_id, events, advance=False, handed_over=first, owner=owner)
+
+        async def announce_saved() -> None:
+            for i, (fires, publish) in enumerate(out):
+                if publish is not None:
+                    out[i] = (fires, None)
+                    await self._announce_now(fires, publish, handed_over)
+
+        got = await self._redis(attempt, f"the trigger save of {exp_id}", announce_saved)
+        if attempts > 1 and (got is None or got[1] is None):
+            await self._redis(partial(self.store.end_turn, exp_id, owner), "the turn's end")
+        return got
 
     async def _apply(self, events: Sequence[PriceEvent], handed_over: float) -> list[_Applied]:
         if self._routes_version < 0:
@@ -180,10 +241,7 @@ class TriggerRunner:
                     by_exp[exp].append(e)
             applied: set[int] = set()  # ids of the events applied in this pass
             for exp, evs in by_exp.items():
-                got = await self._redis(
-                    partial(self._run, exp, evs, advance=False, handed_over=handed_over),
-                    f"the trigger save of {exp}",
-                )
+                got = await self._run_retried(exp, evs, handed_over, out)
                 if got is None:  # it no longer runs: route what is left again
                     await self._redis(
                         lambda: self._load_routes(force=True), "the trigger routes read"
@@ -222,6 +280,7 @@ class TriggerRunner:
         *,
         advance: bool,
         handed_over: float | None = None,
+        owner: str | None = None,
     ) -> _Applied | None:
         """Apply events (each fires its own product when due) and, on the timer, let time
         fire sustained undercuts that saw no new event (those due, from the tracker's heap).
@@ -239,13 +298,15 @@ class TriggerRunner:
             if handed_over is not None:
                 self.observer.trigger_stage("turn_wait", start - handed_over)
             try:
-                return await self._run_locked(exp_id, events, advance=advance)
+                return await self._run_locked(
+                    exp_id, events, advance=advance, owner=owner or self._owner()
+                )
             finally:
                 if advance:
                     self.observer.trigger_stage("timer_turn", time.perf_counter() - start)
 
     async def _run_locked(
-        self, exp_id: str, events: Sequence[PriceEvent], *, advance: bool
+        self, exp_id: str, events: Sequence[PriceEvent], *, advance: bool, owner: str
     ) -> _Applied | None:
         spec = self._specs[exp_id]
         while True:
@@ -268,8 +329,6 @@ class TriggerRunner:
                 if fires:
                     plan.update({f.product: f.period for f in fires})
                 t_save = time.perf_counter()
-                self._batches += 1
-                owner = f"triggers-{id(self):x}-{self._batches}"
                 new_version, seq = await self.store.save_trigger_state(
                     exp_id,
                     version,
@@ -355,7 +414,7 @@ class TriggerRunner:
         try:
             await self._announce(spec, fires, out, seq, owner)
         finally:
-            await self.store.end_turn(spec.id, owner)
+            await self._redis(partial(self.store.end_turn, spec.id, owner), "the turn's end")
 
     async def _announce(
         self,
@@ -368,7 +427,12 @@ class TriggerRunner:
         exp_id = spec.id
         now = self.clock.now()
         # their places in the audit trail, taken in the experiment's turn (one call a batch)
-        order = await self.store.next_trail(len(fires)) - len(fires) + 1 if fires else 0
+        # (a reply lost after the increment leaves a gap in the order, never a repeat)
+        if fires:
+            last = await self._redis(partial(self.store.next_trail, len(fires)), "the trail")
+            order = last - len(fires) + 1
+        else:
+            order = 0
         # events first, unflushed: the assignments' flush carries both
         for i, f in enumerate(fires):
             await self.sink.publish_event(
@@ -388,7 +452,7 @@ class TriggerRunner:
         # an announcement of the window's first period, in the mode it will start in: a
         # freeze that covers its start holds it on control (the flip at that boundary
         # publishes the same, with a later seq)
-        freezes = freezes_of(await self.store.freezes())
+        freezes = freezes_of(await self._redis(self.store.freezes, "the freezes read"))
         by_mode: dict[str, list[Assignment]] = defaultdict(list)
         for a in out:
             mode = mode_at(exp_id, a.period_start, freezes)

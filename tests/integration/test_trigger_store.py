@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from controller.clock import ManualClock
 from controller.designs import Assignment
@@ -138,5 +139,54 @@ async def test_no_fire_takes_a_sequence_number_once_the_experiment_is_stopped(se
         await store.set_status("stopme", "running")
         fired = await runner.on_prices([_Price("a", "x", 80.0, _at(2))])
         assert [f.product for f in fired] == ["a"] and [p[1] for p in sink.published] == [["a"]]
+    finally:
+        await redis.aclose()
+
+
+class _ReplyLost:
+    """The real store, but the first save that fires is written to Redis and its reply then
+    lost (the connection drops after Redis ran the script), as a Redis restart can do."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.lost: list[tuple[int | None, int | None]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    async def save_trigger_state(self, *args: Any, **kwargs: Any) -> Any:
+        got = await self.store.save_trigger_state(*args, **kwargs)
+        if not self.lost and got[1] is not None:  # it took a sequence number: it fired
+            self.lost.append(got)
+            raise RedisConnectionError("Connection lost (after the write)")
+        return got
+
+
+async def test_a_save_whose_reply_was_lost_is_retried_without_a_second_fire(settings):
+    """The retry reads the saved state (version moved), fires nothing twice, takes no second
+    sequence number, and gives back the turn the lost save took, so the experiment's flips
+    are not held for the lease."""
+    redis = make_redis(settings)
+    store = Store(redis, settings.key_prefix)
+    try:
+        await store.create_experiment(_spec("lost", ["a", "b"]), T0)
+        flaky, sink = _ReplyLost(store), _Sink()
+        runner = TriggerRunner(flaky, sink, ManualClock(T0))  # type: ignore[arg-type]
+        assert await runner.on_prices([_Price("a", "x", 80.0, _at(0))]) == []  # undercut starts
+        state_key = f"{store.exp('lost')}:state"
+        seq_before = int(await redis.hget(state_key, "seq_counter") or 0)
+        v_before, _ = await store.trigger_state("lost")
+        # a is due: the save fires it, Redis writes it, the reply is lost; the batch retries
+        fired = await runner.on_prices([_Price("a", "x", 80.0, _at(1))])
+        assert len(flaky.lost) == 1  # the fault happened: a save went through unanswered
+        assert fired == []  # the retry found a fired in the saved state: no second fire
+        assert sink.published == []  # its announcement is the boundary flip's (as after a crash)
+        assert int(await redis.hget(state_key, "seq_counter") or 0) == seq_before + 1
+        v_after, state = await store.trigger_state("lost")
+        assert v_after == v_before + 2 and state is not None  # the lost save, then the retry's
+        assert set(state["fired"]) == {"a"}
+        assert set(await store.triggers("lost")) == {"a"}
+        # the turn the lost save took is free again: a flipper takes it at once
+        assert await store.take_turn("lost", "flipper-test", 30_000)
     finally:
         await redis.aclose()

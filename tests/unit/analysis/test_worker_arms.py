@@ -146,7 +146,7 @@ def _same_message(now: str, before: str) -> list[str]:
         if type(x) is not type(y):
             wrong.append(f"{k}: {x!r} != {y!r}")
         elif isinstance(x, float):
-            if not math.isclose(x, y, rel_tol=1e-12, abs_tol=1e-12):
+            if not math.isclose(x, y, rel_tol=1e-12):  # relative: p-values reach 1e-17
                 wrong.append(f"{k}: {x!r} != {y!r}")
         elif x != y:
             wrong.append(f"{k}: {x!r} != {y!r}")
@@ -165,6 +165,8 @@ def test_same_message_tells_a_rounding_from_a_change():
     rounded = dict(m, effect=-2.0323757920730223)
     assert _same_message(json.dumps(rounded), json.dumps(m)) == []
     assert _same_message(json.dumps(dict(m, effect=-2.03237579207)), json.dumps(m))
+    tiny = dict(m, pvalue=4.2e-17)
+    assert _same_message(json.dumps(dict(tiny, pvalue=1.3e-15)), json.dumps(tiny))
     assert _same_message(json.dumps(dict(m, n=61)), json.dumps(m))
     assert _same_message(json.dumps(dict(m, df=59)), json.dumps(m))  # an int is not 59.0
     assert _same_message(json.dumps({"se": 0.19, **m}), json.dumps(m))  # another field order

@@ -290,3 +290,58 @@ def test_an_error_that_is_not_an_outage_still_raises() -> None:
             await runner.on_prices([_Price("a", "x", 80.0, T0)])
 
     asyncio.run(main())
+
+
+class _TwoExperiments(_Store):
+    """Two triggered experiments; the second's first save loses its connection."""
+
+    def __init__(self) -> None:
+        super().__init__(_spec())
+        self.slow_first = False
+        other = _spec().model_copy(update={"id": "trig2"})
+        self.specs = {"trig": self.spec, "trig2": other}
+        self.versions = {"trig": 0, "trig2": 0}
+        self.save_faults = {"trig2": RedisConnectionError("Connection lost")}
+
+    async def experiments(self) -> list[ExperimentState]:
+        return [ExperimentState(s, "running", -1, 0, 0, 0) for s in self.specs.values()]
+
+    async def trigger_state(self, exp_id: str) -> tuple[int, dict[str, Any] | None]:
+        return self.versions[exp_id], None
+
+    async def save_trigger_state(self, exp_id: str, expected: int, *args: Any, **kw: Any) -> Any:
+        fault = self.save_faults.pop(exp_id, None)
+        if fault is not None:
+            self.log.append(f"lost {exp_id}")
+            raise fault
+        assert expected == self.versions[exp_id]
+        self.versions[exp_id] += 1
+        fired = bool(args[3])
+        self.log.append(f"save {exp_id}")
+        if fired:
+            self.seq += 1
+        return self.versions[exp_id], (self.seq if fired else None)
+
+
+def test_a_retry_first_announces_what_the_batch_already_saved() -> None:
+    """Held back behind an outage, a saved fire's announcement could outlive its turn's lease
+    and reach the topic after a later decision's seq: it goes out before the retry waits."""
+
+    async def main() -> None:
+        store = _TwoExperiments()
+        trig2 = store.specs["trig2"]
+        assert trig2.triggered is not None and set(trig2.all_products()) == set("abcd")
+        # the same products in both specs would route to one: give trig2 its own
+        store.specs["trig2"] = trig2.model_copy(update={"products": ("e", "f", "g", "h")})
+        sink = _Sink(store.log)
+        sink.release.set()
+        runner = TriggerRunner(store, sink, ManualClock(T0), observer=_Retries())  # type: ignore[arg-type]
+        # a of trig fires (due at T0, time past it); e of trig2 is quiet
+        got = await runner.on_prices(
+            [_Price("a", "x", 80.0, T0), _Price("a", "x", 80.0, T0 + timedelta(seconds=1)),
+             _Price("e", "x", 99.0, T0)]
+        )  # fmt: skip
+        assert [f.product for f in got] == ["a"]
+        assert store.log == ["save trig", "lost trig2", "publish 1 a", "published 1", "save trig2"]
+
+    asyncio.run(main())
