@@ -197,7 +197,9 @@ class BatchConsumer:
                 # NOPERM: one sentence, exit 2 (both batch consumers are the controller's)
                 if not exit_on_permission(exc, "controller", user, self._exit):
                     log.critical(
-                        "sales batch failed; exiting without committing it", exc_info=True
+                        "batch of %s failed; exiting without committing it",
+                        self.topic,
+                        exc_info=True,
                     )
                     self._exit(EXIT_UNSAFE_TO_ACK)
                 raise
@@ -230,14 +232,15 @@ class BatchConsumer:
             done, _ = await asyncio.wait({task}, timeout=self.grace)
             if not done:
                 log.critical(
-                    "stopping during sales batches that could not finish within %.1fs: "
-                    "exiting without committing it (it will be redelivered and deduplicated)",
+                    "stopping during batches of %s that could not finish within %.1fs: "
+                    "exiting without committing them (they will be redelivered)",
+                    self.topic,
                     self.grace,
                 )
                 self._exit(EXIT_UNSAFE_TO_ACK)
                 task.cancel()
             elif not task.cancelled() and task.exception() is None:
-                log.info("finished the in-flight sales batches before stopping")
+                log.info("finished the in-flight batches of %s before stopping", self.topic)
         if self._consumer is not None:
             with contextlib.suppress(Exception):
                 await self._consumer.stop()
