@@ -84,7 +84,7 @@ BAND_PURPOSES = {
         "domain",
         "specs, periods, lifecycle, triggers, settings, clock",
     ),
-    "core.ports": ("root", "the error root, the ports and the status words"),
+    "core.ports": ("root", "the error root, the ports, the status words and the series names"),
 }
 
 
