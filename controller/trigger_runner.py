@@ -14,6 +14,7 @@ docs/operations.md); the flip at that boundary publishes it again with a later s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import defaultdict
@@ -197,16 +198,14 @@ class TriggerRunner:
         exp_id: str,
         events: Sequence[PriceEvent],
         handed_over: float,
-        out: list[_Applied],
+        announce_saved: Callable[[], Awaitable[None]],
     ) -> _Applied | None:
         """One experiment's part of a batch, retried while Redis does not answer.
 
         Every attempt saves under the same owner, so a save that took the turn before its
         reply was lost holds it for this batch, not for an owner nobody will end; if the last
-        attempt announces nothing, the turn is given back. Before the first wait the
-        announcements of the experiments already saved go out (``out``): held back behind a
-        long outage, their turns' leases could run out and a later decision's ``seq`` reach
-        the topic before theirs."""
+        attempt announces nothing, the turn is given back. Before the first wait,
+        ``announce_saved`` announces what the batch already saved."""
         owner = self._owner()
         attempts = 0
 
@@ -217,22 +216,29 @@ class TriggerRunner:
             first = handed_over if attempts == 1 else None
             return await self._run(exp_id, events, advance=False, handed_over=first, owner=owner)
 
+        got = await self._redis(attempt, f"the trigger save of {exp_id}", announce_saved)
+        if attempts > 1 and (got is None or got[1] is None):
+            await self._redis(
+                partial(self.store.end_turn, exp_id, owner), "the turn's end", announce_saved
+            )
+        return got
+
+    async def _apply(self, events: Sequence[PriceEvent], handed_over: float) -> list[_Applied]:
+        out: list[_Applied] = []
+
         async def announce_saved() -> None:
+            """Before a wait for Redis, the announcements of the experiments the batch already
+            saved go out: held back behind a long outage, their turns' leases could run out
+            (each announcement then checks nothing) and a later decision's ``seq`` reach the
+            topic before theirs. One whose Redis calls fail is left out (``_publish``)."""
             for i, (fires, publish) in enumerate(out):
                 if publish is not None:
                     out[i] = (fires, None)
                     await self._announce_now(fires, publish, handed_over)
 
-        got = await self._redis(attempt, f"the trigger save of {exp_id}", announce_saved)
-        if attempts > 1 and (got is None or got[1] is None):
-            await self._redis(partial(self.store.end_turn, exp_id, owner), "the turn's end")
-        return got
-
-    async def _apply(self, events: Sequence[PriceEvent], handed_over: float) -> list[_Applied]:
         if self._routes_version < 0:
-            await self._redis(self._load_routes, "the trigger routes read")
+            await self._redis(self._load_routes, "the trigger routes read", announce_saved)
         todo = list(events)
-        out: list[_Applied] = []
         while todo:
             by_exp: dict[str, list[PriceEvent]] = defaultdict(list)
             for e in todo:
@@ -241,10 +247,12 @@ class TriggerRunner:
                     by_exp[exp].append(e)
             applied: set[int] = set()  # ids of the events applied in this pass
             for exp, evs in by_exp.items():
-                got = await self._run_retried(exp, evs, handed_over, out)
+                got = await self._run_retried(exp, evs, handed_over, announce_saved)
                 if got is None:  # it no longer runs: route what is left again
                     await self._redis(
-                        lambda: self._load_routes(force=True), "the trigger routes read"
+                        lambda: self._load_routes(force=True),
+                        "the trigger routes read",
+                        announce_saved,
                     )
                     break
                 out.append(got)
@@ -252,11 +260,13 @@ class TriggerRunner:
             else:
                 # what is left routed nowhere: done, unless the experiments changed
                 if len(applied) == len(todo) or (
-                    await self._redis(self.store.version, "the experiments version read")
+                    await self._redis(
+                        self.store.version, "the experiments version read", announce_saved
+                    )
                     == self._routes_version
                 ):
                     break
-                await self._redis(self._load_routes, "the trigger routes read")
+                await self._redis(self._load_routes, "the trigger routes read", announce_saved)
             todo = [e for e in todo if id(e) not in applied]
         return out
 
@@ -265,7 +275,15 @@ class TriggerRunner:
         await self._load_routes()
         fires: list[TriggerFire] = []
         for exp in sorted(set(self._routes.values())):
-            got = await self._run(exp, [], advance=True)
+            owner = self._owner()
+            try:
+                got = await self._run(exp, [], advance=True, owner=owner)
+            except UNAVAILABLE:
+                # a save Redis wrote before the reply was lost took the turn: give it back if
+                # Redis answers (else its lease ends it); the next tick tries again
+                with contextlib.suppress(*UNAVAILABLE):
+                    await self.store.end_turn(exp, owner)
+                raise
             if got is None:  # the experiment changed; the next tick sees it
                 continue
             if got[1] is not None:
@@ -410,11 +428,24 @@ class TriggerRunner:
         seq: int,
         owner: str,
     ) -> None:
-        """Announce the fires, then give the experiment's turn back (taken by the save)."""
+        """Announce the fires, then give the experiment's turn back (taken by the save).
+
+        Redis not answering here, the announcement is left out, as after a crash: the fires
+        are saved, and the flip at their window's first boundary publishes the same with a
+        later ``seq``. Not retried: an announcement that waited out its turn's lease could
+        reach the topic after a later decision's ``seq``. The turn is then given back if
+        Redis answers, else its lease ends it."""
         try:
             await self._announce(spec, fires, out, seq, owner)
+        except UNAVAILABLE as exc:
+            log.warning(
+                "redis unavailable while announcing %d fires of %s (seq %d): %s: %s; left to "
+                "the flip at their window's start",
+                len(fires), spec.id, seq, type(exc).__name__, exc,
+            )  # fmt: skip
         finally:
-            await self._redis(partial(self.store.end_turn, spec.id, owner), "the turn's end")
+            with contextlib.suppress(*UNAVAILABLE):
+                await self.store.end_turn(spec.id, owner)
 
     async def _announce(
         self,
@@ -427,12 +458,7 @@ class TriggerRunner:
         exp_id = spec.id
         now = self.clock.now()
         # their places in the audit trail, taken in the experiment's turn (one call a batch)
-        # (a reply lost after the increment leaves a gap in the order, never a repeat)
-        if fires:
-            last = await self._redis(partial(self.store.next_trail, len(fires)), "the trail")
-            order = last - len(fires) + 1
-        else:
-            order = 0
+        order = await self.store.next_trail(len(fires)) - len(fires) + 1 if fires else 0
         # events first, unflushed: the assignments' flush carries both
         for i, f in enumerate(fires):
             await self.sink.publish_event(
@@ -452,7 +478,7 @@ class TriggerRunner:
         # an announcement of the window's first period, in the mode it will start in: a
         # freeze that covers its start holds it on control (the flip at that boundary
         # publishes the same, with a later seq)
-        freezes = freezes_of(await self._redis(self.store.freezes, "the freezes read"))
+        freezes = freezes_of(await self.store.freezes())
         by_mode: dict[str, list[Assignment]] = defaultdict(list)
         for a in out:
             mode = mode_at(exp_id, a.period_start, freezes)

@@ -345,3 +345,39 @@ def test_a_retry_first_announces_what_the_batch_already_saved() -> None:
         assert store.log == ["save trig", "lost trig2", "publish 1 a", "published 1", "save trig2"]
 
     asyncio.run(main())
+
+
+class _TrailDown(_Store):
+    """Redis goes away after the save that fires, before the announcement takes its places in
+    the audit trail."""
+
+    def __init__(self, spec: ExperimentSpec) -> None:
+        super().__init__(spec)
+        self.slow_first = False
+        self.ended: list[str] = []
+
+    async def next_trail(self, n: int = 1) -> int:
+        self.log.append("trail lost")
+        raise RedisConnectionError("Connection lost")
+
+    async def end_turn(self, exp_id: str, owner: str) -> None:
+        self.ended.append(owner)
+
+
+def test_an_announcement_that_meets_an_outage_is_left_to_the_flip_not_retried() -> None:
+    """Retried past its turn's lease, an announcement could reach the topic after a later
+    decision's seq; left out, the fire is saved and its window's first flip publishes it."""
+
+    async def main() -> None:
+        store = _TrailDown(_spec())
+        sink = _Sink(store.log)
+        sink.release.set()
+        runner = TriggerRunner(store, sink, ManualClock(T0))  # type: ignore[arg-type]
+        got = await runner.on_prices(
+            [_Price("a", "x", 80.0, T0), _Price("a", "x", 80.0, T0 + timedelta(seconds=1))]
+        )
+        assert [f.product for f in got] == ["a"]  # fired and saved: the batch did not raise
+        assert store.log == ["save a", "trail lost"]  # the fault happened; nothing published
+        assert len(store.ended) == 1  # and the turn was given back
+
+    asyncio.run(main())
