@@ -23,7 +23,7 @@ import bisect
 import math
 import re
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -346,43 +346,47 @@ def troughs(
     ]
 
 
+def _not_flat(
+    found: Mapping[str, Mapping[str, float]], max_share: float
+) -> Iterator[tuple[str, Mapping[str, float], float | None]]:
+    """The slots whose measure is not flat: the growth its slope implies over the run is
+    above ``max_share`` of the slot's median, or no slope was measured (None: nothing was
+    sampled, a problem too)."""
+    for slot, s in found.items():
+        g = s["growth_share"]
+        if not math.isfinite(g):
+            yield slot, s, None
+        elif g > max_share:
+            yield slot, s, g
+
+
 def growth_problems(
     found: Mapping[str, Mapping[str, float]],
     what: str,
     unit: str,
     max_share: float = 0.10,
 ) -> list[str]:
-    """A measure is flat when the growth its slope implies over the run stays within
-    ``max_share`` of the slot's median (no slope measured is a problem too: nothing was
-    sampled)."""
-    out = []
-    for slot, s in found.items():
-        g = s["growth_share"]
-        if not math.isfinite(g):
-            out.append(f"{slot}: no trend of its {what} could be measured (no process with two "
-                       "samples to fit)")  # fmt: skip
-        elif g > max_share:
-            out.append(
-                f"{slot}: {what} rose {s['per_min']:+,.2f} {unit}/min, {g:.0%} of its median "
-                f"{s['median']:,.0f} {unit} over the run (more than {max_share:.0%})"
-            )
-    return out
+    """A measure (:func:`slopes`) is flat when its growth over the run stays within
+    ``max_share`` of the slot's median."""
+    return [
+        f"{slot}: no trend of its {what} could be measured (no process with two samples to fit)"
+        if g is None
+        else f"{slot}: {what} rose {s['per_min']:+,.2f} {unit}/min, {g:.0%} of its median "
+        f"{s['median']:,.0f} {unit} over the run (more than {max_share:.0%})"
+        for slot, s, g in _not_flat(found, max_share)
+    ]
 
 
 def rss_problems(slopes: Mapping[str, Mapping[str, float]], max_share: float = 0.10) -> list[str]:
-    """RSS is flat when the growth its slope implies over the run stays within ``max_share``
-    of the slot's median RSS (no slope measured is a problem too: nothing was sampled)."""
-    out = []
-    for slot, s in slopes.items():
-        g = s["growth_share"]
-        if not math.isfinite(g):
-            out.append(f"{slot}: no RSS trend could be measured ({s['samples']} samples)")
-        elif g > max_share:
-            out.append(
-                f"{slot}: RSS grows {s['mb_per_min']:+.2f} MB/min, {g:.0%} of its median "
-                f"{s['median_mb']:.0f} MB over the run (more than {max_share:.0%})"
-            )
-    return out
+    """RSS (:func:`rss_slopes`) is flat when its growth over the run stays within
+    ``max_share`` of the slot's median RSS."""
+    return [
+        f"{slot}: no RSS trend could be measured ({s['samples']} samples)"
+        if g is None
+        else f"{slot}: RSS grows {s['mb_per_min']:+.2f} MB/min, {g:.0%} of its median "
+        f"{s['median_mb']:.0f} MB over the run (more than {max_share:.0%})"
+        for slot, s, g in _not_flat(slopes, max_share)
+    ]
 
 
 # ---------------------------------------------------------------------------- estimates
@@ -561,17 +565,17 @@ def stale_estimate_held(
     counts (``max by (experiment, estimator)``): two series stale one after the other are two
     short stretches, not one long one. ``receipts``: per key, the wall times its estimates
     were read."""
+    times = [float(t) for t in range(int(until) + 1)]
+    clock = [history.at(t) for t in times]  # the clock at each second, once for every series
     longest = 0.0
     for v in receipts.values():
         if not v:
             continue
         keyed = sorted(v)
-        times, flags = [], []
-        t = 0.0
-        while t <= until:
+        read = [history.at(r) for r in keyed]  # the clock when each estimate was read
+        flags = []
+        for t, now in zip(times, clock, strict=True):
             i = bisect.bisect_right(keyed, t)
-            flags.append(bool(i) and history.at(t) - history.at(keyed[i - 1]) > threshold)
-            times.append(t)
-            t += 1.0
+            flags.append(bool(i) and now - read[i - 1] > threshold)
         longest = max(longest, longest_run(times, flags, 1.0))
     return longest

@@ -297,8 +297,8 @@ class TriggerRunner:
         events: Sequence[PriceEvent],
         *,
         advance: bool,
+        owner: str,
         handed_over: float | None = None,
-        owner: str | None = None,
     ) -> _Applied | None:
         """Apply events (each fires its own product when due) and, on the timer, let time
         fire sustained undercuts that saw no new event (those due, from the tracker's heap).
@@ -316,9 +316,7 @@ class TriggerRunner:
             if handed_over is not None:
                 self.observer.trigger_stage("turn_wait", start - handed_over)
             try:
-                return await self._run_locked(
-                    exp_id, events, advance=advance, owner=owner or self._owner()
-                )
+                return await self._run_locked(exp_id, events, advance=advance, owner=owner)
             finally:
                 if advance:
                     self.observer.trigger_stage("timer_turn", time.perf_counter() - start)
