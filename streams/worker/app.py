@@ -30,8 +30,8 @@ from controller.settings import Settings
 from streams.worker.consumer import BatchConsumer
 from streams.worker.handlers import (
     Event,
+    OutageTolerated,
     RawEvent,
-    RedisOutageTolerated,
     with_redis_retry,
 )
 from streams.worker.kafka import consumer_lag
@@ -263,10 +263,11 @@ async def _timer_step(
     rt: Runtime, settings: Settings, what: str, role: str, step: Callable[[], Awaitable[object]]
 ) -> None:
     """A timer's body: once the runtime has started and the clock is ready, ``step``; a Redis
-    outage skips the tick (:class:`RedisOutageTolerated`, naming the role's Redis user)."""
+    outage, or the broker failing a request, skips the tick (:class:`OutageTolerated`, naming
+    the role's Redis user when Redis refuses a permission)."""
     await rt.ensure_started()
     user = settings.redis.username
-    async with RedisOutageTolerated(what, rt.metrics, role=role, user=user):
+    async with OutageTolerated(what, rt.metrics, role=role, user=user):
         if await rt.clock_ready():
             await step()
 

@@ -95,15 +95,33 @@ async def with_redis_retry(
             delay = min(max_delay, delay * 2)
 
 
-class RedisOutageTolerated:
-    """``async with RedisOutageTolerated("period flip", metrics):`` for timer bodies.
+def broker_failed(exc: BaseException | None) -> bool:
+    """Whether ``exc`` is the broker failing a request in a way a later try can get past:
+    an error Kafka marks retriable (not the leader, a request timed out, a lost
+    connection ...), the client's own timeout, or ``UNKNOWN_SERVER_ERROR`` (-1), which the
+    embedded broker answers to a write it failed as it came back from a restart
+    (docs/broker.md). The broker's schema registry, on in the tests, refuses a record that
+    breaks its contract with -1 too: that one fails at every tick, logged each time, and
+    what the timer publishes goes stale (the alerts say so). Not retried: an error whose
+    cause a retry does not mend, such as a refused authorization or a record too large."""
+    from aiokafka.errors import KafkaError, KafkaTimeoutError, UnknownError
+
+    return isinstance(exc, KafkaError) and (
+        exc.retriable or isinstance(exc, (KafkaTimeoutError, UnknownError))
+    )
+
+
+class OutageTolerated:
+    """``async with OutageTolerated("period flip", metrics):`` for timer bodies.
 
     A faust timer that raises crashes the whole app, and the process stays up doing nothing.
-    A Redis outage is transient: log it, count it, and let the next tick try again. Every
-    timer body is idempotent (flips are claimed and completed in Redis), so skipping a tick
-    is safe. Any other exception is a bug or a state we do not understand: the process logs
-    it and exits with :data:`EXIT_TIMER_FAILED`, so the supervisor restarts it and on-call
-    sees the restart, instead of a live process whose timer is silently dead.
+    A Redis outage, or the broker failing a write while it restarts, is transient: log it,
+    count it, and let the next tick try again. Every timer body is idempotent (a flip's
+    decision is saved before its messages, and the next tick publishes a saved decision
+    whose messages are not all out; an analysis look publishes again at the next tick), so
+    skipping a tick is safe. Any other exception is a bug or a state we do not understand:
+    the process logs it and exits with :data:`EXIT_TIMER_FAILED`, so the supervisor restarts
+    it and on-call sees the restart, instead of a live process whose timer is silently dead.
     """
 
     def __init__(
@@ -129,6 +147,13 @@ class RedisOutageTolerated:
         if isinstance(exc, UNAVAILABLE):
             log.warning("redis unavailable during %s (%s); next tick retries", self.what, exc)
             self.metrics.redis_retries.labels(self.what).inc()
+            return True
+        if broker_failed(exc):
+            log.warning(
+                "the broker failed a request during %s (%s: %s); next tick retries",
+                self.what, type(exc).__name__, exc,
+            )  # fmt: skip
+            self.metrics.broker_retries.labels(self.what).inc()
             return True
         if exit_on_permission(exc, self.role, self.user, self._exit or hard_exit):
             return False

@@ -22,6 +22,8 @@ The catalogue (also in README.md):
     pricelab_consumer_lag{topic}                          events on the broker not yet processed
                                                           and committed by this worker (gauge)
     pricelab_redis_retries_total{component}               Redis calls retried after a failure
+    pricelab_broker_retries_total{component}              timer ticks tried again after the
+                                                          broker failed a request
     pricelab_competitor_batch_size                        events per competitor-price batch
     pricelab_trigger_stage_seconds{stage}                 a competitor batch's time per stage:
                                                           turn_wait, apply, save, publish, commit;
@@ -229,6 +231,12 @@ class Metrics:
         self.redis_retries = Counter(
             "pricelab_redis_retries",
             "Redis calls retried after a connection failure or timeout",
+            ["component"],
+            registry=r,
+        )
+        self.broker_retries = Counter(
+            "pricelab_broker_retries",
+            "Timer ticks tried again after the broker failed a request (a restart, a timeout)",
             ["component"],
             registry=r,
         )

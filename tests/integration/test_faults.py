@@ -696,3 +696,68 @@ async def test_three_controllers_share_the_load_and_survive_a_kill9(stack):
         for w in workers:
             w.stop()
         await rt.stop()
+
+
+async def test_an_analysis_worker_rides_out_a_broker_that_fails_its_writes():
+    """The soak's broker restart once made an analysis worker exit (status 70): the restarted
+    embedded broker answered one of its estimate writes with UNKNOWN_SERVER_ERROR (-1), which
+    aiokafka does not retry, and the timer took it for a bug. Here the real broker fails every
+    estimate write the same way (its schema registry refuses them), for several ticks: the
+    worker stays up and counts each skipped tick; once the broker is back with the topic's
+    true contract, the same process publishes the experiment's estimates again."""
+    from redis.asyncio import Redis
+
+    from controller.store import Store
+    from controller.store.clock import SharedSimulatedClock
+    from controller.store.keys import clock as clock_key
+    from tests.integration.test_chunked_analysis import START as T0
+    from tests.integration.test_chunked_analysis import _period
+    from tests.integration.test_chunked_analysis import _spec as _panel_spec
+
+    with EmbeddedStack(validate_outputs=True) as stack:
+        settings = make_settings(stack, analysis_interval=1.0)
+        estimates = settings.topics.estimates
+        contract = stack.schema_dir / f"{estimates}.json"
+        true_contract = contract.read_text()
+        # a contract no message meets: the broker answers every estimate write with -1
+        refuse = {"type": "object", "properties": {"value": {"required": ["no such field"]}}}
+        contract.write_text(json.dumps(refuse))
+        await ensure_topics(settings)
+        redis = Redis.from_url(settings.redis.url.get_secret_value(), decode_responses=True)
+        store = Store(redis, settings.key_prefix)
+        spec = _panel_spec("rides-out")
+        await store.create_experiment(spec, T0)
+        for k in range(6):
+            await _period(store, spec, k)
+        await SharedSimulatedClock(redis, clock_key(settings.key_prefix)).set(
+            T0 + timedelta(hours=6, minutes=5)
+        )
+        w = WorkerProcess(settings, ("analysis",))
+        try:
+            w.start()
+
+            def skipped() -> float:
+                w.check_alive()  # an exit fails the test at once, with the log's tail
+                text = w.metrics()
+                return metric_value(text, "pricelab_broker_retries_total", component="analysis")
+
+            # the fault happened, tick after tick, and the worker went on
+            await wait_until(lambda: skipped() >= 3, 90, "three analysis ticks the broker failed")
+            assert "UnknownError" in w.tail(20_000)
+            assert await read_topic(settings, estimates, expect=1, timeout=3) == []
+
+            contract.write_text(true_contract)  # read again when the new broker's topic is
+            stack.restart_broker()  # first written (its topics are lost: docs/broker.md)
+            await ensure_topics(settings)
+            got = await read_topic(
+                settings,
+                estimates,
+                expect=10**6,
+                timeout=90,
+                until=lambda docs: any(d.get("experiment") == spec.id for d in docs),
+            )
+            assert any(d.get("experiment") == spec.id for d in got), w.tail()
+            w.check_alive()  # the same process: it was never restarted
+        finally:
+            w.stop()
+            await redis.aclose()
