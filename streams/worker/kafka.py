@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import weakref
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
@@ -125,7 +126,13 @@ class JsonPublisher:
             enable_idempotence=False,
             compression_type=self._compression,
         )
-        self._pending: list[asyncio.Future[object]] = []
+        #: each task's messages not yet flushed, by the task that sent them: the publisher is
+        #: shared by a worker's sinks, and a caller must wait for (and hear the failures of)
+        #: its own messages, not return because another caller's flush took them
+        self._pending: dict[asyncio.Task[Any], list[asyncio.Future[Any]]] = {}
+        #: the messages of tasks that ended without flushing them (``stop`` waits for them)
+        self._orphans: list[asyncio.Future[Any]] = []
+        self._watched: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()
         self._partitioner = DefaultPartitioner()
         self._partition_cache_for: tuple[str, tuple[int, ...]] | None = None
         self._partition_of: dict[str, int] = {}
@@ -138,8 +145,31 @@ class JsonPublisher:
         await self._producer.start()
 
     async def stop(self) -> None:
-        await self.flush()
-        await self._producer.stop()
+        """Wait for every message sent (by any task), then stop the producer."""
+        pending = [f for fs in self._pending.values() for f in fs] + self._orphans
+        self._pending.clear()
+        self._orphans = []
+        try:
+            await _settle(pending)
+        finally:
+            await self._producer.stop()
+
+    def _mine(self) -> list[asyncio.Future[Any]]:
+        """The calling task's messages not yet flushed."""
+        task = asyncio.current_task()
+        assert task is not None, "a publisher is used from a task"
+        mine = self._pending.get(task)
+        if mine is None:
+            mine = self._pending[task] = []
+            if task not in self._watched:  # once per task: timers' tasks live for good
+                self._watched.add(task)
+                task.add_done_callback(self._task_done)
+        return mine
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        left = self._pending.pop(task, None)
+        if left:
+            self._orphans = [f for f in self._orphans if not f.done()] + left
 
     def _check(self, topic: str) -> None:
         if self.topics is not None and topic not in self.topics:
@@ -151,8 +181,9 @@ class JsonPublisher:
         self._check(topic)
         value = msg if isinstance(msg, bytes) else msg.model_dump_json().encode()
         fut = await self._producer.send(topic, value=value, key=key.encode() if key else None)
-        self._pending.append(fut)
-        if len(self._pending) >= 10_000:
+        mine = self._mine()
+        mine.append(fut)
+        if len(mine) >= 10_000:
             await self.flush()
 
     async def send_many(
@@ -189,6 +220,7 @@ class JsonPublisher:
             self._partition_of = {}
         partition_of = self._partition_of
         batches: dict[int, Any] = {}
+        mine = self._mine()
         n = 0
         for key, value in items:
             p = partition_of.get(key)
@@ -199,15 +231,16 @@ class JsonPublisher:
                 batch = batches[p] = producer.create_batch()
             kb = key.encode()
             if batch.append(timestamp=None, key=kb, value=value) is None:  # batch full
-                self._pending.append(await producer.send_batch(batch, topic, partition=p))
+                mine.append(await producer.send_batch(batch, topic, partition=p))
                 batch = batches[p] = producer.create_batch()
                 batch.append(timestamp=None, key=kb, value=value)
-                if len(self._pending) >= 64:
+                if len(mine) >= 64:
                     await self.flush()
+                    mine = self._mine()
             n += 1
         for p, batch in batches.items():
             if batch.record_count():
-                self._pending.append(await producer.send_batch(batch, topic, partition=p))
+                mine.append(await producer.send_batch(batch, topic, partition=p))
         return n
 
     async def send_templated(
@@ -256,15 +289,29 @@ class JsonPublisher:
                     packed, code, templates, idx, compression=self._compression
                 )
                 built = record_batch.BuiltBatch(batch, len(idx))
-                self._pending.append(await producer.send_batch(built, topic, partition=p))
-                if len(self._pending) >= 64:
+                mine = self._mine()
+                mine.append(await producer.send_batch(built, topic, partition=p))
+                if len(mine) >= 64:
                     await self.flush()
         return len(keys)
 
     async def flush(self) -> None:
-        pending, self._pending = self._pending, []
+        """Wait until the broker has acknowledged every message the calling task sent since
+        its last flush. If any failed, raise the first failure once all of them are settled:
+        a caller that then gives its turn back, or commits its offsets, has nothing of its own
+        still being sent (aiokafka retries a failed batch's neighbours for up to its request
+        timeout)."""
+        task = asyncio.current_task()
+        pending = self._pending.pop(task, None) if task is not None else None
         if pending:
-            await asyncio.gather(*pending)
+            await _settle(pending)
+
+
+async def _settle(pending: Sequence[asyncio.Future[Any]]) -> None:
+    """Wait for every one of ``pending``; then raise the first failure, if any."""
+    for got in await asyncio.gather(*pending, return_exceptions=True):
+        if isinstance(got, BaseException):
+            raise got
 
 
 def murmur2_many(keys: Sequence[bytes]) -> np.ndarray:

@@ -724,16 +724,16 @@ async def test_an_analysis_worker_rides_out_a_broker_that_fails_its_writes():
         contract.write_text(json.dumps(refuse))
         await ensure_topics(settings)
         redis = Redis.from_url(settings.redis.url.get_secret_value(), decode_responses=True)
-        store = Store(redis, settings.key_prefix)
-        spec = _panel_spec("rides-out")
-        await store.create_experiment(spec, T0)
-        for k in range(6):
-            await _period(store, spec, k)
-        await SharedSimulatedClock(redis, clock_key(settings.key_prefix)).set(
-            T0 + timedelta(hours=6, minutes=5)
-        )
         w = WorkerProcess(settings, ("analysis",))
         try:
+            store = Store(redis, settings.key_prefix)
+            spec = _panel_spec("rides-out")
+            await store.create_experiment(spec, T0)
+            for k in range(6):
+                await _period(store, spec, k)
+            await SharedSimulatedClock(redis, clock_key(settings.key_prefix)).set(
+                T0 + timedelta(hours=6, minutes=5)
+            )
             w.start()
 
             def skipped() -> float:
