@@ -46,8 +46,10 @@ class _HoldingPublisher:
             self.publisher = None
 
     async def flush(self) -> None:
+        """Wait until the broker has everything sent so far: the stream is sent by its own
+        task (``run``), and waited for by the soak's."""
         if self.publisher is not None and self.broker_up:
-            await self.publisher.flush()
+            await self.publisher.flush_all()
 
     async def _send(self, payload: bytes, key: str | None) -> None:
         if not self.broker_up or self.publisher is None:

@@ -107,7 +107,9 @@ class UndeclaredTopic(RuntimeError):
 
 
 class JsonPublisher:
-    """Publishes pydantic messages as JSON; ``flush()`` waits until the broker has them all.
+    """Publishes pydantic messages as JSON. ``flush()`` waits until the broker has every
+    message the calling task sent (its failures raised once all are settled), ``flush_all()``
+    every message any task sent: a worker's sinks share one publisher, each in its own task.
 
     ``topics``: the only topics it may write (a role's declared writes, which its Kafka ACLs
     are generated from: streams/cli/kafka_acl.py); None for any (drivers, tests, benchmarks).
@@ -145,14 +147,29 @@ class JsonPublisher:
         await self._producer.start()
 
     async def stop(self) -> None:
-        """Wait for every message sent (by any task), then stop the producer."""
-        pending = [f for fs in self._pending.values() for f in fs] + self._orphans
-        self._pending.clear()
-        self._orphans = []
+        """Wait for every message sent (by any task, also while it waits), then stop the
+        producer; raise the first failure."""
         try:
-            await _settle(pending)
+            await self.flush_all()
         finally:
             await self._producer.stop()
+
+    async def flush_all(self) -> None:
+        """Wait until the broker has every message sent so far by any task, and those sent
+        while it waits; raise the first failure once all are settled. The senders' own
+        ``flush`` still waits for, and raises, theirs."""
+        seen: set[int] = set()
+        while True:
+            pending = [
+                f
+                for fs in (*self._pending.values(), self._orphans)
+                for f in fs
+                if id(f) not in seen
+            ]
+            if not pending:
+                return
+            seen.update(map(id, pending))
+            await _settle(pending)
 
     def _mine(self) -> list[asyncio.Future[Any]]:
         """The calling task's messages not yet flushed."""
@@ -168,8 +185,17 @@ class JsonPublisher:
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         left = self._pending.pop(task, None)
-        if left:
-            self._orphans = [f for f in self._orphans if not f.done()] + left
+        if left:  # kept until settled, and failures until ``stop`` or ``flush_all`` raise them
+            self._orphans = [f for f in self._orphans if not _succeeded(f)] + left
+
+    async def _settle_mine(self) -> None:
+        """After a send raised: let the calling task's messages already sent settle before
+        the error goes on (a caller that gives its turn back then has none in flight); their
+        own failures are not raised over it."""
+        task = asyncio.current_task()
+        pending = self._pending.pop(task, None) if task is not None else None
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
 
     def _check(self, topic: str) -> None:
         if self.topics is not None and topic not in self.topics:
@@ -178,6 +204,13 @@ class JsonPublisher:
             )
 
     async def send(self, topic: str, msg: BaseModel | bytes, key: str | None = None) -> None:
+        try:
+            await self._send(topic, msg, key)
+        except Exception:
+            await self._settle_mine()
+            raise
+
+    async def _send(self, topic: str, msg: BaseModel | bytes, key: str | None) -> None:
         self._check(topic)
         value = msg if isinstance(msg, bytes) else msg.model_dump_json().encode()
         fut = await self._producer.send(topic, value=value, key=key.encode() if key else None)
@@ -212,6 +245,13 @@ class JsonPublisher:
         ``send`` (murmur2 of the key), so a product's messages keep one partition and their
         order whichever method sent them. Returns the number of messages.
         """
+        try:
+            return await self._send_keyed_many(topic, items)
+        except Exception:
+            await self._settle_mine()
+            raise
+
+    async def _send_keyed_many(self, topic: str, items: Iterable[tuple[str, bytes]]) -> int:
         self._check(topic)
         producer = self._producer
         parts = sorted(await producer.partitions_for(topic))
@@ -256,6 +296,19 @@ class JsonPublisher:
         (streams/worker/record_batch.py) instead of a record at a time. ``keys``: distinct
         ASCII ids. Within a partition the messages go by template, then key length; each
         key's own messages keep their order across calls. Returns the number of messages."""
+        try:
+            return await self._send_templated(topic, keys, codes, templates)
+        except Exception:
+            await self._settle_mine()
+            raise
+
+    async def _send_templated(
+        self,
+        topic: str,
+        keys: Sequence[str],
+        codes: Sequence[int],
+        templates: Sequence[tuple[bytes, bytes]],
+    ) -> int:
         self._check(topic)
         producer = self._producer
         parts = sorted(await producer.partitions_for(topic))
@@ -305,6 +358,10 @@ class JsonPublisher:
         pending = self._pending.pop(task, None) if task is not None else None
         if pending:
             await _settle(pending)
+
+
+def _succeeded(f: asyncio.Future[Any]) -> bool:
+    return f.done() and not f.cancelled() and f.exception() is None
 
 
 async def _settle(pending: Sequence[asyncio.Future[Any]]) -> None:

@@ -15,7 +15,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from aiokafka.errors import UnknownError
+from aiokafka.errors import KafkaTimeoutError, UnknownError
 
 from controller.settings import KafkaSettings, Settings
 from streams.worker.kafka import JsonPublisher
@@ -29,6 +29,8 @@ class _Producer:
         self.stopped = False
 
     async def send(self, topic: str, value: bytes, key: bytes | None = None) -> Any:
+        if value == b"refused":  # as aiokafka's send raises when the broker is away
+            raise KafkaTimeoutError()
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.sent.append((value.decode(), fut))
         return fut
@@ -44,8 +46,9 @@ class _Producer:
             fut.set_exception(exc)
 
 
-def _publisher() -> tuple[JsonPublisher, _Producer]:
+async def _publisher() -> tuple[JsonPublisher, _Producer]:
     pub = JsonPublisher(Settings(kafka=KafkaSettings(bootstrap_servers="127.0.0.1:1")))
+    await pub._producer.stop()  # the real one, never started: closed, nothing left open
     producer = _Producer()
     pub._producer = producer  # type: ignore[assignment]
     return pub, producer
@@ -56,9 +59,18 @@ async def _turn() -> None:
         await asyncio.sleep(0)
 
 
+async def _until(pred: Any, what: str) -> None:
+    """Let the other tasks run (no time passes) until ``pred()`` holds."""
+    for _ in range(1000):
+        if pred():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError(f"never: {what}")
+
+
 @pytest.mark.asyncio
 async def test_a_failure_is_raised_once_every_message_of_the_flush_is_settled() -> None:
-    pub, producer = _publisher()
+    pub, producer = await _publisher()
 
     async def caller() -> None:
         for v in ("a", "b", "c"):
@@ -80,7 +92,7 @@ async def test_a_failure_is_raised_once_every_message_of_the_flush_is_settled() 
 
 @pytest.mark.asyncio
 async def test_a_flush_waits_for_its_own_messages_and_hears_only_their_failures() -> None:
-    pub, producer = _publisher()
+    pub, producer = await _publisher()
     order: list[str] = []
 
     async def caller(value: str) -> None:
@@ -95,8 +107,9 @@ async def test_a_flush_waits_for_its_own_messages_and_hears_only_their_failures(
 
     flip = asyncio.ensure_future(caller("flip"))
     batch = asyncio.ensure_future(caller("dead letter"))
-    await _turn()
-    # both have flushed; the dead letter's write fails, the flip's is still in flight
+    # both wait in their flush (each took its own messages), then the dead letter's write
+    # fails while the flip's is still in flight
+    await _until(lambda: len(producer.sent) == 2 and not pub._pending, "both in flush")
     producer.ack("dead letter", UnknownError())
     await _turn()
     assert order == ["dead letter failed"]  # the flip's flush did not take it, nor return
@@ -107,8 +120,59 @@ async def test_a_flush_waits_for_its_own_messages_and_hears_only_their_failures(
 
 
 @pytest.mark.asyncio
+async def test_a_send_that_raises_lets_the_caller_s_messages_settle_first() -> None:
+    pub, producer = await _publisher()
+
+    async def caller() -> None:
+        await pub.send("t", b"a", key="a")
+        await pub.send("t", b"refused", key="r")
+
+    task = asyncio.ensure_future(caller())
+    await _until(lambda: len(producer.sent) == 1, "'a' sent")
+    await _turn()
+    assert not task.done()  # the send raised, but "a" is still being sent
+    producer.ack("a", UnknownError())  # its own failure does not replace the send's error
+    with pytest.raises(KafkaTimeoutError):
+        await task
+
+
+@pytest.mark.asyncio
+async def test_flush_all_waits_for_the_messages_other_tasks_sent() -> None:
+    pub, producer = await _publisher()
+
+    async def source() -> None:
+        await pub.send("t", b"sale", key="s")  # a driver's stream, flushed by nobody here
+
+    src = asyncio.ensure_future(source())
+    await src
+    waiter = asyncio.ensure_future(pub.flush_all())
+    await _turn()
+    assert not waiter.done()
+    producer.ack("sale")
+    await waiter
+
+
+@pytest.mark.asyncio
+async def test_stop_raises_a_failure_of_a_task_that_ended_without_flushing() -> None:
+    pub, producer = await _publisher()
+
+    async def sender(value: str) -> None:
+        await pub.send("t", value.encode(), key=value)
+
+    await asyncio.ensure_future(sender("lost"))
+    await _turn()  # its end is noted (its done callbacks run after its awaiter's)
+    producer.ack("lost", UnknownError())
+    await asyncio.ensure_future(sender("later"))  # another task ends with its own left over
+    await _turn()
+    producer.ack("later")
+    with pytest.raises(UnknownError):
+        await pub.stop()
+    assert producer.stopped
+
+
+@pytest.mark.asyncio
 async def test_stop_waits_for_every_task_s_messages() -> None:
-    pub, producer = _publisher()
+    pub, producer = await _publisher()
 
     async def sender(value: str) -> None:
         await pub.send("t", value.encode(), key=value)  # sent, never flushed

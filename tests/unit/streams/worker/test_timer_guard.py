@@ -129,3 +129,41 @@ async def test_a_script_call_refused_by_redis_7_0_is_a_permission_too() -> None:
         async with OutageTolerated("period flip", metrics, exit=exits.append):
             raise ResponseError(said)
     assert exits == [EXIT_PERMISSION]
+
+
+@pytest.mark.asyncio
+async def test_how_long_the_broker_has_failed_a_timer_runs_from_its_first_failed_tick() -> None:
+    """The gauge PricelabBrokerRequestsFailing reads: the wall time of the first failed tick,
+    kept through further failures and a Redis outage, and 0 once a tick goes through."""
+    metrics, exits = Metrics(), list[int]()
+    wall = [1000.0]
+
+    def since() -> float | None:
+        return metrics.registry.get_sample_value(
+            "pricelab_broker_failing_since_timestamp_seconds", {"component": "analysis"}
+        )
+
+    async def tick(exc: BaseException | None) -> None:
+        async with OutageTolerated("analysis", metrics, exit=exits.append, now=lambda: wall[0]):
+            if exc is not None:
+                raise exc
+
+    assert since() is None  # nothing failed yet
+    await tick(aiokafka_errors.UnknownError())
+    assert since() == 1000.0
+    wall[0] = 1300.0
+    await tick(aiokafka_errors.KafkaConnectionError("closed"))
+    await tick(RedisConnectionError("refused"))  # neither through nor the broker's
+    assert since() == 1000.0
+    await tick(None)
+    assert since() == 0.0
+    wall[0] = 1600.0
+    await tick(aiokafka_errors.UnknownError())
+    assert since() == 1600.0  # a new stretch
+    assert exits == []
+    assert (
+        metrics.registry.get_sample_value(
+            "pricelab_broker_retries_total", {"component": "analysis"}
+        )
+        == 3.0
+    )
