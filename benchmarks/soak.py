@@ -486,7 +486,7 @@ class Soak:
         self.frozen.set()
         for src in (source, prices):
             src.flowing.clear()
-            await src.flush()
+            await src.flush_all()
         t_q = time.monotonic()
         pending: list[str] = []
         await _until(
@@ -610,7 +610,7 @@ class Soak:
                 src.flowing.clear()
             self.frozen.set()
             for src in (source, prices):
-                await src.flush()
+                await src.flush_all()
             t_end = self.elapsed()
             pending: list[str] = []
             await _until(

@@ -46,8 +46,13 @@ class _HoldingPublisher:
             self.publisher = None
 
     async def flush(self) -> None:
-        """Wait until the broker has everything sent so far: the stream is sent by its own
-        task (``run``), and waited for by the soak's."""
+        """Wait until the broker has what the calling task sent (``run``'s own batches)."""
+        if self.publisher is not None and self.broker_up:
+            await self.publisher.flush()
+
+    async def flush_all(self) -> None:
+        """Wait until the broker has everything sent so far, by ``run``'s task or any other
+        (the soak's, which waits for the stream before a fault or the end)."""
         if self.publisher is not None and self.broker_up:
             await self.publisher.flush_all()
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from typing import NamedTuple, Protocol, TypeVar
@@ -133,13 +132,10 @@ class OutageTolerated:
         *,
         role: str = "worker",
         user: str | None = None,
-        now: Callable[[], float] = time.time,
     ) -> None:
         self.what = what
         self.metrics = metrics
         self._exit = exit
-        #: wall time, for how long the broker has failed the timer's ticks (an alert's)
-        self._now = now
         #: the role and its Redis user, named when Redis refuses a permission (NOPERM)
         self.role = role
         self.user = user
@@ -148,9 +144,6 @@ class OutageTolerated:
         return None
 
     async def __aexit__(self, kind: object, exc: BaseException | None, tb: object) -> bool:
-        if exc is None:
-            self.metrics.tick_went_through(self.what)
-            return False
         if isinstance(exc, UNAVAILABLE):
             log.warning("redis unavailable during %s (%s); next tick retries", self.what, exc)
             self.metrics.redis_retries.labels(self.what).inc()
@@ -160,7 +153,7 @@ class OutageTolerated:
                 "the broker failed a request during %s (%s: %s); next tick retries",
                 self.what, type(exc).__name__, exc,
             )  # fmt: skip
-            self.metrics.broker_failed(self.what, self._now())
+            self.metrics.broker_retries.labels(self.what).inc()
             return True
         if exit_on_permission(exc, self.role, self.user, self._exit or hard_exit):
             return False

@@ -155,21 +155,24 @@ class JsonPublisher:
             await self._producer.stop()
 
     async def flush_all(self) -> None:
-        """Wait until the broker has every message sent so far by any task, and those sent
-        while it waits; raise the first failure once all are settled. The senders' own
-        ``flush`` still waits for, and raises, theirs."""
-        seen: set[int] = set()
+        """Wait until the broker has every message any task sent and has not flushed (those
+        sent while it waits included); raise the first failure once all are settled. For a
+        driver that sends from one task and waits from another, and for ``stop``. It takes
+        no message from its sender, whose own ``flush`` still waits for and raises it; a
+        failure of a task that ended without flushing is raised once, here."""
+        seen: set[asyncio.Future[Any]] = set()
         while True:
             pending = [
-                f
-                for fs in (*self._pending.values(), self._orphans)
-                for f in fs
-                if id(f) not in seen
+                f for fs in (*self._pending.values(), self._orphans) for f in fs if f not in seen
             ]
             if not pending:
-                return
-            seen.update(map(id, pending))
-            await _settle(pending)
+                break
+            seen.update(pending)
+            await asyncio.wait(pending)  # unlike gather, a cancelled wait cancels none of them
+        orphans, self._orphans = self._orphans, [f for f in self._orphans if f not in seen]
+        await _settle(
+            [f for f in (*(f for fs in self._pending.values() for f in fs), *orphans) if f in seen]
+        )
 
     def _mine(self) -> list[asyncio.Future[Any]]:
         """The calling task's messages not yet flushed."""
@@ -185,7 +188,7 @@ class JsonPublisher:
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         left = self._pending.pop(task, None)
-        if left:  # kept until settled, and failures until ``stop`` or ``flush_all`` raise them
+        if left:  # kept until settled, and a failure until ``flush_all`` raises it
             self._orphans = [f for f in self._orphans if not _succeeded(f)] + left
 
     async def _settle_mine(self) -> None:
@@ -195,7 +198,7 @@ class JsonPublisher:
         task = asyncio.current_task()
         pending = self._pending.pop(task, None) if task is not None else None
         if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
+            await asyncio.wait(pending)
 
     def _check(self, topic: str) -> None:
         if self.topics is not None and topic not in self.topics:
@@ -365,10 +368,17 @@ def _succeeded(f: asyncio.Future[Any]) -> bool:
 
 
 async def _settle(pending: Sequence[asyncio.Future[Any]]) -> None:
-    """Wait for every one of ``pending``; then raise the first failure, if any."""
-    for got in await asyncio.gather(*pending, return_exceptions=True):
-        if isinstance(got, BaseException):
-            raise got
+    """Wait for every one of ``pending`` (a cancelled wait cancels none of them: they are the
+    broker's answers, which other waiters may share); then raise the first failure, if any."""
+    if not pending:
+        return
+    await asyncio.wait(pending)
+    for f in pending:
+        if f.cancelled():
+            raise asyncio.CancelledError()
+        exc = f.exception()
+        if exc is not None:
+            raise exc
 
 
 def murmur2_many(keys: Sequence[bytes]) -> np.ndarray:

@@ -24,10 +24,6 @@ The catalogue (also in README.md):
     pricelab_redis_retries_total{component}               Redis calls retried after a failure
     pricelab_broker_retries_total{component}              timer ticks tried again after the
                                                           broker failed a request
-    pricelab_broker_failing_since_timestamp_seconds{component}
-                                                          wall time of the first of a timer's
-                                                          failed ticks since its last good one
-                                                          (0: its last tick went through)
     pricelab_competitor_batch_size                        events per competitor-price batch
     pricelab_trigger_stage_seconds{stage}                 a competitor batch's time per stage:
                                                           turn_wait, apply, save, publish, commit;
@@ -244,15 +240,6 @@ class Metrics:
             ["component"],
             registry=r,
         )
-        self.broker_failing_since = Gauge(
-            "pricelab_broker_failing_since_timestamp_seconds",
-            "Wall time of the first of a timer's ticks the broker failed since its last tick "
-            "that went through (0: the last went through)",
-            ["component"],
-            registry=r,
-        )
-        #: component -> wall time of its first failed tick since its last good one
-        self._broker_failing: dict[str, float] = {}
         self.competitor_batch_size = Histogram(
             "pricelab_competitor_batch_size",
             "Events per competitor-price batch",
@@ -346,18 +333,6 @@ class Metrics:
 
     def trigger_redis_retry(self) -> None:
         self.redis_retries.labels("competitor prices").inc()
-
-    def broker_failed(self, component: str, now: float) -> None:
-        """A timer's tick the broker failed (skipped, tried again at the next tick)."""
-        self.broker_retries.labels(component).inc()
-        if component not in self._broker_failing:
-            self._broker_failing[component] = now
-            self.broker_failing_since.labels(component).set(now)
-
-    def tick_went_through(self, component: str) -> None:
-        """A timer's tick ended without an error: it is no longer failing."""
-        if self._broker_failing.pop(component, None) is not None:
-            self.broker_failing_since.labels(component).set(0)
 
     def lag(self, by_topic: dict[str, int]) -> None:
         for topic, n in by_topic.items():

@@ -744,8 +744,6 @@ async def test_an_analysis_worker_rides_out_a_broker_that_fails_its_writes():
             # the fault happened, tick after tick, and the worker went on
             await wait_until(lambda: skipped() >= 3, 90, "three analysis ticks the broker failed")
             assert "UnknownError" in w.tail(20_000)
-            since = "pricelab_broker_failing_since_timestamp_seconds"
-            assert metric_value(w.metrics(), since, component="analysis") > 0
             assert await read_topic(settings, estimates, expect=1, timeout=3) == []
 
             contract.write_text(true_contract)  # read again when the new broker's topic is
@@ -760,12 +758,6 @@ async def test_an_analysis_worker_rides_out_a_broker_that_fails_its_writes():
             )
             assert any(d.get("experiment") == spec.id for d in got), w.tail()
             w.check_alive()  # the same process: it was never restarted
-            # a tick went through: the worker no longer reports the broker failing it
-            await wait_until(
-                lambda: metric_value(w.metrics(), since, component="analysis") == 0,
-                30,
-                "the broker-failing gauge back to 0",
-            )
         finally:
             w.stop()
             await redis.aclose()

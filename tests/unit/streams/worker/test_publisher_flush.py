@@ -186,3 +186,29 @@ async def test_stop_waits_for_every_task_s_messages() -> None:
     producer.ack("y")
     await stop
     assert producer.stopped
+
+
+@pytest.mark.asyncio
+async def test_a_cancelled_flush_all_leaves_the_sender_s_messages_alone() -> None:
+    """A driver's wait cancelled (its own shutdown, a timeout) must not cancel the broker's
+    answers another task waits for: that task's flush would raise CancelledError, and a
+    timer would stop for good."""
+    pub, producer = await _publisher()
+    go = asyncio.Event()
+
+    async def sender() -> str:
+        await pub.send("t", b"m", key="m")
+        await go.wait()
+        await pub.flush()
+        return "flushed"
+
+    task = asyncio.ensure_future(sender())
+    await _until(lambda: len(producer.sent) == 1, "'m' sent")
+    waiter = asyncio.ensure_future(pub.flush_all())
+    await _turn()
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    producer.ack("m")
+    go.set()
+    assert await task == "flushed"
