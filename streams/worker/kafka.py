@@ -134,6 +134,8 @@ class JsonPublisher:
         self._pending: dict[asyncio.Task[Any], list[asyncio.Future[Any]]] = {}
         #: the messages of tasks that ended without flushing them (``stop`` waits for them)
         self._orphans: list[asyncio.Future[Any]] = []
+        #: the lists a task's ``flush`` is waiting for, by id (``flush_all`` waits for them too)
+        self._flushing: dict[int, list[asyncio.Future[Any]]] = {}
         self._watched: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()
         self._partitioner = DefaultPartitioner()
         self._partition_cache_for: tuple[str, tuple[int, ...]] | None = None
@@ -155,24 +157,25 @@ class JsonPublisher:
             await self._producer.stop()
 
     async def flush_all(self) -> None:
-        """Wait until the broker has every message any task sent and has not flushed (those
-        sent while it waits included); raise the first failure once all are settled. For a
-        driver that sends from one task and waits from another, and for ``stop``. It takes
-        no message from its sender, whose own ``flush`` still waits for and raises it; a
-        failure of a task that ended without flushing is raised once, here."""
+        """Wait until the broker has every message any task sent (those sent while it waits,
+        and those a task's own ``flush`` is waiting for, included). For a driver that sends
+        from one task and waits from another, and for ``stop``. It takes no message from its
+        sender, whose own ``flush`` raises that message's failure; what it raises is the
+        first failure of a task that ended without flushing, once."""
         seen: set[asyncio.Future[Any]] = set()
         while True:
-            pending = [
-                f for fs in (*self._pending.values(), self._orphans) for f in fs if f not in seen
-            ]
+            lists = (*self._pending.values(), *self._flushing.values(), self._orphans)
+            pending = [f for fs in lists for f in fs if f not in seen]
             if not pending:
                 break
             seen.update(pending)
             await asyncio.wait(pending)  # unlike gather, a cancelled wait cancels none of them
-        orphans, self._orphans = self._orphans, [f for f in self._orphans if f not in seen]
-        await _settle(
-            [f for f in (*(f for fs in self._pending.values() for f in fs), *orphans) if f in seen]
-        )
+        # every one seen is settled: no await from here, so no orphan's failure is lost
+        orphans = [f for f in self._orphans if f in seen]
+        self._orphans = [f for f in self._orphans if f not in seen]
+        failure = _first_failure(orphans)  # the live tasks' own flushes raise theirs
+        if failure is not None:
+            raise failure
 
     def _mine(self) -> list[asyncio.Future[Any]]:
         """The calling task's messages not yet flushed."""
@@ -198,7 +201,17 @@ class JsonPublisher:
         task = asyncio.current_task()
         pending = self._pending.pop(task, None) if task is not None else None
         if pending:
-            await asyncio.wait(pending)
+            await self._wait_out(pending)
+            _first_failure(pending)  # read, so none is logged as never retrieved
+
+    async def _wait_out(self, pending: list[asyncio.Future[Any]]) -> None:
+        """Wait for ``pending``, a task's messages taken from ``_pending``, keeping them
+        where ``flush_all`` sees them meanwhile."""
+        self._flushing[id(pending)] = pending
+        try:
+            await asyncio.wait(pending)  # unlike gather, a cancelled wait cancels none of them
+        finally:
+            del self._flushing[id(pending)]
 
     def _check(self, topic: str) -> None:
         if self.topics is not None and topic not in self.topics:
@@ -360,25 +373,28 @@ class JsonPublisher:
         task = asyncio.current_task()
         pending = self._pending.pop(task, None) if task is not None else None
         if pending:
-            await _settle(pending)
+            await self._wait_out(pending)
+            failure = _first_failure(pending)
+            if failure is not None:
+                raise failure
 
 
 def _succeeded(f: asyncio.Future[Any]) -> bool:
     return f.done() and not f.cancelled() and f.exception() is None
 
 
-async def _settle(pending: Sequence[asyncio.Future[Any]]) -> None:
-    """Wait for every one of ``pending`` (a cancelled wait cancels none of them: they are the
-    broker's answers, which other waiters may share); then raise the first failure, if any."""
-    if not pending:
-        return
-    await asyncio.wait(pending)
-    for f in pending:
-        if f.cancelled():
-            raise asyncio.CancelledError()
-        exc = f.exception()
-        if exc is not None:
-            raise exc
+def _first_failure(futures: Sequence[asyncio.Future[Any]]) -> BaseException | None:
+    """The first failure of settled ``futures`` (a cancelled one as CancelledError), every
+    one's read so that none is logged as never retrieved (aiokafka gives each message's
+    future its own copy of a batch's error)."""
+    first: BaseException | None = None
+    for f in futures:
+        if not f.done():
+            continue
+        exc: BaseException | None = asyncio.CancelledError() if f.cancelled() else f.exception()
+        if first is None:
+            first = exc
+    return first
 
 
 def murmur2_many(keys: Sequence[bytes]) -> np.ndarray:

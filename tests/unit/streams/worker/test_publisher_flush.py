@@ -40,6 +40,8 @@ class _Producer:
 
     def ack(self, value: str, exc: BaseException | None = None) -> None:
         (fut,) = [f for v, f in self.sent if v == value]
+        if fut.done():  # cancelled by a waiter: aiokafka skips it too
+            return
         if exc is None:
             fut.set_result(None)
         else:
@@ -212,3 +214,41 @@ async def test_a_cancelled_flush_all_leaves_the_sender_s_messages_alone() -> Non
     producer.ack("m")
     go.set()
     assert await task == "flushed"
+
+
+@pytest.mark.asyncio
+async def test_flush_all_also_waits_for_messages_another_task_is_flushing() -> None:
+    pub, producer = await _publisher()
+
+    async def sender() -> None:
+        await pub.send("t", b"m", key="m")
+        await pub.flush()
+
+    task = asyncio.ensure_future(sender())
+    await _until(lambda: len(producer.sent) == 1 and not pub._pending, "the sender in flush")
+    waiter = asyncio.ensure_future(pub.flush_all())
+    await _turn()
+    assert not waiter.done()  # "m" is in the sender's flush, and still being sent
+    producer.ack("m")
+    await asyncio.gather(task, waiter)
+
+
+@pytest.mark.asyncio
+async def test_every_failure_of_a_flush_is_read_and_the_first_raised() -> None:
+    pub, producer = await _publisher()
+    failures = [UnknownError(), KafkaTimeoutError()]
+
+    async def caller() -> None:
+        for v in ("a", "b"):
+            await pub.send("t", v.encode(), key=v)
+        await pub.flush()
+
+    task = asyncio.ensure_future(caller())
+    await _until(lambda: len(producer.sent) == 2, "both sent")
+    producer.ack("a", failures[0])
+    producer.ack("b", failures[1])
+    with pytest.raises(UnknownError):
+        await task
+    # the second was read too: asyncio would log it as "never retrieved" otherwise
+    (_, fut_b) = producer.sent[1]
+    assert fut_b._log_traceback is False  # type: ignore[attr-defined]
