@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import weakref
-from collections.abc import AsyncIterator, Iterable, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Coroutine, Iterable, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 from aiokafka import AIOKafkaProducer
@@ -25,6 +25,8 @@ from streams.worker import record_batch
 
 #: the largest record batch the publisher writes (a record larger than that goes alone)
 MAX_BATCH_BYTES = 512 * 1024
+
+_T = TypeVar("_T")
 
 
 def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
@@ -194,6 +196,15 @@ class JsonPublisher:
         if left:  # kept until settled, and a failure until ``flush_all`` raises it
             self._orphans = [f for f in self._orphans if not _succeeded(f)] + left
 
+    async def _settling(self, sending: Coroutine[Any, Any, _T]) -> _T:
+        """Run one of the private senders; if it raises, let the calling task's messages
+        already sent settle before the error goes on."""
+        try:
+            return await sending
+        except Exception:
+            await self._settle_mine()
+            raise
+
     async def _settle_mine(self) -> None:
         """After a send raised: let the calling task's messages already sent settle before
         the error goes on (a caller that gives its turn back then has none in flight); their
@@ -220,11 +231,7 @@ class JsonPublisher:
             )
 
     async def send(self, topic: str, msg: BaseModel | bytes, key: str | None = None) -> None:
-        try:
-            await self._send(topic, msg, key)
-        except Exception:
-            await self._settle_mine()
-            raise
+        await self._settling(self._send(topic, msg, key))
 
     async def _send(self, topic: str, msg: BaseModel | bytes, key: str | None) -> None:
         self._check(topic)
@@ -261,11 +268,7 @@ class JsonPublisher:
         ``send`` (murmur2 of the key), so a product's messages keep one partition and their
         order whichever method sent them. Returns the number of messages.
         """
-        try:
-            return await self._send_keyed_many(topic, items)
-        except Exception:
-            await self._settle_mine()
-            raise
+        return await self._settling(self._send_keyed_many(topic, items))
 
     async def _send_keyed_many(self, topic: str, items: Iterable[tuple[str, bytes]]) -> int:
         self._check(topic)
@@ -312,11 +315,7 @@ class JsonPublisher:
         (streams/worker/record_batch.py) instead of a record at a time. ``keys``: distinct
         ASCII ids. Within a partition the messages go by template, then key length; each
         key's own messages keep their order across calls. Returns the number of messages."""
-        try:
-            return await self._send_templated(topic, keys, codes, templates)
-        except Exception:
-            await self._settle_mine()
-            raise
+        return await self._settling(self._send_templated(topic, keys, codes, templates))
 
     async def _send_templated(
         self,
