@@ -62,10 +62,22 @@ class _HoldingPublisher:
             return
         await self.publisher.send(self.topic, payload, key)
 
+    async def _send_keyed(self, items: list[tuple[bytes, str]]) -> None:
+        """Send keyed ``items`` in record batches a partition at a time (the publisher's
+        ``send_keyed_many``: a record costs a few microseconds, against tens for ``send``)."""
+        if not self.broker_up or self.publisher is None:
+            self.held.extend(items)
+            return
+        await self.publisher.send_keyed_many(self.topic, [(k, v) for v, k in items])
+
     async def release_held(self) -> int:
         held, self.held = self.held, []
+        keyed = [(v, k) for v, k in held if k is not None]
+        if keyed:
+            await self._send_keyed(keyed)
         for payload, key in held:
-            await self._send(payload, key)
+            if key is None:
+                await self._send(payload, key)
         await self.flush()
         return len(held)
 
@@ -95,7 +107,8 @@ class SalesSource(_HoldingPublisher):
         self.recent: deque[tuple[bytes, str]] = deque(maxlen=5000)
         self.duplicates = self.junk = self.distinct = 0
 
-    def _sale(self, now: datetime) -> tuple[bytes, str]:
+    def _sale(self, stamp: str) -> tuple[bytes, str]:
+        """One distinct sale, ``stamp`` its ``occurred_at`` (the clock's time, ISO 8601)."""
         exp, product = self.rng.choice(self.products)
         units = self.rng.randint(1, 4)
         price = self.rng.randint(20, 400) / 4  # multiples of 0.25: exact sums
@@ -110,7 +123,7 @@ class SalesSource(_HoldingPublisher):
             "units": units,
             "revenue": units * price,
             "unit_price": price,
-            "occurred_at": now.astimezone(UTC).isoformat(),
+            "occurred_at": stamp,
         }
         return json.dumps(body).encode(), product
 
@@ -137,15 +150,18 @@ class SalesSource(_HoldingPublisher):
             made += rate * dt
             junk_due += self.junk_per_second * dt
             at = now()
+            stamp = at.astimezone(UTC).isoformat()
+            batch: list[tuple[bytes, str]] = []
             while made >= 1:
                 made -= 1
-                payload, key = self._sale(at)
-                await self._send(payload, key)
-                self.recent.append((payload, key))
+                sale = self._sale(stamp)
+                batch.append(sale)
+                self.recent.append(sale)
                 if self.rng.random() < self.duplicate_share:
-                    dup, dkey = self.rng.choice(self.recent)
                     self.duplicates += 1
-                    await self._send(dup, dkey)
+                    batch.append(self.rng.choice(self.recent))
+            if batch:
+                await self._send_keyed(batch)
             while junk_due >= 1:
                 junk_due -= 1
                 await self._send(self._junk(at), None)
