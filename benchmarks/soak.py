@@ -25,8 +25,9 @@ rest of the world:
   known third of its products see an undercut that meets the rule, a sixth one too short, a
   sixth one too shallow;
 - **a steady sales stream** at ``--capacity-share`` (0.5) of the ingest capacity measured at
-  the start with ``bench_ingest.worker_rate`` (one controller worker, a burst of sales), up to
-  ``--max-rate``; each sale is stamped with the simulated time; a share are sent twice, and
+  the start with ``bench_ingest.worker_rate`` (one controller worker, a burst of sales), or
+  ``--rate``, capped by ``--max-rate`` if given; sent a tick's sales at a time in record
+  batches; each sale is stamped with the simulated time; a share are sent twice, and
   junk (undecodable, or NaN prices) goes to the dead-letter topic;
 - **one fault every** ``--fault-every`` seconds, drawn by the seed: kill -9 of a controller or
   an analysis worker (restarted on the same ports, as a supervisor would), kill -9 and restart
@@ -141,7 +142,7 @@ class SoakConfig:
     products: int = 30
     rate: float | None = None  # sales/s; None: capacity_share of the measured capacity
     capacity_share: float = 0.5
-    max_rate: float = 1000.0
+    max_rate: float | None = None  # a cap on that rate (None: none)
     capacity_sales: int = 30_000
     duplicate_share: float = 0.02
     junk_per_second: float = 0.5
@@ -547,7 +548,7 @@ class Soak:
             target = cfg.capacity_share * capacity
         else:
             target = cfg.rate
-        rate = min(target, cfg.max_rate)
+        rate = target if cfg.max_rate is None else min(target, cfg.max_rate)
         settings = soak_settings(self.stack, cfg)
         await ensure_topics(settings)
         redis = make_redis(settings)
@@ -1170,7 +1171,7 @@ def main() -> None:
         "--rate", type=float, help="sales/s (default: a share of the measured capacity)"
     )
     ap.add_argument("--capacity-share", type=float, default=0.5)
-    ap.add_argument("--max-rate", type=float, default=1000.0)
+    ap.add_argument("--max-rate", type=float, help="a cap on the sales rate (default: none)")
     ap.add_argument("--fault-every", type=float, default=180.0, help="seconds between faults")
     ap.add_argument("--pause", type=float, default=20.0, help="seconds Redis stays stopped")
     ap.add_argument("--shards", type=int, default=2, help="the shard topic's partitions (0: off)")
