@@ -10,12 +10,15 @@ from importlib import resources
 from typing import Any
 
 from redis.asyncio import Redis, RedisCluster
+from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
 from redis.commands.core import AsyncScript
 from redis.exceptions import (
     ClusterDownError,
     ConnectionError,
     NoScriptError,
+    ReadOnlyError,
     RedisError,
+    ResponseError,
     SlotNotCoveredError,
     TimeoutError,
     TryAgainError,
@@ -76,7 +79,61 @@ def make_redis(settings: Settings) -> Any:
         kw["ssl_keyfile"] = r.tls_key_file
     if r.is_cluster:
         return RedisCluster.from_url(client_url(settings), **kw)
-    return Redis.from_url(url, **kw)
+    client = Redis.from_url(url, **kw)
+    pool = client.connection_pool
+    pool.connection_class = _PRIMARY_ONLY.get(pool.connection_class, pool.connection_class)
+    return client
+
+
+class _PrimaryOnly:
+    """Mixed into the client's connections: a server that answers a write with READONLY is
+    a replica now, the primary a failover demoted (a managed Redis's primary endpoint, a
+    DNS name, moves to the new primary; a pooled connection stays with the old one). The
+    connection is closed, so the next one is opened afresh and finds the primary, and the
+    error is raised as a lost connection: the outage every caller already rides out
+    (``UNAVAILABLE``), instead of a refusal a worker takes for a bug. redis-py does the same
+    for Sentinel-managed connections only."""
+
+    async def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().read_response(*args, **kwargs)  # type: ignore[misc]
+        except ResponseError as exc:
+            if not demoted(exc):
+                raise
+            await self.disconnect()  # type: ignore[attr-defined]
+            raise ConnectionError(
+                f"Redis answered as a replica ({exc}): a failover demoted the primary this "
+                "connection reached; reconnecting"
+            ) from exc
+
+
+def demoted(exc: BaseException) -> bool:
+    """Whether ``exc`` is a replica refusing a write: ``READONLY``, or on Redis 6 a script's
+    write refused so (``Error running script ... -READONLY ...``; Redis 7 answers a script's
+    refused write with ``READONLY`` itself)."""
+    if isinstance(exc, ReadOnlyError):
+        return True
+    said = str(exc)
+    return said.startswith("Error running script") and ": -READONLY " in said
+
+
+class _PrimaryOnlyConnection(_PrimaryOnly, Connection):
+    pass
+
+
+class _PrimaryOnlySSLConnection(_PrimaryOnly, SSLConnection):
+    pass
+
+
+class _PrimaryOnlyUnixConnection(_PrimaryOnly, UnixDomainSocketConnection):
+    pass
+
+
+_PRIMARY_ONLY: dict[type[Any], type[Any]] = {
+    Connection: _PrimaryOnlyConnection,
+    SSLConnection: _PrimaryOnlySSLConnection,
+    UnixDomainSocketConnection: _PrimaryOnlyUnixConnection,
+}
 
 
 def client_url(settings: Settings) -> str:

@@ -21,12 +21,15 @@ from typing import Any
 import psutil
 import pytest
 from aiokafka import AIOKafkaProducer
+from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ReadOnlyError
 
 from controller.settings import KafkaSettings, Settings
 from controller.spec import ExperimentSpec, load_spec
+from controller.store.base import make_redis
 from streams.client.commands import send_command_async
-from streams.live.embedded import EmbeddedStack
+from streams.live.embedded import EmbeddedStack, ManagedProcess, free_port, redis_binary
 from streams.live.launcher import WorkerProcess, metric_value
 from streams.worker.app import group_ids
 from streams.worker.handlers import EXIT_UNSAFE_TO_ACK
@@ -315,6 +318,77 @@ async def test_redis_restart_with_aof_while_events_flow():
         finally:
             w.stop()
             await rt.stop()
+
+
+async def test_a_worker_rides_out_a_failover_that_demotes_its_redis(tmp_path):
+    """A failover as a managed Redis makes one: the primary the worker's URL reaches becomes
+    a replica (Redis's own FAILOVER, which leaves its clients connected, so every write of
+    theirs meets READONLY), and later fails back. The worker must take READONLY for the
+    outage it is (retry, reconnect) rather than for a bug (exit), and count every sale once."""
+    with EmbeddedStack(validate_outputs=True) as stack:
+        host, port = stack.host, stack.redis_port
+        replica_port = free_port(host)
+        replica = ManagedProcess(
+            "redis-replica",
+            [str(redis_binary()), "--port", str(replica_port), "--bind", host, "--save", "",
+             "--appendonly", "no", "--dir", str(tmp_path), "--replicaof", host, str(port)],
+            host, replica_port, tmp_path / "replica.log",
+        )  # fmt: skip
+        replica.start()
+        primary = Redis(host=host, port=port, decode_responses=True)
+        other = Redis(host=host, port=replica_port, decode_responses=True)
+        settings = make_settings(stack)
+        ours = make_redis(settings)
+        await ensure_topics(settings)
+        rt = Runtime(settings)
+        await rt.ensure_started()
+        w = _worker(settings)
+        try:
+            await start_experiment(rt, _spec())
+
+            async def role_of(r: Redis, role: str) -> bool:
+                info = await r.info("replication")
+                return bool(
+                    info["role"] == role
+                    and (role != "master" or info.get("slave0", {}).get("state") == "online")
+                )
+
+            await wait_for(lambda: role_of(primary, "master"), 30, "the replica to sync")
+            truth = Truth(3000, seed=11, tag="f")
+            w.start()
+            pid = w.pid
+            flow = asyncio.create_task(produce(settings, truth.payloads, **FLOW))
+            await wait_for(lambda: _between(rt, 1, truth.n - 1), 90, "ingestion to start")
+            retried = _retries(w)
+            probe_id, ours_id = await primary.client_id(), await ours.client_id()
+            assert await primary.execute_command("FAILOVER") == "OK"
+            await wait_for(lambda: role_of(primary, "slave"), 30, "the failover to demote it")
+            # the fault is real: a client keeps its connection, and its writes are refused
+            with pytest.raises(ReadOnlyError):
+                await primary.set("pricelab-failover-probe", 1)
+            assert await primary.client_id() == probe_id
+            # pricelab's client takes READONLY for a lost connection, and drops it
+            with pytest.raises(RedisConnectionError, match="answered as a replica"):
+                await ours.set("pricelab-failover-probe", 1)
+            assert await ours.client_id() != ours_id
+            await wait_for(
+                lambda: _retries(w) > retried, 60, "the worker to retry sales READONLY refused"
+            )
+            assert w.alive() and w.pid == pid, w.tail()
+            assert await other.execute_command("FAILOVER") == "OK"  # fail back
+            await wait_for(lambda: role_of(primary, "master"), 30, "the failback")
+            await flow
+            await wait_for(lambda: _at_least(rt, truth.n), 120, "all sales after the failback")
+            await settled(settings, truth.n)
+            await assert_panel(rt, truth)
+            assert w.alive() and w.pid == pid, w.tail()  # ridden out, never restarted
+        finally:
+            w.stop()
+            await rt.stop()
+            await primary.aclose()
+            await other.aclose()
+            await ours.aclose()
+            replica.stop()
 
 
 def _retries(w: WorkerProcess) -> float:
