@@ -91,7 +91,7 @@ async def services_answer(
     from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NoBrokersAvailable
     from redis.exceptions import RedisClusterException, ResponseError
 
-    from controller.store.base import REDIS_DOWN
+    from controller.store.base import REDIS_DOWN, ReplicaAnswered
 
     redis_down: tuple[type[BaseException], ...] = (*REDIS_DOWN, RedisClusterException)
 
@@ -119,6 +119,12 @@ async def services_answer(
             kafka_tls_failure,
             f"the Kafka broker at {where} does not answer ({type(exc).__name__}); "
             "set PRICELAB_KAFKA__BOOTSTRAP_SERVERS or start it (pricelab up)",
+        ) from None
+    except ReplicaAnswered:
+        where = redis_address(redis_url) if redis_url else "the configured Redis"
+        raise ServiceUnavailable(
+            f"Redis at {where} answered a write as a replica (READONLY): a failover moved "
+            "the primary; point PRICELAB_REDIS__URL at the primary or its endpoint"
         ) from None
     except redis_down as exc:
         where = redis_address(redis_url) if redis_url else "the configured Redis"

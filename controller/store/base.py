@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import re
+import time
+import weakref
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
 from typing import Any
 
 from redis.asyncio import Redis, RedisCluster
-from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
+from redis.asyncio.connection import Connection, UnixDomainSocketConnection
 from redis.commands.core import AsyncScript
 from redis.exceptions import (
     ClusterDownError,
@@ -81,18 +86,43 @@ def make_redis(settings: Settings) -> Any:
         return RedisCluster.from_url(client_url(settings), **kw)
     client = Redis.from_url(url, **kw)
     pool = client.connection_pool
-    pool.connection_class = _PRIMARY_ONLY.get(pool.connection_class, pool.connection_class)
+    base = pool.connection_class
+    if issubclass(base, (Connection, UnixDomainSocketConnection)):  # SSLConnection is one
+        pool.connection_class = type(
+            f"PrimaryOnly{base.__name__}",
+            (_PrimaryOnly, base),
+            {"_demotions": Demotions(weakref.ref(pool))},
+        )
     return client
 
 
+class ReplicaAnswered(ConnectionError):
+    """A server answered a write as a replica (``READONLY``): a failover demoted the primary
+    the connection reached. A lost connection to every caller that retries one."""
+
+
+@dataclass
+class Demotions:
+    """What one client's connections saw of failovers."""
+
+    pool: weakref.ref[Any]
+    #: ``time.monotonic()`` when a server last answered a write as a replica
+    last: float | None = None
+
+
 class _PrimaryOnly:
-    """Mixed into the client's connections: a server that answers a write with READONLY is
-    a replica now, the primary a failover demoted (a managed Redis's primary endpoint, a
-    DNS name, moves to the new primary; a pooled connection stays with the old one). The
-    connection is closed, so the next one is opened afresh and finds the primary, and the
-    error is raised as a lost connection: the outage every caller already rides out
-    (``UNAVAILABLE``), instead of a refusal a worker takes for a bug. redis-py does the same
-    for Sentinel-managed connections only."""
+    """Mixed into the connections of a client :func:`make_redis` makes: a server that answers
+    a write with READONLY is a replica now, the primary a failover demoted. A managed Redis's
+    primary endpoint (a DNS name) moves to the new primary, while pooled connections stay
+    with the old one, where reads may lag and writes are refused. So the client's idle
+    connections are closed at once, and those in use as they come back to the pool (as
+    redis-py does for Sentinel-managed pools), and the error is raised as a lost connection
+    (:class:`ReplicaAnswered`): the outage every caller already rides out (``UNAVAILABLE``),
+    where a refusal would be taken for a bug. The next connections are opened afresh and
+    reach whichever server the URL names by then. Until one of its writes is refused, a
+    connection to a demoted primary is not known to be one."""
+
+    _demotions: Demotions
 
     async def read_response(self, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -100,40 +130,36 @@ class _PrimaryOnly:
         except ResponseError as exc:
             if not demoted(exc):
                 raise
-            await self.disconnect()  # type: ignore[attr-defined]
-            raise ConnectionError(
+            self._demotions.last = time.monotonic()
+            await self.disconnect(nowait=True)  # type: ignore[attr-defined]
+            pool = self._demotions.pool()
+            if pool is not None:
+                await pool.update_active_connections_for_reconnect()
+                with contextlib.suppress(RedisError, OSError, asyncio.TimeoutError):
+                    await pool.disconnect(inuse_connections=False)
+            raise ReplicaAnswered(
                 f"Redis answered as a replica ({exc}): a failover demoted the primary this "
                 "connection reached; reconnecting"
             ) from exc
 
 
+#: the words of a replica refusing a write, in a plain answer (``READONLY ...``), a script's
+#: error (Redis 6: ``Error running script ... -READONLY ...``) or an aborted transaction
+#: (``EXECABORT Transaction discarded because of: READONLY ...``); "slave" before Redis 5
+_REFUSED_BY_REPLICA = re.compile(r"\bREADONLY You can't write against a read only (replica|slave)")
+
+
 def demoted(exc: BaseException) -> bool:
-    """Whether ``exc`` is a replica refusing a write: ``READONLY``, or on Redis 6 a script's
-    write refused so (``Error running script ... -READONLY ...``; Redis 7 answers a script's
-    refused write with ``READONLY`` itself)."""
-    if isinstance(exc, ReadOnlyError):
-        return True
-    said = str(exc)
-    return said.startswith("Error running script") and ": -READONLY " in said
+    """Whether ``exc`` is a replica refusing a write."""
+    return isinstance(exc, ReadOnlyError) or bool(_REFUSED_BY_REPLICA.search(str(exc)))
 
 
-class _PrimaryOnlyConnection(_PrimaryOnly, Connection):
-    pass
-
-
-class _PrimaryOnlySSLConnection(_PrimaryOnly, SSLConnection):
-    pass
-
-
-class _PrimaryOnlyUnixConnection(_PrimaryOnly, UnixDomainSocketConnection):
-    pass
-
-
-_PRIMARY_ONLY: dict[type[Any], type[Any]] = {
-    Connection: _PrimaryOnlyConnection,
-    SSLConnection: _PrimaryOnlySSLConnection,
-    UnixDomainSocketConnection: _PrimaryOnlyUnixConnection,
-}
+def last_demotion(client: Any) -> float | None:
+    """When (``time.monotonic()``) a server last answered one of ``client``'s writes as a
+    replica; None if never, or for a client :func:`make_redis` did not make so."""
+    pool = getattr(client, "connection_pool", None)
+    seen: Demotions | None = getattr(getattr(pool, "connection_class", None), "_demotions", None)
+    return seen.last if seen is not None else None
 
 
 def client_url(settings: Settings) -> str:

@@ -27,6 +27,7 @@ import faust
 import mode
 
 from controller.settings import Settings
+from controller.store.base import last_demotion
 from streams.worker.consumer import BatchConsumer
 from streams.worker.handlers import (
     Event,
@@ -45,6 +46,9 @@ log = logging.getLogger("pricelab.app")
 
 #: competitor prices: a batch is what arrived within this many seconds (the fetch's max wait)
 COMPETITOR_WINDOW = 0.01
+#: a worker is not ready for this many seconds after Redis answered one of its writes as a
+#: replica: a primary that stays demoted refuses every retry, and keeps it not ready
+REPLICA_UNREADY_S = 30.0
 
 
 def faust_credentials(settings: Settings) -> object | None:
@@ -118,6 +122,14 @@ def build_app(
             unready = readiness.unready_groups()
             ok = clock_ok and not unready
             detail |= {"clock": clock_ok, "unassigned": unready}
+        # a demoted primary answers PING and reads: only a refused write tells
+        seen = last_demotion(rt.redis)
+        if seen is not None and time.monotonic() - seen < REPLICA_UNREADY_S:
+            ok = False
+            detail["redis"] = (
+                f"a write was answered by a replica {time.monotonic() - seen:.0f} s ago "
+                "(a failover; see docs/operations.md)"
+            )
         rt.metrics.ready.set(1 if ok else 0)
         for group, m in readiness.groups.items():
             rt.metrics.group_assigned.labels(group).set(1 if m.assigned else 0)

@@ -10,9 +10,12 @@ are exact and the panel must match to the last bit.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import signal
+import urllib.error
+import urllib.request
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -324,8 +327,10 @@ async def test_a_worker_rides_out_a_failover_that_demotes_its_redis(tmp_path):
     """A failover as a managed Redis makes one: the primary the worker's URL reaches becomes
     a replica (Redis's own FAILOVER, which leaves its clients connected, so every write of
     theirs meets READONLY), and later fails back. The worker must take READONLY for the
-    outage it is (retry, reconnect) rather than for a bug (exit), and count every sale once."""
-    with EmbeddedStack(validate_outputs=True) as stack:
+    outage it is (retry, reconnect, say it is not ready) rather than for a bug (exit), and
+    count every sale once."""
+    async with contextlib.AsyncExitStack() as done:
+        stack = done.enter_context(EmbeddedStack(validate_outputs=True))
         host, port = stack.host, stack.redis_port
         replica_port = free_port(host)
         replica = ManagedProcess(
@@ -334,61 +339,92 @@ async def test_a_worker_rides_out_a_failover_that_demotes_its_redis(tmp_path):
              "--appendonly", "no", "--dir", str(tmp_path), "--replicaof", host, str(port)],
             host, replica_port, tmp_path / "replica.log",
         )  # fmt: skip
+        done.callback(replica.stop)
         replica.start()
         primary = Redis(host=host, port=port, decode_responses=True)
+        done.push_async_callback(primary.aclose)
         other = Redis(host=host, port=replica_port, decode_responses=True)
+        done.push_async_callback(other.aclose)
         settings = make_settings(stack)
         ours = make_redis(settings)
+        done.push_async_callback(ours.aclose)
         await ensure_topics(settings)
         rt = Runtime(settings)
+        done.push_async_callback(rt.stop)
         await rt.ensure_started()
         w = _worker(settings)
-        try:
-            await start_experiment(rt, _spec())
+        done.callback(w.stop)
+        await start_experiment(rt, _spec())
 
-            async def role_of(r: Redis, role: str) -> bool:
-                info = await r.info("replication")
-                return bool(
-                    info["role"] == role
-                    and (role != "master" or info.get("slave0", {}).get("state") == "online")
-                )
-
-            await wait_for(lambda: role_of(primary, "master"), 30, "the replica to sync")
-            truth = Truth(3000, seed=11, tag="f")
-            w.start()
-            pid = w.pid
-            flow = asyncio.create_task(produce(settings, truth.payloads, **FLOW))
-            await wait_for(lambda: _between(rt, 1, truth.n - 1), 90, "ingestion to start")
-            retried = _retries(w)
-            probe_id, ours_id = await primary.client_id(), await ours.client_id()
-            assert await primary.execute_command("FAILOVER") == "OK"
-            await wait_for(lambda: role_of(primary, "slave"), 30, "the failover to demote it")
-            # the fault is real: a client keeps its connection, and its writes are refused
-            with pytest.raises(ReadOnlyError):
-                await primary.set("pricelab-failover-probe", 1)
-            assert await primary.client_id() == probe_id
-            # pricelab's client takes READONLY for a lost connection, and drops it
-            with pytest.raises(RedisConnectionError, match="answered as a replica"):
-                await ours.set("pricelab-failover-probe", 1)
-            assert await ours.client_id() != ours_id
-            await wait_for(
-                lambda: _retries(w) > retried, 60, "the worker to retry sales READONLY refused"
+        async def role_of(r: Redis, role: str) -> bool:
+            info = await r.info("replication")
+            return bool(
+                info["role"] == role
+                and (role != "master" or info.get("slave0", {}).get("state") == "online")
             )
-            assert w.alive() and w.pid == pid, w.tail()
-            assert await other.execute_command("FAILOVER") == "OK"  # fail back
-            await wait_for(lambda: role_of(primary, "master"), 30, "the failback")
-            await flow
-            await wait_for(lambda: _at_least(rt, truth.n), 120, "all sales after the failback")
-            await settled(settings, truth.n)
-            await assert_panel(rt, truth)
-            assert w.alive() and w.pid == pid, w.tail()  # ridden out, never restarted
-        finally:
-            w.stop()
-            await rt.stop()
-            await primary.aclose()
-            await other.aclose()
-            await ours.aclose()
-            replica.stop()
+
+        async def ids_on(r: Redis) -> set[int]:
+            return {int(c["id"]) for c in await r.client_list()}
+
+        await wait_for(lambda: role_of(primary, "master"), 30, "the replica to sync")
+        truth = Truth(3000, seed=11, tag="f")
+        w.start()
+        pid = w.pid
+        flow = asyncio.create_task(produce(settings, truth.payloads, **FLOW))
+        done.callback(flow.cancel)
+        await wait_for(lambda: _between(rt, 1, truth.n - 1), 90, "ingestion to start")
+        retried = _retries(w)
+        # two connections idle in pricelab's pool, besides the one the refused write takes
+        pool = ours.connection_pool
+        held = [await pool.get_connection(), await pool.get_connection()]
+        idle_ids = set()
+        for conn in held:
+            await conn.send_command("CLIENT", "ID")
+            idle_ids.add(int(await conn.read_response()))
+            await pool.release(conn)
+        probe_id = await primary.client_id()
+        assert await primary.execute_command("FAILOVER") == "OK"
+        await wait_for(lambda: role_of(primary, "slave"), 30, "the failover to demote it")
+        # the fault is real: a client keeps its connection, and its writes are refused
+        with pytest.raises(ReadOnlyError):
+            await primary.set("pricelab-failover-probe", 1)
+        assert await primary.client_id() == probe_id
+        # pricelab's client takes READONLY for a lost connection, and drops its pool's
+        # connections to the demoted server, the idle ones too
+        with pytest.raises(RedisConnectionError, match="answered as a replica"):
+            await ours.set("pricelab-failover-probe", 1)
+
+        async def idle_dropped() -> bool:
+            return not (idle_ids & await ids_on(primary))
+
+        await wait_for(idle_dropped, 10, "the pool's idle connections to be closed")
+        assert probe_id in await ids_on(primary)
+        await wait_for(
+            lambda: _retries(w) > retried, 60, "the worker to retry sales READONLY refused"
+        )
+        await wait_for(
+            lambda: "replica" in _ready(w).get("redis", ""), 30, "/ready to name the replica"
+        )
+        assert w.alive() and w.pid == pid, w.tail()
+        await wait_for(lambda: role_of(other, "master"), 30, "the demoted node to follow")
+        assert await other.execute_command("FAILOVER") == "OK"  # fail back
+        await wait_for(lambda: role_of(primary, "master"), 30, "the failback")
+        await flow
+        await wait_for(lambda: _at_least(rt, truth.n), 120, "all sales after the failback")
+        await settled(settings, truth.n)
+        await assert_panel(rt, truth)
+        await wait_for(lambda: _ready(w).get("ready"), 60, "the worker to be ready again")
+        assert w.alive() and w.pid == pid, w.tail()  # ridden out, never restarted
+
+
+def _ready(w: WorkerProcess) -> dict[str, Any]:
+    """The worker's /ready answer (503 when not ready)."""
+    url = f"http://127.0.0.1:{w.web_port}/ready"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:  # noqa: S310 - loopback
+            return dict(json.load(r))
+    except urllib.error.HTTPError as exc:
+        return dict(json.load(exc))
 
 
 def _retries(w: WorkerProcess) -> float:

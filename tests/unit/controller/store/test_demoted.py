@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import pytest
 from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
-from redis.exceptions import ReadOnlyError, ResponseError
+from redis.exceptions import ExecAbortError, ReadOnlyError, ResponseError
 
 from controller.settings import Settings
-from controller.store.base import demoted, make_redis
+from controller.store.base import ReplicaAnswered, _PrimaryOnly, demoted, last_demotion, make_redis
+from streams.errors import ServiceUnavailable, services_answer
 
 # answers as the servers word them (redis-cli against a replica, 2026-11-27)
 REDIS7_WRITE = "You can't write against a read only replica."
@@ -21,10 +22,16 @@ REDIS6_SCRIPT = (
     "@user_script:204: @user_script: 204: -READONLY You can't write against a read only "
     "replica."
 )
+# Redis 6.2: MULTI, SET queued, the server demoted, then EXEC
+REDIS6_EXEC = (
+    "Transaction discarded because of: READONLY You can't write against a read only replica."
+)
+REDIS4_WRITE = "You can't write against a read only slave."
 
 
 @pytest.mark.parametrize("exc", [ReadOnlyError(REDIS7_WRITE), ReadOnlyError(REDIS7_SCRIPT),
-                                 ResponseError(REDIS6_SCRIPT)])  # fmt: skip
+                                 ResponseError(REDIS6_SCRIPT), ExecAbortError(REDIS6_EXEC),
+                                 ReadOnlyError(REDIS4_WRITE)])  # fmt: skip
 def test_a_replica_refusing_a_write_is_a_demotion(exc: Exception) -> None:
     assert demoted(exc)
 
@@ -33,6 +40,7 @@ def test_a_replica_refusing_a_write_is_a_demotion(exc: Exception) -> None:
     "Error running script (call to f_1): @user_script:3: user_script:3: Bad data format",
     "WRONGTYPE Operation against a key holding the wrong kind of value",
     "Error running script (call to f_2): @user_script:9: READONLY is a word a script said",
+    "Transaction discarded because of: WRONGTYPE Operation against a key",
     "NOPERM this user has no permissions to run the 'hset' command",
 ])  # fmt: skip
 def test_other_refusals_are_not(said: str) -> None:
@@ -48,7 +56,16 @@ async def test_every_kind_of_connection_is_made_primary_only(url: str, base: typ
     client = make_redis(Settings.model_validate({"redis": {"url": url}}))
     try:
         made = client.connection_pool.connection_class
-        assert issubclass(made, base) and made is not base
-        assert made.read_response is not base.read_response
+        assert made.__mro__[1:3] == (_PrimaryOnly, base)
+        assert last_demotion(client) is None  # none seen yet
     finally:
         await client.aclose()
+
+
+async def test_the_cli_names_a_replica_not_a_dead_redis() -> None:
+    with pytest.raises(ServiceUnavailable) as got:
+        async with services_answer(redis_url="redis://10.1.2.3:6379/0"):
+            raise ReplicaAnswered("Redis answered as a replica (READONLY ...)")
+    said = str(got.value)
+    assert "10.1.2.3:6379 answered a write as a replica" in said
+    assert "PRICELAB_REDIS__URL" in said and "does not answer" not in said
