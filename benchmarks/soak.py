@@ -267,7 +267,9 @@ class Soak:
         self.prometheus: subprocess.Popen[bytes] | None = None
         self.prom_port = 0
         self.t0 = time.monotonic()
-        self.frozen = asyncio.Event()  # set: the clock stands still
+        self.frozen = asyncio.Event()  # set: the clock stands still (set it by freeze())
+        #: held by a step of the clock while it writes Redis's clock and then ``sim``
+        self._clock_step = asyncio.Lock()
         self.sim = datetime.now(UTC)
         self.faults: list[dict[str, Any]] = []
         self.rss: list[tuple[str, int, float, int]] = []
@@ -370,15 +372,23 @@ class Soak:
             await asyncio.sleep(0.1)
             t = time.monotonic()
             dt, last = min(t - last, 0.3), t
-            if self.frozen.is_set():
-                continue
-            nxt = self.sim + timedelta(seconds=dt * self.cfg.speed)
-            try:
-                await asyncio.wait_for(clock.set(nxt), 2.0)
-            except (OSError, TimeoutError, RedisError):
-                continue  # Redis away: the clock waits for it
-            self.sim = nxt
-            self.clock_history.append((self.elapsed(), nxt.timestamp()))
+            async with self._clock_step:
+                if self.frozen.is_set():
+                    continue
+                nxt = self.sim + timedelta(seconds=dt * self.cfg.speed)
+                try:
+                    await asyncio.wait_for(clock.set(nxt), 2.0)
+                except (OSError, TimeoutError, RedisError):
+                    continue  # Redis away: the clock waits for it
+                self.sim = nxt
+                self.clock_history.append((self.elapsed(), nxt.timestamp()))
+
+    async def freeze(self) -> None:
+        """Stop the clock, once a step under way has written Redis's clock and ``sim``: a
+        step that ended after the freeze began moved the clock past what the soak then read
+        as its end (in one short run, a boundary crossed after the flips were all read)."""
+        async with self._clock_step:
+            self.frozen.set()
 
     async def monitor_task(self, stop: asyncio.Event) -> None:
         """Every second: each worker's /ready and whether its metrics port answers; every five
@@ -436,7 +446,7 @@ class Soak:
             await loop.run_in_executor(None, self._relaunch, slot)
             await loop.run_in_executor(None, slot.worker.wait_healthy)
         elif kind == "redis-restart":
-            self.frozen.set()
+            await self.freeze()
             assert self.stack.redis is not None and self.stack.redis.proc is not None
             old = self.stack.redis.proc.pid
             before = await ctx["redis"].get(ctx["clock_key"])
@@ -450,7 +460,7 @@ class Soak:
             rec["detail"] = f"pid {old} -> {new}; clock kept: {after == before}"
             self.frozen.clear()
         elif kind == "redis-pause":
-            self.frozen.set()
+            await self.freeze()
             assert self.stack.redis is not None and self.stack.redis.proc is not None
             pid = self.stack.redis.proc.pid
             os.kill(pid, signal.SIGSTOP)
@@ -484,7 +494,7 @@ class Soak:
         prices: CompetitorSource = ctx["prices"]
         reader: TopicReader = ctx["reader"]
         store: Store = ctx["store"]
-        self.frozen.set()
+        await self.freeze()
         for src in (source, prices):
             src.flowing.clear()
             await src.flush_all()
@@ -505,7 +515,7 @@ class Soak:
             pending,
         )
         await _until(
-            lambda: _flips_read(store, reader, ctx["specs"], pending),
+            lambda: _flips_read(store, reader, ctx["specs"], pending, self.sim),
             self.cfg.settle_timeout,
             "flips read before the broker restart",
             self.missed,
@@ -609,7 +619,7 @@ class Soak:
             # the end: no more sales or time; everything sent must be counted, every flip read
             for src in (source, prices):
                 src.flowing.clear()
-            self.frozen.set()
+            await self.freeze()
             for src in (source, prices):
                 await src.flush_all()
             t_end = self.elapsed()
@@ -636,7 +646,7 @@ class Soak:
                 pending,
             )
             await _until(
-                lambda: _flips_read(store, reader, specs, pending),
+                lambda: _flips_read(store, reader, specs, pending, self.sim),
                 cfg.settle_timeout,
                 "every flip read",
                 self.missed,
@@ -680,8 +690,7 @@ class Soak:
             st = await store.get_experiment(s.id)
             state[s.id] = {"flipped_period": st.flipped_period, "missed_flips": st.missed_flips,
                            "status": st.status}  # fmt: skip
-            k_now = min(period_index(s, self.sim), last_period(s))
-            periods[s.id] = [k for k in range(k_now + 1) if not is_empty(s, k)]
+            periods[s.id] = due_periods(s, self.sim)
         by_id = {s.id: s for s in specs}
         products = {s.id: s.all_products() for s in specs}
         triggered = [s.id for s in specs if s.triggered is not None]
@@ -1118,13 +1127,30 @@ async def _prices_applied(store: Store, prices: CompetitorSource, pending: list[
     return not pending
 
 
+def due_periods(spec: ExperimentSpec, sim: datetime) -> list[int]:
+    """The periods of ``spec`` whose boundary the clock passed by ``sim`` (none empty)."""
+    k_now = min(period_index(spec, sim), last_period(spec))
+    return [k for k in range(k_now + 1) if not is_empty(spec, k)]
+
+
 async def _flips_read(
-    store: Store, reader: TopicReader, specs: list[ExperimentSpec], pending: list[str]
+    store: Store,
+    reader: TopicReader,
+    specs: list[ExperimentSpec],
+    pending: list[str],
+    sim: datetime,
 ) -> bool:
+    """Every experiment flipped the period the clock is in at ``sim``, and the reader read
+    that flip's assignments (a boundary the clock crossed just before it stopped is flipped
+    by a controller's next tick: until then Redis names the period before)."""
     pending.clear()
     seen = reader.flipped()
     for s in specs:
         st = await store.get_experiment(s.id)
+        due = due_periods(s, sim)
+        if due and st.flipped_period < due[-1]:
+            pending.append(f"{s.id}: period {due[-1]} not flipped yet (Redis: {st.flipped_period})")
+            continue
         if not st.published_through(st.flipped_period):
             pending.append(f"{s.id}: period {st.flipped_period} not published through")
             continue
