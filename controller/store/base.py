@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import re
 import time
-import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -89,9 +87,7 @@ def make_redis(settings: Settings) -> Any:
     base = pool.connection_class
     if issubclass(base, (Connection, UnixDomainSocketConnection)):  # SSLConnection is one
         pool.connection_class = type(
-            f"PrimaryOnly{base.__name__}",
-            (_PrimaryOnly, base),
-            {"_demotions": Demotions(weakref.ref(pool))},
+            f"PrimaryOnly{base.__name__}", (_PrimaryOnly, base), {"_demotions": Demotions()}
         )
     return client
 
@@ -105,24 +101,44 @@ class ReplicaAnswered(ConnectionError):
 class Demotions:
     """What one client's connections saw of failovers."""
 
-    pool: weakref.ref[Any]
-    #: ``time.monotonic()`` when a server last answered a write as a replica
+    #: ``time.monotonic()`` when a server last answered as a replica
     last: float | None = None
+    #: how many times it did after a second or more without: a connection opened in an
+    #: earlier one is opened again before it sends anything
+    epoch: int = 0
+
+    def seen(self) -> None:
+        now = time.monotonic()
+        if self.last is None or now - self.last >= 1.0:
+            self.epoch += 1  # once for a burst: the retries of one refused command
+        self.last = now
 
 
 class _PrimaryOnly:
-    """Mixed into the connections of a client :func:`make_redis` makes: a server that answers
+    """Mixed into the connections of a client :func:`make_redis` makes. A server that answers
     a write with READONLY is a replica now, the primary a failover demoted. A managed Redis's
-    primary endpoint (a DNS name) moves to the new primary, while pooled connections stay
-    with the old one, where reads may lag and writes are refused. So the client's idle
-    connections are closed at once, and those in use as they come back to the pool (as
-    redis-py does for Sentinel-managed pools), and the error is raised as a lost connection
-    (:class:`ReplicaAnswered`): the outage every caller already rides out (``UNAVAILABLE``),
-    where a refusal would be taken for a bug. The next connections are opened afresh and
-    reach whichever server the URL names by then. Until one of its writes is refused, a
-    connection to a demoted primary is not known to be one."""
+    primary endpoint (a DNS name) moves to the new primary, while the pool's connections stay
+    with the old one, where writes are refused and reads may lag. So the error is raised as a
+    lost connection (:class:`ReplicaAnswered`), the outage every caller already rides out
+    (``UNAVAILABLE``), where a refusal would be taken for a bug; and every connection of the
+    client opened before it is opened again before its next command, by the task that uses it
+    (no connection is closed under another task's command), so it reaches whichever server
+    the URL names by then. Until one of its writes is refused, a connection to a demoted
+    primary is not known to be one (:func:`answers_as_primary` asks the server the URL names
+    now)."""
 
     _demotions: Demotions
+    #: the epoch of :class:`Demotions` the connection was opened in
+    _epoch: int = 0
+
+    async def on_connect_check_health(self, *args: Any, **kwargs: Any) -> None:
+        self._epoch = self._demotions.epoch
+        await super().on_connect_check_health(*args, **kwargs)  # type: ignore[misc]
+
+    async def send_packed_command(self, *args: Any, **kwargs: Any) -> None:
+        if self._epoch != self._demotions.epoch and self.is_connected:  # type: ignore[attr-defined]
+            await self.disconnect(nowait=True)  # type: ignore[attr-defined]
+        await super().send_packed_command(*args, **kwargs)  # type: ignore[misc]
 
     async def read_response(self, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -130,13 +146,8 @@ class _PrimaryOnly:
         except ResponseError as exc:
             if not demoted(exc):
                 raise
-            self._demotions.last = time.monotonic()
+            self._demotions.seen()
             await self.disconnect(nowait=True)  # type: ignore[attr-defined]
-            pool = self._demotions.pool()
-            if pool is not None:
-                await pool.update_active_connections_for_reconnect()
-                with contextlib.suppress(RedisError, OSError, asyncio.TimeoutError):
-                    await pool.disconnect(inuse_connections=False)
             raise ReplicaAnswered(
                 f"Redis answered as a replica ({exc}): a failover demoted the primary this "
                 "connection reached; reconnecting"
@@ -154,12 +165,33 @@ def demoted(exc: BaseException) -> bool:
     return isinstance(exc, ReadOnlyError) or bool(_REFUSED_BY_REPLICA.search(str(exc)))
 
 
-def last_demotion(client: Any) -> float | None:
-    """When (``time.monotonic()``) a server last answered one of ``client``'s writes as a
-    replica; None if never, or for a client :func:`make_redis` did not make so."""
+def _demotions_of(client: Any) -> Demotions | None:
     pool = getattr(client, "connection_pool", None)
-    seen: Demotions | None = getattr(getattr(pool, "connection_class", None), "_demotions", None)
-    return seen.last if seen is not None else None
+    return getattr(getattr(pool, "connection_class", None), "_demotions", None)
+
+
+async def answers_as_primary(client: Any) -> bool:
+    """Whether the server ``client``'s URL names now says it is a primary, in its answer to
+    ``HELLO`` (which every ACL user may send; ``ROLE`` needs @admin) on a connection of its
+    own, opened for the question and closed after it (redis-py 8 takes a ``HELLO`` sent on
+    a pooled connection for a switch of protocol, and parses that connection's later
+    answers as RESP3). True for a client :func:`make_redis` did not make so (a cluster's)
+    and for a server without ``HELLO``."""
+    if _demotions_of(client) is None:
+        return True
+    pool = client.connection_pool
+    conn = pool.make_connection()
+    try:
+        await conn.connect()
+        await conn.send_command("HELLO", pool.connection_kwargs.get("protocol") or 2)
+        reply = await conn.read_response()
+    except ResponseError:  # a server without HELLO (before Redis 6) cannot tell
+        return True
+    finally:
+        await conn.disconnect()
+    pairs = reply.items() if isinstance(reply, dict) else zip(reply[::2], reply[1::2], strict=False)
+    role = {_text(k): v for k, v in pairs}.get("role")
+    return role is None or _text(role) == "master"
 
 
 def client_url(settings: Settings) -> str:

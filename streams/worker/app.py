@@ -27,7 +27,7 @@ import faust
 import mode
 
 from controller.settings import Settings
-from controller.store.base import last_demotion
+from controller.store.base import answers_as_primary
 from streams.worker.consumer import BatchConsumer
 from streams.worker.handlers import (
     Event,
@@ -46,9 +46,6 @@ log = logging.getLogger("pricelab.app")
 
 #: competitor prices: a batch is what arrived within this many seconds (the fetch's max wait)
 COMPETITOR_WINDOW = 0.01
-#: a worker is not ready for this many seconds after Redis answered one of its writes as a
-#: replica: a primary that stays demoted refuses every retry, and keeps it not ready
-REPLICA_UNREADY_S = 30.0
 
 
 def faust_credentials(settings: Settings) -> object | None:
@@ -114,22 +111,21 @@ def build_app(
         try:
             await rt.ensure_started()
             await rt.redis.ping()
+            # a demoted primary answers PING and reads, and refuses writes
+            primary = await answers_as_primary(rt.redis)
             clock_ok = await rt.clock_ready()
         except Exception as exc:  # readiness reports, never raises
             detail["error"] = type(exc).__name__
             ok = False
         else:
             unready = readiness.unready_groups()
-            ok = clock_ok and not unready
+            ok = primary and clock_ok and not unready
             detail |= {"clock": clock_ok, "unassigned": unready}
-        # a demoted primary answers PING and reads: only a refused write tells
-        seen = last_demotion(rt.redis)
-        if seen is not None and time.monotonic() - seen < REPLICA_UNREADY_S:
-            ok = False
-            detail["redis"] = (
-                f"a write was answered by a replica {time.monotonic() - seen:.0f} s ago "
-                "(a failover; see docs/operations.md)"
-            )
+            if not primary:
+                detail["redis"] = (
+                    "answers as a replica: a failover demoted it, or the URL names a replica "
+                    "(docs/operations.md, Shutdown and restarts)"
+                )
         rt.metrics.ready.set(1 if ok else 0)
         for group, m in readiness.groups.items():
             rt.metrics.group_assigned.labels(group).set(1 if m.assigned else 0)

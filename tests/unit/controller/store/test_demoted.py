@@ -8,7 +8,7 @@ from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocket
 from redis.exceptions import ExecAbortError, ReadOnlyError, ResponseError
 
 from controller.settings import Settings
-from controller.store.base import ReplicaAnswered, _PrimaryOnly, demoted, last_demotion, make_redis
+from controller.store.base import ReplicaAnswered, _PrimaryOnly, demoted, make_redis
 from streams.errors import ServiceUnavailable, services_answer
 
 # answers as the servers word them (redis-cli against a replica, 2026-11-27)
@@ -57,7 +57,7 @@ async def test_every_kind_of_connection_is_made_primary_only(url: str, base: typ
     try:
         made = client.connection_pool.connection_class
         assert made.__mro__[1:3] == (_PrimaryOnly, base)
-        assert last_demotion(client) is None  # none seen yet
+        assert made._demotions.epoch == 0 and made._demotions.last is None  # none seen yet
     finally:
         await client.aclose()
 
