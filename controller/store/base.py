@@ -121,9 +121,9 @@ class _PrimaryOnly:
     with the old one, where writes are refused and reads may lag. So the error is raised as a
     lost connection (:class:`ReplicaAnswered`), the outage every caller already rides out
     (``UNAVAILABLE``), where a refusal would be taken for a bug; and every connection of the
-    client opened before it is opened again before its next command, by the task that uses it
-    (no connection is closed under another task's command), so it reaches whichever server
-    the URL names by then. Until one of its writes is refused, a connection to a demoted
+    client opened before it is opened again when it is next taken from the pool, by the task
+    that takes it (no connection is closed under another task's command, nor between a
+    command sent and its answer read), so it reaches whichever server the URL names by then. Until one of its writes is refused, a connection to a demoted
     primary is not known to be one (:func:`answers_as_primary` asks the server the URL names
     now)."""
 
@@ -135,10 +135,12 @@ class _PrimaryOnly:
         self._epoch = self._demotions.epoch
         await super().on_connect_check_health(*args, **kwargs)  # type: ignore[misc]
 
-    async def send_packed_command(self, *args: Any, **kwargs: Any) -> None:
+    async def connect(self) -> None:
+        # the pool calls it on every checkout, when the connection has no answer pending (a
+        # check on every send would drop the answers of commands sent ahead of their reading)
         if self._epoch != self._demotions.epoch and self.is_connected:  # type: ignore[attr-defined]
             await self.disconnect(nowait=True)  # type: ignore[attr-defined]
-        await super().send_packed_command(*args, **kwargs)  # type: ignore[misc]
+        await super().connect()  # type: ignore[misc]
 
     async def read_response(self, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -172,10 +174,10 @@ def _demotions_of(client: Any) -> Demotions | None:
 
 async def answers_as_primary(client: Any) -> bool:
     """Whether the server ``client``'s URL names now says it is a primary, in its answer to
-    ``HELLO`` (which every ACL user may send; ``ROLE`` needs @admin) on a connection of its
-    own, opened for the question and closed after it (redis-py 8 takes a ``HELLO`` sent on
-    a pooled connection for a switch of protocol, and parses that connection's later
-    answers as RESP3). True for a client :func:`make_redis` did not make so (a cluster's)
+    ``HELLO`` (which every ACL user may send; ``ROLE`` needs @admin), on a connection opened
+    for the question and closed after it, in the protocol it opened with (a ``HELLO 2`` on a
+    RESP3 connection, redis-py 8's default, switches the server to RESP2 on it: ``HGETALL``
+    then answers a list). True for a client :func:`make_redis` did not make so (a cluster's)
     and for a server without ``HELLO``."""
     if _demotions_of(client) is None:
         return True
@@ -183,7 +185,7 @@ async def answers_as_primary(client: Any) -> bool:
     conn = pool.make_connection()
     try:
         await conn.connect()
-        await conn.send_command("HELLO", pool.connection_kwargs.get("protocol") or 2)
+        await conn.send_command("HELLO", conn.protocol)
         reply = await conn.read_response()
     except ResponseError:  # a server without HELLO (before Redis 6) cannot tell
         return True

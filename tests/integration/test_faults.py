@@ -423,8 +423,8 @@ async def test_a_worker_rides_out_a_failover_that_demotes_its_redis(tmp_path):
         await assert_panel(rt, truth)
         await wait_for(lambda: _ready(w).get("ready"), 60, "the worker to be ready again")
         assert await answers_as_primary(ours)
-        # asking leaves the client's answers as they were (a HELLO on a pooled connection
-        # would have redis-py parse that connection's later answers as RESP3)
+        # asking leaves the client's answers as they were (a HELLO 2 on a pooled RESP3
+        # connection switched the server to RESP2 on it: HGETALL answered a list)
         await ours.hset("pricelab-failover-probe-h", "a", "1")
         assert await ours.hgetall("pricelab-failover-probe-h") == {"a": "1"}
         assert w.alive() and w.pid == pid, w.tail()  # ridden out, never restarted
