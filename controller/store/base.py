@@ -123,9 +123,9 @@ class _PrimaryOnly:
     (``UNAVAILABLE``), where a refusal would be taken for a bug; and every connection of the
     client opened before it is opened again when it is next taken from the pool, by the task
     that takes it (no connection is closed under another task's command, nor between a
-    command sent and its answer read), so it reaches whichever server the URL names by then. Until one of its writes is refused, a connection to a demoted
-    primary is not known to be one (:func:`answers_as_primary` asks the server the URL names
-    now)."""
+    command sent and its answer read), so it reaches whichever server the URL names by then.
+    Until one of its writes is refused, a connection to a demoted primary is not known to be
+    one (:func:`answers_as_primary` asks the server the URL names now)."""
 
     _demotions: Demotions
     #: the epoch of :class:`Demotions` the connection was opened in
