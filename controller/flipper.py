@@ -130,7 +130,10 @@ class Flipper:
         if await self.store.reconcile(states):
             states = await self.store.experiments()
         done = 0
-        for state in states:
+        # a decision whose messages are not all out waits for the others' decisions: one
+        # experiment whose messages the broker refuses at every tick (a record against its
+        # contract) raises out of every tick, and must not hold up the rest's flips
+        for state in sorted(states, key=lambda s: s.seq > s.published):
             if state.lifecycle.phase is Phase.CREATING:
                 continue  # nothing is visible of it until it is opened (store.reconcile)
             spec = state.spec
