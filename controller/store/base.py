@@ -174,11 +174,13 @@ def _demotions_of(client: Any) -> Demotions | None:
 
 async def answers_as_primary(client: Any) -> bool:
     """Whether the server ``client``'s URL names now says it is a primary, in its answer to
-    ``HELLO`` (which every ACL user may send; ``ROLE`` needs @admin), on a connection opened
-    for the question and closed after it, in the protocol it opened with (a ``HELLO 2`` on a
-    RESP3 connection, redis-py 8's default, switches the server to RESP2 on it: ``HGETALL``
-    then answers a list). True for a client :func:`make_redis` did not make so (a cluster's)
-    and for a server without ``HELLO``."""
+    ``HELLO`` (which every ACL user may send; ``ROLE`` needs @admin). Asked on a connection
+    opened for the question and closed after it: a pooled one may still be connected to the
+    server a failover demoted, after the URL's name has moved to the new primary. Asked in
+    the protocol the connection opened with: a ``HELLO 2`` on a RESP3 connection, redis-py
+    8's default, switches the server to RESP2 on it, and ``HGETALL`` then answers a list.
+    True for a client :func:`make_redis` did not make so (a cluster's) and for a server
+    without ``HELLO``."""
     if _demotions_of(client) is None:
         return True
     pool = client.connection_pool
