@@ -110,6 +110,8 @@ class Flipper:
     #: a worker's ticks (flip timer, commands) and commands run one at a time: the
     #: experiment's turn in Redis is per owner, and two of its own at once would share it
     _local: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
+    #: experiment -> when (monotonic) its turn in a tick last raised (:meth:`_order`)
+    _failed_at: dict[str, float] = field(default_factory=dict, init=False, repr=False)
 
     @property
     def _lease_ms(self) -> int:
@@ -130,10 +132,7 @@ class Flipper:
         if await self.store.reconcile(states):
             states = await self.store.experiments()
         done = 0
-        # a decision whose messages are not all out waits for the others' decisions: one
-        # experiment whose messages the broker refuses at every tick (a record against its
-        # contract) raises out of every tick, and must not hold up the rest's flips
-        for state in sorted(states, key=lambda s: s.seq > s.published):
+        for state in sorted(states, key=self._order):
             if state.lifecycle.phase is Phase.CREATING:
                 continue  # nothing is visible of it until it is opened (store.reconcile)
             spec = state.spec
@@ -146,11 +145,28 @@ class Flipper:
                     # command whose tick this is): logged, tried again on the next tick
                     log.error("experiment %s: tick failed: %s", spec.id, exc)
                     continue
+                except Exception:
+                    self._failed_at[spec.id] = time.monotonic()  # goes last next time (_order)
+                    raise
+                self._failed_at.pop(spec.id, None)
                 if turn is not None:
                     done += turn[1].flip
                 state = await self.store.get_experiment(spec.id)
             self._report_next(state, now)
         return done
+
+    def _order(self, state: ExperimentState) -> tuple[int, float]:
+        """Where an experiment comes in a tick. An experiment whose messages the broker refuses
+        at every tick (a record against its contract) raises out of every tick: it must not
+        hold up the rest. So a decision whose messages are not all out comes after every
+        other experiment's, the one whose last try failed latest last of all. Except a final
+        one (stopped, ended): its products are free once it is decided, and another
+        experiment may hold them now, whose messages a pricing system must read after its
+        last ones (a compacted topic keeps a product's last message), so it comes first."""
+        if state.seq <= state.published:
+            return 1, 0.0
+        failed = self._failed_at.get(state.spec.id, 0.0)
+        return (0 if state.lifecycle.final else 2), failed
 
     def _report_next(self, state: ExperimentState, now: datetime) -> None:
         spec = state.spec

@@ -36,6 +36,8 @@ from core import status
 
 #: a batch's fires in one experiment, and their publish (to await after the turn) if any fired
 _Applied = tuple[list[TriggerFire], Coroutine[Any, Any, None] | None]
+#: ``_run_locked``: nothing applied, a decision of the experiment is still to be published
+_PENDING: Any = object()
 
 log = logging.getLogger("pricelab.controller")
 
@@ -284,8 +286,8 @@ class TriggerRunner:
                 with contextlib.suppress(*UNAVAILABLE):
                     await self.store.end_turn(exp, owner)
                 raise
-            if got is None:  # the experiment changed; the next tick sees it
-                continue
+            if got is None:  # the experiment changed, or a decision of it is to be
+                continue  # published (by the flip tick after this): the next tick sees it
             if got[1] is not None:
                 await got[1]
             fires += got[0]
@@ -304,22 +306,34 @@ class TriggerRunner:
         fire sustained undercuts that saw no new event (those due, from the tracker's heap).
         Returns the fires and their publish, to await after the turn (None when nothing
         fired); None, with nothing applied, when the experiments changed since the routes
-        were read.
+        were read, or on the timer while a decision of the experiment is still to be
+        published (a batch waits for it).
 
         Round trips per batch: the versioned save (with the sequence number), then publish.
         """
         turn = self._turns.get(exp_id)
         if turn is None:
             turn = self._turns[exp_id] = asyncio.Lock()
-        async with turn:
-            start = time.perf_counter()
-            if handed_over is not None:
-                self.observer.trigger_stage("turn_wait", start - handed_over)
-            try:
-                return await self._run_locked(exp_id, events, advance=advance, owner=owner)
-            finally:
-                if advance:
-                    self.observer.trigger_stage("timer_turn", time.perf_counter() - start)
+        while True:
+            async with turn:
+                start = time.perf_counter()
+                if handed_over is not None:
+                    self.observer.trigger_stage("turn_wait", start - handed_over)
+                    handed_over = None
+                try:
+                    got = await self._run_locked(exp_id, events, advance=advance, owner=owner)
+                finally:
+                    if advance:
+                        self.observer.trigger_stage("timer_turn", time.perf_counter() - start)
+            if got is not _PENDING:
+                return got
+            # a decision of the experiment is still to be published, which only a flip tick
+            # does, and this worker's own tick runs after the timer's advance, which needs
+            # this lock: so the timer leaves its fires to a later tick, and a batch polls with
+            # the lock given back (before, both polled holding it, and no tick ever came)
+            if advance:
+                return None
+            await asyncio.sleep(0.01)  # polling for a decision another task publishes
 
     async def _run_locked(
         self, exp_id: str, events: Sequence[PriceEvent], *, advance: bool, owner: str
@@ -372,7 +386,9 @@ class TriggerRunner:
             self._cache.pop(exp_id, None)
             if not seq:
                 return None
-            if seq in (2, 3):
+            if seq == 3:
+                return _PENDING
+            if seq == 2:
                 await asyncio.sleep(0.01)  # polling a lease another process holds
         self._cache[exp_id] = (new_version, tracker, plan)
         publish = None

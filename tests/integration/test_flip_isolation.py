@@ -1,13 +1,21 @@
-"""One experiment whose messages the broker refuses at every tick does not hold up the other
-experiments' flips (``Flipper._tick`` takes a decision still to be published after the rest).
+"""A decision whose messages are not all out holds up nothing else.
+
+- One experiment whose messages the broker refuses at every tick does not hold up the other
+  experiments' flips (``Flipper._tick`` takes a decision still to be published after the
+  rest). ``aa`` comes first in the store's order, so before the change its refused decision
+  raised out of every tick ahead of ``zz``'s flip.
+- A triggered experiment's fires wait for its decision without holding up the flip tick
+  that publishes it. Before, the timer's ``TriggerRunner.advance`` (which runs before the
+  tick) and a competitor batch that fired both polled for the decision holding the
+  experiment's lock, so the tick never came.
 
 The refusal is the real broker's: the session's stack checks every assignment against its
-contract, and the sink below sends experiment ``aa``'s messages with a ``seq`` that breaks
-it, as a bug in one design's messages would. ``aa`` comes first in the store's order, so
-before the change its refused decision raised out of every tick ahead of ``zz``'s flip."""
+contract, and the sink below sends one experiment's messages with a ``seq`` that breaks it,
+as a bug in one design's messages would, or a broker that fails while it restarts."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -19,8 +27,10 @@ from aiokafka.errors import UnknownError
 from controller.designs import Assignment
 from controller.settings import Settings
 from controller.spec import load_spec
+from streams.worker.schemas import CompetitorPrice
 from streams.worker.sinks import assignment_message
 from tests.integration.conftest import read_topic
+from tests.integration.test_triggers_freezes import triggered_doc
 
 pytestmark = pytest.mark.integration
 
@@ -28,14 +38,14 @@ START = datetime(2026, 6, 1, tzinfo=UTC)
 
 
 class ContractBreaking:
-    """The runtime's own sink, except that while ``on``, experiment ``aa``'s assignments go to
-    the broker with ``seq`` a string, which the assignments contract refuses."""
+    """The runtime's own sink, except that the assignments of the experiments in ``refused`` go
+    to the broker with ``seq`` a string, which the assignments contract refuses."""
 
     def __init__(self, runtime: Any, settings: Settings) -> None:
         self._real = runtime.flipper.sink
         self._publisher = runtime.publisher
         self._topic = settings.topics.assignments
-        self.on = False
+        self.refused: set[str] = set()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._real, name)
@@ -44,7 +54,7 @@ class ContractBreaking:
         self, assignments: Sequence[Assignment], seq: int, status: str
     ) -> None:
         mine = list(assignments)
-        if not (self.on and mine and mine[0].experiment == "aa"):
+        if not (mine and mine[0].experiment in self.refused):
             await self._real.publish_assignments(assignments, seq, status)
             return
         for a in mine:
@@ -73,34 +83,137 @@ async def test_an_experiment_the_broker_refuses_does_not_hold_up_the_others_flip
 ) -> None:
     sink = ContractBreaking(runtime, settings)
     runtime.flipper.sink = sink
-    store = runtime.store
+    store, flipper = runtime.store, runtime.flipper
     await runtime.clock.set(START + timedelta(minutes=1))
-    await runtime.flipper.create(_spec("aa", ["a1", "a2"]), backfill=True)
-    await runtime.flipper.create(_spec("zz", ["z1", "z2", "z3"]), backfill=True)
-    assert await store.experiment_ids() == ["aa", "zz"]  # aa's turn comes first
+    await flipper.create(_spec("aa", ["a1", "a2"]), backfill=True)
+    await flipper.create(_spec("bb", ["b1"]), backfill=True)
+    await flipper.create(_spec("zz", ["z1", "z2", "z3"]), backfill=True)
+    assert await store.experiment_ids() == ["aa", "bb", "zz"]  # the store's order
 
-    sink.on = True
+    async def pending(exp: str) -> bool:
+        st = await store.get_experiment(exp)
+        return st.flipped_period == 1 and st.seq > st.published  # decided, not out
+
+    # aa's messages are refused for good, bb's for a while
+    sink.refused = {"aa", "bb"}
     await runtime.clock.set(START + timedelta(days=1, minutes=1))
     # the first tick decides aa's flip, and the broker refuses its messages
     with pytest.raises(UnknownError):
-        await runtime.flipper.tick()
-    aa = await store.get_experiment("aa")
-    assert aa.flipped_period == 1 and aa.seq > aa.published  # the fault: decided, not out
-    assert (await store.get_experiment("zz")).flipped_period == 0  # this tick ended at aa
-
-    # the next tick flips zz before it tries aa's messages again (refused again)
+        await flipper.tick()
+    assert await pending("aa")  # the fault happened
+    assert (await store.get_experiment("bb")).flipped_period == 0  # this tick ended at aa
+    # the next takes aa last, after bb's flip (refused)
     with pytest.raises(UnknownError):
-        await runtime.flipper.tick()
+        await flipper.tick()
+    assert await pending("bb")
+    assert (await store.get_experiment("zz")).flipped_period == 0
+    # the next flips zz before it tries aa's and bb's messages again
+    with pytest.raises(UnknownError):
+        await flipper.tick()
     assert (await store.get_experiment("zz")).published_through(1)
-    aa = await store.get_experiment("aa")
-    assert aa.seq > aa.published
+    assert await pending("aa") and await pending("bb")
 
-    msgs = await read_topic(settings, settings.topics.assignments, expect=2 + 3 + 3)
+    # bb's messages are taken again: its redo comes before aa's, whose try failed later
+    sink.refused = {"aa"}
+    with pytest.raises(UnknownError):
+        await flipper.tick()
+    assert (await store.get_experiment("bb")).published_through(1)
+    assert await pending("aa")
+
+    msgs = await read_topic(settings, settings.topics.assignments, expect=2 + 1 + 1 + 3 + 3)
     periods = sorted((m["experiment"], m["period"]) for m in msgs)
-    # aa: period 0 only (its period 1 was refused); zz: periods 0 and 1
-    assert periods == [("aa", 0)] * 2 + [("zz", 0)] * 3 + [("zz", 1)] * 3
+    # aa: period 0 only (its period 1 was refused); bb and zz: periods 0 and 1
+    assert periods == [("aa", 0)] * 2 + [("bb", 0), ("bb", 1)] + [("zz", 0)] * 3 + [("zz", 1)] * 3
 
     # the broker takes aa's messages again: the next tick finishes its decision
-    sink.on = False
-    assert await runtime.flipper.tick() == 0  # a redo, not a new flip
+    sink.refused = set()
+    assert await flipper.tick() == 0  # a redo, not a new flip
     assert (await store.get_experiment("aa")).published_through(1)
+
+
+async def test_a_stopped_experiments_last_messages_go_out_before_a_new_holders(
+    runtime: Any, settings: Settings
+) -> None:
+    """A stopped experiment's products are free once the stop is decided, before its last
+    messages are out. While the broker refuses those, a new experiment can take the products:
+    the tick that finishes the stop sends its messages before the new holder's first flip,
+    so the message a pricing system reads last (and a compacted topic keeps) is the new
+    holder's."""
+    sink = ContractBreaking(runtime, settings)
+    runtime.flipper.sink = sink
+    store, flipper = runtime.store, runtime.flipper
+    await runtime.clock.set(START + timedelta(minutes=1))
+    await flipper.create(_spec("zz", ["p1", "p2"]), backfill=True)
+
+    sink.refused = {"zz"}
+    with pytest.raises(UnknownError):
+        await flipper.stop("zz")
+    zz = await store.get_experiment("zz")
+    assert zz.lifecycle.final and zz.seq > zz.published  # the fault: decided, not out
+
+    # "aa" takes zz's products (and comes first in the store's order); the tick of its
+    # creation tries zz's last messages first, which the broker refuses again
+    with pytest.raises(UnknownError):
+        await flipper.create(_spec("aa", ["p1", "p2"]), backfill=True)
+    assert (await store.get_experiment("aa")).flipped_period == -1
+
+    sink.refused = set()
+    assert await flipper.tick() == 1  # zz's stop finished, then aa's first flip
+    msgs = await read_topic(settings, settings.topics.assignments, expect=6, with_position=True)
+    last: dict[str, tuple[tuple[int, int], str, str]] = {}
+    for m in msgs:
+        at = (m["_partition"], m["_offset"])
+        if m["product"] not in last or at > last[m["product"]][0]:
+            last[m["product"]] = (at, m["experiment"], m["status"])
+    assert len(msgs) == 6  # zz running, zz stopped, aa running: two products each
+    assert {p: v[1:] for p, v in last.items()} == {
+        "p1": ("aa", "running"),
+        "p2": ("aa", "running"),
+    }
+
+
+def _price(product: str, price: float, at: datetime) -> CompetitorPrice:
+    return CompetitorPrice.model_validate(
+        {"v": 1, "product": product, "competitor": "shop-x", "price": price, "observed_at": at}
+    )
+
+
+async def test_a_triggered_experiments_fires_wait_for_its_decision_without_holding_up_the_tick(
+    runtime: Any, settings: Settings
+) -> None:
+    sink = ContractBreaking(runtime, settings)
+    runtime.flipper.sink = sink
+    store, triggers = runtime.store, runtime.triggers
+    await runtime.clock.set(START + timedelta(hours=1))
+    await runtime.flipper.create(load_spec(triggered_doc()), backfill=True)
+
+    # the flip into period 1 is decided, and the broker refuses its messages
+    sink.refused = {"trig"}
+    t = START + timedelta(days=1, minutes=2)
+    await runtime.clock.set(t)
+    with pytest.raises(UnknownError):
+        await runtime.flipper.tick()
+    trig = await store.get_experiment("trig")
+    assert trig.seq > trig.published  # the fault: a decision still to be published
+
+    # b and e undercut the reference price of 100 by 10% (no fire yet: not sustained)
+    assert await triggers.on_prices([_price("b", 90.0, t), _price("e", 90.0, t)]) == []
+    # 40 minutes on, beyond the 5 minutes the watermark lags: b's undercut is due to fire on
+    # the timer, and e's next price fires it in a batch
+    await runtime.clock.set(t + timedelta(minutes=45))
+    batch = asyncio.create_task(triggers.on_prices([_price("e", 90.0, t + timedelta(minutes=35))]))
+    done, _ = await asyncio.wait({batch}, timeout=1.0)
+    assert not done  # the batch waits for the decision (a check that it does not end)
+    # the timer's advance returns while the batch waits, leaving b's fire to a later tick
+    # (before, it waited for the batch's lock, or polled itself, for good)
+    assert await asyncio.wait_for(triggers.advance(), 30) == []
+    assert not batch.done()
+    assert await store.triggers("trig") == {}  # nothing fired while it was to be published
+
+    # the broker takes the messages again: the tick publishes the decision, then both fire
+    sink.refused = set()
+    assert await runtime.flipper.tick() == 0  # a redo, not a new flip
+    assert (await store.get_experiment("trig")).published_through(1)
+    assert [f.product for f in await asyncio.wait_for(batch, 30)] == ["e"]
+    assert [f.product for f in await triggers.advance()] == ["b"]
+    assert set(await store.triggers("trig")) == {"b", "e"}
