@@ -272,6 +272,9 @@ class AnalysisWorker:
     _arms_told: set[str] = field(default_factory=set, repr=False)
     #: why an experiment's arms were last not estimable, said once until it changes
     _arms_not_yet: dict[str, str] = field(default_factory=dict, repr=False)
+    #: experiment -> the number of the failure its look last raised (run_once's order)
+    _failed: dict[str, int] = field(default_factory=dict, repr=False)
+    _failures: int = field(default=0, repr=False)
 
     def __post_init__(self) -> None:
         self._looks = ChunkedLooks(self.chunking, self.seed)
@@ -326,7 +329,12 @@ class AnalysisWorker:
         self._looks.forget({i.id for i in infos})
         for gone in set(self._arms_not_yet) - {i.id for i in infos}:
             del self._arms_not_yet[gone]
-        for info in infos:
+        for gone in set(self._failed) - {i.id for i in infos}:
+            del self._failed[gone]
+        # an experiment whose estimates the broker refuses at every cycle (a record against
+        # its contract) raises out of every cycle: the one whose look failed latest goes last,
+        # so the others' looks and guardrail checks go on
+        for info in sorted(infos, key=lambda i: self._failed.get(i.id, 0)):
             try:
                 verdicts += await self._look_at(info, as_of, tick, published)
             except _Superseded as lost:
@@ -336,6 +344,12 @@ class AnalysisWorker:
                     "during its look): the worker that does publishes its next round's look",
                     info.id,
                 )
+            except Exception:
+                self._failures += 1
+                self._failed[info.id] = self._failures
+                raise
+            else:
+                self._failed.pop(info.id, None)
         sharded = self._sharded
         if sharded is None or sharded.ownership.owned() is not None:
             # not while out of the group (joining, rebalancing, broker away): what it told

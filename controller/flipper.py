@@ -110,8 +110,9 @@ class Flipper:
     #: a worker's ticks (flip timer, commands) and commands run one at a time: the
     #: experiment's turn in Redis is per owner, and two of its own at once would share it
     _local: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
-    #: experiment -> when (monotonic) its turn in a tick last raised (:meth:`_order`)
-    _failed_at: dict[str, float] = field(default_factory=dict, init=False, repr=False)
+    #: experiment -> the number of the failure its turn in a tick last raised (:meth:`_order`)
+    _failed: dict[str, int] = field(default_factory=dict, init=False, repr=False)
+    _failures: int = field(default=0, init=False, repr=False)
 
     @property
     def _lease_ms(self) -> int:
@@ -131,6 +132,8 @@ class Flipper:
         states = await self.store.experiments()
         if await self.store.reconcile(states):
             states = await self.store.experiments()
+        for gone in set(self._failed) - {s.spec.id for s in states}:
+            del self._failed[gone]
         done = 0
         for state in sorted(states, key=self._order):
             if state.lifecycle.phase is Phase.CREATING:
@@ -146,16 +149,17 @@ class Flipper:
                     log.error("experiment %s: tick failed: %s", spec.id, exc)
                     continue
                 except Exception:
-                    self._failed_at[spec.id] = time.monotonic()  # goes last next time (_order)
+                    self._failures += 1  # goes last next time (_order)
+                    self._failed[spec.id] = self._failures
                     raise
-                self._failed_at.pop(spec.id, None)
+                self._failed.pop(spec.id, None)
                 if turn is not None:
                     done += turn[1].flip
                 state = await self.store.get_experiment(spec.id)
             self._report_next(state, now)
         return done
 
-    def _order(self, state: ExperimentState) -> tuple[int, float]:
+    def _order(self, state: ExperimentState) -> tuple[int, int]:
         """Where an experiment comes in a tick. An experiment whose messages the broker refuses
         at every tick (a record against its contract) raises out of every tick: it must not
         hold up the rest. So a decision whose messages are not all out comes after every
@@ -164,8 +168,8 @@ class Flipper:
         experiment may hold them now, whose messages a pricing system must read after its
         last ones (a compacted topic keeps a product's last message), so it comes first."""
         if state.seq <= state.published:
-            return 1, 0.0
-        failed = self._failed_at.get(state.spec.id, 0.0)
+            return 1, 0
+        failed = self._failed.get(state.spec.id, 0)
         return (0 if state.lifecycle.final else 2), failed
 
     def _report_next(self, state: ExperimentState, now: datetime) -> None:

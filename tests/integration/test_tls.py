@@ -64,11 +64,14 @@ def stunnel_log(stack: EmbeddedStack) -> str:
 
 
 def _published(run: Any) -> list[tuple[Any, ...]]:
+    """Each look's numbers once (a look repeated as of the same instant: test_cluster.py)."""
     fields = ("effect", "se", "df", "ci_low", "ci_high", "n_units")
     return sorted(
-        (e["estimator"], e.get("segment") or "", e["_look"], *(e.get(f) for f in fields))
-        for e in run.estimates
-        if e["_look"] is not None
+        {
+            (e["estimator"], e.get("segment") or "", e["_look"], *(e.get(f) for f in fields))
+            for e in run.estimates
+            if e["_look"] is not None
+        }
     )
 
 

@@ -1,4 +1,4 @@
-"""A decision whose messages are not all out holds up nothing else.
+"""One experiment whose messages the broker refuses holds up nothing else.
 
 - One experiment whose messages the broker refuses at every tick does not hold up the other
   experiments' flips (``Flipper._tick`` takes a decision still to be published after the
@@ -8,10 +8,15 @@
   that publishes it. Before, the timer's ``TriggerRunner.advance`` (which runs before the
   tick) and a competitor batch that fired both polled for the decision holding the
   experiment's lock, so the tick never came.
+- A stopped experiment's last messages go out before a new holder's of its products.
+- An experiment whose estimates the broker refuses at every cycle does not hold up the
+  others' looks (and their guardrail checks): ``AnalysisWorker.run_once`` takes the one
+  whose look failed latest last.
 
-The refusal is the real broker's: the session's stack checks every assignment against its
-contract, and the sink below sends one experiment's messages with a ``seq`` that breaks it,
-as a bug in one design's messages would, or a broker that fails while it restarts."""
+The refusal is the real broker's: the session's stack checks every message against its
+topic's contract, and the sinks below send one experiment's messages with a field that
+breaks it, as a bug in one design's messages would (a broker that fails while it restarts
+refuses them the same way, for a while)."""
 
 from __future__ import annotations
 
@@ -30,6 +35,7 @@ from controller.spec import load_spec
 from streams.worker.schemas import CompetitorPrice
 from streams.worker.sinks import assignment_message
 from tests.integration.conftest import read_topic
+from tests.integration.test_chunked_analysis import _period
 from tests.integration.test_triggers_freezes import triggered_doc
 
 pytestmark = pytest.mark.integration
@@ -217,3 +223,79 @@ async def test_a_triggered_experiments_fires_wait_for_its_decision_without_holdi
     assert [f.product for f in await asyncio.wait_for(batch, 30)] == ["e"]
     assert [f.product for f in await triggers.advance()] == ["b"]
     assert set(await store.triggers("trig")) == {"b", "e"}
+
+
+class RefusedEstimates:
+    """The runtime's own estimate sink, except that the estimates of the experiments in
+    ``refused`` go to the broker with ``effect`` a string, which the estimates contract
+    refuses."""
+
+    def __init__(self, runtime: Any, settings: Settings) -> None:
+        self._real = runtime.analysis.sink
+        self._publisher = runtime.publisher
+        self._topic = settings.topics.estimates
+        self.refused: set[str] = set()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+    async def publish(self, experiment: str, result: Any, as_of: datetime, cs: Any) -> None:
+        if experiment not in self.refused:
+            await self._real.publish(experiment, result, as_of, cs)
+            return
+        doc = {"experiment": experiment, "as_of": as_of.isoformat(), "estimator": "dm"}
+        await self._publisher.send(self._topic, json.dumps(doc | {"effect": "1.0"}).encode())
+        await self._publisher.flush()
+
+
+def _hourly_spec(exp_id: str) -> Any:
+    return load_spec(
+        {
+            "id": exp_id,
+            "design": "random-days",
+            "products": [f"{exp_id}-{i}" for i in range(20)],
+            "treatment_policy": "new",
+            "control_policy": "old",
+            "start": START.isoformat(),
+            "end": (START + timedelta(hours=14)).isoformat(),
+            "period": "PT1H",
+            "washout": "PT10M",
+            "seed": 5,
+        }
+    )
+
+
+async def test_an_experiment_whose_estimates_the_broker_refuses_does_not_hold_up_the_others(
+    runtime: Any, settings: Settings
+) -> None:
+    sink = RefusedEstimates(runtime, settings)
+    runtime.analysis.sink = sink
+    store, analysis = runtime.store, runtime.analysis
+    for exp in ("aa", "zz"):
+        spec = _hourly_spec(exp)
+        await store.create_experiment(spec, START)
+        for k in range(4):  # four periods flipped and sold (the panel's cells)
+            await _period(store, spec, k)
+    await runtime.clock.set(START + timedelta(hours=4, minutes=5))
+    assert [i.id for i in await analysis.source.experiments()] == ["aa", "zz"]
+
+    def of(msgs: list[dict[str, Any]], exp: str) -> list[dict[str, Any]]:
+        return [m for m in msgs if m["experiment"] == exp and m.get("kind") is None]
+
+    sink.refused = {"aa"}
+    with pytest.raises(UnknownError):  # aa's look comes first, and the broker refuses it
+        await analysis.run_once()
+    # the next cycle looks at zz before it tries aa again (refused again)
+    with pytest.raises(UnknownError):
+        await analysis.run_once()
+    topic = settings.topics.estimates
+    got = await read_topic(settings, topic, expect=10**6, timeout=10, until=lambda m: of(m, "zz"))
+    assert of(got, "zz") and not of(got, "aa")  # the fault: none of aa's estimates is out
+    zz_looks = {m["as_of"] for m in of(got, "zz")}
+    assert len(zz_looks) == 1  # one cycle's: the first ended at aa's look
+
+    # the broker takes aa's estimates again: the next cycle publishes both
+    sink.refused = set()
+    await analysis.run_once()
+    got = await read_topic(settings, topic, expect=10**6, timeout=10, until=lambda m: of(m, "aa"))
+    assert of(got, "aa")
