@@ -152,10 +152,11 @@ class Flipper:
                     self._failures += 1  # goes last next time (_order)
                     self._failed[spec.id] = self._failures
                     raise
-                self._failed.pop(spec.id, None)
                 if turn is not None:
                     done += turn[1].flip
                 state = await self.store.get_experiment(spec.id)
+                if state.seq <= state.published:  # out (not: its turn was busy)
+                    self._failed.pop(spec.id, None)
             self._report_next(state, now)
         return done
 
@@ -166,7 +167,9 @@ class Flipper:
         other experiment's, the one whose last try failed latest last of all. Except a final
         one (stopped, ended): its products are free once it is decided, and another
         experiment may hold them now, whose messages a pricing system must read after its
-        last ones (a compacted topic keeps a product's last message), so it comes first."""
+        last ones (a compacted topic keeps a product's last message), so it comes first.
+        That orders a tick, no more: a command to the new holder, or another controller's
+        tick while this one's turn is busy, can still send the new holder's messages first."""
         if state.seq <= state.published:
             return 1, 0
         failed = self._failed.get(state.spec.id, 0)

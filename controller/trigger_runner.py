@@ -107,6 +107,8 @@ class TriggerRunner:
     # event older than its product's last one is stale), while a batch's publish overlaps
     # the next batch's turn
     _order: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # experiment -> the batches waiting for a decision of it to be published (``_run``)
+    _waiting: dict[str, int] = field(default_factory=dict)
 
     async def _load_routes(self, *, force: bool = False) -> None:
         """product -> id of the running triggered experiment holding it, as of now."""
@@ -216,7 +218,14 @@ class TriggerRunner:
             attempts += 1
             # the turn's wait is the batch's: measured on the first attempt only
             first = handed_over if attempts == 1 else None
-            return await self._run(exp_id, events, advance=False, handed_over=first, owner=owner)
+            return await self._run(
+                exp_id,
+                events,
+                advance=False,
+                handed_over=first,
+                owner=owner,
+                before_wait=announce_saved,
+            )
 
         got = await self._redis(attempt, f"the trigger save of {exp_id}", announce_saved)
         if attempts > 1 and (got is None or got[1] is None):
@@ -301,39 +310,60 @@ class TriggerRunner:
         advance: bool,
         owner: str,
         handed_over: float | None = None,
+        before_wait: Callable[[], Awaitable[None]] | None = None,
     ) -> _Applied | None:
         """Apply events (each fires its own product when due) and, on the timer, let time
         fire sustained undercuts that saw no new event (those due, from the tracker's heap).
         Returns the fires and their publish, to await after the turn (None when nothing
         fired); None, with nothing applied, when the experiments changed since the routes
         were read, or on the timer while a decision of the experiment is still to be
-        published (a batch waits for it).
+        published (a batch waits for it, after ``before_wait()``: the announcements its
+        batch already saved go out first).
 
         Round trips per batch: the versioned save (with the sequence number), then publish.
         """
         turn = self._turns.get(exp_id)
         if turn is None:
             turn = self._turns[exp_id] = asyncio.Lock()
-        while True:
-            async with turn:
-                start = time.perf_counter()
-                if handed_over is not None:
-                    self.observer.trigger_stage("turn_wait", start - handed_over)
-                    handed_over = None
-                try:
-                    got = await self._run_locked(exp_id, events, advance=advance, owner=owner)
-                finally:
-                    if advance:
-                        self.observer.trigger_stage("timer_turn", time.perf_counter() - start)
-            if got is not _PENDING:
-                return got
-            # a decision of the experiment is still to be published, which only a flip tick
-            # does, and this worker's own tick runs after the timer's advance, which needs
-            # this lock: so the timer leaves its fires to a later tick, and a batch polls with
-            # the lock given back (before, both polled holding it, and no tick ever came)
-            if advance:
-                return None
-            await asyncio.sleep(0.01)  # polling for a decision another task publishes
+        waiting = False
+        try:
+            while True:
+                async with turn:
+                    if advance and exp_id in self._waiting:
+                        # a batch waits for a decision of it to be published: a save of the
+                        # timer's would move the watermark past the batch's events, which
+                        # would then count as stale; its fires come at a later tick
+                        return None
+                    start = time.perf_counter()
+                    if handed_over is not None:
+                        self.observer.trigger_stage("turn_wait", start - handed_over)
+                        handed_over = None
+                    try:
+                        got = await self._run_locked(exp_id, events, advance=advance, owner=owner)
+                    finally:
+                        if advance:
+                            self.observer.trigger_stage("timer_turn", time.perf_counter() - start)
+                if got is not _PENDING:
+                    return got
+                # a decision of the experiment is still to be published, which only a flip
+                # tick does, and this worker's own tick runs after the timer's advance, which
+                # needs this lock: so the timer leaves its fires to a later tick, and a batch
+                # polls with the lock given back (before, both polled holding it, and no tick
+                # ever came)
+                if advance:
+                    return None
+                if not waiting:
+                    waiting = True
+                    self._waiting[exp_id] = self._waiting.get(exp_id, 0) + 1
+                if before_wait is not None:
+                    await before_wait()
+                    before_wait = None
+                await asyncio.sleep(0.01)  # polling for a decision another task publishes
+        finally:
+            if waiting:
+                self._waiting[exp_id] -= 1
+                if not self._waiting[exp_id]:
+                    del self._waiting[exp_id]
 
     async def _run_locked(
         self, exp_id: str, events: Sequence[PriceEvent], *, advance: bool, owner: str
