@@ -107,8 +107,6 @@ class TriggerRunner:
     # event older than its product's last one is stale), while a batch's publish overlaps
     # the next batch's turn
     _order: asyncio.Lock = field(default_factory=asyncio.Lock)
-    # experiment -> the batches waiting for a decision of it to be published (``_run``)
-    _waiting: dict[str, int] = field(default_factory=dict)
 
     async def _load_routes(self, *, force: bool = False) -> None:
         """product -> id of the running triggered experiment holding it, as of now."""
@@ -325,45 +323,30 @@ class TriggerRunner:
         turn = self._turns.get(exp_id)
         if turn is None:
             turn = self._turns[exp_id] = asyncio.Lock()
-        waiting = False
-        try:
-            while True:
-                async with turn:
-                    if advance and exp_id in self._waiting:
-                        # a batch waits for a decision of it to be published: a save of the
-                        # timer's would move the watermark past the batch's events, which
-                        # would then count as stale; its fires come at a later tick
-                        return None
-                    start = time.perf_counter()
-                    if handed_over is not None:
-                        self.observer.trigger_stage("turn_wait", start - handed_over)
-                        handed_over = None
-                    try:
-                        got = await self._run_locked(exp_id, events, advance=advance, owner=owner)
-                    finally:
-                        if advance:
-                            self.observer.trigger_stage("timer_turn", time.perf_counter() - start)
-                if got is not _PENDING:
-                    return got
-                # a decision of the experiment is still to be published, which only a flip
-                # tick does, and this worker's own tick runs after the timer's advance, which
-                # needs this lock: so the timer leaves its fires to a later tick, and a batch
-                # polls with the lock given back (before, both polled holding it, and no tick
-                # ever came)
-                if advance:
-                    return None
-                if not waiting:
-                    waiting = True
-                    self._waiting[exp_id] = self._waiting.get(exp_id, 0) + 1
-                if before_wait is not None:
-                    await before_wait()
-                    before_wait = None
-                await asyncio.sleep(0.01)  # polling for a decision another task publishes
-        finally:
-            if waiting:
-                self._waiting[exp_id] -= 1
-                if not self._waiting[exp_id]:
-                    del self._waiting[exp_id]
+        while True:
+            async with turn:
+                start = time.perf_counter()
+                if handed_over is not None:
+                    self.observer.trigger_stage("turn_wait", start - handed_over)
+                    handed_over = None
+                try:
+                    got = await self._run_locked(exp_id, events, advance=advance, owner=owner)
+                finally:
+                    if advance:
+                        self.observer.trigger_stage("timer_turn", time.perf_counter() - start)
+            if got is not _PENDING:
+                return got
+            # a decision of the experiment is still to be published, which only a flip tick
+            # does, and this worker's own tick runs after the timer's advance, which needs
+            # this lock: so the timer leaves its fires to a later tick (and saves nothing:
+            # trigger_save.lua), and a batch polls with the lock given back (before, both
+            # polled holding it, and no tick ever came)
+            if advance:
+                return None
+            if before_wait is not None:
+                await before_wait()
+                before_wait = None
+            await asyncio.sleep(0.01)  # polling for a decision another task publishes
 
     async def _run_locked(
         self, exp_id: str, events: Sequence[PriceEvent], *, advance: bool, owner: str
@@ -401,6 +384,7 @@ class TriggerRunner:
                     {f.product: f.period for f in fires},
                     owner,
                     self.lease_ms,
+                    timer=advance,
                 )
             except BaseException:
                 self._cache.pop(exp_id, None)  # our copy may be ahead of Redis now

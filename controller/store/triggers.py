@@ -42,6 +42,8 @@ class TriggerStore(RedisStore):
         triggers: dict[str, int],
         owner: str = "",
         lease_ms: int = 30_000,
+        *,
+        timer: bool = False,
     ) -> tuple[int, int | None] | tuple[None, int]:
         """Write what changed (meta, touched products - None deletes -, new fires) and take a
         sequence number when something fired, in one round trip, provided the state is still
@@ -49,7 +51,9 @@ class TriggerStore(RedisStore):
         experiment's turn for ``owner`` (give it back with ``end_turn`` once its announcement
         is out). Returns (new state version, sequence number or None), or (None, code) with
         nothing written: 1 the version moved, 0 the experiment does not run, 2 its turn is
-        another's, 3 a decision of its is still to be published (``lua/trigger_save.lua``)."""
+        another's, 3 a decision of its is still to be published (``lua/trigger_save.lua``). A
+        ``timer`` save (``TriggerRunner.advance``) gets 3 then even without fires: it would
+        move the watermark past the prices of a batch waiting to fire."""
         fields = {"meta": json.dumps(meta)}
         fields |= {f"p:{p}": json.dumps(st) for p, st in products.items() if st is not None}
         fields |= {f"f:{p}": json.dumps(f) for p, f in fired.items()}
@@ -60,7 +64,7 @@ class TriggerStore(RedisStore):
         args += [len(gone), *gone, len(triggers)]
         for p, period in triggers.items():
             args += [p, period]
-        args += [owner, lease_ms]
+        args += [owner, lease_ms, int(timer)]
         base = self.exp(exp_id)
         res = await self._script("trigger_save")(
             keys=[

@@ -11,10 +11,13 @@
 -- A batch that fires takes the experiment's turn (controller/flipper.py) with its sequence
 -- number, and gives it back once its announcement is out (turn_end.lua): so fires and the
 -- flipper's decisions reach the assignments topic in the order of their numbers. It does not
--- fire while another holds the turn, nor while a decision is still to be published.
+-- fire while another holds the turn, nor while a decision is still to be published. Nor does
+-- a timer's save (timer = 1) go through then: it would move the watermark past the prices of
+-- a batch (on any worker) that waits to fire until the decision is out, and they would count
+-- as stale.
 -- KEYS: tracker state hash, triggers hash, experiment state, trigger version, the turn
 -- ARGV: expected trigger version, n, (field, value) * n, m, gone field * m,
---       t, (product, period) * t, owner, lease_ms
+--       t, (product, period) * t, owner, lease_ms, timer (1 or 0)
 -- Returns {new trigger version, seq or -1}, or {-1, trigger version, code} with nothing
 -- written: code 1 the version moved (the experiment runs), 0 it does not run, 2 the turn is
 -- another's, 3 a decision is still to be published.
@@ -27,11 +30,14 @@ local i = 2
 local n = tonumber(ARGV[i]); i = i + 1 + 2 * n
 local m = tonumber(ARGV[i]); i = i + 1 + m
 local t = tonumber(ARGV[i])
-local owner, lease = ARGV[i + 1 + 2 * t], ARGV[i + 2 + 2 * t]
+local owner, lease, timer = ARGV[i + 1 + 2 * t], ARGV[i + 2 + 2 * t], ARGV[i + 3 + 2 * t]
+local pending = tonumber(st[2] or '0') > tonumber(st[3] or st[2] or '0')
 if t > 0 then
   local held = redis.call('GET', KEYS[5])
   if held and held ~= owner then return {-1, tv, 2} end
-  if tonumber(st[2] or '0') > tonumber(st[3] or st[2] or '0') then return {-1, tv, 3} end
+  if pending then return {-1, tv, 3} end
+elseif pending and timer == '1' then
+  return {-1, tv, 3}
 end
 i = 2
 n = tonumber(ARGV[i]); i = i + 1

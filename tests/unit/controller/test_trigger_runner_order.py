@@ -104,6 +104,8 @@ class _Store:
         triggers: dict[str, int],
         owner: str = "",
         lease_ms: int = 0,
+        *,
+        timer: bool = False,
     ) -> tuple[int | None, int | None]:
         assert expected == self.trigger_v
         self.log.append("save " + ",".join(sorted(products)))
