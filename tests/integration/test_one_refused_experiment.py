@@ -45,18 +45,30 @@ pytestmark = pytest.mark.integration
 START = datetime(2026, 6, 1, tzinfo=UTC)
 
 
-class ContractBreaking:
-    """The runtime's own sink, except that the assignments of the experiments in ``refused`` go
-    to the broker with ``seq`` a string, which the assignments contract refuses."""
+class _Refusing:
+    """One of the runtime's own sinks (``real``), through which the messages of the
+    experiments in ``refused`` go to the broker breaking the ``topic``'s contract instead."""
 
-    def __init__(self, runtime: Any, settings: Settings) -> None:
-        self._real = runtime.flipper.sink
+    def __init__(self, real: Any, runtime: Any, topic: str) -> None:
+        self._real = real
         self._publisher = runtime.publisher
-        self._topic = settings.topics.assignments
+        self._topic = topic
         self.refused: set[str] = set()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._real, name)
+
+    async def _send_broken(self, docs: list[tuple[dict[str, Any], str | None]]) -> None:
+        for doc, key in docs:
+            await self._publisher.send(self._topic, json.dumps(doc).encode(), key=key)
+        await self._publisher.flush()
+
+
+class ContractBreaking(_Refusing):
+    """The assignment sink: a refused experiment's assignments go with ``seq`` a string."""
+
+    def __init__(self, runtime: Any, settings: Settings) -> None:
+        super().__init__(runtime.flipper.sink, runtime, settings.topics.assignments)
 
     async def publish_assignments(
         self, assignments: Sequence[Assignment], seq: int, status: str
@@ -65,13 +77,17 @@ class ContractBreaking:
         if not (mine and mine[0].experiment in self.refused):
             await self._real.publish_assignments(assignments, seq, status)
             return
-        for a in mine:
-            doc = assignment_message(a, seq, status).model_dump(mode="json") | {"seq": str(seq)}
-            await self._publisher.send(self._topic, json.dumps(doc).encode(), key=a.product)
-        await self._publisher.flush()
+        broken = {"seq": str(seq)}
+        await self._send_broken(
+            [
+                (assignment_message(a, seq, status).model_dump(mode="json") | broken, a.product)
+                for a in mine
+            ]
+        )
 
 
-def _spec(exp_id: str, products: list[str]) -> Any:
+def _spec(exp_id: str, products: list[str], **over: Any) -> Any:
+    """A plain two-arm experiment of daily periods from START (``over``: other fields)."""
     return load_spec(
         {
             "id": exp_id,
@@ -83,6 +99,7 @@ def _spec(exp_id: str, products: list[str]) -> Any:
             "washout": "PT1H",
             "seed": 3,
         }
+        | over
     )
 
 
@@ -262,43 +279,29 @@ async def test_a_batch_that_fires_waits_for_the_decision_without_holding_up_the_
     assert set(await store.triggers("trig")) == {"e"}
 
 
-class RefusedEstimates:
-    """The runtime's own estimate sink, except that the estimates of the experiments in
-    ``refused`` go to the broker with ``effect`` a string, which the estimates contract
-    refuses."""
+class RefusedEstimates(_Refusing):
+    """The estimate sink: a refused experiment's estimate goes with ``effect`` a string."""
 
     def __init__(self, runtime: Any, settings: Settings) -> None:
-        self._real = runtime.analysis.sink
-        self._publisher = runtime.publisher
-        self._topic = settings.topics.estimates
-        self.refused: set[str] = set()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._real, name)
+        super().__init__(runtime.analysis.sink, runtime, settings.topics.estimates)
 
     async def publish(self, experiment: str, result: Any, as_of: datetime, cs: Any) -> None:
         if experiment not in self.refused:
             await self._real.publish(experiment, result, as_of, cs)
             return
         doc = {"experiment": experiment, "as_of": as_of.isoformat(), "estimator": "dm"}
-        await self._publisher.send(self._topic, json.dumps(doc | {"effect": "1.0"}).encode())
-        await self._publisher.flush()
+        await self._send_broken([(doc | {"effect": "1.0"}, None)])
 
 
 def _hourly_spec(exp_id: str) -> Any:
-    return load_spec(
-        {
-            "id": exp_id,
-            "design": "random-days",
-            "products": [f"{exp_id}-{i}" for i in range(20)],
-            "treatment_policy": "new",
-            "control_policy": "old",
-            "start": START.isoformat(),
-            "end": (START + timedelta(hours=14)).isoformat(),
-            "period": "PT1H",
-            "washout": "PT10M",
-            "seed": 5,
-        }
+    return _spec(
+        exp_id,
+        [f"{exp_id}-{i}" for i in range(20)],
+        design="random-days",
+        end=(START + timedelta(hours=14)).isoformat(),
+        period="PT1H",
+        washout="PT10M",
+        seed=5,
     )
 
 
