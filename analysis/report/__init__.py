@@ -37,8 +37,10 @@ from analysis.report.scorecard import scorecard_section
 from analysis.report.stats import (
     COVARIATE_CANDIDATES,
     SYNTH_ESTIMATORS,
+    ArmSampleRatio,
     PreFit,
     SampleRatio,
+    arm_sample_ratio_check,
     covariate_balance,
     final_estimates,
     normalise_panel,
@@ -53,9 +55,11 @@ from analysis.report.verdict import latest_verdict, verdict_section
 __all__ = [
     "COVARIATE_CANDIDATES",
     "SYNTH_ESTIMATORS",
+    "ArmSampleRatio",
     "PreFit",
     "Report",
     "SampleRatio",
+    "arm_sample_ratio_check",
     "assignment_heatmap",
     "balance_figure",
     "build_report",

@@ -141,7 +141,7 @@ def arm_scorecard_section(
                 _pair(r.get("sim_ci_low"), r.get("sim_ci_high"), "+.3f"),
                 *rel,
                 _fig(r.get("control_mean"), ".3f"),
-                truth,
+                *([truth] if truths else []),  # a truth column only where a truth is known
             ]
             body.append(
                 f'<tr data-metric="{html.escape(metric)}" data-arm="{html.escape(arm)}">'
@@ -151,7 +151,8 @@ def arm_scorecard_section(
     head = "".join(
         f"<th>{h}</th>"
         for h in (f"arm (against {versus})", "effect", "95% interval", "simultaneous 95%",
-                  "relative", "", "relative 95% interval", "control mean", "truth")
+                  "relative", "", "relative 95% interval", "control mean",
+                  *(["truth"] if truths else []))
     )  # fmt: skip
     table = f'<table class="scorecard arms"><tr>{head}</tr>{"".join(body)}</table>'
     best, best_words = _best_table(last, arms, control)

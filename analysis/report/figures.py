@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 from collections.abc import Mapping, Sequence
 
 import matplotlib
@@ -26,17 +27,30 @@ TREATMENT_RED = "#d62728"
 PENDING_GREY = "#d9d9d9"
 
 
+def _natural(product: object) -> tuple[tuple[int, int | str], ...]:
+    """A product id's sort key with its digit runs read as numbers: P2 before P10."""
+    return tuple(
+        (0, int(part)) if part.isdigit() else (1, part)
+        for part in re.split(r"(\d+)", str(product))
+        if part
+    )
+
+
 def _product_order(df: pd.DataFrame) -> list[str]:
-    """Products grouped by class (when known), then by their first treated period and arm."""
-    W = _matrix(df, "treated").astype(int)
-    first = W.to_numpy().argmax(axis=1) + (W.to_numpy().sum(axis=1) == 0) * W.shape[1]
-    key = pd.DataFrame({"product": W.index, "first": first, "share": W.to_numpy().mean(axis=1)})
+    """Products grouped by class (when known), then in id order (digits as numbers). A
+    design whose products stay treated once they start (staggered, time-bound) orders them
+    by their first treated period instead, so its rows draw the staircase of its starts."""
+    W = _matrix(df, "treated").astype(int).to_numpy()
+    first = W.argmax(axis=1) + (W.sum(axis=1) == 0) * W.shape[1]
+    staggered = bool((np.diff(W, axis=1) >= 0).all()) if W.shape[1] > 1 else False
+    index = _matrix(df, "treated").index
+    key = pd.DataFrame({"product": index, "first": first if staggered else 0})
+    key["name"] = key["product"].map(_natural)
+    cols = ["first", "name"]
     if "class" in df.columns:
-        key["class"] = df.groupby("product")["class"].first().reindex(W.index).to_numpy()
-        key = key.sort_values(["class", "first", "product"], kind="stable")
-    else:
-        key = key.sort_values(["first", "product"], kind="stable")
-    return key["product"].tolist()
+        key["class"] = df.groupby("product")["class"].first().reindex(index).to_numpy()
+        cols = ["class", *cols]
+    return key.sort_values(cols, kind="stable")["product"].tolist()
 
 
 # --------------------------------------------------------------------------- figures

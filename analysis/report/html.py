@@ -28,6 +28,7 @@ from analysis.report.figures import (
 from analysis.report.scorecard import has_arms, message_metrics, scorecard_section
 from analysis.report.stats import (
     COVARIATE_CANDIDATES,
+    arm_sample_ratio_check,
     covariate_balance,
     normalise_panel,
     pre_period_fits,
@@ -47,6 +48,38 @@ def _control_arm(d: pd.DataFrame) -> str | None:
         return None
     names = d.loc[d["treated"] == 0, "arm"].dropna().astype(str).unique()
     return str(names[0]) if len(names) == 1 else None
+
+
+def _arm_ratio_html(
+    d: pd.DataFrame, allocations: Mapping[str, float] | None, control: str | None
+) -> str:
+    """Every arm's sample ratio against the spec's allocations (a k-arm chi-square), or why
+    there is none."""
+    srm = (
+        None
+        if not allocations or control is None
+        else arm_sample_ratio_check(d, allocations, control)
+    )
+    if srm is None:
+        return (
+            "<p class='note'>No per-arm sample-ratio check: it needs the spec's allocations "
+            "(a live report reads them; offline, give --spec).</p>"
+        )
+    bad = srm.pvalue < 0.001
+    rows = "".join(
+        f"<tr><td>{html.escape(a)}</td><td>{srm.observed[a]}</td>"
+        f"<td>{srm.expected[a]:.1f}</td><td>{srm.observed[a] / srm.n:.3f}</td>"
+        f"<td>{srm.expected[a] / srm.n:.3f}</td></tr>"
+        for a in srm.expected
+    )
+    return (
+        f"<p class='{'warn' if bad else 'ok'}'>Sample ratio per arm: {srm.n} independent draws "
+        f"({srm.level}s) against the spec's allocations; chi-square {srm.statistic:.2f} on "
+        f"{len(srm.expected) - 1} degrees of freedom, p = {srm.pvalue:.3g}"
+        f"{' - investigate the assignment pipeline' if bad else ''}.</p>"
+        "<table class='arm-ratio'><tr><th>arm</th><th>draws</th><th>expected</th>"
+        f"<th>share</th><th>expected share</th></tr>{rows}</table>"
+    )
 
 
 @dataclass(frozen=True)
@@ -172,6 +205,7 @@ def build_report(
     seed: int = 0,
     arm_truths: Mapping[tuple[str, str], tuple[float, float]] | None = None,
     true_optimum: float | None = None,
+    allocations: Mapping[str, float] | None = None,
 ) -> Report:
     """Figures and the self-contained HTML page for one experiment.
 
@@ -190,6 +224,8 @@ def build_report(
     an arm a colour; a price ladder's demand message (``kind: demand``) adds the demand and
     profit curves with the recommended price (:mod:`analysis.report.curves`;
     ``true_optimum``: the true profit-maximising ratio, where a simulation knows it).
+    ``allocations``: each arm's share in the spec (by name); with more than two arms it gives
+    the sample-ratio check of every arm (:func:`arm_sample_ratio_check`).
     """
     d = normalise_panel(df, outcome)
     figs: dict[str, bytes] = {}
@@ -330,8 +366,8 @@ def build_report(
             f"{' - investigate the assignment pipeline' if srm.pvalue < 0.001 else ''}.</p>"
         )
         if k_arm:
-            srm_html += (
-                "<p class='note'>With more than two arms, treated is any arm but the control "
+            srm_html += _arm_ratio_html(d, allocations, control) + (
+                "<p class='note'>Above, treated is any arm but the control "
                 f"{html.escape(control or '')}, against the design's probability of not being "
                 "in control; the balance compares the same two groups.</p>"
             )

@@ -110,32 +110,33 @@ def scorecard_section(
             *rel_cells,
             "-" if not _finite(r.get("control_mean")) else f"{float(r['control_mean']):.3f}",
             html.escape(f"{r['estimator']}; {unit}"),
-            truth,
+            *([truth] if truths else []),  # a truth column only where a truth is known
         ]
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     el = last[last["metric"] == "elasticity"]
     if not el.empty:
         r = el.iloc[0]
         truth = f"{truths['elasticity'][0]:+.3f}" if truths and "elasticity" in truths else ""
+        truth_cell = f"<td>{truth}</td>" if truths else ""
         if r.get("identified", True) is not False and _finite(r.get("effect")):
             rows.append(
                 f"<tr><td>elasticity</td><td>{float(r['effect']):+.3f}</td>"
                 f"<td>[{float(r['ci_low']):+.3f}, {float(r['ci_high']):+.3f}]</td>"
                 "<td colspan=3>log change in units per log change in the price paid</td><td>-</td>"
-                f"<td>{html.escape(str(r['estimator']))}; Fieller interval</td><td>{truth}</td></tr>"
+                f"<td>{html.escape(str(r['estimator']))}; Fieller interval</td>{truth_cell}</tr>"
             )
             reading.append(f"elasticity {float(r['effect']):+.2f}")
         else:
             rows.append(
                 f"<tr><td>elasticity</td><td colspan=7>{html.escape(str(r.get('note')))}</td>"
-                f"<td>{truth}</td></tr>"
+                f"{truth_cell}</tr>"
             )
     if not rows:
         return "", ""
     head = "".join(
         f"<th>{h}</th>"
         for h in ("metric", "effect", "95% interval", "relative", "", "relative 95% interval",
-                  "control mean", "estimator; effect per", "truth")
+                  "control mean", "estimator; effect per", *(["truth"] if truths else []))
     )  # fmt: skip
     line = "; ".join(reading)
     table = f'<table class="scorecard"><tr>{head}</tr>{"".join(rows)}</table>'

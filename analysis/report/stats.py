@@ -165,17 +165,7 @@ def sample_ratio_check(df: pd.DataFrame) -> SampleRatio | None:
     d = df[(df["probability"] > 0) & (df["probability"] < 1) & ~df["blackout"]]
     if d.empty:
         return None
-    fixed = d.groupby("product")["treated"].nunique().max() == 1
-    if "class" in d.columns and not fixed:
-        draws = d.groupby(["class", "period"]).agg(
-            treated=("treated", "max"), probability=("probability", "first")
-        )
-        level = "class"
-    elif fixed:
-        draws = d.sort_values("period").groupby("product").first()
-        level = "product"
-    else:
-        draws, level = d, "cell"
+    draws, level = _independent_draws(d)
     n = len(draws)
     k = int(draws["treated"].sum())
     p = draws["probability"].to_numpy(float)
@@ -185,6 +175,70 @@ def sample_ratio_check(df: pd.DataFrame) -> SampleRatio | None:
         mu, var = float(p.sum()), float((p * (1 - p)).sum())
         pval = float(2 * stats.norm.sf(abs(k - mu) / math.sqrt(var))) if var > 0 else math.nan
     return SampleRatio(level, n, k, float(p.mean()), pval)
+
+
+@dataclass(frozen=True)
+class ArmSampleRatio:
+    """Realised count of each arm among the design's independent draws against the counts
+    its allocations expect (Pearson's chi-square, k - 1 degrees of freedom)."""
+
+    level: str  # "product", "class" or "cell"
+    n: int
+    observed: dict[str, int]
+    expected: dict[str, float]
+    statistic: float
+    pvalue: float
+
+
+def _independent_draws(d: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """The design's independent draws among randomised cells (see :func:`sample_ratio_check`)."""
+    fixed = d.groupby("product")["treated"].nunique().max() == 1
+    if "arm" in d.columns and fixed:
+        fixed = bool(d.groupby("product")["arm"].nunique().max() == 1)
+    if "class" in d.columns and not fixed:
+        agg: dict[str, tuple[str, str]] = {
+            "treated": ("treated", "max"),
+            "probability": ("probability", "first"),
+        }
+        if "arm" in d.columns:
+            agg["arm"] = ("arm", "first")
+        return d.groupby(["class", "period"]).agg(**agg), "class"  # type: ignore[call-overload]
+    if fixed:
+        return d.sort_values("period").groupby("product").first(), "product"
+    return d, "cell"
+
+
+def arm_sample_ratio_check(
+    df: pd.DataFrame, allocations: Mapping[str, float], control: str
+) -> ArmSampleRatio | None:
+    """Pearson's chi-square of every arm's count among the design's independent draws (the
+    same draws as :func:`sample_ratio_check`) against the counts the spec's ``allocations``
+    expect: a draw whose probability of leaving the control is ``p`` is expected in the
+    control with ``1 - p`` and in arm ``a`` with ``p * allocation_a / (1 - allocation_control)``
+    (the arms other than the control share the treated draws in their allocations' ratio).
+    With unequal probabilities the counts are sums of unlike multinomials and the chi-square
+    is an approximation. None when there is no randomised draw or the panel names no arm.
+    """
+    if "arm" not in df.columns or control not in allocations:
+        return None
+    d = df[(df["probability"] > 0) & (df["probability"] < 1) & ~df["blackout"]]
+    if d.empty:
+        return None
+    draws, level = _independent_draws(d)
+    p = draws["probability"].to_numpy(float)
+    arm = draws["arm"].astype(str).to_numpy()
+    others = math.fsum(v for a, v in allocations.items() if a != control)
+    names = list(allocations)
+    observed = {a: int((arm == a).sum()) for a in names}
+    expected = {
+        a: float((1 - p).sum()) if a == control else float(p.sum()) * allocations[a] / others
+        for a in names
+    }
+    if sum(observed.values()) != len(draws) or min(expected.values()) <= 0:
+        return None  # an arm the spec does not list: nothing to compare it with
+    stat = float(sum((observed[a] - expected[a]) ** 2 / expected[a] for a in names))
+    pval = float(stats.chi2.sf(stat, len(names) - 1))
+    return ArmSampleRatio(level, len(draws), observed, expected, stat, pval)
 
 
 def covariate_balance(df: pd.DataFrame, outcome: str = "units") -> pd.DataFrame:

@@ -14,6 +14,7 @@ import typer
 from controller.settings import load_settings
 from streams.cli.common import fail
 from streams.client.report import (
+    allocations_of,
     design_plans,
     live_estimates,
     live_panel,
@@ -121,6 +122,7 @@ def report(
         truth=truth,
         source_note=note,
         verdict_note=verdict_note,
+        allocations=allocations_of(spec),
     )
     index = page.write(out)
     typer.echo(f"wrote {index}")

@@ -149,5 +149,11 @@ async def live_report(
         source_note=note,
         arm_truths=arm_truths,
         true_optimum=true_optimum,
+        allocations=allocations_of(info["spec"]),
     )
     return Path(page.write(out))
+
+
+def allocations_of(spec: ExperimentSpec | None) -> dict[str, float] | None:
+    """Each arm's share by name, for the report's per-arm sample-ratio check (None: no spec)."""
+    return None if spec is None else {a.name: a.allocation for a in spec.arm_list()}

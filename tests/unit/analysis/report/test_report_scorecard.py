@@ -37,7 +37,8 @@ def _cycle(look: int, metrics: tuple[str, ...] = ("units", "profit")) -> list[di
 
 def _primary(card: str, metric: str) -> str:
     row = card.split(f"<tr><td>{metric}</td>")[1].split("</tr>")[0]
-    return row.split("<td>")[-2].split(";")[0]  # the "estimator; effect per" cell
+    cells = [c.split("</td>")[0] for c in row.split("<td>")[1:]]
+    return next(c for c in cells if ";" in c).split(";")[0]  # the "estimator; effect per" cell
 
 
 def test_primary_is_the_first_estimator_published_at_the_latest_look() -> None:
@@ -109,3 +110,14 @@ def test_split_verdicts_routes_each_kind() -> None:
     assert "effect" in estimates.columns and "ci_low" in estimates.columns
     only_estimates, none = split_verdicts(pd.DataFrame(_cycle(1)))
     assert len(only_estimates) == 6 and none.empty
+
+
+def test_the_truth_column_is_shown_only_when_a_truth_is_known() -> None:
+    # an analyst's own experiment has no truth: an empty column would read as "truth: none"
+    card, _ = scorecard_section(pd.DataFrame(_cycle(2)))
+    assert "<th>truth</th>" not in card
+    row = card.split("<tr><td>units</td>")[1].split("</tr>")[0]
+    assert row.count("<td>") == 7  # effect, interval, relative x3, control mean, estimator
+    known, _ = scorecard_section(pd.DataFrame(_cycle(2)), truths={"units": (0.3, 0.03)})
+    assert "<th>truth</th>" in known
+    assert "+0.300 (+3.00%)" in known.split("<tr><td>units</td>")[1].split("</tr>")[0]
