@@ -4,15 +4,17 @@ The bash block under "Five-minute walkthrough" is run by bash, command by comman
 directory that sees the repository's ``docs/`` and ``.venv``: the embedded stack and two
 workers in the background on the ports the README names, the market played into them with
 ``pricelab simulate --live``, the operator's views and commands, the offline tools. Two
-things differ from a person at a terminal, and only these: the set-up line (``./run test``,
-which is this suite) is left out, and the background processes' output goes to log files, so
-that each command's own output can be read. Every command must exit 0, and what it prints
+things differ from a person at a terminal, and only these: the set-up line (``./run setup``)
+runs on the suite's own ``.venv``, which ``./run test`` has just set up (so it must find
+nothing to install), and the background processes' output goes to log files, so that each
+command's own output can be read. Every command must exit 0, and what it prints
 must show the walkthrough's promise: a live estimate, a live report, a non-empty panel, the
 state after each command, and the refusal after the stop.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import signal
@@ -105,7 +107,14 @@ def test_the_readme_walkthrough_runs_as_written(tmp_path: Path) -> None:
     assert not busy, f"the walkthrough's ports are taken on this machine: {busy}"
     (tmp_path / "docs").symlink_to(ROOT / "docs")
     (tmp_path / ".venv").symlink_to(ROOT / ".venv")
-    commands = [c for c in walkthrough_commands() if not c.startswith("./run test")]
+    for name in ("run", "pyproject.toml"):  # ./run setup finds the suite's .venv set up
+        (tmp_path / name).symlink_to(ROOT / name)
+    # ./run setup installs nothing when .venv's stamp is this pyproject's (./run test wrote it);
+    # a stale stamp would make it install pricelab from this temporary directory
+    stamp = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()[:16]
+    assert (ROOT / ".venv" / ".pricelab-installed").read_text().strip() == stamp
+    commands = walkthrough_commands()
+    assert commands[0].startswith("./run setup")
     assert len(commands) > 20
     script = ["trap 'kill $(jobs -p) 2>/dev/null; wait' EXIT"]
     shown: list[str] = []
@@ -142,6 +151,7 @@ def test_the_readme_walkthrough_runs_as_written(tmp_path: Path) -> None:
         hits = [i for i, c in enumerate(commands) if _without_comment(c).startswith(prefix)]
         return out[hits[nth]]
 
+    assert "ready: .venv has pricelab" in output_of("./run setup")
     live = output_of("pricelab simulate --live")
     # the 7th period is in force, not complete, until the clock passes its end
     assert "estimate dm   after  6 periods" in live and "estimate fe   after  6 periods" in live
