@@ -24,8 +24,15 @@ from analysis.results import EstimateResult
 from controller.errors import ConfigurationError
 from controller.settings import KafkaSettings, RedisSettings, Settings, load_settings
 from core.errors import PricelabError
+from core.ports import metric_name
 from pricelab._sync import run
-from streams.client.estimates import all_estimates, is_verdict, latest_of, latest_verdict
+from streams.client.estimates import (
+    all_estimates,
+    is_verdict,
+    latest_of,
+    latest_verdict,
+    primary_estimators,
+)
 from streams.client.panel import read_panel
 
 
@@ -90,8 +97,10 @@ def estimates(
     :func:`verdict`).
 
     ``latest``: only the latest of each metric, estimator and segment, in the table's order
-    (overall first, then each segment; units, revenue, profit, price, elasticity). Without
-    it, every look in publication order: the running estimates. ``as_of`` is a UTC
+    (overall first, then each segment; units, revenue, profit, price, elasticity; the
+    design's primary estimator of each first). Without it, every look in publication order:
+    the running estimates. Column ``primary`` is True on the design's primary estimator of
+    each metric (the one the verdict and the report read). ``as_of`` is a UTC
     timestamp. The topic is read until every partition has caught up with the moment of the
     call (``idle``: seconds of broker answers without news that also end a partition).
 
@@ -109,7 +118,13 @@ def estimates(
             "check the id (pricelab experiment list) or wait for the analysis worker's first look"
         )
     rows = list(latest_of(docs).values()) if latest else docs
+    primary = primary_estimators(docs)
     frame = pd.DataFrame.from_records(rows)
+    frame["primary"] = [
+        primary.get((metric_name(r.get("metric")), r.get("segment") or "", r.get("arm") or ""))
+        == r["estimator"]
+        for r in rows
+    ]
     lead = [c for c in _LEAD if c in frame.columns]
     frame = frame[lead + [c for c in frame.columns if c not in lead]]
     frame["as_of"] = pd.to_datetime(frame["as_of"], utc=True, format="ISO8601")

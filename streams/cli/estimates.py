@@ -18,6 +18,14 @@ def estimates(
         bool, typer.Option("--follow", help="Keep printing new estimates until Ctrl-C.")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")] = False,
+    all_estimators: Annotated[
+        bool,
+        typer.Option(
+            "--all-estimators",
+            help="Every estimator's latest estimate, the design's primary one first; without "
+            "it, each metric's primary estimate only (the one the verdict and the report use).",
+        ),
+    ] = False,
     idle: Annotated[
         float,
         typer.Option(
@@ -26,7 +34,9 @@ def estimates(
     ] = 2.0,
 ) -> None:
     """The latest verdict (ship, do not ship, keep running), then the latest estimate of each
-    estimator (and each segment the spec names) of EXPERIMENT, read from the estimates topic.
+    metric (and each segment the spec names) of EXPERIMENT by the design's primary estimator,
+    the decision metric first (--all-estimators: the other estimators too), read from the
+    estimates topic.
     A price ladder's demand curve and recommended price follow (``kind: demand``).
     With --json, JSON lines: the verdict's first (``kind: verdict``), the demand curve's last."""
     from streams.client.estimates import (
@@ -51,8 +61,9 @@ def estimates(
         return render([doc], as_json)
 
     def shown(docs: list[dict[str, Any]]) -> Callable[[dict[str, Any]], None] | None:
-        latest = latest_of(docs)
         verdict = latest_verdict(docs)
+        lead = None if verdict is None else verdict.get("metric")
+        latest = latest_of(docs, primary_only=not all_estimators, lead=lead)
         if not latest and verdict is None and not follow:
             typer.echo(f"no estimate of {experiment} on {settings.topics.estimates} yet", err=True)
             raise typer.Exit(1)
@@ -62,6 +73,8 @@ def estimates(
             typer.echo("no verdict published yet (the analysis worker publishes one per look)\n")
         if latest:
             typer.echo(render(list(latest.values()), as_json))
+            if not all_estimators and not as_json and len(latest) < len(latest_of(docs)):
+                typer.echo("(each metric's primary estimator; --all-estimators shows the others)")
         demand = latest_demand(docs)
         if demand is not None:
             typer.echo(render([demand], True) if as_json else "\n" + render_demand(demand))

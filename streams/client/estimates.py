@@ -294,11 +294,34 @@ def render_verdict(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def latest_of(docs: list[dict[str, Any]]) -> dict[tuple[str, str, str, str], dict[str, Any]]:
+def primary_estimators(docs: list[dict[str, Any]]) -> dict[tuple[str, str, str], str]:
+    """(metric, segment, arm) -> the design's primary estimator of it: the first estimator
+    the worker published at that metric's latest look (it publishes the design's estimators
+    in order, so the first is the design's own choice, as the report's scorecard picks). An
+    estimate said not identified is passed over, except the elasticity's."""
+    first: dict[tuple[str, str, str], tuple[tuple[str, int], str]] = {}
+    for doc in docs:
+        if is_verdict(doc) or is_demand(doc):
+            continue
+        metric = metric_name(doc.get("metric"))
+        if doc.get("identified") is False and metric != "elasticity":
+            continue
+        key = (metric, doc.get("segment") or "", doc.get("arm") or "")
+        look = (str(doc.get("as_of") or ""), int(doc.get("n_periods") or 0))
+        if key not in first or look > first[key][0]:
+            first[key] = (look, doc["estimator"])  # a later look: its first estimator leads
+    return {key: estimator for key, (_, estimator) in first.items()}
+
+
+def latest_of(
+    docs: list[dict[str, Any]], *, primary_only: bool = False, lead: str | None = None
+) -> dict[tuple[str, str, str, str], dict[str, Any]]:
     """(metric, estimator, segment, arm) -> its latest estimate message (segment "" for the
     whole experiment; arm "" for treatment against control, else the arm a k-arm experiment's
     estimate compares with the control): the overall estimates first, then each segment's;
-    within them by metric, then arm. Verdicts and demand curves are not estimates
+    within them by metric (``lead``, the decision metric, first), then arm, the primary
+    estimator (:func:`primary_estimators`) before the others. ``primary_only`` keeps the
+    primary estimator's alone. Verdicts and demand curves are not estimates
     (:func:`latest_verdict`, :func:`latest_demand`)."""
     latest = {
         (
@@ -310,12 +333,20 @@ def latest_of(docs: list[dict[str, Any]]) -> dict[tuple[str, str, str, str], dic
         for doc in docs
         if not is_verdict(doc) and not is_demand(doc)
     }
-    return dict(
-        sorted(
-            latest.items(),
-            key=lambda kv: (kv[0][2] != "", kv[0][2], _METRIC_ORDER.get(kv[0][0], 9), kv[0][3]),
-        )
-    )
+    primary = primary_estimators(docs)
+
+    def is_primary(key: tuple[str, str, str, str]) -> bool:
+        return primary.get((key[0], key[2], key[3])) == key[1]
+
+    if primary_only:
+        latest = {k: v for k, v in latest.items() if is_primary(k)}
+
+    def order(key: tuple[str, str, str, str]) -> tuple[Any, ...]:
+        metric, _, segment, arm = key
+        rank = -1 if metric == lead else _METRIC_ORDER.get(metric, 9)
+        return (segment != "", segment, rank, arm, not is_primary(key))
+
+    return dict(sorted(latest.items(), key=lambda kv: order(kv[0])))
 
 
 def _cell(value: Any, fmt: str) -> str:

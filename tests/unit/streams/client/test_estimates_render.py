@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streams.client.estimates import latest_of, render
+from streams.client.estimates import latest_of, primary_estimators, render
 
 
 def _doc(
@@ -81,3 +81,31 @@ def test_a_k_arm_experiment_shows_every_arm_with_its_simultaneous_interval() -> 
     assert header[0] == "arm" and header[-3:] == ["sim_ci_low", "sim_ci_high", "sim_method"]
     assert lines[2].split()[0] == "p95" and lines[2].split()[-1] == "dunnett-t"
     assert "arm" not in render([_doc("dm", 1.0)]).splitlines()[0].split()
+
+
+def _look(estimator: str, metric: str, as_of: str, effect: float) -> dict[str, object]:
+    return _doc(estimator, effect, metric=metric) | {"as_of": as_of}
+
+
+def test_each_metric_shows_the_designs_primary_estimator_first_and_alone_by_default() -> None:
+    # look 1: fe's profit was not identified, so dm came first at that look; at look 2 the
+    # design's order (fe, dm) holds. The table follows the latest look's first estimator.
+    docs = [
+        _look("dm", "profit", "2026-06-01T00:00:00Z", 30.0),
+        {"estimator": "fe", "metric": "profit", "as_of": "2026-06-01T00:00:00Z",
+         "identified": False, "note": "one period"},
+        _look("fe", "units", "2026-06-02T00:00:00Z", 1.0),
+        _look("dm", "units", "2026-06-02T00:00:00Z", 2.0),
+        _look("fe", "profit", "2026-06-02T00:00:00Z", -1.9),
+        _look("dm", "profit", "2026-06-02T00:00:00Z", 30.5),
+    ]  # fmt: skip
+    assert primary_estimators(docs) == {("units", "", ""): "fe", ("profit", "", ""): "fe"}
+    every = latest_of(docs)
+    assert [k[:2] for k in every] == [
+        ("units", "fe"), ("units", "dm"), ("profit", "fe"), ("profit", "dm"),
+    ]  # fmt: skip
+    shown = latest_of(docs, primary_only=True, lead="profit")  # the verdict's metric leads
+    assert [(k[:2], d["effect"]) for k, d in shown.items()] == [
+        (("profit", "fe"), -1.9),
+        (("units", "fe"), 1.0),
+    ]
