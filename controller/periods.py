@@ -1,8 +1,12 @@
 """Period boundaries in the experiment's time zone.
 
-Periods are laid on the local wall clock: daily periods start at local midnight, so a
-23-hour or 25-hour DST day is exactly one period; sub-day periods start at local multiples
-of their length after midnight. Period 0 is the period that contains ``spec.start``.
+Periods are laid on a grid of the local wall clock: daily periods start at local midnight,
+so a 23-hour or 25-hour DST day is exactly one period; a period of n days starts at local
+midnight every n days from the local date of ``spec.start``; sub-day periods start at local
+multiples of their length after midnight. Period 0 is the grid's period that contains
+``spec.start`` (a PT1H experiment starting at 21:30 has period 0 from 21:00 to 22:00), so no
+period ends before ``start``, and the last one (:func:`last_period`) contains the instant
+before ``spec.end``. Negative indices are the grid's periods before the experiment.
 All returned datetimes are aware and in UTC.
 
 Sub-day periods keep a fixed number of slots per local day, so on a DST day one slot is
@@ -38,26 +42,69 @@ _DAY = timedelta(days=1)
 
 
 def _local_wall(zone: ZoneInfo, d: date, offset: timedelta) -> datetime:
-    """UTC instant of local wall time d 00:00 + offset; a wall time skipped by DST maps forward."""
+    """UTC instant of local wall time d 00:00 + offset; a wall time that a clock change skips
+    maps to the instant the clocks jump (the end of the gap), so the grid never goes back."""
     naive = datetime.combine(d, time(0)) + offset
-    aware = naive.replace(tzinfo=zone)
-    # round-trip through UTC: a nonexistent local time is normalised to the instant after the gap
-    return aware.astimezone(UTC)
+    # fold=0 reads a repeated wall time as its first occurrence, a skipped one with the
+    # offset before the jump (an instant after the gap's end); fold=1 with the offset after
+    late = naive.replace(tzinfo=zone).astimezone(UTC)
+    if late.astimezone(zone).replace(tzinfo=None) == naive:
+        return late
+    early = naive.replace(tzinfo=zone, fold=1).astimezone(UTC)
+    # a skipped wall time: the jump is the first instant in (early, late] whose wall time is
+    # past ``naive``; zone transitions fall on whole seconds
+    lo, hi = early, late
+    while hi - lo > timedelta(seconds=1):
+        mid = lo + (hi - lo) // 2
+        if mid.astimezone(zone).replace(tzinfo=None) > naive:
+            hi = mid
+        else:
+            lo = mid
+    return hi
 
 
-def _anchor(spec: PeriodGrid) -> date:
-    return spec.start.astimezone(spec.zone).date()
+def _grid_start(spec: PeriodGrid, day0: date, g: int) -> datetime:
+    """UTC start of slot ``g`` of the local grid counted from local midnight of ``day0``."""
+    if spec.period >= _DAY:
+        days = spec.period // _DAY
+        return _local_wall(spec.zone, day0 + timedelta(days=g * days), timedelta(0))
+    day, slot = divmod(g, _DAY // spec.period)
+    return _local_wall(spec.zone, day0 + timedelta(days=day), slot * spec.period)
+
+
+def _grid_index(spec: PeriodGrid, day0: date, ts: datetime) -> int:
+    """The grid slot (counted from local midnight of ``day0``) whose span holds ``ts``."""
+    local = ts.astimezone(spec.zone)
+    days = (local.date() - day0).days
+    if spec.period >= _DAY:
+        g = days // (spec.period // _DAY)
+    else:
+        since_midnight = timedelta(hours=local.hour, minutes=local.minute, seconds=local.second)
+        g = days * (_DAY // spec.period) + since_midnight // spec.period
+    # the wall-clock guess can be off by one around DST shifts; settle it on UTC instants
+    while ts < _grid_start(spec, day0, g):
+        g -= 1
+    while ts >= _grid_start(spec, day0, g + 1):
+        g += 1
+    return g
+
+
+def _origin(spec: PeriodGrid) -> tuple[date, int]:
+    """The grid's day (the local date of ``start``) and the slot of period 0 on it."""
+    memo = _memo(spec)
+    if memo is not None and "origin" in memo:
+        return memo["origin"]  # type: ignore[no-any-return]
+    day0 = spec.start.astimezone(spec.zone).date()
+    origin = day0, _grid_index(spec, day0, spec.start)
+    if memo is not None:
+        memo["origin"] = origin
+    return origin
 
 
 def period_start(spec: PeriodGrid, k: int) -> datetime:
     """UTC start of period k (k may be negative, for periods before the experiment)."""
-    zone = spec.zone
-    if spec.period >= _DAY:
-        days = spec.period // _DAY
-        return _local_wall(zone, _anchor(spec) + timedelta(days=k * days), timedelta(0))
-    per_day = _DAY // spec.period
-    day, slot = divmod(k, per_day)
-    return _local_wall(zone, _anchor(spec) + timedelta(days=day), slot * spec.period)
+    day0, g0 = _origin(spec)
+    return _grid_start(spec, day0, g0 + k)
 
 
 def period_bounds(spec: PeriodGrid, k: int) -> tuple[datetime, datetime]:
@@ -92,23 +139,11 @@ def previous_period(spec: PeriodGrid, k: int) -> int:
 
 
 def period_index(spec: PeriodGrid, ts: datetime) -> int:
-    """Index of the period containing instant ``ts`` (aware)."""
+    """Index of the period containing instant ``ts`` (aware); negative before period 0."""
     if ts.tzinfo is None:
         raise ValueError("timestamps must be timezone-aware")
-    local = ts.astimezone(spec.zone)
-    days = (local.date() - _anchor(spec)).days
-    if spec.period >= _DAY:
-        k = days // (spec.period // _DAY)
-    else:
-        per_day = _DAY // spec.period
-        since_midnight = timedelta(hours=local.hour, minutes=local.minute, seconds=local.second)
-        k = days * per_day + since_midnight // spec.period
-    # the wall-clock guess can be off by one around DST shifts; settle it on UTC instants
-    while ts < period_start(spec, k):
-        k -= 1
-    while ts >= period_start(spec, k + 1):
-        k += 1
-    return k
+    day0, g0 = _origin(spec)
+    return _grid_index(spec, day0, ts) - g0
 
 
 def first_period(spec: PeriodGrid) -> int:

@@ -146,7 +146,8 @@ class PeriodSlot:
     """One period of an experiment's grid as the market sees it (:meth:`Market.slots`).
 
     ``index`` is the experiment's period, ``day`` the market day it falls in (local date
-    minus ``start_date``), ``slot`` its position among the day's ``per_day`` periods,
+    minus ``start_date``), ``slot`` its position among the day's ``per_day`` periods (on the
+    local grid: an experiment that starts at 15:00 starts with hourly slot 15),
     ``[start, end)`` its instants, ``hour_weights`` the intraday profile's weight of each of
     its real hours (a DST day has 23 or 25; an hourly period in the spring gap has none), and
     ``mass`` its share of the day's demand.
@@ -398,6 +399,9 @@ class Market:
             weights = hourly[hours] if hours else np.zeros(0)
             if day not in day_mass:
                 day_mass[day] = float(hourly[local_hours(*self.day_window(day))].sum())
+            if not seen:  # the first period may start mid-day: its place on the day's grid
+                wall = local.hour * 3600 + local.minute * 60 + local.second
+                seen[day] = wall // (86400 // per_day) - 1
             slot = seen[day] = seen.get(day, -1) + 1
             out.append(
                 PeriodSlot(

@@ -84,7 +84,7 @@ from analysis.verdict import any_look_power
 from analysis.worker import fit_plan
 from controller.designs import design_matrices, design_of
 from controller.errors import SpecError
-from controller.periods import n_periods
+from controller.periods import n_periods, period_start
 from controller.spec import ExperimentSpec, load_spec
 from core.ports import EstimatorPlan
 from lab.errors import LabError
@@ -263,18 +263,19 @@ def plan_units(spec: ExperimentSpec, history: History) -> tuple[dict[str, Any], 
 
 
 def at_duration(spec: ExperimentSpec, fields: Mapping[str, Any], periods: int) -> ExperimentSpec:
-    """``spec`` restricted to its planned units and lasting ``periods`` periods (validated
-    again: a design may not fit the duration)."""
+    """``spec`` restricted to its planned units and lasting ``periods`` periods of its own
+    calendar (``controller.periods``: a day across a DST change is one period), validated
+    again: a design may not fit the duration."""
     raw = spec.model_dump(mode="python") | dict(fields)
-    raw["end"] = spec.start + spec.period * periods
+    raw["end"] = period_start(spec, periods)
     try:
         out = load_spec(raw)
     except SpecError as exc:
         raise LabError(f"experiment {spec.id!r} at {periods} periods: {exc}") from None
-    if n_periods(out) != periods:  # a calendar shorter or longer than the spec's nominal period
+    if n_periods(out) != periods:  # its last period is an hour the spring-forward night skips
         raise LabError(
-            f"experiment {spec.id!r} at {periods} periods has {n_periods(out)} periods in its "
-            f"time zone; plan with a whole number of periods"
+            f"experiment {spec.id!r} at {periods} periods would end in an hour its time zone "
+            f"skips; plan with {periods - 1} or {periods + 1} periods"
         )
     return out
 
