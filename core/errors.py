@@ -4,6 +4,8 @@
     ├── controller.errors.ConfigurationError   settings that cannot work (controller)
     ├── controller.errors.SpecError (ValueError) an experiment spec breaks a rule; names the field
     ├── controller.errors.CommandRefused (ValueError) a command the experiment's state refuses
+    │   └── UnknownExperiment            a command or a read names an experiment the store does
+    │                                    not know (pricelab.UnknownExperiment)
     ├── controller.errors.ConflictError  a product is already in a running experiment
     ├── controller.errors.StoreError     Redis state missing or inconsistent
     ├── controller.errors.EmbeddedStackError  the embedded broker or Redis failed to start
@@ -14,8 +16,8 @@
     │   └── analysis.spillover.SpilloverError (ValueError)  inconsistent spillover inputs
     ├── lab.errors.LabError (ValueError) a simulation or comparison cannot run as asked
     │   └── TooManyFailedFits            more of a plan's or comparison's fits failed than tolerated
-    ├── pricelab.api.NotPublished        the notebook API found nothing of an experiment on the
-    │                                    estimates topic (an unknown id, or no look yet)
+    ├── pricelab.api.NotPublished        the notebook API found no estimate of a known experiment
+    │                                    on the estimates topic (no look yet)
     ├── streams.errors.ServiceUnavailable  a broker or Redis that does not answer
     └── streams.errors.NoCompletedPeriod  a live panel (export, report) with no completed
                                          period yet on the stack's clock

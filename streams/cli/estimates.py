@@ -27,7 +27,8 @@ def estimates(
 ) -> None:
     """The latest verdict (ship, do not ship, keep running), then the latest estimate of each
     estimator (and each segment the spec names) of EXPERIMENT, read from the estimates topic.
-    A price ladder's demand curve and recommended price follow (``kind: demand``).
+    A price ladder's demand curve and recommended price follow (``kind: demand``). An id
+    that names no experiment is refused (exit 2); one with no estimate yet exits 1.
     With --json, JSON lines: the verdict's first (``kind: verdict``), the demand curve's last."""
     from streams.client.estimates import (
         all_estimates,
@@ -40,8 +41,12 @@ def estimates(
         render_demand,
         render_verdict,
     )
+    from streams.client.known import check_experiment
 
     settings = load_settings()
+    if follow:  # a typo would wait for ever: the id is checked first
+        check_experiment(settings, experiment)
+    nothing: list[bool] = []
 
     def one(doc: dict[str, Any]) -> str:
         if is_verdict(doc) and not as_json:
@@ -54,8 +59,8 @@ def estimates(
         latest = latest_of(docs)
         verdict = latest_verdict(docs)
         if not latest and verdict is None and not follow:
-            typer.echo(f"no estimate of {experiment} on {settings.topics.estimates} yet", err=True)
-            raise typer.Exit(1)
+            nothing.append(True)  # an unknown id, or no look yet: the store tells them apart
+            return None
         if verdict is not None:
             typer.echo(render([verdict], True) if as_json else render_verdict(verdict) + "\n")
         elif latest and not as_json:
@@ -76,6 +81,10 @@ def estimates(
         await all_estimates(settings, experiment, idle, then=shown, stop=stop)
 
     asyncio.run(run())
+    if nothing:
+        check_experiment(settings, experiment)  # an unknown id: one sentence, exit 2
+        typer.echo(f"no estimate of {experiment} on {settings.topics.estimates} yet", err=True)
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:
