@@ -13,12 +13,18 @@
     │   ├── PanelError (ValueError)      a panel fails validation at the door
     │   ├── InferenceError (ValueError)  a variance method is invalid for the data
     │   ├── ConvergenceError             an iterative solver did not converge
-    │   └── analysis.spillover.SpilloverError (ValueError)  inconsistent spillover inputs
+    │   ├── NotEstimable                 an estimator that does not estimate this metric
+    │   ├── analysis.spillover.SpilloverError (ValueError)  inconsistent spillover inputs
+    │   ├── analysis.graph.GraphError (ValueError)  a history that cannot become a graph
+    │   ├── analysis.shard_codec.BadPartial  a stored partial this version did not write
+    │   └── analysis.estimators.sums.PartsMismatch  partials that cannot be merged
     ├── lab.errors.LabError (ValueError) a simulation or comparison cannot run as asked
     │   └── TooManyFailedFits            more of a plan's or comparison's fits failed than tolerated
     ├── pricelab.api.NotPublished        the notebook API found no estimate of a known experiment
     │                                    on the estimates topic (no look yet)
     ├── streams.errors.ServiceUnavailable  a broker or Redis that does not answer
+    ├── streams.errors.PermissionDenied  Redis refused a role's user a command or key (NOPERM)
+    ├── streams.errors.TlsFailure        a TLS handshake failed; names the setting to fix
     └── streams.errors.NoCompletedPeriod  a live panel (export, report) with no completed
                                          period yet on the stack's clock
 
