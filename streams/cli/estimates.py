@@ -44,9 +44,10 @@ def estimates(
     from streams.client.known import check_experiment
 
     settings = load_settings()
-    if follow:  # a typo would wait for ever: the id is checked first
-        check_experiment(settings, experiment)
+    # nothing of EXPERIMENT on the topic: an unknown id, or no look yet; the store tells them
+    # apart (asked only then: a topic reader needs no Redis otherwise)
     nothing: list[bool] = []
+    known: list[bool] = []  # the store knows it: a --follow with nothing yet waits for news
 
     def one(doc: dict[str, Any]) -> str:
         if is_verdict(doc) and not as_json:
@@ -58,8 +59,8 @@ def estimates(
     def shown(docs: list[dict[str, Any]]) -> Callable[[dict[str, Any]], None] | None:
         latest = latest_of(docs)
         verdict = latest_verdict(docs)
-        if not latest and verdict is None and not follow:
-            nothing.append(True)  # an unknown id, or no look yet: the store tells them apart
+        if not latest and verdict is None and not (follow and known):
+            nothing.append(True)
             return None
         if verdict is not None:
             typer.echo(render([verdict], True) if as_json else render_verdict(verdict) + "\n")
@@ -83,8 +84,11 @@ def estimates(
     asyncio.run(run())
     if nothing:
         check_experiment(settings, experiment)  # an unknown id: one sentence, exit 2
-        typer.echo(f"no estimate of {experiment} on {settings.topics.estimates} yet", err=True)
-        raise typer.Exit(1)
+        if not follow:
+            typer.echo(f"no estimate of {experiment} on {settings.topics.estimates} yet", err=True)
+            raise typer.Exit(1)
+        known.append(True)
+        asyncio.run(run())  # a known experiment's first estimates, as they come
 
 
 def register(app: typer.Typer) -> None:
