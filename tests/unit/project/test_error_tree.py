@@ -24,7 +24,8 @@ MODULES = (
 
 def _leaves(cls: type) -> set[type]:
     out: set[type] = set()
-    for sub in cls.__subclasses__():
+    subs: list[type] = cls.__subclasses__()
+    for sub in subs:
         out |= {sub} | _leaves(sub)
     return out
 
