@@ -12,6 +12,7 @@ __all__ = [
     "PricelabError",
     "SpecError",
     "StoreError",
+    "UnknownExperiment",
 ]
 
 
@@ -31,6 +32,16 @@ class SpecError(PricelabError, ValueError):
 class CommandRefused(PricelabError, ValueError):
     """A command that does not apply to the experiment's state (controller.lifecycle), or
     names an experiment that does not exist. The message is one sentence saying why."""
+
+
+class UnknownExperiment(CommandRefused):
+    """A command or a read names an experiment the store does not know: a typo, or an id
+    never created (controller.lifecycle.check_known says the sentence). ``experiments``: the
+    ids named that no experiment has (a freeze may name several)."""
+
+    def __init__(self, experiments: str | tuple[str, ...], message: str) -> None:
+        self.experiments = (experiments,) if isinstance(experiments, str) else experiments
+        super().__init__(message)
 
 
 class ConflictError(PricelabError):

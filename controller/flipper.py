@@ -437,8 +437,10 @@ class Flipper:
             await self.clock.sync()
             now = self.clock.now()
             if spec.id in await self.store.experiment_ids():
-                held = (await self.store.get_experiment(spec.id)).spec
-                if held.to_json() != spec.to_json():
+                held = await self.store.get_experiment(spec.id)
+                # a stopped or ended experiment's id is not reused, whatever the spec
+                lifecycle.check_recreate(spec.id, held.lifecycle.phase, held.spec.end)
+                if held.spec.to_json() != spec.to_json():
                     raise ConflictError(f"experiment {spec.id!r} already exists, with another spec")
                 await self._tick()  # a repeat (a redelivered command): it exists as asked
                 return await self._reply(spec.id, "created")
@@ -497,8 +499,7 @@ class Flipper:
         return await self.store.next_trail()
 
     async def _known(self, exp_id: str) -> None:
-        if exp_id not in await self.store.experiment_ids():
-            raise CommandRefused(f"there is no experiment {exp_id!r}")
+        lifecycle.check_known(exp_id, await self.store.experiment_ids())
 
     async def _reply(self, exp_id: str, already: str | None = None) -> Reply:
         st = await self.store.get_experiment(exp_id)

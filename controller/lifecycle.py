@@ -32,12 +32,13 @@ outcome's effects out (controller/flipper.py); it decides nothing itself.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 
-from controller.errors import CommandRefused
+from controller.errors import CommandRefused, UnknownExperiment
 from core import status
 
 
@@ -298,6 +299,37 @@ def stored_status(phase: Phase) -> str:
 
 
 # ------------------------------------------------------------------ checks of commands
+def check_known(experiment: str, known: Iterable[str]) -> None:
+    """Raise :class:`UnknownExperiment` unless ``experiment`` is one of the ``known`` ids (the
+    store's index): one sentence, with the nearest id when one is close (a typo)."""
+    ids = list(known)
+    if experiment in ids:
+        return
+    near = difflib.get_close_matches(experiment, ids, n=1, cutoff=0.75)
+    hint = f"did you mean {near[0]!r}? " if near else ""
+    raise UnknownExperiment(
+        experiment,
+        f"there is no experiment {experiment!r} ({hint}pricelab experiment list shows them)",
+    )
+
+
+def check_recreate(experiment: str, phase: Phase, end: datetime) -> None:
+    """A create of an id that exists is a repeat (a retried command) only while the experiment
+    is not final: a stopped or ended experiment's id is not reused (its trail, panel and
+    estimates stay under it), whatever the spec."""
+    if phase is Phase.STOPPED:
+        raise CommandRefused(
+            f"experiment {experiment!r} was stopped, and ids are not reused (its trail, panel "
+            "and estimates stay under it): create the experiment again under a new id"
+        )
+    if phase is Phase.ENDED:
+        raise CommandRefused(
+            f"experiment {experiment!r} ended at {end.isoformat()}, and ids are not reused (its "
+            "trail, panel and estimates stay under it): create the experiment again under a "
+            "new id"
+        )
+
+
 def check_create(
     experiment: str, start: datetime, end: datetime, now: datetime, backfill: bool
 ) -> None:
@@ -331,12 +363,20 @@ def check_freeze(
             f"freeze {freeze_id!r} ends at {end.isoformat()}, before now ({now.isoformat()}): "
             "a freeze entirely in the past changes nothing"
         )
-    for exp in experiments or ():
-        st = states.get(exp)
-        if st is None or st.phase is Phase.CREATING:  # nothing of it is visible yet
-            raise CommandRefused(
-                f"freeze {freeze_id!r} names experiment {exp!r}, which does not exist"
-            )
+    named = list(experiments or ())
+    # nothing of an experiment being created is visible yet
+    missing = tuple(e for e in named if e not in states or states[e].phase is Phase.CREATING)
+    if missing:
+        which = (
+            f"experiment {missing[0]!r}, which does not exist"
+            if len(missing) == 1
+            else f"experiments {', '.join(map(repr, missing))}, which do not exist"
+        )
+        raise UnknownExperiment(
+            missing, f"freeze {freeze_id!r} names {which} (pricelab experiment list shows them)"
+        )
+    for exp in named:
+        st = states[exp]
         if st.final:
             raise CommandRefused(
                 f"freeze {freeze_id!r} names experiment {exp!r}, which is {st.phase.value}: "

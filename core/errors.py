@@ -4,6 +4,8 @@
     ├── controller.errors.ConfigurationError   settings that cannot work (controller)
     ├── controller.errors.SpecError (ValueError) an experiment spec breaks a rule; names the field
     ├── controller.errors.CommandRefused (ValueError) a command the experiment's state refuses
+    │   └── UnknownExperiment            a command or a read names an experiment the store does
+    │                                    not know (pricelab.UnknownExperiment)
     ├── controller.errors.ConflictError  a product is already in a running experiment
     ├── controller.errors.StoreError     Redis state missing or inconsistent
     ├── controller.errors.EmbeddedStackError  the embedded broker or Redis failed to start
@@ -11,12 +13,18 @@
     │   ├── PanelError (ValueError)      a panel fails validation at the door
     │   ├── InferenceError (ValueError)  a variance method is invalid for the data
     │   ├── ConvergenceError             an iterative solver did not converge
-    │   └── analysis.spillover.SpilloverError (ValueError)  inconsistent spillover inputs
+    │   ├── NotEstimable                 an estimator that does not estimate this metric
+    │   ├── analysis.spillover.SpilloverError (ValueError)  inconsistent spillover inputs
+    │   ├── analysis.graph.GraphError (ValueError)  a history that cannot become a graph
+    │   ├── analysis.shard_codec.BadPartial  a stored partial this version did not write
+    │   └── analysis.estimators.sums.PartsMismatch  partials that cannot be merged
     ├── lab.errors.LabError (ValueError) a simulation or comparison cannot run as asked
     │   └── TooManyFailedFits            more of a plan's or comparison's fits failed than tolerated
-    ├── pricelab.api.NotPublished        the notebook API found nothing of an experiment on the
-    │                                    estimates topic (an unknown id, or no look yet)
+    ├── pricelab.api.NotPublished        the notebook API found no estimate of a known experiment
+    │                                    on the estimates topic (no look yet)
     ├── streams.errors.ServiceUnavailable  a broker or Redis that does not answer
+    ├── streams.errors.PermissionDenied  Redis refused a role's user a command or key (NOPERM)
+    ├── streams.errors.TlsFailure        a TLS handshake failed; names the setting to fix
     └── streams.errors.NoCompletedPeriod  a live panel (export, report) with no completed
                                          period yet on the stack's clock
 

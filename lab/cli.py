@@ -135,7 +135,7 @@ def simulate_command(
         typer.Option(
             "--days",
             help="Without --spec: days to simulate (default 28). With --live: periods to play "
-            "(default: all, then the end).",
+            "(default: all, then the end), from the next one of an experiment already running.",
         ),
     ] = None,
     allocation: Annotated[
@@ -159,7 +159,8 @@ def simulate_command(
             "through the commands topic, move the simulated clock period by period, send its "
             "sales and print the estimates the analysis worker publishes (workers and this "
             "command with PRICELAB_CLOCK=simulated). --days: the periods to play (default: "
-            "all, then the end); the experiment stays running after fewer.",
+            "all, then the end); the experiment stays running after fewer, and the same "
+            "command again (same spec and --seed) continues it from the next period.",
         ),
     ] = False,
     analysis_metrics: Annotated[

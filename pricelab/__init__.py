@@ -6,6 +6,7 @@ objects, and the CLI's fit of a panel (docs/notebook.md).
     pricelab.estimates("walkthrough", latest=True)   # DataFrame: latest per metric, estimator
     pricelab.estimates("walkthrough")                # DataFrame: every look, as published
     pricelab.verdict("walkthrough")                  # Series, or None before the first verdict
+                                                     # (an unknown id: UnknownExperiment)
     df = pricelab.panel("walkthrough")               # DataFrame: the panel the worker analyses
     pricelab.analyze(df, "profit", method="fe")      # EstimateResult: summary_frame, conf_int
 
@@ -21,6 +22,7 @@ imports it.
 from __future__ import annotations
 
 from analysis.results import EstimateResult
+from controller.errors import UnknownExperiment
 from core.errors import PricelabError
 from pricelab.api import NotPublished, analyze, estimates, panel, settings, verdict
 
@@ -28,6 +30,7 @@ __all__ = [
     "EstimateResult",
     "NotPublished",
     "PricelabError",
+    "UnknownExperiment",
     "analyze",
     "estimates",
     "panel",

@@ -26,6 +26,7 @@ from controller.settings import KafkaSettings, RedisSettings, Settings, load_set
 from core.errors import PricelabError
 from core.ports import metric_name
 from pricelab._sync import run
+<<<<<<< HEAD
 from streams.client.estimates import (
     all_estimates,
     is_verdict,
@@ -33,11 +34,16 @@ from streams.client.estimates import (
     latest_verdict,
     primary_estimators,
 )
+=======
+from streams.client.estimates import all_estimates, is_verdict, latest_of, latest_verdict
+from streams.client.known import check_experiment_async
+>>>>>>> operator
 from streams.client.panel import read_panel
 
 
 class NotPublished(PricelabError):
-    """Nothing of the experiment on the estimates topic: an unknown id, or no look yet."""
+    """No estimate of a known experiment on the estimates topic: no look yet (an unknown id
+    is :class:`UnknownExperiment`)."""
 
 
 #: the columns an estimates frame starts with (the rest follow in the message's order)
@@ -80,8 +86,11 @@ def _settings(
 
 def _messages(experiment: str, config: Settings, idle: float) -> list[dict[str, Any]]:
     """The experiment's messages on the estimates topic (estimates and verdicts), in the
-    order published."""
-    return run(lambda: all_estimates(config, experiment, idle))
+    order published; none of an id the store does not know raises UnknownExperiment."""
+    found = run(lambda: all_estimates(config, experiment, idle))
+    if not found:  # an unknown id, or no look yet: the store tells them apart
+        run(lambda: check_experiment_async(config, experiment))
+    return found
 
 
 def estimates(
@@ -89,6 +98,7 @@ def estimates(
     *,
     latest: bool = False,
     bootstrap_servers: str | None = None,
+    redis_url: str | None = None,
     settings: Settings | None = None,
     idle: float = 2.0,
 ) -> pd.DataFrame:
@@ -104,18 +114,19 @@ def estimates(
     timestamp. The topic is read until every partition has caught up with the moment of the
     call (``idle``: seconds of broker answers without news that also end a partition).
 
-    Raises ``NotPublished`` when the topic holds no estimate of ``experiment`` (a wrong id,
-    or the analysis worker has not looked yet) and ``ServiceUnavailable`` when the broker
-    does not answer, each with one sentence.
+    Raises ``UnknownExperiment`` when the topic holds nothing of ``experiment`` and no
+    experiment has that id (Redis, at ``redis_url``, is asked then), ``NotPublished`` when
+    the analysis worker has not looked yet, and ``ServiceUnavailable`` when the broker or
+    Redis does not answer, each with one sentence.
     Example: ``pricelab.estimates("walkthrough", latest=True)[["metric", "estimator",
     "effect"]]``.
     """
-    config = _settings(settings, bootstrap_servers, None)
+    config = _settings(settings, bootstrap_servers, redis_url)
     docs = [d for d in _messages(experiment, config, idle) if not is_verdict(d)]
     if not docs:
         raise NotPublished(
             f"no estimate of experiment {experiment!r} on {config.topics.estimates} yet: "
-            "check the id (pricelab experiment list) or wait for the analysis worker's first look"
+            "wait for the analysis worker's first look"
         )
     rows = list(latest_of(docs).values()) if latest else docs
     primary = primary_estimators(docs)
@@ -135,16 +146,19 @@ def verdict(
     experiment: str,
     *,
     bootstrap_servers: str | None = None,
+    redis_url: str | None = None,
     settings: Settings | None = None,
     idle: float = 2.0,
 ) -> pd.Series | None:
     """The latest verdict the analysis worker published for ``experiment`` (``verdict``:
     ship, do_not_ship or keep_running; the decision metric, the rule and the reason, the
     relative effect and its confidence sequence, guardrails, ``more_days``), as a Series
-    named by the experiment; None when no verdict has been published yet.
+    named by the experiment; None when no verdict has been published yet. An id no
+    experiment has raises ``UnknownExperiment`` (Redis, at ``redis_url``, is asked when the
+    topic holds nothing of it), never None.
     Example: ``pricelab.verdict("walkthrough")["verdict"]``.
     """
-    config = _settings(settings, bootstrap_servers, None)
+    config = _settings(settings, bootstrap_servers, redis_url)
     found = latest_verdict(_messages(experiment, config, idle))
     if found is None:
         return None
@@ -168,7 +182,7 @@ def panel(
     :func:`analyze` refuses to lump more than two arms together that way).
 
     Read as of the stack's clock (the one its controller runs on), as the CLI reads it.
-    Raises ``StoreError`` for an unknown experiment, ``NoCompletedPeriod`` before its first
+    Raises ``UnknownExperiment`` for an id no experiment has, ``NoCompletedPeriod`` before its first
     period ends and ``ServiceUnavailable`` when Redis does not answer, each with one sentence.
     Example: ``df = pricelab.panel("walkthrough")``.
     """

@@ -36,8 +36,9 @@ def estimates(
     """The latest verdict (ship, do not ship, keep running), then the latest estimate of each
     metric (and each segment the spec names) of EXPERIMENT by the design's primary estimator,
     the decision metric first (--all-estimators: the other estimators too), read from the
-    estimates topic.
-    A price ladder's demand curve and recommended price follow (``kind: demand``).
+    estimates topic. A price ladder's demand curve and recommended price follow (``kind:
+    demand``). An id that names no experiment is refused (exit 2); one with no estimate yet
+    exits 1.
     With --json, JSON lines: the verdict's first (``kind: verdict``), the demand curve's last."""
     from streams.client.estimates import (
         all_estimates,
@@ -50,8 +51,13 @@ def estimates(
         render_demand,
         render_verdict,
     )
+    from streams.client.known import check_experiment
 
     settings = load_settings()
+    # nothing of EXPERIMENT on the topic: an unknown id, or no look yet; the store tells them
+    # apart (asked only then: a topic reader needs no Redis otherwise)
+    nothing: list[bool] = []
+    known: list[bool] = []  # the store knows it: a --follow with nothing yet waits for news
 
     def one(doc: dict[str, Any]) -> str:
         if is_verdict(doc) and not as_json:
@@ -64,9 +70,9 @@ def estimates(
         verdict = latest_verdict(docs)
         lead = None if verdict is None else verdict.get("metric")
         latest = latest_of(docs, primary_only=not all_estimators, lead=lead)
-        if not latest and verdict is None and not follow:
-            typer.echo(f"no estimate of {experiment} on {settings.topics.estimates} yet", err=True)
-            raise typer.Exit(1)
+        if not latest and verdict is None and not (follow and known):
+            nothing.append(True)
+            return None
         if verdict is not None:
             typer.echo(render([verdict], True) if as_json else render_verdict(verdict) + "\n")
         elif latest and not as_json:
@@ -89,6 +95,13 @@ def estimates(
         await all_estimates(settings, experiment, idle, then=shown, stop=stop)
 
     asyncio.run(run())
+    if nothing:
+        check_experiment(settings, experiment)  # an unknown id: one sentence, exit 2
+        if not follow:
+            typer.echo(f"no estimate of {experiment} on {settings.topics.estimates} yet", err=True)
+            raise typer.Exit(1)
+        known.append(True)
+        asyncio.run(run())  # a known experiment's first estimates, as they come
 
 
 def register(app: typer.Typer) -> None:

@@ -149,8 +149,11 @@ def experiment_freeze(
     ],
     experiment: Annotated[
         list[str] | None,
-        typer.Option(help="An experiment to freeze (repeatable); every experiment when absent."),
+        typer.Option(help="An experiment to freeze (repeatable); or --all."),
     ] = None,
+    every: Annotated[
+        bool, typer.Option("--all", help="Freeze every experiment (instead of --experiment).")
+    ] = False,
     reason: Annotated[
         str,
         typer.Option(help="Why (required: shown in blackout explanations and the audit trail)."),
@@ -161,8 +164,9 @@ def experiment_freeze(
     timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait for the reply.")] = 60.0,
     as_: ActorOption = None,
 ) -> None:
-    """Freeze prices: from START to END every product of the experiments runs the control
-    policy and its data is blacked out (a washout follows the return to the design)."""
+    """Freeze prices: from START to END every product of the experiments named with
+    --experiment (or of every experiment, with --all) runs the control policy and its data is
+    blacked out (a washout follows the return to the design)."""
     import hashlib
 
     from controller.blackout import load_freeze
@@ -171,6 +175,13 @@ def experiment_freeze(
 
     settings = load_settings()
     actor = command_actor(as_, settings)
+    if not experiment and not every:
+        fail(
+            "a freeze names what it freezes: --experiment ID (repeatable), or --all to freeze "
+            "every experiment"
+        )
+    if experiment and every:
+        fail("--all freezes every experiment: give it or --experiment, not both")
     if reason_missing("freeze", reason):
         fail("a freeze needs --reason: why, for the experiment's audit trail")
     # the controller's clock, read once, and only if a relative time needs it
@@ -227,10 +238,13 @@ def experiment_history(
     """The experiment's audit trail in time order: every command it was sent (accepted or
     refused, by whom, why) and every decision the controller took (flips, missed flips,
     freezes, guardrail trips: by which worker), read from the experiment-events topic as far
-    as its retention keeps them."""
+    as its retention keeps them. An id that names no experiment is refused."""
     from streams.client.history import read_trail, render
+    from streams.client.known import check_experiment
 
-    trail = asyncio.run(read_trail(load_settings(), experiment, timeout))
+    settings = load_settings()
+    check_experiment(settings, experiment)  # a typo is refused, not shown an empty trail
+    trail = asyncio.run(read_trail(settings, experiment, timeout))
     if as_json:
         typer.echo(
             json.dumps(

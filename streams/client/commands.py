@@ -15,9 +15,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from controller import in_force
 from controller.blackout import load_freeze
-from controller.errors import CommandRefused
 from controller.settings import Settings
 from controller.store import ExperimentState, Store, make_redis
+from streams.client.known import known
 from streams.client.stack_clock import stack_clock
 from streams.errors import OPERATOR, services_answer
 from streams.worker.kafka import JsonPublisher
@@ -160,8 +160,7 @@ def read_experiments(settings: Settings) -> list[dict[str, Any]]:
 
 async def read_summary(store: Store, exp_id: str) -> dict[str, Any]:
     """One experiment as ``pricelab experiment show`` prints it, without its spec."""
-    if exp_id not in await store.experiment_ids():
-        raise CommandRefused(f"there is no experiment {exp_id!r}")
+    await known(store, exp_id)
     s = await store.get_experiment(exp_id)
     return _summary(s) | {
         "published": s.published,
@@ -185,8 +184,8 @@ def read_freezes(settings: Settings, exp_id: str | None = None) -> list[dict[str
     whether it is ahead, in force or over by the controller's clock."""
 
     async def fn(store: Store) -> list[dict[str, Any]]:
-        if exp_id is not None and exp_id not in await store.experiment_ids():
-            raise CommandRefused(f"there is no experiment {exp_id!r}")
+        if exp_id is not None:
+            await known(store, exp_id)
         now = await _now(settings, store)
         cancelled = {d["id"]: d for d in await store.cancelled_freezes()}
         docs = {d["id"]: d for d in await store.freezes()}

@@ -20,6 +20,7 @@ from controller.periods import n_periods, period_bounds
 from controller.settings import Settings
 from controller.spec import ExperimentSpec
 from controller.store import ExperimentState, Store, make_redis
+from streams.client.known import known
 from streams.client.stack_clock import describe, stack_clock
 from streams.errors import OPERATOR, NoCompletedPeriod, services_answer
 
@@ -39,6 +40,7 @@ async def _read(settings: Settings, experiment: str) -> tuple[pd.DataFrame, Expe
             redis_url=settings.redis.url.get_secret_value(), acl=(settings, OPERATOR)
         ):
             store = Store(redis, settings.key_prefix)
+            await known(store, experiment)
             clock = await stack_clock(settings, store)
             state = await store.get_experiment(experiment)
             df = await RedisPanelSource(store, clock).panel(experiment, clock.now())

@@ -79,11 +79,13 @@ async def _read_live(
     from controller.in_force import status_in_force
     from controller.panel_source import RedisPanelSource
     from controller.store import Store
+    from streams.client.known import known
     from streams.client.panel import no_completed_period
     from streams.client.stack_clock import stack_clock
     from streams.errors import NoCompletedPeriod
 
     store = Store(redis, settings.key_prefix)
+    await known(store, experiment)
     clock = await stack_clock(settings, store)  # the stack's, whatever this shell's
     source = RedisPanelSource(store, clock)
     state = await store.get_experiment(experiment)

@@ -85,6 +85,8 @@ class LiveRun:
     control_units: np.ndarray = field(init=False, repr=False)  # E[units | never treated]
     window_share: np.ndarray = field(init=False, repr=False)
     units_sent: int = 0
+    #: the periods played so far (by :meth:`LiveDriver.run`, and the runs it continued)
+    played: int = 0
     events_sent: int = 0
     estimates: list[dict[str, Any]] = field(default_factory=list, repr=False)
     verdicts: list[dict[str, Any]] = field(default_factory=list, repr=False)
@@ -288,6 +290,9 @@ class LiveDriver:
         self.cfg = cfg or DriverConfig()
         self.say = say or (lambda _msg: None)
         self._assigned: dict[tuple[str, int, str], tuple[int, dict[str, Any]]] = {}
+        #: the first message of each (experiment, period, product): the flip's, which a
+        #: continued run's replay of the periods played before it reads (:meth:`resume`)
+        self._flip_msg: dict[tuple[str, int, str], tuple[int, dict[str, Any]]] = {}
         self._looks: dict[float, set[tuple[str, str | None, str, str, str]]] = {}
         self._instants: dict[float, int] = {}  # look instant -> periods complete at it
         self._runs: dict[str, LiveRun] = {}
@@ -328,6 +333,9 @@ class LiveDriver:
                     seen = self._assigned.get(key)
                     if seen is None or doc["seq"] >= seen[0]:
                         self._assigned[key] = (int(doc["seq"]), doc)
+                    first = self._flip_msg.get(key)
+                    if first is None or doc["seq"] < first[0]:
+                        self._flip_msg[key] = (int(doc["seq"]), doc)
 
     def _estimate(self, doc: dict[str, Any]) -> None:
         """An estimate, a verdict (``kind: verdict``) or a demand curve (``kind: demand``):
@@ -378,20 +386,70 @@ class LiveDriver:
             if not reply.get("ok"):
                 raise RuntimeError(f"create {run.id} refused: {reply.get('error')}")
 
+    async def resume(self, run: LiveRun, first: int) -> None:
+        """Take over ``run``'s experiment, which an earlier run played up to period ``first``
+        (its looks done; the experiment running): the periods before are replayed without
+        sending anything - their flips' assignments read back from the topic, the market's
+        periods and sales drawn again from the same seeds - so the run goes on as one that
+        was never interrupted would, truths included; their looks' estimates are read back
+        as theirs. Raises ValueError when the sales counted in Redis are not the ones the
+        replay draws (another seed or market than the first run's)."""
+        self._runs[run.id] = run
+        for d in range(first):
+            p_start, p_end = period_bounds(run.spec, d)
+            if p_start != p_end:
+                self._instants[(p_end - timedelta(milliseconds=1)).timestamp()] = d
+
+        async def flips_read() -> bool:
+            return all(
+                (run.id, d, p) in self._flip_msg
+                for d in range(first)
+                if period_bounds(run.spec, d)[0] != period_bounds(run.spec, d)[1]
+                for p in run.index
+            )
+
+        await self._until(f"assignments of the {first} periods played", flips_read)
+        run.played = first
+        drawn = 0.0
+        for d in range(first):
+            p_start, p_end = period_bounds(run.spec, d)
+            if p_start == p_end:
+                continue
+            for product in run.index:
+                run.record(d, product, self._flip_msg[(run.id, d, product)][1], p_end)
+            slot = run.slots[d]
+            profile = None if run.daily else slot.hour_weights
+            run.window_share[d] = run.market.window_share(p_start, p_end, run.spec.washout, profile)
+            _, events = self._day(run, d, p_start, p_end)
+            drawn += sum(e["units"] for e in events)
+            run.events_sent += len(events)
+        totals = await self.store.totals(run.id)
+        counted = sum(v for k, v in totals.items() if k.startswith("units:"))
+        if abs(counted - drawn) > 1e-6 * max(1.0, abs(drawn)):
+            raise ValueError(
+                f"the {counted:g} units counted for {run.id!r} in its {first} periods played are "
+                f"not the {drawn:g} this market's seed draws for them: continue it with the "
+                "--seed (and --market) of the run that created it"
+            )
+        run.units_sent = counted
+
     async def run(
         self,
         runs: Sequence[LiveRun],
         before_look: Callable[[int], Awaitable[None]] | None = None,
         after_look: Callable[[int], Awaitable[None]] | None = None,
         periods: int | None = None,
+        first: int = 0,
     ) -> None:
         """Every period of the runs (which share their calendar), then the final look; or
-        only the first ``periods`` periods, leaving the experiments running.
+        only ``periods`` periods, leaving the experiments running. ``first``: the period to
+        begin with (a continued run: :meth:`resume`).
 
         ``before_look(d)`` runs once period d's sales are in (the clock 2 ms before the
         period's end), ``after_look(d)`` once the look, 1 ms later, is recorded."""
         spec0 = runs[0].spec
-        days = n_periods(spec0) if periods is None else min(periods, n_periods(spec0))
+        left = n_periods(spec0) - first
+        days = first + (left if periods is None else min(periods, left))
         for run in runs:
             if (run.spec.start, run.spec.end, run.spec.timezone, run.spec.period) != (
                 spec0.start, spec0.end, spec0.timezone, spec0.period,
@@ -403,7 +461,7 @@ class LiveDriver:
                 "the driver delivers a period's competitor prices at its end: run the workers "
                 "with trigger_watermark_lag of at least one period (lockstep_settings)"
             )
-        for d in range(days):
+        for d in range(first, days):
             p_start, p_end = period_bounds(spec0, d)
             if p_start == p_end:  # an hour the spring-forward night skips: no flip, no sale
                 continue
@@ -423,6 +481,8 @@ class LiveDriver:
             if before_look is not None:
                 await before_look(d)
             await self._look(p_end - timedelta(milliseconds=1), d)
+            for run in runs:
+                run.played = d + 1
             if after_look is not None:
                 await after_look(d)
         if days < n_periods(spec0):
@@ -467,19 +527,9 @@ class LiveDriver:
     ) -> None:
         topics = self.settings.topics
         for run in runs:
-            market = run.market
-            if run.expected_triggers is not None:
-                for e in _with_end_of_day(self._competitor_events(run, d), p_end):
-                    run.expected_triggers.observe_competitor(
-                        e["product"], e["competitor"], e["price"], e["observed_at"]
-                    )
-                    await self.publisher.send(
-                        topics.competitor_prices, _price_bytes(e), e["product"]
-                    )
-                run.expected_triggers.advance(p_end - timedelta(milliseconds=2))
-            out = run.draw_period(d)
-            profile = None if run.daily else run.slots[d].hour_weights
-            events = market.sale_events(d, p_start, p_end, out, run.rng, profile)
+            prices, events = self._day(run, d, p_start, p_end)
+            for e in prices:
+                await self.publisher.send(topics.competitor_prices, _price_bytes(e), e["product"])
             for e in events:
                 await self.publisher.send(topics.sales, _sale_bytes(e), e["product"])
                 run.units_sent += e["units"]
@@ -489,6 +539,24 @@ class LiveDriver:
                 await self.publisher.send(topics.sales, _malformed(j, p_start), None)
             run.events_sent += len(events)
         await self.publisher.flush()
+
+    def _day(
+        self, run: LiveRun, d: int, p_start: datetime, p_end: datetime
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Period d of ``run``'s world: its competitor prices (a triggered design's, observed
+        by the run's trigger tracker) and the market's sales under the arms in force, drawn
+        from the run's streams (so a replay of the same periods draws the same)."""
+        prices: list[dict[str, Any]] = []
+        if run.expected_triggers is not None:
+            prices = _with_end_of_day(self._competitor_events(run, d), p_end)
+            for e in prices:
+                run.expected_triggers.observe_competitor(
+                    e["product"], e["competitor"], e["price"], e["observed_at"]
+                )
+            run.expected_triggers.advance(p_end - timedelta(milliseconds=2))
+        out = run.draw_period(d)
+        profile = None if run.daily else run.slots[d].hour_weights
+        return prices, run.market.sale_events(d, p_start, p_end, out, run.rng, profile)
 
     async def _accounted(self, runs: Sequence[LiveRun]) -> bool:
         for run in runs:

@@ -9,7 +9,13 @@ import logging
 from collections.abc import Sequence
 
 from controller.clock import Clock
-from controller.errors import CommandRefused, ConflictError, SpecError, StoreError
+from controller.errors import (
+    CommandRefused,
+    ConflictError,
+    SpecError,
+    StoreError,
+    UnknownExperiment,
+)
 from controller.flipper import Flipper
 from controller.lifecycle import Kind, reason_missing
 from controller.spec import load_spec
@@ -111,6 +117,7 @@ class CommandHandler:
         order = await self.flipper.trail_order() if self.events_topic is not None else None
         refusal = command_refusal(cmd, self.actors)
         named = experiment_named(cmd)
+        unknown: tuple[str, ...] = ()  # ids the store does not know: no trail is kept under them
         if refusal is not None:
             reply = CommandReply(
                 command_id=cmd.command_id, ok=False, experiment=named, error=refusal
@@ -125,24 +132,30 @@ class CommandHandler:
                     detail=detail,
                 )
             except (SpecError, ConflictError, StoreError, CommandRefused, ValueError) as exc:
+                if isinstance(exc, UnknownExperiment):
+                    unknown = exc.experiments
                 reply = CommandReply(
                     command_id=cmd.command_id, ok=False, experiment=named, error=str(exc)
                 )
         self.metrics.commands.labels(cmd.kind.value, "ok" if reply.ok else "refused").inc()
-        await self._trail(cmd, reply, order)
+        await self._trail(cmd, reply, order, unknown)
         await self.publisher.send(self.reply_topic, reply, cmd.command_id)
         await self.publisher.flush()
         return reply
 
-    async def _trail(self, cmd: Command, reply: CommandReply, order: int | None) -> None:
+    async def _trail(
+        self, cmd: Command, reply: CommandReply, order: int | None, unknown: tuple[str, ...] = ()
+    ) -> None:
         """One ``command`` record per experiment the command names, accepted or refused, before
         the reply: an operator who has the reply can find it in the trail. ``order``: its
-        place in the trail, taken when the command was received."""
+        place in the trail, taken when the command was received. ``unknown``: ids the
+        command was refused for because no experiment has them; nothing is kept under those (a
+        typo's commands would otherwise make a trail of an experiment that does not exist)."""
         if self.events_topic is None:
             return
         await self.clock.sync()
         now = self.clock.now()
-        for experiment, detail in trail_records(cmd, reply):
+        for experiment, detail in trail_records(cmd, reply, unknown):
             if order is not None:
                 detail = detail | {"order": order}
             event = ExperimentEvent(experiment=experiment, kind="command", at=now, detail=detail)
@@ -209,9 +222,13 @@ def command_refusal(cmd: Command, actors: str = "") -> str | None:
     return None
 
 
-def trail_records(cmd: Command, reply: CommandReply) -> list[tuple[str, dict[str, object]]]:
+def trail_records(
+    cmd: Command, reply: CommandReply, unknown: tuple[str, ...] = ()
+) -> list[tuple[str, dict[str, object]]]:
     """(experiment, detail) of the audit records of one command: under the experiment it
-    names (a create: its spec's id; a freeze: each experiment it lists), else under FLEET."""
+    names (a create: its spec's id; a freeze: each experiment it lists), else under FLEET;
+    none under ``unknown``, ids the command was refused for because no experiment has them
+    (and none at all when it names no other)."""
     detail: dict[str, object] = {
         "command_id": cmd.command_id,
         "command": cmd.kind.value,
@@ -234,4 +251,6 @@ def trail_records(cmd: Command, reply: CommandReply) -> list[tuple[str, dict[str
     elif cmd.kind is CommandKind.FREEZE and isinstance((cmd.freeze or {}).get("experiments"), list):
         targets = [str(x) for x in (cmd.freeze or {})["experiments"]]
     named = [t for t in targets if is_ident(t)]
+    if set(unknown) & set(targets):
+        return [(t, detail) for t in named if t not in unknown]
     return [(t, detail) for t in named] or [(FLEET, detail | {"named": targets[:10]})]

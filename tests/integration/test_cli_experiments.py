@@ -220,6 +220,9 @@ def test_the_lifecycle_from_the_operators_and_the_pricing_systems_seats(
         created = ok("experiment", "create", str(good), "--timeout", "60")
         assert created["ok"] and created["detail"]["state"] == "created"
         assert created["experiment"] == "cli-exp"
+        # the same create again (a retry) is done once: the reply says so
+        retried = ok("experiment", "create", str(good), "--timeout", "60")
+        assert retried["detail"]["already"] == "created"
         assert ok("experiment", "show", "cli-exp")["state"] == "created"
         asyncio.run(set_clock(START + timedelta(hours=3)))
         deadline = time.monotonic() + 30
@@ -284,6 +287,26 @@ def test_the_lifecycle_from_the_operators_and_the_pricing_systems_seats(
         assert "final" in refused("experiment", "pause", "cli-exp", "--reason", "late")
         assert "final" in refused("experiment", "resume", "cli-exp")
         assert "no experiment 'nope'" in refused("experiment", "stop", "nope", "--reason", "oops")
+        # a stopped experiment's id is not created again, with its spec or another
+        err = refused("experiment", "create", str(good), "--timeout", "60")
+        assert "experiment 'cli-exp' was stopped, and ids are not reused" in err
+        assert "under a new id" in err
+        other = tmp_path / "other.yaml"
+        other.write_text(yaml.safe_dump(_spec("cli-exp", START + timedelta(days=1))))
+        assert "was stopped" in refused("experiment", "create", str(other), "--timeout", "60")
+        # an id no experiment has is one sentence in every command that reads one
+        # (issue #54: `experiment history op-tset` showed a two-record trail, exit 0)
+        typo = "there is no experiment 'cli-epx' (did you mean 'cli-exp'?"
+        assert typo in refused("experiment", "history", "cli-epx")
+        assert typo in refused("experiment", "pause", "cli-epx", "--reason", "r")
+        assert typo in refused("experiment", "resume", "cli-epx")
+        assert typo in refused("experiment", "show", "cli-epx")
+        assert typo in refused("experiment", "freezes", "cli-epx")
+        assert typo in refused("estimates", "cli-epx", "--idle", "0.5")
+        assert typo in refused("estimates", "cli-epx", "--follow")
+        assert typo in refused("panel", "export", "cli-epx", "--out", str(tmp_path / "p.csv"))
+        assert typo in refused("report", "cli-epx", "--out", str(tmp_path / "report"))
+        assert not (tmp_path / "p.csv").exists() and not (tmp_path / "report").exists()
         code, out, _ = cli("experiment", "list")
         assert code == 0 and out.split()[:3] == ["cli-exp", "random-days", "stopped"], out
         final = ok("assignments", "s2")
@@ -324,6 +347,7 @@ def test_the_lifecycle_from_the_operators_and_the_pricing_systems_seats(
     cmds = [r["detail"] for r in own if r["kind"] == "command"]
     assert [(c["command"], c["accepted"], c.get("already")) for c in cmds] == [
         ("create", True, None),
+        ("create", True, "created"),
         ("pause", True, None),
         ("pause", True, "paused"),
         ("resume", True, None),
@@ -334,6 +358,8 @@ def test_the_lifecycle_from_the_operators_and_the_pricing_systems_seats(
         ("stop", True, "stopped"),
         ("pause", False, None),  # final
         ("resume", False, None),  # final
+        ("create", False, None),  # a stopped experiment's id
+        ("create", False, None),
     ]
     assert {c["actor"] for c in cmds} == {"ann@ops-desk", "bob"}
     stops = [c for c in cmds if c["command"] == "stop"]
@@ -349,13 +375,10 @@ def test_the_lifecycle_from_the_operators_and_the_pricing_systems_seats(
     assert [(c["command"], c["accepted"]) for c in fleet] == [
         ("unfreeze", True), ("unfreeze", True), ("unfreeze", False)
     ]  # fmt: skip
-    # commands for an experiment that never existed are kept under its id, refused
-    code, out, _ = cli("experiment", "history", "nope", "--json")
-    nope = [r["detail"] for r in json.loads(out)["records"] if r["experiment"] == "nope"]
-    assert [(c["command"], c["accepted"], c["actor"]) for c in nope] == [
-        ("freeze", False, "ann@ops-desk"), ("stop", False, "ann@ops-desk")
-    ]  # fmt: skip
-    assert "no experiment 'nope'" in nope[1]["refusal"] and nope[1]["reason"] == "oops"
+    # commands refused because their experiment does not exist are kept nowhere: a typo
+    # makes no trail of an experiment that never was, and its history is refused
+    assert not [e for e in events if e.get("experiment") in ("nope", "cli-epx")]
+    assert "there is no experiment 'nope'" in refused("experiment", "history", "nope")
     code, text, _ = cli("experiment", "history", "cli-exp")
     first = text.splitlines()[0]
     assert code == 0 and first.startswith("trail of cli-exp:") and "nothing expired" in first

@@ -113,7 +113,7 @@ async def test_the_history_keeps_the_order_of_commands_and_decisions_of_two_work
         await run("experiment", "pause", e1, "--reason", "price check")
         await run("experiment", "pause", e2, "--reason", "stock check")
         await run("experiment", "resume", e1)
-        await run("experiment", "freeze", "--id", "hold", "--start", "now", "--end", "+P1D",
+        await run("experiment", "freeze", "--all", "--id", "hold", "--start", "now", "--end", "+P1D",
                   "--reason", "audit")  # fmt: skip
         await until(e1, "running", True)
         await until(e2, "paused", True)

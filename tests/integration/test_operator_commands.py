@@ -338,6 +338,25 @@ async def test_estimates_of_a_topic_that_does_not_exist_yet_are_none(settings) -
     )
     # the stall rule would raise after 30 s: well inside that, it returns an empty list
     assert await asyncio.wait_for(all_estimates(missing, "x", idle=1.0), 20) == []
+    # nothing on the topic of an id no experiment has: that id is refused (issue #54: it read
+    # as "no estimate ... yet", as if the experiment existed)
     shown = await asyncio.to_thread(pricelab, missing, "estimates", "x", "--idle", "1")
-    assert shown.returncode != 0 and "no estimate of x on never-created yet" in shown.stderr
+    assert shown.returncode == 2 and "there is no experiment 'x'" in shown.stderr
+    assert "Traceback" not in shown.stderr
+    # of an experiment that exists: no estimate yet, exit 1
+    from controller.spec import load_spec
+    from controller.store import Store, make_redis
+
+    start = datetime(2031, 1, 5, tzinfo=UTC)
+    spec = load_spec(
+        {"id": "x", "products": ["x1", "x2"], "treatment_policy": "a", "control_policy": "b",
+         "start": start.isoformat(), "end": (start + timedelta(days=4)).isoformat()}
+    )  # fmt: skip
+    redis = make_redis(settings)
+    try:
+        await Store(redis, settings.key_prefix).create_experiment(spec, start)
+    finally:
+        await redis.aclose()
+    shown = await asyncio.to_thread(pricelab, missing, "estimates", "x", "--idle", "1")
+    assert shown.returncode == 1 and "no estimate of x on never-created yet" in shown.stderr
     assert "Traceback" not in shown.stderr

@@ -182,6 +182,9 @@ def test_the_readme_walkthrough_runs_as_written(tmp_path: Path) -> None:
     refused = output_of("pricelab experiment resume walkthrough ||")
     assert "refused, as it should be" in refused
     assert "a stopped experiment is final" in proc.stderr
+    # a typo of the id is refused in one sentence that names the id meant, not an empty trail
+    assert "refused, as it should be" in output_of("pricelab experiment history walktrough")
+    assert "there is no experiment 'walktrough' (did you mean 'walkthrough'?" in proc.stderr
     # the trail: the operator's commands under the shell's user@host, with their reasons,
     # the refused resume among them, and the worker's own decisions
     trail = output_of("pricelab experiment history walkthrough")
