@@ -26,7 +26,6 @@ from controller.settings import KafkaSettings, RedisSettings, Settings, load_set
 from core.errors import PricelabError
 from core.ports import metric_name
 from pricelab._sync import run
-<<<<<<< HEAD
 from streams.client.estimates import (
     all_estimates,
     is_verdict,
@@ -34,10 +33,7 @@ from streams.client.estimates import (
     latest_verdict,
     primary_estimators,
 )
-=======
-from streams.client.estimates import all_estimates, is_verdict, latest_of, latest_verdict
 from streams.client.known import check_experiment_async
->>>>>>> operator
 from streams.client.panel import read_panel
 
 
