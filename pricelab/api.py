@@ -124,9 +124,9 @@ def verdict(
     idle: float = 2.0,
 ) -> pd.Series | None:
     """The latest verdict the analysis worker published for ``experiment`` (``verdict``:
-    ship, do_not_ship or keep_running; the decision metric, the rule and the reason, the
-    relative effect and its confidence sequence, guardrails, ``more_days``), as a Series
-    named by the experiment; None when no verdict has been published yet.
+    ship, do_not_ship, no_difference or keep_running; the decision metric, the rule and the
+    reason, the relative effect and its confidence sequence, guardrails, ``more_days``), as a
+    Series named by the experiment; None when no verdict has been published yet.
     Example: ``pricelab.verdict("walkthrough")["verdict"]``.
     """
     config = _settings(settings, bootstrap_servers, None)
