@@ -5,6 +5,7 @@ the first decisive look is final, as for them. docs/decision.md, "No difference"
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import numpy as np
@@ -21,6 +22,8 @@ from analysis.verdict import (
     look_verdict,
 )
 from streams.worker.schemas import VerdictMessage
+
+AS_OF = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def _fields(effect: float, low: float, high: float, periods: int = 7) -> dict:
@@ -160,3 +163,34 @@ def test_with_no_effect_no_difference_takes_nothing_from_the_false_ship_rate() -
     assert after.get("ship", 0) <= before.get("ship", 0)
     assert after.get("do_not_ship", 0) <= before.get("do_not_ship", 0)
     assert after.get("no_difference", 0) / seeds > 0.5
+
+
+async def test_the_worker_publishes_no_difference_and_a_second_worker_keeps_it() -> None:
+    """Two arms with the same demand and an MDE of 20%: the worker's verdict on revenue is
+    no difference, as a VerdictMessage; a second worker sharing the tuning store repeats it,
+    with the look it was decided at, on a panel that no longer supports it."""
+    from analysis.worker import AnalysisWorker, InMemorySequenceTuning
+    from controller.clock import ManualClock
+    from tests.unit.analysis.test_guardrails_arms import _cells, _info, _look, _Sink, _Source
+
+    info = _info(None, [])
+    info = replace(info, params=info.params | {"mde_pct": 20.0})
+    same = _cells({"c": 0.0, "t": 0.0}, seed=4).drop(columns="arm")
+    tuning = InMemorySequenceTuning()
+    sink = _Sink()
+    w = AnalysisWorker(_Source(same, info), sink, ManualClock(AS_OF), verdicts=sink,
+                       tuning=tuning)  # fmt: skip
+    await w.run_once()
+    (v,) = sink.verdicts
+    assert v["verdict"] == "no_difference", v["reason"]
+    VerdictMessage(experiment="e1", as_of=AS_OF, **v)
+    harm = _cells({"c": 0.0, "t": -40.0}, seed=4).drop(columns="arm")
+    again = _Sink()
+    w2 = AnalysisWorker(_Source(harm, info), again, ManualClock(AS_OF), verdicts=again,
+                        tuning=tuning)  # fmt: skip
+    await w2.run_once()
+    (kept,) = again.verdicts
+    assert (kept["verdict"], kept["decided_at"]) == ("no_difference", v["decided_at"])
+    assert "kept" in kept["reason"]
+    fresh = await _look(harm, info)
+    assert fresh.verdicts[0]["verdict"] == "do_not_ship"
