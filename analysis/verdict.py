@@ -1,4 +1,4 @@
-"""The verdict: ship, do not ship, or keep running, on the experiment's decision metric.
+"""The verdict: ship, do not ship, no difference, or keep running, on the decision metric.
 
 An experiment is run to take a decision, and the decision hangs on one metric: profit where
 every product's unit cost is known, else revenue (the spec's ``decision_metric`` overrides).
@@ -12,19 +12,26 @@ The rule (docs/decision.md), applied at every look of the analysis worker:
   ``-max_drop_pct``;
 - **ship** when the decision metric's sequence lies wholly above 0 and every guardrail is
   *cleared*: its relative sequence lies wholly above ``-max_drop_pct`` (non-inferiority shown);
+- **no difference** (keep the control) when neither applies and the relative sequence lies
+  wholly within ``+-mde_pct``: no effect as large as the planned MDE, either way. A sequence
+  within the band but wholly above 0 is a gain shown, if small: it ships (once the
+  guardrails hold); one wholly below 0 is a loss shown: do not ship;
 - otherwise **keep running**, with ``more_days``: the days still needed for 80% power at the
   planned minimum detectable effect (``mde_pct``), from the SE measured so far.
 
 The sequences are the ones the worker publishes (Howard et al. 2021 normal mixture,
 analysis/confseq.py): they hold at every look simultaneously, so looking every day and
-acting on the first decisive look keeps the error rate. The first decisive look is final:
-the worker keeps it (``decided_at``) and repeats it at later looks, with the figures of each.
+acting on the first decisive look keeps the error rate (*no difference* included). The first
+decisive look is final: the worker keeps it (``decided_at``) and repeats it at later looks,
+with the figures of each.
 
 Error rates. With no effect on the decision metric, ``ship`` or ``do not ship`` on it at any
 look needs its sequence to exclude the truth: at most ``alpha`` (two-sided) over the whole
 experiment. Each guardrail can add a false ``do not ship`` only when its sequence lies wholly
 below ``-max_drop_pct`` while its truth is above it: at most ``alpha / 2`` each (one-sided), and
-far less when the truth sits well above the limit. docs/decision.md measures both.
+far less when the truth sits well above the limit. With a true effect at least ``mde_pct``
+either way, *no difference* needs the sequence to miss it (on one side): at most ``alpha``.
+*No difference* adds no ship: it can only end a path earlier. docs/decision.md measures them.
 
 Power. With information growing like the number of periods (SE ~ 1/sqrt(periods), the same
 assumption the sequence's tuning makes), the sequence at ``n`` periods excludes 0 with
