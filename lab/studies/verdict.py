@@ -479,11 +479,17 @@ def render_no_difference(summary: dict[str, Any]) -> str:
     for r in rows:
         if r["world"] == "effect":
             ok = r["no_difference"] <= 0.05
+            called = (
+                f"none of {r['runs']} experiments was called no difference (95% upper bound "
+                f"{_pct(3 / r['runs'])}, the rule of three)"
+                if r["no_difference"] == 0
+                else f"{_pct(r['no_difference'], r['no_difference_mc_se'])} of experiments were "
+                "called no difference"
+            )
             lines.append(
                 f"- {r['design']}, effect world: the true profit change "
                 f"({_pct(r['truth_relative'])}) is at least the MDE ({cfg['mde_pct']:g}%); "
-                f"{_pct(r['no_difference'], r['no_difference_mc_se'])} of experiments were "
-                f"called no difference, {'within' if ok else 'above'} the 5% allowed."
+                f"{called}, {'within' if ok else 'above'} the 5% allowed."
             )
         else:
             same = r["ship"] <= r["ship_without"] and r["do_not_ship"] <= r["do_not_ship_without"]
