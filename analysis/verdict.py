@@ -177,8 +177,8 @@ def rule_text(
     guard = f" and every guardrail ({limits}) is shown to hold" if guardrails else ""
     breach = " or a guardrail is breached" if guardrails else ""
     same = (
-        f"; no difference (keep control) when, neither, its relative sequence lies wholly "
-        f"within +-{abs(mde_pct):g}% (mde_pct)"
+        f"; no difference (keep control) when neither holds and its relative sequence lies "
+        f"wholly within +-{abs(mde_pct):g}% (mde_pct)"
         if mde_pct
         else ""
     )
