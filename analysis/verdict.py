@@ -1,4 +1,4 @@
-"""The verdict: ship, do not ship, or keep running, on the experiment's decision metric.
+"""The verdict: ship, do not ship, no difference, or keep running, on the decision metric.
 
 An experiment is run to take a decision, and the decision hangs on one metric: profit where
 every product's unit cost is known, else revenue (the spec's ``decision_metric`` overrides).
@@ -12,19 +12,26 @@ The rule (docs/decision.md), applied at every look of the analysis worker:
   ``-max_drop_pct``;
 - **ship** when the decision metric's sequence lies wholly above 0 and every guardrail is
   *cleared*: its relative sequence lies wholly above ``-max_drop_pct`` (non-inferiority shown);
+- **no difference** (keep the control) when neither applies and the relative sequence lies
+  wholly within ``+-mde_pct``: no effect as large as the planned MDE, either way. A sequence
+  within the band but wholly above 0 is a gain shown, if small: it ships (once the
+  guardrails hold); one wholly below 0 is a loss shown: do not ship;
 - otherwise **keep running**, with ``more_days``: the days still needed for 80% power at the
   planned minimum detectable effect (``mde_pct``), from the SE measured so far.
 
 The sequences are the ones the worker publishes (Howard et al. 2021 normal mixture,
 analysis/confseq.py): they hold at every look simultaneously, so looking every day and
-acting on the first decisive look keeps the error rate. The first decisive look is final:
-the worker keeps it (``decided_at``) and repeats it at later looks, with the figures of each.
+acting on the first decisive look keeps the error rate (*no difference* included). The first
+decisive look is final: the worker keeps it (``decided_at``) and repeats it at later looks,
+with the figures of each.
 
 Error rates. With no effect on the decision metric, ``ship`` or ``do not ship`` on it at any
 look needs its sequence to exclude the truth: at most ``alpha`` (two-sided) over the whole
 experiment. Each guardrail can add a false ``do not ship`` only when its sequence lies wholly
 below ``-max_drop_pct`` while its truth is above it: at most ``alpha / 2`` each (one-sided), and
-far less when the truth sits well above the limit. docs/decision.md measures both.
+far less when the truth sits well above the limit. With a true effect at least ``mde_pct``
+either way, *no difference* needs the sequence to miss it (on one side): at most ``alpha``.
+*No difference* adds no ship: it can only end a path earlier. docs/decision.md measures them.
 
 Power. With information growing like the number of periods (SE ~ 1/sqrt(periods), the same
 assumption the sequence's tuning makes), the sequence at ``n`` periods excludes 0 with
@@ -45,8 +52,10 @@ import numpy as np
 from pydantic import TypeAdapter, ValidationError
 from scipy import stats
 
-VerdictWord = Literal["ship", "do_not_ship", "keep_running"]
-VERDICTS: tuple[VerdictWord, ...] = ("ship", "do_not_ship", "keep_running")
+VerdictWord = Literal["ship", "do_not_ship", "no_difference", "keep_running"]
+VERDICTS: tuple[VerdictWord, ...] = ("ship", "do_not_ship", "no_difference", "keep_running")
+#: the decisive verdicts that keep the control
+KEEP_CONTROL: tuple[VerdictWord, ...] = ("do_not_ship", "no_difference")
 #: the metrics a decision may hang on
 DECISION_METRICS = ("units", "revenue", "profit")
 #: the power ``more_days`` plans for
@@ -93,6 +102,8 @@ class GuardrailReading:
     relative_cs_low: float | None = None
     relative_cs_high: float | None = None
     note: str | None = None  # why the set is missing, when it is
+    #: k arms: the arm compared with the control (None for two arms)
+    arm: str | None = None
 
     @property
     def status(self) -> Literal["ok", "breached", "open"]:
@@ -106,7 +117,10 @@ class GuardrailReading:
         return "open"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self) | {"status": self.status}
+        out = asdict(self) | {"status": self.status}
+        if self.arm is None:  # a two-arm guardrail: the message it always was
+            out.pop("arm")
+        return out
 
 
 @dataclass(frozen=True)
@@ -150,16 +164,38 @@ class Verdict:
         return out
 
 
-def rule_text(metric: str, alpha: float, guardrails: Sequence[GuardrailReading]) -> str:
-    """The rule, in one sentence naming the metric, the level and the guardrails."""
+def rule_text(
+    metric: str,
+    alpha: float,
+    guardrails: Sequence[GuardrailReading],
+    mde_pct: float | None = None,
+) -> str:
+    """The rule, in one sentence naming the metric, the level, the guardrails and, with an
+    ``mde_pct``, the band of no meaningful difference."""
     level = f"{1 - alpha:.0%} anytime-valid confidence sequence"
     limits = ", ".join(f"{g.metric} not below -{g.max_drop_pct:g}%" for g in guardrails)
     guard = f" and every guardrail ({limits}) is shown to hold" if guardrails else ""
     breach = " or a guardrail is breached" if guardrails else ""
+    same = (
+        f"; no difference (keep control) when neither holds and its relative sequence lies "
+        f"wholly within +-{abs(mde_pct):g}% (mde_pct)"
+        if mde_pct
+        else ""
+    )
     return (
         f"ship when the {level} of {metric}'s effect lies wholly above 0{guard}; do not ship "
-        f"when it lies wholly below 0{breach}; otherwise keep running"
+        f"when it lies wholly below 0{breach}{same}; otherwise keep running"
     )
+
+
+def within_mde(low: float | None, high: float | None, mde_pct: float | None) -> bool:
+    """Whether a relative sequence ``[low, high]`` (fractions) lies wholly within
+    ``+-mde_pct`` percent: no effect as large as the MDE, either way (False without an MDE
+    or a bounded relative sequence)."""
+    if not mde_pct or low is None or high is None:
+        return False
+    band = abs(mde_pct) / 100.0
+    return -band < low and high < band
 
 
 def _pct(x: float | None) -> str:
@@ -181,15 +217,27 @@ def _describe(
 
 
 def look_verdict(
-    cs_low: float | None, cs_high: float | None, guardrails: Sequence[GuardrailReading]
+    cs_low: float | None,
+    cs_high: float | None,
+    guardrails: Sequence[GuardrailReading],
+    relative_cs: tuple[float | None, float | None] = (None, None),
+    mde_pct: float | None = None,
 ) -> VerdictWord:
-    """The rule at one look, on the decision metric's sequence and the guardrails."""
+    """The rule at one look, on the decision metric's sequence (and its relative form
+    ``relative_cs`` against ``mde_pct``) and the guardrails.
+
+    Ship and do not ship come first: a sequence wholly above 0 but within the MDE is a gain
+    shown, if smaller than planned for, and is shipped (once the guardrails hold; until then
+    it keeps running); one wholly below 0 is a loss shown. *No difference* is the verdict only
+    when neither applies and the relative sequence lies wholly within ``+-mde_pct``."""
     if any(g.status == "breached" for g in guardrails):
         return "do_not_ship"
     if cs_high is not None and cs_high < 0:
         return "do_not_ship"
-    if cs_low is not None and cs_low > 0 and all(g.status == "ok" for g in guardrails):
-        return "ship"
+    if cs_low is not None and cs_low > 0:
+        return "ship" if all(g.status == "ok" for g in guardrails) else "keep_running"
+    if within_mde(relative_cs[0], relative_cs[1], mde_pct):
+        return "no_difference"
     return "keep_running"
 
 
@@ -333,8 +381,13 @@ def decide(
         fields.get("relative_cs_high"),
     )
     n_periods = int(fields["n_periods"])
-    now = look_verdict(cs[0], cs[1], guardrails)
+    now = look_verdict(cs[0], cs[1], guardrails, (rel[1], rel[2]), mde_pct)
     figure = _describe(metric, effect, cs, rel)
+    small = (
+        f"; smaller than the mde_pct of {abs(mde_pct or 0):g}%"
+        if within_mde(rel[1], rel[2], mde_pct)
+        else ""
+    )
     breached = [g for g in guardrails if g.status == "breached"]
     open_ = [g for g in guardrails if g.status == "open"]
     at: int | None
@@ -372,10 +425,17 @@ def decide(
                 f"-{g.max_drop_pct:g}%"
             )
         elif now == "do_not_ship":
-            reason = f"{figure} lies wholly below 0"
+            reason = f"{figure} lies wholly below 0{small}"
         elif now == "ship":
-            reason = f"{figure} lies wholly above 0" + (
-                ", and every guardrail holds" if guardrails else ""
+            reason = (
+                f"{figure} lies wholly above 0"
+                + (", and every guardrail holds" if guardrails else "")
+                + (f"; a gain shown, though {small[2:]}" if small else "")
+            )
+        elif now == "no_difference":
+            reason = (
+                f"{figure} lies wholly within +-{abs(mde_pct or 0):g}% (the spec's mde_pct): no "
+                "meaningful difference; keep the control"
             )
         elif cs[0] is not None and cs[0] > 0 and open_:
             names = ", ".join(f"{g.metric} (not below -{g.max_drop_pct:g}%)" for g in open_)
@@ -412,7 +472,7 @@ def decide(
         verdict=verdict,
         metric=metric,
         estimator=str(fields["estimator"]),
-        rule=rule_text(metric, alpha, guardrails),
+        rule=rule_text(metric, alpha, guardrails, mde_pct),
         reason=reason,
         effect=effect,
         cs_low=cs[0],
@@ -435,42 +495,75 @@ def arm_look(
     cs: Mapping[str, tuple[float | None, float | None]],
     effects: Mapping[str, float] | None = None,
     at_end: bool = False,
+    *,
+    relative: Mapping[str, tuple[float | None, float | None]] | None = None,
+    mde_pct: float | None = None,
+    guardrails: Mapping[str, Sequence[GuardrailReading]] | None = None,
 ) -> tuple[VerdictWord, str | None]:
     """The k-arm rule at one look, on each non-control arm's sequence against the control
-    (simultaneous: each at alpha / (k - 1)):
+    (simultaneous: each at alpha / (k - 1)), its relative form (``relative``) and its
+    guardrails (``guardrails``: each arm's readings against the control, at the same split).
+    An arm with a breached guardrail is *barred*: never shipped, and no longer in the way of
+    the others. An arm may be shipped once every guardrail of it is ``ok``:
 
-    - **ship** arm X when X's sequence lies wholly above 0 and above every other arm's
-      sequence: X beats the control and every other arm;
+    - **ship** arm X when X's sequence lies wholly above 0 and above every other unbarred
+      arm's sequence: X beats the control and every other arm;
     - at the planned end (``at_end``), **ship** the arm with the highest ``effects`` among
       those whose sequence lies wholly above 0: it beats the control, though it is not shown
       to beat every other arm (the verdict's reason says which it is not shown to beat);
-    - **do not ship** (keep control) when every arm's sequence lies wholly below 0;
+    - **do not ship** (keep control) when every arm is barred or its sequence lies wholly
+      below 0;
+    - **no difference** (keep control) when no unbarred arm's sequence lies wholly above 0
+      and every unbarred arm's relative sequence lies wholly within ``+-mde_pct``;
     - otherwise keep running.
 
     Returns the word and the arm to ship (None unless ship)."""
+    readings = guardrails or {}
+    barred = {a for a in cs if any(g.status == "breached" for g in readings.get(a, ()))}
+    cleared = {a for a in cs if all(g.status == "ok" for g in readings.get(a, ()))}
     for x, (low, _) in cs.items():
-        if low is None or low <= 0:
+        if low is None or low <= 0 or x not in cleared:
             continue
-        if all(hi is not None and low > hi for y, (_, hi) in cs.items() if y != x):
+        if all(hi is not None and low > hi for y, (_, hi) in cs.items() if y not in (x, *barred)):
             return "ship", x
-    above = [a for a, (low, _) in cs.items() if low is not None and low > 0]
-    if at_end and above:
-        return "ship", max(above, key=lambda a: (effects or {}).get(a, 0.0))
-    if cs and all(hi is not None and hi < 0 for _, hi in cs.values()):
+    above = [a for a, (low, _) in cs.items() if low is not None and low > 0 and a not in barred]
+    shippable = [a for a in above if a in cleared]
+    if at_end and shippable:
+        return "ship", max(shippable, key=lambda a: (effects or {}).get(a, 0.0))
+    if cs and all(a in barred or (hi is not None and hi < 0) for a, (_, hi) in cs.items()):
         return "do_not_ship", None
+    rel = relative or {}
+    free = [a for a in cs if a not in barred]
+    if not above and free and all(within_mde(*rel.get(a, (None, None)), mde_pct) for a in free):
+        return "no_difference", None
     return "keep_running", None
 
 
-def arm_rule_text(metric: str, alpha: float, k: int) -> str:
+def arm_rule_text(
+    metric: str,
+    alpha: float,
+    k: int,
+    mde_pct: float | None = None,
+    guardrails: Sequence[GuardrailReading] = (),
+) -> str:
     """The k-arm rule in one sentence."""
     level = (
         f"{1 - alpha:.0%} anytime-valid confidence sequences ({k - 1} arms against control, "
         f"each at {alpha / (k - 1):.3g})"
     )
+    names = sorted({f"{g.metric} not below -{g.max_drop_pct:g}%" for g in guardrails})
+    guard = f" and every guardrail of it ({', '.join(names)}) is shown to hold" if names else ""
+    barred = " or breaches a guardrail" if names else ""
+    same = (
+        f"; no difference (keep control) when no arm is shown above 0 and every arm's relative "
+        f"sequence lies wholly within +-{abs(mde_pct):g}% (mde_pct)"
+        if mde_pct
+        else ""
+    )
     return (
         f"ship an arm when its {metric} sequence lies wholly above 0 and above every other "
-        f"arm's, or, at the planned end, the leading arm among those above 0; keep control when "
-        f"every arm's lies wholly below 0; otherwise keep running ({level})"
+        f"arm's{guard}, or, at the planned end, the leading arm among those above 0; keep control "
+        f"when every arm's lies wholly below 0{barred}{same}; otherwise keep running ({level})"
     )
 
 
@@ -488,6 +581,8 @@ def decide_arms(
     days_per_period: float = 1.0,
     radius: Mapping[str, Callable[[np.ndarray], np.ndarray]] | None = None,
     periods_seen: int | None = None,
+    guardrails: Mapping[str, Sequence[GuardrailReading]] | None = None,
+    overruled_at: int | None = None,
 ) -> Verdict:
     """The verdict at one look of an experiment of k arms (:func:`arm_look`).
 
@@ -495,6 +590,10 @@ def decide_arms(
     alpha / (k - 1), so that the k - 1 sequences hold together with probability 1 - alpha).
     ``decided``/``decided_at``/``decided_arm``: an earlier look's decisive verdict, kept.
     ``radius``: each arm's sequence radius as a function of the SE (for ``more_days``).
+    ``guardrails``: each arm's guardrail readings against the control (their sets at the
+    same alpha / (k - 1) split); a breach of the shipped arm's after the ship turns it into
+    *do not ship*, at ``overruled_at`` once kept, as for two arms. ``mde_pct``: the band of
+    *no difference*.
 
     ``planned_periods``: the planned length, at which (``periods_seen``, the look's complete
     periods, blacked-out ones included; default the estimates' periods) the leading arm that
@@ -504,7 +603,8 @@ def decide_arms(
     alpha over the whole experiment), a ship names an arm that beats the control (and,
     before the planned end, every other arm too), and keep-control means no arm beats the
     control: a wrong decisive verdict needs a sequence that misses, so it has probability
-    at most alpha. At the planned end the shipped arm may not be the best one; its reason
+    at most alpha; so does *no difference* while some arm's effect is at least ``mde_pct``
+    either way. At the planned end the shipped arm may not be the best one; its reason
     says which arms it is not shown to beat."""
     if not fields:
         raise ValueError("a k-arm verdict needs at least one arm's estimate")
@@ -513,9 +613,23 @@ def decide_arms(
     if periods_seen is None:
         periods_seen = max(int(f["n_periods"]) for f in fields.values())
     at_end = planned_periods > 0 and periods_seen >= planned_periods
-    now, winner = arm_look(cs, effects, at_end)
-    leader = winner or max(fields, key=lambda a: float(fields[a]["effect"]))
+    relative = {a: (f.get("relative_cs_low"), f.get("relative_cs_high")) for a, f in fields.items()}
+    readings = {a: tuple(g) for a, g in (guardrails or {}).items()}
+    now, winner = arm_look(
+        cs, effects, at_end, relative=relative, mde_pct=mde_pct, guardrails=readings
+    )
+    barred = sorted(a for a in fields if any(g.status == "breached" for g in readings.get(a, ())))
+    free = [a for a in fields if a not in barred] or list(fields)
+    leader = winner or max(free, key=lambda a: float(fields[a]["effect"]))
     k = len(fields) + 1
+
+    def breach(a: str) -> str:
+        g = next(g for g in readings.get(a, ()) if g.status == "breached")
+        return (
+            f"arm {a}'s guardrail {g.metric} {_pct(g.relative_effect)} "
+            f"[{_pct(g.relative_cs_low)}, {_pct(g.relative_cs_high)}] lies wholly below "
+            f"-{g.max_drop_pct:g}%"
+        )
 
     def figure(a: str) -> str:
         f = fields[a]
@@ -526,7 +640,23 @@ def decide_arms(
     verdict: VerdictWord
     named: str = leader
     n_periods = int(fields[leader]["n_periods"])
-    if decided is not None and decided != "keep_running":
+    if (
+        decided == "ship"
+        and decided_arm is not None
+        and decided_arm in fields
+        and (overruled_at is not None or (decided_arm in barred and n_periods > (decided_at or 0)))
+    ):
+        verdict, named = "do_not_ship", decided_arm
+        at = overruled_at if overruled_at is not None else n_periods
+        reason = (
+            f"a guardrail of arm {decided_arm} was breached after {at} periods, after ship had "
+            f"been decided ({decided_at if decided_at is not None else '?'} periods): do not "
+            f"ship, kept; now {figure(decided_arm)}"
+            if overruled_at is not None
+            else f"{breach(decided_arm)}, after ship was decided "
+            f"({decided_at if decided_at is not None else '?'} periods): do not ship"
+        )
+    elif decided is not None and decided != "keep_running":
         verdict = decided
         at = decided_at if decided_at is not None else n_periods
         if decided == "ship":
@@ -536,7 +666,13 @@ def decide_arms(
         reason = f"decided after {at} periods and kept (the first decisive look is final); now {figure(named)}"
     else:
         verdict, at = now, (n_periods if now != "keep_running" else None)
-        others = [a for a in fields if a != leader]
+        others = [a for a in fields if a != leader and a not in barred]
+        open_ = [
+            f"{g.metric} (not below -{g.max_drop_pct:g}%)"
+            for g in readings.get(leader, ())
+            if g.status == "open"
+        ]
+        barred_note = f"; {'; '.join(breach(a) for a in barred)}" if barred else ""
         lead_low = cs[leader][0]
 
         def beaten(a: str) -> bool:
@@ -545,15 +681,30 @@ def decide_arms(
 
         unbeaten = [a for a in others if not beaten(a)]
         if now == "ship" and not unbeaten:
-            reason = f"{figure(leader)} lies wholly above 0 and above every other arm's sequence"
+            reason = (
+                f"{figure(leader)} lies wholly above 0 and above every other arm's sequence"
+                + (", and every guardrail of it holds" if readings.get(leader) else "")
+                + barred_note
+            )
         elif now == "ship":
             reason = (
                 f"the planned {planned_periods} periods are done and {figure(leader)} lies "
                 f"wholly above 0, the leading arm that does; it is not shown to beat arm(s) "
-                f"{', '.join(sorted(unbeaten))}"
+                f"{', '.join(sorted(unbeaten))}{barred_note}"
+            )
+        elif now == "do_not_ship" and barred:
+            below = [a for a in fields if a not in barred]
+            reason = "; ".join(breach(a) for a in barred) + (
+                f"; every other arm's {metric} lies wholly below 0" if below else ""
             )
         elif now == "do_not_ship":
             reason = f"every arm's {metric} lies wholly below 0; the best, {figure(leader)}"
+        elif now == "no_difference":
+            reason = (
+                f"every arm's {metric} lies wholly within +-{abs(mde_pct or 0):g}% of the "
+                f"control (the spec's mde_pct): no meaningful difference; keep the control; the "
+                f"leading {figure(leader)}{barred_note}"
+            )
         elif lead_low is None:
             reason = f"{figure(leader)}: no confidence sequence yet"
         elif lead_low > 0:
@@ -562,15 +713,23 @@ def decide_arms(
                 high = cs[a][1]
                 return math.inf if high is None else float(high)
 
-            runner = max(others, key=reach)
-            reason = (
-                f"{figure(leader)} lies above 0, but not yet above arm {runner}'s sequence "
-                f"(which reaches {reach(runner):+.4g})"
-                if math.isfinite(reach(runner))
-                else f"{figure(leader)} lies above 0, but not yet above every other arm's"
-            )
+            runner = max(others, key=reach) if others else None
+            if open_:
+                reason = f"{figure(leader)} lies above 0, but not yet shown: {', '.join(open_)}"
+            elif runner is None:
+                reason = f"{figure(leader)} lies above 0{barred_note}"
+            elif math.isfinite(reach(runner)):
+                reason = (
+                    f"{figure(leader)} lies above 0, but not yet above arm {runner}'s sequence "
+                    f"(which reaches {reach(runner):+.4g})"
+                )
+            else:
+                reason = f"{figure(leader)} lies above 0, but not yet above every other arm's"
         else:
-            reason = f"no arm is shown better than control yet; the leading {figure(leader)}"
+            reason = (
+                f"no arm is shown better than control yet; the leading {figure(leader)}"
+                f"{barred_note}"
+            )
     f = fields[named]
     days, note = None, None
     if verdict == "keep_running":
@@ -578,8 +737,11 @@ def decide_arms(
         named_low = cs[named][0]
         if named_low is not None and named_low > 0:
             note = (
-                f"arm {named} beats control; the verdict waits until it is shown to beat the "
-                "other arms too"
+                f"arm {named} beats control; the verdict waits until its guardrails are shown "
+                "to hold"
+                if any(g.status != "ok" for g in readings.get(named, ()))
+                else f"arm {named} beats control; the verdict waits until it is shown to beat "
+                "the other arms too"
             )
         elif r is None:
             note = "no confidence sequence yet"
@@ -603,7 +765,9 @@ def decide_arms(
         verdict=verdict,
         metric=metric,
         estimator=str(f["estimator"]),
-        rule=arm_rule_text(metric, alpha, k),
+        rule=arm_rule_text(
+            metric, alpha, k, mde_pct, [g for a in sorted(readings) for g in readings[a]]
+        ),
         reason=reason,
         effect=float(f["effect"]),
         cs_low=cs[named][0],
@@ -614,6 +778,7 @@ def decide_arms(
         n_units=int(f["n_units"]),
         n_periods=n_periods,
         alpha=alpha,
+        guardrails=tuple(g for a in sorted(readings) for g in readings[a]),
         mde_pct=mde_pct,
         more_days=days,
         more_days_note=note,
@@ -644,11 +809,18 @@ def latest(verdicts: Iterable[Mapping[str, Any]]) -> dict[str, Any] | None:
     return out
 
 
+#: the fraction that marks a kept *no difference*: -(n + 1/2); a worker that predates it reads
+#: -n, do not ship: the control is kept either way
+_SAME_FRACTION = 0.5
+
+
 def encode_decision(verdict: VerdictWord, n_periods: int) -> float:
     """A decisive verdict and its look as one number (the tuning store keeps floats):
-    +n for ship after n periods, -n for do not ship."""
+    +n for ship after n periods, -n for do not ship, -(n + 1/2) for no difference."""
     if verdict == "keep_running":
         raise ValueError("only a decisive verdict is kept")
+    if verdict == "no_difference":
+        return -(float(n_periods) + _SAME_FRACTION)
     return float(n_periods if verdict == "ship" else -n_periods)
 
 
@@ -680,4 +852,6 @@ def decode_decision(code: float | None) -> tuple[VerdictWord | None, int | None]
     """The inverse of :func:`encode_decision` (None: nothing decided yet)."""
     if code is None or not math.isfinite(code) or code == 0:
         return None, None
+    if code < 0 and math.isclose(-code - math.floor(-code), _SAME_FRACTION):
+        return "no_difference", int(-code)
     return ("ship" if code > 0 else "do_not_ship"), int(abs(code))

@@ -420,10 +420,20 @@ class AnalysisWorker:
                 await self.sink.publish(info.id, result, as_of, cs)
                 self.observer.published(info.id, series, as_of)
                 published.append((info.id, result))
+            trips = info.status == status.RUNNING and self.guardrails is not None
+            guards: dict[str, list[tuple[GuardrailReading, EstimateResult | None]]] = {}
+            if trips or self.verdicts is not None:
+                guards = await self._arm_guardrail_readings(info, df)
+            if trips:
+                await self._check_guardrails(info, [r for rs in guards.values() for r in rs])
             if self.verdicts is not None and first is not None:
                 baseline = _control_baseline(df) if population is None else population.baseline
                 named = await self._arm_verdict(
-                    info, decision, baseline, int(df["period"].nunique())
+                    info,
+                    decision,
+                    baseline,
+                    int(df["period"].nunique()),
+                    {arm: [r for r, _ in rs] for arm, rs in guards.items()},
                 )
                 if named is not None:
                     self._still_merging(info, verdicts)
@@ -567,13 +577,16 @@ class AnalysisWorker:
         decision: Mapping[str, tuple[EstimateResult, tuple[float, float] | None]],
         baselines: Mapping[str, float] | None = None,
         periods_seen: int | None = None,
+        guardrails: Mapping[str, Sequence[GuardrailReading]] | None = None,
     ) -> Verdict | None:
         """The look's verdict of a k-arm experiment (analysis.verdict.decide_arms) on each
         arm's decision estimate of the design's first estimator fitted per arm, with its
-        sequence at alpha / (k - 1); None (logged) when an arm has no such estimate at this
-        look: the rule needs every arm. The first decisive verdict and the arm it ships are one
-        value in the tuning store (analysis.verdict.encode_arm_decision), first writer wins:
-        later looks and other workers repeat it."""
+        sequence at alpha / (k - 1), and each arm's ``guardrails``; None (logged) when an arm
+        has no such estimate at this look: the rule needs every arm. The first decisive
+        verdict and the arm it ships are one value in the tuning store
+        (analysis.verdict.encode_arm_decision), first writer wins: later looks and other
+        workers repeat it. A guardrail of the shipped arm breached later overrules the ship
+        once, to *do not ship*, kept the same way as for two arms."""
         metric = decision_metric(info.params)
         split = info.arms - 1
         arms = info.params.get("arms") or ()
@@ -595,10 +608,15 @@ class AnalysisWorker:
             if seq is not None:
                 radius[arm] = partial(_radius_at, seq, result.df)
             fields[arm] = published_fields(result, cs, self.alpha)
-        key = f"verdict:{metric}"
+        key, overruled = f"verdict:{metric}", f"verdict:{metric}:overruled"
         code = await self.tuning.recall(info.id, key)
         decided, at = decode_decision(code)
         decided_arm = _arm_named(names, decode_arm(code))
+        overruled_at: int | None = None
+        if decided == "ship":
+            later = await self.tuning.recall(info.id, overruled)
+            if later is not None and math.isfinite(later):
+                overruled_at = int(later)
         if decided == "ship" and decided_arm is None:
             log.warning("experiment %s: the kept ship names no arm of the spec", info.id)
             return None
@@ -618,9 +636,15 @@ class AnalysisWorker:
                 days_per_period=period_days(info.params),
                 radius=radius,
                 periods_seen=periods_seen,
+                guardrails=guardrails,
+                overruled_at=overruled_at,
             )
 
         verdict = verdict_now()
+        if decided == "ship" and overruled_at is None and verdict.verdict == "do_not_ship":
+            stored = await self.tuning.fix(info.id, overruled, float(verdict.n_periods))
+            overruled_at = int(stored) if math.isfinite(stored) else verdict.n_periods
+            return verdict_now()
         if decided is None and verdict.verdict != "keep_running":
             index = names.index(verdict.arm) if verdict.verdict == "ship" and verdict.arm else None
             mine = encode_arm_decision(verdict.verdict, verdict.n_periods, index)
@@ -648,9 +672,9 @@ class AnalysisWorker:
             )
             log.info(
                 "experiment %s: %d arms: each arm is estimated against the control with "
-                "simultaneous intervals and anytime-valid sequences at alpha / (k - 1); %s; no "
-                "guardrail check, segment or spillover estimate is published for it yet "
-                "(issue #41)",
+                "simultaneous intervals and anytime-valid sequences at alpha / (k - 1); %s; each "
+                "guardrail is checked on each arm against the control at the same split; no "
+                "segment or spillover estimate is published for it yet (issue #41)",
                 info.id,
                 info.arms,
                 verdict,
@@ -1025,31 +1049,97 @@ class AnalysisWorker:
                 log.info("experiment %s: guardrail on %s not checked: %s", info.id, metric, exc)
                 out.append((GuardrailReading(metric, limit, note=str(exc)), None))
                 continue
-            cs = await self._confidence_sequence(info, res, f"guardrail:{metric}")
-            if cs is None:
-                log.info(
-                    "experiment %s: guardrail on %s not checked: no finite SE", info.id, metric
-                )
-                out.append((GuardrailReading(metric, limit, note="no finite SE yet"), res))
-                continue
-            rel = published_fields(res, cs)
-            if rel.get("relative_cs_high") is None:
-                # no bounded relative set (a loss in control, a noisy mean)
-                log.info(
-                    "experiment %s: guardrail on %s not checked: %s",
-                    info.id,
-                    metric,
-                    rel.get("relative_note"),
-                )
-            reading = GuardrailReading(
-                metric,
-                limit,
-                relative_effect=rel.get("relative_effect"),
-                relative_cs_low=rel.get("relative_cs_low"),
-                relative_cs_high=rel.get("relative_cs_high"),
-                note=rel.get("relative_note"),
-            )
-            out.append((reading, res))
+            out.append(await self._guardrail_reading(info, metric, limit, res))
+        return out
+
+    async def _guardrail_reading(
+        self,
+        info: ExperimentInfo,
+        metric: str,
+        limit: float,
+        res: EstimateResult,
+        arm: str | None = None,
+        split: int = 1,
+    ) -> tuple[GuardrailReading, EstimateResult | None]:
+        """One guardrail read from its fitted comparison ``res`` (of ``arm`` against the
+        control, k arms, its sequence at alpha / ``split``): the relative anytime-valid set
+        (Fieller's, at the sequence's multiplier), or why there is none."""
+        key = f"guardrail:{metric}" if arm is None else f"guardrail:{metric}:{arm}"
+        where = "" if arm is None else f" (arm {arm})"
+        cs = await self._confidence_sequence(info, res, key, split)
+        if cs is None:
+            log.info(
+                "experiment %s: guardrail on %s%s not checked: no finite SE",
+                info.id, metric, where,
+            )  # fmt: skip
+            return GuardrailReading(metric, limit, note="no finite SE yet", arm=arm), res
+        rel = published_fields(res, cs)
+        if rel.get("relative_cs_high") is None:
+            # no bounded relative set (a loss in control, a noisy mean)
+            log.info(
+                "experiment %s: guardrail on %s%s not checked: %s",
+                info.id, metric, where, rel.get("relative_note"),
+            )  # fmt: skip
+        reading = GuardrailReading(
+            metric,
+            limit,
+            relative_effect=rel.get("relative_effect"),
+            relative_cs_low=rel.get("relative_cs_low"),
+            relative_cs_high=rel.get("relative_cs_high"),
+            note=rel.get("relative_note"),
+            arm=arm,
+        )
+        return reading, res
+
+    async def _arm_guardrail_readings(
+        self, info: ExperimentInfo, df: pd.DataFrame
+    ) -> dict[str, list[tuple[GuardrailReading, EstimateResult | None]]]:
+        """Each guardrail of a k-arm spec, for each non-control arm against the control on the
+        pair's cells (as the arms' estimates, :func:`analysis.arms.pair_frame`), by the
+        design's comparison of arm means (:func:`_guardrail_plan`), each set at alpha / (k - 1):
+        the arms' sets of one guardrail hold together, as the verdict's sequences do
+        (Bonferroni). A guardrail that cannot be read yet has no set and a note (``open``)."""
+        guards = info.params.get("guardrails") or ()
+        if not guards:
+            return {}
+        split = max(info.arms - 1, 1)
+        plan = _guardrail_plan(info)
+        names = [str(a["name"]) for a in info.params.get("arms") or () if not a.get("control")]
+
+        def unread(arm: str, why: str) -> list[tuple[GuardrailReading, EstimateResult | None]]:
+            return [
+                (GuardrailReading(g["metric"], float(g["max_drop_pct"]), note=why, arm=arm), None)
+                for g in guards
+            ]
+
+        if plan.name not in PAIR_METHODS:  # the optimal switchback's Hajek windows
+            return {arm: unread(arm, not_on_pairs(plan.name)) for arm in names}
+        try:
+            arms = read_arms(df, "arm", _control_arm(info, df), "product")
+            pairs = {
+                name: metric_panels(_pair_cells(pair_frame(df, arms, name, "blackout")[0], arms))
+                for name in arms.others
+            }
+        except (AnalysisError, ValueError, KeyError) as exc:
+            log.info("experiment %s: guardrails not checked yet: %s", info.id, exc)
+            return {arm: unread(arm, str(exc)) for arm in names}
+        out: dict[str, list[tuple[GuardrailReading, EstimateResult | None]]] = {}
+        for arm in arms.others:
+            out[arm] = []
+            for g in guards:
+                metric, limit = g["metric"], float(g["max_drop_pct"])
+                try:
+                    res = fit_metric(plan, pairs[arm], metric, self.seed)
+                except (AnalysisError, ValueError, KeyError) as exc:
+                    log.info(
+                        "experiment %s: guardrail on %s (arm %s) not checked: %s",
+                        info.id, metric, arm, exc,
+                    )  # fmt: skip
+                    out[arm].append((GuardrailReading(metric, limit, note=str(exc), arm=arm), None))
+                    continue
+                out[arm].append(await self._guardrail_reading(info, metric, limit, res, arm, split))
+        for arm in names:
+            out.setdefault(arm, unread(arm, "no cells of the arm yet"))
         return out
 
     async def _check_guardrails(
@@ -1068,6 +1158,7 @@ class AnalysisWorker:
             upper = reading.relative_cs_high
             assert upper is not None
             detail = {
+                **({} if reading.arm is None else {"arm": reading.arm}),
                 "metric": metric,
                 "max_drop_pct": limit,
                 "effect": res.effect,
@@ -1077,7 +1168,10 @@ class AnalysisWorker:
                 "n_periods": res.n_periods,
             }
             self._still_merging(info)
-            log.warning("experiment %s: guardrail on %s tripped: %s", info.id, metric, detail)
+            where = "" if reading.arm is None else f" (arm {reading.arm})"
+            log.warning(
+                "experiment %s: guardrail on %s%s tripped: %s", info.id, metric, where, detail
+            )
             await self.guardrails.trip(info.id, metric, detail)
             self.observer.guardrail_tripped(info.id, metric)
             return

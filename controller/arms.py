@@ -21,11 +21,15 @@ from controller.ids import check_id
 MIN_ARMS, MAX_ARMS = 2, 8
 #: the shorthand for two arms: the fields an ``arms:`` list replaces
 SHORTHAND = ("treatment_policy", "control_policy", "allocation", "price_ratio")
-#: why the live path refuses guardrails on an experiment of more than two arms: the analysis
-#: worker checks no guardrail of one yet (issue #41), so nothing would ever check them
+#: the designs whose guardrails the analysis worker cannot check per arm: it compares each arm
+#: with the control on the pair's cells by a difference in means, and the optimal switchback's
+#: guardrails need the Hajek windows, which take each cell's probability per arm (issue #41)
+NO_ARM_GUARDRAILS = frozenset({"optimal-switchback"})
+#: why the live path refuses guardrails on a k-arm experiment of such a design
 LIVE_GUARDRAILS = (
-    "are not checked on {k}-arm experiments yet (the analysis worker reads no guardrail "
-    "of more than two arms); remove them to run the experiment"
+    "are not checked on {k}-arm experiments of the {design} design (its guardrails need each "
+    "cell's probability per arm); remove them, or use another design: the others check each "
+    "arm against the control"
 )
 #: how far the allocations of an ``arms:`` list may sum from 1 (float spelling: 0.1 + 0.2)
 ALLOCATION_SUM_TOLERANCE = 1e-9

@@ -210,6 +210,9 @@ def schedule_command(
         writer.writerows(table)
     else:
         typer.echo(render_table(spec, table))
+    support = spec.live_support()
+    if support is not None:  # on stderr: the CSV stays a table
+        typer.echo(f"note: {support}", err=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -37,6 +37,7 @@ from controller.arms import (
     LIVE_GUARDRAILS,
     MAX_ARMS,
     MIN_ARMS,
+    NO_ARM_GUARDRAILS,
     SHORTHAND,
     ArmSpec,
     check_arms,
@@ -52,6 +53,7 @@ _M = TypeVar("_M", bound=BaseModel)
 __all__ = [
     "ALLOCATION_SUM_TOLERANCE",
     "LIVE_GUARDRAILS",
+    "NO_ARM_GUARDRAILS",
     "MAX_ARMS",
     "MIN_ARMS",
     "SHORTHAND",
@@ -196,8 +198,10 @@ class ExperimentSpec(BaseModel):
     arms: tuple[ArmSpec, ...] = Field(
         default=(),
         description="2 to 8 arms, each {name, policy, allocation, price_ratio (optional), "
-        "control (true on one)}, in place of the two-arm shorthand (docs/designs.md); more "
-        "than two run live without estimates or guardrails yet.",
+        "control (true on one)}, in place of the two-arm shorthand (docs/designs.md); with "
+        "more than two, the analysis worker estimates each arm against the control live, "
+        "gives a verdict that names an arm, and checks each guardrail on each arm (the "
+        "optimal-switchback design: no verdict, and guardrails refused; docs/decision.md).",
     )
     price_ratio: float | None = Field(
         default=None,
@@ -239,7 +243,8 @@ class ExperimentSpec(BaseModel):
         default=(),
         description="Metrics the decision must not hurt, e.g. [{metric: units, max_drop_pct: "
         "2}]: a breach stops the experiment and makes the verdict 'do not ship'; 'ship' needs "
-        "each shown to hold (docs/decision.md).",
+        "each shown to hold (docs/decision.md). With k arms, each arm is checked against the "
+        "control.",
     )
     decision_metric: Literal["units", "revenue", "profit"] | None = Field(
         default=None,
@@ -252,7 +257,8 @@ class ExperimentSpec(BaseModel):
         lt=100,
         description="The smallest relative effect on the decision metric worth detecting, in "
         "percent (e.g. the MDE `pricelab plan` reports): a 'keep running' verdict then says "
-        "how many more days reach 80% power at it.",
+        "how many more days reach 80% power at it, and the verdict is 'no difference' (keep "
+        "the control) once every arm's sequence lies within +-mde_pct of the control.",
     )
     substitutes: tuple[tuple[str, str, float], ...] = Field(
         default=(),
@@ -673,11 +679,32 @@ class ExperimentSpec(BaseModel):
 
     def check_live(self) -> None:
         """What the live path (``experiment create``, the controller's create) refuses of a
-        valid spec, one SpecError sentence: guardrails on more than two arms, which nothing
-        would check (the analysis worker publishes per-arm estimates for such an experiment but
-        no guardrail check yet)."""
-        if self.n_arms > 2 and self.guardrails:
-            raise SpecError("guardrails", LIVE_GUARDRAILS.format(k=self.n_arms))
+        valid spec, one SpecError sentence: guardrails on more than two arms of a design whose
+        guardrails the analysis worker cannot check per arm (it checks each arm against the
+        control on every other design)."""
+        if self.n_arms > 2 and self.guardrails and self.design in NO_ARM_GUARDRAILS:
+            raise SpecError("guardrails", LIVE_GUARDRAILS.format(k=self.n_arms, design=self.design))
+
+    def live_support(self) -> str | None:
+        """What the live path gives an experiment of more than two arms, in one sentence
+        (None for two arms): what ``pricelab schedule`` says beside the table."""
+        if self.n_arms <= 2:
+            return None
+        try:
+            self.check_live()
+        except SpecError as exc:
+            return f"experiment create refuses this spec: {exc}"
+        if self.design in NO_ARM_GUARDRAILS:
+            return (
+                f"{self.n_arms} arms of the {self.design} design: the analysis worker publishes "
+                "the estimates it can fit per arm, but no verdict yet (its estimators need each "
+                "cell's probability per arm)"
+            )
+        guarded = ", and checks each guardrail on each arm" if self.guardrails else ""
+        return (
+            f"{self.n_arms} arms: the analysis worker estimates each arm against the control "
+            f"live, with a verdict that names an arm{guarded} (docs/decision.md, 'k arms')"
+        )
 
     def to_json(self) -> str:
         return self.model_dump_json()

@@ -147,9 +147,9 @@ def verdict(
     idle: float = 2.0,
 ) -> pd.Series | None:
     """The latest verdict the analysis worker published for ``experiment`` (``verdict``:
-    ship, do_not_ship or keep_running; the decision metric, the rule and the reason, the
-    relative effect and its confidence sequence, guardrails, ``more_days``), as a Series
-    named by the experiment; None when no verdict has been published yet. An id no
+    ship, do_not_ship, no_difference or keep_running; the decision metric, the rule and the
+    reason, the relative effect and its confidence sequence, guardrails, ``more_days``), as a
+    Series named by the experiment; None when no verdict has been published yet. An id no
     experiment has raises ``UnknownExperiment`` (Redis, at ``redis_url``, is asked when the
     topic holds nothing of it), never None.
     Example: ``pricelab.verdict("walkthrough")["verdict"]``.

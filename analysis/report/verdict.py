@@ -1,7 +1,7 @@
 """The report's first section: the latest verdict the analysis worker published.
 
 A verdict is its own message on the estimates topic (``"kind": "verdict"``): ship, do not
-ship or keep running on the decision metric, the rule that decided it, the guardrails, and for
+ship, no difference (keep the control) or keep running on the decision metric, the rule that decided it, the guardrails, and for
 keep running the days still needed. This module only shows it; the rule lives with the worker.
 """
 
@@ -21,6 +21,7 @@ from analysis.verdict import latest
 WORDS: dict[str, tuple[str, str]] = {
     "ship": ("Ship", "ship"),
     "do_not_ship": ("Do not ship", "stop"),
+    "no_difference": ("No difference: keep the control", "same"),
     "keep_running": ("Keep running", "wait"),
 }
 
@@ -28,6 +29,7 @@ CSS = """
 .verdict{margin:8px 0 18px;padding:12px 16px;border-left:8px solid #6e7781;background:#f6f8fa}
 .verdict.ship{border-color:#1a7f37;background:#eef8f0}.verdict.stop{border-color:#b42318;background:#fdf0ef}
 .verdict.wait{border-color:#9a6700;background:#fff8e5}
+.verdict.same{border-color:#0969da;background:#eef4fd}.verdict.same .word{color:#0969da}
 .verdict .word{font-size:28px;font-weight:bold;margin:0 0 4px}
 .verdict.ship .word{color:#1a7f37}.verdict.stop .word{color:#b42318}.verdict.wait .word{color:#9a6700}
 .verdict p{margin:4px 0}.verdict .reason{font-size:16px}.verdict .rule{color:#555;font-size:13px}
@@ -92,6 +94,8 @@ def _figures(v: Mapping[str, Any]) -> str:
 def _guardrails(rows: object) -> str:
     if not isinstance(rows, list | tuple) or not rows:
         return ""
+    # k arms: one reading per arm and guardrail, the arm in a first column
+    per_arm = any(isinstance(g, Mapping) and g.get("arm") is not None for g in rows)
     body = []
     for g in rows:
         if not isinstance(g, Mapping):
@@ -101,6 +105,7 @@ def _guardrails(rows: object) -> str:
         status = str(g.get("status", "-"))
         cls = ' class="warn"' if status == "breached" else ""
         cells = (
+            *((str(g.get("arm", "-")),) if per_arm else ()),
             str(g.get("metric", "-")),
             limit,
             _rel(g.get("relative_effect"), g.get("relative_cs_low"), g.get("relative_cs_high")),
@@ -112,9 +117,8 @@ def _guardrails(rows: object) -> str:
         )
     if not body:
         return ""
-    head = "".join(
-        f"<th>{h}</th>" for h in ("guardrail", "limit", "relative effect [sequence]", "status")
-    )
+    heads = ("guardrail", "limit", "relative effect [sequence]", "status")
+    head = "".join(f"<th>{h}</th>" for h in (("arm", *heads) if per_arm else heads))
     return f'<table class="guardrails"><tr>{head}</tr>{"".join(body)}</table>'
 
 

@@ -24,6 +24,17 @@ Two worlds per design:
 
 Writes docs/figures/verdict-study.csv (one row per experiment) and
 docs/figures/verdict-study.json (the summary table that docs/decision.md shows).
+
+``--no-difference`` runs the same two worlds for the verdict's *no difference* (issue #54),
+by default on the random-days design alone (the one whose sequences can fit within the MDE
+at this size), and writes docs/figures/verdict-no-difference.{csv,json} and its own section
+of docs/decision.md:
+
+- **A/A**: the share of experiments that end *no difference* (a power, reported by look),
+  and the false ship or do not ship, beside the rule without *no difference* on the same
+  looks (it can only end a path earlier, never add a ship);
+- **Effect**: the true profit change (5.3%) is at least the spec's ``mde_pct`` (5%): the
+  share wrongly called *no difference* (target: at most 5%).
 """
 
 from __future__ import annotations
@@ -152,6 +163,9 @@ def run_one(cfg: StudyConfig, design: str, world: str, run: int) -> dict[str, An
     words = [v["verdict"] for v in verdicts]
     first = next((v for v in verdicts if v["verdict"] != "keep_running"), None)
     last = verdicts[-1] if verdicts else None
+    # the rule before *no difference* on the same looks (no guardrails here): the first look
+    # whose sequence excludes 0 decides (each look's message carries its own sequence)
+    before = next((v for v in verdicts if _excludes_zero(v.get("cs_low"), v.get("cs_high"))), None)
     return {
         "design": design,
         "world": world,
@@ -160,12 +174,21 @@ def run_one(cfg: StudyConfig, design: str, world: str, run: int) -> dict[str, An
         "estimator": last["estimator"] if last else "",
         "ever_ship": "ship" in words,
         "ever_do_not_ship": "do_not_ship" in words,
+        "ever_no_difference": "no_difference" in words,
+        "first": first["verdict"] if first else "",
         "decided_at": first["n_periods"] if first else math.nan,
+        "without_no_difference": (
+            ("ship" if (before["cs_low"] or 0.0) > 0 else "do_not_ship") if before else ""
+        ),
         "final": last["verdict"] if last else "",
         "final_more_days": (last or {}).get("more_days"),
         "truth_relative": sim.metric_truth("profit", relative=True),
         "seconds": time.perf_counter() - t0,
     }
+
+
+def _excludes_zero(low: float | None, high: float | None) -> bool:
+    return (low is not None and low > 0) or (high is not None and high < 0)
 
 
 def _chunk(args: tuple[StudyConfig, str, str, list[int]]) -> list[dict[str, Any]]:
@@ -372,9 +395,117 @@ def render(summary: dict[str, Any]) -> str:
 
 
 def write_render(summary: dict[str, Any], page: Path) -> None:
-    text = page.read_text()
-    i, j = text.index(RENDER_BEGIN) + len(RENDER_BEGIN), text.index(RENDER_END)
-    page.write_text(text[:i] + "\n" + render(summary) + "\n" + text[j:])
+    write_block(render(summary), page, RENDER_BEGIN, RENDER_END)
+
+
+ND_BEGIN = "<!-- verdict-no-difference:begin -->"
+ND_END = "<!-- verdict-no-difference:end -->"
+#: the designs the *no difference* study runs unless told (``--designs``)
+ND_DESIGNS = ("random-days",)
+
+
+def summarise_no_difference(rows: pd.DataFrame, days: int) -> list[dict[str, Any]]:
+    """Per design and world: how the experiments ended (their first decisive verdict, or
+    keep running to the planned end), each share with its Monte Carlo SE; the ends of the
+    rule without *no difference* on the same looks; and the share ended *no difference* by
+    each week's look."""
+    looks = sorted({*range(7, days + 1, 7), days})
+    out = []
+    for (design, world), g in rows.groupby(["design", "world"], sort=False):
+        n = len(g)
+        first = g["first"].fillna("").astype(str)
+        without = g["without_no_difference"].fillna("").astype(str)
+        row: dict[str, Any] = {
+            "design": design,
+            "world": world,
+            "runs": n,
+            "estimator": g["estimator"].mode().iloc[0] if n else "",
+            "truth_relative": float(g["truth_relative"].mean()),
+        }
+        for word in ("no_difference", "ship", "do_not_ship"):
+            share = float((first == word).mean())
+            row[word], row[f"{word}_mc_se"] = share, mc_se(share, n)
+            if word != "no_difference":
+                old = float((without == word).mean())
+                row[f"{word}_without"], row[f"{word}_without_mc_se"] = old, mc_se(old, n)
+        row["keep_running"] = float((first == "").mean())
+        ended = (first == "no_difference").to_numpy()
+        at = g["decided_at"].to_numpy(dtype=float)
+        row["no_difference_by_look"] = {str(t): float(np.mean(ended & (at <= t))) for t in looks}
+        out.append(row)
+    return out
+
+
+def render_no_difference(summary: dict[str, Any]) -> str:
+    """The *no difference* section of docs/decision.md from its saved summary."""
+    cfg, rows = summary["config"], summary["rows"]
+    n = cfg["runs"]
+    lines = [
+        f"{n} experiments per design and world, {cfg['products']} products over "
+        f"{cfg['days']} days on the default market, the spec's mde_pct {cfg['mde_pct']:g}%; "
+        f"the effect world raises the price by {100 * cfg['rise']:g}%; "
+        f"{summary['minutes']:.0f} minutes. Each experiment is analysed look by look by the "
+        "analysis worker, its first decisive verdict final. How the experiments ended (+- one "
+        "Monte Carlo SE), and how the rule without *no difference* ends the same looks.",
+        "",
+        "| design | estimator | world | true profit change | no difference | ship | do not ship "
+        "| kept running | without no difference: ship | do not ship |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['design']} | {r['estimator']} | {r['world']} | {_pct(r['truth_relative'])} "
+            f"| {_pct(r['no_difference'], r['no_difference_mc_se'])} "
+            f"| {_pct(r['ship'], r['ship_mc_se'])} "
+            f"| {_pct(r['do_not_ship'], r['do_not_ship_mc_se'])} | {_pct(r['keep_running'])} "
+            f"| {_pct(r['ship_without'], r['ship_without_mc_se'])} "
+            f"| {_pct(r['do_not_ship_without'], r['do_not_ship_without_mc_se'])} |"
+        )
+    aa = [r for r in rows if r["world"] == "aa"]
+    if aa:
+        looks = list(aa[0]["no_difference_by_look"])
+        lines += [
+            "",
+            "A/A: the share of experiments ended *no difference* by the look after n periods "
+            "(its power):",
+            "",
+            "| design | " + " | ".join(f"after {t}" for t in looks) + " |",
+            "|---|" + "---|" * len(looks),
+        ]
+        for r in aa:
+            cells = " | ".join(_pct(r["no_difference_by_look"][t]) for t in looks)
+            lines.append(f"| {r['design']} | {cells} |")
+    lines.append("")
+    for r in rows:
+        if r["world"] == "effect":
+            ok = r["no_difference"] <= 0.05
+            called = (
+                f"none of {r['runs']} experiments was called no difference (95% upper bound "
+                f"{_pct(3 / r['runs'])}, the rule of three)"
+                if r["no_difference"] == 0
+                else f"{_pct(r['no_difference'], r['no_difference_mc_se'])} of experiments were "
+                "called no difference"
+            )
+            lines.append(
+                f"- {r['design']}, effect world: the true profit change "
+                f"({_pct(r['truth_relative'])}) is at least the MDE ({cfg['mde_pct']:g}%); "
+                f"{called}, {'within' if ok else 'above'} the 5% allowed."
+            )
+        else:
+            same = r["ship"] <= r["ship_without"] and r["do_not_ship"] <= r["do_not_ship_without"]
+            lines.append(
+                f"- {r['design']}, A/A: false ship {_pct(r['ship'])} and do not ship "
+                f"{_pct(r['do_not_ship'])}, against {_pct(r['ship_without'])} and "
+                f"{_pct(r['do_not_ship_without'])} by the rule without no difference on the same "
+                "looks" + (": not raised." if same else ": RAISED.")
+            )
+    return "\n".join(lines)
+
+
+def write_block(text: str, page: Path, begin: str, end: str) -> None:
+    page_text = page.read_text()
+    i, j = page_text.index(begin) + len(begin), page_text.index(end)
+    page.write_text(page_text[:i] + "\n" + text + "\n" + page_text[j:])
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -384,7 +515,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--days", type=int, default=StudyConfig.days)
     ap.add_argument("--rise", type=float, default=StudyConfig.rise)
     ap.add_argument("--plan-sims", type=int, default=400)
-    ap.add_argument("--designs", nargs="*", default=list(design_names()))
+    ap.add_argument("--designs", nargs="*", default=None, help="Default: every design.")
+    ap.add_argument("--mde-pct", type=float, default=StudyConfig.mde_pct)
+    ap.add_argument(
+        "--no-difference",
+        action="store_true",
+        help="The verdict's no difference: its A/A share by look, the effect world's share "
+        "wrongly called no difference, the error rates beside the rule without it (default "
+        f"designs: {', '.join(ND_DESIGNS)}).",
+    )
     ap.add_argument("--worlds", nargs="*", default=["aa", "effect"])
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--out", type=Path, default=FIGURES)
@@ -397,13 +536,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         "the end-alone check.",
     )
     args = ap.parse_args(argv)
+    if args.no_difference:
+        _no_difference(args)
+        return
+    designs = args.designs or list(design_names())
     saved = args.out / "verdict-study.json"
     if args.render_only:
         write_render(json.loads(saved.read_text()), args.page)
         return
-    cfg = replace(
-        StudyConfig(), runs=args.runs, products=args.products, days=args.days, rise=args.rise
-    )
+    cfg = _config(args)
     t0 = time.perf_counter()
     minutes = 0.0
     if args.plan_only:
@@ -412,7 +553,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         minutes = float(before["minutes"])
         rows = pd.read_csv(args.out / "verdict-study.csv")
     else:
-        rows = run_study(cfg, args.designs, args.worlds, args.jobs)
+        rows = run_study(cfg, designs, args.worlds, args.jobs)
         args.out.mkdir(parents=True, exist_ok=True)
         rows.to_csv(args.out / "verdict-study.csv", index=False)
     table = summarise(rows)
@@ -436,6 +577,37 @@ def main(argv: Sequence[str] | None = None) -> None:
     write_render(summary, args.page)
     for r in table:
         print(json.dumps(r))
+
+
+def _config(args: argparse.Namespace) -> StudyConfig:
+    return replace(
+        StudyConfig(),
+        runs=args.runs,
+        products=args.products,
+        days=args.days,
+        rise=args.rise,
+        mde_pct=args.mde_pct,
+    )
+
+
+def _no_difference(args: argparse.Namespace) -> None:
+    saved = args.out / "verdict-no-difference.json"
+    if not args.render_only:
+        cfg = _config(args)
+        t0 = time.perf_counter()
+        rows = run_study(cfg, args.designs or list(ND_DESIGNS), args.worlds, args.jobs)
+        args.out.mkdir(parents=True, exist_ok=True)
+        rows.to_csv(args.out / "verdict-no-difference.csv", index=False)
+        table = summarise_no_difference(rows, cfg.days)
+        summary = {
+            "config": cfg.__dict__,
+            "minutes": (time.perf_counter() - t0) / 60,
+            "rows": table,
+        }
+        saved.write_text(json.dumps(summary, indent=2) + "\n")
+        for r in table:
+            print(json.dumps(r))
+    write_block(render_no_difference(json.loads(saved.read_text())), args.page, ND_BEGIN, ND_END)
 
 
 if __name__ == "__main__":

@@ -245,7 +245,12 @@ def latest_verdict(docs: list[dict[str, Any]]) -> dict[str, Any] | None:
     return latest([d for d in docs if is_verdict(d)])
 
 
-_WORDS = {"ship": "SHIP", "do_not_ship": "DO NOT SHIP", "keep_running": "KEEP RUNNING"}
+_WORDS = {
+    "ship": "SHIP",
+    "do_not_ship": "DO NOT SHIP",
+    "no_difference": "NO DIFFERENCE - KEEP THE CONTROL",
+    "keep_running": "KEEP RUNNING",
+}
 
 
 def _pct(x: Any) -> str:
@@ -285,8 +290,9 @@ def render_verdict(doc: dict[str, Any]) -> str:
         f"{1 - float(doc.get('alpha') or 0.05):.0%} anytime-valid"
     )
     for g in doc.get("guardrails") or ():
+        whose = f"arm {g['arm']}: " if g.get("arm") else ""  # k arms: each arm's
         lines.append(
-            f"  guardrail {g['metric']} not below -{g['max_drop_pct']:g}%: "
+            f"  {whose}guardrail {g['metric']} not below -{g['max_drop_pct']:g}%: "
             f"{_pct(g.get('relative_effect'))} [{_pct(g.get('relative_cs_low'))}, "
             f"{_pct(g.get('relative_cs_high'))}] {g.get('status')}"
         )

@@ -96,7 +96,8 @@ TOPICS: tuple[TopicContract, ...] = (
         "analysts, dashboards, warehouse loaders",
         "Running estimates: one per metric, estimator and segment at every look.",
         also=(("verdict", VerdictMessage,
-               "The verdict of each look (kind: verdict): ship, do_not_ship or keep_running "
+               "The verdict of each look (kind: verdict): ship, do_not_ship, no_difference or "
+               "keep_running "
                "on the decision metric (docs/decision.md)."),
               ("demand", DemandMessage,
                "A price ladder's demand and profit curves and the profit-maximising price "

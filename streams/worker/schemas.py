@@ -339,7 +339,8 @@ class GuardrailStatus(_Wire):
     """One guardrail at a verdict's look: the relative effect on its metric and its
     anytime-valid set (fractions), against the largest tolerated drop (percent).
     ``status``: ``breached`` (the set lies wholly below ``-max_drop_pct``), ``ok`` (wholly
-    above it) or ``open``; ``note`` says why a set is missing."""
+    above it) or ``open``; ``note`` says why a set is missing. With k arms, one per arm and
+    guardrail, ``arm`` naming the arm compared with the control."""
 
     metric: DecisionMetric
     max_drop_pct: float
@@ -348,6 +349,17 @@ class GuardrailStatus(_Wire):
     relative_cs_low: float | None = None
     relative_cs_high: float | None = None
     note: str | None = None
+    arm: Ident | None = Field(
+        default=None,
+        description="k arms: the arm this reading compares with the control; absent for two arms.",
+    )
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        out: dict[str, Any] = handler(self)
+        if out.get("arm") is None:  # a two-arm guardrail: the message it always was
+            out.pop("arm", None)
+        return out
 
 
 class ArmSequence(_Wire):
@@ -367,7 +379,8 @@ class VerdictMessage(_Wire):
     """The verdict of one look, on the estimates topic beside the estimates (``kind:
     verdict`` tells them apart; an estimate has no ``kind``), keyed by experiment.
 
-    ``verdict`` is ``ship``, ``do_not_ship`` or ``keep_running`` on the decision ``metric``
+    ``verdict`` is ``ship``, ``do_not_ship``, ``no_difference`` (keep the control: no effect as
+    large as ``mde_pct``, either way) or ``keep_running`` on the decision ``metric``
     by the ``rule`` (one sentence; docs/decision.md), from the primary ``estimator``'s
     anytime-valid confidence sequence (``cs_low``/``cs_high``, and relative to the control
     mean) and the ``guardrails``. ``reason`` says why, in one sentence. ``decided_at``: the
@@ -380,7 +393,7 @@ class VerdictMessage(_Wire):
     kind: Literal["verdict"] = "verdict"
     experiment: Ident
     as_of: Instant
-    verdict: Literal["ship", "do_not_ship", "keep_running"]
+    verdict: Literal["ship", "do_not_ship", "no_difference", "keep_running"]
     metric: DecisionMetric
     estimator: str
     rule: str

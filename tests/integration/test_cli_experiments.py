@@ -184,10 +184,13 @@ def test_the_lifecycle_from_the_operators_and_the_pricing_systems_seats(
     past.write_text(yaml.safe_dump(_spec("past-exp", START - timedelta(days=2))))
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(_spec("bad", START) | {"allocation": 2}))
-    # three arms with a guardrail (issue #41): refused while nothing would check it (the
-    # analysis worker checks no guardrail of more than two arms yet)
+    # three arms of the optimal switchback with a guardrail (issues #41, #54): refused, as
+    # nothing would check it (its guardrails need each cell's probability per arm; the
+    # other designs' guardrails are checked on each arm)
     ladder_doc = {k: v for k, v in _spec("ladder", START).items() if not k.endswith("_policy")}
     ladder_doc |= {
+        "design": "optimal-switchback",
+        "optimal_switchback": {"carryover_order": 1},
         "products": LADDER_PRODUCTS,
         "arms": LADDER_ARMS,
         "guardrails": [{"metric": "revenue", "max_drop_pct": 10}],
@@ -202,7 +205,7 @@ def test_the_lifecycle_from_the_operators_and_the_pricing_systems_seats(
         # a k-arm spec with guardrails: one sentence, exit 2, nothing sent; a bad arm list
         # names the field
         err = refused("experiment", "create", str(ladder))
-        assert "guardrails: are not checked on 3-arm experiments yet" in err
+        assert "guardrails: are not checked on 3-arm experiments of the optimal-switchback" in err
         assert "arms: the allocations sum to 0.7, not 1" in refused(
             "experiment", "create", str(bad_arms)
         )
@@ -210,7 +213,7 @@ def test_the_lifecycle_from_the_operators_and_the_pricing_systems_seats(
         doc = load_spec(ladder_doc).model_dump(mode="json")
         reply = send_command(settings, "create", spec=doc, timeout=60)
         assert reply["ok"] is False
-        assert "are not checked on 3-arm experiments yet" in reply["error"]
+        assert "are not checked on 3-arm experiments of the optimal-switchback" in reply["error"]
         assert "ladder" not in cli("experiment", "list")[1]
         # a start before now is refused, naming the way out; nothing is created
         err = refused("experiment", "create", str(past), "--timeout", "60")

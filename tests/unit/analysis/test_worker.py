@@ -382,9 +382,9 @@ def test_guardrails_compare_the_switchback_over_its_carryover_windows() -> None:
 
 async def test_a_three_arm_experiment_gets_per_arm_estimates_a_verdict_and_one_log_line(caplog):
     """A k-arm experiment gets one estimate per arm against the control
-    (tests/unit/analysis/test_worker_arms.py) and a verdict per look, but no guardrail trip
-    yet (issue #41: a harm that would trip a two-arm experiment's guardrail trips nothing
-    here; the controller refuses guardrails on k arms), said once, not every cycle."""
+    (tests/unit/analysis/test_worker_arms.py), a verdict per look, and its guardrails
+    checked on each arm (issue #54: a harm that trips a two-arm experiment's guardrail trips
+    it here too, naming the arm), said once, not every cycle."""
     import logging
 
     df = _cells(-30.0, seed=1)
@@ -421,10 +421,12 @@ async def test_a_three_arm_experiment_gets_per_arm_estimates_a_verdict_and_one_l
         first = await w.run_once()
         assert len(await w.run_once()) == len(first) > 0
     assert {r.arm for _, r in first} == {"t1", "t2"}
-    assert sink.trips == [] and verdicts.published == ["e3", "e3"]
+    assert verdicts.published == ["e3", "e3"]
+    # both arms carry the harm: the first breached arm trips, at each look
+    assert [(e, m, d["arm"]) for e, m, d in sink.trips] == [("e3", "revenue", "t1")] * 2
     assert source.reads == 2
-    said = [r.getMessage() for r in caplog.records if "e3" in r.getMessage()]
-    assert len(said) == 1 and "no guardrail check" in said[0]
+    told = [r.getMessage() for r in caplog.records if "e3: 3 arms" in r.getMessage()]
+    assert len(told) == 1 and "each guardrail is checked on each arm" in told[0]
 
 
 class _Group:

@@ -2,8 +2,8 @@
 ``simulate --live`` run a price ladder (tests/unit/lab/test_market_ladder.py,
 tests/integration/test_simulate_live_ladder.py) and refuse arms without prices in one sentence
 (exit 2), and the planner plans one comparison per arm (tests/unit/lab/test_plan_arms.py).
-The live path runs them (slice S2), but refuses guardrails on them: nothing would check them
-yet."""
+The live path runs them (slice S2), with their guardrails checked on each arm, except on the
+optimal switchback, whose guardrails it refuses: nothing would check them there."""
 
 from __future__ import annotations
 
@@ -98,12 +98,19 @@ def test_the_analysis_is_told_of_three_arms_without_a_sampler(ladder: Path) -> N
     assert info.arms == 3 and info.sampler is None and info.spillover is None
 
 
-def test_the_live_path_refuses_guardrails_on_three_arms(ladder: Path) -> None:
+def test_the_live_path_takes_guardrails_on_three_arms_except_on_the_optimal_switchback(
+    ladder: Path,
+) -> None:
     spec = load_spec_file(ladder)
     spec.check_live()  # three arms run live
     guarded = spec.model_copy(update={"guardrails": (Guardrail(max_drop_pct=5),)})
-    with pytest.raises(SpecError, match="^guardrails: are not checked on 3-arm experiments yet"):
-        guarded.check_live()
+    guarded.check_live()  # each arm's guardrails are checked against the control
+    switchback = guarded.model_copy(update={"design": "optimal-switchback"})
+    with pytest.raises(
+        SpecError,
+        match="^guardrails: are not checked on 3-arm experiments of the optimal-switchback design",
+    ):
+        switchback.check_live()
 
 
 def test_a_two_arm_list_is_simulated_like_the_shorthand(tmp_path: Path) -> None:
