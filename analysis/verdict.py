@@ -346,6 +346,43 @@ def more_days(
     return (n - n_periods) * days_per_period, None
 
 
+def more_days_change(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> str | None:
+    """Why ``more_days`` moved between two keep-running looks, in one clause (None when it
+    held, within a quarter and two days, or there is nothing to compare).
+
+    ``more_days`` is planned afresh at every look from the standard error measured at that
+    look, and a standard error from few periods is itself noisy: the days still needed move
+    with it. The clause names the earlier figure and the width of the decision metric's
+    sequence at both looks, the measured noise a reader can see move."""
+    if previous is None or current.get("verdict") != "keep_running":
+        return None
+    before, now = previous.get("more_days"), current.get("more_days")
+    if before is None:
+        return None
+    was = f"was about {math.ceil(before)} after {previous.get('n_periods')} periods"
+    if now is None:
+        return f"{was}; now none: {current.get('more_days_note') or 'not computed'}"
+    if abs(now - before) <= max(2.0, 0.25 * before):
+        return None
+
+    def width(v: Mapping[str, Any]) -> str | None:
+        low, high = v.get("relative_cs_low"), v.get("relative_cs_high")
+        if low is not None and high is not None:
+            return f"{100.0 * (high - low) / 2.0:.1f}%"
+        low, high = v.get("cs_low"), v.get("cs_high")
+        if low is not None and high is not None:
+            return f"{(high - low) / 2.0:.3g}"
+        return None
+
+    a, b = width(previous), width(current)
+    noise = (
+        f"; the sequence's half-width went from {a} to {b} as the noise was measured again"
+        if a is not None and b is not None
+        else "; planned again from the noise measured at this look"
+    )
+    return f"{was}{noise}"
+
+
 def decide(
     *,
     metric: str,

@@ -26,6 +26,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from analysis.metrics import EFFECT_UNITS
 from analysis.verdict import latest
 from controller.clock import Clock, WallClock
 from controller.settings import Settings
@@ -281,9 +282,10 @@ def render_verdict(doc: dict[str, Any]) -> str:
     rel = doc.get("relative_effect")
     figures = (
         f"{_pct(rel)} [{_pct(doc.get('relative_cs_low'))}, {_pct(doc.get('relative_cs_high'))}]"
-        if rel is not None
+        if rel is not None and doc.get("relative_cs_low") is not None
         else f"{_cell(doc.get('effect'), '{:+.4g}')} [{_cell(doc.get('cs_low'), '{:+.4g}')}, "
-        f"{_cell(doc.get('cs_high'), '{:+.4g}')}]"
+        f"{_cell(doc.get('cs_high'), '{:+.4g}')}] {EFFECT_UNITS.get(str(doc.get('metric')), '')}"
+        + ("" if rel is None else f" ({_pct(rel)}; its relative interval is not bounded yet)")
     )
     lines.append(
         f"  decision metric {doc.get('metric')} ({doc.get('estimator')}): {figures}, "

@@ -246,7 +246,7 @@ async def _drive(
                     true_optimum=run.optimal_ratio_truth(cfg.days),
                 )  # fmt: skip
             return covered
-        final = primary_estimate(run, "units", cfg.days)
+        final = primary_estimate(run, run.decision_metric, cfg.days)
         if final is None:
             say("ERROR: no final estimate published", always=True)
             return False
@@ -256,7 +256,7 @@ async def _drive(
             say("ERROR: no verdict published at the last look", always=True)
             return False
         say(render_verdict(verdict), always=True)
-        covered = _report(say, final, run.truth())
+        covered = _report(say, final, run.truth(metric=run.decision_metric))
         say("", always=True)
         say(
             f"SCORECARD after {cfg.days} days (95% intervals; truth from the simulated market):",
@@ -290,11 +290,13 @@ def _report(say: Say, final: dict[str, Any], truth: float) -> bool:
     covered = final["ci_low"] <= truth <= final["ci_high"]
     say("", always=True)
     say(
-        f"FINAL ({final['estimator']}, {final['n_units']} products x {final['n_periods']} days, se by {final['se_method']}):",
+        f"FINAL {final.get('metric') or 'units'}, the decision metric ({final['estimator']}, "
+        f"{final['n_units']} products x {final['n_periods']} days, se by {final['se_method']}):",
         always=True,
     )
+    metric = str(final.get("metric") or "units")
     say(
-        f"  estimated effect  {final['effect']:+.3f} units per product-day (analysis window)",
+        f"  estimated effect  {final['effect']:+.3f} {metric} per product-day (analysis window)",
         always=True,
     )
     say(f"  95% interval      [{final['ci_low']:+.3f}, {final['ci_high']:+.3f}]", always=True)

@@ -48,6 +48,7 @@ import numpy as np
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from analysis.metrics import EFFECT_UNITS
+from analysis.verdict import decision_metric, more_days_change
 from controller.periods import n_periods, period_bounds
 from controller.settings import Settings
 from controller.spec import ExperimentSpec
@@ -230,6 +231,11 @@ class LiveRun:
         e = self.truth(periods, "elasticity")
         out["elasticity"] = (e, e)
         return out
+
+    @property
+    def decision_metric(self) -> str:
+        """The metric the verdict decides on (the spec's, as the analysis worker reads it)."""
+        return decision_metric(self.spec.model_dump(mode="json"))
 
     def looks(
         self,
@@ -732,17 +738,21 @@ async def wait_healthy(workers: Sequence[WorkerProcess]) -> None:
 
 
 def print_looks(say: Callable[[str], None], run: LiveRun, printed: set[tuple[str, int]]) -> None:
-    """Say every estimate of units of ``run`` published at a look and not said yet
-    (``printed``), and each look's verdict in one line; the other metrics are in the final
-    :func:`scorecard`."""
+    """Say each look's verdict in one line, then every estimate of the decision metric of
+    ``run`` published at a look and not said yet (``printed``); the other metrics are in the
+    final :func:`scorecard`."""
+    previous: dict[str, Any] | None = None
     for v in run.verdicts:
         look = v.get("_look")
         if look is None or ("verdict", look) in printed:
+            previous = v if look is not None else previous
             continue
         printed.add(("verdict", int(look)))
-        say(f"   verdict after {look:>2} periods: {verdict_line(v)}")
-    for name in sorted({e["estimator"] for e in run.estimates if metric_of(e) == "units"}):
-        for look, e in run.looks(name).items():
+        say(f"   verdict after {look:>2} periods: {verdict_line(v, previous)}")
+        previous = v
+    metric = run.decision_metric
+    for name in sorted({e["estimator"] for e in run.estimates if metric_of(e) == metric}):
+        for look, e in run.looks(name, metric=metric).items():
             if (name, look) in printed:
                 continue
             printed.add((name, look))
@@ -754,24 +764,41 @@ def print_looks(say: Callable[[str], None], run: LiveRun, printed: set[tuple[str
                 if e.get("cs_low") is None
                 else f"  anytime CS [{e['cs_low']:+.2f}, {e['cs_high']:+.2f}]"
             )
+            rel = e.get("relative_effect")
             say(
-                f"   estimate {name:<4} after {look:>2} periods: {e['effect']:+.2f} units/product-"
-                f"{'day' if run.daily else 'period'} "
-                f"(se {e['se']:.2f}, 95% CI [{e['ci_low']:+.2f}, {e['ci_high']:+.2f}]){cs}"
+                f"   estimate {name:<4} after {look:>2} periods: {e['effect']:+.2f} {metric}/"
+                f"product-{'day' if run.daily else 'period'}"
+                + ("" if rel is None else f" ({rel:+.1%})")
+                + f" (se {e['se']:.2f}, 95% CI [{e['ci_low']:+.2f}, {e['ci_high']:+.2f}]){cs}"
             )
 
 
-def verdict_line(v: dict[str, Any]) -> str:
-    """A verdict in one line: the word, the decision metric's relative figures (k arms: of
-    the arm it names), and for keep running the days still needed."""
-    word = str(v["verdict"]).replace("_", " ")
-    rel = v.get("relative_effect")
-    fig = (
-        f"{v['metric']} {rel:+.1%} [{v['relative_cs_low']:+.1%}, {v['relative_cs_high']:+.1%}] "
-        "anytime-valid"
-        if rel is not None and v.get("relative_cs_low") is not None
-        else f"{v['metric']} {v['effect']:+.3g}"
+def verdict_figure(v: dict[str, Any]) -> str:
+    """The decision metric's figures of a verdict: relative with its anytime-valid sequence,
+    or, while the relative sequence is unbounded (early looks), the effect in the metric's
+    unit and percent where the point is known."""
+    metric, rel = v["metric"], v.get("relative_effect")
+    if rel is not None and v.get("relative_cs_low") is not None:
+        return (
+            f"{metric} {rel:+.1%} [{v['relative_cs_low']:+.1%}, {v['relative_cs_high']:+.1%}] "
+            "anytime-valid"
+        )
+    unit = EFFECT_UNITS.get(metric, "")
+    cs = (
+        f" [{v['cs_low']:+.3g}, {v['cs_high']:+.3g}] anytime-valid"
+        if v.get("cs_low") is not None and v.get("cs_high") is not None
+        else ""
     )
+    pct = f" ({rel:+.1%}, relative interval not bounded yet)" if rel is not None else ""
+    return f"{metric} {v['effect']:+.3g}{cs} {unit}{pct}".rstrip()
+
+
+def verdict_line(v: dict[str, Any], previous: dict[str, Any] | None = None) -> str:
+    """A verdict in one line: the word, the decision metric's figures (k arms: of the arm it
+    names), and for keep running the days still needed, with why they moved since the
+    ``previous`` look's verdict when they did (:func:`analysis.verdict.more_days_change`)."""
+    word = str(v["verdict"]).replace("_", " ")
+    fig = verdict_figure(v)
     if v.get("arm") is not None:  # k arms: the figures are the named arm's
         fig = f"arm {v['arm']}: {fig}"
     tail = ""
@@ -779,6 +806,9 @@ def verdict_line(v: dict[str, Any]) -> str:
         tail = f"; about {math.ceil(v['more_days'])} more days for 80% power at {v['mde_pct']:g}%"
     elif v.get("decided_at") is not None and v["decided_at"] != v.get("n_periods"):
         tail = f"; decided after {v['decided_at']} periods"
+    change = more_days_change(previous, v)
+    if change:
+        tail += f" ({change})"
     return f"{word} ({fig}{tail})"
 
 

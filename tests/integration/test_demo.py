@@ -36,12 +36,14 @@ def test_small_demo_accounts_for_every_sale_and_covers_the_truth(tmp_path):
     assert "ERROR" not in out
     assert "the interval COVERS the true effect" in out
     # random days' primary estimate: each product compared with itself
-    assert "FINAL (fe, 40 products x 5 days" in out
+    assert "FINAL profit, the decision metric (fe, 40 products x 5 days" in out
     # the verdict comes first: after the looks (one line each), before the final estimate
     # (the worker looks from 2 periods on: looks after 2, 3, 4 and 5 days)
     assert [n for n in range(1, 6) if f"   verdict after  {n} periods" in out] == [2, 3, 4, 5]
     verdict = out.index("VERDICT after 5 periods")
-    assert verdict < out.index("FINAL (fe") < out.index("SCORECARD")
+    assert verdict < out.index("FINAL profit") < out.index("SCORECARD")
+    # each look's estimates are the decision metric's, in its unit and percent
+    assert "estimate fe   after  5 periods: " in out and " profit/product-day (" in out
     assert "decision metric profit (fe)" in out[verdict:]
     assert any(w in out[verdict:].splitlines()[0] for w in ("SHIP", "KEEP RUNNING"))
     # the scorecard: every metric (the demo's spec gives the market's unit costs), absolute
