@@ -17,7 +17,8 @@ Every command that reads an analyst's own table goes through this module: ``plan
   (its arm, treated flag, probability, blackout, a covariate) must agree across those rows.
 * **A missing product-period is zero sales** (``--missing zero``, the default): an export
   that leaves out days without a sale is filled with zeros from each product's first period in
-  the data (or its ``--launch`` column) to the table's last period, and the count is said. A
+  the data (or its ``--launch`` column) to the table's last period, and the count is said (a
+  period in which no product has a row is one the table does not cover, and is not filled). A
   column that describes the cell must then be known for the filled cells: one constant within
   the product is carried to them, a carried column (a price) keeps its last value, and one
   that varies within a product (the arm of a switchback) cannot be known, so the table is
@@ -274,7 +275,7 @@ def to_cells(
     sums: Sequence[str | None] = (),
     describe: Sequence[str | None] = (),
     carry: Sequence[str | None] = (),
-    money: Sequence[str | None] = (),
+    money: Iterable[str | None] = (),
     policy: ReadPolicy | None = None,
     what: str = "table",
 ) -> Cells:
@@ -312,7 +313,10 @@ def to_cells(
         values = pd.to_numeric(df[col], errors="coerce")
         bad = values.isna() & df[col].notna()
         if bad.any():
-            raise TableError(f"column {col!r} is not numeric (e.g. {df.loc[bad, col].iloc[0]!r}).")
+            raise TableError(
+                f"column {col!r} is not numeric: it has non-numeric values such as "
+                f"{df.loc[bad, col].iloc[0]!r}."
+            )
         if not np.isfinite(values.dropna().to_numpy(dtype=float)).all():
             raise TableError(f"column {col!r} holds infinite values.")
         out[col] = values.astype(float)
@@ -350,7 +354,7 @@ def _one_currency(
     col: pd.Series,
     name: str,
     out: pd.DataFrame,
-    money: Sequence[str | None],
+    money: Iterable[str | None],
     pol: ReadPolicy,
     what: str,
 ) -> list[str]:
@@ -448,9 +452,10 @@ def _fill_zeros(
     what: str,
 ) -> tuple[pd.DataFrame, int, int]:
     """The missing cells of each product's span as zero sales; the filled count and the span."""
-    tcode, labels = pd.factorize(out[time], sort=True)
-    grid = full_range(pd.Index(labels))
-    pos = grid.get_indexer(labels)[tcode]
+    # the table's own periods: one in which no product has a row is one the table does not
+    # cover (a closed store, a gap in the export), not a period of zero sales everywhere
+    pos, labels = pd.factorize(out[time], sort=True)
+    grid = pd.Index(labels)
     ucode, units = pd.factorize(out[unit], sort=True)
     first = np.full(len(units), len(grid), dtype=np.int64)
     np.minimum.at(first, ucode, pos)
