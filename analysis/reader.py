@@ -327,9 +327,16 @@ def to_cells(
         notes += _one_currency(df[currency_col], currency_col, out, money, pol, what)
     out = out.reset_index(drop=True)
     launch = None
-    if pol.launch is not None:
-        launch = periods(df[pol.launch], pol.launch, pol.dayfirst, pol.date_format)
-        launch = pd.Series(launch.to_numpy(), index=out.index)
+    if pol.launch is not None:  # each product's launch, constant within it
+        when = periods(df[pol.launch], pol.launch, pol.dayfirst, pol.date_format)
+        per = pd.DataFrame({"u": out[unit].to_numpy(), "l": when.to_numpy()}).groupby("u")["l"]
+        several = per.nunique()
+        if (several > 1).any():
+            raise TableError(
+                f"launch column {pol.launch!r} gives product {several.index[several > 1][0]!r} "
+                "more than one launch."
+            )
+        launch = per.first()
     out, merged = _merge_rows(out, unit, time, sum_cols, desc_cols, carry_cols, what)
     if merged:
         notes.append(
@@ -339,7 +346,7 @@ def to_cells(
     filled = span = 0
     if pol.missing == "zero":
         out, filled, span = _fill_zeros(out, unit, time, sum_cols, desc_cols, carry_cols,
-                                        launch, df, pol, what)  # fmt: skip
+                                        launch, pol, what)  # fmt: skip
         if filled:
             notes.append(
                 f"{filled} product-period(s) without a row in the {what} counted as zero sales "
@@ -447,7 +454,6 @@ def _fill_zeros(
     desc_cols: list[str],
     carry_cols: list[str],
     launch: pd.Series | None,
-    raw: pd.DataFrame,
     pol: ReadPolicy,
     what: str,
 ) -> tuple[pd.DataFrame, int, int]:
@@ -460,7 +466,7 @@ def _fill_zeros(
     first = np.full(len(units), len(grid), dtype=np.int64)
     np.minimum.at(first, ucode, pos)
     if launch is not None and pol.launch is not None:
-        first = _launch_first(first, ucode, units, launch, grid, unit, pol.launch)
+        first = _launch_first(first, units, launch, grid, pol.launch)
     span = int((len(grid) - first).sum())
     filled = span - len(out)
     if filled <= 0:
@@ -498,32 +504,19 @@ def _fill_zeros(
 
 
 def _launch_first(
-    first: np.ndarray,
-    ucode: np.ndarray,
-    units: Any,
-    launch: pd.Series,
-    grid: pd.Index,
-    unit: str,
-    name: str,
+    first: np.ndarray, units: Any, launch: pd.Series, grid: pd.Index, name: str
 ) -> np.ndarray:
-    """Each product's first period: its launch (constant within the product) when earlier."""
-    frame = pd.DataFrame({"u": ucode, "l": launch.to_numpy()})
-    per = frame.groupby("u")["l"].agg(["nunique", "first"])
-    if (per["nunique"] > 1).any():
-        bad = units[int(per.index[per["nunique"] > 1][0])]
-        raise TableError(f"launch column {name!r} gives product {bad!r} more than one launch.")
-    at = grid.get_indexer(pd.Index(per["first"].to_numpy()))
-    before = pd.Index(per["first"].to_numpy()) < grid[0]
-    at = np.where(before, 0, at)
+    """Each product's first period: its launch (``launch``, by product) when earlier; a
+    launch before the table's first period starts it there."""
+    when = pd.Index(launch.reindex(pd.Index(units)).to_numpy())
+    at = np.where(when < grid[0], 0, grid.get_indexer(when))
     if (at < 0).any():
-        bad = units[int(per.index[int(np.flatnonzero(at < 0)[0])])]
+        bad = units[int(np.flatnonzero(at < 0)[0])]
         raise TableError(
             f"launch column {name!r} gives product {bad!r} a launch that is not one of the "
-            f"table's periods (column {unit!r})."
+            "table's periods."
         )
-    out = first.copy()
-    out[per.index.to_numpy()] = np.minimum(first[per.index.to_numpy()], at)
-    return out
+    return np.minimum(first, at)
 
 
 __all__ = [
