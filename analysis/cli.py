@@ -80,7 +80,7 @@ from analysis.reader_options import (
     read_policy,
     table_source,
 )
-from analysis.table_input import check_decimal_commas, looks_like_dates, read_dates
+from analysis.table_input import check_decimal_commas
 from core.ports import ExperimentInfo
 
 #: the options of every command that reads an analyst's table (analyze, plan, graph build)
@@ -152,38 +152,6 @@ def _with_probability(df: pd.DataFrame, probability: str | None) -> tuple[pd.Dat
     return df.assign(**{_CONSTANT_PROBABILITY: value}), _CONSTANT_PROBABILITY
 
 
-def with_dates(
-    df: pd.DataFrame, time: str, dayfirst: bool | None, date_format: str | None
-) -> pd.DataFrame:
-    """``df`` with its period column as timestamps when it holds dates written as numbers in
-    an order other than year first (03/04/2025, which would sort as text), or when
-    ``date_format`` is given; ISO dates and other labels stay as they are (they sort right)."""
-    if time not in df.columns:
-        return df
-    col = df[time]
-    if date_format is None and not (looks_like_dates(col) and not _iso_like(col)):
-        return df
-    return df.assign(**{time: read_dates(col, time, dayfirst=dayfirst,
-                                         date_format=date_format, utc=False)})  # fmt: skip
-
-
-def prepare_table(
-    df: pd.DataFrame,
-    time: str,
-    numeric: Iterable[str | None],
-    probability: str | None,
-    dayfirst: bool | None,
-    date_format: str | None,
-) -> tuple[pd.DataFrame, str | None]:
-    """Decimal commas in the ``numeric`` columns (and a probability column) refused,
-    ``probability`` as a column (a number in (0, 1) becomes one), and the period column's dates
-    read without guessing (:func:`with_dates`); returns the table and its probability column.
-    (``analyze`` reads through :func:`analyst_cells`, which does this and more.)"""
-    check_decimal_commas(df, (*numeric, probability if probability in df.columns else None))
-    df, probability = _with_probability(df, probability)
-    return with_dates(df, time, dayfirst, date_format), probability
-
-
 def analyst_cells(
     df: pd.DataFrame,
     *,
@@ -210,10 +178,6 @@ def analyst_cells(
         policy=policy,
     )  # fmt: skip
     return cells, probability
-
-
-def _iso_like(col: pd.Series) -> bool:
-    return bool(col.dropna().astype(str).str.match(r"^\s*\d{4}-\d{2}-\d{2}").all())
 
 
 def build_estimator(method: str, se: str | None, seed: int | None) -> Any:
@@ -948,8 +912,6 @@ __all__ = [
     "analyst_cells",
     "analyze_methods",
     "build_estimator",
-    "prepare_table",
     "read_table",
     "register",
-    "with_dates",
 ]

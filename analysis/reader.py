@@ -307,8 +307,8 @@ def to_cells(
                 "period."
             )
     check_decimal_commas(df, (*sum_cols, *carry_cols))
-    out = pd.DataFrame({unit: as_text(df[unit]).to_numpy()}, index=df.index)
-    out[time] = periods(df[time], time, pol.dayfirst, pol.date_format).to_numpy()
+    out = pd.DataFrame({unit: as_text(df[unit])}, index=df.index)
+    out[time] = periods(df[time], time, pol.dayfirst, pol.date_format)  # aligned, not objects
     for col in sum_cols + carry_cols:
         values = pd.to_numeric(df[col], errors="coerce")
         bad = values.isna() & df[col].notna()
@@ -487,7 +487,7 @@ def _fill_zeros(
             "those cells, or pass --missing drop to leave them out."
         )
     rows = pd.DataFrame({unit: np.asarray(units, dtype=object)[absent_u],
-                         time: np.asarray(grid)[absent_t]})  # fmt: skip
+                         time: grid[absent_t]})  # fmt: skip
     for col in sum_cols:
         rows[col] = 0.0
     if desc_cols:
