@@ -350,3 +350,17 @@ def test_pricelab_analyze_gives_the_same_answer_through_any_chain_of_rewrites(
     m.assert_same({"effect": a.effect, "se": a.se}, {"effect": b.effect, "se": b.se})
     if "zero-rows-dropped" in chain:
         assert any("zero sales" in n for n in b.details["reading_notes"])
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_a_return_larger_than_the_days_sales_is_netted_by_every_method(
+    name: str, tmp_path: Path
+) -> None:
+    """A product-day whose returns exceed its sales nets below zero: every method reads it the
+    same way (demand refused negative units before, while fe and elasticity took them)."""
+    case = CASES[name]
+    df = case.table(10)
+    back = df.iloc[[3]].assign(units=-(df["units"].iloc[3] + 2), revenue=-50.0)
+    code, _, err = case.answer(*m.write(pd.concat([df, back]), tmp_path, "csv"))
+    assert code == 0, err
+    assert "1 row(s) of the table shared a product and period" in err
