@@ -18,10 +18,10 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from analysis.reader import ReadPolicy
 from controller.designs import design_matrices
 from controller.spec import ExperimentSpec
 from lab.errors import LabError
-from analysis.reader import ReadPolicy
 from lab.plan import (
     JSON_KEYS,
     PlanConfig,
