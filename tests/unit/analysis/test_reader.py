@@ -82,6 +82,10 @@ def test_mixed_currencies_need_rates_and_rates_need_every_currency(tmp_path: Pat
     with pytest.raises(TableError, match="in GBP .* experiment's are in EUR"):
         to_cells(one, unit="sku", time="day", sums=["revenue"], money=["revenue"],
                  policy=ReadPolicy(expected_currency="EUR"))  # fmt: skip
+    named = df.rename(columns={"currency": "ccy"})  # another column, named by --currency
+    with pytest.raises(TableError, match="in EUR and GBP \\(column 'ccy'\\)"):
+        to_cells(named, unit="sku", time="day", sums=["revenue"], money=["revenue"],
+                 policy=ReadPolicy(currency="ccy"))  # fmt: skip
     bad = tmp_path / "bad.csv"
     pd.DataFrame({"currency": ["EUR"], "rate": [0.0]}).to_csv(bad, index=False)
     with pytest.raises(TableError, match="positive number in every rate"):
