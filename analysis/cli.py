@@ -233,8 +233,8 @@ def analyze(
     panel_path: Annotated[
         Path,
         typer.Argument(
-            help="Long panel: .csv, .parquet or a DuckDB database (.duckdb, with --table or "
-            "--query)."
+            help="Long panel: .csv, .parquet, a DuckDB database (.duckdb) or a PostgreSQL URL "
+            "(with --table or --query)."
         ),
     ],
     unit: Annotated[str, typer.Option(help="Unit column.")],

@@ -6,8 +6,10 @@ Every command that reads an analyst's own table goes through this module: ``plan
 
 * **Where the data lives** (:func:`load_table`): a CSV (separator detected, or ``--sep``;
   ``--decimal ,``), a Parquet file, or a DuckDB database file (``.duckdb``, ``.ddb``, ``.db``)
-  with ``--table NAME`` or ``--query "SELECT ..."`` (a database with one table needs neither).
-  DuckDB reads the file (read only); no SQL is written here.
+  with ``--table NAME`` or ``--query "SELECT ..."`` (a database with one table needs neither),
+  or a PostgreSQL server by its URL (``postgresql://user@host:port/db``) with ``--table`` or
+  ``--query``. DuckDB reads the file (read only), the server's ADBC driver the server (the
+  ``postgres`` extra); no SQL is written here but a table's ``SELECT *``.
 * **Ids are text.** The unit (product) column, and the other id columns a command names, are
   read as strings: ``00121`` keeps its zeros (a CSV's column is read as text; a number stored
   in Parquet or a database becomes its digits, ``1.0`` as ``1``).
@@ -38,6 +40,7 @@ Every refusal is a :class:`~analysis.errors.TableError` with one sentence.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +58,8 @@ PARQUET_SUFFIXES = (".parquet", ".pq")
 _SEPARATORS = (";", ",", "\t", "|")
 #: the currency column used without ``--currency`` when the table has it
 CURRENCY_COLUMN = "currency"
+#: a PostgreSQL URL, also after a path type has folded its double slash
+_SERVER_URL = re.compile(r"^(postgres(?:ql)?):/+", re.IGNORECASE)
 
 
 class NoSuchFile(FileNotFoundError):
@@ -80,6 +85,19 @@ class TableSource:
     def is_database(self) -> bool:
         return self.path.suffix.lower() in DATABASE_SUFFIXES
 
+    @property
+    def shown(self) -> str:
+        """The path, or the URL without its password, for a sentence."""
+        url = self.url
+        return str(self.path) if url is None else _without_password(url)
+
+    @property
+    def url(self) -> str | None:
+        """A PostgreSQL server's URL (``postgresql://user@host:port/db``), or None for a file;
+        a URL given where a path is expected has lost a slash (``postgresql:/host``)."""
+        match = _SERVER_URL.match(str(self.path))
+        return None if match is None else f"{match.group(1)}://{str(self.path)[match.end() :]}"
+
 
 def load_table(source: TableSource | Path, text: Iterable[str | None] = ()) -> pd.DataFrame:
     """The table as read, its ``text`` columns as strings (ids keep their zeros)."""
@@ -87,15 +105,18 @@ def load_table(source: TableSource | Path, text: Iterable[str | None] = ()) -> p
     names = tuple(dict.fromkeys(c for c in text if c))
     if src.decimal not in (".", ","):
         raise TableError(f"--decimal must be '.' or ',', not {src.decimal!r}.")
-    if not src.path.exists():
+    url = src.url
+    if url is None and not src.path.exists():
         raise NoSuchFile(2, "no such file", str(src.path))
-    if (src.table is not None or src.query is not None) and not src.is_database:
+    if (src.table is not None or src.query is not None) and not src.is_database and url is None:
         raise TableError(
-            f"--table and --query read a DuckDB database ({', '.join(DATABASE_SUFFIXES)}), "
-            f"not {src.path.name}."
+            f"--table and --query read a DuckDB database ({', '.join(DATABASE_SUFFIXES)}) or a "
+            f"PostgreSQL URL, not {src.path.name}."
         )
     suffix = src.path.suffix.lower()
-    if src.is_database:
+    if url is not None:
+        df = _read_server(url, src)
+    elif src.is_database:
         df = _read_database(src)
     elif suffix in PARQUET_SUFFIXES:
         df = pd.read_parquet(src.path)
@@ -158,6 +179,41 @@ def _read_database(src: TableSource) -> pd.DataFrame:
         raise TableError(f"the query on {src.path.name} failed: {_first_line(exc)}") from None
     finally:
         con.close()
+
+
+def _read_server(url: str, src: TableSource) -> pd.DataFrame:
+    """A table or a query's result from a PostgreSQL server, through its ADBC driver (Arrow
+    columns, no row-by-row conversion); the URL is said without its password."""
+    try:
+        import adbc_driver_postgresql.dbapi as postgres
+    except ImportError:
+        raise TableError(
+            "reading a PostgreSQL server needs its ADBC driver: pip install 'pricelab[postgres]'."
+        ) from None
+    shown = _without_password(url)
+    if (src.table is None) == (src.query is None):
+        raise TableError("with a database URL give --table NAME or --query SQL (one of them).")
+    sql = src.query
+    if src.table is not None:  # a table name, each dotted part quoted as an identifier
+        sql = "SELECT * FROM " + ".".join(
+            '"' + part.replace('"', '""') + '"' for part in src.table.split(".")
+        )
+    try:
+        con = postgres.connect(url)
+    except postgres.Error as exc:
+        raise TableError(f"cannot connect to {shown}: {_first_line(exc)}") from None
+    try:
+        with con.cursor() as cur:
+            cur.execute(sql)
+            return cur.fetch_df()
+    except postgres.Error as exc:
+        raise TableError(f"the query on {shown} failed: {_first_line(exc)}") from None
+    finally:
+        con.close()
+
+
+def _without_password(url: str) -> str:
+    return re.sub(r"//([^:/@]*):[^@/]*@", r"//\1:***@", url)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -14,15 +14,17 @@ TableOption = Annotated[
     str | None,
     typer.Option(
         "--table",
-        help="With a DuckDB database file (.duckdb, .ddb, .db): the table to read (a database "
-        "of one table needs no --table).",
+        help="With a DuckDB database file (.duckdb, .ddb, .db) or a PostgreSQL URL "
+        "(postgresql://user@host/db): the table to read (a DuckDB file of one table needs no "
+        "--table).",
     ),
 ]
 QueryOption = Annotated[
     str | None,
     typer.Option(
         "--query",
-        help="With a DuckDB database file: a SQL query whose result is the table, e.g. "
+        help="With a DuckDB database file or a PostgreSQL URL: a SQL query whose result is the "
+        "table, e.g. "
         '"SELECT * FROM sales WHERE store = 4".',
     ),
 ]

@@ -472,8 +472,8 @@ def plan_command(
         Path,
         typer.Option(
             "--history",
-            help="Past outcomes: a long .csv, .parquet or DuckDB database (.duckdb, with "
-            "--table or --query).",
+            help="Past outcomes: a long .csv, .parquet, DuckDB database (.duckdb) or "
+            "PostgreSQL URL (with --table or --query).",
         ),
     ],
     unit: Annotated[str, typer.Option("--unit", help="Unit (product) column of the history.")],
@@ -557,16 +557,17 @@ def plan_command(
     names = [n for n, _ in loaded]
     loaded = [(n if names.count(n) == 1 else f"{n}#{i + 1}", s) for i, (n, s) in enumerate(loaded)]
     currencies = {getattr(sp, "currency", None) for _, sp in loaded}  # a spec's currency:
+    source = table_source(history, table, query, sep, decimal)
     try:
         policy = read_policy(missing, currency, rates, launch, dayfirst, date_format,
                              currencies.pop() if len(currencies) == 1 else None)  # fmt: skip
-        table_in = load_table(table_source(history, table, query, sep, decimal), (unit,))
+        table_in = load_table(source, (unit,))
     except OSError as exc:
         _fail(f"cannot read history {history}: {exc.strerror or exc}")
-    except PricelabError as exc:
-        _fail(f"history {history}: {str(exc).splitlines()[0]}")
+    except PricelabError as exc:  # a database URL said without its password
+        _fail(f"history {source.shown}: {str(exc).splitlines()[0]}")
     except (ValueError, ImportError) as exc:
-        _fail(f"cannot read history {history}: {str(exc).splitlines()[0]}")
+        _fail(f"cannot read history {source.shown}: {str(exc).splitlines()[0]}")
     tty = sys.stderr.isatty()
 
     def progress(done: int, total: int, label: str) -> None:
