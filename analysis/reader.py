@@ -4,12 +4,9 @@ Every command that reads an analyst's own table goes through this module: ``plan
 --history``, ``analyze`` (every method), ``graph build``, ``report --panel`` and
 ``pricelab.analyze``. One policy, one set of sentences:
 
-* **Where the data lives** (:func:`load_table`, :mod:`analysis.table_sources`): a CSV (separator detected, or ``--sep``;
-  ``--decimal ,``), a Parquet file, or a DuckDB database file (``.duckdb``, ``.ddb``, ``.db``)
-  with ``--table NAME`` or ``--query "SELECT ..."`` (a database with one table needs neither),
-  or a PostgreSQL server by its URL (``postgresql://user@host:port/db``) with ``--table`` or
-  ``--query``. DuckDB reads the file (read only), the server's ADBC driver the server (the
-  ``postgres`` extra); no SQL is written here but a table's ``SELECT *``.
+* **Where the data lives** (:func:`load_table`, :mod:`analysis.table_sources`): a CSV, a
+  Parquet file, a DuckDB database file with ``--table NAME`` or ``--query "SELECT ..."``, or
+  a PostgreSQL server by its URL (``postgresql://user@host:port/db``) with either.
 * **Ids are text.** The unit (product) column, and the other id columns a command names, are
   read as strings: ``00121`` keeps its zeros (a CSV's column is read as text; a number stored
   in Parquet or a database becomes its digits, ``1.0`` as ``1``).
