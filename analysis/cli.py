@@ -63,15 +63,25 @@ from analysis.estimators import registry
 from analysis.inference import bh_adjust
 from analysis.panel import Panel
 from analysis.ratio import relative_fields
-from analysis.table_input import (
-    check_decimal_commas,
-    decimal_commas_to_numbers,
-    looks_like_dates,
-    read_dates,
+from analysis.reader import (
+    Cells,
+    ReadPolicy,
+    TableSource,
+    load_table,
+    to_cells,
 )
+from analysis.reader_options import (
+    CurrencyOption,
+    LaunchOption,
+    MissingOption,
+    QueryOption,
+    RatesOption,
+    TableOption,
+    read_policy,
+    table_source,
+)
+from analysis.table_input import check_decimal_commas
 from core.ports import ExperimentInfo
-
-_SEPARATORS = (";", ",", "\t", "|")
 
 #: the options of every command that reads an analyst's table (analyze, plan, graph build)
 SepOption = Annotated[
@@ -104,37 +114,12 @@ DateFormatOption = Annotated[
 ]
 
 
-class NoSuchFile(FileNotFoundError):
-    """A table that is not there, said as a sentence (``PATH: no such file``) wherever the
-    error is printed, not as ``[Errno 2] ...``."""
-
-    def __str__(self) -> str:
-        return f"{self.filename}: {self.strerror}"
-
-
 def read_table(
     path: Path, sep: str | None = None, text: tuple[str, ...] = (), decimal: str = "."
 ) -> pd.DataFrame:
-    """Read a long panel from CSV (separator detected) or Parquet; ``text`` columns are read
-    as strings (ids such as ``0001`` keep their zeros); ``decimal`` is the CSV's decimal mark."""
-    if decimal not in (".", ","):
-        raise AnalysisError(f"--decimal must be '.' or ',', not {decimal!r}.")
-    if not path.exists():
-        raise NoSuchFile(2, "no such file", str(path))
-    if path.suffix.lower() in (".parquet", ".pq"):
-        df = pd.read_parquet(path)
-        for col in text:
-            if col in df.columns:
-                df[col] = df[col].astype(str)
-        return df
-    if sep is None:
-        with path.open(encoding="utf-8") as fh:
-            header = fh.readline()
-        sep = max(_SEPARATORS, key=header.count) if any(c in header for c in _SEPARATORS) else ","
-    dtype = dict.fromkeys(text, str) or None
-    if decimal == "," and sep == ",":  # quoted "169,83" in a comma-separated file
-        return decimal_commas_to_numbers(pd.read_csv(path, sep=sep, dtype=dtype), text)
-    return pd.read_csv(path, sep=sep, decimal=decimal, dtype=dtype)
+    """A table as :func:`analysis.reader.load_table` reads it: CSV (separator detected),
+    Parquet or a DuckDB database of one table; ``text`` columns as strings."""
+    return load_table(TableSource(path, sep=sep, decimal=decimal), text)
 
 
 def analyze_methods() -> list[str]:
@@ -167,40 +152,32 @@ def _with_probability(df: pd.DataFrame, probability: str | None) -> tuple[pd.Dat
     return df.assign(**{_CONSTANT_PROBABILITY: value}), _CONSTANT_PROBABILITY
 
 
-def with_dates(
-    df: pd.DataFrame, time: str, dayfirst: bool | None, date_format: str | None
-) -> pd.DataFrame:
-    """``df`` with its period column as timestamps when it holds dates written as numbers in
-    an order other than year first (03/04/2025, which would sort as text), or when
-    ``date_format`` is given; ISO dates and other labels stay as they are (they sort right)."""
-    if time not in df.columns:
-        return df
-    col = df[time]
-    if date_format is None and not (looks_like_dates(col) and not _iso_like(col)):
-        return df
-    return df.assign(**{time: read_dates(col, time, dayfirst=dayfirst,
-                                         date_format=date_format, utc=False)})  # fmt: skip
-
-
-def prepare_table(
+def analyst_cells(
     df: pd.DataFrame,
+    *,
+    unit: str,
     time: str,
-    numeric: Iterable[str | None],
+    sums: Iterable[str | None],
+    describe: Iterable[str | None],
+    money: Iterable[str | None],
     probability: str | None,
-    dayfirst: bool | None,
-    date_format: str | None,
-) -> tuple[pd.DataFrame, str | None]:
-    """What ``analyze`` (the command and ``pricelab.analyze``) does to an analyst's table before
-    fitting it: decimal commas in the ``numeric`` columns (and a probability column) refused,
-    ``probability`` as a column (a number in (0, 1) becomes one), and the period column's dates
-    read without guessing (:func:`with_dates`); returns the table and its probability column."""
-    check_decimal_commas(df, (*numeric, probability if probability in df.columns else None))
+    policy: ReadPolicy,
+) -> tuple[Cells, str | None]:
+    """What ``analyze`` (the command and ``pricelab.analyze``) reads of an analyst's table,
+    through the one reader (:func:`analysis.reader.to_cells`): ``probability`` as a column (a
+    number in (0, 1) becomes one), then one row per unit and period, the ``sums`` (the outcome,
+    units, revenue, profit) summed over a cell's rows and zero in a cell without a row
+    (``policy.missing``), the ``describe`` columns (treated, arm, blackout, covariates, a
+    segment) one value per cell; returns the cells and the probability column."""
+    sums, describe = list(sums), list(describe)
+    named = probability if probability in df.columns else None
+    check_decimal_commas(df, (*sums, *describe, named))
     df, probability = _with_probability(df, probability)
-    return with_dates(df, time, dayfirst, date_format), probability
-
-
-def _iso_like(col: pd.Series) -> bool:
-    return bool(col.dropna().astype(str).str.match(r"^\s*\d{4}-\d{2}-\d{2}").all())
+    cells = to_cells(
+        df, unit=unit, time=time, sums=sums, describe=[*describe, probability], money=money,
+        policy=policy,
+    )  # fmt: skip
+    return cells, probability
 
 
 def build_estimator(method: str, se: str | None, seed: int | None) -> Any:
@@ -253,7 +230,13 @@ def _format_table(row: dict[str, Any], relative: bool = False) -> str:
 
 
 def analyze(
-    panel_path: Annotated[Path, typer.Argument(help="Long panel: .csv or .parquet.")],
+    panel_path: Annotated[
+        Path,
+        typer.Argument(
+            help="Long panel: .csv, .parquet, a DuckDB database (.duckdb) or a PostgreSQL URL "
+            "(with --table or --query)."
+        ),
+    ],
     unit: Annotated[str, typer.Option(help="Unit column.")],
     time: Annotated[str, typer.Option(help="Period column.")],
     method: Annotated[
@@ -374,6 +357,12 @@ def analyze(
             "ci_low, ci_high (95%), first_difference, matched_control, outlier, trees_matched.",
         ),
     ] = None,
+    table: TableOption = None,
+    query: QueryOption = None,
+    missing: MissingOption = "zero",
+    currency: CurrencyOption = None,
+    rates: RatesOption = None,
+    launch: LaunchOption = None,
 ) -> None:
     """Estimate a treatment effect on an exported panel and print it."""
     if not 0.0 < alpha < 1.0:
@@ -392,13 +381,27 @@ def analyze(
                 f"Unknown method {method!r}; choose one of {', '.join(analyze_methods())}."
             )
         check_arm_options(treated, arm, control, method, probability, by, graph)
-        # the spillover design and graph name products as text: read the unit column as text
-        text = ((unit,) if method == "spillover" else ()) + ((arm,) if arm else ())
-        df = read_table(panel_path, sep, text, decimal)
+        policy = read_policy(missing, currency, rates, launch, dayfirst, date_format)
+        df = load_table(table_source(panel_path, table, query, sep, decimal), (unit, arm))
         covs = [c.strip() for c in covariates.split(",") if c.strip()] if covariates else []
-        numeric = (outcome, treated, units_col, revenue_col, cost_col, profit_col, ratio_col,
-                   *covs)  # fmt: skip
-        df, probability = prepare_table(df, time, numeric, probability, dayfirst, date_format)
+        sums = (outcome, units_col, revenue_col, profit_col)
+        describe = (
+            treated,
+            arm,
+            blackout,
+            cost_col,
+            (ratio_col or "price_ratio") if method == "demand" else ratio_col,
+            by,
+            *covs,
+        )
+        cells, probability = analyst_cells(
+            df, unit=unit, time=time, sums=sums, describe=describe,
+            money=(outcome, revenue_col, profit_col, cost_col), probability=probability,
+            policy=policy,
+        )  # fmt: skip
+        for note in cells.notes:
+            typer.echo(f"note: {note}", err=True)
+        df = cells.frame
         if method != "demand" and (cost_col or ratio_col or profit_col) is not None:
             raise AnalysisError("--cost, --profit and --price-ratio go with --method demand.")
         if method == "demand":
@@ -906,10 +909,9 @@ def register(app: typer.Typer, spec_info: Callable[[Path], ExperimentInfo] | Non
 
 __all__ = [
     "analyze",
+    "analyst_cells",
     "analyze_methods",
     "build_estimator",
-    "prepare_table",
     "read_table",
     "register",
-    "with_dates",
 ]

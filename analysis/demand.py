@@ -585,8 +585,8 @@ def arm_totals(
     ``cost``, each cell's unit cost (units x unit cost), or from ``profit`` (revenue -
     profit, as pricelab's panels have it), not both. One sentence for a missing column, a
     product twice in one ``time`` period, an arm with no usable cell or with two ratios, or a
-    missing, infinite or negative number (units, revenue, unit cost, cost of goods) in a usable
-    cell."""
+    missing or infinite number, or a negative unit cost or cost of goods (in a cell that sold),
+    in a usable cell; units and revenue may be negative (returns netted into a cell)."""
     if cost is not None and profit is not None:
         raise AnalysisError("give the unit cost (--cost) or the profit (--profit), not both.")
     named = [arms.unit, time, units, revenue, ratio, cost, profit, blackout, probability]
@@ -618,12 +618,14 @@ def arm_totals(
                 f"column {col!r} has {bad} missing, infinite or non-numeric value(s) in usable "
                 "cells."
             )
-        negative = int((values < 0).sum()) if col in (units, revenue, cost) else 0
+        # a cell's units and revenue may be negative: returns netted into it (analysis.reader)
+        negative = int((values < 0).sum()) if col == cost else 0
         if negative:
             raise AnalysisError(f"column {col!r} has {negative} negative value(s) in usable cells.")
     if profit is not None:
         goods = pd.to_numeric(cells[revenue]) - pd.to_numeric(cells[profit])
-        above = int((goods < -1e-9 * (1 + pd.to_numeric(cells[revenue]).abs())).sum())
+        sold = pd.to_numeric(cells[units]) >= 0  # a net return gives goods back
+        above = int((sold & (goods < -1e-9 * (1 + pd.to_numeric(cells[revenue]).abs()))).sum())
         if above:
             raise AnalysisError(
                 f"column {profit!r} is above revenue in {above} usable cell(s): a negative "

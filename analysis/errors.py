@@ -13,6 +13,12 @@ class PanelError(AnalysisError, ValueError):
     """A panel fails validation at the door; the message says what to fix."""
 
 
+class TableError(PanelError):
+    """An analyst's table (CSV, Parquet, a database) that the one reader cannot read as cells:
+    a missing column, mixed currencies without rates, a cell whose arm is unknown; one
+    sentence (:mod:`analysis.reader`)."""
+
+
 class InferenceError(AnalysisError, ValueError):
     """A variance method is invalid for this data (e.g. jackknife with one treated unit)."""
 

@@ -14,17 +14,20 @@ from typing import Annotated
 import networkx as nx
 import typer
 
-from analysis.cli import (
-    DateFormatOption,
-    DayfirstOption,
-    DecimalOption,
-    SepOption,
-    read_table,
-    with_dates,
-)
+from analysis.cli import DateFormatOption, DayfirstOption, DecimalOption, SepOption
 from analysis.errors import AnalysisError
 from analysis.graph import GraphError, build_graph, format_summary, load_graph, save_graph, summary
-from analysis.table_input import check_decimal_commas
+from analysis.reader import load_table, to_cells
+from analysis.reader_options import (
+    CurrencyOption,
+    LaunchOption,
+    MissingOption,
+    QueryOption,
+    RatesOption,
+    TableOption,
+    read_policy,
+    table_source,
+)
 
 
 def _load_or_exit(graph: Path) -> nx.Graph:
@@ -43,7 +46,11 @@ def register(app: typer.Typer) -> None:
     @graph_app.command("build")
     def build(
         history: Annotated[
-            Path, typer.Argument(help="CSV: product, date, price, units, category.")
+            Path,
+            typer.Argument(
+                help="Sales history (product, date, price, units, category): .csv, .parquet or "
+                "a DuckDB database (with --table or --query)."
+            ),
         ],
         out: Annotated[Path, typer.Option(help="Where to write the graph (node-link JSON).")],
         alpha: Annotated[float, typer.Option(help="Benjamini-Hochberg FDR level.")] = 0.05,
@@ -58,12 +65,26 @@ def register(app: typer.Typer) -> None:
         decimal: DecimalOption = ".",
         dayfirst: DayfirstOption = None,
         date_format: DateFormatOption = None,
+        table: TableOption = None,
+        query: QueryOption = None,
+        missing: MissingOption = "zero",
+        currency: CurrencyOption = None,
+        rates: RatesOption = None,
+        launch: LaunchOption = None,
     ) -> None:
-        """Test within-category pairs for cross-price effects and keep the BH survivors."""
+        """Test within-category pairs for cross-price effects and keep the BH survivors.
+        A day without a row is a day without a sale (--missing zero): its price is the
+        product's last one."""
         try:
-            df = read_table(history, sep, (product, category), decimal)
-            check_decimal_commas(df, (price, units))
-            df = with_dates(df, date, dayfirst, date_format)
+            policy = read_policy(missing, currency, rates, launch, dayfirst, date_format)
+            raw = load_table(table_source(history, table, query, sep, decimal), (product, category))
+            cells = to_cells(
+                raw, unit=product, time=date, sums=[units], describe=[category], carry=[price],
+                money=[price], policy=policy, what="history",
+            )  # fmt: skip
+            for note in cells.notes:
+                typer.echo(f"note: {note}", err=True)
+            df = cells.frame
             G = build_graph(
                 df, alpha=alpha, product=product, date=date, price=price, units=units,
                 category=category,

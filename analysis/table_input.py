@@ -70,6 +70,9 @@ def read_dates(
             )
     else:
         parsed = _parse(text, name, dayfirst, utc)
+    if pd.api.types.is_datetime64_any_dtype(parsed):  # taken as timestamps, not objects
+        taken = pd.DatetimeIndex(parsed).take(codes, allow_fill=True, fill_value=pd.NaT)
+        return pd.Series(taken, index=col.index, name=col.name)
     values = parsed.to_numpy()[codes]
     out = pd.Series(values, index=col.index, name=col.name)
     out[codes < 0] = pd.NaT

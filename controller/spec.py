@@ -839,4 +839,7 @@ def spec_error(exc: ValidationError, absent: Sequence[str] = ()) -> SpecError:
         msg = "is required"
     elif err["type"] == "extra_forbidden":
         msg = "is not a known spec field"
+    elif err["type"] == "string_type" and isinstance(err.get("input"), int | float):
+        # YAML reads an unquoted 00001 as the number 1 (00010 as 8): ids are text
+        msg += f" (got the number {err['input']!r}): quote ids in YAML, e.g. '00001'"
     return SpecError(field, msg)

@@ -15,6 +15,14 @@ from typing import Annotated, NoReturn
 import typer
 
 from analysis.cli import DateFormatOption, DayfirstOption, DecimalOption, SepOption
+from analysis.reader_options import (
+    CurrencyOption,
+    LaunchOption,
+    MissingOption,
+    QueryOption,
+    RatesOption,
+    TableOption,
+)
 from controller import design_registry
 from controller.errors import SpecError
 from controller.spec import ExperimentSpec, load_spec_file
@@ -462,7 +470,12 @@ def _durations(text: str | None) -> tuple[int, ...] | None:
 def plan_command(
     specs: Annotated[list[Path], typer.Argument(help="Experiment specs (YAML/JSON) to plan.")],
     history: Annotated[
-        Path, typer.Option("--history", help="Past outcomes: long .csv or .parquet.")
+        Path,
+        typer.Option(
+            "--history",
+            help="Past outcomes: a long .csv, .parquet, DuckDB database (.duckdb) or "
+            "PostgreSQL URL (with --table or --query).",
+        ),
     ],
     unit: Annotated[str, typer.Option("--unit", help="Unit (product) column of the history.")],
     time_col: Annotated[str, typer.Option("--time", help="Period column of the history.")],
@@ -497,6 +510,12 @@ def plan_command(
     decimal: DecimalOption = ".",
     dayfirst: DayfirstOption = None,
     date_format: DateFormatOption = None,
+    table: TableOption = None,
+    query: QueryOption = None,
+    missing: MissingOption = "zero",
+    currency: CurrencyOption = None,
+    rates: RatesOption = None,
+    launch: LaunchOption = None,
 ) -> None:
     """Plan experiments on past outcomes: for each spec, duration and default estimator, the
     type-I error, the power at --effect, the MDE (80% power at 5%) and the mean SE, simulated
@@ -506,8 +525,8 @@ def plan_command(
     import json
     import sys
 
-    from analysis.cli import read_table
-    from analysis.table_input import check_decimal_commas
+    from analysis.reader import load_table
+    from analysis.reader_options import read_policy, table_source
     from lab.plan import (
         PlanConfig,
         as_json_rows,
@@ -538,15 +557,18 @@ def plan_command(
             _fail(f"cannot read spec {path}: {exc.strerror or exc}")
     names = [n for n, _ in loaded]
     loaded = [(n if names.count(n) == 1 else f"{n}#{i + 1}", s) for i, (n, s) in enumerate(loaded)]
+    currencies = {getattr(sp, "currency", None) for _, sp in loaded}  # a spec's currency:
+    source = table_source(history, table, query, sep, decimal)
     try:
-        table_in = read_table(history, sep, decimal=decimal)
-        check_decimal_commas(table_in, [outcome])
+        policy = read_policy(missing, currency, rates, launch, dayfirst, date_format,
+                             currencies.pop() if len(currencies) == 1 else None)  # fmt: skip
+        table_in = load_table(source, (unit,))
     except OSError as exc:
         _fail(f"cannot read history {history}: {exc.strerror or exc}")
-    except PricelabError as exc:
-        _fail(f"history {history}: {str(exc).splitlines()[0]}")
+    except PricelabError as exc:  # a database URL said without its password
+        _fail(f"history {source.shown}: {str(exc).splitlines()[0]}")
     except (ValueError, ImportError) as exc:
-        _fail(f"cannot read history {history}: {str(exc).splitlines()[0]}")
+        _fail(f"cannot read history {source.shown}: {str(exc).splitlines()[0]}")
     tty = sys.stderr.isatty()
 
     def progress(done: int, total: int, label: str) -> None:
@@ -556,9 +578,9 @@ def plan_command(
 
     t0 = time.perf_counter()
     try:
-        hist = read_history(
-            table_in, unit, time_col, outcome, dayfirst=dayfirst, date_format=date_format
-        )
+        hist = read_history(table_in, unit, time_col, outcome, policy=policy)
+        for note in hist.notes:
+            typer.echo(f"note: {note}", err=True)
         for _, spec in loaded:
             check_period(hist, spec, time_col)
         runs, table, notes = run_plan(loaded, hist, cfg, progress)

@@ -57,7 +57,7 @@ import os
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +79,7 @@ from analysis.arms import (
 from analysis.confseq import horizon_multiplier
 from analysis.errors import PanelError
 from analysis.panel import Panel
-from analysis.table_input import read_dates
+from analysis.reader import ReadPolicy, full_range, to_cells
 from analysis.verdict import any_look_power
 from analysis.worker import fit_plan
 from controller.designs import design_matrices, design_of
@@ -100,11 +100,14 @@ _UNIT_EFFECT = {False: 1.0, True: 0.1}
 # --------------------------------------------------------------------------- history
 @dataclass(frozen=True)
 class History:
-    """Past outcomes as a units x periods matrix (NaN where the history has no row)."""
+    """Past outcomes as a units x periods matrix (NaN where a cell is not in the history:
+    before a product's first period, or left out by ``--missing drop``)."""
 
     Y: np.ndarray
     units: tuple[str, ...]
     times: tuple[Any, ...]
+    #: what reading the table did (zero-sale cells filled, rows netted, amounts converted)
+    notes: tuple[str, ...] = ()
 
     @property
     def n_periods(self) -> int:
@@ -119,80 +122,38 @@ def read_history(
     *,
     dayfirst: bool | None = None,
     date_format: str | None = None,
+    policy: ReadPolicy | None = None,
 ) -> History:
-    """A long table of past outcomes (one row per unit and period) as a :class:`History`.
+    """A long table of past outcomes as a :class:`History`, read by the one reader
+    (:func:`analysis.reader.to_cells`): ids as text, several rows of a product-period summed
+    (returns netted), and a product-period without a row counted as zero sales from the
+    product's first period to the end (``policy.missing == "zero"``, the default) or left out
+    (``"drop"``: a simulation excludes it, as blacked out).
 
-    LabError (one sentence) for a missing column, a non-numeric outcome, a repeated unit and
-    period, dates whose day/month order neither the data nor ``dayfirst``/``date_format``
-    settles, or fewer than two units or periods. Missing unit-periods are kept as NaN; a
-    simulation excludes those cells (as blacked out).
+    LabError (one sentence) for a missing column, a non-numeric outcome, dates whose day/month
+    order neither the data nor ``dayfirst``/``date_format`` settles, mixed currencies, or fewer
+    than two units or periods.
     """
-    missing = [c for c in (unit, time, outcome) if c not in df.columns]
-    if missing:
-        raise LabError(
-            f"the history has no column {missing[0]!r}; its columns are {', '.join(map(str, df.columns))}"
-        )
-    if df.empty:
-        raise LabError("the history has no rows")
-    y = pd.to_numeric(df[outcome], errors="coerce")
-    bad = y.isna() & df[outcome].notna()
-    if bad.any():
-        first = df.loc[bad, outcome].iloc[0]
-        raise LabError(f"outcome column {outcome!r} is not numeric (e.g. {first!r})")
-    if not np.isfinite(y.dropna().to_numpy(dtype=float)).all():
-        raise LabError(f"outcome column {outcome!r} holds infinite values")
-    if df[unit].isna().any() or df[time].isna().any():
-        col = unit if df[unit].isna().any() else time
-        raise LabError(f"column {col!r} has blank values; every row needs a unit and a period")
-    times = _periods(df[time], time, dayfirst, date_format)
-    frame = pd.DataFrame({"u": df[unit].astype(str), "t": times, "y": y.astype(float)})
-    dup = frame.duplicated(["u", "t"])
-    if dup.any():
-        u, t = frame.loc[dup, ["u", "t"]].iloc[0]
-        raise LabError(
-            f"unit {u!r} appears more than once at {time} {t!r}; aggregate to one row per unit "
-            "and period first"
-        )
-    wide = frame.pivot(index="u", columns="t", values="y").sort_index(axis=1)
-    wide = wide.reindex(columns=_full_range(wide.columns))  # missing periods: NaN (excluded)
-    if wide.shape[0] < 2 or wide.shape[1] < 2:
-        raise LabError(
-            f"the history needs at least 2 units and 2 periods; it has {wide.shape[0]} x "
-            f"{wide.shape[1]}"
-        )
-    return History(
-        wide.to_numpy(dtype=float), tuple(map(str, wide.index)), tuple(wide.columns.tolist())
-    )
-
-
-def _periods(
-    col: pd.Series, name: str, dayfirst: bool | None = None, date_format: str | None = None
-) -> pd.Series:
-    """Period labels that sort in time order: whole numbers, or dates (parsed, not text; a
-    day/month order is never guessed: :func:`analysis.table_input.read_dates`)."""
-    if pd.api.types.is_numeric_dtype(col) and date_format is None:
-        if not np.all(np.mod(col.to_numpy(dtype=float), 1) == 0):
-            raise LabError(f"time column {name!r} must hold whole period numbers or dates")
-        return col.astype(np.int64)
-    if pd.api.types.is_datetime64_any_dtype(col):  # a Parquet history's timestamps
-        return pd.to_datetime(col, utc=True)
+    pol = policy or ReadPolicy()
+    if dayfirst is not None or date_format is not None:
+        pol = replace(pol, dayfirst=dayfirst, date_format=date_format)
     try:
-        return read_dates(col, name, dayfirst=dayfirst, date_format=date_format)
+        cells = to_cells(
+            df, unit=unit, time=time, sums=[outcome], money=[outcome], policy=pol, what="history"
+        )
     except PanelError as exc:
         raise LabError(str(exc).rstrip(".")) from None
-
-
-def _full_range(labels: pd.Index) -> pd.Index:
-    """Every period from the first to the last (a gap in the history is a period without data,
-    not two neighbouring periods)."""
-    if len(labels) < 2:
-        return labels
-    if isinstance(labels, pd.DatetimeIndex):
-        step = pd.Series(labels).diff().dropna().min()
-        if step > pd.Timedelta(0):
-            return pd.date_range(labels[0], labels[-1], freq=step)
-        return labels
-    return pd.Index(range(int(labels[0]), int(labels[-1]) + 1))
+    frame = cells.frame
+    ucode, units = pd.factorize(frame[unit], sort=True)
+    tcode, labels = pd.factorize(frame[time], sort=True)
+    grid = full_range(pd.Index(labels))  # a period without any row is a period without data
+    if len(units) < 2 or len(grid) < 2:
+        raise LabError(
+            f"the history needs at least 2 units and 2 periods; it has {len(units)} x {len(grid)}"
+        )
+    Y = np.full((len(units), len(grid)), np.nan)
+    Y[ucode, grid.get_indexer(labels)[tcode]] = frame[outcome].to_numpy(dtype=float)
+    return History(Y, tuple(map(str, units)), tuple(grid.tolist()), cells.notes)
 
 
 def check_period(history: History, spec: ExperimentSpec, time: str) -> None:

@@ -10,16 +10,17 @@ arguments; every function also runs inside a notebook's event loop (``pricelab._
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import click
 import pandas as pd
 from pydantic import SecretStr, ValidationError
 
-from analysis.cli import build_estimator, prepare_table
+from analysis.cli import analyst_cells, build_estimator
 from analysis.errors import AnalysisError
 from analysis.panel import Panel
+from analysis.reader import ReadPolicy
 from analysis.results import EstimateResult
 from controller.errors import ConfigurationError
 from controller.settings import KafkaSettings, RedisSettings, Settings, load_settings
@@ -201,6 +202,10 @@ def analyze(
     seed: int | None = None,
     dayfirst: bool | None = None,
     date_format: str | None = None,
+    missing: str = "zero",
+    currency: str | None = None,
+    rates: Mapping[str, float] | None = None,
+    launch: str | None = None,
 ) -> EstimateResult:
     """Fit ``method`` to ``outcome`` of a long panel, as ``pricelab analyze`` does, and return
     the result object: ``effect``, ``se``, ``df``, ``conf_int(alpha)``, ``pvalue()``,
@@ -221,6 +226,16 @@ def analyze(
     with ``pandas.read_csv(..., decimal=",")``). Methods are ``pricelab analyze``'s (fe, dm,
     ht, did, sdid, ...); ``se`` and ``seed`` go to the estimator. A panel or method that
     cannot be fitted raises ``AnalysisError`` with one sentence.
+
+    The rows become cells as every command reads them (:mod:`analysis.reader`): product ids
+    as text, several rows of one product and period summed (a return netted into its sale),
+    and a product-period without a row zero sales from the product's first period (or its
+    ``launch`` column) to the end (``missing="zero"``; ``"drop"`` leaves it out, and a
+    balanced estimator then refuses the table). A filled cell takes the product's treated,
+    probability and blackout when they are constant within it; when they vary, the table is
+    refused. Amounts in several currencies (``currency``: the column, default ``currency``
+    when the table has one) are refused unless ``rates`` ({currency: value of one unit})
+    converts them. What reading did is in ``result.details["reading_notes"]``.
     Example: ``pricelab.analyze(df, "revenue", method="fe").summary_frame()``.
     """
     if probability == "probability" and probability not in df.columns:
@@ -235,16 +250,20 @@ def analyze(
             "--control NAME`, or name a 0/1 column of two arms as treated="
         )
     try:
-        table, column = prepare_table(
+        policy = ReadPolicy(missing=missing, currency=currency, rates=rates, launch=launch,
+                            dayfirst=dayfirst, date_format=date_format)  # fmt: skip
+        cells, column = analyst_cells(
             df,
-            time,
-            (outcome, treated, *covariates),
-            None if probability is None else str(probability),
-            dayfirst,
-            date_format,
+            unit=unit,
+            time=time,
+            sums=(outcome,),
+            describe=(treated, blackout, *covariates),
+            money=(outcome,),
+            probability=None if probability is None else str(probability),
+            policy=policy,
         )
         fit = Panel.from_long(
-            table,
+            cells.frame,
             unit=unit,
             time=time,
             outcome=outcome,
@@ -268,6 +287,7 @@ def analyze(
         raise AnalysisError(said.splitlines()[0] if said else type(exc).__name__) from None
     if not isinstance(result, EstimateResult):
         raise AnalysisError(f"method {method!r} gives no single estimate; use its own API")
+    result.details["reading_notes"] = list(cells.notes)
     return result
 
 
@@ -282,6 +302,8 @@ _ARGUMENTS = tuple(
         (r"--date-format ", "date_format="),
         (r"--decimal ,", "decimal=',' to pandas.read_csv"),
         (r"--se\b", "se"),
+        (r"--missing drop\b", 'missing="drop"'),
+        (r"--rates FILE \(columns currency,rate\)", "rates={currency: rate}"),
     )
 )
 

@@ -11,7 +11,9 @@ from typing import Annotated
 
 import typer
 
+from analysis.reader_options import QueryOption, TableOption
 from controller.settings import load_settings
+from core.errors import PricelabError
 from streams.cli.common import fail
 from streams.client.report import (
     allocations_of,
@@ -34,8 +36,13 @@ def report(
     ],
     panel: Annotated[
         Path | None,
-        typer.Option(help="Offline: a panel file (CSV/Parquet) instead of the live Redis state."),
+        typer.Option(
+            help="Offline: a panel file (CSV, Parquet, or a DuckDB database with --table or "
+            "--query) instead of the live Redis state."
+        ),
     ] = None,
+    table: TableOption = None,
+    query: QueryOption = None,
     estimates: Annotated[
         Path | None, typer.Option(help="Offline: estimate messages as JSON lines.")
     ] = None,
@@ -75,8 +82,11 @@ def report(
             fail("an offline report needs the panel's design: give --design or --spec")
         if the_design not in design_registry.names():
             fail(f"unknown design {the_design!r}; choose from {', '.join(design_registry.names())}")
-        df = read_table(panel)
-        est = read_table(estimates) if estimates is not None else None
+        try:
+            df = read_table(panel, table, query)
+            est = read_table(estimates) if estimates is not None else None
+        except (OSError, PricelabError) as exc:
+            fail(str(exc).strip().splitlines()[0])
         named = sorted(map(str, set(df["experiment"]))) if "experiment" in df.columns else None
         if named is not None:
             df = df[df["experiment"] == experiment]

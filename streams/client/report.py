@@ -18,17 +18,20 @@ from typing import Any
 
 import pandas as pd
 
+from analysis.reader import TableSource, load_table
 from controller.settings import Settings
 from controller.spec import ExperimentSpec
 from streams.errors import OPERATOR, services_answer
 
+#: the id columns of a panel or estimates file, read as text (``00121`` keeps its zeros)
+ID_COLUMNS = ("product", "unit", "arm", "class", "experiment")
 
-def read_table(path: Path) -> pd.DataFrame:
-    if path.suffix == ".parquet":
-        return pd.read_parquet(path)
-    if path.suffix in (".jsonl", ".json"):
-        return pd.read_json(path, lines=path.suffix == ".jsonl")
-    return pd.read_csv(path)
+
+def read_table(path: Path, table: str | None = None, query: str | None = None) -> pd.DataFrame:
+    """A panel (CSV, Parquet, a DuckDB database with ``table`` or ``query``) or an estimates
+    file (JSON lines), read by the one reader (:func:`analysis.reader.load_table`): ids as
+    text; a missing file or a bad table is a PricelabError or OSError with one sentence."""
+    return load_table(TableSource(path, table=table, query=query), ID_COLUMNS)
 
 
 def design_plans(design: str, df: pd.DataFrame, spec: ExperimentSpec | None = None) -> list[Any]:

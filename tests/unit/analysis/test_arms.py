@@ -204,7 +204,7 @@ def test_arm_on_two_arms_is_the_treated_analysis(app: typer.Typer, tmp_path: Pat
         (["--arm", "arm"], "--arm needs --control NAME"),
         (["--arm", "arm", "--control", "control", "--treated", "t"], "not both or neither"),
         ([], "give --treated COL (two arms) or --arm COL"),
-        (["--arm", "shade", "--control", "control"], "--arm 'shade' is not a column"),
+        (["--arm", "shade", "--control", "control"], "Column(s) ['shade'] not found"),
         (["--arm", "arm", "--control", "control", "--by", "arm"], "--arm does not take --by"),
     ],
 )

@@ -1,0 +1,399 @@
+"""One reader for an analyst's table: where it lives, and what its rows mean as cells.
+
+Every command that reads an analyst's own table goes through this module: ``plan
+--history``, ``analyze`` (every method), ``graph build``, ``report --panel`` and
+``pricelab.analyze``. One policy, one set of sentences:
+
+* **Where the data lives** (:func:`load_table`, :mod:`analysis.table_sources`): a CSV, a
+  Parquet file, a DuckDB database file with ``--table NAME`` or ``--query "SELECT ..."``, or
+  a PostgreSQL server by its URL (``postgresql://user@host:port/db``) with either.
+* **Ids are text.** The unit (product) column, and the other id columns a command names, are
+  read as strings: ``00121`` keeps its zeros (a CSV's column is read as text; a number stored
+  in Parquet or a database becomes its digits, ``1.0`` as ``1``).
+* **Several rows of one cell are one cell** (:func:`to_cells`): the additive columns (units,
+  revenue, profit, the outcome) are summed, so a return (negative units) is netted into the
+  sale it returns, and a sale split over rows counts once. A column that describes the cell
+  (its arm, treated flag, probability, blackout, a covariate) must agree across those rows.
+* **A missing product-period is zero sales** (``--missing zero``, the default): an export
+  that leaves out days without a sale is filled with zeros from each product's first period in
+  the data (or its ``--launch`` column) to the table's last period, and the count is said (a
+  period in which no product has a row is one the table does not cover, and is not filled). A
+  column that describes the cell must then be known for the filled cells: one constant within
+  the product is carried to them, a carried column (a price) keeps its last value, and one
+  that varies within a product (the arm of a switchback) cannot be known, so the table is
+  refused with a sentence naming ``--missing drop``. ``--missing drop`` leaves missing cells
+  out (a plan then excludes them like blacked-out cells; a balanced estimator refuses).
+* **Currency.** A currency column (``--currency COL``; a column named ``currency`` is used
+  without it) must hold one currency, or the money columns are converted with ``--rates FILE``
+  (columns ``currency,rate``: the value of one unit of that currency in the currency reported)
+  and every currency needs a rate. Mixed currencies are otherwise refused: summed, they mean
+  nothing.
+* **Periods** are whole numbers or dates; dates are read without guessing a day/month order
+  (:func:`analysis.table_input.read_dates`) and compared as instants (UTC), so the same period
+  written in another zone or format is the same period.
+
+Every refusal is a :class:`~analysis.errors.TableError` with one sentence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analysis.errors import TableError
+from analysis.table_input import check_decimal_commas, read_dates
+from analysis.table_sources import (
+    DATABASE_SUFFIXES,
+    NoSuchFile,
+    TableSource,
+    as_text,
+    load_table,
+    read_rates,
+)
+
+MISSING_CHOICES = ("zero", "drop")
+#: the currency column used without ``--currency`` when the table has it
+CURRENCY_COLUMN = "currency"
+
+
+# --------------------------------------------------------------------------- the policy
+@dataclass(frozen=True)
+class ReadPolicy:
+    """How rows become cells: the missing-cell choice, the currency and the periods' dates."""
+
+    missing: str = "zero"
+    #: the currency column (None: ``currency`` when the table has one)
+    currency: str | None = None
+    #: value of one unit of each currency in the currency reported (``--rates``)
+    rates: Mapping[str, float] | None = None
+    #: the currency every amount must be in (a spec's ``currency:``), when known
+    expected_currency: str | None = None
+    #: a column holding each product's first period on sale (its span starts there)
+    launch: str | None = None
+    dayfirst: bool | None = None
+    date_format: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.missing not in MISSING_CHOICES:
+            raise TableError(f"--missing must be zero or drop, not {self.missing!r}.")
+
+
+@dataclass(frozen=True)
+class Cells:
+    """A table read as one row per unit and period (sorted by both), and what reading did."""
+
+    frame: pd.DataFrame
+    #: product-periods without a row counted as zero sales
+    filled: int
+    #: cells in the products' spans (from each one's first period to the end)
+    span_cells: int
+    #: rows summed into a cell that had another row (returns, split sales)
+    merged_rows: int
+    notes: tuple[str, ...] = ()
+
+
+def periods(
+    col: pd.Series, name: str, dayfirst: bool | None = None, date_format: str | None = None
+) -> pd.Series:
+    """Period labels that sort in time order: whole numbers, or dates as UTC instants (a
+    day/month order is never guessed: :func:`analysis.table_input.read_dates`)."""
+    if pd.api.types.is_bool_dtype(col):
+        raise TableError(f"time column {name!r} must hold whole period numbers or dates.")
+    if pd.api.types.is_numeric_dtype(col) and date_format is None:
+        values = col.to_numpy(dtype=float)
+        if not np.all(np.isfinite(values) & (np.mod(values, 1) == 0)):
+            raise TableError(f"time column {name!r} must hold whole period numbers or dates.")
+        return col.astype(np.int64)
+    if pd.api.types.is_datetime64_any_dtype(col):  # Parquet's or a database's timestamps
+        return pd.Series(pd.to_datetime(col, utc=True), index=col.index, name=col.name)
+    text = col.astype(str).str.strip()
+    if date_format is None and text.str.fullmatch(r"[-+]?\d+").all():  # periods read as text
+        return text.astype(np.int64)
+    return read_dates(col, name, dayfirst=dayfirst, date_format=date_format, utc=True)
+
+
+def full_range(labels: pd.Index) -> pd.Index:
+    """Every period from the first to the last (a gap is a period without data, not two
+    neighbouring periods): whole numbers one apart, dates at the smallest step between two."""
+    if len(labels) < 2:
+        return labels
+    if isinstance(labels, pd.DatetimeIndex):
+        step = pd.Series(labels).diff().dropna().min()
+        if step > pd.Timedelta(0):
+            grid = pd.date_range(labels[0], labels[-1], freq=step)
+            return grid if grid.isin(labels).sum() == len(labels) else labels
+        return labels
+    return pd.Index(range(int(labels[0]), int(labels[-1]) + 1))
+
+
+def to_cells(
+    df: pd.DataFrame,
+    *,
+    unit: str,
+    time: str,
+    sums: Sequence[str | None] = (),
+    describe: Sequence[str | None] = (),
+    carry: Sequence[str | None] = (),
+    money: Iterable[str | None] = (),
+    policy: ReadPolicy | None = None,
+    what: str = "table",
+) -> Cells:
+    """``df`` as one row per ``unit`` and ``time`` under ``policy`` (see the module docstring).
+
+    ``sums``: additive columns (summed over a cell's rows; zero in a filled cell). ``describe``:
+    columns that describe a cell (one value per cell; a filled cell takes its product's value
+    when constant within the product). ``carry``: columns such as a price, averaged over a
+    cell's rows and carried forward into a filled cell. ``money``: the columns in the currency
+    column's currency (converted with the policy's rates). The frame holds the unit, the time
+    and those columns only, sorted by unit and time; the unit as text.
+    """
+    pol = policy or ReadPolicy()
+    sum_cols = list(dict.fromkeys(c for c in sums if c))
+    desc_cols = [c for c in dict.fromkeys(c for c in describe if c) if c not in sum_cols]
+    carry_cols = [c for c in dict.fromkeys(c for c in carry if c) if c not in sum_cols + desc_cols]
+    currency_col = pol.currency or (CURRENCY_COLUMN if CURRENCY_COLUMN in df.columns else None)
+    named = [unit, time, *sum_cols, *desc_cols, *carry_cols]
+    named += [c for c in (pol.launch, pol.currency) if c]
+    missing = [c for c in dict.fromkeys(named) if c not in df.columns]
+    if missing:
+        raise TableError(f"Column(s) {missing} not found; the {what} has {list(df.columns)}.")
+    if df.empty:
+        raise TableError(f"the {what} has no rows.")
+    for col in (unit, time):
+        if df[col].isna().any():
+            raise TableError(
+                f"column {col!r} has blank values; every row of the {what} needs a unit and a "
+                "period."
+            )
+    check_decimal_commas(df, (*sum_cols, *carry_cols))
+    out = pd.DataFrame({unit: as_text(df[unit])}, index=df.index)
+    out[time] = periods(df[time], time, pol.dayfirst, pol.date_format)  # aligned, not objects
+    for col in sum_cols + carry_cols:
+        values = pd.to_numeric(df[col], errors="coerce")
+        bad = values.isna() & df[col].notna()
+        if bad.any():
+            raise TableError(
+                f"column {col!r} is not numeric: it has non-numeric values such as "
+                f"{df.loc[bad, col].iloc[0]!r}."
+            )
+        if not np.isfinite(values.dropna().to_numpy(dtype=float)).all():
+            raise TableError(f"column {col!r} holds infinite values.")
+        out[col] = values.astype(float)
+    for col in desc_cols:
+        out[col] = df[col]
+    notes: list[str] = []
+    if currency_col is not None:
+        notes += _one_currency(df[currency_col], currency_col, out, money, pol, what)
+    out = out.reset_index(drop=True)
+    launch = None
+    if pol.launch is not None:  # each product's launch, constant within it
+        when = periods(df[pol.launch], pol.launch, pol.dayfirst, pol.date_format)
+        per = pd.DataFrame({"u": out[unit].to_numpy(), "l": when.to_numpy()}).groupby("u")["l"]
+        several = per.nunique()
+        if (several > 1).any():
+            raise TableError(
+                f"launch column {pol.launch!r} gives product {several.index[several > 1][0]!r} "
+                "more than one launch."
+            )
+        launch = per.first()
+    out, merged = _merge_rows(out, unit, time, sum_cols, desc_cols, carry_cols, what)
+    if merged:
+        notes.append(
+            f"{merged} row(s) of the {what} shared a product and period with another and were "
+            "summed into that cell (returns netted into their sales)"
+        )
+    filled = span = 0
+    if pol.missing == "zero":
+        out, filled, span = _fill_zeros(out, unit, time, sum_cols, desc_cols, carry_cols,
+                                        launch, pol, what)  # fmt: skip
+        if filled:
+            notes.append(
+                f"{filled} product-period(s) without a row in the {what} counted as zero sales "
+                f"({filled / span:.0%} of the {span} cells from each product's first period to "
+                "the end); --missing drop leaves them out"
+            )
+    out = out.sort_values([unit, time], kind="stable").reset_index(drop=True)
+    return Cells(out, filled, span or len(out), merged, tuple(notes))
+
+
+def _one_currency(
+    col: pd.Series,
+    name: str,
+    out: pd.DataFrame,
+    money: Iterable[str | None],
+    pol: ReadPolicy,
+    what: str,
+) -> list[str]:
+    """The money columns of ``out`` in one currency: the table's one currency (the expected
+    one, when given), or converted with the rates; a TableError otherwise."""
+    if col.isna().any():
+        raise TableError(f"currency column {name!r} has blank values; every amount needs one.")
+    codes = col.astype(str).str.strip().str.upper()
+    found = sorted(codes.unique())
+    expected = pol.expected_currency.upper() if pol.expected_currency else None
+    if pol.rates is None:
+        if len(found) > 1:
+            raise TableError(
+                f"the {what}'s amounts are in {' and '.join(found)} (column {name!r}), which "
+                "cannot be summed: pass --rates FILE (columns currency,rate) to convert them to "
+                "one currency, or give the rows of one currency."
+            )
+        if expected is not None and found[0] != expected:
+            raise TableError(
+                f"the {what}'s amounts are in {found[0]} (column {name!r}) but the experiment's "
+                f"are in {expected}: pass --rates FILE (columns currency,rate) to convert them."
+            )
+        return []
+    rates = {str(k).strip().upper(): float(v) for k, v in pol.rates.items()}
+    unknown = [c for c in found if c not in rates]
+    if unknown:
+        raise TableError(
+            f"the rates give no rate for {unknown[0]}, which the {what}'s column {name!r} holds."
+        )
+    if expected is not None and abs(rates.get(expected, 1.0) - 1.0) > 1e-12:
+        raise TableError(
+            f"the rates convert to the currency whose rate is 1, but the experiment's currency "
+            f"{expected} has rate {rates.get(expected)}."
+        )
+    factor = codes.map(rates).to_numpy(dtype=float)
+    converted = [c for c in dict.fromkeys(m for m in money if m) if c in out.columns]
+    for c in converted:
+        out[c] = out[c].to_numpy(dtype=float) * factor
+    if len(found) == 1 and factor[0] == 1.0:
+        return []
+    return [
+        f"amounts in {', '.join(found)} converted with the rates ({', '.join(converted) or 'no money column'})"
+    ]
+
+
+def _merge_rows(
+    out: pd.DataFrame,
+    unit: str,
+    time: str,
+    sum_cols: list[str],
+    desc_cols: list[str],
+    carry_cols: list[str],
+    what: str,
+) -> tuple[pd.DataFrame, int]:
+    """One row per cell: sums summed, carried columns averaged, describing ones checked."""
+    dup = out.duplicated([unit, time], keep=False)
+    if not dup.any():
+        return out, 0
+    groups = out.groupby([unit, time], sort=False, dropna=False)
+    for col in desc_cols:
+        n = groups[col].nunique(dropna=False)
+        if (n > 1).any():
+            u, t = n.index[int(np.argmax(n.to_numpy() > 1))]
+            values = out.loc[(out[unit] == u) & (out[time] == t), col].unique()
+            raise TableError(
+                f"product {u!r} has rows with different {col!r} at {_label(t)} "
+                f"({', '.join(map(str, values[:2]))}); a cell has one {col}."
+            )
+    agg: dict[str, Any] = dict.fromkeys(sum_cols, lambda s: s.sum(min_count=1))
+    agg |= dict.fromkeys(carry_cols, "mean") | dict.fromkeys(desc_cols, "first")
+    if not agg:
+        merged = out.drop_duplicates([unit, time])
+    else:
+        merged = groups.agg(**{c: (c, f) for c, f in agg.items()}).reset_index()
+    merged = merged[[unit, time, *sum_cols, *desc_cols, *carry_cols]]
+    return merged, int(len(out) - len(merged))
+
+
+def _label(t: Any) -> str:
+    if isinstance(t, pd.Timestamp):
+        return t.isoformat()
+    return f"period {t}"
+
+
+def _fill_zeros(
+    out: pd.DataFrame,
+    unit: str,
+    time: str,
+    sum_cols: list[str],
+    desc_cols: list[str],
+    carry_cols: list[str],
+    launch: pd.Series | None,
+    pol: ReadPolicy,
+    what: str,
+) -> tuple[pd.DataFrame, int, int]:
+    """The missing cells of each product's span as zero sales; the filled count and the span."""
+    # the table's own periods: one in which no product has a row is one the table does not
+    # cover (a closed store, a gap in the export), not a period of zero sales everywhere
+    pos, labels = pd.factorize(out[time], sort=True)
+    grid = pd.Index(labels)
+    ucode, units = pd.factorize(out[unit], sort=True)
+    first = np.full(len(units), len(grid), dtype=np.int64)
+    np.minimum.at(first, ucode, pos)
+    if launch is not None and pol.launch is not None:
+        first = _launch_first(first, units, launch, grid, pol.launch)
+    span = int((len(grid) - first).sum())
+    filled = span - len(out)
+    if filled <= 0:
+        return out, 0, span
+    varying = []
+    if desc_cols:
+        per_unit = out.groupby(unit, sort=True)[desc_cols].nunique(dropna=False)
+        varying = [c for c in desc_cols if (per_unit[c] > 1).any()]
+    have = np.zeros((len(units), len(grid)), dtype=bool)
+    have[ucode, pos] = True
+    inside = np.arange(len(grid))[None, :] >= first[:, None]
+    absent_u, absent_t = np.nonzero(inside & ~have)
+    if varying:
+        example = f"{units[absent_u[0]]!r} at {_label(grid[absent_t[0]])}"
+        raise TableError(
+            f"{filled} product-period(s) have no row in the {what} (e.g. {example}), and "
+            f"column {varying[0]!r} varies within a product, so theirs cannot be known: write "
+            "those cells, or pass --missing drop to leave them out."
+        )
+    rows = pd.DataFrame({unit: np.asarray(units, dtype=object)[absent_u],
+                         time: grid[absent_t]})  # fmt: skip
+    for col in sum_cols:
+        rows[col] = 0.0
+    if desc_cols:
+        constant = out.groupby(unit, sort=True)[desc_cols].first()
+        for col in desc_cols:
+            rows[col] = constant[col].reindex(rows[unit]).to_numpy()
+    for col in carry_cols:
+        rows[col] = np.nan
+    both = pd.concat([out, rows], ignore_index=True)
+    both = both.sort_values([unit, time], kind="stable").reset_index(drop=True)
+    if carry_cols:
+        both[carry_cols] = both.groupby(unit, sort=False)[carry_cols].ffill()
+    return both, int(filled), span
+
+
+def _launch_first(
+    first: np.ndarray, units: Any, launch: pd.Series, grid: pd.Index, name: str
+) -> np.ndarray:
+    """Each product's first period: its launch (``launch``, by product) when earlier; a
+    launch before the table's first period starts it there."""
+    when = pd.Index(launch.reindex(pd.Index(units)).to_numpy())
+    at = np.where(when < grid[0], 0, grid.get_indexer(when))
+    if (at < 0).any():
+        bad = units[int(np.flatnonzero(at < 0)[0])]
+        raise TableError(
+            f"launch column {name!r} gives product {bad!r} a launch that is not one of the "
+            "table's periods."
+        )
+    return np.minimum(first, at)
+
+
+__all__ = [
+    "CURRENCY_COLUMN",
+    "DATABASE_SUFFIXES",
+    "MISSING_CHOICES",
+    "Cells",
+    "NoSuchFile",
+    "ReadPolicy",
+    "TableSource",
+    "as_text",
+    "full_range",
+    "load_table",
+    "periods",
+    "read_rates",
+    "to_cells",
+]

@@ -1,0 +1,101 @@
+"""The options of every command that reads an analyst's table through :mod:`analysis.reader`
+(``analyze``, ``plan``, ``graph build``), declared once so they read and behave alike."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from analysis.reader import ReadPolicy, TableSource, read_rates
+
+TableOption = Annotated[
+    str | None,
+    typer.Option(
+        "--table",
+        help="With a DuckDB database file (.duckdb, .ddb, .db) or a PostgreSQL URL "
+        "(postgresql://user@host/db): the table to read (a DuckDB file of one table needs no "
+        "--table).",
+    ),
+]
+QueryOption = Annotated[
+    str | None,
+    typer.Option(
+        "--query",
+        help="With a DuckDB database file or a PostgreSQL URL: a SQL query whose result is the "
+        "table, e.g. "
+        '"SELECT * FROM sales WHERE store = 4".',
+    ),
+]
+MissingOption = Annotated[
+    str,
+    typer.Option(
+        "--missing",
+        help="A product-period without a row: zero (default: zero sales, from the product's "
+        "first period, or --launch, to the end; the count is noted) or drop (left out).",
+    ),
+]
+CurrencyOption = Annotated[
+    str | None,
+    typer.Option(
+        "--currency",
+        help="Column of each row's currency (default: a column named currency, if any); mixed "
+        "currencies are refused unless --rates converts them.",
+    ),
+]
+RatesOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--rates",
+        help="Table of columns currency,rate: the value of one unit of each currency in the "
+        "currency reported; the money columns are converted with it.",
+    ),
+]
+LaunchOption = Annotated[
+    str | None,
+    typer.Option(
+        "--launch",
+        help="Column of each product's first period on sale: with --missing zero, its zero "
+        "sales count from there (default: its first row).",
+    ),
+]
+
+
+def table_source(
+    path: Path, table: str | None, query: str | None, sep: str | None, decimal: str
+) -> TableSource:
+    return TableSource(path, table=table, query=query, sep=sep, decimal=decimal)
+
+
+def read_policy(
+    missing: str,
+    currency: str | None,
+    rates: Path | None,
+    launch: str | None,
+    dayfirst: bool | None,
+    date_format: str | None,
+    expected_currency: str | None = None,
+) -> ReadPolicy:
+    """The policy the options give (the rates table read now: a TableError names a bad one)."""
+    return ReadPolicy(
+        missing=missing,
+        currency=currency,
+        rates=None if rates is None else read_rates(rates),
+        expected_currency=expected_currency,
+        launch=launch,
+        dayfirst=dayfirst,
+        date_format=date_format,
+    )
+
+
+__all__ = [
+    "CurrencyOption",
+    "LaunchOption",
+    "MissingOption",
+    "QueryOption",
+    "RatesOption",
+    "TableOption",
+    "read_policy",
+    "table_source",
+]

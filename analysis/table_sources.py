@@ -1,0 +1,230 @@
+"""Where an analyst's table lives, read as it is written: a CSV (separator detected, or
+``--sep``; ``--decimal ,``), a Parquet file, JSON lines, a DuckDB database file (``.duckdb``,
+``.ddb``, ``.db``) with ``--table NAME`` or ``--query SQL`` (a database of one table needs
+neither), or a PostgreSQL server by its URL (``postgresql://user@host:port/db``) with
+``--table`` or ``--query``. DuckDB reads the file (read only), the server's ADBC driver the
+server (the ``postgres`` extra); no SQL is written here but a table's ``SELECT *``. The id
+columns a command names are read as text (``00121`` keeps its zeros). What the rows mean as
+cells is :mod:`analysis.reader`'s; every refusal here is a
+:class:`~analysis.errors.TableError` with one sentence (a missing file: :class:`NoSuchFile`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis.errors import TableError
+from analysis.table_input import decimal_commas_to_numbers
+
+DATABASE_SUFFIXES = (".duckdb", ".ddb", ".db")
+PARQUET_SUFFIXES = (".parquet", ".pq")
+_SEPARATORS = (";", ",", "\t", "|")
+#: a PostgreSQL URL, also after a path type has folded its double slash
+_SERVER_URL = re.compile(r"^(postgres(?:ql)?):/+", re.IGNORECASE)
+
+
+class NoSuchFile(FileNotFoundError):
+    """A table that is not there, said as a sentence (``PATH: no such file``) wherever the
+    error is printed, not as ``[Errno 2] ...``."""
+
+    def __str__(self) -> str:
+        return f"{self.filename}: {self.strerror}"
+
+
+# --------------------------------------------------------------------------- where it lives
+@dataclass(frozen=True)
+class TableSource:
+    """Where a table lives: a file, and for a database its table or query; a CSV's format."""
+
+    path: Path
+    table: str | None = None
+    query: str | None = None
+    sep: str | None = None
+    decimal: str = "."
+
+    @property
+    def is_database(self) -> bool:
+        return self.path.suffix.lower() in DATABASE_SUFFIXES
+
+    @property
+    def shown(self) -> str:
+        """The path, or the URL without its password, for a sentence."""
+        url = self.url
+        return str(self.path) if url is None else _without_password(url)
+
+    @property
+    def url(self) -> str | None:
+        """A PostgreSQL server's URL (``postgresql://user@host:port/db``), or None for a file;
+        a URL given where a path is expected has lost a slash (``postgresql:/host``)."""
+        match = _SERVER_URL.match(str(self.path))
+        return None if match is None else f"{match.group(1)}://{str(self.path)[match.end() :]}"
+
+
+def load_table(source: TableSource | Path, text: Iterable[str | None] = ()) -> pd.DataFrame:
+    """The table as read, its ``text`` columns as strings (ids keep their zeros)."""
+    src = source if isinstance(source, TableSource) else TableSource(Path(source))
+    names = tuple(dict.fromkeys(c for c in text if c))
+    if src.decimal not in (".", ","):
+        raise TableError(f"--decimal must be '.' or ',', not {src.decimal!r}.")
+    url = src.url
+    if url is None and not src.path.exists():
+        raise NoSuchFile(2, "no such file", str(src.path))
+    if (src.table is not None or src.query is not None) and not src.is_database and url is None:
+        raise TableError(
+            f"--table and --query read a DuckDB database ({', '.join(DATABASE_SUFFIXES)}) or a "
+            f"PostgreSQL URL, not {src.path.name}."
+        )
+    suffix = src.path.suffix.lower()
+    if url is not None:
+        df = _read_server(url, src)
+    elif src.is_database:
+        df = _read_database(src)
+    elif suffix in PARQUET_SUFFIXES:
+        df = pd.read_parquet(src.path)
+    elif suffix in (".jsonl", ".json"):
+        df = pd.read_json(src.path, lines=suffix == ".jsonl", dtype=dict.fromkeys(names, str))
+    else:
+        df = _read_csv(src, names)
+    for col in names:
+        if col in df.columns:
+            df[col] = as_text(df[col])
+    return df
+
+
+def _read_csv(src: TableSource, text: tuple[str, ...]) -> pd.DataFrame:
+    sep = src.sep
+    if sep is None:
+        with src.path.open(encoding="utf-8") as fh:
+            header = fh.readline()
+        sep = max(_SEPARATORS, key=header.count) if any(c in header for c in _SEPARATORS) else ","
+    dtype = dict.fromkeys(text, str) or None
+    if src.decimal == "," and sep == ",":  # quoted "169,83" in a comma-separated file
+        return decimal_commas_to_numbers(pd.read_csv(src.path, sep=sep, dtype=dtype), text)
+    return pd.read_csv(src.path, sep=sep, decimal=src.decimal, dtype=dtype)
+
+
+def _read_database(src: TableSource) -> pd.DataFrame:
+    try:
+        import duckdb
+    except ImportError:  # pragma: no cover - a dependency of pricelab
+        raise TableError(
+            "reading a database needs the duckdb package: pip install duckdb"
+        ) from None
+    if src.table is not None and src.query is not None:
+        raise TableError("give --table NAME or --query SQL, not both.")
+    try:
+        con = duckdb.connect(str(src.path), read_only=True)
+    except duckdb.Error as exc:
+        raise TableError(
+            f"{src.path.name} is not a DuckDB database ({_first_line(exc)})."
+        ) from None
+    try:
+        if src.query is not None:
+            return con.sql(src.query).df()
+        tables = sorted(str(t[0]) for t in con.sql("SHOW TABLES").fetchall())
+        name = src.table
+        if name is None:
+            if len(tables) != 1:
+                listed = ", ".join(tables) if tables else "none"
+                raise TableError(
+                    f"{src.path.name} holds {len(tables)} tables ({listed}); name one with "
+                    "--table NAME or give --query SQL."
+                )
+            name = tables[0]
+        if name not in tables:
+            raise TableError(
+                f"{src.path.name} has no table {name!r} (its tables: {', '.join(tables) or 'none'})."
+            )
+        return con.table(name).df()
+    except duckdb.Error as exc:
+        raise TableError(f"the query on {src.path.name} failed: {_first_line(exc)}") from None
+    finally:
+        con.close()
+
+
+def _read_server(url: str, src: TableSource) -> pd.DataFrame:
+    """A table or a query's result from a PostgreSQL server, through its ADBC driver (Arrow
+    columns, no row-by-row conversion); the URL is said without its password."""
+    try:
+        import adbc_driver_postgresql.dbapi as postgres
+    except ImportError:
+        raise TableError(
+            "reading a PostgreSQL server needs its ADBC driver: pip install 'pricelab[postgres]'."
+        ) from None
+    shown = _without_password(url)
+    if (src.table is None) == (src.query is None):
+        raise TableError("with a database URL give --table NAME or --query SQL (one of them).")
+    sql = src.query
+    if src.table is not None:  # a table name, each dotted part quoted as an identifier
+        sql = "SELECT * FROM " + ".".join(
+            '"' + part.replace('"', '""') + '"' for part in src.table.split(".")
+        )
+    try:
+        con = postgres.connect(url)
+    except postgres.Error as exc:
+        raise TableError(f"cannot connect to {shown}: {_first_line(exc)}") from None
+    try:
+        with con.cursor() as cur:
+            cur.execute(sql)
+            return cur.fetch_df()
+    except postgres.Error as exc:
+        raise TableError(f"the query on {shown} failed: {_first_line(exc)}") from None
+    finally:
+        con.close()
+
+
+def _without_password(url: str) -> str:
+    return re.sub(r"//([^:/@]*):[^@/]*@", r"//\1:***@", url)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def as_text(col: pd.Series) -> pd.Series:
+    """Ids as strings: text stays as written, a whole number (also one stored as a float
+    because of blanks) as its digits; blanks stay blank."""
+    if pd.api.types.is_float_dtype(col):
+        values = col.to_numpy(dtype=float)
+        finite = np.isfinite(values)
+        if np.all(values[finite] == np.round(values[finite])):
+            return col.astype("Int64").astype(str).where(col.notna(), None).astype(object)
+    return col.astype(str).where(col.notna(), None).astype(object)
+
+
+def read_rates(path: Path) -> dict[str, float]:
+    """``--rates FILE``: a table of ``currency,rate`` (CSV, Parquet or a database) as a
+    mapping; each rate positive and each currency once."""
+    df = load_table(path, ("currency",))
+    missing = [c for c in ("currency", "rate") if c not in df.columns]
+    if missing:
+        raise TableError(
+            f"the rates table {path.name} needs columns currency and rate; it has "
+            f"{', '.join(map(str, df.columns))}."
+        )
+    rate = pd.to_numeric(df["rate"], errors="coerce")
+    if not (np.isfinite(rate.to_numpy(dtype=float)) & (rate.to_numpy(dtype=float) > 0)).all():
+        raise TableError(f"the rates table {path.name} needs a positive number in every rate.")
+    codes = df["currency"].astype(str).str.strip().str.upper()
+    if codes.duplicated().any():
+        raise TableError(
+            f"the rates table {path.name} gives {codes[codes.duplicated()].iloc[0]} more than once."
+        )
+    return dict(zip(codes, rate.astype(float), strict=True))
+
+
+__all__ = [
+    "DATABASE_SUFFIXES",
+    "NoSuchFile",
+    "TableSource",
+    "as_text",
+    "load_table",
+    "read_rates",
+]

@@ -1,0 +1,139 @@
+"""The one reader (analysis/reader.py): where a table lives, and its policy said in one
+sentence each (the pairs that must agree are in test_metamorphic_reader.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.errors import PanelError, TableError
+from analysis.reader import ReadPolicy, TableSource, load_table, read_rates, to_cells
+from controller.errors import SpecError
+from controller.spec import load_spec_file
+
+
+def sales() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "sku": ["00121", "00121", "00007", "00121", "00007"],
+            "day": ["2026-01-01", "2026-01-03", "2026-01-02", "2026-01-03", "2026-01-04"],
+            "units": [2, 3, 1, -1, 4],
+            "arm": ["a", "a", "b", "a", "b"],
+        }
+    )
+
+
+def test_a_cells_rows_are_summed_and_missing_days_are_zero_sales_within_each_span() -> None:
+    cells = to_cells(sales(), unit="sku", time="day", sums=["units"], describe=["arm"])
+    got = cells.frame.assign(day=cells.frame["day"].dt.strftime("%m-%d"))
+    assert got.to_dict("list") == {
+        "sku": ["00007", "00007", "00007", "00121", "00121", "00121", "00121"],
+        "day": ["01-02", "01-03", "01-04", "01-01", "01-02", "01-03", "01-04"],
+        "units": [1.0, 0.0, 4.0, 2.0, 0.0, 2.0, 0.0],  # the return netted: 3 - 1
+        "arm": ["b", "b", "b", "a", "a", "a", "a"],  # constant within a product: carried
+    }
+    assert (cells.filled, cells.span_cells, cells.merged_rows) == (3, 7, 1)
+    assert "3 product-period(s) without a row" in cells.notes[1] and "43%" in cells.notes[1]
+    dropped = to_cells(sales(), unit="sku", time="day", sums=["units"],
+                       policy=ReadPolicy("drop"))  # fmt: skip
+    assert len(dropped.frame) == 4 and dropped.filled == 0
+
+
+def test_a_launch_column_starts_a_products_span_before_its_first_sale() -> None:
+    df = sales().assign(launch="2026-01-01")
+    cells = to_cells(df, unit="sku", time="day", sums=["units"], policy=ReadPolicy(launch="launch"))
+    assert cells.filled == 4 and len(cells.frame) == 8
+
+
+def test_what_the_policy_cannot_read_is_one_sentence() -> None:
+    varying = sales()
+    varying.loc[4, "arm"] = "a"
+    with pytest.raises(TableError, match=r"column 'arm' varies within a product.*--missing drop"):
+        to_cells(varying, unit="sku", time="day", sums=["units"], describe=["arm"])
+    two_arms = pd.concat([sales(), sales().iloc[[0]].assign(arm="b")])
+    with pytest.raises(TableError, match="rows with different 'arm'"):
+        to_cells(two_arms, unit="sku", time="day", sums=["units"], describe=["arm"])
+    with pytest.raises(TableError, match="--missing must be zero or drop"):
+        ReadPolicy("skip")
+    with pytest.raises(TableError, match=r"\['qty'\] not found"):
+        to_cells(sales(), unit="sku", time="day", sums=["qty"])
+    with pytest.raises(PanelError, match="--decimal ,"):
+        to_cells(sales().assign(units="1,5"), unit="sku", time="day", sums=["units"])
+
+
+def test_mixed_currencies_need_rates_and_rates_need_every_currency(tmp_path: Path) -> None:
+    df = sales().assign(revenue=10.0, currency=["EUR", "EUR", "GBP", "EUR", "GBP"])
+    with pytest.raises(TableError, match="in EUR and GBP .*--rates FILE"):
+        to_cells(df, unit="sku", time="day", sums=["revenue"], money=["revenue"])
+    rates = tmp_path / "rates.csv"
+    pd.DataFrame({"currency": ["eur", "GBP"], "rate": [1.0, 1.25]}).to_csv(rates, index=False)
+    policy = ReadPolicy(rates=read_rates(rates))
+    cells = to_cells(df, unit="sku", time="day", sums=["revenue"], money=["revenue"],
+                     policy=policy)  # fmt: skip
+    assert cells.frame.groupby("sku")["revenue"].sum().to_dict() == {"00007": 25.0, "00121": 30.0}
+    with pytest.raises(TableError, match="no rate for GBP"):
+        to_cells(df, unit="sku", time="day", sums=["revenue"], money=["revenue"],
+                 policy=ReadPolicy(rates={"EUR": 1.0}))  # fmt: skip
+    one = df.assign(currency="GBP")
+    with pytest.raises(TableError, match="in GBP .* experiment's are in EUR"):
+        to_cells(one, unit="sku", time="day", sums=["revenue"], money=["revenue"],
+                 policy=ReadPolicy(expected_currency="EUR"))  # fmt: skip
+    named = df.rename(columns={"currency": "ccy"})  # another column, named by --currency
+    with pytest.raises(TableError, match="in EUR and GBP \\(column 'ccy'\\)"):
+        to_cells(named, unit="sku", time="day", sums=["revenue"], money=["revenue"],
+                 policy=ReadPolicy(currency="ccy"))  # fmt: skip
+    bad = tmp_path / "bad.csv"
+    pd.DataFrame({"currency": ["EUR"], "rate": [0.0]}).to_csv(bad, index=False)
+    with pytest.raises(TableError, match="positive number in every rate"):
+        read_rates(bad)
+
+
+def test_ids_are_text_in_every_form(tmp_path: Path) -> None:
+    csv = tmp_path / "s.csv"
+    sales().to_csv(csv, index=False)
+    assert load_table(csv, ("sku",))["sku"].tolist()[:2] == ["00121", "00121"]
+    stored = sales().assign(sku=[121.0, np.nan, 7.0, 121.0, 7.0])  # a number with blanks
+    pq = tmp_path / "s.parquet"
+    stored.to_parquet(pq)
+    read = load_table(pq, ("sku",))["sku"]
+    assert read.where(read.notna(), None).tolist() == ["121", None, "7", "121", "7"]
+
+
+def test_a_duckdb_database_is_read_by_table_or_query(tmp_path: Path) -> None:
+    path = tmp_path / "sales.duckdb"
+    con = duckdb.connect(str(path))
+    con.register("frame", sales())
+    con.execute("CREATE TABLE sales AS SELECT * FROM frame")
+    con.close()
+    alone = load_table(TableSource(path), ("sku",))  # one table: no --table needed
+    assert alone["sku"].tolist() == sales()["sku"].tolist()
+    query = TableSource(path, query="SELECT sku, units FROM sales WHERE units > 1")
+    assert load_table(query)["units"].tolist() == [2, 3, 4]
+    with pytest.raises(TableError, match="has no table 'sale' \\(its tables: sales\\)"):
+        load_table(TableSource(path, table="sale"))
+    with pytest.raises(TableError, match="the query on sales.duckdb failed"):
+        load_table(TableSource(path, query="SELECT nope FROM sales"))
+    with pytest.raises(TableError, match="not both"):
+        load_table(TableSource(path, table="sales", query="SELECT 1"))
+    csv = tmp_path / "s.csv"
+    sales().to_csv(csv, index=False)
+    with pytest.raises(TableError, match="read a DuckDB database"):
+        load_table(TableSource(csv, table="sales"))
+    fake = tmp_path / "fake.duckdb"
+    fake.write_text("not a database")
+    with pytest.raises(TableError, match="fake.duckdb is not a DuckDB database"):
+        load_table(TableSource(fake))
+
+
+def test_an_unquoted_numeric_id_in_a_yaml_spec_says_to_quote_it(tmp_path: Path) -> None:
+    spec = tmp_path / "s.yaml"
+    spec.write_text(
+        "id: x\ndesign: random-days\ntreatment_policy: t\ncontrol_policy: c\n"
+        "start: 2026-01-01\nend: 2026-01-10\nproducts: [00001, 00010]\n"
+    )
+    with pytest.raises(SpecError, match=r"products\.0: .*quote ids in YAML, e\.g\. '00001'"):
+        load_spec_file(spec)
