@@ -203,10 +203,20 @@ def build_estimator(method: str, se: str | None, seed: int | None) -> Any:
     return registry.make(method, **params)
 
 
+#: the fields a table prints in percent (JSON keeps them as fractions: 0.047 is +4.70%)
+PERCENT_FIELDS = ("relative_effect", "relative_ci_low", "relative_ci_high")
+
+
+def _percent(v: Any) -> str:
+    return f"{100.0 * v:+.2f}%"
+
+
 def _format_table(row: dict[str, Any], relative: bool = False) -> str:
-    def fmt(v: Any) -> str:
+    def fmt(k: str, v: Any) -> str:
         if isinstance(v, float):
-            return "nan" if math.isnan(v) else f"{v:.4g}"
+            if math.isnan(v):
+                return "nan"
+            return _percent(v) if k in PERCENT_FIELDS else f"{v:.4g}"
         return str(v)
 
     keys = [
@@ -226,7 +236,7 @@ def _format_table(row: dict[str, Any], relative: bool = False) -> str:
         if row.get("relative_note"):
             keys.append("relative_note")
     width = max(len(k) for k in keys)
-    return "\n".join(f"{k:<{width}}  {fmt(row.get(k))}" for k in keys)
+    return "\n".join(f"{k:<{width}}  {fmt(k, row.get(k))}" for k in keys)
 
 
 def analyze(
@@ -720,12 +730,14 @@ def _print_rows(rows: list[dict[str, Any]], cols: tuple[str, ...], as_json: bool
             typer.echo(json.dumps({k: _json_safe(v) for k, v in r.items()}))
         return
 
-    def fmt(v: Any) -> str:
+    def fmt(k: str, v: Any) -> str:
         if v is None or (isinstance(v, float) and not math.isfinite(v)):
             return "-"
-        return f"{v:.4g}" if isinstance(v, float) else str(v)
+        if isinstance(v, float):
+            return _percent(v) if k in PERCENT_FIELDS else f"{v:.4g}"
+        return str(v)
 
-    table = [list(cols)] + [[fmt(r.get(c)) for c in cols] for r in rows]
+    table = [list(cols)] + [[fmt(c, r.get(c)) for c in cols] for r in rows]
     width = [max(len(row[i]) for row in table) for i in range(len(cols))]
     for row in table:
         typer.echo("  ".join(c.rjust(w) for c, w in zip(row, width, strict=True)))

@@ -209,6 +209,12 @@ def test_relative_adds_the_control_mean_and_a_fieller_interval(
     assert by.exit_code == 0, by.output
     rows = [json.loads(line) for line in by.stdout.splitlines()]
     assert len(rows) == 8 and all("relative_ci_low" in r for r in rows)
+    # the table prints the relative figures in percent, as the README says (JSON: fractions)
+    table = CliRunner().invoke(app, [*args[:-1], "--relative"])
+    assert table.exit_code == 0, table.output
+    printed = dict(line.split(None, 1) for line in table.stdout.splitlines() if line.strip())
+    for key in ("relative_effect", "relative_ci_low", "relative_ci_high"):
+        assert printed[key].strip() == f"{100.0 * row[key]:+.2f}%", printed
 
 
 def test_elasticity_from_units_and_revenue(app: typer.Typer, tmp_path: Path) -> None:
