@@ -685,7 +685,19 @@ def context(results: Results) -> dict[str, Any]:
         "coverage_high": 100 * t["coverage"][1],
         "family_target": 100 * t["family"],
         "mcse_nominal": mcse,
+        # the profit change at the recommended price (lab.studies.ladder_profit), as it last ran
+        "profit_section": profit_section(),
     }
+
+
+def profit_section() -> str:
+    """The profit-change study's rendered section, or its empty markers while it has saved
+    nothing."""
+    from lab.studies import ladder_profit
+    from lab.studies.harness import fragment
+    from lab.studies.render import markers
+
+    return fragment(ladder_profit.STUDY) or "\n".join(markers("ladder-profit"))
 
 
 STUDY = Study(
