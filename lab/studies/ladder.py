@@ -379,9 +379,13 @@ def run_one(case: Case, run: int, settings: Mapping[str, Any]) -> list[Row]:
     if sink.demand:
         (doc,) = sink.demand
         demand |= {k: _num(doc[k]) for k in DEMAND}
+        # a look that cannot place the interval publishes none (identified false, issue #54):
+        # counted apart, not scored as a miss
+        demand["identified"] = bool(doc.get("identified", True))
         lo, hi = demand["optimal_price_ratio_ci_low"], demand["optimal_price_ratio_ci_high"]
-        demand["optimum_covered"] = bool(lo <= optimum <= hi)
-        demand["one_curve_covered"] = bool(lo <= demand["one_curve_optimum"] <= hi)
+        if demand["identified"]:
+            demand["optimum_covered"] = bool(lo <= optimum <= hi)
+            demand["one_curve_covered"] = bool(lo <= demand["one_curve_optimum"] <= hi)
     else:
         demand["reason"] = next((line for line in said if "demand" in line), "")
     return [*rows, demand]
@@ -452,7 +456,9 @@ def _demand_table(demand: pd.DataFrame) -> list[dict[str, Any]]:
         }  # fmt: skip
         reasons = g["reason"].dropna() if "reason" in g else pd.Series(dtype=str)
         row["reason"] = str(reasons.iloc[0]) if len(reasons) else ""
-        fit = g[g["published"].astype(bool)]
+        shown = g["identified"] if "identified" in g else pd.Series(True, index=g.index)
+        fit = g[g["published"].astype(bool) & shown.fillna(False).astype(bool)]
+        row["not_identified"] = int(g["published"].astype(bool).sum()) - len(fit)
         if len(fit):
             r, t = fit["optimal_price_ratio"], fit["optimum"]
             lo, hi = fit["optimal_price_ratio_ci_low"], fit["optimal_price_ratio_ci_high"]
