@@ -120,7 +120,10 @@ def demand_reading(
             test_next = step
     if decided:
         headline = "evidence for the decision, not a second decision"
-        lead = f"Decided: {decision}. The fitted profit curve peaks at x{r:.3f}: evidence"
+        lead = (
+            f"Decided: {decision}. The fitted profit curve peaks at x{r:.3f}: evidence, and "
+            "where it and the verdict differ, the verdict decides"
+        )
     else:
         headline = "where the evidence points, not yet decided"
         lead = (
