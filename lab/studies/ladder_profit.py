@@ -18,7 +18,8 @@ Worlds, by where the true profit curve peaks:
 - ``peak-1.00``: the best price is the control's. Every product's unit cost is one share
   ``kappa`` of its base price, the share at which the market's expected profit over the
   experiment's cells, every product listed at one ratio, is stationary at 1
-  (:func:`peak_cost_share`): there the true change at any ``r*`` is at most 0;
+  (:func:`peak_cost_share`): there the true change at any ``r*`` is at most 0 (over the
+  analysed cells: a design that blacks out periods weighs the products a little otherwise);
 - ``peak-0.97``: the same at 0.97, inside the tested range and between two tested prices;
 - ``cost-48``: the ladder study's world, unit costs at 48% of the base price (its optimum near
   the bottom of the ladder).
@@ -71,15 +72,23 @@ CASES: tuple[Case, ...] = (
 
 
 def peak_cost_share(market: Market, spec: ExperimentSpec, peak: float) -> float:
-    """The unit cost share ``kappa`` of every product's base price at which the market's
-    expected profit ``sum_i w_i (r b_i - kappa b_i) exp(lift_i(r))``, ``w_i`` the product's
-    untreated means over every period of ``spec``, is stationary at ``r = peak``: with the
-    lift ``E_i log r`` (no spillover), ``kappa = peak sum a_i (1 + E_i) / sum a_i E_i``,
-    ``a_i = w_i b_i peak^E_i``."""
+    """The unit cost share ``kappa`` of every product's base price at which the market's true
+    expected profit with every product listed at one ratio r
+    (:meth:`lab.market.Market.expected_profit`: each product's untreated means summed over
+    every period of ``spec``, the spikes' share of sales included) is stationary at
+    ``r = peak``. Profit is linear in the costs, so its slope at ``peak`` is ``D0 - kappa
+    (D0 - D1)``, with ``D0`` the slope at costs 0 and ``D1`` at costs equal to the base prices
+    (central differences): ``kappa = D0 / (D0 - D1)``."""
     w = market.untreated_means(experiment_slots(spec, market)).sum(axis=1)
-    e = market.ratio_log_lift(float(np.e), spillover=False)
-    a = w * market.products["base_price"].to_numpy(dtype=float) * peak**e
-    return float(peak * (a @ (1.0 + e)) / (a @ e))
+    base = market.products["base_price"].to_numpy(dtype=float)
+    h = 1e-6
+
+    def slope(cost: np.ndarray) -> float:
+        up = market.expected_profit(peak + h, w, cost)
+        return (up - market.expected_profit(peak - h, w, cost)) / (2 * h)
+
+    d0, d1 = slope(np.zeros_like(base)), slope(base)
+    return float(d0 / (d0 - d1))
 
 
 def experiment(case: Case, run: int, settings: Mapping[str, Any]) -> SimulatedExperiment:
@@ -92,7 +101,10 @@ def experiment(case: Case, run: int, settings: Mapping[str, Any]) -> SimulatedEx
     world = case["world"]
     share = SHARES[world] if world in SHARES else peak_cost_share(market, plain, PEAKS[world])
     base = market.products["base_price"].to_numpy(dtype=float)
-    costs = dict(zip(market.product_ids, np.round(share * base, 2).tolist(), strict=True))
+    # the ladder study's world in cents; a peak world's costs unrounded, so that its curve
+    # peaks where it says
+    cost = np.round(share * base, 2) if world in SHARES else share * base
+    costs = dict(zip(market.product_ids, cost.tolist(), strict=True))
     return run_spec(ladder_spec(case["design"], products, days, design_seed, costs), market)
 
 
