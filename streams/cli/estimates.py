@@ -64,9 +64,7 @@ def estimates(
             typer.echo(render(list(latest.values()), as_json))
         demand = latest_demand(docs)
         if demand is not None:
-            typer.echo(
-                render([demand], True) if as_json else "\n" + render_demand(demand, verdict)
-            )
+            typer.echo(render([demand], True) if as_json else "\n" + render_demand(demand, verdict))
         return (lambda e: typer.echo(one(e))) if follow else None
 
     async def run() -> None:
