@@ -67,10 +67,9 @@ def test_a_small_ladder_demo_names_an_arm_scores_each_and_recommends_a_price(
     # the demand and profit curves: the points, and the text curve marking every tested price
     # the curve's peak is evidence beside the verdict (the decision), labelled as such
     label = re.search(
-        r"^(WHERE THE EVIDENCE POINTS, NOT YET DECIDED|EVIDENCE FOR THE DECISION, NOT A SECOND "
+        r"(WHERE THE EVIDENCE POINTS, NOT YET DECIDED|EVIDENCE FOR THE DECISION, NOT A SECOND "
         r"DECISION): ",
         end,
-        re.M,
     )
     assert label is not None, end[-3000:]
     curve = end[end.index("DEMAND CURVE") : label.start()]
