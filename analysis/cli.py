@@ -60,6 +60,7 @@ from analysis.demand import DemandResult, arm_totals, fit_demand
 from analysis.elasticity import within_product_elasticity
 from analysis.errors import AnalysisError
 from analysis.estimators import registry
+from analysis.evidence import demand_reading
 from analysis.inference import bh_adjust
 from analysis.panel import Panel
 from analysis.ratio import relative_fields
@@ -641,13 +642,24 @@ def _print_demand(result: DemandResult, arm: str, control: str, as_json: bool) -
         f"{num(doc['elasticity_ci_high'])}]; curvature p = {num(doc['curvature_pvalue'])}"
     )
     if doc["optimal_price_ratio"] is not None:
+        # evidence, not a decision: an offline fit has no verdict (analysis.evidence)
+        reading = demand_reading(doc)
         edge = " (at the edge of the tested range)" if doc["at_range_edge"] else ""
+
+        def ci(low: str, high: str) -> str:
+            if not doc["identified"]:
+                return " (no interval)"
+            return f" [{num(doc[low])}, {num(doc[high])}]"
+
         typer.echo(
-            f"profit-maximising price ratio {num(doc['optimal_price_ratio'])} "
-            f"[{num(doc['optimal_price_ratio_ci_low'])}, "
-            f"{num(doc['optimal_price_ratio_ci_high'])}]{edge}; profit change there "
-            f"{num(doc['profit_change_at_optimum'])} per product-period"
+            f"{reading.headline}: the fitted profit curve peaks at price ratio "
+            f"{num(doc['optimal_price_ratio'])}"
+            f"{ci('optimal_price_ratio_ci_low', 'optimal_price_ratio_ci_high')}{edge}; "
+            f"profit change there against the control {num(doc['profit_change_at_optimum'])}"
+            f"{ci('profit_change_at_optimum_ci_low', 'profit_change_at_optimum_ci_high')} "
+            "per product-period"
         )
+        typer.echo(reading.text)
     for note in doc["notes"]:
         typer.echo(f"! {note}")
 

@@ -46,14 +46,39 @@ where the range clamps it, and near ``eps = -1`` the ratio ``eps / (1 + eps)`` i
 that a symmetric interval misleads. Poisson weights (Hanley & MacGibbon 2006; Chamandy et al.
 2012) rather than a multinomial resample because each product's weight is drawn on its own, so
 products stream through in chunks and memory does not grow with their number. The same
-replicates give the intervals of the arms' points and of the profit change at the optimum;
+replicates give the intervals of the arms' points and of the profit change;
 ``optimal_price_ratio_bias`` is the replicates' mean minus the estimate, ``p_edge`` their share
 at an end of the range.
+
+**The profit change** (``profit_change_at_optimum``) is the change of expected profit per
+product-period at the recommended ratio ``r*`` against the control's price,
+``Pi(r*) - Pi(1)``, and its interval is the replicates' curves evaluated at that same ``r*``
+(held fixed): an interval for the change of the price the analyst is shown. It is not each
+replicate's own maximum: every replicate's maximum over a range holding the control's price
+is at least its profit there, so an interval of those maxima never reaches below 0, and read
+as proof of a gain where the best price is the control's (issue #54). Held at ``r*``, a
+replicate's change is negative wherever its curve lies below its control's there; the
+ladder validation study measures the coverage of the true change at ``r*``, where the best
+price is the control's and where it lies inside the range (docs/ladder-validation.md).
+
+**When the recommendation has no interval** (``identified`` false, ``reason`` says why):
+without unit costs or an identified elasticity; and when the bootstrap cannot place the
+interval's ends. Two ways, each read off the percentile interval itself, not a tuned
+threshold. (1) The range clamps the optimum: a replicate whose curve peaks beyond an end of
+the tested range has that end as its optimum, so once at least ``1 - alpha / 2`` of them
+peak beyond the same end, both percentiles are that end and the interval has zero width
+(early looks: a few periods of a few products, the aggregate elasticity far from its truth
+and the replicates' spread around it too narrow to reach back into the range). The data then
+say only that the best price lies beyond what was tested, where they do not reach. (2) More
+than ``alpha / 2`` of the replicates give no curve at all (every product that an arm shares
+with the control drew weight 0: too few products sold at two prices): the undefined ones may
+lie on either side, so the interval's ends are not located.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,7 +86,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis.arms import Arms
+from analysis.arms import Arms, read_arms
 from analysis.elasticity import ElasticityResult, pooled_wald
 from analysis.errors import AnalysisError
 from analysis.panel import blackout_flags
@@ -171,6 +196,10 @@ class DemandResult:
     replicates: int
     alpha: float
     notes: tuple[str, ...] = field(default=())
+    #: whether the recommendation has intervals (the best price's and the profit change's);
+    #: when not, ``reason`` says why in one sentence and the intervals are None
+    identified: bool = False
+    reason: str | None = None
 
     def curve(self) -> list[dict[str, Any]]:
         """The fitted curves on a grid over the tested range: units relative to control (the
@@ -228,6 +257,8 @@ class DemandResult:
                 "profit_change_at_optimum_ci_low": None if pc is None else pc[0],
                 "profit_change_at_optimum_ci_high": None if pc is None else pc[1],
                 "relative_profit_change_at_optimum": self.relative_profit_change,
+                "identified": self.identified,
+                "reason": self.reason,
                 "interval_method": f"product_poisson_bootstrap_percentile_{self.replicates}",
                 "alpha": self.alpha,
                 "n_units": e.n_products,
@@ -503,11 +534,14 @@ def fit_demand(
     }
     C0: float | None = None
     profit_curve: tuple[float, float] | None = None
+    reason: str | None = None
     if cost is None:
-        notes.append("no unit costs: no profit curve and no recommended price.")
+        reason = "no unit costs: no profit curve and no recommended price."
+        notes.append(reason)
     elif not elasticity.identified:
         C0 = float(ratio(full, "cost_c", "n_c"))
-        notes.append("the elasticity is not identified: no recommended price.")
+        reason = "the elasticity is not identified: no recommended price."
+        notes.append(reason)
     else:
         C0 = float(ratio(full, "cost_c", "n_c"))
         z = np.log(t.ratios)
@@ -531,20 +565,26 @@ def fit_demand(
         R_b, C_b = ratio(boot, "rev_c", "n_c"), ratio(boot, "cost_c", "n_c")
         r_b = optimal_ratio(eps_rb, R_b, C_b, lo, hi, eps_gb)
         change = float(profit(r_star, eps_r, R0, C0, eps_g) - (R0 - C0))
-        change_b = profit(r_b, eps_rb, R_b, C_b, eps_gb) - (R_b - C_b)
+        # each replicate's curve at the recommended ratio itself, not at its own optimum
+        # (whose change against the control is never below 0: see the module)
+        change_b = profit(r_star, eps_rb, R_b, C_b, eps_gb) - (R_b - C_b)
         profit_curve = (eps_r, eps_g)
         edge = r_star in (lo, hi)
         drawn = r_b[np.isfinite(r_b)]  # none where every replicate's curve is undefined
+        optimum_ci, change_ci = interval(r_b), interval(change_b)
+        reason = _unplaced(r_b, optimum_ci, change_ci, lo, hi, alpha)
         rec = {
             "optimal_price_ratio": r_star,
-            "optimal_price_ratio_ci": interval(r_b),
+            "optimal_price_ratio_ci": None if reason else optimum_ci,
             "optimal_price_ratio_bias": float(drawn.mean() - r_star) if drawn.size else math.nan,
             "at_range_edge": edge,
             "p_edge": float(np.mean((drawn == lo) | (drawn == hi))) if drawn.size else math.nan,
             "profit_change": change,
-            "profit_change_ci": interval(change_b),
+            "profit_change_ci": None if reason else change_ci,
             "relative_profit_change": change / (R0 - C0) if R0 - C0 > 0 else None,
         }
+        if reason:
+            notes.append(reason)
         if edge:
             notes.append(
                 f"profit is highest at the {'top' if r_star == hi else 'bottom'} of the tested "
@@ -563,8 +603,69 @@ def fit_demand(
         replicates=replicates,
         alpha=alpha,
         notes=tuple(notes),
+        identified=reason is None,
+        reason=reason,
         **rec,
     )
+
+
+def _unplaced(
+    r_b: np.ndarray,
+    optimum_ci: tuple[float, float],
+    change_ci: tuple[float, float],
+    lo: float,
+    hi: float,
+    alpha: float,
+) -> str | None:
+    """Why the bootstrap cannot place the recommendation's intervals (None: it can): more
+    than ``alpha / 2`` of the replicates give no curve, so either end of an interval may lie
+    among them; or the optimum's percentile interval has zero width, which under the range's
+    clamp means at least ``1 - alpha / 2`` of the replicates peak beyond one end of it (the
+    module's "When the recommendation has no interval")."""
+    undefined = float(np.mean(~np.isfinite(r_b)))
+    if undefined > alpha / 2:
+        return (
+            f"{undefined:.0%} of the bootstrap replicates give no profit curve (every product "
+            "an arm shares with the control drew weight 0: too few products sold at two "
+            "prices), so the intervals' ends are not located: no interval yet."
+        )
+    low, high = optimum_ci
+    if low == high:
+        drawn = r_b[np.isfinite(r_b)]
+        end, word = (lo, "below") if low == lo else (hi, "above")
+        share = float(np.mean(drawn == end))
+        return (
+            f"{share:.1%} of the bootstrap replicates' profit curves peak {word} the tested "
+            f"range: the data place the best price at or {word} x{end:g}, where no price was "
+            "tested, so the interval is not identified within the range."
+        )
+    if change_ci[0] == change_ci[1]:  # the recommended price is the control's own
+        return (
+            "the recommended price is the control's, where the profit change is 0 by "
+            "definition: no interval."
+        )
+    return None
+
+
+def fit_ladder_cells(
+    cells: pd.DataFrame,
+    ratios: Mapping[str, float],
+    control: str,
+    alpha: float = 0.05,
+    replicates: int = BOOTSTRAP_REPLICATES,
+) -> DemandResult:
+    """The demand curve of a ladder's cell table as the live panel source hands it to the
+    analysis worker (``product``, ``period``, ``arm``, ``units``, ``revenue``, ``blackout``,
+    ``probability`` and, with unit costs, ``profit``), each arm listed at ``ratios[arm]``:
+    the usable, randomised cells per product and arm, the cost of goods from profit (revenue
+    - profit), as ``pricelab analyze --method demand --profit profit`` fits them. The
+    analysis worker's fit, and the ladder validation studies'."""
+    table = cells.assign(price_ratio=cells["arm"].astype(str).map(dict(ratios)).astype(float))
+    profit = "profit" if "profit" in table.columns else None
+    arms = read_arms(table, "arm", control, "product")
+    totals = arm_totals(table, arms, "units", "revenue", "price_ratio", None,
+                        "blackout", "probability", profit, "period")  # fmt: skip
+    return fit_demand(totals, alpha, replicates)
 
 
 def arm_totals(

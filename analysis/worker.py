@@ -56,10 +56,11 @@ from analysis.arms import (
 )
 from analysis.chunked import ChunkedLooks, Chunking, Population, sample_positions
 from analysis.confseq import ConfidenceSequence
-from analysis.demand import DemandResult, arm_totals, fit_demand
+from analysis.demand import DemandResult, fit_ladder_cells
 from analysis.elasticity import ElasticityResult, within_product_elasticity
 from analysis.errors import AnalysisError, NotEstimable, PanelError
 from analysis.estimators import registry
+from analysis.evidence import demand_reading
 from analysis.inference import bh_adjust
 from analysis.metrics import PRICE_ESTIMATORS, fit_price, metrics_of, negative_margins
 from analysis.panel import Panel
@@ -426,6 +427,7 @@ class AnalysisWorker:
                 guards = await self._arm_guardrail_readings(info, df)
             if trips:
                 await self._check_guardrails(info, [r for rs in guards.values() for r in rs])
+            named = None
             if self.verdicts is not None and first is not None:
                 baseline = _control_baseline(df) if population is None else population.baseline
                 named = await self._arm_verdict(
@@ -443,7 +445,11 @@ class AnalysisWorker:
             curve = self._demand(info, df) if self.demand is not None else None
             if curve is not None and self.demand is not None:
                 self._still_merging(info, verdicts)
-                await self.demand.publish_demand(info.id, curve.to_dict(), as_of)
+                doc = curve.to_dict()
+                # the recommended price is evidence for this look's verdict, and says so
+                told = None if named is None else named.to_dict()
+                doc["reading"] = demand_reading(doc, told).to_dict()
+                await self.demand.publish_demand(info.id, doc, as_of)
                 self.observer.published(info.id, "demand", as_of)
                 verdicts += 1
             return verdicts
@@ -763,14 +769,10 @@ class AnalysisWorker:
         ratios = {str(a["name"]): a.get("price_ratio") for a in info.params.get("arms") or ()}
         if any(r is None for r in ratios.values()) or len(set(ratios.values())) < 3:
             return None
-        cells = df.assign(price_ratio=df["arm"].astype(str).map(ratios).astype(float))
-        profit = "profit" if "profit" in cells.columns else None
+        listed = {name: float(r) for name, r in ratios.items() if r is not None}
 
         def fit() -> DemandResult:
-            arms = read_arms(cells, "arm", _control_arm(info, df), "product")
-            totals = arm_totals(cells, arms, "units", "revenue", "price_ratio", None,
-                                "blackout", "probability", profit, "period")  # fmt: skip
-            return fit_demand(totals, self.alpha)
+            return fit_ladder_cells(df, listed, _control_arm(info, df), self.alpha)
 
         return self._timed(info, "demand", fit)
 

@@ -189,6 +189,20 @@ class SimulatedExperiment:
             float(ratios.min()), float(ratios.max()),
         )  # fmt: skip
 
+    def profit_change_truth(self, ratio: float) -> float:
+        """The true change of expected profit per analysed cell when every product is listed
+        at ``ratio`` rather than at the control's price: :meth:`lab.market.Market.
+        expected_profit` at ``ratio`` less at 1, each product's exposure its ``mu0`` summed
+        over the analysed cells, over their number (what analysis.demand's
+        ``profit_change_at_optimum`` estimates at its recommended ratio); NaN without unit
+        costs or analysed cells."""
+        cells, cost = self.matrices.analysed, self.unit_costs()
+        if cost is None or not cells.any():
+            return float("nan")
+        exposure = np.where(cells, self._untreated_means(), 0.0).sum(axis=1)
+        change = self.market.expected_profit(float(ratio), exposure, cost)
+        return float(change - self.market.expected_profit(1.0, exposure, cost)) / int(cells.sum())
+
 
 def check_periods(spec: ExperimentSpec) -> int:
     """The number of periods of ``spec``; LabError unless they are whole hours, from an hour

@@ -159,6 +159,8 @@ def arm_scorecard_section(
     reading = _reading(primary, arms, control, best_words)
     section = (
         "<h2>Scorecard</h2>"
+        + '<p class="note evidence">Evidence for the verdict above, not a decision of its '
+        "own: the verdict decides.</p>"
         + (f'<p class="reading">{html.escape(reading)}</p>' if reading else "")
         + table
         + f'<p class="note">Each arm against {versus} at the latest look, by the design\'s '

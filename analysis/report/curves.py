@@ -22,6 +22,7 @@ import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
 from analysis.demand import units_ratio_band
+from analysis.evidence import demand_reading
 from analysis.report.verdict import _num, latest_verdict
 
 CSS = """
@@ -272,7 +273,8 @@ def profit_svg(demand: Mapping[str, Any], true_optimum: float | None = None) -> 
         x = frame.px(best)
         right = x > (frame.left + frame.width - frame.right) / 2 + 60
         anchor, dx = ("end", -5) if right else ("start", 5)
-        text = f"recommended x{best:.3f}{_interval(lo_r, hi_r, '.3f')}"
+        # the fitted curve's peak: evidence for the verdict, not a price to set by itself
+        text = f"curve peaks at x{best:.3f}{_interval(lo_r, hi_r, '.3f')}"
         # its label in the margin above the plot, clear of the arms' labels
         body.append(
             f'<g class="recommended" data-price-ratio="{best:g}"><line x1="{x:.1f}" y1="{y0 - 22}" '
@@ -285,34 +287,47 @@ def profit_svg(demand: Mapping[str, Any], true_optimum: float | None = None) -> 
                 f'<text class="edge-flag" x="{x + dx:.1f}" y="{y0 - 9}" text-anchor="{anchor}" '
                 f'fill="{EDGE}" font-weight="bold">at the edge of the tested range</text>'
             )
-    label = "Profit curve" + ("" if best is None else f": recommended price x{best:.3f}")
+    label = "Profit curve" + ("" if best is None else f": fitted peak x{best:.3f}")
     return _svg("profit", frame, label, "".join(body))
 
 
-def recommendation(demand: Mapping[str, Any]) -> str:
-    """The recommended price as one paragraph: the ratio with its interval and how it was
-    made, the edge flag, and the expected profit change against the control there."""
+def recommendation(demand: Mapping[str, Any], verdict: Mapping[str, Any] | None = None) -> str:
+    """Where the fitted profit curve peaks, as one paragraph labelled as evidence beside
+    ``verdict`` (analysis.evidence: the verdict decides): the ratio with its interval and how
+    it was made (or why a look has none), the edge flag, the expected profit change against
+    the control at that ratio, and how it reads beside the verdict."""
     best = _num(demand.get("optimal_price_ratio"))
     if best is None:
         return (
             '<p class="recommendation">No recommended price: the demand message gives no '
             "profit curve (the experiment's spec gives no unit costs).</p>"
         )
+    reading = demand_reading(demand, verdict)
     method = str(demand.get("interval_method") or "")
     how = "product Poisson bootstrap" if method.startswith("product_poisson_bootstrap") else method
-    parts = [
-        f"Recommended price: <b>x{best:.3f}</b> of the control's"
+    shown = demand.get("identified") is not False
+    ci = (
         f"{_interval(demand.get('optimal_price_ratio_ci_low'), demand.get('optimal_price_ratio_ci_high'), '.3f')}"
         f" ({1 - (_num(demand.get('alpha')) or 0.05):.0%} interval, {html.escape(how)})"
+        if shown
+        else f" (no interval: {html.escape(str(demand.get('reason') or ''))})"
+    )
+    head = reading.headline[:1].upper() + reading.headline[1:]
+    parts = [
+        f'<span class="evidence">{html.escape(head)}:</span> the fitted profit curve peaks at '
+        f"<b>x{best:.3f}</b> of the control's{ci}"
     ]
     change = _num(demand.get("profit_change_at_optimum"))
     if change is not None:
         rel = _num(demand.get("relative_profit_change_at_optimum"))
-        ci = _interval(demand.get("profit_change_at_optimum_ci_low"),
-                       demand.get("profit_change_at_optimum_ci_high"), "+,.2f")  # fmt: skip
+        pci = (
+            _interval(demand.get("profit_change_at_optimum_ci_low"),
+                      demand.get("profit_change_at_optimum_ci_high"), "+,.2f")
+            if shown else ""
+        )  # fmt: skip
         parts.append(
-            f"expected profit change there {change:+,.2f} per product-period{ci}"
-            + ("" if rel is None else f" ({rel:+.1%})")
+            f"expected profit change there against the control {change:+,.2f} per "
+            f"product-period{pci}" + ("" if rel is None else f" ({rel:+.1%})")
         )
     line = "; ".join(parts) + "."
     if demand.get("at_range_edge"):
@@ -320,7 +335,8 @@ def recommendation(demand: Mapping[str, Any]) -> str:
             ' <span class="warn edge-flag">At the edge of the tested range: the best price may '
             "lie outside what was tested.</span>"
         )
-    return f'<p class="recommendation">{line}</p>'
+    line += f' <span class="reading">{html.escape(reading.text)}</span>'
+    return f'<p class="recommendation" data-decided="{str(reading.decided).lower()}">{line}</p>'
 
 
 def _points_table(demand: Mapping[str, Any]) -> str:
@@ -354,9 +370,14 @@ def _points_table(demand: Mapping[str, Any]) -> str:
     return f'<table class="ladder-points"><tr>{head}</tr>{"".join(rows)}</table>'
 
 
-def curves_section(demand: Mapping[str, Any], true_optimum: float | None = None) -> str:
-    """The ladder's section: the recommendation, the demand and profit curves side by side,
-    each arm's figures and the fit's notes."""
+def curves_section(
+    demand: Mapping[str, Any],
+    true_optimum: float | None = None,
+    verdict: Mapping[str, Any] | None = None,
+) -> str:
+    """The ladder's section: where the fitted profit curve peaks, read beside ``verdict``
+    (the latest; it decides), the demand and profit curves side by side, each arm's figures
+    and the fit's notes."""
     eps = _num(demand.get("elasticity"))
     el = (
         f"elasticity {eps:+.3f}"
@@ -378,7 +399,8 @@ def curves_section(demand: Mapping[str, Any], true_optimum: float | None = None)
         f"<figure>{profit}<figcaption>Profit per product-period: the fitted curve (the "
         "products balanced across the arms), each arm's own pooled over its cells with its "
         "95% interval (its own mix of products: the interval carries their spread), and the "
-        "recommended price with its interval (shaded)"
+        "fitted curve's peak with its interval (shaded): evidence for the verdict, which "
+        "decides"
         + ("; dotted: the true optimum (simulation)" if _num(true_optimum) is not None else "")
         + ".</figcaption></figure>"
         if profit is not None
@@ -390,7 +412,7 @@ def curves_section(demand: Mapping[str, Any], true_optimum: float | None = None)
     look = f" ({when}{demand.get('n_units', '-')} products)"
     return (
         f'<h2 id="ladder">Demand and profit curves{look}</h2>'
-        + recommendation(demand)
+        + recommendation(demand, verdict)
         + f'<div class="curves">{demand_fig}{profit_fig}</div>'
         + _points_table(demand)
         + (f'<ul class="note">{notes}</ul>' if notes else "")
@@ -398,5 +420,6 @@ def curves_section(demand: Mapping[str, Any], true_optimum: float | None = None)
         "its ratio to the control's; price paid: the average price paid over the control's). "
         "The curves are the analysis worker's demand message of the latest "
         'look (docs/pricing-methods.md, "Price ladders"): prices are listed ratios to the '
-        "control's; the recommendation maximises the fitted profit within the tested range.</p>"
+        "control's; the curve's peak maximises the fitted profit within the tested range. The "
+        "verdict above is the decision: it ships only a tested arm.</p>"
     )

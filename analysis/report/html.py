@@ -36,7 +36,7 @@ from analysis.report.stats import (
     split_verdicts,
     to_panel,
 )
-from analysis.report.verdict import ARMS_CSS, verdict_section
+from analysis.report.verdict import ARMS_CSS, latest_verdict, verdict_section
 from analysis.report.verdict import CSS as VERDICT_CSS
 
 
@@ -272,7 +272,7 @@ def build_report(
             tagged = estimates["segment"].fillna("").astype(str) != ""
             segments, estimates = estimates[tagged], estimates[~tagged]
     if demand is not None:
-        sections.append(curves_section(demand, true_optimum))
+        sections.append(curves_section(demand, true_optimum, latest_verdict(verdicts)))
     elif k_arm and "price_ratio" in d.columns and d["price_ratio"].nunique() >= 3:
         sections.append(
             "<h2>Demand and profit curves</h2><p class='note'>No demand curve among the "

@@ -379,9 +379,13 @@ def run_one(case: Case, run: int, settings: Mapping[str, Any]) -> list[Row]:
     if sink.demand:
         (doc,) = sink.demand
         demand |= {k: _num(doc[k]) for k in DEMAND}
+        # a look that cannot place the interval publishes none (identified false, issue #54):
+        # counted apart, not scored as a miss
+        demand["identified"] = bool(doc.get("identified", True))
         lo, hi = demand["optimal_price_ratio_ci_low"], demand["optimal_price_ratio_ci_high"]
-        demand["optimum_covered"] = bool(lo <= optimum <= hi)
-        demand["one_curve_covered"] = bool(lo <= demand["one_curve_optimum"] <= hi)
+        if demand["identified"]:
+            demand["optimum_covered"] = bool(lo <= optimum <= hi)
+            demand["one_curve_covered"] = bool(lo <= demand["one_curve_optimum"] <= hi)
     else:
         demand["reason"] = next((line for line in said if "demand" in line), "")
     return [*rows, demand]
@@ -452,7 +456,9 @@ def _demand_table(demand: pd.DataFrame) -> list[dict[str, Any]]:
         }  # fmt: skip
         reasons = g["reason"].dropna() if "reason" in g else pd.Series(dtype=str)
         row["reason"] = str(reasons.iloc[0]) if len(reasons) else ""
-        fit = g[g["published"].astype(bool)]
+        shown = g["identified"] if "identified" in g else pd.Series(True, index=g.index)
+        fit = g[g["published"].astype(bool) & shown.fillna(False).astype(bool)]
+        row["not_identified"] = int(g["published"].astype(bool).sum()) - len(fit)
         if len(fit):
             r, t = fit["optimal_price_ratio"], fit["optimum"]
             lo, hi = fit["optimal_price_ratio_ci_low"], fit["optimal_price_ratio_ci_high"]
@@ -685,7 +691,19 @@ def context(results: Results) -> dict[str, Any]:
         "coverage_high": 100 * t["coverage"][1],
         "family_target": 100 * t["family"],
         "mcse_nominal": mcse,
+        # the profit change at the recommended price (lab.studies.ladder_profit), as it last ran
+        "profit_section": profit_section(),
     }
+
+
+def profit_section() -> str:
+    """The profit-change study's rendered section, or its empty markers while it has saved
+    nothing."""
+    from lab.studies import ladder_profit
+    from lab.studies.harness import fragment
+    from lab.studies.render import markers
+
+    return fragment(ladder_profit.STUDY) or "\n".join(markers("ladder-profit"))
 
 
 STUDY = Study(

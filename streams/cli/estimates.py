@@ -83,7 +83,7 @@ def estimates(
                 typer.echo("(each metric's primary estimator; --all-estimators shows the others)")
         demand = latest_demand(docs)
         if demand is not None:
-            typer.echo(render([demand], True) if as_json else "\n" + render_demand(demand))
+            typer.echo(render([demand], True) if as_json else "\n" + render_demand(demand, verdict))
         return (lambda e: typer.echo(one(e))) if follow else None
 
     async def run() -> None:

@@ -26,6 +26,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from analysis.evidence import demand_reading
 from analysis.metrics import EFFECT_UNITS
 from analysis.verdict import latest
 from controller.clock import Clock, WallClock
@@ -208,9 +209,20 @@ def latest_demand(docs: list[dict[str, Any]]) -> dict[str, Any] | None:
     return latest([d for d in docs if is_demand(d)])
 
 
-def render_demand(doc: dict[str, Any]) -> str:
+def demand_reading_of(doc: dict[str, Any], verdict: dict[str, Any] | None = None) -> dict[str, Any]:
+    """How the demand message's recommended price reads beside ``verdict``
+    (analysis.evidence); without one, the reading the worker published with the message (its
+    look's verdict), else the reading of no verdict."""
+    if verdict is None and isinstance(doc.get("reading"), dict):
+        return dict(doc["reading"])
+    return demand_reading(doc, verdict).to_dict()
+
+
+def render_demand(doc: dict[str, Any], verdict: dict[str, Any] | None = None) -> str:
     """A demand message as an analyst reads it: each arm's point, the elasticity and the
-    curvature test, and the recommended price with its interval (and the edge flag)."""
+    curvature test, and where the fitted profit curve peaks with its interval (and the edge
+    flag), labelled as evidence beside ``verdict`` (:func:`demand_reading_of`): the verdict
+    decides, and while it keeps running the price is where the evidence points."""
 
     def num(v: Any, fmt: str = "{:.4g}") -> str:
         return _cell(v, fmt)
@@ -229,13 +241,23 @@ def render_demand(doc: dict[str, Any]) -> str:
             f"profit/cell {num(p.get('profit_per_cell'))}"
         )
     if doc.get("optimal_price_ratio") is not None:
+        r = demand_reading_of(doc, verdict)
         edge = " - AT THE EDGE of the tested range" if doc.get("at_range_edge") else ""
+        shown = doc.get("identified") is not False
+
+        def ci(key: str, fmt: str) -> str:
+            if not shown:
+                return " (no interval)"
+            return f" [{num(doc.get(key + '_ci_low'), fmt)}, {num(doc.get(key + '_ci_high'), fmt)}]"
+
         lines.append(
-            f"  profit-maximising price x{doc['optimal_price_ratio']:.3f} "
-            f"[{num(doc.get('optimal_price_ratio_ci_low'), '{:.3f}')}, "
-            f"{num(doc.get('optimal_price_ratio_ci_high'), '{:.3f}')}]{edge}; profit change "
-            f"{num(doc.get('profit_change_at_optimum'), '{:+.4g}')} per product-period"
+            f"  {r.get('headline', '')}: the fitted profit curve peaks at "
+            f"x{doc['optimal_price_ratio']:.3f}{ci('optimal_price_ratio', '{:.3f}')}{edge}; "
+            f"profit change there against the control "
+            f"{num(doc.get('profit_change_at_optimum'), '{:+.4g}')}"
+            f"{ci('profit_change_at_optimum', '{:+.4g}')} per product-period"
         )
+        lines.append(f"  {r.get('text', '')}")
     lines += [f"  ! {n}" for n in doc.get("notes") or ()]
     return "\n".join(lines)
 

@@ -5,8 +5,10 @@ on a quarter of the product-days (random days). The analysis worker publishes ea
 estimates against the control (with intervals simultaneous over the arms and Hsu's MCB set of
 the possibly best), a verdict that names an arm, and the demand and profit curves with the
 recommended price. This module says what the demo prints at each look and at the end: the
-verdict, a per-arm scorecard beside the market's truths, the curves, and the recommended
-price ratio against the true profit-maximising one.
+verdict (the decision), a per-arm scorecard beside the market's truths, the curves, and the
+price ratio the fitted profit curve peaks at against the true profit-maximising one, labelled
+as evidence beside the verdict (analysis.evidence): while the verdict keeps running, it is
+where the evidence points, not a price to set.
 
 The market's unit costs are :data:`LADDER_COST_SHARE` of each list price: with the demo
 market's elasticities (about -2) the true optimum is near 0.96, inside the tested range.
@@ -20,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from analysis.evidence import demand_reading
 from controller.arms import ArmSpec
 from streams.client.estimates import render_demand, render_verdict
 from streams.live.driver import LiveRun, metric_of, verdict_at, verdict_line
@@ -114,10 +117,17 @@ def print_ladder_looks(say: Say, run: LiveRun, printed: set[tuple[str, int]]) ->
             say(f"   units vs {control} after {look:>2} periods ({name}): " + "  ".join(parts))
         d = demand_at(run, look)
         if d is not None and d.get("optimal_price_ratio") is not None:
+            reading = demand_reading(d, v)
+            ci = (
+                _interval(
+                    d.get("optimal_price_ratio_ci_low"), d.get("optimal_price_ratio_ci_high"), ".3f"
+                )
+                if d.get("identified") is not False
+                else f"(no interval: {d.get('reason')})"
+            )
             say(
                 f"   demand after {look:>2} periods: elasticity {_num(d.get('elasticity'), '+.2f')}, "
-                f"best price x{d['optimal_price_ratio']:.3f} "
-                f"{_interval(d.get('optimal_price_ratio_ci_low'), d.get('optimal_price_ratio_ci_high'), '.3f')}"
+                f"curve peaks at x{d['optimal_price_ratio']:.3f} {ci} ({reading.headline})"
             )
 
 
@@ -255,28 +265,40 @@ def text_curve(
     return lines
 
 
-def recommendation(demand: dict[str, Any], true_optimum: float) -> tuple[list[str], bool | None]:
-    """The recommended price ratio with its interval against the true profit-maximising
-    ratio, and whether the interval covers it (None without a recommendation)."""
+def recommendation(
+    demand: dict[str, Any], true_optimum: float, verdict: dict[str, Any] | None = None
+) -> tuple[list[str], bool | None]:
+    """Where the fitted profit curve peaks, with its interval, labelled as evidence beside
+    ``verdict`` (analysis.evidence: the verdict decides), against the true profit-maximising
+    ratio, and whether the interval covers it (None without a recommendation or an
+    interval)."""
     best = demand.get("optimal_price_ratio")
     if best is None:
         return [
-            "RECOMMENDED PRICE: none (the demand curve gives no profit without unit costs)"
+            "WHERE THE EVIDENCE POINTS: nowhere (the demand curve gives no profit without unit "
+            "costs)"
         ], None
+    reading = demand_reading(demand, verdict)
     lo, hi = demand.get("optimal_price_ratio_ci_low"), demand.get("optimal_price_ratio_ci_high")
-    covered = _covers(lo, hi, true_optimum)
+    shown = demand.get("identified") is not False
+    covered = _covers(lo, hi, true_optimum) if shown else None
     edge = (
         " (at the edge of the tested range: the best price may lie outside it)"
         if demand.get("at_range_edge")
         else ""
     )
-    verdict = {True: "COVERS", False: "MISSES", None: "cannot be checked against"}[covered]
+    ci = (
+        f"95% interval {_interval(lo, hi, '.3f')} ({demand.get('interval_method')})"
+        if shown
+        else f"no interval: {demand.get('reason')}"
+    )
+    word = {True: "COVERS", False: "MISSES", None: "cannot be checked against"}[covered]
     return [
-        f"RECOMMENDED PRICE x{best:.3f} of list, 95% interval {_interval(lo, hi, '.3f')} "
-        f"({demand.get('interval_method')}){edge}",
+        f"{reading.headline.upper()}: x{best:.3f} of list, {ci}{edge}",
+        f"  {reading.text}",
         f"  true optimum      x{true_optimum:.3f}  (the market's expected profit over the "
         "analysed cells, every product listed at one ratio)",
-        f"  the interval {verdict} the true optimum",
+        f"  the interval {word} the true optimum",
     ], covered
 
 
@@ -306,8 +328,8 @@ def ladder_summary(run: LiveRun, look: int) -> list[str]:
     return [
         *lines,
         "",
-        render_demand(demand),
-        *recommendation(demand, run.optimal_ratio_truth(look))[0],
+        render_demand(demand, verdict),
+        *recommendation(demand, run.optimal_ratio_truth(look), verdict)[0],
     ]
 
 
@@ -351,16 +373,16 @@ def report_ladder(say: Callable[..., None], run: LiveRun, look: int) -> bool:
         return False
     truth = run.optimal_ratio_truth(look)
     out()
-    out(render_demand(demand))
+    out(render_demand(demand, verdict))
     out("  profit curve (fitted):")
     for line in text_curve(demand, true_optimum=truth):
         out(line)
     out()
-    rec, _ = recommendation(demand, truth)
+    rec, _ = recommendation(demand, truth, verdict)
     for line in rec:
         out(line)
     if demand.get("optimal_price_ratio") is None:
-        out("ERROR: the demand curve gives no recommended price")
+        out("ERROR: the demand curve gives no price the evidence points to")
         return False
     metric = str(verdict["metric"])
     missed = [a for a in treatment_arms(run) if not sim_covered.get((metric, a), False)]

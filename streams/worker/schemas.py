@@ -460,6 +460,21 @@ class CurvePoint(_Wire):
     profit: float | None = None
 
 
+class DemandReadingWire(_Wire):
+    """How the recommended price reads beside the look's verdict (analysis.evidence): the
+    verdict decides; the recommended price is evidence, ``headline`` and ``text`` say which."""
+
+    decided: bool
+    verdict: str | None = None
+    ships: str | None = None
+    leading: str | None = None
+    tested: str | None = None
+    between: list[str] | None = None
+    test_next: float | None = None
+    headline: str
+    text: str
+
+
 class DemandMessage(_Wire):
     """The demand and profit curves of an experiment whose arms are a price ladder (three
     prices or more), and the price that maximises profit, on the estimates topic beside the
@@ -473,6 +488,10 @@ class DemandMessage(_Wire):
     the tested range (the best price may lie outside it), ``p_edge`` how often a bootstrap
     replicate's was. ``points`` holds each arm, ``curve`` the fitted curves; ``notes`` say
     what the fit rests on. Without costs, the recommendation fields are null.
+    ``profit_change_at_optimum`` is the change of expected profit per product-period at
+    ``optimal_price_ratio`` against the control's price, its interval the replicates' curves
+    at that same ratio. ``identified`` false (with ``reason``): no interval is published.
+    The verdict decides; ``reading`` says how the recommended price reads beside it.
     """
 
     v: Literal[1] = 1
@@ -505,6 +524,13 @@ class DemandMessage(_Wire):
     profit_change_at_optimum_ci_low: float | None = None
     profit_change_at_optimum_ci_high: float | None = None
     relative_profit_change_at_optimum: float | None = None
+    #: whether the recommendation has intervals; false with ``reason`` (one sentence) when the
+    #: look cannot place them (no costs, an elasticity not identified, the bootstrap's
+    #: replicates all beyond one end of the range or too many without a curve)
+    identified: bool = True
+    reason: str | None = None
+    #: the recommended price read beside the look's verdict: evidence, not a decision
+    reading: DemandReadingWire | None = None
     interval_method: str
     alpha: float = 0.05
     n_units: int

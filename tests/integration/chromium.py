@@ -160,7 +160,7 @@ def assert_ladder_page(view: dict[str, Any], arms: list[str], control: str) -> N
     x = rec["line"][0] + rec["line"][2] / 2
     lo, width = rec["interval"][0], rec["interval"][2]
     assert lo - 1 <= x <= lo + width + 1, rec
-    assert rec["text"].startswith(f"recommended x{rec['ratio']:.3f}"), rec
+    assert rec["text"].startswith(f"curve peaks at x{rec['ratio']:.3f}"), rec
     assert _inside(rec["textBox"], view["curves"]["profit"]["box"]), rec
     assert all(_apart(rec["textBox"], p["labelBox"]) for p in view["curves"]["profit"]["points"])
     assert f"x{rec['ratio']:.3f}" in view["recommendation"]

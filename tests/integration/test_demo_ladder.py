@@ -65,16 +65,21 @@ def test_a_small_ladder_demo_names_an_arm_scores_each_and_recommends_a_price(
     )
     assert len(re.findall(r"\{[a-z0-9, ]+\} \(dm\); truly best", card)) == 3
     # the demand and profit curves: the points, and the text curve marking every tested price
-    curve = end[end.index("DEMAND CURVE") : end.index("RECOMMENDED PRICE")]
-    assert "elasticity " in curve and "profit-maximising price x" in curve
+    # the curve's peak is evidence beside the verdict (the decision), labelled as such
+    label = re.search(
+        r"(WHERE THE EVIDENCE POINTS, NOT YET DECIDED|EVIDENCE FOR THE DECISION, NOT A SECOND "
+        r"DECISION): ",
+        end,
+    )
+    assert label is not None, end[-3000:]
+    curve = end[end.index("DEMAND CURVE") : label.start()]
+    assert "elasticity " in curve and "the fitted profit curve peaks at x" in curve
     for arm in ("p90", "p95", "list", "p105"):
         assert re.search(rf"{arm} +price x", curve) and f"tested ({arm})" in curve
     assert "recommended" in curve and "true optimum" in curve
     # the recommended price with its interval against the true optimum
-    rec = end[end.index("RECOMMENDED PRICE") :]
-    assert re.search(
-        r"RECOMMENDED PRICE x\d\.\d{3} of list, 95% interval \[\d\.\d{3}, \d\.\d{3}\]", rec
-    )
+    rec = end[label.start() :]
+    assert re.search(r"DECI\w+: x\d\.\d{3} of list, 95% interval \[\d\.\d{3}, \d\.\d{3}\]", rec)
     assert re.search(r"true optimum +x\d\.\d{3}", rec)
     assert re.search(r"the interval (COVERS|MISSES) the true optimum", rec)
     # the exit status: the decision metric's simultaneous intervals cover every arm's truth
@@ -89,10 +94,10 @@ def test_a_small_ladder_demo_names_an_arm_scores_each_and_recommends_a_price(
     assert_ladder_page(view, ["p90", "p95", "p105"], "list")
     band = dom.split('id="verdict">')[1].split("</section>")[0]
     assert re.search(rf"(leading|shipped) arm {named.group(1)}:", band), band[:600]
-    said = re.search(r"RECOMMENDED PRICE (x\d\.\d{3}) of list, 95% interval (\[[\d., ]+\])", rec)
+    said = re.search(r"DECI\w+: (x\d\.\d{3}) of list, 95% interval (\[[\d., ]+\])", rec)
     assert said is not None
     assert (
-        f"Recommended price: {said.group(1)} of the control's {said.group(2)}"
+        f"the fitted profit curve peaks at {said.group(1)} of the control's {said.group(2)}"
         in (view["recommendation"])
     )
     # each arm's truth beside its estimate, as the text scorecard gives it

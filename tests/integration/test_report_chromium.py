@@ -477,7 +477,7 @@ def test_a_ladder_report_draws_each_arm_and_the_recommended_price(
     # the page's figures are the demand message's: the recommendation and its interval
     lo, hi = demand["optimal_price_ratio_ci_low"], demand["optimal_price_ratio_ci_high"]
     assert profit["recommended"]["text"] == (
-        f"recommended x{demand['optimal_price_ratio']:.3f} [{lo:.3f}, {hi:.3f}]"
+        f"curve peaks at x{demand['optimal_price_ratio']:.3f} [{lo:.3f}, {hi:.3f}]"
     )
 
 

@@ -74,7 +74,15 @@ async def test_simulate_live_plays_a_price_ladder(stack, tmp_path: Path) -> None
     looks = re.findall(r"units vs list after\s+(\d+) periods \(\w+\): (.*)$", out, re.M)
     assert looks, out
     assert all(f"{a} " in looks[-1][1] for a in ARMS[1:]), looks[-1]
-    assert re.search(r"demand after\s+\d+ periods: elasticity [-+]\d.*best price x\d\.\d{3}", out)
+    assert re.search(
+        r"demand after\s+\d+ periods: elasticity [-+]\d.*curve peaks at x\d\.\d{3}", out
+    )
+    # the curve's peak is evidence: labelled beside the look's verdict, never a price to set
+    assert re.search(
+        r"curve peaks at x.*\((where the evidence points, not yet decided|"
+        r"evidence for the decision, not a second decision)\)",
+        out,
+    )
     # the summary after the last complete look: the verdict, every arm against control
     # beside its truth, and the recommended price against the true optimum
     summary = out.split("per-arm scorecard after", 1)

@@ -220,7 +220,66 @@ def test_a_replicate_without_an_arms_products_gives_no_optimum() -> None:
                         np.array([0.5, 0.5, 0.5]), 0.9, 1.05)  # fmt: skip
     assert np.isnan(got[0]) and np.isnan(got[1]) and got[2] == pytest.approx(1.0)
     res = fit_demand(ladder(1, products=3))  # about e^-3 of replicates miss a product
-    assert 0 <= res.p_edge <= 1 and np.isfinite(res.optimal_price_ratio_ci).all()
+    assert 0 <= res.p_edge <= 1 and res.optimal_price_ratio is not None
+
+
+def test_a_look_with_too_few_products_for_the_bootstrap_publishes_no_interval() -> None:
+    """Three products: a replicate draws weight 0 for all of them with probability about
+    e^-3 (5%), more than alpha / 2 of the replicates have no curve, so either end of the
+    percentile interval may lie among them: ``identified`` false, the reason, no interval."""
+    doc = fit_demand(ladder(1, products=3)).to_dict()
+    assert doc["identified"] is False
+    assert "give no profit curve" in doc["reason"] and doc["reason"] in doc["notes"]
+    assert doc["optimal_price_ratio_ci_low"] is None
+    assert doc["optimal_price_ratio_ci_high"] is None
+    assert doc["profit_change_at_optimum_ci_low"] is None
+    assert doc["profit_change_at_optimum_ci_high"] is None
+
+
+def test_a_look_whose_replicates_all_peak_beyond_the_range_publishes_no_interval() -> None:
+    """Cheap goods (20%): the true optimum 2 x 0.2 = 0.4 lies far below the ladder, every
+    replicate's optimum is clamped to its bottom, 0.9, and the percentile interval would be
+    [0.9, 0.9]. The look says so instead of publishing an interval of zero width."""
+    doc = fit_demand(ladder(1, cost_share=0.2)).to_dict()
+    assert doc["p_edge"] == 1.0 and doc["optimal_price_ratio"] == 0.9
+    assert doc["identified"] is False and "peak below the tested range" in doc["reason"]
+    assert doc["optimal_price_ratio_ci_low"] is None
+    assert doc["profit_change_at_optimum_ci_low"] is None
+    # an identified look has both intervals, each of positive width
+    ok = fit_demand(ladder(1)).to_dict()
+    assert ok["identified"] is True and ok["reason"] is None
+    assert ok["optimal_price_ratio_ci_low"] < ok["optimal_price_ratio_ci_high"]
+    assert ok["profit_change_at_optimum_ci_low"] < ok["profit_change_at_optimum_ci_high"]
+
+
+def _true_change(seed: int, r: float, cost_share: float, products: int = 150) -> float:
+    """The expected profit change per product-period of :func:`ladder`'s market (its first
+    two draws: base prices and mean units; elasticity -2) at listed ratio ``r`` against 1."""
+    rng = np.random.default_rng(seed)
+    base = rng.uniform(5.0, 50.0, products)
+    mu = np.exp(rng.uniform(0.0, np.log(20.0), products))
+    margin = r * base - cost_share * base
+    return float(np.mean(mu * (margin * r**-2.0 - (1.0 - cost_share) * base)))
+
+
+def test_where_the_control_is_the_best_price_the_profit_change_covers_a_loss() -> None:
+    """Elasticity -2 and costs at half the list price: profit r^-2 (r - 0.5) peaks at r = 1,
+    the control's price, so the true change at any recommended ratio is at most 0. The fitted
+    change at the fitted optimum is never below 0; its interval, the replicates' curves at
+    that same ratio, reaches below 0 and covers the true change (a loss) within the Monte
+    Carlo band of 95% over 200 seeds (SE 1.5 points)."""
+    runs, hits, below = 200, 0, 0
+    for seed in range(runs):
+        res = fit_demand(ladder(seed, cost_share=0.5), replicates=499)
+        assert res.identified and res.profit_change is not None and res.profit_change >= 0
+        assert res.profit_change_ci is not None and res.optimal_price_ratio is not None
+        truth = _true_change(seed, res.optimal_price_ratio, 0.5)
+        assert truth <= 0
+        lo, hi = res.profit_change_ci
+        hits += lo <= truth <= hi
+        below += lo < 0
+    assert 0.91 <= hits / runs <= 0.99, hits / runs
+    assert below / runs >= 0.9, below / runs
 
 
 def test_the_same_panel_gives_the_same_interval() -> None:

@@ -105,8 +105,11 @@ def test_the_table_says_the_price_and_flags_an_edge(app: typer.Typer, tmp_path: 
     df.to_csv(path, index=False)
     code, out = run(app, path, *DEMAND, "--cost", "unit_cost")
     assert code == 0, out
-    assert "profit-maximising price ratio 1.05" in out and "at the edge" in out
+    assert "the fitted profit curve peaks at price ratio 1.05" in out and "at the edge" in out
     assert "the best price may lie outside what was tested" in out
+    # an offline fit decides nothing: the price is labelled as evidence, not a decision
+    assert "where the evidence points, not yet decided" in out
+    assert "not a price to set" in out and "test above x1.050 next" in out
 
 
 def test_blacked_out_and_unrandomised_cells_are_left_out(app: typer.Typer, tmp_path: Path) -> None:

@@ -472,3 +472,42 @@ async def test_a_reader_of_the_topic_names_each_estimate_by_the_series_the_worke
         assert "wald_within_product:elasticity" in read and "fe:revenue" in read and "fe" in read
     else:
         assert {"dm@arm:p90", "dm@arm:p95:revenue"} <= set(read)
+
+
+async def test_the_demand_curve_is_published_as_evidence_beside_the_looks_verdict():
+    """The recommended price is evidence for the verdict the same look published, and the
+    message says so: its ``reading`` carries that verdict's word and arm, and whether it has
+    decided; without a verdict it says none decides it."""
+    from streams.worker.schemas import DemandMessage
+
+    class Verdicts:
+        def __init__(self):
+            self.published = []
+
+        async def publish_verdict(self, experiment, verdict, as_of):
+            self.published.append(verdict)
+
+    spec = _spec(LADDER, periods=24, n=80)
+    verdicts, sink = Verdicts(), DemandSink()
+    w = AnalysisWorker(Source(_ladder_cells(), _info(spec, periods=24)), sink, ManualClock(AS_OF),
+                       verdicts=verdicts, demand=sink, tuning=InMemorySequenceTuning())  # fmt: skip
+    await w.run_once()
+    (v,) = verdicts.published
+    ((_, doc, _),) = sink.demands
+    reading = doc["reading"]
+    assert reading["verdict"] == v["verdict"]
+    assert reading["decided"] is (v["verdict"] != "keep_running")
+    if v["verdict"] == "keep_running":
+        assert reading["leading"] == v["arm"] and "not yet decided" in reading["headline"]
+    elif v["verdict"] == "ship":
+        assert reading["ships"] == v["arm"] and f"ships arm {v['arm']}" in reading["text"]
+    msg = DemandMessage(experiment="e1", as_of=AS_OF, **{k: x for k, x in doc.items()
+                                                         if k != "method"})  # fmt: skip
+    assert msg.reading is not None and msg.reading.text == reading["text"]
+    # no verdict sink: nothing decides, and the reading says so
+    alone = DemandSink()
+    await AnalysisWorker(Source(_ladder_cells(), _info(spec, periods=24)), alone,
+                         ManualClock(AS_OF), demand=alone).run_once()  # fmt: skip
+    ((_, doc, _),) = alone.demands
+    assert doc["reading"]["decided"] is False and doc["reading"]["verdict"] is None
+    assert "no verdict decides it" in doc["reading"]["text"]

@@ -175,7 +175,14 @@ def test_the_page_draws_the_latest_demand_curve(replayed) -> None:  # type: igno
     assert demand is not None
     assert demand["as_of"] == est.loc[est["kind"] == "demand", "as_of"].max()
     section = page.split('<h2 id="ladder">')[1].split("<h2>")[0]
-    assert f"Recommended price: <b>x{demand['optimal_price_ratio']:.3f}</b>" in section
+    assert (
+        f"the fitted profit curve peaks at <b>x{demand['optimal_price_ratio']:.3f}</b>" in section
+    )
+    # labelled beside the page's verdict (the decision), in the analyst's terms
+    verdict = page.split('id="verdict">')[1].split("</section>")[0]
+    if "KEEP RUNNING" in verdict.upper():
+        assert "Where the evidence points, not yet decided" in section
+        assert 'data-decided="false"' in section and "not a price to set" in section
     assert 'id="demand-curve"' in section and 'id="profit-curve"' in section
     assert 'class="true-optimum" data-price-ratio="0.96"' in section
     # after the scorecard, before the running estimates
@@ -268,7 +275,7 @@ def test_the_profit_curve_shows_the_recommended_price_and_flags_an_edge() -> Non
     svg = ET.fromstring(profit_svg(_demand(), true_optimum=0.957) or "")
     rec = next(g for g in svg.iter(f"{SVG}g") if g.get("class") == "recommended")
     assert rec.get("data-price-ratio") == "0.96"
-    assert rec.findtext(f"{SVG}text") == "recommended x0.960 [0.930, 0.990]"
+    assert rec.findtext(f"{SVG}text") == "curve peaks at x0.960 [0.930, 0.990]"
     line = rec.find(f"{SVG}line")
     rect = next(r for r in svg.iter(f"{SVG}rect") if r.get("class") == "recommended-interval")
     x, a = float(line.get("x1", "nan")), float(rect.get("x", "nan"))  # type: ignore[union-attr]
@@ -286,7 +293,9 @@ def test_the_profit_curve_shows_the_recommended_price_and_flags_an_edge() -> Non
     ]
     section = curves_section(edge)
     assert "At the edge of the tested range: the best price may lie outside" in section
-    assert "Recommended price: <b>x0.900</b> of the control's [0.900, 0.950]" in section
+    assert (
+        "the fitted profit curve peaks at <b>x0.900</b> of the control's [0.900, 0.950]" in section
+    )
 
 
 def test_without_unit_costs_there_is_no_profit_curve_and_no_recommendation() -> None:

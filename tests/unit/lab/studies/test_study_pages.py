@@ -40,6 +40,8 @@ TEMPLATE_FIGURES = {
     # issue #41 part 7, the worlds cost-48 and cost-70, products seed 0, the one-elasticity
     # curve's optimum kappa e / (1 + e), sdid's jackknife (Arkhangelsky et al. 2021, Algorithm 3)
     "ladder.md.j2": {"0", "1", "2021", "3", "41", "48", "7", "70"},
+    # issue #54, a change below 0, the worlds peak-1.00 and peak-0.97, cost-48
+    "ladder_profit.md.j2": {"0", "0.97", "1.00", "48", "54"},
     "dm_timebound.md.j2": {"2"},
     # 95% intervals, |z| beyond 1.96, the (n - 1) / (n - k) factor and its df, commit 128b2fa
     "cluster_fe_arms.md.j2": {"1", "1.96", "128", "95"},

@@ -305,7 +305,10 @@ def test_an_offline_ladder_reports_each_arm_and_the_curves_analyze_gives(tmp_pat
     curve = json.loads(analyze.output)
     best = curve["optimal_price_ratio"]
     lo, hi = curve["optimal_price_ratio_ci_low"], curve["optimal_price_ratio_ci_high"]
-    assert f"Recommended price: <b>x{best:.3f}</b> of the control's [{lo:.3f}, {hi:.3f}]" in html
+    assert (
+        f"the fitted profit curve peaks at <b>x{best:.3f}</b> of the control's "
+        f"[{lo:.3f}, {hi:.3f}]" in html
+    )
     assert f'<g class="recommended" data-price-ratio="{best:g}">' in html
     # without the spec: each arm against the panel's control, and no curve, said why
     res = CliRunner().invoke(app, [*args, "--design", "random-days"])

@@ -109,3 +109,33 @@ def test_each_metric_shows_the_designs_primary_estimator_first_and_alone_by_defa
         (("profit", "fe"), -1.9),
         (("units", "fe"), 1.0),
     ]
+
+
+def test_a_demand_curve_reads_as_evidence_beside_the_verdict() -> None:
+    """`pricelab estimates` on a ladder: the curve's peak is labelled beside the verdict it is
+    shown with (none given: the reading the worker published with the message), and a look
+    without an interval says so instead of printing one of zero width."""
+    from streams.client.estimates import render_demand
+
+    doc: dict[str, object] = {
+        "as_of": "2026-01-03T00:00:00Z", "n_units": 40, "optimal_price_ratio": 1.022,
+        "optimal_price_ratio_ci_low": 0.99, "optimal_price_ratio_ci_high": 1.05,
+        "profit_change_at_optimum": 0.38, "profit_change_at_optimum_ci_low": -0.6,
+        "profit_change_at_optimum_ci_high": 1.2, "identified": True, "price_ratio_high": 1.05,
+        "points": [{"arm": "p97", "price_ratio": 0.97}, {"arm": "list", "price_ratio": 1.0},
+                   {"arm": "p105", "price_ratio": 1.05}],
+    }  # fmt: skip
+    text = render_demand(doc, {"verdict": "keep_running", "arm": "p97"})
+    assert (
+        "where the evidence points, not yet decided: the fitted profit curve peaks at x1.022"
+        in text
+    )
+    assert "[0.990, 1.050]" in text and "[-0.6, +1.2]" in text
+    assert "leading arm p97" in text and "test x1.02 next" in text
+    published = doc | {"reading": {"headline": "evidence for the decision, not a second "
+                                   "decision", "text": "Decided: the verdict ships arm p105."}}  # fmt: skip
+    assert "Decided: the verdict ships arm p105." in render_demand(published)
+    unplaced = doc | {"identified": False, "optimal_price_ratio_ci_low": None,
+                      "optimal_price_ratio_ci_high": None, "notes": ["why, in one sentence."]}  # fmt: skip
+    text = render_demand(unplaced, {"verdict": "keep_running", "arm": "p97"})
+    assert "peaks at x1.022 (no interval)" in text and "! why, in one sentence." in text

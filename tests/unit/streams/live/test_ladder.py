@@ -249,11 +249,34 @@ def test_the_text_curve_marks_the_tested_the_recommended_and_the_true_prices() -
 def test_the_recommendation_says_whether_its_interval_covers_the_true_optimum() -> None:
     lines, covered = recommendation(demand(), 0.955)
     assert covered is True and "COVERS" in lines[-1] and "x0.960" in lines[0]
-    assert "[0.930, 0.990]" in lines[0] and "x0.955" in lines[1]
+    assert "[0.930, 0.990]" in lines[0] and "x0.955" in lines[2]
     lines, covered = recommendation(demand(), 1.02)
     assert covered is False and "MISSES" in lines[-1]
     lines, covered = recommendation(demand() | {"optimal_price_ratio": None}, 0.955)
-    assert covered is None and "none" in lines[0]
+    assert covered is None and "nowhere" in lines[0]
+
+
+def test_the_recommended_price_reads_as_evidence_beside_the_verdict() -> None:
+    """While the verdict keeps running the curve's peak is where the evidence points, not a
+    price to set; between two tested prices it is the curve's reading, with the price to test
+    next; a decided verdict is the decision, the peak its evidence."""
+    running = {"verdict": "keep_running", "arm": "p95"}
+    lines, _ = recommendation(demand(), 0.955, running)
+    assert lines[0].startswith("WHERE THE EVIDENCE POINTS, NOT YET DECIDED: x0.960")
+    assert "leading arm p95 (x0.950), not yet shown" in lines[1]
+    assert "between the tested prices of p95 and list" in lines[1]
+    assert "not a price to set" in lines[1] and "test x0.96 next" in lines[1]
+    shipped = {"verdict": "ship", "arm": "p95"}
+    lines, _ = recommendation(demand(), 0.955, shipped)
+    assert lines[0].startswith("EVIDENCE FOR THE DECISION, NOT A SECOND DECISION: x0.960")
+    assert "Decided: the verdict ships arm p95 (x0.950)" in lines[1]
+    kept = {"verdict": "do_not_ship", "arm": "p95"}
+    lines, _ = recommendation(demand(), 0.955, kept)
+    assert "the verdict keeps the control, list (x1.000)" in lines[1]
+    # a look without an interval says why, and scores no coverage
+    unplaced = demand() | {"identified": False, "reason": "every replicate peaks below it."}
+    lines, covered = recommendation(unplaced, 0.955, running)
+    assert covered is None and "no interval: every replicate peaks below it." in lines[0]
     lines, _ = recommendation(demand(0.9, 0.9, 0.95) | {"at_range_edge": True}, 0.92)
     assert "edge of the tested range" in lines[0]
 
