@@ -266,6 +266,13 @@ class ExperimentSpec(BaseModel):
         "(revenue - units x unit cost) is estimated when every product has one; a product "
         "without a cost leaves profit unpublished, never computed from a made-up cost.",
     )
+    currency: str | None = Field(
+        default=None,
+        pattern=r"^[A-Z]{3}$",
+        description="ISO 4217 code of the experiment's prices and revenue (e.g. EUR): a live "
+        "sale that names another currency is dead-lettered with reason 'currency' (one "
+        "without a currency is taken to be in this one).",
+    )
     segments: dict[str, tuple[str, ...]] = Field(
         default_factory=dict,
         description="Named product segments (category, brand, price band), disjoint: the "

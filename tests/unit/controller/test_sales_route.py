@@ -73,7 +73,9 @@ def _sales(n: int, seed: int) -> list[DecodedSale]:
         units = rng.randint(1, 9)
         price = round(rng.uniform(0.5, 90), 2)
         eid = f"e{rng.randrange(n // 2)}"  # copies in one batch, too
-        out.append(DecodedSale(eid, rng.choice(names), units, units * price, price, at))
+        out.append(
+            DecodedSale(eid, rng.choice(names), units, units * price, price, at, units * 1000)
+        )
     return out
 
 
@@ -127,7 +129,7 @@ async def test_a_revenue_the_script_cannot_sum_exactly_is_refused() -> None:
     ingestor = await _ingestor()
     at = START + timedelta(hours=25)
     with pytest.raises(StoreError, match="revenue is outside"):
-        ingestor._route([DecodedSale("x", "h1", 1, 2e9, 2e9, at)])
+        ingestor._route([DecodedSale("x", "h1", 1, 2e9, 2e9, at, 1000)])
     with pytest.raises(StoreError, match="revenue is outside"):
         SalesBlock("hourly", 25, 0, 1).add(0, "x", "h1", 1, to_ms(at), 1, float("nan"))
 

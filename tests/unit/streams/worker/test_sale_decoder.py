@@ -21,7 +21,9 @@ FUZZ = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-FIELDS = ("event_id", "product", "units", "revenue", "unit_price", "occurred_at")
+FIELDS = (
+    "event_id", "product", "units", "units_milli", "currency", "revenue", "unit_price", "occurred_at",
+)  # fmt: skip
 
 
 def valid_sale(**over: Any) -> dict[str, Any]:
