@@ -17,8 +17,10 @@
     ├── pricelab.api.NotPublished        the notebook API found nothing of an experiment on the
     │                                    estimates topic (an unknown id, or no look yet)
     ├── streams.errors.ServiceUnavailable  a broker or Redis that does not answer
-    └── streams.errors.NoCompletedPeriod  a live panel (export, report) with no completed
-                                         period yet on the stack's clock
+    ├── streams.errors.NoCompletedPeriod  a live panel (export, report) with no completed
+    │                                    period yet on the stack's clock
+    └── streams.errors.DeadLetterChoiceError  `pricelab dead-letters`: no letter of the
+                                         reason or at the offset asked for, none to replay
 
 Each package defines its leaves; the CLI catches this root in one place and prints its
 sentence with exit status 2. Control-flow signals (not errors) live next to their users and
