@@ -202,6 +202,8 @@ def render(letters: Sequence[Letter], settings: Settings, examples: int = 3) -> 
             if len(original) > 160:
                 original = original[:157] + "..."
             now = "passes now" if v is None else f"refused now, {v}"
+            if v is None and x.reason in NOT_REPLAYED:
+                now += f", not replayed: {NOT_REPLAYED[x.reason]}"
             lines.append(f"  {x.position}  {x.error}")
             lines.append(f"      {original}")
             lines.append(f"      {now}")
