@@ -189,3 +189,7 @@ async def test_a_cell_sums_weights_and_returns_exactly_in_any_order_and_batching
     assert await runtime.sales.handle([*a, late_return]) == {"dup": 10, "ok": 1}
     cells = await runtime.store.cells(spec.id)
     assert (cells["0|A|u"], cells["0|A|r"], cells["0|A|n"]) == ("15", "30.0", "7")
+    # the totals in thousandths, plus what a version before them summed in whole units
+    assert (await runtime.store.totals(spec.id))["units:ok"] == 30.621  # A 15, B 15.621
+    await runtime.redis.hincrby(f"{runtime.store.exp(spec.id)}:totals", "units:ok", 4)
+    assert round((await runtime.store.totals(spec.id))["units:ok"] * 1000) == 34_621
