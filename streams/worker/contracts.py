@@ -75,7 +75,8 @@ TOPICS: tuple[TopicContract, ...] = (
     ),
     TopicContract(
         "sales", Sale, "product id", "your order system", "controller (sales path)",
-        "One sale per message; event_id dedupes redeliveries.",
+        "One sale per message, or a return (negative units); event_id dedupes "
+        "redeliveries and replays.",
     ),
     TopicContract(
         "commands", Command, "experiment id (command id without one)", "operator CLI",
