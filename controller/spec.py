@@ -268,7 +268,6 @@ class ExperimentSpec(BaseModel):
     )
     currency: str | None = Field(
         default=None,
-        pattern=r"^[A-Z]{3}$",
         description="ISO 4217 code of the experiment's prices and revenue (e.g. EUR): a live "
         "sale that names another currency is dead-lettered with reason 'currency' (one "
         "without a currency is taken to be in this one).",
@@ -295,6 +294,13 @@ class ExperimentSpec(BaseModel):
             design_registry.lookup(v)
         except KeyError as exc:
             raise ValueError(str(exc.args[0])) from None
+        return v
+
+    @field_validator("currency")
+    @classmethod
+    def _currency_ok(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"[A-Z]{3}", v):
+            raise ValueError(f"{v!r} is not an ISO 4217 code (three capital letters, e.g. EUR)")
         return v
 
     @field_validator("timezone")

@@ -149,6 +149,7 @@ BAD: list[tuple[dict[str, Any], str, str]] = [
     ({"segments": {"big": ["a", "zz"]}}, "segments", "not in the experiment"),
     ({"segments": {"big": ["a", "b"], "small": ["b"]}}, "segments", "overlap"),
     ({"segments": {"big": []}}, "segments", "no products"),
+    ({"currency": "eur"}, "currency", "is not an ISO 4217 code (three capital letters"),
     (
         {
             "design": "cluster",
