@@ -41,7 +41,11 @@ _STRINGS = re.compile(rf"{_ID}\|{_ID}\|{_INSTANT}")
 class _WireSale(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     event_id: str
     product: str
-    units: Annotated[float, msgspec.Meta(ge=-1_000_000, le=1_000_000)]
+    # a JSON integer stays an int (the common case: its thousandths need no rounding check)
+    units: (
+        Annotated[int, msgspec.Meta(ge=-1_000_000, le=1_000_000)]
+        | Annotated[float, msgspec.Meta(ge=-1_000_000, le=1_000_000)]
+    )
     revenue: Annotated[float, msgspec.Meta(ge=-1e9, le=1e9)]
     unit_price: Annotated[float, msgspec.Meta(gt=0)]
     occurred_at: str
@@ -78,13 +82,18 @@ def decode_sale(raw: bytes | str | None) -> DecodedSale | Sale:
             at = None
         if at is not None:
             units, revenue, price = w.units, w.revenue, w.unit_price
-            scaled = units * UNITS_SCALE
-            milli = round(scaled) if math.isfinite(scaled) else 0
+            # finite: msgspec refuses NaN and holds units within +-1e6
+            if type(units) is int:
+                milli, whole = units * UNITS_SCALE, True
+            else:
+                scaled = units * UNITS_SCALE
+                milli = round(scaled)
+                whole = -1e-6 <= scaled - milli <= 1e-6
             expected = units * price
             gap = abs(revenue - expected)
             if (
-                milli != 0
-                and abs(scaled - milli) <= 1e-6
+                milli
+                and whole
                 and math.isfinite(revenue)
                 and math.isfinite(price)
                 and not (gap > 0.01 and gap > 1e-6 * abs(expected))
