@@ -443,6 +443,8 @@ class ExperimentSpec(BaseModel):
                 out.pop(name, None)
         else:
             out.pop("arms", None)
+        if out.get("currency", 0) is None:  # a spec without one dumps as before it existed
+            del out["currency"]
         return out
 
     def _check_arms(self) -> None:
