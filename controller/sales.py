@@ -9,7 +9,11 @@ Every sale ends in exactly one status:
 - ``washout`` / ``paused`` / ``stopped`` / ``freeze``: in blackout; kept for audit, not analysed;
 - ``unassigned``: its period had no published assignment (kept for audit);
 - ``dup``: an event id seen before; nothing changes;
-- rejected before Redis (dead-letter): ``late``, ``future``, ``unknown_product``.
+- rejected before Redis (dead-letter): ``late``, ``future``, ``unknown_product``, and
+  ``currency`` (the sale names a currency other than its experiment's ``currency:``).
+
+A return is a sale with negative units (and revenue): it is routed, deduplicated and counted
+the same way, so its cell holds the net units and revenue.
 """
 
 from __future__ import annotations
@@ -41,11 +45,15 @@ class SaleLike(Protocol):
     @property
     def product(self) -> str: ...
     @property
-    def units(self) -> int: ...
+    def units(self) -> float: ...
+    @property
+    def units_milli(self) -> int: ...
     @property
     def revenue(self) -> float: ...
     @property
     def occurred_at(self) -> datetime: ...
+    @property
+    def currency(self) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -65,6 +73,8 @@ class _Experiment:
     #: product -> its position among the sorted products (its cell sums) and name, as a
     #: block's head lists it (``product_entry``)
     entries: dict[str, bytes]
+    #: the spec's currency: a sale naming another one is refused (None: not checked)
+    currency: str | None = None
 
     def locate(self, ts_ms: int) -> int | None:
         k = bisect.bisect_right(self.bounds_ms, ts_ms) - 1
@@ -120,7 +130,13 @@ class RoutingTable:
             products = sorted(spec.all_products())
             entries = {p: product_entry(i, p) for i, p in enumerate(products)}
             exp = _Experiment(
-                spec, spec.id, bounds, int(spec.washout.total_seconds() * 1000), windows, entries
+                spec,
+                spec.id,
+                bounds,
+                int(spec.washout.total_seconds() * 1000),
+                windows,
+                entries,
+                spec.currency,
             )
             for p in products:
                 by_product.setdefault(p, []).append(exp)
@@ -270,6 +286,10 @@ class SalesIngestor:
                 if exp is None:
                     verdicts[i] = _UNKNOWN_PRODUCT if exps is None and dead_unknown else _OUTSIDE
                     continue
+                currency = s.currency
+                if currency is not None and exp.currency is not None and currency != exp.currency:
+                    verdicts[i] = _CURRENCY
+                    continue
                 pre = ""
                 for w in exp.windows:
                     if w.start_ms <= ts < w.end_ms:
@@ -282,8 +302,10 @@ class SalesIngestor:
                     into = SalesBlock(exp.id, k, bounds[k] + exp.washout_ms, keep_s)
                     blocks[(exp.id, k)] = into
                 revenue = s.revenue
-                if not 0 <= revenue <= MAX_REVENUE:  # NaN too; as SalesBlock.add refuses it
-                    raise StoreError(f"a sale's revenue is outside 0..{MAX_REVENUE:g}")
+                if not -MAX_REVENUE <= revenue <= MAX_REVENUE:  # NaN too; as SalesBlock.add
+                    raise StoreError(
+                        f"a sale's revenue is outside -{MAX_REVENUE:g}..{MAX_REVENUE:g}"
+                    )
                 p = into.products.get(product)
                 if p is None:
                     p = into.products[product] = len(into.entries) + 1
@@ -291,7 +313,7 @@ class SalesIngestor:
                 why = into.reasons.setdefault(pre, len(into.reasons) + 1) if pre else 0
                 digest = sha1(s.event_id.encode()).digest()
                 into.records.append(
-                    record(digest, p, ts, s.units, round(revenue * REVENUE_SCALE), why)
+                    record(digest, p, ts, s.units_milli, round(revenue * REVENUE_SCALE), why)
                 )
                 into.positions.append(i)
         except struct.error as exc:  # a field past its width: never a wire-valid sale
@@ -302,6 +324,7 @@ class SalesIngestor:
 _LATE = Verdict("late", dead_letter=True)
 _FUTURE = Verdict("future", dead_letter=True)
 _UNKNOWN_PRODUCT = Verdict("unknown_product", dead_letter=True)
+_CURRENCY = Verdict("currency", dead_letter=True)
 _OUTSIDE = Verdict("outside_experiment")
 _APPLIED: dict[str, Verdict] = {}
 

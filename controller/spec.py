@@ -272,6 +272,12 @@ class ExperimentSpec(BaseModel):
         "(revenue - units x unit cost) is estimated when every product has one; a product "
         "without a cost leaves profit unpublished, never computed from a made-up cost.",
     )
+    currency: str | None = Field(
+        default=None,
+        description="ISO 4217 code of the experiment's prices and revenue (e.g. EUR): a live "
+        "sale that names another currency is dead-lettered with reason 'currency' (one "
+        "without a currency is taken to be in this one).",
+    )
     segments: dict[str, tuple[str, ...]] = Field(
         default_factory=dict,
         description="Named product segments (category, brand, price band), disjoint: the "
@@ -294,6 +300,13 @@ class ExperimentSpec(BaseModel):
             design_registry.lookup(v)
         except KeyError as exc:
             raise ValueError(str(exc.args[0])) from None
+        return v
+
+    @field_validator("currency")
+    @classmethod
+    def _currency_ok(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"[A-Z]{3}", v):
+            raise ValueError(f"{v!r} is not an ISO 4217 code (three capital letters, e.g. EUR)")
         return v
 
     @field_validator("timezone")
@@ -436,6 +449,8 @@ class ExperimentSpec(BaseModel):
                 out.pop(name, None)
         else:
             out.pop("arms", None)
+        if out.get("currency", 0) is None:  # a spec without one dumps as before it existed
+            del out["currency"]
         return out
 
     def _check_arms(self) -> None:

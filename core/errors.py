@@ -11,6 +11,7 @@
     ├── controller.errors.EmbeddedStackError  the embedded broker or Redis failed to start
     ├── analysis.errors.AnalysisError    root of the analysis library's errors
     │   ├── PanelError (ValueError)      a panel fails validation at the door
+    │   │   └── TableError               an analyst's table the one reader cannot read as cells
     │   ├── InferenceError (ValueError)  a variance method is invalid for the data
     │   ├── ConvergenceError             an iterative solver did not converge
     │   ├── NotEstimable                 an estimator that does not estimate this metric
@@ -25,8 +26,10 @@
     ├── streams.errors.ServiceUnavailable  a broker or Redis that does not answer
     ├── streams.errors.PermissionDenied  Redis refused a role's user a command or key (NOPERM)
     ├── streams.errors.TlsFailure        a TLS handshake failed; names the setting to fix
-    └── streams.errors.NoCompletedPeriod  a live panel (export, report) with no completed
-                                         period yet on the stack's clock
+    ├── streams.errors.NoCompletedPeriod  a live panel (export, report) with no completed
+    │                                    period yet on the stack's clock
+    └── streams.errors.DeadLetterChoiceError  `pricelab dead-letters`: no letter of the
+                                         reason or at the offset asked for, none to replay
 
 Each package defines its leaves; the CLI catches this root in one place and prints its
 sentence with exit status 2. Control-flow signals (not errors) live next to their users and

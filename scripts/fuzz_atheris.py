@@ -47,7 +47,7 @@ REASONS = {
     "unsupported_version",
     "invalid_field",
 }
-FIELDS = ("event_id", "product", "units", "revenue", "unit_price", "occurred_at")
+FIELDS = ("event_id", "product", "units", "revenue", "unit_price", "occurred_at", "currency")
 _ID_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.:-")
 
 SEEDS: list[bytes] = [
@@ -136,13 +136,16 @@ def _ident(x: object) -> bool:
 
 
 def _valid_sale(s: Any) -> None:
-    assert type(s.units) is int and 0 < s.units <= 1_000_000, s
-    assert math.isfinite(s.revenue) and s.revenue >= 0, s
+    # v2: a return is negative, goods by weight fractional, in whole thousandths
+    assert s.units != 0 and -1_000_000 <= s.units <= 1_000_000, s
+    assert s.units_milli == round(s.units * 1000) and abs(s.units * 1000 - s.units_milli) <= 1e-6
+    assert math.isfinite(s.revenue) and abs(s.revenue) <= 1e9, s
     assert math.isfinite(s.unit_price) and s.unit_price > 0, s
     assert s.occurred_at.utcoffset() is not None, s
     assert _ident(s.event_id) and _ident(s.product), s
+    assert s.currency is None or (len(s.currency) == 3 and s.currency.isupper()), s
     expected = s.units * s.unit_price
-    assert abs(s.revenue - expected) <= max(0.01, 1e-6 * expected), s
+    assert abs(s.revenue - expected) <= max(0.01, 1e-6 * abs(expected)), s
 
 
 # The decoders' own Python code has few branches (msgspec, pydantic-core, re and datetime

@@ -38,6 +38,11 @@ class NoCompletedPeriod(PricelabError):
     export or report; the message says the time, the clock and when the first one ends."""
 
 
+class DeadLetterChoiceError(PricelabError):
+    """The dead letters asked for (``pricelab dead-letters --reason``, ``--offset``) are not on
+    the topic, or none of them can be replayed; the message says which."""
+
+
 #: the role the CLI's Redis reads run as
 OPERATOR = ("operator",)
 

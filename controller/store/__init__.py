@@ -42,9 +42,9 @@ Experiment ``pl:exp:{<id>}:...`` (the slot of its id; ``e`` below):
                        (until k is compacted)
     e:turn             the experiment's turn: the owner deciding now, a lease (PX)
     e:sums:{k}         string: period k's cell sums, four big-endian int64 per product at
-                       its position among the sorted products (units, revenue in millionths,
-                       orders, head units; GETRANGE + SETRANGE per product a batch
-                       sold), until k is compacted
+                       its position among the sorted products (units in thousandths, revenue
+                       in millionths, orders, head units in thousandths; GETRANGE +
+                       SETRANGE per product a batch sold), until k is compacted
     e:col:{k}          closed period k compacted: records and cells as arrays over the sorted
                        products (``columns``; ~22 bytes a product before zlib), in blocks of
                        65,536 products compressed each on its own, so that a chunk of
@@ -53,8 +53,8 @@ Experiment ``pl:exp:{<id>}:...`` (the slot of its id; ``e`` below):
                        of ~200), kept until k closes plus a margin; a period that outgrows
                        them grows e:seen:{k}:g{g}:{b}, generation g of 4**g times the sets
     e:seenb            hash b:{k} -> period k's bucket count, n:{k} -> its sales
-    e:excluded         hash "k|product|reason" -> units kept for audit, not analysed
-    e:totals           hash "units:{status}" / "events:{status}" -> running totals
+    e:excluded         hash "k|product|reason" -> units (thousandths) kept for audit
+    e:totals           hash "mu:{status}" (units in thousandths) / "events:{status}" -> totals
     e:windows          hash window id -> JSON exclusion window (pauses)
     e:trigger_state    hash meta / p:{product} / f:{product} -> trigger tracker state
     e:trigger_v        version of that state (bumped on every save)

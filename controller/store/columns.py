@@ -2,13 +2,14 @@
 
 A period's live state is a hash of assignment records (product -> record text) and a string of
 cell sums, four big-endian signed 64-bit integers per product in the experiment's sorted
-product order (units, revenue in millionths, orders, head units; ``lua/ingest.lua`` adds to
-them with BITFIELD): ~90 + 32 bytes per product. Once the period is closed for sales it never
+product order (units in thousandths, revenue in millionths, orders, head units in thousandths;
+``lua/ingest.lua`` adds to them): ~90 + 32 bytes per product. Once the period is closed for sales it never
 changes, so it is stored as one binary string of arrays aligned with the experiment's sorted
 products: a record code per product (an index into the period's distinct record texts,
 ``NO_RECORD`` where the product has none) and units, revenue, orders and head units.
-Uncompressed that is 22 bytes a product (uint16 + 3 x int32 + float64); zlib (level 1) takes
-it further where cells are empty or repeat.
+Uncompressed that is 22 bytes a product (uint16 + 3 x int32 + float64; units and head units
+are float64 in a period where one is fractional); zlib (level 1) takes it further where cells
+are empty or repeat.
 
 Layout (``PLC2``): the magic, a 4-byte little-endian header length, the JSON header (``n``,
 ``templates``, the dtype of each array, ``block`` and each block's compressed length), then
@@ -29,6 +30,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from core.units import UNITS_SCALE
 
 if TYPE_CHECKING:  # pandas is imported where it is used: an operator's command does without
     import pandas as pd
@@ -80,12 +83,14 @@ class PeriodColumns:
         for f in FIELDS:
             arr = cols[f]
             for i in np.flatnonzero(arr).tolist():
-                v = arr[i]
-                out[f"{k}|{products[i]}|{f}"] = repr(float(v)) if f == "r" else str(int(v))
+                v = float(arr[i])
+                whole = f != "r" and v == int(v)
+                out[f"{k}|{products[i]}|{f}"] = str(int(v)) if whole else repr(v)
         return out
 
 
-#: the live sums: per product, units, revenue (millionths), orders, head units
+#: the live sums: per product, units (thousandths), revenue (millionths), orders, head units
+#: (thousandths)
 SUMS_DTYPE = np.dtype(">i8")
 SUMS_PER_PRODUCT = 4
 #: revenue is summed in whole millionths (an exact integer; BITFIELD has no floats)
@@ -165,10 +170,10 @@ def from_live(
     return PeriodColumns(
         recs.templates,
         recs.codes,
-        grid[:, 0].astype(np.float64),
+        grid[:, 0] / UNITS_SCALE,
         grid[:, 1] / REVENUE_SCALE,
         grid[:, 2].astype(np.float64),
-        grid[:, 3].astype(np.float64),
+        grid[:, 3] / UNITS_SCALE,
     )
 
 
@@ -179,10 +184,10 @@ def pack_sums(
     tools and benchmarks that fill a period directly)."""
     grid = np.column_stack(
         [
-            np.asarray(units, dtype=np.int64),
+            np.rint(np.asarray(units, dtype=np.float64) * UNITS_SCALE).astype(np.int64),
             np.rint(np.asarray(revenue, dtype=np.float64) * REVENUE_SCALE).astype(np.int64),
             np.asarray(orders, dtype=np.int64),
-            np.asarray(head, dtype=np.int64),
+            np.rint(np.asarray(head, dtype=np.float64) * UNITS_SCALE).astype(np.int64),
         ]
     )
     return grid.astype(SUMS_DTYPE).tobytes()
@@ -199,13 +204,21 @@ def _int_array(a: np.ndarray) -> np.ndarray:
     return as_int.astype(np.int32)
 
 
+def _units_array(a: np.ndarray) -> np.ndarray:
+    """Units as whole numbers (:func:`_int_array`) where they all are, else float64 (goods
+    sold by weight: thousandths, which a float64 holds to well below a thousandth)."""
+    if np.array_equal(np.trunc(a), a):
+        return _int_array(a)
+    return a.astype(np.float64)
+
+
 def _arrays(cols: PeriodColumns) -> list[tuple[str, np.ndarray]]:
     return [
         ("codes", cols.codes.astype(np.uint16)),
-        ("u", _int_array(cols.units)),
+        ("u", _units_array(cols.units)),
         ("r", cols.revenue.astype(np.float64)),
         ("n", _int_array(cols.orders)),
-        ("h", _int_array(cols.head)),
+        ("h", _units_array(cols.head)),
     ]
 
 

@@ -27,6 +27,7 @@ from controller.store.columns import (
     from_live,
     records_of,
 )
+from core.units import UNITS_SCALE
 
 
 class SaleRow(NamedTuple):
@@ -41,7 +42,7 @@ class SaleRow(NamedTuple):
     code: int
     ts_ms: int
     head_end_ms: int
-    units: int
+    units: float  # negative: a return; in whole thousandths (core.units)
     revenue: float
     pre_reason: str = ""
     #: how long to remember the sale's id: until its period closes, plus a margin (seconds)
@@ -75,10 +76,11 @@ MAX_REVENUE = 1e9
 #: the ingest script's binary arguments (``lua/ingest.lua``, big-endian): a block's head, one
 #: of its products, and one sale - the first 11 bytes of its id's SHA-1 (the script takes the
 #: dedupe member and bucket hash from them, see :func:`dedupe_digest`), its product's place
-#: in the block, ts_ms, units, revenue in millionths, reason (0: none, else its place)
+#: in the block, ts_ms, units in thousandths (signed: a return is negative), revenue in
+#: millionths (signed), reason (0: none, else its place)
 _HEAD = struct.Struct(">qqqI")
 _PRODUCT = struct.Struct(">IH")
-SALE_RECORD = struct.Struct(">11sIqIqB")
+SALE_RECORD = struct.Struct(">11sIqiqB")
 
 
 def product_entry(code: int, product: str) -> bytes:
@@ -134,7 +136,7 @@ class SalesBlock:
         product: str,
         code: int,
         ts_ms: int,
-        units: int,
+        units: float,
         revenue: float,
         reason: str = "",
     ) -> None:
@@ -143,9 +145,10 @@ class SalesBlock:
         ``SalesIngestor._route`` inlines this (the hot path; a test holds the two to the same
         bytes)."""
         # the script sums revenue in whole millionths (exact below 2**53 in Lua's doubles)
-        if code < 0 or not 0 <= revenue <= MAX_REVENUE:  # NaN too
+        if code < 0 or not -MAX_REVENUE <= revenue <= MAX_REVENUE:  # NaN too
             raise StoreError(
-                f"a sale's product code is negative or its revenue is outside 0..{MAX_REVENUE:g}"
+                f"a sale's product code is negative or its revenue is outside "
+                f"-{MAX_REVENUE:g}..{MAX_REVENUE:g}"
             )
         p = self.products.get(product)
         if p is None:
@@ -154,8 +157,10 @@ class SalesBlock:
         why = self.reasons.setdefault(reason, len(self.reasons) + 1) if reason else 0
         digest = hashlib.sha1(event_id.encode()).digest()
         try:
-            record = SALE_RECORD.pack(digest, p, ts_ms, units, round(revenue * REVENUE_SCALE), why)
-        except struct.error as exc:  # a field past its width: never a wire-valid sale
+            record = SALE_RECORD.pack(
+                digest, p, ts_ms, round(units * UNITS_SCALE), round(revenue * REVENUE_SCALE), why
+            )
+        except (struct.error, ValueError, OverflowError) as exc:  # never a wire-valid sale
             raise StoreError(f"a sale cannot be packed for the ingest script ({exc})") from exc
         self.records.append(record)
         self.positions.append(position)
@@ -178,7 +183,8 @@ class SalesBlock:
 
     def rows(self) -> list[tuple[int, int, int, str, int, int, int, int, str]]:
         """The block's sales as the script reads them: (position in the batch, dedupe member,
-        bucket hash, product, its code, ts_ms, units, revenue in millionths, reason)."""
+        bucket hash, product, its code, ts_ms, units in thousandths, revenue in millionths,
+        reason)."""
         products = list(self.products)
         codes = [_PRODUCT.unpack_from(e)[0] for e in self.entries]
         reasons = ["", *self.reasons]
@@ -382,13 +388,24 @@ class PanelStore(RedisStore):
             out |= from_live(index, {}, sums).cells(products, k)
         return out
 
-    async def totals(self, exp_id: str) -> dict[str, int]:
-        """Units and events by status ('units:ok', 'events:washout', ...) for an experiment."""
+    async def totals(self, exp_id: str) -> dict[str, float]:
+        """Units and events by status ('units:ok', 'events:washout', ...) for an experiment:
+        the script sums units in thousandths ('mu:ok'), read here as units, plus what a version
+        before fractional units summed in whole units ('units:ok')."""
         raw = await self.redis.hgetall(f"{self.exp(exp_id)}:totals")
-        return {k: int(v) for k, v in raw.items()}
+        out: dict[str, float] = {}
+        for k, v in raw.items():
+            if k.startswith("mu:"):
+                name, value = "units:" + k[3:], int(v) / UNITS_SCALE
+            else:
+                name, value = k, int(v)
+            out[name] = out.get(name, 0) + value
+        return out
 
     async def excluded(self, exp_id: str) -> dict[str, str]:
-        return await self.redis.hgetall(f"{self.exp(exp_id)}:excluded")  # type: ignore[no-any-return]
+        """Units kept for audit, "k|product|status" -> units (the script sums thousandths)."""
+        raw: dict[str, str] = await self.redis.hgetall(f"{self.exp(exp_id)}:excluded")
+        return {k: _units_text(int(v)) for k, v in raw.items()}
 
     async def fix_sequence_target(self, exp_id: str, key: str, target_se: float) -> float:
         """The stored target SE of the experiment's sequence ``key``, storing ``target_se``
@@ -404,3 +421,9 @@ class PanelStore(RedisStore):
         """The value stored under the experiment's sequence ``key``, or None (read only)."""
         stored = await self.redis.hget(f"{self.exp(exp_id)}:cs", key)
         return None if stored is None else float(stored)
+
+
+def _units_text(milli: int) -> str:
+    """Units summed in thousandths as text: '3' for whole units, '2.5' otherwise."""
+    whole, rest = divmod(milli, UNITS_SCALE)
+    return str(whole) if rest == 0 else repr(milli / UNITS_SCALE)

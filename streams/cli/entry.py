@@ -7,6 +7,7 @@ pricelab demo                    the live demo on the embedded stack
 pricelab experiment ...          create/list/show/pause/resume/stop/freeze (through the commands topic)
 pricelab assignments PRODUCT     the assignment in force for a product
 pricelab estimates EXPERIMENT    the latest estimates, from the estimates topic (--follow)
+pricelab dead-letters            the dead letters by reason; --replay sends fixed ones again
 pricelab panel export EXP ...    the panel the analysis worker analyses, as CSV or Parquet
 pricelab acl [--kafka]           the Redis (or Kafka) ACLs of the roles (controller, analysis, operator)
 pricelab schedule / analyze / simulate / compare-designs / graph / report ...   offline tools
@@ -28,6 +29,7 @@ from typing import Any
 import click
 import typer
 
+import streams.cli.dead_letters as dead_letters
 import streams.cli.deploy as deploy
 import streams.cli.estimates as estimates
 import streams.cli.experiment as experiment
@@ -43,7 +45,7 @@ _app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 # the command groups, in the order help lists them
-for _group in (stack, experiment, estimates, deploy, panel):
+for _group in (stack, experiment, estimates, dead_letters, deploy, panel):
     _group.register(_app)
 
 
@@ -99,6 +101,7 @@ _CORE = frozenset(
         "experiment",
         "assignments",
         "estimates",
+        "dead-letters",
         "panel",
         "contracts",
         "acl",

@@ -110,12 +110,19 @@ def worker_role(settings: Settings, role: str) -> KafkaRole:
 
 def operator_modules() -> list[ModuleType]:
     """The modules that open Kafka for the operator's CLI, each declaring ``KAFKA_READS`` and
-    ``KAFKA_WRITES``: ``experiment <command>``, ``experiment history``, ``estimates``."""
+    ``KAFKA_WRITES``: ``experiment <command>``, ``experiment history``, ``estimates``,
+    ``dead-letters`` (which replays sales)."""
     import streams.client.commands
+    import streams.client.dead_letters
     import streams.client.estimates
     import streams.client.history
 
-    return [streams.client.commands, streams.client.history, streams.client.estimates]
+    return [
+        streams.client.commands,
+        streams.client.history,
+        streams.client.estimates,
+        streams.client.dead_letters,
+    ]
 
 
 def operator_role(settings: Settings) -> KafkaRole:
@@ -126,7 +133,7 @@ def operator_role(settings: Settings) -> KafkaRole:
         writes.update(getattr(settings.topics, n) for n in module.KAFKA_WRITES)
     return KafkaRole(
         "operator",
-        "pricelab experiment ..., experiment history, estimates",
+        "pricelab experiment ..., experiment history, estimates, dead-letters",
         tuple(sorted(reads)),
         tuple(sorted(writes)),
     )
@@ -136,9 +143,7 @@ def admin_role(settings: Settings) -> KafkaRole:
     """``pricelab topics``: creates the topics that are missing (streams.worker.kafka.topic_configs)."""
     from streams.worker.kafka import topic_configs
 
-    return KafkaRole(
-        "admin", "pricelab topics", (), (), (), tuple(sorted(topic_configs(settings)))
-    )
+    return KafkaRole("admin", "pricelab topics", (), (), (), tuple(sorted(topic_configs(settings))))
 
 
 def kafka_roles(settings: Settings) -> list[KafkaRole]:

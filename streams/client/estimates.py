@@ -129,8 +129,12 @@ async def _read_until_caught_up(
     clock: Clock | None = None,
     stall: float | None = None,
     broker: str = "",
+    pick: Callable[[Any], dict[str, Any] | None] | None = None,
+    topic: str = "estimates",
 ) -> None:
     """Read into ``out`` until every assigned partition has caught up (module docstring).
+    ``pick``: what to keep of a record (default: ``experiment``'s estimates); ``topic``: what
+    the stall's sentence calls the topic (``pricelab dead-letters`` reads its topic so too).
 
     "Quiet" is measured on the broker's answers, not on the reader's waits: a partition ends
     on the idle rule when the broker has answered its fetches for ``idle`` seconds after the
@@ -160,7 +164,10 @@ async def _read_until_caught_up(
         if answered:
             progress = seen_at
         batch = await consumer.getmany(timeout_ms=int(min(idle, 0.5) * 1000))
-        out.extend(_docs(batch, experiment))
+        if pick is None:
+            out.extend(_docs(batch, experiment))
+        else:
+            out.extend(d for rs in batch.values() for r in rs if (d := pick(r)) is not None)
         now = time.monotonic()
         for tp in list(pending):
             records = batch.get(tp)
@@ -175,7 +182,7 @@ async def _read_until_caught_up(
         if pending and time.monotonic() - progress > stall_s:
             raise ServiceUnavailable(
                 f"the Kafka broker{' at ' + broker if broker else ''} answered no fetch of the "
-                f"estimates topic for {stall_s:.0f} s"
+                f"{topic} topic for {stall_s:.0f} s"
             )
 
 

@@ -437,7 +437,7 @@ class LiveDriver:
                 f"not the {drawn:g} this market's seed draws for them: continue it with the "
                 "--seed (and --market) of the run that created it"
             )
-        run.units_sent = counted
+        run.units_sent = round(drawn)  # the market draws whole units; the store counted them
 
     async def run(
         self,

@@ -75,7 +75,8 @@ TOPICS: tuple[TopicContract, ...] = (
     ),
     TopicContract(
         "sales", Sale, "product id", "your order system", "controller (sales path)",
-        "One sale per message; event_id dedupes redeliveries.",
+        "One sale per message, or a return (negative units); event_id dedupes "
+        "redeliveries and replays.",
     ),
     TopicContract(
         "commands", Command, "experiment id (command id without one)", "operator CLI",
@@ -161,9 +162,10 @@ def broker_schemas(settings: Settings) -> dict[str, dict[str, Any]]:
 
 
 def version_of(schema: Mapping[str, Any]) -> int:
-    """The ``v`` a schema pins (its const, or its single enum value)."""
+    """The ``v`` a schema pins: its const, or the newest of its enum (a message that still
+    reads the versions before it, as the sales message reads v1 sales by v2's rules)."""
     v = schema["properties"]["v"]
-    return int(v.get("const", (v.get("enum") or [v.get("default")])[0]))
+    return int(v.get("const", max(v.get("enum") or [v.get("default")])))
 
 
 def asyncapi(settings: Settings) -> dict[str, Any]:

@@ -220,10 +220,13 @@ class SalesHandler:
             if any(v.dead_letter for v in tally):
                 for ev, sale, v in zip(origin, sales, verdicts, strict=True):
                     if v.dead_letter:
+                        said = v.status
+                        if said == "currency":
+                            said = f"its currency {sale.currency} is not its experiment's"
                         await self._dead(
                             ev,
                             v.status,
-                            f"sale {sale.event_id} at {sale.occurred_at.isoformat()}: {v.status}",
+                            f"sale {sale.event_id} at {sale.occurred_at.isoformat()}: {said}",
                         )
             for status, n in counts.items():
                 self.metrics.sales.labels(status).inc(n)

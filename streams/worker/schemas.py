@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SerializerFunctionWrapHandler,
@@ -24,6 +25,8 @@ from pydantic import (
     model_serializer,
     model_validator,
 )
+
+from core.units import UNITS_SCALE
 
 SCHEMA_VERSION: Literal[1] = 1
 MAX_EVENT_BYTES = 64 * 1024
@@ -111,13 +114,91 @@ class CompetitorPrice(_Wire):
     observed_at: Instant
 
 
+#: an ISO 4217 currency code (three capital letters)
+_CURRENCY_RE = re.compile(r"[A-Z]{3}")
+
+
+def units_error(v: float) -> str | None:
+    """Why ``v`` is not a sale's units, or None: a finite non-zero number within +-1,000,000
+    (negative: a return) in whole thousandths."""
+    if not math.isfinite(v) or v == 0 or abs(v) > 1_000_000:
+        return "must be a finite number other than 0, within -1000000..1000000 (negative: a return)"
+    if abs(v * UNITS_SCALE - round(v * UNITS_SCALE)) > 1e-6:
+        return "has more than 3 decimals (the panel counts thousandths of a unit)"
+    return None
+
+
+def _plain_id(v: Any) -> Any:
+    if isinstance(v, int | float) and not isinstance(v, bool):
+        raise ValueError(
+            f"is the number {v!r}: send the id as a JSON string (a number loses leading "
+            'zeros: "00121" would read 121)'
+        )
+    return v
+
+
+def _zoned(v: Any) -> Any:
+    # said before pydantic's own check, which only says "should have timezone info"
+    if isinstance(v, str) and _NAIVE_RE.fullmatch(v.strip()):
+        raise ValueError(
+            f"{v!r} has no time zone: send it with its UTC offset ('Z' or e.g. '+01:00')"
+        )
+    return v
+
+
+#: an ISO date-time without a zone (what a shop's till often writes)
+_NAIVE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?")
+
+SaleId = Annotated[Ident, BeforeValidator(_plain_id)]
+
+
 class Sale(_Wire):
-    event_id: Ident
-    product: Ident
-    units: int = Field(gt=0, le=1_000_000)
-    revenue: float = Field(ge=0, le=1e9)  # per sale; the store sums it in whole millionths
+    """One sale or return (version 2: v1 had whole positive units only, and no currency).
+
+    ``units`` may be fractional (goods sold by weight; in whole thousandths) and negative (a
+    return: ``revenue`` is then the refund, negative, still ``units x unit_price``). Ids are
+    strings: a number is refused (its leading zeros are lost). ``occurred_at`` must carry its
+    UTC offset. ``currency``, when given, must be the experiment's (the spec's ``currency:``).
+    A v1 sale (``v: 1``) is read by the same rules: every v1 sale is a valid v2 sale.
+    """
+
+    v: Literal[1, 2] = 2  # type: ignore[assignment]
+    event_id: SaleId
+    product: SaleId
+    units: float = Field(
+        ge=-1_000_000,
+        le=1_000_000,
+        description="Units sold; negative for a return; fractional in whole thousandths (goods "
+        "sold by weight). Not 0.",
+        json_schema_extra={"not": {"const": 0}},
+    )
+    revenue: float = Field(
+        ge=-1e9,
+        le=1e9,
+        description="units x unit_price (negative for a return); summed in whole millionths.",
+    )
     unit_price: PositiveFinite
-    occurred_at: Instant
+    occurred_at: Annotated[Instant, BeforeValidator(_zoned)]
+    currency: str | None = Field(
+        default=None,
+        description="ISO 4217 code (e.g. 'EUR'); checked against the experiment's currency.",
+        json_schema_extra={"pattern": "^[A-Z]{3}$"},
+    )
+
+    @field_validator("units")
+    @classmethod
+    def _units_ok(cls, v: float) -> float:
+        err = units_error(v)
+        if err is not None:
+            raise ValueError(err)
+        return v
+
+    @field_validator("currency")
+    @classmethod
+    def _currency_ok(cls, v: str | None) -> str | None:
+        if v is not None and not _CURRENCY_RE.fullmatch(v):
+            raise ValueError(f"{v!r} is not an ISO 4217 currency code (three capital letters)")
+        return v
 
     @field_validator("revenue")
     @classmethod
@@ -130,11 +211,16 @@ class Sale(_Wire):
     def _revenue_matches(self) -> Sale:
         expected = self.units * self.unit_price
         gap = abs(self.revenue - expected)
-        if gap > 0.01 and gap > 1e-6 * expected:  # beyond a cent and beyond 1e-6 relative
+        if gap > 0.01 and gap > 1e-6 * abs(expected):  # beyond a cent and beyond 1e-6 relative
             raise ValueError(
                 f"revenue {self.revenue} does not equal units x unit_price ({expected:.4f})"
             )
         return self
+
+    @property
+    def units_milli(self) -> int:
+        """The units in whole thousandths, as the panel sums them."""
+        return round(self.units * UNITS_SCALE)
 
 
 class ArmName(StrEnum):
@@ -654,7 +740,11 @@ def decode(model: type[M], raw: bytes | str, max_bytes: int = MAX_EVENT_BYTES) -
             reason = "unsupported_version"
         else:
             reason = "invalid_field"
-        return_msg = f"{loc}: {err['msg']}"
+        said = str(err["msg"]).removeprefix("Value error, ")
+        if kind == "extra_forbidden":
+            # the field by name, and where the fields a message may carry are listed
+            said = f"{model.__name__} has no field {loc!r} (docs/contracts lists its fields)"
+        return_msg = f"{loc}: {said}"
         raise DecodeError(reason, return_msg) from None
     except (UnicodeDecodeError, RecursionError) as exc:  # defensive: junk bytes, deep nesting
         raise DecodeError("malformed_json", str(exc)[:200]) from None

@@ -282,17 +282,18 @@ async def test_one_batch_over_many_products_sums_every_cell(store) -> None:
     await store.write_assignments(spec.id, 0, period_assignments(spec, 0))
     assert await store.mark_flipped(spec.id, 0)
     rows = []
-    want = np.zeros((1000, 4), dtype=np.int64)  # units, revenue in millionths, orders, head
+    # units in thousandths, revenue in millionths, orders, head units in thousandths
+    want = np.zeros((1000, 4), dtype=np.int64)
     for i in range(3000):
         c = (i * 7) % 1000  # products named in sorted order: code = position
         units, minute = 1 + i % 4, 30  # past the head and any washout: 'ok'
         rows.append(_sale(i, f"w{c:04d}", 0, minute, units, spec))
-        want[c] += (units, units * 2_500_000, 1, 0)
+        want[c] += (units * 1000, units * 2_500_000, 1, 0)
     rows.append(_sale(5000, "w0007", 0, 5, 3, spec))  # in the head: 'head' or 'washout'
     statuses = await store.ingest(rows)
     assert statuses[:3000] == ["ok"] * 3000
     if statuses[3000] == "head":
-        want[7, 3] += 3
+        want[7, 3] += 3000
     raw = await store.live_sums(spec.id, 0)
     assert raw is not None
     # the string ends at the last field written; an unwritten field reads zero

@@ -202,7 +202,7 @@ async def test_agent_survives_bad_input_and_counts_good_sales(settings, store_an
             )
         )
         at = START + timedelta(hours=12)
-        raw = [b"\xff\xfe", b'{"v": 2}', b"[1,2,3]" * 20000]
+        raw = [b"\xff\xfe", b'{"v": 3}', b"[1,2,3]" * 20000]
         for i in range(30):
             raw.append(
                 json.dumps(

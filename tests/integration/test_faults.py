@@ -87,8 +87,10 @@ class Truth:
             at = START + timedelta(
                 hours=k, minutes=30 + rng.randrange(29), seconds=rng.randrange(60)
             )
-            units = rng.randint(1, 4)
-            price = rng.randint(4, 200) / 4  # multiples of 0.25: exact float sums
+            # sales, returns (negative) and goods by weight: eighths and multiples of 0.25
+            # for prices keep every float sum exact
+            units = rng.choice([rng.randint(1, 4), -rng.randint(1, 2), rng.randint(1, 31) / 8])
+            price = rng.randint(4, 200) / 4
             self.payloads.append(
                 json.dumps(
                     {
@@ -102,10 +104,11 @@ class Truth:
                     }
                 ).encode()
             )
-            for f, v in (("u", units), ("r", units * price), ("n", 1)):
+            for f, v in (("u", units), ("r", units * price), ("n", int(units > 0))):
                 key = f"{k}|{product}|{f}"
-                self.cells[key] = self.cells.get(key, 0) + v
-        self.units = int(sum(v for c, v in self.cells.items() if c.endswith("|u")))
+                self.cells[key] = self.cells.get(key, 0) + v  # a return is no order
+        self.cells = {c: v for c, v in self.cells.items() if v != 0}  # as the store lists them
+        self.units = sum(v for c, v in self.cells.items() if c.endswith("|u"))
         self.n = n
 
 

@@ -21,20 +21,25 @@
 -- KEYS: the experiment's state; ARGV: the base of its keys, then per block
 --   a head: '>i8i8i8I4' k, head_end_ms, keep_s, number of products, then per product
 --     '>I4Hc0' its code and name, then '>B' number of reasons and per reason '>Hc0' its text
---   its sales, '>c11I4i8I4i8B' each: digest, product, ts_ms, units, revenue_micros, reason
---     (0 for none, else its 1-based place among the head's reasons)
+--   its sales, '>c11I4i8i4i8B' each: digest, product, ts_ms, units in thousandths (signed: a
+--     return is negative), revenue_micros (signed), reason (0 for none, else its 1-based place
+--     among the head's reasons)
 -- (digest: the first 11 bytes of the event id's SHA-1, see Dedupe; product: the 1-based
 -- position in the block's products; code: the product's position among the experiment's
 -- sorted products; revenue in millionths, a whole number). The answer is each sale's status,
 -- comma-separated, in block order.
 -- Cells: period k's sums are one string, {base}:sums:{k}, four big-endian signed 64-bit
--- integers per product code c at #(4c) units, #(4c+1) revenue in millionths, #(4c+2) orders,
--- #(4c+3) head units (a product never sold reads zero): 32 bytes a product, read with one
+-- integers per product code c at #(4c) units in thousandths, #(4c+1) revenue in millionths,
+-- #(4c+2) orders (sales with positive units: a return nets its units and revenue into the
+-- cell, and is no order), #(4c+3) head units in thousandths (a product never sold reads
+-- zero). Whole thousandths make a cell's sum exact and the same in any order of its sales
+-- (core/units.py; fractional units are goods sold by weight): 32 bytes a product, read with one
 -- GET, where a hash cost ~290 bytes and a parse per field. A batch adds to a cell it touched
 -- by reading its 32 bytes (GETRANGE) and writing them back (SETRANGE): two commands a cell,
 -- where BITFIELD INCRBY parsed four arguments a field (~2.3 against ~1.2 us a cell). The
--- read values are exact below 2^53 in Lua's doubles; a cell whose sums reach that goes out
--- with BITFIELD INCRBY, exact in Redis.
+-- read values are exact below 2^53 in magnitude in Lua's doubles; a cell whose sums reach that
+-- goes out with BITFIELD INCRBY, exact in Redis. The running totals count units in thousandths
+-- too, as 'mu:{status}' (Store.totals reads them as units).
 -- A period below the experiment's 'closed' mark is compacted (or being compacted): its sales
 -- are 'late', counted nowhere (as the ingestor's own lateness check does), but a copy of a
 -- sale counted before the close (a batch retried after a partial failure) is a 'dup' while
@@ -161,7 +166,7 @@ for i = 2, #ARGV, 2 do
     -- the id's digest as 4 + 4 + 3 bytes a, b, c: the member is its first 52 bits, the bucket
     -- hash the 32 after them (Store's dedupe_digest); exact in doubles
     local a, b, c, p, t, u, rv, why
-    a, b, c, p, t, u, rv, why, pos = sunpack('>I4I4I3I4i8I4i8B', sales, pos)
+    a, b, c, p, t, u, rv, why, pos = sunpack('>I4I4I3I4i8i4i8B', sales, pos)
     local low = b % 4096
     local member = fmt('%d', a * 1048576 + (b - low) / 4096)  -- a set holds its decimal text
     local h = low * 1048576 + (c - c % 16) / 16
@@ -208,7 +213,7 @@ for i = 2, #ARGV, 2 do
         if status == 'ok' then
           local c = codes[p]
           local acc = (per.r[c] or 0) + rv
-          if acc >= 9007199254740992 then
+          if acc >= 9007199254740992 or acc <= -9007199254740992 then
             -- from 2^53 a double drops units (2^53 + 1 reads 2^53): write what is summed
             -- (exact) and start again
             redis.call('BITFIELD', per.sums, 'INCRBY', 'i64', 64 * (4 * c + 1), per.r[c] or 0)
@@ -216,7 +221,7 @@ for i = 2, #ARGV, 2 do
           end
           per.u[c] = (per.u[c] or 0) + u
           per.r[c] = acc
-          per.n[c] = (per.n[c] or 0) + 1
+          if u > 0 then per.n[c] = (per.n[c] or 0) + 1 end
         elseif status == 'head' then
           local c = codes[p]
           per.h[c] = (per.h[c] or 0) + u
@@ -237,7 +242,7 @@ for k, per in pairs(e.periods) do  -- sales remembered, for the next period's bu
   if per.fresh > 0 then add(ints, e.seenb, 'n:'..k, per.fresh) end
 end
 local totals = base..':totals'
-for st, v in pairs(e.units) do add(ints, totals, 'units:'..st, v) end
+for st, v in pairs(e.units) do add(ints, totals, 'mu:'..st, v) end
 for st, v in pairs(e.events) do add(ints, totals, 'events:'..st, v) end
 for key, h in pairs(ints) do
   for f, v in pairs(h) do redis.call('HINCRBY', key, f, fmt('%d', v)) end
@@ -246,7 +251,7 @@ end
 -- text made with '%d' (an integer's sprintf): a Lua number goes to Redis as '%.17g', whose
 -- floating-point formatting cost ~0.1 us an argument. The BITFIELD past 2^53 takes numbers,
 -- exact for whole numbers below 2^53 (every offset and increment there)
-local exact = 9007199254740992
+local exact, mabs = 9007199254740992, math.abs
 local zeros = string.rep('\0', 32)
 for _, per in pairs(e.periods) do
   local key, pu, pr, pn, ph = per.sums, per.u, per.r, per.n, per.h
@@ -259,7 +264,8 @@ for _, per in pairs(e.periods) do
     if #was < 32 then was = was..string.sub(zeros, #was + 1) end  -- past the string's end
     local u0, r0, n0, h0 = sunpack('>i8i8i8i8', was)
     local du, dr, dn, dh = pu[c] or 0, pr[c] or 0, pn[c] or 0, ph[c] or 0
-    if u0 + du < exact and r0 + dr < exact and n0 + dn < exact and h0 + dh < exact then
+    if mabs(u0 + du) < exact and mabs(r0 + dr) < exact and n0 + dn < exact
+        and mabs(h0 + dh) < exact then
       redis.call('SETRANGE', key, off, spack('>i8i8i8i8', u0 + du, r0 + dr, n0 + dn, h0 + dh))
     else  -- a sum past 2^53: added by Redis, in 64-bit integers
       local b = 4 * c * 64

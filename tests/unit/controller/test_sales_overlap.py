@@ -121,7 +121,7 @@ class _OneAtATime:
 
 def _sale(i: int, product: str, minute: int) -> DecodedSale:
     at = START + timedelta(hours=1, minutes=minute)
-    return DecodedSale(f"s{i}", product, 1, 2.0, 2.0, at)
+    return DecodedSale(f"s{i}", product, 1, 2.0, 2.0, at, 1000)
 
 
 class _Watched:
@@ -131,6 +131,7 @@ class _Watched:
         self._sale, self._routed = sale, routed
         self.event_id, self.product = sale.event_id, sale.product
         self.units, self.revenue = sale.units, sale.revenue
+        self.units_milli, self.currency = sale.units_milli, sale.currency
 
     @property
     def occurred_at(self) -> datetime:

@@ -23,9 +23,10 @@ START = datetime(2026, 6, 1, tzinfo=UTC)
 NOW = START + timedelta(hours=30)
 
 
-def _spec(exp_id: str, products: list[str], period: str) -> Any:
+def _spec(exp_id: str, products: list[str], period: str, **kw: Any) -> Any:
     return load_spec(
-        {
+        kw
+        | {
             "id": exp_id,
             "products": products,
             "treatment_policy": "new",
@@ -42,7 +43,7 @@ def _spec(exp_id: str, products: list[str], period: str) -> Any:
 
 SPECS = [
     _spec("hourly", [f"h{i}" for i in range(30)], "PT1H"),
-    _spec("daily", [f"d{i}" for i in range(20)], "P1D"),
+    _spec("daily", [f"d{i}" for i in range(20)], "P1D", currency="EUR"),
 ]
 PAUSE = {"start_ms": to_ms(START + timedelta(hours=20)), "end_ms": None, "reason": "price war"}
 
@@ -70,10 +71,23 @@ def _sales(n: int, seed: int) -> list[DecodedSale]:
     for _ in range(n):
         # a few late (before NOW - 48 h) and future (after NOW + 10 min) sales too
         at = START + timedelta(seconds=rng.randrange(-20 * 3600, 30 * 3600 + 1200))
-        units = rng.randint(1, 9)
+        # sales, returns (negative) and goods by weight (thousandths)
+        units = rng.choice([rng.randint(1, 9), -rng.randint(1, 3), rng.randint(1, 9999) / 1000])
         price = round(rng.uniform(0.5, 90), 2)
         eid = f"e{rng.randrange(n // 2)}"  # copies in one batch, too
-        out.append(DecodedSale(eid, rng.choice(names), units, units * price, price, at))
+        currency = rng.choice([None, "EUR", "GBP"])
+        out.append(
+            DecodedSale(
+                eid,
+                rng.choice(names),
+                units,
+                units * price,
+                price,
+                at,
+                round(units * 1000),
+                currency,
+            )  # fmt: skip
+        )
     return out
 
 
@@ -101,15 +115,19 @@ async def test_the_inlined_loop_packs_what_route_and_add_pack(seed: int) -> None
     keep_base = lateness + int(settings.dedupe_margin.total_seconds() * 1000) - now_ms
     skew = int(settings.max_future_skew.total_seconds() * 1000)
     want: dict[tuple[str, int], SalesBlock] = {}
-    routed = 0
+    routed = currency_refused = 0
     for i, s in enumerate(sales):
         ts = to_ms(s.occurred_at)
         where = ingestor.routes.route(s.product, ts)
         if ts < now_ms - lateness or ts > now_ms + skew or where is None:
             assert verdicts[i] is not None
             continue
-        assert verdicts[i] is None
         exp, k = where
+        if s.currency not in (None, exp.spec.currency) and exp.spec.currency is not None:
+            assert verdicts[i] is not None and verdicts[i].status == "currency"  # type: ignore[union-attr]
+            currency_refused += 1
+            continue
+        assert verdicts[i] is None
         b = want.get((exp.id, k))
         if b is None:
             keep = (exp.bounds_ms[k + 1] + keep_base) // 1000 + 1
@@ -119,7 +137,8 @@ async def test_the_inlined_loop_packs_what_route_and_add_pack(seed: int) -> None
         b.add(i, s.event_id, s.product, code, ts, s.units, s.revenue, reason)
         routed += 1
     # the cases are there: routed, late or outside, and paused
-    assert 1500 < routed < 2900 and any(b.reasons for b in want.values())
+    assert 1200 < routed < 2900 and any(b.reasons for b in want.values())
+    assert currency_refused > 50
     assert [_state(b) for b in blocks] == [_state(b) for b in want.values()]
 
 
@@ -127,7 +146,7 @@ async def test_a_revenue_the_script_cannot_sum_exactly_is_refused() -> None:
     ingestor = await _ingestor()
     at = START + timedelta(hours=25)
     with pytest.raises(StoreError, match="revenue is outside"):
-        ingestor._route([DecodedSale("x", "h1", 1, 2e9, 2e9, at)])
+        ingestor._route([DecodedSale("x", "h1", 1, 2e9, 2e9, at, 1000)])
     with pytest.raises(StoreError, match="revenue is outside"):
         SalesBlock("hourly", 25, 0, 1).add(0, "x", "h1", 1, to_ms(at), 1, float("nan"))
 

@@ -149,6 +149,7 @@ BAD: list[tuple[dict[str, Any], str, str]] = [
     ({"segments": {"big": ["a", "zz"]}}, "segments", "not in the experiment"),
     ({"segments": {"big": ["a", "b"], "small": ["b"]}}, "segments", "overlap"),
     ({"segments": {"big": []}}, "segments", "no products"),
+    ({"currency": "eur"}, "currency", "is not an ISO 4217 code (three capital letters"),
     (
         {
             "design": "cluster",
@@ -252,3 +253,12 @@ def test_segments_are_kept_and_reach_the_worker_as_json() -> None:
     spec = load_spec({**_base(), "segments": {"big": ["a", "b"], "small": ["c"]}})
     assert spec.segments == {"big": ("a", "b"), "small": ("c",)}
     assert spec.model_dump(mode="json")["segments"] == {"big": ["a", "b"], "small": ["c"]}
+
+
+def test_a_spec_without_currency_dumps_as_before_it_existed_and_one_with_it_round_trips() -> None:
+    """Stored specs are compared by their JSON, and an older worker refuses an unknown key."""
+    plain = load_spec(_base())
+    assert "currency" not in json.loads(plain.to_json())
+    priced = load_spec({**_base(), "currency": "EUR"})
+    assert json.loads(priced.to_json())["currency"] == "EUR"
+    assert load_spec(json.loads(priced.to_json())).currency == "EUR"

@@ -26,17 +26,21 @@ PRODUCTS = ["a", "b|x", "c", "e", "ünï"]
 INDEX = pd.Index(PRODUCTS)
 RECORDS = {"a": "T|0.5||", "b|x": "C|0.5||", "ünï": "T|0.5|1780000000000|washout"}
 # the live sums as the ingest script's BITFIELD writes them, written out here independently:
-# per product code, big-endian int64 units, revenue in millionths, orders, head units
+# per product code, big-endian int64 units in thousandths, revenue in millionths, orders,
+# head units in thousandths
 SUMS = (
-    struct.pack(">4q", 7, 17_470_000, 3, 0)  # a
-    + struct.pack(">4q", 0, 0, 0, 2)  # b|x
+    struct.pack(">4q", 7_000, 17_470_000, 3, 0)  # a
+    + struct.pack(">4q", 0, 0, 0, 2_000)  # b|x
     + struct.pack(">4q", 0, 0, 0, 0) * 2  # c, e: nothing sold
-    + struct.pack(">4q", 4, 100_000, 1, 0)  # ünï
+    + struct.pack(">4q", 4_000, 100_000, 1, 0)  # ünï
 )
 
 
-def sums(*per_product: tuple[int, int, int, int]) -> bytes:
-    return b"".join(struct.pack(">4q", *row) for row in per_product)
+def sums(*per_product: tuple[float, int, int, float]) -> bytes:
+    """(units, revenue in millionths, orders, head units) per product, as stored."""
+    return b"".join(
+        struct.pack(">4q", round(u * 1000), r, n, round(h * 1000)) for u, r, n, h in per_product
+    )
 
 
 def test_a_period_round_trips_through_its_stored_form() -> None:
@@ -188,3 +192,24 @@ def test_a_period_stored_before_blocks_is_still_read_whole_and_in_spans() -> Non
     assert first == 8 + len(head) and last < first  # "to the end": GETRANGE first -1
     got = decode_span(header, old[first:], 5, 9)
     assert got.units.tolist() == cols.units[5:9].tolist()
+
+
+def test_returns_and_goods_by_weight_come_back_exactly_and_are_stored_as_floats() -> None:
+    """Units are summed in thousandths: a net return reads negative, a weight reads its
+    thousandths; a period with a fractional cell keeps its units as float64 when compacted."""
+    live = struct.pack(">4q", -2_000, -9_980_000, 0, 0) + struct.pack(
+        ">4q", 1_250, 3_750_000, 2, 500
+    )
+    cols = from_live(pd.Index(["a", "b"]), {"a": "T|1||", "b": "C|1||"}, live)
+    assert cols.units.tolist() == [-2.0, 1.25] and cols.head.tolist() == [0.0, 0.5]
+    assert cols.revenue.tolist() == [-9.98, 3.75]
+    blob = encode(cols)
+    (hlen,) = struct.unpack("<I", blob[4:8])
+    dtypes = dict(json.loads(blob[8 : 8 + hlen])["arrays"])
+    assert dtypes["u"] == "<f8" and dtypes["h"] == "<f8" and dtypes["n"] == "<i4"
+    back = decode(blob)
+    assert back.units.tolist() == [-2.0, 1.25] and back.head.tolist() == [0.0, 0.5]
+    assert back.cells(["a", "b"], 3) == {
+        "3|a|u": "-2", "3|b|u": "1.25", "3|a|r": "-9.98", "3|b|r": "3.75", "3|b|n": "2",
+        "3|b|h": "0.5",
+    }  # fmt: skip

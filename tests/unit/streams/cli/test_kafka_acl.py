@@ -81,6 +81,7 @@ def test_pricelab_acl_kafka_prints_the_commands_without_any_password(
     }
     assert sales == {
         "User:pricelab-controller": ["--operation", "Read"],
+        "User:pricelab-operator": ["--operation", "Write"],  # dead-letters --replay
         "User:pricelab-admin": ["--operation", "Create", "--operation", "Describe"],
     }
     groups = {c[-1] for c in commands if c[-2] == "--group"}
@@ -266,6 +267,8 @@ def test_the_operator_is_granted_what_its_modules_declare_and_no_group() -> None
         "topic:x.command_replies": {"Read"},
         "topic:x.estimates": {"Read"},
         "topic:x.experiment_events": {"Read"},
+        "topic:x.dead_letter": {"Read"},
+        "topic:x.sales": {"Write"},  # dead-letters --replay
     }
 
 

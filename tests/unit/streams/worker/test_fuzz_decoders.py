@@ -126,15 +126,18 @@ def test_wrong_types_and_junk_in_a_field(field: str, value: Any) -> None:
 
 def _assert_valid(sale: Sale) -> None:
     """What every accepted sale satisfies, checked independently of the model's validators."""
-    assert 0 < sale.units <= 1_000_000 and type(sale.units) is int
-    assert math.isfinite(sale.revenue) and sale.revenue >= 0
+    # v2: a return is negative, goods by weight fractional, in whole thousandths
+    assert sale.units != 0 and -1_000_000 <= sale.units <= 1_000_000
+    assert abs(sale.units * 1000 - round(sale.units * 1000)) <= 1e-6
+    assert sale.units_milli == round(sale.units * 1000)
+    assert math.isfinite(sale.revenue) and abs(sale.revenue) <= 1e9
     assert math.isfinite(sale.unit_price) and sale.unit_price > 0
     assert sale.occurred_at.utcoffset() is not None
     for ident in (sale.event_id, sale.product):
         assert 1 <= len(ident) <= 128
         assert all(c.isascii() and (c.isalnum() or c in "_.:-") for c in ident)
     expected = sale.units * sale.unit_price
-    assert abs(sale.revenue - expected) <= max(0.01, 1e-6 * expected)
+    assert abs(sale.revenue - expected) <= max(0.01, 1e-6 * abs(expected))
 
 
 @FUZZ
@@ -146,9 +149,9 @@ def test_negative_nan_and_infinite_numbers(units: Any, price: float) -> None:
     doc = valid_sale(units=units, unit_price=price, revenue=10.0)
     raw = _dumps(doc)
     bad = (
-        isinstance(units, float)
-        and (not math.isfinite(units) or units != int(units))
-        or not (0 < units <= 1_000_000)
+        not (-1_000_000 <= units <= 1_000_000)  # NaN too
+        or units == 0
+        or abs(units * 1000 - round(units * 1000)) > 1e-6
         or not math.isfinite(price)
         or price <= 0
     )
@@ -171,7 +174,7 @@ def test_named_reasons() -> None:
         _reason(_dumps({k: v for k, v in valid_sale().items() if k != "units"})) == "missing_field"
     )
     assert _reason(_dumps(valid_sale(color="red"))) == "unknown_field"
-    assert _reason(_dumps(valid_sale(v=2))) == "unsupported_version"
+    assert _reason(_dumps(valid_sale(v=3))) == "unsupported_version"
     assert _reason(_dumps(valid_sale(units=float("nan")))) == "invalid_field"
     assert _reason(_dumps(valid_sale(event_id="e-1\n"))) == "invalid_field"  # trailing newline
     assert _reason(_dumps(valid_sale(occurred_at="2026-06-01T10:00:00"))) == "invalid_field"

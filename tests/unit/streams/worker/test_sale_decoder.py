@@ -21,7 +21,9 @@ FUZZ = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-FIELDS = ("event_id", "product", "units", "revenue", "unit_price", "occurred_at")
+FIELDS = (
+    "event_id", "product", "units", "units_milli", "currency", "revenue", "unit_price", "occurred_at",
+)  # fmt: skip
 
 
 def valid_sale(**over: Any) -> dict[str, Any]:
@@ -194,3 +196,63 @@ def test_a_sale_above_a_billion_in_revenue_is_refused(
     assert_same(raw)
     got = _verdict(decode_sale, raw)
     assert (got[0] == "accepted") is accepted, got
+
+
+# ------------------------------------------------ v2: sales as a shop's system sends them
+
+
+@pytest.mark.parametrize(
+    ("units", "revenue", "milli"),
+    [(-2, -10.0, -2000), (0.5, 2.5, 500), (-0.125, -0.625, -125), (1_000_000, 5e6, 10**9)],
+)
+def test_returns_and_goods_by_weight_take_the_fast_path_in_thousandths(
+    units: float, revenue: float, milli: int
+) -> None:
+    raw = json.dumps(valid_sale(v=2, units=units, revenue=revenue, currency="EUR")).encode()
+    s = decode_sale(raw)
+    assert isinstance(s, DecodedSale)
+    assert (s.units, s.units_milli, s.revenue, s.currency) == (units, milli, revenue, "EUR")
+    assert_same(raw)
+
+
+@FUZZ
+@given(
+    milli=st.integers(min_value=-(10**9), max_value=10**9).filter(bool),
+    price=st.floats(min_value=0.01, max_value=1000),
+)
+def test_any_quantity_in_thousandths_is_read_exactly(milli: int, price: float) -> None:
+    units = milli / 1000
+    raw = json.dumps(valid_sale(units=units, revenue=units * price, unit_price=price)).encode()
+    s = decode_sale(raw)
+    assert s.units_milli == milli
+    assert_same(raw)
+
+
+@pytest.mark.parametrize(
+    ("over", "reason", "said"),
+    [
+        ({"product": 121}, "invalid_field", "product: is the number 121: send the id as a JSON "
+         'string (a number loses leading zeros: "00121" would read 121)'),
+        ({"event_id": 7}, "invalid_field", "event_id: is the number 7: send the id as a JSON"),
+        ({"occurred_at": "2026-06-01T10:00:00"}, "invalid_field",
+         "occurred_at: '2026-06-01T10:00:00' has no time zone: send it with its UTC offset"),
+        ({"occurred_at": "2026-06-01 10:00"}, "invalid_field", "has no time zone"),
+        ({"units": 0, "revenue": 0}, "invalid_field", "units: must be a finite number other "
+         "than 0"),
+        ({"units": 0.0005, "revenue": 0.0025}, "invalid_field", "units: has more than 3 decimals"),
+        ({"units": -2, "revenue": 10.0}, "invalid_field", "does not equal units x unit_price"),
+        ({"currency": "eur"}, "invalid_field", "currency: 'eur' is not an ISO 4217 currency"),
+        ({"colour": "red"}, "unknown_field",
+         "colour: Sale has no field 'colour' (docs/contracts lists its fields)"),
+        ({"v": 3}, "unsupported_version", "v: Input should be 1 or 2"),
+    ],
+)  # fmt: skip
+def test_what_is_refused_says_why_in_one_sentence(
+    over: dict[str, Any], reason: str, said: str
+) -> None:
+    raw = json.dumps(valid_sale(**over)).encode()
+    with pytest.raises(DecodeError) as info:
+        decode_sale(raw)
+    assert info.value.reason == reason
+    assert said in str(info.value), str(info.value)
+    assert_same(raw)
