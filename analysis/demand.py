@@ -572,7 +572,7 @@ def fit_demand(
         edge = r_star in (lo, hi)
         drawn = r_b[np.isfinite(r_b)]  # none where every replicate's curve is undefined
         optimum_ci, change_ci = interval(r_b), interval(change_b)
-        reason = _unplaced(r_b, optimum_ci, change_ci, lo, hi, alpha)
+        reason = _unplaced(r_b, optimum_ci, lo, hi, alpha)
         rec = {
             "optimal_price_ratio": r_star,
             "optimal_price_ratio_ci": None if reason else optimum_ci,
@@ -585,6 +585,14 @@ def fit_demand(
         }
         if reason:
             notes.append(reason)
+        elif change_ci[0] == change_ci[1]:
+            # the control's own price (an end of a ladder that only raises or only cuts): the
+            # change is 0 there by definition, and the optimum's interval still says how far
+            # the best price may lie from it
+            notes.append(
+                "the recommended price is the control's: the profit change there is 0 by "
+                "definition."
+            )
         if edge:
             notes.append(
                 f"profit is highest at the {'top' if r_star == hi else 'bottom'} of the tested "
@@ -612,7 +620,6 @@ def fit_demand(
 def _unplaced(
     r_b: np.ndarray,
     optimum_ci: tuple[float, float],
-    change_ci: tuple[float, float],
     lo: float,
     hi: float,
     alpha: float,
@@ -638,11 +645,6 @@ def _unplaced(
             f"{share:.1%} of the bootstrap replicates' profit curves peak {word} the tested "
             f"range: the data place the best price at or {word} x{end:g}, where no price was "
             "tested, so the interval is not identified within the range."
-        )
-    if change_ci[0] == change_ci[1]:  # the recommended price is the control's own
-        return (
-            "the recommended price is the control's, where the profit change is 0 by "
-            "definition: no interval."
         )
     return None
 

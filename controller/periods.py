@@ -17,6 +17,7 @@ an empty period, ``schedule`` skips it, and washout compares with the previous n
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
@@ -52,15 +53,17 @@ def _local_wall(zone: ZoneInfo, d: date, offset: timedelta) -> datetime:
         return late
     early = naive.replace(tzinfo=zone, fold=1).astimezone(UTC)
     # a skipped wall time: the jump is the first instant in (early, late] whose wall time is
-    # past ``naive``; zone transitions fall on whole seconds
-    lo, hi = early, late
-    while hi - lo > timedelta(seconds=1):
-        mid = lo + (hi - lo) // 2
-        if mid.astimezone(zone).replace(tzinfo=None) > naive:
+    # past ``naive``; zone transitions fall on whole seconds, so bisect on whole seconds (a
+    # bisection on instants stops up to a second past the jump: a gap of several slots then
+    # started its later slots fractions of a second after it, none of them empty)
+    lo, hi = math.floor(early.timestamp()), math.ceil(late.timestamp())
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if datetime.fromtimestamp(mid, zone).replace(tzinfo=None) > naive:
             hi = mid
         else:
             lo = mid
-    return hi
+    return datetime.fromtimestamp(hi, UTC)
 
 
 def _grid_start(spec: PeriodGrid, day0: date, g: int) -> datetime:

@@ -344,7 +344,10 @@ def primary_estimators(docs: list[dict[str, Any]]) -> dict[tuple[str, str, str],
         if doc.get("identified") is False and metric != "elasticity":
             continue
         key = (metric, doc.get("segment") or "", doc.get("arm") or "")
-        look = (str(doc.get("as_of") or ""), int(doc.get("n_periods") or 0))
+        # the look is its as_of; estimators count periods their own way at one look (a
+        # crossover leaves washout periods out), so n_periods only orders looks without one
+        as_of = str(doc.get("as_of") or "")
+        look = (as_of, 0 if as_of else int(doc.get("n_periods") or 0))
         if key not in first or look > first[key][0]:
             first[key] = (look, doc["estimator"])  # a later look: its first estimator leads
     return {key: estimator for key, (_, estimator) in first.items()}

@@ -473,9 +473,12 @@ class VerdictMessage(_Wire):
     periods seen at the first decisive look, which later looks repeat. For ``keep_running``,
     ``more_days`` is the number of days still needed for 80% power at ``mde_pct``, or null
     with ``more_days_note`` saying why.
+
+    v2: the word ``no_difference`` and a k-arm guardrail's ``arm`` (a v1 reader knows three
+    words and guardrails without an arm).
     """
 
-    v: Literal[1] = 1
+    v: Literal[2] = 2  # type: ignore[assignment]
     kind: Literal["verdict"] = "verdict"
     experiment: Ident
     as_of: Instant

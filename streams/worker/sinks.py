@@ -241,11 +241,14 @@ class KafkaGuardrailSink:
         self.worker = f"pricelab-analysis:{os.getpid()}@{socket.gethostname().split('.')[0]}"
 
     async def trip(self, experiment: str, metric: str, detail: dict[str, Any]) -> None:
+        # one arm's breach stops every arm (k arms): the reason names the arm
+        arm = detail.get("arm")
+        where = "" if arm is None else f" (arm {arm})"
         cmd = Command(
             command_id=f"guardrail-{uuid.uuid4().hex}",
             kind=CommandKind.STOP,
             experiment=experiment,
-            reason=f"guardrail {metric}: drop beyond {detail.get('max_drop_pct')}%",
+            reason=f"guardrail {metric}{where}: drop beyond {detail.get('max_drop_pct')}%",
             actor=self.worker,
         )
         await self.publisher.send(self.topics.commands, cmd, experiment)

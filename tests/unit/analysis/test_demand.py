@@ -285,3 +285,19 @@ def test_where_the_control_is_the_best_price_the_profit_change_covers_a_loss() -
 def test_the_same_panel_gives_the_same_interval() -> None:
     a, b = fit_demand(ladder(7)).to_dict(), fit_demand(ladder(7)).to_dict()
     assert a == b
+
+
+def test_a_ladder_whose_control_is_its_lowest_price_keeps_the_optimums_interval() -> None:
+    """A price-rise ladder (1.00, 1.05, 1.10) whose best price is the control's (elasticity
+    -2, costs at half the list price: profit peaks at r = 1): the fit recommends the control's
+    price, where the profit change is 0 by definition, and its replicates spread over the
+    ladder (not all clamped to 1.00). That look was published as ``identified`` false, "no
+    interval", with the optimum's interval dropped, at every look of such an experiment (6 of
+    8 seeds here); the optimum's interval is placed, and the change at the control's own price
+    is exactly 0."""
+    doc = fit_demand(ladder(1, cost_share=0.5, ratios=np.array([1.0, 1.05, 1.10]))).to_dict()
+    assert doc["optimal_price_ratio"] == 1.0 and doc["p_edge"] < 0.9
+    assert doc["identified"] is True and doc["reason"] is None
+    assert doc["optimal_price_ratio_ci_low"] == 1.0 < doc["optimal_price_ratio_ci_high"]
+    assert doc["profit_change_at_optimum"] == 0.0
+    assert doc["profit_change_at_optimum_ci_low"] == doc["profit_change_at_optimum_ci_high"] == 0.0

@@ -139,3 +139,15 @@ def test_a_demand_curve_reads_as_evidence_beside_the_verdict() -> None:
                       "optimal_price_ratio_ci_high": None, "notes": ["why, in one sentence."]}  # fmt: skip
     text = render_demand(unplaced, {"verdict": "keep_running", "arm": "p97"})
     assert "peaks at x1.022 (no interval)" in text and "! why, in one sentence." in text
+
+
+def test_the_primary_estimator_is_the_first_at_a_look_whatever_periods_each_counts() -> None:
+    # estimators count periods their own way at one look (a crossover's leaves its washout
+    # periods out, a difference in differences counts them all): the look is the as_of, and
+    # its first estimate is the design's primary, not the one counting more periods
+    docs = [
+        _look("crossover", "units", "2026-06-02T00:00:00Z", 1.0) | {"n_periods": 8},
+        _look("did", "units", "2026-06-02T00:00:00Z", 2.0) | {"n_periods": 10},
+    ]
+    assert primary_estimators(docs) == {("units", "", ""): "crossover"}
+    assert [k[1] for k in latest_of(docs, primary_only=True)] == ["crossover"]

@@ -19,6 +19,7 @@ from streams.worker.contracts import (
     breaking_changes,
     frozen_name,
     json_schema,
+    model_schema,
     render,
     version_of,
 )
@@ -235,3 +236,16 @@ async def test_a_demand_curve_as_the_sink_writes_it_is_valid_on_the_estimates_to
     for bad in (wire | {"se": 0.4}, {k: v for k, v in wire.items() if k != "points"}):
         with pytest.raises(jsonschema.ValidationError):
             topic.validate(bad)
+
+
+def test_every_message_kind_keeps_what_its_versions_frozen_schema_promised() -> None:
+    """The estimates topic carries verdicts and demand curves beside its estimates, each a
+    message of its own with its own v and frozen schema; the check above reads each topic's
+    primary message alone, so a verdict's new word went out as v1, which a v1 reader
+    (``verdict`` one of ship, do_not_ship, keep_running) refuses."""
+    for c in TOPICS:
+        for stem, model, _ in c.kinds():
+            schema = model_schema(model, stem)
+            frozen = CONTRACTS / frozen_name(stem, schema)
+            assert frozen.exists(), f"{frozen.name}: a new v needs its frozen schema"
+            assert breaking_changes(json.loads(frozen.read_text()), schema) == [], stem
