@@ -62,7 +62,6 @@ from analysis.results import NotIdentified, published_fields
 from analysis.worker import AnalysisWorker
 from controller.clock import ManualClock
 from controller.panel_source import experiment_info
-from controller.spec import ExperimentSpec, load_spec
 from core.ports import EstimatorPlan, ExperimentInfo
 from lab.config import MarketConfig
 from lab.simulate import SimulatedExperiment, market_for_spec, run_spec
@@ -79,21 +78,20 @@ from lab.studies.harness import (
     mean_mcse,
     run_seed,
 )
+from lab.studies.ladder_world import (
+    RATIOS,
+    SEED,
+    design_settings,
+    ladder_spec,
+    live_cells,
+)
 
-SEED = 0
-#: the ladder: arm name -> listed price ratio, the control first
-RATIOS = {"list": 1.0, "p90": 0.90, "p95": 0.95, "p105": 1.05}
-CONTROL = "list"
 ARMS = ("p90", "p95", "p105")
 METRICS = ("units", "revenue", "profit")
 #: each world's unit cost as a share of each product's base price
 WORLDS = {"cost-48": 0.48, "cost-70": 0.70}
 #: the issue's targets: a comparison's coverage, family-wise, the recommended price's
 TARGETS = {"coverage": (0.93, 0.97), "family": 0.95, "optimum": (0.93, 0.97)}
-START = pd.Timestamp("2026-05-04", tz="UTC")
-#: the columns of the cell table the live panel source hands the worker for a ladder
-CELLS = ("product", "period", "units", "revenue", "profit", "price", "treated", "probability",
-         "blackout", "arm", "price_ratio", "class")  # fmt: skip
 #: the demand fields a run keeps
 DEMAND = ("elasticity", "elasticity_se", "elasticity_ci_low", "elasticity_ci_high",
           "optimal_price_ratio", "optimal_price_ratio_ci_low", "optimal_price_ratio_ci_high",
@@ -121,43 +119,6 @@ CASES: tuple[Case, ...] = (
 CHANCE_MCSE = 2
 
 
-def design_settings(design: str, days: int) -> dict[str, Any]:
-    """Each design's block: the crossover's four phases (a third of each blacked out, as its
-    example), time-bound's pre-period (the first half), the switchback's blocks of 2 days."""
-    if design == "crossover":
-        phase = days // len(RATIOS)
-        return {"crossover": {"phase_periods": phase, "blackout_periods": phase // 3}}
-    if design == "time-bound":
-        return {"time_bound": {"start_period": days // 2}}
-    if design == "optimal-switchback":
-        return {"optimal_switchback": {"carryover_order": 2}}
-    return {}
-
-
-def ladder_spec(
-    design: str, products: int, days: int, seed: int, costs: Mapping[str, float] | None = None
-) -> ExperimentSpec:
-    """The four-price ladder of ``design`` on ``products`` products over ``days`` days."""
-    arms = [
-        {"name": name, "policy": f"price-{name}", "price_ratio": r, "allocation": 0.25}
-        | ({"control": True} if name == CONTROL else {})
-        for name, r in RATIOS.items()
-    ]
-    return load_spec(
-        {
-            "id": "ladder",
-            "design": design,
-            "products": [f"P{i:03d}" for i in range(products)],
-            "arms": arms,
-            "start": START.isoformat(),
-            "end": (START + pd.Timedelta(days=days)).isoformat(),
-            "seed": seed,
-            **design_settings(design, days),
-            **({"unit_costs": dict(costs)} if costs is not None else {}),
-        }
-    )
-
-
 def experiment(case: Case, run: int, settings: Mapping[str, Any]) -> SimulatedExperiment:
     """Run ``run`` of ``case``: the world's market (products seed 0, or the run's own with
     ``markets: per-run``) on the run's demand path, each product's unit cost the world's
@@ -175,16 +136,6 @@ def experiment(case: Case, run: int, settings: Mapping[str, Any]) -> SimulatedEx
     costs = dict(zip(market.product_ids, np.round(share * base, 2).tolist(), strict=True))
     spec = ladder_spec(case["design"], products, days, design_seed, costs)
     return run_spec(spec, market)
-
-
-def live_cells(sim: SimulatedExperiment) -> pd.DataFrame:
-    """The cell table the live panel source would hand the worker: the price paid is revenue
-    over units (none without a sale), no truth column."""
-    panel = sim.panel.copy()
-    units = panel["units"].to_numpy(dtype=float)
-    revenue = panel["revenue"].to_numpy(dtype=float)
-    panel["price"] = np.divide(revenue, units, out=np.full(len(units), np.nan), where=units > 0)
-    return panel[[c for c in CELLS if c in panel.columns]]
 
 
 class _Source:

@@ -25,7 +25,7 @@ Worlds, by where the true profit curve peaks:
   the bottom of the ladder).
 
 Designs: random days in every world, and the four-phase crossover
-(:func:`lab.studies.ladder.design_settings`) where the best price is the control's, over
+(:func:`lab.studies.ladder_world.design_settings`) where the best price is the control's, over
 ``days`` days; early looks (4 days) count how often a look publishes no interval
 (``identified`` false) and why. Saves docs/figures/ladder-profit.json and renders the section
 ``ladder-profit`` of docs/ladder-validation.md (template ``ladder_profit.md.j2``; the ladder
@@ -57,7 +57,7 @@ from lab.studies.harness import (
     mean_mcse,
     run_seed,
 )
-from lab.studies.ladder import CONTROL, RATIOS, SEED, ladder_spec, live_cells
+from lab.studies.ladder_world import CONTROL, RATIOS, SEED, ladder_spec, live_cells
 
 #: each world's true best ratio (None: the cost share of ``SHARES``)
 PEAKS = {"peak-1.00": 1.00, "peak-0.97": 0.97}
