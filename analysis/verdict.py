@@ -528,6 +528,12 @@ def decide(
     )
 
 
+def _shown_below(cs: tuple[float | None, float | None]) -> bool:
+    """Whether a sequence lies wholly below 0."""
+    high = cs[1]
+    return high is not None and high < 0
+
+
 def arm_look(
     cs: Mapping[str, tuple[float | None, float | None]],
     effects: Mapping[str, float] | None = None,
@@ -552,6 +558,8 @@ def arm_look(
       below 0;
     - **no difference** (keep control) when no unbarred arm's sequence lies wholly above 0
       and every unbarred arm's relative sequence lies wholly within ``+-mde_pct``;
+    - **do not ship** (keep control) also when every unbarred arm is either shown below 0 or
+      within ``+-mde_pct``, some of each: no arm can gain as much as the MDE;
     - otherwise keep running.
 
     Returns the word and the arm to ship (None unless ship)."""
@@ -571,8 +579,14 @@ def arm_look(
         return "do_not_ship", None
     rel = relative or {}
     free = [a for a in cs if a not in barred]
-    if not above and free and all(within_mde(*rel.get(a, (None, None)), mde_pct) for a in free):
+    inside = {a for a in free if within_mde(*rel.get(a, (None, None)), mde_pct)}
+    if not above and free and all(a in inside for a in free):
         return "no_difference", None
+    below = {a for a in free if _shown_below(cs[a])}
+    if not above and free and all(a in inside or a in below for a in free):
+        # each arm is shown worse than the control or within +-mde_pct of it: none can gain
+        # as much as the MDE (missing a true gain that large needs its sequence to miss it)
+        return "do_not_ship", None
     return "keep_running", None
 
 
@@ -593,7 +607,8 @@ def arm_rule_text(
     barred = " or breaches a guardrail" if names else ""
     same = (
         f"; no difference (keep control) when no arm is shown above 0 and every arm's relative "
-        f"sequence lies wholly within +-{abs(mde_pct):g}% (mde_pct)"
+        f"sequence lies wholly within +-{abs(mde_pct):g}% (mde_pct), and keep control too when "
+        "each lies wholly below 0 or within that band"
         if mde_pct
         else ""
     )
@@ -730,9 +745,30 @@ def decide_arms(
                 f"{', '.join(sorted(unbeaten))}{barred_note}"
             )
         elif now == "do_not_ship" and barred:
-            below = [a for a in fields if a not in barred]
-            reason = "; ".join(breach(a) for a in barred) + (
-                f"; every other arm's {metric} lies wholly below 0" if below else ""
+            rest = [a for a in fields if a not in barred]
+            inside = [a for a in rest if not _shown_below(cs[a])]
+            reason = (
+                "; ".join(breach(a) for a in barred)
+                + (
+                    f"; every other arm's {metric} lies wholly below 0"
+                    if rest and not inside
+                    else ""
+                )
+                + (
+                    f"; every other arm's {metric} lies wholly below 0 or within "
+                    f"+-{abs(mde_pct or 0):g}% of the control (arm(s) {', '.join(inside)} within)"
+                    if inside
+                    else ""
+                )
+            )
+        elif now == "do_not_ship" and not all(_shown_below(cs[a]) for a in fields):
+            inside = [a for a in fields if not _shown_below(cs[a])]
+            worse = [a for a in fields if a not in inside]
+            reason = (
+                f"arm(s) {', '.join(worse)} lie wholly below 0 and arm(s) {', '.join(inside)} "
+                f"wholly within +-{abs(mde_pct or 0):g}% of the control (the spec's mde_pct): "
+                f"no arm can gain as much as the MDE; keep the control; the leading "
+                f"{figure(leader)}"
             )
         elif now == "do_not_ship":
             reason = f"every arm's {metric} lies wholly below 0; the best, {figure(leader)}"
