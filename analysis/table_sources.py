@@ -104,9 +104,19 @@ def _read_csv(src: TableSource, text: tuple[str, ...]) -> pd.DataFrame:
             header = fh.readline()
         sep = max(_SEPARATORS, key=header.count) if any(c in header for c in _SEPARATORS) else ","
     dtype = dict.fromkeys(text, str) or None
-    if src.decimal == "," and sep == ",":  # quoted "169,83" in a comma-separated file
-        return decimal_commas_to_numbers(pd.read_csv(src.path, sep=sep, dtype=dtype), text)
-    return pd.read_csv(src.path, sep=sep, decimal=src.decimal, dtype=dtype)
+    if src.decimal == ".":
+        return pd.read_csv(src.path, sep=sep, dtype=dtype)
+    # a decimal-comma file: read_csv(decimal=",") leaves thousands dots (1.234, 1.234,50) as
+    # text, or in a comma-separated file reads an unquoted 1.234 as 1.234 and cannot split a
+    # quoted "169,83"; thousands="." would read a date 01.03.2026 as the number 1032026. So
+    # the columns written as such numbers are taken from the text as written.
+    df = pd.read_csv(src.path, sep=sep, decimal="," if sep != "," else ".", dtype=dtype)
+    written = pd.read_csv(src.path, sep=sep, dtype=str)
+    numbers = decimal_commas_to_numbers(written, text)
+    for column in df.columns:
+        if pd.api.types.is_numeric_dtype(numbers[column]):
+            df[column] = numbers[column]
+    return df
 
 
 def _read_database(src: TableSource) -> pd.DataFrame:

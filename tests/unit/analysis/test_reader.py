@@ -137,3 +137,28 @@ def test_an_unquoted_numeric_id_in_a_yaml_spec_says_to_quote_it(tmp_path: Path) 
     )
     with pytest.raises(SpecError, match=r"products\.0: .*quote ids in YAML, e\.g\. '00001'"):
         load_spec_file(spec)
+
+
+@pytest.mark.parametrize("sep", [";", ","])
+def test_decimal_comma_files_read_their_thousands_dots_as_thousands(
+    tmp_path: Path, sep: str
+) -> None:
+    """A German export (``--decimal ,``) writes 1234 units as ``1.234`` and 1234.50 EUR as
+    ``1.234,50``; neither is 1.234, and neither is a reason to ask for ``--decimal ,`` again.
+    A date written with dots (``01.03.2026``) stays a date."""
+    path = tmp_path / "de.csv"
+    q = '"' if sep == "," else ""
+    path.write_text(
+        f"sku{sep}day{sep}units{sep}revenue\n"
+        f"00001{sep}01.03.2026{sep}1.234{sep}{q}1.234,50{q}\n"
+        f"00001{sep}02.03.2026{sep}12{sep}{q}12,00{q}\n"
+        f"00002{sep}01.03.2026{sep}2.000{sep}{q}3,00{q}\n"
+        f"00002{sep}02.03.2026{sep}1{sep}{q}4,25{q}\n",
+        encoding="utf-8",
+    )
+    df = load_table(TableSource(path, decimal=","), ("sku",))
+    cells = to_cells(df, unit="sku", time="day", sums=["units", "revenue"],
+                     policy=ReadPolicy(dayfirst=True))  # fmt: skip
+    assert cells.frame["units"].tolist() == [1234.0, 12.0, 2000.0, 1.0]
+    assert cells.frame["revenue"].tolist() == [1234.5, 12.0, 3.0, 4.25]
+    assert cells.frame["day"].dt.strftime("%Y-%m-%d").tolist() == ["2026-03-01", "2026-03-02"] * 2
