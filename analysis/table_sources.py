@@ -104,14 +104,18 @@ def _read_csv(src: TableSource, text: tuple[str, ...]) -> pd.DataFrame:
             header = fh.readline()
         sep = max(_SEPARATORS, key=header.count) if any(c in header for c in _SEPARATORS) else ","
     dtype = dict.fromkeys(text, str) or None
+    # index_col=False: a row ending in a separator (``00121,2026-01-01,3,``) has one field
+    # more than the header, and pandas would take the ids for the index and shift every name
     if src.decimal == ".":
-        return pd.read_csv(src.path, sep=sep, dtype=dtype)
+        return pd.read_csv(src.path, sep=sep, dtype=dtype, index_col=False)
     # a decimal-comma file: read_csv(decimal=",") leaves thousands dots (1.234, 1.234,50) as
     # text, or in a comma-separated file reads an unquoted 1.234 as 1.234 and cannot split a
     # quoted "169,83"; thousands="." would read a date 01.03.2026 as the number 1032026. So
     # the columns written as such numbers are taken from the text as written.
-    df = pd.read_csv(src.path, sep=sep, decimal="," if sep != "," else ".", dtype=dtype)
-    written = pd.read_csv(src.path, sep=sep, dtype=str)
+    df = pd.read_csv(
+        src.path, sep=sep, decimal="," if sep != "," else ".", dtype=dtype, index_col=False
+    )
+    written = pd.read_csv(src.path, sep=sep, dtype=str, index_col=False)
     numbers = decimal_commas_to_numbers(written, text)
     for column in df.columns:
         if pd.api.types.is_numeric_dtype(numbers[column]):

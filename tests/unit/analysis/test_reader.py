@@ -162,3 +162,23 @@ def test_decimal_comma_files_read_their_thousands_dots_as_thousands(
     assert cells.frame["units"].tolist() == [1234.0, 12.0, 2000.0, 1.0]
     assert cells.frame["revenue"].tolist() == [1234.5, 12.0, 3.0, 4.25]
     assert cells.frame["day"].dt.strftime("%Y-%m-%d").tolist() == ["2026-03-01", "2026-03-02"] * 2
+
+
+@pytest.mark.parametrize("sep", [",", ";"])
+def test_an_export_that_ends_every_row_with_a_separator_keeps_its_columns(
+    tmp_path: Path, sep: str
+) -> None:
+    """Many exports end each row with the separator (``00121,2026-01-01,3,``). pandas then
+    takes the first column for the index and shifts every name one column to the left: the
+    ids became the dates, the periods the units. The columns stay where the header puts them."""
+    path = tmp_path / "export.csv"
+    path.write_text(
+        f"sku{sep}day{sep}units\n00121{sep}2026-01-01{sep}3{sep}\n00007{sep}2026-01-01{sep}5{sep}\n",
+        encoding="utf-8",
+    )
+    df = load_table(TableSource(path), ("sku",))
+    assert df[["sku", "day", "units"]].to_dict("list") == {
+        "sku": ["00121", "00007"],
+        "day": ["2026-01-01", "2026-01-01"],
+        "units": [3, 5],
+    }
