@@ -23,8 +23,8 @@ Every command that reads an analyst's own table goes through this module: ``plan
   that varies within a product (the arm of a switchback) cannot be known, so the table is
   refused with a sentence naming ``--missing drop``. ``--missing drop`` leaves missing cells
   out (a plan then excludes them like blacked-out cells; a balanced estimator refuses).
-* **Currency.** A currency column (``--currency COL``; a column named ``currency`` is used
-  without it) must hold one currency, or the money columns are converted with ``--rates FILE``
+* **Currency.** A currency column (``--currency COL``; a column named ``currency``, in any
+  case, is used without it) must hold one currency, or the money columns are converted with ``--rates FILE``
   (columns ``currency,rate``: the value of one unit of that currency in the currency reported)
   and every currency needs a rate. Mixed currencies are otherwise refused: summed, they mean
   nothing.
@@ -56,7 +56,7 @@ from analysis.table_sources import (
 )
 
 MISSING_CHOICES = ("zero", "drop")
-#: the currency column used without ``--currency`` when the table has it
+#: the currency column used without ``--currency`` when the table has it (in any case)
 CURRENCY_COLUMN = "currency"
 
 
@@ -155,7 +155,7 @@ def to_cells(
     sum_cols = list(dict.fromkeys(c for c in sums if c))
     desc_cols = [c for c in dict.fromkeys(c for c in describe if c) if c not in sum_cols]
     carry_cols = [c for c in dict.fromkeys(c for c in carry if c) if c not in sum_cols + desc_cols]
-    currency_col = pol.currency or (CURRENCY_COLUMN if CURRENCY_COLUMN in df.columns else None)
+    currency_col = pol.currency or _currency_column(df.columns)
     named = [unit, time, *sum_cols, *desc_cols, *carry_cols]
     named += [c for c in (pol.launch, pol.currency) if c]
     missing = [c for c in dict.fromkeys(named) if c not in df.columns]
@@ -218,6 +218,14 @@ def to_cells(
             )
     out = out.sort_values([unit, time], kind="stable").reset_index(drop=True)
     return Cells(out, filled, span or len(out), merged, tuple(notes))
+
+
+def _currency_column(columns: pd.Index) -> str | None:
+    """The column named ``currency`` in any case and spacing (an export's ``Currency``), the
+    exact name first; None when there is none."""
+    if CURRENCY_COLUMN in columns:
+        return CURRENCY_COLUMN
+    return next((c for c in columns if str(c).strip().lower() == CURRENCY_COLUMN), None)
 
 
 def _one_currency(

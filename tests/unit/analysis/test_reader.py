@@ -182,3 +182,12 @@ def test_an_export_that_ends_every_row_with_a_separator_keeps_its_columns(
         "day": ["2026-01-01", "2026-01-01"],
         "units": [3, 5],
     }
+
+
+@pytest.mark.parametrize("name", ["Currency", "CURRENCY", " currency "])
+def test_a_currency_column_is_found_whatever_its_case(name: str) -> None:
+    """An export's ``Currency`` column is its currency column: EUR and GBP rows summed
+    silently because the header was capitalised are the wrong answer the policy exists for."""
+    df = sales().assign(revenue=10.0, **{name: ["EUR", "EUR", "GBP", "EUR", "GBP"]})
+    with pytest.raises(TableError, match=f"EUR and GBP \\(column {name!r}\\)"):
+        to_cells(df, unit="sku", time="day", sums=["revenue"], money=["revenue"])
