@@ -28,7 +28,8 @@ Every command that reads an analyst's own table goes through this module: ``plan
   (columns ``currency,rate``: the value of one unit of that currency in the currency reported)
   and every currency needs a rate. Mixed currencies are otherwise refused: summed, they mean
   nothing.
-* **Periods** are whole numbers or dates; dates are read without guessing a day/month order
+* **Periods** are whole numbers or dates (a period is whole hours or days: labels less than an
+  hour apart are times of sale, refused by :func:`_not_times_of_sale`); dates are read without guessing a day/month order
   (:func:`analysis.table_input.read_dates`) and compared as instants (UTC), so the same period
   written in another zone or format is the same period.
 
@@ -116,6 +117,25 @@ def periods(
     return read_dates(col, name, dayfirst=dayfirst, date_format=date_format, utc=True)
 
 
+def _not_times_of_sale(times: pd.Series, name: str, what: str) -> None:
+    """A TableError when the time column holds times of sale, not periods: a period is whole
+    hours or days (an experiment's period), so labels less than an hour apart (10:18, 10:47)
+    are sales, and each would be a period with every other product a zero-sale cell in it."""
+    if not pd.api.types.is_datetime64_any_dtype(times):
+        return
+    labels = pd.Series(pd.DatetimeIndex(times.drop_duplicates()).sort_values())
+    gaps = labels.diff()
+    if len(labels) < 2 or gaps.min() >= pd.Timedelta(hours=1):
+        return
+    a, b = labels[gaps.idxmin() - 1], labels[gaps.idxmin()]
+    raise TableError(
+        f"time column {name!r} holds times of sale, not periods ({_label(a)} and {_label(b)} "
+        f"are {str(b - a).removeprefix('0 days ')} apart; a period is whole hours or days): "
+        f"give each row of the {what} its period (e.g. the day of the sale as a date column); "
+        "the rows of a cell are then summed."
+    )
+
+
 def full_range(labels: pd.Index) -> pd.Index:
     """Every period from the first to the last (a gap is a period without data, not two
     neighbouring periods): whole numbers one apart, dates at the smallest step between two."""
@@ -172,6 +192,7 @@ def to_cells(
     check_decimal_commas(df, (*sum_cols, *carry_cols))
     out = pd.DataFrame({unit: as_text(df[unit])}, index=df.index)
     out[time] = periods(df[time], time, pol.dayfirst, pol.date_format)  # aligned, not objects
+    _not_times_of_sale(out[time], time, what)
     for col in sum_cols + carry_cols:
         values = pd.to_numeric(df[col], errors="coerce")
         bad = values.isna() & df[col].notna()

@@ -191,3 +191,33 @@ def test_a_currency_column_is_found_whatever_its_case(name: str) -> None:
     df = sales().assign(revenue=10.0, **{name: ["EUR", "EUR", "GBP", "EUR", "GBP"]})
     with pytest.raises(TableError, match=f"EUR and GBP \\(column {name!r}\\)"):
         to_cells(df, unit="sku", time="day", sums=["revenue"], money=["revenue"])
+
+
+def test_sale_timestamps_are_not_taken_for_periods() -> None:
+    """A transaction export's time of sale (10:18, 17:56, ...) made every minute in which
+    something sold a period of its own, and every other product a zero-sale cell there: graph
+    build answered with exit 0 on 'periods' a minute apart. A period is whole hours or days,
+    so such a column is refused in one sentence that says to give each row its period."""
+    df = pd.DataFrame(
+        {
+            "sku": ["00121", "00121", "00007", "00121", "00007"],
+            "ts": [
+                "2026-01-01 10:18",
+                "2026-01-01 17:56",
+                "2026-01-01 09:01",
+                "2026-01-02 12:30",
+                "2026-01-02 12:47",
+            ],  # fmt: skip
+            "units": [1, 1, 2, 1, -1],
+        }
+    )
+    with pytest.raises(TableError, match=r"'ts' holds times of sale, not periods .* its period"):
+        to_cells(df, unit="sku", time="ts", sums=["units"])
+
+
+@pytest.mark.parametrize("freq", ["1h", "6h", "1D"])
+def test_hours_and_days_are_periods(freq: str) -> None:
+    times = pd.date_range("2026-01-01 08:00", periods=6, freq=freq).strftime("%Y-%m-%d %H:%M")
+    df = pd.DataFrame({"sku": ["a"] * 6 + ["b"] * 6, "ts": list(times) * 2, "units": 1.0})
+    df = df.drop(index=[2, 9])  # a gap is a period without a row, not an irregular instant
+    assert len(to_cells(df, unit="sku", time="ts", sums=["units"]).frame) == 12
