@@ -28,8 +28,8 @@ Every command that reads an analyst's own table goes through this module: ``plan
   (columns ``currency,rate``: the value of one unit of that currency in the currency reported)
   and every currency needs a rate. Mixed currencies are otherwise refused: summed, they mean
   nothing.
-* **Periods** are whole numbers or dates (a period is whole hours or days: labels less than an
-  hour apart are times of sale, refused by :func:`_not_times_of_sale`); dates are read without guessing a day/month order
+* **Periods** are whole numbers or dates (whole hours or days: labels less than an hour apart
+  are times of sale, and refused); dates are read without guessing a day/month order
   (:func:`analysis.table_input.read_dates`) and compared as instants (UTC), so the same period
   written in another zone or format is the same period.
 
