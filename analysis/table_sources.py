@@ -11,6 +11,7 @@ cells is :mod:`analysis.reader`'s; every refusal here is a
 
 from __future__ import annotations
 
+import csv
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -103,6 +104,7 @@ def _read_csv(src: TableSource, text: tuple[str, ...]) -> pd.DataFrame:
         with src.path.open(encoding="utf-8") as fh:
             header = fh.readline()
         sep = max(_SEPARATORS, key=header.count) if any(c in header for c in _SEPARATORS) else ","
+    _one_name_each(src, sep)
     dtype = dict.fromkeys(text, str) or None
     # index_col=False: a row ending in a separator (``00121,2026-01-01,3,``) has one field
     # more than the header, and pandas would take the ids for the index and shift every name
@@ -121,6 +123,20 @@ def _read_csv(src: TableSource, text: tuple[str, ...]) -> pd.DataFrame:
         if pd.api.types.is_numeric_dtype(numbers[column]):
             df[column] = numbers[column]
     return df
+
+
+def _one_name_each(src: TableSource, sep: str) -> None:
+    """A TableError when the CSV's header names a column twice: pandas would call the second
+    ``units.1``, and a command reading ``units`` would leave it out without a word."""
+    with src.path.open(encoding="utf-8-sig", newline="") as fh:
+        header = next(csv.reader(fh, delimiter=sep), [])
+    names = [h.strip() for h in header]
+    twice = next((n for i, n in enumerate(names) if n and n in names[:i]), None)
+    if twice is not None:
+        raise TableError(
+            f"the header of {src.path.name} names column {twice!r} twice; give each column "
+            "its own name (e.g. units and returned_units)."
+        )
 
 
 def _read_database(src: TableSource) -> pd.DataFrame:

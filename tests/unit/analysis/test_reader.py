@@ -221,3 +221,12 @@ def test_hours_and_days_are_periods(freq: str) -> None:
     df = pd.DataFrame({"sku": ["a"] * 6 + ["b"] * 6, "ts": list(times) * 2, "units": 1.0})
     df = df.drop(index=[2, 9])  # a gap is a period without a row, not an irregular instant
     assert len(to_cells(df, unit="sku", time="ts", sums=["units"]).frame) == 12
+
+
+def test_a_header_that_names_a_column_twice_is_refused(tmp_path: Path) -> None:
+    """``sku,day,units,units``: pandas reads the second as ``units.1`` and every command read
+    the first alone, the returns in the second left out with exit 0."""
+    path = tmp_path / "dup.csv"
+    path.write_text("sku,day,units,units\n00001,2026-03-01,3,-1\n", encoding="utf-8")
+    with pytest.raises(TableError, match=r"names column 'units' twice"):
+        load_table(TableSource(path), ("sku",))
