@@ -29,7 +29,7 @@ Every command that reads an analyst's own table goes through this module: ``plan
   and every currency needs a rate. Mixed currencies are otherwise refused: summed, they mean
   nothing.
 * **Periods** are whole numbers or dates (whole hours or days: labels less than an hour apart
-  are times of sale, and refused); dates are read without guessing a day/month order
+  are times of sale, and refused; numbers that are all ``YYYYMMDD`` dates are those days); dates are read without guessing a day/month order
   (:func:`analysis.table_input.read_dates`) and compared as instants (UTC), so the same period
   written in another zone or format is the same period.
 
@@ -108,13 +108,25 @@ def periods(
         values = col.to_numpy(dtype=float)
         if not np.all(np.isfinite(values) & (np.mod(values, 1) == 0)):
             raise TableError(f"time column {name!r} must hold whole period numbers or dates.")
-        return col.astype(np.int64)
+        return _yyyymmdd(col.astype(np.int64))
     if pd.api.types.is_datetime64_any_dtype(col):  # Parquet's or a database's timestamps
         return pd.Series(pd.to_datetime(col, utc=True), index=col.index, name=col.name)
     text = col.astype(str).str.strip()
     if date_format is None and text.str.fullmatch(r"[-+]?\d+").all():  # periods read as text
-        return text.astype(np.int64)
+        return _yyyymmdd(text.astype(np.int64))
     return read_dates(col, name, dayfirst=dayfirst, date_format=date_format, utc=True)
+
+
+def _yyyymmdd(numbers: pd.Series) -> pd.Series:
+    """Whole numbers that are all dates written as ``YYYYMMDD`` (20260301, as ERP exports
+    write days) as those days (UTC), else as they are: read as period numbers, 31 March and
+    1 April would be 70 periods apart."""
+    if numbers.empty or not numbers.between(19000101, 21001231).all():
+        return numbers
+    days = pd.to_datetime(numbers.astype(str), format="%Y%m%d", errors="coerce", utc=True)
+    if days.isna().any():
+        return numbers
+    return days.rename(numbers.name)
 
 
 def _not_times_of_sale(times: pd.Series, name: str, what: str) -> None:

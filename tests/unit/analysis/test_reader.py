@@ -230,3 +230,25 @@ def test_a_header_that_names_a_column_twice_is_refused(tmp_path: Path) -> None:
     path.write_text("sku,day,units,units\n00001,2026-03-01,3,-1\n", encoding="utf-8")
     with pytest.raises(TableError, match=r"names column 'units' twice"):
         load_table(TableSource(path), ("sku",))
+
+
+def test_dates_written_as_yyyymmdd_numbers_are_days() -> None:
+    """An ERP export writes 1 March 2026 as 20260301. Read as a period number, the last day
+    of March (20260331) and the first of April (20260401) were 70 periods apart: plan's history
+    had 69 empty periods between every two months. They are the days they write."""
+    from lab.plan import read_history
+
+    iso = pd.DataFrame(
+        {
+            "sku": ["a", "a", "a", "b", "b", "b"],
+            "day": ["2026-03-30", "2026-03-31", "2026-04-01"] * 2,
+            "units": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+        }
+    )
+    ymd = iso.assign(day=iso["day"].str.replace("-", "").astype(int))
+    a, b = read_history(iso, "sku", "day", "units"), read_history(ymd, "sku", "day", "units")
+    assert b.n_periods == a.n_periods == 3
+    assert b.times == a.times
+    cells = to_cells(ymd, unit="sku", time="day", sums=["units"])
+    assert pd.api.types.is_datetime64_any_dtype(cells.frame["day"])
+    np.testing.assert_array_equal(a.Y, b.Y)
