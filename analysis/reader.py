@@ -261,6 +261,25 @@ def _currency_column(columns: pd.Index) -> str | None:
     return next((c for c in columns if str(c).strip().lower() == CURRENCY_COLUMN), None)
 
 
+def late_start_sentence(frame: pd.DataFrame, unit: str, time: str) -> str | None:
+    """Why a table read with ``--missing zero`` is still unbalanced, when it is because some
+    products' first row comes after the table's first period (their span starts there, and
+    the cells before it are not counted as zero sales); None when no product starts late."""
+    if frame.empty:
+        return None
+    first = frame.groupby(unit, sort=True)[time].min()
+    late = first[first > frame[time].min()]
+    if late.empty:
+        return None
+    return (
+        f"{len(late)} product(s) have their first row after the table's first period (e.g. "
+        f"{late.index[0]!r} from {_label(late.iloc[0]).removeprefix('period ')}), and a "
+        "product's cells are counted as zero sales only from its first row, so the panel is "
+        "unbalanced: give each product's first period on sale with --launch COL, or start the "
+        "table at a period from which every product is on sale."
+    )
+
+
 def _one_currency(
     col: pd.Series,
     name: str,
@@ -433,6 +452,7 @@ __all__ = [
     "TableSource",
     "as_text",
     "full_range",
+    "late_start_sentence",
     "load_table",
     "periods",
     "read_rates",
