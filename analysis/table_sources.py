@@ -219,14 +219,16 @@ def _first_line(exc: BaseException) -> str:
 
 
 def as_text(col: pd.Series) -> pd.Series:
-    """Ids as strings: text stays as written, a whole number (also one stored as a float
-    because of blanks) as its digits; blanks stay blank."""
+    """Ids as strings: text as written without the spaces around it (``00121 `` is
+    ``00121``), a whole number (also one stored as a float because of blanks) as its digits;
+    blanks (also spaces alone) stay blank."""
     if pd.api.types.is_float_dtype(col):
         values = col.to_numpy(dtype=float)
         finite = np.isfinite(values)
         if np.all(values[finite] == np.round(values[finite])):
             return col.astype("Int64").astype(str).where(col.notna(), None).astype(object)
-    return col.astype(str).where(col.notna(), None).astype(object)
+    text = col.astype(str).str.strip()
+    return text.where(col.notna() & (text != ""), None).astype(object)  # "  " is a blank
 
 
 def read_rates(path: Path) -> dict[str, float]:

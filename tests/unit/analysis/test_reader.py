@@ -252,3 +252,18 @@ def test_dates_written_as_yyyymmdd_numbers_are_days() -> None:
     cells = to_cells(ymd, unit="sku", time="day", sums=["units"])
     assert pd.api.types.is_datetime64_any_dtype(cells.frame["day"])
     np.testing.assert_array_equal(a.Y, b.Y)
+
+
+def test_an_id_written_with_spaces_around_it_is_the_same_id(tmp_path: Path) -> None:
+    """``00121`` and ``00121 `` (a padded export, an edited cell) are one product: as two,
+    each took half the sales and zeros on the other half's days."""
+    path = tmp_path / "padded.csv"
+    path.write_text(
+        "sku,day,units\n00121,2026-01-01,3\n00121 ,2026-01-02,2\n 00007,2026-01-01,1\n"
+        "00007,2026-01-02,4\n",
+        encoding="utf-8",
+    )
+    cells = to_cells(load_table(TableSource(path), ("sku",)), unit="sku", time="day",
+                     sums=["units"])  # fmt: skip
+    assert cells.frame["sku"].tolist() == ["00007", "00007", "00121", "00121"]
+    assert (cells.filled, cells.frame["units"].tolist()) == (0, [1.0, 4.0, 3.0, 2.0])
