@@ -219,6 +219,11 @@ def to_cells(
     for col in desc_cols:
         out[col] = df[col]
     notes: list[str] = []
+    if currency_col is None and pol.rates is not None:
+        raise TableError(
+            f"--rates converts each row by its currency, but the {what} has no column named "
+            "currency: name the column that holds each row's currency with --currency COL."
+        )
     if currency_col is not None:
         notes += _one_currency(df[currency_col], currency_col, out, money, pol, what)
     out = out.reset_index(drop=True)

@@ -310,6 +310,8 @@ _ARGUMENTS = tuple(
         (r"--se\b", "se"),
         (r"--missing drop\b", 'missing="drop"'),
         (r"--launch COL\b", 'launch="COLUMN"'),
+        (r"--rates\b", "rates"),
+        (r"--currency COL\b", 'currency="COLUMN"'),
         (r"--rates FILE \(columns currency,rate\)", "rates={currency: rate}"),
     )
 )

@@ -267,3 +267,12 @@ def test_an_id_written_with_spaces_around_it_is_the_same_id(tmp_path: Path) -> N
                      sums=["units"])  # fmt: skip
     assert cells.frame["sku"].tolist() == ["00007", "00007", "00121", "00121"]
     assert (cells.filled, cells.frame["units"].tolist()) == (0, [1.0, 4.0, 3.0, 2.0])
+
+
+def test_rates_without_a_currency_column_are_refused() -> None:
+    """``--rates`` given for a table whose currency column is called ``cur`` (no
+    ``--currency cur``): the rates were ignored and EUR and GBP summed with exit 0."""
+    df = sales().assign(revenue=10.0, cur=["EUR", "EUR", "GBP", "EUR", "GBP"])
+    with pytest.raises(TableError, match="--currency COL"):
+        to_cells(df, unit="sku", time="day", sums=["revenue"], money=["revenue"],
+                 policy=ReadPolicy(rates={"EUR": 1.0, "GBP": 1.2}))  # fmt: skip
