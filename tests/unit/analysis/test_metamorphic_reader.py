@@ -8,7 +8,8 @@ The pairs: rows shuffled; ids relabelled as zero-padded numbers; the rows that s
 left out (under the default --missing zero); one cell's sales split over several rows; a sale
 and its return against neither; the days written in another zone or day-first; money in cents
 (the answers that scale with money, by 100; the others the same); CSV, Parquet, a DuckDB
-table and a DuckDB query.
+table and a DuckDB query; and the CSV saved another way (CRLF, a BOM, reordered columns,
+blank lines at the end, a separator ending each row, padded ids, a German export).
 """
 
 from __future__ import annotations
