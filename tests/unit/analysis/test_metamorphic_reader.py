@@ -353,6 +353,24 @@ def test_graph_build_gives_the_same_graph(rewrite: str, tmp_path: Path) -> None:
     )
 
 
+def test_graph_build_leaves_out_a_day_with_only_a_return(tmp_path: Path) -> None:
+    """A day on which a product only took a return nets to negative units, which a log-demand
+    fit cannot hold: graph build refused the whole history ('units non-negative'). That day
+    is left out, and said, as if it had no row under --missing drop."""
+    df = m.category_history(7)
+    rows = df.index[(df["date"] == m.days(30)[17]) & (df["product"].isin(["P01", "P04"]))]
+    returned = df.copy()
+    returned.loc[rows, "units"] = -1
+    path, opts = m.write(returned, tmp_path, "csv", "b")
+    code_b, b, err = graph_of(path, opts, tmp_path / "b.json")
+    assert code_b == 0, err
+    assert "2 product-day(s) with more returned than sold" in err
+    path, opts = m.write(df.drop(index=rows), tmp_path, "csv", "a")
+    code_a, a, _ = graph_of(path, [*opts, "--missing", "drop"], tmp_path / "a.json")
+    assert code_a == 0 and a[0] == b[0] and a[1]
+    m.assert_same({str(k): v for k, v in a[1].items()}, {str(k): v for k, v in b[1].items()})
+
+
 # --------------------------------------------------------------------------- report --panel
 @pytest.mark.parametrize("form", m.FORMS)
 def test_report_reads_a_panel_the_same_from_every_form(form: str, tmp_path: Path) -> None:
