@@ -139,3 +139,17 @@ def test_a_demand_curve_reads_as_evidence_beside_the_verdict() -> None:
                       "optimal_price_ratio_ci_high": None, "notes": ["why, in one sentence."]}  # fmt: skip
     text = render_demand(unplaced, {"verdict": "keep_running", "arm": "p97"})
     assert "peaks at x1.022 (no interval)" in text and "! why, in one sentence." in text
+
+
+def test_a_metric_whose_every_estimate_is_not_identified_yet_is_still_shown() -> None:
+    """At the first look every estimator may say 'not identified' (one period). The default
+    table (primary estimators only) dropped the metric, so `pricelab estimates` said 'no
+    estimate ... yet' (exit 1) while --all-estimators showed the estimates and their reasons."""
+    docs = [
+        {"estimator": "fe", "metric": "profit", "as_of": "2026-06-01T00:00:00Z",
+         "identified": False, "note": "one period"},
+        {"estimator": "dm", "metric": "profit", "as_of": "2026-06-01T00:00:00Z",
+         "identified": False, "note": "one period"},
+    ]  # fmt: skip
+    shown = latest_of(docs, primary_only=True)
+    assert [k[:2] for k in shown] == [("profit", "fe")]
