@@ -68,6 +68,7 @@ from analysis.reader import (
     Cells,
     ReadPolicy,
     TableSource,
+    late_start_sentence,
     load_table,
     to_cells,
 )
@@ -379,6 +380,7 @@ def analyze(
     if not 0.0 < alpha < 1.0:
         typer.echo(f"error: --alpha must be strictly between 0 and 1, not {alpha}", err=True)
         raise typer.Exit(code=2)
+    read: Cells | None = None  # the table as cells, once read
     try:
         if unit_effects is not None and method != "hpte":
             raise AnalysisError(
@@ -410,6 +412,7 @@ def analyze(
             money=(outcome, revenue_col, profit_col, cost_col), probability=probability,
             policy=policy,
         )  # fmt: skip
+        read = cells
         for note in cells.notes:
             typer.echo(f"note: {note}", err=True)
         df = cells.frame
@@ -473,6 +476,8 @@ def analyze(
             write_unit_effects(result.details["unit_effects"], unit_effects)
     except (AnalysisError, ValueError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if read is not None and missing == "zero" and first.startswith("The panel is unbalanced"):
+            first = late_start_sentence(read.frame, unit, time) or first
         typer.echo(f"error: {first}", err=True)
         raise typer.Exit(code=2) from None
     row = result.to_dict(alpha)

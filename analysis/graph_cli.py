@@ -74,7 +74,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Test within-category pairs for cross-price effects and keep the BH survivors.
         A day without a row is a day without a sale (--missing zero): its price is the
-        product's last one."""
+        product's last one. A day with more returned than sold is left out, and said."""
         try:
             policy = read_policy(missing, currency, rates, launch, dayfirst, date_format)
             raw = load_table(table_source(history, table, query, sep, decimal), (product, category))
@@ -82,9 +82,18 @@ def register(app: typer.Typer) -> None:
                 raw, unit=product, time=date, sums=[units], describe=[category], carry=[price],
                 money=[price], policy=policy, what="history",
             )  # fmt: skip
-            for note in cells.notes:
+            notes, df = list(cells.notes), cells.frame
+            # a day whose returns exceed its sales nets below zero, which log-demand cannot
+            # hold: that product-day is left out (as a day without a row under --missing drop)
+            returned = df[units] < 0
+            if returned.any():
+                notes.append(
+                    f"{int(returned.sum())} product-day(s) with more returned than sold (net "
+                    "units below zero) left out of the demand fits"
+                )
+                df = df[~returned].reset_index(drop=True)
+            for note in notes:
                 typer.echo(f"note: {note}", err=True)
-            df = cells.frame
             G = build_graph(
                 df, alpha=alpha, product=product, date=date, price=price, units=units,
                 category=category,

@@ -23,12 +23,13 @@ Every command that reads an analyst's own table goes through this module: ``plan
   that varies within a product (the arm of a switchback) cannot be known, so the table is
   refused with a sentence naming ``--missing drop``. ``--missing drop`` leaves missing cells
   out (a plan then excludes them like blacked-out cells; a balanced estimator refuses).
-* **Currency.** A currency column (``--currency COL``; a column named ``currency`` is used
-  without it) must hold one currency, or the money columns are converted with ``--rates FILE``
+* **Currency.** A currency column (``--currency COL``; a column named ``currency``, in any
+  case, is used without it) must hold one currency, or the money columns are converted with ``--rates FILE``
   (columns ``currency,rate``: the value of one unit of that currency in the currency reported)
   and every currency needs a rate. Mixed currencies are otherwise refused: summed, they mean
   nothing.
-* **Periods** are whole numbers or dates; dates are read without guessing a day/month order
+* **Periods** are whole numbers or dates (whole hours or days: labels less than an hour apart
+  are times of sale, and refused; numbers that are all ``YYYYMMDD`` dates are those days); dates are read without guessing a day/month order
   (:func:`analysis.table_input.read_dates`) and compared as instants (UTC), so the same period
   written in another zone or format is the same period.
 
@@ -56,7 +57,7 @@ from analysis.table_sources import (
 )
 
 MISSING_CHOICES = ("zero", "drop")
-#: the currency column used without ``--currency`` when the table has it
+#: the currency column used without ``--currency`` when the table has it (in any case)
 CURRENCY_COLUMN = "currency"
 
 
@@ -107,13 +108,44 @@ def periods(
         values = col.to_numpy(dtype=float)
         if not np.all(np.isfinite(values) & (np.mod(values, 1) == 0)):
             raise TableError(f"time column {name!r} must hold whole period numbers or dates.")
-        return col.astype(np.int64)
+        return _yyyymmdd(col.astype(np.int64))
     if pd.api.types.is_datetime64_any_dtype(col):  # Parquet's or a database's timestamps
         return pd.Series(pd.to_datetime(col, utc=True), index=col.index, name=col.name)
     text = col.astype(str).str.strip()
     if date_format is None and text.str.fullmatch(r"[-+]?\d+").all():  # periods read as text
-        return text.astype(np.int64)
+        return _yyyymmdd(text.astype(np.int64))
     return read_dates(col, name, dayfirst=dayfirst, date_format=date_format, utc=True)
+
+
+def _yyyymmdd(numbers: pd.Series) -> pd.Series:
+    """Whole numbers that are all dates written as ``YYYYMMDD`` (20260301, as ERP exports
+    write days) as those days (UTC), else as they are: read as period numbers, 31 March and
+    1 April would be 70 periods apart."""
+    if numbers.empty or not numbers.between(19000101, 21001231).all():
+        return numbers
+    days = pd.to_datetime(numbers.astype(str), format="%Y%m%d", errors="coerce", utc=True)
+    if days.isna().any():
+        return numbers
+    return days.rename(numbers.name)
+
+
+def _not_times_of_sale(times: pd.Series, name: str, what: str) -> None:
+    """A TableError when the time column holds times of sale, not periods: a period is whole
+    hours or days (an experiment's period), so labels less than an hour apart (10:18, 10:47)
+    are sales, and each would be a period with every other product a zero-sale cell in it."""
+    if not pd.api.types.is_datetime64_any_dtype(times):
+        return
+    labels = pd.Series(pd.DatetimeIndex(times.drop_duplicates()).sort_values())
+    gaps = labels.diff()
+    if len(labels) < 2 or gaps.min() >= pd.Timedelta(hours=1):
+        return
+    a, b = labels[gaps.idxmin() - 1], labels[gaps.idxmin()]
+    raise TableError(
+        f"time column {name!r} holds times of sale, not periods ({_label(a)} and {_label(b)} "
+        f"are {str(b - a).removeprefix('0 days ')} apart; a period is whole hours or days): "
+        f"give each row of the {what} its period (e.g. the day of the sale as a date column); "
+        "the rows of a cell are then summed."
+    )
 
 
 def full_range(labels: pd.Index) -> pd.Index:
@@ -155,7 +187,7 @@ def to_cells(
     sum_cols = list(dict.fromkeys(c for c in sums if c))
     desc_cols = [c for c in dict.fromkeys(c for c in describe if c) if c not in sum_cols]
     carry_cols = [c for c in dict.fromkeys(c for c in carry if c) if c not in sum_cols + desc_cols]
-    currency_col = pol.currency or (CURRENCY_COLUMN if CURRENCY_COLUMN in df.columns else None)
+    currency_col = pol.currency or _currency_column(df.columns)
     named = [unit, time, *sum_cols, *desc_cols, *carry_cols]
     named += [c for c in (pol.launch, pol.currency) if c]
     missing = [c for c in dict.fromkeys(named) if c not in df.columns]
@@ -172,6 +204,7 @@ def to_cells(
     check_decimal_commas(df, (*sum_cols, *carry_cols))
     out = pd.DataFrame({unit: as_text(df[unit])}, index=df.index)
     out[time] = periods(df[time], time, pol.dayfirst, pol.date_format)  # aligned, not objects
+    _not_times_of_sale(out[time], time, what)
     for col in sum_cols + carry_cols:
         values = pd.to_numeric(df[col], errors="coerce")
         bad = values.isna() & df[col].notna()
@@ -186,6 +219,11 @@ def to_cells(
     for col in desc_cols:
         out[col] = df[col]
     notes: list[str] = []
+    if currency_col is None and pol.rates is not None:
+        raise TableError(
+            f"--rates converts each row by its currency, but the {what} has no column named "
+            "currency: name the column that holds each row's currency with --currency COL."
+        )
     if currency_col is not None:
         notes += _one_currency(df[currency_col], currency_col, out, money, pol, what)
     out = out.reset_index(drop=True)
@@ -218,6 +256,33 @@ def to_cells(
             )
     out = out.sort_values([unit, time], kind="stable").reset_index(drop=True)
     return Cells(out, filled, span or len(out), merged, tuple(notes))
+
+
+def _currency_column(columns: pd.Index) -> str | None:
+    """The column named ``currency`` in any case and spacing (an export's ``Currency``), the
+    exact name first; None when there is none."""
+    if CURRENCY_COLUMN in columns:
+        return CURRENCY_COLUMN
+    return next((c for c in columns if str(c).strip().lower() == CURRENCY_COLUMN), None)
+
+
+def late_start_sentence(frame: pd.DataFrame, unit: str, time: str) -> str | None:
+    """Why a table read with ``--missing zero`` is still unbalanced, when it is because some
+    products' first row comes after the table's first period (their span starts there, and
+    the cells before it are not counted as zero sales); None when no product starts late."""
+    if frame.empty:
+        return None
+    first = frame.groupby(unit, sort=True)[time].min()
+    late = first[first > frame[time].min()]
+    if late.empty:
+        return None
+    return (
+        f"{len(late)} product(s) have their first row after the table's first period (e.g. "
+        f"{late.index[0]!r} from {_label(late.iloc[0]).removeprefix('period ')}), and a "
+        "product's cells are counted as zero sales only from its first row, so the panel is "
+        "unbalanced: give each product's first period on sale with --launch COL, or start the "
+        "table at a period from which every product is on sale."
+    )
 
 
 def _one_currency(
@@ -392,6 +457,7 @@ __all__ = [
     "TableSource",
     "as_text",
     "full_range",
+    "late_start_sentence",
     "load_table",
     "periods",
     "read_rates",

@@ -40,7 +40,7 @@ CurrencyOption = Annotated[
     str | None,
     typer.Option(
         "--currency",
-        help="Column of each row's currency (default: a column named currency, if any); mixed "
+        help="Column of each row's currency (default: a column named currency, in any case); mixed "
         "currencies are refused unless --rates converts them.",
     ),
 ]

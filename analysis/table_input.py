@@ -32,6 +32,8 @@ _YEAR_FIRST = re.compile(r"^\s*\d{4}([/.\-])\d{1,2}\1\d{1,2}(?!\d)")
 _NUMBERS_ONLY = re.compile(r"^\s*\d{1,4}[/.\-]\d{1,2}[/.\-]\d{1,4}(?!\d)")
 #: a decimal comma, with or without thousands dots: 169,83  -1.234,5
 _DECIMAL_COMMA = re.compile(r"^\s*[-+]?(\d{1,3}(\.\d{3})+|\d+),\d+\s*$")
+#: a whole number with thousands dots, as a decimal-comma file writes 1234: 1.234  -2.000.000
+_THOUSANDS_DOTS = re.compile(r"^\s*[-+]?\d{1,3}(\.\d{3})+\s*$")
 
 DATE_OPTIONS = "--dayfirst or --monthfirst (or --date-format FORMAT, e.g. %d/%m/%Y)"
 
@@ -174,9 +176,11 @@ def check_decimal_commas(df: pd.DataFrame, columns: Iterable[str | None]) -> Non
 
 
 def decimal_commas_to_numbers(df: pd.DataFrame, keep: Iterable[str] = ()) -> pd.DataFrame:
-    """``df`` with every text column whose values are all numbers with a decimal comma (or
-    whole numbers) as floats, except the ``keep`` columns; for a comma-separated file whose
-    decimals are quoted ("169,83"), which ``read_csv(decimal=",")`` cannot split."""
+    """``df`` with every text column whose values are all numbers written with a decimal
+    comma (``169,83``, ``1.234,50``), thousands dots (``1.234``) or as whole numbers as floats,
+    except the ``keep`` columns; for a decimal-comma file, whose thousands dots pandas leaves as
+    text (or, in a comma-separated file, quoted decimals it cannot split). A date written
+    with dots (``01.03.2026``) is not such a number and stays text."""
     out = df.copy()
     for column in out.columns:
         values = out[column]
@@ -184,9 +188,10 @@ def decimal_commas_to_numbers(df: pd.DataFrame, keep: Iterable[str] = ()) -> pd.
             continue
         text = values.dropna().astype(str)
         whole = text.str.match(r"^\s*[-+]?\d+\s*$")
-        if len(text) and (text.str.match(_DECIMAL_COMMA) | whole).all() and not whole.all():
+        numbers = text.str.match(_DECIMAL_COMMA) | text.str.match(_THOUSANDS_DOTS) | whole
+        if len(text) and numbers.all() and not whole.all():
             number = text.str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
-            out[column] = pd.to_numeric(number).reindex(values.index)
+            out[column] = pd.to_numeric(number).astype(float).reindex(values.index)
     return out
 
 

@@ -11,6 +11,7 @@ cells is :mod:`analysis.reader`'s; every refusal here is a
 
 from __future__ import annotations
 
+import csv
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -103,10 +104,39 @@ def _read_csv(src: TableSource, text: tuple[str, ...]) -> pd.DataFrame:
         with src.path.open(encoding="utf-8") as fh:
             header = fh.readline()
         sep = max(_SEPARATORS, key=header.count) if any(c in header for c in _SEPARATORS) else ","
+    _one_name_each(src, sep)
     dtype = dict.fromkeys(text, str) or None
-    if src.decimal == "," and sep == ",":  # quoted "169,83" in a comma-separated file
-        return decimal_commas_to_numbers(pd.read_csv(src.path, sep=sep, dtype=dtype), text)
-    return pd.read_csv(src.path, sep=sep, decimal=src.decimal, dtype=dtype)
+    # index_col=False: a row ending in a separator (``00121,2026-01-01,3,``) has one field
+    # more than the header, and pandas would take the ids for the index and shift every name
+    if src.decimal == ".":
+        return pd.read_csv(src.path, sep=sep, dtype=dtype, index_col=False)
+    # a decimal-comma file: read_csv(decimal=",") leaves thousands dots (1.234, 1.234,50) as
+    # text, or in a comma-separated file reads an unquoted 1.234 as 1.234 and cannot split a
+    # quoted "169,83"; thousands="." would read a date 01.03.2026 as the number 1032026. So
+    # the columns written as such numbers are taken from the text as written.
+    df = pd.read_csv(
+        src.path, sep=sep, decimal="," if sep != "," else ".", dtype=dtype, index_col=False
+    )
+    written = pd.read_csv(src.path, sep=sep, dtype=str, index_col=False)
+    numbers = decimal_commas_to_numbers(written, text)
+    for column in df.columns:
+        if pd.api.types.is_numeric_dtype(numbers[column]):
+            df[column] = numbers[column]
+    return df
+
+
+def _one_name_each(src: TableSource, sep: str) -> None:
+    """A TableError when the CSV's header names a column twice: pandas would call the second
+    ``units.1``, and a command reading ``units`` would leave it out without a word."""
+    with src.path.open(encoding="utf-8-sig", newline="") as fh:
+        header = next(csv.reader(fh, delimiter=sep), [])
+    names = [h.strip() for h in header]
+    twice = next((n for i, n in enumerate(names) if n and n in names[:i]), None)
+    if twice is not None:
+        raise TableError(
+            f"the header of {src.path.name} names column {twice!r} twice; give each column "
+            "its own name (e.g. units and returned_units)."
+        )
 
 
 def _read_database(src: TableSource) -> pd.DataFrame:
@@ -189,14 +219,16 @@ def _first_line(exc: BaseException) -> str:
 
 
 def as_text(col: pd.Series) -> pd.Series:
-    """Ids as strings: text stays as written, a whole number (also one stored as a float
-    because of blanks) as its digits; blanks stay blank."""
+    """Ids as strings: text as written without the spaces around it (``00121 `` is
+    ``00121``), a whole number (also one stored as a float because of blanks) as its digits;
+    blanks (also spaces alone) stay blank."""
     if pd.api.types.is_float_dtype(col):
         values = col.to_numpy(dtype=float)
         finite = np.isfinite(values)
         if np.all(values[finite] == np.round(values[finite])):
             return col.astype("Int64").astype(str).where(col.notna(), None).astype(object)
-    return col.astype(str).where(col.notna(), None).astype(object)
+    text = col.astype(str).str.strip()
+    return text.where(col.notna() & (text != ""), None).astype(object)  # "  " is a blank
 
 
 def read_rates(path: Path) -> dict[str, float]:

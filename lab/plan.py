@@ -161,8 +161,13 @@ def check_period(history: History, spec: ExperimentSpec, time: str) -> None:
     times = pd.Series(history.times)
     if not pd.api.types.is_datetime64_any_dtype(times) or len(times) < 2:
         return
+    period = pd.Timedelta(spec.period)
     step = times.diff().dropna().min()
-    if abs(step - pd.Timedelta(spec.period)) > pd.Timedelta(spec.period) * 0.01:
+    # days written at the spec's local midnights are a day apart on its clock, also where a
+    # DST change makes one of them 23 hours
+    local = pd.Series(pd.DatetimeIndex(times).tz_convert(spec.timezone).tz_localize(None))
+    on_clock = local.diff().dropna().min()
+    if min(abs(step - period), abs(on_clock - period)) > period * 0.01:
         raise LabError(
             f"the history's {time} column is spaced {step} apart but experiment {spec.id!r} "
             f"has periods of {spec.period}; aggregate the history to its periods"

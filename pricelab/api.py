@@ -18,9 +18,9 @@ import pandas as pd
 from pydantic import SecretStr, ValidationError
 
 from analysis.cli import analyst_cells, build_estimator
-from analysis.errors import AnalysisError
+from analysis.errors import AnalysisError, PanelError
 from analysis.panel import Panel
-from analysis.reader import ReadPolicy
+from analysis.reader import ReadPolicy, late_start_sentence
 from analysis.results import EstimateResult
 from controller.errors import ConfigurationError
 from controller.settings import KafkaSettings, RedisSettings, Settings, load_settings
@@ -262,16 +262,22 @@ def analyze(
             probability=None if probability is None else str(probability),
             policy=policy,
         )
-        fit = Panel.from_long(
-            cells.frame,
-            unit=unit,
-            time=time,
-            outcome=outcome,
-            treated=treated,
-            probability=column,
-            blackout=blackout,
-            covariates=list(covariates),
-        )
+        try:
+            fit = Panel.from_long(
+                cells.frame,
+                unit=unit,
+                time=time,
+                outcome=outcome,
+                treated=treated,
+                probability=column,
+                blackout=blackout,
+                covariates=list(covariates),
+            )
+        except PanelError as exc:  # unbalanced because products start late: say so
+            late = late_start_sentence(cells.frame, unit, time) if missing == "zero" else None
+            if late is None or not str(exc).startswith("The panel is unbalanced"):
+                raise
+            raise PanelError(late) from None
         result = build_estimator(method, se, seed).fit(fit).result
     except AnalysisError as exc:  # the command's sentences, with its options as arguments
         said = _as_arguments(str(exc))
@@ -303,6 +309,9 @@ _ARGUMENTS = tuple(
         (r"--decimal ,", "decimal=',' to pandas.read_csv"),
         (r"--se\b", "se"),
         (r"--missing drop\b", 'missing="drop"'),
+        (r"--launch COL\b", 'launch="COLUMN"'),
+        (r"--rates\b", "rates"),
+        (r"--currency COL\b", 'currency="COLUMN"'),
         (r"--rates FILE \(columns currency,rate\)", "rates={currency: rate}"),
     )
 )

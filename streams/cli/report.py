@@ -20,6 +20,7 @@ from streams.client.report import (
     design_plans,
     live_estimates,
     live_panel,
+    panel_cells,
     read_table,
     with_unit_costs,
 )
@@ -93,6 +94,10 @@ def report(
         if df.empty:  # a file with no cells of this experiment: the file or the id is wrong
             also = f" (its experiments: {', '.join(named)})" if named else ""
             fail(f"{panel} has no cells of experiment {experiment!r}{also}")
+        try:
+            df = panel_cells(df)
+        except PricelabError as exc:
+            fail(str(exc).strip().splitlines()[0])
         note = f"Built offline from {panel.name}."
         verdict_note = (
             "No verdict: the report was built offline from a panel file, and a verdict needs "

@@ -335,22 +335,23 @@ def primary_estimators(docs: list[dict[str, Any]]) -> dict[tuple[str, str, str],
     """(metric, segment, arm) -> the design's primary estimator of it: the first estimator
     the worker published at that metric's latest look (it publishes the design's estimators
     in order, so the first is the design's own choice, as the report's scorecard picks). An
-    estimate said not identified is passed over, except the elasticity's."""
+    estimate said not identified is passed over, except the elasticity's, and except where
+    no estimate of that metric is identified yet (its first estimator then shows why)."""
     first: dict[tuple[str, str, str], tuple[tuple[str, int], str]] = {}
+    unidentified: dict[tuple[str, str, str], tuple[tuple[str, int], str]] = {}
     for doc in docs:
         if is_verdict(doc) or is_demand(doc):
             continue
         metric = metric_name(doc.get("metric"))
-        if doc.get("identified") is False and metric != "elasticity":
-            continue
         key = (metric, doc.get("segment") or "", doc.get("arm") or "")
         # the look is its as_of; estimators count periods their own way at one look (a
         # crossover leaves washout periods out), so n_periods only orders looks without one
         as_of = str(doc.get("as_of") or "")
         look = (as_of, 0 if as_of else int(doc.get("n_periods") or 0))
-        if key not in first or look > first[key][0]:
-            first[key] = (look, doc["estimator"])  # a later look: its first estimator leads
-    return {key: estimator for key, (_, estimator) in first.items()}
+        held = unidentified if doc.get("identified") is False and metric != "elasticity" else first
+        if key not in held or look > held[key][0]:
+            held[key] = (look, doc["estimator"])  # a later look: its first estimator leads
+    return {key: estimator for key, (_, estimator) in (unidentified | first).items()}
 
 
 def latest_of(

@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.reader import TableSource, load_table
+from analysis.reader import ReadPolicy, TableSource, load_table, periods, to_cells
 from controller.settings import Settings
 from controller.spec import ExperimentSpec
 from streams.errors import OPERATOR, services_answer
@@ -32,6 +32,29 @@ def read_table(path: Path, table: str | None = None, query: str | None = None) -
     file (JSON lines), read by the one reader (:func:`analysis.reader.load_table`): ids as
     text; a missing file or a bad table is a PricelabError or OSError with one sentence."""
     return load_table(TableSource(path, table=table, query=query), ID_COLUMNS)
+
+
+#: a panel's additive columns: summed over a cell's rows (a return netted into its sale)
+SUM_COLUMNS = ("units", "revenue", "profit")
+
+
+def panel_cells(df: pd.DataFrame) -> pd.DataFrame:
+    """A panel of several rows per product and period (one per sale, a return as a negative
+    row) as one row per cell, by the one reader (:func:`analysis.reader.to_cells`): the
+    additive columns summed, every other column one value per cell (a TableError otherwise);
+    no cell is added. A panel of cells is returned as it is."""
+    unit = next((c for c in ("product", "unit") if c in df.columns), None)
+    time = next((c for c in ("period", "day") if c in df.columns), None)
+    if unit is None or time is None or not df.duplicated([unit, time]).any():
+        return df
+    sums = [c for c in SUM_COLUMNS if c in df.columns]
+    describe = [c for c in df.columns if c not in (unit, time, *sums)]
+    cells = to_cells(df, unit=unit, time=time, sums=sums, describe=describe,
+                     policy=ReadPolicy(missing="drop"), what="panel")  # fmt: skip
+    out = cells.frame[list(df.columns)]
+    # the periods as the panel writes them (the reader compares dates as instants)
+    written = dict(zip(periods(df[time], time), df[time], strict=True))
+    return out.assign(**{time: out[time].map(written)})
 
 
 def design_plans(design: str, df: pd.DataFrame, spec: ExperimentSpec | None = None) -> list[Any]:

@@ -277,3 +277,31 @@ def test_every_method_is_in_the_help_and_in_the_unknown_method_error(
     assert code == 2
     listed = set(line.split("choose one of ")[1].rstrip(".").split(", "))
     assert listed == every
+
+
+def test_a_product_first_sold_after_the_first_day_names_launch_not_adding_rows(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A transaction export of slow movers: one product sells first on day 3. Its days 1-2
+    are outside its span (--missing zero fills from a product's first row), so a balanced
+    estimator refuses; the sentence says how to give the span (--launch), not 'add the missing
+    unit-periods', which the reader says it does."""
+    rows = [(u, d, 1.0, w, "2025-03-01") for u, w in (("00001", 1), ("00002", 0), ("00003", 1),
+            ("00004", 0)) for d in ("2025-03-01", "2025-03-02", "2025-03-03", "2025-03-04")]  # fmt: skip
+    df = pd.DataFrame(rows, columns=["sku", "day", "units", "treated", "launch"])
+    df = df[~((df["sku"] == "00004") & (df["day"] < "2025-03-03"))]
+    path = tmp_path / "tx.csv"
+    df.to_csv(path, index=False)
+    cols = ["--unit", "sku", "--time", "day", "--outcome", "units", "--treated", "treated"]
+    code, _, err = _run(["analyze", str(path), *cols, "--method", "dm"], capsys)
+    line = [x for x in err.splitlines() if x.startswith("error: ")]
+    assert code == 2 and len(line) == 1, err
+    assert "'00004' from 2025-03-03" in line[0] and "--launch COL" in line[0]
+    code, out, err = _run(["analyze", str(path), *cols, "--method", "dm", "--launch", "launch"],
+                          capsys)  # fmt: skip
+    assert code == 0, err
+    import pricelab
+    from analysis.errors import AnalysisError
+
+    with pytest.raises(AnalysisError, match=r"'00004' from 2025-03-03.*launch=\"COLUMN\""):
+        pricelab.analyze(df, "units", unit="sku", time="day", method="dm")

@@ -8,7 +8,8 @@ The pairs: rows shuffled; ids relabelled as zero-padded numbers; the rows that s
 left out (under the default --missing zero); one cell's sales split over several rows; a sale
 and its return against neither; the days written in another zone or day-first; money in cents
 (the answers that scale with money, by 100; the others the same); CSV, Parquet, a DuckDB
-table and a DuckDB query.
+table and a DuckDB query; and the CSV saved another way (CRLF, a BOM, reordered columns,
+blank lines at the end, a separator ending each row, padded ids, a German export).
 """
 
 from __future__ import annotations
@@ -167,6 +168,75 @@ def test_a_table_written_another_way_gives_the_same_answer(
         assert "counted as zero sales" in err
 
 
+def _german(df: pd.DataFrame) -> str:
+    """Semicolons, decimal commas and thousands dots (1.234,50), as a German export writes."""
+
+    def cell(v: object) -> str:
+        if isinstance(v, float | np.floating):
+            return f"{v:,.2f}".replace(",", "_").replace(".", ",").replace("_", ".")
+        if isinstance(v, int | np.integer) and not isinstance(v, bool):
+            return f"{int(v):,}".replace(",", ".")
+        return str(v)
+
+    rows = [";".join(map(str, df.columns))]
+    rows += [";".join(cell(v) for v in row) for row in df.itertuples(index=False)]
+    return "\n".join(rows) + "\n"
+
+
+#: the same table as a file written another way: how a spreadsheet or an ERP saves it
+FILE_REWRITES: dict[str, Callable[[pd.DataFrame], tuple[str, str, list[str]]]] = {
+    "crlf": lambda df: (df.to_csv(index=False).replace("\n", "\r\n"), "utf-8", []),
+    "bom": lambda df: (df.to_csv(index=False), "utf-8-sig", []),
+    "columns-reversed": lambda df: (df[df.columns[::-1]].to_csv(index=False), "utf-8", []),
+    "blank-lines-at-end": lambda df: (df.to_csv(index=False) + "\n\n", "utf-8", []),
+    "separator-ending-rows": lambda df: (
+        "\n".join(
+            line + ("," if i else "") for i, line in enumerate(df.to_csv(index=False).splitlines())
+        )
+        + "\n",
+        "utf-8",
+        [],
+    ),  # fmt: skip
+    "padded-ids": lambda df: (
+        df.assign(
+            product=np.where(np.arange(len(df)) % 2, df["product"] + " ", df["product"])
+        ).to_csv(index=False),
+        "utf-8",
+        [],
+    ),  # fmt: skip
+    "german": lambda df: (
+        _german(df.assign(revenue=df["revenue"] * 100.0)),
+        "utf-8",
+        ["--decimal", ","],
+    ),  # fmt: skip
+}
+
+
+@pytest.mark.parametrize("rewrite", list(FILE_REWRITES))
+@pytest.mark.parametrize("name", ["dm", "fe"])
+def test_a_file_saved_another_way_gives_the_same_answer(
+    name: str, rewrite: str, tmp_path: Path
+) -> None:
+    """CRLF line ends, a byte-order mark, the columns in another order, blank lines at the
+    end, a separator ending every row, spaces around the ids, and a German export (``;``,
+    decimal commas, thousands dots): the same table, the same answer (the German one in cents,
+    so that its amounts reach the thousands)."""
+    case = CASES[name]
+    df, _ = m.relabelled(case.table(3), "product")
+    plain, opts = m.write(df, tmp_path, "csv", "a")
+    text, encoding, extra = FILE_REWRITES[rewrite](df)
+    other = tmp_path / "b.csv"
+    other.write_bytes(text.encode(encoding))
+    code_a, a, _ = case.answer(plain, opts)
+    code_b, b, err = case.answer(other, extra)
+    assert code_a == code_b == 0, err
+    if rewrite == "german":  # its revenue is in cents: the money answers scale by 100
+        scale = {k: next((f for p, f in case.money.items() if p.search(k)), 1.0) for k in a}
+        m.assert_same(a, b, scale=lambda k: scale[k])
+    else:
+        m.assert_same(a, b)
+
+
 @pytest.mark.parametrize("name", list(CASES))
 def test_money_in_cents_scales_what_is_money_and_nothing_else(name: str, tmp_path: Path) -> None:
     case = CASES[name]
@@ -281,6 +351,24 @@ def test_graph_build_gives_the_same_graph(rewrite: str, tmp_path: Path) -> None:
         {str(k): v for k, v in a_edges.items()},
         {str(tuple(sorted((back[u], back[v])))): w for (u, v), w in b_edges.items()},
     )
+
+
+def test_graph_build_leaves_out_a_day_with_only_a_return(tmp_path: Path) -> None:
+    """A day on which a product only took a return nets to negative units, which a log-demand
+    fit cannot hold: graph build refused the whole history ('units non-negative'). That day
+    is left out, and said, as if it had no row under --missing drop."""
+    df = m.category_history(7)
+    rows = df.index[(df["date"] == m.days(30)[17]) & (df["product"].isin(["P01", "P04"]))]
+    returned = df.copy()
+    returned.loc[rows, "units"] = -1
+    path, opts = m.write(returned, tmp_path, "csv", "b")
+    code_b, b, err = graph_of(path, opts, tmp_path / "b.json")
+    assert code_b == 0, err
+    assert "2 product-day(s) with more returned than sold" in err
+    path, opts = m.write(df.drop(index=rows), tmp_path, "csv", "a")
+    code_a, a, _ = graph_of(path, [*opts, "--missing", "drop"], tmp_path / "a.json")
+    assert code_a == 0 and a[0] == b[0] and a[1]
+    m.assert_same({str(k): v for k, v in a[1].items()}, {str(k): v for k, v in b[1].items()})
 
 
 # --------------------------------------------------------------------------- report --panel

@@ -137,3 +137,142 @@ def test_an_unquoted_numeric_id_in_a_yaml_spec_says_to_quote_it(tmp_path: Path) 
     )
     with pytest.raises(SpecError, match=r"products\.0: .*quote ids in YAML, e\.g\. '00001'"):
         load_spec_file(spec)
+
+
+@pytest.mark.parametrize("sep", [";", ","])
+def test_decimal_comma_files_read_their_thousands_dots_as_thousands(
+    tmp_path: Path, sep: str
+) -> None:
+    """A German export (``--decimal ,``) writes 1234 units as ``1.234`` and 1234.50 EUR as
+    ``1.234,50``; neither is 1.234, and neither is a reason to ask for ``--decimal ,`` again.
+    A date written with dots (``01.03.2026``) stays a date."""
+    path = tmp_path / "de.csv"
+    q = '"' if sep == "," else ""
+    path.write_text(
+        f"sku{sep}day{sep}units{sep}revenue\n"
+        f"00001{sep}01.03.2026{sep}1.234{sep}{q}1.234,50{q}\n"
+        f"00001{sep}02.03.2026{sep}12{sep}{q}12,00{q}\n"
+        f"00002{sep}01.03.2026{sep}2.000{sep}{q}3,00{q}\n"
+        f"00002{sep}02.03.2026{sep}1{sep}{q}4,25{q}\n",
+        encoding="utf-8",
+    )
+    df = load_table(TableSource(path, decimal=","), ("sku",))
+    cells = to_cells(df, unit="sku", time="day", sums=["units", "revenue"],
+                     policy=ReadPolicy(dayfirst=True))  # fmt: skip
+    assert cells.frame["units"].tolist() == [1234.0, 12.0, 2000.0, 1.0]
+    assert cells.frame["revenue"].tolist() == [1234.5, 12.0, 3.0, 4.25]
+    assert cells.frame["day"].dt.strftime("%Y-%m-%d").tolist() == ["2026-03-01", "2026-03-02"] * 2
+
+
+@pytest.mark.parametrize("sep", [",", ";"])
+def test_an_export_that_ends_every_row_with_a_separator_keeps_its_columns(
+    tmp_path: Path, sep: str
+) -> None:
+    """Many exports end each row with the separator (``00121,2026-01-01,3,``). pandas then
+    takes the first column for the index and shifts every name one column to the left: the
+    ids became the dates, the periods the units. The columns stay where the header puts them."""
+    path = tmp_path / "export.csv"
+    path.write_text(
+        f"sku{sep}day{sep}units\n00121{sep}2026-01-01{sep}3{sep}\n00007{sep}2026-01-01{sep}5{sep}\n",
+        encoding="utf-8",
+    )
+    df = load_table(TableSource(path), ("sku",))
+    assert df[["sku", "day", "units"]].to_dict("list") == {
+        "sku": ["00121", "00007"],
+        "day": ["2026-01-01", "2026-01-01"],
+        "units": [3, 5],
+    }
+
+
+@pytest.mark.parametrize("name", ["Currency", "CURRENCY", " currency "])
+def test_a_currency_column_is_found_whatever_its_case(name: str) -> None:
+    """An export's ``Currency`` column is its currency column: EUR and GBP rows summed
+    silently because the header was capitalised are the wrong answer the policy exists for."""
+    df = sales().assign(revenue=10.0, **{name: ["EUR", "EUR", "GBP", "EUR", "GBP"]})
+    with pytest.raises(TableError, match=f"EUR and GBP \\(column {name!r}\\)"):
+        to_cells(df, unit="sku", time="day", sums=["revenue"], money=["revenue"])
+
+
+def test_sale_timestamps_are_not_taken_for_periods() -> None:
+    """A transaction export's time of sale (10:18, 17:56, ...) made every minute in which
+    something sold a period of its own, and every other product a zero-sale cell there: graph
+    build answered with exit 0 on 'periods' a minute apart. A period is whole hours or days,
+    so such a column is refused in one sentence that says to give each row its period."""
+    df = pd.DataFrame(
+        {
+            "sku": ["00121", "00121", "00007", "00121", "00007"],
+            "ts": [
+                "2026-01-01 10:18",
+                "2026-01-01 17:56",
+                "2026-01-01 09:01",
+                "2026-01-02 12:30",
+                "2026-01-02 12:47",
+            ],  # fmt: skip
+            "units": [1, 1, 2, 1, -1],
+        }
+    )
+    with pytest.raises(TableError, match=r"'ts' holds times of sale, not periods .* its period"):
+        to_cells(df, unit="sku", time="ts", sums=["units"])
+
+
+@pytest.mark.parametrize("freq", ["1h", "6h", "1D"])
+def test_hours_and_days_are_periods(freq: str) -> None:
+    times = pd.date_range("2026-01-01 08:00", periods=6, freq=freq).strftime("%Y-%m-%d %H:%M")
+    df = pd.DataFrame({"sku": ["a"] * 6 + ["b"] * 6, "ts": list(times) * 2, "units": 1.0})
+    df = df.drop(index=[2, 9])  # a gap is a period without a row, not an irregular instant
+    assert len(to_cells(df, unit="sku", time="ts", sums=["units"]).frame) == 12
+
+
+def test_a_header_that_names_a_column_twice_is_refused(tmp_path: Path) -> None:
+    """``sku,day,units,units``: pandas reads the second as ``units.1`` and every command read
+    the first alone, the returns in the second left out with exit 0."""
+    path = tmp_path / "dup.csv"
+    path.write_text("sku,day,units,units\n00001,2026-03-01,3,-1\n", encoding="utf-8")
+    with pytest.raises(TableError, match=r"names column 'units' twice"):
+        load_table(TableSource(path), ("sku",))
+
+
+def test_dates_written_as_yyyymmdd_numbers_are_days() -> None:
+    """An ERP export writes 1 March 2026 as 20260301. Read as a period number, the last day
+    of March (20260331) and the first of April (20260401) were 70 periods apart: plan's history
+    had 69 empty periods between every two months. They are the days they write."""
+    from lab.plan import read_history
+
+    iso = pd.DataFrame(
+        {
+            "sku": ["a", "a", "a", "b", "b", "b"],
+            "day": ["2026-03-30", "2026-03-31", "2026-04-01"] * 2,
+            "units": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+        }
+    )
+    ymd = iso.assign(day=iso["day"].str.replace("-", "").astype(int))
+    a, b = read_history(iso, "sku", "day", "units"), read_history(ymd, "sku", "day", "units")
+    assert b.n_periods == a.n_periods == 3
+    assert b.times == a.times
+    cells = to_cells(ymd, unit="sku", time="day", sums=["units"])
+    assert pd.api.types.is_datetime64_any_dtype(cells.frame["day"])
+    np.testing.assert_array_equal(a.Y, b.Y)
+
+
+def test_an_id_written_with_spaces_around_it_is_the_same_id(tmp_path: Path) -> None:
+    """``00121`` and ``00121 `` (a padded export, an edited cell) are one product: as two,
+    each took half the sales and zeros on the other half's days."""
+    path = tmp_path / "padded.csv"
+    path.write_text(
+        "sku,day,units\n00121,2026-01-01,3\n00121 ,2026-01-02,2\n 00007,2026-01-01,1\n"
+        "00007,2026-01-02,4\n",
+        encoding="utf-8",
+    )
+    cells = to_cells(load_table(TableSource(path), ("sku",)), unit="sku", time="day",
+                     sums=["units"])  # fmt: skip
+    assert cells.frame["sku"].tolist() == ["00007", "00007", "00121", "00121"]
+    assert (cells.filled, cells.frame["units"].tolist()) == (0, [1.0, 4.0, 3.0, 2.0])
+
+
+def test_rates_without_a_currency_column_are_refused() -> None:
+    """``--rates`` given for a table whose currency column is called ``cur`` (no
+    ``--currency cur``): the rates were ignored and EUR and GBP summed with exit 0."""
+    df = sales().assign(revenue=10.0, cur=["EUR", "EUR", "GBP", "EUR", "GBP"])
+    with pytest.raises(TableError, match="--currency COL"):
+        to_cells(df, unit="sku", time="day", sums=["revenue"], money=["revenue"],
+                 policy=ReadPolicy(rates={"EUR": 1.0, "GBP": 1.2}))  # fmt: skip

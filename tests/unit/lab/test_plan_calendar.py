@@ -94,3 +94,21 @@ def test_an_hourly_plan_is_counted_from_the_start_hour() -> None:
     planned = plan_spec_at(spec, history, 6).spec
     assert planned.end == datetime(2026, 6, 1, 21, tzinfo=BERLIN)
     assert n_periods(planned) == 6
+
+
+def test_a_history_of_local_days_across_the_spring_change_is_daily(tmp_path, capsys) -> None:
+    """A daily history written at Berlin's midnights (a database's timestamptz, a Parquet
+    file's zoned days) has one 23-hour day in March. It is the spec's daily periods, not a
+    history 'spaced 23:00:00 apart' to be aggregated again."""
+    days = pd.date_range("2026-02-20", periods=60, freq="D", tz=BERLIN)
+    frame = _history().assign(day=lambda d: [days[i].isoformat() for i in d["day"]])
+    history, spec = tmp_path / "history.csv", tmp_path / "dst.json"
+    frame.to_csv(history, index=False)
+    spec.write_text(_dst_spec().model_dump_json())
+    argv = ["plan", str(spec), "--history", str(history), "--unit", "sku", "--time", "day"]
+    argv += ["--outcome", "units", "--sims", "20", "--json", "--jobs", "1"]
+    with pytest.raises(SystemExit) as done:
+        main(argv)
+    out = capsys.readouterr()
+    assert done.value.code == 0, out.err
+    assert {r["duration"] for r in json.loads(out.out)} == {28}

@@ -318,3 +318,26 @@ def test_an_offline_ladder_reports_each_arm_and_the_curves_analyze_gives(tmp_pat
         assert f'<tr data-metric="units" data-arm="{arm}">' in html
     assert "<tr><td>units</td>" not in html.split("<h2>Running estimates</h2>")[0]
     assert "No demand curve among the estimates" in html and "give --spec" in html
+
+
+def test_an_offline_panel_with_several_rows_per_cell_reads_as_its_cells(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A panel exported one row per sale (a cell's units split over rows, a return as a
+    negative row) is the same panel as its cells, read by the one reader: the same page, not
+    pandas' 'Index contains duplicate entries' traceback."""
+    from streams.cli import app
+
+    cells = _switchback(n=8, T=6)
+    sale = cells.assign(units=cells["units"] + 1.0)
+    ret = cells.assign(units=-1.0)
+    split = pd.concat([sale, ret], ignore_index=True).sample(frac=1.0, random_state=1)
+    pages = []
+    for name, df in (("cells", cells), ("split", split)):
+        path = tmp_path / f"{name}.csv"
+        df.to_csv(path, index=False)
+        out = tmp_path / f"{name}.html"
+        args = ["report", "exp-1", "--out", str(out), "--panel", str(path), "--design",
+                "random-days"]  # fmt: skip
+        res = CliRunner().invoke(app, args)
+        assert res.exit_code == 0, res.output
+        pages.append(out.read_text().replace(f"{name}.csv", "PANEL"))
+    assert pages[0] == pages[1]

@@ -151,3 +151,17 @@ def test_the_primary_estimator_is_the_first_at_a_look_whatever_periods_each_coun
     ]
     assert primary_estimators(docs) == {("units", "", ""): "crossover"}
     assert [k[1] for k in latest_of(docs, primary_only=True)] == ["crossover"]
+
+
+def test_a_metric_whose_every_estimate_is_not_identified_yet_is_still_shown() -> None:
+    """At the first look every estimator may say 'not identified' (one period). The default
+    table (primary estimators only) dropped the metric, so `pricelab estimates` said 'no
+    estimate ... yet' (exit 1) while --all-estimators showed the estimates and their reasons."""
+    docs = [
+        {"estimator": "fe", "metric": "profit", "as_of": "2026-06-01T00:00:00Z",
+         "identified": False, "note": "one period"},
+        {"estimator": "dm", "metric": "profit", "as_of": "2026-06-01T00:00:00Z",
+         "identified": False, "note": "one period"},
+    ]  # fmt: skip
+    shown = latest_of(docs, primary_only=True)
+    assert [k[:2] for k in shown] == [("profit", "fe")]
