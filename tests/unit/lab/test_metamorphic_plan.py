@@ -24,8 +24,10 @@ from tests.unit import _metamorphic as m
 START = datetime(2026, 3, 2, tzinfo=UTC)
 
 
-def spec_file(folder: Path, products: list[str], days: int = 14) -> Path:
-    spec = {
+def spec_file(
+    folder: Path, products: list[str], days: int = 14, extra: dict[str, Any] | None = None
+) -> Path:
+    spec: dict[str, Any] = (extra or {}) | {
         "id": "meta",
         "design": "random-days",
         "treatment_policy": "new",
@@ -49,10 +51,11 @@ def plan(
     effect: float = 0.4,
     sims: int = 20,
     extra: tuple[str, ...] = (),
+    spec_extra: dict[str, Any] | None = None,
 ) -> tuple[int, list[dict[str, Any]], str]:
     path, opts = m.write(df, folder, form, "history")
     names = products if products is not None else sorted(df["sku"].astype(str).unique())
-    argv = ["plan", str(spec_file(folder, names)), "--history", str(path), *opts]
+    argv = ["plan", str(spec_file(folder, names, extra=spec_extra)), "--history", str(path), *opts]
     argv += ["--unit", "sku", "--time", "day", "--outcome", outcome, "--effect", str(effect)]
     argv += ["--sims", str(sims), "--seed", "0", "--jobs", "1", "--json", *extra]
     out, err = io.StringIO(), io.StringIO()
@@ -144,6 +147,19 @@ def test_mixed_currencies_in_a_history_are_refused_in_one_sentence(tmp_path: Pat
     code, _, err = plan(tmp_path, df, outcome="revenue", effect=4.0)
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "EUR and GBP" in err and "--rates FILE" in err
+
+
+def test_a_history_in_another_currency_than_the_specs_is_refused(tmp_path: Path) -> None:
+    """A spec's currency: is the experiment's; a history of GBP amounts planned for a EUR
+    experiment would give an MDE in the wrong money."""
+    df = m.history(12).assign(currency="GBP")
+    code, _, err = plan(tmp_path / "a", df, outcome="revenue", effect=4.0,
+                        spec_extra={"currency": "EUR"})  # fmt: skip
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "GBP" in err and "EUR" in err and "--rates FILE" in err
+    code, _, err = plan(tmp_path / "b", df.assign(currency="EUR"), outcome="revenue",
+                        effect=4.0, spec_extra={"currency": "EUR"})  # fmt: skip
+    assert code == 0, err
 
 
 # --------------------------------------------------------------------------- the issue's table
