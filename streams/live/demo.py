@@ -233,11 +233,12 @@ async def _drive(
         )
         totals = await store.totals(spec.id)
         counted = sum(v for k, v in totals.items() if k.startswith("units:"))
+        shown = f"{counted:.0f}" if counted == int(counted) else f"{counted}"  # thousandths
         if counted != run.units_sent:
-            say(f"ERROR: {counted} units in Redis, {run.units_sent} sent", always=True)
+            say(f"ERROR: {shown} units in Redis, {run.units_sent} sent", always=True)
             return False
         if cfg.ladder:
-            say(f"every unit sent was counted in Redis: {counted} units", always=True)
+            say(f"every unit sent was counted in Redis: {shown} units", always=True)
             covered = report_ladder(say, run, cfg.days)
             if cfg.report_dir:
                 await _write_report(

@@ -281,6 +281,8 @@ def _merge(a: Truth, b: Truth) -> Truth:
     for src in (a, b):
         for k, v in src.cells.items():
             out.cells[k] = out.cells.get(k, 0) + v
+    # a return in one truth can net a sale of the other to zero: the store lists no such cell
+    out.cells = {c: v for c, v in out.cells.items() if v != 0}
     out.units, out.n = a.units + b.units, a.n + b.n
     return out
 

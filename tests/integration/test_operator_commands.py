@@ -85,16 +85,34 @@ async def test_estimates_and_panel_export_show_what_the_worker_analysed(stack, t
     # every metric (the spec gives the market's unit costs), each by the design's estimators
     assert {m for m, _ in latest} == {"units", "revenue", "profit", "price", "elasticity"}
 
-    shown = pricelab(settings, "estimates", run.id, "--json", "--idle", "1")
+    every = ("--all-estimators", "--idle", "1")
+    shown = pricelab(settings, "estimates", run.id, "--json", *every)
     assert shown.returncode == 0, shown.stderr
     rows = [json.loads(line) for line in shown.stdout.splitlines()]
     assert {(r["metric"], r["estimator"]): r for r in rows} == latest
 
-    table = pricelab(settings, "estimates", run.id, "--idle", "1")
+    table = pricelab(settings, "estimates", run.id, *every)
     assert table.returncode == 0, table.stderr
     lines = table.stdout.splitlines()
     for metric, name in latest:  # one row per metric and estimator
         assert sum(ln.split()[:2] == [metric, name] for ln in lines) == 1, (metric, name)
+    # without --all-estimators: each metric's primary estimate (the first the worker
+    # published at the last look, as the report's scorecard), the decision metric first
+    primary_only = pricelab(settings, "estimates", run.id, "--json", "--idle", "1")
+    assert primary_only.returncode == 0, primary_only.stderr
+    docs = [json.loads(line) for line in primary_only.stdout.splitlines()]
+    verdict_doc, *estimate_docs = docs
+    assert verdict_doc["kind"] == "verdict"
+    last = max(e["as_of"] for e in run.estimates)
+    first_at_last: dict[str, str] = {}
+    for e in run.estimates:
+        said = e.get("identified") is False and e["metric"] != "elasticity"
+        if e["as_of"] == last and e.get("segment") is None and not said:
+            first_at_last.setdefault(e["metric"], e["estimator"])
+    whole = [r for r in estimate_docs if not r.get("segment")]
+    assert whole[0]["metric"] == verdict_doc["metric"]
+    assert {r["metric"]: r["estimator"] for r in whole} == first_at_last
+    assert len(whole) == len(first_at_last)  # one row a metric
 
     # the panel as the worker reads it, analysed offline, gives the worker's last estimate
     out = tmp_path / "panel.csv"
