@@ -158,6 +158,39 @@ def read_experiments(settings: Settings) -> list[dict[str, Any]]:
     return _with_store(settings, fn)  # type: ignore[no-any-return]
 
 
+def _overview(s: ExperimentState) -> dict[str, Any]:
+    """:func:`_summary` and what a list of experiments shows beside it: the arms, the period
+    count, the calendar and the decision metric (analysis.verdict's rule)."""
+    from analysis.verdict import decision_metric
+    from controller.periods import n_periods
+
+    spec = s.spec
+    products = spec.all_products()
+    metric = decision_metric(
+        {"decision_metric": spec.decision_metric, "unit_costs": spec.unit_costs,
+         "products": products}
+    )  # fmt: skip
+    return _summary(s) | {
+        "arms": [a.name for a in spec.arm_list()],
+        "periods": n_periods(spec),
+        "start": spec.start.isoformat(),
+        "end": spec.end.isoformat(),
+        "decision_metric": metric,
+        "created_ms": s.created_ms,
+    }
+
+
+async def read_overviews(store: Store) -> list[dict[str, Any]]:
+    """Every experiment's :func:`_overview`, for a client that holds its store (the console)."""
+    return [_overview(s) for s in await store.experiments()]
+
+
+async def read_overview(store: Store, exp_id: str) -> dict[str, Any]:
+    """One experiment's :func:`_overview` (an unknown id: UnknownExperiment)."""
+    await known(store, exp_id)
+    return _overview(await store.get_experiment(exp_id))
+
+
 async def read_summary(store: Store, exp_id: str) -> dict[str, Any]:
     """One experiment as ``pricelab experiment show`` prints it, without its spec."""
     await known(store, exp_id)
@@ -218,6 +251,8 @@ __all__ = [
     "read_experiments",
     "read_freezes",
     "read_now",
+    "read_overview",
+    "read_overviews",
     "read_summary",
     "send_command",
 ]

@@ -1,0 +1,118 @@
+"""What the console's API returns, put together from the client's views (streams.client):
+the experiments with their latest verdicts, and one experiment's overview, verdict,
+scorecard and history. The pages are templates over these same documents.
+
+Nothing here computes a figure or words a verdict: the overview is
+``streams.client.commands.read_overview``'s, the verdict's lines are
+``streams.client.estimates.render_verdict``'s, the scorecard is ``latest_of``'s and the history is
+``streams.client.history.read_trail``'s.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from controller.settings import Settings
+from controller.store import Store
+from streams.client.commands import read_overview, read_overviews
+from streams.client.estimates import latest_of, latest_verdict, render_verdict
+from streams.client.history import read_trail
+from streams.console.feed import EstimatesFeed
+
+#: the status tabs of the experiments list, in order (``all``: no filter)
+TABS = ("all", "running", "created", "paused", "stopped", "ended")
+
+#: records of the audit history a page
+HISTORY_PAGE = 50
+
+
+def verdict_view(doc: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The latest verdict as the console shows it: the message itself, its headline (the
+    word, and the days still needed while it keeps running) and the lines below it, as
+    ``pricelab estimates`` prints them."""
+    if doc is None:
+        return None
+    lines = render_verdict(doc).splitlines()
+    return {
+        "verdict": doc.get("verdict"),
+        "arm": doc.get("arm"),
+        "headline": lines[0],
+        "lines": [line.strip() for line in lines[1:]],
+        "more_days": doc.get("more_days"),
+        "as_of": doc.get("as_of"),
+        "n_periods": doc.get("n_periods"),
+        "message": doc,
+    }
+
+
+def _matches(row: dict[str, Any], q: str) -> bool:
+    q = q.casefold()
+    return any(q in str(v).casefold() for v in (row["id"], row["design"], *row["arms"]))
+
+
+async def experiments_view(
+    store: Store, feed: EstimatesFeed, status: str | None = None, q: str | None = None
+) -> dict[str, Any]:
+    """Every experiment (``status``: of that state; ``q``: whose id, design or an arm name
+    holds it), each with its latest verdict; and how many each tab holds."""
+    rows = await read_overviews(store)
+    counts = {tab: 0 for tab in TABS}
+    for row in rows:
+        counts["all"] += 1
+        if row["state"] in counts:
+            counts[row["state"]] += 1
+    shown = [
+        r
+        for r in rows
+        if (not status or status == "all" or r["state"] == status) and (not q or _matches(r, q))
+    ]
+    docs = await feed.many([r["id"] for r in shown])
+    for row in shown:
+        row["verdict"] = verdict_view(latest_verdict(docs[row["id"]]))
+    return {"experiments": shown, "counts": counts, "status": status or "all", "q": q or ""}
+
+
+def _finite(doc: dict[str, Any]) -> dict[str, Any]:
+    """JSON has no NaN or infinity: such a figure is null."""
+    return {
+        k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in doc.items()
+    }
+
+
+async def experiment_view(
+    settings: Settings, store: Store, feed: EstimatesFeed, exp_id: str, page: int = 1
+) -> dict[str, Any]:
+    """One experiment: its overview, latest verdict, the scorecard's latest estimates (each
+    metric's primary estimator, the decision metric first) and its audit history, newest
+    first, ``page`` by page. An unknown id raises UnknownExperiment."""
+    overview = await read_overview(store, exp_id)
+    docs = await feed.docs(exp_id)
+    verdict = latest_verdict(docs)
+    lead = overview["decision_metric"] if verdict is None else verdict.get("metric")
+    scorecard = [_finite(d) for d in latest_of(docs, primary_only=True, lead=lead).values()]
+    trail = await read_trail(settings, exp_id, timeout=settings.console.command_timeout)
+    created_by = next(
+        (
+            (r.get("detail") or {}).get("actor")
+            for r in trail.records
+            if r.get("kind") == "command" and (r.get("detail") or {}).get("command") == "create"
+        ),
+        None,
+    )
+    records = list(reversed(trail.records))
+    pages = max(1, math.ceil(len(records) / HISTORY_PAGE))
+    page = min(max(1, page), pages)
+    return {
+        "overview": overview | {"created_by": created_by},
+        "verdict": verdict_view(verdict),
+        "scorecard": scorecard,
+        "history": {
+            "records": records[(page - 1) * HISTORY_PAGE : page * HISTORY_PAGE],
+            "total": len(records),
+            "page": page,
+            "pages": pages,
+            "expired": trail.expired,
+            "repeats": trail.repeats,
+        },
+    }

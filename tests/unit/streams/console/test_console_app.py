@@ -1,0 +1,346 @@
+"""The console's rules, each with its refusal: no session is 401, a missing CSRF token is 403,
+a viewer's act is 403 (button or not), an unknown experiment is 404 with one sentence, an
+accepted act goes out as the signed-in user with their reason. The store, feed and command
+sender are small stand-ins here; tests/integration/test_console_browser.py runs the real ones."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from controller.errors import ConfigurationError
+from controller.settings import ConsoleSettings, Settings
+from controller.spec import load_spec
+from controller.store.experiments import ExperimentState
+from streams.console import auth
+from streams.console.app import Console, build_app
+
+START = datetime(2026, 6, 1, tzinfo=UTC)
+
+VERDICT = {
+    "kind": "verdict",
+    "experiment": "shoes",
+    "estimator": "did",
+    "as_of": "2026-06-04T00:00:00+00:00",
+    "n_periods": 3,
+    "verdict": "keep_running",
+    "metric": "revenue",
+    "reason": "the interval still spans zero",
+    "effect": 1.5,
+    "cs_low": -2.0,
+    "cs_high": 5.0,
+    "alpha": 0.05,
+    "rule": "ship when the anytime-valid interval clears zero",
+}
+
+
+def _state(exp_id: str, period: int) -> ExperimentState:
+    """An experiment as stored: period -1, created (its start ahead); else running."""
+    spec = load_spec(
+        {
+            "id": exp_id,
+            "products": [f"{exp_id}{i}" for i in range(4)],
+            "treatment_policy": "new",
+            "control_policy": "old",
+            "start": START.isoformat(),
+            "end": (START + timedelta(days=5)).isoformat(),
+            "timezone": "UTC",
+            "period": "P1D",
+            "seed": 1,
+        }
+    )
+    return ExperimentState(spec, "running", period, 0, 0, 0)
+
+
+class _Redis:
+    async def ping(self) -> bool:
+        return True
+
+    async def aclose(self) -> None:
+        return None
+
+
+class _Store:
+    """The store's reads the console's views call (streams.client.commands, known)."""
+
+    def __init__(self, states: list[ExperimentState]) -> None:
+        self.states = {s.spec.id: s for s in states}
+        self.redis = _Redis()
+
+    async def experiments(self) -> list[ExperimentState]:
+        return list(self.states.values())
+
+    async def experiment_ids(self) -> list[str]:
+        return list(self.states)
+
+    async def get_experiment(self, exp_id: str) -> ExperimentState:
+        return self.states[exp_id]
+
+
+class _Feed:
+    def __init__(self, docs: dict[str, list[dict[str, Any]]]) -> None:
+        self._docs = docs
+
+    async def docs(self, exp_id: str) -> list[dict[str, Any]]:
+        return self._docs.get(exp_id, [])
+
+    async def many(self, ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+        return {i: self._docs.get(i, []) for i in ids}
+
+    @contextlib.asynccontextmanager
+    async def listen(self, exp_id: str) -> AsyncIterator[Any]:
+        yield None
+
+    async def close(self) -> None:
+        return None
+
+
+PASSWORDS = {
+    "vic": ("viewer", "v-pass"),
+    "ana": ("analyst", "a-pass"),
+    "olga": ("operator", "o-pass"),
+}
+
+
+@pytest.fixture(scope="module")
+def users_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("console") / "users"
+    lines = ["# the console's users"]
+    lines += [auth.hash_line(n, role, pw) for n, (role, pw) in PASSWORDS.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture
+def sent() -> list[tuple[str, dict[str, Any]]]:
+    return []
+
+
+@pytest.fixture
+def client(users_file: Path, sent: list[tuple[str, dict[str, Any]]]) -> Iterator[TestClient]:
+    async def send(settings: Settings, kind: str, timeout: float = 30.0, **fields: Any) -> Any:
+        sent.append((kind, fields))
+        return {"ok": True, "command_id": "c1", "state": "paused"}
+
+    settings = Settings(console=ConsoleSettings(users_file=users_file))
+    console = Console(
+        settings,
+        auth.Users.load(users_file),
+        _Store([_state("shoes", 2), _state("hats", -1)]),  # type: ignore[arg-type]
+        _Feed({"shoes": [VERDICT]}),  # type: ignore[arg-type]
+        send,
+    )
+    with TestClient(build_app(console)) as c:
+        yield c
+
+
+def _sign_in(client: TestClient, name: str) -> str:
+    r = client.post("/api/login", json={"user": name, "password": PASSWORDS[name][1]})
+    assert r.status_code == 200, r.text
+    assert r.json()["role"] == PASSWORDS[name][0]
+    return str(r.json()["csrf"])
+
+
+def test_health_needs_no_session(client: TestClient) -> None:
+    assert client.get("/health").json() == {"status": "ok"}
+    assert client.get("/ready").json() == {"ready": True}
+
+
+@pytest.mark.parametrize(
+    "method, path",
+    [
+        ("GET", "/api/experiments"),
+        ("GET", "/api/experiments/shoes"),
+        ("GET", "/api/experiments/nope"),
+        ("GET", "/api/session"),
+        ("POST", "/api/experiments/shoes/pause"),
+        ("POST", "/api/experiments/nope/stop"),
+    ],
+)
+def test_no_session_is_401_never_404(client: TestClient, method: str, path: str) -> None:
+    r = client.request(method, path, json={"reason": "x"})
+    assert r.status_code == 401
+    assert r.json() == {"error": "sign in first"}
+
+
+def test_a_page_without_a_session_goes_to_the_sign_in(client: TestClient) -> None:
+    r = client.get("/experiments/shoes", follow_redirects=False)
+    assert r.status_code == 303
+    assert r.headers["location"] == "/login?next=/experiments/shoes"
+
+
+def test_a_wrong_password_or_unknown_user_is_401(client: TestClient) -> None:
+    assert client.post("/api/login", json={"user": "vic", "password": "no"}).status_code == 401
+    assert client.post("/api/login", json={"user": "zed", "password": "v-pass"}).status_code == 401
+    assert client.get("/api/experiments").status_code == 401
+
+
+def test_the_json_sign_in_takes_only_json(client: TestClient) -> None:
+    """A cross-site form cannot send JSON: the sign-in refuses a form body."""
+    r = client.post("/api/login", data={"user": "vic", "password": "v-pass"})
+    assert r.status_code == 415
+    assert client.get("/api/experiments").status_code == 401
+
+
+def test_the_list_has_each_experiment_with_its_verdict(client: TestClient) -> None:
+    _sign_in(client, "vic")
+    r = client.get("/api/experiments")
+    assert r.status_code == 200, r.text
+    doc = r.json()
+    rows = {e["id"]: e for e in doc["experiments"]}
+    assert set(rows) == {"shoes", "hats"}
+    shoes = rows["shoes"]
+    assert shoes["state"] == "running" and shoes["design"] == "random-days"
+    assert shoes["arms"] == ["treatment", "control"]
+    assert (shoes["period"], shoes["periods"], shoes["products"]) == (2, 5, 4)
+    assert rows["hats"]["state"] == "created"
+    assert shoes["decision_metric"] == "revenue"
+    assert shoes["verdict"]["verdict"] == "keep_running"
+    assert shoes["verdict"]["headline"].startswith("VERDICT after 3 periods")
+    assert rows["hats"]["verdict"] is None
+    assert doc["counts"]["all"] == 2 and doc["counts"]["running"] == 1
+
+
+def test_the_list_filters_by_status_and_search(client: TestClient) -> None:
+    _sign_in(client, "vic")
+
+    def ids(**q: str) -> list[str]:
+        return [e["id"] for e in client.get("/api/experiments", params=q).json()["experiments"]]
+
+    assert ids(status="created") == ["hats"]
+    assert ids(status="running") == ["shoes"]
+    assert ids(q="SHO") == ["shoes"]
+    assert ids(q="nothing-like-it") == []
+
+
+def test_an_unknown_experiment_is_404_with_one_sentence(client: TestClient) -> None:
+    csrf = _sign_in(client, "olga")
+    r = client.get("/api/experiments/nope")
+    assert r.status_code == 404
+    assert "nope" in r.json()["error"] and "\n" not in r.json()["error"]
+    r = client.post(
+        "/api/experiments/nope/pause", json={"reason": "x"}, headers={"X-CSRF-Token": csrf}
+    )
+    assert r.status_code == 404
+    assert "nope" in r.json()["error"]
+
+
+def test_an_operator_pauses_as_themselves_with_a_reason(
+    client: TestClient, sent: list[tuple[str, dict[str, Any]]]
+) -> None:
+    csrf = _sign_in(client, "olga")
+    r = client.post(
+        "/api/experiments/shoes/pause",
+        json={"reason": "stock-out in the warehouse"},
+        headers={"X-CSRF-Token": csrf},
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["reply"]["ok"] is True and r.json()["actor"] == "olga"
+    assert sent == [
+        ("pause", {"experiment": "shoes", "reason": "stock-out in the warehouse", "actor": "olga"})
+    ]
+
+
+def test_an_act_without_the_csrf_token_is_403(
+    client: TestClient, sent: list[tuple[str, dict[str, Any]]]
+) -> None:
+    _sign_in(client, "olga")
+    r = client.post("/api/experiments/shoes/stop", json={"reason": "done"})
+    assert r.status_code == 403 and "CSRF" in r.json()["error"]
+    r = client.post(
+        "/api/experiments/shoes/stop", json={"reason": "done"}, headers={"X-CSRF-Token": "forged"}
+    )
+    assert r.status_code == 403
+    assert sent == []
+
+
+@pytest.mark.parametrize("who", ["vic", "ana"])
+@pytest.mark.parametrize("kind", ["pause", "resume", "stop"])
+def test_a_viewer_or_analyst_may_not_act_403(
+    client: TestClient, sent: list[tuple[str, dict[str, Any]]], who: str, kind: str
+) -> None:
+    csrf = _sign_in(client, who)
+    r = client.post(
+        f"/api/experiments/shoes/{kind}", json={"reason": "x"}, headers={"X-CSRF-Token": csrf}
+    )
+    assert r.status_code == 403
+    assert r.json()["error"].startswith(f"a {PASSWORDS[who][0]} may not operate")
+    assert sent == []
+
+
+def test_an_act_needs_a_reason_422(
+    client: TestClient, sent: list[tuple[str, dict[str, Any]]]
+) -> None:
+    csrf = _sign_in(client, "olga")
+    r = client.post(
+        "/api/experiments/shoes/resume", json={"reason": "  "}, headers={"X-CSRF-Token": csrf}
+    )
+    assert r.status_code == 422
+    assert r.json()["error"] == "a resume needs a reason: why, for the experiment's audit trail"
+    assert sent == []
+
+
+def test_the_page_shows_the_act_buttons_to_an_operator_only(client: TestClient) -> None:
+    _sign_in(client, "vic")
+    page = client.get("/experiments").text
+    assert 'href="/experiments/shoes"' in page and "VERDICT after 3 periods" in page
+    client.cookies.clear()
+    _sign_in(client, "olga")
+    assert client.get("/api/session").json()["role"] == "operator"
+
+
+def test_the_form_sign_in_checks_its_csrf_token(client: TestClient) -> None:
+    r = client.post("/login", data={"user": "vic", "password": "v-pass", "csrf": "forged"})
+    assert r.status_code == 403
+    page = client.get("/login").text
+    token = page.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+    r = client.post(
+        "/login",
+        data={"user": "vic", "password": "v-pass", "csrf": token, "next": "//evil.example"},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303 and r.headers["location"] == "/"  # never off the console
+    assert client.get("/api/session").json()["user"] == "vic"
+
+
+def test_sign_out_needs_the_token_and_ends_the_session(client: TestClient) -> None:
+    csrf = _sign_in(client, "vic")
+    assert client.post("/logout").status_code == 403
+    assert client.get("/api/session").status_code == 200
+    r = client.post("/logout", data={"csrf": csrf}, follow_redirects=False)
+    assert r.status_code == 303
+    assert client.get("/api/session").status_code == 401
+
+
+def test_a_forged_session_cookie_is_no_session(client: TestClient) -> None:
+    _sign_in(client, "olga")
+    value = client.cookies["pricelab_console"]
+    forged = value[:-4] + ("AAAA" if not value.endswith("AAAA") else "BBBB")
+    client.cookies.clear()
+    client.cookies.set("pricelab_console", forged)
+    assert client.get("/api/experiments").status_code == 401
+
+
+def test_the_users_file_refuses_a_bad_line(tmp_path: Path) -> None:
+    path = tmp_path / "users"
+    path.write_text("alice:operator:plaintext\n")
+    with pytest.raises(ConfigurationError, match="line 1: not name:role:argon2-hash"):
+        auth.Users.load(path)
+    path.write_text(auth.hash_line("alice", "viewer", "p").replace(":viewer:", ":boss:") + "\n")
+    with pytest.raises(ConfigurationError, match="'boss' is not a role"):
+        auth.Users.load(path)
+
+
+def test_the_one_time_admin_signs_in_once_made() -> None:
+    users = auth.Users()
+    password = users.add_one_time_admin()
+    assert users.check("admin", password) == users.users["admin"]
+    assert users.check("admin", password + "x") is None
+    assert auth.may("admin", "operate") and auth.may("admin", "decide")
+    assert not auth.may("viewer", "operate") and not auth.may("operator", "decide")
