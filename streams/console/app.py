@@ -205,8 +205,11 @@ def _action_route(kind: str) -> Route:
             if request.headers.get("hx-request"):
                 return _page("reply.html", request, {"error": r.message}, r.status)
             return JSONResponse({"error": r.message}, status_code=r.status)
-        if request.headers.get("hx-request"):  # the page's button: the reply, drawn
-            return _page("reply.html", request, out, 200 if out["reply"].get("ok") else 409)
+        if request.headers.get("hx-request"):  # the page's button: the reply, drawn, and
+            # the page's live parts redrawn (its status and history)
+            shown = _page("reply.html", request, out, 200 if out["reply"].get("ok") else 409)
+            shown.headers["HX-Trigger"] = "look"
+            return shown
         return JSONResponse(out, status_code=200 if out["reply"].get("ok") else 409)
 
     return Route(f"/api/experiments/{{exp_id}}/{kind}", route, methods=["POST"])
@@ -406,7 +409,7 @@ def build_app(console: Console, lifespan_close: bool = True) -> Starlette:
         Route("/", _home),
         Route("/experiments", page("experiments.html", _experiments)),
         Route("/experiments/{exp_id}", page("experiment.html", _experiment)),
-        Route("/experiments/{exp_id}/results", page("results.html", _experiment)),
+        Route("/experiments/{exp_id}/results", page("live.html", _experiment)),
         Mount("/static", StaticFiles(directory=str(files("streams.console") / "static"))),
     ]
     app = Starlette(
