@@ -16,7 +16,7 @@ import contextlib
 import json
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.resources import files
 from typing import Any
 
@@ -43,6 +43,7 @@ from streams.client.commands import send_command_async
 from streams.client.known import known
 from streams.console import auth
 from streams.console.feed import EstimatesFeed
+from streams.console.metrics import ConsoleMetrics, MeasureRequests
 from streams.console.views import TABS, experiment_view, experiments_view
 from streams.errors import ServiceUnavailable
 from streams.worker.schemas import actor_refusal
@@ -63,6 +64,7 @@ class Console:
     store: Store
     feed: EstimatesFeed
     send: Send = send_command_async
+    metrics: ConsoleMetrics = field(default_factory=ConsoleMetrics)
 
 
 class Refused(Exception):
@@ -193,6 +195,9 @@ async def act(request: Request, kind: str, exp_id: str, fields: dict[str, Any]) 
         reason=reason,
         actor=user.name,
     )
+    c.metrics.acts.labels(
+        kind, "accepted" if reply.get("ok") else "refused by the controller"
+    ).inc()
     return {"command": kind, "experiment": exp_id, "actor": user.name, "reply": reply}
 
 
@@ -202,6 +207,7 @@ def _action_route(kind: str) -> Route:
             out = await act(request, kind, request.path_params["exp_id"], await _body(request))
         except (Refused, PricelabError, OSError) as exc:
             r = _refusal(exc)
+            _console(request).metrics.acts.labels(kind, "refused").inc()
             if request.headers.get("hx-request"):
                 return _page("reply.html", request, {"error": r.message}, r.status)
             return JSONResponse({"error": r.message}, status_code=r.status)
@@ -265,35 +271,58 @@ def _sign_in(request: Request, user: auth.User) -> None:
 
 async def _events(request: Request) -> Response:
     """Server-sent events: ``look`` each time new estimates of the experiment arrive (the
-    messages of one look come close together: they are sent as one event)."""
+    messages of one look come close together: they are sent as one event); without an
+    experiment (``/api/events``, the list page), of any experiment the console reads."""
     try:
         _need(request, "read")
         c = _console(request)
-        exp_id = request.path_params["exp_id"]
-        await known(c.store, exp_id)
+        exp_id = request.path_params.get("exp_id")
+        if exp_id is not None:
+            await known(c.store, exp_id)
     except (Refused, PricelabError) as exc:
         r = _refusal(exc)
         return JSONResponse({"error": r.message}, status_code=r.status)
 
     async def stream() -> AsyncIterator[str]:
-        async with c.feed.listen(exp_id) as q:
-            yield ": live\n\n"
-            while True:
-                try:
-                    doc = await asyncio.wait_for(q.get(), 15)
-                except TimeoutError:
-                    yield ": keep-alive\n\n"
-                    continue
-                await asyncio.sleep(0.2)  # the rest of the look's messages
-                n = 1
-                while not q.empty():
-                    doc = q.get_nowait()
-                    n += 1
-                data = json.dumps({"as_of": doc.get("as_of"), "messages": n})
-                yield f"event: look\ndata: {data}\n\n"
+        c.metrics.live_streams.inc()
+        try:
+            async for event in _looks(c.feed, exp_id):
+                yield event
+        finally:
+            c.metrics.live_streams.dec()
 
     return StreamingResponse(
         stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
+    )
+
+
+async def _looks(feed: EstimatesFeed, exp_id: str | None) -> AsyncIterator[str]:
+    """The event stream of one experiment's looks, or of every experiment's (None); a
+    comment every 15 s keeps it open."""
+    async with feed.listen(exp_id) if exp_id is not None else feed.listen_any() as q:
+        yield ": live\n\n"
+        while True:
+            try:
+                doc = await asyncio.wait_for(q.get(), 15)
+            except TimeoutError:
+                yield ": keep-alive\n\n"
+                continue
+            await asyncio.sleep(0.2)  # the rest of the look's messages
+            n = 1
+            while not q.empty():
+                doc = q.get_nowait()
+                n += 1
+            data = json.dumps(
+                {"experiment": doc.get("experiment"), "as_of": doc.get("as_of"), "messages": n}
+            )
+            yield f"event: look\ndata: {data}\n\n"
+
+
+async def _metrics(request: Request) -> Response:
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    return Response(
+        generate_latest(_console(request).metrics.registry), media_type=CONTENT_TYPE_LATEST
     )
 
 
@@ -397,6 +426,7 @@ def build_app(console: Console, lifespan_close: bool = True) -> Starlette:
     routes = [
         Route("/health", _health),
         Route("/ready", _ready),
+        Route("/metrics", _metrics),
         Route("/login", _login_page, methods=["GET"]),
         Route("/login", _login_form, methods=["POST"]),
         Route("/logout", _logout, methods=["POST"]),
@@ -405,6 +435,7 @@ def build_app(console: Console, lifespan_close: bool = True) -> Starlette:
         Route("/api/experiments", api(_experiments)),
         Route("/api/experiments/{exp_id}", api(_experiment)),
         Route("/api/experiments/{exp_id}/events", _events),
+        Route("/api/events", _events),
         *(_action_route(k) for k in ACTIONS),
         Route("/", _home),
         Route("/experiments", page("experiments.html", _experiments)),
@@ -415,6 +446,7 @@ def build_app(console: Console, lifespan_close: bool = True) -> Starlette:
     app = Starlette(
         routes=routes,
         middleware=[
+            Middleware(MeasureRequests, metrics=console.metrics),
             Middleware(
                 SessionMiddleware,
                 secret_key=secret,
@@ -422,7 +454,7 @@ def build_app(console: Console, lifespan_close: bool = True) -> Starlette:
                 max_age=int(cs.session_max_age.total_seconds()),
                 same_site="strict",
                 https_only=cs.secure_cookies,
-            )
+            ),
         ],
         lifespan=lifespan,
     )

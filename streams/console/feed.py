@@ -40,6 +40,8 @@ class EstimatesFeed:
         self.idle = settings.console.estimates_idle if idle is None else idle
         self.stop = asyncio.Event()
         self._readers: dict[str, _Reader] = {}
+        #: the live streams of every experiment's news (the list page)
+        self._any: set[asyncio.Queue[dict[str, Any]]] = set()
 
     def _reader(self, experiment: str) -> _Reader:
         r = self._readers.get(experiment)
@@ -64,10 +66,9 @@ class EstimatesFeed:
             r.error = exc
             r.ready.set()
 
-    @staticmethod
-    def _publish(r: _Reader, doc: dict[str, Any]) -> None:
+    def _publish(self, r: _Reader, doc: dict[str, Any]) -> None:
         r.docs.append(doc)
-        for q in r.listeners:
+        for q in (*r.listeners, *self._any):
             q.put_nowait(doc)
 
     async def docs(self, experiment: str) -> list[dict[str, Any]]:
@@ -95,9 +96,19 @@ class EstimatesFeed:
         finally:
             r.listeners.discard(q)
 
+    @contextlib.asynccontextmanager
+    async def listen_any(self) -> AsyncIterator[asyncio.Queue[dict[str, Any]]]:
+        """A queue that receives each new estimate message of every experiment read."""
+        q: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._any.add(q)
+        try:
+            yield q
+        finally:
+            self._any.discard(q)
+
     def listening(self) -> int:
         """How many live streams are open."""
-        return sum(len(r.listeners) for r in self._readers.values())
+        return len(self._any) + sum(len(r.listeners) for r in self._readers.values())
 
     async def close(self) -> None:
         self.stop.set()

@@ -159,10 +159,11 @@ async def test_the_console_in_a_browser(stack: Any, tmp_path: Path, browser: Any
                 if not look:  # too few periods for a verdict yet
                     return
                 shown = f"Look of {look[-1]['as_of']}, after {look[-1]['n_periods']} period(s)."
+                listed = f"after {look[-1]['n_periods']} periods (as of {look[-1]['as_of']})"
                 if not marker:
                     await asyncio.to_thread(first_look, shown)
                 else:
-                    await asyncio.to_thread(later_look, shown)
+                    await asyncio.to_thread(later_look, shown, listed)
                 marker.setdefault("looks", []).append(d)
 
             def first_look(shown: str) -> None:
@@ -172,16 +173,30 @@ async def test_the_console_in_a_browser(stack: Any, tmp_path: Path, browser: Any
                 assert len(rows) == 1, browser.page_source[:2000]
                 assert "running" in rows[0].text
                 _shot(browser, tmp_path, "console-experiments.png")
+                browser.execute_script("window.stillThisPage = 'yes';")  # gone on a reload
+                marker["list"] = browser.current_window_handle
+                # the experiment page in a tab of its own; the list stays open in the first
+                browser.switch_to.new_window("tab")
+                marker["page"] = browser.current_window_handle
+                browser.get(f"{base}/experiments")
+                rows = browser.find_elements(By.CSS_SELECTOR, f'tr[data-id="{run.id}"]')
                 rows[0].find_element(By.LINK_TEXT, run.id).click()
                 _wait(browser, "the first look", lambda b: _text(b, "#looks") == shown)
                 browser.execute_script("window.stillThisPage = 'yes';")  # gone on a reload
                 marker["set"] = True
 
-            def later_look(shown: str) -> None:
+            def later_look(shown: str, listed: str) -> None:
                 _wait(browser, f"the look {shown!r} without a reload",
                       lambda b: _text(b, "#looks") == shown)  # fmt: skip
                 assert browser.execute_script("return window.stillThisPage") == "yes"
                 assert _text(browser, "#verdict .word").startswith("VERDICT after")
+                # the list, open since the first look, shows the new verdict too
+                browser.switch_to.window(marker["list"])
+                cell = f'tr[data-id="{run.id}"] .verdict-cell'
+                _wait(browser, f"the list's verdict {listed!r} without a reload",
+                      lambda b: listed in _text(b, cell))  # fmt: skip
+                assert browser.execute_script("return window.stillThisPage") == "yes"
+                browser.switch_to.window(marker["page"])
 
             await driver.run([run], after_look=after_look, periods=4)
             assert len(marker["looks"]) >= 2, marker  # one look opened, later ones arrived live

@@ -1,10 +1,12 @@
-// The live stream of an open experiment page: each look the analysis worker publishes
-// (server-sent events from the estimates topic) redraws the verdict and the scorecard
-// (htmx fetches them again: the page's own template over the API's document).
+// The live stream of an open page: each look the analysis worker publishes (server-sent
+// events from the estimates topic) makes htmx fetch the page's live parts again: the page's
+// own template over the API's document. No other script.
 document.querySelectorAll("[data-live]").forEach(function (el) {
   var source = new EventSource(el.dataset.live);
   source.addEventListener("look", function (e) {
-    el.textContent = "new look as of " + JSON.parse(e.data).as_of;
+    var look = JSON.parse(e.data);
+    el.textContent = "new look" + (look.experiment ? " of " + look.experiment : "") +
+      " as of " + look.as_of;
     htmx.trigger(document.body, "look");
   });
 });

@@ -344,3 +344,57 @@ def test_the_one_time_admin_signs_in_once_made() -> None:
     assert users.check("admin", password + "x") is None
     assert auth.may("admin", "operate") and auth.may("admin", "decide")
     assert not auth.may("viewer", "operate") and not auth.may("operator", "decide")
+
+
+def test_metrics_count_requests_by_route_and_acts_by_outcome(client: TestClient) -> None:
+    client.get("/api/experiments/nope")  # 401: no session
+    csrf = _sign_in(client, "olga")
+    client.post(
+        "/api/experiments/shoes/pause", json={"reason": "r"}, headers={"X-CSRF-Token": csrf}
+    )
+    client.post("/api/experiments/shoes/stop", json={"reason": ""}, headers={"X-CSRF-Token": csrf})
+    text = client.get("/metrics").text
+    assert (
+        'pricelab_console_request_seconds_count{method="GET",route="/api/experiments/{exp_id}",'
+        'status="401"} 1.0'
+    ) in text  # the route's template, never the id
+    assert 'pricelab_console_acts_total{command="pause",outcome="accepted"} 1.0' in text
+    assert 'pricelab_console_acts_total{command="stop",outcome="refused"} 1.0' in text
+    assert "pricelab_console_live_streams 0.0" in text
+
+
+@pytest.mark.parametrize("exp_id", ["shoes", None])
+async def test_a_look_s_messages_are_one_event(exp_id: str | None) -> None:
+    """The live stream (of one experiment; of every one, None: the list page) sends one
+    ``look`` event for the messages that arrive together."""
+    import asyncio
+    import json
+
+    from streams.console.app import _looks
+
+    q: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    for i in range(3):
+        q.put_nowait({"experiment": "shoes", "as_of": "2026-06-02T00:00:00+00:00", "n": i})
+
+    class Feed:
+        @contextlib.asynccontextmanager
+        async def listen(self, exp_id: str) -> AsyncIterator[asyncio.Queue[dict[str, Any]]]:
+            assert exp_id == "shoes"
+            yield q
+
+        @contextlib.asynccontextmanager
+        async def listen_any(self) -> AsyncIterator[asyncio.Queue[dict[str, Any]]]:
+            assert exp_id is None
+            yield q
+
+    events = _looks(Feed(), exp_id)  # type: ignore[arg-type]
+    assert await anext(events) == ": live\n\n"
+    event = await anext(events)
+    head, data = event.strip().split("\n")
+    assert head == "event: look"
+    assert json.loads(data.removeprefix("data: ")) == {
+        "experiment": "shoes",
+        "as_of": "2026-06-02T00:00:00+00:00",
+        "messages": 3,
+    }
+    await events.aclose()
