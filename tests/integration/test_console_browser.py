@@ -9,7 +9,9 @@ downloaded).
 - a pause made in the browser reaches the commands topic with the signed-in user as its
   actor (``pricelab experiment history``);
 - a viewer has no pause button, and a forged POST from their session gets 403;
-- in the lab the console prints a one-time admin password that signs in.
+- in the lab the console prints a one-time admin password that signs in;
+- axe-core finds no serious or critical accessibility violation on the sign-in, the list and
+  the experiment page.
 """
 
 from __future__ import annotations
@@ -79,9 +81,13 @@ def _get(url: str) -> tuple[int, str]:
 
 
 def _wait(browser: Any, what: str, cond: Any, timeout: float = 15.0) -> Any:
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(browser, timeout, poll_frequency=0.1).until(cond, message=what)
+    # a live redraw may replace an element between finding and reading it: read again
+    return WebDriverWait(
+        browser, timeout, poll_frequency=0.1, ignored_exceptions=[StaleElementReferenceException]
+    ).until(cond, message=what)
 
 
 def _text(browser: Any, css: str) -> str:
@@ -97,11 +103,29 @@ def _sign_in(browser: Any, base: str, user: str, password: str, then: str) -> No
     browser.delete_all_cookies()
     browser.get(f"{base}{then}")  # no session: to the sign-in, and back after it
     _wait(browser, "the sign-in page", lambda b: b.current_url.startswith(f"{base}/login"))
+    _axe(browser, "the sign-in")
     browser.find_element(By.ID, "user").send_keys(user)
     browser.find_element(By.ID, "password").send_keys(password)
     browser.find_element(By.ID, "sign-in").click()
     _wait(browser, f"{then} after signing in", lambda b: b.current_url == f"{base}{then}")
     assert _text(browser, "#who") == user
+
+
+AXE = Path(__file__).parent / "vendor" / "axe.min.js"
+
+
+def _axe(browser: Any, page: str) -> None:
+    """axe-core on the page as it stands: no serious or critical violation."""
+    browser.execute_script(AXE.read_text())
+    found = browser.execute_async_script(
+        """
+        const done = arguments[arguments.length - 1];
+        axe.run(document, {resultTypes: ['violations']}).then(r => done(
+          r.violations.filter(v => v.impact === 'serious' || v.impact === 'critical')
+            .map(v => v.id + ' (' + v.impact + '): ' + v.nodes.map(n => n.target).join(' '))));
+        """
+    )
+    assert found == [], (page, found)
 
 
 def _shot(browser: Any, tmp: Path, name: str) -> None:
@@ -169,18 +193,18 @@ async def test_the_console_in_a_browser(stack: Any, tmp_path: Path, browser: Any
             def first_look(shown: str) -> None:
                 o_pw = USERS["olga"][1]
                 _sign_in(browser, base, "olga", o_pw, "/experiments")
-                rows = browser.find_elements(By.CSS_SELECTOR, f'tr[data-id="{run.id}"]')
-                assert len(rows) == 1, browser.page_source[:2000]
-                assert "running" in rows[0].text
+                row = f'tr[data-id="{run.id}"]'
+                _wait(browser, "the experiment in the list",
+                      lambda b: _text(b, f"{row} .state") == "running")  # fmt: skip
+                assert len(browser.find_elements(By.CSS_SELECTOR, row)) == 1
                 _shot(browser, tmp_path, "console-experiments.png")
+                _axe(browser, "the list")
                 browser.execute_script("window.stillThisPage = 'yes';")  # gone on a reload
                 marker["list"] = browser.current_window_handle
                 # the experiment page in a tab of its own; the list stays open in the first
                 browser.switch_to.new_window("tab")
                 marker["page"] = browser.current_window_handle
-                browser.get(f"{base}/experiments")
-                rows = browser.find_elements(By.CSS_SELECTOR, f'tr[data-id="{run.id}"]')
-                rows[0].find_element(By.LINK_TEXT, run.id).click()
+                browser.get(f"{base}/experiments/{run.id}")
                 _wait(browser, "the first look", lambda b: _text(b, "#looks") == shown)
                 browser.execute_script("window.stillThisPage = 'yes';")  # gone on a reload
                 marker["set"] = True
@@ -204,6 +228,7 @@ async def test_the_console_in_a_browser(stack: Any, tmp_path: Path, browser: Any
         # a pause from the browser: the reply shown, the command on the topic as olga
         def pause() -> None:
             _shot(browser, tmp_path, "console-experiment.png")
+            _axe(browser, "the experiment page")
             browser.find_element(By.ID, "reason").send_keys("stock count in the warehouse")
             browser.find_element(By.ID, "pause").click()
             _wait(browser, "the confirmation", lambda b: b.switch_to.alert).accept()
