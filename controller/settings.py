@@ -228,6 +228,11 @@ class ConsoleSettings(BaseModel):
     #: the users who may sign in: one ``name:role:argon2-hash`` a line
     #: (``pricelab console hash`` makes a line); unset, only the one-time admin of the lab
     users_file: Path | None = None
+    #: take the user from this request header, set by a trusted upstream that signs users in
+    #: (oauth2-proxy: ``X-Forwarded-User``), instead of the console's own sign-in; the users
+    #: file still gives each user's role. Only behind that upstream: anyone who reaches the
+    #: console directly could set the header
+    trusted_user_header: str | None = None
     #: signs the session cookies; unset, a random one per process (sessions end with it)
     session_secret: SecretStr | None = None
     #: how long a sign-in lasts

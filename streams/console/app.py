@@ -98,9 +98,23 @@ _ENV = _templates()
 
 # ------------------------------------------------------------------ sessions and rules
 def _user(request: Request) -> auth.User | None:
-    """The signed-in user, if the session names one the console still knows."""
-    name = request.session.get("user")
-    return request.app.state.console.users.users.get(name) if isinstance(name, str) else None
+    """The signed-in user: the one the trusted upstream's header names, when the console is
+    configured to take it (``console.trusted_user_header``: then only it), else the one the
+    session names; either, only if the users file lists them."""
+    c: Console = request.app.state.console
+    header = c.settings.console.trusted_user_header
+    name = request.headers.get(header) if header else request.session.get("user")
+    return c.users.users.get(name) if isinstance(name, str) else None
+
+
+def _no_user(request: Request) -> Refused:
+    """Why there is no user: no session (401), or an upstream identity the users file does not
+    list (403)."""
+    header = _console(request).settings.console.trusted_user_header
+    name = request.headers.get(header) if header else None
+    if name:
+        return Refused(403, f"{name!r} is not a console user: the users file does not list them")
+    return Refused(401, "sign in first")
 
 
 def _csrf(request: Request) -> str:
@@ -122,7 +136,7 @@ def _check_csrf(request: Request, form: dict[str, Any] | None = None) -> None:
 def _need(request: Request, action: str) -> auth.User:
     user = _user(request)
     if user is None:
-        raise Refused(401, "sign in first")
+        raise _no_user(request)
     if not auth.may(user.role, action):
         raise Refused(403, f"a {user.role} may not {action}: ask an operator or an admin")
     return user
@@ -176,7 +190,7 @@ async def act(request: Request, kind: str, exp_id: str, fields: dict[str, Any]) 
     or a role that may not (403), no reason (422), an unknown experiment (404)."""
     user = _user(request)
     if user is None:
-        raise Refused(401, "sign in first")
+        raise _no_user(request)
     _check_csrf(request, fields)
     _need(request, auth.NEEDS[kind])
     reason = str(fields.get("reason") or "").strip()
@@ -249,7 +263,16 @@ async def _session(request: Request) -> Any:
     return {"user": user.name, "role": user.role, "csrf": _csrf(request)}
 
 
+def _upstream_signs_in(request: Request) -> Refused | None:
+    header = _console(request).settings.console.trusted_user_header
+    if header:
+        return Refused(403, f"sign in through the upstream: it names the user in {header}")
+    return None
+
+
 async def _api_login(request: Request) -> Response:
+    if (up := _upstream_signs_in(request)) is not None:
+        return JSONResponse({"error": up.message}, status_code=up.status)
     if not request.headers.get("content-type", "").startswith("application/json"):
         return JSONResponse({"error": "sign in with a JSON body"}, status_code=415)
     try:
@@ -359,6 +382,9 @@ def page(
 
     async def route(request: Request) -> Response:
         if _user(request) is None:
+            if _console(request).settings.console.trusted_user_header:
+                r = _no_user(request)  # the upstream signs in, not the console
+                return _page("error.html", request, {"error": r.message}, r.status)
             return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
         try:
             doc = await fn(request)
@@ -375,6 +401,8 @@ async def _login_page(request: Request) -> Response:
 
 
 async def _login_form(request: Request) -> Response:
+    if (up := _upstream_signs_in(request)) is not None:
+        return _page("error.html", request, {"error": up.message}, up.status)
     form = dict(await request.form())
     try:
         _check_csrf(request, form)

@@ -1,7 +1,8 @@
 """Who may sign in to the console and what each role may do.
 
 The users file holds one ``name:role:hash`` a line, the hash argon2id's encoded string
-(argon2-cffi); ``#`` starts a comment. A role is one of :data:`ROLES`, each allowed the
+(argon2-cffi), or ``-`` for a user who signs in only through a trusted upstream (no password
+matches it); ``#`` starts a comment. A role is one of :data:`ROLES`, each allowed the
 actions of :data:`ALLOWED`. In the lab (a simulated clock, or no users file) the console
 adds a one-time ``admin`` whose password it prints when it starts.
 
@@ -94,17 +95,21 @@ class Users:
             raise ConfigurationError(
                 f"PRICELAB_CONSOLE__USERS_FILE: {path}: {exc.strerror or exc}"
             ) from None
+        return cls._parse(text, str(path))
+
+    @classmethod
+    def _parse(cls, text: str, source: str) -> Users:
         users: dict[str, User] = {}
         for n, raw in enumerate(text.splitlines(), 1):
             line = raw.strip()
             if not line or line.startswith("#"):
                 continue
-            where = f"{path}, line {n}"
+            where = f"{source}, line {n}"
             parts = line.split(":", 2)
-            if len(parts) != 3 or not parts[2].startswith("$argon2"):
+            if len(parts) != 3 or not (parts[2].startswith("$argon2") or parts[2] == "-"):
                 raise ConfigurationError(
-                    f"{where}: not name:role:argon2-hash (pricelab console user NAME --role "
-                    "ROLE makes a line)"
+                    f"{where}: not name:role:argon2-hash, or name:role:- (pricelab console user "
+                    "NAME --role ROLE makes a line)"
                 )
             name, role, digest = parts
             check_user(name, role, where)
@@ -112,6 +117,11 @@ class Users:
                 raise ConfigurationError(f"{where}: user {name!r} is named twice")
             users[name] = User(name, role, digest)
         return cls(users)
+
+    @classmethod
+    def load_text(cls, text: str, where: str = "the users") -> Users:
+        """The users of a users file's text (:meth:`load`)."""
+        return cls._parse(text, where)
 
     def add_one_time_admin(self) -> str:
         """Add ``admin`` (role admin) with a fresh random password, returned once; an

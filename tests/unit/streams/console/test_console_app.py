@@ -398,3 +398,64 @@ async def test_a_look_s_messages_are_one_event(exp_id: str | None) -> None:
         "messages": 3,
     }
     await events.aclose()
+
+
+@pytest.fixture
+def upstream(tmp_path: Path, sent: list[tuple[str, dict[str, Any]]]) -> Iterator[TestClient]:
+    """A console behind a trusted upstream (oauth2-proxy) that names the user in a header."""
+
+    async def send(settings: Settings, kind: str, timeout: float = 30.0, **fields: Any) -> Any:
+        sent.append((kind, fields))
+        return {"ok": True}
+
+    users = tmp_path / "users"
+    users.write_text("olga:operator:-\nvic:viewer:-\n")
+    settings = Settings(
+        console=ConsoleSettings(users_file=users, trusted_user_header="X-Forwarded-User")
+    )
+    console = Console(
+        settings,
+        auth.Users.load(users),
+        _Store([_state("shoes", 2)]),  # type: ignore[arg-type]
+        _Feed({}),  # type: ignore[arg-type]
+        send,
+    )
+    with TestClient(build_app(console)) as c:
+        yield c
+
+
+def test_behind_a_trusted_upstream_its_header_names_the_user(
+    upstream: TestClient, sent: list[tuple[str, dict[str, Any]]]
+) -> None:
+    olga = {"X-Forwarded-User": "olga"}
+    assert upstream.get("/api/experiments").status_code == 401  # no header: no user
+    r = upstream.get("/api/experiments", headers={"X-Forwarded-User": "mallory"})
+    assert r.status_code == 403
+    assert r.json()["error"] == "'mallory' is not a console user: the users file does not list them"
+    csrf = upstream.get("/api/session", headers=olga).json()["csrf"]
+    assert upstream.get("/api/session", headers=olga).json()["role"] == "operator"
+    # CSRF and roles hold as with a session
+    r = upstream.post("/api/experiments/shoes/pause", json={"reason": "r"}, headers=olga)
+    assert r.status_code == 403
+    r = upstream.post(
+        "/api/experiments/shoes/pause",
+        json={"reason": "r"},
+        headers={"X-Forwarded-User": "vic", "X-CSRF-Token": csrf},
+    )
+    assert r.status_code == 403 and r.json()["error"].startswith("a viewer may not operate")
+    r = upstream.post(
+        "/api/experiments/shoes/pause", json={"reason": "r"}, headers=olga | {"X-CSRF-Token": csrf}
+    )
+    assert r.status_code == 200 and sent == [
+        ("pause", {"experiment": "shoes", "reason": "r", "actor": "olga"})
+    ]
+
+
+def test_behind_a_trusted_upstream_no_password_signs_in(upstream: TestClient) -> None:
+    r = upstream.post("/api/login", json={"user": "olga", "password": "-"})
+    assert r.status_code == 403
+    assert (
+        r.json()["error"] == "sign in through the upstream: it names the user in X-Forwarded-User"
+    )
+    assert upstream.get("/api/experiments").status_code == 401
+    assert auth.Users.load_text("olga:operator:-\n").check("olga", "-") is None
