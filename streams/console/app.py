@@ -44,7 +44,7 @@ from streams.client.known import known
 from streams.console import auth
 from streams.console.feed import EstimatesFeed
 from streams.console.metrics import ConsoleMetrics, MeasureRequests
-from streams.console.views import TABS, experiment_view, experiments_view
+from streams.console.views import TABS, experiment_view, experiments_view, finite
 from streams.errors import ServiceUnavailable
 from streams.worker.schemas import actor_refusal
 
@@ -175,7 +175,7 @@ def api(fn: Callable[[Request], Awaitable[Any]]) -> Callable[[Request], Awaitabl
 
     async def route(request: Request) -> Response:
         try:
-            return JSONResponse(await fn(request))
+            return JSONResponse(finite(await fn(request)))
         except (Refused, PricelabError, OSError) as exc:
             r = _refusal(exc)
             return JSONResponse({"error": r.message}, status_code=r.status)

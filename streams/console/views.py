@@ -16,7 +16,14 @@ from typing import Any
 from controller.settings import Settings
 from controller.store import Store
 from streams.client.commands import read_overview, read_overviews
-from streams.client.estimates import latest_of, latest_verdict, render_verdict
+from streams.client.estimates import (
+    is_verdict,
+    latest_demand,
+    latest_of,
+    latest_verdict,
+    render_demand,
+    render_verdict,
+)
 from streams.client.history import read_trail
 from streams.console.feed import EstimatesFeed
 
@@ -46,6 +53,42 @@ def verdict_view(doc: dict[str, Any] | None) -> dict[str, Any] | None:
     }
 
 
+def looks_view(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each look's verdict, newest first (a look published more than once: its latest, by
+    the one rule :func:`latest_verdict`), with whether its word changed from the look before."""
+    by_look: dict[str, list[dict[str, Any]]] = {}
+    for d in docs:
+        if is_verdict(d):
+            by_look.setdefault(str(d.get("as_of")), []).append(d)
+    verdicts = [latest_verdict(v) for v in by_look.values()]
+    shown = [verdict_view(v) for v in sorted(verdicts, key=lambda v: str((v or {}).get("as_of")))]
+    out: list[dict[str, Any]] = []
+    for i, v in enumerate(shown):
+        if v is None:
+            continue
+        before = shown[i - 1] if i else None
+        changed = before is not None and (before["verdict"], before["arm"]) != (
+            v["verdict"],
+            v["arm"],
+        )
+        out.append(
+            {k: v[k] for k in ("as_of", "n_periods", "verdict", "arm", "headline")}
+            | {"changed": changed}
+        )
+    return out[::-1]
+
+
+def ladder_view(
+    docs: list[dict[str, Any]], verdict: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """A price ladder's latest demand curve, as ``pricelab estimates`` prints it beside the
+    verdict (None: not a ladder, or no look yet)."""
+    doc = latest_demand(docs)
+    if doc is None:
+        return None
+    return {"lines": render_demand(doc, verdict).splitlines(), "message": doc}
+
+
 def _matches(row: dict[str, Any], q: str) -> bool:
     q = q.casefold()
     return any(q in str(v).casefold() for v in (row["id"], row["design"], *row["arms"]))
@@ -73,11 +116,15 @@ async def experiments_view(
     return {"experiments": shown, "counts": counts, "status": status or "all", "q": q or ""}
 
 
-def _finite(doc: dict[str, Any]) -> dict[str, Any]:
-    """JSON has no NaN or infinity: such a figure is null."""
-    return {
-        k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in doc.items()
-    }
+def finite(obj: Any) -> Any:
+    """``obj`` with every NaN or infinity (anywhere inside) as None: JSON has neither."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [finite(v) for v in obj]
+    return obj
 
 
 async def experiment_view(
@@ -90,7 +137,7 @@ async def experiment_view(
     docs = await feed.docs(exp_id)
     verdict = latest_verdict(docs)
     lead = overview["decision_metric"] if verdict is None else verdict.get("metric")
-    scorecard = [_finite(d) for d in latest_of(docs, primary_only=True, lead=lead).values()]
+    scorecard = [finite(d) for d in latest_of(docs, primary_only=True, lead=lead).values()]
     trail = await read_trail(settings, exp_id, timeout=settings.console.command_timeout)
     created_by = next(
         (
@@ -107,6 +154,8 @@ async def experiment_view(
         "overview": overview | {"created_by": created_by},
         "verdict": verdict_view(verdict),
         "scorecard": scorecard,
+        "looks": looks_view(docs),
+        "ladder": ladder_view(docs, verdict),
         "history": {
             "records": records[(page - 1) * HISTORY_PAGE : page * HISTORY_PAGE],
             "total": len(records),

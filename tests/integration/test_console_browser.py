@@ -188,6 +188,14 @@ async def test_the_console_in_a_browser(stack: Any, tmp_path: Path, browser: Any
                     await asyncio.to_thread(first_look, shown)
                 else:
                     await asyncio.to_thread(later_look, shown, listed)
+                    # over time: a row for each look so far that had a verdict
+                    seen = {v["as_of"] for v in run.verdicts if v.get("_look") is not None}
+
+                    def over_time(b: Any) -> bool:
+                        cells = b.find_elements(By.CSS_SELECTOR, "#over-time tr[data-as-of]")
+                        return seen <= {e.get_attribute("data-as-of") for e in cells}
+
+                    await asyncio.to_thread(_wait, browser, f"looks {seen} over time", over_time)
                 marker.setdefault("looks", []).append(d)
 
             def first_look(shown: str) -> None:

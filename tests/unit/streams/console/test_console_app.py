@@ -459,3 +459,41 @@ def test_behind_a_trusted_upstream_no_password_signs_in(upstream: TestClient) ->
     )
     assert upstream.get("/api/experiments").status_code == 401
     assert auth.Users.load_text("olga:operator:-\n").check("olga", "-") is None
+
+
+def test_over_time_is_each_look_s_latest_verdict_newest_first() -> None:
+    from streams.console.views import looks_view
+
+    def v(as_of: str, word: str, n: int) -> dict[str, Any]:
+        return VERDICT | {"as_of": as_of, "verdict": word, "n_periods": n}
+
+    docs = [
+        v("2026-06-02T00:00:00+00:00", "keep_running", 1),
+        v("2026-06-03T00:00:00+00:00", "keep_running", 2),
+        v("2026-06-03T00:00:00+00:00", "ship", 2),  # the same look, published again: it wins
+        {"kind": "estimate", "as_of": "2026-06-04T00:00:00+00:00", "estimator": "did"},
+        v("2026-06-04T00:00:00+00:00", "ship", 3),
+    ]
+    looks = looks_view(docs)
+    assert [(x["n_periods"], x["verdict"], x["changed"]) for x in looks] == [
+        (3, "ship", False),
+        (2, "ship", True),
+        (1, "keep_running", False),
+    ]
+
+
+def test_a_figure_that_is_not_finite_is_null_in_the_api(client: TestClient) -> None:
+    from streams.console.views import finite
+
+    assert finite({"a": [1.0, float("nan")], "b": {"c": float("inf")}, "d": "x"}) == {
+        "a": [1.0, None],
+        "b": {"c": None},
+        "d": "x",
+    }
+    _sign_in(client, "vic")
+    client.app.state.console.feed._docs["hats"] = [  # type: ignore[attr-defined]
+        VERDICT | {"experiment": "hats", "relative_effect": float("nan")}
+    ]
+    r = client.get("/api/experiments", params={"q": "hats"})
+    assert r.status_code == 200
+    assert r.json()["experiments"][0]["verdict"]["message"]["relative_effect"] is None
