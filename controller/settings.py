@@ -314,6 +314,8 @@ class Settings(BaseSettings):
     acl_password_controller: SecretStr | None = None
     acl_password_analysis: SecretStr | None = None
     acl_password_operator: SecretStr | None = None
+    #: the web console's (optional: ``pricelab acl`` prints its user when it is set)
+    acl_password_console: SecretStr | None = None
 
     @field_validator("key_prefix")
     @classmethod
