@@ -17,6 +17,7 @@ import json
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from importlib.resources import files
 from typing import Any
 
@@ -35,12 +36,13 @@ from starlette.responses import (
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from controller.errors import UnknownExperiment
+from controller.errors import CommandRefused, SpecError, UnknownExperiment
 from controller.settings import Settings
 from controller.store import Store, make_redis
 from core.errors import PricelabError
-from streams.client.commands import send_command_async
+from streams.client.commands import freeze_document, instant, send_command_async
 from streams.client.known import known
+from streams.client.stack_clock import stack_clock
 from streams.console import auth
 from streams.console.feed import EstimatesFeed
 from streams.console.metrics import ConsoleMetrics, MeasureRequests
@@ -49,7 +51,9 @@ from streams.errors import ServiceUnavailable
 from streams.worker.schemas import actor_refusal
 
 #: the lifecycle commands the console sends, each with its route
-ACTIONS = ("pause", "resume", "stop")
+#: the lifecycle commands the page shows as buttons; ACTIONS, every command it sends
+LIFECYCLE = ("pause", "resume", "stop")
+ACTIONS = (*LIFECYCLE, "freeze", "unfreeze")
 
 Send = Callable[..., Awaitable[dict[str, Any]]]
 
@@ -187,7 +191,8 @@ def api(fn: Callable[[Request], Awaitable[Any]]) -> Callable[[Request], Awaitabl
 async def act(request: Request, kind: str, exp_id: str, fields: dict[str, Any]) -> dict[str, Any]:
     """Send ``kind`` for ``exp_id`` through the commands topic as the signed-in user, with
     their reason; the controller's reply. Refusals in order: no session (401), no CSRF token
-    or a role that may not (403), no reason (422), an unknown experiment (404)."""
+    or a role that may not (403), no reason (422), an unknown experiment (404), a freeze's
+    times or an unfreeze's freeze that are missing or malformed (422, the CLI's sentences)."""
     user = _user(request)
     if user is None:
         raise _no_user(request)
@@ -201,18 +206,44 @@ async def act(request: Request, kind: str, exp_id: str, fields: dict[str, Any]) 
     if refusal is not None:
         raise Refused(403, refusal)
     await known(c.store, exp_id)
+    command = await _command(c, kind, exp_id, reason, fields)
     reply = await c.send(
-        c.settings,
-        kind,
-        timeout=c.settings.console.command_timeout,
-        experiment=exp_id,
-        reason=reason,
-        actor=user.name,
+        c.settings, kind, timeout=c.settings.console.command_timeout, actor=user.name, **command
     )
     c.metrics.acts.labels(
         kind, "accepted" if reply.get("ok") else "refused by the controller"
     ).inc()
     return {"command": kind, "experiment": exp_id, "actor": user.name, "reply": reply}
+
+
+async def _command(
+    c: Console, kind: str, exp_id: str, reason: str, fields: dict[str, Any]
+) -> dict[str, Any]:
+    """The command's fields, as ``pricelab experiment <kind>`` sends them."""
+    if kind == "unfreeze":
+        freeze_id = str(fields.get("freeze_id") or "").strip()
+        if not freeze_id:
+            raise Refused(422, "an unfreeze names its freeze: freeze_id")
+        return {"freeze_id": freeze_id, "reason": reason}
+    if kind != "freeze":
+        return {"experiment": exp_id, "reason": reason}
+    start = str(fields.get("start") or "now").strip()
+    end = str(fields.get("end") or "").strip()
+    if not end:
+        raise Refused(422, "a freeze needs an end: an ISO 8601 date-time, or +DURATION (+2h)")
+    relative = any(t == "now" or t[:1] in "+-" for t in (start, end))
+    # the controller's clock, read once, and only if a relative time needs it
+    clock = await stack_clock(c.settings, c.store) if relative else None
+
+    def now() -> datetime:
+        assert clock is not None
+        return clock.now()
+
+    try:
+        t0, t1 = instant(start, "start", now), instant(end, "end", now)
+        return {"freeze": freeze_document(t0, t1, [exp_id], reason)}
+    except (CommandRefused, SpecError) as exc:
+        raise Refused(422, str(exc).strip().splitlines()[0]) from None
 
 
 def _action_route(kind: str) -> Route:
@@ -370,7 +401,7 @@ def _page(name: str, request: Request, ctx: dict[str, Any], status: int = 200) -
         "csrf": _csrf(request),
         "may_operate": user is not None and auth.may(user.role, "operate"),
         "tabs": TABS,
-        "actions": ACTIONS,
+        "actions": LIFECYCLE,
     }
     return HTMLResponse(_ENV.get_template(name).render(base | ctx), status_code=status)
 

@@ -10,12 +10,13 @@ Nothing here computes a figure or words a verdict: the overview is
 
 from __future__ import annotations
 
+import asyncio
 import math
 from typing import Any
 
 from controller.settings import Settings
 from controller.store import Store
-from streams.client.commands import read_overview, read_overviews
+from streams.client.commands import read_freezes, read_overview, read_overviews
 from streams.client.estimates import (
     is_verdict,
     latest_demand,
@@ -147,6 +148,9 @@ async def experiment_view(
         ),
         None,
     )
+    # the freezes that apply to it, each ahead, in force, over or cancelled by the
+    # controller's clock (read_freezes opens its own client: off this event loop)
+    freezes = await asyncio.to_thread(read_freezes, settings, exp_id)
     records = list(reversed(trail.records))
     pages = max(1, math.ceil(len(records) / HISTORY_PAGE))
     page = min(max(1, page), pages)
@@ -156,6 +160,7 @@ async def experiment_view(
         "scorecard": scorecard,
         "looks": looks_view(docs),
         "ladder": ladder_view(docs, verdict),
+        "freezes": freezes,
         "history": {
             "records": records[(page - 1) * HISTORY_PAGE : page * HISTORY_PAGE],
             "total": len(records),

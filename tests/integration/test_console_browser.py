@@ -6,8 +6,8 @@ downloaded).
 - the experiment appears in the list;
 - each look the analysis worker publishes appears on the open experiment page without a
   reload (the page's marker survives; the look shown is the driver's);
-- a pause made in the browser reaches the commands topic with the signed-in user as its
-  actor (``pricelab experiment history``);
+- a pause and a freeze made in the browser reach the commands topic with the signed-in user
+  as their actor (``pricelab experiment history``);
 - a viewer has no pause button, and a forged POST from their session gets 403;
 - in the lab the console prints a one-time admin password that signs in;
 - axe-core finds no serious or critical accessibility violation on the sign-in, the list and
@@ -247,6 +247,19 @@ async def test_the_console_in_a_browser(stack: Any, tmp_path: Path, browser: Any
             assert browser.execute_script("return window.stillThisPage") == "yes"
 
         await asyncio.to_thread(pause)
+
+        # a freeze from the browser, as the CLI's: from the controller's now, for a day
+        def freeze() -> None:
+            browser.find_element(By.ID, "freeze-end").send_keys("+1d")
+            browser.find_element(By.ID, "freeze-reason").send_keys("competitor sale")
+            browser.find_element(By.ID, "freeze").click()
+            _wait(browser, "the confirmation", lambda b: b.switch_to.alert).accept()
+            _wait(browser, "the freeze's reply", lambda b: "freeze of" in _text(b, "#reply"), 60)
+            assert _text(browser, "#reply").startswith(f"freeze of {run.id} accepted, as olga")
+            _wait(browser, "the freeze in force",
+                  lambda b: _text(b, "#freezes tr[data-freeze] .now") == "in force")  # fmt: skip
+
+        await asyncio.to_thread(freeze)
         history = await asyncio.to_thread(
             pricelab, settings, "experiment", "history", run.id, "--json"
         )
@@ -259,6 +272,12 @@ async def test_the_console_in_a_browser(stack: Any, tmp_path: Path, browser: Any
         assert len(pauses) == 1 and pauses[0]["accepted"], pauses
         assert pauses[0]["actor"] == "olga"
         assert pauses[0]["reason"] == "stock count in the warehouse"
+        freezes = [
+            r["detail"]
+            for r in json.loads(history.stdout)["records"]
+            if r.get("kind") == "command" and r["detail"].get("command") == "freeze"
+        ]
+        assert [(f["actor"], f["accepted"]) for f in freezes] == [("olga", True)], freezes
 
         # a viewer: no act buttons; a forged POST with their own session and token is 403
         def viewer() -> None:

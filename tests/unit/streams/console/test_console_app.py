@@ -497,3 +497,91 @@ def test_a_figure_that_is_not_finite_is_null_in_the_api(client: TestClient) -> N
     r = client.get("/api/experiments", params={"q": "hats"})
     assert r.status_code == 200
     assert r.json()["experiments"][0]["verdict"]["message"]["relative_effect"] is None
+
+
+def test_an_operator_freezes_the_experiment_as_the_cli_would(
+    client: TestClient, sent: list[tuple[str, dict[str, Any]]]
+) -> None:
+    csrf = _sign_in(client, "olga")
+    body = {
+        "start": "2026-06-03T00:00:00+00:00",
+        "end": "2026-06-04T00:00:00+02:00",
+        "reason": "competitor sale",
+    }
+    for _ in range(2):  # resent: the same freeze, whose id follows from it
+        r = client.post("/api/experiments/shoes/freeze", json=body, headers={"X-CSRF-Token": csrf})
+        assert r.status_code == 200, r.text
+    (kind, first), (_, again) = sent
+    assert kind == "freeze" and first == again
+    freeze = first.pop("freeze")
+    assert first == {"actor": "olga"}
+    assert freeze["id"].startswith("freeze-") and len(freeze["id"]) == len("freeze-") + 8
+    assert {k: v for k, v in freeze.items() if k != "id"} == {
+        "start": "2026-06-03T00:00:00+00:00",
+        "end": "2026-06-04T00:00:00+02:00",
+        "experiments": ["shoes"],
+        "reason": "competitor sale",
+    }
+
+
+@pytest.mark.parametrize(
+    "body, says",
+    [
+        ({"end": ""}, "a freeze needs an end: an ISO 8601 date-time, or +DURATION (+2h)"),
+        (
+            {"start": "tomorrow", "end": "2026-06-04T00:00:00+00:00"},
+            "start: 'tomorrow' is not an ISO 8601 date-time (e.g. 2026-12-24T00:00:00+01:00)",
+        ),
+        (
+            {"start": "2026-06-03T00:00:00", "end": "2026-06-04T00:00:00+00:00"},
+            "start: '2026-06-03T00:00:00' needs a UTC offset (e.g. 2026-12-24T00:00:00+01:00)",
+        ),
+        (
+            {"start": "2026-06-05T00:00:00+00:00", "end": "2026-06-04T00:00:00+00:00"},
+            "end",
+        ),
+    ],
+)
+def test_a_freeze_with_bad_times_is_422_with_the_cli_s_sentence(
+    client: TestClient, sent: list[tuple[str, dict[str, Any]]], body: dict[str, str], says: str
+) -> None:
+    csrf = _sign_in(client, "olga")
+    r = client.post(
+        "/api/experiments/shoes/freeze",
+        json=body | {"reason": "r"},
+        headers={"X-CSRF-Token": csrf},
+    )
+    assert r.status_code == 422
+    assert says in r.json()["error"] and "\n" not in r.json()["error"]
+    assert sent == []
+
+
+def test_an_unfreeze_names_its_freeze(
+    client: TestClient, sent: list[tuple[str, dict[str, Any]]]
+) -> None:
+    csrf = _sign_in(client, "olga")
+    h = {"X-CSRF-Token": csrf}
+    r = client.post("/api/experiments/shoes/unfreeze", json={"reason": "over"}, headers=h)
+    assert r.status_code == 422 and r.json()["error"] == "an unfreeze names its freeze: freeze_id"
+    r = client.post(
+        "/api/experiments/shoes/unfreeze",
+        json={"reason": "over", "freeze_id": "freeze-1234abcd"},
+        headers=h,
+    )
+    assert r.status_code == 200
+    assert sent == [
+        ("unfreeze", {"freeze_id": "freeze-1234abcd", "reason": "over", "actor": "olga"})
+    ]
+
+
+@pytest.mark.parametrize("kind", ["freeze", "unfreeze"])
+def test_a_viewer_may_not_freeze_or_unfreeze(
+    client: TestClient, sent: list[tuple[str, dict[str, Any]]], kind: str
+) -> None:
+    csrf = _sign_in(client, "vic")
+    r = client.post(
+        f"/api/experiments/shoes/{kind}",
+        json={"reason": "r", "end": "+2h", "freeze_id": "f"},
+        headers={"X-CSRF-Token": csrf},
+    )
+    assert r.status_code == 403 and sent == []
