@@ -19,10 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import shutil
-import subprocess
-import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,14 +27,16 @@ from typing import Any
 
 import pytest
 
+from controller.settings import ConsoleSettings
 from controller.store import Store, make_redis
 from streams.console.auth import hash_line
+from streams.console.launch import ConsoleProcess
 from streams.live.driver import LiveDriver, lockstep_settings
 from streams.live.embedded import free_port
 from streams.live.launcher import WorkerProcess
 from streams.worker.kafka import ensure_topics
 from tests.integration.chromium import require_chromium
-from tests.integration.conftest import ROOT, cli_env, make_settings, pricelab, wait_until
+from tests.integration.conftest import make_settings, pricelab
 from tests.integration.live import live_run
 
 pytestmark = pytest.mark.integration
@@ -70,14 +69,6 @@ def browser(tmp_path: Path) -> Iterator[Any]:
         yield driver
     finally:
         driver.quit()
-
-
-def _get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as r:  # noqa: S310 - the test's own console
-            return r.status, r.read().decode()
-    except OSError:
-        return 0, ""
 
 
 def _wait(browser: Any, what: str, cond: Any, timeout: float = 15.0) -> Any:
@@ -147,28 +138,20 @@ async def test_the_console_in_a_browser(stack: Any, tmp_path: Path, browser: Any
     users.write_text("".join(hash_line(n, r, pw) + "\n" for n, (r, pw) in USERS.items()))
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env = cli_env(settings) | {
-        "PRICELAB_CONSOLE__USERS_FILE": str(users),
-        "PRICELAB_CONSOLE__PORT": str(port),
-        "PRICELAB_CONSOLE__ESTIMATES_IDLE": "0.5",
-    }
-    log = (tmp_path / "console.log").open("w")
-    console = subprocess.Popen(
-        [sys.executable, "-m", "streams.cli", "console"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=log, text=True,
-    )  # fmt: skip
+    served = settings.model_copy(
+        update={"console": ConsoleSettings(port=port, users_file=users, estimates_idle=0.5)}
+    )
+    console = ConsoleProcess(served, log=tmp_path / "console.log")
     run = live_run("random-days", 8, 6, 7, "con")
     workers = lockstep_settings(settings)
     controller = WorkerProcess(workers, ("controller",))
     analysis = WorkerProcess(workers, ("analysis",))
     redis = make_redis(settings)
     try:
-        assert console.stdout is not None
-        said = await asyncio.to_thread(console.stdout.readline)
+        await asyncio.to_thread(console.start)
+        assert console.url == base
         # the lab (a simulated clock): a one-time admin password, printed once
-        m = re.fullmatch(r"console: sign in as admin with the one-time password (\S+)\n", said)
-        assert m, said + (tmp_path / "console.log").read_text()
-        await wait_until(lambda: _get(f"{base}/health")[0] == 200, 30, "the console's /health")
+        assert console.password
         controller.launch()
         analysis.launch()
         controller.wait_healthy()
@@ -308,7 +291,7 @@ async def test_the_console_in_a_browser(stack: Any, tmp_path: Path, browser: Any
         # the one-time admin password signs in (JSON sign-in)
         req = urllib.request.Request(
             f"{base}/api/login",
-            data=json.dumps({"user": "admin", "password": m.group(1)}).encode(),
+            data=json.dumps({"user": "admin", "password": console.password}).encode(),
             headers={"Content-Type": "application/json"},
         )
         with urllib.request.urlopen(req, timeout=5) as r:  # noqa: S310
@@ -317,10 +300,4 @@ async def test_the_console_in_a_browser(stack: Any, tmp_path: Path, browser: Any
         await redis.aclose()
         controller.stop()
         analysis.stop()
-        console.terminate()
-        try:
-            console.wait(10)
-        except subprocess.TimeoutExpired:
-            console.kill()
-            console.wait()
-        log.close()
+        console.stop()
