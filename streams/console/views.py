@@ -16,7 +16,12 @@ from typing import Any
 
 from controller.settings import Settings
 from controller.store import Store
-from streams.client.commands import read_freezes, read_overview, read_overviews
+from streams.client.commands import (
+    read_experiment,
+    read_freezes,
+    read_overview,
+    read_overviews,
+)
 from streams.client.estimates import (
     is_verdict,
     latest_demand,
@@ -33,6 +38,23 @@ TABS = ("all", "running", "created", "paused", "stopped", "ended")
 
 #: records of the audit history a page
 HISTORY_PAGE = 50
+
+#: the spec's fields that list every product (or pair of products): the design section gives
+#: their sizes, not their items (an experiment may have a million products)
+_PER_PRODUCT = ("products", "clusters", "unit_costs", "substitutes", "reference_prices")
+
+
+def design_view(spec: dict[str, Any]) -> dict[str, Any]:
+    """The spec as ``pricelab experiment show`` gives it, each per-product field by its size."""
+    out: dict[str, Any] = {}
+    for key, value in spec.items():
+        if key in _PER_PRODUCT:
+            out[key] = f"{len(value or ())} entries"
+        elif isinstance(value, dict) and any(k in _PER_PRODUCT for k in value):
+            out[key] = design_view(value)  # a design's own block (e.g. triggered)
+        else:
+            out[key] = value
+    return out
 
 
 def verdict_view(doc: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -151,6 +173,7 @@ async def experiment_view(
     # the freezes that apply to it, each ahead, in force, over or cancelled by the
     # controller's clock (read_freezes opens its own client: off this event loop)
     freezes = await asyncio.to_thread(read_freezes, settings, exp_id)
+    spec = (await asyncio.to_thread(read_experiment, settings, exp_id))["spec"]
     records = list(reversed(trail.records))
     pages = max(1, math.ceil(len(records) / HISTORY_PAGE))
     page = min(max(1, page), pages)
@@ -161,6 +184,7 @@ async def experiment_view(
         "looks": looks_view(docs),
         "ladder": ladder_view(docs, verdict),
         "freezes": freezes,
+        "design": design_view(spec),
         "history": {
             "records": records[(page - 1) * HISTORY_PAGE : page * HISTORY_PAGE],
             "total": len(records),

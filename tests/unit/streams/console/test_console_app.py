@@ -585,3 +585,12 @@ def test_a_viewer_may_not_freeze_or_unfreeze(
         headers={"X-CSRF-Token": csrf},
     )
     assert r.status_code == 403 and sent == []
+
+
+def test_the_design_gives_per_product_lists_by_their_size() -> None:
+    from streams.console.views import design_view
+
+    spec = _state("shoes", 2).spec.model_dump(mode="json")
+    shown = design_view(spec | {"unit_costs": {"shoes0": 1.0, "shoes1": 2.0}})
+    assert shown["products"] == "4 entries" and shown["unit_costs"] == "2 entries"
+    assert (shown["id"], shown["period"], shown["seed"]) == ("shoes", "P1D", 1)
