@@ -8,7 +8,7 @@ COPY analysis ./analysis
 COPY lab ./lab
 COPY streams ./streams
 COPY pricelab ./pricelab
-RUN pip install --no-cache-dir . && useradd --system --uid 10001 pricelab
+RUN pip install --no-cache-dir '.[console]' && useradd --system --uid 10001 pricelab
 USER pricelab
 # numba's cache of the compiled solver (analysis/estimators/fw_kernel.py): site-packages is
 # root's, and the system user has no home; without a writable cache each start compiles (~1 s)

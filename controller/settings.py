@@ -9,6 +9,7 @@ Secrets are ``SecretStr`` so they never print in logs or reprs.
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -216,6 +217,35 @@ class AnalysisSettings(BaseModel):
     shard_wait_s: float = Field(default=60.0, gt=0)
 
 
+class ConsoleSettings(BaseModel):
+    """The web console (``pricelab console``, streams/console; docs/console.md)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    #: loopback by default: reaching it from elsewhere is a deliberate choice (a proxy in front)
+    host: str = "127.0.0.1"
+    port: int = Field(default=6080, ge=0, le=65535)
+    #: the users who may sign in: one ``name:role:argon2-hash`` a line
+    #: (``pricelab console hash`` makes a line); unset, only the one-time admin of the lab
+    users_file: Path | None = None
+    #: take the user from this request header, set by a trusted upstream that signs users in
+    #: (oauth2-proxy: ``X-Forwarded-User``), instead of the console's own sign-in; the users
+    #: file still gives each user's role. Only behind that upstream: anyone who reaches the
+    #: console directly could set the header
+    trusted_user_header: str | None = None
+    #: signs the session cookies; unset, a random one per process (sessions end with it)
+    session_secret: SecretStr | None = None
+    #: how long a sign-in lasts
+    session_max_age: timedelta = timedelta(hours=12)
+    #: send the session cookie over HTTPS only (behind a TLS proxy)
+    secure_cookies: bool = False
+    #: seconds of broker answers without a new estimate that count as "caught up" when the
+    #: console first reads an experiment's estimates (streams.client.estimates)
+    estimates_idle: float = Field(default=1.0, gt=0)
+    #: seconds an action waits for the controller's reply
+    command_timeout: float = Field(default=30.0, gt=0)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="PRICELAB_", env_nested_delimiter="__", frozen=True, extra="ignore"
@@ -248,6 +278,7 @@ class Settings(BaseSettings):
     #: how often the analysis worker publishes estimates (seconds of wall time)
     analysis_interval: float = 60.0
     analysis: AnalysisSettings = AnalysisSettings()
+    console: ConsoleSettings = ConsoleSettings()
     #: a sale later than this (by the controller clock) goes to the dead-letter topic
     allowed_lateness: timedelta = timedelta(days=2)
     #: a sale further in the future than this is rejected as clock skew
@@ -283,6 +314,8 @@ class Settings(BaseSettings):
     acl_password_controller: SecretStr | None = None
     acl_password_analysis: SecretStr | None = None
     acl_password_operator: SecretStr | None = None
+    #: the web console's (optional: ``pricelab acl`` prints its user when it is set)
+    acl_password_console: SecretStr | None = None
 
     @field_validator("key_prefix")
     @classmethod

@@ -47,6 +47,7 @@ SUBPACKAGE_PURPOSES = {
     "streams.cli": "the `pricelab` command line, one module per command group",
     "streams.live": "the live simulation: embedded stack, worker launcher, lock-step driver, demo, coverage study",
     "streams.client": "what an operator sends to the running stack and reads back",
+    "streams.console": "the web console: sign-in and roles, the JSON API and its pages over the client's views, live looks",
     "streams.worker": "the running worker: faust app, consumers, handlers, sinks, wire schemas, metrics",
     "streams.net": "TLS certificates and network probes",
     "lab.studies": "the study harness and the validation studies it runs, with their page templates",

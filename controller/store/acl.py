@@ -30,6 +30,7 @@ import controller.store.keys as keys
 from controller.store.base import lua
 
 __all__ = [
+    "OPTIONAL_ROLES",
     "ROLES",
     "Role",
     "acl_lines",
@@ -213,6 +214,22 @@ ROLES: tuple[Role, ...] = (
 )
 
 
+#: roles whose user ``pricelab acl`` prints only when their password is set
+OPTIONAL_ROLES: tuple[Role, ...] = (
+    # the web console (streams/console): the experiments, their specs and states, and what
+    # is laid over them (the freezes, cancelled ones too); no panel, no write (it acts
+    # through the commands topic)
+    Role(
+        "console",
+        "PRICELAB_ACL_PASSWORD_CONSOLE",
+        scripts=(),
+        read_only_scripts=(),
+        direct=(*_COMMON, ("HGETALL", ("cancelled_freezes",))),
+        transactions=False,
+    ),
+)
+
+
 #: the keyed reads a probe may run on a key that does not exist, with their extra arguments
 READ_PROBES: dict[str, tuple[str, ...]] = {
     "GET": (),
@@ -257,7 +274,7 @@ async def missing_permission(redis: Any, role_name: str, prefix: str) -> str | N
 
 
 def role(name: str) -> Role:
-    for r in ROLES:
+    for r in (*ROLES, *OPTIONAL_ROLES):
         if r.name == name:
             return r
     raise KeyError(name)
@@ -283,6 +300,8 @@ def acl_line(r: Role, prefix: str, password: str) -> str:
 
 
 def acl_lines(prefix: str, passwords: dict[str, str]) -> list[str]:
-    """Every role's line, in :data:`ROLES` order; ``passwords``: role name -> password."""
+    """Every role's line, in :data:`ROLES` order, then each optional role's whose password is
+    given (:data:`OPTIONAL_ROLES`); ``passwords``: role name -> password."""
     keys.check_prefix(prefix)
-    return [acl_line(r, prefix, passwords[r.name]) for r in ROLES]
+    optional = [r for r in OPTIONAL_ROLES if r.name in passwords]
+    return [acl_line(r, prefix, passwords[r.name]) for r in (*ROLES, *optional)]

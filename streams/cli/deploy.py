@@ -34,12 +34,12 @@ def acl(
     ] = False,
 ) -> None:
     """Print the Redis ACL users, one `user ...` line per role (controller, analysis,
-    operator), generated from the store's key names and its scripts' declared keys; each
+    operator, and the console when PRICELAB_ACL_PASSWORD_CONSOLE is set), generated from the store's key names and its scripts' declared keys; each
     password is read from PRICELAB_ACL_PASSWORD_<ROLE> and written as its SHA-256. With
     --kafka: each role's topics and consumer groups as kafka-acls.sh commands, generated from
     the topics the workers and the CLI open (streams/cli/kafka_acl.py)."""
     from controller.errors import ConfigurationError
-    from controller.store.acl import ROLES, acl_lines
+    from controller.store.acl import OPTIONAL_ROLES, ROLES, acl_lines
 
     settings = load_settings()
     if kafka:
@@ -56,6 +56,10 @@ def acl(
                 f"{role.password_env} is not set: give every role a password (never nopass)"
             )
         passwords[role.name] = secret.get_secret_value()
+    for role in OPTIONAL_ROLES:  # the console's user: when its password is set
+        secret = getattr(settings, role.password_env.removeprefix("PRICELAB_").lower())
+        if secret is not None and secret.get_secret_value():
+            passwords[role.name] = secret.get_secret_value()
     for line in acl_lines(settings.key_prefix, passwords):
         typer.echo(line)
 

@@ -9,6 +9,7 @@ pricelab assignments PRODUCT     the assignment in force for a product
 pricelab estimates EXPERIMENT    the latest estimates, from the estimates topic (--follow)
 pricelab dead-letters            the dead letters by reason; --replay sends fixed ones again
 pricelab panel export EXP ...    the panel the analysis worker analyses, as CSV or Parquet
+pricelab console                 the web console (streams/console; docs/console.md)
 pricelab acl [--kafka]           the Redis (or Kafka) ACLs of the roles (controller, analysis, operator)
 pricelab schedule / analyze / simulate / compare-designs / graph / report ...   offline tools
 
@@ -35,6 +36,7 @@ import streams.cli.estimates as estimates
 import streams.cli.experiment as experiment
 import streams.cli.panel as panel
 import streams.cli.stack as stack
+import streams.console.cli as console
 from controller.settings import load_settings
 from core.errors import PricelabError
 
@@ -45,7 +47,7 @@ _app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 # the command groups, in the order help lists them
-for _group in (stack, experiment, estimates, dead_letters, deploy, panel):
+for _group in (stack, experiment, estimates, dead_letters, deploy, panel, console):
     _group.register(_app)
 
 
@@ -105,6 +107,7 @@ _CORE = frozenset(
         "panel",
         "contracts",
         "acl",
+        "console",
     }
 )
 

@@ -10,7 +10,7 @@ import json
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -111,28 +111,14 @@ for _kind in ("pause", "resume", "stop"):
 
 
 def _instant(text: str, option: str, now: Callable[[], datetime]) -> datetime:
-    """An ISO 8601 date-time with a UTC offset, or one relative to the controller's clock:
-    ``now``, ``+P3D``, ``-PT2H``, ``+3d``, ``-2h`` (``now`` is read only when asked for)."""
-    from controller.durations import DURATION_FORMS, parse_duration
+    """streams.client.commands.instant: a refusal is one sentence, exit 2."""
+    from controller.errors import CommandRefused
+    from streams.client.commands import instant
 
-    if text == "now" or text[:1] in "+-":
-        if text == "now":
-            return now()
-        try:
-            delta = parse_duration(text[1:])
-        except ValueError:
-            fail(
-                f"{option}: {text!r} is not now, +DURATION or -DURATION, the duration in "
-                f"{DURATION_FORMS} (e.g. +P3D, +3d, -2h)"
-            )
-        return now() + (delta if text[0] == "+" else -delta)
     try:
-        ts = datetime.fromisoformat(text)
-    except ValueError:
-        fail(f"{option}: {text!r} is not an ISO 8601 date-time (e.g. 2026-12-24T00:00:00+01:00)")
-    if ts.tzinfo is None or ts.utcoffset() is None:
-        fail(f"{option}: {text!r} needs a UTC offset (e.g. 2026-12-24T00:00:00+01:00)")
-    return ts
+        return instant(text, option, now)
+    except CommandRefused as exc:
+        fail(str(exc))
 
 
 @experiment_app.command("freeze")
@@ -167,11 +153,8 @@ def experiment_freeze(
     """Freeze prices: from START to END every product of the experiments named with
     --experiment (or of every experiment, with --all) runs the control policy and its data is
     blacked out (a washout follows the return to the design)."""
-    import hashlib
-
-    from controller.blackout import load_freeze
     from controller.lifecycle import reason_missing
-    from streams.client.commands import read_now, send_command
+    from streams.client.commands import freeze_document, read_now, send_command
 
     settings = load_settings()
     actor = command_actor(as_, settings)
@@ -187,20 +170,8 @@ def experiment_freeze(
     # the controller's clock, read once, and only if a relative time needs it
     now = functools.cache(lambda: read_now(settings))
     t0, t1 = _instant(start, "--start", now), _instant(end, "--end", now)
-    doc: dict[str, Any] = {
-        # by default the id follows from the freeze itself: the same command resent after a
-        # timeout is the same freeze (done once), not a second one
-        "id": freeze_id
-        or "freeze-"
-        + hashlib.sha256(
-            json.dumps([t0.isoformat(), t1.isoformat(), sorted(experiment or []), reason]).encode()
-        ).hexdigest()[:8],
-        "start": t0.isoformat(),
-        "end": t1.isoformat(),
-        "experiments": list(experiment) if experiment else "all",
-        "reason": reason,
-    }
-    load_freeze(doc)  # refused here, naming the field, before anything is sent
+    # refused here, naming the field, before anything is sent
+    doc = freeze_document(t0, t1, list(experiment) if experiment else None, reason, freeze_id)
     show_reply(send_command(settings, "freeze", freeze=doc, timeout=timeout, actor=actor))
 
 

@@ -139,6 +139,22 @@ def operator_role(settings: Settings) -> KafkaRole:
     )
 
 
+def console_role(settings: Settings) -> KafkaRole:
+    """``pricelab console``: what the client modules it opens Kafka through declare
+    (``streams.console.KAFKA_CLIENTS``)."""
+    import importlib
+
+    from streams.console import KAFKA_CLIENTS
+
+    reads: set[str] = set()
+    writes: set[str] = set()
+    for name in KAFKA_CLIENTS:
+        module = importlib.import_module(name)
+        reads.update(getattr(settings.topics, n) for n in module.KAFKA_READS)
+        writes.update(getattr(settings.topics, n) for n in module.KAFKA_WRITES)
+    return KafkaRole("console", "pricelab console", tuple(sorted(reads)), tuple(sorted(writes)))
+
+
 def admin_role(settings: Settings) -> KafkaRole:
     """``pricelab topics``: creates the topics that are missing (streams.worker.kafka.topic_configs)."""
     from streams.worker.kafka import topic_configs
@@ -151,6 +167,7 @@ def kafka_roles(settings: Settings) -> list[KafkaRole]:
         worker_role(settings, "controller"),
         worker_role(settings, "analysis"),
         operator_role(settings),
+        console_role(settings),
         admin_role(settings),
     ]
 

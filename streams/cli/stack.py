@@ -141,6 +141,15 @@ def demo(
             "intervals of the decision metric cover every arm's true effect.",
         ),
     ] = False,
+    console: Annotated[
+        bool,
+        typer.Option(
+            "--console",
+            help="Start the web console beside the demo (PRICELAB_CONSOLE__PORT, 6080 by "
+            "default), print its URL and one-time admin password, and leave it, the workers and "
+            "the stack up after the demo until Ctrl-C (docs/console.md).",
+        ),
+    ] = False,
 ) -> None:
     """Run a 28-day switchback on a simulated market through the live pipeline (--ladder: a
     four-price ladder). Exit 1 when the final interval misses the market's truth."""
@@ -156,6 +165,7 @@ def demo(
             quiet=quiet,
             report_dir=None if report is None else str(report),
             ladder=ladder,
+            console=console,
         ),
     )
     raise typer.Exit(0 if ok else 1)

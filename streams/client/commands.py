@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import hashlib
 import json
 import os
 import socket
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -15,6 +17,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from controller import in_force
 from controller.blackout import load_freeze
+from controller.errors import CommandRefused
 from controller.settings import Settings
 from controller.store import ExperimentState, Store, make_redis
 from streams.client.known import known
@@ -128,6 +131,65 @@ def _with_store(settings: Settings, fn):  # type: ignore[no-untyped-def]
     return asyncio.run(go())
 
 
+def instant(text: str, option: str, now: Callable[[], datetime]) -> datetime:
+    """An ISO 8601 date-time with a UTC offset, or one relative to the controller's clock:
+    ``now``, ``+P3D``, ``-PT2H``, ``+3d``, ``-2h`` (``now`` is read only when asked for); a
+    text that is neither raises CommandRefused naming ``option`` (a freeze's start or end, as
+    ``pricelab experiment freeze`` and the console take them)."""
+    from controller.durations import DURATION_FORMS, parse_duration
+
+    if text == "now" or text[:1] in "+-":
+        if text == "now":
+            return now()
+        try:
+            delta = parse_duration(text[1:])
+        except ValueError:
+            raise CommandRefused(
+                f"{option}: {text!r} is not now, +DURATION or -DURATION, the duration in "
+                f"{DURATION_FORMS} (e.g. +P3D, +3d, -2h)"
+            ) from None
+        return now() + (delta if text[0] == "+" else -delta)
+    try:
+        ts = datetime.fromisoformat(text)
+    except ValueError:
+        raise CommandRefused(
+            f"{option}: {text!r} is not an ISO 8601 date-time (e.g. 2026-12-24T00:00:00+01:00)"
+        ) from None
+    if ts.tzinfo is None or ts.utcoffset() is None:
+        raise CommandRefused(
+            f"{option}: {text!r} needs a UTC offset (e.g. 2026-12-24T00:00:00+01:00)"
+        )
+    return ts
+
+
+def freeze_document(
+    start: datetime,
+    end: datetime,
+    experiments: list[str] | None,
+    reason: str,
+    freeze_id: str | None = None,
+) -> dict[str, Any]:
+    """A freeze command's freeze, validated (controller.blackout.load_freeze: SpecError naming
+    the field): the experiments it freezes (None: every one). By default its id follows from
+    the freeze itself, so the same command resent after a timeout is the same freeze (done
+    once), not a second one."""
+    doc: dict[str, Any] = {
+        "id": freeze_id
+        or "freeze-"
+        + hashlib.sha256(
+            json.dumps(
+                [start.isoformat(), end.isoformat(), sorted(experiments or []), reason]
+            ).encode()
+        ).hexdigest()[:8],
+        "start": start.isoformat(),
+        "end": end.isoformat(),
+        "experiments": list(experiments) if experiments else "all",
+        "reason": reason,
+    }
+    load_freeze(doc)
+    return doc
+
+
 async def _now(settings: Settings, store: Store) -> datetime:
     """The controller's time as an operator's command reads it: on the clock the stack
     records that it runs on (simulated: from Redis), streams.client.stack_clock."""
@@ -156,6 +218,39 @@ def read_experiments(settings: Settings) -> list[dict[str, Any]]:
         return [_summary(s) for s in await store.experiments()]
 
     return _with_store(settings, fn)  # type: ignore[no-any-return]
+
+
+def _overview(s: ExperimentState) -> dict[str, Any]:
+    """:func:`_summary` and what a list of experiments shows beside it: the arms, the period
+    count, the calendar and the decision metric (analysis.verdict's rule)."""
+    from analysis.verdict import decision_metric
+    from controller.periods import n_periods
+
+    spec = s.spec
+    products = spec.all_products()
+    metric = decision_metric(
+        {"decision_metric": spec.decision_metric, "unit_costs": spec.unit_costs,
+         "products": products}
+    )  # fmt: skip
+    return _summary(s) | {
+        "arms": [a.name for a in spec.arm_list()],
+        "periods": n_periods(spec),
+        "start": spec.start.isoformat(),
+        "end": spec.end.isoformat(),
+        "decision_metric": metric,
+        "created_ms": s.created_ms,
+    }
+
+
+async def read_overviews(store: Store) -> list[dict[str, Any]]:
+    """Every experiment's :func:`_overview`, for a client that holds its store (the console)."""
+    return [_overview(s) for s in await store.experiments()]
+
+
+async def read_overview(store: Store, exp_id: str) -> dict[str, Any]:
+    """One experiment's :func:`_overview` (an unknown id: UnknownExperiment)."""
+    await known(store, exp_id)
+    return _overview(await store.get_experiment(exp_id))
 
 
 async def read_summary(store: Store, exp_id: str) -> dict[str, Any]:
@@ -213,11 +308,15 @@ def read_assignment(settings: Settings, product: str) -> dict[str, Any] | None:
 
 
 __all__ = [
+    "freeze_document",
+    "instant",
     "read_assignment",
     "read_experiment",
     "read_experiments",
     "read_freezes",
     "read_now",
+    "read_overview",
+    "read_overviews",
     "read_summary",
     "send_command",
 ]

@@ -20,7 +20,9 @@ a market whose only treatment is the price (:mod:`streams.live.ladder` says what
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import tempfile
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -75,6 +77,8 @@ class DemoConfig:
     report_dir: str | None = None
     #: a four-price ladder (streams.live.ladder) instead of the two-arm switchback
     ladder: bool = False
+    #: the web console beside the demo, left up with the stack after it until Ctrl-C
+    console: bool = False
 
 
 class Say:
@@ -111,6 +115,7 @@ def run_demo(settings: Settings, cfg: DemoConfig) -> bool:
         role: WorkerProcess(settings, (role,), log=logdir / f"{role}.log")
         for role in ("controller", "analysis")
     }
+    console = None
     try:
         if stack is not None:
             stack.register_contracts(settings)  # validated with PRICELAB_EMBEDDED_CONTRACT_CHECKS
@@ -121,8 +126,28 @@ def run_demo(settings: Settings, cfg: DemoConfig) -> bool:
         for w in workers.values():
             w.wait_healthy()
         say("workers healthy")
-        return asyncio.run(_drive(settings, cfg, say, workers))
+        if cfg.console:
+            from streams.console.launch import ConsoleProcess
+
+            console = ConsoleProcess(settings, log=logdir / "console.log").start()
+            say(
+                f"console up at {console.url}/ : sign in as admin with the one-time password "
+                f"{console.password} (log {console.log})",
+                always=True,
+            )
+        ok = asyncio.run(_drive(settings, cfg, say, workers))
+        if console is not None:
+            say(
+                f"the stack, the workers and the console stay up: {console.url}/ (admin, "
+                f"{console.password}); Ctrl-C stops them",
+                always=True,
+            )
+            with contextlib.suppress(KeyboardInterrupt):
+                threading.Event().wait()  # until Ctrl-C
+        return ok
     finally:
+        if console is not None:
+            console.stop()
         for w in workers.values():
             w.stop()
         if stack is not None:

@@ -38,6 +38,7 @@ def secret_values(settings: Settings) -> list[str]:
         settings.acl_password_controller,
         settings.acl_password_analysis,
         settings.acl_password_operator,
+        settings.acl_password_console,
     ):
         if acl is not None:
             out.append(acl.get_secret_value())

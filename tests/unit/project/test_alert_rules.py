@@ -10,6 +10,7 @@ from pathlib import Path
 
 import yaml
 
+from streams.console.metrics import ConsoleMetrics
 from streams.worker.metrics import Metrics
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -44,7 +45,7 @@ def test_promtool_accepts_the_scrape_config(tmp_path):
 def test_rules_use_only_metrics_pricelab_exports():
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
     exported = set()
-    for family in Metrics().registry.collect():
+    for family in [*Metrics().registry.collect(), *ConsoleMetrics().registry.collect()]:
         exported |= {family.name + sfx for sfx in suffixes.get(family.type, ("",))}
     rules = yaml.safe_load(RULES.read_text())
     used = set()

@@ -3,7 +3,7 @@
     pricelab/   the notebook API, a facade over the CLI's readers and fits: may use everything
     lab/        the tools layer (simulator, compare-designs): may use controller and analysis
     streams/    the edge: may use everything below it; inside, its members import down only:
-                cli/ > live/ > client/ > worker/ > errors > net/ (STREAMS_LAYERS)
+                cli/ > live/ > console/ > client/ > worker/ > errors > net/ (STREAMS_LAYERS)
     controller/ the experiment domain       analysis/ pure estimators and the worker's logic
                         \\                   /
     core/       the error root and the analysis worker's ports: imports nothing of pricelab
@@ -47,6 +47,7 @@ STREAMS_LAYERS = (
     "streams.errors",  # the edge's errors
     "streams.worker",  # the running worker: app, handlers, sinks, wire schemas
     "streams.client",  # what an operator sends to the stack and reads back
+    "streams.console",  # the web console: the client's views and commands in a browser
     "streams.live",  # the live simulation: embedded stack, launcher, driver, demo
     "streams.cli",  # the pricelab command line
 )

@@ -13,6 +13,7 @@ from pathlib import Path
 import yaml
 from prometheus_client import CollectorRegistry
 
+from streams.console.metrics import ConsoleMetrics
 from streams.worker.metrics import Metrics
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -23,7 +24,11 @@ _NAME = re.compile(r"\bpricelab_[a-z0-9_]+")
 
 def exported() -> set[str]:
     names: set[str] = set()
-    for fam in Metrics(CollectorRegistry()).registry.collect():
+    families = [
+        *Metrics(CollectorRegistry()).registry.collect(),
+        *ConsoleMetrics(CollectorRegistry()).registry.collect(),  # the web console's
+    ]
+    for fam in families:
         if fam.type == "counter":
             names |= {fam.name + "_total", fam.name + "_created"}
         elif fam.type == "histogram":

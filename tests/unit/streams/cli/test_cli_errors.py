@@ -231,6 +231,8 @@ CASES: list[tuple[str, list[str], str]] = [
     ("worker-role", ["worker", "--role", "bogus"], "bogus"),
     ("contracts-out-is-a-file", ["contracts", "--out", "{panel}"], "Not a directory"),
     ("acl-no-password", ["acl"], "PRICELAB_ACL_PASSWORD_CONTROLLER is not set"),
+    ("console-user-role", ["console", "user", "alice", "--role", "boss"],
+     "the new user: 'boss' is not a role (one of viewer, analyst, operator, admin)"),
     ("cost-negative", ["schedule", "{neg_cost}"],
      "unit_costs: product 'p1' has unit cost -1.0: a cost must be a finite number of at least 0"),
     ("cost-nan", ["experiment", "create", "{nan_cost}"], "product 'p0' has unit cost nan"),

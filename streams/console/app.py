@@ -1,0 +1,528 @@
+"""The console's ASGI application (Starlette): sign-in, the JSON API under ``/api/``, the
+pages over it, and the live stream of an experiment's looks.
+
+Every request but ``/health``, ``/ready``, the sign-in and the static files needs a session: an
+API request without one is 401, a page redirects to the sign-in. Every state-changing request
+carries the session's CSRF token (the ``X-CSRF-Token`` header, or a ``csrf`` form field); the
+JSON sign-in, which has no session yet, takes only ``application/json``, which a cross-site
+form cannot send. A role that may not do an action is refused with 403, whether or not the
+page shows its button.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from importlib.resources import files
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.requests import Request
+from starlette.responses import (
+    HTMLResponse,
+    JSONResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from controller.errors import CommandRefused, SpecError, UnknownExperiment
+from controller.settings import Settings
+from controller.store import Store, make_redis
+from core.errors import PricelabError
+from streams.client.commands import freeze_document, instant, send_command_async
+from streams.client.known import known
+from streams.client.stack_clock import stack_clock
+from streams.console import auth
+from streams.console.feed import EstimatesFeed
+from streams.console.metrics import ConsoleMetrics, MeasureRequests
+from streams.console.views import TABS, experiment_view, experiments_view, finite
+from streams.errors import ServiceUnavailable
+from streams.worker.schemas import actor_refusal
+
+#: the lifecycle commands the console sends, each with its route
+#: the lifecycle commands the page shows as buttons; ACTIONS, every command it sends
+LIFECYCLE = ("pause", "resume", "stop")
+ACTIONS = (*LIFECYCLE, "freeze", "unfreeze")
+
+Send = Callable[..., Awaitable[dict[str, Any]]]
+
+
+@dataclass
+class Console:
+    """What the routes share: the settings, the users, the store, the estimates feed, and how
+    a command is sent (the client's ``send_command_async``)."""
+
+    settings: Settings
+    users: auth.Users
+    store: Store
+    feed: EstimatesFeed
+    send: Send = send_command_async
+    metrics: ConsoleMetrics = field(default_factory=ConsoleMetrics)
+
+
+class Refused(Exception):
+    """A request the console refuses: its status and one sentence."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _templates() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(str(files("streams.console") / "templates")),
+        autoescape=select_autoescape(["html", "j2"]),
+    )
+
+    def num(v: Any, fmt: str = "{:+.4g}") -> str:
+        return "-" if v is None else fmt.format(v)
+
+    def pct(v: Any) -> str:
+        return "-" if v is None else f"{100.0 * v:+.1f}%"
+
+    env.filters["num"] = num
+    env.filters["pct"] = pct
+    return env
+
+
+_ENV = _templates()
+
+
+# ------------------------------------------------------------------ sessions and rules
+def _user(request: Request) -> auth.User | None:
+    """The signed-in user: the one the trusted upstream's header names, when the console is
+    configured to take it (``console.trusted_user_header``: then only it), else the one the
+    session names; either, only if the users file lists them."""
+    c: Console = request.app.state.console
+    header = c.settings.console.trusted_user_header
+    name = request.headers.get(header) if header else request.session.get("user")
+    return c.users.users.get(name) if isinstance(name, str) else None
+
+
+def _no_user(request: Request) -> Refused:
+    """Why there is no user: no session (401), or an upstream identity the users file does not
+    list (403)."""
+    header = _console(request).settings.console.trusted_user_header
+    name = request.headers.get(header) if header else None
+    if name:
+        return Refused(403, f"{name!r} is not a console user: the users file does not list them")
+    return Refused(401, "sign in first")
+
+
+def _csrf(request: Request) -> str:
+    """The session's CSRF token (made on first use)."""
+    token = request.session.get("csrf")
+    if not isinstance(token, str):
+        token = secrets.token_urlsafe(24)
+        request.session["csrf"] = token
+    return token
+
+
+def _check_csrf(request: Request, form: dict[str, Any] | None = None) -> None:
+    given = request.headers.get("x-csrf-token") or (form or {}).get("csrf") or ""
+    token = request.session.get("csrf")
+    if not isinstance(token, str) or not secrets.compare_digest(str(given), token):
+        raise Refused(403, "the request carries no valid CSRF token: reload the page and retry")
+
+
+def _need(request: Request, action: str) -> auth.User:
+    user = _user(request)
+    if user is None:
+        raise _no_user(request)
+    if not auth.may(user.role, action):
+        raise Refused(403, f"a {user.role} may not {action}: ask an operator or an admin")
+    return user
+
+
+def _console(request: Request) -> Console:
+    return request.app.state.console  # type: ignore[no-any-return]
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    """A POST's fields: a JSON object, or a form."""
+    if request.headers.get("content-type", "").startswith("application/json"):
+        try:
+            doc = await request.json()
+        except ValueError:
+            raise Refused(400, "the request body is not JSON") from None
+        if not isinstance(doc, dict):
+            raise Refused(400, "the request body is not a JSON object")
+        return doc
+    return dict(await request.form())
+
+
+def _refusal(exc: BaseException) -> Refused:
+    if isinstance(exc, Refused):
+        return exc
+    sentence = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, UnknownExperiment):
+        return Refused(404, sentence)
+    if isinstance(exc, ServiceUnavailable | OSError):
+        return Refused(503, sentence)
+    return Refused(400, sentence)
+
+
+def api(fn: Callable[[Request], Awaitable[Any]]) -> Callable[[Request], Awaitable[Response]]:
+    """A JSON route: its document, or ``{"error": sentence}`` with the refusal's status."""
+
+    async def route(request: Request) -> Response:
+        try:
+            return JSONResponse(finite(await fn(request)))
+        except (Refused, PricelabError, OSError) as exc:
+            r = _refusal(exc)
+            return JSONResponse({"error": r.message}, status_code=r.status)
+
+    return route
+
+
+# ------------------------------------------------------------------ acting
+async def act(request: Request, kind: str, exp_id: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """Send ``kind`` for ``exp_id`` through the commands topic as the signed-in user, with
+    their reason; the controller's reply. Refusals in order: no session (401), no CSRF token
+    or a role that may not (403), no reason (422), an unknown experiment (404), a freeze's
+    times or an unfreeze's freeze that are missing or malformed (422, the CLI's sentences)."""
+    user = _user(request)
+    if user is None:
+        raise _no_user(request)
+    _check_csrf(request, fields)
+    _need(request, auth.NEEDS[kind])
+    reason = str(fields.get("reason") or "").strip()
+    if not reason:
+        raise Refused(422, f"a {kind} needs a reason: why, for the experiment's audit trail")
+    c = _console(request)
+    refusal = actor_refusal(user.name, c.settings.actors)
+    if refusal is not None:
+        raise Refused(403, refusal)
+    await known(c.store, exp_id)
+    command = await _command(c, kind, exp_id, reason, fields)
+    reply = await c.send(
+        c.settings, kind, timeout=c.settings.console.command_timeout, actor=user.name, **command
+    )
+    c.metrics.acts.labels(
+        kind, "accepted" if reply.get("ok") else "refused by the controller"
+    ).inc()
+    return {"command": kind, "experiment": exp_id, "actor": user.name, "reply": reply}
+
+
+async def _command(
+    c: Console, kind: str, exp_id: str, reason: str, fields: dict[str, Any]
+) -> dict[str, Any]:
+    """The command's fields, as ``pricelab experiment <kind>`` sends them."""
+    if kind == "unfreeze":
+        freeze_id = str(fields.get("freeze_id") or "").strip()
+        if not freeze_id:
+            raise Refused(422, "an unfreeze names its freeze: freeze_id")
+        return {"freeze_id": freeze_id, "reason": reason}
+    if kind != "freeze":
+        return {"experiment": exp_id, "reason": reason}
+    start = str(fields.get("start") or "now").strip()
+    end = str(fields.get("end") or "").strip()
+    if not end:
+        raise Refused(422, "a freeze needs an end: an ISO 8601 date-time, or +DURATION (+2h)")
+    relative = any(t == "now" or t[:1] in "+-" for t in (start, end))
+    # the controller's clock, read once, and only if a relative time needs it
+    clock = await stack_clock(c.settings, c.store) if relative else None
+
+    def now() -> datetime:
+        assert clock is not None
+        return clock.now()
+
+    try:
+        t0, t1 = instant(start, "start", now), instant(end, "end", now)
+        return {"freeze": freeze_document(t0, t1, [exp_id], reason)}
+    except (CommandRefused, SpecError) as exc:
+        raise Refused(422, str(exc).strip().splitlines()[0]) from None
+
+
+def _action_route(kind: str) -> Route:
+    async def route(request: Request) -> Response:
+        try:
+            out = await act(request, kind, request.path_params["exp_id"], await _body(request))
+        except (Refused, PricelabError, OSError) as exc:
+            r = _refusal(exc)
+            _console(request).metrics.acts.labels(kind, "refused").inc()
+            if request.headers.get("hx-request"):
+                return _page("reply.html", request, {"error": r.message}, r.status)
+            return JSONResponse({"error": r.message}, status_code=r.status)
+        if request.headers.get("hx-request"):  # the page's button: the reply, drawn, and
+            # the page's live parts redrawn (its status and history)
+            shown = _page("reply.html", request, out, 200 if out["reply"].get("ok") else 409)
+            shown.headers["HX-Trigger"] = "look"
+            return shown
+        return JSONResponse(out, status_code=200 if out["reply"].get("ok") else 409)
+
+    return Route(f"/api/experiments/{{exp_id}}/{kind}", route, methods=["POST"])
+
+
+# ------------------------------------------------------------------ API
+async def _experiments(request: Request) -> Any:
+    _need(request, "read")
+    c = _console(request)
+    q = request.query_params
+    return await experiments_view(c.store, c.feed, q.get("status"), q.get("q"))
+
+
+def _page_no(request: Request) -> int:
+    try:
+        return int(request.query_params.get("page", "1"))
+    except ValueError:
+        raise Refused(400, "page is a whole number") from None
+
+
+async def _experiment(request: Request) -> Any:
+    _need(request, "read")
+    c = _console(request)
+    return await experiment_view(
+        c.settings, c.store, c.feed, request.path_params["exp_id"], _page_no(request)
+    )
+
+
+async def _session(request: Request) -> Any:
+    user = _need(request, "read")
+    return {"user": user.name, "role": user.role, "csrf": _csrf(request)}
+
+
+def _upstream_signs_in(request: Request) -> Refused | None:
+    header = _console(request).settings.console.trusted_user_header
+    if header:
+        return Refused(403, f"sign in through the upstream: it names the user in {header}")
+    return None
+
+
+async def _api_login(request: Request) -> Response:
+    if (up := _upstream_signs_in(request)) is not None:
+        return JSONResponse({"error": up.message}, status_code=up.status)
+    if not request.headers.get("content-type", "").startswith("application/json"):
+        return JSONResponse({"error": "sign in with a JSON body"}, status_code=415)
+    try:
+        doc = await _body(request)
+    except Refused as r:
+        return JSONResponse({"error": r.message}, status_code=r.status)
+    user = _console(request).users.check(str(doc.get("user", "")), str(doc.get("password", "")))
+    if user is None:
+        return JSONResponse({"error": "unknown user or wrong password"}, status_code=401)
+    _sign_in(request, user)
+    return JSONResponse({"user": user.name, "role": user.role, "csrf": _csrf(request)})
+
+
+def _sign_in(request: Request, user: auth.User) -> None:
+    request.session.clear()
+    request.session["user"] = user.name
+    request.session["csrf"] = secrets.token_urlsafe(24)
+
+
+async def _events(request: Request) -> Response:
+    """Server-sent events: ``look`` each time new estimates of the experiment arrive (the
+    messages of one look come close together: they are sent as one event); without an
+    experiment (``/api/events``, the list page), of any experiment the console reads."""
+    try:
+        _need(request, "read")
+        c = _console(request)
+        exp_id = request.path_params.get("exp_id")
+        if exp_id is not None:
+            await known(c.store, exp_id)
+    except (Refused, PricelabError) as exc:
+        r = _refusal(exc)
+        return JSONResponse({"error": r.message}, status_code=r.status)
+
+    async def stream() -> AsyncIterator[str]:
+        c.metrics.live_streams.inc()
+        try:
+            async for event in _looks(c.feed, exp_id):
+                yield event
+        finally:
+            c.metrics.live_streams.dec()
+
+    return StreamingResponse(
+        stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
+    )
+
+
+async def _looks(feed: EstimatesFeed, exp_id: str | None) -> AsyncIterator[str]:
+    """The event stream of one experiment's looks, or of every experiment's (None); a
+    comment every 15 s keeps it open."""
+    async with feed.listen(exp_id) if exp_id is not None else feed.listen_any() as q:
+        yield ": live\n\n"
+        while True:
+            try:
+                doc = await asyncio.wait_for(q.get(), 15)
+            except TimeoutError:
+                yield ": keep-alive\n\n"
+                continue
+            await asyncio.sleep(0.2)  # the rest of the look's messages
+            n = 1
+            while not q.empty():
+                doc = q.get_nowait()
+                n += 1
+            data = json.dumps(
+                {"experiment": doc.get("experiment"), "as_of": doc.get("as_of"), "messages": n}
+            )
+            yield f"event: look\ndata: {data}\n\n"
+
+
+async def _metrics(request: Request) -> Response:
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    return Response(
+        generate_latest(_console(request).metrics.registry), media_type=CONTENT_TYPE_LATEST
+    )
+
+
+async def _health(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def _ready(request: Request) -> Response:
+    """Ready when Redis answers (the state every page reads)."""
+    try:
+        await asyncio.wait_for(_console(request).store.redis.ping(), 2)
+    except (TimeoutError, OSError, PricelabError, Exception) as exc:  # noqa: BLE001 - any failure: not ready
+        return JSONResponse({"ready": False, "error": str(exc) or type(exc).__name__}, 503)
+    return JSONResponse({"ready": True})
+
+
+# ------------------------------------------------------------------ pages
+def _page(name: str, request: Request, ctx: dict[str, Any], status: int = 200) -> HTMLResponse:
+    user = _user(request)
+    base = {
+        "user": user,
+        "csrf": _csrf(request),
+        "may_operate": user is not None and auth.may(user.role, "operate"),
+        "tabs": TABS,
+        "actions": LIFECYCLE,
+    }
+    return HTMLResponse(_ENV.get_template(name).render(base | ctx), status_code=status)
+
+
+def page(
+    name: str, fn: Callable[[Request], Awaitable[Any]]
+) -> Callable[[Request], Awaitable[Response]]:
+    """An HTML route over a JSON route's document; no session: to the sign-in."""
+
+    async def route(request: Request) -> Response:
+        if _user(request) is None:
+            if _console(request).settings.console.trusted_user_header:
+                r = _no_user(request)  # the upstream signs in, not the console
+                return _page("error.html", request, {"error": r.message}, r.status)
+            return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+        try:
+            doc = await fn(request)
+        except (Refused, PricelabError, OSError) as exc:
+            r = _refusal(exc)
+            return _page("error.html", request, {"error": r.message}, r.status)
+        return _page(name, request, {"doc": doc})
+
+    return route
+
+
+async def _login_page(request: Request) -> Response:
+    return _page("login.html", request, {"next": request.query_params.get("next", "/")})
+
+
+async def _login_form(request: Request) -> Response:
+    if (up := _upstream_signs_in(request)) is not None:
+        return _page("error.html", request, {"error": up.message}, up.status)
+    form = dict(await request.form())
+    try:
+        _check_csrf(request, form)
+    except Refused as r:
+        return _page("login.html", request, {"error": r.message, "next": "/"}, r.status)
+    user = _console(request).users.check(str(form.get("user", "")), str(form.get("password", "")))
+    nxt = str(form.get("next") or "/")
+    if not nxt.startswith("/") or nxt.startswith("//"):
+        nxt = "/"  # never off the console
+    if user is None:
+        return _page(
+            "login.html", request, {"error": "unknown user or wrong password", "next": nxt}, 401
+        )
+    _sign_in(request, user)
+    return RedirectResponse(nxt, status_code=303)
+
+
+async def _logout(request: Request) -> Response:
+    try:
+        _check_csrf(request, dict(await request.form()))
+    except Refused as r:
+        return JSONResponse({"error": r.message}, status_code=r.status)
+    request.session.clear()
+    return RedirectResponse("/login", status_code=303)
+
+
+async def _home(request: Request) -> Response:
+    return RedirectResponse("/experiments", status_code=303)
+
+
+def build_app(console: Console, lifespan_close: bool = True) -> Starlette:
+    """The console's application over ``console``'s store, feed and users."""
+    cs = console.settings.console
+    secret = (
+        cs.session_secret.get_secret_value()
+        if cs.session_secret is not None
+        else secrets.token_urlsafe(32)
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            if lifespan_close:
+                await console.feed.close()
+                await console.store.redis.aclose()
+
+    routes = [
+        Route("/health", _health),
+        Route("/ready", _ready),
+        Route("/metrics", _metrics),
+        Route("/login", _login_page, methods=["GET"]),
+        Route("/login", _login_form, methods=["POST"]),
+        Route("/logout", _logout, methods=["POST"]),
+        Route("/api/login", _api_login, methods=["POST"]),
+        Route("/api/session", api(_session)),
+        Route("/api/experiments", api(_experiments)),
+        Route("/api/experiments/{exp_id}", api(_experiment)),
+        Route("/api/experiments/{exp_id}/events", _events),
+        Route("/api/events", _events),
+        *(_action_route(k) for k in ACTIONS),
+        Route("/", _home),
+        Route("/experiments", page("experiments.html", _experiments)),
+        Route("/experiments/{exp_id}", page("experiment.html", _experiment)),
+        Route("/experiments/{exp_id}/results", page("live.html", _experiment)),
+        Mount("/static", StaticFiles(directory=str(files("streams.console") / "static"))),
+    ]
+    app = Starlette(
+        routes=routes,
+        middleware=[
+            Middleware(MeasureRequests, metrics=console.metrics),
+            Middleware(
+                SessionMiddleware,
+                secret_key=secret,
+                session_cookie="pricelab_console",
+                max_age=int(cs.session_max_age.total_seconds()),
+                same_site="strict",
+                https_only=cs.secure_cookies,
+            ),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.console = console
+    return app
+
+
+def make_console(settings: Settings, users: auth.Users) -> Console:
+    """A console over a fresh Redis client and estimates feed (inside the event loop)."""
+    return Console(
+        settings, users, Store(make_redis(settings), settings.key_prefix), EstimatesFeed(settings)
+    )

@@ -1,0 +1,12 @@
+// The live stream of an open page: each look the analysis worker publishes (server-sent
+// events from the estimates topic) makes htmx fetch the page's live parts again: the page's
+// own template over the API's document. No other script.
+document.querySelectorAll("[data-live]").forEach(function (el) {
+  var source = new EventSource(el.dataset.live);
+  source.addEventListener("look", function (e) {
+    var look = JSON.parse(e.data);
+    el.textContent = "new look" + (look.experiment ? " of " + look.experiment : "") +
+      " as of " + look.as_of;
+    htmx.trigger(document.body, "look");
+  });
+});

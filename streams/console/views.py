@@ -1,0 +1,196 @@
+"""What the console's API returns, put together from the client's views (streams.client):
+the experiments with their latest verdicts, and one experiment's overview, verdict,
+scorecard and history. The pages are templates over these same documents.
+
+Nothing here computes a figure or words a verdict: the overview is
+``streams.client.commands.read_overview``'s, the verdict's lines are
+``streams.client.estimates.render_verdict``'s, the scorecard is ``latest_of``'s and the history is
+``streams.client.history.read_trail``'s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from typing import Any
+
+from controller.settings import Settings
+from controller.store import Store
+from streams.client.commands import (
+    read_experiment,
+    read_freezes,
+    read_overview,
+    read_overviews,
+)
+from streams.client.estimates import (
+    is_verdict,
+    latest_demand,
+    latest_of,
+    latest_verdict,
+    render_demand,
+    render_verdict,
+)
+from streams.client.history import read_trail
+from streams.console.feed import EstimatesFeed
+
+#: the status tabs of the experiments list, in order (``all``: no filter)
+TABS = ("all", "running", "created", "paused", "stopped", "ended")
+
+#: records of the audit history a page
+HISTORY_PAGE = 50
+
+#: the spec's fields that list every product (or pair of products): the design section gives
+#: their sizes, not their items (an experiment may have a million products)
+_PER_PRODUCT = ("products", "clusters", "unit_costs", "substitutes", "reference_prices")
+
+
+def design_view(spec: dict[str, Any]) -> dict[str, Any]:
+    """The spec as ``pricelab experiment show`` gives it, each per-product field by its size."""
+    out: dict[str, Any] = {}
+    for key, value in spec.items():
+        if key in _PER_PRODUCT:
+            out[key] = f"{len(value or ())} entries"
+        elif isinstance(value, dict) and any(k in _PER_PRODUCT for k in value):
+            out[key] = design_view(value)  # a design's own block (e.g. triggered)
+        else:
+            out[key] = value
+    return out
+
+
+def verdict_view(doc: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The latest verdict as the console shows it: the message itself, its headline (the
+    word, and the days still needed while it keeps running) and the lines below it, as
+    ``pricelab estimates`` prints them."""
+    if doc is None:
+        return None
+    lines = render_verdict(doc).splitlines()
+    return {
+        "verdict": doc.get("verdict"),
+        "arm": doc.get("arm"),
+        "headline": lines[0],
+        "lines": [line.strip() for line in lines[1:]],
+        "more_days": doc.get("more_days"),
+        "as_of": doc.get("as_of"),
+        "n_periods": doc.get("n_periods"),
+        "message": doc,
+    }
+
+
+def looks_view(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each look's verdict, newest first (a look published more than once: its latest, by
+    the one rule :func:`latest_verdict`), with whether its word changed from the look before."""
+    by_look: dict[str, list[dict[str, Any]]] = {}
+    for d in docs:
+        if is_verdict(d):
+            by_look.setdefault(str(d.get("as_of")), []).append(d)
+    verdicts = [latest_verdict(v) for v in by_look.values()]
+    shown = [verdict_view(v) for v in sorted(verdicts, key=lambda v: str((v or {}).get("as_of")))]
+    out: list[dict[str, Any]] = []
+    for i, v in enumerate(shown):
+        if v is None:
+            continue
+        before = shown[i - 1] if i else None
+        changed = before is not None and (before["verdict"], before["arm"]) != (
+            v["verdict"],
+            v["arm"],
+        )
+        out.append(
+            {k: v[k] for k in ("as_of", "n_periods", "verdict", "arm", "headline")}
+            | {"changed": changed}
+        )
+    return out[::-1]
+
+
+def ladder_view(
+    docs: list[dict[str, Any]], verdict: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """A price ladder's latest demand curve, as ``pricelab estimates`` prints it beside the
+    verdict (None: not a ladder, or no look yet)."""
+    doc = latest_demand(docs)
+    if doc is None:
+        return None
+    return {"lines": render_demand(doc, verdict).splitlines(), "message": doc}
+
+
+def _matches(row: dict[str, Any], q: str) -> bool:
+    q = q.casefold()
+    return any(q in str(v).casefold() for v in (row["id"], row["design"], *row["arms"]))
+
+
+async def experiments_view(
+    store: Store, feed: EstimatesFeed, status: str | None = None, q: str | None = None
+) -> dict[str, Any]:
+    """Every experiment (``status``: of that state; ``q``: whose id, design or an arm name
+    holds it), each with its latest verdict; and how many each tab holds."""
+    rows = await read_overviews(store)
+    counts = {tab: 0 for tab in TABS}
+    for row in rows:
+        counts["all"] += 1
+        if row["state"] in counts:
+            counts[row["state"]] += 1
+    shown = [
+        r
+        for r in rows
+        if (not status or status == "all" or r["state"] == status) and (not q or _matches(r, q))
+    ]
+    docs = await feed.many([r["id"] for r in shown])
+    for row in shown:
+        row["verdict"] = verdict_view(latest_verdict(docs[row["id"]]))
+    return {"experiments": shown, "counts": counts, "status": status or "all", "q": q or ""}
+
+
+def finite(obj: Any) -> Any:
+    """``obj`` with every NaN or infinity (anywhere inside) as None: JSON has neither."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [finite(v) for v in obj]
+    return obj
+
+
+async def experiment_view(
+    settings: Settings, store: Store, feed: EstimatesFeed, exp_id: str, page: int = 1
+) -> dict[str, Any]:
+    """One experiment: its overview, latest verdict, the scorecard's latest estimates (each
+    metric's primary estimator, the decision metric first) and its audit history, newest
+    first, ``page`` by page. An unknown id raises UnknownExperiment."""
+    overview = await read_overview(store, exp_id)
+    docs = await feed.docs(exp_id)
+    verdict = latest_verdict(docs)
+    lead = overview["decision_metric"] if verdict is None else verdict.get("metric")
+    scorecard = [finite(d) for d in latest_of(docs, primary_only=True, lead=lead).values()]
+    trail = await read_trail(settings, exp_id, timeout=settings.console.command_timeout)
+    created_by = next(
+        (
+            (r.get("detail") or {}).get("actor")
+            for r in trail.records
+            if r.get("kind") == "command" and (r.get("detail") or {}).get("command") == "create"
+        ),
+        None,
+    )
+    # the freezes that apply to it, each ahead, in force, over or cancelled by the
+    # controller's clock (read_freezes opens its own client: off this event loop)
+    freezes = await asyncio.to_thread(read_freezes, settings, exp_id)
+    spec = (await asyncio.to_thread(read_experiment, settings, exp_id))["spec"]
+    records = list(reversed(trail.records))
+    pages = max(1, math.ceil(len(records) / HISTORY_PAGE))
+    page = min(max(1, page), pages)
+    return {
+        "overview": overview | {"created_by": created_by},
+        "verdict": verdict_view(verdict),
+        "scorecard": scorecard,
+        "looks": looks_view(docs),
+        "ladder": ladder_view(docs, verdict),
+        "freezes": freezes,
+        "design": design_view(spec),
+        "history": {
+            "records": records[(page - 1) * HISTORY_PAGE : page * HISTORY_PAGE],
+            "total": len(records),
+            "page": page,
+            "pages": pages,
+            "expired": trail.expired,
+            "repeats": trail.repeats,
+        },
+    }

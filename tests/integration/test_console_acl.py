@@ -1,0 +1,112 @@
+"""The console runs as its own Redis ACL user, the one ``pricelab acl`` prints when
+PRICELAB_ACL_PASSWORD_CONSOLE is set, on Redis 7 with the default user off: its API lists and
+shows an experiment the controller created, and every write it tries is refused."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+from redis.asyncio import Redis
+from starlette.testclient import TestClient
+
+from controller.settings import Settings
+from controller.store import Store, keys
+from controller.store.clock import SharedSimulatedClock
+from streams.console import auth
+from streams.console.app import build_app, make_console
+from streams.worker.kafka import ensure_topics
+from streams.worker.runtime import Runtime
+from tests.integration.conftest import make_settings, pricelab
+from tests.integration.test_redis_acl import (
+    DRIVER,
+    PASSWORDS,
+    START,
+    _as,
+    _redis_with_users,
+    _refused,
+    _spec,
+)
+
+pytestmark = pytest.mark.integration
+
+CONSOLE_PASSWORD = "k-secret-5"
+
+
+def _api(settings: Settings) -> dict[str, Any]:
+    """The console's API, signed in as a viewer, over ``settings``'s Redis user."""
+    users = auth.Users()
+    password = users.add_one_time_admin()
+    app = build_app(make_console(settings, users))
+    with TestClient(app) as client:
+        r = client.post("/api/login", json={"user": "admin", "password": password})
+        assert r.status_code == 200, r.text
+        out = {
+            "ready": client.get("/ready").json(),
+            "list": client.get("/api/experiments").json(),
+            "one": client.get("/api/experiments/acl-exp").json(),
+            "typo": client.get("/api/experiments/acl-ex"),
+        }
+        return out
+
+
+async def test_the_console_reads_as_its_own_redis_user_and_writes_nothing(
+    stack: Any, tmp_path: Path
+) -> None:
+    base = make_settings(stack, allowed_lateness=timedelta(hours=1))
+    await ensure_topics(base)
+    passwords = PASSWORDS | {"console": CONSOLE_PASSWORD}
+    printed = pricelab(
+        base.model_copy(update={f"acl_password_{r}": SecretStr(p) for r, p in passwords.items()}),
+        "acl",
+    )
+    assert printed.returncode == 0, printed.stderr
+    lines = printed.stdout.splitlines()
+    assert [line.split()[1] for line in lines][-1] == "pricelab-console"
+    spec = _spec()
+    p = base.key_prefix
+    with _redis_with_users(lines, tmp_path) as port:
+        driver = Redis.from_url(
+            f"redis://127.0.0.1:{port}/0", username="driver", password=DRIVER, decode_responses=True
+        )
+        console = _as(base, port, "pricelab-console", CONSOLE_PASSWORD)
+        controller = await Runtime(
+            _as(base, port, "pricelab-controller", PASSWORDS["controller"])
+        ).ensure_started()
+        c_redis = Redis.from_url(
+            f"redis://127.0.0.1:{port}/0",
+            username="pricelab-console",
+            password=CONSOLE_PASSWORD,
+            decode_responses=True,
+        )
+        try:
+            await SharedSimulatedClock(driver, keys.clock(p)).set(START + timedelta(hours=12))
+            assert (await controller.flipper.create(spec, backfill=True)).state == "running"
+
+            got = await asyncio.to_thread(_api, console)
+            assert got["ready"] == {"ready": True}
+            [row] = got["list"]["experiments"]
+            assert (row["id"], row["state"], row["products"]) == ("acl-exp", "running", 4)
+            assert got["one"]["overview"]["id"] == "acl-exp"
+            assert got["typo"].status_code == 404 and "acl-exp" in got["typo"].json()["error"]
+
+            e = keys.experiment(p, spec.id)
+            store = Store(c_redis, p)
+            refusals = [
+                await _refused(c_redis.hset(f"{e}:state", "status", "stopped"), "console HSET"),
+                await _refused(c_redis.set(keys.clock(p), "0"), "console SET the clock"),
+                await _refused(c_redis.delete(f"{e}:spec"), "console DEL"),
+                await _refused(store.set_status(spec.id, "stopped"), "console status"),
+            ]
+            assert all(refusals)
+            # nor does it read the panel: the operator's panel export is not the console's
+            sums = keys.pattern(p, "sums").replace("*", spec.id, 1).replace("*", "0")
+            assert await _refused(c_redis.get(sums), "console panel read")
+        finally:
+            await c_redis.aclose()
+            await driver.aclose()
+            await controller.stop()

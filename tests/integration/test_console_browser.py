@@ -1,0 +1,303 @@
+"""The console end to end in a real browser: ``pricelab console`` in its own process over the
+embedded stack, a controller and an analysis worker driven period by period by the live
+driver, and Debian's chromium driven through its chromium-driver (Selenium; nothing is
+downloaded).
+
+- the experiment appears in the list;
+- each look the analysis worker publishes appears on the open experiment page without a
+  reload (the page's marker survives; the look shown is the driver's);
+- a pause and a freeze made in the browser reach the commands topic with the signed-in user
+  as their actor (``pricelab experiment history``);
+- a viewer has no pause button, and a forged POST from their session gets 403;
+- in the lab the console prints a one-time admin password that signs in;
+- axe-core finds no serious or critical accessibility violation on the sign-in, the list and
+  the experiment page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from controller.settings import ConsoleSettings
+from controller.store import Store, make_redis
+from streams.console.auth import hash_line
+from streams.console.launch import ConsoleProcess
+from streams.live.driver import LiveDriver, lockstep_settings
+from streams.live.embedded import free_port
+from streams.live.launcher import WorkerProcess
+from streams.worker.kafka import ensure_topics
+from tests.integration.chromium import require_chromium
+from tests.integration.conftest import make_settings, pricelab
+from tests.integration.live import live_run
+
+pytestmark = pytest.mark.integration
+
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+USERS = {"olga": ("operator", "olga-pw-1"), "vic": ("viewer", "vic-pw-2")}
+#: where the pages' screenshots go besides the test's own directory (docs/ when refreshing
+#: the docs' pictures: PRICELAB_CONSOLE_SCREENSHOTS=docs)
+SHOTS = os.environ.get("PRICELAB_CONSOLE_SCREENSHOTS")
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Any]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    assert Path(CHROMEDRIVER).exists(), (
+        "chromium-driver is not installed: apt-get install -y chromium-driver (./run test does "
+        "it as root)"
+    )
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = require_chromium()
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--no-first-run", "--disable-background-networking", "--window-size=1400,1000",
+                 f"--user-data-dir={tmp_path / 'profile'}"):  # fmt: skip
+        opts.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    driver.implicitly_wait(0)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _wait(browser: Any, what: str, cond: Any, timeout: float = 15.0) -> Any:
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    # a live redraw may replace an element between finding and reading it: read again
+    return WebDriverWait(
+        browser, timeout, poll_frequency=0.1, ignored_exceptions=[StaleElementReferenceException]
+    ).until(cond, message=what)
+
+
+def _text(browser: Any, css: str) -> str:
+    from selenium.webdriver.common.by import By
+
+    found = browser.find_elements(By.CSS_SELECTOR, css)
+    return str(found[0].text) if found else ""
+
+
+def _sign_in(browser: Any, base: str, user: str, password: str, then: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.delete_all_cookies()
+    browser.get(f"{base}{then}")  # no session: to the sign-in, and back after it
+    _wait(browser, "the sign-in page", lambda b: b.current_url.startswith(f"{base}/login"))
+    _axe(browser, "the sign-in")
+    browser.find_element(By.ID, "user").send_keys(user)
+    browser.find_element(By.ID, "password").send_keys(password)
+    browser.find_element(By.ID, "sign-in").click()
+    _wait(browser, f"{then} after signing in", lambda b: b.current_url == f"{base}{then}")
+    assert _text(browser, "#who") == user
+
+
+AXE = Path(__file__).parent / "vendor" / "axe.min.js"
+
+
+def _axe(browser: Any, page: str) -> None:
+    """axe-core on the page as it stands: no serious or critical violation."""
+    browser.execute_script(AXE.read_text())
+    found = browser.execute_async_script(
+        """
+        const done = arguments[arguments.length - 1];
+        axe.run(document, {resultTypes: ['violations']}).then(r => done(
+          r.violations.filter(v => v.impact === 'serious' || v.impact === 'critical')
+            .map(v => v.id + ' (' + v.impact + '): ' + v.nodes.map(n => n.target).join(' '))));
+        """
+    )
+    assert found == [], (page, found)
+
+
+def _shot(browser: Any, tmp: Path, name: str) -> None:
+    height = browser.execute_script("return document.body.scrollHeight")
+    browser.set_window_size(1400, max(700, min(int(height) + 40, 2400)))
+    path = tmp / name
+    browser.save_screenshot(str(path))
+    if SHOTS:
+        shutil.copy(path, Path(SHOTS) / name)
+    browser.set_window_size(1400, 1000)
+
+
+async def test_the_console_in_a_browser(stack: Any, tmp_path: Path, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    settings = make_settings(stack)
+    await ensure_topics(settings)
+    users = tmp_path / "users"
+    users.write_text("".join(hash_line(n, r, pw) + "\n" for n, (r, pw) in USERS.items()))
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    served = settings.model_copy(
+        update={"console": ConsoleSettings(port=port, users_file=users, estimates_idle=0.5)}
+    )
+    console = ConsoleProcess(served, log=tmp_path / "console.log")
+    run = live_run("random-days", 8, 6, 7, "con")
+    workers = lockstep_settings(settings)
+    controller = WorkerProcess(workers, ("controller",))
+    analysis = WorkerProcess(workers, ("analysis",))
+    redis = make_redis(settings)
+    try:
+        await asyncio.to_thread(console.start)
+        assert console.url == base
+        # the lab (a simulated clock): a one-time admin password, printed once
+        assert console.password
+        controller.launch()
+        analysis.launch()
+        controller.wait_healthy()
+        analysis.wait_healthy()
+        store = Store(redis, settings.key_prefix)
+        async with LiveDriver(workers, store, [controller], analysis) as driver:
+            await driver.create([run])
+            marker: dict[str, Any] = {}
+
+            async def after_look(d: int) -> None:
+                look = [v for v in run.verdicts if v.get("_look") == d]
+                if not look:  # too few periods for a verdict yet
+                    return
+                shown = f"Look of {look[-1]['as_of']}, after {look[-1]['n_periods']} period(s)."
+                listed = f"after {look[-1]['n_periods']} periods (as of {look[-1]['as_of']})"
+                if not marker:
+                    await asyncio.to_thread(first_look, shown)
+                else:
+                    await asyncio.to_thread(later_look, shown, listed)
+                    # over time: a row for each look so far that had a verdict
+                    seen = {v["as_of"] for v in run.verdicts if v.get("_look") is not None}
+
+                    def over_time(b: Any) -> bool:
+                        cells = b.find_elements(By.CSS_SELECTOR, "#over-time tr[data-as-of]")
+                        return seen <= {e.get_attribute("data-as-of") for e in cells}
+
+                    await asyncio.to_thread(_wait, browser, f"looks {seen} over time", over_time)
+                marker.setdefault("looks", []).append(d)
+
+            def first_look(shown: str) -> None:
+                o_pw = USERS["olga"][1]
+                _sign_in(browser, base, "olga", o_pw, "/experiments")
+                row = f'tr[data-id="{run.id}"]'
+                _wait(browser, "the experiment in the list",
+                      lambda b: _text(b, f"{row} .state") == "running")  # fmt: skip
+                assert len(browser.find_elements(By.CSS_SELECTOR, row)) == 1
+                _shot(browser, tmp_path, "console-experiments.png")
+                _axe(browser, "the list")
+                browser.execute_script("window.stillThisPage = 'yes';")  # gone on a reload
+                marker["list"] = browser.current_window_handle
+                # the experiment page in a tab of its own; the list stays open in the first
+                browser.switch_to.new_window("tab")
+                marker["page"] = browser.current_window_handle
+                browser.get(f"{base}/experiments/{run.id}")
+                _wait(browser, "the first look", lambda b: _text(b, "#looks") == shown)
+                browser.execute_script("window.stillThisPage = 'yes';")  # gone on a reload
+                marker["set"] = True
+
+            def later_look(shown: str, listed: str) -> None:
+                _wait(browser, f"the look {shown!r} without a reload",
+                      lambda b: _text(b, "#looks") == shown)  # fmt: skip
+                assert browser.execute_script("return window.stillThisPage") == "yes"
+                assert _text(browser, "#verdict .word").startswith("VERDICT after")
+                # the list, open since the first look, shows the new verdict too
+                browser.switch_to.window(marker["list"])
+                cell = f'tr[data-id="{run.id}"] .verdict-cell'
+                _wait(browser, f"the list's verdict {listed!r} without a reload",
+                      lambda b: listed in _text(b, cell))  # fmt: skip
+                assert browser.execute_script("return window.stillThisPage") == "yes"
+                browser.switch_to.window(marker["page"])
+
+            await driver.run([run], after_look=after_look, periods=4)
+            assert len(marker["looks"]) >= 2, marker  # one look opened, later ones arrived live
+
+        # a pause from the browser: the reply shown, the command on the topic as olga
+        def pause() -> None:
+            _shot(browser, tmp_path, "console-experiment.png")
+            _axe(browser, "the experiment page")
+            browser.find_element(By.ID, "reason").send_keys("stock count in the warehouse")
+            browser.find_element(By.ID, "pause").click()
+            _wait(browser, "the confirmation", lambda b: b.switch_to.alert).accept()
+            _wait(browser, "the pause's reply", lambda b: "accepted" in _text(b, "#reply"), 60)
+            assert _text(browser, "#reply").startswith(f"pause of {run.id} accepted, as olga")
+            # the page redraws its live parts (no reload): the status is paused
+            _wait(browser, "the status paused", lambda b: _text(b, "#state") == "paused")
+            assert browser.execute_script("return window.stillThisPage") == "yes"
+
+        await asyncio.to_thread(pause)
+
+        # a freeze from the browser, as the CLI's: from the controller's now, for a day
+        def freeze() -> None:
+            browser.find_element(By.ID, "freeze-end").send_keys("+1d")
+            browser.find_element(By.ID, "freeze-reason").send_keys("competitor sale")
+            browser.find_element(By.ID, "freeze").click()
+            _wait(browser, "the confirmation", lambda b: b.switch_to.alert).accept()
+            _wait(browser, "the freeze's reply", lambda b: "freeze of" in _text(b, "#reply"), 60)
+            assert _text(browser, "#reply").startswith(f"freeze of {run.id} accepted, as olga")
+            _wait(browser, "the freeze in force",
+                  lambda b: _text(b, "#freezes tr[data-freeze] .now") == "in force")  # fmt: skip
+
+        await asyncio.to_thread(freeze)
+        history = await asyncio.to_thread(
+            pricelab, settings, "experiment", "history", run.id, "--json"
+        )
+        assert history.returncode == 0, history.stderr
+        pauses = [
+            r["detail"]
+            for r in json.loads(history.stdout)["records"]
+            if r.get("kind") == "command" and r["detail"].get("command") == "pause"
+        ]
+        assert len(pauses) == 1 and pauses[0]["accepted"], pauses
+        assert pauses[0]["actor"] == "olga"
+        assert pauses[0]["reason"] == "stock count in the warehouse"
+        freezes = [
+            r["detail"]
+            for r in json.loads(history.stdout)["records"]
+            if r.get("kind") == "command" and r["detail"].get("command") == "freeze"
+        ]
+        assert [(f["actor"], f["accepted"]) for f in freezes] == [("olga", True)], freezes
+
+        # a viewer: no act buttons; a forged POST with their own session and token is 403
+        def viewer() -> None:
+            _sign_in(browser, base, "vic", USERS["vic"][1], f"/experiments/{run.id}")
+            assert browser.find_elements(By.ID, "pause") == []
+            assert "paused" in _text(browser, "#state")
+            forged = browser.execute_async_script(
+                """
+                const done = arguments[arguments.length - 1];
+                const token = JSON.parse(document.body.getAttribute('hx-headers'))['X-CSRF-Token'];
+                const post = (headers) => fetch(arguments[0], {
+                  method: 'POST', headers: Object.assign({'Content-Type': 'application/json'}, headers),
+                  body: JSON.stringify({reason: 'forged'})}).then(r => r.status);
+                Promise.all([post({'X-CSRF-Token': token}), post({})]).then(done);
+                """,
+                f"/api/experiments/{run.id}/resume",
+            )
+            assert forged == [403, 403]
+
+        await asyncio.to_thread(viewer)
+        history = await asyncio.to_thread(
+            pricelab, settings, "experiment", "history", run.id, "--json"
+        )
+        kinds = [r["detail"].get("command") for r in json.loads(history.stdout)["records"]
+                 if r.get("kind") == "command"]  # fmt: skip
+        assert "resume" not in kinds  # the viewer's POST never reached the topic
+
+        # the one-time admin password signs in (JSON sign-in)
+        req = urllib.request.Request(
+            f"{base}/api/login",
+            data=json.dumps({"user": "admin", "password": console.password}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req, timeout=5) as r:  # noqa: S310
+            assert json.loads(r.read())["role"] == "admin"
+    finally:
+        await redis.aclose()
+        controller.stop()
+        analysis.stop()
+        console.stop()
