@@ -575,7 +575,7 @@ def arm_look(
     shippable = [a for a in above if a in cleared]
     if at_end and shippable:
         return "ship", max(shippable, key=lambda a: (effects or {}).get(a, 0.0))
-    if cs and all(a in barred or (hi is not None and hi < 0) for a, (_, hi) in cs.items()):
+    if cs and all(a in barred or _shown_below(c) for a, c in cs.items()):
         return "do_not_ship", None
     rel = relative or {}
     free = [a for a in cs if a not in barred]
