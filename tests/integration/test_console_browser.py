@@ -124,7 +124,11 @@ def _axe(browser: Any, page: str) -> None:
 
 
 def _shot(browser: Any, tmp: Path, name: str) -> None:
-    height = browser.execute_script("return document.body.scrollHeight")
+    # the page's height, and the window's own frame around it (headless chromium has one)
+    height = browser.execute_script(
+        "return Math.max(document.body.scrollHeight, document.documentElement.scrollHeight)"
+        " + window.outerHeight - window.innerHeight"
+    )
     browser.set_window_size(1400, max(700, min(int(height) + 40, 2400)))
     path = tmp / name
     browser.save_screenshot(str(path))

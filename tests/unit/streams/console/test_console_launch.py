@@ -301,3 +301,40 @@ def test_the_dry_run_prints_the_plan_and_schedule_and_sends_nothing(
     assert "  arm control (control): policy rule-based-v1, share 0.5" in lines
     header = next(i for i, line in enumerate(lines) if line.startswith("period"))
     assert len(lines) - header - 1 == 14  # a row a period
+
+
+def test_a_long_calendar_shows_its_first_periods_and_says_so() -> None:
+    from controller.spec import load_spec
+    from streams.client.launch import PREVIEW_PERIODS, schedule_preview
+
+    spec = load_spec(
+        {
+            "id": "hours",
+            "products": [f"p{i}" for i in range(30)],
+            "arms": [
+                {"name": "low", "policy": "a", "allocation": 0.25},
+                {"name": "high", "policy": "b", "allocation": 0.25},
+                {"name": "base", "policy": "c", "allocation": 0.5, "control": True},
+            ],
+            "start": "2026-06-01T00:00:00+00:00",
+            "end": "2026-06-06T00:00:00+00:00",
+            "period": "PT1H",
+            "seed": 3,
+        }
+    )
+    shown = schedule_preview(spec)
+    assert (shown["periods"], shown["shown"]) == (120, PREVIEW_PERIODS)
+    assert shown["arms"] == ["low", "high", "base"]
+    assert all(sum(r["arms"].values()) == 30 for r in shown["rows"])
+    assert PREVIEW_PERIODS == 60  # the last shown is hour 59: two days and 11 hours in
+    assert shown["rows"][-1]["start"] == "2026-06-03T11:00:00+00:00"
+
+
+def test_a_triggered_design_s_products_wait_outside_their_window() -> None:
+    from controller.spec import load_spec_file
+    from streams.client.launch import schedule_preview
+
+    spec = load_spec_file(ROOT / "docs" / "examples" / "triggered.yaml")
+    rows = schedule_preview(spec)["rows"]
+    # no trigger is assumed: every product is pending, on the control policy
+    assert {(r["outside"], r["arms"]["control"]) for r in rows} == {(7, 7)}
