@@ -64,6 +64,7 @@ __all__ = [
     "load_model",
     "load_spec",
     "load_spec_file",
+    "load_spec_text",
     "spec_error",
 ]
 
@@ -807,23 +808,34 @@ def _absent_required(model: type[BaseModel], data: Any) -> list[str]:
 def load_spec_file(path: str | Path) -> ExperimentSpec:
     """Read a YAML or JSON spec file."""
     p = Path(path)
+    return load_spec_text(p.read_bytes(), p.name)
+
+
+def load_spec_text(data: str | bytes, name: str) -> ExperimentSpec:
+    """A spec written as a file holds it: JSON when ``name`` ends in ``.json``, YAML otherwise;
+    ``name`` (the file's, or what a pasted spec is called) names it in the sentences. The one
+    reader of a spec's text: ``pricelab experiment create`` reads its file through it, and the
+    console a pasted or uploaded spec."""
+    if isinstance(data, bytes):
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise SpecError("(file)", f"{name} is not a UTF-8 text file") from None
+    else:
+        text = data
     try:
-        text = p.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise SpecError("(file)", f"{p.name} is not a UTF-8 text file") from None
-    try:
-        raw = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
+        raw = json.loads(text) if name.endswith(".json") else yaml.safe_load(text)
     except json.JSONDecodeError as exc:
         raise SpecError(
-            "(file)", f"{p.name} is not valid JSON: {exc.msg} at line {exc.lineno}"
+            "(file)", f"{name} is not valid JSON: {exc.msg} at line {exc.lineno}"
         ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise SpecError("(file)", f"{p.name} is not valid YAML: {problem}{where}") from None
+        raise SpecError("(file)", f"{name} is not valid YAML: {problem}{where}") from None
     if not isinstance(raw, dict):
-        raise SpecError("(file)", f"{p.name} must hold a mapping of spec fields")
+        raise SpecError("(file)", f"{name} must hold a mapping of spec fields")
     return load_spec(raw)
 
 

@@ -36,17 +36,31 @@ def experiment_create(
         ),
     ] = False,
     timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait for the reply.")] = 60.0,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Validate SPEC and print its plan summary and schedule preview (each "
+            "period's products per arm), the console's before a launch; send nothing.",
+        ),
+    ] = False,
     as_: ActorOption = None,
 ) -> None:
     """Validate SPEC (YAML/JSON) locally, then send a create command and wait for the reply.
     A start before now is refused unless --backfill is given."""
+    from controller.spec import load_spec
+    from streams.client.launch import launchable_file
+
+    parsed = launchable_file(spec)  # the controller refuses it too; nothing is sent
+    if dry_run:
+        from streams.client.launch import plan_summary, render_preview, schedule_preview
+
+        typer.echo(render_preview(plan_summary(parsed), schedule_preview(parsed)))
+        return
     settings = load_settings()
     actor = command_actor(as_, settings)
-    from controller.spec import load_spec, load_spec_file
     from streams.client.commands import send_command
 
-    parsed = load_spec_file(spec)
-    parsed.check_live()  # the controller refuses it too; nothing is sent
     if graph is not None:
         from analysis.graph import load_graph
 

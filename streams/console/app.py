@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import json
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from importlib.resources import files
@@ -33,7 +33,7 @@ from starlette.responses import (
     Response,
     StreamingResponse,
 )
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from controller.errors import CommandRefused, SpecError, UnknownExperiment
@@ -464,8 +464,12 @@ async def _home(request: Request) -> Response:
     return RedirectResponse("/experiments", status_code=303)
 
 
-def build_app(console: Console, lifespan_close: bool = True) -> Starlette:
-    """The console's application over ``console``'s store, feed and users."""
+def build_app(
+    console: Console, lifespan_close: bool = True, extra_routes: Sequence[BaseRoute] = ()
+) -> Starlette:
+    """The console's application over ``console``'s store, feed and users; ``extra_routes``
+    (pages in modules of their own, over this module's rules: streams.console.server) come
+    first, so that ``/experiments/new`` is not taken for an experiment's id."""
     cs = console.settings.console
     secret = (
         cs.session_secret.get_secret_value()
@@ -483,6 +487,7 @@ def build_app(console: Console, lifespan_close: bool = True) -> Starlette:
                 await console.store.redis.aclose()
 
     routes = [
+        *extra_routes,
         Route("/health", _health),
         Route("/ready", _ready),
         Route("/metrics", _metrics),

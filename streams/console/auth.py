@@ -34,13 +34,14 @@ ALLOWED: dict[str, frozenset[str]] = {
     "admin": frozenset({"read", "decide", "operate"}),
 }
 
-#: what each lifecycle command needs
+#: what each command needs (``create``: a launch from the "New experiment" page)
 NEEDS = {
     "pause": "operate",
     "resume": "operate",
     "stop": "operate",
     "freeze": "operate",
     "unfreeze": "operate",
+    "create": "operate",
     "decision": "decide",
 }
 

@@ -37,9 +37,10 @@ def users_of(settings: Settings, say: Callable[[str], None] = typer.echo) -> Use
 async def serve(settings: Settings, users: Users) -> None:
     import uvicorn
 
-    from streams.console.app import build_app, make_console
+    from streams.console.app import make_console
+    from streams.console.server import build_console_app
 
-    app = build_app(make_console(settings, users))
+    app = build_console_app(make_console(settings, users))
     cs = settings.console
     config = uvicorn.Config(
         app,

@@ -5,7 +5,8 @@ scorecard and history. The pages are templates over these same documents.
 Nothing here computes a figure or words a verdict: the overview is
 ``streams.client.commands.read_overview``'s, the verdict's lines are
 ``streams.client.estimates.render_verdict``'s, the scorecard is ``latest_of``'s and the history is
-``streams.client.history.read_trail``'s.
+``streams.client.history.read_trail``'s and the design's schedule is
+``streams.client.launch.schedule_preview``'s.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import math
 from typing import Any
 
 from controller.settings import Settings
-from controller.store import Store
+from controller.store import ExperimentState, Store
 from streams.client.commands import (
     read_experiment,
     read_freezes,
@@ -31,6 +32,7 @@ from streams.client.estimates import (
     render_verdict,
 )
 from streams.client.history import read_trail
+from streams.client.launch import schedule_preview
 from streams.console.feed import EstimatesFeed
 
 #: the status tabs of the experiments list, in order (``all``: no filter)
@@ -55,6 +57,24 @@ def design_view(spec: dict[str, Any]) -> dict[str, Any]:
         else:
             out[key] = value
     return out
+
+
+#: each shown experiment's schedule preview: a stored spec never changes, and a big one's
+#: draws take a while, so each is counted once (the newest few kept)
+_SCHEDULES: dict[tuple[str, int], dict[str, Any]] = {}
+_SCHEDULES_KEPT = 64
+
+
+async def schedule_view(state: ExperimentState) -> dict[str, Any]:
+    """A stored experiment's schedule preview (``streams.client.launch.schedule_preview``,
+    what the "New experiment" page shows before its launch), off the event loop."""
+    key = (state.spec.id, state.created_ms)
+    if key not in _SCHEDULES:
+        shown = await asyncio.to_thread(schedule_preview, state.spec)
+        while len(_SCHEDULES) >= _SCHEDULES_KEPT:
+            _SCHEDULES.pop(next(iter(_SCHEDULES)))
+        _SCHEDULES[key] = shown
+    return _SCHEDULES[key]
 
 
 def verdict_view(doc: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -185,6 +205,7 @@ async def experiment_view(
         "ladder": ladder_view(docs, verdict),
         "freezes": freezes,
         "design": design_view(spec),
+        "schedule": await schedule_view(await store.get_experiment(exp_id)),
         "history": {
             "records": records[(page - 1) * HISTORY_PAGE : page * HISTORY_PAGE],
             "total": len(records),

@@ -9,9 +9,11 @@ downloaded).
 - a pause and a freeze made in the browser reach the commands topic with the signed-in user
   as their actor (``pricelab experiment history``);
 - a viewer has no pause button, and a forged POST from their session gets 403;
+- on the "New experiment" page a bad spec shows the sentence the CLI prints for it, and a
+  good one launched by an operator appears in the list, with them as its creator;
 - in the lab the console prints a one-time admin password that signs in;
 - axe-core finds no serious or critical accessibility violation on the sign-in, the list and
-  the experiment page.
+  the experiment page, and the "New experiment" page with a spec's plan and schedule.
 """
 
 from __future__ import annotations
@@ -22,11 +24,13 @@ import os
 import shutil
 import urllib.request
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from controller.periods import n_periods
 from controller.settings import ConsoleSettings
 from controller.store import Store, make_redis
 from streams.console.auth import hash_line
@@ -120,13 +124,56 @@ def _axe(browser: Any, page: str) -> None:
 
 
 def _shot(browser: Any, tmp: Path, name: str) -> None:
-    height = browser.execute_script("return document.body.scrollHeight")
+    # the page's height, and the window's own frame around it (headless chromium has one)
+    height = browser.execute_script(
+        "return Math.max(document.body.scrollHeight, document.documentElement.scrollHeight)"
+        " + window.outerHeight - window.innerHeight"
+    )
     browser.set_window_size(1400, max(700, min(int(height) + 40, 2400)))
     path = tmp / name
     browser.save_screenshot(str(path))
     if SHOTS:
         shutil.copy(path, Path(SHOTS) / name)
     browser.set_window_size(1400, 1000)
+
+
+def _new_experiment(browser: Any, base: str, tmp: Path, bad: Path, cli_says: str, good: str) -> str:
+    """The "New experiment" page as olga (an operator): ``bad`` uploaded shows the sentence
+    the CLI prints for that file (``cli_says``); ``good`` pasted shows its plan and schedule,
+    and its launch makes it appear in the list. Its id."""
+    from selenium.webdriver.common.by import By
+
+    browser.get(f"{base}/experiments/new")
+    browser.find_element(By.ID, "spec-file").send_keys(str(bad))
+    browser.find_element(By.ID, "check").click()
+    _wait(
+        browser, f"the CLI's sentence {cli_says!r}", lambda b: _text(b, "#spec-error") == cli_says
+    )
+    # the file put aside, the good spec pasted
+    browser.execute_script(
+        "document.getElementById('spec-file').value = '';"
+        "document.getElementById('spec').value = arguments[0];",
+        good,
+    )
+    browser.find_element(By.ID, "check").click()
+    rows = "#preview #schedule tr[data-period]"
+    _wait(
+        browser, "the schedule preview", lambda b: len(b.find_elements(By.CSS_SELECTOR, rows)) == 7
+    )
+    assert "random-days" in _text(browser, "#plan")
+    _shot(browser, tmp, "console-new-experiment.png")
+    _axe(browser, "the new experiment page")
+    exp_id = _text(browser, "#preview h2").removeprefix("The plan of ")
+    browser.find_element(By.ID, "launch").click()
+    _wait(browser, "the confirmation", lambda b: b.switch_to.alert).accept()
+    _wait(browser, "the launch's reply", lambda b: "create of" in _text(b, "#reply"), 60)
+    assert _text(browser, "#reply").startswith(f"create of {exp_id} accepted, as olga"), _text(
+        browser, "#reply"
+    )
+    browser.get(f"{base}/experiments")
+    _wait(browser, "the launched experiment in the list",
+          lambda b: _text(b, f'tr[data-id="{exp_id}"] .state') == "created")  # fmt: skip
+    return str(exp_id)
 
 
 async def test_the_console_in_a_browser(stack: Any, tmp_path: Path, browser: Any) -> None:
@@ -220,6 +267,9 @@ async def test_the_console_in_a_browser(stack: Any, tmp_path: Path, browser: Any
         def pause() -> None:
             _shot(browser, tmp_path, "console-experiment.png")
             _axe(browser, "the experiment page")
+            # the design section's schedule preview: a row a period
+            shown = browser.find_elements(By.CSS_SELECTOR, "#design #schedule tr[data-period]")
+            assert len(shown) == n_periods(run.spec), len(shown)
             browser.find_element(By.ID, "reason").send_keys("stock count in the warehouse")
             browser.find_element(By.ID, "pause").click()
             _wait(browser, "the confirmation", lambda b: b.switch_to.alert).accept()
@@ -243,6 +293,30 @@ async def test_the_console_in_a_browser(stack: Any, tmp_path: Path, browser: Any
                   lambda b: _text(b, "#freezes tr[data-freeze] .now") == "in force")  # fmt: skip
 
         await asyncio.to_thread(freeze)
+
+        # a new experiment: a bad spec shows the CLI's sentence; a good one launched as olga
+        start = run.spec.end + timedelta(days=30)
+        good = (
+            "id: con-launched\ndesign: random-days\n"
+            "products: [launch-a, launch-b, launch-c, launch-d]\n"
+            "treatment_policy: new-price\ncontrol_policy: old-price\n"
+            f"start: {start.isoformat()}\nend: {(start + timedelta(days=7)).isoformat()}\n"
+            "timezone: UTC\nperiod: P1D\nseed: 5\n"
+        )
+        bad = tmp_path / "broken-spec.yaml"
+        bad.write_text(good.replace("launch-d]", "launch-d"))
+        said = await asyncio.to_thread(pricelab, settings, "experiment", "create", str(bad))
+        assert said.returncode == 2 and said.stderr.startswith("error: "), said.stderr
+        cli_says = said.stderr.removeprefix("error: ").strip()
+        launched = await asyncio.to_thread(
+            _new_experiment, browser, base, tmp_path, bad, cli_says, good
+        )
+        history = await asyncio.to_thread(
+            pricelab, settings, "experiment", "history", launched, "--json"
+        )
+        creates = [r["detail"] for r in json.loads(history.stdout)["records"]
+                   if r.get("kind") == "command" and r["detail"].get("command") == "create"]  # fmt: skip
+        assert [(c["actor"], c["accepted"]) for c in creates] == [("olga", True)], creates
         history = await asyncio.to_thread(
             pricelab, settings, "experiment", "history", run.id, "--json"
         )
