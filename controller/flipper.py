@@ -85,6 +85,9 @@ class Reply:
     frozen: bool
     already: str | None = None
     seq: int | None = None
+    #: its decision is made and kept, but the broker has not taken all of its messages yet:
+    #: every tick sends them again until it does
+    pending: bool = False
 
     def detail(self) -> dict[str, object]:
         out: dict[str, object] = {
@@ -96,7 +99,13 @@ class Reply:
             out["already"] = self.already
         if self.seq is not None:
             out["seq"] = self.seq
+        if self.pending:
+            out["messages"] = PENDING
         return out
+
+
+#: what a reply says of a decision whose messages the broker has not all taken yet
+PENDING = "not all sent yet: the broker refused them, and every tick sends them again"
 
 
 @dataclass
@@ -125,7 +134,13 @@ class Flipper:
         async with self._local:
             return await self._tick()
 
-    async def _tick(self) -> int:
+    async def _tick(self, *, for_command: bool = False) -> int:
+        """The tick's work. ``for_command``: the tick a command runs after its own change
+        (create, freeze, unfreeze). It goes on past an experiment whose messages the broker
+        refuses, and raises nothing for it: another experiment's trouble must not leave the
+        command without its reply (the command's own change is made and kept; a decision of
+        the command's own experiment whose messages are refused shows in its reply). The flip
+        timer's tick raises, so that its failure is seen; the next tick tries again."""
         await self.clock.sync()
         now = self.clock.now()
         freezes = await self._freezes()
@@ -148,10 +163,13 @@ class Flipper:
                     # command whose tick this is): logged, tried again on the next tick
                     log.error("experiment %s: tick failed: %s", spec.id, exc)
                     continue
-                except Exception:
+                except Exception as exc:
                     self._failures += 1  # goes last next time (_order)
                     self._failed[spec.id] = self._failures
-                    raise
+                    if not for_command:
+                        raise
+                    log.error("experiment %s: its messages are not all out: %r", spec.id, exc)
+                    continue
                 if turn is not None:
                     done += turn[1].flip
                 state = await self.store.get_experiment(spec.id)
@@ -442,7 +460,7 @@ class Flipper:
                 lifecycle.check_recreate(spec.id, held.lifecycle.phase, held.spec.end)
                 if held.spec.to_json() != spec.to_json():
                     raise ConflictError(f"experiment {spec.id!r} already exists, with another spec")
-                await self._tick()  # a repeat (a redelivered command): it exists as asked
+                await self._tick(for_command=True)  # a repeat (redelivered): it exists as asked
                 return await self._reply(spec.id, "created")
             lifecycle.check_create(spec.id, spec.start, spec.end, now, backfill)
             # its place in the trail before another worker can see it (and start it)
@@ -459,7 +477,7 @@ class Flipper:
                     "order": order,
                 },
             )
-            await self._tick()
+            await self._tick(for_command=True)
             return await self._reply(spec.id)
 
     async def pause(self, exp_id: str, reason: str = "paused") -> Reply:
@@ -485,13 +503,31 @@ class Flipper:
                 return _due(state, now, freezes) or Event(kind)
 
             # the state is read once, in the turn; the reply is what the command left
-            turn = await self._turn(exp_id, choose, wait=True, reason=reason, until=kind)
+            try:
+                turn = await self._turn(exp_id, choose, wait=True, reason=reason, until=kind)
+            except (StoreError, ConflictError, CommandRefused):
+                raise
+            except Exception:
+                # the broker refused a message: the command is made all the same when its
+                # decision was kept before the send failed (every tick sends it again)
+                if await self._decided(exp_id, kind):
+                    return await self._reply(exp_id)
+                raise
             assert turn is not None  # a command waits for the turn and always has an event
             _, outcome, seq = turn
             after = outcome.after
             return Reply(
                 exp_id, after.phase.value, after.shows_frozen, outcome.already, seq or None
             )
+
+    async def _decided(self, exp_id: str, kind: Kind) -> bool:
+        """Whether the experiment's state is what ``kind`` asks for (the command, given now,
+        would find it done already)."""
+        state = await self.store.get_experiment(exp_id)
+        try:
+            return lifecycle.decide(exp_id, state.lifecycle, Event(kind)).already is not None
+        except CommandRefused:
+            return False
 
     async def trail_order(self) -> int:
         """A place in the audit trail, for a command's record: taken when the command is
@@ -503,7 +539,8 @@ class Flipper:
 
     async def _reply(self, exp_id: str, already: str | None = None) -> Reply:
         st = await self.store.get_experiment(exp_id)
-        return Reply(exp_id, st.phase, st.shows_frozen, already, st.seq or None)
+        pending = st.seq > st.published
+        return Reply(exp_id, st.phase, st.shows_frozen, already, st.seq or None, pending)
 
     # ------------------------------------------------------------------ freezes
     async def freeze(self, freeze_id: str, doc: dict[str, object]) -> dict[str, Any]:
@@ -517,7 +554,7 @@ class Flipper:
             now = self.clock.now()
             held = {d["id"]: d for d in await self.store.freezes()}.get(freeze.id)
             if held is not None and held.get("freeze") == freeze.model_dump(mode="json"):
-                await self._tick()  # a repeat (a resent or redelivered command): as asked
+                await self._tick(for_command=True)  # a repeat (resent or redelivered): as asked
                 return freeze_view(freeze, now) | {"already": "recorded"}
             states = {s.spec.id: s for s in await self.store.experiments()}
             lifecycle.check_freeze(
@@ -543,7 +580,7 @@ class Flipper:
             )
             if not added:
                 raise CommandRefused(f"there is another freeze {freeze.id!r} already")
-            await self._tick()
+            await self._tick(for_command=True)
             return freeze_view(freeze, now)
 
     async def unfreeze(self, freeze_id: str) -> dict[str, Any]:
@@ -555,7 +592,7 @@ class Flipper:
             now = self.clock.now()
             gone = {d["id"]: d for d in await self.store.cancelled_freezes()}.get(freeze_id)
             if gone is not None and "freeze" in gone:
-                await self._tick()  # a repeat: finish what a dead worker may have left
+                await self._tick(for_command=True)  # a repeat: finish a dead worker's part
                 view = freeze_view(load_freeze(gone["freeze"]), now)
                 return view | {"now": "cancelled", "cancelled": True, "already": "cancelled"}
             doc = {d["id"]: d for d in await self.store.freezes()}.get(freeze_id)
@@ -574,7 +611,7 @@ class Flipper:
                 body = {k: v for k, v in doc.items() if k != "id"}
                 cut = body | {"end_ms": to_ms(now), "freeze": freeze.model_dump(mode="json")}
                 await self.store.cancel_freeze(freeze_id, cut)
-            await self._tick()
+            await self._tick(for_command=True)
             return freeze_view(freeze, now) | {"now": "cancelled", "cancelled": True}
 
 

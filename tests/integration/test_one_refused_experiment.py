@@ -341,3 +341,74 @@ async def test_an_experiment_whose_estimates_the_broker_refuses_does_not_hold_up
         settings, topic, expect=10**6, timeout=10, until=lambda m: bool(of(m, "aa"))
     )
     assert of(got, "aa")
+
+
+async def test_every_command_gets_one_reply_while_the_broker_refuses_an_experiments_messages(
+    runtime: Any, settings: Settings
+) -> None:
+    """Issue #56, item 4. Create, freeze and unfreeze run a tick after their own change. Before,
+    that tick raised the broker's refusal of *another* experiment's messages out of the
+    command, and the operator got no reply (the worker's commands agent raised). Now each gets
+    one reply: the command's own change is made; a pause of the refused experiment itself is
+    refused with one sentence naming the broker (nothing of it was kept); and a pause whose
+    decision was kept before its messages were refused is carried out, its reply saying the
+    messages wait."""
+    from streams.client.commands import freeze_document
+    from streams.worker.handlers import RawEvent
+    from streams.worker.schemas import Command
+
+    sink = ContractBreaking(runtime, settings)
+    runtime.flipper.sink = sink
+    store, flipper = runtime.store, runtime.flipper
+    await runtime.clock.set(START + timedelta(minutes=1))
+    await flipper.create(_spec("aa", ["a1", "a2"]), backfill=True)
+    sink.refused = {"aa"}
+    await runtime.clock.set(START + timedelta(days=1, minutes=1))
+    with pytest.raises(UnknownError):  # the fault: aa's flip is refused for good
+        await flipper.tick()
+    st = await store.get_experiment("aa")
+    assert st.flipped_period == 1 and st.seq > st.published
+
+    async def command(n: int, kind: str, **fields: Any) -> Any:
+        cmd = Command(command_id=f"cmd-{n}", kind=kind, actor="olga", **fields)  # type: ignore[arg-type]
+        return await runtime.commands.handle(RawEvent(cmd.model_dump_json().encode()))
+
+    now = START + timedelta(days=1, minutes=1)
+    bb = _spec("bb", ["b1", "b2"]).to_json()
+    created = await command(1, "create", spec=json.loads(bb), backfill=True)
+    assert created.ok, created.error
+    assert (await store.get_experiment("bb")).published_through(1)  # its own flip went out
+    assert "messages" not in (created.detail or {})
+    freeze = freeze_document(now, now + timedelta(hours=2), ["bb"], "stock count")
+    frozen = await command(2, "freeze", freeze=freeze, reason="stock count")
+    assert frozen.ok, frozen.error
+    thawed = await command(3, "unfreeze", freeze_id=freeze["id"], reason="counted")
+    assert thawed.ok, thawed.error
+
+    # a pause of aa: its pending decision's redo is refused first, so nothing is decided
+    refused = await command(4, "pause", experiment="aa", reason="check")
+    assert not refused.ok
+    assert refused.error.startswith("the broker refused experiment 'aa''s messages")
+    assert (await store.get_experiment("aa")).lifecycle.phase.value == "running"
+
+    # a pause of bb whose messages the broker refuses once it is decided: kept, and waiting
+    sink.refused = {"aa", "bb"}
+    paused = await command(5, "pause", experiment="bb", reason="check")
+    assert paused.ok, paused.error
+    assert paused.detail["state"] == "paused"
+    assert paused.detail["messages"].startswith("not all sent yet")
+    st = await store.get_experiment("bb")
+    assert st.seq > st.published  # the fault happened: its messages are not out
+
+    replies = await read_topic(settings, settings.topics.command_replies, expect=5)
+    by_id: dict[str, int] = {}
+    for r in replies:
+        by_id[r["command_id"]] = by_id.get(r["command_id"], 0) + 1
+    assert by_id == {f"cmd-{n}": 1 for n in range(1, 6)}
+
+    # the broker takes them again: the next tick sends both experiments' decisions
+    sink.refused = set()
+    await flipper.tick()
+    for exp in ("aa", "bb"):
+        st = await store.get_experiment(exp)
+        assert st.seq == st.published
