@@ -59,6 +59,11 @@ class FlipObserver(Protocol):
         """The boundary the experiment's next flip is due at (None: no flip is due any more)."""
         ...
 
+    def unpublished(self, experiment: str, since: datetime | None) -> None:
+        """Since when this worker has seen the experiment's decision in force kept but not
+        all of its messages out (None: they are out, or the experiment is gone)."""
+        ...
+
 
 class _NullObserver:
     def flipped(
@@ -73,6 +78,9 @@ class _NullObserver:
         return None
 
     def next_boundary(self, experiment: str, at: datetime | None) -> None:
+        return None
+
+    def unpublished(self, experiment: str, since: datetime | None) -> None:
         return None
 
 
@@ -122,6 +130,8 @@ class Flipper:
     #: experiment -> the number of the failure its turn in a tick last raised (:meth:`_order`)
     _failed: dict[str, int] = field(default_factory=dict, init=False, repr=False)
     _failures: int = field(default=0, init=False, repr=False)
+    #: experiment -> when a tick first found its decision's messages not all out
+    _unpublished: dict[str, datetime] = field(default_factory=dict, init=False, repr=False)
 
     @property
     def _lease_ms(self) -> int:
@@ -136,11 +146,13 @@ class Flipper:
 
     async def _tick(self, *, for_command: bool = False) -> int:
         """The tick's work. ``for_command``: the tick a command runs after its own change
-        (create, freeze, unfreeze). It goes on past an experiment whose messages the broker
-        refuses, and raises nothing for it: another experiment's trouble must not leave the
-        command without its reply (the command's own change is made and kept; a decision of
-        the command's own experiment whose messages are refused shows in its reply). The flip
-        timer's tick raises, so that its failure is seen; the next tick tries again."""
+        (create, freeze, unfreeze). It raises nothing for an experiment whose messages the
+        broker refuses: another experiment's trouble must not leave the command without its
+        reply (the command's own change is made and kept; a decision of the command's own
+        experiment whose messages are refused shows in its reply). It goes on past it, unless
+        it is a stopped or ended one, whose last messages must come before anything else
+        (:meth:`_order`). The flip timer's tick raises, so that its failure is seen; the next
+        tick tries again."""
         await self.clock.sync()
         now = self.clock.now()
         freezes = await self._freezes()
@@ -149,6 +161,8 @@ class Flipper:
             states = await self.store.experiments()
         for gone in set(self._failed) - {s.spec.id for s in states}:
             del self._failed[gone]
+        for gone in set(self._unpublished) - {s.spec.id for s in states}:
+            self._see_unpublished(gone, False, now)
         done = 0
         for state in sorted(states, key=self._order):
             if state.lifecycle.phase is Phase.CREATING:
@@ -166,17 +180,35 @@ class Flipper:
                 except Exception as exc:
                     self._failures += 1  # goes last next time (_order)
                     self._failed[spec.id] = self._failures
+                    self._see_unpublished(spec.id, True, now)
                     if not for_command:
                         raise
                     log.error("experiment %s: its messages are not all out: %r", spec.id, exc)
+                    if state.lifecycle.final:
+                        # its products may be another's now, whose messages must come after
+                        # its last ones (_order): nothing more is sent until they are out
+                        break
                     continue
                 if turn is not None:
                     done += turn[1].flip
                 state = await self.store.get_experiment(spec.id)
                 if state.seq <= state.published:  # out (not: its turn was busy)
                     self._failed.pop(spec.id, None)
+            self._see_unpublished(spec.id, state.seq > state.published, now)
             self._report_next(state, now)
         return done
+
+    def _see_unpublished(self, exp_id: str, pending: bool, now: datetime) -> None:
+        """Report since when the experiment's decision has waited for the broker
+        (``PricelabDecisionUnpublished``): a decision the broker refuses for good gives its
+        pricing systems the old prices, and holds up the worker's competitor batches."""
+        if not pending:
+            if self._unpublished.pop(exp_id, None) is not None:
+                self.observer.unpublished(exp_id, None)
+            return
+        if exp_id not in self._unpublished:
+            self._unpublished[exp_id] = now
+            self.observer.unpublished(exp_id, now)
 
     def _order(self, state: ExperimentState) -> tuple[int, int]:
         """Where an experiment comes in a tick. An experiment whose messages the broker refuses

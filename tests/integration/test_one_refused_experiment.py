@@ -171,15 +171,16 @@ async def test_a_stopped_experiments_last_messages_go_out_before_a_new_holders(
     await flipper.create(_spec("zz", ["p1", "p2"]), backfill=True)
 
     sink.refused = {"zz"}
-    with pytest.raises(UnknownError):
-        await flipper.stop("zz")
+    stopped = await flipper.stop("zz")  # decided and kept: the reply says its messages wait
+    assert stopped.state == "stopped" and stopped.pending
     zz = await store.get_experiment("zz")
     assert zz.lifecycle.final and zz.seq > zz.published  # the fault: decided, not out
 
     # "aa" takes zz's products (and comes first in the store's order); the tick of its
-    # creation tries zz's last messages first, which the broker refuses again
-    with pytest.raises(UnknownError):
-        await flipper.create(_spec("aa", ["p1", "p2"]), backfill=True)
+    # creation tries zz's last messages first, which the broker refuses again, and sends
+    # nothing after them (the create itself is done, and answered)
+    created = await flipper.create(_spec("aa", ["p1", "p2"]), backfill=True)
+    assert created.state == "created" and not created.pending
     assert (await store.get_experiment("aa")).flipped_period == -1
 
     sink.refused = set()
@@ -368,6 +369,11 @@ async def test_every_command_gets_one_reply_while_the_broker_refuses_an_experime
         await flipper.tick()
     st = await store.get_experiment("aa")
     assert st.flipped_period == 1 and st.seq > st.published
+    # on-call sees it: the gauge PricelabDecisionUnpublished reads, since the tick that failed
+    waiting = "pricelab_decision_unpublished_since_timestamp_seconds"
+    registry = runtime.metrics.registry
+    since = (START + timedelta(days=1, minutes=1)).timestamp()
+    assert registry.get_sample_value(waiting, {"experiment": "aa"}) == since
 
     async def command(n: int, kind: str, **fields: Any) -> Any:
         cmd = Command(command_id=f"cmd-{n}", kind=kind, actor="olga", **fields)  # type: ignore[arg-type]
@@ -399,6 +405,8 @@ async def test_every_command_gets_one_reply_while_the_broker_refuses_an_experime
     assert paused.detail["messages"].startswith("not all sent yet")
     st = await store.get_experiment("bb")
     assert st.seq > st.published  # the fault happened: its messages are not out
+    # the commands' ticks, which tried aa's messages again, kept when it began to wait
+    assert registry.get_sample_value(waiting, {"experiment": "aa"}) == since
 
     replies = await read_topic(settings, settings.topics.command_replies, expect=5)
     by_id: dict[str, int] = {}
@@ -412,3 +420,4 @@ async def test_every_command_gets_one_reply_while_the_broker_refuses_an_experime
     for exp in ("aa", "bb"):
         st = await store.get_experiment(exp)
         assert st.seq == st.published
+        assert registry.get_sample_value(waiting, {"experiment": exp}) is None
