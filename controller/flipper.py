@@ -215,11 +215,9 @@ class Flipper:
         at every tick (a record against its contract) raises out of every tick: it must not
         hold up the rest. So a decision whose messages are not all out comes after every
         other experiment's, the one whose last try failed latest last of all. Except a final
-        one (stopped, ended): its products are free once it is decided, and another
-        experiment may hold them now, whose messages a pricing system must read after its
-        last ones (a compacted topic keeps a product's last message), so it comes first.
-        That orders a tick, no more: a command to the new holder, or another controller's
-        tick while this one's turn is busy, can still send the new holder's messages first."""
+        one (stopped, ended), which comes first: its products are free once its last
+        messages are out (``lua/holds.lua``), so it holds up the creations that ask for
+        them until then."""
         if state.seq <= state.published:
             return 1, 0
         failed = self._failed.get(state.spec.id, 0)
@@ -419,6 +417,8 @@ class Flipper:
         )
         if outcome.publish:
             await self.store.mark_published(spec.id, seq)
+            if after.final:  # its last messages are out: its claims die now (holds.lua)
+                await self.store.sync_holder(spec.id)
         if outcome.release:  # after the publish: the claims already died with the status
             await self.store.release_products(spec.id)
         if outcome.flip:

@@ -156,14 +156,18 @@ async def test_an_experiment_the_broker_refuses_does_not_hold_up_the_others_flip
     assert (await store.get_experiment("aa")).published_through(1)
 
 
-async def test_a_stopped_experiments_last_messages_go_out_before_a_new_holders(
+async def test_a_stopped_experiments_products_are_claimed_only_once_its_last_messages_are_out(
     runtime: Any, settings: Settings
 ) -> None:
-    """A stopped experiment's products are free once the stop is decided, before its last
-    messages are out. While the broker refuses those, a new experiment can take the products:
-    the tick that finishes the stop sends its messages before the new holder's first flip,
-    so the message a pricing system reads last (and a compacted topic keeps) is the new
-    holder's."""
+    """Issue #56, item 1. A stopped experiment's last messages must reach the topic before a
+    new holder's of its products (a compacted topic keeps a product's last message). Before,
+    its products were free once the stop was decided, and only a tick's order (its last
+    messages first) kept that: a pause or resume of the new holder, or another controller's
+    tick, could send the new holder's first. Now a creation cannot claim them while the
+    stop's messages are not out (``lua/holds.lua``: the holder reads ``releasing``), and is
+    refused with one sentence; once the broker takes them, the creation goes through."""
+    from controller.errors import ConflictError
+
     sink = ContractBreaking(runtime, settings)
     runtime.flipper.sink = sink
     store, flipper = runtime.store, runtime.flipper
@@ -176,26 +180,52 @@ async def test_a_stopped_experiments_last_messages_go_out_before_a_new_holders(
     zz = await store.get_experiment("zz")
     assert zz.lifecycle.final and zz.seq > zz.published  # the fault: decided, not out
 
-    # "aa" takes zz's products (and comes first in the store's order); the tick of its
-    # creation tries zz's last messages first, which the broker refuses again, and sends
-    # nothing after them (the create itself is done, and answered)
-    created = await flipper.create(_spec("aa", ["p1", "p2"]), backfill=True)
-    assert created.state == "created" and not created.pending
-    assert (await store.get_experiment("aa")).flipped_period == -1
+    # "aa" asks for zz's products: refused while zz's last messages wait, with why
+    with pytest.raises(ConflictError, match="last assignment messages the broker has not taken"):
+        await flipper.create(_spec("aa", ["p2", "p3"]), backfill=True)
+    assert "aa" not in await store.experiment_ids()
+    # a product zz never had is free, as before
+    await flipper.create(_spec("bb", ["p3"]), backfill=True)
+    # a pause and a resume of another experiment go on meanwhile (its tick stops at zz's
+    # refused last messages, and sends nothing after them)
+    await flipper.pause("bb", "check")
+    await flipper.resume("bb")
 
     sink.refused = set()
-    assert await flipper.tick() == 1  # zz's stop finished, then aa's first flip
-    msgs = await read_topic(settings, settings.topics.assignments, expect=6, with_position=True)
+    await flipper.tick()  # zz's stop goes out: its products are free now
+    zz = await store.get_experiment("zz")
+    assert zz.seq == zz.published
+    created = await flipper.create(_spec("aa", ["p1", "p2"]), backfill=True)
+    assert created.state == "running"
+    await flipper.pause("aa", "check")
+    await flipper.resume("aa")
+
+    msgs = await read_topic(
+        settings,
+        settings.topics.assignments,
+        expect=2 + 2 + 2 * 3,
+        until=lambda ms: sum(m["experiment"] == "aa" for m in ms) >= 6,
+        with_position=True,
+    )
     last: dict[str, tuple[tuple[int, int], str, str]] = {}
     for m in msgs:
+        if m["product"] not in ("p1", "p2"):
+            continue
         at = (m["_partition"], m["_offset"])
         if m["product"] not in last or at > last[m["product"]][0]:
             last[m["product"]] = (at, m["experiment"], m["status"])
-    assert len(msgs) == 6  # zz running, zz stopped, aa running: two products each
+    # the stop's messages came before every one of aa's: aa's last is what a pricing system
+    # reads, and the compacted topic keeps
     assert {p: v[1:] for p, v in last.items()} == {
         "p1": ("aa", "running"),
         "p2": ("aa", "running"),
     }
+    for p in ("p1", "p2"):  # one key, one partition: offsets order a product's messages
+        mine = [m for m in msgs if m["product"] == p]
+        (stop_at,) = [
+            m["_offset"] for m in mine if (m["experiment"], m["status"]) == ("zz", "stopped")
+        ]
+        assert min(m["_offset"] for m in mine if m["experiment"] == "aa") > stop_at
 
 
 def _price(product: str, price: float, at: datetime) -> CompetitorPrice:
