@@ -310,6 +310,64 @@ async def test_a_batch_that_fires_waits_for_the_decision_without_holding_up_the_
     assert set(await store.triggers("trig")) == {"e"}
 
 
+async def test_another_controllers_timer_waits_for_the_batch_once_the_decision_is_out(
+    runtime: Any, settings: Settings
+) -> None:
+    """Issue #56, item 2. Once the decision a batch waits for is out, another controller's
+    timer could save its watermark before the batch's next try (10 ms later), and the
+    batch's prices, older than the watermark, counted as stale: its fire was lost. Now the
+    waiting batch leaves a mark that every timer's save respects until the batch has saved.
+    Another controller's timer runs here the instant the decision is marked published,
+    before the batch can try again."""
+    from controller.trigger_runner import TriggerRunner
+
+    sink, t = await _triggered_with_a_decision_to_publish(runtime, settings)
+    store, triggers = runtime.store, runtime.triggers
+    await runtime.clock.set(t + timedelta(minutes=45))
+    other = TriggerRunner(  # another controller's timer, on the same Redis and clock
+        store, runtime.flipper.sink, runtime.clock, settings.trigger_watermark_lag
+    )
+    e_prices = [_price("e", 90.0, t), _price("e", 90.0, t + timedelta(minutes=35))]
+
+    def saves() -> float:  # the batches' tries to save (the trigger path's "save" stage)
+        got = runtime.metrics.registry.get_sample_value(
+            "pricelab_trigger_stage_seconds_count", {"stage": "save"}
+        )
+        return got or 0.0
+
+    before = saves()
+    batch = asyncio.create_task(triggers.on_prices(e_prices))
+    await wait_until(lambda: saves() >= before + 2, 30, "the batch's save refused, tried again")
+    assert not batch.done()  # the fault: it waits for the decision
+
+    timer_saves: list[bool] = []
+    real_mark = store.mark_published
+
+    async def mark_then_time(exp_id: str, seq: int) -> None:
+        await real_mark(exp_id, seq)
+        # the decision is out: the other controller's timer comes first
+        version = await store.trigger_state_version(exp_id)
+        await other.advance()
+        timer_saves.append(await store.trigger_state_version(exp_id) != version)
+
+    store.mark_published = mark_then_time  # type: ignore[method-assign]
+    try:
+        sink.refused = set()
+        assert await runtime.flipper.tick() == 0
+    finally:
+        del store.mark_published
+    assert timer_saves == [False]  # the timer ran there, and saved nothing
+    assert [f.product for f in await asyncio.wait_for(batch, 30)] == ["e"]
+    assert set(await store.triggers("trig")) == {"e"}
+    _, state = await store.trigger_state("trig")
+    assert state is not None and state["stale"] == 0  # none of the batch's prices was stale
+    assert not await store.redis.exists(f"{store.exp('trig')}:trigger_wait")  # it cleared it
+    # the timer saves again once the batch has
+    version = await store.trigger_state_version("trig")
+    await other.advance()
+    assert await store.trigger_state_version("trig") > version
+
+
 class RefusedEstimates(_Refusing):
     """The estimate sink: a refused experiment's estimate goes with ``effect`` a string."""
 
