@@ -59,6 +59,11 @@ class FlipObserver(Protocol):
         """The boundary the experiment's next flip is due at (None: no flip is due any more)."""
         ...
 
+    def unpublished(self, experiment: str, since: datetime | None) -> None:
+        """Since when this worker has seen the experiment's decision in force kept but not
+        all of its messages out (None: they are out, or the experiment is gone)."""
+        ...
+
 
 class _NullObserver:
     def flipped(
@@ -75,6 +80,9 @@ class _NullObserver:
     def next_boundary(self, experiment: str, at: datetime | None) -> None:
         return None
 
+    def unpublished(self, experiment: str, since: datetime | None) -> None:
+        return None
+
 
 @dataclass(frozen=True)
 class Reply:
@@ -85,6 +93,9 @@ class Reply:
     frozen: bool
     already: str | None = None
     seq: int | None = None
+    #: its decision is made and kept, but the broker has not taken all of its messages yet:
+    #: every tick sends them again until it does
+    pending: bool = False
 
     def detail(self) -> dict[str, object]:
         out: dict[str, object] = {
@@ -96,7 +107,13 @@ class Reply:
             out["already"] = self.already
         if self.seq is not None:
             out["seq"] = self.seq
+        if self.pending:
+            out["messages"] = PENDING
         return out
+
+
+#: what a reply says of a decision whose messages the broker has not all taken yet
+PENDING = "not all sent yet: the broker refused them, and every tick sends them again"
 
 
 @dataclass
@@ -113,6 +130,8 @@ class Flipper:
     #: experiment -> the number of the failure its turn in a tick last raised (:meth:`_order`)
     _failed: dict[str, int] = field(default_factory=dict, init=False, repr=False)
     _failures: int = field(default=0, init=False, repr=False)
+    #: experiment -> when a tick first found its decision's messages not all out
+    _unpublished: dict[str, datetime] = field(default_factory=dict, init=False, repr=False)
 
     @property
     def _lease_ms(self) -> int:
@@ -125,7 +144,15 @@ class Flipper:
         async with self._local:
             return await self._tick()
 
-    async def _tick(self) -> int:
+    async def _tick(self, *, for_command: bool = False) -> int:
+        """The tick's work. ``for_command``: the tick a command runs after its own change
+        (create, freeze, unfreeze). It raises nothing for an experiment whose messages the
+        broker refuses: another experiment's trouble must not leave the command without its
+        reply (the command's own change is made and kept; a decision of the command's own
+        experiment whose messages are refused shows in its reply). It goes on past it, unless
+        it is a stopped or ended one, whose last messages must come before anything else
+        (:meth:`_order`). The flip timer's tick raises, so that its failure is seen; the next
+        tick tries again."""
         await self.clock.sync()
         now = self.clock.now()
         freezes = await self._freezes()
@@ -134,6 +161,8 @@ class Flipper:
             states = await self.store.experiments()
         for gone in set(self._failed) - {s.spec.id for s in states}:
             del self._failed[gone]
+        for gone in set(self._unpublished) - {s.spec.id for s in states}:
+            self._see_unpublished(gone, False, now)
         done = 0
         for state in sorted(states, key=self._order):
             if state.lifecycle.phase is Phase.CREATING:
@@ -148,28 +177,47 @@ class Flipper:
                     # command whose tick this is): logged, tried again on the next tick
                     log.error("experiment %s: tick failed: %s", spec.id, exc)
                     continue
-                except Exception:
+                except Exception as exc:
                     self._failures += 1  # goes last next time (_order)
                     self._failed[spec.id] = self._failures
-                    raise
+                    self._see_unpublished(spec.id, True, now)
+                    if not for_command:
+                        raise
+                    log.error("experiment %s: its messages are not all out: %r", spec.id, exc)
+                    if state.lifecycle.final:
+                        # its products may be another's now, whose messages must come after
+                        # its last ones (_order): nothing more is sent until they are out
+                        break
+                    continue
                 if turn is not None:
                     done += turn[1].flip
                 state = await self.store.get_experiment(spec.id)
                 if state.seq <= state.published:  # out (not: its turn was busy)
                     self._failed.pop(spec.id, None)
+            self._see_unpublished(spec.id, state.seq > state.published, now)
             self._report_next(state, now)
         return done
+
+    def _see_unpublished(self, exp_id: str, pending: bool, now: datetime) -> None:
+        """Report since when the experiment's decision has waited for the broker
+        (``PricelabDecisionUnpublished``): a decision the broker refuses for good gives its
+        pricing systems the old prices, and holds up the worker's competitor batches."""
+        if not pending:
+            if self._unpublished.pop(exp_id, None) is not None:
+                self.observer.unpublished(exp_id, None)
+            return
+        if exp_id not in self._unpublished:
+            self._unpublished[exp_id] = now
+            self.observer.unpublished(exp_id, now)
 
     def _order(self, state: ExperimentState) -> tuple[int, int]:
         """Where an experiment comes in a tick. An experiment whose messages the broker refuses
         at every tick (a record against its contract) raises out of every tick: it must not
         hold up the rest. So a decision whose messages are not all out comes after every
         other experiment's, the one whose last try failed latest last of all. Except a final
-        one (stopped, ended): its products are free once it is decided, and another
-        experiment may hold them now, whose messages a pricing system must read after its
-        last ones (a compacted topic keeps a product's last message), so it comes first.
-        That orders a tick, no more: a command to the new holder, or another controller's
-        tick while this one's turn is busy, can still send the new holder's messages first."""
+        one (stopped, ended), which comes first: its products are free once its last
+        messages are out (``lua/holds.lua``), so it holds up the creations that ask for
+        them until then."""
         if state.seq <= state.published:
             return 1, 0
         failed = self._failed.get(state.spec.id, 0)
@@ -369,6 +417,8 @@ class Flipper:
         )
         if outcome.publish:
             await self.store.mark_published(spec.id, seq)
+            if after.final:  # its last messages are out: its claims die now (holds.lua)
+                await self.store.sync_holder(spec.id)
         if outcome.release:  # after the publish: the claims already died with the status
             await self.store.release_products(spec.id)
         if outcome.flip:
@@ -442,7 +492,7 @@ class Flipper:
                 lifecycle.check_recreate(spec.id, held.lifecycle.phase, held.spec.end)
                 if held.spec.to_json() != spec.to_json():
                     raise ConflictError(f"experiment {spec.id!r} already exists, with another spec")
-                await self._tick()  # a repeat (a redelivered command): it exists as asked
+                await self._tick(for_command=True)  # a repeat (redelivered): it exists as asked
                 return await self._reply(spec.id, "created")
             lifecycle.check_create(spec.id, spec.start, spec.end, now, backfill)
             # its place in the trail before another worker can see it (and start it)
@@ -459,7 +509,7 @@ class Flipper:
                     "order": order,
                 },
             )
-            await self._tick()
+            await self._tick(for_command=True)
             return await self._reply(spec.id)
 
     async def pause(self, exp_id: str, reason: str = "paused") -> Reply:
@@ -485,13 +535,31 @@ class Flipper:
                 return _due(state, now, freezes) or Event(kind)
 
             # the state is read once, in the turn; the reply is what the command left
-            turn = await self._turn(exp_id, choose, wait=True, reason=reason, until=kind)
+            try:
+                turn = await self._turn(exp_id, choose, wait=True, reason=reason, until=kind)
+            except (StoreError, ConflictError, CommandRefused):
+                raise
+            except Exception:
+                # the broker refused a message: the command is made all the same when its
+                # decision was kept before the send failed (every tick sends it again)
+                if await self._decided(exp_id, kind):
+                    return await self._reply(exp_id)
+                raise
             assert turn is not None  # a command waits for the turn and always has an event
             _, outcome, seq = turn
             after = outcome.after
             return Reply(
                 exp_id, after.phase.value, after.shows_frozen, outcome.already, seq or None
             )
+
+    async def _decided(self, exp_id: str, kind: Kind) -> bool:
+        """Whether the experiment's state is what ``kind`` asks for (the command, given now,
+        would find it done already)."""
+        state = await self.store.get_experiment(exp_id)
+        try:
+            return lifecycle.decide(exp_id, state.lifecycle, Event(kind)).already is not None
+        except CommandRefused:
+            return False
 
     async def trail_order(self) -> int:
         """A place in the audit trail, for a command's record: taken when the command is
@@ -503,7 +571,8 @@ class Flipper:
 
     async def _reply(self, exp_id: str, already: str | None = None) -> Reply:
         st = await self.store.get_experiment(exp_id)
-        return Reply(exp_id, st.phase, st.shows_frozen, already, st.seq or None)
+        pending = st.seq > st.published
+        return Reply(exp_id, st.phase, st.shows_frozen, already, st.seq or None, pending)
 
     # ------------------------------------------------------------------ freezes
     async def freeze(self, freeze_id: str, doc: dict[str, object]) -> dict[str, Any]:
@@ -517,7 +586,7 @@ class Flipper:
             now = self.clock.now()
             held = {d["id"]: d for d in await self.store.freezes()}.get(freeze.id)
             if held is not None and held.get("freeze") == freeze.model_dump(mode="json"):
-                await self._tick()  # a repeat (a resent or redelivered command): as asked
+                await self._tick(for_command=True)  # a repeat (resent or redelivered): as asked
                 return freeze_view(freeze, now) | {"already": "recorded"}
             states = {s.spec.id: s for s in await self.store.experiments()}
             lifecycle.check_freeze(
@@ -543,7 +612,7 @@ class Flipper:
             )
             if not added:
                 raise CommandRefused(f"there is another freeze {freeze.id!r} already")
-            await self._tick()
+            await self._tick(for_command=True)
             return freeze_view(freeze, now)
 
     async def unfreeze(self, freeze_id: str) -> dict[str, Any]:
@@ -555,7 +624,7 @@ class Flipper:
             now = self.clock.now()
             gone = {d["id"]: d for d in await self.store.cancelled_freezes()}.get(freeze_id)
             if gone is not None and "freeze" in gone:
-                await self._tick()  # a repeat: finish what a dead worker may have left
+                await self._tick(for_command=True)  # a repeat: finish a dead worker's part
                 view = freeze_view(load_freeze(gone["freeze"]), now)
                 return view | {"now": "cancelled", "cancelled": True, "already": "cancelled"}
             doc = {d["id"]: d for d in await self.store.freezes()}.get(freeze_id)
@@ -574,7 +643,7 @@ class Flipper:
                 body = {k: v for k, v in doc.items() if k != "id"}
                 cut = body | {"end_ms": to_ms(now), "freeze": freeze.model_dump(mode="json")}
                 await self.store.cancel_freeze(freeze_id, cut)
-            await self._tick()
+            await self._tick(for_command=True)
             return freeze_view(freeze, now) | {"now": "cancelled", "cancelled": True}
 
 

@@ -16,6 +16,10 @@ PAUSED = "paused"
 STOPPED = "stopped"
 ENDED = "ended"
 FROZEN = "frozen"  # a mode only: running under an operator freeze (stored as a flag)
+#: not a status: the holders hash's mark ("stopped|gen|releasing") of a stopped or ended
+#: experiment whose last messages are not all out, and the claim kind lua/holds.lua returns
+#: for it (its claims stay live until they are out)
+RELEASING = "releasing"
 
 #: every word the store keeps as an experiment's status
 STORED = (CREATING, RUNNING, PAUSED, STOPPED, ENDED)
@@ -31,6 +35,7 @@ __all__ = [
     "FROZEN",
     "MODES",
     "PAUSED",
+    "RELEASING",
     "RUNNING",
     "STOPPED",
     "STORED",

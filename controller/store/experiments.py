@@ -9,7 +9,8 @@ written in its own slot with status 'creating' (``lua/create_init.lua``), it bec
 every chunk renews - is still its own, and it is opened ('running', ``lua/create_open.lua``;
 the flip tick's :meth:`ExperimentStore.reconcile` does it for a worker that died first). A claim counts only while it is live: its creation's marker is
 still there, or its experiment is in the holders hash with that gen and is neither stopped
-nor ended (``lua/holds.lua``). The claims of a worker that died mid-create therefore stop
+nor ended, or is but its last messages are not all out yet (``releasing``: a new holder's
+messages must come after them; ``lua/holds.lua``). The claims of a worker that died mid-create therefore stop
 counting when its lease expires, and later creations take them over.
 
 Claims, leases, the index and the holders hash are catalog keys, in one hash slot (see
@@ -98,6 +99,16 @@ _PHASE_WORDS = {
     "stopped": "stopped (its products are being released)",
     "ended": "ended (its products are being released)",
 }
+
+
+def holder_value(status: str, gen: str, seq: int, published: int) -> str:
+    """What the holders hash says of an experiment (``lua/holds.lua`` reads it): its status
+    and claim gen, and ``releasing`` while a stopped or ended one's last messages are not all
+    out (its claims still count)."""
+    out = f"{status}|{gen}"
+    if status in status_word.FINAL and seq > published:
+        out += "|" + status_word.RELEASING
+    return out
 
 
 class _Overlap(ConflictError):
@@ -207,6 +218,13 @@ class ExperimentStore(RedisStore):
     async def _overlap(self, spec: ExperimentSpec, conflict: _Overlap) -> str:
         """The sentence for a creation refused over products another experiment holds: that
         experiment's real state, how many of the spec's products it holds, a few of them."""
+        if conflict.kind == status_word.RELEASING:
+            return (
+                f"product {conflict.product!r} is still in experiment {conflict.holder!r}, "
+                "which has stopped or ended but whose last assignment messages the broker "
+                "has not taken yet; its products are free once they are out (the controller "
+                "sends them again at every tick): try again then"
+            )
         if conflict.kind != status_word.RUNNING:
             return (
                 f"product {conflict.product!r} is being claimed by experiment "
@@ -308,14 +326,22 @@ class ExperimentStore(RedisStore):
         await self.sync_holder(exp_id)
 
     async def sync_holder(self, exp_id: str) -> None:
-        """After a status change (decide.lua moves the experiment's own state first): copy
-        the status to the catalog's holders hash and move the version. Stopped or ended, the
-        experiment's product claims die with it (``lua/holds.lua``): its products are free at
-        once; :meth:`release_products` deletes the keys. A process that dies in between
-        leaves the holders behind: :meth:`reconcile` repairs that on the next flip tick."""
-        status, gen = await self.redis.hmget(f"{self.exp(exp_id)}:state", "status", "claim")
+        """After a status change (decide.lua moves the experiment's own state first), and
+        after a final decision's messages are out: copy the status to the catalog's holders
+        hash and move the version. Stopped or ended, the experiment's product claims die with
+        it (``lua/holds.lua``) once its last messages are out (until then the holder reads
+        ``releasing``, and a new creation cannot claim its products: a pricing system must
+        read the new holder's messages after its last ones); :meth:`release_products` then
+        deletes the keys. A process that dies in between leaves the holders behind:
+        :meth:`reconcile` repairs that on the next flip tick."""
+        status, gen, seq, published = await self.redis.hmget(
+            f"{self.exp(exp_id)}:state", "status", "claim", "seq", "published"
+        )
+        held = holder_value(
+            _text(status) or "", _text(gen) or "", int(seq or 0), int(published or 0)
+        )
         pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(self.cat("holders"), exp_id, f"{_text(status)}|{_text(gen) or ''}")
+        pipe.hset(self.cat("holders"), exp_id, held)
         pipe.incr(self.cat("version"))
         await pipe.execute()
 
@@ -333,11 +359,15 @@ class ExperimentStore(RedisStore):
                 fixed += int(await self._open(st.spec.id, gen))
                 continue
             held = _text(holders.get(st.spec.id))
-            if held is not None and held.partition("|")[0] != st.status:
+            if held is None:
+                continue
+            word, _, gen = held.partition("|")
+            want = holder_value(st.status, gen.partition("|")[0], st.seq, st.published)
+            if held != want:
                 log.warning(
                     "experiment %s: holders said %s, its state %s; repaired",
                     st.spec.id,
-                    held.partition("|")[0],
+                    held.replace("|", " ", 1),
                     st.status,
                 )
                 await self.sync_holder(st.spec.id)

@@ -53,7 +53,10 @@ class TriggerStore(RedisStore):
         nothing written: 1 the version moved, 0 the experiment does not run, 2 its turn is
         another's, 3 a decision of its is still to be published (``lua/trigger_save.lua``). A
         ``timer`` save (``TriggerRunner.advance``) gets 3 then even without fires: it would
-        move the watermark past the prices of a batch waiting to fire."""
+        move the watermark past the prices of a batch waiting to fire. It gets 3 as well
+        while a batch refused with 2 or 3 (on any worker) has not saved since (the batch's
+        mark, ``trigger_wait``, for ``lease_ms`` at most): once the decision is out, the
+        batch's next try must come before a timer's watermark."""
         fields = {"meta": json.dumps(meta)}
         fields |= {f"p:{p}": json.dumps(st) for p, st in products.items() if st is not None}
         fields |= {f"f:{p}": json.dumps(f) for p, f in fired.items()}
@@ -73,6 +76,7 @@ class TriggerStore(RedisStore):
                 f"{base}:state",
                 f"{base}:trigger_v",
                 f"{base}:turn",
+                f"{base}:trigger_wait",
             ],
             args=args,
         )

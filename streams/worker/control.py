@@ -8,6 +8,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+from aiokafka.errors import KafkaError
+
 from controller.clock import Clock
 from controller.errors import (
     CommandRefused,
@@ -137,6 +139,17 @@ class CommandHandler:
                 reply = CommandReply(
                     command_id=cmd.command_id, ok=False, experiment=named, error=str(exc)
                 )
+            except KafkaError as exc:
+                # the broker refused a message of the command's own decision before it was
+                # kept (one kept is carried out, and its reply says its messages wait): the
+                # operator still gets one reply, and the agent goes on
+                log.error("command %s: the broker refused its messages: %r", cmd.command_id, exc)
+                reply = CommandReply(
+                    command_id=cmd.command_id,
+                    ok=False,
+                    experiment=named,
+                    error=broker_refused(cmd, exc),
+                )
         self.metrics.commands.labels(cmd.kind.value, "ok" if reply.ok else "refused").inc()
         await self._trail(cmd, reply, order, unknown)
         await self.publisher.send(self.reply_topic, reply, cmd.command_id)
@@ -208,6 +221,17 @@ def experiment_named(cmd: Command, detail: dict[str, object] | None = None) -> s
     if isinstance(scope, list) and scope:
         return ",".join(str(x) for x in scope)
     return None
+
+
+def broker_refused(cmd: Command, exc: BaseException) -> str:
+    """The one sentence of a command the broker's refusal stopped before its decision was
+    kept. Sending it again is safe: a command sent twice is carried out once."""
+    what = f"experiment {cmd.experiment!r}'s" if cmd.experiment else "its"
+    why = str(exc).strip() or type(exc).__name__
+    return (
+        f"the broker refused {what} messages ({why}); send the {cmd.kind.value} again once "
+        "it takes them (a command sent twice is carried out once)"
+    )
 
 
 def command_refusal(cmd: Command, actors: str = "") -> str | None:

@@ -160,6 +160,13 @@ class Metrics:
             ["experiment"],
             registry=r,
         )
+        self.unpublished_since = Gauge(
+            "pricelab_decision_unpublished_since_timestamp_seconds",
+            "Clock time (Unix seconds) since which this worker's ticks have found the "
+            "experiment's decision in force kept but not all of its messages taken by the broker",
+            ["experiment"],
+            registry=r,
+        )
         self.ready = Gauge(
             "pricelab_ready", "1 while the worker is ready (see /ready), else 0", registry=r
         )
@@ -287,6 +294,13 @@ class Metrics:
         self.flip_lateness.observe(max(0.0, lateness))
         if missed:
             self.missed_flips.labels(experiment).inc(missed)
+
+    def unpublished(self, experiment: str, since: datetime | None) -> None:
+        if since is None:
+            with contextlib.suppress(KeyError):
+                self.unpublished_since.remove(experiment)
+            return
+        self.unpublished_since.labels(experiment).set(since.timestamp())
 
     def next_boundary(self, experiment: str, at: datetime | None) -> None:
         if at is None:

@@ -156,14 +156,18 @@ async def test_an_experiment_the_broker_refuses_does_not_hold_up_the_others_flip
     assert (await store.get_experiment("aa")).published_through(1)
 
 
-async def test_a_stopped_experiments_last_messages_go_out_before_a_new_holders(
+async def test_a_stopped_experiments_products_are_claimed_only_once_its_last_messages_are_out(
     runtime: Any, settings: Settings
 ) -> None:
-    """A stopped experiment's products are free once the stop is decided, before its last
-    messages are out. While the broker refuses those, a new experiment can take the products:
-    the tick that finishes the stop sends its messages before the new holder's first flip,
-    so the message a pricing system reads last (and a compacted topic keeps) is the new
-    holder's."""
+    """Issue #56, item 1. A stopped experiment's last messages must reach the topic before a
+    new holder's of its products (a compacted topic keeps a product's last message). Before,
+    its products were free once the stop was decided, and only a tick's order (its last
+    messages first) kept that: a pause or resume of the new holder, or another controller's
+    tick, could send the new holder's first. Now a creation cannot claim them while the
+    stop's messages are not out (``lua/holds.lua``: the holder reads ``releasing``), and is
+    refused with one sentence; once the broker takes them, the creation goes through."""
+    from controller.errors import ConflictError
+
     sink = ContractBreaking(runtime, settings)
     runtime.flipper.sink = sink
     store, flipper = runtime.store, runtime.flipper
@@ -171,30 +175,57 @@ async def test_a_stopped_experiments_last_messages_go_out_before_a_new_holders(
     await flipper.create(_spec("zz", ["p1", "p2"]), backfill=True)
 
     sink.refused = {"zz"}
-    with pytest.raises(UnknownError):
-        await flipper.stop("zz")
+    stopped = await flipper.stop("zz")  # decided and kept: the reply says its messages wait
+    assert stopped.state == "stopped" and stopped.pending
     zz = await store.get_experiment("zz")
     assert zz.lifecycle.final and zz.seq > zz.published  # the fault: decided, not out
 
-    # "aa" takes zz's products (and comes first in the store's order); the tick of its
-    # creation tries zz's last messages first, which the broker refuses again
-    with pytest.raises(UnknownError):
-        await flipper.create(_spec("aa", ["p1", "p2"]), backfill=True)
-    assert (await store.get_experiment("aa")).flipped_period == -1
+    # "aa" asks for zz's products: refused while zz's last messages wait, with why
+    with pytest.raises(ConflictError, match="last assignment messages the broker has not taken"):
+        await flipper.create(_spec("aa", ["p2", "p3"]), backfill=True)
+    assert "aa" not in await store.experiment_ids()
+    # a product zz never had is free, as before
+    await flipper.create(_spec("bb", ["p3"]), backfill=True)
+    # a pause and a resume of another experiment go on meanwhile (its tick stops at zz's
+    # refused last messages, and sends nothing after them)
+    await flipper.pause("bb", "check")
+    await flipper.resume("bb")
 
     sink.refused = set()
-    assert await flipper.tick() == 1  # zz's stop finished, then aa's first flip
-    msgs = await read_topic(settings, settings.topics.assignments, expect=6, with_position=True)
+    await flipper.tick()  # zz's stop goes out: its products are free now
+    zz = await store.get_experiment("zz")
+    assert zz.seq == zz.published
+    created = await flipper.create(_spec("aa", ["p1", "p2"]), backfill=True)
+    assert created.state == "running"
+    await flipper.pause("aa", "check")
+    await flipper.resume("aa")
+
+    msgs = await read_topic(
+        settings,
+        settings.topics.assignments,
+        expect=2 + 2 + 2 * 3,
+        until=lambda ms: sum(m["experiment"] == "aa" for m in ms) >= 6,
+        with_position=True,
+    )
     last: dict[str, tuple[tuple[int, int], str, str]] = {}
     for m in msgs:
+        if m["product"] not in ("p1", "p2"):
+            continue
         at = (m["_partition"], m["_offset"])
         if m["product"] not in last or at > last[m["product"]][0]:
             last[m["product"]] = (at, m["experiment"], m["status"])
-    assert len(msgs) == 6  # zz running, zz stopped, aa running: two products each
+    # the stop's messages came before every one of aa's: aa's last is what a pricing system
+    # reads, and the compacted topic keeps
     assert {p: v[1:] for p, v in last.items()} == {
         "p1": ("aa", "running"),
         "p2": ("aa", "running"),
     }
+    for p in ("p1", "p2"):  # one key, one partition: offsets order a product's messages
+        mine = [m for m in msgs if m["product"] == p]
+        (stop_at,) = [
+            m["_offset"] for m in mine if (m["experiment"], m["status"]) == ("zz", "stopped")
+        ]
+        assert min(m["_offset"] for m in mine if m["experiment"] == "aa") > stop_at
 
 
 def _price(product: str, price: float, at: datetime) -> CompetitorPrice:
@@ -279,6 +310,64 @@ async def test_a_batch_that_fires_waits_for_the_decision_without_holding_up_the_
     assert set(await store.triggers("trig")) == {"e"}
 
 
+async def test_another_controllers_timer_waits_for_the_batch_once_the_decision_is_out(
+    runtime: Any, settings: Settings
+) -> None:
+    """Issue #56, item 2. Once the decision a batch waits for is out, another controller's
+    timer could save its watermark before the batch's next try (10 ms later), and the
+    batch's prices, older than the watermark, counted as stale: its fire was lost. Now the
+    waiting batch leaves a mark that every timer's save respects until the batch has saved.
+    Another controller's timer runs here the instant the decision is marked published,
+    before the batch can try again."""
+    from controller.trigger_runner import TriggerRunner
+
+    sink, t = await _triggered_with_a_decision_to_publish(runtime, settings)
+    store, triggers = runtime.store, runtime.triggers
+    await runtime.clock.set(t + timedelta(minutes=45))
+    other = TriggerRunner(  # another controller's timer, on the same Redis and clock
+        store, runtime.flipper.sink, runtime.clock, settings.trigger_watermark_lag
+    )
+    e_prices = [_price("e", 90.0, t), _price("e", 90.0, t + timedelta(minutes=35))]
+
+    def saves() -> float:  # the batches' tries to save (the trigger path's "save" stage)
+        got = runtime.metrics.registry.get_sample_value(
+            "pricelab_trigger_stage_seconds_count", {"stage": "save"}
+        )
+        return got or 0.0
+
+    before = saves()
+    batch = asyncio.create_task(triggers.on_prices(e_prices))
+    await wait_until(lambda: saves() >= before + 2, 30, "the batch's save refused, tried again")
+    assert not batch.done()  # the fault: it waits for the decision
+
+    timer_saves: list[bool] = []
+    real_mark = store.mark_published
+
+    async def mark_then_time(exp_id: str, seq: int) -> None:
+        await real_mark(exp_id, seq)
+        # the decision is out: the other controller's timer comes first
+        version = await store.trigger_state_version(exp_id)
+        await other.advance()
+        timer_saves.append(await store.trigger_state_version(exp_id) != version)
+
+    store.mark_published = mark_then_time  # type: ignore[method-assign]
+    try:
+        sink.refused = set()
+        assert await runtime.flipper.tick() == 0
+    finally:
+        del store.mark_published
+    assert timer_saves == [False]  # the timer ran there, and saved nothing
+    assert [f.product for f in await asyncio.wait_for(batch, 30)] == ["e"]
+    assert set(await store.triggers("trig")) == {"e"}
+    _, state = await store.trigger_state("trig")
+    assert state is not None and state["stale"] == 0  # none of the batch's prices was stale
+    assert not await store.redis.exists(f"{store.exp('trig')}:trigger_wait")  # it cleared it
+    # the timer saves again once the batch has
+    version = await store.trigger_state_version("trig")
+    await other.advance()
+    assert await store.trigger_state_version("trig") > version
+
+
 class RefusedEstimates(_Refusing):
     """The estimate sink: a refused experiment's estimate goes with ``effect`` a string."""
 
@@ -341,3 +430,82 @@ async def test_an_experiment_whose_estimates_the_broker_refuses_does_not_hold_up
         settings, topic, expect=10**6, timeout=10, until=lambda m: bool(of(m, "aa"))
     )
     assert of(got, "aa")
+
+
+async def test_every_command_gets_one_reply_while_the_broker_refuses_an_experiments_messages(
+    runtime: Any, settings: Settings
+) -> None:
+    """Issue #56, item 4. Create, freeze and unfreeze run a tick after their own change. Before,
+    that tick raised the broker's refusal of *another* experiment's messages out of the
+    command, and the operator got no reply (the worker's commands agent raised). Now each gets
+    one reply: the command's own change is made; a pause of the refused experiment itself is
+    refused with one sentence naming the broker (nothing of it was kept); and a pause whose
+    decision was kept before its messages were refused is carried out, its reply saying the
+    messages wait."""
+    from streams.client.commands import freeze_document
+    from streams.worker.handlers import RawEvent
+    from streams.worker.schemas import Command
+
+    sink = ContractBreaking(runtime, settings)
+    runtime.flipper.sink = sink
+    store, flipper = runtime.store, runtime.flipper
+    await runtime.clock.set(START + timedelta(minutes=1))
+    await flipper.create(_spec("aa", ["a1", "a2"]), backfill=True)
+    sink.refused = {"aa"}
+    await runtime.clock.set(START + timedelta(days=1, minutes=1))
+    with pytest.raises(UnknownError):  # the fault: aa's flip is refused for good
+        await flipper.tick()
+    st = await store.get_experiment("aa")
+    assert st.flipped_period == 1 and st.seq > st.published
+    # on-call sees it: the gauge PricelabDecisionUnpublished reads, since the tick that failed
+    waiting = "pricelab_decision_unpublished_since_timestamp_seconds"
+    registry = runtime.metrics.registry
+    since = (START + timedelta(days=1, minutes=1)).timestamp()
+    assert registry.get_sample_value(waiting, {"experiment": "aa"}) == since
+
+    async def command(n: int, kind: str, **fields: Any) -> Any:
+        cmd = Command(command_id=f"cmd-{n}", kind=kind, actor="olga", **fields)  # type: ignore[arg-type]
+        return await runtime.commands.handle(RawEvent(cmd.model_dump_json().encode()))
+
+    now = START + timedelta(days=1, minutes=1)
+    bb = _spec("bb", ["b1", "b2"]).to_json()
+    created = await command(1, "create", spec=json.loads(bb), backfill=True)
+    assert created.ok, created.error
+    assert (await store.get_experiment("bb")).published_through(1)  # its own flip went out
+    assert "messages" not in (created.detail or {})
+    freeze = freeze_document(now, now + timedelta(hours=2), ["bb"], "stock count")
+    frozen = await command(2, "freeze", freeze=freeze, reason="stock count")
+    assert frozen.ok, frozen.error
+    thawed = await command(3, "unfreeze", freeze_id=freeze["id"], reason="counted")
+    assert thawed.ok, thawed.error
+
+    # a pause of aa: its pending decision's redo is refused first, so nothing is decided
+    refused = await command(4, "pause", experiment="aa", reason="check")
+    assert not refused.ok
+    assert refused.error.startswith("the broker refused experiment 'aa''s messages")
+    assert (await store.get_experiment("aa")).lifecycle.phase.value == "running"
+
+    # a pause of bb whose messages the broker refuses once it is decided: kept, and waiting
+    sink.refused = {"aa", "bb"}
+    paused = await command(5, "pause", experiment="bb", reason="check")
+    assert paused.ok, paused.error
+    assert paused.detail["state"] == "paused"
+    assert paused.detail["messages"].startswith("not all sent yet")
+    st = await store.get_experiment("bb")
+    assert st.seq > st.published  # the fault happened: its messages are not out
+    # the commands' ticks, which tried aa's messages again, kept when it began to wait
+    assert registry.get_sample_value(waiting, {"experiment": "aa"}) == since
+
+    replies = await read_topic(settings, settings.topics.command_replies, expect=5)
+    by_id: dict[str, int] = {}
+    for r in replies:
+        by_id[r["command_id"]] = by_id.get(r["command_id"], 0) + 1
+    assert by_id == {f"cmd-{n}": 1 for n in range(1, 6)}
+
+    # the broker takes them again: the next tick sends both experiments' decisions
+    sink.refused = set()
+    await flipper.tick()
+    for exp in ("aa", "bb"):
+        st = await store.get_experiment(exp)
+        assert st.seq == st.published
+        assert registry.get_sample_value(waiting, {"experiment": exp}) is None

@@ -5,6 +5,10 @@
 --! acl HINCRBY state
 --! acl SET turn
 --! acl INCR trigger_version
+--! acl EXISTS trigger_wait
+--! acl SET trigger_wait
+--! acl GET trigger_wait
+--! acl DEL trigger_wait
 -- Save a batch's trigger state only if nobody else wrote it since it was read (optimistic:
 -- one round trip, no lock), and only while the experiment runs: a pause or stop moves its
 -- 'status' in this same slot first, so no fire takes a sequence number after the stop's own.
@@ -14,8 +18,11 @@
 -- fire while another holds the turn, nor while a decision is still to be published. Nor does
 -- a timer's save (timer = 1) go through then: it would move the watermark past the prices of
 -- a batch (on any worker) that waits to fire until the decision is out, and they would count
--- as stale.
--- KEYS: tracker state hash, triggers hash, experiment state, trigger version, the turn
+-- as stale. Nor once the decision is out, while such a batch has not had its next try: a
+-- batch refused for the turn or a pending decision leaves a mark (trigger_wait, its owner,
+-- for lease_ms), which a timer's save respects, and which its own save clears.
+-- KEYS: tracker state hash, triggers hash, experiment state, trigger version, the turn,
+--       the waiting batch's mark
 -- ARGV: expected trigger version, n, (field, value) * n, m, gone field * m,
 --       t, (product, period) * t, owner, lease_ms, timer (1 or 0)
 -- Returns {new trigger version, seq or -1}, or {-1, trigger version, code} with nothing
@@ -32,13 +39,21 @@ local m = tonumber(ARGV[i]); i = i + 1 + m
 local t = tonumber(ARGV[i])
 local owner, lease, timer = ARGV[i + 1 + 2 * t], ARGV[i + 2 + 2 * t], ARGV[i + 3 + 2 * t]
 local pending = tonumber(st[2] or '0') > tonumber(st[3] or st[2] or '0')
-if t > 0 then
-  local held = redis.call('GET', KEYS[5])
-  if held and held ~= owner then return {-1, tv, 2} end
-  if pending then return {-1, tv, 3} end
-elseif pending and timer == '1' then
+if timer == '1' and (pending or redis.call('EXISTS', KEYS[6]) == 1) then
   return {-1, tv, 3}
 end
+if t > 0 then
+  local held = redis.call('GET', KEYS[5])
+  if held and held ~= owner then
+    redis.call('SET', KEYS[6], owner, 'PX', lease)
+    return {-1, tv, 2}
+  end
+  if pending then
+    redis.call('SET', KEYS[6], owner, 'PX', lease)
+    return {-1, tv, 3}
+  end
+end
+if timer ~= '1' and redis.call('GET', KEYS[6]) == owner then redis.call('DEL', KEYS[6]) end
 i = 2
 n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]); i = i + 2 end

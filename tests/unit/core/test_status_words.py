@@ -54,7 +54,7 @@ def problems(lua_dir: Path) -> list[str]:
     out = [
         f"{name} names the status {word!r}, which core/status.py does not define"
         for name, words in found.items()
-        for word in sorted(words - set(status.STORED))
+        for word in sorted(words - set(status.STORED) - {status.RELEASING})
     ]
     used = set().union(*found.values()) if found else set()
     for word in sorted(set(status.STORED) - used - NOT_IN_LUA):
@@ -70,7 +70,8 @@ def problems(lua_dir: Path) -> list[str]:
 def test_every_status_word_of_the_lua_scripts_is_a_python_constant_and_vice_versa() -> None:
     assert problems(LUA) == []
     found = status_words(LUA)
-    assert set().union(*found.values()) == set(status.STORED) - NOT_IN_LUA
+    # and holds.lua's claim kind of a stopped experiment whose last messages are not out
+    assert set().union(*found.values()) == set(status.STORED) - NOT_IN_LUA | {status.RELEASING}
     assert {"create_init.lua", "create_open.lua", "holds.lua", "trigger_save.lua"} <= set(found)
 
 
