@@ -511,6 +511,12 @@ class Flipper:
             reply = await self._reply(exp_id)
         return reply.detail() | {"decision": decision.view() | {"stop": stop}}
 
+    async def comment(self, exp_id: str) -> dict[str, object]:
+        """A comment on an experiment, in any state: the state it finds (the comment itself
+        is kept in the audit trail, with its command)."""
+        await self._known(exp_id)
+        return (await self._reply(exp_id)).detail()
+
     async def trail_order(self) -> int:
         """A place in the audit trail, for a command's record: taken when the command is
         received, so that it comes before everything the command causes."""

@@ -1,5 +1,5 @@
-"""``pricelab experiment ...`` (create, pause, resume, stop, freeze, unfreeze, decide, history,
-freezes, list, show) and ``pricelab assignments PRODUCT``: an operator's commands, sent through the
+"""``pricelab experiment ...`` (create, pause, resume, stop, freeze, unfreeze, decide, comment,
+history, freezes, list, show) and ``pricelab assignments PRODUCT``: an operator's commands, sent through the
 commands topic, and the views of what they did."""
 
 from __future__ import annotations
@@ -246,6 +246,36 @@ def experiment_decide(
             arm=arm,
             stop=stop,
             reason=reason.strip(),
+            timeout=timeout,
+            actor=actor,
+        )
+    )
+
+
+@experiment_app.command("comment")
+def experiment_comment(
+    experiment: Annotated[str, typer.Argument(help="Experiment id.")],
+    text: Annotated[str, typer.Argument(help="The comment (at most 500 characters).")],
+    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait for the reply.")] = 60.0,
+    as_: ActorOption = None,
+) -> None:
+    """Comment on an experiment: TEXT is kept in its audit trail with who wrote it
+    (experiment history shows it). It changes nothing; any state takes one."""
+    from streams.client.commands import send_command
+    from streams.worker.schemas import REASON_CHARS
+
+    settings = load_settings()
+    actor = command_actor(as_, settings)
+    if not text.strip():
+        fail("a comment needs its text")
+    if len(text.strip()) > REASON_CHARS:
+        fail(f"a comment is at most {REASON_CHARS} characters, not {len(text.strip())}")
+    show_reply(
+        send_command(
+            settings,
+            "comment",
+            experiment=experiment,
+            reason=text.strip(),
             timeout=timeout,
             actor=actor,
         )

@@ -180,6 +180,8 @@ def _what(doc: dict[str, Any]) -> str:
         head = f"{d.get('command')} {'accepted' if d.get('accepted') else 'REFUSED'}"
         if d.get("command") == "decision":
             head += f": {decision_words(d)}"
+        if d.get("command") == "comment" and d.get("accepted"):
+            return f"comment: {d.get('reason')}"
         if d.get("already"):
             head += f" (already {d['already']})"
         if d.get("refusal"):

@@ -49,12 +49,12 @@ from streams.console.feed import EstimatesFeed
 from streams.console.metrics import ConsoleMetrics, MeasureRequests
 from streams.console.views import TABS, experiment_view, experiments_view, finite
 from streams.errors import ServiceUnavailable
-from streams.worker.schemas import actor_refusal
+from streams.worker.schemas import REASON_CHARS, actor_refusal
 
 #: the lifecycle commands the page shows as buttons; ACTIONS, every command it sends, each
 #: with its route
 LIFECYCLE = ("pause", "resume", "stop")
-ACTIONS = (*LIFECYCLE, "freeze", "unfreeze", "decision")
+ACTIONS = (*LIFECYCLE, "freeze", "unfreeze", "decision", "comment")
 
 Send = Callable[..., Awaitable[dict[str, Any]]]
 
@@ -143,7 +143,10 @@ def _need(request: Request, action: str) -> auth.User:
     if user is None:
         raise _no_user(request)
     if not auth.may(user.role, action):
-        who = "an analyst or an admin" if action == "decide" else "an operator or an admin"
+        who = {
+            "decide": "an analyst or an admin",
+            "comment": "an analyst, an operator or an admin",
+        }.get(action, "an operator or an admin")
         raise Refused(403, f"a {user.role} may not {action}: ask {who}")
     return user
 
@@ -212,9 +215,14 @@ async def act(request: Request, kind: str, exp_id: str, fields: dict[str, Any]) 
             f"{'an' if user.role[0] in 'aeiou' else 'a'} {user.role} may not stop an "
             "experiment: record the decision without stop, and ask an operator to stop it",
         )
-    reason = str(fields.get("reason") or "").strip()
+    reason = str(fields.get("text" if kind == "comment" else "reason") or "").strip()
     if not reason:
+        if kind == "comment":
+            raise Refused(422, "a comment needs its text")
         raise Refused(422, f"a {kind} needs a reason: why, for the experiment's audit trail")
+    if len(reason) > REASON_CHARS:
+        what = "a comment" if kind == "comment" else "a reason"
+        raise Refused(422, f"{what} is at most {REASON_CHARS} characters, not {len(reason)}")
     c = _console(request)
     refusal = actor_refusal(user.name, c.settings.actors)
     if refusal is not None:
@@ -425,6 +433,7 @@ def _page(name: str, request: Request, ctx: dict[str, Any], status: int = 200) -
         "csrf": _csrf(request),
         "may_operate": user is not None and auth.may(user.role, "operate"),
         "may_decide": user is not None and auth.may(user.role, "decide"),
+        "may_comment": user is not None and auth.may(user.role, "comment"),
         "tabs": TABS,
         "actions": LIFECYCLE,
     }

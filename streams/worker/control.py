@@ -78,8 +78,8 @@ class CompetitorHandler:
 
 
 class CommandHandler:
-    """Operator commands: create/stop/pause/resume/freeze/unfreeze/decision, each answered on
-    the replies topic."""
+    """Operator commands: create/stop/pause/resume/freeze/unfreeze/decision/comment, each
+    answered on the replies topic."""
 
     def __init__(
         self,
@@ -174,6 +174,8 @@ class CommandHandler:
             assert cmd.freeze_id is not None  # the schema requires it
             return {"freeze": await f.unfreeze(cmd.freeze_id)}
         assert cmd.experiment is not None  # the schema requires it
+        if cmd.kind == CommandKind.COMMENT:
+            return await f.comment(cmd.experiment)
         if cmd.kind == CommandKind.DECISION:
             assert cmd.arm is not None and cmd.reason is not None  # the schema, the refusal
             return await f.decide(cmd.experiment, cmd.arm, cmd.reason.strip(), stop=cmd.stop)
@@ -222,6 +224,8 @@ def command_refusal(cmd: Command, actors: str = "") -> str | None:
         return refusal
     kind = cmd.kind.value
     if reason_missing(kind, cmd.reason or (cmd.freeze or {}).get("reason")):
+        if cmd.kind is CommandKind.COMMENT:
+            return "a comment command needs its text (its reason: kept in the audit trail)"
         return f"a {kind} command needs a reason (kept in the experiment's audit trail)"
     return None
 

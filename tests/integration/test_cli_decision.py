@@ -3,7 +3,7 @@ against a real controller worker, broker and Redis. Refusals are one sentence, e
 accepted decision lands in ``pricelab experiment history`` with its actor and reason; with
 ``--stop`` the same command stops the experiment, and its products go back to the control
 policy; a stopped experiment still takes a decision; PRICELAB_ACTORS is kept by the
-controller as for every command."""
+controller as for every command. A comment lands in the history too."""
 
 from __future__ import annotations
 
@@ -130,6 +130,11 @@ def test_a_decision_lands_in_the_history_with_its_actor_and_can_stop_the_experim
         assert shipped["detail"]["state"] == "running"  # recorded; nothing else changed
         assert shipped["detail"]["decision"]["decided"] == "ship arm 'p95'"
         assert ok("assignments", "d1")["status"] == "running"
+        # a comment: kept in the trail with its writer, nothing else changes
+        noted = ok("experiment", "comment", "dec-exp", "d3 was out of stock on Tuesday",
+                   "--as", "bob")  # fmt: skip
+        assert noted["detail"]["state"] == "running"
+        assert "needs its text" in refused("experiment", "comment", "dec-exp", " ")
 
         stopped = ok(
             "experiment", "decide", "dec-exp", "--keep-control", "--stop",
@@ -173,6 +178,8 @@ def test_a_decision_lands_in_the_history_with_its_actor_and_can_stop_the_experim
     assert "olga" in olga and "reason: profit +4% holds" in olga
     [bob] = [line for line in lines if "keep the control (arm 'list'), and stop" in line]
     assert "bob" in bob
+    [note] = [line for line in lines if "comment: d3 was out of stock on Tuesday" in line]
+    assert "bob" in note and lines.index(olga) < lines.index(note) < lines.index(bob)
     # the stop it made is in the trail after it, with the decision as its reason
     after = lines[lines.index(bob) + 1 :]
     assert any(" stopped " in line and "decision, keep the control" in line for line in after)

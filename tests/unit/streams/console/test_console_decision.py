@@ -49,6 +49,8 @@ def client(users_file: Path, sent: list[tuple[str, dict[str, Any]]]) -> Iterator
         if fields.get("arm") == "tretment":
             return {"ok": False, "command_id": "c1", "error": NO_ARM}
         state = "stopped" if fields.get("stop") else "running"
+        if kind != "decision":
+            return {"ok": True, "command_id": "c1", "detail": {"state": state}}
         decided = {"arm": fields["arm"], "ship": True, "decided": f"ship arm {fields['arm']!r}"}
         return {"ok": True, "command_id": "c1", "detail": {"state": state, "decision": decided}}
 
@@ -248,3 +250,87 @@ def test_the_page_shows_the_decision_that_stands_and_the_form_by_role(
     _sign_in(client, "ada")
     page = client.get("/experiments/shoes").text
     assert 'id="decision-stop"' in page and page.count('id="reply"') == 1
+
+
+@pytest.mark.parametrize("who", ["ana", "olga", "ada"])
+def test_an_analyst_an_operator_or_an_admin_comments_as_themselves(
+    client: TestClient, sent: list[tuple[str, dict[str, Any]]], who: str
+) -> None:
+    csrf = _sign_in(client, who)
+    r = client.post(
+        "/api/experiments/shoes/comment",
+        json={"text": "  d3 was out of stock on Tuesday "},
+        headers={"X-CSRF-Token": csrf},
+    )
+    assert r.status_code == 200, r.text
+    assert sent == [
+        (
+            "comment",
+            {"experiment": "shoes", "reason": "d3 was out of stock on Tuesday", "actor": who},
+        )
+    ]
+
+
+def test_a_comment_s_refusals(client: TestClient, sent: list[tuple[str, dict[str, Any]]]) -> None:
+    signed: dict[str, str] = {"csrf": _sign_in(client, "vic")}
+
+    def comment(body: dict[str, Any], token: bool = True) -> Any:
+        headers = {"X-CSRF-Token": signed["csrf"]} if token else {}
+        return client.post("/api/experiments/shoes/comment", json=body, headers=headers)
+
+    r = comment({"text": "forged"})
+    assert r.status_code == 403
+    assert r.json()["error"] == (
+        "a viewer may not comment: ask an analyst, an operator or an admin"
+    )
+    client.cookies.clear()
+    csrf = signed["csrf"] = _sign_in(client, "ana")
+    assert comment({"text": "no token"}, token=False).status_code == 403
+    r = comment({"text": " "})
+    assert (r.status_code, r.json()["error"]) == (422, "a comment needs its text")
+    r = comment({"text": "x" * 501})
+    assert (r.status_code, r.json()["error"]) == (
+        422, "a comment is at most 500 characters, not 501"
+    )  # fmt: skip
+    r = client.post(
+        "/api/experiments/shoes/pause",
+        json={"reason": "y" * 600},
+        headers={"X-CSRF-Token": csrf},
+    )
+    assert r.status_code == 403  # an analyst does not pause, however long the reason
+    client.cookies.clear()
+    csrf = signed["csrf"] = _sign_in(client, "olga")
+    r = comment({"text": "ok"}, token=False)
+    assert r.status_code == 403
+    r = client.post(
+        "/api/experiments/shoes/pause",
+        json={"reason": "y" * 501},
+        headers={"X-CSRF-Token": csrf},
+    )
+    assert (r.status_code, r.json()["error"]) == (
+        422, "a reason is at most 500 characters, not 501"
+    )  # fmt: skip
+    assert sent == []
+
+
+def test_the_page_has_the_comment_form_for_whoever_may_comment(
+    client: TestClient, trail: Trail
+) -> None:
+    trail.records.append(
+        {
+            "experiment": "shoes",
+            "kind": "command",
+            "at": "2026-06-05T10:00:00+00:00",
+            "detail": {"command_id": "c9", "command": "comment", "actor": "olga",
+                       "reason": "d3 was out of stock", "accepted": True},
+        }
+    )  # fmt: skip
+    _sign_in(client, "vic")
+    page = client.get("/experiments/shoes").text
+    assert 'id="comment-form"' not in page and 'id="reply"' not in page
+    assert "<td>d3 was out of stock</td>" in page  # the history shows it, as it is
+    client.cookies.clear()
+    _sign_in(client, "olga")
+    page = client.get("/experiments/shoes").text
+    assert 'id="comment-form"' in page and 'id="decision-form"' not in page
+    assert page.count('id="reply"') == 1

@@ -91,3 +91,24 @@ def test_the_history_shows_each_decision_and_the_latest_accepted_one_stands() ->
         "at": "2026-01-02T10:00:00+00:00",
     }
     assert latest_decision(assemble("e", docs[2:])) is None
+
+
+def test_a_comment_needs_its_text_and_the_history_shows_it() -> None:
+    with pytest.raises(ValueError, match="a comment command needs an experiment"):
+        _cmd(kind="comment", actor="a", reason="note")
+    with pytest.raises(ValueError, match="at most 500 characters"):
+        _cmd(kind="comment", experiment="e", actor="a", reason="x" * 501)
+    empty = _cmd(kind="comment", experiment="e", actor="olga")
+    assert command_refusal(empty) == (
+        "a comment command needs its text (its reason: kept in the audit trail)"
+    )
+    note = _cmd(kind="comment", experiment="e", actor="olga", reason="the stock-out hit d3")
+    ok = CommandReply(command_id="c1", ok=True, detail={"state": "running"})
+    [(exp, d)] = trail_records(note, ok)
+    assert (exp, d["command"], d["reason"], d["actor"]) == (
+        "e", "comment", "the stock-out hit d3", "olga"
+    )  # fmt: skip
+    trail = assemble("e", [(0, 0, {"experiment": "e", "kind": "command",
+                                   "at": "2026-01-01T10:00:00+00:00", "detail": d})])  # fmt: skip
+    line = render(trail).splitlines()[1]
+    assert "olga" in line and line.endswith("comment: the stock-out hit d3")
