@@ -197,9 +197,9 @@ async def act(request: Request, kind: str, exp_id: str, fields: dict[str, Any]) 
     """Send ``kind`` for ``exp_id`` through the commands topic as the signed-in user, with
     their reason; the controller's reply. Refusals in order: no session (401), no CSRF token
     or a role that may not (403; a decision that stops the experiment needs both to decide
-    and to operate), no reason (422), an unknown experiment (404), a freeze's times, an
-    unfreeze's freeze or a decision's arm that are missing or malformed (422, the CLI's
-    sentences)."""
+    and to operate), no reason (a comment: no text) or one over REASON_CHARS (422), an
+    unknown experiment (404), a freeze's times, an unfreeze's freeze or a decision's arm that
+    are missing or malformed (422, the CLI's sentences)."""
     user = _user(request)
     if user is None:
         raise _no_user(request)
