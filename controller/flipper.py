@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from controller import decision as decisions
 from controller import lifecycle
 from controller.blackout import Freeze, freezes_of, load_freeze
 from controller.clock import Clock
@@ -560,6 +561,29 @@ class Flipper:
             return lifecycle.decide(exp_id, state.lifecycle, Event(kind)).already is not None
         except CommandRefused:
             return False
+
+    async def decide(
+        self, exp_id: str, arm: str, reason: str, *, stop: bool = False
+    ) -> dict[str, object]:
+        """Check a recorded decision (controller.decision: the arm, the state) and, with
+        ``stop``, stop the experiment as :meth:`command` does; the state after it and what
+        was decided. The decision itself is kept in the audit trail, with its command."""
+        await self._known(exp_id)
+        held = await self.store.get_experiment(exp_id)
+        decision = decisions.resolve(exp_id, held.spec.arm_list(), arm)
+        decisions.check(exp_id, held.lifecycle.phase, stop)
+        if stop:
+            why = f"decision, {decision.describe()}: {reason}"
+            reply = await self.command(exp_id, Kind.STOP, why)
+        else:
+            reply = await self._reply(exp_id)
+        return reply.detail() | {"decision": decision.view() | {"stop": stop}}
+
+    async def comment(self, exp_id: str) -> dict[str, object]:
+        """A comment on an experiment, in any state: the state it finds (the comment itself
+        is kept in the audit trail, with its command)."""
+        await self._known(exp_id)
+        return (await self._reply(exp_id)).detail()
 
     async def trail_order(self) -> int:
         """A place in the audit trail, for a command's record: taken when the command is

@@ -1,5 +1,5 @@
-"""``pricelab experiment ...`` (create, pause, resume, stop, freeze, unfreeze, history, freezes,
-list, show) and ``pricelab assignments PRODUCT``: an operator's commands, sent through the
+"""``pricelab experiment ...`` (create, pause, resume, stop, freeze, unfreeze, decide, comment,
+history, freezes, list, show) and ``pricelab assignments PRODUCT``: an operator's commands, sent through the
 commands topic, and the views of what they did."""
 
 from __future__ import annotations
@@ -210,6 +210,88 @@ def experiment_unfreeze(
             timeout=timeout,
             actor=actor,
             reason=reason.strip() or None,
+        )
+    )
+
+
+@experiment_app.command("decide")
+def experiment_decide(
+    experiment: Annotated[str, typer.Argument(help="Experiment id.")],
+    ship: Annotated[
+        str | None, typer.Option("--ship", help="The arm to ship, by its name.")
+    ] = None,
+    keep_control: Annotated[
+        bool, typer.Option("--keep-control", help="Keep the control (ship no other arm).")
+    ] = False,
+    reason: Annotated[str, typer.Option(help="Why (required: kept in the audit trail).")] = "",
+    stop: Annotated[
+        bool,
+        typer.Option(
+            "--stop", help="Stop the experiment too, in the same command (as experiment stop)."
+        ),
+    ] = False,
+    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait for the reply.")] = 60.0,
+    as_: ActorOption = None,
+) -> None:
+    """Record a decision: ship an arm (--ship ARM) or keep the control (--keep-control), with
+    a reason, in the experiment's audit trail (experiment history shows it, with who made
+    it); with --stop the experiment is stopped by the same command. It changes no price by
+    itself. A stopped or ended experiment takes a decision too (without --stop, once ended);
+    the latest decision stands."""
+    from controller.decision import CONTROL
+    from controller.lifecycle import reason_missing
+    from streams.client.commands import send_command
+    from streams.worker.schemas import is_ident
+
+    settings = load_settings()
+    actor = command_actor(as_, settings)
+    if (ship is None) == (not keep_control):
+        fail("a decision ships an arm or keeps the control: give --ship ARM or --keep-control")
+    if reason_missing("decision", reason):
+        fail("a decision needs --reason: why, for the experiment's audit trail")
+    arm = CONTROL if keep_control else str(ship).strip()
+    if not is_ident(arm):
+        fail(f"--ship: {arm!r} is not an arm's name (letters, digits, '_', '.', '-')")
+    show_reply(
+        send_command(
+            settings,
+            "decision",
+            experiment=experiment,
+            arm=arm,
+            stop=stop,
+            reason=reason.strip(),
+            timeout=timeout,
+            actor=actor,
+        )
+    )
+
+
+@experiment_app.command("comment")
+def experiment_comment(
+    experiment: Annotated[str, typer.Argument(help="Experiment id.")],
+    text: Annotated[str, typer.Argument(help="The comment (at most 500 characters).")],
+    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait for the reply.")] = 60.0,
+    as_: ActorOption = None,
+) -> None:
+    """Comment on an experiment: TEXT is kept in its audit trail with who wrote it
+    (experiment history shows it). It changes nothing; any state takes one."""
+    from streams.client.commands import send_command
+    from streams.worker.schemas import REASON_CHARS
+
+    settings = load_settings()
+    actor = command_actor(as_, settings)
+    if not text.strip():
+        fail("a comment needs its text")
+    if len(text.strip()) > REASON_CHARS:
+        fail(f"a comment is at most {REASON_CHARS} characters, not {len(text.strip())}")
+    show_reply(
+        send_command(
+            settings,
+            "comment",
+            experiment=experiment,
+            reason=text.strip(),
+            timeout=timeout,
+            actor=actor,
         )
     )
 

@@ -222,7 +222,7 @@ def read_experiments(settings: Settings) -> list[dict[str, Any]]:
 
 def _overview(s: ExperimentState) -> dict[str, Any]:
     """:func:`_summary` and what a list of experiments shows beside it: the arms, the period
-    count, the calendar and the decision metric (analysis.verdict's rule)."""
+    count, the calendar, the decision metric (analysis.verdict's rule) and the control arm."""
     from analysis.verdict import decision_metric
     from controller.periods import n_periods
 
@@ -234,6 +234,7 @@ def _overview(s: ExperimentState) -> dict[str, Any]:
     )  # fmt: skip
     return _summary(s) | {
         "arms": [a.name for a in spec.arm_list()],
+        "control_arm": spec.arm_list()[spec.control_index].name,
         "periods": n_periods(spec),
         "start": spec.start.isoformat(),
         "end": spec.end.isoformat(),

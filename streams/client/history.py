@@ -178,6 +178,10 @@ def _what(doc: dict[str, Any]) -> str:
     d = doc.get("detail") or {}
     if doc.get("kind") == "command":
         head = f"{d.get('command')} {'accepted' if d.get('accepted') else 'REFUSED'}"
+        if d.get("command") == "decision":
+            head += f": {decision_words(d)}"
+        if d.get("command") == "comment" and d.get("accepted"):
+            return f"comment: {d.get('reason')}"
         if d.get("already"):
             head += f" (already {d['already']})"
         if d.get("refusal"):
@@ -191,6 +195,33 @@ def _what(doc: dict[str, Any]) -> str:
         if k in d
     ]
     return " ".join(parts)
+
+
+def decision_words(detail: dict[str, Any]) -> str:
+    """A decision command's record in words: what was decided (or, refused, asked), and
+    whether it stops the experiment."""
+    d = detail.get("decision") or {}
+    words = str(d.get("decided") or f"arm {d.get('arm')!r}")
+    return words + (", and stop" if d.get("stop") else "")
+
+
+def latest_decision(trail: Trail) -> dict[str, Any] | None:
+    """The decision that stands: the last accepted ``decision`` command of the trail (its
+    words, the arm, whether it ships, who, why and when), or None while none was recorded."""
+    for doc in reversed(trail.records):
+        d = doc.get("detail") or {}
+        if doc.get("kind") == "command" and d.get("command") == "decision" and d.get("accepted"):
+            decision = d.get("decision") or {}
+            return {
+                "decided": decision_words(d),
+                "arm": decision.get("arm"),
+                "ship": decision.get("ship"),
+                "stop": bool(decision.get("stop")),
+                "actor": d.get("actor"),
+                "reason": d.get("reason"),
+                "at": doc.get("at"),
+            }
+    return None
 
 
 def render(trail: Trail) -> str:

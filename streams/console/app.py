@@ -44,16 +44,17 @@ from streams.client.commands import freeze_document, instant, send_command_async
 from streams.client.known import known
 from streams.client.stack_clock import stack_clock
 from streams.console import auth
+from streams.console.decision import DecisionRefused, decision_command, decision_stops
 from streams.console.feed import EstimatesFeed
 from streams.console.metrics import ConsoleMetrics, MeasureRequests
 from streams.console.views import TABS, experiment_view, experiments_view, finite
 from streams.errors import ServiceUnavailable
-from streams.worker.schemas import actor_refusal
+from streams.worker.schemas import REASON_CHARS, actor_refusal
 
-#: the lifecycle commands the console sends, each with its route
-#: the lifecycle commands the page shows as buttons; ACTIONS, every command it sends
+#: the lifecycle commands the page shows as buttons; ACTIONS, every command it sends, each
+#: with its route
 LIFECYCLE = ("pause", "resume", "stop")
-ACTIONS = (*LIFECYCLE, "freeze", "unfreeze")
+ACTIONS = (*LIFECYCLE, "freeze", "unfreeze", "decision", "comment")
 
 Send = Callable[..., Awaitable[dict[str, Any]]]
 
@@ -142,7 +143,11 @@ def _need(request: Request, action: str) -> auth.User:
     if user is None:
         raise _no_user(request)
     if not auth.may(user.role, action):
-        raise Refused(403, f"a {user.role} may not {action}: ask an operator or an admin")
+        who = {
+            "decide": "an analyst or an admin",
+            "comment": "an analyst, an operator or an admin",
+        }.get(action, "an operator or an admin")
+        raise Refused(403, f"a {user.role} may not {action}: ask {who}")
     return user
 
 
@@ -191,16 +196,33 @@ def api(fn: Callable[[Request], Awaitable[Any]]) -> Callable[[Request], Awaitabl
 async def act(request: Request, kind: str, exp_id: str, fields: dict[str, Any]) -> dict[str, Any]:
     """Send ``kind`` for ``exp_id`` through the commands topic as the signed-in user, with
     their reason; the controller's reply. Refusals in order: no session (401), no CSRF token
-    or a role that may not (403), no reason (422), an unknown experiment (404), a freeze's
-    times or an unfreeze's freeze that are missing or malformed (422, the CLI's sentences)."""
+    or a role that may not (403; a decision that stops the experiment needs both to decide
+    and to operate), no reason (a comment: no text) or one over REASON_CHARS (422), an
+    unknown experiment (404), a freeze's times, an unfreeze's freeze or a decision's arm that
+    are missing or malformed (422, the CLI's sentences)."""
     user = _user(request)
     if user is None:
         raise _no_user(request)
     _check_csrf(request, fields)
     _need(request, auth.NEEDS[kind])
-    reason = str(fields.get("reason") or "").strip()
+    if (
+        kind == "decision"
+        and _decided(decision_stops, fields)
+        and not auth.may(user.role, "operate")
+    ):
+        raise Refused(
+            403,
+            f"{'an' if user.role[0] in 'aeiou' else 'a'} {user.role} may not stop an "
+            "experiment: record the decision without stop, and ask an operator to stop it",
+        )
+    reason = str(fields.get("text" if kind == "comment" else "reason") or "").strip()
     if not reason:
+        if kind == "comment":
+            raise Refused(422, "a comment needs its text")
         raise Refused(422, f"a {kind} needs a reason: why, for the experiment's audit trail")
+    if len(reason) > REASON_CHARS:
+        what = "a comment" if kind == "comment" else "a reason"
+        raise Refused(422, f"{what} is at most {REASON_CHARS} characters, not {len(reason)}")
     c = _console(request)
     refusal = actor_refusal(user.name, c.settings.actors)
     if refusal is not None:
@@ -225,6 +247,8 @@ async def _command(
         if not freeze_id:
             raise Refused(422, "an unfreeze names its freeze: freeze_id")
         return {"freeze_id": freeze_id, "reason": reason}
+    if kind == "decision":
+        return _decided(lambda f: decision_command(exp_id, reason, f), fields)
     if kind != "freeze":
         return {"experiment": exp_id, "reason": reason}
     start = str(fields.get("start") or "now").strip()
@@ -244,6 +268,14 @@ async def _command(
         return {"freeze": freeze_document(t0, t1, [exp_id], reason)}
     except (CommandRefused, SpecError) as exc:
         raise Refused(422, str(exc).strip().splitlines()[0]) from None
+
+
+def _decided(read: Callable[[dict[str, Any]], Any], fields: dict[str, Any]) -> Any:
+    """``read(fields)`` (streams.console.decision), a field it refuses as 422."""
+    try:
+        return read(fields)
+    except DecisionRefused as exc:
+        raise Refused(422, str(exc)) from None
 
 
 def _action_route(kind: str) -> Route:
@@ -400,6 +432,8 @@ def _page(name: str, request: Request, ctx: dict[str, Any], status: int = 200) -
         "user": user,
         "csrf": _csrf(request),
         "may_operate": user is not None and auth.may(user.role, "operate"),
+        "may_decide": user is not None and auth.may(user.role, "decide"),
+        "may_comment": user is not None and auth.may(user.role, "comment"),
         "tabs": TABS,
         "actions": LIFECYCLE,
     }

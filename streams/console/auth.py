@@ -26,12 +26,13 @@ from controller.errors import ConfigurationError
 ROLES = ("viewer", "analyst", "operator", "admin")
 
 #: read: every page and GET; decide: record a decision (ship an arm, keep the control);
-#: operate: the lifecycle commands (pause, resume, stop, freeze, unfreeze) and a launch
+#: operate: the lifecycle commands (pause, resume, stop, freeze, unfreeze) and a launch;
+#: comment: a comment in the audit trail (whoever may act)
 ALLOWED: dict[str, frozenset[str]] = {
     "viewer": frozenset({"read"}),
-    "analyst": frozenset({"read", "decide"}),
-    "operator": frozenset({"read", "operate"}),
-    "admin": frozenset({"read", "decide", "operate"}),
+    "analyst": frozenset({"read", "decide", "comment"}),
+    "operator": frozenset({"read", "operate", "comment"}),
+    "admin": frozenset({"read", "decide", "operate", "comment"}),
 }
 
 #: what each command needs (``create``: a launch from the "New experiment" page)
@@ -43,6 +44,7 @@ NEEDS = {
     "unfreeze": "operate",
     "create": "operate",
     "decision": "decide",
+    "comment": "comment",
 }
 
 #: a user name is an actor's name (streams.worker.schemas.actor_error), without a host

@@ -31,7 +31,7 @@ from streams.client.estimates import (
     render_demand,
     render_verdict,
 )
-from streams.client.history import read_trail
+from streams.client.history import latest_decision, read_trail
 from streams.client.launch import schedule_preview
 from streams.console.feed import EstimatesFeed
 
@@ -174,8 +174,8 @@ async def experiment_view(
     settings: Settings, store: Store, feed: EstimatesFeed, exp_id: str, page: int = 1
 ) -> dict[str, Any]:
     """One experiment: its overview, latest verdict, the scorecard's latest estimates (each
-    metric's primary estimator, the decision metric first) and its audit history, newest
-    first, ``page`` by page. An unknown id raises UnknownExperiment."""
+    metric's primary estimator, the decision metric first), the decision that stands (the
+    trail's latest) and its audit history, newest first, ``page`` by page. An unknown id raises UnknownExperiment."""
     overview = await read_overview(store, exp_id)
     docs = await feed.docs(exp_id)
     verdict = latest_verdict(docs)
@@ -198,7 +198,7 @@ async def experiment_view(
     pages = max(1, math.ceil(len(records) / HISTORY_PAGE))
     page = min(max(1, page), pages)
     return {
-        "overview": overview | {"created_by": created_by},
+        "overview": overview | {"created_by": created_by, "decision": latest_decision(trail)},
         "verdict": verdict_view(verdict),
         "scorecard": scorecard,
         "looks": looks_view(docs),

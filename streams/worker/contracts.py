@@ -80,7 +80,8 @@ TOPICS: tuple[TopicContract, ...] = (
     ),
     TopicContract(
         "commands", Command, "experiment id (command id without one)", "operator CLI",
-        "controller", "Operator commands: create, pause, resume, stop, freeze, unfreeze.",
+        "controller",
+        "Operator commands: create, pause, resume, stop, freeze, unfreeze, decision, comment.",
     ),
     TopicContract(
         "command_replies", CommandReply, "command id", "controller", "operator CLI",

@@ -80,7 +80,8 @@ class CompetitorHandler:
 
 
 class CommandHandler:
-    """Operator commands: create/stop/pause/resume/freeze, each answered on the replies topic."""
+    """Operator commands: create/stop/pause/resume/freeze/unfreeze/decision/comment, each
+    answered on the replies topic."""
 
     def __init__(
         self,
@@ -186,6 +187,11 @@ class CommandHandler:
             assert cmd.freeze_id is not None  # the schema requires it
             return {"freeze": await f.unfreeze(cmd.freeze_id)}
         assert cmd.experiment is not None  # the schema requires it
+        if cmd.kind == CommandKind.COMMENT:
+            return await f.comment(cmd.experiment)
+        if cmd.kind == CommandKind.DECISION:
+            assert cmd.arm is not None and cmd.reason is not None  # the schema, the refusal
+            return await f.decide(cmd.experiment, cmd.arm, cmd.reason.strip(), stop=cmd.stop)
         kind = {
             CommandKind.STOP: Kind.STOP,
             CommandKind.PAUSE: Kind.PAUSE,
@@ -242,6 +248,8 @@ def command_refusal(cmd: Command, actors: str = "") -> str | None:
         return refusal
     kind = cmd.kind.value
     if reason_missing(kind, cmd.reason or (cmd.freeze or {}).get("reason")):
+        if cmd.kind is CommandKind.COMMENT:
+            return "a comment command needs its text (its reason: kept in the audit trail)"
         return f"a {kind} command needs a reason (kept in the experiment's audit trail)"
     return None
 
@@ -265,6 +273,10 @@ def trail_records(
         detail["refusal"] = reply.error
     elif reply.detail and reply.detail.get("already"):
         detail["already"] = reply.detail["already"]
+    if cmd.kind is CommandKind.DECISION:
+        # what was decided (accepted: the arm as the experiment names it), else what was asked
+        decided = (reply.detail or {}).get("decision") if reply.ok else None
+        detail["decision"] = decided or {"arm": cmd.arm, "stop": cmd.stop}
     if cmd.freeze_id or cmd.freeze:
         detail["freeze"] = cmd.freeze_id or (cmd.freeze or {}).get("id") or cmd.command_id
     targets: list[str] = []

@@ -29,6 +29,8 @@ from pydantic import (
 from core.units import UNITS_SCALE
 
 SCHEMA_VERSION: Literal[1] = 1
+#: the longest reason a command carries (a comment's text is its reason)
+REASON_CHARS = 500
 MAX_EVENT_BYTES = 64 * 1024
 # fullmatch: ``$`` alone would let a trailing newline through ("abc\n")
 _ID_RE = re.compile(r"[A-Za-z0-9_.:\-]{1,128}")
@@ -636,21 +638,36 @@ class CommandKind(StrEnum):
     RESUME = "resume"
     FREEZE = "freeze"
     UNFREEZE = "unfreeze"
+    #: a recorded decision: ship ``arm`` or keep the control, with a reason; with ``stop``
+    #: the experiment is stopped by the same command (controller.decision)
+    DECISION = "decision"
+    #: a comment on the experiment, kept in its audit trail: its text is the ``reason``
+    COMMENT = "comment"
 
 
 class Command(_Wire):
     """An operator's command. The controller answers each on the replies topic: ``ok`` with
     the state after it (``already`` when it found it so: the same command twice does it
-    once), or ``ok: false`` with one sentence (controller.lifecycle)."""
+    once), or ``ok: false`` with one sentence (controller.lifecycle).
 
+    v2: the ``decision`` command, with its ``arm`` and ``stop``, and the ``comment`` command,
+    whose text is its ``reason`` (a v1 reader knows neither).
+    A v1 command (``v: 1``) is read by the same rules: every v1 command is a valid v2 one."""
+
+    v: Literal[1, 2] = 2  # type: ignore[assignment]
     command_id: Ident
     kind: CommandKind
     experiment: Ident | None = None
     spec: dict[str, Any] | None = None
     freeze: dict[str, Any] | None = None
     freeze_id: Ident | None = None  # unfreeze: the freeze to cancel
-    reason: str | None = Field(default=None, max_length=500)
+    reason: str | None = Field(default=None, max_length=REASON_CHARS)
     backfill: bool = False  # create: a start before now begins in the period in force
+    #: decision: the arm to ship, by name, or ``control`` (the control arm, whatever its
+    #: name) to keep the control
+    arm: Ident | None = None
+    #: decision: stop the experiment too, in the same command
+    stop: bool = False
     #: who issued it (``--as``, PRICELAB_ACTOR, or the OS user at the host); the controller
     #: refuses a command without one, and writes it to the experiment's audit trail
     actor: Actor | None = None
@@ -663,7 +680,14 @@ class Command(_Wire):
         if self.kind == CommandKind.CREATE and self.spec is None:
             raise ValueError("a create command needs a spec")
         if (
-            self.kind in (CommandKind.STOP, CommandKind.PAUSE, CommandKind.RESUME)
+            self.kind
+            in (
+                CommandKind.STOP,
+                CommandKind.PAUSE,
+                CommandKind.RESUME,
+                CommandKind.DECISION,
+                CommandKind.COMMENT,
+            )
             and not self.experiment
         ):
             raise ValueError(f"a {self.kind.value} command needs an experiment")
@@ -671,6 +695,8 @@ class Command(_Wire):
             raise ValueError("a freeze command needs a freeze")
         if self.kind == CommandKind.UNFREEZE and not self.freeze_id:
             raise ValueError("an unfreeze command needs a freeze_id")
+        if self.kind == CommandKind.DECISION and not self.arm:
+            raise ValueError("a decision command needs an arm (or 'control')")
         return self
 
 

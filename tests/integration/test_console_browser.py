@@ -8,7 +8,10 @@ downloaded).
   reload (the page's marker survives; the look shown is the driver's);
 - a pause and a freeze made in the browser reach the commands topic with the signed-in user
   as their actor (``pricelab experiment history``);
-- a viewer has no pause button, and a forged POST from their session gets 403;
+- a decision recorded in the browser (by the admin: an analyst's permission) shows on the page
+  as the decision that stands and reaches the trail with its actor;
+- a viewer has no pause button and no decision form, and a forged POST from their session
+  gets 403;
 - on the "New experiment" page a bad spec shows the sentence the CLI prints for it, and a
   good one launched by an operator appears in the list, with them as its creator;
 - in the lab the console prints a one-time admin password that signs in;
@@ -104,6 +107,28 @@ def _sign_in(browser: Any, base: str, user: str, password: str, then: str) -> No
     browser.find_element(By.ID, "sign-in").click()
     _wait(browser, f"{then} after signing in", lambda b: b.current_url == f"{base}{then}")
     assert _text(browser, "#who") == user
+
+
+def _decide(browser: Any, base: str, exp_id: str, admin_password: str) -> None:
+    """The admin records a decision on the experiment page (keep the control, with a reason,
+    confirmed): the reply is shown, and the page's overview and history redraw with it."""
+    from selenium.webdriver.common.by import By
+
+    _sign_in(browser, base, "admin", admin_password, f"/experiments/{exp_id}")
+    _axe(browser, "the experiment page with the decision form")
+    assert _text(browser, "#decision") == "none recorded"
+    browser.find_element(By.ID, "decide-keep").click()
+    browser.find_element(By.ID, "decision-reason").send_keys("the promotion does not pay")
+    browser.find_element(By.ID, "decide-record").click()
+    _wait(browser, "the confirmation", lambda b: b.switch_to.alert).accept()
+    _wait(browser, "the decision's reply", lambda b: "decision of" in _text(b, "#reply"), 60)
+    assert _text(browser, "#reply").startswith(
+        f"decision of {exp_id} accepted, as admin: keep the control (arm 'control')"
+    )
+    _wait(browser, "the decision that stands",
+          lambda b: _text(b, "#decision").startswith("keep the control (arm 'control'), by admin"))  # fmt: skip
+    _wait(browser, "the decision in the history",
+          lambda b: "decision accepted" in _text(b, "#history"))  # fmt: skip
 
 
 AXE = Path(__file__).parent / "vendor" / "axe.min.js"
@@ -293,6 +318,7 @@ async def test_the_console_in_a_browser(stack: Any, tmp_path: Path, browser: Any
                   lambda b: _text(b, "#freezes tr[data-freeze] .now") == "in force")  # fmt: skip
 
         await asyncio.to_thread(freeze)
+        await asyncio.to_thread(_decide, browser, base, run.id, console.password or "")
 
         # a new experiment: a bad spec shows the CLI's sentence; a good one launched as olga
         start = run.spec.end + timedelta(days=30)
@@ -335,11 +361,20 @@ async def test_the_console_in_a_browser(stack: Any, tmp_path: Path, browser: Any
             if r.get("kind") == "command" and r["detail"].get("command") == "freeze"
         ]
         assert [(f["actor"], f["accepted"]) for f in freezes] == [("olga", True)], freezes
+        decisions = [
+            r["detail"]
+            for r in json.loads(history.stdout)["records"]
+            if r.get("kind") == "command" and r["detail"].get("command") == "decision"
+        ]
+        assert [
+            (d["actor"], d["accepted"], d["reason"], d["decision"]["arm"]) for d in decisions
+        ] == [("admin", True, "the promotion does not pay", "control")], decisions
 
         # a viewer: no act buttons; a forged POST with their own session and token is 403
         def viewer() -> None:
             _sign_in(browser, base, "vic", USERS["vic"][1], f"/experiments/{run.id}")
             assert browser.find_elements(By.ID, "pause") == []
+            assert browser.find_elements(By.ID, "decision-form") == []
             assert "paused" in _text(browser, "#state")
             forged = browser.execute_async_script(
                 """
@@ -348,11 +383,16 @@ async def test_the_console_in_a_browser(stack: Any, tmp_path: Path, browser: Any
                 const post = (headers) => fetch(arguments[0], {
                   method: 'POST', headers: Object.assign({'Content-Type': 'application/json'}, headers),
                   body: JSON.stringify({reason: 'forged'})}).then(r => r.status);
-                Promise.all([post({'X-CSRF-Token': token}), post({})]).then(done);
+                Promise.all([post({'X-CSRF-Token': token}), post({}),
+                             fetch(arguments[1], {method: 'POST', headers: {
+                               'Content-Type': 'application/json', 'X-CSRF-Token': token},
+                               body: JSON.stringify({arm: 'treatment', reason: 'forged'})})
+                             .then(r => r.status)]).then(done);
                 """,
                 f"/api/experiments/{run.id}/resume",
+                f"/api/experiments/{run.id}/decision",
             )
-            assert forged == [403, 403]
+            assert forged == [403, 403, 403]
 
         await asyncio.to_thread(viewer)
         history = await asyncio.to_thread(
@@ -360,7 +400,8 @@ async def test_the_console_in_a_browser(stack: Any, tmp_path: Path, browser: Any
         )
         kinds = [r["detail"].get("command") for r in json.loads(history.stdout)["records"]
                  if r.get("kind") == "command"]  # fmt: skip
-        assert "resume" not in kinds  # the viewer's POST never reached the topic
+        # the viewer's POSTs never reached the topic
+        assert "resume" not in kinds and kinds.count("decision") == 1
 
         # the one-time admin password signs in (JSON sign-in)
         req = urllib.request.Request(

@@ -191,6 +191,11 @@ def test_the_readme_walkthrough_runs_as_written(tmp_path: Path) -> None:
     assert trail.startswith("trail of walkthrough:"), trail
     assert "stop accepted" in trail and "reason: walkthrough done" in trail
     assert "resume REFUSED: experiment 'walkthrough' was stopped" in trail
+    # the decision recorded after the stop, with its words and reason
+    assert (
+        "decision accepted: keep the control (arm 'control'); reason: a walkthrough, not a "
+        "launch" in trail
+    ), trail
     assert re.search(r"^\S+\s+(started|flipped)\s+worker ", trail, re.M), trail
     # in the order things happened (the clock stood still through them): each command
     # before the decision it caused
