@@ -318,7 +318,6 @@ async def test_the_console_in_a_browser(stack: Any, tmp_path: Path, browser: Any
                   lambda b: _text(b, "#freezes tr[data-freeze] .now") == "in force")  # fmt: skip
 
         await asyncio.to_thread(freeze)
-        await asyncio.to_thread(_decide, browser, base, run.id, console.password or "")
 
         # a new experiment: a bad spec shows the CLI's sentence; a good one launched as olga
         start = run.spec.end + timedelta(days=30)
@@ -343,6 +342,8 @@ async def test_the_console_in_a_browser(stack: Any, tmp_path: Path, browser: Any
         creates = [r["detail"] for r in json.loads(history.stdout)["records"]
                    if r.get("kind") == "command" and r["detail"].get("command") == "create"]  # fmt: skip
         assert [(c["actor"], c["accepted"]) for c in creates] == [("olga", True)], creates
+        # a decision, by the admin (an analyst's permission; olga, an operator, has none)
+        await asyncio.to_thread(_decide, browser, base, run.id, console.password or "")
         history = await asyncio.to_thread(
             pricelab, settings, "experiment", "history", run.id, "--json"
         )
