@@ -61,6 +61,8 @@ class ExperimentState:
     published: int = 0
     created_ms: int = 0
     backfilled: int = 0
+    #: who sent its create command (None: not known, e.g. created before it was kept)
+    created_by: str | None = None
     #: what the decision in force was built with: the freezes laid over its messages, and
     #: the event it announced (a redo repeats both)
     decision_freezes: list[dict[str, Any]] = field(default_factory=list)
@@ -118,9 +120,17 @@ class ExperimentStore(RedisStore):
         self._specs: dict[str, ExperimentSpec] = {}
 
     async def create_experiment(
-        self, spec: ExperimentSpec, now: datetime, *, lease_ms: int = 30_000, chunk: int = 2000
+        self,
+        spec: ExperimentSpec,
+        now: datetime,
+        *,
+        lease_ms: int = 30_000,
+        chunk: int = 2000,
+        created_by: str | None = None,
     ) -> None:
         """Claim every product of ``spec`` and record it as running, or raise ConflictError.
+        ``created_by``: who sent the create command (kept with its state, so that a list of
+        experiments shows it without reading the audit trail).
 
         A product is in at most one running experiment: each chunk of claims is checked and
         written by one script, and of two creations racing for common products exactly one
@@ -167,7 +177,7 @@ class ExperimentStore(RedisStore):
                         )
             init = await self._script("create_init")(
                 keys=[f"{base}:spec", f"{base}:state"],
-                args=[fence, gen, spec.to_json(), to_ms(now), len(products)],
+                args=[fence, gen, spec.to_json(), to_ms(now), len(products), created_by or ""],
             )
             done = (
                 init == "ok"
@@ -293,6 +303,7 @@ class ExperimentStore(RedisStore):
             published=int(st.get("published", st.get("seq", 0))),
             created_ms=int(st.get("created_ms", 0)),
             backfilled=int(st.get("backfilled", 0)),
+            created_by=st.get("created_by") or None,
             decision_freezes=json.loads(st.get("dfreezes") or "[]"),
             decision_event=_event(st.get("devent")),
         )

@@ -45,7 +45,9 @@ from streams.client.known import known
 from streams.client.stack_clock import stack_clock
 from streams.console import auth
 from streams.console.feed import EstimatesFeed
+from streams.console.health import health_view
 from streams.console.metrics import ConsoleMetrics, MeasureRequests
+from streams.console.statuses import STATUS_KEY, StatusFeed
 from streams.console.views import TABS, experiment_view, experiments_view, finite
 from streams.errors import ServiceUnavailable
 from streams.worker.schemas import actor_refusal
@@ -61,7 +63,8 @@ Send = Callable[..., Awaitable[dict[str, Any]]]
 @dataclass
 class Console:
     """What the routes share: the settings, the users, the store, the estimates feed, and how
-    a command is sent (the client's ``send_command_async``)."""
+    a command is sent (the client's ``send_command_async``); the status changes' feed (None:
+    no live statuses) and the panel source the Health section reads (made on first use)."""
 
     settings: Settings
     users: auth.Users
@@ -69,6 +72,8 @@ class Console:
     feed: EstimatesFeed
     send: Send = send_command_async
     metrics: ConsoleMetrics = field(default_factory=ConsoleMetrics)
+    statuses: StatusFeed | None = None
+    panels: Any = None
 
 
 class Refused(Exception):
@@ -271,7 +276,7 @@ async def _experiments(request: Request) -> Any:
     _need(request, "read")
     c = _console(request)
     q = request.query_params
-    return await experiments_view(c.store, c.feed, q.get("status"), q.get("q"))
+    return await experiments_view(c.store, c.feed, q.get("status"), q.get("q"), c.settings)
 
 
 def _page_no(request: Request) -> int:
@@ -287,6 +292,31 @@ async def _experiment(request: Request) -> Any:
     return await experiment_view(
         c.settings, c.store, c.feed, request.path_params["exp_id"], _page_no(request)
     )
+
+
+async def _health_doc(request: Request) -> Any:
+    _need(request, "read")
+    c = _console(request)
+    if c.panels is None:  # one panel source for the console: a closed period is read once
+        from controller.panel_source import RedisPanelSource
+
+        c.panels = RedisPanelSource(c.store, await stack_clock(c.settings, c.store))
+    return await health_view(c.settings, c.store, c.feed, c.panels, request.path_params["exp_id"])
+
+
+async def _health_section(request: Request) -> Response:
+    """The Health section, drawn (the experiment page fetches it after it loads); a check
+    that cannot be read is the section's one sentence, never a broken page."""
+    if _user(request) is None:
+        r = _no_user(request)
+        return _page("error.html", request, {"error": r.message}, r.status)
+    exp_id = request.path_params["exp_id"]
+    try:
+        doc = await _health_doc(request)
+    except (Refused, PricelabError, OSError) as exc:
+        r = _refusal(exc)
+        return _page("health.html", request, {"exp_id": exp_id, "error": r.message}, r.status)
+    return _page("health.html", request, {"exp_id": exp_id, "health": doc})
 
 
 async def _session(request: Request) -> Any:
@@ -325,8 +355,9 @@ def _sign_in(request: Request, user: auth.User) -> None:
 
 async def _events(request: Request) -> Response:
     """Server-sent events: ``look`` each time new estimates of the experiment arrive (the
-    messages of one look come close together: they are sent as one event); without an
-    experiment (``/api/events``, the list page), of any experiment the console reads."""
+    messages of one look come close together: they are sent as one event), and ``status``
+    each time its controller announces a new state (paused, resumed, stopped, frozen ...);
+    without an experiment (``/api/events``, the list page), of any experiment."""
     try:
         _need(request, "read")
         c = _console(request)
@@ -340,7 +371,7 @@ async def _events(request: Request) -> Response:
     async def stream() -> AsyncIterator[str]:
         c.metrics.live_streams.inc()
         try:
-            async for event in _looks(c.feed, exp_id):
+            async for event in _looks(c.feed, exp_id, c.statuses):
                 yield event
         finally:
             c.metrics.live_streams.dec()
@@ -350,10 +381,20 @@ async def _events(request: Request) -> Response:
     )
 
 
-async def _looks(feed: EstimatesFeed, exp_id: str | None) -> AsyncIterator[str]:
-    """The event stream of one experiment's looks, or of every experiment's (None); a
-    comment every 15 s keeps it open."""
-    async with feed.listen(exp_id) if exp_id is not None else feed.listen_any() as q:
+async def _looks(
+    feed: EstimatesFeed, exp_id: str | None, statuses: StatusFeed | None = None
+) -> AsyncIterator[str]:
+    """The event stream of one experiment's looks and status changes, or of every
+    experiment's (None); a comment every 15 s keeps it open."""
+    async with contextlib.AsyncExitStack() as stack:
+        q = await stack.enter_async_context(
+            feed.listen(exp_id) if exp_id is not None else feed.listen_any()
+        )
+        if statuses is not None:
+            await stack.enter_async_context(statuses.listen(q, exp_id))
+            # the reader stands at the topic's end: no change after this is missed
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(statuses.ready.wait(), 10)
         yield ": live\n\n"
         while True:
             try:
@@ -361,15 +402,24 @@ async def _looks(feed: EstimatesFeed, exp_id: str | None) -> AsyncIterator[str]:
             except TimeoutError:
                 yield ": keep-alive\n\n"
                 continue
+            if STATUS_KEY in doc:
+                yield f"event: status\ndata: {json.dumps(doc[STATUS_KEY])}\n\n"
+                continue
             await asyncio.sleep(0.2)  # the rest of the look's messages
-            n = 1
+            n, changes = 1, []
             while not q.empty():
-                doc = q.get_nowait()
+                more = q.get_nowait()
+                if STATUS_KEY in more:
+                    changes.append(more[STATUS_KEY])
+                    continue
+                doc = more
                 n += 1
             data = json.dumps(
                 {"experiment": doc.get("experiment"), "as_of": doc.get("as_of"), "messages": n}
             )
             yield f"event: look\ndata: {data}\n\n"
+            for change in changes:
+                yield f"event: status\ndata: {json.dumps(change)}\n\n"
 
 
 async def _metrics(request: Request) -> Response:
@@ -480,6 +530,8 @@ def build_app(console: Console, lifespan_close: bool = True) -> Starlette:
         finally:
             if lifespan_close:
                 await console.feed.close()
+                if console.statuses is not None:
+                    await console.statuses.close()
                 await console.store.redis.aclose()
 
     routes = [
@@ -494,12 +546,14 @@ def build_app(console: Console, lifespan_close: bool = True) -> Starlette:
         Route("/api/experiments", api(_experiments)),
         Route("/api/experiments/{exp_id}", api(_experiment)),
         Route("/api/experiments/{exp_id}/events", _events),
+        Route("/api/experiments/{exp_id}/health", api(_health_doc)),
         Route("/api/events", _events),
         *(_action_route(k) for k in ACTIONS),
         Route("/", _home),
         Route("/experiments", page("experiments.html", _experiments)),
         Route("/experiments/{exp_id}", page("experiment.html", _experiment)),
         Route("/experiments/{exp_id}/results", page("live.html", _experiment)),
+        Route("/experiments/{exp_id}/health", _health_section),
         Mount("/static", StaticFiles(directory=str(files("streams.console") / "static"))),
     ]
     app = Starlette(
@@ -524,5 +578,9 @@ def build_app(console: Console, lifespan_close: bool = True) -> Starlette:
 def make_console(settings: Settings, users: auth.Users) -> Console:
     """A console over a fresh Redis client and estimates feed (inside the event loop)."""
     return Console(
-        settings, users, Store(make_redis(settings), settings.key_prefix), EstimatesFeed(settings)
+        settings,
+        users,
+        Store(make_redis(settings), settings.key_prefix),
+        EstimatesFeed(settings),
+        statuses=StatusFeed(settings),
     )
