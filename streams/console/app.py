@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import json
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from importlib.resources import files
@@ -383,7 +383,7 @@ async def _events(request: Request) -> Response:
 
 async def _looks(
     feed: EstimatesFeed, exp_id: str | None, statuses: StatusFeed | None = None
-) -> AsyncIterator[str]:
+) -> AsyncGenerator[str, None]:
     """The event stream of one experiment's looks and status changes, or of every
     experiment's (None); a comment every 15 s keeps it open."""
     async with contextlib.AsyncExitStack() as stack:
