@@ -315,6 +315,16 @@ def panel_figures(df: pd.DataFrame, spec: ExperimentSpec) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- reading
+async def panel_source(settings: Any, store: Any) -> Any:
+    """The panel source the checks read (the analysis worker's ``RedisPanelSource``, without
+    its lateness: it reads and never compacts), on the stack's clock; keep it between calls,
+    so that a compacted period is read once."""
+    from controller.panel_source import RedisPanelSource
+    from streams.client.stack_clock import stack_clock
+
+    return RedisPanelSource(store, await stack_clock(settings, store))
+
+
 async def read_dead_letters(settings: Any, idle: float) -> dict[str, int]:
     """The dead letters on the topic by reason (``pricelab dead-letters``' reader)."""
     from streams.client.dead_letters import by_reason, read_letters

@@ -41,6 +41,7 @@ from controller.settings import Settings
 from controller.store import Store, make_redis
 from core.errors import PricelabError
 from streams.client.commands import freeze_document, instant, send_command_async
+from streams.client.health import panel_source
 from streams.client.known import known
 from streams.client.stack_clock import stack_clock
 from streams.console import auth
@@ -298,9 +299,7 @@ async def _health_doc(request: Request) -> Any:
     _need(request, "read")
     c = _console(request)
     if c.panels is None:  # one panel source for the console: a closed period is read once
-        from controller.panel_source import RedisPanelSource
-
-        c.panels = RedisPanelSource(c.store, await stack_clock(c.settings, c.store))
+        c.panels = await panel_source(c.settings, c.store)
     return await health_view(c.settings, c.store, c.feed, c.panels, request.path_params["exp_id"])
 
 
