@@ -222,9 +222,9 @@ def read_experiments(settings: Settings) -> list[dict[str, Any]]:
 
 def _overview(s: ExperimentState) -> dict[str, Any]:
     """:func:`_summary` and what a list of experiments shows beside it: the arms, the period
-    count, the calendar and the period's length, the decision metric (analysis.verdict's rule), who created it (as
-    kept with its state; None for an experiment created before it was kept) and the
-    boundaries its controller caught up late (missed flips)."""
+    count, the calendar and the period's length, the decision metric (analysis.verdict's
+    rule), who created it (as kept with its state; None for an experiment created before it
+    was kept) and the boundaries its controller caught up late (missed flips)."""
     from analysis.verdict import decision_metric
     from controller.periods import n_periods
 
