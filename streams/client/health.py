@@ -339,11 +339,12 @@ async def read_health(
     exp_id: str,
     estimates: Sequence[Mapping[str, Any]],
     trail: Sequence[Mapping[str, Any]],
+    letters: Mapping[str, int],
 ) -> dict[str, Any]:
-    """The six checks of ``exp_id`` (see the module), worst flag first as ``flag``.
-    ``panels``: a ``controller.panel_source.RedisPanelSource`` over ``store`` (kept between
-    calls: a compacted period is read once); ``estimates``: the experiment's estimate messages
-    read so far; ``trail``: its audit trail's records."""
+    """The six checks of ``exp_id`` (see the module), and the worst flag as ``flag``.
+    ``panels``: :func:`panel_source` (kept between calls: a compacted period is read once);
+    ``estimates``: the experiment's estimate messages read so far; ``trail``: its audit
+    trail's records; ``letters``: the dead letters by reason (:func:`read_dead_letters`)."""
     from controller.periods import period_index
     from streams.client.known import known
     from streams.client.stack_clock import stack_clock
@@ -357,7 +358,6 @@ async def read_health(
     figures = panel_figures(await panels.panel(exp_id, now), spec)
     totals = await store.totals(exp_id)
     events = {k.removeprefix("events:"): v for k, v in totals.items() if k.startswith("events:")}
-    letters = await read_dead_letters(settings, settings.console.estimates_idle)
     srm = figures["srm"]
     look = last_look(estimates)
     as_of = datetime.fromisoformat(look) if look else None

@@ -41,12 +41,11 @@ from controller.settings import Settings
 from controller.store import Store, make_redis
 from core.errors import PricelabError
 from streams.client.commands import freeze_document, instant, send_command_async
-from streams.client.health import panel_source
 from streams.client.known import known
 from streams.client.stack_clock import stack_clock
 from streams.console import auth
 from streams.console.feed import EstimatesFeed
-from streams.console.health import health_view
+from streams.console.health import HealthReads, health_view
 from streams.console.metrics import ConsoleMetrics, MeasureRequests
 from streams.console.statuses import STATUS_KEY, StatusFeed
 from streams.console.views import TABS, experiment_view, experiments_view, finite
@@ -65,7 +64,7 @@ Send = Callable[..., Awaitable[dict[str, Any]]]
 class Console:
     """What the routes share: the settings, the users, the store, the estimates feed, and how
     a command is sent (the client's ``send_command_async``); the status changes' feed (None:
-    no live statuses) and the panel source the Health section reads (made on first use)."""
+    no live statuses) and what the Health section keeps between fetches."""
 
     settings: Settings
     users: auth.Users
@@ -74,7 +73,7 @@ class Console:
     send: Send = send_command_async
     metrics: ConsoleMetrics = field(default_factory=ConsoleMetrics)
     statuses: StatusFeed | None = None
-    panels: Any = None
+    health: HealthReads = field(default_factory=HealthReads)
 
 
 class Refused(Exception):
@@ -298,9 +297,7 @@ async def _experiment(request: Request) -> Any:
 async def _health_doc(request: Request) -> Any:
     _need(request, "read")
     c = _console(request)
-    if c.panels is None:  # one panel source for the console: a closed period is read once
-        c.panels = await panel_source(c.settings, c.store)
-    return await health_view(c.settings, c.store, c.feed, c.panels, request.path_params["exp_id"])
+    return await health_view(c.settings, c.store, c.feed, c.health, request.path_params["exp_id"])
 
 
 async def _health_section(request: Request) -> Response:

@@ -25,6 +25,7 @@ from streams.client.events import status_of
 from streams.client.history import Trail
 from streams.console import auth
 from streams.console.app import Console, _looks, build_app
+from streams.console.health import HealthReads
 from streams.console.statuses import StatusFeed
 
 START = datetime(2026, 6, 1, tzinfo=UTC)
@@ -151,7 +152,7 @@ def client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClie
     monkeypatch.setattr("streams.console.views.read_trail", trail)
     monkeypatch.setattr("streams.console.views.read_freezes", lambda settings, exp_id: [])
     monkeypatch.setattr("streams.console.views.read_experiment", experiment)
-    monkeypatch.setattr("streams.client.health.read_dead_letters", letters)
+    monkeypatch.setattr("streams.console.health.read_dead_letters", letters)
     users = tmp_path / "users"
     users.write_text(auth.hash_line("vic", "viewer", "v-pass") + "\n")
     console = Console(
@@ -159,7 +160,7 @@ def client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClie
         auth.Users.load(users),
         _Store([_state("shoes", 3, "olga"), _state("hats", 3, None, missed=1)]),  # type: ignore[arg-type]
         _Feed({"shoes": [_look(NOW - timedelta(minutes=30))]}),  # type: ignore[arg-type]
-        panels=_Panels(),
+        health=HealthReads(panels=_Panels()),
     )
     with TestClient(build_app(console)) as c:
         yield c
@@ -293,3 +294,24 @@ async def test_the_live_stream_sends_a_status_event(exp_id: str | None) -> None:
     assert (got["experiment"], got["state"]) == ("shoes", "paused")
     await events.aclose()
     assert statuses._listeners == {}  # the stream's queue is let go
+
+
+async def test_the_dead_letters_are_read_once_for_the_fetches_that_ask_together() -> None:
+    """Every open page fetches its health after each look: the topic is read once for the
+    fetches that wait together, its counts kept for the TTL, and read again after it."""
+    reads: list[int] = []
+    gate = asyncio.Event()
+
+    async def read() -> dict[str, int]:
+        reads.append(1)
+        await gate.wait()
+        return {"late": len(reads)}
+
+    kept = HealthReads()
+    waiting = [asyncio.ensure_future(kept.letters(read)) for _ in range(5)]
+    await asyncio.sleep(0)  # let each fetch ask (a scheduling turn, not a wait on time)
+    gate.set()
+    assert [await w for w in waiting] == [{"late": 1}] * 5
+    assert await kept.letters(read) == {"late": 1} and len(reads) == 1  # within the TTL
+    kept.ttl = 0.0
+    assert await kept.letters(read) == {"late": 2}
