@@ -478,9 +478,11 @@ class Flipper:
             await self.sink.publish_event(exp_id, announced[0], now, announced[1] | by)
 
     # ------------------------------------------------------------------ operator commands
-    async def create(self, spec: ExperimentSpec, *, backfill: bool = False) -> Reply:
+    async def create(
+        self, spec: ExperimentSpec, *, backfill: bool = False, actor: str | None = None
+    ) -> Reply:
         """Create an experiment (claim its products); refused if it starts before now
-        without ``backfill``, or has ended."""
+        without ``backfill``, or has ended. ``actor``: who sent the command, kept with it."""
         # refused before anything is stored or published (guardrails on more than two arms,
         # which nothing would check yet)
         spec.check_live()
@@ -498,7 +500,9 @@ class Flipper:
             lifecycle.check_create(spec.id, spec.start, spec.end, now, backfill)
             # its place in the trail before another worker can see it (and start it)
             order = await self.store.next_trail()
-            await self.store.create_experiment(spec, now, lease_ms=self._lease_ms)
+            await self.store.create_experiment(
+                spec, now, lease_ms=self._lease_ms, created_by=actor
+            )
             await self.sink.publish_event(
                 spec.id,
                 "created",

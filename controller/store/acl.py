@@ -217,14 +217,15 @@ ROLES: tuple[Role, ...] = (
 #: roles whose user ``pricelab acl`` prints only when their password is set
 OPTIONAL_ROLES: tuple[Role, ...] = (
     # the web console (streams/console): the experiments, their specs and states, and what
-    # is laid over them (the freezes, cancelled ones too); no panel, no write (it acts
+    # is laid over them (the freezes, cancelled ones too); the panel and the sales totals,
+    # read as the operator's report reads them (its health section); no write (it acts
     # through the commands topic)
     Role(
         "console",
         "PRICELAB_ACL_PASSWORD_CONSOLE",
         scripts=(),
-        read_only_scripts=(),
-        direct=(*_COMMON, ("HGETALL", ("cancelled_freezes",))),
+        read_only_scripts=("hscan_text",),
+        direct=(*_COMMON, *_PANEL, ("HGETALL", ("cancelled_freezes", "totals"))),
         transactions=False,
     ),
 )

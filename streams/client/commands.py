@@ -222,7 +222,10 @@ def read_experiments(settings: Settings) -> list[dict[str, Any]]:
 
 def _overview(s: ExperimentState) -> dict[str, Any]:
     """:func:`_summary` and what a list of experiments shows beside it: the arms, the period
-    count, the calendar, the decision metric (analysis.verdict's rule) and the control arm."""
+    count, the calendar and the period's length, the decision metric (analysis.verdict's
+    rule), the control arm, who created it (as kept with its state; None for an experiment
+    created before it was kept) and the boundaries its controller caught up late (missed
+    flips)."""
     from analysis.verdict import decision_metric
     from controller.periods import n_periods
 
@@ -240,6 +243,9 @@ def _overview(s: ExperimentState) -> dict[str, Any]:
         "end": spec.end.isoformat(),
         "decision_metric": metric,
         "created_ms": s.created_ms,
+        "created_by": s.created_by,
+        "missed_flips": s.missed_flips,
+        "period_seconds": spec.period.total_seconds(),
     }
 
 

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import json
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from importlib.resources import files
@@ -46,7 +46,9 @@ from streams.client.stack_clock import stack_clock
 from streams.console import auth
 from streams.console.decision import DecisionRefused, decision_command, decision_stops
 from streams.console.feed import EstimatesFeed
+from streams.console.health import HealthReads, health_view
 from streams.console.metrics import ConsoleMetrics, MeasureRequests
+from streams.console.statuses import STATUS_KEY, StatusFeed
 from streams.console.views import TABS, experiment_view, experiments_view, finite
 from streams.errors import ServiceUnavailable
 from streams.worker.schemas import REASON_CHARS, actor_refusal
@@ -62,7 +64,8 @@ Send = Callable[..., Awaitable[dict[str, Any]]]
 @dataclass
 class Console:
     """What the routes share: the settings, the users, the store, the estimates feed, and how
-    a command is sent (the client's ``send_command_async``)."""
+    a command is sent (the client's ``send_command_async``); the status changes' feed (None:
+    no live statuses) and what the Health section keeps between fetches."""
 
     settings: Settings
     users: auth.Users
@@ -70,6 +73,8 @@ class Console:
     feed: EstimatesFeed
     send: Send = send_command_async
     metrics: ConsoleMetrics = field(default_factory=ConsoleMetrics)
+    statuses: StatusFeed | None = None
+    health: HealthReads = field(default_factory=HealthReads)
 
 
 class Refused(Exception):
@@ -303,7 +308,7 @@ async def _experiments(request: Request) -> Any:
     _need(request, "read")
     c = _console(request)
     q = request.query_params
-    return await experiments_view(c.store, c.feed, q.get("status"), q.get("q"))
+    return await experiments_view(c.store, c.feed, q.get("status"), q.get("q"), c.settings)
 
 
 def _page_no(request: Request) -> int:
@@ -319,6 +324,27 @@ async def _experiment(request: Request) -> Any:
     return await experiment_view(
         c.settings, c.store, c.feed, request.path_params["exp_id"], _page_no(request)
     )
+
+
+async def _health_doc(request: Request) -> Any:
+    _need(request, "read")
+    c = _console(request)
+    return await health_view(c.settings, c.store, c.feed, c.health, request.path_params["exp_id"])
+
+
+async def _health_section(request: Request) -> Response:
+    """The Health section, drawn (the experiment page fetches it after it loads); a check
+    that cannot be read is the section's one sentence, never a broken page."""
+    if _user(request) is None:
+        r = _no_user(request)
+        return _page("error.html", request, {"error": r.message}, r.status)
+    exp_id = request.path_params["exp_id"]
+    try:
+        doc = await _health_doc(request)
+    except (Refused, PricelabError, OSError) as exc:
+        r = _refusal(exc)
+        return _page("health.html", request, {"exp_id": exp_id, "error": r.message}, r.status)
+    return _page("health.html", request, {"exp_id": exp_id, "health": doc})
 
 
 async def _session(request: Request) -> Any:
@@ -357,8 +383,9 @@ def _sign_in(request: Request, user: auth.User) -> None:
 
 async def _events(request: Request) -> Response:
     """Server-sent events: ``look`` each time new estimates of the experiment arrive (the
-    messages of one look come close together: they are sent as one event); without an
-    experiment (``/api/events``, the list page), of any experiment the console reads."""
+    messages of one look come close together: they are sent as one event), and ``status``
+    each time its controller announces a new state (paused, resumed, stopped, frozen ...);
+    without an experiment (``/api/events``, the list page), of any experiment."""
     try:
         _need(request, "read")
         c = _console(request)
@@ -372,7 +399,7 @@ async def _events(request: Request) -> Response:
     async def stream() -> AsyncIterator[str]:
         c.metrics.live_streams.inc()
         try:
-            async for event in _looks(c.feed, exp_id):
+            async for event in _looks(c.feed, exp_id, c.statuses):
                 yield event
         finally:
             c.metrics.live_streams.dec()
@@ -382,10 +409,20 @@ async def _events(request: Request) -> Response:
     )
 
 
-async def _looks(feed: EstimatesFeed, exp_id: str | None) -> AsyncIterator[str]:
-    """The event stream of one experiment's looks, or of every experiment's (None); a
-    comment every 15 s keeps it open."""
-    async with feed.listen(exp_id) if exp_id is not None else feed.listen_any() as q:
+async def _looks(
+    feed: EstimatesFeed, exp_id: str | None, statuses: StatusFeed | None = None
+) -> AsyncGenerator[str, None]:
+    """The event stream of one experiment's looks and status changes, or of every
+    experiment's (None); a comment every 15 s keeps it open."""
+    async with contextlib.AsyncExitStack() as stack:
+        q = await stack.enter_async_context(
+            feed.listen(exp_id) if exp_id is not None else feed.listen_any()
+        )
+        if statuses is not None:
+            await stack.enter_async_context(statuses.listen(q, exp_id))
+            # the reader stands at the topic's end: no change after this is missed
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(statuses.ready.wait(), 10)
         yield ": live\n\n"
         while True:
             try:
@@ -393,15 +430,24 @@ async def _looks(feed: EstimatesFeed, exp_id: str | None) -> AsyncIterator[str]:
             except TimeoutError:
                 yield ": keep-alive\n\n"
                 continue
+            if STATUS_KEY in doc:
+                yield f"event: status\ndata: {json.dumps(doc[STATUS_KEY])}\n\n"
+                continue
             await asyncio.sleep(0.2)  # the rest of the look's messages
-            n = 1
+            n, changes = 1, []
             while not q.empty():
-                doc = q.get_nowait()
+                more = q.get_nowait()
+                if STATUS_KEY in more:
+                    changes.append(more[STATUS_KEY])
+                    continue
+                doc = more
                 n += 1
             data = json.dumps(
                 {"experiment": doc.get("experiment"), "as_of": doc.get("as_of"), "messages": n}
             )
             yield f"event: look\ndata: {data}\n\n"
+            for change in changes:
+                yield f"event: status\ndata: {json.dumps(change)}\n\n"
 
 
 async def _metrics(request: Request) -> Response:
@@ -518,6 +564,8 @@ def build_app(
         finally:
             if lifespan_close:
                 await console.feed.close()
+                if console.statuses is not None:
+                    await console.statuses.close()
                 await console.store.redis.aclose()
 
     routes = [
@@ -533,12 +581,14 @@ def build_app(
         Route("/api/experiments", api(_experiments)),
         Route("/api/experiments/{exp_id}", api(_experiment)),
         Route("/api/experiments/{exp_id}/events", _events),
+        Route("/api/experiments/{exp_id}/health", api(_health_doc)),
         Route("/api/events", _events),
         *(_action_route(k) for k in ACTIONS),
         Route("/", _home),
         Route("/experiments", page("experiments.html", _experiments)),
         Route("/experiments/{exp_id}", page("experiment.html", _experiment)),
         Route("/experiments/{exp_id}/results", page("live.html", _experiment)),
+        Route("/experiments/{exp_id}/health", _health_section),
         Mount("/static", StaticFiles(directory=str(files("streams.console") / "static"))),
     ]
     app = Starlette(
@@ -563,5 +613,9 @@ def build_app(
 def make_console(settings: Settings, users: auth.Users) -> Console:
     """A console over a fresh Redis client and estimates feed (inside the event loop)."""
     return Console(
-        settings, users, Store(make_redis(settings), settings.key_prefix), EstimatesFeed(settings)
+        settings,
+        users,
+        Store(make_redis(settings), settings.key_prefix),
+        EstimatesFeed(settings),
+        statuses=StatusFeed(settings),
     )

@@ -31,8 +31,10 @@ from streams.client.estimates import (
     render_demand,
     render_verdict,
 )
+from streams.client.health import last_look, list_flags
 from streams.client.history import latest_decision, read_trail
 from streams.client.launch import schedule_preview
+from streams.client.stack_clock import stack_clock
 from streams.console.feed import EstimatesFeed
 
 #: the status tabs of the experiments list, in order (``all``: no filter)
@@ -138,10 +140,16 @@ def _matches(row: dict[str, Any], q: str) -> bool:
 
 
 async def experiments_view(
-    store: Store, feed: EstimatesFeed, status: str | None = None, q: str | None = None
+    store: Store,
+    feed: EstimatesFeed,
+    status: str | None = None,
+    q: str | None = None,
+    settings: Settings | None = None,
 ) -> dict[str, Any]:
     """Every experiment (``status``: of that state; ``q``: whose id, design or an arm name
-    holds it), each with its latest verdict; and how many each tab holds."""
+    holds it), each with its latest verdict and (given the ``settings``) the health flags
+    that need no panel read (streams.client.health.list_flags); and how many each tab
+    holds."""
     rows = await read_overviews(store)
     counts = {tab: 0 for tab in TABS}
     for row in rows:
@@ -154,8 +162,11 @@ async def experiments_view(
         if (not status or status == "all" or r["state"] == status) and (not q or _matches(r, q))
     ]
     docs = await feed.many([r["id"] for r in shown])
+    now = (await stack_clock(settings, store)).now() if settings is not None else None
     for row in shown:
         row["verdict"] = verdict_view(latest_verdict(docs[row["id"]]))
+        if settings is not None and now is not None:
+            row["health"] = list_flags(row, last_look(docs[row["id"]]), now, settings)
     return {"experiments": shown, "counts": counts, "status": status or "all", "q": q or ""}
 
 
@@ -198,7 +209,11 @@ async def experiment_view(
     pages = max(1, math.ceil(len(records) / HISTORY_PAGE))
     page = min(max(1, page), pages)
     return {
-        "overview": overview | {"created_by": created_by, "decision": latest_decision(trail)},
+        "overview": overview
+        | {
+            "created_by": overview.get("created_by") or created_by,
+            "decision": latest_decision(trail),
+        },
         "verdict": verdict_view(verdict),
         "scorecard": scorecard,
         "looks": looks_view(docs),

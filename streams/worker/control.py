@@ -179,7 +179,7 @@ class CommandHandler:
         f = self.flipper
         if cmd.kind == CommandKind.CREATE:
             spec = load_spec(cmd.spec or {})
-            reply = await f.create(spec, backfill=cmd.backfill)
+            reply = await f.create(spec, backfill=cmd.backfill, actor=cmd.actor)
             return reply.detail() | {"products": len(spec.all_products())}
         if cmd.kind == CommandKind.FREEZE:
             return {"freeze": await f.freeze(cmd.command_id, cmd.freeze or {})}

@@ -50,6 +50,7 @@ def _api(settings: Settings) -> dict[str, Any]:
             "list": client.get("/api/experiments").json(),
             "one": client.get("/api/experiments/acl-exp").json(),
             "typo": client.get("/api/experiments/acl-ex"),
+            "health": client.get("/api/experiments/acl-exp/health"),
         }
         return out
 
@@ -103,9 +104,15 @@ async def test_the_console_reads_as_its_own_redis_user_and_writes_nothing(
                 await _refused(store.set_status(spec.id, "stopped"), "console status"),
             ]
             assert all(refusals)
-            # nor does it read the panel: the operator's panel export is not the console's
+            # its Health section reads the panel and the sales totals, as the operator's
+            # report does: read, never written
+            health = got["health"]
+            assert health.status_code == 200, health.text
+            assert len(health.json()["checks"]) == 6
             sums = keys.pattern(p, "sums").replace("*", spec.id, 1).replace("*", "0")
-            assert await _refused(c_redis.get(sums), "console panel read")
+            await c_redis.get(sums)  # allowed (NOPERM would raise)
+            assert await _refused(c_redis.set(sums, b"x"), "console panel write")
+            assert await _refused(c_redis.hincrby(f"{e}:totals", "events:ok", 1), "totals")
         finally:
             await c_redis.aclose()
             await driver.aclose()

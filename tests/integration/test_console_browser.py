@@ -10,6 +10,10 @@ downloaded).
   as their actor (``pricelab experiment history``);
 - a decision recorded in the browser (by the admin: an analyst's permission) shows on the page
   as the decision that stands and reaches the trail with its actor;
+- the experiment page's Health section shows its six checks, each flag written as a word;
+  the list shows who created the experiment and its health flags, and a pause made on the
+  page reaches the open list's status without a reload (the experiment-events topic's
+  ``status`` event);
 - a viewer has no pause button and no decision form, and a forged POST from their session
   gets 403;
 - on the "New experiment" page a bad spec shows the sentence the CLI prints for it, and a
@@ -199,6 +203,50 @@ def _new_experiment(browser: Any, base: str, tmp: Path, bad: Path, cli_says: str
     _wait(browser, "the launched experiment in the list",
           lambda b: _text(b, f'tr[data-id="{exp_id}"] .state') == "created")  # fmt: skip
     return str(exp_id)
+#: the Health section's checks, in order (streams.client.health)
+HEALTH_CHECKS = ["sample_ratio", "sales", "dead_letters", "flips", "freshness", "balance"]
+
+
+def _health_and_list(browser: Any, marker: dict[str, Any], exp_id: str) -> None:
+    """Before the pause: the page's Health section drawn (each flag a word, each check a
+    sentence; the lockstep controller flips on time); on the open list, who created the
+    experiment, its health flags, and a listener that notes the live ``status`` event."""
+    from selenium.webdriver.common.by import By
+
+    from streams.client.commands import default_actor
+
+    rows = "#health-checks tr[data-check]"
+    _wait(browser, "the health checks",
+          lambda b: len(b.find_elements(By.CSS_SELECTOR, rows)) == 6, 60)  # fmt: skip
+    checks = {}
+    for row in browser.find_elements(By.CSS_SELECTOR, rows):
+        flag = row.get_attribute("data-flag")
+        assert flag in ("ok", "warn", "problem"), flag
+        assert row.find_element(By.CSS_SELECTOR, ".flag-word").text == flag.upper()
+        assert row.find_element(By.CSS_SELECTOR, ".sentence").text.strip()
+        checks[row.get_attribute("data-check")] = flag
+    assert list(checks) == HEALTH_CHECKS
+    assert checks["flips"] == "ok", _text(browser, '#health tr[data-check="flips"]')
+    assert _text(browser, "#health-flag").startswith("Overall: ")
+    browser.switch_to.window(marker["list"])
+    row = f'tr[data-id="{exp_id}"]'
+    assert _text(browser, f"{row} .created-by") == default_actor()  # the driver's create
+    assert _text(browser, f"{row} .health-cell").split()[0] in ("OK", "WARN", "PROBLEM")
+    browser.execute_script(
+        "document.body.addEventListener('status', function () { window.sawStatus = 'yes'; });"
+    )
+    browser.switch_to.window(marker["page"])
+
+
+def _list_follows_the_pause(browser: Any, marker: dict[str, Any], exp_id: str) -> None:
+    """After the pause: the open list shows it paused, without a reload, on the live
+    ``status`` event."""
+    browser.switch_to.window(marker["list"])
+    _wait(browser, "the list's status paused without a reload",
+          lambda b: _text(b, f'tr[data-id="{exp_id}"] .state') == "paused")  # fmt: skip
+    assert browser.execute_script("return window.stillThisPage") == "yes"
+    assert browser.execute_script("return window.sawStatus") == "yes"
+    browser.switch_to.window(marker["page"])
 
 
 async def test_the_console_in_a_browser(stack: Any, tmp_path: Path, browser: Any) -> None:
@@ -290,6 +338,7 @@ async def test_the_console_in_a_browser(stack: Any, tmp_path: Path, browser: Any
 
         # a pause from the browser: the reply shown, the command on the topic as olga
         def pause() -> None:
+            _health_and_list(browser, marker, run.id)
             _shot(browser, tmp_path, "console-experiment.png")
             _axe(browser, "the experiment page")
             # the design section's schedule preview: a row a period
@@ -303,6 +352,7 @@ async def test_the_console_in_a_browser(stack: Any, tmp_path: Path, browser: Any
             # the page redraws its live parts (no reload): the status is paused
             _wait(browser, "the status paused", lambda b: _text(b, "#state") == "paused")
             assert browser.execute_script("return window.stillThisPage") == "yes"
+            _list_follows_the_pause(browser, marker, run.id)
 
         await asyncio.to_thread(pause)
 

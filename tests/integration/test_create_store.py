@@ -76,6 +76,20 @@ async def test_an_overlap_says_the_holders_state_and_how_many_products_overlap(s
         await redis.aclose()
 
 
+async def test_who_created_it_is_kept_with_its_state(settings) -> None:
+    """The create command's actor is kept with the experiment (the console's list reads it
+    from the state, not from the audit trail); one created without it has none."""
+    redis = _redis(settings)
+    store = Store(redis, settings.key_prefix)
+    try:
+        await store.create_experiment(_spec("made-by", ["M1", "M2"]), T0, created_by="olga")
+        await store.create_experiment(_spec("made-anon", ["M3"]), T0)
+        assert (await store.get_experiment("made-by")).created_by == "olga"
+        assert (await store.get_experiment("made-anon")).created_by is None
+    finally:
+        await redis.aclose()
+
+
 async def test_an_overlapping_creation_is_refused_and_frees_what_it_claimed(settings) -> None:
     redis = _redis(settings)
     store = Store(redis, settings.key_prefix)

@@ -34,7 +34,11 @@ def test_the_console_s_redis_user_reads_and_writes_nothing() -> None:
         "pricelab-console",
     ]
     console = lines[-1]
-    assert sorted(_grants(console)) == ["get", "hgetall", "smembers"]
+    # the state, and the panel and sales totals as the operator's report reads them (the
+    # Health section): read-only scripts and reads, nothing else
+    assert sorted(_grants(console)) == [
+        "evalsha_ro", "get", "getrange", "hgetall", "hmget", "hscan", "smembers",
+    ]  # fmt: skip
     words = console.split()
     assert "+ping" in words and "+multi" not in words and "+exec" not in words
     assert all(w.startswith("%R~") for w in words if "~" in w)  # read permissions only
@@ -66,7 +70,9 @@ def test_the_console_s_kafka_principal_reads_its_views_and_writes_commands_only(
     s = Settings(topics=topics, app_id="acl", clock="wall")
     [role] = [r for r in kafka_roles(s) if r.name == "console"]
     assert role.principal == "User:pricelab-console"
-    assert set(role.reads) == {"x.estimates", "x.experiment_events", "x.command_replies"}
+    assert set(role.reads) == {
+        "x.estimates", "x.experiment_events", "x.command_replies", "x.dead_letter",
+    }  # fmt: skip
     assert role.writes == ("x.commands",)
     assert role.groups == () and role.creates == ()
     mine = [
@@ -79,6 +85,7 @@ def test_the_console_s_kafka_principal_reads_its_views_and_writes_commands_only(
         ("x.commands", "Write"),
         ("x.estimates", "Read"),
         ("x.experiment_events", "Read"),
+        ("x.dead_letter", "Read"),
     }
 
 

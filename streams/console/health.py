@@ -1,0 +1,69 @@
+"""The experiment page's Health section: its document, put together from the client's views
+(streams.client.health's checks over the panel, the sales totals, the dead letters, the
+audit trail and the estimates the console follows). The section is a resource of its own
+(``GET /api/experiments/{id}/health``), fetched after the page, so that reading the panel
+and the dead-letter topic never slows the page's other parts."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from controller.settings import Settings
+from controller.store import Store
+from streams.client.health import panel_source, read_dead_letters, read_health
+from streams.client.history import read_trail
+from streams.client.known import known
+from streams.console.feed import EstimatesFeed
+
+#: seconds the dead-letter counts are shown before the topic is read again: every open page
+#: fetches its health after each look, and the topic is every experiment's
+LETTERS_TTL = 15.0
+
+
+@dataclass
+class HealthReads:
+    """What the console keeps between health fetches: the panel source (a compacted period
+    is read once) and the latest dead-letter counts (read at most once every
+    :data:`LETTERS_TTL` seconds, one read shared by the fetches that wait for it)."""
+
+    panels: Any = None
+    ttl: float = LETTERS_TTL
+    _letters: dict[str, int] | None = None
+    _at: float = -math.inf
+    _reading: asyncio.Future[dict[str, int]] | None = field(default=None, repr=False)
+
+    async def letters(self, read: Callable[[], Awaitable[dict[str, int]]]) -> dict[str, int]:
+        loop = asyncio.get_running_loop()
+        if self._letters is not None and loop.time() - self._at < self.ttl:
+            return self._letters
+        if self._reading is None or self._reading.done():
+            self._reading = asyncio.ensure_future(read())
+            self._reading.add_done_callback(self._keep)
+        return await asyncio.shield(self._reading)
+
+    def _keep(self, done: asyncio.Future[dict[str, int]]) -> None:
+        """Keep a read's counts as soon as it is done (a failed read keeps nothing: the next
+        fetch reads again)."""
+        if not done.cancelled() and done.exception() is None:
+            self._letters, self._at = done.result(), asyncio.get_running_loop().time()
+
+
+async def health_view(
+    settings: Settings, store: Store, feed: EstimatesFeed, kept: HealthReads, exp_id: str
+) -> dict[str, Any]:
+    """The six checks of ``exp_id``, each with its flag and sentence, and the worst flag
+    (streams.client.health.read_health); an unknown id raises UnknownExperiment."""
+    await known(store, exp_id)
+    if kept.panels is None:
+        kept.panels = await panel_source(settings, store)
+    # the two topic reads side by side (the dead letters' ends on the console's idle rule)
+    docs, trail, letters = await asyncio.gather(
+        feed.docs(exp_id),
+        read_trail(settings, exp_id, timeout=settings.console.command_timeout),
+        kept.letters(lambda: read_dead_letters(settings, settings.console.estimates_idle)),
+    )
+    return await read_health(settings, store, kept.panels, exp_id, docs, trail.records, letters)
