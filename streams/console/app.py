@@ -43,7 +43,7 @@ from core.errors import PricelabError
 from streams.client.commands import freeze_document, instant, send_command_async
 from streams.client.known import known
 from streams.client.stack_clock import stack_clock
-from streams.console import auth
+from streams.console import auth, charts
 from streams.console.feed import EstimatesFeed
 from streams.console.metrics import ConsoleMetrics, MeasureRequests
 from streams.console.views import TABS, experiment_view, experiments_view, finite
@@ -496,6 +496,7 @@ def build_app(console: Console, lifespan_close: bool = True) -> Starlette:
         Route("/api/experiments/{exp_id}/events", _events),
         Route("/api/events", _events),
         *(_action_route(k) for k in ACTIONS),
+        *charts.routes(api, _need, _console, lambda sentence: Refused(404, sentence)),
         Route("/", _home),
         Route("/experiments", page("experiments.html", _experiments)),
         Route("/experiments/{exp_id}", page("experiment.html", _experiment)),
