@@ -27,6 +27,7 @@ from typing import Any
 
 import pytest
 
+from controller.periods import n_periods
 from controller.settings import ConsoleSettings
 from controller.store import Store, make_redis
 from streams.console.auth import hash_line
@@ -120,6 +121,7 @@ def _axe(browser: Any, page: str) -> None:
 
 
 def _shot(browser: Any, tmp: Path, name: str) -> None:
+    browser.execute_script("window.scrollTo(0, 0)")
     height = browser.execute_script("return document.body.scrollHeight")
     browser.set_window_size(1400, max(700, min(int(height) + 40, 2400)))
     path = tmp / name
@@ -127,6 +129,99 @@ def _shot(browser: Any, tmp: Path, name: str) -> None:
     if SHOTS:
         shutil.copy(path, Path(SHOTS) / name)
     browser.set_window_size(1400, 1000)
+
+
+def _charts_drawn(browser: Any, looks: int) -> None:
+    """The Over time chart is drawn (a uPlot canvas per metric) with at least ``looks`` looks,
+    after the live redraw that a look makes."""
+    from selenium.webdriver.common.by import By
+
+    def drawn(b: Any) -> bool:
+        found = b.find_elements(By.CSS_SELECTOR, "#over-time-chart[data-drawn]")
+        return bool(found) and int(found[0].get_attribute("data-looks") or 0) >= looks
+
+    _wait(browser, f"the over-time chart with {looks} looks", drawn)
+    figures = browser.find_elements(By.CSS_SELECTOR, "#over-time-chart figure[data-metric]")
+    assert figures and all(f.find_elements(By.CSS_SELECTOR, "canvas") for f in figures)
+    # each figure's series: an effect and its four interval lines per arm, in uPlot's legend
+    legend = _text(browser, "#over-time-chart figure[data-metric] .u-legend")
+    assert "effect" in legend and "anytime-valid low" in legend and "95% high" in legend
+    assert _text(browser, "#verdict-changes")  # the verdict's changes, in words
+
+
+def _assignments(browser: Any, products: list[str], periods: int) -> None:
+    """The heatmap is drawn (a cell a product-period for a small experiment), and the product
+    search shows a product's message in force and its history, and an unknown product's
+    sentence."""
+    from selenium.webdriver.common.by import By
+
+    _wait(browser, "the heatmap", lambda b: b.find_elements(By.CSS_SELECTOR, "#heatmap canvas"))
+    fig = browser.find_element(By.CSS_SELECTOR, "#heatmap figure")
+    assert (fig.get_attribute("data-rows"), fig.get_attribute("data-cols")) == (
+        str(len(products)),
+        str(periods),
+    )
+    search = browser.find_element(By.ID, "product")
+    search.send_keys(products[1])
+    browser.find_element(By.ID, "find-product").click()
+    _wait(browser, "the product's history",
+          lambda b: len(b.find_elements(By.CSS_SELECTOR, "#product-history tr[data-period]"))
+          == periods)  # fmt: skip
+    assert "In force (experiment" in _text(browser, "#product-in-force")
+    search.clear()
+    search.send_keys("no-such-product")
+    browser.find_element(By.ID, "find-product").click()
+    _wait(browser, "the unknown product's sentence",
+          lambda b: "is not a product of experiment" in _text(b, "#product-result .error"))  # fmt: skip
+
+
+def _ladder_doc() -> dict[str, Any]:
+    """A real ladder look as the console's series API gives it: the analysis worker replayed
+    on a simulated price ladder (the report's ladder test), its latest demand curve."""
+    from analysis.report import replay_estimates
+    from streams.client.estimates import latest_verdict
+    from streams.client.series import ladder_curves
+    from streams.console.views import finite
+    from tests.unit.analysis.report.test_report_ladder import _ladder, _spec
+
+    est = replay_estimates(
+        _ladder(n=24, periods=4), experiment="ladder", design="random-days",
+        estimators=["fe"], params=_spec(24, 4).model_dump(mode="json"),
+    )  # fmt: skip
+    docs = [
+        {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.items()}
+        for r in est.astype(object).where(est.notna(), None).to_dict("records")
+    ]
+    doc = ladder_curves(docs, latest_verdict(docs))
+    assert doc is not None
+    return dict(json.loads(json.dumps(finite(doc))))
+
+
+def _ladder_drawn(browser: Any, doc: dict[str, Any], tmp: Path) -> None:
+    """The ladder's curves render: the page's own chart script draws a real ladder look (the
+    browser flow runs random days, not a ladder), in place of the page's content."""
+    from selenium.webdriver.common.by import By
+
+    browser.execute_script(
+        """
+        const main = document.querySelector('main');  // its stylesheet and scripts stay
+        main.querySelectorAll(':scope > :not(link):not(script)').forEach(e => e.remove());
+        main.insertAdjacentHTML('afterbegin',
+          '<section aria-label="price ladder"><h2>Price ladder</h2>' +
+          '<div id="ladder-chart" class="charts"></div></section>');
+        window.pricelabCharts.ladder(document.getElementById('ladder-chart'), arguments[0]);
+        """,
+        doc,
+    )
+    for curve in ("demand", "profit"):
+        fig = browser.find_element(By.CSS_SELECTOR, f'#ladder-chart figure[data-curve="{curve}"]')
+        assert fig.find_elements(By.CSS_SELECTOR, "canvas")
+        assert fig.get_attribute("data-points") == str(len(doc["curve"]))
+        legend = fig.find_element(By.CSS_SELECTOR, ".u-legend").text
+        assert f"fitted {curve} curve" in legend and f"arms' {curve} points" in legend
+    assert _text(browser, ".ladder-reading").startswith(str(doc["headline"]))
+    _shot(browser, tmp, "console-ladder.png")
+    _axe(browser, "the ladder's charts")
 
 
 async def test_the_console_in_a_browser(stack: Any, tmp_path: Path, browser: Any) -> None:
@@ -179,6 +274,7 @@ async def test_the_console_in_a_browser(stack: Any, tmp_path: Path, browser: Any
                         return seen <= {e.get_attribute("data-as-of") for e in cells}
 
                     await asyncio.to_thread(_wait, browser, f"looks {seen} over time", over_time)
+                    await asyncio.to_thread(_charts_drawn, browser, len(seen))
                 marker.setdefault("looks", []).append(d)
 
             def first_look(shown: str) -> None:
@@ -218,6 +314,7 @@ async def test_the_console_in_a_browser(stack: Any, tmp_path: Path, browser: Any
 
         # a pause from the browser: the reply shown, the command on the topic as olga
         def pause() -> None:
+            _assignments(browser, run.spec.all_products(), n_periods(run.spec))
             _shot(browser, tmp_path, "console-experiment.png")
             _axe(browser, "the experiment page")
             browser.find_element(By.ID, "reason").send_keys("stock count in the warehouse")
@@ -281,6 +378,8 @@ async def test_the_console_in_a_browser(stack: Any, tmp_path: Path, browser: Any
             assert forged == [403, 403]
 
         await asyncio.to_thread(viewer)
+        ladder = await asyncio.to_thread(_ladder_doc)
+        await asyncio.to_thread(_ladder_drawn, browser, ladder, tmp_path)
         history = await asyncio.to_thread(
             pricelab, settings, "experiment", "history", run.id, "--json"
         )

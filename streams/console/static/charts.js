@@ -41,7 +41,9 @@
     ctx.beginPath(); ctx.moveTo(px, top); ctx.lineTo(px, top + h); ctx.stroke();
     ctx.setLineDash([]);
     ctx.fillStyle = "#222"; ctx.font = (11 * devicePixelRatio) + "px system-ui, sans-serif";
-    ctx.fillText(label, px + 4 * devicePixelRatio, top + 12 * devicePixelRatio);
+    var right = px > u.bbox.left + 0.6 * u.bbox.width;  // near the right edge: its label to the left
+    ctx.textAlign = right ? "right" : "left";
+    ctx.fillText(label, px + (right ? -4 : 4) * devicePixelRatio, top + 12 * devicePixelRatio);
     ctx.restore();
   }
 
@@ -98,7 +100,7 @@
       fig.appendChild(el("figcaption", {}, title));
       box.appendChild(fig);
       new uPlot({
-        width: width(box), height: 240, series: series, bands: bands,
+        width: width(box), height: 240, series: series, bands: bands, legend: {live: false},
         scales: {x: {time: true}},
         axes: [{}, {label: metric}],
         hooks: {draw: [function (u) {
@@ -170,9 +172,15 @@
       var fig = el("figure", {"class": "chart", "data-curve": f.name});
       fig.appendChild(el("figcaption", {}, f.caption));
       box.appendChild(fig);
+      var ends = [];  // the y range holds the arms' intervals too
+      doc.points.forEach(function (p) { [p[f.low], p[f.high], p[f.point]].forEach(function (v) { if (v !== null && v !== undefined) { ends.push(v); } }); });
       var u = new uPlot({
-        width: width(box), height: 260,
-        scales: {x: {time: false}},
+        width: width(box), height: 260, legend: {live: false},
+        scales: {x: {time: false}, y: {range: function (u, min, max) {
+          var lo = Math.min.apply(null, ends.concat([min])), hi = Math.max.apply(null, ends.concat([max]));
+          var pad = 0.05 * (hi - lo || Math.abs(hi) || 1);
+          return [lo - pad, hi + pad];
+        }}},
         axes: [{label: "price ratio (control = 1)"}, {label: f.y}],
         series: [{label: "price ratio"},
                  {label: "fitted " + f.name + " curve", stroke: ARM_COLOURS[0], width: 2, spanGaps: true, points: {show: false}},
@@ -192,7 +200,7 @@
   function heatmap(box, doc) {
     box.textContent = "";
     var R = doc.rows.length, C = doc.cols.length;
-    var cw = Math.max(2, Math.min(28, Math.floor(900 / Math.max(C, 1)))), ch = Math.max(2, Math.min(14, Math.floor(600 / Math.max(R, 1))));
+    var cw = Math.max(2, Math.min(40, Math.floor(1000 / Math.max(C, 1)))), ch = Math.max(2, Math.min(22, Math.floor(600 / Math.max(R, 1))));
     var colours = doc.arms.map(function (a, i) {
       return a === doc.control ? rgb(CONTROL_COLOUR) : rgb(ARM_COLOURS[i % ARM_COLOURS.length]);
     });
