@@ -149,7 +149,7 @@ def _charts_drawn(browser: Any, looks: int) -> None:
     assert _text(browser, "#verdict-changes")  # the verdict's changes, in words
 
 
-def _assignments(browser: Any, products: list[str], periods: int) -> None:
+def _assignments(browser: Any, products: list[str], periods: int, tmp: Path) -> None:
     """The heatmap is drawn (a cell a product-period for a small experiment), and the product
     search shows a product's message in force and its history, and an unknown product's
     sentence."""
@@ -168,6 +168,10 @@ def _assignments(browser: Any, products: list[str], periods: int) -> None:
           lambda b: len(b.find_elements(By.CSS_SELECTOR, "#product-history tr[data-period]"))
           == periods)  # fmt: skip
     assert "In force (experiment" in _text(browser, "#product-in-force")
+    section = browser.find_element(By.ID, "assignments")
+    section.screenshot(str(tmp / "console-assignments.png"))
+    if SHOTS:
+        shutil.copy(tmp / "console-assignments.png", Path(SHOTS) / "console-assignments.png")
     search.clear()
     search.send_keys("no-such-product")
     browser.find_element(By.ID, "find-product").click()
@@ -185,8 +189,8 @@ def _ladder_doc() -> dict[str, Any]:
     from tests.unit.analysis.report.test_report_ladder import _ladder, _spec
 
     est = replay_estimates(
-        _ladder(n=24, periods=4), experiment="ladder", design="random-days",
-        estimators=["fe"], params=_spec(24, 4).model_dump(mode="json"),
+        _ladder(n=60, periods=8), experiment="ladder", design="random-days",
+        estimators=["fe"], params=_spec(60, 8).model_dump(mode="json"),
     )  # fmt: skip
     docs = [
         {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.items()}
@@ -314,7 +318,7 @@ async def test_the_console_in_a_browser(stack: Any, tmp_path: Path, browser: Any
 
         # a pause from the browser: the reply shown, the command on the topic as olga
         def pause() -> None:
-            _assignments(browser, run.spec.all_products(), n_periods(run.spec))
+            _assignments(browser, run.spec.all_products(), n_periods(run.spec), tmp_path)
             _shot(browser, tmp_path, "console-experiment.png")
             _axe(browser, "the experiment page")
             browser.find_element(By.ID, "reason").send_keys("stock count in the warehouse")

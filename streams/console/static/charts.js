@@ -66,6 +66,8 @@
     });
     var changes = doc.verdicts.filter(function (v) { return v.changed; });
     var looks = {};
+    var grid = el("div", {"class": "chart-grid"});
+    box.appendChild(grid);
     metrics.forEach(function (metric) {
       var group = byMetric[metric];
       var times = {};
@@ -95,12 +97,12 @@
       var fig = el("figure", {"class": "chart", "data-metric": metric,
                                "data-looks": String(keys.length), "data-series": String(group.length)});
       var title = metric + (metric === doc.decision_metric ? " (decision metric)" : "") +
-        ": effect against the control, look by look, with its 95% interval (long dashes) and " +
-        "its anytime-valid sequence (short dashes, shaded)";
+        ": effect against the control by look; 95% interval long dashes, anytime-valid " +
+        "sequence short dashes and shaded";
       fig.appendChild(el("figcaption", {}, title));
-      box.appendChild(fig);
+      grid.appendChild(fig);
       new uPlot({
-        width: width(box), height: 240, series: series, bands: bands, legend: {live: false},
+        width: Math.min(width(box), 620), height: 200, series: series, bands: bands, legend: {live: false},
         scales: {x: {time: true}},
         axes: [{}, {label: metric}],
         hooks: {draw: [function (u) {
@@ -166,16 +168,18 @@
       {name: "profit", caption: "Profit per product-period by listed price ratio: the fitted curve, each arm's point with its interval, and the recommended price with its interval (shaded)",
        curve: "profit", point: "profit_per_cell", low: "profit_per_cell_ci_low", high: "profit_per_cell_ci_high", y: "profit"}
     ];
+    var grid = el("div", {"class": "chart-grid"});
+    box.appendChild(grid);
     figs.forEach(function (f) {
       var curve = along(doc.curve, "price_ratio", f.curve);
       if (!curve.some(function (v) { return v !== null; })) { return; }  // no costs: no profit curve
       var fig = el("figure", {"class": "chart", "data-curve": f.name});
       fig.appendChild(el("figcaption", {}, f.caption));
-      box.appendChild(fig);
+      grid.appendChild(fig);
       var ends = [];  // the y range holds the arms' intervals too
       doc.points.forEach(function (p) { [p[f.low], p[f.high], p[f.point]].forEach(function (v) { if (v !== null && v !== undefined) { ends.push(v); } }); });
       var u = new uPlot({
-        width: width(box), height: 260, legend: {live: false},
+        width: Math.min(width(box), 620), height: 240, legend: {live: false},
         scales: {x: {time: false}, y: {range: function (u, min, max) {
           var lo = Math.min.apply(null, ends.concat([min])), hi = Math.max.apply(null, ends.concat([max]));
           var pad = 0.05 * (hi - lo || Math.abs(hi) || 1);
@@ -232,7 +236,8 @@
       if (at >= 0) { ctx.strokeStyle = "#000"; ctx.lineWidth = 2; ctx.strokeRect(at * cw + 1, 1, cw - 2, R * ch - 2); }
     }
     var fig = el("figure", {"class": "heatmap", "data-rows": String(R), "data-cols": String(C)});
-    fig.appendChild(el("figcaption", {}, "Products (rows, " + doc.rows[0].n + " or so a row) by periods (columns" +
+    var per = doc.rows.every(function (r) { return r.n === 1; }) ? "one a row" : "about " + doc.rows[0].n + " a row";
+    fig.appendChild(el("figcaption", {}, "Products (rows, " + per + ") by periods (columns" +
       (C < doc.periods ? ", binned" : "") + "): each cell's colour mixes its arms' shares; hatched: the share " +
       "that starts its period in blackout (" + doc.reasons.join(", ") + "); the framed column is the period in force."));
     fig.appendChild(canvas);
