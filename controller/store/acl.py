@@ -217,14 +217,20 @@ ROLES: tuple[Role, ...] = (
 #: roles whose user ``pricelab acl`` prints only when their password is set
 OPTIONAL_ROLES: tuple[Role, ...] = (
     # the web console (streams/console): the experiments, their specs and states, and what
-    # is laid over them (the freezes, cancelled ones too); no panel, no write (it acts
-    # through the commands topic)
+    # is laid over them (the freezes, cancelled ones too), and which experiment holds a
+    # product (its product search: ``pricelab assignments``' reads); no panel, no write (it
+    # acts through the commands topic)
     Role(
         "console",
         "PRICELAB_ACL_PASSWORD_CONSOLE",
         scripts=(),
         read_only_scripts=(),
-        direct=(*_COMMON, ("HGETALL", ("cancelled_freezes",))),
+        direct=(
+            *_COMMON,
+            ("HGETALL", ("cancelled_freezes",)),
+            ("GET", ("claims",)),
+            ("HGET", ("holders",)),
+        ),
         transactions=False,
     ),
 )
