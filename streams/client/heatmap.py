@@ -18,11 +18,14 @@ from typing import Any
 
 import numpy as np
 
+from controller import in_force
 from controller.blackout import apply_freezes, freezes_of
 from controller.designs import Assignment, DesignContext, assign_products, period_assignments
 from controller.periods import is_empty, n_periods
+from controller.settings import Settings
 from controller.spec import ExperimentSpec
 from controller.store import Store
+from streams.client.stack_clock import stack_clock
 
 #: the blackout kinds a cell counts, by its code in the blackout matrix (0: none): the reason
 #: an assignment's blackout at its period start gives (controller.designs.assignments), and a
@@ -218,3 +221,16 @@ def product_history(
             }
         )
     return out
+
+
+async def assignment_in_force(
+    settings: Settings, store: Store, product: str
+) -> dict[str, Any] | None:
+    """The message in force for ``product``, as ``pricelab assignments`` prints it
+    (:func:`streams.client.commands.read_assignment`), for a client that holds its store (the
+    console): controller.in_force.read_assignment on the stack's clock."""
+
+    async def now() -> Any:
+        return (await stack_clock(settings, store)).now()
+
+    return await in_force.read_assignment(store, product, now)

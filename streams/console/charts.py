@@ -24,12 +24,15 @@ from typing import Any
 from starlette.requests import Request
 from starlette.routing import Route
 
-from controller.in_force import read_assignment
 from streams.client.estimates import latest_verdict
-from streams.client.heatmap import product_history, read_heatmap, read_schedule
+from streams.client.heatmap import (
+    assignment_in_force,
+    product_history,
+    read_heatmap,
+    read_schedule,
+)
 from streams.client.known import known
 from streams.client.series import ladder_curves, running_estimates
-from streams.client.stack_clock import stack_clock
 from streams.console.views import looks_view
 
 #: heatmaps kept per console (each a few hundred kB)
@@ -88,17 +91,12 @@ class Heatmaps:
 async def product_view(
     settings: Any, store: Any, exp_id: str, product: str
 ) -> dict[str, Any] | None:
-    """``product`` of experiment ``exp_id``: its message in force (``pricelab assignments``:
-    controller.in_force.read_assignment, on the stack's clock) and its assignment in each
-    period; None when the experiment has no such product."""
+    """``product`` of experiment ``exp_id``: its message in force (``pricelab assignments``'
+    view) and its assignment in each period; None when the experiment has no such product."""
     spec, freezes, ctx, period = await read_schedule(store, exp_id)
     if product not in spec.units():
         return None
-
-    async def now() -> Any:
-        return (await stack_clock(settings, store)).now()
-
-    in_force = await read_assignment(store, product, now)
+    in_force = await assignment_in_force(settings, store, product)
     history = await asyncio.to_thread(product_history, spec, product, freezes, ctx)
     return {
         "experiment": exp_id,
