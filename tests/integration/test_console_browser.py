@@ -133,20 +133,24 @@ def _shot(browser: Any, tmp: Path, name: str) -> None:
 
 def _charts_drawn(browser: Any, looks: int) -> None:
     """The Over time chart is drawn (a uPlot canvas per metric) with at least ``looks`` looks,
-    after the live redraw that a look makes."""
+    after the live redraw that a look makes: each figure's series named in its legend (an
+    effect and its four interval lines per arm), the verdict's changes in words."""
     from selenium.webdriver.common.by import By
 
-    def drawn(b: Any) -> bool:
+    def drawn(b: Any) -> bool:  # read in one go: another look may redraw it meanwhile
         found = b.find_elements(By.CSS_SELECTOR, "#over-time-chart[data-drawn]")
-        return bool(found) and int(found[0].get_attribute("data-looks") or 0) >= looks
+        if not found or int(found[0].get_attribute("data-looks") or 0) < looks:
+            return False
+        figures = found[0].find_elements(By.CSS_SELECTOR, "figure[data-metric]")
+        legends = " ".join(f.find_element(By.CSS_SELECTOR, ".u-legend").text for f in figures)
+        return (
+            bool(figures)
+            and all(f.find_elements(By.CSS_SELECTOR, "canvas") for f in figures)
+            and all(w in legends for w in ("effect", "anytime-valid low", "95% high"))
+            and bool(found[0].find_element(By.ID, "verdict-changes").text)
+        )
 
     _wait(browser, f"the over-time chart with {looks} looks", drawn)
-    figures = browser.find_elements(By.CSS_SELECTOR, "#over-time-chart figure[data-metric]")
-    assert figures and all(f.find_elements(By.CSS_SELECTOR, "canvas") for f in figures)
-    # each figure's series: an effect and its four interval lines per arm, in uPlot's legend
-    legend = _text(browser, "#over-time-chart figure[data-metric] .u-legend")
-    assert "effect" in legend and "anytime-valid low" in legend and "95% high" in legend
-    assert _text(browser, "#verdict-changes")  # the verdict's changes, in words
 
 
 def _assignments(browser: Any, products: list[str], periods: int, tmp: Path) -> None:
@@ -155,12 +159,13 @@ def _assignments(browser: Any, products: list[str], periods: int, tmp: Path) -> 
     sentence."""
     from selenium.webdriver.common.by import By
 
-    _wait(browser, "the heatmap", lambda b: b.find_elements(By.CSS_SELECTOR, "#heatmap canvas"))
-    fig = browser.find_element(By.CSS_SELECTOR, "#heatmap figure")
-    assert (fig.get_attribute("data-rows"), fig.get_attribute("data-cols")) == (
-        str(len(products)),
-        str(periods),
-    )
+    def cells(b: Any) -> tuple[str, str] | None:  # read in one go: a look may redraw it
+        found = b.find_elements(By.CSS_SELECTOR, "#heatmap figure")
+        if not found or not found[0].find_elements(By.CSS_SELECTOR, "canvas"):
+            return None
+        return (found[0].get_attribute("data-rows"), found[0].get_attribute("data-cols"))
+
+    assert _wait(browser, "the heatmap", cells) == (str(len(products)), str(periods))
     search = browser.find_element(By.ID, "product")
     search.send_keys(products[1])
     browser.find_element(By.ID, "find-product").click()
@@ -177,6 +182,20 @@ def _assignments(browser: Any, products: list[str], periods: int, tmp: Path) -> 
     browser.find_element(By.ID, "find-product").click()
     _wait(browser, "the unknown product's sentence",
           lambda b: "is not a product of experiment" in _text(b, "#product-result .error"))  # fmt: skip
+
+
+def _heatmap_frozen(browser: Any) -> None:
+    """After a freeze made from the page, the heatmap is drawn again (no reload) with the
+    frozen periods' cells in blackout of kind freeze."""
+    from selenium.webdriver.common.by import By
+
+    def frozen(b: Any) -> bool:
+        found = b.find_elements(By.CSS_SELECTOR, "#heatmap figure[data-blackouts]")
+        held = found[0].get_attribute("data-blackouts") if found else ""
+        kinds = dict(kv.split("=") for kv in held.split(";") if kv)  # "washout=3;freeze=2;..."
+        return int(kinds.get("freeze", 0)) > 0
+
+    _wait(browser, "the freeze in the heatmap", frozen)
 
 
 def _ladder_doc() -> dict[str, Any]:
@@ -342,6 +361,7 @@ async def test_the_console_in_a_browser(stack: Any, tmp_path: Path, browser: Any
             assert _text(browser, "#reply").startswith(f"freeze of {run.id} accepted, as olga")
             _wait(browser, "the freeze in force",
                   lambda b: _text(b, "#freezes tr[data-freeze] .now") == "in force")  # fmt: skip
+            _heatmap_frozen(browser)
 
         await asyncio.to_thread(freeze)
         history = await asyncio.to_thread(

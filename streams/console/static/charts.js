@@ -235,7 +235,14 @@
       var at = doc.cols.findIndex(function (col) { return doc.period >= col.first && doc.period <= col.last; });
       if (at >= 0) { ctx.strokeStyle = "#000"; ctx.lineWidth = 2; ctx.strokeRect(at * cw + 1, 1, cw - 2, R * ch - 2); }
     }
-    var fig = el("figure", {"class": "heatmap", "data-rows": String(R), "data-cols": String(C)});
+    // how many cells hold some of each blackout kind, for a reader (and the browser test)
+    var held = doc.reasons.map(function (b, i) {
+      var n = 0;
+      doc.blackout_share[i].forEach(function (row) { row.forEach(function (v) { if (v > 0) { n++; } }); });
+      return b + "=" + n;
+    });
+    var fig = el("figure", {"class": "heatmap", "data-rows": String(R), "data-cols": String(C),
+                            "data-blackouts": held.join(";")});
     var per = doc.rows.every(function (r) { return r.n === 1; }) ? "one a row" : "about " + doc.rows[0].n + " a row";
     fig.appendChild(el("figcaption", {}, "Products (rows, " + per + ") by periods (columns" +
       (C < doc.periods ? ", binned" : "") + "): each cell's colour mixes its arms' shares; hatched: the share " +
@@ -316,8 +323,10 @@
   function drawHeatmap() {
     var box = document.getElementById("heatmap");
     if (!box) { return; }
-    getJSON(box.dataset.heatmap).then(function (doc) { heatmap(box, doc); })
-      .catch(function (err) { box.textContent = err.message; });
+    getJSON(box.dataset.heatmap).then(function (doc) {
+      var text = JSON.stringify(doc);
+      if (text !== box.dataset.shown) { heatmap(box, doc); box.dataset.shown = text; }  // changed only
+    }).catch(function (err) { box.textContent = err.message; delete box.dataset.shown; });
   }
 
   window.pricelabCharts = {overTime: overTime, ladder: ladder, heatmap: heatmap};
