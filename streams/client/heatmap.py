@@ -12,7 +12,8 @@ shows in the message in force (``pricelab assignments``), not in this schedule.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -179,20 +180,49 @@ async def read_schedule(store: Store, exp_id: str) -> tuple[ExperimentSpec, list
     return st.spec, freezes, await _context(store, st.spec), st.flipped_period
 
 
-async def read_heatmap(
-    store: Store, exp_id: str, max_rows: int = MAX_ROWS, max_cols: int = MAX_COLS
+def schedule_heatmap(
+    spec: ExperimentSpec,
+    freezes: Sequence[Any] = (),
+    context: DesignContext | None = None,
+    max_rows: int = MAX_ROWS,
+    max_cols: int = MAX_COLS,
 ) -> dict[str, Any]:
-    """The heatmap document of experiment ``exp_id``'s schedule (see the module)."""
+    """The heatmap document of ``spec``'s schedule with ``freezes`` laid over, without the
+    period in force (``period`` None): :func:`schedule_matrices`, then :func:`aggregate`."""
+    arm, black = schedule_matrices(spec, freezes, context)
+    h = aggregate(arm, black, len(spec.arm_list()), max_rows, max_cols)
+    return heatmap_document(spec, h, None)
+
+
+async def heatmap_source(
+    store: Store, exp_id: str
+) -> tuple[tuple[Any, ...], Callable[[], dict[str, Any]], int | None]:
+    """What experiment ``exp_id``'s heatmap is made of, read once: a key that changes
+    whenever the heatmap would (the experiment's creation, the freezes, a triggered design's
+    triggers), a function that makes its document from what was read (every product's draws:
+    call it off the event loop), and the period in force (None before any)."""
+    st = await store.get_experiment(exp_id)
+    docs = await store.freezes()
+    triggers = await store.triggers(exp_id) if st.spec.triggered is not None else {}
+    key = (
+        exp_id,
+        st.created_ms,
+        json.dumps(docs, sort_keys=True, default=str),
+        json.dumps(triggers, sort_keys=True),
+    )
+    ctx = DesignContext(triggers=triggers) if st.spec.triggered is not None else None
+    freezes = freezes_of(docs)
+    period = st.flipped_period if st.flipped_period >= 0 else None
+    return key, lambda: schedule_heatmap(st.spec, freezes, ctx), period
+
+
+async def read_heatmap(store: Store, exp_id: str) -> dict[str, Any]:
+    """The heatmap document of experiment ``exp_id``'s schedule (see the module), with the
+    period in force."""
     import asyncio
 
-    spec, freezes, ctx, period = await read_schedule(store, exp_id)
-
-    def build() -> dict[str, Any]:
-        arm, black = schedule_matrices(spec, freezes, ctx)
-        h = aggregate(arm, black, len(spec.arm_list()), max_rows, max_cols)
-        return heatmap_document(spec, h, period if period >= 0 else None)
-
-    return await asyncio.to_thread(build)  # draws of every product: off the event loop
+    _, make, period = await heatmap_source(store, exp_id)
+    return await asyncio.to_thread(make) | {"period": period}
 
 
 def product_history(

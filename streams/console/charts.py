@@ -17,7 +17,6 @@ products take about a second a period to draw.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -27,8 +26,8 @@ from starlette.routing import Route
 from streams.client.estimates import latest_verdict
 from streams.client.heatmap import (
     assignment_in_force,
+    heatmap_source,
     product_history,
-    read_heatmap,
     read_schedule,
 )
 from streams.client.known import known
@@ -69,23 +68,14 @@ class Heatmaps:
 
     async def get(self, store: Any, exp_id: str) -> dict[str, Any]:
         await known(store, exp_id)
-        st = await store.get_experiment(exp_id)
-        freezes = await store.freezes()
-        triggers = await store.triggers(exp_id) if st.spec.triggered is not None else {}
-        key = (
-            exp_id,
-            st.created_ms,
-            json.dumps(freezes, sort_keys=True, default=str),
-            json.dumps(triggers, sort_keys=True),
-        )
+        key, make, period = await heatmap_source(store, exp_id)
         task = self._made.get(key)
-        if task is None or (task.done() and task.exception() is not None):
-            task = asyncio.ensure_future(read_heatmap(store, exp_id))
+        if task is None or (task.done() and (task.cancelled() or task.exception() is not None)):
+            task = asyncio.ensure_future(asyncio.to_thread(make))  # off the event loop
             self._made[key] = task
             while len(self._made) > KEPT:
                 self._made.pop(next(iter(self._made)))
-        doc = dict(await asyncio.shield(task))
-        return doc | {"period": st.flipped_period if st.flipped_period >= 0 else None}
+        return dict(await asyncio.shield(task)) | {"period": period}
 
 
 async def product_view(
