@@ -218,14 +218,21 @@ ROLES: tuple[Role, ...] = (
 OPTIONAL_ROLES: tuple[Role, ...] = (
     # the web console (streams/console): the experiments, their specs and states, and what
     # is laid over them (the freezes, cancelled ones too); the panel and the sales totals,
-    # read as the operator's report reads them (its health section); no write (it acts
+    # read as the operator's report reads them (its health section); which experiment holds
+    # a product (its product search: ``pricelab assignments``' reads); no write (it acts
     # through the commands topic)
     Role(
         "console",
         "PRICELAB_ACL_PASSWORD_CONSOLE",
         scripts=(),
         read_only_scripts=("hscan_text",),
-        direct=(*_COMMON, *_PANEL, ("HGETALL", ("cancelled_freezes", "totals"))),
+        direct=(
+            *_COMMON,
+            *_PANEL,
+            ("HGETALL", ("cancelled_freezes", "totals")),
+            ("GET", ("claims",)),
+            ("HGET", ("holders",)),
+        ),
         transactions=False,
     ),
 )

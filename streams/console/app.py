@@ -43,7 +43,7 @@ from core.errors import PricelabError
 from streams.client.commands import freeze_document, instant, send_command_async
 from streams.client.known import known
 from streams.client.stack_clock import stack_clock
-from streams.console import auth
+from streams.console import auth, charts
 from streams.console.decision import DecisionRefused, decision_command, decision_stops
 from streams.console.feed import EstimatesFeed
 from streams.console.health import HealthReads, health_view
@@ -584,6 +584,7 @@ def build_app(
         Route("/api/experiments/{exp_id}/health", api(_health_doc)),
         Route("/api/events", _events),
         *(_action_route(k) for k in ACTIONS),
+        *charts.routes(api, _need, _console, lambda sentence: Refused(404, sentence)),
         Route("/", _home),
         Route("/experiments", page("experiments.html", _experiments)),
         Route("/experiments/{exp_id}", page("experiment.html", _experiment)),

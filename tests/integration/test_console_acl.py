@@ -51,6 +51,10 @@ def _api(settings: Settings) -> dict[str, Any]:
             "one": client.get("/api/experiments/acl-exp").json(),
             "typo": client.get("/api/experiments/acl-ex"),
             "health": client.get("/api/experiments/acl-exp/health"),
+            # the charts: the series, the heatmap and a product's message in force
+            "series": client.get("/api/experiments/acl-exp/series"),
+            "heatmap": client.get("/api/experiments/acl-exp/assignments"),
+            "product": client.get("/api/experiments/acl-exp/products/A"),
         }
         return out
 
@@ -94,6 +98,11 @@ async def test_the_console_reads_as_its_own_redis_user_and_writes_nothing(
             assert (row["id"], row["state"], row["products"]) == ("acl-exp", "running", 4)
             assert got["one"]["overview"]["id"] == "acl-exp"
             assert got["typo"].status_code == 404 and "acl-exp" in got["typo"].json()["error"]
+            assert got["series"].status_code == 200, got["series"].text
+            assert got["heatmap"].status_code == 200, got["heatmap"].text
+            assert got["heatmap"].json()["products"] == 4
+            assert got["product"].status_code == 200, got["product"].text
+            assert got["product"].json()["in_force"]["experiment"] == "acl-exp"
 
             e = keys.experiment(p, spec.id)
             store = Store(c_redis, p)

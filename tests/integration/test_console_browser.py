@@ -153,6 +153,7 @@ def _axe(browser: Any, page: str) -> None:
 
 
 def _shot(browser: Any, tmp: Path, name: str) -> None:
+    browser.execute_script("window.scrollTo(0, 0)")
     # the page's height, and the window's own frame around it (headless chromium has one)
     height = browser.execute_script(
         "return Math.max(document.body.scrollHeight, document.documentElement.scrollHeight)"
@@ -203,6 +204,8 @@ def _new_experiment(browser: Any, base: str, tmp: Path, bad: Path, cli_says: str
     _wait(browser, "the launched experiment in the list",
           lambda b: _text(b, f'tr[data-id="{exp_id}"] .state') == "created")  # fmt: skip
     return str(exp_id)
+
+
 #: the Health section's checks, in order (streams.client.health)
 HEALTH_CHECKS = ["sample_ratio", "sales", "dead_letters", "flips", "freshness", "balance"]
 
@@ -247,6 +250,122 @@ def _list_follows_the_pause(browser: Any, marker: dict[str, Any], exp_id: str) -
     assert browser.execute_script("return window.stillThisPage") == "yes"
     assert browser.execute_script("return window.sawStatus") == "yes"
     browser.switch_to.window(marker["page"])
+
+
+def _charts_drawn(browser: Any, looks: int) -> None:
+    """The Over time chart is drawn (a uPlot canvas per metric) with at least ``looks`` looks,
+    after the live redraw that a look makes: each figure's series named in its legend (an
+    effect and its four interval lines per arm), the verdict's changes in words."""
+    from selenium.webdriver.common.by import By
+
+    def drawn(b: Any) -> bool:  # read in one go: another look may redraw it meanwhile
+        found = b.find_elements(By.CSS_SELECTOR, "#over-time-chart[data-drawn]")
+        if not found or int(found[0].get_attribute("data-looks") or 0) < looks:
+            return False
+        figures = found[0].find_elements(By.CSS_SELECTOR, "figure[data-metric]")
+        legends = " ".join(f.find_element(By.CSS_SELECTOR, ".u-legend").text for f in figures)
+        return (
+            bool(figures)
+            and all(f.find_elements(By.CSS_SELECTOR, "canvas") for f in figures)
+            and all(w in legends for w in ("effect", "anytime-valid low", "95% high"))
+            and bool(found[0].find_element(By.ID, "verdict-changes").text)
+        )
+
+    _wait(browser, f"the over-time chart with {looks} looks", drawn)
+
+
+def _assignments(browser: Any, products: list[str], periods: int, tmp: Path) -> None:
+    """The heatmap is drawn (a cell a product-period for a small experiment), and the product
+    search shows a product's message in force and its history, and an unknown product's
+    sentence."""
+    from selenium.webdriver.common.by import By
+
+    def cells(b: Any) -> tuple[str, str] | None:  # read in one go: a look may redraw it
+        found = b.find_elements(By.CSS_SELECTOR, "#heatmap figure")
+        if not found or not found[0].find_elements(By.CSS_SELECTOR, "canvas"):
+            return None
+        return (found[0].get_attribute("data-rows"), found[0].get_attribute("data-cols"))
+
+    assert _wait(browser, "the heatmap", cells) == (str(len(products)), str(periods))
+    search = browser.find_element(By.ID, "product")
+    search.send_keys(products[1])
+    browser.find_element(By.ID, "find-product").click()
+    _wait(browser, "the product's history",
+          lambda b: len(b.find_elements(By.CSS_SELECTOR, "#product-history tr[data-period]"))
+          == periods)  # fmt: skip
+    assert "In force (experiment" in _text(browser, "#product-in-force")
+    section = browser.find_element(By.ID, "assignments")
+    section.screenshot(str(tmp / "console-assignments.png"))
+    if SHOTS:
+        shutil.copy(tmp / "console-assignments.png", Path(SHOTS) / "console-assignments.png")
+    search.clear()
+    search.send_keys("no-such-product")
+    browser.find_element(By.ID, "find-product").click()
+    _wait(browser, "the unknown product's sentence",
+          lambda b: "is not a product of experiment" in _text(b, "#product-result .error"))  # fmt: skip
+
+
+def _heatmap_frozen(browser: Any) -> None:
+    """After a freeze made from the page, the heatmap is drawn again (no reload) with the
+    frozen periods' cells in blackout of kind freeze."""
+    from selenium.webdriver.common.by import By
+
+    def frozen(b: Any) -> bool:
+        found = b.find_elements(By.CSS_SELECTOR, "#heatmap figure[data-blackouts]")
+        held = found[0].get_attribute("data-blackouts") if found else ""
+        kinds = dict(kv.split("=") for kv in held.split(";") if kv)  # "washout=3;freeze=2;..."
+        return int(kinds.get("freeze", 0)) > 0
+
+    _wait(browser, "the freeze in the heatmap", frozen)
+
+
+def _ladder_doc() -> dict[str, Any]:
+    """A real ladder look as the console's series API gives it: the analysis worker replayed
+    on a simulated price ladder (the report's ladder test), its latest demand curve."""
+    from analysis.report import replay_estimates
+    from streams.client.estimates import latest_verdict
+    from streams.client.series import ladder_curves
+    from streams.console.views import finite
+    from tests.unit.analysis.report.test_report_ladder import _ladder, _spec
+
+    est = replay_estimates(
+        _ladder(n=60, periods=8), experiment="ladder", design="random-days",
+        estimators=["fe"], params=_spec(60, 8).model_dump(mode="json"),
+    )  # fmt: skip
+    docs = [
+        {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.items()}
+        for r in est.astype(object).where(est.notna(), None).to_dict("records")
+    ]
+    doc = ladder_curves(docs, latest_verdict(docs))
+    assert doc is not None
+    return dict(json.loads(json.dumps(finite(doc))))
+
+
+def _ladder_drawn(browser: Any, doc: dict[str, Any], tmp: Path) -> None:
+    """The ladder's curves render: the page's own chart script draws a real ladder look (the
+    browser flow runs random days, not a ladder), in place of the page's content."""
+    from selenium.webdriver.common.by import By
+
+    browser.execute_script(
+        """
+        const main = document.querySelector('main');  // its stylesheet and scripts stay
+        main.querySelectorAll(':scope > :not(link):not(script)').forEach(e => e.remove());
+        main.insertAdjacentHTML('afterbegin',
+          '<section aria-label="price ladder"><h2>Price ladder</h2>' +
+          '<div id="ladder-chart" class="charts"></div></section>');
+        window.pricelabCharts.ladder(document.getElementById('ladder-chart'), arguments[0]);
+        """,
+        doc,
+    )
+    for curve in ("demand", "profit"):
+        fig = browser.find_element(By.CSS_SELECTOR, f'#ladder-chart figure[data-curve="{curve}"]')
+        assert fig.find_elements(By.CSS_SELECTOR, "canvas")
+        assert fig.get_attribute("data-points") == str(len(doc["curve"]))
+        legend = fig.find_element(By.CSS_SELECTOR, ".u-legend").text
+        assert f"fitted {curve} curve" in legend and f"arms' {curve} points" in legend
+    assert _text(browser, ".ladder-reading").startswith(str(doc["headline"]))
+    _shot(browser, tmp, "console-ladder.png")
+    _axe(browser, "the ladder's charts")
 
 
 async def test_the_console_in_a_browser(stack: Any, tmp_path: Path, browser: Any) -> None:
@@ -299,6 +418,7 @@ async def test_the_console_in_a_browser(stack: Any, tmp_path: Path, browser: Any
                         return seen <= {e.get_attribute("data-as-of") for e in cells}
 
                     await asyncio.to_thread(_wait, browser, f"looks {seen} over time", over_time)
+                    await asyncio.to_thread(_charts_drawn, browser, len(seen))
                 marker.setdefault("looks", []).append(d)
 
             def first_look(shown: str) -> None:
@@ -339,6 +459,7 @@ async def test_the_console_in_a_browser(stack: Any, tmp_path: Path, browser: Any
         # a pause from the browser: the reply shown, the command on the topic as olga
         def pause() -> None:
             _health_and_list(browser, marker, run.id)
+            _assignments(browser, run.spec.all_products(), n_periods(run.spec), tmp_path)
             _shot(browser, tmp_path, "console-experiment.png")
             _axe(browser, "the experiment page")
             # the design section's schedule preview: a row a period
@@ -366,6 +487,7 @@ async def test_the_console_in_a_browser(stack: Any, tmp_path: Path, browser: Any
             assert _text(browser, "#reply").startswith(f"freeze of {run.id} accepted, as olga")
             _wait(browser, "the freeze in force",
                   lambda b: _text(b, "#freezes tr[data-freeze] .now") == "in force")  # fmt: skip
+            _heatmap_frozen(browser)
 
         await asyncio.to_thread(freeze)
 
@@ -446,6 +568,8 @@ async def test_the_console_in_a_browser(stack: Any, tmp_path: Path, browser: Any
             assert forged == [403, 403, 403]
 
         await asyncio.to_thread(viewer)
+        ladder = await asyncio.to_thread(_ladder_doc)
+        await asyncio.to_thread(_ladder_drawn, browser, ladder, tmp_path)
         history = await asyncio.to_thread(
             pricelab, settings, "experiment", "history", run.id, "--json"
         )

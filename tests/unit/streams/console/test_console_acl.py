@@ -35,9 +35,10 @@ def test_the_console_s_redis_user_reads_and_writes_nothing() -> None:
     ]
     console = lines[-1]
     # the state, and the panel and sales totals as the operator's report reads them (the
-    # Health section): read-only scripts and reads, nothing else
+    # Health section): read-only scripts and reads, nothing else; hget: which experiment
+    # holds a product (the product search, as `pricelab assignments`)
     assert sorted(_grants(console)) == [
-        "evalsha_ro", "get", "getrange", "hgetall", "hmget", "hscan", "smembers",
+        "evalsha_ro", "get", "getrange", "hget", "hgetall", "hmget", "hscan", "smembers",
     ]  # fmt: skip
     words = console.split()
     assert "+ping" in words and "+multi" not in words and "+exec" not in words

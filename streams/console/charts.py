@@ -1,0 +1,134 @@
+"""The experiment page's charts, as JSON the page draws (uPlot, static/charts.js):
+
+- ``GET /api/experiments/{id}/series``: each metric's running estimate look by look, arm by
+  arm, with its 95% and anytime-valid intervals; each look's verdict, marked where it
+  changed; and a price ladder's demand and profit curves with the recommended price
+  (streams.client.series over the estimates the page already reads);
+- ``GET /api/experiments/{id}/assignments``: the heatmap of products x periods, aggregated
+  here to at most 200 x 200 cells (streams.client.heatmap);
+- ``GET /api/experiments/{id}/products/{product}``: a product's message in force, as
+  ``pricelab assignments`` shows it, and its assignment in each period.
+
+The heatmap of an experiment is kept once made: it depends only on the experiment (created
+once: its creation time), the freezes and a triggered design's triggers, and a million
+products take about a second a period to draw.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.routing import Route
+
+from streams.client.estimates import latest_verdict
+from streams.client.heatmap import (
+    assignment_in_force,
+    heatmap_source,
+    product_history,
+    read_schedule,
+)
+from streams.client.known import known
+from streams.client.series import ladder_curves, running_estimates
+from streams.console.views import looks_view
+
+#: heatmaps kept per console (each a few hundred kB)
+KEPT = 32
+
+
+def _word(headline: str) -> str:
+    """The verdict's word from its headline (``render_verdict``'s first line:
+    ``VERDICT after N periods (as of T): WORD - why``)."""
+    return headline.split("): ", 1)[-1].split(" - ", 1)[0]
+
+
+async def series_view(store: Any, feed: Any, exp_id: str) -> dict[str, Any]:
+    """The Over time and Price ladder charts' document (see the module)."""
+    await known(store, exp_id)
+    docs = await feed.docs(exp_id)
+    verdict = latest_verdict(docs)
+    lead = verdict.get("metric") if verdict is not None else None
+    looks = [lk | {"word": _word(lk["headline"])} for lk in reversed(looks_view(docs))]
+    return {
+        "experiment": exp_id,
+        "decision_metric": lead,
+        "series": running_estimates(docs, lead),
+        "verdicts": looks,
+        "ladder": ladder_curves(docs, verdict),
+    }
+
+
+class Heatmaps:
+    """The heatmaps made so far, by what they depend on; one making at a time per key."""
+
+    def __init__(self) -> None:
+        self._made: dict[tuple[Any, ...], asyncio.Task[dict[str, Any]]] = {}
+
+    async def get(self, store: Any, exp_id: str) -> dict[str, Any]:
+        await known(store, exp_id)
+        key, make, period = await heatmap_source(store, exp_id)
+        task = self._made.get(key)
+        if task is None or (task.done() and (task.cancelled() or task.exception() is not None)):
+            task = asyncio.ensure_future(asyncio.to_thread(make))  # off the event loop
+            self._made[key] = task
+            while len(self._made) > KEPT:
+                self._made.pop(next(iter(self._made)))
+        return dict(await asyncio.shield(task)) | {"period": period}
+
+
+async def product_view(
+    settings: Any, store: Any, exp_id: str, product: str
+) -> dict[str, Any] | None:
+    """``product`` of experiment ``exp_id``: its message in force (``pricelab assignments``'
+    view) and its assignment in each period; None when the experiment has no such product."""
+    spec, freezes, ctx, period = await read_schedule(store, exp_id)
+    if product not in spec.units():
+        return None
+    in_force = await assignment_in_force(settings, store, product)
+    history = await asyncio.to_thread(product_history, spec, product, freezes, ctx)
+    return {
+        "experiment": exp_id,
+        "product": product,
+        "period": period if period >= 0 else None,
+        "in_force": in_force,
+        "history": history,
+    }
+
+
+def routes(
+    api: Callable[[Callable[[Request], Awaitable[Any]]], Any],
+    need: Callable[[Request, str], Any],
+    console: Callable[[Request], Any],
+    not_found: Callable[[str], Exception],
+) -> list[Route]:
+    """The chart routes, wrapped by the app's ``api`` (its refusals), reading after
+    ``need(request, "read")``; ``not_found(sentence)`` is the app's 404."""
+    heatmaps = Heatmaps()
+
+    async def series(request: Request) -> Any:
+        need(request, "read")
+        c = console(request)
+        return await series_view(c.store, c.feed, request.path_params["exp_id"])
+
+    async def assignments(request: Request) -> Any:
+        need(request, "read")
+        return await heatmaps.get(console(request).store, request.path_params["exp_id"])
+
+    async def product(request: Request) -> Any:
+        need(request, "read")
+        c = console(request)
+        exp_id = request.path_params["exp_id"]
+        await known(c.store, exp_id)
+        name = request.path_params["product"]
+        doc = await product_view(c.settings, c.store, exp_id, name)
+        if doc is None:
+            raise not_found(f"{name!r} is not a product of experiment {exp_id!r}")
+        return doc
+
+    return [
+        Route("/api/experiments/{exp_id}/series", api(series)),
+        Route("/api/experiments/{exp_id}/assignments", api(assignments)),
+        Route("/api/experiments/{exp_id}/products/{product}", api(product)),
+    ]
