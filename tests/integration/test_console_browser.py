@@ -5,7 +5,9 @@ downloaded).
 
 - the experiment appears in the list;
 - each look the analysis worker publishes appears on the open experiment page without a
-  reload (the page's marker survives; the look shown is the driver's);
+  reload (the page's marker survives; the look shown is the driver's), and the verdict band
+  shows each look's verdict: it changes without a reload when the verdict does (the page is
+  opened before the first look, so at least from "No verdict yet" to the first verdict);
 - a pause and a freeze made in the browser reach the commands topic with the signed-in user
   as their actor (``pricelab experiment history``);
 - a decision recorded in the browser (by the admin: an analyst's permission) shows on the page
@@ -406,27 +408,33 @@ async def test_the_console_in_a_browser(stack: Any, tmp_path: Path, browser: Any
                     return
                 shown = f"Look of {look[-1]['as_of']}, after {look[-1]['n_periods']} period(s)."
                 listed = f"after {look[-1]['n_periods']} periods (as of {look[-1]['as_of']})"
-                if not marker:
-                    await asyncio.to_thread(first_look, shown)
-                else:
-                    await asyncio.to_thread(later_look, shown, listed)
-                    # over time: a row for each look so far that had a verdict
-                    seen = {v["as_of"] for v in run.verdicts if v.get("_look") is not None}
+                # every look arrives live on the pages opened before the first
+                await asyncio.to_thread(later_look, shown, listed)
+                # over time: a row for each look so far that had a verdict
+                seen = {v["as_of"] for v in run.verdicts if v.get("_look") is not None}
 
-                    def over_time(b: Any) -> bool:
-                        cells = b.find_elements(By.CSS_SELECTOR, "#over-time tr[data-as-of]")
-                        return seen <= {e.get_attribute("data-as-of") for e in cells}
+                def over_time(b: Any) -> bool:
+                    cells = b.find_elements(By.CSS_SELECTOR, "#over-time tr[data-as-of]")
+                    return seen <= {e.get_attribute("data-as-of") for e in cells}
 
-                    await asyncio.to_thread(_wait, browser, f"looks {seen} over time", over_time)
-                    await asyncio.to_thread(_charts_drawn, browser, len(seen))
+                await asyncio.to_thread(_wait, browser, f"looks {seen} over time", over_time)
+                await asyncio.to_thread(_charts_drawn, browser, len(seen))
+                # the band shows this look's verdict (the driver's, as published): so it
+                # changes, without a reload, when the verdict does
+                band = await asyncio.to_thread(
+                    lambda: browser.find_element(By.ID, "verdict").get_attribute("data-verdict")
+                )
+                marker.setdefault("bands", []).append((band, look[-1]["verdict"]))
                 marker.setdefault("looks", []).append(d)
 
-            def first_look(shown: str) -> None:
+            def open_pages() -> None:
+                """Before the first look: the list, and the experiment page with no verdict
+                yet, each in a tab of its own; every look then arrives on them live."""
                 o_pw = USERS["olga"][1]
                 _sign_in(browser, base, "olga", o_pw, "/experiments")
                 row = f'tr[data-id="{run.id}"]'
                 _wait(browser, "the experiment in the list",
-                      lambda b: _text(b, f"{row} .state") == "running")  # fmt: skip
+                      lambda b: _text(b, f"{row} .state") in ("created", "running"))  # fmt: skip
                 assert len(browser.find_elements(By.CSS_SELECTOR, row)) == 1
                 _shot(browser, tmp_path, "console-experiments.png")
                 _axe(browser, "the list")
@@ -436,9 +444,11 @@ async def test_the_console_in_a_browser(stack: Any, tmp_path: Path, browser: Any
                 browser.switch_to.new_window("tab")
                 marker["page"] = browser.current_window_handle
                 browser.get(f"{base}/experiments/{run.id}")
-                _wait(browser, "the first look", lambda b: _text(b, "#looks") == shown)
+                band = browser.find_element(By.ID, "verdict").get_attribute("data-verdict")
+                assert band == "none", band  # no look yet: the band says so in words
+                assert _text(browser, "#verdict .word") == "No verdict yet"
                 browser.execute_script("window.stillThisPage = 'yes';")  # gone on a reload
-                marker["set"] = True
+                marker["bands"] = [(band, "none")]
 
             def later_look(shown: str, listed: str) -> None:
                 _wait(browser, f"the look {shown!r} without a reload",
@@ -453,8 +463,12 @@ async def test_the_console_in_a_browser(stack: Any, tmp_path: Path, browser: Any
                 assert browser.execute_script("return window.stillThisPage") == "yes"
                 browser.switch_to.window(marker["page"])
 
+            await asyncio.to_thread(open_pages)
             await driver.run([run], after_look=after_look, periods=4)
-            assert len(marker["looks"]) >= 2, marker  # one look opened, later ones arrived live
+            assert len(marker["looks"]) >= 2, marker  # every look arrived live
+            # the band showed each look's verdict, and changed (from none) without a reload
+            assert all(shown == published for shown, published in marker["bands"]), marker
+            assert len({shown for shown, _ in marker["bands"]}) >= 2, marker
 
         # a pause from the browser: the reply shown, the command on the topic as olga
         def pause() -> None:
