@@ -11,7 +11,8 @@ JSON line: the simulated hours, RSS (anonymous and file pages), glibc malloc's b
 and freed but kept, the interpreter's blocks, the look's own seconds, and the periods done
 in all; every ``--census`` looks, after a full collection, the live objects by type and
 the sizes of what the worker keeps between looks; with ``--trace``, tracemalloc's bytes by
-file against the first census. Run it as the worker runs, with its malloc settings:
+file against the first census; with ``--hold-after N``, the clock stops after N looks and the
+same looks repeat, with no new data. Run it as the worker runs, with its malloc settings:
 
     GLIBC_TUNABLES=glibc.malloc.mmap_threshold=2147483647:glibc.malloc.trim_threshold=2147483647 \\
         .venv/bin/python -m benchmarks.trace_analysis_cycles --looks 500 --out /tmp/cycles.jsonl
@@ -133,7 +134,9 @@ class _World:
         await self.store.redis.set(f"{self.store.exp(s.id)}:sums:{k}", sums)
 
 
-def _kept_sizes(worker: AnalysisWorker, source: RedisPanelSource, metrics: Metrics) -> dict[str, Any]:
+def _kept_sizes(
+    worker: AnalysisWorker, source: RedisPanelSource, metrics: Metrics
+) -> dict[str, Any]:
     """What the worker keeps between looks, by holder."""
     looks = worker._looks._kept  # noqa: SLF001 - a diagnostic
     known = source._known  # noqa: SLF001
@@ -146,9 +149,7 @@ def _kept_sizes(worker: AnalysisWorker, source: RedisPanelSource, metrics: Metri
         "source_records": sum(len(k.records) for k in known.values()),
         "source_spans": sum(len(k.spans) for k in known.values()),
         "age_series": len(metrics._age.last),  # noqa: SLF001
-        "metric_series": sum(
-            len(m.samples) for fam in metrics.registry.collect() for m in [fam]
-        ),
+        "metric_series": sum(len(m.samples) for fam in metrics.registry.collect() for m in [fam]),
     }
 
 
@@ -187,7 +188,9 @@ async def run(args: argparse.Namespace) -> None:
             tracemalloc.start(1)
         t_run = time.perf_counter()
         for look in range(args.looks):
-            now = start + timedelta(minutes=args.step * (look + 1))
+            # after --hold-after looks the clock stands still: the same looks, no new data
+            moved = look + 1 if args.hold_after is None else min(look + 1, args.hold_after)
+            now = start + timedelta(minutes=args.step * moved)
             clock.set(now)
             await world.advance(now)
             t0 = time.perf_counter()
@@ -251,6 +254,9 @@ def main() -> None:
     ap.add_argument("--step", type=float, default=67.2, help="simulated minutes between looks")
     ap.add_argument("--census", type=int, default=50, help="looks between censuses")
     ap.add_argument("--trace", action="store_true", help="tracemalloc by line at each census")
+    ap.add_argument(
+        "--hold-after", type=int, help="looks after which the clock stops (the looks repeat)"
+    )
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--out", type=Path, default=Path("/tmp/pricelab-cycles.jsonl"))
     asyncio.run(run(ap.parse_args()))
