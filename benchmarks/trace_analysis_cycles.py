@@ -8,7 +8,7 @@ source, read in chunks of 8 products as the soak reads them, the worker's own ``
 its observer), whose ``run_once`` is called once per ``--step`` of the simulated clock (the
 soak's 2 s cycle at 2,016 times the wall is about 67 minutes). After every look it writes one
 JSON line: the simulated hours, RSS (anonymous and file pages), glibc malloc's bytes in use
-and freed but kept, the interpreter's blocks, the look's own seconds, and the periods done
+and freed but kept, the interpreter's blocks and object arenas, the look's own seconds, and the periods done
 in all; every ``--census`` looks, after a full collection, the live objects by type and
 the sizes of what the worker keeps between looks; with ``--trace``, tracemalloc's bytes by
 file against the first census; with ``--hold-after N``, the clock stops after N looks and the
@@ -24,6 +24,8 @@ import argparse
 import asyncio
 import gc
 import json
+import os
+import re
 import sys
 import tempfile
 import time
@@ -59,6 +61,23 @@ def _status() -> dict[str, int]:
             if key in ("VmRSS", "RssAnon", "RssFile"):
                 out[key] = int(rest.split()[0]) * 1024
     return out
+
+
+def _arenas() -> int:
+    """The interpreter's object arenas currently mapped (1 MiB each, outside malloc's heap)."""
+    fd, path = tempfile.mkstemp()
+    saved = os.dup(2)
+    os.dup2(fd, 2)
+    try:
+        sys._debugmallocstats()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(fd)
+    text = Path(path).read_text()
+    os.unlink(path)
+    found = re.search(r"# arenas allocated current\s+=\s+(\d+)", text)
+    return int(found.group(1)) if found else -1
 
 
 def _census() -> dict[str, int]:
@@ -209,6 +228,7 @@ async def run(args: argparse.Namespace) -> None:
                 "in_use": mi[0],
                 "free": mi[1],
                 "blocks": sys.getallocatedblocks(),
+                "arenas": _arenas(),
                 "messages": sink.messages,
             }
             if look % args.census == 0 or look == args.looks - 1:
@@ -233,12 +253,12 @@ async def run(args: argparse.Namespace) -> None:
                     ]
             out.write(json.dumps(row) + "\n")
             out.flush()
-            if look % 25 == 0:
+            if look % args.every == 0:
                 print(
                     f"look {look} {row['hours']:.0f} h periods {row['periods']} "
                     f"{seconds:.2f} s rss {st['VmRSS'] / 2**20:.1f} anon "
                     f"{st['RssAnon'] / 2**20:.1f} in_use {mi[0] / 2**20:.1f} free "
-                    f"{mi[1] / 2**20:.1f} blocks {row['blocks'] / 1e3:.0f}k "
+                    f"{mi[1] / 2**20:.1f} blocks {row['blocks'] / 1e3:.0f}k arenas {row['arenas']} "
                     f"({time.perf_counter() - t_run:.0f} s)",
                     flush=True,
                 )
@@ -257,6 +277,7 @@ def main() -> None:
     ap.add_argument(
         "--hold-after", type=int, help="looks after which the clock stops (the looks repeat)"
     )
+    ap.add_argument("--every", type=int, default=25, help="looks between printed lines")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--out", type=Path, default=Path("/tmp/pricelab-cycles.jsonl"))
     asyncio.run(run(ap.parse_args()))
