@@ -8,7 +8,7 @@ source, read in chunks of 8 products as the soak reads them, the worker's own ``
 its observer), whose ``run_once`` is called once per ``--step`` of the simulated clock (the
 soak's 2 s cycle at 2,016 times the wall is about 67 minutes). After every look it writes one
 JSON line: the simulated hours, RSS (anonymous and file pages), glibc malloc's bytes in use
-and freed but kept, the interpreter's blocks and object arenas, the look's own seconds, and the periods done
+and freed but kept, the heap's resident pages, the interpreter's blocks and object arenas, the look's own seconds, and the periods done
 in all; every ``--census`` looks, after a full collection, the live objects by type and
 the sizes of what the worker keeps between looks; with ``--trace``, tracemalloc's bytes by
 file against the first census; with ``--hold-after N``, the clock stops after N looks and the
@@ -61,6 +61,19 @@ def _status() -> dict[str, int]:
             if key in ("VmRSS", "RssAnon", "RssFile"):
                 out[key] = int(rest.split()[0]) * 1024
     return out
+
+
+def _heap_pages() -> int:
+    """The resident bytes of malloc's main heap (the ``[heap]`` mapping): the part of the heap
+    malloc keeps (in use + free) that has been touched."""
+    rss, in_heap = 0, False
+    with open("/proc/self/smaps") as fh:
+        for line in fh:
+            if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
+                in_heap = line.rstrip().endswith("[heap]")
+            elif in_heap and line.startswith("Rss:"):
+                rss += int(line.split()[1]) * 1024
+    return rss
 
 
 def _arenas() -> int:
@@ -229,6 +242,7 @@ async def run(args: argparse.Namespace) -> None:
                 "free": mi[1],
                 "blocks": sys.getallocatedblocks(),
                 "arenas": _arenas(),
+                "heap_pages": _heap_pages(),
                 "messages": sink.messages,
             }
             if look % args.census == 0 or look == args.looks - 1:
@@ -258,7 +272,8 @@ async def run(args: argparse.Namespace) -> None:
                     f"look {look} {row['hours']:.0f} h periods {row['periods']} "
                     f"{seconds:.2f} s rss {st['VmRSS'] / 2**20:.1f} anon "
                     f"{st['RssAnon'] / 2**20:.1f} in_use {mi[0] / 2**20:.1f} free "
-                    f"{mi[1] / 2**20:.1f} blocks {row['blocks'] / 1e3:.0f}k arenas {row['arenas']} "
+                    f"{mi[1] / 2**20:.1f} heap pages {row['heap_pages'] / 2**20:.1f} "
+                    f"blocks {row['blocks'] / 1e3:.0f}k arenas {row['arenas']} "
                     f"({time.perf_counter() - t_run:.0f} s)",
                     flush=True,
                 )
