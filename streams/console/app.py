@@ -41,6 +41,7 @@ from controller.settings import Settings
 from controller.store import Store, make_redis
 from core.errors import PricelabError
 from streams.client.commands import freeze_document, instant, send_command_async
+from streams.client.history import TrailFollower
 from streams.client.known import known
 from streams.client.stack_clock import stack_clock
 from streams.console import auth
@@ -69,6 +70,8 @@ class Console:
     feed: EstimatesFeed
     send: Send = send_command_async
     metrics: ConsoleMetrics = field(default_factory=ConsoleMetrics)
+    #: the one reader of the audit trail the pages share (None: each page reads the topic)
+    trails: TrailFollower | None = None
 
 
 class Refused(Exception):
@@ -285,7 +288,12 @@ async def _experiment(request: Request) -> Any:
     _need(request, "read")
     c = _console(request)
     return await experiment_view(
-        c.settings, c.store, c.feed, request.path_params["exp_id"], _page_no(request)
+        c.settings,
+        c.store,
+        c.feed,
+        request.path_params["exp_id"],
+        _page_no(request),
+        trails=c.trails,
     )
 
 
@@ -480,6 +488,8 @@ def build_app(console: Console, lifespan_close: bool = True) -> Starlette:
         finally:
             if lifespan_close:
                 await console.feed.close()
+                if console.trails is not None:
+                    await console.trails.close()
                 await console.store.redis.aclose()
 
     routes = [
@@ -524,5 +534,9 @@ def build_app(console: Console, lifespan_close: bool = True) -> Starlette:
 def make_console(settings: Settings, users: auth.Users) -> Console:
     """A console over a fresh Redis client and estimates feed (inside the event loop)."""
     return Console(
-        settings, users, Store(make_redis(settings), settings.key_prefix), EstimatesFeed(settings)
+        settings,
+        users,
+        Store(make_redis(settings), settings.key_prefix),
+        EstimatesFeed(settings),
+        trails=TrailFollower(settings, timeout=settings.console.command_timeout),
     )

@@ -30,7 +30,7 @@ from streams.client.estimates import (
     render_demand,
     render_verdict,
 )
-from streams.client.history import read_trail
+from streams.client.history import TrailFollower, read_trail
 from streams.console.feed import EstimatesFeed
 
 #: the status tabs of the experiments list, in order (``all``: no filter)
@@ -151,17 +151,27 @@ def finite(obj: Any) -> Any:
 
 
 async def experiment_view(
-    settings: Settings, store: Store, feed: EstimatesFeed, exp_id: str, page: int = 1
+    settings: Settings,
+    store: Store,
+    feed: EstimatesFeed,
+    exp_id: str,
+    page: int = 1,
+    trails: TrailFollower | None = None,
 ) -> dict[str, Any]:
     """One experiment: its overview, latest verdict, the scorecard's latest estimates (each
     metric's primary estimator, the decision metric first) and its audit history, newest
-    first, ``page`` by page. An unknown id raises UnknownExperiment."""
+    first, ``page`` by page (from ``trails``, the console's one reader of the trail, else
+    read from the topic's start). An unknown id raises UnknownExperiment."""
     overview = await read_overview(store, exp_id)
     docs = await feed.docs(exp_id)
     verdict = latest_verdict(docs)
     lead = overview["decision_metric"] if verdict is None else verdict.get("metric")
     scorecard = [finite(d) for d in latest_of(docs, primary_only=True, lead=lead).values()]
-    trail = await read_trail(settings, exp_id, timeout=settings.console.command_timeout)
+    trail = (
+        await trails.trail(exp_id)
+        if trails is not None
+        else await read_trail(settings, exp_id, timeout=settings.console.command_timeout)
+    )
     created_by = next(
         (
             (r.get("detail") or {}).get("actor")
