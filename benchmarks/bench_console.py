@@ -62,7 +62,7 @@ from streams.console.launch import ConsoleProcess  # noqa: E402
 from streams.live.embedded import EmbeddedStack, free_port  # noqa: E402
 from streams.worker.kafka import ensure_topics  # noqa: E402
 from streams.worker.runtime import Runtime  # noqa: E402
-from streams.worker.schemas import EstimateMessage, VerdictMessage  # noqa: E402
+from streams.worker.schemas import EstimateMessage, Metric, VerdictMessage  # noqa: E402
 
 BIG = "big"
 LIST_TARGET, PAGE_TARGET, LIVE_TARGET, WORKER_TARGET = 0.3, 1.0, 2.0, 1.05
@@ -84,9 +84,10 @@ async def publish_look(rt: Runtime, exp_id: str, n: int) -> str:
     worker's publisher (acks as the worker's, flushed); its ``as_of``."""
     as_of = START + timedelta(days=1, hours=n)
     topic = rt.settings.topics.estimates
-    for metric, effect in (("units", 0.8), ("revenue", 12.5), ("profit", 3.1)):
+    metrics: tuple[tuple[Metric, float], ...] = (("units", 0.8), ("revenue", 12.5), ("profit", 3.1))
+    for metric, effect in metrics:
         msg = EstimateMessage(
-            experiment=exp_id, estimator="did", metric=metric,  # type: ignore[arg-type] effect=effect, se=effect / 3,
+            experiment=exp_id, estimator="did", metric=metric, effect=effect, se=effect / 3,
             ci_low=effect / 3, ci_high=effect * 5 / 3, cs_low=-effect, cs_high=effect * 3,
             pvalue=0.01, se_method="cluster", n_units=10, n_periods=n + 1, as_of=as_of,
         )  # fmt: skip
