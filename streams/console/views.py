@@ -17,7 +17,6 @@ from typing import Any
 from controller.settings import Settings
 from controller.store import Store
 from streams.client.commands import (
-    read_experiment,
     read_freezes,
     read_overview,
     read_overviews,
@@ -55,6 +54,21 @@ def design_view(spec: dict[str, Any]) -> dict[str, Any]:
         else:
             out[key] = value
     return out
+
+
+#: each spec's design section, made once: a spec does not change once created, and the store
+#: keeps each one it parsed (a 1,000,000-product spec: parsing and dumping it cost seconds a
+#: page; benchmarks/bench_console.py)
+_DESIGNS: dict[int, tuple[Any, dict[str, Any]]] = {}
+
+
+async def _design(store: Store, exp_id: str) -> dict[str, Any]:
+    """:func:`design_view` of the experiment's spec as ``read_experiment`` gives it."""
+    spec = (await store.get_experiment(exp_id)).spec
+    made = _DESIGNS.get(id(spec))
+    if made is None or made[0] is not spec:
+        made = _DESIGNS[id(spec)] = (spec, design_view(spec.model_dump(mode="json")))
+    return made[1]
 
 
 def verdict_view(doc: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -183,7 +197,7 @@ async def experiment_view(
     # the freezes that apply to it, each ahead, in force, over or cancelled by the
     # controller's clock (read_freezes opens its own client: off this event loop)
     freezes = await asyncio.to_thread(read_freezes, settings, exp_id)
-    spec = (await asyncio.to_thread(read_experiment, settings, exp_id))["spec"]
+    design = await _design(store, exp_id)
     records = list(reversed(trail.records))
     pages = max(1, math.ceil(len(records) / HISTORY_PAGE))
     page = min(max(1, page), pages)
@@ -194,7 +208,7 @@ async def experiment_view(
         "looks": looks_view(docs),
         "ladder": ladder_view(docs, verdict),
         "freezes": freezes,
-        "design": design_view(spec),
+        "design": design,
         "history": {
             "records": records[(page - 1) * HISTORY_PAGE : page * HISTORY_PAGE],
             "total": len(records),
