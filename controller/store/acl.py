@@ -224,7 +224,8 @@ OPTIONAL_ROLES: tuple[Role, ...] = (
         "PRICELAB_ACL_PASSWORD_CONSOLE",
         scripts=(),
         read_only_scripts=(),
-        direct=(*_COMMON, ("HGETALL", ("cancelled_freezes",))),
+        # HMGET state: the list's fields of every experiment (Store.listed_experiments)
+        direct=(*_COMMON, ("HGETALL", ("cancelled_freezes",)), ("HMGET", ("state",))),
         transactions=False,
     ),
 )

@@ -34,7 +34,7 @@ def test_the_console_s_redis_user_reads_and_writes_nothing() -> None:
         "pricelab-console",
     ]
     console = lines[-1]
-    assert sorted(_grants(console)) == ["get", "hgetall", "smembers"]
+    assert sorted(_grants(console)) == ["get", "hgetall", "hmget", "smembers"]
     words = console.split()
     assert "+ping" in words and "+multi" not in words and "+exec" not in words
     assert all(w.startswith("%R~") for w in words if "~" in w)  # read permissions only
