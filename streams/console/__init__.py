@@ -1,7 +1,7 @@
 """The web console: ``pricelab console``, one more edge (docs/console.md).
 
 auth    the users file (argon2 hashes), the roles and what each may do
-feed    the estimates of the experiments asked about, followed live from the estimates topic
+feed    every experiment's estimates, followed live by one reader of the estimates topic
 views   the API's documents, put together from the client's views (streams.client)
 app     the Starlette application: sign-in, sessions, CSRF, the JSON API, the pages, the live
         stream
