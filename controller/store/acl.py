@@ -226,10 +226,12 @@ OPTIONAL_ROLES: tuple[Role, ...] = (
         "PRICELAB_ACL_PASSWORD_CONSOLE",
         scripts=(),
         read_only_scripts=("hscan_text",),
+        # HMGET state: the list's fields of every experiment (Store.listed_experiments)
         direct=(
             *_COMMON,
             *_PANEL,
             ("HGETALL", ("cancelled_freezes", "totals")),
+            ("HMGET", ("state",)),
             ("GET", ("claims",)),
             ("HGET", ("holders",)),
         ),

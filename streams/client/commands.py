@@ -251,7 +251,7 @@ def _overview(s: ExperimentState) -> dict[str, Any]:
 
 async def read_overviews(store: Store) -> list[dict[str, Any]]:
     """Every experiment's :func:`_overview`, for a client that holds its store (the console)."""
-    return [_overview(s) for s in await store.experiments()]
+    return [_overview(s) for s in await store.listed_experiments()]
 
 
 async def read_overview(store: Store, exp_id: str) -> dict[str, Any]:

@@ -74,19 +74,24 @@ async def _consumer(settings: Settings) -> AIOKafkaConsumer:
     return consumer
 
 
-def _mine(record: Any, experiment: str) -> dict[str, Any] | None:
+def _mine(record: Any, experiment: str | None) -> dict[str, Any] | None:
+    """The record's estimate message, if it is one of ``experiment``'s (None: of any)."""
     try:
         doc = json.loads(record.value)
-    except ValueError:
+    except (TypeError, ValueError):
         return None
-    if isinstance(doc, dict) and doc.get("experiment") == experiment and "estimator" in doc:
+    if (
+        isinstance(doc, dict)
+        and "estimator" in doc
+        and (experiment is None or doc.get("experiment") == experiment)
+    ):
         return doc
     return None
 
 
 async def all_estimates(
     settings: Settings,
-    experiment: str,
+    experiment: str | None,
     idle: float = 2.0,
     then: Callable[[list[dict[str, Any]]], Callable[[dict[str, Any]], None] | None] | None = None,
     stop: asyncio.Event | None = None,
@@ -94,6 +99,7 @@ async def all_estimates(
     """Every estimate message of ``experiment`` so far: read until each partition has caught
     up with the moment reading began, or the broker has answered its fetches for ``idle``
     seconds without a new message (see the module docstring for why neither the end offsets nor silence of the whole topic will do).
+    ``experiment`` None: every experiment's estimate messages (the console's one reader).
 
     With ``then``: it gets what was read and may return an ``emit`` callback; the same
     consumer then goes on from where it stopped and hands every new estimate to ``emit``
@@ -123,7 +129,7 @@ async def all_estimates(
 
 async def _read_until_caught_up(
     consumer: AIOKafkaConsumer,
-    experiment: str,
+    experiment: str | None,
     idle: float,
     out: list[dict[str, Any]],
     clock: Clock | None = None,
@@ -186,7 +192,7 @@ async def _read_until_caught_up(
             )
 
 
-def _docs(batch: dict[Any, list[Any]], experiment: str) -> list[dict[str, Any]]:
+def _docs(batch: dict[Any, list[Any]], experiment: str | None) -> list[dict[str, Any]]:
     return [
         doc
         for records in batch.values()

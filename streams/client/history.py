@@ -14,6 +14,7 @@ records have expired the trail says where it starts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -143,13 +144,29 @@ async def _read(consumer: AIOKafkaConsumer, topic: str, experiment: str, timeout
     end = await consumer.end_offsets(parts)
     await consumer.seek_to_beginning(*parts)
     docs: list[tuple[int, int, dict[str, Any]]] = []
-    todo = {tp for tp in parts if end[tp] > start[tp]}
+    await _read_to(consumer, {tp for tp in parts if end[tp] > start[tp]}, end, docs, timeout)
+    trail = assemble(experiment, docs)
+    trail.log_start = {tp.partition: start[tp] for tp in parts}
+    return trail
+
+
+async def _read_to(
+    consumer: AIOKafkaConsumer,
+    todo: set[TopicPartition],
+    end: dict[TopicPartition, int],
+    docs: list[tuple[int, int, dict[str, Any]]],
+    timeout: float,
+    later: bool = False,
+) -> None:
+    """Read ``todo``'s partitions from their positions to ``end`` into ``docs`` (partition,
+    offset, record), for at most ``timeout`` seconds; ``later``: keep the records past
+    ``end`` a fetch brought too (a reader that goes on from its position must)."""
     deadline = asyncio.get_running_loop().time() + timeout
     while todo and asyncio.get_running_loop().time() < deadline:
         batch = await consumer.getmany(*todo, timeout_ms=200)
         for tp, records in batch.items():
             for r in records:
-                if r.offset >= end[tp]:
+                if r.offset >= end[tp] and not later:
                     continue
                 if r.value is not None:  # a tombstone says nothing
                     try:
@@ -161,9 +178,89 @@ async def _read(consumer: AIOKafkaConsumer, topic: str, experiment: str, timeout
         for tp in list(todo):
             if await consumer.position(tp) >= end[tp]:
                 todo.discard(tp)
-    trail = assemble(experiment, docs)
-    trail.log_start = {tp.partition: start[tp] for tp in parts}
-    return trail
+
+
+class TrailFollower:
+    """The trails of every experiment from one long-lived reader of the topic (the
+    console's): each :meth:`trail` reads only what was written since the last one, up to
+    the end offsets taken when it is asked, and assembles the experiment's trail from every
+    record held, as :func:`read_trail` does from the topic's start. A read that fails closes
+    the reader; the next starts again from the topic's start."""
+
+    def __init__(self, settings: Settings, timeout: float = 30.0) -> None:
+        self.settings = settings
+        self.timeout = timeout
+        self._consumer: AIOKafkaConsumer | None = None
+        self._parts: list[TopicPartition] = []
+        self._start: dict[TopicPartition, int] = {}
+        self._docs: list[tuple[int, int, dict[str, Any]]] = []
+        self._lock = asyncio.Lock()
+
+    async def trail(self, experiment: str) -> Trail:
+        """The trail of ``experiment``; a broker that does not answer raises
+        :class:`streams.errors.ServiceUnavailable`."""
+        async with self._lock:
+            try:
+                async with services_answer(
+                    bootstrap_servers=self.settings.kafka.bootstrap_servers,
+                    settings=self.settings,
+                ):
+                    await self._catch_up()
+            except BaseException:
+                await self.close()
+                raise
+            docs, start = list(self._docs), dict(self._start)
+        trail = assemble(experiment, docs)
+        trail.log_start = {tp.partition: o for tp, o in start.items()}
+        return trail
+
+    async def _catch_up(self) -> None:
+        topic = self.settings.topics.experiment_events
+        if self._consumer is None:
+            # a fetch waits on the broker at most this long for new records: a request for
+            # the offsets queues behind it on the connection
+            consumer = AIOKafkaConsumer(
+                **self.settings.kafka.client_kwargs(),  # type: ignore[arg-type]
+                enable_auto_commit=False,
+                fetch_max_wait_ms=20,
+            )
+            try:
+                await consumer.start()
+            except BaseException:
+                await consumer.stop()
+                raise
+            self._consumer, self._parts, self._docs, self._start = consumer, [], [], {}
+        consumer = self._consumer
+        if not self._parts:  # no topic yet, or not read yet
+            await consumer._client.force_metadata_update()  # noqa: SLF001 - an unsubscribed topic
+            self._parts = [
+                TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())
+            ]
+            if not self._parts:
+                return
+            consumer.assign(self._parts)
+            await consumer.seek_to_beginning(*self._parts)
+        start = await consumer.beginning_offsets(self._parts)
+        end = await consumer.end_offsets(self._parts)
+        if any(start[tp] > self._start.get(tp, 0) for tp in self._parts):  # records expired
+            first = {tp.partition: start[tp] for tp in self._parts}
+            self._docs = [d for d in self._docs if d[1] >= first.get(d[0], 0)]
+        self._start = start
+        todo = set()
+        for tp in self._parts:
+            if await consumer.position(tp) < end[tp]:
+                todo.add(tp)
+        if todo:
+            consumer.resume(*todo)
+            await _read_to(consumer, todo, end, self._docs, self.timeout, later=True)
+        # no fetches between requests: the next one's offsets are answered at once
+        consumer.pause(*self._parts)
+
+    async def close(self) -> None:
+        if self._consumer is not None:
+            consumer, self._consumer, self._parts = self._consumer, None, []
+            with contextlib.suppress(Exception):
+                await consumer.stop()
 
 
 def _who(doc: dict[str, Any]) -> str:

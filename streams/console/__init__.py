@@ -1,7 +1,7 @@
 """The web console: ``pricelab console``, one more edge (docs/console.md).
 
 auth    the users file (argon2 hashes), the roles and what each may do
-feed    the estimates of the experiments asked about, followed live from the estimates topic
+feed    every experiment's estimates, followed live by one reader of the estimates topic
 statuses  the experiments' status changes, followed live from the experiment-events topic
 health  the experiment page's Health section (streams.client.health's checks)
 views   the API's documents, put together from the client's views (streams.client)

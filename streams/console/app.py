@@ -41,6 +41,7 @@ from controller.settings import Settings
 from controller.store import Store, make_redis
 from core.errors import PricelabError
 from streams.client.commands import freeze_document, instant, send_command_async
+from streams.client.history import TrailFollower
 from streams.client.known import known
 from streams.client.stack_clock import stack_clock
 from streams.console import auth, charts
@@ -49,7 +50,13 @@ from streams.console.feed import EstimatesFeed
 from streams.console.health import HealthReads, health_view
 from streams.console.metrics import ConsoleMetrics, MeasureRequests
 from streams.console.statuses import STATUS_KEY, StatusFeed
-from streams.console.views import TABS, experiment_view, experiments_view, finite
+from streams.console.views import (
+    TABS,
+    experiment_view,
+    experiments_view,
+    finite,
+    schedule_view,
+)
 from streams.errors import ServiceUnavailable
 from streams.worker.schemas import REASON_CHARS, actor_refusal
 
@@ -75,6 +82,8 @@ class Console:
     metrics: ConsoleMetrics = field(default_factory=ConsoleMetrics)
     statuses: StatusFeed | None = None
     health: HealthReads = field(default_factory=HealthReads)
+    #: the one reader of the audit trail the pages share (None: each page reads the topic)
+    trails: TrailFollower | None = None
 
 
 class Refused(Exception):
@@ -322,14 +331,21 @@ async def _experiment(request: Request) -> Any:
     _need(request, "read")
     c = _console(request)
     return await experiment_view(
-        c.settings, c.store, c.feed, request.path_params["exp_id"], _page_no(request)
+        c.settings,
+        c.store,
+        c.feed,
+        request.path_params["exp_id"],
+        _page_no(request),
+        trails=c.trails,
     )
 
 
 async def _health_doc(request: Request) -> Any:
     _need(request, "read")
     c = _console(request)
-    return await health_view(c.settings, c.store, c.feed, c.health, request.path_params["exp_id"])
+    return await health_view(
+        c.settings, c.store, c.feed, c.health, request.path_params["exp_id"], c.trails
+    )
 
 
 async def _health_section(request: Request) -> Response:
@@ -345,6 +361,25 @@ async def _health_section(request: Request) -> Response:
         r = _refusal(exc)
         return _page("health.html", request, {"exp_id": exp_id, "error": r.message}, r.status)
     return _page("health.html", request, {"exp_id": exp_id, "health": doc})
+
+
+async def _schedule_doc(request: Request) -> Any:
+    _need(request, "read")
+    return await schedule_view(_console(request).store, request.path_params["exp_id"])
+
+
+async def _schedule_section(request: Request) -> Response:
+    """The Design section's schedule, drawn (the experiment page fetches it after it
+    loads, as it does the Health section); one that cannot be made is one sentence."""
+    if _user(request) is None:
+        r = _no_user(request)
+        return _page("error.html", request, {"error": r.message}, r.status)
+    try:
+        doc = await _schedule_doc(request)
+    except (Refused, PricelabError, OSError) as exc:
+        r = _refusal(exc)
+        return _page("error.html", request, {"error": r.message}, r.status)
+    return _page("schedule.html", request, {"schedule": doc})
 
 
 async def _session(request: Request) -> Any:
@@ -566,6 +601,8 @@ def build_app(
                 await console.feed.close()
                 if console.statuses is not None:
                     await console.statuses.close()
+                if console.trails is not None:
+                    await console.trails.close()
                 await console.store.redis.aclose()
 
     routes = [
@@ -582,6 +619,7 @@ def build_app(
         Route("/api/experiments/{exp_id}", api(_experiment)),
         Route("/api/experiments/{exp_id}/events", _events),
         Route("/api/experiments/{exp_id}/health", api(_health_doc)),
+        Route("/api/experiments/{exp_id}/schedule", api(_schedule_doc)),
         Route("/api/events", _events),
         *(_action_route(k) for k in ACTIONS),
         *charts.routes(api, _need, _console, lambda sentence: Refused(404, sentence)),
@@ -590,6 +628,7 @@ def build_app(
         Route("/experiments/{exp_id}", page("experiment.html", _experiment)),
         Route("/experiments/{exp_id}/results", page("live.html", _experiment)),
         Route("/experiments/{exp_id}/health", _health_section),
+        Route("/experiments/{exp_id}/schedule", _schedule_section),
         Mount("/static", StaticFiles(directory=str(files("streams.console") / "static"))),
     ]
     app = Starlette(
@@ -619,4 +658,5 @@ def make_console(settings: Settings, users: auth.Users) -> Console:
         Store(make_redis(settings), settings.key_prefix),
         EstimatesFeed(settings),
         statuses=StatusFeed(settings),
+        trails=TrailFollower(settings, timeout=settings.console.command_timeout),
     )

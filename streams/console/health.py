@@ -15,7 +15,7 @@ from typing import Any
 from controller.settings import Settings
 from controller.store import Store
 from streams.client.health import panel_source, read_dead_letters, read_health
-from streams.client.history import read_trail
+from streams.client.history import TrailFollower, read_trail
 from streams.client.known import known
 from streams.console.feed import EstimatesFeed
 
@@ -53,17 +53,26 @@ class HealthReads:
 
 
 async def health_view(
-    settings: Settings, store: Store, feed: EstimatesFeed, kept: HealthReads, exp_id: str
+    settings: Settings,
+    store: Store,
+    feed: EstimatesFeed,
+    kept: HealthReads,
+    exp_id: str,
+    trails: TrailFollower | None = None,
 ) -> dict[str, Any]:
     """The six checks of ``exp_id``, each with its flag and sentence, and the worst flag
-    (streams.client.health.read_health); an unknown id raises UnknownExperiment."""
+    (streams.client.health.read_health); an unknown id raises UnknownExperiment. The trail
+    comes from ``trails``, the console's one reader of it, when given (else read from the
+    topic's start)."""
     await known(store, exp_id)
     if kept.panels is None:
         kept.panels = await panel_source(settings, store)
     # the two topic reads side by side (the dead letters' ends on the console's idle rule)
     docs, trail, letters = await asyncio.gather(
         feed.docs(exp_id),
-        read_trail(settings, exp_id, timeout=settings.console.command_timeout),
+        trails.trail(exp_id)
+        if trails is not None
+        else read_trail(settings, exp_id, timeout=settings.console.command_timeout),
         kept.letters(lambda: read_dead_letters(settings, settings.console.estimates_idle)),
     )
     return await read_health(settings, store, kept.panels, exp_id, docs, trail.records, letters)

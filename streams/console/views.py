@@ -16,9 +16,8 @@ import math
 from typing import Any
 
 from controller.settings import Settings
-from controller.store import ExperimentState, Store
+from controller.store import Store
 from streams.client.commands import (
-    read_experiment,
     read_freezes,
     read_overview,
     read_overviews,
@@ -32,7 +31,8 @@ from streams.client.estimates import (
     render_verdict,
 )
 from streams.client.health import last_look, list_flags
-from streams.client.history import latest_decision, read_trail
+from streams.client.history import TrailFollower, latest_decision, read_trail
+from streams.client.known import known
 from streams.client.launch import schedule_preview
 from streams.client.stack_clock import stack_clock
 from streams.console.feed import EstimatesFeed
@@ -67,9 +67,13 @@ _SCHEDULES: dict[tuple[str, int], dict[str, Any]] = {}
 _SCHEDULES_KEPT = 64
 
 
-async def schedule_view(state: ExperimentState) -> dict[str, Any]:
+async def schedule_view(store: Store, exp_id: str) -> dict[str, Any]:
     """A stored experiment's schedule preview (``streams.client.launch.schedule_preview``,
-    what the "New experiment" page shows before its launch), off the event loop."""
+    what the "New experiment" page shows before its launch), off the event loop. The page
+    fetches it on its own once it has loaded: a 1,000,000-product experiment's first one
+    takes seconds (about 40 ms a period per 100,000 products)."""
+    await known(store, exp_id)
+    state = await store.get_experiment(exp_id)
     key = (state.spec.id, state.created_ms)
     if key not in _SCHEDULES:
         shown = await asyncio.to_thread(schedule_preview, state.spec)
@@ -77,6 +81,21 @@ async def schedule_view(state: ExperimentState) -> dict[str, Any]:
             _SCHEDULES.pop(next(iter(_SCHEDULES)))
         _SCHEDULES[key] = shown
     return _SCHEDULES[key]
+
+
+#: each spec's design section, made once: a spec does not change once created, and the store
+#: keeps each one it parsed (a 1,000,000-product spec: parsing and dumping it cost seconds a
+#: page; benchmarks/bench_console.py)
+_DESIGNS: dict[int, tuple[Any, dict[str, Any]]] = {}
+
+
+async def _design(store: Store, exp_id: str) -> dict[str, Any]:
+    """:func:`design_view` of the experiment's spec as ``read_experiment`` gives it."""
+    spec = (await store.get_experiment(exp_id)).spec
+    made = _DESIGNS.get(id(spec))
+    if made is None or made[0] is not spec:
+        made = _DESIGNS[id(spec)] = (spec, design_view(spec.model_dump(mode="json")))
+    return made[1]
 
 
 def verdict_view(doc: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -182,17 +201,28 @@ def finite(obj: Any) -> Any:
 
 
 async def experiment_view(
-    settings: Settings, store: Store, feed: EstimatesFeed, exp_id: str, page: int = 1
+    settings: Settings,
+    store: Store,
+    feed: EstimatesFeed,
+    exp_id: str,
+    page: int = 1,
+    trails: TrailFollower | None = None,
 ) -> dict[str, Any]:
     """One experiment: its overview, latest verdict, the scorecard's latest estimates (each
     metric's primary estimator, the decision metric first), the decision that stands (the
-    trail's latest) and its audit history, newest first, ``page`` by page. An unknown id raises UnknownExperiment."""
+    trail's latest) and its audit history, newest first, ``page`` by page (from ``trails``,
+    the console's one reader of the trail, else read from the topic's start). An unknown id
+    raises UnknownExperiment."""
     overview = await read_overview(store, exp_id)
     docs = await feed.docs(exp_id)
     verdict = latest_verdict(docs)
     lead = overview["decision_metric"] if verdict is None else verdict.get("metric")
     scorecard = [finite(d) for d in latest_of(docs, primary_only=True, lead=lead).values()]
-    trail = await read_trail(settings, exp_id, timeout=settings.console.command_timeout)
+    trail = (
+        await trails.trail(exp_id)
+        if trails is not None
+        else await read_trail(settings, exp_id, timeout=settings.console.command_timeout)
+    )
     created_by = next(
         (
             (r.get("detail") or {}).get("actor")
@@ -204,7 +234,7 @@ async def experiment_view(
     # the freezes that apply to it, each ahead, in force, over or cancelled by the
     # controller's clock (read_freezes opens its own client: off this event loop)
     freezes = await asyncio.to_thread(read_freezes, settings, exp_id)
-    spec = (await asyncio.to_thread(read_experiment, settings, exp_id))["spec"]
+    design = await _design(store, exp_id)
     records = list(reversed(trail.records))
     pages = max(1, math.ceil(len(records) / HISTORY_PAGE))
     page = min(max(1, page), pages)
@@ -219,8 +249,7 @@ async def experiment_view(
         "looks": looks_view(docs),
         "ladder": ladder_view(docs, verdict),
         "freezes": freezes,
-        "design": design_view(spec),
-        "schedule": await schedule_view(await store.get_experiment(exp_id)),
+        "design": design,
         "history": {
             "records": records[(page - 1) * HISTORY_PAGE : page * HISTORY_PAGE],
             "total": len(records),

@@ -477,8 +477,10 @@ async def test_the_console_in_a_browser(stack: Any, tmp_path: Path, browser: Any
             _shot(browser, tmp_path, "console-experiment.png")
             _axe(browser, "the experiment page")
             # the design section's schedule preview: a row a period
-            shown = browser.find_elements(By.CSS_SELECTOR, "#design #schedule tr[data-period]")
-            assert len(shown) == n_periods(run.spec), len(shown)
+            # (fetched by the page once it has loaded)
+            rows = "#design #schedule tr[data-period]"
+            _wait(browser, "the design's schedule, a row a period",
+                  lambda b: len(b.find_elements(By.CSS_SELECTOR, rows)) == n_periods(run.spec))  # fmt: skip
             browser.find_element(By.ID, "reason").send_keys("stock count in the warehouse")
             browser.find_element(By.ID, "pause").click()
             _wait(browser, "the confirmation", lambda b: b.switch_to.alert).accept()

@@ -79,6 +79,8 @@ class _Store:
     async def experiments(self) -> list[ExperimentState]:
         return list(self.states.values())
 
+    listed_experiments = experiments
+
     async def experiment_ids(self) -> list[str]:
         return list(self.states)
 

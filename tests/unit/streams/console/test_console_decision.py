@@ -222,8 +222,6 @@ def trail(monkeypatch: pytest.MonkeyPatch) -> Trail:
 
     monkeypatch.setattr(views, "read_trail", read_trail)
     monkeypatch.setattr(views, "read_freezes", lambda settings, exp_id: [])
-    spec = _state("shoes", 2).spec.model_dump(mode="json")
-    monkeypatch.setattr(views, "read_experiment", lambda settings, exp_id: {"spec": spec})
     return t
 
 

@@ -78,6 +78,8 @@ class _Store:
     async def experiments(self) -> list[ExperimentState]:
         return list(self.states.values())
 
+    listed_experiments = experiments
+
     async def experiment_ids(self) -> list[str]:
         return list(self.states)
 
@@ -144,14 +146,10 @@ def client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClie
     async def letters(settings: Settings, idle: float) -> dict[str, int]:
         return {"late": 4, "malformed": 1}
 
-    def experiment(settings: Settings, exp_id: str) -> dict[str, Any]:
-        return {"spec": {"id": exp_id}}
-
     monkeypatch.setattr("streams.console.health.read_trail", trail)
-    # the experiment page's own reads (its trail, freezes and spec)
+    # the experiment page's own reads (its trail and freezes; its spec is the store's)
     monkeypatch.setattr("streams.console.views.read_trail", trail)
     monkeypatch.setattr("streams.console.views.read_freezes", lambda settings, exp_id: [])
-    monkeypatch.setattr("streams.console.views.read_experiment", experiment)
     monkeypatch.setattr("streams.console.health.read_dead_letters", letters)
     users = tmp_path / "users"
     users.write_text(auth.hash_line("vic", "viewer", "v-pass") + "\n")

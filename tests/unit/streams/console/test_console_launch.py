@@ -338,3 +338,29 @@ def test_a_triggered_design_s_products_wait_outside_their_window() -> None:
     rows = schedule_preview(spec)["rows"]
     # no trigger is assumed: every product is pending, on the control policy
     assert {(r["outside"], r["arms"]["control"]) for r in rows} == {(7, 7)}
+
+
+def test_a_stored_experiments_schedule_comes_on_its_own_as_pricelab_schedule_lists_it(
+    client: TestClient, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """The Design section's schedule is fetched by the page once it has loaded (a
+    1,000,000-product experiment's takes seconds): the experiment's document does not wait
+    for it. Its counts are ``pricelab schedule``'s for the stored spec, cell by cell."""
+    from tests.unit.streams.console.test_console_app import _state
+
+    assert client.get("/api/experiments/shoes/schedule").status_code == 401
+    _sign_in(client, "vic")
+    doc = client.get("/api/experiments/shoes/schedule").json()
+    spec = tmp_path / "shoes.json"
+    spec.write_text(_state("shoes", 2).spec.to_json())
+    code, out, _ = _cli(capsys, "schedule", str(spec), "--csv")
+    assert code == 0
+    per_arm = Counter((int(c["period"]), c["arm"]) for c in csv.DictReader(io.StringIO(out)))
+    assert (doc["periods"], doc["products"]) == (5, 4)
+    for row in doc["rows"]:
+        k = row["period"]
+        assert row["arms"] == {a: per_arm[(k, a)] for a in ("treatment", "control")}, k
+    drawn = client.get("/experiments/shoes/schedule").text
+    assert 'id="schedule"' in drawn and drawn.count('<tr data-period="') == 5
+    r = client.get("/api/experiments/nope/schedule")
+    assert r.status_code == 404 and "nope" in r.json()["error"]
