@@ -95,10 +95,19 @@ def _wait(browser: Any, what: str, cond: Any, timeout: float = 15.0) -> Any:
 
 
 def _text(browser: Any, css: str) -> str:
+    """The text of the first element ``css`` finds ("" if none). The page's live parts are
+    redrawn by htmx while the test reads them: an element found, then swapped out before
+    its text is read, is found again (the read, not a wait, is repeated)."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
 
-    found = browser.find_elements(By.CSS_SELECTOR, css)
-    return str(found[0].text) if found else ""
+    for _ in range(10):
+        found = browser.find_elements(By.CSS_SELECTOR, css)
+        try:
+            return str(found[0].text) if found else ""
+        except StaleElementReferenceException:
+            continue
+    raise AssertionError(f"{css} was redrawn on every one of 10 reads")
 
 
 def _sign_in(browser: Any, base: str, user: str, password: str, then: str) -> None:
@@ -223,13 +232,19 @@ def _health_and_list(browser: Any, marker: dict[str, Any], exp_id: str) -> None:
     rows = "#health-checks tr[data-check]"
     _wait(browser, "the health checks",
           lambda b: len(b.find_elements(By.CSS_SELECTOR, rows)) == 6, 60)  # fmt: skip
+    # the rows read in one go: the section is redrawn by htmx on each look and status
+    shown = browser.execute_script(
+        "return Array.from(document.querySelectorAll(arguments[0])).map(r => ["
+        " r.dataset.check, r.dataset.flag, r.querySelector('.flag-word').innerText,"
+        " r.querySelector('.sentence').innerText])",
+        rows,
+    )
     checks = {}
-    for row in browser.find_elements(By.CSS_SELECTOR, rows):
-        flag = row.get_attribute("data-flag")
+    for check, flag, word, sentence in shown:
         assert flag in ("ok", "warn", "problem"), flag
-        assert row.find_element(By.CSS_SELECTOR, ".flag-word").text == flag.upper()
-        assert row.find_element(By.CSS_SELECTOR, ".sentence").text.strip()
-        checks[row.get_attribute("data-check")] = flag
+        assert word == flag.upper()
+        assert sentence.strip()
+        checks[check] = flag
     assert list(checks) == HEALTH_CHECKS
     assert checks["flips"] == "ok", _text(browser, '#health tr[data-check="flips"]')
     assert _text(browser, "#health-flag").startswith("Overall: ")
