@@ -10,6 +10,11 @@ AOF, kill -9 of an analysis worker, a broker restart and Redis paused with SIGST
 waits on conditions with deadlines; the only timed things are the faults' own schedule and
 the pause's length, which are the faults themselves. Every check of the soak must pass but
 one, the analysis workers' live memory, which 3 minutes cannot judge (see the assertion).
+
+A soak: 3.4 minutes of wall time by design, the faults one after another on one stack (each
+but the Redis pause also has a test of its own, in test_faults*.py). It is in the ``slow``
+suite, which ``./run test`` leaves out and ``./run test -m slow`` runs; CI runs it by name
+after the default suite (.ci/run).
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from benchmarks.soak_checks import FAULT_KINDS
 
 ROOT = Path(__file__).resolve().parents[2]
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 KINDS = ("kill9-controller", "redis-restart", "kill9-analysis", "broker-restart", "redis-pause")
 
