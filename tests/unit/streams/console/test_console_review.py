@@ -44,3 +44,61 @@ def test_created_by_is_who_sent_the_accepted_create_not_a_refused_one(
     monkeypatch.setattr(views, "read_freezes", lambda settings, exp_id: [])
     _sign_in(client, "vic")
     assert client.get("/api/experiments/shoes").json()["overview"]["created_by"] == "ada"
+
+
+def test_the_health_section_keeps_the_panels_of_a_few_experiments_not_all(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A panel source keeps buffers sized for the whole experiment it read: the console keeps
+    those of the experiments asked last (PANELS_KEPT), not of every experiment it showed."""
+    import asyncio
+    import gc
+    import weakref
+    from datetime import datetime
+
+    import pandas as pd
+
+    from controller.settings import ConsoleSettings
+    from streams.console.health import PANELS_KEPT, HealthReads, health_view
+    from tests.unit.streams.console.test_console_health import _Feed, _state, _Store
+
+    class _Buffers:  # what a source keeps of an experiment it read
+        pass
+
+    alive: weakref.WeakSet[_Buffers] = weakref.WeakSet()
+
+    class _Source:  # as RedisPanelSource: what it read, kept by experiment
+        def __init__(self) -> None:
+            self.known: dict[str, _Buffers] = {}
+
+        async def panel(self, exp_id: str, as_of: datetime) -> pd.DataFrame:
+            if exp_id not in self.known:
+                self.known[exp_id] = _Buffers()
+                alive.add(self.known[exp_id])
+            return pd.DataFrame()
+
+    async def source(settings: Settings, store: Any) -> _Source:
+        return _Source()
+
+    async def trail(settings: Settings, exp_id: str, timeout: float = 30.0) -> Trail:
+        return Trail(exp_id)
+
+    async def letters(settings: Settings, idle: float) -> dict[str, int]:
+        return {}
+
+    monkeypatch.setattr("streams.console.health.panel_source", source)
+    monkeypatch.setattr("streams.console.health.read_trail", trail)
+    monkeypatch.setattr("streams.console.health.read_dead_letters", letters)
+    ids = [f"e{i}" for i in range(PANELS_KEPT + 3)]
+    store = _Store([_state(i, 2, None) for i in ids])
+    settings = Settings(console=ConsoleSettings())
+    kept = HealthReads()
+
+    async def ask(exp_id: str) -> str:
+        doc = await health_view(settings, store, _Feed({}), kept, exp_id)  # type: ignore[arg-type]
+        return str(doc["experiment"])
+
+    for exp_id in ids:
+        assert asyncio.run(ask(exp_id)) == exp_id
+    gc.collect()
+    assert len(alive) == PANELS_KEPT
