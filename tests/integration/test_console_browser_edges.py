@@ -2,7 +2,7 @@
 application served by uvicorn over the unit tests' stand-in store and feed, and Debian's
 chromium driven through its chromium-driver (Selenium).
 
-- a 503 (the controller or the broker not answering) is drawn with its one sentence where
+- a 503 (the broker or Redis not answering) is drawn with its one sentence where
   the reply goes, and in the Health section, as a 4xx is (before, htmx left the reply empty
   and the section "Reading the health checks ..." for ever);
 - in a window narrower than the heatmap, pointing at a cell names that cell (before, the

@@ -3,7 +3,7 @@
 // the experiment-events topic), makes htmx fetch the page's live parts again: the page's
 // own template over the API's document. No other script.
 
-// A 503 (the broker, Redis or the controller not answering) carries the console's one
+// A 503 (the broker or Redis not answering) carries the console's one
 // sentence, drawn by the template of the part that asked (an act's reply, the Health
 // section): it is drawn as a 4xx is, where the response holds the part it replaces; a page
 // that holds none (a live part's refetch) leaves the part as it was.
