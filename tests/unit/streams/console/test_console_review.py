@@ -102,3 +102,14 @@ def test_the_health_section_keeps_the_panels_of_a_few_experiments_not_all(
         assert asyncio.run(ask(exp_id)) == exp_id
     gc.collect()
     assert len(alive) == PANELS_KEPT
+
+
+def test_an_analyst_s_pause_is_refused_in_a_sentence_that_reads(
+    client: TestClient,  # noqa: F811
+) -> None:
+    csrf = _sign_in(client, "ana")
+    r = client.post(
+        "/api/experiments/shoes/pause", json={"reason": "x"}, headers={"X-CSRF-Token": csrf}
+    )
+    assert r.status_code == 403
+    assert r.json()["error"] == "an analyst may not operate: ask an operator or an admin"
