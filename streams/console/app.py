@@ -161,7 +161,8 @@ def _need(request: Request, action: str) -> auth.User:
             "decide": "an analyst or an admin",
             "comment": "an analyst, an operator or an admin",
         }.get(action, "an operator or an admin")
-        raise Refused(403, f"a {user.role} may not {action}: ask {who}")
+        article = "an" if user.role[0] in "aeiou" else "a"
+        raise Refused(403, f"{article} {user.role} may not {action}: ask {who}")
     return user
 
 

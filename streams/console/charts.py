@@ -130,5 +130,7 @@ def routes(
     return [
         Route("/api/experiments/{exp_id}/series", api(series)),
         Route("/api/experiments/{exp_id}/assignments", api(assignments)),
-        Route("/api/experiments/{exp_id}/products/{product}", api(product)),
+        # a product id is any string, "/" too: the page sends it percent-encoded, and the
+        # server decodes it before routing
+        Route("/api/experiments/{exp_id}/products/{product:path}", api(product)),
     ]

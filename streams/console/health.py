@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,16 +23,24 @@ from streams.console.feed import EstimatesFeed
 #: seconds the dead-letter counts are shown before the topic is read again: every open page
 #: fetches its health after each look, and the topic is every experiment's
 LETTERS_TTL = 15.0
+#: the experiments whose panel the console keeps between health fetches, the latest asked
+#: (a panel source keeps column buffers sized for the whole experiment: kept for every
+#: experiment ever shown, a console's memory grew with each big one)
+PANELS_KEPT = 4
 
 
 @dataclass
 class HealthReads:
-    """What the console keeps between health fetches: the panel source (a compacted period
-    is read once) and the latest dead-letter counts (read at most once every
-    :data:`LETTERS_TTL` seconds, one read shared by the fetches that wait for it)."""
+    """What the console keeps between health fetches: a panel source for each of the
+    :data:`PANELS_KEPT` experiments asked last (a compacted period is read once; ``panels``:
+    one source for every experiment, a test's stand-in) and the latest dead-letter counts
+    (read at most once every :data:`LETTERS_TTL` seconds, one read shared by the fetches
+    that wait for it)."""
 
     panels: Any = None
     ttl: float = LETTERS_TTL
+    panels_kept: int = PANELS_KEPT
+    _sources: OrderedDict[str, Any] = field(default_factory=OrderedDict, repr=False)
     _letters: dict[str, int] | None = None
     _at: float = -math.inf
     _reading: asyncio.Future[dict[str, int]] | None = field(default=None, repr=False)
@@ -44,6 +53,19 @@ class HealthReads:
             self._reading = asyncio.ensure_future(read())
             self._reading.add_done_callback(self._keep)
         return await asyncio.shield(self._reading)
+
+    async def panels_of(self, exp_id: str, make: Callable[[], Awaitable[Any]]) -> Any:
+        """The panel source of ``exp_id``: kept, else ``make()``'s, kept in place of the one
+        asked longest ago."""
+        if self.panels is not None:
+            return self.panels
+        source = self._sources.pop(exp_id, None)
+        if source is None:
+            source = await make()
+        self._sources[exp_id] = source
+        while len(self._sources) > self.panels_kept:
+            self._sources.popitem(last=False)
+        return source
 
     def _keep(self, done: asyncio.Future[dict[str, int]]) -> None:
         """Keep a read's counts as soon as it is done (a failed read keeps nothing: the next
@@ -65,8 +87,7 @@ async def health_view(
     comes from ``trails``, the console's one reader of it, when given (else read from the
     topic's start)."""
     await known(store, exp_id)
-    if kept.panels is None:
-        kept.panels = await panel_source(settings, store)
+    panels = await kept.panels_of(exp_id, lambda: panel_source(settings, store))
     # the two topic reads side by side (the dead letters' ends on the console's idle rule)
     docs, trail, letters = await asyncio.gather(
         feed.docs(exp_id),
@@ -75,4 +96,4 @@ async def health_view(
         else read_trail(settings, exp_id, timeout=settings.console.command_timeout),
         kept.letters(lambda: read_dead_letters(settings, settings.console.estimates_idle)),
     )
-    return await read_health(settings, store, kept.panels, exp_id, docs, trail.records, letters)
+    return await read_health(settings, store, panels, exp_id, docs, trail.records, letters)

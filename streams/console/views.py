@@ -227,7 +227,9 @@ async def experiment_view(
         (
             (r.get("detail") or {}).get("actor")
             for r in trail.records
-            if r.get("kind") == "command" and (r.get("detail") or {}).get("command") == "create"
+            if r.get("kind") == "command"
+            and (r.get("detail") or {}).get("command") == "create"
+            and (r.get("detail") or {}).get("accepted")
         ),
         None,
     )

@@ -259,8 +259,12 @@
     var cell = el("p", {id: "heatmap-cell", "aria-live": "polite"}, "Point at a cell for its figures.");
     fig.appendChild(cell);
     canvas.addEventListener("mousemove", function (e) {
+      // the canvas as drawn may be narrower than its pixels (max-width: 100% in a narrow
+      // window): a pointer's place is scaled back to the canvas's own before it names a cell
       var rect = canvas.getBoundingClientRect();
-      var c = Math.floor((e.clientX - rect.left) / cw), r = Math.floor((e.clientY - rect.top) / ch);
+      var x = (e.clientX - rect.left) * canvas.width / rect.width;
+      var y = (e.clientY - rect.top) * canvas.height / rect.height;
+      var c = Math.floor(x / cw), r = Math.floor(y / ch);
       if (r < 0 || r >= R || c < 0 || c >= C) { return; }
       var row = doc.rows[r], col = doc.cols[c];
       var parts = doc.arms.map(function (a, i) { return a + " " + Math.round(100 * doc.arm_share[i][r][c]) + "%"; });

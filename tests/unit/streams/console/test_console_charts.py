@@ -260,3 +260,27 @@ def test_the_page_has_the_charts_and_serves_uplot_offline(client: TestClient) ->
         r = client.get(f"/static/{name}")
         assert r.status_code == 200 and r.content, name
     assert "MIT License" in client.get("/static/uPlot.LICENSE").text
+
+
+def test_a_product_whose_id_holds_a_slash_is_found(users_file: Path) -> None:
+    """A product id is any string (a catalogue's "shoes/42"): the page's search sends it
+    percent-encoded (encodeURIComponent), which the server decodes before routing."""
+    from dataclasses import replace
+    from urllib.parse import quote
+
+    held = _state("shoes", 2)
+    spec = held.spec.model_copy(update={"products": ["shoes/42", "shoes 7", "s3", "s4"]})
+    store = _ChartStore([replace(held, spec=spec)])
+    console = Console(
+        Settings(console=ConsoleSettings(users_file=users_file)),
+        auth.Users.load(users_file),
+        store,  # type: ignore[arg-type]
+        _Feed({}),  # type: ignore[arg-type]
+    )
+    with TestClient(build_app(console)) as c:
+        _sign_in(c, "vic")
+        for product in ("shoes/42", "shoes 7"):
+            r = c.get(f"/api/experiments/shoes/products/{quote(product, safe='')}")
+            assert r.status_code == 200, r.text
+            assert r.json()["product"] == product
+            assert r.json()["in_force"]["product"] == product

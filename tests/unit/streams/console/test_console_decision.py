@@ -136,7 +136,8 @@ def test_a_viewer_or_an_operator_may_not_decide_403(
     csrf = _sign_in(client, who)
     r = _decide(client, csrf, arm="treatment", reason="x")
     assert r.status_code == 403
-    assert r.json()["error"] == f"a {USERS[who][0]} may not decide: ask an analyst or an admin"
+    said = {"vic": "a viewer", "olga": "an operator"}[who]
+    assert r.json()["error"] == f"{said} may not decide: ask an analyst or an admin"
     assert sent == []
 
 

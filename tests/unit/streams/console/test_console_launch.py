@@ -227,9 +227,8 @@ def test_a_viewer_or_analyst_may_not_launch_403(
         "/api/experiments", json={"spec": GOOD.read_text()}, headers={"X-CSRF-Token": csrf}
     )
     assert r.status_code == 403
-    assert (
-        r.json()["error"] == f"a {PASSWORDS[user][0]} may not operate: ask an operator or an admin"
-    )
+    said = {"viewer": "a viewer", "analyst": "an analyst"}[PASSWORDS[user][0]]
+    assert r.json()["error"] == f"{said} may not operate: ask an operator or an admin"
     assert sent == []
 
 
