@@ -334,3 +334,28 @@ async def test_the_cross_slot_steps_a_dead_process_left_half_done_are_finished(s
         assert await store.reconcile(await store.experiments()) == 0  # nothing left to do
     finally:
         await redis.aclose()
+
+
+async def test_an_abort_sees_the_commit_of_an_experiment_stopped_and_releasing(settings) -> None:
+    """A creation whose commit went through but whose reply was lost must not drop the
+    experiment, also once the experiment is stopped with its last messages not out yet (the
+    holders hash then reads ``stopped|gen|releasing``): the abort read the gen as
+    ``gen|releasing``, answered 'aborted', and create_drop deleted the spec and state of a
+    committed experiment."""
+    redis = _redis(settings)
+    store = Store(redis, settings.key_prefix)
+    p = settings.key_prefix
+    state = f"{keys.experiment(p, 'gone')}:state"
+    try:
+        await store.create_experiment(_spec("gone", ["g1"]), T0)
+        gen = await redis.hget(state, "claim")
+        # stopped, its stop decided (seq 1) and not out yet
+        await redis.hset(state, mapping={"seq": 1, "published": 0})
+        await store.set_status("gone", "stopped")
+        assert await redis.hget(keys.catalog(p, "holders"), "gone") == f"stopped|{gen}|releasing"
+        abort = store._script("create_abort")
+        got = await abort(keys=[keys.creating(p, "gone"), keys.catalog(p, "holders")],
+                          args=["gone", gen])  # fmt: skip
+        assert got == "committed"
+    finally:
+        await redis.aclose()
