@@ -359,3 +359,28 @@ async def test_an_abort_sees_the_commit_of_an_experiment_stopped_and_releasing(s
         assert got == "committed"
     finally:
         await redis.aclose()
+
+
+async def test_an_experiment_from_before_published_was_kept_is_not_held_releasing(settings) -> None:
+    """An experiment whose state has no 'published' (kept before #25) has nothing pending
+    (ExperimentState.published defaults to seq). sync_holder read the missing field as 0 and
+    marked it 'releasing' once stopped: its products stayed claimed for good (no tick redoes
+    a decision that is not pending), and reconcile 'repaired' it on every tick, back to the
+    same value."""
+    redis = _redis(settings)
+    store = Store(redis, settings.key_prefix)
+    p = settings.key_prefix
+    state = f"{keys.experiment(p, 'older')}:state"
+    try:
+        await store.create_experiment(_spec("older", ["r1"]), T0)
+        gen = await redis.hget(state, "claim")
+        await redis.hset(state, "seq", 3)
+        await redis.hdel(state, "published")
+        assert (await store.get_experiment("older")).published == 3  # nothing pending
+        await store.set_status("older", "stopped")
+        assert await redis.hget(keys.catalog(p, "holders"), "older") == f"stopped|{gen}"
+        assert await store.reconcile(await store.experiments()) == 0
+        await store.create_experiment(_spec("newer", ["r1"]), T0)  # its product is free
+        assert await store.experiment_of("r1") == "newer"
+    finally:
+        await redis.aclose()
