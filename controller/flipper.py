@@ -133,6 +133,9 @@ class Flipper:
     _failures: int = field(default=0, init=False, repr=False)
     #: experiment -> when a tick first found its decision's messages not all out
     _unpublished: dict[str, datetime] = field(default_factory=dict, init=False, repr=False)
+    #: the event of the last decision kept (``lua/decide.lua``) in a turn: a command that
+    #: raised knows whether its own was (:meth:`command`)
+    _kept: Event | None = field(default=None, init=False, repr=False)
 
     @property
     def _lease_ms(self) -> int:
@@ -402,6 +405,7 @@ class Flipper:
         )
         if seq < 0:
             return None
+        self._kept = event
         if outcome.window is Window.CLOSE:  # after the decision: a crash before leaves it
             await self.store.close_windows(spec.id, now)
         if lifecycle.stored_status(after.phase) != state.status:
@@ -540,16 +544,21 @@ class Flipper:
                 return _due(state, now, freezes) or Event(kind)
 
             # the state is read once, in the turn; the reply is what the command left
+            self._kept = None
             try:
                 turn = await self._turn(exp_id, choose, wait=True, reason=reason, until=kind)
             except (StoreError, ConflictError, CommandRefused):
                 raise
             except Exception:
                 # the broker refused a message: the command is made all the same when its
-                # decision was kept before the send failed (every tick sends it again)
-                if await self._decided(exp_id, kind):
-                    return await self._reply(exp_id)
-                raise
+                # decision was kept before the send failed (every tick sends it again); one
+                # that found the state so already (an earlier decision's messages refused)
+                # says so, as it would once they are out
+                already = await self._decided(exp_id, kind)
+                if already is None:
+                    raise
+                mine = self._kept is not None and self._kept.kind is kind
+                return await self._reply(exp_id, None if mine else already)
             assert turn is not None  # a command waits for the turn and always has an event
             _, outcome, seq = turn
             after = outcome.after
@@ -557,14 +566,14 @@ class Flipper:
                 exp_id, after.phase.value, after.shows_frozen, outcome.already, seq or None
             )
 
-    async def _decided(self, exp_id: str, kind: Kind) -> bool:
-        """Whether the experiment's state is what ``kind`` asks for (the command, given now,
-        would find it done already)."""
+    async def _decided(self, exp_id: str, kind: Kind) -> str | None:
+        """What the command, given now, would find done already (its ``already`` word), or
+        None when the experiment's state is not what ``kind`` asks for."""
         state = await self.store.get_experiment(exp_id)
         try:
-            return lifecycle.decide(exp_id, state.lifecycle, Event(kind)).already is not None
+            return lifecycle.decide(exp_id, state.lifecycle, Event(kind)).already
         except CommandRefused:
-            return False
+            return None
 
     async def decide(
         self, exp_id: str, arm: str, reason: str, *, stop: bool = False

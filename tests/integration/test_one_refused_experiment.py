@@ -509,3 +509,40 @@ async def test_every_command_gets_one_reply_while_the_broker_refuses_an_experime
         st = await store.get_experiment(exp)
         assert st.seq == st.published
         assert registry.get_sample_value(waiting, {"experiment": exp}) is None
+
+
+async def test_a_command_whose_state_was_so_already_says_so_while_its_messages_wait(
+    runtime: Any, settings: Settings
+) -> None:
+    """A resume of an experiment that is running, while the broker refuses its flip's
+    messages: the resume finds it running already and decides nothing, and says so
+    (``already``), as it does once the messages are out. Before, the refused redo made the
+    command reply as if it had carried the resume out (ok, no ``already``; its audit record
+    the same), because the state was what it asked for."""
+    from streams.worker.handlers import RawEvent
+    from streams.worker.schemas import Command
+
+    sink = ContractBreaking(runtime, settings)
+    runtime.flipper.sink = sink
+    store, flipper = runtime.store, runtime.flipper
+    await runtime.clock.set(START + timedelta(minutes=1))
+    await flipper.create(_spec("aa", ["a1", "a2"]), backfill=True)
+    sink.refused = {"aa"}
+    await runtime.clock.set(START + timedelta(days=1, minutes=1))
+    with pytest.raises(UnknownError):  # the fault: aa's flip is refused
+        await flipper.tick()
+    st = await store.get_experiment("aa")
+    assert st.phase == "running" and st.seq > st.published
+
+    cmd = Command(command_id="cmd-r", kind="resume", actor="olga", experiment="aa")  # type: ignore[arg-type]
+    resumed = await runtime.commands.handle(RawEvent(cmd.model_dump_json().encode()))
+    assert resumed.ok, resumed.error
+    assert resumed.detail["state"] == "running"
+    assert resumed.detail.get("already") == "running"
+    assert resumed.detail["messages"].startswith("not all sent yet")  # the flip's
+
+    # a pause of it is refused (its flip's redo first): nothing of it is kept
+    cmd = Command(command_id="cmd-p", kind="pause", actor="olga", experiment="aa", reason="x")  # type: ignore[arg-type]
+    paused = await runtime.commands.handle(RawEvent(cmd.model_dump_json().encode()))
+    assert not paused.ok
+    assert (await store.get_experiment("aa")).phase == "running"
