@@ -546,3 +546,25 @@ async def test_a_command_whose_state_was_so_already_says_so_while_its_messages_w
     paused = await runtime.commands.handle(RawEvent(cmd.model_dump_json().encode()))
     assert not paused.ok
     assert (await store.get_experiment("aa")).phase == "running"
+
+
+async def test_a_timer_that_meets_anothers_turn_does_not_hold_every_timer_up(
+    runtime: Any, settings: Settings
+) -> None:
+    """The waiting batch's mark (``trigger_wait``) is a batch's: a timer's save that found the
+    turn another's (code 2) set it as well, under an owner whose saves never clear it (a
+    timer's save does not), so the timer's own next try was refused (code 3) and every
+    controller's timer saved nothing of the experiment until the mark's lease ran out (its
+    due fires held up that long)."""
+    store, triggers, flipper = runtime.store, runtime.triggers, runtime.flipper
+    await runtime.clock.set(START + timedelta(hours=1))
+    await flipper.create(load_spec(triggered_doc()), backfill=True)
+    t = START + timedelta(hours=2)
+    await runtime.clock.set(t)
+    assert await triggers.on_prices([_price("b", 90.0, t)]) == []  # an undercut begins
+    await runtime.clock.set(t + timedelta(minutes=45))  # b's is due for the timer
+    # another holds the experiment's turn for a moment (a flip, a batch announcing)
+    assert await store.take_turn("trig", "someone-else", 300)
+    fired = await asyncio.wait_for(triggers.advance(), 30)
+    assert [f.product for f in fired] == ["b"]  # it waited for the turn, then fired b
+    assert not await store.redis.exists(f"{store.exp('trig')}:trigger_wait")

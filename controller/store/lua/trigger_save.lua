@@ -45,7 +45,8 @@ end
 if t > 0 then
   local held = redis.call('GET', KEYS[5])
   if held and held ~= owner then
-    redis.call('SET', KEYS[6], owner, 'PX', lease)
+    -- a batch's mark only: a timer's save never clears one, and its own would hold it up
+    if timer ~= '1' then redis.call('SET', KEYS[6], owner, 'PX', lease) end
     return {-1, tv, 2}
   end
   if pending then
