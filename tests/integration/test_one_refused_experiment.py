@@ -361,7 +361,7 @@ async def test_another_controllers_timer_waits_for_the_batch_once_the_decision_i
     assert set(await store.triggers("trig")) == {"e"}
     _, state = await store.trigger_state("trig")
     assert state is not None and state["stale"] == 0  # none of the batch's prices was stale
-    assert not await store.redis.exists(f"{store.exp('trig')}:trigger_wait")  # it cleared it
+    assert not await store.redis.exists(f"{store.exp('trig')}:trigger_waits")  # it cleared it
     # the timer saves again once the batch has
     version = await store.trigger_state_version("trig")
     await other.advance()
@@ -551,7 +551,7 @@ async def test_a_command_whose_state_was_so_already_says_so_while_its_messages_w
 async def test_a_timer_that_meets_anothers_turn_does_not_hold_every_timer_up(
     runtime: Any, settings: Settings
 ) -> None:
-    """The waiting batch's mark (``trigger_wait``) is a batch's: a timer's save that found the
+    """The waiting batch's mark (``trigger_waits``) is a batch's: a timer's save that found the
     turn another's (code 2) set it as well, under an owner whose saves never clear it (a
     timer's save does not), so the timer's own next try was refused (code 3) and every
     controller's timer saved nothing of the experiment until the mark's lease ran out (its
@@ -567,4 +567,4 @@ async def test_a_timer_that_meets_anothers_turn_does_not_hold_every_timer_up(
     assert await store.take_turn("trig", "someone-else", 300)
     fired = await asyncio.wait_for(triggers.advance(), 30)
     assert [f.product for f in fired] == ["b"]  # it waited for the turn, then fired b
-    assert not await store.redis.exists(f"{store.exp('trig')}:trigger_wait")
+    assert not await store.redis.exists(f"{store.exp('trig')}:trigger_waits")
