@@ -167,6 +167,9 @@ class Flipper:
             del self._failed[gone]
         for gone in set(self._unpublished) - {s.spec.id for s in states}:
             self._see_unpublished(gone, False, now)
+        for s in states:  # out, also by another controller: seen before a failure below
+            if s.seq <= s.published:
+                self._see_unpublished(s.spec.id, False, now)
         done = 0
         for state in sorted(states, key=self._order):
             if state.lifecycle.phase is Phase.CREATING:

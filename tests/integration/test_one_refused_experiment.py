@@ -568,3 +568,37 @@ async def test_a_timer_that_meets_anothers_turn_does_not_hold_every_timer_up(
     fired = await asyncio.wait_for(triggers.advance(), 30)
     assert [f.product for f in fired] == ["b"]  # it waited for the turn, then fired b
     assert not await store.redis.exists(f"{store.exp('trig')}:trigger_waits")
+
+
+async def test_a_decision_another_controller_published_is_not_reported_waiting(
+    runtime: Any, settings: Settings
+) -> None:
+    """PricelabDecisionUnpublished: a controller's gauge for an experiment whose decision
+    another controller has published since is removed at its next tick, also when that tick
+    raises before it reaches the experiment (a stopped one's last messages, which go first,
+    refused). Before, the series stayed while those were refused: a page naming an
+    experiment whose messages were all out."""
+    sink = ContractBreaking(runtime, settings)
+    runtime.flipper.sink = sink
+    store, flipper = runtime.store, runtime.flipper
+    await runtime.clock.set(START + timedelta(minutes=1))
+    await flipper.create(_spec("aa", ["a1"]), backfill=True)
+    await flipper.create(_spec("zz", ["z1"]), backfill=True)
+    sink.refused = {"aa"}
+    await runtime.clock.set(START + timedelta(days=1, minutes=1))
+    for _ in range(2):  # aa's flip refused; the second tick flips zz before aa's redo
+        with pytest.raises(UnknownError):
+            await flipper.tick()
+    assert (await store.get_experiment("zz")).published_through(1)
+    waiting = "pricelab_decision_unpublished_since_timestamp_seconds"
+    registry = runtime.metrics.registry
+    assert registry.get_sample_value(waiting, {"experiment": "aa"}) is not None
+    sink.refused = {"aa", "zz"}
+    assert (await flipper.stop("zz")).pending  # zz's last messages refused
+    # another controller's redo gets aa's messages out (the broker takes them there)
+    aa = await store.get_experiment("aa")
+    await store.mark_published("aa", aa.seq)
+    with pytest.raises(UnknownError):  # zz's last messages go first, refused again
+        await flipper.tick()
+    assert registry.get_sample_value(waiting, {"experiment": "aa"}) is None
+    assert registry.get_sample_value(waiting, {"experiment": "zz"}) is not None
