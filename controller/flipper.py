@@ -153,10 +153,8 @@ class Flipper:
         (create, freeze, unfreeze). It raises nothing for an experiment whose messages the
         broker refuses: another experiment's trouble must not leave the command without its
         reply (the command's own change is made and kept; a decision of the command's own
-        experiment whose messages are refused shows in its reply). It goes on past it, unless
-        it is a stopped or ended one, whose last messages must come before anything else
-        (:meth:`_order`). The flip timer's tick raises, so that its failure is seen; the next
-        tick tries again."""
+        experiment whose messages are refused shows in its reply). It goes on past it. The
+        flip timer's tick raises, so that its failure is seen; the next tick tries again."""
         await self.clock.sync()
         now = self.clock.now()
         freezes = await self._freezes()
@@ -191,10 +189,6 @@ class Flipper:
                     if not for_command:
                         raise
                     log.error("experiment %s: its messages are not all out: %r", spec.id, exc)
-                    if state.lifecycle.final:
-                        # its products may be another's now, whose messages must come after
-                        # its last ones (_order): nothing more is sent until they are out
-                        break
                     continue
                 if turn is not None:
                     done += turn[1].flip
@@ -221,14 +215,13 @@ class Flipper:
         """Where an experiment comes in a tick. An experiment whose messages the broker refuses
         at every tick (a record against its contract) raises out of every tick: it must not
         hold up the rest. So a decision whose messages are not all out comes after every
-        other experiment's, the one whose last try failed latest last of all. Except a final
-        one (stopped, ended), which comes first: its products are free once its last
-        messages are out (``lua/holds.lua``), so it holds up the creations that ask for
-        them until then."""
+        other experiment's, the one whose last try failed latest last of all. A final one
+        (stopped, ended) too: its products are free only once its last messages are out
+        (``lua/holds.lua``), so no other experiment's messages of them can come first, and
+        it holds up only the creations that ask for them."""
         if state.seq <= state.published:
             return 1, 0
-        failed = self._failed.get(state.spec.id, 0)
-        return (0 if state.lifecycle.final else 2), failed
+        return 2, self._failed.get(state.spec.id, 0)
 
     def _report_next(self, state: ExperimentState, now: datetime) -> None:
         spec = state.spec

@@ -186,8 +186,7 @@ async def test_a_stopped_experiments_products_are_claimed_only_once_its_last_mes
     assert "aa" not in await store.experiment_ids()
     # a product zz never had is free, as before
     await flipper.create(_spec("bb", ["p3"]), backfill=True)
-    # a pause and a resume of another experiment go on meanwhile (its tick stops at zz's
-    # refused last messages, and sends nothing after them)
+    # a pause and a resume of another experiment go on meanwhile
     await flipper.pause("bb", "check")
     await flipper.resume("bb")
 
@@ -575,30 +574,55 @@ async def test_a_decision_another_controller_published_is_not_reported_waiting(
 ) -> None:
     """PricelabDecisionUnpublished: a controller's gauge for an experiment whose decision
     another controller has published since is removed at its next tick, also when that tick
-    raises before it reaches the experiment (a stopped one's last messages, which go first,
-    refused). Before, the series stayed while those were refused: a page naming an
-    experiment whose messages were all out."""
+    raises before it reaches the experiment (an earlier one's flip refused). Before, the
+    series stayed while such a tick raised: a page naming an experiment whose messages were
+    all out."""
+    sink = ContractBreaking(runtime, settings)
+    runtime.flipper.sink = sink
+    store, flipper = runtime.store, runtime.flipper
+    await runtime.clock.set(START + timedelta(minutes=1))
+    await flipper.create(_spec("a0", ["x1"]), backfill=True)
+    await flipper.create(_spec("aa", ["a1"]), backfill=True)
+    sink.refused = {"aa"}
+    await runtime.clock.set(START + timedelta(days=1, minutes=1))
+    with pytest.raises(UnknownError):  # aa's flip refused (a0's went out)
+        await flipper.tick()
+    waiting = "pricelab_decision_unpublished_since_timestamp_seconds"
+    registry = runtime.metrics.registry
+    assert registry.get_sample_value(waiting, {"experiment": "aa"}) is not None
+    # another controller's redo gets aa's messages out (the broker takes them there)
+    aa = await store.get_experiment("aa")
+    await store.mark_published("aa", aa.seq)
+    sink.refused = {"a0"}
+    await runtime.clock.set(START + timedelta(days=2, minutes=1))
+    with pytest.raises(UnknownError):  # a0's flip, before aa's in the tick, refused
+        await flipper.tick()
+    assert (await store.get_experiment("aa")).flipped_period == 1  # the tick did not reach it
+    assert registry.get_sample_value(waiting, {"experiment": "aa"}) is None
+    assert registry.get_sample_value(waiting, {"experiment": "a0"}) is not None
+
+
+async def test_a_stopped_experiment_the_broker_refuses_does_not_hold_up_the_others_flips(
+    runtime: Any, settings: Settings
+) -> None:
+    """A stopped experiment's last messages refused for good hold up only the creations that
+    ask for its products (``lua/holds.lua``). Before, a tick took them first and raised there
+    (a command's tick stopped there), so no experiment of any controller flipped while the
+    broker refused them: the final-first order of a tick, which the claims made needless."""
     sink = ContractBreaking(runtime, settings)
     runtime.flipper.sink = sink
     store, flipper = runtime.store, runtime.flipper
     await runtime.clock.set(START + timedelta(minutes=1))
     await flipper.create(_spec("aa", ["a1"]), backfill=True)
     await flipper.create(_spec("zz", ["z1"]), backfill=True)
-    sink.refused = {"aa"}
+    sink.refused = {"zz"}
+    assert (await flipper.stop("zz")).pending  # the fault: its last messages refused
     await runtime.clock.set(START + timedelta(days=1, minutes=1))
-    for _ in range(2):  # aa's flip refused; the second tick flips zz before aa's redo
-        with pytest.raises(UnknownError):
-            await flipper.tick()
-    assert (await store.get_experiment("zz")).published_through(1)
-    waiting = "pricelab_decision_unpublished_since_timestamp_seconds"
-    registry = runtime.metrics.registry
-    assert registry.get_sample_value(waiting, {"experiment": "aa"}) is not None
-    sink.refused = {"aa", "zz"}
-    assert (await flipper.stop("zz")).pending  # zz's last messages refused
-    # another controller's redo gets aa's messages out (the broker takes them there)
-    aa = await store.get_experiment("aa")
-    await store.mark_published("aa", aa.seq)
-    with pytest.raises(UnknownError):  # zz's last messages go first, refused again
+    with pytest.raises(UnknownError):  # zz's, tried again after aa's flip
         await flipper.tick()
-    assert registry.get_sample_value(waiting, {"experiment": "aa"}) is None
-    assert registry.get_sample_value(waiting, {"experiment": "zz"}) is not None
+    assert (await store.get_experiment("aa")).published_through(1)
+    # a command's tick goes on past it too: bb's own flip goes out
+    created = await flipper.create(_spec("bb", ["b1"]), backfill=True)
+    assert created.state == "running" and not created.pending
+    zz = await store.get_experiment("zz")
+    assert zz.seq > zz.published  # still refused: its products wait
