@@ -133,6 +133,9 @@ class Flipper:
     _failures: int = field(default=0, init=False, repr=False)
     #: experiment -> when a tick first found its decision's messages not all out
     _unpublished: dict[str, datetime] = field(default_factory=dict, init=False, repr=False)
+    #: the event of the last decision kept (``lua/decide.lua``) in a turn: a command that
+    #: raised knows whether its own was (:meth:`command`)
+    _kept: Event | None = field(default=None, init=False, repr=False)
 
     @property
     def _lease_ms(self) -> int:
@@ -150,10 +153,8 @@ class Flipper:
         (create, freeze, unfreeze). It raises nothing for an experiment whose messages the
         broker refuses: another experiment's trouble must not leave the command without its
         reply (the command's own change is made and kept; a decision of the command's own
-        experiment whose messages are refused shows in its reply). It goes on past it, unless
-        it is a stopped or ended one, whose last messages must come before anything else
-        (:meth:`_order`). The flip timer's tick raises, so that its failure is seen; the next
-        tick tries again."""
+        experiment whose messages are refused shows in its reply). It goes on past it. The
+        flip timer's tick raises, so that its failure is seen; the next tick tries again."""
         await self.clock.sync()
         now = self.clock.now()
         freezes = await self._freezes()
@@ -164,6 +165,9 @@ class Flipper:
             del self._failed[gone]
         for gone in set(self._unpublished) - {s.spec.id for s in states}:
             self._see_unpublished(gone, False, now)
+        for s in states:  # out, also by another controller: seen before a failure below
+            if s.seq <= s.published:
+                self._see_unpublished(s.spec.id, False, now)
         done = 0
         for state in sorted(states, key=self._order):
             if state.lifecycle.phase is Phase.CREATING:
@@ -185,10 +189,6 @@ class Flipper:
                     if not for_command:
                         raise
                     log.error("experiment %s: its messages are not all out: %r", spec.id, exc)
-                    if state.lifecycle.final:
-                        # its products may be another's now, whose messages must come after
-                        # its last ones (_order): nothing more is sent until they are out
-                        break
                     continue
                 if turn is not None:
                     done += turn[1].flip
@@ -215,14 +215,13 @@ class Flipper:
         """Where an experiment comes in a tick. An experiment whose messages the broker refuses
         at every tick (a record against its contract) raises out of every tick: it must not
         hold up the rest. So a decision whose messages are not all out comes after every
-        other experiment's, the one whose last try failed latest last of all. Except a final
-        one (stopped, ended), which comes first: its products are free once its last
-        messages are out (``lua/holds.lua``), so it holds up the creations that ask for
-        them until then."""
+        other experiment's, the one whose last try failed latest last of all. A final one
+        (stopped, ended) too: its products are free only once its last messages are out
+        (``lua/holds.lua``), so no other experiment's messages of them can come first, and
+        it holds up only the creations that ask for them."""
         if state.seq <= state.published:
             return 1, 0
-        failed = self._failed.get(state.spec.id, 0)
-        return (0 if state.lifecycle.final else 2), failed
+        return 2, self._failed.get(state.spec.id, 0)
 
     def _report_next(self, state: ExperimentState, now: datetime) -> None:
         spec = state.spec
@@ -402,6 +401,7 @@ class Flipper:
         )
         if seq < 0:
             return None
+        self._kept = event
         if outcome.window is Window.CLOSE:  # after the decision: a crash before leaves it
             await self.store.close_windows(spec.id, now)
         if lifecycle.stored_status(after.phase) != state.status:
@@ -540,16 +540,21 @@ class Flipper:
                 return _due(state, now, freezes) or Event(kind)
 
             # the state is read once, in the turn; the reply is what the command left
+            self._kept = None
             try:
                 turn = await self._turn(exp_id, choose, wait=True, reason=reason, until=kind)
             except (StoreError, ConflictError, CommandRefused):
                 raise
             except Exception:
                 # the broker refused a message: the command is made all the same when its
-                # decision was kept before the send failed (every tick sends it again)
-                if await self._decided(exp_id, kind):
-                    return await self._reply(exp_id)
-                raise
+                # decision was kept before the send failed (every tick sends it again); one
+                # that found the state so already (an earlier decision's messages refused)
+                # says so, as it would once they are out
+                already = await self._decided(exp_id, kind)
+                if already is None:
+                    raise
+                mine = self._kept is not None and self._kept.kind is kind
+                return await self._reply(exp_id, None if mine else already)
             assert turn is not None  # a command waits for the turn and always has an event
             _, outcome, seq = turn
             after = outcome.after
@@ -557,14 +562,14 @@ class Flipper:
                 exp_id, after.phase.value, after.shows_frozen, outcome.already, seq or None
             )
 
-    async def _decided(self, exp_id: str, kind: Kind) -> bool:
-        """Whether the experiment's state is what ``kind`` asks for (the command, given now,
-        would find it done already)."""
+    async def _decided(self, exp_id: str, kind: Kind) -> str | None:
+        """What the command, given now, would find done already (its ``already`` word), or
+        None when the experiment's state is not what ``kind`` asks for."""
         state = await self.store.get_experiment(exp_id)
         try:
-            return lifecycle.decide(exp_id, state.lifecycle, Event(kind)).already is not None
+            return lifecycle.decide(exp_id, state.lifecycle, Event(kind)).already
         except CommandRefused:
-            return False
+            return None
 
     async def decide(
         self, exp_id: str, arm: str, reason: str, *, stop: bool = False

@@ -59,8 +59,8 @@ Experiment ``pl:exp:{<id>}:...`` (the slot of its id; ``e`` below):
     e:trigger_state    hash meta / p:{product} / f:{product} -> trigger tracker state
     e:trigger_v        version of that state (bumped on every save)
     e:triggers         hash product -> trigger period
-    e:trigger_wait     the owner of a competitor batch waiting to fire (PX the turn lease):
-                       timers save nothing while it stands (lua/trigger_save.lua)
+    e:trigger_waits    set of the owners of competitor batches waiting to fire (PX the
+                       turn lease): timers save nothing while it stands (lua/trigger_save.lua)
     e:cs               hash sequence key -> target SE of its confidence sequence, fixed at
                        the sequence's first look (HSETNX)
 """

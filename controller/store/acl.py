@@ -62,6 +62,7 @@ ACCESS: dict[str, str] = {
     "HSETNX": "W",
     "HDEL": "W",
     "SADD": "W",
+    "SREM": "W",
     "EXPIRE": "W",
     "PEXPIRE": "W",
     "INCR": "RW",

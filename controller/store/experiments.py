@@ -399,8 +399,9 @@ class ExperimentStore(RedisStore):
         status, gen, seq, published = await self.redis.hmget(
             f"{self.exp(exp_id)}:state", "status", "claim", "seq", "published"
         )
+        # an experiment from before 'published' was kept has nothing pending (_state)
         held = holder_value(
-            _text(status) or "", _text(gen) or "", int(seq or 0), int(published or 0)
+            _text(status) or "", _text(gen) or "", int(seq or 0), int(published or seq or 0)
         )
         pipe = self.redis.pipeline(transaction=True)
         pipe.hset(self.cat("holders"), exp_id, held)

@@ -103,7 +103,7 @@ EXPERIMENT_KEYS: dict[str, str] = {
     "windows": "windows",
     "trigger_state": "trigger_state",
     "trigger_version": "trigger_v",
-    "trigger_wait": "trigger_wait",
+    "trigger_waits": "trigger_waits",
     "triggers": "triggers",
     "sequence_targets": "cs",
     "old_cells": "cells:*",

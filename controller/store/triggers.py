@@ -55,8 +55,9 @@ class TriggerStore(RedisStore):
         ``timer`` save (``TriggerRunner.advance``) gets 3 then even without fires: it would
         move the watermark past the prices of a batch waiting to fire. It gets 3 as well
         while a batch refused with 2 or 3 (on any worker) has not saved since (the batch's
-        mark, ``trigger_wait``, for ``lease_ms`` at most): once the decision is out, the
-        batch's next try must come before a timer's watermark."""
+        mark, its owner in the set ``trigger_waits``, for ``lease_ms`` after the last mark at
+        most): once the decision is out, every such batch's next try must come before a
+        timer's watermark."""
         fields = {"meta": json.dumps(meta)}
         fields |= {f"p:{p}": json.dumps(st) for p, st in products.items() if st is not None}
         fields |= {f"f:{p}": json.dumps(f) for p, f in fired.items()}
@@ -76,7 +77,7 @@ class TriggerStore(RedisStore):
                 f"{base}:state",
                 f"{base}:trigger_v",
                 f"{base}:turn",
-                f"{base}:trigger_wait",
+                f"{base}:trigger_waits",
             ],
             args=args,
         )

@@ -334,3 +334,53 @@ async def test_the_cross_slot_steps_a_dead_process_left_half_done_are_finished(s
         assert await store.reconcile(await store.experiments()) == 0  # nothing left to do
     finally:
         await redis.aclose()
+
+
+async def test_an_abort_sees_the_commit_of_an_experiment_stopped_and_releasing(settings) -> None:
+    """A creation whose commit went through but whose reply was lost must not drop the
+    experiment, also once the experiment is stopped with its last messages not out yet (the
+    holders hash then reads ``stopped|gen|releasing``): the abort read the gen as
+    ``gen|releasing``, answered 'aborted', and create_drop deleted the spec and state of a
+    committed experiment."""
+    redis = _redis(settings)
+    store = Store(redis, settings.key_prefix)
+    p = settings.key_prefix
+    state = f"{keys.experiment(p, 'gone')}:state"
+    try:
+        await store.create_experiment(_spec("gone", ["g1"]), T0)
+        gen = await redis.hget(state, "claim")
+        # stopped, its stop decided (seq 1) and not out yet
+        await redis.hset(state, mapping={"seq": 1, "published": 0})
+        await store.set_status("gone", "stopped")
+        assert await redis.hget(keys.catalog(p, "holders"), "gone") == f"stopped|{gen}|releasing"
+        abort = store._script("create_abort")
+        got = await abort(keys=[keys.creating(p, "gone"), keys.catalog(p, "holders")],
+                          args=["gone", gen])  # fmt: skip
+        assert got == "committed"
+    finally:
+        await redis.aclose()
+
+
+async def test_an_experiment_from_before_published_was_kept_is_not_held_releasing(settings) -> None:
+    """An experiment whose state has no 'published' (kept before #25) has nothing pending
+    (ExperimentState.published defaults to seq). sync_holder read the missing field as 0 and
+    marked it 'releasing' once stopped: its products stayed claimed for good (no tick redoes
+    a decision that is not pending), and reconcile 'repaired' it on every tick, back to the
+    same value."""
+    redis = _redis(settings)
+    store = Store(redis, settings.key_prefix)
+    p = settings.key_prefix
+    state = f"{keys.experiment(p, 'older')}:state"
+    try:
+        await store.create_experiment(_spec("older", ["r1"]), T0)
+        gen = await redis.hget(state, "claim")
+        await redis.hset(state, "seq", 3)
+        await redis.hdel(state, "published")
+        assert (await store.get_experiment("older")).published == 3  # nothing pending
+        await store.set_status("older", "stopped")
+        assert await redis.hget(keys.catalog(p, "holders"), "older") == f"stopped|{gen}"
+        assert await store.reconcile(await store.experiments()) == 0
+        await store.create_experiment(_spec("newer", ["r1"]), T0)  # its product is free
+        assert await store.experiment_of("r1") == "newer"
+    finally:
+        await redis.aclose()

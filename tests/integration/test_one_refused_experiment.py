@@ -186,8 +186,7 @@ async def test_a_stopped_experiments_products_are_claimed_only_once_its_last_mes
     assert "aa" not in await store.experiment_ids()
     # a product zz never had is free, as before
     await flipper.create(_spec("bb", ["p3"]), backfill=True)
-    # a pause and a resume of another experiment go on meanwhile (its tick stops at zz's
-    # refused last messages, and sends nothing after them)
+    # a pause and a resume of another experiment go on meanwhile
     await flipper.pause("bb", "check")
     await flipper.resume("bb")
 
@@ -361,7 +360,7 @@ async def test_another_controllers_timer_waits_for_the_batch_once_the_decision_i
     assert set(await store.triggers("trig")) == {"e"}
     _, state = await store.trigger_state("trig")
     assert state is not None and state["stale"] == 0  # none of the batch's prices was stale
-    assert not await store.redis.exists(f"{store.exp('trig')}:trigger_wait")  # it cleared it
+    assert not await store.redis.exists(f"{store.exp('trig')}:trigger_waits")  # it cleared it
     # the timer saves again once the batch has
     version = await store.trigger_state_version("trig")
     await other.advance()
@@ -509,3 +508,121 @@ async def test_every_command_gets_one_reply_while_the_broker_refuses_an_experime
         st = await store.get_experiment(exp)
         assert st.seq == st.published
         assert registry.get_sample_value(waiting, {"experiment": exp}) is None
+
+
+async def test_a_command_whose_state_was_so_already_says_so_while_its_messages_wait(
+    runtime: Any, settings: Settings
+) -> None:
+    """A resume of an experiment that is running, while the broker refuses its flip's
+    messages: the resume finds it running already and decides nothing, and says so
+    (``already``), as it does once the messages are out. Before, the refused redo made the
+    command reply as if it had carried the resume out (ok, no ``already``; its audit record
+    the same), because the state was what it asked for."""
+    from streams.worker.handlers import RawEvent
+    from streams.worker.schemas import Command
+
+    sink = ContractBreaking(runtime, settings)
+    runtime.flipper.sink = sink
+    store, flipper = runtime.store, runtime.flipper
+    await runtime.clock.set(START + timedelta(minutes=1))
+    await flipper.create(_spec("aa", ["a1", "a2"]), backfill=True)
+    sink.refused = {"aa"}
+    await runtime.clock.set(START + timedelta(days=1, minutes=1))
+    with pytest.raises(UnknownError):  # the fault: aa's flip is refused
+        await flipper.tick()
+    st = await store.get_experiment("aa")
+    assert st.phase == "running" and st.seq > st.published
+
+    cmd = Command(command_id="cmd-r", kind="resume", actor="olga", experiment="aa")  # type: ignore[arg-type]
+    resumed = await runtime.commands.handle(RawEvent(cmd.model_dump_json().encode()))
+    assert resumed.ok, resumed.error
+    assert resumed.detail["state"] == "running"
+    assert resumed.detail.get("already") == "running"
+    assert resumed.detail["messages"].startswith("not all sent yet")  # the flip's
+
+    # a pause of it is refused (its flip's redo first): nothing of it is kept
+    cmd = Command(command_id="cmd-p", kind="pause", actor="olga", experiment="aa", reason="x")  # type: ignore[arg-type]
+    paused = await runtime.commands.handle(RawEvent(cmd.model_dump_json().encode()))
+    assert not paused.ok
+    assert (await store.get_experiment("aa")).phase == "running"
+
+
+async def test_a_timer_that_meets_anothers_turn_does_not_hold_every_timer_up(
+    runtime: Any, settings: Settings
+) -> None:
+    """The waiting batch's mark (``trigger_waits``) is a batch's: a timer's save that found the
+    turn another's (code 2) set it as well, under an owner whose saves never clear it (a
+    timer's save does not), so the timer's own next try was refused (code 3) and every
+    controller's timer saved nothing of the experiment until the mark's lease ran out (its
+    due fires held up that long)."""
+    store, triggers, flipper = runtime.store, runtime.triggers, runtime.flipper
+    await runtime.clock.set(START + timedelta(hours=1))
+    await flipper.create(load_spec(triggered_doc()), backfill=True)
+    t = START + timedelta(hours=2)
+    await runtime.clock.set(t)
+    assert await triggers.on_prices([_price("b", 90.0, t)]) == []  # an undercut begins
+    await runtime.clock.set(t + timedelta(minutes=45))  # b's is due for the timer
+    # another holds the experiment's turn for a moment (a flip, a batch announcing)
+    assert await store.take_turn("trig", "someone-else", 300)
+    fired = await asyncio.wait_for(triggers.advance(), 30)
+    assert [f.product for f in fired] == ["b"]  # it waited for the turn, then fired b
+    assert not await store.redis.exists(f"{store.exp('trig')}:trigger_waits")
+
+
+async def test_a_decision_another_controller_published_is_not_reported_waiting(
+    runtime: Any, settings: Settings
+) -> None:
+    """PricelabDecisionUnpublished: a controller's gauge for an experiment whose decision
+    another controller has published since is removed at its next tick, also when that tick
+    raises before it reaches the experiment (an earlier one's flip refused). Before, the
+    series stayed while such a tick raised: a page naming an experiment whose messages were
+    all out."""
+    sink = ContractBreaking(runtime, settings)
+    runtime.flipper.sink = sink
+    store, flipper = runtime.store, runtime.flipper
+    await runtime.clock.set(START + timedelta(minutes=1))
+    await flipper.create(_spec("a0", ["x1"]), backfill=True)
+    await flipper.create(_spec("aa", ["a1"]), backfill=True)
+    sink.refused = {"aa"}
+    await runtime.clock.set(START + timedelta(days=1, minutes=1))
+    with pytest.raises(UnknownError):  # aa's flip refused (a0's went out)
+        await flipper.tick()
+    waiting = "pricelab_decision_unpublished_since_timestamp_seconds"
+    registry = runtime.metrics.registry
+    assert registry.get_sample_value(waiting, {"experiment": "aa"}) is not None
+    # another controller's redo gets aa's messages out (the broker takes them there)
+    aa = await store.get_experiment("aa")
+    await store.mark_published("aa", aa.seq)
+    sink.refused = {"a0"}
+    await runtime.clock.set(START + timedelta(days=2, minutes=1))
+    with pytest.raises(UnknownError):  # a0's flip, before aa's in the tick, refused
+        await flipper.tick()
+    assert (await store.get_experiment("aa")).flipped_period == 1  # the tick did not reach it
+    assert registry.get_sample_value(waiting, {"experiment": "aa"}) is None
+    assert registry.get_sample_value(waiting, {"experiment": "a0"}) is not None
+
+
+async def test_a_stopped_experiment_the_broker_refuses_does_not_hold_up_the_others_flips(
+    runtime: Any, settings: Settings
+) -> None:
+    """A stopped experiment's last messages refused for good hold up only the creations that
+    ask for its products (``lua/holds.lua``). Before, a tick took them first and raised there
+    (a command's tick stopped there), so no experiment of any controller flipped while the
+    broker refused them: the final-first order of a tick, which the claims made needless."""
+    sink = ContractBreaking(runtime, settings)
+    runtime.flipper.sink = sink
+    store, flipper = runtime.store, runtime.flipper
+    await runtime.clock.set(START + timedelta(minutes=1))
+    await flipper.create(_spec("aa", ["a1"]), backfill=True)
+    await flipper.create(_spec("zz", ["z1"]), backfill=True)
+    sink.refused = {"zz"}
+    assert (await flipper.stop("zz")).pending  # the fault: its last messages refused
+    await runtime.clock.set(START + timedelta(days=1, minutes=1))
+    with pytest.raises(UnknownError):  # zz's, tried again after aa's flip
+        await flipper.tick()
+    assert (await store.get_experiment("aa")).published_through(1)
+    # a command's tick goes on past it too: bb's own flip goes out
+    created = await flipper.create(_spec("bb", ["b1"]), backfill=True)
+    assert created.state == "running" and not created.pending
+    zz = await store.get_experiment("zz")
+    assert zz.seq > zz.published  # still refused: its products wait

@@ -190,3 +190,40 @@ async def test_a_save_whose_reply_was_lost_is_retried_without_a_second_fire(sett
         assert await store.take_turn("lost", "flipper-test", 30_000)
     finally:
         await redis.aclose()
+
+
+async def test_every_waiting_batch_holds_the_timers_until_it_has_saved(settings):
+    """Issue #56, item 2, with two batches (on two workers) waiting to fire in one experiment
+    while its decision is still to be published. The mark that holds every timer's save was
+    one owner, the last batch refused: that batch's save cleared it while the other still
+    waited, and a timer's watermark saved before the other's next try made its prices stale
+    (its fire lost). Each waiting batch now holds the timers until its own save."""
+    redis = make_redis(settings)
+    store = Store(redis, settings.key_prefix)
+    try:
+        await store.create_experiment(_spec("w", ["p", "q"]), T0)
+        state = f"{store.exp('w')}:state"
+        await redis.hset(state, mapping={"seq": 1, "seq_counter": 1, "published": 0})
+
+        async def save(owner: str, fires: list[str], *, timer: bool = False) -> Any:
+            version = await store.trigger_state_version("w")
+            got = await store.save_trigger_state(
+                "w", version, {"watermark": None, "stale": 0}, {},
+                {p: {"period": 1} for p in fires}, {p: 1 for p in fires}, owner, 30_000,
+                timer=timer,
+            )  # fmt: skip
+            return got
+
+        assert await save("batch-a", ["p"]) == (None, 3)  # both wait for the decision
+        assert await save("batch-b", ["q"]) == (None, 3)
+        await store.mark_published("w", 1)  # the decision is out
+        saved, seq = await save("batch-b", ["q"])  # b's next try comes first, and fires
+        assert saved is not None and seq == 2
+        await store.end_turn("w", "batch-b")  # b's announcement is out
+        # a timer before a's next try saves nothing: a still waits
+        assert await save("timer-1", [], timer=True) == (None, 3)
+        saved, seq = await save("batch-a", ["p"])
+        assert saved is not None and seq == 3
+        assert (await save("timer-2", [], timer=True))[0] is not None  # free once a has saved
+    finally:
+        await redis.aclose()

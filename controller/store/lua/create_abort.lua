@@ -7,5 +7,6 @@
 -- KEYS: the creation's lease, holders hash; ARGV: id, gen
 if redis.call('GET', KEYS[1]) == ARGV[2] then redis.call('DEL', KEYS[1]) end
 local m = redis.call('HGET', KEYS[2], ARGV[1])
-if m and string.match(m, '|(.*)$') == ARGV[2] then return 'committed' end
+-- the holder reads "status|gen", or "status|gen|releasing" (holds.lua)
+if m and string.match(m, '^[^|]*|([^|]*)') == ARGV[2] then return 'committed' end
 return 'aborted'

@@ -5,10 +5,10 @@
 --! acl HINCRBY state
 --! acl SET turn
 --! acl INCR trigger_version
---! acl EXISTS trigger_wait
---! acl SET trigger_wait
---! acl GET trigger_wait
---! acl DEL trigger_wait
+--! acl EXISTS trigger_waits
+--! acl SADD trigger_waits
+--! acl PEXPIRE trigger_waits
+--! acl SREM trigger_waits
 -- Save a batch's trigger state only if nobody else wrote it since it was read (optimistic:
 -- one round trip, no lock), and only while the experiment runs: a pause or stop moves its
 -- 'status' in this same slot first, so no fire takes a sequence number after the stop's own.
@@ -19,8 +19,10 @@
 -- a timer's save (timer = 1) go through then: it would move the watermark past the prices of
 -- a batch (on any worker) that waits to fire until the decision is out, and they would count
 -- as stale. Nor once the decision is out, while such a batch has not had its next try: a
--- batch refused for the turn or a pending decision leaves a mark (trigger_wait, its owner,
--- for lease_ms), which a timer's save respects, and which its own save clears.
+-- batch refused for the turn or a pending decision leaves a mark (its owner in the set
+-- trigger_waits, which lives lease_ms after the last mark), which a timer's save respects
+-- while any batch's stands, and which its own save clears (one owner, not the set: another
+-- batch may still wait).
 -- KEYS: tracker state hash, triggers hash, experiment state, trigger version, the turn,
 --       the waiting batch's mark
 -- ARGV: expected trigger version, n, (field, value) * n, m, gone field * m,
@@ -45,15 +47,20 @@ end
 if t > 0 then
   local held = redis.call('GET', KEYS[5])
   if held and held ~= owner then
-    redis.call('SET', KEYS[6], owner, 'PX', lease)
+    -- a batch's mark only: a timer's save never clears one, and its own would hold it up
+    if timer ~= '1' then
+      redis.call('SADD', KEYS[6], owner)
+      redis.call('PEXPIRE', KEYS[6], lease)
+    end
     return {-1, tv, 2}
   end
   if pending then
-    redis.call('SET', KEYS[6], owner, 'PX', lease)
+    redis.call('SADD', KEYS[6], owner)
+    redis.call('PEXPIRE', KEYS[6], lease)
     return {-1, tv, 3}
   end
 end
-if timer ~= '1' and redis.call('GET', KEYS[6]) == owner then redis.call('DEL', KEYS[6]) end
+if timer ~= '1' then redis.call('SREM', KEYS[6], owner) end
 i = 2
 n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]); i = i + 2 end
