@@ -41,10 +41,11 @@ import os
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar
+from functools import partial
+from typing import Any, ClassVar, TypeVar
 
 import pytest
 from hypothesis import HealthCheck, Phase, event, settings
@@ -58,6 +59,8 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 from redis.asyncio import Redis
+from redis.exceptions import BusyLoadingError
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from controller.designs import arm_index, draw
 from controller.periods import n_periods, period_index
@@ -75,6 +78,9 @@ from tests.integration.conftest import make_settings, wait_until
 
 pytestmark = [pytest.mark.integration, getattr(pytest.mark, LONG_FORM)]
 
+T = TypeVar("T")
+#: what our own Redis client meets while Redis restarts: not yet, not a failure
+REDIS_DOWN = (RedisConnectionError, BusyLoadingError, OSError)
 T0 = datetime(2026, 12, 1, tzinfo=UTC)
 DAY = timedelta(days=1)
 #: the clock stands this long after each day's boundary: past the washout, so a sale of the
@@ -89,9 +95,16 @@ COMMAND_TIMEOUT = 90.0
 #: the default run's examples (its steps: ``stateful_step_count`` below)
 SHORT_EXAMPLES = 3
 SHORT_STEPS = 10
-#: what a step may be (methods of the machine)
-#: (the first is what hypothesis's simplest example repeats: time passes over an experiment)
-ACTIONS = ("boundary", "create", "command", "freeze", "unfreeze", "sales", "competitor", "kill9")
+#: what a step may be (methods of the machine); creates and lifecycle commands twice as
+#: likely, so that products change hands after a stop. The first is what hypothesis's
+#: simplest example repeats
+ACTIONS = (
+    "sales", "create", "create", "command", "command", "boundary", "freeze", "unfreeze",
+    "competitor", "kill9", "redis_restart",
+)  # fmt: skip
+#: a step's kind, drawn as a large integer modulo the kinds: hypothesis draws small indices
+#: (the simplest) far more often than others, and one kind then fills most of a run
+STEP_KINDS = st.integers(0, 2**20).map(lambda i: ACTIONS[i % len(ACTIONS)])
 ROLES = (("controller",),) * 3 + (("analysis",),) * 2
 LADDER = [
     {"name": "list", "policy": "list", "price_ratio": 1.0, "allocation": 0.4, "control": True},
@@ -145,8 +158,9 @@ class Outside:
 
 @dataclass
 class World:
-    """What the module starts once: the stack's settings, five workers, outside readers."""
+    """What the module starts once: the stack and its settings, five workers, outside readers."""
 
+    stack: EmbeddedStack
     settings: Settings
     workers: list[WorkerProcess]
     assignments: Outside
@@ -156,7 +170,19 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def world(stack: EmbeddedStack) -> Iterator[World]:
+def aof_stack() -> Iterator[EmbeddedStack]:
+    """The module's own stack: Redis with an append-only file (fsync always), so that a kill -9
+    of Redis loses nothing acknowledged, as a managed Redis with persistence."""
+    s = EmbeddedStack(redis_aof=True, validate_outputs=True).start()
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+@pytest.fixture(scope="module")
+def world(aof_stack: EmbeddedStack) -> Iterator[World]:
+    stack = aof_stack
     settings = make_settings(
         stack,
         kafka=KafkaSettings(bootstrap_servers=stack.bootstrap_servers, partitions=3),
@@ -179,7 +205,7 @@ def world(stack: EmbeddedStack) -> Iterator[World]:
         print(f"contract: five workers healthy in {time.monotonic() - started:.1f}s")
         t = settings.topics
         outside = [Outside(settings, x) for x in (t.assignments, t.command_replies, t.estimates)]
-        yield World(settings, workers, outside[0], outside[1], outside[2])
+        yield World(stack, settings, workers, outside[0], outside[1], outside[2])
     finally:
         for o in outside:
             o.close()
@@ -318,13 +344,14 @@ class ContractMachine(RuleBasedStateMachine):
             w.check_alive()  # a worker that exited on its own is a failure, with its log
         # a fresh day for every example: the earlier examples' experiments run on, on other
         # products
-        self.run(self.clock.sync())
+        self.read(self.clock.sync)
         self.now = _day_of(self.clock.now()) + DAY + DAY_HOUR
-        self.run(self.clock.set(self.now))
+        self.read(lambda: self.clock.set(self.now))
 
     def note(self, stat: str, detail: str = "") -> None:
         """Count a kind of step (``--hypothesis-show-statistics``) and record it."""
         event(stat)
+        self.world.stats[stat] += 1
         self.say(f"{stat} {detail}")
 
     def say(self, what: str) -> None:
@@ -333,6 +360,21 @@ class ContractMachine(RuleBasedStateMachine):
 
     def run(self, aw: Any) -> Any:
         return self.loop.run_until_complete(aw)
+
+    def read(self, fn: Callable[[], Awaitable[T]]) -> T:
+        """Our own read or write of Redis, retried while Redis restarts (not a failure)."""
+
+        async def go() -> T:
+            deadline = time.monotonic() + SETTLE
+            while True:
+                try:
+                    return await fn()
+                except REDIS_DOWN:
+                    if time.monotonic() > deadline:
+                        raise
+                    await asyncio.sleep(0.2)  # polling a service that restarts
+
+        return self.run(go())
 
     def teardown(self) -> None:
         # cancel this example's freezes: none may cover a later example's experiments
@@ -380,7 +422,7 @@ class ContractMachine(RuleBasedStateMachine):
     def first(self, data: st.DataObject) -> None:
         self.create(data, ahead=False, days=3)
 
-    @rule(data=st.data(), action=st.sampled_from(ACTIONS))
+    @rule(data=st.data(), action=STEP_KINDS)
     def step(self, data: st.DataObject, action: str) -> None:
         """One step, of any kind. One rule, drawing its kind: hypothesis's choice among many
         rules (some switched off at random for the example) gives up after three misses, and
@@ -503,7 +545,7 @@ class ContractMachine(RuleBasedStateMachine):
     def boundary(self, data: st.DataObject) -> None:
         """The clock moves to the next day, two hours in: every live experiment flips."""
         self.now = _day_of(self.now) + DAY + DAY_HOUR
-        self.run(self.clock.set(self.now))
+        self.read(lambda: self.clock.set(self.now))
         self._clock_moved()
         self.world.stats["boundaries"] += 1
         self.note("period boundary")
@@ -520,9 +562,15 @@ class ContractMachine(RuleBasedStateMachine):
         e = data.draw(st.sampled_from(live))
         n, dups = data.draw(st.integers(1, 30)), data.draw(st.integers(0, 3))
         products = e.products
+        # a sale belongs to the experiment that held its product when it occurred: the clock
+        # moves a minute, and the sales fall in it, after every decision of the steps before
+        # (a sale of the minutes before a handover is the earlier holder's)
+        self.now += timedelta(minutes=1)
+        self.read(lambda: self.clock.set(self.now))
+        self._clock_moved()
         payloads = []
         for i in range(n):
-            at = self.now - timedelta(minutes=40) + timedelta(seconds=i)
+            at = self.now - timedelta(seconds=50) + timedelta(milliseconds=100 * i)
             payloads.append(
                 (
                     products[i % len(products)],
@@ -554,6 +602,7 @@ class ContractMachine(RuleBasedStateMachine):
                 lambda: self._counted(e, e.sales),
                 SETTLE,
                 f"{e.spec.id}'s {e.sales} sales counted",
+                tolerate=REDIS_DOWN,
             )
         )
         self.note(f"sales: {e.phase}", f"{n} (+{dups} copies) of {e.spec.id}")
@@ -606,7 +655,9 @@ class ContractMachine(RuleBasedStateMachine):
         async def fired() -> bool:
             return product in await self.store.triggers(e.spec.id)
 
-        self.run(wait_until(fired, SETTLE, f"the fire of {product} in {e.spec.id}"))
+        self.run(
+            wait_until(fired, SETTLE, f"the fire of {product} in {e.spec.id}", tolerate=REDIS_DOWN)
+        )
         self.note("competitor: a fire", f"{product} of {e.spec.id} for period {window}")
 
     def kill9(self, data: st.DataObject) -> None:
@@ -619,6 +670,12 @@ class ContractMachine(RuleBasedStateMachine):
         self.world.workers[w] = new
         self.world.stats[f"kill -9 {worker.roles[0]}"] += 1
         self.note(f"kill -9: {worker.roles[0]}", f"worker {w}")
+
+    def redis_restart(self, data: st.DataObject) -> None:
+        """kill -9 of Redis, back at once from its append-only file: the workers retry."""
+        self.world.stack.restart_redis(kill=True)
+        self.world.stats["redis kill -9"] += 1
+        self.note("redis: kill -9 and restart")
 
     # ------------------------------------------------------------------ checks
     def _expected(self, product: str) -> tuple[Exp, str] | None:
@@ -719,14 +776,14 @@ class ContractMachine(RuleBasedStateMachine):
     @invariant()
     def every_sale_is_counted_once(self) -> None:
         for e in self.exps.values():
-            got = self.run(self._events(e))
+            got = self.read(partial(self._events, e))
             assert got == e.sales, f"{e.spec.id}: {got} sales counted, {e.sales} sent"
 
     @invariant()
     def every_due_fire_is_recorded_once_and_no_other(self) -> None:
         for e in self.exps.values():
             if e.kind == "triggered":
-                got = self.run(self.store.triggers(e.spec.id))
+                got = self.read(partial(self.store.triggers, e.spec.id))
                 assert got == e.fired, (e.spec.id, got, e.fired)
 
     @invariant()
