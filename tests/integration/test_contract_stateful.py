@@ -36,6 +36,7 @@ cares to (docs/operations.md, "The contract under every interleaving").
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import time
@@ -310,6 +311,22 @@ class Enough(BaseException):
     mutates their prefixes for as long as it likes."""
 
 
+def recorded(check: Callable[..., None]) -> Callable[..., None]:
+    """A step or check whose failure is printed with the steps at once: hypothesis may
+    report a later replay's inconsistency instead (the processes are not a function of the
+    steps), and the failure itself must not be lost."""
+
+    @functools.wraps(check)
+    def run(self: ContractMachine, *args: Any, **kwargs: Any) -> None:
+        try:
+            check(self, *args, **kwargs)
+        except Exception as exc:
+            self.say(f"FAILED {check.__name__}: {exc!r}")
+            raise
+
+    return run
+
+
 class ContractMachine(RuleBasedStateMachine):
     world: ClassVar[World]
     examples: ClassVar[int] = 0
@@ -423,6 +440,7 @@ class ContractMachine(RuleBasedStateMachine):
         self.create(data, ahead=False, days=3)
 
     @rule(data=st.data(), action=STEP_KINDS)
+    @recorded
     def step(self, data: st.DataObject, action: str) -> None:
         """One step, of any kind. One rule, drawing its kind: hypothesis's choice among many
         rules (some switched off at random for the example) gives up after three misses, and
@@ -725,6 +743,7 @@ class ContractMachine(RuleBasedStateMachine):
         return out
 
     @invariant()
+    @recorded
     def the_last_message_of_each_product_is_the_one_in_force(self) -> None:
         waited = time.monotonic()
         shown = False
@@ -743,6 +762,7 @@ class ContractMachine(RuleBasedStateMachine):
             raise AssertionError(f"{exc}: {self._mismatches()}") from None
 
     @invariant()
+    @recorded
     def seq_never_falls_and_a_repeat_is_a_copy(self) -> None:
         log: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
         for m in self.world.assignments.log:
@@ -761,6 +781,7 @@ class ContractMachine(RuleBasedStateMachine):
         return Counter(r["command_id"] for r in self.world.replies.log if r["command_id"] in mine)
 
     @invariant()
+    @recorded
     def every_command_has_one_reply(self) -> None:
         # the sender had its reply: the outside reader reads it too, and no second one
         self.run(
@@ -774,12 +795,14 @@ class ContractMachine(RuleBasedStateMachine):
         assert {c: n[c] for c in self.commands if n[c] != 1} == {}, "replies per command"
 
     @invariant()
+    @recorded
     def every_sale_is_counted_once(self) -> None:
         for e in self.exps.values():
             got = self.read(partial(self._events, e))
             assert got == e.sales, f"{e.spec.id}: {got} sales counted, {e.sales} sent"
 
     @invariant()
+    @recorded
     def every_due_fire_is_recorded_once_and_no_other(self) -> None:
         for e in self.exps.values():
             if e.kind == "triggered":
@@ -787,6 +810,7 @@ class ContractMachine(RuleBasedStateMachine):
                 assert got == e.fired, (e.spec.id, got, e.fired)
 
     @invariant()
+    @recorded
     def no_verdict_is_turned_back(self) -> None:
         self.world.estimates.catch_up()
         decided: dict[str, dict[str, Any]] = {}
