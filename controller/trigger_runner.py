@@ -484,6 +484,10 @@ class TriggerRunner:
         owner: str,
     ) -> None:
         exp_id = spec.id
+        # a worker just started may announce before its first tick: a simulated clock is
+        # read from the store, never assumed (it raised "not synced yet", and the worker
+        # exited 75 without committing the batch: found by the model-based contract test)
+        await self.clock.sync()
         now = self.clock.now()
         # their places in the audit trail, taken in the experiment's turn (one call a batch)
         order = await self.store.next_trail(len(fires)) - len(fires) + 1 if fires else 0

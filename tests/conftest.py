@@ -1,4 +1,5 @@
-"""The order in which ``./run test`` hands the test files to its processes.
+"""The whole suite's hooks: the order in which ``./run test`` hands the test files to its
+processes, and the hypothesis profiles.
 
 ``./run test`` runs the files on three processes (pytest-xdist ``--dist loadfile``: a file's
 tests, and its module-scoped stack, stay on one) and keeps the order given here
@@ -6,11 +7,34 @@ tests, and its module-scoped stack, stay on one) and keeps the order given here
 one or two long tests, a soak or a simulation, last, where the suite waited on them alone).
 The files measured longest go first, longest first, so that the short ones fill the
 processes' ends; every other file keeps pytest's order (integration, then unit).
+
+``--hypothesis-profile long`` selects the long form of the model-based contract test
+(tests/integration/test_contract_stateful.py; docs/operations.md, "The contract under
+every interleaving"): many examples of many steps each, meant to run for an hour or more;
+pytest-timeout's per-test limit is lifted for the tests that read the profile. Without
+the option nothing changes: hypothesis's own default profile.
 """
 
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "long",
+    max_examples=100_000,
+    stateful_step_count=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+
+#: the keyword of the tests whose length follows the profile
+LONG_FORM = "long_form"
+
+
+def long_profile(config: pytest.Config) -> bool:
+    return bool(config.getoption("hypothesis_profile", default=None) == "long")
+
 
 #: the longest files, longest first: their sums of durations in one run of the suite
 #: (2026-11-27, three processes at load 12-20; the order is what matters, not the figures)
@@ -41,10 +65,16 @@ LONGEST_FIRST = (
     "tests/integration/test_console_browser.py",  # 148 s
     "tests/integration/test_simulate_live_ladder.py",  # 138 s
     "tests/integration/test_cluster.py",  # 126 s
+    "tests/integration/test_contract_stateful.py",  # 61-85 s, its workers' start included
 )
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     rank = {path: i for i, path in enumerate(LONGEST_FIRST)}
     # a stable sort: each file's tests stay together and in their own order
     items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))
+    if not long_profile(config):
+        return
+    for item in items:
+        if item.get_closest_marker(LONG_FORM) is not None:
+            item.add_marker(pytest.mark.timeout(0))  # bounded by the examples, not by 300 s

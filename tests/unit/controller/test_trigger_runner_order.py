@@ -383,3 +383,42 @@ def test_an_announcement_that_meets_an_outage_is_left_to_the_flip_not_retried() 
         assert len(store.ended) == 1  # and the turn was given back
 
     asyncio.run(main())
+
+
+class _Unsynced(ManualClock):
+    """A simulated clock as a worker just started holds it: read from the store on
+    ``sync()``, and ``now()`` refused until then."""
+
+    def __init__(self, at: datetime) -> None:
+        super().__init__(at)
+        self.synced = False
+
+    async def sync(self) -> None:
+        self.synced = True
+
+    def now(self) -> datetime:
+        if not self.synced:
+            raise RuntimeError("simulated clock not synced yet: the driver has not set it")
+        return super().now()
+
+
+def test_a_worker_just_started_announces_a_fire_by_the_clock_it_syncs() -> None:
+    """A controller restarted after kill -9 got a competitor batch that fired before its
+    first tick: the announcement read the simulated clock unsynced, raised, and the worker
+    exited without committing the batch (the model-based contract test found it)."""
+
+    async def main() -> None:
+        store = _Store(_spec())
+        store.slow_first = False
+        sink = _Sink(store.log)
+        sink.release.set()
+        clock = _Unsynced(T0 + timedelta(minutes=1))
+        runner = TriggerRunner(store, sink, clock)  # type: ignore[arg-type]
+        fires = await runner.on_prices(
+            [_Price("a", "x", 80.0, T0), _Price("a", "x", 80.0, T0 + timedelta(seconds=1))]
+        )
+        assert [f.product for f in fires] == ["a"]
+        assert store.log == ["save a", "publish 1 a", "published 1"]
+        assert clock.synced
+
+    asyncio.run(main())
