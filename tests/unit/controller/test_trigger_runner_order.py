@@ -422,3 +422,43 @@ def test_a_worker_just_started_announces_a_fire_by_the_clock_it_syncs() -> None:
         assert clock.synced
 
     asyncio.run(main())
+
+
+class _Shared(_Unsynced):
+    """A clock that says whether it has been read (as ``SharedSimulatedClock.ready``), and
+    counts its reads of the store."""
+
+    def __init__(self, at: datetime) -> None:
+        super().__init__(at)
+        self.reads = 0
+
+    def ready(self) -> bool:
+        return self.synced
+
+    async def sync(self) -> None:
+        self.reads += 1
+        await super().sync()
+
+
+def test_an_announcement_reads_a_shared_clock_only_while_it_has_never_been_read() -> None:
+    """The announcement syncs a shared simulated clock that was never read (a worker just
+    started), and not one its ticks keep synced: a read of the store on every fire would add
+    a Redis round trip to each firing batch."""
+
+    async def main() -> None:
+        for ticked in (False, True):
+            store = _Store(_spec())
+            store.slow_first = False
+            sink = _Sink(store.log)
+            sink.release.set()
+            clock = _Shared(T0 + timedelta(minutes=1))
+            if ticked:
+                await clock.sync()  # the worker's tick has read it
+            runner = TriggerRunner(store, sink, clock)  # type: ignore[arg-type]
+            fires = await runner.on_prices(
+                [_Price("a", "x", 80.0, T0), _Price("a", "x", 80.0, T0 + timedelta(seconds=1))]
+            )
+            assert [f.product for f in fires] == ["a"]
+            assert clock.reads == 1, (ticked, clock.reads)  # one read, whoever made it
+
+    asyncio.run(main())
