@@ -490,7 +490,7 @@ class TriggerRunner:
         # Once it has been read, the announcement takes the time the worker's ticks keep
         # synced, as before: a read of the store on every fire added a Redis round trip to
         # each batch's publish (bench_trigger_latency: worker / relay p50 1.42-1.49x against
-        # 1.13-1.27x before it)
+        # 1.13-1.39x before it)
         if not getattr(self.clock, "ready", False):  # SharedSimulatedClock.ready, a property
             await self.clock.sync()
         now = self.clock.now()
