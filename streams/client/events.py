@@ -12,15 +12,14 @@ is harmless, as each only says to read the state again.)
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections.abc import Callable
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 from controller.settings import Settings
-from streams.errors import services_answer
+from streams.client.reading import own_reader
 
 #: what the follower opens on Kafka (``TopicSettings`` fields; no consumer group):
 #: streams/cli/kafka_acl.py
@@ -55,39 +54,25 @@ async def follow_statuses(
     """Hand each status change announced from now on to ``emit`` (:func:`status_of`) until
     ``stop`` is set (checked at least once a second); ``ready`` is called once the reader
     stands at the topic's end. A broker that does not answer raises ServiceUnavailable."""
-    async with services_answer(
-        bootstrap_servers=settings.kafka.bootstrap_servers, settings=settings
-    ):
-        consumer = AIOKafkaConsumer(**settings.kafka.client_kwargs(), enable_auto_commit=False)  # type: ignore[arg-type]
-        try:
-            await consumer.start()
-        except BaseException:
-            await consumer.stop()
-            raise
-        try:
-            topic = settings.topics.experiment_events
-            await consumer._client.force_metadata_update()  # noqa: SLF001 - an unsubscribed topic
-            parts = [
-                TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or {0})
-            ]
-            consumer.assign(parts)
-            await consumer.seek_to_end(*parts)
-            for p in parts:  # resolve positions now: nothing announced after ready is missed
-                await consumer.position(p)
-            if ready is not None:
-                ready()
-            while not stop.is_set():
-                batch = await consumer.getmany(timeout_ms=500)
-                for records in batch.values():
-                    for r in records:
-                        if r.value is None:
-                            continue
-                        try:
-                            found = status_of(json.loads(r.value))
-                        except ValueError:
-                            continue  # not ours: the topic's contract is JSON
-                        if found is not None:
-                            emit(found)
-        finally:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(consumer.stop(), 10)
+    async with own_reader(settings, stop_within=10) as consumer:
+        topic = settings.topics.experiment_events
+        await consumer._client.force_metadata_update()  # noqa: SLF001 - an unsubscribed topic
+        parts = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or {0})]
+        consumer.assign(parts)
+        await consumer.seek_to_end(*parts)
+        for p in parts:  # resolve positions now: nothing announced after ready is missed
+            await consumer.position(p)
+        if ready is not None:
+            ready()
+        while not stop.is_set():
+            batch = await consumer.getmany(timeout_ms=500)
+            for records in batch.values():
+                for r in records:
+                    if r.value is None:
+                        continue
+                    try:
+                        found = status_of(json.loads(r.value))
+                    except ValueError:
+                        continue  # not ours: the topic's contract is JSON
+                    if found is not None:
+                        emit(found)

@@ -22,6 +22,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from controller.settings import Settings
+from streams.client.reading import own_reader
 from streams.errors import services_answer
 from streams.worker.control import FLEET
 
@@ -119,19 +120,8 @@ def assemble(experiment: str, docs: list[tuple[int, int, dict[str, Any]]]) -> Tr
 async def read_trail(settings: Settings, experiment: str, timeout: float = 30.0) -> Trail:
     """Read the topic (see the module); a broker that does not answer raises
     :class:`streams.errors.ServiceUnavailable`."""
-    async with services_answer(
-        bootstrap_servers=settings.kafka.bootstrap_servers, settings=settings
-    ):
-        consumer = AIOKafkaConsumer(**settings.kafka.client_kwargs(), enable_auto_commit=False)  # type: ignore[arg-type]
-        try:
-            await consumer.start()
-        except BaseException:
-            await consumer.stop()
-            raise
-        try:
-            return await _read(consumer, settings.topics.experiment_events, experiment, timeout)
-        finally:
-            await consumer.stop()
+    async with own_reader(settings) as consumer:
+        return await _read(consumer, settings.topics.experiment_events, experiment, timeout)
 
 
 async def _read(consumer: AIOKafkaConsumer, topic: str, experiment: str, timeout: float) -> Trail:
