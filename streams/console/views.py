@@ -62,8 +62,10 @@ def design_view(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 #: each shown experiment's schedule preview: a stored spec never changes, and a big one's
-#: draws take a while, so each is counted once (the newest few kept)
-_SCHEDULES: dict[tuple[str, int], dict[str, Any]] = {}
+#: draws take a while, so each is counted once (the newest few kept). Kept with the spec it
+#: was counted from: another spec under the same id and creation time (a re-created
+#: experiment, another store) is counted anew
+_SCHEDULES: dict[tuple[str, int], tuple[Any, dict[str, Any]]] = {}
 _SCHEDULES_KEPT = 64
 
 
@@ -75,12 +77,14 @@ async def schedule_view(store: Store, exp_id: str) -> dict[str, Any]:
     await known(store, exp_id)
     state = await store.get_experiment(exp_id)
     key = (state.spec.id, state.created_ms)
-    if key not in _SCHEDULES:
+    made = _SCHEDULES.get(key)
+    if made is None or made[0] is not state.spec:
         shown = await asyncio.to_thread(schedule_preview, state.spec)
+        _SCHEDULES.pop(key, None)
         while len(_SCHEDULES) >= _SCHEDULES_KEPT:
             _SCHEDULES.pop(next(iter(_SCHEDULES)))
-        _SCHEDULES[key] = shown
-    return _SCHEDULES[key]
+        made = _SCHEDULES[key] = (state.spec, shown)
+    return made[1]
 
 
 #: each spec's design section, made once: a spec does not change once created, and the store

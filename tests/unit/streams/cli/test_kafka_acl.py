@@ -284,6 +284,8 @@ NOT_ROLES = {
     "streams/worker/app.py": "the worker (read off the built app)",
     "streams/worker/runtime.py": "the worker's publisher (WRITES)",
     "streams/worker/shards.py": "the analysis workers' shard group (worker_role, when it is on)",
+    "streams/client/reading.py": "a client's own reader: the topic is its caller's, and each "
+    "caller (streams.client.history, streams.client.events) declares it",
 }
 OPENS = ("AIOKafkaConsumer(", "AIOKafkaProducer(", "AIOKafkaAdminClient(", "JsonPublisher(",
          "AIOKafkaClient(", "ensure_topics(", "ensure_and_describe_topics(")  # fmt: skip

@@ -363,3 +363,24 @@ def test_a_stored_experiments_schedule_comes_on_its_own_as_pricelab_schedule_lis
     assert 'id="schedule"' in drawn and drawn.count('<tr data-period="') == 5
     r = client.get("/api/experiments/nope/schedule")
     assert r.status_code == 404 and "nope" in r.json()["error"]
+
+
+def test_another_spec_under_the_same_id_and_creation_time_gets_its_own_schedule() -> None:
+    """The schedule is counted once per stored spec, not once per id: a re-created
+    experiment (or another store in the same process) with the same id and creation time
+    is counted from its own spec. Found in CI: a 30-day 'shoes' from another test's store
+    was shown for this module's 5-day one."""
+    import asyncio
+    from dataclasses import replace
+
+    from controller.spec import load_spec
+    from streams.console.views import schedule_view
+
+    short = _state("same", 2)
+    raw = json.loads(short.spec.to_json())
+    raw["end"] = "2026-06-11T00:00:00+00:00"  # 10 days, not 5
+    longer = replace(short, spec=load_spec(raw))
+    first = asyncio.run(schedule_view(_Store([short]), "same"))  # type: ignore[arg-type]
+    second = asyncio.run(schedule_view(_Store([longer]), "same"))  # type: ignore[arg-type]
+    again = asyncio.run(schedule_view(_Store([short]), "same"))  # type: ignore[arg-type]
+    assert (first["periods"], second["periods"], again["periods"]) == (5, 10, 5)
