@@ -9,6 +9,12 @@ that period (and its matched control's) is published at once, with a new seq: an
 *announcement*, whose ``period_start`` is the next boundary. Pricing systems learn the
 decision at trigger time and apply it from its period's start (the assignment contract,
 docs/operations.md); the flip at that boundary publishes it again with a later seq.
+
+While a decision of the experiment is still to be published (the broker refuses its
+messages, for a moment or for good), a batch's fires are *kept*: saved with its state, in
+the same versioned save, and announced by the first save of the experiment once the
+decision is out (the timer's, on every tick of every controller, or a later batch's), with
+a later seq. The batch goes on, and so do the worker's later batches (issue #56, item 3).
 """
 
 from __future__ import annotations
@@ -36,7 +42,8 @@ from core import status
 
 #: a batch's fires in one experiment, and their publish (to await after the turn) if any fired
 _Applied = tuple[list[TriggerFire], Coroutine[Any, Any, None] | None]
-#: ``_run_locked``: nothing applied, a decision of the experiment is still to be published
+#: ``_run_locked``: the timer's save was held back (a decision of the experiment is still to
+#: be published, or a batch waits for the turn): nothing applied, a later tick fires
 _PENDING: Any = object()
 
 log = logging.getLogger("pricelab.controller")
@@ -121,7 +128,9 @@ class TriggerRunner:
             self._routes, self._routes_version = routes, v
 
     async def on_prices(self, events: Sequence[PriceEvent]) -> list[TriggerFire]:
-        """Feed a batch of competitor prices; publish the starts they trigger.
+        """Feed a batch of competitor prices; publish the starts they trigger. Returns the
+        fires it announced: its own, after the fires kept earlier that it carried out; not
+        the ones it kept (a decision of their experiment still to be published).
 
         Batches are applied one at a time, in call order: call it before any other await of
         the batch's handler. The publish runs after the batch's turn, so it overlaps the next
@@ -216,14 +225,7 @@ class TriggerRunner:
             attempts += 1
             # the turn's wait is the batch's: measured on the first attempt only
             first = handed_over if attempts == 1 else None
-            return await self._run(
-                exp_id,
-                events,
-                advance=False,
-                handed_over=first,
-                owner=owner,
-                before_wait=announce_saved,
-            )
+            return await self._run(exp_id, events, advance=False, handed_over=first, owner=owner)
 
         got = await self._redis(attempt, f"the trigger save of {exp_id}", announce_saved)
         if attempts > 1 and (got is None or got[1] is None):
@@ -308,45 +310,33 @@ class TriggerRunner:
         advance: bool,
         owner: str,
         handed_over: float | None = None,
-        before_wait: Callable[[], Awaitable[None]] | None = None,
     ) -> _Applied | None:
         """Apply events (each fires its own product when due) and, on the timer, let time
         fire sustained undercuts that saw no new event (those due, from the tracker's heap).
-        Returns the fires and their publish, to await after the turn (None when nothing
-        fired); None, with nothing applied, when the experiments changed since the routes
-        were read, or on the timer while a decision of the experiment is still to be
-        published (a batch waits for it, after ``before_wait()``: the announcements its
-        batch already saved go out first).
+        Returns the fires to announce (with the kept ones the save carried out) and their
+        publish, to await after the turn (None when there is none); None, with nothing
+        applied, when the experiments changed since the routes were read, or on the timer
+        while its save is held back (a decision of the experiment is still to be published:
+        the tick after it fires). A batch never waits for a decision: its fires are kept.
 
         Round trips per batch: the versioned save (with the sequence number), then publish.
         """
         turn = self._turns.get(exp_id)
         if turn is None:
             turn = self._turns[exp_id] = asyncio.Lock()
-        while True:
-            async with turn:
-                start = time.perf_counter()
-                if handed_over is not None:
-                    self.observer.trigger_stage("turn_wait", start - handed_over)
-                    handed_over = None
-                try:
-                    got = await self._run_locked(exp_id, events, advance=advance, owner=owner)
-                finally:
-                    if advance:
-                        self.observer.trigger_stage("timer_turn", time.perf_counter() - start)
-            if got is not _PENDING:
-                return got
-            # a decision of the experiment is still to be published, which only a flip tick
-            # does, and this worker's own tick runs after the timer's advance, which needs
-            # this lock: so the timer leaves its fires to a later tick (and saves nothing:
-            # trigger_save.lua), and a batch polls with the lock given back (before, both
-            # polled holding it, and no tick ever came)
-            if advance:
-                return None
-            if before_wait is not None:
-                await before_wait()
-                before_wait = None
-            await asyncio.sleep(0.01)  # polling for a decision another task publishes
+        async with turn:
+            start = time.perf_counter()
+            if handed_over is not None:
+                self.observer.trigger_stage("turn_wait", start - handed_over)
+            try:
+                got = await self._run_locked(exp_id, events, advance=advance, owner=owner)
+            finally:
+                if advance:
+                    self.observer.trigger_stage("timer_turn", time.perf_counter() - start)
+        # a decision of the experiment is still to be published, which only a flip tick does,
+        # and this worker's own tick runs after the timer's advance: the timer leaves its
+        # fires to a later tick (and saves nothing: trigger_save.lua)
+        return None if got is _PENDING else got
 
     async def _run_locked(
         self, exp_id: str, events: Sequence[PriceEvent], *, advance: bool, owner: str
@@ -372,7 +362,7 @@ class TriggerRunner:
                 if fires:
                     plan.update({f.product: f.period for f in fires})
                 t_save = time.perf_counter()
-                new_version, seq = await self.store.save_trigger_state(
+                saved = await self.store.save_trigger_state(
                     exp_id,
                     version,
                     {
@@ -392,23 +382,35 @@ class TriggerRunner:
             t_saved = time.perf_counter()
             if not advance:  # the timer's turn is measured whole
                 self.observer.trigger_stage("save", t_saved - t_save)
-            if new_version is not None:
+            if saved.version is not None:
                 break
             # nothing written: our copy is ahead of Redis, which another worker wrote (redo
             # from its state), or the experiment stopped running (the caller routes again),
-            # or its turn is another's or a decision of its is pending (wait, then redo)
+            # or its turn is another's (wait for its lease, then redo), or the timer is held
+            # back (a decision of the experiment to publish, a batch waiting for the turn)
             self._cache.pop(exp_id, None)
-            if not seq:
+            if not saved.code:
                 return None
-            if seq == 3:
+            if saved.code == 3:
                 return _PENDING
-            if seq == 2:
+            if saved.code == 2:
                 await asyncio.sleep(0.01)  # polling a lease another process holds
-        self._cache[exp_id] = (new_version, tracker, plan)
+        self._cache[exp_id] = (saved.version, tracker, plan)
+        if saved.kept:
+            # in Redis with the state: the first save once the decision is out announces them
+            log.warning(
+                "experiment %s: %d fire(s) kept until its decision is published (%s)",
+                exp_id, len(fires), ",".join(f.product for f in fires),
+            )  # fmt: skip
+            fires = []
+        # the kept fires this save carried out (the tracker holds every fire it saved),
+        # first: they fired before this batch's
+        released = [tracker.fired[p] for p in saved.released if p in tracker.fired]
+        fires = sorted(released, key=lambda f: (f.fired_at, f.product)) + fires
         publish = None
-        if fires and seq is not None:
+        if fires and saved.seq is not None:
             out = self._assignments(spec, fires, plan)
-            publish = self._publish(spec, fires, out, seq, owner)
+            publish = self._publish(spec, fires, out, saved.seq, owner)
         if not advance:  # CPU in the turn: before the save (tracker, plan), after (assignments)
             cpu = (t_save - t_apply) + (time.perf_counter() - t_saved)
             self.observer.trigger_stage("apply", cpu)

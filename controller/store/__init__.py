@@ -59,8 +59,11 @@ Experiment ``pl:exp:{<id>}:...`` (the slot of its id; ``e`` below):
     e:trigger_state    hash meta / p:{product} / f:{product} -> trigger tracker state
     e:trigger_v        version of that state (bumped on every save)
     e:triggers         hash product -> trigger period
-    e:trigger_waits    set of the owners of competitor batches waiting to fire (PX the
-                       turn lease): timers save nothing while it stands (lua/trigger_save.lua)
+    e:trigger_waits    set of the owners of competitor batches waiting for the turn to fire
+                       (PX the turn lease): timers save nothing while it stands
+                       (lua/trigger_save.lua)
+    e:trigger_kept     hash product -> trigger period: fires kept while a decision was to be
+                       published, carried out by the first save after it is out
     e:cs               hash sequence key -> target SE of its confidence sequence, fixed at
                        the sequence's first look (HSETNX)
 """
@@ -74,7 +77,7 @@ from controller.store.chunks import ChunkStore
 from controller.store.experiments import ExperimentState, ExperimentStore
 from controller.store.flips import FlipStore, decode_record, encode_record
 from controller.store.panel import PanelStore, SaleRow, SalesBlock
-from controller.store.triggers import TriggerStore
+from controller.store.triggers import TriggerSave, TriggerStore
 
 __all__ = [
     "ExperimentState",
@@ -85,6 +88,7 @@ __all__ = [
     "SaleRow",
     "SalesBlock",
     "Store",
+    "TriggerSave",
     "TriggerStore",
     "decode_record",
     "encode_record",

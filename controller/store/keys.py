@@ -104,6 +104,7 @@ EXPERIMENT_KEYS: dict[str, str] = {
     "trigger_state": "trigger_state",
     "trigger_version": "trigger_v",
     "trigger_waits": "trigger_waits",
+    "trigger_kept": "trigger_kept",
     "triggers": "triggers",
     "sequence_targets": "cs",
     "old_cells": "cells:*",

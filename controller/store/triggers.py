@@ -3,9 +3,39 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from controller.store.base import RedisStore
+
+
+@dataclass(frozen=True)
+class TriggerSave:
+    """What a trigger save did (``lua/trigger_save.lua``)."""
+
+    #: the state's new version; None: nothing was written (``code`` says why)
+    version: int | None
+    #: the sequence number of the announcement it must make (its fires and ``released``)
+    seq: int | None = None
+    #: nothing written: 0 not running, 1 the version moved, 2 the turn is another's, 3 a
+    #: timer's save held back (a decision to publish, or a batch waiting for the turn)
+    code: int | None = None
+    #: its fires were kept: a decision of the experiment is still to be published
+    kept: bool = False
+    #: fires kept earlier that this save carried out (announced under ``seq``)
+    released: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, res: list[Any]) -> TriggerSave:
+        if int(res[0]) < 0:
+            return cls(None, code=int(res[2]))
+        seq = int(res[1])
+        return cls(
+            int(res[0]),
+            seq if seq > 0 else None,
+            kept=bool(int(res[2])),
+            released=tuple(str(p) for p in res[3:]),
+        )
 
 
 class TriggerStore(RedisStore):
@@ -44,20 +74,21 @@ class TriggerStore(RedisStore):
         lease_ms: int = 30_000,
         *,
         timer: bool = False,
-    ) -> tuple[int, int | None] | tuple[None, int]:
-        """Write what changed (meta, touched products - None deletes -, new fires) and take a
-        sequence number when something fired, in one round trip, provided the state is still
-        at version ``expected`` and the experiment runs. A batch that fires also takes the
-        experiment's turn for ``owner`` (give it back with ``end_turn`` once its announcement
-        is out). Returns (new state version, sequence number or None), or (None, code) with
-        nothing written: 1 the version moved, 0 the experiment does not run, 2 its turn is
-        another's, 3 a decision of its is still to be published (``lua/trigger_save.lua``). A
-        ``timer`` save (``TriggerRunner.advance``) gets 3 then even without fires: it would
-        move the watermark past the prices of a batch waiting to fire. It gets 3 as well
-        while a batch refused with 2 or 3 (on any worker) has not saved since (the batch's
-        mark, its owner in the set ``trigger_waits``, for ``lease_ms`` after the last mark at
-        most): once the decision is out, every such batch's next try must come before a
-        timer's watermark."""
+    ) -> TriggerSave:
+        """Write what changed (meta, touched products - None deletes -, new fires) in one
+        round trip, provided the state is still at version ``expected`` and the experiment
+        runs (``lua/trigger_save.lua``).
+
+        Fires take a sequence number and the experiment's turn for ``owner`` (give it back
+        with ``end_turn`` once the announcement is out), together with the fires kept
+        earlier, which the save carries out (``released``). While a decision of the
+        experiment is still to be published, a batch's fires are kept instead (``kept``: no
+        number, no turn; the first save once the decision is out carries them out). A
+        ``timer`` save (``TriggerRunner.advance``) goes through neither then nor while a
+        batch waits for the turn (``trigger_waits``, for ``lease_ms`` after the last mark at
+        most): its watermark would make that batch's prices stale. Nothing written:
+        ``version`` None and ``code`` 1 the version moved, 0 the experiment does not run, 2
+        its turn is another's, 3 a timer's save held back."""
         fields = {"meta": json.dumps(meta)}
         fields |= {f"p:{p}": json.dumps(st) for p, st in products.items() if st is not None}
         fields |= {f"f:{p}": json.dumps(f) for p, f in fired.items()}
@@ -78,12 +109,16 @@ class TriggerStore(RedisStore):
                 f"{base}:trigger_v",
                 f"{base}:turn",
                 f"{base}:trigger_waits",
+                f"{base}:trigger_kept",
             ],
             args=args,
         )
-        if int(res[0]) < 0:
-            return None, int(res[2])
-        return int(res[0]), (int(res[1]) if triggers else None)
+        return TriggerSave.of(res)
+
+    async def kept_triggers(self, exp_id: str) -> dict[str, int]:
+        """The fires kept while a decision was to be published, not carried out yet."""
+        raw = await self.redis.hgetall(f"{self.exp(exp_id)}:trigger_kept")
+        return {p: int(k) for p, k in raw.items()}
 
     async def triggers(self, exp_id: str) -> dict[str, int]:
         raw = await self.redis.hgetall(f"{self.exp(exp_id)}:triggers")

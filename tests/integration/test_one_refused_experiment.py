@@ -9,7 +9,12 @@ looks (its own triggered fires wait; docs/operations.md says what that stops).
   that publishes it. Before, the timer's ``TriggerRunner.advance`` (which runs before the
   tick) and a competitor batch that fired both polled for the decision holding the
   experiment's lock, so the tick never came. Meanwhile no timer saves the experiment's
-  trigger state (``trigger_save.lua``): its watermark would make the waiting prices stale.
+  trigger state (``trigger_save.lua``).
+- A competitor batch that fires while its experiment's decision is to be published keeps
+  its fires in Redis and goes on (issue #56, item 3): the worker's later batches, of every
+  triggered experiment, fire at once and commit; the kept fires are announced once, with a
+  later seq, by the first save after the decision is out (any controller's timer). Before,
+  the batch waited for the decision, and every later batch of the worker behind it.
 - A stopped experiment's last messages go out before a new holder's of its products.
 - An experiment whose estimates the broker refuses at every cycle does not hold up the
   others' looks (and their guardrail checks): ``AnalysisWorker.run_once`` takes the one
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -274,97 +280,214 @@ async def test_the_timer_leaves_a_due_fire_to_a_later_tick_while_a_decision_is_t
     assert set(await store.triggers("trig")) == {"b"}
 
 
-async def test_a_batch_that_fires_waits_for_the_decision_without_holding_up_the_tick(
+async def test_a_batch_that_fires_keeps_its_fire_until_the_decision_is_out(
     runtime: Any, settings: Settings
 ) -> None:
     sink, t = await _triggered_with_a_decision_to_publish(runtime, settings)
     store, triggers = runtime.store, runtime.triggers
     await runtime.clock.set(t + timedelta(minutes=45))
     # a batch of two prices of e, 35 minutes apart, 10% under its reference price: the
-    # undercut is sustained, and fires e; the batch waits for the decision
+    # undercut is sustained, and fires e; the fire is kept, and the batch returns
     e_prices = [_price("e", 90.0, t), _price("e", 90.0, t + timedelta(minutes=35))]
-
-    def saves() -> float:  # the batches' tries to save (the trigger path's "save" stage)
-        got = runtime.metrics.registry.get_sample_value(
-            "pricelab_trigger_stage_seconds_count", {"stage": "save"}
-        )
-        return got or 0.0
-
-    before = saves()
-    batch = asyncio.create_task(triggers.on_prices(e_prices))
-    await wait_until(lambda: saves() >= before + 2, 30, "the batch's save refused, tried again")
-    # the timer's advance returns while the batch waits (before, it waited for the lock the
-    # batch held), and saves nothing: nothing of the timer's is due (the saved state has no
-    # undercut of e yet), and its watermark, 40 minutes on, would have made both of the
-    # batch's prices stale, and e would never fire (trigger_save.lua refuses it, for the
-    # timers of every worker)
+    assert await asyncio.wait_for(triggers.on_prices(e_prices), 30) == []
+    assert await store.triggers("trig") == {}  # the decision's redo reads none of it
+    assert set(await store.kept_triggers("trig")) == {"e"}
+    # the timer's advance returns and carries out nothing while the decision waits
     assert await asyncio.wait_for(triggers.advance(), 30) == []
-    assert not batch.done()  # still waiting, after advance returned
-    assert await store.triggers("trig") == {}  # nothing fired while it was to be published
+    assert set(await store.kept_triggers("trig")) == {"e"}
 
-    # the broker takes the messages again: the tick publishes the decision, the batch fires
+    # the broker takes the messages again: the tick publishes the decision, the next
+    # tick's timer announces the kept fire
     sink.refused = set()
     assert await runtime.flipper.tick() == 0
-    assert [f.product for f in await asyncio.wait_for(batch, 30)] == ["e"]
+    assert [f.product for f in await triggers.advance()] == ["e"]
     assert set(await store.triggers("trig")) == {"e"}
+    assert await store.kept_triggers("trig") == {}
+    assert await triggers.advance() == []  # once
 
 
-async def test_another_controllers_timer_waits_for_the_batch_once_the_decision_is_out(
-    runtime: Any, settings: Settings
-) -> None:
-    """Issue #56, item 2. Once the decision a batch waits for is out, another controller's
-    timer could save its watermark before the batch's next try (10 ms later), and the
-    batch's prices, older than the watermark, counted as stale: its fire was lost. Now the
-    waiting batch leaves a mark that every timer's save respects until the batch has saved.
-    Another controller's timer runs here the instant the decision is marked published,
-    before the batch can try again."""
+def _other_controller(runtime: Any, settings: Settings) -> Any:
+    """Another controller's trigger runner, on the same Redis and clock."""
     from controller.trigger_runner import TriggerRunner
 
+    return TriggerRunner(
+        runtime.store, runtime.assignment_sink, runtime.clock, settings.trigger_watermark_lag
+    )
+
+
+async def test_another_controllers_timer_carries_out_the_kept_fire_once_the_decision_is_out(
+    runtime: Any, settings: Settings
+) -> None:
+    """Issue #56, item 2, now that a batch keeps its fires. Once the decision a batch waited
+    for was out, another controller's timer could save its watermark before the batch's next
+    try (10 ms later), and the batch's prices, older than the watermark, counted as stale:
+    its fire was lost. Now the batch's prices and its fire are saved while the decision
+    waits; another controller's timer, first after the decision, announces that fire (once),
+    and none of the batch's prices is stale."""
     sink, t = await _triggered_with_a_decision_to_publish(runtime, settings)
     store, triggers = runtime.store, runtime.triggers
     await runtime.clock.set(t + timedelta(minutes=45))
-    other = TriggerRunner(  # another controller's timer, on the same Redis and clock
-        store, runtime.flipper.sink, runtime.clock, settings.trigger_watermark_lag
-    )
+    other = _other_controller(runtime, settings)
     e_prices = [_price("e", 90.0, t), _price("e", 90.0, t + timedelta(minutes=35))]
+    assert await asyncio.wait_for(triggers.on_prices(e_prices), 30) == []
+    assert set(await store.kept_triggers("trig")) == {"e"}
 
-    def saves() -> float:  # the batches' tries to save (the trigger path's "save" stage)
-        got = runtime.metrics.registry.get_sample_value(
-            "pricelab_trigger_stage_seconds_count", {"stage": "save"}
-        )
-        return got or 0.0
-
-    before = saves()
-    batch = asyncio.create_task(triggers.on_prices(e_prices))
-    await wait_until(lambda: saves() >= before + 2, 30, "the batch's save refused, tried again")
-    assert not batch.done()  # the fault: it waits for the decision
-
-    timer_saves: list[bool] = []
-    real_mark = store.mark_published
-
-    async def mark_then_time(exp_id: str, seq: int) -> None:
-        await real_mark(exp_id, seq)
-        # the decision is out: the other controller's timer comes first
-        version = await store.trigger_state_version(exp_id)
-        await other.advance()
-        timer_saves.append(await store.trigger_state_version(exp_id) != version)
-
-    store.mark_published = mark_then_time  # type: ignore[method-assign]
-    try:
-        sink.refused = set()
-        assert await runtime.flipper.tick() == 0
-    finally:
-        del store.mark_published
-    assert timer_saves == [False]  # the timer ran there, and saved nothing
-    assert [f.product for f in await asyncio.wait_for(batch, 30)] == ["e"]
+    sink.refused = set()
+    assert await runtime.flipper.tick() == 0  # the decision is out
+    # the other controller's timer comes first, with its watermark 40 minutes on
+    assert [f.product for f in await other.advance()] == ["e"]
+    assert await triggers.advance() == []  # this worker's timer: nothing twice
     assert set(await store.triggers("trig")) == {"e"}
     _, state = await store.trigger_state("trig")
     assert state is not None and state["stale"] == 0  # none of the batch's prices was stale
-    assert not await store.redis.exists(f"{store.exp('trig')}:trigger_waits")  # it cleared it
-    # the timer saves again once the batch has
-    version = await store.trigger_state_version("trig")
-    await other.advance()
-    assert await store.trigger_state_version("trig") > version
+    assert not await store.redis.exists(f"{store.exp('trig')}:trigger_waits")
+
+
+def _triggered_b_doc() -> dict[str, Any]:
+    """A second triggered experiment, like ``triggered_doc``'s, on products of its own."""
+    doc = triggered_doc("trigb")
+    doc["clusters"] = {"x55": ["x1", "x2", "x3", "x4"], "x65": ["x5", "x6", "x7", "x8"]}
+    doc["triggered"] = doc["triggered"] | {
+        "reference_prices": {f"x{i}": 100.0 for i in range(1, 9)}
+    }
+    return doc
+
+
+async def test_another_experiments_fires_in_the_same_batch_go_out_at_once(
+    runtime: Any, settings: Settings
+) -> None:
+    """Issue #56, item 3: a batch whose events of the refused experiment come first fires the
+    other experiment's products at once. Before, the batch waited for the refused decision
+    before it applied the other experiment's events at all."""
+    sink, t = await _triggered_with_a_decision_to_publish(runtime, settings)
+    runtime.triggers.sink = sink  # the runner's announcements of trig are refused too
+    await runtime.flipper.create(load_spec(_triggered_b_doc()), backfill=True)
+    await runtime.clock.set(t + timedelta(minutes=45))
+    batch = [
+        _price("e", 90.0, t),
+        _price("e", 90.0, t + timedelta(minutes=35)),
+        _price("x2", 90.0, t),
+        _price("x2", 90.0, t + timedelta(minutes=35)),
+    ]
+    fired = await asyncio.wait_for(runtime.triggers.on_prices(batch), 30)
+    assert [f.product for f in fired] == ["x2"]
+    assert set(await runtime.store.triggers("trigb")) == {"x2"}
+    assert set(await runtime.store.kept_triggers("trig")) == {"e"}
+
+
+async def test_a_decision_refused_for_good_does_not_stop_the_workers_competitor_batches(
+    runtime: Any, settings: Settings
+) -> None:
+    """Issue #56, item 3, through the worker's own competitor consumer on the real broker.
+    Experiment trig's decision is refused for good and a batch fires trig's product e; a
+    later batch fires trigb's x2. Before, the first batch waited for trig's decision, every
+    later batch of the worker behind it (trigb's announcement never came, no offset was
+    committed, and after max_poll_interval_ms the group dropped the consumer). Now the
+    first batch keeps e's fire in Redis and both batches commit; trigb's announcement is on
+    the assignments topic within seconds. Once the broker takes trig's messages again,
+    another controller (the fire is in Redis, not in this worker) announces e once, with a
+    seq after the decision's, and seq rises strictly for every product on the topic."""
+    from streams.worker.app import COMPETITOR_WINDOW
+    from streams.worker.consumer import BatchConsumer
+    from streams.worker.kafka import JsonPublisher
+
+    sink, t = await _triggered_with_a_decision_to_publish(runtime, settings)
+    runtime.triggers.sink = sink  # the runner's announcements of trig are refused too
+    store, topics = runtime.store, settings.topics
+    decision = (await store.get_experiment("trig")).seq
+    await runtime.flipper.create(load_spec(_triggered_b_doc()), backfill=True)
+    await runtime.clock.set(t + timedelta(minutes=45))
+
+    exits: list[int] = []
+    consumer = BatchConsumer(
+        settings,
+        topics.competitor_prices,
+        f"{settings.app_id}-competitor",
+        runtime.competitor.handle,
+        batch_size=500,
+        within=COMPETITOR_WINDOW,
+        exit=exits.append,  # a batch that cannot finish must not end the test's process
+    )
+    pub = JsonPublisher(settings)
+    await pub.start()
+    await consumer.start()
+
+    def consumed() -> float:
+        got = runtime.metrics.registry.get_sample_value(
+            "pricelab_events_consumed_total", {"topic": topics.competitor_prices}
+        )
+        return got or 0.0
+
+    async def send(product: str) -> None:
+        for minutes in (0, 35):  # 10% under, sustained 35 minutes: fires the product
+            doc = _price(product, 90.0, t + timedelta(minutes=minutes))
+            await pub.send(topics.competitor_prices, doc.model_dump_json().encode(), product)
+        await pub.flush()
+
+    try:
+        await send("e")
+        await wait_until(lambda: consumed() >= 2, 60, "trig's batch handed to the runner")
+        sent = time.monotonic()
+        await send("x2")
+
+        def announced(msgs: list[dict[str, Any]]) -> bool:
+            return any((m["experiment"], m["product"], m["period"]) == ("trigb", "x2", 2)
+                       for m in msgs)  # fmt: skip
+
+        got = await read_topic(
+            settings, topics.assignments, expect=10**6, timeout=30, until=announced
+        )
+        took = time.monotonic() - sent
+        # well under max_poll_interval_ms (300 s): before, it never came
+        assert announced(got), "trigb's announcement did not reach the topic"
+        assert took < 30
+        # both batches committed (4 events on the topic's partitions)
+        await wait_until(lambda: sum(consumer.committed.values()) >= 4, 30, "the commits")
+        assert set(await store.kept_triggers("trig")) == {"e"}  # kept, in Redis
+    finally:
+        await consumer.stop()
+        await pub.stop()
+    assert exits == []
+
+    # the worker's consumer is gone (as after a crash once it committed): another
+    # controller carries the kept fire out once the broker takes trig's messages again
+    sink.refused = set()
+    assert await runtime.flipper.tick() == 0
+    other = _other_controller(runtime, settings)
+    assert [f.product for f in await other.advance()] == ["e"]
+    assert await runtime.triggers.advance() == []
+
+    def trig_e(msgs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [m for m in msgs if (m["experiment"], m["product"]) == ("trig", "e")]
+
+    msgs = await read_topic(
+        settings,
+        topics.assignments,
+        expect=10**6,
+        timeout=30,
+        until=lambda ms: any(m["period"] == 2 for m in trig_e(ms)),
+        with_position=True,
+    )
+    fire = [m for m in trig_e(msgs) if m["period"] == 2]
+    assert len(fire) == 1 and fire[0]["seq"] > decision  # once, after the decision
+    # one key, one partition: offsets order a product's messages; seq rises strictly
+    by_product: dict[tuple[str, str], list[tuple[int, int]]] = {}
+    for m in msgs:
+        by_product.setdefault((m["experiment"], m["product"]), []).append((m["_offset"], m["seq"]))
+    for key, seen in by_product.items():
+        seqs = [seq for _, seq in sorted(seen)]
+        assert all(a < b for a, b in zip(seqs, seqs[1:], strict=False)), (key, seqs)
+    events = await read_topic(
+        settings,
+        topics.experiment_events,
+        expect=10**6,
+        timeout=10,
+        until=lambda ms: sum(m.get("kind") == "triggered" for m in ms) >= 2,
+    )
+    fired = [
+        (m["experiment"], m["detail"]["product"]) for m in events if m.get("kind") == "triggered"
+    ]
+    assert sorted(fired) == [("trig", "e"), ("trigb", "x2")]
 
 
 class RefusedEstimates(_Refusing):

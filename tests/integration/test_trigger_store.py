@@ -149,14 +149,14 @@ class _ReplyLost:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self.lost: list[tuple[int | None, int | None]] = []
+        self.lost: list[Any] = []
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.store, name)
 
     async def save_trigger_state(self, *args: Any, **kwargs: Any) -> Any:
         got = await self.store.save_trigger_state(*args, **kwargs)
-        if not self.lost and got[1] is not None:  # it took a sequence number: it fired
+        if not self.lost and got.seq is not None:  # it took a sequence number: it fired
             self.lost.append(got)
             raise RedisConnectionError("Connection lost (after the write)")
         return got
@@ -192,38 +192,93 @@ async def test_a_save_whose_reply_was_lost_is_retried_without_a_second_fire(sett
         await redis.aclose()
 
 
-async def test_every_waiting_batch_holds_the_timers_until_it_has_saved(settings):
+async def test_every_batch_waiting_for_the_turn_holds_the_timers_until_it_has_saved(settings):
     """Issue #56, item 2, with two batches (on two workers) waiting to fire in one experiment
-    while its decision is still to be published. The mark that holds every timer's save was
-    one owner, the last batch refused: that batch's save cleared it while the other still
-    waited, and a timer's watermark saved before the other's next try made its prices stale
-    (its fire lost). Each waiting batch now holds the timers until its own save."""
+    while another holds its turn (a flip, another batch's announcement). The mark that holds
+    every timer's save was one owner, the last batch refused: that batch's save cleared it
+    while the other still waited, and a timer's watermark saved before the other's next try
+    made its prices stale (its fire lost). Each waiting batch now holds the timers until its
+    own save. (A batch no longer waits for a decision to be published: it keeps its fires.)"""
     redis = make_redis(settings)
     store = Store(redis, settings.key_prefix)
     try:
         await store.create_experiment(_spec("w", ["p", "q"]), T0)
-        state = f"{store.exp('w')}:state"
-        await redis.hset(state, mapping={"seq": 1, "seq_counter": 1, "published": 0})
 
         async def save(owner: str, fires: list[str], *, timer: bool = False) -> Any:
             version = await store.trigger_state_version("w")
-            got = await store.save_trigger_state(
+            return await store.save_trigger_state(
                 "w", version, {"watermark": None, "stale": 0}, {},
                 {p: {"period": 1} for p in fires}, {p: 1 for p in fires}, owner, 30_000,
                 timer=timer,
             )  # fmt: skip
-            return got
 
-        assert await save("batch-a", ["p"]) == (None, 3)  # both wait for the decision
-        assert await save("batch-b", ["q"]) == (None, 3)
-        await store.mark_published("w", 1)  # the decision is out
-        saved, seq = await save("batch-b", ["q"])  # b's next try comes first, and fires
-        assert saved is not None and seq == 2
+        assert await store.take_turn("w", "flipper", 30_000)
+        assert (await save("batch-a", ["p"])).code == 2  # both wait for the turn
+        assert (await save("batch-b", ["q"])).code == 2
+        await store.end_turn("w", "flipper")
+        saved = await save("batch-b", ["q"])  # b's next try comes first, and fires
+        assert saved.version is not None and saved.seq == 1
         await store.end_turn("w", "batch-b")  # b's announcement is out
         # a timer before a's next try saves nothing: a still waits
-        assert await save("timer-1", [], timer=True) == (None, 3)
-        saved, seq = await save("batch-a", ["p"])
-        assert saved is not None and seq == 3
-        assert (await save("timer-2", [], timer=True))[0] is not None  # free once a has saved
+        assert (await save("timer-1", [], timer=True)).code == 3
+        saved = await save("batch-a", ["p"])
+        assert saved.version is not None and saved.seq == 2
+        await store.end_turn("w", "batch-a")
+        assert (await save("timer-2", [], timer=True)).version is not None  # free once a saved
+    finally:
+        await redis.aclose()
+
+
+async def test_fires_kept_while_a_decision_waits_are_carried_out_once_after_it(settings):
+    """Issue #56, item 3, the store's part. While a decision is to be published, a batch's
+    fires are saved with its state but kept apart (not in the triggers hash the decision's
+    redo reads), with no sequence number and no turn; the batch does not wait. The first save
+    once the decision is out (here a timer's, with nothing of its own) moves them to the
+    triggers hash under one new sequence number and the turn, and returns them; never twice."""
+    redis = make_redis(settings)
+    store = Store(redis, settings.key_prefix)
+    try:
+        await store.create_experiment(_spec("k", ["p", "q", "r"]), T0)
+        state = f"{store.exp('k')}:state"
+        await redis.hset(state, mapping={"seq": 1, "seq_counter": 1, "published": 0})
+
+        async def save(owner: str, fires: list[str], *, timer: bool = False) -> Any:
+            version = await store.trigger_state_version("k")
+            return await store.save_trigger_state(
+                "k", version, {"watermark": None, "stale": 0}, {},
+                {p: {"product": p, "period": 2} for p in fires}, {p: 2 for p in fires},
+                owner, 30_000, timer=timer,
+            )  # fmt: skip
+
+        kept = await save("batch-a", ["p"])
+        assert kept.version is not None and kept.kept and kept.seq is None
+        assert await store.triggers("k") == {}  # the redo's messages stay the decided ones
+        assert await store.kept_triggers("k") == {"p": 2}
+        assert await redis.get(f"{store.exp('k')}:turn") is None  # no turn taken
+        _, saved = await store.trigger_state("k")
+        assert saved is not None and set(saved["fired"]) == {"p"}  # with the state
+        # another batch keeps its own, one that fires nothing saves: neither waits
+        assert (await save("batch-b", ["q"])).kept
+        quiet = await save("batch-c", [])
+        assert quiet.version is not None and not quiet.kept and quiet.released == ()
+        assert (await save("timer-1", [], timer=True)).code == 3  # held back meanwhile
+        assert int(await redis.hget(state, "seq_counter")) == 1  # no number taken
+
+        await store.mark_published("k", 1)  # the decision is out
+        # while another holds the turn, the carrying out waits for it (a batch's mark)
+        assert await store.take_turn("k", "flipper", 30_000)
+        assert (await save("batch-d", [])).code == 2
+        await store.end_turn("k", "flipper")
+        assert (await save("timer-2", [], timer=True)).code == 3  # batch-d waits: held
+        out = await save("batch-d", ["r"])  # carries them out with its own fire
+        assert out.version is not None and out.seq == 2 and not out.kept
+        assert sorted(out.released) == ["p", "q"]
+        assert await store.triggers("k") == {"p": 2, "q": 2, "r": 2}
+        assert await store.kept_triggers("k") == {}
+        assert await redis.get(f"{store.exp('k')}:turn") == "batch-d"
+        await store.end_turn("k", "batch-d")
+        again = await save("timer-3", [], timer=True)  # once only
+        assert again.version is not None and again.released == () and again.seq is None
+        assert int(await redis.hget(state, "seq_counter")) == 2
     finally:
         await redis.aclose()

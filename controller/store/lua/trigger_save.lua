@@ -1,7 +1,9 @@
 --! acl GET trigger_version turn
 --! acl HMGET state
---! acl HSET trigger_state triggers
+--! acl HSET trigger_state triggers trigger_kept
 --! acl HDEL trigger_state
+--! acl HGETALL trigger_kept
+--! acl DEL trigger_kept
 --! acl HINCRBY state
 --! acl SET turn
 --! acl INCR trigger_version
@@ -14,22 +16,29 @@
 -- 'status' in this same slot first, so no fire takes a sequence number after the stop's own.
 -- A batch that fires takes the experiment's turn (controller/flipper.py) with its sequence
 -- number, and gives it back once its announcement is out (turn_end.lua): so fires and the
--- flipper's decisions reach the assignments topic in the order of their numbers. It does not
--- fire while another holds the turn, nor while a decision is still to be published. Nor does
--- a timer's save (timer = 1) go through then: it would move the watermark past the prices of
--- a batch (on any worker) that waits to fire until the decision is out, and they would count
--- as stale. Nor once the decision is out, while such a batch has not had its next try: a
--- batch refused for the turn or a pending decision leaves a mark (its owner in the set
--- trigger_waits, which lives lease_ms after the last mark), which a timer's save respects
--- while any batch's stands, and which its own save clears (one owner, not the set: another
--- batch may still wait).
+-- flipper's decisions reach the assignments topic in the order of their numbers.
+-- While a decision is still to be published (seq > published), a batch's fires are KEPT
+-- (issue #56, item 3): its state is saved as always (the fired products, its prices, the
+-- watermark), but the fires go to the kept hash, not to the triggers hash (which the
+-- decision's redo reads: its messages must stay the ones it was decided with), and take
+-- no sequence number nor the turn. The batch goes on (it never waits for a decision the
+-- broker may refuse for good). The first save that goes through once the decision is out
+-- (a timer's or a batch's, of any worker) carries them out: it moves them to the triggers
+-- hash, with its own fires, under one new sequence number and the turn, and returns them
+-- for its announcement. So a kept fire is announced once, after the decision's messages.
+-- A timer's save (timer = 1) does not go through while a decision is to be published, nor
+-- while a batch waits for the turn another holds (its mark, its owner in the set
+-- trigger_waits, which lives lease_ms after the last mark): its watermark would make that
+-- batch's prices stale (issue #56, item 2). A batch's save clears its own mark (one owner,
+-- not the set: another batch may still wait).
 -- KEYS: tracker state hash, triggers hash, experiment state, trigger version, the turn,
---       the waiting batch's mark
+--       the waiting batch's mark, the kept fires
 -- ARGV: expected trigger version, n, (field, value) * n, m, gone field * m,
 --       t, (product, period) * t, owner, lease_ms, timer (1 or 0)
--- Returns {new trigger version, seq or -1}, or {-1, trigger version, code} with nothing
--- written: code 1 the version moved (the experiment runs), 0 it does not run, 2 the turn is
--- another's, 3 a decision is still to be published.
+-- Returns {new trigger version, seq or -1, kept (1: the fires were kept, 0), the kept
+-- products carried out with seq...}, or {-1, trigger version, code} with nothing written:
+-- code 1 the version moved (the experiment runs), 0 it does not run, 2 the turn is
+-- another's, 3 (a timer only) a decision is to be published or a batch waits.
 local tv = tonumber(redis.call('GET', KEYS[4]) or '0')
 local st = redis.call('HMGET', KEYS[3], 'status', 'seq', 'published')
 if st[1] ~= 'running' then return {-1, tv, 0} end
@@ -44,7 +53,9 @@ local pending = tonumber(st[2] or '0') > tonumber(st[3] or st[2] or '0')
 if timer == '1' and (pending or redis.call('EXISTS', KEYS[6]) == 1) then
   return {-1, tv, 3}
 end
-if t > 0 then
+local kept = {}
+if not pending then kept = redis.call('HGETALL', KEYS[7]) end
+if not pending and (t > 0 or #kept > 0) then
   local held = redis.call('GET', KEYS[5])
   if held and held ~= owner then
     -- a batch's mark only: a timer's save never clears one, and its own would hold it up
@@ -54,11 +65,6 @@ if t > 0 then
     end
     return {-1, tv, 2}
   end
-  if pending then
-    redis.call('SADD', KEYS[6], owner)
-    redis.call('PEXPIRE', KEYS[6], lease)
-    return {-1, tv, 3}
-  end
 end
 if timer ~= '1' then redis.call('SREM', KEYS[6], owner) end
 i = 2
@@ -67,10 +73,20 @@ for _ = 1, n do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]); i = i + 2 end
 n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do redis.call('HDEL', KEYS[1], ARGV[i]); i = i + 1 end
 n = tonumber(ARGV[i]); i = i + 1
-local seq = -1
-if n > 0 then
+if pending then
+  for _ = 1, n do redis.call('HSET', KEYS[7], ARGV[i], ARGV[i + 1]); i = i + 2 end
+  return {redis.call('INCR', KEYS[4]), -1, n > 0 and 1 or 0}
+end
+local out = {0, -1, 0}
+if n > 0 or #kept > 0 then
   for _ = 1, n do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]); i = i + 2 end
-  seq = redis.call('HINCRBY', KEYS[3], 'seq_counter', 1)
+  for j = 1, #kept, 2 do
+    redis.call('HSET', KEYS[2], kept[j], kept[j + 1])
+    out[#out + 1] = kept[j]
+  end
+  if #kept > 0 then redis.call('DEL', KEYS[7]) end
+  out[2] = redis.call('HINCRBY', KEYS[3], 'seq_counter', 1)
   redis.call('SET', KEYS[5], owner, 'PX', lease)
 end
-return {redis.call('INCR', KEYS[4]), seq}
+out[1] = redis.call('INCR', KEYS[4])
+return out

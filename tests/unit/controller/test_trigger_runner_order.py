@@ -17,7 +17,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from controller.clock import ManualClock
 from controller.designs import Assignment
 from controller.spec import ExperimentSpec, load_spec
-from controller.store import ExperimentState
+from controller.store import ExperimentState, TriggerSave
 from controller.trigger_runner import TriggerRunner
 
 T0 = datetime(2026, 6, 1, tzinfo=UTC)
@@ -106,13 +106,13 @@ class _Store:
         lease_ms: int = 0,
         *,
         timer: bool = False,
-    ) -> tuple[int | None, int | None]:
+    ) -> TriggerSave:
         assert expected == self.trigger_v
         self.log.append("save " + ",".join(sorted(products)))
         self.trigger_v += 1
         if triggers:
             self.seq += 1
-        return self.trigger_v, (self.seq if triggers else None)
+        return TriggerSave(self.trigger_v, self.seq if triggers else None)
 
 
 class _Sink:
@@ -237,7 +237,7 @@ class _Flaky(_Store):
             raise self.faults.pop()
         return await super().trigger_state(exp_id)
 
-    async def save_trigger_state(self, *args: Any, **kwargs: Any) -> tuple[int | None, int | None]:
+    async def save_trigger_state(self, *args: Any, **kwargs: Any) -> TriggerSave:
         if self.save_faults:
             self.raised.append(type(self.save_faults[0]).__name__)
             raise self.save_faults.pop()
@@ -322,7 +322,7 @@ class _TwoExperiments(_Store):
         self.log.append(f"save {exp_id}")
         if fired:
             self.seq += 1
-        return self.versions[exp_id], (self.seq if fired else None)
+        return TriggerSave(self.versions[exp_id], self.seq if fired else None)
 
 
 def test_a_retry_first_announces_what_the_batch_already_saved() -> None:
