@@ -202,7 +202,8 @@ class Flipper:
     def _see_unpublished(self, exp_id: str, pending: bool, now: datetime) -> None:
         """Report since when the experiment's decision has waited for the broker
         (``PricelabDecisionUnpublished``): a decision the broker refuses for good gives its
-        pricing systems the old prices, and holds up the worker's competitor batches."""
+        pricing systems the old prices, and keeps a triggered experiment's fires (in Redis,
+        announced once it is out: ``lua/trigger_save.lua``)."""
         if not pending:
             if self._unpublished.pop(exp_id, None) is not None:
                 self.observer.unpublished(exp_id, None)
