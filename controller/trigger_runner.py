@@ -411,6 +411,10 @@ class TriggerRunner:
         if fires and saved.seq is not None:
             out = self._assignments(spec, fires, plan)
             publish = self._publish(spec, fires, out, saved.seq, owner)
+        elif saved.seq is not None:  # kept fires the state does not hold: a bug, not a wait
+            log.error("experiment %s: kept fires %s not in its state", exp_id, saved.released)
+            with contextlib.suppress(*UNAVAILABLE):  # else its lease ends it
+                await self.store.end_turn(exp_id, owner)
         if not advance:  # CPU in the turn: before the save (tracker, plan), after (assignments)
             cpu = (t_save - t_apply) + (time.perf_counter() - t_saved)
             self.observer.trigger_stage("apply", cpu)
