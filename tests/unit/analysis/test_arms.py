@@ -95,6 +95,8 @@ def test_the_comparisons_share_the_control_so_their_correlation_is_about_a_half(
     assert corr[0, 1] == pytest.approx(0.5, abs=0.06)
 
 
+# a study over seeded panels: the slow suite (README "Testing"; CI runs it)
+@pytest.mark.slow
 def test_simultaneous_intervals_cover_every_arm_at_once() -> None:
     # 400 seeded experiments; the live offline path (compare_arms, as analyze --arm runs it)
     truth = {"control": 0.0, "down": 0.8, "up": -0.4}

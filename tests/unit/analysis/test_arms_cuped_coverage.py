@@ -8,9 +8,13 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 
 from analysis.cli import compare_arms
 from tests.unit.analysis.test_arms import time_bound
+
+#: a study over 400 panels: the slow suite (README "Testing"), which CI runs by name
+pytestmark = pytest.mark.slow
 
 
 def test_cuped_per_arm_covers_each_arms_effect_at_its_level() -> None:

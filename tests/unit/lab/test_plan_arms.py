@@ -146,6 +146,8 @@ def _realised(
     }
 
 
+# a study over 400 planned and 400 analysed ladders per estimator: the slow suite (README "Testing"; CI runs it)
+@pytest.mark.slow
 @pytest.mark.parametrize("estimator", ["dm", "fe"])
 def test_each_arms_power_is_the_rejection_rate_of_simulated_experiments(planned, estimator) -> None:
     _, table = planned
@@ -164,6 +166,8 @@ def test_each_arms_power_is_the_rejection_rate_of_simulated_experiments(planned,
     assert set(rows["sim_method"]) == {method} and set(rows["cs_split"]) == {3}
 
 
+# a study over the planner's 400 simulated ladders (its SE within 6% needs them): the slow suite (README "Testing"; CI runs it)
+@pytest.mark.slow
 def test_each_arms_mde_is_the_dunnett_textbook_one(planned) -> None:
     # dm's SD for arm a against the control: sigma * sqrt(1 / n_a + 1 / n_0), n cells of
     # N x DAYS at each arm's allocation; the MDE (q + z_0.8) times it, q Dunnett's for three

@@ -14,7 +14,8 @@ import pytest
 from lab.plan import PlanConfig, read_history, run_plan
 from tests.unit.lab.test_plan_arms import SIMS, _history, _realised, _spec
 
-pytestmark = pytest.mark.timeout(900)
+#: a study over 400 A/A ladders: the slow suite (README "Testing"), which CI runs by name
+pytestmark = [pytest.mark.timeout(900), pytest.mark.slow]
 
 
 def test_an_aa_ladders_family_wise_false_positive_rate_is_at_most_alpha() -> None:
