@@ -1,5 +1,5 @@
-"""An experiment's health, as the console's Health section shows it: six checks, each with a
-flag (``ok``, ``warn`` or ``problem``) and one plain sentence.
+"""An experiment's health, as the console's Health section shows it: seven checks, each with a
+flag (``ok``, ``warn`` or ``problem``) and one plain sentence, and the traffic over time.
 
 - **sample ratio per arm:** each arm's independent draws against the spec's allocations, by
   the report's own chi-square (``analysis.report.arm_sample_ratio_check``);
@@ -12,7 +12,8 @@ flag (``ok``, ``warn`` or ``problem``) and one plain sentence.
   boundaries caught up late (``missed_flips``, kept with the state);
 - **freshness of the last look:** the latest estimate's ``as_of`` against the stack's clock;
 - **balance:** the report's standardised mean differences of the covariates
-  (``analysis.report.covariate_balance``), and the products in each arm.
+  (``analysis.report.covariate_balance``), and the products in each arm;
+- **multiple exposure** and **traffic over time**: streams.client.exposure.
 
 The rules (which figure makes which flag) are the pure functions below; :func:`read_health`
 does the reading. The thresholds are the report's and the alerts' where they have one.
@@ -285,15 +286,20 @@ def flip_lateness(spec: ExperimentSpec, records: Sequence[Mapping[str, Any]],
     return out
 
 
-def panel_figures(df: pd.DataFrame, spec: ExperimentSpec) -> dict[str, Any]:
+def panel_figures(
+    df: pd.DataFrame, spec: ExperimentSpec, cut: Mapping[int, str] | None = None
+) -> dict[str, Any]:
     """What the checks take from the panel: the units of each completed period, the per-arm
-    sample ratio and the covariates' balance (the report's functions), and the products in
-    each arm in the last period."""
+    sample ratio and the covariates' balance (the report's functions), the products in
+    each arm in the last period, each period's traffic by arm, and the multiple exposure of
+    the periods a pause, stop or freeze ``cut`` (streams.client.exposure)."""
     from analysis.report import arm_sample_ratio_check, covariate_balance, normalise_panel
+    from streams.client.exposure import multiple_exposure_check, traffic
     from streams.client.report import allocations_of, with_unit_costs
 
     if df.empty:
-        return {"units_by_period": {}, "srm": None, "smd": {}, "products_per_arm": {}}
+        return {"units_by_period": {}, "srm": None, "smd": {}, "products_per_arm": {},
+                "traffic": [], "exposure": multiple_exposure_check(df, {}, "")}  # fmt: skip
     d = normalise_panel(with_unit_costs(df, spec))
     arms = spec.arm_list()
     control = next(a.name for a in arms if a.control)
@@ -311,6 +317,8 @@ def panel_figures(df: pd.DataFrame, spec: ExperimentSpec) -> dict[str, Any]:
         "srm": srm,
         "smd": {str(r.covariate): float(r.smd) for r in bal.itertuples()},
         "products_per_arm": {a.name: int(per_arm.get(a.name, 0)) for a in arms},
+        "traffic": traffic(d, [a.name for a in arms]),
+        "exposure": multiple_exposure_check(d, cut or {}, control),
     }
 
 
@@ -341,11 +349,13 @@ async def read_health(
     trail: Sequence[Mapping[str, Any]],
     letters: Mapping[str, int],
 ) -> dict[str, Any]:
-    """The six checks of ``exp_id`` (see the module), and the worst flag as ``flag``.
+    """The seven checks of ``exp_id`` (see the module), the worst flag as ``flag``, and the
+    traffic of each completed period by arm (``traffic``, the spec's ``arms`` in order).
     ``panels``: :func:`panel_source` (kept between calls: a compacted period is read once);
     ``estimates``: the experiment's estimate messages read so far; ``trail``: its audit
     trail's records; ``letters``: the dead letters by reason (:func:`read_dead_letters`)."""
-    from controller.periods import period_index
+    from controller.periods import n_periods, period_index
+    from streams.client.exposure import cut_periods, exclusion_edges
     from streams.client.known import known
     from streams.client.stack_clock import stack_clock
 
@@ -355,13 +365,14 @@ async def read_health(
     state = await store.get_experiment(exp_id)
     spec = state.spec
     running = state.phase == "running"
-    figures = panel_figures(await panels.panel(exp_id, now), spec)
+    done = max(0, min(period_index(spec, now), n_periods(spec))) if now >= spec.start else 0
+    edges = exclusion_edges(await store.windows(exp_id), await store.freezes(), exp_id)
+    figures = panel_figures(await panels.panel(exp_id, now), spec, cut_periods(spec, edges, done))
     totals = await store.totals(exp_id)
     events = {k.removeprefix("events:"): v for k, v in totals.items() if k.startswith("events:")}
     srm = figures["srm"]
     look = last_look(estimates)
     as_of = datetime.fromisoformat(look) if look else None
-    done = max(0, period_index(spec, now)) if now >= spec.start else 0
     checks = [
         sample_ratio_check(
             srm.observed if srm else None, srm.expected if srm else None,
@@ -375,12 +386,15 @@ async def read_health(
             as_of, now, spec.period, timedelta(seconds=settings.analysis_interval), running, done
         ),
         balance_check(figures["smd"], figures["products_per_arm"]),
+        figures["exposure"],
     ]  # fmt: skip
     return {
         "experiment": exp_id,
         "now": now.isoformat(),
         "flag": worst([c.flag for c in checks]),
         "checks": [c.as_dict() for c in checks],
+        "arms": [a.name for a in spec.arm_list()],
+        "traffic": figures["traffic"],
     }
 
 

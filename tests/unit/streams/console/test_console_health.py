@@ -89,6 +89,16 @@ class _Store:
     async def totals(self, exp_id: str) -> dict[str, float]:
         return {"units:ok": 40.0, "events:ok": 30, "events:dup": 2}
 
+    #: the exclusion windows (pauses, stops) and freezes: none unless a test sets them
+    held_windows: list[dict[str, Any]] = []
+    held_freezes: list[dict[str, Any]] = []
+
+    async def windows(self, exp_id: str) -> list[dict[str, Any]]:
+        return self.held_windows
+
+    async def freezes(self) -> list[dict[str, Any]]:
+        return self.held_freezes
+
 
 class _Feed:
     def __init__(self, docs: dict[str, list[dict[str, Any]]]) -> None:
@@ -169,7 +179,7 @@ def _sign_in(client: TestClient) -> None:
     assert r.status_code == 200, r.text
 
 
-def test_the_health_document_has_six_checks_each_with_a_flag_and_a_sentence(
+def test_the_health_document_has_seven_checks_each_with_a_flag_and_a_sentence(
     client: TestClient,
 ) -> None:
     _sign_in(client)
@@ -178,7 +188,7 @@ def test_the_health_document_has_six_checks_each_with_a_flag_and_a_sentence(
     doc = r.json()
     checks = {c["key"]: c for c in doc["checks"]}
     assert list(checks) == ["sample_ratio", "sales", "dead_letters", "flips", "freshness",
-                            "balance"]  # fmt: skip
+                            "balance", "exposure"]  # fmt: skip
     # two products an arm at 50/50: exactly as expected, chi-square 0, p = 1
     assert checks["sample_ratio"]["flag"] == "ok"
     assert checks["sample_ratio"]["detail"]["observed"] == {"treatment": 2, "control": 2}
