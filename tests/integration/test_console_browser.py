@@ -336,6 +336,23 @@ def _heatmap_frozen(browser: Any) -> None:
     _wait(browser, "the freeze in the heatmap", frozen)
 
 
+def _heatmap_paused(browser: Any) -> None:
+    """After a pause made from the page, the heatmap is drawn again (no reload) with the
+    pause's layer over its periods, and the pause listed in words."""
+    from selenium.webdriver.common.by import By
+
+    def paused(b: Any) -> bool:
+        found = b.find_elements(By.CSS_SELECTOR, "#heatmap figure[data-blackouts]")
+        held = found[0].get_attribute("data-blackouts") if found else ""
+        kinds = dict(kv.split("=") for kv in held.split(";") if kv)
+        listed = b.find_elements(By.CSS_SELECTOR, "#heatmap-pauses li")
+        return int(kinds.get("pause", 0)) > 0 and any(
+            "stock count in the warehouse" in li.text for li in listed
+        )
+
+    _wait(browser, "the pause in the heatmap", paused)
+
+
 def _ladder_doc() -> dict[str, Any]:
     """A real ladder look as the console's series API gives it: the analysis worker replayed
     on a simulated price ladder (the report's ladder test), its latest demand curve."""
@@ -505,6 +522,7 @@ async def test_the_console_in_a_browser(stack: Any, tmp_path: Path, browser: Any
             _wait(browser, "the status paused", lambda b: _text(b, "#state") == "paused")
             assert browser.execute_script("return window.stillThisPage") == "yes"
             _list_follows_the_pause(browser, marker, run.id)
+            _heatmap_paused(browser)
 
         await asyncio.to_thread(pause)
 
