@@ -6,7 +6,8 @@ flag (``ok``, ``warn`` or ``problem``) and one plain sentence, and the traffic o
 - **sales flowing in:** the units of each completed period (the panel the analysis worker
   reads) and the sales counted so far by status (``Store.totals``, as the demo reads them);
 - **dead letters and late sales:** the dead-letter topic by reason, read by
-  ``pricelab dead-letters``' own reader (a sale refused as ``late`` is one of them);
+  ``pricelab dead-letters``' own reader (a sale refused as ``late`` is one of them), the
+  experiment's own traced by the product its sale names;
 - **flip lateness:** how long after its boundary each flip was announced, from the audit
   trail's ``started`` and ``flipped`` records and the controller's period arithmetic, and the
   boundaries caught up late (``missed_flips``, kept with the state);
@@ -145,21 +146,44 @@ def sales_check(
     return Check("sales", title, OK, f"{head}; {so_far}.", detail)
 
 
-def dead_letters_check(by_reason: Mapping[str, int]) -> Check:
-    """Dead letters and late sales: none is fine; any is a warning that names each reason
-    (the topic is every experiment's: a letter names no experiment until it is decoded)."""
+def dead_letters_check(by_reason: Mapping[str, int], fleet: int | None = None) -> Check:
+    """Dead letters and late sales of this experiment (``by_reason``: the letters whose sale
+    names one of its products, :func:`letters_of`): none is fine; any is a warning that names
+    each reason. ``fleet``: the letters on the topic in all (every experiment's, and those
+    that name no product), said beside them."""
     title = "Dead letters and late sales"
     total = sum(by_reason.values())
     late = by_reason.get("late", 0)
-    detail = {"by_reason": dict(by_reason), "late": late, "total": total}
+    detail = {"by_reason": dict(by_reason), "late": late, "total": total, "fleet": fleet}
+    others = fleet - total if fleet is not None else 0
+    beside = (
+        f"; the topic holds {others} more, of other experiments' products or naming none: "
+        "`pricelab dead-letters` shows them"
+        if others
+        else ""
+    )
     if not total:
         return Check("dead_letters", title, OK,
-                     "No dead letter and no late sale on the dead-letter topic.", detail)  # fmt: skip
+                     f"No dead letter and no late sale names a product of this experiment"
+                     f"{beside}.", detail)  # fmt: skip
     reasons = ", ".join(f"{n} {r}" for r, n in sorted(by_reason.items(), key=lambda kv: -kv[1]))
+    shown = beside or ": `pricelab dead-letters` shows them"
     return Check("dead_letters", title, WARN,
-                 f"{total} dead letter(s) on the topic, of every experiment ({reasons}), "
-                 f"{late} of them late sales: `pricelab dead-letters` shows them.",
-                 detail)  # fmt: skip
+                 f"{total} dead letter(s) name a product of this experiment ({reasons}), "
+                 f"{late} of them late sales{shown}.", detail)  # fmt: skip
+
+
+def letters_of(
+    letters: Mapping[tuple[str, str | None], int], products: frozenset[str]
+) -> dict[str, int]:
+    """The dead letters whose sale names one of ``products``, by reason (``letters``: by
+    reason and product, :func:`read_dead_letters`). A letter is traced by its sale's product,
+    as the sales path routes a sale: one whose bytes name no product traces to none."""
+    out: dict[str, int] = {}
+    for (reason, product), n in letters.items():
+        if product is not None and product in products:
+            out[reason] = out.get(reason, 0) + n
+    return out
 
 
 def flip_check(lateness: Mapping[int, float], missed: int) -> Check:
@@ -333,11 +357,29 @@ async def panel_source(settings: Any, store: Any) -> Any:
     return RedisPanelSource(store, await stack_clock(settings, store))
 
 
-async def read_dead_letters(settings: Any, idle: float) -> dict[str, int]:
-    """The dead letters on the topic by reason (``pricelab dead-letters``' reader)."""
-    from streams.client.dead_letters import by_reason, read_letters
+async def read_dead_letters(settings: Any, idle: float) -> dict[tuple[str, str | None], int]:
+    """The dead letters on the topic by reason and the product their sale names (None: its
+    bytes name none), read by ``pricelab dead-letters``' reader."""
+    from streams.client.dead_letters import read_letters
 
-    return {r: len(v) for r, v in by_reason(await read_letters(settings, idle)).items()}
+    out: dict[tuple[str, str | None], int] = {}
+    for x in await read_letters(settings, idle):
+        key = (x.reason, sale_product(x.original))
+        out[key] = out.get(key, 0) + 1
+    return out
+
+
+def sale_product(original: bytes) -> str | None:
+    """The product a dead letter's original sale names (a JSON object's ``product`` text),
+    or None when its bytes are not such a sale."""
+    import json
+
+    try:
+        doc = json.loads(original)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    product = doc.get("product") if isinstance(doc, dict) else None
+    return product if isinstance(product, str) else None
 
 
 async def read_health(
@@ -347,13 +389,14 @@ async def read_health(
     exp_id: str,
     estimates: Sequence[Mapping[str, Any]],
     trail: Sequence[Mapping[str, Any]],
-    letters: Mapping[str, int],
+    letters: Mapping[tuple[str, str | None], int],
 ) -> dict[str, Any]:
     """The seven checks of ``exp_id`` (see the module), the worst flag as ``flag``, and the
     traffic of each completed period by arm (``traffic``, the spec's ``arms`` in order).
     ``panels``: :func:`panel_source` (kept between calls: a compacted period is read once);
     ``estimates``: the experiment's estimate messages read so far; ``trail``: its audit
-    trail's records; ``letters``: the dead letters by reason (:func:`read_dead_letters`)."""
+    trail's records; ``letters``: the dead letters by reason and product
+    (:func:`read_dead_letters`), of which this experiment's products' are checked."""
     from controller.periods import n_periods, period_index
     from streams.client.exposure import cut_periods, exclusion_edges
     from streams.client.known import known
@@ -380,7 +423,7 @@ async def read_health(
             srm.level if srm else "product",
         ),
         sales_check(figures["units_by_period"], events, running),
-        dead_letters_check(letters),
+        dead_letters_check(letters_of(letters, spec.units()), sum(letters.values())),
         flip_check(flip_lateness(spec, trail, state.created_ms), state.missed_flips),
         freshness_check(
             as_of, now, spec.period, timedelta(seconds=settings.analysis_interval), running, done

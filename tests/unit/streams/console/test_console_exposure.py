@@ -128,3 +128,29 @@ def test_the_traffic_is_each_period_s_units_and_products_by_arm(client: TestClie
     assert 'id="traffic"' in page and '<tr data-period="1">' in page
     assert "<td>1</td><td>10</td><td>-</td><td>2</td><td>10</td><td>-</td><td>2</td>" in page
     assert 'data-check="exposure" data-flag="problem"' in page
+
+
+def test_a_dead_letter_is_traced_to_its_experiment_by_its_sale_s_product() -> None:
+    from streams.client.health import dead_letters_check, letters_of, sale_product
+
+    assert sale_product(b'{"event_id": "e1", "product": "shoes2", "units": 1}') == "shoes2"
+    for raw in (b"not json", b'["shoes2"]', b'{"product": 7}', b"\xff\xfe"):
+        assert sale_product(raw) is None
+    letters = {("late", "shoes2"): 2, ("malformed", "shoes0"): 1, ("late", "hats1"): 5,
+               ("malformed", None): 3}  # fmt: skip
+    mine = letters_of(letters, frozenset({"shoes0", "shoes1", "shoes2"}))
+    assert mine == {"late": 2, "malformed": 1}
+    check = dead_letters_check(mine, fleet=11)
+    assert check.flag == "warn" and check.detail["total"] == 3
+    assert check.sentence == (
+        "3 dead letter(s) name a product of this experiment (2 late, 1 malformed), 2 of them "
+        "late sales; the topic holds 8 more, of other experiments' products or naming none: "
+        "`pricelab dead-letters` shows them."
+    )
+    clean = dead_letters_check(letters_of(letters, frozenset({"boots0"})), fleet=11)
+    assert clean.flag == "ok" and clean.sentence.startswith(
+        "No dead letter and no late sale names a product of this experiment; the topic holds 11"
+    )
+    assert dead_letters_check({}, fleet=0).sentence == (
+        "No dead letter and no late sale names a product of this experiment."
+    )
