@@ -218,7 +218,8 @@ def _new_experiment(browser: Any, base: str, tmp: Path, bad: Path, cli_says: str
 
 
 #: the Health section's checks, in order (streams.client.health)
-HEALTH_CHECKS = ["sample_ratio", "sales", "dead_letters", "flips", "freshness", "balance"]
+HEALTH_CHECKS = ["sample_ratio", "sales", "dead_letters", "flips", "freshness", "balance",
+                 "exposure"]  # fmt: skip
 
 
 def _health_and_list(browser: Any, marker: dict[str, Any], exp_id: str) -> None:
@@ -231,7 +232,7 @@ def _health_and_list(browser: Any, marker: dict[str, Any], exp_id: str) -> None:
 
     rows = "#health-checks tr[data-check]"
     _wait(browser, "the health checks",
-          lambda b: len(b.find_elements(By.CSS_SELECTOR, rows)) == 6, 60)  # fmt: skip
+          lambda b: len(b.find_elements(By.CSS_SELECTOR, rows)) == len(HEALTH_CHECKS), 60)  # fmt: skip
     # the rows read in one go: the section is redrawn by htmx on each look and status
     shown = browser.execute_script(
         "return Array.from(document.querySelectorAll(arguments[0])).map(r => ["
@@ -248,6 +249,12 @@ def _health_and_list(browser: Any, marker: dict[str, Any], exp_id: str) -> None:
     assert list(checks) == HEALTH_CHECKS
     assert checks["flips"] == "ok", _text(browser, '#health tr[data-check="flips"]')
     assert _text(browser, "#health-flag").startswith("Overall: ")
+    # no pause yet: nobody saw two arms within a period
+    assert checks["exposure"] == "ok", _text(browser, '#health tr[data-check="exposure"]')
+    # the traffic over time: a line per arm over the completed periods, and its table
+    _wait(browser, "the traffic chart",
+          lambda b: b.find_elements(By.CSS_SELECTOR, "#traffic-chart[data-drawn] figure canvas"))  # fmt: skip
+    assert browser.find_elements(By.CSS_SELECTOR, "#traffic tr[data-period]")
     browser.switch_to.window(marker["list"])
     row = f'tr[data-id="{exp_id}"]'
     assert _text(browser, f"{row} .created-by") == default_actor()  # the driver's create

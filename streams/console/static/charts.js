@@ -1,7 +1,7 @@
 // The experiment page's charts, drawn with uPlot from the console's JSON (streams/console/
 // charts.py): the running estimates over time with their intervals and the verdict's
-// changes, a price ladder's demand and profit curves, the assignments heatmap and the
-// product search. Glue only: every figure comes from the API. Redrawn when htmx has redrawn
+// changes, a price ladder's demand and profit curves, the assignments heatmap, the product
+// search and the Health section's traffic over time. Glue only: every figure comes from the API. Redrawn when htmx has redrawn
 // the page's live parts after a look.
 (function () {
   "use strict";
@@ -307,6 +307,35 @@
     box.setAttribute("data-drawn", "1");
   }
 
+  // ---------------------------------------------------------------- traffic over time
+  // the Health section's units per completed period, a line per arm (its table below it)
+  function traffic(box, doc) {
+    box.textContent = "";
+    var periods = doc.traffic.map(function (t) { return t.period; });
+    var data = [periods], series = [{label: "period"}];
+    doc.arms.forEach(function (a, i) {
+      data.push(doc.traffic.map(function (t) { return t.arms[a] ? t.arms[a].units : null; }));
+      series.push({label: a + " units", stroke: ARM_COLOURS[i % ARM_COLOURS.length], width: 2,
+                   dash: i ? undefined : [6, 3], points: {show: true}});
+    });
+    var fig = el("figure", {"class": "chart", "data-periods": String(periods.length),
+                            "data-arms": String(doc.arms.length)});
+    fig.appendChild(el("figcaption", {}, "Units sold in each completed period, a line per arm " +
+      "(the first arm dashed); the table below gives each figure."));
+    box.appendChild(fig);
+    new uPlot({
+      width: Math.min(width(box), 620), height: 180, series: series, legend: {live: false},
+      scales: {x: {time: false}}, axes: [{label: "period"}, {label: "units"}]
+    }, data, fig);
+    box.setAttribute("data-drawn", "1");
+  }
+
+  function drawTraffic() {
+    var box = document.getElementById("traffic-chart");
+    if (!box || box.hasAttribute("data-drawn")) { return; }
+    try { traffic(box, JSON.parse(box.dataset.traffic)); } catch (err) { box.textContent = err.message; }
+  }
+
   // ---------------------------------------------------------------- product search
   function product(form) {
     var out = document.getElementById("product-result");
@@ -361,12 +390,13 @@
     }).catch(function (err) { box.textContent = err.message; delete box.dataset.shown; });
   }
 
-  window.pricelabCharts = {overTime: overTime, ladder: ladder, heatmap: heatmap};
+  window.pricelabCharts = {overTime: overTime, ladder: ladder, heatmap: heatmap, traffic: traffic};
   document.addEventListener("submit", function (e) {
     if (e.target.id === "product-search") { e.preventDefault(); product(e.target); }
   });
   document.addEventListener("DOMContentLoaded", function () { drawCharts(); drawHeatmap(); });
   document.addEventListener("htmx:afterSettle", drawCharts);
+  document.addEventListener("htmx:afterSettle", drawTraffic);  // the Health section, fetched
   // a look or a status change (a freeze lays blackouts over the schedule, a pause or stop its
   // layer over the periods): the heatmap again
   document.addEventListener("look", drawHeatmap);

@@ -7,6 +7,8 @@ products, shoes0 and shoes1 treated, five units a cell, none in period 2."""
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -128,6 +130,11 @@ def test_the_traffic_is_each_period_s_units_and_products_by_arm(client: TestClie
     assert 'id="traffic"' in page and '<tr data-period="1">' in page
     assert "<td>1</td><td>10</td><td>-</td><td>2</td><td>10</td><td>-</td><td>2</td>" in page
     assert 'data-check="exposure" data-flag="problem"' in page
+    # the chart's figures, as the page's script reads them: the API's own
+    held = re.search(r"data-traffic='([^']*)'", page)
+    assert held is not None
+    drawn = json.loads(held.group(1).replace("&#34;", '"').replace("&amp;", "&"))
+    assert drawn == {"arms": doc["arms"], "traffic": doc["traffic"]}
 
 
 def test_a_dead_letter_is_traced_to_its_experiment_by_its_sale_s_product() -> None:
