@@ -13,6 +13,9 @@
   holds.
 - **Traffic over time.** Each completed period's units, orders and products in each arm, from
   the panel the sample-ratio check reads.
+
+These are the figures; the flag and the sentence are streams.client.health's
+(``multiple_exposure_check``).
 """
 
 from __future__ import annotations
@@ -25,13 +28,6 @@ import pandas as pd
 from controller.periods import period_bounds
 from controller.spec import ExperimentSpec
 from controller.store import to_ms
-from streams.client.health import OK, PROBLEM, WARN, Check
-
-#: the sentence on two experiments at once: the store's claim rule, not a reading
-ONE_EXPERIMENT = (
-    "A product is in one experiment at a time: the controller refuses a spec whose products "
-    "a running or paused experiment holds."
-)
 
 
 def exclusion_edges(
@@ -67,37 +63,20 @@ def cut_periods(
     return out
 
 
-def multiple_exposure_check(d: pd.DataFrame, cut: Mapping[int, str], control: str) -> Check:
-    """Multiple exposure (see the module): ``d``, the normalised panel with each cell's
-    ``arm``; ``cut``, :func:`cut_periods`. A multiply exposed product-period the panel did not
-    black out is a problem (an estimate would mix two arms' prices); any that it did is a
-    warning (those cells are lost to the estimates); none is fine."""
-    title = "Multiple exposure"
+def exposed_cells(d: pd.DataFrame, cut: Mapping[int, str], control: str) -> dict[str, Any]:
+    """Multiple exposure's figures (see the module): ``d``, the normalised panel with each
+    cell's ``arm``; ``cut``, :func:`cut_periods`. The product-periods in an arm other than the
+    control inside a cut period (``cells``, of ``products``), the periods with what cut each,
+    and how many of those cells the panel did not black out (``not_blacked_out``)."""
     if d.empty or not cut:
-        return Check("exposure", title, OK,
-                     f"No product was in two arms within one period. {ONE_EXPERIMENT}",
-                     {"cells": 0, "products": 0, "periods": {}, "not_blacked_out": 0})  # fmt: skip
+        return {"cells": 0, "products": 0, "periods": {}, "not_blacked_out": 0}
     hit = d[d["period"].isin(list(cut)) & (d["arm"] != control)]
-    cells, products = len(hit), int(hit["product"].nunique())
-    open_cells = int((~hit["blackout"].astype(bool)).sum())
-    periods = {int(k): cut[int(k)] for k in sorted(hit["period"].unique())}
-    detail = {"cells": cells, "products": products, "periods": periods,
-              "not_blacked_out": open_cells}  # fmt: skip
-    if not cells:
-        return Check("exposure", title, OK,
-                     f"No product was in two arms within one period. {ONE_EXPERIMENT}", detail)  # fmt: skip
-    which = ", ".join(f"{k} ({kind})" for k, kind in periods.items())
-    head = (
-        f"{cells} product-period(s) of {products} product(s) saw an arm's price and then the "
-        f"control's, or the reverse, within one period: period(s) {which}"
-    )
-    if open_cells:
-        return Check("exposure", title, PROBLEM,
-                     f"{head}; {open_cells} of them are not blacked out, so an estimate mixes "
-                     "two arms' prices.", detail)  # fmt: skip
-    return Check("exposure", title, WARN,
-                 f"{head}; all are blacked out, so the estimates leave them out. "
-                 f"{ONE_EXPERIMENT}", detail)  # fmt: skip
+    return {
+        "cells": len(hit),
+        "products": int(hit["product"].nunique()),
+        "periods": {int(k): cut[int(k)] for k in sorted(hit["period"].unique())},
+        "not_blacked_out": int((~hit["blackout"].astype(bool)).sum()),
+    }
 
 
 def traffic(d: pd.DataFrame, arms: Sequence[str]) -> list[dict[str, Any]]:

@@ -275,6 +275,38 @@ def balance_check(smd: Mapping[str, float], products_per_arm: Mapping[str, int])
     return Check("balance", title, OK, f"The arms are balanced: {head}.", detail)
 
 
+#: the sentence on two experiments at once: the store's claim rule, not a reading
+ONE_EXPERIMENT = (
+    "A product is in one experiment at a time: the controller refuses a spec whose products "
+    "a running or paused experiment holds."
+)
+
+
+def multiple_exposure_check(figures: Mapping[str, Any]) -> Check:
+    """Multiple exposure (streams.client.exposure): ``figures``, its ``exposed_cells``. A
+    multiply exposed product-period the panel did not black out is a problem (an estimate
+    would mix two arms' prices); any that it did is a warning (those cells are lost to the
+    estimates); none is fine."""
+    title = "Multiple exposure"
+    detail = dict(figures)
+    cells, products, open_cells = figures["cells"], figures["products"], figures["not_blacked_out"]
+    if not cells:
+        return Check("exposure", title, OK,
+                     f"No product was in two arms within one period. {ONE_EXPERIMENT}", detail)  # fmt: skip
+    which = ", ".join(f"{k} ({kind})" for k, kind in figures["periods"].items())
+    head = (
+        f"{cells} product-period(s) of {products} product(s) saw an arm's price and then the "
+        f"control's, or the reverse, within one period: period(s) {which}"
+    )
+    if open_cells:
+        return Check("exposure", title, PROBLEM,
+                     f"{head}; {open_cells} of them are not blacked out, so an estimate mixes "
+                     "two arms' prices.", detail)  # fmt: skip
+    return Check("exposure", title, WARN,
+                 f"{head}; all are blacked out, so the estimates leave them out. "
+                 f"{ONE_EXPERIMENT}", detail)  # fmt: skip
+
+
 def _duration(d: timedelta) -> str:
     s = d.total_seconds()
     if s < 120:
@@ -318,12 +350,12 @@ def panel_figures(
     each arm in the last period, each period's traffic by arm, and the multiple exposure of
     the periods a pause, stop or freeze ``cut`` (streams.client.exposure)."""
     from analysis.report import arm_sample_ratio_check, covariate_balance, normalise_panel
-    from streams.client.exposure import multiple_exposure_check, traffic
+    from streams.client.exposure import exposed_cells, traffic
     from streams.client.report import allocations_of, with_unit_costs
 
     if df.empty:
         return {"units_by_period": {}, "srm": None, "smd": {}, "products_per_arm": {},
-                "traffic": [], "exposure": multiple_exposure_check(df, {}, "")}  # fmt: skip
+                "traffic": [], "exposure": multiple_exposure_check(exposed_cells(df, {}, ""))}  # fmt: skip
     d = normalise_panel(with_unit_costs(df, spec))
     arms = spec.arm_list()
     control = next(a.name for a in arms if a.control)
@@ -342,7 +374,7 @@ def panel_figures(
         "smd": {str(r.covariate): float(r.smd) for r in bal.itertuples()},
         "products_per_arm": {a.name: int(per_arm.get(a.name, 0)) for a in arms},
         "traffic": traffic(d, [a.name for a in arms]),
-        "exposure": multiple_exposure_check(d, cut or {}, control),
+        "exposure": multiple_exposure_check(exposed_cells(d, cut or {}, control)),
     }
 
 

@@ -20,7 +20,8 @@ from starlette.testclient import TestClient
 
 from controller.settings import ConsoleSettings, Settings
 from controller.store import to_ms
-from streams.client.exposure import ONE_EXPERIMENT, cut_periods, exclusion_edges
+from streams.client.exposure import cut_periods, exclusion_edges
+from streams.client.health import ONE_EXPERIMENT
 from streams.client.history import Trail
 from streams.console import auth
 from streams.console.app import Console, build_app
