@@ -10,8 +10,12 @@ The rules:
 
 - the arm is one of the experiment's arms, by name; the word ``control`` names the control
   arm whatever it is called (``--keep-control``). Naming the control arm is keeping the
-  control; naming another arm is shipping it. Where an arm other than the control is itself
-  named ``control``, the word is ambiguous and refused: name the arm the control is called by;
+  control; naming another arm is shipping it. A decision that says which it is (``ship``:
+  ``--ship ARM``, ``--keep-control``, the console's form) is read by that: shipping names the
+  arm exactly, so an arm other than the control that is itself named ``control`` can be
+  shipped, and keeping names the control arm (by its name or the word). A decision that does
+  not say (an older client) and gives the word ``control`` where another arm is named so is
+  ambiguous and refused: name the arm the control is called by;
 - a decision may be recorded in any state but while the experiment is being created: after
   it stopped or ended too, which is when a team usually decides. The latest decision stands
   (a decision may be revised: the trail keeps every one);
@@ -54,13 +58,25 @@ class Decision:
         return {"arm": self.arm, "ship": self.ship, "decided": self.describe()}
 
 
-def resolve(experiment: str, arms: Sequence[ArmSpec], asked: str) -> Decision:
+def resolve(
+    experiment: str, arms: Sequence[ArmSpec], asked: str, ship: bool | None = None
+) -> Decision:
     """The decision ``asked`` (an arm's name, or ``control``) names among ``arms``; raise
     :class:`CommandRefused` (one sentence, with the arms to choose from) when it names none
-    or is ambiguous."""
+    or is ambiguous. ``ship``: what the decision says it does (True: ship the arm named
+    ``asked`` exactly; False: keep the control), or None when it does not say."""
     names = [a.name for a in arms]
     control = next(a.name for a in arms if a.control)
-    if asked == CONTROL and control != CONTROL and CONTROL in names:
+    if ship is True and asked in names:  # a name, never the word: an arm called control ships
+        return Decision(asked, ship=asked != control)
+    if ship is False:
+        if asked in (CONTROL, control):
+            return Decision(control, ship=False)
+        raise CommandRefused(
+            f"keeping the control of experiment {experiment!r} keeps arm {control!r}, not arm "
+            f"{asked!r}: ship {asked!r} if that is the decision"
+        )
+    if ship is None and asked == CONTROL and control != CONTROL and CONTROL in names:
         raise CommandRefused(
             f"'control' is ambiguous in experiment {experiment!r}: an arm other than its "
             f"control is named so; keep the control by its name, {control!r}"

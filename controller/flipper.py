@@ -573,14 +573,15 @@ class Flipper:
             return None
 
     async def decide(
-        self, exp_id: str, arm: str, reason: str, *, stop: bool = False
+        self, exp_id: str, arm: str, reason: str, *, stop: bool = False, ship: bool | None = None
     ) -> dict[str, object]:
-        """Check a recorded decision (controller.decision: the arm, the state) and, with
-        ``stop``, stop the experiment as :meth:`command` does; the state after it and what
-        was decided. The decision itself is kept in the audit trail, with its command."""
+        """Check a recorded decision (controller.decision: the arm, whether it ships, the
+        state) and, with ``stop``, stop the experiment as :meth:`command` does; the state after
+        it and what was decided. The decision itself is kept in the audit trail, with its
+        command."""
         await self._known(exp_id)
         held = await self.store.get_experiment(exp_id)
-        decision = decisions.resolve(exp_id, held.spec.arm_list(), arm)
+        decision = decisions.resolve(exp_id, held.spec.arm_list(), arm, ship)
         decisions.check(exp_id, held.lifecycle.phase, stop)
         if stop:
             why = f"decision, {decision.describe()}: {reason}"

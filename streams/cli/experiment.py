@@ -258,6 +258,7 @@ def experiment_decide(
             "decision",
             experiment=experiment,
             arm=arm,
+            ship=not keep_control,  # --ship names the arm exactly (one called control too)
             stop=stop,
             reason=reason.strip(),
             timeout=timeout,

@@ -1,18 +1,20 @@
-"""An experiment's health, as the console's Health section shows it: six checks, each with a
-flag (``ok``, ``warn`` or ``problem``) and one plain sentence.
+"""An experiment's health, as the console's Health section shows it: seven checks, each with a
+flag (``ok``, ``warn`` or ``problem``) and one plain sentence, and the traffic over time.
 
 - **sample ratio per arm:** each arm's independent draws against the spec's allocations, by
   the report's own chi-square (``analysis.report.arm_sample_ratio_check``);
 - **sales flowing in:** the units of each completed period (the panel the analysis worker
   reads) and the sales counted so far by status (``Store.totals``, as the demo reads them);
 - **dead letters and late sales:** the dead-letter topic by reason, read by
-  ``pricelab dead-letters``' own reader (a sale refused as ``late`` is one of them);
+  ``pricelab dead-letters``' own reader (a sale refused as ``late`` is one of them), the
+  experiment's own traced by the product its sale names;
 - **flip lateness:** how long after its boundary each flip was announced, from the audit
   trail's ``started`` and ``flipped`` records and the controller's period arithmetic, and the
   boundaries caught up late (``missed_flips``, kept with the state);
 - **freshness of the last look:** the latest estimate's ``as_of`` against the stack's clock;
 - **balance:** the report's standardised mean differences of the covariates
-  (``analysis.report.covariate_balance``), and the products in each arm.
+  (``analysis.report.covariate_balance``), and the products in each arm;
+- **multiple exposure** and **traffic over time**: streams.client.exposure.
 
 The rules (which figure makes which flag) are the pure functions below; :func:`read_health`
 does the reading. The thresholds are the report's and the alerts' where they have one.
@@ -144,21 +146,44 @@ def sales_check(
     return Check("sales", title, OK, f"{head}; {so_far}.", detail)
 
 
-def dead_letters_check(by_reason: Mapping[str, int]) -> Check:
-    """Dead letters and late sales: none is fine; any is a warning that names each reason
-    (the topic is every experiment's: a letter names no experiment until it is decoded)."""
+def dead_letters_check(by_reason: Mapping[str, int], fleet: int | None = None) -> Check:
+    """Dead letters and late sales of this experiment (``by_reason``: the letters whose sale
+    names one of its products, :func:`letters_of`): none is fine; any is a warning that names
+    each reason. ``fleet``: the letters on the topic in all (every experiment's, and those
+    that name no product), said beside them."""
     title = "Dead letters and late sales"
     total = sum(by_reason.values())
     late = by_reason.get("late", 0)
-    detail = {"by_reason": dict(by_reason), "late": late, "total": total}
+    detail = {"by_reason": dict(by_reason), "late": late, "total": total, "fleet": fleet}
+    others = fleet - total if fleet is not None else 0
+    beside = (
+        f"; the topic holds {others} more, of other experiments' products or naming none: "
+        "`pricelab dead-letters` shows them"
+        if others
+        else ""
+    )
     if not total:
         return Check("dead_letters", title, OK,
-                     "No dead letter and no late sale on the dead-letter topic.", detail)  # fmt: skip
+                     f"No dead letter and no late sale names a product of this experiment"
+                     f"{beside}.", detail)  # fmt: skip
     reasons = ", ".join(f"{n} {r}" for r, n in sorted(by_reason.items(), key=lambda kv: -kv[1]))
+    shown = beside or ": `pricelab dead-letters` shows them"
     return Check("dead_letters", title, WARN,
-                 f"{total} dead letter(s) on the topic, of every experiment ({reasons}), "
-                 f"{late} of them late sales: `pricelab dead-letters` shows them.",
-                 detail)  # fmt: skip
+                 f"{total} dead letter(s) name a product of this experiment ({reasons}), "
+                 f"{late} of them late sales{shown}.", detail)  # fmt: skip
+
+
+def letters_of(
+    letters: Mapping[tuple[str, str | None], int], products: frozenset[str]
+) -> dict[str, int]:
+    """The dead letters whose sale names one of ``products``, by reason (``letters``: by
+    reason and product, :func:`read_dead_letters`). A letter is traced by its sale's product,
+    as the sales path routes a sale: one whose bytes name no product traces to none."""
+    out: dict[str, int] = {}
+    for (reason, product), n in letters.items():
+        if product is not None and product in products:
+            out[reason] = out.get(reason, 0) + n
+    return out
 
 
 def flip_check(lateness: Mapping[int, float], missed: int) -> Check:
@@ -250,6 +275,38 @@ def balance_check(smd: Mapping[str, float], products_per_arm: Mapping[str, int])
     return Check("balance", title, OK, f"The arms are balanced: {head}.", detail)
 
 
+#: the sentence on two experiments at once: the store's claim rule, not a reading
+ONE_EXPERIMENT = (
+    "A product is in one experiment at a time: the controller refuses a spec whose products "
+    "a running or paused experiment holds."
+)
+
+
+def multiple_exposure_check(figures: Mapping[str, Any]) -> Check:
+    """Multiple exposure (streams.client.exposure): ``figures``, its ``exposed_cells``. A
+    multiply exposed product-period the panel did not black out is a problem (an estimate
+    would mix two arms' prices); any that it did is a warning (those cells are lost to the
+    estimates); none is fine."""
+    title = "Multiple exposure"
+    detail = dict(figures)
+    cells, products, open_cells = figures["cells"], figures["products"], figures["not_blacked_out"]
+    if not cells:
+        return Check("exposure", title, OK,
+                     f"No product was in two arms within one period. {ONE_EXPERIMENT}", detail)  # fmt: skip
+    which = ", ".join(f"{k} ({kind})" for k, kind in figures["periods"].items())
+    head = (
+        f"{cells} product-period(s) of {products} product(s) saw an arm's price and then the "
+        f"control's, or the reverse, within one period: period(s) {which}"
+    )
+    if open_cells:
+        return Check("exposure", title, PROBLEM,
+                     f"{head}; {open_cells} of them are not blacked out, so an estimate mixes "
+                     "two arms' prices.", detail)  # fmt: skip
+    return Check("exposure", title, WARN,
+                 f"{head}; all are blacked out, so the estimates leave them out. "
+                 f"{ONE_EXPERIMENT}", detail)  # fmt: skip
+
+
 def _duration(d: timedelta) -> str:
     s = d.total_seconds()
     if s < 120:
@@ -285,15 +342,20 @@ def flip_lateness(spec: ExperimentSpec, records: Sequence[Mapping[str, Any]],
     return out
 
 
-def panel_figures(df: pd.DataFrame, spec: ExperimentSpec) -> dict[str, Any]:
+def panel_figures(
+    df: pd.DataFrame, spec: ExperimentSpec, cut: Mapping[int, str] | None = None
+) -> dict[str, Any]:
     """What the checks take from the panel: the units of each completed period, the per-arm
-    sample ratio and the covariates' balance (the report's functions), and the products in
-    each arm in the last period."""
+    sample ratio and the covariates' balance (the report's functions), the products in
+    each arm in the last period, each period's traffic by arm, and the multiple exposure of
+    the periods a pause, stop or freeze ``cut`` (streams.client.exposure)."""
     from analysis.report import arm_sample_ratio_check, covariate_balance, normalise_panel
+    from streams.client.exposure import exposed_cells, traffic
     from streams.client.report import allocations_of, with_unit_costs
 
     if df.empty:
-        return {"units_by_period": {}, "srm": None, "smd": {}, "products_per_arm": {}}
+        return {"units_by_period": {}, "srm": None, "smd": {}, "products_per_arm": {},
+                "traffic": [], "exposure": multiple_exposure_check(exposed_cells(df, {}, ""))}  # fmt: skip
     d = normalise_panel(with_unit_costs(df, spec))
     arms = spec.arm_list()
     control = next(a.name for a in arms if a.control)
@@ -311,6 +373,8 @@ def panel_figures(df: pd.DataFrame, spec: ExperimentSpec) -> dict[str, Any]:
         "srm": srm,
         "smd": {str(r.covariate): float(r.smd) for r in bal.itertuples()},
         "products_per_arm": {a.name: int(per_arm.get(a.name, 0)) for a in arms},
+        "traffic": traffic(d, [a.name for a in arms]),
+        "exposure": multiple_exposure_check(exposed_cells(d, cut or {}, control)),
     }
 
 
@@ -325,11 +389,29 @@ async def panel_source(settings: Any, store: Any) -> Any:
     return RedisPanelSource(store, await stack_clock(settings, store))
 
 
-async def read_dead_letters(settings: Any, idle: float) -> dict[str, int]:
-    """The dead letters on the topic by reason (``pricelab dead-letters``' reader)."""
-    from streams.client.dead_letters import by_reason, read_letters
+async def read_dead_letters(settings: Any, idle: float) -> dict[tuple[str, str | None], int]:
+    """The dead letters on the topic by reason and the product their sale names (None: its
+    bytes name none), read by ``pricelab dead-letters``' reader."""
+    from streams.client.dead_letters import read_letters
 
-    return {r: len(v) for r, v in by_reason(await read_letters(settings, idle)).items()}
+    out: dict[tuple[str, str | None], int] = {}
+    for x in await read_letters(settings, idle):
+        key = (x.reason, sale_product(x.original))
+        out[key] = out.get(key, 0) + 1
+    return out
+
+
+def sale_product(original: bytes) -> str | None:
+    """The product a dead letter's original sale names (a JSON object's ``product`` text),
+    or None when its bytes are not such a sale."""
+    import json
+
+    try:
+        doc = json.loads(original)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    product = doc.get("product") if isinstance(doc, dict) else None
+    return product if isinstance(product, str) else None
 
 
 async def read_health(
@@ -339,13 +421,16 @@ async def read_health(
     exp_id: str,
     estimates: Sequence[Mapping[str, Any]],
     trail: Sequence[Mapping[str, Any]],
-    letters: Mapping[str, int],
+    letters: Mapping[tuple[str, str | None], int],
 ) -> dict[str, Any]:
-    """The six checks of ``exp_id`` (see the module), and the worst flag as ``flag``.
+    """The seven checks of ``exp_id`` (see the module), the worst flag as ``flag``, and the
+    traffic of each completed period by arm (``traffic``, the spec's ``arms`` in order).
     ``panels``: :func:`panel_source` (kept between calls: a compacted period is read once);
     ``estimates``: the experiment's estimate messages read so far; ``trail``: its audit
-    trail's records; ``letters``: the dead letters by reason (:func:`read_dead_letters`)."""
-    from controller.periods import period_index
+    trail's records; ``letters``: the dead letters by reason and product
+    (:func:`read_dead_letters`), of which this experiment's products' are checked."""
+    from controller.periods import n_periods, period_index
+    from streams.client.exposure import cut_periods, exclusion_edges
     from streams.client.known import known
     from streams.client.stack_clock import stack_clock
 
@@ -355,13 +440,14 @@ async def read_health(
     state = await store.get_experiment(exp_id)
     spec = state.spec
     running = state.phase == "running"
-    figures = panel_figures(await panels.panel(exp_id, now), spec)
+    done = max(0, min(period_index(spec, now), n_periods(spec))) if now >= spec.start else 0
+    edges = exclusion_edges(await store.windows(exp_id), await store.freezes(), exp_id)
+    figures = panel_figures(await panels.panel(exp_id, now), spec, cut_periods(spec, edges, done))
     totals = await store.totals(exp_id)
     events = {k.removeprefix("events:"): v for k, v in totals.items() if k.startswith("events:")}
     srm = figures["srm"]
     look = last_look(estimates)
     as_of = datetime.fromisoformat(look) if look else None
-    done = max(0, period_index(spec, now)) if now >= spec.start else 0
     checks = [
         sample_ratio_check(
             srm.observed if srm else None, srm.expected if srm else None,
@@ -369,18 +455,21 @@ async def read_health(
             srm.level if srm else "product",
         ),
         sales_check(figures["units_by_period"], events, running),
-        dead_letters_check(letters),
+        dead_letters_check(letters_of(letters, spec.units()), sum(letters.values())),
         flip_check(flip_lateness(spec, trail, state.created_ms), state.missed_flips),
         freshness_check(
             as_of, now, spec.period, timedelta(seconds=settings.analysis_interval), running, done
         ),
         balance_check(figures["smd"], figures["products_per_arm"]),
+        figures["exposure"],
     ]  # fmt: skip
     return {
         "experiment": exp_id,
         "now": now.isoformat(),
         "flag": worst([c.flag for c in checks]),
         "checks": [c.as_dict() for c in checks],
+        "arms": [a.name for a in spec.arm_list()],
+        "traffic": figures["traffic"],
     }
 
 

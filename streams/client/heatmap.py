@@ -6,8 +6,12 @@ arm and in each kind of blackout, and one product's history period by period.
 :func:`product_history` read an experiment's schedule the way ``pricelab schedule`` and the
 flip make it (``controller.designs.period_assignments`` / ``assign_products``, with the
 operator freezes laid over by ``controller.blackout.apply_freezes``), so the heatmap owns no
-rule of its own. A pause, stop or end puts the control on every product from then on: that
-shows in the message in force (``pricelab assignments``), not in this schedule.
+rule of its own. A pause or stop puts the control on every product from then on: the
+heatmap shows it as a layer of its own over the periods (``paused``: each column's share of
+periods that a pause or stop window overlaps, by the panel's own rule,
+``controller.panel_cells._hits``), read afresh with each request, so that a pause does not
+make the schedule again. An operator freeze is in the schedule itself (its ``freeze``
+blackout).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -22,6 +27,7 @@ import numpy as np
 from controller import in_force
 from controller.blackout import apply_freezes, freezes_of
 from controller.designs import Assignment, DesignContext, assign_products, period_assignments
+from controller.panel_cells import _hits as window_hits  # the panel's rule: one for both
 from controller.periods import is_empty, n_periods
 from controller.settings import Settings
 from controller.spec import ExperimentSpec
@@ -194,13 +200,45 @@ def schedule_heatmap(
     return heatmap_document(spec, h, None)
 
 
+def pause_layer(spec: ExperimentSpec, windows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The pauses and stops over ``spec``'s heatmap: each column's share of periods (the
+    columns :func:`aggregate` makes of them) that a pause or stop window (``Store.windows``)
+    overlaps, by the panel's rule (its analysis window, after the washout-length head), and
+    the windows themselves (start, end or None while open, reason, first and last period hit,
+    in the experiment's time zone), oldest first."""
+    t = n_periods(spec)
+    spans = [(int(w["start_ms"]), None if w.get("end_ms") is None else int(w["end_ms"]))
+             for w in windows]  # fmt: skip
+    hit = np.asarray(window_hits(spec, t, spans), dtype=bool)
+    cols = _ranges(bins(t, MAX_COLS))
+    zone = spec.zone
+
+    def at(ms: int | None) -> str | None:
+        if ms is None:
+            return None
+        return datetime.fromtimestamp(ms / 1000, UTC).astimezone(zone).isoformat()
+
+    pauses = []
+    for (s, e), w in sorted(zip(spans, windows, strict=True), key=lambda x: x[0][0]):
+        mine = window_hits(spec, t, [(s, e)])
+        ks = [k for k, h in enumerate(mine) if h]
+        pauses.append({"start": at(s), "end": at(e), "reason": w.get("reason"),
+                       "first_period": ks[0] if ks else None,
+                       "last_period": ks[-1] if ks else None})  # fmt: skip
+    return {
+        "paused": [round(float(hit[a : b + 1].mean()), 4) for a, b in cols],
+        "pauses": pauses,
+    }
+
+
 async def heatmap_source(
     store: Store, exp_id: str
-) -> tuple[tuple[Any, ...], Callable[[], dict[str, Any]], int | None]:
+) -> tuple[tuple[Any, ...], Callable[[], dict[str, Any]], dict[str, Any]]:
     """What experiment ``exp_id``'s heatmap is made of, read once: a key that changes
-    whenever the heatmap would (the experiment's creation, the freezes, a triggered design's
+    whenever the schedule would (the experiment's creation, the freezes, a triggered design's
     triggers), a function that makes its document from what was read (every product's draws:
-    call it off the event loop), and the period in force (None before any)."""
+    call it off the event loop), and what is laid over it afresh each time: the period in
+    force (``period``, None before any) and the pauses (:func:`pause_layer`)."""
     st = await store.get_experiment(exp_id)
     docs = await store.freezes()
     triggers = await store.triggers(exp_id) if st.spec.triggered is not None else {}
@@ -213,16 +251,17 @@ async def heatmap_source(
     ctx = DesignContext(triggers=triggers) if st.spec.triggered is not None else None
     freezes = freezes_of(docs)
     period = st.flipped_period if st.flipped_period >= 0 else None
-    return key, lambda: schedule_heatmap(st.spec, freezes, ctx), period
+    live = {"period": period} | pause_layer(st.spec, await store.windows(exp_id))
+    return key, lambda: schedule_heatmap(st.spec, freezes, ctx), live
 
 
 async def read_heatmap(store: Store, exp_id: str) -> dict[str, Any]:
     """The heatmap document of experiment ``exp_id``'s schedule (see the module), with the
-    period in force."""
+    period in force and the pauses."""
     import asyncio
 
-    _, make, period = await heatmap_source(store, exp_id)
-    return await asyncio.to_thread(make) | {"period": period}
+    _, make, live = await heatmap_source(store, exp_id)
+    return await asyncio.to_thread(make) | live
 
 
 def product_history(

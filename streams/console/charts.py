@@ -11,7 +11,8 @@
 
 The heatmap of an experiment is kept once made: it depends only on the experiment (created
 once: its creation time), the freezes and a triggered design's triggers, and a million
-products take about a second a period to draw.
+products take about a second a period to draw. The period in force and the pauses are laid
+over it at each request.
 """
 
 from __future__ import annotations
@@ -68,14 +69,14 @@ class Heatmaps:
 
     async def get(self, store: Any, exp_id: str) -> dict[str, Any]:
         await known(store, exp_id)
-        key, make, period = await heatmap_source(store, exp_id)
+        key, make, live = await heatmap_source(store, exp_id)
         task = self._made.get(key)
         if task is None or (task.done() and (task.cancelled() or task.exception() is not None)):
             task = asyncio.ensure_future(asyncio.to_thread(make))  # off the event loop
             self._made[key] = task
             while len(self._made) > KEPT:
                 self._made.pop(next(iter(self._made)))
-        return dict(await asyncio.shield(task)) | {"period": period}
+        return dict(await asyncio.shield(task)) | live
 
 
 async def product_view(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from controller.decision import CONTROL
 from streams.worker.schemas import is_ident
 
 #: what a form's checkbox or a JSON body may say for ``stop``
@@ -34,14 +35,39 @@ def decision_stops(fields: dict[str, Any]) -> bool:
     raise DecisionRefused(f"stop is true or false, not {given!r}")
 
 
+def decision_ships(fields: dict[str, Any]) -> bool | None:
+    """What the decision says it does: ``ship`` true (ship the arm named exactly) or false
+    (keep the control), as JSON or a form's text; None when it does not say."""
+    given = fields.get("ship")
+    if given is None or isinstance(given, bool):
+        return given
+    if isinstance(given, str) and given.strip().lower() in _TRUE | _FALSE - {""}:
+        return given.strip().lower() in _TRUE
+    raise DecisionRefused(f"ship is true or false, not {given!r}")
+
+
 def decision_command(exp_id: str, reason: str, fields: dict[str, Any]) -> dict[str, Any]:
-    """The decision command's fields: the arm to ship (or ``control``), whether it stops the
-    experiment, and the reason."""
-    arm = str(fields.get("arm") or "").strip()
+    """The decision command's fields: the arm to ship (or ``control``), whether it ships
+    (the form's choice, ``keep`` or ``ship:ARM``, says so; the API's ``ship``, when given),
+    whether it stops the experiment, and the reason. The form says it, so that an arm other
+    than the control that is named ``control`` can be shipped (controller.decision)."""
+    choice = fields.get("decision")
+    ship: bool | None
+    if choice is not None:
+        choice = str(choice).strip()
+        if choice == "keep":
+            arm, ship = CONTROL, False
+        elif choice.startswith("ship:"):
+            arm, ship = choice.removeprefix("ship:").strip(), True
+        else:
+            raise DecisionRefused(f"decision is keep or ship:ARM, not {choice!r}")
+    else:
+        arm, ship = str(fields.get("arm") or "").strip(), decision_ships(fields)
     if not arm:
         raise DecisionRefused(
             "a decision names its arm: the arm to ship, or control to keep the control"
         )
     if not is_ident(arm):
         raise DecisionRefused(f"arm: {arm!r} is not an arm's name (letters, digits, '_', '.', '-')")
-    return {"experiment": exp_id, "arm": arm, "stop": decision_stops(fields), "reason": reason}
+    command = {"experiment": exp_id, "arm": arm, "stop": decision_stops(fields), "reason": reason}
+    return command | ({} if ship is None else {"ship": ship})

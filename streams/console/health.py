@@ -20,6 +20,9 @@ from streams.client.history import TrailFollower, read_trail
 from streams.client.known import known
 from streams.console.feed import EstimatesFeed
 
+#: the dead letters as read: by reason and the product their sale names (None: none)
+Letters = dict[tuple[str, str | None], int]
+
 #: seconds the dead-letter counts are shown before the topic is read again: every open page
 #: fetches its health after each look, and the topic is every experiment's
 LETTERS_TTL = 15.0
@@ -41,11 +44,11 @@ class HealthReads:
     ttl: float = LETTERS_TTL
     panels_kept: int = PANELS_KEPT
     _sources: OrderedDict[str, Any] = field(default_factory=OrderedDict, repr=False)
-    _letters: dict[str, int] | None = None
+    _letters: Letters | None = None
     _at: float = -math.inf
-    _reading: asyncio.Future[dict[str, int]] | None = field(default=None, repr=False)
+    _reading: asyncio.Future[Letters] | None = field(default=None, repr=False)
 
-    async def letters(self, read: Callable[[], Awaitable[dict[str, int]]]) -> dict[str, int]:
+    async def letters(self, read: Callable[[], Awaitable[Letters]]) -> Letters:
         loop = asyncio.get_running_loop()
         if self._letters is not None and loop.time() - self._at < self.ttl:
             return self._letters
@@ -67,7 +70,7 @@ class HealthReads:
             self._sources.popitem(last=False)
         return source
 
-    def _keep(self, done: asyncio.Future[dict[str, int]]) -> None:
+    def _keep(self, done: asyncio.Future[Letters]) -> None:
         """Keep a read's counts as soon as it is done (a failed read keeps nothing: the next
         fetch reads again)."""
         if not done.cancelled() and done.exception() is None:
@@ -82,7 +85,7 @@ async def health_view(
     exp_id: str,
     trails: TrailFollower | None = None,
 ) -> dict[str, Any]:
-    """The six checks of ``exp_id``, each with its flag and sentence, and the worst flag
+    """The seven checks of ``exp_id``, each with its flag and sentence, and the worst flag
     (streams.client.health.read_health); an unknown id raises UnknownExperiment. The trail
     comes from ``trails``, the console's one reader of it, when given (else read from the
     topic's start)."""

@@ -4,7 +4,8 @@ scorecard and history. The pages are templates over these same documents.
 
 Nothing here computes a figure or words a verdict: the overview is
 ``streams.client.commands.read_overview``'s, the verdict's lines are
-``streams.client.estimates.render_verdict``'s, the scorecard is ``latest_of``'s and the history is
+``streams.client.estimates.render_verdict``'s, the scorecard, the segments and the elasticity are
+``streams.client.results.results_view``'s (``latest_of``'s choice) and the history is
 ``streams.client.history.read_trail``'s and the design's schedule is
 ``streams.client.launch.schedule_preview``'s.
 """
@@ -25,7 +26,6 @@ from streams.client.commands import (
 from streams.client.estimates import (
     is_verdict,
     latest_demand,
-    latest_of,
     latest_verdict,
     render_demand,
     render_verdict,
@@ -34,6 +34,7 @@ from streams.client.health import last_look, list_flags
 from streams.client.history import TrailFollower, latest_decision, read_trail
 from streams.client.known import known
 from streams.client.launch import schedule_preview
+from streams.client.results import results_view
 from streams.client.stack_clock import stack_clock
 from streams.console.feed import EstimatesFeed
 
@@ -221,7 +222,8 @@ async def experiment_view(
     docs = await feed.docs(exp_id)
     verdict = latest_verdict(docs)
     lead = overview["decision_metric"] if verdict is None else verdict.get("metric")
-    scorecard = [finite(d) for d in latest_of(docs, primary_only=True, lead=lead).values()]
+    design = await _design(store, exp_id)
+    results = finite(results_view(docs, lead, design.get("segments") or ()))
     trail = (
         await trails.trail(exp_id)
         if trails is not None
@@ -240,7 +242,6 @@ async def experiment_view(
     # the freezes that apply to it, each ahead, in force, over or cancelled by the
     # controller's clock (read_freezes opens its own client: off this event loop)
     freezes = await asyncio.to_thread(read_freezes, settings, exp_id)
-    design = await _design(store, exp_id)
     records = list(reversed(trail.records))
     pages = max(1, math.ceil(len(records) / HISTORY_PAGE))
     page = min(max(1, page), pages)
@@ -251,7 +252,10 @@ async def experiment_view(
             "decision": latest_decision(trail),
         },
         "verdict": verdict_view(verdict),
-        "scorecard": scorecard,
+        "scorecard": results["scorecard"],
+        "segments": results["segments"],
+        "segments_note": results["segments_note"],
+        "elasticity": results["elasticity"],
         "looks": looks_view(docs),
         "ladder": ladder_view(docs, verdict),
         "freezes": freezes,

@@ -191,7 +191,9 @@ class CommandHandler:
             return await f.comment(cmd.experiment)
         if cmd.kind == CommandKind.DECISION:
             assert cmd.arm is not None and cmd.reason is not None  # the schema, the refusal
-            return await f.decide(cmd.experiment, cmd.arm, cmd.reason.strip(), stop=cmd.stop)
+            return await f.decide(
+                cmd.experiment, cmd.arm, cmd.reason.strip(), stop=cmd.stop, ship=cmd.ship
+            )
         kind = {
             CommandKind.STOP: Kind.STOP,
             CommandKind.PAUSE: Kind.PAUSE,

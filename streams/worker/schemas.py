@@ -666,6 +666,10 @@ class Command(_Wire):
     #: decision: the arm to ship, by name, or ``control`` (the control arm, whatever its
     #: name) to keep the control
     arm: Ident | None = None
+    #: decision: what it does, when the sender says: true ships ``arm``, by its name exactly
+    #: (an arm other than the control named ``control`` too); false keeps the control
+    #: (``arm``: its name or ``control``). Absent: ``arm`` alone says (controller.decision)
+    ship: bool | None = None
     #: decision: stop the experiment too, in the same command
     stop: bool = False
     #: who issued it (``--as``, PRICELAB_ACTOR, or the OS user at the host); the controller

@@ -218,7 +218,8 @@ def _new_experiment(browser: Any, base: str, tmp: Path, bad: Path, cli_says: str
 
 
 #: the Health section's checks, in order (streams.client.health)
-HEALTH_CHECKS = ["sample_ratio", "sales", "dead_letters", "flips", "freshness", "balance"]
+HEALTH_CHECKS = ["sample_ratio", "sales", "dead_letters", "flips", "freshness", "balance",
+                 "exposure"]  # fmt: skip
 
 
 def _health_and_list(browser: Any, marker: dict[str, Any], exp_id: str) -> None:
@@ -231,7 +232,7 @@ def _health_and_list(browser: Any, marker: dict[str, Any], exp_id: str) -> None:
 
     rows = "#health-checks tr[data-check]"
     _wait(browser, "the health checks",
-          lambda b: len(b.find_elements(By.CSS_SELECTOR, rows)) == 6, 60)  # fmt: skip
+          lambda b: len(b.find_elements(By.CSS_SELECTOR, rows)) == len(HEALTH_CHECKS), 60)  # fmt: skip
     # the rows read in one go: the section is redrawn by htmx on each look and status
     shown = browser.execute_script(
         "return Array.from(document.querySelectorAll(arguments[0])).map(r => ["
@@ -248,6 +249,12 @@ def _health_and_list(browser: Any, marker: dict[str, Any], exp_id: str) -> None:
     assert list(checks) == HEALTH_CHECKS
     assert checks["flips"] == "ok", _text(browser, '#health tr[data-check="flips"]')
     assert _text(browser, "#health-flag").startswith("Overall: ")
+    # no pause yet: nobody saw two arms within a period
+    assert checks["exposure"] == "ok", _text(browser, '#health tr[data-check="exposure"]')
+    # the traffic over time: a line per arm over the completed periods, and its table
+    _wait(browser, "the traffic chart",
+          lambda b: b.find_elements(By.CSS_SELECTOR, "#traffic-chart[data-drawn] figure canvas"))  # fmt: skip
+    assert browser.find_elements(By.CSS_SELECTOR, "#traffic tr[data-period]")
     browser.switch_to.window(marker["list"])
     row = f'tr[data-id="{exp_id}"]'
     assert _text(browser, f"{row} .created-by") == default_actor()  # the driver's create
@@ -334,6 +341,23 @@ def _heatmap_frozen(browser: Any) -> None:
         return int(kinds.get("freeze", 0)) > 0
 
     _wait(browser, "the freeze in the heatmap", frozen)
+
+
+def _heatmap_paused(browser: Any) -> None:
+    """After a pause made from the page, the heatmap is drawn again (no reload) with the
+    pause's layer over its periods, and the pause listed in words."""
+    from selenium.webdriver.common.by import By
+
+    def paused(b: Any) -> bool:
+        found = b.find_elements(By.CSS_SELECTOR, "#heatmap figure[data-blackouts]")
+        held = found[0].get_attribute("data-blackouts") if found else ""
+        kinds = dict(kv.split("=") for kv in held.split(";") if kv)
+        listed = b.find_elements(By.CSS_SELECTOR, "#heatmap-pauses li")
+        return int(kinds.get("pause", 0)) > 0 and any(
+            "stock count in the warehouse" in li.text for li in listed
+        )
+
+    _wait(browser, "the pause in the heatmap", paused)
 
 
 def _ladder_doc() -> dict[str, Any]:
@@ -505,6 +529,7 @@ async def test_the_console_in_a_browser(stack: Any, tmp_path: Path, browser: Any
             _wait(browser, "the status paused", lambda b: _text(b, "#state") == "paused")
             assert browser.execute_script("return window.stillThisPage") == "yes"
             _list_follows_the_pause(browser, marker, run.id)
+            _heatmap_paused(browser)
 
         await asyncio.to_thread(pause)
 

@@ -1,7 +1,7 @@
 // The experiment page's charts, drawn with uPlot from the console's JSON (streams/console/
 // charts.py): the running estimates over time with their intervals and the verdict's
-// changes, a price ladder's demand and profit curves, the assignments heatmap and the
-// product search. Glue only: every figure comes from the API. Redrawn when htmx has redrawn
+// changes, a price ladder's demand and profit curves, the assignments heatmap, the product
+// search and the Health section's traffic over time. Glue only: every figure comes from the API. Redrawn when htmx has redrawn
 // the page's live parts after a look.
 (function () {
   "use strict";
@@ -201,6 +201,21 @@
   // ---------------------------------------------------------------- assignments heatmap
   function rgb(hex) { return [1, 3, 5].map(function (i) { return parseInt(hex.substr(i, 2), 16); }); }
 
+  // lines over a cell, as dark as its share: slope 1 ("/"), -1 ("\\") or 0 ("-")
+  function hatch(ctx, x, y, w, h, share, slope) {
+    if (!(share > 0)) { return; }
+    ctx.save(); ctx.strokeStyle = "rgba(0,0,0," + Math.min(1, 0.25 + 0.75 * share) + ")";
+    ctx.beginPath(); ctx.rect(x, y, w, h); ctx.clip(); ctx.beginPath();
+    if (slope === 0) {
+      for (var e = 1; e < h; e += 3) { ctx.moveTo(x, y + e); ctx.lineTo(x + w, y + e); }
+    } else {
+      for (var d = -h; d < w; d += 4) {
+        if (slope > 0) { ctx.moveTo(x + d, y + h); ctx.lineTo(x + d + h, y); } else { ctx.moveTo(x + d, y); ctx.lineTo(x + d + h, y + h); }
+      }
+    }
+    ctx.stroke(); ctx.restore();
+  }
+
   function heatmap(box, doc) {
     box.textContent = "";
     var R = doc.rows.length, C = doc.cols.length;
@@ -212,6 +227,7 @@
       "aria-label": "Assignments: " + doc.products + " products in " + R + " rows by " + doc.periods +
         " periods in " + C + " columns; colour by arm mix, hatched where a share starts in blackout"});
     var ctx = canvas.getContext("2d");
+    var paused = doc.paused || doc.cols.map(function () { return 0; });
     for (var r = 0; r < R; r++) {
       for (var c = 0; c < C; c++) {
         var mix = [0, 0, 0];
@@ -221,14 +237,15 @@
         });
         ctx.fillStyle = "rgb(" + mix.map(Math.round).join(",") + ")";
         ctx.fillRect(c * cw, r * ch, cw, ch);
-        var dark = 0;
-        doc.reasons.forEach(function (_, b) { dark += doc.blackout_share[b][r][c]; });
-        if (dark > 0) {  // hatched, as dense as the share in blackout
-          ctx.save(); ctx.strokeStyle = "rgba(0,0,0," + Math.min(1, 0.25 + 0.75 * dark) + ")";
-          ctx.beginPath(); ctx.rect(c * cw, r * ch, cw, ch); ctx.clip();
-          for (var d = -ch; d < cw; d += 4) { ctx.moveTo(c * cw + d, r * ch + ch); ctx.lineTo(c * cw + d + ch, r * ch); }
-          ctx.stroke(); ctx.restore();
-        }
+        var dark = 0, frozen = 0;
+        doc.reasons.forEach(function (b, i) {
+          if (b === "freeze") { frozen += doc.blackout_share[i][r][c]; } else { dark += doc.blackout_share[i][r][c]; }
+        });
+        // hatched, as dense as the share in blackout: "/" the design's blackouts, "\" a freeze,
+        // "-" a pause or stop (a layer over every product of the period)
+        hatch(ctx, c * cw, r * ch, cw, ch, dark, 1);
+        hatch(ctx, c * cw, r * ch, cw, ch, frozen, -1);
+        hatch(ctx, c * cw, r * ch, cw, ch, paused[c], 0);
       }
     }
     if (doc.period !== null && doc.period !== undefined) {  // the period in force
@@ -241,12 +258,14 @@
       doc.blackout_share[i].forEach(function (row) { row.forEach(function (v) { if (v > 0) { n++; } }); });
       return b + "=" + n;
     });
+    held.push("pause=" + paused.filter(function (v) { return v > 0; }).length * R);
     var fig = el("figure", {"class": "heatmap", "data-rows": String(R), "data-cols": String(C),
                             "data-blackouts": held.join(";")});
     var per = doc.rows.every(function (r) { return r.n === 1; }) ? "one a row" : "about " + doc.rows[0].n + " a row";
     fig.appendChild(el("figcaption", {}, "Products (rows, " + per + ") by periods (columns" +
       (C < doc.periods ? ", binned" : "") + "): each cell's colour mixes its arms' shares; hatched: the share " +
-      "that starts its period in blackout (" + doc.reasons.join(", ") + "); the framed column is the period in force."));
+      "that starts its period in blackout (" + doc.reasons.join(", ") + "): hatched / the design's blackouts, " +
+      "hatched \\ an operator freeze, lined - a pause or stop (the control on every product); the framed column is the period in force."));
     fig.appendChild(canvas);
     var legend = el("ul", {"class": "legend"});
     doc.arms.forEach(function (a, i) {
@@ -256,6 +275,14 @@
       legend.appendChild(li);
     });
     fig.appendChild(legend);
+    var pauses = el("ul", {"class": "pauses", id: "heatmap-pauses"});
+    (doc.pauses || []).forEach(function (p) {
+      var span = p.first_period === null ? "no period yet" : (p.first_period === p.last_period ?
+        "period " + p.first_period : "periods " + p.first_period + " to " + p.last_period);
+      pauses.appendChild(el("li", {"data-first": String(p.first_period)}, "Paused or stopped from " + p.start +
+        (p.end ? " to " + p.end : ", still") + " (" + span + ")" + (p.reason ? ": " + p.reason : "")));
+    });
+    if ((doc.pauses || []).length) { fig.appendChild(pauses); }
     var cell = el("p", {id: "heatmap-cell", "aria-live": "polite"}, "Point at a cell for its figures.");
     fig.appendChild(cell);
     canvas.addEventListener("mousemove", function (e) {
@@ -272,11 +299,41 @@
         var s = doc.blackout_share[i][r][c];
         if (s > 0) { parts.push(b + " " + Math.round(100 * s) + "%"); }
       });
+      if (paused[c] > 0) { parts.push("paused or stopped " + Math.round(100 * paused[c]) + "% of the periods"); }
       cell.textContent = "Products " + row.first + " to " + row.last + " (" + row.n + "), period" +
         (col.first === col.last ? " " + col.first : "s " + col.first + " to " + col.last) + ": " + parts.join(", ");
     });
     box.appendChild(fig);
     box.setAttribute("data-drawn", "1");
+  }
+
+  // ---------------------------------------------------------------- traffic over time
+  // the Health section's units per completed period, a line per arm (its table below it)
+  function traffic(box, doc) {
+    box.textContent = "";
+    var periods = doc.traffic.map(function (t) { return t.period; });
+    var data = [periods], series = [{label: "period"}];
+    doc.arms.forEach(function (a, i) {
+      data.push(doc.traffic.map(function (t) { return t.arms[a] ? t.arms[a].units : null; }));
+      series.push({label: a + " units", stroke: ARM_COLOURS[i % ARM_COLOURS.length], width: 2,
+                   dash: i ? undefined : [6, 3], points: {show: true}});
+    });
+    var fig = el("figure", {"class": "chart", "data-periods": String(periods.length),
+                            "data-arms": String(doc.arms.length)});
+    fig.appendChild(el("figcaption", {}, "Units sold in each completed period, a line per arm " +
+      "(the first arm dashed); the table below gives each figure."));
+    box.appendChild(fig);
+    new uPlot({
+      width: Math.min(width(box), 620), height: 180, series: series, legend: {live: false},
+      scales: {x: {time: false}}, axes: [{label: "period"}, {label: "units"}]
+    }, data, fig);
+    box.setAttribute("data-drawn", "1");
+  }
+
+  function drawTraffic() {
+    var box = document.getElementById("traffic-chart");
+    if (!box || box.hasAttribute("data-drawn")) { return; }
+    try { traffic(box, JSON.parse(box.dataset.traffic)); } catch (err) { box.textContent = err.message; }
   }
 
   // ---------------------------------------------------------------- product search
@@ -333,12 +390,15 @@
     }).catch(function (err) { box.textContent = err.message; delete box.dataset.shown; });
   }
 
-  window.pricelabCharts = {overTime: overTime, ladder: ladder, heatmap: heatmap};
+  window.pricelabCharts = {overTime: overTime, ladder: ladder, heatmap: heatmap, traffic: traffic};
   document.addEventListener("submit", function (e) {
     if (e.target.id === "product-search") { e.preventDefault(); product(e.target); }
   });
   document.addEventListener("DOMContentLoaded", function () { drawCharts(); drawHeatmap(); });
   document.addEventListener("htmx:afterSettle", drawCharts);
-  // a look or an act (a freeze lays blackouts over the schedule): the heatmap again
+  document.addEventListener("htmx:afterSettle", drawTraffic);  // the Health section, fetched
+  // a look or a status change (a freeze lays blackouts over the schedule, a pause or stop its
+  // layer over the periods): the heatmap again
   document.addEventListener("look", drawHeatmap);
+  document.addEventListener("status", drawHeatmap);
 }());

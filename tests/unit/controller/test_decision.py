@@ -89,3 +89,22 @@ def test_an_ended_experiment_takes_a_decision_but_not_a_stop() -> None:
 def test_none_while_it_is_being_created(stop: bool) -> None:
     with pytest.raises(CommandRefused, match="still being created"):
         check("e", Phase.CREATING, stop)
+
+
+def test_an_arm_named_control_that_is_not_the_control_can_be_shipped() -> None:
+    """A decision that says it ships (``ship`` true) names the arm exactly: an arm other than
+    the control named ``control`` ships (before, the word was refused as ambiguous and the
+    arm could not be shipped at all); one that says it keeps the control keeps it."""
+    odd = _arms("base", "control", control="base")
+    assert resolve("e", odd, "control", ship=True) == Decision("control", ship=True)
+    assert resolve("e", odd, "control", ship=False) == Decision("base", ship=False)
+    assert resolve("e", odd, "base", ship=False) == Decision("base", ship=False)
+    # shipping the control arm is keeping it; keeping names the control, not another arm
+    assert resolve("e", odd, "base", ship=True) == Decision("base", ship=False)
+    with pytest.raises(CommandRefused, match="keeps arm 'base', not arm 'p95': ship 'p95'"):
+        resolve("e", _arms("base", "p95", control="base"), "p95", ship=False)
+    with pytest.raises(CommandRefused, match="has no arm 'zzz'"):
+        resolve("e", odd, "zzz", ship=True)
+    # the word alone, with no ship said (an older client): still refused as ambiguous
+    with pytest.raises(CommandRefused, match="ambiguous"):
+        resolve("e", odd, "control")

@@ -127,7 +127,8 @@ def test_dead_letters_and_late_sales_by_reason() -> None:
     assert dead_letters_check({}).flag == OK
     check = dead_letters_check({"late": 3, "malformed": 2})
     assert check.flag == WARN
-    assert check.detail == {"by_reason": {"late": 3, "malformed": 2}, "late": 3, "total": 5}
+    assert check.detail == {"by_reason": {"late": 3, "malformed": 2}, "late": 3, "total": 5,
+                            "fleet": None}  # fmt: skip
     assert "5 dead letter(s)" in check.sentence and "(3 late, 2 malformed)" in check.sentence
     assert "3 of them late sales" in check.sentence
 

@@ -81,6 +81,12 @@ class _ChartStore(_Store):
     async def triggers(self, exp_id: str) -> dict[str, int]:
         return {}
 
+    #: the pause and stop windows of every experiment (Store.windows): none unless set
+    held_windows: list[dict[str, Any]] = []
+
+    async def windows(self, exp_id: str) -> list[dict[str, Any]]:
+        return self.held_windows
+
     async def experiment_of(self, product: str) -> str | None:
         return next((i for i, s in self.states.items() if product in s.spec.units()), None)
 

@@ -242,7 +242,7 @@ def test_the_page_shows_the_decision_that_stands_and_the_form_by_role(
     _sign_in(client, "ana")
     page = client.get("/experiments/shoes").text
     assert 'id="decision-form"' in page and 'id="decide-ship-treatment"' in page
-    assert 'value="control" id="decide-keep"' in page
+    assert 'value="keep" id="decide-keep"' in page
     assert 'id="decision-stop"' not in page  # an analyst does not stop
     assert 'id="reply"' in page
     client.cookies.clear()
@@ -333,3 +333,70 @@ def test_the_page_has_the_comment_form_for_whoever_may_comment(
     page = client.get("/experiments/shoes").text
     assert 'id="comment-form"' in page and 'id="decision-form"' not in page
     assert page.count('id="reply"') == 1
+
+
+def test_an_arm_named_control_that_is_not_the_control_is_shipped_from_the_form(
+    users_file: Path, sent: list[tuple[str, dict[str, Any]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Arms ``base`` (the control) and ``control`` (not the control): the form's "Ship arm
+    control" sends the arm by its name and says it ships, so the controller's rule ships it;
+    "Keep the control" keeps ``base``. Before, both sent the word ``control``, which the
+    controller refused as ambiguous: the arm could not be shipped."""
+    from dataclasses import replace
+
+    from controller.decision import Decision, resolve
+    from controller.spec import load_spec
+
+    held = _state("shoes", 2)
+    spec = load_spec(
+        {"id": "shoes", "products": [f"shoes{i}" for i in range(4)],
+         "start": held.spec.start.isoformat(), "end": held.spec.end.isoformat(),
+         "timezone": "UTC", "period": "P1D", "seed": 1,
+         "arms": [{"name": "base", "policy": "old", "allocation": 0.5, "control": True},
+                  {"name": "control", "policy": "new", "allocation": 0.5}]}
+    )  # fmt: skip
+    assert [(a.name, a.control) for a in spec.arm_list()] == [("base", True), ("control", False)]
+
+    async def send(settings: Settings, kind: str, timeout: float = 30.0, **fields: Any) -> Any:
+        sent.append((kind, fields))
+        return {"ok": True, "command_id": "c1", "detail": {"state": "running"}}
+
+    monkeypatch.setattr(views, "read_freezes", lambda settings, exp_id: [])
+
+    async def read_trail(settings: Settings, exp_id: str, timeout: float = 30.0) -> Trail:
+        return Trail(exp_id)
+
+    monkeypatch.setattr(views, "read_trail", read_trail)
+    console = Console(
+        Settings(console=ConsoleSettings(users_file=users_file)),
+        auth.Users.load(users_file),
+        _Store([replace(held, spec=spec)]),  # type: ignore[arg-type]
+        _Feed({}),  # type: ignore[arg-type]
+        send,
+    )
+    with TestClient(build_app(console)) as c:
+        csrf = _sign_in(c, "ana")
+        page = c.get("/experiments/shoes").text
+        assert 'value="keep" id="decide-keep"' in page
+        assert 'value="ship:control" id="decide-ship-control"' in page
+        for choice in ("ship:control", "keep"):
+            r = c.post(
+                "/api/experiments/shoes/decision",
+                data={"decision": choice, "reason": "lift", "csrf": csrf},
+                headers={"HX-Request": "true"},
+            )
+            assert r.status_code == 200, r.text
+        r = _decide(c, csrf, decision="ship:", reason="lift")
+        assert r.status_code == 422 and "names its arm" in r.json()["error"]
+        r = _decide(c, csrf, decision="maybe", reason="lift")
+        assert r.status_code == 422 and r.json()["error"] == (
+            "decision is keep or ship:ARM, not 'maybe'"
+        )
+    shipped, kept = (fields for _, fields in sent)
+    assert (shipped["arm"], shipped["ship"], kept["arm"], kept["ship"]) == (
+        "control", True, "control", False
+    )  # fmt: skip
+    # what the controller makes of each, by its own rule
+    arms = spec.arm_list()
+    assert resolve("shoes", arms, shipped["arm"], shipped["ship"]) == Decision("control", True)
+    assert resolve("shoes", arms, kept["arm"], kept["ship"]) == Decision("base", False)

@@ -89,6 +89,16 @@ class _Store:
     async def totals(self, exp_id: str) -> dict[str, float]:
         return {"units:ok": 40.0, "events:ok": 30, "events:dup": 2}
 
+    #: the exclusion windows (pauses, stops) and freezes: none unless a test sets them
+    held_windows: list[dict[str, Any]] = []
+    held_freezes: list[dict[str, Any]] = []
+
+    async def windows(self, exp_id: str) -> list[dict[str, Any]]:
+        return self.held_windows
+
+    async def freezes(self) -> list[dict[str, Any]]:
+        return self.held_freezes
+
 
 class _Feed:
     def __init__(self, docs: dict[str, list[dict[str, Any]]]) -> None:
@@ -143,8 +153,11 @@ def client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClie
     async def trail(settings: Settings, exp_id: str, timeout: float = 30.0) -> Trail:
         return Trail(exp_id, [r | {"experiment": exp_id} for r in TRAIL])
 
-    async def letters(settings: Settings, idle: float) -> dict[str, int]:
-        return {"late": 4, "malformed": 1}
+    async def letters(settings: Settings, idle: float) -> dict[tuple[str, str | None], int]:
+        # by reason and the product the sale names: shoes's four late sales, hats's two, and
+        # a malformed letter that names no product
+        return {("late", "shoes0"): 3, ("late", "shoes1"): 1, ("late", "hats0"): 2,
+                ("malformed", None): 1}  # fmt: skip
 
     monkeypatch.setattr("streams.console.health.read_trail", trail)
     # the experiment page's own reads (its trail and freezes; its spec is the store's)
@@ -169,7 +182,7 @@ def _sign_in(client: TestClient) -> None:
     assert r.status_code == 200, r.text
 
 
-def test_the_health_document_has_six_checks_each_with_a_flag_and_a_sentence(
+def test_the_health_document_has_seven_checks_each_with_a_flag_and_a_sentence(
     client: TestClient,
 ) -> None:
     _sign_in(client)
@@ -178,7 +191,7 @@ def test_the_health_document_has_six_checks_each_with_a_flag_and_a_sentence(
     doc = r.json()
     checks = {c["key"]: c for c in doc["checks"]}
     assert list(checks) == ["sample_ratio", "sales", "dead_letters", "flips", "freshness",
-                            "balance"]  # fmt: skip
+                            "balance", "exposure"]  # fmt: skip
     # two products an arm at 50/50: exactly as expected, chi-square 0, p = 1
     assert checks["sample_ratio"]["flag"] == "ok"
     assert checks["sample_ratio"]["detail"]["observed"] == {"treatment": 2, "control": 2}
@@ -189,6 +202,10 @@ def test_the_health_document_has_six_checks_each_with_a_flag_and_a_sentence(
     assert "32 sale(s) counted so far (2 dup, 30 ok)" in checks["sales"]["sentence"]
     assert checks["dead_letters"]["flag"] == "warn"
     assert checks["dead_letters"]["detail"]["late"] == 4
+    # shoes's own letters, beside the topic's seven
+    assert checks["dead_letters"]["detail"]["by_reason"] == {"late": 4}
+    assert checks["dead_letters"]["detail"]["fleet"] == 7
+    assert "the topic holds 3 more" in checks["dead_letters"]["sentence"]
     # each flip a second later than the one before: 1, 2, 3, 4 s after its boundary
     assert checks["flips"]["flag"] == "ok"
     assert checks["flips"]["detail"]["lateness"] == {"0": 1.0, "1": 2.0, "2": 3.0, "3": 4.0}
@@ -300,16 +317,16 @@ async def test_the_dead_letters_are_read_once_for_the_fetches_that_ask_together(
     reads: list[int] = []
     gate = asyncio.Event()
 
-    async def read() -> dict[str, int]:
+    async def read() -> dict[tuple[str, str | None], int]:
         reads.append(1)
         await gate.wait()
-        return {"late": len(reads)}
+        return {("late", None): len(reads)}
 
     kept = HealthReads()
     waiting = [asyncio.ensure_future(kept.letters(read)) for _ in range(5)]
     await asyncio.sleep(0)  # let each fetch ask (a scheduling turn, not a wait on time)
     gate.set()
-    assert [await w for w in waiting] == [{"late": 1}] * 5
-    assert await kept.letters(read) == {"late": 1} and len(reads) == 1  # within the TTL
+    assert [await w for w in waiting] == [{("late", None): 1}] * 5
+    assert await kept.letters(read) == {("late", None): 1} and len(reads) == 1  # within the TTL
     kept.ttl = 0.0
-    assert await kept.letters(read) == {"late": 2}
+    assert await kept.letters(read) == {("late", None): 2}
