@@ -169,7 +169,7 @@ def _frame(known: _Known, end: int, done: int, spans: list[tuple[int, int | None
         return pd.DataFrame()
     spec, b = known.spec, known.buf
     starts = [period_bounds(spec, k)[0] for k in range(done)]
-    hit = _hits(spec, done, spans)
+    hit = window_hits(spec, done, spans)
     period = b["period"][:end]
     codes = b["product"][:end]
     data: dict[str, Any] = {
@@ -214,7 +214,7 @@ def _frame(known: _Known, end: int, done: int, spans: list[tuple[int, int | None
     return pd.DataFrame(data, copy=False)
 
 
-def _hits(spec: ExperimentSpec, done: int, spans: list[tuple[int, int | None]]) -> list[bool]:
+def window_hits(spec: ExperimentSpec, done: int, spans: list[tuple[int, int | None]]) -> list[bool]:
     """Per period done: whether an exclusion window overlaps its analysis window."""
     out = []
     for k in range(done):

@@ -34,7 +34,7 @@ import pandas as pd
 from controller.clock import Clock
 from controller.designs import DesignContext, design_of, design_sampler
 from controller.errors import StoreError
-from controller.panel_cells import _frame, _hits, _Known
+from controller.panel_cells import _frame, _Known, window_hits
 from controller.panel_chunks import _ChunkRecords, _grid, _Read
 from controller.periods import n_periods, period_bounds, period_index
 from controller.spec import ExperimentSpec
@@ -213,7 +213,7 @@ class RedisPanelSource:
             if k < final:
                 del known.spans[k]
         spans = await self._spans(state)
-        hits = tuple(_hits(spec, done, spans))
+        hits = tuple(window_hits(spec, done, spans))
         return GridLayout(
             exp_id, known.products, done, final, hits, token=_Read(spec, compacted, spans)
         )

@@ -9,7 +9,7 @@ operator freezes laid over by ``controller.blackout.apply_freezes``), so the hea
 rule of its own. A pause or stop puts the control on every product from then on: the
 heatmap shows it as a layer of its own over the periods (``paused``: each column's share of
 periods that a pause or stop window overlaps, by the panel's own rule,
-``controller.panel_cells._hits``), read afresh with each request, so that a pause does not
+``controller.panel_cells.window_hits``), read afresh with each request, so that a pause does not
 make the schedule again. An operator freeze is in the schedule itself (its ``freeze``
 blackout).
 """
@@ -27,7 +27,7 @@ import numpy as np
 from controller import in_force
 from controller.blackout import apply_freezes, freezes_of
 from controller.designs import Assignment, DesignContext, assign_products, period_assignments
-from controller.panel_cells import _hits as window_hits  # the panel's rule: one for both
+from controller.panel_cells import window_hits  # the panel's rule: one for both
 from controller.periods import is_empty, n_periods
 from controller.settings import Settings
 from controller.spec import ExperimentSpec
