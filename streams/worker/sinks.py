@@ -13,7 +13,6 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
-from analysis.results import published_fields
 from controller.designs import Assignment, PeriodAssignments
 from controller.settings import Settings
 from core.ports import PublishedEstimate
@@ -161,6 +160,10 @@ class KafkaEstimateSink:
         as_of: datetime,
         cs: tuple[float, float] | None,
     ) -> None:
+        # imported here, by the analysis role that publishes: a controller worker starts
+        # without scipy (streams.worker.runtime)
+        from analysis.results import published_fields
+
         fields = {
             k: _finite_or_none(v)
             for k, v in published_fields(result, cs).items()
