@@ -21,6 +21,12 @@ statistics of every product, exactly what one piece gives; every other estimator
 elasticity, segments and checks run as below on the long rows of a seeded sample of
 ``chunking.sample`` products (their ``n_units`` says so), and spillover is not identified.
 
+A stopped or ended experiment is looked at until its final look is out (``core.final_look``):
+once every period it ran is compacted (``ExperimentInfo.sealed``), the worker that publishes
+its look stores that look's clock time in the tuning store after every message is
+acknowledged, and lets go of what it kept; the panel source lists it no more. So what a
+worker holds and how long its cycle takes do not grow with every experiment ever run.
+
 An experiment of more than two arms gets one estimate per (metric, estimator, non-control arm),
 each arm fitted against the control on the pair's cells with the k - 1 comparisons'
 simultaneous interval (``analysis.arms``, the code ``pricelab analyze --arm`` runs), and no

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import statistics
@@ -34,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -191,6 +193,9 @@ async def child(args: argparse.Namespace) -> None:
             tuning=tuning,
             chunking=Chunking(above=10**9),
         )
+        first: tracemalloc.Snapshot | None = None
+        if args.trace:
+            tracemalloc.start(1)
         # every experiment started, and each one's periods and lateness past
         looks = (
             (args.experiments - 1) * args.stagger + args.periods + args.lateness // args.hours + 3
@@ -213,8 +218,22 @@ async def child(args: argparse.Namespace) -> None:
                 "rss": _rss(),
                 "messages": sink.messages,
             }
+            if args.trace and first is None and world.ended >= args.warm:
+                gc.collect()
+                first = tracemalloc.take_snapshot()
             out.write(json.dumps(row) + "\n")
             out.flush()
+        if first is not None:
+            # what the package's and its libraries' lines allocated since the warm-up and
+            # still hold, after a full collection
+            gc.collect()
+            diff = tracemalloc.take_snapshot().compare_to(first, "lineno")
+            grew = [
+                [str(d.traceback[0]), d.size_diff, d.count_diff]
+                for d in sorted(diff, key=lambda d: -d.size_diff)[:12]
+            ]
+            held = sum(d.size_diff for d in diff)
+            out.write(json.dumps({"grew": grew, "traced_diff": held}) + "\n")
         await store.redis.aclose()
     finally:
         out.close()
@@ -243,6 +262,11 @@ def parent(args: argparse.Namespace) -> None:
                    "--out", str(path)] + _passed(args)  # fmt: skip
             subprocess.run(cmd, check=True, env=env)
             rows = [json.loads(line) for line in path.read_text().splitlines()]
+            if rows and "grew" in rows[-1]:
+                traced = rows.pop()
+                print(f"{mode}: traced bytes held since the warm-up {traced['traced_diff']:+,}")
+                for where, size, count in traced["grew"][:8]:
+                    print(f"    {size:+,} B {count:+} blocks {where}")
             last = rows[-1]
             res = {
                 "rss_per_exp_kb": _slope(rows, "rss", args.warm) / 1024,
@@ -273,8 +297,10 @@ def parent(args: argparse.Namespace) -> None:
 
 
 def _passed(args: argparse.Namespace) -> list[str]:
-    keys = ("experiments", "products", "periods", "hours", "stagger", "lateness", "seed")
-    return [a for k in keys for a in (f"--{k}", str(getattr(args, k)))]
+    keys = ("experiments", "products", "periods", "hours", "stagger", "lateness", "seed", "warm")
+    return [a for k in keys for a in (f"--{k}", str(getattr(args, k)))] + (
+        ["--trace"] if args.trace else []
+    )
 
 
 def main() -> None:
@@ -288,6 +314,11 @@ def main() -> None:
     ap.add_argument("--warm", type=int, default=5, help="experiments ended before the fit")
     ap.add_argument("--pairs", type=int, default=2, help="runs of each mode, alternated")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument(
+        "--trace",
+        action="store_true",
+        help="a child's tracemalloc by line, after warm-up against the end (its last line)",
+    )
     ap.add_argument("--child", choices=("with", "without"), help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
