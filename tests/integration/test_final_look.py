@@ -179,7 +179,16 @@ async def test_an_ended_experiment_is_looked_at_until_its_final_look_then_never(
         await clock.set(_at(5.4))
         out = await _until_look(settings, runs.id, _at(5.4))
         assert not [k for k in _looks(out, ends.id) if _same_time(k, _at(5.4))]
-        assert metric_value(w.metrics(), "pricelab_analysis_last_cycle_experiments") == 1
+        # its cycle's gauges are set once its looks are out: waited for, not raced
+
+        def one_each() -> bool:
+            m = w.metrics()
+            return (
+                metric_value(m, "pricelab_analysis_last_cycle_experiments") == 1
+                and metric_value(m, "pricelab_analysis_experiments_held") == 1
+            )
+
+        await wait_until(one_each, 30, "the restarted worker to look at and keep one experiment")
     finally:
         w.stop()
     # a reader still finds its final look: the CLI's latest verdict and estimates
