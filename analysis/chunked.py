@@ -338,10 +338,13 @@ class ChunkedLooks:
     seed: int = 0
     _kept: dict[str, _Kept] = field(default_factory=dict, repr=False)
 
-    def forget(self, keep: set[str]) -> None:
-        """Let go of the experiments not in ``keep`` (no longer analysed)."""
-        for gone in set(self._kept) - keep:
-            del self._kept[gone]
+    def drop(self, experiment: str) -> None:
+        """Let go of what is kept of ``experiment`` (its final look is out)."""
+        self._kept.pop(experiment, None)
+
+    def held(self) -> frozenset[str]:
+        """The experiments of which something is kept between looks."""
+        return frozenset(self._kept)
 
     async def look(
         self,

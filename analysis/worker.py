@@ -21,6 +21,12 @@ statistics of every product, exactly what one piece gives; every other estimator
 elasticity, segments and checks run as below on the long rows of a seeded sample of
 ``chunking.sample`` products (their ``n_units`` says so), and spillover is not identified.
 
+A stopped or ended experiment is looked at until its final look is out (``core.final_look``):
+once every period it ran is compacted (``ExperimentInfo.sealed``), the worker that publishes
+its look stores that look's clock time in the tuning store after every message is
+acknowledged, and lets go of what it kept; the panel source lists it no more. So what a
+worker holds and how long its cycle takes do not grow with every experiment ever run.
+
 An experiment of more than two arms gets one estimate per (metric, estimator, non-control arm),
 each arm fitted against the control on the pair's cells with the k - 1 comparisons'
 simultaneous interval (``analysis.arms``, the code ``pricelab analyze --arm`` runs), and no
@@ -80,6 +86,7 @@ from analysis.verdict import (
     period_days,
 )
 from core import status
+from core.final_look import FINAL_LOOK, final_look
 from core.ports import (
     ChunkedPanelSource,
     ClockLike,
@@ -88,6 +95,7 @@ from core.ports import (
     EstimatorPlan,
     ExperimentInfo,
     GuardrailSink,
+    HoldsExperiments,
     PanelSource,
     PartialStore,
     SequenceTuningStore,
@@ -134,6 +142,12 @@ class WorkerObserver(Protocol):
         longer its to report (another worker of the group publishes it, or it is gone)."""
         ...
 
+    def holding(self, looked: int, held: int) -> None:
+        """A cycle's size: the experiments it looked at as the worker that publishes them,
+        and those the worker keeps something of between cycles (``AnalysisWorker.held``);
+        neither grows with the stopped and ended experiments whose final look is out."""
+        ...
+
 
 class _Superseded(Exception):
     """This worker lost the merge of an experiment's look to another worker of its group
@@ -159,6 +173,9 @@ class _NullObserver:
         return None
 
     def reporting(self, experiments: frozenset[str]) -> None:
+        return None
+
+    def holding(self, looked: int, held: int) -> None:
         return None
 
 
@@ -327,15 +344,15 @@ class AnalysisWorker:
         published: list[tuple[str, EstimateResult | ElasticityResult | NotIdentified]] = []
         verdicts = 0  # and the other messages of their own kind (demand curves)
         infos = await self.source.experiments()
-        self._looks.forget({i.id for i in infos})
-        for gone in set(self._arms_not_yet) - {i.id for i in infos}:
-            del self._arms_not_yet[gone]
-        for gone in set(self._failed) - {i.id for i in infos}:
-            del self._failed[gone]
+        # what is kept of an experiment no longer listed (its final look is out) is let go
+        self._forget({i.id for i in infos})
+        looked = 0
         # an experiment whose estimates the broker refuses at every cycle (a record against
         # its contract) raises out of every cycle: the one whose look failed latest goes last,
         # so the others' looks and guardrail checks go on
         for info in sorted(infos, key=lambda i: self._failed.get(i.id, 0)):
+            sharded = self._sharded
+            generation = None if sharded is None else sharded.ownership.generation()
             try:
                 verdicts += await self._look_at(info, as_of, tick, published)
             except _Superseded as lost:
@@ -351,6 +368,14 @@ class AnalysisWorker:
                 raise
             else:
                 self._failed.pop(info.id, None)
+                # this worker's look as the one that publishes it, the group unchanged
+                # throughout (with sharding on, the others' looks only compute parts)
+                mine = sharded is None or (
+                    sharded.merges(info.id) and sharded.ownership.generation() == generation
+                )
+                looked += mine
+                if mine and final_look(info.status, info.sealed):
+                    await self._close(info, as_of)
         sharded = self._sharded
         if sharded is None or sharded.ownership.owned() is not None:
             # not while out of the group (joining, rebalancing, broker away): what it told
@@ -358,9 +383,49 @@ class AnalysisWorker:
             self.observer.reporting(
                 frozenset(i.id for i in infos if sharded is None or sharded.merges(i.id))
             )
+        self.observer.holding(looked, len(self.held()))
         # the messages of the cycle, verdicts included (a driver waits for all of them)
         self.observer.cycle_done(as_of, time.perf_counter() - t_cycle, len(published) + verdicts)
         return published
+
+    async def _close(self, info: ExperimentInfo, as_of: datetime) -> None:
+        """The final look at a stopped or ended experiment whose data is sealed is out (every
+        message acknowledged): say so in the tuning store, where the panel source reads it
+        (``core.final_look``: no worker lists it again, a restarted one included), and let
+        go of what this worker kept of it."""
+        await self.tuning.fix(info.id, FINAL_LOOK, as_of.timestamp() * 1000.0)
+        log.info(
+            "experiment %s: its final look (as of %s) is out: it is not analysed again",
+            info.id, as_of.isoformat(),
+        )  # fmt: skip
+        self._forget_one(info.id)
+
+    def _forget(self, listed: set[str]) -> None:
+        """Let go of every experiment not in ``listed``."""
+        for gone in self.held(own=True) - listed:
+            self._forget_one(gone)
+
+    def _forget_one(self, experiment: str) -> None:
+        self._looks.drop(experiment)
+        for kept in (self._arms_not_yet, self._failed):
+            kept.pop(experiment, None)
+        for told in (self._arms_told, self._margins_told):
+            told.discard(experiment)
+
+    def held(self, own: bool = False) -> frozenset[str]:
+        """The experiments of which this worker keeps something between cycles: the chunked
+        looks' sums and rows, what it said once, its failures' order, and (unless ``own``)
+        what its panel source keeps (the compacted periods it read)."""
+        mine = (
+            set(self._looks.held())
+            | set(self._arms_not_yet)
+            | set(self._failed)
+            | self._arms_told
+            | self._margins_told
+        )
+        if not own and isinstance(self.source, HoldsExperiments):
+            mine |= self.source.held()
+        return frozenset(mine)
 
     async def _look_at(
         self,

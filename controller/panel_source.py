@@ -46,6 +46,7 @@ from controller.store.columns import (
     from_live,
     records_of,
 )
+from core import final_look
 from core import status as status_word
 from core.ports import CellGrid, ExperimentInfo, GridLayout
 
@@ -56,7 +57,10 @@ log = logging.getLogger("pricelab.panel")
 
 
 def experiment_info(
-    spec: ExperimentSpec, status: str, triggers: Mapping[str, int] | None = None
+    spec: ExperimentSpec,
+    status: str,
+    triggers: Mapping[str, int] | None = None,
+    sealed: bool = False,
 ) -> ExperimentInfo:
     """What the analysis worker is told of an experiment: its design's own estimators, whether
     its periods share draws, a sampler of its design (with the experiment's triggers) and how
@@ -83,6 +87,7 @@ def experiment_info(
         sampler=sampler,
         arms=spec.n_arms,
         n_products=len(spec.all_products()),
+        sealed=sealed,
     )
 
 
@@ -98,18 +103,28 @@ class RedisPanelSource:
     _known: dict[str, _Known] = field(default_factory=dict, repr=False)
 
     async def experiments(self) -> list[ExperimentInfo]:
+        """The experiments to look at: opened, with a period flipped, and not over (a
+        stopped or ended one whose final look is out: ``core.final_look``; neither its spec
+        nor its cells are read or kept). Each says whether its data is sealed."""
         await self.clock.sync()
+        now = self.clock.now()
         out: list[ExperimentInfo] = []
-        for st in await self.store.experiments():
+        for st in await self.store.experiments_unmarked(final_look.FINAL_LOOK):
             if st.status in _OPENED and st.flipped_period >= 0:
                 spec = st.spec
                 uses_triggers = design_of(spec).uses_triggers
                 triggers = await self.store.triggers(spec.id) if uses_triggers else {}
-                out.append(experiment_info(spec, st.status, triggers))
+                ran = min(n_periods(spec), st.flipped_period + 1)
+                done = final_look.sealed(st.status, ran, _done(st, now), st.compacted)
+                out.append(experiment_info(spec, st.status, triggers, done))
         # what is kept of experiments no longer analysed is let go
         for gone in set(self._known) - {i.id for i in out}:
             del self._known[gone]
         return out
+
+    def held(self) -> frozenset[str]:
+        """The experiments whose compacted periods (or open periods' records) are kept."""
+        return frozenset(self._known)
 
     def _known_of(self, spec: ExperimentSpec) -> _Known:
         known = self._known.get(spec.id)

@@ -84,6 +84,9 @@ class ExperimentInfo:
     #: how many products the experiment has (None: not known; the worker reads its cells
     #: whole). Above the worker's ``chunked_above`` it reads them in chunks (issue #42)
     n_products: int | None = None
+    #: stopped or ended, and every period it ran compacted (closed to sales): its cells never
+    #: change again, and its next look is its final look (``core.final_look``)
+    sealed: bool = False
 
 
 class PublishedEstimate(Protocol):
@@ -256,6 +259,14 @@ class SequenceTuningStore(Protocol):
         """The value stored under ``key`` (by :meth:`fix`), or None: read, never written.
         The worker keeps an experiment's first decisive verdict this way."""
         ...
+
+
+@runtime_checkable
+class HoldsExperiments(Protocol):
+    """A port that keeps something of experiments between cycles (a panel source's compacted
+    periods): which ones, for the worker's gauge of what it holds."""
+
+    def held(self) -> frozenset[str]: ...
 
 
 class ClockLike(Protocol):

@@ -360,6 +360,25 @@ class ExperimentStore(RedisStore):
         states = await pipe.execute()
         return [self._state(e, self._specs[e], st) for e, st in zip(ids, states, strict=True)]
 
+    async def experiments_unmarked(self, mark: str) -> list[ExperimentState]:
+        """Every indexed experiment but those whose sequence-targets hash holds ``mark``
+        (the analysis worker's :data:`core.final_look.FINAL_LOOK`: their analysis is over):
+        one round trip for the states and marks, one for the specs not parsed yet. The specs of the marked ones are neither parsed nor kept (a worker's
+        memory must not grow with every experiment ever run)."""
+        ids = await self.experiment_ids()
+        pipe = self.redis.pipeline(transaction=False)
+        for e in ids:
+            pipe.hgetall(f"{self.exp(e)}:state")
+            pipe.hget(f"{self.exp(e)}:cs", mark)
+        got = await pipe.execute()
+        states, marks = got[0::2], got[1::2]
+        marked = {e for e, m in zip(ids, marks, strict=True) if m is not None}
+        for e in marked:
+            self._specs.pop(e, None)
+        live = [(e, st) for e, st in zip(ids, states, strict=True) if e not in marked]
+        await self._parse_specs([e for e, _ in live])
+        return [self._state(e, self._specs[e], st) for e, st in live]
+
     async def listed_experiments(self) -> list[ExperimentState]:
         """Every indexed experiment with only the state a list of experiments shows
         (:data:`LISTED`; the other fields at their defaults), for

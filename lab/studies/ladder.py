@@ -218,6 +218,9 @@ class _Timer:
     def reporting(self, experiments: frozenset[str]) -> None:
         return None
 
+    def holding(self, looked: int, held: int) -> None:
+        return None
+
     def of(self, estimator: str) -> tuple[float, int]:
         """The CPU seconds of ``estimator``'s fits (every metric, all arms at once), and how
         many metrics it was fitted on."""

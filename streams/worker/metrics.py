@@ -223,6 +223,18 @@ class Metrics:
             "(estimates and verdicts)",
             registry=r,
         )
+        self.analysis_last_cycle_experiments = Gauge(
+            "pricelab_analysis_last_cycle_experiments",
+            "Experiments the last analysis cycle looked at as the worker that publishes them "
+            "(a stopped or ended one no more once its final look is out)",
+            registry=r,
+        )
+        self.analysis_experiments_held = Gauge(
+            "pricelab_analysis_experiments_held",
+            "Experiments the analysis worker keeps something of between cycles (compacted "
+            "periods read, chunked sums, what it said once)",
+            registry=r,
+        )
         self.guardrail_trips = Counter(
             "pricelab_guardrail_trips",
             "Guardrails that stopped an experiment",
@@ -328,6 +340,10 @@ class Metrics:
         # estimate of it would age, and PricelabEstimateStale fire, while the other publishes
         age = self._age
         age.last = {k: t for k, t in age.last.items() if k[0] in experiments}
+
+    def holding(self, looked: int, held: int) -> None:
+        self.analysis_last_cycle_experiments.set(looked)
+        self.analysis_experiments_held.set(held)
 
     def cycle_done(self, as_of: datetime, seconds: float, published: int) -> None:
         self.analysis_cycles.inc()

@@ -330,6 +330,8 @@ async def test_segments_named_by_the_spec_get_their_own_estimates_and_adjusted_p
 
         def reporting(self, *a: object) -> None: ...
 
+        def holding(self, *a: object) -> None: ...
+
     w.observer = Observer()
     await w.run_once()
     # the metrics see each segment as its own series: "dm" stays the whole experiment's
@@ -507,6 +509,8 @@ class _Told:
 
     def reporting(self, experiments: frozenset[str]) -> None:
         self.said.append(experiments)
+
+    def holding(self, *a: object) -> None: ...
 
 
 async def test_the_worker_reports_only_the_experiments_it_publishes():

@@ -447,6 +447,9 @@ class _Series:
     def reporting(self, experiments):
         return None
 
+    def holding(self, looked, held):
+        return None
+
     def cycle_done(self, as_of, seconds, published):
         return None
 
