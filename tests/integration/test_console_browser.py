@@ -387,19 +387,22 @@ def _ladder_drawn(browser: Any, doc: dict[str, Any], tmp: Path) -> None:
     browser flow runs random days, not a ladder), in place of the page's content."""
     from selenium.webdriver.common.by import By
 
+    # the box has an id of its own: the page's live script redraws "#ladder-chart" from the
+    # page's own series (not a ladder) when a fetch it started before lands, which wiped the
+    # drawn curves in one run of five
     browser.execute_script(
         """
         const main = document.querySelector('main');  // its stylesheet and scripts stay
         main.querySelectorAll(':scope > :not(link):not(script)').forEach(e => e.remove());
         main.insertAdjacentHTML('afterbegin',
           '<section aria-label="price ladder"><h2>Price ladder</h2>' +
-          '<div id="ladder-chart" class="charts"></div></section>');
-        window.pricelabCharts.ladder(document.getElementById('ladder-chart'), arguments[0]);
+          '<div id="ladder-drawn" class="charts"></div></section>');
+        window.pricelabCharts.ladder(document.getElementById('ladder-drawn'), arguments[0]);
         """,
         doc,
     )
     for curve in ("demand", "profit"):
-        fig = browser.find_element(By.CSS_SELECTOR, f'#ladder-chart figure[data-curve="{curve}"]')
+        fig = browser.find_element(By.CSS_SELECTOR, f'#ladder-drawn figure[data-curve="{curve}"]')
         assert fig.find_elements(By.CSS_SELECTOR, "canvas")
         assert fig.get_attribute("data-points") == str(len(doc["curve"]))
         legend = fig.find_element(By.CSS_SELECTOR, ".u-legend").text
