@@ -35,11 +35,12 @@ def exclusion_edges(
 ) -> list[tuple[int, str]]:
     """Each moment (ms) the control's price was put on, or taken off, every product of
     ``exp_id``, with what did it: the start and end of each pause or stop window
-    (``Store.windows``; the window's id names its phase, else ``pause``) and of each freeze
-    that applies to it (``Store.freezes``). A window still open has no end."""
+    (``Store.windows``: its id names the phase that opened it, ``stopped-...`` a stop, any
+    other a pause) and of each freeze that applies to it (``Store.freezes``). A window still
+    open has no end."""
     out: list[tuple[int, str]] = []
     for w in windows:
-        kind = str(w.get("kind") or "pause")
+        kind = "stop" if str(w.get("id") or "").startswith("stopped-") else "pause"
         out += [(int(w["start_ms"]), kind)]
         if w.get("end_ms") is not None:
             out += [(int(w["end_ms"]), kind)]

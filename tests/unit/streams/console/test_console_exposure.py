@@ -59,8 +59,9 @@ def test_a_period_is_cut_only_by_an_edge_inside_it() -> None:
     # the pause's two edges, the freeze of every experiment's two; hats' freeze is not shoes'
     assert [kind for _, kind in edges] == ["pause", "pause", "freeze", "freeze"]
     assert cut_periods(spec, edges, 3) == {1: "pause"}  # the freeze's edges are boundaries
-    open_stop = {"start_ms": to_ms(START + timedelta(days=2, hours=3)), "end_ms": None}
-    assert cut_periods(spec, exclusion_edges([open_stop], [], "shoes"), 3) == {2: "pause"}
+    open_stop = {"start_ms": to_ms(START + timedelta(days=2, hours=3)), "end_ms": None,
+                 "id": "stopped-0a1b2c3d"}  # fmt: skip
+    assert cut_periods(spec, exclusion_edges([open_stop], [], "shoes"), 3) == {2: "stop"}
     assert cut_periods(spec, edges, 1) == {}  # period 1 not completed yet
 
 
