@@ -163,3 +163,18 @@ def test_a_dead_letter_is_traced_to_its_experiment_by_its_sale_s_product() -> No
     assert dead_letters_check({}, fleet=0).sentence == (
         "No dead letter and no late sale names a product of this experiment."
     )
+
+
+def test_an_edge_inside_a_periods_washout_does_not_cut_it() -> None:
+    """A pause over the night that ends half an hour into period 1 (washout: two hours): the
+    return to the arms' prices falls in the washout, which no estimate reads, and the panel
+    does not black period 1 out (controller.panel_cells.window_hits). Before, the edge made
+    period 1 cut, and its treated cells not blacked out a PROBLEM: two arms' prices mixed."""
+    spec = _state("shoes", 3, None).spec.model_copy(update={"washout": timedelta(hours=2)})
+    night = {"start_ms": to_ms(START + timedelta(hours=20)),
+             "end_ms": to_ms(START + timedelta(days=1, minutes=30)), "id": "paused-0a1b2c3d"}  # fmt: skip
+    # period 0 is cut (the pause began in its analysed part); period 1 is not
+    assert cut_periods(spec, exclusion_edges([night], [], "shoes"), 3) == {0: "pause"}
+    # an edge after the washout cuts the period as before
+    later = night | {"end_ms": to_ms(START + timedelta(days=1, hours=3))}
+    assert cut_periods(spec, exclusion_edges([later], [], "shoes"), 3) == {0: "pause", 1: "pause"}
