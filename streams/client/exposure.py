@@ -60,11 +60,11 @@ def cut_periods(
     out: dict[int, str] = {}
     bounds = []
     for k in range(done):
-        start, stop = period_bounds(spec, k)
-        bounds.append((to_ms(start + spec.washout), to_ms(stop)))
+        begin, end = period_bounds(spec, k)
+        bounds.append((to_ms(begin + spec.washout), to_ms(end)))
     for at, kind in edges:
-        for k, (start, stop) in enumerate(bounds):
-            if start < at < stop:  # start: the end of the period's washout
+        for k, (tail, stop) in enumerate(bounds):
+            if tail < at < stop:  # tail: the end of the period's washout
                 out.setdefault(k, kind)
     return out
 
