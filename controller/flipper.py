@@ -243,6 +243,11 @@ class Flipper:
             return None
         return DesignContext(triggers=await self.store.triggers(spec.id))
 
+    async def _kept_fires(self, spec: ExperimentSpec) -> bool:
+        """Whether a triggered experiment has fires kept while a decision of it waited for
+        the broker, not carried out yet (``lua/trigger_save.lua``)."""
+        return spec.triggered is not None and bool(await self.store.kept_triggers(spec.id))
+
     # ------------------------------------------------------------------ the turn
     async def _take(self, exp_id: str, wait: bool) -> bool:
         """Take the experiment's turn; a command waits for it (up to the lease), a tick
@@ -285,6 +290,12 @@ class Flipper:
                 state = await self.store.get_experiment(exp_id)
                 if state.seq > state.published:
                     await self._redo(state, now)
+                    if until is None and await self._kept_fires(state.spec):
+                        # a tick's turn: the fires kept while the decision waited go out
+                        # first (the next tick's timer carries them into the triggers, with
+                        # their announcement), so that no flip due meanwhile is decided, and
+                        # its records written, from triggers that lack them
+                        return None
                     continue
                 event = choose(state, now, freezes)
                 if event is None:

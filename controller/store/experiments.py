@@ -514,8 +514,10 @@ class ExperimentStore(RedisStore):
         await self.redis.incr(self.cat("version"))
 
     async def windows(self, exp_id: str) -> list[dict[str, Any]]:
+        """The experiment's exclusion windows, each with its ``id`` (``{phase}-{hex}``: the
+        phase that opened it, ``paused`` or ``stopped``)."""
         raw = await self.redis.hgetall(f"{self.exp(exp_id)}:windows")
-        return [json.loads(v) for v in raw.values()]
+        return [json.loads(v) | {"id": k} for k, v in raw.items()]
 
     async def add_freeze(self, freeze_id: str, doc: dict[str, Any]) -> bool:
         """Record a freeze; False (nothing written) when one with this id exists already."""

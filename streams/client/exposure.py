@@ -3,9 +3,9 @@
 - **Multiple exposure.** The report and the analysis define none, so the console's is read
   from the assignments in force. A product is in one arm for a whole period by design (the
   flip assigns it once a period). It sees a second arm's price within that period only when a
-  pause, a stop or an operator freeze begins or ends inside the period: from then the control's
-  price is on every product (the controller's exclusion windows, ``Store.windows``, and the
-  freezes). Those product-periods in an arm other than the control are the multiply exposed
+  pause, a stop or an operator freeze begins or ends inside the period, after its washout
+  (which no estimate reads): from then the control's price is on every product (the
+  controller's exclusion windows, ``Store.windows``, and the freezes). Those product-periods in an arm other than the control are the multiply exposed
   ones. The panel must black them out (an exclusion window overlaps the period's analysis
   window), so that no estimate mixes two arms' prices in one cell. A product in two
   experiments at once cannot happen: a product is claimed by one experiment at a time, and
@@ -35,11 +35,12 @@ def exclusion_edges(
 ) -> list[tuple[int, str]]:
     """Each moment (ms) the control's price was put on, or taken off, every product of
     ``exp_id``, with what did it: the start and end of each pause or stop window
-    (``Store.windows``; the window's id names its phase, else ``pause``) and of each freeze
-    that applies to it (``Store.freezes``). A window still open has no end."""
+    (``Store.windows``: its id names the phase that opened it, ``stopped-...`` a stop, any
+    other a pause) and of each freeze that applies to it (``Store.freezes``). A window still
+    open has no end."""
     out: list[tuple[int, str]] = []
     for w in windows:
-        kind = str(w.get("kind") or "pause")
+        kind = "stop" if str(w.get("id") or "").startswith("stopped-") else "pause"
         out += [(int(w["start_ms"]), kind)]
         if w.get("end_ms") is not None:
             out += [(int(w["end_ms"]), kind)]
@@ -52,13 +53,18 @@ def exclusion_edges(
 def cut_periods(
     spec: ExperimentSpec, edges: Sequence[tuple[int, str]], done: int
 ) -> dict[int, str]:
-    """The completed periods (``done`` of them) inside which an edge falls, strictly after
-    the period's start and before its end, each with what cut it (the first)."""
+    """The completed periods (``done`` of them) inside whose analysis window an edge falls
+    (after the period's washout, before its end: an edge in the washout changes no price an
+    estimate reads, and the panel does not black the period out for it,
+    ``controller.panel_cells.window_hits``), each with what cut it (the first)."""
     out: dict[int, str] = {}
-    bounds = [tuple(to_ms(t) for t in period_bounds(spec, k)) for k in range(done)]
+    bounds = []
+    for k in range(done):
+        begin, end = period_bounds(spec, k)
+        bounds.append((to_ms(begin + spec.washout), to_ms(end)))
     for at, kind in edges:
-        for k, (start, stop) in enumerate(bounds):
-            if start < at < stop:
+        for k, (tail, stop) in enumerate(bounds):
+            if tail < at < stop:  # tail: the end of the period's washout
                 out.setdefault(k, kind)
     return out
 

@@ -306,6 +306,45 @@ async def test_a_batch_that_fires_keeps_its_fire_until_the_decision_is_out(
     assert await triggers.advance() == []  # once
 
 
+async def test_a_fire_kept_across_its_windows_first_boundary_is_in_that_periods_records(
+    runtime: Any, settings: Settings
+) -> None:
+    """e fires while the flip into period 1 waits for the broker, for period 2; the broker
+    takes the messages again only after period 2's boundary. The tick that publishes the
+    waiting decision must not flip into period 2 before e's kept fire is carried out: the
+    flip's records (which route e's sales) and messages must hold e's window, as they do
+    for a fire announced in time (before, the flip was decided from the triggers without e,
+    and period 2's sales of e went by a record that did not know its trigger)."""
+    sink, t = await _triggered_with_a_decision_to_publish(runtime, settings)
+    store, triggers = runtime.store, runtime.triggers
+    await runtime.clock.set(t + timedelta(minutes=45))
+    e_prices = [_price("e", 90.0, t), _price("e", 90.0, t + timedelta(minutes=35))]
+    assert await asyncio.wait_for(triggers.on_prices(e_prices), 30) == []
+    assert set(await store.kept_triggers("trig")) == {"e"}
+    assert await store.assignment_record("trig", 2, "e") is None
+
+    # past period 2's boundary, the broker takes trig's messages again: ticks as the flip
+    # timer runs them (its timer's advance first, then the flips)
+    await runtime.clock.set(START + timedelta(days=2, minutes=2))
+    sink.refused = set()
+    for _ in range(3):
+        await asyncio.wait_for(triggers.advance(), 30)
+        await runtime.flipper.tick()
+    trig = await store.get_experiment("trig")
+    assert trig.flipped_period == 2 and trig.seq <= trig.published
+    assert await store.kept_triggers("trig") == {}
+    assert (await store.triggers("trig")).get("e") == 2
+    in_2 = str(await store.assignment_record("trig", 2, "e")).split("|")
+    # the flip into period 3, inside e's window of 3 periods from 2, records e in its
+    # window: period 2's record is the same, with the washout of the window's start
+    # (before, period 2 had e's untriggered record, C|0||)
+    await runtime.clock.set(START + timedelta(days=3, minutes=2))
+    await asyncio.wait_for(triggers.advance(), 30)
+    assert await runtime.flipper.tick() == 1
+    in_3 = str(await store.assignment_record("trig", 3, "e")).split("|")
+    assert in_2[:2] == in_3[:2] and in_2[3] == "washout"
+
+
 def _other_controller(runtime: Any, settings: Settings) -> Any:
     """Another controller's trigger runner, on the same Redis and clock."""
     from controller.trigger_runner import TriggerRunner
