@@ -31,6 +31,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from controller.arms import ArmSpec
 from controller.errors import CommandRefused
@@ -56,6 +57,16 @@ class Decision:
 
     def view(self) -> dict[str, object]:
         return {"arm": self.arm, "ship": self.ship, "decided": self.describe()}
+
+
+def command_fields(arm: str, ship: bool) -> dict[str, Any]:
+    """The decision command's arm fields for a client that knows what it decides (``ship``
+    true: ship ``arm``; false: keep the control, ``arm`` naming it). ``ship`` goes on the
+    wire only where the arm alone does not say it (:func:`resolve`): an arm named
+    ``control`` that is shipped, or the control kept by a name other than the word. A
+    controller from before the field refuses a command that carries it, so every other
+    decision reaches it as before (issue #55's review)."""
+    return {"arm": arm} | ({"ship": ship} if (arm == CONTROL) == ship else {})
 
 
 def resolve(

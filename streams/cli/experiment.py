@@ -238,7 +238,7 @@ def experiment_decide(
     it); with --stop the experiment is stopped by the same command. It changes no price by
     itself. A stopped or ended experiment takes a decision too (without --stop, once ended);
     the latest decision stands."""
-    from controller.decision import CONTROL
+    from controller.decision import CONTROL, command_fields
     from controller.lifecycle import reason_missing
     from streams.client.commands import send_command
     from streams.worker.schemas import is_ident
@@ -257,8 +257,7 @@ def experiment_decide(
             settings,
             "decision",
             experiment=experiment,
-            arm=arm,
-            ship=not keep_control,  # --ship names the arm exactly (one called control too)
+            **command_fields(arm, not keep_control),  # --ship names the arm exactly
             stop=stop,
             reason=reason.strip(),
             timeout=timeout,

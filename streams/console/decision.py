@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from controller.decision import CONTROL
+from controller.decision import CONTROL, command_fields
 from streams.worker.schemas import is_ident
 
 #: what a form's checkbox or a JSON body may say for ``stop``
@@ -48,7 +48,9 @@ def decision_ships(fields: dict[str, Any]) -> bool | None:
 
 def decision_command(exp_id: str, reason: str, fields: dict[str, Any]) -> dict[str, Any]:
     """The decision command's fields: the arm to ship (or ``control``), whether it ships
-    (the form's choice, ``keep`` or ``ship:ARM``, says so; the API's ``ship``, when given),
+    (the form's choice, ``keep``, ``keep:CONTROL_NAME`` or ``ship:ARM``, says so, sent only
+    where the arm does not, ``controller.decision.command_fields``; the API's ``ship``, as
+    given),
     whether it stops the experiment, and the reason. The form says it, so that an arm other
     than the control that is named ``control`` can be shipped (controller.decision)."""
     choice = fields.get("decision")
@@ -57,11 +59,13 @@ def decision_command(exp_id: str, reason: str, fields: dict[str, Any]) -> dict[s
         choice = str(choice).strip()
         if choice == "keep":
             arm, ship = CONTROL, False
+        elif choice.startswith("keep:"):  # by the control's name (an arm is named control)
+            arm, ship = choice.removeprefix("keep:").strip(), False
         elif choice.startswith("ship:"):
             arm, ship = choice.removeprefix("ship:").strip(), True
         else:
             raise DecisionRefused(f"decision is keep or ship:ARM, not {choice!r}")
-    else:
+    else:  # the API's JSON: ``ship`` as given
         arm, ship = str(fields.get("arm") or "").strip(), decision_ships(fields)
     if not arm:
         raise DecisionRefused(
@@ -69,5 +73,7 @@ def decision_command(exp_id: str, reason: str, fields: dict[str, Any]) -> dict[s
         )
     if not is_ident(arm):
         raise DecisionRefused(f"arm: {arm!r} is not an arm's name (letters, digits, '_', '.', '-')")
-    command = {"experiment": exp_id, "arm": arm, "stop": decision_stops(fields), "reason": reason}
-    return command | ({} if ship is None else {"ship": ship})
+    command = {"experiment": exp_id, "stop": decision_stops(fields), "reason": reason}
+    if choice is not None and ship is not None:  # the form: ship only where it is needed
+        return command | command_fields(arm, ship)
+    return command | {"arm": arm} | ({} if ship is None else {"ship": ship})

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from controller.arms import ArmSpec
-from controller.decision import Decision, check, resolve
+from controller.decision import Decision, check, command_fields, resolve
 from controller.errors import CommandRefused
 from controller.lifecycle import Phase
 from controller.spec import load_spec
@@ -108,3 +108,25 @@ def test_an_arm_named_control_that_is_not_the_control_can_be_shipped() -> None:
     # the word alone, with no ship said (an older client): still refused as ambiguous
     with pytest.raises(CommandRefused, match="ambiguous"):
         resolve("e", odd, "control")
+
+
+def test_a_client_sends_ship_only_where_the_arm_does_not_say_it() -> None:
+    """A controller from before ``ship`` refuses a command that carries it: the usual
+    decisions (ship an arm by its name, keep the control by the word) go without it, and
+    each decision means the same to the controller's rule with or without it."""
+    cases = [
+        (("p95", True), {"arm": "p95"}),
+        (("control", False), {"arm": "control"}),
+        (("control", True), {"arm": "control", "ship": True}),  # an arm named control
+        (("base", False), {"arm": "base", "ship": False}),  # the control kept by its name
+    ]
+    for (arm, ship), wire in cases:
+        assert command_fields(arm, ship) == wire, (arm, ship)
+    odd = [ArmSpec(name="base", policy="a", allocation=0.5, control=True),
+           ArmSpec(name="control", policy="b", allocation=0.5)]  # fmt: skip
+    sent = command_fields("control", True)
+    assert resolve("e", odd, sent["arm"], sent.get("ship")) == Decision("control", ship=True)
+    sent = command_fields("base", False)
+    assert resolve("e", odd, sent["arm"], sent.get("ship")) == Decision("base", ship=False)
+    sent = command_fields("p95", True)
+    assert resolve("e", LADDER, sent["arm"], sent.get("ship")) == Decision("p95", ship=True)

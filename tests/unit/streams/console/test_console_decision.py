@@ -377,9 +377,9 @@ def test_an_arm_named_control_that_is_not_the_control_is_shipped_from_the_form(
     with TestClient(build_app(console)) as c:
         csrf = _sign_in(c, "ana")
         page = c.get("/experiments/shoes").text
-        assert 'value="keep" id="decide-keep"' in page
+        assert 'value="keep:base" id="decide-keep"' in page  # by its name: the word is an arm's
         assert 'value="ship:control" id="decide-ship-control"' in page
-        for choice in ("ship:control", "keep"):
+        for choice in ("ship:control", "keep:base"):
             r = c.post(
                 "/api/experiments/shoes/decision",
                 data={"decision": choice, "reason": "lift", "csrf": csrf},
@@ -394,7 +394,7 @@ def test_an_arm_named_control_that_is_not_the_control_is_shipped_from_the_form(
         )
     shipped, kept = (fields for _, fields in sent)
     assert (shipped["arm"], shipped["ship"], kept["arm"], kept["ship"]) == (
-        "control", True, "control", False
+        "control", True, "base", False
     )  # fmt: skip
     # what the controller makes of each, by its own rule
     arms = spec.arm_list()
