@@ -75,6 +75,9 @@ class _Experiment:
     entries: dict[str, bytes]
     #: the spec's currency: a sale naming another one is refused (None: not checked)
     currency: str | None = None
+    #: when it stopped holding its products (its stop; inf: it holds them while its periods
+    #: run): a sale after it is a later experiment's over the product, if one covers it
+    held_until_ms: float = math.inf
 
     def locate(self, ts_ms: int) -> int | None:
         k = bisect.bisect_right(self.bounds_ms, ts_ms) - 1
@@ -110,6 +113,9 @@ class RoutingTable:
 
     def __init__(self) -> None:
         self.version = -1
+        #: per product, its experiments in the order they were created: a product's holder
+        #: at a time is the first whose periods cover it and that had not stopped by then
+        #: (a stopped one gets a sale that no later one covers: ``stopped``, for audit)
         self.by_product: dict[str, list[_Experiment]] = {}
 
     async def refresh(self, store: Store) -> None:
@@ -118,7 +124,8 @@ class RoutingTable:
             return
         freezes = await store.freezes()
         by_product: dict[str, list[_Experiment]] = {}
-        for state in await store.experiments():
+        states = sorted(await store.experiments(), key=lambda st: (st.created_ms, st.spec.id))
+        for state in states:
             spec = state.spec
             n = n_periods(spec)
             bounds = [to_ms(period_start(spec, k)) for k in range(n + 1)]
@@ -137,6 +144,7 @@ class RoutingTable:
                 windows,
                 entries,
                 spec.currency,
+                min((w.start_ms for w in windows if w.reason == "stopped"), default=math.inf),
             )
             for p in products:
                 by_product.setdefault(p, []).append(exp)
@@ -145,11 +153,15 @@ class RoutingTable:
 
     def route(self, product: str, ts_ms: int) -> tuple[_Experiment, int] | None:
         """The experiment and period of a sale (``SalesIngestor.process`` inlines this)."""
+        stopped = None
         for exp in self.by_product.get(product, ()):
             k = exp.locate(ts_ms)
             if k is not None:
-                return exp, k
-        return None
+                if ts_ms < exp.held_until_ms:
+                    return exp, k
+                if stopped is None:
+                    stopped = exp, k
+        return stopped
 
 
 @dataclass(frozen=True, eq=False)
@@ -279,10 +291,13 @@ class SalesIngestor:
                 exp = None
                 k = -1
                 for candidate in exps or ():
-                    k = bisect_right(candidate.bounds_ms, ts) - 1
-                    if 0 <= k < len(candidate.bounds_ms) - 1:
-                        exp = candidate
-                        break
+                    at = bisect_right(candidate.bounds_ms, ts) - 1
+                    if 0 <= at < len(candidate.bounds_ms) - 1:
+                        if ts < candidate.held_until_ms:
+                            exp, k = candidate, at
+                            break
+                        if exp is None:  # stopped by then: a later holder's, if one covers it
+                            exp, k = candidate, at
                 if exp is None:
                     verdicts[i] = _UNKNOWN_PRODUCT if exps is None and dead_unknown else _OUTSIDE
                     continue

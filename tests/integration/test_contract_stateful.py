@@ -13,7 +13,12 @@ clock) the way operators, a market and a bad day do:
 - competitor-price batches whose undercuts fire a triggered experiment's products, sales
   batches of known ids (with duplicates) for the products in force, and period boundaries
   (the simulated clock moves a day);
-- kill -9 of any of the five workers, restarted at once.
+- kill -9 of any of the five workers, restarted at once; kill -9 of Redis, back at once from
+  its append-only file; a Redis failover (Redis's own FAILOVER to its replica, which demotes
+  the server the workers' URL reaches, then a failback);
+- broker refusals: the broker refuses one experiment's assignments (its schema registry
+  told to) across a period boundary, and a pause, resume or stop of it may be sent meanwhile;
+  then it takes them again.
 
 After every step, read by OUTSIDE clients (confluent-kafka, as a pricing system) and from
 Redis, against a plain model of the rules:
@@ -71,7 +76,7 @@ from controller.store import Store
 from controller.store.clock import SharedSimulatedClock
 from controller.store.keys import clock as clock_key
 from streams.client.commands import send_command_async
-from streams.live.embedded import EmbeddedStack
+from streams.live.embedded import EmbeddedStack, ManagedProcess, free_port, redis_binary
 from streams.live.launcher import WorkerProcess
 from streams.worker.kafka import JsonPublisher, ensure_topics
 from tests.conftest import LONG_FORM, long_profile
@@ -101,11 +106,21 @@ SHORT_STEPS = 10
 #: simplest example repeats
 ACTIONS = (
     "sales", "create", "create", "command", "command", "boundary", "freeze", "unfreeze",
-    "competitor", "kill9", "redis_restart",
+    "competitor", "kill9", "redis_restart", "redis_failover", "refusal", "broker_restart",
 )  # fmt: skip
+#: the kinds a run draws from: all, or those ``PRICELAB_CONTRACT_STEPS`` names (comma-separated;
+#: to drive a few kinds harder, or to try a new one)
+KINDS = (
+    tuple(os.environ.get("PRICELAB_CONTRACT_STEPS", "").split(","))
+    if os.environ.get("PRICELAB_CONTRACT_STEPS")
+    else ACTIONS
+)
+assert set(KINDS) <= set(ACTIONS), (
+    f"PRICELAB_CONTRACT_STEPS: not steps: {set(KINDS) - set(ACTIONS)}"
+)
 #: a step's kind, drawn as a large integer modulo the kinds: hypothesis draws small indices
 #: (the simplest) far more often than others, and one kind then fills most of a run
-STEP_KINDS = st.integers(0, 2**20).map(lambda i: ACTIONS[i % len(ACTIONS)])
+STEP_KINDS = st.integers(0, 2**20).map(lambda i: KINDS[i % len(KINDS)])
 ROLES = (("controller",),) * 3 + (("analysis",),) * 2
 LADDER = [
     {"name": "list", "policy": "list", "price_ratio": 1.0, "allocation": 0.4, "control": True},
@@ -167,14 +182,22 @@ class World:
     assignments: Outside
     replies: Outside
     estimates: Outside
+    #: a replica of the stack's Redis, which a failover promotes for a while
+    replica: ManagedProcess
     stats: Counter[str] = field(default_factory=Counter)
 
 
 @pytest.fixture(scope="module")
 def aof_stack() -> Iterator[EmbeddedStack]:
     """The module's own stack: Redis with an append-only file (fsync always), so that a kill -9
-    of Redis loses nothing acknowledged, as a managed Redis with persistence."""
-    s = EmbeddedStack(redis_aof=True, validate_outputs=True).start()
+    of Redis loses nothing acknowledged, as a managed Redis with persistence; the broker's
+    topics in an S3 bucket when ``PRICELAB_CONTRACT_BROKER_S3`` names an S3 server (so that
+    they outlive a restart, which the machine then drives), else in memory."""
+    s = EmbeddedStack(
+        redis_aof=True,
+        validate_outputs=True,
+        broker_s3_endpoint=os.environ.get("PRICELAB_CONTRACT_BROKER_S3") or None,
+    ).start()
     try:
         yield s
     finally:
@@ -197,7 +220,18 @@ def world(aof_stack: EmbeddedStack) -> Iterator[World]:
     asyncio.run(_set_clock(settings, T0 + DAY_HOUR))
     workers = [WorkerProcess(settings, roles) for roles in ROLES]
     outside: list[Outside] = []
+    assert stack.workdir is not None
+    (stack.workdir / "replica").mkdir(exist_ok=True)
+    replica = ManagedProcess(
+        "redis-replica",
+        [str(redis_binary()), "--port", str(free_port(stack.host)), "--bind", stack.host,
+         "--save", "", "--appendonly", "no", "--dir", str(stack.workdir / "replica"),
+         "--replicaof", stack.host, str(stack.redis_port)],
+        stack.host, 0, stack.workdir / "replica" / "redis.log",
+    )  # fmt: skip
+    replica.port = int(replica.args[2])
     try:
+        replica.start()
         started = time.monotonic()
         for w in workers:
             w.launch()
@@ -206,8 +240,9 @@ def world(aof_stack: EmbeddedStack) -> Iterator[World]:
         print(f"contract: five workers healthy in {time.monotonic() - started:.1f}s")
         t = settings.topics
         outside = [Outside(settings, x) for x in (t.assignments, t.command_replies, t.estimates)]
-        yield World(stack, settings, workers, outside[0], outside[1], outside[2])
+        yield World(stack, settings, workers, outside[0], outside[1], outside[2], replica)
     finally:
+        replica.stop()
         for o in outside:
             o.close()
         for w in workers:  # all at once: each takes seconds to shut down
@@ -498,10 +533,20 @@ class ContractMachine(RuleBasedStateMachine):
         e = self._pick(data)
         if e is None:
             return
+        self._lifecycle(kind, e)
+
+    def _lifecycle(self, kind: str, e: Exp, refused: bool = False) -> None:
+        """A pause, resume or stop of ``e``, its reply checked against the model. With
+        ``refused`` (the broker refuses ``e``'s messages) one refused before its decision was
+        kept answers ``ok: false`` naming the broker, and changes nothing."""
         reply = self._send(kind, experiment=e.spec.id, reason=f"model: {kind}")
         if e.phase == "ended" or (e.phase == "stopped" and kind != "stop"):
             assert not reply["ok"] and "final" in reply["error"], reply
             self.note(f"{kind}: refused, final", e.spec.id)
+            return
+        if refused and not reply["ok"]:
+            assert "the broker refused" in reply["error"], reply["error"]
+            self.note(f"{kind}: refused, its messages refused by the broker", e.spec.id)
             return
         assert reply["ok"], reply["error"]
         if kind == "pause":
@@ -517,7 +562,10 @@ class ContractMachine(RuleBasedStateMachine):
         detail = reply["detail"]
         assert ("already" in detail) == repeat, (kind, detail)
         assert detail["state"] == e.phase, (kind, detail)
-        self.note(f"{kind}: {'repeat' if repeat else 'done'}", e.spec.id)
+        self.note(
+            f"{kind}: {'repeat' if repeat else 'done'}" + (" while refused" if refused else ""),
+            e.spec.id,
+        )
 
     def freeze(self, data: st.DataObject) -> None:
         hours = data.draw(st.integers(1, 40))
@@ -576,9 +624,18 @@ class ContractMachine(RuleBasedStateMachine):
     def sales(self, data: st.DataObject) -> None:
         """A batch of sales of known ids for a live experiment's products (some sent twice);
         each must be counted once, by the experiment that holds its product."""
+        e = self._send_sales(data)
+        if e is not None:
+            self._wait_counted(e)
+
+    def _send_sales(
+        self, data: st.DataObject, clock: SharedSimulatedClock | None = None
+    ) -> Exp | None:
+        """Send a batch of sales (see :meth:`sales`) for an experiment in force, if any;
+        ``clock``: the shared clock on the Redis that takes writes (a failover's)."""
         live = self._in_force()
         if not live:
-            return
+            return None
         e = data.draw(st.sampled_from(live))
         n, dups = data.draw(st.integers(1, 30)), data.draw(st.integers(0, 3))
         products = e.products
@@ -586,7 +643,7 @@ class ContractMachine(RuleBasedStateMachine):
         # moves a minute, and the sales fall in it, after every decision of the steps before
         # (a sale of the minutes before a handover is the earlier holder's)
         self.now += timedelta(minutes=1)
-        self.read(lambda: self.clock.set(self.now))
+        self.read(lambda: (clock or self.clock).set(self.now))
         self._clock_moved()
         payloads = []
         for i in range(n):
@@ -617,6 +674,10 @@ class ContractMachine(RuleBasedStateMachine):
         self.run(send())
         e.sales += n
         self.world.stats["sales"] += n
+        self.note(f"sales: {e.phase}", f"{n} (+{dups} copies) of {e.spec.id}")
+        return e
+
+    def _wait_counted(self, e: Exp) -> None:
         self.run(
             wait_until(
                 lambda: self._counted(e, e.sales),
@@ -625,7 +686,6 @@ class ContractMachine(RuleBasedStateMachine):
                 tolerate=REDIS_DOWN,
             )
         )
-        self.note(f"sales: {e.phase}", f"{n} (+{dups} copies) of {e.spec.id}")
 
     async def _counted(self, e: Exp, n: int) -> bool:
         return await self._events(e) >= n
@@ -696,6 +756,124 @@ class ContractMachine(RuleBasedStateMachine):
         self.world.stack.restart_redis(kill=True)
         self.world.stats["redis kill -9"] += 1
         self.note("redis: kill -9 and restart")
+
+    def redis_failover(self, data: st.DataObject) -> None:
+        """Redis's own FAILOVER to the replica, as a managed Redis makes one: the server the
+        workers' URL reaches is demoted and keeps their connections, so their writes meet
+        READONLY (retried, not ready) until the failback, which promotes it again (the
+        embedded stack has no endpoint that moves to the new primary)."""
+        host = self.world.stack.host
+        primary = Redis(host=host, port=self.world.stack.redis_port, decode_responses=True)
+        other = Redis(host=host, port=self.world.replica.port, decode_responses=True)
+
+        async def role(r: Redis, want: str) -> bool:
+            info = await r.info("replication")
+            return bool(
+                info["role"] == want
+                and (want != "master" or info.get("slave0", {}).get("state") == "online")
+            )
+
+        async def in_sync() -> None:
+            await wait_until(
+                partial(role, primary, "master"), SETTLE, "the replica in sync", tolerate=REDIS_DOWN
+            )
+
+        e: Exp | None = None
+        try:
+            self.run(in_sync())
+            before = self._redis_retries()
+            assert self.run(primary.execute_command("FAILOVER")) == "OK"
+            self.run(wait_until(partial(role, other, "master"), SETTLE, "the replica promoted"))
+            # a sales batch meanwhile (when an experiment is in force): the controller that
+            # takes it meets READONLY, and counts it after the failback
+            e = self._send_sales(
+                data, SharedSimulatedClock(other, clock_key(self.world.settings.key_prefix))
+            )
+            if e is not None:
+                self.run(
+                    wait_until(
+                        lambda: self._redis_retries() > before, SETTLE, "a worker to meet READONLY"
+                    )
+                )
+            assert self.run(other.execute_command("FAILOVER")) == "OK"
+            self.run(wait_until(partial(role, primary, "master"), SETTLE, "the failback"))
+        finally:
+            self.run(primary.aclose())
+            self.run(other.aclose())
+        if e is not None:
+            self._wait_counted(e)
+        met = "met by a sales batch" if e is not None else "with nothing to write"
+        self.world.stats["redis failovers"] += 1
+        self.note(f"redis: failover and failback, {met}")
+
+    def _redis_retries(self) -> float:
+        """The workers' Redis retries, all components (a worker not up yet counts none)."""
+        total = 0.0
+        for w in self.world.workers:
+            try:
+                text = w.metrics()
+            except OSError:
+                continue
+            for line in text.splitlines():
+                if line.startswith("pricelab_redis_retries_total{"):
+                    total += float(line.rsplit(" ", 1)[1])
+        return total
+
+    def refusal(self, data: st.DataObject) -> None:
+        """The broker refuses one experiment's assignments (its schema registry told to)
+        while the clock crosses a period boundary, and maybe a pause, resume or stop of it is
+        sent: the other experiments' messages go out meanwhile. Then it takes them again, and
+        the checks after the step see the refused experiment's last messages out too."""
+        live = [e for e in self.exps.values() if not e.final]
+        if not live:
+            return
+        e = data.draw(st.sampled_from(live))
+        kind = data.draw(st.sampled_from([None, "pause", "resume", "stop"]))
+        path = self.world.stack.schema_dir / f"{self.world.settings.topics.assignments}.json"
+        contract = path.read_text()
+        doc = json.loads(contract)
+        # beside the contract's own terms, not around them: its "$ref"s name its root
+        doc["properties"]["value"]["not"] = {"properties": {"experiment": {"const": e.spec.id}}}
+        path.write_text(json.dumps(doc))
+        try:
+            self.note("refusal: the broker refuses", e.spec.id)
+            self.now = _day_of(self.now) + DAY + DAY_HOUR
+            self.read(lambda: self.clock.set(self.now))
+            self._clock_moved()
+            self.world.stats["boundaries"] += 1
+            if kind is not None:
+                self._lifecycle(kind, e, refused=True)
+            # the others are not held up: every product but the refused one's shows what is
+            # in force
+            theirs = set(e.products)
+            self.run(
+                wait_until(
+                    lambda: not [m for m in self._mismatches() if m.split(":")[0] not in theirs],
+                    SETTLE,
+                    f"the others' messages while {e.spec.id}'s are refused",
+                )
+            )
+            held = [m for m in self._mismatches() if m.split(":")[0] in theirs]
+            if held:  # the refusal is real: its messages are not out (none may be due)
+                self.world.stats["refusals that held messages up"] += 1
+                self.say(f"refusal: held up {held}")
+        finally:
+            path.write_text(contract)
+        self.world.stats["refusals"] += 1
+        self.note("refusal: taken again", e.spec.id)
+
+    def broker_restart(self, data: st.DataObject) -> None:
+        """The broker stopped (SIGTERM or kill -9) and started again on its port, its topics
+        kept in S3: the workers and the outside readers reconnect. Only with a broker whose
+        topics outlive a restart (``PRICELAB_CONTRACT_BROKER_S3``): in memory they would be
+        gone, and the checks with them."""
+        if self.world.stack.broker_s3_endpoint is None:
+            return
+        kill = data.draw(st.booleans())
+        self.world.stack.restart_broker(kill=kill)
+        how = "kill -9" if kill else "SIGTERM"
+        self.world.stats[f"broker {how}"] += 1
+        self.note(f"broker: {how} and restart")
 
     # ------------------------------------------------------------------ checks
     def _expected(self, product: str) -> tuple[Exp, str] | None:
