@@ -19,6 +19,9 @@ from controller.adaptive import (
     uniform_share,
     update_periods,
 )
+from controller.adaptive_draw import period_arms
+from controller.designs import get_design
+from controller.designs.base import DesignContext, arm_index
 from controller.errors import SpecError
 from controller.spec import load_spec
 
@@ -157,3 +160,30 @@ def test_steps_follow_warmup_and_every() -> None:
     s = AdaptiveAllocation(warmup=3, every=2)
     assert update_periods(s, 10) == [3, 5, 7, 9]
     assert [adaptive_step(s, k) for k in range(8)] == [0, 0, 0, 1, 1, 2, 2, 3]
+
+
+# ----------------------------------------------------------------------------- the draw
+@pytest.mark.parametrize("design", ["random-days", "optimal-switchback", "cluster"])
+def test_draw_at_the_allocations_is_the_design_s_own(design: str) -> None:
+    products = [f"P{i:02d}" for i in range(12)]
+    extra: dict[str, Any] = {"seed": 7}
+    if design == "cluster":
+        extra["clusters"] = {f"c{j}": products[j::4] for j in range(4)}
+    else:
+        extra["products"] = products
+    if design == "optimal-switchback":
+        extra["optimal_switchback"] = {"carryover_order": 2}
+    spec_data = _spec(design=design, **extra)
+    if design == "cluster":
+        del spec_data["products"]
+    spec = load_spec(spec_data)
+    d = get_design(design)
+    for period in range(8):
+        mine = period_arms(spec, spec.all_products(), period, spec.allocations())
+        theirs = [
+            arm_index(spec, d.draw(spec, p, period, DesignContext())) for p in spec.all_products()
+        ]
+        assert mine.tolist() == theirs
+    # other probabilities move cells only where the boundaries moved
+    tilted = period_arms(spec, spec.all_products(), 0, [0.1, 0.1, 0.8])
+    assert set(tilted.tolist()) <= {0, 1, 2}
