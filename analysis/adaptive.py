@@ -62,6 +62,8 @@ from analysis.errors import PanelError
 
 #: the fewest periods a look needs (a variance of the increments, and a t reference)
 MIN_PERIODS = 3
+#: the outcome model's weight of a product's outcome one period older (its recent level)
+RECENCY = 0.5
 
 
 @dataclass(frozen=True)
@@ -163,22 +165,26 @@ def window_paths(panel: AdaptivePanel, lag: int) -> tuple[np.ndarray, np.ndarray
     return held, prob
 
 
-def _outcome_model(panel: AdaptivePanel, held: np.ndarray, lag: int) -> np.ndarray:
-    """``mhat_t(i, a)`` for every cell (N x T x k), fitted on periods up to t - lag - 1:
-    each product's mean outcome times each arm's ratio of its held cells' outcomes to their
-    products' means (additive when an outcome is negative); the overall mean before any data."""
+def _outcome_model(
+    panel: AdaptivePanel, held: np.ndarray, lag: int, recency: float
+) -> np.ndarray:
+    """``mhat_t(i, a)`` for every cell (N x T x k), fitted on periods up to t - lag - 1 only:
+    each product's recent level times each arm's ratio of its held cells' outcomes to their
+    products' mean levels (additive when an outcome is negative); 0 before any data.
+
+    The recent level is the product's outcomes, each divided by its arm's ratio, weighted by
+    ``recency ** age`` (a product's demand wanders: its last periods predict the next better
+    than its long-run mean); ``recency`` 1 is the plain mean."""
     n, t, k = panel.shape
-    Y = np.where(panel.excluded, 0.0, panel.Y)
     ok = ~panel.excluded
+    Y = np.where(ok, panel.Y, 0.0)
     nonneg = bool((Y >= 0).all())
-    out = np.empty((n, t, k))
-    # running sums over periods 0..s
+    out = np.zeros((n, t, k))
     cy = np.cumsum(Y, axis=1)
     cn = np.cumsum(ok, axis=1)
     for s in range(t):
         last = s - lag - 1  # the model may use periods 0..last
         if last < 0:
-            out[:, s, :] = 0.0
             continue
         sum_y, cnt = cy[:, last], cn[:, last]
         total = float(sum_y.sum()) / max(int(cnt.sum()), 1)
@@ -189,15 +195,29 @@ def _outcome_model(panel: AdaptivePanel, held: np.ndarray, lag: int) -> np.ndarr
         ca = h.sum(axis=(0, 1))
         if nonneg:
             ratio = np.where(la > 0, ya / np.where(la > 0, la, 1.0), 1.0)
-            out[:, s, :] = level[:, None] * ratio[None, :]
+            ratio = np.where(ratio > 0, ratio, 1.0)
+            own = ratio[panel.arm[:, : last + 1]]
+            w = recency ** np.arange(last, -1, -1.0)[None, :] * ok[:, : last + 1]
+            den = w.sum(axis=1)
+            recent = (w * Y[:, : last + 1] / own).sum(axis=1) / np.where(den > 0, den, 1.0)
+            recent = np.where(den > 0, recent, total)
+            out[:, s, :] = recent[:, None] * ratio[None, :]
         else:
             shift = np.where(ca > 0, (ya - la) / np.maximum(ca, 1), 0.0)
-            out[:, s, :] = level[:, None] + shift[None, :]
+            own = shift[panel.arm[:, : last + 1]]
+            w = recency ** np.arange(last, -1, -1.0)[None, :] * ok[:, : last + 1]
+            den = w.sum(axis=1)
+            recent = (w * (Y[:, : last + 1] - own)).sum(axis=1) / np.where(den > 0, den, 1.0)
+            recent = np.where(den > 0, recent, total)
+            out[:, s, :] = recent[:, None] + shift[None, :]
     return out
 
 
 def pseudo_outcomes(
-    panel: AdaptivePanel, lag: int = 0, method: Literal["aipw", "ipw"] = "aipw"
+    panel: AdaptivePanel,
+    lag: int = 0,
+    method: Literal["aipw", "ipw"] = "aipw",
+    recency: float = RECENCY,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each period's per-arm pseudo-outcome ``Z_t(a)`` (periods x k) and the periods it
     covers (their indices): periods from ``lag`` on with at least one cell out of blackout."""
@@ -210,7 +230,7 @@ def pseudo_outcomes(
     if method == "ipw":
         phi = w * Y
     elif method == "aipw":
-        m = _outcome_model(panel, held, lag)
+        m = _outcome_model(panel, held, lag, recency)
         phi = m + w * (Y - m)
     else:
         raise ValueError(f"method must be 'aipw' or 'ipw'; got {method!r}")
