@@ -1,6 +1,6 @@
 """Adaptive price ladders against fixed ones on the same markets and days (issue #57).
 
-    .venv/bin/python -m lab.studies adaptive-ladder [--runs 200] [--jobs 2]
+    .venv/bin/python -m lab.studies adaptive-ladder [--runs 100] [--jobs 2]
 
 Each run is one seed: a market of ``products`` products over ``days`` days (its own products,
 demand path and design seed: :func:`lab.studies.harness.run_seed`), carryover of order 1
@@ -220,7 +220,7 @@ STUDY = Study(
     run_one=run_one,
     summarise=summarise,
     results="adaptive-ladder.json",
-    runs=200,
+    runs=100,
     seed=SEED,
     options={"products": 80, "days": 28},
     page=Page("docs/adaptive.md", "adaptive_ladder.md.j2", section="adaptive-ladder"),
