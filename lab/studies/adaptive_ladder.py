@@ -211,7 +211,68 @@ def context(results: Results) -> dict[str, Any]:
                     "regret_ratio": c["regret"][j] / fixed["regret"][j] if fixed["regret"][j] else math.nan,
                 }
             )  # fmt: skip
-    return {**results, "marks": marks}
+    by = {f"{c['world']}|{c['rule']}|{c['mode']}": c for c in results["cases"]}
+    return {**results, "marks": marks, "by": by}
+
+
+def held_cells(run: LadderRun, lag: int) -> np.ndarray:
+    """Each arm's expected cells per period on a held path (the window's arms all that arm):
+    the products times the product of the window's probabilities, at its lowest period."""
+    p = run.probabilities
+    t = p.shape[0]
+    path = np.ones((t - lag, p.shape[1]))
+    for j in range(lag + 1):
+        path *= p[j : t - lag + j]
+    return np.asarray(run.panel.shape[0] * path.min(axis=0))
+
+
+#: the diagnosis of the misses: the adaptive ladder alone, on the worlds where its sequences
+#: missed most, at the study's products and at four times as many
+CELL_CASES: tuple[Case, ...] = grid(world=("5 prices", "4 prices, strong carryover"), scale=(1, 4))
+
+
+def run_cells(case: Case, run: int, settings: Mapping[str, Any]) -> list[Row]:
+    """Run ``run`` of the adaptive ladder of ``case`` at ``scale`` times the products: whether
+    each arm's sequence ever missed, from which side, and its expected held-path cells."""
+    world = WORLDS[case["world"]]
+    products = int(settings["products"]) * int(case["scale"])
+    spec = ladder_spec(
+        world["ratios"], products, int(settings["days"]), run_seed(SEED + 1, run), {}
+    )
+    market = ladder_market(
+        spec, world["cost"], world["order"], world["decay"],
+        seed=run_seed(SEED + 2, run), demand=run_seed(SEED, run),
+    )  # fmt: skip
+    ladder = run_ladder(spec, market, lag=world["order"])
+    looks, truth = ladder.looks, ladder.truths()
+    miss = (looks.low > truth + 1e-9) | (looks.high < truth - 1e-9)
+    cells = held_cells(ladder, world["order"])
+    high = ((looks.effect - truth) > 0) & miss
+    return [
+        {"arm": a, "ratio": world["ratios"][a], "missed": bool(miss[:, a].any()),
+         "missed_high": bool(high[:, a].any()), "held_cells": float(cells[a]),
+         "products": products}
+        for a in range(1, len(world["ratios"]))
+    ]  # fmt: skip
+
+
+def summarise_cells(rows: pd.DataFrame, run: Run) -> dict[str, Any]:
+    """Per world and scale: runs whose sequences ever missed, and per arm its misses, the
+    share of them from above, and its held-path cells (median over runs)."""
+    out = []
+    for (world, _scale), g in rows.groupby(["world", "scale"], sort=False):
+        ever, ever_se = coverage(g.groupby("run")["missed"].any())
+        arms = [
+            {"ratio": float(a["ratio"].iloc[0]), "missed": float(a["missed"].mean()),
+             "from_above": float(a["missed_high"].sum() / max(int(a["missed"].sum()), 1)),
+             "held_cells": float(a["held_cells"].median())}
+            for _, a in g.groupby("arm")
+        ]  # fmt: skip
+        out.append(
+            {"world": world, "products": int(g["products"].iloc[0]), "ever_missed": ever,
+             "ever_missed_se": ever_se, "arms": arms}
+        )  # fmt: skip
+    return {"cases": out, "runs": run.runs, "seconds": float(sum(run.seconds))}
 
 
 STUDY = Study(
@@ -225,4 +286,16 @@ STUDY = Study(
     options={"products": 80, "days": 28},
     page=Page("docs/adaptive.md", "adaptive_ladder.md.j2", section="adaptive-ladder"),
     context=context,
+)
+
+CELLS = Study(
+    name="adaptive-ladder-cells",
+    cases=CELL_CASES,
+    run_one=run_cells,
+    summarise=summarise_cells,
+    results="adaptive-ladder-cells.json",
+    runs=100,
+    seed=SEED,
+    options={"products": 80, "days": 28},
+    page=Page("docs/adaptive.md", "adaptive_ladder_cells.md.j2", section="adaptive-ladder-cells"),
 )

@@ -39,6 +39,7 @@ STUDIES: dict[str, Study] = {
     s.name: s
     for s in (
         adaptive_ladder.STUDY,
+        adaptive_ladder.CELLS,
         advanced.STUDY,
         advanced.MC,
         block_bootstrap.STUDY,
