@@ -165,9 +165,7 @@ def window_paths(panel: AdaptivePanel, lag: int) -> tuple[np.ndarray, np.ndarray
     return held, prob
 
 
-def _outcome_model(
-    panel: AdaptivePanel, held: np.ndarray, lag: int, recency: float
-) -> np.ndarray:
+def _outcome_model(panel: AdaptivePanel, held: np.ndarray, lag: int, recency: float) -> np.ndarray:
     """``mhat_t(i, a)`` for every cell (N x T x k), fitted on periods up to t - lag - 1 only:
     each product's recent level times each arm's ratio of its held cells' outcomes to their
     products' mean levels (additive when an outcome is negative); 0 before any data.
