@@ -56,6 +56,7 @@ ADAPTIVE_VALID = ("3 prices", "4 prices", "A/A, 4 arms")
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # the study: about 25 CPU minutes
 def test_targets_over_100_runs() -> None:
     """Family-wise coverage at the end, sequences ever missing, A/A decisions within two
     Monte-Carlo SEs of the issue's targets: the fixed ladder on every world with carryover of
