@@ -94,8 +94,8 @@ class AdaptiveAllocation(BaseModel):
     every: int = Field(
         default=1,
         ge=1,
-        description="Periods between two updates of the probabilities (the optimal "
-        "switchback updates at its randomisation points only).",
+        description="Periods between two updates of the probabilities (an optimal "
+        "switchback may update at its randomisation points only).",
     )
     leader: float = Field(
         default=0.5,
