@@ -32,6 +32,7 @@ from pydantic import (
 )
 
 from controller import design_registry
+from controller.adaptive import ADAPTIVE_DESIGNS, AdaptiveAllocation, check_floor
 from controller.arms import (
     ALLOCATION_SUM_TOLERANCE,
     LIVE_GUARDRAILS,
@@ -52,6 +53,7 @@ _M = TypeVar("_M", bound=BaseModel)
 
 __all__ = [
     "ALLOCATION_SUM_TOLERANCE",
+    "AdaptiveAllocation",
     "LIVE_GUARDRAILS",
     "NO_ARM_GUARDRAILS",
     "MAX_ARMS",
@@ -279,6 +281,15 @@ class ExperimentSpec(BaseModel):
         "sale that names another currency is dead-lettered with reason 'currency' (one "
         "without a currency is taken to be in this one).",
     )
+    adaptive: AdaptiveAllocation | None = Field(
+        default=None,
+        description="An adaptive price ladder (`allocation: adaptive` is the same with every "
+        "setting at its default): after a warmup at the arms' allocations, each period's arm "
+        "probabilities follow the latest look (Thompson or top-two on the decision metric, a "
+        "floor, a decaying uniform share), recorded per cell before the period starts; only "
+        "with an arms: list on a design drawn per product-period (random-days, "
+        "optimal-switchback, cluster switchback); docs/adaptive.md.",
+    )
     segments: dict[str, tuple[str, ...]] = Field(
         default_factory=dict,
         description="Named product segments (category, brand, price band), disjoint: the "
@@ -318,6 +329,19 @@ class ExperimentSpec(BaseModel):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"{v!r} is not an IANA time zone (e.g. 'Europe/Berlin')") from None
         return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _allocation_adaptive(cls, data: Any) -> Any:
+        """``allocation: adaptive`` is ``adaptive:`` with its defaults (a block given beside
+        it keeps its settings)."""
+        if isinstance(data, Mapping) and data.get("allocation") == "adaptive":
+            out = dict(data)
+            del out["allocation"]
+            if out.get("adaptive") is None:
+                out["adaptive"] = {}
+            return out
+        return data
 
     @model_validator(mode="before")
     @classmethod
@@ -436,6 +460,7 @@ class ExperimentSpec(BaseModel):
                 "decision_metric", "profit needs unit_costs for every product of the experiment"
             )
         self._check_arms()
+        self._check_adaptive()  # first: its refusal of a design says more than the design's
         self._check_design_settings()
         return self
 
@@ -452,6 +477,8 @@ class ExperimentSpec(BaseModel):
             out.pop("arms", None)
         if out.get("currency", 0) is None:  # a spec without one dumps as before it existed
             del out["currency"]
+        if out.get("adaptive", 0) is None:  # likewise a fixed allocation
+            del out["adaptive"]
         return out
 
     def _check_arms(self) -> None:
@@ -490,6 +517,48 @@ class ExperimentSpec(BaseModel):
             }
         for name, value in fill.items():
             object.__setattr__(self, name, value)
+
+    def _check_adaptive(self) -> None:
+        """An adaptive allocation's rules, one SpecError sentence naming ``adaptive``."""
+        a = self.adaptive
+        if a is None:
+            return
+        if not self.arms:
+            raise SpecError(
+                "adaptive",
+                "needs an arms: list (the two-arm shorthand fixes one share for the whole "
+                "experiment); list the arms with their starting allocations",
+            )
+        if self.design not in ADAPTIVE_DESIGNS:
+            raise SpecError(
+                "adaptive",
+                f"the {self.design} design does not draw a new arm for each product-period, "
+                f"so its probabilities cannot follow the looks; use one of "
+                f"{', '.join(sorted(ADAPTIVE_DESIGNS))}",
+            )
+        if self.cluster is not None and self.cluster.mode != "switchback":
+            raise SpecError(
+                "adaptive",
+                "the cluster design's fixed mode draws each class's arm once; use mode "
+                "switchback to adapt",
+            )
+        why = check_floor(a, self.n_arms)
+        if why:
+            raise SpecError("adaptive.floor", why)
+        if a.metric == "profit" and not self.costs_all_products():
+            raise SpecError(
+                "adaptive.metric", "profit needs unit_costs for every product of the experiment"
+            )
+
+    def adaptive_metric(self) -> str | None:
+        """The metric an adaptive allocation seeks the best arm on (None: not adaptive)."""
+        if self.adaptive is None:
+            return None
+        if self.adaptive.metric is not None:
+            return self.adaptive.metric
+        if self.decision_metric is not None:
+            return self.decision_metric
+        return "profit" if self.costs_all_products() else "revenue"
 
     def _check_costs(self, known: set[str]) -> None:
         stray = sorted(set(self.unit_costs) - known)[:3]

@@ -79,7 +79,7 @@ BAND_PURPOSES = {
     ),
     "controller.blackout": (
         "blackout",
-        "operator freezes and blackout windows; `pricelab schedule`",
+        "operator freezes and blackout windows; `pricelab schedule`; an adaptive ladder's draw",
     ),
     "controller.spec": (
         "domain",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from lab.errors import LabError
 from lab.studies import (
+    adaptive_ladder,
     advanced,
     block_bootstrap,
     cluster_fe_arms,
@@ -37,6 +38,8 @@ from lab.studies.harness import Study
 STUDIES: dict[str, Study] = {
     s.name: s
     for s in (
+        adaptive_ladder.STUDY,
+        adaptive_ladder.CELLS,
         advanced.STUDY,
         advanced.MC,
         block_bootstrap.STUDY,

@@ -22,6 +22,38 @@ NUMBER = re.compile(r"(?<![\w.^])\d+(?:[.,]\d+)*")
 #: and the earlier figures (0.915-0.93 over runs 100-400) a finding quotes; the switchback's
 #: order max(1, m) and carryover weights 0.5^lag; the sequences' 40 products x 14 days
 TEMPLATE_FIGURES = {
+    # issue #57: ladders of 3, 4 and 5 prices at ratios 0.85, 1.0, 1.15, 1.3, 80 products x 28
+    # days, the 0.6 regret target, "0 cells", "1 period"
+    "adaptive_ladder.md.j2": {
+        "0",
+        "0.6",
+        "0.85",
+        "1",
+        "1.0",
+        "1.15",
+        "1.3",
+        "28",
+        "3",
+        "4",
+        "5",
+        "80",
+    },
+    # the floor formula's worked figures: c = 2.5 held cells, m = 1 and 2 (0.18, 0.31), a path
+    # of 1/64 (1.25 cells on 80 products), four times the products, 28 periods, 5 prices
+    "adaptive_ladder_cells.md.j2": {
+        "0",
+        "0.18",
+        "0.31",
+        "1",
+        "1.25",
+        "2",
+        "2.5",
+        "28",
+        "4",
+        "5",
+        "64",
+        "80",
+    },
     "hpte_unit_effects.md.j2": {
         "0",
         "0.3",

@@ -1,0 +1,260 @@
+"""Adaptive price ladders: the spec's ``adaptive:`` block and the rule that turns the latest
+look into the next period's arm probabilities (issue #57; docs/adaptive.md).
+
+The rule is pure: from each arm's estimated mean of the decision metric (and its standard
+error, or the estimates' covariance), the period index and a seed, it gives the next
+period's probability of each arm. Every cell of that period then draws its arm with them, and
+they are recorded with the cell before the period starts, so the inference
+(:mod:`analysis.adaptive`) can weigh each cell by the probability it was drawn with.
+
+- **Thompson sampling** on the normal approximation: each arm's probability of being the best,
+  exact by numerical integration when the arms' estimates are independent, by a seeded Monte
+  Carlo (the same seed and period give the same probabilities) under a full covariance.
+- **Top-two Thompson** (Russo, "Simple Bayesian algorithms for best-arm identification",
+  2016/2020): with probability ``leader`` the Thompson leader, else a challenger drawn from the
+  other arms in proportion to their probabilities of being best; in closed form,
+  ``psi_a = p_a (leader + (1 - leader) sum_{b != a} p_b / (1 - p_b))``.
+- **The MAD mixture** (Liang & Bojinov, "An experimental design for anytime-valid causal
+  inference on multi-armed bandits", 2023): ``delta_t * uniform + (1 - delta_t) * bandit`` with
+  ``delta_t = start * t ** -decay``. Their confidence sequence stays asymptotically valid and
+  shrinks for ``delta_t = omega(t ** -1/4)``, so ``decay`` must be below 1/4.
+- **A floor**: every arm keeps at least ``floor``: ``floor + (1 - k floor) * mixed``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+from scipy import integrate, stats
+
+#: the designs whose unit of assignment is a product-period (or a class-period): the ones
+#: whose next period's draw can take new probabilities
+ADAPTIVE_DESIGNS = frozenset({"random-days", "optimal-switchback", "cluster"})
+#: MAD's condition on the uniform share's decay, delta_t = omega(t^-1/4)
+MAX_DECAY = 0.25
+#: Monte-Carlo draws of the probability of being best under a full covariance
+MC_DRAWS = 20_000
+
+
+class UniformMix(BaseModel):
+    """The decaying share of uniform assignment mixed into the bandit's (MAD)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    start: float = Field(
+        default=0.5,
+        ge=0.0,
+        le=1.0,
+        description="Share of uniform assignment at the first adaptive period (delta_1).",
+    )
+    decay: float = Field(
+        default=0.2,
+        ge=0.0,
+        lt=MAX_DECAY,
+        description="delta_t = start * t ** -decay (t counts the adaptive periods from 1); "
+        "below 1/4, the rate under which MAD's confidence sequence stays valid and shrinks.",
+    )
+
+
+class AdaptiveAllocation(BaseModel):
+    """``adaptive:``: the ladder's arm probabilities follow the analysis' latest look."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    rule: Literal["thompson", "top_two"] = Field(
+        default="thompson",
+        description="'thompson': each arm's share is its probability of being best; "
+        "'top_two': half (``leader``) to the leader, the rest to challengers (finds the best "
+        "arm faster, gives up more profit).",
+    )
+    metric: Literal["units", "revenue", "profit"] | None = Field(
+        default=None,
+        description="The metric whose best arm the allocation seeks; by default the "
+        "experiment's decision metric (profit when every product has a unit cost, else revenue).",
+    )
+    floor: float = Field(
+        default=0.05,
+        ge=0.0,
+        lt=0.5,
+        description="Every arm's share never falls below this (below 1 / the number of arms).",
+    )
+    uniform_mix: UniformMix = Field(
+        default_factory=UniformMix,
+        description="{start, decay}: the decaying uniform share mixed in, as in Liang & "
+        "Bojinov's MAD design.",
+    )
+    warmup: int = Field(
+        default=3,
+        ge=1,
+        description="Periods run at the arms' allocations before the first adaptive period.",
+    )
+    every: int = Field(
+        default=1,
+        ge=1,
+        description="Periods between two updates of the probabilities (an optimal "
+        "switchback may update at its randomisation points only).",
+    )
+    leader: float = Field(
+        default=0.5,
+        gt=0.0,
+        lt=1.0,
+        description="top_two only: the probability of playing the Thompson leader.",
+    )
+
+
+def prob_best(
+    means: Sequence[float] | np.ndarray,
+    ses: Sequence[float] | np.ndarray | None = None,
+    *,
+    cov: np.ndarray | None = None,
+    seed: int = 0,
+    period: int = 0,
+) -> np.ndarray:
+    """P(arm a has the largest mean) when the means are normal around ``means``.
+
+    With ``ses`` (independent arms): ``P_a = int phi(z) prod_{b != a} Phi((m_a + s_a z - m_b) /
+    s_b) dz``, by adaptive quadrature (deterministic); an arm with SE 0 is a point mass. With
+    ``cov``: the share of ``MC_DRAWS`` multivariate normal draws in which each arm is largest,
+    the draws seeded by (``seed``, ``period``). Ties split evenly."""
+    m = np.asarray(means, dtype=float)
+    k = len(m)
+    if k < 2 or not np.isfinite(m).all():
+        raise ValueError(f"need at least 2 finite means; got {m.tolist()}")
+    if cov is not None:
+        c = np.asarray(cov, dtype=float)
+        if c.shape != (k, k) or not np.isfinite(c).all():
+            raise ValueError(f"cov must be a finite {k}x{k} matrix")
+        rng = np.random.default_rng([abs(int(seed)), abs(int(period)), 57])
+        draws = rng.multivariate_normal(m, c, size=MC_DRAWS, method="eigh")
+        top = draws.max(axis=1, keepdims=True)
+        hits = (draws == top).astype(float)
+        return np.asarray(hits.sum(axis=0) / hits.sum(), dtype=float)
+    if ses is None:
+        raise ValueError("give ses or cov")
+    s = np.asarray(ses, dtype=float)
+    if s.shape != m.shape or not (np.isfinite(s).all() and (s >= 0).all()):
+        raise ValueError("ses must be finite, at least 0, one per mean")
+    out = np.empty(k)
+    for a in range(k):
+        others = [b for b in range(k) if b != a]
+
+        def beats(x: float, a: int = a, others: list[int] = others) -> float:
+            # P(every other arm below x)
+            p = 1.0
+            for b in others:
+                p *= float(stats.norm.cdf((x - m[b]) / s[b])) if s[b] > 0 else float(x > m[b])
+            return p
+
+        if s[a] == 0:
+            out[a] = beats(float(m[a]))
+        else:
+            val, _ = integrate.quad(
+                lambda z, a=a: float(stats.norm.pdf(z)) * beats(float(m[a] + s[a] * z)),
+                -9.0,
+                9.0,
+                limit=200,
+                points=[0.0],
+            )
+            out[a] = val
+    total = out.sum()
+    if not total > 0:
+        return np.full(k, 1.0 / k)
+    return np.asarray(out / total, dtype=float)
+
+
+def top_two(p: np.ndarray, leader: float) -> np.ndarray:
+    """Top-two probability sampling from the probabilities of being best ``p``: the leader with
+    probability ``leader``, else a challenger in proportion to the others' probabilities."""
+    p = np.asarray(p, dtype=float)
+    k = len(p)
+    out = leader * p.copy()
+    for i in range(k):
+        if p[i] == 0:
+            continue
+        rest = p.copy()
+        rest[i] = 0.0
+        total = rest.sum()
+        share = rest / total if total > 0 else np.where(np.arange(k) == i, 0.0, 1.0 / (k - 1))
+        out += (1.0 - leader) * p[i] * share
+    return np.asarray(out / out.sum(), dtype=float)
+
+
+def uniform_share(settings: AdaptiveAllocation, step: int) -> float:
+    """delta_t of the ``step``-th adaptive period (1-based): ``start * step ** -decay``."""
+    if step < 1:
+        raise ValueError(f"adaptive periods count from 1; got {step}")
+    mix = settings.uniform_mix
+    return float(mix.start * step ** (-mix.decay))
+
+
+def next_probabilities(
+    settings: AdaptiveAllocation,
+    means: Sequence[float] | np.ndarray,
+    ses: Sequence[float] | np.ndarray | None = None,
+    *,
+    cov: np.ndarray | None = None,
+    step: int,
+    seed: int = 0,
+) -> np.ndarray:
+    """The arm probabilities of the ``step``-th adaptive period (1-based) from the latest look's
+    estimates of each arm's mean of the decision metric (``ses``, or their ``cov``): the rule's
+    bandit probabilities, mixed with uniform by ``delta_step``, then floored."""
+    m = np.asarray(means, dtype=float)
+    k = len(m)
+    if settings.floor * k >= 1.0:
+        raise ValueError(f"a floor of {settings.floor} leaves nothing to adapt with {k} arms")
+    p = prob_best(m, ses, cov=cov, seed=seed, period=step)
+    if settings.rule == "top_two":
+        p = top_two(p, settings.leader)
+    delta = uniform_share(settings, step)
+    mixed = delta / k + (1.0 - delta) * p
+    out = settings.floor + (1.0 - k * settings.floor) * mixed
+    return np.asarray(out / out.sum(), dtype=float)
+
+
+def update_periods(settings: AdaptiveAllocation, n_periods: int) -> list[int]:
+    """The 0-based periods at whose start the probabilities change: after the warmup, every
+    ``every`` periods."""
+    return list(range(settings.warmup, n_periods, settings.every))
+
+
+def adaptive_step(settings: AdaptiveAllocation, period: int) -> int:
+    """The adaptive step (1-based) in force in 0-based ``period``; 0 during the warmup."""
+    if period < settings.warmup:
+        return 0
+    return (period - settings.warmup) // settings.every + 1
+
+
+def check_floor(settings: AdaptiveAllocation, k: int) -> str | None:
+    """Why ``settings`` cannot run ``k`` arms (one clause), or None."""
+    if settings.floor * k >= 1.0:
+        return (
+            f"floor {settings.floor} times {k} arms is {settings.floor * k:.3g}: the floors "
+            "must leave some share to adapt (floor below 1 / the number of arms)"
+        )
+    return None
+
+
+def effective_floor(settings: AdaptiveAllocation, k: int, step: int) -> float:
+    """The smallest probability any arm can get in adaptive step ``step``."""
+    delta = uniform_share(settings, step)
+    return settings.floor + (1.0 - k * settings.floor) * delta / k
+
+
+__all__ = [
+    "ADAPTIVE_DESIGNS",
+    "MAX_DECAY",
+    "AdaptiveAllocation",
+    "UniformMix",
+    "adaptive_step",
+    "check_floor",
+    "effective_floor",
+    "next_probabilities",
+    "prob_best",
+    "top_two",
+    "uniform_share",
+    "update_periods",
+]
