@@ -555,7 +555,11 @@ async def _login_form(request: Request) -> Response:
         _check_csrf(request, form)
     except Refused as r:
         return _page("login.html", request, {"error": r.message, "next": "/"}, r.status)
-    user = _console(request).users.check(str(form.get("user", "")), str(form.get("password", "")))
+    # argon2's verify takes tens of milliseconds of CPU by design (more on a busy machine):
+    # off the event loop, so that the open live pages and other requests do not wait on it
+    user = await asyncio.to_thread(
+        _console(request).users.check, str(form.get("user", "")), str(form.get("password", ""))
+    )
     nxt = str(form.get("next") or "/")
     if not nxt.startswith("/") or nxt.startswith("//"):
         nxt = "/"  # never off the console

@@ -110,6 +110,21 @@ def _text(browser: Any, css: str) -> str:
     raise AssertionError(f"{css} was redrawn on every one of 10 reads")
 
 
+def _attr(browser: Any, css: str, name: str) -> str | None:
+    """An attribute of the first element ``css`` finds, read again when a live redraw
+    swapped the element out between finding and reading it (as :func:`_text`)."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+
+    for _ in range(10):
+        try:
+            value = browser.find_element(By.CSS_SELECTOR, css).get_attribute(name)
+            return None if value is None else str(value)
+        except StaleElementReferenceException:
+            continue
+    raise AssertionError(f"{css} was redrawn on every one of 10 reads")
+
+
 def _sign_in(browser: Any, base: str, user: str, password: str, then: str) -> None:
     from selenium.webdriver.common.by import By
 
@@ -120,7 +135,9 @@ def _sign_in(browser: Any, base: str, user: str, password: str, then: str) -> No
     browser.find_element(By.ID, "user").send_keys(user)
     browser.find_element(By.ID, "password").send_keys(password)
     browser.find_element(By.ID, "sign-in").click()
-    _wait(browser, f"{then} after signing in", lambda b: b.current_url == f"{base}{then}")
+    # the page the sign-in returns to waits on its trail follower of the events topic, as the
+    # decision's reply below does: the same 60 s (15 s ran out once in a loaded CI run)
+    _wait(browser, f"{then} after signing in", lambda b: b.current_url == f"{base}{then}", 60)
     assert _text(browser, "#who") == user
 
 
@@ -463,9 +480,7 @@ async def test_the_console_in_a_browser(stack: Any, tmp_path: Path, browser: Any
                 await asyncio.to_thread(_charts_drawn, browser, len(seen))
                 # the band shows this look's verdict (the driver's, as published): so it
                 # changes, without a reload, when the verdict does
-                band = await asyncio.to_thread(
-                    lambda: browser.find_element(By.ID, "verdict").get_attribute("data-verdict")
-                )
+                band = await asyncio.to_thread(_attr, browser, "#verdict", "data-verdict")
                 marker.setdefault("bands", []).append((band, look[-1]["verdict"]))
                 marker.setdefault("looks", []).append(d)
 
@@ -486,7 +501,7 @@ async def test_the_console_in_a_browser(stack: Any, tmp_path: Path, browser: Any
                 browser.switch_to.new_window("tab")
                 marker["page"] = browser.current_window_handle
                 browser.get(f"{base}/experiments/{run.id}")
-                band = browser.find_element(By.ID, "verdict").get_attribute("data-verdict")
+                band = _attr(browser, "#verdict", "data-verdict")
                 assert band == "none", band  # no look yet: the band says so in words
                 assert _text(browser, "#verdict .word") == "No verdict yet"
                 browser.execute_script("window.stillThisPage = 'yes';")  # gone on a reload
