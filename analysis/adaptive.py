@@ -168,7 +168,8 @@ def window_paths(panel: AdaptivePanel, lag: int) -> tuple[np.ndarray, np.ndarray
 def _outcome_model(panel: AdaptivePanel, held: np.ndarray, lag: int, recency: float) -> np.ndarray:
     """``mhat_t(i, a)`` for every cell (N x T x k), fitted on periods up to t - lag - 1 only:
     each product's recent level times each arm's ratio of its held cells' outcomes to their
-    products' mean levels (additive when an outcome is negative); 0 before any data.
+    products' mean levels (additive when an outcome up to t - lag - 1 is negative); 0 before
+    any data.
 
     The recent level is the product's outcomes, each divided by its arm's ratio, weighted by
     ``recency ** age`` (a product's demand wanders: its last periods predict the next better
@@ -176,7 +177,9 @@ def _outcome_model(panel: AdaptivePanel, held: np.ndarray, lag: int, recency: fl
     n, t, k = panel.shape
     ok = ~panel.excluded
     Y = np.where(ok, panel.Y, 0.0)
-    nonneg = bool((Y >= 0).all())
+    # whether the outcomes so far are all at least 0, per period (the model's form, chosen on
+    # the model's own periods: a later loss must not change an earlier period's model)
+    nonneg_upto = np.logical_and.accumulate((Y >= 0).all(axis=0))
     out = np.zeros((n, t, k))
     cy = np.cumsum(Y, axis=1)
     cn = np.cumsum(ok, axis=1)
@@ -191,7 +194,7 @@ def _outcome_model(panel: AdaptivePanel, held: np.ndarray, lag: int, recency: fl
         ya = np.einsum("it,ita->a", Y[:, : last + 1], h)
         la = np.einsum("i,ita->a", level, h)
         ca = h.sum(axis=(0, 1))
-        if nonneg:
+        if nonneg_upto[last]:
             ratio = np.where(la > 0, ya / np.where(la > 0, la, 1.0), 1.0)
             ratio = np.where(ratio > 0, ratio, 1.0)
             own = ratio[panel.arm[:, : last + 1]]
