@@ -3,7 +3,8 @@
 :func:`run_ladder` plays a ladder period by period on a :class:`lab.market.Market`: before
 each period it sets the arm probabilities (the arms' allocations for a fixed ladder; for an
 adaptive one the rule of :mod:`controller.adaptive` on the latest look of
-:class:`analysis.adaptive.AdaptiveArms`), draws every product's arm with them
+:class:`analysis.adaptive.AdaptiveArms`, at its update periods only: after the warmup, every
+``every`` periods, the probabilities holding between two), draws every product's arm with them
 (:func:`controller.adaptive_draw.period_arms`, the design's own keyed uniforms: a fixed and an
 adaptive ladder of one seed share every cell's uniform), and sells at the arm's price with the
 market's carryover. Beside the draws it keeps the truths: each period's expected profit per
@@ -22,7 +23,7 @@ import numpy as np
 
 from analysis.adaptive import MIN_PERIODS, AdaptiveArms, AdaptivePanel, Looks
 from analysis.errors import PanelError
-from controller.adaptive import adaptive_step, next_probabilities
+from controller.adaptive import adaptive_step, next_probabilities, update_periods
 from controller.adaptive_draw import period_arms
 from controller.spec import ExperimentSpec, load_spec
 from lab.config import MarketConfig
@@ -140,10 +141,12 @@ def run_ladder(
     steady_cells = np.zeros((t_all, k, n))
     alloc = np.array(spec.allocations())
     settings = spec.adaptive
+    # the periods at whose start the probabilities may change; between two, they hold
+    updates = set(update_periods(settings, t_all)) if settings is not None else set()
+    p = alloc
     for t, slot in enumerate(slots):
-        p = alloc
         step = adaptive_step(settings, t) if settings is not None else 0
-        if settings is not None and step > 0:
+        if settings is not None and t in updates:
             try:
                 sofar = AdaptivePanel(y[:, :t], arms[:, :t], probs[:t])
                 est = AdaptiveArms(method=method, lag=lag, horizon=t_all).fit(sofar)
