@@ -545,6 +545,13 @@ class ExperimentSpec(BaseModel):
         why = check_floor(a, self.n_arms)
         if why:
             raise SpecError("adaptive.floor", why)
+        if a.floor == 0 and a.uniform_mix.start == 0:
+            raise SpecError(
+                "adaptive.uniform_mix",
+                "with no uniform share and no floor an arm's probability may reach 0, and the "
+                "sequences' validity needs some in every period (MAD's delta_t); give "
+                "uniform_mix.start or floor above 0",
+            )
         if a.metric == "profit" and not self.costs_all_products():
             raise SpecError(
                 "adaptive.metric", "profit needs unit_costs for every product of the experiment"
