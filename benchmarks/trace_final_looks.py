@@ -46,6 +46,7 @@ from analysis.chunked import Chunking
 from analysis.worker import AnalysisWorker, load_solvers
 from benchmarks.bench_scale import scratch_redis, worker_redis
 from benchmarks.soak import sim_start
+from benchmarks.trace_analysis_cycles import _Sink as _CyclesSink
 from controller.clock import ManualClock
 from controller.designs import period_assignments
 from controller.panel_source import RedisPanelSource, RedisSequenceTuning
@@ -68,27 +69,13 @@ def _rss() -> int:
     return 0
 
 
-class _Sink:
-    """The estimate sink's work without a broker: each message as JSON."""
-
-    def __init__(self) -> None:
-        self.messages = 0
-
-    async def publish(self, experiment: str, result: Any, as_of: datetime, cs: Any) -> None:
-        from analysis.results import published_fields
-
-        json.dumps(published_fields(result, cs), default=str)
-        self.messages += 1
+class _Sink(_CyclesSink):
+    """trace_analysis_cycles' sink (each message as JSON, no broker), counting the verdicts
+    too: a final look's verdict is one of its messages."""
 
     async def publish_verdict(self, experiment: str, verdict: Any, as_of: datetime) -> None:
-        json.dumps(verdict, default=str)
+        await super().publish_verdict(experiment, verdict, as_of)
         self.messages += 1
-
-    async def publish_demand(self, experiment: str, doc: Any, as_of: datetime) -> None:
-        json.dumps(doc, default=str)
-
-    async def trip(self, *args: Any) -> None:
-        return None
 
 
 class _Forgetful(RedisSequenceTuning):
