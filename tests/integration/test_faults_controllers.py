@@ -129,8 +129,11 @@ async def test_three_controllers_share_the_load_and_survive_a_kill9(stack):
 
         survivors = [w for i, w in enumerate(workers) if i != victim]
         shares = [consumed(w) for w in survivors]
+        # the survivors did their share; that no sale was dropped or counted twice is
+        # assert_panel's check above. (No bound on the consumed totals: the victim's count is
+        # read before the kill and it may consume and commit more events before it dies, which
+        # the survivors then rightly never read; CI saw 397 + 2,596 < 3,000 with a correct panel.)
         assert all(s > 0 for s in shares), shares
-        assert victim_consumed + sum(shares) >= truth.n
         state = await rt.store.get_experiment(spec.id)
         assert state.flipped_period == due and state.missed_flips == 0
         # each flip was done once by the workers' own count (a redone flip would reuse its seq
