@@ -7,6 +7,8 @@ module. It receives:
   one's long cell table (implemented over Redis in ``controller/panel_source.py``);
 - an :class:`EstimateSink`, a :class:`VerdictSink` and a :class:`GuardrailSink` (Kafka, in
   ``streams/worker/sinks.py``);
+- for adaptive ladders, an :class:`AllocationSource` (each period's recorded probabilities)
+  and an :class:`AdaptiveLookSink` (the latest look, which the controller's flip reads);
 - a :class:`SequenceTuningStore`, where each confidence sequence's mixture is fixed at its
   first look (Redis, in ``controller/panel_source.py``), so that a restarted or second worker
   continues the same sequence.
@@ -217,6 +219,65 @@ class DemandSink(Protocol):
 
 class GuardrailSink(Protocol):
     async def trip(self, experiment: str, metric: str, detail: dict[str, Any]) -> None: ...
+
+
+@dataclass(frozen=True)
+class AdaptiveLook:
+    """What an adaptive ladder's latest look tells the controller's rule (issue #57): the
+    ``periods`` it used (0-based periods ``0 .. periods - 1``, all complete when it was read),
+    the decision ``metric``, each arm's estimated mean of it (``means``, in the spec's
+    ``arm_list()`` order) and their covariance (``cov``, k x k), and ``as_of`` (the look's
+    clock reading). The controller draws period ``t`` from the newest look with
+    ``periods <= t``; a look never sees the period it steers."""
+
+    experiment: str
+    periods: int
+    metric: str
+    means: tuple[float, ...]
+    cov: tuple[tuple[float, ...], ...]
+    as_of: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "experiment": self.experiment,
+            "periods": self.periods,
+            "metric": self.metric,
+            "means": list(self.means),
+            "cov": [list(r) for r in self.cov],
+            "as_of": self.as_of.isoformat(),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> AdaptiveLook:
+        return cls(
+            experiment=str(d["experiment"]),
+            periods=int(d["periods"]),
+            metric=str(d["metric"]),
+            means=tuple(float(x) for x in d["means"]),
+            cov=tuple(tuple(float(x) for x in r) for r in d["cov"]),
+            as_of=datetime.fromisoformat(str(d["as_of"])),
+        )
+
+
+class AdaptiveLookSink(Protocol):
+    """Where the analysis worker leaves an adaptive ladder's latest look for the controller
+    (Redis, ``controller/panel_source.py``: the flip of a later period reads it there). A look
+    with fewer ``periods`` than the one stored is ignored (an older worker's late write)."""
+
+    async def put_look(self, look: AdaptiveLook) -> None: ...
+
+
+@runtime_checkable
+class AllocationSource(Protocol):
+    """An adaptive ladder's recorded probabilities (issue #57): for every period the controller
+    has drawn, each arm's probability (spec ``arm_list()`` order) that period's cells were
+    drawn with, recorded before any of the period's assignments was published (warmup periods
+    included: the arms' allocations). The analysis worker's IPW/AIPW weights come from here,
+    never from the spec."""
+
+    async def allocations(self, exp_id: str) -> dict[int, tuple[float, ...]]:
+        """Period index (0-based) -> probabilities; periods not drawn yet are absent."""
+        ...
 
 
 class ShardOwnership(Protocol):
