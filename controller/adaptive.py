@@ -28,7 +28,6 @@ from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
-from scipy import integrate, stats
 
 #: the designs whose unit of assignment is a product-period (or a class-period): the ones
 #: whose next period's draw can take new probabilities
@@ -134,6 +133,11 @@ def prob_best(
         return np.asarray(hits.sum(axis=0) / hits.sum(), dtype=float)
     if ses is None:
         raise ValueError("give ses or cov")
+    # scipy here, not at the top: controller.spec imports this module, so every CLI command
+    # and every controller worker would pay scipy's import (0.65 s of CPU) for a rule that
+    # only the flips of adaptive ladders run
+    from scipy import integrate, stats
+
     s = np.asarray(ses, dtype=float)
     if s.shape != m.shape or not (np.isfinite(s).all() and (s >= 0).all()):
         raise ValueError("ses must be finite, at least 0, one per mean")

@@ -1,0 +1,41 @@
+"""What a controller worker and the CLI's commands import at start: not the statistics stack.
+
+A controller worker starts on every deploy and restart, and every ``pricelab`` command is a new
+process: scipy, scikit-learn, the analysis package and the lab cost 0.6-1.5 s of CPU to import
+and none of the controller's paths needs them at start. ``controller.adaptive`` (imported by
+the spec) once imported scipy at its top, which every CLI call and controller start paid; its
+rule now imports scipy when a flip of an adaptive ladder first runs it.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[3]
+
+HEAVY = ("scipy", "sklearn", "analysis", "lab", "matplotlib")
+
+#: the modules a controller worker and the experiment/schedule commands load
+LIGHT = (
+    "controller.spec",
+    "controller.flipper",
+    "streams.worker.app",
+    "streams.worker.runtime",
+    "streams.cli.entry",
+    "streams.cli.experiment",
+)
+
+
+def test_the_controller_worker_and_the_cli_load_no_statistics_stack() -> None:
+    code = (
+        "import sys\n"
+        + "".join(f"import {m}\n" for m in LIGHT)
+        + f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]", out.stdout
