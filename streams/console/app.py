@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import secrets
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
@@ -230,18 +231,9 @@ async def act(request: Request, kind: str, exp_id: str, fields: dict[str, Any]) 
             f"{'an' if user.role[0] in 'aeiou' else 'a'} {user.role} may not stop an "
             "experiment: record the decision without stop, and ask an operator to stop it",
         )
-    reason = str(fields.get("text" if kind == "comment" else "reason") or "").strip()
-    if not reason:
-        if kind == "comment":
-            raise Refused(422, "a comment needs its text")
-        raise Refused(422, f"a {kind} needs a reason: why, for the experiment's audit trail")
-    if len(reason) > REASON_CHARS:
-        what = "a comment" if kind == "comment" else "a reason"
-        raise Refused(422, f"{what} is at most {REASON_CHARS} characters, not {len(reason)}")
+    reason = reason_of(kind, fields)
     c = _console(request)
-    refusal = actor_refusal(user.name, c.settings.actors)
-    if refusal is not None:
-        raise Refused(403, refusal)
+    check_actor(c, user)
     await known(c.store, exp_id)
     command = await _command(c, kind, exp_id, reason, fields)
     reply = await c.send(
@@ -266,21 +258,55 @@ async def _command(
         return _decided(lambda f: decision_command(exp_id, reason, f), fields)
     if kind != "freeze":
         return {"experiment": exp_id, "reason": reason}
+    return await freeze_command(c, reason, fields, [exp_id])
+
+
+def reason_of(kind: str, fields: dict[str, Any]) -> str:
+    """An act's reason (a comment's text), stripped; none, or one over REASON_CHARS, is 422."""
+    reason = str(fields.get("text" if kind == "comment" else "reason") or "").strip()
+    if not reason:
+        if kind == "comment":
+            raise Refused(422, "a comment needs its text")
+        article = "an" if kind[0] in "aeiou" else "a"
+        raise Refused(
+            422, f"{article} {kind} needs a reason: why, for the experiment's audit trail"
+        )
+    if len(reason) > REASON_CHARS:
+        what = "a comment" if kind == "comment" else "a reason"
+        raise Refused(422, f"{what} is at most {REASON_CHARS} characters, not {len(reason)}")
+    return reason
+
+
+def check_actor(c: Console, user: auth.User) -> None:
+    """Refuse (403) a user that ``PRICELAB_ACTORS`` does not let act, as the controller would."""
+    refusal = actor_refusal(user.name, c.settings.actors)
+    if refusal is not None:
+        raise Refused(403, refusal)
+
+
+async def freeze_command(
+    c: Console, reason: str, fields: dict[str, Any], experiments: list[str] | None
+) -> dict[str, Any]:
+    """A freeze command's fields, as ``pricelab experiment freeze`` makes them, from the
+    request's ``start`` (default now) and ``end``: of ``experiments``, or of every experiment
+    (None: ``--all``). Times missing or malformed are 422 with the CLI's sentences."""
     start = str(fields.get("start") or "now").strip()
     end = str(fields.get("end") or "").strip()
     if not end:
         raise Refused(422, "a freeze needs an end: an ISO 8601 date-time, or +DURATION (+2h)")
     relative = any(t == "now" or t[:1] in "+-" for t in (start, end))
-    # the controller's clock, read once, and only if a relative time needs it
+    # the controller's clock, read once, and only if a relative time needs it (as the CLI's:
+    # ``now`` and ``+2h`` are from the same instant)
     clock = await stack_clock(c.settings, c.store) if relative else None
 
+    @functools.cache
     def now() -> datetime:
         assert clock is not None
         return clock.now()
 
     try:
         t0, t1 = instant(start, "start", now), instant(end, "end", now)
-        return {"freeze": freeze_document(t0, t1, [exp_id], reason)}
+        return {"freeze": freeze_document(t0, t1, experiments, reason)}
     except (CommandRefused, SpecError) as exc:
         raise Refused(422, str(exc).strip().splitlines()[0]) from None
 
