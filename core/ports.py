@@ -217,6 +217,17 @@ class DemandSink(Protocol):
         ...
 
 
+class AdaptiveSink(Protocol):
+    async def publish_adaptive(
+        self, experiment: str, look: Mapping[str, Any], as_of: datetime
+    ) -> None:
+        """An adaptive ladder's look (``analysis.adaptive_live.AdaptiveFit.to_dict()``: each
+        arm's mean and sequence, the best set, the recorded probabilities per period, and why
+        the fixed-allocation methods are not published), on the estimates topic as its own
+        message (``kind: adaptive``)."""
+        ...
+
+
 class GuardrailSink(Protocol):
     async def trip(self, experiment: str, metric: str, detail: dict[str, Any]) -> None: ...
 
