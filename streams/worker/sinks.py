@@ -196,7 +196,6 @@ class KafkaEstimateSink:
         await self.publisher.send(self.topic, msg, experiment)
         await self.publisher.flush()
 
-
     async def publish_adaptive(
         self, experiment: str, look: Mapping[str, Any], as_of: datetime
     ) -> None:
