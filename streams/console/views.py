@@ -18,6 +18,7 @@ from typing import Any
 
 from controller.settings import Settings
 from controller.store import Store
+from streams.client.adaptive import adaptive_view
 from streams.client.commands import (
     read_freezes,
     read_overview,
@@ -258,6 +259,7 @@ async def experiment_view(
         "elasticity": results["elasticity"],
         "looks": looks_view(docs),
         "ladder": ladder_view(docs, verdict),
+        "adaptive": adaptive_view(docs),
         "freezes": freezes,
         "design": design,
         "history": {
