@@ -292,3 +292,32 @@ def test_a_missing_cell_is_blacked_out_with_the_windows_through_it() -> None:
         [False, False, False, False, False],
     ]
     assert cells.arm[1].tolist() == [1, 0, 1, 0, 1]
+
+
+@pytest.mark.asyncio
+async def test_guardrails_are_read_on_the_adaptive_estimates() -> None:
+    """Each arm's guardrail reading is the relative sequence of its adaptive estimate
+    (Fieller's at the simultaneous sequence's multiplier), not a fixed-allocation fit."""
+    spec, run = _ladder()
+    names = [a.name for a in spec.arm_list()]
+    info = _info(spec)
+    info.params["guardrails"] = [{"metric": "profit", "max_drop_pct": 60.0}]
+    sinks = Sinks()
+    worker = AnalysisWorker(
+        Source(_cells(run, names), info, _recorded(run)),
+        sinks,
+        ManualClock(AS_OF),
+        guardrails=sinks,
+        verdicts=sinks,
+        adaptive=sinks,
+    )
+    await worker.run_once()
+    (verdict,) = sinks.verdicts
+    guards = {g["arm"]: g for g in verdict["guardrails"]}
+    assert sorted(guards) == sorted(names[1:])
+    for result, _ in sinks.estimates:
+        rel = result.relative(0.05, (result.sequence[1] - result.effect) / result.se)
+        g = guards[result.arm]
+        assert g["relative_cs_low"] == pytest.approx(rel["relative_cs_low"])
+        assert g["relative_cs_high"] == pytest.approx(rel["relative_cs_high"])
+        assert g["status"] in ("ok", "open")
