@@ -142,23 +142,39 @@ def ladder_cells(
     points: Sequence[int] | None = None,
 ) -> LadderCells:
     """The long cell table ``df`` (``PanelSource.panel``: product, period, arm by name, the
-    metrics, blackout) over the periods ``0 .. P - 1`` that have both cells and recorded
-    probabilities (a period without a record ends them). A product without a row in a period
-    is blacked out there and in the ``lag`` periods after it (its arm is not known, so no
-    window through it holds an arm)."""
+    metrics, blackout) over the periods ``0 .. P - 1`` that have cells and recorded
+    probabilities. A period without a record ends them, unless every cell of it is blacked out
+    (a pause, a freeze: it is in no estimate, and the windows through it, the ``lag``
+    periods after it, are blacked out too: their weights are not known). A product without a
+    row in a period is blacked out there and in the ``lag`` periods after it (its arm is not
+    known, so no window through it holds an arm)."""
     if "arm" not in df.columns:
         raise PanelError("the cell table has no arm column: an adaptive ladder needs arms:")
     k = len(names)
-    done = int(df["period"].max()) + 1 if len(df) else 0
-    periods = 0
-    while periods < done and periods in allocations:
+    period_of = df["period"].to_numpy().astype(int)
+    done = int(period_of.max()) + 1 if len(df) else 0
+    dark = np.ones(done, bool)  # every cell of the period blacked out (or none there)
+    np.logical_and.at(dark, period_of, df["blackout"].to_numpy().astype(bool))
+    periods, unrecorded = 0, []
+    while periods < done and (periods in allocations or dark[periods]):
+        if periods not in allocations:
+            unrecorded.append(periods)
         periods += 1
-    if periods == 0:
+    while unrecorded and unrecorded[-1] == periods - 1:  # nothing after them: not a period yet
+        unrecorded.pop()
+        periods -= 1
+    if periods == 0 or len(unrecorded) == periods:
         raise PanelError("no period has both cells and recorded probabilities yet")
-    probs = np.array([list(allocations[t]) for t in range(periods)], dtype=float)
-    if probs.shape != (periods, k):
+    rows_p: list[list[float]] = []
+    for t in range(periods):
+        if t in allocations:
+            rows_p.append([float(x) for x in allocations[t]])
+        else:  # any valid row: no cell of it, nor of a window through it, is estimated
+            rows_p.append(rows_p[-1] if rows_p else [1.0 / k] * k)
+    if any(len(r) != k for r in rows_p):
         raise PanelError(f"the recorded probabilities are not one per arm ({k}) for every period")
-    rows = df[df["period"].to_numpy() < periods]
+    probs = np.array(rows_p, dtype=float)
+    rows = df[period_of < periods]
     product = rows["product"].astype(str).to_numpy()
     products, pi = np.unique(product, return_inverse=True)
     ti = rows["period"].to_numpy().astype(int)
@@ -171,8 +187,10 @@ def ladder_cells(
     n = len(products)
     seen = np.zeros((n, periods), bool)
     seen[pi, ti] = True
+    seen[:, unrecorded] = False  # its arms' probabilities are not known
     arm = np.broadcast_to(probs.argmax(axis=1)[None, :], (n, periods)).copy()
     arm[pi, ti] = ai
+    arm[:, unrecorded] = probs[unrecorded].argmax(axis=1)[None, :]
     blackout = np.ones((n, periods), bool)
     blackout[pi, ti] = rows["blackout"].to_numpy().astype(bool)
     missing = ~seen

@@ -27,6 +27,13 @@ its look stores that look's clock time in the tuning store after every message i
 acknowledged, and lets go of what it kept; the panel source lists it no more. So what a
 worker holds and how long its cycle takes do not grow with every experiment ever run.
 
+An adaptive price ladder (a spec with ``adaptive:``, issue #57) gets none of the estimators
+below, which assume the spec's fixed allocation: each look publishes AIPW on the probabilities
+the controller recorded (``AllocationSource``) per metric and arm with simultaneous
+anytime-valid sequences, its look (``kind: adaptive``, with why the other methods are not
+published), the verdict and guardrails from the same sequences, and leaves the latest look for
+the controller's rule (``AdaptiveLookSink``): ``analysis.adaptive_live``.
+
 An experiment of more than two arms gets one estimate per (metric, estimator, non-control arm),
 each arm fitted against the control on the pair's cells with the k - 1 comparisons'
 simultaneous interval (``analysis.arms``, the code ``pricelab analyze --arm`` runs), and no
@@ -49,6 +56,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.adaptive import cs_multiplier
+from analysis.adaptive_live import ESTIMATOR as ADAPTIVE_ESTIMATOR
 from analysis.adaptive_live import METRICS as ADAPTIVE_METRICS
 from analysis.adaptive_live import (
     AdaptiveEstimate,
@@ -792,18 +800,30 @@ class AnalysisWorker:
         fits: dict[str, AdaptiveFit] = {}
         try:
             cells = ladder_cells(df, names, allocations, lag, points)
-            for metric in ADAPTIVE_METRICS:
-                if metric in cells.values:
-                    fits[metric] = fit_ladder(
-                        cells, metric, names, control, lag=lag, horizon=horizon, alpha=self.alpha
-                    )
         except (AnalysisError, ValueError) as exc:
             self._adaptive_wait(info, str(exc))
             return told
+        failed = False
+        for metric in ADAPTIVE_METRICS:
+            if metric not in cells.values:
+                continue
+            t0 = time.perf_counter()
+            label = _series(ADAPTIVE_ESTIMATOR, metric)
+            try:
+                fits[metric] = fit_ladder(
+                    cells, metric, names, control, lag=lag, horizon=horizon, alpha=self.alpha
+                )
+            except (AnalysisError, ValueError) as exc:
+                self.observer.estimated(info.id, label, time.perf_counter() - t0, False)
+                self._adaptive_wait(info, f"{metric}: {exc}")
+                failed = True
+                continue
+            self.observer.estimated(info.id, label, time.perf_counter() - t0, True)
         if steer not in fits:
             self._adaptive_wait(info, f"its cells have no {steer}")
             return told
-        self._adaptive_not_yet.pop(info.id, None)
+        if not failed:  # said once: a metric that keeps failing is not said at every look
+            self._adaptive_not_yet.pop(info.id, None)
         decide_on = decision_metric(info.params)
         decision: dict[str, tuple[EstimateResult, tuple[float, float] | None]] = {}
         by_metric: dict[tuple[str, str], AdaptiveEstimate] = {}

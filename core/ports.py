@@ -7,8 +7,9 @@ module. It receives:
   one's long cell table (implemented over Redis in ``controller/panel_source.py``);
 - an :class:`EstimateSink`, a :class:`VerdictSink` and a :class:`GuardrailSink` (Kafka, in
   ``streams/worker/sinks.py``);
-- for adaptive ladders, an :class:`AllocationSource` (each period's recorded probabilities)
-  and an :class:`AdaptiveLookSink` (the latest look, which the controller's flip reads);
+- for adaptive ladders, an :class:`AllocationSource` (each period's recorded probabilities),
+  an :class:`AdaptiveLookSink` (the latest look, which the controller's flip reads) and an
+  :class:`AdaptiveSink` (the look's message on the estimates topic, Kafka);
 - a :class:`SequenceTuningStore`, where each confidence sequence's mixture is fixed at its
   first look (Redis, in ``controller/panel_source.py``), so that a restarted or second worker
   continues the same sequence.

@@ -321,3 +321,33 @@ async def test_guardrails_are_read_on_the_adaptive_estimates() -> None:
         assert g["relative_cs_low"] == pytest.approx(rel["relative_cs_low"])
         assert g["relative_cs_high"] == pytest.approx(rel["relative_cs_high"])
         assert g["status"] in ("ok", "open")
+
+
+@pytest.mark.asyncio
+async def test_a_wholly_blacked_out_period_without_a_record_is_passed_over() -> None:
+    """A period every cell of which is blacked out (a pause) may have no record: the look goes
+    on past it, the period and the windows through it in no estimate, as AdaptiveArms gives
+    with that period in blackout."""
+    spec, run = _ladder()
+    names = [a.name for a in spec.arm_list()]
+    df = _cells(run, names)
+    df.loc[df["period"] == 6, "blackout"] = True
+    recorded = {t: p for t, p in _recorded(run).items() if t != 6}
+    sinks = Sinks()
+    worker = AnalysisWorker(
+        Source(df, _info(spec), recorded), sinks, ManualClock(AS_OF), adaptive=sinks, looks=sinks
+    )
+    await worker.run_once()
+    (look,) = sinks.looks
+    assert look.periods == DAYS
+    blackout = np.zeros(run.panel.Y.shape, bool)
+    blackout[:, 6] = True
+    y = np.where(blackout, np.nan, run.panel.Y)
+    probs = run.probabilities.copy()
+    probs[6] = 0.25  # any valid row: no cell of period 6 (nor window through it) is estimated
+    ref = AdaptiveArms(method="aipw", lag=0, horizon=DAYS).fit(
+        AdaptivePanel(y, run.panel.arm, probs, blackout)
+    )
+    assert look.means == pytest.approx(tuple(ref.looks_.mean[-1]), rel=1e-12)
+    (doc,) = sinks.adaptive
+    assert [a["period"] for a in doc["allocation"]] == [t for t in range(DAYS) if t != 6]
