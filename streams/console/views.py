@@ -5,7 +5,8 @@ scorecard and history. The pages are templates over these same documents.
 Nothing here computes a figure or words a verdict: the overview is
 ``streams.client.commands.read_overview``'s, the verdict's lines are
 ``streams.client.estimates.render_verdict``'s, the scorecard, the segments and the elasticity are
-``streams.client.results.results_view``'s (``latest_of``'s choice) and the history is
+``streams.client.results.results_view``'s (``latest_of``'s choice), an adaptive ladder's
+look is ``streams.client.adaptive.adaptive_view``'s and the history is
 ``streams.client.history.read_trail``'s and the design's schedule is
 ``streams.client.launch.schedule_preview``'s.
 """
