@@ -19,7 +19,7 @@ from analysis.adaptive_live import ladder_cells
 from analysis.worker import AnalysisWorker, ExperimentInfo
 from controller.clock import ManualClock
 from controller.designs import design_of
-from controller.spec import ExperimentSpec
+from controller.spec import ExperimentSpec, load_spec
 from core.ports import AdaptiveLook
 from lab.adaptive import LadderRun, ladder_market, ladder_spec, run_ladder
 
@@ -351,3 +351,36 @@ async def test_a_wholly_blacked_out_period_without_a_record_is_passed_over() -> 
     assert look.means == pytest.approx(tuple(ref.looks_.mean[-1]), rel=1e-12)
     (doc,) = sinks.adaptive
     assert [a["period"] for a in doc["allocation"]] == [t for t in range(DAYS) if t != 6]
+
+
+@pytest.mark.asyncio
+async def test_an_optimal_switchbacks_carryover_and_blocks_are_the_designs() -> None:
+    """On an optimal switchback of carryover order 1, the look is AdaptiveArms' at lag 1 whose
+    periods redraw only at the design's randomisation points (the lag and the points its
+    estimators use)."""
+    base, _ = _ladder()
+    d = base.model_dump(mode="json") | {
+        "design": "optimal-switchback",
+        "optimal_switchback": {"carryover_order": 1},
+    }
+    spec = load_spec({k: v for k, v in d.items() if v is not None})
+    market = ladder_market(spec, 0.5, order=1, decay=0.5, seed=11, demand=13)
+    run = run_ladder(spec, market, lag=1)
+    names = [a.name for a in spec.arm_list()]
+    info = _info(spec)
+    (points,) = {tuple(p.params["randomization_points"]) for p in info.estimators}
+    sinks = Sinks()
+    worker = AnalysisWorker(
+        Source(_cells(run, names), info, _recorded(run)), sinks, ManualClock(AS_OF), looks=sinks
+    )
+    await worker.run_once()
+    redraw = np.isin(np.arange(DAYS), points)
+    assert not redraw.all()  # some periods keep their block's draw
+    panel = AdaptivePanel(run.panel.Y, run.panel.arm, run.probabilities, redraw=redraw)
+    ref = AdaptiveArms(method="aipw", lag=1, horizon=DAYS).fit(panel)
+    for result, _ in sinks.estimates:
+        assert result.effect == pytest.approx(ref.effect_[names.index(str(result.arm))], rel=1e-12)
+    (look,) = sinks.looks
+    assert look.means == pytest.approx(tuple(ref.looks_.mean[-1]), rel=1e-12)
+    lag0 = AdaptiveArms(method="aipw", lag=0, horizon=DAYS).fit(panel)
+    assert look.means != pytest.approx(tuple(lag0.looks_.mean[-1]), rel=1e-9)
