@@ -30,6 +30,12 @@ def latest_adaptive(messages: pd.DataFrame | None) -> dict[str, Any] | None:
     return latest_verdict(messages[messages["kind"] == "adaptive"])
 
 
+def _int(v: object) -> str:
+    """A count as a whole number (a message table's column of counts may hold floats)."""
+    x = _num(v)
+    return "-" if x is None else str(int(x))
+
+
 def _fmt(v: object, spec: str) -> str:
     x = _num(v)
     return "-" if x is None else format(x, spec)
@@ -77,8 +83,8 @@ def allocation_section(doc: dict[str, Any]) -> str:
     alpha = float(doc.get("alpha") or 0.05)
     head = (
         f"<h2>Adaptive allocation</h2><p>Look of {html.escape(str(doc.get('as_of')))}, after "
-        f"{doc.get('n_periods')} period(s): {html.escape(str(doc.get('metric')))} by AIPW on the "
-        f"recorded probabilities (carryover lag {doc.get('lag')}), each contrast with the "
+        f"{_int(doc.get('n_periods'))} period(s): {html.escape(str(doc.get('metric')))} by AIPW on the "
+        f"recorded probabilities (carryover lag {_int(doc.get('lag'))}), each contrast with the "
         f"control with its {1 - alpha:.0%} simultaneous anytime-valid sequence. Best set: "
         f"{html.escape(', '.join(doc.get('best_set') or ()))}; largest mean: "
         f"{html.escape(str(doc.get('recommended')))}.</p>"
@@ -100,7 +106,7 @@ def allocation_section(doc: dict[str, Any]) -> str:
             f"<tr data-arm='{html.escape(str(a['arm']))}'><td>{name}</td>"
             f"<td>{_fmt(a.get('mean'), '.4g')}</td><td>{_fmt(a.get('mean_se'), '.2g')}</td>"
             f"<td>{effect}</td><td>{cs}</td><td>{'yes' if a.get('in_best_set') else ''}</td>"
-            f"<td>{a.get('n_cells', '-')}</td></tr>"
+            f"<td>{_int(a.get('n_cells'))}</td></tr>"
         )
     body.append("</table>")
     alloc = ["<h3>The allocation over time</h3>", allocation_svg(names, rows)]

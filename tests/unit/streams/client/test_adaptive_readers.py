@@ -122,6 +122,7 @@ def test_the_report_shows_the_allocation_over_time_and_no_fixed_share_ratio_chec
         allocations={a.name: a.allocation for a in spec.arm_list()},
     ).html
     assert "<h2>Adaptive allocation</h2>" in page
+    assert f"after {DAYS} period(s)" in page and "(carryover lag 0)" in page
     assert page.count("<tr data-period=") == DAYS
     bars = page.count('data-probability="')
     assert bars == DAYS * len(probs[0])
