@@ -27,6 +27,13 @@ its look stores that look's clock time in the tuning store after every message i
 acknowledged, and lets go of what it kept; the panel source lists it no more. So what a
 worker holds and how long its cycle takes do not grow with every experiment ever run.
 
+An adaptive price ladder (a spec with ``adaptive:``, issue #57) gets none of the estimators
+below, which assume the spec's fixed allocation: each look publishes AIPW on the probabilities
+the controller recorded (``AllocationSource``) per metric and arm with simultaneous
+anytime-valid sequences, its look (``kind: adaptive``, with why the other methods are not
+published), the verdict and guardrails from the same sequences, and leaves the latest look for
+the controller's rule (``AdaptiveLookSink``): ``analysis.adaptive_live``.
+
 An experiment of more than two arms gets one estimate per (metric, estimator, non-control arm),
 each arm fitted against the control on the pair's cells with the k - 1 comparisons'
 simultaneous interval (``analysis.arms``, the code ``pricelab analyze --arm`` runs), and no
@@ -42,12 +49,25 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import partial
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import networkx as nx
 import numpy as np
 import pandas as pd
 
+from analysis.adaptive import cs_multiplier
+from analysis.adaptive_live import ESTIMATOR as ADAPTIVE_ESTIMATOR
+from analysis.adaptive_live import METRICS as ADAPTIVE_METRICS
+from analysis.adaptive_live import (
+    AdaptiveEstimate,
+    AdaptiveFit,
+    adaptive_metric,
+    carryover,
+    fit_ladder,
+    is_adaptive,
+    ladder_cells,
+    not_valid_note,
+)
 from analysis.arms import (
     BLACKOUT,
     JOINT_METHODS,
@@ -88,6 +108,10 @@ from analysis.verdict import (
 from core import status
 from core.final_look import FINAL_LOOK, final_look
 from core.ports import (
+    AdaptiveLook,
+    AdaptiveLookSink,
+    AdaptiveSink,
+    AllocationSource,
     ChunkedPanelSource,
     ClockLike,
     DemandSink,
@@ -284,6 +308,14 @@ class AnalysisWorker:
     #: seconds the worker that merges a look waits for the others' parts before it computes
     #: the missing ones itself
     shard_wait: float = 60.0
+    #: an adaptive ladder's look (kind: adaptive: its arms' means, best set and recorded
+    #: probabilities per period); None publishes none
+    adaptive: AdaptiveSink | None = None
+    #: where an adaptive ladder's latest look goes for the controller's rule (issue #57);
+    #: None: nowhere (the ladder's probabilities then stay at its allocations)
+    looks: AdaptiveLookSink | None = None
+    #: why an adaptive ladder was last not estimated, said once until it changes
+    _adaptive_not_yet: dict[str, str] = field(default_factory=dict, repr=False)
     _margins_told: set[str] = field(default_factory=set, repr=False)
     _looks: ChunkedLooks = field(init=False, repr=False)
     _sharded: ShardedLooks | None = field(init=False, repr=False, default=None)
@@ -407,7 +439,7 @@ class AnalysisWorker:
 
     def _forget_one(self, experiment: str) -> None:
         self._looks.drop(experiment)
-        for kept in (self._arms_not_yet, self._failed):
+        for kept in (self._arms_not_yet, self._adaptive_not_yet, self._failed):
             kept.pop(experiment, None)
         for told in (self._arms_told, self._margins_told):
             told.discard(experiment)
@@ -419,6 +451,7 @@ class AnalysisWorker:
         mine = (
             set(self._looks.held())
             | set(self._arms_not_yet)
+            | set(self._adaptive_not_yet)
             | set(self._failed)
             | self._arms_told
             | self._margins_told
@@ -437,6 +470,11 @@ class AnalysisWorker:
         """One experiment's look at ``as_of``: its estimates published (and appended to
         ``published``); returns how many verdicts and demand curves it published."""
         verdicts = 0
+        if is_adaptive(info.params):
+            # read whole, chunked or not: AIPW's windows and outcome model span every period
+            if self._sharded is not None and not self._sharded.merges(info.id):
+                return verdicts  # another worker of the group analyses it
+            return await self._adaptive_look(info, as_of, published)
         population: Population | None = None
         if self._chunked(info):
             try:
@@ -649,6 +687,7 @@ class AnalysisWorker:
         baselines: Mapping[str, float] | None = None,
         periods_seen: int | None = None,
         guardrails: Mapping[str, Sequence[GuardrailReading]] | None = None,
+        radius: Mapping[str, Callable[[np.ndarray], np.ndarray]] | None = None,
     ) -> Verdict | None:
         """The look's verdict of a k-arm experiment (analysis.verdict.decide_arms) on each
         arm's decision estimate of the design's first estimator fitted per arm, with its
@@ -671,13 +710,16 @@ class AnalysisWorker:
                 info.id, metric, ", ".join(missing) or "any",
             )  # fmt: skip
             return None
-        fields, radius = {}, {}
+        fields: dict[str, dict[str, Any]] = {}
+        given, radius = radius, dict(radius or {})
         for arm, (result, cs) in decision.items():
-            # the arm's sequence as published, for the days still needed
-            key = _series(arm_label(result.method, str(arm)), metric)
-            seq = await self._sequence(info, result, key, split)
-            if seq is not None:
-                radius[arm] = partial(_radius_at, seq, result.df)
+            # the arm's sequence as published, for the days still needed (an adaptive
+            # ladder's ``given``: its sequences are not the tuned mixtures)
+            if given is None:
+                key = _series(arm_label(result.method, str(arm)), metric)
+                seq = await self._sequence(info, result, key, split)
+                if seq is not None:
+                    radius[arm] = partial(_radius_at, seq, result.df)
             fields[arm] = published_fields(result, cs, self.alpha)
         key, overruled = f"verdict:{metric}", f"verdict:{metric}:overruled"
         code = await self.tuning.recall(info.id, key)
@@ -727,6 +769,155 @@ class AnalysisWorker:
                     return None
                 verdict = verdict_now()
         return verdict
+
+    async def _adaptive_look(
+        self,
+        info: ExperimentInfo,
+        as_of: datetime,
+        published: list[tuple[str, EstimateResult | ElasticityResult | NotIdentified]],
+    ) -> int:
+        """An adaptive ladder's look (issue #57; analysis.adaptive_live): AIPW on the recorded
+        probabilities (``AllocationSource``, never the spec's allocations) per metric and arm,
+        with the simultaneous anytime-valid sequences; the look's message (kind: adaptive)
+        with the reason the fixed-allocation methods are not published; the verdict and the
+        guardrails from the same sequences; and the latest look on the steering metric for
+        the controller (``looks``). Returns how many messages of their own kind went out."""
+        told = 0
+        df = await self.source.panel(info.id, as_of)  # read: reading compacts closed periods
+        if df.empty or df["period"].nunique() < self.min_periods:
+            return told
+        if not isinstance(self.source, AllocationSource):
+            self._adaptive_wait(info, "its panel source gives no recorded probabilities")
+            return told
+        allocations = await self.source.allocations(info.id)
+        plans = [_plan_of(p) for p in self.estimators_for(info)]
+        lag, points = carryover(plans)
+        arms = info.params.get("arms") or ()
+        names = [str(a["name"]) for a in arms]
+        control = next((i for i, a in enumerate(arms) if a.get("control")), 0)
+        horizon = info.planned_periods or int(info.params.get("n_periods") or 0)
+        steer = adaptive_metric(info.params)
+        fits: dict[str, AdaptiveFit] = {}
+        try:
+            cells = ladder_cells(df, names, allocations, lag, points)
+        except (AnalysisError, ValueError) as exc:
+            self._adaptive_wait(info, str(exc))
+            return told
+        failed = False
+        for metric in ADAPTIVE_METRICS:
+            if metric not in cells.values:
+                continue
+            t0 = time.perf_counter()
+            label = _series(ADAPTIVE_ESTIMATOR, metric)
+            try:
+                fits[metric] = fit_ladder(
+                    cells, metric, names, control, lag=lag, horizon=horizon, alpha=self.alpha
+                )
+            except (AnalysisError, ValueError) as exc:
+                self.observer.estimated(info.id, label, time.perf_counter() - t0, False)
+                self._adaptive_wait(info, f"{metric}: {exc}")
+                failed = True
+                continue
+            self.observer.estimated(info.id, label, time.perf_counter() - t0, True)
+        if steer not in fits:
+            self._adaptive_wait(info, f"its cells have no {steer}")
+            return told
+        if not failed:  # said once: a metric that keeps failing is not said at every look
+            self._adaptive_not_yet.pop(info.id, None)
+        decide_on = decision_metric(info.params)
+        decision: dict[str, tuple[EstimateResult, tuple[float, float] | None]] = {}
+        by_metric: dict[tuple[str, str], AdaptiveEstimate] = {}
+        for metric, fit in fits.items():
+            for est in fit.estimates():
+                arm = str(est.arm)
+                self._still_merging(info, told)
+                await self.sink.publish(info.id, est, as_of, est.sequence)
+                self.observer.published(info.id, _series(arm_label(est.method, arm), metric), as_of)
+                published.append((info.id, est))
+                by_metric[(metric, arm)] = est
+                if metric == decide_on:
+                    decision[arm] = (est, est.sequence)
+        lead = fits[steer]
+        if self.adaptive is not None:
+            self._still_merging(info, told)
+            doc = lead.to_dict(allocations, not_valid_note(plans), horizon)
+            await self.adaptive.publish_adaptive(info.id, doc, as_of)
+            self.observer.published(info.id, "adaptive", as_of)
+            told += 1
+        trips = info.status == status.RUNNING and self.guardrails is not None
+        guards = self._adaptive_guardrails(info, names, control, by_metric)
+        if trips:
+            await self._check_guardrails(info, [r for rs in guards.values() for r in rs])
+        if self.verdicts is not None and decide_on in fits and decision:
+            fit = fits[decide_on]
+            baseline = {m: float(f.estimator.mean_[control]) for m, f in fits.items()}
+            verdict = await self._arm_verdict(
+                info,
+                decision,
+                baseline,
+                fit.periods,
+                {arm: [r for r, _ in rs] for arm, rs in guards.items()},
+                radius={
+                    arm: partial(_adaptive_radius, fit, e.se) for arm, (e, _) in decision.items()
+                },
+            )
+            if verdict is not None:
+                self._still_merging(info, told)
+                await self.verdicts.publish_verdict(info.id, verdict.to_dict(), as_of)
+                self.observer.published(info.id, "verdict", as_of)
+                told += 1
+        if self.looks is not None:
+            looks = lead.estimator.looks_
+            await self.looks.put_look(
+                AdaptiveLook(
+                    experiment=info.id,
+                    periods=lead.periods,
+                    metric=steer,
+                    means=tuple(float(x) for x in looks.mean[-1]),
+                    cov=tuple(tuple(float(x) for x in row) for row in looks.cov[-1]),
+                    as_of=as_of,
+                )
+            )
+        return told
+
+    def _adaptive_guardrails(
+        self,
+        info: ExperimentInfo,
+        names: Sequence[str],
+        control: int,
+        estimates: Mapping[tuple[str, str], AdaptiveEstimate],
+    ) -> dict[str, list[tuple[GuardrailReading, EstimateResult | None]]]:
+        """Each guardrail of an adaptive ladder on each non-control arm: the relative
+        anytime-valid set of the arm's AIPW contrast on the guardrail's metric (Fieller's at
+        the simultaneous sequence's multiplier), or why there is none (``open``)."""
+        out: dict[str, list[tuple[GuardrailReading, EstimateResult | None]]] = {}
+        for arm in (n for i, n in enumerate(names) if i != control):
+            out[arm] = []
+            for g in info.params.get("guardrails") or ():
+                metric, limit = g["metric"], float(g["max_drop_pct"])
+                res = estimates.get((metric, arm))
+                if res is None:
+                    why = f"no adaptive estimate of {metric}"
+                    out[arm].append((GuardrailReading(metric, limit, note=why, arm=arm), None))
+                    continue
+                rel = published_fields(res, res.sequence, self.alpha)
+                reading = GuardrailReading(
+                    metric,
+                    limit,
+                    relative_effect=rel.get("relative_effect"),
+                    relative_cs_low=rel.get("relative_cs_low"),
+                    relative_cs_high=rel.get("relative_cs_high"),
+                    note=rel.get("relative_note"),
+                    arm=arm,
+                )
+                out[arm].append((reading, res))
+        return out
+
+    def _adaptive_wait(self, info: ExperimentInfo, why: str) -> None:
+        """Why an adaptive ladder has no estimate at this look, said once until it changes."""
+        if self._adaptive_not_yet.get(info.id) != why:
+            self._adaptive_not_yet[info.id] = why
+            log.info("experiment %s: adaptive ladder not estimated yet: %s", info.id, why)
 
     def _tell_arms(self, info: ExperimentInfo) -> None:
         """What an experiment of more than two arms gets (issue #41), said once per
@@ -1288,6 +1479,20 @@ def fit_metric(
 def _radius_at(seq: ConfidenceSequence, df: float | None, se: np.ndarray) -> np.ndarray:
     """A sequence's radius at SE ``se``, at its estimate's own reference (t with ``df``)."""
     return np.asarray(seq.radius(se, df))
+
+
+def _adaptive_radius(fit: AdaptiveFit, se_now: float, se: np.ndarray) -> np.ndarray:
+    """An adaptive ladder's sequence radius at a projected SE ``se`` (for the days still
+    needed): the SE shrinks as one over the root of the increments, so ``se`` is reached
+    after ``n (se_now / se)^2`` of them, where the multiplier is that look's."""
+    n = len(fit.estimator.periods_)
+    k = len(fit.names)
+    se = np.asarray(se, dtype=float)
+    ahead = np.maximum(n, np.ceil(n * (se_now / se) ** 2)).astype(int)
+    horizon = int(fit.estimator.horizon)
+    each = fit.alpha / max(k - 1, 1)
+    mult = np.array([cs_multiplier(int(m), horizon, each) for m in ahead.ravel()])
+    return np.asarray(mult.reshape(se.shape) * se)
 
 
 def _arm_named(names: Sequence[str], code: float | None) -> str | None:

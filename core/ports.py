@@ -7,8 +7,9 @@ module. It receives:
   one's long cell table (implemented over Redis in ``controller/panel_source.py``);
 - an :class:`EstimateSink`, a :class:`VerdictSink` and a :class:`GuardrailSink` (Kafka, in
   ``streams/worker/sinks.py``);
-- for adaptive ladders, an :class:`AllocationSource` (each period's recorded probabilities)
-  and an :class:`AdaptiveLookSink` (the latest look, which the controller's flip reads);
+- for adaptive ladders, an :class:`AllocationSource` (each period's recorded probabilities),
+  an :class:`AdaptiveLookSink` (the latest look, which the controller's flip reads) and an
+  :class:`AdaptiveSink` (the look's message on the estimates topic, Kafka);
 - a :class:`SequenceTuningStore`, where each confidence sequence's mixture is fixed at its
   first look (Redis, in ``controller/panel_source.py``), so that a restarted or second worker
   continues the same sequence.
@@ -214,6 +215,17 @@ class DemandSink(Protocol):
         """A price ladder's demand and profit curves and recommended price
         (``analysis.demand.DemandResult.to_dict()``), on the estimates topic as its own
         message (``kind: demand``)."""
+        ...
+
+
+class AdaptiveSink(Protocol):
+    async def publish_adaptive(
+        self, experiment: str, look: Mapping[str, Any], as_of: datetime
+    ) -> None:
+        """An adaptive ladder's look (``analysis.adaptive_live.AdaptiveFit.to_dict()``: each
+        arm's mean and sequence, the best set, the recorded probabilities per period, and why
+        the fixed-allocation methods are not published), on the estimates topic as its own
+        message (``kind: adaptive``)."""
         ...
 
 

@@ -14,6 +14,8 @@ import pandas as pd
 
 from analysis.errors import AnalysisError
 from analysis.metrics import EFFECT_UNITS
+from analysis.report.allocation import CSS as ALLOCATION_CSS
+from analysis.report.allocation import allocation_section, latest_adaptive
 from analysis.report.arm_scorecard import CSS as ARM_CARD_CSS
 from analysis.report.arm_scorecard import arm_order, arm_scorecard_section, primary_estimators
 from analysis.report.curves import CSS as CURVES_CSS
@@ -223,7 +225,9 @@ def build_report(
     true absolute and relative effect), its running estimates an arm a panel and its heatmap
     an arm a colour; a price ladder's demand message (``kind: demand``) adds the demand and
     profit curves with the recommended price (:mod:`analysis.report.curves`;
-    ``true_optimum``: the true profit-maximising ratio, where a simulation knows it).
+    ``true_optimum``: the true profit-maximising ratio, where a simulation knows it); an
+    adaptive ladder's look (``kind: adaptive``) adds its arms and the allocation over time
+    (:mod:`analysis.report.allocation`).
     ``allocations``: each arm's share in the spec (by name); with more than two arms it gives
     the sample-ratio check of every arm (:func:`arm_sample_ratio_check`).
     """
@@ -243,6 +247,7 @@ def build_report(
     )
 
     demand = latest_demand(estimates)
+    adaptive = latest_adaptive(estimates)
     estimates, verdicts = split_verdicts(estimates)
     k_arm = has_arms(estimates)
     control, arms = None, []
@@ -271,9 +276,16 @@ def build_report(
             # segment estimates (spec-named segments) get their own table, not the running lines
             tagged = estimates["segment"].fillna("").astype(str) != ""
             segments, estimates = estimates[tagged], estimates[~tagged]
+    if adaptive is not None:  # an adaptive ladder: its arms and the allocation over time
+        sections.append(allocation_section(adaptive))
     if demand is not None:
         sections.append(curves_section(demand, true_optimum, latest_verdict(verdicts)))
-    elif k_arm and "price_ratio" in d.columns and d["price_ratio"].nunique() >= 3:
+    elif (
+        adaptive is None
+        and k_arm
+        and "price_ratio" in d.columns
+        and d["price_ratio"].nunique() >= 3
+    ):
         sections.append(
             "<h2>Demand and profit curves</h2><p class='note'>No demand curve among the "
             "estimates: the analysis worker publishes one at each look of a price ladder "
@@ -365,7 +377,13 @@ def build_report(
             f"{srm.expected_share:.3f}; binomial test p = {srm.pvalue:.3g}"
             f"{' - investigate the assignment pipeline' if srm.pvalue < 0.001 else ''}.</p>"
         )
-        if k_arm:
+        if k_arm and adaptive is not None:
+            srm_html += (
+                "<p class='note'>No per-arm sample-ratio check against the spec's allocations: "
+                "an adaptive ladder's shares follow its looks (the allocation over time above)."
+                "</p>"
+            )
+        elif k_arm:
             srm_html += _arm_ratio_html(d, allocations, control) + (
                 "<p class='note'>Above, treated is any arm but the control "
                 f"{html.escape(control or '')}, against the design's probability of not being "
@@ -395,7 +413,7 @@ def build_report(
     )
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>{_CSS}{VERDICT_CSS}{ARMS_CSS + ARM_CARD_CSS + CURVES_CSS if k_arm else ""}</style></head>
+<style>{_CSS}{VERDICT_CSS}{ARMS_CSS + ARM_CARD_CSS + CURVES_CSS + ALLOCATION_CSS if k_arm else ""}</style></head>
 <body><h1>{html.escape(title)}</h1>{sections[0]}{head}
 {"".join(sections[1:])}
 <p class="note">pricelab report: one self-contained page, its figures inline.</p>

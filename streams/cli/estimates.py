@@ -37,17 +37,22 @@ def estimates(
     metric (and each segment the spec names) of EXPERIMENT by the design's primary estimator,
     the decision metric first (--all-estimators: the other estimators too), read from the
     estimates topic. A price ladder's demand curve and recommended price follow (``kind:
-    demand``). An id that names no experiment is refused (exit 2); one with no estimate yet
+    demand``), and an adaptive ladder's arms, best set and allocation over time (``kind:
+    adaptive``). An id that names no experiment is refused (exit 2); one with no estimate yet
     exits 1.
-    With --json, JSON lines: the verdict's first (``kind: verdict``), the demand curve's last."""
+    With --json, JSON lines: the verdict's first (``kind: verdict``), the demand curve's and
+    the adaptive look's last."""
     from streams.client.estimates import (
         all_estimates,
+        is_adaptive,
         is_demand,
         is_verdict,
+        latest_adaptive,
         latest_demand,
         latest_of,
         latest_verdict,
         render,
+        render_adaptive,
         render_demand,
         render_verdict,
     )
@@ -64,6 +69,8 @@ def estimates(
             return render_verdict(doc)
         if is_demand(doc) and not as_json:
             return render_demand(doc)
+        if is_adaptive(doc) and not as_json:
+            return render_adaptive(doc)
         return render([doc], as_json)
 
     def shown(docs: list[dict[str, Any]]) -> Callable[[dict[str, Any]], None] | None:
@@ -84,6 +91,9 @@ def estimates(
         demand = latest_demand(docs)
         if demand is not None:
             typer.echo(render([demand], True) if as_json else "\n" + render_demand(demand, verdict))
+        adaptive = latest_adaptive(docs)
+        if adaptive is not None:
+            typer.echo(render([adaptive], True) if as_json else "\n" + render_adaptive(adaptive))
         return (lambda e: typer.echo(one(e))) if follow else None
 
     async def run() -> None:

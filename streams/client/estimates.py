@@ -217,6 +217,76 @@ def is_demand(doc: dict[str, Any]) -> bool:
     return doc.get("kind") == "demand"
 
 
+def is_adaptive(doc: dict[str, Any]) -> bool:
+    """Whether a message of the estimates topic is an adaptive ladder's look (``kind:
+    adaptive``: its arms' means, best set and recorded probabilities per period)."""
+    return doc.get("kind") == "adaptive"
+
+
+def is_estimate(doc: dict[str, Any]) -> bool:
+    """Whether a message of the estimates topic is an estimate (not a verdict, a demand
+    curve or an adaptive ladder's look)."""
+    return not (is_verdict(doc) or is_demand(doc) or is_adaptive(doc))
+
+
+def latest_adaptive(docs: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The adaptive ladder's look of the latest look among ``docs`` (None: none published)."""
+    return latest([d for d in docs if is_adaptive(d)])
+
+
+def allocation_table(doc: dict[str, Any]) -> tuple[list[str], list[tuple[int, list[float]]]]:
+    """An adaptive look's allocation over time: the arms' names (spec order) and, per period
+    recorded, its probabilities."""
+    names = [str(a["arm"]) for a in doc.get("arms") or ()]
+    rows = [
+        (int(p["period"]), [float(x) for x in p["probabilities"]])
+        for p in doc.get("allocation") or ()
+    ]
+    return names, rows
+
+
+def render_adaptive(doc: dict[str, Any]) -> str:
+    """An adaptive ladder's look as an analyst reads it: each arm's mean and its contrast with
+    the control (with the simultaneous anytime-valid sequence), the best set, the
+    allocation over time (the probabilities recorded for every period), and which methods
+    are not published and why."""
+    alpha = float(doc.get("alpha") or 0.05)
+    lines = [
+        f"ADAPTIVE LADDER (as of {doc.get('as_of')}): {doc.get('metric')} by "
+        f"{str(doc.get('method', 'aipw')).upper()} on the recorded probabilities, "
+        f"{doc.get('n_periods')} periods, carryover lag {doc.get('lag')}; contrasts with "
+        f"{1 - alpha:.0%} simultaneous anytime-valid sequences"
+    ]
+    names, rows = allocation_table(doc)
+    now = rows[-1][1] if rows else []
+    for i, a in enumerate(doc.get("arms") or ()):
+        share = f"  now {now[i]:.0%}" if i < len(now) else ""
+        if a.get("control"):
+            vs = "(control)"
+        else:
+            vs = (
+                f"vs control {_cell(a.get('effect'), '{:+.4g}')} "
+                f"[{_cell(a.get('cs_low'), '{:+.4g}')}, {_cell(a.get('cs_high'), '{:+.4g}')}]"
+            )
+        best = "  in the best set" if a.get("in_best_set") else ""
+        lines.append(
+            f"  {a['arm']:>12}  mean {_cell(a.get('mean'), '{:.4g}')} "
+            f"(se {_cell(a.get('mean_se'), '{:.2g}')})  {vs}{best}{share}"
+        )
+    lines.append(
+        f"  best set: {', '.join(doc.get('best_set') or ()) or '-'}; largest mean: "
+        f"{doc.get('recommended')}"
+    )
+    if rows:
+        width = max(6, *(len(n) for n in names))
+        lines.append("  allocation by period: " + " ".join(n.rjust(width) for n in names))
+        for period, probs in rows:
+            lines.append(f"  {period:>20}: " + " ".join(f"{p:.1%}".rjust(width) for p in probs))
+    if doc.get("note"):
+        lines.append(f"  ! {doc['note']}")
+    return "\n".join(lines)
+
+
 def latest_demand(docs: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The demand curve of the latest look among ``docs`` (None: none published)."""
     return latest([d for d in docs if is_demand(d)])
@@ -346,7 +416,7 @@ def primary_estimators(docs: list[dict[str, Any]]) -> dict[tuple[str, str, str],
     first: dict[tuple[str, str, str], tuple[tuple[str, int], str]] = {}
     unidentified: dict[tuple[str, str, str], tuple[tuple[str, int], str]] = {}
     for doc in docs:
-        if is_verdict(doc) or is_demand(doc):
+        if not is_estimate(doc):
             continue
         metric = metric_name(doc.get("metric"))
         key = (metric, doc.get("segment") or "", doc.get("arm") or "")
@@ -378,7 +448,7 @@ def latest_of(
             doc.get("arm") or "",
         ): doc
         for doc in docs
-        if not is_verdict(doc) and not is_demand(doc)
+        if is_estimate(doc)
     }
     primary = primary_estimators(docs)
 

@@ -12,8 +12,7 @@ from typing import Any
 from core.ports import metric_name
 from streams.client.estimates import (
     demand_reading_of,
-    is_demand,
-    is_verdict,
+    is_estimate,
     latest_demand,
     primary_estimators,
 )
@@ -33,7 +32,7 @@ def running_estimates(docs: list[dict[str, Any]], lead: str | None = None) -> li
     primary = primary_estimators(docs)
     looks: dict[tuple[str, str, str], dict[str, dict[str, Any]]] = {}
     for doc in docs:
-        if is_verdict(doc) or is_demand(doc) or doc.get("segment"):
+        if not is_estimate(doc) or doc.get("segment"):
             continue
         metric, arm = metric_name(doc.get("metric")), doc.get("arm") or ""
         if primary.get((metric, "", arm)) != doc.get("estimator"):

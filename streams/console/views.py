@@ -5,7 +5,8 @@ scorecard and history. The pages are templates over these same documents.
 Nothing here computes a figure or words a verdict: the overview is
 ``streams.client.commands.read_overview``'s, the verdict's lines are
 ``streams.client.estimates.render_verdict``'s, the scorecard, the segments and the elasticity are
-``streams.client.results.results_view``'s (``latest_of``'s choice) and the history is
+``streams.client.results.results_view``'s (``latest_of``'s choice), an adaptive ladder's
+look is ``streams.client.adaptive.adaptive_view``'s and the history is
 ``streams.client.history.read_trail``'s and the design's schedule is
 ``streams.client.launch.schedule_preview``'s.
 """
@@ -18,6 +19,7 @@ from typing import Any
 
 from controller.settings import Settings
 from controller.store import Store
+from streams.client.adaptive import adaptive_view
 from streams.client.commands import (
     read_freezes,
     read_overview,
@@ -258,6 +260,7 @@ async def experiment_view(
         "elasticity": results["elasticity"],
         "looks": looks_view(docs),
         "ladder": ladder_view(docs, verdict),
+        "adaptive": adaptive_view(docs),
         "freezes": freezes,
         "design": design,
         "history": {

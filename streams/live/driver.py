@@ -93,6 +93,8 @@ class LiveRun:
     verdicts: list[dict[str, Any]] = field(default_factory=list, repr=False)
     #: a price ladder's demand curves (kind: demand), one per look
     demands: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    #: an adaptive ladder's looks (kind: adaptive: its arms and recorded probabilities)
+    adaptive: list[dict[str, Any]] = field(default_factory=list, repr=False)
     expected_triggers: TriggerTracker | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -344,7 +346,8 @@ class LiveDriver:
                         self._flip_msg[key] = (int(doc["seq"]), doc)
 
     def _estimate(self, doc: dict[str, Any]) -> None:
-        """An estimate, a verdict (``kind: verdict``) or a demand curve (``kind: demand``):
+        """An estimate, a verdict (``kind: verdict``), a demand curve (``kind: demand``) or an
+        adaptive ladder's look (``kind: adaptive``):
         counted towards its cycle's messages and kept on its run, each in its own list."""
         as_of = datetime.fromisoformat(doc["as_of"]).timestamp()
         kind = doc.get("kind") or doc.get("metric")
@@ -358,7 +361,7 @@ class LiveDriver:
         # an estimate belongs to a look only when it was computed as of the look's instant;
         # cycles that ran between looks (the clock at a period start) saw other panels
         doc["_look"] = self._instants.get(as_of)
-        lists = {"verdict": run.verdicts, "demand": run.demands}
+        lists = {"verdict": run.verdicts, "demand": run.demands, "adaptive": run.adaptive}
         lists.get(str(doc.get("kind")), run.estimates).append(doc)
 
     async def _until(

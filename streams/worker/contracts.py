@@ -29,6 +29,7 @@ from pydantic import BaseModel
 from controller.settings import Settings
 from streams.worker.kafka import topic_configs
 from streams.worker.schemas import (
+    AdaptiveMessage,
     AssignmentMessage,
     Command,
     CommandReply,
@@ -103,7 +104,10 @@ TOPICS: tuple[TopicContract, ...] = (
                "on the decision metric (docs/decision.md)."),
               ("demand", DemandMessage,
                "A price ladder's demand and profit curves and the profit-maximising price "
-               "(kind: demand; docs/pricing-methods.md).")),
+               "(kind: demand; docs/pricing-methods.md)."),
+              ("adaptive", AdaptiveMessage,
+               "An adaptive price ladder's look (kind: adaptive): each arm's mean, the best "
+               "set and the recorded probabilities per period (docs/adaptive.md).")),
     ),
     TopicContract(
         "experiment_events", ExperimentEvent, "experiment id", "controller",

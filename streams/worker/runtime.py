@@ -130,6 +130,7 @@ class Runtime:
             guardrails=KafkaGuardrailSink(self.publisher, settings, self.clock.now),
             verdicts=self.estimate_sink,
             demand=self.estimate_sink,
+            adaptive=self.estimate_sink,
             tuning=RedisSequenceTuning(self.store),
             chunking=Chunking(
                 settings.analysis.chunked_above,

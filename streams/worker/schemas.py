@@ -631,6 +631,63 @@ class DemandMessage(_Wire):
     notes: list[str] = Field(default_factory=list)
 
 
+class AdaptiveArmWire(_Wire):
+    """One arm of an adaptive ladder's look (analysis.adaptive_live): its mean of the metric
+    and the mean's SE, its contrast with the control and the contrast's simultaneous
+    anytime-valid sequence (0 and null for the control), whether the sequences leave it in
+    the best set, and how many cells' windows held it."""
+
+    arm: Ident
+    control: bool = False
+    mean: float | None = None
+    mean_se: float | None = None
+    effect: float | None = None
+    effect_se: float | None = None
+    cs_low: float | None = None
+    cs_high: float | None = None
+    in_best_set: bool
+    n_cells: int | None = None
+
+
+class AllocationPeriodWire(_Wire):
+    """The probabilities one period's cells were drawn with, one per arm in the spec's
+    order, as the controller recorded them before the period started."""
+
+    period: int = Field(ge=0)
+    probabilities: list[float]
+
+
+class AdaptiveMessage(_Wire):
+    """An adaptive price ladder's look (issue #57; docs/adaptive.md), on the estimates topic
+    beside its estimates (``kind: adaptive``), keyed by experiment.
+
+    The estimates (``estimator: aipw_adaptive``, one per metric and arm) are AIPW on the
+    recorded probabilities with simultaneous anytime-valid sequences; this message adds, on
+    the allocation's ``metric``, every arm's mean (``arms``), the ``best_set`` (the arms the
+    sequences do not show worse than another) and the ``recommended`` arm (the largest mean),
+    the probabilities of every period recorded so far (``allocation``: the allocation over
+    time), the carryover ``lag`` and the planned ``horizon`` the sequences use, and ``note``:
+    which methods are not published for an adaptive allocation, and why."""
+
+    v: Literal[1] = 1
+    kind: Literal["adaptive"] = "adaptive"
+    experiment: Ident
+    as_of: Instant
+    estimator: Literal["aipw_adaptive"] = "aipw_adaptive"
+    metric: DecisionMetric
+    method: Literal["aipw", "ipw"] = "aipw"
+    lag: int = Field(ge=0)
+    horizon: int = Field(ge=0)
+    alpha: float = 0.05
+    n_units: int
+    n_periods: int
+    arms: list[AdaptiveArmWire]
+    best_set: list[Ident]
+    recommended: Ident
+    allocation: list[AllocationPeriodWire]
+    note: str
+
+
 class CommandKind(StrEnum):
     CREATE = "create"
     STOP = "stop"

@@ -19,6 +19,7 @@ from core.ports import PublishedEstimate
 from streams.worker.kafka import JsonPublisher
 from streams.worker.metrics import Metrics
 from streams.worker.schemas import (
+    AdaptiveMessage,
     AssignmentEncoder,
     AssignmentMessage,
     Command,
@@ -192,6 +193,17 @@ class KafkaEstimateSink:
         .to_dict()``) as its own message on the estimates topic (``kind: demand``)."""
         fields = {k: v for k, v in demand.items() if k != "method"}  # JSON values already
         msg = DemandMessage(experiment=experiment, as_of=as_of, **fields)
+        await self.publisher.send(self.topic, msg, experiment)
+        await self.publisher.flush()
+
+    async def publish_adaptive(
+        self, experiment: str, look: Mapping[str, Any], as_of: datetime
+    ) -> None:
+        """An adaptive ladder's look (``analysis.adaptive_live.AdaptiveFit.to_dict()``) as its
+        own message on the estimates topic (``kind: adaptive``)."""
+        fields = dict(look)
+        fields["arms"] = [{k: _finite_or_none(v) for k, v in a.items()} for a in look["arms"]]
+        msg = AdaptiveMessage(experiment=experiment, as_of=as_of, **fields)
         await self.publisher.send(self.topic, msg, experiment)
         await self.publisher.flush()
 

@@ -150,7 +150,7 @@ def test_the_broker_validates_the_output_topics_with_their_contracts_under_their
         if slug == "estimates":  # estimates, verdicts, demand curves: exactly one of them
             kinds = [
                 json.loads((ROOT / "docs" / "contracts" / f"estimates-{k}.schema.json").read_text())
-                for k in ("verdict", "demand")
+                for k in ("verdict", "demand", "adaptive")
             ]
             assert value["oneOf"] == [on_disk, *kinds]
         else:
