@@ -44,6 +44,17 @@ async def adaptive_context(
     return DesignContext(triggers=dict(triggers or {}), probabilities=recorded)
 
 
+async def read_context(store: Store, spec: ExperimentSpec) -> DesignContext | None:
+    """The design context a reader of the schedule draws with (``pricelab assignments``, the
+    schedule view): a triggered design's triggers, an adaptive ladder's recorded
+    probabilities (periods not drawn yet: the allocations); None when the design needs none.
+    Nothing is recorded."""
+    triggers = await store.triggers(spec.id) if spec.triggered is not None else None
+    if spec.adaptive is not None:
+        return await adaptive_context(store, spec, -1, triggers, record=False)
+    return None if triggers is None else DesignContext(triggers=triggers)
+
+
 def allocation_event(
     spec: ExperimentSpec, period: int, recorded: Mapping[int, tuple[float, ...]]
 ) -> dict[str, object] | None:
@@ -65,4 +76,4 @@ def allocation_event(
     }
 
 
-__all__ = ["adaptive_context", "allocation_event"]
+__all__ = ["adaptive_context", "allocation_event", "read_context"]
