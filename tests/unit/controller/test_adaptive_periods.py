@@ -7,10 +7,13 @@ from __future__ import annotations
 import hashlib
 import struct
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+import typer
+from typer.testing import CliRunner
 
 from analysis.adaptive import MIN_PERIODS
 from controller.adaptive import next_probabilities
@@ -22,6 +25,7 @@ from controller.adaptive_draw import (
 )
 from controller.adaptive_flip import allocation_event
 from controller.designs import DesignContext, period_assignments
+from controller.schedule_cli import register
 from controller.spec import ExperimentSpec, load_spec
 from core.ports import AdaptiveLook
 from streams.worker.schemas import encode
@@ -256,3 +260,17 @@ def test_the_assignment_message_carries_the_probabilities_only_for_an_adaptive_l
     assert b'"probabilities":{"list":0.1,"p90":0.15,"p110":0.75}' in raw
     fixed = period_assignments(_spec(), 4)[0]
     assert b"probabilities" not in encode(assignment_message(fixed, 9, "running"))
+
+
+def test_pricelab_schedule_says_the_table_is_at_the_allocations(tmp_path: Path) -> None:
+    app = typer.Typer()
+    register(app)
+    app.command("noop")(lambda: None)  # keeps `schedule` a subcommand, as in pricelab
+    path = tmp_path / "ladder.json"
+    path.write_text(_spec(adaptive={"warmup": 4}).to_json())
+    r = CliRunner().invoke(app, ["schedule", str(path), "--csv"])
+    assert r.exit_code == 0
+    assert "each period from 4 on is drawn with the probabilities the controller records" in (
+        r.stderr
+    )
+    assert "probabilities" not in r.stdout.splitlines()[0]
