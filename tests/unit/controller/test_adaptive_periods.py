@@ -28,6 +28,7 @@ from controller.designs import DesignContext, period_assignments
 from controller.schedule_cli import register
 from controller.spec import ExperimentSpec, load_spec
 from core.ports import AdaptiveLook
+from streams.client.heatmap import product_history
 from streams.worker.schemas import encode
 from streams.worker.sinks import assignment_message
 
@@ -274,3 +275,17 @@ def test_pricelab_schedule_says_the_table_is_at_the_allocations(tmp_path: Path) 
         r.stderr
     )
     assert "probabilities" not in r.stdout.splitlines()[0]
+
+
+def test_a_product_s_history_shows_the_recorded_probabilities_and_their_draw() -> None:
+    spec = _spec(adaptive={"warmup": 3})
+    p4 = (0.05, 0.05, 0.9)
+    ctx = DesignContext(probabilities={k: spec.allocations() for k in range(4)} | {4: p4})
+    rows = {r["period"]: r for r in product_history(spec, "P07", [], ctx)}
+    assert rows[4]["probabilities"] == {"list": 0.05, "p90": 0.05, "p110": 0.9}
+    u = _reference_uniform(spec.seed, spec.id, "P07", 4)
+    assert rows[4]["arm"] == ["list", "p90", "p110"][_reference_pick(list(p4), u)]
+    assert rows[2]["probabilities"] == {"list": 0.4, "p90": 0.3, "p110": 0.3}
+    # periods not drawn yet: the allocations
+    assert rows[9]["probabilities"] == {"list": 0.4, "p90": 0.3, "p110": 0.3}
+    assert "probabilities" not in product_history(_spec(), "P07", [], None)[0]
