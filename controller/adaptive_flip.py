@@ -41,7 +41,21 @@ async def adaptive_context(
             decided.source,
             f": {decided.why}" if decided.why else "",
         )
-    return DesignContext(triggers=dict(triggers or {}), probabilities=recorded)
+    return DesignContext(triggers=dict(triggers or {}), probabilities=held_between(recorded))
+
+
+def held_between(recorded: Mapping[int, tuple[float, ...]]) -> dict[int, tuple[float, ...]]:
+    """The recorded probabilities, with every period between two recorded ones that no flip
+    drew (a controller down over its boundary) at the last recorded ones before it: what it
+    would have held, so that the washout of the period after it compares with that draw, as
+    a fixed design's compares with its own draw of a missed period. Only the context gets
+    them; nothing is recorded."""
+    out = dict(recorded)
+    if out:
+        last = out[min(out)]
+        for s in range(min(out), max(out) + 1):
+            last = out.setdefault(s, last)
+    return out
 
 
 async def read_context(store: Store, spec: ExperimentSpec) -> DesignContext | None:
@@ -76,4 +90,4 @@ def allocation_event(
     }
 
 
-__all__ = ["adaptive_context", "allocation_event", "read_context"]
+__all__ = ["adaptive_context", "allocation_event", "held_between", "read_context"]

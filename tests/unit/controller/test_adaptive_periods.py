@@ -23,7 +23,7 @@ from controller.adaptive_draw import (
     period_probabilities,
     update_points,
 )
-from controller.adaptive_flip import allocation_event
+from controller.adaptive_flip import allocation_event, held_between
 from controller.designs import DesignContext, period_assignments
 from controller.schedule_cli import register
 from controller.spec import ExperimentSpec, load_spec
@@ -289,3 +289,9 @@ def test_a_product_s_history_shows_the_recorded_probabilities_and_their_draw() -
     # periods not drawn yet: the allocations
     assert rows[9]["probabilities"] == {"list": 0.4, "p90": 0.3, "p110": 0.3}
     assert "probabilities" not in product_history(_spec(), "P07", [], None)[0]
+
+
+def test_a_missed_period_is_drawn_in_the_context_at_the_probabilities_held_before_it() -> None:
+    a, b = (0.4, 0.3, 0.3), (0.1, 0.1, 0.8)
+    assert held_between({2: a, 3: b, 6: a}) == {2: a, 3: b, 4: b, 5: b, 6: a}
+    assert held_between({}) == {}
