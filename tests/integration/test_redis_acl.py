@@ -321,6 +321,10 @@ async def test_each_role_runs_its_path_under_its_acl_user_and_nothing_more(
         assert await driver.hget(f"{e}:cs", "k") is None
         assert int(await driver.get(keys.clock(p))) > 0
         await _adaptive_ladder_under_acl(controller, analysis, driver, clock, p)
+        # the operator sees the period's probabilities with the product's assignment
+        shown = pricelab(operator, "assignments", "E")
+        assert shown.returncode == 0, shown.stderr
+        assert '"probabilities": {' in shown.stdout and '"high": 0.' in shown.stdout
     finally:
         await controller.stop()
         await analysis.stop()
