@@ -31,6 +31,7 @@ from typing import Any, Protocol
 
 from controller import decision as decisions
 from controller import lifecycle
+from controller.adaptive_flip import adaptive_context, allocation_event
 from controller.blackout import Freeze, freezes_of, load_freeze
 from controller.clock import Clock
 from controller.designs import DesignContext, period_assignments
@@ -238,10 +239,14 @@ class Flipper:
     async def _freezes(self) -> list[Freeze]:
         return freezes_of(await self.store.freezes())
 
-    async def _context(self, spec: ExperimentSpec) -> DesignContext | None:
-        if spec.triggered is None:
-            return None
-        return DesignContext(triggers=await self.store.triggers(spec.id))
+    async def _context(self, spec: ExperimentSpec, period: int = -1) -> DesignContext | None:
+        """The design's run-time facts: a triggered design's triggers; an adaptive ladder's
+        recorded probabilities, ``period``'s recorded first when it is not yet (before any of
+        its assignments is published: controller.adaptive_flip)."""
+        triggers = await self.store.triggers(spec.id) if spec.triggered is not None else None
+        if spec.adaptive is not None:
+            return await adaptive_context(self.store, spec, period, triggers)
+        return None if triggers is None else DesignContext(triggers=triggers)
 
     async def _kept_fires(self, spec: ExperimentSpec) -> bool:
         """Whether a triggered experiment has fires kept while a decision of it waited for
@@ -330,7 +335,7 @@ class Flipper:
         follows a final one (the catalog's holders, the products' release)."""
         spec, lc = state.spec, state.lifecycle
         if lc.mode is not None:
-            ctx = await self._context(spec)
+            ctx = await self._context(spec, lc.period)
             decided = [load_freeze(doc) for doc in state.decision_freezes]
             design = period_assignments(spec, lc.period, ctx)
             records = in_force(spec, design, lc.mode, decided)
@@ -360,7 +365,9 @@ class Flipper:
         spec = state.spec
         before, after = outcome.before, outcome.after
         t0 = time.perf_counter()
-        ctx = await self._context(spec)
+        rewrite = outcome.rewrite
+        drawn = rewrite is not None or (outcome.publish and after.period >= 0)
+        ctx = await self._context(spec, after.period if drawn else -1)
         # before the decision: sales are excluded from the instant the policy changes (a
         # crash in between leaves more excluded, never less)
         if outcome.window is Window.OPEN:
@@ -369,10 +376,9 @@ class Flipper:
             )
         n_records = 0
         mine = [f for f in freezes if f.applies_to(spec.id)]
-        rewrite = outcome.rewrite
         # the period's design assignments, drawn once for the records and the messages
         design = None
-        if rewrite is not None or (outcome.publish and after.period >= 0):
+        if drawn:
             design = period_assignments(spec, after.period, ctx)
         if rewrite is not None and design is not None:
             # the period's records, which the sales path routes by
@@ -391,10 +397,15 @@ class Flipper:
                 lateness = (now - boundary).total_seconds()
         announced = _announcement(outcome, reason)
         flips_event = outcome.flip and announced is None and outcome.publish
+        # an adaptive ladder's new probabilities, when the flip changes them
+        shares = None
+        if outcome.flip and ctx is not None and spec.adaptive is not None:
+            shares = allocation_event(spec, after.period, ctx.probabilities)
         # the places of the decision's records in the audit trail, in the order _announce
         # publishes them, taken before the decision is seen: the announcement's is kept with
         # the decision, so that a redo repeats it
-        n = bool(missed) + bool(backfilled) + flips_event + (announced is not None)
+        n = bool(missed) + bool(backfilled) + flips_event + (shares is not None)
+        n += announced is not None
         first = await self.store.next_trail(n) - n + 1 if n else 0
         orders = iter(range(first, first + n))
         if announced is not None:
@@ -426,7 +437,7 @@ class Flipper:
         if flips_event:
             flipped = {"period": after.period, "seq": seq, "mode": after.mode}
         await self._announce(
-            spec.id, announced, now, missed, backfilled, before, after, flipped, orders
+            spec.id, announced, now, missed, backfilled, before, after, flipped, orders, shares
         )
         if outcome.publish:
             await self.store.mark_published(spec.id, seq)
@@ -451,10 +462,12 @@ class Flipper:
         after: lifecycle.State,
         flipped: dict[str, object] | None,
         orders: Iterator[int],
+        shares: dict[str, object] | None = None,
     ) -> None:
         """The experiment's events of one decision, each naming this worker (the audit trail:
         a decision the clock made is this worker's, a command's is also under its actor), and
-        each with its place in the trail (``orders``, taken before the decision)."""
+        each with its place in the trail (``orders``, taken before the decision); ``shares``:
+        an adaptive ladder's new probabilities (``allocation``)."""
         by: dict[str, object] = {"worker": self.owner}
         if missed:
             log.warning("experiment %s caught up over %d missed flip(s)", exp_id, missed)
@@ -486,6 +499,9 @@ class Flipper:
         if flipped is not None:
             flipped = flipped | {"order": next(orders)}
             await self.sink.publish_event(exp_id, "flipped", now, flipped | by)
+        if shares is not None:
+            shares = shares | {"order": next(orders)}
+            await self.sink.publish_event(exp_id, "allocation", now, shares | by)
         if announced is not None:
             await self.sink.publish_event(exp_id, announced[0], now, announced[1] | by)
 

@@ -14,6 +14,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any, Protocol
 
+from controller.adaptive_flip import read_context
 from controller.blackout import Freeze, apply_freezes, freezes_of
 from controller.designs import (
     Assignment,
@@ -164,6 +165,7 @@ def product_view(
         "policy": a.policy,
         **({"price_ratio": a.price_ratio} if a.price_ratio is not None else {}),
         "probability": a.probability,
+        **({"probabilities": dict(a.arm_probabilities)} if a.arm_probabilities else {}),
         "blackout_until": until.isoformat() if until else None,
         "blackout_reason": a.blackout_reason,
         "reason": _reason(
@@ -189,9 +191,7 @@ async def read_assignment(
         return product_view(st, product, (), None, None)
     freezes = freezes_of(await store.freezes())
     at = await now()
-    ctx = None
-    if st.spec.triggered is not None:
-        ctx = DesignContext(triggers=await store.triggers(exp))
+    ctx = await read_context(store, st.spec)  # triggers; an adaptive ladder's probabilities
     return product_view(st, product, freezes, at, ctx)
 
 

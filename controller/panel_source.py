@@ -1,5 +1,6 @@
-"""Redis implementations of the analysis worker's ports: the panel source and the sequence
-tuning store (``core.ports``).
+"""Redis implementations of the analysis worker's ports: the panel source (with an adaptive
+ladder's recorded probabilities, ``AllocationSource``), the sequence tuning store and the
+adaptive looks (``core.ports``).
 
 The panel: a row per product x *completed* period of an experiment, a period's rows in sorted
 product order (the period in progress is left out until it ends). ``units`` is units sold in
@@ -48,7 +49,7 @@ from controller.store.columns import (
 )
 from core import final_look
 from core import status as status_word
-from core.ports import CellGrid, ExperimentInfo, GridLayout
+from core.ports import AdaptiveLook, CellGrid, ExperimentInfo, GridLayout
 
 #: an experiment whose periods can have data: opened (running, paused) or final
 _OPENED = frozenset(status_word.STORED) - {status_word.CREATING}
@@ -121,6 +122,12 @@ class RedisPanelSource:
         for gone in set(self._known) - {i.id for i in out}:
             del self._known[gone]
         return out
+
+    async def allocations(self, exp_id: str) -> dict[int, tuple[float, ...]]:
+        """An adaptive ladder's recorded probabilities (``core.ports.AllocationSource``): each
+        period the flip drew, each arm's probability (spec arm order), as recorded before the
+        period's assignments went out; periods not drawn yet are absent."""
+        return await self.store.allocations(exp_id)
 
     def held(self) -> frozenset[str]:
         """The experiments whose compacted periods (or open periods' records) are kept."""
@@ -362,3 +369,19 @@ class RedisSequenceTuning:
 
     async def recall(self, experiment: str, key: str) -> float | None:
         return await self.store.sequence_target(experiment, key)
+
+
+@dataclass
+class RedisAdaptiveLooks:
+    """Where the analysis worker leaves an adaptive ladder's latest look for the controller's
+    flip (``core.ports.AdaptiveLookSink``): kept unless the stored look used more periods
+    (``lua/look_put.lua``: an older worker's late write is ignored)."""
+
+    store: Store
+
+    async def put_look(self, look: AdaptiveLook) -> None:
+        await self.store.put_adaptive_look(look)
+
+    async def latest(self, exp_id: str) -> AdaptiveLook | None:
+        """The stored look, or None before the first."""
+        return await self.store.adaptive_look(exp_id)

@@ -213,6 +213,21 @@ def schedule_command(
     support = spec.live_support()
     if support is not None:  # on stderr: the CSV stays a table
         typer.echo(f"note: {support}", err=True)
+    if spec.adaptive is not None:
+        typer.echo(f"note: {adaptive_note(spec)}", err=True)
+
+
+def adaptive_note(spec: ExperimentSpec) -> str:
+    """What the table of an adaptive ladder shows: its periods at the arms' allocations,
+    where the live flip draws each period after the warmup with the probabilities it
+    records (one sentence)."""
+    assert spec.adaptive is not None
+    return (
+        f"an adaptive ladder: this table draws every period at the arms' allocations; live, "
+        f"each period from {spec.adaptive.warmup} on is drawn with the probabilities the "
+        "controller records from the latest look before it starts (pricelab assignments "
+        "PRODUCT and the console's schedule show the recorded ones; docs/adaptive.md)"
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -67,6 +67,9 @@ class Assignment:
     # or the control arm once a pause, stop, end or freeze in force puts control on it
     arm_name: str | None = None
     price_ratio: float | None = None
+    # an adaptive ladder's (docs/adaptive.md): each arm's name and the probability the
+    # period's cells were drawn with, in the spec's arm order (None for a fixed allocation)
+    arm_probabilities: tuple[tuple[str, float], ...] | None = None
 
     @property
     def in_blackout_at_start(self) -> bool:
@@ -161,6 +164,11 @@ class _PeriodFacts:
         self.prev = previous_period(spec, k) if spec.washout and k != 0 else None
         self.phase_blackout = self.design.phase_blackout(spec, k)
         self.washout_end = min(self.start + spec.washout, self.end)
+        self.shares: tuple[tuple[str, float], ...] | None = None
+        if spec.adaptive is not None:  # an adaptive ladder: its period's probabilities
+            p = ctx.probabilities.get(k, spec.allocations())
+            names = [a.name for a in spec.arm_list()]
+            self.shares = tuple(zip(names, map(float, p), strict=True))
 
     def draw(self, product: str) -> tuple[Draw, bool]:
         """The design's draw for ``product`` and whether it starts the period with a washout."""
@@ -202,6 +210,7 @@ class _PeriodFacts:
             index=index,
             arm_name=None if named is None else named.name,
             price_ratio=None if named is None else named.price_ratio,
+            arm_probabilities=self.shares,
         )
 
     def assign(self, product: str) -> Assignment:

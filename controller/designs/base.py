@@ -156,6 +156,9 @@ class DesignContext:
     triggers: Mapping[str, int] = field(default_factory=dict)
     # what the caller derived from exactly these triggers and keeps up to date (live path)
     plan: Any = field(default=None, compare=False, repr=False)
+    # an adaptive ladder's arm probabilities by period (spec arm order), as the flip recorded
+    # them (docs/adaptive.md); a period absent here is drawn at the arms' allocations
+    probabilities: Mapping[int, tuple[float, ...]] = field(default_factory=dict)
     derived: dict[Any, Any] = field(default_factory=dict, init=False, compare=False, repr=False)
 
     @classmethod
@@ -330,12 +333,14 @@ def pick_many(cum: Sequence[float], u: np.ndarray) -> np.ndarray:
     return np.searchsorted(np.asarray(cum[:-1]), u, side="right").astype(np.int64)
 
 
-def categorical(spec: ExperimentSpec, *key: object) -> int:
-    """A keyed draw of an arm index with P(arm i) = its allocation (``u < cumsum(alloc)``).
+def categorical(spec: ExperimentSpec, *key: object, shares: Sequence[float] | None = None) -> int:
+    """A keyed draw of an arm index with P(arm i) = its allocation (``u < cumsum(alloc)``),
+    or its share in ``shares`` (an adaptive period's probabilities: the same uniform).
 
     Two arms: arm 0 (treatment) iff ``u < allocation``, the coin of :func:`bernoulli`.
     """
-    return pick(_cum_allocations(spec), uniform(spec.seed, spec.id, *key))
+    cum = _cum_allocations(spec) if shares is None else cumulative(shares)
+    return pick(cum, uniform(spec.seed, spec.id, *key))
 
 
 def categorical_many(
@@ -343,10 +348,29 @@ def categorical_many(
     units: Sequence[str],
     suffix: Sequence[object] = (),
     prefix: Sequence[object] = (),
+    shares: Sequence[float] | None = None,
 ) -> np.ndarray:
-    """``categorical(spec, *prefix, u, *suffix)`` for every ``u`` in ``units``, bit for bit."""
+    """``categorical(spec, *prefix, u, *suffix, shares=shares)`` for every ``u`` in
+    ``units``, bit for bit."""
     head = (spec.seed, spec.id, *prefix)
-    return pick_many(_cum_allocations(spec), uniforms(head, units, suffix))
+    cum = _cum_allocations(spec) if shares is None else cumulative(shares)
+    return pick_many(cum, uniforms(head, units, suffix))
+
+
+def period_shares(spec: ExperimentSpec, k: int, ctx: DesignContext) -> tuple[float, ...] | None:
+    """The arm probabilities period ``k`` is drawn with when they are not the allocations (an
+    adaptive ladder's, recorded in ``ctx``); None: the allocations, the fixed draw itself."""
+    p = ctx.probabilities.get(k)
+    if p is None or tuple(p) == spec.allocations():
+        return None
+    return tuple(p)
+
+
+def not_control(spec: ExperimentSpec, shares: Sequence[float] | None) -> float:
+    """P(not control) of a draw with ``shares`` (None: the allocations, ``spec.allocation``)."""
+    if shares is None:
+        return spec.allocation
+    return float(sum(p for i, p in enumerate(shares) if i != spec.control_index))
 
 
 def bernoulli(spec: ExperimentSpec, *key: object) -> Arm:

@@ -25,7 +25,9 @@ from controller.designs.base import (
     categorical,
     categorical_many,
     complete_arms,
+    not_control,
     p_arm,
+    period_shares,
     register,
 )
 from controller.errors import SpecError
@@ -51,7 +53,9 @@ class Cluster(Design):
     def draw(self, spec: ExperimentSpec, product: str, k: int, ctx: DesignContext) -> Draw:
         cls = spec.class_of(product)
         if _switchback(spec):
-            return arm_draw(spec, categorical(spec, "class", cls, k), spec.allocation)
+            p = period_shares(spec, k, ctx)
+            index = categorical(spec, "class", cls, k, shares=p)
+            return arm_draw(spec, index, not_control(spec, p))
         index = complete_arms(spec, {"": tuple(spec.clusters)}, "cluster")[cls or ""]
         return arm_draw(spec, index, spec.allocation)
 
@@ -61,8 +65,10 @@ class Cluster(Design):
         """One keyed draw per class (switchback) or the fixed split of classes, mapped to the
         products: bit for bit the per-product draws, with one hash per class."""
         classes = list(spec.clusters)
+        p = None
         if _switchback(spec):
-            drawn = categorical_many(spec, classes, (k,), prefix=("class",))
+            p = period_shares(spec, k, ctx)
+            drawn = categorical_many(spec, classes, (k,), prefix=("class",), shares=p)
             arm_of = dict(zip(classes, drawn.tolist(), strict=True))
         else:
             arm_of = complete_arms(spec, {"": tuple(classes)}, "cluster")
@@ -70,7 +76,7 @@ class Cluster(Design):
         index = np.fromiter(
             (arm_of[class_of.get(p, "")] for p in products), dtype=np.int64, count=len(products)
         )
-        return arm_draws(spec, index, spec.allocation)
+        return arm_draws(spec, index, not_control(spec, p))
 
     def path_probability(
         self, spec: ExperimentSpec, product: str, window: range, target: int, ctx: DesignContext

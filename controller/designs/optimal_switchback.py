@@ -23,8 +23,12 @@ from controller.designs.base import (
     Draw,
     MarketFacts,
     arm_draw,
+    arm_draws,
     categorical,
+    categorical_many,
+    not_control,
     p_arm,
+    period_shares,
     register,
 )
 from controller.designs.random_days import coin_draws, keyed_arms
@@ -81,11 +85,19 @@ class OptimalSwitchback(Design):
             )
 
     def draw(self, spec: ExperimentSpec, product: str, k: int, ctx: DesignContext) -> Draw:
-        return arm_draw(spec, categorical(spec, product, "osb", block(spec, k)), spec.allocation)
+        # an adaptive ladder's probabilities change only at randomisation points
+        # (controller.adaptive_draw.period_probabilities): a block keeps one draw
+        p = period_shares(spec, k, ctx)
+        index = categorical(spec, product, "osb", block(spec, k), shares=p)
+        return arm_draw(spec, index, not_control(spec, p))
 
     def period_draws(
         self, spec: ExperimentSpec, products: Sequence[str], k: int, ctx: DesignContext
     ) -> tuple[np.ndarray, list[Draw]]:
+        p = period_shares(spec, k, ctx)
+        if p is not None:
+            arms = categorical_many(spec, products, ("osb", block(spec, k)), shares=p)
+            return arm_draws(spec, arms, not_control(spec, p))
         if list(products) != spec.all_products():
             return super().period_draws(spec, products, k, ctx)
         return coin_draws(spec, keyed_arms(spec, products, ("osb", block(spec, k))))

@@ -22,7 +22,9 @@ from controller.designs.base import (
     arm_draws,
     categorical,
     categorical_many,
+    not_control,
     p_arm,
+    period_shares,
     register,
 )
 from controller.spec import ExperimentSpec
@@ -54,11 +56,16 @@ class RandomDays(Design):
     name = "random-days"
 
     def draw(self, spec: ExperimentSpec, product: str, k: int, ctx: DesignContext) -> Draw:
-        return arm_draw(spec, categorical(spec, product, k), spec.allocation)
+        p = period_shares(spec, k, ctx)
+        return arm_draw(spec, categorical(spec, product, k, shares=p), not_control(spec, p))
 
     def period_draws(
         self, spec: ExperimentSpec, products: Sequence[str], k: int, ctx: DesignContext
     ) -> tuple[np.ndarray, list[Draw]]:
+        p = period_shares(spec, k, ctx)
+        if p is not None:  # an adaptive period: the same uniforms, its own probabilities
+            arms = categorical_many(spec, products, (k,), shares=p)
+            return arm_draws(spec, arms, not_control(spec, p))
         if list(products) != spec.all_products():
             return super().period_draws(spec, products, k, ctx)
         return coin_draws(spec, keyed_arms(spec, products, (k,)))

@@ -66,12 +66,18 @@ Experiment ``pl:exp:{<id>}:...`` (the slot of its id; ``e`` below):
                        published, carried out by the first save after it is out
     e:cs               hash sequence key -> target SE of its confidence sequence, fixed at
                        the sequence's first look (HSETNX)
+    e:look             hash periods / look: an adaptive ladder's latest look (JSON,
+                       ``core.ports.AdaptiveLook``), replaced only by one of at least as
+                       many periods (lua/look_put.lua)
+    e:alloc            hash period -> JSON list of each arm's probability that period was
+                       drawn with, written once (HSETNX) before its assignments go out
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from controller.store.adaptive import AdaptiveStore
 from controller.store.base import RedisStore, from_ms, lua, make_redis, to_ms
 from controller.store.chunks import ChunkStore
 from controller.store.experiments import ExperimentState, ExperimentStore
@@ -80,6 +86,7 @@ from controller.store.panel import PanelStore, SaleRow, SalesBlock
 from controller.store.triggers import TriggerSave, TriggerStore
 
 __all__ = [
+    "AdaptiveStore",
     "ExperimentState",
     "ExperimentStore",
     "FlipStore",
@@ -99,7 +106,7 @@ __all__ = [
 ]
 
 
-class Store(ExperimentStore, FlipStore, TriggerStore, PanelStore, ChunkStore):
+class Store(ExperimentStore, FlipStore, TriggerStore, PanelStore, ChunkStore, AdaptiveStore):
     """Every aggregate's store on one client (one key prefix), for a worker that needs them all."""
 
     def __init__(self, redis: Any, prefix: str = "pl") -> None:

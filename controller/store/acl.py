@@ -179,12 +179,18 @@ ROLES: tuple[Role, ...] = (
             ("INCRBY", ("version", "trail")),  # redis-py's incr
             ("SET", ("clock_mode",)),  # at start: the clock it runs on, which the CLI follows
             ("HINCRBY", ("records_version",)),
+            # an adaptive ladder's flip: the latest look, each period's probabilities
+            # recorded once (HSETNX then HGET, in MULTI) and all of them read
+            ("HGET", ("adaptive_look", "allocations")),
+            ("HSETNX", ("allocations",)),
+            ("HGETALL", ("allocations",)),
         ),
     ),
     Role(
         "analysis",
         "PRICELAB_ACL_PASSWORD_ANALYSIS",
-        scripts=("close_period", "store_period"),
+        # look_put: an adaptive ladder's latest look, for the controller's flip
+        scripts=("close_period", "store_period", "look_put"),
         # hmget_text: an open period's records of a chunk of products (store/chunks.py)
         read_only_scripts=("hscan_text", "hmget_text"),
         direct=(
@@ -196,6 +202,8 @@ ROLES: tuple[Role, ...] = (
             # one experiment's analysis over several workers: each chunk's part of a look
             ("SET", ("partials",)),
             ("MGET", ("partials",)),
+            # an adaptive ladder's recorded probabilities, the weights of its IPW/AIPW
+            ("HGETALL", ("allocations",)),
         ),
     ),
     Role(
@@ -208,7 +216,8 @@ ROLES: tuple[Role, ...] = (
             *_PANEL,
             ("GET", ("claims",)),
             ("HGET", ("holders",)),
-            ("HGETALL", ("cancelled_freezes",)),
+            # an adaptive ladder's recorded probabilities (``pricelab assignments``)
+            ("HGETALL", ("cancelled_freezes", "allocations")),
         ),
         transactions=False,
     ),
@@ -231,7 +240,8 @@ OPTIONAL_ROLES: tuple[Role, ...] = (
         direct=(
             *_COMMON,
             *_PANEL,
-            ("HGETALL", ("cancelled_freezes", "totals")),
+            # allocations: an adaptive ladder's recorded probabilities (the schedule view)
+            ("HGETALL", ("cancelled_freezes", "totals", "allocations")),
             ("HMGET", ("state",)),
             ("GET", ("claims",)),
             ("HGET", ("holders",)),

@@ -110,6 +110,10 @@ EXPERIMENT_KEYS: dict[str, str] = {
     "old_cells": "cells:*",
     # each chunk's part of a look, for the analysis worker that merges it (analysis.sharded)
     "partials": "part:*",
+    # an adaptive ladder (#57): the analysis worker's latest look, and each period's arm
+    # probabilities as the flip recorded them (written once)
+    "adaptive_look": "look",
+    "allocations": "alloc",
 }
 
 

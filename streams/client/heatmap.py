@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from controller import in_force
+from controller.adaptive_flip import read_context
 from controller.blackout import apply_freezes, freezes_of
 from controller.designs import Assignment, DesignContext, assign_products, period_assignments
 from controller.panel_cells import window_hits  # the panel's rule: one for both
@@ -172,9 +173,8 @@ def heatmap_document(spec: ExperimentSpec, h: Heatmap, period: int | None) -> di
 
 
 async def _context(store: Store, spec: ExperimentSpec) -> DesignContext | None:
-    if spec.triggered is None:
-        return None
-    return DesignContext(triggers=await store.triggers(spec.id))
+    # a triggered design's triggers, an adaptive ladder's recorded probabilities
+    return await read_context(store, spec)
 
 
 async def read_schedule(store: Store, exp_id: str) -> tuple[ExperimentSpec, list[Any], Any, int]:
@@ -241,14 +241,17 @@ async def heatmap_source(
     force (``period``, None before any) and the pauses (:func:`pause_layer`)."""
     st = await store.get_experiment(exp_id)
     docs = await store.freezes()
-    triggers = await store.triggers(exp_id) if st.spec.triggered is not None else {}
+    ctx = await read_context(store, st.spec)
+    triggers = ctx.triggers if ctx is not None else {}
+    # an adaptive ladder's recorded probabilities: each flip adds a period's
+    shares = {} if ctx is None else {str(k): v for k, v in ctx.probabilities.items()}
     key = (
         exp_id,
         st.created_ms,
         json.dumps(docs, sort_keys=True, default=str),
-        json.dumps(triggers, sort_keys=True),
+        json.dumps(dict(triggers), sort_keys=True),
+        json.dumps(shares, sort_keys=True),
     )
-    ctx = DesignContext(triggers=triggers) if st.spec.triggered is not None else None
     freezes = freezes_of(docs)
     period = st.flipped_period if st.flipped_period >= 0 else None
     live = {"period": period} | pause_layer(st.spec, await store.windows(exp_id))
@@ -283,6 +286,7 @@ def product_history(
                 "arm": arms[a.index].name if a.index is not None else a.arm.value,
                 "policy": a.policy,
                 "probability": a.probability,
+                **({"probabilities": dict(a.arm_probabilities)} if a.arm_probabilities else {}),
                 "blackout_until": None
                 if a.blackout_until is None
                 else a.blackout_until.astimezone(zone).isoformat(),

@@ -50,7 +50,7 @@ def _identity(doc: dict[str, Any]) -> tuple[Any, ...] | None:
     d = doc.get("detail") or {}
     if doc.get("kind") == "command":
         return ("command", d.get("command_id"), doc.get("experiment"))
-    if doc.get("kind") in ("flipped", "started"):
+    if doc.get("kind") in ("flipped", "started", "allocation"):  # one per period
         return (doc.get("kind"), doc.get("experiment"), d.get("period"))
     return None
 

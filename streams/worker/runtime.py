@@ -9,7 +9,12 @@ from typing import TYPE_CHECKING
 
 from controller.clock import Clock, WallClock
 from controller.flipper import Flipper
-from controller.panel_source import RedisPanelSource, RedisPartialStore, RedisSequenceTuning
+from controller.panel_source import (
+    RedisAdaptiveLooks,
+    RedisPanelSource,
+    RedisPartialStore,
+    RedisSequenceTuning,
+)
 from controller.sales import SalesIngestor
 from controller.settings import Settings
 from controller.store import Store, make_redis
@@ -131,6 +136,7 @@ class Runtime:
             verdicts=self.estimate_sink,
             demand=self.estimate_sink,
             adaptive=self.estimate_sink,
+            looks=RedisAdaptiveLooks(self.store),
             tuning=RedisSequenceTuning(self.store),
             chunking=Chunking(
                 settings.analysis.chunked_above,

@@ -251,6 +251,10 @@ class AssignmentMessage(_Wire):
     names the arm whose policy is ``policy`` in ``arm_name``, and its ``price_ratio`` (the
     price relative to the control arm's) where the spec gives one; a two-arm shorthand
     spec's messages carry neither key, byte for byte as before arms existed.
+
+    An adaptive ladder's messages (docs/adaptive.md) carry ``probabilities``: each arm's
+    probability, by name, that the period's cells were drawn with (recorded before the
+    period's first message); every other experiment's messages carry no such key.
     """
 
     experiment: Ident
@@ -270,6 +274,11 @@ class AssignmentMessage(_Wire):
         "list gives one (absent otherwise).",
     )
     probability: float
+    probabilities: dict[Ident, Annotated[float, Field(ge=0.0, le=1.0)]] | None = Field(
+        default=None,
+        description="An adaptive ladder's only: each arm's probability, by arm name, that "
+        "the period's cells were drawn with (docs/adaptive.md; absent otherwise).",
+    )
     period: int
     period_start: Instant
     period_end: Instant
@@ -290,8 +299,9 @@ class AssignmentMessage(_Wire):
         return out
 
 
-#: the assignment message's keys that only an ``arms:`` spec's messages carry
-_ARMS_ONLY = ("arm_name", "price_ratio")
+#: the assignment message's keys that only an ``arms:`` spec's messages carry (and
+#: ``probabilities``, only an adaptive ladder's)
+_ARMS_ONLY = ("arm_name", "price_ratio", "probabilities")
 
 
 #: what an estimate measures (analysis.metrics.ALL_METRICS: a test keeps the two equal)
@@ -774,7 +784,9 @@ class ExperimentEvent(_Wire):
     controller received, accepted or refused: its id, kind, actor, principal, reason and, for a
     refusal, the sentence), and what the controller did: created, started, flipped, paused,
     resumed, frozen, unfrozen, stopped, ended, backfill, missed_flips, triggered,
-    guardrail_tripped. Automatic decisions name the worker that took them (``worker``).
+    guardrail_tripped, and an adaptive ladder's allocation (a flip whose arm probabilities
+    differ from the last drawn period's: ``period``, ``arms``, ``probabilities``,
+    ``previous``). Automatic decisions name the worker that took them (``worker``).
     Delivery is at least once: a reader drops a repeat of the same ``command_id`` (commands)
     or of the same kind and period (flips)."""
 

@@ -42,6 +42,7 @@ def assignment_message(a: Assignment, seq: int, status: str) -> AssignmentMessag
         policy=a.policy,
         price_ratio=a.price_ratio,
         probability=a.probability,
+        probabilities=None if a.arm_probabilities is None else dict(a.arm_probabilities),
         period=a.period,
         period_start=a.period_start,
         period_end=a.period_end,
@@ -64,6 +65,7 @@ def template_key(a: Assignment, seq: int, status: str) -> tuple[Any, ...]:
     return (
         a.experiment, a.arm, a.arm_name, a.policy, a.price_ratio, a.probability, a.period,
         a.period_start, a.period_end, a.blackout_until, a.blackout_reason, seq, status,
+        a.arm_probabilities,
     )  # fmt: skip
 
 

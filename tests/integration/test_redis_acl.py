@@ -27,12 +27,14 @@ from redis.asyncio import Redis
 from redis.exceptions import NoPermissionError, ResponseError
 
 from controller.designs import period_assignments
+from controller.panel_source import RedisAdaptiveLooks, RedisPanelSource
 from controller.settings import RedisSettings, Settings
 from controller.spec import load_spec
 from controller.store import Store, keys
 from controller.store.chunks import ProductNames
 from controller.store.clock import SharedSimulatedClock
 from controller.store.columns import NO_RECORD
+from core.ports import AdaptiveLook
 from streams.live.embedded import EmbeddedStack, ManagedProcess, free_port
 from streams.worker.handlers import RawEvent
 from streams.worker.kafka import ensure_topics
@@ -150,6 +152,42 @@ def _spec() -> Any:
             "seed": 11,
         }
     )
+
+
+async def _adaptive_ladder_under_acl(
+    controller: Any, analysis: Any, driver: Redis, clock: SharedSimulatedClock, p: str
+) -> None:
+    """An adaptive ladder (#57): the controller records each period's probabilities and
+    reads the latest look, the analysis worker leaves the look and reads the probabilities;
+    neither writes the other's."""
+    arms = [
+        {"name": "list", "policy": "old", "allocation": 0.5, "control": True},
+        {"name": "low", "policy": "low", "allocation": 0.25},
+        {"name": "high", "policy": "high", "allocation": 0.25},
+    ]
+    ladder = load_spec(
+        {"id": "acl-ladder", "products": ["E", "F", "G"], "arms": arms,
+         "start": START.isoformat(), "end": (START + timedelta(days=5)).isoformat(),
+         "timezone": "UTC", "seed": 2, "adaptive": {"warmup": 3}}
+    )  # fmt: skip
+    assert (await controller.flipper.create(ladder, backfill=True)).state == "running"
+    looks = RedisAdaptiveLooks(analysis.store)
+    cov = ((1e-8, 0.0, 0.0), (0.0, 1e-8, 0.0), (0.0, 0.0, 1e-8))
+    await looks.put_look(AdaptiveLook(ladder.id, 3, "revenue", (0.0, 0.0, 9.0), cov, START))
+    await clock.set(START + timedelta(days=3, hours=12))
+    assert await controller.flipper.tick() == 2  # both experiments into period 3
+    got = await RedisPanelSource(analysis.store, clock).allocations(ladder.id)
+    assert list(got) == [2, 3] and got[2] == (0.5, 0.25, 0.25)
+    assert got[3][2] > 0.5  # the look steered period 3 toward 'high'
+    e = keys.experiment(p, ladder.id)
+    refusals = [
+        await _refused(analysis.store.record_allocation(ladder.id, 4, (1.0, 0.0, 0.0)), "alloc"),
+        await _refused(controller.store.put_adaptive_look(AdaptiveLook(
+            ladder.id, 9, "revenue", (0.0, 0.0, 0.0), cov, START)), "controller look"),
+    ]  # fmt: skip
+    assert all(r.startswith("NOPERM") or "can't access" in r for r in refusals), refusals
+    assert await driver.hget(f"{e}:alloc", "4") is None
+    assert await driver.hget(f"{e}:look", "periods") == "3"
 
 
 async def _refused(call: Any, what: str) -> str:
@@ -282,6 +320,11 @@ async def test_each_role_runs_its_path_under_its_acl_user_and_nothing_more(
         assert "w" not in await driver.hgetall(f"{e}:windows")
         assert await driver.hget(f"{e}:cs", "k") is None
         assert int(await driver.get(keys.clock(p))) > 0
+        await _adaptive_ladder_under_acl(controller, analysis, driver, clock, p)
+        # the operator sees the period's probabilities with the product's assignment
+        shown = pricelab(operator, "assignments", "E")
+        assert shown.returncode == 0, shown.stderr
+        assert '"probabilities": {' in shown.stdout and '"high": 0.' in shown.stdout
     finally:
         await controller.stop()
         await analysis.stop()
