@@ -74,46 +74,20 @@ from analysis.reader import (
 )
 from analysis.reader_options import (
     CurrencyOption,
+    DateFormatOption,
+    DayfirstOption,
+    DecimalOption,
     LaunchOption,
     MissingOption,
     QueryOption,
     RatesOption,
+    SepOption,
     TableOption,
     read_policy,
     table_source,
 )
 from analysis.table_input import check_decimal_commas
 from core.ports import ExperimentInfo
-
-#: the options of every command that reads an analyst's table (analyze, plan, graph build)
-SepOption = Annotated[
-    str | None, typer.Option("--sep", help="CSV separator, e.g. ';' (default: detect).")
-]
-DecimalOption = Annotated[
-    str,
-    typer.Option(
-        "--decimal",
-        help="Decimal mark of the CSV's numbers: '.' (default) or ',' (169,83); with ',' the "
-        "separator is usually ';' (detected, or --sep ';').",
-    ),
-]
-DayfirstOption = Annotated[
-    bool | None,
-    typer.Option(
-        "--dayfirst/--monthfirst",
-        help="Read dates such as 03/04/2025 day first (3 April) or month first (March 4). "
-        "Needed only when the data does not settle it (no day above 12); never guessed.",
-        show_default=False,
-    ),
-]
-DateFormatOption = Annotated[
-    str | None,
-    typer.Option(
-        "--date-format",
-        help="strftime format of the dates, e.g. %d/%m/%Y or %m/%d/%y (default: ISO dates, or "
-        "day/month dates whose order the data or --dayfirst/--monthfirst settles).",
-    ),
-]
 
 
 def read_table(

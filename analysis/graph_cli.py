@@ -14,16 +14,19 @@ from typing import Annotated
 import networkx as nx
 import typer
 
-from analysis.cli import DateFormatOption, DayfirstOption, DecimalOption, SepOption
 from analysis.errors import AnalysisError
 from analysis.graph import GraphError, build_graph, format_summary, load_graph, save_graph, summary
 from analysis.reader import load_table, to_cells
 from analysis.reader_options import (
     CurrencyOption,
+    DateFormatOption,
+    DayfirstOption,
+    DecimalOption,
     LaunchOption,
     MissingOption,
     QueryOption,
     RatesOption,
+    SepOption,
     TableOption,
     read_policy,
     table_source,

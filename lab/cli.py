@@ -14,13 +14,16 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from analysis.cli import DateFormatOption, DayfirstOption, DecimalOption, SepOption
 from analysis.reader_options import (
     CurrencyOption,
+    DateFormatOption,
+    DayfirstOption,
+    DecimalOption,
     LaunchOption,
     MissingOption,
     QueryOption,
     RatesOption,
+    SepOption,
     TableOption,
 )
 from controller import design_registry

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -69,28 +69,62 @@ def _play_live(spec: Any, **kw: Any) -> list[str]:
     return summary(run, kw.get("periods"))
 
 
-_plugins_loaded = False
-
-
-def _load_plugins() -> None:
-    """Register the offline tools' commands (analyze, simulate, plan, graph, schedule, report
-    ...). They import numpy, pandas and scipy at once, which takes most of a second: an
-    operator's command (experiment, assignments, estimates ...) does without them."""
-    global _plugins_loaded
-    if _plugins_loaded:
-        return
-    _plugins_loaded = True
+def _register_analysis() -> None:
     from analysis import cli as analysis_cli
-    from analysis import graph_cli
-    from controller import schedule_cli
-    from lab import cli as lab_cli
-    from streams.cli.report import register as register_report
 
     analysis_cli.register(_app, spec_info=_spec_info)
+
+
+def _register_lab() -> None:
+    from lab import cli as lab_cli
+
     lab_cli.register(_app, live=_play_live)
+
+
+def _register_graph() -> None:
+    from analysis import graph_cli
+
     graph_cli.register(_app)
+
+
+def _register_schedule() -> None:
+    from controller import schedule_cli
+
     schedule_cli.register(_app)
+
+
+def _register_report() -> None:
+    from streams.cli.report import register as register_report
+
     register_report(_app)
+
+
+#: the offline tools' commands, each registered by its plugin; in the order the whole help
+#: lists them
+_PLUGINS: dict[str, Callable[[], None]] = {
+    "analyze": _register_analysis,
+    "simulate": _register_lab,
+    "compare-designs": _register_lab,
+    "plan": _register_lab,
+    "graph": _register_graph,
+    "schedule": _register_schedule,
+    "report": _register_report,
+}
+
+_registered: set[Callable[[], None]] = set()
+
+
+def _load_plugins(command: str | None = None) -> None:
+    """Register the offline tools' commands (analyze, simulate, plan, graph, schedule, report
+    ...): ``command``'s plugin alone, or every one (None: the whole help, or a command that is
+    not theirs, which click then refuses with the whole list). They import numpy, pandas and
+    scipy, which takes most of a second each: an operator's command (experiment, assignments,
+    estimates ...) does without them, and ``pricelab schedule`` without the estimators."""
+    wanted = [_PLUGINS[command]] if command in _PLUGINS else list(_PLUGINS.values())
+    for register in wanted:
+        if register not in _registered:
+            _registered.add(register)
+            register()
 
 
 #: the commands defined here: they run without the plugins
@@ -172,7 +206,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     first = next((a for a in args if not a.startswith("-")), None)
     if first not in _CORE or "--help" in args[:1]:
-        _load_plugins()  # an offline tool, or the whole help
+        # an offline tool (its plugin alone), or the whole help (every one)
+        _load_plugins(None if "--help" in args[:1] else first)
     if not args or "--help" in args:
         _polish_help()
     try:

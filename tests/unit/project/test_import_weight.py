@@ -39,3 +39,20 @@ def test_the_controller_worker_and_the_cli_load_no_statistics_stack() -> None:
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_an_offline_command_loads_its_own_plugin_alone() -> None:
+    """``pricelab schedule`` registers the schedule command only: no estimator, no lab."""
+    code = (
+        "import sys\n"
+        "import streams.cli.entry as entry\n"
+        "entry._load_plugins('schedule')\n"
+        "names = {c.name for c in entry._app.registered_commands}\n"
+        "print('schedule' in names, 'simulate' in names, "
+        f"sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "True False []", out.stdout
