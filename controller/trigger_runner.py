@@ -78,6 +78,11 @@ class TriggerObserver(Protocol):
         """A batch's Redis call failed (Redis down, restarting or loading) and is tried again."""
         ...
 
+    def trigger_kept(self, experiment: str, kept: int, released: int) -> None:
+        """A save kept ``kept`` fires of ``experiment`` (a decision of it still to publish), or
+        carried ``released`` kept fires out (announced under its seq)."""
+        ...
+
 
 class _NullObserver:
     def trigger_stage(self, stage: str, seconds: float) -> None:
@@ -87,6 +92,9 @@ class _NullObserver:
         return None
 
     def trigger_redis_retry(self) -> None:
+        return None
+
+    def trigger_kept(self, experiment: str, kept: int, released: int) -> None:
         return None
 
 
@@ -402,10 +410,13 @@ class TriggerRunner:
                 "experiment %s: %d fire(s) kept until its decision is published (%s)",
                 exp_id, len(fires), ",".join(f.product for f in fires),
             )  # fmt: skip
+            self.observer.trigger_kept(exp_id, len(fires), 0)
             fires = []
         # the kept fires this save carried out (the tracker holds every fire it saved),
         # first: they fired before this batch's
         released = [tracker.fired[p] for p in saved.released if p in tracker.fired]
+        if released:
+            self.observer.trigger_kept(exp_id, 0, len(released))
         fires = sorted(released, key=lambda f: (f.fired_at, f.product)) + fires
         publish = None
         if fires and saved.seq is not None:

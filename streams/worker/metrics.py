@@ -272,6 +272,21 @@ class Metrics:
             buckets=_TRIGGER,
             registry=r,
         )
+        self.trigger_fires_kept = Counter(
+            "pricelab_trigger_fires_kept",
+            "Trigger fires a save kept in Redis because a decision of their experiment was "
+            "still to publish (issue #56); the later save that announces them counts them in "
+            "pricelab_trigger_fires_released_total. Summed over the workers, kept minus released "
+            "is what waits now",
+            ["experiment"],
+            registry=r,
+        )
+        self.trigger_fires_released = Counter(
+            "pricelab_trigger_fires_released",
+            "Kept trigger fires a later save carried out and announced",
+            ["experiment"],
+            registry=r,
+        )
         self.trigger_fire_latency = Histogram(
             "pricelab_trigger_fire_latency_seconds",
             "From a competitor batch handed to the trigger runner to its fires' assignments "
@@ -363,6 +378,12 @@ class Metrics:
 
     def trigger_redis_retry(self) -> None:
         self.redis_retries.labels("competitor prices").inc()
+
+    def trigger_kept(self, experiment: str, kept: int, released: int) -> None:
+        if kept:
+            self.trigger_fires_kept.labels(experiment).inc(kept)
+        if released:
+            self.trigger_fires_released.labels(experiment).inc(released)
 
     def lag(self, by_topic: dict[str, int]) -> None:
         for topic, n in by_topic.items():

@@ -78,12 +78,32 @@ class _Pending(_Store):
         return TriggerSave(self.trigger_v, self.seq, released=released)
 
 
+class _Counts:
+    """The observer's kept and released counts (the worker's Prometheus counters)."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, int, int]] = []
+
+    def trigger_stage(self, stage: str, seconds: float) -> None:
+        return None
+
+    def trigger_fired(self, seconds: float, n: int) -> None:
+        return None
+
+    def trigger_redis_retry(self) -> None:
+        return None
+
+    def trigger_kept(self, experiment: str, kept: int, released: int) -> None:
+        self.seen.append((experiment, kept, released))
+
+
 def test_a_kept_fire_is_announced_first_by_the_save_that_carries_it_out() -> None:
     async def main() -> None:
         store = _Pending()
         sink = _Sink(store.log)
         sink.release.set()
-        runner = TriggerRunner(store, sink, ManualClock(T0 + timedelta(minutes=1)))  # type: ignore[arg-type]
+        counts = _Counts()
+        runner = TriggerRunner(store, sink, ManualClock(T0 + timedelta(minutes=1)), observer=counts)  # type: ignore[arg-type]
         # a's undercut is due (nothing to sustain, time moved past it): kept, not announced
         kept = await asyncio.wait_for(
             runner.on_prices(
@@ -94,6 +114,7 @@ def test_a_kept_fire_is_announced_first_by_the_save_that_carries_it_out() -> Non
         assert kept == [] and store.kept == {"a": runner._cache["trig"][1].fired["a"].period}
         assert await runner.advance() == []  # the timer's save is held back meanwhile
         assert store.log == ["kept a"]
+        assert counts.seen == [("trig", 1, 0)]  # on-call sees the kept fire
 
         store.pending = False  # the decision is out
         # b fires in the next batch: a's kept fire goes out first, under the same seq
@@ -102,6 +123,7 @@ def test_a_kept_fire_is_announced_first_by_the_save_that_carries_it_out() -> Non
         )
         assert [f.product for f in fires] == ["a", "b"]
         assert store.log[1:] == ["save 1 b", "publish 1 a,b", "published 1"]
+        assert counts.seen == [("trig", 1, 0), ("trig", 0, 1)]  # and its release, once
         assert set(store.triggers) == {"a", "b"}
         assert await runner.advance() == []  # nothing twice
         assert store.log[-1] == "save"
