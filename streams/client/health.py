@@ -1,7 +1,8 @@
 """An experiment's health, as the console's Health section shows it: seven checks, each with a
 flag (``ok``, ``warn`` or ``problem``) and one plain sentence, and the traffic over time.
 
-- **sample ratio per arm:** each arm's independent draws against the spec's allocations, by
+- **sample ratio per arm:** each arm's independent draws against the spec's allocations (an
+  adaptive ladder's are not: its shares follow its looks), by
   the report's own chi-square (``analysis.report.arm_sample_ratio_check``);
 - **sales flowing in:** the units of each completed period (the panel the analysis worker
   reads) and the sales counted so far by status (``Store.totals``, as the demo reads them);
@@ -125,7 +126,8 @@ def panel_figures(
     from streams.client.report import allocations_of, with_unit_costs
 
     if df.empty:
-        return {"units_by_period": {}, "srm": None, "smd": {}, "products_per_arm": {},
+        return {"units_by_period": {}, "srm": None, "adaptive": spec.adaptive is not None,
+                "smd": {}, "products_per_arm": {},
                 "traffic": [], "exposure": multiple_exposure_check(exposed_cells(df, {}, ""))}  # fmt: skip
     d = normalise_panel(with_unit_costs(df, spec))
     arms = spec.arm_list()
@@ -135,13 +137,17 @@ def panel_figures(
         d["arm"] = d["treated"].map({1: treated, 0: control})
     d["arm"] = d["arm"].astype(str)
     units = d.groupby("period")["units"].sum()
-    srm = arm_sample_ratio_check(d, allocations_of(spec) or {}, control)
+    # an adaptive ladder's shares follow its looks: a check against the spec's allocations
+    # would call every adaptation a broken pipeline (the report skips it too)
+    adaptive = spec.adaptive is not None
+    srm = None if adaptive else arm_sample_ratio_check(d, allocations_of(spec) or {}, control)
     bal = covariate_balance(d)
     last = d[d["period"] == d["period"].max()]
     per_arm = last.groupby("arm")["product"].nunique()
     return {
         "units_by_period": {int(k): float(v) for k, v in units.items()},
         "srm": srm,
+        "adaptive": adaptive,
         "smd": {str(r.covariate): float(r.smd) for r in bal.itertuples()},
         "products_per_arm": {a.name: int(per_arm.get(a.name, 0)) for a in arms},
         "traffic": traffic(d, [a.name for a in arms]),
@@ -223,7 +229,7 @@ async def read_health(
         sample_ratio_check(
             srm.observed if srm else None, srm.expected if srm else None,
             srm.statistic if srm else None, srm.pvalue if srm else None,
-            srm.level if srm else "product",
+            srm.level if srm else "product", adaptive=figures["adaptive"],
         ),
         sales_check(figures["units_by_period"], events, running),
         dead_letters_check(letters_of(letters, spec.units()), sum(letters.values())),

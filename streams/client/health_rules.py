@@ -66,10 +66,18 @@ def sample_ratio_check(
     statistic: float | None,
     pvalue: float | None,
     level: str = "product",
+    adaptive: bool = False,
 ) -> Check:
     """The per-arm sample-ratio check: its chi-square's p-value below :data:`SRM_PROBLEM` is
-    a problem, below :data:`SRM_WARN` a warning; no randomised draw yet is nothing to check."""
+    a problem, below :data:`SRM_WARN` a warning; no randomised draw yet is nothing to check.
+    An adaptive ladder (``adaptive``) is not checked against the spec's allocations: its
+    shares follow its looks (docs/adaptive.md), and it says so."""
     title = "Sample ratio per arm"
+    if adaptive:
+        return Check("sample_ratio", title, OK,
+                     "An adaptive ladder's shares follow its looks (the allocation over time, "
+                     "on the Results page): its draws are not checked against the spec's "
+                     "allocations.")  # fmt: skip
     if not observed or not expected or pvalue is None or statistic is None:
         return Check("sample_ratio", title, OK, "No randomised draw yet: nothing to check.")
     n = sum(observed.values())

@@ -59,7 +59,7 @@ from streams.console.views import (
     schedule_view,
 )
 from streams.errors import ServiceUnavailable
-from streams.worker.schemas import REASON_CHARS, actor_refusal
+from streams.worker.schemas import REASON_CHARS, actor_refusal, is_ident
 
 #: the lifecycle commands the page shows as buttons; ACTIONS, every command it sends, each
 #: with its route
@@ -250,15 +250,27 @@ async def _command(
 ) -> dict[str, Any]:
     """The command's fields, as ``pricelab experiment <kind>`` sends them."""
     if kind == "unfreeze":
-        freeze_id = str(fields.get("freeze_id") or "").strip()
-        if not freeze_id:
-            raise Refused(422, "an unfreeze names its freeze: freeze_id")
-        return {"freeze_id": freeze_id, "reason": reason}
+        return {"freeze_id": freeze_id_of(str(fields.get("freeze_id") or "")), "reason": reason}
     if kind == "decision":
         return _decided(lambda f: decision_command(exp_id, reason, f), fields)
     if kind != "freeze":
         return {"experiment": exp_id, "reason": reason}
     return await freeze_command(c, reason, fields, [exp_id])
+
+
+def freeze_id_of(text: str) -> str:
+    """An unfreeze's freeze id, stripped; none, or one no freeze can have (the command's
+    ``Ident``: the controller would never see it, the command itself is invalid), is 422."""
+    freeze_id = text.strip()
+    if not freeze_id:
+        raise Refused(422, "an unfreeze names its freeze: freeze_id")
+    if not is_ident(freeze_id):
+        raise Refused(
+            422,
+            f"{freeze_id[:40]!r} is no freeze's id: an id is 1-128 letters, digits, "
+            "'_', '.', ':' or '-' (pricelab experiment freezes lists them)",
+        )
+    return freeze_id
 
 
 def reason_of(kind: str, fields: dict[str, Any]) -> str:

@@ -14,7 +14,8 @@
 
 Both acts go through the commands topic as the signed-in user, refused as an experiment's
 acts are (streams.console.app.act): 401 without a session, 403 without a CSRF token or the
-permission, 422 without a reason or with a bad time.
+permission, 422 without a reason, with a bad time or with a freeze id no freeze can have
+(the command would be invalid).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from streams.console.app import (
     api,
     check_actor,
     freeze_command,
+    freeze_id_of,
     reason_of,
 )
 
@@ -74,7 +76,7 @@ async def _act(request: Request, kind: str) -> dict[str, Any]:
         command = await freeze_command(c, reason, fields, None)
         target = "every experiment"
     else:
-        target = request.path_params["freeze_id"]
+        target = freeze_id_of(request.path_params["freeze_id"])
         command = {"freeze_id": target, "reason": reason}
     reply = await c.send(
         c.settings, kind, timeout=c.settings.console.command_timeout, actor=user.name, **command

@@ -10,14 +10,17 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
+from pydantic import ValidationError
 from starlette.testclient import TestClient
 
 from controller.settings import ConsoleSettings, Settings
 from streams.console import auth
 from streams.console.app import Console
 from streams.console.server import build_console_app
+from streams.worker.schemas import Command
 from tests.unit.streams.console.test_console_app import PASSWORDS, VERDICT, _Feed, _state, _Store
 
 #: the list's users and an admin
@@ -307,3 +310,25 @@ def test_a_viewer_sees_the_freezes_without_controls(client: TestClient) -> None:
     assert "/unfreeze" not in section.text
     page = client.get("/experiments")
     assert 'id="catalogue-freezes"' in page.text and 'id="freeze-all-form"' not in page.text
+
+
+@pytest.mark.parametrize("freeze_id", ["bad id", "x" * 129, "freeze;DROP"])
+def test_a_freeze_id_no_freeze_can_have_is_422_and_nothing_is_sent(
+    client: TestClient, sent: list[tuple[str, dict[str, Any]]], freeze_id: str
+) -> None:
+    """The command's freeze_id is an Ident: the real sender builds a Command from it, which
+    refuses such an id with a ValidationError (a 500 and a traceback, were it sent on)."""
+    with pytest.raises(ValidationError):
+        Command(command_id="c1", kind="unfreeze", freeze_id=freeze_id, actor="olga")
+    csrf = _sign_in(client, "olga")
+    h = {"X-CSRF-Token": csrf}
+    path = f"/api/freezes/{quote(freeze_id)}/unfreeze"
+    r = client.post(path, json={"reason": "sale over"}, headers=h)
+    assert r.status_code == 422, r.text
+    assert "is no freeze's id" in r.json()["error"] and "\n" not in r.json()["error"]
+    # the experiment page's unfreeze (its freeze_id in the body) is refused alike
+    body = {"reason": "sale over", "freeze_id": freeze_id}
+    r = client.post("/api/experiments/shoes/unfreeze", json=body, headers=h)
+    assert r.status_code == 422, r.text
+    assert "is no freeze's id" in r.json()["error"]
+    assert sent == []

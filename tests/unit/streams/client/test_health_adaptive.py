@@ -1,0 +1,67 @@
+"""The Health section of an adaptive ladder (issue #57): its arms' draws follow the looks'
+probabilities, not the spec's allocations, so the per-arm sample-ratio check against those
+allocations would call every adaptation a broken assignment pipeline (a PROBLEM on a healthy
+ladder). It is not made, and the check says why, as the report does."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pandas as pd
+
+from controller.spec import load_spec
+from streams.client.health import OK, panel_figures, sample_ratio_check
+
+START = datetime(2026, 6, 1, tzinfo=UTC)
+ARMS = [("ctl", 0.5, True), ("a", 0.25, False), ("b", 0.25, False)]
+
+
+def _spec(adaptive: bool) -> Any:
+    doc: dict[str, Any] = {
+        "id": "shoes",
+        "products": [f"p{i:03d}" for i in range(200)],
+        "start": START.isoformat(),
+        "end": (START + timedelta(days=10)).isoformat(),
+        "timezone": "UTC",
+        "seed": 1,
+        "arms": [{"name": n, "policy": n, "allocation": a, "control": c} for n, a, c in ARMS],
+    }
+    if adaptive:
+        doc["adaptive"] = {"warmup": 3}
+    return load_spec(doc)
+
+
+def _panel() -> pd.DataFrame:
+    """A period after the warmup in which the looks moved most cells to arm b (recorded
+    probabilities 0.1 / 0.1 / 0.8, P(not control) 0.9): 20 / 20 / 160 of 200. Against the
+    spec's allocations (the control at the cells' P(not control), the others split as 0.25 :
+    0.25) that is 20 / 90 / 90 expected: chi-square 0 + 70^2/90 + 70^2/90 = 108.9."""
+    arm_of = ["ctl"] * 20 + ["a"] * 20 + ["b"] * 160
+    return pd.DataFrame(
+        {
+            "product": [f"p{i:03d}" for i in range(200)],
+            "period": 4,
+            "units": 1.0,
+            "treated": [int(a != "ctl") for a in arm_of],
+            "probability": 0.9,
+            "blackout": False,
+            "arm": arm_of,
+        }
+    )
+
+
+def test_an_adaptive_ladder_s_draws_are_not_checked_against_the_spec_s_allocations() -> None:
+    figures = panel_figures(_panel(), _spec(adaptive=True))
+    assert figures["srm"] is None and figures["adaptive"] is True
+    check = sample_ratio_check(None, None, None, None, adaptive=figures["adaptive"])
+    assert check.flag == OK
+    assert check.sentence.startswith("An adaptive ladder's shares follow its looks")
+    assert "not checked against the spec's allocations" in check.sentence
+
+
+def test_the_same_draws_of_a_fixed_ladder_are_a_problem() -> None:
+    srm = panel_figures(_panel(), _spec(adaptive=False))["srm"]
+    assert srm is not None and abs(srm.statistic - 2 * 70**2 / 90) < 1e-9  # worked out above
+    check = sample_ratio_check(srm.observed, srm.expected, srm.statistic, srm.pvalue)
+    assert check.flag == "problem"
