@@ -52,18 +52,18 @@ from benchmarks._common import (  # noqa: E402
     histo_quantile,
     scrape_histograms,
 )
+from controller.settings import Settings  # noqa: E402
 from controller.store import Store, make_redis  # noqa: E402
 from controller.store.clock import SharedSimulatedClock  # noqa: E402
 from controller.store.keys import clock as clock_key
 from streams.client.commands import send_command_async  # noqa: E402
 from streams.live.embedded import EmbeddedStack  # noqa: E402
 from streams.live.launcher import WorkerProcess  # noqa: E402
-from streams.worker.app import COMPETITOR_WINDOW  # noqa: E402
 from streams.worker.kafka import ensure_topics  # noqa: E402
 
 T0 = datetime(2026, 6, 3, 12, tzinfo=UTC)
 #: the relays fetch with the worker's competitor consumer's fetch window
-WINDOW_MS = max(1, int(COMPETITOR_WINDOW * 1000))
+WINDOW_MS = max(1, int(Settings.model_fields["competitor_batch_within"].default * 1000))
 #: paths measured in every run: the worker and its baselines
 PATHS = ("worker", "relay", "relay+redis")
 STAGES = ("turn_wait", "apply", "save", "publish", "commit", "timer_turn")

@@ -44,9 +44,6 @@ from streams.worker.shards import aligned_ticks
 
 log = logging.getLogger("pricelab.app")
 
-#: competitor prices: a batch is what arrived within this many seconds (the fetch's max wait)
-COMPETITOR_WINDOW = 0.01
-
 
 def faust_credentials(settings: Settings) -> object | None:
     k = settings.kafka
@@ -225,7 +222,7 @@ def build_app(
             groups["competitor"],
             _competitor_batch,
             batch_size=500,
-            within=COMPETITOR_WINDOW,
+            within=settings.competitor_batch_within,
             depth=2,
             on_commit=lambda seconds: rt.metrics.trigger_stage("commit", seconds),
             membership=readiness.track(groups["competitor"]),

@@ -60,6 +60,13 @@ def make_settings(stack: EmbeddedStack, **overrides: Any) -> Settings:
         # group until its session times out, and would hold up this test's rebalance
         "app_id": f"t{tag}",
         "clock": "simulated",
+        # the consumers' batch windows, which are their fetch max wait: an idle controller
+        # worker at the defaults (10 ms competitor, 50 ms sales) uses 6.5% of a core and keeps
+        # the broker 6.4% busy; at 100 ms 1.4% and 2.4%. The suite runs several workers at a
+        # time on few cores, and no test here times an event's latency (the benchmarks do,
+        # at the defaults): a test that needs the defaults passes them as overrides
+        "sales_batch_within": 0.1,
+        "competitor_batch_within": 0.1,
     }
     base.update(overrides)
     settings = Settings(**base)

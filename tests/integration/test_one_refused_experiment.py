@@ -426,7 +426,6 @@ async def test_a_decision_refused_for_good_does_not_stop_the_workers_competitor_
     the assignments topic within seconds. Once the broker takes trig's messages again,
     another controller (the fire is in Redis, not in this worker) announces e once, with a
     seq after the decision's, and seq rises strictly for every product on the topic."""
-    from streams.worker.app import COMPETITOR_WINDOW
     from streams.worker.consumer import BatchConsumer
     from streams.worker.kafka import JsonPublisher
 
@@ -444,7 +443,7 @@ async def test_a_decision_refused_for_good_does_not_stop_the_workers_competitor_
         f"{settings.app_id}-competitor",
         runtime.competitor.handle,
         batch_size=500,
-        within=COMPETITOR_WINDOW,
+        within=settings.competitor_batch_within,
         exit=exits.append,  # a batch that cannot finish must not end the test's process
     )
     pub = JsonPublisher(settings)
