@@ -168,6 +168,14 @@ def demo(
 
     if adaptive and not ladder:
         raise typer.BadParameter("--adaptive runs the price ladder adaptively: add --ladder")
+    if adaptive:
+        from streams.live.adaptive_demo import demo_floor
+        from streams.live.ladder import LADDER_ARMS
+
+        try:  # the floor that keeps every arm a few cells a period must leave room to adapt
+            demo_floor(products, len(LADDER_ARMS))
+        except ValueError as e:
+            raise typer.BadParameter(str(e)) from None
     ok = run_demo(
         load_settings(),
         DemoConfig(
