@@ -163,7 +163,8 @@ def demo(
     ] = False,
 ) -> None:
     """Run a 28-day switchback on a simulated market through the live pipeline (--ladder: a
-    four-price ladder). Exit 1 when the final interval misses the market's truth."""
+    four-price ladder; --adaptive: its shares follow the looks). Exit 1 when the final
+    interval misses the market's truth."""
     from streams.live.demo import DemoConfig, run_demo
 
     if adaptive and not ladder:

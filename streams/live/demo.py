@@ -14,7 +14,9 @@ The market's true effect is per whole day, so the truth printed is scaled by the
 of a day's sales that falls in the analysis window (from the market's intraday profile).
 
 With ``ladder`` (``pricelab demo --ladder``) the experiment is a four-price ladder instead, on
-a market whose only treatment is the price (:mod:`streams.live.ladder` says what it prints).
+a market whose only treatment is the price (:mod:`streams.live.ladder` says what it prints);
+with ``adaptive`` too (``--ladder --adaptive``) its arm probabilities follow the analysis
+worker's looks (:mod:`streams.live.adaptive_demo`).
 """
 
 from __future__ import annotations
