@@ -866,7 +866,14 @@ class AnalysisWorker:
                 await self.verdicts.publish_verdict(info.id, verdict.to_dict(), as_of)
                 self.observer.published(info.id, "verdict", as_of)
                 told += 1
-        if self.looks is not None:
+        # the look of periods 0 .. P - 1 is left only once a period from P on was drawn (has
+        # a record, or cells): it then steers the next update (P + 1 at the earliest), never
+        # the flip it would race (the flip of P runs at P's boundary, the first cycle that can
+        # see period P - 1 complete just after it); so which look steers a period does not
+        # depend on which of the two processes ran first, and a lock-step run stays a
+        # function of its seeds
+        drawn = max(max(allocations, default=-1), int(df["period"].max()))
+        if self.looks is not None and drawn >= lead.periods:
             looks = lead.estimator.looks_
             await self.looks.put_look(
                 AdaptiveLook(

@@ -141,6 +141,17 @@ def demo(
             "intervals of the decision metric cover every arm's true effect.",
         ),
     ] = False,
+    adaptive: Annotated[
+        bool,
+        typer.Option(
+            "--adaptive",
+            help="With --ladder: the ladder's arm probabilities follow the analysis worker's "
+            "looks (Thompson sampling on profit after a 3-day warmup, docs/adaptive.md); at the "
+            "end the allocation over time, the adaptive estimates and the profit against the "
+            "fixed ladder's. Exit 1 unless the adaptive sequences of profit cover every arm's "
+            "true effect.",
+        ),
+    ] = False,
     console: Annotated[
         bool,
         typer.Option(
@@ -152,9 +163,20 @@ def demo(
     ] = False,
 ) -> None:
     """Run a 28-day switchback on a simulated market through the live pipeline (--ladder: a
-    four-price ladder). Exit 1 when the final interval misses the market's truth."""
+    four-price ladder; --adaptive: its shares follow the looks). Exit 1 when the final
+    interval misses the market's truth."""
     from streams.live.demo import DemoConfig, run_demo
 
+    if adaptive and not ladder:
+        raise typer.BadParameter("--adaptive runs the price ladder adaptively: add --ladder")
+    if adaptive:
+        from streams.live.adaptive_demo import demo_floor
+        from streams.live.ladder import LADDER_ARMS
+
+        try:  # the floor that keeps every arm a few cells a period must leave room to adapt
+            demo_floor(products, len(LADDER_ARMS))
+        except ValueError as e:
+            raise typer.BadParameter(str(e)) from None
     ok = run_demo(
         load_settings(),
         DemoConfig(
@@ -165,6 +187,7 @@ def demo(
             quiet=quiet,
             report_dir=None if report is None else str(report),
             ladder=ladder,
+            adaptive=adaptive,
             console=console,
         ),
     )

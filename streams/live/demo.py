@@ -14,7 +14,9 @@ The market's true effect is per whole day, so the truth printed is scaled by the
 of a day's sales that falls in the analysis window (from the market's intraday profile).
 
 With ``ladder`` (``pricelab demo --ladder``) the experiment is a four-price ladder instead, on
-a market whose only treatment is the price (:mod:`streams.live.ladder` says what it prints).
+a market whose only treatment is the price (:mod:`streams.live.ladder` says what it prints);
+with ``adaptive`` too (``--ladder --adaptive``) its arm probabilities follow the analysis
+worker's looks (:mod:`streams.live.adaptive_demo`).
 """
 
 from __future__ import annotations
@@ -39,6 +41,13 @@ from controller.spec import ExperimentSpec
 from controller.store import Store, make_redis
 from lab.market import Market, MarketConfig
 from streams.client.estimates import render_verdict
+from streams.live.adaptive_demo import (
+    adaptive_block,
+    estimates_command,
+    print_adaptive_looks,
+    report_adaptive,
+    shares_line,
+)
 from streams.live.driver import (
     DriverConfig,
     LiveDriver,
@@ -77,6 +86,8 @@ class DemoConfig:
     report_dir: str | None = None
     #: a four-price ladder (streams.live.ladder) instead of the two-arm switchback
     ladder: bool = False
+    #: the ladder with an adaptive allocation (streams.live.adaptive_demo)
+    adaptive: bool = False
     #: the web console beside the demo, left up with the stack after it until Ctrl-C
     console: bool = False
 
@@ -177,8 +188,12 @@ def demo_market(cfg: DemoConfig) -> Market:
 def demo_spec(cfg: DemoConfig, market: Market) -> ExperimentSpec:
     zone = ZoneInfo(cfg.timezone)
     start = datetime.fromisoformat(cfg.start_date + "T00:00:00")
+    adaptive: dict[str, Any] = (
+        {"adaptive": adaptive_block(cfg.products, len(LADDER_ARMS))} if cfg.adaptive else {}
+    )
+    name = "demo-adaptive" if cfg.adaptive else "demo-ladder"
     arms: dict[str, Any] = (
-        {"id": f"demo-ladder-{cfg.seed}", "arms": LADDER_ARMS}
+        {"id": f"{name}-{cfg.seed}", "arms": LADDER_ARMS, **adaptive}
         if cfg.ladder
         else {
             "id": f"demo-{cfg.seed}",  # the same seed gives the same assignments and sales
@@ -224,8 +239,12 @@ async def _drive(
         if cfg.ladder:
             counts = np.bincount(run.arm_index[:, d], minlength=spec.n_arms)
             arms = ", ".join(f"{a.name} {n}" for a, n in zip(spec.arm_list(), counts, strict=True))
-            say(f"{day}: products by arm {arms}; sales sent")
+            shares = shares_line(run, d) if cfg.adaptive else None
+            drawn = f" (drawn with {shares})" if shares else ""
+            say(f"{day}: products by arm {arms}{drawn}; sales sent")
             print_ladder_looks(say, run, printed)
+            if cfg.adaptive:
+                print_adaptive_looks(say, run, printed)
             return
         say(f"{day}: {int(run.arms[:, d].sum())} of {cfg.products} treated, sales sent")
         print_looks(say, run, printed)
@@ -241,6 +260,13 @@ async def _drive(
                 if cfg.ladder
                 else "random days"
             )
+            if cfg.adaptive:
+                a = spec.adaptive
+                assert a is not None
+                what += (
+                    f", adaptive ({a.rule} on {spec.adaptive_metric()}, warmup {a.warmup} "
+                    f"periods, floor {a.floor:.2f})"
+                )
             say(
                 f"creating experiment {spec.id}: {what}, {cfg.products} products, "
                 f"{cfg.days} days from {cfg.start_date} ({cfg.timezone}), washout {cfg.washout_hours}h"
@@ -250,6 +276,8 @@ async def _drive(
             await driver.run([run], after_look=each_day)
             elapsed = time.monotonic() - t0
         (print_ladder_looks if cfg.ladder else print_looks)(say, run, printed)
+        if cfg.adaptive:
+            print_adaptive_looks(say, run, printed)
         sent = run.events_sent + cfg.days * (cfg.duplicates_per_day + cfg.malformed_per_day)
         say(
             f"pipeline absorbed {sent} events ({run.units_sent} units) in {elapsed:.1f}s of wall "
@@ -264,7 +292,11 @@ async def _drive(
             return False
         if cfg.ladder:
             say(f"every unit sent was counted in Redis: {shown} units", always=True)
-            covered = report_ladder(say, run, cfg.days)
+            if cfg.adaptive:
+                text = estimates_command(settings, spec.id)
+                covered = report_adaptive(say, run, cfg.days, text)
+            else:
+                covered = report_ladder(say, run, cfg.days)
             if cfg.report_dir:
                 await _write_report(
                     say, settings, spec.id, cfg.report_dir,

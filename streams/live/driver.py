@@ -95,6 +95,9 @@ class LiveRun:
     demands: list[dict[str, Any]] = field(default_factory=list, repr=False)
     #: an adaptive ladder's looks (kind: adaptive: its arms and recorded probabilities)
     adaptive: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    #: an adaptive ladder's probabilities per period as its assignment messages carry them
+    #: (arm name -> probability), each period's first message's
+    probabilities: dict[int, dict[str, float]] = field(default_factory=dict, repr=False)
     expected_triggers: TriggerTracker | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -141,6 +144,9 @@ class LiveRun:
         whole = until is not None and datetime.fromisoformat(until) >= p_end
         prob = float(msg["probability"])
         self.analysed[i, d] = 0.0 < prob < 1.0 and not whole
+        shares = msg.get("probabilities")
+        if shares is not None:
+            self.probabilities.setdefault(d, {str(k): float(v) for k, v in shares.items()})
 
     def draw_period(self, d: int) -> DayOutcome:
         """The market's period ``d`` under the arms recorded in force (a ladder: at their

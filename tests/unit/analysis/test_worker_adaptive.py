@@ -211,13 +211,26 @@ async def test_adaptive_message_carries_means_best_set_and_the_recorded_allocati
 @pytest.mark.asyncio
 async def test_put_look_carries_the_last_looks_means_covariance_and_periods() -> None:
     _, run = _ladder()
-    sinks = await _look()
+    # the period after the look's drawn (its flip ran): the look steers the one after it
+    sinks = await _look(_recorded(run) | {DAYS: tuple(run.probabilities[-1])})
     ref = _reference(run.probabilities)
     (look,) = sinks.looks
     assert look.periods == DAYS and look.metric == "profit" and look.as_of == AS_OF
     assert look.means == pytest.approx(tuple(ref.looks_.mean[-1]), rel=1e-12)
     assert np.allclose(np.array(look.cov), ref.looks_.cov[-1], rtol=1e-12, atol=0)
     assert AdaptiveLook.from_dict(look.to_dict()) == look
+
+
+@pytest.mark.asyncio
+async def test_no_look_is_left_before_the_period_after_it_was_drawn() -> None:
+    """The look of periods 0..P-1 would race the flip of P (both run just after P's boundary):
+    it is left only once a period from P on has its record, so which look steers a period
+    never depends on which process ran first."""
+    _, run = _ladder()
+    recorded = _recorded(run)
+    assert (await _look(recorded)).looks == []
+    (look,) = (await _look(recorded | {DAYS + 1: tuple(run.probabilities[-1])})).looks
+    assert look.periods == DAYS
 
 
 @pytest.mark.asyncio
@@ -333,6 +346,7 @@ async def test_a_wholly_blacked_out_period_without_a_record_is_passed_over() -> 
     df = _cells(run, names)
     df.loc[df["period"] == 6, "blackout"] = True
     recorded = {t: p for t, p in _recorded(run).items() if t != 6}
+    recorded[DAYS] = recorded[DAYS - 1]  # the next period drawn: the look can steer a later one
     sinks = Sinks()
     worker = AnalysisWorker(
         Source(df, _info(spec), recorded), sinks, ManualClock(AS_OF), adaptive=sinks, looks=sinks
@@ -350,7 +364,7 @@ async def test_a_wholly_blacked_out_period_without_a_record_is_passed_over() -> 
     )
     assert look.means == pytest.approx(tuple(ref.looks_.mean[-1]), rel=1e-12)
     (doc,) = sinks.adaptive
-    assert [a["period"] for a in doc["allocation"]] == [t for t in range(DAYS) if t != 6]
+    assert [a["period"] for a in doc["allocation"]] == [t for t in range(DAYS + 1) if t != 6]
 
 
 @pytest.mark.asyncio
@@ -370,8 +384,9 @@ async def test_an_optimal_switchbacks_carryover_and_blocks_are_the_designs() -> 
     info = _info(spec)
     (points,) = {tuple(p.params["randomization_points"]) for p in info.estimators}
     sinks = Sinks()
+    recorded = _recorded(run) | {DAYS: tuple(run.probabilities[-1])}  # the next period drawn
     worker = AnalysisWorker(
-        Source(_cells(run, names), info, _recorded(run)), sinks, ManualClock(AS_OF), looks=sinks
+        Source(_cells(run, names), info, recorded), sinks, ManualClock(AS_OF), looks=sinks
     )
     await worker.run_once()
     redraw = np.isin(np.arange(DAYS), points)

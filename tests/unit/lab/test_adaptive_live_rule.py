@@ -54,3 +54,28 @@ def test_the_live_decision_replays_the_lab_loop_period_by_period() -> None:
             panel.arm[:, t].tolist()
         )
     assert len({tuple(p) for p in probs}) > 2  # it adapted, more than once
+
+
+def test_the_workers_look_is_of_the_metric_the_flip_asks_for() -> None:
+    """The worker labels its look with ``analysis.adaptive_live.adaptive_metric`` on the spec's
+    JSON (what it reads), the flip ignores a look of another metric than
+    ``ExperimentSpec.adaptive_metric``: the two agree however the spec names it."""
+    from analysis.adaptive_live import adaptive_metric
+    from controller.spec import load_spec
+
+    base = ladder_spec((1.0, 0.9, 1.1), 6, 8, 3, {}).model_dump(mode="json")
+    costs = {p: 1.0 for p in base["products"]}
+    variants = [
+        {},  # no costs: revenue
+        {"unit_costs": costs},  # every product's cost: profit
+        {"unit_costs": costs, "decision_metric": "units"},
+        {"unit_costs": costs, "adaptive": {"metric": "revenue"}},
+        {"decision_metric": "units", "adaptive": {"metric": "units"}},
+    ]
+    seen = set()
+    for extra in variants:
+        spec = load_spec({k: v for k, v in (base | extra).items() if v is not None})
+        params = spec.model_dump(mode="json")
+        assert adaptive_metric(params) == spec.adaptive_metric(), extra
+        seen.add(spec.adaptive_metric())
+    assert seen == {"units", "revenue", "profit"}

@@ -222,6 +222,8 @@ CASES: list[tuple[str, list[str], str]] = [
                              "random-days"], "units"),
     ("report-no-redis", ["report", "x", "--out", "{out}"], "Redis at"),
     ("demo-products", ["demo", "--products", "1"], "--products"),
+    ("demo-adaptive-alone", ["demo", "--adaptive"], "--ladder"),
+    ("demo-adaptive-few", ["demo", "--ladder", "--adaptive", "--products", "12"], "more products"),
     ("plan-missing-spec", ["plan", "nope.yaml", "--history", "{panel}", "--unit", "product",
                            "--time", "period", "--outcome", "units"], "nope.yaml"),
     ("plan-missing-history", ["plan", "{plan_spec}", "--history", "nope.csv", "--unit", "product",
