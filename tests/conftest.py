@@ -62,6 +62,8 @@ LONGEST_FIRST = (
     "tests/integration/test_console_browser.py",  # 148 s
     "tests/integration/test_simulate_live_ladder.py",  # 138 s
     "tests/integration/test_cluster.py",  # 126 s
+    "tests/integration/test_adaptive_live.py",  # 53-56 s alone (quiet)
+    "tests/integration/test_adaptive_flip.py",  # 49-51 s alone (quiet)
     "tests/integration/test_contract_stateful.py",  # 61-85 s, its workers' start included
 )
 
