@@ -66,6 +66,11 @@ class FlipObserver(Protocol):
         all of its messages out (None: they are out, or the experiment is gone)."""
         ...
 
+    def trigger_kept(self, experiment: str, kept: int, released: int) -> None:
+        """A decision took in ``released`` fires of ``experiment`` kept while an earlier one
+        waited (counted with the fires a trigger save carries out; ``kept`` is 0 here)."""
+        ...
+
 
 class _NullObserver:
     def flipped(
@@ -83,6 +88,9 @@ class _NullObserver:
         return None
 
     def unpublished(self, experiment: str, since: datetime | None) -> None:
+        return None
+
+    def trigger_kept(self, experiment: str, kept: int, released: int) -> None:
         return None
 
 
@@ -239,11 +247,16 @@ class Flipper:
     async def _freezes(self) -> list[Freeze]:
         return freezes_of(await self.store.freezes())
 
-    async def _context(self, spec: ExperimentSpec, period: int = -1) -> DesignContext | None:
-        """The design's run-time facts: a triggered design's triggers; an adaptive ladder's
-        recorded probabilities, ``period``'s recorded first when it is not yet (before any of
-        its assignments is published: controller.adaptive_flip)."""
+    async def _context(
+        self, spec: ExperimentSpec, period: int = -1, kept: dict[str, int] | None = None
+    ) -> DesignContext | None:
+        """The design's run-time facts: a triggered design's triggers (with ``kept``, the
+        fires kept while a decision waited that a new decision takes in); an adaptive
+        ladder's recorded probabilities, ``period``'s recorded first when it is not yet
+        (before any of its assignments is published: controller.adaptive_flip)."""
         triggers = await self.store.triggers(spec.id) if spec.triggered is not None else None
+        if triggers is not None and kept:
+            triggers = kept | triggers  # a product fires once: the two never share one
         if spec.adaptive is not None:
             return await adaptive_context(self.store, spec, period, triggers)
         return None if triggers is None else DesignContext(triggers=triggers)
@@ -252,6 +265,31 @@ class Flipper:
         """Whether a triggered experiment has fires kept while a decision of it waited for
         the broker, not carried out yet (``lua/trigger_save.lua``)."""
         return spec.triggered is not None and bool(await self.store.kept_triggers(spec.id))
+
+    async def _kept_fired(
+        self, exp_id: str, kept: dict[str, int], orders: Iterator[int]
+    ) -> list[dict[str, object]]:
+        """The ``triggered`` events of the kept fires a decision takes in, as a trigger save
+        that carried them out would announce them (from the fires its state holds), in the
+        order they fired, each with its place in the audit trail."""
+        if not kept:
+            return []
+        _, state = await self.store.trigger_state(exp_id)
+        held: dict[str, dict[str, Any]] = state["fired"] if state is not None else {}
+        out: list[dict[str, object]] = []
+        for p in sorted(kept, key=lambda p: (str(held.get(p, {}).get("fired_at", "")), p)):
+            f = held.get(p, {})
+            out.append(
+                {
+                    "product": p,
+                    "period": kept[p],
+                    "competitor": f.get("competitor"),
+                    "fired_at": f.get("fired_at"),
+                    "worker": self.owner,
+                    "order": next(orders),
+                }
+            )
+        return out
 
     # ------------------------------------------------------------------ the turn
     async def _take(self, exp_id: str, wait: bool) -> bool:
@@ -367,7 +405,14 @@ class Flipper:
         t0 = time.perf_counter()
         rewrite = outcome.rewrite
         drawn = rewrite is not None or (outcome.publish and after.period >= 0)
-        ctx = await self._context(spec, after.period if drawn else -1)
+        # fires kept while an earlier decision waited for the broker, not carried out by a
+        # save yet: a decision that publishes is made with them, and takes them into the
+        # triggers in the same step (lua/decide.lua), so none is left for a later save to
+        # announce after it (a pause's, a stop's) or from before it (a resume's)
+        kept: dict[str, int] = {}
+        if outcome.publish and spec.triggered is not None:
+            kept = await self.store.kept_triggers(spec.id)
+        ctx = await self._context(spec, after.period if drawn else -1, kept)
         # before the decision: sales are excluded from the instant the policy changes (a
         # crash in between leaves more excluded, never less)
         if outcome.window is Window.OPEN:
@@ -406,7 +451,13 @@ class Flipper:
         # the decision, so that a redo repeats it
         n = bool(missed) + bool(backfilled) + flips_event + (shares is not None)
         n += announced is not None
+        # the kept fires it takes in are announced (``triggered``) before them: they fired
+        # before the decision
+        n += len(kept)
         first = await self.store.next_trail(n) - n + 1 if n else 0
+        fired = await self._kept_fired(spec.id, kept, iter(range(first, first + len(kept))))
+        first += len(kept)
+        n -= len(kept)
         orders = iter(range(first, first + n))
         if announced is not None:
             announced = announced[0], announced[1] | {"order": first + n - 1}
@@ -421,10 +472,18 @@ class Flipper:
             backfilled=backfilled,
             freezes=[f.model_dump(mode="json") for f in mine],
             event=announced,
+            kept=sorted(kept),
         )
         if seq < 0:
             return None
         self._kept = event
+        if kept:
+            log.warning(
+                "experiment %s: decision %d takes in %d fire(s) kept while a decision waited "
+                "(%s)",
+                spec.id, seq, len(kept), ",".join(sorted(kept)),
+            )  # fmt: skip
+            self.observer.trigger_kept(spec.id, 0, len(kept))
         if outcome.window is Window.CLOSE:  # after the decision: a crash before leaves it
             await self.store.close_windows(spec.id, now)
         if lifecycle.stored_status(after.phase) != state.status:
@@ -436,6 +495,8 @@ class Flipper:
         flipped: dict[str, object] | None = None
         if flips_event:
             flipped = {"period": after.period, "seq": seq, "mode": after.mode}
+        for detail in fired:
+            await self.sink.publish_event(spec.id, "triggered", now, detail)
         await self._announce(
             spec.id, announced, now, missed, backfilled, before, after, flipped, orders, shares
         )

@@ -14,7 +14,9 @@ While a decision of the experiment is still to be published (the broker refuses 
 messages, for a moment or for good), a batch's fires are *kept*: saved with its state, in
 the same versioned save, and announced by the first save of the experiment once the
 decision is out (the timer's, on every tick of every controller, or a later batch's), with
-a later seq. The batch goes on, and so do the worker's later batches (issue #56, item 3).
+a later seq. The batch goes on, and so do the worker's later batches (issue #56, item 3). A
+lifecycle decision made before that save (a pause, resume or stop) takes them in instead
+(``lua/decide.lua``; controller/flipper.py announces their ``triggered`` events).
 """
 
 from __future__ import annotations

@@ -63,7 +63,8 @@ Experiment ``pl:exp:{<id>}:...`` (the slot of its id; ``e`` below):
                        (PX the turn lease): timers save nothing while it stands
                        (lua/trigger_save.lua)
     e:trigger_kept     hash product -> trigger period: fires kept while a decision was to be
-                       published, carried out by the first save after it is out
+                       published, carried out by the first save after it is out, or taken
+                       into ``triggers`` by a decision made before that save (decide.lua)
     e:cs               hash sequence key -> target SE of its confidence sequence, fixed at
                        the sequence's first look (HSETNX)
     e:look             hash periods / look: an adaptive ladder's latest look (JSON,

@@ -66,17 +66,20 @@ class FlipStore(RedisStore):
         backfilled: int = 0,
         freezes: list[dict[str, Any]] | None = None,
         event: tuple[str, dict[str, Any]] | None = None,
+        kept: Sequence[str] = (),
     ) -> int:
         """Record a decision: ``expected`` (status, frozen, flipped_period, seq) must still
         hold and the turn be ``owner``'s. Returns its sequence number, 0 when it publishes
         nothing, -1 when nothing was written (the turn was lost or the state moved). A
         decision that publishes keeps what its messages were built with beside it (the
-        freezes laid over them) and the event it announces, so that a redo repeats both."""
+        freezes laid over them) and the event it announces, so that a redo repeats both.
+        ``kept``: a triggered experiment's kept fires the decision was made with (its
+        records and messages hold them), moved to its triggers in the same step."""
         base = self.exp(exp_id)
         status, frozen, period, seq = expected
         new_status, new_frozen, new_period = new
         out = await self._script("decide")(
-            keys=[f"{base}:state", f"{base}:turn"],
+            keys=[f"{base}:state", f"{base}:turn", f"{base}:triggers", f"{base}:trigger_kept"],
             args=[
                 owner,
                 status,
@@ -92,6 +95,8 @@ class FlipStore(RedisStore):
                 backfilled,
                 json.dumps(freezes or []),
                 json.dumps(list(event) if event is not None else None),
+                len(kept),
+                *kept,
             ],  # fmt: skip
         )
         return int(out)

@@ -283,7 +283,8 @@ class Metrics:
         )
         self.trigger_fires_released = Counter(
             "pricelab_trigger_fires_released",
-            "Kept trigger fires a later save carried out and announced",
+            "Kept trigger fires a later save carried out and announced, or a later lifecycle "
+            "decision took in",
             ["experiment"],
             registry=r,
         )

@@ -26,6 +26,11 @@
 -- (a timer's or a batch's, of any worker) carries them out: it moves them to the triggers
 -- hash, with its own fires, under one new sequence number and the turn, and returns them
 -- for its announcement. So a kept fire is announced once, after the decision's messages.
+-- A lifecycle decision made before such a save (a pause, resume or stop just after the
+-- decision was published again, or a flip) is made with the kept fires and moves them to
+-- the triggers hash in its own step (decide.lua): its messages account for them (a pause's
+-- show control and keep them recorded for the resume, a resume's put them in force, a
+-- stop's end them), and no save announces them after it.
 -- A timer's save (timer = 1) does not go through while a decision is to be published, nor
 -- while a batch waits for the turn another holds (its mark, its owner in the set
 -- trigger_waits, which lives lease_ms after the last mark): its watermark would make that

@@ -1,0 +1,76 @@
+"""A decision made while a triggered experiment has fires kept (issue #56, item 3), the
+flipper's part: a new decision's design context holds the kept fires beside the triggers (a
+redo's does not: its messages stay the ones it was decided with), and their ``triggered``
+events are what a trigger save that carried them out would announce, in the order they
+fired. The move itself (``lua/decide.lua``) runs on a real Redis in
+tests/integration/test_kept_fires_commands.py."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+from controller.clock import ManualClock
+from controller.flipper import Flipper
+from controller.settings import Settings
+from controller.triggers import TriggerFire
+from tests.unit.controller.test_trigger_runner_order import T0, _spec
+
+
+class _Store:
+    """The trigger reads a decision makes: b and c fired and were announced; d and a were
+    kept (d fired first)."""
+
+    async def triggers(self, exp_id: str) -> dict[str, int]:
+        return {"b": 1, "c": 2}
+
+    async def trigger_state(self, exp_id: str) -> tuple[int, dict[str, Any]]:
+        def fire(p: str, minutes: int, period: int) -> dict[str, Any]:
+            at = T0 + timedelta(minutes=minutes)
+            return TriggerFire(p, at, at, f"shop-{p}", period).to_dict()
+
+        fired = {"b": fire("b", 1, 1), "c": fire("c", 2, 2), "a": fire("a", 9, 3)}
+        fired["d"] = fire("d", 5, 3)
+        return 7, {"watermark": None, "stale": 0, "fired": fired, "products": {}}
+
+
+def _flipper() -> Flipper:
+    return Flipper(_Store(), None, ManualClock(T0), Settings(), owner="w1")  # type: ignore[arg-type]
+
+
+def test_a_new_decision_is_made_with_the_kept_fires_and_a_redo_without() -> None:
+    async def go() -> None:
+        f, spec = _flipper(), _spec()
+        redo = await f._context(spec)
+        assert redo is not None and dict(redo.triggers) == {"b": 1, "c": 2}
+        new = await f._context(spec, kept={"d": 3, "a": 3})
+        assert new is not None and dict(new.triggers) == {"b": 1, "c": 2, "d": 3, "a": 3}
+
+    asyncio.run(go())
+
+
+def test_the_kept_fires_taken_in_are_announced_in_the_order_they_fired() -> None:
+    async def go() -> None:
+        got = await _flipper()._kept_fired("trig", {"a": 3, "d": 3}, iter([40, 41]))
+        assert got == [
+            {
+                "product": "d",
+                "period": 3,
+                "competitor": "shop-d",
+                "fired_at": (T0 + timedelta(minutes=5)).isoformat(),
+                "worker": "w1",
+                "order": 40,
+            },
+            {
+                "product": "a",
+                "period": 3,
+                "competitor": "shop-a",
+                "fired_at": (T0 + timedelta(minutes=9)).isoformat(),
+                "worker": "w1",
+                "order": 41,
+            },
+        ]
+        assert await _flipper()._kept_fired("trig", {}, iter([])) == []
+
+    asyncio.run(go())
