@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from streams.console.shared import SharedReads
+from streams.console.shared import RenderedOnce, SharedReads
 
 
 class _Source:
@@ -122,6 +122,27 @@ async def test_a_request_that_goes_away_does_not_cancel_the_others_read() -> Non
     assert shared.reads == 1
 
 
+def test_a_document_is_rendered_once_and_another_anew() -> None:
+    made: list[dict[str, Any]] = []
+
+    def render(doc: Any) -> str:
+        made.append(doc)
+        return f"<p>{doc['n']}</p>"
+
+    once = RenderedOnce(render, kept=2)
+    doc = {"n": 1}
+    assert [once(doc) for _ in range(5)] == ["<p>1</p>"] * 5
+    equal = {"n": 1}  # an equal document of another read: rendered anew (it may differ)
+    assert once(equal) == "<p>1</p>"
+    doc["n"] = 2  # not done to a shared document; shown here: the first rendering is kept
+    assert once(doc) == "<p>1</p>"
+    assert len(made) == 2 and made[1] is equal
+    third = {"n": 3}
+    assert once(third) == "<p>3</p>"  # the oldest of the two kept goes
+    assert once(doc) == "<p>2</p>"
+    assert once.renders == 4
+
+
 # ------------------------------------------------------------------ through the console's routes
 @pytest.fixture
 def users_file(tmp_path: Any) -> Any:
@@ -138,7 +159,7 @@ async def test_open_list_pages_asking_at_once_share_the_store_reads(users_file: 
     status changed afterwards is in the next request's answer."""
     from controller.settings import ConsoleSettings, Settings
     from streams.console import auth
-    from streams.console.app import Console, build_app
+    from streams.console.app import _ENV, Console, build_app
     from tests.unit.streams.console.test_console_app import _Feed, _state, _Store
 
     class _Counted(_Store):
@@ -173,6 +194,7 @@ async def test_open_list_pages_asking_at_once_share_the_store_reads(users_file: 
     async with httpx.AsyncClient(transport=transport, base_url="http://console") as client:
         r = await client.post("/api/login", json={"user": "vic", "password": "v-pass"})
         assert r.status_code == 200, r.text
+        renders = _ENV.filters["experiments_list"].renders
         pages = [
             asyncio.create_task(client.get(path))
             for path in ["/api/experiments", "/experiments"] * 5
@@ -182,6 +204,10 @@ async def test_open_list_pages_asking_at_once_share_the_store_reads(users_file: 
         answers = await asyncio.gather(*pages)
         assert [a.status_code for a in answers] == [200] * 10
         assert 1 <= store.reads <= 2
+        # the table of the five pages: once per read that served one of them
+        assert _ENV.filters["experiments_list"].renders - renders <= store.reads
+        tables = {a.text[a.text.index('<div id="list"') :] for a in answers[1::2]}
+        assert len(tables) <= store.reads and all("shoes" in t for t in tables)
         assert {e["state"] for e in answers[0].json()["experiments"]} == {"running", "created"}
         reads = store.reads
         store.states["hats"] = _state("hats", 0)  # hats starts: its state moves
