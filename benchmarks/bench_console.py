@@ -26,8 +26,8 @@ lab's one-time admin.
    console process up and ``--streams`` live pages open on it, and without the console
    process, alternated, ``--cycles`` cycles each way a set, ``--sets`` sets; medians. In both,
    another process publishes a look a second (round robin over the watched experiments) and,
-   with the console up, plays the open pages: each holds its event stream and, on each look,
-   redraws as htmx does (twice ``/experiments/{id}/results`` on an experiment page, the list
+   with the console up, plays the open pages: each loads its page, then holds its event
+   stream and, on each look, redraws as htmx does (twice ``/experiments/{id}/results`` on an experiment page, the list
    on a list page). The console process's CPU while the cycles run (user and system
    seconds over wall seconds) is printed beside it: a steadier figure than the cycle's
    wall time on a shared machine.
@@ -324,6 +324,10 @@ async def helper(url: str, password: str, streams: int, watch: list[str]) -> Non
         lists = max(1, streams // 10)  # one open page in ten is the list
         exp_id = None if i < lists else watch[i % len(watch)]
         path = "/api/events" if exp_id is None else f"/api/experiments/{exp_id}/events"
+        # the page first, as a browser opens it (and as a console that has served pages for
+        # a while stands: each spec parsed, the readers caught up), then its event stream
+        r = await client.get("/experiments" if exp_id is None else f"/experiments/{exp_id}")
+        assert r.status_code == 200, (r.status_code, r.text[:300])
         async with client.stream("GET", path) as resp:
             async for line in resp.aiter_lines():
                 if line.startswith(": live"):
