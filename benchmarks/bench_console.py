@@ -30,7 +30,8 @@ lab's one-time admin.
    stream and, on each look, redraws as htmx does (twice ``/experiments/{id}/results`` on an experiment page, the list
    on a list page). The console process's CPU while the cycles run (user and system
    seconds over wall seconds) is printed beside it: a steadier figure than the cycle's
-   wall time on a shared machine.
+   wall time on a shared machine. ``--against DIR``: the console of another checkout (the
+   commit before a change) as a third arm, alternated in the same run on the same stack.
 
     .venv/bin/python benchmarks/bench_console.py [--experiments 1000] [--products 1000000]
         [--runs 15] [--looks 200] [--streams 100] [--sets 5] [--parts list,page,live,worker]
@@ -359,7 +360,13 @@ async def helper(url: str, password: str, streams: int, watch: list[str]) -> Non
 
 
 def worker_cycles(
-    settings: Settings, products: int, cycles: int, sets: int, streams: int, log: Path
+    settings: Settings,
+    products: int,
+    cycles: int,
+    sets: int,
+    streams: int,
+    log: Path,
+    against: Path | None = None,
 ) -> None:
     from analysis.worker import AnalysisWorker, InMemorySequenceTuning
     from benchmarks.bench_verdict import COLUMNS, _Sink, _Source
@@ -413,33 +420,75 @@ def worker_cycles(
         t = psutil.Process(pid).cpu_times()
         return float(t.user + t.system)
 
-    with_c, without, busy = [], [], []
+    @contextlib.contextmanager
+    def checkout(tree: Path | None) -> Any:
+        """The console of ``tree`` (None: this checkout): ``-m streams.cli`` imports from
+        the working directory first."""
+        if tree is None:
+            yield
+            return
+        here, path = os.getcwd(), os.environ.get("PYTHONPATH")
+        os.chdir(tree)
+        os.environ["PYTHONPATH"] = str(tree)
+        try:
+            yield
+        finally:
+            os.chdir(here)
+            if path is None:
+                os.environ.pop("PYTHONPATH", None)
+            else:
+                os.environ["PYTHONPATH"] = path
+
+    arms = ["without", "with"] + (["against"] if against is not None else [])
+    times: dict[str, list[float]] = {arm: [] for arm in arms}
+    busy: dict[str, list[float]] = {arm: [] for arm in arms}
     for s in range(sets):
-        order = ("without", "with") if s % 2 == 0 else ("with", "without")
-        for arm in order:
-            if arm == "with":
-                with console_up(settings, log) as c, other(c.url, c.password or ""):
+        for arm in arms[s % len(arms) :] + arms[: s % len(arms)]:  # each arm first in turn
+            if arm == "without":
+                with other("", ""):
+                    times[arm].append(
+                        statistics.median(asyncio.run(cycle()) for _ in range(cycles))
+                    )
+                continue
+            with checkout(against if arm == "against" else None):
+                served = console_up(settings, log)
+                c = served.__enter__()
+            try:
+                with other(c.url, c.password or ""):
                     assert c.proc is not None
                     cpu0, t0 = cpu(c.proc.pid), time.perf_counter()
-                    with_c.append(statistics.median(asyncio.run(cycle()) for _ in range(cycles)))
-                    busy.append((cpu(c.proc.pid) - cpu0) / (time.perf_counter() - t0))
-            else:
-                with other("", ""):
-                    without.append(statistics.median(asyncio.run(cycle()) for _ in range(cycles)))
+                    times[arm].append(
+                        statistics.median(asyncio.run(cycle()) for _ in range(cycles))
+                    )
+                    busy[arm].append((cpu(c.proc.pid) - cpu0) / (time.perf_counter() - t0))
+            finally:
+                served.__exit__(None, None, None)
         print(
-            f"  set {s + 1}: without {without[-1]:.3f} s, with {with_c[-1]:.3f} s (the "
-            f"console's CPU meanwhile: {busy[-1]:.2f} of a core)",
+            f"  set {s + 1} (load {os.getloadavg()[0]:.1f}): "
+            + ", ".join(
+                f"{arm} {times[arm][-1]:.3f} s"
+                + (
+                    f" (the console's CPU meanwhile: {busy[arm][-1]:.2f} of a core)"
+                    if busy[arm]
+                    else ""
+                )
+                for arm in arms
+            ),
             flush=True,
         )
-    a, b = statistics.median(with_c), statistics.median(without)
-    print(
-        f"4. the analysis cycle ({products} products x 28 days, random days, a verdict and a "
-        f"guardrail), median of {sets} sets of {cycles} cycles, alternated: with the console "
-        f"and {streams} open live pages {a:.3f} s, without the console (baseline) {b:.3f} s: "
-        f"ratio {a / b:.3f}; target <= {WORKER_TARGET:.2f} {met(a / b <= WORKER_TARGET)}; "
-        f"the console's CPU while the cycles ran: median {statistics.median(busy):.2f} of a core",
-        flush=True,
-    )
+    b = statistics.median(times["without"])
+    for arm in arms[1:]:
+        a = statistics.median(times[arm])
+        who = "this checkout's console" if arm == "with" else f"the console of {against}"
+        print(
+            f"4. the analysis cycle ({products} products x 28 days, random days, a verdict and "
+            f"a guardrail), median of {sets} sets of {cycles} cycles, alternated: with {who} "
+            f"and {streams} open live pages {a:.3f} s, without the console (baseline) "
+            f"{b:.3f} s: ratio {a / b:.3f}; target <= {WORKER_TARGET:.2f} "
+            f"{met(a / b <= WORKER_TARGET)}; the console's CPU while the cycles ran: median "
+            f"{statistics.median(busy[arm]):.2f} of a core",
+            flush=True,
+        )
 
 
 # ------------------------------------------------------------------ main
@@ -466,6 +515,11 @@ def main() -> None:
     ap.add_argument("--cycles", type=int, default=3)
     ap.add_argument("--sets", type=int, default=5)
     ap.add_argument("--parts", default="list,page,live,worker")
+    ap.add_argument(
+        "--against",
+        default="",
+        help="part 4: another checkout (a directory) whose console is timed too, alternated",
+    )
     ap.add_argument("--helper", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--url", default="", help=argparse.SUPPRESS)
     ap.add_argument("--password", default="", help=argparse.SUPPRESS)
@@ -505,7 +559,10 @@ def main() -> None:
 
                     asyncio.run(go())
         if "worker" in parts:
-            worker_cycles(settings, args.cycle_products, args.cycles, args.sets, args.streams, log)
+            worker_cycles(
+                settings, args.cycle_products, args.cycles, args.sets, args.streams, log,
+                Path(args.against).resolve() if args.against else None,
+            )  # fmt: skip
     print(f"load average at the end {os.getloadavg()[0]:.1f}")
 
 
