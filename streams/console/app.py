@@ -90,10 +90,18 @@ class Console:
     #: the experiments lists being read, shared by the identical requests each can serve
     #: (keyed on status and search; streams.console.shared)
     lists: SharedReads[tuple[str | None, str | None], dict[str, Any]] = field(init=False)
+    #: the experiment pages being read, likewise (keyed on the id and the history's page):
+    #: every open page of an experiment redraws its live parts on each of its looks
+    pages: SharedReads[tuple[str, int], dict[str, Any]] = field(init=False)
 
     def __post_init__(self) -> None:
         self.lists = SharedReads(
             lambda key: experiments_view(self.store, self.feed, *key, self.settings)
+        )
+        self.pages = SharedReads(
+            lambda key: experiment_view(
+                self.settings, self.store, self.feed, *key, trails=self.trails
+            )
         )
 
 
@@ -372,14 +380,7 @@ def _page_no(request: Request) -> int:
 async def _experiment(request: Request) -> Any:
     _need(request, "read")
     c = _console(request)
-    return await experiment_view(
-        c.settings,
-        c.store,
-        c.feed,
-        request.path_params["exp_id"],
-        _page_no(request),
-        trails=c.trails,
-    )
+    return await c.pages.get((request.path_params["exp_id"], _page_no(request)))
 
 
 async def _health_doc(request: Request) -> Any:

@@ -144,6 +144,20 @@ def test_a_document_is_rendered_once_and_another_anew() -> None:
 
 
 # ------------------------------------------------------------------ through the console's routes
+class _Arrivals(SharedReads[Any, Any]):
+    """Tells when ``n`` requests have come to the shared read."""
+
+    def __init__(self, read: Any, n: int) -> None:
+        super().__init__(read)
+        self.n, self.all_in = n, asyncio.Event()
+
+    async def get(self, key: Any) -> Any:
+        self.n -= 1
+        if self.n == 0:
+            self.all_in.set()
+        return await super().get(key)
+
+
 @pytest.fixture
 def users_file(tmp_path: Any) -> Any:
     from streams.console import auth
@@ -173,19 +187,6 @@ async def test_open_list_pages_asking_at_once_share_the_store_reads(users_file: 
             await self.gate.wait()
             return list(self.states.values())
 
-    class _Arrivals(SharedReads[Any, Any]):
-        """Tells when ``n`` requests have come to the shared read."""
-
-        def __init__(self, read: Any, n: int) -> None:
-            super().__init__(read)
-            self.n, self.all_in = n, asyncio.Event()
-
-        async def get(self, key: Any) -> Any:
-            self.n -= 1
-            if self.n == 0:
-                self.all_in.set()
-            return await super().get(key)
-
     store = _Counted([_state("shoes", 2), _state("hats", -1)])
     settings = Settings(console=ConsoleSettings(users_file=users_file))
     console = Console(settings, auth.Users.load(users_file), store, _Feed({}))  # type: ignore[arg-type]
@@ -214,3 +215,56 @@ async def test_open_list_pages_asking_at_once_share_the_store_reads(users_file: 
         r = await client.get("/api/experiments")
         assert store.reads == reads + 1
         assert {e["id"]: e["state"] for e in r.json()["experiments"]}["hats"] == "running"
+
+
+async def test_open_pages_of_an_experiment_redrawing_at_once_share_its_reads(
+    users_file: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ten open pages of one experiment redraw their live parts at once (as on its look):
+    at most two reads of it between them; a look that arrives afterwards is in the next."""
+    from controller.settings import ConsoleSettings, Settings
+    from streams.client.history import Trail
+    from streams.console import auth, views
+    from streams.console.app import Console, build_app
+    from tests.unit.streams.console.test_console_app import VERDICT, _Feed, _state, _Store
+
+    async def read_trail(settings: Settings, exp_id: str, timeout: float = 30.0) -> Trail:
+        return Trail(exp_id)
+
+    monkeypatch.setattr(views, "read_trail", read_trail)  # the topics stood in for
+    monkeypatch.setattr(views, "read_freezes", lambda settings, exp_id: [])
+
+    class _Gated(_Feed):
+        def __init__(self, docs: Any) -> None:
+            super().__init__(docs)
+            self.reads = 0
+            self.gate = asyncio.Event()
+
+        async def docs(self, exp_id: str) -> Any:
+            self.reads += 1
+            await self.gate.wait()
+            return list(self._docs.get(exp_id, []))
+
+    feed = _Gated({"shoes": []})
+    settings = Settings(console=ConsoleSettings(users_file=users_file))
+    console = Console(settings, auth.Users.load(users_file), _Store([_state("shoes", 2)]), feed)  # type: ignore[arg-type]
+    console.pages = arrivals = _Arrivals(console.pages._read, 10)  # noqa: SLF001
+    transport = httpx.ASGITransport(app=build_app(console, lifespan_close=False))
+    async with httpx.AsyncClient(transport=transport, base_url="http://console") as client:
+        r = await client.post("/api/login", json={"user": "vic", "password": "v-pass"})
+        assert r.status_code == 200, r.text
+        pages = [
+            asyncio.create_task(client.get(path))
+            for path in ["/api/experiments/shoes", "/experiments/shoes/results"] * 5
+        ]
+        await arrivals.all_in.wait()
+        feed.gate.set()
+        answers = await asyncio.gather(*pages)
+        assert [a.status_code for a in answers] == [200] * 10
+        assert 1 <= feed.reads <= 2
+        assert answers[0].json()["verdict"] is None
+        reads = feed.reads
+        feed._docs["shoes"].append(VERDICT)  # noqa: SLF001 - its first look arrives
+        r = await client.get("/api/experiments/shoes")
+        assert feed.reads == reads + 1
+        assert r.json()["verdict"]["verdict"] == "keep_running"
