@@ -26,9 +26,12 @@ lab's one-time admin.
    console process up and ``--streams`` live pages open on it, and without the console
    process, alternated, ``--cycles`` cycles each way a set, ``--sets`` sets; medians. In both,
    another process publishes a look a second (round robin over the watched experiments) and,
-   with the console up, plays the open pages: each holds its event stream and, on each look,
-   redraws as htmx does (twice ``/experiments/{id}/results`` on an experiment page, the list
-   on a list page).
+   with the console up, plays the open pages: each loads its page, then holds its event
+   stream and, on each look, redraws as htmx does (twice ``/experiments/{id}/results`` on an experiment page, the list
+   on a list page). The console process's CPU while the cycles run (user and system
+   seconds over wall seconds) is printed beside it: a steadier figure than the cycle's
+   wall time on a shared machine. ``--against DIR``: the console of another checkout (the
+   commit before a change) as a third arm, alternated in the same run on the same stack.
 
     .venv/bin/python benchmarks/bench_console.py [--experiments 1000] [--products 1000000]
         [--runs 15] [--looks 200] [--streams 100] [--sets 5] [--parts list,page,live,worker]
@@ -52,6 +55,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx  # noqa: E402
+import psutil  # noqa: E402
 from aiokafka import AIOKafkaConsumer, TopicPartition  # noqa: E402
 
 from benchmarks._common import START, bench_settings, experiment  # noqa: E402
@@ -321,6 +325,10 @@ async def helper(url: str, password: str, streams: int, watch: list[str]) -> Non
         lists = max(1, streams // 10)  # one open page in ten is the list
         exp_id = None if i < lists else watch[i % len(watch)]
         path = "/api/events" if exp_id is None else f"/api/experiments/{exp_id}/events"
+        # the page first, as a browser opens it (and as a console that has served pages for
+        # a while stands: each spec parsed, the readers caught up), then its event stream
+        r = await client.get("/experiments" if exp_id is None else f"/experiments/{exp_id}")
+        assert r.status_code == 200, (r.status_code, r.text[:300])
         async with client.stream("GET", path) as resp:
             async for line in resp.aiter_lines():
                 if line.startswith(": live"):
@@ -352,7 +360,13 @@ async def helper(url: str, password: str, streams: int, watch: list[str]) -> Non
 
 
 def worker_cycles(
-    settings: Settings, products: int, cycles: int, sets: int, streams: int, log: Path
+    settings: Settings,
+    products: int,
+    cycles: int,
+    sets: int,
+    streams: int,
+    log: Path,
+    against: Path | None = None,
 ) -> None:
     from analysis.worker import AnalysisWorker, InMemorySequenceTuning
     from benchmarks.bench_verdict import COLUMNS, _Sink, _Source
@@ -402,25 +416,79 @@ def worker_cycles(
             proc.terminate()
             proc.wait(10)
 
-    with_c, without = [], []
-    for s in range(sets):
-        order = ("without", "with") if s % 2 == 0 else ("with", "without")
-        for arm in order:
-            if arm == "with":
-                with console_up(settings, log) as c, other(c.url, c.password or ""):
-                    with_c.append(statistics.median(asyncio.run(cycle()) for _ in range(cycles)))
+    def cpu(pid: int) -> float:
+        t = psutil.Process(pid).cpu_times()
+        return float(t.user + t.system)
+
+    @contextlib.contextmanager
+    def checkout(tree: Path | None) -> Any:
+        """The console of ``tree`` (None: this checkout): ``-m streams.cli`` imports from
+        the working directory first."""
+        if tree is None:
+            yield
+            return
+        here, path = os.getcwd(), os.environ.get("PYTHONPATH")
+        os.chdir(tree)
+        os.environ["PYTHONPATH"] = str(tree)
+        try:
+            yield
+        finally:
+            os.chdir(here)
+            if path is None:
+                os.environ.pop("PYTHONPATH", None)
             else:
+                os.environ["PYTHONPATH"] = path
+
+    arms = ["without", "with"] + (["against"] if against is not None else [])
+    times: dict[str, list[float]] = {arm: [] for arm in arms}
+    busy: dict[str, list[float]] = {arm: [] for arm in arms}
+    for s in range(sets):
+        for arm in arms[s % len(arms) :] + arms[: s % len(arms)]:  # each arm first in turn
+            if arm == "without":
                 with other("", ""):
-                    without.append(statistics.median(asyncio.run(cycle()) for _ in range(cycles)))
-        print(f"  set {s + 1}: without {without[-1]:.3f} s, with {with_c[-1]:.3f} s", flush=True)
-    a, b = statistics.median(with_c), statistics.median(without)
-    print(
-        f"4. the analysis cycle ({products} products x 28 days, random days, a verdict and a "
-        f"guardrail), median of {sets} sets of {cycles} cycles, alternated: with the console "
-        f"and {streams} open live pages {a:.3f} s, without the console (baseline) {b:.3f} s: "
-        f"ratio {a / b:.3f}; target <= {WORKER_TARGET:.2f} {met(a / b <= WORKER_TARGET)}",
-        flush=True,
-    )
+                    times[arm].append(
+                        statistics.median(asyncio.run(cycle()) for _ in range(cycles))
+                    )
+                continue
+            with checkout(against if arm == "against" else None):
+                served = console_up(settings, log)
+                c = served.__enter__()
+            try:
+                with other(c.url, c.password or ""):
+                    assert c.proc is not None
+                    cpu0, t0 = cpu(c.proc.pid), time.perf_counter()
+                    times[arm].append(
+                        statistics.median(asyncio.run(cycle()) for _ in range(cycles))
+                    )
+                    busy[arm].append((cpu(c.proc.pid) - cpu0) / (time.perf_counter() - t0))
+            finally:
+                served.__exit__(None, None, None)
+        print(
+            f"  set {s + 1} (load {os.getloadavg()[0]:.1f}): "
+            + ", ".join(
+                f"{arm} {times[arm][-1]:.3f} s"
+                + (
+                    f" (the console's CPU meanwhile: {busy[arm][-1]:.2f} of a core)"
+                    if busy[arm]
+                    else ""
+                )
+                for arm in arms
+            ),
+            flush=True,
+        )
+    b = statistics.median(times["without"])
+    for arm in arms[1:]:
+        a = statistics.median(times[arm])
+        who = "this checkout's console" if arm == "with" else f"the console of {against}"
+        print(
+            f"4. the analysis cycle ({products} products x 28 days, random days, a verdict and "
+            f"a guardrail), median of {sets} sets of {cycles} cycles, alternated: with {who} "
+            f"and {streams} open live pages {a:.3f} s, without the console (baseline) "
+            f"{b:.3f} s: ratio {a / b:.3f}; target <= {WORKER_TARGET:.2f} "
+            f"{met(a / b <= WORKER_TARGET)}; the console's CPU while the cycles ran: median "
+            f"{statistics.median(busy[arm]):.2f} of a core",
+            flush=True,
+        )
 
 
 # ------------------------------------------------------------------ main
@@ -447,6 +515,11 @@ def main() -> None:
     ap.add_argument("--cycles", type=int, default=3)
     ap.add_argument("--sets", type=int, default=5)
     ap.add_argument("--parts", default="list,page,live,worker")
+    ap.add_argument(
+        "--against",
+        default="",
+        help="part 4: another checkout (a directory) whose console is timed too, alternated",
+    )
     ap.add_argument("--helper", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--url", default="", help=argparse.SUPPRESS)
     ap.add_argument("--password", default="", help=argparse.SUPPRESS)
@@ -486,7 +559,10 @@ def main() -> None:
 
                     asyncio.run(go())
         if "worker" in parts:
-            worker_cycles(settings, args.cycle_products, args.cycles, args.sets, args.streams, log)
+            worker_cycles(
+                settings, args.cycle_products, args.cycles, args.sets, args.streams, log,
+                Path(args.against).resolve() if args.against else None,
+            )  # fmt: skip
     print(f"load average at the end {os.getloadavg()[0]:.1f}")
 
 

@@ -23,6 +23,7 @@ from importlib.resources import files
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
@@ -50,6 +51,7 @@ from streams.console.decision import DecisionRefused, decision_command, decision
 from streams.console.feed import EstimatesFeed
 from streams.console.health import HealthReads, health_view
 from streams.console.metrics import ConsoleMetrics, MeasureRequests
+from streams.console.shared import RenderedOnce, SharedReads
 from streams.console.statuses import STATUS_KEY, StatusFeed
 from streams.console.views import (
     TABS,
@@ -85,6 +87,22 @@ class Console:
     health: HealthReads = field(default_factory=HealthReads)
     #: the one reader of the audit trail the pages share (None: each page reads the topic)
     trails: TrailFollower | None = None
+    #: the experiments lists being read, shared by the identical requests each can serve
+    #: (keyed on status and search; streams.console.shared)
+    lists: SharedReads[tuple[str | None, str | None], dict[str, Any]] = field(init=False)
+    #: the experiment pages being read, likewise (keyed on the id and the history's page):
+    #: every open page of an experiment redraws its live parts on each of its looks
+    pages: SharedReads[tuple[str, int], dict[str, Any]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.lists = SharedReads(
+            lambda key: experiments_view(self.store, self.feed, *key, self.settings)
+        )
+        self.pages = SharedReads(
+            lambda key: experiment_view(
+                self.settings, self.store, self.feed, *key, trails=self.trails
+            )
+        )
 
 
 class Refused(Exception):
@@ -110,6 +128,10 @@ def _templates() -> Environment:
 
     env.filters["num"] = num
     env.filters["pct"] = pct
+    # the list's table, once per list document (every open list page asks at once)
+    env.filters["experiments_list"] = RenderedOnce(
+        lambda doc: Markup(env.get_template("experiments_list.html").render(doc=doc))
+    )
     return env
 
 
@@ -356,7 +378,8 @@ async def _experiments(request: Request) -> Any:
     _need(request, "read")
     c = _console(request)
     q = request.query_params
-    return await experiments_view(c.store, c.feed, q.get("status"), q.get("q"), c.settings)
+    # every open list page redraws on each look, all at once: one read serves them
+    return await c.lists.get((q.get("status"), q.get("q")))
 
 
 def _page_no(request: Request) -> int:
@@ -369,14 +392,7 @@ def _page_no(request: Request) -> int:
 async def _experiment(request: Request) -> Any:
     _need(request, "read")
     c = _console(request)
-    return await experiment_view(
-        c.settings,
-        c.store,
-        c.feed,
-        request.path_params["exp_id"],
-        _page_no(request),
-        trails=c.trails,
-    )
+    return await c.pages.get((request.path_params["exp_id"], _page_no(request)))
 
 
 async def _health_doc(request: Request) -> Any:
