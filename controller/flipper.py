@@ -379,6 +379,10 @@ class Flipper:
             records = in_force(spec, design, lc.mode, decided)
             await self.sink.publish_assignments(records, state.seq, lc.mode)
             log.warning("experiment %s: republished decision %d (%s)", spec.id, state.seq, lc.mode)
+        for fired in state.decision_fired:  # the kept fires it took in, before its event
+            await self.sink.publish_event(
+                spec.id, "triggered", now, fired | {"worker": self.owner}
+            )
         if state.decision_event is not None:
             kind, detail = state.decision_event
             await self.sink.publish_event(spec.id, kind, now, detail | {"worker": self.owner})
@@ -473,6 +477,7 @@ class Flipper:
             freezes=[f.model_dump(mode="json") for f in mine],
             event=announced,
             kept=sorted(kept),
+            fired=fired,
         )
         if seq < 0:
             return None

@@ -68,6 +68,9 @@ class ExperimentState:
     #: the event it announced (a redo repeats both)
     decision_freezes: list[dict[str, Any]] = field(default_factory=list)
     decision_event: tuple[str, dict[str, Any]] | None = None
+    #: the ``triggered`` events of the kept fires the decision in force took in (a redo
+    #: repeats them before its event: lua/decide.lua)
+    decision_fired: list[dict[str, Any]] = field(default_factory=list)
 
     def published_through(self, k: int) -> bool:
         """Period ``k`` (or a later one) is in force and every message of the decision in
@@ -333,6 +336,7 @@ class ExperimentStore(RedisStore):
             created_by=st.get("created_by") or None,
             decision_freezes=json.loads(st.get("dfreezes") or "[]"),
             decision_event=_event(st.get("devent")),
+            decision_fired=json.loads(st.get("dfired") or "[]"),
         )
 
     async def _parse_specs(self, ids: list[str]) -> None:

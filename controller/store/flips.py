@@ -67,6 +67,7 @@ class FlipStore(RedisStore):
         freezes: list[dict[str, Any]] | None = None,
         event: tuple[str, dict[str, Any]] | None = None,
         kept: Sequence[str] = (),
+        fired: Sequence[dict[str, Any]] = (),
     ) -> int:
         """Record a decision: ``expected`` (status, frozen, flipped_period, seq) must still
         hold and the turn be ``owner``'s. Returns its sequence number, 0 when it publishes
@@ -74,7 +75,8 @@ class FlipStore(RedisStore):
         decision that publishes keeps what its messages were built with beside it (the
         freezes laid over them) and the event it announces, so that a redo repeats both.
         ``kept``: a triggered experiment's kept fires the decision was made with (its
-        records and messages hold them), moved to its triggers in the same step."""
+        records and messages hold them), moved to its triggers in the same step; ``fired``:
+        their ``triggered`` events, kept with the decision so that a redo repeats them."""
         base = self.exp(exp_id)
         status, frozen, period, seq = expected
         new_status, new_frozen, new_period = new
@@ -95,6 +97,7 @@ class FlipStore(RedisStore):
                 backfilled,
                 json.dumps(freezes or []),
                 json.dumps(list(event) if event is not None else None),
+                json.dumps(list(fired)),
                 len(kept),
                 *kept,
             ],  # fmt: skip

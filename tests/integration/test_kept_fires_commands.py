@@ -163,3 +163,27 @@ async def test_a_stop_ends_the_kept_fire(runtime: Any, settings: Settings) -> No
     assert [(m["seq"], m["status"]) for m in after] == [(stopped.seq, "stopped")]
     (fired,) = await _fired_events_of_e(settings, "stopped")
     assert fired["detail"]["period"] == 2
+
+
+async def test_a_pause_refused_by_the_broker_announces_the_kept_fire_on_its_redo(
+    runtime: Any, settings: Settings
+) -> None:
+    """The pause's decision takes e in and the broker refuses its messages: the decision's
+    redo (the next tick's) announces e's fire, as it repeats the pause's own event. Before,
+    the fire's ``triggered`` event went out only after the decision's messages, and a redo
+    repeated the decision's event alone: e was recorded in the triggers and never
+    announced."""
+    await _a_kept_fire_after_the_decision_is_out(runtime, settings)
+    store, flipper = runtime.store, runtime.flipper
+    sink = flipper.sink
+    sink.refused = {"trig"}
+    # the command is made all the same (its decision was kept before the send failed)
+    assert (await flipper.pause("trig")).state == "paused"
+    trig = await store.get_experiment("trig")
+    assert trig.status == "paused" and trig.seq > trig.published  # the fault happened
+    assert await store.kept_triggers("trig") == {}  # taken in by the pause's decision
+    sink.refused = set()
+    assert await flipper.tick() == 0  # the pause's redo
+    assert (await store.get_experiment("trig")).published >= trig.seq
+    (fired,) = await _fired_events_of_e(settings, "paused")
+    assert (fired["detail"]["period"], fired["detail"]["competitor"]) == (2, "shop-x")

@@ -22,7 +22,8 @@
 -- ARGV: owner, expected status, frozen, flipped_period, seq; new status, frozen,
 --       flipped_period; publish (1/0); flips, missed flips, backfilled periods to add;
 --       the freezes the messages are built with (JSON), the event it announces (JSON);
---       k, the kept products the decision was made with * k
+--       the 'triggered' events of the kept fires it takes in (JSON: a redo repeats them
+--       too); k, the kept products the decision was made with * k
 -- Returns the decision's sequence number, 0 when it publishes nothing, or -1 when the turn
 -- is lost or the state moved (nothing written).
 local st = KEYS[1]
@@ -36,7 +37,7 @@ redis.call('HSET', st, 'status', ARGV[6], 'frozen', ARGV[7], 'flipped_period', A
 if ARGV[10] ~= '0' then redis.call('HINCRBY', st, 'flips', ARGV[10]) end
 if ARGV[11] ~= '0' then redis.call('HINCRBY', st, 'missed_flips', ARGV[11]) end
 if ARGV[12] ~= '0' then redis.call('HINCRBY', st, 'backfilled', ARGV[12]) end
-for j = 16, 15 + tonumber(ARGV[15] or '0') do
+for j = 17, 16 + tonumber(ARGV[16] or '0') do
   local period = redis.call('HGET', KEYS[4], ARGV[j])
   if period then
     redis.call('HSET', KEYS[3], ARGV[j], period)
@@ -45,7 +46,8 @@ for j = 16, 15 + tonumber(ARGV[15] or '0') do
 end
 if ARGV[9] == '1' then
   local seq = redis.call('HINCRBY', st, 'seq_counter', 1)
-  redis.call('HSET', st, 'seq', seq, 'dfreezes', ARGV[13], 'devent', ARGV[14])
+  redis.call('HSET', st, 'seq', seq, 'dfreezes', ARGV[13], 'devent', ARGV[14],
+             'dfired', ARGV[15] or '[]')
   return seq
 end
 return 0
