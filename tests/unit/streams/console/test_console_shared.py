@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 
 from streams.console.shared import RenderedOnce, SharedReads
@@ -191,8 +191,8 @@ async def test_open_list_pages_asking_at_once_share_the_store_reads(users_file: 
     settings = Settings(console=ConsoleSettings(users_file=users_file))
     console = Console(settings, auth.Users.load(users_file), store, _Feed({}))  # type: ignore[arg-type]
     console.lists = arrivals = _Arrivals(console.lists._read, 10)  # noqa: SLF001
-    transport = httpx.ASGITransport(app=build_app(console, lifespan_close=False))
-    async with httpx.AsyncClient(transport=transport, base_url="http://console") as client:
+    transport = httpx2.ASGITransport(app=build_app(console, lifespan_close=False))
+    async with httpx2.AsyncClient(transport=transport, base_url="http://console") as client:
         r = await client.post("/api/login", json={"user": "vic", "password": "v-pass"})
         assert r.status_code == 200, r.text
         renders = _ENV.filters["experiments_list"].renders
@@ -249,8 +249,8 @@ async def test_open_pages_of_an_experiment_redrawing_at_once_share_its_reads(
     settings = Settings(console=ConsoleSettings(users_file=users_file))
     console = Console(settings, auth.Users.load(users_file), _Store([_state("shoes", 2)]), feed)  # type: ignore[arg-type]
     console.pages = arrivals = _Arrivals(console.pages._read, 10)  # noqa: SLF001
-    transport = httpx.ASGITransport(app=build_app(console, lifespan_close=False))
-    async with httpx.AsyncClient(transport=transport, base_url="http://console") as client:
+    transport = httpx2.ASGITransport(app=build_app(console, lifespan_close=False))
+    async with httpx2.AsyncClient(transport=transport, base_url="http://console") as client:
         r = await client.post("/api/login", json={"user": "vic", "password": "v-pass"})
         assert r.status_code == 200, r.text
         pages = [
