@@ -76,15 +76,18 @@ async def test_an_adaptive_ladder_runs_live_through_both_workers_and_a_kill9(sta
     spec = demo_spec(cfg, market)
     assert spec.adaptive is not None
     run = LiveRun(spec, market, sales_seed=cfg.seed + 1)
-    controller = WorkerProcess(settings, ("controller",)).launch()
-    analysis = WorkerProcess(settings, ("analysis",)).launch()
-    workers = [controller, analysis]
+    workers: list[WorkerProcess] = []
     redis = make_redis(settings)
     store = Store(redis, settings.key_prefix)
     looks: dict[int, AdaptiveLook] = {}  # the look stored once period d's look is read
     before_kill: dict[int, tuple[float, ...]] = {}
     killed: list[int | None] = []
     try:
+        # launched inside the try: a launch that fails still has the one before it stopped
+        controller = WorkerProcess(settings, ("controller",)).launch()
+        workers.append(controller)
+        analysis = WorkerProcess(settings, ("analysis",)).launch()
+        workers.append(analysis)
         controller.wait_healthy()
         analysis.wait_healthy()
         async with LiveDriver(settings, store, [controller], analysis, DriverConfig()) as driver:
