@@ -17,6 +17,8 @@ the option nothing changes: hypothesis's own default profile.
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 from hypothesis import HealthCheck, settings
 
@@ -77,3 +79,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.get_closest_marker(LONG_FORM) is not None:
             item.add_marker(pytest.mark.timeout(0))  # bounded by the examples, not by 300 s
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The workers' own log files (``WorkerProcess.made_logs``, in the temporary directory)
+    go when the session passes; a failed session keeps them for its diagnosis."""
+    launcher = sys.modules.get("streams.live.launcher")
+    if launcher is None or exitstatus != 0:
+        return
+    for log in launcher.WorkerProcess.made_logs:
+        log.unlink(missing_ok=True)
+    launcher.WorkerProcess.made_logs.clear()

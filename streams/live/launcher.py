@@ -43,6 +43,10 @@ def role_env(roles: tuple[str, ...] | set[str], environ: Mapping[str, str]) -> d
 
 
 class WorkerProcess:
+    #: the logs this process's workers made for themselves (not those given as ``log``): a
+    #: test session removes them when it passes and keeps them when it fails
+    made_logs: list[Path] = []
+
     def __init__(
         self,
         settings: Settings,
@@ -56,7 +60,12 @@ class WorkerProcess:
         self.env = dict(env or {})
         self.web_port = free_port()
         self.metrics_port = free_port()
-        self.log = log or Path(tempfile.mkstemp(prefix="pricelab-worker-", suffix=".log")[1])
+        if log is None:
+            fd, name = tempfile.mkstemp(prefix="pricelab-worker-", suffix=".log")
+            os.close(fd)
+            log = Path(name)
+            WorkerProcess.made_logs.append(log)
+        self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
