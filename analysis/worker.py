@@ -908,16 +908,7 @@ class AnalysisWorker:
                     out[arm].append((GuardrailReading(metric, limit, note=why, arm=arm), None))
                     continue
                 rel = published_fields(res, res.sequence, self.alpha)
-                reading = GuardrailReading(
-                    metric,
-                    limit,
-                    relative_effect=rel.get("relative_effect"),
-                    relative_cs_low=rel.get("relative_cs_low"),
-                    relative_cs_high=rel.get("relative_cs_high"),
-                    note=rel.get("relative_note"),
-                    arm=arm,
-                )
-                out[arm].append((reading, res))
+                out[arm].append((_guardrail_reading(metric, limit, rel, arm), res))
         return out
 
     def _adaptive_wait(self, info: ExperimentInfo, why: str) -> None:
@@ -1345,16 +1336,7 @@ class AnalysisWorker:
                 "experiment %s: guardrail on %s%s not checked: %s",
                 info.id, metric, where, rel.get("relative_note"),
             )  # fmt: skip
-        reading = GuardrailReading(
-            metric,
-            limit,
-            relative_effect=rel.get("relative_effect"),
-            relative_cs_low=rel.get("relative_cs_low"),
-            relative_cs_high=rel.get("relative_cs_high"),
-            note=rel.get("relative_note"),
-            arm=arm,
-        )
-        return reading, res
+        return _guardrail_reading(metric, limit, rel, arm), res
 
     async def _arm_guardrail_readings(
         self, info: ExperimentInfo, df: pd.DataFrame
@@ -1440,6 +1422,22 @@ class AnalysisWorker:
             await self.guardrails.trip(info.id, metric, detail)
             self.observer.guardrail_tripped(info.id, metric)
             return
+
+
+def _guardrail_reading(
+    metric: str, limit: float, rel: Mapping[str, Any], arm: str | None
+) -> GuardrailReading:
+    """A guardrail's reading from an estimate's published relative fields (its relative set,
+    or the note of why there is none)."""
+    return GuardrailReading(
+        metric,
+        limit,
+        relative_effect=rel.get("relative_effect"),
+        relative_cs_low=rel.get("relative_cs_low"),
+        relative_cs_high=rel.get("relative_cs_high"),
+        note=rel.get("relative_note"),
+        arm=arm,
+    )
 
 
 def _spillover_too_large(
