@@ -643,7 +643,9 @@ class Flipper:
                 # the broker refused a message: the command is made all the same when its
                 # decision was kept before the send failed (every tick sends it again); one
                 # that found the state so already (an earlier decision's messages refused)
-                # says so, as it would once they are out
+                # says so, as it would once they are out; one the state kept now refuses
+                # (an end the clock made due, kept before its messages were refused) is
+                # refused for that reason: sending it again would not carry it out
                 already = await self._decided(exp_id, kind)
                 if already is None:
                     raise
@@ -658,12 +660,10 @@ class Flipper:
 
     async def _decided(self, exp_id: str, kind: Kind) -> str | None:
         """What the command, given now, would find done already (its ``already`` word), or
-        None when the experiment's state is not what ``kind`` asks for."""
+        None when the experiment's state is not what ``kind`` asks for; CommandRefused when
+        the state kept refuses it (a final experiment)."""
         state = await self.store.get_experiment(exp_id)
-        try:
-            return lifecycle.decide(exp_id, state.lifecycle, Event(kind)).already
-        except CommandRefused:
-            return None
+        return lifecycle.decide(exp_id, state.lifecycle, Event(kind)).already
 
     async def decide(
         self, exp_id: str, arm: str, reason: str, *, stop: bool = False, ship: bool | None = None

@@ -708,6 +708,52 @@ async def test_a_command_whose_state_was_so_already_says_so_while_its_messages_w
     assert (await store.get_experiment("aa")).phase == "running"
 
 
+async def test_a_command_on_an_experiment_that_ended_while_its_messages_wait_is_refused_as_final(
+    runtime: Any, settings: Settings
+) -> None:
+    """Found by the model-based test's long run: a resume sent after an experiment's end
+    passed, while the broker refused its messages. The command's turn first kept the end the
+    clock had made due, then its messages were refused, and the reply named the broker
+    ("send the resume again once it takes them"), though no resend could carry it out. Now
+    the reply is the refusal the state kept gives: the experiment has ended, and is final."""
+    from streams.worker.handlers import RawEvent
+    from streams.worker.schemas import Command
+
+    sink = ContractBreaking(runtime, settings)
+    runtime.flipper.sink = sink
+    store = runtime.store
+    await runtime.clock.set(START + timedelta(minutes=1))
+    await runtime.flipper.create(_spec("aa", ["a1", "a2"]), backfill=True)
+    sink.refused = {"aa"}
+    await runtime.clock.set(START + timedelta(days=4, minutes=1))  # its end is due
+
+    async def command(n: int, kind: str) -> Any:
+        cmd = Command(  # type: ignore[arg-type]
+            command_id=f"cmd-{n}", kind=kind, actor="olga", experiment="aa", reason="late"
+        )
+        return await runtime.commands.handle(RawEvent(cmd.model_dump_json().encode()))
+
+    resumed = await command(1, "resume")
+    st = await store.get_experiment("aa")
+    assert st.phase == "ended" and st.seq > st.published  # the fault: the end waits
+    assert not resumed.ok
+    assert resumed.error == "experiment 'aa' has ended; an ended experiment is final"
+    for n, kind in enumerate(("pause", "stop"), start=2):
+        reply = await command(n, kind)
+        assert not reply.ok and reply.error.endswith("an ended experiment is final"), reply
+    # the broker takes them again: the end goes out, and nothing else was decided
+    sink.refused = set()
+    await runtime.flipper.tick()
+    st = await store.get_experiment("aa")
+    assert st.phase == "ended" and st.seq == st.published
+
+    def ended(msgs: list[dict[str, Any]]) -> bool:
+        last = {m["product"]: m["status"] for m in msgs}
+        return last == {"a1": "ended", "a2": "ended"}
+
+    assert ended(await read_topic(settings, settings.topics.assignments, expect=99, until=ended))
+
+
 async def test_a_timer_that_meets_anothers_turn_does_not_hold_every_timer_up(
     runtime: Any, settings: Settings
 ) -> None:
