@@ -1,14 +1,18 @@
 """The options of every command that reads an analyst's table through :mod:`analysis.reader`
-(``analyze``, ``plan``, ``graph build``), declared once so they read and behave alike."""
+(``analyze``, ``plan``, ``graph build``), declared once so they read and behave alike.
+
+The reader (and pandas) is imported only when a command reads a table: declaring the options
+costs nothing, so ``--help``, and a command that fails its options, start at once."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from analysis.reader import ReadPolicy, TableSource, read_rates
+if TYPE_CHECKING:  # the reader imports pandas: a command's help and parsing do without it
+    from analysis.reader import ReadPolicy, TableSource
 
 #: the CSV options of every command that reads an analyst's table (analyze, plan, graph build)
 SepOption = Annotated[
@@ -96,6 +100,8 @@ LaunchOption = Annotated[
 def table_source(
     path: Path, table: str | None, query: str | None, sep: str | None, decimal: str
 ) -> TableSource:
+    from analysis.reader import TableSource
+
     return TableSource(path, table=table, query=query, sep=sep, decimal=decimal)
 
 
@@ -109,6 +115,8 @@ def read_policy(
     expected_currency: str | None = None,
 ) -> ReadPolicy:
     """The policy the options give (the rates table read now: a TableError names a bad one)."""
+    from analysis.reader import ReadPolicy, read_rates
+
     return ReadPolicy(
         missing=missing,
         currency=currency,

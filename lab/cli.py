@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
@@ -30,21 +30,8 @@ from controller import design_registry
 from controller.errors import SpecError
 from controller.spec import ExperimentSpec, load_spec_file
 from core.errors import PricelabError
-from lab.compare import (
-    CompareConfig,
-    check_ladder,
-    design_names,
-    format_table,
-    ladder_notes,
-    make_spec,
-    parse_estimators,
-    run_comparison,
-    summarise,
-    write_outputs,
-)
 from lab.config import MarketConfig
 from lab.failed_fits import MAX_FAILED_SHARE
-from lab.market import Market
 from lab.price import (
     ModelledPrice,
     describe,
@@ -53,13 +40,14 @@ from lab.price import (
     modelled_price,
     one_price_refused,
 )
-from lab.simulate import (
-    SimulatedExperiment,
-    market_for_spec,
-    run_spec,
-    write_events,
-    write_panel,
-)
+
+if TYPE_CHECKING:
+    from lab.simulate import SimulatedExperiment
+
+# The comparison, the simulator and the market (numpy, pandas, scipy, networkx, and the
+# estimators through lab.compare) are imported by the commands that run them: a command's
+# options, its help and its refusals do without them, and ``simulate --live`` runs without
+# the estimators (a second of CPU per call, measured with -X importtime).
 
 
 def _fail(message: str) -> NoReturn:
@@ -194,6 +182,10 @@ def simulate_command(
         return
     if out is None:
         _fail("--out is required (or --live, to play the market into the running stack)")
+    from lab.compare import make_spec
+    from lab.market import Market
+    from lab.simulate import market_for_spec, run_spec, write_events, write_panel
+
     try:
         if spec_path is not None:
             spec = load_spec_file(spec_path)
@@ -309,8 +301,9 @@ def compare_designs(
         Path | None, typer.Option(help="MarketConfig as YAML or JSON (default: the demo market).")
     ] = None,
     designs: Annotated[
-        str, typer.Option(help="Comma-separated designs: " + ",".join(design_names()) + ".")
-    ] = ",".join(design_names()),
+        str,
+        typer.Option(help="Comma-separated designs: " + ",".join(design_registry.names()) + "."),
+    ] = ",".join(design_registry.names()),
     runs: Annotated[int, typer.Option(help="Simulated experiments per design.")] = 100,
     estimators: Annotated[
         list[str] | None,
@@ -380,6 +373,16 @@ def compare_designs(
         _fail(
             f"--metrics: unknown {unknown or metrics!r}; choose from units, revenue, profit, price"
         )
+    from lab.compare import (
+        CompareConfig,
+        format_table,
+        ladder_notes,
+        parse_estimators,
+        run_comparison,
+        summarise,
+        write_outputs,
+    )
+
     cfg = CompareConfig(
         market=cfg_market,
         designs=chosen,
@@ -425,6 +428,8 @@ def _ladder(text: str | None) -> tuple[float, ...] | None:
         _fail(
             f"--ladder must be price ratios separated by commas, such as 0.90,0.95,1.05, not {text!r}"
         )
+    from lab.compare import check_ladder
+
     try:
         check_ladder(ratios)
     except PricelabError as exc:

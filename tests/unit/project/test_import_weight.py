@@ -56,3 +56,24 @@ def test_an_offline_command_loads_its_own_plugin_alone() -> None:
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "True False []", out.stdout
+
+
+def test_the_lab_commands_register_without_the_estimators_or_the_market() -> None:
+    """``pricelab simulate`` (``--live`` too), ``plan`` and ``compare-designs`` register their
+    options without importing the comparison, the market or the reader: those come with the
+    command's work. ``simulate --live`` never needs the estimators (lab.compare imported
+    analysis.arms, scipy.stats and scikit-learn: a second of CPU per call)."""
+    code = (
+        "import sys\n"
+        "import streams.cli.entry as entry\n"
+        "entry._load_plugins('simulate')\n"
+        "names = {c.name for c in entry._app.registered_commands}\n"
+        "print(sorted(names & {'simulate', 'plan', 'compare-designs'}), sorted(m for m in "
+        "('lab.compare', 'lab.market', 'lab.simulate', 'analysis.reader', 'analysis.arms', "
+        "'scipy', 'sklearn', 'pandas') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "['compare-designs', 'plan', 'simulate'] []", out.stdout
