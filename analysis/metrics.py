@@ -42,13 +42,6 @@ from core.ports import EstimatorPlan
 METRICS = ("units", "revenue", "profit", "price")
 #: every ``metric`` an estimate message may carry
 ALL_METRICS = (*METRICS, "elasticity")
-#: what each metric's absolute effect is counted in (the scorecards' captions)
-EFFECT_UNITS = {
-    "units": "units per product-period",
-    "revenue": "revenue per product-period",
-    "profit": "profit per product-period",
-    "price": "average price paid",
-}
 #: the estimators that measure the price paid (within products; pooled by the delta method;
 #: over a switchback's lag-p windows, by the delta method on the Hajek means)
 PRICE_ESTIMATORS = ("fe", "dm", "hajek")

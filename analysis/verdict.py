@@ -50,7 +50,6 @@ from typing import Any, Literal
 
 import numpy as np
 from pydantic import TypeAdapter, ValidationError
-from scipy import stats
 
 VerdictWord = Literal["ship", "do_not_ship", "no_difference", "keep_running"]
 VERDICTS: tuple[VerdictWord, ...] = ("ship", "do_not_ship", "no_difference", "keep_running")
@@ -246,6 +245,8 @@ def power_at(
 ) -> np.ndarray:
     """Probability that a sequence of radius ``radius(se)`` around an estimate
     ~ N(effect, se^2) excludes 0 (the far side's share is negligible and left out)."""
+    from scipy import stats  # here: readers of verdicts (the CLI, the console) do without it
+
     se = np.asarray(se, dtype=float)
     return np.asarray(stats.norm.cdf((abs(effect) - radius(se)) / se))
 

@@ -348,6 +348,15 @@ class ClockLike(Protocol):
     async def sync(self) -> None: ...
 
 
+#: what each metric's absolute effect is counted in (the scorecards' and the CLI's captions)
+EFFECT_UNITS = {
+    "units": "units per product-period",
+    "revenue": "revenue per product-period",
+    "profit": "profit per product-period",
+    "price": "average price paid",
+}
+
+
 def metric_name(value: object) -> str:
     """An estimate message's metric as read: v1 workers published units as ``"outcome"``
     (older ones none at all)."""

@@ -13,8 +13,8 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.metrics import EFFECT_UNITS
 from analysis.report.scorecard import _bar, _finite, _latest
+from core.ports import EFFECT_UNITS
 
 #: the metrics whose best arm the worker's MCB names (higher is better)
 BEST_METRICS = ("units", "revenue", "profit")

@@ -19,8 +19,8 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Patch, Rectangle  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from analysis.metrics import EFFECT_UNITS  # noqa: E402
 from analysis.report.stats import PreFit, _matrix  # noqa: E402
+from core.ports import EFFECT_UNITS  # noqa: E402
 
 TREATMENT_RED = "#d62728"
 

@@ -13,7 +13,6 @@ from typing import Any
 import pandas as pd
 
 from analysis.errors import AnalysisError
-from analysis.metrics import EFFECT_UNITS
 from analysis.report.allocation import CSS as ALLOCATION_CSS
 from analysis.report.allocation import allocation_section, latest_adaptive
 from analysis.report.arm_scorecard import CSS as ARM_CARD_CSS
@@ -40,6 +39,7 @@ from analysis.report.stats import (
 )
 from analysis.report.verdict import ARMS_CSS, latest_verdict, verdict_section
 from analysis.report.verdict import CSS as VERDICT_CSS
+from core.ports import EFFECT_UNITS
 
 
 # --------------------------------------------------------------------------- page

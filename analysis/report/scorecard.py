@@ -10,9 +10,8 @@ from collections.abc import Mapping
 
 import pandas as pd
 
-from analysis.metrics import EFFECT_UNITS
 from analysis.report.stats import split_verdicts
-from core.ports import metric_name
+from core.ports import EFFECT_UNITS, metric_name
 
 
 def _finite(*xs: object) -> bool:

@@ -27,11 +27,10 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from analysis.evidence import demand_reading
-from analysis.metrics import EFFECT_UNITS
 from analysis.verdict import latest
 from controller.clock import Clock, WallClock
 from controller.settings import Settings
-from core.ports import metric_name
+from core.ports import EFFECT_UNITS, metric_name
 from streams.errors import ServiceUnavailable, services_answer
 
 #: what ``pricelab estimates`` opens on Kafka (``TopicSettings`` fields; no consumer group):

@@ -47,7 +47,6 @@ from typing import Any, Protocol
 import numpy as np
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from analysis.metrics import EFFECT_UNITS
 from analysis.verdict import decision_metric, more_days_change
 from controller.periods import n_periods, period_bounds
 from controller.settings import Settings
@@ -57,7 +56,7 @@ from controller.store.clock import SharedSimulatedClock
 from controller.store.keys import clock as clock_key
 from controller.triggers import TriggerTracker
 from core import status
-from core.ports import metric_name
+from core.ports import EFFECT_UNITS, metric_name
 from lab.market import DayOutcome, Market, in_force
 from lab.price import ladder_ratios
 from lab.simulate import competitor_rng, experiment_slots

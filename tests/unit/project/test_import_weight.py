@@ -77,3 +77,21 @@ def test_the_lab_commands_register_without_the_estimators_or_the_market() -> Non
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "['compare-designs', 'plan', 'simulate'] []", out.stdout
+
+
+def test_reading_estimates_loads_no_statistics_stack() -> None:
+    """``pricelab estimates``, ``simulate --live`` and the demo read the estimates topic
+    through streams.client.estimates: it once imported analysis.metrics (every estimator,
+    scipy.stats, scikit-learn) for the metrics' captions and analysis.verdict's scipy for a
+    power function it never calls, 1.9 s of CPU per process."""
+    code = (
+        "import sys\n"
+        "import streams.client.estimates\n"
+        "print(sorted(m for m in ('scipy', 'sklearn', 'pandas', 'analysis.metrics') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]", out.stdout
