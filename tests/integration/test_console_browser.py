@@ -445,19 +445,6 @@ class _Seat:
         self._consumer.close()
 
 
-def _fill_and_click(browser: Any, form: str, reason: str) -> None:
-    """Give the reason of an act in a live part (a row of a list of freezes) and press its
-    button, in one task of the page's: a live redraw between typing and clicking would
-    replace the form, with what was typed, by a blank one."""
-    browser.execute_script(
-        "setTimeout(() => { const f = document.querySelector(arguments[0]);"
-        " f.querySelector('input[name=reason]').value = arguments[1];"
-        " f.querySelector('button').click(); })",
-        form,
-        reason,
-    )
-
-
 def _freeze_every_experiment(
     browser: Any, marker: dict[str, Any], exp_id: str, seat: _Seat, spec: Any
 ) -> None:
@@ -508,7 +495,17 @@ def _freeze_every_experiment(
     browser.switch_to.window(marker["list"])
     # cancelled from the section, with a reason and a confirmation
     freeze_id = _attr(browser, listed, "data-freeze")
-    _fill_and_click(browser, f"{listed} form", "done")
+    form = browser.find_element(By.ID, f"unfreeze-{freeze_id}")
+    form.find_element(By.NAME, "reason").send_keys("done")
+    # the section redrawn (as each status change redraws it) keeps the reason being typed
+    browser.execute_script(
+        "document.getElementById('freezes-list').dataset.old = 'yes';"
+        "htmx.trigger(document.body, 'freezes');"
+    )
+    _wait(browser, "the section redrawn", lambda b: b.execute_script(
+        "return document.getElementById('freezes-list').dataset.old") is None)  # fmt: skip
+    assert form.find_element(By.NAME, "reason").get_attribute("value") == "done"
+    form.find_element(By.TAG_NAME, "button").click()
     alert = _wait(browser, "the unfreeze's confirmation", lambda b: b.switch_to.alert)
     assert alert.text == f"Cancel the freeze {freeze_id}?"
     alert.accept()
@@ -726,7 +723,9 @@ async def test_the_console_in_a_browser(stack: Any, tmp_path: Path, browser: Any
                 ".map(e => e.innerText).sort().join()", now) == "cancelled,in force")  # fmt: skip
             _heatmap_frozen(browser)
             # cancelled from the page's list of freezes: its reply shown where the acts' are
-            _fill_and_click(browser, "#freezes tr[data-freeze] form", "the sale is over")
+            mine = browser.find_element(By.CSS_SELECTOR, "#freezes tr[data-freeze] form")
+            mine.find_element(By.NAME, "reason").send_keys("the sale is over")
+            mine.find_element(By.TAG_NAME, "button").click()
             _wait(browser, "the unfreeze's confirmation", lambda b: b.switch_to.alert).accept()
             _wait(browser, "the unfreeze's reply",
                   lambda b: "unfreeze of" in _text(b, "#reply"), 60)  # fmt: skip
