@@ -25,7 +25,8 @@ downloaded).
 - a viewer has no pause button, no decision form and no freeze control, and a forged POST
   from their session gets 403 (a freeze of every experiment: with its sentence);
 - on the "New experiment" page a bad spec shows the sentence the CLI prints for it, and a
-  good one launched by an operator appears in the list, with them as its creator;
+  good one launched by an operator appears in the open list without a reload (its
+  ``created`` status), with them as its creator;
 - in the lab the console prints a one-time admin password that signs in;
 - axe-core finds no serious or critical accessibility violation on the sign-in, the list (also
   with a freeze of every experiment in its Freezes section) and the experiment page, and the
@@ -202,10 +203,13 @@ def _shot(browser: Any, tmp: Path, name: str) -> None:
     browser.set_window_size(1400, 1000)
 
 
-def _new_experiment(browser: Any, base: str, tmp: Path, bad: Path, cli_says: str, good: str) -> str:
+def _new_experiment(
+    browser: Any, base: str, tmp: Path, bad: Path, cli_says: str, good: str, listed: str
+) -> str:
     """The "New experiment" page as olga (an operator): ``bad`` uploaded shows the sentence
     the CLI prints for that file (``cli_says``); ``good`` pasted shows its plan and schedule,
-    and its launch makes it appear in the list. Its id."""
+    and its launch makes it appear in the list open in the tab ``listed``, without a reload
+    (its ``created`` status). Its id."""
     from selenium.webdriver.common.by import By
 
     browser.get(f"{base}/experiments/new")
@@ -235,9 +239,10 @@ def _new_experiment(browser: Any, base: str, tmp: Path, bad: Path, cli_says: str
     assert _text(browser, "#reply").startswith(f"create of {exp_id} accepted, as olga"), _text(
         browser, "#reply"
     )
-    browser.get(f"{base}/experiments")
-    _wait(browser, "the launched experiment in the list",
+    browser.switch_to.window(listed)
+    _wait(browser, "the launched experiment in the list without a reload",
           lambda b: _text(b, f'tr[data-id="{exp_id}"] .state') == "created")  # fmt: skip
+    assert browser.execute_script("return window.stillThisPage") == "yes"
     return str(exp_id)
 
 
@@ -751,7 +756,7 @@ async def test_the_console_in_a_browser(stack: Any, tmp_path: Path, browser: Any
         assert said.returncode == 2 and said.stderr.startswith("error: "), said.stderr
         cli_says = said.stderr.removeprefix("error: ").strip()
         launched = await asyncio.to_thread(
-            _new_experiment, browser, base, tmp_path, bad, cli_says, good
+            _new_experiment, browser, base, tmp_path, bad, cli_says, good, marker["list"]
         )
         history = await asyncio.to_thread(
             pricelab, settings, "experiment", "history", launched, "--json"
