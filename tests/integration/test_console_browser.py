@@ -411,7 +411,7 @@ class _Seat:
                 "bootstrap.servers": settings.kafka.bootstrap_servers,
                 "group.id": "console-seat",
                 "enable.auto.commit": False,
-            }  # fmt: skip
+            }
         )
         parts = self._consumer.list_topics(topic, timeout=10).topics[topic].partitions
         self._consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
@@ -839,7 +839,8 @@ async def test_the_console_in_a_browser(stack: Any, tmp_path: Path, browser: Any
             )
             assert forged[:3] == [403, 403, 403]
             # a freeze of every experiment: 403 with one sentence
-            assert forged[3][0] == 403 and "error" in json.loads(forged[3][1]), forged[3]
+            said = json.loads(forged[3][1])["error"]
+            assert forged[3][0] == 403 and said and "\n" not in said, forged[3]
 
         await asyncio.to_thread(viewer)
         ladder = await asyncio.to_thread(_ladder_doc)
@@ -851,6 +852,7 @@ async def test_the_console_in_a_browser(stack: Any, tmp_path: Path, browser: Any
                  if r.get("kind") == "command"]  # fmt: skip
         # the viewer's POSTs never reached the topic
         assert "resume" not in kinds and kinds.count("decision") == 1
+        assert kinds.count("freeze") == 2  # olga's two
 
         # the one-time admin password signs in (JSON sign-in)
         req = urllib.request.Request(
