@@ -29,17 +29,21 @@ KAFKA_WRITES: tuple[str, ...] = ()
 
 def status_of(doc: Any) -> dict[str, Any] | None:
     """The status change an experiment-events record announces (its experiment, kind, state,
-    whether frozen, and when), or None for a record that announces none (a flip, a command's
-    record, a record that is not ours)."""
+    whether frozen, and when; a creation is the state ``created``), or None for a record that
+    announces none (a flip, a command's record, a record that is not ours)."""
     if not isinstance(doc, dict) or not isinstance(doc.get("experiment"), str):
         return None
     detail = doc.get("detail")
-    if not isinstance(detail, dict) or not isinstance(detail.get("state"), str):
+    if not isinstance(detail, dict):
+        return None
+    # a creation's record names no state: the experiment is created (no period in force yet)
+    state = "created" if doc.get("kind") == "created" else detail.get("state")
+    if not isinstance(state, str):
         return None
     return {
         "experiment": doc["experiment"],
         "kind": str(doc.get("kind", "")),
-        "state": detail["state"],
+        "state": state,
         "frozen": bool(detail.get("frozen", False)),
         "at": doc.get("at"),
     }

@@ -26,7 +26,7 @@ import numpy as np
 
 from controller import in_force
 from controller.adaptive_flip import read_context
-from controller.blackout import apply_freezes, freezes_of
+from controller.blackout import apply_freezes, freezes_of, load_freeze
 from controller.designs import Assignment, DesignContext, assign_products, period_assignments
 from controller.panel_cells import window_hits  # the panel's rule: one for both
 from controller.periods import is_empty, n_periods
@@ -235,12 +235,14 @@ async def heatmap_source(
     store: Store, exp_id: str
 ) -> tuple[tuple[Any, ...], Callable[[], dict[str, Any]], dict[str, Any]]:
     """What experiment ``exp_id``'s heatmap is made of, read once: a key that changes
-    whenever the schedule would (the experiment's creation, the freezes, a triggered design's
-    triggers), a function that makes its document from what was read (every product's draws:
+    whenever the schedule would (the experiment's creation, the freezes that apply to it, a
+    triggered design's triggers), a function that makes its document from what was read (every product's draws:
     call it off the event loop), and what is laid over it afresh each time: the period in
     force (``period``, None before any) and the pauses (:func:`pause_layer`)."""
     st = await store.get_experiment(exp_id)
     docs = await store.freezes()
+    # the freezes of this experiment only: a freeze of another leaves its schedule as it was
+    mine = [d for d in docs if "freeze" not in d or load_freeze(d["freeze"]).applies_to(exp_id)]
     ctx = await read_context(store, st.spec)
     triggers = ctx.triggers if ctx is not None else {}
     # an adaptive ladder's recorded probabilities: each flip adds a period's
@@ -248,11 +250,11 @@ async def heatmap_source(
     key = (
         exp_id,
         st.created_ms,
-        json.dumps(docs, sort_keys=True, default=str),
+        json.dumps(mine, sort_keys=True, default=str),
         json.dumps(dict(triggers), sort_keys=True),
         json.dumps(shares, sort_keys=True),
     )
-    freezes = freezes_of(docs)
+    freezes = freezes_of(mine)
     period = st.flipped_period if st.flipped_period >= 0 else None
     live = {"period": period} | pause_layer(st.spec, await store.windows(exp_id))
     return key, lambda: schedule_heatmap(st.spec, freezes, ctx), live

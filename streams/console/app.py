@@ -93,8 +93,13 @@ class Console:
     #: the experiment pages being read, likewise (keyed on the id and the history's page):
     #: every open page of an experiment redraws its live parts on each of its looks
     pages: SharedReads[tuple[str, int], dict[str, Any]] = field(init=False)
+    #: the heatmaps made (streams.console.charts), each also made when its experiment is
+    #: created: on the ``created`` status, and on the console's own launch
+    heatmaps: charts.Heatmaps = field(default_factory=charts.Heatmaps)
 
     def __post_init__(self) -> None:
+        if self.statuses is not None:
+            self.statuses.watch(self._heard)
         self.lists = SharedReads(
             lambda key: experiments_view(self.store, self.feed, *key, self.settings)
         )
@@ -103,6 +108,10 @@ class Console:
                 self.settings, self.store, self.feed, *key, trails=self.trails
             )
         )
+
+    def _heard(self, change: dict[str, Any]) -> None:
+        if change.get("kind") == "created":
+            self.heatmaps.warm(self.store, str(change["experiment"]))
 
 
 class Refused(Exception):

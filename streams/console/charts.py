@@ -10,14 +10,18 @@
   ``pricelab assignments`` shows it, and its assignment in each period.
 
 The heatmap of an experiment is kept once made: it depends only on the experiment (created
-once: its creation time), the freezes and a triggered design's triggers, and a million
-products take about a second a period to draw. The period in force and the pauses are laid
-over it at each request.
+once: its creation time), the freezes that apply to it and a triggered design's triggers,
+and a million products take about a second a period to draw. The period in force and the
+pauses are laid over it at each request. It is also made, ahead of any request, when the
+console hears of the experiment's creation (:meth:`Heatmaps.warm`): its own launch, or the
+``created`` status of one created elsewhere. One is made at a time, in the background, so
+that the first to open a big experiment's page does not wait for it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -34,6 +38,8 @@ from streams.client.heatmap import (
 from streams.client.known import known
 from streams.client.series import ladder_curves, running_estimates
 from streams.console.views import looks_view
+
+log = logging.getLogger(__name__)
 
 #: heatmaps kept per console (each a few hundred kB)
 KEPT = 32
@@ -62,10 +68,34 @@ async def series_view(store: Any, feed: Any, exp_id: str) -> dict[str, Any]:
 
 
 class Heatmaps:
-    """The heatmaps made so far, by what they depend on; one making at a time per key."""
+    """The heatmaps made so far, by what they depend on; one making at a time per key; and
+    the experiments whose heatmap is to be made before anyone asks (:meth:`warm`)."""
 
     def __init__(self) -> None:
         self._made: dict[tuple[Any, ...], asyncio.Task[dict[str, Any]]] = {}
+        self._due: dict[str, Any] = {}  # experiment -> its store, in the order heard of
+        self._warming: asyncio.Task[None] | None = None
+
+    def warm(self, store: Any, exp_id: str) -> None:
+        """Make ``exp_id``'s heatmap in the background (a new experiment's), after those
+        already due: one at a time, each off the event loop. Call it on the event loop."""
+        self._due.setdefault(exp_id, store)
+        if self._warming is None or self._warming.done():
+            self._warming = asyncio.ensure_future(self._warm_due())
+
+    async def _warm_due(self) -> None:
+        while self._due:
+            exp_id = next(iter(self._due))
+            store = self._due.pop(exp_id)
+            try:
+                await self.get(store, exp_id)
+            except Exception as exc:  # noqa: BLE001 - a request makes it again, and says why
+                log.warning("the heatmap of %s could not be made ahead: %s", exp_id, exc)
+
+    async def warmed(self) -> None:
+        """Return once every heatmap due has been made (or has failed)."""
+        while self._warming is not None and not self._warming.done():
+            await asyncio.shield(self._warming)
 
     async def get(self, store: Any, exp_id: str) -> dict[str, Any]:
         await known(store, exp_id)
@@ -105,8 +135,8 @@ def routes(
     not_found: Callable[[str], Exception],
 ) -> list[Route]:
     """The chart routes, wrapped by the app's ``api`` (its refusals), reading after
-    ``need(request, "read")``; ``not_found(sentence)`` is the app's 404."""
-    heatmaps = Heatmaps()
+    ``need(request, "read")``; ``not_found(sentence)`` is the app's 404. The heatmaps are
+    the console's own (``console(request).heatmaps``)."""
 
     async def series(request: Request) -> Any:
         need(request, "read")
@@ -115,7 +145,8 @@ def routes(
 
     async def assignments(request: Request) -> Any:
         need(request, "read")
-        return await heatmaps.get(console(request).store, request.path_params["exp_id"])
+        c = console(request)
+        return await c.heatmaps.get(c.store, request.path_params["exp_id"])
 
     async def product(request: Request) -> Any:
         need(request, "read")

@@ -127,6 +127,8 @@ async def _launch(request: Request) -> tuple[dict[str, Any], int]:
     )
     ok = bool(reply.get("ok"))
     c.metrics.acts.labels("create", "accepted" if ok else "refused by the controller").inc()
+    if ok:  # its heatmap made now, not when its page is first opened
+        c.heatmaps.warm(c.store, spec.id)
     out = {"command": "create", "experiment": spec.id, "actor": user.name, "reply": reply}
     return out, 201 if ok else 409
 

@@ -4,6 +4,8 @@ started when the first live stream opens, telling each open page's stream of eac
 (the list page: of every experiment; an experiment page: of its own).
 
 A reader that fails (the broker gone) is started again when the next live stream opens.
+The console's own parts may watch every change too (:meth:`StatusFeed.watch`: the heatmap
+of an experiment created elsewhere is made when its ``created`` status is heard).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from controller.settings import Settings
@@ -35,6 +37,11 @@ class StatusFeed:
         self._task: asyncio.Task[Any] | None = None
         #: each open stream's queue, with the experiment it follows (None: every one)
         self._listeners: dict[asyncio.Queue[dict[str, Any]], str | None] = {}
+        self._watchers: list[Callable[[dict[str, Any]], None]] = []
+
+    def watch(self, watcher: Callable[[dict[str, Any]], None]) -> None:
+        """Call ``watcher`` (on the event loop, quickly) with each change read from now on."""
+        self._watchers.append(watcher)
 
     def _start(self) -> None:
         if self._task is None or self._task.done():
@@ -50,6 +57,8 @@ class StatusFeed:
             self.ready.set()  # a stream that waits for it goes on without
 
     def _publish(self, change: dict[str, Any]) -> None:
+        for watcher in self._watchers:
+            watcher(change)
         for q, experiment in list(self._listeners.items()):
             if experiment is None or experiment == change["experiment"]:
                 q.put_nowait({STATUS_KEY: change})

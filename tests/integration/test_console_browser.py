@@ -9,20 +9,28 @@ downloaded).
   shows each look's verdict: it changes without a reload when the verdict does (the page is
   opened before the first look, so at least from "No verdict yet" to the first verdict);
 - a pause and a freeze made in the browser reach the commands topic with the signed-in user
-  as their actor (``pricelab experiment history``);
+  as their actor (``pricelab experiment history``); the freeze, cancelled from the page,
+  shows its reply;
+- from the list's Freezes section an operator freezes every experiment (listed in force; the
+  running experiment shows as frozen on the list and on its page without a reload, and a
+  pricing system reading the assignments topic with librdkafka sees every product frozen on
+  the control's policy), then cancels that freeze (running again everywhere); both acts are
+  in the trail with the operator as actor;
 - a decision recorded in the browser (by the admin: an analyst's permission) shows on the page
   as the decision that stands and reaches the trail with its actor;
 - the experiment page's Health section shows its six checks, each flag written as a word;
   the list shows who created the experiment and its health flags, and a pause made on the
   page reaches the open list's status without a reload (the experiment-events topic's
   ``status`` event);
-- a viewer has no pause button and no decision form, and a forged POST from their session
-  gets 403;
+- a viewer has no pause button, no decision form and no freeze control, and a forged POST
+  from their session gets 403 (a freeze of every experiment: with its sentence);
 - on the "New experiment" page a bad spec shows the sentence the CLI prints for it, and a
-  good one launched by an operator appears in the list, with them as its creator;
+  good one launched by an operator appears in the open list without a reload (its
+  ``created`` status), with them as its creator;
 - in the lab the console prints a one-time admin password that signs in;
-- axe-core finds no serious or critical accessibility violation on the sign-in, the list and
-  the experiment page, and the "New experiment" page with a spec's plan and schedule.
+- axe-core finds no serious or critical accessibility violation on the sign-in, the list (also
+  with a freeze of every experiment in its Freezes section) and the experiment page, and the
+  "New experiment" page with a spec's plan and schedule.
 """
 
 from __future__ import annotations
@@ -195,10 +203,13 @@ def _shot(browser: Any, tmp: Path, name: str) -> None:
     browser.set_window_size(1400, 1000)
 
 
-def _new_experiment(browser: Any, base: str, tmp: Path, bad: Path, cli_says: str, good: str) -> str:
+def _new_experiment(
+    browser: Any, base: str, tmp: Path, bad: Path, cli_says: str, good: str, listed: str
+) -> str:
     """The "New experiment" page as olga (an operator): ``bad`` uploaded shows the sentence
     the CLI prints for that file (``cli_says``); ``good`` pasted shows its plan and schedule,
-    and its launch makes it appear in the list. Its id."""
+    and its launch makes it appear in the list open in the tab ``listed``, without a reload
+    (its ``created`` status). Its id."""
     from selenium.webdriver.common.by import By
 
     browser.get(f"{base}/experiments/new")
@@ -228,9 +239,10 @@ def _new_experiment(browser: Any, base: str, tmp: Path, bad: Path, cli_says: str
     assert _text(browser, "#reply").startswith(f"create of {exp_id} accepted, as olga"), _text(
         browser, "#reply"
     )
-    browser.get(f"{base}/experiments")
-    _wait(browser, "the launched experiment in the list",
+    browser.switch_to.window(listed)
+    _wait(browser, "the launched experiment in the list without a reload",
           lambda b: _text(b, f'tr[data-id="{exp_id}"] .state') == "created")  # fmt: skip
+    assert browser.execute_script("return window.stillThisPage") == "yes"
     return str(exp_id)
 
 
@@ -377,6 +389,146 @@ def _heatmap_paused(browser: Any) -> None:
     _wait(browser, "the pause in the heatmap", paused)
 
 
+class _Seat:
+    """A pricing system's seat: a librdkafka consumer (confluent-kafka, as the pricing
+    system's own software) of the assignments topic from its beginning, in a thread, keeping
+    each product's message in force (the highest ``seq``) of one experiment. It reads its
+    partitions by assignment, not in a consumer group: a group's join on Tansu takes seconds
+    (docs/examples/pricing_system.py)."""
+
+    def __init__(self, settings: Any, experiment: str) -> None:
+        import threading
+
+        from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+        self.experiment = experiment
+        self.in_force: dict[str, dict[str, Any]] = {}
+        self._changed = threading.Condition()
+        self._stop = threading.Event()
+        topic = settings.topics.assignments
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": settings.kafka.bootstrap_servers,
+                "group.id": "console-seat",
+                "enable.auto.commit": False,
+            }
+        )
+        parts = self._consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        self._consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        while not self._stop.is_set():
+            msg = self._consumer.poll(0.2)
+            value = None if msg is None or msg.error() is not None else msg.value()
+            if value is None:
+                continue
+            doc = json.loads(value)
+            if doc.get("experiment") != self.experiment:
+                continue
+            with self._changed:
+                held = self.in_force.get(doc["product"])
+                if held is None or held["seq"] < doc["seq"]:
+                    self.in_force[doc["product"]] = doc
+                    self._changed.notify_all()
+
+    def wait(self, what: str, products: list[str], cond: Any, timeout: float = 30.0) -> None:
+        """Wait until every one of ``products``' messages in force meets ``cond``."""
+
+        def met() -> bool:
+            held = [self.in_force.get(p) for p in products]
+            return all(m is not None and cond(m) for m in held)
+
+        with self._changed:
+            if not self._changed.wait_for(met, timeout):
+                raise AssertionError(f"the pricing system's seat never saw {what}")
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._consumer.close()
+
+
+def _freeze_every_experiment(
+    browser: Any, marker: dict[str, Any], exp_id: str, seat: _Seat, spec: Any
+) -> None:
+    """On the open list (olga, an operator): the Freezes section freezes every experiment,
+    with a reason and a confirmation; the freeze is listed in force, the running experiment
+    shows as frozen on the list and on its page without a reload (the ``status`` event), and
+    the pricing system's seat reads every product on the control's policy, status frozen.
+    The freeze cancelled from the section: the experiment is running again everywhere. The
+    list's listener of ``status`` events is reset, for the pause's own check after."""
+    from selenium.webdriver.common.by import By
+
+    products, control = spec.all_products(), spec.control_arm.policy
+    row = f'tr[data-id="{exp_id}"] .state'
+    browser.switch_to.window(marker["list"])
+    _wait(browser, "the experiment running in the list", lambda b: _text(b, row) == "running")
+    _wait(browser, "the Freezes section", lambda b: _text(b, "#no-freeze") != "")
+    # what the live stream said, every status and look (the element's text is overwritten)
+    browser.execute_script(
+        "window.liveSaid = [];"
+        "new MutationObserver(() => window.liveSaid.push(document.getElementById('live')"
+        ".textContent)).observe(document.getElementById('live'), {childList: true,"
+        " characterData: true, subtree: true});"
+    )
+    browser.find_element(By.ID, "freeze-all-end").send_keys("+1d")
+    browser.find_element(By.ID, "freeze-all-reason").send_keys("the whole catalogue reprices")
+    browser.find_element(By.ID, "freeze-all").click()
+    alert = _wait(browser, "the confirmation", lambda b: b.switch_to.alert)
+    assert "every experiment" in alert.text
+    alert.accept()
+    _wait(browser, "the freeze's reply", lambda b: "freeze of" in _text(b, "#freezes-reply"), 60)
+    assert _text(browser, "#freezes-reply").startswith(
+        "freeze of every experiment accepted, as olga: freeze "
+    ), _text(browser, "#freezes-reply")
+    listed = "#freezes-active tr[data-freeze]"
+    _wait(browser, "the freeze listed in force",
+          lambda b: _text(b, f"{listed} .now") == "in force")  # fmt: skip
+    assert _text(browser, f"{listed} .scope") == "every experiment"
+    assert "the whole catalogue reprices" in _text(browser, listed)
+    _wait(browser, "the list's experiment frozen", lambda b: _text(b, row) == "running (frozen)")
+    _wait(browser, "the status event of the freeze", lambda b: b.execute_script(
+        "return window.liveSaid.includes(arguments[0])", f"{exp_id} is running (frozen)"))  # fmt: skip
+    assert browser.execute_script("return window.stillThisPage") == "yes"
+    _axe(browser, "the list's Freezes section with a freeze in force")
+    seat.wait("every product frozen, on the control's policy", products,
+              lambda m: m["status"] == "frozen" and m["policy"] == control)  # fmt: skip
+    browser.switch_to.window(marker["page"])
+    _wait(browser, "the page's status frozen", lambda b: _text(b, "#state") == "running (frozen)")
+    browser.switch_to.window(marker["list"])
+    # cancelled from the section, with a reason and a confirmation
+    freeze_id = _attr(browser, listed, "data-freeze")
+    form = browser.find_element(By.ID, f"unfreeze-{freeze_id}")
+    form.find_element(By.NAME, "reason").send_keys("done")
+    # the section redrawn (as each status change redraws it) keeps the reason being typed
+    browser.execute_script(
+        "document.getElementById('freezes-list').dataset.old = 'yes';"
+        "htmx.trigger(document.body, 'freezes');"
+    )
+    _wait(browser, "the section redrawn", lambda b: b.execute_script(
+        "return document.getElementById('freezes-list').dataset.old") is None)  # fmt: skip
+    assert form.find_element(By.NAME, "reason").get_attribute("value") == "done"
+    form.find_element(By.TAG_NAME, "button").click()
+    alert = _wait(browser, "the unfreeze's confirmation", lambda b: b.switch_to.alert)
+    assert alert.text == f"Cancel the freeze {freeze_id}?"
+    alert.accept()
+    _wait(browser, "the unfreeze's reply",
+          lambda b: "unfreeze of" in _text(b, "#freezes-reply"), 60)  # fmt: skip
+    assert _text(browser, "#freezes-reply").startswith(
+        f"unfreeze of {freeze_id} accepted, as olga"
+    ), _text(browser, "#freezes-reply")
+    _wait(browser, "no freeze listed", lambda b: _text(b, "#no-freeze") != "")
+    _wait(browser, "the list's experiment running", lambda b: _text(b, row) == "running")
+    _wait(browser, "the status event of the unfreeze", lambda b: b.execute_script(
+        "return window.liveSaid.includes(arguments[0])", f"{exp_id} is running"))  # fmt: skip
+    seat.wait("every product running again", products, lambda m: m["status"] == "running")
+    browser.execute_script("window.sawStatus = undefined;")  # the pause's check is its own
+    browser.switch_to.window(marker["page"])
+    _wait(browser, "the page's status running", lambda b: _text(b, "#state") == "running")
+
+
 def _ladder_doc() -> dict[str, Any]:
     """A real ladder look as the console's series API gives it: the analysis worker replayed
     on a simulated price ladder (the report's ladder test), its latest demand curve."""
@@ -447,6 +599,7 @@ async def test_the_console_in_a_browser(stack: Any, tmp_path: Path, browser: Any
     controller = WorkerProcess(workers, ("controller",))
     analysis = WorkerProcess(workers, ("analysis",))
     redis = make_redis(settings)
+    seat: _Seat | None = None
     try:
         await asyncio.to_thread(console.start)
         assert console.url == base
@@ -527,6 +680,9 @@ async def test_the_console_in_a_browser(stack: Any, tmp_path: Path, browser: Any
             assert all(shown == published for shown, published in marker["bands"]), marker
             assert len({shown for shown, _ in marker["bands"]}) >= 2, marker
 
+        # a pricing system's seat on the assignments topic, catching up meanwhile
+        seat = await asyncio.to_thread(_Seat, settings, run.id)
+
         # a pause from the browser: the reply shown, the command on the topic as olga
         def pause() -> None:
             _health_and_list(browser, marker, run.id)
@@ -538,6 +694,11 @@ async def test_the_console_in_a_browser(stack: Any, tmp_path: Path, browser: Any
             rows = "#design #schedule tr[data-period]"
             _wait(browser, "the design's schedule, a row a period",
                   lambda b: len(b.find_elements(By.CSS_SELECTOR, rows)) == n_periods(run.spec))  # fmt: skip
+            # every experiment frozen from the list, and the freeze cancelled: before the
+            # pause, while the experiment runs (a pricing system sees it frozen), after the
+            # checks that no one saw two arms in a period
+            assert seat is not None
+            _freeze_every_experiment(browser, marker, run.id, seat, run.spec)
             browser.find_element(By.ID, "reason").send_keys("stock count in the warehouse")
             browser.find_element(By.ID, "pause").click()
             _wait(browser, "the confirmation", lambda b: b.switch_to.alert).accept()
@@ -559,9 +720,24 @@ async def test_the_console_in_a_browser(stack: Any, tmp_path: Path, browser: Any
             _wait(browser, "the confirmation", lambda b: b.switch_to.alert).accept()
             _wait(browser, "the freeze's reply", lambda b: "freeze of" in _text(b, "#reply"), 60)
             assert _text(browser, "#reply").startswith(f"freeze of {run.id} accepted, as olga")
-            _wait(browser, "the freeze in force",
-                  lambda b: _text(b, "#freezes tr[data-freeze] .now") == "in force")  # fmt: skip
+            # the page lists the freezes that apply: the list's freeze of every experiment,
+            # cancelled, and this one
+            now = "#freezes tr[data-freeze] .now"
+            _wait(browser, "the freeze in force", lambda b: b.execute_script(
+                "return Array.from(document.querySelectorAll(arguments[0]))"
+                ".map(e => e.innerText).sort().join()", now) == "cancelled,in force")  # fmt: skip
             _heatmap_frozen(browser)
+            # cancelled from the page's list of freezes: its reply shown where the acts' are
+            mine = browser.find_element(By.CSS_SELECTOR, "#freezes tr[data-freeze] form")
+            mine.find_element(By.NAME, "reason").send_keys("the sale is over")
+            mine.find_element(By.TAG_NAME, "button").click()
+            _wait(browser, "the unfreeze's confirmation", lambda b: b.switch_to.alert).accept()
+            _wait(browser, "the unfreeze's reply",
+                  lambda b: "unfreeze of" in _text(b, "#reply"), 60)  # fmt: skip
+            assert _text(browser, "#reply").startswith(f"unfreeze of {run.id} accepted, as olga")
+            _wait(browser, "both freezes cancelled", lambda b: b.execute_script(
+                "return Array.from(document.querySelectorAll(arguments[0]))"
+                ".map(e => e.innerText).join()", now) == "cancelled,cancelled")  # fmt: skip
 
         await asyncio.to_thread(freeze)
 
@@ -580,7 +756,7 @@ async def test_the_console_in_a_browser(stack: Any, tmp_path: Path, browser: Any
         assert said.returncode == 2 and said.stderr.startswith("error: "), said.stderr
         cli_says = said.stderr.removeprefix("error: ").strip()
         launched = await asyncio.to_thread(
-            _new_experiment, browser, base, tmp_path, bad, cli_says, good
+            _new_experiment, browser, base, tmp_path, bad, cli_says, good, marker["list"]
         )
         history = await asyncio.to_thread(
             pricelab, settings, "experiment", "history", launched, "--json"
@@ -607,7 +783,18 @@ async def test_the_console_in_a_browser(stack: Any, tmp_path: Path, browser: Any
             for r in json.loads(history.stdout)["records"]
             if r.get("kind") == "command" and r["detail"].get("command") == "freeze"
         ]
-        assert [(f["actor"], f["accepted"]) for f in freezes] == [("olga", True)], freezes
+        # the list's freeze of every experiment is in the trail too (the fleet's records)
+        assert [(f["actor"], f["accepted"], f["reason"]) for f in freezes] == [
+            ("olga", True, "the whole catalogue reprices"),
+            ("olga", True, "competitor sale"),
+        ], freezes
+        # both unfreezes, as olga (an unfreeze names no experiment: the fleet's records)
+        unfreezes = [
+            (r["detail"]["actor"], r["detail"]["accepted"], r["detail"]["reason"])
+            for r in json.loads(history.stdout)["records"]
+            if r.get("kind") == "command" and r["detail"].get("command") == "unfreeze"
+        ]
+        assert unfreezes == [("olga", True, "done"), ("olga", True, "the sale is over")], unfreezes
         decisions = [
             r["detail"]
             for r in json.loads(history.stdout)["records"]
@@ -619,7 +806,13 @@ async def test_the_console_in_a_browser(stack: Any, tmp_path: Path, browser: Any
 
         # a viewer: no act buttons; a forged POST with their own session and token is 403
         def viewer() -> None:
-            _sign_in(browser, base, "vic", USERS["vic"][1], f"/experiments/{run.id}")
+            _sign_in(browser, base, "vic", USERS["vic"][1], "/experiments")
+            # the list's Freezes section, with no act for a viewer: both freezes are over
+            _wait(browser, "the viewer's Freezes section",
+                  lambda b: _text(b, "#freezes-past").startswith("2 more are over or cancelled"))  # fmt: skip
+            assert _text(browser, "#no-freeze") == "No freeze is ahead or in force."
+            assert browser.find_elements(By.CSS_SELECTOR, "#catalogue-freezes form") == []
+            browser.get(f"{base}/experiments/{run.id}")
             assert browser.find_elements(By.ID, "pause") == []
             assert browser.find_elements(By.ID, "decision-form") == []
             assert "paused" in _text(browser, "#state")
@@ -634,12 +827,20 @@ async def test_the_console_in_a_browser(stack: Any, tmp_path: Path, browser: Any
                              fetch(arguments[1], {method: 'POST', headers: {
                                'Content-Type': 'application/json', 'X-CSRF-Token': token},
                                body: JSON.stringify({arm: 'treatment', reason: 'forged'})})
-                             .then(r => r.status)]).then(done);
+                             .then(r => r.status),
+                             fetch(arguments[2], {method: 'POST', headers: {
+                               'Content-Type': 'application/json', 'X-CSRF-Token': token},
+                               body: JSON.stringify({end: '+1h', reason: 'forged'})})
+                             .then(r => r.text().then(t => [r.status, t]))]).then(done);
                 """,
                 f"/api/experiments/{run.id}/resume",
                 f"/api/experiments/{run.id}/decision",
+                "/api/freezes",
             )
-            assert forged == [403, 403, 403]
+            assert forged[:3] == [403, 403, 403]
+            # a freeze of every experiment: 403 with one sentence
+            said = json.loads(forged[3][1])["error"]
+            assert forged[3][0] == 403 and said and "\n" not in said, forged[3]
 
         await asyncio.to_thread(viewer)
         ladder = await asyncio.to_thread(_ladder_doc)
@@ -651,6 +852,7 @@ async def test_the_console_in_a_browser(stack: Any, tmp_path: Path, browser: Any
                  if r.get("kind") == "command"]  # fmt: skip
         # the viewer's POSTs never reached the topic
         assert "resume" not in kinds and kinds.count("decision") == 1
+        assert kinds.count("freeze") == 2  # olga's two
 
         # the one-time admin password signs in (JSON sign-in)
         req = urllib.request.Request(
@@ -661,6 +863,8 @@ async def test_the_console_in_a_browser(stack: Any, tmp_path: Path, browser: Any
         with urllib.request.urlopen(req, timeout=5) as r:  # noqa: S310
             assert json.loads(r.read())["role"] == "admin"
     finally:
+        if seat is not None:
+            seat.close()
         await redis.aclose()
         controller.stop()
         analysis.stop()
