@@ -288,6 +288,13 @@ def trail_records(
         targets = [str((cmd.spec or {})["id"])]
     elif cmd.kind is CommandKind.FREEZE and isinstance((cmd.freeze or {}).get("experiments"), list):
         targets = [str(x) for x in (cmd.freeze or {})["experiments"]]
+    elif cmd.kind is CommandKind.UNFREEZE:
+        # the experiments of the freeze it cancelled, as its reply names them (a freeze of
+        # every experiment, or one the reply does not name: under the fleet)
+        view = (reply.detail or {}).get("freeze")
+        scope = view.get("experiments") if isinstance(view, dict) else None
+        if isinstance(scope, list):
+            targets = [str(x) for x in scope]
     named = [t for t in targets if is_ident(t)]
     if set(unknown) & set(targets):
         return [(t, detail) for t in named if t not in unknown]

@@ -76,6 +76,13 @@ def test_each_command_is_recorded_under_the_experiments_it_names() -> None:
     ]
     un = trail_records(_cmd(kind="unfreeze", freeze_id="f1", actor="a"), ok)
     assert un[0][0] == FLEET and un[0][1]["freeze"] == "f1"
+    # an unfreeze: under the experiments of the freeze it cancelled, as its reply names them
+    # (it was recorded under the fleet, so it showed in every experiment's history)
+    of_b = CommandReply(command_id="c1", ok=True, detail={"freeze": {"experiments": ["b"]}})
+    un = trail_records(_cmd(kind="unfreeze", freeze_id="f1", actor="a"), of_b)
+    assert [e for e, _ in un] == ["b"] and un[0][1]["freeze"] == "f1"
+    of_all = CommandReply(command_id="c1", ok=True, detail={"freeze": {"experiments": "all"}})
+    assert [e for e, _ in trail_records(_cmd(kind="unfreeze", freeze_id="f1"), of_all)] == [FLEET]
     # a create whose spec id is not an id: under the fleet, saying what it named
     bad = trail_records(_cmd(kind="create", spec={"id": "no spaces allowed"}, actor="a"), refused)
     assert bad[0][0] == FLEET and bad[0][1]["named"] == ["no spaces allowed"]
