@@ -43,6 +43,7 @@ from lab.price import (
 
 if TYPE_CHECKING:
     from lab.simulate import SimulatedExperiment
+    from lab.simulate_adaptive import AdaptiveSimulation
 
 # The comparison, the simulator and the market (numpy, pandas, scipy, networkx, and the
 # estimators through lab.compare) are imported by the commands that run them: a command's
@@ -205,7 +206,14 @@ def simulate_command(
             price = _modelled_price(_market_config(config), price_change)
             market = Market(price.market, seed=seed)
             spec = make_spec(design, market, days=days, seed=seed, allocation=allocation)
-        sim = run_spec(spec, market)
+        adaptive = None
+        if spec.adaptive is not None:
+            from lab.simulate_adaptive import run_adaptive_spec
+
+            adaptive = run_adaptive_spec(spec, market)
+            sim = adaptive.sim
+        else:
+            sim = run_spec(spec, market)
         write_panel(sim.panel, out)
         if events is not None:
             write_events(sim, events)
@@ -228,9 +236,36 @@ def simulate_command(
             f"treatment price {describe(market.cfg.price_change)}"
         )
     _say_assumption(price)
+    ran = "" if adaptive is None else f"; {_adaptive_summary(adaptive)}"
     typer.echo(
         f"wrote {len(sim.panel)} product-{cell}s ({n_units} products x {n_periods} {cell}s of "
-        f"{_iso(spec.period)}, design {spec.design}{trig}) to {out}; {truth}"
+        f"{_iso(spec.period)}, design {spec.design}{trig}) to {out}; {truth}{ran}"
+    )
+
+
+def _adaptive_summary(run: AdaptiveSimulation) -> str:
+    """What an adaptive ladder's simulation ran: the rule, the allocation it ended with, the
+    regret against the fixed ladder's on the same market and days."""
+    from lab.adaptive import LIVE_DELAY
+
+    spec = run.sim.spec
+    settings = spec.adaptive
+    assert settings is not None
+    names = [a.name for a in spec.arm_list()]
+    last = run.probabilities[-1]
+    updated = sum(d.source == "look" for d in run.decisions)
+    share = ", ".join(f"{n} {p:.0%}" for n, p in zip(names, last, strict=True))
+    ratio = run.regret / run.fixed_regret if run.fixed_regret > 0 else math.nan
+    steered = f"0..t-{run.delay + 1}" if run.delay else "0..t-1"
+    return (
+        f"adaptive ({settings.rule} on {run.metric}, warmup {settings.warmup}, every "
+        f"{settings.every}; period t steered by the look of periods {steered}"
+        f"{', as live' if run.delay == LIVE_DELAY else ''}: {updated} periods set by the "
+        f"rule): allocation by the end {share}; expected {run.metric} given up against always "
+        f"the true best arm ({names[run.best]}) {run.regret:,.2f}, the fixed ladder's "
+        f"{run.fixed_regret:,.2f} on the same market and days"
+        + (f" (ratio {ratio:.2f})" if math.isfinite(ratio) else "")
+        + "; the panel's probability: each cell's recorded probability of its own arm"
     )
 
 
