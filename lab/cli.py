@@ -42,6 +42,7 @@ from lab.price import (
 )
 
 if TYPE_CHECKING:
+    from lab.compare import CompareConfig
     from lab.simulate import SimulatedExperiment
     from lab.simulate_adaptive import AdaptiveSimulation
 
@@ -382,6 +383,17 @@ def compare_designs(
             "reported against the list price with its simultaneous interval.",
         ),
     ] = None,
+    adaptive: Annotated[
+        bool,
+        typer.Option(
+            "--adaptive",
+            help="With --ladder: play each design's example ladder fixed and adaptive (the "
+            "spec's adaptive defaults, as the live path plays it) on the same markets, seeds "
+            "and days, and report per design the profit given up against the true best price, "
+            "the adaptive/fixed ratio and the chance the end's estimate picks the true best "
+            "price (designs: random-days, optimal-switchback, cluster; by default those three).",
+        ),
+    ] = False,
 ) -> None:
     """Simulate RUNS experiments of each design on one market, each analysed with the
     design's own estimators; report bias, SE, RMSE, coverage, power and each design's SE
@@ -418,6 +430,10 @@ def compare_designs(
         write_outputs,
     )
 
+    if adaptive and designs == ",".join(design_registry.names()):  # not chosen: those that adapt
+        from controller.adaptive import ADAPTIVE_DESIGNS
+
+        chosen = tuple(d for d in design_registry.names() if d in ADAPTIVE_DESIGNS)
     cfg = CompareConfig(
         market=cfg_market,
         designs=chosen,
@@ -430,6 +446,9 @@ def compare_designs(
         metrics=wanted,
         ladder=ratios,
     )
+    if adaptive:
+        _compare_adaptive(cfg, out)
+        return
     t0 = time.perf_counter()
     try:
         if seed < 0:
@@ -451,6 +470,39 @@ def compare_designs(
             _fail(f"cannot write to {out}: {exc.strerror or exc}")
         for p in paths:
             typer.echo(f"wrote {p}")
+
+
+def _compare_adaptive(cfg: CompareConfig, out: Path | None) -> None:
+    """``compare-designs --ladder R --adaptive`` (lab.compare_adaptive)."""
+    from lab.compare_adaptive import format_adaptive, run_adaptive_comparison, summarise_adaptive
+
+    if cfg.ladder is None:
+        _fail("--adaptive needs --ladder: only a price ladder's arms can adapt")
+    if cfg.seed < 0:
+        _fail(f"--seed must be a non-negative whole number, not {cfg.seed}")
+    if cfg.estimators:
+        _fail("--adaptive scores every ladder with the adaptive AIPW; --estimators does not apply")
+    if cfg.metrics != ("units",):
+        _fail("--adaptive scores the allocation's metric (profit); --metrics does not apply")
+    t0 = time.perf_counter()
+    try:
+        rows = run_adaptive_comparison(cfg)
+    except PricelabError as exc:
+        _fail(str(exc))
+    table = summarise_adaptive(rows)
+    typer.echo(format_adaptive(table))
+    typer.echo(
+        f"{cfg.runs} runs x {len(cfg.designs)} designs x 2 ladders in {time.perf_counter() - t0:.1f}s"
+    )
+    if out is not None:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            rows.to_csv(out / "adaptive-runs.csv", index=False)
+            table.to_csv(out / "adaptive-summary.csv", index=False)
+        except OSError as exc:
+            _fail(f"cannot write to {out}: {exc.strerror or exc}")
+        for name in ("adaptive-runs.csv", "adaptive-summary.csv"):
+            typer.echo(f"wrote {out / name}")
 
 
 def _ladder(text: str | None) -> tuple[float, ...] | None:
