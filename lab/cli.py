@@ -625,6 +625,7 @@ def plan_command(
     from lab.plan import (
         PlanConfig,
         as_json_rows,
+        check_not_adaptive,
         check_period,
         default_jobs,
         format_table,
@@ -652,6 +653,11 @@ def plan_command(
             _fail(f"cannot read spec {path}: {exc.strerror or exc}")
     names = [n for n, _ in loaded]
     loaded = [(n if names.count(n) == 1 else f"{n}#{i + 1}", s) for i, (n, s) in enumerate(loaded)]
+    for name, spec in loaded:  # before the history is read
+        try:
+            check_not_adaptive(name, spec)
+        except PricelabError as exc:
+            _fail(str(exc))
     currencies = {getattr(sp, "currency", None) for _, sp in loaded}  # a spec's currency:
     source = table_source(history, table, query, sep, decimal)
     try:
