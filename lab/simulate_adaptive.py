@@ -10,7 +10,8 @@ probabilities, the flip's path and the design's keyed uniforms) and sells the pe
 market. The look is the analysis worker's (:func:`analysis.adaptive_live.ladder_cells` and
 :func:`~analysis.adaptive_live.fit_ladder` on the cells the panel has, the carryover lag and
 randomisation points of the design's estimators, the spec's number of periods as the horizon),
-of periods ``0 .. t - 1 - delay``: live, ``delay`` is :data:`lab.adaptive.LIVE_DELAY` (the
+of periods ``0 .. t - 1 - delay`` (a ladder sells each cell at its arm's listed ratio, two
+arms at the market's treatment price, as :func:`lab.simulate.run_spec`): live, ``delay`` is :data:`lab.adaptive.LIVE_DELAY` (the
 worker leaves the look of ``0 .. t - 2`` for the flip of ``t``; docs/adaptive.md, "Which look
 steers a period").
 
@@ -42,7 +43,7 @@ from controller.spec import ExperimentSpec
 from core.ports import AdaptiveLook
 from lab.adaptive import LIVE_DELAY
 from lab.errors import LabError
-from lab.market import Market, in_force
+from lab.market import DayOutcome, Market, PeriodSlot, in_force
 from lab.price import ladder_ratios
 from lab.simulate import SimulatedExperiment, experiment_slots, run_spec, washout_head
 
@@ -107,15 +108,12 @@ def run_adaptive_spec(
         raise LabError(f"cannot simulate an adaptive ladder: {why}")
     if delay < 0:
         raise LabError(f"the look's delay must be at least 0 periods; got {delay}")
-    ratios = ladder_ratios(spec)
-    if ratios is None:
-        raise LabError(
-            f"the adaptive ladder {spec.id!r} needs a price_ratio on every arm to be simulated"
-        )
-    try:
-        market.check_price_only()
-    except ValueError as exc:
-        raise LabError(str(exc)) from None
+    ratios = ladder_ratios(spec)  # None: two arms, the market's one treatment price
+    if ratios is not None:
+        try:
+            market.check_price_only()
+        except ValueError as exc:
+            raise LabError(str(exc)) from None
     units = list(market.product_ids)
     arms = spec.arm_list()
     names = [a.name for a in arms]
@@ -149,9 +147,7 @@ def run_adaptive_spec(
         drawn = design_matrices(spec, units, DesignContext(probabilities=recorded), periods=[t])
         arm[:, t] = drawn.arm[:, 0]
         blackout[:, t] = drawn.blackout[:, 0]
-        cols = in_force(slots, t, m)
-        held = ratios[arm[:, cols]]
-        out = market.period_outcomes(slot, held != 1.0, held)
+        out = _outcome(market, slot, arm[:, in_force(slots, t, m)], ratios, control)
         sold[:, t], takings[:, t] = out.units, out.revenue
         head = washout_head(spec, market, out, slot, slots)
         if head is not None:  # the panel counts the sales after the washout's head
@@ -182,6 +178,18 @@ def run_adaptive_spec(
         sim, fixed, tuple(decisions), looks, metric, best, regret(sim), regret(fixed), optimum,
         delay,
     )  # fmt: skip
+
+
+def _outcome(
+    market: Market, slot: PeriodSlot, history: np.ndarray, ratios: np.ndarray | None, control: int
+) -> DayOutcome:
+    """A period's outcome given the arms in force (``history``, products x the periods whose
+    arms reach it), as :meth:`lab.market.Market.run_slots` draws it: a ladder at its arms'
+    listed ratios, two arms at the market's treatment price."""
+    if ratios is None:
+        return market.period_outcomes(slot, history != control)
+    held = ratios[history]
+    return market.period_outcomes(slot, held != 1.0, held)
 
 
 def _cells(
@@ -262,19 +270,20 @@ def _with_probabilities(
 def _steady(
     spec: ExperimentSpec,
     market: Market,
-    ratios: np.ndarray,
+    ratios: np.ndarray | None,
     metric: str,
     cost: np.ndarray | None,
 ) -> np.ndarray:
     """Each period's expected ``metric`` summed over the products when every product holds
     one arm throughout (T x k): what always pricing at that arm earns."""
     slots = experiment_slots(spec, market)
-    n, m = market.n_products, market.carryover_order
-    out = np.zeros((len(slots), len(ratios)))
+    n, m, k = market.n_products, market.carryover_order, spec.n_arms
+    out = np.zeros((len(slots), k))
     for t, slot in enumerate(slots):
         cols = len(in_force(slots, t, m))
-        for a, r in enumerate(ratios):
-            o = market.period_outcomes(slot, np.full((n, cols), r != 1.0), np.full((n, cols), r))
+        for a in range(k):
+            held = np.full((n, cols), a, dtype=np.int64)
+            o = _outcome(market, slot, held, ratios, spec.control_index)
             out[t, a] = float(_metric_values(metric, o.expected_units, o.price, cost).sum())
     return out
 

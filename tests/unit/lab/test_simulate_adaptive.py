@@ -188,3 +188,19 @@ def test_the_regrets_said_are_the_panels_expected_profit(tmp_path: Path) -> None
     regret, fixed_regret = (float(x.replace(",", "")) for x in found.groups())
     assert fixed_regret - regret == pytest.approx(profit(adaptive) - profit(fixed), abs=0.02)
     assert regret > 0 and fixed_regret > 0
+
+
+def test_two_arms_adapt_at_the_markets_treatment_price(tmp_path: Path) -> None:
+    text = (
+        _spec_text()
+        .replace("  - {name: p120, policy: price-120, price_ratio: 1.20, allocation: 0.33}\n", "")
+        .replace("allocation: 0.34", "allocation: 0.5")
+        .replace("allocation: 0.33", "allocation: 0.5")
+    )
+    spec, panel, said = _simulate(tmp_path, text)
+    assert spec.n_arms == 2
+    y, arm, probs = _grids(spec, panel)
+    expected = _replay(spec, y, arm, probs, lag=0, updates=list(range(3, DAYS)))
+    np.testing.assert_allclose(probs, expected, rtol=0, atol=1e-9)
+    assert not np.allclose(probs[4:], 0.5, atol=0.01)
+    assert "allocation by the end list" in said
