@@ -176,7 +176,11 @@ def simulate_command(
     unit, period, arm, probability, blackout (the same as `pricelab schedule SPEC --csv`),
     outcomes and true effects. A spec whose arms: list more than two arms, each with a
     price_ratio, runs as a price ladder (each arm at its price; the panel names the arm and
-    its price_ratio). With --live, play it into the running stack instead."""
+    its price_ratio). A spec with an adaptive: block runs its adaptive allocation as the live
+    path does (each period's probabilities from the look of the periods before the last one;
+    probability is then each cell's recorded probability of its own arm, probability_<arm>
+    every arm's), and the line compares its regret with the fixed ladder's. With --live, play
+    it into the running stack instead."""
     if seed < 0:
         _fail(f"--seed must be a non-negative whole number, not {seed}")
     if live:
