@@ -11,6 +11,12 @@ market's carryover. Beside the draws it keeps the truths: each period's expected
 product of every arm held steady (the lag-m potential outcome the estimator targets) and the
 expected profit the cells actually earned, so the regret against always pricing the true best
 arm is exact, free of the count noise.
+
+**Which look steers a period.** ``delay`` is the number of complete periods the steering
+look lacks: period ``t`` is steered by the look of periods ``0 .. t - 1 - delay``. Live it is
+:data:`LIVE_DELAY` (1: the analysis worker leaves the look of ``0 .. t - 2`` for the flip of
+``t``, docs/adaptive.md "Which look steers a period"), the default; ``delay=0`` is the loop
+the lab study (``lab/studies/adaptive_ladder.py``) measured, one period faster than live.
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ from lab.market import Market, in_force
 from lab.simulate import experiment_slots, market_for_spec
 
 START = "2026-05-04T00:00:00+00:00"
+#: the live path's delay: the flip of period t reads the look of periods 0 .. t - 2
+LIVE_DELAY = 1
 
 
 def ladder_spec(
@@ -122,9 +130,14 @@ def run_ladder(
     *,
     lag: int,
     method: Literal["aipw", "ipw"] = "aipw",
+    delay: int = LIVE_DELAY,
 ) -> LadderRun:
     """Play ``spec`` (adaptive when it has an ``adaptive:`` block, else fixed at its
-    allocations) on ``market`` period by period, the estimator's carryover lag ``lag``."""
+    allocations) on ``market`` period by period, the estimator's carryover lag ``lag``; an
+    update at period ``t`` uses the look of periods ``0 .. t - 1 - delay`` (module
+    docstring)."""
+    if delay < 0:
+        raise ValueError(f"delay must be at least 0; got {delay}")
     ratios = np.array([a.price_ratio for a in spec.arm_list()], dtype=float)
     k = len(ratios)
     products = spec.all_products()
@@ -147,8 +160,11 @@ def run_ladder(
     for t, slot in enumerate(slots):
         step = adaptive_step(settings, t) if settings is not None else 0
         if settings is not None and t in updates:
+            seen = t - delay  # the periods the steering look covers
             try:
-                sofar = AdaptivePanel(y[:, :t], arms[:, :t], probs[:t])
+                if seen < 1:
+                    raise PanelError("no period to look at yet")
+                sofar = AdaptivePanel(y[:, :seen], arms[:, :seen], probs[:seen])
                 est = AdaptiveArms(method=method, lag=lag, horizon=t_all).fit(sofar)
             except PanelError:  # not MIN_PERIODS periods past the lag yet
                 est = None

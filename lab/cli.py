@@ -42,7 +42,9 @@ from lab.price import (
 )
 
 if TYPE_CHECKING:
+    from lab.compare import CompareConfig
     from lab.simulate import SimulatedExperiment
+    from lab.simulate_adaptive import AdaptiveSimulation
 
 # The comparison, the simulator and the market (numpy, pandas, scipy, networkx, and the
 # estimators through lab.compare) are imported by the commands that run them: a command's
@@ -174,7 +176,11 @@ def simulate_command(
     unit, period, arm, probability, blackout (the same as `pricelab schedule SPEC --csv`),
     outcomes and true effects. A spec whose arms: list more than two arms, each with a
     price_ratio, runs as a price ladder (each arm at its price; the panel names the arm and
-    its price_ratio). With --live, play it into the running stack instead."""
+    its price_ratio). A spec with an adaptive: block runs its adaptive allocation as the live
+    path does (each period's probabilities from the look of the periods before the last one;
+    probability is then each cell's recorded probability of its own arm, probability_<arm>
+    every arm's), and the line compares its regret with the fixed ladder's. With --live, play
+    it into the running stack instead."""
     if seed < 0:
         _fail(f"--seed must be a non-negative whole number, not {seed}")
     if live:
@@ -205,7 +211,14 @@ def simulate_command(
             price = _modelled_price(_market_config(config), price_change)
             market = Market(price.market, seed=seed)
             spec = make_spec(design, market, days=days, seed=seed, allocation=allocation)
-        sim = run_spec(spec, market)
+        adaptive = None
+        if spec.adaptive is not None:
+            from lab.simulate_adaptive import run_adaptive_spec
+
+            adaptive = run_adaptive_spec(spec, market)
+            sim = adaptive.sim
+        else:
+            sim = run_spec(spec, market)
         write_panel(sim.panel, out)
         if events is not None:
             write_events(sim, events)
@@ -228,9 +241,36 @@ def simulate_command(
             f"treatment price {describe(market.cfg.price_change)}"
         )
     _say_assumption(price)
+    ran = "" if adaptive is None else f"; {_adaptive_summary(adaptive)}"
     typer.echo(
         f"wrote {len(sim.panel)} product-{cell}s ({n_units} products x {n_periods} {cell}s of "
-        f"{_iso(spec.period)}, design {spec.design}{trig}) to {out}; {truth}"
+        f"{_iso(spec.period)}, design {spec.design}{trig}) to {out}; {truth}{ran}"
+    )
+
+
+def _adaptive_summary(run: AdaptiveSimulation) -> str:
+    """What an adaptive ladder's simulation ran: the rule, the allocation it ended with, the
+    regret against the fixed ladder's on the same market and days."""
+    from lab.adaptive import LIVE_DELAY
+
+    spec = run.sim.spec
+    settings = spec.adaptive
+    assert settings is not None
+    names = [a.name for a in spec.arm_list()]
+    last = run.probabilities[-1]
+    updated = sum(d.source == "look" for d in run.decisions)
+    share = ", ".join(f"{n} {p:.0%}" for n, p in zip(names, last, strict=True))
+    ratio = run.regret / run.fixed_regret if run.fixed_regret > 0 else math.nan
+    steered = f"0..t-{run.delay + 1}" if run.delay else "0..t-1"
+    return (
+        f"adaptive ({settings.rule} on {run.metric}, warmup {settings.warmup}, every "
+        f"{settings.every}; period t steered by the look of periods {steered}"
+        f"{', as live' if run.delay == LIVE_DELAY else ''}: {updated} periods set by the "
+        f"rule): allocation by the end {share}; expected {run.metric} given up against always "
+        f"the true best arm ({names[run.best]}) {run.regret:,.2f}, the fixed ladder's "
+        f"{run.fixed_regret:,.2f} on the same market and days"
+        + (f" (ratio {ratio:.2f})" if math.isfinite(ratio) else "")
+        + "; the panel's probability: each cell's recorded probability of its own arm"
     )
 
 
@@ -347,6 +387,17 @@ def compare_designs(
             "reported against the list price with its simultaneous interval.",
         ),
     ] = None,
+    adaptive: Annotated[
+        bool,
+        typer.Option(
+            "--adaptive",
+            help="With --ladder: play each design's example ladder fixed and adaptive (the "
+            "spec's adaptive defaults, as the live path plays it) on the same markets, seeds "
+            "and days, and report per design the profit given up against the true best price, "
+            "the adaptive/fixed ratio and the chance the end's estimate picks the true best "
+            "price (designs: random-days, optimal-switchback, cluster; by default those three).",
+        ),
+    ] = False,
 ) -> None:
     """Simulate RUNS experiments of each design on one market, each analysed with the
     design's own estimators; report bias, SE, RMSE, coverage, power and each design's SE
@@ -383,6 +434,10 @@ def compare_designs(
         write_outputs,
     )
 
+    if adaptive and designs == ",".join(design_registry.names()):  # not chosen: those that adapt
+        from controller.adaptive import ADAPTIVE_DESIGNS
+
+        chosen = tuple(d for d in design_registry.names() if d in ADAPTIVE_DESIGNS)
     cfg = CompareConfig(
         market=cfg_market,
         designs=chosen,
@@ -395,6 +450,9 @@ def compare_designs(
         metrics=wanted,
         ladder=ratios,
     )
+    if adaptive:
+        _compare_adaptive(cfg, out)
+        return
     t0 = time.perf_counter()
     try:
         if seed < 0:
@@ -416,6 +474,39 @@ def compare_designs(
             _fail(f"cannot write to {out}: {exc.strerror or exc}")
         for p in paths:
             typer.echo(f"wrote {p}")
+
+
+def _compare_adaptive(cfg: CompareConfig, out: Path | None) -> None:
+    """``compare-designs --ladder R --adaptive`` (lab.compare_adaptive)."""
+    from lab.compare_adaptive import format_adaptive, run_adaptive_comparison, summarise_adaptive
+
+    if cfg.ladder is None:
+        _fail("--adaptive needs --ladder: only a price ladder's arms can adapt")
+    if cfg.seed < 0:
+        _fail(f"--seed must be a non-negative whole number, not {cfg.seed}")
+    if cfg.estimators:
+        _fail("--adaptive scores every ladder with the adaptive AIPW; --estimators does not apply")
+    if cfg.metrics != ("units",):
+        _fail("--adaptive scores the allocation's metric (profit); --metrics does not apply")
+    t0 = time.perf_counter()
+    try:
+        rows = run_adaptive_comparison(cfg)
+    except PricelabError as exc:
+        _fail(str(exc))
+    table = summarise_adaptive(rows)
+    typer.echo(format_adaptive(table))
+    typer.echo(
+        f"{cfg.runs} runs x {len(cfg.designs)} designs x 2 ladders in {time.perf_counter() - t0:.1f}s"
+    )
+    if out is not None:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            rows.to_csv(out / "adaptive-runs.csv", index=False)
+            table.to_csv(out / "adaptive-summary.csv", index=False)
+        except OSError as exc:
+            _fail(f"cannot write to {out}: {exc.strerror or exc}")
+        for name in ("adaptive-runs.csv", "adaptive-summary.csv"):
+            typer.echo(f"wrote {out / name}")
 
 
 def _ladder(text: str | None) -> tuple[float, ...] | None:
@@ -538,6 +629,7 @@ def plan_command(
     from lab.plan import (
         PlanConfig,
         as_json_rows,
+        check_not_adaptive,
         check_period,
         default_jobs,
         format_table,
@@ -565,6 +657,11 @@ def plan_command(
             _fail(f"cannot read spec {path}: {exc.strerror or exc}")
     names = [n for n, _ in loaded]
     loaded = [(n if names.count(n) == 1 else f"{n}#{i + 1}", s) for i, (n, s) in enumerate(loaded)]
+    for name, spec in loaded:  # before the history is read
+        try:
+            check_not_adaptive(name, spec)
+        except PricelabError as exc:
+            _fail(str(exc))
     currencies = {getattr(sp, "currency", None) for _, sp in loaded}  # a spec's currency:
     source = table_source(history, table, query, sep, decimal)
     try:

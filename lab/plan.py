@@ -808,12 +808,28 @@ def check_config(cfg: PlanConfig) -> None:
         raise LabError(f"--jobs must be at least 1, not {cfg.jobs}")
 
 
+def check_not_adaptive(name: str, spec: ExperimentSpec) -> None:
+    """LabError for an adaptive ladder: the planner adds an effect to past outcomes, and an
+    adaptive allocation follows the outcomes each price causes, which only a market model
+    gives (docs/adaptive.md, "The lab")."""
+    if spec.adaptive is not None:
+        raise LabError(
+            f"{name}: plan cannot plan an adaptive ladder, because it adds an effect to past "
+            "outcomes while an adaptive allocation follows the outcomes each price causes, "
+            "which needs a market model: run pricelab compare-designs --ladder RATIOS "
+            "--adaptive, or pricelab simulate --spec on the spec"
+        )
+
+
 def make_jobs(
     specs: Sequence[tuple[str, ExperimentSpec]], history: History, cfg: PlanConfig
 ) -> tuple[list[Job], list[str]]:
     """One job per spec and duration (validated up front, so a bad duration fails before any
-    simulation runs), and the notes to show the user."""
+    simulation runs), and the notes to show the user. An adaptive ladder is refused
+    (:func:`check_not_adaptive`)."""
     check_config(cfg)
+    for name, spec in specs:
+        check_not_adaptive(name, spec)
     jobs: list[Job] = []
     notes: list[str] = []
     for name, spec in specs:

@@ -325,10 +325,16 @@ def simulated_triggers(spec: ExperimentSpec, market: Market) -> dict[str, int]:
     return tracker.triggers
 
 
-def run_spec(spec: ExperimentSpec, market: Market) -> SimulatedExperiment:
+def run_spec(
+    spec: ExperimentSpec,
+    market: Market,
+    probabilities: Mapping[int, tuple[float, ...]] | None = None,
+) -> SimulatedExperiment:
     """Run ``spec`` on ``market`` (whose products are the spec's): assignment, outcomes, panel.
     A price ladder's cells are priced at their arms' listed ratios (``ratios[matrices.arm]``,
-    :meth:`lab.market.Market.run_slots`); its market must have no effect modifiers."""
+    :meth:`lab.market.Market.run_slots`); its market must have no effect modifiers.
+    ``probabilities``: an adaptive ladder's arm probabilities by period, as its flips recorded
+    them (:mod:`lab.simulate_adaptive`; the design draws those periods with them)."""
     ratios = ladder_ratios(spec)
     if ratios is not None:
         try:
@@ -342,27 +348,17 @@ def run_spec(spec: ExperimentSpec, market: Market) -> SimulatedExperiment:
         raise LabError(f"the market's products are not experiment {spec.id!r}'s products")
     design = design_of(spec)
     triggers = simulated_triggers(spec, market) if design.uses_triggers else {}
-    matrices = design_matrices(spec, units, DesignContext(triggers=triggers))
+    ctx = DesignContext(triggers=triggers, probabilities=dict(probabilities or {}))
+    matrices = design_matrices(spec, units, ctx)
     outcomes = _outcomes(spec, market, matrices, slots)
     raw = market.panel_from_outcomes(outcomes, [market.date(s.day) for s in slots])
     share = np.ones(days)
     if spec.washout:
-        # the live panel counts each period's sales after its washout-length head (every
-        # cell, switched or not): split the day's units into orders as the sales stream does
         head_u, head_r = np.zeros(matrices.treated.shape), np.zeros(matrices.treated.shape)
-        row = {p: i for i, p in enumerate(units)}
         for o, s in zip(outcomes, slots, strict=True):
-            if s.start == s.end:  # a period in the spring-forward gap: no hour, no sale
-                continue
-            start, end = s.start, s.end
-            head_end = start + spec.washout
-            prof = None if _daily(slots) else s.hour_weights  # a day: 24 equal slices, as ever
-            share[o.day] = market.window_share(start, end, spec.washout, prof)
-            rng = sales_rng(market, o.day)
-            for e in market.sale_events(o.day, start, end, o, rng, prof):
-                if e["occurred_at"] < head_end:
-                    head_u[row[e["product"]], o.day] += e["units"]
-                    head_r[row[e["product"]], o.day] += e["revenue"]
+            head = washout_head(spec, market, o, s, slots)
+            if head is not None:
+                share[o.day], head_u[:, o.day], head_r[:, o.day] = head
         raw = raw.assign(
             units=raw["units"].to_numpy() - head_u.ravel(),
             revenue=raw["revenue"].to_numpy() - head_r.ravel(),
@@ -370,6 +366,34 @@ def run_spec(spec: ExperimentSpec, market: Market) -> SimulatedExperiment:
         )
     panel = _panel(spec, raw, matrices, days)
     return SimulatedExperiment(spec, market, matrices, triggers, panel, share)
+
+
+def washout_head(
+    spec: ExperimentSpec,
+    market: Market,
+    outcome: DayOutcome,
+    slot: PeriodSlot,
+    slots: list[PeriodSlot],
+) -> tuple[float, np.ndarray, np.ndarray] | None:
+    """A period's washout-length head: the expected share of its sales after it, and each
+    product's units and revenue in it (market order); None without a washout, or for a period
+    in the spring-forward gap (no hour, no sale). The live panel counts each period's sales
+    after its washout-length head (every cell, switched or not): the period's units are split
+    into orders as the sales stream does."""
+    if not spec.washout or slot.start == slot.end:
+        return None
+    start, end = slot.start, slot.end
+    head_end = start + spec.washout
+    prof = None if _daily(slots) else slot.hour_weights  # a day: 24 equal slices, as ever
+    share = market.window_share(start, end, spec.washout, prof)
+    row = {p: i for i, p in enumerate(market.product_ids)}
+    head_u, head_r = np.zeros(market.n_products), np.zeros(market.n_products)
+    rng = sales_rng(market, outcome.day)
+    for e in market.sale_events(outcome.day, start, end, outcome, rng, prof):
+        if e["occurred_at"] < head_end:
+            head_u[row[e["product"]]] += e["units"]
+            head_r[row[e["product"]]] += e["revenue"]
+    return share, head_u, head_r
 
 
 def _outcomes(

@@ -123,7 +123,8 @@ def run_one(case: Case, run: int, settings: Mapping[str, Any]) -> list[Row]:
             spec, world["cost"], world["order"], world["decay"],
             seed=run_seed(SEED + 2, run), demand=run_seed(SEED, run),
         )  # fmt: skip
-        rows.append({"mode": mode, **_score(run_ladder(spec, market, lag=world["order"]))})
+        played = run_ladder(spec, market, lag=world["order"], delay=int(settings.get("delay", 0)))
+        rows.append({"mode": mode, **_score(played)})
     return rows
 
 
@@ -243,7 +244,7 @@ def run_cells(case: Case, run: int, settings: Mapping[str, Any]) -> list[Row]:
         spec, world["cost"], world["order"], world["decay"],
         seed=run_seed(SEED + 2, run), demand=run_seed(SEED, run),
     )  # fmt: skip
-    ladder = run_ladder(spec, market, lag=world["order"])
+    ladder = run_ladder(spec, market, lag=world["order"], delay=int(settings.get("delay", 0)))
     looks, truth = ladder.looks, ladder.truths()
     miss = (looks.low > truth + 1e-9) | (looks.high < truth - 1e-9)
     cells = held_cells(ladder, world["order"])
@@ -283,7 +284,9 @@ STUDY = Study(
     results="adaptive-ladder.json",
     runs=100,
     seed=SEED,
-    options={"products": 80, "days": 28},
+    # delay 0: the loop one period faster than live, whose figures docs/adaptive.md shows
+    # (``--set delay=1`` plays the live path's: lab.adaptive.LIVE_DELAY)
+    options={"products": 80, "days": 28, "delay": 0},
     page=Page("docs/adaptive.md", "adaptive_ladder.md.j2", section="adaptive-ladder"),
     context=context,
 )
@@ -296,6 +299,6 @@ CELLS = Study(
     results="adaptive-ladder-cells.json",
     runs=100,
     seed=SEED,
-    options={"products": 80, "days": 28},
+    options={"products": 80, "days": 28, "delay": 0},
     page=Page("docs/adaptive.md", "adaptive_ladder_cells.md.j2", section="adaptive-ladder-cells"),
 )
