@@ -127,7 +127,10 @@ def test_the_spec_refuses_by_its_design_s_units_and_carryover() -> None:
     with pytest.raises(SpecError, match="0.923 expected classes .* all 9 together"):
         load_spec(doc)
     # an optimal switchback of order 2 (28 = 14 * 2 periods): two draws a window
-    osb: dict[str, Any] = {"design": "optimal-switchback", "optimal_switchback": {"carryover_order": 2}}
+    osb: dict[str, Any] = {
+        "design": "optimal-switchback",
+        "optimal_switchback": {"carryover_order": 2},
+    }
     with pytest.raises(SpecError, match="0.619 expected products"):
         load_spec(_spec(40, k=3, **osb))
     assert load_spec(_spec(40, k=3, floor=0.1, **osb)).adaptive is not None
