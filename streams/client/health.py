@@ -144,7 +144,8 @@ def panel_figures(
     d["arm"] = d["arm"].astype(str)
     units = d.groupby("period")["units"].sum()
     # an adaptive ladder's shares follow its looks: a check against the spec's allocations
-    # would call every adaptation a broken pipeline (the report skips it too)
+    # would call every adaptation a broken pipeline; its draws are checked against the
+    # probabilities recorded for their periods instead
     adaptive = spec.adaptive is not None
     srm = None if adaptive else arm_sample_ratio_check(d, allocations_of(spec) or {}, control)
     recorded = None
