@@ -23,6 +23,7 @@ they are recorded with the cell before the period starts, so the inference
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Literal
 
@@ -36,6 +37,10 @@ ADAPTIVE_DESIGNS = frozenset({"random-days", "optimal-switchback", "cluster"})
 MAX_DECAY = 0.25
 #: Monte-Carlo draws of the probability of being best under a full covariance
 MC_DRAWS = 20_000
+#: the fewest expected held draws a period the floor must leave every arm (docs/adaptive.md,
+#: "The floor against the products and the carryover"): below one, the lab's sequences miss
+#: their truths more often than the 5% target
+MIN_HELD_DRAWS = 1.0
 
 
 class UniformMix(BaseModel):
@@ -248,17 +253,93 @@ def effective_floor(settings: AdaptiveAllocation, k: int, step: int) -> float:
     return settings.floor + (1.0 - k * settings.floor) * delta / k
 
 
+def window_draws(carryover_order: int) -> int:
+    """The most fresh draws a window of ``carryover_order + 1`` periods spans (its path
+    probability is the product of their probabilities): 1 without carryover; 2 with it, on the
+    optimal switchback (every block is at least m periods long, so m + 1 consecutive periods
+    touch at most two blocks), the only adaptive design with a carryover order."""
+    if carryover_order < 0:
+        raise ValueError(f"the carryover order must be at least 0; got {carryover_order}")
+    return 1 if carryover_order == 0 else 2
+
+
+def held_draws(units: int, lowest: float, draws: int) -> float:
+    """The expected draws a period whose window held an arm of probability ``lowest`` in each
+    of its ``draws`` fresh draws, among ``units`` independent units: ``units lowest^draws``."""
+    return float(units * lowest**draws)
+
+
+def check_held(
+    settings: AdaptiveAllocation,
+    k: int,
+    units: int,
+    unit: tuple[str, str],
+    draws: int,
+    periods: int,
+) -> str | None:
+    """Why the floor of ``settings`` leaves some arm fewer than :data:`MIN_HELD_DRAWS`
+    expected held draws a period (one clause naming the floor that would do), or None;
+    ``unit``: the draws' name, singular and plural.
+
+    The lowest probability the rule can give an arm is the effective floor of the
+    experiment's last period (its uniform share decays with the steps); a window held an arm
+    with at least that to the power ``draws``, so each period keeps at least ``units lowest^
+    draws`` such draws in expectation (docs/adaptive.md)."""
+    step = adaptive_step(settings, periods - 1)
+    if step < 1:
+        return None  # the ladder never adapts: its draws are the allocations'
+    lowest = effective_floor(settings, k, step)
+    held = held_draws(units, lowest, draws)
+    if held >= MIN_HELD_DRAWS:
+        return None
+    one, many = unit
+    power = f"^{draws}" if draws > 1 else ""
+    each = f", once for each of the window's {draws} draws" if draws > 1 else ""
+    head = (
+        f"floor {settings.floor:g} leaves an arm {held:.3g} expected {many} a period whose "
+        f"window held it ({units} {many} x {lowest:.3g}{power}: the lowest probability of "
+        f"the last period{each}), fewer than {MIN_HELD_DRAWS:g}: a held {one} would weigh "
+        f"more than all {units} together"
+    )
+    need = floor_for(settings, k, units, draws, step)
+    if need is None:
+        return f"{head}; no floor below 1/{k} reaches it: use more {many} or fewer arms"
+    return f"{head}; use a floor of at least {need:g} or more {many}"
+
+
+def floor_for(
+    settings: AdaptiveAllocation, k: int, units: int, draws: int, step: int
+) -> float | None:
+    """The smallest floor, in hundredths, that keeps :data:`MIN_HELD_DRAWS` held draws at
+    adaptive step ``step`` (None: none below 1 / ``k``). The effective floor is ``f (1 -
+    delta) + delta / k``, so ``f >= ((c / units)^(1 / draws) - delta / k) / (1 - delta)``."""
+    delta = uniform_share(settings, step)
+    target = (MIN_HELD_DRAWS / units) ** (1.0 / draws)
+    raw = (target - delta / k) / (1.0 - delta) if delta < 1.0 else 0.0
+    need = max(0.0, math.ceil(raw * 100 - 1e-6) / 100)
+    while need * k < 1.0:  # one more hundredth when the rounding of the power falls short
+        if held_draws(units, need + (1.0 - k * need) * delta / k, draws) >= MIN_HELD_DRAWS:
+            return need
+        need = round(need + 0.01, 2)
+    return None
+
+
 __all__ = [
     "ADAPTIVE_DESIGNS",
     "MAX_DECAY",
+    "MIN_HELD_DRAWS",
     "AdaptiveAllocation",
     "UniformMix",
     "adaptive_step",
     "check_floor",
+    "check_held",
     "effective_floor",
+    "floor_for",
+    "held_draws",
     "next_probabilities",
     "prob_best",
     "top_two",
     "uniform_share",
     "update_periods",
+    "window_draws",
 ]

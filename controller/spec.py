@@ -32,7 +32,13 @@ from pydantic import (
 )
 
 from controller import design_registry
-from controller.adaptive import ADAPTIVE_DESIGNS, AdaptiveAllocation, check_floor
+from controller.adaptive import (
+    ADAPTIVE_DESIGNS,
+    AdaptiveAllocation,
+    check_floor,
+    check_held,
+    window_draws,
+)
 from controller.arms import (
     ALLOCATION_SUM_TOLERANCE,
     LIVE_GUARDRAILS,
@@ -462,6 +468,7 @@ class ExperimentSpec(BaseModel):
         self._check_arms()
         self._check_adaptive()  # first: its refusal of a design says more than the design's
         self._check_design_settings()
+        self._check_adaptive_held()  # last: the optimal switchback's blocks are valid by now
         return self
 
     @model_serializer(mode="wrap")
@@ -556,6 +563,31 @@ class ExperimentSpec(BaseModel):
             raise SpecError(
                 "adaptive.metric", "profit needs unit_costs for every product of the experiment"
             )
+
+    def _check_adaptive_held(self) -> None:
+        """An adaptive floor keeps every arm :data:`controller.adaptive.MIN_HELD_DRAWS`
+        expected draws a period whose carryover window held it (docs/adaptive.md, "The floor
+        against the products and the carryover"): the draws are products, or a cluster
+        design's classes; the window spans two draws on an optimal switchback with carryover."""
+        if self.adaptive is None:
+            return
+        from controller.periods import n_periods
+
+        units, unit, draws = self.held_terms()
+        why = check_held(self.adaptive, self.n_arms, units, unit, draws, n_periods(self))
+        if why:
+            raise SpecError("adaptive.floor", why)
+
+    def held_terms(self) -> tuple[int, tuple[str, str], int]:
+        """What the adaptive floor's check counts (docs/adaptive.md, "The floor against the
+        products and the carryover"): the independent draws of a period (products, or a
+        cluster design's classes), their name (singular, plural), and the fresh draws a
+        carryover window spans (two on an optimal switchback with carryover, else one)."""
+        clustered = self.design == "cluster"
+        units = len(self.clusters) if clustered else len(self.all_products())
+        order = self.optimal_switchback.carryover_order if self.optimal_switchback else 0
+        unit = ("class", "classes") if clustered else ("product", "products")
+        return units, unit, window_draws(order)
 
     def adaptive_metric(self) -> str | None:
         """The metric an adaptive allocation seeks the best arm on (None: not adaptive)."""

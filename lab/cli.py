@@ -494,6 +494,14 @@ def _compare_adaptive(cfg: CompareConfig, out: Path | None) -> None:
     except PricelabError as exc:
         _fail(str(exc))
     table = summarise_adaptive(rows)
+    for design, floor in rows.groupby("design")["floor"].max().items():
+        if floor > 0.05:  # the spec's default, refused on these products and this carryover
+            typer.echo(
+                f"note: {design}: the adaptive floor is {floor:g}, the least the spec's check "
+                "takes for these products and this carryover (the default 0.05 leaves an arm "
+                "fewer than one held draw a period; docs/adaptive.md)",
+                err=True,
+            )
     typer.echo(format_adaptive(table))
     typer.echo(
         f"{cfg.runs} runs x {len(cfg.designs)} designs x 2 ladders in {time.perf_counter() - t0:.1f}s"

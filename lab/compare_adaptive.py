@@ -34,10 +34,11 @@ import numpy as np
 import pandas as pd
 
 from analysis.adaptive_live import carryover, fit_ladder, ladder_cells
-from controller.adaptive import ADAPTIVE_DESIGNS
+from controller.adaptive import ADAPTIVE_DESIGNS, adaptive_step, floor_for
 from controller.designs import design_of
 from controller.errors import SpecError
-from controller.spec import ExperimentSpec, load_spec
+from controller.periods import n_periods
+from controller.spec import AdaptiveAllocation, ExperimentSpec, load_spec
 from lab.compare import CompareConfig, check_config, make_spec, market_classes
 from lab.errors import LabError
 from lab.market import Market
@@ -63,8 +64,18 @@ def check_adaptive(cfg: CompareConfig) -> None:
 
 
 def adaptive_of(spec: ExperimentSpec) -> ExperimentSpec:
-    """``spec`` with the spec's default adaptive block."""
-    data = spec.model_dump(mode="json", exclude_none=True) | {"adaptive": {}}
+    """``spec`` with the spec's default adaptive block, its floor raised to the least the
+    spec's check takes for these products (or classes) and this carryover when the default's
+    0.05 is refused (``controller.adaptive.floor_for``; the row's ``floor`` says which ran)."""
+    defaults = AdaptiveAllocation()
+    block: dict[str, Any] = {}
+    units, _, draws = spec.held_terms()
+    step = adaptive_step(defaults, n_periods(spec) - 1)
+    if step >= 1:
+        need = floor_for(defaults, spec.n_arms, units, draws, step)
+        if need is not None and need > defaults.floor:
+            block = {"floor": need}
+    data = spec.model_dump(mode="json", exclude_none=True) | {"adaptive": block}
     try:
         return load_spec(data)
     except SpecError as exc:
@@ -108,6 +119,7 @@ def adaptive_run(
         played = run_adaptive_spec(spec, market)
         allocations = np.tile(spec.allocations(), (len(played.decisions), 1))
         names = [a.name for a in spec.arm_list()]
+        floor = spec.adaptive.floor if spec.adaptive is not None else math.nan
         for mode, sim, probs, regret in (
             ("fixed", played.fixed, allocations, played.fixed_regret),
             ("adaptive", played.sim, played.probabilities, played.regret),
@@ -121,6 +133,7 @@ def adaptive_run(
                     "singled_out": score["singled_out"] == played.best,
                     "decided_period": score["decided_period"],
                     "best_share": float(probs[:, played.best].mean()),
+                    "floor": floor if mode == "adaptive" else math.nan,
                 }
             )  # fmt: skip
     return rows

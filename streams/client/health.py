@@ -1,9 +1,9 @@
 """An experiment's health, as the console's Health section shows it: seven checks, each with a
 flag (``ok``, ``warn`` or ``problem``) and one plain sentence, and the traffic over time.
 
-- **sample ratio per arm:** each arm's independent draws against the spec's allocations (an
-  adaptive ladder's are not: its shares follow its looks), by
-  the report's own chi-square (``analysis.report.arm_sample_ratio_check``);
+- **sample ratio per arm:** each arm's independent draws against the spec's allocations, by
+  the report's own chi-square (``analysis.report.arm_sample_ratio_check``); an adaptive
+  ladder's against the probabilities recorded for each period (streams.client.adaptive_health);
 - **sales flowing in:** the units of each completed period (the panel the analysis worker
   reads) and the sales counted so far by status (``Store.totals``, as the demo reads them);
 - **dead letters and late sales:** the dead-letter topic by reason, read by
@@ -33,6 +33,7 @@ import pandas as pd
 
 from controller.periods import period_start
 from controller.spec import ExperimentSpec
+from streams.client.adaptive_health import recorded_sample_ratio_check
 from streams.client.health_rules import (
     FLAGS,
     FLIP_LATE_PROBLEM,
@@ -115,10 +116,14 @@ def flip_lateness(spec: ExperimentSpec, records: Sequence[Mapping[str, Any]],
 
 
 def panel_figures(
-    df: pd.DataFrame, spec: ExperimentSpec, cut: Mapping[int, str] | None = None
+    df: pd.DataFrame,
+    spec: ExperimentSpec,
+    cut: Mapping[int, str] | None = None,
+    probabilities: Mapping[int, Sequence[float]] | None = None,
 ) -> dict[str, Any]:
     """What the checks take from the panel: the units of each completed period, the per-arm
-    sample ratio and the covariates' balance (the report's functions), the products in
+    sample ratio (an adaptive ladder's against its recorded ``probabilities``, by period:
+    ``srm_recorded``) and the covariates' balance (the report's functions), the products in
     each arm in the last period, each period's traffic by arm, and the multiple exposure of
     the periods a pause, stop or freeze ``cut`` (streams.client.exposure)."""
     from analysis.report import arm_sample_ratio_check, covariate_balance, normalise_panel
@@ -127,6 +132,7 @@ def panel_figures(
 
     if df.empty:
         return {"units_by_period": {}, "srm": None, "adaptive": spec.adaptive is not None,
+                "srm_recorded": None,
                 "smd": {}, "products_per_arm": {},
                 "traffic": [], "exposure": multiple_exposure_check(exposed_cells(df, {}, ""))}  # fmt: skip
     d = normalise_panel(with_unit_costs(df, spec))
@@ -138,9 +144,17 @@ def panel_figures(
     d["arm"] = d["arm"].astype(str)
     units = d.groupby("period")["units"].sum()
     # an adaptive ladder's shares follow its looks: a check against the spec's allocations
-    # would call every adaptation a broken pipeline (the report skips it too)
+    # would call every adaptation a broken pipeline; its draws are checked against the
+    # probabilities recorded for their periods instead
     adaptive = spec.adaptive is not None
     srm = None if adaptive else arm_sample_ratio_check(d, allocations_of(spec) or {}, control)
+    recorded = None
+    if adaptive:
+        from streams.client.adaptive_health import draw_counts, recorded_sample_ratio
+
+        counts, level = draw_counts(d, spec)
+        names = [a.name for a in arms]
+        recorded = recorded_sample_ratio(counts, probabilities or {}, names, level)
     bal = covariate_balance(d)
     last = d[d["period"] == d["period"].max()]
     per_arm = last.groupby("arm")["product"].nunique()
@@ -148,6 +162,7 @@ def panel_figures(
         "units_by_period": {int(k): float(v) for k, v in units.items()},
         "srm": srm,
         "adaptive": adaptive,
+        "srm_recorded": recorded,
         "smd": {str(r.covariate): float(r.smd) for r in bal.itertuples()},
         "products_per_arm": {a.name: int(per_arm.get(a.name, 0)) for a in arms},
         "traffic": traffic(d, [a.name for a in arms]),
@@ -219,17 +234,21 @@ async def read_health(
     running = state.phase == "running"
     done = max(0, min(period_index(spec, now), n_periods(spec))) if now >= spec.start else 0
     edges = exclusion_edges(await store.windows(exp_id), await store.freezes(), exp_id)
-    figures = panel_figures(await panels.panel(exp_id, now), spec, cut_periods(spec, edges, done))
+    recorded = await panels.allocations(exp_id) if spec.adaptive is not None else None
+    figures = panel_figures(
+        await panels.panel(exp_id, now), spec, cut_periods(spec, edges, done), recorded
+    )
     totals = await store.totals(exp_id)
     events = {k.removeprefix("events:"): v for k, v in totals.items() if k.startswith("events:")}
     srm = figures["srm"]
     look = last_look(estimates)
     as_of = datetime.fromisoformat(look) if look else None
     checks = [
+        recorded_sample_ratio_check(figures["srm_recorded"]) if figures["adaptive"] else
         sample_ratio_check(
             srm.observed if srm else None, srm.expected if srm else None,
             srm.statistic if srm else None, srm.pvalue if srm else None,
-            srm.level if srm else "product", adaptive=figures["adaptive"],
+            srm.level if srm else "product",
         ),
         sales_check(figures["units_by_period"], events, running),
         dead_letters_check(letters_of(letters, spec.units()), sum(letters.values())),

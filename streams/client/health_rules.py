@@ -1,7 +1,8 @@
 """The Health section's rules: which figure makes which flag, and the sentence that says it.
 
 Seven checks, each a pure function from figures to a :class:`Check` (a flag, ``ok``, ``warn``
-or ``problem``, and one plain sentence): the sample ratio per arm, sales flowing in, dead
+or ``problem``, and one plain sentence): the sample ratio per arm (an adaptive ladder's in
+streams.client.adaptive_health), sales flowing in, dead
 letters and late sales, flip lateness, the freshness of the last look, balance and multiple
 exposure. The thresholds are the report's and the alerts' where they have one.
 streams.client.health reads the figures (the panel, the totals, the topics) and calls these;
@@ -66,18 +67,12 @@ def sample_ratio_check(
     statistic: float | None,
     pvalue: float | None,
     level: str = "product",
-    adaptive: bool = False,
 ) -> Check:
     """The per-arm sample-ratio check: its chi-square's p-value below :data:`SRM_PROBLEM` is
     a problem, below :data:`SRM_WARN` a warning; no randomised draw yet is nothing to check.
-    An adaptive ladder (``adaptive``) is not checked against the spec's allocations: its
-    shares follow its looks (docs/adaptive.md), and it says so."""
+    An adaptive ladder is checked against its recorded probabilities instead
+    (streams.client.adaptive_health), not against the spec's allocations."""
     title = "Sample ratio per arm"
-    if adaptive:
-        return Check("sample_ratio", title, OK,
-                     "An adaptive ladder's shares follow its looks (the allocation over time, "
-                     "on the Results page): its draws are not checked against the spec's "
-                     "allocations.")  # fmt: skip
     if not observed or not expected or pvalue is None or statistic is None:
         return Check("sample_ratio", title, OK, "No randomised draw yet: nothing to check.")
     n = sum(observed.values())

@@ -166,7 +166,7 @@ async def _adaptive_ladder_under_acl(
         {"name": "high", "policy": "high", "allocation": 0.25},
     ]
     ladder = load_spec(
-        {"id": "acl-ladder", "products": ["E", "F", "G"], "arms": arms,
+        {"id": "acl-ladder", "products": [*"EFGHIJKLM"], "arms": arms,  # 9: a held cell a period
          "start": START.isoformat(), "end": (START + timedelta(days=5)).isoformat(),
          "timezone": "UTC", "seed": 2, "adaptive": {"warmup": 3}}
     )  # fmt: skip

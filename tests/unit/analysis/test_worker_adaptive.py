@@ -376,6 +376,8 @@ async def test_an_optimal_switchbacks_carryover_and_blocks_are_the_designs() -> 
     d = base.model_dump(mode="json") | {
         "design": "optimal-switchback",
         "optimal_switchback": {"carryover_order": 1},
+        # a window spans two blocks' draws: the floor that keeps a held cell a period
+        "adaptive": base.model_dump(mode="json")["adaptive"] | {"floor": 0.12},
     }
     spec = load_spec({k: v for k, v in d.items() if v is not None})
     market = ladder_market(spec, 0.5, order=1, decay=0.5, seed=11, demand=13)

@@ -37,10 +37,14 @@ ARMS = [
 ]
 
 
+#: enough products for the floor's held cells (controller.spec refuses fewer than one a period)
+PRODUCTS = ["a", "b", "c", *(f"p{i:02d}" for i in range(37))]
+
+
 def _spec(**extra: Any) -> dict[str, Any]:
     return {
         "id": "ladder",
-        "products": ["a", "b", "c"],
+        "products": PRODUCTS,
         "start": "2026-05-04",
         "end": "2026-06-01",
         "arms": ARMS,
@@ -63,7 +67,7 @@ def test_a_fixed_ladder_dumps_without_the_key() -> None:
 
 
 def test_metric_defaults_to_profit_with_costs() -> None:
-    spec = load_spec(_spec(adaptive={"rule": "top_two"}, unit_costs={"a": 1, "b": 1, "c": 2}))
+    spec = load_spec(_spec(adaptive={"rule": "top_two"}, unit_costs={p: 1 for p in PRODUCTS}))
     assert spec.adaptive_metric() == "profit"
 
 
@@ -87,7 +91,7 @@ def test_refusals_are_one_sentence_naming_the_field(
 
 
 def test_cluster_fixed_and_the_shorthand_are_refused() -> None:
-    clusters = {"x": ["a", "b"], "y": ["c", "d"]}
+    clusters = {f"c{j}": PRODUCTS[j::20] for j in range(20)}  # 20 classes of 2
     base = _spec(adaptive={}, design="cluster", clusters=clusters)
     del base["products"]
     assert load_spec(base).adaptive is not None  # switchback: a class-period draw

@@ -14,7 +14,7 @@ from controller.spec import load_spec
 def _spec(adaptive: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": "ladder",
-        "products": ["a", "b", "c"],
+        "products": [f"p{i:02d}" for i in range(40)],  # enough for the floor's held cells
         "arms": [
             {
                 "name": "base",

@@ -37,7 +37,7 @@ ARMS = [
     {"name": "p90", "policy": "p-90", "allocation": 0.3, "price_ratio": 0.9},
     {"name": "p110", "policy": "p-110", "allocation": 0.3, "price_ratio": 1.1},
 ]
-PRODUCTS = [f"P{i:02d}" for i in range(40)]
+PRODUCTS = [f"P{i:02d}" for i in range(80)]  # the floor keeps every arm a held cell a period
 AT = datetime(2026, 5, 10, tzinfo=UTC)
 
 
@@ -54,7 +54,7 @@ def _spec(design: str = "random-days", adaptive: Any = None, **extra: Any) -> Ex
     }
     if design == "cluster":
         del data["products"]
-        data["clusters"] = {f"c{j}": PRODUCTS[j::8] for j in range(8)}
+        data["clusters"] = {f"c{j}": PRODUCTS[j::10] for j in range(10)}
         data["cluster"] = {"mode": "switchback"}
     if design == "optimal-switchback":
         data["optimal_switchback"] = {"carryover_order": 2}

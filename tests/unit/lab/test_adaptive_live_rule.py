@@ -86,7 +86,7 @@ def test_the_workers_look_is_of_the_metric_the_flip_asks_for() -> None:
     from analysis.adaptive_live import adaptive_metric
     from controller.spec import load_spec
 
-    base = ladder_spec((1.0, 0.9, 1.1), 6, 8, 3, {}).model_dump(mode="json")
+    base = ladder_spec((1.0, 0.9, 1.1), 9, 8, 3, {}).model_dump(mode="json")
     costs = {p: 1.0 for p in base["products"]}
     variants = [
         {},  # no costs: revenue

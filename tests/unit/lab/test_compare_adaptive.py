@@ -59,3 +59,9 @@ def test_fixed_and_adaptive_are_played_on_the_same_runs(tmp_path: Path) -> None:
         assert row["regret_pct"] == pytest.approx(float(np.mean(pct)))
     assert "regret_ratio" in res.stdout and "picks_best" in res.stdout
     assert "as live" in res.stdout  # the legend says which look steers
+    # the optimal switchback's two-draw window on these few products: its floor is raised to
+    # the least the spec's check takes (16 products: 0.25^2 x 16 = 1), and a note says so;
+    # random days keep the default
+    floors = runs[runs["mode"] == "adaptive"].groupby("design")["floor"].max()
+    assert floors["random-days"] == 0.05 and floors["optimal-switchback"] > 0.05
+    assert "note: optimal-switchback: the adaptive floor is" in res.stderr

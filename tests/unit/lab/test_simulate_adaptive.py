@@ -131,7 +131,11 @@ def test_the_same_seed_writes_the_same_panel(tmp_path: Path) -> None:
 
 
 def test_an_optimal_switchback_adapts_at_its_randomisation_points(tmp_path: Path) -> None:
-    text = _spec_text("design: optimal-switchback\noptimal_switchback: {carryover_order: 1}")
+    # a floor the spec check takes for 16 products and a two-draw window (16 x 0.25^2 = 1)
+    text = _spec_text(
+        "design: optimal-switchback\noptimal_switchback: {carryover_order: 1}",
+        adaptive="{rule: thompson, warmup: 3, floor: 0.22}",
+    )
     spec, panel, _ = _simulate(tmp_path, text)
     y, arm, probs = _grids(spec, panel)
     pts = points(spec)
@@ -145,7 +149,8 @@ def test_an_optimal_switchback_adapts_at_its_randomisation_points(tmp_path: Path
 
 def test_a_cluster_switchback_and_a_washout_adapt_too(tmp_path: Path) -> None:
     classes = {f"c{i}": PRODUCTS[i * 4 : (i + 1) * 4] for i in range(4)}
-    text = _spec_text().replace(f"products: [{', '.join(PRODUCTS)}]", "clusters: " + str(
+    # a floor the spec check takes for 4 classes (4 x 0.25 = 1 held class a period)
+    text = _spec_text(adaptive="{rule: thompson, warmup: 3, floor: 0.22}").replace(f"products: [{', '.join(PRODUCTS)}]", "clusters: " + str(
         {c: list(ps) for c, ps in classes.items()}).replace("'", "")
     ) + "design: cluster\ncluster: {mode: switchback}\nwashout: PT4H\n"  # fmt: skip
     spec, panel, _ = _simulate(tmp_path, text)

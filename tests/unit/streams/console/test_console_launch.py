@@ -50,6 +50,14 @@ BAD = {
         "start: 2026-06-01T00:00:00+00:00\nend: 2026-06-15T00:00:00+00:00\n"
         "guardrails: [{metric: units, max_drop_pct: 2}]\n"
     ),
+    # an adaptive floor that leaves an arm under one held product a period (docs/adaptive.md)
+    "floor.yaml": (
+        "id: ladder\nproducts: [a, b, c, d, e, f, g, h, i]\nadaptive: {floor: 0.05}\n"
+        "arms:\n  - {name: base, policy: p0, allocation: 0.25, control: true}\n"
+        "  - {name: a1, policy: p1, allocation: 0.25}\n  - {name: a2, policy: p2, allocation: 0.25}\n"
+        "  - {name: a3, policy: p3, allocation: 0.25}\n"
+        "start: 2026-06-01T00:00:00+00:00\nend: 2026-06-29T00:00:00+00:00\n"
+    ),
 }
 
 
