@@ -93,6 +93,23 @@ def recorded_probabilities(
                                                                    strict=True)}  # fmt: skip
 
 
+def with_recorded(
+    df: pd.DataFrame, names: Sequence[str], allocations: Mapping[int, Sequence[float]]
+) -> pd.DataFrame:
+    """``df`` (a ``period`` column of period indices) with a ``probability_<arm>`` column per
+    arm after ``probability`` (else at the end): each row's period's recorded probability of
+    the arm, empty in a period without a record (what :func:`recorded_probabilities` reads)."""
+    period = df["period"].astype(int).to_numpy()
+    out = df.copy()
+    at = (
+        out.columns.get_loc("probability") + 1 if "probability" in out.columns else len(out.columns)
+    )
+    for i, name in enumerate(names):
+        col = np.array([allocations[t][i] if t in allocations else np.nan for t in period], float)
+        out.insert(int(at) + i, PREFIX + name, col)
+    return out
+
+
 def moved(allocations: Mapping[int, Sequence[float]]) -> bool:
     """Whether some arm's recorded probability differs between periods."""
     if len(allocations) < 2:
@@ -220,4 +237,5 @@ __all__ = [
     "moved",
     "probability_arms",
     "recorded_probabilities",
+    "with_recorded",
 ]
