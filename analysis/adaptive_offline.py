@@ -118,6 +118,19 @@ def moved(allocations: Mapping[int, Sequence[float]]) -> bool:
     return bool((np.ptp(rows, axis=0) > 1e-9).any())
 
 
+def moving_allocation(df: pd.DataFrame, time: str) -> bool:
+    """Whether ``df`` records per-arm probabilities (``probability_<arm>``, one row per period)
+    that move between periods: an adaptive ladder's panel, on which a fixed-allocation
+    estimator is biased."""
+    names = probability_arms(df.columns)
+    if not names or time not in df.columns:
+        return False
+    try:
+        return moved(recorded_probabilities(df, time, names))
+    except AnalysisError:  # not one row of probabilities per period: no such record
+        return False
+
+
 @dataclass(frozen=True)
 class OfflineLook:
     """The worker's look at an adaptive panel: each metric's :class:`AdaptiveFit`, the
@@ -235,6 +248,7 @@ __all__ = [
     "OfflineLook",
     "analyse_adaptive",
     "moved",
+    "moving_allocation",
     "probability_arms",
     "recorded_probabilities",
     "with_recorded",

@@ -15,6 +15,8 @@ import pytest
 from typer.testing import CliRunner
 
 from analysis.adaptive import AdaptiveArms, AdaptivePanel
+from analysis.adaptive_offline import recorded_probabilities, with_recorded
+from analysis.errors import AnalysisError
 from analysis.estimators import registry
 from analysis.panel import Panel
 from streams.cli import app
@@ -209,3 +211,22 @@ def test_under_a_moving_allocation_dm_is_off_and_aipw_covers(seed: int, tmp_path
     assert code == 0, err
     (row,) = [json.loads(line) for line in out.splitlines() if '"kind"' not in line]
     assert row["cs_low"] <= 1.0 <= row["cs_high"]
+
+
+def test_the_recorded_columns_round_trip_and_a_period_without_a_record_is_left_out() -> None:
+    cells = pd.DataFrame({"product": ["a", "b"] * 3, "period": [0, 0, 1, 1, 2, 2]})
+    recorded = {0: (0.5, 0.5), 2: (0.2, 0.8)}
+    table = with_recorded(cells, ["list", "p90"], recorded)
+    assert list(table.columns) == ["product", "period", "probability_list", "probability_p90"]
+    assert table["probability_p90"].isna().tolist() == [False, False, True, True, False, False]
+    assert recorded_probabilities(table, "period", ["list", "p90"]) == recorded
+
+
+def test_the_python_api_refuses_a_fixed_method_on_a_moving_allocation() -> None:
+    import pricelab
+
+    df = _drifting_ladder(1)
+    with pytest.raises(AnalysisError, match="allocation moved with the data"):
+        pricelab.analyze(df, "units", method="dm")
+    fixed = df.assign(probability_list=0.5, probability_p90=0.5)
+    assert pricelab.analyze(fixed, "units", method="dm").effect > 5  # not refused
