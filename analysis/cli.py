@@ -37,7 +37,7 @@ from __future__ import annotations
 import inspect
 import json
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -392,9 +392,14 @@ def analyze(
             check_arm_options(treated, arm, control, method, probability, by, graph)
         policy = read_policy(missing, currency, rates, launch, dayfirst, date_format)
         df = load_table(table_source(panel_path, table, query, sep, decimal), (unit, arm))
+        given = {"--by": by, "--covariates": covariates, "--graph": graph,
+                 "--unit-effects": unit_effects, "--units": units_col, "--revenue": revenue_col,
+                 "--cost": cost_col, "--profit": profit_col, "--price-ratio": ratio_col,
+                 "--se": se}  # fmt: skip
         look = offline_adaptive(df, method, spec, unit=unit, time=time, arm=arm,
                                 control=control, blackout=blackout, outcome=outcome,
-                                alpha=alpha)  # fmt: skip
+                                alpha=alpha, unused=[k for k, v in given.items() if v is not None]
+                                + ["--relative"] * relative)  # fmt: skip
         if look is not None:
             print_adaptive(look, alpha, as_json)
             return
@@ -765,12 +770,14 @@ def offline_adaptive(
     blackout: str | None,
     outcome: str | None,
     alpha: float,
+    unused: Sequence[str] = (),
 ) -> OfflineLook | None:
     """The analysis worker's look at an adaptive ladder's panel (:mod:`analysis.adaptive_offline`),
     or None when the panel is not one: neither ``--spec`` has an ``adaptive:`` block nor the
     panel's ``probability_<arm>`` columns move between periods (and ``--method`` is not
-    aipw_adaptive). A fixed-allocation ``method`` on an adaptive panel is refused, as is an
-    adaptive panel without its recorded probabilities (AnalysisError, one sentence)."""
+    aipw_adaptive). A fixed-allocation ``method`` on an adaptive panel is refused, as are the
+    options ``unused`` (the worker's estimate takes none) and an adaptive panel without its
+    recorded probabilities (AnalysisError, one sentence)."""
     info = _read_spec(spec_path)
     params: dict[str, Any] = info.params if info is not None else {}
     adaptive_spec = is_adaptive(params)
@@ -793,6 +800,11 @@ def offline_adaptive(
         return None
     if fixed_method:
         raise AnalysisError(REFUSED.format(method=method, why=why))
+    if unused:
+        raise AnalysisError(
+            "an adaptive ladder's panel is estimated as the analysis worker does, which takes "
+            f"no {', '.join(unused)}."
+        )
     if not any(c.startswith(PREFIX) for c in map(str, df.columns)):
         raise AnalysisError(
             "the panel has no probability_<arm> columns: an adaptive ladder's estimate needs "

@@ -136,6 +136,15 @@ def test_a_fixed_allocation_method_is_refused_in_one_sentence(
         assert f"--method {method} assumes" in err and "allocation moved with the data" in err
 
 
+def test_options_the_workers_estimate_does_not_take_are_refused(ladder: tuple[Path, Path]) -> None:
+    _, panel_path = ladder
+    code, out, err = _analyze(str(panel_path), "--unit", "product", "--time", "period",
+                              "--arm", "arm", "--control", "list", "--by", "category",
+                              "--relative")  # fmt: skip
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
+    assert "takes no --by, --relative" in err
+
+
 def test_an_adaptive_spec_without_recorded_probabilities_is_refused(
     ladder: tuple[Path, Path], tmp_path: Path
 ) -> None:
