@@ -37,7 +37,7 @@ from __future__ import annotations
 import inspect
 import json
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -45,6 +45,23 @@ import numpy as np
 import pandas as pd
 import typer
 
+from analysis.adaptive_live import ESTIMATOR as ADAPTIVE_ESTIMATOR
+from analysis.adaptive_live import (
+    METRICS,
+    adaptive_metric,
+    carryover,
+    is_adaptive,
+    not_valid_note,
+)
+from analysis.adaptive_offline import (
+    PREFIX,
+    REFUSED,
+    OfflineLook,
+    analyse_adaptive,
+    moved,
+    probability_arms,
+    recorded_probabilities,
+)
 from analysis.arms import (
     BLACKOUT,
     JOINT_METHODS,
@@ -87,7 +104,8 @@ from analysis.reader_options import (
     table_source,
 )
 from analysis.table_input import check_decimal_commas
-from core.ports import ExperimentInfo
+from core.errors import PricelabError
+from core.ports import EstimatorPlan, ExperimentInfo
 
 
 def read_table(
@@ -226,13 +244,15 @@ def analyze(
     unit: Annotated[str, typer.Option(help="Unit column.")],
     time: Annotated[str, typer.Option(help="Period column.")],
     method: Annotated[
-        str,
+        str | None,
         typer.Option(
             help="Estimator: "
             + ", ".join(analyze_methods())
-            + " (demand, elasticity and spillover take their own options, below)."
+            + " (demand, elasticity and spillover take their own options, below). On an "
+            "adaptive ladder's panel (an adaptive --spec, or probability_<arm> columns that "
+            "move between periods) the default, and the only method, is aipw_adaptive."
         ),
-    ],
+    ] = None,
     outcome: Annotated[
         str | None, typer.Option(help="Outcome column (not with --method elasticity).")
     ] = None,
@@ -282,7 +302,8 @@ def analyze(
         Path | None,
         typer.Option(
             help="Experiment spec whose design drew the panel's arms; --method spillover redraws "
-            "it for the exposure probabilities and the variance."
+            "it for the exposure probabilities and the variance; an adaptive spec's panel gets "
+            "aipw_adaptive with the design's carryover lag and planned horizon."
         ),
     ] = None,
     by: Annotated[
@@ -363,13 +384,35 @@ def analyze(
             )
         if unit_effects is not None and by is not None:
             raise AnalysisError("--unit-effects does not take --by; filter the panel instead.")
-        if method not in analyze_methods():
+        if method is not None and method not in (*analyze_methods(), ADAPTIVE_METHOD):
             raise AnalysisError(
                 f"Unknown method {method!r}; choose one of {', '.join(analyze_methods())}."
             )
-        check_arm_options(treated, arm, control, method, probability, by, graph)
+        if method not in (None, ADAPTIVE_METHOD):
+            check_arm_options(treated, arm, control, method, probability, by, graph)
         policy = read_policy(missing, currency, rates, launch, dayfirst, date_format)
         df = load_table(table_source(panel_path, table, query, sep, decimal), (unit, arm))
+        given = {"--by": by, "--covariates": covariates, "--graph": graph,
+                 "--unit-effects": unit_effects, "--units": units_col, "--revenue": revenue_col,
+                 "--cost": cost_col, "--profit": profit_col, "--price-ratio": ratio_col,
+                 "--se": se}  # fmt: skip
+        look = offline_adaptive(df, method, spec, unit=unit, time=time, arm=arm,
+                                control=control, blackout=blackout, outcome=outcome,
+                                alpha=alpha, unused=[k for k, v in given.items() if v is not None]
+                                + ["--relative"] * relative)  # fmt: skip
+        if look is not None:
+            print_adaptive(look, alpha, as_json)
+            return
+        if method is None:
+            raise AnalysisError(
+                "--method is required: only an adaptive ladder's panel has a default "
+                f"(choose one of {', '.join(analyze_methods())})."
+            )
+        if method == ADAPTIVE_METHOD:
+            raise AnalysisError(
+                f"--method {ADAPTIVE_METHOD} needs an adaptive ladder's panel: an adaptive "
+                "--spec, or probability_<arm> columns that move between periods."
+            )
         covs = [c.strip() for c in covariates.split(",") if c.strip()] if covariates else []
         sums = (outcome, units_col, revenue_col, profit_col)
         describe = (
@@ -707,6 +750,158 @@ def offline_spillover(
         )
     except KeyError as exc:  # the sampler knows only the spec's products
         raise AnalysisError(str(exc.args[0]) if exc.args else str(exc)) from None
+
+
+#: the adaptive ladder's method (the analysis worker's)
+ADAPTIVE_METHOD = ADAPTIVE_ESTIMATOR
+#: the fixed-allocation methods named when no spec names the design's
+_FIXED = (EstimatorPlan("fe"), EstimatorPlan("dm"), EstimatorPlan("ht"), EstimatorPlan("hajek"))
+
+
+def offline_adaptive(
+    df: pd.DataFrame,
+    method: str | None,
+    spec_path: Path | None,
+    *,
+    unit: str,
+    time: str,
+    arm: str | None,
+    control: str | None,
+    blackout: str | None,
+    outcome: str | None,
+    alpha: float,
+    unused: Sequence[str] = (),
+) -> OfflineLook | None:
+    """The analysis worker's look at an adaptive ladder's panel (:mod:`analysis.adaptive_offline`),
+    or None when the panel is not one: neither ``--spec`` has an ``adaptive:`` block nor the
+    panel's ``probability_<arm>`` columns move between periods (and ``--method`` is not
+    aipw_adaptive). A fixed-allocation ``method`` on an adaptive panel is refused, as are the
+    options ``unused`` (the worker's estimate takes none) and an adaptive panel without its
+    recorded probabilities (AnalysisError, one sentence)."""
+    info = _read_spec(spec_path)
+    params: dict[str, Any] = info.params if info is not None else {}
+    adaptive_spec = is_adaptive(params)
+    spec_arms = [str(a["name"]) for a in params.get("arms") or ()]
+    names = spec_arms if adaptive_spec and spec_arms else probability_arms(df.columns)
+    fixed_method = method not in (None, ADAPTIVE_METHOD)
+    if adaptive_spec:
+        why = "its spec has an adaptive: block"
+    elif names:
+        try:
+            recorded = recorded_probabilities(df, time, names)
+        except AnalysisError:
+            if fixed_method:
+                return None  # no readable record of moving probabilities: as the user asks
+            raise
+        if not moved(recorded) and method != ADAPTIVE_METHOD:
+            return None  # the same probabilities every period: a fixed allocation
+        why = "its probability_<arm> columns move between periods"
+    else:
+        return None
+    if fixed_method:
+        raise AnalysisError(REFUSED.format(method=method, why=why))
+    if unused:
+        raise AnalysisError(
+            "an adaptive ladder's panel is estimated as the analysis worker does, which takes "
+            f"no {', '.join(unused)}."
+        )
+    if not any(c.startswith(PREFIX) for c in map(str, df.columns)):
+        raise AnalysisError(
+            "the panel has no probability_<arm> columns: an adaptive ladder's estimate needs "
+            "each period's recorded probability of every arm, which `pricelab simulate` and "
+            "`pricelab panel export` write for an adaptive ladder."
+        )
+    arm_col = arm or ("arm" if "arm" in df.columns else None)
+    if arm_col is None or arm_col not in df.columns:
+        raise AnalysisError("an adaptive ladder's panel needs --arm COL: each cell's arm by name.")
+    control = control or next(
+        (str(a["name"]) for a in params.get("arms") or () if a.get("control")), None
+    )
+    if control is None:
+        raise AnalysisError("an adaptive ladder's panel needs --control NAME (or --spec).")
+    if outcome is not None and outcome not in METRICS:
+        raise AnalysisError(
+            f"--outcome {outcome!r}: an adaptive ladder is estimated on the worker's metrics "
+            f"({', '.join(METRICS)}), by those column names."
+        )
+    metrics = [m for m in ((outcome,) if outcome else METRICS) if m in df.columns]
+    if blackout is None and "blackout" in df.columns:
+        blackout = "blackout"  # the worker reads the cells' blackout
+    if info is not None:
+        lag, points = carryover(info.estimators)
+        horizon = info.planned_periods
+        best_on = adaptive_metric(params) if adaptive_spec else None
+        note = not_valid_note(info.estimators)
+    else:
+        lag, points, horizon, best_on = 0, None, 0, None
+        note = not_valid_note(_FIXED)
+        typer.echo(
+            "note: no --spec: carryover lag 0 (random days, cluster; an optimal switchback's "
+            "lag needs its --spec) and the panel's periods as the horizon",
+            err=True,
+        )
+    if best_on is not None and best_on not in metrics:
+        best_on = None
+    return analyse_adaptive(
+        df, unit=unit, time=time, arm=arm_col, names=names, control=control,
+        blackout=blackout, metrics=metrics, lag=lag, points=points, horizon=horizon,
+        alpha=alpha, metric=best_on, note=note,
+    )  # fmt: skip
+
+
+def _read_spec(spec_path: Path | None) -> ExperimentInfo | None:
+    """The spec as the analysis worker is told it (None without ``--spec`` or the CLI)."""
+    spec_info = _WIRING.get("spec_info")
+    if spec_path is None or spec_info is None:
+        return None
+    if not spec_path.exists():
+        raise FileNotFoundError(2, "no such file", str(spec_path))
+    try:
+        return spec_info(spec_path)
+    except PricelabError as exc:
+        raise AnalysisError(str(exc).strip().splitlines()[0]) from None
+
+
+#: the columns ``analyze`` prints for an adaptive ladder
+ADAPTIVE_COLUMNS = ("metric", "arm", "effect", "cs_low", "cs_high", "mean_treated",
+                    "mean_control", "n_cells")  # fmt: skip
+
+
+def print_adaptive(look: OfflineLook, alpha: float, as_json: bool) -> None:
+    """Every metric's arms against the control with their simultaneous anytime-valid
+    sequences, which arm looks best, and why no fixed-allocation method ran; with ``--json``
+    one object per row, then each metric's look as the worker publishes it (kind adaptive)."""
+    rows = look.rows()
+    if as_json:
+        _print_rows(rows, ADAPTIVE_COLUMNS, True)
+        for doc in look.looks():
+            typer.echo(json.dumps(_json_deep(doc)))
+        return
+    fit = look.fits[look.metric]
+    typer.echo(
+        f"{ADAPTIVE_METHOD}: AIPW on the recorded probabilities of an adaptive ladder "
+        f"({len(fit.cells.products)} products, {fit.periods} periods, carryover lag "
+        f"{fit.lag}, horizon {look.horizon}); each interval is a {1 - alpha:.0%} "
+        "simultaneous anytime-valid sequence (all arms at once, valid at any look)"
+    )
+    _print_rows(rows, ADAPTIVE_COLUMNS, False)
+    for metric, f in look.fits.items():
+        means = f.estimator.looks_.mean[-1]
+        typer.echo(
+            f"{metric}: largest mean {f.names[int(means.argmax())]}; best set (not shown worse "
+            f"than another): {', '.join(f.best_set())}"
+        )
+    best = fit.names[int(fit.estimator.looks_.mean[-1].argmax())]
+    typer.echo(f"looks best on {look.metric}: {best}")
+    typer.echo(f"note: {look.note}")
+
+
+def _json_deep(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _json_deep(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_json_deep(x) for x in v]
+    return _json_safe(v)
 
 
 def _print_results(results: list[Any], alpha: float, as_json: bool) -> None:

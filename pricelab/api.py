@@ -17,6 +17,7 @@ import click
 import pandas as pd
 from pydantic import SecretStr, ValidationError
 
+from analysis.adaptive_offline import moving_allocation
 from analysis.cli import analyst_cells, build_estimator
 from analysis.errors import AnalysisError, PanelError
 from analysis.panel import Panel
@@ -248,6 +249,13 @@ def analyze(
             f"the table has {df['arm'].nunique()} arms ({arms}), and its 'treated' column lumps "
             "every arm but control together: compare them with `pricelab analyze FILE --arm arm "
             "--control NAME`, or name a 0/1 column of two arms as treated="
+        )
+    if moving_allocation(df, time):  # an adaptive ladder's panel (docs/adaptive.md)
+        raise AnalysisError(
+            f"method={method!r} assumes each cell's arm was drawn with a fixed allocation, but "
+            "the table's probability_<arm> columns move between periods (an adaptive ladder): "
+            "the allocation moved with the data, so it is biased here; `pricelab analyze FILE "
+            "--unit product --time period --spec SPEC` gives AIPW on the recorded probabilities."
         )
     try:
         policy = ReadPolicy(missing=missing, currency=currency, rates=rates, launch=launch,

@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from analysis.adaptive_live import is_adaptive
+from analysis.adaptive_offline import recorded_probabilities
 from analysis.errors import AnalysisError
 from analysis.estimators import registry
 from analysis.panel import Panel
@@ -300,6 +302,18 @@ class _ReplaySource:
 
 
 @dataclass
+class _AdaptiveReplaySource(_ReplaySource):
+    """A replay source of an adaptive ladder: also the recorded probabilities
+    (``core.ports.AllocationSource``) of the periods it shows, read off the panel's
+    ``probability_<arm>`` columns."""
+
+    recorded: Mapping[int, tuple[float, ...]] = field(default_factory=dict)
+
+    async def allocations(self, exp_id: str) -> dict[int, tuple[float, ...]]:
+        return {t: p for t, p in self.recorded.items() if t < self.k}
+
+
+@dataclass
 class _ListSink:
     rows: list[dict[str, Any]] = field(default_factory=list)
 
@@ -329,6 +343,13 @@ class _ListSink:
             fields
             | {"kind": "demand", "estimator": "demand", "experiment": experiment, "as_of": as_of}
         )
+
+    async def publish_adaptive(
+        self, experiment: str, look: Mapping[str, Any], as_of: datetime
+    ) -> None:
+        # as the Kafka sink publishes it: the look's fields as its own message (kind adaptive)
+        self.rows.append(dict(look) | {"kind": "adaptive", "experiment": experiment,
+                                       "as_of": as_of})  # fmt: skip
 
 
 @dataclass
@@ -364,7 +385,10 @@ def replay_estimates(
 
     A panel of more than two arms (the spec's ``arms``, else the panel's ``arm`` column) is
     replayed as the worker runs it live: each arm against the control, and for a price ladder
-    the demand curve at each look (``kind: demand``).
+    the demand curve at each look (``kind: demand``). An adaptive ladder (``params`` with an
+    ``adaptive:`` block) is replayed with the probabilities its panel recorded (its
+    ``probability_<arm>`` columns; an AnalysisError without them), as the worker reads them
+    live: its ``aipw_adaptive`` estimates and its looks (``kind: adaptive``).
     """
     from analysis.worker import AnalysisWorker
 
@@ -380,13 +404,17 @@ def replay_estimates(
         arms=named or (int(d["arm"].nunique()) if "arm" in d.columns else 2),
     )  # fmt: skip
     source = _ReplaySource(d, info)
+    if is_adaptive(info.params):  # its weights: the probabilities the panel recorded
+        names = [str(a["name"]) for a in info.params.get("arms") or ()]
+        source = _AdaptiveReplaySource(d, info, recorded=recorded_probabilities(d, "period", names))
     sink = _ListSink()
     t0 = start or datetime(2026, 1, 1, tzinfo=UTC)
     clock = _StepClock(t0)
     verdicts = sink if params is not None else None  # no spec: no decision metric to decide on
     worker = AnalysisWorker(
-        source=source, sink=sink, clock=clock, seed=seed, verdicts=verdicts, demand=sink
-    )
+        source=source, sink=sink, clock=clock, seed=seed, verdicts=verdicts, demand=sink,
+        adaptive=sink,
+    )  # fmt: skip
     for k in range(2, len(periods) + 1):
         source.k = k
         clock.t = t0 + timedelta(days=k)

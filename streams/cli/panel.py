@@ -32,6 +32,13 @@ def panel_export(
     # probability marks the cells the design randomised (a pre-period runs the control's
     # policy without being the control arm's draw)
     arms = f"--arm arm --control {spec.control_arm.name}" if spec.arms else "--treated treated"
+    if spec.adaptive is not None:  # the fixed-allocation methods are biased on it
+        typer.echo(
+            f"analyse it: pricelab analyze {out} --unit product --time period --spec SPEC "
+            "(the experiment's spec file: AIPW on the recorded probabilities, probability_<arm>, "
+            "with the design's carryover lag and planned horizon)"
+        )
+        return
     typer.echo(
         f"analyse it: pricelab analyze {out} --unit product --time period --outcome units "
         f"{arms} --probability probability --blackout blackout --method dm"

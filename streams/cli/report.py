@@ -125,9 +125,12 @@ def report(
         d = normalise_panel(df)
         plans = design_plans(the_design, d, spec)
         params = None if spec is None else spec.model_dump(mode="json")
-        est = replay_estimates(
-            d, experiment=experiment, design=the_design, estimators=plans, params=params
-        )
+        try:  # an adaptive ladder is replayed with its panel's recorded probabilities
+            est = replay_estimates(
+                d, experiment=experiment, design=the_design, estimators=plans, params=params
+            )
+        except PricelabError as exc:
+            fail(str(exc).strip().splitlines()[0])
         note += " Running estimates replayed with the analysis worker's estimators."
     page = build_report(
         df,

@@ -3,8 +3,9 @@
 Read through the worker's own panel source (``controller.panel_source.RedisPanelSource``),
 as of the stack's clock (the one its controller records: streams.client.stack_clock), so the file
 holds exactly the completed periods, outcomes, arms, probabilities and blackouts the live
-estimates were computed from. No completed period yet is one sentence (NoCompletedPeriod,
-exit 2), never an empty file.
+estimates were computed from; an adaptive ladder's panel adds each period's recorded
+probability of every arm (``probability_<arm>``, the weights of its estimates). No completed
+period yet is one sentence (NoCompletedPeriod, exit 2), never an empty file.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from analysis.adaptive_offline import with_recorded
 from controller.clock import Clock
 from controller.panel_labels import label
 from controller.panel_source import RedisPanelSource
@@ -43,7 +45,12 @@ async def _read(settings: Settings, experiment: str) -> tuple[pd.DataFrame, Expe
             await known(store, experiment)
             clock = await stack_clock(settings, store)
             state = await store.get_experiment(experiment)
-            df = await RedisPanelSource(store, clock).panel(experiment, clock.now())
+            source = RedisPanelSource(store, clock)
+            df = await source.panel(experiment, clock.now())
+            if state.spec.adaptive is not None and not df.empty:
+                # the probabilities each period was drawn with, as the worker weighs them
+                names = [a.name for a in state.spec.arm_list()]
+                df = with_recorded(df, names, await source.allocations(experiment))
     finally:
         await redis.aclose()
     if df.empty:

@@ -15,15 +15,19 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
 from controller.adaptive import adaptive_step, next_probabilities
 from controller.adaptive_draw import MIN_LOOK_PERIODS
 from controller.store import Store, make_redis
 from core.ports import AdaptiveLook
+from streams.cli import app
+from streams.client.panel import read_panel
 from streams.live.adaptive_demo import ADAPTIVE_ESTIMATOR
 from streams.live.demo import DemoConfig, demo_market, demo_spec
 from streams.live.driver import DriverConfig, LiveDriver, LiveRun, lockstep_settings
@@ -68,7 +72,9 @@ def _read(settings: Any, topic: str, until: Any, timeout: float = 30.0) -> list[
     return out
 
 
-async def test_an_adaptive_ladder_runs_live_through_both_workers_and_a_kill9(stack) -> None:
+async def test_an_adaptive_ladder_runs_live_through_both_workers_and_a_kill9(
+    stack: Any, tmp_path: Path
+) -> None:
     settings = lockstep_settings(make_settings(stack))
     await ensure_topics(settings)
     cfg = DemoConfig(products=PRODUCTS, days=DAYS, seed=5, ladder=True, adaptive=True)
@@ -120,6 +126,7 @@ async def test_an_adaptive_ladder_runs_live_through_both_workers_and_a_kill9(sta
             await driver.run([run], after_look=keep_look)
         recorded = await store.allocations(spec.id)
         totals = await store.totals(spec.id)
+        exported = await read_panel(settings, spec.id)  # `pricelab panel export`'s table
     finally:
         await redis.aclose()
         for w in workers:
@@ -190,3 +197,29 @@ async def test_an_adaptive_ladder_runs_live_through_both_workers_and_a_kill9(sta
         pytest.approx(recorded[t], abs=1e-12) for t in range(DAYS)
     ]
     assert {d["arm"] for d in estimates if d["n_periods"] == DAYS} == set(names[1:])
+
+    # the live panel export carries the recorded probabilities, and `pricelab analyze` on it
+    # gives the final look's published estimates (the worker's fit, offline)
+    cols = [f"probability_{n}" for n in names]
+    by_period = exported.groupby("period")[cols].first()
+    assert [tuple(by_period.loc[t]) for t in range(DAYS)] == [
+        pytest.approx(recorded[t], abs=1e-12) for t in range(DAYS)
+    ]
+    panel_path = tmp_path / "export.csv"
+    exported.to_csv(panel_path, index=False)
+    res = CliRunner().invoke(
+        app,
+        ["analyze", str(panel_path), "--unit", "product", "--time", "period", "--arm", "arm",
+         "--control", names[0], "--json"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    offline = [json.loads(line) for line in res.stdout.splitlines()]
+    finals = {(d["metric"], d["arm"]): d for d in estimates if d["n_periods"] == DAYS}
+    rows = [r for r in offline if r.get("kind") != "adaptive"]
+    assert {(r["metric"], r["arm"]) for r in rows} == set(finals)
+    for r in rows:
+        live = finals[(r["metric"], r["arm"])]
+        assert r["effect"] == pytest.approx(live["effect"], rel=1e-9, abs=1e-9)
+        assert (r["cs_low"], r["cs_high"]) == pytest.approx(
+            (live["cs_low"], live["cs_high"]), rel=1e-9, abs=1e-9
+        )
