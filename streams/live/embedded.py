@@ -11,6 +11,7 @@ import contextlib
 import importlib.resources
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -31,7 +32,40 @@ if TYPE_CHECKING:
     from streams.net.tls import TlsFiles
 
 
-def free_port(host: str = "127.0.0.1") -> int:
+#: where the kernel's outgoing connections take their local ports (Linux)
+EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+#: the lowest port :func:`free_port` draws from below the ephemeral range
+LOWEST_PORT = 10000
+
+
+def ephemeral_range(path: Path | None = None) -> tuple[int, int] | None:
+    """The kernel's range of local ports for outgoing connections (``path``: its file, by
+    default :data:`EPHEMERAL_RANGE`), or None where it cannot be read (not Linux)."""
+    try:
+        low, high = (int(x) for x in (path or EPHEMERAL_RANGE).read_text().split())
+    except (OSError, ValueError):
+        return None
+    return low, high
+
+
+def free_port(host: str = "127.0.0.1", rng: random.Random | None = None) -> int:
+    """A port nothing listens on now, drawn below the kernel's ephemeral range where there is
+    room (else the kernel's choice): a service that is killed and restarted on its port (as a
+    supervisor restarts a worker) must find it free, and a port in the ephemeral range can be
+    taken meanwhile by any process's outgoing connection. The model-based contract test's long
+    run met that: a controller worker restarted after kill -9 exited, its web port "already
+    in use"."""
+    span = ephemeral_range()
+    if span is not None and span[0] - LOWEST_PORT >= 1000:
+        draw = rng or random.SystemRandom()
+        for _ in range(50):
+            port = draw.randrange(LOWEST_PORT, span[0])
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                try:
+                    s.bind((host, port))
+                except OSError:
+                    continue
+                return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
