@@ -357,6 +357,8 @@ def test_the_lifecycle_from_the_operators_and_the_pricing_systems_seats(
         ("resume", True, "running"),
         ("freeze", False, None),  # in the past
         ("freeze", True, None),
+        ("unfreeze", True, None),  # under the experiment its freeze named
+        ("unfreeze", True, None),  # its repeat (the reply's freeze says already cancelled)
         ("stop", True, None),
         ("stop", True, "stopped"),
         ("pause", False, None),  # final
@@ -373,11 +375,10 @@ def test_the_lifecycle_from_the_operators_and_the_pricing_systems_seats(
     # the controller's own decisions name the worker that took them
     decided = [r for r in own if r["kind"] != "command"]
     assert decided and all(r["detail"].get("worker") for r in decided)
-    # the unfreezes name no single experiment: they are in every experiment's trail
+    # an unfreeze is kept under the experiments of the freeze it cancelled; one of a freeze
+    # that does not exist names none, and is kept under the fleet (in every trail)
     fleet = [r["detail"] for r in trail["records"] if r["experiment"] == "_all"]
-    assert [(c["command"], c["accepted"]) for c in fleet] == [
-        ("unfreeze", True), ("unfreeze", True), ("unfreeze", False)
-    ]  # fmt: skip
+    assert [(c["command"], c["accepted"]) for c in fleet] == [("unfreeze", False)]
     # commands refused because their experiment does not exist are kept nowhere: a typo
     # makes no trail of an experiment that never was, and its history is refused
     assert not [e for e in events if e.get("experiment") in ("nope", "cli-epx")]
