@@ -13,6 +13,7 @@ from analysis.panel import Panel
 from lab.compare import elasticity_experiment
 
 
+@pytest.mark.slow  # a study over many seeds or runs: the slow suite (./run test -m slow)
 def test_the_interval_covers_the_simulators_true_elasticity() -> None:
     """150 seeded random-days experiments (40 products x 28 days, a 5% price cut, true
     elasticities around -2): coverage within the Monte Carlo band of 95% (SE 1.8 points),

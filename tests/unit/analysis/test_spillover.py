@@ -250,6 +250,7 @@ def test_the_design_bootstrap_variance_is_the_exact_design_variance_with_small_g
     assert 0.95 <= np.mean(var) / np.var(est) <= 1.05
 
 
+@pytest.mark.slow  # a study over many seeds or runs: the slow suite (./run test -m slow)
 def test_the_conditional_spillover_study_runs_the_workers_path_and_writes_its_figures(
     tmp_path,  # type: ignore[no-untyped-def]
 ) -> None:

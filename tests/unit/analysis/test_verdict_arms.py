@@ -128,6 +128,7 @@ def _experiments(
     return counts, missed / seeds
 
 
+@pytest.mark.slow  # a study over many seeds or runs: the slow suite (./run test -m slow)
 def test_with_no_effect_a_decisive_verdict_is_rare() -> None:
     """Three arms, none different from control, looked at 20 times: a ship or a keep-control
     verdict needs some arm's sequence to miss 0, which the alpha / (k - 1) split keeps below
@@ -139,6 +140,7 @@ def test_with_no_effect_a_decisive_verdict_is_rare() -> None:
     assert decisive / seeds <= missed + 1e-12  # a decision needs a miss
 
 
+@pytest.mark.slow  # a study over many seeds or runs: the slow suite (./run test -m slow)
 def test_one_winner_is_shipped_and_a_wrong_arm_is_rare() -> None:
     """One arm 1.2 (a period's SE) above control, the others at 0: the verdict ships the
     winner in most experiments; shipping another arm, or keeping control, needs a sequence

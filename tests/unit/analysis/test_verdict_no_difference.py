@@ -140,6 +140,7 @@ def _paths(
     return counts
 
 
+@pytest.mark.slow  # a study over many seeds or runs: the slow suite (./run test -m slow)
 def test_an_effect_as_large_as_the_mde_is_rarely_called_no_difference() -> None:
     """The true relative effect exactly at the MDE (the hardest case), either way: calling it
     "no difference" needs the sequence to miss the truth on one side, at most alpha / 2
@@ -151,6 +152,7 @@ def test_an_effect_as_large_as_the_mde_is_rarely_called_no_difference() -> None:
         assert wrong <= 0.05 + 3 * np.sqrt(0.05 * 0.95 / seeds), counts
 
 
+@pytest.mark.slow  # a study over many seeds or runs: the slow suite (./run test -m slow)
 def test_with_no_effect_no_difference_takes_nothing_from_the_false_ship_rate() -> None:
     """A/A: a path ships under the new rule only if it shipped under the old one (no
     difference can only end a path earlier, never add a ship); with an MDE of 5%, five
@@ -234,6 +236,7 @@ def _arm_paths(
     return counts
 
 
+@pytest.mark.slow  # a study over many seeds or runs: the slow suite (./run test -m slow)
 def test_k_arms_rarely_call_an_arm_at_the_mde_no_difference_and_add_no_false_ship() -> None:
     """Three arms, one at the MDE (+5% or -5%), the others at 0: "no difference" needs that
     arm's sequence to miss (measured: 0.2% up, 0.0% down, of 500). A/A: no ship the rule

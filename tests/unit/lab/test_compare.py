@@ -187,6 +187,7 @@ def test_cli_writes_table_csv_and_plots(tmp_path) -> None:  # type: ignore[no-un
     assert len(pd.read_csv(out / "runs.csv")) == 8
 
 
+@pytest.mark.slow  # a study over many seeds or runs: the slow suite (./run test -m slow)
 def test_validation_study_quick_regenerates_the_report(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from pathlib import Path
 

@@ -4,6 +4,7 @@ a bias: the design part of the estimate, computed from expected outcomes alone."
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from lab.compare import design_imbalance, make_spec
 from lab.config import MarketConfig
@@ -12,6 +13,7 @@ from lab.seeds import run_seed
 from lab.simulate import run_spec
 
 
+@pytest.mark.slow  # a study over many seeds or runs: the slow suite (./run test -m slow)
 def test_the_validation_draws_are_imbalanced_and_the_design_is_not() -> None:
     market = Market(MarketConfig(price_change=0.0), seed=0, demand_seed=run_seed(0, 0))
     sim = run_spec(make_spec("time-bound", market, days=28), market)

@@ -148,6 +148,7 @@ def test_periods_the_market_cannot_lay_are_refused(period: str) -> None:
         _market(spec)
 
 
+@pytest.mark.slow  # a study over many seeds or runs: the slow suite (./run test -m slow)
 def test_an_hourly_experiment_recovers_its_effect() -> None:
     # random periods of an hour over a week (168 periods), 30 products: the within-product
     # estimate covers the simulator's truth at the nominal rate

@@ -426,6 +426,7 @@ def test_the_estimate_does_not_depend_on_the_seed_and_none_is_a_fixed_seed() -> 
     assert TROPEstimator(**grids, n_boot=8, seed=0).fit(p).result_.se == none_a.se
 
 
+@pytest.mark.slow  # a study over many seeds or runs: the slow suite (./run test -m slow)
 def test_warm_tuning_scores_the_grid_as_the_exact_path_does_with_fewer_iterations() -> None:
     # along each (time, unit) pair the placebo fits of a smaller nuclear-norm penalty start from
     # the larger one's solutions: the same convex problems, so the same grid point, the same
