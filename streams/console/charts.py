@@ -78,8 +78,12 @@ class Heatmaps:
 
     def warm(self, store: Any, exp_id: str) -> None:
         """Make ``exp_id``'s heatmap in the background (a new experiment's), after those
-        already due: one at a time, each off the event loop. Call it on the event loop."""
+        already due: one at a time, each off the event loop; at most :data:`KEPT` are due (a
+        fleet created at once makes the newest: the older would be pushed out unopened). Call
+        it on the event loop."""
         self._due.setdefault(exp_id, store)
+        while len(self._due) > KEPT:  # the oldest due would be pushed out by the newer ones
+            self._due.pop(next(iter(self._due)))
         if self._warming is None or self._warming.done():
             self._warming = asyncio.ensure_future(self._warm_due())
 

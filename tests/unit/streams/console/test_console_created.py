@@ -197,3 +197,19 @@ def test_a_freeze_of_another_experiment_keeps_the_heatmap(
     freeze = again["reasons"].index("freeze")
     assert sum(map(sum, again["blackout_share"][freeze])) > 0
     assert sum(map(sum, first["blackout_share"][freeze])) == 0
+
+
+def test_a_fleet_created_at_once_makes_no_more_heatmaps_than_are_kept(
+    client: TestClient, console: Console, made: _Made
+) -> None:
+    """A fleet created at once (a script creating many experiments) makes only the heatmaps
+    the console keeps (``charts.KEPT``), the newest: one made beyond them would push out
+    another made ahead before anyone could open it."""
+    from streams.console.charts import KEPT
+
+    store: Any = console.store
+    fleet = [f"e{i:03d}" for i in range(KEPT + 8)]
+    for exp_id in fleet:
+        store.states[exp_id] = _state(exp_id, -1)
+    _heard(client, console, *(_change(e, "created", "created") for e in fleet))
+    assert made.made == fleet[-KEPT:]
