@@ -26,6 +26,7 @@ from pydantic import (
     PrivateAttr,
     SerializerFunctionWrapHandler,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_serializer,
     model_validator,
@@ -431,7 +432,7 @@ class ExperimentSpec(BaseModel):
         return v
 
     @model_validator(mode="after")
-    def _consistent(self) -> ExperimentSpec:
+    def _consistent(self, info: ValidationInfo) -> ExperimentSpec:
         if self.end <= self.start:
             raise SpecError("end", "must be after start")
         if self.washout < timedelta(0):
@@ -468,7 +469,8 @@ class ExperimentSpec(BaseModel):
         self._check_arms()
         self._check_adaptive()  # first: its refusal of a design says more than the design's
         self._check_design_settings()
-        self._check_adaptive_held()  # last: the optimal switchback's blocks are valid by now
+        if not (info.context or {}).get(STORED):  # a refusal at creation (load_spec's docstring)
+            self._check_adaptive_held()  # last: the optimal switchback's blocks are valid by now
         return self
 
     @model_serializer(mode="wrap")
@@ -882,18 +884,30 @@ def _refuse_clock_change(local: datetime, zone: ZoneInfo, name: str, shown: str)
     )
 
 
-def load_spec(data: dict[str, Any] | str | bytes) -> ExperimentSpec:
-    """Validate a spec given as a mapping or JSON text; raise SpecError naming the field."""
-    return load_model(ExperimentSpec, data)
+#: the validation context of a spec read back from the store (:func:`load_spec` ``stored``)
+STORED = "stored"
 
 
-def load_model(model: type[_M], data: dict[str, Any] | str | bytes) -> _M:
+def load_spec(data: dict[str, Any] | str | bytes, *, stored: bool = False) -> ExperimentSpec:
+    """Validate a spec given as a mapping or JSON text; raise SpecError naming the field.
+
+    ``stored``: the spec of an experiment already created, read back from the store. The
+    checks that refuse a spec at creation without making it unreadable (the adaptive floor
+    against the products and the carryover, added after adaptive ladders could be created)
+    are left out: a spec is immutable once created, and one accepted then must still load,
+    or every read of the fleet (the list, the controller's tick) fails on it."""
+    return load_model(ExperimentSpec, data, {STORED: True} if stored else None)
+
+
+def load_model(
+    model: type[_M], data: dict[str, Any] | str | bytes, context: dict[str, Any] | None = None
+) -> _M:
     """Validate ``model`` (a spec, a freeze) given as a mapping or JSON text; raise SpecError
     naming the field."""
     try:
         if isinstance(data, str | bytes):
-            return model.model_validate_json(data)
-        return model.model_validate(data)
+            return model.model_validate_json(data, context=context)
+        return model.model_validate(data, context=context)
     except ValidationError as exc:
         raise spec_error(exc, _absent_required(model, data)) from None
 

@@ -311,7 +311,7 @@ class ExperimentStore(RedisStore):
             raw = await self.redis.get(f"{self.exp(exp_id)}:spec")
             if raw is None:
                 raise StoreError(f"no experiment {exp_id!r}")
-            spec = self._specs[exp_id] = load_spec(raw)
+            spec = self._specs[exp_id] = load_spec(raw, stored=True)
         st = await self.redis.hgetall(f"{self.exp(exp_id)}:state")
         return self._state(exp_id, spec, st)
 
@@ -350,7 +350,7 @@ class ExperimentStore(RedisStore):
         for e, raw in zip(missing, await pipe.execute(), strict=True):
             if raw is None:
                 raise StoreError(f"no experiment {e!r}")
-            self._specs[e] = load_spec(raw)
+            self._specs[e] = load_spec(raw, stored=True)
 
     async def experiments(self) -> list[ExperimentState]:
         """Every indexed experiment: the specs not parsed yet in one round trip, then every
