@@ -398,9 +398,13 @@ def replay_estimates(
     d = d.assign(period=d["period"].map(remap))
     plans = tuple(EstimatorPlan(e) if isinstance(e, str) else e for e in estimators)
     named = len((params or {}).get("arms") or ())
+    # the sequences' horizon is the spec's planned periods, as live (a partial panel, an
+    # export of a running experiment, would otherwise get a shorter one than the worker's);
+    # without a spec, the panel's periods
+    horizon = max(len(periods), int((params or {}).get("n_periods") or 0))
     info = ExperimentInfo(
-        experiment, design, status.RUNNING, {**(params or {}), "n_periods": len(periods)},
-        estimators=plans, planned_periods=len(periods),
+        experiment, design, status.RUNNING, {**(params or {}), "n_periods": horizon},
+        estimators=plans, planned_periods=horizon,
         arms=named or (int(d["arm"].nunique()) if "arm" in d.columns else 2),
     )  # fmt: skip
     source = _ReplaySource(d, info)

@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from analysis.reader_options import QueryOption, TableOption
+from controller.periods import n_periods
 from controller.settings import load_settings
 from core.errors import PricelabError
 from streams.cli.common import fail
@@ -124,7 +125,10 @@ def report(
     if est is None or split_verdicts(est)[0].empty:  # verdicts alone are no running estimates
         d = normalise_panel(df)
         plans = design_plans(the_design, d, spec)
-        params = None if spec is None else spec.model_dump(mode="json")
+        # the spec's planned periods, as the worker knows them: the sequences' horizon
+        params = (
+            None if spec is None else spec.model_dump(mode="json") | {"n_periods": n_periods(spec)}
+        )
         try:  # an adaptive ladder is replayed with its panel's recorded probabilities
             est = replay_estimates(
                 d, experiment=experiment, design=the_design, estimators=plans, params=params

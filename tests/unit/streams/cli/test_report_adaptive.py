@@ -123,3 +123,38 @@ def test_an_adaptive_panel_without_its_recorded_probabilities_is_one_sentence(
     assert res.exit_code == 2
     assert len(res.stderr.strip().splitlines()) == 1 and "probability_list" in res.stderr
     assert not (tmp_path / "r.html").exists()
+
+
+def test_a_partial_panel_is_replayed_on_the_specs_horizon_as_live(
+    ladder: tuple[Path, Path],
+) -> None:
+    """An export of a running ladder has fewer periods than the spec plans. The live worker's
+    sequences use the spec's planned periods as their horizon; the replay took the panel's
+    periods instead, so the offline page's intervals differed from the ones published."""
+    from controller.periods import n_periods
+    from controller.spec import load_spec_file
+
+    spec_path, panel_path = ladder
+    spec = load_spec_file(spec_path)
+    assert n_periods(spec) == DAYS
+    panel = pd.read_csv(panel_path)
+    part = panel[panel["period"] < 7]
+    est = replay_estimates(
+        part, experiment=spec.id, design=spec.design, estimators=["dm"],
+        params=spec.model_dump(mode="json") | {"n_periods": n_periods(spec)},
+    )  # fmt: skip
+    final = est[(est["estimator"] == "aipw_adaptive") & (est["n_periods"] == 7)]
+    part = part.sort_values(["product", "period"])
+    y = part["profit"].to_numpy(float).reshape(len(PRODUCTS), 7)
+    arm = part["arm"].map({a: i for i, a in enumerate(NAMES)}).to_numpy().reshape(-1, 7)
+    probs = part.groupby("period")[[f"probability_{a}" for a in NAMES]].first().to_numpy(float)
+    cells = AdaptivePanel(y, arm.astype(np.int64), probs)
+    live, short = (
+        AdaptiveArms(method="aipw", lag=0, control=0, alpha=0.05, horizon=h).fit(cells)
+        for h in (DAYS, 7)
+    )
+    (row,) = final[(final["metric"] == "profit") & (final["arm"] == "p85")].to_dict("records")
+    assert (row["cs_low"], row["cs_high"]) == pytest.approx(
+        (live.looks_.low[-1, 1], live.looks_.high[-1, 1]), rel=1e-9
+    )
+    assert row["cs_low"] != pytest.approx(short.looks_.low[-1, 1], rel=1e-6)
