@@ -16,19 +16,28 @@ rest of the world:
   today, so that the rules which compare a timestamp with Prometheus's ``time()`` see a clock
   ahead of the wall's. It stands still while Redis is paused or restarting (the clock lives
   in Redis) and while the broker restarts (see below);
-- **10 experiments** of six designs, periods of 1, 4, 6, 12 and 24 hours, two of them price
-  ladders of four arms, each on its own simulated market, created through the commands topic;
-  one is triggered (a 10% undercut sustained for 60 minutes opens a product's window of
-  :data:`TRIGGER_WINDOW` periods);
-- **a competitor-price stream** for the triggered experiment
+- **10 experiment slots** of six designs, periods of 1, 4, 6, 12 and 24 hours, two of them
+  price ladders of four arms, each on its own simulated market, created through the commands
+  topic; one is triggered (a 10% undercut sustained for 60 minutes opens a product's window
+  of :data:`TRIGGER_WINDOW` periods);
+- **in generations**, as a pricing team runs one test after another on the same catalogue:
+  each slot's experiment lasts ``--experiment-days`` simulated days (12 by default; slot i's
+  that plus i % 3, so the slots hand over at different times). Once its end has passed and
+  Redis says it ended (its products released), the soak creates its successor over the same
+  products (the next generation: a new id ``soak<slot>-g<n>-...``, a new seed and market)
+  through the commands topic, from the first midnight at least 12 clock hours ahead; a
+  refused create (the products still held) is tried again. ``--experiment-days 0``: one
+  experiment per slot, as long as the run (the runs before 2026-11-28);
+- **a competitor-price stream** for each generation of the triggered slot
   (:class:`benchmarks.soak_world.CompetitorSource`), stamped with the simulated time: a
   known third of its products see an undercut that meets the rule, a sixth one too short, a
-  sixth one too shallow;
+  sixth one too shallow, early enough that each window ends with its experiment;
 - **a steady sales stream** at ``--capacity-share`` (0.5) of the ingest capacity measured at
   the start with ``bench_ingest.worker_rate`` (one controller worker, a burst of sales), or
   ``--rate``, capped by ``--max-rate`` if given; sent a tick's sales at a time in record
-  batches; each sale is stamped with the simulated time; a share are sent twice, and
-  junk (undecodable, or NaN prices) goes to the dead-letter topic;
+  batches; each sale is stamped with the simulated time and is of a product whose
+  experiment is in force then (none between an ended experiment and its successor); a
+  share are sent twice, and junk (undecodable, or NaN prices) goes to the dead-letter topic;
 - **one fault every** ``--fault-every`` seconds, drawn by the seed: kill -9 of a controller or
   an analysis worker (restarted on the same ports, as a supervisor would), kill -9 and restart
   of Redis (it comes back from its AOF), a broker restart, or Redis paused with SIGSTOP for
@@ -47,10 +56,16 @@ be needed; what is measured is pricelab's recovery, not Tansu's storage.
 
 At the end (the pure checks are :mod:`benchmarks.soak_checks`): every sale counted exactly
 once; no ``seq`` went backwards on the assignments topic (read with confluent-kafka, an outside
-client); every boundary passed flipped exactly once; an estimate of every experiment after
-each fault; with sharding on, that both analysis workers shared the looks; the controllers' RSS
-and every worker's live memory flat (the slope per worker slot; an analysis worker's RSS keeps
-its largest look's peak, so it is reported only); the triggers as the rule says
+client); every boundary passed flipped exactly once (an end is no flip); every experiment
+whose end passed published it (every product ``ended``, one ``seq``, the last of the
+experiment's), no message of an old holder came after its successor's for a product, and
+no successor was left uncreated; an estimate after each fault of every experiment estimated
+before it and not ended by its repair; with sharding on, that both analysis workers shared
+the looks; every worker's RSS and live memory flat (the slope per worker slot; an analysis
+worker's RSS keeps its largest look's peak, so it is judged after each process's warm-up,
+``--rss-warmup``, by default one generation of the longest slot, when it has met its
+largest look: the looks are bounded by the generations; with ``--experiment-days 0`` they
+grow all run, and it is reported only); the triggers as the rule says, per generation
 (each product whose undercut met it announced once and in its window for its periods, no
 other product ever triggered, Redis's trigger periods the rule's); and the alerts that
 fired against the ones the faults' measured durations call for. ``--save`` writes docs/figures/soak.json
@@ -1199,6 +1214,8 @@ class Soak:
             "PricelabLateFlip": checks.late_flip_held(flips, history, times[-1] if times else 0.0),
             "PricelabEstimateStale": checks.stale_estimate_held(stale, history, times[-1] if times else 0.0,
                                                                 watched_until=final_looks),
+            # the soak runs no console: no target of its job is up, all run long
+            "PricelabConsoleDown": times[-1] - times[0] + 1.0 if times else 0.0,
         }  # fmt: skip
         expected = checks.expected_alerts(waits, measured, slack=10.0)
         window = f"{int(self.elapsed()) + 60}s"

@@ -549,6 +549,7 @@ MEASURED = {
     "PricelabMissedFlips": "missed flips recorded in Redis (a count, not seconds)",
     "PricelabLateFlip": "p99 of the flips' lateness in clock seconds over 15 min above 60",
     "PricelabEstimateStale": "an estimator's last estimate more than 3 clock hours old",
+    "PricelabConsoleDown": "no console answered (the soak runs none: the whole run)",
 }
 
 
