@@ -63,8 +63,8 @@ no successor was left uncreated; an estimate after each fault of every experimen
 before it and not ended by its repair; with sharding on, that both analysis workers shared
 the looks; every worker's RSS and live memory flat (the slope per worker slot; an analysis
 worker's RSS keeps its largest look's peak, so it is judged after each process's warm-up,
-``--rss-warmup``, by default one generation of the longest slot, when it has met its
-largest look: the looks are bounded by the generations; with ``--experiment-days 0`` they
+``--rss-warmup``, by default the wall time the clock took to pass the end of the longest
+slot's first experiment, when it has met its largest look: the looks are bounded by the generations; with ``--experiment-days 0`` they
 grow all run, and it is reported only); the triggers as the rule says, per generation
 (each product whose undercut met it announced once and in its window for its periods, no
 other product ever triggered, Redis's trigger periods the rule's); and the alerts that
@@ -192,7 +192,8 @@ class SoakConfig:
     experiment_days: int = 12
     #: minutes of each analysis worker process's life left out before its RSS is judged (its
     #: warm-up: imports, first fits, the look that sets its peak); None: one generation of
-    #: the longest slot, in wall minutes
+    #: the longest slot, as long as the clock took to pass its first experiment's end (a
+    #: loaded machine's clock runs slower than ``speed``)
     rss_warmup: float | None = None
 
     def slot_days(self, slot: int) -> int:
@@ -201,11 +202,8 @@ class SoakConfig:
             return math.ceil(self.minutes * 60 * self.speed / 86400) + 7
         return self.experiment_days + slot % 3
 
-    def rss_warmup_seconds(self) -> float:
-        if self.rss_warmup is not None:
-            return self.rss_warmup * 60
-        longest = max(self.slot_days(i) for i in range(len(EXPERIMENTS)))
-        return longest * 86400 / self.speed
+    def longest_slot(self) -> int:
+        return max(range(len(EXPERIMENTS)), key=self.slot_days)
 
 
 # ---------------------------------------------------------------------------- the world
@@ -914,7 +912,11 @@ class Soak:
         # then a successor starts over): once a process has lived a generation it has met its
         # largest look, and its RSS is judged from then on (SoakConfig.rss_warmup)
         analysts = {s.name for s in self.slots if s.role == "analysis"}
-        warm = cfg.rss_warmup_seconds()
+        warm = (
+            cfg.rss_warmup * 60
+            if cfg.rss_warmup is not None
+            else min(self.end_wall(self.chains[cfg.longest_slot()][0]), t_end)
+        )
         judged = checks.rss_slopes([r for r in self.rss if r[0] in analysts], settle=warm)
         if cfg.experiment_days:
             rss = checks.rss_problems({k: v for k, v in slopes.items() if k not in analysts})
@@ -1513,7 +1515,8 @@ def main() -> None:
                     "long as the run)")  # fmt: skip
     ap.add_argument("--rss-warmup", type=float,
                     help="minutes of each analysis worker process left out before its RSS is "
-                    "judged (default: one generation of the longest slot)")  # fmt: skip
+                    "judged (default: as long as the clock took to pass the end of the longest "
+                    "slot's first experiment: one generation)")  # fmt: skip
     ap.add_argument("--save", action="store_true", help=f"write {FIGURE.relative_to(ROOT)}")
     ap.add_argument("--render", action="store_true", help="docs/operations.md from the saved JSON")
     args = ap.parse_args()

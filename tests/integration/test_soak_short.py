@@ -123,8 +123,9 @@ async def test_soak_short_form(tmp_path):
     # judges it: docs/operations.md, "Soak under faults")
     problems = dict(report["problems"])
     live = problems.pop("live_memory_flat")
-    # an analysis worker's RSS is judged after its warm-up (a generation, here 171 s of
-    # 204): the short form has too few samples left to judge it; the controllers' is judged
+    # an analysis worker's RSS is judged after its warm-up (the longest slot's first
+    # generation, 4 clock days: most of the 3.4 minutes): the short form has too few samples
+    # left to judge it; the controllers' is judged
     rss = problems.pop("rss_flat")
     assert not [p for p in rss if not p.startswith("analysis-")], rss
     assert problems == {k: [] for k in problems}, problems
