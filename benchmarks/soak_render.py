@@ -49,7 +49,7 @@ def render(report: dict[str, Any]) -> str:
         "no_seq_backwards": "no `seq` went backwards on the assignments topic",
         "every_boundary_flipped_once": "every boundary flipped exactly once",
         "handed_over": "every ended experiment published its end, last; its successor created over its products, whose messages came after the old holder's",
-        "estimates_resumed": "after each fault, an estimate of every experiment estimated before it",
+        "estimates_resumed": "after each fault, an estimate of every experiment estimated before it (and not ended by its repair)",
         "rss_flat": "controller RSS flat (an analysis worker's RSS keeps its largest look's peak: reported below, its live memory judged)",
         "live_memory_flat": "every worker's live memory flat: malloc bytes in use and interpreter blocks between looks",
         "triggers_as_the_rule_says": "every undercut that met the trigger rule opened its product's window once; no other did",
