@@ -699,7 +699,9 @@ class Soak:
         if not reply.get("ok"):
             rec["refused"].append(str(reply.get("error"))[:200])
             return
-        await self._adopt(slot, spec, ctx, stop, tasks)
+        # the spec Redis holds: an earlier try, its reply lost, may have gone through with
+        # another start (the create is then a repeat, answered ok)
+        await self._adopt(slot, (await store.get_experiment(spec.id)).spec, ctx, stop, tasks)
 
     async def _adopt(
         self,
