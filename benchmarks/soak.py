@@ -1,6 +1,6 @@
 """Soak under faults (issue #42, item 5): the whole stack for a while, with faults, then checks.
 
-    .venv/bin/python -m benchmarks.soak --minutes 20 --seed 1 --out /tmp/soak --save
+    .venv/bin/python -m benchmarks.soak --minutes 60 --seed 1 --out /tmp/soak --save
     .venv/bin/python -m benchmarks.soak --render      # docs/operations.md from docs/figures/soak.json
 
 What runs: the embedded stack (Tansu and redis-server with an append-only file, fsync always),
