@@ -1,6 +1,6 @@
 """Soak under faults (issue #42, item 5): the whole stack for a while, with faults, then checks.
 
-    .venv/bin/python -m benchmarks.soak --minutes 20 --seed 1 --out /tmp/soak --save
+    .venv/bin/python -m benchmarks.soak --minutes 60 --seed 1 --out /tmp/soak --save
     .venv/bin/python -m benchmarks.soak --render      # docs/operations.md from docs/figures/soak.json
 
 What runs: the embedded stack (Tansu and redis-server with an append-only file, fsync always),
@@ -16,19 +16,28 @@ rest of the world:
   today, so that the rules which compare a timestamp with Prometheus's ``time()`` see a clock
   ahead of the wall's. It stands still while Redis is paused or restarting (the clock lives
   in Redis) and while the broker restarts (see below);
-- **10 experiments** of six designs, periods of 1, 4, 6, 12 and 24 hours, two of them price
-  ladders of four arms, each on its own simulated market, created through the commands topic;
-  one is triggered (a 10% undercut sustained for 60 minutes opens a product's window of
-  :data:`TRIGGER_WINDOW` periods);
-- **a competitor-price stream** for the triggered experiment
+- **10 experiment slots** of six designs, periods of 1, 4, 6, 12 and 24 hours, two of them
+  price ladders of four arms, each on its own simulated market, created through the commands
+  topic; one is triggered (a 10% undercut sustained for 60 minutes opens a product's window
+  of :data:`TRIGGER_WINDOW` periods);
+- **in generations**, as a pricing team runs one test after another on the same catalogue:
+  each slot's experiment lasts ``--experiment-days`` simulated days (12 by default; slot i's
+  that plus i % 3, so the slots hand over at different times). Once its end has passed and
+  Redis says it ended (its products released), the soak creates its successor over the same
+  products (the next generation: a new id ``soak<slot>-g<n>-...``, a new seed and market)
+  through the commands topic, from the first midnight at least 12 clock hours ahead; a
+  refused create (the products still held) is tried again. ``--experiment-days 0``: one
+  experiment per slot, as long as the run (the runs before 2026-11-28);
+- **a competitor-price stream** for each generation of the triggered slot
   (:class:`benchmarks.soak_world.CompetitorSource`), stamped with the simulated time: a
   known third of its products see an undercut that meets the rule, a sixth one too short, a
-  sixth one too shallow;
+  sixth one too shallow, early enough that each window ends with its experiment;
 - **a steady sales stream** at ``--capacity-share`` (0.5) of the ingest capacity measured at
   the start with ``bench_ingest.worker_rate`` (one controller worker, a burst of sales), or
   ``--rate``, capped by ``--max-rate`` if given; sent a tick's sales at a time in record
-  batches; each sale is stamped with the simulated time; a share are sent twice, and
-  junk (undecodable, or NaN prices) goes to the dead-letter topic;
+  batches; each sale is stamped with the simulated time and is of a product whose
+  experiment is in force then (none between an ended experiment and its successor); a
+  share are sent twice, and junk (undecodable, or NaN prices) goes to the dead-letter topic;
 - **one fault every** ``--fault-every`` seconds, drawn by the seed: kill -9 of a controller or
   an analysis worker (restarted on the same ports, as a supervisor would), kill -9 and restart
   of Redis (it comes back from its AOF), a broker restart, or Redis paused with SIGSTOP for
@@ -47,10 +56,16 @@ be needed; what is measured is pricelab's recovery, not Tansu's storage.
 
 At the end (the pure checks are :mod:`benchmarks.soak_checks`): every sale counted exactly
 once; no ``seq`` went backwards on the assignments topic (read with confluent-kafka, an outside
-client); every boundary passed flipped exactly once; an estimate of every experiment after
-each fault; with sharding on, that both analysis workers shared the looks; the controllers' RSS
-and every worker's live memory flat (the slope per worker slot; an analysis worker's RSS keeps
-its largest look's peak, so it is reported only); the triggers as the rule says
+client); every boundary passed flipped exactly once (an end is no flip); every experiment
+whose end passed published it (every product ``ended``, one ``seq``, the last of the
+experiment's), no message of an old holder came after its successor's for a product, and
+no successor was left uncreated; an estimate after each fault of every experiment estimated
+before it and not ended by its repair; with sharding on, that both analysis workers shared
+the looks; every worker's RSS and live memory flat (the slope per worker slot; an analysis
+worker's RSS keeps its largest look's peak, so it is judged after each process's warm-up,
+``--rss-warmup``, by default the wall time the clock took to pass the end of the longest
+slot's first experiment, when it has met its largest look: the looks are bounded by the generations; with ``--experiment-days 0`` they
+grow all run, and it is reported only); the triggers as the rule says, per generation
 (each product whose undercut met it announced once and in its window for its periods, no
 other product ever triggered, Redis's trigger periods the rule's); and the alerts that
 fired against the ones the faults' measured durations call for. ``--save`` writes docs/figures/soak.json
@@ -75,7 +90,7 @@ import time
 import urllib.parse
 import urllib.request
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -90,12 +105,15 @@ from redis.exceptions import RedisError
 from benchmarks import soak_checks as checks
 from benchmarks.soak_render import render_into
 from benchmarks.soak_world import CompetitorSource, SalesSource, TopicReader
+from controller.errors import StoreError
 from controller.periods import is_empty, last_period, period_index, period_start
 from controller.settings import AnalysisSettings, Settings
 from controller.spec import ExperimentSpec
 from controller.store import Store, make_redis
 from controller.store.clock import SharedSimulatedClock
 from controller.store.keys import clock as clock_key
+from core import status as core_status
+from core.final_look import FINAL_LOOK
 from lab.compare import make_spec, market_classes
 from lab.config import MarketConfig
 from lab.market import Market
@@ -124,6 +142,9 @@ EXPERIMENTS: tuple[tuple[str, int, tuple[float, ...] | None], ...] = (
     ("time-bound", 6, (0.9, 0.95, 1.05)),
 )
 
+#: a successor's start is the first midnight at least this far ahead of its create (12 clock
+#: hours are 21 wall seconds at 2,016x)
+SUCCESSOR_LEAD = timedelta(hours=12)
 #: the triggered experiment's window, in periods (of 12 hours: 2 days, so that the short form
 #: sees windows open and end)
 TRIGGER_WINDOW = 4
@@ -165,6 +186,24 @@ class SoakConfig:
     #: a diagnostic: every worker runs with benchmarks/memtrace on its PYTHONPATH, which
     #: writes what its memory is made of into ``out``/memtrace-<slot>.jsonl every 10 s
     trace_memory: bool = False
+    #: each experiment's length in simulated days (slot i's: this + i % 3, so that the slots
+    #: hand over at different times); when one ends, the soak creates its successor over the
+    #: same products (generations). 0: one generation, each experiment as long as the run
+    experiment_days: int = 12
+    #: minutes of each analysis worker process's life left out before its RSS is judged (its
+    #: warm-up: imports, first fits, the look that sets its peak); None: one generation of
+    #: the longest slot, as long as the clock took to pass its first experiment's end (a
+    #: loaded machine's clock runs slower than ``speed``)
+    rss_warmup: float | None = None
+
+    def slot_days(self, slot: int) -> int:
+        """Simulated days of each of ``slot``'s experiments."""
+        if not self.experiment_days:
+            return math.ceil(self.minutes * 60 * self.speed / 86400) + 7
+        return self.experiment_days + slot % 3
+
+    def longest_slot(self) -> int:
+        return max(range(len(EXPERIMENTS)), key=self.slot_days)
 
 
 # ---------------------------------------------------------------------------- the world
@@ -178,31 +217,56 @@ def sim_start(today: date) -> datetime:
 
 
 def make_specs(cfg: SoakConfig, start: datetime) -> list[ExperimentSpec]:
-    days = math.ceil(cfg.minutes * 60 * cfg.speed / 86400) + 7
-    specs = []
-    for i, (design, hours, ladder) in enumerate(EXPERIMENTS):
-        seed = 1000 * cfg.seed + i
-        mcfg = MarketConfig(
-            n_products=cfg.products,
-            start_date=start.date(),
-            timezone=TIMEZONE,
-            carryover_order=2 if design == "optimal-switchback" else 0,
-        )
-        ids = [f"s{i}-{j:03d}" for j in range(cfg.products)]
-        market = Market(mcfg, seed=seed, product_ids=ids)
-        classes = market_classes(market) if design == "cluster" else None
-        spec = make_spec(
-            design, market, days=days, seed=seed, classes=classes,
-            period=timedelta(hours=hours), ladder=ladder,
-        )  # fmt: skip
-        tag = f"{design}-pt{hours}h" + ("-ladder" if ladder else "")
-        update: dict[str, Any] = {"id": f"soak{i}-{tag}"}
-        if spec.triggered is not None:
-            update["triggered"] = spec.triggered.model_copy(
-                update={"window_periods": TRIGGER_WINDOW}
-            )
-        specs.append(spec.model_copy(update=update))
-    return specs
+    """The first generation: one experiment per slot of :data:`EXPERIMENTS`, from ``start``."""
+    return [spec_for(cfg, i, 1, start.date()) for i in range(len(EXPERIMENTS))]
+
+
+def spec_for(cfg: SoakConfig, slot: int, generation: int, day: date) -> ExperimentSpec:
+    """Slot ``slot``'s experiment of ``generation`` (1 on), from midnight of ``day`` for
+    :meth:`SoakConfig.slot_days`: the slot's products (``s<slot>-<j>``, the same in every
+    generation), its own simulated market and seed, an id of its own."""
+    design, hours, ladder = EXPERIMENTS[slot]
+    seed = 1000 * cfg.seed + slot + 10 * (generation - 1)
+    mcfg = MarketConfig(
+        n_products=cfg.products,
+        start_date=day,
+        timezone=TIMEZONE,
+        carryover_order=2 if design == "optimal-switchback" else 0,
+    )
+    ids = [f"s{slot}-{j:03d}" for j in range(cfg.products)]
+    market = Market(mcfg, seed=seed, product_ids=ids)
+    classes = market_classes(market) if design == "cluster" else None
+    spec = make_spec(
+        design, market, days=cfg.slot_days(slot), seed=seed, classes=classes,
+        period=timedelta(hours=hours), ladder=ladder,
+    )  # fmt: skip
+    tag = f"{design}-pt{hours}h" + ("-ladder" if ladder else "")
+    gen = f"g{generation}-" if cfg.experiment_days else ""
+    update: dict[str, Any] = {"id": f"soak{slot}-{gen}{tag}"}
+    if spec.triggered is not None:
+        update["triggered"] = spec.triggered.model_copy(update={"window_periods": TRIGGER_WINDOW})
+    return spec.model_copy(update=update)
+
+
+def successor_day(now: datetime) -> date:
+    """The day whose midnight (the experiments' zone) a successor created at ``now`` starts
+    at: the first at least :data:`SUCCESSOR_LEAD` ahead, so that its create is done before
+    its start (a create must not start in the past)."""
+    from zoneinfo import ZoneInfo
+
+    t = (now + SUCCESSOR_LEAD).astimezone(ZoneInfo(TIMEZONE))
+    midnight = t.replace(hour=0, minute=0, second=0, microsecond=0)
+    return t.date() if t == midnight else t.date() + timedelta(days=1)
+
+
+def undercuts_until(cfg: SoakConfig, spec: ExperimentSpec, run_start: datetime) -> datetime:
+    """Until when the triggered experiment's undercuts may begin: in generations, early
+    enough that a fire's window (:data:`TRIGGER_WINDOW` periods from the next boundary) ends
+    with the experiment; in one, within the first half of the run's clock, so that their
+    windows open (and the short form's end) before it stops."""
+    if cfg.experiment_days:
+        return period_start(spec, max(1, last_period(spec) - TRIGGER_WINDOW - 1))
+    return run_start + timedelta(seconds=cfg.minutes * 60 * cfg.speed / 2)
 
 
 def soak_settings(stack: EmbeddedStack, cfg: SoakConfig) -> Settings:
@@ -266,6 +330,7 @@ class Soak:
         self.slots: list[Slot] = []
         self.prometheus: subprocess.Popen[bytes] | None = None
         self.prom_port = 0
+        self.prom_started = time.monotonic()
         self.t0 = time.monotonic()
         self.frozen = asyncio.Event()  # set: the clock stands still (set it by freeze())
         #: held by a step of the clock while it writes Redis's clock and then ``sim``
@@ -282,6 +347,20 @@ class Soak:
         self.supervising = True
         self.missed: list[str] = []  # waits that ran out of time
         self.progress: Callable[[], str] = lambda: ""
+        #: per slot of EXPERIMENTS, its experiments in the order created (its generations)
+        self.chains: list[list[ExperimentSpec]] = []
+        #: every experiment created (acknowledged), in that order
+        self.specs: list[ExperimentSpec] = []
+        #: the competitor-price source of each generation of the triggered slot
+        self.price_sources: list[CompetitorSource] = []
+        #: each handover: slot, from, to, wall seconds its predecessor was seen ended and the
+        #: successor created, the successor's start, the creates tried and refused
+        self.handovers: list[dict[str, Any]] = []
+        #: per slot, the handover under way (its predecessor ended, its successor not created)
+        self._succession: dict[int, dict[str, Any]] = {}
+        self.generating = True
+        #: held while a successor is created, and by a broker restart (no create meanwhile)
+        self._gen_lock = asyncio.Lock()
 
     # ------------------------------------------------------------------ processes
     def _launch(self, settings: Settings, name: str, role: str) -> Slot:
@@ -316,6 +395,7 @@ class Soak:
         }
         (d / "prometheus.yml").write_text(yaml.safe_dump(conf))
         self.prom_port = free_port()
+        self.prom_started = time.monotonic()
         log = (d / "prometheus.log").open("ab")
         self.prometheus = subprocess.Popen(
             ["prometheus", f"--config.file={d / 'prometheus.yml'}",
@@ -364,6 +444,11 @@ class Soak:
 
     def elapsed(self) -> float:
         return time.monotonic() - self.t0
+
+    def end_wall(self, spec: ExperimentSpec) -> float:
+        """The wall seconds (since the start) at which the clock passed ``spec``'s end (inf:
+        not yet)."""
+        return checks.ClockHistory(self.clock_history).wall_when(spec.end.timestamp())
 
     # ------------------------------------------------------------------ background tasks
     async def clock_task(self, clock: SharedSimulatedClock, stop: asyncio.Event) -> None:
@@ -478,7 +563,8 @@ class Soak:
             )
             self.frozen.clear()
         elif kind == "broker-restart":
-            rec |= await self._broker_restart(ctx)
+            async with self._gen_lock:  # no successor created while the broker is away
+                rec |= await self._broker_restart(ctx)
         else:
             raise ValueError(kind)
         rec["repaired"] = self.elapsed()
@@ -491,11 +577,11 @@ class Soak:
     async def _broker_restart(self, ctx: dict[str, Any]) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
         source: SalesSource = ctx["source"]
-        prices: CompetitorSource = ctx["prices"]
         reader: TopicReader = ctx["reader"]
         store: Store = ctx["store"]
         await self.freeze()
-        for src in (source, prices):
+        streams: list[SalesSource | CompetitorSource] = [source, *self.price_sources]
+        for src in streams:
             src.flowing.clear()
             await src.flush_all()
         t_q = time.monotonic()
@@ -508,21 +594,21 @@ class Soak:
             pending,
         )
         await _until(
-            lambda: _prices_applied(store, prices, pending),
+            lambda: _all_prices_applied(store, self.price_sources, pending),
             self.cfg.settle_timeout,
             "competitor prices applied before the broker restart",
             self.missed,
             pending,
         )
         await _until(
-            lambda: _flips_read(store, reader, ctx["specs"], pending, self.sim),
+            lambda: _flips_read(store, reader, self.specs, pending, self.sim),
             self.cfg.settle_timeout,
             "flips read before the broker restart",
             self.missed,
             pending,
         )
         quiesce = time.monotonic() - t_q
-        for src in (source, prices):
+        for src in streams:
             src.broker_up = False
             src.flowing.set()
             await src.close()
@@ -535,7 +621,7 @@ class Soak:
         opened = _port_open(self.stack.kafka_port)
         await ensure_topics(ctx["settings"])
         held = 0
-        for src in (source, prices):
+        for src in streams:
             await src.open()
             src.broker_up = True
             held += await src.release_held()
@@ -546,6 +632,112 @@ class Soak:
             "detail": f"port closed {closed}, open again {opened}; quiesced {quiesce:.1f}s, "
                       f"{held} messages held while down",
         }  # fmt: skip
+
+    # ------------------------------------------------------------------ generations
+    async def generations_task(
+        self, ctx: dict[str, Any], stop: asyncio.Event, tasks: list[asyncio.Task[Any]]
+    ) -> None:
+        """Each slot's experiments one after another over its products: when a slot's
+        experiment's end has passed and Redis says it ended (its products released), its
+        successor is created through the commands topic (:meth:`_succeed`). Not while the
+        clock stands still (a fault under way), nor during a broker restart."""
+        if not self.cfg.experiment_days:
+            return
+        while not stop.is_set():
+            await asyncio.sleep(0.5)
+            for slot, chain in enumerate(self.chains):
+                if self.frozen.is_set() or not self.generating:
+                    break
+                if self.sim < chain[-1].end:
+                    continue
+                async with self._gen_lock:
+                    if not self.frozen.is_set() and self.generating:
+                        # Redis away (a fault under way): tried again at the next round
+                        with contextlib.suppress(OSError, RedisError, StoreError):
+                            await self._succeed(slot, ctx, stop, tasks)
+
+    async def _succeed(
+        self, slot: int, ctx: dict[str, Any], stop: asyncio.Event, tasks: list[asyncio.Task[Any]]
+    ) -> None:
+        """One try at slot ``slot``'s handover: once its experiment is ended in Redis, its
+        successor (:func:`spec_for`, the next generation, from :func:`successor_day`) is
+        created; a refusal (the products still held while the old holder's last messages
+        go out) or no reply is tried again at the next call. A create whose reply was lost
+        but which went through is found in Redis and taken as done."""
+        store: Store = ctx["store"]
+        chain = self.chains[slot]
+        old = chain[-1]
+        rec = self._succession.setdefault(
+            slot, {"slot": slot, "from": old.id, "ended_seen": None, "tries": 0, "refused": [],
+                   "errors": [], "spec": None},
+        )  # fmt: skip
+        try:
+            st = await store.get_experiment(old.id)
+        except (OSError, RedisError, StoreError):
+            return
+        if st.status != core_status.ENDED:  # the controllers' tick ends it
+            return
+        if rec["ended_seen"] is None:
+            rec["ended_seen"] = round(self.elapsed(), 1)
+        spec: ExperimentSpec | None = rec["spec"]
+        if spec is not None:
+            with contextlib.suppress(StoreError):  # created, its reply lost: done
+                made = await store.get_experiment(spec.id)
+                if made.status != core_status.CREATING:
+                    await self._adopt(slot, made.spec, ctx, stop, tasks)
+                return
+        if spec is None or spec.start <= self.sim + timedelta(hours=1):
+            spec = rec["spec"] = spec_for(self.cfg, slot, len(chain) + 1, successor_day(self.sim))
+        rec["tries"] += 1
+        try:
+            reply = await send_command_async(
+                ctx["settings"], "create", timeout=60.0, spec=spec.model_dump(mode="json")
+            )
+        except Exception as exc:  # noqa: BLE001 - the broker away, no reply: tried again
+            rec["errors"].append(f"{type(exc).__name__}: {exc}"[:160])
+            return
+        if not reply.get("ok"):
+            rec["refused"].append(str(reply.get("error"))[:200])
+            return
+        # the spec Redis holds: an earlier try, its reply lost, may have gone through with
+        # another start (the create is then a repeat, answered ok)
+        await self._adopt(slot, (await store.get_experiment(spec.id)).spec, ctx, stop, tasks)
+
+    async def _adopt(
+        self,
+        slot: int,
+        spec: ExperimentSpec,
+        ctx: dict[str, Any],
+        stop: asyncio.Event,
+        tasks: list[asyncio.Task[Any]],
+    ) -> None:
+        """A successor created: sales for its products while it is in force, and for the
+        triggered slot its own competitor-price source."""
+        rec = self._succession.pop(slot)
+        self.chains[slot].append(spec)
+        self.specs.append(spec)
+        ctx["source"].add(spec)
+        if spec.triggered is not None:
+            seed = self.cfg.seed + 100 * (len(self.chains[slot]) - 1)
+            prices = CompetitorSource(
+                ctx["settings"], spec, seed, undercuts_until(self.cfg, spec, spec.start)
+            )
+            await prices.open()
+            self.price_sources.append(prices)
+            tasks.append(asyncio.create_task(prices.run(lambda: self.sim, stop)))
+        self.handovers.append({
+            "slot": slot, "from": rec["from"], "to": spec.id, "ended_seen": rec["ended_seen"],
+            "created": round(self.elapsed(), 1), "start": spec.start.isoformat(),
+            "tries": rec["tries"], "refused": rec["refused"][:3], "errors": rec["errors"][:3],
+        })  # fmt: skip
+        print(f"[{self.elapsed():7.1f}s] handover: {rec['from']} -> {spec.id} from "
+              f"{spec.start.isoformat()[:10]} ({rec['tries']} tries)", flush=True)  # fmt: skip
+
+    async def stop_generations(self) -> None:
+        """No successor created from now on; one under way is let finish."""
+        self.generating = False
+        async with self._gen_lock:
+            pass
 
     # ------------------------------------------------------------------ the run
     async def run(self) -> dict[str, Any]:
@@ -567,6 +759,8 @@ class Soak:
         clock = SharedSimulatedClock(redis, ckey)
         start = sim_start(datetime.now(UTC).date())
         specs = make_specs(cfg, start)
+        self.chains = [[s] for s in specs]
+        self.specs = list(specs)
         self.sim = start - timedelta(hours=1)
         await clock.set(self.sim)
         for i in range(cfg.controllers):
@@ -586,12 +780,10 @@ class Soak:
         reader.start()
         source = SalesSource(settings, specs, cfg.seed, cfg.duplicate_share, cfg.junk_per_second)
         await source.open()
-        # undercuts begin in the first half of the run's clock, so that their windows open
-        # (and the short form's end) before it stops
         tspec = next(s for s in specs if s.triggered is not None)
-        half = timedelta(seconds=cfg.minutes * 60 * cfg.speed / 2)
-        prices = CompetitorSource(settings, tspec, cfg.seed, start + half)
+        prices = CompetitorSource(settings, tspec, cfg.seed, undercuts_until(cfg, tspec, start))
         await prices.open()
+        self.price_sources = [prices]
         self.progress = lambda: (
             f"{source.distinct:,} sales sent, {len(reader.assignments):,} assignments and "
             f"{sum(map(len, reader.estimates.values())):,} estimates read"
@@ -601,14 +793,14 @@ class Soak:
         seconds = cfg.minutes * 60
         schedule = checks.fault_schedule(cfg.seed, seconds, cfg.fault_every, cfg.warmup, cfg.kinds)
         ctx = {"rng": random.Random(cfg.seed + 1), "redis": redis, "clock_key": ckey,
-               "source": source, "prices": prices, "reader": reader, "store": store,
-               "specs": specs, "settings": settings}  # fmt: skip
+               "source": source, "reader": reader, "store": store, "settings": settings}  # fmt: skip
         tasks = [
             asyncio.create_task(self.clock_task(clock, stop)),
             asyncio.create_task(self.monitor_task(stop)),
             asyncio.create_task(source.run(rate, lambda: self.sim, stop)),
             asyncio.create_task(prices.run(lambda: self.sim, stop)),
         ]
+        tasks.append(asyncio.create_task(self.generations_task(ctx, stop, tasks)))
         print(f"soak: {len(specs)} experiments, {rate:.0f} sales/s, {len(schedule)} faults, "
               f"{seconds:.0f}s, clock x{cfg.speed:g} from {start.isoformat()}", flush=True)  # fmt: skip
         try:
@@ -616,11 +808,14 @@ class Soak:
                 await _sleep_until(self.t0 + f.at, tasks)
                 await self.inject(f.kind, ctx)
             await _sleep_until(self.t0 + seconds, tasks)
-            # the end: no more sales or time; everything sent must be counted, every flip read
-            for src in (source, prices):
+            # the end: no more sales, time or successors; everything sent must be counted,
+            # every flip read
+            await self.stop_generations()
+            streams: list[SalesSource | CompetitorSource] = [source, *self.price_sources]
+            for src in streams:
                 src.flowing.clear()
             await self.freeze()
-            for src in (source, prices):
+            for src in streams:
                 await src.flush_all()
             t_end = self.elapsed()
             pending: list[str] = []
@@ -639,14 +834,14 @@ class Soak:
                 pending,
             )
             await _until(
-                lambda: _prices_applied(store, prices, pending),
+                lambda: _all_prices_applied(store, self.price_sources, pending),
                 cfg.settle_timeout,
                 "every competitor price applied",
                 self.missed,
                 pending,
             )
             await _until(
-                lambda: _flips_read(store, reader, specs, pending, self.sim),
+                lambda: _flips_read(store, reader, self.specs, pending, self.sim),
                 cfg.settle_timeout,
                 "every flip read",
                 self.missed,
@@ -654,14 +849,16 @@ class Soak:
             )
             if self.faults:
                 last = self.faults[-1]
-                await _until(lambda: _estimated_since(reader, self.t0 + last["began"], self.t0 + last["repaired"]),
+                # an experiment whose end came by the repair is not looked at again
+                over = {s.id for s in self.specs if self.end_wall(s) <= last["repaired"]}
+                await _until(lambda: _estimated_since(reader, self.t0 + last["began"], self.t0 + last["repaired"], over),
                              cfg.settle_timeout, "estimates after the last fault", self.missed)  # fmt: skip
             stop.set()
             for t in tasks:
                 t.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.gather(*tasks)
-            report = await self.report(store, reader, source, prices, specs, t_end,
+            report = await self.report(store, reader, source, self.specs, t_end,
                                        {"rate": rate, "target": target, "capacity": capacity,
                                         "start": start}, settings)  # fmt: skip
         finally:
@@ -670,12 +867,13 @@ class Soak:
                 t.cancel()
             reader.stop()
             await source.close()
-            await prices.close()
+            for p in self.price_sources:
+                await p.close()
             await redis.aclose()
         return report
 
     async def report(
-        self, store: Store, reader: TopicReader, source: SalesSource, prices: CompetitorSource,
+        self, store: Store, reader: TopicReader, source: SalesSource,
         specs: list[ExperimentSpec], t_end: float, rates: dict[str, Any], settings: Settings,
     ) -> dict[str, Any]:  # fmt: skip
         cfg = self.cfg
@@ -697,15 +895,38 @@ class Soak:
         count = checks.count_problems(sent, totals)
         seq = checks.seq_regressions(msgs)
         flips = checks.flip_problems(msgs, products, periods, triggered)
-        triggers = await self._triggers(store, msgs, prices, periods[prices.spec.id])
-        flips += [f"{e}: at period {v['flipped_period']}, the clock is in {periods[e][-1]}"
-                  for e, v in state.items() if v["flipped_period"] != periods[e][-1]]  # fmt: skip
-        resumed = checks.resumed_after(self.faults, {s.id: received.get(s.id, []) for s in specs})
+        triggers = await self._triggers(store, msgs, periods)
+        flips += [f"{e}: at period {v['flipped_period']}, the clock is in "
+                  f"{periods[e][-1] if periods[e] else 'none yet'}"
+                  for e, v in state.items()
+                  if v["flipped_period"] != (periods[e][-1] if periods[e] else -1)]  # fmt: skip
+        ends = {s.id: self.end_wall(s) for s in specs}
+        ended = [s.id for s in specs if s.end <= self.sim]
+        generation = {s.id: (i, g) for i, chain in enumerate(self.chains)
+                      for g, s in enumerate(chain, 1)}  # fmt: skip
+        handover = checks.end_problems(msgs, products, ended)
+        handover += checks.handover_problems(msgs, generation)
+        handover += self._successions_missed()
+        resumed = checks.resumed_after(
+            self.faults, {s.id: received.get(s.id, []) for s in specs}, ends
+        )
         slopes = checks.rss_slopes(self.rss)
         # an analysis worker keeps what it frees (GLIBC_TUNABLES): its RSS is the largest
-        # look's peak so far, judged by its live memory below, and only reported here
+        # look's peak so far. Its experiments' looks are bounded (each lasts its slot's days,
+        # then a successor starts over): once a process has lived a generation it has met its
+        # largest look, and its RSS is judged from then on (SoakConfig.rss_warmup)
         analysts = {s.name for s in self.slots if s.role == "analysis"}
-        rss = checks.rss_problems({k: v for k, v in slopes.items() if k not in analysts})
+        warm = (
+            cfg.rss_warmup * 60
+            if cfg.rss_warmup is not None
+            else min(self.end_wall(self.chains[cfg.longest_slot()][0]), t_end)
+        )
+        judged = checks.rss_slopes([r for r in self.rss if r[0] in analysts], settle=warm)
+        if cfg.experiment_days:
+            rss = checks.rss_problems({k: v for k, v in slopes.items() if k not in analysts})
+            rss += checks.rss_problems(judged)
+        else:  # experiments as long as the run: their looks grow by design, reported only
+            rss = checks.rss_problems({k: v for k, v in slopes.items() if k not in analysts})
         live = await self._live_memory()
         announced = checks.announcements(msgs, products, triggered)
         first_flip: dict[tuple[str, int], float] = {}
@@ -717,7 +938,8 @@ class Soak:
         flip_times = [
             (period_start(by_id[e], k).timestamp(), t - self.t0) for (e, k), t in first_flip.items()
         ]
-        alerts = self._alerts(state, flip_times, stale)
+        final_looks = await self._final_looks(store, specs)
+        alerts = self._alerts(state, flip_times, stale, final_looks)
         sharding = await self._sharding(store, specs, settings)
         own = {s.name: [list(e) for e in s.own_exits] for s in self.slots if s.own_exits}
         verified = [f"{f['kind']} at {f['began']:.0f}s not verified: {f['detail']}"
@@ -728,6 +950,7 @@ class Soak:
             "every_sale_counted_once": count,
             "no_seq_backwards": [str(r) for r in seq[:20]],
             "every_boundary_flipped_once": flips[:50],
+            "handed_over": handover[:50],
             "estimates_resumed": [
                 f"{r['kind']}: no estimate after it for {r['without']}"
                 for r in resumed
@@ -750,9 +973,19 @@ class Soak:
                 "end": self.sim.isoformat(),
                 "days": (self.sim - rates["start"]).total_seconds() / 86400,
             },  # fmt: skip
+            "generations": {
+                "experiment_days": cfg.experiment_days,
+                "per_slot": [len(c) for c in self.chains],
+                "handovers": self.handovers,
+                "ended": len(ended),
+            },
             "experiments": [
                 {
                     "id": s.id,
+                    "slot": generation[s.id][0],
+                    "generation": generation[s.id][1],
+                    "start": s.start.isoformat(),
+                    "end": s.end.isoformat(),
                     "design": s.design,
                     "period_hours": s.period / timedelta(hours=1),
                     "arms": s.n_arms,
@@ -783,6 +1016,12 @@ class Soak:
             # each slot's [seconds, exit status] of the exits nobody caused
             "own_exits": own,
             "rss": slopes,
+            # the analysis workers' RSS as judged: each process's samples after its warm-up
+            "rss_judged": {
+                "warmup_s": warm,
+                "judged": bool(cfg.experiment_days),
+                "slopes": judged,
+            },  # fmt: skip
             # the samples behind the slopes, per slot: [seconds, pid, MB]
             "rss_samples": {
                 slot: [
@@ -875,10 +1114,33 @@ class Soak:
                 "topic_partitions": topic_partitions, "parts_in_redis": parts, "published_by": published, "problems": problems}  # fmt: skip
 
     async def _triggers(
+        self, store: Store, msgs: list[dict[str, Any]], periods: dict[str, list[int]]
+    ) -> dict[str, Any]:
+        """The triggered experiments' check, every generation's (:meth:`_trigger_one`), the
+        figures summed and the problems of each."""
+        each = [await self._trigger_one(store, msgs, p, periods[p.spec.id])
+                for p in self.price_sources]  # fmt: skip
+        undercuts: dict[str, int] = defaultdict(int)
+        for t in each:
+            for k, n in t["undercuts"].items():
+                undercuts[k] += n
+        return {
+            "experiment": ", ".join(t["experiment"] for t in each),
+            "competitor_events": sum(t["competitor_events"] for t in each),
+            "undercuts": dict(sorted(undercuts.items())),
+            "fires_due": sum(t["fires_due"] for t in each),
+            "unjudged": [p for t in each for p in t["unjudged"]],
+            "recorded": sum(t["recorded"] for t in each),
+            "stale": sum(t["stale"] for t in each),
+            "generations": [{k: v for k, v in t.items() if k != "problems"} for t in each],
+            "problems": [p for t in each for p in t["problems"]],
+        }
+
+    async def _trigger_one(
         self, store: Store, msgs: list[dict[str, Any]], prices: CompetitorSource,
         periods: list[int],
     ) -> dict[str, Any]:  # fmt: skip
-        """The triggered experiment's check (:func:`checks.trigger_problems`): the fires the
+        """One triggered experiment's check (:func:`checks.trigger_problems`): the fires the
         rule calls for on the undercuts sent, against the assignments read and Redis."""
         spec = prices.spec
         rule = spec.triggered
@@ -910,9 +1172,34 @@ class Soak:
             "problems": problems,
         }
 
+    async def _final_looks(self, store: Store, specs: list[ExperimentSpec]) -> dict[str, float]:
+        """Per experiment whose final look is out (the analysis worker's mark in Redis, the
+        look's clock time), the wall seconds at which the clock reached it: from then on no
+        worker exports its estimates' age."""
+        history = checks.ClockHistory(self.clock_history)
+        out = {}
+        for s in specs:
+            mark = await store.redis.hget(f"{store.exp(s.id)}:cs", FINAL_LOOK)
+            if mark is not None:
+                out[s.id] = history.wall_when(float(mark) / 1000.0)
+        return out
+
+    def _successions_missed(self) -> list[str]:
+        """A slot whose experiment ended and whose successor was not created within the
+        settle timeout (``settle_timeout``) of its end being seen in Redis."""
+        now = self.elapsed()
+        return [
+            f"soak slot {slot}: {rec['from']} ended (seen at {rec['ended_seen']:.0f}s) and its "
+            f"successor was not created in {now - rec['ended_seen']:.0f}s ({rec['tries']} "
+            f"tries; refused: {'; '.join(rec['refused'][-2:]) or 'never'}; errors: "
+            f"{'; '.join(rec['errors'][-2:]) or 'none'})"
+            for slot, rec in sorted(self._succession.items())
+            if rec["ended_seen"] is not None and now - rec["ended_seen"] > self.cfg.settle_timeout
+        ]
+
     def _alerts(
         self, state: dict[str, dict[str, Any]], flips: list[tuple[float, float]],
-        stale: dict[str, list[float]],
+        stale: dict[str, list[float]], final_looks: dict[str, float],
     ) -> dict[str, Any]:  # fmt: skip
         waits = checks.rule_waits(yaml.safe_load(ALERTS.read_text()))
         times = [t for t, _ in self.health]
@@ -931,7 +1218,10 @@ class Soak:
             "PricelabWorkerNotReady": max((held(_not_ready(n)) for n in names), default=0.0),
             "PricelabMissedFlips": float(sum(v["missed_flips"] for v in state.values())),
             "PricelabLateFlip": checks.late_flip_held(flips, history, times[-1] if times else 0.0),
-            "PricelabEstimateStale": checks.stale_estimate_held(stale, history, times[-1] if times else 0.0),
+            "PricelabEstimateStale": checks.stale_estimate_held(stale, history, times[-1] if times else 0.0,
+                                                                watched_until=final_looks),
+            # the soak runs no console: no target of its job is up while Prometheus runs
+            "PricelabConsoleDown": time.monotonic() - self.prom_started,
         }  # fmt: skip
         expected = checks.expected_alerts(waits, measured, slack=10.0)
         window = f"{int(self.elapsed()) + 60}s"
@@ -945,7 +1235,7 @@ class Soak:
         # arm or segment): the five that were stale longest (wall seconds), beside the largest
         # age any worker exported of them
         until = times[-1] if times else 0.0
-        longest = sorted(((checks.stale_estimate_held({k: v}, history, until), k)
+        longest = sorted(((checks.stale_estimate_held({k: v}, history, until, watched_until=final_looks), k)
                           for k, v in stale.items()), reverse=True)[:5]  # fmt: skip
         exported = {
             f"{r['metric'].get('experiment')}|{r['metric'].get('estimator')}": float(r["value"][1])
@@ -1105,6 +1395,18 @@ async def _all_counted(store: Store, source: SalesSource, pending: list[str]) ->
     return not pending
 
 
+async def _all_prices_applied(
+    store: Store, sources: list[CompetitorSource], pending: list[str]
+) -> bool:
+    """:func:`_prices_applied` for every source (every generation of the triggered slot)."""
+    told: list[str] = []
+    for prices in sources:
+        if not await _prices_applied(store, prices, pending):
+            told += pending
+    pending[:] = told
+    return not told
+
+
 async def _prices_applied(store: Store, prices: CompetitorSource, pending: list[str]) -> bool:
     """Every competitor price sent is in the trigger state: each product it named has fired,
     or its state's last event is the last one sent for it."""
@@ -1146,9 +1448,11 @@ async def _flips_read(
     pending.clear()
     seen = reader.flipped()
     for s in specs:
-        st = await store.get_experiment(s.id)
         due = due_periods(s, sim)
-        if due and st.flipped_period < due[-1]:
+        if not due:  # created, not begun: nothing to read
+            continue
+        st = await store.get_experiment(s.id)
+        if st.flipped_period < due[-1]:
             pending.append(f"{s.id}: period {due[-1]} not flipped yet (Redis: {st.flipped_period})")
             continue
         if not st.published_through(st.flipped_period):
@@ -1173,10 +1477,14 @@ async def _lag_zero(slots: list[Slot], settings: Settings, pending: list[str]) -
     return not pending
 
 
-async def _estimated_since(reader: TopicReader, began: float, t: float) -> bool:
-    """Every experiment estimated before ``began`` has an estimate received since ``t``."""
+async def _estimated_since(
+    reader: TopicReader, began: float, t: float, over: Collection[str] = ()
+) -> bool:
+    """Every experiment estimated before ``began`` has an estimate received since ``t``, but
+    those ``over`` (ended by ``t``: not looked at again)."""
     with reader.lock:
-        return all(any(x >= t for x in v) for v in reader.estimates.values() if min(v) < began)
+        return all(any(x >= t for x in v) for e, v in reader.estimates.items()
+                   if min(v) < began and e not in over)  # fmt: skip
 
 
 def run_soak(cfg: SoakConfig) -> dict[str, Any]:
@@ -1205,18 +1513,29 @@ def main() -> None:
     ap.add_argument("--trace-memory", action="store_true",
                     help="write what each worker's memory is made of into "
                     "OUT/memtrace-<slot>.jsonl every 10 s (benchmarks/memtrace)")  # fmt: skip
+    ap.add_argument("--experiment-days", type=int, default=12,
+                    help="simulated days of each experiment (slot i's: this + i %% 3); at its "
+                    "end a successor takes over its products (0: one experiment per slot, as "
+                    "long as the run)")  # fmt: skip
+    ap.add_argument("--rss-warmup", type=float,
+                    help="minutes of each analysis worker process left out before its RSS is "
+                    "judged (default: as long as the clock took to pass the end of the longest "
+                    "slot's first experiment: one generation)")  # fmt: skip
     ap.add_argument("--save", action="store_true", help=f"write {FIGURE.relative_to(ROOT)}")
     ap.add_argument("--render", action="store_true", help="docs/operations.md from the saved JSON")
     args = ap.parse_args()
     if args.shards < 0 or args.chunk_products < 1:
         ap.error("--shards must be 0 or more and --chunk-products 1 or more")
+    if args.experiment_days < 0 or (args.rss_warmup is not None and args.rss_warmup < 0):
+        ap.error("--experiment-days and --rss-warmup must be 0 or more")
     if args.render:
         render_into(ROOT / "docs" / "operations.md", json.loads(FIGURE.read_text()))
         return
     cfg = SoakConfig(minutes=args.minutes, seed=args.seed, out=args.out, speed=args.speed,
                      rate=args.rate, capacity_share=args.capacity_share, max_rate=args.max_rate,
                      fault_every=args.fault_every, pause=args.pause, shards=args.shards,
-                     chunk_products=args.chunk_products, trace_memory=args.trace_memory)  # fmt: skip
+                     chunk_products=args.chunk_products, trace_memory=args.trace_memory,
+                     experiment_days=args.experiment_days, rss_warmup=args.rss_warmup)  # fmt: skip
     report = run_soak(cfg)
     text = json.dumps(report, indent=1, default=str)
     (args.out / "soak.json").write_text(text)

@@ -123,12 +123,16 @@ def flip_problems(
     """Each boundary (experiment, period) in ``periods`` must have been flipped exactly once:
     its messages carry one ``seq`` (a redone flip repeats it) and name every product of the
     experiment. In the ``triggered`` experiments, a fire's announcement (:func:`announcements`)
-    is no flip. A sentence per boundary that was not."""
+    is no flip, and neither is an experiment's end or stop (its messages' ``status``, where
+    given, is ``ended`` or ``stopped``: :func:`end_problems`). A sentence per boundary that
+    was not."""
     messages = list(messages)
     announced = announcements(messages, products, triggered) if triggered else set()
     seqs: dict[tuple[str, int], set[int]] = defaultdict(set)
     seen: dict[tuple[str, int], set[str]] = defaultdict(set)
     for m in messages:
+        if m.get("status") in FINAL_STATUSES:  # an end or a stop, no flip (end_problems)
+            continue
         if announced and (str(m["experiment"]), int(m["period"]), int(m["seq"])) in announced:
             continue
         key = (str(m["experiment"]), int(m["period"]))
@@ -147,6 +151,77 @@ def flip_problems(
             missing = want - seen[(exp, k)]
             if missing:
                 out.append(f"{exp} period {k}: {len(missing)} products without an assignment")
+    return out
+
+
+#: the ``status`` of an assignment message that releases its product (no flip)
+FINAL_STATUSES = frozenset({"ended", "stopped"})
+
+
+def end_problems(
+    messages: Iterable[Mapping[str, Any]],
+    products: Mapping[str, Sequence[str]],
+    ended: Collection[str],
+) -> list[str]:
+    """Each experiment in ``ended`` (its end passed) must have published its end: every one
+    of its products has a message with ``status`` ``ended``, all under one ``seq``, and that
+    ``seq`` is the highest of the experiment's for the product (the decision in force). A
+    sentence per experiment that did not."""
+    ends: dict[str, dict[str, set[int]]] = defaultdict(lambda: defaultdict(set))
+    top: dict[tuple[str, str], int] = {}
+    wanted = set(ended)
+    for m in messages:
+        exp = str(m["experiment"])
+        if exp not in wanted:
+            continue
+        product, seq = str(m["product"]), int(m["seq"])
+        top[(exp, product)] = max(top.get((exp, product), seq), seq)
+        if m.get("status") == "ended":
+            ends[exp][product].add(seq)
+    out = []
+    for exp in sorted(wanted):
+        got = ends.get(exp, {})
+        missing = [p for p in products[exp] if p not in got]
+        if len(missing) == len(products[exp]):
+            out.append(f"{exp}: its end passed, and no 'ended' message was read")
+            continue
+        if missing:
+            out.append(f"{exp}: {len(missing)} products without an 'ended' message")
+        seqs = {q for p in got for q in got[p]}
+        if len(seqs) > 1:
+            out.append(f"{exp}: its end published under {len(seqs)} seqs {sorted(seqs)}")
+        later = sorted(p for p in got if top[(exp, p)] > max(got[p]))
+        if later:
+            out.append(f"{exp}: {len(later)} products have a message after their end "
+                       f"(first {later[0]})")  # fmt: skip
+    return out
+
+
+def handover_problems(
+    messages: Iterable[Mapping[str, Any]], generation: Mapping[str, tuple[int, int]]
+) -> list[str]:
+    """Products handed over from an ended experiment to its successor: ``generation`` maps an
+    experiment to its (slot, generation), the successors of a slot sharing its products. In
+    the order one partition delivered them (a product's messages share its partition), once
+    a product's message of a later generation was read, none of an earlier one may follow:
+    the old holder's last messages come first, so the compacted topic keeps the new
+    holder's. A sentence per product where one did (the first such message)."""
+    latest: dict[tuple[int, str], tuple[int, str]] = {}
+    out = []
+    told: set[tuple[int, str]] = set()
+    for m in messages:
+        exp = str(m["experiment"])
+        if exp not in generation:
+            continue
+        slot, gen = generation[exp]
+        key = (slot, str(m["product"]))
+        seen = latest.get(key)
+        if seen is None or gen >= seen[0]:
+            latest[key] = (gen, exp)
+        elif key not in told:
+            told.add(key)
+            out.append(f"{key[1]}: a message of {exp} (generation {gen}) after its successor "
+                       f"{seen[1]}'s (generation {seen[0]})")  # fmt: skip
     return out
 
 
@@ -391,18 +466,23 @@ def rss_problems(slopes: Mapping[str, Mapping[str, float]], max_share: float = 0
 
 # ---------------------------------------------------------------------------- estimates
 def resumed_after(
-    faults: Sequence[Mapping[str, Any]], received: Mapping[str, Sequence[float]]
+    faults: Sequence[Mapping[str, Any]],
+    received: Mapping[str, Sequence[float]],
+    ends: Mapping[str, float] | None = None,
 ) -> list[dict[str, Any]]:
     """For each fault (the wall times it ``began`` and was ``repaired``), the seconds from
     its repair until every experiment that had an estimate before it had one again, or None
     when one never did; ``without``: those experiments. An experiment with no estimate before
-    a fault (its arms not comparable yet) is not waited for."""
+    a fault (its arms not comparable yet) is not waited for, nor one whose end (``ends``: the
+    wall time its end passed) came by the repair: its final look may be out already, and an
+    ended experiment is not looked at again."""
+    ends = ends or {}
     out = []
     for f in faults:
         began, t0 = float(f["began"]), float(f["repaired"])
         waits: dict[str, float | None] = {}
         for exp, times in received.items():
-            if not any(t < began for t in times):
+            if not any(t < began for t in times) or ends.get(exp, math.inf) <= t0:
                 continue
             after = [t for t in times if t >= t0]
             waits[exp] = min(after) - t0 if after else None
@@ -469,6 +549,7 @@ MEASURED = {
     "PricelabMissedFlips": "missed flips recorded in Redis (a count, not seconds)",
     "PricelabLateFlip": "p99 of the flips' lateness in clock seconds over 15 min above 60",
     "PricelabEstimateStale": "an estimator's last estimate more than 3 clock hours old",
+    "PricelabConsoleDown": "no console answered (the soak runs none: the whole run)",
 }
 
 
@@ -529,6 +610,12 @@ class ClockHistory:
         i = bisect.bisect_right(self.walls, t) - 1
         return self.sims[max(i, 0)]
 
+    def wall_when(self, sim: float) -> float:
+        """The first wall time at which the clock was at ``sim`` or past it (inf: never; the
+        clock only moves forward)."""
+        i = bisect.bisect_left(self.sims, sim)
+        return self.walls[i] if i < len(self.walls) else math.inf
+
 
 def late_flip_held(
     flips: Sequence[tuple[float, float]],
@@ -558,24 +645,28 @@ def stale_estimate_held(
     history: ClockHistory,
     until: float,
     threshold: float = 3 * 3600.0,
+    watched_until: Mapping[str, float] | None = None,
 ) -> float:
     """The longest stretch (wall seconds) over which PricelabEstimateStale's condition held
     for one series as the soak saw it: an (experiment, estimator) published once had no
     estimate for more than ``threshold`` *clock* seconds. Per series, as the rule's ``for:``
     counts (``max by (experiment, estimator)``): two series stale one after the other are two
-    short stretches, not one long one. ``receipts``: per key, the wall times its estimates
-    were read."""
+    short stretches, not one long one. ``receipts``: per key (``experiment|series``), the
+    wall times its estimates were read. ``watched_until``: per experiment, the wall time
+    after which no worker exports its age (its final look is out), so it cannot be stale."""
+    watched_until = watched_until or {}
     times = [float(t) for t in range(int(until) + 1)]
     clock = [history.at(t) for t in times]  # the clock at each second, once for every series
     longest = 0.0
-    for v in receipts.values():
+    for key, v in receipts.items():
         if not v:
             continue
         keyed = sorted(v)
         read = [history.at(r) for r in keyed]  # the clock when each estimate was read
+        watched = watched_until.get(key.split("|", 1)[0], math.inf)
         flags = []
         for t, now in zip(times, clock, strict=True):
             i = bisect.bisect_right(keyed, t)
-            flags.append(bool(i) and now - read[i - 1] > threshold)
+            flags.append(bool(i) and t <= watched and now - read[i - 1] > threshold)
         longest = max(longest, longest_run(times, flags, 1.0))
     return longest

@@ -32,6 +32,7 @@ def render(report: dict[str, Any]) -> str:
            + (f", capped at {c['max_rate']:,.0f}/s" if r["run_per_s"] < r["target_per_s"] else "")
            + ")" if r["capacity_per_s"] else "")
         + f", {r['duplicates']:,} sent twice, {r['junk']:,} junk ({r['dead_letters_read']:,} dead letters read).",
+        *_generations(report),
         *_triggers(report),
         *_sharding(report),
         f"- {len(report['faults'])} faults: "
@@ -47,7 +48,8 @@ def render(report: dict[str, Any]) -> str:
         "every_sale_counted_once": "every sale counted exactly once",
         "no_seq_backwards": "no `seq` went backwards on the assignments topic",
         "every_boundary_flipped_once": "every boundary flipped exactly once",
-        "estimates_resumed": "after each fault, an estimate of every experiment estimated before it",
+        "handed_over": "every ended experiment published its end, last; its successor created over its products, whose messages came after the old holder's",
+        "estimates_resumed": "after each fault, an estimate of every experiment estimated before it (and not ended by its repair)",
         "rss_flat": "controller RSS flat (an analysis worker's RSS keeps its largest look's peak: reported below, its live memory judged)",
         "live_memory_flat": "every worker's live memory flat: malloc bytes in use and interpreter blocks between looks",
         "triggers_as_the_rule_says": "every undercut that met the trigger rule opened its product's window once; no other did",
@@ -57,6 +59,12 @@ def render(report: dict[str, Any]) -> str:
     }
     if "live_memory_flat" not in report["problems"]:  # saved before the live memory was judged
         names["rss_flat"] = "worker RSS flat"
+    judged = report.get("rss_judged")
+    if judged and judged["judged"]:
+        names["rss_flat"] = (
+            "every worker's RSS flat (an analysis worker's after its warm-up: each process's "
+            f"first {judged['warmup_s'] / 60:.0f} minutes left out)"
+        )
     for key, label in names.items():
         if key not in report["problems"]:
             continue
@@ -100,6 +108,13 @@ def render(report: dict[str, Any]) -> str:
                 f"{b['median']:,.0f}, {b['per_min']:+,.1f}, {b['growth_share']:+.1%}" if b else "not sampled",
             ]  # fmt: skip
             lines.append("| " + " | ".join(cells) + " |")
+        if judged:
+            lines += ["", f"The analysis workers' RSS as {'judged' if judged['judged'] else 'it would be judged'} "
+                      f"(each process's first {judged['warmup_s'] / 60:.0f} minutes left out): "
+                      + "; ".join(f"{slot} {s['mb_per_min']:+.2f} MB/min, {s['growth_share']:+.1%} of its "
+                                  f"median {s['median_mb']:.0f} MB over the run ({s['samples']} samples, "
+                                  f"{s['processes']} processes)"
+                                  for slot, s in sorted(judged["slopes"].items())) + "."]  # fmt: skip
         gcs = live.get("gc_full") or {}
         done = [f"{n} {v[0]:.0f}" + (f" ({v[1] * 1000:.0f} ms each)" if v[0] else "")
                 for n, v in sorted(gcs.items()) if v]  # fmt: skip
@@ -140,6 +155,28 @@ def _stale(alerts: dict[str, Any]) -> list[str]:
     return [
         "",
         f"Series stale longest (wall seconds over 3 clock hours, one series at a time): {told}.",
+    ]
+
+
+def _generations(report: dict[str, Any]) -> list[str]:
+    """The generations' line (a report saved before they ran has none)."""
+    g = report.get("generations")
+    if not g or not g["experiment_days"]:
+        return []
+    hand = g["handovers"]
+    waits = [h["created"] - h["ended_seen"] for h in hand if h["ended_seen"] is not None]
+    tries = sum(h["tries"] for h in hand)
+    return [
+        f"- Generations: each slot's experiments last {g['experiment_days']} to "
+        f"{g['experiment_days'] + 2} simulated days, one after another over the slot's products; "
+        f"{g['ended']} ended, {len(hand)} successors created through the commands topic "
+        f"({tries} creates tried"
+        + (
+            f", the slowest {max(waits):.0f} s after its predecessor was seen ended"
+            if waits
+            else ""
+        )
+        + f"); experiments per slot: {', '.join(str(n) for n in g['per_slot'])}."
     ]
 
 

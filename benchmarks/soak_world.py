@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from controller.periods import period_index, period_start
+from controller.periods import last_period, period_index, period_start
 from controller.settings import Settings
 from controller.spec import ExperimentSpec
 from core.series import series_of_message
@@ -86,7 +86,12 @@ class _HoldingPublisher:
 class SalesSource(_HoldingPublisher):
     """The sales stream: distinct sales at ``rate`` per second, each stamped with the clock's
     time, a share sent twice and junk beside them. It remembers what it sent per experiment
-    (distinct events and units), which is what Redis must count."""
+    (distinct events and units), which is what Redis must count.
+
+    A sale is of a product of an experiment in force at its stamp (its start at or before
+    it, its end after it): a product between an ended experiment and its successor sells
+    nothing, since no experiment would count it. :meth:`add` adds an experiment (a
+    successor) to those it sells for."""
 
     def __init__(
         self,
@@ -101,15 +106,31 @@ class SalesSource(_HoldingPublisher):
         self.duplicate_share = duplicate_share
         self.junk_per_second = junk_per_second
         self.rng = random.Random(seed)
-        # a clustered spec keeps its products in its clusters
-        self.products = [(s.id, p) for s in specs for p in s.all_products()]
-        self.sent: dict[str, list[int]] = {s.id: [0, 0] for s in specs}
+        self.specs: list[ExperimentSpec] = []
+        self.sent: dict[str, list[int]] = {}
+        self._choices: tuple[tuple[str, ...], list[tuple[str, str]]] = ((), [])
+        for spec in specs:
+            self.add(spec)
         self.recent: deque[tuple[bytes, str]] = deque(maxlen=5000)
         self.duplicates = self.junk = self.distinct = 0
 
-    def _sale(self, stamp: str) -> tuple[bytes, str]:
+    def add(self, spec: ExperimentSpec) -> None:
+        """Sell ``spec``'s products while it is in force."""
+        self.specs.append(spec)
+        self.sent[spec.id] = [0, 0]
+
+    def in_force(self, at: datetime) -> list[tuple[str, str]]:
+        """(experiment, product) of every product of an experiment in force at ``at`` (a
+        clustered spec keeps its products in its clusters: ``all_products``)."""
+        ids = tuple(s.id for s in self.specs if s.start <= at < s.end)
+        if ids != self._choices[0]:
+            by_id = {s.id: s for s in self.specs}
+            self._choices = (ids, [(e, p) for e in ids for p in by_id[e].all_products()])
+        return self._choices[1]
+
+    def _sale(self, stamp: str, choices: list[tuple[str, str]]) -> tuple[bytes, str]:
         """One distinct sale, ``stamp`` its ``occurred_at`` (the clock's time, ISO 8601)."""
-        exp, product = self.rng.choice(self.products)
+        exp, product = self.rng.choice(choices)
         units = self.rng.randint(1, 4)
         price = self.rng.randint(20, 400) / 4  # multiples of 0.25: exact sums
         n = self.distinct
@@ -151,10 +172,13 @@ class SalesSource(_HoldingPublisher):
             junk_due += self.junk_per_second * dt
             at = now()
             stamp = at.astimezone(UTC).isoformat()
+            choices = self.in_force(at)
+            if not choices:  # no experiment in force: nothing to sell, nothing owed later
+                made = 0.0
             batch: list[tuple[bytes, str]] = []
             while made >= 1:
                 made -= 1
-                sale = self._sale(stamp)
+                sale = self._sale(stamp, choices)
                 batch.append(sale)
                 self.recent.append(sale)
                 if self.rng.random() < self.duplicate_share:
@@ -200,7 +224,10 @@ class CompetitorSource(_HoldingPublisher):
     sixth too shallow; the rest see no undercut), restating its price every ``restate`` while
     an undercut lasts and going back above ours at its end. Undercuts begin 1 to 3 hours
     into a period drawn between the experiment's second period and ``until``, so that one
-    which fires does so well before the boundary that opens its window.
+    which fires does so well before the boundary that opens its window. It sends nothing
+    stamped at or after ``stop_at`` (by default the start of the experiment's last period):
+    a controller routes a competitor price to the experiment holding its product when it
+    applies it, and an ended experiment holds none.
 
     It remembers what it sent: every event, each product's last stamp, and each undercut's
     first and last stamps (:attr:`undercuts`), from which the rule's fires follow."""
@@ -213,12 +240,14 @@ class CompetitorSource(_HoldingPublisher):
         until: datetime,
         restate: timedelta = timedelta(minutes=15),
         steady_every: timedelta = timedelta(hours=6),
+        stop_at: datetime | None = None,
     ) -> None:
         super().__init__(settings, settings.topics.competitor_prices)
         rule = spec.triggered
         if rule is None:
             raise ValueError(f"experiment {spec.id!r} has no trigger rule")
         self.spec = spec
+        self.stop_at = stop_at if stop_at is not None else period_start(spec, last_period(spec))
         self.references = {p: rule.reference_prices[p] for p in spec.products}
         rng = random.Random(seed)
         products = sorted(self.references)
@@ -257,6 +286,8 @@ class CompetitorSource(_HoldingPublisher):
     def due(self, at: datetime) -> list[tuple[bytes, str]]:
         """The events due by ``at`` (the clock's time), stamped ``at``, in the order planned."""
         out: list[tuple[bytes, str]] = []
+        if at >= self.stop_at:
+            return out
         while self._next_steady <= at:
             for product in sorted(self.references):
                 out.append(
@@ -363,8 +394,15 @@ class TopicReader:
                     if msg.topic() == t.assignments and "seq" in doc:
                         self.assignments.append(
                             {
-                                k: doc[k]
-                                for k in ("experiment", "product", "period", "seq", "probability")
+                                k: doc.get(k)
+                                for k in (
+                                    "experiment",
+                                    "product",
+                                    "period",
+                                    "seq",
+                                    "probability",
+                                    "status",
+                                )
                             }
                         )
                         key3 = (doc["experiment"], int(doc["period"]), int(doc["seq"]))
