@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal
 
 import numpy as np
@@ -36,7 +37,7 @@ from analysis.errors import PanelError
 from analysis.ratio import relative_fields
 from analysis.results import EstimateResult
 from analysis.verdict import decision_metric
-from core.ports import EstimatorPlan
+from core.ports import AdaptiveLook, EstimatorPlan
 
 #: the name the adaptive ladder's estimates are published under
 ESTIMATOR = "aipw_adaptive"
@@ -228,6 +229,20 @@ class AdaptiveFit:
     def periods(self) -> int:
         """The periods the look used (0 .. periods - 1)."""
         return self.cells.periods
+
+    def look(self, experiment: str, as_of: datetime) -> AdaptiveLook:
+        """What the controller's rule steers on (``AdaptiveLookSink``): the last look's
+        per-arm means of this metric and their covariance, over the periods it used. The
+        worker leaves this for the flip; ``pricelab simulate`` steers its loop on it."""
+        looks = self.estimator.looks_
+        return AdaptiveLook(
+            experiment=experiment,
+            periods=self.periods,
+            metric=self.metric,
+            means=tuple(float(x) for x in looks.mean[-1]),
+            cov=tuple(tuple(float(x) for x in row) for row in looks.cov[-1]),
+            as_of=as_of,
+        )
 
     def mean_covariance(self) -> np.ndarray:
         """The per-arm means' covariance at the last look with the increments'

@@ -108,7 +108,6 @@ from analysis.verdict import (
 from core import status
 from core.final_look import FINAL_LOOK, final_look
 from core.ports import (
-    AdaptiveLook,
     AdaptiveLookSink,
     AdaptiveSink,
     AllocationSource,
@@ -874,17 +873,7 @@ class AnalysisWorker:
         # function of its seeds
         drawn = max(max(allocations, default=-1), int(df["period"].max()))
         if self.looks is not None and drawn >= lead.periods:
-            looks = lead.estimator.looks_
-            await self.looks.put_look(
-                AdaptiveLook(
-                    experiment=info.id,
-                    periods=lead.periods,
-                    metric=steer,
-                    means=tuple(float(x) for x in looks.mean[-1]),
-                    cov=tuple(tuple(float(x) for x in row) for row in looks.cov[-1]),
-                    as_of=as_of,
-                )
-            )
+            await self.looks.put_look(lead.look(info.id, as_of))
         return told
 
     def _adaptive_guardrails(

@@ -237,15 +237,7 @@ def _look(
         fit = fit_ladder(ladder, metric, names, control, lag=lag, horizon=horizon)
     except (AnalysisError, ValueError):
         return None
-    looks = fit.estimator.looks_
-    return AdaptiveLook(
-        experiment=spec.id,
-        periods=fit.periods,
-        metric=metric,
-        means=tuple(float(x) for x in looks.mean[-1]),
-        cov=tuple(tuple(float(x) for x in row) for row in looks.cov[-1]),
-        as_of=_AS_OF,
-    )
+    return fit.look(spec.id, _AS_OF)  # the worker's look, as it leaves it for the flip
 
 
 def _with_probabilities(
