@@ -228,6 +228,7 @@ def coverage(world: str) -> float:
     return held / SEEDS
 
 
+@pytest.mark.slow  # a study over many seeds or runs: the slow suite (./run test -m slow)
 @pytest.mark.parametrize("world", list(WORLDS))
 def test_all_k_intervals_hold_together_at_the_nominal_level(world: str) -> None:
     """Measured with 2000 seeds per world (MC SE about 0.005 at 0.95), alpha 0.05:

@@ -91,6 +91,7 @@ def test_a_and_a_rejects_at_the_nominal_rate(aa_and_mde) -> None:
         assert 0.012 <= table.loc[table["estimator"] == est, "type1"].iloc[0] <= 0.088, est
 
 
+@pytest.mark.slow  # a study over many seeds or runs: the slow suite (./run test -m slow)
 def test_planning_at_the_reported_mde_gives_80_percent_power(aa_and_mde) -> None:
     _, found = aa_and_mde
     history = read_history(_history(), "sku", "day", "units")
