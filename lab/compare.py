@@ -45,7 +45,7 @@ simultaneous interval excludes 0.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, time, timedelta
@@ -484,25 +484,29 @@ def check_config(cfg: CompareConfig) -> None:
                     )
 
 
+def play_runs(
+    cfg: CompareConfig,
+    chunk: Callable[[tuple[CompareConfig, list[int], dict[str, tuple[str, ...]]]], list[Any]],
+) -> list[Any]:
+    """The rows of every run of ``cfg``, ``chunk`` playing a share of the runs in each of
+    ``cfg.jobs`` processes (a module-level function: it is pickled). The products and graph
+    do not depend on the demand path: one clustering serves every run."""
+    classes = market_classes(Market(cfg.market, seed=cfg.seed), cfg.cluster_max_size)
+    runs = list(range(cfg.first_run, cfg.first_run + cfg.runs))
+    if cfg.jobs <= 1:
+        return chunk((cfg, runs, classes))
+    chunks = [runs[j :: cfg.jobs] for j in range(cfg.jobs)]
+    with ProcessPoolExecutor(cfg.jobs) as pool:
+        return [r for part in pool.map(chunk, [(cfg, c, classes) for c in chunks]) for r in part]
+
+
 def run_comparison(cfg: CompareConfig) -> pd.DataFrame:
     """Every run of every design and estimator, one row each (see :func:`simulate_run`); of a
     ladder, one per design, estimator and arm, on a market with no effect modifiers."""
     check_config(cfg)
     if cfg.ladder is not None:
         cfg = replace(cfg, market=ladder_market(cfg.market, "a price ladder"))
-    # products and graph do not depend on the demand path: one clustering for every run
-    classes = market_classes(Market(cfg.market, seed=cfg.seed), cfg.cluster_max_size)
-    runs = list(range(cfg.first_run, cfg.first_run + cfg.runs))
-    if cfg.jobs <= 1:
-        rows = _run_chunk((cfg, runs, classes))
-    else:
-        chunks = [runs[j :: cfg.jobs] for j in range(cfg.jobs)]
-        with ProcessPoolExecutor(cfg.jobs) as pool:
-            rows = [
-                r
-                for part in pool.map(_run_chunk, [(cfg, c, classes) for c in chunks])
-                for r in part
-            ]
+    rows = play_runs(cfg, _run_chunk)
     return (
         pd.DataFrame(rows)
         .sort_values(["design", "order", "run"], kind="stable")

@@ -26,7 +26,6 @@ same keyed uniforms). Both are scored the same way, against the market's truth:
 from __future__ import annotations
 
 import math
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from typing import Any
 
@@ -39,7 +38,7 @@ from controller.designs import design_of
 from controller.errors import SpecError
 from controller.periods import n_periods
 from controller.spec import AdaptiveAllocation, ExperimentSpec, load_spec
-from lab.compare import CompareConfig, check_config, make_spec, market_classes
+from lab.compare import CompareConfig, check_config, make_spec, play_runs
 from lab.errors import LabError
 from lab.market import Market
 from lab.price import ladder_market
@@ -151,15 +150,7 @@ def run_adaptive_comparison(cfg: CompareConfig) -> pd.DataFrame:
     """Every run of every design, fixed and adaptive: one row each (:func:`adaptive_run`)."""
     check_adaptive(cfg)
     cfg = replace(cfg, market=ladder_market(cfg.market, "a price ladder"))
-    classes = market_classes(Market(cfg.market, seed=cfg.seed), cfg.cluster_max_size)
-    runs = list(range(cfg.first_run, cfg.first_run + cfg.runs))
-    if cfg.jobs <= 1:
-        rows = _chunk((cfg, runs, classes))
-    else:
-        chunks = [runs[j :: cfg.jobs] for j in range(cfg.jobs)]
-        with ProcessPoolExecutor(cfg.jobs) as pool:
-            parts = pool.map(_chunk, [(cfg, c, classes) for c in chunks])
-            rows = [r for part in parts for r in part]
+    rows = play_runs(cfg, _chunk)
     return pd.DataFrame(rows).sort_values(["design", "mode", "run"]).reset_index(drop=True)
 
 
