@@ -15,6 +15,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]
 
+def _printed(code: str) -> str:
+    """What ``code`` prints in a fresh interpreter (its imports counted from nothing)."""
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
 HEAVY = ("scipy", "sklearn", "analysis", "lab", "matplotlib")
 
 #: the modules a controller worker and the experiment/schedule commands load
@@ -34,11 +43,7 @@ def test_the_controller_worker_and_the_cli_load_no_statistics_stack() -> None:
         + "".join(f"import {m}\n" for m in LIGHT)
         + f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})))"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120
-    )
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "[]", out.stdout
+    assert _printed(code) == "[]"
 
 
 def test_an_offline_command_loads_its_own_plugin_alone() -> None:
@@ -51,11 +56,7 @@ def test_an_offline_command_loads_its_own_plugin_alone() -> None:
         "print('schedule' in names, 'simulate' in names, "
         f"sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})))"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120
-    )
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "True False []", out.stdout
+    assert _printed(code) == "True False []"
 
 
 def test_the_lab_commands_register_without_the_estimators_or_the_market() -> None:
@@ -72,11 +73,7 @@ def test_the_lab_commands_register_without_the_estimators_or_the_market() -> Non
         "('lab.compare', 'lab.market', 'lab.simulate', 'analysis.reader', 'analysis.arms', "
         "'scipy', 'sklearn', 'pandas') if m in sys.modules))"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120
-    )
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "['compare-designs', 'plan', 'simulate'] []", out.stdout
+    assert _printed(code) == "['compare-designs', 'plan', 'simulate'] []"
 
 
 def test_reading_estimates_loads_no_statistics_stack() -> None:
@@ -90,8 +87,4 @@ def test_reading_estimates_loads_no_statistics_stack() -> None:
         "print(sorted(m for m in ('scipy', 'sklearn', 'pandas', 'analysis.metrics') "
         "if m in sys.modules))"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120
-    )
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "[]", out.stdout
+    assert _printed(code) == "[]"
