@@ -61,11 +61,12 @@ whose end passed published it (every product ``ended``, one ``seq``, the last of
 experiment's), no message of an old holder came after its successor's for a product, and
 no successor was left uncreated; an estimate after each fault of every experiment estimated
 before it and not ended by its repair; with sharding on, that both analysis workers shared
-the looks; every worker's RSS and live memory flat (the slope per worker slot; an analysis
-worker's RSS keeps its largest look's peak, so it is judged after each process's warm-up,
-``--rss-warmup``, by default the wall time the clock took to pass the end of the longest
-slot's first experiment, when it has met its largest look: the looks are bounded by the generations; with ``--experiment-days 0`` they
-grow all run, and it is reported only); the triggers as the rule says, per generation
+the looks; every worker's RSS and live memory flat (the slope per worker slot; a worker's
+RSS keeps the peak of its largest look or batches, so each process is judged after its
+warm-up, ``--rss-warmup``, by default the wall time the clock took to pass the end of the
+longest slot's first experiment, when it has met them: the looks and the experiments are
+bounded by the generations; with ``--experiment-days 0`` the looks grow all run, and the
+analysis workers' RSS is reported only); the triggers as the rule says, per generation
 (each product whose undercut met it announced once and in its window for its periods, no
 other product ever triggered, Redis's trigger periods the rule's); and the alerts that
 fired against the ones the faults' measured durations call for. ``--save`` writes docs/figures/soak.json
@@ -190,11 +191,14 @@ class SoakConfig:
     #: hand over at different times); when one ends, the soak creates its successor over the
     #: same products (generations). 0: one generation, each experiment as long as the run
     experiment_days: int = 12
-    #: minutes of each analysis worker process's life left out before its RSS is judged (its
-    #: warm-up: imports, first fits, the look that sets its peak); None: one generation of
+    #: minutes of each worker process's life left out before its RSS is judged (its warm-up:
+    #: imports, first fits, the look and the batches that set its peak); None: one generation of
     #: the longest slot, as long as the clock took to pass its first experiment's end (a
     #: loaded machine's clock runs slower than ``speed``)
     rss_warmup: float | None = None
+    #: the same for each controller process; None: as ``rss_warmup`` (with
+    #: ``experiment_days`` 0, its first 30 s)
+    controller_rss_warmup: float | None = None
 
     def slot_days(self, slot: int) -> int:
         """Simulated days of each of ``slot``'s experiments."""
@@ -912,21 +916,30 @@ class Soak:
         )
         slopes = checks.rss_slopes(self.rss)
         # an analysis worker keeps what it frees (GLIBC_TUNABLES): its RSS is the largest
-        # look's peak so far. Its experiments' looks are bounded (each lasts its slot's days,
-        # then a successor starts over): once a process has lived a generation it has met its
-        # largest look, and its RSS is judged from then on (SoakConfig.rss_warmup)
-        analysts = {s.name for s in self.slots if s.role == "analysis"}
+        # look's peak so far. A controller's climbs in steps to the high-water mark of what its
+        # batches and experiments need (malloc's kept heap and the interpreter's arenas, while
+        # its live memory stays flat; docs/operations.md, "Reading the last run"). Both are
+        # bounded by the generations (each experiment lasts its slot's days, then a successor
+        # starts over): once a process has lived a generation it has met its largest look and
+        # its largest batches, and every worker's RSS is judged from then on
+        # (SoakConfig.rss_warmup). Before 2026-11-28's second 60-minute run only the analysis
+        # workers were; the report says which ("workers")
         warm = (
             cfg.rss_warmup * 60
             if cfg.rss_warmup is not None
             else min(self.end_wall(self.chains[cfg.longest_slot()][0]), t_end)
         )
+        analysts = {s.name for s in self.slots if s.role == "analysis"}
+        if cfg.controller_rss_warmup is not None:
+            warm_c = cfg.controller_rss_warmup * 60
+        else:  # one generation; with experiments as long as the run, the first 30 s
+            warm_c = warm if cfg.experiment_days else 30.0
         judged = checks.rss_slopes([r for r in self.rss if r[0] in analysts], settle=warm)
+        judged |= checks.rss_slopes([r for r in self.rss if r[0] not in analysts], settle=warm_c)
         if cfg.experiment_days:
-            rss = checks.rss_problems({k: v for k, v in slopes.items() if k not in analysts})
-            rss += checks.rss_problems(judged)
-        else:  # experiments as long as the run: their looks grow by design, reported only
-            rss = checks.rss_problems({k: v for k, v in slopes.items() if k not in analysts})
+            rss = checks.rss_problems(judged)
+        else:  # experiments as long as the run: the looks grow by design, reported only
+            rss = checks.rss_problems({k: v for k, v in judged.items() if k not in analysts})
         live = await self._live_memory()
         announced = checks.announcements(msgs, products, triggered)
         first_flip: dict[tuple[str, int], float] = {}
@@ -1016,10 +1029,12 @@ class Soak:
             # each slot's [seconds, exit status] of the exits nobody caused
             "own_exits": own,
             "rss": slopes,
-            # the analysis workers' RSS as judged: each process's samples after its warm-up
+            # every worker's RSS as judged: each process's samples after its warm-up
             "rss_judged": {
                 "warmup_s": warm,
+                "controller_warmup_s": warm_c,
                 "judged": bool(cfg.experiment_days),
+                "workers": "every",
                 "slopes": judged,
             },  # fmt: skip
             # the samples behind the slopes, per slot: [seconds, pid, MB]
@@ -1518,16 +1533,23 @@ def main() -> None:
                     "end a successor takes over its products (0: one experiment per slot, as "
                     "long as the run)")  # fmt: skip
     ap.add_argument("--rss-warmup", type=float,
-                    help="minutes of each analysis worker process left out before its RSS is "
+                    help="minutes of each worker process left out before its RSS is "
                     "judged (default: as long as the clock took to pass the end of the longest "
                     "slot's first experiment: one generation)")  # fmt: skip
+    ap.add_argument(
+        "--controller-rss-warmup",
+        type=float,
+        help="the same for each controller process (default: as --rss-warmup)",
+    )
     ap.add_argument("--save", action="store_true", help=f"write {FIGURE.relative_to(ROOT)}")
     ap.add_argument("--render", action="store_true", help="docs/operations.md from the saved JSON")
     args = ap.parse_args()
     if args.shards < 0 or args.chunk_products < 1:
         ap.error("--shards must be 0 or more and --chunk-products 1 or more")
-    if args.experiment_days < 0 or (args.rss_warmup is not None and args.rss_warmup < 0):
-        ap.error("--experiment-days and --rss-warmup must be 0 or more")
+    if args.experiment_days < 0 or any(
+        w is not None and w < 0 for w in (args.rss_warmup, args.controller_rss_warmup)
+    ):
+        ap.error("--experiment-days, --rss-warmup and --controller-rss-warmup must be 0 or more")
     if args.render:
         render_into(ROOT / "docs" / "operations.md", json.loads(FIGURE.read_text()))
         return
@@ -1535,7 +1557,8 @@ def main() -> None:
                      rate=args.rate, capacity_share=args.capacity_share, max_rate=args.max_rate,
                      fault_every=args.fault_every, pause=args.pause, shards=args.shards,
                      chunk_products=args.chunk_products, trace_memory=args.trace_memory,
-                     experiment_days=args.experiment_days, rss_warmup=args.rss_warmup)  # fmt: skip
+                     experiment_days=args.experiment_days, rss_warmup=args.rss_warmup,
+                     controller_rss_warmup=args.controller_rss_warmup)  # fmt: skip
     report = run_soak(cfg)
     text = json.dumps(report, indent=1, default=str)
     (args.out / "soak.json").write_text(text)

@@ -62,8 +62,11 @@ def render(report: dict[str, Any]) -> str:
     judged = report.get("rss_judged")
     if judged and judged["judged"]:
         names["rss_flat"] = (
-            "every worker's RSS flat (an analysis worker's after its warm-up: each process's "
-            f"first {judged['warmup_s'] / 60:.0f} minutes left out)"
+            "every worker's RSS flat after its warm-up (each process's first "
+            f"{judged['warmup_s'] / 60:.0f} minutes left out)"
+            if judged.get("workers") == "every"
+            else "every worker's RSS flat (an analysis worker's after its warm-up: each "
+            f"process's first {judged['warmup_s'] / 60:.0f} minutes left out)"
         )
     for key, label in names.items():
         if key not in report["problems"]:
@@ -109,7 +112,8 @@ def render(report: dict[str, Any]) -> str:
             ]  # fmt: skip
             lines.append("| " + " | ".join(cells) + " |")
         if judged:
-            lines += ["", f"The analysis workers' RSS as {'judged' if judged['judged'] else 'it would be judged'} "
+            whose = "workers'" if judged.get("workers") == "every" else "analysis workers'"
+            lines += ["", f"The {whose} RSS as {'judged' if judged['judged'] else 'it would be judged'} "
                       f"(each process's first {judged['warmup_s'] / 60:.0f} minutes left out): "
                       + "; ".join(f"{slot} {s['mb_per_min']:+.2f} MB/min, {s['growth_share']:+.1%} of its "
                                   f"median {s['median_mb']:.0f} MB over the run ({s['samples']} samples, "

@@ -49,6 +49,9 @@ async def test_soak_short_form(tmp_path):
         kinds=KINDS,
         settle_timeout=180.0,
         experiment_days=2,  # slots of 2, 3 and 4 days: most hand over once in 4.8 days
+        # the controllers judged after 30 s, not a generation: 3.4 minutes would leave them
+        # too few samples (the 60-minute soak judges them after a generation)
+        controller_rss_warmup=0.5,
     )
     soak = Soak(cfg)
     pids: list[int] = []
