@@ -12,6 +12,7 @@ __all__ = [
     "PricelabError",
     "SpecError",
     "StoreError",
+    "UnknownDraft",
     "UnknownExperiment",
 ]
 
@@ -42,6 +43,11 @@ class UnknownExperiment(CommandRefused):
     def __init__(self, experiments: str | tuple[str, ...], message: str) -> None:
         self.experiments = (experiments,) if isinstance(experiments, str) else experiments
         super().__init__(message)
+
+
+class UnknownDraft(UnknownExperiment):
+    """A command or a read names a draft the store does not hold (controller.drafts): nothing
+    is kept under the id it names, as for an unknown experiment."""
 
 
 class ConflictError(PricelabError):

@@ -70,7 +70,7 @@ class Kind(StrEnum):
 COMMANDS = frozenset({Kind.PAUSE, Kind.RESUME, Kind.STOP})
 
 #: the commands an operator must say why for (``reason``, kept in the audit trail)
-NEEDS_REASON = frozenset({"pause", "stop", "freeze", "decision", "comment"})
+NEEDS_REASON = frozenset({"pause", "stop", "freeze", "decision", "comment", "discard"})
 
 
 def reason_missing(command: str, reason: object) -> bool:

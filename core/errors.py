@@ -5,7 +5,8 @@
     ├── controller.errors.SpecError (ValueError) an experiment spec breaks a rule; names the field
     ├── controller.errors.CommandRefused (ValueError) a command the experiment's state refuses
     │   └── UnknownExperiment            a command or a read names an experiment the store does
-    │                                    not know (pricelab.UnknownExperiment)
+    │       │                            not know (pricelab.UnknownExperiment)
+    │       └── UnknownDraft             ... or a draft it does not hold (controller.drafts)
     ├── controller.errors.ConflictError  a product is already in a running experiment
     ├── controller.errors.StoreError     Redis state missing or inconsistent
     ├── controller.errors.EmbeddedStackError  the embedded broker or Redis failed to start

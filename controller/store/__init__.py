@@ -27,6 +27,11 @@ Catalog ``{pl}:...`` (one slot):
     {pl}:clock-mode               the controller's clock, 'wall' or 'simulated' (set at its
                                   start; the CLI follows it)
     {pl}:trail                    counter: each audit-trail record's place ('order')
+    {pl}:drafts                   hash draft id -> JSON summary of a spec saved but not
+                                  launched (controller.drafts.Draft; a discarded one kept
+                                  as such, without its spec)
+    {pl}:draft:{id}               a draft's spec (JSON); dropped by its discard, and with
+                                  the draft by the create of its id (lua/create_commit.lua)
 
 Experiment ``pl:exp:{<id>}:...`` (the slot of its id; ``e`` below):
 
@@ -81,6 +86,7 @@ from typing import Any
 from controller.store.adaptive import AdaptiveStore
 from controller.store.base import RedisStore, from_ms, lua, make_redis, to_ms
 from controller.store.chunks import ChunkStore
+from controller.store.drafts import DraftStore
 from controller.store.experiments import ExperimentState, ExperimentStore
 from controller.store.flips import FlipStore, decode_record, encode_record
 from controller.store.panel import PanelStore, SaleRow, SalesBlock
@@ -107,7 +113,9 @@ __all__ = [
 ]
 
 
-class Store(ExperimentStore, FlipStore, TriggerStore, PanelStore, ChunkStore, AdaptiveStore):
+class Store(
+    ExperimentStore, FlipStore, TriggerStore, PanelStore, ChunkStore, AdaptiveStore, DraftStore
+):
     """Every aggregate's store on one client (one key prefix), for a worker that needs them all."""
 
     def __init__(self, redis: Any, prefix: str = "pl") -> None:

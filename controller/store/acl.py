@@ -145,6 +145,14 @@ _PANEL: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("HMGET", ("records_version",)),
 )
 
+# reads of the drafts (``pricelab experiment drafts``, the console's drafts tab): every
+# draft's summary, one draft's, and its spec
+_DRAFTS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("HGETALL", ("drafts",)),
+    ("HGET", ("drafts",)),
+    ("GET", ("draft_specs",)),
+)
+
 ROLES: tuple[Role, ...] = (
     Role(
         "controller",
@@ -164,6 +172,7 @@ ROLES: tuple[Role, ...] = (
             "published",
             "ingest",
             "trigger_save",
+            "draft_save",
         ),
         read_only_scripts=(),
         direct=(
@@ -184,6 +193,12 @@ ROLES: tuple[Role, ...] = (
             ("HGET", ("adaptive_look", "allocations")),
             ("HSETNX", ("allocations",)),
             ("HGETALL", ("allocations",)),
+            # drafts (controller.drafts): the one saved before, the live ones' ids (a
+            # discard's hint), and a discard (kept without its spec, in MULTI)
+            ("HGET", ("drafts",)),
+            ("HGETALL", ("drafts",)),
+            ("HSET", ("drafts",)),
+            ("DEL", ("draft_specs",)),
         ),
     ),
     Role(
@@ -218,6 +233,7 @@ ROLES: tuple[Role, ...] = (
             ("HGET", ("holders",)),
             # an adaptive ladder's recorded probabilities (``pricelab assignments``)
             ("HGETALL", ("cancelled_freezes", "allocations")),
+            *_DRAFTS,
         ),
         transactions=False,
     ),
@@ -245,6 +261,7 @@ OPTIONAL_ROLES: tuple[Role, ...] = (
             ("HMGET", ("state",)),
             ("GET", ("claims",)),
             ("HGET", ("holders",)),
+            *_DRAFTS,
         ),
         transactions=False,
     ),

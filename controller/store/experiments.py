@@ -202,7 +202,14 @@ class ExperimentStore(RedisStore):
             done = (
                 init == "ok"
                 and await self._script("create_commit")(
-                    keys=[marker, self.cat("exp:index"), holders, self.cat("version")],
+                    keys=[
+                        marker,
+                        self.cat("exp:index"),
+                        holders,
+                        self.cat("version"),
+                        keys.drafts(self.p),
+                        keys.draft_spec(self.p, spec.id),
+                    ],
                     args=[spec.id, gen],
                 )
                 == "ok"

@@ -8,7 +8,8 @@ MULTI touches one slot and runs unchanged on one Redis or on a cluster:
   CLI follows), ``{pl}:trail`` (the audit trail's order), ``{pl}:product:<product>``
   (claims), ``{pl}:creating:<id>`` (creation leases), ``{pl}:holders`` (each experiment's
   status and claim gen, which the claim scripts read) and ``{pl}:fence`` (a counter that
-  orders creations). Small, and written rarely.
+  orders creations), ``{pl}:drafts`` (each draft's summary, by id) and ``{pl}:draft:<id>``
+  (a draft's spec). Small, and written rarely.
 - each experiment's keys, tagged with its id: ``pl:exp:{<id>}:state``, ``...:sums:<k>``,
   ``...:seen:<k>:<b>`` and the rest. Everything the sales path, a flip and the analysis
   worker touch for one experiment is in its slot, so experiments spread over the nodes.
@@ -28,6 +29,8 @@ __all__ = [
     "clock",
     "clock_mode",
     "creating",
+    "draft_spec",
+    "drafts",
     "experiment",
     "pattern",
     "product",
@@ -53,6 +56,16 @@ def creating(prefix: str, exp_id: str) -> str:
 def experiment(prefix: str, exp_id: str) -> str:
     """The base of an experiment's keys: ``<prefix>:exp:{<id>}``; its keys append ``:<name>``."""
     return f"{prefix}:exp:{{{exp_id}}}"
+
+
+def drafts(prefix: str) -> str:
+    """The drafts: a hash of each draft's summary (controller.drafts.Draft), by its id."""
+    return catalog(prefix, "drafts")
+
+
+def draft_spec(prefix: str, draft_id: str) -> str:
+    """A draft's spec (JSON), apart from its summary: a list of drafts never reads a spec."""
+    return catalog(prefix, f"draft:{draft_id}")
 
 
 def clock(prefix: str) -> str:
@@ -84,6 +97,8 @@ CATALOG_KEYS: dict[str, str] = {
     "trail": "trail",
     "claims": product("", "*").removeprefix(catalog("", "")),
     "creating": creating("", "*").removeprefix(catalog("", "")),
+    "drafts": "drafts",
+    "draft_specs": draft_spec("", "*").removeprefix(catalog("", "")),
 }
 
 #: every key of an experiment by name: what follows its base ``<prefix>:exp:{<id>}:``

@@ -1,5 +1,5 @@
 """``pricelab experiment ...`` (create, pause, resume, stop, freeze, unfreeze, decide, comment,
-history, freezes, list, show) and ``pricelab assignments PRODUCT``: an operator's commands, sent through the
+history, freezes, list, show; draft, drafts, discard in streams.cli.drafts) and ``pricelab assignments PRODUCT``: an operator's commands, sent through the
 commands topic, and the views of what they did."""
 
 from __future__ import annotations
@@ -305,12 +305,13 @@ def experiment_history(
     """The experiment's audit trail in time order: every command it was sent (accepted or
     refused, by whom, why) and every decision the controller took (flips, missed flips,
     freezes, guardrail trips: by which worker), read from the experiment-events topic as far
-    as its retention keeps them. An id that names no experiment is refused."""
+    as its retention keeps them; a draft's id shows the draft's (saved, discarded). An id
+    that names no experiment or draft is refused."""
+    from streams.client.drafts import check_trail
     from streams.client.history import read_trail, render
-    from streams.client.known import check_experiment
 
     settings = load_settings()
-    check_experiment(settings, experiment)  # a typo is refused, not shown an empty trail
+    check_trail(settings, experiment)  # a typo is refused, not shown an empty trail
     trail = asyncio.run(read_trail(settings, experiment, timeout))
     if as_json:
         typer.echo(
@@ -391,5 +392,8 @@ def assignments(product: Annotated[str, typer.Argument(help="Product id.")]) -> 
 
 
 def register(app: typer.Typer) -> None:
+    from streams.cli import drafts
+
+    drafts.register(experiment_app)
     app.command()(assignments)
     app.add_typer(experiment_app, name="experiment")

@@ -82,7 +82,8 @@ TOPICS: tuple[TopicContract, ...] = (
     TopicContract(
         "commands", Command, "experiment id (command id without one)", "operator CLI",
         "controller",
-        "Operator commands: create, pause, resume, stop, freeze, unfreeze, decision, comment.",
+        "Operator commands: create, pause, resume, stop, freeze, unfreeze, decision, comment, "
+        "draft, discard.",
     ),
     TopicContract(
         "command_replies", CommandReply, "command id", "controller", "operator CLI",

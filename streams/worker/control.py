@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from aiokafka.errors import KafkaError
 
 from controller.clock import Clock
+from controller.drafts import DraftBook
 from controller.errors import (
     CommandRefused,
     ConflictError,
@@ -80,8 +81,8 @@ class CompetitorHandler:
 
 
 class CommandHandler:
-    """Operator commands: create/stop/pause/resume/freeze/unfreeze/decision/comment, each
-    answered on the replies topic."""
+    """Operator commands: create/stop/pause/resume/freeze/unfreeze/decision/comment, and a
+    draft's save and discard (controller.drafts), each answered on the replies topic."""
 
     def __init__(
         self,
@@ -186,7 +187,15 @@ class CommandHandler:
         if cmd.kind == CommandKind.UNFREEZE:
             assert cmd.freeze_id is not None  # the schema requires it
             return {"freeze": await f.unfreeze(cmd.freeze_id)}
+        if cmd.kind == CommandKind.DRAFT:
+            assert cmd.actor is not None  # the refusal: no command is carried out without one
+            return await DraftBook(f.store, f.clock).save(cmd.spec or {}, cmd.actor)
         assert cmd.experiment is not None  # the schema requires it
+        if cmd.kind == CommandKind.DISCARD:
+            assert cmd.actor is not None and cmd.reason is not None  # the refusal
+            return await DraftBook(f.store, f.clock).discard(
+                cmd.experiment, cmd.actor, cmd.reason.strip()
+            )
         if cmd.kind == CommandKind.COMMENT:
             return await f.comment(cmd.experiment)
         if cmd.kind == CommandKind.DECISION:
@@ -216,7 +225,7 @@ def experiment_named(cmd: Command, detail: dict[str, object] | None = None) -> s
     that does not exist)."""
     if cmd.experiment:
         return cmd.experiment
-    if cmd.kind is CommandKind.CREATE:
+    if cmd.kind in (CommandKind.CREATE, CommandKind.DRAFT):
         spec_id = (cmd.spec or {}).get("id")
         return spec_id if isinstance(spec_id, str) else None
     freeze = cmd.freeze or {}
@@ -260,7 +269,8 @@ def trail_records(
     cmd: Command, reply: CommandReply, unknown: tuple[str, ...] = ()
 ) -> list[tuple[str, dict[str, object]]]:
     """(experiment, detail) of the audit records of one command: under the experiment it
-    names (a create: its spec's id; a freeze: each experiment it lists), else under FLEET;
+    names (a create or a draft: its spec's id; a freeze: each experiment it lists), else
+    under FLEET;
     none under ``unknown``, ids the command was refused for because no experiment has them
     (and none at all when it names no other)."""
     detail: dict[str, object] = {
@@ -284,7 +294,9 @@ def trail_records(
     targets: list[str] = []
     if cmd.experiment:
         targets = [cmd.experiment]
-    elif cmd.kind is CommandKind.CREATE and isinstance((cmd.spec or {}).get("id"), str):
+    elif cmd.kind in (CommandKind.CREATE, CommandKind.DRAFT) and isinstance(
+        (cmd.spec or {}).get("id"), str
+    ):
         targets = [str((cmd.spec or {})["id"])]
     elif cmd.kind is CommandKind.FREEZE and isinstance((cmd.freeze or {}).get("experiments"), list):
         targets = [str(x) for x in (cmd.freeze or {})["experiments"]]

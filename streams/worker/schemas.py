@@ -710,6 +710,11 @@ class CommandKind(StrEnum):
     DECISION = "decision"
     #: a comment on the experiment, kept in its audit trail: its text is the ``reason``
     COMMENT = "comment"
+    #: save (or replace) a draft: a ``spec`` kept, not launched, under its id
+    #: (controller.drafts); a ``create`` of that id launches it
+    DRAFT = "draft"
+    #: drop the draft ``experiment`` (its id), with a ``reason``
+    DISCARD = "discard"
 
 
 class Command(_Wire):
@@ -719,9 +724,12 @@ class Command(_Wire):
 
     v2: the ``decision`` command, with its ``arm`` and ``stop``, and the ``comment`` command,
     whose text is its ``reason`` (a v1 reader knows neither).
-    A v1 command (``v: 1``) is read by the same rules: every v1 command is a valid v2 one."""
+    v3: the ``draft`` command (its ``spec``, kept under the spec's id, not launched) and the
+    ``discard`` command (the draft's id as ``experiment``, with a ``reason``); a v2 reader
+    knows neither.
+    A v1 or v2 command is read by the same rules: every v1 or v2 command is a valid v3 one."""
 
-    v: Literal[1, 2] = 2  # type: ignore[assignment]
+    v: Literal[1, 2, 3] = 3  # type: ignore[assignment]
     command_id: Ident
     kind: CommandKind
     experiment: Ident | None = None
@@ -748,8 +756,8 @@ class Command(_Wire):
 
     @model_validator(mode="after")
     def _needs(self) -> Command:
-        if self.kind == CommandKind.CREATE and self.spec is None:
-            raise ValueError("a create command needs a spec")
+        if self.kind in (CommandKind.CREATE, CommandKind.DRAFT) and self.spec is None:
+            raise ValueError(f"a {self.kind.value} command needs a spec")
         if (
             self.kind
             in (
@@ -758,6 +766,7 @@ class Command(_Wire):
                 CommandKind.RESUME,
                 CommandKind.DECISION,
                 CommandKind.COMMENT,
+                CommandKind.DISCARD,
             )
             and not self.experiment
         ):

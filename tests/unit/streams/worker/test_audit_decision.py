@@ -23,12 +23,12 @@ def test_a_decision_names_an_experiment_and_an_arm() -> None:
         _cmd(kind="decision", experiment="e", arm="two words", actor="a", reason="r")
 
 
-def test_a_decision_is_a_v2_command_and_every_v1_command_still_reads() -> None:
-    assert _cmd(kind="decision", experiment="e", arm="B", actor="a").v == 2
+def test_a_decision_is_read_at_the_current_version_and_every_v1_command_still_reads() -> None:
+    assert _cmd(kind="decision", experiment="e", arm="B", actor="a").v == 3
     old = b'{"v": 1, "command_id": "c", "kind": "stop", "experiment": "e", "reason": "r"}'
     assert decode(Command, old).kind == "stop"
     with pytest.raises(DecodeError) as exc:
-        decode(Command, b'{"v": 3, "command_id": "c", "kind": "stop", "experiment": "e"}')
+        decode(Command, b'{"v": 4, "command_id": "c", "kind": "stop", "experiment": "e"}')
     assert exc.value.reason == "unsupported_version"
 
 
