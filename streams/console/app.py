@@ -192,6 +192,7 @@ def _need(request: Request, action: str) -> auth.User:
         who = {
             "decide": "an analyst or an admin",
             "comment": "an analyst, an operator or an admin",
+            "draft": "an analyst, an operator or an admin",
         }.get(action, "an operator or an admin")
         article = "an" if user.role[0] in "aeiou" else "a"
         raise Refused(403, f"{article} {user.role} may not {action}: ask {who}")

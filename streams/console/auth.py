@@ -27,12 +27,13 @@ ROLES = ("viewer", "analyst", "operator", "admin")
 
 #: read: every page and GET; decide: record a decision (ship an arm, keep the control);
 #: operate: the lifecycle commands (pause, resume, stop, freeze, unfreeze) and a launch;
-#: comment: a comment in the audit trail (whoever may act)
+#: comment: a comment in the audit trail (whoever may act); draft: save a spec as a draft
+#: (whoever may act; a draft's author may discard it, and so may whoever may operate)
 ALLOWED: dict[str, frozenset[str]] = {
     "viewer": frozenset({"read"}),
-    "analyst": frozenset({"read", "decide", "comment"}),
-    "operator": frozenset({"read", "operate", "comment"}),
-    "admin": frozenset({"read", "decide", "operate", "comment"}),
+    "analyst": frozenset({"read", "decide", "comment", "draft"}),
+    "operator": frozenset({"read", "operate", "comment", "draft"}),
+    "admin": frozenset({"read", "decide", "operate", "comment", "draft"}),
 }
 
 #: what each command needs (``create``: a launch from the "New experiment" page)
@@ -45,6 +46,7 @@ NEEDS = {
     "create": "operate",
     "decision": "decide",
     "comment": "comment",
+    "draft": "draft",
 }
 
 #: a user name is an actor's name (streams.worker.schemas.actor_error), without a host

@@ -154,8 +154,11 @@ def _route(template: str, fn: Any, kind: str | None = None) -> Any:
 
 
 async def _new_page(request: Request) -> dict[str, Any]:
+    """The page; ``?draft=ID`` opens a draft's spec in it (streams.console.drafts)."""
+    from streams.console.drafts import opened
+
     _need(request, "read")
-    return {"pasted": PASTED}
+    return {"pasted": PASTED} | await opened(request)
 
 
 def routes() -> list[Route]:

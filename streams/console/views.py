@@ -25,6 +25,7 @@ from streams.client.commands import (
     read_overview,
     read_overviews,
 )
+from streams.client.drafts import read_drafts
 from streams.client.estimates import (
     is_verdict,
     latest_demand,
@@ -40,8 +41,9 @@ from streams.client.results import results_view
 from streams.client.stack_clock import stack_clock
 from streams.console.feed import EstimatesFeed
 
-#: the status tabs of the experiments list, in order (``all``: no filter)
-TABS = ("all", "running", "created", "paused", "stopped", "ended")
+#: the status tabs of the experiments list, in order (``all``: no filter), and the drafts
+#: (specs saved, not launched: streams.client.drafts)
+TABS = ("all", "running", "created", "paused", "stopped", "ended", "drafts")
 
 #: records of the audit history a page
 HISTORY_PAGE = 50
@@ -175,9 +177,11 @@ async def experiments_view(
     """Every experiment (``status``: of that state; ``q``: whose id, design or an arm name
     holds it), each with its latest verdict and (given the ``settings``) the health flags
     that need no panel read (streams.client.health.list_flags); and how many each tab
-    holds."""
+    holds. The ``drafts`` tab lists the drafts (``q``: likewise) instead, as ``drafts``."""
     rows = await read_overviews(store)
+    drafts = await read_drafts(store)
     counts = {tab: 0 for tab in TABS}
+    counts["drafts"] = len(drafts)
     for row in rows:
         counts["all"] += 1
         if row["state"] in counts:
@@ -193,7 +197,10 @@ async def experiments_view(
         row["verdict"] = verdict_view(latest_verdict(docs[row["id"]]))
         if settings is not None and now is not None:
             row["health"] = list_flags(row, last_look(docs[row["id"]]), now, settings)
-    return {"experiments": shown, "counts": counts, "status": status or "all", "q": q or ""}
+    out = {"experiments": shown, "counts": counts, "status": status or "all", "q": q or ""}
+    if status == "drafts":
+        out["drafts"] = [d for d in drafts if not q or _matches(d, q)]
+    return out
 
 
 def finite(obj: Any) -> Any:

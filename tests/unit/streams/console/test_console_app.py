@@ -81,6 +81,9 @@ class _Store:
 
     listed_experiments = experiments
 
+    async def drafts(self) -> list[Any]:
+        return []  # no drafts (tests/unit/streams/console/test_console_drafts.py has some)
+
     async def experiment_ids(self) -> list[str]:
         return list(self.states)
 
