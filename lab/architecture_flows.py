@@ -239,6 +239,10 @@ CONCEPTS: tuple[tuple[str, tuple[str, ...]], ...] = (
         ("controller/triggers.py", "controller/trigger_runner.py", "controller/store/triggers.py"),
     ),
     ("the lifecycle: states, events, rules and their effects", ("controller/lifecycle.py",)),
+    (
+        "drafts: specs saved, not launched",
+        ("controller/drafts.py", "controller/store/drafts.py", "streams/client/drafts.py"),
+    ),
     ("what is in force for a product", ("controller/in_force.py",)),
     (
         "status words (shared with the Lua scripts)",

@@ -392,7 +392,7 @@ def assignments(product: Annotated[str, typer.Argument(help="Product id.")]) -> 
 
 
 def register(app: typer.Typer) -> None:
-    from streams.cli import drafts
+    import streams.cli.drafts as drafts
 
     drafts.register(experiment_app)
     app.command()(assignments)

@@ -17,7 +17,6 @@ command, which deletes the draft) or discarded.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from starlette.requests import Request
@@ -39,6 +38,7 @@ from streams.console.app import (
     check_actor,
     reason_of,
 )
+from streams.console.new_experiment import _route, _spec_input
 
 
 async def _list(request: Request) -> Any:
@@ -55,8 +55,6 @@ async def _save(request: Request) -> tuple[dict[str, Any], int]:
     """The draft command of the checked spec, as the signed-in user. Refusals in order: no
     session (401), no CSRF token or a viewer (403), a spec the CLI refuses (422, its
     sentence), an actor PRICELAB_ACTORS does not name (403)."""
-    from streams.console.new_experiment import _spec_input
-
     user = _user(request)
     if user is None:
         raise _no_user(request)
@@ -120,29 +118,7 @@ async def _discard(request: Request) -> tuple[dict[str, Any], int]:
     )
 
 
-async def opened(request: Request) -> dict[str, Any]:
-    """What the "New experiment" page adds for ``?draft=ID``: the draft, its spec as the
-    text to edit, and whether the user may discard it; and whether they may save drafts."""
-    user = _user(request)
-    out: dict[str, Any] = {"may_draft": user is not None and auth.may(user.role, "draft")}
-    draft_id = request.query_params.get("draft")
-    if not draft_id or user is None:
-        return out
-    held = await read_draft(_console(request).store, draft_id)
-    may_discard = auth.may(user.role, "draft") and (
-        held["author"] == user.name or auth.may(user.role, "operate")
-    )
-    spec = held.pop("spec")
-    return out | {
-        "draft": held,
-        "spec_text": json.dumps(spec, indent=2),
-        "may_discard": may_discard,
-    }
-
-
 def routes() -> list[Route]:
-    from streams.console.new_experiment import _route
-
     return [
         Route("/api/drafts", api(_list), methods=["GET"]),
         Route("/api/drafts", _route("drafted.html", _save, "draft"), methods=["POST"]),

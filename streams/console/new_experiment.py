@@ -9,6 +9,10 @@
   as the signed-in user, and the controller's reply: 201 when it created it, 409 with its
   sentence when it refused (an id that exists with another spec, a start before now).
 
+``/experiments/new?draft=ID`` opens a draft (controller.drafts) with its spec in the text box,
+and says whether the user may discard it; saving and discarding are
+:mod:`streams.console.drafts`'s.
+
 A spec comes as JSON ``{"spec": TEXT, "name": "my-spec.yaml", "backfill": false}``, or as a
 form: the ``file`` uploaded, else the ``spec`` field pasted. ``name`` (the uploaded file's
 own) names the spec in the sentences, and a name ending in ``.json`` reads it as JSON, as
@@ -18,6 +22,7 @@ the CLI reads a file; a pasted spec is :data:`PASTED`, read as YAML (which reads
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 from starlette.datastructures import UploadFile
@@ -28,6 +33,7 @@ from starlette.routing import Route
 from controller.errors import SpecError
 from controller.spec import ExperimentSpec
 from core.errors import PricelabError
+from streams.client.drafts import read_draft
 from streams.client.launch import launchable, plan_summary, schedule_preview
 from streams.console import auth
 from streams.console.app import (
@@ -155,10 +161,28 @@ def _route(template: str, fn: Any, kind: str | None = None) -> Any:
 
 async def _new_page(request: Request) -> dict[str, Any]:
     """The page; ``?draft=ID`` opens a draft's spec in it (streams.console.drafts)."""
-    from streams.console.drafts import opened
-
     _need(request, "read")
     return {"pasted": PASTED} | await opened(request)
+
+
+async def opened(request: Request) -> dict[str, Any]:
+    """What the "New experiment" page adds for ``?draft=ID``: the draft, its spec as the
+    text to edit, and whether the user may discard it; and whether they may save drafts."""
+    user = _user(request)
+    out: dict[str, Any] = {"may_draft": user is not None and auth.may(user.role, "draft")}
+    draft_id = request.query_params.get("draft")
+    if not draft_id or user is None:
+        return out
+    held = await read_draft(_console(request).store, draft_id)
+    may_discard = auth.may(user.role, "draft") and (
+        held["author"] == user.name or auth.may(user.role, "operate")
+    )
+    spec = held.pop("spec")
+    return out | {
+        "draft": held,
+        "spec_text": json.dumps(spec, indent=2),
+        "may_discard": may_discard,
+    }
 
 
 def routes() -> list[Route]:

@@ -208,7 +208,8 @@ def _new_experiment(
 ) -> str:
     """The "New experiment" page as olga (an operator): ``bad`` uploaded shows the sentence
     the CLI prints for that file (``cli_says``); ``good`` pasted shows its plan and schedule,
-    and its launch makes it appear in the list open in the tab ``listed``, without a reload
+    and is saved as a draft and opened from the drafts tab (:func:`_launched_from_its_draft`);
+    its launch makes it appear in the list open in the tab ``listed``, without a reload
     (its ``created`` status). Its id."""
     from selenium.webdriver.common.by import By
 
@@ -233,6 +234,7 @@ def _new_experiment(
     _shot(browser, tmp, "console-new-experiment.png")
     _axe(browser, "the new experiment page")
     exp_id = _text(browser, "#preview h2").removeprefix("The plan of ")
+    _launched_from_its_draft(browser, base, exp_id)
     browser.find_element(By.ID, "launch").click()
     _wait(browser, "the confirmation", lambda b: b.switch_to.alert).accept()
     _wait(browser, "the launch's reply", lambda b: "create of" in _text(b, "#reply"), 60)
@@ -244,6 +246,26 @@ def _new_experiment(
           lambda b: _text(b, f'tr[data-id="{exp_id}"] .state') == "created")  # fmt: skip
     assert browser.execute_script("return window.stillThisPage") == "yes"
     return str(exp_id)
+
+
+def _launched_from_its_draft(browser: Any, base: str, exp_id: str) -> None:
+    """The checked spec saved as a draft ("Save as draft", as olga), found in the list's
+    drafts tab and opened from it on the "New experiment" page with its spec, which the
+    caller then launches."""
+    from selenium.webdriver.common.by import By
+
+    browser.find_element(By.ID, "save-draft").click()
+    _wait(browser, "the draft's reply", lambda b: "draft of" in _text(b, "#reply"), 60)
+    assert _text(browser, "#reply").startswith(f"draft of {exp_id} accepted, as olga"), _text(
+        browser, "#reply"
+    )
+    browser.get(f"{base}/experiments?status=drafts")
+    row = f'#drafts tr[data-id="{exp_id}"] a'
+    assert _text(browser, "nav.tabs .current").startswith("drafts (")
+    _axe(browser, "the drafts tab")
+    browser.find_element(By.CSS_SELECTOR, row).click()
+    _wait(browser, "the draft opened", lambda b: _text(b, "#draft-of").startswith("Draft"))
+    assert f'"id": "{exp_id}"' in (_attr(browser, "#spec", "value") or "")
 
 
 #: the Health section's checks, in order (streams.client.health)
