@@ -155,6 +155,7 @@ def test_the_list_has_a_drafts_tab_with_its_count_and_rows_open_the_new_page(
     assert 'href="/experiments/new?draft=winter-coats"' in page
     assert 'href="/experiments/new?draft=summer-hats"' in page
     assert 'id="experiments"' not in page  # the drafts' table, not the experiments'
+    assert "data-live" not in page  # no live stream: a look changes no draft
     searched = client.get("/experiments?status=drafts&q=crossover").text
     assert "summer-hats" in searched and "winter-coats" not in searched
     everything = client.get("/experiments?status=all").text
