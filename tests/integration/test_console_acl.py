@@ -14,11 +14,13 @@ from pydantic import SecretStr
 from redis.asyncio import Redis
 from starlette.testclient import TestClient
 
+from controller.drafts import DraftBook
 from controller.settings import Settings
 from controller.store import Store, keys
 from controller.store.clock import SharedSimulatedClock
 from streams.console import auth
-from streams.console.app import build_app, make_console
+from streams.console.app import make_console
+from streams.console.server import build_console_app
 from streams.worker.kafka import ensure_topics
 from streams.worker.runtime import Runtime
 from tests.integration.conftest import make_settings, pricelab
@@ -41,7 +43,7 @@ def _api(settings: Settings) -> dict[str, Any]:
     """The console's API, signed in as a viewer, over ``settings``'s Redis user."""
     users = auth.Users()
     password = users.add_one_time_admin()
-    app = build_app(make_console(settings, users))
+    app = build_console_app(make_console(settings, users))  # every page in (the drafts)
     with TestClient(app) as client:
         r = client.post("/api/login", json={"user": "admin", "password": password})
         assert r.status_code == 200, r.text
@@ -55,6 +57,9 @@ def _api(settings: Settings) -> dict[str, Any]:
             "series": client.get("/api/experiments/acl-exp/series"),
             "heatmap": client.get("/api/experiments/acl-exp/assignments"),
             "product": client.get("/api/experiments/acl-exp/products/A"),
+            # the drafts: the list and one with its spec
+            "drafts": client.get("/api/drafts").json(),
+            "draft": client.get("/api/drafts/acl-draft").json(),
         }
         return out
 
@@ -91,6 +96,8 @@ async def test_the_console_reads_as_its_own_redis_user_and_writes_nothing(
         try:
             await SharedSimulatedClock(driver, keys.clock(p)).set(START + timedelta(hours=12))
             assert (await controller.flipper.create(spec, backfill=True)).state == "running"
+            draft = spec.model_dump(mode="json") | {"id": "acl-draft"}
+            await DraftBook(controller.store, controller.flipper.clock).save(draft, "ann")
 
             got = await asyncio.to_thread(_api, console)
             assert got["ready"] == {"ready": True}
@@ -103,6 +110,9 @@ async def test_the_console_reads_as_its_own_redis_user_and_writes_nothing(
             assert got["heatmap"].json()["products"] == 4
             assert got["product"].status_code == 200, got["product"].text
             assert got["product"].json()["in_force"]["experiment"] == "acl-exp"
+            assert [d["id"] for d in got["drafts"]["drafts"]] == ["acl-draft"]
+            assert got["draft"]["spec"]["products"] == draft["products"]
+            assert got["list"]["counts"]["drafts"] == 1
 
             e = keys.experiment(p, spec.id)
             store = Store(c_redis, p)
@@ -111,6 +121,7 @@ async def test_the_console_reads_as_its_own_redis_user_and_writes_nothing(
                 await _refused(c_redis.set(keys.clock(p), "0"), "console SET the clock"),
                 await _refused(c_redis.delete(f"{e}:spec"), "console DEL"),
                 await _refused(store.set_status(spec.id, "stopped"), "console status"),
+                await _refused(c_redis.hdel(keys.drafts(p), "acl-draft"), "console drafts"),
             ]
             assert all(refusals)
             # its Health section reads the panel and the sales totals, as the operator's

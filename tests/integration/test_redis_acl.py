@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import json
 import re
 import subprocess
 from collections.abc import Iterator
@@ -27,6 +28,7 @@ from redis.asyncio import Redis
 from redis.exceptions import NoPermissionError, ResponseError
 
 from controller.designs import period_assignments
+from controller.drafts import DraftBook
 from controller.panel_source import RedisAdaptiveLooks, RedisPanelSource
 from controller.settings import RedisSettings, Settings
 from controller.spec import load_spec
@@ -268,6 +270,16 @@ async def test_each_role_runs_its_path_under_its_acl_user_and_nothing_more(
         assert exported.returncode == 0, exported.stderr
         with out.open() as f:
             assert sum(float(row["units"]) for row in csv.DictReader(f)) == 14
+        # drafts (controller.drafts): saved and discarded by the controller's user (the
+        # create above deleted no draft of its id under it too), read by the operator's
+        book = DraftBook(controller.store, clock)
+        doc = spec.model_dump(mode="json")
+        await book.save(doc | {"id": "acl-draft"}, "ann")
+        await book.save(doc | {"id": "acl-gone"}, "ann")
+        await book.discard("acl-gone", "ann", "not needed")
+        drafts = pricelab(operator, "experiment", "drafts", "--json")
+        assert drafts.returncode == 0, drafts.stderr
+        assert [d["id"] for d in json.loads(drafts.stdout)] == ["acl-draft"]
 
         # refused: the analysis user writing an assignment record or taking a flip's turn
         e = keys.experiment(p, spec.id)
@@ -298,6 +310,7 @@ async def test_each_role_runs_its_path_under_its_acl_user_and_nothing_more(
                 await _refused(o_store.open_window(spec.id, "w", clock.now(), "x"), "window"),
                 await _refused(o_store.take_turn(spec.id, "intruder", 30_000), "flip claim"),
                 await _refused(o_store.set_status(spec.id, "stopped"), "operator status"),
+                await _refused(o_redis.hdel(keys.drafts(p), "acl-draft"), "operator drafts"),
             ]
         finally:
             await o_redis.aclose()
