@@ -20,6 +20,7 @@ PAGES = [
     ["experiment"],
     *(["experiment", c] for c in ("create", "pause", "resume", "stop", "freeze", "unfreeze")),
     *(["experiment", c] for c in ("history", "freezes", "list", "show")),
+    *(["experiment", c] for c in ("draft", "drafts", "discard")),
 ]
 
 
