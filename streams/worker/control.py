@@ -270,9 +270,8 @@ def trail_records(
 ) -> list[tuple[str, dict[str, object]]]:
     """(experiment, detail) of the audit records of one command: under the experiment it
     names (a create or a draft: its spec's id; a freeze: each experiment it lists), else
-    under FLEET;
-    none under ``unknown``, ids the command was refused for because no experiment has them
-    (and none at all when it names no other)."""
+    under FLEET; none under ``unknown``, ids the command was refused for because no
+    experiment (or draft) has them (and none at all when it names no other)."""
     detail: dict[str, object] = {
         "command_id": cmd.command_id,
         "command": cmd.kind.value,
