@@ -727,9 +727,12 @@ class Command(_Wire):
     v3: the ``draft`` command (its ``spec``, kept under the spec's id, not launched) and the
     ``discard`` command (the draft's id as ``experiment``, with a ``reason``); a v2 reader
     knows neither.
-    A v1 or v2 command is read by the same rules: every v1 or v2 command is a valid v3 one."""
+    A v1 or v2 command is read by the same rules: every v1 or v2 command is a valid v3 one.
+    A command is sent at the lowest version that carries its kind, v2 at least (``v`` left
+    unset: 3 for a draft or a discard, 2 for the rest), so that a controller that reads only
+    v2 still takes every command it knows while the controllers are rolled out."""
 
-    v: Literal[1, 2, 3] = 3  # type: ignore[assignment]
+    v: Literal[1, 2, 3] = 2  # type: ignore[assignment]
     command_id: Ident
     kind: CommandKind
     experiment: Ident | None = None
@@ -756,6 +759,11 @@ class Command(_Wire):
 
     @model_validator(mode="after")
     def _needs(self) -> Command:
+        if "v" not in self.model_fields_set and self.kind in (
+            CommandKind.DRAFT,
+            CommandKind.DISCARD,
+        ):
+            object.__setattr__(self, "v", 3)  # a v2 reader dead-letters it: it knows neither
         if self.kind in (CommandKind.CREATE, CommandKind.DRAFT) and self.spec is None:
             raise ValueError(f"a {self.kind.value} command needs a spec")
         if (

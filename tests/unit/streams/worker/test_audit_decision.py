@@ -23,8 +23,15 @@ def test_a_decision_names_an_experiment_and_an_arm() -> None:
         _cmd(kind="decision", experiment="e", arm="two words", actor="a", reason="r")
 
 
-def test_a_decision_is_read_at_the_current_version_and_every_v1_command_still_reads() -> None:
-    assert _cmd(kind="decision", experiment="e", arm="B", actor="a").v == 3
+def test_a_decision_is_sent_as_v2_and_every_v1_command_still_reads() -> None:
+    # the lowest version that carries it: a controller that reads only v2 takes it while the
+    # controllers are rolled out to v3
+    assert _cmd(kind="decision", experiment="e", arm="B", actor="a").v == 2
+    assert _cmd(kind="pause", experiment="e", actor="a", reason="r").v == 2
+    assert (
+        b'"v":2'
+        in _cmd(kind="stop", experiment="e", actor="a", reason="r").model_dump_json().encode()
+    )
     old = b'{"v": 1, "command_id": "c", "kind": "stop", "experiment": "e", "reason": "r"}'
     assert decode(Command, old).kind == "stop"
     with pytest.raises(DecodeError) as exc:
