@@ -9,6 +9,7 @@ is held against the import graph as it is.
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from pathlib import Path
 
@@ -27,13 +28,21 @@ from lab.architecture_flows import (
 from lab.import_graph import ROOT, graph, modules
 
 MODULES = modules()
-GRAPH = graph(MODULES)
+
+
+@functools.cache
+def _graph() -> dict[str, set[str]]:
+    """The project's import graph, parsed when a test first asks (not at collection: every
+    test process collects every file, and parsing the project takes about a second)."""
+    return graph(MODULES)
+
+
 DOC = (ROOT / "docs" / "architecture.md").read_text()
 MAP = architecture.committed(DOC)
 
 
 def test_the_committed_map_is_the_generated_one() -> None:
-    assert architecture.render(GRAPH) == MAP, "run .venv/bin/python -m lab.architecture"
+    assert architecture.render(_graph()) == MAP, "run .venv/bin/python -m lab.architecture"
 
 
 def test_the_map_opens_the_page() -> None:
@@ -79,7 +88,7 @@ def test_every_module_is_in_one_layer() -> None:
 
 def test_every_arrow_is_a_real_import_and_every_import_between_layers_is_drawn() -> None:
     where = {m: _layer_of(m) for m in MODULES}
-    real = {(where[a], where[b]) for a, ts in GRAPH.items() for b in ts if where[a] != where[b]}
+    real = {(where[a], where[b]) for a, ts in _graph().items() for b in ts if where[a] != where[b]}
     drawn = {(name, target) for name, _, targets in ROWS for target in targets}
     assert drawn - real == set(), "arrows without an import"
     assert real - drawn == set(), "imports without an arrow"
@@ -98,7 +107,7 @@ def test_the_package_arrows_are_the_package_imports() -> None:
         targets = arrow.split("->")[1].strip()
         drawn[head.split("/")[0]] = set() if targets.startswith("(") else set(targets.split(", "))
     real: dict[str, set[str]] = {}
-    for a, ts in GRAPH.items():
+    for a, ts in _graph().items():
         real.setdefault(a.split(".")[0], set()).update(t.split(".")[0] for t in ts)
     assert drawn == {p: ts - {p} for p, ts in real.items()}
 
@@ -131,14 +140,14 @@ def _holds(check: Imports | Mentions | Implements) -> str | None:
         while target:  # the module, or a package that re-exports it
             ancestors.add(target)
             target = target.rpartition(".")[0]
-        return None if GRAPH[_module(check.importer)] & ancestors else f"{check}"
+        return None if _graph()[_module(check.importer)] & ancestors else f"{check}"
     port_path, port = check.port.split(":")
     impl_path, impl = check.impl.split(":")
     wanted = {n.split(".")[1] for n in _defined(ROOT / port_path) if n.startswith(port + ".")}
     has = {n.split(".")[1] for n in _defined(ROOT / impl_path) if n.startswith(impl + ".")}
     if not wanted or wanted - has:
         return f"{impl} lacks {sorted(wanted - has)} of {port} ({check})"
-    return None if _module(port_path) in GRAPH[_module(check.user)] else f"{check}"
+    return None if _module(port_path) in _graph()[_module(check.user)] else f"{check}"
 
 
 @pytest.mark.parametrize("title", FLOWS)

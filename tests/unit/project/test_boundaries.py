@@ -21,6 +21,7 @@ no two modules import each other.
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from pathlib import Path
 
@@ -54,14 +55,20 @@ STREAMS_LAYERS = (
 
 
 MODULES = modules()
-GRAPH = graph(MODULES)
+
+
+@functools.cache
+def _graph() -> dict[str, set[str]]:
+    """The project's import graph, parsed when a test first asks (not at collection: every
+    test process collects every file, and parsing the project takes about a second)."""
+    return graph(MODULES)
 
 
 @pytest.mark.parametrize("package", PACKAGES)
 def test_packages_import_only_what_they_may(package: str) -> None:
     offenders = {
         name: sorted(t for t in targets if t.split(".")[0] not in ALLOWED[package] | {package})
-        for name, targets in GRAPH.items()
+        for name, targets in _graph().items()
         if name.split(".")[0] == package
     }
     assert {k: v for k, v in offenders.items() if v} == {}
@@ -97,7 +104,7 @@ def test_the_notebook_api_is_a_facade() -> None:
     }
     assert {k: v for k, v in offenders.items() if v} == {}
     assert "pricelab.api" in MODULES
-    users = {n for n, targets in GRAPH.items() for t in targets if t.split(".")[0] == "pricelab"}
+    users = {n for n, targets in _graph().items() for t in targets if t.split(".")[0] == "pricelab"}
     assert {u for u in users if u.split(".")[0] != "pricelab"} == set()
 
 
@@ -139,7 +146,7 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 
 def test_no_import_cycles() -> None:
-    assert _cycles(GRAPH) == []
+    assert _cycles(_graph()) == []
 
 
 def test_the_cycle_check_finds_a_cycle() -> None:
@@ -166,15 +173,15 @@ def _near_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 
 def test_no_near_cycles_inside_packages() -> None:
-    assert _near_cycles(GRAPH) == []
+    assert _near_cycles(_graph()) == []
 
 
 def test_streams_members_import_down_only() -> None:
     rank = {m: i for i, m in enumerate(STREAMS_LAYERS)}
-    members = {member("streams", n) for n in GRAPH} - {None}
+    members = {member("streams", n) for n in _graph()} - {None}
     assert members <= set(rank), f"place {sorted(members - set(rank))} in STREAMS_LAYERS"
     offenders = {}
-    for name, targets in GRAPH.items():
+    for name, targets in _graph().items():
         a = member("streams", name)
         if a is None:
             continue
