@@ -9,12 +9,6 @@ from typing import TYPE_CHECKING
 
 from controller.clock import Clock, WallClock
 from controller.flipper import Flipper
-from controller.panel_source import (
-    RedisAdaptiveLooks,
-    RedisPanelSource,
-    RedisPartialStore,
-    RedisSequenceTuning,
-)
 from controller.sales import SalesIngestor
 from controller.settings import Settings
 from controller.store import Store, make_redis
@@ -125,6 +119,12 @@ class Runtime:
         # a controller worker starts without them (about 1.3 s of CPU less at each start)
         from analysis.chunked import Chunking
         from analysis.worker import AnalysisWorker, load_solvers
+        from controller.panel_source import (  # pandas: the analysis role's too
+            RedisAdaptiveLooks,
+            RedisPanelSource,
+            RedisPartialStore,
+            RedisSequenceTuning,
+        )
 
         load_solvers()  # before the first look (~0.5 s)
         self._analysis = AnalysisWorker(

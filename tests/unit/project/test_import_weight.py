@@ -15,6 +15,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]
 
+
 def _printed(code: str) -> str:
     """What ``code`` prints in a fresh interpreter (its imports counted from nothing)."""
     out = subprocess.run(
@@ -44,6 +45,16 @@ def test_the_controller_worker_and_the_cli_load_no_statistics_stack() -> None:
         + f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})))"
     )
     assert _printed(code) == "[]"
+
+
+def test_the_controller_worker_and_the_cli_load_no_pandas() -> None:
+    """pandas is the analysis role's (its panel source reads cells into frames): a controller
+    worker imported it through ``controller.panel_source`` at the top of its runtime, 0.3 s
+    of CPU at every start, until the analysis role imported that module itself."""
+    code = (
+        "import sys\n" + "".join(f"import {m}\n" for m in LIGHT) + "print('pandas' in sys.modules)"
+    )
+    assert _printed(code) == "False"
 
 
 def test_an_offline_command_loads_its_own_plugin_alone() -> None:
