@@ -12,7 +12,10 @@ from typing import Any
 
 import pandas as pd
 
+from analysis.adaptive_offline import moving_allocation
 from analysis.errors import AnalysisError
+from analysis.report.adaptive_ratio import CSS as ADAPTIVE_RATIO_CSS
+from analysis.report.adaptive_ratio import adaptive_ratio_html
 from analysis.report.allocation import CSS as ALLOCATION_CSS
 from analysis.report.allocation import allocation_section, latest_adaptive
 from analysis.report.arm_scorecard import CSS as ARM_CARD_CSS
@@ -39,6 +42,7 @@ from analysis.report.stats import (
 )
 from analysis.report.verdict import ARMS_CSS, latest_verdict, verdict_section
 from analysis.report.verdict import CSS as VERDICT_CSS
+from analysis.sample_ratio import DesignDraws
 from core.ports import EFFECT_UNITS
 
 
@@ -208,6 +212,7 @@ def build_report(
     arm_truths: Mapping[tuple[str, str], tuple[float, float]] | None = None,
     true_optimum: float | None = None,
     allocations: Mapping[str, float] | None = None,
+    adaptive_draws: DesignDraws | None = None,
 ) -> Report:
     """Figures and the self-contained HTML page for one experiment.
 
@@ -230,6 +235,10 @@ def build_report(
     (:mod:`analysis.report.allocation`).
     ``allocations``: each arm's share in the spec (by name); with more than two arms it gives
     the sample-ratio check of every arm (:func:`arm_sample_ratio_check`).
+    An adaptive ladder (``adaptive_draws``, what its spec makes a draw; else a look of ``kind:
+    adaptive`` or a panel whose ``probability_<arm>`` columns move) is checked against the
+    probabilities recorded for each period instead, never the allocations
+    (:mod:`analysis.report.adaptive_ratio`).
     """
     d = normalise_panel(df, outcome)
     figs: dict[str, bytes] = {}
@@ -367,7 +376,10 @@ def build_report(
     srm = sample_ratio_check(d)
     bal = covariate_balance(d, outcome)
     figs["balance.png"] = _png(balance_figure(d, bal))
-    if srm is None:
+    if adaptive_draws is not None or adaptive is not None or moving_allocation(d, "period"):
+        # an adaptive ladder: against the recorded probabilities, as the Health section
+        srm_html = adaptive_ratio_html(d, design, adaptive_draws)
+    elif srm is None:
         srm_html = "<p class='note'>No randomised cells yet.</p>"
     else:
         cls = "warn" if srm.pvalue < 0.001 else "ok"
@@ -377,13 +389,7 @@ def build_report(
             f"{srm.expected_share:.3f}; binomial test p = {srm.pvalue:.3g}"
             f"{' - investigate the assignment pipeline' if srm.pvalue < 0.001 else ''}.</p>"
         )
-        if k_arm and adaptive is not None:
-            srm_html += (
-                "<p class='note'>No per-arm sample-ratio check against the spec's allocations: "
-                "an adaptive ladder's shares follow its looks (the allocation over time above)."
-                "</p>"
-            )
-        elif k_arm:
+        if k_arm:
             srm_html += _arm_ratio_html(d, allocations, control) + (
                 "<p class='note'>Above, treated is any arm but the control "
                 f"{html.escape(control or '')}, against the design's probability of not being "
@@ -413,7 +419,7 @@ def build_report(
     )
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>{_CSS}{VERDICT_CSS}{ARMS_CSS + ARM_CARD_CSS + CURVES_CSS + ALLOCATION_CSS if k_arm else ""}</style></head>
+<style>{_CSS}{VERDICT_CSS}{ADAPTIVE_RATIO_CSS}{ARMS_CSS + ARM_CARD_CSS + CURVES_CSS + ALLOCATION_CSS if k_arm else ""}</style></head>
 <body><h1>{html.escape(title)}</h1>{sections[0]}{head}
 {"".join(sections[1:])}
 <p class="note">pricelab report: one self-contained page, its figures inline.</p>

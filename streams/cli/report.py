@@ -17,6 +17,7 @@ from controller.settings import load_settings
 from core.errors import PricelabError
 from streams.cli.common import fail
 from streams.client.report import (
+    adaptive_draws_of,
     allocations_of,
     design_plans,
     live_estimates,
@@ -145,6 +146,7 @@ def report(
         source_note=note,
         verdict_note=verdict_note,
         allocations=allocations_of(spec),
+        adaptive_draws=adaptive_draws_of(spec),
     )
     index = page.write(out)
     typer.echo(f"wrote {index}")

@@ -18,13 +18,12 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-OK, WARN, PROBLEM = "ok", "warn", "problem"
+# the flags, and the sample-ratio p-values below which the draws are a problem (SRM_PROBLEM)
+# or one to watch (SRM_WARN): one definition, the report's too (analysis.sample_ratio)
+from analysis.sample_ratio import OK, PROBLEM, SRM_PROBLEM, SRM_WARN, WARN
+
 FLAGS = (OK, WARN, PROBLEM)
 
-#: the sample-ratio p-value below which the draws are a problem: the report's (analysis/
-#: report/html.py); below SRM_WARN, one to watch
-SRM_PROBLEM = 0.001
-SRM_WARN = 0.01
 #: a flip announced this long after its boundary: the PricelabLateFlip alert's minute
 #: (deploy/prometheus/alerts.yml) is a problem; ten seconds, one to watch
 FLIP_LATE_WARN = 10.0

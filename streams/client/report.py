@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from analysis.reader import ReadPolicy, TableSource, load_table, periods, to_cells
+from analysis.sample_ratio import DesignDraws
 from controller.settings import Settings
 from controller.spec import ExperimentSpec
 from streams.errors import OPERATOR, services_answer
@@ -178,6 +179,7 @@ async def live_report(
         arm_truths=arm_truths,
         true_optimum=true_optimum,
         allocations=allocations_of(info["spec"]),
+        adaptive_draws=adaptive_draws_of(info["spec"]),
     )
     return Path(page.write(out))
 
@@ -185,3 +187,11 @@ async def live_report(
 def allocations_of(spec: ExperimentSpec | None) -> dict[str, float] | None:
     """Each arm's share by name, for the report's per-arm sample-ratio check (None: no spec)."""
     return None if spec is None else {a.name: a.allocation for a in spec.arm_list()}
+
+
+def adaptive_draws_of(spec: ExperimentSpec | None) -> DesignDraws | None:
+    """What an adaptive ladder's independent draw is, for the report's sample-ratio check
+    against its recorded probabilities (None: no spec, or not an adaptive ladder)."""
+    from streams.client.adaptive_health import design_draws
+
+    return None if spec is None or spec.adaptive is None else design_draws(spec)
