@@ -21,6 +21,7 @@ from analysis.sample_ratio import (
     SRM_WARN,
     WARN,
     DesignDraws,
+    RecordedSampleRatio,
     draw_counts,
     recorded_sample_ratio,
     recorded_verdict,
@@ -42,19 +43,19 @@ def _note(why: str) -> str:
 
 def _design_draws(
     d: pd.DataFrame, design: str | None, names: Sequence[str], draws: DesignDraws | None
-) -> DesignDraws | str:
-    """The draws from the spec, else from the panel (a cluster panel's ``class`` column), or
-    why they are unknown (an optimal switchback's blocks need its spec)."""
+) -> DesignDraws:
+    """The draws from the spec, else from the panel (a cluster panel's ``class`` column); a
+    AnalysisError when they are unknown (an optimal switchback's blocks need its spec)."""
     if draws is not None:
         return draws
     if design == "optimal-switchback":
-        return (
+        raise AnalysisError(
             "an optimal switchback draws once a block, at randomisation points its spec "
             "gives (offline: --spec)."
         )
     if design == "cluster":
         if "class" not in d.columns:
-            return (
+            raise AnalysisError(
                 "the cluster design draws once a class and period, and the panel has no "
                 "class column (offline: --spec)."
             )
@@ -63,30 +64,43 @@ def _design_draws(
     return DesignDraws(tuple(names))
 
 
-def adaptive_ratio_html(
+def adaptive_sample_ratio(
     d: pd.DataFrame, design: str | None, draws: DesignDraws | None = None
-) -> str:
-    """The section's sample ratio of an adaptive ladder's panel ``d`` (the report's normalised
-    panel, periods as the experiment's indices): the test's flag, its sentence and each arm's
-    draws against its expected count; or, when the recorded probabilities or the design's
-    draws are unknown, a note that says so and what to give."""
+) -> RecordedSampleRatio | None:
+    """The recorded test (:func:`analysis.sample_ratio.recorded_sample_ratio`) of an adaptive
+    ladder's panel ``d`` (periods as the experiment's indices): each period's recorded
+    probabilities from its ``probability_<arm>`` columns, the design's independent draws from
+    ``draws`` (the spec's) or, without, from ``design`` and the panel. None when no recorded
+    period has a draw; an AnalysisError (one sentence, what to give) when the record or the
+    draws are unknown."""
     names = list(draws.arms) if draws is not None else probability_arms(d.columns)
     missing = [a for a in names if PREFIX + a not in d.columns]
     if not names or missing:
         cols = ", ".join(PREFIX + a for a in missing) or f"{PREFIX}<arm>"
-        return _note(
-            f"the panel has no {html.escape(cols)} column (export the panel with `pricelab "
-            "panel export`, which writes each period's recorded probability of every arm)."
+        raise AnalysisError(
+            f"the panel has no {cols} column (export the panel with `pricelab panel export`, "
+            "which writes each period's recorded probability of every arm)."
         )
     try:
         recorded = recorded_probabilities(d, "period", names)
     except AnalysisError as exc:
-        return _note(f"its recorded probabilities cannot be read: {html.escape(str(exc))}")
+        raise AnalysisError(f"its recorded probabilities cannot be read: {exc}") from None
     how = _design_draws(d, design, names, draws)
-    if isinstance(how, str):
-        return _note(html.escape(how))
-    counts, level = draw_counts(d, names, points=how.points, classes=how.classes)
-    srm = recorded_sample_ratio(counts, recorded, names, level)
+    counts, level = draw_counts(d, list(how.arms), points=how.points, classes=how.classes)
+    return recorded_sample_ratio(counts, recorded, list(how.arms), level)
+
+
+def adaptive_ratio_html(
+    d: pd.DataFrame, design: str | None, draws: DesignDraws | None = None
+) -> str:
+    """The section's sample ratio of an adaptive ladder's panel ``d`` (the report's normalised
+    panel): the flag of :func:`adaptive_sample_ratio`, its sentence and each arm's draws
+    against its expected count; or, when it cannot run, a note that says why and what to
+    give."""
+    try:
+        srm = adaptive_sample_ratio(d, design, draws)
+    except AnalysisError as exc:
+        return _note(html.escape(str(exc)))
     flag, sentence = recorded_verdict(srm)
     head = (
         f"<p class='srm-{flag}' data-check='sample-ratio-recorded' data-flag='{flag}'>"
@@ -108,9 +122,9 @@ def adaptive_ratio_html(
         "that period's recorded probabilities, summed over the periods; its covariance is the "
         "periods' multinomial ones, so the statistic is chi-square on k - 1 degrees of freedom "
         f'(docs/adaptive.md, "The sample ratio"). {PROBLEM}: p below {SRM_PROBLEM:g}; {WARN}: '
-        f"below {SRM_WARN:g}. It includes the control against the other arms, so no separate two-group check "
-        "is shown.</p>"
+        f"below {SRM_WARN:g}. It includes the control against the other arms, so no separate "
+        "two-group check is shown.</p>"
     )
 
 
-__all__ = ["CSS", "adaptive_ratio_html"]
+__all__ = ["CSS", "adaptive_ratio_html", "adaptive_sample_ratio"]
