@@ -376,8 +376,10 @@ def build_report(
     srm = sample_ratio_check(d)
     bal = covariate_balance(d, outcome)
     figs["balance.png"] = _png(balance_figure(d, bal))
-    if adaptive_draws is not None or adaptive is not None or moving_allocation(d, "period"):
-        # an adaptive ladder: against the recorded probabilities, as the Health section
+    adaptive_ladder = (
+        adaptive_draws is not None or adaptive is not None or moving_allocation(d, "period")
+    )
+    if adaptive_ladder:  # against the recorded probabilities, as the Health section
         srm_html = adaptive_ratio_html(d, design, adaptive_draws)
     elif srm is None:
         srm_html = "<p class='note'>No randomised cells yet.</p>"
@@ -419,7 +421,7 @@ def build_report(
     )
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>{_CSS}{VERDICT_CSS}{ADAPTIVE_RATIO_CSS}{ARMS_CSS + ARM_CARD_CSS + CURVES_CSS + ALLOCATION_CSS if k_arm else ""}</style></head>
+<style>{_CSS}{VERDICT_CSS}{ADAPTIVE_RATIO_CSS if adaptive_ladder else ""}{ARMS_CSS + ARM_CARD_CSS + CURVES_CSS + ALLOCATION_CSS if k_arm else ""}</style></head>
 <body><h1>{html.escape(title)}</h1>{sections[0]}{head}
 {"".join(sections[1:])}
 <p class="note">pricelab report: one self-contained page, its figures inline.</p>

@@ -171,3 +171,15 @@ def test_without_what_a_draw_is_or_the_record_the_page_says_why() -> None:
                                     adaptive_draws=DesignDraws(tuple(ARMS))).html)  # fmt: skip
     assert "data-flag='none'" in section and "probability_list" in section
     assert "pricelab panel export" in section and "binomial test" not in section
+
+
+def test_a_cluster_panel_counted_as_products_over_rejects() -> None:
+    """Why the draws are the design's: a class's two products share one draw, so counting them
+    as two doubles the counts' variance and the test rejects far more often than alpha."""
+    rng = np.random.default_rng(5703)
+    runs = 50
+    p = np.array(
+        [adaptive_sample_ratio(_panel(rng, 40, 8, 2), "random-days").pvalue  # type: ignore[union-attr]
+         for _ in range(runs)]
+    )  # fmt: skip
+    assert (p < 0.05).sum() > _band(runs, 0.05)[1]
