@@ -108,6 +108,15 @@ def test_the_offline_page_shows_the_estimates_and_the_allocation_over_time(
         assert row is not None
         shown = re.findall(r"<td>([0-9.]+)%</td>", row.group(1))
         assert shown == [f"{100 * p:.1f}" for p in probs]
+    # the sample ratio: every arm's product-periods against the recorded probabilities' count
+    # (random days: 16 draws a period), the Health section's test, not the spec's allocations
+    assert "data-check='sample-ratio-recorded' data-flag='ok'" in page
+    cells = pd.read_csv(panel_path)
+    for a in NAMES:
+        expected = cells[f"probability_{a}"].sum()  # sum over periods of 16 x p_t(a)
+        drawn = int((cells["arm"] == a).sum())
+        assert f"<tr><td>{a}</td><td>{drawn}</td><td>{expected:.1f}</td>" in page
+    assert "against the spec's allocations" not in page
 
 
 def test_an_adaptive_panel_without_its_recorded_probabilities_is_one_sentence(
