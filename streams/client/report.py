@@ -120,6 +120,11 @@ async def _read_live(
     if df.empty:
         raise NoCompletedPeriod(no_completed_period(state, clock))
     spec = state.spec
+    if spec.adaptive is not None:  # the record its replay weighs and its sample ratio tests
+        from analysis.adaptive_offline import with_recorded
+
+        names = [a.name for a in spec.arm_list()]
+        df = with_recorded(df, names, await source.allocations(experiment))
     return df, spec.design, {"status": status_in_force(state), "spec": spec}
 
 

@@ -127,7 +127,9 @@ def test_the_report_shows_the_allocation_over_time_and_no_fixed_share_ratio_chec
     bars = page.count('data-probability="')
     assert bars == DAYS * len(probs[0])
     assert f'data-period="{DAYS - 1}" data-arm="r0" data-probability="{probs[-1][0]:.6g}"' in page
-    assert "No per-arm sample-ratio check against the spec's allocations" in page
+    # no recorded probabilities among these cells: the page says why, never the allocations
+    assert "data-check='sample-ratio-recorded' data-flag='none'" in page
+    assert "against the spec's allocations" not in page and "binomial test" not in page
     assert "No demand curve" not in page
     assert "not published" in page
 
