@@ -41,6 +41,10 @@ MC_DRAWS = 20_000
 #: "The floor against the products and the carryover"): below one, the lab's sequences miss
 #: their truths more often than the 5% target
 MIN_HELD_DRAWS = 1.0
+#: the expected held draws a period below which an accepted floor gets a warning (not a
+#: refusal): between MIN_HELD_DRAWS and this the sequences are valid but wide; the demo sizes
+#: its floor for this many (streams/live/adaptive_demo.py, HELD_CELLS)
+WIDE_HELD_DRAWS = 4.0
 
 
 class UniformMix(BaseModel):
@@ -269,6 +273,18 @@ def held_draws(units: int, lowest: float, draws: int) -> float:
     return float(units * lowest**draws)
 
 
+def _lowest_held(
+    settings: AdaptiveAllocation, k: int, units: int, draws: int, periods: int
+) -> tuple[int, float, float] | None:
+    """The last period's adaptive step, the lowest probability the rule can give an arm then
+    and the expected held draws a period it leaves (None: the ladder never adapts)."""
+    step = adaptive_step(settings, periods - 1)
+    if step < 1:
+        return None  # the ladder never adapts: its draws are the allocations'
+    lowest = effective_floor(settings, k, step)
+    return step, lowest, held_draws(units, lowest, draws)
+
+
 def check_held(
     settings: AdaptiveAllocation,
     k: int,
@@ -285,13 +301,10 @@ def check_held(
     experiment's last period (its uniform share decays with the steps); a window held an arm
     with at least that to the power ``draws``, so each period keeps at least ``units lowest^
     draws`` such draws in expectation (docs/adaptive.md)."""
-    step = adaptive_step(settings, periods - 1)
-    if step < 1:
-        return None  # the ladder never adapts: its draws are the allocations'
-    lowest = effective_floor(settings, k, step)
-    held = held_draws(units, lowest, draws)
-    if held >= MIN_HELD_DRAWS:
+    found = _lowest_held(settings, k, units, draws, periods)
+    if found is None or found[2] >= MIN_HELD_DRAWS:
         return None
+    step, lowest, held = found
     one, many = unit
     power = f"^{draws}" if draws > 1 else ""
     each = f", once for each of the window's {draws} draws" if draws > 1 else ""
@@ -307,18 +320,55 @@ def check_held(
     return f"{head}; use a floor of at least {need:g} or more {many}"
 
 
+def warn_held(
+    settings: AdaptiveAllocation,
+    k: int,
+    units: int,
+    unit: tuple[str, str],
+    draws: int,
+    periods: int,
+) -> str | None:
+    """One sentence when the floor of ``settings`` is accepted (:func:`check_held`) but leaves
+    some arm fewer than :data:`WIDE_HELD_DRAWS` expected held draws a period: the sequences
+    are valid but wide there; it names the floor that keeps :data:`WIDE_HELD_DRAWS`. None
+    otherwise (also when the floor is refused: the refusal says it)."""
+    found = _lowest_held(settings, k, units, draws, periods)
+    if found is None or not MIN_HELD_DRAWS <= found[2] < WIDE_HELD_DRAWS:
+        return None
+    step, _, held = found
+    many = unit[1]
+    need = floor_for(settings, k, units, draws, step, target=WIDE_HELD_DRAWS)
+    fix = (
+        f"a floor of {need:g} keeps {WIDE_HELD_DRAWS:g}"
+        if need is not None
+        else f"no floor below 1/{k} keeps {WIDE_HELD_DRAWS:g}: use more {many} or fewer arms"
+    )
+    return (
+        f"adaptive.floor {settings.floor:g} leaves an arm {held:.3g} expected {many} a period "
+        f"whose window held it, under {WIDE_HELD_DRAWS:g}: valid, but that arm's sequences "
+        f'will be wide; {fix} (docs/adaptive.md, "The floor against the products and the '
+        'carryover").'
+    )
+
+
 def floor_for(
-    settings: AdaptiveAllocation, k: int, units: int, draws: int, step: int
+    settings: AdaptiveAllocation,
+    k: int,
+    units: int,
+    draws: int,
+    step: int,
+    target: float = MIN_HELD_DRAWS,
 ) -> float | None:
-    """The smallest floor, in hundredths, that keeps :data:`MIN_HELD_DRAWS` held draws at
-    adaptive step ``step`` (None: none below 1 / ``k``). The effective floor is ``f (1 -
-    delta) + delta / k``, so ``f >= ((c / units)^(1 / draws) - delta / k) / (1 - delta)``."""
+    """The smallest floor, in hundredths, that keeps ``target`` held draws (default
+    :data:`MIN_HELD_DRAWS`) at adaptive step ``step`` (None: none below 1 / ``k``). The
+    effective floor is ``f (1 - delta) + delta / k``, so ``f >= ((target / units)^(1 / draws)
+    - delta / k) / (1 - delta)``."""
     delta = uniform_share(settings, step)
-    target = (MIN_HELD_DRAWS / units) ** (1.0 / draws)
-    raw = (target - delta / k) / (1.0 - delta) if delta < 1.0 else 0.0
+    need_p = (target / units) ** (1.0 / draws)
+    raw = (need_p - delta / k) / (1.0 - delta) if delta < 1.0 else 0.0
     need = max(0.0, math.ceil(raw * 100 - 1e-6) / 100)
     while need * k < 1.0:  # one more hundredth when the rounding of the power falls short
-        if held_draws(units, need + (1.0 - k * need) * delta / k, draws) >= MIN_HELD_DRAWS:
+        if held_draws(units, need + (1.0 - k * need) * delta / k, draws) >= target:
             return need
         need = round(need + 0.01, 2)
     return None
@@ -328,6 +378,7 @@ __all__ = [
     "ADAPTIVE_DESIGNS",
     "MAX_DECAY",
     "MIN_HELD_DRAWS",
+    "WIDE_HELD_DRAWS",
     "AdaptiveAllocation",
     "UniformMix",
     "adaptive_step",
@@ -341,5 +392,6 @@ __all__ = [
     "top_two",
     "uniform_share",
     "update_periods",
+    "warn_held",
     "window_draws",
 ]

@@ -215,6 +215,9 @@ def schedule_command(
         typer.echo(f"note: {support}", err=True)
     if spec.adaptive is not None:
         typer.echo(f"note: {adaptive_note(spec)}", err=True)
+    wide = spec.held_warning()
+    if wide is not None:
+        typer.echo(f"warning: {wide}", err=True)
 
 
 def adaptive_note(spec: ExperimentSpec) -> str:

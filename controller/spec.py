@@ -38,6 +38,7 @@ from controller.adaptive import (
     AdaptiveAllocation,
     check_floor,
     check_held,
+    warn_held,
     window_draws,
 )
 from controller.arms import (
@@ -579,6 +580,18 @@ class ExperimentSpec(BaseModel):
         why = check_held(self.adaptive, self.n_arms, units, unit, draws, n_periods(self))
         if why:
             raise SpecError("adaptive.floor", why)
+
+    def held_warning(self) -> str | None:
+        """One sentence when the adaptive floor is accepted but leaves some arm fewer than
+        :data:`controller.adaptive.WIDE_HELD_DRAWS` expected held draws a period (valid, but
+        wide sequences), naming the floor that keeps that many; None otherwise. The CLI
+        prints it on stderr (``experiment create``, ``schedule``, ``simulate --spec``)."""
+        if self.adaptive is None:
+            return None
+        from controller.periods import n_periods
+
+        units, unit, draws = self.held_terms()
+        return warn_held(self.adaptive, self.n_arms, units, unit, draws, n_periods(self))
 
     def held_terms(self) -> tuple[int, tuple[str, str], int]:
         """What the adaptive floor's check counts (docs/adaptive.md, "The floor against the

@@ -196,6 +196,9 @@ def simulate_command(
         if spec_path is not None:
             spec = load_spec_file(spec_path)
             ladder_ratios(spec)  # a ladder whose arms list no prices: refused, naming arms
+            wide = spec.held_warning()
+            if wide is not None:  # accepted, but an arm's sequences will be wide
+                typer.echo(f"warning: {wide}", err=True)
             price = _modelled_price(_market_config(config), price_change, spec)
             market = market_for_spec(spec, price.market, seed)
         else:

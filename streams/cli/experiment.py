@@ -52,6 +52,9 @@ def experiment_create(
     from streams.client.launch import launchable_file
 
     parsed = launchable_file(spec)  # the controller refuses it too; nothing is sent
+    wide = parsed.held_warning()
+    if wide is not None:  # accepted, but an arm's sequences will be wide
+        typer.echo(f"warning: {wide}", err=True)
     if dry_run:
         from streams.client.launch import plan_summary, render_preview, schedule_preview
 
