@@ -1502,8 +1502,16 @@ async def _estimated_since(
                    if min(v) < began and e not in over)  # fmt: skip
 
 
+def _terminated(signum: int, frame: object) -> None:
+    """SIGTERM (a supervisor, ``timeout``, ``kill``) ends the soak as Ctrl-C does: through
+    :func:`run_soak`'s ``finally``, which stops the broker, Redis, the workers and Prometheus it
+    started (without it they outlived the soak)."""
+    raise KeyboardInterrupt
+
+
 def run_soak(cfg: SoakConfig) -> dict[str, Any]:
     soak = Soak(cfg)
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         return asyncio.run(soak.run())
     finally:
