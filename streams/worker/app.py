@@ -37,6 +37,7 @@ from streams.worker.handlers import (
 )
 from streams.worker.kafka import consumer_lag
 from streams.worker.logging import worker_logging_config
+from streams.worker.memory import libc_malloc_trim
 from streams.worker.metrics import Metrics
 from streams.worker.readiness import Readiness
 from streams.worker.runtime import Runtime
@@ -169,9 +170,13 @@ def build_app(
     async def readiness_timer() -> None:
         await check_ready()  # keeps pricelab_ready current for the alert
 
+    # a controller gives freed heap pages back after each full collection; an analysis
+    # worker keeps them for its next look (streams.worker.memory.libc_malloc_trim)
+    trim = None if "analysis" in roles else libc_malloc_trim()
+
     @app.timer(interval=FULL_GC_INTERVAL, name="full-gc")
     async def full_gc_timer() -> None:
-        rt.metrics.gc_full_seconds.observe(collect_cycles())
+        rt.metrics.gc_full_seconds.observe(collect_cycles(trim))
 
     if "controller" in roles:
         cmd_topic = app.topic(t.commands, value_type=bytes, value_serializer="raw")
@@ -336,8 +341,9 @@ def tune_gc() -> None:
     gc.set_threshold(50_000, 20, 100)
 
 
-def collect_cycles() -> float:
-    """One full collection; its seconds (the event loop waits for it).
+def collect_cycles(trim: Callable[[], object] | None = None) -> float:
+    """One full collection, then ``trim`` (malloc's freed pages given back, if given); its
+    seconds (the event loop waits for it).
 
     With the thresholds of :func:`tune_gc` the oldest generation is collected at most once
     in 100 million allocations, and cyclic garbage that lived long enough to reach it stayed
@@ -349,6 +355,8 @@ def collect_cycles() -> float:
     """
     t = time.perf_counter()
     gc.collect()
+    if trim is not None:
+        trim()
     return time.perf_counter() - t
 
 
