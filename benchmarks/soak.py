@@ -87,6 +87,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.parse
 import urllib.request
@@ -1567,7 +1568,11 @@ def main() -> None:
                      chunk_products=args.chunk_products, trace_memory=args.trace_memory,
                      experiment_days=args.experiment_days, rss_warmup=args.rss_warmup,
                      controller_rss_warmup=args.controller_rss_warmup)  # fmt: skip
-    report = run_soak(cfg)
+    try:
+        report = run_soak(cfg)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: what it started is stopped (run_soak)
+        print("soak: stopped before its end; every process it started is stopped", file=sys.stderr)
+        raise SystemExit(130) from None
     text = json.dumps(report, indent=1, default=str)
     (args.out / "soak.json").write_text(text)
     if args.save:
