@@ -1507,7 +1507,11 @@ def _terminated(signum: int, frame: object) -> None:
     """SIGTERM (a supervisor, ``timeout``, ``kill``) ends the soak as Ctrl-C does: through
     :func:`run_soak`'s ``finally``, which stops the broker, Redis, the workers and Prometheus it
     started (without it they outlived the soak)."""
-    raise KeyboardInterrupt
+    raise Terminated
+
+
+class Terminated(KeyboardInterrupt):
+    """The soak was sent SIGTERM (exit status 143, against Ctrl-C's 130)."""
 
 
 def run_soak(cfg: SoakConfig) -> dict[str, Any]:
@@ -1516,6 +1520,10 @@ def run_soak(cfg: SoakConfig) -> dict[str, Any]:
     try:
         return asyncio.run(soak.run())
     finally:
+        # a second signal while stopping would leave the rest behind: stopping is not
+        # interrupted (stop_all's own waits are bounded)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         soak.stop_all()
 
 
@@ -1548,7 +1556,8 @@ def main() -> None:
     ap.add_argument(
         "--controller-rss-warmup",
         type=float,
-        help="the same for each controller process (default: as --rss-warmup)",
+        help="the same for each controller process (default: as --rss-warmup; with "
+        "--experiment-days 0, its first 30 s)",
     )
     ap.add_argument("--save", action="store_true", help=f"write {FIGURE.relative_to(ROOT)}")
     ap.add_argument("--render", action="store_true", help="docs/operations.md from the saved JSON")
@@ -1570,9 +1579,9 @@ def main() -> None:
                      controller_rss_warmup=args.controller_rss_warmup)  # fmt: skip
     try:
         report = run_soak(cfg)
-    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: what it started is stopped (run_soak)
+    except KeyboardInterrupt as stopped:  # Ctrl-C or SIGTERM: what it started is stopped
         print("soak: stopped before its end; every process it started is stopped", file=sys.stderr)
-        raise SystemExit(130) from None
+        raise SystemExit(143 if isinstance(stopped, Terminated) else 130) from None
     text = json.dumps(report, indent=1, default=str)
     (args.out / "soak.json").write_text(text)
     if args.save:

@@ -6,10 +6,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 BEGIN, END = "<!-- soak:begin (benchmarks/soak.py --render) -->", "<!-- soak:end -->"
+
+
+def _left_out(judged: Mapping[str, Any]) -> str:
+    """Which minutes of each process the RSS check leaves out, in words."""
+    analysis, controller = judged["warmup_s"] / 60, judged.get("controller_warmup_s")
+    if controller is None or abs(controller / 60 - analysis) < 0.05:
+        return f"each process's first {analysis:.0f} minutes left out"
+    return (
+        f"each analysis process's first {analysis:.0f} minutes and each controller's first "
+        f"{controller / 60:.1f} left out"
+    )
 
 
 def render(report: dict[str, Any]) -> str:
@@ -62,8 +74,7 @@ def render(report: dict[str, Any]) -> str:
     judged = report.get("rss_judged")
     if judged and judged["judged"]:
         names["rss_flat"] = (
-            "every worker's RSS flat after its warm-up (each process's first "
-            f"{judged['warmup_s'] / 60:.0f} minutes left out)"
+            f"every worker's RSS flat after its warm-up ({_left_out(judged)})"
             if judged.get("workers") == "every"
             else "every worker's RSS flat (an analysis worker's after its warm-up: each "
             f"process's first {judged['warmup_s'] / 60:.0f} minutes left out)"
@@ -114,7 +125,7 @@ def render(report: dict[str, Any]) -> str:
         if judged:
             whose = "workers'" if judged.get("workers") == "every" else "analysis workers'"
             lines += ["", f"The {whose} RSS as {'judged' if judged['judged'] else 'it would be judged'} "
-                      f"(each process's first {judged['warmup_s'] / 60:.0f} minutes left out): "
+                      f"({_left_out(judged)}): "
                       + "; ".join(f"{slot} {s['mb_per_min']:+.2f} MB/min, {s['growth_share']:+.1%} of its "
                                   f"median {s['median_mb']:.0f} MB over the run ({s['samples']} samples, "
                                   f"{s['processes']} processes)"

@@ -24,7 +24,7 @@ from streams.client.known import known
 from streams.client.stack_clock import stack_clock
 from streams.errors import OPERATOR, services_answer
 from streams.worker.kafka import JsonPublisher
-from streams.worker.schemas import Command
+from streams.worker.schemas import Command, CommandKind
 
 #: what ``pricelab experiment <command>`` opens on Kafka (``TopicSettings`` fields): it writes
 #: the command and reads its reply, without a consumer group (tests/unit/streams/cli/test_kafka_acl.py
@@ -64,6 +64,22 @@ async def send_command_async(
         return await _send(settings, cmd, timeout)
 
 
+def command_key(cmd: Command) -> str:
+    """The commands topic's key of ``cmd``: its experiment, a draft's id (its spec's) for a
+    draft, else its command id. A key picks the partition, and one partition's commands are
+    taken in order by one worker: a draft's save and its discard, sent by two colleagues at
+    once, are then taken one after the other, never read and written over each other."""
+    if cmd.experiment:
+        return cmd.experiment
+    if (
+        cmd.kind == CommandKind.DRAFT
+        and cmd.spec is not None
+        and isinstance(cmd.spec.get("id"), str)
+    ):
+        return str(cmd.spec["id"])
+    return cmd.command_id
+
+
 async def _send(settings: Settings, cmd: Command, timeout: float) -> dict[str, Any]:
     consumer = AIOKafkaConsumer(**settings.kafka.client_kwargs(), enable_auto_commit=False)  # type: ignore[arg-type]
     try:
@@ -84,7 +100,7 @@ async def _send(settings: Settings, cmd: Command, timeout: float) -> dict[str, A
         pub = JsonPublisher(settings, topics=[getattr(settings.topics, t) for t in KAFKA_WRITES])
         await pub.start()
         try:
-            await pub.send(settings.topics.commands, cmd, cmd.experiment or cmd.command_id)
+            await pub.send(settings.topics.commands, cmd, command_key(cmd))
             await pub.flush()
         finally:
             await pub.stop()

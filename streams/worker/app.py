@@ -37,7 +37,7 @@ from streams.worker.handlers import (
 )
 from streams.worker.kafka import consumer_lag
 from streams.worker.logging import worker_logging_config
-from streams.worker.memory import libc_malloc_trim
+from streams.worker.memory import trim_for
 from streams.worker.metrics import Metrics
 from streams.worker.readiness import Readiness
 from streams.worker.runtime import Runtime
@@ -170,9 +170,7 @@ def build_app(
     async def readiness_timer() -> None:
         await check_ready()  # keeps pricelab_ready current for the alert
 
-    # a controller gives freed heap pages back after each full collection; an analysis
-    # worker keeps them for its next look (streams.worker.memory.libc_malloc_trim)
-    trim = None if "analysis" in roles else libc_malloc_trim()
+    trim = trim_for(roles)  # a controller gives freed heap pages back; analysis keeps them
 
     @app.timer(interval=FULL_GC_INTERVAL, name="full-gc")
     async def full_gc_timer() -> None:

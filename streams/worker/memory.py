@@ -20,7 +20,7 @@ import ctypes
 import ctypes.util
 import functools
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from typing import Literal
 
 from prometheus_client.core import GaugeMetricFamily
@@ -75,6 +75,13 @@ def libc_malloc_trim() -> Callable[[], int] | None:
     f.restype = ctypes.c_int
     f.argtypes = [ctypes.c_size_t]
     return functools.partial(f, 0)
+
+
+def trim_for(roles: Collection[str]) -> Callable[[], int] | None:
+    """What a worker of ``roles`` calls after each full collection: malloc's trim for a
+    controller worker, nothing for one that serves the analysis role (it keeps what it frees
+    for its next look, ``streams.live.launcher.ANALYSIS_GLIBC_TUNABLES``)."""
+    return None if "analysis" in roles else libc_malloc_trim()
 
 
 def malloc_bytes(read: Callable[[], _MallInfo2] | None) -> tuple[int, int] | None:

@@ -35,6 +35,7 @@ The catalogue (also in README.md):
                                                           but kept (streams/worker/memory.py)
     pricelab_python_blocks                                memory blocks the interpreter holds
     pricelab_gc_full_duration_seconds                     time of one full garbage collection
+                                                          (a controller's with malloc's trim)
                                                           (every 60 s; the loop waits for it)
 """
 
@@ -297,7 +298,8 @@ class Metrics:
         )
         self.gc_full_seconds = Histogram(
             "pricelab_gc_full_duration_seconds",
-            "Time of one full garbage collection (every 60 s; the event loop waits for it)",
+            "Time of one full garbage collection, a controller's with malloc's trim (every 60 s; "
+            "the event loop waits for it)",
             buckets=_FAST,
             registry=r,
         )

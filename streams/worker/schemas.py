@@ -764,6 +764,10 @@ class Command(_Wire):
             CommandKind.DISCARD,
         ):
             object.__setattr__(self, "v", 3)  # a v2 reader dead-letters it: it knows neither
+        elif self.kind in (CommandKind.DRAFT, CommandKind.DISCARD) and self.v < 3:
+            raise ValueError(
+                f"a {self.kind.value} command is v 3: v {self.v} has no {self.kind.value}"
+            )
         if self.kind in (CommandKind.CREATE, CommandKind.DRAFT) and self.spec is None:
             raise ValueError(f"a {self.kind.value} command needs a spec")
         if (

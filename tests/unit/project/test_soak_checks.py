@@ -409,3 +409,15 @@ def test_every_exit_nobody_caused_is_a_problem_named_with_its_slot_status_and_ti
         "analysis-1 exited by itself with status 1 at 95s",
         "controller-0 exited by itself with status 75 at 476s",
     ]
+
+
+def test_the_rss_check_names_the_minutes_it_leaves_out_per_role():
+    from benchmarks.soak_render import _left_out
+
+    same = {"warmup_s": 1200.0, "controller_warmup_s": 1200.0}
+    assert _left_out(same) == "each process's first 20 minutes left out"
+    apart = {"warmup_s": 1200.0, "controller_warmup_s": 30.0}
+    assert _left_out(apart) == (
+        "each analysis process's first 20 minutes and each controller's first 0.5 left out"
+    )
+    assert _left_out({"warmup_s": 960.0}) == "each process's first 16 minutes left out"

@@ -133,3 +133,12 @@ def test_a_controllers_full_collection_trims_and_is_timed_with_it():
     assert collect_cycles(lambda: calls.append(1)) >= 0.0
     assert calls == [1]
     assert collect_cycles() >= 0.0 and calls == [1]  # an analysis worker's: no trim
+
+
+def test_only_a_controller_worker_trims():
+    from streams.worker.memory import libc_malloc_trim, trim_for
+
+    assert libc_malloc_trim() is not None  # glibc, as on every machine this runs on
+    assert trim_for({"controller"}) is libc_malloc_trim()
+    assert trim_for({"analysis"}) is None
+    assert trim_for({"controller", "analysis"}) is None  # one process serving both keeps it
