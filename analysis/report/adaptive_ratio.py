@@ -9,7 +9,7 @@ recorded test cannot run, the section says why."""
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
@@ -109,12 +109,7 @@ def adaptive_ratio_html(
     )
     if srm is None:
         return head
-    rows = "".join(
-        f"<tr><td>{html.escape(a)}</td><td>{srm.observed[a]}</td>"
-        f"<td>{srm.expected[a]:.1f}</td><td>{srm.observed[a] / srm.n:.3f}</td>"
-        f"<td>{srm.expected[a] / srm.n:.3f}</td></tr>"
-        for a in srm.expected
-    )
+    rows = arm_rows(srm.observed, srm.expected, srm.n)
     return (
         head + "<table class='arm-ratio'><tr><th>arm</th><th>draws</th><th>expected</th>"
         f"<th>share</th><th>expected share</th></tr>{rows}</table>"
@@ -128,3 +123,13 @@ def adaptive_ratio_html(
 
 
 __all__ = ["CSS", "adaptive_ratio_html", "adaptive_sample_ratio"]
+
+
+def arm_rows(observed: Mapping[str, int], expected: Mapping[str, float], n: int) -> str:
+    """A per-arm sample-ratio table's rows: each arm's draws, expected draws and both shares
+    (the fixed allocations' check and the recorded probabilities' share them)."""
+    return "".join(
+        f"<tr><td>{html.escape(a)}</td><td>{observed[a]}</td><td>{expected[a]:.1f}</td>"
+        f"<td>{observed[a] / n:.3f}</td><td>{expected[a] / n:.3f}</td></tr>"
+        for a in expected
+    )

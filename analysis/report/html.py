@@ -15,7 +15,7 @@ import pandas as pd
 from analysis.adaptive_offline import moving_allocation
 from analysis.errors import AnalysisError
 from analysis.report.adaptive_ratio import CSS as ADAPTIVE_RATIO_CSS
-from analysis.report.adaptive_ratio import adaptive_ratio_html
+from analysis.report.adaptive_ratio import adaptive_ratio_html, arm_rows
 from analysis.report.allocation import CSS as ALLOCATION_CSS
 from analysis.report.allocation import allocation_section, latest_adaptive
 from analysis.report.arm_scorecard import CSS as ARM_CARD_CSS
@@ -72,12 +72,7 @@ def _arm_ratio_html(
             "(a live report reads them; offline, give --spec).</p>"
         )
     bad = srm.pvalue < 0.001
-    rows = "".join(
-        f"<tr><td>{html.escape(a)}</td><td>{srm.observed[a]}</td>"
-        f"<td>{srm.expected[a]:.1f}</td><td>{srm.observed[a] / srm.n:.3f}</td>"
-        f"<td>{srm.expected[a] / srm.n:.3f}</td></tr>"
-        for a in srm.expected
-    )
+    rows = arm_rows(srm.observed, srm.expected, srm.n)
     return (
         f"<p class='{'warn' if bad else 'ok'}'>Sample ratio per arm: {srm.n} independent draws "
         f"({srm.level}s) against the spec's allocations; chi-square {srm.statistic:.2f} on "
