@@ -22,9 +22,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.routing import Route
 
-from controller.errors import SpecError
 from streams.client.drafts import read_draft, read_drafts
-from streams.client.launch import launchable
 from streams.console import auth
 from streams.console.app import (
     Refused,
@@ -38,7 +36,7 @@ from streams.console.app import (
     check_actor,
     reason_of,
 )
-from streams.console.new_experiment import _route, _spec_input
+from streams.console.new_experiment import _route, signed_spec
 
 
 async def _list(request: Request) -> Any:
@@ -52,21 +50,10 @@ async def _one(request: Request) -> Any:
 
 
 async def _save(request: Request) -> tuple[dict[str, Any], int]:
-    """The draft command of the checked spec, as the signed-in user. Refusals in order: no
-    session (401), no CSRF token or a viewer (403), a spec the CLI refuses (422, its
-    sentence), an actor PRICELAB_ACTORS does not name (403)."""
-    user = _user(request)
-    if user is None:
-        raise _no_user(request)
-    text, name, fields = await _spec_input(request)
-    _check_csrf(request, fields)
-    _need(request, auth.NEEDS["draft"])
-    try:
-        spec = launchable(text, name)
-    except SpecError as exc:
-        raise Refused(422, str(exc).strip().splitlines()[0]) from None
+    """The draft command of the checked spec, as the signed-in user (refusals:
+    :func:`streams.console.new_experiment.signed_spec`; a viewer may not save one)."""
+    user, spec, _ = await signed_spec(request, "draft")
     c = _console(request)
-    check_actor(c, user)
     reply = await c.send(
         c.settings,
         "draft",

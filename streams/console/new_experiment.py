@@ -45,9 +45,9 @@ from streams.console.app import (
     _page,
     _refusal,
     _user,
+    check_actor,
     page,
 )
-from streams.worker.schemas import actor_refusal
 
 #: what a pasted spec is called in the sentences
 PASTED = "the pasted spec"
@@ -104,24 +104,32 @@ async def _check(request: Request) -> tuple[dict[str, Any], int]:
     return await preview(spec), 200
 
 
-async def _launch(request: Request) -> tuple[dict[str, Any], int]:
-    """The create command of the checked spec, sent as the signed-in user. Refusals in order:
-    no session (401), no CSRF token or a role that may not launch (403), a spec the CLI
-    refuses (422, its sentence), an actor PRICELAB_ACTORS does not name (403)."""
+async def signed_spec(
+    request: Request, act: str
+) -> tuple[auth.User, ExperimentSpec, dict[str, Any]]:
+    """The signed-in user, the request's spec checked as the CLI checks a launch, and the
+    form's fields, for a command of kind ``act`` (create, draft). Refusals in order: no
+    session (401), no CSRF token or a role that may not ``act`` (403), a spec the CLI refuses
+    (422, its sentence), an actor PRICELAB_ACTORS does not name (403)."""
     user = _user(request)
     if user is None:
         raise _no_user(request)
     text, name, fields = await _spec_input(request)
     _check_csrf(request, fields)
-    _need(request, auth.NEEDS["create"])
+    _need(request, auth.NEEDS[act])
     try:
         spec = launchable(text, name)
     except SpecError as exc:
         raise Refused(422, str(exc).strip().splitlines()[0]) from None
+    check_actor(_console(request), user)
+    return user, spec, fields
+
+
+async def _launch(request: Request) -> tuple[dict[str, Any], int]:
+    """The create command of the checked spec, sent as the signed-in user (refusals:
+    :func:`signed_spec`)."""
+    user, spec, fields = await signed_spec(request, "create")
     c = _console(request)
-    refusal = actor_refusal(user.name, c.settings.actors)
-    if refusal is not None:
-        raise Refused(403, refusal)
     backfill = str(fields.get("backfill", "")).lower() in ("true", "on", "1")
     reply = await c.send(
         c.settings,
