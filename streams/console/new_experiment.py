@@ -93,9 +93,12 @@ async def _checked(request: Request) -> tuple[ExperimentSpec, dict[str, Any]]:
 
 async def preview(spec: ExperimentSpec) -> dict[str, Any]:
     """The plan summary and schedule preview of ``spec`` (off the event loop: a big spec's
-    draws take a while)."""
-    plan, schedule = await asyncio.to_thread(lambda: (plan_summary(spec), schedule_preview(spec)))
-    return {"experiment": spec.id, "plan": plan, "schedule": schedule}
+    draws take a while), and the warning the CLI prints beside them for an adaptive floor
+    that leaves an arm few held draws (``ExperimentSpec.held_warning``; None: no warning)."""
+    plan, schedule, warning = await asyncio.to_thread(
+        lambda: (plan_summary(spec), schedule_preview(spec), spec.held_warning())
+    )
+    return {"experiment": spec.id, "plan": plan, "schedule": schedule, "warning": warning}
 
 
 async def _check(request: Request) -> tuple[dict[str, Any], int]:
