@@ -144,7 +144,9 @@ def check_draft(draft_id: str, draft: Draft | None, ids: Iterable[str]) -> Draft
     near = difflib.get_close_matches(draft_id, list(ids), n=1, cutoff=0.75)
     hint = f"did you mean {near[0]!r}? " if near else ""
     raise UnknownDraft(
-        draft_id, f"there is no draft {draft_id!r} ({hint}pricelab experiment drafts lists them)"
+        draft_id,
+        f"there is no draft {draft_id!r} ({hint}pricelab experiment drafts lists them)",
+        near=near[0] if near else None,
     )
 
 

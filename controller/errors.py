@@ -38,10 +38,15 @@ class CommandRefused(PricelabError, ValueError):
 class UnknownExperiment(CommandRefused):
     """A command or a read names an experiment the store does not know: a typo, or an id
     never created (controller.lifecycle.check_known says the sentence). ``experiments``: the
-    ids named that no experiment has (a freeze may name several)."""
+    ids named that no experiment has (a freeze may name several); ``near``: the known id
+    closest to a typo, when one is close (an edge that words the refusal its own way, the
+    console, keeps the hint)."""
 
-    def __init__(self, experiments: str | tuple[str, ...], message: str) -> None:
+    def __init__(
+        self, experiments: str | tuple[str, ...], message: str, near: str | None = None
+    ) -> None:
         self.experiments = (experiments,) if isinstance(experiments, str) else experiments
+        self.near = near
         super().__init__(message)
 
 

@@ -310,6 +310,7 @@ def check_known(experiment: str, known: Iterable[str]) -> None:
     raise UnknownExperiment(
         experiment,
         f"there is no experiment {experiment!r} ({hint}pricelab experiment list shows them)",
+        near=near[0] if near else None,
     )
 
 

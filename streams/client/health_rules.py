@@ -136,8 +136,7 @@ def dead_letters_check(by_reason: Mapping[str, int], fleet: int | None = None) -
     detail = {"by_reason": dict(by_reason), "late": late, "total": total, "fleet": fleet}
     others = fleet - total if fleet is not None else 0
     beside = (
-        f"; the topic holds {others} more, of other experiments' products or naming none: "
-        "`pricelab dead-letters` shows them"
+        f"; the topic holds {others} more, of other experiments' products or naming none"
         if others
         else ""
     )
@@ -146,10 +145,10 @@ def dead_letters_check(by_reason: Mapping[str, int], fleet: int | None = None) -
                      f"No dead letter and no late sale names a product of this experiment"
                      f"{beside}.", detail)  # fmt: skip
     reasons = ", ".join(f"{n} {r}" for r, n in sorted(by_reason.items(), key=lambda kv: -kv[1]))
-    shown = beside or ": `pricelab dead-letters` shows them"
     return Check("dead_letters", title, WARN,
                  f"{total} dead letter(s) name a product of this experiment ({reasons}), "
-                 f"{late} of them late sales{shown}.", detail)  # fmt: skip
+                 f"{late} of them late sales{beside}: an operator can read and replay them "
+                 "from the dead-letter topic.", detail)  # fmt: skip
 
 
 def flip_check(lateness: Mapping[int, float], missed: int) -> Check:

@@ -38,7 +38,7 @@ from starlette.responses import (
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from controller.errors import CommandRefused, SpecError, UnknownExperiment
+from controller.errors import CommandRefused, SpecError, UnknownDraft, UnknownExperiment
 from controller.settings import Settings
 from controller.store import Store, make_redis
 from core.errors import PricelabError
@@ -219,12 +219,25 @@ async def _body(request: Request) -> dict[str, Any]:
 def _refusal(exc: BaseException) -> Refused:
     if isinstance(exc, Refused):
         return exc
-    sentence = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if isinstance(exc, UnknownExperiment):
-        return Refused(404, sentence)
+        return Refused(404, unknown_sentence(exc))
+    sentence = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if isinstance(exc, ServiceUnavailable | OSError):
         return Refused(503, sentence)
     return Refused(400, sentence)
+
+
+def unknown_sentence(exc: UnknownExperiment) -> str:
+    """An unknown experiment's (or draft's) sentence for a console user, who has no terminal:
+    what is missing and where the console shows those there are, with the typo's nearest id.
+    The CLI's own sentence (the error's message) names its commands, and stays as it is."""
+    names = ", ".join(map(repr, exc.experiments))
+    near = f" (did you mean {exc.near!r}?)" if exc.near else ""
+    if isinstance(exc, UnknownDraft):
+        what = "draft" if len(exc.experiments) == 1 else "drafts"
+        return f"No {what} {names}{near}: the Experiments list's drafts tab shows those there are."
+    what = "experiment" if len(exc.experiments) == 1 else "experiments"
+    return f"No {what} {names}{near}: the Experiments list shows those there are."
 
 
 def api(fn: Callable[[Request], Awaitable[Any]]) -> Callable[[Request], Awaitable[Response]]:
@@ -300,7 +313,7 @@ def freeze_id_of(text: str) -> str:
         raise Refused(
             422,
             f"{freeze_id[:40]!r} is no freeze's id: an id is 1-128 letters, digits, "
-            "'_', '.', ':' or '-' (pricelab experiment freezes lists them)",
+            "'_', '.', ':' or '-' (the Freezes section of the Experiments list shows them)",
         )
     return freeze_id
 

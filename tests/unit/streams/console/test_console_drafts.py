@@ -140,7 +140,7 @@ def test_the_drafts_read_as_json_live_ones_only_and_one_with_its_spec(client: Te
         r = client.get(f"/api/drafts/{gone}")
         assert r.status_code == 404
         assert r.json() == {
-            "error": f"there is no draft {gone!r} (pricelab experiment drafts lists them)"
+            "error": f"No draft {gone!r}: the Experiments list's drafts tab shows those there are."
         }
 
 
@@ -188,7 +188,7 @@ def test_a_draft_opens_on_the_new_page_with_its_spec_and_the_buttons_the_role_ma
     assert 'id="launch"' in page and 'id="discard"' in page
     assert _textarea(client.get("/experiments/new").text) == ""
     missing = client.get("/experiments/new?draft=nothing")
-    assert missing.status_code == 404 and "there is no draft" in missing.text
+    assert missing.status_code == 404 and "No draft &#39;nothing&#39;" in missing.text
 
 
 def test_a_save_needs_csrf_and_a_role_that_may_act_and_goes_out_as_the_user(

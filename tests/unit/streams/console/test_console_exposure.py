@@ -154,7 +154,7 @@ def test_a_dead_letter_is_traced_to_its_experiment_by_its_sale_s_product() -> No
     assert check.sentence == (
         "3 dead letter(s) name a product of this experiment (2 late, 1 malformed), 2 of them "
         "late sales; the topic holds 8 more, of other experiments' products or naming none: "
-        "`pricelab dead-letters` shows them."
+        "an operator can read and replay them from the dead-letter topic."
     )
     clean = dead_letters_check(letters_of(letters, frozenset({"boots0"})), fleet=11)
     assert clean.flag == "ok" and clean.sentence.startswith(
