@@ -17,6 +17,7 @@ blackout).
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -42,6 +43,11 @@ REASONS = ("washout", "phase-blackout", "freeze", "empty period")
 #: at most this many bins of products (rows) and of periods (columns)
 MAX_ROWS = 200
 MAX_COLS = 200
+
+
+class BuildStopped(Exception):  # noqa: N818 - a control-flow signal, not an error
+    """A heatmap's build was asked to stop (its console shutting down, streams.console.charts)
+    and stopped between two periods: a control-flow signal, not an error."""
 
 
 @dataclass(frozen=True)
@@ -128,11 +134,16 @@ def blackout_code(a: Assignment) -> int:
 
 
 def schedule_matrices(
-    spec: ExperimentSpec, freezes: Sequence[Any] = (), context: DesignContext | None = None
+    spec: ExperimentSpec,
+    freezes: Sequence[Any] = (),
+    context: DesignContext | None = None,
+    stop: threading.Event | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(arm, blackout) matrices of every product (spec order) and period of ``spec``: the
     flip's whole-period draws (``period_assignments``) with ``freezes`` laid over, each
-    distinct assignment once."""
+    distinct assignment once. ``stop``, once set, ends it before the next period with
+    :class:`BuildStopped` (a thread cannot be killed; a million products take about a second
+    a period)."""
     products = spec.all_products()
     t = n_periods(spec)
     # period-major: each period's column is written, and later counted, in one piece
@@ -140,6 +151,8 @@ def schedule_matrices(
     black = np.zeros((len(products), t), dtype=np.int8, order="F")
     empty = 1 + REASONS.index("empty period")
     for k in range(t):
+        if stop is not None and stop.is_set():
+            raise BuildStopped(f"the heatmap of {spec.id} stopped before period {k} of {t}")
         if is_empty(spec, k):
             black[:, k] = empty
             continue
@@ -192,10 +205,12 @@ def schedule_heatmap(
     context: DesignContext | None = None,
     max_rows: int = MAX_ROWS,
     max_cols: int = MAX_COLS,
+    stop: threading.Event | None = None,
 ) -> dict[str, Any]:
     """The heatmap document of ``spec``'s schedule with ``freezes`` laid over, without the
-    period in force (``period`` None): :func:`schedule_matrices`, then :func:`aggregate`."""
-    arm, black = schedule_matrices(spec, freezes, context)
+    period in force (``period`` None): :func:`schedule_matrices` (``stop``: its stop flag),
+    then :func:`aggregate`."""
+    arm, black = schedule_matrices(spec, freezes, context, stop)
     h = aggregate(arm, black, len(spec.arm_list()), max_rows, max_cols)
     return heatmap_document(spec, h, None)
 
@@ -233,11 +248,12 @@ def pause_layer(spec: ExperimentSpec, windows: Sequence[dict[str, Any]]) -> dict
 
 async def heatmap_source(
     store: Store, exp_id: str
-) -> tuple[tuple[Any, ...], Callable[[], dict[str, Any]], dict[str, Any]]:
+) -> tuple[tuple[Any, ...], Callable[..., dict[str, Any]], dict[str, Any]]:
     """What experiment ``exp_id``'s heatmap is made of, read once: a key that changes
     whenever the schedule would (the experiment's creation, the freezes that apply to it, a
     triggered design's triggers), a function that makes its document from what was read (every product's draws:
-    call it off the event loop), and what is laid over it afresh each time: the period in
+    call it off the event loop; its optional ``stop`` event ends it between periods with
+    :class:`BuildStopped`), and what is laid over it afresh each time: the period in
     force (``period``, None before any) and the pauses (:func:`pause_layer`)."""
     st = await store.get_experiment(exp_id)
     docs = await store.freezes()
@@ -257,7 +273,11 @@ async def heatmap_source(
     freezes = freezes_of(mine)
     period = st.flipped_period if st.flipped_period >= 0 else None
     live = {"period": period} | pause_layer(st.spec, await store.windows(exp_id))
-    return key, lambda: schedule_heatmap(st.spec, freezes, ctx), live
+
+    def make(stop: threading.Event | None = None) -> dict[str, Any]:
+        return schedule_heatmap(st.spec, freezes, ctx, stop=stop)
+
+    return key, make, live
 
 
 async def read_heatmap(store: Store, exp_id: str) -> dict[str, Any]:

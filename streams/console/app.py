@@ -679,6 +679,8 @@ def build_app(
         try:
             yield
         finally:
+            # a heatmap being made is the console's own: stopped whatever else is closed
+            await console.heatmaps.close()
             if lifespan_close:
                 await console.feed.close()
                 if console.statuses is not None:

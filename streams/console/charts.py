@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -75,12 +76,16 @@ class Heatmaps:
         self._made: dict[tuple[Any, ...], asyncio.Task[dict[str, Any]]] = {}
         self._due: dict[str, Any] = {}  # experiment -> its store, in the order heard of
         self._warming: asyncio.Task[None] | None = None
+        #: set at the console's shutdown: a build in progress stops before its next period
+        self._stop = threading.Event()
 
     def warm(self, store: Any, exp_id: str) -> None:
         """Make ``exp_id``'s heatmap in the background (a new experiment's), after those
         already due: one at a time, each off the event loop; at most :data:`KEPT` are due (a
         fleet created at once makes the newest: the older would be pushed out unopened). Call
-        it on the event loop."""
+        it on the event loop. After :meth:`close`, nothing."""
+        if self._stop.is_set():
+            return
         self._due.setdefault(exp_id, store)
         while len(self._due) > KEPT:  # the oldest due would be pushed out by the newer ones
             self._due.pop(next(iter(self._due)))
@@ -106,11 +111,27 @@ class Heatmaps:
         key, make, live = await heatmap_source(store, exp_id)
         task = self._made.get(key)
         if task is None or (task.done() and (task.cancelled() or task.exception() is not None)):
-            task = asyncio.ensure_future(asyncio.to_thread(make))  # off the event loop
+            # off the event loop, stopped between two periods by close()
+            task = asyncio.ensure_future(asyncio.to_thread(make, self._stop))
             self._made[key] = task
             while len(self._made) > KEPT:
                 self._made.pop(next(iter(self._made)))
         return dict(await asyncio.shield(task)) | live
+
+    async def close(self) -> None:
+        """At the console's shutdown: stop every heatmap being made. A thread cannot be
+        killed, so each build checks the stop flag between periods and ends with
+        ``BuildStopped`` before its next (a million products take about a second a period);
+        the tasks that await the builds (and the one making those due) are cancelled and
+        awaited here, without waiting for the threads, so none is left pending and the
+        shutdown does not wait for a build."""
+        self._stop.set()
+        self._due.clear()
+        tasks = [t for t in (self._warming, *self._made.values()) if t is not None]
+        pending = [t for t in tasks if not t.done()]
+        for t in pending:
+            t.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
 
 
 async def product_view(

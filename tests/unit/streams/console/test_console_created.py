@@ -70,12 +70,12 @@ def made(monkeypatch: pytest.MonkeyPatch) -> _Made:
     m = _Made()
     real = heatmap.schedule_heatmap
 
-    def counted(spec: Any, *args: Any) -> dict[str, Any]:
+    def counted(spec: Any, *args: Any, **kw: Any) -> dict[str, Any]:
         with m._lock:
             m._now += 1
             m.at_once = max(m.at_once, m._now)
         try:
-            return real(spec, *args)
+            return real(spec, *args, **kw)
         finally:
             with m._lock:
                 m._now -= 1
