@@ -25,7 +25,7 @@ reading (:func:`read_health`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -68,7 +68,7 @@ __all__ = [
     "dead_letters_check", "flip_check", "flip_lateness", "freshness_check", "last_look",
     "letters_of", "list_flags", "multiple_exposure_check", "panel_figures", "panel_source",
     "read_dead_letters", "read_health", "sale_product", "sales_check", "sample_ratio_check",
-    "worst",
+    "tally", "worst",
 ]  # fmt: skip
 
 #: what ``read_health`` opens on Kafka (``TopicSettings`` fields; no consumer group): the
@@ -183,14 +183,22 @@ async def panel_source(settings: Any, store: Any) -> Any:
 
 async def read_dead_letters(settings: Any, idle: float) -> dict[tuple[str, str | None], int]:
     """The dead letters on the topic by reason and the product their sale names (None: its
-    bytes name none), read by ``pricelab dead-letters``' reader."""
+    bytes name none), read by ``pricelab dead-letters``' reader from the topic's start
+    (the console keeps one follower instead: streams.client.letter_follower)."""
     from streams.client.dead_letters import read_letters
 
-    out: dict[tuple[str, str | None], int] = {}
-    for x in await read_letters(settings, idle):
-        key = (x.reason, sale_product(x.original))
-        out[key] = out.get(key, 0) + 1
-    return out
+    return tally({}, ((x.reason, x.original) for x in await read_letters(settings, idle)))
+
+
+def tally(
+    counts: dict[tuple[str, str | None], int], letters: Iterable[tuple[str, bytes]]
+) -> dict[tuple[str, str | None], int]:
+    """``counts`` with each letter (its reason and its original's bytes) added, by reason
+    and the product its sale names (:func:`sale_product`; None: none)."""
+    for reason, original in letters:
+        key = (reason, sale_product(original))
+        counts[key] = counts.get(key, 0) + 1
+    return counts
 
 
 def sale_product(original: bytes) -> str | None:

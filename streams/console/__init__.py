@@ -21,5 +21,6 @@ KAFKA_CLIENTS = (
     "streams.client.history",
     "streams.client.estimates",
     "streams.client.health",
+    "streams.client.letter_follower",
     "streams.client.events",
 )

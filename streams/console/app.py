@@ -45,11 +45,12 @@ from core.errors import PricelabError
 from streams.client.commands import freeze_document, instant, send_command_async
 from streams.client.history import TrailFollower
 from streams.client.known import known
+from streams.client.letter_follower import LetterFollower
 from streams.client.stack_clock import stack_clock
 from streams.console import auth, charts
 from streams.console.decision import DecisionRefused, decision_command, decision_stops
 from streams.console.feed import EstimatesFeed
-from streams.console.health import HealthReads, health_view
+from streams.console.health import FOLLOWED_LETTERS_TTL, HealthReads, health_view
 from streams.console.metrics import ConsoleMetrics, MeasureRequests
 from streams.console.shared import RenderedOnce, SharedReads
 from streams.console.statuses import STATUS_KEY, StatusFeed
@@ -87,6 +88,9 @@ class Console:
     health: HealthReads = field(default_factory=HealthReads)
     #: the one reader of the audit trail the pages share (None: each page reads the topic)
     trails: TrailFollower | None = None
+    #: the one reader of the dead-letter topic the Health sections share (None: each count
+    #: reads the topic from its start)
+    letters: LetterFollower | None = None
     #: the experiments lists being read, shared by the identical requests each can serve
     #: (keyed on status and search; streams.console.shared)
     lists: SharedReads[tuple[str | None, str | None], dict[str, Any]] = field(init=False)
@@ -422,7 +426,7 @@ async def _health_doc(request: Request) -> Any:
     _need(request, "read")
     c = _console(request)
     return await health_view(
-        c.settings, c.store, c.feed, c.health, request.path_params["exp_id"], c.trails
+        c.settings, c.store, c.feed, c.health, request.path_params["exp_id"], c.trails, c.letters
     )
 
 
@@ -687,6 +691,8 @@ def build_app(
                     await console.statuses.close()
                 if console.trails is not None:
                     await console.trails.close()
+                if console.letters is not None:
+                    await console.letters.close()
                 await console.store.redis.aclose()
 
     routes = [
@@ -743,4 +749,6 @@ def make_console(settings: Settings, users: auth.Users) -> Console:
         EstimatesFeed(settings),
         statuses=StatusFeed(settings),
         trails=TrailFollower(settings, timeout=settings.console.command_timeout),
+        health=HealthReads(ttl=FOLLOWED_LETTERS_TTL),
+        letters=LetterFollower(settings, timeout=settings.console.command_timeout),
     )

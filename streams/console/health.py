@@ -18,6 +18,7 @@ from controller.store import Store
 from streams.client.health import panel_source, read_dead_letters, read_health
 from streams.client.history import TrailFollower, read_trail
 from streams.client.known import known
+from streams.client.letter_follower import LetterFollower
 from streams.console.feed import EstimatesFeed
 
 #: the dead letters as read: by reason and the product their sale names (None: none)
@@ -26,6 +27,10 @@ Letters = dict[tuple[str, str | None], int]
 #: seconds the dead-letter counts are shown before the topic is read again: every open page
 #: fetches its health after each look, and the topic is every experiment's
 LETTERS_TTL = 15.0
+#: the same, when one follower keeps the counts (streams.client.letter_follower): a read
+#: with nothing new is two offset requests, so the counts are shared only by the fetches
+#: that one look sets off together
+FOLLOWED_LETTERS_TTL = 1.0
 #: the experiments whose panel the console keeps between health fetches, the latest asked
 #: (a panel source keeps column buffers sized for the whole experiment: kept for every
 #: experiment ever shown, a console's memory grew with each big one)
@@ -84,11 +89,13 @@ async def health_view(
     kept: HealthReads,
     exp_id: str,
     trails: TrailFollower | None = None,
+    follower: LetterFollower | None = None,
 ) -> dict[str, Any]:
     """The seven checks of ``exp_id``, each with its flag and sentence, and the worst flag
     (streams.client.health.read_health); an unknown id raises UnknownExperiment. The trail
-    comes from ``trails``, the console's one reader of it, when given (else read from the
-    topic's start)."""
+    comes from ``trails``, the console's one reader of it, and the dead letters from
+    ``follower``, its one reader of those, when given (else each is read from its topic's
+    start)."""
     await known(store, exp_id)
     panels = await kept.panels_of(exp_id, lambda: panel_source(settings, store))
     # the two topic reads side by side (the dead letters' ends on the console's idle rule)
@@ -97,6 +104,10 @@ async def health_view(
         trails.trail(exp_id)
         if trails is not None
         else read_trail(settings, exp_id, timeout=settings.console.command_timeout),
-        kept.letters(lambda: read_dead_letters(settings, settings.console.estimates_idle)),
+        kept.letters(
+            follower.counts
+            if follower is not None
+            else lambda: read_dead_letters(settings, settings.console.estimates_idle)
+        ),
     )
     return await read_health(settings, store, panels, exp_id, docs, trail.records, letters)
