@@ -9,7 +9,8 @@ The counts are :func:`streams.client.health.read_dead_letters`' (``pricelab dead
 reader, from the topic's start): the same records are letters (``letter_of``) and the same
 function counts them (``tally``). A record that has expired from the topic is not counted
 there, so when the topic's start moves past letters counted here (retention), the follower
-counts again from the start. A read that fails closes the reader; the next starts again.
+counts again from the start. A read that fails (or stalls: never a part of the letters) closes
+the reader; the next starts again.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from controller.settings import Settings
 from streams.client.dead_letters import letter_of
 from streams.client.health import tally
-from streams.errors import services_answer
+from streams.errors import ServiceUnavailable, services_answer
 
 #: what the follower opens on Kafka (``TopicSettings`` fields; no consumer group):
 #: streams/cli/kafka_acl.py
@@ -125,16 +126,26 @@ class LetterFollower:
         self, consumer: Any, todo: set[TopicPartition], end: dict[TopicPartition, int]
     ) -> None:
         """Count ``todo``'s letters from their positions to ``end`` (and those past it that
-        a fetch brought too: the position moves past them), for at most ``timeout`` s."""
+        a fetch brought too: the position moves past them). Never a part of them: a broker
+        that brings no record of a partition still behind for ``timeout`` seconds is a
+        service that does not answer (as for ``pricelab dead-letters``' reader), and the next
+        count starts again."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout
         while todo and loop.time() < deadline:
             batch = await consumer.getmany(*todo, timeout_ms=200)
             for records in batch.values():
                 tally(self._counts, letters_in(records))
+                if records:
+                    deadline = loop.time() + self.timeout
             for tp in list(todo):
                 if await consumer.position(tp) >= end[tp]:
                     todo.discard(tp)
+        if todo:
+            raise ServiceUnavailable(
+                f"the Kafka broker at {self.settings.kafka.bootstrap_servers} brought no dead "
+                f"letter for {self.timeout:g} s while the topic held more"
+            )
 
     async def close(self) -> None:
         if self._consumer is not None:

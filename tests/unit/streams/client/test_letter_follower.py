@@ -20,6 +20,7 @@ from controller.settings import Settings, TopicSettings
 from streams.client.dead_letters import Letter, letter_of
 from streams.client.health import read_dead_letters, tally
 from streams.client.letter_follower import LetterFollower, letters_in
+from streams.errors import ServiceUnavailable
 from streams.worker.schemas import DeadLetter
 
 SETTINGS = Settings(topics=TopicSettings(dead_letter="s.dlq"), app_id="dl", clock="wall")
@@ -214,3 +215,25 @@ async def test_a_failed_read_closes_the_reader_and_the_next_starts_again() -> No
     with pytest.raises(Exception, match="went away|answer"):
         await follower.counts()
     assert await follower.counts() == {("late", "A"): 1} and len(made) == 2
+
+
+async def test_a_broker_that_brings_nothing_is_unavailable_never_a_part_of_the_counts() -> None:
+    broker = _Broker({0: [dead("late", sale("A")), dead("late", sale("B"))]})
+    stalled: list[_Consumer] = []
+
+    def consumer() -> _Consumer:
+        c = broker.consumer()
+        if not stalled:  # the first reader's fetches bring nothing
+            stalled.append(c)
+
+            async def nothing(*parts: TopicPartition, timeout_ms: int = 0) -> dict[Any, Any]:
+                return {}
+
+            c.getmany = nothing  # type: ignore[method-assign]
+        return c
+
+    follower = LetterFollower(SETTINGS, timeout=0.0, consumer=consumer)
+    with pytest.raises(ServiceUnavailable, match="brought no dead letter for 0 s"):
+        await follower.counts()
+    follower.timeout = 30.0
+    assert await follower.counts() == {("late", "A"): 1, ("late", "B"): 1}
