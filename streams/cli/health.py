@@ -15,8 +15,11 @@ from typing import Annotated, Any
 import typer
 
 from controller.settings import load_settings
-from streams.client.health_rules import FLAGS, PROBLEM, WARN
 
+#: the flags ``--fail-on`` takes (streams.client.health_rules' WARN and PROBLEM; imported
+#: there only when the command runs: the rules load the statistics stack, which the CLI's
+#: start does without)
+WARN, PROBLEM = "warn", "problem"
 #: the exit status when a check is at ``--fail-on`` or worse
 FAILED = 1
 #: the traffic periods the table shows, the latest
@@ -26,6 +29,8 @@ TRAFFIC_SHOWN = 7
 def failed(flag: str, fail_on: str = PROBLEM) -> bool:
     """Whether the worst flag ``flag`` is at ``fail_on`` or worse (``ok`` < ``warn`` <
     ``problem``)."""
+    from streams.client.health_rules import FLAGS
+
     return FLAGS.index(flag) >= FLAGS.index(fail_on)
 
 
@@ -61,7 +66,7 @@ def render_health(doc: Mapping[str, Any]) -> str:
         f"as of {doc['now']}, the stack's clock)"
     ]
     title = max((len(c["title"]) for c in checks), default=0)
-    flag = max(len(f) for f in FLAGS)
+    flag = len(PROBLEM)  # the longest flag
     for c in checks:
         lines.append(f"  {c['flag'].upper():<{flag}}  {c['title']:<{title}}  {c['sentence']}")
     lines.extend(render_traffic(doc))

@@ -222,3 +222,11 @@ def test_only_the_latest_periods_of_traffic_are_drawn() -> None:
     lines = render_health(doc).splitlines()
     assert lines[1] == "traffic (units by arm, the last 7 completed period(s); 3 older: --json)"
     assert lines[3].split() == ["3", "3", "0.5"] and lines[-1].split() == ["9", "9", "0.5"]
+
+
+def test_the_flags_fail_on_takes_are_the_rules() -> None:
+    from streams.cli import health
+    from streams.client import health_rules
+
+    assert (health.WARN, health.PROBLEM) == (health_rules.WARN, health_rules.PROBLEM)
+    assert max(health_rules.FLAGS, key=len) == health.PROBLEM
