@@ -10,6 +10,8 @@
         --method {dm,fe,did,...} [--json]
     pricelab analyze PANEL --unit COL --time COL --arm COL --control NAME --method demand
         --units COL --revenue COL [--cost COL | --profit COL] [--price-ratio COL] [--json]
+    pricelab analyze PANEL --unit COL --time COL [--arm COL --control NAME]
+        [--spec SPEC | --lag N] [--outcome units|revenue|profit] [--json]   # an adaptive ladder
 
 Methods come from :mod:`analysis.estimators.registry`, so every registered estimator works.
 ``--se``/``--seed`` are passed to the estimator (the contract in
@@ -29,7 +31,9 @@ the price that maximises profit, with a product-bootstrap interval (:mod:`analys
 a panel drawn by a live design, by the function the analysis worker publishes them with: the
 spec's design is redrawn for the exposure probabilities and the design-bootstrap variance, so
 the panel's ``--time`` column holds the experiment's period indices (``panel export``,
-``simulate``).
+``simulate``). An adaptive ladder's panel (an adaptive ``--spec``, or ``probability_<arm>``
+columns that move) gets the analysis worker's AIPW on its recorded probabilities
+(:mod:`analysis.adaptive_offline`), with the spec's carryover lag or ``--lag N``'s.
 """
 
 from __future__ import annotations
