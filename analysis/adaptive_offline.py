@@ -147,11 +147,6 @@ class OfflineLook:
     #: the periods that drew afresh when read off the panel (``--lag`` without a spec)
     fresh: tuple[int, ...] | None = None
 
-    @property
-    def lag(self) -> int:
-        """The carryover lag every metric's windows used."""
-        return next(iter(self.fits.values())).lag
-
     def rows(self) -> list[dict[str, Any]]:
         """One row per metric and non-control arm: the contrast with the control and its
         simultaneous anytime-valid sequence (``cs_low``, ``cs_high``)."""

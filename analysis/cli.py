@@ -428,8 +428,7 @@ def analyze(
             raise AnalysisError(
                 "--lag is the carryover order of an adaptive ladder's AIPW windows, and this "
                 "panel is not an adaptive ladder's (no adaptive --spec, no probability_<arm> "
-                "columns that move between periods); a fixed-allocation method takes its "
-                "carryover from --spec."
+                "columns that move between periods), so it has no meaning here; leave it out."
             )
         if method is None:
             raise AnalysisError(
