@@ -280,7 +280,8 @@ async def test_each_role_runs_its_path_under_its_acl_user_and_nothing_more(
         assert doc["experiment"] == "acl-exp" and len(checks) == 7
         assert health.returncode == (1 if doc["flag"] == "problem" else 0), doc["flag"]
         assert sum(checks["sales"]["detail"]["units_by_period"].values()) == 14
-        assert "1 dup" in checks["sales"]["sentence"]  # the totals: the sale sent twice
+        # the sales counted by status (the totals): four on day 0, two on day 1
+        assert "6 sale(s) counted so far (6 ok)" in checks["sales"]["sentence"]
         assert checks["freshness"]["detail"]["as_of"] is not None  # the cycle's look
         # drafts (controller.drafts): saved and discarded by the controller's user (the
         # create above deleted no draft of its id under it too), read by the operator's
