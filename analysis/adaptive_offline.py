@@ -142,6 +142,10 @@ class OfflineLook:
     metric: str
     horizon: int
     note: str
+    #: where the carryover lag came from: ``--lag``, the spec's design, or neither (0)
+    lag_source: str = "none given"
+    #: the periods that drew afresh when read off the panel (``--lag`` without a spec)
+    fresh: tuple[int, ...] | None = None
 
     def rows(self) -> list[dict[str, Any]]:
         """One row per metric and non-control arm: the contrast with the control and its
@@ -162,6 +166,8 @@ class OfflineLook:
                         "n_cells": est.n_cells,
                         "n_units": est.n_units,
                         "n_periods": est.n_periods,
+                        "lag": fit.lag,
+                        "lag_source": self.lag_source,
                     }
                 )
         return out
@@ -191,13 +197,17 @@ def analyse_adaptive(
     alpha: float = 0.05,
     metric: str | None = None,
     note: str = "",
+    lag_source: str = "none given",
+    read_points: bool = False,
 ) -> OfflineLook:
     """The analysis worker's adaptive look at a panel: its cells as the worker's long cell
     table (product, period, arm, blackout, the ``metrics``), the recorded probabilities from
     the ``probability_<arm>`` columns, then :func:`ladder_cells` and :func:`fit_ladder` per
     metric with the design's carryover ``lag`` and randomisation ``points`` and the planned
     ``horizon`` (0: the panel's periods). ``metric``: the one the best arm is read on (default
-    the first of profit, revenue, units the panel has)."""
+    the first of profit, revenue, units the panel has). ``read_points``: without ``points``,
+    read the periods that drew afresh off the panel (:func:`fresh_draws`); ``lag_source``
+    says where ``lag`` came from."""
     if control not in names:
         raise AnalysisError(
             f"--control {control!r} is not an arm with a recorded probability "
@@ -231,7 +241,8 @@ def analyse_adaptive(
             f"arm {unknown[0]!r} of the panel has no {PREFIX}{unknown[0]} column (its "
             "recorded probability)."
         )
-    ladder = ladder_cells(cells, names, allocations, lag, points)
+    fresh = fresh_draws(cells, allocations) if read_points and points is None else None
+    ladder = ladder_cells(cells, names, allocations, lag, points if fresh is None else fresh)
     k = list(names).index(control)
     fits = {
         m: fit_ladder(ladder, m, names, k, lag=lag, horizon=horizon, alpha=alpha) for m in metrics
@@ -239,7 +250,36 @@ def analyse_adaptive(
     best_on = metric or next(m for m in ("profit", "revenue", "units") if m in fits)
     if best_on not in fits:
         raise AnalysisError(f"the panel has no {best_on} column to read the best arm on.")
-    return OfflineLook(fits, allocations, best_on, horizon or ladder.periods, note)
+    return OfflineLook(fits, allocations, best_on, horizon or ladder.periods, note, lag_source,
+                       fresh)  # fmt: skip
+
+
+def fresh_draws(cells: pd.DataFrame, allocations: Mapping[int, Sequence[float]]) -> tuple[int, ...]:
+    """The periods whose cells were drawn afresh, read off the cell table (product, period,
+    arm, blackout): period 0, and every later period unless it kept the period before's draw,
+    as a period inside an optimal switchback's block does: the same recorded probabilities
+    as the period before, and every product with a cell outside blackout in both periods (at
+    least one) in the same arm in both. A carryover window's probability multiplies only its
+    fresh draws' (:func:`analysis.adaptive.window_paths`). A design that draws every period
+    afresh keeps every product's arm by chance only (the chance, the product over the products
+    of their arm's probability, is negligible on a catalogue; a few products at a lopsided
+    allocation can meet it: give the spec there)."""
+    lit = cells[~cells["blackout"].to_numpy(bool)]
+    arm = lit.pivot(index="product", columns="period", values="arm")
+    last = int(cells["period"].max()) if len(cells) else -1
+    out = [0]
+    for t in range(1, last + 1):
+        same = (
+            t in allocations
+            and t - 1 in allocations
+            and np.allclose(allocations[t], allocations[t - 1], rtol=0.0, atol=1e-12)
+        )
+        if same and t in arm.columns and t - 1 in arm.columns:
+            both = arm[t].notna() & arm[t - 1].notna()
+            if both.any() and bool((arm.loc[both, t] == arm.loc[both, t - 1]).all()):
+                continue  # kept the period before's draw
+        out.append(t)
+    return tuple(out)
 
 
 __all__ = [
@@ -247,6 +287,7 @@ __all__ = [
     "REFUSED",
     "OfflineLook",
     "analyse_adaptive",
+    "fresh_draws",
     "moved",
     "moving_allocation",
     "probability_arms",

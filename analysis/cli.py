@@ -10,6 +10,8 @@
         --method {dm,fe,did,...} [--json]
     pricelab analyze PANEL --unit COL --time COL --arm COL --control NAME --method demand
         --units COL --revenue COL [--cost COL | --profit COL] [--price-ratio COL] [--json]
+    pricelab analyze PANEL --unit COL --time COL [--arm COL --control NAME]
+        [--spec SPEC | --lag N] [--outcome units|revenue|profit] [--json]   # an adaptive ladder
 
 Methods come from :mod:`analysis.estimators.registry`, so every registered estimator works.
 ``--se``/``--seed`` are passed to the estimator (the contract in
@@ -29,7 +31,9 @@ the price that maximises profit, with a product-bootstrap interval (:mod:`analys
 a panel drawn by a live design, by the function the analysis worker publishes them with: the
 spec's design is redrawn for the exposure probabilities and the design-bootstrap variance, so
 the panel's ``--time`` column holds the experiment's period indices (``panel export``,
-``simulate``).
+``simulate``). An adaptive ladder's panel (an adaptive ``--spec``, or ``probability_<arm>``
+columns that move) gets the analysis worker's AIPW on its recorded probabilities
+(:mod:`analysis.adaptive_offline`), with the spec's carryover lag or ``--lag N``'s.
 """
 
 from __future__ import annotations
@@ -370,10 +374,27 @@ def analyze(
     currency: CurrencyOption = None,
     rates: RatesOption = None,
     launch: LaunchOption = None,
+    lag: Annotated[
+        int | None,
+        typer.Option(
+            "--lag",
+            help="On an adaptive ladder's panel without --spec: the carryover order m, in "
+            "periods. A cell counts for an arm only when the arm held in its window of the m "
+            "periods before it too, as the analysis worker's AIPW windows do (an optimal "
+            "switchback's lag is its carryover_order; the periods that drew afresh are read off "
+            "the panel). Default 0 (random days, cluster), or the spec's design's lag.",
+        ),
+    ] = None,
 ) -> None:
     """Estimate a treatment effect on an exported panel and print it."""
     if not 0.0 < alpha < 1.0:
         typer.echo(f"error: --alpha must be strictly between 0 and 1, not {alpha}", err=True)
+        raise typer.Exit(code=2)
+    if lag is not None and lag < 0:
+        typer.echo(
+            f"error: --lag must be 0 or more (the carryover order, in periods), not {lag}.",
+            err=True,
+        )
         raise typer.Exit(code=2)
     read: Cells | None = None  # the table as cells, once read
     try:
@@ -399,10 +420,16 @@ def analyze(
         look = offline_adaptive(df, method, spec, unit=unit, time=time, arm=arm,
                                 control=control, blackout=blackout, outcome=outcome,
                                 alpha=alpha, unused=[k for k, v in given.items() if v is not None]
-                                + ["--relative"] * relative)  # fmt: skip
+                                + ["--relative"] * relative, lag=lag)  # fmt: skip
         if look is not None:
             print_adaptive(look, alpha, as_json)
             return
+        if lag is not None:
+            raise AnalysisError(
+                "--lag is the carryover order of an adaptive ladder's AIPW windows, and this "
+                "panel is not an adaptive ladder's (no adaptive --spec, no probability_<arm> "
+                "columns that move between periods), so it has no meaning here; leave it out."
+            )
         if method is None:
             raise AnalysisError(
                 "--method is required: only an adaptive ladder's panel has a default "
@@ -771,13 +798,16 @@ def offline_adaptive(
     outcome: str | None,
     alpha: float,
     unused: Sequence[str] = (),
+    lag: int | None = None,
 ) -> OfflineLook | None:
     """The analysis worker's look at an adaptive ladder's panel (:mod:`analysis.adaptive_offline`),
     or None when the panel is not one: neither ``--spec`` has an ``adaptive:`` block nor the
     panel's ``probability_<arm>`` columns move between periods (and ``--method`` is not
     aipw_adaptive). A fixed-allocation ``method`` on an adaptive panel is refused, as are the
     options ``unused`` (the worker's estimate takes none) and an adaptive panel without its
-    recorded probabilities (AnalysisError, one sentence)."""
+    recorded probabilities (AnalysisError, one sentence). ``lag`` (``--lag``): the carryover
+    order without a spec (the periods that drew afresh then read off the panel); with a spec
+    it must be the spec's design's own."""
     info = _read_spec(spec_path)
     params: dict[str, Any] = info.params if info is not None else {}
     adaptive_spec = is_adaptive(params)
@@ -827,25 +857,42 @@ def offline_adaptive(
     metrics = [m for m in ((outcome,) if outcome else METRICS) if m in df.columns]
     if blackout is None and "blackout" in df.columns:
         blackout = "blackout"  # the worker reads the cells' blackout
+    read_points = False
     if info is not None:
-        lag, points = carryover(info.estimators)
+        spec_lag, points = carryover(info.estimators)
+        if lag is not None and lag != spec_lag:
+            raise AnalysisError(
+                f"--lag {lag} is not the carryover lag of the --spec's design ({spec_lag}); "
+                "leave out --lag (the spec's is used) or --spec."
+            )
+        lag, source = spec_lag, "the spec's design"
         horizon = info.planned_periods
         best_on = adaptive_metric(params) if adaptive_spec else None
         note = not_valid_note(info.estimators)
     else:
-        lag, points, horizon, best_on = 0, None, 0, None
+        points, horizon, best_on = None, 0, None
         note = not_valid_note(_FIXED)
-        typer.echo(
-            "note: no --spec: carryover lag 0 (random days, cluster; an optimal switchback's "
-            "lag needs its --spec) and the panel's periods as the horizon",
-            err=True,
-        )
+        if lag is None:
+            lag, source = 0, "none given"
+            typer.echo(
+                "note: no --spec: carryover lag 0 (random days, cluster; an optimal "
+                "switchback's lag: --lag m or its --spec) and the panel's periods as the horizon",
+                err=True,
+            )
+        else:
+            source, read_points = "--lag", lag > 0
+            typer.echo(
+                f"note: no --spec: carryover lag {lag} (--lag)"
+                + (", the periods that drew afresh read off the panel" if lag else "")
+                + ", and the panel's periods as the horizon",
+                err=True,
+            )
     if best_on is not None and best_on not in metrics:
         best_on = None
     return analyse_adaptive(
         df, unit=unit, time=time, arm=arm_col, names=names, control=control,
         blackout=blackout, metrics=metrics, lag=lag, points=points, horizon=horizon,
-        alpha=alpha, metric=best_on, note=note,
+        alpha=alpha, metric=best_on, note=note, lag_source=source, read_points=read_points,
     )  # fmt: skip
 
 
@@ -881,7 +928,8 @@ def print_adaptive(look: OfflineLook, alpha: float, as_json: bool) -> None:
     typer.echo(
         f"{ADAPTIVE_METHOD}: AIPW on the recorded probabilities of an adaptive ladder "
         f"({len(fit.cells.products)} products, {fit.periods} periods, carryover lag "
-        f"{fit.lag}, horizon {look.horizon}); each interval is a {1 - alpha:.0%} "
+        f"{fit.lag} ({look.lag_source}{_fresh_said(look)}), horizon {look.horizon}); each "
+        f"interval is a {1 - alpha:.0%} "
         "simultaneous anytime-valid sequence (all arms at once, valid at any look)"
     )
     _print_rows(rows, ADAPTIVE_COLUMNS, False)
@@ -894,6 +942,17 @@ def print_adaptive(look: OfflineLook, alpha: float, as_json: bool) -> None:
     best = fit.names[int(fit.estimator.looks_.mean[-1].argmax())]
     typer.echo(f"looks best on {look.metric}: {best}")
     typer.echo(f"note: {look.note}")
+
+
+def _fresh_said(look: OfflineLook) -> str:
+    """Which periods kept the period before's draw, when they were read off the panel."""
+    if look.fresh is None:
+        return ""
+    periods = look.fits[look.metric].periods
+    kept = [t for t in range(periods) if t not in look.fresh]
+    if not kept:
+        return "; every period drew afresh"
+    return f"; period{'s' * (len(kept) > 1)} {', '.join(map(str, kept))} kept the draw before"
 
 
 def _json_deep(v: Any) -> Any:

@@ -231,8 +231,9 @@ ROLES: tuple[Role, ...] = (
             *_PANEL,
             ("GET", ("claims",)),
             ("HGET", ("holders",)),
-            # an adaptive ladder's recorded probabilities (``pricelab assignments``)
-            ("HGETALL", ("cancelled_freezes", "allocations")),
+            # an adaptive ladder's recorded probabilities (``pricelab assignments``); the
+            # sales counted by status (``pricelab health``'s sales check, as the console's)
+            ("HGETALL", ("cancelled_freezes", "allocations", "totals")),
             *_DRAFTS,
         ),
         transactions=False,

@@ -7,6 +7,7 @@ pricelab demo                    the live demo on the embedded stack
 pricelab experiment ...          create/list/show/pause/resume/stop/freeze (through the commands topic)
 pricelab assignments PRODUCT     the assignment in force for a product
 pricelab estimates EXPERIMENT    the latest estimates, from the estimates topic (--follow)
+pricelab health EXPERIMENT       the health checks the console's Health section shows (exit 1: a problem)
 pricelab dead-letters            the dead letters by reason; --replay sends fixed ones again
 pricelab panel export EXP ...    the panel the analysis worker analyses, as CSV or Parquet
 pricelab console                 the web console (streams/console; docs/console.md)
@@ -34,6 +35,7 @@ import streams.cli.dead_letters as dead_letters
 import streams.cli.deploy as deploy
 import streams.cli.estimates as estimates
 import streams.cli.experiment as experiment
+import streams.cli.health as health
 import streams.cli.panel as panel
 import streams.cli.stack as stack
 import streams.console.cli as console
@@ -47,7 +49,7 @@ _app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 # the command groups, in the order help lists them
-for _group in (stack, experiment, estimates, dead_letters, deploy, panel, console):
+for _group in (stack, experiment, estimates, health, dead_letters, deploy, panel, console):
     _group.register(_app)
 
 
@@ -137,6 +139,7 @@ _CORE = frozenset(
         "experiment",
         "assignments",
         "estimates",
+        "health",
         "dead-letters",
         "panel",
         "contracts",

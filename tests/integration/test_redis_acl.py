@@ -270,6 +270,19 @@ async def test_each_role_runs_its_path_under_its_acl_user_and_nothing_more(
         assert exported.returncode == 0, exported.stderr
         with out.open() as f:
             assert sum(float(row["units"]) for row in csv.DictReader(f)) == 14
+        # the health checks (pricelab health): the console's document, read as the operator
+        # (the panel, the sales totals, the windows and freezes; the trail, the estimates and
+        # the dead letters on the broker)
+        health = pricelab(operator, "health", "acl-exp", "--json", "--idle", "0.5")
+        assert health.returncode in (0, 1), health.stderr
+        doc = json.loads(health.stdout)
+        checks = {c["key"]: c for c in doc["checks"]}
+        assert doc["experiment"] == "acl-exp" and len(checks) == 7
+        assert health.returncode == (1 if doc["flag"] == "problem" else 0), doc["flag"]
+        assert sum(checks["sales"]["detail"]["units_by_period"].values()) == 14
+        # the sales counted by status (the totals): four on day 0, two on day 1
+        assert "6 sale(s) counted so far (6 ok)" in checks["sales"]["sentence"]
+        assert checks["freshness"]["detail"]["as_of"] is not None  # the cycle's look
         # drafts (controller.drafts): saved and discarded by the controller's user (the
         # create above deleted no draft of its id under it too), read by the operator's
         book = DraftBook(controller.store, clock)

@@ -119,6 +119,7 @@ CASES: list[tuple[str, list[str], str]] = [
     ("freeze-all-and-one", ["experiment", "freeze", "--all", "--experiment", "x", "--start",
                             "now", "--end", "+P1D", "--reason", "r"], "not both"),
     ("history-no-broker", ["experiment", "history", "x"], "does not answer"),
+    ("health-no-redis", ["health", "x"], "Redis at 127.0.0.1"),
     ("list-no-redis", ["experiment", "list"], "Redis at 127.0.0.1"),
     ("worker-no-broker", ["worker", "--role", "controller"],
      "Kafka broker at 127.0.0.1"),
