@@ -34,30 +34,18 @@ ANALYSIS_GLIBC_TUNABLES = (
 )
 
 
-#: glibc malloc settings for a controller worker (and not an analysis one): one arena, and
-#: blocks of 128 KiB and more mapped on their own and unmapped when freed. By default glibc
-#: raises its mmap threshold to the largest block freed so far (up to 32 MB), so after the
-#: first catch-up batch after a fault the large buffers of the next ones come from the heap,
-#: between the small blocks that outlive them, and stay resident as holes ``malloc_trim``
-#: cannot give back. In the soak of 2026-11-28 13:02 a controller's malloc in use stayed at
-#: 22-23 MB while the freed memory it kept went from 8 to 21 MB after warm-up, in steps at
-#: the faults (docs/operations.md, "Reading the last run"). A controller runs on one thread
-#: (the event loop), so one arena costs it no contention. docker-compose.yml sets the same.
-CONTROLLER_GLIBC_TUNABLES = (
-    "glibc.malloc.arena_max=1:glibc.malloc.mmap_threshold=131072:glibc.malloc.trim_threshold=131072"
-)
-
-
 def role_env(roles: tuple[str, ...] | set[str], environ: Mapping[str, str]) -> dict[str, str]:
     """The environment a worker of these roles is started with, beyond its settings: the
-    malloc settings for analysis (which win in a worker of both roles), or else those for a
-    controller, unless ``environ`` already sets GLIBC_TUNABLES."""
-    if "GLIBC_TUNABLES" in environ:
-        return {}
-    if "analysis" in roles:
+    malloc settings for analysis, unless ``environ`` already sets GLIBC_TUNABLES.
+
+    A controller keeps glibc's defaults. Tried on 2026-11-28 (docs/operations.md, "An
+    experiment after the last saved run"): one arena and a fixed 128 KiB mmap threshold kept the soak's freed heap
+    at ~1 MB, but the controllers' RSS grew as much (in the interpreter's arenas instead),
+    and the flip of 1,000,000 products took 2.5 s of CPU against 1.5 (every large array
+    mapped and faulted in afresh); ``PYTHONMALLOC=malloc`` besides cost that flip 46% more
+    RSS."""
+    if "analysis" in roles and "GLIBC_TUNABLES" not in environ:
         return {"GLIBC_TUNABLES": ANALYSIS_GLIBC_TUNABLES}
-    if "controller" in roles:
-        return {"GLIBC_TUNABLES": CONTROLLER_GLIBC_TUNABLES}
     return {}
 
 
