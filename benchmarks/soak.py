@@ -937,10 +937,13 @@ class Soak:
             warm_c = warm if cfg.experiment_days else 30.0
         judged = checks.rss_slopes([r for r in self.rss if r[0] in analysts], settle=warm)
         judged |= checks.rss_slopes([r for r in self.rss if r[0] not in analysts], settle=warm_c)
+        roles = {s.name: s.role for s in self.slots}
         if cfg.experiment_days:
-            rss = checks.rss_problems(judged)
+            rss = checks.rss_problems(judged, roles=roles)
         else:  # experiments as long as the run: the looks grow by design, reported only
-            rss = checks.rss_problems({k: v for k, v in judged.items() if k not in analysts})
+            rss = checks.rss_problems(
+                {k: v for k, v in judged.items() if k not in analysts}, roles=roles
+            )
         live = await self._live_memory()
         announced = checks.announcements(msgs, products, triggered)
         first_flip: dict[tuple[str, int], float] = {}
@@ -1036,6 +1039,7 @@ class Soak:
                 "controller_warmup_s": warm_c,
                 "judged": bool(cfg.experiment_days),
                 "workers": "every",
+                "not_judged": checks.rss_not_judged(judged),
                 "slopes": judged,
             },  # fmt: skip
             # the samples behind the slopes, per slot: [seconds, pid, MB]

@@ -452,16 +452,40 @@ def growth_problems(
     ]
 
 
-def rss_problems(slopes: Mapping[str, Mapping[str, float]], max_share: float = 0.10) -> list[str]:
+def rss_not_judged(slopes: Mapping[str, Mapping[str, float]]) -> list[str]:
+    """The slots whose RSS could not be judged: none of their processes lived past the
+    warm-up (``settle``) for two samples, as when a slot's worker is killed again before each
+    new process has lived a generation. That is no evidence of a leak, nor of flatness: the
+    report names them apart (:func:`rss_problems` leaves them out)."""
+    return [slot for slot, s in slopes.items() if not math.isfinite(s["growth_share"])]
+
+
+def rss_problems(
+    slopes: Mapping[str, Mapping[str, float]],
+    max_share: float = 0.10,
+    roles: Mapping[str, str] | None = None,
+) -> list[str]:
     """RSS (:func:`rss_slopes`) is flat when its growth over the run stays within
-    ``max_share`` of the slot's median RSS."""
-    return [
-        f"{slot}: no RSS trend could be measured ({s['samples']} samples)"
-        if g is None
-        else f"{slot}: RSS grows {s['mb_per_min']:+.2f} MB/min, {g:.0%} of its median "
+    ``max_share`` of the slot's median RSS. A slot that could not be judged
+    (:func:`rss_not_judged`) is not a problem on its own; a role (``roles``: slot -> role;
+    without it, all slots are one role) none of whose slots could be judged is."""
+    unjudged = set(rss_not_judged(slopes))
+    out = [
+        f"{slot}: RSS grows {s['mb_per_min']:+.2f} MB/min, {g:.0%} of its median "
         f"{s['median_mb']:.0f} MB over the run (more than {max_share:.0%})"
         for slot, s, g in _not_flat(slopes, max_share)
+        if g is not None
     ]
+    by_role: dict[str, list[str]] = defaultdict(list)
+    for slot in slopes:
+        by_role[(roles or {}).get(slot, "worker")].append(slot)
+    for role, slots in sorted(by_role.items()):
+        if all(slot in unjudged for slot in slots):
+            out.append(
+                f"no {role} worker's RSS could be judged: none of {', '.join(sorted(slots))} "
+                "lived past its warm-up for two samples"
+            )
+    return out
 
 
 # ---------------------------------------------------------------------------- estimates

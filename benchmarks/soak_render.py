@@ -17,11 +17,16 @@ def _left_out(judged: Mapping[str, Any]) -> str:
     """Which minutes of each process the RSS check leaves out, in words."""
     analysis, controller = judged["warmup_s"] / 60, judged.get("controller_warmup_s")
     if controller is None or abs(controller / 60 - analysis) < 0.05:
-        return f"each process's first {analysis:.0f} minutes left out"
-    return (
-        f"each analysis process's first {analysis:.0f} minutes and each controller's first "
-        f"{controller / 60:.1f} left out"
-    )
+        said = f"each process's first {analysis:.0f} minutes left out"
+    else:
+        said = (
+            f"each analysis process's first {analysis:.0f} minutes and each controller's first "
+            f"{controller / 60:.1f} left out"
+        )
+    unjudged = judged.get("not_judged")
+    if unjudged:  # every process of these slots died before its warm-up ended
+        said += f"; not judged, no process lived past its warm-up: {', '.join(unjudged)}"
+    return said
 
 
 def render(report: dict[str, Any]) -> str:

@@ -43,7 +43,7 @@ MC_DRAWS = 20_000
 MIN_HELD_DRAWS = 1.0
 #: the expected held draws a period below which an accepted floor gets a warning (not a
 #: refusal): between MIN_HELD_DRAWS and this the sequences are valid but wide; the demo sizes
-#: its floor for this many (streams/live/adaptive_demo.py, HELD_CELLS)
+#: its floor for this many (streams/live/adaptive_demo.py's HELD_CELLS is this value)
 WIDE_HELD_DRAWS = 4.0
 
 

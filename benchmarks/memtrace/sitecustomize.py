@@ -12,6 +12,9 @@ line every ``PRICELAB_MEMTRACE_EVERY`` seconds (10) to ``PRICELAB_MEMTRACE_OUT``
   all of them);
 - ``blocks``: ``sys.getallocatedblocks()``, the memory blocks the interpreter holds (objects
   in pymalloc's arenas, which are mapped outside malloc, and its larger blocks);
+- every 30th line, ``arenas``: glibc's ``malloc_info`` per arena (``[n, free bytes in its
+  bins, bytes it has from the system]``), which tells freed memory kept in the main heap from
+  that kept in the arenas of other threads;
 - with ``PRICELAB_MEMTRACE_FILES=1``, ``traced`` (the bytes ``tracemalloc`` sees) and, every
   30th line, ``grew``: the 15 source files whose traced memory grew most since the first
   such line. A snapshot holds the interpreter for a second or more, long enough for a
@@ -75,6 +78,37 @@ def _census() -> dict[str, int]:
 _FIRST_CENSUS: dict[str, int] = {}
 
 
+def _arenas() -> list[list[int]] | None:
+    """``[arena, free bytes in its bins, bytes from the system]`` per malloc arena, from glibc's
+    ``malloc_info`` (None without it)."""
+    import ctypes
+    import tempfile
+    import xml.etree.ElementTree as ET
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.fopen.restype = ctypes.c_void_p
+        libc.fopen.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+        libc.fclose.argtypes = [ctypes.c_void_p]
+        libc.malloc_info.argtypes = [ctypes.c_int, ctypes.c_void_p]
+    except (OSError, AttributeError):
+        return None
+    with tempfile.NamedTemporaryFile(suffix=".xml") as tmp:
+        fp = libc.fopen(tmp.name.encode(), b"w")
+        if not fp:
+            return None
+        libc.malloc_info(0, fp)
+        libc.fclose(fp)
+        root = ET.parse(tmp.name).getroot()
+    out = []
+    for heap in root.findall("heap"):
+        free = sum(int(t.get("size", 0)) for t in heap.findall("total"))
+        system = next((int(x.get("size", 0)) for x in heap.findall("system")
+                       if x.get("type") == "current"), 0)  # fmt: skip
+        out.append([int(heap.get("nr", -1)), free, system])
+    return out
+
+
 def _sample(t0: float, n: int, first: tracemalloc.Snapshot | None) -> tuple[dict, Any]:
     st = _status()
     mi = _mallinfo()
@@ -88,6 +122,8 @@ def _sample(t0: float, n: int, first: tracemalloc.Snapshot | None) -> tuple[dict
         "malloc_free": mi[1] if mi else None,
         "blocks": sys.getallocatedblocks(),
     }
+    if n % 30 == 0:
+        row["arenas"] = _arenas()
     if tracemalloc.is_tracing():
         row["traced"] = tracemalloc.get_traced_memory()[0]
         if n % 30 == 0:

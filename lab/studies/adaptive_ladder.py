@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lab.adaptive import LadderRun, ladder_market, ladder_spec, run_ladder
+from lab.adaptive import LIVE_DELAY, LadderRun, ladder_market, ladder_spec, run_ladder
 from lab.studies.harness import (
     Case,
     Page,
@@ -190,6 +190,7 @@ def summarise(rows: pd.DataFrame, run: Run) -> dict[str, Any]:
         "seconds": float(sum(run.seconds)),
         "products": int(run.options["products"]),
         "days": int(run.options["days"]),
+        "delay": int(run.options.get("delay", 0)),
         "targets": TARGETS,
     }
 
@@ -273,7 +274,8 @@ def summarise_cells(rows: pd.DataFrame, run: Run) -> dict[str, Any]:
             {"world": world, "products": int(g["products"].iloc[0]), "ever_missed": ever,
              "ever_missed_se": ever_se, "arms": arms}
         )  # fmt: skip
-    return {"cases": out, "runs": run.runs, "seconds": float(sum(run.seconds))}
+    return {"cases": out, "runs": run.runs, "seconds": float(sum(run.seconds)),
+            "delay": int(run.options.get("delay", 0))}  # fmt: skip
 
 
 STUDY = Study(
@@ -284,9 +286,9 @@ STUDY = Study(
     results="adaptive-ladder.json",
     runs=100,
     seed=SEED,
-    # delay 0: the loop one period faster than live, whose figures docs/adaptive.md shows
-    # (``--set delay=1`` plays the live path's: lab.adaptive.LIVE_DELAY)
-    options={"products": 80, "days": 28, "delay": 0},
+    # the live path's delay (lab.adaptive.LIVE_DELAY: a period steered by the look of the
+    # periods before the last); ``--set delay=0`` plays the loop one period faster
+    options={"products": 80, "days": 28, "delay": LIVE_DELAY},
     page=Page("docs/adaptive.md", "adaptive_ladder.md.j2", section="adaptive-ladder"),
     context=context,
 )
@@ -299,6 +301,6 @@ CELLS = Study(
     results="adaptive-ladder-cells.json",
     runs=100,
     seed=SEED,
-    options={"products": 80, "days": 28, "delay": 0},
+    options={"products": 80, "days": 28, "delay": LIVE_DELAY},
     page=Page("docs/adaptive.md", "adaptive_ladder_cells.md.j2", section="adaptive-ladder-cells"),
 )

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from controller.adaptive import WIDE_HELD_DRAWS
 from controller.adaptive_draw import period_arms
 from controller.settings import Settings
 from lab.market import in_force
@@ -40,8 +41,9 @@ from streams.live.ladder import ARM_METRICS, treatment_arms
 #: the estimator the worker publishes an adaptive ladder's contrasts under
 #: (analysis.adaptive_live.ESTIMATOR; streams does not import analysis' worker modules)
 ADAPTIVE_ESTIMATOR = "aipw_adaptive"
-#: the held cells per period each arm keeps at the floor (docs/adaptive.md: c, a few)
-HELD_CELLS = 4.0
+#: the held cells per period each arm keeps at the floor (docs/adaptive.md: c, a few): the
+#: count below which ``pricelab experiment create`` warns that an arm's sequences are wide
+HELD_CELLS = WIDE_HELD_DRAWS
 #: the spec's default floor, kept when the products allow a lower one
 DEFAULT_FLOOR = 0.05
 

@@ -36,7 +36,14 @@ ANALYSIS_GLIBC_TUNABLES = (
 
 def role_env(roles: tuple[str, ...] | set[str], environ: Mapping[str, str]) -> dict[str, str]:
     """The environment a worker of these roles is started with, beyond its settings: the
-    malloc settings for analysis, unless ``environ`` already sets GLIBC_TUNABLES."""
+    malloc settings for analysis, unless ``environ`` already sets GLIBC_TUNABLES.
+
+    A controller keeps glibc's defaults. Tried on 2026-11-28 (docs/operations.md, "An
+    experiment after the last saved run"): one arena and a fixed 128 KiB mmap threshold kept the soak's freed heap
+    at ~1 MB, but the controllers' RSS grew as much (in the interpreter's arenas instead),
+    and the flip of 1,000,000 products took 2.5 s of CPU against 1.5 (every large array
+    mapped and faulted in afresh); ``PYTHONMALLOC=malloc`` besides cost that flip 46% more
+    RSS."""
     if "analysis" in roles and "GLIBC_TUNABLES" not in environ:
         return {"GLIBC_TUNABLES": ANALYSIS_GLIBC_TUNABLES}
     return {}

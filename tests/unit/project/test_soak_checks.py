@@ -83,6 +83,25 @@ def test_rss_slope_ignores_restarts_and_measures_a_leak():
     assert math.isnan(lone["mb_per_min"]) and c.rss_problems({"y": lone})
 
 
+def test_a_slot_whose_processes_all_died_before_warm_up_is_not_judged():
+    mb = 2**20
+    # y's processes each die 20 s into their lives (killed again and again): with a 30 s
+    # warm-up none is judged; w lives on, flat
+    rows = [("w", 1, float(t), 200.0 * mb) for t in range(0, 600, 5)]
+    rows += [("y", pid, float(t), (100.0 + pid) * mb)
+             for pid in range(1, 10) for t in range(pid * 60, pid * 60 + 20, 5)]  # fmt: skip
+    slopes = c.rss_slopes(rows)
+    assert slopes["y"]["samples"] == 0 and c.rss_not_judged(slopes) == ["y"]
+    assert c.rss_problems(slopes) == []  # not a problem on its own ...
+    roles = {"w": "controller", "y": "analysis"}
+    (p,) = c.rss_problems(slopes, roles=roles)  # ... but a role with no slot judged is
+    assert p.startswith("no analysis worker's RSS could be judged: none of y lived")
+    # a judged slot that grows is still a problem beside an unjudged one
+    rows += [("w", 2, float(t), (200.0 + t / 60 * 5) * mb) for t in range(600, 1800, 5)]
+    (g,) = c.rss_problems(c.rss_slopes(rows), roles={"w": "analysis", "y": "analysis"})
+    assert g.startswith("w: RSS grows")
+
+
 def test_troughs_keep_each_minutes_lowest_value_per_process():
     # a look every 10 s lifts the value by 50 for one sample; between looks it is 100, then
     # (second process, from 130 s) 80: the troughs are 100 and 80, at each minute's start
@@ -421,3 +440,8 @@ def test_the_rss_check_names_the_minutes_it_leaves_out_per_role():
         "each analysis process's first 20 minutes and each controller's first 0.5 left out"
     )
     assert _left_out({"warmup_s": 960.0}) == "each process's first 16 minutes left out"
+    unjudged = same | {"not_judged": ["analysis-1"]}
+    assert _left_out(unjudged) == (
+        "each process's first 20 minutes left out; not judged, no process lived past its "
+        "warm-up: analysis-1"
+    )
