@@ -14,7 +14,6 @@ records have expired the trail says where it starts.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,8 +21,8 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from controller.settings import Settings
+from streams.client.follower import TopicFollower
 from streams.client.reading import own_reader
-from streams.errors import services_answer
 from streams.worker.control import FLEET
 
 #: what ``pricelab experiment history`` opens on Kafka (``TopicSettings`` fields; no consumer
@@ -170,87 +169,41 @@ async def _read_to(
                 todo.discard(tp)
 
 
-class TrailFollower:
+class TrailFollower(TopicFollower):
     """The trails of every experiment from one long-lived reader of the topic (the
-    console's): each :meth:`trail` reads only what was written since the last one, up to
-    the end offsets taken when it is asked, and assembles the experiment's trail from every
-    record held, as :func:`read_trail` does from the topic's start. A read that fails closes
-    the reader; the next starts again from the topic's start."""
+    console's; :class:`streams.client.follower.TopicFollower`): each :meth:`trail` reads only
+    what was written since the last one, up to the end offsets taken when it is asked, and
+    assembles the experiment's trail from every record held, as :func:`read_trail` does from
+    the topic's start. A read that fails closes the reader; the next starts again from the
+    topic's start."""
+
+    topic = "experiment_events"
 
     def __init__(self, settings: Settings, timeout: float = 30.0) -> None:
-        self.settings = settings
-        self.timeout = timeout
-        self._consumer: AIOKafkaConsumer | None = None
-        self._parts: list[TopicPartition] = []
-        self._start: dict[TopicPartition, int] = {}
+        super().__init__(settings, timeout)
         self._docs: list[tuple[int, int, dict[str, Any]]] = []
-        self._lock = asyncio.Lock()
 
     async def trail(self, experiment: str) -> Trail:
         """The trail of ``experiment``; a broker that does not answer raises
         :class:`streams.errors.ServiceUnavailable`."""
         async with self._lock:
-            try:
-                async with services_answer(
-                    bootstrap_servers=self.settings.kafka.bootstrap_servers,
-                    settings=self.settings,
-                ):
-                    await self._catch_up()
-            except BaseException:
-                await self.close()
-                raise
-            docs, start = list(self._docs), dict(self._start)
+            start = await self._follow()
+            docs = list(self._docs)
         trail = assemble(experiment, docs)
         trail.log_start = {tp.partition: o for tp, o in start.items()}
         return trail
 
-    async def _catch_up(self) -> None:
-        topic = self.settings.topics.experiment_events
-        if self._consumer is None:
-            # a fetch waits on the broker at most this long for new records: a request for
-            # the offsets queues behind it on the connection
-            consumer = AIOKafkaConsumer(
-                **self.settings.kafka.client_kwargs(),  # type: ignore[arg-type]
-                enable_auto_commit=False,
-                fetch_max_wait_ms=20,
-            )
-            try:
-                await consumer.start()
-            except BaseException:
-                await consumer.stop()
-                raise
-            self._consumer, self._parts, self._docs, self._start = consumer, [], [], {}
-        consumer = self._consumer
-        if not self._parts:  # no topic yet, or not read yet
-            await consumer._client.force_metadata_update()  # noqa: SLF001 - an unsubscribed topic
-            self._parts = [
-                TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())
-            ]
-            if not self._parts:
-                return
-            consumer.assign(self._parts)
-            await consumer.seek_to_beginning(*self._parts)
-        start = await consumer.beginning_offsets(self._parts)
-        end = await consumer.end_offsets(self._parts)
-        if any(start[tp] > self._start.get(tp, 0) for tp in self._parts):  # records expired
-            first = {tp.partition: start[tp] for tp in self._parts}
-            self._docs = [d for d in self._docs if d[1] >= first.get(d[0], 0)]
-        self._start = start
-        todo = set()
-        for tp in self._parts:
-            if await consumer.position(tp) < end[tp]:
-                todo.add(tp)
-        if todo:
-            consumer.resume(*todo)
-            await _read_to(consumer, todo, end, self._docs, self.timeout, later=True)
-        # no fetches between requests: the next one's offsets are answered at once
-        consumer.pause(*self._parts)
+    def _reset(self) -> None:
+        self._docs = []
 
-    async def close(self) -> None:
-        if self._consumer is not None:
-            consumer, self._consumer, self._parts = self._consumer, None, []
-            with contextlib.suppress(Exception):
-                await consumer.stop()
+    async def _expired(self, consumer: Any, start: dict[TopicPartition, int]) -> None:
+        first = {tp.partition: start[tp] for tp in self._parts}
+        self._docs = [d for d in self._docs if d[1] >= first.get(d[0], 0)]
+
+    async def _read_to(
+        self, consumer: Any, todo: set[TopicPartition], end: dict[TopicPartition, int]
+    ) -> None:
+        await _read_to(consumer, todo, end, self._docs, self.timeout, later=True)
 
 
 def _who(doc: dict[str, Any]) -> str:

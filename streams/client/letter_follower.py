@@ -16,16 +16,16 @@ the reader; the next starts again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 from controller.settings import Settings
 from streams.client.dead_letters import letter_of
+from streams.client.follower import TopicFollower
 from streams.client.health import tally
-from streams.errors import ServiceUnavailable, services_answer
+from streams.errors import ServiceUnavailable
 
 #: what the follower opens on Kafka (``TopicSettings`` fields; no consumer group):
 #: streams/cli/kafka_acl.py
@@ -45,11 +45,12 @@ def letters_in(records: Iterable[Any]) -> Iterator[tuple[str, bytes]]:
             yield letter["reason"], letter["original"]
 
 
-class LetterFollower:
-    """The dead-letter counts from one long-lived reader (see the module). ``consumer``
-    makes the reader (a test's stand-in; default: a consumer of the settings' broker, with
-    no group, that waits on the broker at most 20 ms a fetch, so that a request for the
-    offsets does not queue behind a fetch)."""
+class LetterFollower(TopicFollower):
+    """The dead-letter counts from one long-lived reader (see the module and
+    :class:`streams.client.follower.TopicFollower`). ``consumer`` makes the reader (a test's
+    stand-in)."""
+
+    topic = "dead_letter"
 
     def __init__(
         self,
@@ -57,70 +58,23 @@ class LetterFollower:
         timeout: float = 30.0,
         consumer: Callable[[], Any] | None = None,
     ) -> None:
-        self.settings = settings
-        self.timeout = timeout
-        self._make = consumer or self._kafka
-        self._consumer: Any = None
-        self._parts: list[TopicPartition] = []
-        self._start: dict[TopicPartition, int] = {}
+        super().__init__(settings, timeout, consumer)
         self._counts: Counts = {}
-        self._lock = asyncio.Lock()
-
-    def _kafka(self) -> AIOKafkaConsumer:
-        return AIOKafkaConsumer(
-            **self.settings.kafka.client_kwargs(),  # type: ignore[arg-type]
-            enable_auto_commit=False,
-            fetch_max_wait_ms=20,
-        )
 
     async def counts(self) -> Counts:
         """Every letter on the topic, counted; a broker that does not answer raises
         :class:`streams.errors.ServiceUnavailable`."""
         async with self._lock:
-            try:
-                async with services_answer(
-                    bootstrap_servers=self.settings.kafka.bootstrap_servers,
-                    settings=self.settings,
-                ):
-                    await self._catch_up()
-            except BaseException:
-                await self.close()
-                raise
+            await self._follow()
             return dict(self._counts)
 
-    async def _catch_up(self) -> None:
-        topic = self.settings.topics.dead_letter
-        if self._consumer is None:
-            consumer = self._make()
-            try:
-                await consumer.start()
-            except BaseException:
-                await consumer.stop()
-                raise
-            self._consumer, self._parts, self._counts, self._start = consumer, [], {}, {}
-        consumer = self._consumer
-        if not self._parts:  # no topic yet (nothing dead-lettered), or not read yet
-            await consumer._client.force_metadata_update()  # noqa: SLF001 - an unsubscribed topic
-            self._parts = [
-                TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())
-            ]
-            if not self._parts:
-                return
-            consumer.assign(self._parts)
-            await consumer.seek_to_beginning(*self._parts)
-        start = await consumer.beginning_offsets(self._parts)
-        end = await consumer.end_offsets(self._parts)
-        if any(start[tp] > self._start.get(tp, 0) for tp in self._parts):
-            # letters counted here have expired: counted again from the topic's start
-            self._counts = {}
-            await consumer.seek_to_beginning(*self._parts)
-        self._start = start
-        todo = {tp for tp in self._parts if await consumer.position(tp) < end[tp]}
-        if todo:
-            consumer.resume(*todo)
-            await self._read_to(consumer, todo, end)
-        # no fetches between requests: the next one's offsets are answered at once
-        consumer.pause(*self._parts)
+    def _reset(self) -> None:
+        self._counts = {}
+
+    async def _expired(self, consumer: Any, start: dict[TopicPartition, int]) -> None:
+        # letters counted here have expired: counted again from the topic's start
+        self._counts = {}
+        await consumer.seek_to_beginning(*self._parts)
 
     async def _read_to(
         self, consumer: Any, todo: set[TopicPartition], end: dict[TopicPartition, int]
@@ -146,9 +100,3 @@ class LetterFollower:
                 f"the Kafka broker at {self.settings.kafka.bootstrap_servers} brought no dead "
                 f"letter for {self.timeout:g} s while the topic held more"
             )
-
-    async def close(self) -> None:
-        if self._consumer is not None:
-            consumer, self._consumer, self._parts = self._consumer, None, []
-            with contextlib.suppress(Exception):
-                await consumer.stop()
