@@ -111,3 +111,17 @@ async def test_the_cli_names_the_sentinels_when_no_primary_answers() -> None:
         "name, does not answer (MasterNotFoundError); check PRICELAB_REDIS__SENTINELS"
     )
     assert "127.0.0.1:6379" not in said  # the URL's host is not where it looked
+
+
+async def test_its_connections_retry_as_a_single_url_clients_do() -> None:
+    single = make_redis(Settings())
+    client = make_redis(_settings())
+    try:
+        made = client.connection_pool.make_connection()
+        alone = single.connection_pool.make_connection()
+        # none: a failed call is the caller's to retry (UNAVAILABLE), in both
+        assert made.retry.get_retries() == alone.retry.get_retries() == 0
+        assert type(made.retry._backoff) is type(alone.retry._backoff)
+    finally:
+        await client.aclose()
+        await single.aclose()
