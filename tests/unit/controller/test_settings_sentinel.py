@@ -115,3 +115,14 @@ def test_sentinels_with_a_unix_socket_url_are_refused(monkeypatch: pytest.Monkey
         monkeypatch, sentinels="s1:26379", sentinel_service="m", url="unix:///tmp/r.sock"
     )
     assert said.startswith("PRICELAB_REDIS__SENTINELS: is set and PRICELAB_REDIS__URL starts ")
+
+
+def test_the_embedded_stack_points_a_sentinel_configuration_at_its_own_redis() -> None:
+    from streams.live.embedded import EmbeddedStack
+
+    configured = Settings.model_validate(
+        {"redis": {"sentinels": "s1:26379", "sentinel_service": "mymaster"}}
+    )
+    r = EmbeddedStack(redis_port=6390).client_settings(configured).redis
+    assert r.url.get_secret_value() == "redis://127.0.0.1:6390/0"
+    assert r.sentinels is None and r.sentinel_service is None
