@@ -17,6 +17,7 @@ import contextlib
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -74,16 +75,21 @@ async def _flipped(store: Store, k: int, exp_id: str = "faults") -> bool:
     return (await store.get_experiment(exp_id)).published_through(k)
 
 
-async def _published(settings: Settings, period: int) -> bool:
+def _told(msgs: list[dict[str, Any]], period: int) -> bool:
+    """Every product of the experiment has a message for ``period`` among ``msgs``."""
+    return len({m["product"] for m in msgs if m["period"] == period}) == N_PRODUCTS
+
+
+async def _published(settings: Settings, period: int, timeout: float = 5) -> bool:
     """Every product's assignment for ``period`` is on the assignments topic."""
     msgs = await read_topic(
         settings,
         settings.topics.assignments,
-        expect=N_PRODUCTS * (PERIODS + 1),
-        timeout=5,
-        until=lambda got: sum(m["period"] == period for m in got) >= N_PRODUCTS,
+        expect=100 * N_PRODUCTS * (PERIODS + 1),  # read until told (a message may repeat)
+        timeout=timeout,
+        until=lambda got: _told(got, period),
     )
-    return sum(m["period"] == period for m in msgs) >= N_PRODUCTS
+    return _told(msgs, period)
 
 
 async def test_a_worker_follows_the_sentinels_after_its_primary_dies_for_good(
@@ -94,12 +100,15 @@ async def test_a_worker_follows_the_sentinels_after_its_primary_dies_for_good(
         stack = done.enter_context(EmbeddedStack(validate_outputs=True))
         host, primary_port = stack.host, stack.redis_port
         replica_port, sentinel_port = free_port(host), free_port(host)
+        # a config file of its own: the sentinel rewrites it when it promotes the replica
+        conf = tmp_path / "replica.conf"
+        conf.write_text(
+            f'port {replica_port}\nbind {host}\nsave ""\nappendonly no\ndir {tmp_path}\n'
+            f"replicaof {host} {primary_port}\n"
+        )
         replica = ManagedProcess(
-            "redis-replica",
-            [str(redis_binary()), "--port", str(replica_port), "--bind", host, "--save", "",
-             "--appendonly", "no", "--dir", str(tmp_path), "--replicaof", host,
-             str(primary_port)],
-            host, replica_port, tmp_path / "replica.log",
+            "redis-replica", [str(redis_binary()), str(conf)], host, replica_port,
+            tmp_path / "replica.log",
         )  # fmt: skip
         done.callback(replica.stop)
         replica.start()
@@ -202,7 +211,10 @@ async def test_a_worker_follows_the_sentinels_after_its_primary_dies_for_good(
             await wait_for(lambda k=k: _flipped(store, k), 30, f"period {k}'s flip")
             await wait_for(lambda k=k: _published(settings, k), 30, f"period {k}'s messages")
         msgs = await read_topic(
-            settings, settings.topics.assignments, expect=N_PRODUCTS * (PERIODS + 1)
+            settings,
+            settings.topics.assignments,
+            expect=100 * N_PRODUCTS * (PERIODS + 1),
+            until=lambda got: _told(got, PERIODS),
         )
         # every product was told each period's arm, in order (a message sent again after an
         # outage repeats its version; none goes back)
