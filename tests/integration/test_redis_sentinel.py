@@ -178,7 +178,14 @@ async def test_a_worker_follows_the_sentinels_after_its_primary_dies_for_good(
         killed_at = time.monotonic()
 
         async def switched() -> bool:
-            return await primary_named() == (host, replica_port)
+            # named as the primary, and in the state a client takes it from (SENTINEL
+            # MASTERS: up, no failover under way), which follows the name a moment later
+            state = await watcher.sentinel_master(SERVICE)
+            return (
+                await primary_named() == (host, replica_port)
+                and (state["ip"], int(state["port"])) == (host, replica_port)
+                and not (state["is_sdown"] or state["is_odown"])
+            )
 
         await wait_for(switched, 60, "the sentinel to promote the replica", every=0.2)
         failover_s = time.monotonic() - killed_at
@@ -199,7 +206,7 @@ async def test_a_worker_follows_the_sentinels_after_its_primary_dies_for_good(
 
         # what was written before the failover is on the new primary: the experiment, its
         # flips; and the same worker process flips every later period and publishes it
-        assert await _flipped(store, 1)
+        await wait_for(lambda: _flipped(store, 1), 30, "period 1's flip on the new primary")
 
         async def move_clock(k: int) -> bool:
             await clock.set(START + timedelta(hours=k, seconds=1))
