@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -143,6 +143,16 @@ class RedisSettings(BaseModel):
     #: a Redis Cluster: the URL names one of its nodes (the others are discovered). A URL
     #: starting with redis+cluster:// or rediss+cluster:// selects it too
     cluster: bool = False
+    #: a Redis Sentinel deployment: the sentinels' addresses (``host:port``, comma-separated;
+    #: the port defaults to 26379). The client asks them for the primary of
+    #: ``sentinel_service`` and follows a failover to the replica they promote; the URL then
+    #: gives only the scheme (``rediss://``: TLS, to the sentinels too), the database and
+    #: credentials, and its host is not used
+    sentinels: str | None = None
+    #: the name the sentinels monitor the primary under (their ``sentinel monitor <name> ...``)
+    sentinel_service: str | None = Field(default=None, validate_default=True)
+    #: the sentinels' own password (their ``requirepass``), when they need one
+    sentinel_password: SecretStr | None = None
     username: str | None = None
     password: SecretStr | None = None
     tls_ca_file: str | None = None
@@ -169,9 +179,81 @@ class RedisSettings(BaseModel):
             raise ValueError("has port 0; give a port from 1 to 65535")
         return v
 
+    @field_validator("sentinels")
+    @classmethod
+    def _sentinels_ok(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is None or not v.strip():
+            return None  # an empty variable (``${SENTINELS:-}``) leaves Sentinel off
+        addresses = [x.strip() for x in v.split(",")]
+        if not all(addresses):
+            raise ValueError("must be the sentinels' host:port addresses separated by commas")
+        for address in addresses:
+            sentinel_address(address)
+        url = info.data.get("url")
+        scheme = url.get_secret_value().split("://", 1)[0] if url is not None else ""
+        if info.data.get("cluster") or scheme.endswith("+cluster"):
+            raise ValueError(
+                "is set for a Redis Cluster (PRICELAB_REDIS__CLUSTER or a +cluster URL), which "
+                "fails over by itself: unset one of them"
+            )
+        if scheme == "unix":
+            raise ValueError(
+                "is set and PRICELAB_REDIS__URL starts with unix://: the sentinels name TCP "
+                "primaries, so give a redis:// (or rediss://) URL for the database and "
+                "credentials"
+            )
+        return ",".join(addresses)
+
+    @field_validator("sentinel_service")
+    @classmethod
+    def _service_ok(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if "sentinels" not in info.data:  # refused itself: one sentence is enough
+            return v
+        if info.data["sentinels"] is None:
+            if v is not None:
+                raise ValueError(
+                    "is set without PRICELAB_REDIS__SENTINELS: give the sentinels' addresses "
+                    "too, or unset it"
+                )
+            return v
+        if v is None or not v.strip():
+            raise ValueError(
+                "is unset while PRICELAB_REDIS__SENTINELS is set: give the name the sentinels "
+                "monitor the primary under (their `sentinel monitor <name> ...`)"
+            )
+        if any(c.isspace() for c in v):
+            raise ValueError(f"{v!r} holds a space: give the name as the sentinels spell it")
+        return v
+
     @property
     def is_cluster(self) -> bool:
         return self.cluster or self.url.get_secret_value().split("://", 1)[0].endswith("+cluster")
+
+    @property
+    def sentinel_addresses(self) -> list[tuple[str, int]]:
+        """The sentinels as (host, port) pairs; empty without Sentinel."""
+        return [sentinel_address(x) for x in (self.sentinels or "").split(",") if x]
+
+
+def sentinel_address(address: str) -> tuple[str, int]:
+    """``host:port`` (``[v6]:port``; ``host`` alone: Sentinel's port 26379) as a pair, or a
+    ValueError saying what is wrong with it."""
+    host, port = address, "26379"
+    if address.startswith("["):
+        inside, sep, after = address[1:].partition("]")
+        host, port = inside, after.removeprefix(":") if sep and after else port
+        if not sep or (after and not after.startswith(":")):
+            host = ""
+    elif address.count(":") == 1:
+        host, port = address.split(":")
+    elif ":" in address:
+        host = ""  # an IPv6 address without brackets: the port cannot be told apart
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(
+            f"{address!r} is not host:port with a port from 1 to 65535 (an IPv6 address "
+            "in brackets: [::1]:26379)"
+        )
+    return host, int(port)
 
 
 class TopicSettings(BaseModel):

@@ -12,7 +12,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from core.errors import PricelabError
-from streams.net.probe import kafka_tls_failure, redis_address, redis_tls_failure
+from streams.net.probe import (
+    kafka_tls_failure,
+    redis_address,
+    redis_tls_failure,
+    sentinels_named,
+)
 
 if TYPE_CHECKING:
     from controller.settings import Settings
@@ -126,12 +131,25 @@ async def services_answer(
             "set PRICELAB_KAFKA__BOOTSTRAP_SERVERS or start it (pricelab up)",
         ) from None
     except ReplicaAnswered:
+        sentinels = sentinels_named(tls_settings) if tls_settings is not None else None
+        if sentinels is not None:
+            raise ServiceUnavailable(
+                f"Redis, {sentinels}, answered a write as a replica (READONLY): a failover "
+                "is under way; try again once the sentinels have promoted a replica"
+            ) from None
         where = redis_address(redis_url) if redis_url else "the configured Redis"
         raise ServiceUnavailable(
             f"Redis at {where} answered a write as a replica (READONLY): a failover moved "
             "the primary; point PRICELAB_REDIS__URL at the primary or its endpoint"
         ) from None
     except redis_down as exc:
+        sentinels = sentinels_named(tls_settings) if tls_settings is not None else None
+        if sentinels is not None:
+            raise ServiceUnavailable(
+                f"Redis, {sentinels}, does not answer ({type(exc).__name__}); check "
+                "PRICELAB_REDIS__SENTINELS and PRICELAB_REDIS__SENTINEL_SERVICE, or wait for "
+                "the sentinels to promote a replica"
+            ) from None
         where = redis_address(redis_url) if redis_url else "the configured Redis"
         raise await _unanswered(
             tls_settings,

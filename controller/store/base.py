@@ -45,8 +45,10 @@ UNAVAILABLE: tuple[type[BaseException], ...] = (*REDIS_DOWN, OSError)
 
 
 def make_redis(settings: Settings) -> Any:
-    """A client for the configured Redis: ``redis.asyncio.Redis``, or ``RedisCluster`` when
-    ``PRICELAB_REDIS__CLUSTER`` is set or the URL's scheme ends in ``+cluster``."""
+    """A client for the configured Redis: ``redis.asyncio.Redis``, ``RedisCluster`` when
+    ``PRICELAB_REDIS__CLUSTER`` is set or the URL's scheme ends in ``+cluster``, or the
+    client of the primary the sentinels name (:class:`SentinelPrimary`) when
+    ``PRICELAB_REDIS__SENTINELS`` is set."""
     r = settings.redis
     kw: dict[str, Any] = {
         "decode_responses": True,
@@ -82,6 +84,8 @@ def make_redis(settings: Settings) -> Any:
         kw["ssl_keyfile"] = r.tls_key_file
     if r.is_cluster:
         return RedisCluster.from_url(client_url(settings), **kw)
+    if r.sentinels:
+        return _sentinel_primary(settings, kw)
     client = Redis.from_url(url, **kw)
     pool = client.connection_pool
     base = pool.connection_class
@@ -89,6 +93,65 @@ def make_redis(settings: Settings) -> Any:
         pool.connection_class = type(
             f"PrimaryOnly{base.__name__}", (_PrimaryOnly, base), {"_demotions": Demotions()}
         )
+    return client
+
+
+class SentinelPrimary(Redis):
+    """A client of the primary the sentinels name (``Sentinel.master_for``'s): closing it
+    closes its connections to the sentinels too."""
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        sentinels = self.connection_pool.sentinel_manager  # type: ignore[attr-defined]
+        try:
+            await super().aclose(close_connection_pool)
+        finally:
+            await sentinels.aclose()
+
+
+def _sentinel_primary(settings: Settings, kw: dict[str, Any]) -> SentinelPrimary:
+    """The client of a Sentinel deployment's primary (``PRICELAB_REDIS__SENTINELS``).
+
+    Each connection asks the sentinels for the primary's address when it connects, so a
+    failover that kills the primary for good is an outage until they promote a replica:
+    the connections to the dead server fail, and while the sentinels still name it (before
+    they agree it is down), or name no primary (``MasterNotFoundError``), connecting fails
+    too, all as ``ConnectionError`` (``REDIS_DOWN``); once they name the new primary, the
+    next connection reaches it. redis-py's own connection raises a plain ``READONLY`` as a
+    lost connection; :class:`_PrimaryOnly` is mixed in above it for the refusals it lets
+    through (a Redis 6 script's error, an aborted transaction) and to open the pool's other
+    connections again after a demotion (a failover that keeps the old primary as a replica:
+    they would go on reading from it). The URL gives the scheme (TLS), the database, the
+    credentials and its query's options; its host is not used."""
+    from redis.asyncio.connection import parse_url
+    from redis.asyncio.sentinel import (
+        Sentinel,
+        SentinelManagedConnection,
+        SentinelManagedSSLConnection,
+    )
+
+    r = settings.redis
+    url = r.url.get_secret_value()
+    given: dict[str, Any] = dict(parse_url(url))
+    for where in ("host", "port", "path", "connection_class"):
+        given.pop(where, None)
+    tls = url.startswith("rediss://")
+    base = SentinelManagedSSLConnection if tls else SentinelManagedConnection
+    primary_kw = kw | given  # the URL's options win, as in Redis.from_url
+    primary_kw["connection_class"] = type(
+        f"PrimaryOnly{base.__name__}", (_PrimaryOnly, base), {"_demotions": Demotions()}
+    )
+    # a sentinel answers at once or is skipped for the next: no 120 s wait on one
+    sentinel_kw: dict[str, Any] = {"socket_timeout": 5, "socket_connect_timeout": 5}
+    if r.sentinel_password is not None:
+        sentinel_kw["password"] = r.sentinel_password.get_secret_value()
+    if tls:
+        sentinel_kw["ssl"] = True
+        sentinel_kw |= {k: v for k, v in primary_kw.items() if k.startswith("ssl_")}
+    sentinel = Sentinel(r.sentinel_addresses, sentinel_kwargs=sentinel_kw)
+    assert r.sentinel_service is not None  # the settings refuse sentinels without it
+    client: SentinelPrimary = sentinel.master_for(
+        r.sentinel_service, redis_class=SentinelPrimary, **primary_kw
+    )
     return client
 
 

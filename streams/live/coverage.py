@@ -163,7 +163,13 @@ async def run_batch(
             "kafka": base.kafka.model_copy(
                 update={"bootstrap_servers": stack.bootstrap_servers, "partitions": 2}
             ),
-            "redis": base.redis.model_copy(update={"url": type(base.redis.url)(stack.redis_url)}),
+            "redis": base.redis.model_copy(
+                update={
+                    "url": type(base.redis.url)(stack.redis_url),
+                    "sentinels": None,
+                    "sentinel_service": None,
+                }
+            ),
             "key_prefix": f"{prefix}{batch}",
             "topics": base.topics.model_copy(
                 update={k: f"{prefix}{batch}.{v}" for k, v in base.topics.model_dump().items()}

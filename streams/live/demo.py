@@ -114,7 +114,11 @@ def run_demo(settings: Settings, cfg: DemoConfig) -> bool:
                     update={"bootstrap_servers": stack.bootstrap_servers}
                 ),
                 "redis": settings.redis.model_copy(
-                    update={"url": type(settings.redis.url)(stack.redis_url)}
+                    update={
+                        "url": type(settings.redis.url)(stack.redis_url),
+                        "sentinels": None,
+                        "sentinel_service": None,
+                    }
                 ),
             }
         )

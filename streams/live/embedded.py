@@ -246,7 +246,12 @@ class EmbeddedStack:
     def client_settings(self, settings: Settings) -> Settings:
         """``settings`` pointed at this stack (addresses, and the CA when ``tls``)."""
         kafka: dict[str, object] = {"bootstrap_servers": self.bootstrap_servers}
-        redis: dict[str, object] = {"url": SecretStr(self.redis_url)}
+        # this stack's one Redis, whatever sentinels the environment names
+        redis: dict[str, object] = {
+            "url": SecretStr(self.redis_url),
+            "sentinels": None,
+            "sentinel_service": None,
+        }
         if self.tls_files is not None:
             kafka |= {"security_protocol": "SSL", "ssl_cafile": str(self.tls_files.ca)}
             redis["tls_ca_file"] = str(self.tls_files.ca)

@@ -15,6 +15,15 @@ if TYPE_CHECKING:
     from controller.settings import Settings
 
 
+def sentinels_named(settings: Settings) -> str | None:
+    """Where a Sentinel deployment's client looks for its primary, for a sentence (the
+    service and the sentinels); None without Sentinel."""
+    r = settings.redis
+    if not r.sentinels:
+        return None
+    return f"the primary of {r.sentinel_service!r} that the sentinels at {r.sentinels} name"
+
+
 def redis_address(url: str) -> str:
     """host:port of a Redis URL, without credentials."""
     rest = url.split("://", 1)[-1]
@@ -154,6 +163,8 @@ async def redis_tls_failure(settings: Settings) -> str | None:
     from controller.store.base import client_url
 
     r = settings.redis
+    if r.sentinels:  # the primary's address is the sentinels' to give: none to probe here
+        return None
     url = r.url.get_secret_value()
     try:
         # the client's own reading of its URL (make_redis's): host (IPv6 unbracketed), port

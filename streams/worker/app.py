@@ -394,7 +394,7 @@ async def preflight(settings: Settings, roles: Iterable[str] = ()) -> None:
         permission_sentence,
         services_answer,
     )
-    from streams.net.probe import redis_address
+    from streams.net.probe import redis_address, sentinels_named
 
     roles = tuple(sorted(roles))
 
@@ -448,7 +448,13 @@ async def preflight(settings: Settings, roles: Iterable[str] = ()) -> None:
         f"the Kafka broker at {servers} (PRICELAB_KAFKA__BOOTSTRAP_SERVERS)",
         bootstrap_servers=servers,
     )
-    await answers(redis, f"Redis at {redis_address(url)} (PRICELAB_REDIS__URL)", redis_url=url)
+    sentinels = sentinels_named(settings)
+    where = (
+        f"Redis, {sentinels} (PRICELAB_REDIS__SENTINELS),"
+        if sentinels
+        else f"Redis at {redis_address(url)} (PRICELAB_REDIS__URL)"
+    )
+    await answers(redis, where, redis_url=url)
 
 
 def run_worker(settings: Settings, roles: set[str]) -> None:

@@ -34,6 +34,8 @@ def secret_values(settings: Settings) -> list[str]:
         out.append(k.sasl_password.get_secret_value())
     if r.password is not None:
         out.append(r.password.get_secret_value())
+    if r.sentinel_password is not None:
+        out.append(r.sentinel_password.get_secret_value())
     for acl in (
         settings.acl_password_controller,
         settings.acl_password_analysis,
