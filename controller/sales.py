@@ -249,7 +249,11 @@ class SalesIngestor:
                 await asyncio.shield(ahead)
                 if self.routes.version != version:
                     continue  # routed with an older catalog: again, with this one
-                statuses = await self.store.ingest_packed(packed, self._wait)
+                statuses = await (
+                    self.store.ingest_packed(packed)
+                    if self._wait is None
+                    else self.store.ingest_packed(packed, self._wait)
+                )
             finally:
                 self._in_flight -= 1
             # a verdict per distinct status, then one pass (a call per sale cost ~0.1 us)
