@@ -124,3 +124,16 @@ async def test_the_barrier_alone_for_a_batch_without_a_script() -> None:
     assert redis.sent == [[("INCR", "{pl}:replicated"), ("WAIT", 1, 250)]]
     with pytest.raises(ReplicasBehind):
         await store.replicated(WAIT)
+
+
+def test_only_the_controller_may_wait_and_bump_the_barrier() -> None:
+    from controller.store.acl import acl_lines
+
+    lines = acl_lines("pl", {"controller": "a", "analysis": "b", "operator": "c"})
+    users = {line.split()[1]: line for line in lines}
+    controller = users.pop("pricelab-controller")
+    assert " +wait " in controller
+    incrby = next(w for w in controller.split("(") if w.startswith("+incrby "))
+    assert "%RW~{pl}:replicated" in incrby
+    for line in users.values():
+        assert "+wait" not in line and "{pl}:replicated" not in line
