@@ -35,7 +35,7 @@ from controller.settings import Settings
 from controller.spec import ExperimentSpec
 from controller.store import SalesBlock, Store, to_ms
 from controller.store.columns import REVENUE_SCALE
-from controller.store.panel import MAX_REVENUE, SALE_RECORD, product_entry
+from controller.store.panel import MAX_REVENUE, SALE_RECORD, ReplicaWait, product_entry
 from core import status as status_word
 
 
@@ -194,6 +194,9 @@ class SalesIngestor:
         self._lateness_ms = int(settings.allowed_lateness.total_seconds() * 1000)
         self._skew_ms = int(settings.max_future_skew.total_seconds() * 1000)
         self._margin_ms = int(settings.dedupe_margin.total_seconds() * 1000)
+        r = settings.redis
+        #: each script followed by WAIT (PRICELAB_REDIS__WAIT_REPLICAS), or None
+        self._wait = ReplicaWait(r.wait_replicas, r.wait_timeout_ms) if r.wait_replicas else None
         #: batches between their pre-script sync and their script's answer, and the latest
         #: such sync (which a batch starting meanwhile routes with)
         self._in_flight = 0
@@ -246,7 +249,11 @@ class SalesIngestor:
                 await asyncio.shield(ahead)
                 if self.routes.version != version:
                     continue  # routed with an older catalog: again, with this one
-                statuses = await self.store.ingest_packed(packed)
+                statuses = await (
+                    self.store.ingest_packed(packed)
+                    if self._wait is None
+                    else self.store.ingest_packed(packed, self._wait)
+                )
             finally:
                 self._in_flight -= 1
             # a verdict per distinct status, then one pass (a call per sale cost ~0.1 us)
@@ -256,6 +263,10 @@ class SalesIngestor:
                 applied[st] if st else v or unknown
                 for st, v in zip(statuses, verdicts, strict=True)
             ]
+        if self._wait is not None and sales:
+            # no script this time, but an earlier try of this batch (its sales now late) may
+            # have written them: not acknowledged before the replicas have them
+            await self.store.replicated(self._wait)
         unknown = _verdict("unknown")
         return [v or unknown for v in verdicts]
 

@@ -153,6 +153,12 @@ class RedisSettings(BaseModel):
     sentinel_service: str | None = Field(default=None, validate_default=True)
     #: the sentinels' own password (their ``requirepass``), when they need one
     sentinel_password: SecretStr | None = None
+    #: replicas that must have a sales batch (Redis ``WAIT``) before its offsets are
+    #: committed; 0: not waited for (replication stays asynchronous, and a failover may lose
+    #: a committed batch's sales)
+    wait_replicas: int = 0
+    #: how long a batch waits for them; fewer in time is an outage: the batch is tried again
+    wait_timeout_ms: int = 1000
     username: str | None = None
     password: SecretStr | None = None
     tls_ca_file: str | None = None
@@ -223,6 +229,30 @@ class RedisSettings(BaseModel):
             )
         if any(c.isspace() for c in v):
             raise ValueError(f"{v!r} holds a space: give the name as the sentinels spell it")
+        return v
+
+    @field_validator("wait_replicas")
+    @classmethod
+    def _wait_replicas_ok(cls, v: int, info: ValidationInfo) -> int:
+        if v < 0:
+            raise ValueError(f"is {v}: give how many replicas to wait for, or 0 not to wait")
+        url = info.data.get("url")
+        scheme = url.get_secret_value().split("://", 1)[0] if url is not None else ""
+        if v and (info.data.get("cluster") or scheme.endswith("+cluster")):
+            raise ValueError(
+                "is set for a Redis Cluster (PRICELAB_REDIS__CLUSTER or a +cluster URL), whose "
+                "nodes each have their own replicas, which pricelab does not wait for: unset it"
+            )
+        return v
+
+    @field_validator("wait_timeout_ms")
+    @classmethod
+    def _wait_timeout_ok(cls, v: int) -> int:
+        if v <= 0:
+            raise ValueError(
+                f"is {v}: give the milliseconds a sales batch waits for its replicas, from 1 "
+                "(Redis's WAIT 0 would wait for ever)"
+            )
         return v
 
     @property

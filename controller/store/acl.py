@@ -110,6 +110,8 @@ class Role:
     direct: tuple[tuple[str, tuple[str, ...]], ...]
     #: MULTI/EXEC (a pipeline in a transaction)
     transactions: bool = True
+    #: its own commands without keys
+    keyless: tuple[str, ...] = ()
 
     @property
     def user(self) -> str:
@@ -185,7 +187,8 @@ ROLES: tuple[Role, ...] = (
             ("HSET", ("holders", "windows", "freezes", "cancelled_freezes", "records")),
             ("HSETNX", ("freezes",)),
             ("HDEL", ("freezes",)),
-            ("INCRBY", ("version", "trail")),  # redis-py's incr
+            # redis-py's incr; "replicated": a sales batch's barrier before its WAIT
+            ("INCRBY", ("version", "trail", "replicated")),
             ("SET", ("clock_mode",)),  # at start: the clock it runs on, which the CLI follows
             ("HINCRBY", ("records_version",)),
             # an adaptive ladder's flip: the latest look, each period's probabilities
@@ -200,6 +203,8 @@ ROLES: tuple[Role, ...] = (
             ("HSET", ("drafts",)),
             ("DEL", ("draft_specs",)),
         ),
+        # a sales batch waits for its replicas (PRICELAB_REDIS__WAIT_REPLICAS)
+        keyless=("wait",),
     ),
     Role(
         "analysis",
@@ -327,7 +332,7 @@ def password_hash(password: str) -> str:
 def acl_line(r: Role, prefix: str, password: str) -> str:
     """The role's ``user`` line of a Redis ACL file."""
     words = ["user", r.user, "reset", "on", password_hash(password), "resetchannels", "-@all"]
-    keyless = KEYLESS_READ + (KEYLESS_WRITE if r.transactions else ())
+    keyless = KEYLESS_READ + (KEYLESS_WRITE if r.transactions else ()) + r.keyless
     words += [f"+{c}" for c in keyless]
     grants = r.grants()
     for command in sorted(grants):

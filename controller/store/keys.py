@@ -9,7 +9,8 @@ MULTI touches one slot and runs unchanged on one Redis or on a cluster:
   (claims), ``{pl}:creating:<id>`` (creation leases), ``{pl}:holders`` (each experiment's
   status and claim gen, which the claim scripts read) and ``{pl}:fence`` (a counter that
   orders creations), ``{pl}:drafts`` (each draft's summary, by id) and ``{pl}:draft:<id>``
-  (a draft's spec). Small, and written rarely.
+  (a draft's spec), ``{pl}:replicated`` (bumped before each sales batch's ``WAIT``, when
+  ``PRICELAB_REDIS__WAIT_REPLICAS`` is set). Small, and written rarely (but that counter).
 - each experiment's keys, tagged with its id: ``pl:exp:{<id>}:state``, ``...:sums:<k>``,
   ``...:seen:<k>:<b>`` and the rest. Everything the sales path, a flip and the analysis
   worker touch for one experiment is in its slot, so experiments spread over the nodes.
@@ -99,6 +100,8 @@ CATALOG_KEYS: dict[str, str] = {
     "creating": creating("", "*").removeprefix(catalog("", "")),
     "drafts": "drafts",
     "draft_specs": draft_spec("", "*").removeprefix(catalog("", "")),
+    # a counter each sales batch bumps before its WAIT (PRICELAB_REDIS__WAIT_REPLICAS)
+    "replicated": "replicated",
 }
 
 #: every key of an experiment by name: what follows its base ``<prefix>:exp:{<id>}:``

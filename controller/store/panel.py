@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from redis.client import NEVER_DECODE
+from redis.exceptions import NoScriptError
+from redis.exceptions import TimeoutError as RedisTimeout
 
 if TYPE_CHECKING:  # pandas is imported where it is used: an operator's command does without
     import pandas as pd
@@ -209,6 +211,25 @@ class PackedSales(NamedTuple):
     parts: tuple[tuple[str, list[bytes], list[int]], ...]
 
 
+class ReplicaWait(NamedTuple):
+    """``PRICELAB_REDIS__WAIT_REPLICAS`` and ``__WAIT_TIMEOUT_MS``: each ingest script is
+    followed, on its connection, by Redis ``WAIT replicas timeout_ms``."""
+
+    replicas: int
+    timeout_ms: int
+
+
+class ReplicasBehind(RedisTimeout):
+    """Fewer replicas than ``PRICELAB_REDIS__WAIT_REPLICAS`` acknowledged a sales batch's
+    writes in time: an outage to every caller that retries one (``UNAVAILABLE``), so the
+    batch is not acknowledged and is tried again (its sales are deduplicated by event id)."""
+
+
+def replicated_enough(acknowledged: int, wanted: int) -> bool:
+    """Whether ``WAIT``'s answer (the replicas that acknowledged) covers the ``wanted``."""
+    return acknowledged >= wanted
+
+
 class PanelStore(RedisStore):
     """Sales (``lua/ingest.lua``), panel cells, totals, exclusions, sequence targets."""
 
@@ -246,22 +267,73 @@ class PanelStore(RedisStore):
             order += b.positions
         return PackedSales(n, tuple((exp, args, order) for exp, (args, order) in parts.items()))
 
-    async def ingest_packed(self, batch: PackedSales) -> list[str]:
+    async def ingest_packed(
+        self, batch: PackedSales, wait: ReplicaWait | None = None
+    ) -> list[str]:
         """Apply a packed batch (:meth:`ingest`): a status per position ('' where no sale
-        was packed)."""
+        was packed). With ``wait``, each experiment's script is followed by ``WAIT`` on its
+        connection, and :class:`ReplicasBehind` is raised when too few replicas have it."""
         if batch.n == 0:
             return []
-        answers = await asyncio.gather(*(self._ingest_one(exp, a) for exp, a, _ in batch.parts))
+        answers = await asyncio.gather(
+            *(self._ingest_one(exp, a, wait) for exp, a, _ in batch.parts)
+        )
         out = [""] * batch.n
         for (_, _, order), got in zip(batch.parts, answers, strict=True):
             for i, status in zip(order, got, strict=True):
                 out[i] = status
         return out
 
-    async def _ingest_one(self, exp_id: str, args: list[bytes]) -> list[str]:
+    async def _ingest_one(
+        self, exp_id: str, args: list[bytes], wait: ReplicaWait | None = None
+    ) -> list[str]:
         base = self.exp(exp_id)
-        got = await self._script("ingest")(keys=[f"{base}:state"], args=[base, *args])
+        script = self._script("ingest")
+        if wait is None:
+            got = await script(keys=[f"{base}:state"], args=[base, *args])
+            return str(got).split(",")
+        # one connection for the script and the WAIT (a pipeline): Redis waits for the
+        # offset of that connection's last write. EVALSHA queued by hand: a script handed to
+        # a pipeline costs a SCRIPT EXISTS round trip per batch
+        for loaded in (False, True):
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.evalsha(script.sha, 1, f"{base}:state", base, *args)
+            self._barrier(pipe, wait)
+            try:
+                got, _, acknowledged = await pipe.execute()
+            except NoScriptError:  # a new primary, or SCRIPT FLUSH: load it, once
+                if loaded:
+                    raise
+                await self.redis.script_load(script.script)
+                continue
+            self._check_replicas(int(acknowledged), wait)
+            break
         return str(got).split(",")
+
+    def _barrier(self, pipe: Any, wait: ReplicaWait) -> None:
+        """Queue a write that always reaches the replicas, then ``WAIT``: a script that wrote
+        nothing (a retried batch whose sales are all duplicates now) would leave WAIT the
+        offset of the connection's last write, which may be older than the batch's."""
+        pipe.incr(self.cat("replicated"))  # keys.CATALOG_KEYS["replicated"]
+        pipe.wait(wait.replicas, wait.timeout_ms)
+
+    async def replicated(self, wait: ReplicaWait) -> None:
+        """Wait until ``wait.replicas`` replicas have every write the primary acknowledged
+        so far (a barrier and ``WAIT``), or raise :class:`ReplicasBehind`: for a batch that
+        sent no script this time, whose sales an earlier try may have written."""
+        pipe = self.redis.pipeline(transaction=False)
+        self._barrier(pipe, wait)
+        _, acknowledged = await pipe.execute()
+        self._check_replicas(int(acknowledged), wait)
+
+    @staticmethod
+    def _check_replicas(acknowledged: int, wait: ReplicaWait) -> None:
+        if not replicated_enough(acknowledged, wait.replicas):
+            raise ReplicasBehind(
+                f"{acknowledged} of the {wait.replicas} Redis replicas "
+                f"PRICELAB_REDIS__WAIT_REPLICAS asks for acknowledged a sales batch within "
+                f"{wait.timeout_ms} ms"
+            )
 
     async def remembered(self, exp_id: str, k: int, event_id: str) -> bool:
         """Whether sale ``event_id`` of period k is remembered for dedupe (as ingest.lua

@@ -16,8 +16,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import NamedTuple, Protocol, TypeVar
 
 from controller.clock import Clock
-from controller.sales import SaleLike, SalesIngestor
+from controller.sales import SaleLike, SalesIngestor, Verdict
 from controller.store.base import UNAVAILABLE
+from controller.store.panel import ReplicasBehind
 from streams.worker.metrics import Metrics
 from streams.worker.sale_decoder import decode_sale
 from streams.worker.schemas import DecodeError
@@ -207,7 +208,7 @@ class SalesHandler:
             # the ingestor syncs the clock (no read of our own here: while another batch's
             # script runs in Redis, it would wait for that script)
             verdicts = await with_redis_retry(
-                lambda: self.ingestor.process(sales), "sales batch", on_retry=self.note_redis_retry
+                lambda: self._process(sales), "sales batch", on_retry=self.note_redis_retry
             )
             for ev, err in bad:
                 await self._dead(ev, err.reason, str(err))
@@ -234,6 +235,13 @@ class SalesHandler:
                     self.metrics.sales_excluded.labels(status).inc(n)
             await self.dlq.publisher.flush()
         return counts
+
+    async def _process(self, sales: Sequence[SaleLike]) -> list[Verdict]:
+        try:
+            return await self.ingestor.process(sales)
+        except ReplicasBehind:
+            self.metrics.redis_waits_short.inc()  # then retried as an outage
+            raise
 
     def note_redis_retry(self) -> None:
         self.metrics.redis_retries.labels("sales").inc()

@@ -22,6 +22,9 @@ The catalogue (also in README.md):
     pricelab_consumer_lag{topic}                          events on the broker not yet processed
                                                           and committed by this worker (gauge)
     pricelab_redis_retries_total{component}               Redis calls retried after a failure
+    pricelab_redis_waits_short_total                      sales batches retried because fewer
+                                                          replicas than PRICELAB_REDIS__WAIT_
+                                                          REPLICAS acknowledged them in time
     pricelab_broker_retries_total{component}              timer ticks tried again after the
                                                           broker failed a request
     pricelab_competitor_batch_size                        events per competitor-price batch
@@ -252,6 +255,12 @@ class Metrics:
             "pricelab_redis_retries",
             "Redis calls retried after a connection failure or timeout",
             ["component"],
+            registry=r,
+        )
+        self.redis_waits_short = Counter(
+            "pricelab_redis_waits_short",
+            "Sales batches retried because fewer replicas than PRICELAB_REDIS__WAIT_REPLICAS "
+            "acknowledged them within PRICELAB_REDIS__WAIT_TIMEOUT_MS",
             registry=r,
         )
         self.broker_retries = Counter(
