@@ -156,9 +156,10 @@ def window_paths(panel: AdaptivePanel, lag: int) -> tuple[np.ndarray, np.ndarray
     # (a period that kept the previous period's draw adds no factor)
     fresh = np.where(panel.fresh[None, :, None], P, 1.0)
     prob = np.full(P.shape, np.nan)
-    acc = P[:, : t - lag].copy()
+    last = max(t - lag, 0)  # the windows that fit in the panel (none when lag >= t)
+    acc = P[:, :last].copy()
     for j in range(1, lag + 1):
-        acc *= fresh[:, j : t - lag + j]
+        acc *= fresh[:, j : last + j]
     prob[:, lag:] = acc
     prob[:, :lag] = np.nan
     held[:, :lag] = False

@@ -241,7 +241,7 @@ def analyse_adaptive(
             f"arm {unknown[0]!r} of the panel has no {PREFIX}{unknown[0]} column (its "
             "recorded probability)."
         )
-    fresh = fresh_draws(cells, allocations) if read_points and points is None else None
+    fresh = fresh_draws(cells, allocations, names) if read_points and points is None else None
     ladder = ladder_cells(cells, names, allocations, lag, points if fresh is None else fresh)
     k = list(names).index(control)
     fits = {
@@ -254,7 +254,16 @@ def analyse_adaptive(
                        fresh)  # fmt: skip
 
 
-def fresh_draws(cells: pd.DataFrame, allocations: Mapping[int, Sequence[float]]) -> tuple[int, ...]:
+#: the largest chance that a period drawn afresh kept every product's arm by coincidence
+#: that :func:`fresh_draws` accepts when it reads the period as a kept draw
+KEPT_BY_CHANCE = 1e-3
+
+
+def fresh_draws(
+    cells: pd.DataFrame,
+    allocations: Mapping[int, Sequence[float]],
+    names: Sequence[str] | None = None,
+) -> tuple[int, ...]:
     """The periods whose cells were drawn afresh, read off the cell table (product, period,
     arm, blackout): period 0, and every later period unless it kept the period before's draw,
     as a period inside an optimal switchback's block does: the same recorded probabilities
@@ -263,7 +272,10 @@ def fresh_draws(cells: pd.DataFrame, allocations: Mapping[int, Sequence[float]])
     fresh draws' (:func:`analysis.adaptive.window_paths`). A design that draws every period
     afresh keeps every product's arm by chance only (the chance, the product over the products
     of their arm's probability, is negligible on a catalogue; a few products at a lopsided
-    allocation can meet it: give the spec there)."""
+    allocation can meet it: give the spec there). With ``names`` (the arms in the order of
+    ``allocations``' rows), a period read as kept whose products could all have kept their
+    arms by chance more often than :data:`KEPT_BY_CHANCE` raises AnalysisError (one
+    sentence: give the spec)."""
     lit = cells[~cells["blackout"].to_numpy(bool)]
     arm = lit.pivot(index="product", columns="period", values="arm")
     last = int(cells["period"].max()) if len(cells) else -1
@@ -277,12 +289,23 @@ def fresh_draws(cells: pd.DataFrame, allocations: Mapping[int, Sequence[float]])
         if same and t in arm.columns and t - 1 in arm.columns:
             both = arm[t].notna() & arm[t - 1].notna()
             if both.any() and bool((arm.loc[both, t] == arm.loc[both, t - 1]).all()):
+                if names is not None:
+                    share = dict(zip(names, allocations[t], strict=False))
+                    chance = float(np.prod([share.get(a, 1.0) for a in arm.loc[both, t]]))
+                    if chance > KEPT_BY_CHANCE:
+                        raise AnalysisError(
+                            f"period {t} looks like it kept period {t - 1}'s draw, but its "
+                            f"{int(both.sum())} product(s) with cells in both would all have "
+                            f"kept their arms by chance once in {1 / chance:,.0f} fresh draws, "
+                            "too often to tell which periods drew afresh: give --spec."
+                        )
                 continue  # kept the period before's draw
         out.append(t)
     return tuple(out)
 
 
 __all__ = [
+    "KEPT_BY_CHANCE",
     "PREFIX",
     "REFUSED",
     "OfflineLook",

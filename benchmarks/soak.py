@@ -916,15 +916,15 @@ class Soak:
             self.faults, {s.id: received.get(s.id, []) for s in specs}, ends
         )
         slopes = checks.rss_slopes(self.rss)
-        # an analysis worker keeps what it frees (GLIBC_TUNABLES): its RSS is the largest
-        # look's peak so far. A controller's climbs in steps to the high-water mark of what its
-        # batches and experiments need (malloc's kept heap and the interpreter's arenas, while
-        # its live memory stays flat; docs/operations.md, "Reading the last run"). Both are
+        # an analysis worker keeps what it frees (GLIBC_TUNABLES): its RSS is the largest look's
+        # peak so far. A controller's climbs in steps to the high-water mark of what its batches
+        # and experiments need (malloc's kept heap and the interpreter's arenas, while its live
+        # memory stays flat; docs/operations.md, "Reading the last saved run, of 13:02"). Both are
         # bounded by the generations (each experiment lasts its slot's days, then a successor
-        # starts over): once a process has lived a generation it has met its largest look and
-        # its largest batches, and every worker's RSS is judged from then on
-        # (SoakConfig.rss_warmup). Before 2026-11-28's second 60-minute run only the analysis
-        # workers were; the report says which ("workers")
+        # starts over): once a process has lived a generation it has met its largest look and its
+        # largest batches, and every worker's RSS is judged from then on (SoakConfig.rss_warmup).
+        # Before 2026-11-28's second 60-minute run only the analysis workers were; the report says
+        # which ("workers")
         warm = (
             cfg.rss_warmup * 60
             if cfg.rss_warmup is not None

@@ -267,7 +267,13 @@ class RedisSettings(BaseModel):
 
 def sentinel_address(address: str) -> tuple[str, int]:
     """``host:port`` (``[v6]:port``; ``host`` alone: Sentinel's port 26379) as a pair, or a
-    ValueError saying what is wrong with it."""
+    ValueError saying what is wrong with it (never the address itself when it looks like a
+    URL or holds ``user:password@``: the sentence reaches logs)."""
+    if "@" in address or "://" in address:
+        raise ValueError(
+            "holds a URL or credentials (user:password@): give the sentinels as host:port, "
+            "and their password in PRICELAB_REDIS__SENTINEL_PASSWORD"
+        )
     host, port = address, "26379"
     if address.startswith("["):
         inside, sep, after = address[1:].partition("]")

@@ -103,6 +103,17 @@ def test_window_probabilities_by_hand() -> None:
     assert prob[0, 3, 1] == pytest.approx(0.7)
 
 
+def test_a_lag_longer_than_the_panel_holds_no_window() -> None:
+    # 4 periods, lag 6 (analyze --lag 6 on a short panel): no window fits, nothing is held;
+    # the look's refusal is then its sentence, not numpy's broadcast error
+    panel = AdaptivePanel(np.ones((2, 4)), np.zeros((2, 4), int), np.full((4, 2), 0.5))
+    held, prob = window_paths(panel, lag=6)
+    assert held.shape == (2, 4, 2) and not held.any()
+    assert prob.shape == (2, 4, 2) and np.isnan(prob).all()
+    with pytest.raises(PanelError, match="periods past the carryover lag"):
+        AdaptiveArms(method="aipw", lag=6, control=0).fit(panel)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "words"),
     [

@@ -18,7 +18,8 @@ import pytest
 from typer.testing import CliRunner
 
 from analysis.adaptive import AdaptiveArms, AdaptivePanel
-from analysis.adaptive_offline import fresh_draws
+from analysis.adaptive_offline import KEPT_BY_CHANCE, fresh_draws
+from analysis.errors import AnalysisError
 from controller.designs.optimal_switchback import points
 from controller.spec import load_spec_file
 from streams.cli import app
@@ -166,6 +167,22 @@ def test_the_fresh_draws_read_off_the_panel_are_the_designs_points(
     assert 1 in fresh_draws(one, recorded)
     one.loc[hit, "blackout"] = True
     assert 1 not in fresh_draws(one, recorded)
+
+
+def test_a_fresh_draw_that_kept_every_arm_by_likely_chance_is_refused() -> None:
+    # random days on 4 products at 50/50: period 1 drew afresh and, as it does once in 16
+    # draws, gave each product its arm of period 0 again; the probabilities did not move
+    arms = {"A": ["list", "list", "p85"], "B": ["p85", "p85", "list"],
+            "C": ["list", "list", "list"], "D": ["p85", "p85", "p85"]}  # fmt: skip
+    cells = pd.DataFrame(
+        [(p, t, a, False) for p, row in arms.items() for t, a in enumerate(row)],
+        columns=["product", "period", "arm", "blackout"],
+    )
+    recorded = {t: (0.5, 0.5) for t in range(3)}
+    assert fresh_draws(cells, recorded) == (0, 2)  # without the arms' names: read as kept
+    assert KEPT_BY_CHANCE < 0.5**4
+    with pytest.raises(AnalysisError, match=r"period 1 looks like it kept period 0's draw.*16"):
+        fresh_draws(cells, recorded, ["list", "p85"])
 
 
 def _refused(code: int, out: str, err: str) -> str:

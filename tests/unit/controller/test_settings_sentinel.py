@@ -85,6 +85,17 @@ def test_a_bad_sentinel_address_is_one_sentence_naming_the_variable(
     assert named in said
 
 
+@pytest.mark.parametrize(
+    "sentinels", ["redis://:hunter2@s1:26379", "s1:26379,admin:hunter2@s2:26379", "u@s1"]
+)
+def test_a_sentinel_address_with_credentials_is_refused_without_echoing_them(
+    monkeypatch: pytest.MonkeyPatch, sentinels: str
+) -> None:
+    said = _refused(monkeypatch, sentinels=sentinels, sentinel_service="mymaster")
+    assert said.startswith("PRICELAB_REDIS__SENTINELS: holds a URL or credentials")
+    assert "hunter2" not in said and "PRICELAB_REDIS__SENTINEL_PASSWORD" in said
+
+
 def test_sentinels_need_their_service_and_a_service_needs_sentinels(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
