@@ -231,6 +231,16 @@ class RedisSettings(BaseModel):
             raise ValueError(f"{v!r} holds a space: give the name as the sentinels spell it")
         return v
 
+    @field_validator("sentinel_password")
+    @classmethod
+    def _sentinel_password_ok(cls, v: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if v is not None and "sentinels" in info.data and info.data["sentinels"] is None:
+            raise ValueError(
+                "is set without PRICELAB_REDIS__SENTINELS: give the sentinels' addresses too, "
+                "or unset it"
+            )
+        return v
+
     @field_validator("wait_replicas")
     @classmethod
     def _wait_replicas_ok(cls, v: int, info: ValidationInfo) -> int:

@@ -109,6 +109,13 @@ def test_sentinels_need_their_service_and_a_service_needs_sentinels(
     assert said.startswith("PRICELAB_REDIS__SENTINEL_SERVICE: 'my master' holds a space")
 
 
+def test_a_sentinel_password_needs_sentinels(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a password given for sentinels that are not configured is a mistake, not ignored
+    said = _refused(monkeypatch, sentinel_password="sentinel-secret")
+    assert said.startswith("PRICELAB_REDIS__SENTINEL_PASSWORD: is set without ")
+    assert "sentinel-secret" not in said
+
+
 @pytest.mark.parametrize(
     "cluster",
     [{"cluster": "true"}, {"url": "redis+cluster://node:7000"}],
