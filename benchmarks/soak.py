@@ -1039,7 +1039,13 @@ class Soak:
                 "controller_warmup_s": warm_c,
                 "judged": bool(cfg.experiment_days),
                 "workers": "every",
-                "not_judged": checks.rss_not_judged(judged),
+                # only the slots whose RSS is judged (with experiments as long as the run,
+                # the analysis workers' is reported, not judged)
+                "not_judged": checks.rss_not_judged(
+                    judged
+                    if cfg.experiment_days
+                    else {k: v for k, v in judged.items() if k not in analysts}
+                ),
                 "slopes": judged,
             },  # fmt: skip
             # the samples behind the slopes, per slot: [seconds, pid, MB]
