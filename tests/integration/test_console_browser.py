@@ -93,13 +93,23 @@ def browser(tmp_path: Path) -> Iterator[Any]:
 
 
 def _wait(browser: Any, what: str, cond: Any, timeout: float = 15.0) -> Any:
-    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
     from selenium.webdriver.support.ui import WebDriverWait
 
     # a live redraw may replace an element between finding and reading it: read again
-    return WebDriverWait(
-        browser, timeout, poll_frequency=0.1, ignored_exceptions=[StaleElementReferenceException]
-    ).until(cond, message=what)
+    try:
+        return WebDriverWait(
+            browser,
+            timeout,
+            poll_frequency=0.1,
+            ignored_exceptions=[StaleElementReferenceException],
+        ).until(cond, message=what)
+    except TimeoutException as e:  # where the browser was, for the failure's reader
+        body = browser.execute_script("return document.body ? document.body.innerText : ''")
+        raise TimeoutException(
+            f"{what} (after {timeout:g} s the browser is at {browser.current_url}, showing: "
+            f"{str(body)[:300]!r})"
+        ) from e
 
 
 def _text(browser: Any, css: str) -> str:
