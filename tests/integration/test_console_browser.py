@@ -105,10 +105,13 @@ def _wait(browser: Any, what: str, cond: Any, timeout: float = 15.0) -> Any:
             ignored_exceptions=[StaleElementReferenceException],
         ).until(cond, message=what)
     except TimeoutException as e:  # where the browser was, for the failure's reader
-        body = browser.execute_script("return document.body ? document.body.innerText : ''")
+        try:
+            url = browser.current_url
+            body = browser.execute_script("return document.body ? document.body.innerText : ''")
+        except Exception as gone:  # the browser itself failed: say so, keep the wait's name
+            raise TimeoutException(f"{what} (the browser does not answer: {gone})") from e
         raise TimeoutException(
-            f"{what} (after {timeout:g} s the browser is at {browser.current_url}, showing: "
-            f"{str(body)[:300]!r})"
+            f"{what} (after {timeout:g} s the browser is at {url}, showing: {str(body)[:300]!r})"
         ) from e
 
 
