@@ -71,6 +71,21 @@ def _sentinel(host: str, port: int, primary_port: int, workdir: Path) -> Managed
     )
 
 
+def _replica(
+    name: str, host: str, port: int, of_port: int, workdir: Path, extra: str = ""
+) -> ManagedProcess:
+    """A redis-server replicating the one at ``of_port``, from a config file of its own (a
+    sentinel rewrites it when it promotes the replica); not started."""
+    conf = workdir / f"{name}.conf"
+    conf.write_text(
+        f'port {port}\nbind {host}\nsave ""\nappendonly no\ndir {workdir}\n{extra}'
+        f"replicaof {host} {of_port}\n"
+    )
+    return ManagedProcess(
+        f"redis-{name}", [str(redis_binary()), str(conf)], host, port, workdir / f"{name}.log"
+    )
+
+
 async def _flipped(store: Store, k: int, exp_id: str = "faults") -> bool:
     return (await store.get_experiment(exp_id)).published_through(k)
 
@@ -100,16 +115,7 @@ async def test_a_worker_follows_the_sentinels_after_its_primary_dies_for_good(
         stack = done.enter_context(EmbeddedStack(validate_outputs=True))
         host, primary_port = stack.host, stack.redis_port
         replica_port, sentinel_port = free_port(host), free_port(host)
-        # a config file of its own: the sentinel rewrites it when it promotes the replica
-        conf = tmp_path / "replica.conf"
-        conf.write_text(
-            f'port {replica_port}\nbind {host}\nsave ""\nappendonly no\ndir {tmp_path}\n'
-            f"replicaof {host} {primary_port}\n"
-        )
-        replica = ManagedProcess(
-            "redis-replica", [str(redis_binary()), str(conf)], host, replica_port,
-            tmp_path / "replica.log",
-        )  # fmt: skip
+        replica = _replica("replica", host, replica_port, primary_port, tmp_path)
         done.callback(replica.stop)
         replica.start()
         sentinel = _sentinel(host, sentinel_port, primary_port, tmp_path)

@@ -30,13 +30,13 @@ from controller.store import Store, make_redis
 from controller.store.clock import SharedSimulatedClock
 from controller.store.keys import clock as clock_key
 from streams.client.commands import send_command_async
-from streams.live.embedded import EmbeddedStack, ManagedProcess, free_port, redis_binary
+from streams.live.embedded import EmbeddedStack, free_port
 from streams.live.launcher import WorkerProcess, metric_value
 from streams.worker.app import group_ids
 from streams.worker.kafka import ensure_topics
 from tests.integration.conftest import command_ok, committed_offsets, make_settings
 from tests.integration.faults import PERIODS, START, Truth, _spec, produce, settled, wait_for
-from tests.integration.test_redis_sentinel import SERVICE, _flipped, _sentinel
+from tests.integration.test_redis_sentinel import SERVICE, _flipped, _replica, _sentinel
 
 pytestmark = pytest.mark.integration
 
@@ -53,19 +53,12 @@ async def test_a_batch_its_replica_lacks_is_not_committed_and_survives_the_failo
         stack = done.enter_context(EmbeddedStack(validate_outputs=True))
         host, primary_port = stack.host, stack.redis_port
         replica_port, sentinel_port = free_port(host), free_port(host)
-        conf = tmp_path / "replica.conf"
-        conf.write_text(
-            f'port {replica_port}\nbind {host}\nsave ""\nappendonly no\ndir {tmp_path}\n'
-            f"replicaof {host} {primary_port}\n"
-        )
-        replica = ManagedProcess(
-            "redis-replica", [str(redis_binary()), str(conf)], host, replica_port,
-            tmp_path / "replica.log",
-        )  # fmt: skip
+        replica = _replica("replica", host, replica_port, primary_port, tmp_path)
         done.callback(replica.stop)
         replica.start()
         assert replica.proc is not None
         replica_pid = replica.proc.pid
+
         def resume() -> None:  # a stopped replica would not heed its SIGTERM
             with contextlib.suppress(ProcessLookupError):
                 os.kill(replica_pid, signal.SIGCONT)
@@ -186,15 +179,9 @@ async def test_a_batch_its_replica_lacks_is_not_committed_and_survives_the_failo
         # a replica of the new primary: never committed, the batch is delivered again and
         # counted on the new primary once it has the replica's acknowledgement
         second_port = free_port(host)
-        second_conf = tmp_path / "second.conf"
-        second_conf.write_text(
-            f'port {second_port}\nbind {host}\nsave ""\nappendonly no\ndir {tmp_path}\n'
-            f"dbfilename second.rdb\nreplicaof {host} {replica_port}\n"
+        second = _replica(
+            "second", host, second_port, replica_port, tmp_path, "dbfilename second.rdb\n"
         )
-        second = ManagedProcess(
-            "redis-replica-2", [str(redis_binary()), str(second_conf)], host, second_port,
-            tmp_path / "second.log",
-        )  # fmt: skip
         done.callback(second.stop)
         second.start()
         await settled(settings, truth.n)
