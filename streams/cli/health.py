@@ -24,6 +24,9 @@ WARN, PROBLEM = "warn", "problem"
 FAILED = 1
 #: the traffic periods the table shows, the latest
 TRAFFIC_SHOWN = 7
+#: where a terminal goes next from a check that is not ok (the checks' sentences are the
+#: console's, which points at its own pages)
+NEXT = {"dead_letters": "pricelab dead-letters reads the dead letters, and --replay replays them"}
 
 
 def failed(flag: str, fail_on: str = PROBLEM) -> bool:
@@ -59,7 +62,8 @@ def render_traffic(doc: Mapping[str, Any], shown: int = TRAFFIC_SHOWN) -> list[s
 
 def render_health(doc: Mapping[str, Any]) -> str:
     """The health document for a terminal: the worst flag, one line per check (its flag, its
-    title, its sentence), then the traffic of the latest periods."""
+    title, its sentence), where to look next for a check that is not ok (:data:`NEXT`), then
+    the traffic of the latest periods."""
     checks = list(doc.get("checks") or [])
     lines = [
         f"{doc['experiment']}: {str(doc['flag']).upper()} (the worst of {len(checks)} checks; "
@@ -69,6 +73,7 @@ def render_health(doc: Mapping[str, Any]) -> str:
     flag = len(PROBLEM)  # the longest flag
     for c in checks:
         lines.append(f"  {c['flag'].upper():<{flag}}  {c['title']:<{title}}  {c['sentence']}")
+    lines.extend(f"  next: {NEXT[c['key']]}" for c in checks if c["flag"] != "ok" and c["key"] in NEXT)
     lines.extend(render_traffic(doc))
     return "\n".join(lines)
 

@@ -154,9 +154,13 @@ def test_the_table_has_the_worst_flag_a_line_per_check_and_the_traffic(
     assert rows == {"Sample": "OK", "Sales": "PROBLEM", "Dead": "WARN", "Flip": "OK",
                     "Freshness": "OK", "Balance": "OK", "Multiple": "OK"}  # fmt: skip
     assert "4 dead letter(s) name a product of this experiment (4 late)" in lines[3]
+    # the dead letters' warning says where a terminal reads them (the sentence is the console's)
+    assert lines[8] == (
+        "  next: pricelab dead-letters reads the dead letters, and --replay replays them"
+    )
     # units by arm: two products an arm at five units, none in period 2
-    assert lines[8] == "traffic (units by arm, the last 3 completed period(s))"
-    assert [line.split() for line in lines[9:]] == [
+    assert lines[9] == "traffic (units by arm, the last 3 completed period(s))"
+    assert [line.split() for line in lines[10:]] == [
         ["period", "treatment", "control"], ["0", "10", "10"], ["1", "10", "10"],
         ["2", "0", "0"],
     ]  # fmt: skip
@@ -167,7 +171,7 @@ def test_healthy_exits_0_and_a_warning_exits_1_only_with_fail_on_warn(
 ) -> None:
     world.panels, world.letters = _Selling(), {}
     code, out, _ = _run(capsys, "shoes")
-    assert code == 0 and out.startswith("shoes: OK (")
+    assert code == 0 and out.startswith("shoes: OK (") and "next:" not in out
     world.letters = dict(LETTERS)  # four late sales of shoes: a warning
     code, out, _ = _run(capsys, "shoes")
     assert code == 0 and out.startswith("shoes: WARN (")
