@@ -6,6 +6,7 @@ sender are small stand-ins here; tests/integration/test_console_browser.py runs 
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -116,11 +117,19 @@ PASSWORDS = {
 }
 
 
+@functools.cache
+def hash_line(name: str, role: str, password: str) -> str:
+    """auth.hash_line, hashed once a test process for each user: argon2 spends a fifth of a
+    second of CPU on a hash by design, and the line signs in the same whichever test wrote it
+    (each sign-in still verifies it)."""
+    return auth.hash_line(name, role, password)
+
+
 @pytest.fixture(scope="module")
 def users_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("console") / "users"
     lines = ["# the console's users"]
-    lines += [auth.hash_line(n, role, pw) for n, (role, pw) in PASSWORDS.items()]
+    lines += [hash_line(n, role, pw) for n, (role, pw) in PASSWORDS.items()]
     path.write_text("\n".join(lines) + "\n")
     return path
 
