@@ -168,9 +168,8 @@ def test_the_verdict_names_its_arm_and_lists_every_arm(replayed, page) -> None: 
     assert '<p class="word">Ship p95</p>' in band and "shipped arm p95:" in band
 
 
-def test_the_page_draws_the_latest_demand_curve(replayed) -> None:  # type: ignore[no-untyped-def]
-    df, est = replayed
-    page = build_report(df, est, title="ladder", design="random-days", true_optimum=0.96).html
+def test_the_page_draws_the_latest_demand_curve(replayed, page) -> None:  # type: ignore[no-untyped-def]
+    _, est = replayed
     demand = latest_demand(est)
     assert demand is not None
     assert demand["as_of"] == est.loc[est["kind"] == "demand", "as_of"].max()

@@ -115,8 +115,16 @@ def _verdict_band(page: str) -> str:
     return page.split('<section class="verdict', 1)[1].split("</section>", 1)[0]
 
 
-def test_the_verdict_comes_first_with_its_metric_reason_rule_and_guardrails() -> None:
-    page = _page(_estimates() + [_verdict()])
+@pytest.fixture(scope="module")
+def verdict_page() -> str:
+    """The page of six looks' estimates and a do-not-ship verdict: built once, read by two tests."""
+    return _page(_estimates() + [_verdict()])
+
+
+def test_the_verdict_comes_first_with_its_metric_reason_rule_and_guardrails(
+    verdict_page: str,
+) -> None:
+    page = verdict_page
     band = _verdict_band(page)
     assert page.index('<section class="verdict') < page.index("<h2>Scorecard</h2>")
     assert page.index('<section class="verdict') < page.index("products x 8 periods")
@@ -169,9 +177,8 @@ def test_no_verdict_yet_is_said_not_failed(note: str | None) -> None:
     assert (note or "No verdict published yet") in band
 
 
-def test_running_estimates_cover_every_metric_profit_included() -> None:
-    page = _page(_estimates() + [_verdict()])
-    table = page.split("<h2>Running estimates</h2>")[1].split("</table>")[0]
+def test_running_estimates_cover_every_metric_profit_included(verdict_page: str) -> None:
+    table = verdict_page.split("<h2>Running estimates</h2>")[1].split("</table>")[0]
     for metric in ("units", "revenue", "profit", "price"):
         for estimator in ("fe", "dm"):
             assert f"<tr><td>{metric}</td><td>{estimator}</td><td>6</td>" in table

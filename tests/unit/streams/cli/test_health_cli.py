@@ -27,6 +27,7 @@ from streams.client.history import Trail
 from streams.console import auth
 from streams.console.app import Console, build_app
 from streams.console.health import HealthReads
+from tests.unit.streams.console.test_console_app import hash_line
 from tests.unit.streams.console.test_console_health import (
     NOW,
     TRAIL,
@@ -110,7 +111,7 @@ def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]
 
 def _console_doc(world: World, tmp_path: Path) -> dict[str, Any]:
     users = tmp_path / "users"
-    users.write_text(auth.hash_line("vic", "viewer", "v-pass") + "\n")
+    users.write_text(hash_line("vic", "viewer", "v-pass") + "\n")
     console = Console(
         Settings(console=ConsoleSettings(users_file=users)),
         auth.Users.load(users),

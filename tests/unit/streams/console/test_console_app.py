@@ -6,12 +6,14 @@ sender are small stand-ins here; tests/integration/test_console_browser.py runs 
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from argon2 import PasswordHasher, extract_parameters, profiles
 from starlette.testclient import TestClient
 
 from controller.errors import ConfigurationError
@@ -116,11 +118,26 @@ PASSWORDS = {
 }
 
 
+#: argon2id at the least cost argon2 allows. The console verifies a hash at the cost written in
+#: it (auth.Users.check), so a test user signs in through the same check in a millisecond, not
+#: in the fifth of a second of CPU the users file's cost takes by design; that cost, and a line
+#: of auth.hash_line signing its user in, are test_a_users_file_line_signs_in_at_argon2s_cost's.
+_LEAST_COST = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+
+
+@functools.cache
+def hash_line(name: str, role: str, password: str) -> str:
+    """A users-file line as auth.hash_line writes it, hashed at the least cost and once a test
+    process for each user (each sign-in still verifies it)."""
+    auth.check_user(name, role)
+    return f"{name}:{role}:{_LEAST_COST.hash(password)}"
+
+
 @pytest.fixture(scope="module")
 def users_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("console") / "users"
     lines = ["# the console's users"]
-    lines += [auth.hash_line(n, role, pw) for n, (role, pw) in PASSWORDS.items()]
+    lines += [hash_line(n, role, pw) for n, (role, pw) in PASSWORDS.items()]
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -344,6 +361,20 @@ def test_the_users_file_refuses_a_bad_line(tmp_path: Path) -> None:
     path.write_text(auth.hash_line("alice", "viewer", "p").replace(":viewer:", ":boss:") + "\n")
     with pytest.raises(ConfigurationError, match="'boss' is not a role"):
         auth.Users.load(path)
+
+
+def test_a_users_file_line_signs_in_at_argon2s_cost(tmp_path: Path) -> None:
+    """A line of auth.hash_line (``pricelab console user``) is argon2id at argon2's
+    recommended cost (RFC 9106's low-memory profile), and signs in its user with the password
+    only. The other tests' users are hashed at the least cost (hash_line above)."""
+    line = auth.hash_line("vic", "viewer", "v-pass")
+    assert line.startswith("vic:viewer:$argon2id$")
+    assert extract_parameters(line.split(":", 2)[2]) == profiles.RFC_9106_LOW_MEMORY
+    path = tmp_path / "users"
+    path.write_text(line + "\n")
+    users = auth.Users.load(path)
+    assert users.check("vic", "v-pass") == users.users["vic"]
+    assert users.check("vic", "v-Pass") is None
 
 
 def test_the_one_time_admin_signs_in_once_made() -> None:

@@ -28,6 +28,7 @@ from tests.unit.streams.console.test_console_app import (
     _sign_in,
     _state,
     _Store,
+    hash_line,
 )
 
 LOOKS = ("2026-06-02T00:00:00+00:00", "2026-06-03T00:00:00+00:00", "2026-06-04T00:00:00+00:00")
@@ -116,7 +117,7 @@ def _client(users_file: Path, docs: dict[str, list[dict[str, Any]]]) -> TestClie
 @pytest.fixture(scope="module")
 def users_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("charts") / "users"
-    path.write_text("".join(auth.hash_line(n, r, pw) + "\n" for n, (r, pw) in PASSWORDS.items()))
+    path.write_text("".join(hash_line(n, r, pw) + "\n" for n, (r, pw) in PASSWORDS.items()))
     return path
 
 

@@ -24,7 +24,14 @@ from streams.console import auth
 from streams.console.app import Console
 from streams.console.server import build_console_app
 from streams.console.statuses import StatusFeed
-from tests.unit.streams.console.test_console_app import PASSWORDS, START, _Feed, _sign_in, _state
+from tests.unit.streams.console.test_console_app import (
+    PASSWORDS,
+    START,
+    _Feed,
+    _sign_in,
+    _state,
+    hash_line,
+)
 from tests.unit.streams.console.test_console_charts import _ChartStore
 
 ROOT = Path(__file__).resolve().parents[4]
@@ -50,7 +57,7 @@ def _freeze(freeze_id: str, experiments: Any) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def users_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("created") / "users"
-    path.write_text("".join(auth.hash_line(n, r, pw) + "\n" for n, (r, pw) in PASSWORDS.items()))
+    path.write_text("".join(hash_line(n, r, pw) + "\n" for n, (r, pw) in PASSWORDS.items()))
     return path
 
 

@@ -18,7 +18,7 @@ from controller.settings import ConsoleSettings, Settings
 from streams.client.history import Trail
 from streams.console import auth, views
 from streams.console.app import Console, build_app
-from tests.unit.streams.console.test_console_app import VERDICT, _Feed, _state, _Store
+from tests.unit.streams.console.test_console_app import VERDICT, _Feed, _state, _Store, hash_line
 
 USERS = {
     "vic": ("viewer", "v-pass"),
@@ -33,7 +33,7 @@ NO_ARM = "experiment 'shoes' has no arm 'tretment' (did you mean 'treatment'?)"
 @pytest.fixture(scope="module")
 def users_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("console-decision") / "users"
-    path.write_text("\n".join(auth.hash_line(n, r, pw) for n, (r, pw) in USERS.items()) + "\n")
+    path.write_text("\n".join(hash_line(n, r, pw) for n, (r, pw) in USERS.items()) + "\n")
     return path
 
 

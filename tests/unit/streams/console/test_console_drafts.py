@@ -22,7 +22,14 @@ from streams.cli import main
 from streams.console import auth
 from streams.console.app import Console
 from streams.console.server import build_console_app
-from tests.unit.streams.console.test_console_app import PASSWORDS, _Feed, _sign_in, _state, _Store
+from tests.unit.streams.console.test_console_app import (
+    PASSWORDS,
+    _Feed,
+    _sign_in,
+    _state,
+    _Store,
+    hash_line,
+)
 
 ROOT = Path(__file__).resolve().parents[4]
 GOOD = (ROOT / "docs" / "examples" / "random-days.yaml").read_text()
@@ -76,7 +83,7 @@ class _DraftStore(_Store):
 @pytest.fixture(scope="module")
 def users_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("drafts") / "users"
-    path.write_text("".join(auth.hash_line(n, r, pw) + "\n" for n, (r, pw) in PASSWORDS.items()))
+    path.write_text("".join(hash_line(n, r, pw) + "\n" for n, (r, pw) in PASSWORDS.items()))
     return path
 
 

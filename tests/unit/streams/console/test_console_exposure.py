@@ -26,6 +26,7 @@ from streams.client.history import Trail
 from streams.console import auth
 from streams.console.app import Console, build_app
 from streams.console.health import HealthReads
+from tests.unit.streams.console.test_console_app import hash_line
 from tests.unit.streams.console.test_console_health import (
     NOW,
     START,
@@ -75,7 +76,7 @@ def _client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, panels: Any) -> Tes
     monkeypatch.setattr("streams.console.health.read_trail", trail)
     monkeypatch.setattr("streams.console.health.read_dead_letters", letters)
     users = tmp_path / "users"
-    users.write_text(auth.hash_line("vic", "viewer", "v-pass") + "\n")
+    users.write_text(hash_line("vic", "viewer", "v-pass") + "\n")
     store = _Store([_state("shoes", 3, "olga")])
     store.held_windows = [PAUSE]
     store.held_freezes = [FREEZE]

@@ -21,7 +21,14 @@ from streams.console import auth
 from streams.console.app import Console
 from streams.console.server import build_console_app
 from streams.worker.schemas import Command
-from tests.unit.streams.console.test_console_app import PASSWORDS, VERDICT, _Feed, _state, _Store
+from tests.unit.streams.console.test_console_app import (
+    PASSWORDS,
+    VERDICT,
+    _Feed,
+    _state,
+    _Store,
+    hash_line,
+)
 
 #: the list's users and an admin
 USERS = PASSWORDS | {"ada": ("admin", "ad-pass")}
@@ -47,7 +54,7 @@ FREEZES = [
 @pytest.fixture(scope="module")
 def users_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("console") / "users"
-    lines = [auth.hash_line(n, role, pw) for n, (role, pw) in USERS.items()]
+    lines = [hash_line(n, role, pw) for n, (role, pw) in USERS.items()]
     path.write_text("\n".join(lines) + "\n")
     return path
 

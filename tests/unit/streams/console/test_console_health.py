@@ -27,6 +27,7 @@ from streams.console import auth
 from streams.console.app import Console, _looks, build_app
 from streams.console.health import HealthReads
 from streams.console.statuses import StatusFeed
+from tests.unit.streams.console.test_console_app import hash_line
 
 START = datetime(2026, 6, 1, tzinfo=UTC)
 #: the stack's simulated clock: period 3 of shoes is in force
@@ -168,7 +169,7 @@ def client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClie
     monkeypatch.setattr("streams.console.views.read_freezes", lambda settings, exp_id: [])
     monkeypatch.setattr("streams.console.health.read_dead_letters", letters)
     users = tmp_path / "users"
-    users.write_text(auth.hash_line("vic", "viewer", "v-pass") + "\n")
+    users.write_text(hash_line("vic", "viewer", "v-pass") + "\n")
     console = Console(
         Settings(console=ConsoleSettings(users_file=users)),
         auth.Users.load(users),

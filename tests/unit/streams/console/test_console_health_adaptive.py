@@ -21,6 +21,7 @@ from streams.client.history import Trail
 from streams.console import auth
 from streams.console.app import Console, build_app
 from streams.console.health import HealthReads
+from tests.unit.streams.console.test_console_app import hash_line
 from tests.unit.streams.console.test_console_health import NOW, START, TRAIL, _Feed, _Store
 
 ARMS = ["ctl", "a", "b"]
@@ -89,7 +90,7 @@ def client(
     monkeypatch.setattr("streams.console.views.read_freezes", lambda settings, exp_id: [])
     monkeypatch.setattr("streams.console.health.read_dead_letters", letters)
     users = tmp_path / "users"
-    users.write_text(auth.hash_line("vic", "viewer", "v-pass") + "\n")
+    users.write_text(hash_line("vic", "viewer", "v-pass") + "\n")
     console = Console(
         Settings(console=ConsoleSettings(users_file=users)),
         auth.Users.load(users),

@@ -19,14 +19,20 @@ from controller.spec import load_spec
 from streams.console import auth
 from streams.console.app import Console
 from streams.console.server import build_console_app
-from tests.unit.streams.console.test_console_app import PASSWORDS, _Feed, _sign_in, _Store
+from tests.unit.streams.console.test_console_app import (
+    PASSWORDS,
+    _Feed,
+    _sign_in,
+    _Store,
+    hash_line,
+)
 from tests.unit.streams.console.test_console_launch import GOOD
 
 
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[TestClient]:
     users = tmp_path / "users"
-    users.write_text("".join(auth.hash_line(n, r, pw) + "\n" for n, (r, pw) in PASSWORDS.items()))
+    users.write_text("".join(hash_line(n, r, pw) + "\n" for n, (r, pw) in PASSWORDS.items()))
 
     async def send(settings: Settings, kind: str, timeout: float = 30.0, **fields: Any) -> Any:
         raise AssertionError("a check sends nothing")

@@ -29,6 +29,7 @@ from tests.unit.streams.console.test_console_app import (
     _sign_in,
     _state,
     _Store,
+    hash_line,
 )
 
 ROOT = Path(__file__).resolve().parents[4]
@@ -64,7 +65,7 @@ BAD = {
 @pytest.fixture(scope="module")
 def users_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("launch") / "users"
-    path.write_text("".join(auth.hash_line(n, r, pw) + "\n" for n, (r, pw) in PASSWORDS.items()))
+    path.write_text("".join(hash_line(n, r, pw) + "\n" for n, (r, pw) in PASSWORDS.items()))
     return path
 
 

@@ -19,6 +19,7 @@ from streams.console import auth
 from streams.console.app import Console, build_app, make_console
 from streams.console.health import FOLLOWED_LETTERS_TTL, LETTERS_TTL, HealthReads
 from tests.unit.streams.client.test_letter_follower import _Broker, dead, sale
+from tests.unit.streams.console.test_console_app import hash_line
 from tests.unit.streams.console.test_console_health import (
     NOW,
     TRAIL,
@@ -54,7 +55,7 @@ def client(
     monkeypatch.setattr("streams.console.health.read_trail", trail)
     monkeypatch.setattr("streams.console.health.read_dead_letters", whole_topic)
     users = tmp_path / "users"
-    users.write_text(auth.hash_line("vic", "viewer", "v-pass") + "\n")
+    users.write_text(hash_line("vic", "viewer", "v-pass") + "\n")
     settings = Settings(
         console=ConsoleSettings(users_file=users), topics=TopicSettings(dead_letter="s.dlq")
     )
@@ -96,7 +97,7 @@ def test_the_health_fetch_counts_only_the_letters_written_since_the_last(
 
 def test_the_console_process_keeps_one_follower(tmp_path: Path) -> None:
     users = tmp_path / "users"
-    users.write_text(auth.hash_line("vic", "viewer", "v-pass") + "\n")
+    users.write_text(hash_line("vic", "viewer", "v-pass") + "\n")
     settings = Settings(console=ConsoleSettings(users_file=users))
     console = make_console(settings, auth.Users.load(users))
     assert isinstance(console.letters, LetterFollower)

@@ -18,7 +18,7 @@ from streams.client.history import Trail
 from streams.client.results import NO_SEGMENT_YET, NO_SEGMENTS_NAMED, results_view
 from streams.console import auth, views
 from streams.console.app import Console, build_app
-from tests.unit.streams.console.test_console_app import _Feed, _state, _Store
+from tests.unit.streams.console.test_console_app import _Feed, _state, _Store, hash_line
 
 LOOKS = ("2026-06-02T00:00:00+00:00", "2026-06-03T00:00:00+00:00")
 
@@ -94,7 +94,7 @@ def client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClie
     monkeypatch.setattr(views, "read_trail", trail)
     monkeypatch.setattr(views, "read_freezes", lambda settings, exp_id: [])
     users = tmp_path / "users"
-    users.write_text(auth.hash_line("vic", "viewer", "v-pass") + "\n")
+    users.write_text(hash_line("vic", "viewer", "v-pass") + "\n")
     held = _state("shoes", 2)
     segmented = held.spec.model_copy(
         update={"segments": {"big": ("shoes0", "shoes1"), "small": ("shoes2", "shoes3")}}

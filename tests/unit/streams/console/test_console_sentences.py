@@ -20,7 +20,7 @@ from controller.settings import ConsoleSettings, Settings
 from streams.console import auth
 from streams.console.app import Console
 from streams.console.server import build_console_app
-from tests.unit.streams.console.test_console_app import PASSWORDS, _Feed, _sign_in
+from tests.unit.streams.console.test_console_app import PASSWORDS, _Feed, _sign_in, hash_line
 from tests.unit.streams.console.test_console_drafts import _DraftStore
 
 NO_SHOEZ = (
@@ -42,7 +42,7 @@ def sent() -> list[tuple[str, dict[str, Any]]]:
 @pytest.fixture
 def client(tmp_path: Path, sent: list[tuple[str, dict[str, Any]]]) -> Iterator[TestClient]:
     users = tmp_path / "users"
-    users.write_text("".join(auth.hash_line(n, r, pw) + "\n" for n, (r, pw) in PASSWORDS.items()))
+    users.write_text("".join(hash_line(n, r, pw) + "\n" for n, (r, pw) in PASSWORDS.items()))
 
     async def send(settings: Settings, kind: str, timeout: float = 30.0, **fields: Any) -> Any:
         sent.append((kind, fields))

@@ -160,10 +160,10 @@ class _Arrivals(SharedReads[Any, Any]):
 
 @pytest.fixture
 def users_file(tmp_path: Any) -> Any:
-    from streams.console import auth
+    from tests.unit.streams.console.test_console_app import hash_line
 
     path = tmp_path / "users"
-    path.write_text(auth.hash_line("vic", "viewer", "v-pass") + "\n")
+    path.write_text(hash_line("vic", "viewer", "v-pass") + "\n")
     return path
 
 

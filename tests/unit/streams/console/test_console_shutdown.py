@@ -18,7 +18,7 @@ from controller.settings import ConsoleSettings, Settings
 from streams.client.heatmap import BuildStopped, schedule_matrices
 from streams.console import auth
 from streams.console.app import Console, build_app
-from tests.unit.streams.console.test_console_app import PASSWORDS, _Feed, _state
+from tests.unit.streams.console.test_console_app import PASSWORDS, _Feed, _state, hash_line
 from tests.unit.streams.console.test_console_charts import _ChartStore
 
 
@@ -84,7 +84,7 @@ async def test_shutdown_cancels_the_build_and_does_not_wait_for_its_thread(
 ) -> None:
     blocked = _Blocked(monkeypatch)
     users = tmp_path / "users"
-    users.write_text("".join(auth.hash_line(n, r, pw) + "\n" for n, (r, pw) in PASSWORDS.items()))
+    users.write_text("".join(hash_line(n, r, pw) + "\n" for n, (r, pw) in PASSWORDS.items()))
     store = _ChartStore([_state("shoes", 2), _state("hats", -1)])
     console = Console(
         Settings(console=ConsoleSettings(users_file=users)),
