@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,8 @@ from controller.settings import Settings
 from streams.client.follower import TopicFollower
 from streams.client.reading import own_reader
 from streams.worker.control import FLEET
+
+log = logging.getLogger("pricelab.trail")
 
 #: what ``pricelab experiment history`` opens on Kafka (``TopicSettings`` fields; no consumer
 #: group): streams/cli/kafka_acl.py
@@ -167,6 +170,14 @@ async def _read_to(
         for tp in list(todo):
             if await consumer.position(tp) >= end[tp]:
                 todo.discard(tp)
+    if todo:  # what was read is what the caller gets: say where the read stopped short
+        short = {f"{tp.topic}[{tp.partition}]": (await consumer.position(tp), end[tp])
+                 for tp in sorted(todo)}  # fmt: skip
+        log.warning(
+            "the audit trail's read stopped after %g s short of the end (position, end): %s",
+            timeout,
+            short,
+        )
 
 
 class TrailFollower(TopicFollower):
