@@ -354,7 +354,7 @@ async def run_leg(stack: EmbeddedStack, args: argparse.Namespace, batch_size: in
         with contextlib.suppress(Exception):
             leg.counted = await asyncio.wait_for(_counted(store), 10)
         leg.seconds = round(watch.now(), 1)
-        leg.samples = [asdict(s) for s in watch.samples if s.blocks is not None]
+        leg.samples = [asdict(s) for s in watch.samples]
         with contextlib.suppress(Exception):
             await store.redis.aclose()
     return leg
@@ -413,14 +413,25 @@ def summary(legs: Sequence[Leg]) -> list[str]:
     return out
 
 
-async def probe(args: argparse.Namespace) -> list[Leg]:
-    legs: list[Leg] = []
+def write_figures(path: Path, args: argparse.Namespace, legs: Sequence[Leg]) -> None:
+    doc = {
+        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "python": sys.version.split()[0],
+        "legs": [asdict(leg) for leg in legs],
+    }
+    path.write_text(json.dumps(doc, indent=1))
+
+
+async def probe(args: argparse.Namespace, legs: list[Leg]) -> None:
+    """Each leg in turn on one stack; the figures written after each (an interrupted run keeps
+    the legs it finished)."""
     with EmbeddedStack(workdir=Path(args.workdir) / "stack") as stack:
         for n, size in enumerate(args.batch_size, 1):
-            print(f"leg {n}: batch {size}, depth {args.depth or 'default (2)'}; " + HEADER,
-                  flush=True)  # fmt: skip
+            print(f"{time.strftime('%H:%M:%S')} leg {n}: batch {size}, depth "
+                  f"{args.depth or 'default (2)'}\n" + HEADER, flush=True)  # fmt: skip
             legs.append(await run_leg(stack, args, size, n))
-    return legs
+            if args.out:
+                write_figures(args.out, args, legs)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -444,15 +455,19 @@ def main(argv: list[str] | None = None) -> None:
     )
     ap.add_argument("--every", type=float, default=1.0, help="memtrace's sampling interval")
     ap.add_argument("--catchup-timeout", type=float, default=300.0)
-    ap.add_argument("--workdir", default=None)
+    ap.add_argument("--workdir", default=None, help="logs and traces (default: a temporary one)")
     ap.add_argument("--out", type=Path, default=None, help="write the figures as JSON here")
     args = ap.parse_args(argv)
     if args.tail > args.quiet or args.tail > args.warmup:
         ap.error("--tail must not be longer than --quiet or --warmup")
+    legs: list[Leg] = []
     with tempfile.TemporaryDirectory(prefix="probe-catchup-") as tmp:
         args.workdir = args.workdir or tmp
         Path(args.workdir).mkdir(parents=True, exist_ok=True)
-        legs = asyncio.run(probe(args))
+        try:
+            asyncio.run(probe(args, legs))
+        except KeyboardInterrupt:  # SIGINT: the stack and worker were stopped on the way out
+            print(f"interrupted after {len(legs)} legs")
     print()
     for leg in legs:
         print(f"leg batch {leg.batch_size}: sent {leg.sent:,}, counted {leg.counted:,}, "
@@ -460,10 +475,7 @@ def main(argv: list[str] | None = None) -> None:
     for line in summary(legs):
         print(line)
     if args.out:
-        doc = {"args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-               "python": sys.version.split()[0], "legs": [asdict(leg) for leg in legs]}  # fmt: skip
-        args.out.write_text(json.dumps(doc, indent=1))
-        print(f"figures written to {args.out}")
+        print(f"figures in {args.out}")
 
 
 if __name__ == "__main__":
