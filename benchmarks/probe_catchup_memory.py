@@ -221,7 +221,14 @@ class Leg:
     sent: int = 0
     counted: int = 0
     seconds: float = 0.0
+    #: why the leg ended early (the worker exited, a catch-up ran out of time), or None
+    error: str | None = None
     samples: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float:
+        """Sales a second the producer achieved over the leg."""
+        return self.sent / self.seconds if self.seconds else 0.0
 
 
 class Watch:
@@ -252,15 +259,12 @@ class Watch:
         self.samples.extend(parse_memtrace(complete.splitlines(), self.now()))
 
     async def run(self, stop: asyncio.Event) -> None:
-        n = 0
         while not stop.is_set():
             with contextlib.suppress(OSError):
                 text = Path(f"/proc/{self.pid}/status").read_text()
                 self.samples.append(parse_status(text, self.now()))
-            if n % 5 == 0:
-                self._read_trace()
-            n += 1
-            await asyncio.sleep(0.05 if n % 5 else 0.2)
+            self._read_trace()
+            await asyncio.sleep(0.2)  # a sampling interval, not synchronisation
 
 
 async def _counted(store: Store) -> int:
@@ -321,7 +325,6 @@ async def run_leg(stack: EmbeddedStack, args: argparse.Namespace, batch_size: in
     assert stack.redis is not None and stack.redis.proc is not None
     stopped = stack.redis.proc.pid if args.fault == "redis-pause" else worker.pid
     slack = int(args.rate)
-    marks: list[Marks] = []
     try:
         await _quiet(args.warmup, worker)
         quiet_from = 0.0
@@ -339,13 +342,15 @@ async def run_leg(stack: EmbeddedStack, args: argparse.Namespace, batch_size: in
             done = watch.now()
             await _quiet(args.quiet, worker)
             m = Marks(quiet_from, fault, resumed, done, watch.now())
-            marks.append(m)
             fig = round_figures(watch.samples, m, args.tail, args.settle)
             fig |= {"round": r, "backlog": backlog, "catchup_s": round(done - resumed, 2),
                     "marks": asdict(m)}  # fmt: skip
             leg.rounds.append(fig)
             print(_row(batch_size, fig), flush=True)
             quiet_from = done + args.settle
+    except (RuntimeError, TimeoutError) as exc:  # the worker exited, or never caught up
+        leg.error = f"{type(exc).__name__}: {str(exc)[-2000:]}"
+        print(f"leg ended early: {leg.error}", flush=True)
     finally:
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -417,7 +422,7 @@ def write_figures(path: Path, args: argparse.Namespace, legs: Sequence[Leg]) -> 
     doc = {
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "python": sys.version.split()[0],
-        "legs": [asdict(leg) for leg in legs],
+        "legs": [asdict(leg) | {"rate": round(leg.rate)} for leg in legs],
     }
     path.write_text(json.dumps(doc, indent=1))
 
@@ -470,8 +475,9 @@ def main(argv: list[str] | None = None) -> None:
             print(f"interrupted after {len(legs)} legs")
     print()
     for leg in legs:
-        print(f"leg batch {leg.batch_size}: sent {leg.sent:,}, counted {leg.counted:,}, "
-              f"{leg.seconds:.0f} s")  # fmt: skip
+        print(f"leg batch {leg.batch_size}: sent {leg.sent:,} ({leg.rate:,.0f} a second), "
+              f"counted {leg.counted:,}, {leg.seconds:.0f} s"
+              + (f"; ended early: {leg.error[:200]}" if leg.error else ""))  # fmt: skip
     for line in summary(legs):
         print(line)
     if args.out:
