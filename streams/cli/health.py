@@ -26,7 +26,10 @@ FAILED = 1
 TRAFFIC_SHOWN = 7
 #: where a terminal goes next from a check that is not ok (the checks' sentences are the
 #: console's, which points at its own pages)
-NEXT = {"dead_letters": "pricelab dead-letters reads the dead letters, and --replay replays them"}
+NEXT = {
+    "dead_letters": "pricelab dead-letters reads the dead letters; --replay with --reason or "
+    "--offset sends them back"
+}
 
 
 def failed(flag: str, fail_on: str = PROBLEM) -> bool:

@@ -4,6 +4,7 @@ line of the users file."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated
@@ -32,6 +33,27 @@ def users_of(settings: Settings, say: Callable[[str], None] = typer.echo) -> Use
         password = users.add_one_time_admin()
         say(f"console: sign in as admin with the one-time password {password}")
     return users
+
+
+#: the name of the handler :func:`console_logging` adds
+CONSOLE_LOG = "pricelab-console-stderr"
+
+
+def console_logging() -> None:
+    """The console's own warnings on its standard error (its log): the CLI's entry point puts
+    a null handler on the root logger, so that a command's clients (aiokafka, redis) log
+    nothing and the command says its one sentence, and uvicorn configures only its own
+    loggers. Without this a slow answer (streams.console.metrics) or a read of the audit
+    trail that stopped short (streams.client.history) would be dropped; the clients' own
+    logs stay quiet."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.set_name(CONSOLE_LOG)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(logging.WARNING)
+    for name in ("pricelab", "streams"):
+        logger = logging.getLogger(name)
+        if all(h.get_name() != CONSOLE_LOG for h in logger.handlers):  # once
+            logger.addHandler(handler)
 
 
 async def serve(settings: Settings, users: Users) -> None:
@@ -66,6 +88,7 @@ def console(ctx: typer.Context) -> None:
     cs = settings.console
     typer.echo(f"console: http://{cs.host}:{cs.port}/", err=False)
     sys.stdout.flush()
+    console_logging()
     asyncio.run(serve(settings, users))
 
 

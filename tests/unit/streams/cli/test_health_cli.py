@@ -157,7 +157,8 @@ def test_the_table_has_the_worst_flag_a_line_per_check_and_the_traffic(
     assert "4 dead letter(s) name a product of this experiment (4 late)" in lines[3]
     # the dead letters' warning says where a terminal reads them (the sentence is the console's)
     assert lines[8] == (
-        "  next: pricelab dead-letters reads the dead letters, and --replay replays them"
+        "  next: pricelab dead-letters reads the dead letters; --replay with --reason or "
+        "--offset sends them back"
     )
     # units by arm: two products an arm at five units, none in period 2
     assert lines[9] == "traffic (units by arm, the last 3 completed period(s))"
