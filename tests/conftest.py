@@ -1,7 +1,7 @@
 """The whole suite's hooks: the order in which ``./run test`` hands the test files to its
 processes, and the hypothesis profiles.
 
-``./run test`` runs the files on four processes (pytest-xdist ``--dist loadfile``: a file's
+``./run test`` runs the files on five processes (pytest-xdist ``--dist loadfile``: a file's
 tests, and its module-scoped stack, stay on one) and keeps the order given here
 (``--no-loadscope-reorder``; xdist's own order is by number of tests, which put the files of
 one or two long tests, a soak or a simulation, last, where the suite waited on them alone).
