@@ -180,6 +180,28 @@ def test_every_simulations_regret_is_its_cells_times_the_effect_gaps() -> None:
         assert row["regret"] == pytest.approx(_regret_from_cells(row, effects), abs=1e-9)
 
 
+@pytest.mark.parametrize(
+    "design",
+    [
+        "design: optimal-switchback\noptimal_switchback: {carryover_order: 1}\n"
+        "adaptive: {floor: 0.2}\n",
+        "design: cluster\ncluster: {mode: switchback}\nwashout: PT4H\nadaptive: {floor: 0.2}\n",
+    ],
+    ids=["optimal-switchback", "cluster"],
+)
+def test_the_other_designs_that_adapt_are_planned_both_ways(design: str) -> None:
+    text = FIXED + design
+    if "cluster" in design:  # classes of 3 products
+        classes = {f"c{i}": list(UNITS[3 * i : 3 * i + 3]) for i in range(N // 3)}
+        text = text.replace(f"products: [{', '.join(UNITS)}]", f"clusters: {classes}")
+    effects = {"list": 0.0, "p90": -1.0, "p110": 2.0}
+    sims = _run(text, (-1.0, 2.0), sims=10, seed=5)
+    assert set(sims["mode"]) == {"fixed", "adaptive"}
+    assert (sims["error"] == "").all()
+    for _, row in sims.iterrows():  # a washout scales the outcome, never the regret's units
+        assert row["regret"] == pytest.approx(_regret_from_cells(row, effects), abs=1e-9)
+
+
 def test_an_aa_ladder_gives_up_nothing() -> None:
     effects = {"list": 0.0, "p90": 0.0, "p110": 0.0}
     sims = _run(ADAPTIVE, (0.0, 0.0), sims=10, seed=2)
