@@ -43,6 +43,10 @@ design's estimators that are not fitted per arm (not in :data:`analysis.arms.PAI
 those that weigh cells by their probability of the pair's arm, and the crossover's own) are
 left out, with the worker's reason as a note.
 
+An adaptive ladder is not planned here: ``--arm-effects`` plans a ladder by the effect it
+gives up, fixed beside adaptive (:mod:`lab.plan_adaptive`), with this module's placement and
+effect; without it :func:`check_not_adaptive` refuses one.
+
 A washout (always shorter than a period) is not in a period-level history: the live panel
 counts each period's sales after the washout, which the planner models as the share
 1 - washout/period of every cell's outcome and effect, assuming sales spread evenly over the
