@@ -160,6 +160,26 @@ def test_the_fixed_ladders_regret_is_the_allocations_times_the_effect_gaps() -> 
             assert getattr(row, f"cells_{name}") == int((drawn.arm == a).sum())
 
 
+def test_with_carryover_each_arms_effect_lingers_a_period_after_it() -> None:
+    # --carryover 1: a cell whose product held arm a the period before, and another arm now,
+    # also gets half of a's effect (plan's linear decay, 1 - 1/2). Worked out here: each
+    # cell's expected effect is sum_a p_a e_a, plus, after the first period, half of
+    # sum_a p_a (1 - p_a) e_a (a the period before, not now); always the best arm gets e_best.
+    effects = {"list": 0.0, "p90": -1.0, "p110": 2.0}
+    hist = read_history(_history_frame(), "product", "day", "units")
+    cfg = PlanConfig(sims=40, seed=8, arm_effects=(-1.0, 2.0), carryover=1, jobs=1)
+    sims, _, _ = run_regret_plan([("ladder", _spec(FIXED))], hist, cfg)
+    p, e = ALLOCATIONS, effects
+    now = sum(p[a] * e[a] for a in e)
+    linger = 0.5 * sum(p[a] * (1 - p[a]) * e[a] for a in e)
+    expected = N * DAYS * (max(e.values()) - now) - N * (DAYS - 1) * linger
+    regret = sims["regret"].to_numpy(float)
+    se = regret.std(ddof=1) / math.sqrt(len(regret))
+    assert abs(regret.mean() - expected) < 4 * se, (regret.mean(), expected, se)
+    # without the linger the expectation is off by many SEs: the check sees it
+    assert N * (DAYS - 1) * linger > 6 * se
+
+
 def test_relative_effects_give_up_shares_of_the_history() -> None:
     # --relative: arm a's cells gain e_a times their own outcome, so a fixed ladder gives up,
     # in expectation, the allocations times the gaps, of the history's outcome over its cells
