@@ -608,7 +608,8 @@ def plan_command(
         typer.Option(
             "--arm-effects",
             help="A ladder's expected effect of each treatment arm, in the spec's order, e.g. "
-            "0.03,-0.02,0.05: plans the profit given up, fixed and (an adaptive spec) adaptive.",
+            "0.03,-0.02,0.05: plans the effect given up against the best arm, fixed and (an "
+            "adaptive spec) adaptive.",
         ),
     ] = None,
     durations: Annotated[
