@@ -99,7 +99,7 @@ def score_ladder(
     ``probabilities`` (periods x arms), on the spec's adaptive metric: the end's largest
     estimated mean (``recommended``), the one arm the sequences leave at the end
     (``singled_out``, -1: more than one) and the first period (1-based) at which they leave
-    one (``decided_period``, NaN: none); ``metric``: the column to read (default the spec's
+    one (``decided_period``, NaN: none) with that arm (``first_singled_out``, -1: none); ``metric``: the column to read (default the spec's
     adaptive metric). ``pricelab compare-designs --adaptive`` and ``pricelab plan
     --arm-effects`` both score with it."""
     names = [a.name for a in spec.arm_list()]
@@ -115,6 +115,8 @@ def score_ladder(
         # the one arm the sequences leave at the end (-1: more than one)
         "singled_out": int(looks.best_set[-1].argmax()) if looks.decided()[-1] else -1,
         "decided_period": int(looks.period[decided[0]]) + 1 if len(decided) else math.nan,
+        # the arm they leave there (-1: none)
+        "first_singled_out": int(looks.best_set[decided[0]].argmax()) if len(decided) else -1,
     }
 
 

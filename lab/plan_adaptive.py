@@ -186,7 +186,7 @@ def regret_once(
         except (AnalysisError, ValueError) as exc:
             rows.append(row | {"error": f"{type(exc).__name__}: {exc}"[:300]})
             continue
-        rec, out = score["recommended"], score["singled_out"]
+        rec, out, first = score["recommended"], score["singled_out"], score["first_singled_out"]
         rows.append(
             row | {
                 "recommended": names[rec],
@@ -194,6 +194,8 @@ def regret_once(
                 "picks_best": bool(effects[rec] == effects.max()),
                 "singled_out": names[out] if out >= 0 else "",
                 "decided": bool(math.isfinite(score["decided_period"])),
+                # the arm the sequences first single out is a true best
+                "decided_best": bool(first >= 0 and effects[first] == effects.max()),
                 "decided_period": score["decided_period"],
                 "error": "",
             }
@@ -323,8 +325,9 @@ def summarise_regret(sims: pd.DataFrame) -> pd.DataFrame:
     """Per spec, duration and mode: the mean regret (outcome units, and % of the history's
     outcome) with its Monte-Carlo SE, the adaptive/fixed ratio over the same simulations
     (delta-method SE), the share of simulations picking a true best arm, the share whose
-    sequences leave one arm by the end of the duration and the median period they first do,
-    and the best arm's mean probability. TooManyFailedFits when too many estimates failed."""
+    sequences leave one arm at some period of the duration, the share whose first such arm is
+    a true best, the median period they first leave one, and the best arm's mean
+    probability. TooManyFailedFits when too many estimates failed."""
     out = []
     keys = ["spec", "design", "duration"]
     for key, g in sims.groupby(keys, sort=False):
@@ -349,6 +352,7 @@ def summarise_regret(sims: pd.DataFrame) -> pd.DataFrame:
                 "picks_best": picks,
                 "picks_best_se": math.sqrt(picks * (1 - picks) / len(ok)) if len(ok) else math.nan,
                 "decided": float(ok["decided"].mean()) if len(ok) else math.nan,
+                "decided_best": float(ok["decided_best"].mean()) if len(ok) else math.nan,
                 "decided_period": float(ok["decided_period"].median()) if len(ok) else math.nan,
                 "best_share": float(m["best_share"].mean()),
                 "best": str(m["best"].iloc[0]),
@@ -375,7 +379,8 @@ REGRET_COLUMNS = (
     ("regret_pct", "{:.3f}"), ("regret_pct_se", "{:.3f}"),
     ("regret_ratio", "{:.2f}"), ("regret_ratio_se", "{:.2f}"),
     ("picks_best", "{:.1%}"), ("picks_best_se", "{:.1%}"),
-    ("decided", "{:.1%}"), ("decided_period", "{:.0f}"), ("best_share", "{:.1%}"),
+    ("decided", "{:.1%}"), ("decided_best", "{:.1%}"), ("decided_period", "{:.0f}"),
+    ("best_share", "{:.1%}"),
 )  # fmt: skip
 
 #: the keys of each ``--json`` row of a regret plan
@@ -406,10 +411,11 @@ def format_regret(table: pd.DataFrame, outcome: str, relative: bool) -> str:
         f"best arm, summed over the cells (in {outcome}), regret_pct: in % of the "
         "history's outcome over the same cells, regret_ratio: adaptive over fixed on the same "
         "starts; picks_best: the end's largest AIPW estimated mean is the best arm; decided: "
-        "the simultaneous anytime-valid sequences leave one arm by the end, decided_period the "
-        "median period (1-based) they first do (the sequences' decision, not the analysis "
-        "worker's verdict, which also weighs guardrails and is not replayed); best_share: the "
-        "best arm's mean probability"
+        "the simultaneous anytime-valid sequences leave one arm at some period of the "
+        "duration, decided_best: the arm they first leave is the best, decided_period: the "
+        "median period (1-based) they first leave one (the sequences' decision, not the "
+        "analysis worker's verdict, which also weighs guardrails and is not replayed); "
+        "best_share: the best arm's mean probability"
     )
     for r in table.to_dict("records"):
         if r["failed"]:

@@ -97,7 +97,7 @@ def test_the_report_has_both_modes_and_says_whose_decision_it_is(tmp_path: Path)
     assert code == 0, err
     head, *rows = out.splitlines()
     for col in ("mode", "best", "regret", "regret_pct", "regret_ratio", "picks_best",
-                "decided", "decided_period", "best_share"):  # fmt: skip
+                "decided", "decided_best", "decided_period", "best_share"):  # fmt: skip
         assert col in head.split()
     fixed = next(r for r in rows if " fixed " in r)
     adaptive = next(r for r in rows if " adaptive " in r)
@@ -244,6 +244,8 @@ def test_with_a_clearly_best_arm_the_adaptive_ladder_gives_up_less_on_the_same_s
     # the adaptive ladder moved its cells to the best arm, and still found it
     assert adaptive["cells_p110"].mean() > 1.2 * fixed["cells_p110"].mean()
     assert adaptive["picks_best"].mean() >= 0.9
+    # a run that singled out the best arm first has decided
+    assert not (sims["decided_best"] & ~sims["decided"]).any()
 
 
 # --------------------------------------------------------------------------- refusals
