@@ -42,7 +42,10 @@ from lab.price import (
 )
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from lab.compare import CompareConfig
+    from lab.plan import PlanConfig
     from lab.simulate import SimulatedExperiment
     from lab.simulate_adaptive import AdaptiveSimulation
 
@@ -595,8 +598,20 @@ def plan_command(
         typer.Option("--effect", help="Effect to add to treated cells (outcome units)."),
     ] = None,
     relative: Annotated[
-        bool, typer.Option("--relative", help="--effect is a share of each cell's outcome.")
+        bool,
+        typer.Option(
+            "--relative", help="--effect (or --arm-effects) is a share of each cell's outcome."
+        ),
     ] = False,
+    arm_effects: Annotated[
+        str | None,
+        typer.Option(
+            "--arm-effects",
+            help="A ladder's expected effect of each treatment arm, in the spec's order, e.g. "
+            "0.03,-0.02,0.05: plans the effect given up against the best arm, fixed and (an "
+            "adaptive spec) adaptive.",
+        ),
+    ] = None,
     durations: Annotated[
         str | None,
         typer.Option(
@@ -631,7 +646,10 @@ def plan_command(
     type-I error, the power at --effect, the MDE (80% power at 5%) and the mean SE, simulated
     with the live designs and estimators. It models an effect on the history's outcomes, not a
     price: a spec's price_ratio is not used (give the effect you expect at that price as
-    --effect). Exits 2 instead when more than {share} of one row's fits fail."""
+    --effect). With --arm-effects (a ladder, one effect per treatment arm) it plans the
+    effect given up against always the best arm instead, the fixed ladder beside the adaptive
+    one for an adaptive spec (docs/planning.md, "Adaptive ladders"). Exits 2 instead when more
+    than {share} of one row's fits fail."""
     import json
     import sys
 
@@ -640,6 +658,7 @@ def plan_command(
     from lab.plan import (
         PlanConfig,
         as_json_rows,
+        check_config,
         check_not_adaptive,
         check_period,
         default_jobs,
@@ -648,6 +667,8 @@ def plan_command(
         run_plan,
         write_outputs,
     )
+    from lab.plan_adaptive import arm_effects as arm_effects_of
+    from lab.plan_adaptive import run_regret_plan
 
     cfg = PlanConfig(
         effect=effect,
@@ -657,6 +678,7 @@ def plan_command(
         seed=seed,
         carryover=carryover,
         jobs=default_jobs() if jobs is None else jobs,
+        arm_effects=_arm_effects(arm_effects),
     )
     loaded = []
     for path in specs:
@@ -670,7 +692,11 @@ def plan_command(
     loaded = [(n if names.count(n) == 1 else f"{n}#{i + 1}", s) for i, (n, s) in enumerate(loaded)]
     for name, spec in loaded:  # before the history is read
         try:
-            check_not_adaptive(name, spec)
+            if cfg.arm_effects is None:
+                check_not_adaptive(name, spec)
+            else:
+                check_config(cfg)
+                arm_effects_of(name, spec, cfg.arm_effects, relative)
         except PricelabError as exc:
             _fail(str(exc))
     currencies = {getattr(sp, "currency", None) for _, sp in loaded}  # a spec's currency:
@@ -699,13 +725,19 @@ def plan_command(
             typer.echo(f"note: {note}", err=True)
         for _, spec in loaded:
             check_period(hist, spec, time_col)
-        runs, table, notes = run_plan(loaded, hist, cfg, progress)
+        if cfg.arm_effects is not None:
+            runs, table, notes = run_regret_plan(loaded, hist, cfg, progress)
+        else:
+            runs, table, notes = run_plan(loaded, hist, cfg, progress)
     except PricelabError as exc:
         if tty:
             sys.stderr.write("\n")
         _fail(str(exc))
     if tty:
         sys.stderr.write("\n")
+    if cfg.arm_effects is not None:
+        _regret_outputs(loaded, cfg, runs, table, notes, outcome, as_json, out, t0)
+        return
     for note in _price_notes(loaded) + notes:
         typer.echo(f"note: {note}", err=True)
     if as_json:
@@ -716,6 +748,61 @@ def plan_command(
     if out is not None:
         try:
             paths = write_outputs(runs, table, out, effect=effect, relative=relative, notes=notes)
+        except OSError as exc:
+            _fail(f"cannot write to {out}: {exc.strerror or exc}")
+        for p in paths:
+            typer.echo(f"wrote {p}", err=as_json)
+
+
+def _arm_effects(text: str | None) -> tuple[float, ...] | None:
+    """``--arm-effects``: numbers separated by commas."""
+    if text is None:
+        return None
+    out = []
+    for part in text.split(","):
+        try:
+            out.append(float(part.strip()))
+        except ValueError:
+            _fail(f"--arm-effects must be numbers separated by commas, not {part.strip()!r}")
+    return tuple(out)
+
+
+def _regret_outputs(
+    specs: list[tuple[str, ExperimentSpec]],
+    cfg: PlanConfig,
+    runs: pd.DataFrame,
+    table: pd.DataFrame,
+    notes: list[str],
+    outcome: str,
+    as_json: bool,
+    out: Path | None,
+    t0: float,
+) -> None:
+    """What ``plan --arm-effects`` prints and writes (:mod:`lab.plan_adaptive`)."""
+    import json
+
+    from lab.plan_adaptive import (
+        arm_effects,
+        format_regret,
+        price_note,
+        regret_json_rows,
+        write_regret,
+    )
+
+    assert cfg.arm_effects is not None
+    for name, spec in specs:
+        effects = arm_effects(name, spec, cfg.arm_effects, cfg.relative)
+        typer.echo(f"note: {price_note(name, spec, effects, cfg.relative)}", err=True)
+    for note in notes:
+        typer.echo(f"note: {note}", err=True)
+    if as_json:
+        typer.echo(json.dumps(regret_json_rows(table)))
+    else:
+        typer.echo(format_regret(table, outcome, cfg.relative))
+        typer.echo(f"{len(runs)} ladders played in {time.perf_counter() - t0:.1f}s")
+    if out is not None:
+        try:
+            paths = write_regret(runs, table, out)
         except OSError as exc:
             _fail(f"cannot write to {out}: {exc.strerror or exc}")
         for p in paths:

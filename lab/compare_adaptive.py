@@ -83,11 +83,28 @@ def adaptive_of(spec: ExperimentSpec) -> ExperimentSpec:
 
 def _score(sim: SimulatedExperiment, probabilities: np.ndarray) -> dict[str, Any]:
     """The final look's recommended arm and the first period the sequences single one out."""
-    spec = sim.spec
-    names = [a.name for a in spec.arm_list()]
-    metric = str(spec.adaptive_metric())
-    lag, points = carryover(design_of(spec).estimators(spec))
     cells = sim.panel[["product", "period", "arm", "units", "revenue", "profit", "blackout"]]
+    return score_ladder(sim.spec, cells, probabilities)
+
+
+def score_ladder(
+    spec: ExperimentSpec,
+    cells: pd.DataFrame,
+    probabilities: np.ndarray,
+    *,
+    metric: str | None = None,
+) -> dict[str, Any]:
+    """The analysis worker's AIPW sequences (:func:`analysis.adaptive_live.fit_ladder`) on a
+    ladder's cell table (product, period, arm, blackout, the metrics) drawn with
+    ``probabilities`` (periods x arms), on the spec's adaptive metric: the end's largest
+    estimated mean (``recommended``), the one arm the sequences leave at the end
+    (``singled_out``, -1: more than one) and the first period (1-based) at which they leave
+    one (``decided_period``, NaN: none) with that arm (``first_singled_out``, -1: none); ``metric``: the column to read (default the spec's
+    adaptive metric). ``pricelab compare-designs --adaptive`` and ``pricelab plan
+    --arm-effects`` both score with it."""
+    names = [a.name for a in spec.arm_list()]
+    metric = str(spec.adaptive_metric()) if metric is None else metric
+    lag, points = carryover(design_of(spec).estimators(spec))
     recorded = {t: tuple(p) for t, p in enumerate(probabilities.tolist())}
     ladder = ladder_cells(cells, names, recorded, lag, points)
     fit = fit_ladder(ladder, metric, names, spec.control_index, lag=lag, horizon=len(probabilities))
@@ -98,6 +115,8 @@ def _score(sim: SimulatedExperiment, probabilities: np.ndarray) -> dict[str, Any
         # the one arm the sequences leave at the end (-1: more than one)
         "singled_out": int(looks.best_set[-1].argmax()) if looks.decided()[-1] else -1,
         "decided_period": int(looks.period[decided[0]]) + 1 if len(decided) else math.nan,
+        # the arm they leave there (-1: none)
+        "first_singled_out": int(looks.best_set[decided[0]].argmax()) if len(decided) else -1,
     }
 
 
@@ -154,6 +173,16 @@ def run_adaptive_comparison(cfg: CompareConfig) -> pd.DataFrame:
     return pd.DataFrame(rows).sort_values(["design", "mode", "run"]).reset_index(drop=True)
 
 
+def regret_ratio(adaptive: np.ndarray, fixed: np.ndarray) -> tuple[float, float]:
+    """The adaptive ladder's regret over the fixed one's, summed over the same runs, and its
+    Monte-Carlo SE by the delta method (NaN, NaN when the fixed ladder gave up nothing)."""
+    if fixed.sum() <= 0:
+        return math.nan, math.nan
+    ratio = float(adaptive.sum() / fixed.sum())
+    d = adaptive - ratio * fixed
+    return ratio, float(d.std(ddof=1) / math.sqrt(len(d)) / fixed.mean())
+
+
 def summarise_adaptive(runs: pd.DataFrame) -> pd.DataFrame:
     """Per design and mode: regret in % of the optimum (and its Monte-Carlo SE), the regret
     ratio adaptive / fixed over the same runs (delta-method SE), the share picking the true
@@ -162,12 +191,9 @@ def summarise_adaptive(runs: pd.DataFrame) -> pd.DataFrame:
     for design, g in runs.groupby("design", sort=False):
         fixed = g[g["mode"] == "fixed"].set_index("run")
         adapt = g[g["mode"] == "adaptive"].set_index("run").loc[fixed.index]
-        f_reg, a_reg = fixed["regret"].to_numpy(float), adapt["regret"].to_numpy(float)
-        ratio, ratio_se = math.nan, math.nan
-        if f_reg.sum() > 0:
-            ratio = float(a_reg.sum() / f_reg.sum())
-            d = a_reg - ratio * f_reg
-            ratio_se = float(d.std(ddof=1) / math.sqrt(len(d)) / f_reg.mean())
+        ratio, ratio_se = regret_ratio(
+            adapt["regret"].to_numpy(float), fixed["regret"].to_numpy(float)
+        )
         for mode, m in (("fixed", fixed), ("adaptive", adapt)):
             share = 100 * m["regret"].to_numpy(float) / m["optimum"].to_numpy(float)
             n = len(m)
@@ -235,5 +261,7 @@ __all__ = [
     "check_adaptive",
     "format_adaptive",
     "run_adaptive_comparison",
+    "regret_ratio",
+    "score_ladder",
     "summarise_adaptive",
 ]

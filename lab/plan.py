@@ -43,6 +43,10 @@ design's estimators that are not fitted per arm (not in :data:`analysis.arms.PAI
 those that weigh cells by their probability of the pair's arm, and the crossover's own) are
 left out, with the worker's reason as a note.
 
+An adaptive ladder is not planned here: ``--arm-effects`` plans a ladder by the effect it
+gives up, fixed beside adaptive (:mod:`lab.plan_adaptive`), with this module's placement and
+effect; without it :func:`check_not_adaptive` refuses one.
+
 A washout (always shorter than a period) is not in a period-level history: the live panel
 counts each period's sales after the washout, which the planner models as the share
 1 - washout/period of every cell's outcome and effect, assuming sales spread evenly over the
@@ -352,11 +356,8 @@ def simulate_once(
     """One placement and draw: every estimator on the A/A history and with the effect."""
     p = setting.planned
     spec = p.spec.model_copy(update={"seed": int(seed)})
-    T = n_periods(spec)
     m = design_matrices(spec, p.units)
-    Y = history[p.rows, start : start + T] * setting.window_share
-    missing = ~np.isfinite(Y)
-    Y = np.where(missing, 0.0, Y)
+    Y, missing = placed(setting, history, start)
     tau = effect_pattern(m.treated, setting.carryover)
     groups = None
     if spec.clusters:
@@ -374,7 +375,9 @@ def simulate_once(
             r0 = fit_plan(plan, aa, seed)
             q = _quantile(r0.df)
             e1 = _second_effect(setting, r0.se / share, q, treated_y)
-            r1 = fit_plan(plan, _panel(Y + _added(setting, e1, tau, Y), m, groups, missing), seed)
+            r1 = fit_plan(
+                plan, _panel(Y + added_effect(setting, e1, tau, Y), m, groups, missing), seed
+            )
         except Exception as exc:  # noqa: BLE001 - a failing fit is counted, not fatal
             row["error"] = f"{type(exc).__name__}: {exc}"[:300]
             rows.append(row)
@@ -383,7 +386,16 @@ def simulate_once(
     return rows
 
 
-def _added(setting: SimSetting, e: float, tau: np.ndarray, Y: np.ndarray) -> np.ndarray:
+def placed(setting: SimSetting, history: np.ndarray, start: int) -> tuple[np.ndarray, np.ndarray]:
+    """The history's outcomes of the planned units over the experiment placed at ``start``,
+    scaled to the analysis window (0 where the history has no cell), and where it has none."""
+    p = setting.planned
+    Y = history[p.rows, start : start + n_periods(p.spec)] * setting.window_share
+    missing = ~np.isfinite(Y)
+    return np.where(missing, 0.0, Y), missing
+
+
+def added_effect(setting: SimSetting, e: float, tau: np.ndarray, Y: np.ndarray) -> np.ndarray:
     """The effect ``e`` as added to every cell: in outcome units per whole period (scaled to
     the analysis window like the outcome), or a share of each cell's own outcome."""
     return e * tau * Y if setting.relative else e * setting.window_share * tau
@@ -459,7 +471,7 @@ def _simulate_arms(
     treated_y = {name: Y[on & ~off] for name, (_, on, _) in pairs.items()}
     world: dict[str, Panel] = {}  # with --effect: one world, every arm's effect the same
     if setting.effect:
-        Y1 = Y + _added(setting, setting.effect, tau, Y)
+        Y1 = Y + added_effect(setting, setting.effect, tau, Y)
         world = {name: panel(name, Y1) for name in arms.others}
 
     def fits(plan: EstimatorPlan, panels: Mapping[str, Panel]) -> Callable[[str], Any]:
@@ -480,7 +492,7 @@ def _simulate_arms(
                 r1, q1 = c1.results, critical_values(c1)
             else:  # each arm near its own MDE; no power is reported, so no joint test
                 r1 = tuple(
-                    fit_plan(plan, panel(name, Y + _added(setting, e1[name], tau, Y)), seed)
+                    fit_plan(plan, panel(name, Y + added_effect(setting, e1[name], tau, Y)), seed)
                     for name in arms.others
                 )
                 q1 = q0
@@ -780,6 +792,8 @@ class PlanConfig:
     seed: int = 0
     carryover: int = 0
     jobs: int = 1
+    #: each treatment arm's effect, in the spec's arm order (lab.plan_adaptive): a regret plan
+    arm_effects: tuple[float, ...] | None = None
 
 
 @dataclass
@@ -806,18 +820,24 @@ def check_config(cfg: PlanConfig) -> None:
         raise LabError(f"a relative --effect must be above -1 (-100%), not {cfg.effect}")
     if cfg.jobs < 1:
         raise LabError(f"--jobs must be at least 1, not {cfg.jobs}")
+    if cfg.arm_effects is not None and cfg.effect is not None:
+        raise LabError(
+            "give --effect (one effect, a power plan) or --arm-effects (one effect per arm, "
+            "a regret plan), not both"
+        )
 
 
 def check_not_adaptive(name: str, spec: ExperimentSpec) -> None:
-    """LabError for an adaptive ladder: the planner adds an effect to past outcomes, and an
-    adaptive allocation follows the outcomes each price causes, which only a market model
-    gives (docs/adaptive.md, "The lab")."""
+    """LabError for an adaptive ladder planned without ``--arm-effects``: an adaptive
+    allocation follows the outcomes each price causes, so the planner needs each arm's
+    expected effect (:mod:`lab.plan_adaptive`), not the one effect of a power plan."""
     if spec.adaptive is not None:
+        others = ", ".join(a.name for a in spec.arm_list() if not a.control)
         raise LabError(
-            f"{name}: plan cannot plan an adaptive ladder, because it adds an effect to past "
-            "outcomes while an adaptive allocation follows the outcomes each price causes, "
-            "which needs a market model: run pricelab compare-designs --ladder RATIOS "
-            "--adaptive, or pricelab simulate --spec on the spec"
+            f"{name}: an adaptive ladder is planned on the effect each arm is expected to "
+            f"have, because its allocation follows the outcomes each price causes: give "
+            f"--arm-effects with one effect per treatment arm ({others}), in outcome units "
+            "or as shares with --relative"
         )
 
 
@@ -838,7 +858,7 @@ def make_jobs(
             planned = plan_spec_at(spec, history, d)
             if planned.note and f"{name}: {planned.note}" not in notes:
                 notes.append(f"{name}: {planned.note}")
-            washout_share = 1.0 - min(spec.washout / spec.period, 1.0) if spec.washout else 1.0
+            washout_share = window_share(spec)
             plans = tuple(design_of(planned.spec).estimators(planned.spec))
             comparisons = comparisons_of(planned.spec)
             if comparisons is not None:
@@ -852,12 +872,26 @@ def make_jobs(
                 washout_share,
                 comparisons,
             )
-            # keyed by the spec's name, so one spec's simulations do not depend on the others
-            rng = np.random.default_rng([cfg.seed, zlib.crc32(name.encode()), d])
-            starts = rng.integers(0, history.n_periods - d + 1, size=cfg.sims)
-            seeds = rng.integers(0, 2**31 - 1, size=cfg.sims)
+            starts, seeds = placements(cfg, name, d, history)
             jobs.append(Job(name, setting, starts, seeds))
     return jobs, notes
+
+
+def window_share(spec: ExperimentSpec) -> float:
+    """The share of a period's sales the live panel counts after the washout (module
+    docstring)."""
+    return 1.0 - min(spec.washout / spec.period, 1.0) if spec.washout else 1.0
+
+
+def placements(
+    cfg: PlanConfig, name: str, periods: int, history: History
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each simulation's start in the history and its seed, keyed by the spec's name (so one
+    spec's simulations do not depend on the others) and the duration."""
+    rng = np.random.default_rng([cfg.seed, zlib.crc32(name.encode()), periods])
+    starts = rng.integers(0, history.n_periods - periods + 1, size=cfg.sims)
+    seeds = rng.integers(0, 2**31 - 1, size=cfg.sims)
+    return starts, seeds
 
 
 def arm_plans(

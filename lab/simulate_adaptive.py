@@ -28,6 +28,7 @@ against always the true best arm.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -115,44 +116,31 @@ def run_adaptive_spec(
         except ValueError as exc:
             raise LabError(str(exc)) from None
     units = list(market.product_ids)
-    arms = spec.arm_list()
-    names = [a.name for a in arms]
-    control = spec.control_index
     metric = str(spec.adaptive_metric())
     costs = spec.costs_of(units)
     cost = None if costs is None else np.array(costs, dtype=float)
     slots = experiment_slots(spec, market)
     n, t_all, m = len(units), len(slots), market.carryover_order
-    lag, points = carryover(design_of(spec).estimators(spec))
-    ups = set(update_points(spec))
-
-    arm = np.full((n, t_all), control, dtype=np.int64)
-    blackout = np.zeros((n, t_all), bool)
     sold = np.zeros((n, t_all))
     takings = np.zeros((n, t_all))
-    recorded: dict[int, tuple[float, ...]] = {}
-    decisions: list[PeriodProbabilities] = []
-    looks: dict[int, AdaptiveLook] = {}
-    look: AdaptiveLook | None = None
-    for t, slot in enumerate(slots):
-        seen = t - delay  # the periods the look steering t covers
-        if t in ups and seen >= 1 and (look is None or look.periods < seen):
-            cells = _cells(units, names, arm, blackout, sold, takings, cost, seen)
-            look = _look(spec, cells, names, control, recorded, lag, points, metric, t_all) or look
-        decided = period_probabilities(spec, t, recorded, look)
-        if decided.source == "look" and look is not None:
-            looks[t] = look
-        recorded[t] = decided.probabilities
-        decisions.append(decided)
-        drawn = design_matrices(spec, units, DesignContext(probabilities=recorded), periods=[t])
-        arm[:, t] = drawn.arm[:, 0]
-        blackout[:, t] = drawn.blackout[:, 0]
-        out = _outcome(market, slot, arm[:, in_force(slots, t, m)], ratios, control)
+    values = {"units": sold, "revenue": takings}
+    if cost is not None:
+        values["profit"] = np.zeros((n, t_all))
+
+    def sell(t: int, arm: np.ndarray) -> None:
+        slot = slots[t]
+        out = _outcome(market, slot, arm[:, in_force(slots, t, m)], ratios, spec.control_index)
         sold[:, t], takings[:, t] = out.units, out.revenue
         head = washout_head(spec, market, out, slot, slots)
         if head is not None:  # the panel counts the sales after the washout's head
             sold[:, t] -= head[1]
             takings[:, t] -= head[2]
+        if cost is not None:
+            values["profit"][:, t] = takings[:, t] - sold[:, t] * cost
+
+    played = play_ladder(spec, units, t_all, values, sell, delay=delay)
+    arm, recorded, decisions, looks = played.arm, played.recorded, played.decisions, played.looks
+    names = [a.name for a in spec.arm_list()]
 
     sim = run_spec(spec, market, probabilities=recorded)
     if not np.array_equal(np.asarray(sim.matrices.arm, dtype=np.int64), arm):
@@ -192,30 +180,92 @@ def _outcome(
     return market.period_outcomes(slot, held != 1.0, held)
 
 
-def _cells(
-    units: list[str],
+@dataclass(frozen=True)
+class PlayedLadder:
+    """What :func:`play_ladder` drew: each cell's arm and blackout (units x periods), each
+    period's recorded probabilities and decision, and the look that steered each updated
+    period."""
+
+    arm: np.ndarray
+    blackout: np.ndarray
+    recorded: dict[int, tuple[float, ...]]
+    decisions: tuple[PeriodProbabilities, ...]
+    looks: dict[int, AdaptiveLook]
+
+
+def play_ladder(
+    spec: ExperimentSpec,
+    units: Sequence[str],
+    periods: int,
+    values: Mapping[str, np.ndarray],
+    sell: Callable[[int, np.ndarray], None],
+    *,
+    delay: int = LIVE_DELAY,
+    dark: np.ndarray | None = None,
+) -> PlayedLadder:
+    """The live rule's loop, on any outcome: before period ``t``, the flip's probabilities
+    (:func:`controller.adaptive_draw.period_probabilities`) on the analysis worker's look of
+    periods ``0 .. t - 1 - delay`` (:func:`_look`), the design's draw with them, then
+    ``sell(t, arm)``, which fills column ``t`` of the metric matrices ``values`` (units x
+    periods, by metric name: the cells the look reads) from the arms drawn so far. ``dark``:
+    cells the panel does not have (blacked out in the look). The market's
+    (:func:`run_adaptive_spec`) and the planner's history (:mod:`lab.plan_adaptive`) both
+    play it."""
+    names = [a.name for a in spec.arm_list()]
+    control = spec.control_index
+    metric = str(spec.adaptive_metric())
+    lag, points = carryover(design_of(spec).estimators(spec))
+    ups = set(update_points(spec))
+    n = len(units)
+    arm = np.full((n, periods), control, dtype=np.int64)
+    blackout = np.zeros((n, periods), bool)
+    recorded: dict[int, tuple[float, ...]] = {}
+    decisions: list[PeriodProbabilities] = []
+    looks: dict[int, AdaptiveLook] = {}
+    look: AdaptiveLook | None = None
+    seen_dark = blackout if dark is None else dark
+    for t in range(periods):
+        seen = t - delay  # the periods the look steering t covers
+        if t in ups and seen >= 1 and (look is None or look.periods < seen):
+            cells = cell_table(units, names, arm, blackout | seen_dark, values, seen)
+            look = (
+                _look(spec, cells, names, control, recorded, lag, points, metric, periods) or look
+            )
+        decided = period_probabilities(spec, t, recorded, look)
+        if decided.source == "look" and look is not None:
+            looks[t] = look
+        recorded[t] = decided.probabilities
+        decisions.append(decided)
+        drawn = design_matrices(
+            spec, list(units), DesignContext(probabilities=recorded), periods=[t]
+        )
+        arm[:, t] = drawn.arm[:, 0]
+        blackout[:, t] = drawn.blackout[:, 0]
+        sell(t, arm)
+    return PlayedLadder(arm, blackout, recorded, tuple(decisions), looks)
+
+
+def cell_table(
+    units: Sequence[str],
     names: list[str],
     arm: np.ndarray,
     blackout: np.ndarray,
-    sold: np.ndarray,
-    takings: np.ndarray,
-    cost: np.ndarray | None,
+    values: Mapping[str, np.ndarray],
     periods: int,
 ) -> pd.DataFrame:
-    """The long cell table of periods ``0 .. periods - 1`` as the live panel has it."""
+    """The long cell table of periods ``0 .. periods - 1`` as the live panel has it (one
+    column per metric of ``values``)."""
     n = len(units)
     cells = pd.DataFrame(
         {
-            "product": np.repeat(units, periods),
+            "product": np.repeat(np.asarray(units, dtype=object), periods),
             "period": np.tile(np.arange(periods), n),
             "arm": np.array(names, dtype=object)[arm[:, :periods].ravel()],
-            "units": sold[:, :periods].ravel(),
-            "revenue": takings[:, :periods].ravel(),
             "blackout": blackout[:, :periods].ravel(),
         }
     )
-    if cost is not None:
-        cells["profit"] = (takings[:, :periods] - sold[:, :periods] * cost[:, None]).ravel()
+    for metric, v in values.items():
+        cells[metric] = v[:, :periods].ravel()
     return cells
 
 
@@ -280,4 +330,11 @@ def _steady(
     return out
 
 
-__all__ = ["AdaptiveSimulation", "refusal", "run_adaptive_spec"]
+__all__ = [
+    "AdaptiveSimulation",
+    "PlayedLadder",
+    "cell_table",
+    "play_ladder",
+    "refusal",
+    "run_adaptive_spec",
+]
