@@ -60,6 +60,17 @@ def _fail(message: str) -> NoReturn:
     raise typer.Exit(2)
 
 
+def _write_out(out: Path, write: Callable[[], list[Path]], err: bool = False) -> None:
+    """Run ``write`` (it writes under ``out`` and returns the paths) and name each file written;
+    a directory that cannot be written is one sentence, exit 2."""
+    try:
+        paths = write()
+    except OSError as exc:
+        _fail(f"cannot write to {out}: {exc.strerror or exc}")
+    for p in paths:
+        typer.echo(f"wrote {p}", err=err)
+
+
 def _market_config(path: Path | None, products: int | None = None) -> MarketConfig:
     try:
         cfg = MarketConfig.from_file(path) if path is not None else MarketConfig()
@@ -474,12 +485,7 @@ def compare_designs(
     typer.echo(format_table(table))
     typer.echo(f"{runs} runs x {len(chosen)} designs in {time.perf_counter() - t0:.1f}s")
     if out is not None:
-        try:
-            paths = write_outputs(rows, table, out)
-        except OSError as exc:
-            _fail(f"cannot write to {out}: {exc.strerror or exc}")
-        for p in paths:
-            typer.echo(f"wrote {p}")
+        _write_out(out, lambda: write_outputs(rows, table, out))
 
 
 def _compare_adaptive(cfg: CompareConfig, out: Path | None) -> None:
@@ -513,14 +519,14 @@ def _compare_adaptive(cfg: CompareConfig, out: Path | None) -> None:
         f"{cfg.runs} runs x {len(cfg.designs)} designs x 2 ladders in {time.perf_counter() - t0:.1f}s"
     )
     if out is not None:
-        try:
+
+        def write() -> list[Path]:
             out.mkdir(parents=True, exist_ok=True)
             rows.to_csv(out / "adaptive-runs.csv", index=False)
             table.to_csv(out / "adaptive-summary.csv", index=False)
-        except OSError as exc:
-            _fail(f"cannot write to {out}: {exc.strerror or exc}")
-        for name in ("adaptive-runs.csv", "adaptive-summary.csv"):
-            typer.echo(f"wrote {out / name}")
+            return [out / "adaptive-runs.csv", out / "adaptive-summary.csv"]
+
+        _write_out(out, write)
 
 
 def _ladder(text: str | None) -> tuple[float, ...] | None:
@@ -746,12 +752,11 @@ def plan_command(
         typer.echo(format_table(table, effect, relative))
         typer.echo(f"{len(runs)} fits in {time.perf_counter() - t0:.1f}s")
     if out is not None:
-        try:
-            paths = write_outputs(runs, table, out, effect=effect, relative=relative, notes=notes)
-        except OSError as exc:
-            _fail(f"cannot write to {out}: {exc.strerror or exc}")
-        for p in paths:
-            typer.echo(f"wrote {p}", err=as_json)
+        _write_out(
+            out,
+            lambda: write_outputs(runs, table, out, effect=effect, relative=relative, notes=notes),
+            err=as_json,
+        )
 
 
 def _arm_effects(text: str | None) -> tuple[float, ...] | None:
@@ -801,12 +806,7 @@ def _regret_outputs(
         typer.echo(format_regret(table, outcome, cfg.relative))
         typer.echo(f"{len(runs)} ladders played in {time.perf_counter() - t0:.1f}s")
     if out is not None:
-        try:
-            paths = write_regret(runs, table, out)
-        except OSError as exc:
-            _fail(f"cannot write to {out}: {exc.strerror or exc}")
-        for p in paths:
-            typer.echo(f"wrote {p}", err=as_json)
+        _write_out(out, lambda: write_regret(runs, table, out), err=as_json)
 
 
 def _price_notes(specs: list[tuple[str, ExperimentSpec]]) -> list[str]:
