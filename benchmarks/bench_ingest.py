@@ -200,8 +200,14 @@ async def one_run(
     worker: bool,
     spy: str | None = None,
     batch_size: int | None = None,
+    fetch_bytes: int | None = None,
 ) -> dict[str, float]:
-    settings = bench_settings(stack, **({"sales_batch_size": batch_size} if batch_size else {}))
+    kw: dict[str, int] = {}
+    if batch_size:
+        kw["sales_batch_size"] = batch_size
+    if fetch_bytes:
+        kw["sales_fetch_partition_bytes"] = fetch_bytes
+    settings = bench_settings(stack, **kw)
     await ensure_topics(settings)
     await produce(settings, settings.topics.sales, sale_payloads(n, N_PRODUCTS))
     out: dict[str, float] = {}
@@ -236,6 +242,9 @@ async def main() -> None:
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--no-worker", action="store_true")
     ap.add_argument("--batch-size", type=int, help="sales_batch_size (default: the setting's)")
+    ap.add_argument(
+        "--fetch-bytes", type=int, help="sales_fetch_partition_bytes (default: the setting's)"
+    )
     ap.add_argument("--py-spy", metavar="FILE", help="sample the worker (first run) into FILE")
     args = ap.parse_args()
     with EmbeddedStack() as stack:
@@ -248,6 +257,7 @@ async def main() -> None:
                 not args.no_worker,
                 args.py_spy if i == 0 else None,
                 args.batch_size,
+                args.fetch_bytes,
             )
             print(f"run {i + 1}: " + ", ".join(f"{k} {v:,.0f}" for k, v in r.items()))
             results.append(r)

@@ -121,6 +121,7 @@ class BatchConsumer:
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
                 max_poll_records=self.batch_size,
+                max_partition_fetch_bytes=self.settings.sales_fetch_partition_bytes,
                 # the batch window: Tansu answers a fetch some time after data arrives, not at
                 # once (docs/broker.md), so up to this wait adds to an event's latency
                 fetch_max_wait_ms=self.within_ms,
