@@ -291,7 +291,7 @@ def test_save_writes_the_json_and_a_row_per_run_and_render_fills_the_section(
     assert "from the 4 batches in DIR (6 ladders of 40 products over 10 days, 16 a batch" in text
     assert "between 2026-11-28T22:20:00+00:00 and 2026-11-28T22:32:00+00:00 UTC" in text
     assert "4.0 to 4.2 minutes a batch" in text and "load average 1.50 to 2.00" in text
-    assert "1 batches failed live" in text
+    assert "failed live, listed and not scored: 1 of the batches" in text
     assert (
         "| 4 prices | 2 | 4 | 1, 1; 2 | 75.0% (21.7%) | 75.0% (21.7%) at 3 | 50.0% (25.0%) "
         "| 0.0% (0.0%) | 100.0% | 1, 1 | 100.0% | 0.080 |"
