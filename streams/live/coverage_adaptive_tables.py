@@ -191,6 +191,7 @@ def save(out: Path, figures: Path, meta: Mapping[str, Any]) -> list[Path]:
 def context(doc: Mapping[str, Any]) -> dict[str, Any]:
     """The template's values: the saved document, and the span of the batches that ran."""
     ran = [b for b in doc["batches"] if b.get("started_utc")]
+    keys = sorted({int(k) for c in doc["cases"] for k in c["looks"]})
     loads = [x for b in ran for x in (b["load_start"], b["load_end"])]
     return {
         **doc,
@@ -199,6 +200,12 @@ def context(doc: Mapping[str, Any]) -> dict[str, Any]:
         "load_low": min(loads, default=math.nan),
         "load_high": max(loads, default=math.nan),
         "minutes": [b["minutes"] for b in ran] or [math.nan],
+        # family-wise by look: a row per world, a column per look (period count)
+        "look_keys": keys,
+        "look_rows": [
+            {"world": c["world"], "cells": [c["looks"].get(str(k), math.nan) for k in keys]}
+            for c in doc["cases"]
+        ],
     }
 
 

@@ -297,6 +297,7 @@ def test_save_writes_the_json_and_a_row_per_run_and_render_fills_the_section(
         "| 0.0% (0.0%) | 100.0% | 1, 1 | 100.0% | 0.080 |"
     ) in text
     assert "| 4 prices | p85 (0.85) | 50.0% (2) | 50% | 0.0% | 4.0 | 2.0 |" in text
+    assert "10: the end):\n\n| world | 3 | 4 |\n|---|---|---|\n| 4 prices | 75% | 75% |\n" in text
     assert (
         "| 3 | A/A, 4 arms | analysis 5 | - | - | - | -, - | failed: look at ...: not within 120s |"
         in text
