@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from scipy import stats
 
 from lab.studies.harness import coverage
 from lab.studies.render import render_text, replace_section
@@ -37,6 +38,17 @@ ALL = "all worlds"
 def share(flags: Sequence[bool]) -> tuple[float, float]:
     """The share of True and its binomial Monte-Carlo SE (NaN, NaN without flags)."""
     return coverage(flags)
+
+
+def bound(hits: int, n: int, upper: bool) -> float:
+    """The one-sided 95% Clopper-Pearson bound of a share of ``hits`` in ``n`` (the upper one
+    with ``upper``, else the lower): where a binomial SE says nothing (0 or n hits; at 0 of n
+    the upper bound is ``1 - 0.05^(1/n)``, about 3 / n). NaN without runs."""
+    if n == 0:
+        return math.nan
+    if upper:
+        return 1.0 if hits == n else float(stats.beta.ppf(0.95, hits + 1, n - hits))
+    return 0.0 if hits == 0 else float(stats.beta.ppf(0.05, hits, n - hits + 1))
 
 
 def by_look(runs: Sequence[Mapping[str, Any]]) -> dict[int, tuple[float, int]]:
@@ -95,14 +107,17 @@ def summarise(name: str, batches: Sequence[Mapping[str, Any]]) -> dict[str, Any]
         "kills_confirmed": sum(1 for b in done if b.get("exit_status") == -9),
         "family_end": fam,
         "family_end_se": fam_se,
+        "family_end_low": bound(sum(r["family_end"] for r in runs), len(runs), upper=False),
         "family_worst_look": w_share,
         "family_worst_look_se": math.sqrt(w_share * (1 - w_share) / w_n) if w_n else math.nan,
         "worst_look": worst,
         "looks": {str(k): v[0] for k, v in looks.items()},
         "ever_missed": ever,
         "ever_missed_se": ever_se,
+        "ever_missed_high": bound(sum(r["ever_missed"] for r in runs), len(runs), upper=True),
         "differs": differs,
         "differs_se": differs_se,
+        "differs_high": bound(sum(r["differs"] for r in runs), len(runs), upper=True),
         "final_published": share([r["final_published"] for r in runs])[0],
         "missing": sum(r["missing"] for r in runs),
         "units_lost": sum(max(r["units_sent"] - r["units_counted"], 0) for r in runs),

@@ -6,6 +6,7 @@ the saved files and the rendered section, and the CLI's one-sentence refusals.""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -222,6 +223,19 @@ def _batches() -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
+def test_the_one_sided_clopper_pearson_bounds() -> None:
+    # at 0 of n the upper bound solves (1 - p)^n = 0.05; at n of n the lower one p^n = 0.05
+    assert tables.bound(0, 96, upper=True) == pytest.approx(1 - 0.05 ** (1 / 96))  # 3.07%
+    assert tables.bound(0, 96, upper=True) == pytest.approx(0.0307, abs=1e-4)
+    assert tables.bound(16, 16, upper=False) == pytest.approx(0.05 ** (1 / 16))  # 82.9%
+    # 1 of 2: the upper bound solves P(X <= 1) = 1 - p^2 = 0.05, p = sqrt(0.95); the lower
+    # one P(X >= 1) = 1 - (1 - p)^2 = 0.05, p = 1 - sqrt(0.95)
+    assert tables.bound(1, 2, upper=True) == pytest.approx(math.sqrt(0.95))
+    assert tables.bound(1, 2, upper=False) == pytest.approx(1 - math.sqrt(0.95))
+    assert tables.bound(2, 2, upper=True) == 1.0 and tables.bound(0, 2, upper=False) == 0.0
+    assert math.isnan(tables.bound(0, 0, upper=True))
+
+
 def test_a_worlds_figures_and_their_monte_carlo_ses() -> None:
     batches = _batches()
     four = tables.summarise("4 prices", batches[:2])
@@ -293,8 +307,8 @@ def test_save_writes_the_json_and_a_row_per_run_and_render_fills_the_section(
     assert "4.0 to 4.2 minutes a batch" in text and "load average 1.50 to 2.00" in text
     assert "failed live, listed and not scored: 1 of the batches" in text
     assert (
-        "| 4 prices | 2 | 4 | 1, 1; 2 | 75.0% (21.7%) | 75.0% (21.7%) at 3 | 50.0% (25.0%) "
-        "| 0.0% (0.0%) | 100.0% | 1, 1 | 100.0% | 0.080 |"
+        "| 4 prices | 2 | 4 | 1, 1; 2 | 75.0% (21.7%; >= 24.9%) | 75.0% (21.7%) at 3 "
+        "| 50.0% (25.0%; <= 90.2%) | 0.0% (0.0%; <= 52.7%) | 100.0% | 1, 1 | 100.0% | 0.080 |"
     ) in text
     assert "| 4 prices | p85 (0.85) | 50.0% (2) | 50% | 0.0% | 4.0 | 2.0 |" in text
     assert "10: the end):\n\n| world | 3 | 4 |\n|---|---|---|\n| 4 prices | 75% | 75% |\n" in text
@@ -329,7 +343,7 @@ def test_the_cli_saves_and_renders_the_batches_done_and_refuses_in_one_sentence(
     page.write_text("<!-- adaptive-live-coverage:start -->\n<!-- adaptive-live-coverage:end -->\n")
     args = ["--out", str(out), "--save", "--render", "--figures", str(tmp_path), "--doc", str(page)]
     assert ca.main(args) == 0
-    assert "| 4 prices | 1 | 2 | 1, 0; 1 | 50.0% (35.4%)" in page.read_text()
+    assert "| 4 prices | 1 | 2 | 1, 0; 1 | 50.0% (35.4%; >= 2.5%)" in page.read_text()
 
 
 def test_a_batch_file_of_another_world_is_refused_before_anything_runs(tmp_path: Path) -> None:
