@@ -68,7 +68,7 @@ from streams.live.ladder import LADDER_ARMS, LADDER_COST_SHARE, treatment_arms
 from streams.live.launcher import WorkerProcess
 from streams.worker.kafka import ensure_topics
 
-#: ladders a batch, their products and days (the slow test's batch: about 4 minutes)
+#: ladders a batch, their products and days (the slow test's batch: about 70 s on an idle machine)
 LADDERS, PRODUCTS, DAYS = 16, 40, 10
 #: the metric the ladders adapt on and are scored on (the decision metric: unit costs are set)
 METRIC = "profit"
@@ -209,10 +209,8 @@ async def run_batch(
     happened: the kill's exit status (-9 when it was a SIGKILL's), the units each run sent and
     the store counted, the seconds. ``timeout``: the seconds any one wait may take."""
     await ensure_topics(settings)
-    workers = [
-        WorkerProcess(settings, ("controller",)).launch(),
-        WorkerProcess(settings, ("analysis",)).launch(),
-    ]
+    #: every worker process started for the batch, stopped at its end whatever happens
+    workers: list[WorkerProcess] = []
     redis = make_redis(settings)
     store = Store(redis, settings.key_prefix)
     info: dict[str, Any] = {
@@ -223,6 +221,8 @@ async def run_batch(
     }
     t0 = time.monotonic()
     try:
+        for role in ("controller", "analysis"):
+            workers.append(WorkerProcess(settings, (role,)).launch())
         for w in workers:
             w.wait_healthy()
         cfg = DriverConfig(timeout=timeout)
@@ -231,11 +231,17 @@ async def run_batch(
             async def after_send(d: int) -> None:
                 if kill is None or d != kill.period:
                     return
-                if kill.worker == "controller":
-                    new, code = await driver.restart_controller()
-                else:
-                    new, code = await driver.restart_analysis()
-                workers.append(new)
+                try:
+                    if kill.worker == "controller":
+                        _, code = await driver.restart_controller()
+                    else:
+                        _, code = await driver.restart_analysis()
+                finally:  # the new process, started even when it never became healthy
+                    workers.extend(
+                        w
+                        for w in (*driver.controller, driver.analysis)
+                        if isinstance(w, WorkerProcess) and w not in workers
+                    )
                 info["exit_status"] = code
 
             await driver.create(runs)
@@ -418,24 +424,36 @@ def _stack_batch(
     )
 
 
-def run_study(out: Path, batches: int, worlds: Sequence[str], timeout: float) -> int:
-    """Run the batches not yet in ``out`` (batch b: world ``worlds[b % len]``, kill b of
-    :func:`draw_kills`), each written to its file as it ends; the batches done."""
-    out.mkdir(parents=True, exist_ok=True)
-    kills = draw_kills(batches)
+def batches_to_run(out: Path, batches: int, worlds: Sequence[str]) -> list[tuple[int, str]]:
+    """(batch, world) of the first ``batches`` batches that ``out`` does not hold, or holds as
+    failed (batch b: world ``worlds[b % len]``); ValueError when a file there holds another
+    world's batch."""
     todo = []
     for b in range(batches):
         world = worlds[b % len(worlds)]
         path = batch_path(out, b)
         if path.exists():
-            done = json.loads(path.read_text())
+            done = tables.read_batch(path)
             if done.get("world") != world:
                 raise ValueError(
                     f"{path} holds a batch of {done.get('world')!r}, not {world!r}: "
                     "give another --out or the same --worlds"
                 )
-            continue
+            if "error" not in done:  # a batch that failed is run again
+                continue
         todo.append((b, world))
+    return todo
+
+
+def run_study(out: Path, batches: int, worlds: Sequence[str], timeout: float) -> int:
+    """Run :func:`batches_to_run` (kill b of :func:`draw_kills` for batch b), each written to
+    its file as it ends; the batches done."""
+    out.mkdir(parents=True, exist_ok=True)
+    probe = out / ".writable"  # before a stack and a batch's minute, not after them
+    probe.write_text("")
+    probe.unlink()
+    kills = draw_kills(batches)
+    todo = batches_to_run(out, batches, worlds)
     if not todo:
         return batches
     stack = EmbeddedStack().start()
@@ -444,12 +462,18 @@ def run_study(out: Path, batches: int, worlds: Sequence[str], timeout: float) ->
             try:
                 doc = _stack_batch(stack, b, world, kills[b], timeout)
             except Exception as e:  # a batch that failed live is a finding, kept as one
-                doc = {"batch": b, "world": world, "kill": asdict(kills[b]), "error": str(e)}
+                # named by its type too: an AssertionError() or a TimeoutError() says nothing
+                error = f"{type(e).__name__}: {e}".rstrip(": ")
+                doc = {"batch": b, "world": world, "kill": asdict(kills[b]), "error": error}
             batch_path(out, b).write_text(json.dumps(doc, indent=1, default=float))
-            said = doc.get("error") or (
-                f"{sum(r['family_end'] for r in doc['runs'])}/{len(doc['runs'])} family-wise, "
-                f"{sum(r['ever_missed'] for r in doc['runs'])} ever missed, "
-                f"{doc['seconds']:.0f}s, load {doc['load_start']:.2f}-{doc['load_end']:.2f}"
+            said = (
+                doc["error"]
+                if "error" in doc
+                else (
+                    f"{sum(r['family_end'] for r in doc['runs'])}/{len(doc['runs'])} family-wise, "
+                    f"{sum(r['ever_missed'] for r in doc['runs'])} ever missed, "
+                    f"{doc['seconds']:.0f}s, load {doc['load_start']:.2f}-{doc['load_end']:.2f}"
+                )
             )
             print(
                 f"[batch {b}] {world}: {kills[b].worker} killed after period "
@@ -500,6 +524,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         worlds = world_order(args.worlds)
         if args.batches < 0:
             raise ValueError(f"--batches must be 0 or more, not {args.batches}")
+        if not (args.batches or args.save or args.render):
+            raise ValueError("nothing to do: give --batches N to run, or --save or --render")
         if args.batches:
             run_study(args.out, args.batches, worlds, args.timeout)
         if args.save:

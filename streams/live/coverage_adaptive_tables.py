@@ -189,7 +189,18 @@ def load_batches(out: Path) -> list[dict[str, Any]]:
     paths = sorted(out.glob("batch-*.json"))
     if not paths:
         raise ValueError(f"no batch-NNN.json in {out}: run some batches into it first")
-    return [json.loads(p.read_text()) for p in paths]
+    return [read_batch(p) for p in paths]
+
+
+def read_batch(path: Path) -> dict[str, Any]:
+    """One batch's document; ValueError naming the file when it is not a batch's JSON."""
+    try:
+        doc = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not a batch's JSON ({e}): remove it to run it again") from e
+    if not isinstance(doc, dict):
+        raise ValueError(f"{path} is not a batch's JSON object: remove it to run it again")
+    return doc
 
 
 def save(out: Path, figures: Path, meta: Mapping[str, Any]) -> list[Path]:

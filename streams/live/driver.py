@@ -641,9 +641,11 @@ class LiveDriver:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, old.kill9)
         code = None if old.proc is None else old.proc.returncode
-        new = WorkerProcess(old.settings, old.roles, env=old.env)
-        await loop.run_in_executor(None, new.start)
+        # watched (and so stopped by whoever stops the driver's workers) before it is waited
+        # for: a start that never becomes healthy must not leave its process behind
+        new = WorkerProcess(old.settings, old.roles, env=old.env).launch()
         self.controller[i] = new
+        await loop.run_in_executor(None, new.wait_healthy)
         return new, code
 
     def replace_analysis(self, worker: Watched) -> None:
@@ -659,9 +661,9 @@ class LiveDriver:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, old.kill9)
         code = None if old.proc is None else old.proc.returncode
-        new = WorkerProcess(old.settings, old.roles, env=old.env)
-        await loop.run_in_executor(None, new.start)
-        self.replace_analysis(new)
+        new = WorkerProcess(old.settings, old.roles, env=old.env).launch()
+        self.replace_analysis(new)  # before the wait, as restart_controller
+        await loop.run_in_executor(None, new.wait_healthy)
         return new, code
 
 

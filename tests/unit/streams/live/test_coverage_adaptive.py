@@ -352,3 +352,30 @@ def test_a_batch_file_of_another_world_is_refused_before_anything_runs(tmp_path:
         ca.run_study(tmp_path, 1, ["3 prices"], 120.0)
     # the batches already there are not run again (no stack is started for them)
     assert ca.run_study(tmp_path, 1, ["4 prices"], 120.0) == 1
+
+
+def test_nothing_to_do_and_a_broken_batch_file_are_refused_in_one_sentence(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert ca.main(["--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == (
+        "coverage_adaptive: nothing to do: give --batches N to run, or --save or --render\n"
+    )
+    (tmp_path / "batch-000.json").write_text("{half a batch")
+    assert ca.main(["--out", str(tmp_path), "--save", "--figures", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"coverage_adaptive: {tmp_path / 'batch-000.json'} is not a batch's JSON")
+    assert err.endswith("remove it to run it again\n") and err.count("\n") == 1
+
+
+def test_a_batch_that_failed_is_run_again_and_one_that_ran_is_not(tmp_path: Path) -> None:
+    ran = _batches()[0] | {"batch": 0}
+    failed = {"batch": 1, "world": "3 prices", "kill": None, "error": "TimeoutError"}
+    (tmp_path / "batch-000.json").write_text(json.dumps(ran))  # 4 prices
+    (tmp_path / "batch-001.json").write_text(json.dumps(failed))
+    worlds = ["4 prices", "3 prices"]
+    assert ca.batches_to_run(tmp_path, 3, worlds) == [(1, "3 prices"), (2, "4 prices")]
+    assert ca.run_study(tmp_path, 1, worlds, 120.0) == 1  # batch 0 ran: no stack started
+    (tmp_path / ".writable").mkdir()  # the probe cannot be written: refused before a stack
+    with pytest.raises(OSError):
+        ca.run_study(tmp_path, 2, worlds, 120.0)
