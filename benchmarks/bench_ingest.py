@@ -247,6 +247,10 @@ async def main() -> None:
     )
     ap.add_argument("--py-spy", metavar="FILE", help="sample the worker (first run) into FILE")
     args = ap.parse_args()
+    if args.fetch_bytes is not None and args.fetch_bytes < 64 * 1024:
+        ap.error(
+            f"--fetch-bytes must be at least 65536 (the setting's least), not {args.fetch_bytes}"
+        )
     with EmbeddedStack() as stack:
         results = []
         for i in range(args.runs):

@@ -421,10 +421,11 @@ class Settings(BaseSettings):
     sales_batch_size: int = 2000
     sales_batch_within: float = 0.05
     #: how much the sales and competitor consumers fetch ahead per partition (aiokafka's
-    #: ``max_partition_fetch_bytes``, 1 MiB by default there): what a fetch brings sits in the
-    #: worker's memory until its batches take it, so this bounds the working set that swings
-    #: with a backlog (issue #56, the soak's RSS). 256 KiB cost no ingest rate
-    #: (benchmarks/README.md, "Ingest")
+    #: ``max_partition_fetch_bytes``, 1 MiB by default there): what a fetch brings waits in the
+    #: worker's memory until its batches take it. 256 KiB cost no ingest rate, and did not
+    #: flatten the soak's RSS either (benchmarks/README.md, "Issue #56: the consumers fetch
+    #: 256 KiB a partition ahead"; docs/operations.md). Whether the embedded broker honours it
+    #: for record batches larger than it is not measured
     sales_fetch_partition_bytes: int = Field(default=256 * 1024, ge=64 * 1024)
     #: competitor prices: a batch is what arrived within this many seconds. Both windows are
     #: their consumers' fetch max wait: the embedded broker (Tansu) answers a fetch at its max

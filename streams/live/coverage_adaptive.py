@@ -485,6 +485,42 @@ def run_study(out: Path, batches: int, worlds: Sequence[str], timeout: float) ->
     return batches
 
 
+#: what a replay compares of each run: every per-look score and the units counted
+REPLAYED = ("family_end", "ever_missed", "differs", "family", "looks", "units_counted", "arms")
+
+
+def replay(out: Path, batches: Sequence[int], timeout: float) -> list[str]:
+    """Run each of ``batches`` (already in ``out``) again on a fresh stack WITHOUT its kill,
+    and say for each whether every run's per-look scores (:data:`REPLAYED`) are the saved
+    ones: a lock-step run is a function of its seeds, so a kill that changes nothing leaves
+    them equal, and a batch's runs are then independent of the kill they shared."""
+    saved = {b: tables.read_batch(batch_path(out, b)) for b in batches}
+    for b, doc in saved.items():
+        if "runs" not in doc:
+            raise ValueError(f"{batch_path(out, b)} holds a failed batch: nothing to replay")
+    lines = []
+    stack = EmbeddedStack().start()
+    try:
+        for b, doc in saved.items():
+            again = _stack_batch(stack, b, doc["world"], None, timeout)
+            pairs = list(zip(doc["runs"], again["runs"], strict=True))
+            same = [all(r[k] == a[k] for k in REPLAYED) for r, a in pairs]
+            kill = doc["kill"]
+            lines.append(
+                f"batch {b} ({doc['world']}; saved with the {kill['worker']} killed after period "
+                f"{kill['period']}): without the kill, {sum(same)} of {len(same)} runs have "
+                "every per-look score the saved one"
+            )
+            lines += [
+                f"  {r['experiment']} differs in " + ", ".join(k for k in REPLAYED if r[k] != a[k])
+                for (r, a), ok in zip(pairs, same, strict=True)
+                if not ok
+            ]
+    finally:
+        stack.stop()
+    return lines
+
+
 def meta() -> dict[str, Any]:
     """What every batch of the study shares (saved beside its figures)."""
     return {
@@ -517,6 +553,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--figures", type=Path, default=FIGURES)
     ap.add_argument("--doc", type=Path, default=FIGURES.parent / "adaptive.md")
     ap.add_argument("--timeout", type=float, default=DriverConfig.timeout)
+    ap.add_argument(
+        "--replay",
+        help="batches in --out to run again without their kill, comma-separated (e.g. the "
+        "ones with a miss): are the runs' scores the saved ones?",
+    )
     args = ap.parse_args(argv)
     # a SIGTERM (the study's time is up) stops the workers and the stack on the way out
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -524,8 +565,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         worlds = world_order(args.worlds)
         if args.batches < 0:
             raise ValueError(f"--batches must be 0 or more, not {args.batches}")
-        if not (args.batches or args.save or args.render):
-            raise ValueError("nothing to do: give --batches N to run, or --save or --render")
+        if not (args.batches or args.save or args.render or args.replay):
+            raise ValueError(
+                "nothing to do: give --batches N to run, --save, --render or --replay B,B"
+            )
+        again = []
+        for b in (args.replay or "").split(","):
+            if b.strip() and not b.strip().isdigit():
+                raise ValueError(f"--replay takes batch numbers separated by commas, not {b!r}")
+            if b.strip():
+                again.append(int(b))
         if args.batches:
             run_study(args.out, args.batches, worlds, args.timeout)
         if args.save:
@@ -533,6 +582,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"wrote {path}")
         if args.render:
             print(f"wrote {tables.render(args.figures, args.doc)}")
+        for line in replay(args.out, again, args.timeout) if again else ():
+            print(line)
     except (ValueError, OSError) as e:
         print(f"coverage_adaptive: {e}", file=sys.stderr)
         return 2

@@ -359,7 +359,8 @@ def test_nothing_to_do_and_a_broken_batch_file_are_refused_in_one_sentence(
 ) -> None:
     assert ca.main(["--out", str(tmp_path)]) == 2
     assert capsys.readouterr().err == (
-        "coverage_adaptive: nothing to do: give --batches N to run, or --save or --render\n"
+        "coverage_adaptive: nothing to do: give --batches N to run, --save, --render or "
+        "--replay B,B\n"
     )
     (tmp_path / "batch-000.json").write_text("{half a batch")
     assert ca.main(["--out", str(tmp_path), "--save", "--figures", str(tmp_path)]) == 2
@@ -379,3 +380,16 @@ def test_a_batch_that_failed_is_run_again_and_one_that_ran_is_not(tmp_path: Path
     (tmp_path / ".writable").mkdir()  # the probe cannot be written: refused before a stack
     with pytest.raises(OSError):
         ca.run_study(tmp_path, 2, worlds, 120.0)
+
+
+def test_a_replay_of_a_batch_not_there_or_failed_or_misnamed_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert ca.main(["--out", str(tmp_path), "--replay", "3,x"]) == 2
+    assert "--replay takes batch numbers separated by commas, not 'x'" in capsys.readouterr().err
+    assert ca.main(["--out", str(tmp_path), "--replay", "3"]) == 2
+    assert "batch-003.json" in capsys.readouterr().err
+    (tmp_path / "batch-003.json").write_text(json.dumps({"batch": 3, "world": "4 prices",
+                                                          "kill": None, "error": "TimeoutError"}))  # fmt: skip
+    assert ca.main(["--out", str(tmp_path), "--replay", "3"]) == 2
+    assert "holds a failed batch: nothing to replay" in capsys.readouterr().err
