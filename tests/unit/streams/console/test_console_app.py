@@ -372,9 +372,7 @@ def test_a_users_file_line_signs_in_at_argon2s_cost(tmp_path: Path) -> None:
     made = extract_parameters(line.split(":", 2)[2])
     # RFC 9106's second recommended option, written out: a library whose defaults fell
     # would fail here
-    assert (made.type, made.time_cost, made.memory_cost, made.parallelism) == (
-        Type.ID, 3, 65536, 4
-    )
+    assert (made.type, made.time_cost, made.memory_cost, made.parallelism) == (Type.ID, 3, 65536, 4)
     assert made == profiles.RFC_9106_LOW_MEMORY
     path = tmp_path / "users"
     path.write_text(line + "\n")
