@@ -169,7 +169,10 @@ async def test_retiring_an_experiment_changes_no_routing_verdict(unknown_product
     # what a table that forgot old's products said
     statuses = {v[0] for v in before}
     assert statuses >= {"late", "future", "outside_experiment", "routed"}
-    by_product = {p: {v[0] for v, s in zip(before, _sales()) if s.product == p} for p in "abcz"}
+    sales = _sales()
+    by_product = {
+        p: {v[0] for v, s in zip(before, sales, strict=True) if s.product == p} for p in "abcz"
+    }
     unknown = "unknown_product" if unknown_product == "dead-letter" else "outside_experiment"
     assert by_product["z"] == {"late", "future", unknown}
     assert "unknown_product" not in by_product["a"]
