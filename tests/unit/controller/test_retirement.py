@@ -23,7 +23,12 @@ from controller.settings import Settings
 from controller.spec import load_spec
 from controller.store import to_ms
 from controller.store.experiments import ExperimentState
+from controller.trigger_runner import TriggerRunner
 from streams.worker.sale_decoder import DecodedSale
+from tests.unit.controller.test_trigger_runner_order import _Price
+from tests.unit.controller.test_trigger_runner_order import _Sink as _TriggerSink
+from tests.unit.controller.test_trigger_runner_order import _spec as _trigger_spec
+from tests.unit.controller.test_trigger_runner_order import _Store as _TriggerStore
 
 START = datetime(2026, 6, 1, tzinfo=UTC)
 LATENESS, MARGIN = timedelta(days=2), timedelta(days=1)
@@ -192,3 +197,32 @@ async def test_the_routing_table_drops_a_retired_experiment_and_keeps_its_produc
     assert [e.id for e in ingestor.routes.by_product["b"]] == ["live"]
     assert "a" not in ingestor.routes.by_product
     assert ingestor.routes.retired_products == {"a", "b"}
+
+
+# ------------------------------------------------------------------ the trigger runner
+class _Retiring(_TriggerStore):
+    """A triggered experiment the store reports retired once ``retired`` is set (the version
+    moves with it, as ``lua/retire.lua`` moves it)."""
+
+    def __init__(self) -> None:
+        super().__init__(_trigger_spec())
+        self.slow_first = False
+        self.retired = False
+
+    async def version(self) -> int:
+        return 2 if self.retired else 1
+
+    async def experiments_unretired(self) -> list[ExperimentState]:
+        return [] if self.retired else await self.experiments()
+
+
+async def test_the_trigger_runner_keeps_nothing_of_a_retired_experiment() -> None:
+    store = _Retiring()
+    runner = TriggerRunner(store, _TriggerSink(store.log), ManualClock(START))  # type: ignore[arg-type]
+    # a price that fires nothing: the runner now keeps the experiment's spec, tracker, turn
+    await runner.on_prices([_Price("a", "x", 99.0, START)])
+    assert store.log == ["save a"]
+    assert (set(runner._specs), set(runner._cache), set(runner._turns)) == ({"trig"},) * 3
+    store.retired = True
+    await runner._load_routes()
+    assert (runner._specs, runner._cache, runner._turns, runner._routes) == ({}, {}, {}, {})
