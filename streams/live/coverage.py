@@ -144,6 +144,32 @@ def make_runs(
     return runs
 
 
+def stack_settings(stack: EmbeddedStack, key_prefix: str) -> Settings:
+    """Lock-step settings (:func:`lockstep_settings`) for workers of one batch on ``stack``:
+    its broker (two partitions a topic) and Redis, keys under ``key_prefix`` and topics named
+    ``{key_prefix}.{topic}``, so that the batches of one stack never meet."""
+    base = Settings()
+    return lockstep_settings(base).model_copy(
+        update={
+            "kafka": base.kafka.model_copy(
+                update={"bootstrap_servers": stack.bootstrap_servers, "partitions": 2}
+            ),
+            "redis": base.redis.model_copy(
+                update={
+                    "url": type(base.redis.url)(stack.redis_url),
+                    "sentinels": None,
+                    "sentinel_service": None,
+                }
+            ),
+            "key_prefix": key_prefix,
+            "topics": base.topics.model_copy(
+                update={k: f"{key_prefix}.{v}" for k, v in base.topics.model_dump().items()}
+            ),
+            "log_level": "WARNING",
+        }
+    )
+
+
 async def run_batch(
     stack: EmbeddedStack,
     batch: int,
@@ -157,26 +183,7 @@ async def run_batch(
     look ``kill_at``; what happened (the kill confirmed by exit status -9, any unit sent and
     not counted in Redis, the waits). ``timeout``: the seconds any one wait (a flip, a look)
     may take."""
-    base = Settings()
-    settings = lockstep_settings(base).model_copy(
-        update={
-            "kafka": base.kafka.model_copy(
-                update={"bootstrap_servers": stack.bootstrap_servers, "partitions": 2}
-            ),
-            "redis": base.redis.model_copy(
-                update={
-                    "url": type(base.redis.url)(stack.redis_url),
-                    "sentinels": None,
-                    "sentinel_service": None,
-                }
-            ),
-            "key_prefix": f"{prefix}{batch}",
-            "topics": base.topics.model_copy(
-                update={k: f"{prefix}{batch}.{v}" for k, v in base.topics.model_dump().items()}
-            ),
-            "log_level": "WARNING",
-        }
-    )
+    settings = stack_settings(stack, f"{prefix}{batch}")
     await ensure_topics(settings)
     controller = WorkerProcess(settings, ("controller",)).launch()
     analysis = [WorkerProcess(settings, ("analysis",)).launch()]

@@ -27,6 +27,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -35,6 +36,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from controller.arms import ArmSpec
 from controller.periods import period_bounds
 from controller.settings import Settings
 from controller.spec import ExperimentSpec
@@ -189,15 +191,19 @@ def demo_market(cfg: DemoConfig) -> Market:
     )
 
 
-def demo_spec(cfg: DemoConfig, market: Market) -> ExperimentSpec:
+def demo_spec(
+    cfg: DemoConfig, market: Market, ladder: Sequence[ArmSpec] = LADDER_ARMS
+) -> ExperimentSpec:
+    """The demo's experiment on ``market``; with ``cfg.ladder`` the price ladder ``ladder``
+    (the demo's four prices unless given: the live adaptive study's worlds give theirs)."""
     zone = ZoneInfo(cfg.timezone)
     start = datetime.fromisoformat(cfg.start_date + "T00:00:00")
     adaptive: dict[str, Any] = (
-        {"adaptive": adaptive_block(cfg.products, len(LADDER_ARMS))} if cfg.adaptive else {}
+        {"adaptive": adaptive_block(cfg.products, len(ladder))} if cfg.adaptive else {}
     )
     name = "demo-adaptive" if cfg.adaptive else "demo-ladder"
     arms: dict[str, Any] = (
-        {"id": f"{name}-{cfg.seed}", "arms": LADDER_ARMS, **adaptive}
+        {"id": f"{name}-{cfg.seed}", "arms": tuple(ladder), **adaptive}
         if cfg.ladder
         else {
             "id": f"demo-{cfg.seed}",  # the same seed gives the same assignments and sales

@@ -454,12 +454,15 @@ class LiveDriver:
         after_look: Callable[[int], Awaitable[None]] | None = None,
         periods: int | None = None,
         first: int = 0,
+        after_send: Callable[[int], Awaitable[None]] | None = None,
     ) -> None:
         """Every period of the runs (which share their calendar), then the final look; or
         only ``periods`` periods, leaving the experiments running. ``first``: the period to
         begin with (a continued run: :meth:`resume`).
 
-        ``before_look(d)`` runs once period d's sales are in (the clock 2 ms before the
+        ``after_send(d)`` runs once period d's sales are sent to the broker and before the
+        driver waits for them to be counted (they are in flight: a kill there tests that each
+        is counted once), ``before_look(d)`` once they are in (the clock 2 ms before the
         period's end), ``after_look(d)`` once the look, 1 ms later, is recorded."""
         spec0 = runs[0].spec
         left = n_periods(spec0) - first
@@ -488,6 +491,8 @@ class LiveDriver:
             # still coming in sees part of the day, and must not be taken for the look's
             await self.clock.set(p_end - timedelta(milliseconds=2))
             await self._send_day(runs, d, p_start, p_end)
+            if after_send is not None:
+                await after_send(d)
             await self._until(
                 f"sales of period {d}", partial(self._accounted, runs), partial(self._counts, runs)
             )
@@ -626,6 +631,23 @@ class LiveDriver:
 
         await self._until(f"look at {at.isoformat()}", cycle_done)
 
+    async def restart_controller(self, i: int = 0) -> tuple[WorkerProcess, int | None]:
+        """Kill the ``i``-th controller worker with SIGKILL, start a new one with the same
+        settings (off the event loop) and watch it from now on; returns the new worker and the
+        old one's exit status."""
+        old = self.controller[i]
+        if not isinstance(old, WorkerProcess):
+            raise TypeError("only a worker this process started can be restarted")
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, old.kill9)
+        code = None if old.proc is None else old.proc.returncode
+        # watched (and so stopped by whoever stops the driver's workers) before it is waited
+        # for: a start that never becomes healthy must not leave its process behind
+        new = WorkerProcess(old.settings, old.roles, env=old.env).launch()
+        self.controller[i] = new
+        await loop.run_in_executor(None, new.wait_healthy)
+        return new, code
+
     def replace_analysis(self, worker: Watched) -> None:
         """The analysis worker was restarted: read the new process's metrics from now on."""
         self.analysis = worker
@@ -639,9 +661,9 @@ class LiveDriver:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, old.kill9)
         code = None if old.proc is None else old.proc.returncode
-        new = WorkerProcess(old.settings, old.roles, env=old.env)
-        await loop.run_in_executor(None, new.start)
-        self.replace_analysis(new)
+        new = WorkerProcess(old.settings, old.roles, env=old.env).launch()
+        self.replace_analysis(new)  # before the wait, as restart_controller
+        await loop.run_in_executor(None, new.wait_healthy)
         return new, code
 
 

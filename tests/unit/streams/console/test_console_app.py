@@ -20,7 +20,8 @@ from controller.errors import ConfigurationError
 from controller.settings import ConsoleSettings, Settings
 from controller.spec import load_spec
 from controller.store.experiments import ExperimentState
-from streams.console import auth
+from streams.client.history import Trail
+from streams.console import auth, views
 from streams.console.app import Console, build_app
 
 START = datetime(2026, 6, 1, tzinfo=UTC)
@@ -319,6 +320,48 @@ def test_the_page_shows_the_act_buttons_to_an_operator_only(client: TestClient) 
     client.cookies.clear()
     _sign_in(client, "olga")
     assert client.get("/api/session").json()["role"] == "operator"
+
+
+@pytest.mark.parametrize(
+    ("status", "words"), [("ended", "has ended"), ("stopped", "has been stopped")]
+)
+def test_a_final_experiment_offers_an_operator_no_lifecycle_or_freeze_buttons(
+    users_file: Path,
+    sent: list[tuple[str, dict[str, Any]]],
+    monkeypatch: pytest.MonkeyPatch,
+    status: str,
+    words: str,
+) -> None:
+    """An ended or stopped experiment takes no more pause, resume, stop or freeze (the
+    controller refuses each as final): its page says so instead of offering buttons that can
+    only fail, while a running one beside it keeps them."""
+
+    async def send(settings: Settings, kind: str, timeout: float = 30.0, **fields: Any) -> Any:
+        sent.append((kind, fields))
+        return {"ok": True, "command_id": "c1", "state": "paused"}
+
+    async def read_trail(settings: Settings, exp_id: str, timeout: float = 30.0) -> Trail:
+        return Trail(exp_id)  # the page's read of the events topic stands in: none yet
+
+    monkeypatch.setattr(views, "read_trail", read_trail)
+    monkeypatch.setattr(views, "read_freezes", lambda settings, exp_id: [])
+    done = _state("boots", 4)
+    done.status = status
+    console = Console(
+        Settings(console=ConsoleSettings(users_file=users_file)),
+        auth.Users.load(users_file),
+        _Store([_state("shoes", 2), done]),  # type: ignore[arg-type]
+        _Feed({"shoes": [VERDICT]}),  # type: ignore[arg-type]
+        send,
+    )
+    with TestClient(build_app(console)) as c:
+        _sign_in(c, "olga")
+        running = c.get("/experiments/shoes").text
+        assert all(f'id="{b}"' in running for b in ("pause", "resume", "stop", "freeze"))
+        final = c.get("/experiments/boots").text
+        assert not any(f'id="{b}"' in final for b in ("pause", "resume", "stop", "freeze"))
+        assert 'id="act-final"' in final and f"boots {words}: the" in " ".join(final.split())
+    assert sent == []
 
 
 def test_the_form_sign_in_checks_its_csrf_token(client: TestClient) -> None:
