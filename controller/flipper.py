@@ -39,6 +39,7 @@ from controller.errors import CommandRefused, ConflictError, StoreError
 from controller.in_force import AssignmentSink, freeze_view, in_force, period_records
 from controller.lifecycle import Event, Kind, Outcome, Phase, Window
 from controller.periods import period_index, period_start
+from controller.retirement import is_retired
 from controller.settings import Settings
 from controller.spec import ExperimentSpec
 from controller.store import ExperimentState, Store, to_ms
@@ -71,6 +72,11 @@ class FlipObserver(Protocol):
         waited (counted with the fires a trigger save carries out; ``kept`` is 0 here)."""
         ...
 
+    def retired(self, experiment: str) -> None:
+        """The experiment is over for the controller (controller.retirement): what is kept
+        of it per experiment (its series) may go."""
+        ...
+
 
 class _NullObserver:
     def flipped(
@@ -91,6 +97,9 @@ class _NullObserver:
         return None
 
     def trigger_kept(self, experiment: str, kept: int, released: int) -> None:
+        return None
+
+    def retired(self, experiment: str) -> None:
         return None
 
 
@@ -145,6 +154,9 @@ class Flipper:
     #: the event of the last decision kept (``lua/decide.lua``) in a turn: a command that
     #: raised knows whether its own was (:meth:`command`)
     _kept: Event | None = field(default=None, init=False, repr=False)
+    #: the experiments its last tick reported on (the observer's series): one missing from
+    #: the next tick's is retired (controller.retirement), and its series go
+    _reported: set[str] = field(default_factory=set, init=False, repr=False)
 
     @property
     def _lease_ms(self) -> int:
@@ -167,13 +179,19 @@ class Flipper:
         await self.clock.sync()
         now = self.clock.now()
         freezes = await self._freezes()
-        states = await self.store.experiments()
+        # the retired ones are neither read nor kept (controller.retirement): a controller's
+        # memory and its tick's work are bounded by the experiments in force
+        states = await self.store.experiments_unretired()
         if await self.store.reconcile(states):
-            states = await self.store.experiments()
-        for gone in set(self._failed) - {s.spec.id for s in states}:
+            states = await self.store.experiments_unretired()
+        ids = {s.spec.id for s in states}
+        for gone in set(self._failed) - ids:
             del self._failed[gone]
-        for gone in set(self._unpublished) - {s.spec.id for s in states}:
+        for gone in set(self._unpublished) - ids:
             self._see_unpublished(gone, False, now)
+        for gone in self._reported - ids:
+            self.observer.retired(gone)
+        self._reported = ids
         for s in states:  # out, also by another controller: seen before a failure below
             if s.seq <= s.published:
                 self._see_unpublished(s.spec.id, False, now)
@@ -206,6 +224,12 @@ class Flipper:
                     self._failed.pop(spec.id, None)
             self._see_unpublished(spec.id, state.seq > state.published, now)
             self._report_next(state, now)
+        # the experiments over for the controller, as the tick found them (a final one whose
+        # messages are all out changes no more; reconcile has brought its holder to that)
+        lateness, margin = self.settings.allowed_lateness, self.settings.dedupe_margin
+        for state in states:
+            if is_retired(state, now, lateness, margin) and await self.store.retire(state.spec):
+                log.info("experiment %s is retired: its sales window has closed", state.spec.id)
         return done
 
     def _see_unpublished(self, exp_id: str, pending: bool, now: datetime) -> None:
@@ -380,9 +404,7 @@ class Flipper:
             await self.sink.publish_assignments(records, state.seq, lc.mode)
             log.warning("experiment %s: republished decision %d (%s)", spec.id, state.seq, lc.mode)
         for fired in state.decision_fired:  # the kept fires it took in, before its event
-            await self.sink.publish_event(
-                spec.id, "triggered", now, fired | {"worker": self.owner}
-            )
+            await self.sink.publish_event(spec.id, "triggered", now, fired | {"worker": self.owner})
         if state.decision_event is not None:
             kind, detail = state.decision_event
             await self.sink.publish_event(spec.id, kind, now, detail | {"worker": self.owner})
@@ -594,9 +616,7 @@ class Flipper:
             lifecycle.check_create(spec.id, spec.start, spec.end, now, backfill)
             # its place in the trail before another worker can see it (and start it)
             order = await self.store.next_trail()
-            await self.store.create_experiment(
-                spec, now, lease_ms=self._lease_ms, created_by=actor
-            )
+            await self.store.create_experiment(spec, now, lease_ms=self._lease_ms, created_by=actor)
             await self.sink.publish_event(
                 spec.id,
                 "created",

@@ -117,6 +117,17 @@ class RoutingTable:
         #: at a time is the first whose periods cover it and that had not stopped by then
         #: (a stopped one gets a sale that no later one covers: ``stopped``, for audit)
         self.by_product: dict[str, list[_Experiment]] = {}
+        #: the products of the retired experiments (controller.retirement), which are not in
+        #: ``by_product``: a sale of one that no experiment in it covers is
+        #: ``outside_experiment``, as when its retired experiment was there, not
+        #: ``unknown_product`` (bounded by the catalogue, not by the experiments ever run)
+        self.retired_products: set[str] = set()
+        self._retired_n = 0  # how many experiments were retired when it was read
+
+    @property
+    def experiments(self) -> int:
+        """How many experiments the table holds."""
+        return len({id(e) for exps in self.by_product.values() for e in exps})
 
     async def refresh(self, store: Store) -> None:
         v = await store.version()
@@ -124,7 +135,9 @@ class RoutingTable:
             return
         freezes = await store.freezes()
         by_product: dict[str, list[_Experiment]] = {}
-        states = sorted(await store.experiments(), key=lambda st: (st.created_ms, st.spec.id))
+        states = sorted(
+            await store.experiments_unretired(), key=lambda st: (st.created_ms, st.spec.id)
+        )
         for state in states:
             spec = state.spec
             n = n_periods(spec)
@@ -148,6 +161,12 @@ class RoutingTable:
             )
             for p in products:
                 by_product.setdefault(p, []).append(exp)
+        # read after the experiments: each one missing from them is counted, and its products
+        # were added before it was (ExperimentStore.retire); the set only grows
+        retired = await store.retired_count()
+        if retired != self._retired_n:
+            self.retired_products = await store.retired_products()
+            self._retired_n = retired
         self.by_product = by_product
         self.version = v
 
@@ -280,6 +299,7 @@ class SalesIngestor:
         keep_base_ms = self._lateness_ms + self._margin_ms - now_ms
         dead_unknown = self.settings.unknown_product == "dead-letter"
         by_product = self.routes.by_product
+        retired = self.routes.retired_products
         bisect_right = bisect.bisect_right
         sha1, record = hashlib.sha1, SALE_RECORD.pack
         verdicts: list[Verdict | None] = [None] * len(sales)
@@ -310,7 +330,11 @@ class SalesIngestor:
                         if exp is None:  # stopped by then: a later holder's, if one covers it
                             exp, k = candidate, at
                 if exp is None:
-                    verdicts[i] = _UNKNOWN_PRODUCT if exps is None and dead_unknown else _OUTSIDE
+                    verdicts[i] = (
+                        _UNKNOWN_PRODUCT
+                        if exps is None and dead_unknown and product not in retired
+                        else _OUTSIDE
+                    )
                     continue
                 currency = s.currency
                 if currency is not None and exp.currency is not None and currency != exp.currency:

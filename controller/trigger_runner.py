@@ -130,11 +130,21 @@ class TriggerRunner:
         v = await self.store.version()
         if force or v != self._routes_version:
             routes: dict[str, str] = {}
-            for st in await self.store.experiments():
+            states = await self.store.experiments_unretired()
+            for st in states:
                 if st.status == status.RUNNING and st.spec.triggered is not None:
                     self._specs[st.spec.id] = st.spec
                     for p in st.spec.all_products():
                         routes[p] = st.spec.id
+            # what it keeps of a retired experiment (controller.retirement) goes: it never
+            # runs again, and a worker's memory must not grow with every experiment ever run
+            live = {st.spec.id for st in states}
+            for gone in set(self._specs) - live:
+                self._specs.pop(gone, None)
+                self._cache.pop(gone, None)
+                turn = self._turns.get(gone)
+                if turn is not None and not turn.locked():
+                    del self._turns[gone]
             self._routes, self._routes_version = routes, v
 
     async def on_prices(self, events: Sequence[PriceEvent]) -> list[TriggerFire]:
@@ -351,7 +361,9 @@ class TriggerRunner:
     async def _run_locked(
         self, exp_id: str, events: Sequence[PriceEvent], *, advance: bool, owner: str
     ) -> _Applied | None:
-        spec = self._specs[exp_id]
+        spec = self._specs.get(exp_id)
+        if spec is None:  # retired since its events were routed: the caller routes them again
+            return None
         while True:
             version, tracker, plan = await self._tracker(exp_id, spec)
             t_apply = time.perf_counter()

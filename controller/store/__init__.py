@@ -14,6 +14,10 @@ on a Redis Cluster alike.
 Catalog ``{pl}:...`` (one slot):
 
     {pl}:exp:index                set of experiment ids
+    {pl}:exp:retired              set of the ids of experiments over for the controller
+                                  (controller/retirement.py): its readers skip them
+    {pl}:exp:retired-products     set of their products (bounded by the catalogue): the
+                                  sales routing keeps ``unknown_product`` for the others
     {pl}:holders                  hash id -> "status|gen": what the claim scripts read (status
                                   mirrored from the experiment's state, which moves first)
     {pl}:creating:{id}            gen of a creation in progress (a lease, PX)

@@ -52,6 +52,9 @@ ACCESS: dict[str, str] = {
     "HSCAN": "R",
     "SMEMBERS": "R",
     "SISMEMBER": "R",
+    "SMISMEMBER": "R",
+    "SCARD": "R",
+    "SDIFF": "R",
     "EXISTS": "R",
     "EVALSHA_RO": "R",
     "SET": "W",
@@ -175,6 +178,7 @@ ROLES: tuple[Role, ...] = (
             "ingest",
             "trigger_save",
             "draft_save",
+            "retire",
         ),
         read_only_scripts=(),
         direct=(
@@ -202,6 +206,13 @@ ROLES: tuple[Role, ...] = (
             ("HGETALL", ("drafts",)),
             ("HSET", ("drafts",)),
             ("DEL", ("draft_specs",)),
+            # the experiments not retired, which of its kept specs are, the retired products
+            # (controller/retirement.py: ExperimentStore.experiments_unretired, retire)
+            ("SDIFF", ("index", "retired")),
+            ("SMISMEMBER", ("retired",)),
+            ("SCARD", ("retired",)),
+            ("SMEMBERS", ("retired_products",)),
+            ("SADD", ("retired_products",)),
         ),
         # a sales batch waits for its replicas (PRICELAB_REDIS__WAIT_REPLICAS)
         keyless=("wait",),

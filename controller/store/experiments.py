@@ -390,6 +390,69 @@ class ExperimentStore(RedisStore):
         await self._parse_specs([e for e, _ in live])
         return [self._state(e, self._specs[e], st) for e, st in live]
 
+    async def experiments_unretired(self) -> list[ExperimentState]:
+        """Every indexed experiment but the retired ones (controller.retirement), for the
+        controller's readers: the flip tick, the sales routing, the trigger routes. One round
+        trip for their ids (the index less the retired set, in Redis) and for which of the
+        specs this process keeps are retired, one for the states, one for the specs not
+        parsed yet. The specs of retired experiments are neither parsed nor kept (a
+        controller's memory and its tick's work must not grow with every experiment ever
+        run); a command that reads one (:meth:`get_experiment`) parses it again, and the next
+        call drops it."""
+        retired = self.cat("exp:retired")
+        kept = list(self._specs)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.sdiff([self.cat("exp:index"), retired])
+        if kept:
+            pipe.smismember(retired, kept)
+        got = await pipe.execute()
+        ids = sorted(got[0])
+        if kept:
+            for e, gone in zip(kept, got[1], strict=True):
+                if gone:
+                    self._specs.pop(e, None)
+        pipe = self.redis.pipeline(transaction=False)
+        for e in ids:
+            pipe.hgetall(f"{self.exp(e)}:state")
+        states = await pipe.execute()
+        await self._parse_specs(ids)
+        return [self._state(e, self._specs[e], st) for e, st in zip(ids, states, strict=True)]
+
+    async def retire(self, spec: ExperimentSpec, chunk: int = 10_000) -> bool:
+        """Record the experiment as retired (controller.retirement): its products first, in
+        the retired products set (what the sales routing reads to keep ``unknown_product``
+        for products no experiment holds any more), then its id (``lua/retire.lua``, which
+        moves the version). Idempotent: any number of controllers may call it. True if this
+        call retired it; False if it was already, or if the holders hash still says its last
+        messages are not all out (the next tick's reconcile repairs that, then retires it)."""
+        products = sorted(spec.all_products())
+        key = self.cat("exp:retired-products")
+        for start in range(0, len(products), chunk):
+            await self.redis.sadd(key, *products[start : start + chunk])
+        done = int(
+            await self._script("retire")(
+                keys=[self.cat("exp:retired"), self.cat("holders"), self.cat("version")],
+                args=[spec.id],
+            )
+        )
+        if done >= 0:
+            self._specs.pop(spec.id, None)
+        return done == 1
+
+    async def retired_count(self) -> int:
+        """How many experiments are retired (the set only grows)."""
+        return int(await self.redis.scard(self.cat("exp:retired")))
+
+    async def retired_products(self) -> set[str]:
+        """The products of every retired experiment (bounded by the catalogue): read after
+        :meth:`retired_count`, it holds the products of at least that many."""
+        return set(await self.redis.smembers(self.cat("exp:retired-products")))
+
+    @property
+    def specs_held(self) -> int:
+        """How many experiment specs this process keeps parsed."""
+        return len(self._specs)
+
     async def listed_experiments(self) -> list[ExperimentState]:
         """Every indexed experiment with only the state a list of experiments shows
         (:data:`LISTED`; the other fields at their defaults), for

@@ -88,6 +88,9 @@ def trail(prefix: str) -> str:
 #: every catalog key by name: what follows ``{<prefix>}:`` (``*``: one per product or id)
 CATALOG_KEYS: dict[str, str] = {
     "index": "exp:index",
+    # the experiments over for the controller (controller/retirement.py), and their products
+    "retired": "exp:retired",
+    "retired_products": "exp:retired-products",
     "holders": "holders",
     "fence": "fence",
     "freezes": "freezes",

@@ -267,9 +267,7 @@ class PanelStore(RedisStore):
             order += b.positions
         return PackedSales(n, tuple((exp, args, order) for exp, (args, order) in parts.items()))
 
-    async def ingest_packed(
-        self, batch: PackedSales, wait: ReplicaWait | None = None
-    ) -> list[str]:
+    async def ingest_packed(self, batch: PackedSales, wait: ReplicaWait | None = None) -> list[str]:
         """Apply a packed batch (:meth:`ingest`): a status per position ('' where no sale
         was packed). With ``wait``, each experiment's script is followed by ``WAIT`` on its
         connection, and :class:`ReplicasBehind` is raised when too few replicas have it."""

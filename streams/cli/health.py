@@ -76,7 +76,9 @@ def render_health(doc: Mapping[str, Any]) -> str:
     flag = len(PROBLEM)  # the longest flag
     for c in checks:
         lines.append(f"  {c['flag'].upper():<{flag}}  {c['title']:<{title}}  {c['sentence']}")
-    lines.extend(f"  next: {NEXT[c['key']]}" for c in checks if c["flag"] != "ok" and c["key"] in NEXT)
+    lines.extend(
+        f"  next: {NEXT[c['key']]}" for c in checks if c["flag"] != "ok" and c["key"] in NEXT
+    )
     lines.extend(render_traffic(doc))
     return "\n".join(lines)
 

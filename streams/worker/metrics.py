@@ -36,6 +36,8 @@ The catalogue (also in README.md):
                                                           acknowledged by the brokers
     pricelab_malloc_bytes{state}                          glibc malloc's bytes in use and freed
                                                           but kept (streams/worker/memory.py)
+    pricelab_experiments_held{by}                         experiments a controller keeps (store,
+                                                          routing, triggers): not the retired
     pricelab_python_blocks                                memory blocks the interpreter holds
     pricelab_gc_full_duration_seconds                     time of one full garbage collection
                                                           (a controller's with malloc's trim)
@@ -233,6 +235,14 @@ class Metrics:
             "(a stopped or ended one no more once its final look is out)",
             registry=r,
         )
+        self.experiments_held = Gauge(
+            "pricelab_experiments_held",
+            "Experiments a controller worker keeps, by what keeps them (store: the specs it "
+            "keeps parsed; routing: the sales routing table's; triggers: the trigger runner's): "
+            "those not retired, bounded by the experiments in force, not by those ever run",
+            ["by"],
+            registry=r,
+        )
         self.analysis_experiments_held = Gauge(
             "pricelab_analysis_experiments_held",
             "Experiments the analysis worker keeps something of between cycles (compacted "
@@ -340,6 +350,22 @@ class Metrics:
                 self.unpublished_since.remove(experiment)
             return
         self.unpublished_since.labels(experiment).set(since.timestamp())
+
+    def retired(self, experiment: str) -> None:
+        # over for the controller (controller.retirement): its series go, so that a worker's
+        # memory and its /metrics do not grow with every experiment ever run. Its counters
+        # stopped moving at its end, days before; a rate over them ends with them
+        for family in (
+            self.flips,
+            self.missed_flips,
+            self.backfilled_flips,
+            self.next_flip_due,
+            self.unpublished_since,
+            self.trigger_fires_kept,
+            self.trigger_fires_released,
+        ):
+            with contextlib.suppress(KeyError):
+                family.remove(experiment)
 
     def next_boundary(self, experiment: str, at: datetime | None) -> None:
         if at is None:

@@ -91,6 +91,10 @@ class Runtime:
             observer=self.metrics,
             lease_ms=int(settings.flip_lease.total_seconds() * 1000),
         )
+        held = self.metrics.experiments_held  # read at each scrape, never on a hot path
+        held.labels("store").set_function(lambda: self.store.specs_held)
+        held.labels("routing").set_function(lambda: self.ingestor.routes.experiments)
+        held.labels("triggers").set_function(lambda: len(self.triggers._specs))
         self.competitor = CompetitorHandler(
             self.dlq, self.metrics, self.clock, t.competitor_prices, self.triggers.on_prices
         )

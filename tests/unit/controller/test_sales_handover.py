@@ -58,6 +58,16 @@ class _Catalog:
     async def freezes(self) -> list[dict[str, Any]]:
         return []
 
+    # none retired here (controller.retirement): the controller's readers see them all
+    async def experiments_unretired(self) -> list[ExperimentState]:
+        return await self.experiments()
+
+    async def retired_count(self) -> int:
+        return 0
+
+    async def retired_products(self) -> set[str]:
+        return set()
+
     async def experiments(self) -> list[ExperimentState]:
         old = ExperimentState(_spec(self.old_id, ["a", "b"]), "stopped", 0, 0, 0, 0)
         old.created_ms = to_ms(START)

@@ -89,6 +89,16 @@ class _OneAtATime:
         await self._read()
         return []
 
+    # none retired here (controller.retirement): the controller's readers see them all
+    async def experiments_unretired(self) -> list[ExperimentState]:
+        return await self.experiments()
+
+    async def retired_count(self) -> int:
+        return 0
+
+    async def retired_products(self) -> set[str]:
+        return set()
+
     async def experiments(self) -> list[ExperimentState]:
         await self._read()
         return [ExperimentState(SPEC, "running", 0, 0, 0, 0)]

@@ -57,6 +57,16 @@ class _Catalog:
     async def freezes(self) -> list[dict[str, Any]]:
         return []
 
+    # none retired here (controller.retirement): the controller's readers see them all
+    async def experiments_unretired(self) -> list[ExperimentState]:
+        return await self.experiments()
+
+    async def retired_count(self) -> int:
+        return 0
+
+    async def retired_products(self) -> set[str]:
+        return set()
+
     async def experiments(self) -> list[ExperimentState]:
         return [ExperimentState(s, "running", 0, 0, 0, 0) for s in SPECS]
 

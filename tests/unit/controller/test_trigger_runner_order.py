@@ -78,6 +78,16 @@ class _Store:
             await asyncio.sleep(0.05)
         return 1
 
+    # none retired here (controller.retirement): the controller's readers see them all
+    async def experiments_unretired(self) -> list[ExperimentState]:
+        return await self.experiments()
+
+    async def retired_count(self) -> int:
+        return 0
+
+    async def retired_products(self) -> set[str]:
+        return set()
+
     async def experiments(self) -> list[ExperimentState]:
         return [ExperimentState(self.spec, "running", -1, 0, 0, 0)]
 

@@ -88,7 +88,15 @@ async def test_the_script_the_barrier_and_wait_go_in_one_pipeline() -> None:
     assert got == ["ok", "dup"]
     assert redis.sent == [
         [
-            ("EVALSHA", "sha-of-ingest", 1, "pl:exp:{e1}:state", "pl:exp:{e1}", b"head", b"records"),
+            (
+                "EVALSHA",
+                "sha-of-ingest",
+                1,
+                "pl:exp:{e1}:state",
+                "pl:exp:{e1}",
+                b"head",
+                b"records",
+            ),
             ("INCR", "{pl}:replicated"),
             ("WAIT", 1, 250),
         ]

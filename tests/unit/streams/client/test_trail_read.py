@@ -30,7 +30,7 @@ class _Stuck:
     async def getmany(self, *parts: TopicPartition, timeout_ms: int) -> dict[Any, list[Any]]:
         out = {}
         for tp in parts:
-            docs = self.held[tp][self.pos[tp]:]
+            docs = self.held[tp][self.pos[tp] :]
             if docs:
                 out[tp] = [SimpleNamespace(offset=self.pos[tp] + i, value=json.dumps(d).encode())
                            for i, d in enumerate(docs)]  # fmt: skip

@@ -67,8 +67,9 @@ def test_a_request_that_never_answers_is_logged_as_none(caplog: pytest.LogCaptur
         raise RuntimeError("broken")
 
     measured = MeasureRequests(fails, ConsoleMetrics(CollectorRegistry()), slow=0.3)
-    with caplog.at_level(logging.WARNING, logger="pricelab.console"), pytest.raises(
-        RuntimeError, match="broken"
+    with (
+        caplog.at_level(logging.WARNING, logger="pricelab.console"),
+        pytest.raises(RuntimeError, match="broken"),
     ):
         TestClient(measured).get("/anything")  # type: ignore[arg-type]
     [record] = caplog.records

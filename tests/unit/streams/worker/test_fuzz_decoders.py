@@ -227,6 +227,16 @@ class _EmptyStore:
     async def freezes(self) -> list[dict[str, Any]]:
         return []
 
+    # none retired here (controller.retirement): the controller's readers see them all
+    async def experiments_unretired(self) -> list[Any]:
+        return await self.experiments()
+
+    async def retired_count(self) -> int:
+        return 0
+
+    async def retired_products(self) -> set[str]:
+        return set()
+
     async def experiments(self) -> list[Any]:
         return []
 

@@ -49,3 +49,31 @@ def test_without_a_clock_the_newest_estimate_is_now() -> None:
         )
         is None
     )
+
+
+def test_a_retired_experiment_leaves_no_series_behind() -> None:
+    """A controller's series per experiment go once it is retired (controller.retirement):
+    its /metrics, like its memory, must not grow with every experiment ever run."""
+    r = CollectorRegistry()
+    m = Metrics(registry=r)
+    at = datetime(2026, 6, 1, tzinfo=UTC)
+    for exp in ("old", "live"):
+        m.flipped(exp, 10, 0.1, 1)
+        m.flipped(exp, 10, 0.1, 0, backfilled=2)
+        m.next_boundary(exp, at)
+        m.unpublished(exp, at)
+        m.trigger_kept(exp, 1, 1)
+
+    def experiments() -> set[str]:
+        return {
+            s.labels["experiment"]
+            for family in r.collect()
+            for s in family.samples
+            if "experiment" in s.labels
+        }
+
+    assert experiments() == {"old", "live"}
+    m.retired("old")
+    assert experiments() == {"live"}
+    m.retired("old")  # again (another tick, another worker's): nothing to remove, no error
+    assert r.get_sample_value("pricelab_flips_total", {"experiment": "live"}) == 2
