@@ -123,11 +123,13 @@ class RoutingTable:
         #: ``unknown_product`` (bounded by the catalogue, not by the experiments ever run)
         self.retired_products: set[str] = set()
         self._retired_n = 0  # how many experiments were retired when it was read
+        self._held = 0
 
     @property
     def experiments(self) -> int:
-        """How many experiments the table holds."""
-        return len({id(e) for exps in self.by_product.values() for e in exps})
+        """How many experiments the table holds (counted at its refresh: a scrape of the
+        gauge that reads it must not walk a million products' lists)."""
+        return self._held
 
     async def refresh(self, store: Store) -> None:
         v = await store.version()
@@ -168,6 +170,7 @@ class RoutingTable:
             self.retired_products = await store.retired_products()
             self._retired_n = retired
         self.by_product = by_product
+        self._held = len(states)
         self.version = v
 
     def route(self, product: str, ts_ms: int) -> tuple[_Experiment, int] | None:

@@ -407,7 +407,7 @@ def world_order(keys: str | None) -> list[str]:
 
 
 def _stack_batch(
-    stack: EmbeddedStack, batch: int, world: str, kill: Kill, timeout: float
+    stack: EmbeddedStack, batch: int, world: str, kill: Kill | None, timeout: float
 ) -> dict[str, Any]:
     """Batch ``batch`` of ``world`` on ``stack``: its file's document. The batch's keys,
     topics and consumer groups are its own (``ad{batch}``: a worker killed in an earlier batch
