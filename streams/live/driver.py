@@ -635,18 +635,7 @@ class LiveDriver:
         """Kill the ``i``-th controller worker with SIGKILL, start a new one with the same
         settings (off the event loop) and watch it from now on; returns the new worker and the
         old one's exit status."""
-        old = self.controller[i]
-        if not isinstance(old, WorkerProcess):
-            raise TypeError("only a worker this process started can be restarted")
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, old.kill9)
-        code = None if old.proc is None else old.proc.returncode
-        # watched (and so stopped by whoever stops the driver's workers) before it is waited
-        # for: a start that never becomes healthy must not leave its process behind
-        new = WorkerProcess(old.settings, old.roles, env=old.env).launch()
-        self.controller[i] = new
-        await loop.run_in_executor(None, new.wait_healthy)
-        return new, code
+        return await _respawn(self.controller[i], lambda new: self.controller.__setitem__(i, new))
 
     def replace_analysis(self, worker: Watched) -> None:
         """The analysis worker was restarted: read the new process's metrics from now on."""
@@ -655,16 +644,25 @@ class LiveDriver:
     async def restart_analysis(self) -> tuple[WorkerProcess, int | None]:
         """Kill the analysis worker with SIGKILL, start a new one (off the event loop) and read
         its metrics from now on; returns the new worker and the old one's exit status."""
-        old = self.analysis
-        if not isinstance(old, WorkerProcess):
-            raise TypeError("only a worker this process started can be restarted")
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, old.kill9)
-        code = None if old.proc is None else old.proc.returncode
-        new = WorkerProcess(old.settings, old.roles, env=old.env).launch()
-        self.replace_analysis(new)  # before the wait, as restart_controller
-        await loop.run_in_executor(None, new.wait_healthy)
-        return new, code
+        return await _respawn(self.analysis, self.replace_analysis)
+
+
+async def _respawn(
+    old: Watched, watch: Callable[[WorkerProcess], None]
+) -> tuple[WorkerProcess, int | None]:
+    """Kill ``old`` with SIGKILL and start its like; the new process is handed to ``watch``
+    before it is waited for (so whoever stops the driver's workers stops it too: a start that
+    never becomes healthy must not leave its process behind). The new worker and the old
+    one's exit status."""
+    if not isinstance(old, WorkerProcess):
+        raise TypeError("only a worker this process started can be restarted")
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, old.kill9)
+    code = None if old.proc is None else old.proc.returncode
+    new = WorkerProcess(old.settings, old.roles, env=old.env).launch()
+    watch(new)
+    await loop.run_in_executor(None, new.wait_healthy)
+    return new, code
 
 
 def assigned_arm(spec: ExperimentSpec, msg: dict[str, Any]) -> int:

@@ -22,6 +22,7 @@ from controller.spec import load_spec
 from controller.store import to_ms
 from controller.store.experiments import ExperimentState
 from streams.worker.sale_decoder import DecodedSale
+from tests.unit._none_retired import NoneRetired
 
 START = datetime(2026, 6, 1, tzinfo=UTC)
 STOP = START + timedelta(hours=20)  # the old holder's stop
@@ -46,7 +47,7 @@ def _spec(exp_id: str, products: list[str]) -> Any:
     )
 
 
-class _Catalog:
+class _Catalog(NoneRetired):
     """``old_id`` over a and b, stopped at STOP; ``new_id`` over a and c, created after."""
 
     def __init__(self, old_id: str, new_id: str) -> None:
@@ -57,16 +58,6 @@ class _Catalog:
 
     async def freezes(self) -> list[dict[str, Any]]:
         return []
-
-    # none retired here (controller.retirement): the controller's readers see them all
-    async def experiments_unretired(self) -> list[ExperimentState]:
-        return await self.experiments()
-
-    async def retired_count(self) -> int:
-        return 0
-
-    async def retired_products(self) -> set[str]:
-        return set()
 
     async def experiments(self) -> list[ExperimentState]:
         old = ExperimentState(_spec(self.old_id, ["a", "b"]), "stopped", 0, 0, 0, 0)

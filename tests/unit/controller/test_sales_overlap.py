@@ -22,6 +22,7 @@ from controller.store import SalesBlock
 from controller.store.experiments import ExperimentState
 from controller.store.panel import dedupe_digest
 from streams.worker.sale_decoder import DecodedSale
+from tests.unit._none_retired import NoneRetired
 
 START = datetime(2026, 6, 1, tzinfo=UTC)
 SPEC = load_spec(
@@ -58,7 +59,7 @@ class _Sent(NamedTuple):
 _IDS = {dedupe_digest(f"s{i}")[0]: f"s{i}" for i in range(100)}
 
 
-class _OneAtATime:
+class _OneAtATime(NoneRetired):
     """Answers nothing while a script runs; a script runs until the test releases it."""
 
     def __init__(self) -> None:
@@ -88,16 +89,6 @@ class _OneAtATime:
     async def freezes(self) -> list[dict[str, Any]]:
         await self._read()
         return []
-
-    # none retired here (controller.retirement): the controller's readers see them all
-    async def experiments_unretired(self) -> list[ExperimentState]:
-        return await self.experiments()
-
-    async def retired_count(self) -> int:
-        return 0
-
-    async def retired_products(self) -> set[str]:
-        return set()
 
     async def experiments(self) -> list[ExperimentState]:
         await self._read()

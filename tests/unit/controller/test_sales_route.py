@@ -18,6 +18,7 @@ from controller.spec import load_spec
 from controller.store import SalesBlock, to_ms
 from controller.store.experiments import ExperimentState
 from streams.worker.sale_decoder import DecodedSale
+from tests.unit._none_retired import NoneRetired
 
 START = datetime(2026, 6, 1, tzinfo=UTC)
 NOW = START + timedelta(hours=30)
@@ -48,7 +49,7 @@ SPECS = [
 PAUSE = {"start_ms": to_ms(START + timedelta(hours=20)), "end_ms": None, "reason": "price war"}
 
 
-class _Catalog:
+class _Catalog(NoneRetired):
     """Two running experiments, one paused since hour 20; nothing reaches Redis."""
 
     async def version(self) -> int:
@@ -56,16 +57,6 @@ class _Catalog:
 
     async def freezes(self) -> list[dict[str, Any]]:
         return []
-
-    # none retired here (controller.retirement): the controller's readers see them all
-    async def experiments_unretired(self) -> list[ExperimentState]:
-        return await self.experiments()
-
-    async def retired_count(self) -> int:
-        return 0
-
-    async def retired_products(self) -> set[str]:
-        return set()
 
     async def experiments(self) -> list[ExperimentState]:
         return [ExperimentState(s, "running", 0, 0, 0, 0) for s in SPECS]

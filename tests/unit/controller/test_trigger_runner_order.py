@@ -19,6 +19,7 @@ from controller.designs import Assignment
 from controller.spec import ExperimentSpec, load_spec
 from controller.store import ExperimentState, TriggerSave
 from controller.trigger_runner import TriggerRunner
+from tests.unit._none_retired import NoneRetired
 
 T0 = datetime(2026, 6, 1, tzinfo=UTC)
 
@@ -61,7 +62,7 @@ async def _until(pred: Any, timeout: float = 5.0) -> None:
         await asyncio.sleep(0.001)
 
 
-class _Store:
+class _Store(NoneRetired):
     """Just what the runner calls; the first routes read is slow, and the log records the
     order of the saves."""
 
@@ -77,16 +78,6 @@ class _Store:
             self.slow_first = False
             await asyncio.sleep(0.05)
         return 1
-
-    # none retired here (controller.retirement): the controller's readers see them all
-    async def experiments_unretired(self) -> list[ExperimentState]:
-        return await self.experiments()
-
-    async def retired_count(self) -> int:
-        return 0
-
-    async def retired_products(self) -> set[str]:
-        return set()
 
     async def experiments(self) -> list[ExperimentState]:
         return [ExperimentState(self.spec, "running", -1, 0, 0, 0)]

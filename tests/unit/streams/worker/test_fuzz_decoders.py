@@ -34,6 +34,7 @@ from streams.worker.schemas import (
     Sale,
     decode,
 )
+from tests.unit._none_retired import NoneRetired
 
 EXAMPLES = int(os.environ.get("PRICELAB_FUZZ_EXAMPLES", "150"))
 FUZZ = settings(
@@ -218,7 +219,7 @@ class _Dlq:
         self.metrics.dead_lettered.labels(source_topic, reason).inc()
 
 
-class _EmptyStore:
+class _EmptyStore(NoneRetired):
     """A store with no experiments: every sale that passes the door is an unknown product."""
 
     async def version(self) -> int:
@@ -226,16 +227,6 @@ class _EmptyStore:
 
     async def freezes(self) -> list[dict[str, Any]]:
         return []
-
-    # none retired here (controller.retirement): the controller's readers see them all
-    async def experiments_unretired(self) -> list[Any]:
-        return await self.experiments()
-
-    async def retired_count(self) -> int:
-        return 0
-
-    async def retired_products(self) -> set[str]:
-        return set()
 
     async def experiments(self) -> list[Any]:
         return []

@@ -17,6 +17,7 @@ from controller.settings import Settings
 from controller.store.panel import ReplicasBehind, ReplicaWait
 from streams.worker.handlers import SalesHandler
 from streams.worker.metrics import Metrics
+from tests.unit._none_retired import NoneRetired
 
 NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
 
@@ -59,7 +60,7 @@ async def test_a_batch_too_few_replicas_have_is_counted_and_retried() -> None:
     assert sample("pricelab_redis_retries_total", {"component": "sales"}) == 2
 
 
-class _NoExperiments:
+class _NoExperiments(NoneRetired):
     """A store with no experiment (no sale reaches a script), recording its barriers."""
 
     def __init__(self) -> None:
@@ -70,16 +71,6 @@ class _NoExperiments:
 
     async def freezes(self) -> list[dict[str, Any]]:
         return []
-
-    # none retired here (controller.retirement): the controller's readers see them all
-    async def experiments_unretired(self) -> list[Any]:
-        return await self.experiments()
-
-    async def retired_count(self) -> int:
-        return 0
-
-    async def retired_products(self) -> set[str]:
-        return set()
 
     async def experiments(self) -> list[Any]:
         return []
