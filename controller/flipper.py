@@ -226,8 +226,10 @@ class Flipper:
             self._report_next(state, now)
         # the experiments over for the controller, as the tick found them (a final one whose
         # messages are all out changes no more; reconcile has brought its holder to that)
+        # only in the timer's tick: a command's own change is kept by now, and a failure here
+        # must not fail its reply (the next timer tick retires what is left)
         lateness, margin = self.settings.allowed_lateness, self.settings.dedupe_margin
-        for state in states:
+        for state in () if for_command else states:
             if is_retired(state, now, lateness, margin) and await self.store.retire(state.spec):
                 log.info("experiment %s is retired: its sales window has closed", state.spec.id)
         return done

@@ -139,7 +139,7 @@ class TriggerRunner:
             # what it keeps of a retired experiment (controller.retirement) goes: it never
             # runs again, and a worker's memory must not grow with every experiment ever run
             live = {st.spec.id for st in states}
-            for gone in set(self._specs) - live:
+            for gone in (set(self._specs) | set(self._cache) | set(self._turns)) - live:
                 self._specs.pop(gone, None)
                 self._cache.pop(gone, None)
                 turn = self._turns.get(gone)

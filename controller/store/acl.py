@@ -297,6 +297,9 @@ READ_PROBES: dict[str, tuple[str, ...]] = {
     "HSCAN": ("0",),
     "SMEMBERS": (),
     "SISMEMBER": ("m",),
+    "SMISMEMBER": ("m",),
+    "SCARD": (),
+    "SDIFF": (),
     "EXISTS": (),
 }
 #: stands for every ``*`` of a key pattern in a probe: no key pricelab writes has this name

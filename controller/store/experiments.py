@@ -346,30 +346,35 @@ class ExperimentStore(RedisStore):
             decision_fired=json.loads(st.get("dfired") or "[]"),
         )
 
-    async def _parse_specs(self, ids: list[str]) -> None:
-        """Fetch and parse, in one round trip, the specs of ``ids`` not parsed yet."""
-        missing = [e for e in ids if e not in self._specs]
+    async def _parse_specs(self, ids: list[str]) -> dict[str, ExperimentSpec]:
+        """The specs of ``ids``: those parsed already, and the others fetched and parsed in
+        one round trip. Returned, not read back from the cache after the await: another
+        reader of this store (the flip tick, the sales routing, the trigger routes share it)
+        may drop a retired one from the cache meanwhile."""
+        specs = {e: s for e in ids if (s := self._specs.get(e)) is not None}
+        missing = [e for e in ids if e not in specs]
         if not missing:
-            return
+            return specs
         pipe = self.redis.pipeline(transaction=False)
         for e in missing:
             pipe.get(f"{self.exp(e)}:spec")
         for e, raw in zip(missing, await pipe.execute(), strict=True):
             if raw is None:
                 raise StoreError(f"no experiment {e!r}")
-            self._specs[e] = load_spec(raw, stored=True)
+            specs[e] = self._specs[e] = load_spec(raw, stored=True)
+        return specs
 
     async def experiments(self) -> list[ExperimentState]:
         """Every indexed experiment: the specs not parsed yet in one round trip, then every
         state in one (a round trip per experiment made a list of 1,000 cost ~0.5 s:
         benchmarks/bench_console.py)."""
         ids = await self.experiment_ids()
-        await self._parse_specs(ids)
+        specs = await self._parse_specs(ids)
         pipe = self.redis.pipeline(transaction=False)
         for e in ids:
             pipe.hgetall(f"{self.exp(e)}:state")
         states = await pipe.execute()
-        return [self._state(e, self._specs[e], st) for e, st in zip(ids, states, strict=True)]
+        return [self._state(e, specs[e], st) for e, st in zip(ids, states, strict=True)]
 
     async def experiments_unmarked(self, mark: str) -> list[ExperimentState]:
         """Every indexed experiment but those whose sequence-targets hash holds ``mark``
@@ -387,8 +392,8 @@ class ExperimentStore(RedisStore):
         for e in marked:
             self._specs.pop(e, None)
         live = [(e, st) for e, st in zip(ids, states, strict=True) if e not in marked]
-        await self._parse_specs([e for e, _ in live])
-        return [self._state(e, self._specs[e], st) for e, st in live]
+        specs = await self._parse_specs([e for e, _ in live])
+        return [self._state(e, specs[e], st) for e, st in live]
 
     async def experiments_unretired(self) -> list[ExperimentState]:
         """Every indexed experiment but the retired ones (controller.retirement), for the
@@ -396,9 +401,9 @@ class ExperimentStore(RedisStore):
         trip for their ids (the index less the retired set, in Redis) and for which of the
         specs this process keeps are retired, one for the states, one for the specs not
         parsed yet. The specs of retired experiments are neither parsed nor kept (a
-        controller's memory and its tick's work must not grow with every experiment ever
-        run); a command that reads one (:meth:`get_experiment`) parses it again, and the next
-        call drops it."""
+        controller's memory and its tick's work in Python must not grow with every
+        experiment ever run; Redis's ``SDIFF`` still reads the whole index); a command that
+        reads one (:meth:`get_experiment`) parses it again, and the next call drops it."""
         retired = self.cat("exp:retired")
         kept = list(self._specs)
         pipe = self.redis.pipeline(transaction=False)
@@ -415,8 +420,8 @@ class ExperimentStore(RedisStore):
         for e in ids:
             pipe.hgetall(f"{self.exp(e)}:state")
         states = await pipe.execute()
-        await self._parse_specs(ids)
-        return [self._state(e, self._specs[e], st) for e, st in zip(ids, states, strict=True)]
+        specs = await self._parse_specs(ids)
+        return [self._state(e, specs[e], st) for e, st in zip(ids, states, strict=True)]
 
     async def retire(self, spec: ExperimentSpec, chunk: int = 10_000) -> bool:
         """Record the experiment as retired (controller.retirement): its products first, in
@@ -459,7 +464,7 @@ class ExperimentStore(RedisStore):
         ``streams.client.commands.read_overviews``: a sixth of :meth:`experiments`' reply
         to parse, which is most of what a list of 1,000 costs (benchmarks/bench_console.py)."""
         ids = await self.experiment_ids()
-        await self._parse_specs(ids)
+        specs = await self._parse_specs(ids)
         pipe = self.redis.pipeline(transaction=False)
         for e in ids:
             pipe.hmget(f"{self.exp(e)}:state", LISTED)
@@ -467,7 +472,7 @@ class ExperimentStore(RedisStore):
         return [
             self._state(
                 e,
-                self._specs[e],
+                specs[e],
                 {k: v for k, v in zip(LISTED, values, strict=True) if v is not None},
             )
             for e, values in zip(ids, got, strict=True)

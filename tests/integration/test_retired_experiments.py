@@ -78,6 +78,11 @@ async def test_the_store_retires_once_and_keeps_no_retired_spec(settings: Any) -
         held = await redis.hget(one.cat("holders"), "b")
         await redis.hset(one.cat("holders"), "b", f"{held}|releasing")
         assert await one.retire(specs["b"]) is False
+        # and while it says the experiment is not final (a stale holder a lapsed turn wrote):
+        # no reconcile sees a retired experiment again, so its claims would count for good
+        gen = held.split("|")[1]
+        await redis.hset(one.cat("holders"), "b", f"running|{gen}")
+        assert await one.retire(specs["b"]) is False
         assert "b" in {s.spec.id for s in await one.experiments_unretired()}
         await one.sync_holder("b")
         assert await one.retire(specs["b"]) is True

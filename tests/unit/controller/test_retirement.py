@@ -86,9 +86,12 @@ def test_an_experiment_is_over_once_final_published_and_its_sales_window_closed(
     assert is_retired(_state(status, seq, published), now, LATENESS, MARGIN) is retired
 
 
-def test_a_created_experiment_that_never_flipped_is_not_over() -> None:
-    st = _state("running", 0, 0, flipped=-1)  # created: nothing in force yet
-    assert not is_retired(st, CLOSE + timedelta(days=30), LATENESS, MARGIN)
+def test_an_experiment_stopped_before_it_ever_flipped_is_over_at_its_grids_close() -> None:
+    """Its planned grid, not its stop, bounds the sales that can still be routed into it (a
+    sale after the stop is routed to it as ``stopped``, for audit, until the grid's end)."""
+    st = _state("stopped", 0, 0, flipped=-1)  # stopped while created: nothing flipped
+    assert not is_retired(st, CLOSE - timedelta(seconds=1), LATENESS, MARGIN)
+    assert is_retired(st, CLOSE, LATENESS, MARGIN)
 
 
 # ------------------------------------------------------------------ the routing, before/after
