@@ -398,7 +398,7 @@ class ExperimentStore(RedisStore):
     async def experiments_unretired(self) -> list[ExperimentState]:
         """Every indexed experiment but the retired ones (controller.retirement), for the
         controller's readers: the flip tick, the sales routing, the trigger routes. One round
-        trip for their ids (the index less the retired set, in Redis) and for which of the
+        trip for their ids (the index less the retired set, in Redis), one for which of the
         specs this process keeps are retired, one for the states, one for the specs not
         parsed yet. The specs of retired experiments are neither parsed nor kept (a
         controller's memory and its tick's work in Python must not grow with every
@@ -406,14 +406,11 @@ class ExperimentStore(RedisStore):
         reads one (:meth:`get_experiment`) parses it again, and the next call drops it."""
         retired = self.cat("exp:retired")
         kept = list(self._specs)
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.sdiff([self.cat("exp:index"), retired])
+        # not pipelined: redis-py's cluster pipeline refuses multi-key commands such as
+        # SDIFF (both keys are the catalog's, one slot, so the command itself is fine)
+        ids = sorted(await self.redis.sdiff([self.cat("exp:index"), retired]))
         if kept:
-            pipe.smismember(retired, kept)
-        got = await pipe.execute()
-        ids = sorted(got[0])
-        if kept:
-            for e, gone in zip(kept, got[1], strict=True):
+            for e, gone in zip(kept, await self.redis.smismember(retired, kept), strict=True):
                 if gone:
                     self._specs.pop(e, None)
         pipe = self.redis.pipeline(transaction=False)

@@ -278,6 +278,8 @@ NOT_ROLES = {
     "streams/live/driver.py": "the lab's driver (demo, simulate --live): plays the outside world",
     "streams/live/demo.py": "the demo: creates the topics on its own embedded broker",
     "streams/live/coverage.py": "the live coverage study: creates its topics on its own embedded broker",
+    "streams/live/coverage_adaptive.py": "the live study of adaptive ladders: creates its "
+    "topics on its own embedded broker",
     "streams/cli/stack.py": "`up` and `topics` create the topics: the admin role",
     "streams/worker/kafka.py": "the clients themselves",
     "streams/worker/consumer.py": "the workers' batch consumers (read off the built app)",
