@@ -55,6 +55,7 @@ ACCESS: dict[str, str] = {
     "SMISMEMBER": "R",
     "SCARD": "R",
     "SDIFF": "R",
+    "SSCAN": "R",
     "EXISTS": "R",
     "EVALSHA_RO": "R",
     "SET": "W",
@@ -210,8 +211,9 @@ ROLES: tuple[Role, ...] = (
             # (controller/retirement.py: ExperimentStore.experiments_unretired, retire)
             ("SDIFF", ("index", "retired")),
             ("SMISMEMBER", ("retired",)),
+            ("SISMEMBER", ("retired",)),
             ("SCARD", ("retired",)),
-            ("SMEMBERS", ("retired_products",)),
+            ("SSCAN", ("retired_products",)),
             ("SADD", ("retired_products",)),
         ),
         # a sales batch waits for its replicas (PRICELAB_REDIS__WAIT_REPLICAS)
@@ -300,6 +302,7 @@ READ_PROBES: dict[str, tuple[str, ...]] = {
     "SMISMEMBER": ("m",),
     "SCARD": (),
     "SDIFF": (),
+    "SSCAN": ("0",),
     "EXISTS": (),
 }
 #: stands for every ``*`` of a key pattern in a probe: no key pricelab writes has this name

@@ -26,7 +26,7 @@ import json
 import logging
 import uuid
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -427,6 +427,10 @@ class ExperimentStore(RedisStore):
         moves the version). Idempotent: any number of controllers may call it. True if this
         call retired it; False if it was already, or if the holders hash still says its last
         messages are not all out (the next tick's reconcile repairs that, then retires it)."""
+        if await self.redis.sismember(self.cat("exp:retired"), spec.id):
+            # another controller's tick retired it since this one read the experiments: its
+            # products are in the set (a controller per tick would add them all again)
+            return False
         products = sorted(spec.all_products())
         key = self.cat("exp:retired-products")
         for start in range(0, len(products), chunk):
@@ -445,10 +449,15 @@ class ExperimentStore(RedisStore):
         """How many experiments are retired (the set only grows)."""
         return int(await self.redis.scard(self.cat("exp:retired")))
 
-    async def retired_products(self) -> set[str]:
-        """The products of every retired experiment (bounded by the catalogue): read after
-        :meth:`retired_count`, it holds the products of at least that many."""
-        return set(await self.redis.smembers(self.cat("exp:retired-products")))
+    async def retired_products(
+        self, excluding: Container[str] = (), chunk: int = 10_000
+    ) -> set[str]:
+        """The products of every retired experiment (bounded by the catalogue) but those in
+        ``excluding``: read after :meth:`retired_count`, it holds the products of at least
+        that many. Scanned ``chunk`` at a time (``SSCAN``), so that a million retired
+        products held by live experiments are never all in memory at once."""
+        key = self.cat("exp:retired-products")
+        return {p async for p in self.redis.sscan_iter(key, count=chunk) if p not in excluding}
 
     @property
     def specs_held(self) -> int:

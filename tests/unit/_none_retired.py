@@ -20,5 +20,5 @@ class NoneRetired:
     async def retired_count(self) -> int:
         return 0
 
-    async def retired_products(self) -> set[str]:
+    async def retired_products(self, excluding: Any = ()) -> set[str]:
         return set()

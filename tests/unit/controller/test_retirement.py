@@ -113,6 +113,10 @@ class _Catalog:
         live.created_ms = to_ms(live_start)
         self.all = [live, old]  # the store's order: by id
         self.retired = retired
+        #: what experiments_unretired says of old if it differs from ``retired``: old
+        #: retired between a refresh's read of the experiments and of the count
+        self.listed_retired: bool | None = None
+        self.product_reads = 0
         assert is_retired(old, NOW, LATENESS, MARGIN)  # the premise
         assert not is_retired(live, NOW, LATENESS, MARGIN)
 
@@ -126,13 +130,15 @@ class _Catalog:
         return self.all
 
     async def experiments_unretired(self) -> list[ExperimentState]:
-        return [s for s in self.all if not (self.retired and s.spec.id == "old")]
+        hidden = self.retired if self.listed_retired is None else self.listed_retired
+        return [s for s in self.all if not (hidden and s.spec.id == "old")]
 
     async def retired_count(self) -> int:
         return int(self.retired)
 
-    async def retired_products(self) -> set[str]:
-        return {"a", "b"} if self.retired else set()
+    async def retired_products(self, excluding: Any = ()) -> set[str]:
+        self.product_reads += 1
+        return {p for p in ("a", "b") if p not in excluding} if self.retired else set()
 
     async def windows(self, exp_id: str) -> list[dict[str, Any]]:
         return []
@@ -199,7 +205,45 @@ async def test_the_routing_table_drops_a_retired_experiment_and_keeps_its_produc
     assert ingestor.routes.experiments == 1
     assert [e.id for e in ingestor.routes.by_product["b"]] == ["live"]
     assert "a" not in ingestor.routes.by_product
-    assert ingestor.routes.retired_products == {"a", "b"}
+    # b is live's: only a, which no experiment holds, is kept (issue #56: the whole set is
+    # the catalogue, ~100 MB at a million products, in every routing table)
+    assert ingestor.routes.retired_products == {"a"}
+    assert catalog.product_reads == 1
+    ingestor.routes.version = -1  # another change (a freeze): the set is not read again
+    await ingestor._sync()
+    assert catalog.product_reads == 1
+    assert ingestor.routes.retired_products == {"a"}
+
+
+async def test_an_experiment_retired_between_a_refreshs_reads_leaves_its_products_kept() -> None:
+    """old is retired after the refresh read the experiments (still listing it) and before it
+    read the count (counting it): a's and b's sales are old's, so none is kept then. At the
+    next refresh old is gone with the count unchanged: a must be kept all the same, or its
+    sales would read ``unknown_product`` from then on."""
+    catalog = _Catalog(True)
+    catalog.listed_retired = False
+    ingestor = SalesIngestor(catalog, ManualClock(NOW), SETTINGS)  # type: ignore[arg-type]
+    await ingestor._sync()
+    assert [e.id for e in ingestor.routes.by_product["a"]] == ["old"]
+    assert ingestor.routes.retired_products == set()
+    catalog.listed_retired = None
+    ingestor.routes.version = -1
+    await ingestor._sync()
+    assert "a" not in ingestor.routes.by_product
+    assert ingestor.routes.retired_products == {"a"}
+    verdicts, _ = ingestor._route(
+        [DecodedSale("s", "a", 1, 2.0, 2.0, NOW - timedelta(hours=1), 1000, None)]
+    )
+    assert verdicts[0] is not None and verdicts[0].status == "outside_experiment"
+
+
+async def test_a_worker_that_counts_unknown_products_never_reads_the_retired_ones() -> None:
+    settings = SETTINGS.model_copy(update={"unknown_product": "count"})
+    catalog = _Catalog(True)
+    ingestor = SalesIngestor(catalog, ManualClock(NOW), settings)  # type: ignore[arg-type]
+    await ingestor._sync()
+    assert catalog.product_reads == 0
+    assert ingestor.routes.retired_products == set()
 
 
 # ------------------------------------------------------------------ the trigger runner
