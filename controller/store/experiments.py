@@ -378,9 +378,11 @@ class ExperimentStore(RedisStore):
 
     async def experiments_unmarked(self, mark: str) -> list[ExperimentState]:
         """Every indexed experiment but those whose sequence-targets hash holds ``mark``
-        (the analysis worker's :data:`core.final_look.FINAL_LOOK`: their analysis is over):
-        one round trip for the states and marks, one for the specs not parsed yet. The specs of the marked ones are neither parsed nor kept (a worker's
-        memory must not grow with every experiment ever run)."""
+        (the analysis worker's :data:`core.final_look.FINAL_LOOK`: their analysis is over)
+        and those stopped or ended before they flipped a period (never analysed): one round
+        trip for the states and marks, one for the specs not parsed yet. The specs of the
+        ones left out are neither parsed nor kept (a worker's memory must not grow with
+        every experiment ever run)."""
         ids = await self.experiment_ids()
         pipe = self.redis.pipeline(transaction=False)
         for e in ids:
@@ -389,6 +391,13 @@ class ExperimentStore(RedisStore):
         got = await pipe.execute()
         states, marks = got[0::2], got[1::2]
         marked = {e for e, m in zip(ids, marks, strict=True) if m is not None}
+        # stopped or ended before it flipped a period: no look is ever taken of it, so no
+        # final look ever marks it (its spec, every product of it, would be kept for good)
+        marked.update(
+            e
+            for e, st in zip(ids, states, strict=True)
+            if st.get("status") in status_word.FINAL and int(st.get("flipped_period", -1)) < 0
+        )
         for e in marked:
             self._specs.pop(e, None)
         live = [(e, st) for e, st in zip(ids, states, strict=True) if e not in marked]

@@ -101,9 +101,39 @@ async def test_the_store_retires_once_and_keeps_no_retired_spec(settings: Any) -
         assert two.specs_held == 1
         assert await one.retired_count() == 2
         assert await one.retired_products() == set(PRODUCTS[:10])
+        # what a routing table keeps: only those no experiment it holds covers, scanned a
+        # few at a time (SSCAN)
+        held = {p: [] for p in PRODUCTS[2:7]}
+        assert await one.retired_products(excluding=held, chunk=2) == {
+            *PRODUCTS[:2],
+            *PRODUCTS[7:10],
+        }
         # a new experiment claims a retired one's products as before (lua/holds.lua)
         await one.create_experiment(load_spec(_doc("d", PRODUCTS[:5], START)), now)
         assert (await one.get_experiment("d")).status == "running"
+    finally:
+        await redis.aclose()
+
+
+async def test_the_analysis_keeps_no_spec_of_an_experiment_stopped_before_it_ran(
+    settings: Any,
+) -> None:
+    """An experiment stopped before its first period never gets a look, so no final look
+    ever marks it: the analysis worker's reader neither lists nor keeps it (before, its
+    spec stayed parsed in every analysis worker for good)."""
+    redis = make_redis(settings)
+    store = Store(redis, settings.key_prefix)
+    try:
+        now = START - timedelta(days=3)
+        for exp_id, products in (("early", PRODUCTS[:3]), ("later", PRODUCTS[3:6])):
+            await store.create_experiment(load_spec(_doc(exp_id, products, START)), now)
+            assert (await store.get_experiment(exp_id)).flipped_period == -1
+        await store.set_status("early", "stopped")
+        fresh = Store(redis, settings.key_prefix)  # a worker's store: nothing parsed yet
+        assert [s.spec.id for s in await fresh.experiments_unmarked("final_look")] == ["later"]
+        assert fresh.specs_held == 1
+        # the controller's and the CLI's readers still list it
+        assert [s.spec.id for s in await fresh.experiments()] == ["early", "later"]
     finally:
         await redis.aclose()
 
