@@ -541,13 +541,21 @@ class Soak:
             old = self.stack.redis.proc.pid
             before = await ctx["redis"].get(ctx["clock_key"])
             await loop.run_in_executor(None, lambda: self.stack.restart_redis(kill=True))
+            t_up = time.monotonic()
             new = self.stack.redis.proc.pid
-            after = await _retry(lambda: ctx["redis"].get(ctx["clock_key"]))
-            pong = await _retry(lambda: ctx["redis"].ping())
+            # a restarted Redis answers LOADING until its dataset is read back, which grows
+            # with the run: ~50 minutes in (2026-11-29 01:12, load ~6) it took more than 30 s
+            within = self.cfg.settle_timeout
+            after = await _retry(lambda: ctx["redis"].get(ctx["clock_key"]), within)
+            loaded = time.monotonic() - t_up
+            pong = await _retry(lambda: ctx["redis"].ping(), within)
             rec["verified"] = (
                 bool(pong) and new != old and not psutil.pid_exists(old) and after == before
             )
-            rec["detail"] = f"pid {old} -> {new}; clock kept: {after == before}"
+            rec["loaded_s"] = round(loaded, 1)
+            rec["detail"] = (
+                f"pid {old} -> {new}; clock kept: {after == before}; answered after {loaded:.1f}s"
+            )
             self.frozen.clear()
         elif kind == "redis-pause":
             await self.freeze()
@@ -578,6 +586,13 @@ class Soak:
         print(f"[{rec['repaired']:7.1f}s] {kind}: {rec['detail']} (verified {rec['verified']})",
               flush=True)  # fmt: skip
         return rec
+
+    def _fault_failed(self, kind: str, exc: BaseException) -> None:
+        rec: dict[str, Any] = {"kind": kind, "began": self.elapsed(), "sim": self.sim.isoformat()}
+        rec |= {"verified": False, "detail": f"not repaired: {exc!r}", "repaired": self.elapsed()}
+        self.faults.append(rec)
+        self.frozen.clear()
+        print(f"[{self.elapsed():7.1f}s] {kind}: {rec['detail']} (verified False)", flush=True)
 
     async def _broker_restart(self, ctx: dict[str, Any]) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
@@ -811,7 +826,12 @@ class Soak:
         try:
             for f in schedule:
                 await _sleep_until(self.t0 + f.at, tasks)
-                await self.inject(f.kind, ctx)
+                try:
+                    await self.inject(f.kind, ctx)
+                except (OSError, RedisError, TimeoutError) as exc:
+                    # a fault the soak could not carry out or see repaired is a failed fault
+                    # (the faults check names it), not the end of the run and its figures
+                    self._fault_failed(f.kind, exc)
             await _sleep_until(self.t0 + seconds, tasks)
             # the end: no more sales, time or successors; everything sent must be counted,
             # every flip read
