@@ -17,9 +17,14 @@ end: the store's parsed specs and the routing table's experiments and a product'
 candidates. It uses only what the code before retirement had too, so it runs on both
 (``PYTHONPATH=<checkout>``) for a before/after.
 
+With ``--set-of N`` it prints instead what a routing table would hold if it kept the retired
+products' set whole, for a catalogue of N products all retired: the memory (``tracemalloc``)
+of a set of N 11-character ids, as ``SMEMBERS`` gives them (docs/operations.md; the table
+keeps only those no experiment it holds covers).
+
 Run (a broker, Redis and this process; ~1 minute):
     PYTHONPATH=$PWD .venv/bin/python -m benchmarks.probe_retired_memory \
-        [--generations 200] [--products 30] [--warmup 20]
+        [--generations 200] [--products 30] [--warmup 20] [--set-of 1000000]
 """
 
 from __future__ import annotations
@@ -100,16 +105,36 @@ async def run(generations: int, products: int, warmup: int, past: timedelta) -> 
             await rt.stop()
 
 
+def set_of(n: int) -> dict[str, float]:
+    """The memory of a set of ``n`` distinct 11-character product ids, in MB."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        ids = {f"sku-{i:07d}" for i in range(n)}
+        held = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    return {"ids": len(ids), "set_mb": held / 1e6}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--generations", type=int, default=200)
     ap.add_argument("--products", type=int, default=30)
     ap.add_argument("--warmup", type=int, default=20)
     ap.add_argument("--past-hours", type=float, default=3.0)
+    ap.add_argument("--set-of", type=int, default=None, metavar="N")
     a = ap.parse_args()
     if not 0 < a.warmup < a.generations:
         ap.error("--warmup must be between 0 and --generations")
-    out = asyncio.run(run(a.generations, a.products, a.warmup, timedelta(hours=a.past_hours)))
+    if a.set_of is not None and a.set_of < 1:
+        ap.error("--set-of must be at least 1")
+    out = (
+        set_of(a.set_of)
+        if a.set_of is not None
+        else asyncio.run(run(a.generations, a.products, a.warmup, timedelta(hours=a.past_hours)))
+    )
     for k, v in out.items():
         print(f"{k:28s} {v:.2f}" if isinstance(v, float) else f"{k:28s} {v}")
 

@@ -587,10 +587,14 @@ class Soak:
               flush=True)  # fmt: skip
         return rec
 
-    def _fault_failed(self, kind: str, exc: BaseException) -> None:
-        rec: dict[str, Any] = {"kind": kind, "began": self.elapsed(), "sim": self.sim.isoformat()}
+    def _fault_failed(self, kind: str, at: float, exc: BaseException) -> None:
+        """Record a fault that raised: the record ``inject`` made already (a kill is recorded
+        before it is sent), or one begun at its scheduled time, ended now, not verified."""
+        rec = next((f for f in self.faults if f["kind"] == kind and "repaired" not in f), None)
+        if rec is None:
+            rec = {"kind": kind, "began": at, "sim": self.sim.isoformat()}
+            self.faults.append(rec)
         rec |= {"verified": False, "detail": f"not repaired: {exc!r}", "repaired": self.elapsed()}
-        self.faults.append(rec)
         self.frozen.clear()
         print(f"[{self.elapsed():7.1f}s] {kind}: {rec['detail']} (verified False)", flush=True)
 
@@ -828,10 +832,10 @@ class Soak:
                 await _sleep_until(self.t0 + f.at, tasks)
                 try:
                     await self.inject(f.kind, ctx)
-                except (OSError, RedisError, TimeoutError) as exc:
+                except Exception as exc:
                     # a fault the soak could not carry out or see repaired is a failed fault
                     # (the faults check names it), not the end of the run and its figures
-                    self._fault_failed(f.kind, exc)
+                    self._fault_failed(f.kind, f.at, exc)
             await _sleep_until(self.t0 + seconds, tasks)
             # the end: no more sales, time or successors; everything sent must be counted,
             # every flip read

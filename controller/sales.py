@@ -125,10 +125,12 @@ class RoutingTable:
         #: retired experiment was there, not ``unknown_product``. Only those not in
         #: ``by_product`` are kept (the routing asks it only of those), so a catalogue that
         #: one experiment after another runs on keeps few: the whole set is bounded by the
-        #: catalogue (94 MB for a million 11-character ids), this by the products none holds
+        #: catalogue (94 MB for a million 11-character ids: benchmarks/probe_retired_memory),
+        #: this by the products none holds
         self.retired_products: set[str] = set()
         self._retired_n = 0  # how many experiments were retired when it was read
-        self._held_ids: set[str] = set()  # the experiments in by_product at the last refresh
+        #: the experiments in by_product at the last refresh, as (id, created_ms)
+        self._held_ids: set[tuple[str, int]] = set()
         self._held = 0
 
     @property
@@ -169,19 +171,21 @@ class RoutingTable:
             )
             for p in products:
                 by_product.setdefault(p, []).append(exp)
-        held_ids = {st.spec.id for st in states}
+        # an experiment by its id and creation (an id created again after Redis lost it, with
+        # other products, is another experiment)
+        held_ids = {(st.spec.id, st.created_ms) for st in states}
         if self._keep_retired:
             # read after the experiments: each one missing from them is counted, and its
             # products were added before it was (ExperimentStore.retire). A product leaves
             # by_product only when its experiment is retired, so the set is read again when
             # the count moved or an experiment held before is gone (retired between the
             # reads of the last refresh: counted then, but its products were still held);
-            # otherwise those held now are dropped from it
+            # otherwise those of experiments held since are dropped from it
             retired = await store.retired_count()
             if retired != self._retired_n or not self._held_ids <= held_ids:
                 self.retired_products = await store.retired_products(excluding=by_product)
                 self._retired_n = retired
-            elif self.retired_products:
+            elif self.retired_products and held_ids != self._held_ids:
                 self.retired_products = {p for p in self.retired_products if p not in by_product}
         self.by_product = by_product
         self._held_ids = held_ids

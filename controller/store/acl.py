@@ -55,7 +55,6 @@ ACCESS: dict[str, str] = {
     "SMISMEMBER": "R",
     "SCARD": "R",
     "SDIFF": "R",
-    "SSCAN": "R",
     "EXISTS": "R",
     "EVALSHA_RO": "R",
     "SET": "W",
@@ -213,7 +212,7 @@ ROLES: tuple[Role, ...] = (
             ("SMISMEMBER", ("retired",)),
             ("SISMEMBER", ("retired",)),
             ("SCARD", ("retired",)),
-            ("SSCAN", ("retired_products",)),
+            ("SMEMBERS", ("retired_products",)),
             ("SADD", ("retired_products",)),
         ),
         # a sales batch waits for its replicas (PRICELAB_REDIS__WAIT_REPLICAS)
@@ -302,7 +301,6 @@ READ_PROBES: dict[str, tuple[str, ...]] = {
     "SMISMEMBER": ("m",),
     "SCARD": (),
     "SDIFF": (),
-    "SSCAN": ("0",),
     "EXISTS": (),
 }
 #: stands for every ``*`` of a key pattern in a probe: no key pricelab writes has this name

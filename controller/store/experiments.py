@@ -458,15 +458,14 @@ class ExperimentStore(RedisStore):
         """How many experiments are retired (the set only grows)."""
         return int(await self.redis.scard(self.cat("exp:retired")))
 
-    async def retired_products(
-        self, excluding: Container[str] = (), chunk: int = 10_000
-    ) -> set[str]:
+    async def retired_products(self, excluding: Container[str] = ()) -> set[str]:
         """The products of every retired experiment (bounded by the catalogue) but those in
         ``excluding``: read after :meth:`retired_count`, it holds the products of at least
-        that many. Scanned ``chunk`` at a time (``SSCAN``), so that a million retired
-        products held by live experiments are never all in memory at once."""
-        key = self.cat("exp:retired-products")
-        return {p async for p in self.redis.sscan_iter(key, count=chunk) if p not in excluding}
+        that many. One ``SMEMBERS``, whole, not ``SSCAN``: a scan's cursor resumed on another
+        server (a retried call after a failover or a restart) skips members silently, and the
+        routing would trust the short set (the whole reply is only held while filtered)."""
+        members = await self.redis.smembers(self.cat("exp:retired-products"))
+        return {p for p in members if p not in excluding}
 
     @property
     def specs_held(self) -> int:
