@@ -11,8 +11,10 @@ cells is :mod:`analysis.reader`'s; every refusal here is a
 
 from __future__ import annotations
 
+import codecs
 import csv
 import re
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,12 +84,14 @@ def load_table(source: TableSource | Path, text: Iterable[str | None] = ()) -> p
             f"PostgreSQL URL, not {src.path.name}."
         )
     suffix = src.path.suffix.lower()
+    if url is None:
+        _a_file_with_data(src.path)
     if url is not None:
         df = _read_server(url, src)
     elif src.is_database:
         df = _read_database(src)
     elif suffix in PARQUET_SUFFIXES:
-        df = pd.read_parquet(src.path)
+        df = _read_parquet(src.path)
     elif suffix in (".jsonl", ".json"):
         df = pd.read_json(src.path, lines=suffix == ".jsonl", dtype=dict.fromkeys(names, str))
     else:
@@ -98,7 +102,89 @@ def load_table(source: TableSource | Path, text: Iterable[str | None] = ()) -> p
     return df
 
 
+def _a_file_with_data(path: Path) -> None:
+    """A TableError when ``path`` is a directory or an empty file: pandas would say
+    ``[Errno 21] Is a directory`` or ``No columns to parse from file``, naming no file."""
+    if path.is_dir():
+        raise TableError(
+            f"{path} is a directory, not a table: give a CSV, a Parquet file or a DuckDB database."
+        )
+    if path.stat().st_size == 0:
+        raise TableError(f"{path.name} is empty: it has no header and no rows.")
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(path)
+    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+        raise TableError(
+            f"{path.name} is not a Parquet file that can be read ({type(exc).__name__}); a "
+            f"CSV is read by its own name, e.g. {path.stem}.csv."
+        ) from None
+
+
+def _utf8_text(path: Path) -> None:
+    """A TableError when a CSV is not UTF-8 text: a Parquet file named .csv, or an export in
+    a legacy code page (Excel's "CSV" in Windows-1252), whose first foreign letter would
+    otherwise stop pandas with a codec's message."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    at = 0
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            if at == 0 and chunk.startswith(b"PAR1"):
+                raise TableError(
+                    f"{path.name} is a Parquet file (it begins with PAR1), not a CSV: name it "
+                    f"{path.stem}.parquet."
+                )
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as exc:
+                raise TableError(
+                    f"{path.name} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at "
+                    f"position {at + exc.start}): save it as UTF-8 (in Excel: CSV UTF-8)."
+                ) from None
+            at += len(chunk)
+
+
 def _read_csv(src: TableSource, text: tuple[str, ...]) -> pd.DataFrame:
+    _utf8_text(src.path)
+    try:
+        with warnings.catch_warnings():
+            # with index_col=False pandas drops the fields of a row beyond the header's (an
+            # unquoted decimal comma: ``A,1,1,0,1``) and reads the rest shifted, with a warning
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            return _parse_csv(src, text)
+    except pd.errors.EmptyDataError:  # blank lines only
+        raise TableError(f"{src.path.name} has no header: its first line is blank.") from None
+    except pd.errors.ParserWarning:
+        raise TableError(f"{src.path.name} {_longer_rows(src)}") from None
+    except pd.errors.ParserError as exc:
+        raise TableError(
+            f"{src.path.name} cannot be split into columns ({_first_line(exc).rstrip('.')}): "
+            "quote the fields that hold the separator."
+        ) from None
+
+
+def _longer_rows(src: TableSource) -> str:
+    """What pandas' ParserWarning means, said of the file's first row with more fields than
+    its header (a trailing separator, an empty last field, is not one)."""
+    with src.path.open(encoding="utf-8-sig", newline="") as fh:
+        header = fh.readline()
+        sep = src.sep or max(_SEPARATORS, key=header.count)
+        width = len(next(csv.reader([header], delimiter=sep)))
+        for n, row in enumerate(csv.reader(fh, delimiter=sep), start=1):
+            fields = row[:-1] if row and row[-1] == "" else row
+            if len(fields) > width:
+                return (
+                    f"has rows with more fields than its header (row {n}: {len(fields)}, "
+                    f"the header {width}), whose last fields would be dropped and the rest "
+                    "read shifted: quote the fields that hold the separator (a decimal comma in "
+                    "a comma-separated file?)."
+                )
+    return "has rows with more fields than its header: quote the fields that hold the separator."
+
+
+def _parse_csv(src: TableSource, text: tuple[str, ...]) -> pd.DataFrame:
     sep = src.sep
     if sep is None:
         with src.path.open(encoding="utf-8") as fh:

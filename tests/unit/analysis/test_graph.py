@@ -142,3 +142,24 @@ def test_missing_days_and_sparse_products(hist) -> None:
     true = {frozenset(e) for e in hist.true_graph.edges if sparse not in e}
     est = {frozenset(e) for e in G.edges}
     assert len(est & true) / len(est) >= 0.85
+
+
+def test_cli_build_of_a_csv_in_a_legacy_code_page_is_one_sentence(tmp_path) -> None:
+    """An Excel "CSV" in Windows-1252 (a product named Müsli) stopped ``graph build`` with a
+    UnicodeDecodeError's traceback: the reader's sentence, exit 2."""
+    csv = tmp_path / "history.csv"
+    csv.write_bytes(
+        "product,date,price,units,category\nMüsli,2026-01-01,2.5,3,x\n".encode("cp1252")
+    )
+    app = typer.Typer()
+
+    @app.callback()
+    def _root() -> None: ...
+
+    register(app)
+    r = CliRunner().invoke(app, ["graph", "build", str(csv), "--out", str(tmp_path / "g.json")])
+    assert r.exit_code == 2, r.output
+    assert r.output.strip() == (
+        "error: history.csv is not UTF-8 text (byte 0xfc at position 35): save it as UTF-8 "
+        "(in Excel: CSV UTF-8)."
+    )

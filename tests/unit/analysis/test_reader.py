@@ -276,3 +276,55 @@ def test_rates_without_a_currency_column_are_refused() -> None:
     with pytest.raises(TableError, match="--currency COL"):
         to_cells(df, unit="sku", time="day", sums=["revenue"], money=["revenue"],
                  policy=ReadPolicy(rates={"EUR": 1.0, "GBP": 1.2}))  # fmt: skip
+
+
+def _parquet_named_csv(path: Path) -> None:
+    sales().to_parquet(path.with_suffix(".parquet"))
+    path.with_suffix(".parquet").rename(path)
+
+
+@pytest.mark.parametrize(
+    ("name", "write", "said"),
+    [
+        ("dir.csv", lambda p: p.mkdir(), r"dir.csv is a directory, not a table"),
+        ("empty.csv", lambda p: p.write_bytes(b""), r"empty.csv is empty"),
+        ("empty.parquet", lambda p: p.write_bytes(b""), r"empty.parquet is empty"),
+        ("blank.csv", lambda p: p.write_bytes(b"\r\n\r\n"), r"blank.csv has no header"),
+        (
+            "cp1252.csv",
+            lambda p: p.write_bytes("sku;day;units\nMüsli;2026-01-01;3\n".encode("cp1252")),
+            r"cp1252.csv is not UTF-8 text \(byte 0xfc at position 15\)",
+        ),
+        ("table.csv", _parquet_named_csv, r"table.csv is a Parquet file .* name it table.parquet"),
+        (
+            "table.parquet",
+            lambda p: p.write_text("sku,day,units\n1,2026-01-01,3\n"),
+            r"table.parquet is not a Parquet file",
+        ),
+        (
+            "ragged.csv",
+            lambda p: p.write_text("sku,day,units\n1,2026-01-01,3\n1,2026-01-02,3,4\n"),
+            r"ragged.csv cannot be split into columns .* quote the fields",
+        ),
+    ],
+)
+def test_a_file_that_is_no_table_is_one_sentence_naming_it(
+    tmp_path: Path, name: str, write: object, said: str
+) -> None:
+    """A directory, an empty file, a legacy code page or a Parquet file under the wrong
+    name: pandas' own errors (``[Errno 21]``, ``No columns to parse from file``, a codec's
+    message) named no file, and ``graph build`` and ``report`` showed them as tracebacks."""
+    path = tmp_path / name
+    write(path)  # type: ignore[operator]
+    with pytest.raises(TableError, match=said):
+        load_table(TableSource(path), ("sku",))
+
+
+def test_a_row_longer_than_the_header_is_refused_not_read_shifted(tmp_path: Path) -> None:
+    """``A,1,1,0,1`` (1,0 an unquoted decimal comma) under ``sku,day,units,treated``: pandas
+    dropped the last field with a ParserWarning and read units 1 and treated 0, and
+    ``analyze`` printed the shifted table's estimate with exit 0."""
+    path = tmp_path / "shifted.csv"
+    path.write_text("sku,day,units,treated\nA,1,1,0,1\nA,2,12,1\nB,1,8,0\nB,2,6,0\n")
+    with pytest.raises(TableError, match=r"more fields than its header \(row 1: 5, the header 4\)"):
+        load_table(TableSource(path), ("sku",))
