@@ -31,13 +31,15 @@ Every command that reads an analyst's own table goes through this module: ``plan
 * **Periods** are whole numbers or dates (whole hours or days: labels less than an hour apart
   are times of sale, and refused; numbers that are all ``YYYYMMDD`` dates are those days); dates are read without guessing a day/month order
   (:func:`analysis.table_input.read_dates`) and compared as instants (UTC), so the same period
-  written in another zone or format is the same period.
+  written in another zone or format is the same period; one day written as two instants (with
+  and without a UTC offset, or days in two zones) is refused.
 
 Every refusal is a :class:`~analysis.errors.TableError` with one sentence.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -114,7 +116,44 @@ def periods(
     text = col.astype(str).str.strip()
     if date_format is None and text.str.fullmatch(r"[-+]?\d+").all():  # periods read as text
         return _yyyymmdd(text.astype(np.int64))
-    return read_dates(col, name, dayfirst=dayfirst, date_format=date_format, utc=True)
+    instants = read_dates(col, name, dayfirst=dayfirst, date_format=date_format, utc=True)
+    _one_zone(text, instants, name)
+    return instants
+
+
+#: a time of day followed by its UTC offset: ``T00:00:00+01:00``, ``10:00Z``
+_OFFSET = re.compile(r"\d:\d\d(?::\d\d(?:\.\d+)?)?\s*(Z|[+-]\d\d(?::?\d\d)?)$", re.IGNORECASE)
+#: a label without a time of day, or at midnight: a day
+_DAY = re.compile(r"^[^:]*$|[T ]00:00(?::00(?:\.0+)?)?(?:\s*(?:Z|[+-]\d\d(?::?\d\d)?))?$", re.I)
+
+
+def _one_zone(text: pd.Series, instants: pd.Series, name: str) -> None:
+    """A TableError when the labels put one period at two instants: some written with a UTC
+    offset and some without (read as UTC: a Berlin day's midnight is 23:00 UTC the day before,
+    so the plain ``2026-03-23`` and ``2026-03-23T00:00:00+01:00`` were two periods, each
+    product a zero-sale cell in the other), or days written in two zones (midnights less than
+    a day apart, 23 hours allowed for a change to summer time)."""
+    labels = pd.Series(pd.unique(text))
+    offset = labels.str.extract(_OFFSET, expand=False)
+    zoned = offset.notna() & ~offset.fillna("").str.fullmatch(r"(?i)z|[+-]00(:?00)?")
+    if zoned.any() and offset.isna().any():
+        raise TableError(
+            f"time column {name!r} writes some periods with a UTC offset ({labels[zoned].iloc[0]!r}) "
+            f"and some without ({labels[offset.isna()].iloc[0]!r}), so one day can be two "
+            "periods: write every period with its offset, or every one without."
+        )
+    if len(labels) < 2 or not labels.str.contains(_DAY).all():
+        return
+    first = pd.Series(text.to_numpy(), index=pd.DatetimeIndex(instants))
+    first = first[~first.index.duplicated()].sort_index()  # each instant as first written
+    gaps = pd.Series(first.index).diff()
+    if gaps.min() < pd.Timedelta(hours=23):
+        at = int(gaps.idxmin())
+        raise TableError(
+            f"time column {name!r} holds days written in two time zones ({first.iloc[at - 1]!r} "
+            f"and {first.iloc[at]!r} are {str(gaps[at]).removeprefix('0 days ')} apart): "
+            "write every day in one zone."
+        )
 
 
 def _yyyymmdd(numbers: pd.Series) -> pd.Series:

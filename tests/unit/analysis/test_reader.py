@@ -328,3 +328,33 @@ def test_a_row_longer_than_the_header_is_refused_not_read_shifted(tmp_path: Path
     path.write_text("sku,day,units,treated\nA,1,1,0,1\nA,2,12,1\nB,1,8,0\nB,2,6,0\n")
     with pytest.raises(TableError, match=r"more fields than its header \(row 1: 5, the header 4\)"):
         load_table(TableSource(path), ("sku",))
+
+
+def test_one_day_written_in_two_zones_is_refused_not_read_as_two_periods() -> None:
+    """Two exports appended: one writes the day ``2026-03-23``, the other its Berlin midnight
+    ``2026-03-23T00:00:00+01:00`` (22 March, 23:00 UTC). Read as two periods, each product
+    had a zero-sale cell in the other, and ``analyze --method dm`` halved the effect with
+    exit 0 (a note said 44% of the cells were filled)."""
+    df = pd.DataFrame(
+        {
+            "sku": ["a", "a", "b", "b"],
+            "day": ["2026-03-23", "2026-03-24", "2026-03-23T00:00:00+01:00", "2026-03-24"],
+            "units": [1.0, 2.0, 3.0, 4.0],
+        }
+    )
+    with pytest.raises(TableError, match=r"some periods with a UTC offset .* and some without"):
+        to_cells(df, unit="sku", time="day", sums=["units"])
+    utc = df.assign(day=df["day"].where(df["day"].str.contains("T"), df["day"] + "T00:00:00Z"))
+    with pytest.raises(TableError, match=r"days written in two time zones .* 01:00:00 apart"):
+        to_cells(utc, unit="sku", time="day", sums=["units"])
+
+
+def test_berlin_days_across_the_change_to_summer_time_are_one_zone() -> None:
+    """Midnights in Berlin on 29 and 30 March 2026 are 23 hours apart: days of one zone."""
+    days = ["2026-03-28T00:00:00+01:00", "2026-03-29T00:00:00+01:00", "2026-03-30T00:00:00+02:00"]
+    df = pd.DataFrame({"sku": ["a"] * 3 + ["b"] * 3, "day": days * 2, "units": 1.0})
+    cells = to_cells(df, unit="sku", time="day", sums=["units"])
+    assert (len(cells.frame), cells.filled) == (6, 0)
+    # the same instants written in UTC, some rows of each day, are the same days
+    df.loc[[1, 3], "day"] = ["2026-03-28T23:00:00Z", "2026-03-27T23:00:00+00:00"]
+    assert len(to_cells(df, unit="sku", time="day", sums=["units"]).frame) == 6
