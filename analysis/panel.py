@@ -29,6 +29,12 @@ from analysis.errors import PanelError
 def blackout_flags(df: pd.DataFrame, column: str) -> pd.Series:
     """A blackout column as booleans: 0/1 or true/false in every row; anything else (an empty
     cell, a word) is one sentence, not a guess."""
+    return zero_one(df, column, "Blackout")
+
+
+def zero_one(df: pd.DataFrame, column: str, role: str) -> pd.Series:
+    """A 0/1 column (``role``: Blackout, Treatment) as booleans: 0/1 or true/false in every
+    row; anything else (an empty cell, ``yes``, 0.5) is one sentence, not a guess."""
     col = df[column]
     v = col if pd.api.types.is_bool_dtype(col) else pd.to_numeric(col, errors="coerce")
     ok = v.isin((0, 1)) & v.notna()
@@ -38,7 +44,7 @@ def blackout_flags(df: pd.DataFrame, column: str) -> pd.Series:
             "an empty cell" if pd.isna(bad) else repr(bad.item() if hasattr(bad, "item") else bad)
         )
         raise PanelError(
-            f"Blackout column {column!r} must be 0/1 (or boolean) in every row; it has {shown}."
+            f"{role} column {column!r} must be 0/1 (or boolean) in every row; it has {shown}."
         )
     return v.astype(bool)
 

@@ -341,3 +341,37 @@ def test_an_offline_panel_with_several_rows_per_cell_reads_as_its_cells(tmp_path
         assert res.exit_code == 0, res.output
         pages.append(out.read_text().replace(f"{name}.csv", "PANEL"))
     assert pages[0] == pages[1]
+
+
+@pytest.mark.parametrize(
+    ("column", "values", "said"),
+    [
+        (
+            "treated",
+            {0: "no", 1: "yes"},
+            "Treatment column 'treated' must be 0/1 (or boolean) in every row; it has 'no'.",
+        ),  # fmt: skip
+        (
+            "blackout",
+            {False: "no", True: "yes"},
+            "Blackout column 'blackout' must be 0/1 (or boolean) in every row; it has 'no'.",
+        ),  # fmt: skip
+    ],
+)
+def test_an_offline_panel_whose_flags_are_words_is_one_sentence(  # type: ignore[no-untyped-def]
+    tmp_path, capsys, column: str, values: dict[object, str], said: str
+) -> None:
+    """``treated`` written no/yes stopped the report with a ValueError's traceback;
+    ``blackout`` written no/yes was read as every cell blacked out (any word is true), and
+    the page said "No verdict" with exit 0."""
+    from streams.cli import main
+
+    panel = tmp_path / "panel.csv"
+    df = _switchback()
+    df.assign(**{column: df[column].map(values)}).to_csv(panel, index=False)
+    args = ["report", "exp-1", "--out", str(tmp_path / "r"), "--panel", str(panel)]
+    with pytest.raises(SystemExit) as exit_:
+        main([*args, "--design", "random-days"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.strip() == f"error: {said}"
+    assert not (tmp_path / "r").exists()
