@@ -168,10 +168,9 @@ def _read_csv(src: TableSource, text: tuple[str, ...]) -> pd.DataFrame:
 def _longer_rows(src: TableSource) -> str:
     """What pandas' ParserWarning means, said of the file's first row with more fields than
     its header (a trailing separator, an empty last field, is not one)."""
+    sep = _separator(src)
     with src.path.open(encoding="utf-8-sig", newline="") as fh:
-        header = fh.readline()
-        sep = src.sep or max(_SEPARATORS, key=header.count)
-        width = len(next(csv.reader([header], delimiter=sep)))
+        width = len(next(csv.reader([fh.readline()], delimiter=sep)))
         for n, row in enumerate(csv.reader(fh, delimiter=sep), start=1):
             fields = row[:-1] if row and row[-1] == "" else row
             if len(fields) > width:
@@ -184,13 +183,37 @@ def _longer_rows(src: TableSource) -> str:
     return "has rows with more fields than its header: quote the fields that hold the separator."
 
 
+def _separator(src: TableSource) -> str:
+    """``--sep``, or the most frequent of the usual separators in the header (a comma when
+    it holds none)."""
+    if src.sep is not None:
+        return src.sep
+    with src.path.open(encoding="utf-8") as fh:
+        header = fh.readline()
+    return max(_SEPARATORS, key=header.count) if any(c in header for c in _SEPARATORS) else ","
+
+
 def _parse_csv(src: TableSource, text: tuple[str, ...]) -> pd.DataFrame:
-    sep = src.sep
-    if sep is None:
-        with src.path.open(encoding="utf-8") as fh:
-            header = fh.readline()
-        sep = max(_SEPARATORS, key=header.count) if any(c in header for c in _SEPARATORS) else ","
+    sep = _separator(src)
     _one_name_each(src, sep)
+    return _text_as_written(src, sep, _parse_numbers(src, sep, text), text)
+
+
+def _text_as_written(
+    src: TableSource, sep: str, df: pd.DataFrame, text: tuple[str, ...]
+) -> pd.DataFrame:
+    """The ``text`` columns as written, only an empty cell blank: pandas reads ``NA``,
+    ``None`` and ``null`` as missing in every column, and a region ``NA`` (North America) or a
+    category ``None`` is a name, not a blank (a blank category joined another one)."""
+    present = [c for c in text if c in df.columns]
+    if not present:
+        return df
+    written = pd.read_csv(src.path, sep=sep, dtype=str, usecols=present, index_col=False,
+                          keep_default_na=False, na_values=[""])  # fmt: skip
+    return df.assign(**{c: written[c].to_numpy() for c in present})
+
+
+def _parse_numbers(src: TableSource, sep: str, text: tuple[str, ...]) -> pd.DataFrame:
     dtype = dict.fromkeys(text, str) or None
     # index_col=False: a row ending in a separator (``00121,2026-01-01,3,``) has one field
     # more than the header, and pandas would take the ids for the index and shift every name

@@ -358,3 +358,16 @@ def test_berlin_days_across_the_change_to_summer_time_are_one_zone() -> None:
     # the same instants written in UTC, some rows of each day, are the same days
     df.loc[[1, 3], "day"] = ["2026-03-28T23:00:00Z", "2026-03-27T23:00:00+00:00"]
     assert len(to_cells(df, unit="sku", time="day", sums=["units"]).frame) == 6
+
+
+def test_a_text_column_keeps_the_words_pandas_reads_as_missing(tmp_path: Path) -> None:
+    """Category ``NA`` (North America) and product ``None`` are names: read as blanks,
+    ``graph build`` put the ``NA`` category's products into another category (a blank's code
+    -1 picked the last) and tested pairs across them with exit 0. A number column still reads
+    ``NA`` as missing, and an empty id cell is still blank."""
+    path = tmp_path / "names.csv"
+    path.write_text("sku,region,units\nNone,NA,NA\n00121,EU,3\n,EU,null\n")
+    df = load_table(TableSource(path), ("sku", "region"))
+    assert df["sku"].tolist()[:2] == ["None", "00121"] and pd.isna(df["sku"].iloc[2])
+    assert df["region"].tolist() == ["NA", "EU", "EU"]
+    assert df["units"].isna().tolist() == [True, False, True]
