@@ -19,11 +19,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from analysis.errors import PanelError
+
+
+def shown(label: Any) -> str:
+    """A unit or period label as a sentence shows it: ``'A'``, ``2``, ``2026-03-02T00:00:00+00:00``
+    (not numpy's ``np.str_('A')``, ``np.int64(2)`` or ``Timestamp('2026-03-02 ...', tz='UTC')``)."""
+    if isinstance(label, pd.Timestamp | np.datetime64):
+        return pd.Timestamp(label).isoformat()
+    return repr(label.item() if isinstance(label, np.generic) else label)
 
 
 def blackout_flags(df: pd.DataFrame, column: str) -> pd.Series:
@@ -91,8 +100,8 @@ class Panel:
         if bad.any():
             i, t = np.argwhere(bad)[0]
             raise PanelError(
-                f"Outcome is missing or not finite for unit {self.units[i]!r} at period "
-                f"{self.times[t]!r} ({int(bad.sum())} cell(s) in all) outside blackout; "
+                f"Outcome is missing or not finite for unit {shown(self.units[i])} at period "
+                f"{shown(self.times[t])} ({int(bad.sum())} cell(s) in all) outside blackout; "
                 "fill it, drop the unit, or mark the cell as blackout."
             )
         if self.probability is not None:
@@ -151,7 +160,7 @@ class Panel:
             dup = df.duplicated([unit, time])
             row = df.loc[dup, [unit, time]].iloc[0]
             raise PanelError(
-                f"Unit {row[unit]!r} appears more than once at period {row[time]!r}; "
+                f"Unit {shown(row[unit])} appears more than once at period {shown(row[time])}; "
                 "aggregate to one row per unit and period first."
             )
         n_expected = N * T
