@@ -279,10 +279,18 @@ def to_cells(
         launch = per.first()
     out, merged = _merge_rows(out, unit, time, sum_cols, desc_cols, carry_cols, what)
     if merged:
+        # a row repeated whole is summed as well, which in a table of one row per cell (an
+        # export appended twice) doubles that cell: said apart, so that it can be checked
+        repeated = int(df.duplicated().sum())
         notes.append(
             f"{merged} row(s) of the {what} shared a product and period with another and were "
             "summed into that cell (returns netted into their sales)"
         )
+        if repeated:
+            notes.append(
+                f"{repeated} of them repeat another row in every column: if the {what} has one "
+                "row per cell (an export appended twice), they double count, so remove them"
+            )
     filled = span = 0
     if pol.missing == "zero":
         out, filled, span = _fill_zeros(out, unit, time, sum_cols, desc_cols, carry_cols,

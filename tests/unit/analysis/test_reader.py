@@ -371,3 +371,24 @@ def test_a_text_column_keeps_the_words_pandas_reads_as_missing(tmp_path: Path) -
     assert df["sku"].tolist()[:2] == ["None", "00121"] and pd.isna(df["sku"].iloc[2])
     assert df["region"].tolist() == ["NA", "EU", "EU"]
     assert df["units"].isna().tolist() == [True, False, True]
+
+
+def test_a_row_repeated_in_every_column_is_said_apart_from_the_rows_summed() -> None:
+    """A panel of one row per cell with one row twice (an export appended to itself): the row
+    was summed into its cell, doubling it, under a note about returns netted into sales."""
+    df = pd.DataFrame(
+        {
+            "sku": ["a", "a", "a", "b", "b"],
+            "day": [1, 1, 2, 1, 2],
+            "units": [3.0, 3.0, 4.0, 1.0, 2.0],
+        }
+    )
+    cells = to_cells(df, unit="sku", time="day", sums=["units"])
+    assert cells.frame["units"].tolist() == [6.0, 4.0, 1.0, 2.0]  # summed, as every cell's rows
+    assert cells.notes[1] == (
+        "1 of them repeat another row in every column: if the table has one row per cell (an "
+        "export appended twice), they double count, so remove them"
+    )
+    # a sale and its return, or two sales of one day, are rows of one cell, not repeats
+    sale = df.assign(units=[3.0, -1.0, 4.0, 1.0, 2.0])
+    assert len(to_cells(sale, unit="sku", time="day", sums=["units"]).notes) == 1
