@@ -189,16 +189,38 @@ def _not_times_of_sale(times: pd.Series, name: str, what: str) -> None:
 
 def full_range(labels: pd.Index) -> pd.Index:
     """Every period from the first to the last (a gap is a period without data, not two
-    neighbouring periods): whole numbers one apart, dates at the smallest step between two."""
+    neighbouring periods): whole numbers one apart, dates at the smallest step between two,
+    or whole days written at a zone's midnights, which a change of clock puts 23 or 25 hours
+    apart (:func:`_local_days`)."""
     if len(labels) < 2:
         return labels
     if isinstance(labels, pd.DatetimeIndex):
         step = pd.Series(labels).diff().dropna().min()
         if step > pd.Timedelta(0):
             grid = pd.date_range(labels[0], labels[-1], freq=step)
-            return grid if grid.isin(labels).sum() == len(labels) else labels
+            return grid if grid.isin(labels).sum() == len(labels) else _local_days(labels, step)
         return labels
     return pd.Index(range(int(labels[0]), int(labels[-1]) + 1))
+
+
+def _local_days(labels: pd.DatetimeIndex, step: pd.Timedelta) -> pd.Index:
+    """Periods of whole days (``step`` within an hour of them) at a zone's midnights, with
+    the days of a gap between them; the labels as they are when they are not such days. A
+    day in a gap is labelled a whole number of days after the label before it, which is an
+    hour off its midnight when the clock changed inside the gap (the period is right; a
+    plan does not read a gap's label)."""
+    hour = pd.Timedelta(hours=1)
+    nominal = pd.Timedelta(days=round(step / pd.Timedelta(days=1)))
+    if nominal == pd.Timedelta(0) or abs(step - nominal) > hour:
+        return labels
+    gaps = pd.Series(labels).diff().dropna()
+    steps = (gaps / nominal).round().astype(int)
+    if (abs(gaps - steps * nominal) > hour).any() or (steps < 1).any():
+        return labels
+    days = [labels[0]]
+    for label, n in zip(labels[1:], steps, strict=True):
+        days += [days[-1] + k * nominal for k in range(1, n)] + [label]
+    return pd.DatetimeIndex(days)
 
 
 def to_cells(
