@@ -375,3 +375,31 @@ def test_an_offline_panel_whose_flags_are_words_is_one_sentence(  # type: ignore
     assert exit_.value.code == 2
     assert capsys.readouterr().err.strip() == f"error: {said}"
     assert not (tmp_path / "r").exists()
+
+
+def test_an_offline_panel_saved_as_a_german_export_gives_the_same_page(  # type: ignore[no-untyped-def]
+    tmp_path, capsys
+) -> None:
+    """``;`` between fields and ``0,5`` for a half: report had no --decimal, and refused the
+    panel with "non-numeric values, e.g. '23,0'" and no way to read it."""
+    from streams.cli import main
+
+    df = _switchback()
+    plain, german = tmp_path / "plain.csv", tmp_path / "german.csv"
+    df.to_csv(plain, index=False)
+    german.write_bytes(
+        df.to_csv(sep=";", decimal=",", index=False, lineterminator="\r\n").encode("utf-8-sig")
+    )
+    codes, errors, pages = [], [], []
+    for path, extra in ((plain, []), (german, ["--decimal", ","]), (german, [])):
+        out = tmp_path / f"{path.stem}{len(extra)}.html"
+        args = ["report", "exp-1", "--out", str(out), "--panel", str(path), *extra]
+        with pytest.raises(SystemExit) as exit_:
+            main([*args, "--design", "random-days"])
+        codes.append(exit_.value.code)
+        errors.append(capsys.readouterr().err.strip())
+        pages.append(out.read_text().replace(path.name, "PANEL") if out.exists() else None)
+    assert codes == [0, 0, 2], errors
+    assert pages[1] == pages[0]
+    assert errors[2].startswith("error: column 'units' holds values like '")
+    assert errors[2].endswith("', which looks like decimal commas: pass --decimal ,")
