@@ -99,8 +99,21 @@ def _parse(text: pd.Series, name: str, dayfirst: bool | None, utc: bool) -> pd.S
             f"{text[day_month].iloc[0]!r} and {other!r}); write them one way or pass "
             "--date-format FORMAT."
         )
-    if text.str.match(_YEAR_FIRST).all():
+    year_first = text.str.match(_YEAR_FIRST)
+    if year_first.all():
         return _to_datetime(text, text, name, utc)
+    if year_first.any():  # 2026-03-01 beside yesterday, or beside 03/01/26
+        other = text[~year_first].iloc[0]
+        if not re.match(_NUMBERS_ONLY, other):
+            raise PanelError(
+                f"time column {name!r} must hold period numbers or dates, not values like "
+                f"{other!r} (its other values are dates like {text[year_first].iloc[0]!r})."
+            )
+        raise PanelError(
+            f"time column {name!r} writes dates in more than one way (e.g. "
+            f"{text[year_first].iloc[0]!r} and {other!r}); write them one way or pass "
+            "--date-format FORMAT."
+        )
     numbers = text[text.str.match(_NUMBERS_ONLY)]
     if len(numbers):  # 03/03/25: which field is the year, and which the day?
         raise PanelError(

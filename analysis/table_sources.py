@@ -18,6 +18,7 @@ import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -96,6 +97,10 @@ def load_table(source: TableSource | Path, text: Iterable[str | None] = ()) -> p
         df = pd.read_json(src.path, lines=suffix == ".jsonl", dtype=dict.fromkeys(names, str))
     else:
         df = _read_csv(src, names)
+    if any(isinstance(c, str) and c != c.strip() for c in df.columns):
+        # ``product, day, units``: a CSV written with a space after each comma named its
+        # columns " day" and " units", and --time day was not found
+        df = df.rename(columns=lambda c: c.strip() if isinstance(c, str) else c)
     for col in names:
         if col in df.columns:
             df[col] = as_text(df[col])
@@ -170,8 +175,8 @@ def _longer_rows(src: TableSource) -> str:
     its header (a trailing separator, an empty last field, is not one)."""
     sep = _separator(src)
     with src.path.open(encoding="utf-8-sig", newline="") as fh:
-        width = len(next(csv.reader([fh.readline()], delimiter=sep)))
-        for n, row in enumerate(csv.reader(fh, delimiter=sep), start=1):
+        width = len(next(csv.reader([fh.readline()], delimiter=sep, skipinitialspace=True)))
+        for n, row in enumerate(csv.reader(fh, delimiter=sep, skipinitialspace=True), start=1):
             fields = row[:-1] if row and row[-1] == "" else row
             if len(fields) > width:
                 return (
@@ -195,8 +200,9 @@ def _separator(src: TableSource) -> str:
 
 def _parse_csv(src: TableSource, text: tuple[str, ...]) -> pd.DataFrame:
     sep = _separator(src)
-    _one_name_each(src, sep)
-    return _text_as_written(src, sep, _parse_numbers(src, sep, text), text)
+    # the text columns by their names as written (`` sku`` after a comma and a space)
+    written = tuple(h for h in _one_name_each(src, sep) if h.strip() in text)
+    return _text_as_written(src, sep, _parse_numbers(src, sep, written), written)
 
 
 def _text_as_written(
@@ -208,25 +214,29 @@ def _text_as_written(
     present = [c for c in text if c in df.columns]
     if not present:
         return df
-    written = pd.read_csv(src.path, sep=sep, dtype=str, usecols=present, index_col=False,
-                          keep_default_na=False, na_values=[""])  # fmt: skip
+    written = _csv(src, sep, dtype=str, usecols=present, keep_default_na=False, na_values=[""])
     return df.assign(**{c: written[c].to_numpy() for c in present})
+
+
+def _csv(src: TableSource, sep: str, **options: Any) -> pd.DataFrame:
+    """``pd.read_csv`` as every read of an analyst's CSV calls it. index_col=False: a row
+    ending in a separator (``00121,2026-01-01,3,``) has one field more than the header, and
+    pandas would take the ids for the index and shift every name. skipinitialspace: a file
+    written with a space after each separator (``A, 1, NA``) has the names and values without
+    it (`` NA`` was no blank, and `` units`` not the column ``units``)."""
+    return pd.read_csv(src.path, sep=sep, index_col=False, skipinitialspace=True, **options)
 
 
 def _parse_numbers(src: TableSource, sep: str, text: tuple[str, ...]) -> pd.DataFrame:
     dtype = dict.fromkeys(text, str) or None
-    # index_col=False: a row ending in a separator (``00121,2026-01-01,3,``) has one field
-    # more than the header, and pandas would take the ids for the index and shift every name
     if src.decimal == ".":
-        return pd.read_csv(src.path, sep=sep, dtype=dtype, index_col=False)
+        return _csv(src, sep, dtype=dtype)
     # a decimal-comma file: read_csv(decimal=",") leaves thousands dots (1.234, 1.234,50) as
     # text, or in a comma-separated file reads an unquoted 1.234 as 1.234 and cannot split a
     # quoted "169,83"; thousands="." would read a date 01.03.2026 as the number 1032026. So
     # the columns written as such numbers are taken from the text as written.
-    df = pd.read_csv(
-        src.path, sep=sep, decimal="," if sep != "," else ".", dtype=dtype, index_col=False
-    )
-    written = pd.read_csv(src.path, sep=sep, dtype=str, index_col=False)
+    df = _csv(src, sep, decimal="," if sep != "," else ".", dtype=dtype)
+    written = _csv(src, sep, dtype=str)
     numbers = decimal_commas_to_numbers(written, text)
     for column in df.columns:
         if pd.api.types.is_numeric_dtype(numbers[column]):
@@ -234,11 +244,12 @@ def _parse_numbers(src: TableSource, sep: str, text: tuple[str, ...]) -> pd.Data
     return df
 
 
-def _one_name_each(src: TableSource, sep: str) -> None:
-    """A TableError when the CSV's header names a column twice: pandas would call the second
-    ``units.1``, and a command reading ``units`` would leave it out without a word."""
+def _one_name_each(src: TableSource, sep: str) -> list[str]:
+    """The CSV's header as written; a TableError when it names a column twice: pandas would
+    call the second ``units.1``, and a command reading ``units`` would leave it out without a
+    word."""
     with src.path.open(encoding="utf-8-sig", newline="") as fh:
-        header = next(csv.reader(fh, delimiter=sep), [])
+        header = next(csv.reader(fh, delimiter=sep, skipinitialspace=True), [])
     names = [h.strip() for h in header]
     twice = next((n for i, n in enumerate(names) if n and n in names[:i]), None)
     if twice is not None:
@@ -246,6 +257,7 @@ def _one_name_each(src: TableSource, sep: str) -> None:
             f"the header of {src.path.name} names column {twice!r} twice; give each column "
             "its own name (e.g. units and returned_units)."
         )
+    return header
 
 
 def _read_database(src: TableSource) -> pd.DataFrame:

@@ -138,6 +138,9 @@ def test_iso_dates_and_period_numbers_keep_working() -> None:
         (["03/03/25", "04/03/25"], "--date-format"),  # which field is the year?
         (["2025-03-03", "04/03/2025"], "more than one way"),
         (["13/03/2025", "03/13/2025"], "not a date in the order"),
+        # a word among ISO dates was said to be dates "whose order is not settled"
+        (["2026-03-01", "yesterday"], r"not values like 'yesterday' \(its other values are"),
+        (["2026-03-01", "03/02/26"], r"more than one way \(e.g. '2026-03-01' and '03/02/26'\)"),
     ],
 )
 def test_dates_that_nothing_settles_are_refused(values: list[str], why: str) -> None:

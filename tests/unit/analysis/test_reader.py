@@ -392,3 +392,19 @@ def test_a_row_repeated_in_every_column_is_said_apart_from_the_rows_summed() -> 
     # a sale and its return, or two sales of one day, are rows of one cell, not repeats
     sale = df.assign(units=[3.0, -1.0, 4.0, 1.0, 2.0])
     assert len(to_cells(sale, unit="sku", time="day", sums=["units"]).notes) == 1
+
+
+def test_a_csv_with_a_space_after_each_separator_reads_as_without(tmp_path: Path) -> None:
+    """``sku, day, units``: the columns were `` day`` and `` units`` (``--time day`` not
+    found), `` NA`` no blank, and the ids read as numbers (``00121`` as ``121``)."""
+    plain, spaced = tmp_path / "plain.csv", tmp_path / "spaced.csv"
+    plain.write_text("sku,day,units\n00121,2026-03-01,3\n00121,2026-03-02,NA\nNA,2026-03-02,4\n")
+    spaced.write_text(plain.read_text().replace(",", ", "))
+    a = load_table(TableSource(plain), ("sku",))
+    b = load_table(TableSource(spaced), ("sku",))
+    pd.testing.assert_frame_equal(a, b)
+    assert list(b.columns) == ["sku", "day", "units"] and b["sku"].tolist() == [
+        "00121",
+        "00121",
+        "NA",
+    ]
