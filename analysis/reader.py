@@ -299,6 +299,15 @@ def to_cells(
                 "more than one launch."
             )
         launch = per.first()
+    for col in sum_cols:  # a blank is no value, not zero: said, as a command may leave it out
+        blank = out[col].isna()
+        if blank.any():
+            at = out.loc[blank].iloc[0]
+            notes.append(
+                f"{int(blank.sum())} row(s) of the {what} have no value in {col!r} (an empty "
+                f"cell, NA or null; e.g. {at[unit]!r} at {_label(at[time])}): not zero sales, "
+                "and a cell of such rows alone has no value"
+            )
     out, merged = _merge_rows(out, unit, time, sum_cols, desc_cols, carry_cols, what)
     if merged:
         # a row repeated whole is summed as well, which in a table of one row per cell (an

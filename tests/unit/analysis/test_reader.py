@@ -408,3 +408,17 @@ def test_a_csv_with_a_space_after_each_separator_reads_as_without(tmp_path: Path
         "00121",
         "NA",
     ]
+
+
+def test_a_blank_outcome_is_said_not_taken_for_zero_sales() -> None:
+    """``NA`` in a history's units: ``plan`` left the cell out as if blacked out without a
+    word (``analyze`` refuses the panel), and in a cell with other rows it added nothing."""
+    df = sales().assign(units=[2.0, np.nan, 1.0, -1.0, np.nan])
+    cells = to_cells(df, unit="sku", time="day", sums=["units"], describe=["arm"])
+    assert cells.notes[0] == (
+        "2 row(s) of the table have no value in 'units' (an empty cell, NA or null; e.g. "
+        "'00121' at 2026-01-03T00:00:00+00:00): not zero sales, and a cell of such rows alone "
+        "has no value"
+    )
+    got = cells.frame.set_index(["sku", cells.frame["day"].dt.strftime("%m-%d")])["units"]
+    assert got[("00121", "01-03")] == -1.0 and np.isnan(got[("00007", "01-04")])
