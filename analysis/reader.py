@@ -452,6 +452,11 @@ def _label(t: Any) -> str:
     return f"period {t}"
 
 
+def _at(t: Any) -> str:
+    """A period as a sentence names it after a noun: ``2026-03-16T00:00:00+00:00``, ``4``."""
+    return _label(t).removeprefix("period ")
+
+
 def _fill_zeros(
     out: pd.DataFrame,
     unit: str,
@@ -517,10 +522,14 @@ def _launch_first(
     when = pd.Index(launch.reindex(pd.Index(units)).to_numpy())
     at = np.where(when < grid[0], 0, grid.get_indexer(when))
     if (at < 0).any():
-        bad = units[int(np.flatnonzero(at < 0)[0])]
+        i = int(np.flatnonzero(at < 0)[0])
+        k = int(grid.searchsorted(when[i]))
+        near = min(grid[max(k - 1, 0) : k + 1], key=lambda g: abs(g - when[i]))
         raise TableError(
-            f"launch column {name!r} gives product {bad!r} a launch that is not one of the "
-            "table's periods."
+            f"launch column {name!r} gives product {units[i]!r} the launch {_at(when[i])}, which "
+            f"is not one of the table's periods (the nearest: {_at(near)}): write each launch "
+            "as the time column writes its periods (a day written at a zone's midnight is not "
+            "the plain date)."
         )
     return np.minimum(first, at)
 

@@ -422,3 +422,24 @@ def test_a_blank_outcome_is_said_not_taken_for_zero_sales() -> None:
     )
     got = cells.frame.set_index(["sku", cells.frame["day"].dt.strftime("%m-%d")])["units"]
     assert got[("00121", "01-03")] == -1.0 and np.isnan(got[("00007", "01-04")])
+
+
+def test_a_launch_that_is_no_period_names_the_launch_and_the_nearest_period() -> None:
+    """Days written at Berlin's midnights and launches as plain dates: the sentence said only
+    that P01's launch was 'not one of the table's periods', which it looked like it was."""
+    df = pd.DataFrame(
+        {
+            "sku": ["P01", "P01", "P02", "P02"],
+            "day": ["2026-03-16T00:00:00+01:00", "2026-03-17T00:00:00+01:00"] * 2,
+            "units": 1.0,
+            "launch": "2026-03-16",
+        }
+    )
+    with pytest.raises(TableError) as err:
+        to_cells(df, unit="sku", time="day", sums=["units"], policy=ReadPolicy(launch="launch"))
+    assert str(err.value) == (
+        "launch column 'launch' gives product 'P01' the launch 2026-03-16T00:00:00+00:00, which "
+        "is not one of the table's periods (the nearest: 2026-03-15T23:00:00+00:00): write each "
+        "launch as the time column writes its periods (a day written at a zone's midnight is not "
+        "the plain date)."
+    )
