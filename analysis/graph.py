@@ -92,8 +92,17 @@ def _to_matrices(
         )
     p = pd.to_numeric(history[price], errors="coerce").to_numpy(dtype=float)
     q = pd.to_numeric(history[units], errors="coerce").to_numpy(dtype=float)
-    if np.any(p[np.isfinite(p)] <= 0) or np.any(q[np.isfinite(q)] < 0):
-        raise GraphError("Prices must be positive and units non-negative.")
+    for col, values, bad, rule in (
+        (price, p, p <= 0, "Prices must be positive"),
+        (units, q, q < 0, "Units must be non-negative"),
+    ):
+        if bad.any():  # (NaN compares False: a blank is a missing day, not a bad value)
+            i = int(np.flatnonzero(bad)[0])
+            raise GraphError(
+                f"{rule}: column {col!r} has {values[i]:g} for product "
+                f"{history[product].iloc[i]!r} on {_day(history[date].iloc[i])}; leave that day "
+                "out or correct it."
+            )
     N, T = len(products), len(dates)
     LP = np.full((N, T), np.nan)
     LQ = np.full((N, T), np.nan)
@@ -112,6 +121,14 @@ def _to_matrices(
         raise GraphError("A product is listed under more than one category; give each one only.")
     cat_of = np.asarray(cats, dtype=object)[first]
     return np.asarray(products), cat_of, LP, LQ, np.asarray(dates)
+
+
+def _day(t: Any) -> str:
+    """A day as a sentence names it: the date of a UTC midnight, else the instant (a zone's
+    midnight is another date in UTC)."""
+    if not isinstance(t, pd.Timestamp):
+        return str(t)
+    return t.date().isoformat() if t == t.normalize() else t.isoformat()
 
 
 def _orthonormal_controls(LP: np.ndarray, LQ: np.ndarray) -> np.ndarray:

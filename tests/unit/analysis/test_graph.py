@@ -200,3 +200,16 @@ def test_what_is_not_tested_is_said(hist) -> None:
         "and units, fewer than 60",
     ]
     assert not any(n in G for n in h.loc[short, "product"].unique())
+
+
+def test_a_price_of_zero_is_named_with_its_product_and_day(hist) -> None:
+    """A giveaway day at price 0: the sentence was 'Prices must be positive and units
+    non-negative.', naming neither the column, the product nor the day."""
+    h = hist.history.copy()
+    h.loc[5, "price"] = 0.0
+    with pytest.raises(GraphError) as err:
+        build_graph(h)
+    assert str(err.value) == (
+        "Prices must be positive: column 'price' has 0 for product 'p000000' on 2023-01-06; "
+        "leave that day out or correct it."
+    )
