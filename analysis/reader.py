@@ -133,7 +133,9 @@ def _one_zone(text: pd.Series, instants: pd.Series, name: str) -> None:
     so the plain ``2026-03-23`` and ``2026-03-23T00:00:00+01:00`` were two periods, each
     product a zero-sale cell in the other), or days written in two zones (midnights less than
     a day apart, 23 hours allowed for a change to summer time)."""
-    labels = pd.Series(pd.unique(text))
+    codes, uniques = pd.factorize(text)
+    _, first_row = np.unique(codes, return_index=True)  # each label's first row, in order
+    labels = pd.Series(np.asarray(uniques, dtype=object)).astype(str)
     offset = labels.str.extract(_OFFSET, expand=False)
     zoned = offset.notna() & ~offset.fillna("").str.fullmatch(r"(?i)z|[+-]00(:?00)?")
     if zoned.any() and offset.isna().any():
@@ -144,7 +146,7 @@ def _one_zone(text: pd.Series, instants: pd.Series, name: str) -> None:
         )
     if len(labels) < 2 or not labels.str.contains(_DAY).all():
         return
-    first = pd.Series(text.to_numpy(), index=pd.DatetimeIndex(instants))
+    first = pd.Series(labels.to_numpy(), index=pd.DatetimeIndex(instants.iloc[first_row]))
     first = first[~first.index.duplicated()].sort_index()  # each instant as first written
     gaps = pd.Series(first.index).diff()
     if gaps.min() < pd.Timedelta(hours=23):
