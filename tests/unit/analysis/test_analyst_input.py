@@ -208,6 +208,32 @@ def _semicolon_decimal_commas(panel: pd.DataFrame, path: Path) -> None:
     text.to_csv(path, index=False, sep=";")
 
 
+@pytest.mark.parametrize(
+    ("values", "said"),
+    [
+        # a US export's thousands commas: --decimal , read a revenue of 1,200 as 1.2
+        (
+            ["1,200", "960", "-1,440"],
+            "holds values like '1,200', which is 1.2 with a decimal "
+            "comma or 1200 with a thousands separator: pass --decimal , if commas are decimal "
+            "marks, or write the numbers without thousands separators.",
+        ),  # fmt: skip
+        # two decimals, or a leading zero, can only be decimal commas
+        (["1,200", "169,83"], "holds values like '169,83', which looks like decimal commas"),
+        (["0,125", "1,500"], "holds values like '0,125', which looks like decimal commas"),
+    ],
+)
+def test_a_comma_before_three_digits_alone_is_not_taken_for_a_decimal_mark(
+    values: list[str], said: str
+) -> None:
+    from analysis.errors import PanelError
+    from analysis.table_input import check_decimal_commas
+
+    with pytest.raises(PanelError) as err:
+        check_decimal_commas(pd.DataFrame({"revenue": values}), ["revenue"])
+    assert str(err.value).startswith(f"column 'revenue' {said}")
+
+
 def test_decimal_commas_are_named_and_read_with_decimal(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
