@@ -164,10 +164,13 @@ def _read_csv(src: TableSource, text: tuple[str, ...]) -> pd.DataFrame:
     except pd.errors.ParserWarning:
         raise TableError(f"{src.path.name} {_longer_rows(src)}") from None
     except pd.errors.ParserError as exc:
-        raise TableError(
-            f"{src.path.name} cannot be split into columns ({_first_line(exc).rstrip('.')}): "
-            "quote the fields that hold the separator."
-        ) from None
+        said = _first_line(exc).rstrip(".")
+        fix = (  # an opening quote without its closing one swallows the rest of the file
+            "close the quote that opens there"
+            if "inside string" in said
+            else "quote the fields that hold the separator"
+        )
+        raise TableError(f"{src.path.name} cannot be split into columns ({said}): {fix}.") from None
 
 
 def _longer_rows(src: TableSource) -> str:

@@ -306,6 +306,12 @@ def _parquet_named_csv(path: Path) -> None:
             lambda p: p.write_text("sku,day,units\n1,2026-01-01,3\n1,2026-01-02,3,4\n"),
             r"ragged.csv cannot be split into columns .* quote the fields",
         ),
+        (
+            "unclosed.csv",
+            lambda p: p.write_text('sku,day,units\n"1,2026-01-01,3\n2,2026-01-02,3\n'),
+            r"unclosed.csv cannot be split into columns \(.*EOF inside string starting at row 1\): "
+            "close the quote that opens there.",
+        ),
     ],
 )
 def test_a_file_that_is_no_table_is_one_sentence_naming_it(
