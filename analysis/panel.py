@@ -184,7 +184,14 @@ class Panel:
             B = np.zeros((N, T), dtype=bool)
         P = None
         if probability is not None:
-            P = grid(pd.to_numeric(df[probability]).to_numpy(dtype=float), float)
+            p = pd.to_numeric(df[probability], errors="coerce")
+            bad = p.isna() & df[probability].notna()
+            if bad.any():  # "50%": pandas said "Unable to parse string '50%' at position 0"
+                raise PanelError(
+                    f"Probability column {probability!r} must hold numbers between 0 and 1; it "
+                    f"has {shown(df.loc[bad, probability].iloc[0])}."
+                )
+            P = grid(p.to_numpy(dtype=float), float)
         X = None
         if covariates:
             per_unit = df.groupby(unit)[list(covariates)].nunique()

@@ -210,3 +210,14 @@ def test_a_cell_is_named_as_the_table_writes_it() -> None:
         _build(days)
     with pytest.raises(PanelError, match=r"^Unit 's0' appears more than once at period 2000;"):
         _build(pd.concat([df, df.iloc[[0]]]))
+
+
+def test_a_probability_written_as_a_percentage_is_named() -> None:
+    """``50%`` in the probability column: the sentence was pandas' own, "Unable to parse
+    string '50%' at position 0", naming no column."""
+    df = _long().assign(p="50%")
+    with pytest.raises(PanelError) as err:
+        _build(df, probability="p")
+    assert str(err.value) == (
+        "Probability column 'p' must hold numbers between 0 and 1; it has '50%'."
+    )
