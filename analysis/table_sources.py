@@ -4,9 +4,11 @@
 neither), or a PostgreSQL server by its URL (``postgresql://user@host:port/db``) with
 ``--table`` or ``--query``. DuckDB reads the file (read only), the server's ADBC driver the
 server (the ``postgres`` extra); no SQL is written here but a table's ``SELECT *``. The id
-columns a command names are read as text (``00121`` keeps its zeros). What the rows mean as
-cells is :mod:`analysis.reader`'s; every refusal here is a
-:class:`~analysis.errors.TableError` with one sentence (a missing file: :class:`NoSuchFile`).
+columns a command names are read as text (``00121`` keeps its zeros; ``NA`` is a name, only an
+empty cell is blank). A CSV must be UTF-8 text whose rows have no more fields than its header;
+a space after each separator is not part of the names or values. What the rows mean as cells
+is :mod:`analysis.reader`'s; every refusal here is a :class:`~analysis.errors.TableError` with
+one sentence naming the file (a missing file: :class:`NoSuchFile`).
 """
 
 from __future__ import annotations
