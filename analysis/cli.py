@@ -412,7 +412,7 @@ def analyze(
         if method not in (None, ADAPTIVE_METHOD):
             check_arm_options(treated, arm, control, method, probability, by, graph)
         policy = read_policy(missing, currency, rates, launch, dayfirst, date_format)
-        df = load_table(table_source(panel_path, table, query, sep, decimal), (unit, arm))
+        df = load_table(table_source(panel_path, table, query, sep, decimal), (unit, arm, by))
         given = {"--by": by, "--covariates": covariates, "--graph": graph,
                  "--unit-effects": unit_effects, "--units": units_col, "--revenue": revenue_col,
                  "--cost": cost_col, "--profit": profit_col, "--price-ratio": ratio_col,

@@ -55,6 +55,9 @@ class PairTests:
     gamma_ts: np.ndarray
     pvalue: np.ndarray  # pair p-value (Bonferroni of the two one-sided tests)
     category: np.ndarray
+    #: what was not tested and why (sparse products, categories short of days), one sentence
+    #: each: a product left out has no edge, which a spillover analysis reads as no neighbour
+    left_out: tuple[str, ...] = ()
 
 
 def benjamini_hochberg(pvalues: np.ndarray, alpha: float) -> np.ndarray:
@@ -89,13 +92,28 @@ def _to_matrices(
         )
     p = pd.to_numeric(history[price], errors="coerce").to_numpy(dtype=float)
     q = pd.to_numeric(history[units], errors="coerce").to_numpy(dtype=float)
-    if np.any(p[np.isfinite(p)] <= 0) or np.any(q[np.isfinite(q)] < 0):
-        raise GraphError("Prices must be positive and units non-negative.")
+    for col, values, bad, rule in (
+        (price, p, p <= 0, "Prices must be positive"),
+        (units, q, q < 0, "Units must be non-negative"),
+    ):
+        if bad.any():  # (NaN compares False: a blank is a missing day, not a bad value)
+            i = int(np.flatnonzero(bad)[0])
+            raise GraphError(
+                f"{rule}: column {col!r} has {values[i]:g} for product "
+                f"{history[product].iloc[i]!r} on {_day(history[date].iloc[i])}; leave that day "
+                "out or correct it."
+            )
     N, T = len(products), len(dates)
     LP = np.full((N, T), np.nan)
     LQ = np.full((N, T), np.nan)
     LP[pcode, dcode] = np.log(p)
     LQ[pcode, dcode] = np.log1p(q)
+    blank = history[category].isna()
+    if blank.any():  # factorize codes a blank -1, which picked the last category
+        raise GraphError(
+            f"Category column {category!r} is blank for product "
+            f"{history.loc[blank, product].iloc[0]!r}; give every product its category."
+        )
     ccode, cats = pd.factorize(history[category], sort=True)
     first = np.full(N, -1, dtype=np.int64)
     first[pcode[::-1]] = ccode[::-1]
@@ -103,6 +121,14 @@ def _to_matrices(
         raise GraphError("A product is listed under more than one category; give each one only.")
     cat_of = np.asarray(cats, dtype=object)[first]
     return np.asarray(products), cat_of, LP, LQ, np.asarray(dates)
+
+
+def _day(t: Any) -> str:
+    """A day as a sentence names it: the date of a UTC midnight, else the instant (a zone's
+    midnight is another date in UTC)."""
+    if not isinstance(t, pd.Timestamp):
+        return str(t)
+    return t.date().isoformat() if t == t.normalize() else t.isoformat()
 
 
 def _orthonormal_controls(LP: np.ndarray, LQ: np.ndarray) -> np.ndarray:
@@ -131,11 +157,18 @@ def cross_price_tests(
 
     Products missing more than ``max_missing`` of the days are left out; within a category,
     days on which any remaining product is missing are dropped. Categories left with fewer than
-    ``min_days`` days or 2 products are skipped.
+    ``min_days`` days or 2 products are skipped. What is left out is said in ``left_out``.
     """
     products, cat_of, LP, LQ, _ = _to_matrices(history, product, date, price, units, category)
     ok = np.isnan(LP).mean(axis=1) <= max_missing
     ok &= np.isnan(LQ).mean(axis=1) <= max_missing
+    left_out: list[str] = []
+    if not ok.all():
+        sparse = products[~ok]
+        left_out.append(
+            f"{sparse.size} product(s) without a price or units on more than "
+            f"{max_missing:.0%} of the days not tested (e.g. {sparse[0]!r})"
+        )
     src, tgt, g_st, g_ts, pv, cats = [], [], [], [], [], []
     order = np.argsort(cat_of[ok], kind="stable")
     rows_ok = np.flatnonzero(ok)[order]
@@ -149,6 +182,10 @@ def cross_price_tests(
         lp, lq = LP[rows], LQ[rows]
         days = ~(np.isnan(lp).any(axis=0) | np.isnan(lq).any(axis=0))
         if days.sum() < min_days:
+            left_out.append(
+                f"category {cat_of[rows[0]]!r} ({m} products) not tested: {int(days.sum())} "
+                f"days on which each of them has a price and units, fewer than {min_days}"
+            )
             continue
         lp, lq = lp[:, days], lq[:, days]
         Q = _orthonormal_controls(lp, lq)
@@ -183,7 +220,8 @@ def cross_price_tests(
     if not src:
         raise GraphError(
             "No category has 2 or more products with enough complete days; check the history "
-            f"(min_days={min_days}, max_missing={max_missing})."
+            f"(min_days={min_days}, max_missing={max_missing})"
+            + (f"; {left_out[-1]}." if left_out else ".")
         )
     s, t = np.concatenate(src), np.concatenate(tgt)
     return PairTests(
@@ -193,6 +231,7 @@ def cross_price_tests(
         gamma_ts=np.concatenate(g_ts),
         pvalue=np.concatenate(pv),
         category=np.concatenate(cats),
+        left_out=tuple(left_out),
     )
 
 
@@ -221,7 +260,10 @@ def build_graph(
         max_missing=max_missing, min_days=min_days,
     )  # fmt: skip
     reject = benjamini_hochberg(tests.pvalue, alpha)
-    G = nx.Graph(alpha=alpha, tested_pairs=int(tests.pvalue.size), method="cross-price BH")
+    G = nx.Graph(
+        alpha=alpha, tested_pairs=int(tests.pvalue.size), method="cross-price BH",
+        left_out=list(tests.left_out),
+    )  # fmt: skip
     cat = dict(zip(tests.source.tolist(), tests.category.tolist(), strict=True))
     cat.update(zip(tests.target.tolist(), tests.category.tolist(), strict=True))
     G.add_nodes_from((str(n), {"category": str(c)}) for n, c in sorted(cat.items()))

@@ -104,6 +104,8 @@ def register(app: typer.Typer) -> None:
         except (OSError, GraphError, AnalysisError) as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from exc
+        for note in G.graph["left_out"]:
+            typer.echo(f"note: {note}", err=True)
         save_graph(G, out)
         typer.echo(format_summary(summary(G, top=5)))
         typer.echo(f"written to {out}")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -26,9 +27,23 @@ import pandas as pd
 from analysis.errors import PanelError
 
 
+def shown(label: Any) -> str:
+    """A unit or period label as a sentence shows it: ``'A'``, ``2``, ``2026-03-02T00:00:00+00:00``
+    (not numpy's ``np.str_('A')``, ``np.int64(2)`` or ``Timestamp('2026-03-02 ...', tz='UTC')``)."""
+    if isinstance(label, pd.Timestamp | np.datetime64):
+        return pd.Timestamp(label).isoformat()
+    return repr(label.item() if isinstance(label, np.generic) else label)
+
+
 def blackout_flags(df: pd.DataFrame, column: str) -> pd.Series:
     """A blackout column as booleans: 0/1 or true/false in every row; anything else (an empty
     cell, a word) is one sentence, not a guess."""
+    return zero_one(df, column, "Blackout")
+
+
+def zero_one(df: pd.DataFrame, column: str, role: str) -> pd.Series:
+    """A 0/1 column (``role``: Blackout, Treatment) as booleans: 0/1 or true/false in every
+    row; anything else (an empty cell, ``yes``, 0.5) is one sentence, not a guess."""
     col = df[column]
     v = col if pd.api.types.is_bool_dtype(col) else pd.to_numeric(col, errors="coerce")
     ok = v.isin((0, 1)) & v.notna()
@@ -38,7 +53,7 @@ def blackout_flags(df: pd.DataFrame, column: str) -> pd.Series:
             "an empty cell" if pd.isna(bad) else repr(bad.item() if hasattr(bad, "item") else bad)
         )
         raise PanelError(
-            f"Blackout column {column!r} must be 0/1 (or boolean) in every row; it has {shown}."
+            f"{role} column {column!r} must be 0/1 (or boolean) in every row; it has {shown}."
         )
     return v.astype(bool)
 
@@ -85,8 +100,8 @@ class Panel:
         if bad.any():
             i, t = np.argwhere(bad)[0]
             raise PanelError(
-                f"Outcome is missing or not finite for unit {self.units[i]!r} at period "
-                f"{self.times[t]!r} ({int(bad.sum())} cell(s) in all) outside blackout; "
+                f"Outcome is missing or not finite for unit {shown(self.units[i])} at period "
+                f"{shown(self.times[t])} ({int(bad.sum())} cell(s) in all) outside blackout; "
                 "fill it, drop the unit, or mark the cell as blackout."
             )
         if self.probability is not None:
@@ -145,7 +160,7 @@ class Panel:
             dup = df.duplicated([unit, time])
             row = df.loc[dup, [unit, time]].iloc[0]
             raise PanelError(
-                f"Unit {row[unit]!r} appears more than once at period {row[time]!r}; "
+                f"Unit {shown(row[unit])} appears more than once at period {shown(row[time])}; "
                 "aggregate to one row per unit and period first."
             )
         n_expected = N * T
@@ -169,7 +184,14 @@ class Panel:
             B = np.zeros((N, T), dtype=bool)
         P = None
         if probability is not None:
-            P = grid(pd.to_numeric(df[probability]).to_numpy(dtype=float), float)
+            p = pd.to_numeric(df[probability], errors="coerce")
+            bad = p.isna() & df[probability].notna()
+            if bad.any():  # "50%": pandas said "Unable to parse string '50%' at position 0"
+                raise PanelError(
+                    f"Probability column {probability!r} must hold numbers between 0 and 1; it "
+                    f"has {shown(df.loc[bad, probability].iloc[0])}."
+                )
+            P = grid(p.to_numpy(dtype=float), float)
         X = None
         if covariates:
             per_unit = df.groupby(unit)[list(covariates)].nunique()

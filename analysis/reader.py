@@ -31,13 +31,15 @@ Every command that reads an analyst's own table goes through this module: ``plan
 * **Periods** are whole numbers or dates (whole hours or days: labels less than an hour apart
   are times of sale, and refused; numbers that are all ``YYYYMMDD`` dates are those days); dates are read without guessing a day/month order
   (:func:`analysis.table_input.read_dates`) and compared as instants (UTC), so the same period
-  written in another zone or format is the same period.
+  written in another zone or format is the same period; one day written as two instants (with
+  and without a UTC offset, or days in two zones) is refused.
 
 Every refusal is a :class:`~analysis.errors.TableError` with one sentence.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -114,7 +116,46 @@ def periods(
     text = col.astype(str).str.strip()
     if date_format is None and text.str.fullmatch(r"[-+]?\d+").all():  # periods read as text
         return _yyyymmdd(text.astype(np.int64))
-    return read_dates(col, name, dayfirst=dayfirst, date_format=date_format, utc=True)
+    instants = read_dates(col, name, dayfirst=dayfirst, date_format=date_format, utc=True)
+    _one_zone(text, instants, name)
+    return instants
+
+
+#: a time of day followed by its UTC offset: ``T00:00:00+01:00``, ``10:00Z``
+_OFFSET = re.compile(r"\d:\d\d(?::\d\d(?:\.\d+)?)?\s*(Z|[+-]\d\d(?::?\d\d)?)$", re.IGNORECASE)
+#: a label without a time of day, or at midnight: a day
+_DAY = re.compile(r"^[^:]*$|[T ]00:00(?::00(?:\.0+)?)?(?:\s*(?:Z|[+-]\d\d(?::?\d\d)?))?$", re.I)
+
+
+def _one_zone(text: pd.Series, instants: pd.Series, name: str) -> None:
+    """A TableError when the labels put one period at two instants: some written with a UTC
+    offset and some without (read as UTC: a Berlin day's midnight is 23:00 UTC the day before,
+    so the plain ``2026-03-23`` and ``2026-03-23T00:00:00+01:00`` were two periods, each
+    product a zero-sale cell in the other), or days written in two zones (midnights less than
+    a day apart, 23 hours allowed for a change to summer time)."""
+    codes, uniques = pd.factorize(text)
+    _, first_row = np.unique(codes, return_index=True)  # each label's first row, in order
+    labels = pd.Series(np.asarray(uniques, dtype=object)).astype(str)
+    offset = labels.str.extract(_OFFSET, expand=False)
+    zoned = offset.notna() & ~offset.fillna("").str.fullmatch(r"(?i)z|[+-]00(:?00)?")
+    if zoned.any() and offset.isna().any():
+        raise TableError(
+            f"time column {name!r} writes some periods with a UTC offset ({labels[zoned].iloc[0]!r}) "
+            f"and some without ({labels[offset.isna()].iloc[0]!r}), so one day can be two "
+            "periods: write every period with its offset, or every one without."
+        )
+    if len(labels) < 2 or not labels.str.contains(_DAY).all():
+        return
+    first = pd.Series(labels.to_numpy(), index=pd.DatetimeIndex(instants.iloc[first_row]))
+    first = first[~first.index.duplicated()].sort_index()  # each instant as first written
+    gaps = pd.Series(first.index).diff()
+    if gaps.min() < pd.Timedelta(hours=23):
+        at = int(gaps.idxmin())
+        raise TableError(
+            f"time column {name!r} holds days written in two time zones ({first.iloc[at - 1]!r} "
+            f"and {first.iloc[at]!r} are {str(gaps[at]).removeprefix('0 days ')} apart): "
+            "write every day in one zone."
+        )
 
 
 def _yyyymmdd(numbers: pd.Series) -> pd.Series:
@@ -150,16 +191,38 @@ def _not_times_of_sale(times: pd.Series, name: str, what: str) -> None:
 
 def full_range(labels: pd.Index) -> pd.Index:
     """Every period from the first to the last (a gap is a period without data, not two
-    neighbouring periods): whole numbers one apart, dates at the smallest step between two."""
+    neighbouring periods): whole numbers one apart, dates at the smallest step between two,
+    or whole days written at a zone's midnights, which a change of clock puts 23 or 25 hours
+    apart (:func:`_local_days`)."""
     if len(labels) < 2:
         return labels
     if isinstance(labels, pd.DatetimeIndex):
         step = pd.Series(labels).diff().dropna().min()
         if step > pd.Timedelta(0):
             grid = pd.date_range(labels[0], labels[-1], freq=step)
-            return grid if grid.isin(labels).sum() == len(labels) else labels
+            return grid if grid.isin(labels).sum() == len(labels) else _local_days(labels, step)
         return labels
     return pd.Index(range(int(labels[0]), int(labels[-1]) + 1))
+
+
+def _local_days(labels: pd.DatetimeIndex, step: pd.Timedelta) -> pd.Index:
+    """Periods of whole days (``step`` within an hour of them) at a zone's midnights, with
+    the days of a gap between them; the labels as they are when they are not such days. A
+    day in a gap is labelled a whole number of days after the label before it, which is an
+    hour off its midnight when the clock changed inside the gap (the period is right; a
+    plan does not read a gap's label)."""
+    hour = pd.Timedelta(hours=1)
+    nominal = pd.Timedelta(days=round(step / pd.Timedelta(days=1)))
+    if nominal == pd.Timedelta(0) or abs(step - nominal) > hour:
+        return labels
+    gaps = pd.Series(labels).diff().dropna()
+    steps = (gaps / nominal).round().astype(int)
+    if (abs(gaps - steps * nominal) > hour).any() or (steps < 1).any():
+        return labels
+    days = [labels[0]]
+    for label, n in zip(labels[1:], steps, strict=True):
+        days += [days[-1] + k * nominal for k in range(1, n)] + [label]
+    return pd.DatetimeIndex(days)
 
 
 def to_cells(
@@ -238,12 +301,29 @@ def to_cells(
                 "more than one launch."
             )
         launch = per.first()
+    for col in sum_cols:  # a blank is no value, not zero: said, as a command may leave it out
+        blank = out[col].isna()
+        if blank.any():
+            at = out.loc[blank].iloc[0]
+            notes.append(
+                f"{int(blank.sum())} row(s) of the {what} have no value in {col!r} (an empty "
+                f"cell, NA or null; e.g. {at[unit]!r} at {_label(at[time])}): not zero sales, "
+                "and a cell of such rows alone has no value"
+            )
     out, merged = _merge_rows(out, unit, time, sum_cols, desc_cols, carry_cols, what)
     if merged:
+        # a row repeated whole is summed as well, which in a table of one row per cell (an
+        # export appended twice) doubles that cell: said apart, so that it can be checked
+        repeated = int(df.duplicated().sum())
         notes.append(
             f"{merged} row(s) of the {what} shared a product and period with another and were "
             "summed into that cell (returns netted into their sales)"
         )
+        if repeated:
+            notes.append(
+                f"{repeated} of them repeat another row in every column: if the {what} has one "
+                "row per cell (an export appended twice), they double count, so remove them"
+            )
     filled = span = 0
     if pol.missing == "zero":
         out, filled, span = _fill_zeros(out, unit, time, sum_cols, desc_cols, carry_cols,
@@ -374,6 +454,11 @@ def _label(t: Any) -> str:
     return f"period {t}"
 
 
+def _at(t: Any) -> str:
+    """A period as a sentence names it after a noun: ``2026-03-16T00:00:00+00:00``, ``4``."""
+    return _label(t).removeprefix("period ")
+
+
 def _fill_zeros(
     out: pd.DataFrame,
     unit: str,
@@ -439,10 +524,14 @@ def _launch_first(
     when = pd.Index(launch.reindex(pd.Index(units)).to_numpy())
     at = np.where(when < grid[0], 0, grid.get_indexer(when))
     if (at < 0).any():
-        bad = units[int(np.flatnonzero(at < 0)[0])]
+        i = int(np.flatnonzero(at < 0)[0])
+        k = int(grid.searchsorted(when[i]))
+        near = min(grid[max(k - 1, 0) : k + 1], key=lambda g: abs(g - when[i]))
         raise TableError(
-            f"launch column {name!r} gives product {bad!r} a launch that is not one of the "
-            "table's periods."
+            f"launch column {name!r} gives product {units[i]!r} the launch {_at(when[i])}, which "
+            f"is not one of the table's periods (the nearest: {_at(near)}): write each launch "
+            "as the time column writes its periods (a day written at a zone's midnight is not "
+            "the plain date)."
         )
     return np.minimum(first, at)
 

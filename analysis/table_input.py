@@ -34,6 +34,8 @@ _NUMBERS_ONLY = re.compile(r"^\s*\d{1,4}[/.\-]\d{1,2}[/.\-]\d{1,4}(?!\d)")
 _DECIMAL_COMMA = re.compile(r"^\s*[-+]?(\d{1,3}(\.\d{3})+|\d+),\d+\s*$")
 #: a whole number with thousands dots, as a decimal-comma file writes 1234: 1.234  -2.000.000
 _THOUSANDS_DOTS = re.compile(r"^\s*[-+]?\d{1,3}(\.\d{3})+\s*$")
+#: a whole number with a thousands comma, as a US export writes 1200: 1,200  -2,000
+_THOUSANDS_COMMA = re.compile(r"^\s*[-+]?[1-9]\d{0,2},\d{3}\s*$")
 
 DATE_OPTIONS = "--dayfirst or --monthfirst (or --date-format FORMAT, e.g. %d/%m/%Y)"
 
@@ -99,8 +101,21 @@ def _parse(text: pd.Series, name: str, dayfirst: bool | None, utc: bool) -> pd.S
             f"{text[day_month].iloc[0]!r} and {other!r}); write them one way or pass "
             "--date-format FORMAT."
         )
-    if text.str.match(_YEAR_FIRST).all():
+    year_first = text.str.match(_YEAR_FIRST)
+    if year_first.all():
         return _to_datetime(text, text, name, utc)
+    if year_first.any():  # 2026-03-01 beside yesterday, or beside 03/01/26
+        other = text[~year_first].iloc[0]
+        if not re.match(_NUMBERS_ONLY, other):
+            raise PanelError(
+                f"time column {name!r} must hold period numbers or dates, not values like "
+                f"{other!r} (its other values are dates like {text[year_first].iloc[0]!r})."
+            )
+        raise PanelError(
+            f"time column {name!r} writes dates in more than one way (e.g. "
+            f"{text[year_first].iloc[0]!r} and {other!r}); write them one way or pass "
+            "--date-format FORMAT."
+        )
     numbers = text[text.str.match(_NUMBERS_ONLY)]
     if len(numbers):  # 03/03/25: which field is the year, and which the day?
         raise PanelError(
@@ -168,11 +183,23 @@ def check_decimal_commas(df: pd.DataFrame, columns: Iterable[str | None]) -> Non
             continue
         text = pd.Series(pd.unique(values.dropna())).astype(str)
         comma = text[text.str.match(_DECIMAL_COMMA)]
-        if len(comma):
+        if not len(comma):
+            continue
+        decimal = comma[~comma.str.match(_THOUSANDS_COMMA)]
+        if len(decimal):  # 169,83: no thousands comma has two digits after it
             raise PanelError(
-                f"column {column!r} holds values like {comma.iloc[0]!r}, which looks like "
+                f"column {column!r} holds values like {decimal.iloc[0]!r}, which looks like "
                 "decimal commas: pass --decimal ,"
             )
+        # 1,200 alone: 1.2 written with a decimal comma, or 1200 with a thousands comma (a
+        # US export); --decimal , read a US revenue 1,200 as 1.2
+        example = comma.iloc[0]
+        raise PanelError(
+            f"column {column!r} holds values like {example!r}, which is "
+            f"{float(example.replace(',', '.')):g} with a decimal comma or "
+            f"{int(example.replace(',', ''))} with a thousands separator: pass --decimal , if "
+            "commas are decimal marks, or write the numbers without thousands separators."
+        )
 
 
 def decimal_commas_to_numbers(df: pd.DataFrame, keep: Iterable[str] = ()) -> pd.DataFrame:

@@ -4,18 +4,23 @@
 neither), or a PostgreSQL server by its URL (``postgresql://user@host:port/db``) with
 ``--table`` or ``--query``. DuckDB reads the file (read only), the server's ADBC driver the
 server (the ``postgres`` extra); no SQL is written here but a table's ``SELECT *``. The id
-columns a command names are read as text (``00121`` keeps its zeros). What the rows mean as
-cells is :mod:`analysis.reader`'s; every refusal here is a
-:class:`~analysis.errors.TableError` with one sentence (a missing file: :class:`NoSuchFile`).
+columns a command names are read as text (``00121`` keeps its zeros; ``NA`` is a name, only an
+empty cell is blank). A CSV must be UTF-8 text whose rows have no more fields than its header;
+a space after each separator is not part of the names or values. What the rows mean as cells
+is :mod:`analysis.reader`'s; every refusal here is a :class:`~analysis.errors.TableError` with
+one sentence naming the file (a missing file: :class:`NoSuchFile`).
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import re
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -82,42 +87,161 @@ def load_table(source: TableSource | Path, text: Iterable[str | None] = ()) -> p
             f"PostgreSQL URL, not {src.path.name}."
         )
     suffix = src.path.suffix.lower()
+    if url is None:
+        _a_file_with_data(src.path)
     if url is not None:
         df = _read_server(url, src)
     elif src.is_database:
         df = _read_database(src)
     elif suffix in PARQUET_SUFFIXES:
-        df = pd.read_parquet(src.path)
+        df = _read_parquet(src.path)
     elif suffix in (".jsonl", ".json"):
         df = pd.read_json(src.path, lines=suffix == ".jsonl", dtype=dict.fromkeys(names, str))
     else:
         df = _read_csv(src, names)
+    if any(isinstance(c, str) and c != c.strip() for c in df.columns):
+        # ``product, day, units``: a CSV written with a space after each comma named its
+        # columns " day" and " units", and --time day was not found
+        df = df.rename(columns=lambda c: c.strip() if isinstance(c, str) else c)
     for col in names:
         if col in df.columns:
             df[col] = as_text(df[col])
     return df
 
 
+def _a_file_with_data(path: Path) -> None:
+    """A TableError when ``path`` is a directory or an empty file: pandas would say
+    ``[Errno 21] Is a directory`` or ``No columns to parse from file``, naming no file."""
+    if path.is_dir():
+        raise TableError(
+            f"{path} is a directory, not a table: give a CSV, a Parquet file or a DuckDB database."
+        )
+    if path.stat().st_size == 0:
+        raise TableError(f"{path.name} is empty: it has no header and no rows.")
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(path)
+    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+        raise TableError(
+            f"{path.name} is not a Parquet file that can be read ({type(exc).__name__}); a "
+            f"CSV is read by its own name, e.g. {path.stem}.csv."
+        ) from None
+
+
+def _utf8_text(path: Path) -> None:
+    """A TableError when a CSV is not UTF-8 text: a Parquet file named .csv, or an export in
+    a legacy code page (Excel's "CSV" in Windows-1252), whose first foreign letter would
+    otherwise stop pandas with a codec's message."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    at = 0
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            if at == 0 and chunk.startswith(b"PAR1"):
+                raise TableError(
+                    f"{path.name} is a Parquet file (it begins with PAR1), not a CSV: name it "
+                    f"{path.stem}.parquet."
+                )
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as exc:
+                raise TableError(
+                    f"{path.name} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at "
+                    f"position {at + exc.start}): save it as UTF-8 (in Excel: CSV UTF-8)."
+                ) from None
+            at += len(chunk)
+
+
 def _read_csv(src: TableSource, text: tuple[str, ...]) -> pd.DataFrame:
-    sep = src.sep
-    if sep is None:
-        with src.path.open(encoding="utf-8") as fh:
-            header = fh.readline()
-        sep = max(_SEPARATORS, key=header.count) if any(c in header for c in _SEPARATORS) else ","
-    _one_name_each(src, sep)
+    _utf8_text(src.path)
+    try:
+        with warnings.catch_warnings():
+            # with index_col=False pandas drops the fields of a row beyond the header's (an
+            # unquoted decimal comma: ``A,1,1,0,1``) and reads the rest shifted, with a warning
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            return _parse_csv(src, text)
+    except pd.errors.EmptyDataError:  # blank lines only
+        raise TableError(f"{src.path.name} has no header: its first line is blank.") from None
+    except pd.errors.ParserWarning:
+        raise TableError(f"{src.path.name} {_longer_rows(src)}") from None
+    except pd.errors.ParserError as exc:
+        said = _first_line(exc).rstrip(".")
+        fix = (  # an opening quote without its closing one swallows the rest of the file
+            "close the quote that opens there"
+            if "inside string" in said
+            else "quote the fields that hold the separator"
+        )
+        raise TableError(f"{src.path.name} cannot be split into columns ({said}): {fix}.") from None
+
+
+def _longer_rows(src: TableSource) -> str:
+    """What pandas' ParserWarning means, said of the file's first row with more fields than
+    its header (a trailing separator, an empty last field, is not one)."""
+    sep = _separator(src)
+    with src.path.open(encoding="utf-8-sig", newline="") as fh:
+        width = len(next(csv.reader([fh.readline()], delimiter=sep, skipinitialspace=True)))
+        for n, row in enumerate(csv.reader(fh, delimiter=sep, skipinitialspace=True), start=1):
+            fields = row[:-1] if row and row[-1] == "" else row
+            if len(fields) > width:
+                return (
+                    f"has rows with more fields than its header (row {n}: {len(fields)}, "
+                    f"the header {width}), whose last fields would be dropped and the rest "
+                    "read shifted: quote the fields that hold the separator (a decimal comma in "
+                    "a comma-separated file?)."
+                )
+    return "has rows with more fields than its header: quote the fields that hold the separator."
+
+
+def _separator(src: TableSource) -> str:
+    """``--sep``, or the most frequent of the usual separators in the header (a comma when
+    it holds none)."""
+    if src.sep is not None:
+        return src.sep
+    with src.path.open(encoding="utf-8") as fh:
+        header = fh.readline()
+    return max(_SEPARATORS, key=header.count) if any(c in header for c in _SEPARATORS) else ","
+
+
+def _parse_csv(src: TableSource, text: tuple[str, ...]) -> pd.DataFrame:
+    sep = _separator(src)
+    # the text columns by their names as written (`` sku`` after a comma and a space)
+    written = tuple(h for h in _one_name_each(src, sep) if h.strip() in text)
+    return _text_as_written(src, sep, _parse_numbers(src, sep, written), written)
+
+
+def _text_as_written(
+    src: TableSource, sep: str, df: pd.DataFrame, text: tuple[str, ...]
+) -> pd.DataFrame:
+    """The ``text`` columns as written, only an empty cell blank: pandas reads ``NA``,
+    ``None`` and ``null`` as missing in every column, and a region ``NA`` (North America) or a
+    category ``None`` is a name, not a blank (a blank category joined another one)."""
+    present = [c for c in text if c in df.columns]
+    if not present:
+        return df
+    written = _csv(src, sep, dtype=str, usecols=present, keep_default_na=False, na_values=[""])
+    return df.assign(**{c: written[c].to_numpy() for c in present})
+
+
+def _csv(src: TableSource, sep: str, **options: Any) -> pd.DataFrame:
+    """``pd.read_csv`` as every read of an analyst's CSV calls it. index_col=False: a row
+    ending in a separator (``00121,2026-01-01,3,``) has one field more than the header, and
+    pandas would take the ids for the index and shift every name. skipinitialspace: a file
+    written with a space after each separator (``A, 1, NA``) has the names and values without
+    it (`` NA`` was no blank, and `` units`` not the column ``units``)."""
+    return pd.read_csv(src.path, sep=sep, index_col=False, skipinitialspace=True, **options)
+
+
+def _parse_numbers(src: TableSource, sep: str, text: tuple[str, ...]) -> pd.DataFrame:
     dtype = dict.fromkeys(text, str) or None
-    # index_col=False: a row ending in a separator (``00121,2026-01-01,3,``) has one field
-    # more than the header, and pandas would take the ids for the index and shift every name
     if src.decimal == ".":
-        return pd.read_csv(src.path, sep=sep, dtype=dtype, index_col=False)
+        return _csv(src, sep, dtype=dtype)
     # a decimal-comma file: read_csv(decimal=",") leaves thousands dots (1.234, 1.234,50) as
     # text, or in a comma-separated file reads an unquoted 1.234 as 1.234 and cannot split a
     # quoted "169,83"; thousands="." would read a date 01.03.2026 as the number 1032026. So
     # the columns written as such numbers are taken from the text as written.
-    df = pd.read_csv(
-        src.path, sep=sep, decimal="," if sep != "," else ".", dtype=dtype, index_col=False
-    )
-    written = pd.read_csv(src.path, sep=sep, dtype=str, index_col=False)
+    df = _csv(src, sep, decimal="," if sep != "," else ".", dtype=dtype)
+    written = _csv(src, sep, dtype=str)
     numbers = decimal_commas_to_numbers(written, text)
     for column in df.columns:
         if pd.api.types.is_numeric_dtype(numbers[column]):
@@ -125,11 +249,12 @@ def _read_csv(src: TableSource, text: tuple[str, ...]) -> pd.DataFrame:
     return df
 
 
-def _one_name_each(src: TableSource, sep: str) -> None:
-    """A TableError when the CSV's header names a column twice: pandas would call the second
-    ``units.1``, and a command reading ``units`` would leave it out without a word."""
+def _one_name_each(src: TableSource, sep: str) -> list[str]:
+    """The CSV's header as written; a TableError when it names a column twice: pandas would
+    call the second ``units.1``, and a command reading ``units`` would leave it out without a
+    word."""
     with src.path.open(encoding="utf-8-sig", newline="") as fh:
-        header = next(csv.reader(fh, delimiter=sep), [])
+        header = next(csv.reader(fh, delimiter=sep, skipinitialspace=True), [])
     names = [h.strip() for h in header]
     twice = next((n for i, n in enumerate(names) if n and n in names[:i]), None)
     if twice is not None:
@@ -137,6 +262,7 @@ def _one_name_each(src: TableSource, sep: str) -> None:
             f"the header of {src.path.name} names column {twice!r} twice; give each column "
             "its own name (e.g. units and returned_units)."
         )
+    return header
 
 
 def _read_database(src: TableSource) -> pd.DataFrame:

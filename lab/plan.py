@@ -105,7 +105,8 @@ _UNIT_EFFECT = {False: 1.0, True: 0.1}
 @dataclass(frozen=True)
 class History:
     """Past outcomes as a units x periods matrix (NaN where a cell is not in the history:
-    before a product's first period, or left out by ``--missing drop``)."""
+    before a product's first period, or left out by ``--missing drop``); ``times`` the
+    periods' labels, NaT for a date in a gap (a period in which no product has a row)."""
 
     Y: np.ndarray
     units: tuple[str, ...]
@@ -157,6 +158,8 @@ def read_history(
         )
     Y = np.full((len(units), len(grid)), np.nan)
     Y[ucode, grid.get_indexer(labels)[tcode]] = frame[outcome].to_numpy(dtype=float)
+    if isinstance(grid, pd.DatetimeIndex):  # a gap's label is not read (it may be an hour off)
+        grid = grid.where(grid.isin(labels))
     return History(Y, tuple(map(str, units)), tuple(grid.tolist()), cells.notes)
 
 

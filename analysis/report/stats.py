@@ -18,7 +18,7 @@ from analysis.adaptive_live import is_adaptive
 from analysis.adaptive_offline import recorded_probabilities
 from analysis.errors import AnalysisError
 from analysis.estimators import registry
-from analysis.panel import Panel
+from analysis.panel import Panel, blackout_flags, zero_one
 from analysis.results import published_fields
 from core import status
 from core.ports import EstimatorPlan, ExperimentInfo, PublishedEstimate
@@ -60,8 +60,10 @@ def normalise_panel(df: pd.DataFrame, outcome: str = "units") -> pd.DataFrame:
         d["probability"] = np.nan
     if "blackout" not in d.columns:
         d["blackout"] = False
-    d["treated"] = d["treated"].astype(int)
-    d["blackout"] = d["blackout"].astype(bool)
+    # 0/1 or true/false only: astype stopped "yes" with a traceback, and read "no" and an
+    # empty cell as a blackout and a treated share of 0.5 as control
+    d["treated"] = zero_one(d, "treated", "Treatment").astype(int)
+    d["blackout"] = blackout_flags(d, "blackout")
     return d.sort_values(["product", "period"], kind="stable").reset_index(drop=True)
 
 

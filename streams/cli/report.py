@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from analysis.reader_options import QueryOption, TableOption
+from analysis.reader_options import DecimalOption, QueryOption, SepOption, TableOption
 from controller.periods import n_periods
 from controller.settings import load_settings
 from core.errors import PricelabError
@@ -23,6 +23,7 @@ from streams.client.report import (
     live_estimates,
     live_panel,
     panel_cells,
+    read_panel,
     read_table,
     with_unit_costs,
 )
@@ -46,6 +47,8 @@ def report(
     ] = None,
     table: TableOption = None,
     query: QueryOption = None,
+    sep: SepOption = None,
+    decimal: DecimalOption = ".",
     estimates: Annotated[
         Path | None, typer.Option(help="Offline: estimate messages as JSON lines.")
     ] = None,
@@ -86,7 +89,7 @@ def report(
         if the_design not in design_registry.names():
             fail(f"unknown design {the_design!r}; choose from {', '.join(design_registry.names())}")
         try:
-            df = read_table(panel, table, query)
+            df = read_panel(panel, table, query, sep=sep, decimal=decimal)
             est = read_table(estimates) if estimates is not None else None
         except (OSError, PricelabError) as exc:
             fail(str(exc).strip().splitlines()[0])

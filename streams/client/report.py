@@ -20,6 +20,7 @@ import pandas as pd
 
 from analysis.reader import ReadPolicy, TableSource, load_table, periods, to_cells
 from analysis.sample_ratio import DesignDraws
+from analysis.table_input import check_decimal_commas
 from controller.settings import Settings
 from controller.spec import ExperimentSpec
 from streams.errors import OPERATOR, services_answer
@@ -28,11 +29,36 @@ from streams.errors import OPERATOR, services_answer
 ID_COLUMNS = ("product", "unit", "arm", "class", "experiment")
 
 
-def read_table(path: Path, table: str | None = None, query: str | None = None) -> pd.DataFrame:
+def read_table(
+    path: Path,
+    table: str | None = None,
+    query: str | None = None,
+    *,
+    sep: str | None = None,
+    decimal: str = ".",
+) -> pd.DataFrame:
     """A panel (CSV, Parquet, a DuckDB database with ``table`` or ``query``) or an estimates
     file (JSON lines), read by the one reader (:func:`analysis.reader.load_table`): ids as
-    text; a missing file or a bad table is a PricelabError or OSError with one sentence."""
-    return load_table(TableSource(path, table=table, query=query), ID_COLUMNS)
+    text, a CSV's ``sep`` and ``decimal`` as ``analyze`` takes them; a missing file or a bad
+    table is a PricelabError or OSError with one sentence."""
+    return load_table(
+        TableSource(path, table=table, query=query, sep=sep, decimal=decimal), ID_COLUMNS
+    )
+
+
+def read_panel(
+    path: Path,
+    table: str | None = None,
+    query: str | None = None,
+    *,
+    sep: str | None = None,
+    decimal: str = ".",
+) -> pd.DataFrame:
+    """A panel as :func:`read_table` reads it; a number written with a decimal comma without
+    ``decimal=","`` is refused in the reader's sentence (pass --decimal ,)."""
+    df = read_table(path, table, query, sep=sep, decimal=decimal)
+    check_decimal_commas(df, [c for c in df.columns if c not in ID_COLUMNS])
+    return df
 
 
 #: a panel's additive columns: summed over a cell's rows (a return netted into its sale)

@@ -138,6 +138,9 @@ def test_iso_dates_and_period_numbers_keep_working() -> None:
         (["03/03/25", "04/03/25"], "--date-format"),  # which field is the year?
         (["2025-03-03", "04/03/2025"], "more than one way"),
         (["13/03/2025", "03/13/2025"], "not a date in the order"),
+        # a word among ISO dates was said to be dates "whose order is not settled"
+        (["2026-03-01", "yesterday"], r"not values like 'yesterday' \(its other values are"),
+        (["2026-03-01", "03/02/26"], r"more than one way \(e.g. '2026-03-01' and '03/02/26'\)"),
     ],
 )
 def test_dates_that_nothing_settles_are_refused(values: list[str], why: str) -> None:
@@ -203,6 +206,32 @@ def test_graph_build_reads_day_first_dates_and_refuses_ambiguous_ones(
 def _semicolon_decimal_commas(panel: pd.DataFrame, path: Path) -> None:
     text = panel.assign(units=panel["units"].map(lambda v: f"{v:.2f}".replace(".", ",")))
     text.to_csv(path, index=False, sep=";")
+
+
+@pytest.mark.parametrize(
+    ("values", "said"),
+    [
+        # a US export's thousands commas: --decimal , read a revenue of 1,200 as 1.2
+        (
+            ["1,200", "960", "-1,440"],
+            "holds values like '1,200', which is 1.2 with a decimal "
+            "comma or 1200 with a thousands separator: pass --decimal , if commas are decimal "
+            "marks, or write the numbers without thousands separators.",
+        ),  # fmt: skip
+        # two decimals, or a leading zero, can only be decimal commas
+        (["1,200", "169,83"], "holds values like '169,83', which looks like decimal commas"),
+        (["0,125", "1,500"], "holds values like '0,125', which looks like decimal commas"),
+    ],
+)
+def test_a_comma_before_three_digits_alone_is_not_taken_for_a_decimal_mark(
+    values: list[str], said: str
+) -> None:
+    from analysis.errors import PanelError
+    from analysis.table_input import check_decimal_commas
+
+    with pytest.raises(PanelError) as err:
+        check_decimal_commas(pd.DataFrame({"revenue": values}), ["revenue"])
+    assert str(err.value).startswith(f"column 'revenue' {said}")
 
 
 def test_decimal_commas_are_named_and_read_with_decimal(

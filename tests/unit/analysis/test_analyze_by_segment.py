@@ -111,3 +111,16 @@ def test_no_segment_estimable_is_one_sentence_and_exit_2(tmp_path, capsys) -> No
     code, _, err = _run(tmp_path, capsys, "--by", "category", df=df)
     assert code == 2 and err.startswith("error: no segment could be estimated")
     assert err.count("\n") == 1
+
+
+def test_a_segment_named_na_is_a_segment_not_a_blank(tmp_path, capsys) -> None:
+    """A region ``NA`` (North America) beside ``EU``: pandas reads ``NA`` as missing, and
+    ``--by region`` refused the file, saying the column had blank values."""
+    df = _panel()
+    df = df[df["category"].isin(["phones", "tv"])]
+    df = df.assign(category=df["category"].map({"phones": "NA", "tv": "EU"}))
+    code, out, err = _run(tmp_path, capsys, "--by", "category", "--json", df=df)
+    assert code == 0, err
+    rows = {r["segment"]: r for r in map(json.loads, out.splitlines())}
+    assert rows["NA"]["effect"] == pytest.approx(4.0, abs=0.6)
+    assert rows["EU"]["effect"] == pytest.approx(1.0, abs=0.6)

@@ -142,3 +142,74 @@ def test_missing_days_and_sparse_products(hist) -> None:
     true = {frozenset(e) for e in hist.true_graph.edges if sparse not in e}
     est = {frozenset(e) for e in G.edges}
     assert len(est & true) / len(est) >= 0.85
+
+
+def test_cli_build_of_a_csv_in_a_legacy_code_page_is_one_sentence(tmp_path) -> None:
+    """An Excel "CSV" in Windows-1252 (a product named Müsli) stopped ``graph build`` with a
+    UnicodeDecodeError's traceback: the reader's sentence, exit 2."""
+    csv = tmp_path / "history.csv"
+    csv.write_bytes(
+        "product,date,price,units,category\nMüsli,2026-01-01,2.5,3,x\n".encode("cp1252")
+    )
+    app = typer.Typer()
+
+    @app.callback()
+    def _root() -> None: ...
+
+    register(app)
+    r = CliRunner().invoke(app, ["graph", "build", str(csv), "--out", str(tmp_path / "g.json")])
+    assert r.exit_code == 2, r.output
+    assert r.output.strip() == (
+        "error: history.csv is not UTF-8 text (byte 0xfc at position 35): save it as UTF-8 "
+        "(in Excel: CSV UTF-8)."
+    )
+
+
+def test_a_blank_category_is_refused_not_joined_to_another(hist) -> None:
+    """A product whose category cell is empty was coded -1 and put into the last category,
+    whose products it was then tested against, with exit 0."""
+    h = hist.history.copy()
+    h.loc[h["product"] == h["product"].iloc[0], "category"] = None
+    with pytest.raises(GraphError, match=r"blank for product 'p000000'"):
+        build_graph(h)
+
+
+def test_what_is_not_tested_is_said(hist) -> None:
+    """A sparse product and a category short of complete days were left out of the graph
+    without a word: ``graph build`` printed fewer nodes, and a spillover analysis read the
+    missing products as having no neighbour."""
+    h = hist.history
+    days = np.sort(h["date"].unique())
+    sparse = h["product"].iloc[0]  # c0000: missing half its days
+    short = h["category"] == "c0005"  # one product of c0005 has no price on 320 of 365 days
+    first = h.loc[short, "product"].iloc[0]
+    holey = h[~((h["product"] == sparse) & h["date"].isin(days[::2]))].copy()
+    holey.loc[(holey["product"] == first) & holey["date"].isin(days[:320]), "price"] = np.nan
+    G = build_graph(holey)
+    assert G.graph["left_out"] == [
+        "2 product(s) without a price or units on more than 20% of the days not tested "
+        f"(e.g. {sparse!r})",
+    ]
+    assert sparse not in G and first not in G
+    # the category keeps its other products, on its complete days
+    holey.loc[(holey["product"] == first) & holey["date"].isin(days[:320]), "price"] = 1.0
+    holey.loc[(holey["product"] == first) & holey["date"].isin(days[: 365 - 59]), "units"] = None
+    G = build_graph(holey, max_missing=0.9)
+    assert G.graph["left_out"] == [
+        "category 'c0005' (31 products) not tested: 59 days on which each of them has a price "
+        "and units, fewer than 60",
+    ]
+    assert not any(n in G for n in h.loc[short, "product"].unique())
+
+
+def test_a_price_of_zero_is_named_with_its_product_and_day(hist) -> None:
+    """A giveaway day at price 0: the sentence was 'Prices must be positive and units
+    non-negative.', naming neither the column, the product nor the day."""
+    h = hist.history.copy()
+    h.loc[5, "price"] = 0.0
+    with pytest.raises(GraphError) as err:
+        build_graph(h)
+    assert str(err.value) == (
+        "Prices must be positive: column 'price' has 0 for product 'p000000' on 2023-01-06; "
+        "leave that day out or correct it."
+    )

@@ -196,3 +196,28 @@ def test_from_long_names_a_unit_whose_class_varies() -> None:
     )  # fmt: skip
     with pytest.raises(PanelError, match="varies within unit 'b'"):
         Panel.from_long(df, unit="u", time="t", outcome="y", treated="w", group="cls")
+
+
+def test_a_cell_is_named_as_the_table_writes_it() -> None:
+    """The sentence showed numpy's reprs: ``unit np.str_('s0') at period np.int64(2003)``,
+    and a date as ``Timestamp('2026-03-02 00:00:00+0000', tz='UTC')``."""
+    df = _long()
+    df.loc[3, "y"] = np.nan
+    with pytest.raises(PanelError, match=r"for unit 's0' at period 2003 \(1 cell"):
+        _build(df)
+    days = df.assign(t=pd.to_datetime(df["t"].astype(str) + "-03-02", utc=True))
+    with pytest.raises(PanelError, match=r"for unit 's0' at period 2003-03-02T00:00:00\+00:00 "):
+        _build(days)
+    with pytest.raises(PanelError, match=r"^Unit 's0' appears more than once at period 2000;"):
+        _build(pd.concat([df, df.iloc[[0]]]))
+
+
+def test_a_probability_written_as_a_percentage_is_named() -> None:
+    """``50%`` in the probability column: the sentence was pandas' own, "Unable to parse
+    string '50%' at position 0", naming no column."""
+    df = _long().assign(p="50%")
+    with pytest.raises(PanelError) as err:
+        _build(df, probability="p")
+    assert str(err.value) == (
+        "Probability column 'p' must hold numbers between 0 and 1; it has '50%'."
+    )

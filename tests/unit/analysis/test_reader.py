@@ -276,3 +276,176 @@ def test_rates_without_a_currency_column_are_refused() -> None:
     with pytest.raises(TableError, match="--currency COL"):
         to_cells(df, unit="sku", time="day", sums=["revenue"], money=["revenue"],
                  policy=ReadPolicy(rates={"EUR": 1.0, "GBP": 1.2}))  # fmt: skip
+
+
+def _parquet_named_csv(path: Path) -> None:
+    sales().to_parquet(path.with_suffix(".parquet"))
+    path.with_suffix(".parquet").rename(path)
+
+
+@pytest.mark.parametrize(
+    ("name", "write", "said"),
+    [
+        ("dir.csv", lambda p: p.mkdir(), r"dir.csv is a directory, not a table"),
+        ("empty.csv", lambda p: p.write_bytes(b""), r"empty.csv is empty"),
+        ("empty.parquet", lambda p: p.write_bytes(b""), r"empty.parquet is empty"),
+        ("blank.csv", lambda p: p.write_bytes(b"\r\n\r\n"), r"blank.csv has no header"),
+        (
+            "cp1252.csv",
+            lambda p: p.write_bytes("sku;day;units\nMüsli;2026-01-01;3\n".encode("cp1252")),
+            r"cp1252.csv is not UTF-8 text \(byte 0xfc at position 15\)",
+        ),
+        ("table.csv", _parquet_named_csv, r"table.csv is a Parquet file .* name it table.parquet"),
+        (
+            "table.parquet",
+            lambda p: p.write_text("sku,day,units\n1,2026-01-01,3\n"),
+            r"table.parquet is not a Parquet file",
+        ),
+        (
+            "ragged.csv",
+            lambda p: p.write_text("sku,day,units\n1,2026-01-01,3\n1,2026-01-02,3,4\n"),
+            r"ragged.csv cannot be split into columns .* quote the fields",
+        ),
+        (
+            "unclosed.csv",
+            lambda p: p.write_text('sku,day,units\n"1,2026-01-01,3\n2,2026-01-02,3\n'),
+            r"unclosed.csv cannot be split into columns \(.*EOF inside string starting at row 1\): "
+            "close the quote that opens there.",
+        ),
+    ],
+)
+def test_a_file_that_is_no_table_is_one_sentence_naming_it(
+    tmp_path: Path, name: str, write: object, said: str
+) -> None:
+    """A directory, an empty file, a legacy code page or a Parquet file under the wrong
+    name: pandas' own errors (``[Errno 21]``, ``No columns to parse from file``, a codec's
+    message) named no file, and ``graph build`` and ``report`` showed them as tracebacks."""
+    path = tmp_path / name
+    write(path)  # type: ignore[operator]
+    with pytest.raises(TableError, match=said):
+        load_table(TableSource(path), ("sku",))
+
+
+def test_a_row_longer_than_the_header_is_refused_not_read_shifted(tmp_path: Path) -> None:
+    """``A,1,1,0,1`` (1,0 an unquoted decimal comma) under ``sku,day,units,treated``: pandas
+    dropped the last field with a ParserWarning and read units 1 and treated 0, and
+    ``analyze`` printed the shifted table's estimate with exit 0."""
+    path = tmp_path / "shifted.csv"
+    path.write_text("sku,day,units,treated\nA,1,1,0,1\nA,2,12,1\nB,1,8,0\nB,2,6,0\n")
+    with pytest.raises(TableError, match=r"more fields than its header \(row 1: 5, the header 4\)"):
+        load_table(TableSource(path), ("sku",))
+
+
+def test_one_day_written_in_two_zones_is_refused_not_read_as_two_periods() -> None:
+    """Two exports appended: one writes the day ``2026-03-23``, the other its Berlin midnight
+    ``2026-03-23T00:00:00+01:00`` (22 March, 23:00 UTC). Read as two periods, each product
+    had a zero-sale cell in the other, and ``analyze --method dm`` halved the effect with
+    exit 0 (a note said 44% of the cells were filled)."""
+    df = pd.DataFrame(
+        {
+            "sku": ["a", "a", "b", "b"],
+            "day": ["2026-03-23", "2026-03-24", "2026-03-23T00:00:00+01:00", "2026-03-24"],
+            "units": [1.0, 2.0, 3.0, 4.0],
+        }
+    )
+    with pytest.raises(TableError, match=r"some periods with a UTC offset .* and some without"):
+        to_cells(df, unit="sku", time="day", sums=["units"])
+    utc = df.assign(day=df["day"].where(df["day"].str.contains("T"), df["day"] + "T00:00:00Z"))
+    with pytest.raises(TableError, match=r"days written in two time zones .* 01:00:00 apart"):
+        to_cells(utc, unit="sku", time="day", sums=["units"])
+
+
+def test_berlin_days_across_the_change_to_summer_time_are_one_zone() -> None:
+    """Midnights in Berlin on 29 and 30 March 2026 are 23 hours apart: days of one zone."""
+    days = ["2026-03-28T00:00:00+01:00", "2026-03-29T00:00:00+01:00", "2026-03-30T00:00:00+02:00"]
+    df = pd.DataFrame({"sku": ["a"] * 3 + ["b"] * 3, "day": days * 2, "units": 1.0})
+    cells = to_cells(df, unit="sku", time="day", sums=["units"])
+    assert (len(cells.frame), cells.filled) == (6, 0)
+    # the same instants written in UTC, some rows of each day, are the same days
+    df.loc[[1, 3], "day"] = ["2026-03-28T23:00:00Z", "2026-03-27T23:00:00+00:00"]
+    assert len(to_cells(df, unit="sku", time="day", sums=["units"]).frame) == 6
+
+
+def test_a_text_column_keeps_the_words_pandas_reads_as_missing(tmp_path: Path) -> None:
+    """Category ``NA`` (North America) and product ``None`` are names: read as blanks,
+    ``graph build`` put the ``NA`` category's products into another category (a blank's code
+    -1 picked the last) and tested pairs across them with exit 0. A number column still reads
+    ``NA`` as missing, and an empty id cell is still blank."""
+    path = tmp_path / "names.csv"
+    path.write_text("sku,region,units\nNone,NA,NA\n00121,EU,3\n,EU,null\n")
+    df = load_table(TableSource(path), ("sku", "region"))
+    assert df["sku"].tolist()[:2] == ["None", "00121"] and pd.isna(df["sku"].iloc[2])
+    assert df["region"].tolist() == ["NA", "EU", "EU"]
+    assert df["units"].isna().tolist() == [True, False, True]
+
+
+def test_a_row_repeated_in_every_column_is_said_apart_from_the_rows_summed() -> None:
+    """A panel of one row per cell with one row twice (an export appended to itself): the row
+    was summed into its cell, doubling it, under a note about returns netted into sales."""
+    df = pd.DataFrame(
+        {
+            "sku": ["a", "a", "a", "b", "b"],
+            "day": [1, 1, 2, 1, 2],
+            "units": [3.0, 3.0, 4.0, 1.0, 2.0],
+        }
+    )
+    cells = to_cells(df, unit="sku", time="day", sums=["units"])
+    assert cells.frame["units"].tolist() == [6.0, 4.0, 1.0, 2.0]  # summed, as every cell's rows
+    assert cells.notes[1] == (
+        "1 of them repeat another row in every column: if the table has one row per cell (an "
+        "export appended twice), they double count, so remove them"
+    )
+    # a sale and its return, or two sales of one day, are rows of one cell, not repeats
+    sale = df.assign(units=[3.0, -1.0, 4.0, 1.0, 2.0])
+    assert len(to_cells(sale, unit="sku", time="day", sums=["units"]).notes) == 1
+
+
+def test_a_csv_with_a_space_after_each_separator_reads_as_without(tmp_path: Path) -> None:
+    """``sku, day, units``: the columns were `` day`` and `` units`` (``--time day`` not
+    found), `` NA`` no blank, and the ids read as numbers (``00121`` as ``121``)."""
+    plain, spaced = tmp_path / "plain.csv", tmp_path / "spaced.csv"
+    plain.write_text("sku,day,units\n00121,2026-03-01,3\n00121,2026-03-02,NA\nNA,2026-03-02,4\n")
+    spaced.write_text(plain.read_text().replace(",", ", "))
+    a = load_table(TableSource(plain), ("sku",))
+    b = load_table(TableSource(spaced), ("sku",))
+    pd.testing.assert_frame_equal(a, b)
+    assert list(b.columns) == ["sku", "day", "units"] and b["sku"].tolist() == [
+        "00121",
+        "00121",
+        "NA",
+    ]
+
+
+def test_a_blank_outcome_is_said_not_taken_for_zero_sales() -> None:
+    """``NA`` in a history's units: ``plan`` left the cell out as if blacked out without a
+    word (``analyze`` refuses the panel), and in a cell with other rows it added nothing."""
+    df = sales().assign(units=[2.0, np.nan, 1.0, -1.0, np.nan])
+    cells = to_cells(df, unit="sku", time="day", sums=["units"], describe=["arm"])
+    assert cells.notes[0] == (
+        "2 row(s) of the table have no value in 'units' (an empty cell, NA or null; e.g. "
+        "'00121' at 2026-01-03T00:00:00+00:00): not zero sales, and a cell of such rows alone "
+        "has no value"
+    )
+    got = cells.frame.set_index(["sku", cells.frame["day"].dt.strftime("%m-%d")])["units"]
+    assert got[("00121", "01-03")] == -1.0 and np.isnan(got[("00007", "01-04")])
+
+
+def test_a_launch_that_is_no_period_names_the_launch_and_the_nearest_period() -> None:
+    """Days written at Berlin's midnights and launches as plain dates: the sentence said only
+    that P01's launch was 'not one of the table's periods', which it looked like it was."""
+    df = pd.DataFrame(
+        {
+            "sku": ["P01", "P01", "P02", "P02"],
+            "day": ["2026-03-16T00:00:00+01:00", "2026-03-17T00:00:00+01:00"] * 2,
+            "units": 1.0,
+            "launch": "2026-03-16",
+        }
+    )
+    with pytest.raises(TableError) as err:
+        to_cells(df, unit="sku", time="day", sums=["units"], policy=ReadPolicy(launch="launch"))
+    assert str(err.value) == (
+        "launch column 'launch' gives product 'P01' the launch 2026-03-16T00:00:00+00:00, which "
+        "is not one of the table's periods (the nearest: 2026-03-15T23:00:00+00:00): write each "
+        "launch as the time column writes its periods (a day written at a zone's midnight is not "
+        "the plain date)."
+    )

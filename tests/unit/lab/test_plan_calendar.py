@@ -13,7 +13,7 @@ import pytest
 
 from controller.periods import n_periods
 from controller.spec import ExperimentSpec, load_spec
-from lab.plan import plan_spec_at, read_history
+from lab.plan import check_period, plan_spec_at, read_history
 from streams.cli import main
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -112,3 +112,26 @@ def test_a_history_of_local_days_across_the_spring_change_is_daily(tmp_path, cap
     out = capsys.readouterr()
     assert done.value.code == 0, out.err
     assert {r["duration"] for r in json.loads(out.out)} == {28}
+
+
+@pytest.mark.parametrize("closed", ["2026-03-25", "2026-03-29", "2026-03-30"])
+def test_a_day_missing_from_local_days_across_the_spring_change_stays_a_gap(closed: str) -> None:
+    """The same history written as dates and at Berlin's midnights, with a day no product has
+    a row on (a closed store), before, on and after the change to summer time: the dates kept
+    the day as a gap, the midnights (23 hours apart across the change, no one step) lost it,
+    and the two plans differed (the days after it one period earlier)."""
+    days = pd.date_range("2026-03-16", periods=21, freq="D", tz=BERLIN)
+    frame = _history().query("day < 21")
+    frame = frame[[days[i].strftime("%Y-%m-%d") != closed for i in frame["day"]]]
+    dates = frame.assign(day=[days[i].strftime("%Y-%m-%d") for i in frame["day"]])
+    midnights = frame.assign(day=[days[i].isoformat() for i in frame["day"]])
+    a = read_history(dates, "sku", "day", "units")
+    b = read_history(midnights, "sku", "day", "units")
+    assert a.n_periods == b.n_periods == 21
+    np.testing.assert_array_equal(a.Y, b.Y)
+    gap = days.strftime("%Y-%m-%d").get_loc(closed)
+    assert np.isnan(b.Y[:, gap]).all() and pd.isna(b.times[gap])
+    assert [pd.Timestamp(t) for t in np.delete(np.array(b.times, dtype=object), gap)] == list(
+        days.delete(gap)
+    )
+    check_period(b, _dst_spec(), "day")  # the days are the spec's periods: no refusal

@@ -341,3 +341,65 @@ def test_an_offline_panel_with_several_rows_per_cell_reads_as_its_cells(tmp_path
         assert res.exit_code == 0, res.output
         pages.append(out.read_text().replace(f"{name}.csv", "PANEL"))
     assert pages[0] == pages[1]
+
+
+@pytest.mark.parametrize(
+    ("column", "values", "said"),
+    [
+        (
+            "treated",
+            {0: "no", 1: "yes"},
+            "Treatment column 'treated' must be 0/1 (or boolean) in every row; it has 'no'.",
+        ),  # fmt: skip
+        (
+            "blackout",
+            {False: "no", True: "yes"},
+            "Blackout column 'blackout' must be 0/1 (or boolean) in every row; it has 'no'.",
+        ),  # fmt: skip
+    ],
+)
+def test_an_offline_panel_whose_flags_are_words_is_one_sentence(  # type: ignore[no-untyped-def]
+    tmp_path, capsys, column: str, values: dict[object, str], said: str
+) -> None:
+    """``treated`` written no/yes stopped the report with a ValueError's traceback;
+    ``blackout`` written no/yes was read as every cell blacked out (any word is true), and
+    the page said "No verdict" with exit 0."""
+    from streams.cli import main
+
+    panel = tmp_path / "panel.csv"
+    df = _switchback()
+    df.assign(**{column: df[column].map(values)}).to_csv(panel, index=False)
+    args = ["report", "exp-1", "--out", str(tmp_path / "r"), "--panel", str(panel)]
+    with pytest.raises(SystemExit) as exit_:
+        main([*args, "--design", "random-days"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.strip() == f"error: {said}"
+    assert not (tmp_path / "r").exists()
+
+
+def test_an_offline_panel_saved_as_a_german_export_gives_the_same_page(  # type: ignore[no-untyped-def]
+    tmp_path, capsys
+) -> None:
+    """``;`` between fields and ``0,5`` for a half: report had no --decimal, and refused the
+    panel with "non-numeric values, e.g. '23,0'" and no way to read it."""
+    from streams.cli import main
+
+    df = _switchback()
+    plain, german = tmp_path / "plain.csv", tmp_path / "german.csv"
+    df.to_csv(plain, index=False)
+    german.write_bytes(
+        df.to_csv(sep=";", decimal=",", index=False, lineterminator="\r\n").encode("utf-8-sig")
+    )
+    codes, errors, pages = [], [], []
+    for path, extra in ((plain, []), (german, ["--decimal", ","]), (german, [])):
+        out = tmp_path / f"{path.stem}{len(extra)}.html"
+        args = ["report", "exp-1", "--out", str(out), "--panel", str(path), *extra]
+        with pytest.raises(SystemExit) as exit_:
+            main([*args, "--design", "random-days"])
+        codes.append(exit_.value.code)
+        errors.append(capsys.readouterr().err.strip())
+        pages.append(out.read_text().replace(path.name, "PANEL") if out.exists() else None)
+    assert codes == [0, 0, 2], errors
+    assert pages[1] == pages[0]
+    assert errors[2].startswith("error: column 'units' holds values like '")
+    assert errors[2].endswith("', which looks like decimal commas: pass --decimal ,")
