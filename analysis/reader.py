@@ -133,6 +133,8 @@ def _one_zone(text: pd.Series, instants: pd.Series, name: str) -> None:
     so the plain ``2026-03-23`` and ``2026-03-23T00:00:00+01:00`` were two periods, each
     product a zero-sale cell in the other), or days written in two zones (midnights less than
     a day apart, 23 hours allowed for a change to summer time)."""
+    written = text.notna().to_numpy()  # a blank (a launch written on a product's first row
+    text, instants = text[written], instants[written]  # only) is no label
     codes, uniques = pd.factorize(text)
     _, first_row = np.unique(codes, return_index=True)  # each label's first row, in order
     labels = pd.Series(np.asarray(uniques, dtype=object)).astype(str)
@@ -314,7 +316,7 @@ def to_cells(
     if merged:
         # a row repeated whole is summed as well, which in a table of one row per cell (an
         # export appended twice) doubles that cell: said apart, so that it can be checked
-        repeated = int(df.duplicated().sum())
+        repeated = _repeated_rows(df)
         notes.append(
             f"{merged} row(s) of the {what} shared a product and period with another and were "
             "summed into that cell (returns netted into their sales)"
@@ -516,6 +518,15 @@ def _fill_zeros(
     return both, int(filled), span
 
 
+def _repeated_rows(df: pd.DataFrame) -> int:
+    """How many rows repeat an earlier row in every column. A column of lists, arrays or
+    mappings (Parquet, DuckDB, JSON) cannot be hashed: its values are compared as written."""
+    try:
+        return int(df.duplicated().sum())
+    except TypeError:
+        return int(df.astype(str).duplicated().sum())
+
+
 def _launch_first(
     first: np.ndarray, units: Any, launch: pd.Series, grid: pd.Index, name: str
 ) -> np.ndarray:
@@ -525,6 +536,11 @@ def _launch_first(
     at = np.where(when < grid[0], 0, grid.get_indexer(when))
     if (at < 0).any():
         i = int(np.flatnonzero(at < 0)[0])
+        if pd.isna(when[i]):
+            raise TableError(
+                f"launch column {name!r} gives product {units[i]!r} no launch (its cells are "
+                "blank): write each product's launch, or leave out --launch."
+            )
         k = int(grid.searchsorted(when[i]))
         near = min(grid[max(k - 1, 0) : k + 1], key=lambda g: abs(g - when[i]))
         raise TableError(

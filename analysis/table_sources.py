@@ -137,19 +137,25 @@ def _utf8_text(path: Path) -> None:
     decoder = codecs.getincrementaldecoder("utf-8")()
     at = 0
     with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
+        while True:
+            chunk = fh.read(1 << 20)
             if at == 0 and chunk.startswith(b"PAR1"):
                 raise TableError(
                     f"{path.name} is a Parquet file (it begins with PAR1), not a CSV: name it "
                     f"{path.stem}.parquet."
                 )
             try:
-                decoder.decode(chunk)
+                # the last call with final=True: a file that ends inside a character is not
+                # UTF-8 either (pandas would stop at it with the codec's message)
+                decoder.decode(chunk, final=not chunk)
             except UnicodeDecodeError as exc:
+                where = at + exc.start if chunk else at - len(exc.object) + exc.start
                 raise TableError(
                     f"{path.name} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at "
-                    f"position {at + exc.start}): save it as UTF-8 (in Excel: CSV UTF-8)."
+                    f"position {where}): save it as UTF-8 (in Excel: CSV UTF-8)."
                 ) from None
+            if not chunk:
+                return
             at += len(chunk)
 
 

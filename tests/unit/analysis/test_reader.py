@@ -449,3 +449,61 @@ def test_a_launch_that_is_no_period_names_the_launch_and_the_nearest_period() ->
         "launch as the time column writes its periods (a day written at a zone's midnight is not "
         "the plain date)."
     )
+
+
+def test_a_launch_written_on_each_products_first_row_only_is_read() -> None:
+    """Launches on two dates, blank on every other row (review of 2026-11-29): the check that
+    each day is written in one zone took the blanks for labels and stopped on pandas'
+    'Length of values (2) does not match length of index (3)'."""
+    df = pd.DataFrame(
+        {
+            "sku": ["A", "A", "A", "B", "B"],
+            "day": ["2026-03-16", "2026-03-17", "2026-03-18", "2026-03-18", "2026-03-19"],
+            "units": [1, 2, 3, 4, 5],
+            "launch": ["2026-03-16", None, None, "2026-03-17", None],
+        }
+    )
+    cells = to_cells(df, unit="sku", time="day", sums=["units"], policy=ReadPolicy(launch="launch"))
+    # B launched on the 17th: a zero-sale cell that day, before its first sale on the 18th
+    b = cells.frame[cells.frame["sku"] == "B"]
+    assert b["units"].tolist() == [0, 4, 5]
+
+
+def test_a_product_with_no_launch_is_one_sentence() -> None:
+    df = pd.DataFrame(
+        {
+            "sku": ["A", "A", "B", "B"],
+            "day": ["2026-03-16", "2026-03-17", "2026-03-16", "2026-03-17"],
+            "units": [3, 4, 5, 2],
+            "launch": ["2026-03-16", "2026-03-16", None, None],
+        }
+    )
+    with pytest.raises(TableError, match=r"^launch column 'launch' gives product 'B' no launch"):
+        to_cells(df, unit="sku", time="day", sums=["units"], policy=ReadPolicy(launch="launch"))
+
+
+def test_rows_with_a_list_column_are_merged_and_their_repeats_said(tmp_path: Path) -> None:
+    """A Parquet list column (tags): telling repeated rows apart hashed every column and
+    stopped on 'unhashable type: numpy.ndarray'. The first two rows repeat each other whole."""
+    path = tmp_path / "tags.parquet"
+    pd.DataFrame(
+        {
+            "sku": ["A", "A", "A", "B", "B"],
+            "day": ["2026-03-16", "2026-03-16", "2026-03-17", "2026-03-16", "2026-03-17"],
+            "units": [2, 2, 4, 5, 3],
+            "tags": [["promo"], ["promo"], [], [], ["x"]],
+        }
+    ).to_parquet(path)
+    cells = to_cells(
+        load_table(TableSource(path), ("sku",)), unit="sku", time="day", sums=["units"]
+    )
+    assert cells.frame["units"].tolist() == [4, 4, 5, 3]
+    assert any("1 of them repeat another row in every column" in n for n in cells.notes)
+
+
+def test_a_file_that_ends_inside_a_character_is_not_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "cut.csv"
+    path.write_bytes("sku,day,units\n1,2026-01-01,3\nM\u00fcller,2026-01-01,".encode() + b"\xc3")
+    # 14 bytes of header, 15 of the first row, 7 of "Müller" (ü is two), 12 more: the 49th
+    with pytest.raises(TableError, match=r"cut.csv is not UTF-8 text \(byte 0xc3 at position 48\)"):
+        load_table(TableSource(path), ("sku",))
