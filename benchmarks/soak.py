@@ -1063,6 +1063,8 @@ class Soak:
                 "controller_warmup_s": warm_c,
                 "judged": bool(cfg.experiment_days),
                 "workers": "every",
+                # the slopes are fitted to means over blocks of this many seconds
+                "blocks_s": checks.BLOCK_S,
                 # only the slots whose RSS is judged (with experiments as long as the run,
                 # the analysis workers' is reported, not judged)
                 "not_judged": checks.rss_not_judged(

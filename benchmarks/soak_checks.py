@@ -29,6 +29,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
+from scipy.stats import t as student_t
 
 #: the faults the soak injects (issue #42, item 5)
 FAULT_KINDS = (
@@ -337,15 +338,36 @@ def trigger_problems(
 
 
 # ---------------------------------------------------------------------------- memory
+#: the soak's samples of a process are averaged over blocks of this many seconds before a
+#: slope is fitted (:func:`slopes`): RSS steps after a look or a fault (one every
+#: ``fault_every`` = 3 minutes) and stays there a while, so samples seconds apart are not
+#: independent draws; means over 5-minute blocks nearly are (in the run of 2026-11-29 01:23, a
+#: controller's RSS lost its correlation within 4 samples, 48 s; an analysis worker's within
+#: about 20, 3.6 minutes)
+BLOCK_S = 300.0
+
+
 def slopes(
-    samples: Sequence[tuple[str, int, float, float]], settle: float = 30.0, scale: float = 1.0
+    samples: Sequence[tuple[str, int, float, float]],
+    settle: float = 30.0,
+    scale: float = 1.0,
+    block: float | None = None,
 ) -> dict[str, dict[str, float]]:
     """Per worker slot (a slot keeps its role across restarts), the slope over time of a
-    measure sampled as ``(slot, pid, seconds, value)``, in ``value / scale`` per minute: least
-    squares with one intercept per process (a restarted process starts lower, which is no
-    trend), over each process's samples after its first ``settle`` seconds. Also the slot's
-    median and largest value, and the growth the slope implies over the samples' span, as a
-    share of that median."""
+    measure sampled as ``(slot, pid, seconds, value)``, in ``value / scale`` per minute, with
+    its noise.
+
+    Each process's samples after its first ``settle`` seconds are averaged over consecutive
+    blocks of ``block`` seconds (a last block that spans less than half of that is left out;
+    None: each sample is a block of its own, as the troughs of :func:`troughs` are), and the
+    slope is fitted to the blocks' means by least squares with one intercept per
+    process (a restarted process starts lower, which is no trend). Its standard error
+    (``per_min_se``) is least squares' own on those means, with a degree of freedom fewer per
+    process, and the 95% interval takes Student's t on the rest (``df``). A process with
+    fewer than two blocks adds nothing: over less than two blocks a slope cannot be told from
+    the noise. Also the slot's median and largest value over all its samples, and the growth
+    the slope implies over the samples' span as a share of that median (``growth_share``;
+    ``growth_low`` and ``growth_high``: the 95% interval's ends)."""
     by_slot: dict[str, list[tuple[int, float, float]]] = defaultdict(list)
     for slot, pid, t, v in samples:
         by_slot[slot].append((pid, t, v))
@@ -355,42 +377,82 @@ def slopes(
         for pid, t, _ in rows:
             first[pid] = min(first.get(pid, t), t)
         kept = [(pid, t, v) for pid, t, v in rows if t - first[pid] >= settle]
-        xs, ys = [], []
-        for pid in {p for p, _, _ in kept}:
+        xs, ys, fitted = [], [], 0
+        for pid in sorted({p for p, _, _ in kept}):
             tt = np.array([t for p, t, _ in kept if p == pid])
-            vv = np.array([v for p, _, v in kept if p == pid], dtype=float) / scale
-            if len(tt) < 2:
+            bt, bv = _block_means(
+                tt, np.array([v for p, _, v in kept if p == pid], dtype=float) / scale, block
+            )
+            if len(bt) < 2:
                 continue
-            xs.append(tt - tt.mean())  # within each process: its own intercept
-            ys.append(vv - vv.mean())
+            xs.append(bt - bt.mean())  # within each process: its own intercept
+            ys.append(bv - bv.mean())
+            fitted += len(tt)
         x = np.concatenate(xs) if xs else np.zeros(0)
         y = np.concatenate(ys) if ys else np.zeros(0)
         denom = float((x * x).sum())
-        slope = float((x * y).sum() / denom) * 60 if denom > 0 else math.nan
+        df = len(x) - len(xs) - 1
+        slope = se = q = math.nan
+        if denom > 0:
+            b = float((x * y).sum() / denom)
+            slope = b * 60
+            if df > 0:
+                r = y - b * x
+                se = math.sqrt(float(r @ r) / df / denom) * 60
+                q = float(student_t.ppf(0.975, df))
         values = np.array([v for _, _, v in rows], dtype=float) / scale
         span = (max(t for _, t, _ in rows) - min(t for _, t, _ in rows)) / 60
         median = float(np.median(values)) if len(values) else math.nan
+        share = span / median if median else math.nan
         out[slot] = {
             "per_min": slope,
+            "per_min_se": se,
+            "df": float(max(df, 0)),
             "median": median,
             "max": float(values.max()) if len(values) else math.nan,
             "processes": len(first),
-            "samples": len(kept),
-            "growth_share": slope * span / median if median and math.isfinite(slope) else math.nan,
+            "samples": fitted,
+            "blocks": len(x),
+            "growth_share": slope * share,
+            "growth_low": (slope - q * se) * share,
+            "growth_high": (slope + q * se) * share,
         }
     return out
+
+
+def _block_means(
+    t: np.ndarray, v: np.ndarray, block: float | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The means of time and value over consecutive ``block``-second windows from the first
+    sample; a last window whose samples span less than half a block is left out (a window
+    before it is never cut short)."""
+    order = np.argsort(t, kind="stable")
+    t, v = t[order], v[order]
+    if len(t) == 0 or block is None:
+        return t, v
+    k = ((t - t[0]) // block).astype(int)
+    bt, bv = [], []
+    for j in np.unique(k):
+        m = k == j
+        if j == k[-1] and t[-1] - (t[0] + j * block) < block / 2:
+            continue
+        bt.append(float(t[m].mean()))
+        bv.append(float(v[m].mean()))
+    return np.array(bt), np.array(bv)
 
 
 def rss_slopes(
     samples: Sequence[tuple[str, int, float, int]], settle: float = 30.0
 ) -> dict[str, dict[str, float]]:
-    """:func:`slopes` of RSS samples in bytes, in MB (``mb_per_min``, ``median_mb``,
-    ``max_mb``)."""
+    """:func:`slopes` of RSS samples in bytes, in MB (``mb_per_min``, ``mb_per_min_se``,
+    ``median_mb``, ``max_mb``)."""
     out = {}
-    for slot, s in slopes(samples, settle, 2**20).items():
-        out[slot] = {"mb_per_min": s["per_min"], "median_mb": s["median"], "max_mb": s["max"],
+    for slot, s in slopes(samples, settle, 2**20, BLOCK_S).items():
+        out[slot] = {"mb_per_min": s["per_min"], "mb_per_min_se": s["per_min_se"],
+                     "median_mb": s["median"], "max_mb": s["max"],
                      "processes": s["processes"], "samples": s["samples"],
-                     "growth_share": s["growth_share"]}  # fmt: skip
+                     "growth_share": s["growth_share"], "growth_low": s["growth_low"],
+                     "growth_high": s["growth_high"]}  # fmt: skip
     return out
 
 
@@ -452,12 +514,19 @@ def growth_problems(
     ]
 
 
-def rss_not_judged(slopes: Mapping[str, Mapping[str, float]]) -> list[str]:
-    """The slots whose RSS could not be judged: none of their processes lived past the
-    warm-up (``settle``) for two samples, as when a slot's worker is killed again before each
-    new process has lived a generation. That is no evidence of a leak, nor of flatness: the
-    report names them apart (:func:`rss_problems` leaves them out)."""
-    return [slot for slot, s in slopes.items() if not math.isfinite(s["growth_share"])]
+def rss_not_judged(slopes: Mapping[str, Mapping[str, float]], max_share: float = 0.10) -> list[str]:
+    """The slots whose RSS could not be judged: no process lived two of :func:`slopes`'
+    blocks past the warm-up (``settle``), as when a slot's worker is killed again before each
+    new process has lived a generation, or what they did live was too short or too noisy to
+    tell: the 95% interval of their growth over the run holds both ``max_share``
+    and less. That is no evidence of a leak, nor of flatness: the report names them apart
+    (:func:`rss_problems` does not count them on their own)."""
+    return [
+        slot
+        for slot, s in slopes.items()
+        if not (math.isfinite(s["growth_low"]) and math.isfinite(s["growth_high"]))
+        or s["growth_low"] <= max_share < s["growth_high"]
+    ]
 
 
 def rss_problems(
@@ -465,16 +534,18 @@ def rss_problems(
     max_share: float = 0.10,
     roles: Mapping[str, str] | None = None,
 ) -> list[str]:
-    """RSS (:func:`rss_slopes`) is flat when its growth over the run stays within
-    ``max_share`` of the slot's median RSS. A slot that could not be judged
-    (:func:`rss_not_judged`) is not a problem on its own; a role (``roles``: slot -> role;
-    without it, all slots are one role) none of whose slots could be judged is."""
-    unjudged = set(rss_not_judged(slopes))
+    """RSS (:func:`rss_slopes`) is flat when the whole 95% interval of its growth over the run
+    stays within ``max_share`` of the slot's median RSS, and grows when the whole interval is
+    above it. A slot in between, or not measured (:func:`rss_not_judged`), is not a problem on
+    its own; a role (``roles``: slot -> role; without it, all slots are one role) none of whose
+    slots was shown flat is."""
+    unjudged = set(rss_not_judged(slopes, max_share))
     out = [
-        f"{slot}: RSS grows {s['mb_per_min']:+.2f} MB/min, {g:.0%} of its median "
-        f"{s['median_mb']:.0f} MB over the run (more than {max_share:.0%})"
-        for slot, s, g in _not_flat(slopes, max_share)
-        if g is not None
+        f"{slot}: RSS grows {s['mb_per_min']:+.2f} MB/min, {s['growth_share']:.0%} of its "
+        f"median {s['median_mb']:.0f} MB over the run (95% interval {s['growth_low']:.0%} to "
+        f"{s['growth_high']:.0%}, above {max_share:.0%})"
+        for slot, s in slopes.items()
+        if math.isfinite(s["growth_low"]) and s["growth_low"] > max_share
     ]
     by_role: dict[str, list[str]] = defaultdict(list)
     for slot in slopes:
@@ -482,8 +553,9 @@ def rss_problems(
     for role, slots in sorted(by_role.items()):
         if all(slot in unjudged for slot in slots):
             out.append(
-                f"no {role} worker's RSS could be judged: none of {', '.join(sorted(slots))} "
-                "lived past its warm-up for two samples"
+                f"no {role} worker's RSS was shown flat: none of {', '.join(sorted(slots))} "
+                f"lived {2 * BLOCK_S / 60:.0f} minutes past its warm-up with a growth "
+                f"interval below {max_share:.0%}"
             )
     return out
 

@@ -24,9 +24,23 @@ def _left_out(judged: Mapping[str, Any]) -> str:
             f"{controller / 60:.1f} left out"
         )
     unjudged = judged.get("not_judged")
-    if unjudged:  # every process of these slots died before its warm-up ended
+    if unjudged and judged.get("blocks_s"):  # judged on block means, with an interval
+        said += (
+            f"; slopes fitted to {judged['blocks_s'] / 60:.0f}-minute means; not judged, no "
+            f"process lived two of them past its warm-up or the 95% interval of its growth holds "
+            f"both 10% and less: {', '.join(unjudged)}"
+        )
+    elif unjudged:  # every process of these slots died before its warm-up ended
         said += f"; not judged, no process lived past its warm-up: {', '.join(unjudged)}"
     return said
+
+
+def _interval(s: Mapping[str, Any]) -> str:
+    """The 95% interval of a judged slope's growth, where the report has one."""
+    low, high = s.get("growth_low"), s.get("growth_high")
+    if low is None or high is None or low != low or high != high:  # NaN: not judged
+        return ""
+    return f", 95% interval {low:+.1%} to {high:+.1%}"
 
 
 def render(report: dict[str, Any]) -> str:
@@ -132,7 +146,7 @@ def render(report: dict[str, Any]) -> str:
             lines += ["", f"The {whose} RSS as {'judged' if judged['judged'] else 'it would be judged'} "
                       f"({_left_out(judged)}): "
                       + "; ".join(f"{slot} {s['mb_per_min']:+.2f} MB/min, {s['growth_share']:+.1%} of its "
-                                  f"median {s['median_mb']:.0f} MB over the run ({s['samples']} samples, "
+                                  f"median {s['median_mb']:.0f} MB over the run{_interval(s)} ({s['samples']} samples, "
                                   f"{s['processes']} processes)"
                                   for slot, s in sorted(judged["slopes"].items())) + "."]  # fmt: skip
         gcs = live.get("gc_full") or {}

@@ -7,6 +7,7 @@ import math
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -87,7 +88,7 @@ def test_a_slot_whose_processes_all_died_before_warm_up_is_not_judged():
     mb = 2**20
     # y's processes each die 20 s into their lives (killed again and again): with a 30 s
     # warm-up none is judged; w lives on, flat
-    rows = [("w", 1, float(t), 200.0 * mb) for t in range(0, 600, 5)]
+    rows = [("w", 1, float(t), 200.0 * mb) for t in range(0, 1200, 5)]
     rows += [("y", pid, float(t), (100.0 + pid) * mb)
              for pid in range(1, 10) for t in range(pid * 60, pid * 60 + 20, 5)]  # fmt: skip
     slopes = c.rss_slopes(rows)
@@ -95,11 +96,79 @@ def test_a_slot_whose_processes_all_died_before_warm_up_is_not_judged():
     assert c.rss_problems(slopes) == []  # not a problem on its own ...
     roles = {"w": "controller", "y": "analysis"}
     (p,) = c.rss_problems(slopes, roles=roles)  # ... but a role with no slot judged is
-    assert p.startswith("no analysis worker's RSS could be judged: none of y lived")
+    assert p.startswith("no analysis worker's RSS was shown flat: none of y lived 10 minutes")
     # a judged slot that grows is still a problem beside an unjudged one
-    rows += [("w", 2, float(t), (200.0 + t / 60 * 5) * mb) for t in range(600, 1800, 5)]
+    rows = [r for r in rows if r[0] == "y"]
+    rows += [("w", 2, float(t), (200.0 + t / 60 * 5) * mb) for t in range(0, 1200, 5)]
     (g,) = c.rss_problems(c.rss_slopes(rows), roles={"w": "analysis", "y": "analysis"})
     assert g.startswith("w: RSS grows")
+
+
+def _ar1(rng: np.random.Generator, n: int, phi: float, sd: float) -> np.ndarray:
+    """Stationary AR(1) noise of standard deviation ``sd``: samples ``phi`` correlated."""
+    e = np.empty(n)
+    e[0] = rng.normal()
+    for i in range(1, n):
+        e[i] = phi * e[i - 1] + math.sqrt(1 - phi * phi) * rng.normal()
+    return sd * e
+
+
+def test_rss_slope_interval_reaches_its_nominal_coverage_under_correlated_noise():
+    # an hour of samples every 10 s, flat but for AR(1) noise correlated like a controller's
+    # RSS in the soak (lag-1 correlation 0.5) or stronger (0.8); one process, or two (killed
+    # at 25 minutes, the second starting 20 MB lower): the 95% interval of the slope must
+    # hold the true 0 in about 95% of 400 seeds (3 binomial SDs: 91.7% to 98.3%)
+    mb = 2**20
+    for phi, kill in ((0.5, False), (0.8, False), (0.5, True)):
+        held = 0
+        for seed in range(400):
+            e = _ar1(np.random.default_rng(seed), 360, phi, 3.0)
+            rows = [("w", 1 if not kill or t < 1500 else 2, float(t),
+                     (130.0 - (20.0 if kill and t >= 1500 else 0.0) + e[i]) * mb)
+                    for i, t in enumerate(range(0, 3600, 10))]  # fmt: skip
+            s = c.rss_slopes(rows)["w"]
+            held += s["growth_low"] <= 0.0 <= s["growth_high"]
+        assert 0.917 <= held / 400 <= 0.983, (phi, kill, held)
+
+
+def test_rss_judgement_tells_a_leak_a_short_life_and_flat_memory_apart():
+    # three controllers over an hour, 30 s warm-up, noise as above (lag-1 correlation 0.5,
+    # 3 MB): c1 flat and c2 leaking 0.4 MB/min (about 19% of 125 MB over the hour) live the
+    # hour; c0 is killed at 10, 30 and 55 minutes, its last process living 4.5 minutes past
+    # warm-up while rising 2 MB/min (a restarted process's climb to its high-water mark)
+    mb = 2**20
+    rng = np.random.default_rng(7)
+    e = {k: _ar1(rng, 360, 0.5, 3.0) for k in ("c0", "c1", "c2")}
+    ts = list(range(0, 3600, 10))
+    rows = [("c1", 1, float(t), (125.0 + e["c1"][i]) * mb) for i, t in enumerate(ts)]
+    rows += [
+        ("c2", 2, float(t), (113.0 + 0.4 * t / 60 + e["c2"][i]) * mb) for i, t in enumerate(ts)
+    ]
+    life = [(3, 0, 600), (4, 600, 1800), (5, 1800, 3300), (6, 3300, 3600)]
+    rows += [("c0", pid, float(t), (100.0 + 2.0 * (t - a) / 60 + e["c0"][i]) * mb)
+             for pid, a, z in life for i, t in enumerate(ts) if a <= t < z]  # fmt: skip
+    found = c.rss_slopes(rows)
+    roles = dict.fromkeys(found, "controller")
+    assert found["c1"]["growth_high"] <= 0.10  # shown flat
+    assert found["c2"]["growth_low"] > 0.10  # shown to grow
+    # c0's processes before the last live 10-25 minutes: each rises 2 MB/min, and that is
+    # growth too; only its last process, 4.5 minutes, adds nothing
+    assert found["c0"]["growth_low"] > 0.10
+    (leak, rise) = sorted(c.rss_problems(found, roles=roles))
+    assert leak.startswith("c0: RSS grows +1.9") and rise.startswith("c2: RSS grows +0.")
+    # with only the short last process of c0 and the flat c1, nothing is a problem: c0 is
+    # not judged, and the controllers' RSS was shown flat by c1
+    short = [r for r in rows if r[0] == "c1" or r[1] == 6]
+    found = c.rss_slopes(short)
+    assert found["c0"]["samples"] == 0 and c.rss_not_judged(found) == ["c0"]
+    assert c.rss_problems(found, roles=roles) == []
+    # a slot whose interval holds both 10% and less is not judged either: with c1 alone,
+    # that leaves no controller shown flat, a problem
+    wide = c.rss_slopes([r for r in rows if r[0] == "c2" and r[2] < 1500])
+    assert wide["c2"]["growth_low"] <= 0.10 < wide["c2"]["growth_high"]
+    assert c.rss_not_judged(wide) == ["c2"]
+    (p,) = c.rss_problems(wide, roles={"c2": "controller"})
+    assert p.startswith("no controller worker's RSS was shown flat: none of c2")
 
 
 def test_troughs_keep_each_minutes_lowest_value_per_process():
