@@ -67,19 +67,31 @@ def chunk_estimator(plan: EstimatorPlan, seed: int) -> tuple[Any, str | None]:
 
 def grid_panels(grid: CellGrid, periods: slice = slice(None)) -> dict[str, Panel]:
     """A chunk's panels of each per-cell metric over ``periods`` of its columns: the cells
-    :func:`analysis.worker.metric_panels` makes of the same rows of the long table."""
-    cols = (slice(None), periods)
-    if not grid.recorded[cols].all():
-        i, t = np.argwhere(~grid.recorded[cols])[0]
+    :func:`analysis.worker.metric_panels` makes of the same rows of the long table.
+
+    A period no product has an assignment record for is left out, as the long table has no
+    row of it: a missed flip (no controller flipped that boundary; the next one caught up to
+    the period in force, ``missed_flips``), whose sales count as unassigned. A period some
+    products have a record for and others not is an error."""
+    recorded = grid.recorded[:, periods]
+    times = grid.periods[periods]
+    kept: slice | np.ndarray = periods
+    some = recorded.any(axis=0)
+    if not some.all():  # whole periods without records: the same in every chunk
+        kept = np.arange(len(grid.periods))[periods][some]
+        recorded, times = recorded[:, some], times[some]
+    if not recorded.all():
+        i, t = np.argwhere(~recorded)[0]
         raise PanelError(
-            f"The panel is unbalanced: product {grid.products[i]!r} has no assignment record "
-            f"at period {grid.periods[periods][t]!r}."
+            f"The panel is unbalanced: product {str(grid.products[i])!r} has no assignment "
+            f"record at period {int(times[t])}."
         )
+    cols = (slice(None), kept)
     units = Panel(
         Y=grid.values["units"][cols],
         W=grid.treated[cols],
         units=grid.products,
-        times=grid.periods[periods],
+        times=times,
         blackout=grid.blackout[cols],
         probability=grid.probability[cols],
         groups=grid.classes,
