@@ -140,10 +140,26 @@ class ChunkSums:
 
     parts: dict[Key, Partial | Exception] = field(default_factory=dict)
     control: dict[str, tuple[float, int]] = field(default_factory=dict)
+    #: the periods left out because no product of the chunk has a record of them
+    #: (:func:`grid_panels`): every chunk of one look must leave out the same ones
+    missed: frozenset[int] = frozenset()
 
     def merge(self, other: ChunkSums, axis: str) -> ChunkSums:
-        """Both merged, ``axis`` "units" (other products) or "periods" (other periods)."""
-        out = ChunkSums()
+        """Both merged, ``axis`` "units" (other products) or "periods" (other periods). Two
+        chunks of other products that left out other periods (a period some products have a
+        record of and others not: a flip's records cut short, and the period caught up over)
+        give an error in every entry, as an unbalanced panel does."""
+        if axis == "units" and self.missed != other.missed:
+            k = min(self.missed ^ other.missed)
+            err = PanelError(
+                f"The panel is unbalanced: period {k} has assignment records for some products "
+                "and none for others."
+            )
+            return ChunkSums(
+                parts=dict.fromkeys(self.parts.keys() | other.parts.keys(), err),
+                missed=self.missed | other.missed,
+            )
+        out = ChunkSums(missed=self.missed | other.missed)
         for key in self.parts.keys() | other.parts.keys():
             a, b = self.parts.get(key), other.parts.get(key)
             if a is None or b is None:
@@ -162,6 +178,29 @@ class ChunkSums:
             s1, c1 = other.control.get(m, (0.0, 0))
             out.control[m] = (s0 + s1, c0 + c1)
         return out
+
+
+def grid_sums(
+    fitted: Sequence[tuple[EstimatorPlan, Any]],
+    grid: CellGrid,
+    periods: slice = slice(None),
+    timer: Callable[[Key, float], None] | None = None,
+) -> ChunkSums:
+    """:func:`chunk_sums` of a grid's panels over ``periods`` of its columns
+    (:func:`grid_panels`), with the periods left out for want of any record; nothing but
+    them when no period is left."""
+    missed = frozenset(int(k) for k in missed_periods(grid, periods))
+    if len(missed) == len(grid.periods[periods]):
+        return ChunkSums(missed=missed)
+    sums = chunk_sums(fitted, grid_panels(grid, periods), timer)
+    sums.missed = missed
+    return sums
+
+
+def missed_periods(grid: CellGrid, periods: slice = slice(None)) -> np.ndarray:
+    """The periods among ``periods`` of the grid's columns that no product of it has an
+    assignment record of."""
+    return np.asarray(grid.periods[periods][~grid.recorded[:, periods].any(axis=0)])
 
 
 def chunk_sums(
@@ -424,12 +463,10 @@ class ChunkedLooks:
             split = layout.final - first  # the grid's columns compacted since the sums kept
             if additive:
                 closed = (
-                    chunk_sums(fitted, grid_panels(grid, slice(0, split)), timer)
-                    if split > 0
-                    else ChunkSums()
+                    grid_sums(fitted, grid, slice(0, split), timer) if split > 0 else ChunkSums()
                 )
                 live = (
-                    chunk_sums(fitted, grid_panels(grid, slice(split, None)), timer)
+                    grid_sums(fitted, grid, slice(split, None), timer)
                     if split < len(grid.periods)
                     else ChunkSums()
                 )
@@ -437,7 +474,7 @@ class ChunkedLooks:
                 chunks[grid.start] = closed if before is None else before.merge(closed, "periods")
                 mine.append(chunks[grid.start].merge(live, "periods"))
             else:
-                mine.append(chunk_sums(fitted, grid_panels(grid), timer))
+                mine.append(grid_sums(fitted, grid, timer=timer))
             if grid.rows is not None and len(grid.rows):
                 compacted = grid.rows["period"].to_numpy() < layout.final
                 closed_rows.append(grid.rows[compacted])

@@ -245,6 +245,7 @@ def encode_part(part: ChunkPart) -> bytes:
             [label, metric, _partial(w, p)] for (label, metric), p in part.sums.parts.items()
         ],
         "control": {m: [float(s), int(c)] for m, (s, c) in part.sums.control.items()},
+        "missed": sorted(part.sums.missed),
         "rows": None if part.rows is None else _rows(w, part.rows),
     }
     header = json.dumps(head, separators=(",", ":")).encode()
@@ -270,6 +271,7 @@ def decode_part(blob: bytes, product: Callable[[], pd.CategoricalDtype]) -> Chun
         sums = ChunkSums(
             parts={(str(lab), str(m)): _unpartial(r, d) for lab, m, d in head["parts"]},
             control={m: (float(s), int(c)) for m, (s, c) in head["control"].items()},
+            missed=frozenset(int(k) for k in head.get("missed", ())),
         )
         rows = None if head["rows"] is None else _unrows(r, head["rows"], product)
     except BadPartial:

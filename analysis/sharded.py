@@ -49,10 +49,9 @@ from analysis.chunked import (
     ChunkSums,
     Key,
     Population,
-    chunk_sums,
     concat_rows,
     finish_all,
-    grid_panels,
+    grid_sums,
     look_plan,
     merge_in_order,
     metrics_of_grid,
@@ -290,7 +289,7 @@ class ShardedLooks:
             return
         size = self.chunking.products
         async for grid in source.grids(layout, size, 0, keep, only=chunks):
-            sums: ChunkSums = chunk_sums(fitted, grid_panels(grid), timer)
+            sums: ChunkSums = grid_sums(fitted, grid, timer=timer)
             yield grid.start // size, ChunkPart(sums, grid.rows)
 
 

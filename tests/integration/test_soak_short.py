@@ -126,11 +126,13 @@ async def test_soak_short_form(tmp_path):
     # judges it: docs/operations.md, "Soak under faults")
     problems = dict(report["problems"])
     live = problems.pop("live_memory_flat")
-    # an analysis worker's RSS is judged after its warm-up (the longest slot's first
-    # generation, 4 clock days: most of the 3.4 minutes): the short form has too few samples
-    # left to judge it; the controllers' is judged
+    # RSS is judged on 5-minute means with an interval (benchmarks/soak_checks.py, slopes):
+    # 3.4 minutes hold no two of them, so no worker's RSS can be shown flat here, and the check
+    # says so per role; none may be shown to grow (the 20- and 60-minute soaks judge it)
     rss = problems.pop("rss_flat")
-    assert not [p for p in rss if not p.startswith("analysis-")], rss
+    assert not [p for p in rss if "RSS grows" in p], rss
+    assert sorted(p.split(" worker's")[0] for p in rss) == ["no analysis", "no controller"], rss
+    assert set(report["rss_judged"]["not_judged"]) == set(report["rss"]), report["rss_judged"]
     assert problems == {k: [] for k in problems}, problems
     assert "handed_over" in problems
     # a controller's live memory did not grow; one killed early, or sampled slowly on a loaded

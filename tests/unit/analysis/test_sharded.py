@@ -17,6 +17,7 @@ from analysis.chunked import (
     chunk_sums,
     finish_all,
     grid_panels,
+    grid_sums,
     merge_in_order,
 )
 from analysis.errors import NotEstimable, PanelError
@@ -287,6 +288,51 @@ def test_a_period_no_product_has_a_record_of_is_left_out_as_the_long_table_leave
     g.recorded[3, 6] = False
     with pytest.raises(PanelError, match="product 'p003' has no assignment record at period 6"):
         grid_panels(g)
+
+
+def test_chunks_that_leave_out_other_periods_do_not_merge_into_figures() -> None:
+    """A flip's records cut short (a controller killed mid-write, the period then caught up
+    over): period 4 has records for products 0-9 and none for 10-22. Each chunk alone looks
+    whole (the second has no record of period 4 at all and leaves it out), so the merge must
+    refuse them, as the whole panel would be refused, not give figures over other periods."""
+    w = _world()
+    fitted = _fitted()
+    grids = [_grid(w, 0, 10), _grid(w, 10, 23)]
+    grids[1].recorded[:, 4] = False
+    sums = [grid_sums(fitted, g) for g in grids]
+    assert sums[0].missed == frozenset() and sums[1].missed == {4}
+    got = finish_all(fitted, merge_in_order(sums), ("units", "revenue", "price"))
+    assert got and all(isinstance(r, PanelError) for r in got.values()), got
+    (said,) = {str(r) for k, r in got.items() if k[1] != "price"}
+    assert said == (
+        "The panel is unbalanced: period 4 has assignment records for some products and none "
+        "for others."
+    )
+    # sent between workers, a part keeps what it left out
+    part = ChunkPart(sums[1], None)
+    assert decode_part(encode_part(part), lambda: DTYPE).sums.missed == {4}
+
+
+def test_a_slice_of_only_missed_periods_adds_nothing() -> None:
+    """The non-sharded look reads the periods compacted since its last look apart from the
+    rest (``ChunkedLooks._read``): when those are only the missed period, that slice is no
+    error, and closed and open slices merged give the whole grid's figures."""
+    w = _world()
+    fitted = _fitted()
+    g = _grid(w, 0, N)
+    g.recorded[:, 4] = False
+    alone = grid_sums(fitted, g, slice(4, 5))
+    assert alone.parts == {} and alone.missed == {4}
+    kept = grid_sums(fitted, g, slice(0, 4)).merge(alone, "periods")
+    total = kept.merge(grid_sums(fitted, g, slice(5, None)), "periods")
+    metrics = ("units", "revenue")
+    want = finish_all(fitted, grid_sums(fitted, g), metrics)
+    got = finish_all(fitted, total, metrics)
+    for key, r in want.items():
+        assert not isinstance(r, Exception), (key, r)
+        g_ = got[key]
+        assert not isinstance(g_, Exception), (key, g_)
+        assert g_.effect == pytest.approx(r.effect, rel=1e-12), key
 
 
 def _with_header(head: object, body: bytes = b"") -> bytes:
