@@ -213,12 +213,16 @@ def decimal_commas_to_numbers(df: pd.DataFrame, keep: Iterable[str] = ()) -> pd.
         values = out[column]
         if column in keep or pd.api.types.is_numeric_dtype(values):
             continue
-        text = values.dropna().astype(str)
+        # each distinct value once: a column of 180 days in 900,000 rows is 180 matches
+        codes, uniques = pd.factorize(values)
+        text = pd.Series(np.asarray(uniques, dtype=object)).astype(str)
         whole = text.str.match(r"^\s*[-+]?\d+\s*$")
         numbers = text.str.match(_DECIMAL_COMMA) | text.str.match(_THOUSANDS_DOTS) | whole
         if len(text) and numbers.all() and not whole.all():
             number = text.str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
-            out[column] = pd.to_numeric(number).astype(float).reindex(values.index)
+            parsed = pd.to_numeric(number).astype(float).to_numpy()
+            taken = np.where(codes >= 0, parsed[np.maximum(codes, 0)], np.nan)
+            out[column] = pd.Series(taken, index=values.index, dtype=float)
     return out
 
 
