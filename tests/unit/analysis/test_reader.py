@@ -549,3 +549,34 @@ def test_thousands_dots_far_down_a_decimal_comma_file_are_read(tmp_path: Path) -
     assert df["revenue"].dtype == float and df["units"].dtype == float
     assert (df["revenue"].iloc[0], df["revenue"].iloc[-1]) == (12.5, 1234.5)
     assert (df["units"].iloc[0], df["units"].iloc[-1]) == (3.0, 1234.0)
+
+
+@pytest.mark.parametrize(
+    ("launch", "said"),
+    [
+        (
+            ["2026-03-16", "yesterday"],
+            r"^launch column 'launch' must hold period numbers or dates, ",
+        ),
+        ([1.5, 2.0], r"^launch column 'launch' must hold whole period numbers or dates\.$"),
+        (
+            ["2026-03-16", "16/03/2026"],
+            r"^launch column 'launch' writes dates in more than one way",
+        ),
+    ],
+)
+def test_a_launch_that_cannot_be_read_is_said_of_the_launch_column(
+    launch: list[object], said: str
+) -> None:
+    """The sentence said ``time column 'launch'``: the launch column is not the time column
+    (``--time day`` read well), and the user looked for the fault in the wrong one."""
+    df = pd.DataFrame(
+        {
+            "sku": ["A", "A", "B", "B"],
+            "day": ["2026-03-16", "2026-03-17"] * 2,
+            "units": [3, 4, 5, 2],
+            "launch": [launch[0], launch[0], launch[1], launch[1]],
+        }
+    )
+    with pytest.raises((TableError, PanelError), match=said):
+        to_cells(df, unit="sku", time="day", sums=["units"], policy=ReadPolicy(launch="launch"))
