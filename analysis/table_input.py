@@ -36,6 +36,11 @@ _DECIMAL_COMMA = re.compile(r"^\s*[-+]?(\d{1,3}(\.\d{3})+|\d+),\d+\s*$")
 _THOUSANDS_DOTS = re.compile(r"^\s*[-+]?\d{1,3}(\.\d{3})+\s*$")
 #: a whole number with a thousands comma, as a US export writes 1200: 1,200  -2,000
 _THOUSANDS_COMMA = re.compile(r"^\s*[-+]?[1-9]\d{0,2},\d{3}\s*$")
+#: a number as a decimal-comma file writes it: 169,83  1.234,50  1.234  1234
+_WRITTEN_NUMBER = re.compile(
+    "|".join(f"(?:{p.pattern})" for p in (_DECIMAL_COMMA, _THOUSANDS_DOTS))
+    + r"|(?:^\s*[-+]?\d+\s*$)"
+)
 
 DATE_OPTIONS = "--dayfirst or --monthfirst (or --date-format FORMAT, e.g. %d/%m/%Y)"
 
@@ -217,8 +222,11 @@ def decimal_commas_to_numbers(df: pd.DataFrame, keep: Iterable[str] = ()) -> pd.
     """``df`` with every text column whose values are all numbers written with a decimal
     comma (``169,83``, ``1.234,50``), thousands dots (``1.234``) or as whole numbers as floats,
     except the ``keep`` columns; for a decimal-comma file, whose thousands dots pandas leaves as
-    text (or, in a comma-separated file, quoted decimals it cannot split). A date written
-    with dots (``01.03.2026``) is not such a number and stays text."""
+    text. A date written with dots (``01.03.2026``) is not such a number and stays text.
+
+    pandas reads a long file in chunks and infers each chunk's columns alone, so a column can
+    hold the numbers of one chunk (12.5) beside the text of another (``1.234,50``): the
+    numbers count as read."""
     out = df.copy()
     for column in out.columns:
         values = out[column]
@@ -226,15 +234,26 @@ def decimal_commas_to_numbers(df: pd.DataFrame, keep: Iterable[str] = ()) -> pd.
             continue
         # each distinct value once: a column of 180 days in 900,000 rows is 180 matches
         codes, uniques = pd.factorize(values)
-        text = pd.Series(np.asarray(uniques, dtype=object)).astype(str)
-        whole = text.str.match(r"^\s*[-+]?\d+\s*$")
-        numbers = text.str.match(_DECIMAL_COMMA) | text.str.match(_THOUSANDS_DOTS) | whole
-        if len(text) and numbers.all() and not whole.all():
-            number = text.str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
-            parsed = pd.to_numeric(number).astype(float).to_numpy()
-            taken = np.where(codes >= 0, parsed[np.maximum(codes, 0)], np.nan)
-            out[column] = pd.Series(taken, index=values.index, dtype=float)
+        given = np.asarray(uniques, dtype=object)
+        read = np.zeros(len(given), dtype=bool)
+        if values.dtype == object:  # text has pandas' str dtype: only a mixed column is objects
+            read = np.fromiter(map(_a_number, given), dtype=bool, count=len(given))
+        text = pd.Series(given[~read]).astype(str)
+        if not len(text) or not text.str.match(_WRITTEN_NUMBER).all():
+            continue
+        if not any("," in v or "." in v for v in text):  # whole numbers only: 1234, not 1.234
+            continue
+        parsed = np.empty(len(given))
+        parsed[read] = given[read].astype(float)
+        number = text.str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
+        parsed[~read] = pd.to_numeric(number).astype(float).to_numpy()
+        taken = np.where(codes >= 0, parsed[np.maximum(codes, 0)], np.nan)
+        out[column] = pd.Series(taken, index=values.index, dtype=float)
     return out
+
+
+def _a_number(value: object) -> bool:
+    return isinstance(value, int | float | np.number) and not isinstance(value, bool | np.bool_)
 
 
 __all__ = [

@@ -242,10 +242,12 @@ def _parse_csv(src: TableSource, text: tuple[str, ...]) -> pd.DataFrame:
         return _csv(src, sep, **options)
     # a decimal-comma file: read_csv(decimal=",") leaves thousands dots (1.234, 1.234,50) as
     # text; thousands="." would read a date 01.03.2026 as the number 1032026. So the columns
-    # left as text and written as such numbers are read from that text. low_memory=False:
-    # read in chunks, a column with 1.234,50 in some chunks only would hold numbers beside
-    # text, each chunk's column inferred on its own.
-    df = _csv(src, sep, decimal=",", low_memory=False, **options)
+    # left as text and written as such numbers are read from that text.
+    with warnings.catch_warnings():
+        # a long file's chunks are inferred alone, and a column with 1.234,50 in some chunks
+        # only holds numbers beside text ("mixed types"): decimal_commas_to_numbers reads both
+        warnings.simplefilter("ignore", pd.errors.DtypeWarning)
+        df = _csv(src, sep, decimal=",", **options)
     return decimal_commas_to_numbers(df, written)
 
 

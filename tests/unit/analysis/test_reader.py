@@ -532,8 +532,8 @@ def test_ids_keep_their_zeros_below_a_blank_first_line(tmp_path: Path) -> None:
 def test_thousands_dots_far_down_a_decimal_comma_file_are_read(tmp_path: Path) -> None:
     """pandas reads a long file in chunks and infers each chunk's columns on its own: with
     ``1.234,50`` only below the first chunk (131,072 rows of four columns), a column holds
-    floats above and text below (pandas' DtypeWarning, "mixed types", on the user's screen),
-    and every one of its numbers is still read."""
+    floats above and text below, and pandas' DtypeWarning ("mixed types") reached the user's
+    screen. Every one of its numbers is read, and nothing is said."""
     n = 140_000
     revenue = ["12,50"] * n
     revenue[-1] = "1.234,50"
