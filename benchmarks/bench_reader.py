@@ -8,9 +8,10 @@ ISO day, units, price, revenue, treated) written twice: as a plain CSV, and as a
 reads them) and by a bare ``pandas.read_csv`` of the same file (the baseline, in the same
 process, alternated with it, first in every other run); medians over ``--runs``. What the
 reader adds to that one read: the UTF-8 check (a pass over the bytes, timed apart), the header
-checks, the ids as text, and for the German file the numbers with thousands dots. The
-informational line ``to_cells`` is the step that follows the read in every command (one row
-per product and day).
+checks, the ids as text (told ``str``, pandas reads the column slower than it infers one; then
+as Python strings, ``as_text``), and for the German file the numbers with thousands dots.
+Informational: ``read_csv`` told the ids are ``str``, the one read the reader makes, and
+``to_cells``, the step that follows the read in every command (one row per product and day).
 
 Usage: .venv/bin/python benchmarks/bench_reader.py [--products 5000] [--days 180] [--runs 7]
 Target: load_table <= 1.5 x the bare read_csv of the same file, for each file (the reader
@@ -84,11 +85,18 @@ def timed(fn: Callable[[], object]) -> tuple[float, object]:
     return time.perf_counter() - t0, out
 
 
-def bench(name: str, source: TableSource, bare: Callable[[], pd.DataFrame], runs: int) -> None:
+def bench(
+    name: str,
+    source: TableSource,
+    bare: Callable[[], pd.DataFrame],
+    one_read: Callable[[], pd.DataFrame],
+    runs: int,
+) -> None:
     """Times the pair alternated ``runs`` times; prints the medians, the ratio and whether the
-    target is met."""
+    target is met. ``one_read``: the read the reader makes, ids as str (informational)."""
     reader: list[float] = []
     baseline: list[float] = []
+    ids: list[float] = []
     utf8: list[float] = []
     cells: list[float] = []
     for run in range(runs):
@@ -105,11 +113,20 @@ def bench(name: str, source: TableSource, bare: Callable[[], pd.DataFrame], runs
                      describe=["treated"], carry=["price"])  # fmt: skip
             cells.append(time.perf_counter() - t0)
         utf8.append(timed(lambda: _utf8_text(source.path))[0])
+        ids.append(timed(one_read)[0])
     size = source.path.stat().st_size / 1e6
     print(f"{name} ({size:.1f} MB)")
     print(median_report("  load_table, seconds", reader, "{:.3f}".format))
     print(median_report("  bare pandas.read_csv (baseline), seconds", baseline, "{:.3f}".format))
     print(median_report("    of load_table: the UTF-8 check, seconds", utf8, "{:.3f}".format))
+    print(
+        median_report(
+            "  read_csv with the ids as str, one read as the reader makes it (informational), "
+            "seconds",
+            ids,
+            "{:.3f}".format,
+        )
+    )
     print(median_report("  then to_cells (informational), seconds", cells, "{:.3f}".format))
     ratio = statistics.median(reader) / statistics.median(baseline)
     print(
@@ -134,11 +151,19 @@ def main() -> None:
         plain, german = Path(tmp) / "sales.csv", Path(tmp) / "sales_de.csv"
         write_plain(df, plain)
         write_german(df, german)
-        bench("plain CSV", TableSource(plain), lambda: pd.read_csv(plain), args.runs)
+        ids = {"product": str}
+        bench(
+            "plain CSV",
+            TableSource(plain),
+            lambda: pd.read_csv(plain),
+            lambda: pd.read_csv(plain, dtype=ids),
+            args.runs,
+        )
         bench(
             "German export (--decimal ,)",
             TableSource(german, decimal=","),
             lambda: pd.read_csv(german, sep=";", decimal=","),
+            lambda: pd.read_csv(german, sep=";", decimal=",", dtype=ids),
             args.runs,
         )
     load = "/".join(f"{x:.1f}" for x in os.getloadavg())
