@@ -413,6 +413,8 @@ def analyze(
             check_arm_options(treated, arm, control, method, probability, by, graph)
         policy = read_policy(missing, currency, rates, launch, dayfirst, date_format)
         df = load_table(table_source(panel_path, table, query, sep, decimal), (unit, arm, by))
+        if by is not None and by in df.columns:
+            df[by] = segments_as_numbers(df[by])
         given = {"--by": by, "--covariates": covariates, "--graph": graph,
                  "--unit-effects": unit_effects, "--units": units_col, "--revenue": revenue_col,
                  "--cost": cost_col, "--profit": profit_col, "--price-ratio": ratio_col,
@@ -1028,6 +1030,17 @@ def long_kw(
         "probability": probability,
         "covariates": covariates,
     }
+
+
+def segments_as_numbers(col: pd.Series) -> pd.Series:
+    """A segment column, read as text (a region ``NA`` is a name, not a blank), as numbers
+    when every value is one: segments 1, 2 and 10 print as numbers (``--json``: 1, not "1")
+    and sort as numbers, not as 1, 10, 2."""
+    written = col.notna()
+    numbers = pd.to_numeric(col.where(written), errors="coerce")
+    if not written.any() or numbers[written].isna().any():
+        return col
+    return numbers
 
 
 def by_segment(

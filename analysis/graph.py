@@ -170,6 +170,7 @@ def cross_price_tests(
             f"{max_missing:.0%} of the days not tested (e.g. {sparse[0]!r})"
         )
     src, tgt, g_st, g_ts, pv, cats = [], [], [], [], [], []
+    alone: list[int] = []  # the one product of each category that has one left
     order = np.argsort(cat_of[ok], kind="stable")
     rows_ok = np.flatnonzero(ok)[order]
     cat_sorted = cat_of[rows_ok]
@@ -178,6 +179,7 @@ def cross_price_tests(
         rows = rows_ok[a:b]
         m = rows.size
         if m < 2:
+            alone.append(int(rows[0]))
             continue
         lp, lq = LP[rows], LQ[rows]
         days = ~(np.isnan(lp).any(axis=0) | np.isnan(lq).any(axis=0))
@@ -217,6 +219,11 @@ def cross_price_tests(
         g_ts.append(gamma[ju, iu])
         pv.append(np.minimum(1.0, 2.0 * np.minimum(p_dir[iu, ju], p_dir[ju, iu])))
         cats.append(np.full(iu.size, cat_of[rows[0]], dtype=object))
+    if alone:  # such a category was left out of the graph without a word
+        left_out.append(
+            f"{len(alone)} category(ies) with one product left (e.g. {cat_of[alone[0]]!r}, "
+            f"product {products[alone[0]]!r}) not tested: a pair needs two products"
+        )
     if not src:
         raise GraphError(
             "No category has 2 or more products with enough complete days; check the history "

@@ -100,24 +100,31 @@ class Cells:
 
 
 def periods(
-    col: pd.Series, name: str, dayfirst: bool | None = None, date_format: str | None = None
+    col: pd.Series,
+    name: str,
+    dayfirst: bool | None = None,
+    date_format: str | None = None,
+    kind: str = "time",
 ) -> pd.Series:
     """Period labels that sort in time order: whole numbers, or dates as UTC instants (a
-    day/month order is never guessed: :func:`analysis.table_input.read_dates`)."""
+    day/month order is never guessed: :func:`analysis.table_input.read_dates`). ``kind``
+    names the column's role in a refusal (the ``time`` column, a ``launch`` column)."""
     if pd.api.types.is_bool_dtype(col):
-        raise TableError(f"time column {name!r} must hold whole period numbers or dates.")
+        raise TableError(f"{kind} column {name!r} must hold whole period numbers or dates.")
     if pd.api.types.is_numeric_dtype(col) and date_format is None:
         values = col.to_numpy(dtype=float)
         if not np.all(np.isfinite(values) & (np.mod(values, 1) == 0)):
-            raise TableError(f"time column {name!r} must hold whole period numbers or dates.")
+            raise TableError(f"{kind} column {name!r} must hold whole period numbers or dates.")
         return _yyyymmdd(col.astype(np.int64))
     if pd.api.types.is_datetime64_any_dtype(col):  # Parquet's or a database's timestamps
         return pd.Series(pd.to_datetime(col, utc=True), index=col.index, name=col.name)
     text = col.astype(str).str.strip()
     if date_format is None and text.str.fullmatch(r"[-+]?\d+").all():  # periods read as text
         return _yyyymmdd(text.astype(np.int64))
-    instants = read_dates(col, name, dayfirst=dayfirst, date_format=date_format, utc=True)
-    _one_zone(text, instants, name)
+    instants = read_dates(
+        col, name, dayfirst=dayfirst, date_format=date_format, utc=True, kind=kind
+    )
+    _one_zone(text, instants, f"{kind} column {name!r}")
     return instants
 
 
@@ -127,7 +134,7 @@ _OFFSET = re.compile(r"\d:\d\d(?::\d\d(?:\.\d+)?)?\s*(Z|[+-]\d\d(?::?\d\d)?)$", 
 _DAY = re.compile(r"^[^:]*$|[T ]00:00(?::00(?:\.0+)?)?(?:\s*(?:Z|[+-]\d\d(?::?\d\d)?))?$", re.I)
 
 
-def _one_zone(text: pd.Series, instants: pd.Series, name: str) -> None:
+def _one_zone(text: pd.Series, instants: pd.Series, column: str) -> None:
     """A TableError when the labels put one period at two instants: some written with a UTC
     offset and some without (read as UTC: a Berlin day's midnight is 23:00 UTC the day before,
     so the plain ``2026-03-23`` and ``2026-03-23T00:00:00+01:00`` were two periods, each
@@ -142,7 +149,7 @@ def _one_zone(text: pd.Series, instants: pd.Series, name: str) -> None:
     zoned = offset.notna() & ~offset.fillna("").str.fullmatch(r"(?i)z|[+-]00(:?00)?")
     if zoned.any() and offset.isna().any():
         raise TableError(
-            f"time column {name!r} writes some periods with a UTC offset ({labels[zoned].iloc[0]!r}) "
+            f"{column} writes some periods with a UTC offset ({labels[zoned].iloc[0]!r}) "
             f"and some without ({labels[offset.isna()].iloc[0]!r}), so one day can be two "
             "periods: write every period with its offset, or every one without."
         )
@@ -154,7 +161,7 @@ def _one_zone(text: pd.Series, instants: pd.Series, name: str) -> None:
     if gaps.min() < pd.Timedelta(hours=23):
         at = int(gaps.idxmin())
         raise TableError(
-            f"time column {name!r} holds days written in two time zones ({first.iloc[at - 1]!r} "
+            f"{column} holds days written in two time zones ({first.iloc[at - 1]!r} "
             f"and {first.iloc[at]!r} are {str(gaps[at]).removeprefix('0 days ')} apart): "
             "write every day in one zone."
         )
@@ -294,7 +301,7 @@ def to_cells(
     out = out.reset_index(drop=True)
     launch = None
     if pol.launch is not None:  # each product's launch, constant within it
-        when = periods(df[pol.launch], pol.launch, pol.dayfirst, pol.date_format)
+        when = periods(df[pol.launch], pol.launch, pol.dayfirst, pol.date_format, "launch")
         per = pd.DataFrame({"u": out[unit].to_numpy(), "l": when.to_numpy()}).groupby("u")["l"]
         several = per.nunique()
         if (several > 1).any():

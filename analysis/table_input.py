@@ -36,6 +36,11 @@ _DECIMAL_COMMA = re.compile(r"^\s*[-+]?(\d{1,3}(\.\d{3})+|\d+),\d+\s*$")
 _THOUSANDS_DOTS = re.compile(r"^\s*[-+]?\d{1,3}(\.\d{3})+\s*$")
 #: a whole number with a thousands comma, as a US export writes 1200: 1,200  -2,000
 _THOUSANDS_COMMA = re.compile(r"^\s*[-+]?[1-9]\d{0,2},\d{3}\s*$")
+#: a number as a decimal-comma file writes it: 169,83  1.234,50  1.234  1234
+_WRITTEN_NUMBER = re.compile(
+    "|".join(f"(?:{p.pattern})" for p in (_DECIMAL_COMMA, _THOUSANDS_DOTS))
+    + r"|(?:^\s*[-+]?\d+\s*$)"
+)
 
 DATE_OPTIONS = "--dayfirst or --monthfirst (or --date-format FORMAT, e.g. %d/%m/%Y)"
 
@@ -55,13 +60,16 @@ def read_dates(
     dayfirst: bool | None = None,
     date_format: str | None = None,
     utc: bool = True,
+    kind: str = "time",
 ) -> pd.Series:
     """The column's labels as timestamps (UTC when ``utc``), each distinct label parsed once.
 
     ``date_format`` (strftime codes) reads every label that way; ``dayfirst`` settles the
     order of a day and a month written as numbers. Without either, that order must follow
-    from the data, or a :class:`PanelError` names the options that settle it.
+    from the data, or a :class:`PanelError` names the options that settle it. ``kind`` names
+    the column's role in those sentences (``time``, ``launch``).
     """
+    column = f"{kind} column {name!r}"  # the column as each sentence names it
     codes, uniques = pd.factorize(col)
     text = pd.Series(np.asarray(uniques, dtype=object)).astype(str)
     if date_format is not None:
@@ -69,11 +77,10 @@ def read_dates(
         if parsed.isna().any():
             bad = text[parsed.isna()].iloc[0]
             raise PanelError(
-                f"time column {name!r} holds {bad!r}, which does not match --date-format "
-                f"{date_format!r}."
+                f"{column} holds {bad!r}, which does not match --date-format {date_format!r}."
             )
     else:
-        parsed = _parse(text, name, dayfirst, utc)
+        parsed = _parse(text, column, dayfirst, utc)
     if pd.api.types.is_datetime64_any_dtype(parsed):  # taken as timestamps, not objects
         taken = pd.DatetimeIndex(parsed).take(codes, allow_fill=True, fill_value=pd.NaT)
         return pd.Series(taken, index=col.index, name=col.name)
@@ -83,50 +90,61 @@ def read_dates(
     return pd.to_datetime(out, utc=utc) if utc else out
 
 
-def _parse(text: pd.Series, name: str, dayfirst: bool | None, utc: bool) -> pd.Series:
+def _parse(text: pd.Series, column: str, dayfirst: bool | None, utc: bool) -> pd.Series:
     parts = text.str.extract(_DAY_MONTH)
     day_month = parts[0].notna()
     if day_month.all():
         first, second = parts[0].astype(int), parts[2].astype(int)
-        if _day_first(first, second, text, name, dayfirst):
+        if _day_first(first, second, text, column, dayfirst):
             day, month = first, second
         else:
             day, month = second, first
         iso = parts[3] + "-" + month.map("{:02d}".format) + "-" + day.map("{:02d}".format)
-        return _to_datetime(iso + parts[4].str.rstrip(), text, name, utc)
-    if day_month.any():
-        other = text[~day_month].iloc[0]
-        raise PanelError(
-            f"time column {name!r} writes dates in more than one way (e.g. "
-            f"{text[day_month].iloc[0]!r} and {other!r}); write them one way or pass "
-            "--date-format FORMAT."
-        )
+        return _to_datetime(iso + parts[4].str.rstrip(), text, column, utc)
+    if day_month.any():  # 03/04/2025 beside 2025-04-03, or beside total
+        raise _not_all_alike(column, text[day_month].iloc[0], text[~day_month].iloc[0])
     year_first = text.str.match(_YEAR_FIRST)
     if year_first.all():
-        return _to_datetime(text, text, name, utc)
-    if year_first.any():  # 2026-03-01 beside yesterday, or beside 03/01/26
-        other = text[~year_first].iloc[0]
-        if not re.match(_NUMBERS_ONLY, other):
-            raise PanelError(
-                f"time column {name!r} must hold period numbers or dates, not values like "
-                f"{other!r} (its other values are dates like {text[year_first].iloc[0]!r})."
-            )
-        raise PanelError(
-            f"time column {name!r} writes dates in more than one way (e.g. "
-            f"{text[year_first].iloc[0]!r} and {other!r}); write them one way or pass "
-            "--date-format FORMAT."
-        )
+        return _to_datetime(text, text, column, utc)
+    if year_first.any():  # 2026-03-01 beside yesterday, 03/01/26, 1 March 2026 or 20260301
+        raise _not_all_alike(column, text[year_first].iloc[0], text[~year_first].iloc[0])
     numbers = text[text.str.match(_NUMBERS_ONLY)]
     if len(numbers):  # 03/03/25: which field is the year, and which the day?
         raise PanelError(
-            f"time column {name!r} holds dates like {numbers.iloc[0]!r} whose order of day, "
+            f"{column} holds dates like {numbers.iloc[0]!r} whose order of day, "
             "month and year is not settled; pass --date-format FORMAT (e.g. %d/%m/%y)."
         )
-    return _to_datetime(text, text, name, utc)  # month names: 3 March 2025, Mar 3 2025
+    return _to_datetime(text, text, column, utc)  # month names: 3 March 2025, Mar 3 2025
+
+
+def _not_all_alike(column: str, date: str, other: str) -> PanelError:
+    """The sentence for a column of dates like ``date`` with ``other`` among them: a date
+    written another way (``1 March 2026`` or ``20260301`` beside ``2026-03-01``), or a value
+    that is no date at all (``yesterday``, ``total``)."""
+    if _a_date(other):
+        return PanelError(
+            f"{column} writes dates in more than one way (e.g. {date!r} and {other!r}); write "
+            "them one way or pass --date-format FORMAT."
+        )
+    return PanelError(
+        f"{column} must hold period numbers or dates, not values like {other!r} (its other "
+        f"values are dates like {date!r})."
+    )
+
+
+def _a_date(label: str) -> bool:
+    """Whether a label is a date written some way: in numbers only (03/01/26), or with a
+    four-digit year in a form pandas reads (1 March 2026, Mar 1 2026, 20260301); not a word
+    (yesterday, today) and not a period number."""
+    if _NUMBERS_ONLY.match(label):
+        return True
+    if re.search(r"\d{4}", label) is None:
+        return False
+    return not pd.isna(pd.to_datetime(label, format="mixed", errors="coerce"))
 
 
 def _day_first(
-    first: pd.Series, second: pd.Series, text: pd.Series, name: str, dayfirst: bool | None
+    first: pd.Series, second: pd.Series, text: pd.Series, column: str, dayfirst: bool | None
 ) -> bool:
     """Whether ``first`` holds the days: from the data (a field above 12 is not a month), or
     from ``dayfirst`` when the data allows both; a PanelError when neither settles it."""
@@ -134,19 +152,19 @@ def _day_first(
     if beyond_first.any() and beyond_second.any():
         bad = text[beyond_second].iloc[0] if beyond_first.any() else text[beyond_first].iloc[0]
         raise PanelError(
-            f"time column {name!r} holds {bad!r}, which is not a date in the order of its other "
+            f"{column} holds {bad!r}, which is not a date in the order of its other "
             "values (a day above 12 comes first in some and second in others)."
         )
     if dayfirst is True and beyond_second.any():
         bad = text[beyond_second].iloc[0]
         raise PanelError(
-            f"time column {name!r} holds {bad!r}, which is not day-first (its second number is "
+            f"{column} holds {bad!r}, which is not day-first (its second number is "
             "above 12); drop --dayfirst."
         )
     if dayfirst is False and beyond_first.any():
         bad = text[beyond_first].iloc[0]
         raise PanelError(
-            f"time column {name!r} holds {bad!r}, which is not month-first (its first number is "
+            f"{column} holds {bad!r}, which is not month-first (its first number is "
             "above 12); drop --monthfirst."
         )
     if dayfirst is not None:
@@ -158,19 +176,17 @@ def _day_first(
     example = text[first != second].iloc[0] if (first != second).any() else text.iloc[0]
     a, b, year = (int(x) for x in _DAY_MONTH.match(example).group(1, 3, 4))  # type: ignore[union-attr]
     raise PanelError(
-        f"time column {name!r} holds dates like {example!r}, which read as {a} "
+        f"{column} holds dates like {example!r}, which read as {a} "
         f"{calendar.month_name[b]} {year} (day first) or {b} {calendar.month_name[a]} {year} "
         f"(month first); pass {DATE_OPTIONS}."
     )
 
 
-def _to_datetime(values: pd.Series, text: pd.Series, name: str, utc: bool) -> pd.Series:
+def _to_datetime(values: pd.Series, text: pd.Series, column: str, utc: bool) -> pd.Series:
     parsed = pd.to_datetime(values, format="mixed", utc=utc, errors="coerce")
     if parsed.isna().any():
         bad = text[parsed.isna().to_numpy()].iloc[0]
-        raise PanelError(
-            f"time column {name!r} must hold period numbers or dates, not values like {bad!r}."
-        )
+        raise PanelError(f"{column} must hold period numbers or dates, not values like {bad!r}.")
     return parsed
 
 
@@ -206,20 +222,38 @@ def decimal_commas_to_numbers(df: pd.DataFrame, keep: Iterable[str] = ()) -> pd.
     """``df`` with every text column whose values are all numbers written with a decimal
     comma (``169,83``, ``1.234,50``), thousands dots (``1.234``) or as whole numbers as floats,
     except the ``keep`` columns; for a decimal-comma file, whose thousands dots pandas leaves as
-    text (or, in a comma-separated file, quoted decimals it cannot split). A date written
-    with dots (``01.03.2026``) is not such a number and stays text."""
+    text. A date written with dots (``01.03.2026``) is not such a number and stays text.
+
+    pandas reads a long file in chunks and infers each chunk's columns alone, so a column can
+    hold the numbers of one chunk (12.5) beside the text of another (``1.234,50``): the
+    numbers count as read."""
     out = df.copy()
     for column in out.columns:
         values = out[column]
         if column in keep or pd.api.types.is_numeric_dtype(values):
             continue
-        text = values.dropna().astype(str)
-        whole = text.str.match(r"^\s*[-+]?\d+\s*$")
-        numbers = text.str.match(_DECIMAL_COMMA) | text.str.match(_THOUSANDS_DOTS) | whole
-        if len(text) and numbers.all() and not whole.all():
-            number = text.str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
-            out[column] = pd.to_numeric(number).astype(float).reindex(values.index)
+        # each distinct value once: a column of 180 days in 900,000 rows is 180 matches
+        codes, uniques = pd.factorize(values)
+        given = np.asarray(uniques, dtype=object)
+        read = np.zeros(len(given), dtype=bool)
+        if values.dtype == object:  # text has pandas' str dtype: only a mixed column is objects
+            read = np.fromiter(map(_a_number, given), dtype=bool, count=len(given))
+        text = pd.Series(given[~read]).astype(str)
+        if not len(text) or not text.str.match(_WRITTEN_NUMBER).all():
+            continue
+        if not any("," in v or "." in v for v in text):  # whole numbers only: 1234, not 1.234
+            continue
+        parsed = np.empty(len(given))
+        parsed[read] = given[read].astype(float)
+        number = text.str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
+        parsed[~read] = pd.to_numeric(number).astype(float).to_numpy()
+        taken = np.where(codes >= 0, parsed[np.maximum(codes, 0)], np.nan)
+        out[column] = pd.Series(taken, index=values.index, dtype=float)
     return out
+
+
+def _a_number(value: object) -> bool:
+    return isinstance(value, int | float | np.number) and not isinstance(value, bool | np.bool_)
 
 
 __all__ = [

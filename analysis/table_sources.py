@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pandas._libs.parsers import STR_NA_VALUES
 
 from analysis.errors import TableError
 from analysis.table_input import decimal_commas_to_numbers
@@ -31,6 +32,9 @@ from analysis.table_input import decimal_commas_to_numbers
 DATABASE_SUFFIXES = (".duckdb", ".ddb", ".db")
 PARQUET_SUFFIXES = (".parquet", ".pq")
 _SEPARATORS = (";", ",", "\t", "|")
+#: the cells pandas reads as missing by default (NA, null, None, NaN, an empty cell ...), given
+#: per column with keep_default_na=False so that a text column can have only the empty cell
+_PANDAS_NA = sorted(STR_NA_VALUES)
 #: a PostgreSQL URL, also after a path type has folded its double slash
 _SERVER_URL = re.compile(r"^(postgres(?:ql)?):/+", re.IGNORECASE)
 
@@ -203,6 +207,11 @@ def _separator(src: TableSource) -> str:
     """``--sep``, or the most frequent of the usual separators in the header (a comma when
     it holds none)."""
     if src.sep is not None:
+        if len(src.sep) != 1:  # csv and pandas' C reader split on one character
+            raise TableError(
+                f"--sep must be one character (e.g. ';', or a tab typed as $'\\t'), not "
+                f"{src.sep!r}."
+            )
         return src.sep
     with src.path.open(encoding="utf-8") as fh:
         header = fh.readline()
@@ -210,23 +219,36 @@ def _separator(src: TableSource) -> str:
 
 
 def _parse_csv(src: TableSource, text: tuple[str, ...]) -> pd.DataFrame:
+    """The CSV in one read: the ``text`` columns as strings as written, only an empty cell
+    blank (pandas reads ``NA``, ``None`` and ``null`` as missing, and a region ``NA``, North
+    America, or a category ``None`` is a name: a blank category joined another one); every
+    other column with pandas' own missing values and numbers."""
     sep = _separator(src)
-    # the text columns by their names as written (`` sku`` after a comma and a space)
-    written = tuple(h for h in _one_name_each(src, sep) if h.strip() in text)
-    return _text_as_written(src, sep, _parse_numbers(src, sep, written), written)
-
-
-def _text_as_written(
-    src: TableSource, sep: str, df: pd.DataFrame, text: tuple[str, ...]
-) -> pd.DataFrame:
-    """The ``text`` columns as written, only an empty cell blank: pandas reads ``NA``,
-    ``None`` and ``null`` as missing in every column, and a region ``NA`` (North America) or a
-    category ``None`` is a name, not a blank (a blank category joined another one)."""
-    present = [c for c in text if c in df.columns]
-    if not present:
-        return df
-    written = _csv(src, sep, dtype=str, usecols=present, keep_default_na=False, na_values=[""])
-    return df.assign(**{c: written[c].to_numpy() for c in present})
+    _one_name_each(src, sep)
+    # the names as pandas reads them (a BOM, quotes, a space after the separator, a blank
+    # first line), so that each option below is given to the column it is meant for
+    names = _csv(src, sep, nrows=0).columns
+    written = [c for c in names if isinstance(c, str) and c.strip() in text]
+    na_values: dict[Any, list[str]] = {c: [""] if c in written else _PANDAS_NA for c in names}
+    # the field after a row's last separator (``00121,2026-01-01,3,``) is a column without a
+    # name, found by its place: pandas drops it, without a ParserWarning, only when it is blank
+    na_values[len(names)] = _PANDAS_NA
+    options = {
+        "dtype": dict.fromkeys(written, str) or None,
+        "keep_default_na": False,
+        "na_values": na_values,
+    }
+    if src.decimal == ".":
+        return _csv(src, sep, **options)
+    # a decimal-comma file: read_csv(decimal=",") leaves thousands dots (1.234, 1.234,50) as
+    # text; thousands="." would read a date 01.03.2026 as the number 1032026. So the columns
+    # left as text and written as such numbers are read from that text.
+    with warnings.catch_warnings():
+        # a long file's chunks are inferred alone, and a column with 1.234,50 in some chunks
+        # only holds numbers beside text ("mixed types"): decimal_commas_to_numbers reads both
+        warnings.simplefilter("ignore", pd.errors.DtypeWarning)
+        df = _csv(src, sep, decimal=",", **options)
+    return decimal_commas_to_numbers(df, written)
 
 
 def _csv(src: TableSource, sep: str, **options: Any) -> pd.DataFrame:
@@ -236,23 +258,6 @@ def _csv(src: TableSource, sep: str, **options: Any) -> pd.DataFrame:
     written with a space after each separator (``A, 1, NA``) has the names and values without
     it (`` NA`` was no blank, and `` units`` not the column ``units``)."""
     return pd.read_csv(src.path, sep=sep, index_col=False, skipinitialspace=True, **options)
-
-
-def _parse_numbers(src: TableSource, sep: str, text: tuple[str, ...]) -> pd.DataFrame:
-    dtype = dict.fromkeys(text, str) or None
-    if src.decimal == ".":
-        return _csv(src, sep, dtype=dtype)
-    # a decimal-comma file: read_csv(decimal=",") leaves thousands dots (1.234, 1.234,50) as
-    # text, or in a comma-separated file reads an unquoted 1.234 as 1.234 and cannot split a
-    # quoted "169,83"; thousands="." would read a date 01.03.2026 as the number 1032026. So
-    # the columns written as such numbers are taken from the text as written.
-    df = _csv(src, sep, decimal="," if sep != "," else ".", dtype=dtype)
-    written = _csv(src, sep, dtype=str)
-    numbers = decimal_commas_to_numbers(written, text)
-    for column in df.columns:
-        if pd.api.types.is_numeric_dtype(numbers[column]):
-            df[column] = numbers[column]
-    return df
 
 
 def _one_name_each(src: TableSource, sep: str) -> list[str]:

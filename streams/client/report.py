@@ -13,6 +13,7 @@ known. The page (one self-contained HTML file) comes from analysis/report.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -55,14 +56,27 @@ def read_panel(
     decimal: str = ".",
 ) -> pd.DataFrame:
     """A panel as :func:`read_table` reads it; a number written with a decimal comma without
-    ``decimal=","`` is refused in the reader's sentence (pass --decimal ,)."""
+    ``decimal=","`` is refused in the reader's sentence (pass --decimal ,), in the columns a
+    report reads as numbers (a note or a label column of ``1,5 kg`` is not one of them)."""
     df = read_table(path, table, query, sep=sep, decimal=decimal)
-    check_decimal_commas(df, [c for c in df.columns if c not in ID_COLUMNS])
+    check_decimal_commas(df, number_columns(df.columns))
     return df
 
 
 #: a panel's additive columns: summed over a cell's rows (a return netted into its sale)
 SUM_COLUMNS = ("units", "revenue", "profit")
+
+
+def number_columns(columns: Iterable[Any]) -> list[str]:
+    """The columns of a panel that a report reads as numbers: the metrics, the design's
+    treated, probability and blackout, a price ladder's price ratios, the balance check's
+    product characteristics and an adaptive ladder's ``probability_<arm>``."""
+    from analysis.adaptive_offline import PREFIX
+    from analysis.report.stats import COVARIATE_CANDIDATES
+
+    read = {*SUM_COLUMNS, "treated", "probability", "blackout", "price_ratio"}
+    read |= set(COVARIATE_CANDIDATES)
+    return [c for c in columns if isinstance(c, str) and (c in read or c.startswith(PREFIX))]
 
 
 def panel_cells(df: pd.DataFrame) -> pd.DataFrame:

@@ -141,6 +141,11 @@ def test_iso_dates_and_period_numbers_keep_working() -> None:
         # a word among ISO dates was said to be dates "whose order is not settled"
         (["2026-03-01", "yesterday"], r"not values like 'yesterday' \(its other values are"),
         (["2026-03-01", "03/02/26"], r"more than one way \(e.g. '2026-03-01' and '03/02/26'\)"),
+        # a date written in words or as yyyymmdd beside ISO dates was said to be no date
+        (["2026-03-01", "1 March 2026"], r"^time column 'day' writes dates in more than one way"),
+        (["2026-03-01", "20260301"], r"more than one way \(e.g. '2026-03-01' and '20260301'\)"),
+        # and a word beside day-month dates was said to be a date written another way
+        (["03/04/2025", "14/04/2025", "total"], r"not values like 'total' \(its other values"),
     ],
 )
 def test_dates_that_nothing_settles_are_refused(values: list[str], why: str) -> None:

@@ -124,3 +124,21 @@ def test_a_segment_named_na_is_a_segment_not_a_blank(tmp_path, capsys) -> None:
     rows = {r["segment"]: r for r in map(json.loads, out.splitlines())}
     assert rows["NA"]["effect"] == pytest.approx(4.0, abs=0.6)
     assert rows["EU"]["effect"] == pytest.approx(1.0, abs=0.6)
+
+
+@pytest.mark.parametrize("as_json", [True, False])
+def test_a_numeric_segment_column_prints_and_sorts_as_numbers(
+    tmp_path, capsys, as_json: bool
+) -> None:
+    """Segments numbered 1, 2 and 10 (a price band, a store number): read as text so that a
+    region ``NA`` stays a name, they printed as "1" in ``--json`` and sorted 1, 10, 2."""
+    numbered = {"audio": 10, "cameras": 2, "phones": 1, "tv": 20}
+    df = _panel().assign(category=lambda d: d["category"].map(numbered))
+    code, out, err = _run(tmp_path, capsys, "--by", "category", *(["--json"] * as_json), df=df)
+    assert code == 0, err
+    if as_json:
+        rows = [json.loads(line) for line in out.splitlines()]
+        assert [r["segment"] for r in rows] == [1, 2, 10, 20]
+        assert rows[0]["effect"] == pytest.approx(EFFECTS["phones"], abs=0.6)
+    else:
+        assert [line.split()[0] for line in out.splitlines()[1:5]] == ["1", "2", "10", "20"]

@@ -213,3 +213,26 @@ def test_a_price_of_zero_is_named_with_its_product_and_day(hist) -> None:
         "Prices must be positive: column 'price' has 0 for product 'p000000' on 2023-01-06; "
         "leave that day out or correct it."
     )
+
+
+def test_a_category_with_one_product_left_is_said(tmp_path, hist) -> None:
+    """A category of one product (or one left after its sparse products) has no pair to test,
+    and ``graph build`` left it out of the graph without a word."""
+    h = hist.history.copy()
+    solo = h.loc[h["category"] == "c0003", "product"].iloc[0]
+    h.loc[h["product"] == solo, "category"] = "solo"
+    csv = tmp_path / "history.csv"
+    h.to_csv(csv, index=False)
+    app = typer.Typer()
+
+    @app.callback()
+    def _root() -> None: ...
+
+    register(app)
+    r = CliRunner().invoke(app, ["graph", "build", str(csv), "--out", str(tmp_path / "g.json")])
+    assert r.exit_code == 0, r.output
+    assert r.stderr == (
+        f"note: 1 category(ies) with one product left (e.g. 'solo', product {solo!r}) not "
+        "tested: a pair needs two products\n"
+    )
+    assert solo not in load_graph(tmp_path / "g.json")

@@ -507,3 +507,76 @@ def test_a_file_that_ends_inside_a_character_is_not_utf8(tmp_path: Path) -> None
     # 14 bytes of header, 15 of the first row, 7 of "Müller" (ü is two), 12 more: the 49th
     with pytest.raises(TableError, match=r"cut.csv is not UTF-8 text \(byte 0xc3 at position 48\)"):
         load_table(TableSource(path), ("sku",))
+
+
+def test_a_separator_of_more_than_one_character_is_one_sentence(tmp_path: Path) -> None:
+    """``--sep '\\t'`` typed in a shell is two characters, a backslash and a t: the header
+    check's csv reader stopped with a TypeError, a traceback."""
+    path = tmp_path / "tabs.csv"
+    path.write_text("sku\tday\tunits\n00121\t2026-01-01\t3\n")
+    with pytest.raises(TableError, match=r"^--sep must be one character .* not '\\\\t'\.$"):
+        load_table(TableSource(path, sep="\\t"), ("sku",))
+
+
+def test_ids_keep_their_zeros_below_a_blank_first_line(tmp_path: Path) -> None:
+    """pandas skips a blank line above the header; the text columns were looked for in that
+    blank line, found nowhere, and the ids read as numbers (``00121`` as ``121``)."""
+    path = tmp_path / "blank_first.csv"
+    path.write_text("\nsku,region,units\n00121,NA,3\n00007,EU,NA\n")
+    df = load_table(TableSource(path), ("sku", "region"))
+    assert df["sku"].tolist() == ["00121", "00007"]
+    assert df["region"].tolist() == ["NA", "EU"]
+    assert df["units"].iloc[0] == 3 and pd.isna(df["units"].iloc[1])
+
+
+def test_thousands_dots_far_down_a_decimal_comma_file_are_read(tmp_path: Path) -> None:
+    """pandas reads a long file in chunks and infers each chunk's columns on its own: with
+    ``1.234,50`` only below the first chunk (131,072 rows of four columns), a column holds
+    floats above and text below, and pandas' DtypeWarning ("mixed types") reached the user's
+    screen. Every one of its numbers is read, and nothing is said."""
+    n = 140_000
+    revenue = ["12,50"] * n
+    revenue[-1] = "1.234,50"
+    units = ["3"] * n
+    units[-1] = "1.234"
+    body = "".join(
+        f"{i % 7:05d};2026-03-0{1 + i // 70_000};{u};{r}\n"
+        for i, (u, r) in enumerate(zip(units, revenue, strict=True))
+    )
+    path = tmp_path / "long.csv"
+    path.write_text("sku;day;units;revenue\n" + body)
+    df = load_table(TableSource(path, decimal=","), ("sku",))
+    assert df["revenue"].dtype == float and df["units"].dtype == float
+    assert (df["revenue"].iloc[0], df["revenue"].iloc[-1]) == (12.5, 1234.5)
+    assert (df["units"].iloc[0], df["units"].iloc[-1]) == (3.0, 1234.0)
+
+
+@pytest.mark.parametrize(
+    ("launch", "said"),
+    [
+        (
+            ["2026-03-16", "yesterday"],
+            r"^launch column 'launch' must hold period numbers or dates, ",
+        ),
+        ([1.5, 2.0], r"^launch column 'launch' must hold whole period numbers or dates\.$"),
+        (
+            ["2026-03-16", "16/03/2026"],
+            r"^launch column 'launch' writes dates in more than one way",
+        ),
+    ],
+)
+def test_a_launch_that_cannot_be_read_is_said_of_the_launch_column(
+    launch: list[object], said: str
+) -> None:
+    """The sentence said ``time column 'launch'``: the launch column is not the time column
+    (``--time day`` read well), and the user looked for the fault in the wrong one."""
+    df = pd.DataFrame(
+        {
+            "sku": ["A", "A", "B", "B"],
+            "day": ["2026-03-16", "2026-03-17"] * 2,
+            "units": [3, 4, 5, 2],
+            "launch": [launch[0], launch[0], launch[1], launch[1]],
+        }
+    )
+    with pytest.raises((TableError, PanelError), match=said):
+        to_cells(df, unit="sku", time="day", sums=["units"], policy=ReadPolicy(launch="launch"))

@@ -403,3 +403,29 @@ def test_an_offline_panel_saved_as_a_german_export_gives_the_same_page(  # type:
     assert pages[1] == pages[0]
     assert errors[2].startswith("error: column 'units' holds values like '")
     assert errors[2].endswith("', which looks like decimal commas: pass --decimal ,")
+
+
+def test_a_column_the_report_does_not_read_is_not_checked_for_decimal_commas(  # type: ignore[no-untyped-def]
+    tmp_path, capsys
+) -> None:
+    """A pack size written ``0,5`` (litres, a label the report never reads) beside numbers
+    with decimal points: report refused the panel, saying to pass --decimal , (which would
+    have read the file's other numbers wrongly). A column it reads still is checked."""
+    from streams.cli import main
+
+    labelled = _switchback().assign(pack="0,5")
+    codes, errors = [], []
+    for name, df in (("labelled", labelled), ("commas", labelled.assign(units="2,5"))):
+        path = tmp_path / f"{name}.csv"
+        df.to_csv(path, index=False)
+        args = ["report", "exp-1", "--out", str(tmp_path / f"{name}.html"), "--panel", str(path)]
+        with pytest.raises(SystemExit) as exit_:
+            main([*args, "--design", "random-days"])
+        codes.append(exit_.value.code)
+        errors.append(capsys.readouterr().err.strip())
+    assert codes == [0, 2], errors
+    assert (tmp_path / "labelled.html").exists()
+    assert errors[1] == (
+        "error: column 'units' holds values like '2,5', which looks like decimal commas: pass "
+        "--decimal ,"
+    )
