@@ -341,9 +341,12 @@ def trigger_problems(
 #: the soak's samples of a process are averaged over blocks of this many seconds before a
 #: slope is fitted (:func:`slopes`): RSS steps after a look or a fault (one every
 #: ``fault_every`` = 3 minutes) and stays there a while, so samples seconds apart are not
-#: independent draws; means over 5-minute blocks nearly are (in the run of 2026-11-29 01:23, a
-#: controller's RSS lost its correlation within 4 samples, 48 s; an analysis worker's within
-#: about 20, 3.6 minutes)
+#: independent draws, and 5-minute means are much nearer to it. Not all the way: in the runs of
+#: 2026-11-29 (samples every 6 and 16 s) a controller's residuals had a lag-1 correlation of
+#: 0.6-0.8 and kept 0.07-0.26 at 2-5 minutes, an analysis worker's 0.98 and 0.19 at 5 minutes;
+#: on noise like that the 95% interval holds the true slope in about 79-91% of seeded runs (the
+#: review of 805324a), against 93-95% on noise that forgets within a minute (the unit tests).
+#: Longer blocks would leave an hour's run too few to judge
 BLOCK_S = 300.0
 
 
@@ -515,11 +518,12 @@ def growth_problems(
 
 
 def rss_not_judged(slopes: Mapping[str, Mapping[str, float]], max_share: float = 0.10) -> list[str]:
-    """The slots whose RSS could not be judged: no process lived two of :func:`slopes`'
-    blocks past the warm-up (``settle``), as when a slot's worker is killed again before each
-    new process has lived a generation, or what they did live was too short or too noisy to
-    tell: the 95% interval of their growth over the run holds both ``max_share``
-    and less. That is no evidence of a leak, nor of flatness: the report names them apart
+    """The slots whose RSS could not be judged: their processes lived too few of
+    :func:`slopes`' blocks past the warm-up (``settle``) to give an interval (one degree of
+    freedom at least: three blocks of one process, or two of each of two), as when a slot's
+    worker is killed again before each new process has lived a generation, or what they did
+    live was too noisy to tell: the 95% interval of their growth over the run holds both
+    ``max_share`` and less. That is no evidence of a leak, nor of flatness: the report names them apart
     (:func:`rss_problems` does not count them on their own)."""
     return [
         slot
@@ -554,8 +558,8 @@ def rss_problems(
         if all(slot in unjudged for slot in slots):
             out.append(
                 f"no {role} worker's RSS was shown flat: none of {', '.join(sorted(slots))} "
-                f"lived {2 * BLOCK_S / 60:.0f} minutes past its warm-up with a growth "
-                f"interval below {max_share:.0%}"
+                f"lived enough {BLOCK_S / 60:.0f}-minute blocks past its warm-up for an "
+                f"interval of its growth, or had one below {max_share:.0%}"
             )
     return out
 

@@ -24,11 +24,12 @@ def _left_out(judged: Mapping[str, Any]) -> str:
             f"{controller / 60:.1f} left out"
         )
     unjudged = judged.get("not_judged")
-    if unjudged and judged.get("blocks_s"):  # judged on block means, with an interval
+    if judged.get("blocks_s"):  # judged on block means, with an interval
+        said += f"; slopes fitted to {judged['blocks_s'] / 60:.0f}-minute means"
+    if unjudged and judged.get("blocks_s"):
         said += (
-            f"; slopes fitted to {judged['blocks_s'] / 60:.0f}-minute means; not judged, no "
-            f"process lived two of them past its warm-up or the 95% interval of its growth holds "
-            f"both 10% and less: {', '.join(unjudged)}"
+            "; not judged, too few means for an interval or an interval holding both 10% and "
+            f"less: {', '.join(unjudged)}"
         )
     elif unjudged:  # every process of these slots died before its warm-up ended
         said += f"; not judged, no process lived past its warm-up: {', '.join(unjudged)}"
