@@ -77,7 +77,7 @@ def grid_panels(grid: CellGrid, periods: slice = slice(None)) -> dict[str, Panel
     times = grid.periods[periods]
     kept: slice | np.ndarray = periods
     some = recorded.any(axis=0)
-    if not some.all():  # whole periods without records: the same in every chunk
+    if not some.all():  # whole periods without records (every chunk must agree: ChunkSums.merge)
         kept = np.arange(len(grid.periods))[periods][some]
         recorded, times = recorded[:, some], times[some]
     if not recorded.all():
