@@ -136,10 +136,57 @@ async def _read(consumer: AIOKafkaConsumer, topic: str, experiment: str, timeout
     end = await consumer.end_offsets(parts)
     await consumer.seek_to_beginning(*parts)
     docs: list[tuple[int, int, dict[str, Any]]] = []
-    await _read_to(consumer, {tp for tp in parts if end[tp] > start[tp]}, end, docs, timeout)
+    t0 = asyncio.get_running_loop().time()
+    todo = {tp for tp in parts if end[tp] > start[tp]}
+    await _read_to(consumer, todo, end, docs, timeout, later=True)
+    # Tansu's end offsets lag the data after a batched write (the last batch's base offset + 1,
+    # docs/broker.md): what lies past them is read until the broker has answered for ``idle``
+    # seconds without a record, within what is left of ``timeout``
+    left = timeout - (asyncio.get_running_loop().time() - t0)
+    await _read_until_idle(consumer, parts, docs, TAIL_IDLE_S, left)
     trail = assemble(experiment, docs)
     trail.log_start = {tp.partition: start[tp] for tp in parts}
     return trail
+
+
+#: how long the broker must answer with no record before a trail's read ends (past the end
+#: offsets, which lag the data on Tansu)
+TAIL_IDLE_S = 1.0
+
+
+async def _read_until_idle(
+    consumer: AIOKafkaConsumer,
+    parts: list[TopicPartition],
+    docs: list[tuple[int, int, dict[str, Any]]],
+    idle: float,
+    timeout: float,
+) -> None:
+    """Read ``parts`` on from their positions into ``docs`` until ``idle`` seconds pass in
+    which the broker's answers bring no record, or ``timeout`` seconds in all."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + max(timeout, 0.0)
+    quiet_since = loop.time()
+    while loop.time() < deadline and loop.time() - quiet_since < idle:
+        batch = await consumer.getmany(*parts, timeout_ms=200)
+        if any(batch.values()):
+            quiet_since = loop.time()
+        for tp, records in batch.items():
+            for r in records:
+                doc = _doc(r.value)
+                if doc is not None:
+                    docs.append((tp.partition, r.offset, doc))
+
+
+def _doc(value: bytes | None) -> dict[str, Any] | None:
+    """A record's JSON object, or None: a tombstone says nothing, and what is not JSON is not
+    ours (the topic's contract is JSON)."""
+    if value is None:
+        return None
+    try:
+        doc = json.loads(value)
+    except ValueError:
+        return None
+    return doc if isinstance(doc, dict) else None
 
 
 async def _read_to(
@@ -160,13 +207,9 @@ async def _read_to(
             for r in records:
                 if r.offset >= end[tp] and not later:
                     continue
-                if r.value is not None:  # a tombstone says nothing
-                    try:
-                        doc = json.loads(r.value)
-                    except ValueError:
-                        continue  # not ours: the topic's contract is JSON
-                    if isinstance(doc, dict):
-                        docs.append((tp.partition, r.offset, doc))
+                doc = _doc(r.value)
+                if doc is not None:
+                    docs.append((tp.partition, r.offset, doc))
         for tp in list(todo):
             if await consumer.position(tp) >= end[tp]:
                 todo.discard(tp)
