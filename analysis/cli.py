@@ -1040,6 +1040,10 @@ def segments_as_numbers(col: pd.Series) -> pd.Series:
     numbers = pd.to_numeric(col.where(written), errors="coerce")
     if not written.any() or numbers[written].isna().any():
         return col
+    # a label with leading zeros (store 0042) or a sign is a name written with digits: as a
+    # number it would print as another label (42)
+    if col[written].astype(str).str.strip().str.match(r"^[+-]|^0\d").any():
+        return col
     return numbers
 
 

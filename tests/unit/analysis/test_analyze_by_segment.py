@@ -142,3 +142,14 @@ def test_a_numeric_segment_column_prints_and_sorts_as_numbers(
         assert rows[0]["effect"] == pytest.approx(EFFECTS["phones"], abs=0.6)
     else:
         assert [line.split()[0] for line in out.splitlines()[1:5]] == ["1", "2", "10", "20"]
+
+
+def test_segments_with_leading_zeros_keep_them(tmp_path, capsys) -> None:
+    """Store numbers written 0042 are labels: read as numbers they would print as 42."""
+    stores = {"audio": "0042", "cameras": "0007", "phones": "0100", "tv": "0013"}
+    df = _panel().assign(category=lambda d: d["category"].map(stores))
+    code, out, err = _run(tmp_path, capsys, "--by", "category", "--json", df=df)
+    assert code == 0, err
+    rows = {r["segment"]: r for r in map(json.loads, out.splitlines())}
+    assert set(rows) == set(stores.values())
+    assert rows["0100"]["effect"] == pytest.approx(EFFECTS["phones"], abs=0.6)
