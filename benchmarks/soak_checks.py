@@ -538,9 +538,9 @@ def rss_problems(
     max_share: float = 0.10,
     roles: Mapping[str, str] | None = None,
 ) -> list[str]:
-    """RSS (:func:`rss_slopes`) is flat when the whole 95% interval of its growth over the run
-    stays within ``max_share`` of the slot's median RSS, and grows when the whole interval is
-    above it. A slot in between, or not measured (:func:`rss_not_judged`), is not a problem on
+    """RSS (:func:`rss_slopes`) is flat when the upper end of the 95% interval of its growth
+    over the run is at most ``max_share`` of the slot's median RSS (a shrinking RSS is no
+    problem), and grows when the lower end is above it. A slot in between, or not measured (:func:`rss_not_judged`), is not a problem on
     its own; a role (``roles``: slot -> role; without it, all slots are one role) none of whose
     slots was shown flat is."""
     unjudged = set(rss_not_judged(slopes, max_share))
