@@ -73,10 +73,15 @@ def grid_panels(grid: CellGrid, periods: slice = slice(None)) -> dict[str, Panel
     row of it: a missed flip (no controller flipped that boundary; the next one caught up to
     the period in force, ``missed_flips``), whose sales count as unassigned. A period some
     products have a record for and others not is an error."""
+    return _panels(grid, periods, np.asarray(grid.recorded[:, periods].any(axis=0)))
+
+
+def _panels(grid: CellGrid, periods: slice, some: np.ndarray) -> dict[str, Panel]:
+    """:func:`grid_panels`, given which of the columns in ``periods`` some product has a
+    record of (``some``)."""
     recorded = grid.recorded[:, periods]
     times = grid.periods[periods]
     kept: slice | np.ndarray = periods
-    some = recorded.any(axis=0)
     if not some.all():  # whole periods without records (every chunk must agree: ChunkSums.merge)
         kept = np.arange(len(grid.periods))[periods][some]
         recorded, times = recorded[:, some], times[some]
@@ -189,18 +194,13 @@ def grid_sums(
     """:func:`chunk_sums` of a grid's panels over ``periods`` of its columns
     (:func:`grid_panels`), with the periods left out for want of any record; nothing but
     them when no period is left."""
-    missed = frozenset(int(k) for k in missed_periods(grid, periods))
-    if len(missed) == len(grid.periods[periods]):
+    some = np.asarray(grid.recorded[:, periods].any(axis=0))
+    missed = frozenset(int(k) for k in grid.periods[periods][~some])
+    if not some.any():
         return ChunkSums(missed=missed)
-    sums = chunk_sums(fitted, grid_panels(grid, periods), timer)
+    sums = chunk_sums(fitted, _panels(grid, periods, some), timer)
     sums.missed = missed
     return sums
-
-
-def missed_periods(grid: CellGrid, periods: slice = slice(None)) -> np.ndarray:
-    """The periods among ``periods`` of the grid's columns that no product of it has an
-    assignment record of."""
-    return np.asarray(grid.periods[periods][~grid.recorded[:, periods].any(axis=0)])
 
 
 def chunk_sums(
