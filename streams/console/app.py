@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import functools
 import json
+import logging
 import secrets
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -63,6 +64,11 @@ from streams.console.views import (
 )
 from streams.errors import ServiceUnavailable
 from streams.worker.schemas import REASON_CHARS, actor_refusal, is_ident
+
+log = logging.getLogger(__name__)
+
+#: the session's cookie (signed by SessionMiddleware)
+SESSION_COOKIE = "pricelab_console"
 
 #: the lifecycle commands the page shows as buttons; ACTIONS, every command it sends, each
 #: with its route
@@ -185,6 +191,18 @@ def _check_csrf(request: Request, form: dict[str, Any] | None = None) -> None:
     given = request.headers.get("x-csrf-token") or (form or {}).get("csrf") or ""
     token = request.session.get("csrf")
     if not isinstance(token, str) or not secrets.compare_digest(str(given), token):
+        # the operator's log says which half was missing (never a token's value): a forged
+        # request, a browser that dropped the cookie, or a session the console no longer reads
+        if not given:
+            why = "it carries no token"
+        elif SESSION_COOKIE not in request.cookies:
+            why = "it carries no session cookie"
+        elif not isinstance(token, str):
+            why = "its session cookie was not accepted (signed by another key, or too old)"
+        else:
+            why = "its token is not its session's"
+        log.warning("refused %s %s without a valid CSRF token: %s", request.method,
+                    request.url.path, why)  # fmt: skip
         raise Refused(403, "the request carries no valid CSRF token: reload the page and retry")
 
 
@@ -728,7 +746,7 @@ def build_app(
             Middleware(
                 SessionMiddleware,
                 secret_key=secret,
-                session_cookie="pricelab_console",
+                session_cookie=SESSION_COOKIE,
                 max_age=int(cs.session_max_age.total_seconds()),
                 same_site="strict",
                 https_only=cs.secure_cookies,

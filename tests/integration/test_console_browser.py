@@ -897,6 +897,10 @@ async def test_the_console_in_a_browser(stack: Any, tmp_path: Path, browser: Any
         )
         with urllib.request.urlopen(req, timeout=5) as r:  # noqa: S310
             assert json.loads(r.read())["role"] == "admin"
+    except BaseException:  # the console's own log, for the failure's reader (pytest prints it)
+        log = tmp_path / "console.log"
+        print("the console's log ends:\n" + (log.read_text()[-4000:] if log.exists() else ""))
+        raise
     finally:
         if seat is not None:
             seat.close()

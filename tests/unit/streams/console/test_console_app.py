@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,7 +23,7 @@ from controller.spec import load_spec
 from controller.store.experiments import ExperimentState
 from streams.client.history import Trail
 from streams.console import auth, views
-from streams.console.app import Console, build_app
+from streams.console.app import SESSION_COOKIE, Console, build_app
 
 START = datetime(2026, 6, 1, tzinfo=UTC)
 
@@ -283,6 +284,41 @@ def test_an_act_without_the_csrf_token_is_403(
         "/api/experiments/shoes/stop", json={"reason": "done"}, headers={"X-CSRF-Token": "forged"}
     )
     assert r.status_code == 403
+    assert sent == []
+
+
+def test_a_csrf_refusal_is_logged_with_its_cause_and_never_a_token(
+    client: TestClient, sent: list[tuple[str, dict[str, Any]]], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The operator's log says which half of the check failed, so that a refused sign-in in
+    the field (or a flaky one in CI) can be told apart: no token, no cookie, a cookie the
+    console could not read, or a token of another session."""
+    csrf = _sign_in(client, "olga")
+    cookie = client.cookies.get(SESSION_COOKIE)
+    assert cookie
+    path = "/api/experiments/shoes/stop"
+
+    def refused(headers: dict[str, str], form: dict[str, str] | None = None) -> str:
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="streams.console.app"):
+            if form is None:
+                r = client.post(path, json={"reason": "done"}, headers=headers)
+            else:  # the sign-in form: checked before there is a user
+                r = client.post("/login", data=form, follow_redirects=False)
+        assert r.status_code == 403, r.text
+        (said,) = [m.getMessage() for m in caplog.records]
+        assert csrf not in said and cookie not in said
+        return said
+
+    assert refused({}).endswith(f"POST {path} without a valid CSRF token: it carries no token")
+    assert refused({"X-CSRF-Token": "forged"}).endswith("its token is not its session's")
+    form = {"csrf": csrf, "user": "olga", "password": PASSWORDS["olga"][1]}
+    client.cookies.clear()
+    client.cookies.set(SESSION_COOKIE, cookie[:-4] + "AAAA")  # its signature broken
+    assert refused({}, form).endswith("POST /login without a valid CSRF token: its session "
+                                      "cookie was not accepted (signed by another key, or too old)")  # fmt: skip
+    client.cookies.clear()
+    assert refused({}, form).endswith("it carries no session cookie")
     assert sent == []
 
 
