@@ -24,6 +24,12 @@ line every ``PRICELAB_MEMTRACE_EVERY`` seconds (10) to ``PRICELAB_MEMTRACE_OUT``
   line, with their counts then and now; frames are also counted by the function they run
   (``frame@file:function``), which names what a growing number of tracebacks keeps. A census holds the interpreter for about half a
   second.
+- with ``PRICELAB_MEMTRACE_GARBAGE=1``, every 3rd line, ``garbage``: the cyclic garbage the
+  collector finds at that moment, that is what reference cycles left since the last
+  collection of every generation (the worker's own full collection runs each minute): its
+  number of objects and the 20 commonest types (frames by function, exceptions by class),
+  from one full collection that keeps what it finds (``gc.DEBUG_SAVEALL``), counts it, then
+  lets it go. It tells which cycles make the minute's saw-tooth of interpreter blocks.
 
 All of it is cheap but the tracing: a few system calls and a walk of malloc's arenas.
 """
@@ -76,6 +82,64 @@ def _census() -> dict[str, int]:
 
 
 _FIRST_CENSUS: dict[str, int] = {}
+
+
+def _garbage() -> list[Any]:
+    """The cyclic garbage there is now: ``[objects, [[type, count], ...20 commonest]]``."""
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        gc.collect()
+        found = list(gc.garbage)
+        gc.garbage.clear()
+    finally:
+        gc.set_debug(0)
+    out: dict[str, int] = {}
+    for o in found:
+        t = type(o)
+        key = f"{getattr(t, '__module__', '?')}.{t.__qualname__}"
+        if t is types.FrameType:
+            code = o.f_code
+            key = f"frame@{code.co_filename.rsplit('/', 2)[-1]}:{code.co_qualname}"
+        out[key] = out.get(key, 0) + 1
+    n = len(found)
+    chains = _holders(found, "aiokafka.structs.ConsumerRecord")
+    del found
+    gc.collect()  # what it kept is garbage again: gone now
+    return [n, sorted(([k, c] for k, c in out.items()), key=lambda kc: -kc[1])[:20], chains]
+
+
+def _name(o: Any) -> str:
+    t = type(o)
+    if t is types.FrameType:
+        return f"frame@{o.f_code.co_filename.rsplit('/', 2)[-1]}:{o.f_code.co_qualname}"
+    if t is types.CellType or t is dict:
+        return t.__qualname__
+    return f"{getattr(t, '__module__', '?')}.{t.__qualname__}"
+
+
+def _holders(found: list[Any], kind: str, depth: int = 8) -> dict[str, int]:
+    """What holds the garbage objects of type ``kind``, within the garbage: each sampled
+    object's chain of first holders up to ``depth`` (``a <- b <- c``), counted."""
+    ids = {id(o): o for o in found}
+    held_by: dict[int, list[Any]] = {}
+    for o in found:
+        for r in gc.get_referents(o):
+            if id(r) in ids:
+                held_by.setdefault(id(r), []).append(o)
+    chains: dict[str, int] = {}
+    samples = [o for o in found if _name(o) == kind][::500] or []
+    for o in samples[:20]:
+        chain, seen, cur = [], set(), o
+        for _ in range(depth):
+            up = [h for h in held_by.get(id(cur), []) if id(h) not in seen]
+            if not up:
+                break
+            cur = up[0]
+            seen.add(id(cur))
+            chain.append(_name(cur))
+        key = " <- ".join(chain)
+        chains[key] = chains.get(key, 0) + 1
+    return chains
 
 
 def _arenas() -> list[list[int]] | None:
@@ -141,6 +205,8 @@ def _sample(t0: float, n: int, first: tracemalloc.Snapshot | None) -> tuple[dict
             _FIRST_CENSUS.update(now)
         grew = sorted(now, key=lambda k: _FIRST_CENSUS.get(k, 0) - now[k])[:15]
         row["types"] = [[k, _FIRST_CENSUS.get(k, 0), now[k]] for k in grew]
+    if os.environ.get("PRICELAB_MEMTRACE_GARBAGE") == "1" and n % 3 == 0:
+        row["garbage"] = _garbage()
     return row, first
 
 

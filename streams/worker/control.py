@@ -70,7 +70,7 @@ class CompetitorHandler:
             try:
                 good.append(decode(CompetitorPrice, ev.value))  # type: ignore[arg-type]
             except DecodeError as exc:
-                bad.append((ev, exc))
+                bad.append((ev, exc.detached()))  # not the raised one: see detached
         # on_price before any other await: batches handled concurrently apply in call order
         if good and self.on_price is not None:
             await self.on_price(good)

@@ -204,7 +204,7 @@ class SalesHandler:
                     sales.append(decode_sale(ev.value))
                     origin.append(ev)
                 except DecodeError as exc:
-                    bad.append((ev, exc))
+                    bad.append((ev, exc.detached()))  # not the raised one: see detached
             # the ingestor syncs the clock (no read of our own here: while another batch's
             # script runs in Redis, it would wait for that script)
             verdicts = await with_redis_retry(

@@ -834,6 +834,14 @@ class DecodeError(ValueError):
         self.reason = reason
         super().__init__(message)
 
+    def detached(self) -> DecodeError:
+        """The same error, never raised: no traceback, no cause. What a handler keeps to
+        dead-letter later. The raised one's traceback holds the handler's own frame, and
+        with it the whole batch, in a reference cycle that only a full collection frees
+        (each minute in a worker: streams.worker.app.collect_cycles). In the soak every
+        batch with a malformed sale was held so, up to 9,000 consumed records at a time."""
+        return DecodeError(self.reason, str(self))
+
 
 M = TypeVar("M", bound=_Wire)
 
