@@ -858,7 +858,10 @@ def decode(model: type[M], raw: bytes | str, max_bytes: int = MAX_EVENT_BYTES) -
     try:
         return model.model_validate_json(raw)
     except ValidationError as exc:
-        err = exc.errors()[0]
+        # without its context: a validator's ValueError is in it, whose traceback runs back
+        # (f_back) to this frame, which would then hold it (``err``) in a reference cycle,
+        # and with this frame its callers': the consumer's whole batch (DecodeError.detached)
+        err = exc.errors(include_url=False, include_context=False, include_input=False)[0]
         kind = err["type"]
         loc = ".".join(str(x) for x in err["loc"]) or "(message)"
         if kind == "json_invalid" or kind == "json_type":
