@@ -33,11 +33,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from analysis.best import FULL_POINTS, BestRow, coarse_gap, hsu_mcb, joint_cdf, quantile_root
 from analysis.errors import AnalysisError, InferenceError
 from analysis.panel import blackout_flags
+from analysis.reference import reference
 from core.ports import EstimatorPlan
 
 #: methods whose comparisons' joint distribution :func:`dm_correlation` gives
@@ -197,7 +197,7 @@ def max_abs_quantile(corr: np.ndarray, df: float | None, alpha: float) -> float:
     of freedom (normal when ``df`` is None or infinite) and correlation ``corr``: Dunnett's
     two-sided critical value. It lies between the one-comparison quantile and Bonferroni's."""
     m = corr.shape[0]
-    t = stats.norm if df is None or not math.isfinite(df) else stats.t(df)
+    t = reference(df)
     low, high = float(t.ppf(1 - alpha / 2)), float(t.ppf(1 - alpha / (2 * m)))
     if m == 1:
         return low

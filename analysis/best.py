@@ -72,6 +72,7 @@ import numpy as np
 from scipy import optimize, stats
 
 from analysis.errors import InferenceError
+from analysis.reference import reference
 from analysis.seeding import CDF_SEED
 
 #: correlations are rounded to this many decimals before their quantile is computed, so a
@@ -79,10 +80,6 @@ from analysis.seeding import CDF_SEED
 #: each reference arm's critical value once (:func:`_cached_quantile`); far below the
 #: integration's own error
 _CORR_DECIMALS = 10
-
-
-def _reference(df: float | None) -> Any:
-    return stats.norm if df is None or not math.isfinite(df) else stats.t(df)
 
 
 def one_sided_quantile(corr: np.ndarray, df: float | None, alpha: float) -> float:
@@ -94,7 +91,7 @@ def one_sided_quantile(corr: np.ndarray, df: float | None, alpha: float) -> floa
     it to 1e-4."""
     corr = np.atleast_2d(np.asarray(corr, dtype=float))
     m = corr.shape[0]
-    ref = _reference(df)
+    ref = reference(df)
     low, high = float(ref.ppf(1 - alpha)), float(ref.ppf(1 - alpha / m))
     if m == 1:
         return low
@@ -273,7 +270,7 @@ def hsu_mcb(
     s = np.sqrt(np.maximum(var, 0.0))
     diff = est[:, None] - est[None, :]  # est_i - est_j
     m = k - 1
-    ref = _reference(df)
+    ref = reference(df)
     # every critical value lies in [one comparison's, Bonferroni's] (one_sided_quantile), so an
     # arm whose upper bound is 0 even at Bonferroni's needs none: each is computed only where
     # a bound depends on it (the same intervals as computing all k; a look with a clear leader

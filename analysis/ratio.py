@@ -26,7 +26,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from scipy import stats
+from analysis.reference import reference
 
 
 class _Estimate(Protocol):
@@ -170,7 +170,7 @@ def relative_fields(
         )
         return out
     df = d.get("df_ratio") or result.df
-    ref = stats.t(df) if df is not None and math.isfinite(df) else stats.norm
+    ref = reference(df)
     rel = relative_effect(m1, m0, d["mean_covariance"], float(ref.ppf(1 - alpha / 2)), q_sequence)
     out["relative_effect"] = rel.relative_effect
     out["relative_ci_low"], out["relative_ci_high"] = rel.ci.low, rel.ci.high

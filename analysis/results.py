@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
-from scipy import stats
 
 from analysis.ratio import relative_fields
+from analysis.reference import reference
 
 
 @dataclass(frozen=True)
@@ -71,9 +71,7 @@ class EstimateResult:
     def reference(self) -> Any:
         """The reference distribution of (effect - truth) / se: t(df) when df is set, else
         the standard normal (an infinite df is the normal)."""
-        if self.df is not None and math.isfinite(self.df):
-            return stats.t(self.df)
-        return stats.norm
+        return reference(self.df)
 
     def critical_value(self, alpha: float = 0.05) -> float:
         """q with P(|reference| > q) = alpha."""
