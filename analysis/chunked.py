@@ -37,6 +37,7 @@ from analysis.estimators.sums import MeansPartial, Partial
 from analysis.metrics import price_from_parts
 from analysis.panel import Panel
 from analysis.results import EstimateResult
+from core.errors import kept
 from core.ports import CellGrid, EstimatorPlan
 
 #: the estimators fitted from chunks of products (when their settings allow: ``chunkable``)
@@ -177,7 +178,7 @@ class ChunkSums:
                 try:
                     out.parts[key] = a.merge_units(b) if axis == "units" else a.merge_periods(b)
                 except AnalysisError as exc:
-                    out.parts[key] = exc
+                    out.parts[key] = kept(exc)
         for m in self.control.keys() | other.control.keys():
             s0, c0 = self.control.get(m, (0.0, 0))
             s1, c1 = other.control.get(m, (0.0, 0))
@@ -231,7 +232,7 @@ def _each(est: Any, panels: Mapping[str, Panel]) -> dict[str, Partial | Exceptio
         try:
             out[metric] = est.partial(panel)
         except (AnalysisError, ValueError) as exc:
-            out[metric] = exc
+            out[metric] = kept(exc)
     return out
 
 
@@ -303,7 +304,7 @@ def finish_all(
                     result = _relabel(result, plan.label)
                 out[key] = _with_metric(result, metric)
             except (AnalysisError, ValueError) as exc:
-                out[key] = exc
+                out[key] = kept(exc)
     return out
 
 

@@ -39,6 +39,25 @@ do not derive from this root.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 
 class PricelabError(Exception):
     """Root of every error pricelab raises on purpose."""
+
+
+E = TypeVar("E", bound=BaseException)
+
+
+def kept(exc: E) -> E:
+    """``exc``, made fit to keep as a result (in a dict of estimates, a list of dead letters):
+    without its traceback, and without the exceptions it was raised from or during. A kept
+    exception's traceback holds the frame that caught it, that frame's callers (``f_back``)
+    and their locals: a consumer's batch, an analysis chunk's grid and panels, for as long
+    as the result is kept; and when the frame also holds the result (``out[key] = exc``), a
+    reference cycle that only a full collection frees (analysis workers keep a look's sums
+    until the next). Its message (``str``) and type are what the result is read for."""
+    exc.__traceback__ = None
+    exc.__context__ = None
+    exc.__cause__ = None
+    return exc

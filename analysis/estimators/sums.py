@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Protocol, Self, TypeVar
 import numpy as np
 
 from analysis.errors import AnalysisError, InferenceError
+from core.errors import kept
 
 if TYPE_CHECKING:
     from analysis.panel import Panel
@@ -92,12 +93,12 @@ def partials_sharing(
                 try:
                     shared = shared_of(panel)
                 except (AnalysisError, ValueError) as exc:
-                    shared = exc
+                    shared = kept(exc)
             if isinstance(shared, Exception):
                 raise shared
             out[metric] = partial_with(shared, panel)
         except (AnalysisError, ValueError) as exc:
-            out[metric] = exc
+            out[metric] = kept(exc)
     return out
 
 

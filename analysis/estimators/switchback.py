@@ -47,6 +47,7 @@ from analysis.estimators.sums import (
 from analysis.panel import Panel
 from analysis.results import EstimateResult
 from analysis.seeding import seeded_rng
+from core.errors import kept
 
 #: cells per chunk of units in the fit (a chunk's ~20 N x T temporaries: ~160 MB at most)
 _CHUNK_CELLS = 1 << 20
@@ -530,7 +531,7 @@ class SwitchbackHajekEstimator(SwitchbackHTEstimator):
         try:
             prepared = self._prepare(first)
         except (AnalysisError, ValueError) as exc:
-            return dict.fromkeys(panels, exc)
+            return dict.fromkeys(panels, kept(exc))
         got = self._weighted(prepared, [p.Y for p in panels.values()])
         return dict(zip(panels, got, strict=True))
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import struct
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -385,3 +386,61 @@ def test_the_wait_for_parts_counts_only_waiting_and_is_renewed_by_each_part() ->
     budget.waited(60.0)
     budget.start(None)
     assert budget.left() == 60.0
+
+
+class _Held:
+    """What a caller's frame holds (a chunk's grid, in a worker): watched by a weak reference."""
+
+
+def _freed_once_dropped(call: Any) -> bool:
+    """``call(held)`` made from a frame that holds a ``_Held``; its result dropped, with the
+    cyclic collector off: is the ``_Held`` gone? A kept exception with its traceback holds
+    the frame that caught it and its callers' (``f_back``), this one's ``held`` among them."""
+    import gc
+    import weakref
+
+    def run() -> Any:
+        held = _Held()
+        watch.append(weakref.ref(held))
+        return call(held)
+
+    watch: list[Any] = []
+    gc.collect()
+    gc.disable()
+    try:
+        result = run()
+        assert any(isinstance(v, Exception) for v in result.values()), result
+        del result
+        return watch[0]() is None
+    finally:
+        gc.enable()
+
+
+class _Refuses:
+    def partial(self, panel: Any) -> Any:
+        raise NotEstimable("no such estimate of this metric")
+
+    def finish(self, part: Any) -> Any:
+        raise NotEstimable("no such estimate of this metric")
+
+
+def test_an_estimate_that_failed_keeps_no_frame_alive() -> None:
+    """A chunk's partial that raised is kept as its exception (in ChunkSums, between looks)
+    and a finish that raised as the look's result: without their tracebacks, which held the
+    frames that caught them, their callers' and so the chunk's grid and panels (a reference
+    cycle too, the frame holding the dict that holds the exception)."""
+    from analysis.chunked import _each
+    from analysis.estimators.sums import partials_sharing
+
+    panels = grid_panels(_grid(_world(), 0, 5))
+    assert _freed_once_dropped(lambda held: _each(_Refuses(), panels))
+
+    def shared_fails(panel: Any) -> Any:
+        raise PanelError("the cells cannot be shared")
+
+    assert _freed_once_dropped(
+        lambda held: partials_sharing(shared_fails, lambda s, p: None, panels)
+    )
+    plan = EstimatorPlan("dm", {"cluster": "unit"})
+    sums = ChunkSums(parts={(plan.label, "units"): PanelError("unbalanced")})
+    assert _freed_once_dropped(lambda held: finish_all([(plan, _Refuses())], sums, ("units",)))
