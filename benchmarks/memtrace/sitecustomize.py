@@ -27,9 +27,13 @@ line every ``PRICELAB_MEMTRACE_EVERY`` seconds (10) to ``PRICELAB_MEMTRACE_OUT``
 - with ``PRICELAB_MEMTRACE_GARBAGE=1``, every 3rd line, ``garbage``: the cyclic garbage the
   collector finds at that moment, that is what reference cycles left since the last
   collection of every generation (the worker's own full collection runs each minute): its
-  number of objects and the 20 commonest types (frames by function, exceptions by class),
-  from one full collection that keeps what it finds (``gc.DEBUG_SAVEALL``), counts it, then
-  lets it go. It tells which cycles make the minute's saw-tooth of interpreter blocks.
+  number of objects, the 20 commonest types (frames by the function they ran) and what
+  holds the consumed records among it (chains of holders). Two full collections: one that
+  keeps what it finds (``gc.DEBUG_SAVEALL``), counted, then one that frees it. It tells
+  which cycles make the minute's saw-tooth of interpreter blocks, and it changes that
+  saw-tooth (a full collection every 30 s): a run with it is a diagnosis, not a soak's
+  figures. Its collections run on this thread: the worker's own full collection, if it
+  comes meanwhile, finds one running and does nothing that time.
 
 All of it is cheap but the tracing: a few system calls and a walk of malloc's arenas.
 """
@@ -85,35 +89,36 @@ _FIRST_CENSUS: dict[str, int] = {}
 
 
 def _garbage() -> list[Any]:
-    """The cyclic garbage there is now: ``[objects, [[type, count], ...20 commonest]]``."""
-    gc.set_debug(gc.DEBUG_SAVEALL)
+    """The cyclic garbage there is now: ``[objects, [[type, count], ...20 commonest], chains]``
+    (``chains``: :func:`_holders` of the consumed records among it)."""
+    before = gc.get_debug()
+    gc.set_debug(before | gc.DEBUG_SAVEALL)
     try:
         gc.collect()
         found = list(gc.garbage)
         gc.garbage.clear()
     finally:
-        gc.set_debug(0)
+        gc.set_debug(before)
+    row = _count(found)
+    del found  # no name here holds any of it now: the next collection frees it
+    gc.collect()
+    return row
+
+
+def _count(found: list[Any]) -> list[Any]:
     out: dict[str, int] = {}
     for o in found:
-        t = type(o)
-        key = f"{getattr(t, '__module__', '?')}.{t.__qualname__}"
-        if t is types.FrameType:
-            code = o.f_code
-            key = f"frame@{code.co_filename.rsplit('/', 2)[-1]}:{code.co_qualname}"
+        key = _name(o)
         out[key] = out.get(key, 0) + 1
-    n = len(found)
-    chains = _holders(found, "aiokafka.structs.ConsumerRecord")
-    del found
-    gc.collect()  # what it kept is garbage again: gone now
-    return [n, sorted(([k, c] for k, c in out.items()), key=lambda kc: -kc[1])[:20], chains]
+    commonest = sorted(([k, c] for k, c in out.items()), key=lambda kc: -kc[1])[:20]
+    return [len(found), commonest, _holders(found, "aiokafka.structs.ConsumerRecord")]
 
 
 def _name(o: Any) -> str:
+    """A type's module and name; a frame by the function it ran (``frame@file:function``)."""
     t = type(o)
     if t is types.FrameType:
         return f"frame@{o.f_code.co_filename.rsplit('/', 2)[-1]}:{o.f_code.co_qualname}"
-    if t is types.CellType or t is dict:
-        return t.__qualname__
     return f"{getattr(t, '__module__', '?')}.{t.__qualname__}"
 
 

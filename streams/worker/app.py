@@ -349,7 +349,10 @@ def collect_cycles(trim: Callable[[], object] | None = None) -> float:
     methods), one per /ready probe, and exceptions with their tracebacks, whose frames hold
     the batch they were handling. In the soak a controller's interpreter blocks grew ~200 a
     second for minutes; one probed 1,424 times held 1,179 closed transports, 9 after a full
-    collection (benchmarks/memtrace).
+    collection (benchmarks/memtrace). Cycles that hold a consumed batch matter most: until
+    2026-11-29 every batch with a malformed event was one (the handler kept the raised
+    DecodeError, whose traceback holds the handler's frame; ``DecodeError.detached``), up to
+    9,000 records at a time waiting here (``PRICELAB_MEMTRACE_GARBAGE``).
     """
     t = time.perf_counter()
     gc.collect()
