@@ -17,6 +17,7 @@ import functools
 import json
 import logging
 import secrets
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -191,19 +192,50 @@ def _check_csrf(request: Request, form: dict[str, Any] | None = None) -> None:
     given = request.headers.get("x-csrf-token") or (form or {}).get("csrf") or ""
     token = request.session.get("csrf")
     if not isinstance(token, str) or not secrets.compare_digest(str(given), token):
-        # the operator's log says which half was missing (never a token's value): a forged
-        # request, a browser that dropped the cookie, or a session the console no longer reads
-        if not given:
-            why = "it carries no token"
-        elif SESSION_COOKIE not in request.cookies:
-            why = "it carries no session cookie"
-        elif not isinstance(token, str):
-            why = "its session cookie was not accepted (signed by another key, or too old)"
-        else:
-            why = "its token is not its session's"
         log.warning("refused %s %s without a valid CSRF token: %s", request.method,
-                    request.url.path, why)  # fmt: skip
+                    request.url.path, _csrf_refusal(request, bool(given), token))  # fmt: skip
         raise Refused(403, "the request carries no valid CSRF token: reload the page and retry")
+
+
+def _csrf_refusal(request: Request, given: bool, token: object) -> str:
+    """Why a request's CSRF token was refused, for the operator's log (never a token's value
+    or a cookie's): a forged request, a browser that dropped or doubled the cookie, a cookie
+    the console could not read (its age tells a clock that stepped back from an expired
+    one), a form sent again after its session signed in."""
+    cookies = request.headers.get("cookie", "").count(f"{SESSION_COOKIE}=")
+    if not given:
+        return f"it carries no token ({cookies} session cookie(s))"
+    if cookies == 0:
+        return "it carries no session cookie"
+    if not isinstance(token, str):
+        age = _cookie_age(request.cookies.get(SESSION_COOKIE, ""))
+        max_age = _console(request).settings.console.session_max_age.total_seconds()
+        if age is None:
+            said = "it is not a signed session cookie"
+        elif age < 0:
+            said = f"it was signed {-age:.0f} s in the future (the clock stepped back?)"
+        elif age > max_age:
+            said = f"it is {age:.0f} s old, older than session_max_age"
+        else:
+            said = f"its signature does not verify (signed by another key; {age:.0f} s old)"
+        return f"its session cookie was not accepted: {said} ({cookies} session cookie(s))"
+    signed_in = "signed in" if request.session.get("user") else "not signed in"
+    return f"its token is not its session's ({signed_in}; {cookies} session cookie(s))"
+
+
+def _cookie_age(value: str) -> float | None:
+    """Seconds since a session cookie was signed, read from its timestamp (itsdangerous's
+    ``payload.timestamp.signature``; the timestamp is no secret), or None if it has none."""
+    from itsdangerous.encoding import base64_decode, bytes_to_int
+
+    parts = value.rsplit(".", 2)
+    if len(parts) != 3:
+        return None
+    try:
+        signed = bytes_to_int(base64_decode(parts[1]))
+    except Exception:  # noqa: BLE001 - a cookie a browser made up: no age
+        return None
+    return time.time() - signed
 
 
 def _need(request: Request, action: str) -> auth.User:

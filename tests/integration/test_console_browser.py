@@ -899,7 +899,10 @@ async def test_the_console_in_a_browser(stack: Any, tmp_path: Path, browser: Any
             assert json.loads(r.read())["role"] == "admin"
     except BaseException:  # the console's own log, for the failure's reader (pytest prints it)
         log = tmp_path / "console.log"
-        print("the console's log ends:\n" + (log.read_text()[-4000:] if log.exists() else ""))
+        text = log.read_text() if log.exists() else ""
+        csrf = [line for line in text.splitlines() if "CSRF" in line]
+        print("the console's CSRF refusals:\n" + "\n".join(csrf))
+        print("the console's log ends:\n" + text[-4000:])
         raise
     finally:
         if seat is not None:

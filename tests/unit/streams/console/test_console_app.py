@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 from argon2 import PasswordHasher, Type, extract_parameters, profiles
+from itsdangerous.encoding import base64_encode, int_to_bytes
 from starlette.testclient import TestClient
 
 from controller.errors import ConfigurationError
@@ -310,13 +312,30 @@ def test_a_csrf_refusal_is_logged_with_its_cause_and_never_a_token(
         assert csrf not in said and cookie not in said
         return said
 
-    assert refused({}).endswith(f"POST {path} without a valid CSRF token: it carries no token")
-    assert refused({"X-CSRF-Token": "forged"}).endswith("its token is not its session's")
+    assert refused({}).endswith(
+        f"POST {path} without a valid CSRF token: it carries no token (1 session cookie(s))"
+    )
+    assert refused({"X-CSRF-Token": "forged"}).endswith(
+        "its token is not its session's (signed in; 1 session cookie(s))"
+    )
     form = {"csrf": csrf, "user": "olga", "password": PASSWORDS["olga"][1]}
     client.cookies.clear()
     client.cookies.set(SESSION_COOKIE, cookie[:-4] + "AAAA")  # its signature broken
-    assert refused({}, form).endswith("POST /login without a valid CSRF token: its session "
-                                      "cookie was not accepted (signed by another key, or too old)")  # fmt: skip
+    said = refused({}, form)
+    assert said.startswith("refused POST /login without a valid CSRF token: its session cookie "
+                           "was not accepted: its signature does not verify (signed by another "
+                           "key; ")  # fmt: skip
+    assert said.endswith(" s old) (1 session cookie(s))")
+    # a cookie signed by a clock that has since stepped back, or one past its age
+    payload, stamp, sig = cookie.rsplit(".", 2)
+    for shift, says in ((+30, " s in the future (the clock stepped back?)"),
+                        (-13 * 3600, " s old, older than session_max_age")):  # fmt: skip
+        forged = ".".join(
+            [payload, base64_encode(int_to_bytes(int(time.time()) + shift)).decode(), sig]
+        )
+        client.cookies.clear()
+        client.cookies.set(SESSION_COOKIE, forged)
+        assert says in refused({}, form)
     client.cookies.clear()
     assert refused({}, form).endswith("it carries no session cookie")
     assert sent == []
