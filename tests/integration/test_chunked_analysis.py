@@ -205,6 +205,31 @@ async def test_chunks_publish_what_the_whole_panel_publishes(store: Store) -> No
         _same(cs.messages[key], fields, str(key))
 
 
+async def test_a_missed_flip_is_left_out_by_chunks_as_by_the_whole_panel(store: Store) -> None:
+    """A flip no controller made (a tick late by more than a period: "caught up over 1 missed
+    flip(s)"): period 3 has no assignment record and no sums. The whole panel's long table has
+    no row of it and leaves it out; the chunked look must publish the same messages, at the
+    first look and once the period is compacted, not fail on an unbalanced panel (the soak of
+    2026-11-29 03:19: every look of that experiment failed so until its end)."""
+    spec = _spec("missed")
+    await store.create_experiment(spec, START)
+    for k in (0, 1, 2, 4, 5):
+        await _period(store, spec, k)
+    await _period(store, spec, 6, sold=False)  # the period in force at the second look
+    clock = ManualClock(START + timedelta(hours=4, minutes=30))  # 0-2 closed, 3 missed, 4 open
+    whole, _ = _worker(store, clock, Chunking(above=ALL))
+    chunked, _ = _worker(store, clock, Chunking(above=0, products=5, sample=ALL))
+    for hours in (4.5, 6.5):  # period 3 within the lateness, then compacted with 0-4
+        clock.set(START + timedelta(hours=hours))
+        ws, cs = await _looks(whole, chunked)
+        assert ws.messages and ws.messages.keys() == cs.messages.keys()
+        assert not any("unbalanced" in str(f.get("error", "")) for f in ws.messages.values())
+        for key, fields in ws.messages.items():
+            _same(cs.messages[key], fields, str(key))
+        assert len(ws.verdicts) == len(cs.verdicts)
+    assert cs.messages[("dm", "units", None, None)]["n_periods"] == 5  # 0-2, 4, 5: not 3
+
+
 async def test_a_sample_below_the_products_leaves_the_sums_over_all_of_them(store: Store) -> None:
     """With a sample of 8 of 25 products: dm, ht (and the price by dm) still come from every
     product; fe, fitted on the sample, says so by its n_units; a segment is fitted on all its
