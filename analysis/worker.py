@@ -106,6 +106,7 @@ from analysis.verdict import (
     period_days,
 )
 from core import status
+from core.errors import kept
 from core.final_look import FINAL_LOOK, final_look
 from core.ports import (
     AdaptiveLookSink,
@@ -438,8 +439,8 @@ class AnalysisWorker:
 
     def _forget_one(self, experiment: str) -> None:
         self._looks.drop(experiment)
-        for kept in (self._arms_not_yet, self._adaptive_not_yet, self._failed):
-            kept.pop(experiment, None)
+        for held in (self._arms_not_yet, self._adaptive_not_yet, self._failed):
+            held.pop(experiment, None)
         for told in (self._arms_told, self._margins_told):
             told.discard(experiment)
 
@@ -1291,6 +1292,9 @@ class AnalysisWorker:
                 else:
                     res = fit_metric(plan, metric_panels(df), metric, self.seed)
             except (AnalysisError, ValueError, KeyError) as exc:
+                # a look's result re-raised: its traceback, this frame (df, population), off it
+                # again, as the chunked look keeps it (core.errors.kept)
+                kept(exc)
                 log.info("experiment %s: guardrail on %s not checked: %s", info.id, metric, exc)
                 out.append((GuardrailReading(metric, limit, note=str(exc)), None))
                 continue

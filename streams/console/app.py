@@ -208,34 +208,31 @@ def _csrf_refusal(request: Request, given: bool, token: object) -> str:
     if cookies == 0:
         return "it carries no session cookie"
     if not isinstance(token, str):
-        age = _cookie_age(request.cookies.get(SESSION_COOKIE, ""))
-        max_age = _console(request).settings.console.session_max_age.total_seconds()
-        if age is None:
-            said = "it is not a signed session cookie"
-        elif age < 0:
-            said = f"it was signed {-age:.0f} s in the future (the clock stepped back?)"
-        elif age > max_age:
-            said = f"it is {age:.0f} s old, older than session_max_age"
-        else:
-            said = f"its signature does not verify (signed by another key; {age:.0f} s old)"
+        said = _cookie_refusal(request, request.cookies.get(SESSION_COOKIE, ""))
         return f"its session cookie was not accepted: {said} ({cookies} session cookie(s))"
     signed_in = "signed in" if request.session.get("user") else "not signed in"
     return f"its token is not its session's ({signed_in}; {cookies} session cookie(s))"
 
 
-def _cookie_age(value: str) -> float | None:
-    """Seconds since a session cookie was signed, read from its timestamp (itsdangerous's
-    ``payload.timestamp.signature``; the timestamp is no secret), or None if it has none."""
-    from itsdangerous.encoding import base64_decode, bytes_to_int
+def _cookie_refusal(request: Request, value: str) -> str:
+    """Why the session middleware did not accept a session cookie: its signature (checked with
+    the console's key, without an age), else its age, read from its timestamp (no secret): a
+    cookie signed in the future is what a wall clock that stepped back gives."""
+    from itsdangerous import BadSignature, TimestampSigner
 
-    parts = value.rsplit(".", 2)
-    if len(parts) != 3:
-        return None
     try:
-        signed = bytes_to_int(base64_decode(parts[1]))
-    except Exception:  # noqa: BLE001 - a cookie a browser made up: no age
-        return None
-    return time.time() - signed
+        _, signed = TimestampSigner(request.app.state.session_secret).unsign(
+            value, return_timestamp=True
+        )
+    except BadSignature:
+        return "its signature does not verify (signed by another key, or altered)"
+    age = time.time() - signed.timestamp()
+    max_age = _console(request).settings.console.session_max_age.total_seconds()
+    if age < 0:
+        return f"it was signed {-age:.0f} s in the future (the clock stepped back?)"
+    if age > max_age:
+        return f"it is {age:.0f} s old, older than session_max_age"
+    return f"it is {age:.0f} s old and signed by this console (its content unreadable?)"
 
 
 def _need(request: Request, action: str) -> auth.User:
@@ -787,6 +784,8 @@ def build_app(
         lifespan=lifespan,
     )
     app.state.console = console
+    #: the session cookies' key, for a refusal's log line (_cookie_refusal): never logged
+    app.state.session_secret = secret
     return app
 
 

@@ -352,7 +352,7 @@ def collect_cycles(trim: Callable[[], object] | None = None) -> float:
     collection (benchmarks/memtrace). Cycles that hold a consumed batch matter most: until
     2026-11-29 every batch with a malformed event was one (the handler kept the raised
     DecodeError, whose traceback holds the handler's frame; ``DecodeError.detached``), up to
-    9,000 records at a time waiting here (``PRICELAB_MEMTRACE_GARBAGE``).
+    16,000 records at a time waiting here (``PRICELAB_MEMTRACE_GARBAGE``).
     """
     t = time.perf_counter()
     gc.collect()

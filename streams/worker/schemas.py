@@ -839,7 +839,7 @@ class DecodeError(ValueError):
         dead-letter later. The raised one's traceback holds the handler's own frame, and
         with it the whole batch, in a reference cycle that only a full collection frees
         (each minute in a worker: streams.worker.app.collect_cycles). In the soak every
-        batch with a malformed sale was held so, up to 9,000 consumed records at a time."""
+        batch with a malformed sale was held so, up to 16,000 consumed records at a time."""
         return DecodeError(self.reason, str(self))
 
 

@@ -123,3 +123,25 @@ async def test_looks_repeated_on_the_same_data_keep_nothing_more() -> None:
     # ... and kept nothing more of it
     kept = sum(d.size_diff for d in grew)
     assert kept < 512, [str(d) for d in grew[:5]]
+
+
+def test_a_guardrail_on_a_failed_estimate_leaves_it_without_a_traceback() -> None:
+    """A chunked look's result that failed is kept without its traceback (core.errors.kept),
+    in the look's population and in the chunks' sums kept for the next look; the guardrail
+    reading re-raised it, and its traceback then held the reading's frame (the sampled rows,
+    the population) for as long as the sums were kept: it is cleared again."""
+    import asyncio
+
+    from analysis.chunked import Population
+    from analysis.errors import PanelError
+    from analysis.worker import _guardrail_plan
+
+    source = _Source(_cells())
+    worker = AnalysisWorker(source, _Sink(), ManualClock(datetime(2026, 6, 1, tzinfo=UTC)),
+                            tuning=InMemorySequenceTuning())  # fmt: skip
+    failed = PanelError("The panel is unbalanced: period 4 has assignment records for some")
+    key = (_guardrail_plan(source.info).label, "units")
+    population = Population({key: failed}, {}, {}, ("units",), 40, 14)
+    ((reading, result),) = asyncio.run(worker._guardrail_readings(source.info, None, population))
+    assert result is None and reading.note == str(failed)
+    assert failed.__traceback__ is None
