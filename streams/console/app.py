@@ -17,7 +17,6 @@ import functools
 import json
 import logging
 import secrets
-import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -40,6 +39,7 @@ from starlette.responses import (
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from controller.clock import WallClock
 from controller.errors import CommandRefused, SpecError, UnknownDraft, UnknownExperiment
 from controller.settings import Settings
 from controller.store import Store, make_redis
@@ -226,7 +226,8 @@ def _cookie_refusal(request: Request, value: str) -> str:
         )
     except BadSignature:
         return "its signature does not verify (signed by another key, or altered)"
-    age = time.time() - signed.timestamp()
+    # the wall's time, as the middleware's check reads it (itsdangerous: the system's)
+    age = (WallClock().now() - signed).total_seconds()
     max_age = _console(request).settings.console.session_max_age.total_seconds()
     if age < 0:
         return f"it was signed {-age:.0f} s in the future (the clock stepped back?)"
