@@ -351,7 +351,7 @@ def collect_cycles(trim: Callable[[], object] | None = None) -> float:
     second for minutes; one probed 1,424 times held 1,179 closed transports, 9 after a full
     collection (benchmarks/memtrace). Cycles that hold a consumed batch matter most: until
     2026-11-29 every batch with a malformed event was one (the handler kept the raised
-    DecodeError, whose traceback holds the handler's frame; ``DecodeError.detached``), up to
+    DecodeError, whose traceback holds the handler's frame; ``core.errors.kept``), up to
     16,000 records at a time waiting here (``PRICELAB_MEMTRACE_GARBAGE``).
     """
     t = time.perf_counter()

@@ -22,6 +22,7 @@ from controller.errors import (
 from controller.flipper import Flipper
 from controller.lifecycle import Kind, reason_missing
 from controller.spec import load_spec
+from core.errors import kept
 from streams.worker.handlers import Event
 from streams.worker.kafka import JsonPublisher
 from streams.worker.metrics import Metrics
@@ -70,7 +71,7 @@ class CompetitorHandler:
             try:
                 good.append(decode(CompetitorPrice, ev.value))  # type: ignore[arg-type]
             except DecodeError as exc:
-                bad.append((ev, exc.detached()))  # not the raised one: see detached
+                bad.append((ev, kept(exc)))  # its traceback would hold this frame, and the batch
         # on_price before any other await: batches handled concurrently apply in call order
         if good and self.on_price is not None:
             await self.on_price(good)

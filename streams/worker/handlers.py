@@ -19,6 +19,7 @@ from controller.clock import Clock
 from controller.sales import SaleLike, SalesIngestor, Verdict
 from controller.store.base import UNAVAILABLE
 from controller.store.panel import ReplicasBehind
+from core.errors import kept
 from streams.worker.metrics import Metrics
 from streams.worker.sale_decoder import decode_sale
 from streams.worker.schemas import DecodeError
@@ -204,7 +205,9 @@ class SalesHandler:
                     sales.append(decode_sale(ev.value))
                     origin.append(ev)
                 except DecodeError as exc:
-                    bad.append((ev, exc.detached()))  # not the raised one: see detached
+                    bad.append(
+                        (ev, kept(exc))
+                    )  # its traceback would hold this frame, and the batch
             # the ingestor syncs the clock (no read of our own here: while another batch's
             # script runs in Redis, it would wait for that script)
             verdicts = await with_redis_retry(

@@ -834,14 +834,6 @@ class DecodeError(ValueError):
         self.reason = reason
         super().__init__(message)
 
-    def detached(self) -> DecodeError:
-        """The same error, never raised: no traceback, no cause. What a handler keeps to
-        dead-letter later. The raised one's traceback holds the handler's own frame, and
-        with it the whole batch, in a reference cycle that only a full collection frees
-        (each minute in a worker: streams.worker.app.collect_cycles). In the soak every
-        batch with a malformed sale was held so, up to 16,000 consumed records at a time."""
-        return DecodeError(self.reason, str(self))
-
 
 M = TypeVar("M", bound=_Wire)
 
@@ -860,7 +852,7 @@ def decode(model: type[M], raw: bytes | str, max_bytes: int = MAX_EVENT_BYTES) -
     except ValidationError as exc:
         # without its context: a validator's ValueError is in it, whose traceback runs back
         # (f_back) to this frame, which would then hold it (``err``) in a reference cycle,
-        # and with this frame its callers': the consumer's whole batch (DecodeError.detached)
+        # and with this frame its callers': the consumer's whole batch (core.errors.kept)
         err = exc.errors(include_url=False, include_context=False, include_input=False)[0]
         kind = err["type"]
         loc = ".".join(str(x) for x in err["loc"]) or "(message)"
