@@ -205,9 +205,8 @@ class SalesHandler:
                     sales.append(decode_sale(ev.value))
                     origin.append(ev)
                 except DecodeError as exc:
-                    bad.append(
-                        (ev, kept(exc))
-                    )  # its traceback would hold this frame, and the batch
+                    # kept: its traceback would hold this frame, and with it the batch
+                    bad.append((ev, kept(exc)))
             # the ingestor syncs the clock (no read of our own here: while another batch's
             # script runs in Redis, it would wait for that script)
             verdicts = await with_redis_retry(
