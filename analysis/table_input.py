@@ -30,16 +30,20 @@ _DAY_MONTH = re.compile(r"^\s*(\d{1,2})([/.\-])(\d{1,2})\2(\d{4})(?!\d)(.*)$")
 _YEAR_FIRST = re.compile(r"^\s*\d{4}([/.\-])\d{1,2}\1\d{1,2}(?!\d)")
 #: a date written with numbers only (no month name), in some order: 03/03/25, 3.3.2025
 _NUMBERS_ONLY = re.compile(r"^\s*\d{1,4}[/.\-]\d{1,2}[/.\-]\d{1,4}(?!\d)")
+#: The number patterns below are ASCII: ``\d`` also matches other scripts' digits (Arabic-Indic
+#: ``١٢``, which pandas' parser does not read), and a decimal-comma file's column holding them
+#: was taken for numbers and stopped pandas with "Unable to parse string".
 #: a decimal comma, with or without thousands dots: 169,83  -1.234,5
-_DECIMAL_COMMA = re.compile(r"^\s*[-+]?(\d{1,3}(\.\d{3})+|\d+),\d+\s*$")
+_DECIMAL_COMMA = re.compile(r"^\s*[-+]?(\d{1,3}(\.\d{3})+|\d+),\d+\s*$", re.ASCII)
 #: a whole number with thousands dots, as a decimal-comma file writes 1234: 1.234  -2.000.000
-_THOUSANDS_DOTS = re.compile(r"^\s*[-+]?\d{1,3}(\.\d{3})+\s*$")
+_THOUSANDS_DOTS = re.compile(r"^\s*[-+]?\d{1,3}(\.\d{3})+\s*$", re.ASCII)
 #: a whole number with a thousands comma, as a US export writes 1200: 1,200  -2,000
-_THOUSANDS_COMMA = re.compile(r"^\s*[-+]?[1-9]\d{0,2},\d{3}\s*$")
+_THOUSANDS_COMMA = re.compile(r"^\s*[-+]?[1-9]\d{0,2},\d{3}\s*$", re.ASCII)
 #: a number as a decimal-comma file writes it: 169,83  1.234,50  1.234  1234
 _WRITTEN_NUMBER = re.compile(
     "|".join(f"(?:{p.pattern})" for p in (_DECIMAL_COMMA, _THOUSANDS_DOTS))
-    + r"|(?:^\s*[-+]?\d+\s*$)"
+    + r"|(?:^\s*[-+]?\d+\s*$)",
+    re.ASCII,
 )
 
 DATE_OPTIONS = "--dayfirst or --monthfirst (or --date-format FORMAT, e.g. %d/%m/%Y)"
@@ -201,6 +205,14 @@ def check_decimal_commas(df: pd.DataFrame, columns: Iterable[str | None]) -> Non
         comma = text[text.str.match(_DECIMAL_COMMA)]
         if not len(comma):
             continue
+        # a value that is no number in either notation (١٨, 12 kg): with --decimal , given, the
+        # column was left as text for it, and "pass --decimal ," would be wrong advice
+        odd = text[~text.str.match(_WRITTEN_NUMBER) & pd.to_numeric(text, errors="coerce").isna()]
+        if len(odd):
+            raise PanelError(
+                f"column {column!r} holds {odd.iloc[0]!r}, which is not a number, beside numbers "
+                f"written like {comma.iloc[0]!r}: write every value of it as a number."
+            )
         decimal = comma[~comma.str.match(_THOUSANDS_COMMA)]
         if len(decimal):  # 169,83: no thousands comma has two digits after it
             raise PanelError(

@@ -153,7 +153,9 @@ def _utf8_text(path: Path) -> None:
                 # UTF-8 either (pandas would stop at it with the codec's message)
                 decoder.decode(chunk, final=not chunk)
             except UnicodeDecodeError as exc:
-                where = at + exc.start if chunk else at - len(exc.object) + exc.start
+                # exc.object is the bytes the decoder held back from the last piece (the
+                # start of a character cut by the piece's end) and then this piece
+                where = at + len(chunk) - len(exc.object) + exc.start
                 raise TableError(
                     f"{path.name} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at "
                     f"position {where}): save it as UTF-8 (in Excel: CSV UTF-8)."

@@ -270,6 +270,41 @@ def test_a_comma_separated_file_with_quoted_decimal_commas_is_read(tmp_path: Pat
     assert df["units"].tolist() == [169.83, 1234.5, 3.0]
 
 
+@pytest.mark.parametrize(
+    ("cell", "shown"),
+    [
+        ("\u0661\u0668", "'\u0661\u0668'"),  # 18 in Arabic-Indic digits
+        ("\u0661\u0668,5", "'\u0661\u0668,5'"),
+        ("18,5\u00a0", "'18,5\\xa0'"),  # a no-break space after it
+        ("12 kg", "'12 kg'"),
+    ],
+)
+def test_a_value_no_parser_reads_in_a_decimal_comma_column_is_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], cell: str, shown: str
+) -> None:
+    """``\\d`` matched other scripts' digits: a decimal-comma column holding ``١٨`` was taken
+    for numbers and pandas stopped at it ("cannot read history ...: Unable to parse string"),
+    and once it was left as text the column was said to need --decimal , (given already)."""
+    panel = _history(3, 16).assign(day=lambda d: d["day"].str[:2].astype(int))
+    path = tmp_path / "panel.csv"
+    _semicolon_decimal_commas(panel, path)
+    lines = path.read_text().splitlines()
+    head = lines[0].split(";")
+    row = lines[1].split(";")
+    row[head.index("units")] = cell
+    path.write_text("\n".join([lines[0], ";".join(row), *lines[2:]]) + "\n")
+    cols = ["--unit", "sku", "--time", "day", "--outcome", "units", "--treated", "treated"]
+    for argv in (
+        ["analyze", str(path), *cols, "--method", "dm", "--decimal", ","],
+        _plan(tmp_path, path, "--decimal", ",", "--sep", ";"),
+    ):
+        code, _, err = _run(argv, capsys)
+        line = _refusal(err)
+        assert code == 2
+        assert f"column 'units' holds {shown}, which is not a number, beside numbers written like" in line
+        assert "--decimal" not in line
+
+
 # --------------------------------------------------------------------------- probability
 def test_probability_is_a_constant_or_a_column_and_the_error_says_what_to_type(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]

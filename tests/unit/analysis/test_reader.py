@@ -509,6 +509,22 @@ def test_a_file_that_ends_inside_a_character_is_not_utf8(tmp_path: Path) -> None
         load_table(TableSource(path), ("sku",))
 
 
+def test_a_character_cut_by_the_checks_piece_boundary_is_placed_where_it_begins(
+    tmp_path: Path,
+) -> None:
+    """The UTF-8 check reads 1 MiB pieces; a two-byte letter whose lead byte ends a piece is
+    held back by the decoder, and an error in it was placed one byte past that lead byte."""
+    path = tmp_path / "cut.csv"
+    head = b"sku,day,units\n"
+    filler = b"x" * ((1 << 20) - 1 - len(head))  # the lead byte is the piece's last
+    path.write_bytes(head + filler + b"\xc3(,2026-01-01,3\n")
+    with pytest.raises(TableError, match=r"is not UTF-8 text \(byte 0xc3 at position 1048575\)"):
+        load_table(TableSource(path), ("sku",))
+    path.write_bytes(head + filler + b"\xc3\xbc\xff,2026-01-01,3\n")  # ü whole, then 0xff
+    with pytest.raises(TableError, match=r"is not UTF-8 text \(byte 0xff at position 1048577\)"):
+        load_table(TableSource(path), ("sku",))
+
+
 def test_a_separator_of_more_than_one_character_is_one_sentence(tmp_path: Path) -> None:
     """``--sep '\\t'`` typed in a shell is two characters, a backslash and a t: the header
     check's csv reader stopped with a TypeError, a traceback."""
