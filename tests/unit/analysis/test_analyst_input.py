@@ -301,7 +301,10 @@ def test_a_value_no_parser_reads_in_a_decimal_comma_column_is_named(
         code, _, err = _run(argv, capsys)
         line = _refusal(err)
         assert code == 2
-        assert f"column 'units' holds {shown}, which is not a number, beside numbers written like" in line
+        assert (
+            f"column 'units' holds {shown}, which is not a number, beside numbers written like"
+            in line
+        )
         assert "--decimal" not in line
 
 
