@@ -261,7 +261,7 @@ def decimal_commas_to_numbers(df: pd.DataFrame, keep: Iterable[str] = ()) -> pd.
         number = pc.replace_substring(pc.replace_substring(text, ".", ""), ",", ".")
         parsed[~read] = _numbers(number)
         taken = np.where(codes >= 0, parsed[np.maximum(codes, 0)], np.nan)
-        out[column] = pd.Series(taken, index=values.index, dtype=float)
+        out[column] = pd.Series(taken, index=values.index, dtype=float, copy=False)
     return out
 
 

@@ -462,9 +462,8 @@ def as_text(col: pd.Series) -> pd.Series:
         codes, uniques = pd.factorize(col)
         turned = _text_as_written(pd.Series(uniques, dtype=col.dtype)).to_numpy(dtype=object)
         blank = np.array([np.nan], dtype=object)  # code -1: a blank cell
-        return pd.Series(
-            np.concatenate([turned, blank])[codes], index=col.index, name=col.name, dtype=object
-        )
+        taken = np.concatenate([turned, blank])[codes]  # a new array: the Series need not copy
+        return pd.Series(taken, index=col.index, name=col.name, dtype=object, copy=False)
     return _text_as_written(col)
 
 
