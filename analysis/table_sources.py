@@ -145,7 +145,7 @@ def _utf8_text(path: Path, sep: str | None = None) -> bool:
 
     Also, in the same pass over the bytes, whether a field may begin with a space (a space at
     a line's start, or after a usual separator or ``sep``): only then does the read need
-    ``skipinitialspace``, which costs pandas half as much again as the read itself."""
+    ``skipinitialspace``, which makes pandas' read about a third slower."""
     decoder = codecs.getincrementaldecoder("utf-8")()
     starts = _field_starts(sep)
     spaced = starts is None
