@@ -260,7 +260,7 @@ def decimal_commas_to_numbers(df: pd.DataFrame, keep: Iterable[str] = ()) -> pd.
         parsed[read] = numbers
         number = pc.replace_substring(pc.replace_substring(text, ".", ""), ",", ".")
         parsed[~read] = _numbers(number)
-        taken = np.where(codes >= 0, parsed[np.maximum(codes, 0)], np.nan)
+        taken = np.append(parsed, np.nan)[codes]  # code -1, a blank: the NaN at the end
         out[column] = pd.Series(taken, index=values.index, dtype=float, copy=False)
     return out
 
