@@ -176,7 +176,7 @@ def _utf8_text(path: Path, sep: str | None = None) -> bool:
                     ) from None
             if not chunk:
                 return spaced
-            if not spaced and starts is not None:
+            if not spaced and starts is not None and b" " in chunk:
                 # pandas drops a BOM at the file's start, before the first field
                 body = chunk[3:] if at == 0 and chunk.startswith(codecs.BOM_UTF8) else chunk
                 spaced = _a_field_begins_with_a_space(before + body, starts)
@@ -200,8 +200,6 @@ def _a_field_begins_with_a_space(text: bytes, starts: np.ndarray) -> bool:
     """Whether a space in ``text`` follows a byte after which a field begins (its first byte
     is the one before the piece, or a line break at the file's start). A space after a
     separator inside quotes counts as well: the read then skips it as before."""
-    if b" " not in text:
-        return False
     codes = np.frombuffer(text, dtype=np.uint8)
     spaces = np.flatnonzero(codes[1:] == ord(" "))
     return bool(starts[codes[spaces]].any())
