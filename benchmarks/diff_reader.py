@@ -220,6 +220,21 @@ def hand_written() -> list[Case]:
             decimal=",",
         ),
         Case("german-id-numbers", "sku;rev\n00121;1.234,5\n7;2,5\n", ("sku",), decimal=","),
+        Case("quoted-numeric-ids", 'sku,units\n"00121",1\n"007",2\n', ("sku",)),
+        Case("quoted-header-comma-space", '"sku, id",units\nP1,1\n', ("sku, id",)),
+        Case("crlf-space", "sku,units\r\n P1,1\r\nP2, NA\r\n", ("sku",)),
+        Case("space-before-quote", 'sku,note\nP1, "a,b"\nP2,c\n', ("sku", "note")),
+        Case("ids-all-na-words", "sku,units\nNA,1\nnull,2\nNone,3\n", ("sku",)),
+        Case("region-na-numbers", "sku,region,units\nP1,NA,1\nP2,1,2\n", ("sku", "region")),
+        Case("tab-sep-space", "sku\tunits\nP1\t 1\nP2\tNA\n", ("sku",), sep="\t"),
+        Case("pipe-detected-space", "sku|units\nP1| NA\nP2|2\n", ("sku",)),
+        Case("german-blank-numbers", "sku;rev\nP1;\nP2;1.234,5\nP3;NA\n", ("sku",), decimal=","),
+        Case(
+            "german-region-text",
+            "sku;region;rev\nP1;NA;1,5\nP2;1,5;2\n",
+            ("sku", "region"),
+            decimal=",",
+        ),  # fmt: skip
         Case(
             "german-mixed-objects",
             "sku;rev\n" + "P1;1,5\n" * 140000 + "P2;1.234,5\n",
