@@ -21,6 +21,8 @@ from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from analysis.errors import PanelError
 
@@ -239,29 +241,74 @@ def decimal_commas_to_numbers(df: pd.DataFrame, keep: Iterable[str] = ()) -> pd.
     pandas reads a long file in chunks and infers each chunk's columns alone, so a column can
     hold the numbers of one chunk (12.5) beside the text of another (``1.234,50``): the
     numbers count as read."""
-    out = df.copy()
+    out = df.copy(deep=False)  # copy-on-write: a column set in out is not set in df
     for column in out.columns:
         values = out[column]
         if column in keep or pd.api.types.is_numeric_dtype(values):
             continue
+        # a value of the first rows that is no such number (a day 01.03.2026, a name) is a
+        # distinct value of the column: it stays text, without a look at every row
+        if not _as_numbers_written(_distinct(values.iloc[:_FIRST_ROWS])[3]).all():
+            continue
         # each distinct value once: a column of 180 days in 900,000 rows is 180 matches
-        codes, uniques = pd.factorize(values)
-        given = np.asarray(uniques, dtype=object)
-        read = np.zeros(len(given), dtype=bool)
-        if values.dtype == object:  # text has pandas' str dtype: only a mixed column is objects
-            read = np.fromiter(map(_a_number, given), dtype=bool, count=len(given))
-        text = pd.Series(given[~read]).astype(str)
-        if not len(text) or not text.str.match(_WRITTEN_NUMBER).all():
+        codes, read, numbers, text = _distinct(values)
+        if not len(text) or not _as_numbers_written(text).all():
             continue
-        if not any("," in v or "." in v for v in text):  # whole numbers only: 1234, not 1.234
-            continue
-        parsed = np.empty(len(given))
-        parsed[read] = given[read].astype(float)
-        number = text.str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
-        parsed[~read] = pd.to_numeric(number).astype(float).to_numpy()
-        taken = np.where(codes >= 0, parsed[np.maximum(codes, 0)], np.nan)
-        out[column] = pd.Series(taken, index=values.index, dtype=float)
+        if not pc.any(pc.match_substring_regex(text, "[.,]")).as_py():
+            continue  # whole numbers only: 1234, not 1.234
+        parsed = np.empty(len(read))
+        parsed[read] = numbers
+        number = pc.replace_substring(pc.replace_substring(text, ".", ""), ",", ".")
+        parsed[~read] = _numbers(number)
+        taken = np.append(parsed, np.nan)[codes]  # code -1, a blank: the NaN at the end
+        out[column] = pd.Series(taken, index=values.index, dtype=float, copy=False)
     return out
+
+
+#: the rows looked at before a column's every distinct value (decimal_commas_to_numbers)
+_FIRST_ROWS = 1000
+#: _WRITTEN_NUMBER for pyarrow's regular expressions (RE2: its \s leaves out \v)
+_WRITTEN_NUMBER_RE2 = _WRITTEN_NUMBER.pattern.replace(r"\s", r"[ \t\n\r\f\v]").replace(
+    r"\d", "[0-9]"
+)
+#: a number pyarrow and pandas read alike: at most 15 digits, below 2**53 and exact in a
+#: float, divided by an exact power of ten (pandas' to_numeric does that; pyarrow rounds
+#: the decimal correctly: the same float)
+_PLAIN_DECIMAL = r"^-?[0-9]+(\.[0-9]+)?$"
+
+
+def _distinct(values: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray, pa.Array]:
+    """``values``' codes and distinct values (blanks left out): which of those are numbers
+    already (only a column of objects, mixed, holds both), those numbers, and the others as
+    text (each as ``str()`` writes it), in an Arrow array."""
+    codes, uniques = pd.factorize(values)
+    if isinstance(values.dtype, pd.StringDtype):  # pandas' str dtype: text, held by Arrow
+        return codes, np.zeros(len(uniques), dtype=bool), np.empty(0), pa.array(uniques)
+    given = np.asarray(uniques, dtype=object)
+    read = np.zeros(len(given), dtype=bool)
+    if values.dtype == object:  # only a mixed column is objects
+        read = np.fromiter(map(_a_number, given), dtype=bool, count=len(given))
+    text = pd.Series(given[~read], dtype=object).astype(str)
+    return codes, read, given[read].astype(float), pa.array(text, type=pa.large_string())
+
+
+def _as_numbers_written(text: pa.Array) -> np.ndarray:
+    """Which values match _WRITTEN_NUMBER."""
+    matched = pc.match_substring_regex(text, _WRITTEN_NUMBER_RE2)
+    return np.asarray(matched.to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _numbers(number: pa.Array) -> np.ndarray:
+    """Text such as ``-1234.5`` as floats, as ``pd.to_numeric`` reads it; by pyarrow when it
+    reads each alike (no -0, whose sign pandas drops when the column holds whole numbers)."""
+    if pc.all(pc.match_substring_regex(number, _PLAIN_DECIMAL)).as_py() and (
+        pc.max(pc.utf8_length(number)).as_py() <= 15
+    ):
+        floats = pc.cast(number, pa.float64()).to_numpy()
+        if not np.any((floats == 0) & np.signbit(floats)):
+            return floats
+    text = pd.Series(number.to_numpy(zero_copy_only=False), dtype=object).astype(str)
+    return pd.to_numeric(text).astype(float).to_numpy()
 
 
 def _a_number(value: object) -> bool:

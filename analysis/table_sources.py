@@ -37,6 +37,10 @@ _SEPARATORS = (";", ",", "\t", "|")
 _PANDAS_NA = sorted(STR_NA_VALUES)
 #: a PostgreSQL URL, also after a path type has folded its double slash
 _SERVER_URL = re.compile(r"^(postgres(?:ql)?):/+", re.IGNORECASE)
+#: pandas' text dtype, as ``dtype=str`` reads a column and as it infers one of text
+_TEXT = pd.api.types.pandas_dtype(str)
+#: the rows that show whether pandas infers an id column as text (:func:`_inferred_as_text`)
+_FIRST_ROWS = 1000
 
 
 class NoSuchFile(FileNotFoundError):
@@ -134,11 +138,18 @@ def _read_parquet(path: Path) -> pd.DataFrame:
         ) from None
 
 
-def _utf8_text(path: Path) -> None:
+def _utf8_text(path: Path, sep: str | None = None) -> bool:
     """A TableError when a CSV is not UTF-8 text: a Parquet file named .csv, or an export in
     a legacy code page (Excel's "CSV" in Windows-1252), whose first foreign letter would
-    otherwise stop pandas with a codec's message."""
+    otherwise stop pandas with a codec's message.
+
+    Also, in the same pass over the bytes, whether a field may begin with a space (a space at
+    a line's start, or after a usual separator or ``sep``): only then does the read need
+    ``skipinitialspace``, which makes pandas' read about a third slower."""
     decoder = codecs.getincrementaldecoder("utf-8")()
+    starts = _field_starts(sep)
+    spaced = starts is None
+    before = b"\n"  # the file's first byte begins a line
     at = 0
     with path.open("rb") as fh:
         while True:
@@ -148,31 +159,60 @@ def _utf8_text(path: Path) -> None:
                     f"{path.name} is a Parquet file (it begins with PAR1), not a CSV: name it "
                     f"{path.stem}.parquet."
                 )
-            try:
-                # the last call with final=True: a file that ends inside a character is not
-                # UTF-8 either (pandas would stop at it with the codec's message)
-                decoder.decode(chunk, final=not chunk)
-            except UnicodeDecodeError as exc:
-                # exc.object is the bytes the decoder held back from the last piece (the
-                # start of a character cut by the piece's end) and then this piece
-                where = at + len(chunk) - len(exc.object) + exc.start
-                raise TableError(
-                    f"{path.name} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at "
-                    f"position {where}): save it as UTF-8 (in Excel: CSV UTF-8)."
-                ) from None
+            # a piece of ASCII alone is UTF-8 (a piece that continues a character cut by
+            # the previous piece's end is decoded, to find the cut character wrong)
+            if not (chunk and chunk.isascii() and not decoder.getstate()[0]):
+                try:
+                    # the last call with final=True: a file that ends inside a character is
+                    # not UTF-8 either (pandas would stop at it with the codec's message)
+                    decoder.decode(chunk, final=not chunk)
+                except UnicodeDecodeError as exc:
+                    # exc.object is the bytes the decoder held back from the last piece (the
+                    # start of a character cut by the piece's end) and then this piece
+                    where = at + len(chunk) - len(exc.object) + exc.start
+                    raise TableError(
+                        f"{path.name} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at "
+                        f"position {where}): save it as UTF-8 (in Excel: CSV UTF-8)."
+                    ) from None
             if not chunk:
-                return
+                return spaced
+            if not spaced and starts is not None and b" " in chunk:
+                # pandas drops a BOM at the file's start, before the first field
+                body = chunk[3:] if at == 0 and chunk.startswith(codecs.BOM_UTF8) else chunk
+                spaced = _a_field_begins_with_a_space(before + body, starts)
+            before = chunk[-1:]
             at += len(chunk)
 
 
+def _field_starts(sep: str | None) -> np.ndarray | None:
+    """The bytes after which a field begins (the usual separators, ``sep``, a line break) as a
+    table of 256 flags; None when ``sep`` is not one ASCII character (pandas' python engine
+    reads such a file, and the read keeps ``skipinitialspace``)."""
+    flags = np.zeros(256, dtype=bool)
+    for c in (*_SEPARATORS, "\n", "\r", *([sep] if sep is not None else [])):
+        if len(c) != 1 or not c.isascii():
+            return None
+        flags[ord(c)] = True
+    return flags
+
+
+def _a_field_begins_with_a_space(text: bytes, starts: np.ndarray) -> bool:
+    """Whether a space in ``text`` follows a byte after which a field begins (its first byte
+    is the one before the piece, or a line break at the file's start). A space after a
+    separator inside quotes counts as well: the read then skips it as before."""
+    codes = np.frombuffer(text, dtype=np.uint8)
+    spaces = np.flatnonzero(codes[1:] == ord(" "))
+    return bool(starts[codes[spaces]].any())
+
+
 def _read_csv(src: TableSource, text: tuple[str, ...]) -> pd.DataFrame:
-    _utf8_text(src.path)
+    spaced = _utf8_text(src.path, src.sep)
     try:
         with warnings.catch_warnings():
             # with index_col=False pandas drops the fields of a row beyond the header's (an
             # unquoted decimal comma: ``A,1,1,0,1``) and reads the rest shifted, with a warning
             warnings.simplefilter("error", pd.errors.ParserWarning)
-            return _parse_csv(src, text)
+            return _parse_csv(src, text, spaced)
     except pd.errors.EmptyDataError:  # blank lines only
         raise TableError(f"{src.path.name} has no header: its first line is blank.") from None
     except pd.errors.ParserWarning:
@@ -220,28 +260,25 @@ def _separator(src: TableSource) -> str:
     return max(_SEPARATORS, key=header.count) if any(c in header for c in _SEPARATORS) else ","
 
 
-def _parse_csv(src: TableSource, text: tuple[str, ...]) -> pd.DataFrame:
+def _parse_csv(src: TableSource, text: tuple[str, ...], spaced: bool) -> pd.DataFrame:
     """The CSV in one read: the ``text`` columns as strings as written, only an empty cell
     blank (pandas reads ``NA``, ``None`` and ``null`` as missing, and a region ``NA``, North
     America, or a category ``None`` is a name: a blank category joined another one); every
-    other column with pandas' own missing values and numbers."""
+    other column with pandas' own missing values and numbers. ``spaced``: whether a field may
+    begin with a space (:func:`_utf8_text`)."""
     sep = _separator(src)
     _one_name_each(src, sep)
     # the names as pandas reads them (a BOM, quotes, a space after the separator, a blank
     # first line), so that each option below is given to the column it is meant for
-    names = _csv(src, sep, nrows=0).columns
+    names = _csv(src, sep, spaced, nrows=0).columns
     written = [c for c in names if isinstance(c, str) and c.strip() in text]
     na_values: dict[Any, list[str]] = {c: [""] if c in written else _PANDAS_NA for c in names}
     # the field after a row's last separator (``00121,2026-01-01,3,``) is a column without a
     # name, found by its place: pandas drops it, without a ParserWarning, only when it is blank
     na_values[len(names)] = _PANDAS_NA
-    options = {
-        "dtype": dict.fromkeys(written, str) or None,
-        "keep_default_na": False,
-        "na_values": na_values,
-    }
+    options: dict[str, Any] = {"keep_default_na": False, "na_values": na_values}
     if src.decimal == ".":
-        return _csv(src, sep, **options)
+        return _with_text_columns(src, sep, spaced, written, options)
     # a decimal-comma file: read_csv(decimal=",") leaves thousands dots (1.234, 1.234,50) as
     # text; thousands="." would read a date 01.03.2026 as the number 1032026. So the columns
     # left as text and written as such numbers are read from that text.
@@ -249,17 +286,65 @@ def _parse_csv(src: TableSource, text: tuple[str, ...]) -> pd.DataFrame:
         # a long file's chunks are inferred alone, and a column with 1.234,50 in some chunks
         # only holds numbers beside text ("mixed types"): decimal_commas_to_numbers reads both
         warnings.simplefilter("ignore", pd.errors.DtypeWarning)
-        df = _csv(src, sep, decimal=",", **options)
+        df = _with_text_columns(
+            src, sep, spaced, written, {**options, "decimal": ","}, mixed_said=False
+        )
     return decimal_commas_to_numbers(df, written)
 
 
-def _csv(src: TableSource, sep: str, **options: Any) -> pd.DataFrame:
+def _with_text_columns(
+    src: TableSource,
+    sep: str,
+    spaced: bool,
+    written: list[str],
+    options: dict[str, Any],
+    mixed_said: bool = True,
+) -> pd.DataFrame:
+    """The file read with the ``written`` columns as text (pandas' ``str``). Told ``str``,
+    pandas reads a column at about twice the cost of one it infers; a column of ids such as
+    ``P00121`` is inferred as text anyway, with the same strings. So a column that the file's
+    first rows show to be text is inferred, and the whole file is read as told when one such
+    column was not inferred as text after all (numbers from some row on), or when pandas
+    warned of a column of mixed types (``mixed_said``: the warning is the caller's; a run of
+    blank ids is one), so that the warnings are those of the read as told."""
+    inferred = _inferred_as_text(src, sep, spaced, written, options)
+    if inferred:
+        told = dict.fromkeys((c for c in written if c not in inferred), str)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", pd.errors.DtypeWarning)
+            df = _csv(src, sep, spaced, dtype=told or None, **options)
+        mixed = any(issubclass(w.category, pd.errors.DtypeWarning) for w in caught)
+        if all(df[c].dtype == _TEXT for c in inferred) and not (mixed and mixed_said):
+            for said in caught:  # as the read would have warned, under the caller's filters
+                warnings.warn(said.message, stacklevel=2)
+            return df
+    return _csv(src, sep, spaced, dtype=dict.fromkeys(written, str) or None, **options)
+
+
+def _inferred_as_text(
+    src: TableSource, sep: str, spaced: bool, written: list[str], options: dict[str, Any]
+) -> list[str]:
+    """The ``written`` columns that pandas infers as text in the file's first rows (none
+    when they cannot be read: the read proper says why)."""
+    if not written:
+        return []
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            head = _csv(src, sep, spaced, nrows=_FIRST_ROWS, **options)
+    except Exception:  # whatever it is, the read as told meets it and says it
+        return []
+    return [c for c in written if c in head.columns and head[c].dtype == _TEXT]
+
+
+def _csv(src: TableSource, sep: str, spaced: bool = True, **options: Any) -> pd.DataFrame:
     """``pd.read_csv`` as every read of an analyst's CSV calls it. index_col=False: a row
     ending in a separator (``00121,2026-01-01,3,``) has one field more than the header, and
-    pandas would take the ids for the index and shift every name. skipinitialspace: a file
-    written with a space after each separator (``A, 1, NA``) has the names and values without
-    it (`` NA`` was no blank, and `` units`` not the column ``units``)."""
-    return pd.read_csv(src.path, sep=sep, index_col=False, skipinitialspace=True, **options)
+    pandas would take the ids for the index and shift every name. skipinitialspace when a
+    field may begin with a space (``spaced``): a file written with a space after each
+    separator (``A, 1, NA``) has the names and values without it (`` NA`` was no blank, and
+    `` units`` not the column ``units``)."""
+    return pd.read_csv(src.path, sep=sep, index_col=False, skipinitialspace=spaced, **options)
 
 
 def _one_name_each(src: TableSource, sep: str) -> list[str]:
@@ -360,12 +445,27 @@ def _first_line(exc: BaseException) -> str:
 def as_text(col: pd.Series) -> pd.Series:
     """Ids as strings: text as written without the spaces around it (``00121 `` is
     ``00121``), a whole number (also one stored as a float because of blanks) as its digits;
-    blanks (also spaces alone) stay blank."""
+    blanks (also spaces alone) stay blank (NaN). Text is turned once per distinct id: a
+    column of 5,000 products in 900,000 rows is 5,000 strings, not 900,000."""
     if pd.api.types.is_float_dtype(col):
         values = col.to_numpy(dtype=float)
         finite = np.isfinite(values)
         if np.all(values[finite] == np.round(values[finite])):
             return col.astype("Int64").astype(str).where(col.notna(), None).astype(object)
+    if isinstance(col.dtype, pd.StringDtype) or (
+        col.dtype == object and pd.api.types.infer_dtype(col, skipna=True) == "string"
+    ):
+        # strings are equal only as the same text, so each distinct one is turned as every
+        # row of it would be (objects of other kinds, 1 beside 1.0 and True, are not)
+        codes, uniques = pd.factorize(col)
+        turned = _text_as_written(pd.Series(uniques, dtype=col.dtype)).to_numpy(dtype=object)
+        blank = np.array([np.nan], dtype=object)  # code -1: a blank cell
+        taken = np.concatenate([turned, blank])[codes]  # a new array: the Series need not copy
+        return pd.Series(taken, index=col.index, name=col.name, dtype=object, copy=False)
+    return _text_as_written(col)
+
+
+def _text_as_written(col: pd.Series) -> pd.Series:
     text = col.astype(str).str.strip()
     return text.where(col.notna() & (text != ""), None).astype(object)  # "  " is a blank
 

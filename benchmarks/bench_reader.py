@@ -7,10 +7,11 @@ ISO day, units, price, revenue, treated) written twice: as a plain CSV, and as a
 ``--decimal ,``. Each is read by ``load_table`` with its product ids as text (as every command
 reads them) and by a bare ``pandas.read_csv`` of the same file (the baseline, in the same
 process, alternated with it, first in every other run); medians over ``--runs``. What the
-reader adds to that one read: the UTF-8 check (a pass over the bytes, timed apart), the header
-checks, the ids as text (told ``str``, pandas reads the column slower than it infers one; then
-as Python strings, ``as_text``), and for the German file the numbers with thousands dots.
-Informational: ``read_csv`` told the ids are ``str``, the one read the reader makes, and
+reader adds to that one read: the UTF-8 check (a pass over the bytes, timed apart, which also
+finds whether a field begins with a space), the header checks and a read of the first 1,000
+rows, the ids as Python strings (``as_text``, once per distinct id), and for the German file
+the numbers with thousands dots. Informational: ``read_csv`` told the ids are ``str`` (the
+read the reader made until it let pandas infer ids that its first rows show to be text), and
 ``to_cells``, the step that follows the read in every command (one row per product and day).
 
 Usage: .venv/bin/python benchmarks/bench_reader.py [--products 5000] [--days 180] [--runs 7]
