@@ -41,6 +41,8 @@ _DECIMAL_COMMA = re.compile(r"^\s*[-+]?(\d{1,3}(\.\d{3})+|\d+),\d+\s*$", re.ASCI
 _THOUSANDS_DOTS = re.compile(r"^\s*[-+]?\d{1,3}(\.\d{3})+\s*$", re.ASCII)
 #: a whole number with a thousands comma, as a US export writes 1200: 1,200  -2,000
 _THOUSANDS_COMMA = re.compile(r"^\s*[-+]?[1-9]\d{0,2},\d{3}\s*$", re.ASCII)
+#: a number with thousands commas, as a US export writes it: 1,200  12,345,678  -1,234.56
+_US_NUMBER = re.compile(r"^\s*[-+]?\d{1,3}(,\d{3})+(\.\d+)?\s*$", re.ASCII)
 #: a number as a decimal-comma file writes it: 169,83  1.234,50  1.234  1234
 _WRITTEN_NUMBER = re.compile(
     "|".join(f"(?:{p.pattern})" for p in (_DECIMAL_COMMA, _THOUSANDS_DOTS))
@@ -207,9 +209,17 @@ def check_decimal_commas(df: pd.DataFrame, columns: Iterable[str | None]) -> Non
         comma = text[text.str.match(_DECIMAL_COMMA)]
         if not len(comma):
             continue
-        # a value that is no number in either notation (١٨, 12 kg): with --decimal , given, the
-        # column was left as text for it, and "pass --decimal ," would be wrong advice
-        odd = text[~text.str.match(_WRITTEN_NUMBER) & pd.to_numeric(text, errors="coerce").isna()]
+        # a value that is a number in no notation (١٨, 12 kg): with --decimal , given, the
+        # column was left as text for it, and "pass --decimal ," would be wrong advice. A
+        # number is one as written, with a decimal comma (1.234,5  1,5e3  ,5), or with
+        # thousands commas (1,234.56  12,345,678: a US export, whose advice follows)
+        swapped = text.str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
+        odd = text[
+            ~text.str.match(_WRITTEN_NUMBER)
+            & ~text.str.match(_US_NUMBER)
+            & pd.to_numeric(text, errors="coerce").isna()
+            & pd.to_numeric(swapped, errors="coerce").isna()
+        ]
         if len(odd):
             raise PanelError(
                 f"column {column!r} holds {odd.iloc[0]!r}, which is not a number, beside numbers "

@@ -254,6 +254,9 @@ def _separator(src: TableSource) -> str:
                 f"--sep must be one character (e.g. ';', or a tab typed as $'\\t'), not "
                 f"{src.sep!r}."
             )
+        if not src.sep.isascii():  # pandas' C reader splits on one byte; for ``§`` it fell
+            # back to its python engine with a warning, which was reported as longer rows
+            raise TableError(f"--sep must be an ASCII character such as ';', not {src.sep!r}.")
         return src.sep
     with src.path.open(encoding="utf-8") as fh:
         header = fh.readline()

@@ -216,6 +216,29 @@ def _semicolon_decimal_commas(panel: pd.DataFrame, path: Path) -> None:
 @pytest.mark.parametrize(
     ("values", "said"),
     [
+        # a US export's thousands commas beside decimals or millions: no odd value in it
+        (["1,234.56", "17.5", "2,000"], "holds values like '2,000', which is 2 with a decimal"),
+        (["1,200", "12,345,678"], "holds values like '1,200', which is 1.2 with a decimal"),
+        # numbers pandas reads with --decimal , (1,5e3  ,5  5,): the advice is --decimal ,
+        (["169,83", "1,5e3"], "holds values like '169,83', which looks like decimal commas"),
+        ([",5", "169,83", "5,"], "holds values like '169,83', which looks like decimal commas"),
+    ],
+)
+def test_numbers_in_another_notation_are_not_called_no_number(values: list[str], said: str) -> None:
+    """The refusal of a value that is no number (١٨, 12 kg) took a US ``1,234.56`` and a
+    German ``1,5e3`` for such values, and said so instead of the advice that fits them."""
+    from analysis.errors import PanelError
+    from analysis.table_input import check_decimal_commas
+
+    with pytest.raises(PanelError) as err:
+        check_decimal_commas(pd.DataFrame({"revenue": values}), ["revenue"])
+    assert str(err.value).startswith(f"column 'revenue' {said}")
+    assert "which is not a number" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("values", "said"),
+    [
         # a US export's thousands commas: --decimal , read a revenue of 1,200 as 1.2
         (
             ["1,200", "960", "-1,440"],

@@ -534,6 +534,17 @@ def test_a_separator_of_more_than_one_character_is_one_sentence(tmp_path: Path) 
         load_table(TableSource(path, sep="\\t"), ("sku",))
 
 
+def test_a_separator_outside_ascii_is_one_sentence_naming_it(tmp_path: Path) -> None:
+    """pandas' C reader splits on one byte: for ``--sep §`` it fell back to its python engine
+    with a ParserWarning, which the reader reported as rows longer than the header."""
+    path = tmp_path / "section.csv"
+    path.write_text("sku\u00a7day\u00a7units\n00121\u00a72026-01-01\u00a73\n")
+    with pytest.raises(
+        TableError, match=r"^--sep must be an ASCII character such as ';', not '\u00a7'\.$"
+    ):
+        load_table(TableSource(path, sep="\u00a7"), ("sku",))
+
+
 def test_ids_keep_their_zeros_below_a_blank_first_line(tmp_path: Path) -> None:
     """pandas skips a blank line above the header; the text columns were looked for in that
     blank line, found nowhere, and the ids read as numbers (``00121`` as ``121``)."""
