@@ -50,6 +50,11 @@ _WRITTEN_NUMBER = re.compile(
     re.ASCII,
 )
 
+#: the rows a reader looks at first: a column whose first rows hold a non-number is not read
+#: as numbers (decimal_commas_to_numbers), and ids whose first rows are text are left to
+#: pandas to infer (table_sources)
+FIRST_ROWS = 1000
+
 DATE_OPTIONS = "--dayfirst or --monthfirst (or --date-format FORMAT, e.g. %d/%m/%Y)"
 
 
@@ -258,7 +263,7 @@ def decimal_commas_to_numbers(df: pd.DataFrame, keep: Iterable[str] = ()) -> pd.
             continue
         # a value of the first rows that is no such number (a day 01.03.2026, a name) is a
         # distinct value of the column: it stays text, without a look at every row
-        if not _as_numbers_written(_distinct(values.iloc[:_FIRST_ROWS])[3]).all():
+        if not _as_numbers_written(_distinct(values.iloc[:FIRST_ROWS])[3]).all():
             continue
         # each distinct value once: a column of 180 days in 900,000 rows is 180 matches
         codes, read, numbers, text = _distinct(values)
@@ -275,8 +280,6 @@ def decimal_commas_to_numbers(df: pd.DataFrame, keep: Iterable[str] = ()) -> pd.
     return out
 
 
-#: the rows looked at before a column's every distinct value (decimal_commas_to_numbers)
-_FIRST_ROWS = 1000
 #: _WRITTEN_NUMBER for pyarrow's regular expressions (RE2: its \s leaves out \v)
 _WRITTEN_NUMBER_RE2 = _WRITTEN_NUMBER.pattern.replace(r"\s", r"[ \t\n\r\f\v]").replace(
     r"\d", "[0-9]"
@@ -327,6 +330,7 @@ def _a_number(value: object) -> bool:
 
 __all__ = [
     "DATE_OPTIONS",
+    "FIRST_ROWS",
     "check_decimal_commas",
     "decimal_commas_to_numbers",
     "looks_like_dates",

@@ -27,7 +27,7 @@ import pandas as pd
 from pandas._libs.parsers import STR_NA_VALUES
 
 from analysis.errors import TableError
-from analysis.table_input import decimal_commas_to_numbers
+from analysis.table_input import FIRST_ROWS, decimal_commas_to_numbers
 
 DATABASE_SUFFIXES = (".duckdb", ".ddb", ".db")
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -39,8 +39,6 @@ _PANDAS_NA = sorted(STR_NA_VALUES)
 _SERVER_URL = re.compile(r"^(postgres(?:ql)?):/+", re.IGNORECASE)
 #: pandas' text dtype, as ``dtype=str`` reads a column and as it infers one of text
 _TEXT = pd.api.types.pandas_dtype(str)
-#: the rows that show whether pandas infers an id column as text (:func:`_inferred_as_text`)
-_FIRST_ROWS = 1000
 
 
 class NoSuchFile(FileNotFoundError):
@@ -334,7 +332,7 @@ def _inferred_as_text(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            head = _csv(src, sep, spaced, nrows=_FIRST_ROWS, **options)
+            head = _csv(src, sep, spaced, nrows=FIRST_ROWS, **options)
     except Exception:  # whatever it is, the read as told meets it and says it
         return []
     return [c for c in written if c in head.columns and head[c].dtype == _TEXT]
