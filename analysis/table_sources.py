@@ -279,7 +279,14 @@ def _parse_csv(src: TableSource, text: tuple[str, ...], spaced: bool) -> pd.Data
     na_values[len(names)] = _PANDAS_NA
     options: dict[str, Any] = {"keep_default_na": False, "na_values": na_values}
     if src.decimal == ".":
-        return _with_text_columns(src, sep, spaced, written, options)
+        with warnings.catch_warnings():
+            # a long file's chunks are inferred alone, and a column with text below its first
+            # chunk holds numbers beside text: pandas' "mixed types" warning reached the
+            # analyst's screen above the sentence that names the value. What it says is said
+            # after the read: a column used as numbers names its text, the text columns are
+            # read as text (the read as told, below), and one not used does not matter
+            warnings.simplefilter("ignore", pd.errors.DtypeWarning)
+            return _with_text_columns(src, sep, spaced, written, options)
     # a decimal-comma file: read_csv(decimal=",") leaves thousands dots (1.234, 1.234,50) as
     # text; thousands="." would read a date 01.03.2026 as the number 1032026. So the columns
     # left as text and written as such numbers are read from that text.

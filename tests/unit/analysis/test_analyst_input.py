@@ -400,3 +400,27 @@ def test_a_product_first_sold_after_the_first_day_names_launch_not_adding_rows(
 
     with pytest.raises(AnalysisError, match=r"'00004' from 2025-03-03.*launch=\"COLUMN\""):
         pricelab.analyze(df, "units", unit="sku", time="day", method="dm")
+
+
+def test_text_far_down_a_number_column_is_one_sentence_without_pandas_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """pandas reads a long CSV in chunks (131,072 rows of five columns) and infers each alone:
+    ``4 kg`` in the last rows made ``units`` numbers above and text below, and pandas'
+    DtypeWarning ("Specify dtype option on import or set low_memory=False", with its file and
+    line) was printed above the sentence that names the value."""
+    n = 150_000
+    units = [str(3 + i % 4) for i in range(n)]
+    units[-3] = "4 kg"
+    body = "".join(
+        f"u{i % 500:03d},{1 + i // 500},{'A' if i % 500 < 250 else 'B'},{u},9.99\n"
+        for i, u in enumerate(units)
+    )
+    path = tmp_path / "late_text.csv"
+    path.write_text("sku,day,arm,units,price\n" + body)
+    argv = ["analyze", str(path), "--unit", "sku", "--time", "day", "--arm", "arm"]
+    code, _, err = _run(argv + ["--control", "A", "--outcome", "units", "--method", "dm"], capsys)
+    assert code == 2
+    assert _refusal(err) == (
+        "error: column 'units' is not numeric: it has non-numeric values such as '4 kg'."
+    )
