@@ -257,6 +257,7 @@ def decimal_commas_to_numbers(df: pd.DataFrame, keep: Iterable[str] = ()) -> pd.
     hold the numbers of one chunk (12.5) beside the text of another (``1.234,50``): the
     numbers count as read."""
     out = df.copy(deep=False)  # copy-on-write: a column set in out is not set in df
+    keep = set(keep)  # asked once a column: a generator would be spent by the first
     for column in out.columns:
         values = out[column]
         if column in keep or pd.api.types.is_numeric_dtype(values):

@@ -607,3 +607,14 @@ def test_a_launch_that_cannot_be_read_is_said_of_the_launch_column(
     )
     with pytest.raises((TableError, PanelError), match=said):
         to_cells(df, unit="sku", time="day", sums=["units"], policy=ReadPolicy(launch="launch"))
+
+
+def test_decimal_commas_keep_every_kept_column_when_told_by_a_generator() -> None:
+    """``keep`` was asked ``column in keep`` once a column: a generator was spent by the
+    first question, and a kept id column written ``1,5`` after it became the number 1.5."""
+    from analysis.table_input import decimal_commas_to_numbers
+
+    df = pd.DataFrame({"units": ["1,5", "2,5"], "sku": ["1,5", "2,5"], "lot": ["3,5", "4,5"]})
+    got = decimal_commas_to_numbers(df, (c for c in ("sku", "lot")))
+    assert got["units"].tolist() == [1.5, 2.5]
+    assert got["sku"].tolist() == ["1,5", "2,5"] and got["lot"].tolist() == ["3,5", "4,5"]
