@@ -43,6 +43,8 @@ from controller.retirement import is_retired
 from controller.settings import Settings
 from controller.spec import ExperimentSpec
 from controller.store import ExperimentState, Store, to_ms
+from controller.store.base import UNAVAILABLE
+from controller.store.panel import ReplicasBehind, ReplicaWait
 
 log = logging.getLogger("pricelab.controller")
 
@@ -161,6 +163,32 @@ class Flipper:
     @property
     def _lease_ms(self) -> int:
         return int(self.settings.flip_lease.total_seconds() * 1000)
+
+    async def replicated(self, what: str) -> None:
+        """With ``PRICELAB_REDIS__WAIT_REPLICAS``, wait until that many replicas have every
+        write made so far, or raise ``ReplicasBehind`` (an outage: the caller tries again).
+        Called before anything that tells the world of a change kept in Redis: a decision's
+        messages, an experiment's ``created`` event, a command's reply. A failover that
+        promotes a replica lacking the change would otherwise lose a change already told:
+        the controller would decide again, on the new primary, and publish a second decision
+        under the same sequence number (or a stopped experiment would run again)."""
+        r = self.settings.redis
+        if r.wait_replicas:
+            await self.store.replicated(ReplicaWait(r.wait_replicas, r.wait_timeout_ms), what)
+
+    async def _replicated_at_last(self, what: str) -> None:
+        """:meth:`replicated`, tried again (with backoff) while the replicas are short: for a
+        creation, whose ``created`` event a repeat of the command would not send (it finds
+        the experiment there). A failover meanwhile ends it with Redis's error, and the
+        command is tried again whole: on a primary without the experiment, it creates it."""
+        delay = 0.1
+        while True:
+            try:
+                return await self.replicated(what)
+            except ReplicasBehind as exc:
+                log.warning("%s waits for the replicas: %s", what, exc)
+                await asyncio.sleep(delay)  # a backoff between tries, not a synchronisation
+                delay = min(delay * 2, 5.0)
 
     # ------------------------------------------------------------------ the clock's paths
     async def tick(self) -> int:
@@ -398,6 +426,8 @@ class Flipper:
         with (the period, the mode, the freezes of then), announce it again, and redo what
         follows a final one (the catalog's holders, the products' release)."""
         spec, lc = state.spec, state.lifecycle
+        # the decision may be on the primary only (its replicas were short when it was made)
+        await self.replicated(f"experiment {spec.id}'s decision {state.seq}")
         if lc.mode is not None:
             ctx = await self._context(spec, lc.period)
             decided = [load_freeze(doc) for doc in state.decision_freezes]
@@ -517,6 +547,10 @@ class Flipper:
             await self.store.close_windows(spec.id, now)
         if lifecycle.stored_status(after.phase) != state.status:
             await self.store.sync_holder(spec.id)
+        # nothing of the decision is told before the replicas have it (a failover would lose
+        # it, and the next decision would take its sequence number again); short, its
+        # messages wait for the next tick, which redoes it (_redo), as a refused publish does
+        await self.replicated(f"experiment {spec.id}'s decision {seq}")
         if outcome.publish:
             assert after.mode is not None and design is not None
             records = in_force(spec, design, after.mode, mine)
@@ -619,6 +653,7 @@ class Flipper:
             # its place in the trail before another worker can see it (and start it)
             order = await self.store.next_trail()
             await self.store.create_experiment(spec, now, lease_ms=self._lease_ms, created_by=actor)
+            await self._replicated_at_last(f"the creation of experiment {spec.id}")
             await self.sink.publish_event(
                 spec.id,
                 "created",
@@ -661,6 +696,8 @@ class Flipper:
                 turn = await self._turn(exp_id, choose, wait=True, reason=reason, until=kind)
             except (StoreError, ConflictError, CommandRefused):
                 raise
+            except UNAVAILABLE:
+                raise  # Redis's trouble (too few replicas too): the command is tried again whole
             except Exception:
                 # the broker refused a message: the command is made all the same when its
                 # decision was kept before the send failed (every tick sends it again); one

@@ -221,8 +221,9 @@ class ReplicaWait(NamedTuple):
 
 class ReplicasBehind(RedisTimeout):
     """Fewer replicas than ``PRICELAB_REDIS__WAIT_REPLICAS`` acknowledged a sales batch's
-    writes in time: an outage to every caller that retries one (``UNAVAILABLE``), so the
-    batch is not acknowledged and is tried again (its sales are deduplicated by event id)."""
+    writes, or a decision's, in time: an outage to every caller that retries one
+    (``UNAVAILABLE``), so the batch is not acknowledged and is tried again (its sales are
+    deduplicated by event id), and the decision's messages wait for the next tick."""
 
 
 def replicated_enough(acknowledged: int, wanted: int) -> bool:
@@ -315,21 +316,23 @@ class PanelStore(RedisStore):
         pipe.incr(self.cat("replicated"))  # keys.CATALOG_KEYS["replicated"]
         pipe.wait(wait.replicas, wait.timeout_ms)
 
-    async def replicated(self, wait: ReplicaWait) -> None:
+    async def replicated(self, wait: ReplicaWait, what: str = "a sales batch") -> None:
         """Wait until ``wait.replicas`` replicas have every write the primary acknowledged
         so far (a barrier and ``WAIT``), or raise :class:`ReplicasBehind`: for a batch that
-        sent no script this time, whose sales an earlier try may have written."""
+        sent no script this time, whose sales an earlier try may have written, and before
+        a decision's messages are published or a command's reply is sent (``what``: named
+        in the error)."""
         pipe = self.redis.pipeline(transaction=False)
         self._barrier(pipe, wait)
         _, acknowledged = await pipe.execute()
-        self._check_replicas(int(acknowledged), wait)
+        self._check_replicas(int(acknowledged), wait, what)
 
     @staticmethod
-    def _check_replicas(acknowledged: int, wait: ReplicaWait) -> None:
+    def _check_replicas(acknowledged: int, wait: ReplicaWait, what: str = "a sales batch") -> None:
         if not replicated_enough(acknowledged, wait.replicas):
             raise ReplicasBehind(
                 f"{acknowledged} of the {wait.replicas} Redis replicas "
-                f"PRICELAB_REDIS__WAIT_REPLICAS asks for acknowledged a sales batch within "
+                f"PRICELAB_REDIS__WAIT_REPLICAS asks for acknowledged {what} within "
                 f"{wait.timeout_ms} ms"
             )
 
