@@ -43,8 +43,7 @@ from controller.retirement import is_retired
 from controller.settings import Settings
 from controller.spec import ExperimentSpec
 from controller.store import ExperimentState, Store, to_ms
-from controller.store.base import UNAVAILABLE
-from controller.store.panel import ReplicasBehind, ReplicaWait
+from controller.store.panel import ReplicasBehind, ReplicaWait, WriteLost
 
 log = logging.getLogger("pricelab.controller")
 
@@ -79,6 +78,11 @@ class FlipObserver(Protocol):
         of it per experiment (its series) may go."""
         ...
 
+    def replicas_short(self) -> None:
+        """Fewer Redis replicas than ``PRICELAB_REDIS__WAIT_REPLICAS`` acknowledged a
+        decision or a command's change in time (it waits)."""
+        ...
+
 
 class _NullObserver:
     def flipped(
@@ -103,6 +107,9 @@ class _NullObserver:
 
     def retired(self, experiment: str) -> None:
         return None
+
+    def replicas_short(self) -> None:
+        pass
 
 
 @dataclass(frozen=True)
@@ -164,27 +171,41 @@ class Flipper:
     def _lease_ms(self) -> int:
         return int(self.settings.flip_lease.total_seconds() * 1000)
 
-    async def replicated(self, what: str) -> None:
+    async def replicated(
+        self, what: str, guard: tuple[str, dict[str, str | None]] | None = None
+    ) -> None:
         """With ``PRICELAB_REDIS__WAIT_REPLICAS``, wait until that many replicas have every
-        write made so far, or raise ``ReplicasBehind`` (an outage: the caller tries again).
-        Called before anything that tells the world of a change kept in Redis: a decision's
-        messages, an experiment's ``created`` event, a command's reply. A failover that
-        promotes a replica lacking the change would otherwise lose a change already told:
-        the controller would decide again, on the new primary, and publish a second decision
-        under the same sequence number (or a stopped experiment would run again)."""
+        write made so far; raise ``ReplicasBehind`` when fewer did in time (an outage), and
+        ``WriteLost`` when the primary the barrier reached lacks what ``guard`` names (a hash
+        and the fields the write left in it: a failover lost it). Without the setting, no
+        Redis call. Called before anything that tells the world of a change kept in Redis: a
+        decision's messages, an experiment's ``created`` event, a command's reply. A failover
+        that promotes a replica lacking the change would otherwise lose a change already
+        told: the controller would decide again, on the new primary, and publish a second
+        decision under the same sequence number (or a stopped experiment would run again)."""
         r = self.settings.redis
         if r.wait_replicas:
-            await self.store.replicated(ReplicaWait(r.wait_replicas, r.wait_timeout_ms), what)
+            wait = ReplicaWait(r.wait_replicas, r.wait_timeout_ms)
+            try:
+                await self.store.replicated(wait, what, guard)
+            except ReplicasBehind:
+                self.observer.replicas_short()
+                raise
 
-    async def _replicated_at_last(self, what: str) -> None:
-        """:meth:`replicated`, tried again (with backoff) while the replicas are short: for a
-        creation, whose ``created`` event a repeat of the command would not send (it finds
-        the experiment there). A failover meanwhile ends it with Redis's error, and the
-        command is tried again whole: on a primary without the experiment, it creates it."""
+    async def replicated_at_last(
+        self, what: str, guard: tuple[str, dict[str, str | None]] | None = None
+    ) -> None:
+        """:meth:`replicated`, waited out in place (tried again with backoff) while the
+        replicas are short, where nothing would tell the change later: a creation (a repeat
+        of the command finds the experiment, and sends no ``created``), a decision that
+        publishes nothing (no redo follows it), the command's own decision and its reply (a
+        repeat of the command would reply "already"). A failover that lost the write ends it
+        (``WriteLost``, or Redis's own error), and the command is tried again whole, on the
+        state the new primary has."""
         delay = 0.1
         while True:
             try:
-                return await self.replicated(what)
+                return await self.replicated(what, guard)
             except ReplicasBehind as exc:
                 log.warning("%s waits for the replicas: %s", what, exc)
                 await asyncio.sleep(delay)  # a backoff between tries, not a synchronisation
@@ -427,7 +448,10 @@ class Flipper:
         follows a final one (the catalog's holders, the products' release)."""
         spec, lc = state.spec, state.lifecycle
         # the decision may be on the primary only (its replicas were short when it was made)
-        await self.replicated(f"experiment {spec.id}'s decision {state.seq}")
+        await self.replicated(
+            f"experiment {spec.id}'s decision {state.seq}",
+            (f"{self.store.exp(spec.id)}:state", {"seq": str(state.seq)}),
+        )
         if lc.mode is not None:
             ctx = await self._context(spec, lc.period)
             decided = [load_freeze(doc) for doc in state.decision_freezes]
@@ -550,7 +574,19 @@ class Flipper:
         # nothing of the decision is told before the replicas have it (a failover would lose
         # it, and the next decision would take its sequence number again); short, its
         # messages wait for the next tick, which redoes it (_redo), as a refused publish does
-        await self.replicated(f"experiment {spec.id}'s decision {seq}")
+        what = f"experiment {spec.id}'s decision {seq}"
+        key = f"{self.store.exp(spec.id)}:state"
+        if outcome.publish:
+            await self.replicated(what, (key, {"seq": str(seq)}))
+        else:
+            # nothing for a redo to finish (its seq is not new): its event waits here, and it
+            # is known by the state it left (lua/decide.lua's compare and set)
+            left: dict[str, str | None] = {
+                "status": lifecycle.stored_status(after.phase),
+                "frozen": str(int(after.frozen)),
+                "flipped_period": str(after.period),
+            }
+            await self.replicated_at_last(what, (key, left))
         if outcome.publish:
             assert after.mode is not None and design is not None
             records = in_force(spec, design, after.mode, mine)
@@ -653,7 +689,10 @@ class Flipper:
             # its place in the trail before another worker can see it (and start it)
             order = await self.store.next_trail()
             await self.store.create_experiment(spec, now, lease_ms=self._lease_ms, created_by=actor)
-            await self._replicated_at_last(f"the creation of experiment {spec.id}")
+            await self.replicated_at_last(
+                f"the creation of experiment {spec.id}",
+                (f"{self.store.exp(spec.id)}:state", {"status": None}),
+            )
             await self.sink.publish_event(
                 spec.id,
                 "created",
@@ -696,8 +735,13 @@ class Flipper:
                 turn = await self._turn(exp_id, choose, wait=True, reason=reason, until=kind)
             except (StoreError, ConflictError, CommandRefused):
                 raise
-            except UNAVAILABLE:
-                raise  # Redis's trouble (too few replicas too): the command is tried again whole
+            except ReplicasBehind:
+                # its own decision kept, the replicas short: wait for them here (a retry of the
+                # whole command would find it done, and reply "already"), then send its messages
+                if self._kept is None or self._kept.kind is not kind:
+                    raise
+                await self._finish_mine(exp_id, kind)
+                return await self._reply(exp_id)
             except Exception:
                 # the broker refused a message: the command is made all the same when its
                 # decision was kept before the send failed (every tick sends it again); one
@@ -716,6 +760,22 @@ class Flipper:
             return Reply(
                 exp_id, after.phase.value, after.shows_frozen, outcome.already, seq or None
             )
+
+    async def _finish_mine(self, exp_id: str, kind: Kind) -> None:
+        """The command's own decision is kept, its replicas were short: redo it (its guarded
+        barrier, then its messages) until they have it; raise WriteLost when a failover lost
+        it (the command is then tried again whole, and decides afresh)."""
+        delay = 0.1
+        while True:
+            try:
+                await self._turn(exp_id, lambda *_: None, wait=True)
+                break
+            except ReplicasBehind as exc:
+                log.warning("experiment %s's %s waits for the replicas: %s", exp_id, kind, exc)
+                await asyncio.sleep(delay)  # a backoff between tries, not a synchronisation
+                delay = min(delay * 2, 5.0)
+        if await self._decided(exp_id, kind) is None:
+            raise WriteLost(f"experiment {exp_id!r}'s {kind.value}: a failover lost it")
 
     async def _decided(self, exp_id: str, kind: Kind) -> str | None:
         """What the command, given now, would find done already (its ``already`` word), or

@@ -132,7 +132,7 @@ class CommandHandler:
                 detail = await self._apply(cmd)
                 # with PRICELAB_REDIS__WAIT_REPLICAS, no reply before the replicas have what
                 # the command changed; too few is an outage, and the command is tried again
-                await self.flipper.replicated(f"command {cmd.command_id}")
+                await self.flipper.replicated_at_last(f"command {cmd.command_id}")
                 reply = CommandReply(
                     command_id=cmd.command_id,
                     ok=True,

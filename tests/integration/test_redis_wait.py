@@ -10,6 +10,10 @@ SIGKILL and never started again, the replica resumed and promoted by the sentine
 never committed, is delivered again, but the new primary has no replica: its WAITs fall short
 too, and nothing is committed until a replica of it is started. Then every sale is counted
 on the new primary exactly once.
+
+Decisions and command replies wait the same way (the second test): nothing of a decision is
+published, and no command replied to, before the replica has it; after the failover the lost
+ones are made afresh on the new primary, replied to once, by the doer.
 """
 
 from __future__ import annotations
@@ -57,7 +61,6 @@ from tests.integration.faults import (
 from tests.integration.test_redis_sentinel import (
     SERVICE,
     _flipped,
-    _published,
     _replica,
     _sentinel,
 )
@@ -295,7 +298,10 @@ async def test_a_decision_and_a_reply_wait_for_the_replica_and_survive_the_failo
             return (await store.get_experiment("faults")).seq > before
 
         await wait_for(decided_on_the_primary, 30, "period 3's decision on the primary")
-        assert not await _published(settings, 3, timeout=3), "period 3 told before replicated"
+        await wait_for(lambda: _short(w) >= 2, 30, "the decision's barrier to fall short")
+        # period 2's messages are on the topic; nothing of period 3 beside them
+        msgs = await _read_all(settings, settings.topics.assignments, _told_all(2))
+        assert not [m for m in msgs if m["period"] == 3], "period 3 told before replicated"
         state = await store.get_experiment("faults")
         assert state.published == before < state.seq
 
@@ -323,6 +329,8 @@ async def test_a_decision_and_a_reply_wait_for_the_replica_and_survive_the_failo
         second.start()
 
         reply = command_ok(await asyncio.wait_for(pause, 90))
+        # the doer's reply: the command was tried again whole after the failover, and did it
+        assert reply["detail"]["state"] == "paused" and not reply["detail"].get("already"), reply
         state = await store.get_experiment("faults")
         assert state.phase == "paused" and state.published == state.seq == before + 2, state
 
@@ -350,45 +358,105 @@ async def test_a_decision_and_a_reply_wait_for_the_replica_and_survive_the_failo
             lambda got: any(r["command_id"] == reply["command_id"] for r in got),
         )
         assert [r["command_id"] for r in replies].count(reply["command_id"]) == 1
+        await _told_once("faults", "paused", reply["command_id"], settings)
 
         # a creation while the new primary's replica is stopped: kept, but neither its
         # ``created`` event nor its reply is sent before the replica has it (a repeat of the
-        # command would find it there, and send no event)
+        # command would find it there, and send no event); it waits where it is
         assert second.proc is not None
         second_pid = second.proc.pid
-        done.callback(lambda: os.kill(second_pid, signal.SIGCONT))
+        done.callback(lambda: _resume(second_pid))
         await stop_the_replica(d.promoted, second_pid)
-        spec = _spec(8, "later").model_copy(update={"products": tuple(f"q{i}" for i in range(8))})
+        spec = _spec(8, "later").model_copy(
+            update={
+                "products": tuple(f"q{i}" for i in range(8)),
+                "start": START + timedelta(days=1),
+            }
+        )
+        short = _short(w)
         create = asyncio.create_task(
-            send_command_async(
-                settings, "create", timeout=120, backfill=True, spec=spec.model_dump(mode="json")
-            )
+            send_command_async(settings, "create", timeout=120, spec=spec.model_dump(mode="json"))
         )
         done.callback(create.cancel)
 
         async def kept() -> bool:  # or answered (then the assert below says how)
-            return "later" in await store.experiment_ids() or create.done()
+            return "later" in await store.experiment_ids() and _short(w) > short or create.done()
 
-        await wait_for(kept, 30, "the creation on the primary")
+        await wait_for(kept, 30, "the creation on the primary, and its barrier short")
         assert not create.done(), create.result()
-        events = await _read_all(settings, settings.topics.experiment_events, lambda got: True)
-        assert not [e for e in events if e["experiment"] == "later"], "told before replicated"
+        await _told_nothing_of("later", settings)
         assert not create.done(), create.result()
         os.kill(second_pid, signal.SIGCONT)
         created = command_ok(await asyncio.wait_for(create, 60))
-        events = await _read_all(
-            settings,
-            settings.topics.experiment_events,
-            lambda got: any(e["experiment"] == "later" and e["kind"] == "created" for e in got),
+        assert not created["detail"].get("already"), created
+        await _told_once("later", "created", created["command_id"], settings)
+
+        # a pause of it, before its start: a decision that publishes nothing (no period is in
+        # force), so no redo would tell it later; its event and reply wait where they are
+        await stop_the_replica(d.promoted, second_pid)
+        short = _short(w)
+        pause = asyncio.create_task(
+            send_command_async(settings, "pause", timeout=120, experiment="later", reason="x")
         )
-        assert [(e["experiment"], e["kind"]) for e in events].count(("later", "created")) == 1
-        replies = await _read_all(
-            settings,
-            settings.topics.command_replies,
-            lambda got: any(r["command_id"] == created["command_id"] for r in got),
-        )
-        assert [r["command_id"] for r in replies].count(created["command_id"]) == 1
+        done.callback(pause.cancel)
+
+        async def paused() -> bool:  # or answered (then the assert below says how)
+            status = (await store.get_experiment("later")).phase
+            return status == "paused" and _short(w) > short or pause.done()
+
+        await wait_for(paused, 30, "the pause on the primary, and its barrier short")
+        assert not pause.done(), pause.result()
+        assert (await store.get_experiment("later")).seq == 0  # it publishes nothing
+        await _told_nothing_of("later", settings, but=("created", "command"))
+        assert not pause.done(), pause.result()
+        os.kill(second_pid, signal.SIGCONT)
+        reply = command_ok(await asyncio.wait_for(pause, 60))
+        assert reply["detail"]["state"] == "paused" and not reply["detail"].get("already"), reply
+        await _told_once("later", "paused", reply["command_id"], settings)
         assert w.alive() and w.pid == pid, w.tail()
+
+
+def _short(w: WorkerProcess) -> float:
+    """Barriers that fell short in the worker: sales batches, decisions, replies."""
+    return metric_value(w.metrics(), "pricelab_redis_waits_short_total")
+
+
+def _resume(pid: int) -> None:  # a stopped replica would not heed its SIGTERM
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGCONT)
+
+
+def _told_all(period: int) -> Callable[[list[dict[str, Any]]], bool]:
+    """Whether every product of ``faults`` has a message of ``period`` among those read."""
+    return lambda got: len({m["product"] for m in got if m["period"] == period}) == N_PRODUCTS
+
+
+async def _told_nothing_of(experiment: str, settings: Settings, but: tuple[str, ...] = ()) -> None:
+    """No event of ``experiment`` on the events topic but ``but``'s, read beyond ``faults``'s
+    ``created`` (there since the start: the read has reached the topic's present)."""
+    events = await _read_all(
+        settings,
+        settings.topics.experiment_events,
+        lambda got: any(e["experiment"] == "faults" and e["kind"] == "created" for e in got),
+    )
+    told = [e["kind"] for e in events if e["experiment"] == experiment]
+    assert told == list(but), f"{experiment}: {told} told before replicated"
+
+
+async def _told_once(experiment: str, kind: str, command_id: str, settings: Settings) -> None:
+    """``experiment``'s ``kind`` event and the command's reply, each once on its topic."""
+    events = await _read_all(
+        settings,
+        settings.topics.experiment_events,
+        lambda got: any(e["experiment"] == experiment and e["kind"] == kind for e in got),
+    )
+    assert [(e["experiment"], e["kind"]) for e in events].count((experiment, kind)) == 1
+    replies = await _read_all(
+        settings,
+        settings.topics.command_replies,
+        lambda got: any(r["command_id"] == command_id for r in got),
+    )
+    assert [r["command_id"] for r in replies].count(command_id) == 1
 
 
 async def _read_all(

@@ -74,3 +74,47 @@ def test_the_kept_fires_taken_in_are_announced_in_the_order_they_fired() -> None
         assert await _flipper()._kept_fired("trig", {}, iter([])) == []
 
     asyncio.run(go())
+
+
+def test_without_wait_replicas_the_barrier_asks_redis_nothing() -> None:
+    """``PRICELAB_REDIS__WAIT_REPLICAS`` unset (0), a decision, a creation and a reply are
+    told as before: no barrier, no Redis call (this store has no ``replicated``)."""
+
+    async def go() -> None:
+        await _flipper().replicated("x", ("k", {"seq": "1"}))
+        await _flipper().replicated_at_last("x")
+
+    asyncio.run(go())
+
+
+def test_with_wait_replicas_a_short_barrier_is_counted_and_raised() -> None:
+    from controller.settings import RedisSettings
+    from controller.store.panel import ReplicasBehind, ReplicaWait
+
+    class _Short(_Store):
+        asked: list[tuple[Any, ...]] = []
+
+        async def replicated(self, wait: ReplicaWait, what: str, guard: Any) -> None:
+            self.asked.append((wait, what, guard))
+            raise ReplicasBehind("0 of the 1")
+
+    class _Seen:
+        short = 0
+
+        def replicas_short(self) -> None:
+            self.short += 1
+
+    async def go() -> None:
+        settings = Settings(redis=RedisSettings(wait_replicas=1, wait_timeout_ms=300))
+        store, seen = _Short(), _Seen()
+        f = Flipper(store, None, ManualClock(T0), settings, seen, owner="w1")  # type: ignore[arg-type]
+        try:
+            await f.replicated("d", ("k", {"seq": "1"}))
+        except ReplicasBehind:
+            pass
+        else:
+            raise AssertionError("a short barrier raised nothing")
+        assert store.asked == [(ReplicaWait(1, 300), "d", ("k", {"seq": "1"}))]
+        assert seen.short == 1
+
+    asyncio.run(go())
