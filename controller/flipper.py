@@ -43,7 +43,7 @@ from controller.retirement import is_retired
 from controller.settings import Settings
 from controller.spec import ExperimentSpec
 from controller.store import ExperimentState, Store, to_ms
-from controller.store.panel import ReplicasBehind, ReplicaWait, WriteLost
+from controller.store.panel import ReplicasBehind, ReplicaWait
 
 log = logging.getLogger("pricelab.controller")
 
@@ -196,11 +196,14 @@ class Flipper:
         self, what: str, guard: tuple[str, dict[str, str | None]] | None = None
     ) -> None:
         """:meth:`replicated`, waited out in place (tried again with backoff) while the
-        replicas are short, where nothing would tell the change later: a creation (a repeat
-        of the command finds the experiment, and sends no ``created``), a decision that
-        publishes nothing (no redo follows it), the command's own decision and its reply (a
-        repeat of the command would reply "already"). A failover that lost the write ends it
-        (``WriteLost``, or Redis's own error), and the command is tried again whole, on the
+        replicas are short: every barrier is. A decision left to the next tick's redo would
+        be announced with less than it had (its ``flipped`` event, its missed flips), or
+        never (one that publishes nothing has no redo); a command tried again whole would
+        reply "already ..."; a creation's repeat would send no ``created``. So a tick or a
+        command waits at its first decision for as long as the replicas are short (nothing
+        could be told meanwhile anyway), holding the worker's own lock and the experiment's
+        turn. A failover that lost the write ends it (``WriteLost``, or Redis's own error):
+        the tick fails and the next decides afresh, a command is tried again whole, on the
         state the new primary has."""
         delay = 0.1
         while True:
@@ -448,9 +451,12 @@ class Flipper:
         follows a final one (the catalog's holders, the products' release)."""
         spec, lc = state.spec, state.lifecycle
         # the decision may be on the primary only (its replicas were short when it was made)
-        await self.replicated(
+        await self.replicated_at_last(
             f"experiment {spec.id}'s decision {state.seq}",
-            (f"{self.store.exp(spec.id)}:state", {"seq": str(state.seq)}),
+            (
+                f"{self.store.exp(spec.id)}:state",
+                _left(state.seq, state.status, state.frozen, state.flipped_period),
+            ),
         )
         if lc.mode is not None:
             ctx = await self._context(spec, lc.period)
@@ -572,21 +578,21 @@ class Flipper:
         if lifecycle.stored_status(after.phase) != state.status:
             await self.store.sync_holder(spec.id)
         # nothing of the decision is told before the replicas have it (a failover would lose
-        # it, and the next decision would take its sequence number again); short, its
-        # messages wait for the next tick, which redoes it (_redo), as a refused publish does
-        what = f"experiment {spec.id}'s decision {seq}"
-        key = f"{self.store.exp(spec.id)}:state"
-        if outcome.publish:
-            await self.replicated(what, (key, {"seq": str(seq)}))
-        else:
-            # nothing for a redo to finish (its seq is not new): its event waits here, and it
-            # is known by the state it left (lua/decide.lua's compare and set)
-            left: dict[str, str | None] = {
-                "status": lifecycle.stored_status(after.phase),
-                "frozen": str(int(after.frozen)),
-                "flipped_period": str(after.period),
-            }
-            await self.replicated_at_last(what, (key, left))
+        # it, and the next decision would take its sequence number again): waited for here,
+        # the turn held (a redo would announce less than the decision: its flipped event), and
+        # known by what it left in the state, its seq and lua/decide.lua's compare and set
+        await self.replicated_at_last(
+            f"experiment {spec.id}'s decision {seq}",
+            (
+                f"{self.store.exp(spec.id)}:state",
+                _left(
+                    seq if outcome.publish else None,
+                    lifecycle.stored_status(after.phase),
+                    after.frozen,
+                    after.period,
+                ),
+            ),
+        )
         if outcome.publish:
             assert after.mode is not None and design is not None
             records = in_force(spec, design, after.mode, mine)
@@ -735,13 +741,6 @@ class Flipper:
                 turn = await self._turn(exp_id, choose, wait=True, reason=reason, until=kind)
             except (StoreError, ConflictError, CommandRefused):
                 raise
-            except ReplicasBehind:
-                # its own decision kept, the replicas short: wait for them here (a retry of the
-                # whole command would find it done, and reply "already"), then send its messages
-                if self._kept is None or self._kept.kind is not kind:
-                    raise
-                await self._finish_mine(exp_id, kind)
-                return await self._reply(exp_id)
             except Exception:
                 # the broker refused a message: the command is made all the same when its
                 # decision was kept before the send failed (every tick sends it again); one
@@ -760,22 +759,6 @@ class Flipper:
             return Reply(
                 exp_id, after.phase.value, after.shows_frozen, outcome.already, seq or None
             )
-
-    async def _finish_mine(self, exp_id: str, kind: Kind) -> None:
-        """The command's own decision is kept, its replicas were short: redo it (its guarded
-        barrier, then its messages) until they have it; raise WriteLost when a failover lost
-        it (the command is then tried again whole, and decides afresh)."""
-        delay = 0.1
-        while True:
-            try:
-                await self._turn(exp_id, lambda *_: None, wait=True)
-                break
-            except ReplicasBehind as exc:
-                log.warning("experiment %s's %s waits for the replicas: %s", exp_id, kind, exc)
-                await asyncio.sleep(delay)  # a backoff between tries, not a synchronisation
-                delay = min(delay * 2, 5.0)
-        if await self._decided(exp_id, kind) is None:
-            raise WriteLost(f"experiment {exp_id!r}'s {kind.value}: a failover lost it")
 
     async def _decided(self, exp_id: str, kind: Kind) -> str | None:
         """What the command, given now, would find done already (its ``already`` word), or
@@ -892,6 +875,19 @@ class Flipper:
                 await self.store.cancel_freeze(freeze_id, cut)
             await self._tick(for_command=True)
             return freeze_view(freeze, now) | {"now": "cancelled", "cancelled": True}
+
+
+def _left(seq: int | None, status: str, frozen: bool, period: int) -> dict[str, str | None]:
+    """What a decision left in the experiment's state (lua/decide.lua writes them so; the
+    sequence number only when it publishes): a barrier's guard."""
+    left: dict[str, str | None] = {
+        "status": status,
+        "frozen": str(int(frozen)),
+        "flipped_period": str(period),
+    }
+    if seq is not None:
+        left["seq"] = str(seq)
+    return left
 
 
 def _announcement(outcome: Outcome, reason: str | None) -> tuple[str, dict[str, object]] | None:

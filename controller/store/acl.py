@@ -191,7 +191,7 @@ ROLES: tuple[Role, ...] = (
             ("HSET", ("holders", "windows", "freezes", "cancelled_freezes", "records")),
             ("HSETNX", ("freezes",)),
             ("HDEL", ("freezes",)),
-            # redis-py's incr; "replicated": a sales batch's barrier before its WAIT
+            # redis-py's incr; "replicated": the barrier before a WAIT (sales, decisions, replies)
             ("INCRBY", ("version", "trail", "replicated")),
             ("SET", ("clock_mode",)),  # at start: the clock it runs on, which the CLI follows
             ("HINCRBY", ("records_version",)),
