@@ -43,7 +43,8 @@ from controller.retirement import is_retired
 from controller.settings import Settings
 from controller.spec import ExperimentSpec
 from controller.store import ExperimentState, Store, to_ms
-from controller.store.panel import ReplicasBehind, ReplicaWait
+from controller.store.base import UNAVAILABLE
+from controller.store.panel import ReplicasBehind, ReplicaWait, WriteLost
 
 log = logging.getLogger("pricelab.controller")
 
@@ -209,8 +210,15 @@ class Flipper:
         while True:
             try:
                 return await self.replicated(what, guard)
-            except ReplicasBehind as exc:
-                log.warning("%s waits for the replicas: %s", what, exc)
+            except WriteLost:
+                raise
+            except UNAVAILABLE as exc:
+                # too few replicas, or a failover under way (redis-py's own retries gave up
+                # before the sentinels named the new primary): the guard, read on the primary
+                # reached next, tells whether the write survived; ending here would leave a
+                # surviving decision to a redo (its flipped event lost) or a command to a
+                # whole retry (replying 'already')
+                log.warning("%s waits for the replicas: %r", what, exc)
                 await asyncio.sleep(delay)  # a backoff between tries, not a synchronisation
                 delay = min(delay * 2, 5.0)
 
@@ -440,7 +448,12 @@ class Flipper:
         every = max(self._lease_ms / 3000.0, 0.05)
         while True:
             await asyncio.sleep(every)  # a lease's renewal period, not a synchronisation
-            if not await self.store.take_turn(exp_id, self.owner, self._lease_ms):
+            try:
+                held = await self.store.take_turn(exp_id, self.owner, self._lease_ms)
+            except UNAVAILABLE as exc:  # an outage: renewed at the next period
+                log.warning("experiment %s: the turn's renewal failed: %r", exp_id, exc)
+                continue
+            if not held:
                 log.error("experiment %s: the turn was lost mid-decision", exp_id)
                 return
 
@@ -697,7 +710,9 @@ class Flipper:
             await self.store.create_experiment(spec, now, lease_ms=self._lease_ms, created_by=actor)
             await self.replicated_at_last(
                 f"the creation of experiment {spec.id}",
-                (f"{self.store.exp(spec.id)}:state", {"status": None}),
+                # its commit (lua/create_commit.lua), the creation's last step that must
+                # survive: its state alone (create_init.lua, before) could be kept without it
+                (self.store.cat("holders"), {spec.id: None}),
             )
             await self.sink.publish_event(
                 spec.id,

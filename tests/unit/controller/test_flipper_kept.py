@@ -118,3 +118,42 @@ def test_with_wait_replicas_a_short_barrier_is_counted_and_raised() -> None:
         assert seen.short == 1
 
     asyncio.run(go())
+
+
+def test_a_barrier_cut_by_a_lost_connection_waits_on_and_a_lost_write_ends_it() -> None:
+    """A failover whose sentinels name the new primary only after redis-py's own retries gave
+    up: the barrier is tried again in place, so the guard is read on the new primary (the
+    write survived: it goes on; it did not: ``WriteLost``), rather than ending the tick (a
+    redo would tell the decision without its ``flipped`` event) or the command (a whole
+    retry would reply "already ...")."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from controller.settings import RedisSettings
+    from controller.store.panel import ReplicaWait, WriteLost
+
+    class _Cut(_Store):
+        def __init__(self, answers: list[BaseException | None]) -> None:
+            self.answers = answers
+
+        async def replicated(self, wait: ReplicaWait, what: str, guard: Any) -> None:
+            answer = self.answers.pop(0)
+            if answer is not None:
+                raise answer
+
+    settings = Settings(redis=RedisSettings(wait_replicas=1, wait_timeout_ms=300))
+
+    async def go() -> None:
+        cut = _Cut([RedisConnectionError("closed"), None])
+        f = Flipper(cut, None, ManualClock(T0), settings, owner="w1")  # type: ignore[arg-type]
+        await f.replicated_at_last("d", ("k", {"seq": "1"}))
+        assert cut.answers == []
+        lost = _Cut([RedisConnectionError("closed"), WriteLost("lacks d"), None])
+        f = Flipper(lost, None, ManualClock(T0), settings, owner="w1")  # type: ignore[arg-type]
+        try:
+            await f.replicated_at_last("d", ("k", {"seq": "1"}))
+        except WriteLost:
+            assert lost.answers == [None]
+        else:
+            raise AssertionError("a lost write was waited on")
+
+    asyncio.run(go())
