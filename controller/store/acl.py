@@ -185,7 +185,8 @@ ROLES: tuple[Role, ...] = (
             *_COMMON,
             ("GET", ("version", "claims", "trigger_version")),
             ("HGET", ("state", "holders", "freezes")),
-            ("HMGET", ("state",)),
+            # the state, and a creation's holder (the guard of its barrier before WAIT)
+            ("HMGET", ("state", "holders")),
             ("HGETALL", ("holders", "cancelled_freezes", "trigger_state")),
             # sync_holder, windows, freezes, flips (records bracketed by their version)
             ("HSET", ("holders", "windows", "freezes", "cancelled_freezes", "records")),

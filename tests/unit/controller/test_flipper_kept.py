@@ -11,6 +11,8 @@ import asyncio
 from datetime import timedelta
 from typing import Any
 
+import pytest
+
 from controller.clock import ManualClock
 from controller.flipper import Flipper
 from controller.settings import Settings
@@ -108,12 +110,8 @@ def test_with_wait_replicas_a_short_barrier_is_counted_and_raised() -> None:
         settings = Settings(redis=RedisSettings(wait_replicas=1, wait_timeout_ms=300))
         store, seen = _Short(), _Seen()
         f = Flipper(store, None, ManualClock(T0), settings, seen, owner="w1")  # type: ignore[arg-type]
-        try:
+        with pytest.raises(ReplicasBehind):
             await f.replicated("d", ("k", {"seq": "1"}))
-        except ReplicasBehind:
-            pass
-        else:
-            raise AssertionError("a short barrier raised nothing")
         assert store.asked == [(ReplicaWait(1, 300), "d", ("k", {"seq": "1"}))]
         assert seen.short == 1
 
@@ -149,11 +147,8 @@ def test_a_barrier_cut_by_a_lost_connection_waits_on_and_a_lost_write_ends_it() 
         assert cut.answers == []
         lost = _Cut([RedisConnectionError("closed"), WriteLost("lacks d"), None])
         f = Flipper(lost, None, ManualClock(T0), settings, owner="w1")  # type: ignore[arg-type]
-        try:
+        with pytest.raises(WriteLost):
             await f.replicated_at_last("d", ("k", {"seq": "1"}))
-        except WriteLost:
-            assert lost.answers == [None]
-        else:
-            raise AssertionError("a lost write was waited on")
+        assert lost.answers == [None]
 
     asyncio.run(go())
