@@ -157,21 +157,23 @@ async def deployment(done: contextlib.AsyncExitStack, tmp_path: Path) -> Deploym
     )
 
 
-async def stop_the_replica(primary: Redis, replica_pid: int) -> None:
+async def stop_the_replica(primary: Redis, replica_pid: int) -> str:
     """From now on the replica acknowledges nothing, and every write that follows stays on
     the primary (in its output buffer, unlimited here, behind a value larger than the
-    loopback socket buffers hold)."""
+    loopback socket buffers hold: its key is returned)."""
     await primary.config_set("client-output-buffer-limit", "replica 0 0 0")
     os.kill(replica_pid, signal.SIGSTOP)
-    await primary.set("pricelab-wait-junk", b"x" * JUNK_BYTES)
+    junk = f"pricelab-wait-junk-{time.monotonic_ns()}"
+    await primary.set(junk, b"x" * JUNK_BYTES)
     assert await primary.execute_command("WAIT", 1, 300) == 0
     info = await primary.info("replication")
     assert int(info["slave0"]["offset"]) < int(info["master_repl_offset"])
+    return junk
 
 
-async def fail_over_to_the_stopped_replica(d: Deployment) -> None:
+async def fail_over_to_the_stopped_replica(d: Deployment, junk: str) -> None:
     """Kill the primary for good (SIGKILL), resume the replica and wait for the sentinel to
-    promote it; it lacks everything written since :func:`stop_the_replica`."""
+    promote it; it lacks everything written since :func:`stop_the_replica` wrote ``junk``."""
     assert d.stack.redis is not None
     d.stack.redis.kill()  # SIGKILL, and never started again
     os.kill(d.replica_pid, signal.SIGCONT)
@@ -190,7 +192,7 @@ async def fail_over_to_the_stopped_replica(d: Deployment) -> None:
     assert (await d.promoted.info("replication"))["role"] == "master"
     # it never got the large value, so none of what followed it on the old primary either (a
     # replica applies the primary's stream in order)
-    assert await d.promoted.exists("pricelab-wait-junk") == 0
+    assert await d.promoted.exists(junk) == 0
 
 
 def second_replica(d: Deployment, tmp_path: Path) -> ManagedProcess:
@@ -218,7 +220,7 @@ async def test_a_batch_its_replica_lacks_is_not_committed_and_survives_the_failo
         await primary.set("pricelab-wait-probe", 1)
         assert await primary.execute_command("WAIT", 1, 10_000) == 1
 
-        await stop_the_replica(d.primary, d.replica_pid)
+        junk = await stop_the_replica(d.primary, d.replica_pid)
 
         truth = Truth(600, seed=37, tag="w")
         await produce(settings, truth.payloads)  # at once: one or a few batches
@@ -238,7 +240,7 @@ async def test_a_batch_its_replica_lacks_is_not_committed_and_survives_the_failo
         info = await primary.info("replication")
         assert int(info["slave0"]["offset"]) < int(info["master_repl_offset"])  # still stopped
 
-        await fail_over_to_the_stopped_replica(d)
+        await fail_over_to_the_stopped_replica(d, junk)
 
         # the new primary has no replica yet: WAIT 1 cannot be met, so still nothing is
         # committed (the cost of the setting: sales stop while fewer replicas are up)
@@ -287,21 +289,40 @@ async def test_a_decision_and_a_reply_wait_for_the_replica_and_survive_the_failo
         for k in (1, 2):
             await clock.set(START + timedelta(hours=k, seconds=1))
             await wait_for(lambda k=k: _flipped(store, k), 30, f"period {k}'s flip")
-        before = (await store.get_experiment("faults")).seq
         await d.primary.set("pricelab-wait-probe", 1)
         assert await d.primary.execute_command("WAIT", 1, 10_000) == 1
 
+        # a flip whose replica is short waits where it is, and goes on once the replica is
+        # back: told once, with its flipped event (a redo would have told it without)
         await stop_the_replica(d.primary, d.replica_pid)
         await clock.set(START + timedelta(hours=3, seconds=1))
+        await wait_for(lambda: _short(w) >= 2, 30, "period 3's barrier to fall short")
+        msgs = await _read_all(settings, settings.topics.assignments, _told_all(2))
+        assert not [m for m in msgs if m["period"] == 3], "period 3 told before replicated"
+        os.kill(d.replica_pid, signal.SIGCONT)
+        await wait_for(lambda: _flipped(store, 3), 30, "period 3's flip once replicated")
+
+        def flipped_3(got: list[dict[str, Any]]) -> bool:
+            return any(e["kind"] == "flipped" and e["detail"]["period"] == 3 for e in got)
+
+        events = await _read_all(settings, settings.topics.experiment_events, flipped_3)
+        assert [e["detail"]["period"] for e in events if e["kind"] == "flipped"].count(3) == 1
+        before = (await store.get_experiment("faults")).seq
+        await d.primary.set("pricelab-wait-probe", 2)
+        assert await d.primary.execute_command("WAIT", 1, 10_000) == 1
+
+        # then the same, but the primary dies while the replica lacks the decision
+        junk = await stop_the_replica(d.primary, d.replica_pid)
+        await clock.set(START + timedelta(hours=4, seconds=1))
 
         async def decided_on_the_primary() -> bool:
             return (await store.get_experiment("faults")).seq > before
 
-        await wait_for(decided_on_the_primary, 30, "period 3's decision on the primary")
+        await wait_for(decided_on_the_primary, 30, "period 4's decision on the primary")
         await wait_for(lambda: _short(w) >= 2, 30, "the decision's barrier to fall short")
-        # period 2's messages are on the topic; nothing of period 3 beside them
-        msgs = await _read_all(settings, settings.topics.assignments, _told_all(2))
-        assert not [m for m in msgs if m["period"] == 3], "period 3 told before replicated"
+        # period 3's messages are on the topic; nothing of period 4 beside them
+        msgs = await _read_all(settings, settings.topics.assignments, _told_all(3))
+        assert not [m for m in msgs if m["period"] == 4], "period 4 told before replicated"
         state = await store.get_experiment("faults")
         assert state.published == before < state.seq
 
@@ -312,17 +333,17 @@ async def test_a_decision_and_a_reply_wait_for_the_replica_and_survive_the_failo
         )
         done.callback(pause.cancel)
 
-        # the worker's tick waits at period 3's decision, the pause behind it: three more
+        # the worker's tick waits at period 4's decision, the pause behind it: three more
         # barriers short, and still no reply (then the assert below says what came)
         short = _short(w)
         await wait_for(lambda: _short(w) >= short + 3 or pause.done(), 30, "more short waits")
         assert not pause.done(), pause.result()  # no reply while the replica lacks it
 
-        await fail_over_to_the_stopped_replica(d)
-        lost = await store.get_experiment("faults")  # the new primary: period 3 was never kept
-        assert (lost.seq, lost.flipped_period) == (before, 2)
+        await fail_over_to_the_stopped_replica(d, junk)
+        lost = await store.get_experiment("faults")  # the new primary: period 4 was never kept
+        assert (lost.seq, lost.flipped_period) == (before, 3)
         # so was the simulated clock's move (kept in Redis): the time goes on, as a wall's would
-        await clock.set(START + timedelta(hours=3, seconds=2))
+        await clock.set(START + timedelta(hours=4, seconds=2))
         second = second_replica(d, tmp_path)
         done.callback(second.stop)
         second.start()
