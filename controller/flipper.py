@@ -43,6 +43,8 @@ from controller.retirement import is_retired
 from controller.settings import Settings
 from controller.spec import ExperimentSpec
 from controller.store import ExperimentState, Store, to_ms
+from controller.store.base import UNAVAILABLE
+from controller.store.panel import ReplicasBehind, ReplicaWait, WriteLost
 
 log = logging.getLogger("pricelab.controller")
 
@@ -77,6 +79,11 @@ class FlipObserver(Protocol):
         of it per experiment (its series) may go."""
         ...
 
+    def replicas_short(self) -> None:
+        """Fewer Redis replicas than ``PRICELAB_REDIS__WAIT_REPLICAS`` acknowledged a
+        decision or a command's change in time (it waits)."""
+        ...
+
 
 class _NullObserver:
     def flipped(
@@ -101,6 +108,9 @@ class _NullObserver:
 
     def retired(self, experiment: str) -> None:
         return None
+
+    def replicas_short(self) -> None:
+        pass
 
 
 @dataclass(frozen=True)
@@ -161,6 +171,56 @@ class Flipper:
     @property
     def _lease_ms(self) -> int:
         return int(self.settings.flip_lease.total_seconds() * 1000)
+
+    async def replicated(
+        self, what: str, guard: tuple[str, dict[str, str | None]] | None = None
+    ) -> None:
+        """With ``PRICELAB_REDIS__WAIT_REPLICAS``, wait until that many replicas have every
+        write made so far; raise ``ReplicasBehind`` when fewer did in time (an outage), and
+        ``WriteLost`` when the primary the barrier reached lacks what ``guard`` names (a hash
+        and the fields the write left in it: a failover lost it). Without the setting, no
+        Redis call. Called before anything that tells the world of a change kept in Redis: a
+        decision's messages, an experiment's ``created`` event, a command's reply. A failover
+        that promotes a replica lacking the change would otherwise lose a change already
+        told: the controller would decide again, on the new primary, and publish a second
+        decision under the same sequence number (or a stopped experiment would run again)."""
+        r = self.settings.redis
+        if r.wait_replicas:
+            wait = ReplicaWait(r.wait_replicas, r.wait_timeout_ms)
+            try:
+                await self.store.replicated(wait, what, guard)
+            except ReplicasBehind:
+                self.observer.replicas_short()
+                raise
+
+    async def replicated_at_last(
+        self, what: str, guard: tuple[str, dict[str, str | None]] | None = None
+    ) -> None:
+        """:meth:`replicated`, waited out in place (tried again with backoff) while the
+        replicas are short: every barrier is. A decision left to the next tick's redo would
+        be announced with less than it had (its ``flipped`` event, its missed flips), or
+        never (one that publishes nothing has no redo); a command tried again whole would
+        reply "already ..."; a creation's repeat would send no ``created``. So a tick or a
+        command waits at its first decision for as long as the replicas are short (nothing
+        could be told meanwhile anyway), holding the worker's own lock and the experiment's
+        turn. A failover that lost the write ends it (``WriteLost``, or Redis's own error):
+        the tick fails and the next decides afresh, a command is tried again whole, on the
+        state the new primary has."""
+        delay = 0.1
+        while True:
+            try:
+                return await self.replicated(what, guard)
+            except WriteLost:
+                raise
+            except UNAVAILABLE as exc:
+                # too few replicas, or a failover under way (redis-py's own retries gave up
+                # before the sentinels named the new primary): the guard, read on the primary
+                # reached next, tells whether the write survived; ending here would leave a
+                # surviving decision to a redo (its flipped event lost) or a command to a
+                # whole retry (replying 'already')
+                log.warning("%s waits for the replicas: %r", what, exc)
+                await asyncio.sleep(delay)  # a backoff between tries, not a synchronisation
+                delay = min(delay * 2, 5.0)
 
     # ------------------------------------------------------------------ the clock's paths
     async def tick(self) -> int:
@@ -388,7 +448,12 @@ class Flipper:
         every = max(self._lease_ms / 3000.0, 0.05)
         while True:
             await asyncio.sleep(every)  # a lease's renewal period, not a synchronisation
-            if not await self.store.take_turn(exp_id, self.owner, self._lease_ms):
+            try:
+                held = await self.store.take_turn(exp_id, self.owner, self._lease_ms)
+            except UNAVAILABLE as exc:  # an outage: renewed at the next period
+                log.warning("experiment %s: the turn's renewal failed: %r", exp_id, exc)
+                continue
+            if not held:
                 log.error("experiment %s: the turn was lost mid-decision", exp_id)
                 return
 
@@ -398,6 +463,14 @@ class Flipper:
         with (the period, the mode, the freezes of then), announce it again, and redo what
         follows a final one (the catalog's holders, the products' release)."""
         spec, lc = state.spec, state.lifecycle
+        # the decision may be on the primary only (its replicas were short when it was made)
+        await self.replicated_at_last(
+            f"experiment {spec.id}'s decision {state.seq}",
+            (
+                f"{self.store.exp(spec.id)}:state",
+                _left(state.seq, state.status, state.frozen, state.flipped_period),
+            ),
+        )
         if lc.mode is not None:
             ctx = await self._context(spec, lc.period)
             decided = [load_freeze(doc) for doc in state.decision_freezes]
@@ -517,6 +590,22 @@ class Flipper:
             await self.store.close_windows(spec.id, now)
         if lifecycle.stored_status(after.phase) != state.status:
             await self.store.sync_holder(spec.id)
+        # nothing of the decision is told before the replicas have it (a failover would lose
+        # it, and the next decision would take its sequence number again): waited for here,
+        # the turn held (a redo would announce less than the decision: its flipped event), and
+        # known by what it left in the state, its seq and lua/decide.lua's compare and set
+        await self.replicated_at_last(
+            f"experiment {spec.id}'s decision {seq}",
+            (
+                f"{self.store.exp(spec.id)}:state",
+                _left(
+                    seq if outcome.publish else None,
+                    lifecycle.stored_status(after.phase),
+                    after.frozen,
+                    after.period,
+                ),
+            ),
+        )
         if outcome.publish:
             assert after.mode is not None and design is not None
             records = in_force(spec, design, after.mode, mine)
@@ -619,6 +708,12 @@ class Flipper:
             # its place in the trail before another worker can see it (and start it)
             order = await self.store.next_trail()
             await self.store.create_experiment(spec, now, lease_ms=self._lease_ms, created_by=actor)
+            await self.replicated_at_last(
+                f"the creation of experiment {spec.id}",
+                # its commit (lua/create_commit.lua), the creation's last step that must
+                # survive: its state alone (create_init.lua, before) could be kept without it
+                (self.store.cat("holders"), {spec.id: None}),
+            )
             await self.sink.publish_event(
                 spec.id,
                 "created",
@@ -795,6 +890,19 @@ class Flipper:
                 await self.store.cancel_freeze(freeze_id, cut)
             await self._tick(for_command=True)
             return freeze_view(freeze, now) | {"now": "cancelled", "cancelled": True}
+
+
+def _left(seq: int | None, status: str, frozen: bool, period: int) -> dict[str, str | None]:
+    """What a decision left in the experiment's state (lua/decide.lua writes them so; the
+    sequence number only when it publishes): a barrier's guard."""
+    left: dict[str, str | None] = {
+        "status": status,
+        "frozen": str(int(frozen)),
+        "flipped_period": str(period),
+    }
+    if seq is not None:
+        left["seq"] = str(seq)
+    return left
 
 
 def _announcement(outcome: Outcome, reason: str | None) -> tuple[str, dict[str, object]] | None:

@@ -154,10 +154,12 @@ class RedisSettings(BaseModel):
     #: the sentinels' own password (their ``requirepass``), when they need one
     sentinel_password: SecretStr | None = None
     #: replicas that must have a sales batch (Redis ``WAIT``) before its offsets are
-    #: committed; 0: not waited for (replication stays asynchronous, and a failover may lose
-    #: a committed batch's sales)
+    #: committed, a decision before it is published, a command's change before its reply;
+    #: 0: not waited for (replication stays asynchronous, and a failover may lose a committed
+    #: batch's sales, a published decision, a command replied to)
     wait_replicas: int = 0
-    #: how long a batch waits for them; fewer in time is an outage: the batch is tried again
+    #: how long each waits for them; fewer in time is an outage: the batch is tried again,
+    #: a decision or a reply waits on where it is
     wait_timeout_ms: int = 1000
     username: str | None = None
     password: SecretStr | None = None
@@ -260,8 +262,8 @@ class RedisSettings(BaseModel):
     def _wait_timeout_ok(cls, v: int) -> int:
         if v <= 0:
             raise ValueError(
-                f"is {v}: give the milliseconds a sales batch waits for its replicas, from 1 "
-                "(Redis's WAIT 0 would wait for ever)"
+                f"is {v}: give the milliseconds a sales batch or a decision waits for its "
+                "replicas, from 1 (Redis's WAIT 0 would wait for ever)"
             )
         return v
 

@@ -185,13 +185,14 @@ ROLES: tuple[Role, ...] = (
             *_COMMON,
             ("GET", ("version", "claims", "trigger_version")),
             ("HGET", ("state", "holders", "freezes")),
-            ("HMGET", ("state",)),
+            # the state, and a creation's holder (the guard of its barrier before WAIT)
+            ("HMGET", ("state", "holders")),
             ("HGETALL", ("holders", "cancelled_freezes", "trigger_state")),
             # sync_holder, windows, freezes, flips (records bracketed by their version)
             ("HSET", ("holders", "windows", "freezes", "cancelled_freezes", "records")),
             ("HSETNX", ("freezes",)),
             ("HDEL", ("freezes",)),
-            # redis-py's incr; "replicated": a sales batch's barrier before its WAIT
+            # redis-py's incr; "replicated": the barrier before a WAIT (sales, decisions, replies)
             ("INCRBY", ("version", "trail", "replicated")),
             ("SET", ("clock_mode",)),  # at start: the clock it runs on, which the CLI follows
             ("HINCRBY", ("records_version",)),

@@ -9,8 +9,8 @@ MULTI touches one slot and runs unchanged on one Redis or on a cluster:
   (claims), ``{pl}:creating:<id>`` (creation leases), ``{pl}:holders`` (each experiment's
   status and claim gen, which the claim scripts read) and ``{pl}:fence`` (a counter that
   orders creations), ``{pl}:drafts`` (each draft's summary, by id) and ``{pl}:draft:<id>``
-  (a draft's spec), ``{pl}:replicated`` (bumped before each sales batch's ``WAIT``, when
-  ``PRICELAB_REDIS__WAIT_REPLICAS`` is set). Small, and written rarely (but that counter).
+  (a draft's spec), ``{pl}:replicated`` (bumped before each ``WAIT``: sales batches,
+  decisions, replies; when ``PRICELAB_REDIS__WAIT_REPLICAS`` is set). Small, and written rarely (but that counter).
 - each experiment's keys, tagged with its id: ``pl:exp:{<id>}:state``, ``...:sums:<k>``,
   ``...:seen:<k>:<b>`` and the rest. Everything the sales path, a flip and the analysis
   worker touch for one experiment is in its slot, so experiments spread over the nodes.

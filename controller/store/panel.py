@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from redis.client import NEVER_DECODE
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeout
 
@@ -221,8 +222,19 @@ class ReplicaWait(NamedTuple):
 
 class ReplicasBehind(RedisTimeout):
     """Fewer replicas than ``PRICELAB_REDIS__WAIT_REPLICAS`` acknowledged a sales batch's
-    writes in time: an outage to every caller that retries one (``UNAVAILABLE``), so the
-    batch is not acknowledged and is tried again (its sales are deduplicated by event id)."""
+    writes, or a decision's, in time: an outage to every caller that retries one
+    (``UNAVAILABLE``), so the batch is not acknowledged and is tried again (its sales are
+    deduplicated by event id), and the decision's messages wait for the next tick."""
+
+
+class WriteLost(RedisConnectionError):
+    """The primary a barrier reached lacks the write it guards: a failover promoted a replica
+    without it (redis-py resends a pipeline cut by a lost connection to whichever primary
+    the sentinels name). An outage: the caller tries again, on the state it finds."""
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def replicated_enough(acknowledged: int, wanted: int) -> bool:
@@ -315,21 +327,40 @@ class PanelStore(RedisStore):
         pipe.incr(self.cat("replicated"))  # keys.CATALOG_KEYS["replicated"]
         pipe.wait(wait.replicas, wait.timeout_ms)
 
-    async def replicated(self, wait: ReplicaWait) -> None:
+    async def replicated(
+        self,
+        wait: ReplicaWait,
+        what: str = "a sales batch",
+        guard: tuple[str, dict[str, str | None]] | None = None,
+    ) -> None:
         """Wait until ``wait.replicas`` replicas have every write the primary acknowledged
         so far (a barrier and ``WAIT``), or raise :class:`ReplicasBehind`: for a batch that
-        sent no script this time, whose sales an earlier try may have written."""
+        sent no script this time, whose sales an earlier try may have written, and before
+        a decision's messages are published or a command's reply is sent (``what``: named
+        in the error). ``guard``: a hash and the fields the write being waited for left in
+        it (None: present), read in the same pipeline, so on the server the barrier reaches
+        (redis-py sends a pipeline cut by a lost connection again, to whichever primary the
+        sentinels name); :class:`WriteLost` when they are not so there."""
         pipe = self.redis.pipeline(transaction=False)
+        if guard is not None:
+            pipe.hmget(guard[0], list(guard[1]))
         self._barrier(pipe, wait)
-        _, acknowledged = await pipe.execute()
-        self._check_replicas(int(acknowledged), wait)
+        got = await pipe.execute()
+        if guard is not None:
+            for (field, want), held in zip(guard[1].items(), got[0], strict=True):
+                if held is None or (want is not None and _text(held) != want):
+                    raise WriteLost(
+                        f"the Redis primary lacks {what} ({field} {held!r}, not {want!r}): "
+                        "a failover lost it"
+                    )
+        self._check_replicas(int(got[-1]), wait, what)
 
     @staticmethod
-    def _check_replicas(acknowledged: int, wait: ReplicaWait) -> None:
+    def _check_replicas(acknowledged: int, wait: ReplicaWait, what: str = "a sales batch") -> None:
         if not replicated_enough(acknowledged, wait.replicas):
             raise ReplicasBehind(
                 f"{acknowledged} of the {wait.replicas} Redis replicas "
-                f"PRICELAB_REDIS__WAIT_REPLICAS asks for acknowledged a sales batch within "
+                f"PRICELAB_REDIS__WAIT_REPLICAS asks for acknowledged {what} within "
                 f"{wait.timeout_ms} ms"
             )
 

@@ -22,7 +22,8 @@ The catalogue (also in README.md):
     pricelab_consumer_lag{topic}                          events on the broker not yet processed
                                                           and committed by this worker (gauge)
     pricelab_redis_retries_total{component}               Redis calls retried after a failure
-    pricelab_redis_waits_short_total                      sales batches retried because fewer
+    pricelab_redis_waits_short_total                      sales batches retried, decisions and
+                                                          replies held back, because fewer
                                                           replicas than PRICELAB_REDIS__WAIT_
                                                           REPLICAS acknowledged them in time
     pricelab_broker_retries_total{component}              timer ticks tried again after the
@@ -269,8 +270,9 @@ class Metrics:
         )
         self.redis_waits_short = Counter(
             "pricelab_redis_waits_short",
-            "Sales batches retried because fewer replicas than PRICELAB_REDIS__WAIT_REPLICAS "
-            "acknowledged them within PRICELAB_REDIS__WAIT_TIMEOUT_MS",
+            "Sales batches retried, and decisions and command replies held back, because fewer "
+            "replicas than PRICELAB_REDIS__WAIT_REPLICAS acknowledged them within "
+            "PRICELAB_REDIS__WAIT_TIMEOUT_MS",
             registry=r,
         )
         self.broker_retries = Counter(
@@ -366,6 +368,9 @@ class Metrics:
         ):
             with contextlib.suppress(KeyError):
                 family.remove(experiment)
+
+    def replicas_short(self) -> None:
+        self.redis_waits_short.inc()
 
     def next_boundary(self, experiment: str, at: datetime | None) -> None:
         if at is None:

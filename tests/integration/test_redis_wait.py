@@ -10,33 +10,60 @@ SIGKILL and never started again, the replica resumed and promoted by the sentine
 never committed, is delivered again, but the new primary has no replica: its WAITs fall short
 too, and nothing is committed until a replica of it is started. Then every sale is counted
 on the new primary exactly once.
+
+Decisions and command replies wait the same way (the second test): nothing of a decision is
+published, and no command replied to, before the replica has it; after the failover the lost
+ones are made afresh on the new primary, replied to once, by the doer.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
 import os
 import signal
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
-from controller.settings import RedisSettings
+from controller.settings import RedisSettings, Settings
 from controller.store import Store, make_redis
 from controller.store.clock import SharedSimulatedClock
 from controller.store.keys import clock as clock_key
 from streams.client.commands import send_command_async
-from streams.live.embedded import EmbeddedStack, free_port
+from streams.live.embedded import EmbeddedStack, ManagedProcess, free_port
 from streams.live.launcher import WorkerProcess, metric_value
 from streams.worker.app import group_ids
 from streams.worker.kafka import ensure_topics
-from tests.integration.conftest import command_ok, committed_offsets, make_settings
-from tests.integration.faults import PERIODS, START, Truth, _spec, produce, settled, wait_for
-from tests.integration.test_redis_sentinel import SERVICE, _flipped, _replica, _sentinel
+from tests.integration.conftest import (
+    command_ok,
+    committed_offsets,
+    make_settings,
+)
+from tests.integration.faults import (
+    N_PRODUCTS,
+    PERIODS,
+    START,
+    Truth,
+    _spec,
+    produce,
+    settled,
+    wait_for,
+)
+from tests.integration.test_redis_sentinel import (
+    SERVICE,
+    _flipped,
+    _replica,
+    _sentinel,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -45,73 +72,147 @@ pytestmark = pytest.mark.integration
 JUNK_BYTES = 48 * 1024 * 1024
 
 
+@dataclass
+class Deployment:
+    """The embedded stack's redis-server as the primary, a replica, one sentinel and a
+    controller worker that knows only the sentinel, waiting for one replica (``WAIT 1``, 300
+    ms); its experiment ``faults`` created and flipped through every period."""
+
+    stack: EmbeddedStack
+    settings: Settings
+    store: Store
+    clock: SharedSimulatedClock
+    worker: WorkerProcess
+    primary: Redis
+    promoted: Redis
+    watcher: Redis
+    replica_port: int
+    replica_pid: int
+
+
+async def deployment(done: contextlib.AsyncExitStack, tmp_path: Path) -> Deployment:
+    stack = done.enter_context(EmbeddedStack(validate_outputs=True))
+    host, primary_port = stack.host, stack.redis_port
+    replica_port, sentinel_port = free_port(host), free_port(host)
+    replica = _replica("replica", host, replica_port, primary_port, tmp_path)
+    done.callback(replica.stop)
+    replica.start()
+    assert replica.proc is not None
+    replica_pid = replica.proc.pid
+
+    def resume() -> None:  # a stopped replica would not heed its SIGTERM
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(replica_pid, signal.SIGCONT)
+
+    done.callback(resume)
+    sentinel = _sentinel(host, sentinel_port, primary_port, tmp_path)
+    done.callback(sentinel.stop)
+    sentinel.start()
+    primary = Redis(host=host, port=primary_port, decode_responses=True)
+    done.push_async_callback(primary.aclose)
+    promoted = Redis(host=host, port=replica_port, decode_responses=True)
+    done.push_async_callback(promoted.aclose)
+    watcher = Redis(host=host, port=sentinel_port, decode_responses=True)
+    done.push_async_callback(watcher.aclose)
+
+    async def sentinel_knows_the_replica() -> bool:
+        replicas = await watcher.sentinel_slaves(SERVICE)
+        return any(
+            int(r["port"]) == replica_port
+            and not r["is_sdown"]
+            and r.get("master-link-status") == "ok"
+            for r in replicas
+        )
+
+    await wait_for(sentinel_knows_the_replica, 30, "the sentinel to find the replica")
+
+    nowhere = free_port(host)
+    settings = make_settings(
+        stack,
+        redis=RedisSettings(
+            url=SecretStr(f"redis://{host}:{nowhere}/0"),
+            sentinels=f"{host}:{sentinel_port}",
+            sentinel_service=SERVICE,
+            wait_replicas=1,
+            wait_timeout_ms=300,
+        ),
+        tick_interval=0.2,
+    )
+    await ensure_topics(settings)
+    redis = make_redis(settings)
+    done.push_async_callback(redis.aclose)
+    store = Store(redis, settings.key_prefix)
+    clock = SharedSimulatedClock(redis, clock_key(settings.key_prefix))
+    await clock.set(START + timedelta(seconds=1))
+    w = WorkerProcess(settings)
+    done.callback(w.stop)
+    w.start()
+    command_ok(
+        await send_command_async(
+            settings, "create", timeout=60, backfill=True, spec=_spec().model_dump(mode="json")
+        )
+    )
+    return Deployment(
+        stack, settings, store, clock, w, primary, promoted, watcher, replica_port, replica_pid
+    )
+
+
+async def stop_the_replica(primary: Redis, replica_pid: int) -> str:
+    """From now on the replica acknowledges nothing, and every write that follows stays on
+    the primary (in its output buffer, unlimited here, behind a value larger than the
+    loopback socket buffers hold: its key is returned)."""
+    await primary.config_set("client-output-buffer-limit", "replica 0 0 0")
+    os.kill(replica_pid, signal.SIGSTOP)
+    junk = f"pricelab-wait-junk-{time.monotonic_ns()}"
+    await primary.set(junk, b"x" * JUNK_BYTES)
+    assert await primary.execute_command("WAIT", 1, 300) == 0
+    info = await primary.info("replication")
+    assert int(info["slave0"]["offset"]) < int(info["master_repl_offset"])
+    return junk
+
+
+async def fail_over_to_the_stopped_replica(d: Deployment, junk: str) -> None:
+    """Kill the primary for good (SIGKILL), resume the replica and wait for the sentinel to
+    promote it; it lacks everything written since :func:`stop_the_replica` wrote ``junk``."""
+    assert d.stack.redis is not None
+    d.stack.redis.kill()  # SIGKILL, and never started again
+    os.kill(d.replica_pid, signal.SIGCONT)
+    host = d.stack.host
+
+    async def switched() -> bool:
+        got = await d.watcher.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", SERVICE)
+        state = await d.watcher.sentinel_master(SERVICE)
+        return (
+            (str(got[0]), int(got[1])) == (host, d.replica_port)
+            and (state["ip"], int(state["port"])) == (host, d.replica_port)
+            and not (state["is_sdown"] or state["is_odown"])
+        )
+
+    await wait_for(switched, 60, "the sentinel to promote the replica", every=0.2)
+    assert (await d.promoted.info("replication"))["role"] == "master"
+    # it never got the large value, so none of what followed it on the old primary either (a
+    # replica applies the primary's stream in order)
+    assert await d.promoted.exists(junk) == 0
+
+
+def second_replica(d: Deployment, tmp_path: Path) -> ManagedProcess:
+    """A replica of the promoted one, not started: WAIT 1 is met again once it is."""
+    host = d.stack.host
+    return _replica(
+        "second", host, free_port(host), d.replica_port, tmp_path, "dbfilename second.rdb\n"
+    )
+
+
 async def test_a_batch_its_replica_lacks_is_not_committed_and_survives_the_failover(
     tmp_path: Path,
 ) -> None:
     t0 = time.monotonic()
     async with contextlib.AsyncExitStack() as done:
-        stack = done.enter_context(EmbeddedStack(validate_outputs=True))
-        host, primary_port = stack.host, stack.redis_port
-        replica_port, sentinel_port = free_port(host), free_port(host)
-        replica = _replica("replica", host, replica_port, primary_port, tmp_path)
-        done.callback(replica.stop)
-        replica.start()
-        assert replica.proc is not None
-        replica_pid = replica.proc.pid
-
-        def resume() -> None:  # a stopped replica would not heed its SIGTERM
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(replica_pid, signal.SIGCONT)
-
-        done.callback(resume)
-        sentinel = _sentinel(host, sentinel_port, primary_port, tmp_path)
-        done.callback(sentinel.stop)
-        sentinel.start()
-        primary = Redis(host=host, port=primary_port, decode_responses=True)
-        done.push_async_callback(primary.aclose)
-        promoted = Redis(host=host, port=replica_port, decode_responses=True)
-        done.push_async_callback(promoted.aclose)
-        watcher = Redis(host=host, port=sentinel_port, decode_responses=True)
-        done.push_async_callback(watcher.aclose)
-
-        async def sentinel_knows_the_replica() -> bool:
-            replicas = await watcher.sentinel_slaves(SERVICE)
-            return any(
-                int(r["port"]) == replica_port
-                and not r["is_sdown"]
-                and r.get("master-link-status") == "ok"
-                for r in replicas
-            )
-
-        await wait_for(sentinel_knows_the_replica, 30, "the sentinel to find the replica")
-
-        nowhere = free_port(host)
-        settings = make_settings(
-            stack,
-            redis=RedisSettings(
-                url=SecretStr(f"redis://{host}:{nowhere}/0"),
-                sentinels=f"{host}:{sentinel_port}",
-                sentinel_service=SERVICE,
-                wait_replicas=1,
-                wait_timeout_ms=300,
-            ),
-            tick_interval=0.2,
-        )
-        await ensure_topics(settings)
-        redis = make_redis(settings)
-        done.push_async_callback(redis.aclose)
-        store = Store(redis, settings.key_prefix)
-        clock = SharedSimulatedClock(redis, clock_key(settings.key_prefix))
-        await clock.set(START + timedelta(seconds=1))
-        w = WorkerProcess(settings)
-        done.callback(w.stop)
-        w.start()
+        d = await deployment(done, tmp_path)
+        settings, store, clock, w, primary, promoted = (
+            d.settings, d.store, d.clock, d.worker, d.primary, d.promoted
+        )  # fmt: skip
         pid = w.pid
-        command_ok(
-            await send_command_async(
-                settings, "create", timeout=60, backfill=True, spec=_spec().model_dump(mode="json")
-            )
-        )
         for k in range(1, PERIODS + 1):
             await clock.set(START + timedelta(hours=k, seconds=1))
             await wait_for(lambda k=k: _flipped(store, k), 30, f"period {k}'s flip")
@@ -119,14 +220,7 @@ async def test_a_batch_its_replica_lacks_is_not_committed_and_survives_the_failo
         await primary.set("pricelab-wait-probe", 1)
         assert await primary.execute_command("WAIT", 1, 10_000) == 1
 
-        # the replica stops: it acknowledges nothing more, and what follows stays on the
-        # primary (in its output buffer, unlimited here, behind the large value)
-        await primary.config_set("client-output-buffer-limit", "replica 0 0 0")
-        os.kill(replica_pid, signal.SIGSTOP)
-        await primary.set("pricelab-wait-junk", b"x" * JUNK_BYTES)
-        assert await primary.execute_command("WAIT", 1, 300) == 0
-        info = await primary.info("replication")
-        assert int(info["slave0"]["offset"]) < int(info["master_repl_offset"])
+        junk = await stop_the_replica(d.primary, d.replica_pid)
 
         truth = Truth(600, seed=37, tag="w")
         await produce(settings, truth.payloads)  # at once: one or a few batches
@@ -146,25 +240,7 @@ async def test_a_batch_its_replica_lacks_is_not_committed_and_survives_the_failo
         info = await primary.info("replication")
         assert int(info["slave0"]["offset"]) < int(info["master_repl_offset"])  # still stopped
 
-        assert stack.redis is not None
-        stack.redis.kill()  # SIGKILL, and never started again
-        os.kill(replica_pid, signal.SIGCONT)
-
-        async def switched() -> bool:
-            got = await watcher.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", SERVICE)
-            state = await watcher.sentinel_master(SERVICE)
-            return (
-                (str(got[0]), int(got[1])) == (host, replica_port)
-                and (state["ip"], int(state["port"])) == (host, replica_port)
-                and not (state["is_sdown"] or state["is_odown"])
-            )
-
-        await wait_for(switched, 60, "the sentinel to promote the replica", every=0.2)
-        assert (await promoted.info("replication"))["role"] == "master"
-        # it never got the large value, so none of the sales scripts that followed it on
-        # the old primary either (a replica applies the primary's stream in order): the
-        # batch's sales are not on the new primary
-        assert await promoted.exists("pricelab-wait-junk") == 0
+        await fail_over_to_the_stopped_replica(d, junk)
 
         # the new primary has no replica yet: WAIT 1 cannot be met, so still nothing is
         # committed (the cost of the setting: sales stop while fewer replicas are up)
@@ -178,10 +254,7 @@ async def test_a_batch_its_replica_lacks_is_not_committed_and_survives_the_failo
         assert await committed_offsets(settings, group, settings.topics.sales) == 0
         # a replica of the new primary: never committed, the batch is delivered again and
         # counted on the new primary once it has the replica's acknowledgement
-        second_port = free_port(host)
-        second = _replica(
-            "second", host, second_port, replica_port, tmp_path, "dbfilename second.rdb\n"
-        )
+        second = second_replica(d, tmp_path)
         done.callback(second.stop)
         second.start()
         await settled(settings, truth.n)
@@ -196,3 +269,246 @@ async def test_a_batch_its_replica_lacks_is_not_committed_and_survives_the_failo
         assert w.alive() and w.pid == pid, w.tail()
         short = metric_value(sales, "pricelab_redis_waits_short_total")
     print(f"wait for replicas: {short:.0f} short waits; test {time.monotonic() - t0:.1f} s")
+
+
+async def test_a_decision_and_a_reply_wait_for_the_replica_and_survive_the_failover(
+    tmp_path: Path,
+) -> None:
+    """Before, only sales batches waited for the replica: a flip and a pause were published
+    and the pause replied to while the replica lacked them, and the primary died. The
+    promoted replica had neither: the experiment ran on, unpaused, after its operator was
+    told it was paused, and its next decisions took the lost ones' sequence numbers again,
+    with other content (the pricing system's ``seq`` no longer names one decision). Now
+    nothing of a decision is published, and no command is replied to, before the replica has
+    it; the pause waits, is carried out on the new primary once it has a replica, and is
+    replied to once."""
+    async with contextlib.AsyncExitStack() as done:
+        d = await deployment(done, tmp_path)
+        settings, store, clock, w = d.settings, d.store, d.clock, d.worker
+        pid = w.pid
+        for k in (1, 2):
+            await clock.set(START + timedelta(hours=k, seconds=1))
+            await wait_for(lambda k=k: _flipped(store, k), 30, f"period {k}'s flip")
+        await d.primary.set("pricelab-wait-probe", 1)
+        assert await d.primary.execute_command("WAIT", 1, 10_000) == 1
+
+        # a flip whose replica is short waits where it is, and goes on once the replica is
+        # back: told once, with its flipped event (a redo would have told it without)
+        await stop_the_replica(d.primary, d.replica_pid)
+        await clock.set(START + timedelta(hours=3, seconds=1))
+        await wait_for(lambda: _short(w) >= 2, 30, "period 3's barrier to fall short")
+        msgs = await _read_all(settings, settings.topics.assignments, _told_all(2))
+        assert not [m for m in msgs if m["period"] == 3], "period 3 told before replicated"
+        os.kill(d.replica_pid, signal.SIGCONT)
+        await wait_for(lambda: _flipped(store, 3), 30, "period 3's flip once replicated")
+
+        def flipped_3(got: list[dict[str, Any]]) -> bool:
+            return any(e["kind"] == "flipped" and e["detail"]["period"] == 3 for e in got)
+
+        events = await _read_all(settings, settings.topics.experiment_events, flipped_3)
+        assert [e["detail"]["period"] for e in events if e["kind"] == "flipped"].count(3) == 1
+        before = (await store.get_experiment("faults")).seq
+        await d.primary.set("pricelab-wait-probe", 2)
+        assert await d.primary.execute_command("WAIT", 1, 10_000) == 1
+
+        # then the same, but the primary dies while the replica lacks the decision
+        junk = await stop_the_replica(d.primary, d.replica_pid)
+        await clock.set(START + timedelta(hours=4, seconds=1))
+
+        async def decided_on_the_primary() -> bool:
+            return (await store.get_experiment("faults")).seq > before
+
+        await wait_for(decided_on_the_primary, 30, "period 4's decision on the primary")
+        await wait_for(lambda: _short(w) >= 2, 30, "the decision's barrier to fall short")
+        # period 3's messages are on the topic; nothing of period 4 beside them
+        msgs = await _read_all(settings, settings.topics.assignments, _told_all(3))
+        assert not [m for m in msgs if m["period"] == 4], "period 4 told before replicated"
+        state = await store.get_experiment("faults")
+        assert state.published == before < state.seq
+
+        pause = asyncio.create_task(
+            send_command_async(
+                settings, "pause", timeout=180, experiment="faults", reason="a price check"
+            )
+        )
+        done.callback(pause.cancel)
+
+        # the worker's tick waits at period 4's decision, the pause behind it: three more
+        # barriers short, and still no reply (then the assert below says what came)
+        short = _short(w)
+        await wait_for(lambda: _short(w) >= short + 3 or pause.done(), 30, "more short waits")
+        assert not pause.done(), pause.result()  # no reply while the replica lacks it
+
+        await fail_over_to_the_stopped_replica(d, junk)
+        lost = await store.get_experiment("faults")  # the new primary: period 4 was never kept
+        assert (lost.seq, lost.flipped_period) == (before, 3)
+        # so was the simulated clock's move (kept in Redis): the time goes on, as a wall's would
+        await clock.set(START + timedelta(hours=4, seconds=2))
+        second = second_replica(d, tmp_path)
+        done.callback(second.stop)
+        second.start()
+
+        reply = command_ok(await asyncio.wait_for(pause, 90))
+        # the doer's reply: made on the new primary, where it waited for the second replica
+        assert reply["detail"]["state"] == "paused" and not reply["detail"].get("already"), reply
+        state = await store.get_experiment("faults")
+        assert state.phase == "paused" and state.published == state.seq > before, state
+
+        # what a pricing system reads (librdkafka): per product, seq never falls, one seq is
+        # one content, and the last message is the decision in force, paused
+        def paused_everywhere(got: list[dict[str, Any]]) -> bool:
+            return len({m["product"] for m in got if m["seq"] == state.seq}) == N_PRODUCTS
+
+        msgs = await _read_all(settings, settings.topics.assignments, paused_everywhere)
+        by_product: dict[str, list[dict[str, Any]]] = {}
+        for m in msgs:
+            by_product.setdefault(m["product"], []).append(m)
+        assert len(by_product) == N_PRODUCTS
+        for product, seen in by_product.items():
+            seqs = [m["seq"] for m in seen]
+            assert seqs == sorted(seqs), (product, seqs)
+            contents = {m["seq"]: m for m in seen}
+            assert all(contents[m["seq"]] == m for m in seen), (product, "a seq, two contents")
+            last = seen[-1]
+            assert (last["seq"], last["status"]) == (state.seq, "paused"), (product, last)
+        replies = await _read_all(
+            settings,
+            settings.topics.command_replies,
+            lambda got: any(r["command_id"] == reply["command_id"] for r in got),
+        )
+        assert [r["command_id"] for r in replies].count(reply["command_id"]) == 1
+        await _told_once("faults", "paused", reply["command_id"], settings)
+
+        # a creation while the new primary's replica is stopped: kept, but neither its
+        # ``created`` event nor its reply is sent before the replica has it (a repeat of the
+        # command would find it there, and send no event); it waits where it is
+        assert second.proc is not None
+        second_pid = second.proc.pid
+        done.callback(lambda: _resume(second_pid))
+        await stop_the_replica(d.promoted, second_pid)
+        spec = _spec(8, "later").model_copy(
+            update={
+                "products": tuple(f"q{i}" for i in range(8)),
+                "start": START + timedelta(days=1),
+            }
+        )
+        short = _short(w)
+        create = asyncio.create_task(
+            send_command_async(settings, "create", timeout=120, spec=spec.model_dump(mode="json"))
+        )
+        done.callback(create.cancel)
+
+        async def kept() -> bool:  # or answered (then the assert below says how)
+            return "later" in await store.experiment_ids() and _short(w) > short or create.done()
+
+        await wait_for(kept, 30, "the creation on the primary, and its barrier short")
+        assert not create.done(), create.result()
+        await _told_nothing_of("later", settings)
+        assert not create.done(), create.result()
+        os.kill(second_pid, signal.SIGCONT)
+        created = command_ok(await asyncio.wait_for(create, 60))
+        assert not created["detail"].get("already"), created
+        await _told_once("later", "created", created["command_id"], settings)
+
+        # a pause of it, before its start: a decision that publishes nothing (no period is in
+        # force), so no redo would tell it later; its event and reply wait where they are
+        await stop_the_replica(d.promoted, second_pid)
+        short = _short(w)
+        pause = asyncio.create_task(
+            send_command_async(settings, "pause", timeout=120, experiment="later", reason="x")
+        )
+        done.callback(pause.cancel)
+
+        async def paused() -> bool:  # or answered (then the assert below says how)
+            status = (await store.get_experiment("later")).phase
+            return status == "paused" and _short(w) > short or pause.done()
+
+        await wait_for(paused, 30, "the pause on the primary, and its barrier short")
+        assert not pause.done(), pause.result()
+        assert (await store.get_experiment("later")).seq == 0  # it publishes nothing
+        await _told_nothing_of("later", settings, but=("created", "command"))
+        assert not pause.done(), pause.result()
+        os.kill(second_pid, signal.SIGCONT)
+        reply = command_ok(await asyncio.wait_for(pause, 60))
+        assert reply["detail"]["state"] == "paused" and not reply["detail"].get("already"), reply
+        await _told_once("later", "paused", reply["command_id"], settings)
+        assert w.alive() and w.pid == pid, w.tail()
+
+
+def _short(w: WorkerProcess) -> float:
+    """Barriers that fell short in the worker: sales batches, decisions, replies."""
+    return metric_value(w.metrics(), "pricelab_redis_waits_short_total")
+
+
+def _resume(pid: int) -> None:  # a stopped replica would not heed its SIGTERM
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGCONT)
+
+
+def _told_all(period: int) -> Callable[[list[dict[str, Any]]], bool]:
+    """Whether every product of ``faults`` has a message of ``period`` among those read."""
+    return lambda got: len({m["product"] for m in got if m["period"] == period}) == N_PRODUCTS
+
+
+async def _told_nothing_of(experiment: str, settings: Settings, but: tuple[str, ...] = ()) -> None:
+    """No event of ``experiment`` on the events topic but ``but``'s, read beyond ``faults``'s
+    ``created`` (there since the start: the read has reached the topic's present)."""
+    events = await _read_all(
+        settings,
+        settings.topics.experiment_events,
+        lambda got: any(e["experiment"] == "faults" and e["kind"] == "created" for e in got),
+    )
+    told = [e["kind"] for e in events if e["experiment"] == experiment]
+    assert told == list(but), f"{experiment}: {told} told before replicated"
+
+
+async def _told_once(experiment: str, kind: str, command_id: str, settings: Settings) -> None:
+    """``experiment``'s ``kind`` event and the command's reply, each once on its topic."""
+    events = await _read_all(
+        settings,
+        settings.topics.experiment_events,
+        lambda got: any(e["experiment"] == experiment and e["kind"] == kind for e in got),
+    )
+    assert [(e["experiment"], e["kind"]) for e in events].count((experiment, kind)) == 1
+    replies = await _read_all(
+        settings,
+        settings.topics.command_replies,
+        lambda got: any(r["command_id"] == command_id for r in got),
+    )
+    assert [r["command_id"] for r in replies].count(command_id) == 1
+
+
+async def _read_all(
+    settings: Settings, topic: str, until: Callable[[list[dict[str, Any]]], bool]
+) -> list[dict[str, Any]]:
+    """The messages of ``topic`` from its beginning, read as a pricing system reads them:
+    librdkafka (confluent-kafka), until ``until`` holds for those read and then what else is
+    there (up to a poll that finds nothing)."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka.bootstrap_servers,
+            "group.id": f"wait-{time.monotonic_ns()}",  # never joined: assigned, not subscribed
+            "enable.auto.commit": False,
+        }
+    )
+    # every partition from its beginning, without a group join (seconds on the embedded broker)
+    consumer.assign(
+        [TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(settings.kafka.partitions)]
+    )
+    try:
+        out: list[dict[str, Any]] = []
+        deadline = time.monotonic() + 60
+        while not until(out):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{topic}: what was awaited not among {len(out)} messages")
+            m = await asyncio.to_thread(consumer.poll, 0.5)
+            if m is not None and m.error() is None:
+                out.append(json.loads(m.value()))
+        while (m := await asyncio.to_thread(consumer.poll, 1.0)) is not None:
+            if m.error() is None:
+                out.append(json.loads(m.value()))
+        return out
+    finally:
+        consumer.close()

@@ -208,6 +208,9 @@ class _Flipper:
         self.order += 1
         return self.order
 
+    async def replicated_at_last(self, what: str) -> None:
+        return None  # PRICELAB_REDIS__WAIT_REPLICAS unset
+
 
 def _handler(shelf: _Shelf) -> tuple[CommandHandler, _Publisher]:
     pub = _Publisher()

@@ -11,6 +11,8 @@ import asyncio
 from datetime import timedelta
 from typing import Any
 
+import pytest
+
 from controller.clock import ManualClock
 from controller.flipper import Flipper
 from controller.settings import Settings
@@ -72,5 +74,81 @@ def test_the_kept_fires_taken_in_are_announced_in_the_order_they_fired() -> None
             },
         ]
         assert await _flipper()._kept_fired("trig", {}, iter([])) == []
+
+    asyncio.run(go())
+
+
+def test_without_wait_replicas_the_barrier_asks_redis_nothing() -> None:
+    """``PRICELAB_REDIS__WAIT_REPLICAS`` unset (0), a decision, a creation and a reply are
+    told as before: no barrier, no Redis call (this store has no ``replicated``)."""
+
+    async def go() -> None:
+        await _flipper().replicated("x", ("k", {"seq": "1"}))
+        await _flipper().replicated_at_last("x")
+
+    asyncio.run(go())
+
+
+def test_with_wait_replicas_a_short_barrier_is_counted_and_raised() -> None:
+    from controller.settings import RedisSettings
+    from controller.store.panel import ReplicasBehind, ReplicaWait
+
+    class _Short(_Store):
+        asked: list[tuple[Any, ...]] = []
+
+        async def replicated(self, wait: ReplicaWait, what: str, guard: Any) -> None:
+            self.asked.append((wait, what, guard))
+            raise ReplicasBehind("0 of the 1")
+
+    class _Seen:
+        short = 0
+
+        def replicas_short(self) -> None:
+            self.short += 1
+
+    async def go() -> None:
+        settings = Settings(redis=RedisSettings(wait_replicas=1, wait_timeout_ms=300))
+        store, seen = _Short(), _Seen()
+        f = Flipper(store, None, ManualClock(T0), settings, seen, owner="w1")  # type: ignore[arg-type]
+        with pytest.raises(ReplicasBehind):
+            await f.replicated("d", ("k", {"seq": "1"}))
+        assert store.asked == [(ReplicaWait(1, 300), "d", ("k", {"seq": "1"}))]
+        assert seen.short == 1
+
+    asyncio.run(go())
+
+
+def test_a_barrier_cut_by_a_lost_connection_waits_on_and_a_lost_write_ends_it() -> None:
+    """A failover whose sentinels name the new primary only after redis-py's own retries gave
+    up: the barrier is tried again in place, so the guard is read on the new primary (the
+    write survived: it goes on; it did not: ``WriteLost``), rather than ending the tick (a
+    redo would tell the decision without its ``flipped`` event) or the command (a whole
+    retry would reply "already ...")."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from controller.settings import RedisSettings
+    from controller.store.panel import ReplicaWait, WriteLost
+
+    class _Cut(_Store):
+        def __init__(self, answers: list[BaseException | None]) -> None:
+            self.answers = answers
+
+        async def replicated(self, wait: ReplicaWait, what: str, guard: Any) -> None:
+            answer = self.answers.pop(0)
+            if answer is not None:
+                raise answer
+
+    settings = Settings(redis=RedisSettings(wait_replicas=1, wait_timeout_ms=300))
+
+    async def go() -> None:
+        cut = _Cut([RedisConnectionError("closed"), None])
+        f = Flipper(cut, None, ManualClock(T0), settings, owner="w1")  # type: ignore[arg-type]
+        await f.replicated_at_last("d", ("k", {"seq": "1"}))
+        assert cut.answers == []
+        lost = _Cut([RedisConnectionError("closed"), WriteLost("lacks d"), None])
+        f = Flipper(lost, None, ManualClock(T0), settings, owner="w1")  # type: ignore[arg-type]
+        with pytest.raises(WriteLost):
+            await f.replicated_at_last("d", ("k", {"seq": "1"}))
+        assert lost.answers == [None]
 
     asyncio.run(go())

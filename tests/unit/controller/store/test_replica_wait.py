@@ -10,7 +10,13 @@ import pytest
 from redis.exceptions import NoScriptError
 
 from controller.store.base import UNAVAILABLE
-from controller.store.panel import PanelStore, ReplicasBehind, ReplicaWait, replicated_enough
+from controller.store.panel import (
+    PanelStore,
+    ReplicasBehind,
+    ReplicaWait,
+    WriteLost,
+    replicated_enough,
+)
 
 
 @pytest.mark.parametrize(
@@ -40,6 +46,9 @@ class _Pipe:
 
     def wait(self, replicas: int, timeout: int) -> None:
         self.queued.append(("WAIT", replicas, timeout))
+
+    def hmget(self, key: str, fields: list[str]) -> None:
+        self.queued.append(("HMGET", key, *fields))
 
     async def execute(self) -> list[Any]:
         self.owner.sent.append(self.queued)
@@ -132,6 +141,37 @@ async def test_the_barrier_alone_for_a_batch_without_a_script() -> None:
     assert redis.sent == [[("INCR", "{pl}:replicated"), ("WAIT", 1, 250)]]
     with pytest.raises(ReplicasBehind):
         await store.replicated(WAIT)
+
+
+async def test_a_guarded_barrier_reads_what_the_write_left_in_the_same_pipeline() -> None:
+    """A decision's barrier reads its ``seq`` (and a creation its state) on the server the
+    barrier reaches: redis-py sends a pipeline cut by a lost connection again, to whichever
+    primary the sentinels name, where WAIT alone would pass without the write."""
+    store, redis = _store([[["5", "paused"], 12, 1]])
+    await store.replicated(WAIT, "d", ("pl:exp:{e1}:state", {"seq": "5", "status": None}))
+    assert redis.sent == [
+        [
+            ("HMGET", "pl:exp:{e1}:state", "seq", "status"),
+            ("INCR", "{pl}:replicated"),
+            ("WAIT", 1, 250),
+        ]
+    ]
+
+
+@pytest.mark.parametrize("held", [[None, "running"], ["4", "running"], ["5", None]])
+async def test_a_primary_without_the_guarded_write_is_a_lost_write(held: list[Any]) -> None:
+    store, _ = _store([[held, 12, 1]])
+    guard = ("pl:exp:{e1}:state", {"seq": "5", "status": None})
+    with pytest.raises(WriteLost) as got:
+        await store.replicated(WAIT, "experiment e1's decision 5", guard)
+    assert "lacks experiment e1's decision 5" in str(got.value)
+    assert isinstance(got.value, UNAVAILABLE)  # an outage: the command is tried again whole
+
+
+async def test_a_lost_write_is_said_before_too_few_replicas() -> None:
+    store, _ = _store([[[None], 12, 0]])
+    with pytest.raises(WriteLost):
+        await store.replicated(WAIT, "x", ("k", {"seq": "5"}))
 
 
 def test_only_the_controller_may_wait_and_bump_the_barrier() -> None:
