@@ -14,7 +14,10 @@ line every ``PRICELAB_MEMTRACE_EVERY`` seconds (10) to ``PRICELAB_MEMTRACE_OUT``
   in pymalloc's arenas, which are mapped outside malloc, and its larger blocks);
 - every 30th line, ``arenas``: glibc's ``malloc_info`` per arena (``[n, free bytes in its
   bins, bytes it has from the system]``), which tells freed memory kept in the main heap from
-  that kept in the arenas of other threads;
+  that kept in the arenas of other threads; and ``maps``: the resident bytes of the main
+  malloc arena's ``[heap]`` (its pages in use or not given back) and of the other anonymous
+  mappings (the interpreter's own arenas, 1 MiB each, malloc's thread arenas and its mmapped
+  large chunks), from /proc/self/smaps: which of the two a growing RSS is in, measured;
 - with ``PRICELAB_MEMTRACE_FILES=1``, ``traced`` (the bytes ``tracemalloc`` sees) and, every
   30th line, ``grew``: the 15 source files whose traced memory grew most since the first
   such line. A snapshot holds the interpreter for a second or more, long enough for a
@@ -178,6 +181,22 @@ def _arenas() -> list[list[int]] | None:
     return out
 
 
+def _maps() -> dict[str, int]:
+    """Resident bytes by kind of mapping (/proc/self/smaps): ``heap`` (the brk heap, malloc's
+    main arena), ``anon`` (every other anonymous mapping but the stacks)."""
+    out = {"heap": 0, "anon": 0}
+    kind = None
+    with open("/proc/self/smaps") as fh:
+        for line in fh:
+            head = line.split(None, 5)
+            if "-" in head[0] and len(head) >= 5 and not head[0].endswith(":"):
+                path = head[5].strip() if len(head) > 5 else ""
+                kind = "heap" if path == "[heap]" else "anon" if not path else None
+            elif kind and head[0] == "Rss:":
+                out[kind] += int(head[1]) * 1024
+    return out
+
+
 def _sample(t0: float, n: int, first: tracemalloc.Snapshot | None) -> tuple[dict, Any]:
     st = _status()
     mi = _mallinfo()
@@ -193,6 +212,7 @@ def _sample(t0: float, n: int, first: tracemalloc.Snapshot | None) -> tuple[dict
     }
     if n % 30 == 0:
         row["arenas"] = _arenas()
+        row["maps"] = _maps()
     if tracemalloc.is_tracing():
         row["traced"] = tracemalloc.get_traced_memory()[0]
         if n % 30 == 0:
