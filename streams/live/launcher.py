@@ -39,12 +39,14 @@ ANALYSIS_GLIBC_TUNABLES = (
 #: the moving threshold the buffers a controller reads from the broker and Redis (a fetch
 #: response is up to 256 KiB a partition, ``sales_fetch_partition_bytes``) were carved from
 #: the main heap, and the long-lived blocks allocated between them kept it from shrinking:
-#: in the two-hour soak of 2026-11-29 09:27 a controller's main heap grew from 29-33 to 39 MB
-#: of which 19 MB free, while malloc's bytes in use (22 MB), the interpreter's blocks and the
+#: in the two-hour soak of 2026-11-29 09:27 a controller's main heap grew from 29-33 to 39-43
+#: MB, 8-21 MB of it free, while malloc's bytes in use (22 MB), the interpreter's blocks and the
 #: rest of its anonymous memory stayed flat (docs/operations.md). Above the threshold each
-#: block is mapped on its own and given back whole when freed. The cost: the flip of a
-#: 1,000,000-product experiment maps and faults in its large arrays afresh each time (1.5 ->
-#: 2.5 s of CPU in the run of 2026-11-28 14:38, with one arena besides; benchmarks/README.md)
+#: block is mapped on its own and given back whole when freed; in the two-hour soak of
+#: 2026-11-29 12:33 the main heap stayed at 21 MB. The cost: the flip of a 1,000,000-product
+#: experiment maps and faults in its large blocks afresh each time, 1.40-1.42 -> 2.16-2.17 s
+#: (its publish most, 0.36 -> 1.03 s), 1.0 -> 1.8 s of CPU (benchmarks/README.md, "The
+#: controllers' malloc setting")
 CONTROLLER_GLIBC_TUNABLES = "glibc.malloc.mmap_threshold=131072"
 
 
