@@ -34,30 +34,24 @@ ANALYSIS_GLIBC_TUNABLES = (
 )
 
 
-#: glibc malloc settings for a controller worker: a fixed mmap threshold of 128 KiB (glibc's
-#: starting value, which it otherwise raises to the largest block freed, up to 32 MB). With
-#: the moving threshold the buffers a controller reads from the broker and Redis (a fetch
-#: response is up to 256 KiB a partition, ``sales_fetch_partition_bytes``) were carved from
-#: the main heap, and the long-lived blocks allocated between them kept it from shrinking:
-#: in the two-hour soak of 2026-11-29 09:27 a controller's main heap grew from 29-33 to 39 MB
-#: of which 19 MB free, while malloc's bytes in use (22 MB), the interpreter's blocks and the
-#: rest of its anonymous memory stayed flat (docs/operations.md). Above the threshold each
-#: block is mapped on its own and given back whole when freed. The cost: the flip of a
-#: 1,000,000-product experiment maps and faults in its large arrays afresh each time (1.5 ->
-#: 2.5 s of CPU in the run of 2026-11-28 14:38, with one arena besides; benchmarks/README.md)
-CONTROLLER_GLIBC_TUNABLES = "glibc.malloc.mmap_threshold=131072"
-
-
 def role_env(roles: tuple[str, ...] | set[str], environ: Mapping[str, str]) -> dict[str, str]:
     """The environment a worker of these roles is started with, beyond its settings: the
-    malloc settings of its role (analysis's, if it has both), unless ``environ`` already sets
-    GLIBC_TUNABLES."""
-    if "GLIBC_TUNABLES" in environ:
-        return {}
-    if "analysis" in roles:
+    malloc settings for analysis, unless ``environ`` already sets GLIBC_TUNABLES.
+
+    A controller keeps glibc's defaults. Tried twice: on 2026-11-28 (docs/operations.md, "An
+    experiment after the last saved run"), one arena and a fixed 128 KiB mmap threshold kept
+    the soak's freed heap at ~1 MB, but the controllers' RSS grew as much (in the
+    interpreter's arenas, then filled by batches that cyclic garbage held), and the flip of
+    1,000,000 products took 2.5 s of CPU against 1.5; ``PYTHONMALLOC=malloc`` besides cost
+    that flip 46% more RSS. On 2026-11-29 (the run of 12:33) the fixed threshold alone kept a
+    controller's main heap at 21 MB for two hours and its RSS flat by the soak's rule, but
+    cost the flip of 1,000,000 products +53% (1.41 -> 2.17 s), and perhaps some of the sales
+    ingest (``bench_ingest``, four alternated sets: worker / raw 0.75, 0.67, 0.69, 0.74
+    against 0.78, 0.77, 0.78, 0.68; not conclusive; benchmarks/README.md). An operator who
+    wants the flat heap more sets ``GLIBC_TUNABLES=glibc.malloc.mmap_threshold=131072`` for
+    the controllers."""
+    if "analysis" in roles and "GLIBC_TUNABLES" not in environ:
         return {"GLIBC_TUNABLES": ANALYSIS_GLIBC_TUNABLES}
-    if "controller" in roles:
-        return {"GLIBC_TUNABLES": CONTROLLER_GLIBC_TUNABLES}
     return {}
 
 
