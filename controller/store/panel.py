@@ -224,7 +224,8 @@ class ReplicasBehind(RedisTimeout):
     """Fewer replicas than ``PRICELAB_REDIS__WAIT_REPLICAS`` acknowledged a sales batch's
     writes, or a decision's, in time: an outage to every caller that retries one
     (``UNAVAILABLE``), so the batch is not acknowledged and is tried again (its sales are
-    deduplicated by event id), and the decision's messages wait for the next tick."""
+    deduplicated by event id), and a decision's barrier is tried again where it is
+    (``Flipper.replicated_at_last``)."""
 
 
 class WriteLost(RedisConnectionError):

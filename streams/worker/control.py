@@ -131,7 +131,7 @@ class CommandHandler:
             try:
                 detail = await self._apply(cmd)
                 # with PRICELAB_REDIS__WAIT_REPLICAS, no reply before the replicas have what
-                # the command changed; too few is an outage, and the command is tried again
+                # the command changed (waited for in place: Flipper.replicated_at_last)
                 await self.flipper.replicated_at_last(f"command {cmd.command_id}")
                 reply = CommandReply(
                     command_id=cmd.command_id,
