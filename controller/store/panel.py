@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # pandas is imported where it is used: an operator's command 
     import pandas as pd
 
 from controller.errors import StoreError
-from controller.store.base import RedisStore
+from controller.store.base import RedisStore, _text
 from controller.store.columns import (
     REVENUE_SCALE,
     ColumnsError,
@@ -232,10 +232,6 @@ class WriteLost(RedisConnectionError):
     """The primary a barrier reached lacks the write it guards: a failover promoted a replica
     without it (redis-py resends a pipeline cut by a lost connection to whichever primary
     the sentinels name). An outage: the caller tries again, on the state it finds."""
-
-
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def replicated_enough(acknowledged: int, wanted: int) -> bool:
