@@ -146,6 +146,8 @@ class JsonPublisher:
         #: ``send_templated``: a flip publishes the same products every period
         self._laid_out: tuple[str, list[int], list[str], record_batch.Keys, np.ndarray] | None
         self._laid_out = None
+        #: the buffers ``send_templated``'s batches are made and compressed in, reused
+        self._scratch = record_batch.Scratch()
 
     async def start(self) -> None:
         await self._producer.start()
@@ -354,8 +356,9 @@ class JsonPublisher:
                     queues.remove(entry)
                     continue
                 batch = record_batch.build(
-                    packed, code, templates, idx, compression=self._compression
-                )
+                    packed, code, templates, idx, compression=self._compression,
+                    scratch=self._scratch,
+                )  # fmt: skip
                 built = record_batch.BuiltBatch(batch, len(idx))
                 mine = self._mine()
                 mine.append(await producer.send_batch(built, topic, partition=p))

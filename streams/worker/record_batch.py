@@ -22,6 +22,7 @@ import struct
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+import cramjam  # aiokafka's codecs (its [zstd] extra): zstd into a buffer given
 import numpy as np
 from aiokafka import codec
 from aiokafka.producer.message_accumulator import BatchBuilder
@@ -40,6 +41,8 @@ CODECS: dict[str | None, tuple[int, Callable[[bytes], bytes] | None]] = {
     "lz4": (_Base.CODEC_LZ4, codec.lz4_encode),
     "zstd": (_Base.CODEC_ZSTD, codec.zstd_encode),
 }
+#: the zstd level aiokafka's ``zstd_encode`` compresses at when none is given (as its producer)
+ZSTD_LEVEL = 3
 #: the largest zigzag varint of a record's offset delta or length that ``build`` writes
 _VARINT_STEPS = np.array([1 << (7 * i) for i in range(1, 9)], dtype=np.int64)
 
@@ -68,9 +71,17 @@ class Keys:
     def __len__(self) -> int:
         return len(self.lengths)
 
-    def matrix(self, idx: np.ndarray, length: int) -> np.ndarray:
-        """The keys ``idx`` (each ``length`` bytes long), one a row."""
-        return self.blob[self.starts[idx, None] + np.arange(length)]
+    def put(self, rows: np.ndarray, cols: Sequence[int], idx: np.ndarray, length: int) -> None:
+        """The keys ``idx`` (each ``length`` bytes long) into ``rows``, one a row, from each
+        column of ``cols``: a byte column at a time, so that no temporary is larger than a
+        column of indices (a matrix of every byte's index would be rows x length x 8 bytes,
+        large enough for malloc to map it afresh at each call when its mmap threshold is
+        fixed)."""
+        at = self.starts[idx]
+        for j in range(length):
+            column = self.blob[at + j] if j else self.blob[at]
+            for c in cols:
+                rows[:, c + j] = column
 
 
 def _body_sizes(
@@ -112,6 +123,40 @@ def split(
         start = stop
 
 
+class Scratch:
+    """The buffers one publisher's :func:`build` reuses from batch to batch: the records before
+    compression, and zstd's output. A batch of up to 512 KiB then allocates only the bytes it
+    sends: its header and compressed records. Built into fresh buffers, each batch took ~1.5
+    MiB of large blocks (its records, a copy for the codec, the codec's output sized for the
+    worst case), which malloc maps and faults in afresh at every batch once its mmap
+    threshold is fixed (docs/operations.md, "A controller's memory"). Not for concurrent
+    use: :func:`build` is synchronous and copies what it keeps out of these buffers."""
+
+    def __init__(self) -> None:
+        self._records = np.empty(0, dtype=np.uint8)
+        self._packed = np.empty(0, dtype=np.uint8)
+
+    def records(self, n: int) -> np.ndarray:
+        """A buffer of ``n`` bytes for a batch's records (its contents undefined)."""
+        if len(self._records) < n:
+            self._records = np.empty(max(n, 2 * len(self._records)), dtype=np.uint8)
+        return self._records[:n]
+
+    def compress(self, compression: str, data: np.ndarray) -> memoryview:
+        """``data`` compressed as aiokafka's ``compression`` codec compresses a batch: zstd
+        (the producers' default) into the reused output buffer, at the level aiokafka uses;
+        another from a copy, into the buffer it makes itself (lz4's takes bytes alone)."""
+        if compression != "zstd":
+            encode = CODECS[compression][1]
+            assert encode is not None
+            return memoryview(encode(data.tobytes()))
+        bound = len(data) + len(data) // 128 + 1024  # above ZSTD_COMPRESSBOUND
+        if len(self._packed) < bound:
+            self._packed = np.empty(max(bound, 2 * len(self._packed)), dtype=np.uint8)
+        n = cramjam.zstd.compress_into(data.data, self._packed[:bound].data, level=ZSTD_LEVEL)
+        return self._packed[:n].data
+
+
 def build(
     keys: Keys,
     codes: np.ndarray,
@@ -120,11 +165,14 @@ def build(
     *,
     compression: str | None = None,
     timestamp_ms: int | None = None,
+    scratch: Scratch | None = None,
 ) -> bytearray:
     """One record batch of the messages ``idx``, in that order: key ``keys[i]``, value
     ``head + keys[i] + tail`` of ``templates[codes[i]]``; every record stamped
     ``timestamp_ms`` (now by default); compressed with the producer's ``compression`` (an
-    aiokafka ``compression_type``), as aiokafka's producer compresses its batches."""
+    aiokafka ``compression_type``), as aiokafka's producer compresses its batches.
+    ``scratch``: the buffers a compressed batch is made in (:class:`Scratch`; a new one by
+    default)."""
     n = len(idx)
     if n == 0:
         raise ValueError("a record batch holds at least one record")
@@ -136,35 +184,39 @@ def build(
     offset_width = varint_width(offsets)
     bodies = _body_sizes(key_len, _value_lengths(templates)[code] + key_len, offset_width)
     sizes = varint_width(bodies) + bodies
-    buf = bytearray(_HEADER.size + int(sizes.sum()))
-    out = np.frombuffer(buf, dtype=np.uint8)
+    total = int(sizes.sum())
+    if encode is None:  # the records are the batch's own bytes, after its header
+        buf = bytearray(_HEADER.size + total)
+        out = np.frombuffer(buf, dtype=np.uint8)[_HEADER.size :]
+    else:  # the records are made where they are compressed from
+        scratch = scratch or Scratch()
+        out = scratch.records(total)
     # runs of one layout: one template, key length and offset varint width
     layout = (code * 1024 + key_len) * 16 + offset_width
     cuts = np.flatnonzero(layout[1:] != layout[:-1]) + 1
-    pos = _HEADER.size
+    pos = 0
     for s, e in zip([0, *cuts.tolist()], [*cuts.tolist(), n], strict=True):
         head, tail = templates[int(code[s])]
         length, width, size = int(key_len[s]), int(offset_width[s]), int(sizes[s])
         rows = out[pos : pos + size * (e - s)].reshape(e - s, size)
-        key = keys.matrix(idx[s:e], length)
         lead = varint(int(bodies[s])) + b"\x00\x00"  # length, attributes, timestamp delta
         col = _put(rows, 0, lead)
         z = offsets[s:e] << 1  # the offset delta's zigzag varint
         for i in range(width):
             low = (z >> (7 * i)) & 0x7F
             rows[:, col + i] = low | 0x80 if i < width - 1 else low
-        col = _put(rows, col + width, varint(length))
-        rows[:, col : col + length] = key
-        col = _put(rows, col + length, varint(len(head) + length + len(tail)) + head)
-        rows[:, col : col + length] = key
+        key_at = _put(rows, col + width, varint(length))
+        col = _put(rows, key_at + length, varint(len(head) + length + len(tail)) + head)
+        keys.put(rows, (key_at, col), idx[s:e], length)  # the key, and again in the value
         col = _put(rows, col + length, tail + b"\x00")  # the value's end, no headers
         assert col == size
         pos += size * (e - s)
-    del out, rows
     if encode is not None:  # as aiokafka's (compiled) builder: compressed, smaller or not
-        packed = encode(bytes(memoryview(buf)[_HEADER.size :]))
-        del buf[_HEADER.size :]
-        buf += packed
+        assert scratch is not None and compression is not None
+        packed = scratch.compress(compression, out)
+        buf = bytearray(_HEADER.size + len(packed))
+        buf[_HEADER.size :] = packed
+    del out, rows
     _HEADER.pack_into(
         buf,
         0,

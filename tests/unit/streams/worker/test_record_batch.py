@@ -67,6 +67,26 @@ def test_every_batch_is_byte_for_byte_aiokafkas_for_each_codec(
     assert seen == len(keys) and sorted(np.concatenate(batches).tolist()) == list(range(len(keys)))
 
 
+@pytest.mark.parametrize("compression", ["zstd", "gzip"])
+def test_a_scratch_reused_across_batches_of_every_size_leaves_nothing_behind(
+    compression: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # one publisher's buffers, reused: a large batch, then smaller ones (whose records must
+    # not pick up the tail of the one before), then a larger one again (the buffers grow)
+    monkeypatch.setattr(gzip.time, "time", lambda: 1_780_000_000.0)
+    keys, codes, templates = _setup(2, 12_000)
+    packed = rb.Keys(keys)
+    order = rb.batch_order(packed, codes, np.arange(len(keys)))
+    scratch = rb.Scratch()
+    for limit in (512 * 1024, 4 * 1024, 700, 64 * 1024, 1024 * 1024):
+        for idx in list(rb.split(packed, codes, templates, order, limit))[:3]:
+            got = rb.build(
+                packed, codes, templates, idx, compression=compression, timestamp_ms=TS,
+                scratch=scratch,
+            )  # fmt: skip
+            assert bytes(got) == _aiokafka(keys, codes, templates, idx, compression, limit)
+
+
 def test_offset_deltas_past_one_and_two_varint_bytes() -> None:
     # short records: a 512 KB batch holds more than 8,192 of them (offset delta 8192 is the
     # first of three varint bytes, 64 the first of two)
