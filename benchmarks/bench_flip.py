@@ -14,7 +14,8 @@ first one.
 Baseline in the same run: ``redis-benchmark -t set -n N -P 1000`` (pipelined SET, from the
 Debian package redis-tools) against the same Redis; if it is missing, a redis-py pipelined
 SET loop (said in the output). Peak RSS of this process is reported (it is the worker's
-flip path, run in-process).
+flip path, run in-process). The process takes a controller worker's malloc setting
+(``benchmarks._common.controller_malloc``) unless ``--malloc-defaults``.
 
 The stack is the default one (``EmbeddedStack()``, as ``pricelab up`` starts it): the broker does
 not check the output contracts (``--contract-checks`` turns that on, as the integration tests
@@ -44,7 +45,13 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._common import START, bench_settings, experiment, median_report  # noqa: E402
+from benchmarks._common import (  # noqa: E402
+    START,
+    bench_settings,
+    controller_malloc,
+    experiment,
+    median_report,
+)
 from controller.settings import KafkaSettings  # noqa: E402
 from streams.live.embedded import EmbeddedStack  # noqa: E402
 from streams.worker.kafka import ensure_topics  # noqa: E402
@@ -300,7 +307,15 @@ def main() -> None:
         help="flip this many experiments of --products each at the same boundary instead "
         "(issue #17: 10 x 10,000); the baseline is one experiment of the same total size",
     )
+    ap.add_argument(
+        "--malloc-defaults",
+        action="store_true",
+        help="flip with glibc's malloc defaults instead of a controller worker's setting "
+        "(streams/live/launcher.py CONTROLLER_GLIBC_TUNABLES)",
+    )
     args = ap.parse_args()
+    malloc = controller_malloc(args.malloc_defaults)
+    print(f"malloc: {malloc}", flush=True)
     n = args.products
     if args.experiments > 1:
         many(args.experiments, n, args.runs)

@@ -34,24 +34,29 @@ ANALYSIS_GLIBC_TUNABLES = (
 )
 
 
+#: glibc malloc settings for a controller worker: the mmap threshold fixed at glibc's starting
+#: 128 KiB, so that blocks that large are mapped alone and unmapped when freed. glibc's
+#: moving threshold rises to the largest such block freed (up to 32 MB), after which they are
+#: carved from the heap between long-lived small blocks that keep it from shrinking: in the
+#: two-hour soak of 2026-11-29 09:27 a controller's main heap grew from 29-34 to 39-43 MB,
+#: 8-21 MB of it free, and its RSS rose +0.10 MB/min. With this setting (the run of 12:33) its
+#: heap stayed at 21 MB for two hours and its RSS was flat by the soak's rule. The cost is in
+#: the flip's large blocks, mapped afresh: a 1,000,000-product flip 1.44 -> 1.90 s since a
+#: publisher reuses its batch buffers (streams/worker/record_batch.py ``Scratch``; 2.17 s
+#: before), target 3 s. docs/operations.md, "A controller's memory".
+CONTROLLER_GLIBC_TUNABLES = "glibc.malloc.mmap_threshold=131072"
+
+
 def role_env(roles: tuple[str, ...] | set[str], environ: Mapping[str, str]) -> dict[str, str]:
     """The environment a worker of these roles is started with, beyond its settings: the
-    malloc settings for analysis, unless ``environ`` already sets GLIBC_TUNABLES.
-
-    A controller keeps glibc's defaults. Tried twice: on 2026-11-28 (docs/operations.md, "An
-    experiment after the last saved run"), one arena and a fixed 128 KiB mmap threshold kept
-    the soak's freed heap at ~1 MB, but the controllers' RSS grew as much (in the
-    interpreter's arenas, then filled by batches that cyclic garbage held), and the flip of
-    1,000,000 products took 2.5 s of CPU against 1.5; ``PYTHONMALLOC=malloc`` besides cost
-    that flip 46% more RSS. On 2026-11-29 (the run of 12:33) the fixed threshold alone kept a
-    controller's main heap at 21 MB for two hours and its RSS flat by the soak's rule, but
-    cost the flip of 1,000,000 products +53% (1.41 -> 2.17 s), and perhaps some of the sales
-    ingest (``bench_ingest``, four alternated sets: worker / raw 0.75, 0.67, 0.69, 0.74
-    against 0.78, 0.77, 0.78, 0.68; not conclusive; benchmarks/README.md). An operator who
-    wants the flat heap more sets ``GLIBC_TUNABLES=glibc.malloc.mmap_threshold=131072`` for
-    the controllers."""
-    if "analysis" in roles and "GLIBC_TUNABLES" not in environ:
+    malloc settings for its role (analysis's, when it serves both), unless ``environ`` already
+    sets GLIBC_TUNABLES (an operator's own win)."""
+    if "GLIBC_TUNABLES" in environ:
+        return {}
+    if "analysis" in roles:
         return {"GLIBC_TUNABLES": ANALYSIS_GLIBC_TUNABLES}
+    if "controller" in roles:
+        return {"GLIBC_TUNABLES": CONTROLLER_GLIBC_TUNABLES}
     return {}
 
 
