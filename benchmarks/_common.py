@@ -27,22 +27,16 @@ NOW = START + timedelta(hours=12)
 
 def controller_malloc(defaults: bool) -> str:
     """Give this process the malloc setting a controller worker is started with
-    (``streams.live.launcher.CONTROLLER_GLIBC_TUNABLES``, the mmap threshold, by ``mallopt``:
-    the variable itself would reach the broker and redis-server this process starts), unless
-    ``defaults``; what it runs with, for the report."""
+    (``streams.worker.memory.CONTROLLER_MMAP_THRESHOLD``, by ``mallopt``: the variable itself
+    would reach the broker and redis-server this process starts), unless ``defaults``; what it
+    runs with, for the report."""
+    from streams.worker.memory import CONTROLLER_MMAP_THRESHOLD, set_mmap_threshold
+
     if defaults:
         return "glibc's defaults (--malloc-defaults)"
-    import ctypes
-    import ctypes.util
-
-    from streams.live.launcher import CONTROLLER_GLIBC_TUNABLES
-
-    name, _, value = CONTROLLER_GLIBC_TUNABLES.partition("=")
-    assert name == "glibc.malloc.mmap_threshold", CONTROLLER_GLIBC_TUNABLES
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-    if libc.mallopt(-3, int(value)) != 1:  # M_MMAP_THRESHOLD
-        raise SystemExit(f"mallopt refused the controller's mmap threshold {value}")
-    return f"a controller's ({CONTROLLER_GLIBC_TUNABLES})"
+    if not set_mmap_threshold(CONTROLLER_MMAP_THRESHOLD):
+        raise SystemExit("mallopt refused the controller's mmap threshold")
+    return f"a controller's (mmap threshold {CONTROLLER_MMAP_THRESHOLD:,} bytes)"
 
 
 def bench_settings(stack: EmbeddedStack, partitions: int = 2, **kw: Any) -> Settings:

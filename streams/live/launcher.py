@@ -21,6 +21,7 @@ from pathlib import Path
 
 from controller.settings import Settings
 from streams.live.embedded import free_port
+from streams.worker.memory import CONTROLLER_MMAP_THRESHOLD
 
 #: glibc malloc settings for an analysis worker (set at exec: ``mallopt`` caps the mmap
 #: threshold at 32 MB). A cycle allocates ~1 GB of short-lived numpy arrays of ~70 MB each at
@@ -34,23 +35,17 @@ ANALYSIS_GLIBC_TUNABLES = (
 )
 
 
-#: glibc malloc settings for a controller worker: the mmap threshold fixed at glibc's starting
-#: 128 KiB, so that blocks that large are mapped alone and unmapped when freed. glibc's
-#: moving threshold rises to the largest such block freed (up to 32 MB), after which they are
-#: carved from the heap between long-lived small blocks that keep it from shrinking: in the
-#: two-hour soak of 2026-11-29 09:27 a controller's main heap grew from 29-34 to 39-43 MB,
-#: 8-21 MB of it free, and its RSS rose +0.10 MB/min. With this setting (the run of 12:33) its
-#: heap stayed at 21 MB for two hours and its RSS was flat by the soak's rule. The cost is in
-#: the flip's large blocks, mapped afresh: a 1,000,000-product flip 1.44 -> 1.90 s since a
-#: publisher reuses its batch buffers (streams/worker/record_batch.py ``Scratch``; 2.17 s
-#: before), target 3 s. docs/operations.md, "A controller's memory".
-CONTROLLER_GLIBC_TUNABLES = "glibc.malloc.mmap_threshold=131072"
+#: glibc malloc settings for a controller worker: its mmap threshold fixed (why, and what it
+#: costs: docs/operations.md, "A controller's memory"). A controller started without
+#: GLIBC_TUNABLES sets the same threshold itself (``streams.worker.memory``).
+CONTROLLER_GLIBC_TUNABLES = f"glibc.malloc.mmap_threshold={CONTROLLER_MMAP_THRESHOLD}"
 
 
 def role_env(roles: tuple[str, ...] | set[str], environ: Mapping[str, str]) -> dict[str, str]:
     """The environment a worker of these roles is started with, beyond its settings: the
     malloc settings for its role (analysis's, when it serves both), unless ``environ`` already
-    sets GLIBC_TUNABLES (an operator's own win)."""
+    sets GLIBC_TUNABLES: an operator's own value, even an empty one (glibc's defaults), wins
+    for every role."""
     if "GLIBC_TUNABLES" in environ:
         return {}
     if "analysis" in roles:

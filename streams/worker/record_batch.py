@@ -125,12 +125,14 @@ def split(
 
 class Scratch:
     """The buffers one publisher's :func:`build` reuses from batch to batch: the records before
-    compression, and zstd's output. A batch of up to 512 KiB then allocates only the bytes it
-    sends: its header and compressed records. Built into fresh buffers, each batch took ~1.5
-    MiB of large blocks (its records, a copy for the codec, the codec's output sized for the
-    worst case), which malloc maps and faults in afresh at every batch once its mmap
-    threshold is fixed (docs/operations.md, "A controller's memory"). Not for concurrent
-    use: :func:`build` is synchronous and copies what it keeps out of these buffers."""
+    compression, and zstd's output. A compressed batch of up to 512 KiB then takes no large
+    block of its own but the bytes it sends (its header and compressed records; its per-record
+    index arrays are 8 bytes a record). Built into fresh buffers, each batch took ~1.5 MiB of
+    large blocks (its records, a copy for the codec, the codec's output sized for the worst
+    case), which malloc maps and faults in afresh at every batch once its mmap threshold is
+    fixed, as a controller's is (docs/operations.md, "A controller's memory"). Not for
+    concurrent use: :func:`build` never awaits, and copies what it returns out of these
+    buffers."""
 
     def __init__(self) -> None:
         self._records = np.empty(0, dtype=np.uint8)
@@ -189,7 +191,8 @@ def build(
         buf = bytearray(_HEADER.size + total)
         out = np.frombuffer(buf, dtype=np.uint8)[_HEADER.size :]
     else:  # the records are made where they are compressed from
-        scratch = scratch or Scratch()
+        if scratch is None:
+            scratch = Scratch()
         out = scratch.records(total)
     # runs of one layout: one template, key length and offset varint width
     layout = (code * 1024 + key_len) * 16 + offset_width
@@ -211,6 +214,7 @@ def build(
         col = _put(rows, col + length, tail + b"\x00")  # the value's end, no headers
         assert col == size
         pos += size * (e - s)
+    assert pos == total  # every byte written: a reused buffer keeps the last batch's bytes
     if encode is not None:  # as aiokafka's (compiled) builder: compressed, smaller or not
         assert scratch is not None and compression is not None
         packed = scratch.compress(compression, out)

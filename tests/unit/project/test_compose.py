@@ -255,3 +255,4 @@ def test_each_worker_gets_the_launchers_malloc_settings() -> None:
     assert role_env(("controller", "analysis"), {}) == {"GLIBC_TUNABLES": ANALYSIS_GLIBC_TUNABLES}
     assert role_env(("analysis",), {"GLIBC_TUNABLES": "mine"}) == {}  # an operator's own wins
     assert role_env(("controller",), {"GLIBC_TUNABLES": "mine"}) == {}
+    assert role_env(("controller",), {"GLIBC_TUNABLES": ""}) == {}  # empty: glibc's defaults

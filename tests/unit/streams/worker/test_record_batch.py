@@ -68,23 +68,36 @@ def test_every_batch_is_byte_for_byte_aiokafkas_for_each_codec(
 
 
 @pytest.mark.parametrize("compression", ["zstd", "gzip"])
+@pytest.mark.parametrize("random_bytes", [False, True])
 def test_a_scratch_reused_across_batches_of_every_size_leaves_nothing_behind(
-    compression: str, monkeypatch: pytest.MonkeyPatch
+    compression: str, random_bytes: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # one publisher's buffers, reused: a large batch, then smaller ones (whose records must
-    # not pick up the tail of the one before), then a larger one again (the buffers grow)
+    # not pick up the tail of the one before), then a larger one again (the buffers grow).
+    # Every batch is kept until the end, as the producer keeps them until they are sent:
+    # none may share memory with the buffers the next batch is made in. Random templates
+    # do not compress, so zstd's output fills the room it is given.
     monkeypatch.setattr(gzip.time, "time", lambda: 1_780_000_000.0)
     keys, codes, templates = _setup(2, 12_000)
+    if random_bytes:
+        rng = random.Random(3)
+        templates = [(rng.randbytes(n), rng.randbytes(m)) for n, m in ((300, 40), (17, 900))]
+        codes = codes % 2
     packed = rb.Keys(keys)
     order = rb.batch_order(packed, codes, np.arange(len(keys)))
     scratch = rb.Scratch()
+    built = []
     for limit in (512 * 1024, 4 * 1024, 700, 64 * 1024, 1024 * 1024):
         for idx in list(rb.split(packed, codes, templates, order, limit))[:3]:
             got = rb.build(
                 packed, codes, templates, idx, compression=compression, timestamp_ms=TS,
                 scratch=scratch,
             )  # fmt: skip
-            assert bytes(got) == _aiokafka(keys, codes, templates, idx, compression, limit)
+            built.append((limit, idx, got))
+    # a batch whose records pass 600 KiB before compression
+    assert max(len(_aiokafka(keys, codes, templates, i, None, n)) for n, i, _ in built) > 600_000
+    for limit, idx, got in built:
+        assert bytes(got) == _aiokafka(keys, codes, templates, idx, compression, limit)
 
 
 def test_offset_deltas_past_one_and_two_varint_bytes() -> None:
