@@ -26,14 +26,14 @@ NOW = START + timedelta(hours=12)
 
 
 def controller_malloc(defaults: bool) -> str:
-    """Give this process the malloc setting a controller worker is started with
+    """Give this process the malloc setting an operator may give a controller worker
     (``streams.worker.memory.CONTROLLER_MMAP_THRESHOLD``, by ``mallopt``: the variable itself
-    would reach the broker and redis-server this process starts), unless ``defaults``; what it
-    runs with, for the report."""
+    would reach the broker and redis-server this process starts), unless ``defaults`` (a
+    controller's default); what it runs with, for the report."""
     from streams.worker.memory import CONTROLLER_MMAP_THRESHOLD, set_mmap_threshold
 
     if defaults:
-        return "glibc's defaults (--malloc-defaults)"
+        return "glibc's defaults, a controller's"
     if not set_mmap_threshold(CONTROLLER_MMAP_THRESHOLD):
         raise SystemExit("mallopt refused the controller's mmap threshold")
     return f"a controller's (mmap threshold {CONTROLLER_MMAP_THRESHOLD:,} bytes)"

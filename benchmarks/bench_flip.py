@@ -14,8 +14,8 @@ first one.
 Baseline in the same run: ``redis-benchmark -t set -n N -P 1000`` (pipelined SET, from the
 Debian package redis-tools) against the same Redis; if it is missing, a redis-py pipelined
 SET loop (said in the output). Peak RSS of this process is reported (it is the worker's
-flip path, run in-process). The process takes a controller worker's malloc setting
-(``benchmarks._common.controller_malloc``) unless ``--malloc-defaults``.
+flip path, run in-process). ``--fixed-mmap-threshold`` gives it the malloc setting an operator
+may give a controller (``benchmarks._common.controller_malloc``); glibc's defaults otherwise.
 
 The stack is the default one (``EmbeddedStack()``, as ``pricelab up`` starts it): the broker does
 not check the output contracts (``--contract-checks`` turns that on, as the integration tests
@@ -308,13 +308,13 @@ def main() -> None:
         "(issue #17: 10 x 10,000); the baseline is one experiment of the same total size",
     )
     ap.add_argument(
-        "--malloc-defaults",
+        "--fixed-mmap-threshold",
         action="store_true",
-        help="flip with glibc's malloc defaults instead of a controller worker's setting "
-        "(streams/live/launcher.py CONTROLLER_GLIBC_TUNABLES)",
+        help="flip with the mmap threshold an operator may give a controller worker "
+        "(streams/live/launcher.py CONTROLLER_GLIBC_TUNABLES) instead of glibc's defaults",
     )
     args = ap.parse_args()
-    malloc = controller_malloc(args.malloc_defaults)
+    malloc = controller_malloc(not args.fixed_mmap_threshold)
     print(f"malloc: {malloc}", flush=True)
     n = args.products
     if args.experiments > 1:

@@ -35,23 +35,23 @@ ANALYSIS_GLIBC_TUNABLES = (
 )
 
 
-#: glibc malloc settings for a controller worker: its mmap threshold fixed (why, and what it
-#: costs: docs/operations.md, "A controller's memory"). A controller started without
-#: GLIBC_TUNABLES sets the same threshold itself (``streams.worker.memory``).
+#: glibc malloc settings an operator may give a controller worker: its mmap threshold fixed
+#: (what it does and costs: docs/operations.md, "A controller's memory"). Not the default: the
+#: soak of 2026-11-29 15:55 with it as the default fell behind at its rate, which that run
+#: could not tell from the setting's cost; a controller keeps glibc's defaults until a run at
+#: a pinned rate does.
 CONTROLLER_GLIBC_TUNABLES = f"glibc.malloc.mmap_threshold={CONTROLLER_MMAP_THRESHOLD}"
 
 
 def role_env(roles: tuple[str, ...] | set[str], environ: Mapping[str, str]) -> dict[str, str]:
     """The environment a worker of these roles is started with, beyond its settings: the
-    malloc settings for its role (analysis's, when it serves both), unless ``environ`` already
-    sets GLIBC_TUNABLES: an operator's own value, even an empty one (glibc's defaults), wins
-    for every role."""
+    malloc settings for analysis (when it serves both roles too), unless ``environ`` already
+    sets GLIBC_TUNABLES: an operator's own value, even an empty one (glibc's defaults), wins.
+    A controller keeps glibc's defaults (``CONTROLLER_GLIBC_TUNABLES`` says why)."""
     if "GLIBC_TUNABLES" in environ:
         return {}
     if "analysis" in roles:
         return {"GLIBC_TUNABLES": ANALYSIS_GLIBC_TUNABLES}
-    if "controller" in roles:
-        return {"GLIBC_TUNABLES": CONTROLLER_GLIBC_TUNABLES}
     return {}
 
 

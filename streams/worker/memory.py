@@ -20,7 +20,7 @@ import ctypes
 import ctypes.util
 import functools
 import sys
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator
 from typing import Literal
 
 from prometheus_client.core import GaugeMetricFamily
@@ -77,9 +77,10 @@ def libc_malloc_trim() -> Callable[[], int] | None:
     return functools.partial(f, 0)
 
 
-#: the mmap threshold a controller worker runs with (bytes): glibc's starting 128 KiB, fixed,
-#: so that larger blocks are mapped alone and unmapped when freed instead of fragmenting the
-#: heap once glibc's moving threshold has risen (docs/operations.md, "A controller's memory")
+#: the mmap threshold an operator may fix for a controller worker (bytes, not the default):
+#: glibc's starting 128 KiB, so that larger blocks are mapped alone and unmapped when freed
+#: instead of fragmenting the heap once glibc's moving threshold has risen
+#: (docs/operations.md, "A controller's memory"; ``streams.live.launcher``)
 CONTROLLER_MMAP_THRESHOLD = 128 * 1024
 _M_MMAP_THRESHOLD = -3  # mallopt's parameter (malloc.h)
 
@@ -104,20 +105,6 @@ def set_mmap_threshold(
     mallopt's 32 MB cap); False where the C library has no ``mallopt`` or refuses it."""
     f = libc_mallopt() if mallopt == "libc" else mallopt
     return f is not None and f(_M_MMAP_THRESHOLD, value) == 1
-
-
-def controller_malloc_at_start(
-    roles: Collection[str],
-    environ: Mapping[str, str],
-    mallopt: Callable[[int, int], int] | None | Literal["libc"] = "libc",
-) -> bool:
-    """At a worker's start: a controller-only worker that was not started with
-    ``GLIBC_TUNABLES`` (a ``pricelab worker`` run by hand, the image run without compose)
-    takes the controller's threshold here, as the launcher and compose give it at exec.
-    Whether it was set now."""
-    if "analysis" in roles or "controller" not in roles or "GLIBC_TUNABLES" in environ:
-        return False
-    return set_mmap_threshold(CONTROLLER_MMAP_THRESHOLD, mallopt)
 
 
 def trim_for(roles: Collection[str]) -> Callable[[], int] | None:
