@@ -25,14 +25,14 @@ START = datetime(2026, 6, 1, tzinfo=UTC)
 NOW = START + timedelta(hours=12)
 
 
-def controller_malloc(defaults: bool) -> str:
+def controller_malloc(fixed: bool) -> str:
     """Give this process the malloc setting an operator may give a controller worker
     (``streams.worker.memory.CONTROLLER_MMAP_THRESHOLD``, by ``mallopt``: the variable itself
-    would reach the broker and redis-server this process starts), unless ``defaults`` (a
-    controller's default); what it runs with, for the report."""
+    would reach the broker and redis-server this process starts) when ``fixed``; glibc's
+    defaults (a controller's) otherwise. What it runs with, for the report."""
     from streams.worker.memory import CONTROLLER_MMAP_THRESHOLD, set_mmap_threshold
 
-    if defaults:
+    if not fixed:
         return "glibc's defaults, a controller's"
     if not set_mmap_threshold(CONTROLLER_MMAP_THRESHOLD):
         raise SystemExit("mallopt refused the controller's mmap threshold")

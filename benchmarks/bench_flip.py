@@ -311,10 +311,10 @@ def main() -> None:
         "--fixed-mmap-threshold",
         action="store_true",
         help="flip with the mmap threshold an operator may give a controller worker "
-        "(streams/live/launcher.py CONTROLLER_GLIBC_TUNABLES) instead of glibc's defaults",
+        "(streams/worker/memory.py CONTROLLER_MMAP_THRESHOLD) instead of glibc's defaults",
     )
     args = ap.parse_args()
-    malloc = controller_malloc(not args.fixed_mmap_threshold)
+    malloc = controller_malloc(args.fixed_mmap_threshold)
     print(f"malloc: {malloc}", flush=True)
     n = args.products
     if args.experiments > 1:

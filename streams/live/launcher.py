@@ -21,7 +21,6 @@ from pathlib import Path
 
 from controller.settings import Settings
 from streams.live.embedded import free_port
-from streams.worker.memory import CONTROLLER_MMAP_THRESHOLD
 
 #: glibc malloc settings for an analysis worker (set at exec: ``mallopt`` caps the mmap
 #: threshold at 32 MB). A cycle allocates ~1 GB of short-lived numpy arrays of ~70 MB each at
@@ -35,19 +34,12 @@ ANALYSIS_GLIBC_TUNABLES = (
 )
 
 
-#: glibc malloc settings an operator may give a controller worker: its mmap threshold fixed
-#: (what it does and costs: docs/operations.md, "A controller's memory"). Not the default: the
-#: soak of 2026-11-29 15:55 with it as the default fell behind at its rate, which that run
-#: could not tell from the setting's cost; a controller keeps glibc's defaults until a run at
-#: a pinned rate does.
-CONTROLLER_GLIBC_TUNABLES = f"glibc.malloc.mmap_threshold={CONTROLLER_MMAP_THRESHOLD}"
-
-
 def role_env(roles: tuple[str, ...] | set[str], environ: Mapping[str, str]) -> dict[str, str]:
     """The environment a worker of these roles is started with, beyond its settings: the
     malloc settings for analysis (when it serves both roles too), unless ``environ`` already
     sets GLIBC_TUNABLES: an operator's own value, even an empty one (glibc's defaults), wins.
-    A controller keeps glibc's defaults (``CONTROLLER_GLIBC_TUNABLES`` says why)."""
+    A controller keeps glibc's defaults (``streams.worker.memory.CONTROLLER_MMAP_THRESHOLD``
+    says why)."""
     if "GLIBC_TUNABLES" in environ:
         return {}
     if "analysis" in roles:

@@ -46,10 +46,16 @@ class _MallInfo2(ctypes.Structure):
 
 
 @functools.cache
+def _libc() -> ctypes.CDLL:
+    """The C library (once per process); OSError where it cannot be loaded."""
+    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+
+
+@functools.cache
 def libc_mallinfo2() -> Callable[[], _MallInfo2] | None:
     """glibc's ``mallinfo2`` (once per process), or None where the C library lacks it."""
     try:
-        f = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallinfo2
+        f = _libc().mallinfo2
     except (OSError, AttributeError):
         return None
     f.restype = _MallInfo2
@@ -69,7 +75,7 @@ def libc_malloc_trim() -> Callable[[], int] | None:
     heap a little more fragmented. An analysis worker keeps what it frees on purpose
     (``GLIBC_TUNABLES``): it does not call it."""
     try:
-        f = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+        f = _libc().malloc_trim
     except (OSError, AttributeError):
         return None
     f.restype = ctypes.c_int
@@ -80,7 +86,9 @@ def libc_malloc_trim() -> Callable[[], int] | None:
 #: the mmap threshold an operator may fix for a controller worker (bytes, not the default):
 #: glibc's starting 128 KiB, so that larger blocks are mapped alone and unmapped when freed
 #: instead of fragmenting the heap once glibc's moving threshold has risen
-#: (docs/operations.md, "A controller's memory"; ``streams.live.launcher``)
+#: (docs/operations.md, "A controller's memory"). Not the default: the soak of 2026-11-29 15:55
+#: with it as the default fell behind at its rate, which that run could not tell from the
+#: setting's cost. An operator sets ``GLIBC_TUNABLES=glibc.malloc.mmap_threshold=131072``.
 CONTROLLER_MMAP_THRESHOLD = 128 * 1024
 _M_MMAP_THRESHOLD = -3  # mallopt's parameter (malloc.h)
 
@@ -89,7 +97,7 @@ _M_MMAP_THRESHOLD = -3  # mallopt's parameter (malloc.h)
 def libc_mallopt() -> Callable[[int, int], int] | None:
     """glibc's ``mallopt`` (once per process), or None where the C library lacks it."""
     try:
-        f = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+        f = _libc().mallopt
     except (OSError, AttributeError):
         return None
     f.restype = ctypes.c_int

@@ -79,7 +79,7 @@ class Keys:
         fixed)."""
         at = self.starts[idx]
         for j in range(length):
-            column = self.blob[at + j] if j else self.blob[at]
+            column = self.blob[at + j]
             for c in cols:
                 rows[:, c + j] = column
 
@@ -141,8 +141,7 @@ class Scratch:
 
     def records(self, n: int) -> np.ndarray:
         """A buffer of ``n`` bytes for a batch's records (its contents undefined)."""
-        if len(self._records) < n:
-            self._records = np.empty(max(n, 2 * len(self._records)), dtype=np.uint8)
+        self._records = _at_least(self._records, n)
         return self._records[:n]
 
     def compress(self, compression: str, data: np.ndarray) -> memoryview:
@@ -154,10 +153,14 @@ class Scratch:
             assert encode is not None
             return memoryview(encode(data.tobytes()))
         bound = len(data) + len(data) // 128 + 1024  # above ZSTD_COMPRESSBOUND
-        if len(self._packed) < bound:
-            self._packed = np.empty(max(bound, 2 * len(self._packed)), dtype=np.uint8)
+        self._packed = _at_least(self._packed, bound)
         n = cramjam.zstd.compress_into(data.data, self._packed[:bound].data, level=ZSTD_LEVEL)
         return self._packed[:n].data
+
+
+def _at_least(buf: np.ndarray, n: int) -> np.ndarray:
+    """``buf``, or a new byte buffer of at least ``n`` bytes (doubling) when it is smaller."""
+    return buf if len(buf) >= n else np.empty(max(n, 2 * len(buf)), dtype=np.uint8)
 
 
 def build(
