@@ -33,7 +33,9 @@ rest of the world:
   known third of its products see an undercut that meets the rule, a sixth one too short, a
   sixth one too shallow, early enough that each window ends with its experiment;
 - **a steady sales stream** at ``--capacity-share`` (0.5) of the ingest capacity measured at
-  the start with ``bench_ingest.worker_rate`` (one controller worker, a burst of sales), or
+  the start with ``bench_ingest.worker_rate`` (one controller worker, a backlog of 100,000
+  sales; the median of three such measures, each on its own topics: one measure of 30,000
+  ranged 97,707-138,293 a second across the runs of 2026-11-29 on one machine), or
   ``--rate``, capped by ``--max-rate`` if given; sent a tick's sales at a time in record
   batches; each sale is stamped with the simulated time and is of a product whose
   experiment is in force then (none between an ended experiment and its successor); a
@@ -86,6 +88,7 @@ import random
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -166,7 +169,8 @@ class SoakConfig:
     rate: float | None = None  # sales/s; None: capacity_share of the measured capacity
     capacity_share: float = 0.5
     max_rate: float | None = None  # a cap on that rate (None: none)
-    capacity_sales: int = 30_000
+    capacity_sales: int = 100_000  # each capacity measure's backlog
+    capacity_runs: int = 3  # measures; the capacity is their median
     duplicate_share: float = 0.02
     junk_per_second: float = 0.5
     fault_every: float = 180.0
@@ -768,9 +772,11 @@ class Soak:
         cfg = self.cfg
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self.stack.start)
-        capacity = None
+        capacity, capacities = None, []
         if cfg.rate is None:
-            capacity = await measure_capacity(self.stack, cfg.capacity_sales)
+            for _ in range(cfg.capacity_runs):
+                capacities.append(await measure_capacity(self.stack, cfg.capacity_sales))
+            capacity = statistics.median(capacities)
             target = cfg.capacity_share * capacity
         else:
             target = cfg.rate
@@ -889,7 +895,7 @@ class Soak:
                 await asyncio.gather(*tasks)
             report = await self.report(store, reader, source, self.specs, t_end,
                                        {"rate": rate, "target": target, "capacity": capacity,
-                                        "start": start}, settings)  # fmt: skip
+                                        "capacities": capacities, "start": start}, settings)  # fmt: skip
         finally:
             stop.set()
             for t in tasks:
@@ -1037,6 +1043,7 @@ class Soak:
             ],  # fmt: skip
             "rate": {
                 "capacity_per_s": rates["capacity"],
+                "capacity_measures_per_s": rates["capacities"],
                 "target_per_s": rates["target"],
                 "run_per_s": rates["rate"],
                 "distinct": source.distinct,

@@ -59,7 +59,10 @@ def render(report: dict[str, Any]) -> str:
         f"{sum(e['arms'] > 2 for e in report['experiments'])} with more than two arms), "
         f"{sum(e['boundaries'] for e in report['experiments']):,} boundaries.",
         f"- Sales: {r['distinct']:,} distinct at {r['achieved_per_s']:,.0f}/s"
-        + (f" (ingest capacity measured at the start {r['capacity_per_s']:,.0f}/s; "
+        + (f" (ingest capacity measured at the start {r['capacity_per_s']:,.0f}/s"
+           + (f", the median of {', '.join(f'{m:,.0f}' for m in r['capacity_measures_per_s'])}"
+              if len(r.get("capacity_measures_per_s", ())) > 1 else "")
+           + "; "
            f"{c['capacity_share']:g} of it is {r['target_per_s']:,.0f}/s"
            + (f", capped at {c['max_rate']:,.0f}/s" if r["run_per_s"] < r["target_per_s"] else "")
            + ")" if r["capacity_per_s"] else "")

@@ -80,11 +80,31 @@ def test_the_kept_fires_taken_in_are_announced_in_the_order_they_fired() -> None
 
 def test_without_wait_replicas_the_barrier_asks_redis_nothing() -> None:
     """``PRICELAB_REDIS__WAIT_REPLICAS`` unset (0), a decision, a creation and a reply are
-    told as before: no barrier, no Redis call (this store has no ``replicated``)."""
+    told as before: no barrier, no Redis call, nothing counted short."""
+
+    class _Asked(_Store):
+        asked: list[str] = []
+
+        async def replicated(self, wait: Any, what: str, guard: Any) -> None:
+            self.asked.append(what)
+
+    class _Seen:
+        short = 0
+
+        def replicas_short(self) -> None:
+            self.short += 1
 
     async def go() -> None:
-        await _flipper().replicated("x", ("k", {"seq": "1"}))
-        await _flipper().replicated_at_last("x")
+        store, seen = _Asked(), _Seen()
+        f = Flipper(store, None, ManualClock(T0), Settings(), seen, owner="w1")  # type: ignore[arg-type]
+        assert Settings().redis.wait_replicas == 0  # the default: unset
+        await f.replicated("x", ("k", {"seq": "1"}))
+        await f.replicated_at_last("x")
+        assert store.asked == [] and seen.short == 0
+        # the same flipper with the setting does ask: the check above can fail
+        f.settings = Settings(redis={"wait_replicas": 1})  # type: ignore[arg-type]
+        await f.replicated("y")
+        assert store.asked == ["y"]
 
     asyncio.run(go())
 

@@ -330,6 +330,10 @@ def test_render_writes_the_figures_between_the_markers(tmp_path):
     assert text.startswith(BEGIN) and text.endswith(END)
     assert "**20.0 minutes** of wall time, **28.0 simulated days**" in text
     assert "capped at 1,000/s" in text and "15,000/s" in text
+    assert "the median of" not in text  # a report from before the three measures
+    report = _report(ok)
+    report["rate"]["capacity_measures_per_s"] = [28_000.0, 30_000.0, 41_000.0]  # type: ignore[index]
+    assert "measured at the start 30,000/s, the median of 28,000, 30,000, 41,000;" in render(report)
     assert "| every sale counted exactly once | **pass** |" in text
     assert "| controller-0 | +0.10 | 230 | +1.0% | 2 |" in text
     assert "expected PricelabLateFlip; fired PricelabLateFlip" in text
