@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -161,13 +161,29 @@ class DraftShelf(Protocol):
 
     async def discard_draft(self, draft: Draft) -> None: ...
 
+    def draft_guard(self, draft: Draft) -> tuple[str, dict[str, str | None]]:
+        """What a replica barrier reads to know that ``draft`` as written is there."""
+        ...
+
+
+#: a replica barrier with its guard (``controller.flipper.Flipper.replicated_at_last``)
+Barrier = Callable[[tuple[str, dict[str, str | None]]], Awaitable[None]]
+
 
 @dataclass
 class DraftBook:
-    """The ``draft`` and ``discard`` commands, carried out on ``store`` at ``clock``'s time."""
+    """The ``draft`` and ``discard`` commands, carried out on ``store`` at ``clock``'s time.
+    ``barrier``: awaited with what a command wrote before it is replied to (with
+    ``PRICELAB_REDIS__WAIT_REPLICAS``, until the replicas have it; a failover that lost it
+    raises, and the command is tried again whole); None: nothing waited for."""
 
     store: DraftShelf
     clock: Clock
+    barrier: Barrier | None = None
+
+    async def _kept(self, draft: Draft) -> None:
+        if self.barrier is not None:
+            await self.barrier(self.store.draft_guard(draft))
 
     async def save(self, doc: dict[str, Any], actor: str) -> dict[str, Any]:
         """Save (or replace) the draft of spec ``doc`` as ``actor``; its view, and whether it
@@ -180,6 +196,7 @@ class DraftBook:
         outcome = await self.store.save_draft(draft, spec.to_json())
         if outcome != "ok":
             raise taken(spec.id, outcome)
+        await self._kept(draft)
         replaced = previous is not None and previous.live
         return {"draft": draft.view(), "saved": "replaced" if replaced else "new"}
 
@@ -191,8 +208,10 @@ class DraftBook:
             check_draft(draft_id, None, [d.id for d in await self.store.drafts() if d.live])
         assert held is not None
         if not held.live:
+            await self._kept(held)  # a repeat: a dead worker's discard may be on the primary only
             return {"draft": held.view(), "already": "discarded"}
         await self.clock.sync()
         gone = discarded(held, actor, reason, self.clock.now())
         await self.store.discard_draft(gone)
+        await self._kept(gone)
         return {"draft": gone.view()}

@@ -831,7 +831,10 @@ class Flipper:
             now = self.clock.now()
             held = {d["id"]: d for d in await self.store.freezes()}.get(freeze.id)
             if held is not None and held.get("freeze") == freeze.model_dump(mode="json"):
-                await self._tick(for_command=True)  # a repeat (resent or redelivered): as asked
+                # a repeat (resent or redelivered): as asked, once the replicas have it (a
+                # dead worker's write may be on the primary only)
+                await self._freeze_kept(freeze.id)
+                await self._tick(for_command=True)
                 return freeze_view(freeze, now) | {"already": "recorded"}
             states = {s.spec.id: s for s in await self.store.experiments()}
             lifecycle.check_freeze(
@@ -857,6 +860,7 @@ class Flipper:
             )
             if not added:
                 raise CommandRefused(f"there is another freeze {freeze.id!r} already")
+            await self._freeze_kept(freeze.id)
             await self._tick(for_command=True)
             return freeze_view(freeze, now)
 
@@ -869,7 +873,8 @@ class Flipper:
             now = self.clock.now()
             gone = {d["id"]: d for d in await self.store.cancelled_freezes()}.get(freeze_id)
             if gone is not None and "freeze" in gone:
-                await self._tick(for_command=True)  # a repeat: finish a dead worker's part
+                await self._freeze_kept(freeze_id, cancelled=True)  # a repeat: as below
+                await self._tick(for_command=True)  # finish a dead worker's part
                 view = freeze_view(load_freeze(gone["freeze"]), now)
                 return view | {"now": "cancelled", "cancelled": True, "already": "cancelled"}
             doc = {d["id"]: d for d in await self.store.freezes()}.get(freeze_id)
@@ -888,8 +893,21 @@ class Flipper:
                 body = {k: v for k, v in doc.items() if k != "id"}
                 cut = body | {"end_ms": to_ms(now), "freeze": freeze.model_dump(mode="json")}
                 await self.store.cancel_freeze(freeze_id, cut)
+            await self._freeze_kept(freeze_id, cancelled=True)
             await self._tick(for_command=True)
             return freeze_view(freeze, now) | {"now": "cancelled", "cancelled": True}
+
+    async def _freeze_kept(self, freeze_id: str, cancelled: bool = False) -> None:
+        """A freeze (or its cancel) is neither acted on nor replied to before the replicas
+        have it (``PRICELAB_REDIS__WAIT_REPLICAS``; waited for in place), known by its entry
+        in the freezes (or the cancelled freezes) hash: a failover that promoted a replica
+        without it ends the command (``WriteLost``), which is then tried again whole on the
+        new primary, and replied to once, as its doer's. Without this guard the reply's own
+        barrier could pass on the new primary, and an operator be told "recorded" of a freeze
+        that no longer exists."""
+        key = self.store.cat("freezes:cancelled" if cancelled else "freezes")
+        what = f"freeze {freeze_id}'s {'cancel' if cancelled else 'record'}"
+        await self.replicated_at_last(what, (key, {freeze_id: None}))
 
 
 def _left(seq: int | None, status: str, frozen: bool, period: int) -> dict[str, str | None]:

@@ -39,6 +39,11 @@ class DraftStore(RedisStore):
         )
         return str(got)
 
+    def draft_guard(self, draft: Draft) -> tuple[str, dict[str, str | None]]:
+        """What a replica barrier reads to know that ``draft`` as written is there: its entry
+        in the drafts hash, as saved (a replaced or discarded draft's entry differs)."""
+        return keys.drafts(self.p), {draft.id: draft.to_json()}
+
     async def discard_draft(self, draft: Draft) -> None:
         """Keep ``draft`` (discarded) without its spec, in one step."""
         pipe = self.redis.pipeline(transaction=True)

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from aiokafka.errors import KafkaError
 
 from controller.clock import Clock
-from controller.drafts import DraftBook
+from controller.drafts import Barrier, DraftBook
 from controller.errors import (
     CommandRefused,
     ConflictError,
@@ -180,6 +180,14 @@ class CommandHandler:
             event = ExperimentEvent(experiment=experiment, kind="command", at=now, detail=detail)
             await self.publisher.send(self.events_topic, event, experiment)
 
+    def _barrier(self, cmd: Command) -> Barrier:
+        """The replica barrier of what ``cmd`` wrote, with its guard (a draft's entry)."""
+
+        async def barrier(guard: tuple[str, dict[str, str | None]]) -> None:
+            await self.flipper.replicated_at_last(f"command {cmd.command_id}", guard)
+
+        return barrier
+
     async def _apply(self, cmd: Command) -> dict[str, object] | None:
         f = self.flipper
         if cmd.kind == CommandKind.CREATE:
@@ -193,11 +201,13 @@ class CommandHandler:
             return {"freeze": await f.unfreeze(cmd.freeze_id)}
         if cmd.kind == CommandKind.DRAFT:
             assert cmd.actor is not None  # the refusal: no command is carried out without one
-            return await DraftBook(f.store, f.clock).save(cmd.spec or {}, cmd.actor)
+            return await DraftBook(f.store, f.clock, self._barrier(cmd)).save(
+                cmd.spec or {}, cmd.actor
+            )
         assert cmd.experiment is not None  # the schema requires it
         if cmd.kind == CommandKind.DISCARD:
             assert cmd.actor is not None and cmd.reason is not None  # the refusal
-            return await DraftBook(f.store, f.clock).discard(
+            return await DraftBook(f.store, f.clock, self._barrier(cmd)).discard(
                 cmd.experiment, cmd.actor, cmd.reason.strip()
             )
         if cmd.kind == CommandKind.COMMENT:

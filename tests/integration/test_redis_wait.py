@@ -513,3 +513,60 @@ async def _read_all(
         return out
     finally:
         consumer.close()
+
+
+async def test_a_freeze_waits_for_the_replica_and_is_made_again_after_the_failover(
+    tmp_path: Path,
+) -> None:
+    """A freeze recorded on a primary whose replica lacks it, and the primary dies. Before,
+    only the reply's own barrier waited, unguarded: it passed on the promoted replica once
+    that had a replica of its own, and the operator was told "recorded" of a freeze the new
+    primary did not have (the experiment would run on unfrozen through the window). Now the
+    freeze's barrier reads its entry on the primary it reaches: a failover that lost it ends
+    the command, which is carried out again whole on the new primary and replied to once, as
+    its doer's (not "already")."""
+    from streams.client.commands import freeze_document
+
+    async with contextlib.AsyncExitStack() as done:
+        d = await deployment(done, tmp_path)
+        settings, store, w = d.settings, d.store, d.worker
+        await wait_for(lambda: _flipped(store, 0), 30, "period 0's flip")
+        await d.primary.set("pricelab-wait-probe", 1)
+        assert await d.primary.execute_command("WAIT", 1, 10_000) == 1
+
+        junk = await stop_the_replica(d.primary, d.replica_pid)
+        short = _short(w)
+        at = START + timedelta(days=1)
+        freeze = freeze_document(at, at + timedelta(hours=2), ["faults"], "stock count")
+        frozen = asyncio.create_task(
+            send_command_async(settings, "freeze", timeout=180, freeze=freeze, reason="count")
+        )
+        done.callback(frozen.cancel)
+        key = store.cat("freezes")
+
+        async def kept() -> bool:  # or answered (then the assert below says how)
+            on_primary = await d.primary.hexists(key, freeze["id"])
+            return bool(on_primary) and _short(w) > short or frozen.done()
+
+        await wait_for(kept, 30, "the freeze on the primary, and its barrier short")
+        assert not frozen.done(), frozen.result()  # no reply while the replica lacks it
+
+        await fail_over_to_the_stopped_replica(d, junk)
+        assert not await d.promoted.hexists(key, freeze["id"])  # lost with the old primary
+        second = second_replica(d, tmp_path)
+        done.callback(second.stop)
+        second.start()
+
+        reply = command_ok(await asyncio.wait_for(frozen, 90))
+        assert reply["detail"]["freeze"]["id"] == freeze["id"], reply
+        assert not reply["detail"]["freeze"].get("already"), reply  # the doer's reply
+        # what the operator was told is what the new primary holds
+        assert freeze["id"] in [f["id"] for f in await store.freezes()]
+        assert await d.promoted.hexists(key, freeze["id"])
+        replies = await _read_all(
+            settings,
+            settings.topics.command_replies,
+            lambda got: any(r["command_id"] == reply["command_id"] for r in got),
+        )
+        assert [r["command_id"] for r in replies].count(reply["command_id"]) == 1
+        assert w.alive(), w.tail()

@@ -53,6 +53,9 @@ class _Shelf:
         self.held[draft.id] = draft
         self.specs.pop(draft.id, None)
 
+    def draft_guard(self, draft: Draft) -> tuple[str, dict[str, str | None]]:
+        return "drafts", {draft.id: draft.to_json()}
+
 
 def _run(coro: Any) -> Any:
     return asyncio.run(coro)
@@ -125,6 +128,34 @@ def test_a_discard_is_kept_without_its_spec_and_done_once() -> None:
     assert new["saved"] == "new"
     assert (new["draft"]["author"], new["draft"]["created"]) == ("bob", "2026-03-01T09:10:00+00:00")
     assert "discarded" not in new["draft"]
+
+
+def test_each_write_is_waited_for_with_what_it_wrote_before_the_command_returns() -> None:
+    """With a barrier (``PRICELAB_REDIS__WAIT_REPLICAS``), a save, a discard and a repeated
+    discard each wait for the draft entry as it is now held (a failover that lost it fails the
+    barrier's guard): a reply is never sent of a draft the new primary lacks. A refused save
+    waits for nothing."""
+    shelf, clock = _Shelf(experiments={"taken"}), ManualClock(T0)
+    waited: list[tuple[str, dict[str, str | None]]] = []
+
+    async def barrier(guard: tuple[str, dict[str, str | None]]) -> None:
+        assert guard == shelf.draft_guard(shelf.held[SPEC["id"]])  # after the write, not before
+        waited.append(guard)
+
+    book = DraftBook(shelf, clock, barrier)
+    _run(book.save(SPEC, "ana"))
+    saved = shelf.held[SPEC["id"]]
+    assert waited == [("drafts", {SPEC["id"]: saved.to_json()})]
+    clock.advance(timedelta(minutes=5))
+    _run(book.discard(SPEC["id"], "olga", "superseded"))
+    gone = shelf.held[SPEC["id"]]
+    assert gone.to_json() != saved.to_json()
+    assert waited[1:] == [("drafts", {SPEC["id"]: gone.to_json()})]
+    _run(book.discard(SPEC["id"], "olga", "twice"))  # already discarded: waits for it still
+    assert waited[2:] == [("drafts", {SPEC["id"]: gone.to_json()})]
+    with pytest.raises(CommandRefused):
+        _run(book.save(SPEC | {"id": "taken"}, "ana"))
+    assert len(waited) == 3
 
 
 def test_a_discard_of_no_draft_is_one_sentence_with_the_nearest_id() -> None:
@@ -203,13 +234,14 @@ class _Flipper:
     store: _Shelf
     clock: ManualClock
     order: int = 0
+    waited: list[tuple[str, Any]] = field(default_factory=list)
 
     async def trail_order(self) -> int:
         self.order += 1
         return self.order
 
-    async def replicated_at_last(self, what: str) -> None:
-        return None  # PRICELAB_REDIS__WAIT_REPLICAS unset
+    async def replicated_at_last(self, what: str, guard: Any = None) -> None:
+        self.waited.append((what, guard))  # the barrier: returns as with the replicas caught up
 
 
 def _handler(shelf: _Shelf) -> tuple[CommandHandler, _Publisher]:
@@ -238,6 +270,9 @@ def test_the_handler_answers_a_draft_once_and_records_it_with_its_actor() -> Non
     handler, pub = _handler(shelf)
     reply = _send(handler, kind="draft", spec=SPEC, actor="ana")
     assert reply is not None and reply.ok and reply.experiment == "shoes-random-days"
+    # waited for with the draft's entry as its guard, then once more for the reply
+    guard = shelf.draft_guard(shelf.held["shoes-random-days"])
+    assert handler.flipper.waited == [("command c1", guard), ("command c1", None)]  # type: ignore[attr-defined]
     replies = [m for t, m, _ in pub.sent if t == "replies"]
     assert replies == [reply]
     [record] = [m for t, m, _ in pub.sent if t == "events"]
