@@ -39,11 +39,15 @@ from controller.in_force import AssignmentSink, in_force_one, mode_at
 from controller.spec import ExperimentSpec
 from controller.store import Store
 from controller.store.base import UNAVAILABLE
+from controller.store.panel import WriteLost
 from controller.triggers import TriggerFire, TriggerTracker
 from core import status
 
-#: a batch's fires in one experiment, and their publish (to await after the turn) if any fired
-_Applied = tuple[list[TriggerFire], Coroutine[Any, Any, None] | None]
+#: a replica barrier's guard: a hash and the fields a write left in it (None: present)
+Guard = tuple[str, dict[str, str | None]]
+#: a batch's fires in one experiment, their publish (to await after the turn) if any fired,
+#: and what a replica barrier reads to know its save is there (None: nothing to keep)
+_Applied = tuple[list[TriggerFire], Coroutine[Any, Any, None] | None, Guard | None]
 #: ``_run_locked``: the timer's save was held back (a decision of the experiment is still to
 #: be published, or a batch waits for the turn): nothing applied, a later tick fires
 _PENDING: Any = object()
@@ -86,6 +90,17 @@ class TriggerObserver(Protocol):
         ...
 
 
+class Replicas(Protocol):
+    """The replica barriers (``controller.flipper.Flipper``; no Redis call without
+    ``PRICELAB_REDIS__WAIT_REPLICAS``): ``replicated`` tries once and raises
+    ``ReplicasBehind`` or ``WriteLost`` (an outage); ``replicated_at_last`` waits in place while
+    the replicas are short and raises ``WriteLost`` only."""
+
+    async def replicated(self, what: str, guard: Guard | None = None) -> None: ...
+
+    async def replicated_at_last(self, what: str, guard: Guard | None = None) -> None: ...
+
+
 class _NullObserver:
     def trigger_stage(self, stage: str, seconds: float) -> None:
         return None
@@ -111,6 +126,10 @@ class TriggerRunner:
     #: a batch that fires holds the experiment's turn until its announcement is out; a
     #: runner that dies holding it blocks the experiment's decisions this long (flip_lease)
     lease_ms: int = 30_000
+    #: with ``PRICELAB_REDIS__WAIT_REPLICAS``: an announcement goes out only once the
+    #: replicas have its sequence number, and a batch returns (its offsets are committed)
+    #: only once they have its saves (None: no barrier)
+    replicas: Replicas | None = None
     _routes_version: int = -1
     _batches: int = 0  # each firing batch takes the turn under its own owner id
     _routes: dict[str, str] = field(default_factory=dict)
@@ -163,13 +182,33 @@ class TriggerRunner:
         since the routes were read (a new experiment may hold their products).
         """
         handed_over = time.perf_counter()
-        async with self._order:
-            applied = await self._apply(events, handed_over)
-        fires: list[TriggerFire] = []
-        for got, publish in applied:
-            await self._announce_now(got, publish, handed_over)
-            fires += got
-        return fires
+        while True:
+            async with self._order:
+                applied = await self._apply(events, handed_over)
+            fires: list[TriggerFire] = []
+            for got, publish, _ in applied:
+                await self._announce_now(got, publish, handed_over)
+                fires += got
+            try:
+                await self._kept([guard for _, _, guard in applied if guard is not None])
+            except WriteLost as exc:
+                # a failover promoted a replica without a save of this batch: its events
+                # are applied again, on the state the new primary has (where a save that did
+                # survive makes them stale, and a product that fired does not fire twice)
+                log.warning("a competitor batch's save was lost (%s); applying it again", exc)
+                self._cache.clear()
+                continue
+            return fires
+
+    async def _kept(self, guards: list[Guard]) -> None:
+        """With the replica barrier: return once the replicas have each of the batch's saves
+        (waited for in place while they are short), so that its offsets are committed only
+        then: a failover that lost a save would otherwise lose its fires and prices for good.
+        ``WriteLost`` when the primary reached lacks one."""
+        if self.replicas is None:
+            return
+        for guard in guards:
+            await self.replicas.replicated_at_last("a competitor batch", guard)
 
     async def _announce_now(
         self,
@@ -262,9 +301,9 @@ class TriggerRunner:
             saved go out: held back behind a long outage, their turns' leases could run out
             (each announcement then checks nothing) and a later decision's ``seq`` reach the
             topic before theirs. One whose Redis calls fail is left out (``_publish``)."""
-            for i, (fires, publish) in enumerate(out):
+            for i, (fires, publish, guard) in enumerate(out):
                 if publish is not None:
-                    out[i] = (fires, None)
+                    out[i] = (fires, None, guard)
                     await self._announce_now(fires, publish, handed_over)
 
         if self._routes_version < 0:
@@ -443,7 +482,7 @@ class TriggerRunner:
         if not advance:  # CPU in the turn: before the save (tracker, plan), after (assignments)
             cpu = (t_save - t_apply) + (time.perf_counter() - t_saved)
             self.observer.trigger_stage("apply", cpu)
-        return fires, publish
+        return fires, publish, saved.guard
 
     async def _tracker(
         self, exp_id: str, spec: ExperimentSpec
@@ -489,17 +528,23 @@ class TriggerRunner:
     ) -> None:
         """Announce the fires, then give the experiment's turn back (taken by the save).
 
-        Redis not answering here, the announcement is left out, as after a crash: the fires
-        are saved, and the flip at their window's first boundary publishes the same with a
-        later ``seq``. Not retried: an announcement that waited out its turn's lease could
-        reach the topic after a later decision's ``seq``. The turn is then given back if
-        Redis answers, else its lease ends it."""
+        Redis not answering here, or (with the replica barrier) the replicas lacking its
+        sequence number, the announcement is left out, as after a crash: the fires are saved,
+        and the flip at their window's first boundary publishes the same with a later
+        ``seq``. Not retried: an announcement that waited out its turn's lease could reach
+        the topic after a later decision's ``seq``. Nor told before the replicas have it: a
+        failover would lose the ``seq`` after it was told, and the new primary give it to
+        another decision. The turn is then given back if Redis answers, else its lease ends
+        it."""
         try:
+            if self.replicas is not None:  # one try: a wait could outlast the turn's lease
+                what = f"experiment {spec.id}'s fires under seq {seq}"
+                await self.replicas.replicated(what, self.store.seq_guard(spec.id, seq))
             await self._announce(spec, fires, out, seq, owner)
         except UNAVAILABLE as exc:
             log.warning(
-                "redis unavailable while announcing %d fires of %s (seq %d): %s: %s; left to "
-                "the flip at their window's start",
+                "%d fires of %s not announced (seq %d): redis unavailable or its replicas "
+                "short (%s: %s); left to the flip at their window's start",
                 len(fires), spec.id, seq, type(exc).__name__, exc,
             )  # fmt: skip
         finally:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from controller.store.base import RedisStore
@@ -24,6 +24,9 @@ class TriggerSave:
     kept: bool = False
     #: fires kept earlier that this save carried out (announced under ``seq``)
     released: tuple[str, ...] = ()
+    #: what a replica barrier reads to know the save is there (the state hash and the
+    #: product states and fires as written); None when none was written
+    guard: tuple[str, dict[str, str | None]] | None = None
 
     @classmethod
     def of(cls, res: list[Any]) -> TriggerSave:
@@ -113,7 +116,21 @@ class TriggerStore(RedisStore):
             ],
             args=args,
         )
-        return TriggerSave.of(res)
+        saved = TriggerSave.of(res)
+        if saved.version is None:
+            return saved
+        written: dict[str, str | None] = {
+            k: v for k, v in fields.items() if k.startswith(("p:", "f:"))
+        }
+        if not written:  # its meta alone (a timer's save): nothing a batch needs kept
+            return saved
+        return replace(saved, guard=(f"{base}:trigger_state", written))
+
+    def seq_guard(self, exp_id: str, seq: int) -> tuple[str, dict[str, str | None]]:
+        """What a replica barrier reads to know that the experiment's sequence number
+        ``seq``, taken by a save or a decision, is there: its counter still at it (the
+        experiment's turn, held, keeps any other from taking the next)."""
+        return f"{self.exp(exp_id)}:state", {"seq_counter": str(seq)}
 
     async def kept_triggers(self, exp_id: str) -> dict[str, int]:
         """The fires kept while a decision was to be published, not carried out yet."""

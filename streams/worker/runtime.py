@@ -90,6 +90,7 @@ class Runtime:
             settings.trigger_watermark_lag,
             observer=self.metrics,
             lease_ms=int(settings.flip_lease.total_seconds() * 1000),
+            replicas=self.flipper,
         )
         held = self.metrics.experiments_held  # read at each scrape, never on a hot path
         held.labels("store").set_function(lambda: self.store.specs_held)

@@ -42,7 +42,7 @@ from streams.client.commands import send_command_async
 from streams.live.embedded import EmbeddedStack, ManagedProcess, free_port
 from streams.live.launcher import WorkerProcess, metric_value
 from streams.worker.app import group_ids
-from streams.worker.kafka import ensure_topics
+from streams.worker.kafka import JsonPublisher, ensure_topics
 from tests.integration.conftest import (
     command_ok,
     committed_offsets,
@@ -90,7 +90,9 @@ class Deployment:
     replica_pid: int
 
 
-async def deployment(done: contextlib.AsyncExitStack, tmp_path: Path) -> Deployment:
+async def deployment(
+    done: contextlib.AsyncExitStack, tmp_path: Path, **extra: Any
+) -> Deployment:
     stack = done.enter_context(EmbeddedStack(validate_outputs=True))
     host, primary_port = stack.host, stack.redis_port
     replica_port, sentinel_port = free_port(host), free_port(host)
@@ -137,6 +139,7 @@ async def deployment(done: contextlib.AsyncExitStack, tmp_path: Path) -> Deploym
             wait_timeout_ms=300,
         ),
         tick_interval=0.2,
+        **extra,
     )
     await ensure_topics(settings)
     redis = make_redis(settings)
@@ -570,3 +573,119 @@ async def test_a_freeze_waits_for_the_replica_and_is_made_again_after_the_failov
         )
         assert [r["command_id"] for r in replies].count(reply["command_id"]) == 1
         assert w.alive(), w.tail()
+
+
+async def test_a_trigger_fire_is_told_and_its_batch_committed_only_once_replicated(
+    tmp_path: Path,
+) -> None:
+    """A competitor batch that fires while the replica lacks its save. Before, the fire was
+    announced at once (its ``triggered`` event and its assignments, under a new ``seq``) and
+    the batch committed; the primary died, and the promoted replica had neither the fire nor
+    that ``seq``: the fire was lost for good (its batch committed), and the ``seq`` already
+    told was free to be given to another decision. Now the announcement goes out only once the
+    replicas have its ``seq`` (else it is left to the flip at the window's start), and the
+    batch returns, its offsets committed, only once they have its save: after the failover
+    its events are applied again on the new primary, which fires and announces once."""
+    from tests.integration.test_triggers_freezes import START as T_START
+    from tests.integration.test_triggers_freezes import price, triggered_doc
+
+    assert T_START == START  # the two experiments share the clock
+    async with contextlib.AsyncExitStack() as done:
+        # the batch's events were observed up to 52 minutes before they are read
+        d = await deployment(done, tmp_path, trigger_watermark_lag=timedelta(hours=2))
+        settings, store, clock, w = d.settings, d.store, d.clock, d.worker
+        pid = w.pid
+        command_ok(
+            await send_command_async(
+                settings, "create", timeout=60, backfill=True, spec=triggered_doc()
+            )
+        )
+        day2 = START + timedelta(days=2, hours=10)
+        await clock.set(day2 + timedelta(minutes=52))
+        await wait_for(lambda: _flipped(store, 2, "trig"), 30, "trig's flip into day 2")
+        await d.primary.set("pricelab-wait-probe", 1)
+        assert await d.primary.execute_command("WAIT", 1, 10_000) == 1
+
+        junk = await stop_the_replica(d.primary, d.replica_pid)
+        short = _short(w)
+        pub = JsonPublisher(settings)
+        await pub.start()
+        done.push_async_callback(pub.stop)
+        # b undercut 10% for 40 minutes: the rule (5% for 30 minutes) fires at the second
+        for minutes in (0, 40):
+            at = day2 + timedelta(minutes=minutes)
+            await pub.send(settings.topics.competitor_prices, price("b", 90.0, at), "b")
+        await pub.flush()
+        state_key = f"{store.exp('trig')}:trigger_state"
+
+        async def saved_on_the_primary() -> bool:
+            return bool(await d.primary.hexists(state_key, "f:b"))
+
+        await wait_for(saved_on_the_primary, 30, "b's fire on the primary")
+        group = group_ids(settings, {"controller"})["competitor"]
+
+        async def short_or_committed() -> bool:  # committed: the assert below says so
+            return _short(w) >= short + 2 or await _committed(settings, group, 1)
+
+        await wait_for(short_or_committed, 30, "the batch's barriers short")
+        assert await committed_offsets(settings, group, settings.topics.competitor_prices) == 0
+        events = await _read_all(
+            settings,
+            settings.topics.experiment_events,
+            lambda got: any(e["experiment"] == "trig" and e["kind"] == "flipped" for e in got),
+        )
+        assert not [e for e in events if e["kind"] == "triggered"], "told before replicated"
+        msgs = await _read_all(
+            settings,
+            settings.topics.assignments,
+            lambda got: any(m["experiment"] == "trig" and m["period"] == 2 for m in got),
+        )
+        assert not [m for m in msgs if m["experiment"] == "trig" and m["period"] == 3]
+
+        await fail_over_to_the_stopped_replica(d, junk)
+        assert not await d.promoted.hexists(state_key, "f:b")  # lost with the old primary
+        second = second_replica(d, tmp_path)
+        done.callback(second.stop)
+        second.start()
+
+        async def fired_again() -> bool:
+            return "b" in await store.triggers("trig")
+
+        await wait_for(fired_again, 60, "b's fire made again on the new primary")
+        assert await store.triggers("trig") == {"b": 3}  # the window opens at day 3
+        await wait_for(
+            lambda: _committed(settings, group, 2), 60, "the competitor batch committed"
+        )
+        events = await _read_all(
+            settings,
+            settings.topics.experiment_events,
+            lambda got: any(e["kind"] == "triggered" for e in got),
+        )
+        told = [e["detail"]["product"] for e in events if e["kind"] == "triggered"]
+        assert told == ["b"], told  # once, from the new primary
+        taken = int(await d.promoted.hget(f"{store.exp('trig')}:state", "seq_counter"))
+        msgs = await _read_all(
+            settings,
+            settings.topics.assignments,
+            lambda got: any(m["product"] == "b" and m["period"] == 3 for m in got),
+        )
+        # what a pricing system reads (librdkafka): per product, seq never falls, one seq is
+        # one content, and no seq beyond what the new primary has taken (the fire's, told once
+        # it was there)
+        by_product: dict[str, list[dict[str, Any]]] = {}
+        for m in msgs:
+            by_product.setdefault(m["product"], []).append(m)
+        for product, seen in by_product.items():
+            seqs = [m["seq"] for m in seen]
+            assert seqs == sorted(seqs), (product, seqs)
+            contents = {m["seq"]: m for m in seen}
+            assert all(contents[m["seq"]] == m for m in seen), (product, "a seq, two contents")
+        trig_seqs = {m["seq"] for m in msgs if m["experiment"] == "trig"}
+        assert max(trig_seqs) == taken, (trig_seqs, taken)
+        fired = [m for m in msgs if m["experiment"] == "trig" and m["seq"] == taken]
+        assert {m["period"] for m in fired} == {3} and "b" in {m["product"] for m in fired}
+        assert w.alive() and w.pid == pid, w.tail()  # applied again in place, no restart
+
+
+async def _committed(settings: Settings, group: str, n: int) -> bool:
+    return await committed_offsets(settings, group, settings.topics.competitor_prices) >= n
