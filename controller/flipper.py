@@ -172,6 +172,11 @@ class Flipper:
     def _lease_ms(self) -> int:
         return int(self.settings.flip_lease.total_seconds() * 1000)
 
+    @property
+    def waits(self) -> bool:
+        """Whether the replica barriers wait (``PRICELAB_REDIS__WAIT_REPLICAS`` set)."""
+        return bool(self.settings.redis.wait_replicas)
+
     async def replicated(
         self, what: str, guard: tuple[str, dict[str, str | None]] | None = None
     ) -> None:
@@ -905,9 +910,8 @@ class Flipper:
         new primary, and replied to once, as its doer's. Without this guard the reply's own
         barrier could pass on the new primary, and an operator be told "recorded" of a freeze
         that no longer exists."""
-        key = self.store.cat("freezes:cancelled" if cancelled else "freezes")
         what = f"freeze {freeze_id}'s {'cancel' if cancelled else 'record'}"
-        await self.replicated_at_last(what, (key, {freeze_id: None}))
+        await self.replicated_at_last(what, self.store.freeze_guard(freeze_id, cancelled))
 
 
 def _left(seq: int | None, status: str, frozen: bool, period: int) -> dict[str, str | None]:

@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
@@ -91,10 +92,17 @@ class TriggerObserver(Protocol):
 
 
 class Replicas(Protocol):
-    """The replica barriers (``controller.flipper.Flipper``; no Redis call without
-    ``PRICELAB_REDIS__WAIT_REPLICAS``): ``replicated`` tries once and raises
-    ``ReplicasBehind`` or ``WriteLost`` (an outage); ``replicated_at_last`` waits in place while
-    the replicas are short and raises ``WriteLost`` only."""
+    """The replica barriers (``controller.flipper.Flipper``): ``replicated`` tries once and
+    raises ``ReplicasBehind`` or ``WriteLost`` (outages, ``UNAVAILABLE``); ``replicated_at_last``
+    waits in place while the replicas are short or Redis does not answer, and raises
+    ``WriteLost`` when the guard says the write is gone (or Redis's own error, such as a
+    missing permission)."""
+
+    @property
+    def waits(self) -> bool:
+        """Whether the barriers wait at all (``PRICELAB_REDIS__WAIT_REPLICAS``)."""
+        ...
+
 
     async def replicated(self, what: str, guard: Guard | None = None) -> None: ...
 
@@ -168,13 +176,17 @@ class TriggerRunner:
 
     async def on_prices(self, events: Sequence[PriceEvent]) -> list[TriggerFire]:
         """Feed a batch of competitor prices; publish the starts they trigger. Returns the
-        fires it announced: its own, after the fires kept earlier that it carried out; not
-        the ones it kept (a decision of their experiment still to be published).
+        fires it carried out: its own, after the fires kept earlier that it carried out (each
+        announced, unless the replicas lacked its save: then left to the flip at its window's
+        start); not the ones it kept (a decision of their experiment still to be published).
 
         Batches are applied one at a time, in call order: call it before any other await of
         the batch's handler. The publish runs after the batch's turn, so it overlaps the next
         batch's (the consumer commits a batch's offsets only once this returned, i.e. after
-        the state save and the publish).
+        the state save and the publish). With the replica barrier
+        (``PRICELAB_REDIS__WAIT_REPLICAS``), a batch returns only once the replicas have its
+        saves, and the next batch applies only then: a save a failover lost is applied again,
+        in its place in the order.
 
         The routes are this worker's copy. Each experiment's save checks, in the same script,
         that the experiment still runs (a pause or stop refuses it, and the routes are read
@@ -182,31 +194,56 @@ class TriggerRunner:
         since the routes were read (a new experiment may hold their products).
         """
         handed_over = time.perf_counter()
-        while True:
+        if not self._waits():
             async with self._order:
                 applied = await self._apply(events, handed_over)
-            fires: list[TriggerFire] = []
-            for got, publish, _ in applied:
-                await self._announce_now(got, publish, handed_over)
-                fires += got
-            try:
-                await self._kept([guard for _, _, guard in applied if guard is not None])
-            except WriteLost as exc:
-                # a failover promoted a replica without a save of this batch: its events
-                # are applied again, on the state the new primary has (where a save that did
-                # survive makes them stale, and a product that fired does not fire twice)
-                log.warning("a competitor batch's save was lost (%s); applying it again", exc)
+            return await self._announce_all(applied, handed_over)
+        # with the replica barrier a batch holds the order until the replicas have its saves:
+        # a later batch saved first on a new primary would make a lost batch's events stale
+        async with self._order:
+            while True:
+                applied = await self._apply(events, handed_over)
+                # its announcements go out meanwhile (each after its own barrier), so the
+                # turns they hold are given back at once
+                announcing = asyncio.ensure_future(self._announce_all(applied, handed_over))
+                guards = [guard for _, _, guard in applied if guard is not None]
+                lost: WriteLost | None = None
+                try:
+                    await self._kept(guards)
+                except WriteLost as exc:
+                    lost = exc
+                finally:
+                    fires = await announcing
+                if lost is None:
+                    break
+                # a failover promoted a replica without a save of this batch: its events are
+                # applied again, on the state the new primary has (where a save that survived
+                # makes them stale, and a product that fired does not fire again)
+                log.warning("a competitor batch's save was lost (%s); applying it again", lost)
                 self._cache.clear()
-                continue
-            return fires
+        if guards:  # the marks have done their work (else they go an hour after the last)
+            with contextlib.suppress(*UNAVAILABLE):
+                await self.store.forget_trigger_marks(guards)
+        return fires
+
+    def _waits(self) -> bool:
+        return self.replicas is not None and self.replicas.waits
+
+    async def _announce_all(
+        self, applied: list[_Applied], handed_over: float
+    ) -> list[TriggerFire]:
+        fires: list[TriggerFire] = []
+        for got, publish, _ in applied:
+            await self._announce_now(got, publish, handed_over)
+            fires += got
+        return fires
 
     async def _kept(self, guards: list[Guard]) -> None:
         """With the replica barrier: return once the replicas have each of the batch's saves
-        (waited for in place while they are short), so that its offsets are committed only
-        then: a failover that lost a save would otherwise lose its fires and prices for good.
-        ``WriteLost`` when the primary reached lacks one."""
-        if self.replicas is None:
-            return
+        (waited for in place while they are short, each known by its mark), so that its
+        offsets are committed only then: a failover that lost a save would otherwise lose its
+        fires and prices for good. ``WriteLost`` when the primary reached lacks one."""
+        assert self.replicas is not None
         for guard in guards:
             await self.replicas.replicated_at_last("a competitor batch", guard)
 
@@ -358,6 +395,9 @@ class TriggerRunner:
                 continue  # published (by the flip tick after this): the next tick sees it
             if got[1] is not None:
                 await got[1]
+            if got[2] is not None:  # the mark of its save has done its work (the announcement's)
+                with contextlib.suppress(*UNAVAILABLE):
+                    await self.store.forget_trigger_marks([got[2]])
             fires += got[0]
         return fires
 
@@ -423,6 +463,8 @@ class TriggerRunner:
                 if fires:
                     plan.update({f.product: f.period for f in fires})
                 t_save = time.perf_counter()
+                # with the replica barrier, a name for this save alone, which its barriers read
+                mark = uuid.uuid4().hex if self._waits() else ""
                 saved = await self.store.save_trigger_state(
                     exp_id,
                     version,
@@ -436,6 +478,7 @@ class TriggerRunner:
                     owner,
                     self.lease_ms,
                     timer=advance,
+                    mark=mark,
                 )
             except BaseException:
                 self._cache.pop(exp_id, None)  # our copy may be ahead of Redis now
@@ -474,7 +517,7 @@ class TriggerRunner:
         publish = None
         if fires and saved.seq is not None:
             out = self._assignments(spec, fires, plan)
-            publish = self._publish(spec, fires, out, saved.seq, owner)
+            publish = self._publish(spec, fires, out, saved.seq, owner, saved.guard)
         elif saved.seq is not None:  # kept fires the state does not hold: a bug, not a wait
             log.error("experiment %s: kept fires %s not in its state", exp_id, saved.released)
             with contextlib.suppress(*UNAVAILABLE):  # else its lease ends it
@@ -525,6 +568,7 @@ class TriggerRunner:
         out: list[Assignment],
         seq: int,
         owner: str,
+        guard: Guard | None = None,
     ) -> None:
         """Announce the fires, then give the experiment's turn back (taken by the save).
 
@@ -537,9 +581,12 @@ class TriggerRunner:
         another decision. The turn is then given back if Redis answers, else its lease ends
         it."""
         try:
-            if self.replicas is not None:  # one try: a wait could outlast the turn's lease
+            if guard is not None and self.replicas is not None:
+                # one try: a wait could outlast the turn's lease; the save's mark, which no
+                # other save writes (a new primary without the save may have given ``seq``
+                # to another decision meanwhile)
                 what = f"experiment {spec.id}'s fires under seq {seq}"
-                await self.replicas.replicated(what, self.store.seq_guard(spec.id, seq))
+                await self.replicas.replicated(what, guard)
             await self._announce(spec, fires, out, seq, owner)
         except UNAVAILABLE as exc:
             log.warning(

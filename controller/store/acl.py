@@ -185,13 +185,18 @@ ROLES: tuple[Role, ...] = (
             *_COMMON,
             ("GET", ("version", "claims", "trigger_version")),
             ("HGET", ("state", "holders", "freezes")),
-            # the state, and a creation's holder (the guard of its barrier before WAIT)
-            ("HMGET", ("state", "holders")),
+            # the state; and the guards of the barriers before a WAIT: a decision's state, a
+            # creation's holder, a freeze's (or its cancel's) entry, a draft's, a trigger
+            # save's mark (PRICELAB_REDIS__WAIT_REPLICAS)
+            (
+                "HMGET",
+                ("state", "holders", "freezes", "cancelled_freezes", "drafts", "trigger_saved"),
+            ),
             ("HGETALL", ("holders", "cancelled_freezes", "trigger_state")),
             # sync_holder, windows, freezes, flips (records bracketed by their version)
             ("HSET", ("holders", "windows", "freezes", "cancelled_freezes", "records")),
             ("HSETNX", ("freezes",)),
-            ("HDEL", ("freezes",)),
+            ("HDEL", ("freezes", "trigger_saved")),  # and a trigger save's mark once replicated
             # redis-py's incr; "replicated": the barrier before a WAIT (sales, decisions, replies)
             ("INCRBY", ("version", "trail", "replicated")),
             ("SET", ("clock_mode",)),  # at start: the clock it runs on, which the CLI follows

@@ -635,6 +635,13 @@ class ExperimentStore(RedisStore):
         pipe.incr(self.cat("version"))
         await pipe.execute()
 
+    def freeze_guard(
+        self, freeze_id: str, cancelled: bool = False
+    ) -> tuple[str, dict[str, str | None]]:
+        """What a replica barrier reads to know a freeze (or its cancel) is recorded: its
+        entry in the freezes (or the cancelled freezes) hash."""
+        return self.cat("freezes:cancelled" if cancelled else "freezes"), {freeze_id: None}
+
     async def cancelled_freezes(self) -> list[dict[str, Any]]:
         raw = await self.redis.hgetall(self.cat("freezes:cancelled"))
         return [json.loads(v) | {"id": k} for k, v in raw.items()]

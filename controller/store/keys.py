@@ -126,6 +126,9 @@ EXPERIMENT_KEYS: dict[str, str] = {
     "trigger_version": "trigger_v",
     "trigger_waits": "trigger_waits",
     "trigger_kept": "trigger_kept",
+    # each trigger save's mark, kept until its batch's replica barrier passed
+    # (PRICELAB_REDIS__WAIT_REPLICAS; lua/trigger_save.lua)
+    "trigger_saved": "trigger_saved",
     "triggers": "triggers",
     "sequence_targets": "cs",
     "old_cells": "cells:*",

@@ -24,8 +24,8 @@ class TriggerSave:
     kept: bool = False
     #: fires kept earlier that this save carried out (announced under ``seq``)
     released: tuple[str, ...] = ()
-    #: what a replica barrier reads to know the save is there (the state hash and the
-    #: product states and fires as written); None when none was written
+    #: what a replica barrier reads to know this save is there: its mark (a save given
+    #: one, with ``PRICELAB_REDIS__WAIT_REPLICAS``); None otherwise
     guard: tuple[str, dict[str, str | None]] | None = None
 
     @classmethod
@@ -77,6 +77,7 @@ class TriggerStore(RedisStore):
         lease_ms: int = 30_000,
         *,
         timer: bool = False,
+        mark: str = "",
     ) -> TriggerSave:
         """Write what changed (meta, touched products - None deletes -, new fires) in one
         round trip, provided the state is still at version ``expected`` and the experiment
@@ -91,7 +92,8 @@ class TriggerStore(RedisStore):
         batch waits for the turn (``trigger_waits``, for ``lease_ms`` after the last mark at
         most): its watermark would make that batch's prices stale. Nothing written:
         ``version`` None and ``code`` 1 the version moved, 0 the experiment does not run, 2
-        its turn is another's, 3 a timer's save held back."""
+        its turn is another's, 3 a timer's save held back. ``mark``: a name unique to this
+        save, recorded with it (``trigger_mark_guard``; "": none)."""
         fields = {"meta": json.dumps(meta)}
         fields |= {f"p:{p}": json.dumps(st) for p, st in products.items() if st is not None}
         fields |= {f"f:{p}": json.dumps(f) for p, f in fired.items()}
@@ -102,7 +104,7 @@ class TriggerStore(RedisStore):
         args += [len(gone), *gone, len(triggers)]
         for p, period in triggers.items():
             args += [p, period]
-        args += [owner, lease_ms, int(timer)]
+        args += [owner, lease_ms, int(timer), mark]
         base = self.exp(exp_id)
         res = await self._script("trigger_save")(
             keys=[
@@ -113,24 +115,27 @@ class TriggerStore(RedisStore):
                 f"{base}:turn",
                 f"{base}:trigger_waits",
                 f"{base}:trigger_kept",
+                f"{base}:trigger_saved",
             ],
             args=args,
         )
         saved = TriggerSave.of(res)
-        if saved.version is None:
+        if saved.version is None or not mark:
             return saved
-        written: dict[str, str | None] = {
-            k: v for k, v in fields.items() if k.startswith(("p:", "f:"))
-        }
-        if not written:  # its meta alone (a timer's save): nothing a batch needs kept
-            return saved
-        return replace(saved, guard=(f"{base}:trigger_state", written))
+        return replace(saved, guard=self.trigger_mark_guard(exp_id, mark))
 
-    def seq_guard(self, exp_id: str, seq: int) -> tuple[str, dict[str, str | None]]:
-        """What a replica barrier reads to know that the experiment's sequence number
-        ``seq``, taken by a save or a decision, is there: its counter still at it (the
-        experiment's turn, held, keeps any other from taking the next)."""
-        return f"{self.exp(exp_id)}:state", {"seq_counter": str(seq)}
+    def trigger_mark_guard(self, exp_id: str, mark: str) -> tuple[str, dict[str, str | None]]:
+        """What a replica barrier reads to know the save marked ``mark`` is there: the mark,
+        which no other save writes (a product's state or the sequence counter may be
+        written again, by a later save or, after a failover, by another's)."""
+        return f"{self.exp(exp_id)}:trigger_saved", {mark: None}
+
+    async def forget_trigger_marks(self, guards: list[tuple[str, dict[str, str | None]]]) -> None:
+        """Delete the marks of saves whose barrier passed (one round trip)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for key, fields in guards:
+            pipe.hdel(key, *fields)
+        await pipe.execute()
 
     async def kept_triggers(self, exp_id: str) -> dict[str, int]:
         """The fires kept while a decision was to be published, not carried out yet."""

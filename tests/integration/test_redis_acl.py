@@ -18,6 +18,7 @@ import json
 import re
 import subprocess
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ from controller.store import Store, keys
 from controller.store.chunks import ProductNames
 from controller.store.clock import SharedSimulatedClock
 from controller.store.columns import NO_RECORD
+from controller.store.panel import ReplicaWait, WriteLost
 from core.ports import AdaptiveLook
 from streams.live.embedded import EmbeddedStack, ManagedProcess, free_port
 from streams.worker.handlers import RawEvent
@@ -293,6 +295,32 @@ async def test_each_role_runs_its_path_under_its_acl_user_and_nothing_more(
         drafts = pricelab(operator, "experiment", "drafts", "--json")
         assert drafts.returncode == 0, drafts.stderr
         assert [d["id"] for d in json.loads(drafts.stdout)] == ["acl-draft"]
+
+        # the barriers before a WAIT (PRICELAB_REDIS__WAIT_REPLICAS), as the controller's
+        # user (WAIT 0: no replica here): each guard's read is answered, none refused
+        # (NOPERM); an entry that is there passes, one nobody wrote is WriteLost
+        s, none = controller.store, ReplicaWait(0, 100)
+        kept = await s.draft("acl-draft")
+        assert kept is not None
+        await s.replicated(none, "a draft", s.draft_guard(kept))
+        freeze = "acl-freeze"
+        assert await s.add_freeze(freeze, {"start_ms": 0, "end_ms": 1, "experiments": None})
+        await s.replicated(none, "a freeze", s.freeze_guard(freeze))
+        await s.cancel_freeze(freeze, None)
+        await s.replicated(none, "a freeze's cancel", s.freeze_guard(freeze, cancelled=True))
+        # a trigger save given a mark (a running experiment: the script writes it)
+        v = await s.trigger_state_version(spec.id)
+        saved = await s.save_trigger_state(spec.id, v, {"stale": 0}, {}, {}, {}, mark="m1")
+        assert saved.guard == s.trigger_mark_guard(spec.id, "m1")
+        await s.replicated(none, "a trigger save", saved.guard)
+        await s.forget_trigger_marks([saved.guard])
+        for guard in (
+            s.trigger_mark_guard(spec.id, "m1"),  # forgotten
+            s.freeze_guard("no-such-freeze"),
+            s.draft_guard(replace(kept, updated_by="someone else")),
+        ):
+            with pytest.raises(WriteLost):
+                await s.replicated(none, "an entry not there", guard)
 
         # refused: the analysis user writing an assignment record or taking a flip's turn
         e = keys.experiment(p, spec.id)

@@ -11,6 +11,8 @@
 --! acl SADD trigger_waits
 --! acl PEXPIRE trigger_waits
 --! acl SREM trigger_waits
+--! acl HSET trigger_saved
+--! acl PEXPIRE trigger_saved
 -- Save a batch's trigger state only if nobody else wrote it since it was read (optimistic:
 -- one round trip, no lock), and only while the experiment runs: a pause or stop moves its
 -- 'status' in this same slot first, so no fire takes a sequence number after the stop's own.
@@ -36,10 +38,14 @@
 -- trigger_waits, which lives lease_ms after the last mark): its watermark would make that
 -- batch's prices stale (issue #56, item 2). A batch's save clears its own mark (one owner,
 -- not the set: another batch may still wait).
+-- With a save's mark (PRICELAB_REDIS__WAIT_REPLICAS; '' otherwise: nothing more written), the
+-- save also records the mark in the hash trigger_saved (it lives an hour after the last
+-- mark): a replica barrier reads it to know this save, and no other, is on the primary it
+-- reached (controller/trigger_runner.py), and the batch deletes it once replicated.
 -- KEYS: tracker state hash, triggers hash, experiment state, trigger version, the turn,
---       the waiting batch's mark, the kept fires
+--       the waiting batch's mark, the kept fires, the saves' marks
 -- ARGV: expected trigger version, n, (field, value) * n, m, gone field * m,
---       t, (product, period) * t, owner, lease_ms, timer (1 or 0)
+--       t, (product, period) * t, owner, lease_ms, timer (1 or 0), mark (or '')
 -- Returns {new trigger version, seq or -1, kept (1: the fires were kept, 0), the kept
 -- products carried out with seq...}, or {-1, trigger version, code} with nothing written:
 -- code 1 the version moved (the experiment runs), 0 it does not run, 2 the turn is
@@ -54,6 +60,15 @@ local n = tonumber(ARGV[i]); i = i + 1 + 2 * n
 local m = tonumber(ARGV[i]); i = i + 1 + m
 local t = tonumber(ARGV[i])
 local owner, lease, timer = ARGV[i + 1 + 2 * t], ARGV[i + 2 + 2 * t], ARGV[i + 3 + 2 * t]
+local mark = ARGV[i + 4 + 2 * t]
+local function version()
+  local v = redis.call('INCR', KEYS[4])
+  if mark ~= '' then
+    redis.call('HSET', KEYS[8], mark, v)
+    redis.call('PEXPIRE', KEYS[8], 3600000)
+  end
+  return v
+end
 local pending = tonumber(st[2] or '0') > tonumber(st[3] or st[2] or '0')
 if timer == '1' and (pending or redis.call('EXISTS', KEYS[6]) == 1) then
   return {-1, tv, 3}
@@ -80,7 +95,7 @@ for _ = 1, n do redis.call('HDEL', KEYS[1], ARGV[i]); i = i + 1 end
 n = tonumber(ARGV[i]); i = i + 1
 if pending then
   for _ = 1, n do redis.call('HSET', KEYS[7], ARGV[i], ARGV[i + 1]); i = i + 2 end
-  return {redis.call('INCR', KEYS[4]), -1, n > 0 and 1 or 0}
+  return {version(), -1, n > 0 and 1 or 0}
 end
 local out = {0, -1, 0}
 if n > 0 or #kept > 0 then
@@ -93,5 +108,5 @@ if n > 0 or #kept > 0 then
   out[2] = redis.call('HINCRBY', KEYS[3], 'seq_counter', 1)
   redis.call('SET', KEYS[5], owner, 'PX', lease)
 end
-out[1] = redis.call('INCR', KEYS[4])
+out[1] = version()
 return out

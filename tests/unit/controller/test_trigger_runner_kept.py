@@ -57,6 +57,7 @@ class _Pending(_Store):
         lease_ms: int = 0,
         *,
         timer: bool = False,
+        mark: str = "",
     ) -> TriggerSave:
         assert expected == self.trigger_v
         if timer and self.pending:

@@ -107,6 +107,7 @@ class _Store(NoneRetired):
         lease_ms: int = 0,
         *,
         timer: bool = False,
+        mark: str = "",
     ) -> TriggerSave:
         assert expected == self.trigger_v
         self.log.append("save " + ",".join(sorted(products)))
