@@ -103,7 +103,6 @@ class Replicas(Protocol):
         """Whether the barriers wait at all (``PRICELAB_REDIS__WAIT_REPLICAS``)."""
         ...
 
-
     async def replicated(self, what: str, guard: Guard | None = None) -> None: ...
 
     async def replicated_at_last(self, what: str, guard: Guard | None = None) -> None: ...
@@ -135,11 +134,12 @@ class TriggerRunner:
     #: runner that dies holding it blocks the experiment's decisions this long (flip_lease)
     lease_ms: int = 30_000
     #: with ``PRICELAB_REDIS__WAIT_REPLICAS``: an announcement goes out only once the
-    #: replicas have its sequence number, and a batch returns (its offsets are committed)
-    #: only once they have its saves (None: no barrier)
+    #: replicas have its save (its mark), and a batch returns (its offsets are committed),
+    #: and the next applies, only once they have its saves (None: no barrier)
     replicas: Replicas | None = None
     _routes_version: int = -1
     _batches: int = 0  # each firing batch takes the turn under its own owner id
+    _id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])  # this runner's, in them
     _routes: dict[str, str] = field(default_factory=dict)
     # experiment -> (state version, tracker, the plan of its fires) while no other worker wrote
     _cache: dict[str, tuple[int, TriggerTracker, TriggerPlan]] = field(default_factory=dict)
@@ -184,9 +184,9 @@ class TriggerRunner:
         the batch's handler. The publish runs after the batch's turn, so it overlaps the next
         batch's (the consumer commits a batch's offsets only once this returned, i.e. after
         the state save and the publish). With the replica barrier
-        (``PRICELAB_REDIS__WAIT_REPLICAS``), a batch returns only once the replicas have its
-        saves, and the next batch applies only then: a save a failover lost is applied again,
-        in its place in the order.
+        (``PRICELAB_REDIS__WAIT_REPLICAS``) a batch returns only once the replicas have its
+        saves, and the next batch applies only then (it does not overlap the publish): a
+        save a failover lost is applied again, in its place in the order.
 
         The routes are this worker's copy. Each experiment's save checks, in the same script,
         that the experiment still runs (a pause or stop refuses it, and the routes are read
@@ -200,6 +200,7 @@ class TriggerRunner:
             return await self._announce_all(applied, handed_over)
         # with the replica barrier a batch holds the order until the replicas have its saves:
         # a later batch saved first on a new primary would make a lost batch's events stale
+        marks: list[Guard] = []  # of every pass: deleted once the batch is replicated
         async with self._order:
             while True:
                 applied = await self._apply(events, handed_over)
@@ -207,6 +208,7 @@ class TriggerRunner:
                 # turns they hold are given back at once
                 announcing = asyncio.ensure_future(self._announce_all(applied, handed_over))
                 guards = [guard for _, _, guard in applied if guard is not None]
+                marks += guards
                 lost: WriteLost | None = None
                 try:
                     await self._kept(guards)
@@ -221,17 +223,21 @@ class TriggerRunner:
                 # makes them stale, and a product that fired does not fire again)
                 log.warning("a competitor batch's save was lost (%s); applying it again", lost)
                 self._cache.clear()
-        if guards:  # the marks have done their work (else they go an hour after the last)
-            with contextlib.suppress(*UNAVAILABLE):
-                await self.store.forget_trigger_marks(guards)
+        await self._forget(marks)
         return fires
+
+    async def _forget(self, marks: list[Guard]) -> None:
+        """Delete the marks of saves whose barriers are done (one round trip); one left (Redis
+        did not answer, a crash) goes with its hash, an hour after the experiment's last
+        mark."""
+        if marks:
+            with contextlib.suppress(*UNAVAILABLE):
+                await self.store.forget_trigger_marks(marks)
 
     def _waits(self) -> bool:
         return self.replicas is not None and self.replicas.waits
 
-    async def _announce_all(
-        self, applied: list[_Applied], handed_over: float
-    ) -> list[TriggerFire]:
+    async def _announce_all(self, applied: list[_Applied], handed_over: float) -> list[TriggerFire]:
         fires: list[TriggerFire] = []
         for got, publish, _ in applied:
             await self._announce_now(got, publish, handed_over)
@@ -296,9 +302,10 @@ class TriggerRunner:
                 delay = min(5.0, delay * 2)
 
     def _owner(self) -> str:
-        """A new owner id for the experiment's turn: one per batch and experiment."""
+        """A new owner id for the experiment's turn: one per batch and experiment, and no
+        other process's (with the replica barrier, the mark of the batch's saves too)."""
         self._batches += 1
-        return f"triggers-{id(self):x}-{self._batches}"
+        return f"triggers-{self._id}-{self._batches}"
 
     async def _run_retried(
         self,
@@ -381,24 +388,27 @@ class TriggerRunner:
         """Let sustained undercuts fire without a new event (called from the flip tick)."""
         await self._load_routes()
         fires: list[TriggerFire] = []
-        for exp in sorted(set(self._routes.values())):
-            owner = self._owner()
-            try:
-                got = await self._run(exp, [], advance=True, owner=owner)
-            except UNAVAILABLE:
-                # a save Redis wrote before the reply was lost took the turn: give it back if
-                # Redis answers (else its lease ends it); the next tick tries again
-                with contextlib.suppress(*UNAVAILABLE):
-                    await self.store.end_turn(exp, owner)
-                raise
-            if got is None:  # the experiment changed, or a decision of it is to be
-                continue  # published (by the flip tick after this): the next tick sees it
-            if got[1] is not None:
-                await got[1]
-            if got[2] is not None:  # the mark of its save has done its work (the announcement's)
-                with contextlib.suppress(*UNAVAILABLE):
-                    await self.store.forget_trigger_marks([got[2]])
-            fires += got[0]
+        marks: list[Guard] = []  # the saves' (with the replica barrier), deleted once a tick
+        try:
+            for exp in sorted(set(self._routes.values())):
+                owner = self._owner()
+                if self._waits():  # its save's mark, were a save's reply lost
+                    marks.append(self.store.trigger_mark_guard(exp, owner))
+                try:
+                    got = await self._run(exp, [], advance=True, owner=owner)
+                except UNAVAILABLE:
+                    # a save Redis wrote before the reply was lost took the turn: give it back
+                    # if Redis answers (else its lease ends it); the next tick tries again
+                    with contextlib.suppress(*UNAVAILABLE):
+                        await self.store.end_turn(exp, owner)
+                    raise
+                if got is None:  # the experiment changed, or a decision of it is to be
+                    continue  # published (by the flip tick after this): the next tick sees it
+                if got[1] is not None:
+                    await got[1]
+                fires += got[0]
+        finally:
+            await self._forget(marks)
         return fires
 
     async def _run(
@@ -463,8 +473,10 @@ class TriggerRunner:
                 if fires:
                     plan.update({f.product: f.period for f in fires})
                 t_save = time.perf_counter()
-                # with the replica barrier, a name for this save alone, which its barriers read
-                mark = uuid.uuid4().hex if self._waits() else ""
+                # with the replica barrier, a name for this batch's save alone, which its
+                # barriers read: its owner (the same on every try, so a save whose reply was
+                # lost is found by it too)
+                mark = owner if self._waits() else ""
                 saved = await self.store.save_trigger_state(
                     exp_id,
                     version,

@@ -71,6 +71,9 @@ Experiment ``pl:exp:{<id>}:...`` (the slot of its id; ``e`` below):
     e:trigger_waits    set of the owners of competitor batches waiting for the turn to fire
                        (PX the turn lease): timers save nothing while it stands
                        (lua/trigger_save.lua)
+    e:trigger_saved    hash mark -> version: each trigger save's mark, with
+                       PRICELAB_REDIS__WAIT_REPLICAS only, read by its replica barriers and
+                       deleted once they passed (PX 1 h after the last mark)
     e:trigger_kept     hash product -> trigger period: fires kept while a decision was to be
                        published, carried out by the first save after it is out, or taken
                        into ``triggers`` by a decision made before that save (decide.lua)

@@ -104,20 +104,15 @@ class TriggerStore(RedisStore):
         args += [len(gone), *gone, len(triggers)]
         for p, period in triggers.items():
             args += [p, period]
-        args += [owner, lease_ms, int(timer), mark]
+        args += [owner, lease_ms, int(timer)]
         base = self.exp(exp_id)
+        names = ["trigger_state", "triggers", "state", "trigger_v", "turn", "trigger_waits"]
+        names.append("trigger_kept")
+        if mark:  # only then: an ACL user made before marks may lack the key
+            names.append("trigger_saved")
+            args.append(mark)
         res = await self._script("trigger_save")(
-            keys=[
-                f"{base}:trigger_state",
-                f"{base}:triggers",
-                f"{base}:state",
-                f"{base}:trigger_v",
-                f"{base}:turn",
-                f"{base}:trigger_waits",
-                f"{base}:trigger_kept",
-                f"{base}:trigger_saved",
-            ],
-            args=args,
+            keys=[f"{base}:{name}" for name in names], args=args
         )
         saved = TriggerSave.of(res)
         if saved.version is None or not mark:

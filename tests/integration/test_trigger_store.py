@@ -282,3 +282,55 @@ async def test_fires_kept_while_a_decision_waits_are_carried_out_once_after_it(s
         assert int(await redis.hget(state, "seq_counter")) == 2
     finally:
         await redis.aclose()
+
+
+async def test_a_saves_mark_tells_it_from_a_later_save_and_is_written_only_when_given(settings):
+    """The replica barrier's guard of a trigger save (PRICELAB_REDIS__WAIT_REPLICAS): the
+    save's mark, which no later save rewrites. A later save of the same product leaves the
+    first save's mark in place (its guard passes; a guard on the product's state as written
+    would have failed: the state moved on), and a save never written is told by its mark
+    (WriteLost). Without a mark the script is called as before marks: seven keys, no mark
+    written."""
+    from controller.store.panel import ReplicaWait, WriteLost
+
+    redis = make_redis(settings)
+    store = Store(redis, settings.key_prefix)
+    monitor: list[Any] = []
+    try:
+        await store.create_experiment(_spec("m", ["p"]), T0)
+
+        async def save(price: float, mark: str = "") -> Any:
+            version = await store.trigger_state_version("m")
+            return await store.save_trigger_state(
+                "m", version, {"watermark": None, "stale": 0}, {"p": {"price": price}}, {}, {},
+                "batch", 30_000, mark=mark,
+            )  # fmt: skip
+
+        none = ReplicaWait(0, 100)  # WAIT 0: no replica here; the guard's read is the test
+        first = await save(90.0, "batch-1")
+        assert first.guard == store.trigger_mark_guard("m", "batch-1")
+        state_key = f"{store.exp('m')}:trigger_state"
+        as_written = await redis.hget(state_key, "p:p")
+        second = await save(91.0, "batch-2")  # the same product, rewritten
+        assert await redis.hget(state_key, "p:p") != as_written
+        await store.replicated(none, "the first save", first.guard)  # its mark is still there
+        await store.replicated(none, "the second save", second.guard)
+        with pytest.raises(WriteLost):
+            await store.replicated(none, "no such save", store.trigger_mark_guard("m", "x"))
+        await store.forget_trigger_marks([first.guard, second.guard])
+        with pytest.raises(WriteLost):
+            await store.replicated(none, "a forgotten mark", first.guard)
+        # without a mark: the call before marks (seven keys), nothing written under marks
+        marks = f"{store.exp('m')}:trigger_saved"
+        assert await redis.ttl(marks) == -2  # gone with its last mark
+        async with redis.monitor() as m:
+            unmarked = await save(92.0)
+            async for cmd in m.listen():
+                if "EVALSHA" in cmd["command"].upper():
+                    monitor.append(cmd["command"].split())
+                    break
+        assert unmarked.version is not None and unmarked.guard is None
+        assert monitor[0][2] == "7", monitor  # EVALSHA sha numkeys ...
+        assert not await redis.exists(marks)
+    finally:
+        await redis.aclose()

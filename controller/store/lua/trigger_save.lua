@@ -38,14 +38,15 @@
 -- trigger_waits, which lives lease_ms after the last mark): its watermark would make that
 -- batch's prices stale (issue #56, item 2). A batch's save clears its own mark (one owner,
 -- not the set: another batch may still wait).
--- With a save's mark (PRICELAB_REDIS__WAIT_REPLICAS; '' otherwise: nothing more written), the
--- save also records the mark in the hash trigger_saved (it lives an hour after the last
--- mark): a replica barrier reads it to know this save, and no other, is on the primary it
--- reached (controller/trigger_runner.py), and the batch deletes it once replicated.
+-- With a save's mark (PRICELAB_REDIS__WAIT_REPLICAS: an eighth key and a last argument;
+-- without them nothing more is written, and the call is the one before marks), the save
+-- also records the mark in the hash trigger_saved (it lives an hour after the last mark): a
+-- replica barrier reads it to know this save, and no other, is on the primary it reached
+-- (controller/trigger_runner.py), and the batch deletes it once replicated.
 -- KEYS: tracker state hash, triggers hash, experiment state, trigger version, the turn,
---       the waiting batch's mark, the kept fires, the saves' marks
+--       the waiting batch's mark, the kept fires[, the saves' marks]
 -- ARGV: expected trigger version, n, (field, value) * n, m, gone field * m,
---       t, (product, period) * t, owner, lease_ms, timer (1 or 0), mark (or '')
+--       t, (product, period) * t, owner, lease_ms, timer (1 or 0)[, mark]
 -- Returns {new trigger version, seq or -1, kept (1: the fires were kept, 0), the kept
 -- products carried out with seq...}, or {-1, trigger version, code} with nothing written:
 -- code 1 the version moved (the experiment runs), 0 it does not run, 2 the turn is
@@ -60,7 +61,8 @@ local n = tonumber(ARGV[i]); i = i + 1 + 2 * n
 local m = tonumber(ARGV[i]); i = i + 1 + m
 local t = tonumber(ARGV[i])
 local owner, lease, timer = ARGV[i + 1 + 2 * t], ARGV[i + 2 + 2 * t], ARGV[i + 3 + 2 * t]
-local mark = ARGV[i + 4 + 2 * t]
+local mark = ''
+if #KEYS >= 8 then mark = ARGV[i + 4 + 2 * t] end
 local function version()
   local v = redis.call('INCR', KEYS[4])
   if mark ~= '' then

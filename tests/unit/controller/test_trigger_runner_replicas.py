@@ -10,6 +10,7 @@ tests/integration/test_redis_wait.py::test_a_trigger_fire_is_told_and_its_batch_
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -38,6 +39,9 @@ class _Kept(_Pending):
         if not kw["mark"]:
             return saved
         return replace(saved, guard=("saved", {kw["mark"]: None}))
+
+    def trigger_mark_guard(self, exp_id: str, mark: str) -> Guard:
+        return "saved", {mark: None}
 
     async def forget_trigger_marks(self, guards: list[Guard]) -> None:
         self.forgotten += guards
@@ -96,7 +100,9 @@ def test_a_fire_is_announced_once_its_save_is_replicated_and_the_batch_returns_a
         assert [f.product for f in fires] == ["a"]
         assert store.log == ["save 1 a", "publish 1 a", "published 1"]
         [mark] = store.marks
-        assert len(mark) == 32  # a uuid's hex: this save's alone
+        # the batch's owner of the experiment's turn: a random name of this runner's, and a
+        # count (the same on every try of the save)
+        assert re.fullmatch(r"triggers-[0-9a-f]{16}-1", mark), mark
         # the save's mark read before the announcement (one try) and before the batch
         # returns (the two at once), then forgotten
         guard = ("saved", {mark: None})
@@ -163,5 +169,31 @@ def test_a_batch_whose_save_a_failover_lost_is_applied_again_before_the_next_bat
             "save 2 b", "publish 2 b", "published 2",
         ]  # fmt: skip
         assert store.triggers.keys() == {"a", "b"}
+
+    asyncio.run(main())
+
+
+def test_the_timer_marks_its_saves_and_deletes_the_marks_once_a_tick() -> None:
+    """The timer's saves are marked too (its announcements' barrier reads them), and every
+    mark of the tick is deleted at its end, whether it fired or not (else the marks hash
+    would grow by one a tick while the experiment runs)."""
+
+    async def main() -> None:
+        store = _Kept()
+        replicas = _Replicas(store)
+        sink = _Sink(store.log)
+        sink.release.set()
+        # the clock 10 minutes on: the timer's watermark (5 minutes behind) is past T0
+        clock = ManualClock(T0 + timedelta(minutes=10))
+        runner = TriggerRunner(store, sink, clock, replicas=replicas)  # type: ignore[arg-type]
+        await runner.on_prices([_Price("a", "x", 80.0, T0)])  # a's undercut, due at once
+        store.forgotten.clear()
+        fires = await runner.advance()
+        assert [f.product for f in fires] == ["a"]
+        [mark] = store.marks[1:]
+        assert store.forgotten == [("saved", {mark: None})]
+        assert replicas.asked[-1] == ("once", ("saved", {mark: None}))  # its announcement's
+        assert await runner.advance() == []  # nothing to fire: its mark deleted all the same
+        assert store.forgotten[1:] == [("saved", {store.marks[-1]: None})]
 
     asyncio.run(main())
