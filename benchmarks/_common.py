@@ -26,14 +26,14 @@ NOW = START + timedelta(hours=12)
 
 
 def controller_malloc(fixed: bool) -> str:
-    """Give this process the malloc setting an operator may give a controller worker
+    """Give this process the malloc setting a controller worker runs with
     (``streams.worker.memory.CONTROLLER_MMAP_THRESHOLD``, by ``mallopt``: the variable itself
     would reach the broker and redis-server this process starts) when ``fixed``; glibc's
-    defaults (a controller's) otherwise. What it runs with, for the report."""
+    defaults otherwise. What it runs with, for the report."""
     from streams.worker.memory import CONTROLLER_MMAP_THRESHOLD, set_mmap_threshold
 
     if not fixed:
-        return "glibc's defaults, a controller's"
+        return "glibc's defaults"
     if not set_mmap_threshold(CONTROLLER_MMAP_THRESHOLD):
         raise SystemExit("mallopt refused the controller's mmap threshold")
     return f"a controller's (mmap threshold {CONTROLLER_MMAP_THRESHOLD:,} bytes)"

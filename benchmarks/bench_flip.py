@@ -14,8 +14,8 @@ first one.
 Baseline in the same run: ``redis-benchmark -t set -n N -P 1000`` (pipelined SET, from the
 Debian package redis-tools) against the same Redis; if it is missing, a redis-py pipelined
 SET loop (said in the output). Peak RSS of this process is reported (it is the worker's
-flip path, run in-process). ``--fixed-mmap-threshold`` gives it the malloc setting an operator
-may give a controller (``benchmarks._common.controller_malloc``); glibc's defaults otherwise.
+flip path, run in-process). It runs with a controller worker's malloc setting
+(``benchmarks._common.controller_malloc``), or glibc's defaults with ``--malloc-defaults``.
 
 The stack is the default one (``EmbeddedStack()``, as ``pricelab up`` starts it): the broker does
 not check the output contracts (``--contract-checks`` turns that on, as the integration tests
@@ -308,13 +308,13 @@ def main() -> None:
         "(issue #17: 10 x 10,000); the baseline is one experiment of the same total size",
     )
     ap.add_argument(
-        "--fixed-mmap-threshold",
+        "--malloc-defaults",
         action="store_true",
-        help="flip with the mmap threshold an operator may give a controller worker "
-        "(streams/worker/memory.py CONTROLLER_MMAP_THRESHOLD) instead of glibc's defaults",
+        help="flip with glibc's malloc defaults instead of a controller worker's fixed mmap "
+        "threshold (streams/worker/memory.py CONTROLLER_MMAP_THRESHOLD)",
     )
     args = ap.parse_args()
-    malloc = controller_malloc(args.fixed_mmap_threshold)
+    malloc = controller_malloc(not args.malloc_defaults)
     print(f"malloc: {malloc}", flush=True)
     n = args.products
     if args.experiments > 1:

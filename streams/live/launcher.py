@@ -21,6 +21,7 @@ from pathlib import Path
 
 from controller.settings import Settings
 from streams.live.embedded import free_port
+from streams.worker.memory import CONTROLLER_MMAP_THRESHOLD
 
 #: glibc malloc settings for an analysis worker (set at exec: ``mallopt`` caps the mmap
 #: threshold at 32 MB). A cycle allocates ~1 GB of short-lived numpy arrays of ~70 MB each at
@@ -34,16 +35,24 @@ ANALYSIS_GLIBC_TUNABLES = (
 )
 
 
+#: glibc malloc settings for a controller worker: its mmap threshold fixed (why, and what it
+#: costs: ``streams.worker.memory.CONTROLLER_MMAP_THRESHOLD``). A controller started without
+#: GLIBC_TUNABLES sets the same threshold itself (``controller_malloc_at_start``).
+#: docker-compose.yml sets the same value (checked by a contract test).
+CONTROLLER_GLIBC_TUNABLES = f"glibc.malloc.mmap_threshold={CONTROLLER_MMAP_THRESHOLD}"
+
+
 def role_env(roles: tuple[str, ...] | set[str], environ: Mapping[str, str]) -> dict[str, str]:
     """The environment a worker of these roles is started with, beyond its settings: the
-    malloc settings for analysis (when it serves both roles too), unless ``environ`` already
-    sets GLIBC_TUNABLES: an operator's own value, even an empty one (glibc's defaults), wins.
-    A controller keeps glibc's defaults (``streams.worker.memory.CONTROLLER_MMAP_THRESHOLD``
-    says why)."""
+    malloc settings for its role (analysis's, when it serves both), unless ``environ`` already
+    sets GLIBC_TUNABLES: an operator's own value, even an empty one (glibc's defaults), wins
+    for every role."""
     if "GLIBC_TUNABLES" in environ:
         return {}
     if "analysis" in roles:
         return {"GLIBC_TUNABLES": ANALYSIS_GLIBC_TUNABLES}
+    if "controller" in roles:
+        return {"GLIBC_TUNABLES": CONTROLLER_GLIBC_TUNABLES}
     return {}
 
 

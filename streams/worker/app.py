@@ -16,6 +16,7 @@ import asyncio
 import functools
 import gc
 import logging
+import os
 import ssl
 import tempfile
 import time
@@ -37,7 +38,7 @@ from streams.worker.handlers import (
 )
 from streams.worker.kafka import consumer_lag
 from streams.worker.logging import worker_logging_config
-from streams.worker.memory import trim_for
+from streams.worker.memory import controller_malloc_at_start, trim_for
 from streams.worker.metrics import Metrics
 from streams.worker.readiness import Readiness
 from streams.worker.runtime import Runtime
@@ -463,6 +464,7 @@ async def preflight(settings: Settings, roles: Iterable[str] = ()) -> None:
 def run_worker(settings: Settings, roles: set[str]) -> None:
     """Run a faust worker for the given roles until SIGINT/SIGTERM (graceful shutdown). A
     broker or Redis that does not answer at start raises ServiceUnavailable first."""
+    controller_malloc_at_start(roles, os.environ)  # started by hand: a controller's malloc
     asyncio.run(preflight(settings, roles))
     app, rt = build_app(settings, roles)
     tune_gc()

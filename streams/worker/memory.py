@@ -20,7 +20,7 @@ import ctypes
 import ctypes.util
 import functools
 import sys
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import Literal
 
 from prometheus_client.core import GaugeMetricFamily
@@ -83,12 +83,10 @@ def libc_malloc_trim() -> Callable[[], int] | None:
     return functools.partial(f, 0)
 
 
-#: the mmap threshold an operator may fix for a controller worker (bytes, not the default):
-#: glibc's starting 128 KiB, so that larger blocks are mapped alone and unmapped when freed
-#: instead of fragmenting the heap once glibc's moving threshold has risen
-#: (docs/operations.md, "A controller's memory"). Not the default: the soak of 2026-11-29 15:55
-#: with it as the default fell behind at its rate, which that run could not tell from the
-#: setting's cost. An operator sets ``GLIBC_TUNABLES=glibc.malloc.mmap_threshold=131072``.
+#: the mmap threshold a controller worker runs with (bytes): glibc's starting 128 KiB, fixed,
+#: so that larger blocks are mapped alone and unmapped when freed instead of fragmenting the
+#: heap once glibc's moving threshold has risen (docs/operations.md, "A controller's memory":
+#: the soaks that chose it, and what it costs the flip)
 CONTROLLER_MMAP_THRESHOLD = 128 * 1024
 _M_MMAP_THRESHOLD = -3  # mallopt's parameter (malloc.h)
 
@@ -113,6 +111,21 @@ def set_mmap_threshold(
     mallopt's 32 MB cap); False where the C library has no ``mallopt`` or refuses it."""
     f = libc_mallopt() if mallopt == "libc" else mallopt
     return f is not None and f(_M_MMAP_THRESHOLD, value) == 1
+
+
+def controller_malloc_at_start(
+    roles: Collection[str],
+    environ: Mapping[str, str],
+    mallopt: Callable[[int, int], int] | None | Literal["libc"] = "libc",
+) -> bool:
+    """At a worker's start: a controller-only worker that was not started with
+    ``GLIBC_TUNABLES`` (a ``pricelab worker`` run by hand, the image run without compose)
+    takes the controller's threshold here, as the launcher and compose give it at exec. An
+    operator's ``GLIBC_TUNABLES``, even an empty one (glibc's defaults), wins. Whether it was
+    set now."""
+    if "analysis" in roles or "controller" not in roles or "GLIBC_TUNABLES" in environ:
+        return False
+    return set_mmap_threshold(CONTROLLER_MMAP_THRESHOLD, mallopt)
 
 
 def trim_for(roles: Collection[str]) -> Callable[[], int] | None:

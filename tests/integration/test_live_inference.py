@@ -14,7 +14,7 @@ from scipy import stats
 
 from controller.store import Store
 from streams.live.driver import LiveDriver, LiveRun
-from streams.live.launcher import ANALYSIS_GLIBC_TUNABLES
+from streams.live.launcher import ANALYSIS_GLIBC_TUNABLES, CONTROLLER_GLIBC_TUNABLES
 from tests.integration.conftest import make_settings
 from tests.integration.live import drive as _drive
 from tests.integration.live import live_run as _run
@@ -35,11 +35,12 @@ async def test_every_published_interval_is_effect_plus_minus_q_se(stack) -> None
     ]
     used = await _drive(settings, runs)
     # the analysis worker runs with the malloc settings its cycles were measured with
-    # (streams/live/launcher.py); the controller with glibc's defaults. /proc shows the variable
-    # as glibc left it after parsing (it rewrites the value in place, up to the first ':')
+    # (streams/live/launcher.py); the controller with its own. /proc shows the variable as
+    # glibc left it after parsing (it rewrites the value in place, up to the first ':')
     tunables = used["environ"]["analysis"][b"GLIBC_TUNABLES"]
     assert tunables and ANALYSIS_GLIBC_TUNABLES.encode().startswith(tunables), tunables
-    assert b"GLIBC_TUNABLES" not in used["environ"]["controller"]
+    tunables = used["environ"]["controller"][b"GLIBC_TUNABLES"]
+    assert tunables and CONTROLLER_GLIBC_TUNABLES.encode().startswith(tunables), tunables
     checked: dict[tuple[str, bool], int] = {}
     for run in runs:
         assert run.estimates, f"{run.id}: nothing published"

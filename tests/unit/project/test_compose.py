@@ -240,17 +240,17 @@ def test_the_worker_image_holds_every_package_it_installs() -> None:
     assert packages and packages <= copied, sorted(packages - copied)
 
 
-def test_the_analysis_worker_gets_the_launchers_malloc_settings() -> None:
-    """Compose starts the analysis worker with the glibc malloc settings the embedded launcher
-    gives it (one value, here and in streams/live/launcher.py); the controller keeps glibc's
-    defaults in both."""
-    from streams.live.launcher import ANALYSIS_GLIBC_TUNABLES, role_env
+def test_each_worker_gets_the_launchers_malloc_settings() -> None:
+    """Compose starts the analysis and the controller workers with the glibc malloc settings the
+    embedded launcher gives them (one value each, here and in streams/live/launcher.py)."""
+    from streams.live.launcher import ANALYSIS_GLIBC_TUNABLES, CONTROLLER_GLIBC_TUNABLES, role_env
 
     services = _services()
     assert services["analysis"]["environment"]["GLIBC_TUNABLES"] == ANALYSIS_GLIBC_TUNABLES
-    assert "GLIBC_TUNABLES" not in services["controller"]["environment"]
+    assert services["controller"]["environment"]["GLIBC_TUNABLES"] == CONTROLLER_GLIBC_TUNABLES
+    assert CONTROLLER_GLIBC_TUNABLES == "glibc.malloc.mmap_threshold=131072"
     assert role_env(("analysis",), {}) == {"GLIBC_TUNABLES": ANALYSIS_GLIBC_TUNABLES}
-    assert role_env(("controller",), {}) == {}
+    assert role_env(("controller",), {}) == {"GLIBC_TUNABLES": CONTROLLER_GLIBC_TUNABLES}
     # a worker of both roles runs analysis's cycles: analysis's settings
     assert role_env(("controller", "analysis"), {}) == {"GLIBC_TUNABLES": ANALYSIS_GLIBC_TUNABLES}
     assert role_env(("analysis",), {"GLIBC_TUNABLES": "mine"}) == {}  # an operator's own wins

@@ -146,9 +146,10 @@ def test_only_a_controller_worker_trims():
 
 _THRESHOLD = """
 import sys
-from streams.worker.memory import CONTROLLER_MMAP_THRESHOLD, libc_mallinfo2, set_mmap_threshold
+from streams.worker.memory import controller_malloc_at_start, libc_mallinfo2
 
-was_set = set_mmap_threshold(CONTROLLER_MMAP_THRESHOLD) if sys.argv[1] == "fixed" else False
+environ = {} if sys.argv[1] == "by-hand" else {"GLIBC_TUNABLES": ""}
+was_set = controller_malloc_at_start({"controller"}, environ)
 info = libc_mallinfo2()
 a = bytearray(2**20)  # mapped alone (above glibc's starting 128 KiB threshold)
 del a  # freed: glibc's moving threshold rises to its size, unless the threshold is fixed
@@ -172,11 +173,31 @@ def _mapped_after(how: str) -> tuple[int, int]:
     return was_set, mapped
 
 
-def test_a_fixed_mmap_threshold_keeps_mapping_blocks_alone_after_a_larger_one_is_freed():
-    """What ``set_mmap_threshold`` does (the operator's controller setting, and the flip
-    bench's ``--fixed-mmap-threshold``): a 200 KiB block is still mapped on its own after a 1
-    MiB one was freed. With glibc's defaults the moving threshold puts it in the heap."""
-    was_set, mapped = _mapped_after("fixed")
+def test_a_controller_started_by_hand_fixes_its_mmap_threshold_as_the_launcher_would():
+    """A controller worker started without GLIBC_TUNABLES (by hand, or the image without
+    compose) fixes malloc's mmap threshold itself: a 200 KiB block is still mapped on its own
+    after a 1 MiB one was freed. With an operator's GLIBC_TUNABLES (here empty: glibc's
+    defaults) it leaves malloc alone, and glibc's moving threshold puts that block in the heap."""
+    was_set, mapped = _mapped_after("by-hand")
     assert was_set == 1 and mapped >= 200 * 1024
-    was_set, mapped = _mapped_after("defaults")
+    was_set, mapped = _mapped_after("operator")
     assert was_set == 0 and mapped == 0
+
+
+def test_only_a_controller_only_worker_sets_the_threshold_at_start():
+    from streams.worker.memory import CONTROLLER_MMAP_THRESHOLD, controller_malloc_at_start
+
+    calls: list[tuple[int, int]] = []
+
+    def mallopt(param: int, value: int) -> int:
+        calls.append((param, value))
+        return 1
+
+    assert controller_malloc_at_start({"controller"}, {}, mallopt)
+    assert calls == [(-3, CONTROLLER_MMAP_THRESHOLD)]  # M_MMAP_THRESHOLD, 128 KiB
+    assert CONTROLLER_MMAP_THRESHOLD == 131072
+    assert not controller_malloc_at_start({"analysis"}, {}, mallopt)
+    assert not controller_malloc_at_start({"controller", "analysis"}, {}, mallopt)
+    assert not controller_malloc_at_start({"controller"}, {"GLIBC_TUNABLES": "x"}, mallopt)
+    assert not controller_malloc_at_start({"controller"}, {}, None)  # no mallopt: nothing
+    assert len(calls) == 1
