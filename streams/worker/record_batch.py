@@ -130,8 +130,8 @@ class Scratch:
     index arrays are 8 bytes a record). Built into fresh buffers, each batch took ~1.5 MiB of
     large blocks (its records, a copy for the codec, the codec's output sized for the worst
     case), which malloc maps and faults in afresh at every batch once its mmap threshold is
-    fixed, as an operator may fix a controller's (docs/operations.md, "A controller's
-    memory"). Not for
+    fixed, as a controller's is (``streams.worker.memory.CONTROLLER_MMAP_THRESHOLD``;
+    docs/operations.md, "A controller's memory"). Not for
     concurrent use: :func:`build` never awaits, and copies what it returns out of these
     buffers."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
+import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from streams.live.launcher import metric_value
@@ -201,3 +202,26 @@ def test_only_a_controller_only_worker_sets_the_threshold_at_start():
     assert not controller_malloc_at_start({"controller"}, {"GLIBC_TUNABLES": "x"}, mallopt)
     assert not controller_malloc_at_start({"controller"}, {}, None)  # no mallopt: nothing
     assert len(calls) == 1
+
+
+def test_a_worker_sets_its_controllers_malloc_before_anything_else(monkeypatch):
+    """``run_worker`` (``pricelab worker``, the image's command) gives a controller its
+    threshold first, with its roles and its environment as started: 7830be1 removed the call
+    and no test failed."""
+    from controller.settings import Settings
+    from streams.worker import app
+
+    seen: list[tuple[set[str], object]] = []
+
+    def at_start(roles: set[str], environ: object) -> bool:
+        seen.append((set(roles), environ))
+        return True
+
+    async def preflight(settings: object, roles: object = ()) -> None:
+        raise RuntimeError("stopped after the malloc setting")
+
+    monkeypatch.setattr(app, "controller_malloc_at_start", at_start)
+    monkeypatch.setattr(app, "preflight", preflight)
+    with pytest.raises(RuntimeError, match="stopped after"):
+        app.run_worker(Settings(), {"controller"})
+    assert seen == [({"controller"}, os.environ)]
